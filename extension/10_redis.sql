@@ -1,0 +1,18 @@
+-- pgpoly_redis: the Redis foreign-data wrapper.
+
+CREATE FUNCTION pgpoly.redis_handler()
+RETURNS fdw_handler
+AS 'MODULE_PATHNAME', 'pgpoly_redis_handler'
+LANGUAGE C STRICT;
+
+CREATE FUNCTION pgpoly.redis_validator(text[], oid)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pgpoly_redis_validator'
+LANGUAGE C STRICT;
+
+CREATE FOREIGN DATA WRAPPER pgpoly_redis
+  HANDLER pgpoly.redis_handler
+  VALIDATOR pgpoly.redis_validator;
+
+COMMENT ON FOREIGN DATA WRAPPER pgpoly_redis IS
+'Redis 6/7: hash, string, json, zset, set and list keys as tables';

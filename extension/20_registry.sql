@@ -1,0 +1,871 @@
+-- extension/20_registry.sql
+--	  Native ML metadata: experiments, runs, params, metrics, model registry with
+--	  aliases and alias history, datasets, feature views and the lineage graph.
+--
+-- Contract: API.md section 2.  Design invariants kept by this file:
+--	* Every table has a real primary key; versions reference their run (when given),
+--	  aliases reference an existing version, and constraint names are stable.
+--	* The functions validate their input and raise a specific SQLSTATE with a clear
+--	  message before any constraint could fire:
+--		42704 undefined_object          unknown run, model, version, alias, lineage node
+--		22023 invalid_parameter_value   bad status, lineage kind, direction, depth,
+--		                                empty name, non-object jsonb, self edge
+--		22004 null_value_not_allowed    a required argument is NULL
+--		23505 unique_violation          a param logged again with a different value
+--	  The constraints remain as the last line of defence for direct DML.
+--	* Every function pins search_path and schema-qualifies every object, so it is
+--	  safe under any caller search_path.
+--	* Functions are SECURITY INVOKER: callers need the table privileges (see the
+--	  reader/writer role pattern in the README).  Nothing here is granted to PUBLIC
+--	  except EXECUTE on functions, which is harmless without table privileges.
+--	* Model version numbers come from a per-model counter row updated with
+--	  INSERT ... ON CONFLICT DO UPDATE, so concurrent registrations serialise on that
+--	  row and never collide, and a rolled-back registration leaves no gap.
+
+--
+-- Lineage node kinds: one list, used by the table CHECKs and by the functions.
+--
+CREATE FUNCTION pgpoly._lineage_kinds()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT '{dataset,feature_view,run,model_version,es_index,vector_collection,job}'::text[] $$;
+
+COMMENT ON FUNCTION pgpoly._lineage_kinds() IS
+	'Internal: the valid lineage node kinds';
+
+--
+-- Experiments and runs
+--
+CREATE TABLE pgpoly.experiments (
+	experiment_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	name          text NOT NULL CONSTRAINT experiments_name_key UNIQUE
+	              CONSTRAINT experiments_name_check CHECK (name <> ''),
+	tags          jsonb NOT NULL DEFAULT '{}'
+	              CONSTRAINT experiments_tags_check CHECK (jsonb_typeof(tags) = 'object'),
+	created_at    timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE pgpoly.runs (
+	run_id        uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+	experiment_id bigint NOT NULL REFERENCES pgpoly.experiments,
+	run_name      text,
+	status        text NOT NULL DEFAULT 'RUNNING'
+	              CONSTRAINT runs_status_check
+	              CHECK (status IN ('RUNNING', 'FINISHED', 'FAILED', 'KILLED')),
+	start_time    timestamptz NOT NULL DEFAULT now(),
+	end_time      timestamptz,
+	params        jsonb NOT NULL DEFAULT '{}'
+	              CONSTRAINT runs_params_check CHECK (jsonb_typeof(params) = 'object'),
+	tags          jsonb NOT NULL DEFAULT '{}'
+	              CONSTRAINT runs_tags_check CHECK (jsonb_typeof(tags) = 'object'),
+	CONSTRAINT runs_end_time_check
+		CHECK ((status = 'RUNNING') = (end_time IS NULL) AND end_time >= start_time)
+);
+-- "runs of experiment X, newest first" (MLflow's search_runs default order)
+CREATE INDEX runs_experiment_start_idx ON pgpoly.runs (experiment_id, start_time DESC);
+
+-- Full metric history.  metric_id only gives ORMs a primary key; the history order
+-- is (step, ts, value), as in MLflow.
+CREATE TABLE pgpoly.metrics (
+	metric_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	run_id    uuid NOT NULL REFERENCES pgpoly.runs ON DELETE CASCADE,
+	key       text NOT NULL CONSTRAINT metrics_key_check CHECK (key <> ''),
+	value     float8 NOT NULL,
+	step      bigint NOT NULL DEFAULT 0,
+	ts        timestamptz NOT NULL DEFAULT now()
+);
+-- Serves latest_metrics (one descending probe per run and key) and history plots.
+CREATE INDEX metrics_run_key_step_idx
+	ON pgpoly.metrics (run_id, key, step DESC, ts DESC, value DESC);
+
+-- MLflow's latest-metric rule: per run and key the value at the highest step; ties go
+-- to the latest timestamp, then to the largest value (so the answer is deterministic).
+CREATE VIEW pgpoly.latest_metrics AS
+	SELECT DISTINCT ON (m.run_id, m.key)
+	       m.run_id, m.key, m.value, m.step, m.ts
+	FROM   pgpoly.metrics m
+	ORDER  BY m.run_id, m.key, m.step DESC, m.ts DESC, m.value DESC;
+
+COMMENT ON VIEW pgpoly.latest_metrics IS
+	'Per run and key: the value at the highest step, ties to the latest ts (MLflow semantics)';
+
+--
+-- Model registry
+--
+-- last_version is the per-model version counter (see register_model_version).
+CREATE TABLE pgpoly.registered_models (
+	name         text PRIMARY KEY CONSTRAINT registered_models_name_check CHECK (name <> ''),
+	description  text,
+	tags         jsonb NOT NULL DEFAULT '{}'
+	             CONSTRAINT registered_models_tags_check CHECK (jsonb_typeof(tags) = 'object'),
+	last_version int NOT NULL DEFAULT 0 CONSTRAINT registered_models_last_version_check
+	             CHECK (last_version >= 0),
+	created_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE pgpoly.model_versions (
+	model_name text NOT NULL REFERENCES pgpoly.registered_models ON DELETE CASCADE,
+	version    int NOT NULL CONSTRAINT model_versions_version_check CHECK (version > 0),
+	run_id     uuid REFERENCES pgpoly.runs,
+	source_uri text NOT NULL,
+	tags       jsonb NOT NULL DEFAULT '{}'
+	           CONSTRAINT model_versions_tags_check CHECK (jsonb_typeof(tags) = 'object'),
+	created_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (model_name, version)
+);
+CREATE INDEX model_versions_run_idx ON pgpoly.model_versions (run_id);
+
+CREATE TABLE pgpoly.model_aliases (
+	model_name text NOT NULL,
+	alias      text NOT NULL CONSTRAINT model_aliases_alias_check CHECK (alias <> ''),
+	version    int NOT NULL,
+	PRIMARY KEY (model_name, alias),
+	FOREIGN KEY (model_name, version) REFERENCES pgpoly.model_versions ON DELETE CASCADE
+);
+CREATE INDEX model_aliases_version_idx ON pgpoly.model_aliases (model_name, version);
+
+-- One row per (model, alias) ever used, kept after the alias is deleted.  Its integer
+-- slot_id exists only so that the history's no-overlap rule can be a real exclusion
+-- constraint in stock PostgreSQL: equality on text needs btree_gist, which this
+-- extension must not require, but equality on an integer k is exactly overlap of the
+-- one-point ranges int4range(k, k, '[]'), which core GiST supports.
+CREATE TABLE pgpoly.model_alias_slots (
+	slot_id    int GENERATED ALWAYS AS IDENTITY CONSTRAINT model_alias_slots_slot_id_key UNIQUE,
+	model_name text NOT NULL REFERENCES pgpoly.registered_models ON DELETE CASCADE,
+	alias      text NOT NULL,
+	PRIMARY KEY (model_name, alias),
+	CONSTRAINT model_alias_slots_full_key UNIQUE (model_name, alias, slot_id)
+);
+
+-- Which version an alias pointed to, and when: valid is [set, moved-or-deleted).
+-- The open range (upper bound infinite) is the current assignment.
+CREATE TABLE pgpoly.model_alias_history (
+	model_name text NOT NULL,
+	alias      text NOT NULL,
+	version    int NOT NULL,
+	valid      tstzrange NOT NULL,
+	alias_slot int NOT NULL,
+	FOREIGN KEY (model_name, alias, alias_slot)
+		REFERENCES pgpoly.model_alias_slots (model_name, alias, slot_id) ON DELETE CASCADE,
+	FOREIGN KEY (model_name, version) REFERENCES pgpoly.model_versions ON DELETE CASCADE,
+	CONSTRAINT model_alias_history_valid_check
+		CHECK (NOT isempty(valid) AND NOT lower_inf(valid)),
+	-- no two ranges of one (model, alias) overlap; see model_alias_slots
+	CONSTRAINT model_alias_history_no_overlap EXCLUDE USING gist (
+		int4range(alias_slot, alias_slot, '[]') WITH &&,
+		valid WITH &&)
+);
+-- at most one open range per (model, alias), and a quick way to find it
+CREATE UNIQUE INDEX model_alias_history_open_idx
+	ON pgpoly.model_alias_history (alias_slot) WHERE upper_inf(valid);
+CREATE INDEX model_alias_history_model_idx
+	ON pgpoly.model_alias_history (model_name, alias, lower(valid));
+
+--
+-- Datasets, feature views, lineage
+--
+CREATE TABLE pgpoly.datasets (
+	name       text PRIMARY KEY CONSTRAINT datasets_name_check CHECK (name <> ''),
+	version    text,
+	uri        text,
+	store      text NOT NULL DEFAULT 'postgres',
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Rows are written by the feature store (create_feature_view).
+CREATE TABLE pgpoly.feature_views (
+	name          text PRIMARY KEY CONSTRAINT feature_views_name_check CHECK (name <> ''),
+	entity        text NOT NULL,
+	online_table  regclass NOT NULL,
+	offline_table regclass,
+	ttl           interval CONSTRAINT feature_views_ttl_check CHECK (ttl > interval '0'),
+	created_at    timestamptz NOT NULL DEFAULT now()
+);
+
+-- Directed edges src -> dst ("dst was derived from / consumed src").  Nodes are
+-- (kind, name) pairs and need not exist in any table (an es_index, a job).  The
+-- primary key serves downstream walks and the dst index upstream walks, both as
+-- index-only scans.
+CREATE TABLE pgpoly.lineage_edges (
+	src_kind   text NOT NULL,
+	src_name   text NOT NULL,
+	dst_kind   text NOT NULL,
+	dst_name   text NOT NULL,
+	relation   text NOT NULL DEFAULT 'derived',
+	created_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (src_kind, src_name, dst_kind, dst_name, relation),
+	CONSTRAINT lineage_edges_kind_check
+		CHECK (src_kind = ANY (pgpoly._lineage_kinds())
+		       AND dst_kind = ANY (pgpoly._lineage_kinds())),
+	CONSTRAINT lineage_edges_name_check
+		CHECK (src_name <> '' AND dst_name <> '' AND relation <> ''),
+	CONSTRAINT lineage_edges_no_self_edge
+		CHECK ((src_kind, src_name) <> (dst_kind, dst_name))
+);
+CREATE INDEX lineage_edges_dst_idx
+	ON pgpoly.lineage_edges (dst_kind, dst_name) INCLUDE (src_kind, src_name, relation);
+
+-- pg_dump must dump the rows users put in these extension tables (one call per
+-- statement: each call updates pg_extension's row).
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.experiments', '');
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.runs', '');
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.metrics', '');
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.registered_models', '');
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.model_versions', '');
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.model_aliases', '');
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.model_alias_slots', '');
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.model_alias_history', '');
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.datasets', '');
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.feature_views', '');
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.lineage_edges', '');
+SELECT pg_catalog.pg_extension_config_dump(
+	pg_catalog.pg_get_serial_sequence('pgpoly.experiments', 'experiment_id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(
+	pg_catalog.pg_get_serial_sequence('pgpoly.metrics', 'metric_id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(
+	pg_catalog.pg_get_serial_sequence('pgpoly.model_alias_slots', 'slot_id')::regclass, '');
+
+--
+-- Internal helpers
+--
+
+-- Raise 22004 if a required argument is NULL.
+CREATE FUNCTION pgpoly._require(val anyelement, argname text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	IF val IS NULL THEN
+		RAISE EXCEPTION 'argument "%" must not be NULL', argname
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+END
+$$;
+
+-- Raise 22004/22023 unless name is a non-empty text.
+CREATE FUNCTION pgpoly._require_name(val text, argname text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	PERFORM pgpoly._require(val, argname);
+	IF val = '' THEN
+		RAISE EXCEPTION 'argument "%" must not be empty', argname
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+END
+$$;
+
+-- Return obj, '{}' for NULL; raise 22023 unless it is a JSON object.
+CREATE FUNCTION pgpoly._json_object(obj jsonb, argname text)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	IF obj IS NULL THEN
+		RETURN '{}'::jsonb;
+	END IF;
+	IF jsonb_typeof(obj) <> 'object' THEN
+		RAISE EXCEPTION 'argument "%" must be a JSON object, not %', argname, jsonb_typeof(obj)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass key/value pairs, e.g. ''{"lr": "0.1"}''.';
+	END IF;
+	RETURN obj;
+END
+$$;
+
+-- Raise 42704 unless the run exists.  lock: take a row lock (params updates).
+CREATE FUNCTION pgpoly._check_run(run uuid, lock bool DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	PERFORM pgpoly._require(run, 'run');
+	IF lock THEN
+		PERFORM FROM pgpoly.runs r WHERE r.run_id = _check_run.run FOR NO KEY UPDATE;
+	ELSE
+		PERFORM FROM pgpoly.runs r WHERE r.run_id = _check_run.run;
+	END IF;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'run % does not exist', run
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Create runs with pgpoly.start_run().';
+	END IF;
+END
+$$;
+
+-- Raise 42704 unless the registered model exists.
+CREATE FUNCTION pgpoly._check_model(model text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	PERFORM pgpoly._require_name(model, 'model');
+	PERFORM FROM pgpoly.registered_models m WHERE m.name = _check_model.model;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'registered model "%" does not exist', model
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Models are created by pgpoly.register_model_version().';
+	END IF;
+END
+$$;
+
+-- Raise 42704 unless version exists for an existing model.
+CREATE FUNCTION pgpoly._check_model_version(model text, version int)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	PERFORM pgpoly._check_model(model);
+	PERFORM pgpoly._require(version, 'version');
+	PERFORM FROM pgpoly.model_versions v
+	WHERE v.model_name = _check_model_version.model AND v.version = _check_model_version.version;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'model "%" has no version %', model, version
+			USING ERRCODE = 'undefined_object',
+				  DETAIL = format('Existing versions: 1 to %s.',
+								  (SELECT m.last_version FROM pgpoly.registered_models m
+								   WHERE m.name = _check_model_version.model));
+	END IF;
+END
+$$;
+
+-- Raise 22023 unless kind is a lineage node kind.
+CREATE FUNCTION pgpoly._check_kind(kind text, argname text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	PERFORM pgpoly._require(kind, argname);
+	IF NOT kind = ANY (pgpoly._lineage_kinds()) THEN
+		RAISE EXCEPTION 'invalid lineage node kind "%"', kind
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Valid kinds: ' || array_to_string(pgpoly._lineage_kinds(), ', ') || '.';
+	END IF;
+END
+$$;
+
+-- Validate a lineage node and return its canonical name: run names are the run's
+-- uuid in canonical text form, model_version names are "model@version"; both must
+-- exist.  Other kinds are free-form names.
+CREATE FUNCTION pgpoly._lineage_node(kind text, name text, argprefix text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_run   uuid;
+	v_model text;
+	v_ver   text;
+BEGIN
+	PERFORM pgpoly._check_kind(kind, argprefix || 'kind');
+	PERFORM pgpoly._require_name(name, argprefix || 'name');
+	IF kind = 'run' THEN
+		IF name !~* '^\{?[0-9a-f]{8}-?([0-9a-f]{4}-?){3}[0-9a-f]{12}\}?$' THEN
+			RAISE EXCEPTION 'run node name "%" is not a run id', name
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Run nodes are named by their run_id (a uuid).';
+		END IF;
+		v_run := name::uuid;
+		PERFORM pgpoly._check_run(v_run);
+		RETURN v_run::text;
+	ELSIF kind = 'model_version' THEN
+		v_model := substring(name FROM '^(.+)@[0-9]{1,9}$');
+		v_ver := substring(name FROM '@([0-9]{1,9})$');
+		IF v_model IS NULL THEN
+			RAISE EXCEPTION 'model_version node name "%" is not of the form model@version', name
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'For example ''churn@3''.';
+		END IF;
+		PERFORM pgpoly._check_model_version(v_model, v_ver::int);
+		RETURN v_model || '@' || v_ver::int;
+	END IF;
+	RETURN name;
+END
+$$;
+
+-- Insert a lineage edge unless it exists.
+CREATE FUNCTION pgpoly._add_edge(src_kind text, src_name text, dst_kind text,
+								 dst_name text, relation text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	INSERT INTO pgpoly.lineage_edges (src_kind, src_name, dst_kind, dst_name, relation)
+	VALUES ($1, $2, $3, $4, $5)
+	ON CONFLICT DO NOTHING
+$$;
+
+--
+-- Runs
+--
+
+CREATE FUNCTION pgpoly.start_run(experiment text, run_name text DEFAULT NULL,
+								 params jsonb DEFAULT '{}', tags jsonb DEFAULT '{}')
+RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_exp bigint;
+	v_run uuid;
+	v_params jsonb := pgpoly._json_object(start_run.params, 'params');
+	v_tags   jsonb := pgpoly._json_object(start_run.tags, 'tags');
+BEGIN
+	PERFORM pgpoly._require_name(experiment, 'experiment');
+	-- create the experiment if new; a concurrent creator makes us wait, then we see it
+	SELECT e.experiment_id INTO v_exp FROM pgpoly.experiments e WHERE e.name = experiment;
+	IF NOT FOUND THEN
+		INSERT INTO pgpoly.experiments (name) VALUES (experiment)
+		ON CONFLICT (name) DO NOTHING
+		RETURNING experiment_id INTO v_exp;
+		IF v_exp IS NULL THEN
+			SELECT e.experiment_id INTO STRICT v_exp
+			FROM pgpoly.experiments e WHERE e.name = experiment;
+		END IF;
+	END IF;
+
+	INSERT INTO pgpoly.runs (experiment_id, run_name, params, tags)
+	VALUES (v_exp, start_run.run_name, v_params, v_tags)
+	RETURNING run_id INTO v_run;
+	RETURN v_run;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.start_run(text, text, jsonb, jsonb) IS
+	'Start a RUNNING run in an experiment (created if new); returns its run_id';
+
+CREATE FUNCTION pgpoly.log_param(run uuid, key text, value text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_old text;
+BEGIN
+	PERFORM pgpoly._require_name(key, 'key');
+	PERFORM pgpoly._require(value, 'value');
+	-- the row lock makes check-then-write atomic against a concurrent log_param
+	PERFORM pgpoly._check_run(run, lock => true);
+	SELECT r.params ->> log_param.key INTO v_old
+	FROM pgpoly.runs r WHERE r.run_id = log_param.run;
+	IF v_old IS NULL THEN
+		UPDATE pgpoly.runs r
+		SET params = r.params || jsonb_build_object(log_param.key, log_param.value)
+		WHERE r.run_id = log_param.run;
+	ELSIF v_old IS DISTINCT FROM value THEN
+		RAISE EXCEPTION 'param "%" of run % is already set to a different value', key, run
+			USING ERRCODE = 'unique_violation',
+				  DETAIL = format('Logged value: %L; new value: %L.', v_old, value),
+				  HINT = 'Params are write-once: start a new run, or log a metric or tag instead.';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.log_param(uuid, text, text) IS
+	'Set a write-once param of a run (runs.params); logging the same value again is a no-op';
+
+CREATE FUNCTION pgpoly.log_metric(run uuid, key text, value float8, step bigint DEFAULT 0,
+								  ts timestamptz DEFAULT now())
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	PERFORM pgpoly._require_name(key, 'key');
+	PERFORM pgpoly._require(value, 'value');
+	PERFORM pgpoly._check_run(run);
+	INSERT INTO pgpoly.metrics (run_id, key, value, step, ts)
+	VALUES (log_metric.run, log_metric.key, log_metric.value,
+			coalesce(log_metric.step, 0), coalesce(log_metric.ts, now()));
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.log_metric(uuid, text, float8, bigint, timestamptz) IS
+	'Append a metric value to a run''s history (see view latest_metrics)';
+
+CREATE FUNCTION pgpoly.end_run(run uuid, status text DEFAULT 'FINISHED')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_status text := upper(end_run.status);
+BEGIN
+	PERFORM pgpoly._require(status, 'status');
+	IF v_status NOT IN ('FINISHED', 'FAILED', 'KILLED') THEN
+		RAISE EXCEPTION 'invalid status "%" for ending a run', status
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A run ends as FINISHED, FAILED or KILLED; RUNNING is the status of a started run.';
+	END IF;
+	PERFORM pgpoly._check_run(run);
+	-- ending an ended run changes its status but keeps its first end_time
+	UPDATE pgpoly.runs r
+	SET status = v_status,
+		end_time = coalesce(r.end_time, greatest(now(), r.start_time))
+	WHERE r.run_id = end_run.run;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.end_run(uuid, text) IS
+	'End a run as FINISHED (default), FAILED or KILLED';
+
+CREATE FUNCTION pgpoly.register_dataset(name text, uri text DEFAULT NULL,
+										store text DEFAULT 'postgres', version text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	PERFORM pgpoly._require_name(name, 'name');
+	PERFORM pgpoly._require_name(store, 'store');
+	-- re-registering updates the entry; a NULL uri or version keeps the old one
+	INSERT INTO pgpoly.datasets AS d (name, uri, store, version)
+	VALUES (register_dataset.name, register_dataset.uri, register_dataset.store,
+			register_dataset.version)
+	ON CONFLICT ON CONSTRAINT datasets_pkey DO UPDATE
+	SET uri = coalesce(EXCLUDED.uri, d.uri),
+		store = EXCLUDED.store,
+		version = coalesce(EXCLUDED.version, d.version),
+		updated_at = now();
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.register_dataset(text, text, text, text) IS
+	'Register or update a dataset (a lineage node of kind dataset)';
+
+CREATE FUNCTION pgpoly.log_input(run uuid, dataset text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	PERFORM pgpoly._require_name(dataset, 'dataset');
+	PERFORM pgpoly._check_run(run);
+	-- an unknown dataset is registered with defaults, as MLflow's log_input does
+	INSERT INTO pgpoly.datasets (name) VALUES (log_input.dataset) ON CONFLICT DO NOTHING;
+	PERFORM pgpoly._add_edge('dataset', dataset, 'run', run::text, 'input');
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.log_input(uuid, text) IS
+	'Record that a run consumed a dataset (lineage edge dataset -> run)';
+
+--
+-- Model registry
+--
+
+CREATE FUNCTION pgpoly.register_model_version(model text, source_uri text, run uuid DEFAULT NULL,
+											  tags jsonb DEFAULT '{}')
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_version int;
+	v_tags jsonb := pgpoly._json_object(register_model_version.tags, 'tags');
+BEGIN
+	PERFORM pgpoly._require_name(model, 'model');
+	PERFORM pgpoly._require_name(source_uri, 'source_uri');
+	IF run IS NOT NULL THEN
+		PERFORM pgpoly._check_run(run);
+	END IF;
+	-- The counter row serialises registrations of one model: a concurrent caller
+	-- waits on the row lock, then increments the committed value.  (Under REPEATABLE
+	-- READ or SERIALIZABLE the waiter gets a serialization failure instead, to retry.)
+	INSERT INTO pgpoly.registered_models AS m (name, last_version)
+	VALUES (model, 1)
+	ON CONFLICT (name) DO UPDATE SET last_version = m.last_version + 1
+	RETURNING m.last_version INTO v_version;
+
+	INSERT INTO pgpoly.model_versions (model_name, version, run_id, source_uri, tags)
+	VALUES (model, v_version, run, source_uri, v_tags);
+	IF run IS NOT NULL THEN
+		PERFORM pgpoly._add_edge('run', run::text, 'model_version',
+								 model || '@' || v_version, 'output');
+	END IF;
+	RETURN v_version;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.register_model_version(text, text, uuid, jsonb) IS
+	'Register the next version (1, 2, 3 ...) of a model, created if new; returns the version';
+
+CREATE FUNCTION pgpoly.set_model_alias(model text, alias text, version int)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_slot int;
+	v_open tstzrange;
+	v_open_version int;
+	v_now timestamptz;
+BEGIN
+	PERFORM pgpoly._require_name(alias, 'alias');
+	PERFORM pgpoly._check_model_version(model, version);
+
+	-- the slot row lock serialises moves of this alias, so history stays ordered
+	INSERT INTO pgpoly.model_alias_slots (model_name, alias)
+	VALUES (model, alias) ON CONFLICT DO NOTHING;
+	SELECT s.slot_id INTO STRICT v_slot FROM pgpoly.model_alias_slots s
+	WHERE s.model_name = model AND s.alias = set_model_alias.alias FOR UPDATE;
+
+	SELECT h.valid, h.version INTO v_open, v_open_version
+	FROM pgpoly.model_alias_history h
+	WHERE h.alias_slot = v_slot AND upper_inf(h.valid);
+	IF v_open_version = version THEN
+		RETURN;								-- already there: no new history
+	END IF;
+
+	-- clock time, not transaction time: moves of one alias within one transaction
+	-- must still get ordered ranges.  Never go back before the open range.
+	v_now := greatest(clock_timestamp(), lower(v_open));
+	PERFORM pgpoly._close_alias_range(v_slot, v_open, v_now);
+	INSERT INTO pgpoly.model_alias_history (model_name, alias, version, valid, alias_slot)
+	VALUES (model, alias, version, tstzrange(v_now, NULL), v_slot);
+
+	INSERT INTO pgpoly.model_aliases AS a (model_name, alias, version)
+	VALUES (model, alias, version)
+	ON CONFLICT ON CONSTRAINT model_aliases_pkey DO UPDATE SET version = EXCLUDED.version;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.set_model_alias(text, text, int) IS
+	'Point an alias at an existing version; the move is recorded in model_alias_history';
+
+-- Close the open history range of an alias slot at time t (no-op when there is no
+-- open range).  A range that would be empty (set and moved at the same instant) was
+-- never observable and is removed.
+CREATE FUNCTION pgpoly._close_alias_range(slot int, open tstzrange, t timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	IF open IS NULL THEN
+		RETURN;
+	ELSIF lower(open) < t THEN
+		UPDATE pgpoly.model_alias_history h SET valid = tstzrange(lower(h.valid), t)
+		WHERE h.alias_slot = slot AND upper_inf(h.valid);
+	ELSE
+		DELETE FROM pgpoly.model_alias_history h
+		WHERE h.alias_slot = slot AND upper_inf(h.valid);
+	END IF;
+END
+$$;
+
+CREATE FUNCTION pgpoly.delete_model_alias(model text, alias text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_slot int;
+	v_open tstzrange;
+BEGIN
+	PERFORM pgpoly._check_model(model);
+	PERFORM pgpoly._require_name(alias, 'alias');
+	SELECT s.slot_id INTO v_slot FROM pgpoly.model_alias_slots s
+	WHERE s.model_name = model AND s.alias = delete_model_alias.alias FOR UPDATE;
+	DELETE FROM pgpoly.model_aliases a
+	WHERE a.model_name = model AND a.alias = delete_model_alias.alias;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'model "%" has no alias "%"', model, alias
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT h.valid INTO v_open FROM pgpoly.model_alias_history h
+	WHERE h.alias_slot = v_slot AND upper_inf(h.valid);
+	PERFORM pgpoly._close_alias_range(v_slot, v_open, greatest(clock_timestamp(), lower(v_open)));
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.delete_model_alias(text, text) IS
+	'Remove an alias; its history range is closed';
+
+CREATE FUNCTION pgpoly.model_version_by_alias(model text, alias text)
+RETURNS int
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_version int;
+BEGIN
+	PERFORM pgpoly._require_name(alias, 'alias');
+	SELECT a.version INTO v_version FROM pgpoly.model_aliases a
+	WHERE a.model_name = model AND a.alias = model_version_by_alias.alias;
+	IF NOT FOUND THEN
+		PERFORM pgpoly._check_model(model);
+		RAISE EXCEPTION 'model "%" has no alias "%"', model, alias
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Set it with pgpoly.set_model_alias().';
+	END IF;
+	RETURN v_version;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.model_version_by_alias(text, text) IS
+	'The version an alias points to; ERROR if the model has no such alias';
+
+--
+-- Lineage
+--
+
+CREATE FUNCTION pgpoly.add_lineage(src_kind text, src_name text, dst_kind text, dst_name text,
+								   relation text DEFAULT 'derived')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_src text := pgpoly._lineage_node(src_kind, src_name, 'src_');
+	v_dst text := pgpoly._lineage_node(dst_kind, dst_name, 'dst_');
+BEGIN
+	PERFORM pgpoly._require_name(relation, 'relation');
+	IF (src_kind, v_src) = (dst_kind, v_dst) THEN
+		RAISE EXCEPTION 'lineage edge from % "%" to itself', src_kind, src_name
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- recording a known edge again is a no-op
+	PERFORM pgpoly._add_edge(src_kind, v_src, dst_kind, v_dst, relation);
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.add_lineage(text, text, text, text, text) IS
+	'Record a lineage edge src -> dst (dst derived from / consumed src)';
+
+-- One direction of a lineage walk: breadth-first, one query per level.  Each node is
+-- reported once, at its minimal depth, with one edge that reached it (the smallest
+-- parent kind, name, relation among that level's edges).  The visited set holds every
+-- node reported so far (and the start node), so the walk terminates on cycles even
+-- before max_depth, and a DAG with many paths to a node costs one visit per node,
+-- not one per path (which is what a plain recursive CTE would pay).
+CREATE FUNCTION pgpoly._lineage_walk(kind text, name text, upstream bool, max_depth int)
+RETURNS TABLE (depth int, node_kind text, node_name text, relation text,
+			   parent_kind text, parent_name text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_depth int := 0;
+	v_fk  text[] := ARRAY[kind];		-- frontier
+	v_fn  text[] := ARRAY[name];
+	v_seen jsonb := jsonb_build_object(kind || ':' || name, 0);
+	v_nk  text[];						-- next level
+	v_nn  text[];
+	v_rel text[];
+	v_pk  text[];
+	v_pn  text[];
+BEGIN
+	WHILE v_depth < max_depth LOOP
+		v_depth := v_depth + 1;
+		IF upstream THEN
+			SELECT array_agg(s.k), array_agg(s.n), array_agg(s.r), array_agg(s.pk), array_agg(s.pn)
+			INTO v_nk, v_nn, v_rel, v_pk, v_pn
+			FROM (SELECT DISTINCT ON (e.src_kind, e.src_name)
+						 e.src_kind AS k, e.src_name AS n, e.relation AS r,
+						 e.dst_kind AS pk, e.dst_name AS pn
+				  FROM unnest(v_fk, v_fn) AS f(k, n)
+				  JOIN pgpoly.lineage_edges e ON e.dst_kind = f.k AND e.dst_name = f.n
+				  WHERE NOT v_seen ? (e.src_kind || ':' || e.src_name)
+				  ORDER BY e.src_kind, e.src_name, e.dst_kind, e.dst_name, e.relation) s;
+		ELSE
+			SELECT array_agg(s.k), array_agg(s.n), array_agg(s.r), array_agg(s.pk), array_agg(s.pn)
+			INTO v_nk, v_nn, v_rel, v_pk, v_pn
+			FROM (SELECT DISTINCT ON (e.dst_kind, e.dst_name)
+						 e.dst_kind AS k, e.dst_name AS n, e.relation AS r,
+						 e.src_kind AS pk, e.src_name AS pn
+				  FROM unnest(v_fk, v_fn) AS f(k, n)
+				  JOIN pgpoly.lineage_edges e ON e.src_kind = f.k AND e.src_name = f.n
+				  WHERE NOT v_seen ? (e.dst_kind || ':' || e.dst_name)
+				  ORDER BY e.dst_kind, e.dst_name, e.src_kind, e.src_name, e.relation) s;
+		END IF;
+		EXIT WHEN v_nk IS NULL;
+
+		RETURN QUERY SELECT v_depth, u.* FROM unnest(v_nk, v_nn, v_rel, v_pk, v_pn) AS u;
+		SELECT v_seen || jsonb_object_agg(u.k || ':' || u.n, v_depth)
+		INTO v_seen FROM unnest(v_nk, v_nn) AS u(k, n);
+		v_fk := v_nk;
+		v_fn := v_nn;
+	END LOOP;
+END
+$$;
+
+-- Validate the arguments of lineage() and run the walk(s).
+CREATE FUNCTION pgpoly._lineage(kind text, name text, direction text, max_depth int)
+RETURNS TABLE (depth int, node_kind text, node_name text, relation text,
+			   parent_kind text, parent_name text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_dir text := lower(direction);
+	v_name text;
+BEGIN
+	PERFORM pgpoly._require(direction, 'direction');
+	IF v_dir NOT IN ('upstream', 'downstream', 'both') THEN
+		RAISE EXCEPTION 'invalid lineage direction "%"', direction
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Valid directions: upstream, downstream, both.';
+	END IF;
+	PERFORM pgpoly._require(max_depth, 'max_depth');
+	IF max_depth < 0 THEN
+		RAISE EXCEPTION 'max_depth must not be negative (got %)', max_depth
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	v_name := pgpoly._lineage_node(kind, name, '');
+	-- runs and model versions were checked above; any other node must be registered
+	-- (datasets, feature views) or appear in some edge
+	IF kind NOT IN ('run', 'model_version')
+	   AND NOT (kind = 'dataset' AND EXISTS (SELECT FROM pgpoly.datasets d
+											 WHERE d.name = v_name))
+	   AND NOT (kind = 'feature_view' AND EXISTS (SELECT FROM pgpoly.feature_views f
+												  WHERE f.name = v_name))
+	   AND NOT EXISTS (SELECT FROM pgpoly.lineage_edges e
+					   WHERE e.src_kind = _lineage.kind AND e.src_name = v_name)
+	   AND NOT EXISTS (SELECT FROM pgpoly.lineage_edges e
+					   WHERE e.dst_kind = _lineage.kind AND e.dst_name = v_name) THEN
+		RAISE EXCEPTION 'lineage node % "%" does not exist', kind, name
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Record edges with pgpoly.add_lineage(), datasets with pgpoly.register_dataset().';
+	END IF;
+
+	IF v_dir <> 'both' THEN
+		RETURN QUERY SELECT * FROM pgpoly._lineage_walk(kind, v_name, v_dir = 'upstream', max_depth);
+		RETURN;
+	END IF;
+	-- both: the union of the two walks (never up-then-down: that would give siblings);
+	-- a node found both ways (only on a cycle) is reported at its smaller depth
+	RETURN QUERY
+		SELECT w.* FROM (
+			SELECT DISTINCT ON (b.node_kind, b.node_name) b.*
+			FROM (SELECT * FROM pgpoly._lineage_walk(kind, v_name, true, max_depth)
+				  UNION ALL
+				  SELECT * FROM pgpoly._lineage_walk(kind, v_name, false, max_depth)) AS b
+			ORDER BY b.node_kind, b.node_name, b.depth) AS w
+		ORDER BY w.depth, w.node_kind, w.node_name;
+END
+$$;
+
+-- A SQL-language wrapper: PL/pgSQL cannot have an argument and a result column both
+-- named kind/name, which the contract requires.
+CREATE FUNCTION pgpoly.lineage(kind text, name text, direction text DEFAULT 'upstream',
+							   max_depth int DEFAULT 20)
+RETURNS TABLE (depth int, kind text, name text, relation text,
+			   parent_kind text, parent_name text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT * FROM pgpoly._lineage($1, $2, $3, $4)
+$$;
+
+COMMENT ON FUNCTION pgpoly.lineage(text, text, text, int) IS
+	'Walk the lineage graph upstream, downstream or both from a node; each reachable node once, at its minimal depth (1 = direct neighbour), with the edge that reached it';

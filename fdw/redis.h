@@ -1,0 +1,237 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis.h
+ *		  Internal API shared by the pgpoly_redis source files.
+ *
+ * redis_fdw.c		FDW handler, validator, planning, EXPLAIN
+ * redis_io.c		hiredis in non-blocking mode on the core's wait; pipelines
+ * redis_table.c	table options and column roles
+ * redis_scan.c		scan execution, read-your-writes overlay
+ * redis_modify.c	INSERT/UPDATE/DELETE, write buffer payloads, flush
+ * redis_join.c		batched join of a local relation to a Redis table
+ *
+ * Invariant: every Redis key is built as key_prefix || text of the key
+ * column and sent as a binary-safe argv element (never formatted into a
+ * command string).
+ *
+ * fdw/redis.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PGPOLY_REDIS_H
+#define PGPOLY_REDIS_H
+
+#include "pgpoly.h"
+
+#include "access/tupdesc.h"
+#include "fmgr.h"
+#include "nodes/execnodes.h"
+#include "nodes/pathnodes.h"
+#include "utils/hsearch.h"
+
+struct redisReply;
+
+typedef enum RedisTableType
+{
+	REDIS_HASH,
+	REDIS_STRING,
+	REDIS_JSON,
+	REDIS_ZSET,
+	REDIS_SET,
+	REDIS_LIST
+} RedisTableType;
+
+/* What a column of a Redis foreign table stands for. */
+typedef enum RedisColRole
+{
+	RCOL_NONE,					/* dropped column */
+	RCOL_KEY,
+	RCOL_FIELD,					/* hash field / json field */
+	RCOL_VALUE,					/* string value / list element */
+	RCOL_MEMBER,				/* zset/set member */
+	RCOL_SCORE,					/* zset score */
+	RCOL_IDX,					/* list index */
+	RCOL_TTL					/* read-only remaining TTL */
+} RedisColRole;
+
+typedef struct RedisColumn
+{
+	RedisColRole role;
+	char	   *name;			/* column name */
+	char	   *field;			/* hash/json field name */
+	Oid			typid;
+	int32		typmod;
+	bool		is_array;
+	FmgrInfo	infn;
+	Oid			ioparam;
+	FmgrInfo	outfn;
+} RedisColumn;
+
+/* A Redis foreign table, resolved from the catalogs (no network). */
+typedef struct RedisTable
+{
+	Oid			relid;
+	char	   *relname;
+	RedisTableType type;
+	const char *type_name;		/* table_type option value */
+	char	   *prefix;
+	int			prefixlen;
+	int			ttl_seconds;	/* -1: none */
+	int			fetch_size;
+	int			batch_size;
+	bool		transactional;
+	bool		remote_estimate;
+	int			natts;
+	RedisColumn *cols;			/* indexed by attnum - 1 */
+	AttrNumber	key_att;		/* attnums (0 when absent) */
+	AttrNumber	member_att;
+	AttrNumber	score_att;
+	AttrNumber	idx_att;
+	AttrNumber	value_att;
+	AttrNumber	ttl_att;
+	ForeignServer *server;
+	UserMapping *user;			/* may be NULL */
+} RedisTable;
+
+/* redis_table.c */
+extern RedisTable *RedisLoadTable(Oid relid, Oid userid);
+extern const char *RedisFetchCommand(RedisTable *tbl);
+extern const char *RedisScanTypeFilter(RedisTable *tbl);
+extern char *RedisGlobEscape(const char *s, int len);
+extern char *RedisKeyFromDatum(RedisTable *tbl, Datum value, size_t *len);
+extern char *RedisDatumText(RedisTable *tbl, AttrNumber att, Datum value);
+extern Datum RedisTextDatum(RedisTable *tbl, AttrNumber att, char *text);
+extern const PgpolyOption RedisOptions[];
+
+/* redis_io.c */
+typedef void (*RedisReplyHandler) (struct redisReply *reply, int index,
+								   void *arg);
+
+extern const PgpolyStore RedisStore;
+extern PgpolyConnection *RedisGetConnection(RedisTable *tbl);
+extern void RedisAppendArgv(PgpolyConnection *conn, int argc,
+							const char **argv, const size_t *lens);
+extern void RedisExchange(PgpolyConnection *conn, int nreplies,
+						  RedisReplyHandler handler, void *arg);
+extern void RedisReplyError(PgpolyConnection *conn, struct redisReply *reply,
+							const char *key, size_t keylen,
+							RedisTable *tbl) pg_attribute_noreturn();
+
+/*
+ * One command, argv with explicit lengths.  Lives in the memory context of
+ * its owner (a buffered write lives in PgpolyWriteContext()).
+ */
+typedef struct RedisCmd
+{
+	int			argc;
+	char	  **argv;
+	size_t	   *lens;
+} RedisCmd;
+
+/*
+ * The state of one key as a scan sees it: remote contents, then pending
+ * writes applied.  items hold (a, b) pairs of text: hash (field, value),
+ * string/json (value, -), zset (member, score), set (member, -), list
+ * (value, -).
+ */
+typedef struct RedisItem
+{
+	char	   *a;
+	size_t		alen;
+	char	   *b;
+	size_t		blen;
+} RedisItem;
+
+typedef struct RedisKeyState
+{
+	char	   *key;			/* full Redis key */
+	size_t		keylen;
+	bool		exists;
+	long long	ttl;			/* -1: none, -2: unknown */
+	int			nitems;
+	int			maxitems;
+	RedisItem  *items;
+} RedisKeyState;
+
+/* Kinds of buffered write, as the read-your-writes overlay sees them. */
+typedef enum RedisWriteKind
+{
+	RW_PUT,						/* replace contents with items */
+	RW_DEL,						/* the key is gone */
+	RW_ADD,						/* upsert member (zset/set) */
+	RW_REM,						/* remove member */
+	RW_APPEND,					/* list: append value */
+	RW_SET_IDX,					/* list: replace element idx */
+	RW_REM_FIRST				/* list: remove first equal value */
+} RedisWriteKind;
+
+/* A buffered write: overlay meaning plus the commands that perform it. */
+typedef struct RedisWrite
+{
+	RedisWriteKind kind;
+	char	   *key;
+	size_t		keylen;
+	RedisItem	item;			/* RW_ADD/REM/APPEND/SET_IDX/REM_FIRST */
+	long		idx;			/* RW_SET_IDX */
+	int			nitems;			/* RW_PUT */
+	RedisItem  *items;
+	int			ncmds;
+	RedisCmd   *cmds;
+	RedisTable *tbl;			/* for messages at flush */
+} RedisWrite;
+
+/* redis_scan.c */
+extern HTAB *RedisKeySet(MemoryContext cxt);
+extern bool RedisKeySetAdd(HTAB *set, char *key);
+typedef struct RedisOverlay RedisOverlay;
+extern RedisOverlay *RedisBuildOverlay(PgpolyConnection *conn, Oid relid);
+extern void RedisApplyOverlay(RedisTable *tbl, RedisOverlay *ov,
+							  RedisKeyState *st);
+extern void RedisStateFromReply(RedisTable *tbl, RedisKeyState *st,
+								struct redisReply *r, PgpolyConnection *conn);
+
+/* redis_modify.c */
+extern List *RedisInsertWrites(RedisTable *tbl, Datum *values, bool *nulls);
+extern List *RedisDeleteWrites(RedisTable *tbl, Datum *old, bool *oldnulls);
+extern List *RedisUpdateWrites(RedisTable *tbl, Datum *old, bool *oldnulls,
+							   Datum *values, bool *nulls, Bitmapset *updated);
+extern void RedisFlushWrites(PgpolyConnection *conn, List *writes);
+extern void RedisSendCommands(PgpolyConnection *conn, List *writes,
+							  bool atomic);
+
+/* redis_fdw.c: the plan's scan description, shared with redis_join.c */
+typedef enum RedisScanMode
+{
+	RSCAN_KEYS,					/* fetch the listed keys */
+	RSCAN_SCAN					/* SCAN MATCH pattern */
+} RedisScanMode;
+
+/* Rows of a Redis scan, produced round by round (redis_scan.c). */
+typedef struct RedisScan RedisScan;
+extern RedisScan *RedisScanBegin(RedisTable *tbl, PgpolyConnection *conn,
+								 bool need_ttl);
+extern void RedisScanSetKeys(RedisScan *scan, char **keys, size_t *lens,
+							 int nkeys);
+extern void RedisScanSetPattern(RedisScan *scan, const char *pattern);
+extern void RedisScanSetScoreRange(RedisScan *scan, const char *min,
+								   const char *max);
+extern bool RedisScanNext(RedisScan *scan, Datum *values, bool *nulls);
+extern void RedisScanRestart(RedisScan *scan);
+extern RedisKeyState *RedisScanLookup(RedisScan *scan, const char *key,
+									  size_t keylen);
+extern int64 RedisScanRoundTrips(RedisScan *scan);
+extern void RedisScanFetchKeys(RedisScan *scan, char **keys, size_t *lens,
+							   int nkeys);
+extern int	RedisStateRowCount(RedisTable *tbl, RedisKeyState *st);
+extern void RedisStateRow(RedisScan *scan, RedisKeyState *st, int item,
+						  Datum *values, bool *nulls);
+
+/* redis_fdw.c, for redis_join.c */
+extern bool RedisIsRedisRel(RelOptInfo *rel);
+extern Oid	RedisRteUser(RangeTblEntry *rte);
+extern RedisTable *RedisRelTable(RelOptInfo *rel);
+
+/* redis_join.c */
+extern void RedisJoinInit(void);
+
+#endif							/* PGPOLY_REDIS_H */

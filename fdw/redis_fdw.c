@@ -1,0 +1,1087 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis_fdw.c
+ *		  pgpoly_redis: handler, planning, scan and modify callbacks, EXPLAIN.
+ *
+ * Planning classifies the restriction clauses into what Redis can use:
+ *	- key = expr, key = ANY(array expr), key IN (...): fetch those keys,
+ *	  pipelined in rounds of fetch_size (expr may be a Param, including the
+ *	  InitPlan of key = ANY(ARRAY(SELECT ...)));
+ *	- key LIKE 'prefix%': SCAN MATCH on the escaped prefix;
+ *	- zset score comparisons: ZRANGEBYSCORE bounds;
+ *	- otherwise SCAN MATCH key_prefix*.
+ * Every clause is still checked locally as well: the pushed part only
+ * narrows what is fetched, so buffered writes overlaid on the fetched data
+ * and text-form corner cases (int keys '01' vs 1) can never yield a wrong
+ * row.  No network I/O happens at plan time unless use_remote_estimate.
+ *
+ * fdw/redis_fdw.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+#include <hiredis/hiredis.h>
+
+#include "access/sysattr.h"
+#include "catalog/pg_operator.h"
+#include "catalog/pg_type.h"
+#include "commands/explain.h"
+#include "executor/executor.h"
+#include "foreign/fdwapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/appendinfo.h"
+#include "optimizer/clauses.h"
+#include "optimizer/cost.h"
+#include "optimizer/inherit.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/planmain.h"
+#include "optimizer/restrictinfo.h"
+#include "parser/parse_coerce.h"
+#include "parser/parsetree.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/ruleutils.h"
+#include "utils/typcache.h"
+
+#include "redis.h"
+
+/* Cost model: a pipelined round trip, and per key fetched. */
+#define REDIS_ROUND_TRIP_COST	2.0
+#define REDIS_PER_KEY_COST		0.01
+/* Rows assumed for a full SCAN of a table never measured: pessimistic. */
+#define REDIS_UNKNOWN_ROWS		100000.0
+/* Keys assumed for a key array known only at run time. */
+#define REDIS_UNKNOWN_KEYS		100.0
+
+/* What fdw_exprs elements are (parallel list in fdw_private). */
+enum RedisExprKind
+{
+	REXPR_KEY = 1,				/* one key */
+	REXPR_KEY_ARRAY,			/* array of keys */
+	REXPR_SCORE_MIN,			/* score >= */
+	REXPR_SCORE_MIN_EXCL,		/* score > */
+	REXPR_SCORE_MAX,			/* score <= */
+	REXPR_SCORE_MAX_EXCL		/* score < */
+};
+
+/* fdw_private of the ForeignScan plan, by position. */
+enum RedisPrivate
+{
+	RPRIV_KINDS,				/* List of Integer: kind of each fdw_expr */
+	RPRIV_PATTERN,				/* String: SCAN MATCH pattern, "" if keys */
+	RPRIV_NEED_TTL,				/* Integer: read _ttl */
+	RPRIV_PUSHED,				/* String: pushed clauses, deparsed */
+	RPRIV_NKEYS					/* Integer: keys known at plan time, -1 */
+};
+
+/* Planner state of a Redis base relation. */
+typedef struct RedisRelInfo
+{
+	RedisTable *tbl;
+	List	   *exprs;			/* fdw_exprs */
+	List	   *kinds;			/* RedisExprKind of each */
+	List	   *pushed;			/* clauses (Expr) used for fetching */
+	char	   *pattern;		/* SCAN MATCH pattern when no keys */
+	bool		has_keys;
+	double		nkeys;			/* keys to fetch (estimate) */
+	int			nkeys_known;	/* exact count at plan time, or -1 */
+} RedisRelInfo;
+
+/* Executor state of a Redis foreign scan. */
+typedef struct RedisScanState
+{
+	RedisTable *tbl;
+	PgpolyConnection *conn;
+	List	   *exprs;			/* ExprState of fdw_exprs */
+	List	   *kinds;
+	char	   *pattern;
+	bool		need_ttl;
+	RedisScan  *scan;			/* NULL until the first row is asked */
+	int64		round_trips;	/* of finished scans (rescans) */
+} RedisScanState;
+
+/* Executor state of INSERT/UPDATE/DELETE. */
+typedef struct RedisModifyState
+{
+	RedisTable *tbl;
+	PgpolyConnection *conn;
+	AttrNumber	junk_key;		/* attnos of identity columns in planSlot */
+	AttrNumber	junk_member;
+	AttrNumber	junk_idx;
+	AttrNumber	junk_value;
+	AttrNumber	junk_row;
+	Bitmapset  *updated;		/* UPDATE: assigned columns */
+	List	   *pending;		/* immediate mode: RedisWrite not yet sent */
+	MemoryContext batch_cxt;	/* immediate mode: pending's memory */
+	MemoryContext temp_cxt;		/* per row */
+} RedisModifyState;
+
+PG_FUNCTION_INFO_V1(pgpoly_redis_handler);
+
+/* ----------------------------------------------------------------
+ *		Helpers
+ * ----------------------------------------------------------------
+ */
+
+/* The user whose mapping a scan of rte uses. */
+Oid
+RedisRteUser(RangeTblEntry *rte)
+{
+#if PG_VERSION_NUM >= 160000
+	return GetUserId();
+#else
+	return OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
+#endif
+}
+
+/* Strip binary-compatible casts (varchar -> text). */
+static Node *
+strip_relabel(Node *n)
+{
+	while (n && IsA(n, RelabelType))
+		n = (Node *) ((RelabelType *) n)->arg;
+	return n;
+}
+
+/* Whether n is a Var of baserel's column att. */
+static bool
+is_column(Node *n, RelOptInfo *baserel, AttrNumber att)
+{
+	Var		   *v = (Var *) strip_relabel(n);
+
+	return v && IsA(v, Var) && v->varno == baserel->relid &&
+		v->varattno == att && v->varlevelsup == 0;
+}
+
+/* Whether expr can be computed before the scan (no Vars of the rel, stable). */
+static bool
+is_scan_constant(Node *expr, RelOptInfo *baserel)
+{
+	return !bms_is_member(baserel->relid, pull_varnos(NULL, expr)) &&
+		!contain_volatile_functions(expr) &&
+		!contain_var_clause(expr);
+}
+
+/* Whether opno is the default equality of the key column's type. */
+static bool
+is_key_equality(Oid opno, Node *keyside)
+{
+	TypeCacheEntry *tc = lookup_type_cache(exprType(strip_relabel(keyside)),
+										   TYPECACHE_EQ_OPR);
+
+	return opno == tc->eq_opr || (exprType(keyside) == TEXTOID && opno == TextEqualOperator);
+}
+
+/* ----------------------------------------------------------------
+ *		Qual classification
+ * ----------------------------------------------------------------
+ */
+
+/* Record a clause pushed as fdw_expr expr of kind. */
+static void
+push(RedisRelInfo *ri, Expr *clause, Node *expr, int kind)
+{
+	ri->exprs = lappend(ri->exprs, expr);
+	ri->kinds = lappend_int(ri->kinds, kind);
+	ri->pushed = lappend(ri->pushed, clause);
+}
+
+/* Number of elements of an array expression known at plan time, or -1. */
+static int
+array_length_known(Node *arr)
+{
+	if (IsA(arr, Const) && !((Const *) arr)->constisnull)
+	{
+		ArrayType  *a = DatumGetArrayTypeP(((Const *) arr)->constvalue);
+
+		return ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
+	}
+	if (IsA(arr, ArrayExpr))
+		return list_length(((ArrayExpr *) arr)->elements);
+	return -1;
+}
+
+/* key = expr (either side); true if pushed. */
+static bool
+classify_key_eq(RedisRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
+{
+	Node	   *l = linitial(op->args);
+	Node	   *r = lsecond(op->args);
+	AttrNumber	key = ri->tbl->key_att;
+
+	if (!is_column(l, baserel, key))
+	{
+		Node	   *t = l;
+
+		l = r;
+		r = t;
+	}
+	if (!is_column(l, baserel, key) || !is_scan_constant(r, baserel) ||
+		!is_key_equality(op->opno, l))
+		return false;
+	push(ri, (Expr *) op, r, REXPR_KEY);
+	ri->nkeys += 1;
+	if (ri->nkeys_known >= 0)
+		ri->nkeys_known += 1;
+	return true;
+}
+
+/* key = ANY(array expr), also IN (...); true if pushed. */
+static bool
+classify_key_any(RedisRelInfo *ri, RelOptInfo *baserel, ScalarArrayOpExpr *sa)
+{
+	Node	   *arr = lsecond(sa->args);
+	int			n;
+
+	if (!sa->useOr || !is_column(linitial(sa->args), baserel, ri->tbl->key_att) ||
+		!is_scan_constant(arr, baserel) ||
+		!is_key_equality(sa->opno, linitial(sa->args)))
+		return false;
+	push(ri, (Expr *) sa, arr, REXPR_KEY_ARRAY);
+	n = array_length_known(arr);
+	ri->nkeys += n >= 0 ? n : REDIS_UNKNOWN_KEYS;
+	ri->nkeys_known = (n >= 0 && ri->nkeys_known >= 0) ? ri->nkeys_known + n : -1;
+	return true;
+}
+
+/*
+ * key LIKE 'literal%': the literal prefix, or NULL if the pattern has any
+ * other wildcard or escape.
+ */
+static char *
+like_prefix(RelOptInfo *baserel, RedisTable *tbl, OpExpr *op)
+{
+	Const	   *c = lsecond(op->args);
+	char	   *pat;
+	size_t		len;
+
+	if (op->opno != OID_TEXT_LIKE_OP ||
+		!is_column(linitial(op->args), baserel, tbl->key_att) ||
+		!IsA(c, Const) || c->constisnull)
+		return NULL;
+	pat = TextDatumGetCString(c->constvalue);
+	len = strlen(pat);
+	if (len == 0 || pat[len - 1] != '%' || strpbrk(pat, "_\\") != NULL ||
+		strchr(pat, '%') != pat + len - 1)
+		return NULL;
+	pat[len - 1] = '\0';
+	return pat;
+}
+
+/* zset score comparison with a run-time constant; true if pushed. */
+static bool
+classify_score(RedisRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
+{
+	Node	   *l = linitial(op->args);
+	Node	   *r = lsecond(op->args);
+	char	   *name = get_opname(op->opno);
+	bool		swapped = false;
+	int			kind;
+
+	if (ri->tbl->type != REDIS_ZSET || name == NULL || list_length(op->args) != 2)
+		return false;
+	if (!is_column(l, baserel, ri->tbl->score_att))
+	{
+		Node	   *t = l;
+
+		l = r;
+		r = t;
+		swapped = true;
+	}
+	if (!is_column(l, baserel, ri->tbl->score_att) || !is_scan_constant(r, baserel) ||
+		TypeCategory(exprType(r)) != TYPCATEGORY_NUMERIC)
+		return false;
+	if (strcmp(name, "=") == 0)
+	{
+		push(ri, (Expr *) op, r, REXPR_SCORE_MIN);
+		ri->exprs = lappend(ri->exprs, r);
+		ri->kinds = lappend_int(ri->kinds, REXPR_SCORE_MAX);
+		return true;
+	}
+	if (strcmp(name, ">=") == 0)
+		kind = swapped ? REXPR_SCORE_MAX : REXPR_SCORE_MIN;
+	else if (strcmp(name, ">") == 0)
+		kind = swapped ? REXPR_SCORE_MAX_EXCL : REXPR_SCORE_MIN_EXCL;
+	else if (strcmp(name, "<=") == 0)
+		kind = swapped ? REXPR_SCORE_MIN : REXPR_SCORE_MAX;
+	else if (strcmp(name, "<") == 0)
+		kind = swapped ? REXPR_SCORE_MIN_EXCL : REXPR_SCORE_MAX_EXCL;
+	else
+		return false;
+	push(ri, (Expr *) op, r, kind);
+	return true;
+}
+
+/* Sort the restriction clauses into what Redis can use. */
+static void
+classify_quals(RedisRelInfo *ri, RelOptInfo *baserel)
+{
+	ListCell   *lc;
+	char	   *prefix = NULL;
+
+	ri->nkeys_known = 0;
+	foreach(lc, baserel->baserestrictinfo)
+	{
+		Expr	   *clause = ((RestrictInfo *) lfirst(lc))->clause;
+
+		/* Keys: the first key clause decides; others are checked locally. */
+		if (!ri->has_keys && IsA(clause, OpExpr) &&
+			classify_key_eq(ri, baserel, (OpExpr *) clause))
+			ri->has_keys = true;
+		else if (!ri->has_keys && IsA(clause, ScalarArrayOpExpr) &&
+				 classify_key_any(ri, baserel, (ScalarArrayOpExpr *) clause))
+			ri->has_keys = true;
+		else if (IsA(clause, OpExpr) && classify_score(ri, baserel, (OpExpr *) clause))
+			continue;
+		else if (prefix == NULL && IsA(clause, OpExpr) &&
+				 (prefix = like_prefix(baserel, ri->tbl, (OpExpr *) clause)) != NULL)
+			ri->pushed = lappend(ri->pushed, clause);
+	}
+	if (!ri->has_keys)
+	{
+		char	   *full = psprintf("%s%s", ri->tbl->prefix, prefix ? prefix : "");
+
+		ri->pattern = psprintf("%s*", RedisGlobEscape(full, strlen(full)));
+		ri->nkeys_known = -1;
+	}
+}
+
+/* ----------------------------------------------------------------
+ *		Estimates and paths
+ * ----------------------------------------------------------------
+ */
+
+/* Reply handler for the remote estimate: DBSIZE, then one SCAN page. */
+static void
+estimate_reply(redisReply *r, int index, void *arg)
+{
+	double	   *counts = arg;
+
+	if (index == 0 && r->type == REDIS_REPLY_INTEGER)
+		counts[0] = (double) r->integer;
+	else if (index == 1 && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+			 r->element[1]->type == REDIS_REPLY_ARRAY)
+		counts[1] = (double) r->element[1]->elements;
+}
+
+/*
+ * use_remote_estimate: keys matching the pattern, extrapolated from one
+ * SCAN page of 1000 over DBSIZE keys.  One round trip.
+ */
+static double
+remote_estimate(RedisTable *tbl, const char *pattern)
+{
+	PgpolyConnection *conn = RedisGetConnection(tbl);
+	const char *dbsize[1] = {"DBSIZE"};
+	const char *scan[8] = {"SCAN", "0", "MATCH", pattern, "COUNT", "1000",
+	"TYPE", RedisScanTypeFilter(tbl)};
+	double		counts[2] = {0, 0};
+
+	RedisAppendArgv(conn, 1, dbsize, NULL);
+	RedisAppendArgv(conn, 8, scan, NULL);
+	RedisExchange(conn, 2, estimate_reply, counts);
+	if (counts[0] <= 1000)
+		return counts[1];
+	return counts[0] * counts[1] / 1000.0;
+}
+
+/* Rows one key yields, by table type. */
+static double
+rows_per_key(RedisTable *tbl)
+{
+	return (tbl->type == REDIS_HASH || tbl->type == REDIS_STRING ||
+			tbl->type == REDIS_JSON) ? 1.0 : 10.0;
+}
+
+/* GetForeignRelSize: classify quals, estimate rows without network I/O. */
+static void
+redisGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	RangeTblEntry *rte = planner_rt_fetch(baserel->relid, root);
+	RedisRelInfo *ri = palloc0(sizeof(RedisRelInfo));
+	double		fetched;
+	List	   *local = NIL;
+	ListCell   *lc;
+
+	ri->tbl = RedisLoadTable(foreigntableid, RedisRteUser(rte));
+	baserel->fdw_private = ri;
+	classify_quals(ri, baserel);
+
+	if (ri->has_keys)
+		fetched = ri->nkeys;
+	else if (ri->tbl->remote_estimate)
+		fetched = remote_estimate(ri->tbl, ri->pattern);
+	else
+		fetched = baserel->tuples >= 0 ? baserel->tuples : REDIS_UNKNOWN_ROWS;
+	ri->nkeys = Max(fetched, 1.0);
+
+	/* Selectivity of the clauses not already accounted for by the keys. */
+	foreach(lc, baserel->baserestrictinfo)
+	{
+		RestrictInfo *rinfo = lfirst(lc);
+
+		if (!list_member_ptr(ri->pushed, rinfo->clause) || !ri->has_keys)
+			local = lappend(local, rinfo);
+	}
+	baserel->rows = clamp_row_est(ri->nkeys * rows_per_key(ri->tbl) *
+								  clauselist_selectivity(root, local, baserel->relid,
+														 JOIN_INNER, NULL));
+}
+
+/* Cost of fetching nkeys keys in rounds of fetch_size. */
+static Cost
+fetch_cost(RedisTable *tbl, double nkeys, bool scan)
+{
+	double		rounds = ceil(nkeys / tbl->fetch_size) * (scan ? 2 : 1);
+
+	return rounds * REDIS_ROUND_TRIP_COST + nkeys * REDIS_PER_KEY_COST;
+}
+
+/* GetForeignPaths: one unparameterized path (joins use redis_join.c). */
+static void
+redisGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	RedisRelInfo *ri = baserel->fdw_private;
+	Cost		startup = REDIS_ROUND_TRIP_COST;
+	Cost		total = startup + fetch_cost(ri->tbl, ri->nkeys, !ri->has_keys) +
+		baserel->rows * cpu_tuple_cost;
+
+	add_path(baserel, (Path *)
+			 create_foreignscan_path(root, baserel, NULL, baserel->rows,
+									 startup, total, NIL, NULL, NULL, NIL));
+}
+
+/* Whether the query reads the _ttl column (or the whole row). */
+static bool
+needs_ttl(RelOptInfo *baserel, RedisTable *tbl)
+{
+	Bitmapset  *attrs = NULL;
+	ListCell   *lc;
+
+	if (tbl->ttl_att == 0)
+		return false;
+	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &attrs);
+	foreach(lc, baserel->baserestrictinfo)
+		pull_varattnos((Node *) ((RestrictInfo *) lfirst(lc))->clause,
+					   baserel->relid, &attrs);
+	return bms_is_member(tbl->ttl_att - FirstLowInvalidHeapAttributeNumber, attrs) ||
+		bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs);
+}
+
+/* Deparse the pushed clauses for EXPLAIN. */
+static char *
+deparse_pushed(RedisRelInfo *ri, RelOptInfo *baserel, PlannerInfo *root)
+{
+	RangeTblEntry *rte = planner_rt_fetch(baserel->relid, root);
+	List	   *ctx = deparse_context_for(get_rel_name(rte->relid), rte->relid);
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, ri->pushed)
+		appendStringInfo(&buf, "%s%s", buf.len ? " AND " : "",
+						 deparse_expression(lfirst(lc), ctx, false, false));
+	return buf.data;
+}
+
+/* GetForeignPlan: every clause stays a local qual; keys go to fdw_exprs. */
+static ForeignScan *
+redisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
+					ForeignPath *best_path, List *tlist, List *scan_clauses,
+					Plan *outer_plan)
+{
+	RedisRelInfo *ri = baserel->fdw_private;
+	List	   *priv;
+
+	priv = list_make5(ri->kinds,
+					  makeString(ri->pattern ? ri->pattern : pstrdup("")),
+					  makeInteger(needs_ttl(baserel, ri->tbl)),
+					  makeString(deparse_pushed(ri, baserel, root)),
+					  makeInteger(ri->nkeys_known));
+	return make_foreignscan(tlist, extract_actual_clauses(scan_clauses, false),
+							baserel->relid, ri->exprs, priv, NIL, NIL, outer_plan);
+}
+
+/* ----------------------------------------------------------------
+ *		Scan execution
+ * ----------------------------------------------------------------
+ */
+
+/* BeginForeignScan: resolve the table and connection; no I/O yet. */
+static void
+redisBeginForeignScan(ForeignScanState *node, int eflags)
+{
+	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
+	EState	   *estate = node->ss.ps.state;
+	RangeTblEntry *rte = exec_rt_fetch(fs->scan.scanrelid, estate);
+	RedisScanState *st = palloc0(sizeof(RedisScanState));
+
+	node->fdw_state = st;
+	st->kinds = list_nth(fs->fdw_private, RPRIV_KINDS);
+	st->pattern = strVal(list_nth(fs->fdw_private, RPRIV_PATTERN));
+	st->need_ttl = intVal(list_nth(fs->fdw_private, RPRIV_NEED_TTL));
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+	st->tbl = RedisLoadTable(rte->relid, RedisRteUser(rte));
+	st->conn = RedisGetConnection(st->tbl);
+	st->exprs = ExecInitExprList(fs->fdw_exprs, (PlanState *) node);
+}
+
+/* Add the key text of value to keys (deduplicated through seen). */
+static void
+add_key(RedisTable *tbl, Datum value, List **keys, HTAB *seen)
+{
+	size_t		len;
+	char	   *key = RedisKeyFromDatum(tbl, value, &len);
+
+	if (RedisKeySetAdd(seen, key))
+		*keys = lappend(*keys, key);
+}
+
+/* Text of a score bound value, with "(" for an exclusive bound. */
+static char *
+score_bound(Datum v, Oid typid, bool exclusive)
+{
+	Oid			outfn;
+	bool		isvarlena;
+
+	getTypeOutputInfo(typid, &outfn, &isvarlena);
+	return psprintf("%s%s", exclusive ? "(" : "", OidOutputFunctionCall(outfn, v));
+}
+
+/* Tighten a score bound: keep the stricter of cur and the new value. */
+static void
+tighten(char **cur, double *curval, Datum v, Oid typid, bool exclusive, bool lower)
+{
+	char	   *text = score_bound(v, typid, exclusive);
+	double		val = strtod(text + (exclusive ? 1 : 0), NULL);
+
+	if (*cur == NULL || (lower ? val > *curval : val < *curval) ||
+		(val == *curval && exclusive))
+	{
+		*cur = text;
+		*curval = val;
+	}
+}
+
+/* Evaluate fdw_exprs: set the scan's keys, pattern and score range. */
+static void
+start_scan(ForeignScanState *node, RedisScanState *st)
+{
+	ExprContext *econtext = node->ss.ps.ps_ExprContext;
+	List	   *keys = NIL;
+	char	   *smin = NULL;
+	char	   *smax = NULL;
+	double		vmin = 0,
+				vmax = 0;
+	HTAB	   *seen = RedisKeySet(CurrentMemoryContext);
+	ListCell   *le,
+			   *lk;
+
+	st->scan = RedisScanBegin(st->tbl, st->conn, st->need_ttl);
+
+	forboth(le, st->exprs, lk, st->kinds)
+	{
+		ExprState  *es = lfirst(le);
+		int			kind = lfirst_int(lk);
+		bool		isnull;
+		Datum		v = ExecEvalExpr(es, econtext, &isnull);
+		Oid			typid = exprType((Node *) es->expr);
+
+		if (isnull)
+		{
+			if (kind == REXPR_KEY || kind == REXPR_KEY_ARRAY)
+				continue;		/* key = NULL matches nothing */
+			keys = NIL;			/* score op NULL: nothing matches */
+			smin = "+inf";
+			smax = "-inf";
+			continue;
+		}
+		if (kind == REXPR_KEY)
+			add_key(st->tbl, v, &keys, seen);
+		else if (kind == REXPR_KEY_ARRAY)
+		{
+			ArrayType  *arr = DatumGetArrayTypeP(v);
+			Datum	   *elems;
+			bool	   *enulls;
+			int			n;
+			int16		elmlen;
+			bool		elmbyval;
+			char		elmalign;
+
+			get_typlenbyvalalign(ARR_ELEMTYPE(arr), &elmlen, &elmbyval, &elmalign);
+			deconstruct_array(arr, ARR_ELEMTYPE(arr), elmlen, elmbyval, elmalign,
+							  &elems, &enulls, &n);
+			for (int i = 0; i < n; i++)
+				if (!enulls[i])
+					add_key(st->tbl, elems[i], &keys, seen);
+		}
+		else if (kind == REXPR_SCORE_MIN || kind == REXPR_SCORE_MIN_EXCL)
+			tighten(&smin, &vmin, v, typid, kind == REXPR_SCORE_MIN_EXCL, true);
+		else
+			tighten(&smax, &vmax, v, typid, kind == REXPR_SCORE_MAX_EXCL, false);
+	}
+
+	if (st->pattern[0] != '\0')
+		RedisScanSetPattern(st->scan, st->pattern);
+	else
+	{
+		int			n = list_length(keys);
+		char	  **kv = palloc(sizeof(char *) * Max(n, 1));
+		size_t	   *lv = palloc(sizeof(size_t) * Max(n, 1));
+		int			i = 0;
+		ListCell   *lc;
+
+		foreach(lc, keys)
+		{
+			kv[i] = lfirst(lc);
+			lv[i] = strlen(kv[i]);
+			i++;
+		}
+		RedisScanSetKeys(st->scan, kv, lv, n);
+	}
+	if (smin || smax)
+		RedisScanSetScoreRange(st->scan, smin ? smin : "-inf", smax ? smax : "+inf");
+}
+
+/* IterateForeignScan: next row, fetching a round when needed. */
+static TupleTableSlot *
+redisIterateForeignScan(ForeignScanState *node)
+{
+	RedisScanState *st = node->fdw_state;
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+
+	ExecClearTuple(slot);
+	if (st->scan == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
+
+		start_scan(node, st);
+		MemoryContextSwitchTo(old);
+	}
+	if (RedisScanNext(st->scan, slot->tts_values, slot->tts_isnull))
+		ExecStoreVirtualTuple(slot);
+	return slot;
+}
+
+/* ReScanForeignScan: re-evaluate keys (params may have changed) and refetch. */
+static void
+redisReScanForeignScan(ForeignScanState *node)
+{
+	RedisScanState *st = node->fdw_state;
+
+	if (st->scan)
+		st->round_trips += RedisScanRoundTrips(st->scan);
+	st->scan = NULL;
+}
+
+/* EndForeignScan: the connection stays cached; memory goes with the query. */
+static void
+redisEndForeignScan(ForeignScanState *node)
+{
+}
+
+/* ----------------------------------------------------------------
+ *		EXPLAIN
+ * ----------------------------------------------------------------
+ */
+
+/* The fetch command as EXPLAIN shows it: "HGETALL user:{key}". */
+static char *
+fetch_text(RedisTable *tbl)
+{
+	const char *args = "";
+
+	if (tbl->type == REDIS_ZSET)
+		args = " 0 -1 WITHSCORES";
+	else if (tbl->type == REDIS_LIST)
+		args = " 0 -1";
+	return psprintf("%s %s{key}%s", RedisFetchCommand(tbl), tbl->prefix, args);
+}
+
+/* ExplainForeignScan: the commands sent and the clauses they use. */
+static void
+redisExplainForeignScan(ForeignScanState *node, ExplainState *es)
+{
+	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
+	RedisScanState *st = node->fdw_state;
+	RangeTblEntry *rte = exec_rt_fetch(fs->scan.scanrelid, node->ss.ps.state);
+	RedisTable *tbl = st->tbl ? st->tbl : RedisLoadTable(rte->relid, RedisRteUser(rte));
+	char	   *pattern = strVal(list_nth(fs->fdw_private, RPRIV_PATTERN));
+	int			nkeys = intVal(list_nth(fs->fdw_private, RPRIV_NKEYS));
+	char	   *pushed = strVal(list_nth(fs->fdw_private, RPRIV_PUSHED));
+	char	   *req;
+
+	if (pattern[0] != '\0')
+		req = psprintf("SCAN MATCH %s COUNT %d TYPE %s, then %s per key, pipelined",
+					   pattern, tbl->fetch_size, RedisScanTypeFilter(tbl), fetch_text(tbl));
+	else if (nkeys >= 0)
+		req = psprintf("%s x%d, pipelined", fetch_text(tbl), nkeys);
+	else
+		req = psprintf("%s per key, pipelined in rounds of %d", fetch_text(tbl),
+					   tbl->fetch_size);
+	if (st->need_ttl)
+		req = psprintf("%s, with TTL", req);
+	ExplainPropertyText("Redis", req, es);
+	if (es->verbose && pushed[0] != '\0')
+		ExplainPropertyText("Redis Pushed Quals", pushed, es);
+	if (es->analyze)
+		ExplainPropertyInteger("Redis Round Trips", NULL,
+							   st->round_trips + (st->scan ? RedisScanRoundTrips(st->scan) : 0),
+							   es);
+}
+
+/* ----------------------------------------------------------------
+ *		Modification
+ * ----------------------------------------------------------------
+ */
+
+/* Add the junk column "name" holding att of the target relation. */
+static void
+add_junk(PlannerInfo *root, Index rtindex, Relation rel, AttrNumber att,
+		 const char *name)
+{
+	Form_pg_attribute a = TupleDescAttr(RelationGetDescr(rel), att - 1);
+	Var		   *var = makeVar(rtindex, att, a->atttypid, a->atttypmod,
+							  a->attcollation, 0);
+
+	add_row_identity_var(root, var, rtindex, name);
+}
+
+/*
+ * AddForeignUpdateTargets: the row identity (key; member for zset/set; idx
+ * and value for lists), and the whole row for DELETE ... RETURNING.
+ */
+static void
+redisAddForeignUpdateTargets(PlannerInfo *root, Index rtindex,
+							 RangeTblEntry *target_rte, Relation target_relation)
+{
+	RedisTable *tbl = RedisLoadTable(RelationGetRelid(target_relation), GetUserId());
+
+	add_junk(root, rtindex, target_relation, tbl->key_att, "pgpoly_key");
+	if (tbl->member_att)
+		add_junk(root, rtindex, target_relation, tbl->member_att, "pgpoly_member");
+	if (tbl->idx_att)
+		add_junk(root, rtindex, target_relation, tbl->idx_att, "pgpoly_idx");
+	if (tbl->type == REDIS_LIST)
+		add_junk(root, rtindex, target_relation, tbl->value_att, "pgpoly_value");
+	if (root->parse->commandType == CMD_DELETE && root->parse->returningList != NIL)
+		add_row_identity_var(root,
+							 makeWholeRowVar(target_rte, rtindex, 0, false),
+							 rtindex, "pgpoly_row");
+}
+
+/* PlanForeignModify: for UPDATE, the assigned columns. */
+static List *
+redisPlanForeignModify(PlannerInfo *root, ModifyTable *plan, Index resultRelation,
+					   int subplan_index)
+{
+	List	   *cols = NIL;
+
+	if (plan->operation == CMD_UPDATE)
+	{
+		RelOptInfo *rel = find_base_rel(root, resultRelation);
+		Bitmapset  *all = get_rel_all_updated_cols(root, rel);
+		int			col = -1;
+
+		while ((col = bms_next_member(all, col)) >= 0)
+			cols = lappend_int(cols, col + FirstLowInvalidHeapAttributeNumber);
+	}
+	return list_make1(cols);
+}
+
+/* Set up modify state for rinfo (also used for COPY and routing). */
+static RedisModifyState *
+begin_modify(ResultRelInfo *rinfo, EState *estate, List *tlist, List *cols)
+{
+	RedisModifyState *ms = palloc0(sizeof(RedisModifyState));
+	RangeTblEntry *rte = exec_rt_fetch(rinfo->ri_RangeTableIndex, estate);
+	ListCell   *lc;
+	MemoryContext old;
+
+	/*
+	 * Buffered writes point into the table descriptor (field names, relname)
+	 * and live until the transaction ends: so must the descriptor.
+	 */
+	old = MemoryContextSwitchTo(PgpolyWriteContext());
+	ms->tbl = RedisLoadTable(RelationGetRelid(rinfo->ri_RelationDesc), RedisRteUser(rte));
+	MemoryContextSwitchTo(old);
+	ms->conn = RedisGetConnection(ms->tbl);
+	ms->junk_key = ExecFindJunkAttributeInTlist(tlist, "pgpoly_key");
+	ms->junk_member = ExecFindJunkAttributeInTlist(tlist, "pgpoly_member");
+	ms->junk_idx = ExecFindJunkAttributeInTlist(tlist, "pgpoly_idx");
+	ms->junk_value = ExecFindJunkAttributeInTlist(tlist, "pgpoly_value");
+	ms->junk_row = ExecFindJunkAttributeInTlist(tlist, "pgpoly_row");
+	foreach(lc, cols)
+		ms->updated = bms_add_member(ms->updated, lfirst_int(lc));
+	ms->batch_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly redis batch",
+										  ALLOCSET_DEFAULT_SIZES);
+	ms->temp_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly redis row",
+										 ALLOCSET_SMALL_SIZES);
+	rinfo->ri_FdwState = ms;
+	return ms;
+}
+
+/* BeginForeignModify. */
+static void
+redisBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
+						List *fdw_private, int subplan_index, int eflags)
+{
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+	begin_modify(rinfo, mtstate->ps.state, outerPlanState(mtstate)->plan->targetlist,
+				 linitial(fdw_private));
+}
+
+/* Send the immediate-mode writes collected so far. */
+static void
+send_pending(RedisModifyState *ms)
+{
+	if (ms->pending == NIL)
+		return;
+	RedisSendCommands(ms->conn, ms->pending, false);
+	ms->pending = NIL;
+	MemoryContextReset(ms->batch_cxt);
+}
+
+/* Hand a row's writes to the transaction buffer or the immediate batch. */
+static void
+queue_writes(RedisModifyState *ms, List *writes)
+{
+	ListCell   *lc;
+
+	if (!ms->tbl->transactional)
+	{
+		ms->pending = list_concat(ms->pending, writes);
+		if (list_length(ms->pending) >= ms->tbl->batch_size)
+			send_pending(ms);
+		return;
+	}
+	foreach(lc, writes)
+		PgpolyBufferWrite(ms->conn, ms->tbl->relid, lfirst(lc));
+}
+
+/* Memory the writes of one row are built in. */
+static MemoryContext
+write_cxt(RedisModifyState *ms)
+{
+	return ms->tbl->transactional ? PgpolyWriteContext() : ms->batch_cxt;
+}
+
+/* ExecForeignInsert. */
+static TupleTableSlot *
+redisExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
+					   TupleTableSlot *slot, TupleTableSlot *planSlot)
+{
+	RedisModifyState *ms = rinfo->ri_FdwState;
+	MemoryContext old = MemoryContextSwitchTo(write_cxt(ms));
+	List	   *writes;
+
+	slot_getallattrs(slot);
+	writes = RedisInsertWrites(ms->tbl, slot->tts_values, slot->tts_isnull);
+	MemoryContextSwitchTo(old);
+	queue_writes(ms, writes);
+	return slot;
+}
+
+/* ExecForeignBatchInsert: the same per row; the batch saves executor calls. */
+static TupleTableSlot **
+redisExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
+							TupleTableSlot **slots, TupleTableSlot **planSlots,
+							int *numSlots)
+{
+	for (int i = 0; i < *numSlots; i++)
+		redisExecForeignInsert(estate, rinfo, slots[i], planSlots ? planSlots[i] : NULL);
+	return slots;
+}
+
+/* GetForeignModifyBatchSize: batch_size unless RETURNING or row triggers. */
+static int
+redisGetForeignModifyBatchSize(ResultRelInfo *rinfo)
+{
+	ForeignTable *ft = GetForeignTable(RelationGetRelid(rinfo->ri_RelationDesc));
+
+	if (rinfo->ri_projectReturning != NULL ||
+		(rinfo->ri_TrigDesc && (rinfo->ri_TrigDesc->trig_insert_before_row ||
+								rinfo->ri_TrigDesc->trig_insert_after_row)))
+		return 1;
+	return (int) PgpolyGetIntOption(ft->options, "batch_size", 1000);
+}
+
+/* The old row identity from planSlot's junk columns, as a full-width row. */
+static void
+old_identity(RedisModifyState *ms, TupleTableSlot *planSlot, Datum *old, bool *oldnulls)
+{
+	RedisTable *tbl = ms->tbl;
+
+	memset(oldnulls, true, sizeof(bool) * tbl->natts);
+	old[tbl->key_att - 1] = ExecGetJunkAttribute(planSlot, ms->junk_key,
+												 &oldnulls[tbl->key_att - 1]);
+	if (ms->junk_member)
+		old[tbl->member_att - 1] = ExecGetJunkAttribute(planSlot, ms->junk_member,
+														&oldnulls[tbl->member_att - 1]);
+	if (ms->junk_idx)
+		old[tbl->idx_att - 1] = ExecGetJunkAttribute(planSlot, ms->junk_idx,
+													 &oldnulls[tbl->idx_att - 1]);
+	if (ms->junk_value)
+		old[tbl->value_att - 1] = ExecGetJunkAttribute(planSlot, ms->junk_value,
+													   &oldnulls[tbl->value_att - 1]);
+}
+
+/* ExecForeignUpdate: slot holds the complete new row. */
+static TupleTableSlot *
+redisExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
+					   TupleTableSlot *slot, TupleTableSlot *planSlot)
+{
+	RedisModifyState *ms = rinfo->ri_FdwState;
+	Datum	   *old = palloc(sizeof(Datum) * ms->tbl->natts);
+	bool	   *oldnulls = palloc(sizeof(bool) * ms->tbl->natts);
+	MemoryContext mc;
+	List	   *writes;
+
+	old_identity(ms, planSlot, old, oldnulls);
+	slot_getallattrs(slot);
+	mc = MemoryContextSwitchTo(write_cxt(ms));
+	writes = RedisUpdateWrites(ms->tbl, old, oldnulls, slot->tts_values,
+							   slot->tts_isnull, ms->updated);
+	MemoryContextSwitchTo(mc);
+	queue_writes(ms, writes);
+	return slot;
+}
+
+/* ExecForeignDelete: RETURNING gets the whole old row when it asked for it. */
+static TupleTableSlot *
+redisExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
+					   TupleTableSlot *slot, TupleTableSlot *planSlot)
+{
+	RedisModifyState *ms = rinfo->ri_FdwState;
+	Datum	   *old = palloc(sizeof(Datum) * ms->tbl->natts);
+	bool	   *oldnulls = palloc(sizeof(bool) * ms->tbl->natts);
+	MemoryContext mc;
+	List	   *writes;
+
+	old_identity(ms, planSlot, old, oldnulls);
+	mc = MemoryContextSwitchTo(write_cxt(ms));
+	writes = RedisDeleteWrites(ms->tbl, old, oldnulls);
+	MemoryContextSwitchTo(mc);
+	queue_writes(ms, writes);
+
+	if (ms->junk_row)
+	{
+		bool		isnull;
+		Datum		d = ExecGetJunkAttribute(planSlot, ms->junk_row, &isnull);
+
+		if (!isnull)
+		{
+			HeapTupleHeader td = DatumGetHeapTupleHeader(d);
+			HeapTupleData tup;
+
+			tup.t_len = HeapTupleHeaderGetDatumLength(td);
+			ItemPointerSetInvalid(&tup.t_self);
+			tup.t_tableOid = RelationGetRelid(rinfo->ri_RelationDesc);
+			tup.t_data = td;
+			ExecForceStoreHeapTuple(&tup, slot, false);
+		}
+	}
+	return slot;
+}
+
+/* EndForeignModify: send what immediate mode still holds. */
+static void
+redisEndForeignModify(EState *estate, ResultRelInfo *rinfo)
+{
+	RedisModifyState *ms = rinfo->ri_FdwState;
+
+	if (ms != NULL)
+		send_pending(ms);
+}
+
+/* BeginForeignInsert: COPY FROM and tuple routing. */
+static void
+redisBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
+{
+	begin_modify(rinfo, mtstate->ps.state, NIL, NIL);
+}
+
+/* EndForeignInsert. */
+static void
+redisEndForeignInsert(EState *estate, ResultRelInfo *rinfo)
+{
+	redisEndForeignModify(estate, rinfo);
+}
+
+/* IsForeignRelUpdatable: INSERT, UPDATE and DELETE. */
+static int
+redisIsForeignRelUpdatable(Relation rel)
+{
+	return (1 << CMD_INSERT) | (1 << CMD_UPDATE) | (1 << CMD_DELETE);
+}
+
+/* ExplainForeignModify: where the writes go and when. */
+static void
+redisExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
+						  List *fdw_private, int subplan_index, ExplainState *es)
+{
+	ForeignTable *ft = GetForeignTable(RelationGetRelid(rinfo->ri_RelationDesc));
+	const char *mode = PgpolyGetOption(ft->options, "write_mode", "transactional");
+
+	ExplainPropertyText("Redis Write Mode",
+						strcmp(mode, "transactional") == 0 ?
+						"transactional (MULTI/EXEC at COMMIT)" :
+						psprintf("immediate (pipelined batches of %d)",
+								 (int) PgpolyGetIntOption(ft->options, "batch_size", 1000)),
+						es);
+}
+
+/* The handler: the FDW routine table. */
+Datum
+pgpoly_redis_handler(PG_FUNCTION_ARGS)
+{
+	FdwRoutine *r = makeNode(FdwRoutine);
+
+	r->GetForeignRelSize = redisGetForeignRelSize;
+	r->GetForeignPaths = redisGetForeignPaths;
+	r->GetForeignPlan = redisGetForeignPlan;
+	r->BeginForeignScan = redisBeginForeignScan;
+	r->IterateForeignScan = redisIterateForeignScan;
+	r->ReScanForeignScan = redisReScanForeignScan;
+	r->EndForeignScan = redisEndForeignScan;
+	r->ExplainForeignScan = redisExplainForeignScan;
+	r->AddForeignUpdateTargets = redisAddForeignUpdateTargets;
+	r->PlanForeignModify = redisPlanForeignModify;
+	r->BeginForeignModify = redisBeginForeignModify;
+	r->ExecForeignInsert = redisExecForeignInsert;
+	r->ExecForeignBatchInsert = redisExecForeignBatchInsert;
+	r->GetForeignModifyBatchSize = redisGetForeignModifyBatchSize;
+	r->ExecForeignUpdate = redisExecForeignUpdate;
+	r->ExecForeignDelete = redisExecForeignDelete;
+	r->EndForeignModify = redisEndForeignModify;
+	r->BeginForeignInsert = redisBeginForeignInsert;
+	r->EndForeignInsert = redisEndForeignInsert;
+	r->IsForeignRelUpdatable = redisIsForeignRelUpdatable;
+	r->ExplainForeignModify = redisExplainForeignModify;
+	PG_RETURN_POINTER(r);
+}
+
+/* Whether rel is a base relation scanned by pgpoly_redis (redis_join.c). */
+bool
+RedisIsRedisRel(RelOptInfo *rel)
+{
+	return rel->reloptkind == RELOPT_BASEREL && rel->fdwroutine != NULL &&
+		rel->fdwroutine->GetForeignRelSize == redisGetForeignRelSize;
+}
+
+/* The RedisTable the planner resolved for rel (redis_join.c). */
+RedisTable *
+RedisRelTable(RelOptInfo *rel)
+{
+	return ((RedisRelInfo *) rel->fdw_private)->tbl;
+}

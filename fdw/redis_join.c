@@ -1,0 +1,563 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis_join.c
+ *		  Batched join of any relation to a Redis table on its key column.
+ *
+ * A nested loop with a parameterized Redis scan pays one round trip per
+ * outer row, and a hash join scans the whole key prefix.  Instead, for a
+ * join clause  redis.key = <outer expression>  we offer a CustomScan,
+ * "Redis Batched Join", that reads the outer side in batches of fetch_size
+ * rows, fetches the batch's distinct keys in one pipelined round, and
+ * probes them through a hash index.  INNER, LEFT, SEMI and ANTI joins are
+ * supported; EXPLAIN shows the node, its outer key and, under ANALYZE, the
+ * round trips made.
+ *
+ * Plan shape: custom_scan_tlist is the outer plan's target list followed by
+ * one Var per Redis column; tlist, quals and custom_exprs are rewritten by
+ * setrefs.c to reference it (INDEX_VAR).  custom_exprs holds the outer key
+ * expression first, then the join clauses (ON) that decide whether a Redis
+ * row matches; plan.qual holds the clauses applied after the join.  Every
+ * join clause, the key equality included, is evaluated locally.
+ *
+ * fdw/redis_join.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "commands/explain.h"
+#include "executor/executor.h"
+#include "executor/tuptable.h"
+#include "nodes/extensible.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/cost.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/paths.h"
+#include "optimizer/restrictinfo.h"
+#include "parser/parsetree.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/ruleutils.h"
+
+#include "redis.h"
+
+/* custom_private of the plan, by position. */
+enum RedisJoinPrivate
+{
+	RJ_RELID,					/* Integer: the Redis foreign table */
+	RJ_JOINTYPE,				/* Integer */
+	RJ_NOUTER,					/* Integer: outer columns in the scan tlist */
+	RJ_INNER_ATTS,				/* List of Integer: attno of each inner column */
+	RJ_NEED_TTL					/* Integer */
+};
+
+typedef struct RedisJoinState
+{
+	CustomScanState css;
+	PlanState  *outer;
+	RedisTable *tbl;
+	RedisScan  *scan;
+	JoinType	jointype;
+	int			nouter;
+	List	   *inner_atts;
+	bool		need_ttl;
+	ExprState  *keyexpr;
+	ExprState  *joinqual;
+
+	/* the current batch of outer rows */
+	TupleTableSlot **batch;
+	char	  **keys;			/* Redis key of each, NULL for a NULL key */
+	size_t	   *lens;
+	int			cap;
+	int			nbatch;
+	int			pos;			/* outer row being joined */
+	int			item;			/* next Redis row of its key */
+	bool		matched;
+	bool		outer_done;
+	MemoryContext batch_cxt;
+	Datum	   *rowvals;		/* one Redis row, by attno */
+	bool	   *rownulls;
+} RedisJoinState;
+
+static bool enable_batched_join = true;
+static set_join_pathlist_hook_type prev_join_hook = NULL;
+
+static Plan *plan_join(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
+					   List *tlist, List *clauses, List *custom_plans);
+static Node *create_join_state(CustomScan *cscan);
+static void begin_join(CustomScanState *node, EState *estate, int eflags);
+static TupleTableSlot *exec_join(CustomScanState *node);
+static void end_join(CustomScanState *node);
+static void rescan_join(CustomScanState *node);
+static void explain_join(CustomScanState *node, List *ancestors, ExplainState *es);
+
+static const CustomPathMethods path_methods = {
+	.CustomName = "Redis Batched Join",
+	.PlanCustomPath = plan_join,
+};
+
+static const CustomScanMethods plan_methods = {
+	.CustomName = "Redis Batched Join",
+	.CreateCustomScanState = create_join_state,
+};
+
+static const CustomExecMethods exec_methods = {
+	.CustomName = "Redis Batched Join",
+	.BeginCustomScan = begin_join,
+	.ExecCustomScan = exec_join,
+	.EndCustomScan = end_join,
+	.ReScanCustomScan = rescan_join,
+	.ExplainCustomScan = explain_join,
+};
+
+/* ----------------------------------------------------------------
+ *		Planning
+ * ----------------------------------------------------------------
+ */
+
+/* Whether any expression in exprs uses a system column or whole row of relid. */
+static bool
+uses_special_columns(List *exprs, Index relid)
+{
+	Bitmapset  *attrs = NULL;
+	int			x = -1;
+
+	pull_varattnos((Node *) exprs, relid, &attrs);
+	while ((x = bms_next_member(attrs, x)) >= 0)
+		if (x + FirstLowInvalidHeapAttributeNumber <= 0)
+			return true;
+	return false;
+}
+
+/* The outer expression of a usable  key = outer  join clause, or NULL. */
+static Expr *
+outer_key_expr(RestrictInfo *ri, RelOptInfo *outerrel, RelOptInfo *innerrel,
+			   AttrNumber key_att)
+{
+	OpExpr	   *op = (OpExpr *) ri->clause;
+	Node	   *l,
+			   *r;
+	Var		   *v;
+
+	if (!IsA(op, OpExpr) || list_length(op->args) != 2 || !op_mergejoinable(op->opno, exprType(linitial(op->args))))
+		return NULL;
+	l = linitial(op->args);
+	r = lsecond(op->args);
+	for (int side = 0; side < 2; side++)
+	{
+		Node	   *k = side == 0 ? l : r;
+		Node	   *o = side == 0 ? r : l;
+
+		v = (Var *) k;
+		while (v && IsA(v, RelabelType))
+			v = (Var *) ((RelabelType *) v)->arg;
+		if (v && IsA(v, Var) && v->varno == innerrel->relid && v->varattno == key_att &&
+			exprType(k) == exprType(o) &&
+			bms_is_subset(pull_varnos(NULL, o), outerrel->relids) &&
+			!contain_volatile_functions(o))
+			return (Expr *) o;
+	}
+	return NULL;
+}
+
+/* Whether the join's clauses let us build the node at all. */
+static bool
+join_is_usable(RelOptInfo *joinrel, RelOptInfo *innerrel, List *restrictlist)
+{
+	ListCell   *lc;
+
+	foreach(lc, restrictlist)
+		if (((RestrictInfo *) lfirst(lc))->pseudoconstant)
+			return false;
+	return !uses_special_columns(joinrel->reltarget->exprs, innerrel->relid) &&
+		!uses_special_columns(extract_actual_clauses(restrictlist, false), innerrel->relid) &&
+		!uses_special_columns(extract_actual_clauses(innerrel->baserestrictinfo, false),
+							  innerrel->relid);
+}
+
+/*
+ * set_join_pathlist_hook: offer the batched join when the inner side is a
+ * Redis table joined on its key.
+ */
+static void
+redis_join_paths(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
+				 RelOptInfo *innerrel, JoinType jointype, JoinPathExtraData *extra)
+{
+	Path	   *outer_path = outerrel->cheapest_total_path;
+	RedisTable *tbl;
+	Expr	   *okey = NULL;
+	CustomPath *cp;
+	ListCell   *lc;
+	double		rounds;
+
+	if (prev_join_hook)
+		prev_join_hook(root, joinrel, outerrel, innerrel, jointype, extra);
+	if (!enable_batched_join || !RedisIsRedisRel(innerrel) ||
+		!bms_is_empty(innerrel->lateral_relids) || outer_path == NULL ||
+		PATH_REQ_OUTER(outer_path) != NULL ||
+		(jointype != JOIN_INNER && jointype != JOIN_LEFT &&
+		 jointype != JOIN_SEMI && jointype != JOIN_ANTI) ||
+		!join_is_usable(joinrel, innerrel, extra->restrictlist))
+		return;
+
+	tbl = RedisRelTable(innerrel);
+	foreach(lc, extra->restrictlist)
+	{
+		RestrictInfo *ri = lfirst(lc);
+
+		if (jointype != JOIN_INNER && RINFO_IS_PUSHED_DOWN(ri, joinrel->relids))
+			continue;			/* only an ON clause may drive an outer join */
+		if ((okey = outer_key_expr(ri, outerrel, innerrel, tbl->key_att)) != NULL)
+			break;
+	}
+	if (okey == NULL)
+		return;
+
+	cp = makeNode(CustomPath);
+	cp->path.pathtype = T_CustomScan;
+	cp->path.parent = joinrel;
+	cp->path.pathtarget = joinrel->reltarget;
+	cp->path.param_info = NULL;
+	cp->path.rows = joinrel->rows;
+	rounds = ceil(outer_path->rows / tbl->fetch_size);
+	cp->path.startup_cost = outer_path->startup_cost + 2.0;
+	cp->path.total_cost = outer_path->total_cost + rounds * 2.0 +
+		outer_path->rows * (0.01 + cpu_operator_cost * list_length(extra->restrictlist)) +
+		joinrel->rows * cpu_tuple_cost;
+	cp->custom_paths = list_make1(outer_path);
+	cp->custom_private = list_make3(okey, extra->restrictlist, makeInteger(jointype));
+	cp->methods = &path_methods;
+	add_path(joinrel, &cp->path);
+}
+
+/* PlanCustomPath: build the scan tlist and split the clauses. */
+static Plan *
+plan_join(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path, List *tlist,
+		  List *clauses, List *custom_plans)
+{
+	Plan	   *outer_plan = linitial(custom_plans);
+	Expr	   *okey = linitial(best_path->custom_private);
+	List	   *restrictlist = lsecond(best_path->custom_private);
+	JoinType	jointype = intVal(lthird(best_path->custom_private));
+	RelOptInfo *innerrel = NULL;
+	CustomScan *cs = makeNode(CustomScan);
+	List	   *scan_tlist = NIL;
+	List	   *inner_atts = NIL;
+	List	   *joinquals,
+			   *otherquals;
+	ListCell   *lc;
+	int			x = -1;
+	RedisTable *tbl;
+	Bitmapset  *attrs = NULL;
+
+	/* The inner relation is the one Redis rel among rel's members. */
+	while ((x = bms_next_member(rel->relids, x)) >= 0)
+		if (root->simple_rel_array[x] && RedisIsRedisRel(root->simple_rel_array[x]))
+			innerrel = root->simple_rel_array[x];
+	tbl = RedisRelTable(innerrel);
+
+	foreach(lc, outer_plan->targetlist)
+		scan_tlist = lappend(scan_tlist,
+							 makeTargetEntry(copyObject(((TargetEntry *) lfirst(lc))->expr),
+											 list_length(scan_tlist) + 1, NULL, false));
+	for (AttrNumber att = 1; att <= tbl->natts; att++)
+	{
+		RedisColumn *col = &tbl->cols[att - 1];
+
+		if (col->role == RCOL_NONE)
+			continue;
+		scan_tlist = lappend(scan_tlist,
+							 makeTargetEntry((Expr *) makeVar(innerrel->relid, att, col->typid,
+															  col->typmod,
+															  get_typcollation(col->typid), 0),
+											 list_length(scan_tlist) + 1, NULL, false));
+		inner_atts = lappend_int(inner_atts, att);
+	}
+
+	extract_actual_join_clauses(restrictlist, rel->relids, &joinquals, &otherquals);
+	if (jointype == JOIN_INNER)
+	{
+		joinquals = list_concat(joinquals, otherquals);
+		otherquals = NIL;
+	}
+	joinquals = list_concat(joinquals, extract_actual_clauses(innerrel->baserestrictinfo, false));
+
+	pull_varattnos((Node *) innerrel->reltarget->exprs, innerrel->relid, &attrs);
+	pull_varattnos((Node *) joinquals, innerrel->relid, &attrs);
+
+	cs->scan.plan.targetlist = tlist;
+	cs->scan.plan.qual = otherquals;
+	cs->scan.scanrelid = 0;
+	cs->flags = best_path->flags;
+	cs->custom_plans = custom_plans;
+	cs->custom_exprs = lcons(okey, joinquals);
+	cs->custom_scan_tlist = scan_tlist;
+	cs->custom_private = list_make5(makeInteger(innerrel->relid),
+									makeInteger(jointype),
+									makeInteger(list_length(outer_plan->targetlist)),
+									inner_atts,
+									makeInteger(tbl->ttl_att != 0 &&
+												bms_is_member(tbl->ttl_att - FirstLowInvalidHeapAttributeNumber,
+															  attrs)));
+	cs->methods = &plan_methods;
+	return &cs->scan.plan;
+}
+
+/* ----------------------------------------------------------------
+ *		Execution
+ * ----------------------------------------------------------------
+ */
+
+/* CreateCustomScanState. */
+static Node *
+create_join_state(CustomScan *cscan)
+{
+	RedisJoinState *js = palloc0(sizeof(RedisJoinState));
+
+	NodeSetTag(js, T_CustomScanState);
+	js->css.methods = &exec_methods;
+	return (Node *) js;
+}
+
+/* BeginCustomScan: the outer plan, expressions, and the Redis side. */
+static void
+begin_join(CustomScanState *node, EState *estate, int eflags)
+{
+	RedisJoinState *js = (RedisJoinState *) node;
+	CustomScan *cs = (CustomScan *) node->ss.ps.plan;
+	Index		rti = intVal(list_nth(cs->custom_private, RJ_RELID));
+	RangeTblEntry *rte = exec_rt_fetch(rti, estate);
+	TupleDesc	outdesc;
+
+	js->outer = ExecInitNode(linitial(cs->custom_plans), estate, eflags);
+	node->custom_ps = list_make1(js->outer);
+	js->jointype = intVal(list_nth(cs->custom_private, RJ_JOINTYPE));
+	js->nouter = intVal(list_nth(cs->custom_private, RJ_NOUTER));
+	js->inner_atts = list_nth(cs->custom_private, RJ_INNER_ATTS);
+	js->need_ttl = intVal(list_nth(cs->custom_private, RJ_NEED_TTL));
+	js->keyexpr = ExecInitExpr(linitial(cs->custom_exprs), &node->ss.ps);
+	js->joinqual = ExecInitQual(list_copy_tail(cs->custom_exprs, 1), &node->ss.ps);
+	js->tbl = RedisLoadTable(rte->relid, RedisRteUser(rte));
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+
+	js->scan = RedisScanBegin(js->tbl, RedisGetConnection(js->tbl), js->need_ttl);
+	js->cap = js->tbl->fetch_size;
+	js->batch = palloc(sizeof(TupleTableSlot *) * js->cap);
+	outdesc = ExecGetResultType(js->outer);
+	for (int i = 0; i < js->cap; i++)
+		js->batch[i] = ExecAllocTableSlot(&estate->es_tupleTable, outdesc,
+										  &TTSOpsMinimalTuple);
+	js->keys = palloc(sizeof(char *) * js->cap);
+	js->lens = palloc(sizeof(size_t) * js->cap);
+	js->rowvals = palloc(sizeof(Datum) * js->tbl->natts);
+	js->rownulls = palloc(sizeof(bool) * js->tbl->natts);
+	js->batch_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly redis join batch",
+										  ALLOCSET_DEFAULT_SIZES);
+}
+
+/*
+ * Load the scan tuple with outer row pos and, if vals is not NULL, the
+ * Redis row vals/nulls (else NULLs for the Redis columns).
+ */
+static TupleTableSlot *
+fill_scan_tuple(RedisJoinState *js, int pos, Datum *vals, bool *nulls)
+{
+	TupleTableSlot *scan = js->css.ss.ss_ScanTupleSlot;
+	TupleTableSlot *outer = js->batch[pos];
+	ListCell   *lc;
+	int			i = js->nouter;
+
+	ExecClearTuple(scan);
+	slot_getallattrs(outer);
+	memcpy(scan->tts_values, outer->tts_values, sizeof(Datum) * js->nouter);
+	memcpy(scan->tts_isnull, outer->tts_isnull, sizeof(bool) * js->nouter);
+	foreach(lc, js->inner_atts)
+	{
+		int			att = lfirst_int(lc);
+
+		scan->tts_values[i] = vals ? vals[att - 1] : (Datum) 0;
+		scan->tts_isnull[i++] = vals ? nulls[att - 1] : true;
+	}
+	return ExecStoreVirtualTuple(scan);
+}
+
+/* Read the next batch of outer rows and fetch their keys in one round. */
+static void
+load_batch(RedisJoinState *js)
+{
+	ExprContext *econtext = js->css.ss.ps.ps_ExprContext;
+	MemoryContext old;
+	HTAB	   *seen;
+	char	  **dkeys;
+	size_t	   *dlens;
+	int			nd = 0;
+
+	MemoryContextReset(js->batch_cxt);
+	old = MemoryContextSwitchTo(js->batch_cxt);
+	seen = RedisKeySet(js->batch_cxt);
+	dkeys = palloc(sizeof(char *) * js->cap);
+	dlens = palloc(sizeof(size_t) * js->cap);
+	js->nbatch = 0;
+	while (js->nbatch < js->cap)
+	{
+		TupleTableSlot *slot = ExecProcNode(js->outer);
+		bool		isnull;
+		Datum		key;
+		int			n = js->nbatch;
+
+		if (TupIsNull(slot))
+		{
+			js->outer_done = true;
+			break;
+		}
+		ExecCopySlot(js->batch[n], slot);
+		econtext->ecxt_scantuple = fill_scan_tuple(js, n, NULL, NULL);
+		key = ExecEvalExpr(js->keyexpr, econtext, &isnull);
+		js->keys[n] = isnull ? NULL : RedisKeyFromDatum(js->tbl, key, &js->lens[n]);
+		if (js->keys[n] && RedisKeySetAdd(seen, js->keys[n]))
+		{
+			dkeys[nd] = js->keys[n];
+			dlens[nd++] = js->lens[n];
+		}
+		js->nbatch++;
+	}
+	MemoryContextSwitchTo(old);
+	RedisScanFetchKeys(js->scan, dkeys, dlens, nd);
+	js->pos = js->item = 0;
+	js->matched = false;
+}
+
+/* Move to the next outer row. */
+static void
+next_outer(RedisJoinState *js)
+{
+	js->pos++;
+	js->item = 0;
+	js->matched = false;
+}
+
+/* ExecCustomScan: the next joined row. */
+static TupleTableSlot *
+exec_join(CustomScanState *node)
+{
+	RedisJoinState *js = (RedisJoinState *) node;
+	ExprContext *econtext = node->ss.ps.ps_ExprContext;
+
+	for (;;)
+	{
+		RedisKeyState *st;
+		int			nrows;
+		int			pos;
+		bool		emit_nulls;
+
+		ResetExprContext(econtext);
+		if (js->pos >= js->nbatch)
+		{
+			if (js->outer_done)
+				return ExecClearTuple(node->ss.ps.ps_ResultTupleSlot);
+			load_batch(js);
+			continue;
+		}
+
+		/* The Redis rows of this outer row's key, one per call. */
+		st = js->keys[js->pos] ?
+			RedisScanLookup(js->scan, js->keys[js->pos], js->lens[js->pos]) : NULL;
+		nrows = st ? RedisStateRowCount(js->tbl, st) : 0;
+		while (js->item < nrows)
+		{
+			RedisStateRow(js->scan, st, js->item++, js->rowvals, js->rownulls);
+			econtext->ecxt_scantuple = fill_scan_tuple(js, js->pos, js->rowvals,
+													   js->rownulls);
+			if (!ExecQual(js->joinqual, econtext))
+				continue;
+			js->matched = true;
+			if (js->jointype == JOIN_ANTI)
+				break;
+			if (ExecQual(node->ss.ps.qual, econtext))
+			{
+				if (js->jointype == JOIN_SEMI)
+					next_outer(js);
+				return ExecProject(node->ss.ps.ps_ProjInfo);
+			}
+		}
+
+		/* This outer row is done; outer joins may still emit it. */
+		pos = js->pos;
+		emit_nulls = !js->matched &&
+			(js->jointype == JOIN_LEFT || js->jointype == JOIN_ANTI);
+		next_outer(js);
+		if (emit_nulls)
+		{
+			econtext->ecxt_scantuple = fill_scan_tuple(js, pos, NULL, NULL);
+			if (ExecQual(node->ss.ps.qual, econtext))
+				return ExecProject(node->ss.ps.ps_ProjInfo);
+		}
+	}
+}
+
+/* ReScanCustomScan: start over from the first outer row. */
+static void
+rescan_join(CustomScanState *node)
+{
+	RedisJoinState *js = (RedisJoinState *) node;
+
+	ExecReScan(js->outer);
+	js->nbatch = js->pos = js->item = 0;
+	js->outer_done = false;
+	js->matched = false;
+	if (js->scan)
+		RedisScanRestart(js->scan);
+}
+
+/* EndCustomScan. */
+static void
+end_join(CustomScanState *node)
+{
+	ExecEndNode(((RedisJoinState *) node)->outer);
+}
+
+/* ExplainCustomScan: the Redis command, the outer key, the round trips. */
+static void
+explain_join(CustomScanState *node, List *ancestors, ExplainState *es)
+{
+	RedisJoinState *js = (RedisJoinState *) node;
+	CustomScan *cs = (CustomScan *) node->ss.ps.plan;
+	List	   *ctx = set_deparse_context_plan(es->deparse_cxt, node->ss.ps.plan, ancestors);
+	List	   *joinquals = list_copy_tail(cs->custom_exprs, 1);
+	static const char *const types[] = {"Inner", "Left", "Full", "Right", "Semi", "Anti"};
+
+	ExplainPropertyText("Join Type", types[js->jointype], es);
+	ExplainPropertyText("Redis",
+						psprintf("%s %s{key} per distinct outer key, pipelined in rounds of %d",
+								 RedisFetchCommand(js->tbl), js->tbl->prefix,
+								 js->tbl->fetch_size), es);
+	ExplainPropertyText("Outer Key",
+						deparse_expression(linitial(cs->custom_exprs), ctx, true, false), es);
+	if (joinquals != NIL)
+		ExplainPropertyText("Join Filter",
+							deparse_expression((Node *) make_ands_explicit(joinquals),
+											   ctx, true, false), es);
+	if (es->analyze && js->scan)
+		ExplainPropertyInteger("Redis Round Trips", NULL,
+							   RedisScanRoundTrips(js->scan), es);
+}
+
+/* Register the path hook, the plan methods and the GUC. */
+void
+RedisJoinInit(void)
+{
+	DefineCustomBoolVariable("pgpoly.enable_batched_join",
+							 "Lets the planner join to Redis tables with batched, pipelined key lookups.",
+							 NULL, &enable_batched_join, true, PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	RegisterCustomScanMethods(&plan_methods);
+	prev_join_hook = set_join_pathlist_hook;
+	set_join_pathlist_hook = redis_join_paths;
+}

@@ -1,0 +1,587 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis_modify.c
+ *		  INSERT, UPDATE and DELETE on Redis tables.
+ *
+ * Each row change becomes one or two RedisWrite: what the change means to
+ * a reader (the overlay kind and items) plus the Redis commands that
+ * perform it.  With write_mode 'transactional' the writes go to the core's
+ * transaction buffer and are sent at pre-commit by RedisFlushWrites() as one
+ * pipelined MULTI ... EXEC per server; with 'immediate' they are sent in
+ * pipelined batches of batch_size while the statement runs.
+ *
+ * Semantics (documented in the README):
+ *	- INSERT of an existing key overwrites the table's columns; hash fields
+ *	  the table does not map are kept.  NULL removes a hash field.
+ *	- UPDATE writes only the columns set; a changed key moves the key
+ *	  (RENAME for hashes, so unmapped fields and TTL move along).
+ *	- DELETE removes the key (zset/set: the member; list: the first equal
+ *	  element).
+ *	- Nothing is dropped silently: a value Redis cannot hold (NULL string
+ *	  value, a hash with no fields, a write to _ttl) is an ERROR.
+ *
+ * fdw/redis_modify.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <hiredis/hiredis.h>
+
+#include "utils/json.h"
+#include "utils/memutils.h"
+
+#include "redis.h"
+
+/* A RedisWrite under construction, in the writes' memory context. */
+static RedisWrite *
+new_write(RedisTable *tbl, RedisWriteKind kind, char *key, size_t keylen)
+{
+	RedisWrite *w = palloc0(sizeof(RedisWrite));
+
+	w->kind = kind;
+	w->key = key;
+	w->keylen = keylen;
+	w->tbl = tbl;
+	return w;
+}
+
+/* Add a command with argc arguments to w; the caller fills them. */
+static RedisCmd *
+add_cmd(RedisWrite *w, int argc)
+{
+	RedisCmd   *c;
+
+	w->cmds = w->cmds ? repalloc(w->cmds, sizeof(RedisCmd) * (w->ncmds + 1)) :
+		palloc(sizeof(RedisCmd));
+	c = &w->cmds[w->ncmds++];
+	c->argc = argc;
+	c->argv = palloc(sizeof(char *) * argc);
+	c->lens = palloc(sizeof(size_t) * argc);
+	return c;
+}
+
+/* Set argument i of c to s (NUL-terminated). */
+static void
+set_arg(RedisCmd *c, int i, const char *s)
+{
+	c->argv[i] = (char *) s;
+	c->lens[i] = strlen(s);
+}
+
+/* Set argument i of c to the key of w. */
+static void
+set_key(RedisCmd *c, int i, RedisWrite *w)
+{
+	c->argv[i] = w->key;
+	c->lens[i] = w->keylen;
+}
+
+/* Add EXPIRE key ttl_seconds when the table has a TTL. */
+static void
+add_expire(RedisWrite *w)
+{
+	RedisCmd   *c;
+
+	if (w->tbl->ttl_seconds <= 0)
+		return;
+	c = add_cmd(w, 3);
+	set_arg(c, 0, "EXPIRE");
+	set_key(c, 1, w);
+	set_arg(c, 2, psprintf("%d", w->tbl->ttl_seconds));
+}
+
+/* ERROR for a value Redis cannot hold. */
+static void
+reject_null(RedisTable *tbl, const char *colname, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NOT_NULL_VIOLATION),
+			 errmsg("column \"%s\" of foreign table \"%s\" cannot be NULL",
+					colname, tbl->relname),
+			 errdetail("%s", why)));
+}
+
+/* Whether column att is written by this change (INSERT: all). */
+static bool
+is_written(Bitmapset *updated, AttrNumber att)
+{
+	return updated == NULL || bms_is_member(att, updated);
+}
+
+/*
+ * Hash write for a new full row (values/nulls): items for the overlay,
+ * HSET of the written non-NULL fields, HDEL of the written NULL ones.
+ */
+static void
+hash_put(RedisWrite *w, Datum *values, bool *nulls, Bitmapset *updated)
+{
+	RedisTable *tbl = w->tbl;
+	RedisCmd   *hset;
+	RedisCmd   *hdel;
+	int			nset = 0;
+	int			ndel = 0;
+	int			i;
+
+	w->items = palloc(sizeof(RedisItem) * tbl->natts);
+	hset = add_cmd(w, 2 + 2 * tbl->natts);
+	hdel = add_cmd(w, 2 + tbl->natts);
+	hset = &w->cmds[w->ncmds - 2];	/* add_cmd may have moved the array */
+	for (i = 0; i < tbl->natts; i++)
+	{
+		RedisColumn *col = &tbl->cols[i];
+		char	   *text;
+
+		if (col->role != RCOL_FIELD)
+			continue;
+		if (nulls[i])
+		{
+			if (is_written(updated, i + 1))
+				set_arg(hdel, 2 + ndel++, col->field);
+			continue;
+		}
+		text = RedisDatumText(tbl, i + 1, values[i]);
+		w->items[w->nitems++] = (RedisItem)
+		{
+			col->field, strlen(col->field), text, strlen(text)
+		};
+		if (is_written(updated, i + 1))
+		{
+			set_arg(hset, 2 + 2 * nset, col->field);
+			set_arg(hset, 3 + 2 * nset++, text);
+		}
+	}
+	if (updated == NULL && w->nitems == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("cannot store a row with only NULL fields in Redis hash table \"%s\"",
+						tbl->relname),
+				 errdetail("Redis has no empty hashes: the key \"%s\" would not exist.",
+						   w->key)));
+	set_arg(hset, 0, "HSET");
+	set_key(hset, 1, w);
+	hset->argc = 2 + 2 * nset;
+	set_arg(hdel, 0, "HDEL");
+	set_key(hdel, 1, w);
+	hdel->argc = 2 + ndel;
+	/* Drop commands with no fields: Redis rejects them. */
+	if (ndel == 0)
+		w->ncmds--;
+	if (nset == 0)
+	{
+		if (ndel > 0)
+			w->cmds[w->ncmds - 2] = w->cmds[w->ncmds - 1];
+		w->ncmds--;
+	}
+}
+
+/* JSON object text of the table's field columns. */
+static char *
+json_object_text(RedisTable *tbl, Datum *values, bool *nulls)
+{
+	StringInfoData buf;
+	bool		first = true;
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (i = 0; i < tbl->natts; i++)
+	{
+		RedisColumn *col = &tbl->cols[i];
+
+		if (col->role != RCOL_FIELD)
+			continue;
+		if (!first)
+			appendStringInfoChar(&buf, ',');
+		first = false;
+		escape_json(&buf, col->field);
+		appendStringInfoChar(&buf, ':');
+		PgpolyJsonAppendValue(&buf, values[i], col->typid, nulls[i]);
+	}
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+/* string/json write: SET key value [EX ttl]. */
+static void
+string_put(RedisWrite *w, Datum *values, bool *nulls)
+{
+	RedisTable *tbl = w->tbl;
+	RedisCmd   *c;
+	char	   *text;
+
+	if (tbl->type == REDIS_JSON)
+		text = json_object_text(tbl, values, nulls);
+	else
+	{
+		if (nulls[tbl->value_att - 1])
+			reject_null(tbl, tbl->cols[tbl->value_att - 1].name,
+						"A Redis string cannot hold NULL; DELETE the row instead.");
+		text = RedisDatumText(tbl, tbl->value_att, values[tbl->value_att - 1]);
+	}
+	w->items = palloc(sizeof(RedisItem));
+	w->items[0] = (RedisItem)
+	{
+		text, strlen(text), NULL, 0
+	};
+	w->nitems = 1;
+	c = add_cmd(w, tbl->ttl_seconds > 0 ? 5 : 3);
+	set_arg(c, 0, "SET");
+	set_key(c, 1, w);
+	set_arg(c, 2, text);
+	if (tbl->ttl_seconds > 0)
+	{
+		set_arg(c, 3, "EX");
+		set_arg(c, 4, psprintf("%d", tbl->ttl_seconds));
+	}
+}
+
+/* Text of a collection column that must not be NULL. */
+static char *
+required_text(RedisTable *tbl, AttrNumber att, Datum *values, bool *nulls)
+{
+	if (nulls[att - 1])
+		reject_null(tbl, tbl->cols[att - 1].name,
+					"Redis collections cannot hold NULL elements.");
+	return RedisDatumText(tbl, att, values[att - 1]);
+}
+
+/* zset/set/list element write (add, remove, append, set, remove first). */
+static RedisWrite *
+element_write(RedisTable *tbl, RedisWriteKind kind, char *key, size_t keylen,
+			  char *member, char *score, long idx)
+{
+	static const char *const zset_cmds[] = {"ZADD", "ZREM"};
+	static const char *const set_cmds[] = {"SADD", "SREM"};
+	RedisWrite *w = new_write(tbl, kind, key, keylen);
+	RedisCmd   *c;
+
+	w->item = (RedisItem)
+	{
+		member, strlen(member), score, score ? strlen(score) : 0
+	};
+	w->idx = idx;
+	switch (kind)
+	{
+		case RW_ADD:
+		case RW_REM:
+			if (tbl->type == REDIS_ZSET && kind == RW_ADD)
+			{
+				c = add_cmd(w, 4);
+				set_arg(c, 2, score);
+				set_arg(c, 3, member);
+			}
+			else
+			{
+				c = add_cmd(w, 3);
+				set_arg(c, 2, member);
+			}
+			set_arg(c, 0, (tbl->type == REDIS_ZSET ? zset_cmds : set_cmds)[kind == RW_REM]);
+			break;
+		case RW_APPEND:
+			c = add_cmd(w, 3);
+			set_arg(c, 0, "RPUSH");
+			set_arg(c, 2, member);
+			break;
+		case RW_SET_IDX:
+			c = add_cmd(w, 4);
+			set_arg(c, 0, "LSET");
+			set_arg(c, 2, psprintf("%ld", idx));
+			set_arg(c, 3, member);
+			break;
+		case RW_REM_FIRST:
+			c = add_cmd(w, 4);
+			set_arg(c, 0, "LREM");
+			set_arg(c, 2, "1");
+			set_arg(c, 3, member);
+			break;
+		default:
+			elog(ERROR, "unexpected element write kind %d", (int) kind);
+	}
+	set_key(c, 1, w);
+	if (kind == RW_ADD || kind == RW_APPEND)
+		add_expire(w);
+	return w;
+}
+
+/* Key of a full row; NULL keys are rejected. */
+static char *
+row_key(RedisTable *tbl, Datum *values, bool *nulls, size_t *len)
+{
+	if (nulls[tbl->key_att - 1])
+		reject_null(tbl, tbl->cols[tbl->key_att - 1].name,
+					"The key column names the Redis key.");
+	return RedisKeyFromDatum(tbl, values[tbl->key_att - 1], len);
+}
+
+/* Refuse writes to the read-only _ttl column. */
+static void
+check_ttl_untouched(RedisTable *tbl, bool *nulls, Bitmapset *updated)
+{
+	if (tbl->ttl_att == 0)
+		return;
+	if (updated ? bms_is_member(tbl->ttl_att, updated) : !nulls[tbl->ttl_att - 1])
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("column \"_ttl\" of foreign table \"%s\" is read-only",
+						tbl->relname),
+				 errhint("Set the table option ttl_seconds to give written keys an expiry.")));
+}
+
+/* The writes of an INSERT of one full row. */
+List *
+RedisInsertWrites(RedisTable *tbl, Datum *values, bool *nulls)
+{
+	size_t		keylen;
+	char	   *key;
+	RedisWrite *w;
+
+	check_ttl_untouched(tbl, nulls, NULL);
+	key = row_key(tbl, values, nulls, &keylen);
+	switch (tbl->type)
+	{
+		case REDIS_HASH:
+			w = new_write(tbl, RW_PUT, key, keylen);
+			hash_put(w, values, nulls, NULL);
+			add_expire(w);
+			return list_make1(w);
+		case REDIS_STRING:
+		case REDIS_JSON:
+			w = new_write(tbl, RW_PUT, key, keylen);
+			string_put(w, values, nulls);
+			return list_make1(w);
+		case REDIS_ZSET:
+			return list_make1(element_write(tbl, RW_ADD, key, keylen,
+											required_text(tbl, tbl->member_att, values, nulls),
+											required_text(tbl, tbl->score_att, values, nulls), 0));
+		case REDIS_SET:
+			return list_make1(element_write(tbl, RW_ADD, key, keylen,
+											required_text(tbl, tbl->member_att, values, nulls),
+											NULL, 0));
+		case REDIS_LIST:
+			return list_make1(element_write(tbl, RW_APPEND, key, keylen,
+											required_text(tbl, tbl->value_att, values, nulls),
+											NULL, 0));
+	}
+	return NIL;
+}
+
+/* The writes of a DELETE; old holds the row identity (key, member, ...). */
+List *
+RedisDeleteWrites(RedisTable *tbl, Datum *old, bool *oldnulls)
+{
+	size_t		keylen;
+	char	   *key = row_key(tbl, old, oldnulls, &keylen);
+	RedisWrite *w;
+	RedisCmd   *c;
+
+	switch (tbl->type)
+	{
+		case REDIS_ZSET:
+		case REDIS_SET:
+			return list_make1(element_write(tbl, RW_REM, key, keylen,
+											required_text(tbl, tbl->member_att, old, oldnulls),
+											NULL, 0));
+		case REDIS_LIST:
+			return list_make1(element_write(tbl, RW_REM_FIRST, key, keylen,
+											required_text(tbl, tbl->value_att, old, oldnulls),
+											NULL, 0));
+		default:
+			w = new_write(tbl, RW_DEL, key, keylen);
+			c = add_cmd(w, 2);
+			set_arg(c, 0, "DEL");
+			set_key(c, 1, w);
+			return list_make1(w);
+	}
+}
+
+/* Hash UPDATE: changed columns only; a changed key is RENAMEd first. */
+static List *
+hash_update(RedisTable *tbl, char *oldkey, size_t oldlen, char *key,
+			size_t keylen, Datum *values, bool *nulls, Bitmapset *updated)
+{
+	RedisWrite *w = new_write(tbl, RW_PUT, key, keylen);
+	List	   *result = NIL;
+
+	if (oldlen != keylen || memcmp(oldkey, key, keylen) != 0)
+	{
+		RedisCmd   *c = add_cmd(w, 3);
+
+		set_arg(c, 0, "RENAME");
+		c->argv[1] = oldkey;
+		c->lens[1] = oldlen;
+		set_key(c, 2, w);
+		result = lappend(result, new_write(tbl, RW_DEL, oldkey, oldlen));
+	}
+	hash_put(w, values, nulls, updated);
+	add_expire(w);
+	return lappend(result, w);
+}
+
+/*
+ * The writes of an UPDATE: old holds the row identity columns, values the
+ * complete new row, updated the attnums the statement assigns.
+ */
+List *
+RedisUpdateWrites(RedisTable *tbl, Datum *old, bool *oldnulls, Datum *values,
+				  bool *nulls, Bitmapset *updated)
+{
+	size_t		oldlen;
+	size_t		keylen;
+	char	   *oldkey = row_key(tbl, old, oldnulls, &oldlen);
+	char	   *key;
+	bool		moved;
+
+	check_ttl_untouched(tbl, nulls, updated);
+	key = row_key(tbl, values, nulls, &keylen);
+	moved = oldlen != keylen || memcmp(oldkey, key, keylen) != 0;
+
+	switch (tbl->type)
+	{
+		case REDIS_HASH:
+			return hash_update(tbl, oldkey, oldlen, key, keylen, values, nulls, updated);
+		case REDIS_STRING:
+		case REDIS_JSON:
+			{
+				RedisWrite *w = new_write(tbl, RW_PUT, key, keylen);
+
+				string_put(w, values, nulls);
+				if (moved)
+					return list_make2(linitial(RedisDeleteWrites(tbl, old, oldnulls)), w);
+				return list_make1(w);
+			}
+		case REDIS_ZSET:
+		case REDIS_SET:
+			{
+				char	   *member = required_text(tbl, tbl->member_att, values, nulls);
+				char	   *oldmember = required_text(tbl, tbl->member_att, old, oldnulls);
+				List	   *result = NIL;
+
+				if (moved || strcmp(member, oldmember) != 0)
+					result = RedisDeleteWrites(tbl, old, oldnulls);
+				return lappend(result,
+							   element_write(tbl, RW_ADD, key, keylen, member,
+											 tbl->type == REDIS_ZSET ?
+											 required_text(tbl, tbl->score_att, values, nulls) : NULL,
+											 0));
+			}
+		case REDIS_LIST:
+			if (moved || bms_is_member(tbl->idx_att, updated))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot change the key or idx of a Redis list element"),
+						 errhint("DELETE the element and INSERT it into the other list.")));
+			return list_make1(element_write(tbl, RW_SET_IDX, key, keylen,
+											required_text(tbl, tbl->value_att, values, nulls),
+											NULL, atol(RedisDatumText(tbl, tbl->idx_att, old[tbl->idx_att - 1]))));
+	}
+	return NIL;
+}
+
+/* Arguments of the reply handler of a write exchange. */
+typedef struct WriteReplies
+{
+	PgpolyConnection *conn;
+	RedisWrite **owner;			/* the write of each command */
+	int			ncmds;
+	bool		atomic;
+} WriteReplies;
+
+/* ERROR for a failed write command. */
+static void
+write_failed(WriteReplies *wr, int cmd, redisReply *r)
+{
+	RedisWrite *w = wr->owner[cmd];
+
+	wr->conn->errors++;
+	ereport(ERROR,
+			(errcode(strncmp(r->str, "WRONGTYPE", 9) == 0 ?
+					 ERRCODE_FDW_INVALID_DATA_TYPE : ERRCODE_FDW_ERROR),
+			 errmsg("could not write key \"%s\" of foreign table \"%s\" to Redis server \"%s\"",
+					w->key, w->tbl->relname, wr->conn->servername),
+			 errdetail("Redis answered: %s", r->str),
+			 wr->atomic ? errhint("Redis applies the other commands of a MULTI/EXEC block even when one fails at run time; check the keys named.") : 0));
+}
+
+/* Reply handler: MULTI, the QUEUED acks, then EXEC's array (or plain replies). */
+static void
+write_reply(redisReply *r, int index, void *arg)
+{
+	WriteReplies *wr = arg;
+	size_t		i;
+
+	if (!wr->atomic)
+	{
+		if (r->type == REDIS_REPLY_ERROR)
+			write_failed(wr, index, r);
+		return;
+	}
+	if (index <= wr->ncmds)		/* MULTI's OK and each QUEUED */
+	{
+		if (r->type == REDIS_REPLY_ERROR)
+			write_failed(wr, Max(index - 1, 0), r);
+		return;
+	}
+	if (r->type != REDIS_REPLY_ARRAY || (int) r->elements != wr->ncmds)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("Redis server \"%s\" did not execute the transaction's writes",
+						wr->conn->servername),
+				 errdetail("EXEC answered %s.", r->type == REDIS_REPLY_ERROR ? r->str : "an unexpected reply")));
+	for (i = 0; i < r->elements; i++)
+		if (r->element[i]->type == REDIS_REPLY_ERROR)
+			write_failed(wr, i, r->element[i]);
+}
+
+/*
+ * Send the commands of writes (RedisWrite * or PgpolyWrite * whose payload
+ * is a RedisWrite) in one pipelined exchange; atomic wraps them in
+ * MULTI/EXEC.  Any failed command is an ERROR naming its key.
+ */
+void
+RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
+{
+	WriteReplies wr = {conn, NULL, 0, atomic};
+	ListCell   *lc;
+	int			n = 0;
+	const char *multi[1] = {"MULTI"};
+	const char *exec[1] = {"EXEC"};
+
+	foreach(lc, writes)
+		wr.ncmds += ((RedisWrite *) lfirst(lc))->ncmds;
+	if (wr.ncmds == 0)
+		return;
+	wr.owner = palloc(sizeof(RedisWrite *) * wr.ncmds);
+	if (atomic)
+		RedisAppendArgv(conn, 1, multi, NULL);
+	foreach(lc, writes)
+	{
+		RedisWrite *w = lfirst(lc);
+		int			i;
+
+		for (i = 0; i < w->ncmds; i++)
+		{
+			wr.owner[n++] = w;
+			RedisAppendArgv(conn, w->cmds[i].argc, (const char **) w->cmds[i].argv,
+							w->cmds[i].lens);
+		}
+	}
+	if (atomic)
+		RedisAppendArgv(conn, 1, exec, NULL);
+	RedisExchange(conn, wr.ncmds + (atomic ? 2 : 0), write_reply, &wr);
+	pfree(wr.owner);
+}
+
+/* PgpolyStore.flush: one MULTI ... EXEC with all the buffered writes. */
+void
+RedisFlushWrites(PgpolyConnection *conn, List *writes)
+{
+	List	   *payloads = NIL;
+	ListCell   *lc;
+
+	foreach(lc, writes)
+		payloads = lappend(payloads, ((PgpolyWrite *) lfirst(lc))->payload);
+	PgpolyEnsureConnected(conn);
+	RedisSendCommands(conn, payloads, true);
+	list_free(payloads);
+}

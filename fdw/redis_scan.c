@@ -1,0 +1,811 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis_scan.c
+ *		  Reading a Redis table: key lookups, SCAN, read-your-writes.
+ *
+ * A RedisScan produces rows round by round.  Each round fetches up to
+ * fetch_size keys in one pipelined exchange (one fetch command per key, plus
+ * TTL when the _ttl column is read).  Keys come either from a list (pushed
+ * down key = / IN / ANY, or the outer side of a batched join) or from
+ * SCAN MATCH on the glob-escaped key prefix, deduplicated since SCAN may
+ * return a key twice.
+ *
+ * Every key's remote contents become a RedisKeyState; writes of this
+ * transaction that are still buffered (write_mode 'transactional') are then
+ * applied to it, so a transaction reads its own writes.  Keys that exist
+ * only in the buffer are produced after the remote SCAN ends.
+ *
+ * Memory: key states live in a round context reset at each round; datums
+ * of the current row live in a row context reset at each row.
+ *
+ * fdw/redis_scan.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <hiredis/hiredis.h>
+
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+
+#include "redis.h"
+
+/* Buffered writes of one table, by key. */
+struct RedisOverlay
+{
+	HTAB	   *bykey;			/* OverlayEntry, keyed by char * */
+};
+
+typedef struct OverlayEntry
+{
+	char	   *key;			/* hash key: points at a RedisWrite's key */
+	List	   *writes;			/* RedisWrite *, in write order */
+	bool		seen;			/* met during the remote scan */
+} OverlayEntry;
+
+struct RedisScan
+{
+	RedisTable *tbl;
+	PgpolyConnection *conn;
+	bool		need_ttl;
+	RedisOverlay *ov;
+	MemoryContext round_cxt;
+	MemoryContext row_cxt;
+
+	/* key list mode */
+	char	  **keys;
+	size_t	   *lens;
+	int			nkeys;
+	int			keypos;
+
+	/* SCAN mode */
+	char	   *pattern;
+	char		cursor[32];
+	bool		scan_done;
+	bool		overlay_done;
+	HTAB	   *seen;
+
+	/* zset score range (NULL: all) */
+	char	   *score_min;
+	char	   *score_max;
+
+	/* current round */
+	RedisKeyState *states;
+	int			nstates;
+	int			cur_state;
+	int			cur_item;
+
+	/* key -> state of the current round, for the batched join's probes */
+	HTAB	   *index;
+	int64		round_trips;
+
+	/* for error context */
+	RedisKeyState *err_state;
+	const char *err_field;
+};
+
+/* string_hash over the string a char * key points at. */
+static uint32
+strptr_hash(const void *key, Size keysize)
+{
+	const char *s = *(char *const *) key;
+
+	return hash_bytes((const unsigned char *) s, strlen(s));
+}
+
+/* Equality of the strings two char * keys point at (0 when equal). */
+static int
+strptr_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* A hash table keyed by C string pointers, entries of entrysize. */
+static HTAB *
+string_table(const char *name, Size entrysize, MemoryContext cxt)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = entrysize;
+	ctl.hash = strptr_hash;
+	ctl.match = strptr_match;
+	ctl.hcxt = cxt;
+	return hash_create(name, 256, &ctl,
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
+/* A set of C strings (Redis keys), for deduplication. */
+HTAB *
+RedisKeySet(MemoryContext cxt)
+{
+	return string_table("pgpoly redis key set", sizeof(char *), cxt);
+}
+
+/* Add key (kept by pointer) to set; false if it was already there. */
+bool
+RedisKeySetAdd(HTAB *set, char *key)
+{
+	bool		found;
+
+	hash_search(set, &key, HASH_ENTER, &found);
+	return !found;
+}
+
+/*
+ * Index the buffered writes of relid on conn by key.  NULL when there are
+ * none, which keeps the common case free.
+ */
+RedisOverlay *
+RedisBuildOverlay(PgpolyConnection *conn, Oid relid)
+{
+	List	   *writes = PgpolyPendingWrites(conn, relid);
+	RedisOverlay *ov;
+	ListCell   *lc;
+
+	if (writes == NIL)
+		return NULL;
+	ov = palloc(sizeof(RedisOverlay));
+	ov->bykey = string_table("pgpoly redis overlay", sizeof(OverlayEntry),
+							 CurrentMemoryContext);
+	foreach(lc, writes)
+	{
+		RedisWrite *w = ((PgpolyWrite *) lfirst(lc))->payload;
+		bool		found;
+		OverlayEntry *e = hash_search(ov->bykey, &w->key, HASH_ENTER, &found);
+
+		if (!found)
+		{
+			e->writes = NIL;
+			e->seen = false;
+		}
+		e->writes = lappend(e->writes, w);
+	}
+	return ov;
+}
+
+/* Append an item to st. */
+static void
+add_item(RedisKeyState *st, const char *a, size_t alen, const char *b,
+		 size_t blen)
+{
+	RedisItem  *it;
+
+	if (st->nitems == st->maxitems)
+	{
+		st->maxitems = Max(4, st->maxitems * 2);
+		st->items = st->items ?
+			repalloc(st->items, sizeof(RedisItem) * st->maxitems) :
+			palloc(sizeof(RedisItem) * st->maxitems);
+	}
+	it = &st->items[st->nitems++];
+	it->a = a ? pnstrdup(a, alen) : NULL;
+	it->alen = alen;
+	it->b = b ? pnstrdup(b, blen) : NULL;
+	it->blen = blen;
+}
+
+/* Index of the item whose a equals s, or -1. */
+static int
+find_item(RedisKeyState *st, const char *s, size_t len)
+{
+	int			i;
+
+	for (i = 0; i < st->nitems; i++)
+		if (st->items[i].alen == len && memcmp(st->items[i].a, s, len) == 0)
+			return i;
+	return -1;
+}
+
+/* Remove item i, keeping order. */
+static void
+remove_item(RedisKeyState *st, int i)
+{
+	memmove(&st->items[i], &st->items[i + 1],
+			sizeof(RedisItem) * (st->nitems - i - 1));
+	st->nitems--;
+}
+
+/* Apply one buffered write to a key's state. */
+static void
+apply_write(RedisKeyState *st, RedisWrite *w)
+{
+	int			i;
+
+	switch (w->kind)
+	{
+		case RW_PUT:
+			st->nitems = 0;
+			for (i = 0; i < w->nitems; i++)
+				add_item(st, w->items[i].a, w->items[i].alen,
+						 w->items[i].b, w->items[i].blen);
+			break;
+		case RW_DEL:
+			st->nitems = 0;
+			break;
+		case RW_ADD:
+			i = find_item(st, w->item.a, w->item.alen);
+			if (i >= 0)
+				remove_item(st, i);
+			add_item(st, w->item.a, w->item.alen, w->item.b, w->item.blen);
+			break;
+		case RW_REM:
+		case RW_REM_FIRST:
+			i = find_item(st, w->item.a, w->item.alen);
+			if (i >= 0)
+				remove_item(st, i);
+			break;
+		case RW_APPEND:
+			add_item(st, w->item.a, w->item.alen, NULL, 0);
+			break;
+		case RW_SET_IDX:
+			if (w->idx >= 0 && w->idx < st->nitems)
+			{
+				st->items[w->idx].a = pnstrdup(w->item.a, w->item.alen);
+				st->items[w->idx].alen = w->item.alen;
+			}
+			break;
+	}
+}
+
+/*
+ * Apply the buffered writes for st's key, if any.  An emptied key does not
+ * exist (Redis deletes empty collections).
+ */
+void
+RedisApplyOverlay(RedisTable *tbl, RedisOverlay *ov, RedisKeyState *st)
+{
+	OverlayEntry *e;
+	ListCell   *lc;
+
+	if (ov == NULL)
+		return;
+	e = hash_search(ov->bykey, &st->key, HASH_FIND, NULL);
+	if (e == NULL)
+		return;
+	e->seen = true;
+	foreach(lc, e->writes)
+		apply_write(st, lfirst(lc));
+	st->exists = st->nitems > 0;
+	st->ttl = tbl->ttl_seconds > 0 ? tbl->ttl_seconds : (st->exists ? st->ttl : -2);
+}
+
+/*
+ * Fill st from the reply of the table type's fetch command.  An error
+ * reply (WRONGTYPE) raises an ERROR naming the key.
+ */
+void
+RedisStateFromReply(RedisTable *tbl, RedisKeyState *st, redisReply *r,
+					PgpolyConnection *conn)
+{
+	size_t		i;
+
+	st->nitems = 0;
+	if (r->type == REDIS_REPLY_ERROR)
+		RedisReplyError(conn, r, st->key, st->keylen, tbl);
+	if (r->type == REDIS_REPLY_STRING)
+		add_item(st, r->str, r->len, NULL, 0);
+	else if (r->type == REDIS_REPLY_ARRAY)
+	{
+		bool		pairs = tbl->type == REDIS_HASH || tbl->type == REDIS_ZSET;
+
+		if (pairs && r->elements % 2 != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_ERROR),
+					 errmsg("malformed Redis reply for key \"%s\"", st->key),
+					 errdetail("Expected field/value pairs, got %zu elements.", r->elements)));
+		for (i = 0; i < r->elements; i += pairs ? 2 : 1)
+		{
+			redisReply *a = r->element[i];
+			redisReply *b = pairs ? r->element[i + 1] : NULL;
+
+			if (a->type != REDIS_REPLY_STRING || (b && b->type != REDIS_REPLY_STRING))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_ERROR),
+						 errmsg("malformed Redis reply for key \"%s\"", st->key)));
+			add_item(st, a->str, a->len, b ? b->str : NULL, b ? b->len : 0);
+		}
+	}
+	else if (r->type != REDIS_REPLY_NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("unexpected Redis reply type %d for key \"%s\"", r->type, st->key)));
+	st->exists = st->nitems > 0;
+}
+
+/* Arguments of the reply handler of a fetch round. */
+typedef struct FetchRound
+{
+	RedisScan  *scan;
+	int			per_key;		/* replies per key: 1, or 2 with TTL */
+} FetchRound;
+
+/* Reply handler of a fetch round: fetch reply, then TTL if asked. */
+static void
+fetch_reply(redisReply *r, int index, void *arg)
+{
+	FetchRound *fr = arg;
+	RedisScan  *scan = fr->scan;
+	RedisKeyState *st = &scan->states[index / fr->per_key];
+
+	if (index % fr->per_key == 0)
+		RedisStateFromReply(scan->tbl, st, r, scan->conn);
+	else if (r->type == REDIS_REPLY_INTEGER)
+		st->ttl = r->integer;
+}
+
+/* Append the fetch command (and TTL) for one key. */
+static void
+append_fetch(RedisScan *scan, const char *key, size_t keylen)
+{
+	RedisTable *tbl = scan->tbl;
+	const char *argv[6];
+	size_t		lens[6];
+	int			argc = 2;
+
+	argv[0] = RedisFetchCommand(tbl);
+	argv[1] = key;
+	lens[1] = keylen;
+	if (tbl->type == REDIS_ZSET && scan->score_min)
+	{
+		argv[0] = "ZRANGEBYSCORE";
+		argv[2] = scan->score_min;
+		argv[3] = scan->score_max;
+		argv[4] = "WITHSCORES";
+		argc = 5;
+	}
+	else if (tbl->type == REDIS_ZSET || tbl->type == REDIS_LIST)
+	{
+		argv[2] = "0";
+		argv[3] = "-1";
+		argc = 4;
+		if (tbl->type == REDIS_ZSET)
+			argv[argc++] = "WITHSCORES";
+	}
+	lens[0] = strlen(argv[0]);
+	for (int i = 2; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	RedisAppendArgv(scan->conn, argc, argv, lens);
+	if (scan->need_ttl)
+	{
+		const char *targv[2] = {"TTL", key};
+		size_t		tlens[2] = {3, keylen};
+
+		RedisAppendArgv(scan->conn, 2, targv, tlens);
+	}
+}
+
+/*
+ * Fetch nkeys keys in one pipelined exchange into the round's states
+ * (allocated in the round context), applying buffered writes.
+ */
+void
+RedisScanFetchKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys)
+{
+	MemoryContext old = MemoryContextSwitchTo(scan->round_cxt);
+	FetchRound	fr = {scan, scan->need_ttl ? 2 : 1};
+	int			i;
+
+	scan->states = palloc0(sizeof(RedisKeyState) * Max(nkeys, 1));
+	scan->nstates = nkeys;
+	scan->cur_state = 0;
+	scan->cur_item = 0;
+	for (i = 0; i < nkeys; i++)
+	{
+		scan->states[i].key = pnstrdup(keys[i], lens[i]);
+		scan->states[i].keylen = lens[i];
+		scan->states[i].ttl = -2;
+		append_fetch(scan, keys[i], lens[i]);
+	}
+	if (nkeys > 0)
+	{
+		RedisExchange(scan->conn, nkeys * fr.per_key, fetch_reply, &fr);
+		scan->round_trips++;
+	}
+	scan->index = NULL;
+	for (i = 0; i < nkeys; i++)
+		RedisApplyOverlay(scan->tbl, scan->ov, &scan->states[i]);
+	MemoryContextSwitchTo(old);
+}
+
+/* Start a scan of tbl on conn; the caller then sets keys or a pattern. */
+RedisScan *
+RedisScanBegin(RedisTable *tbl, PgpolyConnection *conn, bool need_ttl)
+{
+	RedisScan  *scan = palloc0(sizeof(RedisScan));
+
+	scan->tbl = tbl;
+	scan->conn = conn;
+	scan->need_ttl = need_ttl;
+	scan->round_cxt = AllocSetContextCreate(CurrentMemoryContext,
+											"pgpoly redis round",
+											ALLOCSET_DEFAULT_SIZES);
+	scan->row_cxt = AllocSetContextCreate(CurrentMemoryContext,
+										  "pgpoly redis row",
+										  ALLOCSET_SMALL_SIZES);
+	scan->ov = RedisBuildOverlay(conn, tbl->relid);
+	strcpy(scan->cursor, "0");
+	return scan;
+}
+
+/* Use a key list (deduplicated by the caller); NULL keys: none. */
+void
+RedisScanSetKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys)
+{
+	scan->keys = keys;
+	scan->lens = lens;
+	scan->nkeys = nkeys;
+	scan->pattern = NULL;
+}
+
+/* Use SCAN MATCH pattern. */
+void
+RedisScanSetPattern(RedisScan *scan, const char *pattern)
+{
+	scan->pattern = pstrdup(pattern);
+	scan->keys = NULL;
+	scan->nkeys = 0;
+}
+
+/* Restrict zset members to a ZRANGEBYSCORE range. */
+void
+RedisScanSetScoreRange(RedisScan *scan, const char *min, const char *max)
+{
+	scan->score_min = pstrdup(min);
+	scan->score_max = pstrdup(max);
+}
+
+/* Forget all progress; the next row comes from the first round again. */
+void
+RedisScanRestart(RedisScan *scan)
+{
+	MemoryContextReset(scan->round_cxt);
+	scan->states = NULL;
+	scan->index = NULL;
+	scan->nstates = scan->cur_state = scan->cur_item = 0;
+	scan->keypos = 0;
+	strcpy(scan->cursor, "0");
+	scan->scan_done = false;
+	scan->overlay_done = false;
+	if (scan->seen)
+		hash_destroy(scan->seen);
+	scan->seen = NULL;
+	if (scan->ov)
+	{
+		HASH_SEQ_STATUS hs;
+		OverlayEntry *e;
+
+		hash_seq_init(&hs, scan->ov->bykey);
+		while ((e = hash_seq_search(&hs)) != NULL)
+			e->seen = false;
+	}
+}
+
+/* Glob match supporting the '*' and '\' escapes our patterns use. */
+static bool
+glob_match(const char *p, const char *s)
+{
+	for (; *p; p++, s++)
+	{
+		if (*p == '*')
+		{
+			for (;; s++)
+			{
+				if (glob_match(p + 1, s))
+					return true;
+				if (*s == '\0')
+					return false;
+			}
+		}
+		if (*p == '\\' && p[1])
+			p++;
+		if (*s != *p)
+			return false;
+	}
+	return *s == '\0';
+}
+
+/* Reply handler of SCAN: new cursor, then keys not seen before. */
+static void
+scan_reply(redisReply *r, int index, void *arg)
+{
+	RedisScan  *scan = arg;
+	redisReply *keys;
+	size_t		i;
+	char	  **kv;
+	size_t	   *lv;
+	int			n = 0;
+
+	if (r->type == REDIS_REPLY_ERROR)
+		RedisReplyError(scan->conn, r, NULL, 0, scan->tbl);
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		r->element[0]->type != REDIS_REPLY_STRING ||
+		r->element[1]->type != REDIS_REPLY_ARRAY ||
+		r->element[0]->len >= sizeof(scan->cursor))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("malformed reply to SCAN from Redis server \"%s\"",
+						scan->conn->servername)));
+	memcpy(scan->cursor, r->element[0]->str, r->element[0]->len);
+	scan->cursor[r->element[0]->len] = '\0';
+	scan->scan_done = strcmp(scan->cursor, "0") == 0;
+
+	keys = r->element[1];
+	kv = palloc(sizeof(char *) * Max(keys->elements, 1));
+	lv = palloc(sizeof(size_t) * Max(keys->elements, 1));
+	for (i = 0; i < keys->elements; i++)
+	{
+		char	   *k = pnstrdup(keys->element[i]->str, keys->element[i]->len);
+
+		if (!RedisKeySetAdd(scan->seen, k))
+			continue;
+		kv[n] = k;
+		lv[n++] = keys->element[i]->len;
+	}
+	scan->keys = kv;
+	scan->lens = lv;
+	scan->nkeys = n;
+}
+
+/* One SCAN step and the fetch of the new keys it returned. */
+static void
+scan_round(RedisScan *scan)
+{
+	RedisTable *tbl = scan->tbl;
+	char		count[16];
+	const char *argv[8] = {"SCAN", scan->cursor, "MATCH", scan->pattern,
+	"COUNT", count, "TYPE", RedisScanTypeFilter(tbl)};
+	MemoryContext old;
+
+	if (scan->seen == NULL)
+		scan->seen = RedisKeySet(GetMemoryChunkContext(scan));
+	snprintf(count, sizeof(count), "%d", tbl->fetch_size);
+	old = MemoryContextSwitchTo(GetMemoryChunkContext(scan));
+	MemoryContextReset(scan->round_cxt);
+	RedisAppendArgv(scan->conn, 8, argv, NULL);
+	RedisExchange(scan->conn, 1, scan_reply, scan);
+	scan->round_trips++;
+	MemoryContextSwitchTo(old);
+	RedisScanFetchKeys(scan, scan->keys, scan->lens, scan->nkeys);
+	pfree(scan->keys);
+	pfree(scan->lens);
+	scan->keys = NULL;
+	scan->nkeys = 0;
+}
+
+/* After SCAN ends: states for buffered keys that Redis did not have. */
+static void
+overlay_round(RedisScan *scan)
+{
+	HASH_SEQ_STATUS hs;
+	OverlayEntry *e;
+	List	   *pending = NIL;
+	ListCell   *lc;
+	MemoryContext old;
+	int			i = 0;
+
+	scan->overlay_done = true;
+	MemoryContextReset(scan->round_cxt);
+	scan->nstates = 0;
+	if (scan->ov == NULL)
+		return;
+	old = MemoryContextSwitchTo(scan->round_cxt);
+	hash_seq_init(&hs, scan->ov->bykey);
+	while ((e = hash_seq_search(&hs)) != NULL)
+		if (!e->seen && glob_match(scan->pattern, e->key))
+			pending = lappend(pending, e);
+	scan->states = palloc0(sizeof(RedisKeyState) * Max(list_length(pending), 1));
+	foreach(lc, pending)
+	{
+		OverlayEntry *pe = lfirst(lc);
+		RedisKeyState *st = &scan->states[i++];
+
+		st->key = pe->key;
+		st->keylen = strlen(pe->key);
+		st->ttl = -2;
+		RedisApplyOverlay(scan->tbl, scan->ov, st);
+	}
+	scan->nstates = i;
+	scan->cur_state = scan->cur_item = 0;
+	MemoryContextSwitchTo(old);
+}
+
+/* Fetch the next round; false when there is none. */
+static bool
+next_round(RedisScan *scan)
+{
+	if (scan->pattern == NULL)
+	{
+		int			n = Min(scan->tbl->fetch_size, scan->nkeys - scan->keypos);
+
+		if (n <= 0)
+			return false;
+		MemoryContextReset(scan->round_cxt);
+		RedisScanFetchKeys(scan, scan->keys + scan->keypos,
+						   scan->lens + scan->keypos, n);
+		scan->keypos += n;
+		return true;
+	}
+	if (!scan->scan_done)
+	{
+		scan_round(scan);
+		return true;
+	}
+	if (!scan->overlay_done)
+	{
+		overlay_round(scan);
+		return true;
+	}
+	return false;
+}
+
+/* Rows a key state produces. */
+int
+RedisStateRowCount(RedisTable *tbl, RedisKeyState *st)
+{
+	if (!st->exists)
+		return 0;
+	if (tbl->type == REDIS_HASH || tbl->type == REDIS_STRING ||
+		tbl->type == REDIS_JSON)
+		return 1;
+	return st->nitems;
+}
+
+/* Error context: name the Redis key and field being converted. */
+static void
+row_error_callback(void *arg)
+{
+	RedisScan  *scan = arg;
+
+	if (scan->err_field)
+		errcontext("Redis key \"%s\", field \"%s\" of foreign table \"%s\"",
+				   scan->err_state->key, scan->err_field, scan->tbl->relname);
+	else
+		errcontext("Redis key \"%s\" of foreign table \"%s\"",
+				   scan->err_state->key, scan->tbl->relname);
+}
+
+/* Text for column col of row item of st, or NULL. */
+static char *
+column_text(RedisScan *scan, RedisKeyState *st, int item, RedisColumn *col,
+			Datum *json)
+{
+	RedisTable *tbl = scan->tbl;
+	int			i;
+
+	switch (col->role)
+	{
+		case RCOL_KEY:
+			return st->key + tbl->prefixlen;
+		case RCOL_FIELD:
+			if (tbl->type == REDIS_JSON)
+			{
+				if (*json == (Datum) 0)
+					*json = PgpolyJsonbFromText(st->items[0].a, st->items[0].alen);
+				return PgpolyJsonbFieldText(*json, col->field, col->is_array);
+			}
+			i = find_item(st, col->field, strlen(col->field));
+			return i >= 0 ? st->items[i].b : NULL;
+		case RCOL_VALUE:
+		case RCOL_MEMBER:
+			return st->items[item].a;
+		case RCOL_SCORE:
+			return st->items[item].b;
+		case RCOL_IDX:
+			return psprintf("%d", item);
+		case RCOL_TTL:
+			return st->ttl == -2 ? NULL : psprintf("%lld", st->ttl);
+		case RCOL_NONE:
+			break;
+	}
+	return NULL;
+}
+
+/*
+ * Convert row item of st into values/nulls (datums in the row context,
+ * valid until the next row), through each column's input function.
+ */
+void
+RedisStateRow(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
+			  bool *nulls)
+{
+	RedisTable *tbl = scan->tbl;
+	ErrorContextCallback errcb;
+	MemoryContext old;
+	Datum		json = (Datum) 0;
+	int			i;
+
+	MemoryContextReset(scan->row_cxt);
+	old = MemoryContextSwitchTo(scan->row_cxt);
+	scan->err_state = st;
+	errcb.callback = row_error_callback;
+	errcb.arg = scan;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	for (i = 0; i < tbl->natts; i++)
+	{
+		RedisColumn *col = &tbl->cols[i];
+		char	   *text;
+
+		scan->err_field = col->role == RCOL_FIELD ? col->field : NULL;
+		text = column_text(scan, st, item, col, &json);
+		nulls[i] = text == NULL;
+		values[i] = text ? RedisTextDatum(tbl, i + 1, text) : (Datum) 0;
+	}
+
+	error_context_stack = errcb.previous;
+	MemoryContextSwitchTo(old);
+}
+
+/* Next row of the scan into values/nulls; false at the end. */
+bool
+RedisScanNext(RedisScan *scan, Datum *values, bool *nulls)
+{
+	for (;;)
+	{
+		while (scan->cur_state < scan->nstates)
+		{
+			RedisKeyState *st = &scan->states[scan->cur_state];
+
+			if (scan->cur_item < RedisStateRowCount(scan->tbl, st))
+			{
+				RedisStateRow(scan, st, scan->cur_item++, values, nulls);
+				return true;
+			}
+			scan->cur_state++;
+			scan->cur_item = 0;
+		}
+		if (!next_round(scan))
+			return false;
+	}
+}
+
+/* Entry of the current round's key index. */
+typedef struct IndexEntry
+{
+	char	   *key;
+	RedisKeyState *state;
+} IndexEntry;
+
+/*
+ * The state of key in the current round (the batched join's probe), or
+ * NULL.  The first probe of a round indexes the round's keys.
+ */
+RedisKeyState *
+RedisScanLookup(RedisScan *scan, const char *key, size_t keylen)
+{
+	IndexEntry *e;
+	char	   *k;
+	char		buf[256];
+
+	if (scan->index == NULL)
+	{
+		int			i;
+
+		scan->index = string_table("pgpoly redis round index",
+								   sizeof(IndexEntry), scan->round_cxt);
+		for (i = 0; i < scan->nstates; i++)
+		{
+			e = hash_search(scan->index, &scan->states[i].key, HASH_ENTER, NULL);
+			e->state = &scan->states[i];
+		}
+	}
+	k = keylen < sizeof(buf) ? buf : palloc(keylen + 1);
+	memcpy(k, key, keylen);
+	k[keylen] = '\0';
+	e = hash_search(scan->index, &k, HASH_FIND, NULL);
+	if (k != buf)
+		pfree(k);
+	return e ? e->state : NULL;
+}
+
+/* Pipelined exchanges this scan made so far (EXPLAIN ANALYZE). */
+int64
+RedisScanRoundTrips(RedisScan *scan)
+{
+	return scan->round_trips;
+}

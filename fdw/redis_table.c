@@ -1,0 +1,394 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis_table.c
+ *		  Options of pgpoly_redis objects and the column roles of a table.
+ *
+ * RedisLoadTable() resolves a foreign table into a RedisTable: options with
+ * defaults applied, and the role of every column for its table_type.  It
+ * does no network I/O, so the planner can call it freely.  A table whose
+ * columns do not fit its table_type is an ERROR that says which column is
+ * wrong and what the type expects.
+ *
+ * fdw/redis_table.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/reloptions.h"
+#include "access/table.h"
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_foreign_table.h"
+#include "catalog/pg_type.h"
+#include "catalog/pg_user_mapping.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "redis.h"
+
+#define REDIS_TYPES "hash,string,json,zset,set,list"
+
+const PgpolyOption RedisOptions[] = {
+	{"host", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
+	{"port", ForeignServerRelationId, PGPOLY_OPT_INT, 1, 65535, NULL, false},
+	{"db", ForeignServerRelationId, PGPOLY_OPT_INT, 0, 1000000, NULL, false},
+	{"connect_timeout_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
+	{"timeout_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
+	{"user", UserMappingRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
+	{"password", UserMappingRelationId, PGPOLY_OPT_STRING, 0, 0, NULL, true},
+	{"table_type", ForeignTableRelationId, PGPOLY_OPT_ENUM, 0, 0, REDIS_TYPES, false},
+	{"key_prefix", ForeignTableRelationId, PGPOLY_OPT_STRING, 0, 0, NULL, false},
+	{"ttl_seconds", ForeignTableRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
+	{"write_mode", ForeignTableRelationId, PGPOLY_OPT_ENUM, 0, 0, "transactional,immediate", false},
+	{"batch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, 1000000, NULL, false},
+	{"fetch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, 1000000, NULL, false},
+	{"use_remote_estimate", ForeignTableRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
+	{"key", AttributeRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
+	{"field", AttributeRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
+	{NULL}
+};
+
+PG_FUNCTION_INFO_V1(pgpoly_redis_validator);
+
+/* Validator of pgpoly_redis options (CREATE/ALTER of every object). */
+Datum
+pgpoly_redis_validator(PG_FUNCTION_ARGS)
+{
+	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+
+	PgpolyValidateOptions(RedisOptions, options, PG_GETARG_OID(1));
+	PG_RETURN_VOID();
+}
+
+/* Parse table_type. */
+static RedisTableType
+parse_table_type(const char *s)
+{
+	static const char *const names[] = {"hash", "string", "json", "zset", "set", "list"};
+	int			i;
+
+	for (i = 0; i < lengthof(names); i++)
+		if (strcmp(s, names[i]) == 0)
+			return (RedisTableType) i;
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+			 errmsg("invalid value for option \"table_type\": \"%s\"", s),
+			 errhint("Valid values are: " REDIS_TYPES ".")));
+	return REDIS_HASH;			/* keep compiler quiet */
+}
+
+/* Complain that column name does not fit the table type. */
+static void
+bad_column(RedisTable *tbl, const char *name, const char *expected)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
+			 errmsg("column \"%s\" of foreign table \"%s\" does not fit table_type '%s'",
+					name, tbl->relname, tbl->type_name),
+			 errhint("A '%s' table has %s.", tbl->type_name, expected)));
+}
+
+/* Columns each collection type expects, for messages. */
+static const char *
+expected_columns(RedisTableType type)
+{
+	switch (type)
+	{
+		case REDIS_HASH:
+		case REDIS_JSON:
+			return "a key column plus one column per field";
+		case REDIS_STRING:
+			return "a key column and one value column";
+		case REDIS_ZSET:
+			return "columns key, member (text) and score (float8)";
+		case REDIS_SET:
+			return "columns key and member (text)";
+		case REDIS_LIST:
+			return "columns key, idx (int) and value";
+	}
+	return "";
+}
+
+/* Decide the role of a non-key, non-_ttl column for the table's type. */
+static RedisColRole
+column_role(RedisTable *tbl, const char *name, AttrNumber attnum)
+{
+	switch (tbl->type)
+	{
+		case REDIS_HASH:
+		case REDIS_JSON:
+			return RCOL_FIELD;
+		case REDIS_STRING:
+			if (tbl->value_att != 0)
+				bad_column(tbl, name, expected_columns(tbl->type));
+			tbl->value_att = attnum;
+			return RCOL_VALUE;
+		case REDIS_ZSET:
+		case REDIS_SET:
+			if (strcmp(name, "member") == 0)
+			{
+				tbl->member_att = attnum;
+				return RCOL_MEMBER;
+			}
+			if (tbl->type == REDIS_ZSET && strcmp(name, "score") == 0)
+			{
+				tbl->score_att = attnum;
+				return RCOL_SCORE;
+			}
+			break;
+		case REDIS_LIST:
+			if (strcmp(name, "idx") == 0)
+			{
+				tbl->idx_att = attnum;
+				return RCOL_IDX;
+			}
+			if (strcmp(name, "value") == 0)
+			{
+				tbl->value_att = attnum;
+				return RCOL_VALUE;
+			}
+			break;
+	}
+	bad_column(tbl, name, expected_columns(tbl->type));
+	return RCOL_NONE;
+}
+
+/* Look up the I/O functions of a column. */
+static void
+column_io(RedisColumn *col)
+{
+	Oid			infn;
+	Oid			outfn;
+	bool		isvarlena;
+
+	getTypeInputInfo(col->typid, &infn, &col->ioparam);
+	fmgr_info(infn, &col->infn);
+	getTypeOutputInfo(col->typid, &outfn, &isvarlena);
+	fmgr_info(outfn, &col->outfn);
+	col->is_array = type_is_array(col->typid);
+}
+
+/* Whether the column carries the option key 'true'. */
+static bool
+column_is_key(List *options, const char *name)
+{
+	return PgpolyGetBoolOption(options, "key", false);
+}
+
+/* Resolve every column of rel into tbl->cols. */
+static void
+load_columns(RedisTable *tbl, Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	AttrNumber	named_key = 0;
+	AttrNumber	i;
+
+	tbl->natts = desc->natts;
+	tbl->cols = palloc0(sizeof(RedisColumn) * desc->natts);
+	for (i = 1; i <= desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i - 1);
+		RedisColumn *col = &tbl->cols[i - 1];
+		List	   *opts;
+
+		if (att->attisdropped)
+			continue;
+		opts = GetForeignColumnOptions(tbl->relid, i);
+		col->name = pstrdup(NameStr(att->attname));
+		col->typid = att->atttypid;
+		col->typmod = att->atttypmod;
+		col->field = pstrdup(PgpolyGetOption(opts, "field", col->name));
+		column_io(col);
+
+		if (column_is_key(opts, col->name))
+		{
+			if (tbl->key_att != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
+						 errmsg("foreign table \"%s\" has more than one key column",
+								tbl->relname)));
+			tbl->key_att = i;
+			col->role = RCOL_KEY;
+		}
+		else if (strcmp(col->name, "key") == 0)
+			named_key = i;
+		else if (strcmp(col->name, "_ttl") == 0)
+		{
+			tbl->ttl_att = i;
+			col->role = RCOL_TTL;
+		}
+		else
+			col->role = column_role(tbl, col->name, i);
+	}
+
+	if (tbl->key_att == 0)
+	{
+		if (named_key == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
+					 errmsg("foreign table \"%s\" has no key column", tbl->relname),
+					 errhint("Name a column \"key\" or give it OPTIONS (key 'true').")));
+		tbl->key_att = named_key;
+		tbl->cols[named_key - 1].role = RCOL_KEY;
+	}
+	else if (named_key != 0)
+		tbl->cols[named_key - 1].role = column_role(tbl, "key", named_key);
+}
+
+/* Check that the collection types got all the columns they need. */
+static void
+check_required_columns(RedisTable *tbl)
+{
+	bool		ok = true;
+
+	switch (tbl->type)
+	{
+		case REDIS_STRING:
+			ok = tbl->value_att != 0;
+			break;
+		case REDIS_ZSET:
+			ok = tbl->member_att != 0 && tbl->score_att != 0;
+			break;
+		case REDIS_SET:
+			ok = tbl->member_att != 0;
+			break;
+		case REDIS_LIST:
+			ok = tbl->value_att != 0 && tbl->idx_att != 0;
+			break;
+		default:
+			break;
+	}
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
+				 errmsg("foreign table \"%s\" lacks columns for table_type '%s'",
+						tbl->relname, tbl->type_name),
+				 errhint("A '%s' table has %s.", tbl->type_name,
+						 expected_columns(tbl->type))));
+}
+
+/*
+ * Resolve foreign table relid, as seen by userid (for the user mapping),
+ * into a RedisTable allocated in the current memory context.
+ */
+RedisTable *
+RedisLoadTable(Oid relid, Oid userid)
+{
+	RedisTable *tbl = palloc0(sizeof(RedisTable));
+	ForeignTable *ft = GetForeignTable(relid);
+	List	   *opts = ft->options;
+	Relation	rel;
+
+	tbl->relid = relid;
+	tbl->relname = get_rel_name(relid);
+	tbl->type_name = pstrdup(PgpolyGetOption(opts, "table_type", "hash"));
+	tbl->type = parse_table_type(tbl->type_name);
+	tbl->prefix = pstrdup(PgpolyGetOption(opts, "key_prefix", ""));
+	tbl->prefixlen = strlen(tbl->prefix);
+	tbl->ttl_seconds = (int) PgpolyGetIntOption(opts, "ttl_seconds", -1);
+	tbl->fetch_size = (int) PgpolyGetIntOption(opts, "fetch_size", 1000);
+	tbl->batch_size = (int) PgpolyGetIntOption(opts, "batch_size", 1000);
+	tbl->transactional =
+		strcmp(PgpolyGetOption(opts, "write_mode", "transactional"), "transactional") == 0;
+	tbl->remote_estimate = PgpolyGetBoolOption(opts, "use_remote_estimate", false);
+	tbl->server = GetForeignServer(ft->serverid);
+	tbl->user = PgpolyGetUserMappingOrNull(userid, ft->serverid);
+
+	rel = table_open(relid, AccessShareLock);
+	load_columns(tbl, rel);
+	table_close(rel, AccessShareLock);
+	check_required_columns(tbl);
+	return tbl;
+}
+
+/* The command that reads one key of this table's type. */
+const char *
+RedisFetchCommand(RedisTable *tbl)
+{
+	switch (tbl->type)
+	{
+		case REDIS_HASH:
+			return "HGETALL";
+		case REDIS_STRING:
+		case REDIS_JSON:
+			return "GET";
+		case REDIS_ZSET:
+			return "ZRANGE";
+		case REDIS_SET:
+			return "SMEMBERS";
+		case REDIS_LIST:
+			return "LRANGE";
+	}
+	return "";
+}
+
+/* The Redis type name SCAN ... TYPE filters on. */
+const char *
+RedisScanTypeFilter(RedisTable *tbl)
+{
+	switch (tbl->type)
+	{
+		case REDIS_HASH:
+			return "hash";
+		case REDIS_STRING:
+		case REDIS_JSON:
+			return "string";
+		case REDIS_ZSET:
+			return "zset";
+		case REDIS_SET:
+			return "set";
+		case REDIS_LIST:
+			return "list";
+	}
+	return "";
+}
+
+/* Escape the glob metacharacters of s so that SCAN MATCH takes it literally. */
+char *
+RedisGlobEscape(const char *s, int len)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < len; i++)
+	{
+		if (strchr("*?[]\\", s[i]) != NULL)
+			appendStringInfoChar(&buf, '\\');
+		appendStringInfoChar(&buf, s[i]);
+	}
+	return buf.data;
+}
+
+/* Text form of value for column att, through the column's output function. */
+char *
+RedisDatumText(RedisTable *tbl, AttrNumber att, Datum value)
+{
+	return OutputFunctionCall(&tbl->cols[att - 1].outfn, value);
+}
+
+/* Datum of column att from text, through the column's input function. */
+Datum
+RedisTextDatum(RedisTable *tbl, AttrNumber att, char *text)
+{
+	RedisColumn *col = &tbl->cols[att - 1];
+
+	return InputFunctionCall(&col->infn, text, col->ioparam, col->typmod);
+}
+
+/* The Redis key (prefix || text of the key value), palloc'd; sets *len. */
+char *
+RedisKeyFromDatum(RedisTable *tbl, Datum value, size_t *len)
+{
+	char	   *text = RedisDatumText(tbl, tbl->key_att, value);
+	size_t		tlen = strlen(text);
+	char	   *key = palloc(tbl->prefixlen + tlen + 1);
+
+	memcpy(key, tbl->prefix, tbl->prefixlen);
+	memcpy(key + tbl->prefixlen, text, tlen + 1);
+	*len = tbl->prefixlen + tlen;
+	return key;
+}

@@ -1,0 +1,337 @@
+/*-------------------------------------------------------------------------
+ *
+ * connection.c
+ *		  Per-backend connection cache shared by every store.
+ *
+ * Connections are keyed by (server OID, user mapping OID) and kept in
+ * TopMemoryContext across statements and transactions.  The store opens and
+ * closes its own handle through its PgpolyStore callbacks; the cache decides
+ * when: it reconnects after ALTER SERVER / ALTER USER MAPPING (syscache
+ * invalidation), and it never reuses a connection whose last request did not
+ * finish (an ERROR or cancel hit it mid-request, leaving the protocol state
+ * unknown): such a connection is closed at transaction end and reopened on
+ * next use.
+ *
+ * pgpoly.connections() and pgpoly.disconnect() expose the cache to SQL.
+ *
+ * src/connection.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_user_mapping.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
+
+#include "pgpoly.h"
+
+static HTAB *ConnectionHash = NULL;
+
+/* Whether the connection was used by the current transaction. */
+static List *UsedThisXact = NIL;	/* of PgpolyConnKey *, in TopMemoryContext */
+
+/* Close the store handle; keeps the entry (and its counters). */
+static void
+close_handle(PgpolyConnection *conn)
+{
+	if (conn->handle != NULL)
+	{
+		void	   *h = conn->handle;
+
+		conn->handle = NULL;
+		conn->store->disconnect(h);
+	}
+	conn->busy = false;
+	conn->invalidated = false;
+}
+
+/* Syscache callback: mark connections whose server or mapping changed. */
+static void
+invalidate_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	HASH_SEQ_STATUS scan;
+	PgpolyConnection *conn;
+
+	hash_seq_init(&scan, ConnectionHash);
+	while ((conn = hash_seq_search(&scan)) != NULL)
+	{
+		if (hashvalue == 0 ||
+			(cacheid == FOREIGNSERVEROID && conn->server_hashvalue == hashvalue) ||
+			(cacheid == USERMAPPINGOID && conn->mapping_hashvalue == hashvalue))
+			conn->invalidated = true;
+	}
+}
+
+/* Create the cache and register the invalidation callbacks (once). */
+void
+PgpolyConnectionInit(void)
+{
+	HASHCTL		ctl;
+
+	if (ConnectionHash != NULL)
+		return;
+	ctl.keysize = sizeof(PgpolyConnKey);
+	ctl.entrysize = sizeof(PgpolyConnection);
+	ConnectionHash = hash_create("pgpoly connections", 8, &ctl,
+								 HASH_ELEM | HASH_BLOBS);
+	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, invalidate_callback, 0);
+	CacheRegisterSyscacheCallback(USERMAPPINGOID, invalidate_callback, 0);
+}
+
+/*
+ * The user mapping for userid (or PUBLIC) on serverid, or NULL when there is
+ * none.  Stores that work without credentials (Redis without AUTH, a local
+ * Chroma) do not force users to create an empty mapping.
+ */
+UserMapping *
+PgpolyGetUserMappingOrNull(Oid userid, Oid serverid)
+{
+	HeapTuple	tp;
+
+	tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(userid),
+						 ObjectIdGetDatum(serverid));
+	if (!HeapTupleIsValid(tp))
+		tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
+							 ObjectIdGetDatum(serverid));
+	if (!HeapTupleIsValid(tp))
+		return NULL;
+	ReleaseSysCache(tp);
+	return GetUserMapping(userid, serverid);
+}
+
+/* Remember that this transaction used conn. */
+static void
+mark_used(PgpolyConnection *conn)
+{
+	MemoryContext old;
+	ListCell   *lc;
+
+	foreach(lc, UsedThisXact)
+		if (memcmp(lfirst(lc), &conn->key, sizeof(PgpolyConnKey)) == 0)
+			return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	UsedThisXact = lappend(UsedThisXact,
+						   memcpy(palloc(sizeof(PgpolyConnKey)), &conn->key,
+								  sizeof(PgpolyConnKey)));
+	MemoryContextSwitchTo(old);
+}
+
+/* Fill the entry's descriptive fields and timeouts from the catalogs. */
+static void
+describe_connection(PgpolyConnection *conn, ForeignServer *server,
+					UserMapping *user)
+{
+	strlcpy(conn->servername, server->servername, NAMEDATALEN);
+	conn->userid = user ? user->userid : GetUserId();
+	conn->server_hashvalue =
+		GetSysCacheHashValue1(FOREIGNSERVEROID, ObjectIdGetDatum(server->serverid));
+	conn->mapping_hashvalue = user ?
+		GetSysCacheHashValue1(USERMAPPINGOID, ObjectIdGetDatum(user->umid)) : 0;
+	conn->connect_timeout_ms =
+		(int) PgpolyGetIntOption(server->options, "connect_timeout_ms", 2000);
+	conn->timeout_ms =
+		(int) PgpolyGetIntOption(server->options, "timeout_ms", 5000);
+}
+
+/*
+ * Get a connection to server for user (NULL: no mapping), opening one if
+ * the cache has none, the cached one was invalidated, or it broke.  The
+ * returned entry lives until the backend exits.
+ */
+PgpolyConnection *
+PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
+					UserMapping *user)
+{
+	PgpolyConnKey key;
+	PgpolyConnection *conn;
+	bool		found;
+
+	PgpolyConnectionInit();
+	memset(&key, 0, sizeof(key));
+	key.serverid = server->serverid;
+	key.umid = user ? user->umid : InvalidOid;
+
+	conn = hash_search(ConnectionHash, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		memset(((char *) conn) + sizeof(key), 0, sizeof(*conn) - sizeof(key));
+		conn->store = store;
+	}
+
+	/* Never reuse a handle whose last request was cut off. */
+	if (conn->handle && (conn->busy || (conn->invalidated && conn->writes == NIL)))
+		close_handle(conn);
+
+	if (conn->handle == NULL)
+	{
+		describe_connection(conn, server, user);
+		conn->handle = store->connect(conn, server, user);
+	}
+	mark_used(conn);
+	return conn;
+}
+
+/*
+ * Make conn usable for sending its buffered writes at commit: if its handle
+ * was closed or broke earlier in the transaction, open a new one.
+ */
+void
+PgpolyEnsureConnected(PgpolyConnection *conn)
+{
+	if (conn->handle && !conn->busy)
+		return;
+	close_handle(conn);
+	conn->handle = conn->store->connect(conn,
+										GetForeignServer(conn->key.serverid),
+										OidIsValid(conn->key.umid) ?
+										PgpolyGetUserMappingOrNull(conn->userid,
+																   conn->key.serverid) : NULL);
+}
+
+/* Mark the start of a request: until PgpolyEndRequest, an error breaks conn. */
+void
+PgpolyBeginRequest(PgpolyConnection *conn)
+{
+	if (conn->busy)
+		elog(ERROR, "pgpoly connection to server \"%s\" is already in a request",
+			 conn->servername);
+	conn->busy = true;
+	conn->requests++;
+	conn->errors++;				/* undone by PgpolyEndRequest */
+}
+
+/* Mark the end of a request that left the protocol in a clean state. */
+void
+PgpolyEndRequest(PgpolyConnection *conn)
+{
+	conn->busy = false;
+	conn->errors--;
+}
+
+/*
+ * Transaction end: drop pending writes (already flushed or discarded by
+ * xact.c), and close connections left mid-request or invalidated.
+ */
+void
+PgpolyConnectionsAtXactEnd(bool isCommit)
+{
+	HASH_SEQ_STATUS scan;
+	PgpolyConnection *conn;
+
+	if (ConnectionHash == NULL)
+		return;
+	hash_seq_init(&scan, ConnectionHash);
+	while ((conn = hash_seq_search(&scan)) != NULL)
+	{
+		conn->writes = NIL;		/* memory went with TopTransactionContext */
+		if (conn->handle && (conn->busy || conn->invalidated))
+			close_handle(conn);
+		conn->busy = false;
+	}
+	list_free_deep(UsedThisXact);
+	UsedThisXact = NIL;
+}
+
+/* Whether conn is in UsedThisXact. */
+static bool
+used_this_xact(PgpolyConnection *conn)
+{
+	ListCell   *lc;
+
+	foreach(lc, UsedThisXact)
+		if (memcmp(lfirst(lc), &conn->key, sizeof(PgpolyConnKey)) == 0)
+			return true;
+	return false;
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_connections);
+
+/* pgpoly.connections(): one row per open cached connection. */
+Datum
+pgpoly_connections(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	HASH_SEQ_STATUS scan;
+	PgpolyConnection *conn;
+
+#if PG_VERSION_NUM >= 160000
+	InitMaterializedSRF(fcinfo, 0);
+#else
+	SetSingleFuncCall(fcinfo, 0);
+#endif
+	if (ConnectionHash == NULL)
+		PG_RETURN_VOID();
+
+	hash_seq_init(&scan, ConnectionHash);
+	while ((conn = hash_seq_search(&scan)) != NULL)
+	{
+		Datum		values[7];
+		bool		nulls[7] = {0};
+		char	   *uname;
+
+		if (conn->handle == NULL)
+			continue;
+		values[0] = DirectFunctionCall1(namein, CStringGetDatum(conn->servername));
+		values[1] = CStringGetTextDatum(conn->store->name);
+		values[2] = CStringGetTextDatum(conn->target);
+		uname = GetUserNameFromId(conn->userid, true);
+		if (uname)
+			values[3] = DirectFunctionCall1(namein, CStringGetDatum(uname));
+		else
+			nulls[3] = true;
+		values[4] = Int64GetDatum(conn->requests);
+		values[5] = Int64GetDatum(conn->errors);
+		values[6] = BoolGetDatum(used_this_xact(conn) || conn->writes != NIL);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_disconnect);
+
+/*
+ * pgpoly.disconnect(server name DEFAULT NULL): close the cached connections
+ * of one server (NULL: all).  Refuses to drop a connection that holds
+ * buffered writes of the current transaction.  Returns how many closed.
+ */
+Datum
+pgpoly_disconnect(PG_FUNCTION_ARGS)
+{
+	HASH_SEQ_STATUS scan;
+	PgpolyConnection *conn;
+	Oid			serverid = InvalidOid;
+	int			closed = 0;
+
+	if (!PG_ARGISNULL(0))
+	{
+		char	   *name = NameStr(*PG_GETARG_NAME(0));
+
+		serverid = GetForeignServerByName(name, false)->serverid;
+	}
+	if (ConnectionHash == NULL)
+		PG_RETURN_INT32(0);
+
+	hash_seq_init(&scan, ConnectionHash);
+	while ((conn = hash_seq_search(&scan)) != NULL)
+	{
+		if (OidIsValid(serverid) && conn->key.serverid != serverid)
+			continue;
+		if (conn->handle == NULL)
+			continue;
+		if (conn->writes != NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("cannot close the connection to server \"%s\": it holds writes of the current transaction",
+							conn->servername),
+					 errhint("COMMIT or ROLLBACK first.")));
+		close_handle(conn);
+		closed++;
+	}
+	PG_RETURN_INT32(closed);
+}

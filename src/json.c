@@ -1,0 +1,229 @@
+/*-------------------------------------------------------------------------
+ *
+ * json.c
+ *		  JSON <-> datum conversion shared by the stores.
+ *
+ * Incoming JSON (a Redis json value, an Elasticsearch _source, vector
+ * metadata) is parsed with PostgreSQL's own jsonb parser, not jansson:
+ * it keeps numeric precision and accepts everything PostgreSQL accepts, and
+ * the result is exactly what a jsonb column would hold.  Field values are
+ * turned into the text form of the target column type and then go through
+ * that type's input function, so every SQL type converts the same way.
+ *
+ * Outgoing JSON is written with escape_json(); numbers and booleans keep
+ * their JSON types, json/jsonb values are embedded as is, arrays become
+ * JSON arrays, everything else becomes a JSON string of its text form.
+ *
+ * src/json.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "parser/parse_coerce.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+#include "pgpoly.h"
+
+/* Parse len bytes of JSON text into a jsonb datum (ERROR on bad JSON). */
+Datum
+PgpolyJsonbFromText(const char *json, int len)
+{
+	char	   *copy = pnstrdup(json, len);
+
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(copy));
+}
+
+static void append_array_literal(StringInfo buf, JsonbContainer *array);
+
+/* Append one jsonb scalar as an element of a PostgreSQL array literal. */
+static void
+append_array_element(StringInfo buf, JsonbValue *v)
+{
+	const char *s;
+
+	switch (v->type)
+	{
+		case jbvNull:
+			appendStringInfoString(buf, "NULL");
+			return;
+		case jbvBinary:
+			if (JsonContainerIsArray(v->val.binary.data))
+			{
+				append_array_literal(buf, v->val.binary.data);
+				return;
+			}
+			s = JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+			break;
+		case jbvString:
+			s = pnstrdup(v->val.string.val, v->val.string.len);
+			break;
+		case jbvNumeric:
+			s = DatumGetCString(DirectFunctionCall1(numeric_out,
+													NumericGetDatum(v->val.numeric)));
+			break;
+		case jbvBool:
+			s = v->val.boolean ? "true" : "false";
+			break;
+		default:
+			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
+	}
+	/* Quote every element: array_in then never misreads braces or commas. */
+	appendStringInfoChar(buf, '"');
+	for (; *s; s++)
+	{
+		if (*s == '"' || *s == '\\')
+			appendStringInfoChar(buf, '\\');
+		appendStringInfoChar(buf, *s);
+	}
+	appendStringInfoChar(buf, '"');
+}
+
+/* Append a jsonb array as a PostgreSQL array literal ({..}). */
+static void
+append_array_literal(StringInfo buf, JsonbContainer *array)
+{
+	int			n = JsonContainerSize(array);
+	int			i;
+
+	appendStringInfoChar(buf, '{');
+	for (i = 0; i < n; i++)
+	{
+		JsonbValue *v = getIthJsonbValueFromContainer(array, i);
+
+		if (i > 0)
+			appendStringInfoChar(buf, ',');
+		append_array_element(buf, v);
+	}
+	appendStringInfoChar(buf, '}');
+}
+
+/*
+ * Text form, for a column's input function, of one jsonb value.  A JSON
+ * array becomes an array literal when the column is an array; other
+ * containers become JSON text (for json/jsonb columns).  Returns NULL for
+ * JSON null.
+ */
+static char *
+jsonb_value_text(JsonbValue *v, bool to_array)
+{
+	StringInfoData buf;
+
+	switch (v->type)
+	{
+		case jbvNull:
+			return NULL;
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out,
+													   NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		case jbvBinary:
+			initStringInfo(&buf);
+			if (to_array && JsonContainerIsArray(v->val.binary.data))
+				append_array_literal(&buf, v->val.binary.data);
+			else
+				JsonbToCString(&buf, v->val.binary.data, v->val.binary.len);
+			return buf.data;
+		default:
+			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
+	}
+	return NULL;
+}
+
+/*
+ * Text form of the top-level field of a jsonb object, ready for the input
+ * function of a column (to_array: the column is an array type).  Returns
+ * NULL when the field is absent or JSON null.  A path "a.b" descends into
+ * nested objects.
+ */
+char *
+PgpolyJsonbFieldText(Datum jsonb, const char *field, bool to_array)
+{
+	Jsonb	   *jb = DatumGetJsonbP(jsonb);
+	JsonbContainer *c = &jb->root;
+	JsonbValue *v = NULL;
+	const char *p = field;
+
+	for (;;)
+	{
+		const char *dot = strchr(p, '.');
+		int			len = dot ? (int) (dot - p) : (int) strlen(p);
+
+		if (!JsonContainerIsObject(c))
+			return NULL;
+		v = getKeyJsonValueFromContainer(c, p, len, NULL);
+		if (v == NULL)
+			return NULL;
+		/* A literal dotted key wins over descending: try it first. */
+		if (dot == NULL)
+			break;
+		if (v->type != jbvBinary)
+			return NULL;
+		c = v->val.binary.data;
+		p = dot + 1;
+	}
+	return jsonb_value_text(v, to_array);
+}
+
+/* Whether s is a valid JSON number (numeric_out can say NaN, Infinity). */
+static bool
+is_json_number(const char *s)
+{
+	return s[0] == '-' || (s[0] >= '0' && s[0] <= '9');
+}
+
+/*
+ * Append value, of type typid, to buf as a JSON value.
+ */
+void
+PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid, bool isnull)
+{
+	Oid			outfn;
+	bool		isvarlena;
+	char	   *s;
+
+	if (isnull)
+	{
+		appendStringInfoString(buf, "null");
+		return;
+	}
+	if (type_is_array(typid))
+	{
+		s = TextDatumGetCString(DirectFunctionCall1(array_to_json, value));
+		appendStringInfoString(buf, s);
+		return;
+	}
+	getTypeOutputInfo(typid, &outfn, &isvarlena);
+	s = OidOutputFunctionCall(outfn, value);
+	switch (TypeCategory(typid))
+	{
+		case TYPCATEGORY_NUMERIC:
+			if (is_json_number(s) && strcmp(s, "-Infinity") != 0)
+			{
+				appendStringInfoString(buf, s);
+				return;
+			}
+			break;
+		case TYPCATEGORY_BOOLEAN:
+			appendStringInfoString(buf, DatumGetBool(value) ? "true" : "false");
+			return;
+		default:
+			if (typid == JSONOID || typid == JSONBOID)
+			{
+				appendStringInfoString(buf, s);
+				return;
+			}
+			break;
+	}
+	escape_json(buf, s);
+}

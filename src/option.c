@@ -1,0 +1,270 @@
+/*-------------------------------------------------------------------------
+ *
+ * option.c
+ *		  Validation and lookup of FDW options, shared by every store.
+ *
+ * Each store declares its valid options once, as a PgpolyOption table, and
+ * its validator function calls PgpolyValidateOptions().  Errors follow
+ * postgres_fdw: an unknown option names the valid ones for that context and
+ * the closest match; typed options are checked here so that a bad value is
+ * rejected at CREATE/ALTER time rather than at query time.
+ *
+ * Secrets (options marked secret) are accepted only on user mappings and
+ * their values are never quoted in a message.
+ *
+ * src/option.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_foreign_table.h"
+#include "catalog/pg_user_mapping.h"
+#include "catalog/pg_attribute.h"
+#include "commands/defrem.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/varlena.h"
+
+#include "pgpoly.h"
+
+/* Human name of a catalog context, for messages. */
+static const char *
+context_name(Oid context)
+{
+	switch (context)
+	{
+		case ForeignServerRelationId:
+			return "server";
+		case UserMappingRelationId:
+			return "user mapping";
+		case ForeignTableRelationId:
+			return "foreign table";
+		case AttributeRelationId:
+			return "column";
+		default:
+			return "object";
+	}
+}
+
+/* Find the option called name in context, or NULL. */
+static const PgpolyOption *
+find_option(const PgpolyOption *valid, const char *name, Oid context)
+{
+	for (; valid->name; valid++)
+		if (valid->context == context && strcmp(valid->name, name) == 0)
+			return valid;
+	return NULL;
+}
+
+/*
+ * Report an option that is not valid in this context: list the valid ones
+ * and suggest the closest spelling (Levenshtein distance, as PG16's
+ * postgres_fdw does).
+ */
+static void
+report_unknown_option(const PgpolyOption *valid, const char *name,
+					  Oid context)
+{
+	StringInfoData list;
+	const char *closest = NULL;
+	int			best = INT_MAX;
+	const PgpolyOption *o;
+
+	/* A secret given on the wrong object gets a precise message. */
+	for (o = valid; o->name; o++)
+		if (o->secret && strcmp(o->name, name) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("option \"%s\" is only allowed on a user mapping",
+							name),
+					 errhint("Secrets are kept in USER MAPPING options so that they never appear in catalogs readable by other users.")));
+
+	initStringInfo(&list);
+	for (o = valid; o->name; o++)
+	{
+		int			d;
+
+		if (o->context != context)
+			continue;
+		appendStringInfo(&list, "%s%s", list.len ? ", " : "", o->name);
+		d = varstr_levenshtein(name, strlen(name), o->name, strlen(o->name),
+							   1, 1, 1, false);
+		if (d < best)
+		{
+			best = d;
+			closest = o->name;
+		}
+	}
+	/* Only suggest a name that is plausibly a typo. */
+	if (closest && best > (int) Max(2, strlen(name) / 3))
+		closest = NULL;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+			 errmsg("invalid option \"%s\" for a %s", name,
+					context_name(context)),
+			 closest ? errhint("Perhaps you meant the option \"%s\". Valid options in this context are: %s.",
+							   closest, list.data) :
+			 list.len ? errhint("Valid options in this context are: %s.",
+								list.data) :
+			 errhint("There are no valid options in this context.")));
+}
+
+/* Check that value is one of the comma-separated words in values. */
+static bool
+enum_value_ok(const char *values, const char *value)
+{
+	size_t		len = strlen(value);
+	const char *p = values;
+
+	while (*p)
+	{
+		const char *end = strchr(p, ',');
+		size_t		wlen = end ? (size_t) (end - p) : strlen(p);
+
+		if (wlen == len && strncmp(p, value, len) == 0)
+			return true;
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	return false;
+}
+
+/* Parse a whole-string integer; false on junk or overflow. */
+static bool
+parse_int64(const char *value, int64 *result)
+{
+	char	   *end;
+	long long	v;
+
+	errno = 0;
+	v = strtoll(value, &end, 10);
+	if (errno != 0 || end == value || *end != '\0')
+		return false;
+	*result = (int64) v;
+	return true;
+}
+
+/* Check one option's value against its declared type. */
+static void
+check_option_value(const PgpolyOption *opt, const char *value)
+{
+	int64		ival;
+	bool		bval;
+
+	switch (opt->type)
+	{
+		case PGPOLY_OPT_STRING:
+			/* min is the minimum length; secrets are never quoted. */
+			if ((int64) strlen(value) < opt->min)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("option \"%s\" must not be empty", opt->name)));
+			break;
+		case PGPOLY_OPT_INT:
+			if (!parse_int64(value, &ival) || ival < opt->min || ival > opt->max)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"%s\": \"%s\"",
+								opt->name, value),
+						 errhint("Use an integer between " INT64_FORMAT " and " INT64_FORMAT ".",
+								 opt->min, opt->max)));
+			break;
+		case PGPOLY_OPT_BOOL:
+			if (!parse_bool(value, &bval))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"%s\": \"%s\"",
+								opt->name, value),
+						 errhint("Use true or false.")));
+			break;
+		case PGPOLY_OPT_ENUM:
+			if (!enum_value_ok(opt->values, value))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"%s\": \"%s\"",
+								opt->name, value),
+						 errhint("Valid values are: %s.", opt->values)));
+			break;
+	}
+}
+
+/*
+ * Validate a CREATE/ALTER option list for the given catalog context against
+ * the store's table of valid options.  ereports on the first problem.
+ */
+void
+PgpolyValidateOptions(const PgpolyOption *valid, List *options, Oid context)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+		const PgpolyOption *opt = find_option(valid, def->defname, context);
+
+		if (opt == NULL)
+			report_unknown_option(valid, def->defname, context);
+		check_option_value(opt, defGetString(def));
+	}
+}
+
+/* Value of option name in a DefElem list, or dflt when absent. */
+const char *
+PgpolyGetOption(List *options, const char *name, const char *dflt)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		if (strcmp(def->defname, name) == 0)
+			return defGetString(def);
+	}
+	return dflt;
+}
+
+/* Integer option; values were range-checked by the validator. */
+int64
+PgpolyGetIntOption(List *options, const char *name, int64 dflt)
+{
+	const char *s = PgpolyGetOption(options, name, NULL);
+	int64		v;
+
+	if (s == NULL)
+		return dflt;
+	if (!parse_int64(s, &v))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": \"%s\"", name, s)));
+	return v;
+}
+
+/* Boolean option; values were checked by the validator. */
+bool
+PgpolyGetBoolOption(List *options, const char *name, bool dflt)
+{
+	const char *s = PgpolyGetOption(options, name, NULL);
+	bool		v;
+
+	if (s == NULL)
+		return dflt;
+	if (!parse_bool(s, &v))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": \"%s\"", name, s)));
+	return v;
+}
+
+/* parse_bool, exported so stores need not include builtins.h for it. */
+bool
+PgpolyParseBool(const char *value, bool *result)
+{
+	return parse_bool(value, result);
+}

@@ -1,0 +1,178 @@
+/*-------------------------------------------------------------------------
+ *
+ * pgpoly.h
+ *		  The cross-file API of pgpoly's shared core.
+ *
+ * Every store (Redis, Elasticsearch, vector service) plugs into the same
+ * core: option validation (option.c), the per-backend connection cache
+ * (connection.c), the interruptible socket wait (wait.c), the transaction
+ * write buffer (xact.c) and JSON <-> datum conversion (json.c).  A store
+ * describes itself once with a PgpolyStore and never reimplements these.
+ *
+ * Invariants kept by the core:
+ *	- No library call ever blocks on the network; every wait goes through
+ *	  PgpolyWaitSocket(), which services interrupts and postmaster death.
+ *	- A connection that fails mid-request is never reused.
+ *	- Secrets live only in user mapping options and never reach EXPLAIN,
+ *	  error messages or logs.
+ *
+ * src/pgpoly.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PGPOLY_H
+#define PGPOLY_H
+
+#include "postgres.h"
+
+#include "foreign/foreign.h"
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "utils/timestamp.h"
+
+/* ----------------------------------------------------------------
+ *		Options (option.c)
+ * ----------------------------------------------------------------
+ */
+typedef enum PgpolyOptionType
+{
+	PGPOLY_OPT_STRING,
+	PGPOLY_OPT_INT,				/* integer within [min, max] */
+	PGPOLY_OPT_BOOL,
+	PGPOLY_OPT_ENUM				/* one of a comma-separated list */
+} PgpolyOptionType;
+
+/* One valid option of a store, in one catalog context. */
+typedef struct PgpolyOption
+{
+	const char *name;
+	Oid			context;		/* ForeignServerRelationId etc. */
+	PgpolyOptionType type;
+	int64		min;			/* INT bounds; STRING: minimum length */
+	int64		max;
+	const char *values;			/* PGPOLY_OPT_ENUM: "a,b,c" */
+	bool		secret;			/* user-mapping only, never shown */
+} PgpolyOption;
+
+extern void PgpolyValidateOptions(const PgpolyOption *valid, List *options,
+								  Oid context);
+extern const char *PgpolyGetOption(List *options, const char *name,
+								   const char *dflt);
+extern int64 PgpolyGetIntOption(List *options, const char *name, int64 dflt);
+extern bool PgpolyGetBoolOption(List *options, const char *name, bool dflt);
+extern bool PgpolyParseBool(const char *value, bool *result);
+
+/* ----------------------------------------------------------------
+ *		Stores, connections (connection.c)
+ * ----------------------------------------------------------------
+ */
+struct PgpolyConnection;
+
+/*
+ * What a store tells the core about itself.  connect() opens a connection
+ * (it must use PgpolyWaitSocket for every wait and ereport on failure) and
+ * returns the store's handle; disconnect() closes it and must not ereport.
+ * flush() sends the connection's buffered writes at pre-commit, and
+ * ereports on any failure so that COMMIT fails.
+ */
+typedef struct PgpolyStore
+{
+	const char *name;			/* "redis", "elastic", "vector" */
+	void	   *(*connect) (struct PgpolyConnection *conn,
+							ForeignServer *server, UserMapping *user);
+	void		(*disconnect) (void *handle);
+	void		(*flush) (struct PgpolyConnection *conn, List *writes);
+} PgpolyStore;
+
+/* Cache key: one connection per server and user mapping. */
+typedef struct PgpolyConnKey
+{
+	Oid			serverid;
+	Oid			umid;			/* InvalidOid when there is no mapping */
+} PgpolyConnKey;
+
+typedef struct PgpolyConnection
+{
+	PgpolyConnKey key;			/* hash key (must be first) */
+	const PgpolyStore *store;
+	void	   *handle;			/* store's handle; NULL if closed */
+	char		servername[NAMEDATALEN];
+	Oid			userid;			/* user the mapping was looked up for */
+	char		target[256];	/* host:port or URL, for messages */
+	bool		busy;			/* inside a request; an error now breaks it */
+	bool		invalidated;	/* server or mapping changed */
+	uint32		server_hashvalue;
+	uint32		mapping_hashvalue;
+	int64		requests;
+	int64		errors;
+	int			connect_timeout_ms;
+	int			timeout_ms;
+	List	   *writes;			/* pending PgpolyWrite, TopTransactionContext */
+} PgpolyConnection;
+
+extern PgpolyConnection *PgpolyGetConnection(const PgpolyStore *store,
+											 ForeignServer *server,
+											 UserMapping *user);
+extern UserMapping *PgpolyGetUserMappingOrNull(Oid userid, Oid serverid);
+extern void PgpolyEnsureConnected(PgpolyConnection *conn);
+extern void PgpolyBeginRequest(PgpolyConnection *conn);
+extern void PgpolyEndRequest(PgpolyConnection *conn);
+extern void PgpolyConnectionsAtXactEnd(bool isCommit);
+extern void PgpolyConnectionInit(void);
+
+/* ----------------------------------------------------------------
+ *		Interruptible waits (wait.c)
+ * ----------------------------------------------------------------
+ */
+#define PGPOLY_WAIT_READ	0x01
+#define PGPOLY_WAIT_WRITE	0x02
+
+extern TimestampTz PgpolyDeadline(int timeout_ms);
+extern int	PgpolyWaitSocket(pgsocket sock, int events, TimestampTz deadline,
+							 long max_sleep_ms);
+
+/* ----------------------------------------------------------------
+ *		Transaction write buffer (xact.c)
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * One buffered write.  The payload is the store's; the core only tracks
+ * which table and (sub)transaction it belongs to.  Both live in
+ * TopTransactionContext, so they vanish with the transaction.
+ */
+typedef struct PgpolyWrite
+{
+	Oid			relid;
+	int			level;			/* subtransaction nest level that wrote it */
+	void	   *payload;
+} PgpolyWrite;
+
+extern void PgpolyBufferWrite(PgpolyConnection *conn, Oid relid,
+							  void *payload);
+extern List *PgpolyPendingWrites(PgpolyConnection *conn, Oid relid);
+extern MemoryContext PgpolyWriteContext(void);
+extern void PgpolyXactInit(void);
+
+/* ----------------------------------------------------------------
+ *		JSON <-> datum (json.c)
+ * ----------------------------------------------------------------
+ */
+extern Datum PgpolyJsonbFromText(const char *json, int len);
+extern char *PgpolyJsonbFieldText(Datum jsonb, const char *field,
+								  bool to_array);
+extern void PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid,
+								  bool isnull);
+
+/* ----------------------------------------------------------------
+ *		Module (pgpoly.c)
+ * ----------------------------------------------------------------
+ */
+extern int	pgpoly_max_response_kb;
+
+/* Store initialisers called from _PG_init (hooks, GUCs of one store). */
+extern void RedisJoinInit(void);
+
+#define PGPOLY_MAX_RESPONSE_BYTES ((Size) pgpoly_max_response_kb * 1024)
+
+#endif							/* PGPOLY_H */

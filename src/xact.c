@@ -1,0 +1,184 @@
+/*-------------------------------------------------------------------------
+ *
+ * xact.c
+ *		  The transaction write buffer shared by every store.
+ *
+ * With write_mode 'transactional' a store does not send a write while the
+ * statement runs: it hands an opaque payload to PgpolyBufferWrite(), which
+ * appends it to the connection's list, tagged with the table and the
+ * subtransaction nesting level.  Then:
+ *	- later scans of the table in the same transaction ask for the pending
+ *	  writes (PgpolyPendingWrites) and overlay them: read-your-writes;
+ *	- ROLLBACK TO SAVEPOINT drops the writes of the aborted levels, and a
+ *	  released savepoint hands its writes to the parent level;
+ *	- at XACT_EVENT_PRE_COMMIT each connection's store flush() sends all of
+ *	  them in as few round trips as it can; if it ereports, COMMIT fails and
+ *	  PostgreSQL rolls back, so a failed write is never silent;
+ *	- ROLLBACK discards them (nothing was sent);
+ *	- PREPARE TRANSACTION with pending writes is refused, since the stores
+ *	  have no two-phase commit.
+ *
+ * Payloads and list cells live in TopTransactionContext: they cannot
+ * outlive the transaction.
+ *
+ * src/xact.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+
+#include "pgpoly.h"
+
+/* Connections holding writes in this transaction, in first-write order. */
+static List *WritingConnections = NIL;	/* in TopTransactionContext */
+
+/* Memory context for payloads: lives exactly as long as the transaction. */
+MemoryContext
+PgpolyWriteContext(void)
+{
+	return TopTransactionContext;
+}
+
+/*
+ * Buffer one write for relid on conn.  payload must have been allocated in
+ * PgpolyWriteContext().
+ */
+void
+PgpolyBufferWrite(PgpolyConnection *conn, Oid relid, void *payload)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	PgpolyWrite *w = palloc(sizeof(PgpolyWrite));
+
+	w->relid = relid;
+	w->level = GetCurrentTransactionNestLevel();
+	w->payload = payload;
+	if (conn->writes == NIL)
+		WritingConnections = lappend(WritingConnections, conn);
+	conn->writes = lappend(conn->writes, w);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * The pending writes of relid on conn, in write order, as a new list (in
+ * the caller's memory context) of PgpolyWrite pointers.  A scan takes this
+ * once at its start, so it sees the writes of earlier statements only.
+ */
+List *
+PgpolyPendingWrites(PgpolyConnection *conn, Oid relid)
+{
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	foreach(lc, conn->writes)
+	{
+		PgpolyWrite *w = lfirst(lc);
+
+		if (w->relid == relid)
+			result = lappend(result, w);
+	}
+	return result;
+}
+
+/* Send every connection's writes; an ERROR here fails the COMMIT. */
+static void
+flush_all(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, WritingConnections)
+	{
+		PgpolyConnection *conn = lfirst(lc);
+
+		if (conn->writes != NIL)
+		{
+			conn->store->flush(conn, conn->writes);
+			conn->writes = NIL;
+		}
+	}
+}
+
+/* Whether any connection still holds writes (savepoints may have emptied them). */
+static bool
+has_pending_writes(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, WritingConnections)
+		if (((PgpolyConnection *) lfirst(lc))->writes != NIL)
+			return true;
+	return false;
+}
+
+/* Top-level transaction callback. */
+static void
+xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			flush_all();
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if (has_pending_writes())
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has buffered pgpoly writes"),
+						 errdetail("The foreign stores have no two-phase commit.")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			WritingConnections = NIL;
+			PgpolyConnectionsAtXactEnd(event != XACT_EVENT_ABORT &&
+									   event != XACT_EVENT_PARALLEL_ABORT);
+			break;
+	}
+}
+
+/*
+ * Subtransaction callback: on abort drop the writes made at or below the
+ * aborted level; on commit (RELEASE) give them to the parent level.
+ */
+static void
+subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+				 SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	ListCell   *lc;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
+		return;
+
+	foreach(lc, WritingConnections)
+	{
+		PgpolyConnection *conn = lfirst(lc);
+		ListCell   *wc;
+
+		foreach(wc, conn->writes)
+		{
+			PgpolyWrite *w = lfirst(wc);
+
+			if (w->level < level)
+				continue;
+			if (event == SUBXACT_EVENT_COMMIT_SUB)
+				w->level = level - 1;
+			else
+				conn->writes = foreach_delete_current(conn->writes, wc);
+		}
+	}
+}
+
+/* Register the callbacks (once per backend). */
+void
+PgpolyXactInit(void)
+{
+	RegisterXactCallback(xact_callback, NULL);
+	RegisterSubXactCallback(subxact_callback, NULL);
+}

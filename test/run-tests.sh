@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+#
+# test/run-tests.sh -- `make test`: install the needed packages, build and
+# install pgpoly, start throwaway PostgreSQL and Redis servers on free loopback
+# ports, run the pg_regress suite (make installcheck) and the fault tests
+# (test/fault/run.py), and print "N passed, N failed".  Exits non-zero if any
+# test failed.  A failing pg_regress run does not stop the fault tests.
+set -euo pipefail
+
+# shellcheck source=test/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$PGPOLY_ROOT"
+
+pgpoly_setup
+
+passed=0
+failed=0
+broken=0 # a runner failed without reporting a failed test
+
+# --- pg_regress -------------------------------------------------------------
+out="$PGPOLY_WORK/installcheck.out"
+rm -f regression.diffs regression.out
+rc=0
+pgpoly_run_logged "$out" make PG_CONFIG="$PG_CONFIG" installcheck || rc=$?
+
+# PG15 prints "test name ... ok  12 ms" (or "     name ... FAILED" inside
+# parallel groups); PG16+ prints TAP lines "ok 1 - name  12 ms".
+read -r ok bad < <(awk '
+	/^(test )? *[^ ]+ +\.\.\. +ok( |$)/                 { ok++; next }
+	/^(test )? *[^ ]+ +\.\.\. +failed \(ignored\)/      { ok++; next }
+	/^(test )? *[^ ]+ +\.\.\. +FAILED/                  { bad++; next }
+	/^ok [0-9]+ +[-+] /                                 { ok++; next }
+	/^not ok [0-9]+ +[-+] /                             { bad++; next }
+	END { print ok + 0, bad + 0 }' "$out")
+passed=$((passed + ok))
+failed=$((failed + bad))
+if ((rc != 0)); then
+	if [[ -s regression.diffs ]]; then
+		echo "=== regression.diffs (first 300 lines) ==="
+		head -n 300 regression.diffs
+		echo "=== end of regression.diffs ==="
+	fi
+	echo "=== last lines of the PostgreSQL log ($PGPOLY_PGLOG) ==="
+	tail -n 40 "$PGPOLY_PGLOG" || true
+	if ((bad == 0)); then
+		pgpoly_log "make installcheck failed (exit $rc) without a failed test"
+		broken=$((broken + 1))
+	fi
+fi
+
+# --- fault tests ------------------------------------------------------------
+out="$PGPOLY_WORK/fault.out"
+rc=0
+pgpoly_run_logged "$out" python3 test/fault/run.py || rc=$?
+summary="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1 || true)"
+if [[ -n "$summary" ]]; then
+	read -r ok _ bad _ <<<"${summary//,/}"
+	passed=$((passed + ok))
+	failed=$((failed + bad))
+	if ((rc != 0 && bad == 0)); then
+		broken=$((broken + 1))
+	fi
+elif ((rc != 0)); then
+	pgpoly_log "test/fault/run.py failed (exit $rc) without a summary"
+	broken=$((broken + 1))
+fi
+
+# A runner that failed without naming a failed test counts as one failure.
+failed=$((failed + broken))
+echo
+echo "$passed passed, $failed failed"
+((failed == 0))
