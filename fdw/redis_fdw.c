@@ -24,6 +24,7 @@
 #include <math.h>
 #include <hiredis/hiredis.h>
 
+#include "access/htup_details.h"
 #include "access/sysattr.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
@@ -694,12 +695,17 @@ redisEndForeignScan(ForeignScanState *node)
  * ----------------------------------------------------------------
  */
 
-/* The fetch command as EXPLAIN shows it: "HGETALL user:{key}". */
+/*
+ * The fetch command as EXPLAIN shows it: "HGETALL user:{key}"; by_score:
+ * the scan has a pushed score range.
+ */
 static char *
-fetch_text(RedisTable *tbl)
+fetch_text(RedisTable *tbl, bool by_score)
 {
 	const char *args = "";
 
+	if (by_score)
+		return psprintf("ZRANGEBYSCORE %s{key} {min} {max} WITHSCORES", tbl->prefix);
 	if (tbl->type == REDIS_ZSET)
 		args = " 0 -1 WITHSCORES";
 	else if (tbl->type == REDIS_LIST)
@@ -718,15 +724,20 @@ redisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	char	   *pattern = strVal(list_nth(fs->fdw_private, RPRIV_PATTERN));
 	int			nkeys = intVal(list_nth(fs->fdw_private, RPRIV_NKEYS));
 	char	   *pushed = strVal(list_nth(fs->fdw_private, RPRIV_PUSHED));
+	List	   *kinds = list_nth(fs->fdw_private, RPRIV_KINDS);
+	bool		by_score = list_member_int(kinds, REXPR_SCORE_MIN) ||
+		list_member_int(kinds, REXPR_SCORE_MIN_EXCL) ||
+		list_member_int(kinds, REXPR_SCORE_MAX) ||
+		list_member_int(kinds, REXPR_SCORE_MAX_EXCL);
 	char	   *req;
 
 	if (pattern[0] != '\0')
 		req = psprintf("SCAN MATCH %s COUNT %d TYPE %s, then %s per key, pipelined",
-					   pattern, tbl->fetch_size, RedisScanTypeFilter(tbl), fetch_text(tbl));
+					   pattern, tbl->fetch_size, RedisScanTypeFilter(tbl), fetch_text(tbl, by_score));
 	else if (nkeys >= 0)
-		req = psprintf("%s x%d, pipelined", fetch_text(tbl), nkeys);
+		req = psprintf("%s x%d, pipelined", fetch_text(tbl, by_score), nkeys);
 	else
-		req = psprintf("%s per key, pipelined in rounds of %d", fetch_text(tbl),
+		req = psprintf("%s per key, pipelined in rounds of %d", fetch_text(tbl, by_score),
 					   tbl->fetch_size);
 	if (st->need_ttl)
 		req = psprintf("%s, with TTL", req);
@@ -988,7 +999,8 @@ redisExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 			ItemPointerSetInvalid(&tup.t_self);
 			tup.t_tableOid = RelationGetRelid(rinfo->ri_RelationDesc);
 			tup.t_data = td;
-			ExecForceStoreHeapTuple(&tup, slot, false);
+			/* A heap slot keeps the tuple pointer: give it its own copy. */
+			ExecForceStoreHeapTuple(heap_copytuple(&tup), slot, true);
 		}
 	}
 	return slot;

@@ -107,7 +107,8 @@ setup_session(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
 	const char *db = PgpolyGetOption(server->options, "db", "0");
 	int			n = 0;
 
-	if (password != NULL)
+	/* An empty password means none: Redis without requirepass rejects AUTH. */
+	if (password != NULL && password[0] != '\0')
 	{
 		const char *argv[3] = {"AUTH", username, password};
 

@@ -388,26 +388,29 @@ fill_scan_tuple(RedisJoinState *js, int pos, Datum *vals, bool *nulls)
 	return ExecStoreVirtualTuple(scan);
 }
 
-/* Read the next batch of outer rows and fetch their keys in one round. */
+/*
+ * Read the next batch of outer rows and fetch their keys in one round.  The
+ * outer plan runs in the caller's memory context (it may allocate scan state
+ * that must outlive the batch); only the keys live in batch_cxt.
+ */
 static void
 load_batch(RedisJoinState *js)
 {
 	ExprContext *econtext = js->css.ss.ps.ps_ExprContext;
-	MemoryContext old;
 	HTAB	   *seen;
 	char	  **dkeys;
 	size_t	   *dlens;
 	int			nd = 0;
 
 	MemoryContextReset(js->batch_cxt);
-	old = MemoryContextSwitchTo(js->batch_cxt);
 	seen = RedisKeySet(js->batch_cxt);
-	dkeys = palloc(sizeof(char *) * js->cap);
-	dlens = palloc(sizeof(size_t) * js->cap);
+	dkeys = MemoryContextAlloc(js->batch_cxt, sizeof(char *) * js->cap);
+	dlens = MemoryContextAlloc(js->batch_cxt, sizeof(size_t) * js->cap);
 	js->nbatch = 0;
 	while (js->nbatch < js->cap)
 	{
 		TupleTableSlot *slot = ExecProcNode(js->outer);
+		MemoryContext old;
 		bool		isnull;
 		Datum		key;
 		int			n = js->nbatch;
@@ -419,8 +422,10 @@ load_batch(RedisJoinState *js)
 		}
 		ExecCopySlot(js->batch[n], slot);
 		econtext->ecxt_scantuple = fill_scan_tuple(js, n, NULL, NULL);
+		old = MemoryContextSwitchTo(js->batch_cxt);
 		key = ExecEvalExpr(js->keyexpr, econtext, &isnull);
 		js->keys[n] = isnull ? NULL : RedisKeyFromDatum(js->tbl, key, &js->lens[n]);
+		MemoryContextSwitchTo(old);
 		if (js->keys[n] && RedisKeySetAdd(seen, js->keys[n]))
 		{
 			dkeys[nd] = js->keys[n];
@@ -428,7 +433,6 @@ load_batch(RedisJoinState *js)
 		}
 		js->nbatch++;
 	}
-	MemoryContextSwitchTo(old);
 	RedisScanFetchKeys(js->scan, dkeys, dlens, nd);
 	js->pos = js->item = 0;
 	js->matched = false;

@@ -385,9 +385,12 @@ append_fetch(RedisScan *scan, const char *key, size_t keylen)
 void
 RedisScanFetchKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys)
 {
-	MemoryContext old = MemoryContextSwitchTo(scan->round_cxt);
 	FetchRound	fr = {scan, scan->need_ttl ? 2 : 1};
+	MemoryContext old;
 	int			i;
+
+	MemoryContextReset(scan->round_cxt);
+	old = MemoryContextSwitchTo(scan->round_cxt);
 
 	scan->states = palloc0(sizeof(RedisKeyState) * Max(nkeys, 1));
 	scan->nstates = nkeys;
@@ -623,7 +626,6 @@ next_round(RedisScan *scan)
 
 		if (n <= 0)
 			return false;
-		MemoryContextReset(scan->round_cxt);
 		RedisScanFetchKeys(scan, scan->keys + scan->keypos,
 						   scan->lens + scan->keypos, n);
 		scan->keypos += n;

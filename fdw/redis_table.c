@@ -30,6 +30,7 @@
 #include "redis.h"
 
 #define REDIS_TYPES "hash,string,json,zset,set,list"
+#define REDIS_TYPES_TEXT "hash, string, json, zset, set, list"
 
 const PgpolyOption RedisOptions[] = {
 	{"host", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
@@ -76,7 +77,7 @@ parse_table_type(const char *s)
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 			 errmsg("invalid value for option \"table_type\": \"%s\"", s),
-			 errhint("Valid values are: " REDIS_TYPES ".")));
+			 errhint("Valid values are: " REDIS_TYPES_TEXT ".")));
 	return REDIS_HASH;			/* keep compiler quiet */
 }
 

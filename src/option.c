@@ -135,6 +135,18 @@ enum_value_ok(const char *values, const char *value)
 	return false;
 }
 
+/* "a,b,c" as "a, b, c", for messages. */
+static char *
+enum_values_text(const char *values)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (; *values; values++)
+		appendStringInfoString(&buf, *values == ',' ? ", " : (char[2]) {*values, 0});
+	return buf.data;
+}
+
 /* Parse a whole-string integer; false on junk or overflow. */
 static bool
 parse_int64(const char *value, int64 *result)
@@ -189,7 +201,7 @@ check_option_value(const PgpolyOption *opt, const char *value)
 						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 						 errmsg("invalid value for option \"%s\": \"%s\"",
 								opt->name, value),
-						 errhint("Valid values are: %s.", opt->values)));
+						 errhint("Valid values are: %s.", enum_values_text(opt->values))));
 			break;
 	}
 }

@@ -22,10 +22,13 @@ A test looks like:
 
 import atexit
 import os
+import queue
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 
@@ -34,6 +37,10 @@ REDIS_FLAGS = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 
 _failures = []
 _redis = {}  # port -> (pid, dir) for the instances this process started
+_databases = []  # databases create_db() made, dropped at exit
+_sessions = []  # open Session objects, closed at exit
+
+_SQLSTATE_RE = re.compile(r"(?:ERROR|FATAL|PANIC):\s+([0-9A-Z]{5}):")
 
 
 class Result(tuple):
@@ -51,15 +58,25 @@ class Result(tuple):
     out = property(lambda self: self[1])
     err = property(lambda self: self[2])
 
+    @property
+    def sqlstate(self):
+        """SQLSTATE of the first ERROR in stderr (needs VERBOSITY verbose), or None."""
+        m = _SQLSTATE_RE.search(self.err)
+        return m.group(1) if m else None
 
-def psql(sql, db=None, timeout=60, env=None):
+
+def psql(sql, db=None, timeout=60, env=None, verbose=False):
     """Run SQL (any number of statements) through psql -X -v ON_ERROR_STOP=1 -At.
 
     The SQL is fed on stdin, so statements run one by one and psql stops at
     the first error.  Returns Result(rc, stdout, stderr) with stdout/stderr
     as str; rc is -1 if the timeout expired (psql is then killed).
+    verbose=True sets VERBOSITY verbose, so errors carry their SQLSTATE
+    (Result.sqlstate).
     """
     cmd = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", "-f", "-"]
+    if verbose:
+        cmd += ["-v", "VERBOSITY=verbose"]
     if db:
         cmd += ["-d", db]
     penv = dict(os.environ)
@@ -133,11 +150,14 @@ def redis_cli(port, *args, timeout=10):
         return -1, "", "redis-cli timed out"
 
 
-def start_redis(port=None, name=None):
+def start_redis(port=None, name=None, extra_args=()):
     """Start an extra Redis on 127.0.0.1 and return its port.
 
     Pass port= to restart an instance on the port it had (e.g. after
-    kill_redis).  Files go to $PGPOLY_WORK/redis-NAME.
+    kill_redis).  Files go to $PGPOLY_WORK/redis-NAME (pass the same name
+    to restart with the same files, e.g. an append-only file).
+    extra_args are more redis-server flags; they override the defaults
+    (e.g. ["--appendonly", "yes"]).
     """
     name = name or "fault-%d-%d" % (os.getpid(), len(_redis) + 1)
     d = os.path.join(work_dir(), "redis-" + name)
@@ -149,7 +169,8 @@ def start_redis(port=None, name=None):
             os.unlink(pidfile)
         subprocess.run(["redis-server", "--port", str(p)] + REDIS_FLAGS +
                        ["--pidfile", pidfile, "--dir", d,
-                        "--logfile", os.path.join(d, "redis.log")],
+                        "--logfile", os.path.join(d, "redis.log")]
+                       + [str(a) for a in extra_args],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -227,6 +248,251 @@ def _stop_all_redis():
         except OSError:
             pass
     _redis.clear()
+
+
+def wait_for(cond, timeout=10, interval=0.05, what="condition"):
+    """Poll cond() until it returns a true value or timeout seconds pass.
+
+    Returns cond()'s last value (false when the deadline expired).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def redis_clients(port):
+    """CLIENT LIST of a Redis as a list of dicts, without redis-cli's own entry.
+
+    None if Redis did not answer.
+    """
+    rc, out, _ = redis_cli(port, "client", "list", timeout=5)
+    if rc != 0:
+        return None
+    clients = []
+    for line in out.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if fields.get("cmd") in ("client|list", "client"):
+            continue
+        clients.append(fields)
+    return clients
+
+
+def redis_stat(port, name):
+    """calls= of one command in INFO commandstats (e.g. "scan"), or None."""
+    rc, out, _ = redis_cli(port, "info", "commandstats", timeout=5)
+    if rc != 0:
+        return None
+    for line in out.splitlines():
+        if line.startswith("cmdstat_%s:" % name):
+            for f in line.split(":", 1)[1].split(","):
+                k, _, v = f.partition("=")
+                if k == "calls":
+                    return int(v)
+    return 0
+
+
+def create_db(prefix="pgpoly_fault", extension="pgpoly"):
+    """Create a scratch database with the extension; dropped at exit.
+
+    Returns its name.
+    """
+    name = "%s_%d_%d" % (prefix, os.getpid(), len(_databases) + 1)
+    subprocess.run(["dropdb", "--if-exists", "--force", name],
+                   capture_output=True)
+    p = subprocess.run(["createdb", name], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError("createdb %s failed: %s" % (name, p.stderr))
+    _databases.append(name)
+    r = psql("CREATE EXTENSION %s;" % extension, db=name, timeout=60)
+    if r.rc != 0:
+        raise RuntimeError("CREATE EXTENSION failed: %s" % r.err)
+    return name
+
+
+class Session:
+    """One psql process kept open, so statements share one backend.
+
+    Statements run with VERBOSITY verbose and without ON_ERROR_STOP, so an
+    error does not end the session.  run() sends SQL and waits for it;
+    send() + wait() let the caller act while a statement runs.  A statement
+    "finishes" when psql has processed it and the markers echoed after it
+    arrive on stdout and stderr.
+    """
+
+    def __init__(self, db=None, env=None):
+        cmd = ["psql", "-X", "-q", "-At", "-v", "VERBOSITY=verbose"]
+        if db:
+            cmd += ["-d", db]
+        penv = dict(os.environ)
+        if env:
+            penv.update(env)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True,
+                                     env=penv)
+        self._q = queue.Queue()
+        self._eof = set()
+        self._n = 0
+        self._pending = None
+        for name, stream in (("out", self.proc.stdout),
+                             ("err", self.proc.stderr)):
+            threading.Thread(target=self._reader, args=(name, stream),
+                             daemon=True).start()
+        _sessions.append(self)
+
+    def _reader(self, name, stream):
+        for line in stream:
+            self._q.put((name, line))
+        self._q.put((name, None))
+
+    def send(self, sql):
+        """Send SQL (complete statements) without waiting for the result."""
+        if self._pending is not None:
+            raise RuntimeError("Session.send: previous statement not finished")
+        self._n += 1
+        marker = "__pgtest_done_%d__" % self._n
+        try:
+            self.proc.stdin.write("%s\n\\echo %s\n\\warn %s\n"
+                                  % (sql.rstrip(), marker, marker))
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass
+        self._pending = {"marker": marker + "\n", "out": [], "err": [],
+                         "seen": set(), "start": time.monotonic()}
+
+    def wait(self, timeout=30):
+        """Wait for the statement sent last; Result(rc, out, err).
+
+        rc: 0 no error, 1 an ERROR/FATAL on stderr, 2 psql exited (e.g.
+        the backend died), -1 timeout (call wait() again to keep waiting).
+        """
+        p = self._pending
+        deadline = time.monotonic() + timeout
+        while len(p["seen"]) < 2 and len(self._eof) < 2:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return Result(-1, "".join(p["out"]),
+                              "".join(p["err"]) + "\n(statement still running "
+                              "after %s s)\n" % timeout,
+                              time.monotonic() - p["start"])
+            try:
+                name, line = self._q.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                self._eof.add(name)
+            elif line == p["marker"]:
+                p["seen"].add(name)
+            else:
+                p[name].append(line)
+        self._pending = None
+        out, err = "".join(p["out"]), "".join(p["err"])
+        elapsed = time.monotonic() - p["start"]
+        if len(p["seen"]) < 2:
+            return Result(2, out, err + "\n(psql exited)\n", elapsed)
+        rc = 1 if _SQLSTATE_RE.search(err) or re.search(
+            r"^(ERROR|FATAL|PANIC):", err, re.M) else 0
+        return Result(rc, out, err, elapsed)
+
+    def run(self, sql, timeout=30):
+        """send() then wait()."""
+        self.send(sql)
+        return self.wait(timeout)
+
+    def value(self, sql, timeout=30):
+        """The stdout of a statement that must succeed, stripped."""
+        r = self.run(sql, timeout)
+        if r.rc != 0:
+            raise RuntimeError("statement failed: %s\n%s" % (sql, r.err))
+        return r.out.strip()
+
+    def close(self):
+        """End psql (and so its backend)."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self in _sessions:
+            _sessions.remove(self)
+
+
+@atexit.register
+def _cleanup_sessions_and_dbs():
+    """Close leftover sessions, then drop the databases create_db() made."""
+    for sess in list(_sessions):
+        try:
+            sess.proc.kill()
+            sess.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    _sessions.clear()
+    for name in _databases:
+        subprocess.run(["dropdb", "--if-exists", "--force", name],
+                       capture_output=True, timeout=60)
+    _databases.clear()
+
+
+def backend_sockets(pid):
+    """Number of sockets a process (e.g. a backend) holds open, or None."""
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return None
+    n = 0
+    for fd in fds:
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"):
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def proc_status_kb(pid, field):
+    """A kB field of /proc/PID/status (e.g. "VmHWM", "VmRSS"), or None."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+_PG_LOG_BAD = re.compile(r"terminated by signal|was terminated|PANIC:|TRAP:|"
+                         r"server process .* exited with exit code|"
+                         r"terminating any other active server processes")
+
+
+def pg_log_mark():
+    """Current size of the PostgreSQL log ($PGPOLY_PGLOG), for check_pg_log()."""
+    path = os.environ.get("PGPOLY_PGLOG")
+    try:
+        return os.path.getsize(path) if path else None
+    except OSError:
+        return None
+
+
+def check_pg_log(mark):
+    """Check that the PostgreSQL log since mark shows no crashed backend."""
+    path = os.environ.get("PGPOLY_PGLOG")
+    if not path or mark is None:
+        print("note: PGPOLY_PGLOG not set; PostgreSQL log not checked")
+        return True
+    with open(path, errors="replace") as f:
+        f.seek(mark)
+        bad = [l.rstrip() for l in f if _PG_LOG_BAD.search(l)]
+    return check(not bad, "PostgreSQL log shows a crash:\n  " + "\n  ".join(bad[:10]))
 
 
 def check(cond, message):

@@ -1,0 +1,102 @@
+-- pgpoly_redis: the transaction write buffer and write_mode 'immediate'.
+\getenv redis_port REDIS_PORT
+CREATE SERVER rx FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
+CREATE FOREIGN TABLE f (id text OPTIONS (key 'true'), v int)
+  SERVER rx OPTIONS (key_prefix 'regress_xact:f:');
+-- What Redis itself holds, read through an immediate-mode table.
+CREATE FOREIGN TABLE raw (key text, value text) SERVER rx
+  OPTIONS (table_type 'string', key_prefix 'regress_xact:', write_mode 'immediate');
+CREATE FOREIGN TABLE rawh (key text, v text) SERVER rx
+  OPTIONS (key_prefix 'regress_xact:f:', write_mode 'immediate');
+
+-- Writes are sent at COMMIT, not before; the transaction reads its own.
+BEGIN;
+INSERT INTO f VALUES ('a', 1), ('b', 2);
+SELECT * FROM f ORDER BY id;                 -- read-your-writes, full scan
+SELECT * FROM f WHERE id = 'b';              -- and key lookup
+SELECT count(*) FROM rawh;                   -- nothing sent yet
+EXPLAIN (COSTS OFF) INSERT INTO f VALUES ('c', 3);
+COMMIT;
+SELECT * FROM rawh ORDER BY key;
+
+-- ROLLBACK sends nothing.
+BEGIN;
+UPDATE f SET v = 100 WHERE id = 'a';
+DELETE FROM f WHERE id = 'b';
+INSERT INTO f VALUES ('c', 3);
+SELECT * FROM f ORDER BY id;
+ROLLBACK;
+SELECT * FROM f ORDER BY id;
+
+-- Savepoints: ROLLBACK TO discards only the writes after the savepoint.
+BEGIN;
+INSERT INTO f VALUES ('c', 3);
+SAVEPOINT s1;
+INSERT INTO f VALUES ('d', 4);
+UPDATE f SET v = 10 WHERE id = 'a';
+SELECT * FROM f ORDER BY id;
+ROLLBACK TO SAVEPOINT s1;
+SELECT * FROM f ORDER BY id;
+SAVEPOINT s2;
+DELETE FROM f WHERE id = 'b';
+RELEASE SAVEPOINT s2;
+COMMIT;
+SELECT * FROM rawh ORDER BY key;
+
+-- A failed statement inside a savepoint loses only its own writes.
+BEGIN;
+INSERT INTO f VALUES ('e', 5);
+SAVEPOINT s;
+INSERT INTO f VALUES ('g', 7), (NULL, 8);
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT * FROM f ORDER BY id;
+
+-- A key moved and then read in the same transaction.
+BEGIN;
+UPDATE f SET id = 'a2' WHERE id = 'a';
+SELECT * FROM f ORDER BY id;
+COMMIT;
+SELECT * FROM rawh ORDER BY key;
+
+-- PREPARE TRANSACTION with buffered writes is refused.
+BEGIN;
+INSERT INTO f VALUES ('p', 1);
+PREPARE TRANSACTION 'regress_pgpoly';
+SELECT * FROM f WHERE id = 'p';
+
+-- A failure at COMMIT fails the COMMIT, and PostgreSQL rolls back too.
+CREATE TABLE audit (note text);
+INSERT INTO raw VALUES ('f:wrongtype', 'a string, not a hash');
+BEGIN;
+INSERT INTO audit VALUES ('must not survive');
+INSERT INTO f VALUES ('wrongtype', 1);
+COMMIT;
+SELECT count(*) FROM audit;
+DELETE FROM raw WHERE key = 'f:wrongtype';
+
+-- write_mode 'immediate': sent while the statement runs, in batches.
+CREATE FOREIGN TABLE fi (id text OPTIONS (key 'true'), v int) SERVER rx
+  OPTIONS (key_prefix 'regress_xact:f:', write_mode 'immediate', batch_size '2');
+EXPLAIN (COSTS OFF) INSERT INTO fi VALUES ('i', 1);
+BEGIN;
+INSERT INTO fi SELECT 'i' || n, n FROM generate_series(1, 5) n;
+SELECT count(*) FROM rawh WHERE key LIKE 'i%';
+ROLLBACK;
+SELECT count(*) FROM rawh WHERE key LIKE 'i%';   -- immediate writes stay
+DELETE FROM fi WHERE id LIKE 'i%';
+
+-- Writes to two tables on one server go in one MULTI/EXEC, in order.
+BEGIN;
+INSERT INTO f VALUES ('x', 1);
+INSERT INTO raw VALUES ('other', 'o');
+UPDATE f SET v = v + 1 WHERE id = 'x';
+UPDATE f SET v = v + 1 WHERE id = 'x';
+COMMIT;
+SELECT * FROM f WHERE id = 'x';
+
+DELETE FROM f;
+DELETE FROM raw;
+SELECT count(*) FROM raw;
+DROP TABLE audit;
+DROP SERVER rx CASCADE;
