@@ -20,6 +20,8 @@
  */
 #include "postgres.h"
 
+#include "pgpoly_jansson.h"
+
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -226,4 +228,39 @@ PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid, bool isnull)
 			break;
 	}
 	escape_json(buf, s);
+}
+
+/* Memory context callback: drop the reference the context holds. */
+static void
+json_release(void *arg)
+{
+	json_decref((json_t *) arg);
+}
+
+/*
+ * Parse a store's JSON response (what: e.g. "search response") with
+ * jansson.  The document is released when the current memory context is
+ * reset or deleted, so no error path can leak it.  Malformed JSON is an
+ * ERROR naming the server and quoting the start of the text.
+ */
+json_t *
+PgpolyJsonParse(PgpolyConnection *conn, const char *text, size_t len,
+				const char *what)
+{
+	json_error_t err;
+	json_t	   *doc = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+	MemoryContextCallback *cb;
+
+	if (doc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("%s server \"%s\" sent a malformed %s", conn->store->name,
+						conn->servername, what),
+				 errdetail("%s at offset %d; the response begins: %.120s",
+						   err.text, err.position, len ? text : "(empty)")));
+	cb = palloc(sizeof(MemoryContextCallback));
+	cb->func = json_release;
+	cb->arg = doc;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+	return doc;
 }

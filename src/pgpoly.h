@@ -130,6 +130,42 @@ extern void PgpolyConnectionInit(void);
 extern TimestampTz PgpolyDeadline(int timeout_ms);
 extern int	PgpolyWaitSocket(pgsocket sock, int events, TimestampTz deadline,
 							 long max_sleep_ms);
+extern int	PgpolyWaitSockets(int n, const pgsocket *socks, const int *events,
+							  TimestampTz deadline, long max_sleep_ms,
+							  int *ready);
+
+/* ----------------------------------------------------------------
+ *		HTTP client of the REST stores (http.c)
+ * ----------------------------------------------------------------
+ */
+typedef struct PgpolyHttp PgpolyHttp;
+
+typedef struct PgpolyHttpConfig
+{
+	List	   *urls;			/* char *: base URLs, failover order */
+	const char *username;		/* basic auth, or NULL */
+	const char *password;
+	List	   *headers;		/* char *: "Name: value" (e.g. API key) */
+	const char *ca_file;
+	bool		verify_tls;
+} PgpolyHttpConfig;
+
+typedef struct PgpolyHttpResponse
+{
+	long		status;
+	char	   *body;			/* palloc'd, NUL-terminated */
+	size_t		len;
+} PgpolyHttpResponse;
+
+extern PgpolyHttp *PgpolyHttpOpen(const PgpolyHttpConfig *cfg);
+extern void PgpolyHttpClose(PgpolyHttp *h);
+extern const char *PgpolyHttpBaseUrl(PgpolyHttp *h);
+extern void PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h,
+							  const char *method, const char *path,
+							  const char *body, size_t len,
+							  const char *content_type, int retries,
+							  PgpolyHttpResponse *resp);
+extern List *PgpolySplitUrls(const char *urls);
 
 /* ----------------------------------------------------------------
  *		Transaction write buffer (xact.c)
@@ -163,6 +199,11 @@ extern char *PgpolyJsonbFieldText(Datum jsonb, const char *field,
 								  bool to_array);
 extern void PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid,
 								  bool isnull);
+
+/* jansson documents owned by a memory context (freed with it, on any path) */
+struct json_t;
+extern struct json_t *PgpolyJsonParse(PgpolyConnection *conn, const char *text,
+									  size_t len, const char *what);
 
 /* ----------------------------------------------------------------
  *		Module (pgpoly.c)

@@ -23,6 +23,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
+#include "utils/memutils.h"
 #include "utils/wait_event.h"
 
 #include "pgpoly.h"
@@ -56,55 +57,87 @@ sleep_ms(TimestampTz deadline, long max_sleep_ms)
 }
 
 /*
- * Wait until sock is ready for events (PGPOLY_WAIT_READ / _WRITE), the
- * deadline passes, or max_sleep_ms elapses (a caller such as curl_multi may
- * have its own timer; pass -1 for none).  sock may be PGINVALID_SOCKET to
- * wait for time only.  Interrupts are serviced while waiting.
+ * Wait until one of socks[0..n-1] is ready for its events[i]
+ * (PGPOLY_WAIT_READ / _WRITE), the deadline passes, or max_sleep_ms elapses
+ * (a caller such as curl_multi may have its own timer; -1 for none).  n may
+ * be 0 to wait for time only.  Interrupts are serviced while waiting.
  *
- * Returns the ready events (possibly 0 if max_sleep_ms elapsed), or -1 when
- * the deadline has passed.  The caller decides what a timeout means.
+ * Returns the number of ready sockets (their events in ready[i]), 0 if
+ * max_sleep_ms elapsed, or -1 when the deadline has passed.  The caller
+ * decides what a timeout means.
  */
 int
-PgpolyWaitSocket(pgsocket sock, int events, TimestampTz deadline,
-				 long max_sleep_ms)
+PgpolyWaitSockets(int n, const pgsocket *socks, const int *events,
+				  TimestampTz deadline, long max_sleep_ms, int *ready)
 {
+	WaitEventSet *set;
+	WaitEvent	occurred[8];
+	int			result = 0;
+
+	Assert(n <= lengthof(occurred) - 2);
 	for (;;)
 	{
-		int			wl = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH;
-		int			rc;
 		long		ms;
+		int			nev;
 
 		CHECK_FOR_INTERRUPTS();
 		if (deadline != DT_NOEND && GetCurrentTimestamp() >= deadline)
 			return -1;
-
 		ms = sleep_ms(deadline, max_sleep_ms);
-		if (ms >= 0)
-			wl |= WL_TIMEOUT;
-		if (sock != PGINVALID_SOCKET)
-		{
-			if (events & PGPOLY_WAIT_READ)
-				wl |= WL_SOCKET_READABLE;
-			if (events & PGPOLY_WAIT_WRITE)
-				wl |= WL_SOCKET_WRITEABLE;
-		}
 
-		rc = WaitLatchOrSocket(MyLatch, wl, sock, ms, PG_WAIT_EXTENSION);
-
-		if (rc & WL_LATCH_SET)
+		set = CreateWaitEventSet(CurrentMemoryContext, n + 2);
+		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (int i = 0; i < n; i++)
 		{
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
+			uint32		wl = ((events[i] & PGPOLY_WAIT_READ) ? WL_SOCKET_READABLE : 0) |
+				((events[i] & PGPOLY_WAIT_WRITE) ? WL_SOCKET_WRITEABLE : 0);
+
+			ready[i] = 0;
+			AddWaitEventToSet(set, wl, socks[i], NULL, (void *) (intptr_t) i);
 		}
-		if (rc & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
-			return ((rc & WL_SOCKET_READABLE) ? PGPOLY_WAIT_READ : 0) |
-				((rc & WL_SOCKET_WRITEABLE) ? PGPOLY_WAIT_WRITE : 0);
-		if (rc & WL_TIMEOUT)
+		nev = WaitEventSetWait(set, ms, occurred, lengthof(occurred),
+							   PG_WAIT_EXTENSION);
+		FreeWaitEventSet(set);
+
+		for (int e = 0; e < nev; e++)
+		{
+			if (occurred[e].events & WL_LATCH_SET)
+				ResetLatch(MyLatch);
+			if (occurred[e].events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
+			{
+				int			i = (int) (intptr_t) occurred[e].user_data;
+
+				ready[i] = ((occurred[e].events & WL_SOCKET_READABLE) ? PGPOLY_WAIT_READ : 0) |
+					((occurred[e].events & WL_SOCKET_WRITEABLE) ? PGPOLY_WAIT_WRITE : 0);
+				result++;
+			}
+		}
+		if (result > 0)
+			return result;
+		if (nev == 0)			/* timed out */
 		{
 			if (deadline != DT_NOEND && GetCurrentTimestamp() >= deadline)
 				return -1;
 			if (max_sleep_ms >= 0)
 				return 0;
 		}
+		/* latch set: loop to CHECK_FOR_INTERRUPTS() */
 	}
+}
+
+/*
+ * PgpolyWaitSockets() for one socket (or none, with PGINVALID_SOCKET).
+ * Returns the ready events, 0 if max_sleep_ms elapsed, -1 past the deadline.
+ */
+int
+PgpolyWaitSocket(pgsocket sock, int events, TimestampTz deadline,
+				 long max_sleep_ms)
+{
+	int			ready = 0;
+	int			rc;
+
+	rc = PgpolyWaitSockets(sock == PGINVALID_SOCKET ? 0 : 1, &sock, &events,
+						   deadline, max_sleep_ms, &ready);
+	return rc < 0 ? -1 : ready;
 }

@@ -386,4 +386,20 @@ pgpoly_setup() {
 	pgpoly_workdir
 	pgpoly_start_pg
 	pgpoly_start_redis default
+	# Each further store brings its own start-up file (test/lib_<store>.sh)
+	# defining pgpoly_start_<store>; it is run when present.
+	local store
+	for store in chroma es; do
+		if declare -F "pgpoly_start_$store" >/dev/null; then
+			"pgpoly_start_$store"
+		fi
+	done
 }
+
+# Store start-up files: test/lib_chroma.sh (vector service), test/lib_es.sh
+# (Elasticsearch stand-in or PGPOLY_ES_URL).
+for _pgpoly_lib in "$PGPOLY_ROOT"/test/lib_*.sh; do
+	# shellcheck source=/dev/null
+	[[ -e "$_pgpoly_lib" ]] && source "$_pgpoly_lib"
+done
+unset _pgpoly_lib

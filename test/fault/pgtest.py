@@ -18,6 +18,14 @@ A test looks like:
         pgtest.check(rc != 0, "query fails when redis is gone")
 
     pgtest.main(test)
+
+More helpers: create_db() (a scratch database with the extension, dropped
+at exit), Session (one psql process, so statements share a backend; send()/
+wait() to act while a statement runs; Result.sqlstate), wait_for() (poll
+with a deadline instead of sleeping), redis_clients()/redis_stat() (CLIENT
+LIST, INFO commandstats), backend_sockets()/proc_status_kb() (a backend's
+open sockets and memory), pg_log_mark()/check_pg_log() (no crashed backend
+in $PGPOLY_PGLOG since the mark).
 """
 
 import atexit
