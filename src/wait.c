@@ -87,7 +87,8 @@ PgpolyWaitSockets(int n, const pgsocket *socks, const int *events,
 
 		set = CreateWaitEventSet(CurrentMemoryContext, n + 2);
 		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		if (IsUnderPostmaster)	/* single-user mode has no postmaster */
+			AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 		for (int i = 0; i < n; i++)
 		{
 			uint32		wl = ((events[i] & PGPOLY_WAIT_READ) ? WL_SOCKET_READABLE : 0) |
