@@ -457,7 +457,14 @@ redisGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 
 	add_path(baserel, (Path *)
 			 create_foreignscan_path(root, baserel, NULL, baserel->rows,
-									 startup, total, NIL, NULL, NULL, NIL));
+#if PG_VERSION_NUM >= 180000
+									 0,
+#endif
+									 startup, total, NIL, NULL, NULL,
+#if PG_VERSION_NUM >= 170000
+									 NIL,
+#endif
+									 NIL));
 }
 
 /* Whether the query reads the _ttl column (or the whole row). */

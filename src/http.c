@@ -29,7 +29,9 @@
 
 #include <curl/curl.h>
 
+#if PG_VERSION_NUM >= 150000
 #include "common/pg_prng.h"
+#endif
 #include "utils/memutils.h"
 
 #include "pgpoly.h"
@@ -375,7 +377,12 @@ static void
 backoff(int attempt, TimestampTz deadline)
 {
 	long		base = 50L << Min(attempt - 1, 6);
-	long		ms = base / 2 + (long) (pg_prng_double(&pg_global_prng_state) * base);
+#if PG_VERSION_NUM >= 150000
+	double		r = pg_prng_double(&pg_global_prng_state);
+#else
+	double		r = (double) random() / ((double) MAX_RANDOM_VALUE + 1);
+#endif
+	long		ms = base / 2 + (long) (r * base);
 
 	(void) PgpolyWaitSocket(PGINVALID_SOCKET, 0, deadline, ms);
 }
