@@ -32,7 +32,9 @@ include $(PGXS)
 $(DATA_built): $(EXT_FRAGMENTS)
 	cat $^ > $@
 
-$(OBJS): src/pgpoly.h
+# Every object depends on every header: they are few, and a stale struct
+# layout is worse than a slower rebuild.
+$(OBJS): $(wildcard src/*.h fdw/*.h)
 
 .PHONY: test demo bench
 test:

@@ -59,6 +59,8 @@ typedef struct RedisColumn
 	RedisColRole role;
 	char	   *name;			/* column name */
 	char	   *field;			/* hash/json field name */
+	size_t		fieldlen;
+	int			hint;			/* scan: item position of field last time */
 	Oid			typid;
 	int32		typmod;
 	bool		is_array;
@@ -104,7 +106,11 @@ extern Datum RedisTextDatum(RedisTable *tbl, AttrNumber att, char *text);
 extern const PgpolyOption RedisOptions[];
 
 /* redis_io.c */
-typedef void (*RedisReplyHandler) (struct redisReply *reply, int index,
+/*
+ * Handles one reply; returns true to keep it (it then lives in the memory
+ * context the exchange ran in).
+ */
+typedef bool (*RedisReplyHandler) (struct redisReply *reply, int index,
 								   void *arg);
 
 extern const PgpolyStore RedisStore;
@@ -183,6 +189,7 @@ typedef struct RedisWrite
 /* redis_scan.c */
 extern HTAB *RedisKeySet(MemoryContext cxt);
 extern bool RedisKeySetAdd(HTAB *set, char *key);
+extern int	RedisKeySetIndex(HTAB *set, char *key, int next);
 typedef struct RedisOverlay RedisOverlay;
 extern RedisOverlay *RedisBuildOverlay(PgpolyConnection *conn, Oid relid);
 extern void RedisApplyOverlay(RedisTable *tbl, RedisOverlay *ov,
@@ -217,9 +224,8 @@ extern void RedisScanSetScoreRange(RedisScan *scan, const char *min,
 								   const char *max);
 extern bool RedisScanNext(RedisScan *scan, Datum *values, bool *nulls);
 extern void RedisScanRestart(RedisScan *scan);
-extern RedisKeyState *RedisScanLookup(RedisScan *scan, const char *key,
-									  size_t keylen);
 extern int64 RedisScanRoundTrips(RedisScan *scan);
+extern RedisKeyState *RedisScanRoundState(RedisScan *scan, int i);
 extern void RedisScanFetchKeys(RedisScan *scan, char **keys, size_t *lens,
 							   int nkeys);
 extern int	RedisStateRowCount(RedisTable *tbl, RedisKeyState *st);

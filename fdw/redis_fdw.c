@@ -361,7 +361,7 @@ classify_quals(RedisRelInfo *ri, RelOptInfo *baserel)
  */
 
 /* Reply handler for the remote estimate: DBSIZE, then one SCAN page. */
-static void
+static bool
 estimate_reply(redisReply *r, int index, void *arg)
 {
 	double	   *counts = arg;
@@ -371,6 +371,7 @@ estimate_reply(redisReply *r, int index, void *arg)
 	else if (index == 1 && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 			 r->element[1]->type == REDIS_REPLY_ARRAY)
 		counts[1] = (double) r->element[1]->elements;
+	return false;
 }
 
 /*

@@ -5,7 +5,7 @@
  *
  * hiredis 0.14 has no connect-with-options and no async API we could wait
  * on from a backend, so the context is created with redisConnectNonBlock()
- * and every exchange is: append commands (redisAppendCommandArgv), then
+ * and every exchange is: append commands (RESP we encode ourselves), then
  * alternate redisBufferWrite / redisBufferRead whenever PgpolyWaitSocket()
  * says the socket is ready, pulling parsed replies with
  * redisGetReplyFromReader().  Only these three non-blocking calls touch the
@@ -17,7 +17,11 @@
  *	  only a complete exchange ends it.  An ERROR in between (a bad value
  *	  while building commands, a timeout, an error reply the caller raises)
  *	  therefore leaves the connection "busy" and it is discarded.
- *	- Every redisReply is freed on every path (PG_FINALLY).
+ *	- Replies are built by our own hiredis reply-object functions in the
+ *	  memory context that is current when the exchange runs (allocation
+ *	  never ereports inside hiredis: MCXT_ALLOC_NO_OOM).  A handler may keep
+ *	  a reply (it then lives as long as that context); others are freed at
+ *	  once.  hiredis' malloc-based freeReplyObject() is never used.
  *	- Bytes buffered for replies not yet complete are bounded by
  *	  pgpoly.max_response_size.
  *
@@ -37,6 +41,110 @@
 static void *redis_connect(PgpolyConnection *conn, ForeignServer *server,
 						   UserMapping *user);
 static void redis_disconnect(void *handle);
+
+/* Memory context replies of the running exchange are allocated in. */
+static MemoryContext ReplyContext = NULL;
+
+/* Zeroed allocation for the reply functions; NULL (not ERROR) when out of memory. */
+static void *
+reply_alloc(size_t size)
+{
+	return MemoryContextAllocExtended(ReplyContext, size,
+									  MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
+}
+
+/* Free a reply built by the functions below (recursively). */
+static void
+reply_free(void *obj)
+{
+	redisReply *r = obj;
+
+	if (r == NULL)
+		return;
+	if (r->element)
+	{
+		for (size_t i = 0; i < r->elements; i++)
+			reply_free(r->element[i]);
+		pfree(r->element);
+	}
+	if (r->str)
+		pfree(r->str);
+	pfree(r);
+}
+
+/* Link a new reply into its parent array, as hiredis' own functions do. */
+static void *
+link_reply(const redisReadTask *task, redisReply *r)
+{
+	if (task->parent)
+		((redisReply *) task->parent->obj)->element[task->idx] = r;
+	return r;
+}
+
+/* hiredis reply function: bulk/status/error string. */
+static void *
+reply_string(const redisReadTask *task, char *str, size_t len)
+{
+	redisReply *r = reply_alloc(sizeof(redisReply));
+
+	if (r == NULL || (r->str = reply_alloc(len + 1)) == NULL)
+	{
+		if (r)
+			pfree(r);
+		return NULL;
+	}
+	r->type = task->type;
+	memcpy(r->str, str, len);
+	r->len = len;
+	return link_reply(task, r);
+}
+
+/* hiredis reply function: array of n elements. */
+static void *
+reply_array(const redisReadTask *task, int n)
+{
+	redisReply *r = reply_alloc(sizeof(redisReply));
+
+	if (r == NULL)
+		return NULL;
+	if (n > 0 && (r->element = reply_alloc(sizeof(redisReply *) * n)) == NULL)
+	{
+		pfree(r);
+		return NULL;
+	}
+	r->type = REDIS_REPLY_ARRAY;
+	r->elements = n;
+	return link_reply(task, r);
+}
+
+/* hiredis reply function: integer. */
+static void *
+reply_integer(const redisReadTask *task, long long value)
+{
+	redisReply *r = reply_alloc(sizeof(redisReply));
+
+	if (r == NULL)
+		return NULL;
+	r->type = REDIS_REPLY_INTEGER;
+	r->integer = value;
+	return link_reply(task, r);
+}
+
+/* hiredis reply function: nil. */
+static void *
+reply_nil(const redisReadTask *task)
+{
+	redisReply *r = reply_alloc(sizeof(redisReply));
+
+	if (r == NULL)
+		return NULL;
+	r->type = REDIS_REPLY_NIL;
+	return link_reply(task, r);
+}
+
+static redisReplyObjectFunctions ReplyFunctions = {
+	reply_string, reply_array, reply_integer, reply_nil, reply_free
+};
 
 const PgpolyStore RedisStore = {
 	"redis",
@@ -83,7 +191,7 @@ finish_connect(PgpolyConnection *conn, redisContext *ctx)
 }
 
 /* Check a reply of the connection set-up (AUTH, SELECT). */
-static void
+static bool
 setup_reply(redisReply *reply, int index, void *arg)
 {
 	PgpolyConnection *conn = arg;
@@ -95,6 +203,7 @@ setup_reply(redisReply *reply, int index, void *arg)
 						conn->servername, conn->target),
 				 errdetail("Redis answered: %s", reply->str),
 				 errhint("Check the user mapping's user and password and the server option db.")));
+	return false;
 }
 
 /* Send AUTH and SELECT as the user mapping and server options ask. */
@@ -146,6 +255,7 @@ redis_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory while connecting to Redis")));
+	ctx->reader->fn = &ReplyFunctions;
 	if (ctx->err)
 	{
 		char		msg[sizeof(ctx->errstr)];
@@ -171,7 +281,7 @@ redis_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
 	{
 		conn->handle = NULL;
 		conn->busy = false;
-		redisFree(ctx);
+		redis_disconnect(ctx);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -182,7 +292,11 @@ redis_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
 static void
 redis_disconnect(void *handle)
 {
-	redisFree((redisContext *) handle);
+	redisContext *ctx = handle;
+
+	/* A partial reply belongs to a memory context that may be gone. */
+	ctx->reader->reply = NULL;
+	redisFree(ctx);
 }
 
 /*
@@ -194,32 +308,47 @@ RedisGetConnection(RedisTable *tbl)
 	return PgpolyGetConnection(&RedisStore, tbl->server, tbl->user);
 }
 
+/* Append "<prefix><n>\r\n" to buf. */
+static void
+append_header(StringInfo buf, char prefix, size_t n)
+{
+	char		tmp[32];
+	int			len = snprintf(tmp, sizeof(tmp), "%c%zu\r\n", prefix, n);
+
+	appendBinaryStringInfo(buf, tmp, len);
+}
+
 /*
  * Append one command to the connection's output buffer (lens NULL: the
- * argv are NUL-terminated).  Starts a request if none is open.
+ * argv are NUL-terminated).  The RESP encoding is written here, binary-safe
+ * with explicit lengths, and handed to hiredis as a preformatted command:
+ * this avoids hiredis' per-argument format parsing.  Starts a request if
+ * none is open.
  */
 void
 RedisAppendArgv(PgpolyConnection *conn, int argc, const char **argv,
 				const size_t *lens)
 {
-	redisContext *ctx = conn->handle;
-	size_t		stack_lens[8];
-	size_t	   *l = (size_t *) lens;
+	StringInfoData buf;
+	int			i;
 
 	if (!conn->busy)
 		PgpolyBeginRequest(conn);
-	if (l == NULL)
+	initStringInfo(&buf);
+	append_header(&buf, '*', argc);
+	for (i = 0; i < argc; i++)
 	{
-		int			i;
+		size_t		len = lens ? lens[i] : strlen(argv[i]);
 
-		l = argc <= lengthof(stack_lens) ? stack_lens : palloc(sizeof(size_t) * argc);
-		for (i = 0; i < argc; i++)
-			l[i] = strlen(argv[i]);
+		append_header(&buf, '$', len);
+		appendBinaryStringInfo(&buf, argv[i], len);
+		appendBinaryStringInfo(&buf, "\r\n", 2);
 	}
-	if (redisAppendCommandArgv(ctx, argc, argv, l) != REDIS_OK)
+	if (redisAppendFormattedCommand(conn->handle, buf.data, buf.len) != REDIS_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory while building a Redis command")));
+	pfree(buf.data);
 }
 
 /* Write what the output buffer holds, without blocking. */
@@ -252,31 +381,35 @@ read_some(PgpolyConnection *conn, redisContext *ctx, Size *pending)
 				 errhint("Fetch fewer or smaller keys per round (fetch_size), or raise pgpoly.max_response_size.")));
 }
 
-/* Hand one reply to the handler, freeing it on every path. */
+/* Hand one reply to the handler; free it on every path unless it kept it. */
 static void
 deliver(PgpolyConnection *conn, redisReply *reply, int index,
 		RedisReplyHandler handler, void *arg)
 {
+	volatile bool keep = false;
+
 	PG_TRY();
 	{
 		if (handler)
-			handler(reply, index, arg);
+			keep = handler(reply, index, arg);
 		else if (reply->type == REDIS_REPLY_ERROR)
 			RedisReplyError(conn, reply, NULL, 0, NULL);
 	}
 	PG_CATCH();
 	{
-		freeReplyObject(reply);
+		reply_free(reply);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	freeReplyObject(reply);
+	if (!keep)
+		reply_free(reply);
 }
 
 /*
  * Send the appended commands and read nreplies replies, handing each to
  * handler(reply, index, arg) as it arrives (handler NULL: error replies
- * raise an ERROR).  The whole exchange is bounded by the server's
+ * raise an ERROR).  Replies are allocated in the caller's memory context; a
+ * handler returning true keeps its reply there.  The whole exchange is bounded by the server's
  * timeout_ms and interruptible.  Ends the request on success.
  */
 void
@@ -288,6 +421,7 @@ RedisExchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 	Size		pending = 0;
 	int			got = 0;
 
+	ReplyContext = CurrentMemoryContext;
 	while (got < nreplies)
 	{
 		void	   *reply = NULL;

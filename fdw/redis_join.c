@@ -50,7 +50,7 @@
 /* custom_private of the plan, by position. */
 enum RedisJoinPrivate
 {
-	RJ_RELID,					/* Integer: the Redis foreign table */
+	RJ_RELID,					/* Oid (as Integer): the Redis foreign table */
 	RJ_JOINTYPE,				/* Integer */
 	RJ_NOUTER,					/* Integer: outer columns in the scan tlist */
 	RJ_INNER_ATTS,				/* List of Integer: attno of each inner column */
@@ -74,6 +74,7 @@ typedef struct RedisJoinState
 	TupleTableSlot **batch;
 	char	  **keys;			/* Redis key of each, NULL for a NULL key */
 	size_t	   *lens;
+	int		   *stateidx;		/* its distinct key's state in the round */
 	int			cap;
 	int			nbatch;
 	int			pos;			/* outer row being joined */
@@ -231,6 +232,9 @@ redis_join_paths(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 		outer_path->rows * (0.01 + cpu_operator_cost * list_length(extra->restrictlist)) +
 		joinrel->rows * cpu_tuple_cost;
 	cp->custom_paths = list_make1(outer_path);
+#if PG_VERSION_NUM >= 150000
+	cp->flags = CUSTOMPATH_SUPPORT_PROJECTION;	/* ExecProject is ours anyway */
+#endif
 	cp->custom_private = list_make3(okey, extra->restrictlist, makeInteger(jointype));
 	cp->methods = &path_methods;
 	add_path(joinrel, &cp->path);
@@ -298,7 +302,7 @@ plan_join(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path, List *tlist
 	cs->custom_plans = custom_plans;
 	cs->custom_exprs = lcons(okey, joinquals);
 	cs->custom_scan_tlist = scan_tlist;
-	cs->custom_private = list_make5(makeInteger(innerrel->relid),
+	cs->custom_private = list_make5(makeInteger((int) planner_rt_fetch(innerrel->relid, root)->relid),
 									makeInteger(jointype),
 									makeInteger(list_length(outer_plan->targetlist)),
 									inner_atts,
@@ -331,14 +335,23 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 {
 	RedisJoinState *js = (RedisJoinState *) node;
 	CustomScan *cs = (CustomScan *) node->ss.ps.plan;
-	Index		rti = intVal(list_nth(cs->custom_private, RJ_RELID));
-	RangeTblEntry *rte = exec_rt_fetch(rti, estate);
+	int			nouter = intVal(list_nth(cs->custom_private, RJ_NOUTER));
+	TargetEntry *first_inner = list_nth(cs->custom_scan_tlist, nouter);
+	RangeTblEntry *rte;
 	TupleDesc	outdesc;
+
+	/*
+	 * The Redis table's range table index: read it from the first inner
+	 * column's Var, which setrefs.c offsets into the flat range table like
+	 * every Var.  RJ_RELID (custom_private) is not offset, so it is wrong
+	 * when the join was planned in a subquery (CTE, sublink).
+	 */
+	rte = exec_rt_fetch(castNode(Var, first_inner->expr)->varno, estate);
 
 	js->outer = ExecInitNode(linitial(cs->custom_plans), estate, eflags);
 	node->custom_ps = list_make1(js->outer);
 	js->jointype = intVal(list_nth(cs->custom_private, RJ_JOINTYPE));
-	js->nouter = intVal(list_nth(cs->custom_private, RJ_NOUTER));
+	js->nouter = nouter;
 	js->inner_atts = list_nth(cs->custom_private, RJ_INNER_ATTS);
 	js->need_ttl = intVal(list_nth(cs->custom_private, RJ_NEED_TTL));
 	js->keyexpr = ExecInitExpr(linitial(cs->custom_exprs), &node->ss.ps);
@@ -356,6 +369,7 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 										  &TTSOpsMinimalTuple);
 	js->keys = palloc(sizeof(char *) * js->cap);
 	js->lens = palloc(sizeof(size_t) * js->cap);
+	js->stateidx = palloc(sizeof(int) * js->cap);
 	js->rowvals = palloc(sizeof(Datum) * js->tbl->natts);
 	js->rownulls = palloc(sizeof(bool) * js->tbl->natts);
 	js->batch_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly redis join batch",
@@ -426,7 +440,8 @@ load_batch(RedisJoinState *js)
 		key = ExecEvalExpr(js->keyexpr, econtext, &isnull);
 		js->keys[n] = isnull ? NULL : RedisKeyFromDatum(js->tbl, key, &js->lens[n]);
 		MemoryContextSwitchTo(old);
-		if (js->keys[n] && RedisKeySetAdd(seen, js->keys[n]))
+		js->stateidx[n] = js->keys[n] ? RedisKeySetIndex(seen, js->keys[n], nd) : -1;
+		if (js->stateidx[n] == nd)
 		{
 			dkeys[nd] = js->keys[n];
 			dlens[nd++] = js->lens[n];
@@ -471,8 +486,8 @@ exec_join(CustomScanState *node)
 		}
 
 		/* The Redis rows of this outer row's key, one per call. */
-		st = js->keys[js->pos] ?
-			RedisScanLookup(js->scan, js->keys[js->pos], js->lens[js->pos]) : NULL;
+		st = js->stateidx[js->pos] >= 0 ?
+			RedisScanRoundState(js->scan, js->stateidx[js->pos]) : NULL;
 		nrows = st ? RedisStateRowCount(js->tbl, st) : 0;
 		while (js->item < nrows)
 		{

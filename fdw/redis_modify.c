@@ -504,7 +504,7 @@ write_failed(WriteReplies *wr, int cmd, redisReply *r)
 }
 
 /* Reply handler: MULTI, the QUEUED acks, then EXEC's array (or plain replies). */
-static void
+static bool
 write_reply(redisReply *r, int index, void *arg)
 {
 	WriteReplies *wr = arg;
@@ -514,13 +514,13 @@ write_reply(redisReply *r, int index, void *arg)
 	{
 		if (r->type == REDIS_REPLY_ERROR)
 			write_failed(wr, index, r);
-		return;
+		return false;
 	}
 	if (index <= wr->ncmds)		/* MULTI's OK and each QUEUED */
 	{
 		if (r->type == REDIS_REPLY_ERROR)
 			write_failed(wr, Max(index - 1, 0), r);
-		return;
+		return false;
 	}
 	if (r->type != REDIS_REPLY_ARRAY || (int) r->elements != wr->ncmds)
 		ereport(ERROR,
@@ -531,6 +531,7 @@ write_reply(redisReply *r, int index, void *arg)
 	for (i = 0; i < r->elements; i++)
 		if (r->element[i]->type == REDIS_REPLY_ERROR)
 			write_failed(wr, i, r->element[i]);
+	return false;
 }
 
 /*

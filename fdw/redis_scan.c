@@ -15,8 +15,10 @@
  * applied to it, so a transaction reads its own writes.  Keys that exist
  * only in the buffer are produced after the remote SCAN ends.
  *
- * Memory: key states live in a round context reset at each round; datums
- * of the current row live in a row context reset at each row.
+ * Memory: key states live in a round context reset at each round; their
+ * items point straight into the round's replies (no copies), which
+ * redis_io.c allocates in that same context.  Datums of the current row
+ * live in a row context reset at each row.
  *
  * fdw/redis_scan.c
  *
@@ -78,8 +80,6 @@ struct RedisScan
 	int			cur_state;
 	int			cur_item;
 
-	/* key -> state of the current round, for the batched join's probes */
-	HTAB	   *index;
 	int64		round_trips;
 
 	/* for error context */
@@ -118,11 +118,18 @@ string_table(const char *name, Size entrysize, MemoryContext cxt)
 					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 }
 
+/* Entry of a key set: the key and the index it was first given. */
+typedef struct KeySetEntry
+{
+	char	   *key;
+	int			idx;
+} KeySetEntry;
+
 /* A set of C strings (Redis keys), for deduplication. */
 HTAB *
 RedisKeySet(MemoryContext cxt)
 {
-	return string_table("pgpoly redis key set", sizeof(char *), cxt);
+	return string_table("pgpoly redis key set", sizeof(KeySetEntry), cxt);
 }
 
 /* Add key (kept by pointer) to set; false if it was already there. */
@@ -133,6 +140,21 @@ RedisKeySetAdd(HTAB *set, char *key)
 
 	hash_search(set, &key, HASH_ENTER, &found);
 	return !found;
+}
+
+/*
+ * The index of key in set; a new key gets index next.  Lets a caller that
+ * deduplicates keys map each original row to its distinct key's slot.
+ */
+int
+RedisKeySetIndex(HTAB *set, char *key, int next)
+{
+	bool		found;
+	KeySetEntry *e = hash_search(set, &key, HASH_ENTER, &found);
+
+	if (!found)
+		e->idx = next;
+	return e->idx;
 }
 
 /*
@@ -273,9 +295,27 @@ RedisApplyOverlay(RedisTable *tbl, RedisOverlay *ov, RedisKeyState *st)
 	st->ttl = tbl->ttl_seconds > 0 ? tbl->ttl_seconds : (st->exists ? st->ttl : -2);
 }
 
+/* Append an item pointing into memory the caller keeps alive (no copy). */
+static void
+add_item_ref(RedisKeyState *st, char *a, size_t alen, char *b, size_t blen)
+{
+	if (st->nitems == st->maxitems)
+	{
+		st->maxitems = Max(4, st->maxitems * 2);
+		st->items = st->items ?
+			repalloc(st->items, sizeof(RedisItem) * st->maxitems) :
+			palloc(sizeof(RedisItem) * st->maxitems);
+	}
+	st->items[st->nitems++] = (RedisItem)
+	{
+		a, alen, b, blen
+	};
+}
+
 /*
- * Fill st from the reply of the table type's fetch command.  An error
- * reply (WRONGTYPE) raises an ERROR naming the key.
+ * Fill st from the reply of the table type's fetch command.  The items
+ * point into r (hiredis strings are NUL-terminated), so r must live as long
+ * as st.  An error reply (WRONGTYPE) raises an ERROR naming the key.
  */
 void
 RedisStateFromReply(RedisTable *tbl, RedisKeyState *st, redisReply *r,
@@ -287,7 +327,7 @@ RedisStateFromReply(RedisTable *tbl, RedisKeyState *st, redisReply *r,
 	if (r->type == REDIS_REPLY_ERROR)
 		RedisReplyError(conn, r, st->key, st->keylen, tbl);
 	if (r->type == REDIS_REPLY_STRING)
-		add_item(st, r->str, r->len, NULL, 0);
+		add_item_ref(st, r->str, r->len, NULL, 0);
 	else if (r->type == REDIS_REPLY_ARRAY)
 	{
 		bool		pairs = tbl->type == REDIS_HASH || tbl->type == REDIS_ZSET;
@@ -306,7 +346,7 @@ RedisStateFromReply(RedisTable *tbl, RedisKeyState *st, redisReply *r,
 				ereport(ERROR,
 						(errcode(ERRCODE_FDW_ERROR),
 						 errmsg("malformed Redis reply for key \"%s\"", st->key)));
-			add_item(st, a->str, a->len, b ? b->str : NULL, b ? b->len : 0);
+			add_item_ref(st, a->str, a->len, b ? b->str : NULL, b ? b->len : 0);
 		}
 	}
 	else if (r->type != REDIS_REPLY_NIL)
@@ -323,18 +363,26 @@ typedef struct FetchRound
 	int			per_key;		/* replies per key: 1, or 2 with TTL */
 } FetchRound;
 
-/* Reply handler of a fetch round: fetch reply, then TTL if asked. */
-static void
+/*
+ * Reply handler of a fetch round: the fetch reply, kept (it was allocated
+ * in the round context, and the key state points into it), then the TTL
+ * if asked.
+ */
+static bool
 fetch_reply(redisReply *r, int index, void *arg)
 {
 	FetchRound *fr = arg;
 	RedisScan  *scan = fr->scan;
 	RedisKeyState *st = &scan->states[index / fr->per_key];
 
-	if (index % fr->per_key == 0)
-		RedisStateFromReply(scan->tbl, st, r, scan->conn);
-	else if (r->type == REDIS_REPLY_INTEGER)
-		st->ttl = r->integer;
+	if (index % fr->per_key != 0)
+	{
+		if (r->type == REDIS_REPLY_INTEGER)
+			st->ttl = r->integer;
+		return false;
+	}
+	RedisStateFromReply(scan->tbl, st, r, scan->conn);
+	return true;
 }
 
 /* Append the fetch command (and TTL) for one key. */
@@ -408,7 +456,6 @@ RedisScanFetchKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys)
 		RedisExchange(scan->conn, nkeys * fr.per_key, fetch_reply, &fr);
 		scan->round_trips++;
 	}
-	scan->index = NULL;
 	for (i = 0; i < nkeys; i++)
 		RedisApplyOverlay(scan->tbl, scan->ov, &scan->states[i]);
 	MemoryContextSwitchTo(old);
@@ -467,7 +514,6 @@ RedisScanRestart(RedisScan *scan)
 {
 	MemoryContextReset(scan->round_cxt);
 	scan->states = NULL;
-	scan->index = NULL;
 	scan->nstates = scan->cur_state = scan->cur_item = 0;
 	scan->keypos = 0;
 	strcpy(scan->cursor, "0");
@@ -512,7 +558,7 @@ glob_match(const char *p, const char *s)
 }
 
 /* Reply handler of SCAN: new cursor, then keys not seen before. */
-static void
+static bool
 scan_reply(redisReply *r, int index, void *arg)
 {
 	RedisScan  *scan = arg;
@@ -551,6 +597,7 @@ scan_reply(redisReply *r, int index, void *arg)
 	scan->keys = kv;
 	scan->lens = lv;
 	scan->nkeys = n;
+	return false;
 }
 
 /* One SCAN step and the fetch of the new keys it returned. */
@@ -689,8 +736,17 @@ column_text(RedisScan *scan, RedisKeyState *st, int item, RedisColumn *col,
 					*json = PgpolyJsonbFromText(st->items[0].a, st->items[0].alen);
 				return PgpolyJsonbFieldText(*json, col->field, col->is_array);
 			}
-			i = find_item(st, col->field, strlen(col->field));
-			return i >= 0 ? st->items[i].b : NULL;
+			/* Fields usually come back in one order: try the last position. */
+			i = col->hint;
+			if (i >= st->nitems || st->items[i].alen != col->fieldlen ||
+				memcmp(st->items[i].a, col->field, col->fieldlen) != 0)
+			{
+				i = find_item(st, col->field, col->fieldlen);
+				if (i < 0)
+					return NULL;
+				col->hint = i;
+			}
+			return st->items[i].b;
 		case RCOL_VALUE:
 		case RCOL_MEMBER:
 			return st->items[item].a;
@@ -766,43 +822,12 @@ RedisScanNext(RedisScan *scan, Datum *values, bool *nulls)
 	}
 }
 
-/* Entry of the current round's key index. */
-typedef struct IndexEntry
-{
-	char	   *key;
-	RedisKeyState *state;
-} IndexEntry;
-
-/*
- * The state of key in the current round (the batched join's probe), or
- * NULL.  The first probe of a round indexes the round's keys.
- */
+/* State i of the current round (keys in the order given to FetchKeys). */
 RedisKeyState *
-RedisScanLookup(RedisScan *scan, const char *key, size_t keylen)
+RedisScanRoundState(RedisScan *scan, int i)
 {
-	IndexEntry *e;
-	char	   *k;
-	char		buf[256];
-
-	if (scan->index == NULL)
-	{
-		int			i;
-
-		scan->index = string_table("pgpoly redis round index",
-								   sizeof(IndexEntry), scan->round_cxt);
-		for (i = 0; i < scan->nstates; i++)
-		{
-			e = hash_search(scan->index, &scan->states[i].key, HASH_ENTER, NULL);
-			e->state = &scan->states[i];
-		}
-	}
-	k = keylen < sizeof(buf) ? buf : palloc(keylen + 1);
-	memcpy(k, key, keylen);
-	k[keylen] = '\0';
-	e = hash_search(scan->index, &k, HASH_FIND, NULL);
-	if (k != buf)
-		pfree(k);
-	return e ? e->state : NULL;
+	Assert(i >= 0 && i < scan->nstates);
+	return &scan->states[i];
 }
 
 /* Pipelined exchanges this scan made so far (EXPLAIN ANALYZE). */

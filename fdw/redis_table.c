@@ -202,6 +202,7 @@ load_columns(RedisTable *tbl, Relation rel)
 		col->typid = att->atttypid;
 		col->typmod = att->atttypmod;
 		col->field = pstrdup(PgpolyGetOption(opts, "field", col->name));
+		col->fieldlen = strlen(col->field);
 		column_io(col);
 
 		if (column_is_key(opts, col->name))

@@ -55,6 +55,10 @@ CREATE TABLE countries (code text PRIMARY KEY, label text);
 INSERT INTO countries VALUES ('de', 'Germany'), ('fr', 'France');
 SELECT c.label, sum(f.clicks) FROM users u JOIN countries c ON c.code = u.country
   JOIN feat f ON f.user_id = u.user_id GROUP BY c.label ORDER BY 1;
+-- Inside subqueries (range table indexes shifted by the planner).
+SELECT * FROM (SELECT count(*), sum(f.clicks) FROM users u JOIN feat f USING (user_id)) x;
+SELECT (SELECT sum(f.clicks) FROM users u JOIN feat f USING (user_id) WHERE u.country = c.code)
+  FROM countries c ORDER BY c.code;
 -- The join node can be turned off.
 SET pgpoly.enable_batched_join = off;
 EXPLAIN (COSTS OFF)
