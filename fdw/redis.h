@@ -9,6 +9,7 @@
  * redis_scan.c		scan execution, read-your-writes overlay
  * redis_modify.c	INSERT/UPDATE/DELETE, write buffer payloads, flush
  * redis_join.c		batched join of a local relation to a Redis table
+ * redis_import.c	IMPORT FOREIGN SCHEMA feature_views
  *
  * Invariant: every Redis key is built as key_prefix || text of the key
  * column and sent as a binary-safe argv element (never formatted into a
@@ -26,6 +27,7 @@
 #include "access/tupdesc.h"
 #include "fmgr.h"
 #include "nodes/execnodes.h"
+#include "nodes/parsenodes.h"
 #include "nodes/pathnodes.h"
 #include "utils/hsearch.h"
 
@@ -239,5 +241,9 @@ extern RedisTable *RedisRelTable(RelOptInfo *rel);
 
 /* redis_join.c */
 extern void RedisJoinInit(void);
+
+/* redis_import.c */
+extern List *redisImportForeignSchema(ImportForeignSchemaStmt *stmt,
+										 Oid serverOid);
 
 #endif							/* PGPOLY_REDIS_H */

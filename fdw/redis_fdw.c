@@ -1088,6 +1088,7 @@ pgpoly_redis_handler(PG_FUNCTION_ARGS)
 	r->EndForeignInsert = redisEndForeignInsert;
 	r->IsForeignRelUpdatable = redisIsForeignRelUpdatable;
 	r->ExplainForeignModify = redisExplainForeignModify;
+	r->ImportForeignSchema = redisImportForeignSchema;
 	PG_RETURN_POINTER(r);
 }
 

@@ -1,0 +1,948 @@
+-- extension/30_features.sql
+--	  Feature store: feature views over an online Redis hash table and an offline
+--	  history table; point-in-time training sets; materialization.
+--
+-- Contract: API.md section 3.  Design invariants kept by this file:
+--	* A feature view's online reads and writes go through one pgpoly_redis table,
+--	  its *serving table*: the user's online table itself when it declares a
+--	  timestamptz column _event_time and writes transactionally, otherwise an
+--	  internal foreign table pgpoly.<view>_serving on the same server and
+--	  key_prefix that maps the same fields plus _event_time.  So one HGETALL per
+--	  entity returns features and event time together (one pipelined round per
+--	  call), and one HSET per entity writes both in the caller's transaction
+--	  (sent at COMMIT in the MULTI/EXEC of the Redis write buffer).
+--	* The offline table is the complete history: every put_features appends a
+--	  row, whether or not the online write wins.  Online holds, per entity, the
+--	  row with the newest event_time (ties: the later write).  A put is a full
+--	  snapshot of the entity: features it does not name are NULL both offline and
+--	  online, so the online value always equals some offline row.
+--	* The point-in-time join is one set-based statement: the spine drives nested
+--	  loops into LIMIT 1 probes of the (entity, event_time DESC, created_at DESC)
+--	  index, which also keeps the spine's row order.  Parallel query is turned
+--	  off in these functions because a Gather would lose that order.
+--	* Functions that read or write Redis pin DateStyle (ISO) and
+--	  extra_float_digits (shortest exact) so the text forms stored in Redis are
+--	  read back identically by every session.
+--	* Errors: 42704 unknown view, 42703 unknown feature or missing column,
+--	  22023 bad argument, 22004 NULL argument, 22P02 & co. (the input function's
+--	  own SQLSTATE) for a value that does not fit its feature, naming it.
+--	* Newest-wins is checked against the online value as the writing
+--	  transaction sees it (read-your-writes included); as in Feast, two
+--	  transactions writing one entity concurrently are not serialized.  The
+--	  offline history stays complete, and materialize() repairs online.
+
+--
+-- Internal state of a feature view (one row per pgpoly.feature_views row).
+--
+CREATE TABLE pgpoly._feature_view_storage (
+	view_name       text PRIMARY KEY
+	                REFERENCES pgpoly.feature_views ON DELETE CASCADE ON UPDATE CASCADE,
+	serving_table   regclass NOT NULL,	-- the Redis table read and written
+	serving_created bool NOT NULL,		-- pgpoly created it (drop_feature_view drops it)
+	offline_created bool NOT NULL,		-- pgpoly created the offline table
+	key_column      text NOT NULL,		-- key column of the serving table
+	key_type        text NOT NULL,		-- its type, format_type() form
+	entity_column   text NOT NULL,		-- entity column of the offline table
+	entity_type     text NOT NULL,
+	features        text[] NOT NULL,	-- feature columns, in table order
+	feature_types   text[] NOT NULL,
+	CONSTRAINT feature_view_storage_features_check
+		CHECK (cardinality(features) > 0 AND cardinality(features) = cardinality(feature_types))
+);
+SELECT pg_catalog.pg_extension_config_dump('pgpoly._feature_view_storage', '');
+
+COMMENT ON TABLE pgpoly._feature_view_storage IS
+	'Internal: how pgpoly stores each feature view (serving table, columns)';
+
+-- Everything a feature-store function needs to know about a view.
+CREATE TYPE pgpoly._fv_def AS (
+	name          text,
+	entity        text,
+	online_table  regclass,
+	offline_table regclass,
+	ttl           interval,
+	serving_table regclass,
+	key_column    text,
+	key_type      text,
+	entity_column text,
+	entity_type   text,
+	features      text[],
+	feature_types text[],
+	offline_rel   text,			-- offline_table, schema-qualified and quoted
+	serving_rel   text			-- serving_table, likewise
+);
+
+-- rel as a schema-qualified, quoted name: generated SQL may run under the
+-- caller's search_path (the spine of a training set is the caller's SQL).
+CREATE FUNCTION pgpoly._fv_rel(rel regclass)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+	FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	WHERE c.oid = rel
+$$;
+
+-- The definition of view; 42704 if there is none.
+CREATE FUNCTION pgpoly._fv_get(view text)
+RETURNS pgpoly._fv_def
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v pgpoly._fv_def;
+BEGIN
+	PERFORM pgpoly._require_name(view, 'view');
+	SELECT f.name, f.entity, f.online_table, f.offline_table, f.ttl, s.serving_table,
+		   s.key_column, s.key_type, s.entity_column, s.entity_type, s.features,
+		   s.feature_types, pgpoly._fv_rel(f.offline_table), pgpoly._fv_rel(s.serving_table)
+	INTO v
+	FROM pgpoly.feature_views f JOIN pgpoly._feature_view_storage s ON s.view_name = f.name
+	WHERE f.name = _fv_get.view;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'feature view "%" does not exist', view
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Create it with pgpoly.create_feature_view().';
+	END IF;
+	RETURN v;
+END
+$$;
+
+-- Raise 42703 for a feature name view does not have.
+CREATE FUNCTION pgpoly._fv_unknown_feature(v pgpoly._fv_def, feature text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	RAISE EXCEPTION 'feature view "%" has no feature "%"', v.name, feature
+		USING ERRCODE = 'undefined_column',
+			  HINT = 'Its features are: ' || array_to_string(v.features, ', ') || '.';
+END
+$$;
+
+-- A jsonb-building SQL expression {key: expr, ...}; keys and exprs are parallel.
+-- jsonb_build_object takes at most 100 arguments, so longer lists are concatenated.
+CREATE FUNCTION pgpoly._fv_jsonb_expr(keys text[], exprs text[])
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT coalesce(string_agg(c.part, ' || ' ORDER BY c.chunk), '''{}''::jsonb')
+	FROM (SELECT (u.i - 1) / 50 AS chunk,
+				 'jsonb_build_object(' || string_agg(quote_literal(u.k) || ', ' || u.e, ', '
+													ORDER BY u.i) || ')' AS part
+		  FROM unnest(keys, exprs) WITH ORDINALITY AS u(k, e, i)
+		  GROUP BY 1) c
+$$;
+
+-- Column list "alias.col1, alias.col2, ..." of names (quoted).
+CREATE FUNCTION pgpoly._fv_cols(names text[], alias text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT string_agg(CASE WHEN alias IS NULL THEN '' ELSE alias || '.' END || quote_ident(n),
+					  ', ' ORDER BY i)
+	FROM unnest(names) WITH ORDINALITY AS u(n, i)
+$$;
+
+-- The entity in canonical text form: through the key type, so '007' and '7' are
+-- the same entity of an int-keyed view.
+CREATE FUNCTION pgpoly._fv_normalize(v pgpoly._fv_def, entities text[])
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_out text[];
+BEGIN
+	IF v.key_type IN ('text', 'character varying') THEN
+		RETURN entities;
+	END IF;
+	EXECUTE format('SELECT array_agg(e::%s::text ORDER BY i) FROM unnest($1) WITH ORDINALITY u(e, i)',
+				   v.key_type)
+	INTO v_out USING entities;
+	RETURN v_out;
+END
+$$;
+
+-- Options of a foreign table (or column) as an OPTIONS (...) clause, '' if none.
+-- skip: option names left out; extra: 'name=value' entries added.
+CREATE FUNCTION pgpoly._fv_options_clause(opts text[], skip text[] DEFAULT '{}',
+										  extra text[] DEFAULT '{}')
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT coalesce(' OPTIONS (' || string_agg(quote_ident(o.name) || ' ' || quote_literal(o.value),
+											   ', ' ORDER BY o.i) || ')', '')
+	FROM (SELECT split_part(x, '=', 1) AS name,
+				 substr(x, strpos(x, '=') + 1) AS value, i
+		  FROM unnest(coalesce(opts, '{}') || coalesce(extra, '{}')) WITH ORDINALITY AS u(x, i)) o
+	WHERE NOT o.name = ANY (coalesce(skip, '{}'))
+$$;
+
+-- Column definitions "name type OPTIONS (...)" of a foreign table's live columns;
+-- skip: column names left out.
+CREATE FUNCTION pgpoly._fv_column_defs(rel regclass, skip text[] DEFAULT '{}')
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT string_agg(quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod)
+					  || pgpoly._fv_options_clause(a.attfdwoptions), ', ' ORDER BY a.attnum)
+	FROM pg_attribute a
+	WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+	  AND NOT a.attname = ANY (skip)
+$$;
+
+--
+-- create_feature_view
+--
+
+-- Check that rel is a pgpoly_redis hash table; return its key column and type.
+CREATE FUNCTION pgpoly._fv_check_online(rel regclass, OUT key_column text, OUT key_type text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_fdw   name;
+	v_opts  text[];
+	v_ttype text;
+BEGIN
+	SELECT w.fdwname, t.ftoptions INTO v_fdw, v_opts
+	FROM pg_foreign_table t
+	JOIN pg_foreign_server s ON s.oid = t.ftserver
+	JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+	WHERE t.ftrelid = rel;
+	IF v_fdw IS DISTINCT FROM 'pgpoly_redis' THEN
+		RAISE EXCEPTION 'online table % is not a pgpoly_redis foreign table', rel
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'The online store of a feature view is a Redis hash table: CREATE FOREIGN TABLE ... SERVER <pgpoly_redis server> OPTIONS (table_type ''hash'').';
+	END IF;
+	SELECT substr(o, 12) INTO v_ttype FROM unnest(v_opts) o WHERE o LIKE 'table\_type=%';
+	IF coalesce(v_ttype, 'hash') <> 'hash' THEN
+		RAISE EXCEPTION 'online table % has table_type ''%'', not ''hash''', rel, v_ttype
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A feature view keeps one Redis hash per entity.';
+	END IF;
+	-- the key column: option key 'true', else the column named "key" (as the FDW)
+	SELECT a.attname, format_type(a.atttypid, a.atttypmod) INTO key_column, key_type
+	FROM pg_attribute a
+	WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+	ORDER BY coalesce('key=true' = ANY (a.attfdwoptions), false) DESC, a.attname = 'key' DESC
+	LIMIT 1;
+	IF key_column IS NULL OR NOT EXISTS (
+		SELECT FROM pg_attribute a
+		WHERE a.attrelid = rel AND a.attname = key_column
+		  AND (coalesce('key=true' = ANY (a.attfdwoptions), false) OR a.attname = 'key')) THEN
+		RAISE EXCEPTION 'online table % has no key column', rel
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Mark the entity id column with OPTIONS (key ''true'').';
+	END IF;
+END
+$$;
+
+-- Create the default offline table pgpoly.<name>_history for features of types.
+CREATE FUNCTION pgpoly._fv_create_history(name text, features text[], types text[])
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_tab text := name || '_history';
+	v_bad text;
+BEGIN
+	SELECT f INTO v_bad FROM unnest(features) f
+	WHERE f IN ('entity', 'event_time', 'created_at') LIMIT 1;
+	IF v_bad IS NOT NULL THEN
+		RAISE EXCEPTION 'feature name "%" collides with a column of the offline history table', v_bad
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Rename the online column (keep the hash field with OPTIONS (field ''...'')), or pass your own offline_table.';
+	END IF;
+	EXECUTE format('CREATE TABLE pgpoly.%I (entity text NOT NULL, event_time timestamptz NOT NULL, '
+				   'created_at timestamptz NOT NULL DEFAULT clock_timestamp(), %s)',
+				   v_tab,
+				   (SELECT string_agg(quote_ident(f) || ' ' || t, ', ' ORDER BY i)
+					FROM unnest(features, types) WITH ORDINALITY AS u(f, t, i)));
+	-- point-in-time probes and the online fallback: newest row of an entity
+	EXECUTE format('CREATE INDEX %I ON pgpoly.%I (entity, event_time DESC, created_at DESC)',
+				   v_tab || '_entity_time_idx', v_tab);
+	-- feature_freshness: newest event time of the view
+	EXECUTE format('CREATE INDEX %I ON pgpoly.%I (event_time)', v_tab || '_time_idx', v_tab);
+	RETURN format('pgpoly.%I', v_tab)::regclass;
+END
+$$;
+
+-- Check a user-supplied offline table: the entity column (entity or <entity>),
+-- event_time and created_at (timestamptz), and every feature.  Returns the entity
+-- column and its type.
+CREATE FUNCTION pgpoly._fv_check_offline(rel regclass, entity text, features text[],
+										 OUT entity_column text, OUT entity_type text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_missing text;
+BEGIN
+	SELECT a.attname, format_type(a.atttypid, a.atttypmod) INTO entity_column, entity_type
+	FROM pg_attribute a
+	WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+	  AND a.attname IN ('entity', _fv_check_offline.entity)
+	ORDER BY a.attname = 'entity' DESC LIMIT 1;
+	IF entity_column IS NULL THEN
+		RAISE EXCEPTION 'offline table % has no entity column', rel
+			USING ERRCODE = 'undefined_column',
+				  HINT = format('Name it "entity" or %I.', entity);
+	END IF;
+	SELECT c INTO v_missing
+	FROM unnest(ARRAY['event_time', 'created_at']) c
+	WHERE NOT EXISTS (SELECT FROM pg_attribute a
+					  WHERE a.attrelid = rel AND a.attname = c AND NOT a.attisdropped
+						AND a.atttypid = 'timestamptz'::regtype)
+	LIMIT 1;
+	IF v_missing IS NOT NULL THEN
+		RAISE EXCEPTION 'offline table % has no timestamptz column "%"', rel, v_missing
+			USING ERRCODE = 'undefined_column',
+				  HINT = 'An offline table has columns entity, event_time timestamptz, created_at timestamptz and one column per feature.';
+	END IF;
+	SELECT f INTO v_missing FROM unnest(features) WITH ORDINALITY u(f, i)
+	WHERE NOT EXISTS (SELECT FROM pg_attribute a
+					  WHERE a.attrelid = rel AND a.attname = f AND a.attnum > 0
+						AND NOT a.attisdropped)
+	ORDER BY i LIMIT 1;
+	IF v_missing IS NOT NULL THEN
+		RAISE EXCEPTION 'offline table % has no column for feature "%"', rel, v_missing
+			USING ERRCODE = 'undefined_column';
+	END IF;
+END
+$$;
+
+-- The serving table of a view over online table rel: rel itself when it declares
+-- _event_time timestamptz and writes transactionally; else a new internal table
+-- pgpoly.<name>_serving with rel's columns and options plus _event_time.
+CREATE FUNCTION pgpoly._fv_serving_table(name text, rel regclass, OUT serving regclass,
+										 OUT created bool)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_et_type  regtype;
+	v_opts     text[];
+	v_server   name;
+	v_tab      text := name || '_serving';
+BEGIN
+	SELECT a.atttypid INTO v_et_type FROM pg_attribute a
+	WHERE a.attrelid = rel AND a.attname = '_event_time' AND NOT a.attisdropped;
+	IF v_et_type IS NOT NULL AND v_et_type <> 'timestamptz'::regtype THEN
+		RAISE EXCEPTION 'column "_event_time" of online table % must be timestamptz, not %',
+						rel, v_et_type
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT t.ftoptions, s.srvname INTO v_opts, v_server
+	FROM pg_foreign_table t JOIN pg_foreign_server s ON s.oid = t.ftserver
+	WHERE t.ftrelid = rel;
+	IF v_et_type IS NOT NULL AND NOT coalesce('write_mode=immediate' = ANY (v_opts), false) THEN
+		serving := rel;
+		created := false;
+		RETURN;
+	END IF;
+	EXECUTE format('CREATE FOREIGN TABLE pgpoly.%I (%s, _event_time timestamptz) SERVER %I%s',
+				   v_tab, pgpoly._fv_column_defs(rel, '{_event_time,_ttl}'), v_server,
+				   pgpoly._fv_options_clause(v_opts, '{write_mode,batch_size}'));
+	EXECUTE format('COMMENT ON FOREIGN TABLE pgpoly.%I IS %L', v_tab,
+				   format('pgpoly internal: serving table of feature view "%s" (the fields of %s plus _event_time)',
+						  name, rel));
+	serving := format('pgpoly.%I', v_tab)::regclass;
+	created := true;
+END
+$$;
+
+CREATE FUNCTION pgpoly.create_feature_view(name text, entity text, online_table regclass,
+										   offline_table regclass DEFAULT NULL,
+										   ttl interval DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_key     text;
+	v_keytype text;
+	v_feat    text[];
+	v_types   text[];
+	v_offline regclass := create_feature_view.offline_table;
+	v_ecol    text := 'entity';
+	v_etype   text := 'text';
+	v_serving regclass;
+	v_created bool;
+BEGIN
+	PERFORM pgpoly._require_name(name, 'name');
+	PERFORM pgpoly._require_name(entity, 'entity');
+	PERFORM pgpoly._require(online_table, 'online_table');
+	IF ttl <= interval '0' THEN
+		RAISE EXCEPTION 'ttl must be positive (got %)', ttl
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass NULL for features that never expire.';
+	END IF;
+	IF name !~ '^[A-Za-z_][A-Za-z0-9_]*$' OR length(name) > 40 THEN
+		RAISE EXCEPTION 'invalid feature view name "%"', name
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Feature references are written view:feature and output columns view__feature.',
+				  HINT = 'Use letters, digits and underscores, at most 40 characters.';
+	END IF;
+	IF EXISTS (SELECT FROM pgpoly.feature_views f WHERE f.name = create_feature_view.name) THEN
+		RAISE EXCEPTION 'feature view "%" already exists', name
+			USING ERRCODE = 'duplicate_object';
+	END IF;
+
+	SELECT c.key_column, c.key_type INTO v_key, v_keytype
+	FROM pgpoly._fv_check_online(online_table) c;
+	SELECT array_agg(a.attname::text ORDER BY a.attnum),
+		   array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
+	INTO v_feat, v_types
+	FROM pg_attribute a
+	WHERE a.attrelid = online_table AND a.attnum > 0 AND NOT a.attisdropped
+	  AND a.attname NOT IN (v_key, '_event_time', '_ttl');
+	IF v_feat IS NULL THEN
+		RAISE EXCEPTION 'online table % has no feature columns', online_table
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Features are the columns other than the key, _event_time and _ttl.';
+	END IF;
+
+	IF v_offline IS NULL THEN
+		v_offline := pgpoly._fv_create_history(name, v_feat, v_types);
+	ELSE
+		SELECT c.entity_column, c.entity_type INTO v_ecol, v_etype
+		FROM pgpoly._fv_check_offline(v_offline, entity, v_feat) c;
+	END IF;
+	SELECT s.serving, s.created INTO v_serving, v_created
+	FROM pgpoly._fv_serving_table(name, online_table) s;
+
+	INSERT INTO pgpoly.feature_views (name, entity, online_table, offline_table, ttl)
+	VALUES (name, entity, online_table, v_offline, ttl);
+	INSERT INTO pgpoly._feature_view_storage
+	VALUES (name, v_serving, v_created, create_feature_view.offline_table IS NULL,
+			v_key, v_keytype, v_ecol, v_etype, v_feat, v_types);
+
+	-- lineage: the offline table is the view's source dataset
+	PERFORM pgpoly.register_dataset(
+		(SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+		 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = v_offline),
+		store => 'postgres');
+	PERFORM pgpoly._add_edge('dataset',
+		(SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+		 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = v_offline),
+		'feature_view', name, 'offline_store');
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.create_feature_view(text, text, regclass, regclass, interval) IS
+	'Register a feature view: an online pgpoly_redis hash table plus an offline history table (created as pgpoly.<name>_history when NULL)';
+
+CREATE FUNCTION pgpoly.drop_feature_view(name text, drop_tables bool DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v pgpoly._fv_def := pgpoly._fv_get(name);
+	s pgpoly._feature_view_storage;
+BEGIN
+	SELECT * INTO s FROM pgpoly._feature_view_storage x WHERE x.view_name = v.name;
+	DELETE FROM pgpoly.feature_views f WHERE f.name = v.name;
+	IF s.serving_created THEN
+		EXECUTE format('DROP FOREIGN TABLE %s', s.serving_table);
+	END IF;
+	IF drop_tables AND s.offline_created THEN
+		EXECUTE format('DROP TABLE %s', v.offline_rel);
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.drop_feature_view(text, bool) IS
+	'Unregister a feature view (and drop the offline table pgpoly created for it when drop_tables); Redis data is kept';
+
+--
+-- put_features
+--
+
+-- Find the feature whose value in features does not convert and re-raise its error
+-- with the feature named; re-raise the original error if none is found.
+CREATE FUNCTION pgpoly._fv_bad_value(v pgpoly._fv_def, features jsonb, state text, msg text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	k text;
+	t text;
+BEGIN
+	FOR k, t IN SELECT f, ty FROM unnest(v.features, v.feature_types) u(f, ty)
+				WHERE features ? u.f LOOP
+		BEGIN
+			EXECUTE format('SELECT (jsonb_populate_record(NULL::%s, $1)).%I',
+						   v.offline_rel, k)
+			USING jsonb_build_object(k, features -> k);
+		EXCEPTION WHEN data_exception THEN
+			RAISE EXCEPTION 'invalid value for feature "%" of feature view "%": %', k, v.name, SQLERRM
+				USING ERRCODE = SQLSTATE,
+					  DETAIL = format('The value %s does not fit type %s.', features -> k, t);
+		END;
+	END LOOP;
+	RAISE EXCEPTION '%', msg USING ERRCODE = state;
+END
+$$;
+
+CREATE FUNCTION pgpoly.put_features(view text, entity text, features jsonb,
+									event_time timestamptz DEFAULT now())
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+SET datestyle = 'ISO, YMD'
+SET extra_float_digits = 1
+AS $$
+DECLARE
+	v       pgpoly._fv_def := pgpoly._fv_get(view);
+	v_bad   text;
+	v_ent   text;
+	v_old   timestamptz;
+	v_found bool;
+	v_cols  text;
+BEGIN
+	PERFORM pgpoly._require_name(entity, 'entity');
+	PERFORM pgpoly._require(event_time, 'event_time');
+	PERFORM pgpoly._require(features, 'features');
+	IF jsonb_typeof(features) <> 'object' THEN
+		RAISE EXCEPTION 'argument "features" must be a JSON object, not %', jsonb_typeof(features)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass {"feature": value, ...}.';
+	END IF;
+	SELECT k INTO v_bad FROM jsonb_object_keys(features) k
+	WHERE NOT k = ANY (v.features) ORDER BY k LIMIT 1;
+	IF v_bad IS NOT NULL THEN
+		PERFORM pgpoly._fv_unknown_feature(v, v_bad);
+	END IF;
+	v_ent := (pgpoly._fv_normalize(v, ARRAY[entity]))[1];
+	v_cols := pgpoly._fv_cols(v.features);
+
+	-- offline: always appended; the conversion of the values happens here
+	BEGIN
+		EXECUTE format('INSERT INTO %s (%I, event_time, created_at, %s) '
+					   'SELECT $1::%s, $2, clock_timestamp(), %s FROM jsonb_populate_record(NULL::%s, $3) r',
+					   v.offline_rel, v.entity_column, v_cols, v.entity_type,
+					   pgpoly._fv_cols(v.features, 'r'), v.offline_rel)
+		USING v_ent, event_time, features;
+	EXCEPTION WHEN data_exception THEN
+		PERFORM pgpoly._fv_bad_value(v, features, SQLSTATE, SQLERRM);
+	END;
+
+	-- online: only if not older than what the online store holds
+	EXECUTE format('SELECT s._event_time, true FROM %s s WHERE s.%I = $1::%s',
+				   v.serving_rel, v.key_column, v.key_type)
+	INTO v_old, v_found USING v_ent;
+	IF v_found AND v_old > event_time THEN
+		RETURN;
+	END IF;
+	EXECUTE format('INSERT INTO %s (%I, %s, _event_time) '
+				   'SELECT $1::%s, %s, $2 FROM jsonb_populate_record(NULL::%s, $3) r',
+				   v.serving_rel, v.key_column, v_cols, v.key_type,
+				   pgpoly._fv_cols(v.features, 'r'), v.offline_rel)
+	USING v_ent, event_time, features;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.put_features(text, text, jsonb, timestamptz) IS
+	'Record an entity''s features at event_time: appended offline, written online unless the online value is newer; in the caller''s transaction';
+
+--
+-- get_online_features
+--
+
+CREATE FUNCTION pgpoly._get_online_features(view text, entities text[], features text[])
+RETURNS TABLE (o_entity text, o_features jsonb, o_event_time timestamptz, o_source text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pgpoly, pg_temp
+SET datestyle = 'ISO, YMD'
+SET extra_float_digits = 1
+AS $$
+DECLARE
+	v       pgpoly._fv_def := pgpoly._fv_get(view);
+	v_feat  text[] := coalesce(features, v.features);
+	v_bad   text;
+	v_norm  text[];
+	v_keys  text[];
+	v_ok    text[];			-- online: keys, event times, requested features
+	v_oet   timestamptz[];
+	v_of    jsonb[];
+	v_need  text[];			-- keys needing the offline fallback
+	v_needt timestamptz[];	-- and their online event times
+	v_fk    text[];			-- offline: keys, event times, features
+	v_fet   timestamptz[];
+	v_ff    jsonb[];
+	v_fresh timestamptz := CASE WHEN v.ttl IS NULL THEN '-infinity' ELSE now() - v.ttl END;
+BEGIN
+	PERFORM pgpoly._require(entities, 'entities');
+	SELECT f INTO v_bad FROM unnest(v_feat) f WHERE f IS NULL OR NOT f = ANY (v.features) LIMIT 1;
+	IF FOUND THEN
+		PERFORM pgpoly._fv_unknown_feature(v, v_bad);
+	END IF;
+	v_norm := pgpoly._fv_normalize(v, entities);
+	SELECT array_agg(DISTINCT k) INTO v_keys FROM unnest(v_norm) k WHERE k IS NOT NULL;
+
+	-- one pipelined Redis round (per fetch_size keys) for all entities
+	EXECUTE format('SELECT array_agg(s.%1$I::text), array_agg(s._event_time), array_agg(%3$s) '
+				   'FROM %2$s s WHERE s.%1$I = ANY ($1::%4$s[])',
+				   v.key_column, v.serving_rel,
+				   pgpoly._fv_jsonb_expr(v_feat, ARRAY(SELECT 's.' || quote_ident(f) FROM unnest(v_feat) f)),
+				   v.key_type)
+	INTO v_ok, v_oet, v_of USING v_keys;
+
+	-- missing online, or older than ttl (an unknown event time counts as old)
+	SELECT array_agg(k.k), array_agg(o.et) INTO v_need, v_needt
+	FROM unnest(v_keys) k(k)
+	LEFT JOIN unnest(v_ok, v_oet) o(k, et) ON o.k = k.k
+	WHERE o.k IS NULL OR (v.ttl IS NOT NULL AND (o.et IS NULL OR o.et < v_fresh));
+
+	IF v_need IS NOT NULL THEN
+		-- One indexed query for all of them; what is fresh and newer goes online
+		-- (the INSERT runs to completion although nothing reads it).  Not in a
+		-- read-only transaction: serving is still possible there.
+		EXECUTE format($q$
+			WITH h AS MATERIALIZED (
+				SELECT n.k, n.oet, h.*
+				FROM unnest($1, $2) n(k, oet)
+				CROSS JOIN LATERAL (SELECT * FROM %1$s h WHERE h.%2$I = n.k::%3$s
+									ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) h),
+			w AS (INSERT INTO %4$s (%5$I, %6$s, _event_time)
+				  SELECT h.k::%7$s, %8$s, h.event_time FROM h
+				  WHERE $3 AND h.event_time >= $4 AND h.event_time >= coalesce(h.oet, '-infinity')
+				  RETURNING 1)
+			SELECT array_agg(h.k), array_agg(h.event_time), array_agg(%9$s) FROM h$q$,
+			v.offline_rel, v.entity_column, v.entity_type, v.serving_rel, v.key_column,
+			pgpoly._fv_cols(v.features), v.key_type, pgpoly._fv_cols(v.features, 'h'),
+			pgpoly._fv_jsonb_expr(v_feat, ARRAY(SELECT 'h.' || quote_ident(f) FROM unnest(v_feat) f)))
+		INTO v_fk, v_fet, v_ff
+		USING v_need, v_needt, NOT current_setting('transaction_read_only')::bool, v_fresh;
+	END IF;
+
+	-- per input element: the newer of online and offline (ties: online)
+	RETURN QUERY
+	SELECT b.e, b.f, b.et,
+		   CASE WHEN b.src IS NULL THEN 'missing'
+				WHEN v.ttl IS NULL OR b.et >= v_fresh THEN b.src
+				ELSE 'expired' END
+	FROM (SELECT i.ord, i.e,
+				 CASE WHEN x.off THEN 'offline' WHEN o.k IS NOT NULL THEN 'online' END AS src,
+				 CASE WHEN x.off THEN h.et ELSE o.et END AS et,
+				 CASE WHEN x.off THEN h.f ELSE o.f END AS f
+		  FROM unnest(entities, v_norm) WITH ORDINALITY AS i(e, n, ord)
+		  LEFT JOIN unnest(v_ok, v_oet, v_of) o(k, et, f) ON o.k = i.n
+		  LEFT JOIN unnest(v_fk, v_fet, v_ff) h(k, et, f) ON h.k = i.n
+		  CROSS JOIN LATERAL (SELECT h.k IS NOT NULL
+								AND (o.k IS NULL OR h.et > coalesce(o.et, '-infinity')) AS off) x
+		 ) b
+	ORDER BY b.ord;
+END
+$$;
+
+CREATE FUNCTION pgpoly.get_online_features(view text, entities text[], features text[] DEFAULT NULL)
+RETURNS TABLE (entity text, features jsonb, event_time timestamptz, source text)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT * FROM pgpoly._get_online_features($1, $2, $3)
+$$;
+
+COMMENT ON FUNCTION pgpoly.get_online_features(text, text[], text[]) IS
+	'Serve features of entities from Redis in one pipelined round; missing or stale entities fall back to the offline table (and are written back online)';
+
+--
+-- Point-in-time joins: get_historical_features, create_training_set
+--
+
+-- Parse feature references 'view:feature' / 'view:*' into (view, feature), in
+-- order, each once.
+CREATE FUNCTION pgpoly._fv_parse_refs(features text[])
+RETURNS TABLE (view_name text, feature text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	r     text;
+	v     pgpoly._fv_def;
+	v_f   text;
+	v_out text[] := '{}';	-- 'view:feature' pairs already emitted
+BEGIN
+	PERFORM pgpoly._require(features, 'features');
+	IF cardinality(features) = 0 THEN
+		RAISE EXCEPTION 'argument "features" must name at least one feature'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Write ''view:feature'' or ''view:*''.';
+	END IF;
+	FOREACH r IN ARRAY features LOOP
+		IF r IS NULL OR strpos(r, ':') = 0 THEN
+			RAISE EXCEPTION 'invalid feature reference "%"', r
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Write ''view:feature'' or ''view:*''.';
+		END IF;
+		v := pgpoly._fv_get(split_part(r, ':', 1));
+		v_f := substr(r, strpos(r, ':') + 1);
+		IF v_f <> '*' AND NOT v_f = ANY (v.features) THEN
+			PERFORM pgpoly._fv_unknown_feature(v, v_f);
+		END IF;
+		FOREACH v_f IN ARRAY CASE WHEN v_f = '*' THEN v.features ELSE ARRAY[v_f] END LOOP
+			CONTINUE WHEN v.name || ':' || v_f = ANY (v_out);
+			v_out := v_out || (v.name || ':' || v_f);
+			view_name := v.name;
+			feature := v_f;
+			RETURN NEXT;
+		END LOOP;
+	END LOOP;
+END
+$$;
+
+-- The FROM clause of the point-in-time join of spine to the features, and the
+-- output columns: one LEFT JOIN LATERAL per view, probing its offline index for
+-- the newest row with event_time in [spine.event_time - ttl, spine.event_time]
+-- (ties to the newest created_at).  The spine is checked for its columns first.
+-- No pinned search_path here and in the two callers: the spine is the caller's
+-- SQL and resolves its names like any query of theirs; everything generated is
+-- schema-qualified.
+CREATE TYPE pgpoly._fv_pit AS (
+	from_clause text,			-- (spine) s LEFT JOIN LATERAL ... v1 ON true ...
+	out_names   text[],			-- view__feature
+	out_exprs   text[],			-- v1.feature
+	views       text[]
+);
+
+CREATE FUNCTION pgpoly._fv_pit_query(spine text, features text[])
+RETURNS pgpoly._fv_pit
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	v      pgpoly._fv_def;
+	v_i    int := 0;
+	v_need text[];
+	v_feat text[];
+	views  text[];
+	from_clause text;
+	out_names text[];
+	out_exprs text[];
+BEGIN
+	PERFORM pgpoly._require_name(spine, 'spine');
+	SELECT array_agg(DISTINCT r.view_name) INTO views FROM pgpoly._fv_parse_refs(features) r;
+	-- the spine's own errors first, then the columns it must have
+	EXECUTE format('SELECT FROM (%s%s) s LIMIT 0', spine, E'\n');
+	SELECT array_agg(DISTINCT f.entity) INTO v_need
+	FROM pgpoly.feature_views f WHERE f.name = ANY (views);
+	BEGIN
+		EXECUTE format('SELECT s.event_time, %s FROM (%s%s) s LIMIT 0',
+					   pgpoly._fv_cols(v_need, 's'), spine, E'\n');
+	EXCEPTION WHEN undefined_column THEN
+		RAISE EXCEPTION 'the spine must return columns event_time and %', array_to_string(v_need, ', ')
+			USING ERRCODE = 'undefined_column',
+				  DETAIL = SQLERRM,
+				  HINT = 'The spine has one row per (entity, time) to look up: SELECT <entity columns>, event_time FROM ...';
+	END;
+
+	from_clause := format('(%s%s) s', spine, E'\n');
+	out_names := '{}';
+	out_exprs := '{}';
+	FOR v IN SELECT (pgpoly._fv_get(x.n)).* FROM unnest(views) x(n) ORDER BY x.n LOOP
+		v_i := v_i + 1;
+		SELECT array_agg(r.feature) INTO v_feat
+		FROM pgpoly._fv_parse_refs(features) r WHERE r.view_name = v.name;
+		from_clause := from_clause || format(
+			E'\nLEFT JOIN LATERAL (SELECT %s FROM %s h WHERE h.%I = s.%I::%s'
+			' AND h.event_time <= s.event_time::timestamptz%s'
+			' ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) v%s ON true',
+			pgpoly._fv_cols(v_feat, 'h'), v.offline_rel, v.entity_column, v.entity,
+			v.entity_type,
+			CASE WHEN v.ttl IS NULL THEN ''
+				 ELSE format(' AND h.event_time >= s.event_time::timestamptz - %L::interval', v.ttl) END,
+			v_i);
+		SELECT out_names || array_agg(v.name || '__' || f ORDER BY i),
+			   out_exprs || array_agg('v' || v_i || '.' || quote_ident(f) ORDER BY i)
+		INTO out_names, out_exprs
+		FROM unnest(v_feat) WITH ORDINALITY u(f, i);
+	END LOOP;
+	RETURN ROW(from_clause, out_names, out_exprs, views)::pgpoly._fv_pit;
+END
+$$;
+
+-- Register dataset name (if given) with lineage edges from views.
+CREATE FUNCTION pgpoly._fv_register_dataset(name text, views text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	IF name IS NULL THEN
+		RETURN;
+	END IF;
+	PERFORM pgpoly.register_dataset(name, store => 'postgres');
+	PERFORM pgpoly._add_edge('feature_view', x.v, 'dataset', name, 'derived')
+	FROM unnest(views) x(v);
+END
+$$;
+
+CREATE FUNCTION pgpoly._get_historical_features(spine text, features text[], dataset text)
+RETURNS TABLE (o_row_no bigint, o_spine jsonb, o_features jsonb)
+LANGUAGE plpgsql VOLATILE
+SET max_parallel_workers_per_gather = 0
+AS $$
+DECLARE
+	q pgpoly._fv_pit;
+BEGIN
+	IF dataset = '' THEN
+		RAISE EXCEPTION 'argument "dataset" must not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	q := pgpoly._fv_pit_query(spine, features);
+	PERFORM pgpoly._fv_register_dataset(dataset, q.views);
+	-- nested loops driven by the spine keep its order, which row_number() records
+	RETURN QUERY EXECUTE format('SELECT row_number() OVER (), to_jsonb(s), %s FROM %s',
+								pgpoly._fv_jsonb_expr(q.out_names, q.out_exprs), q.from_clause);
+END
+$$;
+
+CREATE FUNCTION pgpoly.get_historical_features(spine text, features text[], dataset text DEFAULT NULL)
+RETURNS TABLE (row_no bigint, spine jsonb, features jsonb)
+LANGUAGE sql VOLATILE
+AS $$
+	SELECT * FROM pgpoly._get_historical_features($1, $2, $3)
+$$;
+
+COMMENT ON FUNCTION pgpoly.get_historical_features(text, text[], text) IS
+	'Point-in-time join of a spine query (event_time + entity columns) to feature views'' offline history; one row per spine row, in spine order';
+
+CREATE FUNCTION pgpoly.create_training_set(name text, spine text, features text[])
+RETURNS bigint
+LANGUAGE plpgsql
+SET max_parallel_workers_per_gather = 0
+AS $$
+DECLARE
+	q      pgpoly._fv_pit;
+	v_rel  text;
+	v_rows bigint;
+BEGIN
+	PERFORM pgpoly._require_name(name, 'name');
+	-- a possibly qualified table name, quoted part by part
+	SELECT string_agg(quote_ident(p), '.' ORDER BY i) INTO v_rel
+	FROM unnest(parse_ident(name)) WITH ORDINALITY u(p, i);
+	q := pgpoly._fv_pit_query(spine, features);
+	-- the spine's columns then one typed column per feature, rows in spine order
+	EXECUTE format('CREATE TABLE %s AS SELECT s.*, %s FROM %s', v_rel,
+				   (SELECT string_agg(e || ' AS ' || quote_ident(n), ', ' ORDER BY i)
+					FROM unnest(q.out_names, q.out_exprs) WITH ORDINALITY u(n, e, i)),
+				   q.from_clause);
+	GET DIAGNOSTICS v_rows = ROW_COUNT;
+	PERFORM pgpoly._fv_register_dataset(name, q.views);
+	RETURN v_rows;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.create_training_set(text, text, text[]) IS
+	'Materialize the point-in-time join as a table (spine columns + one typed column per feature), registered as a dataset with lineage from the feature views';
+
+--
+-- materialize
+--
+
+CREATE FUNCTION pgpoly.materialize(view text, start_time timestamptz DEFAULT '-infinity',
+								   end_time timestamptz DEFAULT now())
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+SET datestyle = 'ISO, YMD'
+SET extra_float_digits = 1
+AS $$
+DECLARE
+	v      pgpoly._fv_def := pgpoly._fv_get(view);
+	v_rows bigint;
+BEGIN
+	PERFORM pgpoly._require(start_time, 'start_time');
+	PERFORM pgpoly._require(end_time, 'end_time');
+	IF start_time > end_time THEN
+		RAISE EXCEPTION 'start_time % is after end_time %', start_time, end_time
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- Newest row per entity in the window; the online event times come from a
+	-- batched join (pipelined rounds of fetch_size keys); the writes are buffered
+	-- and sent at COMMIT as pipelined MULTI/EXEC.
+	EXECUTE format($q$
+		WITH c AS (
+			SELECT DISTINCT ON (h.%1$I) h.%1$I AS k, h.event_time, %2$s
+			FROM %3$s h WHERE h.event_time BETWEEN $1 AND $2
+			ORDER BY h.%1$I, h.event_time DESC, h.created_at DESC),
+		w AS (
+			INSERT INTO %4$s (%5$I, %6$s, _event_time)
+			SELECT c.k::%7$s, %8$s, c.event_time
+			FROM c LEFT JOIN %4$s s ON s.%5$I = c.k::%7$s
+			WHERE s.%5$I IS NULL OR s._event_time IS NULL OR s._event_time <= c.event_time
+			RETURNING 1)
+		SELECT count(*) FROM w$q$,
+		v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel, v.serving_rel,
+		v.key_column, pgpoly._fv_cols(v.features), v.key_type, pgpoly._fv_cols(v.features, 'c'))
+	INTO v_rows USING start_time, end_time;
+	RETURN v_rows;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.materialize(text, timestamptz, timestamptz) IS
+	'Write the newest offline row per entity with event_time in [start_time, end_time] to the online store, unless online is newer; returns keys written';
+
+--
+-- feature_freshness
+--
+
+-- The newest event time in the offline table of a view (NULL: no rows).
+CREATE FUNCTION pgpoly._fv_newest_event_time(offline_table regclass)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_t timestamptz;
+BEGIN
+	EXECUTE format('SELECT max(event_time) FROM %s', offline_table) INTO v_t;
+	RETURN v_t;
+END
+$$;
+
+CREATE VIEW pgpoly.feature_freshness AS
+	SELECT f.name AS view_name, n.t AS newest_event_time, now() - n.t AS age, f.ttl,
+		   coalesce(f.ttl IS NOT NULL AND (n.t IS NULL OR n.t < now() - f.ttl), false) AS stale
+	FROM pgpoly.feature_views f
+	CROSS JOIN LATERAL (SELECT pgpoly._fv_newest_event_time(f.offline_table) AS t) n;
+
+COMMENT ON VIEW pgpoly.feature_freshness IS
+	'Per feature view: newest offline event time, its age, and whether it is older than the ttl';
+
+--
+-- IMPORT FOREIGN SCHEMA feature_views FROM SERVER s INTO x (fdw/redis_import.c)
+--
+
+-- One CREATE FOREIGN TABLE per feature view whose online table is on server:
+-- named after the view, with the online table's columns and options, plus
+-- _event_time when the online table does not declare it.
+CREATE FUNCTION pgpoly._fv_import_ddl(server oid, server_name text)
+RETURNS TABLE (view_name text, ddl text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT f.name,
+		   format('CREATE FOREIGN TABLE %I (%s%s) SERVER %I%s', f.name,
+				  pgpoly._fv_column_defs(f.online_table),
+				  CASE WHEN EXISTS (SELECT FROM pg_attribute a
+									WHERE a.attrelid = f.online_table
+									  AND a.attname = '_event_time' AND NOT a.attisdropped)
+					   THEN '' ELSE ', _event_time timestamptz' END,
+				  server_name, pgpoly._fv_options_clause(t.ftoptions))
+	FROM pgpoly.feature_views f
+	JOIN pg_foreign_table t ON t.ftrelid = f.online_table
+	WHERE t.ftserver = server
+	ORDER BY f.name
+$$;
