@@ -10,10 +10,14 @@
  *	- key LIKE 'prefix%': SCAN MATCH on the escaped prefix;
  *	- zset score comparisons: ZRANGEBYSCORE bounds;
  *	- otherwise SCAN MATCH key_prefix*.
- * Every clause is still checked locally as well: the pushed part only
- * narrows what is fetched, so buffered writes overlaid on the fetched data
- * and text-form corner cases (int keys '01' vs 1) can never yield a wrong
- * row.  No network I/O happens at plan time unless use_remote_estimate.
+ * The key clause that lists the keys is enforced by the fetch itself (only
+ * those keys are read, and buffered writes are overlaid on exactly those
+ * keys), so it is not rechecked: rechecking key = ANY($1) would cost
+ * keys x rows comparisons.  Every other clause, LIKE and score ranges
+ * included, is still checked locally: the pushed part only narrows what is
+ * fetched.  Keys are pushed only under a deterministic collation, where
+ * equality is byte equality, as it is in Redis.  No network I/O happens at
+ * plan time unless use_remote_estimate.
  *
  * fdw/redis_fdw.c
  *
@@ -90,6 +94,7 @@ typedef struct RedisRelInfo
 	List	   *exprs;			/* fdw_exprs */
 	List	   *kinds;			/* RedisExprKind of each */
 	List	   *pushed;			/* clauses (Expr) used for fetching */
+	Expr	   *key_clause;		/* the one enforced by fetching: no recheck */
 	char	   *pattern;		/* SCAN MATCH pattern when no keys */
 	bool		has_keys;
 	double		nkeys;			/* keys to fetch (estimate) */
@@ -171,13 +176,18 @@ is_scan_constant(Node *expr, RelOptInfo *baserel)
 		!contain_var_clause(expr);
 }
 
-/* Whether opno is the default equality of the key column's type. */
+/*
+ * Whether opno, under collation coll, is the key type's default equality
+ * and compares bytes (a deterministic collation), as Redis does.
+ */
 static bool
-is_key_equality(Oid opno, Node *keyside)
+is_key_equality(Oid opno, Oid coll, Node *keyside)
 {
 	TypeCacheEntry *tc = lookup_type_cache(exprType(strip_relabel(keyside)),
 										   TYPECACHE_EQ_OPR);
 
+	if (OidIsValid(coll) && !get_collation_isdeterministic(coll))
+		return false;
 	return opno == tc->eq_opr || (exprType(keyside) == TEXTOID && opno == TextEqualOperator);
 }
 
@@ -226,9 +236,10 @@ classify_key_eq(RedisRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 		r = t;
 	}
 	if (!is_column(l, baserel, key) || !is_scan_constant(r, baserel) ||
-		!is_key_equality(op->opno, l))
+		!is_key_equality(op->opno, op->inputcollid, l))
 		return false;
 	push(ri, (Expr *) op, r, REXPR_KEY);
+	ri->key_clause = (Expr *) op;
 	ri->nkeys += 1;
 	if (ri->nkeys_known >= 0)
 		ri->nkeys_known += 1;
@@ -244,9 +255,10 @@ classify_key_any(RedisRelInfo *ri, RelOptInfo *baserel, ScalarArrayOpExpr *sa)
 
 	if (!sa->useOr || !is_column(linitial(sa->args), baserel, ri->tbl->key_att) ||
 		!is_scan_constant(arr, baserel) ||
-		!is_key_equality(sa->opno, linitial(sa->args)))
+		!is_key_equality(sa->opno, sa->inputcollid, linitial(sa->args)))
 		return false;
 	push(ri, (Expr *) sa, arr, REXPR_KEY_ARRAY);
+	ri->key_clause = (Expr *) sa;
 	n = array_length_known(arr);
 	ri->nkeys += n >= 0 ? n : REDIS_UNKNOWN_KEYS;
 	ri->nkeys_known = (n >= 0 && ri->nkeys_known >= 0) ? ri->nkeys_known + n : -1;
@@ -501,22 +513,35 @@ deparse_pushed(RedisRelInfo *ri, RelOptInfo *baserel, PlannerInfo *root)
 	return buf.data;
 }
 
-/* GetForeignPlan: every clause stays a local qual; keys go to fdw_exprs. */
+/*
+ * GetForeignPlan: every clause but the key clause stays a local qual; the
+ * values of pushed clauses go to fdw_exprs.
+ */
 static ForeignScan *
 redisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 					ForeignPath *best_path, List *tlist, List *scan_clauses,
 					Plan *outer_plan)
 {
 	RedisRelInfo *ri = baserel->fdw_private;
+	List	   *local = NIL;
 	List	   *priv;
+	ListCell   *lc;
+
+	foreach(lc, scan_clauses)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+
+		if (rinfo->clause != ri->key_clause && !rinfo->pseudoconstant)
+			local = lappend(local, rinfo->clause);
+	}
 
 	priv = list_make5(ri->kinds,
 					  makeString(ri->pattern ? ri->pattern : pstrdup("")),
 					  makeInteger(needs_ttl(baserel, ri->tbl)),
 					  makeString(deparse_pushed(ri, baserel, root)),
 					  makeInteger(ri->nkeys_known));
-	return make_foreignscan(tlist, extract_actual_clauses(scan_clauses, false),
-							baserel->relid, ri->exprs, priv, NIL, NIL, outer_plan);
+	return make_foreignscan(tlist, local, baserel->relid, ri->exprs, priv,
+							NIL, NIL, outer_plan);
 }
 
 /* ----------------------------------------------------------------

@@ -422,6 +422,7 @@ RedisExchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 	int			got = 0;
 
 	ReplyContext = CurrentMemoryContext;
+	write_some(conn, ctx);		/* usually all of it, without a wait */
 	while (got < nreplies)
 	{
 		void	   *reply = NULL;
