@@ -1,8 +1,8 @@
 -- demo.sql: `make demo` — one SQL engine over an ML platform's stores.
 --
 -- Online features live in Redis, model metadata in native tables; one query
--- joins them.  Later parts add the feature store, vector search and full-text
--- search.  Run by test/demo.sh against throwaway servers (REDIS_PORT is in the
+-- joins them.  Then the model registry and lineage, and the feature store
+-- (online Redis + offline history, point-in-time training sets).  Run by test/demo.sh against throwaway servers (REDIS_PORT is in the
 -- environment).
 \set ON_ERROR_STOP 1
 \set QUIET 1
@@ -61,6 +61,9 @@ SELECT server, store, target, requests, errors FROM pgpoly.connections();
 
 \echo
 \ir demo_registry.sql
+
+\echo
+\ir demo_features.sql
 
 -- Clean up the Redis keys and objects this demo made.
 \set QUIET 1
