@@ -560,7 +560,11 @@ COMMENT ON FUNCTION pgpoly.put_features(text, text, jsonb, timestamptz) IS
 -- get_online_features
 --
 
-CREATE FUNCTION pgpoly._get_online_features(view text, entities text[], features text[])
+-- prefetched: the caller (the C entry point) already made the Redis round and
+-- passes what it found as online_keys / online_event_times / online_features.
+CREATE FUNCTION pgpoly._get_online_features(view text, entities text[], features text[],
+		prefetched bool DEFAULT false, online_keys text[] DEFAULT NULL,
+		online_event_times timestamptz[] DEFAULT NULL, online_features jsonb[] DEFAULT NULL)
 RETURNS TABLE (o_entity text, o_features jsonb, o_event_time timestamptz, o_source text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pgpoly, pg_temp
@@ -592,12 +596,18 @@ BEGIN
 	SELECT array_agg(DISTINCT k) INTO v_keys FROM unnest(v_norm) k WHERE k IS NOT NULL;
 
 	-- one pipelined Redis round (per fetch_size keys) for all entities
-	EXECUTE format('SELECT array_agg(s.%1$I::text), array_agg(s._event_time), array_agg(%3$s) '
-				   'FROM %2$s s WHERE s.%1$I = ANY ($1::%4$s[])',
-				   v.key_column, v.serving_rel,
-				   pgpoly._fv_jsonb_expr(v_feat, ARRAY(SELECT 's.' || quote_ident(f) FROM unnest(v_feat) f)),
-				   v.key_type)
-	INTO v_ok, v_oet, v_of USING v_keys;
+	IF prefetched THEN
+		v_ok := online_keys;
+		v_oet := online_event_times;
+		v_of := online_features;
+	ELSE
+		EXECUTE format('SELECT array_agg(s.%1$I::text), array_agg(s._event_time), array_agg(%3$s) '
+					   'FROM %2$s s WHERE s.%1$I = ANY ($1::%4$s[])',
+					   v.key_column, v.serving_rel,
+					   pgpoly._fv_jsonb_expr(v_feat, ARRAY(SELECT 's.' || quote_ident(f) FROM unnest(v_feat) f)),
+					   v.key_type)
+		INTO v_ok, v_oet, v_of USING v_keys;
+	END IF;
 
 	-- missing online, or older than ttl (an unknown event time counts as old)
 	SELECT array_agg(k.k), array_agg(o.et) INTO v_need, v_needt
@@ -647,13 +657,18 @@ BEGIN
 END
 $$;
 
+-- The entry point is C (fdw/redis_serve.c): for a text-keyed view it makes the
+-- Redis round itself and answers directly when every entity is online and
+-- fresh; otherwise it hands what it fetched to pgpoly._get_online_features
+-- above (offline fallback, backfill, statuses), which also serves every call
+-- it cannot (other key types, bad arguments, missing privileges).
 CREATE FUNCTION pgpoly.get_online_features(view text, entities text[], features text[] DEFAULT NULL)
 RETURNS TABLE (entity text, features jsonb, event_time timestamptz, source text)
-LANGUAGE sql VOLATILE
+AS 'MODULE_PATHNAME', 'pgpoly_get_online_features'
+LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pgpoly, pg_temp
-AS $$
-	SELECT * FROM pgpoly._get_online_features($1, $2, $3)
-$$;
+SET datestyle = 'ISO, YMD'
+SET extra_float_digits = 1;
 
 COMMENT ON FUNCTION pgpoly.get_online_features(text, text[], text[]) IS
 	'Serve features of entities from Redis in one pipelined round; missing or stale entities fall back to the offline table (and are written back online)';

@@ -12,7 +12,8 @@
  *
  * Outgoing JSON is written with escape_json(); numbers and booleans keep
  * their JSON types, json/jsonb values are embedded as is, arrays become
- * JSON arrays, everything else becomes a JSON string of its text form.
+ * JSON arrays, dates and times are ISO 8601 strings as to_json() writes
+ * them, everything else becomes a JSON string of its text form.
  *
  * src/json.c
  *
@@ -27,6 +28,7 @@
 #include "lib/stringinfo.h"
 #include "parser/parse_coerce.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -204,6 +206,23 @@ PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid, bool isnull)
 		s = TextDatumGetCString(DirectFunctionCall1(array_to_json, value));
 		appendStringInfoString(buf, s);
 		return;
+	}
+	switch (typid)
+	{
+		case DATEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			{
+				/* ISO 8601, exactly as to_json() writes it. */
+				char		dt[MAXDATELEN + 1];
+
+				appendStringInfoChar(buf, '"');
+				appendStringInfoString(buf, JsonEncodeDateTime(dt, value, typid, NULL));
+				appendStringInfoChar(buf, '"');
+				return;
+			}
+		default:
+			break;
 	}
 	getTypeOutputInfo(typid, &outfn, &isvarlena);
 	s = OidOutputFunctionCall(outfn, value);

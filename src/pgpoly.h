@@ -25,6 +25,7 @@
 
 #include "postgres.h"
 
+#include "fmgr.h"
 #include "foreign/foreign.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
@@ -210,6 +211,8 @@ extern struct json_t *PgpolyJsonParse(PgpolyConnection *conn, const char *text,
  * ----------------------------------------------------------------
  */
 extern int	pgpoly_max_response_kb;
+
+extern void PgpolyMaterializedSRF(FunctionCallInfo fcinfo);
 
 /* Store initialisers called from _PG_init (hooks, GUCs of one store). */
 extern void RedisJoinInit(void);
