@@ -67,6 +67,7 @@ SELECT server, store, target, requests, errors FROM pgpoly.connections();
 
 -- Clean up the Redis keys and objects this demo made.
 \set QUIET 1
+SET client_min_messages = warning;
 DELETE FROM demo_user_stats;
 DROP TABLE demo_users;
 DROP SERVER demo_online CASCADE;
