@@ -236,7 +236,6 @@ extern void RedisStateRow(RedisScan *scan, RedisKeyState *st, int item,
 
 /* redis_fdw.c, for redis_join.c */
 extern bool RedisIsRedisRel(RelOptInfo *rel);
-extern Oid	RedisRteUser(RangeTblEntry *rte);
 extern RedisTable *RedisRelTable(RelOptInfo *rel);
 
 /* redis_join.c */

@@ -137,31 +137,11 @@ PG_FUNCTION_INFO_V1(pgpoly_redis_handler);
  * ----------------------------------------------------------------
  */
 
-/* The user whose mapping a scan of rte uses. */
-Oid
-RedisRteUser(RangeTblEntry *rte)
-{
-#if PG_VERSION_NUM >= 160000
-	return GetUserId();
-#else
-	return OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
-#endif
-}
-
-/* Strip binary-compatible casts (varchar -> text). */
-static Node *
-strip_relabel(Node *n)
-{
-	while (n && IsA(n, RelabelType))
-		n = (Node *) ((RelabelType *) n)->arg;
-	return n;
-}
-
 /* Whether n is a Var of baserel's column att. */
 static bool
 is_column(Node *n, RelOptInfo *baserel, AttrNumber att)
 {
-	Var		   *v = (Var *) strip_relabel(n);
+	Var		   *v = (Var *) PgpolyStripRelabel(n);
 
 	return v && IsA(v, Var) && v->varno == baserel->relid &&
 		v->varattno == att && v->varlevelsup == 0;
@@ -183,7 +163,7 @@ is_scan_constant(Node *expr, RelOptInfo *baserel)
 static bool
 is_key_equality(Oid opno, Oid coll, Node *keyside)
 {
-	TypeCacheEntry *tc = lookup_type_cache(exprType(strip_relabel(keyside)),
+	TypeCacheEntry *tc = lookup_type_cache(exprType(PgpolyStripRelabel(keyside)),
 										   TYPECACHE_EQ_OPR);
 
 	if (OidIsValid(coll) && !get_collation_isdeterministic(coll))
@@ -425,7 +405,7 @@ redisGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntablei
 	List	   *local = NIL;
 	ListCell   *lc;
 
-	ri->tbl = RedisLoadTable(foreigntableid, RedisRteUser(rte));
+	ri->tbl = RedisLoadTable(foreigntableid, PgpolyRteUser(rte));
 	baserel->fdw_private = ri;
 	classify_quals(ri, baserel);
 
@@ -497,22 +477,6 @@ needs_ttl(RelOptInfo *baserel, RedisTable *tbl)
 		bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs);
 }
 
-/* Deparse the pushed clauses for EXPLAIN. */
-static char *
-deparse_pushed(RedisRelInfo *ri, RelOptInfo *baserel, PlannerInfo *root)
-{
-	RangeTblEntry *rte = planner_rt_fetch(baserel->relid, root);
-	List	   *ctx = deparse_context_for(get_rel_name(rte->relid), rte->relid);
-	StringInfoData buf;
-	ListCell   *lc;
-
-	initStringInfo(&buf);
-	foreach(lc, ri->pushed)
-		appendStringInfo(&buf, "%s%s", buf.len ? " AND " : "",
-						 deparse_expression(lfirst(lc), ctx, false, false));
-	return buf.data;
-}
-
 /*
  * GetForeignPlan: every clause but the key clause stays a local qual; the
  * values of pushed clauses go to fdw_exprs.
@@ -538,7 +502,7 @@ redisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 	priv = list_make5(ri->kinds,
 					  makeString(ri->pattern ? ri->pattern : pstrdup("")),
 					  makeInteger(needs_ttl(baserel, ri->tbl)),
-					  makeString(deparse_pushed(ri, baserel, root)),
+					  makeString(PgpolyDeparseClauses(ri->pushed, root, baserel)),
 					  makeInteger(ri->nkeys_known));
 	return make_foreignscan(tlist, local, baserel->relid, ri->exprs, priv,
 							NIL, NIL, outer_plan);
@@ -564,7 +528,7 @@ redisBeginForeignScan(ForeignScanState *node, int eflags)
 	st->need_ttl = intVal(list_nth(fs->fdw_private, RPRIV_NEED_TTL));
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
-	st->tbl = RedisLoadTable(rte->relid, RedisRteUser(rte));
+	st->tbl = RedisLoadTable(rte->relid, PgpolyRteUser(rte));
 	st->conn = RedisGetConnection(st->tbl);
 	st->exprs = ExecInitExprList(fs->fdw_exprs, (PlanState *) node);
 }
@@ -753,7 +717,7 @@ redisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
 	RedisScanState *st = node->fdw_state;
 	RangeTblEntry *rte = exec_rt_fetch(fs->scan.scanrelid, node->ss.ps.state);
-	RedisTable *tbl = st->tbl ? st->tbl : RedisLoadTable(rte->relid, RedisRteUser(rte));
+	RedisTable *tbl = st->tbl ? st->tbl : RedisLoadTable(rte->relid, PgpolyRteUser(rte));
 	char	   *pattern = strVal(list_nth(fs->fdw_private, RPRIV_PATTERN));
 	int			nkeys = intVal(list_nth(fs->fdw_private, RPRIV_NKEYS));
 	char	   *pushed = strVal(list_nth(fs->fdw_private, RPRIV_PUSHED));
@@ -828,18 +792,7 @@ static List *
 redisPlanForeignModify(PlannerInfo *root, ModifyTable *plan, Index resultRelation,
 					   int subplan_index)
 {
-	List	   *cols = NIL;
-
-	if (plan->operation == CMD_UPDATE)
-	{
-		RelOptInfo *rel = find_base_rel(root, resultRelation);
-		Bitmapset  *all = get_rel_all_updated_cols(root, rel);
-		int			col = -1;
-
-		while ((col = bms_next_member(all, col)) >= 0)
-			cols = lappend_int(cols, col + FirstLowInvalidHeapAttributeNumber);
-	}
-	return list_make1(cols);
+	return PgpolyPlanModifyColumns(root, plan, resultRelation);
 }
 
 /* Set up modify state for rinfo (also used for COPY and routing). */
@@ -856,7 +809,7 @@ begin_modify(ResultRelInfo *rinfo, EState *estate, List *tlist, List *cols)
 	 * and live until the transaction ends: so must the descriptor.
 	 */
 	old = MemoryContextSwitchTo(PgpolyWriteContext());
-	ms->tbl = RedisLoadTable(RelationGetRelid(rinfo->ri_RelationDesc), RedisRteUser(rte));
+	ms->tbl = RedisLoadTable(RelationGetRelid(rinfo->ri_RelationDesc), PgpolyRteUser(rte));
 	MemoryContextSwitchTo(old);
 	ms->conn = RedisGetConnection(ms->tbl);
 	ms->junk_key = ExecFindJunkAttributeInTlist(tlist, "pgpoly_key");
@@ -936,6 +889,13 @@ redisExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 	return slot;
 }
 
+/* GetForeignModifyBatchSize: batch_size (default 1000), see fdwutil.c. */
+static int
+redisGetForeignModifyBatchSize(ResultRelInfo *rinfo)
+{
+	return PgpolyModifyBatchSize(rinfo, 1000);
+}
+
 /* ExecForeignBatchInsert: the same per row; the batch saves executor calls. */
 static TupleTableSlot **
 redisExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
@@ -945,19 +905,6 @@ redisExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
 	for (int i = 0; i < *numSlots; i++)
 		redisExecForeignInsert(estate, rinfo, slots[i], planSlots ? planSlots[i] : NULL);
 	return slots;
-}
-
-/* GetForeignModifyBatchSize: batch_size unless RETURNING or row triggers. */
-static int
-redisGetForeignModifyBatchSize(ResultRelInfo *rinfo)
-{
-	ForeignTable *ft = GetForeignTable(RelationGetRelid(rinfo->ri_RelationDesc));
-
-	if (rinfo->ri_projectReturning != NULL ||
-		(rinfo->ri_TrigDesc && (rinfo->ri_TrigDesc->trig_insert_before_row ||
-								rinfo->ri_TrigDesc->trig_insert_after_row)))
-		return 1;
-	return (int) PgpolyGetIntOption(ft->options, "batch_size", 1000);
 }
 
 /* The old row identity from planSlot's junk columns, as a full-width row. */
@@ -1018,24 +965,7 @@ redisExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 	MemoryContextSwitchTo(mc);
 	queue_writes(ms, writes);
 
-	if (ms->junk_row)
-	{
-		bool		isnull;
-		Datum		d = ExecGetJunkAttribute(planSlot, ms->junk_row, &isnull);
-
-		if (!isnull)
-		{
-			HeapTupleHeader td = DatumGetHeapTupleHeader(d);
-			HeapTupleData tup;
-
-			tup.t_len = HeapTupleHeaderGetDatumLength(td);
-			ItemPointerSetInvalid(&tup.t_self);
-			tup.t_tableOid = RelationGetRelid(rinfo->ri_RelationDesc);
-			tup.t_data = td;
-			/* A heap slot keeps the tuple pointer: give it its own copy. */
-			ExecForceStoreHeapTuple(heap_copytuple(&tup), slot, true);
-		}
-	}
+	PgpolyStoreOldRow(slot, planSlot, ms->junk_row, rinfo->ri_RelationDesc);
 	return slot;
 }
 

@@ -356,7 +356,7 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 	js->need_ttl = intVal(list_nth(cs->custom_private, RJ_NEED_TTL));
 	js->keyexpr = ExecInitExpr(linitial(cs->custom_exprs), &node->ss.ps);
 	js->joinqual = ExecInitQual(list_copy_tail(cs->custom_exprs, 1), &node->ss.ps);
-	js->tbl = RedisLoadTable(rte->relid, RedisRteUser(rte));
+	js->tbl = RedisLoadTable(rte->relid, PgpolyRteUser(rte));
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 

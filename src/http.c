@@ -175,6 +175,8 @@ PgpolyHttpOpen(const PgpolyHttpConfig *cfg)
 	foreach(lc, cfg->headers)
 		h->headers = curl_slist_append(h->headers, lfirst(lc));
 	h->headers = curl_slist_append(h->headers, "Accept: application/json");
+	/* No "Expect: 100-continue" round trip before larger request bodies. */
+	h->headers = curl_slist_append(h->headers, "Expect:");
 	h->multi = curl_multi_init();
 	h->easy = curl_easy_init();
 	if (h->multi == NULL || h->easy == NULL || h->headers == NULL)

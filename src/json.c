@@ -257,10 +257,30 @@ json_release(void *arg)
 }
 
 /*
+ * Make the current memory context own doc: it is released when the context
+ * is reset or deleted, so no error path can leak it.  A NULL doc (jansson
+ * out of memory) is an ERROR.  Returns doc.
+ */
+json_t *
+PgpolyJsonOwn(json_t *doc)
+{
+	MemoryContextCallback *cb;
+
+	if (doc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory building a JSON document")));
+	cb = palloc(sizeof(MemoryContextCallback));
+	cb->func = json_release;
+	cb->arg = doc;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+	return doc;
+}
+
+/*
  * Parse a store's JSON response (what: e.g. "search response") with
- * jansson.  The document is released when the current memory context is
- * reset or deleted, so no error path can leak it.  Malformed JSON is an
- * ERROR naming the server and quoting the start of the text.
+ * jansson, owned by the current memory context (PgpolyJsonOwn).  Malformed
+ * JSON is an ERROR naming the server and quoting the start of the text.
  */
 json_t *
 PgpolyJsonParse(PgpolyConnection *conn, const char *text, size_t len,
@@ -268,7 +288,6 @@ PgpolyJsonParse(PgpolyConnection *conn, const char *text, size_t len,
 {
 	json_error_t err;
 	json_t	   *doc = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
-	MemoryContextCallback *cb;
 
 	if (doc == NULL)
 		ereport(ERROR,
@@ -277,9 +296,5 @@ PgpolyJsonParse(PgpolyConnection *conn, const char *text, size_t len,
 						conn->servername, what),
 				 errdetail("%s at offset %d; the response begins: %.120s",
 						   err.text, err.position, len ? text : "(empty)")));
-	cb = palloc(sizeof(MemoryContextCallback));
-	cb->func = json_release;
-	cb->arg = doc;
-	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
-	return doc;
+	return PgpolyJsonOwn(doc);
 }

@@ -29,6 +29,7 @@
 #include "foreign/foreign.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
+#include "utils/relcache.h"
 #include "utils/timestamp.h"
 
 /* ----------------------------------------------------------------
@@ -62,6 +63,29 @@ extern const char *PgpolyGetOption(List *options, const char *name,
 extern int64 PgpolyGetIntOption(List *options, const char *name, int64 dflt);
 extern bool PgpolyGetBoolOption(List *options, const char *name, bool dflt);
 extern bool PgpolyParseBool(const char *value, bool *result);
+
+/* ----------------------------------------------------------------
+ *		FDW helpers shared by the stores (fdwutil.c)
+ * ----------------------------------------------------------------
+ */
+struct PlannerInfo;
+struct RelOptInfo;
+struct RangeTblEntry;
+struct ResultRelInfo;
+struct ModifyTable;
+struct TupleTableSlot;
+
+extern Oid	PgpolyRteUser(struct RangeTblEntry *rte);
+extern Node *PgpolyStripRelabel(Node *n);
+extern char *PgpolyDeparseClauses(List *clauses, struct PlannerInfo *root,
+								  struct RelOptInfo *baserel);
+extern int	PgpolyModifyBatchSize(struct ResultRelInfo *rinfo, int dflt);
+extern List *PgpolyPlanModifyColumns(struct PlannerInfo *root,
+									 struct ModifyTable *plan,
+									 Index resultRelation);
+extern void PgpolyStoreOldRow(struct TupleTableSlot *slot,
+							  struct TupleTableSlot *planSlot,
+							  AttrNumber junk, Relation rel);
 
 /* ----------------------------------------------------------------
  *		Stores, connections (connection.c)
@@ -205,6 +229,7 @@ extern void PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid,
 struct json_t;
 extern struct json_t *PgpolyJsonParse(PgpolyConnection *conn, const char *text,
 									  size_t len, const char *what);
+extern struct json_t *PgpolyJsonOwn(struct json_t *doc);
 
 /* ----------------------------------------------------------------
  *		Module (pgpoly.c)

@@ -28,4 +28,11 @@
 
 #include <jansson.h>
 
+/*
+ * Never call jansson's json_object(): the server binary exports its SQL
+ * function json_object(), and the dynamic linker binds our call to that one
+ * (the executable's symbols come first).  Build empty objects with this.
+ */
+#define PgpolyJsonNewObject()	json_pack("{}")
+
 #endif							/* PGPOLY_JANSSON_H */

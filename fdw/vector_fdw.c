@@ -1,0 +1,1615 @@
+/*-------------------------------------------------------------------------
+ *
+ * vector_fdw.c
+ *		  pgpoly_vector: handler, planning, scan callbacks, EXPLAIN and
+ *		  IMPORT FOREIGN SCHEMA.
+ *
+ * Planning translates the restriction clauses Chroma can evaluate with
+ * the same result as SQL:
+ *	- id = expr, id = ANY(array expr)					-> ids
+ *	- metadata->>'k' = text, = ANY(text[])				-> $eq / $in
+ *	- (metadata->>'k')::<numeric> {=,<,<=,>,>=} number	-> $eq $lt ...
+ *	- a column mapped to a metadata key (field): text = / ANY, number
+ *	  comparisons, boolean =
+ * ($ne and $nin are never used: Chroma lets records without the key pass
+ * them, SQL does not.)  In a plain scan every clause is also rechecked
+ * locally, so the translated part only narrows what is fetched.
+ *
+ * k-NN: for SELECT ... ORDER BY embedding <op> const LIMIT n on one vector
+ * table, GetForeignUpperPaths(UPPERREL_FINAL) adds a path that replaces
+ * the Sort and the Limit by one /query with n_results = n (+ offset), but
+ * only when the operator's metric is the collection's distance and every
+ * clause was translated: then the service's answer is the exact answer
+ * and nothing needs rechecking.  Otherwise PostgreSQL sorts locally and
+ * EXPLAIN says why.  The scan of such a path returns the ORDER BY value
+ * itself (fdw_scan_tlist), converted from Chroma's distance.
+ *
+ * Writes: INSERT upserts, UPDATE updates (or moves the id), DELETE deletes,
+ * through the transaction buffer (write_mode 'transactional') or in
+ * batches while the statement runs ('immediate').
+ *
+ * fdw/vector_fdw.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "pgpoly_jansson.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "access/sysattr.h"
+#include "catalog/pg_operator.h"
+#include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "commands/explain.h"
+#include "executor/executor.h"
+#include "foreign/fdwapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/appendinfo.h"
+#include "optimizer/cost.h"
+#include "optimizer/inherit.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/planmain.h"
+#include "optimizer/restrictinfo.h"
+#include "optimizer/tlist.h"
+#include "parser/parse_coerce.h"
+#include "parser/parsetree.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/ruleutils.h"
+
+#include "vector.h"
+
+/* Cost model: one request, and per row. */
+#define VECTOR_REQUEST_COST		10.0
+#define VECTOR_PER_ROW_COST		0.01
+#define VECTOR_UNKNOWN_ROWS		1000.0
+#define VECTOR_UNKNOWN_IDS		100.0
+
+/* What each fdw_exprs element is. */
+enum VectorExprKind
+{
+	VEXPR_ID = 1,				/* one id */
+	VEXPR_ID_ARRAY,				/* array of ids */
+	VEXPR_COND,					/* value of a metadata condition */
+	VEXPR_QUERY					/* the k-NN query vector */
+};
+
+/* fdw_private of the ForeignScan plan, by position. */
+enum VectorPrivate
+{
+	VPRIV_KINDS,				/* List of Integer per fdw_expr */
+	VPRIV_COND_KEYS,			/* List of String per VEXPR_COND */
+	VPRIV_COND_OPS,				/* List of Integer (VectorCondOp) */
+	VPRIV_INCLUDE,				/* Integer: VINC_* */
+	VPRIV_K,					/* Integer: n_results, -1 if not k-NN */
+	VPRIV_OFFSET,				/* Integer: rows to skip (k-NN OFFSET) */
+	VPRIV_METRIC,				/* Integer: the operator's VectorDistance */
+	VPRIV_PUSHED,				/* String: translated clauses, deparsed */
+	VPRIV_WHERE,				/* String: where as EXPLAIN shows it */
+	VPRIV_NOTE,					/* String: why k-NN is local, "" if n/a */
+	VPRIV_SCAN_MAP				/* List of Integer: scan tuple column -> attno
+								 * (0: the ORDER BY distance); NIL: base */
+};
+
+/* A translated condition, at plan time. */
+typedef struct VectorCondPlan
+{
+	char	   *key;
+	VectorCondOp op;
+	Expr	   *value;
+} VectorCondPlan;
+
+/* Planner state of a vector base relation. */
+typedef struct VectorRelInfo
+{
+	VectorTable *tbl;
+	List	   *id_exprs;		/* at most one id clause's value */
+	List	   *id_kinds;
+	List	   *conds;			/* VectorCondPlan * */
+	List	   *pushed;			/* translated clauses */
+	bool		all_pushed;
+	double		nids;			/* estimate, or -1 when no id clause */
+	int			include;
+	/* k-NN analysis (GetForeignPaths) */
+	bool		knn_ok;
+	char	   *knn_note;
+	Expr	   *knn_expr;		/* the ORDER BY expression */
+	Expr	   *knn_query;		/* its constant side */
+	VectorDistance knn_metric;
+	int			knn_k;
+	int			knn_offset;
+} VectorRelInfo;
+
+/* Executor state of a scan. */
+typedef struct VectorScanState
+{
+	VectorTable *tbl;
+	PgpolyConnection *conn;
+	List	   *exprs;
+	List	   *kinds;
+	List	   *cond_keys;
+	List	   *cond_ops;
+	int			include;
+	int			k;
+	int			offset;
+	VectorDistance metric;
+	List	   *scan_map;
+	VectorScanSpec spec;
+	VectorScan *scan;
+	int			requests;		/* of finished scans (rescans) */
+	bool		ran_local;
+	Datum	   *values;			/* full-width row */
+	bool	   *nulls;
+	MemoryContext row_cxt;
+} VectorScanState;
+
+/* Executor state of INSERT/UPDATE/DELETE. */
+typedef struct VectorModifyState
+{
+	VectorTable *tbl;
+	PgpolyConnection *conn;
+	VectorCollection *coll;		/* for dimension checks; may be NULL */
+	AttrNumber	junk_id;
+	AttrNumber	junk_old;		/* whole old row (UPDATE, DELETE RETURNING) */
+	Bitmapset  *updated;
+	List	   *pending;		/* immediate mode */
+	MemoryContext batch_cxt;
+	MemoryContext row_cxt;		/* per row: metadata being built */
+	int			dim;			/* expected dimension, 0: not known yet */
+} VectorModifyState;
+
+PG_FUNCTION_INFO_V1(pgpoly_vector_handler);
+
+static void vectorGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
+									Oid foreigntableid);
+
+/* ----------------------------------------------------------------
+ *		Helpers
+ * ----------------------------------------------------------------
+ */
+
+/* The attno of n if it is a Var of baserel, else 0. */
+static AttrNumber
+column_of(Node *n, RelOptInfo *baserel)
+{
+	Var		   *v = (Var *) PgpolyStripRelabel(n);
+
+	if (v && IsA(v, Var) && v->varno == baserel->relid && v->varlevelsup == 0 &&
+		v->varattno > 0)
+		return v->varattno;
+	return 0;
+}
+
+/* Whether expr can be computed before the scan (no Vars, not volatile). */
+static bool
+is_scan_constant(Node *expr)
+{
+	return !contain_var_clause(expr) && !contain_volatile_functions(expr);
+}
+
+/* What a condition's value must be (by the column side's type). */
+typedef enum ValueKind
+{
+	VK_NONE,
+	VK_STRING,
+	VK_NUMBER,
+	VK_BOOL
+} ValueKind;
+
+/* Value kind of a SQL type. */
+static ValueKind
+kind_of_type(Oid typid)
+{
+	switch (TypeCategory(typid))
+	{
+		case TYPCATEGORY_STRING:
+			return VK_STRING;
+		case TYPCATEGORY_NUMERIC:
+			return VK_NUMBER;
+		case TYPCATEGORY_BOOLEAN:
+			return VK_BOOL;
+		default:
+			return VK_NONE;
+	}
+}
+
+/* Whether typid is one of the numeric types a ->> text can be cast to. */
+static bool
+is_numeric_cast_target(Oid typid)
+{
+	return typid == INT2OID || typid == INT4OID || typid == INT8OID ||
+		typid == FLOAT4OID || typid == FLOAT8OID || typid == NUMERICOID;
+}
+
+/*
+ * The metadata key a column-side expression stands for, and its value
+ * kind: metadata->>'k' (string), (metadata->>'k')::numeric type (number),
+ * or a column mapped with field.  NULL when it is none of these.
+ */
+static char *
+metadata_key(Node *n, RelOptInfo *baserel, VectorTable *tbl, ValueKind *kind)
+{
+	AttrNumber	att = column_of(n, baserel);
+	OpExpr	   *op;
+	Const	   *k;
+
+	n = PgpolyStripRelabel(n);
+	if (att > 0)
+	{
+		if (tbl->cols[att - 1].role != VCOL_FIELD || tbl->cols[att - 1].is_array ||
+			strchr(tbl->cols[att - 1].field, '.') != NULL)
+			return NULL;
+		*kind = kind_of_type(tbl->cols[att - 1].typid);
+		return *kind == VK_NONE ? NULL : tbl->cols[att - 1].field;
+	}
+	*kind = VK_STRING;
+	if (IsA(n, CoerceViaIO) && is_numeric_cast_target(((CoerceViaIO *) n)->resulttype))
+	{
+		*kind = VK_NUMBER;
+		n = (Node *) ((CoerceViaIO *) n)->arg;
+	}
+	if (!IsA(n, OpExpr))
+		return NULL;
+	op = (OpExpr *) n;
+	if (op->opfuncid != F_JSONB_OBJECT_FIELD_TEXT || list_length(op->args) != 2)
+		return NULL;
+	att = column_of(linitial(op->args), baserel);
+	k = lsecond(op->args);
+	if (att == 0 || att != tbl->meta_att || !IsA(k, Const) || k->constisnull)
+		return NULL;
+	return TextDatumGetCString(k->constvalue);
+}
+
+/* The condition operator for SQL operator opname, or -1. */
+static int
+cond_op(const char *opname, bool swapped)
+{
+	if (opname == NULL)
+		return -1;
+	if (strcmp(opname, "=") == 0)
+		return VCOND_EQ;
+	if (strcmp(opname, "<") == 0)
+		return swapped ? VCOND_GT : VCOND_LT;
+	if (strcmp(opname, "<=") == 0)
+		return swapped ? VCOND_GE : VCOND_LE;
+	if (strcmp(opname, ">") == 0)
+		return swapped ? VCOND_LT : VCOND_GT;
+	if (strcmp(opname, ">=") == 0)
+		return swapped ? VCOND_LE : VCOND_GE;
+	return -1;
+}
+
+/* ----------------------------------------------------------------
+ *		Qual translation
+ * ----------------------------------------------------------------
+ */
+
+/* Record a translated condition. */
+static void
+add_cond(VectorRelInfo *ri, Expr *clause, const char *key, int op, Node *value)
+{
+	VectorCondPlan *c = palloc(sizeof(VectorCondPlan));
+
+	c->key = pstrdup(key);
+	c->op = (VectorCondOp) op;
+	c->value = (Expr *) value;
+	ri->conds = lappend(ri->conds, c);
+	ri->pushed = lappend(ri->pushed, clause);
+}
+
+/* id = expr; true if translated. */
+static bool
+translate_id_eq(VectorRelInfo *ri, RelOptInfo *baserel, OpExpr *op, Node *l, Node *r)
+{
+	if (ri->id_exprs != NIL || column_of(l, baserel) != ri->tbl->id_att ||
+		!is_scan_constant(r) || op->opno != TextEqualOperator)
+		return false;
+	ri->id_exprs = list_make1(r);
+	ri->id_kinds = list_make1_int(VEXPR_ID);
+	ri->pushed = lappend(ri->pushed, op);
+	ri->nids = 1;
+	return true;
+}
+
+/* A binary clause: id = expr, or a metadata comparison. */
+static bool
+translate_opexpr(VectorRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
+{
+	Node	   *l,
+			   *r;
+	bool		swapped = false;
+	ValueKind	kind;
+	char	   *key;
+	int			cop;
+
+	if (list_length(op->args) != 2)
+		return false;
+	l = linitial(op->args);
+	r = lsecond(op->args);
+	if (is_scan_constant(l) && !is_scan_constant(r))
+	{
+		l = lsecond(op->args);
+		r = linitial(op->args);
+		swapped = true;
+	}
+	if (translate_id_eq(ri, baserel, op, l, r))
+		return true;
+	if (!is_scan_constant(r) || (key = metadata_key(l, baserel, ri->tbl, &kind)) == NULL)
+		return false;
+	cop = cond_op(get_opname(op->opno), swapped);
+	if (cop < 0 || kind_of_type(exprType(r)) != kind)
+		return false;
+	/* Only equality is the same in both worlds for strings and booleans. */
+	if (kind != VK_NUMBER && (cop != VCOND_EQ ||
+							  (kind == VK_STRING && op->opno != TextEqualOperator)))
+		return false;
+	add_cond(ri, (Expr *) op, key, cop, r);
+	return true;
+}
+
+/* col = ANY(array): ids, or $in on a string metadata key. */
+static bool
+translate_any(VectorRelInfo *ri, RelOptInfo *baserel, ScalarArrayOpExpr *sa)
+{
+	Node	   *l = linitial(sa->args);
+	Node	   *arr = lsecond(sa->args);
+	ValueKind	kind;
+	char	   *key;
+
+	if (!sa->useOr || sa->opno != TextEqualOperator || !is_scan_constant(arr))
+		return false;
+	if (ri->id_exprs == NIL && column_of(l, baserel) == ri->tbl->id_att)
+	{
+		ri->id_exprs = list_make1(arr);
+		ri->id_kinds = list_make1_int(VEXPR_ID_ARRAY);
+		ri->pushed = lappend(ri->pushed, sa);
+		ri->nids = IsA(arr, Const) && !((Const *) arr)->constisnull ?
+			ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(((Const *) arr)->constvalue)),
+						   ARR_DIMS(DatumGetArrayTypeP(((Const *) arr)->constvalue))) :
+			VECTOR_UNKNOWN_IDS;
+		return true;
+	}
+	key = metadata_key(l, baserel, ri->tbl, &kind);
+	if (key == NULL || kind != VK_STRING)
+		return false;
+	add_cond(ri, (Expr *) sa, key, VCOND_IN, arr);
+	return true;
+}
+
+/* Translate what can be; all_pushed says whether everything was. */
+static void
+translate_quals(VectorRelInfo *ri, RelOptInfo *baserel)
+{
+	ListCell   *lc;
+
+	ri->all_pushed = true;
+	ri->nids = -1;
+	foreach(lc, baserel->baserestrictinfo)
+	{
+		Expr	   *clause = ((RestrictInfo *) lfirst(lc))->clause;
+		bool		ok = false;
+
+		if (IsA(clause, OpExpr))
+			ok = translate_opexpr(ri, baserel, (OpExpr *) clause);
+		else if (IsA(clause, ScalarArrayOpExpr))
+			ok = translate_any(ri, baserel, (ScalarArrayOpExpr *) clause);
+		if (!ok)
+			ri->all_pushed = false;
+	}
+}
+
+/* The VINC_* flags for the columns in attrs (pull_varattnos form). */
+static int
+include_for(VectorTable *tbl, Bitmapset *attrs)
+{
+	int			inc = 0;
+	int			x = -1;
+
+	while ((x = bms_next_member(attrs, x)) >= 0)
+	{
+		AttrNumber	att = x + FirstLowInvalidHeapAttributeNumber;
+
+		if (att == 0)
+			return VINC_EMBEDDING | VINC_DOCUMENT | VINC_METADATA;
+		if (att < 0 || att > tbl->natts)
+			continue;
+		switch (tbl->cols[att - 1].role)
+		{
+			case VCOL_EMBEDDING:
+				inc |= VINC_EMBEDDING;
+				break;
+			case VCOL_DOCUMENT:
+				inc |= VINC_DOCUMENT;
+				break;
+			case VCOL_METADATA:
+			case VCOL_FIELD:
+				inc |= VINC_METADATA;
+				break;
+			default:
+				break;
+		}
+	}
+	return inc;
+}
+
+/* ----------------------------------------------------------------
+ *		k-NN analysis
+ * ----------------------------------------------------------------
+ */
+
+/* Whether the query is a plain SELECT over baserel alone. */
+static bool
+simple_select(PlannerInfo *root, RelOptInfo *baserel)
+{
+	Query	   *parse = root->parse;
+
+	return parse->commandType == CMD_SELECT &&
+		bms_membership(root->all_baserels) == BMS_SINGLETON &&
+		bms_is_member(baserel->relid, root->all_baserels) &&
+		parse->groupClause == NIL && parse->groupingSets == NIL &&
+		parse->distinctClause == NIL && !parse->hasAggs &&
+		!parse->hasWindowFuncs && !parse->hasTargetSRFs &&
+		parse->havingQual == NULL && parse->rowMarks == NIL &&
+		parse->setOperations == NULL;
+}
+
+/*
+ * If ORDER BY is exactly "embedding <op> const" (either order, ascending,
+ * NULLS LAST), return the expression and set *query and *metric.
+ */
+static Expr *
+knn_order_expr(PlannerInfo *root, RelOptInfo *baserel, VectorTable *tbl,
+			   Expr **query, VectorDistance *metric)
+{
+	Query	   *parse = root->parse;
+	SortGroupClause *sgc;
+	OpExpr	   *op;
+	Node	   *a,
+			   *b;
+
+	if (tbl->emb_att == 0 || list_length(parse->sortClause) != 1)
+		return NULL;
+	sgc = linitial(parse->sortClause);
+	if (sgc->sortop != Float8LessOperator || sgc->nulls_first)
+		return NULL;
+	op = (OpExpr *) get_sortgroupclause_expr(sgc, parse->targetList);
+	if (!IsA(op, OpExpr) || list_length(op->args) != 2 || op->opresulttype != FLOAT8OID)
+		return NULL;
+	*metric = VectorOperatorMetric(get_opname(op->opno));
+	a = linitial(op->args);
+	b = lsecond(op->args);
+	if (column_of(b, baserel) == tbl->emb_att)
+	{
+		Node	   *t = a;
+
+		a = b;
+		b = t;
+	}
+	if (*metric == VDIST_UNKNOWN || column_of(a, baserel) != tbl->emb_att ||
+		!is_scan_constant(b) || exprType(a) != exprType(b))
+		return NULL;
+	*query = (Expr *) b;
+	return (Expr *) op;
+}
+
+/* Const integer value of a LIMIT/OFFSET expression, or -1. */
+static int
+const_limit(Node *n, int dflt)
+{
+	if (n == NULL)
+		return dflt;
+	if (!IsA(n, Const) || ((Const *) n)->constisnull)
+		return -1;
+	return (int) Min(DatumGetInt64(((Const *) n)->constvalue), 100000);
+}
+
+/*
+ * The collection's distance known at plan time: the table option, or the
+ * cached description (one request per connection).  VDIST_UNKNOWN if the
+ * collection does not exist.
+ */
+static VectorDistance
+plan_distance(VectorTable *tbl)
+{
+	VectorCollection *c;
+
+	if (tbl->distance != VDIST_UNKNOWN)
+		return tbl->distance;
+	c = VectorLookupCollection(VectorGetConnection(tbl), tbl, true);
+	return c ? c->distance : VDIST_UNKNOWN;
+}
+
+/* Decide whether ORDER BY ... LIMIT can be a /query; else say why not. */
+static void
+analyze_knn(PlannerInfo *root, RelOptInfo *baserel, VectorRelInfo *ri)
+{
+	Query	   *parse = root->parse;
+	VectorDistance dist;
+	int			count,
+				offset;
+
+	ri->knn_expr = knn_order_expr(root, baserel, ri->tbl, &ri->knn_query, &ri->knn_metric);
+	if (ri->knn_expr == NULL || !simple_select(root, baserel))
+		return;
+	count = const_limit(parse->limitCount, -1);
+	offset = const_limit(parse->limitOffset, 0);
+	if (count < 0 || offset < 0 || parse->limitOption != LIMIT_OPTION_COUNT)
+	{
+		ri->knn_note = "no constant LIMIT (ORDER BY without LIMIT n is sorted locally)";
+		return;
+	}
+	if (!ri->all_pushed)
+	{
+		ri->knn_note = "a WHERE clause cannot be translated into a Chroma filter";
+		return;
+	}
+	dist = plan_distance(ri->tbl);
+	if (dist != ri->knn_metric)
+	{
+		ri->knn_note = dist == VDIST_UNKNOWN ?
+			psprintf("collection \"%s\" does not exist", ri->tbl->collection) :
+			psprintf("operator %s does not match the collection's distance '%s' (use %s)",
+					 VectorOperatorName(ri->knn_metric), VectorDistanceName(dist),
+					 VectorOperatorName(dist));
+		return;
+	}
+	ri->knn_ok = true;
+	ri->knn_k = count + offset;
+	ri->knn_offset = offset;
+}
+
+/* ----------------------------------------------------------------
+ *		Sizes and paths
+ * ----------------------------------------------------------------
+ */
+
+/* GetForeignRelSize: translate quals, estimate rows (no network I/O). */
+static void
+vectorGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	RangeTblEntry *rte = planner_rt_fetch(baserel->relid, root);
+	VectorRelInfo *ri = palloc0(sizeof(VectorRelInfo));
+	Bitmapset  *attrs = NULL;
+	List	   *local = NIL;
+	ListCell   *lc;
+	double		rows;
+
+	ri->tbl = VectorLoadTable(foreigntableid, PgpolyRteUser(rte));
+	baserel->fdw_private = ri;
+	translate_quals(ri, baserel);
+
+	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &attrs);
+	foreach(lc, baserel->baserestrictinfo)
+		pull_varattnos((Node *) ((RestrictInfo *) lfirst(lc))->clause, baserel->relid, &attrs);
+	ri->include = include_for(ri->tbl, attrs);
+
+	foreach(lc, baserel->baserestrictinfo)
+		if (ri->nids < 0 || !list_member_ptr(ri->pushed, ((RestrictInfo *) lfirst(lc))->clause))
+			local = lappend(local, lfirst(lc));
+	rows = ri->nids >= 0 ? ri->nids :
+		baserel->tuples > 0 ? baserel->tuples : VECTOR_UNKNOWN_ROWS;
+	baserel->rows = clamp_row_est(rows * clauselist_selectivity(root, local, baserel->relid,
+																JOIN_INNER, NULL));
+}
+
+/* GetForeignPaths: one unsorted path; k-NN goes through the upper hook. */
+static void
+vectorGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	VectorRelInfo *ri = baserel->fdw_private;
+	double		fetched = ri->nids >= 0 ? ri->nids :
+		baserel->tuples > 0 ? baserel->tuples : VECTOR_UNKNOWN_ROWS;
+	Cost		startup = VECTOR_REQUEST_COST;
+	Cost		total = startup +
+		ceil(fetched / ri->tbl->fetch_size) * VECTOR_REQUEST_COST +
+		fetched * VECTOR_PER_ROW_COST + baserel->rows * cpu_tuple_cost;
+
+	analyze_knn(root, baserel, ri);
+	add_path(baserel, (Path *)
+			 create_foreignscan_path(root, baserel, NULL, baserel->rows,
+									 startup, total, NIL, NULL, NULL, NIL));
+}
+
+/* Whether every Var of the final target is a user column of baserel. */
+static bool
+target_is_plain(PathTarget *target, RelOptInfo *baserel)
+{
+	List	   *vars = pull_var_clause((Node *) target->exprs, PVC_RECURSE_PLACEHOLDERS);
+	ListCell   *lc;
+
+	foreach(lc, vars)
+	{
+		Var		   *v = lfirst(lc);
+
+		if (!IsA(v, Var) || v->varno != baserel->relid || v->varattno <= 0)
+			return false;
+	}
+	return true;
+}
+
+/* The vector base relation of a single-table query, or NULL. */
+static RelOptInfo *
+single_vector_rel(PlannerInfo *root)
+{
+	RelOptInfo *rel;
+
+	if (bms_membership(root->all_baserels) != BMS_SINGLETON)
+		return NULL;
+	rel = find_base_rel(root, bms_singleton_member(root->all_baserels));
+	if (rel->reloptkind != RELOPT_BASEREL || rel->fdwroutine == NULL ||
+		rel->fdwroutine->GetForeignRelSize != vectorGetForeignRelSize)
+		return NULL;
+	return rel;
+}
+
+/*
+ * GetForeignUpperPaths: at UPPERREL_FINAL, replace Sort + Limit of a
+ * k-NN query by one /query (see the file header for when).
+ */
+static void
+vectorGetForeignUpperPaths(PlannerInfo *root, UpperRelationKind stage,
+						   RelOptInfo *input_rel, RelOptInfo *output_rel,
+						   void *extra)
+{
+	RelOptInfo *baserel;
+	VectorRelInfo *ri;
+	PathTarget *target = root->upper_targets[UPPERREL_FINAL];
+	ForeignPath *path;
+
+	if (stage != UPPERREL_FINAL || !((FinalPathExtraData *) extra)->limit_needed)
+		return;
+	baserel = single_vector_rel(root);
+	if (baserel == NULL)
+		return;
+	ri = baserel->fdw_private;
+	if (!ri->knn_ok)
+		return;
+	if (!target_is_plain(target, baserel))
+	{
+		ri->knn_note = "the select list has a whole-row or system column";
+		return;
+	}
+	path = create_foreign_upper_path(root, input_rel, target, ri->knn_k - ri->knn_offset,
+									 VECTOR_REQUEST_COST,
+									 VECTOR_REQUEST_COST + ri->knn_k * VECTOR_PER_ROW_COST,
+									 root->sort_pathkeys, NULL,
+									 list_make1(makeInteger(1)));
+	add_path(output_rel, (Path *) path);
+}
+
+/* ----------------------------------------------------------------
+ *		Plans
+ * ----------------------------------------------------------------
+ */
+
+/* JSON text of a Const value (arrays as JSON arrays). */
+static char *
+const_json(Const *c)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	PgpolyJsonAppendValue(&buf, c->constvalue, c->consttype, c->constisnull);
+	return buf.data;
+}
+
+/* The where object as EXPLAIN shows it (run-time values as "$n"). */
+static char *
+explain_where(VectorRelInfo *ri)
+{
+	List	   *conds = NIL;
+	ListCell   *lc;
+
+	foreach(lc, ri->conds)
+	{
+		VectorCondPlan *p = lfirst(lc);
+		VectorCondEval *e = palloc(sizeof(VectorCondEval));
+
+		e->key = p->key;
+		e->op = p->op;
+		e->value = IsA(p->value, Const) ? const_json((Const *) p->value) :
+			psprintf("\"$%d\"", foreach_current_index(lc) + 1);
+		conds = lappend(conds, e);
+	}
+	return VectorWhereJson(conds);
+}
+
+/* fdw_exprs (ids, then condition values) and their kinds. */
+static List *
+plan_exprs(VectorRelInfo *ri, List **kinds, List **keys, List **ops)
+{
+	List	   *exprs = list_copy(ri->id_exprs);
+	ListCell   *lc;
+
+	*kinds = list_copy(ri->id_kinds);
+	foreach(lc, ri->conds)
+	{
+		VectorCondPlan *c = lfirst(lc);
+
+		exprs = lappend(exprs, c->value);
+		*kinds = lappend_int(*kinds, VEXPR_COND);
+		*keys = lappend(*keys, makeString(c->key));
+		*ops = lappend_int(*ops, c->op);
+	}
+	return exprs;
+}
+
+/*
+ * The scan tuple of a k-NN plan: the ORDER BY expression (filled with the
+ * distance) and the base columns the final target needs.  *map gets the
+ * attno of each entry (0 for the distance).
+ */
+static List *
+knn_scan_tlist(List *tlist, Expr *knn_expr, List **map, int *include,
+			   VectorTable *tbl)
+{
+	List	   *scan_tlist = list_make1(makeTargetEntry(copyObject(knn_expr), 1, NULL, false));
+	Bitmapset  *attrs = NULL;
+	ListCell   *lc;
+
+	*map = list_make1_int(0);
+	foreach(lc, tlist)
+	{
+		TargetEntry *tle = lfirst(lc);
+		ListCell   *vc;
+
+		if (equal(tle->expr, knn_expr))
+			continue;
+		foreach(vc, pull_var_clause((Node *) tle->expr, PVC_RECURSE_PLACEHOLDERS))
+		{
+			Var		   *v = lfirst(vc);
+
+			if (tlist_member((Expr *) v, scan_tlist))
+				continue;
+			scan_tlist = lappend(scan_tlist,
+								 makeTargetEntry((Expr *) v, list_length(scan_tlist) + 1,
+												 NULL, false));
+			*map = lappend_int(*map, v->varattno);
+			attrs = bms_add_member(attrs, v->varattno - FirstLowInvalidHeapAttributeNumber);
+		}
+	}
+	*include = include_for(tbl, attrs);
+	return scan_tlist;
+}
+
+/* GetForeignPlan: a base scan, or (upper rel) the k-NN query. */
+static ForeignScan *
+vectorGetForeignPlan(PlannerInfo *root, RelOptInfo *foreignrel, Oid foreigntableid,
+					 ForeignPath *best_path, List *tlist, List *scan_clauses,
+					 Plan *outer_plan)
+{
+	bool		knn = IS_UPPER_REL(foreignrel);
+	RelOptInfo *baserel = knn ? single_vector_rel(root) : foreignrel;
+	VectorRelInfo *ri = baserel->fdw_private;
+	List	   *kinds = NIL,
+			   *keys = NIL,
+			   *ops = NIL,
+			   *map = NIL,
+			   *scan_tlist = NIL;
+	List	   *exprs = plan_exprs(ri, &kinds, &keys, &ops);
+	int			include = ri->include;
+	char	   *where = explain_where(ri);
+	List	   *priv;
+
+	if (knn)
+	{
+		scan_tlist = knn_scan_tlist(tlist, ri->knn_expr, &map, &include, ri->tbl);
+		exprs = lappend(exprs, ri->knn_query);
+		kinds = lappend_int(kinds, VEXPR_QUERY);
+	}
+	priv = list_make5(kinds, keys, ops, makeInteger(include),
+					  makeInteger(knn ? ri->knn_k : -1));
+	priv = lappend(priv, makeInteger(knn ? ri->knn_offset : 0));
+	priv = lappend(priv, makeInteger(ri->knn_metric));
+	priv = lappend(priv, makeString(PgpolyDeparseClauses(ri->pushed, root, baserel)));
+	priv = lappend(priv, makeString(where ? where : pstrdup("")));
+	priv = lappend(priv, makeString(pstrdup(!knn && ri->knn_note ? ri->knn_note : "")));
+	priv = lappend(priv, map);
+	return make_foreignscan(tlist, knn ? NIL : extract_actual_clauses(scan_clauses, false),
+							knn ? 0 : baserel->relid, exprs, priv, scan_tlist, NIL,
+							outer_plan);
+}
+
+/* ----------------------------------------------------------------
+ *		Scan execution
+ * ----------------------------------------------------------------
+ */
+
+/* The range table index of the vector table a ForeignScan reads. */
+static Index
+scan_rtindex(ForeignScan *fs)
+{
+	return fs->scan.scanrelid > 0 ? fs->scan.scanrelid :
+		(Index) bms_next_member(fs->fs_relids, -1);
+}
+
+/* BeginForeignScan: resolve table and connection; no I/O yet. */
+static void
+vectorBeginForeignScan(ForeignScanState *node, int eflags)
+{
+	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
+	EState	   *estate = node->ss.ps.state;
+	RangeTblEntry *rte = exec_rt_fetch(scan_rtindex(fs), estate);
+	VectorScanState *st = palloc0(sizeof(VectorScanState));
+
+	node->fdw_state = st;
+	st->kinds = list_nth(fs->fdw_private, VPRIV_KINDS);
+	st->cond_keys = list_nth(fs->fdw_private, VPRIV_COND_KEYS);
+	st->cond_ops = list_nth(fs->fdw_private, VPRIV_COND_OPS);
+	st->include = intVal(list_nth(fs->fdw_private, VPRIV_INCLUDE));
+	st->k = intVal(list_nth(fs->fdw_private, VPRIV_K));
+	st->offset = intVal(list_nth(fs->fdw_private, VPRIV_OFFSET));
+	st->metric = (VectorDistance) intVal(list_nth(fs->fdw_private, VPRIV_METRIC));
+	st->scan_map = list_nth(fs->fdw_private, VPRIV_SCAN_MAP);
+	st->tbl = VectorLoadTable(rte->relid, PgpolyRteUser(rte));
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+	st->conn = VectorGetConnection(st->tbl);
+	st->exprs = ExecInitExprList(fs->fdw_exprs, (PlanState *) node);
+	st->values = palloc(sizeof(Datum) * Max(st->tbl->natts, 1));
+	st->nulls = palloc(sizeof(bool) * Max(st->tbl->natts, 1));
+	st->row_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly vector row",
+										ALLOCSET_DEFAULT_SIZES);
+}
+
+/* Add the text elements of a text[] datum to the id list. */
+static List *
+add_array_ids(List *ids, Datum arr)
+{
+	Datum	   *elems;
+	bool	   *enulls;
+	int			n;
+
+	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &enulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!enulls[i])
+			ids = lappend(ids, TextDatumGetCString(elems[i]));
+	return ids;
+}
+
+/* Evaluate one condition value into spec (NULL or an empty IN: no rows). */
+static void
+eval_cond(VectorScanSpec *spec, char *key, VectorCondOp op, Datum v, Oid typid,
+		  bool isnull)
+{
+	VectorCondEval *c = palloc(sizeof(VectorCondEval));
+	StringInfoData buf;
+
+	if (isnull || (op == VCOND_IN && ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(v)),
+													ARR_DIMS(DatumGetArrayTypeP(v))) == 0))
+	{
+		spec->empty = true;
+		return;
+	}
+	initStringInfo(&buf);
+	PgpolyJsonAppendValue(&buf, v, typid, false);
+	c->key = key;
+	c->op = op;
+	c->value = buf.data;
+	spec->conds = lappend(spec->conds, c);
+}
+
+/* Evaluate fdw_exprs into the scan's spec. */
+static void
+build_spec(ForeignScanState *node, VectorScanState *st)
+{
+	ExprContext *econtext = node->ss.ps.ps_ExprContext;
+	VectorScanSpec *spec = &st->spec;
+	ListCell   *le,
+			   *lk;
+	int			ncond = 0;
+
+	memset(spec, 0, sizeof(*spec));
+	spec->include = st->include;
+	spec->metric = st->metric;
+	spec->k = st->k;
+	forboth(le, st->exprs, lk, st->kinds)
+	{
+		ExprState  *es = lfirst(le);
+		bool		isnull;
+		Datum		v = ExecEvalExpr(es, econtext, &isnull);
+		Oid			typid = exprType((Node *) es->expr);
+
+		switch (lfirst_int(lk))
+		{
+			case VEXPR_ID:
+			case VEXPR_ID_ARRAY:
+				spec->by_ids = true;
+				if (!isnull)
+					spec->ids = lfirst_int(lk) == VEXPR_ID ?
+						lappend(spec->ids, TextDatumGetCString(v)) :
+						add_array_ids(spec->ids, v);
+				break;
+			case VEXPR_COND:
+				eval_cond(spec, strVal(list_nth(st->cond_keys, ncond)),
+						  (VectorCondOp) list_nth_int(st->cond_ops, ncond), v, typid, isnull);
+				ncond++;
+				break;
+			case VEXPR_QUERY:
+				if (isnull)
+					spec->empty = true;
+				else
+					spec->query = VectorDatumFloats(v, typid, &spec->dim);
+				break;
+		}
+	}
+	if (spec->by_ids && spec->ids == NIL)
+		spec->empty = true;
+	spec->where = VectorWhereJson(spec->conds);
+}
+
+/* Store row into the scan slot (full row, or the k-NN scan tuple). */
+static void
+store_row(VectorScanState *st, VectorRow *row, TupleTableSlot *slot)
+{
+	VectorRowToValues(st->tbl, row, st->values, st->nulls);
+	if (st->scan_map == NIL)
+	{
+		memcpy(slot->tts_values, st->values, sizeof(Datum) * st->tbl->natts);
+		memcpy(slot->tts_isnull, st->nulls, sizeof(bool) * st->tbl->natts);
+	}
+	else
+	{
+		ListCell   *lc;
+
+		foreach(lc, st->scan_map)
+		{
+			int			i = foreach_current_index(lc);
+			int			att = lfirst_int(lc);
+
+			slot->tts_values[i] = att == 0 ? Float8GetDatum(row->distance) : st->values[att - 1];
+			slot->tts_isnull[i] = att == 0 ? !row->has_distance : st->nulls[att - 1];
+		}
+	}
+	ExecStoreVirtualTuple(slot);
+}
+
+/* IterateForeignScan: next row (the first call sends the request). */
+static TupleTableSlot *
+vectorIterateForeignScan(ForeignScanState *node)
+{
+	VectorScanState *st = node->fdw_state;
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+	VectorRow  *row;
+	MemoryContext old;
+
+	ExecClearTuple(slot);
+	if (st->scan == NULL)
+	{
+		old = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
+		build_spec(node, st);
+		st->scan = VectorScanBegin(st->tbl, st->conn, &st->spec);
+		st->ran_local |= VectorScanWasLocal(st->scan);
+		for (int i = 0; i < st->offset && VectorScanNext(st->scan); i++)
+			;
+		MemoryContextSwitchTo(old);
+	}
+	MemoryContextReset(st->row_cxt);
+	old = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
+	row = VectorScanNext(st->scan);
+	MemoryContextSwitchTo(st->row_cxt);
+	if (row)
+		store_row(st, row, slot);
+	MemoryContextSwitchTo(old);
+	return slot;
+}
+
+/* ReScanForeignScan: parameters may have changed; start over. */
+static void
+vectorReScanForeignScan(ForeignScanState *node)
+{
+	VectorScanState *st = node->fdw_state;
+
+	if (st->scan)
+		st->requests += VectorScanRequests(st->scan);
+	st->scan = NULL;
+}
+
+/* EndForeignScan: the connection stays cached; memory goes with the query. */
+static void
+vectorEndForeignScan(ForeignScanState *node)
+{
+}
+
+/* ----------------------------------------------------------------
+ *		EXPLAIN
+ * ----------------------------------------------------------------
+ */
+
+/* The request of a plain scan as EXPLAIN shows it. */
+static char *
+scan_request_text(VectorTable *tbl, bool by_ids, const char *where, int include)
+{
+	StringInfoData buf;
+	static const char *const names[] = {"embeddings", "documents", "metadatas"};
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "POST collections/{id of \"%s\"}/get {", tbl->collection);
+	if (by_ids)
+		appendStringInfoString(&buf, "\"ids\":$ids,");
+	else
+		appendStringInfo(&buf, "\"limit\":%d,\"offset\":$offset,", tbl->fetch_size);
+	if (where[0])
+		appendStringInfo(&buf, "\"where\":%s,", where);
+	appendStringInfoString(&buf, "\"include\":[");
+	for (int i = 0, n = 0; i < 3; i++)
+		if (include & (1 << i))
+			appendStringInfo(&buf, "%s\"%s\"", n++ ? "," : "", names[i]);
+	appendStringInfoString(&buf, "]}");
+	if (!by_ids)
+		appendStringInfoString(&buf, ", paged");
+	return buf.data;
+}
+
+/* ExplainForeignScan: the request, the k-NN decision, pushed quals. */
+static void
+vectorExplainForeignScan(ForeignScanState *node, ExplainState *es)
+{
+	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
+	VectorScanState *st = node->fdw_state;
+	char	   *where = strVal(list_nth(fs->fdw_private, VPRIV_WHERE));
+	char	   *pushed = strVal(list_nth(fs->fdw_private, VPRIV_PUSHED));
+	char	   *note = strVal(list_nth(fs->fdw_private, VPRIV_NOTE));
+	bool		by_ids = list_member_int(st->kinds, VEXPR_ID) ||
+		list_member_int(st->kinds, VEXPR_ID_ARRAY);
+
+	if (st->k >= 0)
+	{
+		ExplainPropertyText("Vector Relation", st->tbl->relname, es);
+		ExplainPropertyText("Vector Request",
+							VectorQueryText(st->tbl, where[0] ? where : NULL, st->k,
+											st->include, by_ids), es);
+		ExplainPropertyText("Vector k-NN",
+							psprintf("pushed down: %s, n_results %d%s", VectorOperatorName(st->metric),
+									 st->k, st->offset ? psprintf(", skip %d", st->offset) : ""),
+							es);
+	}
+	else
+	{
+		ExplainPropertyText("Vector Request",
+							scan_request_text(st->tbl, by_ids, where, st->include), es);
+		if (note[0])
+			ExplainPropertyText("Vector k-NN", psprintf("computed locally: %s", note), es);
+	}
+	if (es->verbose && pushed[0])
+		ExplainPropertyText("Vector Pushed Quals", pushed, es);
+	if (es->analyze)
+	{
+		ExplainPropertyInteger("Vector Requests", NULL,
+							   st->requests + (st->scan ? VectorScanRequests(st->scan) : 0), es);
+		if (st->ran_local)
+			ExplainPropertyText("Vector k-NN Run",
+								"computed locally (buffered writes or distance changed)", es);
+	}
+}
+
+/* ----------------------------------------------------------------
+ *		Modification
+ * ----------------------------------------------------------------
+ */
+
+/* AddForeignUpdateTargets: the id; the old row for DELETE ... RETURNING. */
+static void
+vectorAddForeignUpdateTargets(PlannerInfo *root, Index rtindex,
+							  RangeTblEntry *target_rte, Relation target_relation)
+{
+	VectorTable *tbl = VectorLoadTable(RelationGetRelid(target_relation), GetUserId());
+	Form_pg_attribute a = TupleDescAttr(RelationGetDescr(target_relation), tbl->id_att - 1);
+
+	add_row_identity_var(root, makeVar(rtindex, tbl->id_att, a->atttypid, a->atttypmod,
+									   a->attcollation, 0), rtindex, "pgpoly_id");
+	if (root->parse->commandType == CMD_DELETE && root->parse->returningList != NIL)
+		add_row_identity_var(root, makeWholeRowVar(target_rte, rtindex, 0, false),
+							 rtindex, "pgpoly_row");
+}
+
+/* PlanForeignModify: for UPDATE, the assigned columns. */
+static List *
+vectorPlanForeignModify(PlannerInfo *root, ModifyTable *plan, Index resultRelation,
+						int subplan_index)
+{
+	return PgpolyPlanModifyColumns(root, plan, resultRelation);
+}
+
+/* Set up modify state for rinfo (also for COPY and tuple routing). */
+static VectorModifyState *
+begin_modify(ResultRelInfo *rinfo, EState *estate, List *tlist, List *cols)
+{
+	VectorModifyState *ms = palloc0(sizeof(VectorModifyState));
+	RangeTblEntry *rte = exec_rt_fetch(rinfo->ri_RangeTableIndex, estate);
+	MemoryContext old;
+	ListCell   *lc;
+
+	/* Buffered writes point at the table and live until transaction end. */
+	old = MemoryContextSwitchTo(PgpolyWriteContext());
+	ms->tbl = VectorLoadTable(RelationGetRelid(rinfo->ri_RelationDesc), PgpolyRteUser(rte));
+	MemoryContextSwitchTo(old);
+	ms->conn = VectorGetConnection(ms->tbl);
+	ms->junk_id = ExecFindJunkAttributeInTlist(tlist, "pgpoly_id");
+	ms->junk_old = ExecFindJunkAttributeInTlist(tlist, "wholerow");
+	if (ms->junk_old == InvalidAttrNumber)
+		ms->junk_old = ExecFindJunkAttributeInTlist(tlist, "pgpoly_row");
+	foreach(lc, cols)
+		ms->updated = bms_add_member(ms->updated, lfirst_int(lc));
+	ms->batch_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly vector batch",
+										  ALLOCSET_DEFAULT_SIZES);
+	ms->row_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly vector row",
+										ALLOCSET_SMALL_SIZES);
+	ms->coll = VectorLookupCollection(ms->conn, ms->tbl, ms->tbl->create);
+	if (ms->coll && ms->coll->dimension == 0)
+	{
+		/* It was empty when cached: it may have a dimension by now. */
+		VectorForgetCollection(ms->conn, ms->tbl);
+		ms->coll = VectorLookupCollection(ms->conn, ms->tbl, ms->tbl->create);
+	}
+	ms->dim = ms->coll ? ms->coll->dimension : 0;
+	rinfo->ri_FdwState = ms;
+	return ms;
+}
+
+/* BeginForeignModify. */
+static void
+vectorBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
+						 List *fdw_private, int subplan_index, int eflags)
+{
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+	begin_modify(rinfo, mtstate->ps.state, outerPlanState(mtstate)->plan->targetlist,
+				 linitial(fdw_private));
+}
+
+/* The jansson object of a jsonb metadata value (owned by the context). */
+static json_t *
+metadata_object(VectorTable *tbl, Datum value)
+{
+	Jsonb	   *jb = DatumGetJsonbP(value);
+	char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	json_t	   *obj = json_loads(text, 0, NULL);
+
+	if (obj != NULL)
+		PgpolyJsonOwn(obj);
+	if (obj == NULL || !json_is_object(obj))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("metadata of foreign table \"%s\" must be a JSON object of strings, numbers and booleans",
+						tbl->relname)));
+	return obj;
+}
+
+/*
+ * The new row's metadata object (owned by the current memory context):
+ * the metadata column, then the mapped fields (for UPDATE, a field not
+ * assigned does not override an assigned metadata column).
+ */
+static json_t *
+new_metadata(VectorTable *tbl, Datum *values, bool *nulls, Bitmapset *updated)
+{
+	json_t	   *obj;
+	const char *key;
+	json_t	   *v;
+	bool		meta_updated = updated && tbl->meta_att &&
+		bms_is_member(tbl->meta_att, updated);
+
+	if (tbl->meta_att && !nulls[tbl->meta_att - 1])
+		obj = metadata_object(tbl, values[tbl->meta_att - 1]);
+	else
+		obj = PgpolyJsonOwn(PgpolyJsonNewObject());
+	for (int i = 0; i < tbl->natts; i++)
+	{
+		StringInfoData buf;
+
+		if (tbl->cols[i].role != VCOL_FIELD)
+			continue;
+		if (nulls[i])
+		{
+			/* UPDATE ... SET field = NULL removes the key. */
+			if (updated && bms_is_member(i + 1, updated))
+				json_object_del(obj, tbl->cols[i].field);
+			continue;
+		}
+		if (meta_updated && !bms_is_member(i + 1, updated))
+			continue;
+		initStringInfo(&buf);
+		PgpolyJsonAppendValue(&buf, values[i], tbl->cols[i].typid, false);
+		v = json_loads(buf.data, JSON_DECODE_ANY, NULL);
+		if (v == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("value of column \"%s\" cannot be stored as metadata", tbl->cols[i].name)));
+		json_object_set_new(obj, tbl->cols[i].field, v);
+	}
+	json_object_foreach(obj, key, v)
+		if (json_is_object(v) || json_is_array(v))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("metadata key \"%s\" of foreign table \"%s\" has a nested value",
+						key, tbl->relname),
+				 errhint("Chroma metadata values are strings, numbers and booleans.")));
+	return obj;
+}
+
+/* JSON text of a jansson object (shortest reals), or NULL if empty. */
+static char *
+json_text(json_t *obj, MemoryContext cxt)
+{
+	StringInfoData buf;
+
+	if (json_object_size(obj) == 0)
+		return NULL;
+	initStringInfo(&buf);
+	VectorAppendJson(&buf, obj);
+	return MemoryContextStrdup(cxt, buf.data);
+}
+
+/* Build the write of a new row (kind VW_UPSERT or VW_UPDATE). */
+static VectorWrite *
+row_write(VectorModifyState *ms, VectorWriteKind kind, Datum *values, bool *nulls,
+		  List *old_keys)
+{
+	VectorTable *tbl = ms->tbl;
+	VectorWrite *w = palloc0(sizeof(VectorWrite));
+	json_t	   *meta;
+	MemoryContext cxt = CurrentMemoryContext;
+	ListCell   *lc;
+
+	w->kind = kind;
+	w->tbl = tbl;
+	if (nulls[tbl->id_att - 1])
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("id of a record of foreign table \"%s\" must not be NULL", tbl->relname)));
+	w->row.id = TextDatumGetCString(values[tbl->id_att - 1]);
+	if (tbl->emb_att == 0 || nulls[tbl->emb_att - 1])
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("record \"%s\" of foreign table \"%s\" has no embedding",
+						w->row.id, tbl->relname),
+				 errhint("Every record written to a vector collection needs an embedding.")));
+	w->row.emb = VectorDatumFloats(values[tbl->emb_att - 1],
+								   tbl->cols[tbl->emb_att - 1].typid, &w->row.dim);
+	if (ms->dim > 0 && w->row.dim != ms->dim)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("embedding of record \"%s\" has %d dimensions, collection \"%s\" has %d",
+						w->row.id, w->row.dim, tbl->collection, ms->dim)));
+	ms->dim = w->row.dim;
+	if (tbl->doc_att && !nulls[tbl->doc_att - 1])
+		w->row.document = TextDatumGetCString(values[tbl->doc_att - 1]);
+
+	MemoryContextSwitchTo(ms->row_cxt);
+	meta = new_metadata(tbl, values, nulls, kind == VW_UPDATE ? ms->updated : NULL);
+	w->row.metadata = json_text(meta, cxt);
+	/* Chroma's update merges keys: send null for the removed ones. */
+	foreach(lc, old_keys)
+		if (json_object_get(meta, lfirst(lc)) == NULL)
+		json_object_set_new(meta, lfirst(lc), json_null());
+	w->send_metadata = json_text(meta, cxt);
+	MemoryContextSwitchTo(cxt);
+	return w;
+}
+
+/* Hand a write to the transaction buffer or the immediate batch. */
+static void
+queue_write(VectorModifyState *ms, VectorWrite *w)
+{
+	if (ms->tbl->transactional)
+	{
+		PgpolyBufferWrite(ms->conn, ms->tbl->relid, w);
+		return;
+	}
+	ms->pending = lappend(ms->pending, w);
+	if (list_length(ms->pending) >= ms->tbl->batch_size)
+	{
+		VectorSendWrites(ms->conn, ms->pending);
+		ms->pending = NIL;
+		MemoryContextReset(ms->batch_cxt);
+	}
+}
+
+/* Memory a row's write is built in. */
+static MemoryContext
+write_cxt(VectorModifyState *ms)
+{
+	return ms->tbl->transactional ? PgpolyWriteContext() : ms->batch_cxt;
+}
+
+/* ExecForeignInsert: INSERT upserts. */
+static TupleTableSlot *
+vectorExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
+						TupleTableSlot *slot, TupleTableSlot *planSlot)
+{
+	VectorModifyState *ms = rinfo->ri_FdwState;
+	MemoryContext old;
+	VectorWrite *w;
+
+	MemoryContextReset(ms->row_cxt);
+	slot_getallattrs(slot);
+	old = MemoryContextSwitchTo(write_cxt(ms));
+	w = row_write(ms, VW_UPSERT, slot->tts_values, slot->tts_isnull, NULL);
+	MemoryContextSwitchTo(old);
+	queue_write(ms, w);
+	return slot;
+}
+
+/* ExecForeignBatchInsert: the same per row. */
+static TupleTableSlot **
+vectorExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
+							 TupleTableSlot **slots, TupleTableSlot **planSlots,
+							 int *numSlots)
+{
+	for (int i = 0; i < *numSlots; i++)
+		vectorExecForeignInsert(estate, rinfo, slots[i], planSlots ? planSlots[i] : NULL);
+	return slots;
+}
+
+/* The old id from planSlot. */
+static char *
+old_id(VectorModifyState *ms, TupleTableSlot *planSlot)
+{
+	bool		isnull;
+	Datum		d = ExecGetJunkAttribute(planSlot, ms->junk_id, &isnull);
+
+	if (isnull)
+		elog(ERROR, "pgpoly_vector: NULL row identity");
+	return TextDatumGetCString(d);
+}
+
+/* The keys of the old row's metadata column (UPDATE), in row_cxt. */
+static List *
+old_metadata_keys(VectorModifyState *ms, TupleTableSlot *planSlot)
+{
+	bool		isnull;
+	Datum		d;
+	json_t	   *obj;
+	const char *key;
+	json_t	   *v;
+	List	   *keys = NIL;
+	MemoryContext old;
+
+	if (ms->junk_old == InvalidAttrNumber || ms->tbl->meta_att == 0)
+		return NIL;
+	d = ExecGetJunkAttribute(planSlot, ms->junk_old, &isnull);
+	if (isnull)
+		return NIL;
+	d = GetAttributeByNum(DatumGetHeapTupleHeader(d), ms->tbl->meta_att, &isnull);
+	if (isnull)
+		return NIL;
+	old = MemoryContextSwitchTo(ms->row_cxt);
+	obj = metadata_object(ms->tbl, d);
+	json_object_foreach(obj, key, v)
+		keys = lappend(keys, pstrdup(key));
+	MemoryContextSwitchTo(old);
+	return keys;
+}
+
+/* A delete of id. */
+static VectorWrite *
+delete_write(VectorModifyState *ms, char *id)
+{
+	VectorWrite *w = palloc0(sizeof(VectorWrite));
+
+	w->kind = VW_DELETE;
+	w->tbl = ms->tbl;
+	w->row.id = pstrdup(id);
+	return w;
+}
+
+/* ExecForeignUpdate: update in place, or delete + upsert when id changes. */
+static TupleTableSlot *
+vectorExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
+						TupleTableSlot *slot, TupleTableSlot *planSlot)
+{
+	VectorModifyState *ms = rinfo->ri_FdwState;
+	char	   *oldid = old_id(ms, planSlot);
+	List	   *oldkeys;
+	MemoryContext old;
+	VectorWrite *w;
+
+	MemoryContextReset(ms->row_cxt);
+	slot_getallattrs(slot);
+	oldkeys = old_metadata_keys(ms, planSlot);
+	/* A mapped column set to NULL removes its key. */
+	for (int i = 0; i < ms->tbl->natts; i++)
+		if (ms->tbl->cols[i].role == VCOL_FIELD)
+			oldkeys = lappend(oldkeys, ms->tbl->cols[i].field);
+	old = MemoryContextSwitchTo(write_cxt(ms));
+	w = row_write(ms, VW_UPDATE, slot->tts_values, slot->tts_isnull, oldkeys);
+	if (strcmp(w->row.id, oldid) != 0)
+	{
+		VectorWrite *d = delete_write(ms, oldid);
+
+		w->kind = VW_UPSERT;
+		w->send_metadata = w->row.metadata;
+		MemoryContextSwitchTo(old);
+		queue_write(ms, d);
+	}
+	MemoryContextSwitchTo(old);
+	queue_write(ms, w);
+	return slot;
+}
+
+/* ExecForeignDelete: by id; RETURNING gets the old row. */
+static TupleTableSlot *
+vectorExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
+						TupleTableSlot *slot, TupleTableSlot *planSlot)
+{
+	VectorModifyState *ms = rinfo->ri_FdwState;
+	char	   *id = old_id(ms, planSlot);
+	MemoryContext old = MemoryContextSwitchTo(write_cxt(ms));
+	VectorWrite *w = delete_write(ms, id);
+
+	MemoryContextSwitchTo(old);
+	queue_write(ms, w);
+	PgpolyStoreOldRow(slot, planSlot, ms->junk_old, rinfo->ri_RelationDesc);
+	return slot;
+}
+
+/* EndForeignModify: send what immediate mode still holds. */
+static void
+vectorEndForeignModify(EState *estate, ResultRelInfo *rinfo)
+{
+	VectorModifyState *ms = rinfo->ri_FdwState;
+
+	if (ms != NULL && ms->pending != NIL)
+	{
+		VectorSendWrites(ms->conn, ms->pending);
+		ms->pending = NIL;
+	}
+}
+
+/* BeginForeignInsert: COPY FROM and tuple routing. */
+static void
+vectorBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
+{
+	begin_modify(rinfo, mtstate->ps.state, NIL, NIL);
+}
+
+/* EndForeignInsert. */
+static void
+vectorEndForeignInsert(EState *estate, ResultRelInfo *rinfo)
+{
+	vectorEndForeignModify(estate, rinfo);
+}
+
+/* GetForeignModifyBatchSize: batch_size (default 500), see fdwutil.c. */
+static int
+vectorGetForeignModifyBatchSize(ResultRelInfo *rinfo)
+{
+	return PgpolyModifyBatchSize(rinfo, 500);
+}
+
+/* IsForeignRelUpdatable: INSERT, UPDATE and DELETE. */
+static int
+vectorIsForeignRelUpdatable(Relation rel)
+{
+	return (1 << CMD_INSERT) | (1 << CMD_UPDATE) | (1 << CMD_DELETE);
+}
+
+/* ExplainForeignModify: where the writes go and when. */
+static void
+vectorExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
+						   List *fdw_private, int subplan_index, ExplainState *es)
+{
+	ForeignTable *ft = GetForeignTable(RelationGetRelid(rinfo->ri_RelationDesc));
+	const char *mode = PgpolyGetOption(ft->options, "write_mode", "transactional");
+	int			batch = (int) PgpolyGetIntOption(ft->options, "batch_size", 500);
+
+	ExplainPropertyText("Vector Write Mode",
+						strcmp(mode, "transactional") == 0 ?
+						psprintf("transactional (upsert/update/delete batches of %d at COMMIT)", batch) :
+						psprintf("immediate (batches of %d)", batch), es);
+}
+
+/* ----------------------------------------------------------------
+ *		IMPORT FOREIGN SCHEMA
+ * ----------------------------------------------------------------
+ */
+
+/* Whether collection name passes the statement's LIMIT TO / EXCEPT. */
+static bool
+import_wanted(ImportForeignSchemaStmt *stmt, const char *name)
+{
+	ListCell   *lc;
+	bool		listed = false;
+
+	foreach(lc, stmt->table_list)
+		if (strcmp(((RangeVar *) lfirst(lc))->relname, name) == 0)
+			listed = true;
+	if (stmt->list_type == FDW_IMPORT_SCHEMA_LIMIT_TO)
+		return listed;
+	if (stmt->list_type == FDW_IMPORT_SCHEMA_EXCEPT)
+		return !listed;
+	return true;
+}
+
+/* ImportForeignSchema: one table per collection of the server's database. */
+static List *
+vectorImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
+{
+	ForeignServer *server = GetForeignServer(serverOid);
+	PgpolyConnection *conn =
+		PgpolyGetConnection(&VectorStore, server,
+							PgpolyGetUserMappingOrNull(GetUserId(), serverOid));
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	foreach(lc, VectorListCollections(conn, server))
+	{
+		VectorCollection *c = lfirst(lc);
+		StringInfoData buf;
+
+		if (!import_wanted(stmt, c->name))
+			continue;
+		initStringInfo(&buf);
+		appendStringInfo(&buf,
+						 "CREATE FOREIGN TABLE %s.%s (id text, embedding real[], document text, "
+						 "metadata jsonb, _distance double precision) SERVER %s "
+						 "OPTIONS (collection %s, distance %s)",
+						 quote_identifier(stmt->local_schema), quote_identifier(c->name),
+						 quote_identifier(server->servername), quote_literal_cstr(c->name),
+						 quote_literal_cstr(VectorDistanceName(c->distance)));
+		result = lappend(result, buf.data);
+	}
+	return result;
+}
+
+/* ----------------------------------------------------------------
+ *		Handler
+ * ----------------------------------------------------------------
+ */
+
+/* The handler: the FDW routine table. */
+Datum
+pgpoly_vector_handler(PG_FUNCTION_ARGS)
+{
+	FdwRoutine *r = makeNode(FdwRoutine);
+
+	r->GetForeignRelSize = vectorGetForeignRelSize;
+	r->GetForeignPaths = vectorGetForeignPaths;
+	r->GetForeignPlan = vectorGetForeignPlan;
+	r->GetForeignUpperPaths = vectorGetForeignUpperPaths;
+	r->BeginForeignScan = vectorBeginForeignScan;
+	r->IterateForeignScan = vectorIterateForeignScan;
+	r->ReScanForeignScan = vectorReScanForeignScan;
+	r->EndForeignScan = vectorEndForeignScan;
+	r->ExplainForeignScan = vectorExplainForeignScan;
+	r->AddForeignUpdateTargets = vectorAddForeignUpdateTargets;
+	r->PlanForeignModify = vectorPlanForeignModify;
+	r->BeginForeignModify = vectorBeginForeignModify;
+	r->ExecForeignInsert = vectorExecForeignInsert;
+	r->ExecForeignBatchInsert = vectorExecForeignBatchInsert;
+	r->GetForeignModifyBatchSize = vectorGetForeignModifyBatchSize;
+	r->ExecForeignUpdate = vectorExecForeignUpdate;
+	r->ExecForeignDelete = vectorExecForeignDelete;
+	r->EndForeignModify = vectorEndForeignModify;
+	r->BeginForeignInsert = vectorBeginForeignInsert;
+	r->EndForeignInsert = vectorEndForeignInsert;
+	r->IsForeignRelUpdatable = vectorIsForeignRelUpdatable;
+	r->ExplainForeignModify = vectorExplainForeignModify;
+	r->ImportForeignSchema = vectorImportForeignSchema;
+	PG_RETURN_POINTER(r);
+}
+
+/* Whether relid is a foreign table of a pgpoly_vector server. */
+bool
+VectorIsVectorTable(Oid relid)
+{
+	FdwRoutine *r;
+
+	if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE)
+		return false;
+	r = GetFdwRoutineByRelId(relid);
+	return r->GetForeignRelSize == vectorGetForeignRelSize;
+}

@@ -1,0 +1,381 @@
+/*-------------------------------------------------------------------------
+ *
+ * vector_ops.c
+ *		  Distance operators on real[] and pgpoly.vector_search().
+ *
+ * The operators <-> (Euclidean), <=> (cosine distance) and <#> (negative
+ * inner product) use pgvector's spelling and metrics, so a query written
+ * for pgvector reads the same against a pgpoly_vector table; the planner
+ * recognises them in ORDER BY to push a k-NN search down (vector_fdw.c),
+ * and they compute locally everywhere else.  Sums are accumulated in
+ * double precision.
+ *
+ * Invariants: a dimension mismatch, a NULL element or a multidimensional
+ * array is an ERROR, never a silently wrong distance.
+ *
+ * fdw/vector_ops.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "pgpoly_jansson.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "common/shortest_dec.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+#include "vector.h"
+
+/* Extract the float4 elements of a real[] datum; ERROR on NULLs or >1 dims. */
+static float4 *
+array_floats(ArrayType *arr, int *dim)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	float4	   *v;
+	Oid			elemtype = ARR_ELEMTYPE(arr);
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("a vector must be a one-dimensional array")));
+	if (elemtype == FLOAT4OID)
+		deconstruct_array(arr, FLOAT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &n);
+	else if (elemtype == FLOAT8OID)
+		deconstruct_array(arr, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &elems, &nulls, &n);
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("a vector must be an array of real, not of %s",
+						format_type_be(elemtype))));
+	v = palloc(sizeof(float4) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("a vector must not contain NULL elements"),
+					 errdetail("Element %d is NULL.", i + 1)));
+		v[i] = elemtype == FLOAT4OID ? DatumGetFloat4(elems[i]) :
+			(float4) DatumGetFloat8(elems[i]);
+	}
+	*dim = n;
+	return v;
+}
+
+/* Parse pgvector's text form "[1,2,3]" (a JSON array of numbers). */
+static float4 *
+text_floats(const char *s, int *dim)
+{
+	int			cap = 16;
+	int			n = 0;
+	float4	   *v = palloc(sizeof(float4) * cap);
+	const char *p = strchr(s, '[');
+
+	if (p == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid vector: \"%s\"", s)));
+	for (p++; *p && *p != ']';)
+	{
+		char	   *end;
+
+		if (n == cap)
+			v = repalloc(v, sizeof(float4) * (cap *= 2));
+		v[n++] = strtof(p, &end);
+		if (end == p)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid vector: \"%s\"", s)));
+		p = end;
+		while (*p == ',' || *p == ' ')
+			p++;
+	}
+	*dim = n;
+	return v;
+}
+
+/*
+ * The elements of a vector datum of type typid: real[], double precision[]
+ * or pgvector's vector.  Returns a palloc'd array and its length in *dim.
+ */
+float4 *
+VectorDatumFloats(Datum value, Oid typid, int *dim)
+{
+	Oid			outfn;
+	bool		isvarlena;
+
+	if (type_is_array(typid))
+		return array_floats(DatumGetArrayTypeP(value), dim);
+	getTypeOutputInfo(typid, &outfn, &isvarlena);
+	return text_floats(OidOutputFunctionCall(outfn, value), dim);
+}
+
+/* Append v as a JSON array of shortest round-trip float4 literals. */
+static void
+append_floats(StringInfo buf, const float4 *v, int dim, char open, char close)
+{
+	char		num[FLOAT_SHORTEST_DECIMAL_LEN];
+
+	appendStringInfoChar(buf, open);
+	for (int i = 0; i < dim; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(buf, ',');
+		float_to_shortest_decimal_buf(v[i], num);
+		appendStringInfoString(buf, num);
+	}
+	appendStringInfoChar(buf, close);
+}
+
+/* A datum of col's type (real[] or pgvector's vector) holding v. */
+Datum
+VectorFloatsDatum(const float4 *v, int dim, VectorColumn *col)
+{
+	StringInfoData buf;
+
+	if (col->typid == FLOAT4ARRAYOID)
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * Max(dim, 1));
+
+		for (int i = 0; i < dim; i++)
+			elems[i] = Float4GetDatum(v[i]);
+		return PointerGetDatum(construct_array(elems, dim, FLOAT4OID, 4, true,
+											   TYPALIGN_INT));
+	}
+	initStringInfo(&buf);
+	append_floats(&buf, v, dim, '[', ']');
+	return InputFunctionCall(&col->infn, buf.data, col->ioparam, col->typmod);
+}
+
+/* Distance between a and b (same dimension) in metric. */
+double
+VectorLocalDistance(VectorDistance metric, const float4 *a, const float4 *b, int dim)
+{
+	double		dot = 0,
+				na = 0,
+				nb = 0,
+				l2 = 0;
+
+	for (int i = 0; i < dim; i++)
+	{
+		double		x = a[i],
+					y = b[i];
+
+		dot += x * y;
+		na += x * x;
+		nb += y * y;
+		l2 += (x - y) * (x - y);
+	}
+	switch (metric)
+	{
+		case VDIST_L2:
+			return sqrt(l2);
+		case VDIST_COSINE:
+			if (na == 0 || nb == 0)
+				return get_float8_nan();
+			return 1.0 - dot / sqrt(na * nb);
+		case VDIST_IP:
+			return -dot;
+		default:
+			elog(ERROR, "unknown vector metric %d", (int) metric);
+	}
+	return 0;					/* keep compiler quiet */
+}
+
+/*
+ * A distance Chroma reports for a collection of distance d, in the metric
+ * of d's operator: l2 is squared, ip is 1 - dot, cosine is already 1 - cos.
+ */
+double
+VectorConvertDistance(VectorDistance d, double chroma)
+{
+	switch (d)
+	{
+		case VDIST_L2:
+			return sqrt(Max(chroma, 0.0));
+		case VDIST_IP:
+			return chroma - 1.0;
+		default:
+			return chroma;
+	}
+}
+
+/* The two real[] arguments of an operator call, checked for dimensions. */
+static double
+operator_distance(FunctionCallInfo fcinfo, VectorDistance metric)
+{
+	int			da,
+				db;
+	float4	   *a = array_floats(PG_GETARG_ARRAYTYPE_P(0), &da);
+	float4	   *b = array_floats(PG_GETARG_ARRAYTYPE_P(1), &db);
+
+	if (da != db)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("different vector dimensions %d and %d", da, db)));
+	return VectorLocalDistance(metric, a, b, da);
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_l2_distance);
+PG_FUNCTION_INFO_V1(pgpoly_cosine_distance);
+PG_FUNCTION_INFO_V1(pgpoly_negative_inner_product);
+
+/* real[] <-> real[]: Euclidean distance. */
+Datum
+pgpoly_l2_distance(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(operator_distance(fcinfo, VDIST_L2));
+}
+
+/* real[] <=> real[]: cosine distance (1 - cosine similarity). */
+Datum
+pgpoly_cosine_distance(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(operator_distance(fcinfo, VDIST_COSINE));
+}
+
+/* real[] <#> real[]: negative inner product. */
+Datum
+pgpoly_negative_inner_product(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(operator_distance(fcinfo, VDIST_IP));
+}
+
+/* ----------------------------------------------------------------
+ *		pgpoly.vector_search()
+ * ----------------------------------------------------------------
+ */
+
+/* The filter jsonb as pushed conditions: scalar -> equality, array -> IN. */
+static List *
+filter_conditions(Jsonb *filter)
+{
+	char	   *text = JsonbToCString(NULL, &filter->root, VARSIZE(filter));
+	json_error_t err;
+	json_t	   *doc = json_loads(text, JSON_DECODE_ANY, &err);
+	List	   *conds = NIL;
+	const char *key;
+	json_t	   *v;
+
+	if (doc == NULL || !json_is_object(doc))
+	{
+		if (doc)
+			json_decref(doc);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("filter must be a JSON object of metadata keys and values")));
+	}
+	json_object_foreach(doc, key, v)
+	{
+		VectorCondEval *c = palloc0(sizeof(VectorCondEval));
+		char	   *s;
+
+		if (!json_is_array(v) && !json_is_string(v) && !json_is_number(v) &&
+			!json_is_boolean(v))
+		{
+			json_decref(doc);
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("filter value for key \"%s\" must be a string, number, boolean or array", key)));
+		}
+		c->key = pstrdup(key);
+		c->op = json_is_array(v) ? VCOND_IN : VCOND_EQ;
+		s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		c->value = pstrdup(s);
+		free(s);
+		conds = lappend(conds, c);
+	}
+	json_decref(doc);
+	return conds;
+}
+
+/* Put one search result row into the SRF's tuplestore. */
+static void
+put_result(ReturnSetInfo *rsinfo, VectorRow *row)
+{
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	values[0] = CStringGetTextDatum(row->id);
+	values[1] = Float8GetDatum(row->distance);
+	nulls[1] = !row->has_distance;
+	if (row->document)
+		values[2] = CStringGetTextDatum(row->document);
+	else
+		nulls[2] = true;
+	if (row->metadata)
+		values[3] = PgpolyJsonbFromText(row->metadata, strlen(row->metadata));
+	else
+		nulls[3] = true;
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_vector_search);
+
+/*
+ * pgpoly.vector_search(tbl, query, k, filter): the k nearest records of a
+ * pgpoly_vector table in the metric of its collection's distance, nearest
+ * first, for callers that cannot write ORDER BY ... <-> ... LIMIT k.
+ */
+Datum
+pgpoly_vector_search(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid;
+	VectorTable *tbl;
+	PgpolyConnection *conn;
+	VectorCollection *coll;
+	VectorScanSpec spec;
+	VectorScan *scan;
+	VectorRow  *row;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("tbl, query and k of pgpoly.vector_search must not be NULL")));
+	relid = PG_GETARG_OID(0);
+	if (PG_GETARG_INT32(2) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("k must not be negative")));
+	if (!VectorIsVectorTable(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a pgpoly_vector foreign table",
+						get_rel_name(relid) ? get_rel_name(relid) : "?")));
+	SetSingleFuncCall(fcinfo, 0);
+
+	tbl = VectorLoadTable(relid, GetUserId());
+	conn = VectorGetConnection(tbl);
+	coll = VectorLookupCollection(conn, tbl, false);
+	memset(&spec, 0, sizeof(spec));
+	spec.query = array_floats(PG_GETARG_ARRAYTYPE_P(1), &spec.dim);
+	spec.metric = coll->distance;
+	spec.k = PG_GETARG_INT32(2);
+	spec.include = VINC_DOCUMENT | VINC_METADATA | VINC_DISTANCE;
+	if (!PG_ARGISNULL(3))
+		spec.conds = filter_conditions(PG_GETARG_JSONB_P(3));
+	spec.where = VectorWhereJson(spec.conds);
+	if (tbl->emb_att == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_COLUMN_NAME_NOT_FOUND),
+				 errmsg("foreign table \"%s\" has no column \"embedding\"", tbl->relname)));
+
+	scan = VectorScanBegin(tbl, conn, &spec);
+	while ((row = VectorScanNext(scan)) != NULL)
+		put_result(rsinfo, row);
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,558 @@
+/*-------------------------------------------------------------------------
+ *
+ * vector_scan.c
+ *		  Scan execution of pgpoly_vector: remote rows, read-your-writes
+ *		  overlay, local k-NN, rows to tuples.
+ *
+ * A scan is one of:
+ *	- by ids: /get of the listed ids, in rounds of fetch_size;
+ *	- paged: /get with limit fetch_size and increasing offset;
+ *	- k-NN: one /query with n_results = k.
+ * Writes of this transaction still buffered for the table overlay the
+ * remote rows: a record they touch is taken from the buffer, not from the
+ * service.  A k-NN scan with buffered writes, or whose operator does not
+ * match the collection's distance, is computed here instead: the rows
+ * matching the filter are fetched (paged), overlaid, the buffered ones
+ * checked against the filter, and the k nearest kept.
+ *
+ * Invariant: in a k-NN scan no SQL qual is rechecked above the scan (the
+ * LIMIT is consumed here), so rows that do not come from the service are
+ * checked here against the same conditions the service applies.
+ *
+ * fdw/vector_scan.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "pgpoly_jansson.h"
+
+#include <math.h>
+
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+
+#include "vector.h"
+
+struct VectorScan
+{
+	VectorTable *tbl;
+	PgpolyConnection *conn;
+	VectorScanSpec *spec;
+	VectorCollection *coll;		/* NULL: the collection does not exist yet */
+	HTAB	   *overlay;		/* id -> latest buffered VectorWrite */
+	List	   *overlay_rows;	/* buffered rows still to return */
+	List	   *rows;			/* current batch of remote rows */
+	int			pos;
+	List	   *ids_left;		/* by ids: ids not fetched yet */
+	int			offset;			/* paged: next offset */
+	bool		remote_done;
+	bool		local;			/* k-NN computed here */
+	int			requests;
+};
+
+typedef struct OverlayEntry
+{
+	char		id[NAMEDATALEN * 4];	/* hash key (truncated ids share) */
+	List	   *writes;			/* VectorWrite * with this key, in order */
+} OverlayEntry;
+
+/* ----------------------------------------------------------------
+ *		Where conditions
+ * ----------------------------------------------------------------
+ */
+
+/* {"key": {"$op": value}} for one condition. */
+char *
+VectorCondJson(VectorCondEval *c)
+{
+	static const char *const ops[] = {"$eq", "$lt", "$lte", "$gt", "$gte", "$in"};
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	escape_json(&buf, c->key);
+	appendStringInfo(&buf, ":{\"%s\":%s}}", ops[c->op], c->value);
+	return buf.data;
+}
+
+/* The where object of conds (ANDed), or NULL when there are none. */
+char *
+VectorWhereJson(List *conds)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	if (conds == NIL)
+		return NULL;
+	if (list_length(conds) == 1)
+		return VectorCondJson(linitial(conds));
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"$and\":[");
+	foreach(lc, conds)
+		appendStringInfo(&buf, "%s%s", foreach_current_index(lc) ? "," : "",
+						 VectorCondJson(lfirst(lc)));
+	appendStringInfoString(&buf, "]}");
+	return buf.data;
+}
+
+/* Chroma's equality of two metadata values: numbers by value. */
+static bool
+values_equal(json_t *a, json_t *b)
+{
+	if (json_is_number(a) && json_is_number(b))
+		return json_number_value(a) == json_number_value(b);
+	return json_equal(a, b);
+}
+
+/* Whether metadata value v satisfies op against c (Chroma semantics). */
+static bool
+value_matches(json_t *v, VectorCondOp op, json_t *c)
+{
+	size_t		i;
+	json_t	   *e;
+
+	if (v == NULL || json_is_null(v))
+		return false;
+	switch (op)
+	{
+		case VCOND_EQ:
+			return values_equal(v, c);
+		case VCOND_IN:
+			json_array_foreach(c, i, e)
+				if (values_equal(v, e))
+				return true;
+			return false;
+		default:
+			break;
+	}
+	if (!json_is_number(v) || !json_is_number(c))
+		return false;
+	switch (op)
+	{
+		case VCOND_LT:
+			return json_number_value(v) < json_number_value(c);
+		case VCOND_LE:
+			return json_number_value(v) <= json_number_value(c);
+		case VCOND_GT:
+			return json_number_value(v) > json_number_value(c);
+		default:
+			return json_number_value(v) >= json_number_value(c);
+	}
+}
+
+/* Whether a row not from the service satisfies every condition. */
+static bool
+row_matches(VectorRow *row, List *conds)
+{
+	json_t	   *meta;
+	bool		ok = true;
+	ListCell   *lc;
+
+	if (conds == NIL)
+		return true;
+	if (row->metadata == NULL)
+		return false;
+	meta = json_loads(row->metadata, 0, NULL);
+	if (meta == NULL)
+		return false;
+	foreach(lc, conds)
+	{
+		VectorCondEval *c = lfirst(lc);
+		json_t	   *val = json_loads(c->value, JSON_DECODE_ANY, NULL);
+
+		ok = val != NULL && value_matches(json_object_get(meta, c->key), c->op, val);
+		if (val)
+			json_decref(val);
+		if (!ok)
+			break;
+	}
+	json_decref(meta);
+	return ok;
+}
+
+/* ----------------------------------------------------------------
+ *		Overlay of buffered writes
+ * ----------------------------------------------------------------
+ */
+
+/* Index the table's buffered writes by id; NULL when there are none. */
+static HTAB *
+build_overlay(PgpolyConnection *conn, Oid relid)
+{
+	List	   *pending = PgpolyPendingWrites(conn, relid);
+	HASHCTL		ctl;
+	HTAB	   *h;
+	ListCell   *lc;
+
+	if (pending == NIL)
+		return NULL;
+	ctl.keysize = sizeof(((OverlayEntry *) 0)->id);
+	ctl.entrysize = sizeof(OverlayEntry);
+	ctl.hcxt = CurrentMemoryContext;
+	h = hash_create("pgpoly vector overlay", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	foreach(lc, pending)
+	{
+		VectorWrite *w = ((PgpolyWrite *) lfirst(lc))->payload;
+		char		key[sizeof(((OverlayEntry *) 0)->id)];
+		OverlayEntry *e;
+		bool		found;
+
+		strlcpy(key, w->row.id, sizeof(key));
+		e = hash_search(h, key, HASH_ENTER, &found);
+		if (!found)
+			e->writes = NIL;
+		e->writes = lappend(e->writes, w);
+	}
+	return h;
+}
+
+/* The latest buffered write of id, or NULL. */
+static VectorWrite *
+overlay_write(HTAB *overlay, const char *id)
+{
+	char		key[sizeof(((OverlayEntry *) 0)->id)];
+	OverlayEntry *e;
+	ListCell   *lc;
+	VectorWrite *last = NULL;
+
+	if (overlay == NULL)
+		return NULL;
+	strlcpy(key, id, sizeof(key));
+	e = hash_search(overlay, key, HASH_FIND, NULL);
+	if (e == NULL)
+		return NULL;
+	foreach(lc, e->writes)
+		if (strcmp(((VectorWrite *) lfirst(lc))->row.id, id) == 0)
+			last = lfirst(lc);
+	return last;
+}
+
+/* The buffered rows that exist (latest write of each id is not a delete). */
+static List *
+overlay_rows(HTAB *overlay)
+{
+	HASH_SEQ_STATUS seq;
+	OverlayEntry *e;
+	List	   *rows = NIL;
+
+	if (overlay == NULL)
+		return NIL;
+	hash_seq_init(&seq, overlay);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		ListCell   *lc;
+
+		foreach(lc, e->writes)
+		{
+			VectorWrite *w = lfirst(lc);
+
+			if (overlay_write(overlay, w->row.id) == w && w->kind != VW_DELETE)
+				rows = lappend(rows, &w->row);
+		}
+	}
+	return rows;
+}
+
+/* ----------------------------------------------------------------
+ *		Fetching
+ * ----------------------------------------------------------------
+ */
+
+/* Fetch the next batch of remote rows into scan->rows; false when done. */
+static bool
+fetch_batch(VectorScan *scan)
+{
+	VectorScanSpec *spec = scan->spec;
+	int			n = scan->tbl->fetch_size;
+
+	if (scan->remote_done || scan->coll == NULL)
+		return false;
+	scan->pos = 0;
+	scan->requests++;
+	if (spec->by_ids)
+	{
+		List	   *batch = list_copy_head(scan->ids_left, n);
+
+		scan->ids_left = list_copy_tail(scan->ids_left, list_length(batch));
+		scan->remote_done = scan->ids_left == NIL;
+		if (batch == NIL)
+			return false;
+		scan->rows = VectorGetByIds(scan->conn, scan->tbl, scan->coll, batch,
+									spec->where, spec->include);
+		return true;
+	}
+	scan->rows = VectorGetPage(scan->conn, scan->tbl, scan->coll, spec->where,
+							   scan->offset, n, spec->include);
+	scan->offset += list_length(scan->rows);
+	scan->remote_done = list_length(scan->rows) < n;
+	return true;
+}
+
+/* Next remote row not shadowed by a buffered write, or NULL. */
+static VectorRow *
+next_remote(VectorScan *scan)
+{
+	for (;;)
+	{
+		VectorRow  *row;
+
+		if (scan->pos >= list_length(scan->rows))
+		{
+			if (!fetch_batch(scan))
+				return NULL;
+			continue;
+		}
+		row = list_nth(scan->rows, scan->pos++);
+		if (overlay_write(scan->overlay, row->id) == NULL)
+			return row;
+	}
+}
+
+/* Whether id is in the scan's id list (always true without one). */
+static bool
+wanted_id(VectorScanSpec *spec, const char *id)
+{
+	ListCell   *lc;
+
+	if (!spec->by_ids)
+		return true;
+	foreach(lc, spec->ids)
+		if (strcmp(lfirst(lc), id) == 0)
+			return true;
+	return false;
+}
+
+/* qsort comparator: ascending distance, NaN last. */
+static int
+cmp_distance(const void *a, const void *b)
+{
+	double		x = (*(VectorRow *const *) a)->distance;
+	double		y = (*(VectorRow *const *) b)->distance;
+
+	if (isnan(x) || isnan(y))
+		return isnan(x) - isnan(y);
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* Give row its local distance to the query (dimension checked). */
+static void
+set_local_distance(VectorScanSpec *spec, VectorRow *row)
+{
+	if (row->emb == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("record \"%s\" has no embedding", row->id)));
+	if (row->dim != spec->dim)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("different vector dimensions %d and %d", row->dim, spec->dim),
+				 errcontext("record \"%s\"", row->id)));
+	row->distance = VectorLocalDistance(spec->metric, row->emb, spec->query, spec->dim);
+	row->has_distance = true;
+}
+
+/* k-NN computed here: every matching row, overlaid, sorted, first k. */
+static List *
+local_knn(VectorScan *scan)
+{
+	VectorScanSpec *spec = scan->spec;
+	List	   *cands = NIL;
+	VectorRow  *row;
+	VectorRow **arr;
+	List	   *result = NIL;
+	int			n;
+	ListCell   *lc;
+
+	spec->include |= VINC_EMBEDDING;
+	scan->ids_left = spec->ids;
+	while ((row = next_remote(scan)) != NULL)
+		cands = lappend(cands, row);
+	foreach(lc, overlay_rows(scan->overlay))
+	{
+		row = lfirst(lc);
+		if (wanted_id(spec, row->id) && row_matches(row, spec->conds))
+			cands = lappend(cands, row);
+	}
+	n = list_length(cands);
+	arr = palloc(sizeof(VectorRow *) * Max(n, 1));
+	foreach(lc, cands)
+	{
+		arr[foreach_current_index(lc)] = lfirst(lc);
+		set_local_distance(spec, lfirst(lc));
+	}
+	qsort(arr, n, sizeof(VectorRow *), cmp_distance);
+	for (int i = 0; i < Min(n, spec->k); i++)
+		result = lappend(result, arr[i]);
+	return result;
+}
+
+/*
+ * Start a scan of tbl described by spec (kept by reference).  k-NN scans
+ * do their request(s) here; the others fetch lazily.
+ */
+VectorScan *
+VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec)
+{
+	VectorScan *scan = palloc0(sizeof(VectorScan));
+
+	scan->tbl = tbl;
+	scan->conn = conn;
+	scan->spec = spec;
+	scan->remote_done = spec->empty;
+	scan->ids_left = spec->ids;
+	scan->coll = VectorLookupCollection(conn, tbl, tbl->create);
+	scan->overlay = build_overlay(conn, tbl->relid);
+	if (spec->query == NULL)
+	{
+		if (!spec->empty)
+			scan->overlay_rows = overlay_rows(scan->overlay);
+		return scan;
+	}
+	if (scan->coll && scan->coll->dimension > 0 && scan->coll->dimension != spec->dim)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("query vector has %d dimensions, collection \"%s\" has %d",
+						spec->dim, scan->coll->name, scan->coll->dimension)));
+	if (spec->empty || spec->k == 0)
+		scan->rows = NIL;
+	else if (scan->coll && scan->overlay == NULL && scan->coll->distance == spec->metric)
+	{
+		scan->requests++;
+		scan->rows = VectorQuery(conn, tbl, scan->coll, spec->query, spec->dim, spec->k,
+								 spec->where, spec->by_ids ? spec->ids : NIL, spec->include);
+		if (spec->by_ids && spec->ids == NIL)
+			scan->rows = NIL;
+	}
+	else
+	{
+		scan->local = true;
+		scan->rows = local_knn(scan);
+	}
+	scan->pos = 0;
+	scan->remote_done = true;
+	return scan;
+}
+
+/* The next row of the scan, or NULL at the end. */
+VectorRow *
+VectorScanNext(VectorScan *scan)
+{
+	VectorRow  *row;
+
+	if (scan->spec->query != NULL)
+	{
+		if (scan->pos < list_length(scan->rows))
+			return list_nth(scan->rows, scan->pos++);
+		return NULL;
+	}
+	if ((row = next_remote(scan)) != NULL)
+		return row;
+	if (scan->overlay_rows != NIL)
+	{
+		row = linitial(scan->overlay_rows);
+		scan->overlay_rows = list_delete_first(scan->overlay_rows);
+		return row;
+	}
+	return NULL;
+}
+
+/* Whether a k-NN scan was computed locally (EXPLAIN ANALYZE). */
+bool
+VectorScanWasLocal(VectorScan *scan)
+{
+	return scan->local;
+}
+
+/* Requests the scan sent. */
+int
+VectorScanRequests(VectorScan *scan)
+{
+	return scan->requests;
+}
+
+/* ----------------------------------------------------------------
+ *		Rows to tuples
+ * ----------------------------------------------------------------
+ */
+
+/* errcontext callback: the record and column being converted. */
+static void
+convert_context(void *arg)
+{
+	const char **what = arg;
+
+	errcontext("column \"%s\" of record \"%s\"", what[1], what[0]);
+}
+
+/* The value of a column that maps to a metadata key. */
+static Datum
+field_value(VectorColumn *col, Datum meta, bool *isnull)
+{
+	char	   *text = PgpolyJsonbFieldText(meta, col->field, col->is_array);
+
+	*isnull = text == NULL;
+	if (text == NULL)
+		return (Datum) 0;
+	return InputFunctionCall(&col->infn, text, col->ioparam, col->typmod);
+}
+
+/* Datum of column col for row (isnull set); meta: the row's jsonb or 0. */
+static Datum
+column_value(VectorColumn *col, VectorRow *row, Datum meta, bool *isnull)
+{
+	*isnull = false;
+	switch (col->role)
+	{
+		case VCOL_ID:
+			return InputFunctionCall(&col->infn, row->id, col->ioparam, col->typmod);
+		case VCOL_EMBEDDING:
+			if (row->emb)
+				return VectorFloatsDatum(row->emb, row->dim, col);
+			break;
+		case VCOL_DOCUMENT:
+			if (row->document)
+				return InputFunctionCall(&col->infn, row->document, col->ioparam, col->typmod);
+			break;
+		case VCOL_METADATA:
+			if (meta)
+				return meta;
+			break;
+		case VCOL_FIELD:
+			if (meta)
+				return field_value(col, meta, isnull);
+			break;
+		case VCOL_DISTANCE:
+			if (row->has_distance)
+				return Float8GetDatum(row->distance);
+			break;
+		case VCOL_NONE:
+			break;
+	}
+	*isnull = true;
+	return (Datum) 0;
+}
+
+/* Fill values/nulls (one per table column) from row. */
+void
+VectorRowToValues(VectorTable *tbl, VectorRow *row, Datum *values, bool *nulls)
+{
+	Datum		meta = (Datum) 0;
+	const char *what[2] = {row->id, "metadata"};
+	ErrorContextCallback cb;
+
+	cb.callback = convert_context;
+	cb.arg = what;
+	cb.previous = error_context_stack;
+	error_context_stack = &cb;
+	if (row->metadata)
+		meta = PgpolyJsonbFromText(row->metadata, strlen(row->metadata));
+	for (int i = 0; i < tbl->natts; i++)
+	{
+		what[1] = tbl->cols[i].name ? tbl->cols[i].name : "?";
+		values[i] = column_value(&tbl->cols[i], row, meta, &nulls[i]);
+	}
+	error_context_stack = cb.previous;
+}

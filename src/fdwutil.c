@@ -1,0 +1,137 @@
+/*-------------------------------------------------------------------------
+ *
+ * fdwutil.c
+ *		  Small planner and executor helpers every pgpoly FDW uses.
+ *
+ * Each store's FDW callbacks differ in what they push down and send; the
+ * pieces here are the same for all of them: whose user mapping a scan uses,
+ * looking through binary-compatible casts, showing pushed clauses in
+ * EXPLAIN, which columns an UPDATE assigns, when INSERT may be batched, and
+ * handing the old row to DELETE ... RETURNING.
+ *
+ * src/fdwutil.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/sysattr.h"
+#include "executor/executor.h"
+#include "foreign/foreign.h"
+#include "miscadmin.h"
+#include "nodes/execnodes.h"
+#include "nodes/pathnodes.h"
+#include "nodes/primnodes.h"
+#include "optimizer/inherit.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "parser/parsetree.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/ruleutils.h"
+
+#include "pgpoly.h"
+
+/* The user whose mapping a scan or modification of rte uses. */
+Oid
+PgpolyRteUser(RangeTblEntry *rte)
+{
+#if PG_VERSION_NUM >= 160000
+	return GetUserId();
+#else
+	return OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
+#endif
+}
+
+/* n without binary-compatible casts on top (varchar -> text). */
+Node *
+PgpolyStripRelabel(Node *n)
+{
+	while (n && IsA(n, RelabelType))
+		n = (Node *) ((RelabelType *) n)->arg;
+	return n;
+}
+
+/* Clauses (Expr) of baserel deparsed as "a AND b", for EXPLAIN. */
+char *
+PgpolyDeparseClauses(List *clauses, PlannerInfo *root, RelOptInfo *baserel)
+{
+	RangeTblEntry *rte = planner_rt_fetch(baserel->relid, root);
+	List	   *ctx = deparse_context_for(get_rel_name(rte->relid), rte->relid);
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, clauses)
+		appendStringInfo(&buf, "%s%s", buf.len ? " AND " : "",
+						 deparse_expression(lfirst(lc), ctx, false, false));
+	return buf.data;
+}
+
+/*
+ * GetForeignModifyBatchSize for every store: the table's batch_size option
+ * (default dflt), or 1 when RETURNING or row triggers need each row back.
+ * Called before BeginForeignModify by COPY, so it reads the catalog.
+ */
+int
+PgpolyModifyBatchSize(ResultRelInfo *rinfo, int dflt)
+{
+	ForeignTable *ft = GetForeignTable(RelationGetRelid(rinfo->ri_RelationDesc));
+
+	if (rinfo->ri_projectReturning != NULL ||
+		(rinfo->ri_TrigDesc && (rinfo->ri_TrigDesc->trig_insert_before_row ||
+								rinfo->ri_TrigDesc->trig_insert_after_row)))
+		return 1;
+	return (int) PgpolyGetIntOption(ft->options, "batch_size", dflt);
+}
+
+/*
+ * PlanForeignModify for every store: for UPDATE, the assigned columns as a
+ * list of attnums, wrapped in a one-element fdw_private list (NIL inside
+ * for INSERT and DELETE).
+ */
+List *
+PgpolyPlanModifyColumns(PlannerInfo *root, ModifyTable *plan,
+						Index resultRelation)
+{
+	List	   *cols = NIL;
+
+	if (plan->operation == CMD_UPDATE)
+	{
+		RelOptInfo *rel = find_base_rel(root, resultRelation);
+		Bitmapset  *all = get_rel_all_updated_cols(root, rel);
+		int			col = -1;
+
+		while ((col = bms_next_member(all, col)) >= 0)
+			cols = lappend_int(cols, col + FirstLowInvalidHeapAttributeNumber);
+	}
+	return list_make1(cols);
+}
+
+/*
+ * DELETE ... RETURNING: store the whole old row, carried in planSlot's junk
+ * column junk (0: none), into slot.  The slot gets its own copy (a heap
+ * slot would otherwise keep a pointer into planSlot's memory).
+ */
+void
+PgpolyStoreOldRow(TupleTableSlot *slot, TupleTableSlot *planSlot,
+				  AttrNumber junk, Relation rel)
+{
+	bool		isnull;
+	Datum		d;
+	HeapTupleHeader td;
+	HeapTupleData tup;
+
+	if (junk == InvalidAttrNumber)
+		return;
+	d = ExecGetJunkAttribute(planSlot, junk, &isnull);
+	if (isnull)
+		return;
+	td = DatumGetHeapTupleHeader(d);
+	tup.t_len = HeapTupleHeaderGetDatumLength(td);
+	ItemPointerSetInvalid(&tup.t_self);
+	tup.t_tableOid = RelationGetRelid(rel);
+	tup.t_data = td;
+	ExecForceStoreHeapTuple(heap_copytuple(&tup), slot, true);
+}
