@@ -1,8 +1,9 @@
 -- demo.sql: `make demo` — one SQL engine over an ML platform's stores.
 --
 -- Online features live in Redis, model metadata in native tables; one query
--- joins them.  Then the model registry and lineage, and the feature store
--- (online Redis + offline history, point-in-time training sets).  Run by test/demo.sh against throwaway servers (REDIS_PORT is in the
+-- joins them.  Then the model registry and lineage, the feature store
+-- (online Redis + offline history, point-in-time training sets), and vector
+-- search over model embeddings in Chroma joined to the registry.  Run by test/demo.sh against throwaway servers (REDIS_PORT is in the
 -- environment).
 \set ON_ERROR_STOP 1
 \set QUIET 1
@@ -64,6 +65,9 @@ SELECT server, store, target, requests, errors FROM pgpoly.connections();
 
 \echo
 \ir demo_features.sql
+
+\echo
+\ir demo_vector.sql
 
 -- Clean up the Redis keys and objects this demo made.
 \set QUIET 1
