@@ -141,19 +141,7 @@ PG_FUNCTION_INFO_V1(pgpoly_redis_handler);
 static bool
 is_column(Node *n, RelOptInfo *baserel, AttrNumber att)
 {
-	Var		   *v = (Var *) PgpolyStripRelabel(n);
-
-	return v && IsA(v, Var) && v->varno == baserel->relid &&
-		v->varattno == att && v->varlevelsup == 0;
-}
-
-/* Whether expr can be computed before the scan (no Vars of the rel, stable). */
-static bool
-is_scan_constant(Node *expr, RelOptInfo *baserel)
-{
-	return !bms_is_member(baserel->relid, pull_varnos(NULL, expr)) &&
-		!contain_volatile_functions(expr) &&
-		!contain_var_clause(expr);
+	return PgpolyColumnOf(n, baserel) == att;
 }
 
 /*
@@ -215,7 +203,7 @@ classify_key_eq(RedisRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 		l = r;
 		r = t;
 	}
-	if (!is_column(l, baserel, key) || !is_scan_constant(r, baserel) ||
+	if (!is_column(l, baserel, key) || !PgpolyIsScanConstant(r) ||
 		!is_key_equality(op->opno, op->inputcollid, l))
 		return false;
 	push(ri, (Expr *) op, r, REXPR_KEY);
@@ -234,7 +222,7 @@ classify_key_any(RedisRelInfo *ri, RelOptInfo *baserel, ScalarArrayOpExpr *sa)
 	int			n;
 
 	if (!sa->useOr || !is_column(linitial(sa->args), baserel, ri->tbl->key_att) ||
-		!is_scan_constant(arr, baserel) ||
+		!PgpolyIsScanConstant(arr) ||
 		!is_key_equality(sa->opno, sa->inputcollid, linitial(sa->args)))
 		return false;
 	push(ri, (Expr *) sa, arr, REXPR_KEY_ARRAY);
@@ -289,7 +277,7 @@ classify_score(RedisRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 		r = t;
 		swapped = true;
 	}
-	if (!is_column(l, baserel, ri->tbl->score_att) || !is_scan_constant(r, baserel) ||
+	if (!is_column(l, baserel, ri->tbl->score_att) || !PgpolyIsScanConstant(r) ||
 		TypeCategory(exprType(r)) != TYPCATEGORY_NUMERIC)
 		return false;
 	if (strcmp(name, "=") == 0)

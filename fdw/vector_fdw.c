@@ -179,25 +179,6 @@ static void vectorGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel,
  * ----------------------------------------------------------------
  */
 
-/* The attno of n if it is a Var of baserel, else 0. */
-static AttrNumber
-column_of(Node *n, RelOptInfo *baserel)
-{
-	Var		   *v = (Var *) PgpolyStripRelabel(n);
-
-	if (v && IsA(v, Var) && v->varno == baserel->relid && v->varlevelsup == 0 &&
-		v->varattno > 0)
-		return v->varattno;
-	return 0;
-}
-
-/* Whether expr can be computed before the scan (no Vars, not volatile). */
-static bool
-is_scan_constant(Node *expr)
-{
-	return !contain_var_clause(expr) && !contain_volatile_functions(expr);
-}
-
 /* What a condition's value must be (by the column side's type). */
 typedef enum ValueKind
 {
@@ -240,7 +221,7 @@ is_numeric_cast_target(Oid typid)
 static char *
 metadata_key(Node *n, RelOptInfo *baserel, VectorTable *tbl, ValueKind *kind)
 {
-	AttrNumber	att = column_of(n, baserel);
+	AttrNumber	att = PgpolyColumnOf(n, baserel);
 	OpExpr	   *op;
 	Const	   *k;
 
@@ -264,7 +245,7 @@ metadata_key(Node *n, RelOptInfo *baserel, VectorTable *tbl, ValueKind *kind)
 	op = (OpExpr *) n;
 	if (op->opfuncid != F_JSONB_OBJECT_FIELD_TEXT || list_length(op->args) != 2)
 		return NULL;
-	att = column_of(linitial(op->args), baserel);
+	att = PgpolyColumnOf(linitial(op->args), baserel);
 	k = lsecond(op->args);
 	if (att == 0 || att != tbl->meta_att || !IsA(k, Const) || k->constisnull)
 		return NULL;
@@ -312,8 +293,8 @@ add_cond(VectorRelInfo *ri, Expr *clause, const char *key, int op, Node *value)
 static bool
 translate_id_eq(VectorRelInfo *ri, RelOptInfo *baserel, OpExpr *op, Node *l, Node *r)
 {
-	if (ri->id_exprs != NIL || column_of(l, baserel) != ri->tbl->id_att ||
-		!is_scan_constant(r) || op->opno != TextEqualOperator)
+	if (ri->id_exprs != NIL || PgpolyColumnOf(l, baserel) != ri->tbl->id_att ||
+		!PgpolyIsScanConstant(r) || op->opno != TextEqualOperator)
 		return false;
 	ri->id_exprs = list_make1(r);
 	ri->id_kinds = list_make1_int(VEXPR_ID);
@@ -337,7 +318,7 @@ translate_opexpr(VectorRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 		return false;
 	l = linitial(op->args);
 	r = lsecond(op->args);
-	if (is_scan_constant(l) && !is_scan_constant(r))
+	if (PgpolyIsScanConstant(l) && !PgpolyIsScanConstant(r))
 	{
 		l = lsecond(op->args);
 		r = linitial(op->args);
@@ -345,7 +326,7 @@ translate_opexpr(VectorRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 	}
 	if (translate_id_eq(ri, baserel, op, l, r))
 		return true;
-	if (!is_scan_constant(r) || (key = metadata_key(l, baserel, ri->tbl, &kind)) == NULL)
+	if (!PgpolyIsScanConstant(r) || (key = metadata_key(l, baserel, ri->tbl, &kind)) == NULL)
 		return false;
 	cop = cond_op(get_opname(op->opno), swapped);
 	if (cop < 0 || kind_of_type(exprType(r)) != kind)
@@ -367,9 +348,9 @@ translate_any(VectorRelInfo *ri, RelOptInfo *baserel, ScalarArrayOpExpr *sa)
 	ValueKind	kind;
 	char	   *key;
 
-	if (!sa->useOr || sa->opno != TextEqualOperator || !is_scan_constant(arr))
+	if (!sa->useOr || sa->opno != TextEqualOperator || !PgpolyIsScanConstant(arr))
 		return false;
-	if (ri->id_exprs == NIL && column_of(l, baserel) == ri->tbl->id_att)
+	if (ri->id_exprs == NIL && PgpolyColumnOf(l, baserel) == ri->tbl->id_att)
 	{
 		ri->id_exprs = list_make1(arr);
 		ri->id_kinds = list_make1_int(VEXPR_ID_ARRAY);
@@ -489,15 +470,15 @@ knn_order_expr(PlannerInfo *root, RelOptInfo *baserel, VectorTable *tbl,
 	*metric = VectorOperatorMetric(get_opname(op->opno));
 	a = linitial(op->args);
 	b = lsecond(op->args);
-	if (column_of(b, baserel) == tbl->emb_att)
+	if (PgpolyColumnOf(b, baserel) == tbl->emb_att)
 	{
 		Node	   *t = a;
 
 		a = b;
 		b = t;
 	}
-	if (*metric == VDIST_UNKNOWN || column_of(a, baserel) != tbl->emb_att ||
-		!is_scan_constant(b) || exprType(a) != exprType(b))
+	if (*metric == VDIST_UNKNOWN || PgpolyColumnOf(a, baserel) != tbl->emb_att ||
+		!PgpolyIsScanConstant(b) || exprType(a) != exprType(b))
 		return NULL;
 	*query = (Expr *) b;
 	return (Expr *) op;
@@ -1517,23 +1498,6 @@ vectorExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
  * ----------------------------------------------------------------
  */
 
-/* Whether collection name passes the statement's LIMIT TO / EXCEPT. */
-static bool
-import_wanted(ImportForeignSchemaStmt *stmt, const char *name)
-{
-	ListCell   *lc;
-	bool		listed = false;
-
-	foreach(lc, stmt->table_list)
-		if (strcmp(((RangeVar *) lfirst(lc))->relname, name) == 0)
-			listed = true;
-	if (stmt->list_type == FDW_IMPORT_SCHEMA_LIMIT_TO)
-		return listed;
-	if (stmt->list_type == FDW_IMPORT_SCHEMA_EXCEPT)
-		return !listed;
-	return true;
-}
-
 /* ImportForeignSchema: one table per collection of the server's database. */
 static List *
 vectorImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
@@ -1550,7 +1514,7 @@ vectorImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 		VectorCollection *c = lfirst(lc);
 		StringInfoData buf;
 
-		if (!import_wanted(stmt, c->name))
+		if (!IsImportableForeignTable(c->name, stmt))
 			continue;
 		initStringInfo(&buf);
 		appendStringInfo(&buf,

@@ -6,7 +6,8 @@
  * Each store's FDW callbacks differ in what they push down and send; the
  * pieces here are the same for all of them: whose user mapping a scan uses,
  * looking through binary-compatible casts, showing pushed clauses in
- * EXPLAIN, which columns an UPDATE assigns, when INSERT may be batched, and
+ * EXPLAIN, recognising columns and run-time constants in clauses, which
+ * columns an UPDATE assigns, when INSERT may be batched, and
  * handing the old row to DELETE ... RETURNING.
  *
  * src/fdwutil.c
@@ -25,6 +26,7 @@
 #include "nodes/primnodes.h"
 #include "optimizer/inherit.h"
 #include "optimizer/optimizer.h"
+#include "optimizer/clauses.h"
 #include "optimizer/pathnode.h"
 #include "parser/parsetree.h"
 #include "utils/lsyscache.h"
@@ -134,4 +136,26 @@ PgpolyStoreOldRow(TupleTableSlot *slot, TupleTableSlot *planSlot,
 	tup.t_tableOid = RelationGetRelid(rel);
 	tup.t_data = td;
 	ExecForceStoreHeapTuple(heap_copytuple(&tup), slot, true);
+}
+
+/* The attnum of n (casts looked through) if it is a column of baserel, else 0. */
+AttrNumber
+PgpolyColumnOf(Node *n, RelOptInfo *baserel)
+{
+	Var		   *v = (Var *) PgpolyStripRelabel(n);
+
+	if (v && IsA(v, Var) && v->varno == baserel->relid && v->varlevelsup == 0 &&
+		v->varattno > 0)
+		return v->varattno;
+	return 0;
+}
+
+/*
+ * Whether expr can be computed before the scan starts (no Vars, nothing
+ * volatile): Consts, Params, stable functions of them.
+ */
+bool
+PgpolyIsScanConstant(Node *expr)
+{
+	return !contain_var_clause(expr) && !contain_volatile_functions(expr);
 }

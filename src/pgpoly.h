@@ -77,6 +77,8 @@ struct TupleTableSlot;
 
 extern Oid	PgpolyRteUser(struct RangeTblEntry *rte);
 extern Node *PgpolyStripRelabel(Node *n);
+extern AttrNumber PgpolyColumnOf(Node *n, struct RelOptInfo *baserel);
+extern bool PgpolyIsScanConstant(Node *expr);
 extern char *PgpolyDeparseClauses(List *clauses, struct PlannerInfo *root,
 								  struct RelOptInfo *baserel);
 extern int	PgpolyModifyBatchSize(struct ResultRelInfo *rinfo, int dflt);

@@ -1,0 +1,263 @@
+/*-------------------------------------------------------------------------
+ *
+ * elastic.h
+ *		  Internal API shared by the pgpoly_elastic source files.
+ *
+ * elastic_fdw.c	FDW handler, validator, planning (quals, ORDER BY,
+ *					LIMIT, count(*)), EXPLAIN, IMPORT FOREIGN SCHEMA
+ * elastic_conn.c	connections: version detection, requests, ES errors,
+ *					mappings, pgpoly.elastic_request()
+ * elastic_query.c	qual classification and the query DSL / request body
+ * elastic_scan.c	scan execution: paging (from/size, PIT + search_after,
+ *					scroll), type mapping, read-your-writes overlay
+ * elastic_bulk.c	INSERT/UPDATE/DELETE through _bulk, write buffer payloads
+ * elastic_import.c	IMPORT FOREIGN SCHEMA from _mapping
+ *
+ * Invariants:
+ *	- Request bodies are built with escape_json()/PgpolyJsonAppendValue():
+ *	  no user value is ever formatted into JSON unescaped.
+ *	- Documents (_source) become jsonb through PostgreSQL's own parser, so
+ *	  numbers keep their precision; jansson only reads control responses.
+ *	- No network I/O at plan time, except the index mapping, fetched once
+ *	  per connection and only when a text column is compared or sorted.
+ *
+ * fdw/elastic.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PGPOLY_ELASTIC_H
+#define PGPOLY_ELASTIC_H
+
+#include "pgpoly.h"
+
+#include "fmgr.h"
+#include "nodes/execnodes.h"
+#include "nodes/parsenodes.h"
+#include "nodes/pathnodes.h"
+
+/* ES does not allow from + size beyond this (index.max_result_window). */
+#define ELASTIC_MAX_RESULT_WINDOW 10000
+/* Retries of 429/502/503 per request (jittered backoff in the core). */
+#define ELASTIC_RETRIES 3
+/* keep_alive of PIT and scroll contexts between pages. */
+#define ELASTIC_KEEP_ALIVE "1m"
+
+/* What a column of an Elasticsearch foreign table stands for. */
+typedef enum ElasticColRole
+{
+	ECOL_NONE,					/* dropped column */
+	ECOL_ID,					/* _id */
+	ECOL_SCORE,					/* _score */
+	ECOL_QUERY,					/* _query: full-text query, not stored */
+	ECOL_SOURCE,				/* _source: the whole document */
+	ECOL_FIELD					/* a document field */
+} ElasticColRole;
+
+typedef struct ElasticColumn
+{
+	ElasticColRole role;
+	char	   *name;			/* column name */
+	char	   *field;			/* document field path ("a.b") */
+	Oid			typid;
+	int32		typmod;
+	Oid			basetype;		/* element type for arrays, else typid */
+	bool		is_array;
+	bool		is_datetime;	/* date/timestamp(tz) (or array of) */
+	FmgrInfo	infn;
+	Oid			ioparam;
+} ElasticColumn;
+
+/* An Elasticsearch foreign table, resolved from the catalogs (no I/O). */
+typedef struct ElasticTable
+{
+	Oid			relid;
+	char	   *relname;
+	char	   *index;			/* index, alias or pattern */
+	int			fetch_size;
+	int			batch_size;
+	const char *refresh;		/* "false", "true", "wait_for" */
+	bool		transactional;
+	int			natts;
+	ElasticColumn *cols;		/* indexed by attnum - 1 */
+	AttrNumber	id_att;			/* attnums of reserved columns, or 0 */
+	AttrNumber	score_att;
+	AttrNumber	query_att;
+	AttrNumber	source_att;
+	ForeignServer *server;
+	UserMapping *user;			/* may be NULL */
+} ElasticTable;
+
+/* Mapping facts about one field (elastic_conn.c). */
+typedef enum ElasticFieldKind
+{
+	EFIELD_UNKNOWN,				/* not in the mapping */
+	EFIELD_TEXT,				/* analyzed text */
+	EFIELD_OTHER				/* keyword, numbers, dates ... */
+} ElasticFieldKind;
+
+/* The store's handle of one cached connection. */
+typedef struct ElasticHandle
+{
+	PgpolyHttp *http;
+	bool		opensearch;
+	int			major;
+	int			minor;
+	char		version[32];
+	bool		has_pit;		/* ES >= 7.12: PIT with _shard_doc */
+	List	   *mappings;		/* ElasticMappingCache, TopMemoryContext */
+} ElasticHandle;
+
+/* elastic_fdw.c */
+extern ElasticTable *ElasticLoadTable(Oid relid, Oid userid);
+extern const PgpolyOption ElasticOptions[];
+
+/* elastic_import.c */
+extern List *ElasticImportForeignSchema(ImportForeignSchemaStmt *stmt,
+										Oid serverOid);
+
+/* elastic_conn.c */
+extern const PgpolyStore ElasticStore;
+extern PgpolyConnection *ElasticGetConnection(ElasticTable *tbl);
+extern ElasticHandle *ElasticConnHandle(PgpolyConnection *conn);
+extern void ElasticRequest(PgpolyConnection *conn, const char *method,
+						   const char *path, const char *body, size_t len,
+						   const char *content_type, const char *index,
+						   PgpolyHttpResponse *resp);
+extern void ElasticRequestOk(PgpolyConnection *conn, const char *method,
+							 const char *path, const char *body, size_t len,
+							 const char *index, PgpolyHttpResponse *resp);
+extern void ElasticRaiseStatus(PgpolyConnection *conn, const char *method,
+							   const char *path, const char *index,
+							   PgpolyHttpResponse *resp) pg_attribute_noreturn();
+extern char *ElasticIndexPath(const char *index, const char *suffix);
+extern ElasticFieldKind ElasticFieldInfo(ElasticTable *tbl, const char *field,
+										 bool *has_keyword);
+extern void ElasticQueueClose(PgpolyConnection *conn, bool pit,
+							  const char *id);
+extern void ElasticSendQueuedCloses(PgpolyConnection *conn);
+extern void ElasticCloseContext(PgpolyConnection *conn, bool pit,
+								const char *id);
+extern Datum ElasticParseJsonb(PgpolyConnection *conn, const char *body,
+							   size_t len, const char *what);
+
+/* elastic_query.c: pushed-down conditions */
+typedef enum ElasticCondKind
+{
+	ECOND_QUERY = 1,			/* _query = expr (query_string) */
+	ECOND_EQ,					/* field = expr (term) */
+	ECOND_NE,					/* field <> expr */
+	ECOND_LT,
+	ECOND_LE,
+	ECOND_GT,
+	ECOND_GE,
+	ECOND_IN,					/* field = ANY(array expr) (terms) */
+	ECOND_EXISTS,				/* field IS NOT NULL */
+	ECOND_MISSING,				/* field IS NULL */
+	ECOND_IDS,					/* _id = expr */
+	ECOND_IDS_IN				/* _id = ANY(array expr) */
+} ElasticCondKind;
+
+/*
+ * One pushed condition: kind, the ES field it applies to, and the index
+ * in fdw_exprs of its value (-1 when it has none).  In plans it travels as
+ * a List (Integer kind, String field, Integer expr).
+ */
+typedef struct ElasticCond
+{
+	ElasticCondKind kind;
+	char	   *field;
+	int			expr;
+} ElasticCond;
+
+/* One ORDER BY item pushed down: field (or "_score"), direction, nulls. */
+typedef struct ElasticSort
+{
+	char	   *field;
+	bool		desc;
+	bool		nulls_first;
+} ElasticSort;
+
+/* Everything needed to build the request body (plan-time knowledge). */
+typedef struct ElasticQuerySpec
+{
+	List	   *conds;			/* ElasticCond * */
+	List	   *sorts;			/* ElasticSort * */
+	List	   *includes;		/* String: _source includes; NIL + all */
+	bool		source_all;		/* the whole _source is needed */
+	bool		need_source;	/* any field at all */
+	bool		need_score;
+	int64		limit;			/* rows to fetch (LIMIT + OFFSET), or -1 */
+} ElasticQuerySpec;
+
+/* A value of fdw_exprs at execution time (or, for EXPLAIN, its text). */
+typedef struct ElasticParamValue
+{
+	Datum		value;
+	bool		isnull;
+	Oid			typid;
+	const char *explain;		/* non-NULL: EXPLAIN placeholder */
+} ElasticParamValue;
+
+extern bool ElasticClassifyQual(ElasticTable *tbl, RelOptInfo *baserel,
+								Expr *clause, List **conds, List **exprs);
+extern bool ElasticSortableColumn(ElasticTable *tbl, AttrNumber att,
+								  Oid collation, char **field);
+extern void ElasticAppendQuery(StringInfo buf, List *conds,
+							   ElasticParamValue *params, bool scoring);
+extern void ElasticAppendBody(StringInfo buf, ElasticQuerySpec *spec,
+							  ElasticParamValue *params, int size,
+							  bool tiebreak);
+extern void ElasticAppendValue(StringInfo buf, Datum value, Oid typid,
+							   bool isnull);
+extern List *ElasticCondsToList(List *conds);
+extern List *ElasticCondsFromList(List *list);
+extern List *ElasticSortsToList(List *sorts);
+extern List *ElasticSortsFromList(List *list);
+
+/* elastic_scan.c */
+typedef struct ElasticScan ElasticScan;
+
+extern ElasticScan *ElasticScanBegin(ElasticTable *tbl, PgpolyConnection *conn,
+									 ElasticQuerySpec *spec,
+									 ElasticParamValue *params,
+									 MemoryContext parent);
+extern bool ElasticScanNext(ElasticScan *scan, Datum *values, bool *nulls,
+							bool *from_overlay);
+extern void ElasticScanEnd(ElasticScan *scan);
+extern int	ElasticScanRequests(ElasticScan *scan);
+extern const char *ElasticScanPaging(ElasticScan *scan);
+extern int64 ElasticCount(ElasticTable *tbl, PgpolyConnection *conn,
+						  List *conds, ElasticParamValue *params);
+extern void ElasticRowFromSource(ElasticTable *tbl, Datum source,
+								 const char *id, Datum *values, bool *nulls);
+
+/* elastic_bulk.c */
+typedef enum ElasticWriteOp
+{
+	EWRITE_INDEX,				/* whole document (INSERT) */
+	EWRITE_UPDATE,				/* partial document (UPDATE) */
+	EWRITE_DELETE
+} ElasticWriteOp;
+
+/* A buffered write: the bulk action plus the row the overlay shows. */
+typedef struct ElasticWrite
+{
+	ElasticWriteOp op;
+	char	   *id;
+	char	   *doc;			/* bulk source line, or NULL for delete */
+	char	   *row;			/* full new row as a JSON object, or NULL */
+	ElasticTable *tbl;			/* index, refresh, batch_size, messages */
+} ElasticWrite;
+
+extern ElasticWrite *ElasticInsertWrite(ElasticTable *tbl, Datum *values,
+										bool *nulls, char **assigned_id);
+extern ElasticWrite *ElasticUpdateWrite(ElasticTable *tbl, const char *id,
+										Datum *values, bool *nulls,
+										Bitmapset *updated);
+extern ElasticWrite *ElasticDeleteWrite(ElasticTable *tbl, const char *id);
+extern void ElasticSendWrites(PgpolyConnection *conn, List *writes);
+extern void ElasticFlushWrites(PgpolyConnection *conn, List *writes);
+extern void ElasticNoteWrite(Oid relid);
+extern bool ElasticHasPendingWrites(Oid relid);
+
+#endif							/* PGPOLY_ELASTIC_H */

@@ -1,0 +1,493 @@
+/*-------------------------------------------------------------------------
+ *
+ * elastic_bulk.c
+ *		  pgpoly_elastic writes: _bulk NDJSON, buffered per transaction.
+ *
+ * INSERT becomes a bulk "index" action with the whole document, UPDATE an
+ * "update" action with a partial document of the assigned columns (so
+ * fields no column maps survive), DELETE a "delete" action.  With
+ * write_mode 'transactional' each action is handed to the core's write
+ * buffer and sent at pre-commit; 'immediate' sends batches while the
+ * statement runs.  Either way batches hold at most batch_size actions.
+ *
+ * An INSERT without _id gets a random 20-character URL-safe id (the shape
+ * of Elasticsearch's own auto ids) when the row is inserted, not when it is
+ * sent: RETURNING _id and read-your-writes need it before COMMIT, and an
+ * "index" action with a fixed id stays idempotent when a 429/503 retry
+ * resends the batch.
+ *
+ * Every item of every bulk response is checked: the first failed one is an
+ * ERROR naming the document id and the index, with Elasticsearch's error
+ * type and reason in the detail (the type names vary across versions), so
+ * COMMIT fails.  Elasticsearch has no rollback:
+ * the actions before it, in this and earlier batches, stay applied, and the
+ * message says so.
+ *
+ * _bulk is sent as application/x-ndjson, the content type the bulk API
+ * documents (docs-bulk.html: "When sending requests to this endpoint the
+ * Content-Type header should be set to application/x-ndjson"); every other
+ * request is application/json.  The body ends with the newline ES requires.
+ *
+ * fdw/elastic_bulk.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "pgpoly_jansson.h"
+
+#include "common/base64.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "nodes/value.h"
+#include "utils/memutils.h"
+
+#include "elastic.h"
+
+/* Relations written (buffered) in the current local transaction. */
+static LocalTransactionId WrittenLxid = InvalidLocalTransactionId;
+static List *WrittenRelids = NIL;	/* TopMemoryContext */
+
+/* Note that relid has buffered writes in this transaction (for planning). */
+void
+ElasticNoteWrite(Oid relid)
+{
+	MemoryContext old;
+
+	if (WrittenLxid != MyProc->lxid)
+	{
+		list_free(WrittenRelids);
+		WrittenRelids = NIL;
+		WrittenLxid = MyProc->lxid;
+	}
+	if (list_member_oid(WrittenRelids, relid))
+		return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	WrittenRelids = lappend_oid(WrittenRelids, relid);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Whether relid may have buffered writes in this transaction: the planner
+ * then keeps ORDER BY, LIMIT and count(*) local so that the overlay of the
+ * writes can be applied.  (A savepoint rollback may have dropped them:
+ * conservative.)
+ */
+bool
+ElasticHasPendingWrites(Oid relid)
+{
+	return WrittenLxid == MyProc->lxid && list_member_oid(WrittenRelids, relid);
+}
+
+/* A random id like Elasticsearch's auto ids: 20 URL-safe base64 chars. */
+static char *
+random_id(void)
+{
+	char		raw[15];
+	char	   *id = palloc(pg_b64_enc_len(sizeof(raw)) + 1);
+	int			len;
+
+	if (!pg_strong_random(raw, sizeof(raw)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random document id")));
+	len = pg_b64_encode(raw, sizeof(raw), id, pg_b64_enc_len(sizeof(raw)));
+	id[len] = '\0';
+	for (char *p = id; *p; p++)
+		*p = (*p == '+') ? '-' : (*p == '/') ? '_' : *p;
+	return id;
+}
+
+/* One field of a document being built: its path and JSON value. */
+typedef struct DocField
+{
+	List	   *parts;			/* char *: the path split at dots */
+	char	   *json;
+} DocField;
+
+static void append_level(StringInfo buf, List *fields, int depth);
+
+/*
+ * Append the value of one key at depth: the group's fields share the path
+ * up to and including that key.  A whole value (a column mapped to "meta")
+ * and deeper fields ("meta.b") are merged, the deeper ones winning.
+ */
+static void
+append_group(StringInfo buf, List *group, int depth)
+{
+	DocField   *whole = NULL;
+	List	   *deeper = NIL;
+	ListCell   *lc;
+	StringInfoData sub;
+
+	foreach(lc, group)
+	{
+		DocField   *f = lfirst(lc);
+
+		if (list_length(f->parts) == depth + 1)
+			whole = f;
+		else
+			deeper = lappend(deeper, f);
+	}
+	if (deeper == NIL)
+	{
+		appendStringInfoString(buf, whole->json);
+		return;
+	}
+	initStringInfo(&sub);
+	append_level(&sub, deeper, depth + 1);
+	if (whole == NULL || whole->json[0] != '{')
+	{
+		appendStringInfoString(buf, sub.data);
+		return;
+	}
+	appendStringInfoString(buf, JsonbToCString(NULL, &DatumGetJsonbP(
+		DirectFunctionCall2(jsonb_concat,
+							PgpolyJsonbFromText(whole->json, strlen(whole->json)),
+							PgpolyJsonbFromText(sub.data, sub.len)))->root, 0));
+}
+
+/* Append the object of fields at depth (nested objects for dotted paths). */
+static void
+append_level(StringInfo buf, List *fields, int depth)
+{
+	List	   *seen = NIL;
+	ListCell   *lc;
+
+	appendStringInfoChar(buf, '{');
+	foreach(lc, fields)
+	{
+		char	   *key = list_nth(((DocField *) lfirst(lc))->parts, depth);
+		List	   *group = NIL;
+		ListCell   *gc;
+
+		if (list_member(seen, makeString(key)))
+			continue;
+		seen = lappend(seen, makeString(key));
+		for_each_from(gc, fields, foreach_current_index(lc))
+			if (strcmp(list_nth(((DocField *) lfirst(gc))->parts, depth), key) == 0)
+				group = lappend(group, lfirst(gc));
+		if (list_length(seen) > 1)
+			appendStringInfoChar(buf, ',');
+		escape_json(buf, key);
+		appendStringInfoChar(buf, ':');
+		append_group(buf, group, depth);
+	}
+	appendStringInfoChar(buf, '}');
+}
+
+/* A field path split at its dots. */
+static List *
+split_path(const char *path)
+{
+	List	   *parts = NIL;
+	char	   *copy = pstrdup(path);
+	char	   *p = copy;
+
+	for (;;)
+	{
+		char	   *dot = strchr(p, '.');
+
+		if (dot)
+			*dot = '\0';
+		parts = lappend(parts, p);
+		if (!dot)
+			return parts;
+		p = dot + 1;
+	}
+}
+
+/*
+ * The document of the table's field columns: all (only == NULL) or the
+ * attnums in only.  NULL values are written as null when with_nulls, else
+ * left out.  A field path "a.b" becomes nested objects, as Elasticsearch
+ * itself expands dotted names.  With with_source, a non-NULL _source
+ * column is the document the columns are merged into.
+ */
+static char *
+document_json(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *only,
+			  bool with_nulls, bool with_source)
+{
+	StringInfoData buf;
+	List	   *fields = NIL;
+	AttrNumber	src = tbl->source_att;
+	bool		nested = false;
+
+	for (int i = 0; i < tbl->natts; i++)
+		if (tbl->cols[i].role == ECOL_FIELD && strchr(tbl->cols[i].field, '.'))
+			nested = true;
+	initStringInfo(&buf);
+	if (!nested)
+	{
+		/* The common case, flat fields: no path splitting per row. */
+		appendStringInfoChar(&buf, '{');
+		for (int i = 0; i < tbl->natts; i++)
+		{
+			ElasticColumn *col = &tbl->cols[i];
+
+			if (col->role != ECOL_FIELD || (only && !bms_is_member(i + 1, only)) ||
+				(nulls[i] && !with_nulls))
+				continue;
+			if (buf.len > 1)
+				appendStringInfoChar(&buf, ',');
+			escape_json(&buf, col->field);
+			appendStringInfoChar(&buf, ':');
+			ElasticAppendValue(&buf, values[i], col->typid, nulls[i]);
+		}
+		appendStringInfoChar(&buf, '}');
+	}
+	for (int i = 0; nested && i < tbl->natts; i++)
+	{
+		ElasticColumn *col = &tbl->cols[i];
+		DocField   *f;
+		StringInfoData val;
+
+		if (col->role != ECOL_FIELD || (only && !bms_is_member(i + 1, only)) ||
+			(nulls[i] && !with_nulls))
+			continue;
+		initStringInfo(&val);
+		ElasticAppendValue(&val, values[i], col->typid, nulls[i]);
+		f = palloc(sizeof(DocField));
+		f->parts = split_path(col->field);
+		f->json = val.data;
+		fields = lappend(fields, f);
+	}
+	if (nested && fields == NIL)
+		appendStringInfoString(&buf, "{}");
+	else if (nested)
+		append_level(&buf, fields, 0);
+	if (with_source && src && !nulls[src - 1])
+	{
+		Datum		merged = DirectFunctionCall2(jsonb_concat, values[src - 1],
+												 PgpolyJsonbFromText(buf.data, buf.len));
+
+		return JsonbToCString(NULL, &DatumGetJsonbP(merged)->root, VARSIZE(DatumGetPointer(merged)));
+	}
+	/* Buffered for the whole transaction: keep only the bytes needed. */
+	{
+		char	   *doc = pnstrdup(buf.data, buf.len);
+
+		pfree(buf.data);
+		return doc;
+	}
+}
+
+/* The text of the _id column of a row, or NULL. */
+static char *
+row_id(ElasticTable *tbl, Datum *values, bool *nulls)
+{
+	if (tbl->id_att == 0 || nulls[tbl->id_att - 1])
+		return NULL;
+	return TextDatumGetCString(values[tbl->id_att - 1]);
+}
+
+/*
+ * The write of an INSERT of values/nulls; *assigned_id is set to the id
+ * pgpoly generated when the row had none (else NULL).  Allocated in the
+ * current memory context.
+ */
+ElasticWrite *
+ElasticInsertWrite(ElasticTable *tbl, Datum *values, bool *nulls,
+				   char **assigned_id)
+{
+	ElasticWrite *w = palloc0(sizeof(ElasticWrite));
+
+	w->op = EWRITE_INDEX;
+	w->tbl = tbl;
+	w->id = row_id(tbl, values, nulls);
+	*assigned_id = NULL;
+	if (w->id == NULL)
+		w->id = *assigned_id = random_id();
+	if (strlen(w->id) > 512 || w->id[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("document id must be 1 to 512 bytes long"),
+				 errdetail("Elasticsearch limits _id to 512 bytes.")));
+	w->doc = document_json(tbl, values, nulls, NULL, false, true);
+	if (tbl->source_att && !nulls[tbl->source_att - 1] && w->doc[0] != '{')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("_source must be a JSON object")));
+	w->row = w->doc;
+	return w;
+}
+
+/*
+ * The write of an UPDATE of document id to the new row values/nulls
+ * (updated: the assigned attnums).  A new _source replaces the document.
+ */
+ElasticWrite *
+ElasticUpdateWrite(ElasticTable *tbl, const char *id, Datum *values,
+				   bool *nulls, Bitmapset *updated)
+{
+	ElasticWrite *w = palloc0(sizeof(ElasticWrite));
+
+	if (tbl->id_att && bms_is_member(tbl->id_att, updated))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot change the _id of a document in foreign table \"%s\"",
+						tbl->relname),
+				 errhint("DELETE the document and INSERT it with the new _id.")));
+	w->tbl = tbl;
+	w->id = pstrdup(id);
+	w->row = document_json(tbl, values, nulls, NULL, true, true);
+	if (tbl->source_att && bms_is_member(tbl->source_att, updated))
+	{
+		w->op = EWRITE_INDEX;
+		w->doc = w->row;
+		return w;
+	}
+	w->op = EWRITE_UPDATE;
+	w->doc = psprintf("{\"doc\":%s}",
+					  document_json(tbl, values, nulls, updated, true, false));
+	return w;
+}
+
+/* The write of a DELETE of document id. */
+ElasticWrite *
+ElasticDeleteWrite(ElasticTable *tbl, const char *id)
+{
+	ElasticWrite *w = palloc0(sizeof(ElasticWrite));
+
+	w->op = EWRITE_DELETE;
+	w->tbl = tbl;
+	w->id = pstrdup(id);
+	return w;
+}
+
+/* Append the NDJSON lines of one write. */
+static void
+append_action(StringInfo buf, ElasticWrite *w)
+{
+	static const char *const ops[] = {"index", "update", "delete"};
+
+	appendStringInfo(buf, "{\"%s\":{\"_index\":", ops[w->op]);
+	escape_json(buf, w->tbl->index);
+	appendStringInfoString(buf, ",\"_id\":");
+	escape_json(buf, w->id);
+	appendStringInfoString(buf, "}}\n");
+	if (w->doc)
+	{
+		appendStringInfoString(buf, w->doc);
+		appendStringInfoChar(buf, '\n');
+	}
+}
+
+/* ERROR for the first failed item of a bulk response. */
+static void
+check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
+			int64 sent_before)
+{
+	json_t	   *items = json_object_get(doc, "items");
+	size_t		i;
+
+	if (!json_is_array(items) || json_array_size(items) != (size_t) n)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("Elasticsearch server \"%s\" answered a bulk request of %d actions with %zu items",
+						conn->servername, n, json_is_array(items) ? json_array_size(items) : 0)));
+	for (i = 0; i < (size_t) n; i++)
+	{
+		const char *key;
+		json_t	   *item;
+		json_t	   *err = NULL;
+
+		json_object_foreach(json_array_get(items, i), key, item)
+			err = json_object_get(item, "error");
+		if (err == NULL)
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("Elasticsearch rejected document \"%s\" in index \"%s\"",
+						batch[i]->id, batch[i]->tbl->index),
+				 errdetail("%s: %s",
+						   json_string_value(json_object_get(err, "type")) ?
+						   json_string_value(json_object_get(err, "type")) : "error",
+						   json_string_value(json_object_get(err, "reason")) ?
+						   json_string_value(json_object_get(err, "reason")) : "no reason given"),
+				 errhint("Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of this write stay applied, as may the other items of its batch.",
+						 sent_before + (int64) i)));
+	}
+}
+
+/* Send one batch of writes as one _bulk request and check every item. */
+static void
+send_batch(PgpolyConnection *conn, ElasticWrite **batch, int n, int64 sent_before)
+{
+	StringInfoData body;
+	PgpolyHttpResponse resp;
+	const char *refresh = batch[0]->tbl->refresh;
+	char	   *path = strcmp(refresh, "false") == 0 ? "/_bulk" :
+		psprintf("/_bulk?refresh=%s", refresh);
+	json_t	   *doc;
+
+	initStringInfo(&body);
+	for (int i = 0; i < n; i++)
+		append_action(&body, batch[i]);
+	ElasticRequest(conn, "POST", path, body.data, body.len,
+				   "application/x-ndjson", batch[0]->tbl->index, &resp);
+	if (resp.status < 200 || resp.status > 299)
+		ElasticRaiseStatus(conn, "POST", path, batch[0]->tbl->index, &resp);
+	doc = PgpolyJsonParse(conn, resp.body, resp.len, "bulk response");
+	if (json_is_true(json_object_get(doc, "errors")) || !json_is_false(json_object_get(doc, "errors")))
+		check_items(conn, doc, batch, n, sent_before);
+}
+
+/*
+ * Send writes (ElasticWrite *) in _bulk batches of the tables' batch_size;
+ * a change of refresh option starts a new batch.
+ */
+void
+ElasticSendWrites(PgpolyConnection *conn, List *writes)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
+											  "pgpoly elastic bulk",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	ElasticWrite **batch = palloc(sizeof(ElasticWrite *) * Max(list_length(writes), 1));
+	int			n = 0;
+	int64		sent = 0;
+	ListCell   *lc;
+
+	MemoryContextSwitchTo(old);
+	foreach(lc, writes)
+	{
+		ElasticWrite *w = lfirst(lc);
+
+		if (n > 0 && (n >= batch[0]->tbl->batch_size ||
+					  strcmp(w->tbl->refresh, batch[0]->tbl->refresh) != 0))
+		{
+			old = MemoryContextSwitchTo(cxt);
+			send_batch(conn, batch, n, sent);
+			MemoryContextSwitchTo(old);
+			sent += n;
+			n = 0;
+		}
+		batch[n++] = w;
+	}
+	if (n > 0)
+	{
+		old = MemoryContextSwitchTo(cxt);
+		send_batch(conn, batch, n, sent);
+		MemoryContextSwitchTo(old);
+	}
+	MemoryContextDelete(cxt);
+}
+
+/*
+ * PgpolyStore.flush: send the transaction's buffered writes at pre-commit;
+ * any failure ERRORs, so COMMIT fails.
+ */
+void
+ElasticFlushWrites(PgpolyConnection *conn, List *writes)
+{
+	List	   *payloads = NIL;
+	ListCell   *lc;
+
+	PgpolyEnsureConnected(conn);
+	foreach(lc, writes)
+		payloads = lappend(payloads, ((PgpolyWrite *) lfirst(lc))->payload);
+	ElasticSendWrites(conn, payloads);
+}

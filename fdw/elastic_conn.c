@@ -1,0 +1,609 @@
+/*-------------------------------------------------------------------------
+ *
+ * elastic_conn.c
+ *		  pgpoly_elastic connections: version detection, requests, errors.
+ *
+ * A connection is the core's HTTP client (one curl handle, keep-alive)
+ * plus what GET / said about the cluster, asked once per connection:
+ * Elasticsearch 7.10+/8.x or OpenSearch (told apart by version.distribution
+ * and the tagline, since OpenSearch can report version 7.10.2), and whether
+ * point-in-time paging with the _shard_doc tiebreaker exists (ES >= 7.12).
+ *
+ * Invariants:
+ *	- Every request goes through PgpolyHttpRequest: interruptible, bounded
+ *	  by timeout_ms, failing over across the urls, retrying 429/502/503
+ *	  (never another 4xx) with jittered backoff.
+ *	- An HTTP error status becomes an ERROR carrying Elasticsearch's error
+ *	  type and reason; a missing index is ERRCODE_FDW_TABLE_NOT_FOUND naming
+ *	  it.  Credentials never appear in a message.
+ *	- PIT and scroll contexts a scan could not close (it was aborted) are
+ *	  queued per server and user mapping and closed before the next request
+ *	  on that connection; Elasticsearch also expires them (keep_alive).
+ *
+ * fdw/elastic_conn.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "pgpoly_jansson.h"
+
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "elastic.h"
+
+static void *elastic_connect(PgpolyConnection *conn, ForeignServer *server,
+							 UserMapping *user);
+static void elastic_disconnect(void *handle);
+
+const PgpolyStore ElasticStore = {
+	"elastic",
+	elastic_connect,
+	elastic_disconnect,
+	ElasticFlushWrites
+};
+
+/* Field facts of one index, cached per connection. */
+typedef struct ElasticMappingCache
+{
+	char	   *index;
+	List	   *text_fields;	/* char *: analyzed text fields */
+	List	   *keyword_fields; /* char *: text fields with a .keyword */
+	List	   *known_fields;	/* char *: every mapped leaf field */
+} ElasticMappingCache;
+
+/* A PIT or scroll context to close at the next chance. */
+typedef struct QueuedClose
+{
+	PgpolyConnKey key;
+	bool		pit;
+	char	   *id;
+} QueuedClose;
+
+static List *QueuedCloses = NIL;	/* TopMemoryContext */
+
+/* The handle of conn (connected). */
+ElasticHandle *
+ElasticConnHandle(PgpolyConnection *conn)
+{
+	return (ElasticHandle *) conn->handle;
+}
+
+/* The connection for tbl's server and user mapping, from the cache. */
+PgpolyConnection *
+ElasticGetConnection(ElasticTable *tbl)
+{
+	PgpolyConnection *conn = PgpolyGetConnection(&ElasticStore, tbl->server,
+												 tbl->user);
+
+	ElasticSendQueuedCloses(conn);
+	return conn;
+}
+
+/* The HTTP client configuration from server and user mapping options. */
+static void
+http_config(ForeignServer *server, UserMapping *user, PgpolyHttpConfig *cfg)
+{
+	List	   *umopts = user ? user->options : NIL;
+	const char *api_key = PgpolyGetOption(umopts, "api_key", NULL);
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->urls = PgpolySplitUrls(PgpolyGetOption(server->options, "url",
+												"http://127.0.0.1:9200"));
+	if (cfg->urls == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"url\" of server \"%s\" names no URL",
+						server->servername)));
+	cfg->username = PgpolyGetOption(umopts, "username", NULL);
+	cfg->password = PgpolyGetOption(umopts, "password", NULL);
+	if (api_key)
+		cfg->headers = list_make1(psprintf("Authorization: ApiKey %s", api_key));
+	cfg->ca_file = PgpolyGetOption(server->options, "ca_file", NULL);
+	cfg->verify_tls = PgpolyGetBoolOption(server->options, "verify_tls", true);
+}
+
+/* Parse "major.minor..." into h; false if it is not a version number. */
+static bool
+parse_version(ElasticHandle *h, const char *number)
+{
+	if (sscanf(number, "%d.%d", &h->major, &h->minor) != 2)
+		return false;
+	strlcpy(h->version, number, sizeof(h->version));
+	return true;
+}
+
+/*
+ * GET / and record what the cluster is.  OpenSearch is recognised by
+ * version.distribution or its tagline, never by the number alone.
+ */
+static void
+detect_version(PgpolyConnection *conn, ElasticHandle *h)
+{
+	PgpolyHttpResponse resp;
+	json_t	   *doc;
+	json_t	   *ver;
+	const char *number;
+	const char *dist;
+	const char *tagline;
+
+	PgpolyHttpRequest(conn, h->http, "GET", "/", NULL, 0, NULL, ELASTIC_RETRIES, &resp);
+	if (resp.status != 200)
+		ElasticRaiseStatus(conn, "GET", "/", NULL, &resp);
+	doc = PgpolyJsonParse(conn, resp.body, resp.len, "cluster information (GET /)");
+	ver = json_object_get(doc, "version");
+	number = json_string_value(json_object_get(ver, "number"));
+	dist = json_string_value(json_object_get(ver, "distribution"));
+	tagline = json_string_value(json_object_get(doc, "tagline"));
+	if (number == NULL || !parse_version(h, number))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+				 errmsg("server \"%s\" at %s does not look like Elasticsearch or OpenSearch",
+						conn->servername, conn->target),
+				 errdetail("GET / returned no version.number; the response begins: %.120s",
+						   resp.body)));
+	h->opensearch = (dist && strcmp(dist, "opensearch") == 0) ||
+		(tagline && strstr(tagline, "OpenSearch") != NULL);
+	if (!h->opensearch && (h->major < 7 || (h->major == 7 && h->minor < 10)))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+				 errmsg("Elasticsearch %s at %s is not supported", h->version,
+						conn->target),
+				 errhint("pgpoly_elastic needs Elasticsearch 7.10 or later, or OpenSearch.")));
+	/* _shard_doc, the PIT tiebreaker search_after needs, came in ES 7.12. */
+	h->has_pit = !h->opensearch && (h->major > 7 || h->minor >= 12);
+}
+
+/*
+ * PgpolyStore.connect: open the HTTP client and detect the version.  Until
+ * the handle is returned the cache does not own it: free it on error.
+ */
+static void *
+elastic_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
+{
+	PgpolyHttpConfig cfg;
+	ElasticHandle *h;
+
+	http_config(server, user, &cfg);
+	snprintf(conn->target, sizeof(conn->target), "%s", (char *) linitial(cfg.urls));
+	h = MemoryContextAllocZero(TopMemoryContext, sizeof(ElasticHandle));
+	h->http = PgpolyHttpOpen(&cfg);
+	PG_TRY();
+	{
+		detect_version(conn, h);
+	}
+	PG_CATCH();
+	{
+		conn->busy = false;
+		PgpolyHttpClose(h->http);
+		pfree(h);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	snprintf(conn->target, sizeof(conn->target), "%s", PgpolyHttpBaseUrl(h->http));
+	return h;
+}
+
+/* Free one cached mapping. */
+static void
+free_mapping(ElasticMappingCache *m)
+{
+	list_free_deep(m->text_fields);
+	list_free_deep(m->keyword_fields);
+	list_free_deep(m->known_fields);
+	pfree(m->index);
+	pfree(m);
+}
+
+/* PgpolyStore.disconnect: close the client; never ereports. */
+static void
+elastic_disconnect(void *handle)
+{
+	ElasticHandle *h = handle;
+	ListCell   *lc;
+
+	PgpolyHttpClose(h->http);
+	foreach(lc, h->mappings)
+		free_mapping(lfirst(lc));
+	list_free(h->mappings);
+	pfree(h);
+}
+
+/* ----------------------------------------------------------------
+ *		Requests and errors
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Path of index (percent-encoded, wildcards and commas kept) followed by
+ * suffix (e.g. "/_search").
+ */
+char *
+ElasticIndexPath(const char *index, const char *suffix)
+{
+	StringInfoData buf;
+	const char *p;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '/');
+	for (p = index; *p; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+
+		if (isalnum(c) || strchr("-_.*,+", c))
+			appendStringInfoChar(&buf, c);
+		else
+			appendStringInfo(&buf, "%%%02X", c);
+	}
+	appendStringInfoString(&buf, suffix);
+	return buf.data;
+}
+
+/*
+ * Send a request on conn (body JSON unless content_type says otherwise).
+ * The HTTP status is left to the caller.  index only names the index in
+ * messages.
+ */
+void
+ElasticRequest(PgpolyConnection *conn, const char *method, const char *path,
+			   const char *body, size_t len, const char *content_type,
+			   const char *index, PgpolyHttpResponse *resp)
+{
+	PgpolyHttpRequest(conn, ElasticConnHandle(conn)->http, method, path, body,
+					  len, content_type ? content_type : "application/json",
+					  ELASTIC_RETRIES, resp);
+	snprintf(conn->target, sizeof(conn->target), "%s",
+			 PgpolyHttpBaseUrl(ElasticConnHandle(conn)->http));
+}
+
+/* ElasticRequest, with any non-2xx status an ERROR. */
+void
+ElasticRequestOk(PgpolyConnection *conn, const char *method, const char *path,
+				 const char *body, size_t len, const char *index,
+				 PgpolyHttpResponse *resp)
+{
+	ElasticRequest(conn, method, path, body, len, NULL, index, resp);
+	if (resp->status < 200 || resp->status > 299)
+		ElasticRaiseStatus(conn, method, path, index, resp);
+}
+
+/* Error type and reason from an ES error body (either may stay NULL). */
+static void
+error_type_reason(const char *body, size_t len, char **type, char **reason)
+{
+	json_error_t jerr;
+	json_t	   *doc = json_loadb(body, len, 0, &jerr);
+	json_t	   *err;
+
+	*type = *reason = NULL;
+	if (doc == NULL)
+		return;
+	err = json_object_get(doc, "error");
+	if (json_is_object(err))
+	{
+		json_t	   *causes = json_object_get(err, "root_cause");
+		json_t	   *first = json_array_get(causes, 0);
+
+		/* The root cause says more than "all shards failed". */
+		if (json_is_object(first) && json_string_value(json_object_get(first, "reason")))
+			err = first;
+		if (json_string_value(json_object_get(err, "type")))
+			*type = pstrdup(json_string_value(json_object_get(err, "type")));
+		if (json_string_value(json_object_get(err, "reason")))
+			*reason = pstrdup(json_string_value(json_object_get(err, "reason")));
+	}
+	else if (json_is_string(err))
+		*reason = pstrdup(json_string_value(err));
+	json_decref(doc);
+}
+
+/* SQLSTATE for an HTTP error status. */
+static int
+status_errcode(long status)
+{
+	if (status == 401 || status == 403)
+		return ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+	if (status == 429 || status == 502 || status == 503 || status == 504)
+		return ERRCODE_CONNECTION_FAILURE;
+	return ERRCODE_FDW_ERROR;
+}
+
+/* Raise the ERROR for an HTTP error status, with ES's type and reason. */
+void
+ElasticRaiseStatus(PgpolyConnection *conn, const char *method, const char *path,
+				   const char *index, PgpolyHttpResponse *resp)
+{
+	char	   *type;
+	char	   *reason;
+
+	error_type_reason(resp->body, resp->len, &type, &reason);
+	if (resp->status == 404 && type && strcmp(type, "index_not_found_exception") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_TABLE_NOT_FOUND),
+				 errmsg("index \"%s\" does not exist on Elasticsearch server \"%s\"",
+						index ? index : "?", conn->servername),
+				 errdetail("%s %s: %s", method, path, reason ? reason : type),
+				 errhint("Create the index, or fix the foreign table option \"index\".")));
+	ereport(ERROR,
+			(errcode(status_errcode(resp->status)),
+			 errmsg("Elasticsearch server \"%s\" at %s answered %ld%s%s",
+					conn->servername, conn->target, resp->status,
+					type ? ": " : "", type ? type : ""),
+			 reason ? errdetail("%s %s: %s", method, path, reason) :
+			 errdetail("%s %s; the response begins: %.200s", method, path,
+					   resp->len ? resp->body : "(empty)"),
+			 resp->status == 401 || resp->status == 403 ?
+			 errhint("Check the user mapping's username and password, or api_key.") :
+			 resp->status == 429 || resp->status >= 500 ?
+			 errhint("The request was retried %d times.", ELASTIC_RETRIES) : 0));
+}
+
+/*
+ * Parse a response body into jsonb with PostgreSQL's parser (numbers keep
+ * their precision).  Malformed JSON is an FDW error naming the server,
+ * not the jsonb input error.
+ */
+Datum
+ElasticParseJsonb(PgpolyConnection *conn, const char *body, size_t len,
+				  const char *what)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Datum		result = (Datum) 0;
+
+	PG_TRY();
+	{
+		result = PgpolyJsonbFromText(body, (int) len);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("Elasticsearch server \"%s\" at %s sent a malformed %s",
+						conn->servername, conn->target, what),
+				 errdetail("%s; the response (%zu bytes) begins: %.120s",
+						   edata->detail ? edata->detail : edata->message,
+						   len, len ? body : "(empty)")));
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/* ----------------------------------------------------------------
+ *		Mappings
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Record the leaf fields of a "properties" object under prefix.  Called in
+ * TopMemoryContext: the lists live as long as the connection.
+ */
+static void
+walk_properties(ElasticMappingCache *m, json_t *props, const char *prefix)
+{
+	const char *key;
+	json_t	   *def;
+
+	json_object_foreach(props, key, def)
+	{
+		char	   *path = psprintf("%s%s", prefix, key);
+		const char *type = json_string_value(json_object_get(def, "type"));
+		json_t	   *sub = json_object_get(def, "properties");
+
+		if (json_is_object(sub))
+		{
+			char	   *sub_prefix = psprintf("%s.", path);
+
+			walk_properties(m, sub, sub_prefix);
+			pfree(sub_prefix);
+			pfree(path);
+			continue;
+		}
+		m->known_fields = lappend(m->known_fields, path);
+		if (type && strcmp(type, "text") == 0)
+		{
+			json_t	   *kw = json_object_get(json_object_get(def, "fields"), "keyword");
+			const char *kwtype = json_string_value(json_object_get(kw, "type"));
+
+			m->text_fields = lappend(m->text_fields, pstrdup(path));
+			if (kwtype && strcmp(kwtype, "keyword") == 0)
+				m->keyword_fields = lappend(m->keyword_fields, pstrdup(path));
+		}
+	}
+}
+
+/* Fetch GET /<index>/_mapping into a new cache entry. */
+static ElasticMappingCache *
+fetch_mapping(PgpolyConnection *conn, const char *index)
+{
+	PgpolyHttpResponse resp;
+	char	   *path = ElasticIndexPath(index, "/_mapping");
+	json_t	   *doc;
+	const char *name;
+	json_t	   *def;
+	ElasticMappingCache *m;
+	MemoryContext old;
+
+	ElasticRequestOk(conn, "GET", path, NULL, 0, index, &resp);
+	doc = PgpolyJsonParse(conn, resp.body, resp.len, "mapping");
+	m = MemoryContextAllocZero(TopMemoryContext, sizeof(ElasticMappingCache));
+	m->index = MemoryContextStrdup(TopMemoryContext, index);
+	/* Several indexes (a pattern or alias): a text field in any is text. */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	json_object_foreach(doc, name, def)
+	{
+		json_t	   *props = json_object_get(json_object_get(def, "mappings"), "properties");
+
+		if (json_is_object(props))
+			walk_properties(m, props, "");
+	}
+	MemoryContextSwitchTo(old);
+	return m;
+}
+
+/* Whether list (of char *) contains s. */
+static bool
+has_string(List *list, const char *s)
+{
+	ListCell   *lc;
+
+	foreach(lc, list)
+		if (strcmp(lfirst(lc), s) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * What the index mapping says about field: analyzed text (has_keyword:
+ * it has a .keyword subfield), something else, or absent.  The mapping is
+ * fetched once per connection (this is plan time: a network call).
+ */
+ElasticFieldKind
+ElasticFieldInfo(ElasticTable *tbl, const char *field, bool *has_keyword)
+{
+	PgpolyConnection *conn = ElasticGetConnection(tbl);
+	ElasticHandle *h = ElasticConnHandle(conn);
+	ElasticMappingCache *m = NULL;
+	ListCell   *lc;
+
+	foreach(lc, h->mappings)
+		if (strcmp(((ElasticMappingCache *) lfirst(lc))->index, tbl->index) == 0)
+			m = lfirst(lc);
+	if (m == NULL)
+	{
+		MemoryContext old;
+
+		m = fetch_mapping(conn, tbl->index);
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		h->mappings = lappend(h->mappings, m);
+		MemoryContextSwitchTo(old);
+	}
+	*has_keyword = has_string(m->keyword_fields, field);
+	if (has_string(m->text_fields, field))
+		return EFIELD_TEXT;
+	return has_string(m->known_fields, field) ? EFIELD_OTHER : EFIELD_UNKNOWN;
+}
+
+/* ----------------------------------------------------------------
+ *		PIT and scroll contexts
+ * ----------------------------------------------------------------
+ */
+
+/* Close a PIT or scroll context now; a 404 (already gone) is fine. */
+void
+ElasticCloseContext(PgpolyConnection *conn, bool pit, const char *id)
+{
+	StringInfoData body;
+	PgpolyHttpResponse resp;
+	const char *path = pit ? (ElasticConnHandle(conn)->opensearch ?
+							  "/_search/point_in_time" : "/_pit") : "/_search/scroll";
+
+	initStringInfo(&body);
+	appendStringInfoString(&body, pit ? "{\"id\":" : "{\"scroll_id\":");
+	escape_json(&body, id);
+	appendStringInfoChar(&body, '}');
+	ElasticRequest(conn, "DELETE", path, body.data, body.len, NULL, NULL, &resp);
+	if (resp.status != 404 && (resp.status < 200 || resp.status > 299))
+		ElasticRaiseStatus(conn, "DELETE", path, NULL, &resp);
+}
+
+/*
+ * Remember a context to close at the next request on conn's server and
+ * user mapping (called while an aborted scan's memory is released: no
+ * network I/O, no ereport).
+ */
+void
+ElasticQueueClose(PgpolyConnection *conn, bool pit, const char *id)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	QueuedClose *q = palloc(sizeof(QueuedClose));
+
+	q->key = conn->key;
+	q->pit = pit;
+	q->id = pstrdup(id);
+	QueuedCloses = lappend(QueuedCloses, q);
+	MemoryContextSwitchTo(old);
+}
+
+/* Close the contexts queued for conn's server and user mapping. */
+void
+ElasticSendQueuedCloses(PgpolyConnection *conn)
+{
+	ListCell   *lc;
+
+	foreach(lc, QueuedCloses)
+	{
+		QueuedClose *q = lfirst(lc);
+
+		if (memcmp(&q->key, &conn->key, sizeof(PgpolyConnKey)) != 0)
+			continue;
+		/* Dequeue first: a failure must not make us retry forever. */
+		QueuedCloses = foreach_delete_current(QueuedCloses, lc);
+		PG_TRY();
+		{
+			ElasticCloseContext(conn, q->pit, q->id);
+		}
+		PG_CATCH();
+		{
+			pfree(q->id);
+			pfree(q);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		pfree(q->id);
+		pfree(q);
+	}
+}
+
+/* ----------------------------------------------------------------
+ *		pgpoly.elastic_request()
+ * ----------------------------------------------------------------
+ */
+
+PG_FUNCTION_INFO_V1(pgpoly_elastic_request);
+
+/*
+ * pgpoly.elastic_request(server name, method text, path text,
+ * body jsonb DEFAULT NULL) RETURNS jsonb: send one request with the
+ * server's connection and credentials and return the response body (an
+ * Elasticsearch error body too: it carries "status").  For index
+ * management (PUT /index with mappings, DELETE /index, _refresh).
+ */
+Datum
+pgpoly_elastic_request(PG_FUNCTION_ARGS)
+{
+	ForeignServer *server = GetForeignServerByName(NameStr(*PG_GETARG_NAME(0)), false);
+	char	   *method = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char	   *body = PG_ARGISNULL(3) ? NULL :
+		DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(3)));
+	ForeignDataWrapper *fdw = GetForeignDataWrapper(server->fdwid);
+	PgpolyConnection *conn;
+	PgpolyHttpResponse resp;
+
+	if (strcmp(fdw->fdwname, "pgpoly_elastic") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("server \"%s\" does not use the pgpoly_elastic wrapper",
+						server->servername)));
+	if (path[0] != '/')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("path must start with \"/\"")));
+	conn = PgpolyGetConnection(&ElasticStore, server,
+							   PgpolyGetUserMappingOrNull(GetUserId(), server->serverid));
+	ElasticRequest(conn, method, path, body, body ? strlen(body) : 0, NULL, NULL, &resp);
+	if (resp.len == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(ElasticParseJsonb(conn, resp.body, resp.len, "response"));
+}

@@ -1,0 +1,1143 @@
+/*-------------------------------------------------------------------------
+ *
+ * elastic_fdw.c
+ *		  pgpoly_elastic: options, planning, scan and modify callbacks, EXPLAIN.
+ *
+ * Planning splits the restriction clauses into those Elasticsearch
+ * evaluates exactly (elastic_query.c) and local ones.  On top of the
+ * pushed quals it pushes:
+ *	- ORDER BY on _score (with a full-text query) or sortable columns, as
+ *	  the "sort" of the request (a path with the query's pathkeys);
+ *	- LIMIT (+ OFFSET, fetched then skipped by the Limit node) as "size",
+ *	  only for a single-table SELECT whose quals were all pushed and whose
+ *	  ORDER BY, if any, is pushed too;
+ *	- count(*) without GROUP BY as a _count request (UPPERREL_GROUP_AGG).
+ * None of these is pushed while the transaction has buffered writes to the
+ * table: the scan then overlays them and rechecks the pushed quals locally.
+ * Scores are requested only when _score is used.
+ *
+ * No network I/O happens at plan time except the mapping lookup for text
+ * columns (elastic_conn.c) and use_remote_estimate.
+ *
+ * fdw/elastic_fdw.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "access/reloptions.h"
+#include "access/sysattr.h"
+#include "access/table.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_foreign_table.h"
+#include "catalog/pg_type.h"
+#include "catalog/pg_user_mapping.h"
+#include "commands/defrem.h"
+#include "commands/explain.h"
+#include "executor/executor.h"
+#include "foreign/fdwapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/appendinfo.h"
+#include "optimizer/cost.h"
+#include "optimizer/inherit.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/paths.h"
+#include "optimizer/planmain.h"
+#include "optimizer/restrictinfo.h"
+#include "optimizer/tlist.h"
+#include "parser/parsetree.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/ruleutils.h"
+#include "utils/typcache.h"
+
+#include "elastic.h"
+
+/* Rows assumed for an index never measured. */
+#define ELASTIC_DEFAULT_ROWS	1000.0
+#define ELASTIC_REQUEST_COST	25.0
+#define ELASTIC_PER_ROW_COST	0.01
+
+const PgpolyOption ElasticOptions[] = {
+	{"url", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
+	{"connect_timeout_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
+	{"timeout_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
+	{"ca_file", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
+	{"verify_tls", ForeignServerRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
+	{"username", UserMappingRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
+	{"password", UserMappingRelationId, PGPOLY_OPT_STRING, 0, 0, NULL, true},
+	{"api_key", UserMappingRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, true},
+	{"index", ForeignTableRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
+	{"fetch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, ELASTIC_MAX_RESULT_WINDOW, NULL, false},
+	{"batch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, 1000000, NULL, false},
+	{"refresh", ForeignTableRelationId, PGPOLY_OPT_ENUM, 0, 0, "false,true,wait_for", false},
+	{"write_mode", ForeignTableRelationId, PGPOLY_OPT_ENUM, 0, 0, "transactional,immediate", false},
+	{"use_remote_estimate", ForeignTableRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
+	{"field", AttributeRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
+	{NULL}
+};
+
+/* fdw_private of the ForeignScan plan, by position. */
+enum ElasticPrivate
+{
+	EPRIV_MODE,					/* Integer: EMODE_* */
+	EPRIV_CONDS,				/* conds (ElasticCondsToList) */
+	EPRIV_SORTS,				/* sorts (ElasticSortsToList) */
+	EPRIV_INCLUDES,				/* List of String */
+	EPRIV_FLAGS,				/* Integer: EFLAG_* */
+	EPRIV_LIMIT,				/* Integer: rows to fetch, -1 */
+	EPRIV_PUSHED,				/* String: pushed clauses, deparsed */
+	EPRIV_RELID,				/* Integer: foreign table OID */
+	EPRIV_USERID				/* Integer: user for the mapping */
+};
+
+#define EMODE_SCAN	0
+#define EMODE_COUNT 1
+
+#define EFLAG_SOURCE_ALL	0x01
+#define EFLAG_NEED_SOURCE	0x02
+#define EFLAG_NEED_SCORE	0x04
+
+/* Planner state of an Elasticsearch base relation. */
+typedef struct ElasticRelInfo
+{
+	ElasticTable *tbl;
+	Oid			userid;
+	List	   *conds;			/* ElasticCond * */
+	List	   *exprs;			/* their values: fdw_exprs */
+	List	   *remote;			/* RestrictInfo pushed */
+	List	   *local;			/* RestrictInfo kept local */
+	bool		has_query;		/* a _query cond was pushed */
+	bool		written;		/* the transaction wrote to the table */
+	Bitmapset  *attrs_used;		/* offset by FirstLowInvalidHeapAttributeNumber */
+} ElasticRelInfo;
+
+/* Executor state of a scan. */
+typedef struct ElasticScanState
+{
+	ElasticTable *tbl;
+	PgpolyConnection *conn;
+	int			mode;
+	ElasticQuerySpec spec;
+	List	   *exprs;			/* ExprState of fdw_exprs */
+	ElasticParamValue *params;
+	ExprState  *recheck;		/* pushed quals, for overlay rows */
+	ElasticScan *scan;
+	bool		count_done;
+	int			requests;		/* of finished scans */
+	const char *paging;
+} ElasticScanState;
+
+/* Executor state of INSERT/UPDATE/DELETE. */
+typedef struct ElasticModifyState
+{
+	ElasticTable *tbl;
+	PgpolyConnection *conn;
+	AttrNumber	junk_id;
+	AttrNumber	junk_row;
+	Bitmapset  *updated;
+	List	   *pending;		/* immediate mode */
+	MemoryContext batch_cxt;
+} ElasticModifyState;
+
+PG_FUNCTION_INFO_V1(pgpoly_elastic_handler);
+PG_FUNCTION_INFO_V1(pgpoly_elastic_validator);
+
+/* Validator of pgpoly_elastic options (CREATE/ALTER of every object). */
+Datum
+pgpoly_elastic_validator(PG_FUNCTION_ARGS)
+{
+	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+
+	PgpolyValidateOptions(ElasticOptions, options, PG_GETARG_OID(1));
+	PG_RETURN_VOID();
+}
+
+/* ----------------------------------------------------------------
+ *		Table descriptor
+ * ----------------------------------------------------------------
+ */
+
+/* Complain about a reserved column of the wrong type. */
+static void
+bad_reserved(ElasticTable *tbl, const char *name, const char *want)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+			 errmsg("column \"%s\" of foreign table \"%s\" must be of type %s",
+					name, tbl->relname, want)));
+}
+
+/* Role of a column from its name, checking reserved columns' types. */
+static ElasticColRole
+column_role(ElasticTable *tbl, const char *name, Oid typid)
+{
+	if (strcmp(name, "_id") == 0)
+	{
+		if (typid != TEXTOID && typid != VARCHAROID)
+			bad_reserved(tbl, name, "text");
+		return ECOL_ID;
+	}
+	if (strcmp(name, "_score") == 0)
+	{
+		if (typid != FLOAT4OID && typid != FLOAT8OID)
+			bad_reserved(tbl, name, "real");
+		return ECOL_SCORE;
+	}
+	if (strcmp(name, "_query") == 0)
+	{
+		if (typid != TEXTOID)
+			bad_reserved(tbl, name, "text");
+		return ECOL_QUERY;
+	}
+	if (strcmp(name, "_source") == 0)
+	{
+		if (typid != JSONBOID)
+			bad_reserved(tbl, name, "jsonb");
+		return ECOL_SOURCE;
+	}
+	return ECOL_FIELD;
+}
+
+/* Fill one column descriptor from the attribute. */
+static void
+load_column(ElasticTable *tbl, Relation rel, int i)
+{
+	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), i);
+	ElasticColumn *col = &tbl->cols[i];
+	Oid			infn;
+	ListCell   *lc;
+
+	if (att->attisdropped)
+	{
+		col->role = ECOL_NONE;
+		return;
+	}
+	col->name = pstrdup(NameStr(att->attname));
+	col->field = col->name;
+	col->typid = att->atttypid;
+	col->typmod = att->atttypmod;
+	col->basetype = get_element_type(att->atttypid);
+	col->is_array = OidIsValid(col->basetype);
+	if (!col->is_array)
+		col->basetype = att->atttypid;
+	col->is_datetime = col->basetype == DATEOID || col->basetype == TIMESTAMPOID ||
+		col->basetype == TIMESTAMPTZOID;
+	getTypeInputInfo(att->atttypid, &infn, &col->ioparam);
+	fmgr_info(infn, &col->infn);
+	col->role = column_role(tbl, col->name, col->typid);
+	foreach(lc, GetForeignColumnOptions(tbl->relid, i + 1))
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		if (strcmp(def->defname, "field") == 0)
+			col->field = pstrdup(defGetString(def));
+	}
+	if (col->role == ECOL_ID)
+		tbl->id_att = i + 1;
+	else if (col->role == ECOL_SCORE)
+		tbl->score_att = i + 1;
+	else if (col->role == ECOL_QUERY)
+		tbl->query_att = i + 1;
+	else if (col->role == ECOL_SOURCE)
+		tbl->source_att = i + 1;
+}
+
+/*
+ * Resolve foreign table relid (for userid's mapping) into an ElasticTable,
+ * in the current memory context.  No network I/O.
+ */
+ElasticTable *
+ElasticLoadTable(Oid relid, Oid userid)
+{
+	ForeignTable *ft = GetForeignTable(relid);
+	ElasticTable *tbl = palloc0(sizeof(ElasticTable));
+	Relation	rel;
+
+	tbl->relid = relid;
+	tbl->relname = get_rel_name(relid);
+	tbl->server = GetForeignServer(ft->serverid);
+	tbl->user = PgpolyGetUserMappingOrNull(userid, ft->serverid);
+	tbl->index = pstrdup(PgpolyGetOption(ft->options, "index", tbl->relname));
+	tbl->fetch_size = (int) PgpolyGetIntOption(ft->options, "fetch_size", 1000);
+	tbl->batch_size = (int) PgpolyGetIntOption(ft->options, "batch_size", 500);
+	tbl->refresh = pstrdup(PgpolyGetOption(ft->options, "refresh", "false"));
+	tbl->transactional = strcmp(PgpolyGetOption(ft->options, "write_mode",
+												"transactional"), "transactional") == 0;
+	rel = table_open(relid, AccessShareLock);
+	tbl->natts = RelationGetDescr(rel)->natts;
+	tbl->cols = palloc0(sizeof(ElasticColumn) * Max(tbl->natts, 1));
+	for (int i = 0; i < tbl->natts; i++)
+		load_column(tbl, rel, i);
+	table_close(rel, AccessShareLock);
+	return tbl;
+}
+
+/* ----------------------------------------------------------------
+ *		Planning
+ * ----------------------------------------------------------------
+ */
+
+/* Rows of the index from _count (use_remote_estimate). */
+static double
+remote_rows(ElasticTable *tbl)
+{
+	PgpolyConnection *conn = ElasticGetConnection(tbl);
+
+	return (double) ElasticCount(tbl, conn, NIL, NULL);
+}
+
+/* GetForeignRelSize: classify the quals, estimate the rows. */
+static void
+elasticGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	RangeTblEntry *rte = planner_rt_fetch(baserel->relid, root);
+	ElasticRelInfo *ri = palloc0(sizeof(ElasticRelInfo));
+	ForeignTable *ft = GetForeignTable(foreigntableid);
+	ListCell   *lc;
+	double		rows = ELASTIC_DEFAULT_ROWS;
+
+	baserel->fdw_private = ri;
+	ri->userid = PgpolyRteUser(rte);
+	ri->tbl = ElasticLoadTable(foreigntableid, ri->userid);
+	ri->written = ElasticHasPendingWrites(foreigntableid);
+	foreach(lc, baserel->baserestrictinfo)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+		int			before = list_length(ri->conds);
+
+		if (ElasticClassifyQual(ri->tbl, baserel, rinfo->clause, &ri->conds, &ri->exprs))
+		{
+			ri->remote = lappend(ri->remote, rinfo);
+			if (((ElasticCond *) list_nth(ri->conds, before))->kind == ECOND_QUERY)
+				ri->has_query = true;
+		}
+		else
+			ri->local = lappend(ri->local, rinfo);
+	}
+	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &ri->attrs_used);
+	foreach(lc, ri->local)
+		pull_varattnos((Node *) ((RestrictInfo *) lfirst(lc))->clause, baserel->relid,
+					   &ri->attrs_used);
+	if (PgpolyGetBoolOption(ft->options, "use_remote_estimate", false))
+		rows = Max(remote_rows(ri->tbl), 1.0);
+	baserel->rows = clamp_row_est(rows * clauselist_selectivity(root, baserel->baserestrictinfo,
+																 0, JOIN_INNER, NULL));
+	foreach(lc, ri->conds)
+		if (((ElasticCond *) lfirst(lc))->kind == ECOND_IDS)
+			baserel->rows = 1;
+}
+
+/* Whether att (a column attnum) is used by the scan's output or local quals. */
+static bool
+att_used(ElasticRelInfo *ri, AttrNumber att)
+{
+	return bms_is_member(att - FirstLowInvalidHeapAttributeNumber, ri->attrs_used) ||
+		bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, ri->attrs_used);
+}
+
+/*
+ * The pushed sort for the query's pathkeys, or NIL (with *ok false) if any
+ * of them cannot be pushed.
+ */
+static List *
+pushable_sorts(PlannerInfo *root, RelOptInfo *baserel, ElasticRelInfo *ri, bool *ok)
+{
+	List	   *sorts = NIL;
+	ListCell   *lc;
+
+	*ok = false;
+	foreach(lc, root->query_pathkeys)
+	{
+		PathKey    *pk = lfirst(lc);
+		EquivalenceClass *ec = pk->pk_eclass;
+		ElasticSort *s = NULL;
+		ListCell   *mc;
+
+		if (ec->ec_has_volatile)
+			return NIL;
+		foreach(mc, ec->ec_members)
+		{
+			EquivalenceMember *em = lfirst(mc);
+			Expr	   *e = em->em_expr;
+			ElasticColumn *col;
+			char	   *field;
+
+			e = (Expr *) PgpolyStripRelabel((Node *) e);
+			if (!IsA(e, Var) || ((Var *) e)->varno != baserel->relid ||
+				((Var *) e)->varattno <= 0 || ((Var *) e)->varattno > ri->tbl->natts)
+				continue;
+			col = &ri->tbl->cols[((Var *) e)->varattno - 1];
+			if (pk->pk_opfamily != lookup_type_cache(col->typid, TYPECACHE_BTREE_OPFAMILY)->btree_opf)
+				continue;
+			if (col->role == ECOL_SCORE && ri->has_query)
+				field = "_score";
+			else if (col->role != ECOL_FIELD ||
+					 !ElasticSortableColumn(ri->tbl, ((Var *) e)->varattno, ec->ec_collation, &field))
+				continue;
+			s = palloc(sizeof(ElasticSort));
+			s->field = field;
+			s->desc = pk->pk_strategy == BTGreaterStrategyNumber;
+			s->nulls_first = pk->pk_nulls_first;
+			break;
+		}
+		if (s == NULL)
+			return NIL;
+		sorts = lappend(sorts, s);
+	}
+	*ok = true;
+	return sorts;
+}
+
+/* The value of a LIMIT/OFFSET Const, or -1 when it is not one. */
+static int64
+const_int8(Node *n)
+{
+	if (n == NULL)
+		return 0;
+	if (!IsA(n, Const) || ((Const *) n)->consttype != INT8OID)
+		return -1;
+	if (((Const *) n)->constisnull)
+		return -1;
+	return DatumGetInt64(((Const *) n)->constvalue);
+}
+
+/*
+ * Rows to fetch for a pushed LIMIT (LIMIT + OFFSET), or -1 when the LIMIT
+ * cannot be pushed: only a plain single-table SELECT whose quals are all
+ * pushed.
+ */
+static int64
+pushable_limit(PlannerInfo *root, ElasticRelInfo *ri)
+{
+	Query	   *parse = root->parse;
+	int64		count;
+	int64		offset;
+
+	if (parse->commandType != CMD_SELECT || parse->limitCount == NULL ||
+		parse->limitOption != LIMIT_OPTION_COUNT || parse->hasAggs ||
+		parse->groupClause || parse->groupingSets || parse->havingQual ||
+		parse->distinctClause || parse->hasWindowFuncs || parse->hasTargetSRFs ||
+		parse->setOperations || parse->rowMarks ||
+		bms_membership(root->all_baserels) != BMS_SINGLETON ||
+		ri->local != NIL || ri->written)
+		return -1;
+	count = const_int8(parse->limitCount);
+	offset = const_int8(parse->limitOffset);
+	if (count < 0 || offset < 0 || count > PG_INT32_MAX || offset > PG_INT32_MAX)
+		return -1;
+	return count + offset;
+}
+
+/* Path fdw_private: (sorts, Integer limit). */
+static List *
+path_private(List *sorts, int64 limit)
+{
+	return list_make2(ElasticSortsToList(sorts), makeInteger((int) limit));
+}
+
+/* GetForeignPaths: a plain path, and one with the query's order pushed. */
+static void
+elasticGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	ElasticRelInfo *ri = baserel->fdw_private;
+	double		rows = baserel->rows;
+	Cost		startup = ELASTIC_REQUEST_COST;
+	Cost		run = rows * (cpu_tuple_cost + ELASTIC_PER_ROW_COST) +
+		ELASTIC_REQUEST_COST * ceil(rows / ri->tbl->fetch_size);
+	int64		limit = pushable_limit(root, ri);
+	bool		sort_ok = false;
+	List	   *sorts = NIL;
+
+	if (root->query_pathkeys && !ri->written)
+		sorts = pushable_sorts(root, baserel, ri, &sort_ok);
+	add_path(baserel, (Path *)
+			 create_foreignscan_path(root, baserel, NULL, rows, startup,
+									 startup + run, NIL, baserel->lateral_relids, NULL,
+									 path_private(NIL, root->query_pathkeys ? -1 : limit)));
+	/* Sorting costs Elasticsearch no more; a pushed LIMIT fetches less. */
+	if (sort_ok)
+		add_path(baserel, (Path *)
+				 create_foreignscan_path(root, baserel, NULL, rows, startup,
+										 startup + run * (limit >= 0 && limit < rows ?
+														  limit / rows : 1.0),
+										 root->query_pathkeys,
+										 baserel->lateral_relids, NULL,
+										 path_private(sorts, limit)));
+}
+
+/* Whether the aggregate target is count(*) only (no FILTER, DISTINCT). */
+static bool
+is_count_star_target(PathTarget *target)
+{
+	ListCell   *lc;
+
+	if (target->exprs == NIL)
+		return false;
+	foreach(lc, target->exprs)
+	{
+		Aggref	   *agg = lfirst(lc);
+
+		if (!IsA(agg, Aggref) || agg->aggfnoid != F_COUNT_ || agg->aggfilter ||
+			agg->aggdistinct || agg->aggorder || agg->agglevelsup != 0)
+			return false;
+	}
+	return true;
+}
+
+/* GetForeignUpperPaths: count(*) without GROUP BY becomes _count. */
+static void
+elasticGetForeignUpperPaths(PlannerInfo *root, UpperRelationKind stage,
+							RelOptInfo *input_rel, RelOptInfo *output_rel,
+							void *extra)
+{
+	ElasticRelInfo *ri = input_rel->fdw_private;
+	Query	   *parse = root->parse;
+
+	if (stage != UPPERREL_GROUP_AGG || input_rel->reloptkind != RELOPT_BASEREL ||
+		ri == NULL || output_rel->fdw_private != NULL)
+		return;
+	if (ri->local != NIL || ri->written || parse->groupClause || parse->groupingSets ||
+		parse->havingQual || !is_count_star_target(output_rel->reltarget))
+		return;
+	output_rel->fdw_private = ri;
+	add_path(output_rel, (Path *)
+			 create_foreign_upper_path(root, output_rel, output_rel->reltarget, 1,
+									   ELASTIC_REQUEST_COST, ELASTIC_REQUEST_COST + 1,
+									   NIL, NULL, list_make1(makeInteger(EMODE_COUNT))));
+}
+
+/* The pushed clauses (RestrictInfos), deparsed for EXPLAIN. */
+static char *
+deparse_pushed(PlannerInfo *root, RelOptInfo *baserel, List *remote)
+{
+	return PgpolyDeparseClauses(extract_actual_clauses(remote, false), root, baserel);
+}
+
+/* _source fields the scan needs (EPRIV_INCLUDES) and the flags. */
+static List *
+source_includes(ElasticRelInfo *ri, int *flags)
+{
+	List	   *includes = NIL;
+	ElasticTable *tbl = ri->tbl;
+
+	*flags = ri->has_query && tbl->score_att && att_used(ri, tbl->score_att) ?
+		EFLAG_NEED_SCORE : 0;
+	if (tbl->source_att && att_used(ri, tbl->source_att))
+	{
+		*flags |= EFLAG_SOURCE_ALL | EFLAG_NEED_SOURCE;
+		return NIL;
+	}
+	for (int i = 0; i < tbl->natts; i++)
+		if (tbl->cols[i].role == ECOL_FIELD && att_used(ri, i + 1))
+			includes = lappend(includes, makeString(tbl->cols[i].field));
+	if (includes)
+		*flags |= EFLAG_NEED_SOURCE;
+	return includes;
+}
+
+/* GetForeignPlan for count(*) (an upper relation). */
+static ForeignScan *
+count_plan(RelOptInfo *foreignrel, List *tlist, Plan *outer_plan)
+{
+	ElasticRelInfo *ri = foreignrel->fdw_private;
+	List	   *priv = list_make5(makeInteger(EMODE_COUNT), ElasticCondsToList(ri->conds),
+								  NIL, NIL, makeInteger(0));
+
+	priv = lappend(priv, makeInteger(-1));
+	priv = lappend(priv, makeString(""));
+	priv = lappend(priv, makeInteger(ri->tbl->relid));
+	priv = lappend(priv, makeInteger(ri->userid));
+	return make_foreignscan(tlist, NIL, 0, ri->exprs, priv, tlist, NIL, outer_plan);
+}
+
+/* Position of ptr in list, or -1. */
+static int
+list_position(List *list, void *ptr)
+{
+	ListCell   *lc;
+
+	foreach(lc, list)
+		if (lfirst(lc) == ptr)
+			return foreach_current_index(lc);
+	return -1;
+}
+
+/* GetForeignPlan: pushed quals leave the local qual list. */
+static ForeignScan *
+elasticGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
+					  ForeignPath *best_path, List *tlist, List *scan_clauses,
+					  Plan *outer_plan)
+{
+	ElasticRelInfo *ri;
+	List	   *local = NIL;
+	List	   *recheck = NIL;
+	List	   *priv;
+	List	   *includes;
+	int			flags;
+	ListCell   *lc;
+
+	if (IS_UPPER_REL(baserel))
+		return count_plan(baserel, tlist, outer_plan);
+	ri = baserel->fdw_private;
+	foreach(lc, scan_clauses)
+	{
+		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+		int			pos = list_position(ri->remote, rinfo);
+
+		if (pos < 0)
+			local = lappend(local, rinfo->clause);
+		else if (((ElasticCond *) list_nth(ri->conds, pos))->kind != ECOND_QUERY)
+			recheck = lappend(recheck, rinfo->clause);
+	}
+	includes = source_includes(ri, &flags);
+	priv = list_make5(makeInteger(EMODE_SCAN), ElasticCondsToList(ri->conds),
+					  linitial(best_path->fdw_private), includes, makeInteger(flags));
+	priv = lappend(priv, lsecond(best_path->fdw_private));
+	priv = lappend(priv, makeString(deparse_pushed(root, baserel, ri->remote)));
+	priv = lappend(priv, makeInteger(foreigntableid));
+	priv = lappend(priv, makeInteger(ri->userid));
+	return make_foreignscan(tlist, local, baserel->relid, ri->exprs, priv, NIL,
+							recheck, outer_plan);
+}
+
+/* ----------------------------------------------------------------
+ *		Scan execution
+ * ----------------------------------------------------------------
+ */
+
+/* The query spec of a plan's fdw_private. */
+static void
+spec_from_private(ElasticQuerySpec *spec, List *priv)
+{
+	int			flags = intVal(list_nth(priv, EPRIV_FLAGS));
+
+	spec->conds = ElasticCondsFromList(list_nth(priv, EPRIV_CONDS));
+	spec->sorts = ElasticSortsFromList(list_nth(priv, EPRIV_SORTS));
+	spec->includes = list_nth(priv, EPRIV_INCLUDES);
+	spec->source_all = (flags & EFLAG_SOURCE_ALL) != 0;
+	spec->need_source = (flags & EFLAG_NEED_SOURCE) != 0;
+	spec->need_score = (flags & EFLAG_NEED_SCORE) != 0;
+	spec->limit = intVal(list_nth(priv, EPRIV_LIMIT));
+}
+
+/* BeginForeignScan: resolve table and connection; no I/O yet. */
+static void
+elasticBeginForeignScan(ForeignScanState *node, int eflags)
+{
+	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
+	ElasticScanState *st = palloc0(sizeof(ElasticScanState));
+	Oid			relid = intVal(list_nth(fs->fdw_private, EPRIV_RELID));
+	Oid			userid = intVal(list_nth(fs->fdw_private, EPRIV_USERID));
+
+	node->fdw_state = st;
+	st->mode = intVal(list_nth(fs->fdw_private, EPRIV_MODE));
+	spec_from_private(&st->spec, fs->fdw_private);
+	st->tbl = ElasticLoadTable(relid, userid);
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+	st->conn = ElasticGetConnection(st->tbl);
+	st->exprs = ExecInitExprList(fs->fdw_exprs, (PlanState *) node);
+	st->recheck = ExecInitQual(fs->fdw_recheck_quals, (PlanState *) node);
+}
+
+/* Evaluate fdw_exprs into st->params (copied into query memory). */
+static void
+eval_params(ForeignScanState *node, ElasticScanState *st)
+{
+	ExprContext *econtext = node->ss.ps.ps_ExprContext;
+	ListCell   *lc;
+	int			i = 0;
+
+	st->params = palloc0(sizeof(ElasticParamValue) * Max(list_length(st->exprs), 1));
+	foreach(lc, st->exprs)
+	{
+		ExprState  *es = lfirst(lc);
+		ElasticParamValue *p = &st->params[i++];
+		int16		typlen;
+		bool		typbyval;
+
+		p->typid = exprType((Node *) es->expr);
+		p->value = ExecEvalExpr(es, econtext, &p->isnull);
+		get_typlenbyval(p->typid, &typlen, &typbyval);
+		if (!p->isnull)
+			p->value = datumCopy(p->value, typbyval, typlen);
+	}
+}
+
+/* The count(*) row: every output column is the count. */
+static TupleTableSlot *
+iterate_count(ForeignScanState *node, ElasticScanState *st)
+{
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+	int64		n;
+
+	ExecClearTuple(slot);
+	if (st->count_done)
+		return slot;
+	st->count_done = true;
+	st->requests++;
+	n = ElasticCount(st->tbl, st->conn, st->spec.conds, st->params);
+	for (int i = 0; i < slot->tts_tupleDescriptor->natts; i++)
+	{
+		slot->tts_values[i] = Int64GetDatum(n);
+		slot->tts_isnull[i] = false;
+	}
+	return ExecStoreVirtualTuple(slot);
+}
+
+/* IterateForeignScan: the next row, fetching a page when needed. */
+static TupleTableSlot *
+elasticIterateForeignScan(ForeignScanState *node)
+{
+	ElasticScanState *st = node->fdw_state;
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+	ExprContext *econtext = node->ss.ps.ps_ExprContext;
+	bool		from_overlay;
+
+	if (st->params == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
+
+		eval_params(node, st);
+		MemoryContextSwitchTo(old);
+	}
+	if (st->mode == EMODE_COUNT)
+		return iterate_count(node, st);
+	if (st->scan == NULL)
+		st->scan = ElasticScanBegin(st->tbl, st->conn, &st->spec, st->params,
+									node->ss.ps.state->es_query_cxt);
+	for (;;)
+	{
+		ExecClearTuple(slot);
+		if (!ElasticScanNext(st->scan, slot->tts_values, slot->tts_isnull, &from_overlay))
+			return slot;
+		ExecStoreVirtualTuple(slot);
+		if (!from_overlay)
+			return slot;
+		econtext->ecxt_scantuple = slot;
+		if (ExecQual(st->recheck, econtext))
+			return slot;
+	}
+}
+
+/* End the current scan (closing its context on the server). */
+static void
+end_scan(ElasticScanState *st)
+{
+	if (st->scan == NULL)
+		return;
+	st->requests += ElasticScanRequests(st->scan);
+	st->paging = ElasticScanPaging(st->scan);
+	ElasticScanEnd(st->scan);
+	st->scan = NULL;
+}
+
+/* ReScanForeignScan: params may have changed; start over. */
+static void
+elasticReScanForeignScan(ForeignScanState *node)
+{
+	ElasticScanState *st = node->fdw_state;
+
+	end_scan(st);
+	st->params = NULL;
+	st->count_done = false;
+}
+
+/* EndForeignScan: close the PIT/scroll context; the connection stays. */
+static void
+elasticEndForeignScan(ForeignScanState *node)
+{
+	ElasticScanState *st = node->fdw_state;
+
+	if (st)
+		end_scan(st);
+}
+
+/* ----------------------------------------------------------------
+ *		EXPLAIN
+ * ----------------------------------------------------------------
+ */
+
+/* Params for EXPLAIN: Const values, placeholders for the rest. */
+static ElasticParamValue *
+explain_params(ForeignScanState *node, ExplainState *es)
+{
+	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
+	List	   *ctx = set_deparse_context_plan(es->deparse_cxt, node->ss.ps.plan, NIL);
+	ElasticParamValue *params = palloc0(sizeof(ElasticParamValue) *
+										Max(list_length(fs->fdw_exprs), 1));
+	ListCell   *lc;
+
+	foreach(lc, fs->fdw_exprs)
+	{
+		Node	   *e = lfirst(lc);
+		ElasticParamValue *p = &params[foreach_current_index(lc)];
+
+		p->typid = exprType(e);
+		if (IsA(e, Const))
+		{
+			p->value = ((Const *) e)->constvalue;
+			p->isnull = ((Const *) e)->constisnull;
+		}
+		else
+			p->explain = psprintf("<%s>", deparse_expression(e, ctx, false, false));
+	}
+	return params;
+}
+
+/* ExplainForeignScan: the request and its body, pushed quals, paging. */
+static void
+elasticExplainForeignScan(ForeignScanState *node, ExplainState *es)
+{
+	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
+	ElasticScanState *st = node->fdw_state;
+	ElasticQuerySpec *spec = &st->spec;
+	ElasticParamValue *params = explain_params(node, es);
+	char	   *pushed = strVal(list_nth(fs->fdw_private, EPRIV_PUSHED));
+	StringInfoData body;
+
+	initStringInfo(&body);
+	if (st->mode == EMODE_COUNT)
+	{
+		appendStringInfoString(&body, "{\"query\":");
+		ElasticAppendQuery(&body, spec->conds, params, false);
+		appendStringInfoChar(&body, '}');
+		ExplainPropertyText("Elasticsearch Request",
+							psprintf("POST %s", ElasticIndexPath(st->tbl->index, "/_count")), es);
+	}
+	else
+	{
+		bool		bounded = spec->limit >= 0 && spec->limit <= ELASTIC_MAX_RESULT_WINDOW;
+
+		ElasticAppendBody(&body, spec, params, bounded ? (int) spec->limit : st->tbl->fetch_size,
+						  false);
+		appendStringInfoChar(&body, '}');
+		ExplainPropertyText("Elasticsearch Request",
+							psprintf("POST %s", ElasticIndexPath(st->tbl->index, "/_search")), es);
+		if (!bounded)
+			ExplainPropertyText("Elasticsearch Paging",
+								psprintf("pages of %d; point in time + search_after (scroll on OpenSearch and Elasticsearch < 7.12) when the first page is full",
+										 st->tbl->fetch_size), es);
+	}
+	if (es->verbose)
+	{
+		ExplainPropertyText("Elasticsearch Body", body.data, es);
+		if (pushed[0] != '\0')
+			ExplainPropertyText("Elasticsearch Pushed Quals", pushed, es);
+	}
+	if (es->analyze)
+	{
+		if (st->scan)
+			end_scan(st);
+		ExplainPropertyInteger("Elasticsearch Requests", NULL, st->requests, es);
+	}
+}
+
+/* ----------------------------------------------------------------
+ *		Modification
+ * ----------------------------------------------------------------
+ */
+
+/* AddForeignUpdateTargets: _id identifies the document. */
+static void
+elasticAddForeignUpdateTargets(PlannerInfo *root, Index rtindex,
+							   RangeTblEntry *target_rte, Relation target_relation)
+{
+	ElasticTable *tbl = ElasticLoadTable(RelationGetRelid(target_relation), GetUserId());
+	Form_pg_attribute a;
+
+	if (tbl->id_att == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_COLUMN_NAME_NOT_FOUND),
+				 errmsg("foreign table \"%s\" has no _id column, needed to UPDATE or DELETE documents",
+						tbl->relname),
+				 errhint("Add a column: ALTER FOREIGN TABLE %s ADD COLUMN _id text.",
+						 quote_identifier(tbl->relname))));
+	a = TupleDescAttr(RelationGetDescr(target_relation), tbl->id_att - 1);
+	add_row_identity_var(root, makeVar(rtindex, tbl->id_att, a->atttypid, a->atttypmod,
+									   a->attcollation, 0),
+						 rtindex, "pgpoly_id");
+	if (root->parse->commandType == CMD_DELETE && root->parse->returningList != NIL)
+		add_row_identity_var(root, makeWholeRowVar(target_rte, rtindex, 0, false),
+							 rtindex, "pgpoly_row");
+}
+
+/* PlanForeignModify: for UPDATE, the assigned columns. */
+static List *
+elasticPlanForeignModify(PlannerInfo *root, ModifyTable *plan, Index resultRelation,
+						 int subplan_index)
+{
+	return PgpolyPlanModifyColumns(root, plan, resultRelation);
+}
+
+/* Set up modify state for rinfo (also for COPY and tuple routing). */
+static ElasticModifyState *
+begin_modify(ResultRelInfo *rinfo, EState *estate, List *tlist, List *cols)
+{
+	ElasticModifyState *ms = palloc0(sizeof(ElasticModifyState));
+	RangeTblEntry *rte = exec_rt_fetch(rinfo->ri_RangeTableIndex, estate);
+	MemoryContext old;
+	ListCell   *lc;
+
+	/* Buffered writes point into the descriptor until the transaction ends. */
+	old = MemoryContextSwitchTo(PgpolyWriteContext());
+	ms->tbl = ElasticLoadTable(RelationGetRelid(rinfo->ri_RelationDesc), PgpolyRteUser(rte));
+	MemoryContextSwitchTo(old);
+	ms->conn = ElasticGetConnection(ms->tbl);
+	ms->junk_id = ExecFindJunkAttributeInTlist(tlist, "pgpoly_id");
+	ms->junk_row = ExecFindJunkAttributeInTlist(tlist, "pgpoly_row");
+	foreach(lc, cols)
+		ms->updated = bms_add_member(ms->updated, lfirst_int(lc));
+	ms->batch_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly elastic batch",
+										  ALLOCSET_DEFAULT_SIZES);
+	rinfo->ri_FdwState = ms;
+	return ms;
+}
+
+/* BeginForeignModify. */
+static void
+elasticBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
+						  List *fdw_private, int subplan_index, int eflags)
+{
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+	begin_modify(rinfo, mtstate->ps.state, outerPlanState(mtstate)->plan->targetlist,
+				 linitial(fdw_private));
+}
+
+/* Send the immediate-mode writes collected so far. */
+static void
+send_pending(ElasticModifyState *ms)
+{
+	if (ms->pending == NIL)
+		return;
+	ElasticSendWrites(ms->conn, ms->pending);
+	ms->pending = NIL;
+	MemoryContextReset(ms->batch_cxt);
+}
+
+/* Memory a row's write is built in. */
+static MemoryContext
+write_cxt(ElasticModifyState *ms)
+{
+	return ms->tbl->transactional ? PgpolyWriteContext() : ms->batch_cxt;
+}
+
+/* Hand a write to the transaction buffer or the immediate batch. */
+static void
+queue_write(ElasticModifyState *ms, ElasticWrite *w)
+{
+	if (ms->tbl->transactional)
+	{
+		PgpolyBufferWrite(ms->conn, ms->tbl->relid, w);
+		ElasticNoteWrite(ms->tbl->relid);
+		return;
+	}
+	{
+		MemoryContext old = MemoryContextSwitchTo(ms->batch_cxt);
+
+		ms->pending = lappend(ms->pending, w);
+		MemoryContextSwitchTo(old);
+	}
+	if (list_length(ms->pending) >= ms->tbl->batch_size)
+		send_pending(ms);
+}
+
+/* Put the id pgpoly assigned into the slot's _id (for RETURNING). */
+static void
+store_assigned_id(EState *estate, ElasticTable *tbl, TupleTableSlot *slot, char *id)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+	MemoryContext old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		nulls[i] = slot->tts_isnull[i];
+		values[i] = nulls[i] ? (Datum) 0 :
+			datumCopy(slot->tts_values[i], a->attbyval, a->attlen);
+	}
+	values[tbl->id_att - 1] = CStringGetTextDatum(id);
+	nulls[tbl->id_att - 1] = false;
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, values, sizeof(Datum) * desc->natts);
+	memcpy(slot->tts_isnull, nulls, sizeof(bool) * desc->natts);
+	ExecStoreVirtualTuple(slot);
+	MemoryContextSwitchTo(old);
+}
+
+/* ExecForeignInsert. */
+static TupleTableSlot *
+elasticExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
+						 TupleTableSlot *slot, TupleTableSlot *planSlot)
+{
+	ElasticModifyState *ms = rinfo->ri_FdwState;
+	MemoryContext old;
+	ElasticWrite *w;
+	char	   *assigned;
+
+	slot_getallattrs(slot);
+	old = MemoryContextSwitchTo(write_cxt(ms));
+	w = ElasticInsertWrite(ms->tbl, slot->tts_values, slot->tts_isnull, &assigned);
+	MemoryContextSwitchTo(old);
+	queue_write(ms, w);
+	if (assigned && ms->tbl->id_att)
+		store_assigned_id(estate, ms->tbl, slot, assigned);
+	return slot;
+}
+
+/* ExecForeignBatchInsert: per row; the batch saves executor calls. */
+static TupleTableSlot **
+elasticExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
+							  TupleTableSlot **slots, TupleTableSlot **planSlots,
+							  int *numSlots)
+{
+	for (int i = 0; i < *numSlots; i++)
+		elasticExecForeignInsert(estate, rinfo, slots[i], planSlots ? planSlots[i] : NULL);
+	return slots;
+}
+
+/* GetForeignModifyBatchSize: batch_size (default 500), see fdwutil.c. */
+static int
+elasticGetForeignModifyBatchSize(ResultRelInfo *rinfo)
+{
+	return PgpolyModifyBatchSize(rinfo, 500);
+}
+
+/* The _id of the row being updated or deleted. */
+static char *
+junk_id(ElasticModifyState *ms, TupleTableSlot *planSlot)
+{
+	bool		isnull;
+	Datum		d = ExecGetJunkAttribute(planSlot, ms->junk_id, &isnull);
+
+	if (isnull)
+		elog(ERROR, "pgpoly_elastic: row to modify has a NULL _id");
+	return TextDatumGetCString(d);
+}
+
+/* ExecForeignUpdate: slot holds the complete new row. */
+static TupleTableSlot *
+elasticExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
+						 TupleTableSlot *slot, TupleTableSlot *planSlot)
+{
+	ElasticModifyState *ms = rinfo->ri_FdwState;
+	char	   *id = junk_id(ms, planSlot);
+	MemoryContext old;
+	ElasticWrite *w;
+
+	slot_getallattrs(slot);
+	old = MemoryContextSwitchTo(write_cxt(ms));
+	w = ElasticUpdateWrite(ms->tbl, id, slot->tts_values, slot->tts_isnull, ms->updated);
+	MemoryContextSwitchTo(old);
+	queue_write(ms, w);
+	return slot;
+}
+
+/* ExecForeignDelete: RETURNING gets the whole old row when it asked for it. */
+static TupleTableSlot *
+elasticExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
+						 TupleTableSlot *slot, TupleTableSlot *planSlot)
+{
+	ElasticModifyState *ms = rinfo->ri_FdwState;
+	char	   *id = junk_id(ms, planSlot);
+	MemoryContext old = MemoryContextSwitchTo(write_cxt(ms));
+	ElasticWrite *w = ElasticDeleteWrite(ms->tbl, id);
+
+	MemoryContextSwitchTo(old);
+	queue_write(ms, w);
+	PgpolyStoreOldRow(slot, planSlot, ms->junk_row, rinfo->ri_RelationDesc);
+	return slot;
+}
+
+/* EndForeignModify: send what immediate mode still holds. */
+static void
+elasticEndForeignModify(EState *estate, ResultRelInfo *rinfo)
+{
+	ElasticModifyState *ms = rinfo->ri_FdwState;
+
+	if (ms != NULL)
+		send_pending(ms);
+}
+
+/* BeginForeignInsert: COPY FROM and tuple routing. */
+static void
+elasticBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
+{
+	begin_modify(rinfo, mtstate->ps.state, NIL, NIL);
+}
+
+/* IsForeignRelUpdatable: INSERT, UPDATE and DELETE. */
+static int
+elasticIsForeignRelUpdatable(Relation rel)
+{
+	return (1 << CMD_INSERT) | (1 << CMD_UPDATE) | (1 << CMD_DELETE);
+}
+
+/* ExplainForeignModify: where the writes go and when. */
+static void
+elasticExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
+							List *fdw_private, int subplan_index, ExplainState *es)
+{
+	ForeignTable *ft = GetForeignTable(RelationGetRelid(rinfo->ri_RelationDesc));
+	const char *mode = PgpolyGetOption(ft->options, "write_mode", "transactional");
+	int			batch = (int) PgpolyGetIntOption(ft->options, "batch_size", 500);
+
+	ExplainPropertyText("Elasticsearch Write Mode",
+						strcmp(mode, "transactional") == 0 ?
+						psprintf("transactional (_bulk batches of %d at COMMIT)", batch) :
+						psprintf("immediate (_bulk batches of %d)", batch), es);
+}
+
+/* ImportForeignSchema (elastic_import.c). */
+static List *
+elasticImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
+{
+	return ElasticImportForeignSchema(stmt, serverOid);
+}
+
+/* The handler: the FDW routine table. */
+Datum
+pgpoly_elastic_handler(PG_FUNCTION_ARGS)
+{
+	FdwRoutine *r = makeNode(FdwRoutine);
+
+	r->GetForeignRelSize = elasticGetForeignRelSize;
+	r->GetForeignPaths = elasticGetForeignPaths;
+	r->GetForeignPlan = elasticGetForeignPlan;
+	r->GetForeignUpperPaths = elasticGetForeignUpperPaths;
+	r->BeginForeignScan = elasticBeginForeignScan;
+	r->IterateForeignScan = elasticIterateForeignScan;
+	r->ReScanForeignScan = elasticReScanForeignScan;
+	r->EndForeignScan = elasticEndForeignScan;
+	r->ExplainForeignScan = elasticExplainForeignScan;
+	r->AddForeignUpdateTargets = elasticAddForeignUpdateTargets;
+	r->PlanForeignModify = elasticPlanForeignModify;
+	r->BeginForeignModify = elasticBeginForeignModify;
+	r->ExecForeignInsert = elasticExecForeignInsert;
+	r->ExecForeignBatchInsert = elasticExecForeignBatchInsert;
+	r->GetForeignModifyBatchSize = elasticGetForeignModifyBatchSize;
+	r->ExecForeignUpdate = elasticExecForeignUpdate;
+	r->ExecForeignDelete = elasticExecForeignDelete;
+	r->EndForeignModify = elasticEndForeignModify;
+	r->BeginForeignInsert = elasticBeginForeignInsert;
+	r->EndForeignInsert = elasticEndForeignModify;
+	r->IsForeignRelUpdatable = elasticIsForeignRelUpdatable;
+	r->ExplainForeignModify = elasticExplainForeignModify;
+	r->ImportForeignSchema = elasticImportForeignSchema;
+	PG_RETURN_POINTER(r);
+}

@@ -1,0 +1,680 @@
+/*-------------------------------------------------------------------------
+ *
+ * elastic_query.c
+ *		  Which quals Elasticsearch can evaluate, and the request body.
+ *
+ * A restriction clause is pushed down only when Elasticsearch computes
+ * exactly what PostgreSQL would:
+ *	- _query = expr: a query_string query (scored only when _score is used,
+ *	  otherwise run in filter context);
+ *	- column op expr for =, <>, <, <=, >, >= of the column type's default
+ *	  btree operator family, column = ANY(array), column IS [NOT] NULL, on
+ *	  scalar columns of numeric, boolean, date/time and text types;
+ *	- _id = expr, _id = ANY(array): an ids query.
+ * Text columns compare through the mapping: a `term` on an analyzed text
+ * field would match single tokens, so such a field is compared through its
+ * .keyword subfield when it has one, and otherwise the clause stays local.
+ * Text ranges (byte order in Lucene) are pushed only under the C collation.
+ * `col <> v` excludes documents without the field, as SQL's NULL does.
+ *
+ * Values are evaluated at execution time (Params, stable functions) and
+ * written into the body with escape_json() / the core's JSON encoder; for
+ * EXPLAIN without values a placeholder is shown.
+ *
+ * fdw/elastic_query.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_collation.h"
+#include "catalog/pg_operator.h"
+#include "catalog/pg_opfamily.h"
+#include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/pg_locale.h"
+#include "utils/typcache.h"
+
+#include "elastic.h"
+
+/* Types whose comparisons Elasticsearch reproduces. */
+static bool
+pushable_type(Oid typid)
+{
+	switch (typid)
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case FLOAT8OID:
+		case NUMERICOID:
+		case BOOLOID:
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+		case DATEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			return true;
+		default:
+			return false;			/* float4: ES float rounding differs */
+	}
+}
+
+/* Whether typid is one of the text types. */
+static bool
+is_text_type(Oid typid)
+{
+	return typid == TEXTOID || typid == VARCHAROID || typid == BPCHAROID;
+}
+
+/*
+ * The ES field a scalar column compares through, or NULL if comparisons on
+ * it cannot be pushed (array, jsonb, analyzed text without .keyword ...).
+ * ranged: the comparison is an ordering (needs the C collation for text).
+ */
+static char *
+compare_field(ElasticTable *tbl, AttrNumber att, Oid collation, bool ranged)
+{
+	ElasticColumn *col = &tbl->cols[att - 1];
+	bool		has_keyword;
+
+	if (col->role != ECOL_FIELD || col->is_array || !pushable_type(col->typid))
+		return NULL;
+	if (!is_text_type(col->typid))
+		return col->field;
+	if (OidIsValid(collation) && !get_collation_isdeterministic(collation))
+		return NULL;
+	if (ranged && !(OidIsValid(collation) && lc_collate_is_c(collation)))
+		return NULL;
+	switch (ElasticFieldInfo(tbl, col->field, &has_keyword))
+	{
+		case EFIELD_TEXT:
+			return has_keyword ? psprintf("%s.keyword", col->field) : NULL;
+		case EFIELD_OTHER:
+		case EFIELD_UNKNOWN:
+			return col->field;
+	}
+	return NULL;
+}
+
+/*
+ * Whether column att can be an ORDER BY key pushed down; *field gets the
+ * ES field to sort on.
+ */
+bool
+ElasticSortableColumn(ElasticTable *tbl, AttrNumber att, Oid collation,
+					  char **field)
+{
+	*field = compare_field(tbl, att, collation, true);
+	return *field != NULL && tbl->cols[att - 1].typid != BOOLOID;
+}
+
+/* Append a cond (and its value expression) to the lists. */
+static bool
+add_cond(List **conds, List **exprs, ElasticCondKind kind, const char *field,
+		 Node *value)
+{
+	ElasticCond *c = palloc(sizeof(ElasticCond));
+
+	c->kind = kind;
+	c->field = pstrdup(field);
+	c->expr = -1;
+	if (value)
+	{
+		c->expr = list_length(*exprs);
+		*exprs = lappend(*exprs, value);
+	}
+	*conds = lappend(*conds, c);
+	return true;
+}
+
+/* Strategy of opno in the default btree opfamily of typid, or 0. */
+static int
+btree_strategy(Oid opno, Oid typid)
+{
+	TypeCacheEntry *tc = lookup_type_cache(typid, TYPECACHE_BTREE_OPFAMILY);
+
+	if (!OidIsValid(tc->btree_opf))
+		return 0;
+	return get_op_opfamily_strategy(opno, tc->btree_opf);
+}
+
+/* Whether opno is "<>" of the default btree opfamily of typid. */
+static bool
+is_not_equal(Oid opno, Oid typid)
+{
+	Oid			neg = get_negator(opno);
+
+	return OidIsValid(neg) && btree_strategy(neg, typid) == BTEqualStrategyNumber;
+}
+
+/* column op value, with the column on the left. */
+static bool
+classify_op(ElasticTable *tbl, Oid opno, AttrNumber att, Node *value,
+			Oid collation, List **conds, List **exprs)
+{
+	ElasticColumn *col = &tbl->cols[att - 1];
+	int			strategy = btree_strategy(opno, col->typid);
+	bool		ne = strategy == 0 && is_not_equal(opno, col->typid);
+	char	   *field;
+
+	if (col->role == ECOL_QUERY)
+		return col->typid == TEXTOID && strategy == BTEqualStrategyNumber &&
+			add_cond(conds, exprs, ECOND_QUERY, "_query", value);
+	if (col->role == ECOL_ID)
+		return is_text_type(col->typid) && strategy == BTEqualStrategyNumber &&
+			add_cond(conds, exprs, ECOND_IDS, "_id", value);
+	if (strategy == 0 && !ne)
+		return false;
+	field = compare_field(tbl, att, collation,
+						  strategy != BTEqualStrategyNumber && !ne);
+	if (field == NULL)
+		return false;
+	if (col->typid == BOOLOID && strategy != BTEqualStrategyNumber && !ne)
+		return false;
+	if (ne)
+		return add_cond(conds, exprs, ECOND_NE, field, value);
+	switch (strategy)
+	{
+		case BTLessStrategyNumber:
+			return add_cond(conds, exprs, ECOND_LT, field, value);
+		case BTLessEqualStrategyNumber:
+			return add_cond(conds, exprs, ECOND_LE, field, value);
+		case BTEqualStrategyNumber:
+			return add_cond(conds, exprs, ECOND_EQ, field, value);
+		case BTGreaterEqualStrategyNumber:
+			return add_cond(conds, exprs, ECOND_GE, field, value);
+		case BTGreaterStrategyNumber:
+			return add_cond(conds, exprs, ECOND_GT, field, value);
+	}
+	return false;
+}
+
+/* OpExpr: column op value or value op column. */
+static bool
+classify_opexpr(ElasticTable *tbl, RelOptInfo *baserel, OpExpr *op,
+				List **conds, List **exprs)
+{
+	Node	   *l;
+	Node	   *r;
+	Oid			opno = op->opno;
+	AttrNumber	att;
+
+	if (list_length(op->args) != 2)
+		return false;
+	l = linitial(op->args);
+	r = lsecond(op->args);
+	if (PgpolyColumnOf(l, baserel) == 0)
+	{
+		Node	   *t = l;
+
+		l = r;
+		r = t;
+		opno = get_commutator(opno);
+		if (!OidIsValid(opno))
+			return false;
+	}
+	att = PgpolyColumnOf(l, baserel);
+	if (att == 0 || att > tbl->natts || !PgpolyIsScanConstant(r))
+		return false;
+	return classify_op(tbl, opno, att, r, op->inputcollid, conds, exprs);
+}
+
+/* column = ANY(array value). */
+static bool
+classify_any(ElasticTable *tbl, RelOptInfo *baserel, ScalarArrayOpExpr *sa,
+			 List **conds, List **exprs)
+{
+	AttrNumber	att = PgpolyColumnOf(linitial(sa->args), baserel);
+	Node	   *arr = lsecond(sa->args);
+	ElasticColumn *col;
+	char	   *field;
+
+	if (!sa->useOr || att == 0 || att > tbl->natts || !PgpolyIsScanConstant(arr))
+		return false;
+	col = &tbl->cols[att - 1];
+	if (btree_strategy(sa->opno, col->typid) != BTEqualStrategyNumber)
+		return false;
+	if (col->role == ECOL_ID)
+		return add_cond(conds, exprs, ECOND_IDS_IN, "_id", arr);
+	field = compare_field(tbl, att, sa->inputcollid, false);
+	return field != NULL && add_cond(conds, exprs, ECOND_IN, field, arr);
+}
+
+/*
+ * If clause can be evaluated by Elasticsearch, append its condition to
+ * *conds (and its value to *exprs, the future fdw_exprs) and return true.
+ */
+bool
+ElasticClassifyQual(ElasticTable *tbl, RelOptInfo *baserel, Expr *clause,
+					List **conds, List **exprs)
+{
+	AttrNumber	att;
+
+	if (IsA(clause, OpExpr))
+		return classify_opexpr(tbl, baserel, (OpExpr *) clause, conds, exprs);
+	if (IsA(clause, ScalarArrayOpExpr))
+		return classify_any(tbl, baserel, (ScalarArrayOpExpr *) clause, conds, exprs);
+	if (IsA(clause, NullTest))
+	{
+		NullTest   *nt = (NullTest *) clause;
+
+		att = PgpolyColumnOf((Node *) nt->arg, baserel);
+		if (att == 0 || att > tbl->natts || nt->argisrow ||
+			compare_field(tbl, att, InvalidOid, false) == NULL)
+			return false;
+		/* exists runs on the field itself: a .keyword may skip long values */
+		return add_cond(conds, exprs,
+						nt->nulltesttype == IS_NULL ? ECOND_MISSING : ECOND_EXISTS,
+						tbl->cols[att - 1].field, NULL);
+	}
+	/* A boolean column alone, or NOT column. */
+	att = PgpolyColumnOf((Node *) clause, baserel);
+	if (att == 0 && is_notclause(clause))
+		att = PgpolyColumnOf((Node *) get_notclausearg(clause), baserel);
+	if (att > 0 && att <= tbl->natts && tbl->cols[att - 1].typid == BOOLOID &&
+		compare_field(tbl, att, InvalidOid, false) != NULL)
+		return add_cond(conds, exprs, ECOND_EQ, tbl->cols[att - 1].field,
+						(Node *) makeBoolConst(!is_notclause(clause), false));
+	return false;
+}
+
+/* ----------------------------------------------------------------
+ *		Plan representation
+ * ----------------------------------------------------------------
+ */
+
+/* Conds as a List of (Integer kind, String field, Integer expr) Lists. */
+List *
+ElasticCondsToList(List *conds)
+{
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	foreach(lc, conds)
+	{
+		ElasticCond *c = lfirst(lc);
+
+		result = lappend(result, list_make3(makeInteger(c->kind),
+											makeString(c->field),
+											makeInteger(c->expr)));
+	}
+	return result;
+}
+
+/* Inverse of ElasticCondsToList. */
+List *
+ElasticCondsFromList(List *list)
+{
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	foreach(lc, list)
+	{
+		List	   *l = lfirst(lc);
+		ElasticCond *c = palloc(sizeof(ElasticCond));
+
+		c->kind = intVal(linitial(l));
+		c->field = strVal(lsecond(l));
+		c->expr = intVal(lthird(l));
+		result = lappend(result, c);
+	}
+	return result;
+}
+
+/* Sorts as a List of (String field, Integer desc, Integer nulls_first). */
+List *
+ElasticSortsToList(List *sorts)
+{
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	foreach(lc, sorts)
+	{
+		ElasticSort *s = lfirst(lc);
+
+		result = lappend(result, list_make3(makeString(s->field),
+											makeInteger(s->desc),
+											makeInteger(s->nulls_first)));
+	}
+	return result;
+}
+
+/* Inverse of ElasticSortsToList. */
+List *
+ElasticSortsFromList(List *list)
+{
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	foreach(lc, list)
+	{
+		List	   *l = lfirst(lc);
+		ElasticSort *s = palloc(sizeof(ElasticSort));
+
+		s->field = strVal(linitial(l));
+		s->desc = intVal(lsecond(l));
+		s->nulls_first = intVal(lthird(l));
+		result = lappend(result, s);
+	}
+	return result;
+}
+
+/* ----------------------------------------------------------------
+ *		Request body
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Append value as Elasticsearch expects it: dates and timestamps in ISO
+ * 8601 (strict_date_optional_time, the default date format), everything
+ * else through the core's JSON encoder.
+ */
+void
+ElasticAppendValue(StringInfo buf, Datum value, Oid typid, bool isnull)
+{
+	char		tmp[MAXDATELEN + 1];
+
+	if (isnull)
+	{
+		appendStringInfoString(buf, "null");
+		return;
+	}
+	/* The common scalar types directly: this runs once per written value. */
+	switch (typid)
+	{
+		case DATEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			escape_json(buf, JsonEncodeDateTime(tmp, value, typid, NULL));
+			return;
+		case TEXTOID:
+		case VARCHAROID:
+			{
+				char	   *s = TextDatumGetCString(value);
+
+				escape_json(buf, s);
+				pfree(s);
+				return;
+			}
+		case INT2OID:
+			appendStringInfo(buf, "%d", (int) DatumGetInt16(value));
+			return;
+		case INT4OID:
+			appendStringInfo(buf, "%d", DatumGetInt32(value));
+			return;
+		case INT8OID:
+			appendStringInfo(buf, INT64_FORMAT, DatumGetInt64(value));
+			return;
+		case BOOLOID:
+			appendStringInfoString(buf, DatumGetBool(value) ? "true" : "false");
+			return;
+		default:
+			PgpolyJsonAppendValue(buf, value, typid, false);
+	}
+}
+
+/* Append the value of param (or its EXPLAIN placeholder). */
+static void
+append_param(StringInfo buf, ElasticParamValue *p)
+{
+	if (p->explain)
+		escape_json(buf, p->explain);
+	else
+		ElasticAppendValue(buf, p->value, p->typid, p->isnull);
+}
+
+/* Append the elements of an array param as a JSON array. */
+static void
+append_array_param(StringInfo buf, ElasticParamValue *p)
+{
+	Oid			elemtype;
+	int16		elmlen;
+	bool		elmbyval;
+	char		elmalign;
+	Datum	   *elems;
+	bool	   *enulls;
+	int			n;
+	ArrayType  *arr;
+	bool		first = true;
+
+	if (p->explain || p->isnull)
+	{
+		appendStringInfoChar(buf, '[');
+		if (p->explain)
+			escape_json(buf, p->explain);
+		appendStringInfoChar(buf, ']');
+		return;
+	}
+	arr = DatumGetArrayTypeP(p->value);
+	elemtype = ARR_ELEMTYPE(arr);
+	get_typlenbyvalalign(elemtype, &elmlen, &elmbyval, &elmalign);
+	deconstruct_array(arr, elemtype, elmlen, elmbyval, elmalign, &elems, &enulls, &n);
+	appendStringInfoChar(buf, '[');
+	for (int i = 0; i < n; i++)
+	{
+		if (enulls[i])
+			continue;			/* = NULL never matches */
+		if (!first)
+			appendStringInfoChar(buf, ',');
+		ElasticAppendValue(buf, elems[i], elemtype, false);
+		first = false;
+	}
+	appendStringInfoChar(buf, ']');
+}
+
+/* Append {"<name>":{"<field>":<value>}} and a comma if needed. */
+static void
+append_leaf(StringInfo buf, const char *name, const char *field,
+			ElasticParamValue *p, bool array)
+{
+	appendStringInfo(buf, "{\"%s\":{", name);
+	escape_json(buf, field);
+	appendStringInfoChar(buf, ':');
+	if (array)
+		append_array_param(buf, p);
+	else
+		append_param(buf, p);
+	appendStringInfoString(buf, "}}");
+}
+
+/* Append the ES query of one cond that goes into filter or must_not. */
+static void
+append_cond(StringInfo buf, ElasticCond *c, ElasticParamValue *params)
+{
+	ElasticParamValue *p = c->expr >= 0 ? &params[c->expr] : NULL;
+	static const char *const range_ops[] = {"lt", "lte", "gt", "gte"};
+
+	switch (c->kind)
+	{
+		case ECOND_EQ:
+		case ECOND_NE:
+			append_leaf(buf, "term", c->field, p, false);
+			break;
+		case ECOND_IN:
+			append_leaf(buf, "terms", c->field, p, true);
+			break;
+		case ECOND_LT:
+		case ECOND_LE:
+		case ECOND_GT:
+		case ECOND_GE:
+			appendStringInfoString(buf, "{\"range\":{");
+			escape_json(buf, c->field);
+			appendStringInfo(buf, ":{\"%s\":", range_ops[c->kind - ECOND_LT]);
+			append_param(buf, p);
+			appendStringInfoString(buf, "}}}");
+			break;
+		case ECOND_EXISTS:
+		case ECOND_MISSING:
+			appendStringInfoString(buf, "{\"exists\":{\"field\":");
+			escape_json(buf, c->field);
+			appendStringInfoString(buf, "}}");
+			break;
+		case ECOND_IDS:
+		case ECOND_IDS_IN:
+			appendStringInfoString(buf, "{\"ids\":{\"values\":");
+			if (c->kind == ECOND_IDS_IN)
+				append_array_param(buf, p);
+			else
+			{
+				appendStringInfoChar(buf, '[');
+				append_param(buf, p);
+				appendStringInfoChar(buf, ']');
+			}
+			appendStringInfoString(buf, "}}");
+			break;
+		case ECOND_QUERY:
+			appendStringInfoString(buf, "{\"query_string\":{\"query\":");
+			append_param(buf, p);
+			appendStringInfoString(buf, "}}");
+			break;
+	}
+}
+
+/* Which bool clause a cond goes to: 0 must, 1 filter, 2 must_not. */
+static int
+cond_clause(ElasticCond *c, bool scoring)
+{
+	if (c->kind == ECOND_QUERY)
+		return scoring ? 0 : 1;
+	if (c->kind == ECOND_NE || c->kind == ECOND_MISSING)
+		return 2;
+	return 1;
+}
+
+/* Whether a cond's value is NULL (the cond then matches nothing). */
+static bool
+cond_is_null(ElasticCond *c, ElasticParamValue *params)
+{
+	return c->expr >= 0 && params[c->expr].explain == NULL && params[c->expr].isnull;
+}
+
+/*
+ * Append the "query" object for conds: a bool query with must (scored
+ * full-text), filter and must_not clauses; match_all when there is none.
+ * scoring: run _query in scoring context.
+ */
+void
+ElasticAppendQuery(StringInfo buf, List *conds, ElasticParamValue *params,
+				   bool scoring)
+{
+	static const char *const names[] = {"must", "filter", "must_not"};
+	ListCell   *lc;
+
+	if (conds == NIL)
+	{
+		appendStringInfoString(buf, "{\"match_all\":{}}");
+		return;
+	}
+	foreach(lc, conds)
+		if (cond_is_null(lfirst(lc), params))
+		{
+			/* col op NULL is never true in SQL */
+			appendStringInfoString(buf, "{\"match_none\":{}}");
+			return;
+		}
+	appendStringInfoString(buf, "{\"bool\":{");
+	for (int k = 0; k < 3; k++)
+	{
+		bool		first = true;
+		bool		any = buf->data[buf->len - 1] != '{';
+
+		foreach(lc, conds)
+		{
+			ElasticCond *c = lfirst(lc);
+
+			/* col <> v needs the field to exist, like SQL's NULL */
+			if (!(cond_clause(c, scoring) == k ||
+				  (k == 1 && c->kind == ECOND_NE)))
+				continue;
+			if (!first || any)
+				appendStringInfoChar(buf, ',');
+			if (first)
+				appendStringInfo(buf, "\"%s\":[", names[k]);
+			if (k == 1 && c->kind == ECOND_NE)
+			{
+				appendStringInfoString(buf, "{\"exists\":{\"field\":");
+				escape_json(buf, c->field);
+				appendStringInfoString(buf, "}}");
+			}
+			else
+				append_cond(buf, c, params);
+			first = false;
+		}
+		if (!first)
+			appendStringInfoChar(buf, ']');
+	}
+	appendStringInfoString(buf, "}}");
+}
+
+/* Append the "sort" array (tiebreak: add _shard_doc for PIT paging). */
+static void
+append_sort(StringInfo buf, List *sorts, bool tiebreak)
+{
+	ListCell   *lc;
+
+	appendStringInfoString(buf, ",\"sort\":[");
+	foreach(lc, sorts)
+	{
+		ElasticSort *s = lfirst(lc);
+
+		if (foreach_current_index(lc) > 0)
+			appendStringInfoChar(buf, ',');
+		appendStringInfoChar(buf, '{');
+		escape_json(buf, s->field);
+		appendStringInfo(buf, ":{\"order\":\"%s\"", s->desc ? "desc" : "asc");
+		if (strcmp(s->field, "_score") != 0)
+			appendStringInfo(buf, ",\"missing\":\"%s\"", s->nulls_first ? "_first" : "_last");
+		appendStringInfoString(buf, "}}");
+	}
+	if (tiebreak)
+		appendStringInfo(buf, "%s{\"_shard_doc\":\"asc\"}", sorts ? "," : "");
+	appendStringInfoChar(buf, ']');
+}
+
+/*
+ * Append the search body (without "pit", "search_after" and the closing
+ * brace, which the scan adds per page): query, _source, sort, size.
+ */
+void
+ElasticAppendBody(StringInfo buf, ElasticQuerySpec *spec,
+				  ElasticParamValue *params, int size, bool tiebreak)
+{
+	ListCell   *lc;
+	bool		score_sorted = false;
+
+	foreach(lc, spec->sorts)
+		if (strcmp(((ElasticSort *) lfirst(lc))->field, "_score") == 0)
+			score_sorted = true;
+	appendStringInfoString(buf, "{\"query\":");
+	ElasticAppendQuery(buf, spec->conds, params, spec->need_score);
+	appendStringInfoString(buf, ",\"_source\":");
+	if (!spec->need_source)
+		appendStringInfoString(buf, "false");
+	else if (spec->source_all)
+		appendStringInfoString(buf, "true");
+	else
+	{
+		appendStringInfoChar(buf, '[');
+		foreach(lc, spec->includes)
+		{
+			if (foreach_current_index(lc) > 0)
+				appendStringInfoChar(buf, ',');
+			escape_json(buf, strVal(lfirst(lc)));
+		}
+		appendStringInfoChar(buf, ']');
+	}
+	if (spec->sorts || tiebreak)
+		append_sort(buf, spec->sorts, tiebreak);
+	if (spec->need_score && !score_sorted && (spec->sorts || tiebreak))
+		appendStringInfoString(buf, ",\"track_scores\":true");
+	appendStringInfo(buf, ",\"size\":%d,\"track_total_hits\":false", size);
+}

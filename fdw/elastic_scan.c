@@ -1,0 +1,750 @@
+/*-------------------------------------------------------------------------
+ *
+ * elastic_scan.c
+ *		  pgpoly_elastic scan execution: paging, type mapping, overlay.
+ *
+ * Paging, chosen when the scan starts:
+ *	- single: a pushed LIMIT within index.max_result_window, or an ids
+ *	  query: one _search with size;
+ *	- otherwise a first plain page of fetch_size; if it is not full it was
+ *	  the whole result (one round trip).  If it is full the scan restarts
+ *	  under a point in time (ES >= 7.12) with search_after on the sort
+ *	  values and the _shard_doc tiebreaker, or under a scroll context
+ *	  (OpenSearch, ES 7.10/7.11): result sets are unbounded by
+ *	  max_result_window.
+ * PIT and scroll contexts are closed when the scan ends; if it is aborted
+ * the release of its memory queues the close for the next request on the
+ * same connection (and keep_alive expires them anyway).
+ *
+ * Each page is parsed once with PostgreSQL's jsonb parser; a hit's _source
+ * becomes a jsonb datum by copying its container, and columns are read
+ * from it with the core's PgpolyJsonbFieldText() and the column type's
+ * input function.  Dates may be ISO text or epoch milliseconds.  A value
+ * that does not convert is an ERROR naming the document id and field.
+ *
+ * Read-your-writes: the transaction's buffered writes to the table hide
+ * the remote documents they replace; the rows they create are returned
+ * after the remote ones (the caller rechecks the pushed quals on them).
+ *
+ * Memory: the scan lives in its own context; each page in a page context
+ * reset per page, each row in a row context reset per row.
+ *
+ * fdw/elastic_scan.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "elastic.h"
+
+#define ID_KEYLEN 520			/* ES _id is at most 512 bytes */
+
+typedef enum ElasticPaging
+{
+	PAGING_FIRST,				/* plain first page, maybe the only one */
+	PAGING_SINGLE,				/* one request, from/size */
+	PAGING_PIT,
+	PAGING_SCROLL
+} ElasticPaging;
+
+typedef struct OverlayEntry
+{
+	char		id[ID_KEYLEN];
+	ElasticWrite *write;		/* the last write of this id */
+} OverlayEntry;
+
+struct ElasticScan
+{
+	ElasticTable *tbl;
+	PgpolyConnection *conn;
+	ElasticQuerySpec *spec;
+	ElasticParamValue *params;
+	MemoryContext cxt;			/* the scan */
+	MemoryContext page_cxt;
+	MemoryContext row_cxt;
+	MemoryContextCallback abort_cb;
+	ElasticPaging paging;
+	char	   *context_id;		/* open PIT or scroll id, or NULL */
+	char	   *search_after;	/* JSON array of the last hit's sort */
+	int			page_size;
+	JsonbContainer *hits;		/* current page's hits array */
+	int			nhits;
+	int			pos;
+	bool		last_page;
+	bool		remote_done;
+	int64		returned;		/* remote rows returned */
+	int			requests;
+	/* read-your-writes */
+	HTAB	   *overlay;
+	List	   *overlay_ids;	/* char *, first-write order */
+	ListCell   *overlay_next;
+	bool		overlay_phase;
+};
+
+static void fetch_page(ElasticScan *scan);
+
+/* Memory callback: an aborted scan queues its open context for closing. */
+static void
+scan_released(void *arg)
+{
+	ElasticScan *scan = arg;
+
+	if (scan->context_id)
+		ElasticQueueClose(scan->conn, scan->paging == PAGING_PIT, scan->context_id);
+	scan->context_id = NULL;
+}
+
+/* Build the overlay of the transaction's pending writes to the table. */
+static void
+build_overlay(ElasticScan *scan)
+{
+	List	   *writes = PgpolyPendingWrites(scan->conn, scan->tbl->relid);
+	HASHCTL		ctl;
+	ListCell   *lc;
+
+	if (writes == NIL)
+		return;
+	ctl.keysize = ID_KEYLEN;
+	ctl.entrysize = sizeof(OverlayEntry);
+	ctl.hcxt = scan->cxt;
+	scan->overlay = hash_create("pgpoly elastic overlay", 64, &ctl,
+								HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	foreach(lc, writes)
+	{
+		ElasticWrite *w = ((PgpolyWrite *) lfirst(lc))->payload;
+		bool		found;
+		OverlayEntry *e = hash_search(scan->overlay, w->id, HASH_ENTER, &found);
+
+		if (!found)
+			scan->overlay_ids = lappend(scan->overlay_ids, e->id);
+		e->write = w;
+	}
+}
+
+/* Number of ids an ids query names (-1 if not known or not an ids query). */
+static int
+ids_count(ElasticScan *scan)
+{
+	ListCell   *lc;
+
+	foreach(lc, scan->spec->conds)
+	{
+		ElasticCond *c = lfirst(lc);
+		ElasticParamValue *p = c->expr >= 0 ? &scan->params[c->expr] : NULL;
+
+		if (c->kind == ECOND_IDS)
+			return 1;
+		if (c->kind == ECOND_IDS_IN && p && !p->isnull)
+		{
+			ArrayType  *a = DatumGetArrayTypeP(p->value);
+
+			return ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
+		}
+	}
+	return -1;
+}
+
+/*
+ * Start a scan (no I/O until the first row is asked).  spec and params
+ * must live as long as the scan.
+ */
+ElasticScan *
+ElasticScanBegin(ElasticTable *tbl, PgpolyConnection *conn,
+				 ElasticQuerySpec *spec, ElasticParamValue *params,
+				 MemoryContext parent)
+{
+	MemoryContext cxt = AllocSetContextCreate(parent, "pgpoly elastic scan",
+											  ALLOCSET_DEFAULT_SIZES);
+	ElasticScan *scan = MemoryContextAllocZero(cxt, sizeof(ElasticScan));
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	int			nids;
+
+	scan->tbl = tbl;
+	scan->conn = conn;
+	scan->spec = spec;
+	scan->params = params;
+	scan->cxt = cxt;
+	scan->page_cxt = AllocSetContextCreate(cxt, "pgpoly elastic page",
+										   ALLOCSET_DEFAULT_SIZES);
+	scan->row_cxt = AllocSetContextCreate(cxt, "pgpoly elastic row",
+										  ALLOCSET_DEFAULT_SIZES);
+	scan->abort_cb.func = scan_released;
+	scan->abort_cb.arg = scan;
+	MemoryContextRegisterResetCallback(cxt, &scan->abort_cb);
+	build_overlay(scan);
+	if (scan->overlay && (spec->limit >= 0 || spec->sorts != NIL))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("foreign table \"%s\" has uncommitted writes that a plan made before them cannot see",
+						tbl->relname),
+				 errhint("Run the query again (it is planned anew), or COMMIT first.")));
+	nids = ids_count(scan);
+	scan->page_size = tbl->fetch_size;
+	scan->paging = PAGING_FIRST;
+	if (spec->limit >= 0 && spec->limit <= ELASTIC_MAX_RESULT_WINDOW)
+	{
+		scan->paging = PAGING_SINGLE;
+		scan->page_size = (int) spec->limit;
+	}
+	else if (nids >= 0 && nids <= ELASTIC_MAX_RESULT_WINDOW)
+	{
+		scan->paging = PAGING_SINGLE;
+		scan->page_size = nids;
+	}
+	MemoryContextSwitchTo(old);
+	return scan;
+}
+
+/* Open a PIT (ES) on the index; returns its id. */
+static char *
+open_pit(ElasticScan *scan)
+{
+	char	   *path = ElasticIndexPath(scan->tbl->index,
+										"/_pit?keep_alive=" ELASTIC_KEEP_ALIVE);
+	PgpolyHttpResponse resp;
+	Datum		doc;
+	char	   *id;
+
+	scan->requests++;
+	ElasticRequestOk(scan->conn, "POST", path, NULL, 0, scan->tbl->index, &resp);
+	doc = ElasticParseJsonb(scan->conn, resp.body, resp.len, "point-in-time response");
+	id = PgpolyJsonbFieldText(doc, "id", false);
+	if (id == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("Elasticsearch server \"%s\" opened no point in time on index \"%s\"",
+						scan->conn->servername, scan->tbl->index),
+				 errdetail("The response begins: %.120s", resp.body)));
+	return MemoryContextStrdup(scan->cxt, id);
+}
+
+/* The request path and body of the next page. */
+static char *
+page_request(ElasticScan *scan, StringInfo body)
+{
+	bool		tiebreak = scan->paging == PAGING_PIT;
+
+	ElasticAppendBody(body, scan->spec, scan->params, scan->page_size, tiebreak);
+	/* Index order is the cheapest scroll, unless scores are wanted. */
+	if (scan->paging == PAGING_SCROLL && scan->spec->sorts == NIL &&
+		!scan->spec->need_score)
+		appendStringInfoString(body, ",\"sort\":[\"_doc\"]");
+	if (scan->paging == PAGING_PIT)
+	{
+		appendStringInfoString(body, ",\"pit\":{\"id\":");
+		escape_json(body, scan->context_id);
+		appendStringInfoString(body, ",\"keep_alive\":\"" ELASTIC_KEEP_ALIVE "\"}");
+		if (scan->search_after)
+			appendStringInfo(body, ",\"search_after\":%s", scan->search_after);
+		appendStringInfoChar(body, '}');
+		return "/_search";
+	}
+	appendStringInfoChar(body, '}');
+	if (scan->paging == PAGING_SCROLL)
+		return ElasticIndexPath(scan->tbl->index, "/_search?scroll=" ELASTIC_KEEP_ALIVE);
+	return ElasticIndexPath(scan->tbl->index, "/_search");
+}
+
+/* ERROR unless the response covers every shard within the time limit. */
+static void
+check_complete(ElasticScan *scan, Datum doc)
+{
+	char	   *timed_out = PgpolyJsonbFieldText(doc, "timed_out", false);
+	char	   *failed = PgpolyJsonbFieldText(doc, "_shards.failed", false);
+
+	if (timed_out && strcmp(timed_out, "true") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("Elasticsearch search on index \"%s\" timed out on server \"%s\"; the results would be partial",
+						scan->tbl->index, scan->conn->servername)));
+	if (failed && strcmp(failed, "0") != 0)
+	{
+		char	   *failures = PgpolyJsonbFieldText(doc, "_shards.failures", false);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("Elasticsearch search on index \"%s\" failed on %s shard(s) of server \"%s\"; the results would be partial",
+						scan->tbl->index, failed, scan->conn->servername),
+				 failures ? errdetail("Shard failures: %.300s", failures) : 0));
+	}
+}
+
+/* The hits array of a response, or ERROR. */
+static JsonbContainer *
+response_hits(ElasticScan *scan, Datum doc, const char *body)
+{
+	Jsonb	   *jb = DatumGetJsonbP(doc);
+	JsonbValue *hits = NULL;
+	JsonbValue *arr = NULL;
+
+	if (JsonContainerIsObject(&jb->root))
+		hits = getKeyJsonValueFromContainer(&jb->root, "hits", 4, NULL);
+	if (hits && hits->type == jbvBinary && JsonContainerIsObject(hits->val.binary.data))
+		arr = getKeyJsonValueFromContainer(hits->val.binary.data, "hits", 4, NULL);
+	if (arr == NULL || arr->type != jbvBinary || !JsonContainerIsArray(arr->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("Elasticsearch server \"%s\" sent a search response without hits.hits",
+						scan->conn->servername),
+				 errdetail("The response begins: %.120s", body)));
+	return arr->val.binary.data;
+}
+
+/* Keep the continuation (pit_id, _scroll_id) a response carries. */
+static void
+keep_continuation(ElasticScan *scan, Datum doc)
+{
+	const char *key = scan->paging == PAGING_PIT ? "pit_id" :
+		scan->paging == PAGING_SCROLL ? "_scroll_id" : NULL;
+	char	   *id = key ? PgpolyJsonbFieldText(doc, key, false) : NULL;
+
+	if (id && (scan->context_id == NULL || strcmp(id, scan->context_id) != 0))
+		scan->context_id = MemoryContextStrdup(scan->cxt, id);
+}
+
+/* Send the request for the next page and parse it. */
+static void
+fetch_page(ElasticScan *scan)
+{
+	StringInfoData body;
+	PgpolyHttpResponse resp;
+	const char *path;
+	Datum		doc;
+	MemoryContext old;
+
+	MemoryContextReset(scan->page_cxt);
+	old = MemoryContextSwitchTo(scan->page_cxt);
+	initStringInfo(&body);
+	if (scan->paging == PAGING_SCROLL && scan->context_id)
+	{
+		path = "/_search/scroll";
+		appendStringInfoString(&body, "{\"scroll\":\"" ELASTIC_KEEP_ALIVE "\",\"scroll_id\":");
+		escape_json(&body, scan->context_id);
+		appendStringInfoChar(&body, '}');
+	}
+	else
+		path = page_request(scan, &body);
+	scan->requests++;
+	ElasticRequestOk(scan->conn, "POST", path, body.data, body.len,
+					 scan->tbl->index, &resp);
+	doc = ElasticParseJsonb(scan->conn, resp.body, resp.len, "search response");
+	check_complete(scan, doc);
+	keep_continuation(scan, doc);
+	scan->hits = response_hits(scan, doc, resp.body);
+	scan->nhits = JsonContainerSize(scan->hits);
+	scan->pos = 0;
+	scan->last_page = scan->paging == PAGING_SINGLE || scan->nhits < scan->page_size;
+	MemoryContextSwitchTo(old);
+}
+
+/* Close the scan's PIT or scroll context, if open. */
+static void
+close_context(ElasticScan *scan)
+{
+	char	   *id = scan->context_id;
+
+	if (id == NULL)
+		return;
+	scan->context_id = NULL;
+	scan->requests++;
+	ElasticCloseContext(scan->conn, scan->paging == PAGING_PIT, id);
+}
+
+/*
+ * Decide, after a full first plain page, to restart under a PIT or a
+ * scroll context (the first page's rows were not returned yet).
+ */
+static void
+switch_to_deep(ElasticScan *scan)
+{
+	ElasticHandle *h = ElasticConnHandle(scan->conn);
+
+	if (h->has_pit)
+	{
+		scan->paging = PAGING_PIT;
+		scan->context_id = open_pit(scan);
+	}
+	else
+		scan->paging = PAGING_SCROLL;
+	fetch_page(scan);
+}
+
+/* Remember the sort values of the hit just consumed (PIT paging). */
+static void
+remember_sort(ElasticScan *scan, JsonbContainer *hit)
+{
+	JsonbValue *sort = getKeyJsonValueFromContainer(hit, "sort", 4, NULL);
+
+	if (sort == NULL || sort->type != jbvBinary)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("Elasticsearch server \"%s\" sent a hit without sort values",
+						scan->conn->servername)));
+	scan->search_after = JsonbToCString(NULL, sort->val.binary.data, sort->val.binary.len);
+}
+
+/* Make sure a hit is available; false when the remote result is exhausted. */
+static bool
+next_hit(ElasticScan *scan)
+{
+	if (scan->remote_done)
+		return false;
+	if (scan->hits == NULL)
+	{
+		fetch_page(scan);
+		if (scan->paging == PAGING_FIRST && !scan->last_page)
+			switch_to_deep(scan);
+	}
+	while (scan->pos >= scan->nhits)
+	{
+		if (scan->last_page)
+		{
+			MemoryContext old = MemoryContextSwitchTo(scan->cxt);
+
+			close_context(scan);
+			MemoryContextSwitchTo(old);
+			scan->remote_done = true;
+			return false;
+		}
+		if (scan->paging == PAGING_PIT)
+		{
+			JsonbValue *hit = getIthJsonbValueFromContainer(scan->hits, scan->nhits - 1);
+			MemoryContext old = MemoryContextSwitchTo(scan->cxt);
+
+			remember_sort(scan, hit->val.binary.data);
+			MemoryContextSwitchTo(old);
+		}
+		fetch_page(scan);
+	}
+	return true;
+}
+
+/* Text of a string member of a JSON object container, or NULL. */
+static char *
+member_text(JsonbContainer *obj, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
+
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/* A jsonb datum of the _source container of a hit (or NULL). */
+static Datum
+hit_source(JsonbContainer *hit, bool *isnull)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(hit, "_source", 7, NULL);
+
+	*isnull = (v == NULL || v->type != jbvBinary);
+	return *isnull ? (Datum) 0 : JsonbPGetDatum(JsonbValueToJsonb(v));
+}
+
+/* Fill values/nulls from hit number scan->pos. */
+static void
+hit_row(ElasticScan *scan, JsonbContainer *hit, char *id, Datum *values,
+		bool *nulls)
+{
+	ElasticTable *tbl = scan->tbl;
+	bool		srcnull;
+	Datum		source = hit_source(hit, &srcnull);
+
+	if (srcnull)
+		source = PgpolyJsonbFromText("{}", 2);
+	ElasticRowFromSource(tbl, source, id, values, nulls);
+	if (tbl->score_att)
+	{
+		JsonbValue *s = getKeyJsonValueFromContainer(hit, "_score", 6, NULL);
+
+		nulls[tbl->score_att - 1] = !(scan->spec->need_score && s && s->type == jbvNumeric);
+		if (!nulls[tbl->score_att - 1])
+			values[tbl->score_att - 1] =
+				DirectFunctionCall1(numeric_float4, NumericGetDatum(s->val.numeric));
+	}
+	if (tbl->source_att && srcnull)
+		nulls[tbl->source_att - 1] = true;
+}
+
+/* The next remote row not replaced by a pending write; false at the end. */
+static bool
+next_remote(ElasticScan *scan, Datum *values, bool *nulls)
+{
+	while (next_hit(scan))
+	{
+		JsonbValue *hv = getIthJsonbValueFromContainer(scan->hits, scan->pos++);
+		JsonbContainer *hit = hv->val.binary.data;
+		char	   *id = member_text(hit, "_id");
+
+		if (id == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+					 errmsg("Elasticsearch server \"%s\" sent a hit without _id",
+							scan->conn->servername)));
+		if (scan->overlay && hash_search(scan->overlay, id, HASH_FIND, NULL))
+			continue;
+		hit_row(scan, hit, id, values, nulls);
+		scan->returned++;
+		return true;
+	}
+	return false;
+}
+
+/* The next row created by a pending write; false at the end. */
+static bool
+next_overlay(ElasticScan *scan, Datum *values, bool *nulls)
+{
+	if (!scan->overlay_phase)
+	{
+		scan->overlay_phase = true;
+		scan->overlay_next = list_head(scan->overlay_ids);
+	}
+	while (scan->overlay_next != NULL)
+	{
+		ListCell   *cur = scan->overlay_next;
+		OverlayEntry *e = hash_search(scan->overlay, lfirst(cur), HASH_FIND, NULL);
+		ElasticWrite *w = e->write;
+
+		scan->overlay_next = lnext(scan->overlay_ids, cur);
+		if (w->op == EWRITE_DELETE || w->row == NULL)
+			continue;
+		ElasticRowFromSource(scan->tbl, PgpolyJsonbFromText(w->row, strlen(w->row)),
+							 w->id, values, nulls);
+		if (scan->tbl->score_att)
+			nulls[scan->tbl->score_att - 1] = true;
+		return true;
+	}
+	return false;
+}
+
+/* Whether the scan's query has a full-text condition. */
+static bool
+has_fulltext(ElasticScan *scan)
+{
+	ListCell   *lc;
+
+	foreach(lc, scan->spec->conds)
+		if (((ElasticCond *) lfirst(lc))->kind == ECOND_QUERY)
+			return true;
+	return false;
+}
+
+/*
+ * The next row into values/nulls (valid until the next call); false at the
+ * end.  *from_overlay: the row comes from a pending write and the caller
+ * must check the pushed quals on it.
+ */
+bool
+ElasticScanNext(ElasticScan *scan, Datum *values, bool *nulls, bool *from_overlay)
+{
+	MemoryContext old;
+	bool		found;
+
+	MemoryContextReset(scan->row_cxt);
+	old = MemoryContextSwitchTo(scan->row_cxt);
+	*from_overlay = false;
+	found = next_remote(scan, values, nulls);
+	if (!found && scan->overlay && !has_fulltext(scan))
+		found = *from_overlay = next_overlay(scan, values, nulls);
+	MemoryContextSwitchTo(old);
+	return found;
+}
+
+/*
+ * End the scan: close its context on the server, free its memory.  While
+ * the transaction is aborting (a portal dropped by ROLLBACK) no request is
+ * sent: releasing the memory queues the close instead.
+ */
+void
+ElasticScanEnd(ElasticScan *scan)
+{
+	if (!IsTransactionState())
+	{
+		MemoryContextDelete(scan->cxt);
+		return;
+	}
+	PG_TRY();
+	{
+		close_context(scan);
+	}
+	PG_CATCH();
+	{
+		MemoryContextDelete(scan->cxt);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	MemoryContextDelete(scan->cxt);
+}
+
+/* Requests the scan has sent (for EXPLAIN ANALYZE). */
+int
+ElasticScanRequests(ElasticScan *scan)
+{
+	return scan->requests;
+}
+
+/* How the scan paged (for EXPLAIN ANALYZE). */
+const char *
+ElasticScanPaging(ElasticScan *scan)
+{
+	switch (scan->paging)
+	{
+		case PAGING_FIRST:
+			return "one page";
+		case PAGING_SINGLE:
+			return "one request (size)";
+		case PAGING_PIT:
+			return "point in time + search_after";
+		case PAGING_SCROLL:
+			return "scroll";
+	}
+	return "?";
+}
+
+/* ----------------------------------------------------------------
+ *		Type mapping
+ * ----------------------------------------------------------------
+ */
+
+/* Whether s is an integer literal (epoch milliseconds for a date field). */
+static bool
+is_integer_text(const char *s)
+{
+	if (*s == '-')
+		s++;
+	if (*s == '\0')
+		return false;
+	for (; *s; s++)
+		if (!isdigit((unsigned char) *s))
+			return false;
+	return true;
+}
+
+/* A date/time column's datum from epoch milliseconds. */
+static Datum
+datetime_from_millis(ElasticColumn *col, const char *text)
+{
+	int64		ms = strtoll(text, NULL, 10);
+	Timestamp	ts = ms * 1000 -
+		((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
+
+	if (col->typid == DATEOID)
+		return DirectFunctionCall1(timestamp_date, TimestampGetDatum(ts));
+	return TimestampGetDatum(ts);
+}
+
+/* One column's datum from its text form (ERRORs raised by input functions). */
+static Datum
+column_datum(ElasticColumn *col, char *text)
+{
+	if (col->is_datetime && !col->is_array && is_integer_text(text))
+		return datetime_from_millis(col, text);
+	return InputFunctionCall(&col->infn, text, col->ioparam, col->typmod);
+}
+
+/*
+ * Fill values/nulls of the table's columns from a document's _source
+ * (jsonb datum) and id.  A value that does not fit its column is an ERROR
+ * naming the document, the field and the column.
+ */
+void
+ElasticRowFromSource(ElasticTable *tbl, Datum source, const char *id,
+					 Datum *values, bool *nulls)
+{
+	volatile int att = 0;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		for (att = 0; att < tbl->natts; att++)
+		{
+			ElasticColumn *col = &tbl->cols[att];
+			char	   *text;
+
+			nulls[att] = true;
+			if (col->role == ECOL_ID)
+			{
+				values[att] = CStringGetTextDatum(id);
+				nulls[att] = false;
+			}
+			else if (col->role == ECOL_SOURCE)
+			{
+				values[att] = source;
+				nulls[att] = false;
+			}
+			else if (col->role == ECOL_FIELD &&
+					 (text = PgpolyJsonbFieldText(source, col->field, col->is_array)) != NULL)
+			{
+				values[att] = column_datum(col, text);
+				nulls[att] = false;
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		ElasticColumn *col = &tbl->cols[att];
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			att >= tbl->natts || col->role != ECOL_FIELD)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(edata->sqlerrcode),
+				 errmsg("field \"%s\" of document \"%s\" in index \"%s\" does not fit column \"%s\" (%s)",
+						col->field, id, tbl->index, col->name,
+						format_type_with_typemod(col->typid, col->typmod)),
+				 errdetail("%s", edata->message),
+				 errcontext("foreign table \"%s\"", tbl->relname)));
+	}
+	PG_END_TRY();
+}
+
+/* ----------------------------------------------------------------
+ *		count(*)
+ * ----------------------------------------------------------------
+ */
+
+/* count(*) of the documents matching conds, through _count. */
+int64
+ElasticCount(ElasticTable *tbl, PgpolyConnection *conn, List *conds,
+			 ElasticParamValue *params)
+{
+	StringInfoData body;
+	PgpolyHttpResponse resp;
+	char	   *path = ElasticIndexPath(tbl->index, "/_count");
+	char	   *count;
+
+	if (PgpolyPendingWrites(conn, tbl->relid) != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("foreign table \"%s\" has uncommitted writes that a plan made before them cannot see",
+						tbl->relname),
+				 errhint("Run the query again (it is planned anew), or COMMIT first.")));
+	initStringInfo(&body);
+	appendStringInfoString(&body, "{\"query\":");
+	ElasticAppendQuery(&body, conds, params, false);
+	appendStringInfoChar(&body, '}');
+	ElasticRequestOk(conn, "POST", path, body.data, body.len, tbl->index, &resp);
+	count = PgpolyJsonbFieldText(ElasticParseJsonb(conn, resp.body, resp.len, "count response"),
+								 "count", false);
+	if (count == NULL || !is_integer_text(count))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("Elasticsearch server \"%s\" sent a count response without a count",
+						conn->servername),
+				 errdetail("The response begins: %.120s", resp.body)));
+	return strtoll(count, NULL, 10);
+}

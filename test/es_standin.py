@@ -1,0 +1,1278 @@
+#!/usr/bin/env python3
+"""An in-memory stand-in for the Elasticsearch REST API (test equipment).
+
+Elasticsearch cannot be installed on the test machines, so pgpoly's
+pgpoly_elastic tests run against this small server.  It answers exactly the
+endpoints pgpoly uses, with the response shapes, status codes and error
+bodies the Elasticsearch reference documents, and rejects what Elasticsearch
+rejects (a bulk body without its trailing newline, from + size over
+index.max_result_window, sorting on a text field ...).  It is not a search
+engine: scoring is a plain term-frequency sum, analysis is lower-casing and
+splitting on non-alphanumerics, there is one shard.
+
+The same SQL tests run unchanged against a real cluster (PGPOLY_ES_URL), so
+nothing here may be relied on that Elasticsearch would not do.
+
+Endpoints (reference pages under
+https://www.elastic.co/guide/en/elasticsearch/reference/current/):
+  GET  /                          rest-api-root.html ("You Know, for Search")
+  PUT  /<index>                   indices-create-index.html
+  DELETE /<index>                 indices-delete-index.html
+  GET  /<index>/_mapping          indices-get-mapping.html
+  POST /<index>/_refresh          indices-refresh.html
+  GET|POST /<index>/_search       search-search.html (query, sort, size, from,
+                                  search_after, pit, _source, track_total_hits,
+                                  track_scores); paginate-search-results.html
+  POST /<index>/_pit              point-in-time-api.html (open)
+  DELETE /_pit                    point-in-time-api.html (close)
+  POST /_search/scroll            scroll-api.html
+  DELETE /_search/scroll          clear-scroll-api.html
+  GET|POST /<index>/_count        search-count.html
+  POST /_bulk, /<index>/_bulk     docs-bulk.html
+Error bodies follow common-options.html / the REST error format:
+  {"error": {"root_cause": [...], "type": ..., "reason": ...}, "status": N}
+
+Test control (not Elasticsearch):
+  POST   /_standin/faults  {"faults": [{"status": 429, "count": 2,
+                           "path": "_search", "delay_ms": 0,
+                           "truncate": false, "garbage": false}]}
+         the next `count` requests whose path contains `path` (or equals
+         `exact`; any when both are absent) are delayed, answered with `status` (ES error body),
+         a truncated body, or non-JSON garbage.
+  DELETE /_standin/faults  clears them.
+  GET    /_standin/stats   request counters, open PITs and scrolls, and the
+                           last requests (method, path, content type).
+
+Usage: es_standin.py --port N [--distribution opensearch --version 2.11.0]
+                     [--auth user:password] [--api-key KEY]
+"""
+
+import argparse
+import base64
+import bisect
+import datetime
+import itertools
+import json
+import re
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+MAX_RESULT_WINDOW = 10000
+LOCK = threading.RLock()
+
+
+class EsError(Exception):
+    """An Elasticsearch error response."""
+
+    def __init__(self, status, etype, reason, **extra):
+        super().__init__(reason)
+        self.status = status
+        self.etype = etype
+        self.reason = reason
+        self.extra = extra
+
+    def body(self):
+        cause = {"type": self.etype, "reason": self.reason}
+        cause.update(self.extra)
+        err = {"root_cause": [cause]}
+        err.update(cause)
+        return {"error": err, "status": self.status}
+
+
+def index_not_found(name):
+    return EsError(404, "index_not_found_exception",
+                   "no such index [%s]" % name, index=name,
+                   **{"resource.type": "index_or_alias", "resource.id": name})
+
+
+def bad_request(reason, etype="illegal_argument_exception"):
+    return EsError(400, etype, reason)
+
+
+# ---------------------------------------------------------------- values
+
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?"
+                     r"(Z|[+-]\d{2}:?\d{2})?)?$")
+TOKEN_RE = re.compile(r"\w+", re.UNICODE)
+
+
+def tokens(text):
+    """Standard-analyzer approximation: lower-case word tokens."""
+    return [t.lower() for t in TOKEN_RE.findall(str(text))]
+
+
+def parse_date(v):
+    """Epoch millis of an ISO date/time string or a number; None if bad."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return int(v)
+    s = str(v).strip()
+    if re.fullmatch(r"-?\d+", s):
+        return int(s)
+    if not DATE_RE.match(s):
+        return None
+    s = s.replace(" ", "T", 1)
+    if s.endswith("Z"):
+        s = s[:-1] + "+00:00"
+    m = re.search(r"([+-]\d{2})(\d{2})$", s)
+    if m and ":" not in s[-6:]:
+        s = s[:m.start()] + m.group(1) + ":" + m.group(2)
+    frac = re.search(r"\.(\d+)", s)
+    if frac and len(frac.group(1)) > 6:
+        s = s[:frac.start()] + "." + frac.group(1)[:6] + s[frac.end():]
+    try:
+        d = datetime.datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=datetime.timezone.utc)
+    return int(d.timestamp() * 1000)
+
+
+def get_values(source, path):
+    """Values of a (dotted) field in a document, arrays flattened."""
+    out = []
+
+    def walk(node, parts):
+        if isinstance(node, list):
+            for n in node:
+                walk(n, parts)
+            return
+        if not parts:
+            if node is not None:
+                out.append(node)
+            return
+        if not isinstance(node, dict):
+            return
+        for i in range(len(parts), 0, -1):
+            key = ".".join(parts[:i])
+            if key in node:
+                walk(node[key], parts[i:])
+    walk(source, path.split("."))
+    return out
+
+
+# ---------------------------------------------------------------- mappings
+
+def dynamic_type(value):
+    """Field mapping ES's dynamic mapping gives a JSON value."""
+    if isinstance(value, bool):
+        return {"type": "boolean"}
+    if isinstance(value, int):
+        return {"type": "long"}
+    if isinstance(value, float):
+        return {"type": "float"}
+    if isinstance(value, str):
+        if DATE_RE.match(value) and "T" in value or re.fullmatch(
+                r"\d{4}-\d{2}-\d{2}", value):
+            return {"type": "date"}
+        return {"type": "text", "fields": {"keyword": {
+            "type": "keyword", "ignore_above": 256}}}
+    return None
+
+
+class Index:
+    """One index: its mapping and documents (insertion-ordered)."""
+
+    def __init__(self, name, mappings=None):
+        self.name = name
+        self.properties = dict((mappings or {}).get("properties", {}))
+        self.docs = {}
+        self.seq = itertools.count()
+        self.ord = {}           # id -> insertion ordinal (_shard_doc)
+
+    def field_mapping(self, path):
+        """The mapping of a dotted field path, or None."""
+        props = self.properties
+        parts = path.split(".")
+        m = None
+        for i, p in enumerate(parts):
+            m = props.get(p)
+            if m is None:
+                # a multi-field: text.keyword
+                if i > 0 and prev is not None and p in prev.get("fields", {}):
+                    return prev["fields"][p]
+                return None
+            prev = m
+            props = m.get("properties", {})
+        return m
+
+    def learn(self, source, props=None, prefix=""):
+        """Dynamic mapping of new fields; raise on values that do not fit."""
+        props = self.properties if props is None else props
+        for key, value in source.items():
+            vals = value if isinstance(value, list) else [value]
+            for v in vals:
+                if v is None:
+                    continue
+                m = props.get(key)
+                if isinstance(v, dict):
+                    if m is None:
+                        m = props[key] = {"properties": {}}
+                    if m.get("type") not in (None, "object", "nested"):
+                        raise mapper_error(prefix + key, m["type"], v)
+                    self.learn(v, m.setdefault("properties", {}),
+                               prefix + key + ".")
+                    continue
+                if m is None:
+                    t = dynamic_type(v)
+                    if t is not None:
+                        props[key] = t
+                    continue
+                check_value(prefix + key, m, v)
+
+
+def mapper_error(field, ftype, value):
+    return EsError(400, "mapper_parsing_exception",
+                   "failed to parse field [%s] of type [%s]. Preview of "
+                   "field's value: '%s'" % (field, ftype, value))
+
+
+def check_value(field, m, v):
+    """Raise mapper_parsing_exception when v does not fit mapping m."""
+    t = m.get("type", "object")
+    if t in ("long", "integer", "short", "byte"):
+        try:
+            if isinstance(v, bool) or isinstance(v, (dict, list)):
+                raise ValueError
+            int(float(v))
+        except (ValueError, TypeError):
+            raise mapper_error(field, t, v)
+    elif t in ("float", "double", "half_float", "scaled_float"):
+        try:
+            if isinstance(v, bool):
+                raise ValueError
+            float(v)
+        except (ValueError, TypeError):
+            raise mapper_error(field, t, v)
+    elif t == "boolean":
+        if not (isinstance(v, bool) or v in ("true", "false", "")):
+            raise mapper_error(field, t, v)
+    elif t == "date":
+        if parse_date(v) is None:
+            raise mapper_error(field, t, v)
+    elif t in ("object", "nested") and not isinstance(v, dict):
+        raise EsError(400, "mapper_parsing_exception",
+                      "object mapping for [%s] tried to parse field [%s] as "
+                      "object, but found a concrete value" % (field, field))
+
+
+# ---------------------------------------------------------------- queries
+
+class Ctx:
+    """Evaluation of one query over documents of some indices."""
+
+    def __init__(self, indices):
+        self.indices = indices
+
+    def mapping(self, idx, field):
+        return idx.field_mapping(field)
+
+    def field_values(self, idx, src, field):
+        """(kind, values) of a field: kind text|keyword|number|date|bool."""
+        if field == "_id":
+            return "keyword", None
+        m = idx.field_mapping(field)
+        base = field
+        if m is not None and field.endswith(".keyword") and \
+                field not in ("keyword",):
+            parent = idx.field_mapping(field.rsplit(".", 1)[0])
+            if parent is not None and "keyword" in parent.get("fields", {}):
+                base = field.rsplit(".", 1)[0]
+        vals = get_values(src, base)
+        t = (m or {}).get("type", "keyword")
+        if t == "text":
+            return "text", vals
+        if t in ("long", "integer", "short", "byte", "float", "double",
+                 "half_float", "scaled_float"):
+            return "number", [float(v) for v in vals]
+        if t == "date":
+            return "date", [parse_date(v) for v in vals]
+        if t == "boolean":
+            return "bool", [v is True or v == "true" for v in vals]
+        if m is not None and "properties" in m:
+            return "object", vals
+        return "keyword", [v if isinstance(v, str) else json.dumps(v)
+                           if isinstance(v, (dict, list)) else
+                           ("true" if v is True else "false" if v is False
+                            else str(v)) for v in vals]
+
+
+def coerce(kind, value):
+    """A query value in the comparison domain of a field kind."""
+    if kind == "number":
+        return float(value)
+    if kind == "date":
+        d = parse_date(value)
+        if d is None:
+            raise bad_request("failed to parse date field [%s]" % value,
+                              "parse_exception")
+        return d
+    if kind == "bool":
+        return value is True or value == "true"
+    if kind == "text":
+        return str(value).lower()
+    return value if isinstance(value, str) else (
+        "true" if value is True else "false" if value is False
+        else str(value) if not isinstance(value, float) or value != int(value)
+        else str(int(value)))
+
+
+def evaluate(ctx, q, idx, doc_id, src):
+    """(matches, score) of query q for one document."""
+    if not isinstance(q, dict) or len(q) != 1:
+        raise bad_request("[_na] query malformed, must start with start_object",
+                          "parsing_exception")
+    (kind, body), = q.items()
+    if kind == "match_all":
+        return True, float(body.get("boost", 1.0)) if isinstance(body, dict) \
+            else 1.0
+    if kind == "match_none":
+        return False, 0.0
+    if kind == "bool":
+        return eval_bool(ctx, body, idx, doc_id, src)
+    if kind in ("term", "terms"):
+        (field, val), = [(k, v) for k, v in body.items() if k != "boost"]
+        if kind == "term" and isinstance(val, dict):
+            val = val.get("value")
+        wanted = val if kind == "terms" else [val]
+        if field == "_id":
+            return str(doc_id) in [str(w) for w in wanted], 1.0
+        fkind, vals = ctx.field_values(idx, src, field)
+        if fkind == "text":
+            toks = set(itertools.chain.from_iterable(tokens(v) for v in vals))
+            return any(str(w) in toks for w in wanted), 1.0
+        ws = [coerce(fkind, w) for w in wanted]
+        return any(v in ws for v in vals), 1.0
+    if kind == "ids":
+        return str(doc_id) in [str(v) for v in body.get("values", [])], 1.0
+    if kind == "exists":
+        fkind, vals = ctx.field_values(idx, src, body["field"])
+        return bool(vals) if body["field"] != "_id" else True, 1.0
+    if kind == "range":
+        (field, ops), = body.items()
+        fkind, vals = ctx.field_values(idx, src, field)
+        if fkind == "text":
+            vals = list(itertools.chain.from_iterable(tokens(v) for v in vals))
+        for v in vals:
+            ok = True
+            for op, bound in ops.items():
+                if op in ("format", "boost", "time_zone", "relation"):
+                    continue
+                b = coerce(fkind, bound)
+                if op == "gt":
+                    ok = ok and v > b
+                elif op == "gte":
+                    ok = ok and v >= b
+                elif op == "lt":
+                    ok = ok and v < b
+                elif op == "lte":
+                    ok = ok and v <= b
+                else:
+                    raise bad_request("[range] query does not support [%s]"
+                                      % op, "parsing_exception")
+            if ok:
+                return True, 1.0
+        return False, 0.0
+    if kind in ("query_string", "simple_query_string"):
+        return eval_query_string(ctx, body, idx, src)
+    if kind == "match":
+        (field, val), = body.items()
+        if isinstance(val, dict):
+            val = val.get("query")
+        return eval_query_string(ctx, {"query": str(val),
+                                       "default_field": field}, idx, src)
+    raise bad_request("unknown query [%s]" % kind, "parsing_exception")
+
+
+def eval_bool(ctx, body, idx, doc_id, src):
+    score = 0.0
+    for clause in as_list(body.get("must")):
+        ok, s = evaluate(ctx, clause, idx, doc_id, src)
+        if not ok:
+            return False, 0.0
+        score += s
+    for clause in as_list(body.get("filter")):
+        if not evaluate(ctx, clause, idx, doc_id, src)[0]:
+            return False, 0.0
+    for clause in as_list(body.get("must_not")):
+        if evaluate(ctx, clause, idx, doc_id, src)[0]:
+            return False, 0.0
+    should = as_list(body.get("should"))
+    if should:
+        need = body.get("minimum_should_match")
+        if need is None:
+            need = 0 if body.get("must") or body.get("filter") else 1
+        hit = 0
+        for clause in should:
+            ok, s = evaluate(ctx, clause, idx, doc_id, src)
+            if ok:
+                hit += 1
+                score += s
+        if hit < int(need):
+            return False, 0.0
+    return True, score
+
+
+def as_list(x):
+    if x is None:
+        return []
+    return x if isinstance(x, list) else [x]
+
+
+QS_RE = re.compile(r'\s*([+-]?)(?:(\w[\w.]*):)?("([^"]*)"|[^\s()"]+)')
+
+
+def eval_query_string(ctx, body, idx, src):
+    """query_string subset: terms, "phrases", field:term, AND/OR/NOT, +/-."""
+    text = body.get("query", "")
+    default_field = body.get("default_field")
+    if "default_operator" in body:
+        and_default = str(body["default_operator"]).upper() == "AND"
+    else:
+        and_default = False
+    clauses = []           # (required, prohibited, matched, score)
+    pending_op = None
+    negate_next = False
+    pos = 0
+    while pos < len(text):
+        m = QS_RE.match(text, pos)
+        if not m:
+            break
+        pos = m.end()
+        sign, field, whole, phrase = m.group(1), m.group(2), m.group(3), \
+            m.group(4)
+        if not sign and not field and whole in ("AND", "OR", "NOT", "&&",
+                                                "||", "!"):
+            if whole in ("NOT", "!"):
+                negate_next = True
+            else:
+                pending_op = "AND" if whole in ("AND", "&&") else "OR"
+            continue
+        words = tokens(phrase if phrase is not None else whole)
+        matched, score = match_words(ctx, idx, src, field or default_field,
+                                     words, phrase is not None)
+        req = sign == "+" or and_default
+        proh = sign == "-" or negate_next
+        if pending_op == "AND" and clauses:
+            prev = clauses[-1]
+            clauses[-1] = (True, prev[1], prev[2], prev[3])
+            req = True
+        clauses.append((req and not proh, proh, matched, score))
+        pending_op = None
+        negate_next = False
+    if not clauses:
+        return False, 0.0
+    score = 0.0
+    any_optional = False
+    optional_hit = False
+    for req, proh, matched, s in clauses:
+        if proh:
+            if matched:
+                return False, 0.0
+            continue
+        if req and not matched:
+            return False, 0.0
+        if not req:
+            any_optional = True
+            optional_hit = optional_hit or matched
+        if matched:
+            score += s
+    if any_optional and not optional_hit and not any(
+            c[0] for c in clauses):
+        return False, 0.0
+    if all(c[1] for c in clauses):
+        return True, 1.0
+    return True, score
+
+
+def match_words(ctx, idx, src, field, words, phrase):
+    """Whether words (a phrase when phrase) occur in field or any field."""
+    if not words:
+        return False, 0.0
+    fields = [field] if field and field != "*" else \
+        searchable_fields(idx.properties)
+    score = 0.0
+    hit = False
+    for f in fields:
+        kind, vals = ctx.field_values(idx, src, f)
+        for v in vals:
+            if kind == "keyword":
+                if not phrase and len(words) == 1 and str(v).lower() == \
+                        words[0]:
+                    hit = True
+                    score += 1.0
+                continue
+            if kind != "text":
+                continue
+            toks = tokens(v)
+            if phrase:
+                n = len(words)
+                c = sum(1 for i in range(len(toks) - n + 1)
+                        if toks[i:i + n] == words)
+            else:
+                c = sum(toks.count(w) for w in words)
+                if c and not all(w in toks for w in words) and len(words) > 1:
+                    c = sum(toks.count(w) for w in words)
+            if c:
+                hit = True
+                score += c / (1.0 + 0.1 * len(toks))
+    return hit, round(score, 6)
+
+
+def searchable_fields(props, prefix=""):
+    out = []
+    for k, m in props.items():
+        if "properties" in m:
+            out += searchable_fields(m["properties"], prefix + k + ".")
+        elif m.get("type") in ("text", "keyword"):
+            out.append(prefix + k)
+    return out
+
+
+# ---------------------------------------------------------------- sorting
+
+class Desc:
+    """Wraps a sort key so that it sorts in reverse."""
+    __slots__ = ("v",)
+
+    def __init__(self, v):
+        self.v = v
+
+    def __lt__(self, other):
+        return other.v < self.v
+
+    def __eq__(self, other):
+        return self.v == other.v
+
+
+def parse_sort(sort):
+    """[(field, desc, missing_first)] of a sort spec."""
+    out = []
+    for s in as_list(sort):
+        if isinstance(s, str):
+            field, order = s, ("desc" if s == "_score" else "asc")
+        else:
+            (field, spec), = s.items()
+            order = spec if isinstance(spec, str) else spec.get(
+                "order", "desc" if field == "_score" else "asc")
+        out.append((field, order == "desc"))
+    return out
+
+
+def sort_value(ctx, idx, field, hit):
+    """(key for ordering, value reported in hit.sort) of one sort field."""
+    if field == "_score":
+        return hit["_score"], hit["_score"]
+    if field in ("_doc", "_shard_doc"):
+        return hit["_ord"], hit["_ord"]
+    if field == "_id":
+        return hit["_id"], hit["_id"]
+    m = idx.field_mapping(field)
+    if m is not None and m.get("type") == "text":
+        raise EsError(400, "illegal_argument_exception",
+                      "Fielddata is disabled on [%s] in [%s]. Text fields are "
+                      "not optimised for operations that require per-document "
+                      "field data like aggregations and sorting, so these "
+                      "operations are disabled by default. Please use a "
+                      "keyword field instead." % (field, idx.name))
+    kind, vals = ctx.field_values(idx, hit["_source"], field)
+    if not vals:
+        return None, None
+    v = min(vals)
+    if kind == "number":
+        t = (m or {}).get("type", "float")
+        rep = int(v) if t in ("long", "integer", "short", "byte") else v
+        return v, rep
+    if kind == "bool":
+        return int(v), int(v)
+    return v, v
+
+
+def order_key(specs, keys):
+    """Comparable tuple for sort keys; missing values sort last."""
+    out = []
+    for (field, desc), k in zip(specs, keys):
+        missing = k is None
+        out.append((1 if missing else 0,
+                    0 if missing else (Desc(k) if desc else k)))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- state
+
+class State:
+    def __init__(self, args):
+        self.args = args
+        self.indices = {}
+        self.pits = {}
+        self.scrolls = {}
+        self.faults = []
+        self.requests = 0
+        self.counts = {}
+        self.log = []
+
+    def resolve(self, expr, allow_missing=False):
+        """Indices named by a comma-separated list with wildcards."""
+        out = []
+        for part in expr.split(","):
+            part = part.strip()
+            if part in ("_all", "*"):
+                out += sorted(self.indices)
+                continue
+            if "*" in part:
+                rx = re.compile("^" + re.escape(part).replace(r"\*", ".*")
+                                + "$")
+                out += sorted(n for n in self.indices if rx.match(n))
+                continue
+            if part not in self.indices:
+                if allow_missing:
+                    continue
+                raise index_not_found(part)
+            out.append(part)
+        seen = set()
+        return [self.indices[n] for n in out if not (n in seen or seen.add(n))]
+
+
+STATE = None
+
+
+def info():
+    a = STATE.args
+    if a.distribution == "opensearch":
+        return {"name": "standin", "cluster_name": "pgpoly-standin",
+                "cluster_uuid": "standin-0000",
+                "version": {"distribution": "opensearch",
+                            "number": a.version, "build_type": "tar",
+                            "lucene_version": "9.7.0",
+                            "minimum_wire_compatibility_version": "7.10.0",
+                            "minimum_index_compatibility_version": "7.0.0"},
+                "tagline": "The OpenSearch Project: https://opensearch.org/"}
+    return {"name": "standin", "cluster_name": "pgpoly-standin",
+            "cluster_uuid": "standin-0000",
+            "version": {"number": a.version, "build_flavor": "default",
+                        "build_type": "tar", "lucene_version": "9.8.0",
+                        "minimum_wire_compatibility_version": "7.17.0",
+                        "minimum_index_compatibility_version": "7.0.0"},
+            "tagline": "You Know, for Search"}
+
+
+def shards():
+    return {"total": 1, "successful": 1, "skipped": 0, "failed": 0}
+
+
+def create_index(name, body):
+    if name in STATE.indices:
+        raise EsError(400, "resource_already_exists_exception",
+                      "index [%s/standin] already exists" % name,
+                      index=name)
+    if name != name.lower() or name.startswith(("_", "-", "+")):
+        raise EsError(400, "invalid_index_name_exception",
+                      "Invalid index name [%s], must be lowercase" % name,
+                      index=name)
+    STATE.indices[name] = Index(name, (body or {}).get("mappings"))
+    return 200, {"acknowledged": True, "shards_acknowledged": True,
+                 "index": name}
+
+
+def delete_index(expr):
+    for idx in STATE.resolve(expr):
+        del STATE.indices[idx.name]
+    return 200, {"acknowledged": True}
+
+
+def get_mapping(expr):
+    out = {}
+    for idx in STATE.resolve(expr, allow_missing="*" in expr):
+        out[idx.name] = {"mappings": {"properties": idx.properties}
+                         if idx.properties else {}}
+    return 200, out
+
+
+def filter_source(src, spec):
+    """_source filtering: False, True, [paths], {"includes": [...]}."""
+    if spec is None or spec is True:
+        return src
+    if spec is False:
+        return None
+    if isinstance(spec, str):
+        spec = [spec]
+    includes = spec if isinstance(spec, list) else spec.get("includes", [])
+    if not includes:
+        return src
+    out = {}
+    for path in includes:
+        copy_path(src, out, path)
+    return out
+
+
+def copy_path(src, dst, path):
+    if path in src:
+        dst[path] = src[path]
+        return
+    if path.endswith("*"):
+        for k in src:
+            if k.startswith(path[:-1]):
+                dst[k] = src[k]
+        return
+    for k, v in src.items():
+        if path.startswith(k + ".") and isinstance(v, dict):
+            sub = dst.setdefault(k, {})
+            if isinstance(sub, dict):
+                copy_path(v, sub, path[len(k) + 1:])
+            if not sub:
+                del dst[k]
+
+
+def matching_hits(indices, docs, query, need_score):
+    """Hits (dicts) of the documents matching query."""
+    ctx = Ctx(indices)
+    hits = []
+    for idx, doc_id, src, ordv in docs:
+        if query is None:
+            ok, score = True, 1.0
+        else:
+            ok, score = evaluate(ctx, query, idx, doc_id, src)
+        if ok:
+            hits.append({"_index": idx.name, "_id": doc_id,
+                         "_score": score, "_source": src, "_ord": ordv,
+                         "_idx": idx})
+    return hits
+
+
+def live_docs(indices):
+    out = []
+    for idx in indices:
+        for doc_id, src in idx.docs.items():
+            out.append((idx, doc_id, src, idx.ord[doc_id]))
+    return out
+
+
+def search(index_expr, body, params):
+    body = body or {}
+    for k in body:
+        if k not in ("query", "sort", "size", "from", "search_after", "pit",
+                     "_source", "track_total_hits", "track_scores",
+                     "timeout", "seq_no_primary_term", "version"):
+            raise bad_request("Unknown key for a START_OBJECT in [%s]." % k,
+                              "parsing_exception")
+    size = int(params.get("size", body.get("size", 10)))
+    frm = int(params.get("from", body.get("from", 0)))
+    scroll = params.get("scroll")
+    pit = body.get("pit")
+    if pit is not None:
+        if index_expr is not None:
+            raise bad_request("[indices] cannot be used with point in time. "
+                              "Do not specify any index with point in time.",
+                              "action_request_validation_exception")
+        p = STATE.pits.get(pit.get("id"))
+        if p is None:
+            raise EsError(404, "search_context_missing_exception",
+                          "No search context found for id [%s]"
+                          % pit.get("id"))
+        p["expires"] = time.monotonic() + 300
+        docs, indices = p["docs"], p["indices"]
+    else:
+        indices = STATE.resolve(index_expr or "_all")
+        docs = live_docs(indices)
+    if scroll is None and frm + size > MAX_RESULT_WINDOW:
+        raise EsError(400, "search_phase_execution_exception",
+                      "all shards failed", phase="query", grouped=True,
+                      failed_shards=[{"shard": 0, "index": None,
+                                      "reason": {
+                                          "type": "illegal_argument_exception",
+                                          "reason": result_window(frm, size)}}])
+    if "search_after" in body and frm > 0:
+        raise bad_request("`from` parameter must be set to 0 when "
+                          "`search_after` is used.",
+                          "action_request_validation_exception")
+    specs = parse_sort(body.get("sort"))
+    if pit is not None and specs and specs[-1][0] not in ("_shard_doc",):
+        specs = specs + [("_shard_doc", False)]
+    want_score = not specs or any(f == "_score" for f, _ in specs) or \
+        body.get("track_scores")
+    hits = cached_hits(pit, indices, docs, body.get("query"), specs)
+    total = len(hits)
+    if "search_after" in body:
+        after = body["search_after"]
+        if len(after) != len(specs):
+            raise bad_request("search_after has %d value(s) but sort has "
+                              "%d." % (len(after), len(specs)))
+        key = order_key(specs, [None if v is None else
+                                (parse_date(v) if isinstance(v, str) and
+                                 False else v) for v in after])
+        keys = [h["_key"] for h in hits]
+        start = bisect.bisect_right(keys, key)
+        page = hits[start:start + size]
+    elif scroll is not None:
+        sid = base64.b64encode(uuid.uuid4().bytes).decode()
+        STATE.scrolls[sid] = {"hits": hits, "pos": size, "size": size,
+                              "expires": time.monotonic() + 300}
+        page = hits[:size]
+    else:
+        page = hits[frm:frm + size]
+    resp = {"took": 1, "timed_out": False, "_shards": shards(),
+            "hits": render_hits(page, total, body, specs, want_score)}
+    if pit is not None:
+        resp = dict({"pit_id": pit["id"]}, **resp)
+    if scroll is not None:
+        resp = dict({"_scroll_id": sid}, **resp)
+    return 200, resp
+
+
+def result_window(frm, size):
+    return ("Result window is too large, from + size must be less than or "
+            "equal to: [%d] but was [%d]. See the scroll api for a more "
+            "efficient way to request large data sets. This limit can be set "
+            "by changing the [index.max_result_window] index level setting."
+            % (MAX_RESULT_WINDOW, frm + size))
+
+
+def cached_hits(pit, indices, docs, query, specs):
+    """Sorted hits; a PIT caches them per (query, sort) for paging."""
+    ck = json.dumps([query, specs], sort_keys=True)
+    if pit is not None:
+        p = STATE.pits[pit["id"]]
+        if p.get("ck") == ck:
+            return p["hits"]
+    hits = matching_hits(indices, docs, query, True)
+    if specs:
+        ctx = Ctx(indices)
+        for h in hits:
+            vals = [sort_value(ctx, h["_idx"], f, h) for f, _ in specs]
+            h["_key"] = order_key(specs, [v[0] for v in vals])
+            h["_sort"] = [v[1] for v in vals]
+        hits.sort(key=lambda h: h["_key"])
+    else:
+        hits.sort(key=lambda h: (-h["_score"], h["_ord"]))
+    if pit is not None:
+        p["ck"], p["hits"] = ck, hits
+    return hits
+
+
+def render_hits(page, total, body, specs, want_score):
+    tth = body.get("track_total_hits", MAX_RESULT_WINDOW)
+    out = {}
+    if tth is not False:
+        limit = MAX_RESULT_WINDOW if tth is True is False else (
+            None if tth is True else int(tth))
+        if limit is not None and total > limit:
+            out["total"] = {"value": limit, "relation": "gte"}
+        else:
+            out["total"] = {"value": total, "relation": "eq"}
+    scores = [h["_score"] for h in page] if want_score else []
+    out["max_score"] = max(scores) if scores else None
+    hs = []
+    spec = body.get("_source")
+    for h in page:
+        d = {"_index": h["_index"], "_id": h["_id"],
+             "_score": h["_score"] if want_score else None}
+        src = filter_source(h["_source"], spec)
+        if src is not None:
+            d["_source"] = src
+        if specs:
+            d["sort"] = h["_sort"]
+        hs.append(d)
+    out["hits"] = hs
+    return out
+
+
+def scroll_next(body, params):
+    sid = (body or {}).get("scroll_id") or params.get("scroll_id")
+    s = STATE.scrolls.get(sid)
+    if s is None:
+        raise EsError(404, "search_context_missing_exception",
+                      "No search context found for id [%s]" % sid)
+    page = s["hits"][s["pos"]:s["pos"] + s["size"]]
+    s["pos"] += s["size"]
+    return 200, {"_scroll_id": sid, "took": 1, "timed_out": False,
+                 "_shards": shards(),
+                 "hits": render_hits(page, len(s["hits"]), {}, [], True)}
+
+
+def clear_scroll(body):
+    ids = as_list((body or {}).get("scroll_id"))
+    freed = 0
+    for sid in ids:
+        if STATE.scrolls.pop(sid, None) is not None:
+            freed += 1
+    return (200 if freed == len(ids) else 404), {"succeeded": True,
+                                                 "num_freed": freed}
+
+
+def open_pit(expr, params):
+    if STATE.args.distribution == "opensearch":
+        raise bad_request("no handler found for uri [/%s/_pit] and method "
+                          "[POST]" % expr)
+    if "keep_alive" not in params:
+        raise bad_request("[keep_alive] is required",
+                          "action_request_validation_exception")
+    indices = STATE.resolve(expr)
+    pid = base64.b64encode(uuid.uuid4().bytes * 2).decode()
+    docs = live_docs(indices)
+    STATE.pits[pid] = {"docs": docs, "indices": indices,
+                       "expires": time.monotonic() + 300}
+    return 200, {"id": pid}
+
+
+def close_pit(body):
+    pid = (body or {}).get("id")
+    if STATE.pits.pop(pid, None) is None:
+        return 404, {"succeeded": True, "num_freed": 0}
+    return 200, {"succeeded": True, "num_freed": 1}
+
+
+def count(expr, body):
+    indices = STATE.resolve(expr or "_all")
+    q = (body or {}).get("query")
+    n = len(matching_hits(indices, live_docs(indices), q, False))
+    return 200, {"count": n, "_shards": shards()}
+
+
+def bulk(default_index, raw, params):
+    if not raw.endswith(b"\n"):
+        raise bad_request("The bulk request must be terminated by a newline "
+                          "[\\n]")
+    lines = raw.decode("utf-8").split("\n")[:-1]
+    items = []
+    errors = False
+    i = 0
+    t0 = time.monotonic()
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        try:
+            action = json.loads(lines[i])
+            (op, meta), = action.items()
+        except (ValueError, AttributeError):
+            raise bad_request("Malformed action/metadata line [%d], expected "
+                              "START_OBJECT or END_OBJECT but found [%s]"
+                              % (i + 1, lines[i][:20]))
+        if op not in ("index", "create", "update", "delete"):
+            raise bad_request("Malformed action/metadata line [%d], expected "
+                              "field [create], [delete], [index] or [update] "
+                              "but found [%s]" % (i + 1, op))
+        i += 1
+        src = None
+        if op != "delete":
+            if i >= len(lines):
+                raise bad_request("The bulk request must be terminated by a "
+                                  "newline [\\n]")
+            src = json.loads(lines[i])
+            i += 1
+        iname = meta.get("_index", default_index)
+        if iname is None:
+            raise bad_request("Validation Failed: 1: index is missing;",
+                              "action_request_validation_exception")
+        item = bulk_item(op, iname, meta.get("_id"), src)
+        errors = errors or "error" in item
+        items.append({op: item})
+    return 200, {"took": int((time.monotonic() - t0) * 1000),
+                 "errors": errors, "items": items}
+
+
+def bulk_item(op, iname, doc_id, src):
+    """Apply one bulk action; the item of the response."""
+    idx = STATE.indices.get(iname)
+    if idx is None:
+        if op == "delete" or op == "update":
+            return item_error(iname, doc_id, index_not_found(iname))
+        idx = STATE.indices[iname] = Index(iname)
+    if doc_id is None:
+        if op in ("update", "delete"):
+            return item_error(iname, None, EsError(
+                400, "action_request_validation_exception",
+                "Validation Failed: 1: id is missing;"))
+        doc_id = base64.urlsafe_b64encode(uuid.uuid4().bytes[:15]).decode()
+    doc_id = str(doc_id)
+    exists = doc_id in idx.docs
+    try:
+        if op == "delete":
+            if not exists:
+                return {"_index": iname, "_id": doc_id, "_version": 1,
+                        "result": "not_found", "_shards": shards(),
+                        "status": 404}
+            del idx.docs[doc_id]
+            return ok_item(iname, doc_id, "deleted", 200)
+        if op == "create" and exists:
+            raise EsError(409, "version_conflict_engine_exception",
+                          "[%s]: version conflict, document already exists "
+                          "(current version [1])" % doc_id,
+                          index=iname, shard="0")
+        if op == "update":
+            if not exists:
+                raise EsError(404, "document_missing_exception",
+                              "[%s]: document missing" % doc_id,
+                              index=iname, shard="0")
+            new = merge(dict(idx.docs[doc_id]), src.get("doc", {}))
+        else:
+            new = src
+        if not isinstance(new, dict):
+            raise EsError(400, "mapper_parsing_exception",
+                          "failed to parse")
+        idx.learn(new)
+    except EsError as e:
+        return item_error(iname, doc_id, e)
+    idx.docs[doc_id] = new
+    if doc_id not in idx.ord:
+        idx.ord[doc_id] = next(idx.seq)
+    return ok_item(iname, doc_id, "updated" if exists else "created",
+                   200 if exists else 201)
+
+
+def merge(dst, src):
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            dst[k] = merge(dict(dst[k]), v)
+        else:
+            dst[k] = v
+    return dst
+
+
+def ok_item(iname, doc_id, result, status):
+    return {"_index": iname, "_id": doc_id, "_version": 1, "result": result,
+            "_shards": {"total": 1, "successful": 1, "failed": 0},
+            "_seq_no": 0, "_primary_term": 1, "status": status}
+
+
+def item_error(iname, doc_id, e):
+    err = {"type": e.etype, "reason": e.reason}
+    err.update(e.extra)
+    return {"_index": iname, "_id": doc_id, "status": e.status, "error": err}
+
+
+# ---------------------------------------------------------------- HTTP
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "es-standin"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def do_GET(self):
+        self.dispatch("GET")
+
+    def do_POST(self):
+        self.dispatch("POST")
+
+    def do_PUT(self):
+        self.dispatch("PUT")
+
+    def do_DELETE(self):
+        self.dispatch("DELETE")
+
+    def do_HEAD(self):
+        self.dispatch("HEAD")
+
+    def read_body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def send(self, status, obj, raw=None, truncate=False):
+        data = raw if raw is not None else json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        if STATE.args.distribution != "opensearch":
+            self.send_header("X-elastic-product", "Elasticsearch")
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        if truncate:
+            self.wfile.write(data[:max(1, len(data) // 2)])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(data)
+
+    def authorized(self):
+        a = STATE.args
+        if not a.auth and not a.api_key:
+            return True
+        h = self.headers.get("Authorization", "")
+        if a.auth and h == "Basic " + base64.b64encode(
+                a.auth.encode()).decode():
+            return True
+        if a.api_key and h == "ApiKey " + a.api_key:
+            return True
+        return False
+
+    def take_fault(self, path):
+        with LOCK:
+            for f in STATE.faults:
+                if f.get("path") and f["path"] not in path:
+                    continue
+                if f.get("exact") and f["exact"] != path:
+                    continue
+                f["count"] = f.get("count", 1) - 1
+                if f["count"] <= 0:
+                    STATE.faults.remove(f)
+                return f
+        return None
+
+    def dispatch(self, method):
+        url = urlsplit(self.path)
+        path = unquote(url.path)
+        params = {k: v[-1] for k, v in parse_qs(url.query,
+                                                keep_blank_values=True).items()}
+        raw = self.read_body()
+        try:
+            if path.startswith("/_standin/"):
+                return self.control(method, path, raw)
+            with LOCK:
+                STATE.requests += 1
+                STATE.log.append({"method": method, "path": self.path,
+                                  "content_type":
+                                  self.headers.get("Content-Type"),
+                                  "body": raw[:300].decode("utf-8",
+                                                           "replace")})
+                del STATE.log[:-50]
+            fault = self.take_fault(path)
+            if fault and fault.get("delay_ms"):
+                time.sleep(fault["delay_ms"] / 1000.0)
+            if fault and fault.get("status"):
+                e = EsError(fault["status"], "es_rejected_execution_exception"
+                            if fault["status"] == 429 else
+                            "standin_injected_exception",
+                            "injected fault (status %d)" % fault["status"])
+                return self.send(e.status, e.body())
+            if fault and fault.get("garbage"):
+                return self.send(200, None,
+                                 raw=b"<html><body>502 Bad Gateway</body>"
+                                     b"</html> not json at all")
+            if not self.authorized():
+                e = EsError(401, "security_exception",
+                            "missing authentication credentials for REST "
+                            "request [%s]" % path)
+                return self.send(401, e.body())
+            with LOCK:
+                status, obj = self.route(method, path, params, raw)
+            key = method + " " + re.sub(r"^/[^_/][^/]*", "/{index}", path)
+            with LOCK:
+                STATE.counts[key] = STATE.counts.get(key, 0) + 1
+            self.send(status, obj, truncate=bool(fault and
+                                                 fault.get("truncate")))
+        except EsError as e:
+            self.send(e.status, e.body())
+        except (ValueError, KeyError, TypeError) as e:
+            err = bad_request("failed to parse request: %s" % e,
+                              "x_content_parse_exception")
+            self.send(400, err.body())
+
+    def control(self, method, path, raw):
+        with LOCK:
+            if path == "/_standin/faults" and method == "POST":
+                STATE.faults.extend(json.loads(raw or b"{}").get("faults",
+                                                                  []))
+                return self.send(200, {"acknowledged": True})
+            if path == "/_standin/faults" and method == "DELETE":
+                STATE.faults.clear()
+                return self.send(200, {"acknowledged": True})
+            if path == "/_standin/stats":
+                return self.send(200, {
+                    "requests": STATE.requests, "counts": STATE.counts,
+                    "open_pits": len(STATE.pits),
+                    "open_scrolls": len(STATE.scrolls),
+                    "faults_left": len(STATE.faults),
+                    "last_requests": STATE.log[-20:]})
+        self.send(404, {"error": "unknown control endpoint"})
+
+    def route(self, method, path, params, raw):
+        body = None
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0]
+        parts = [p for p in path.split("/") if p]
+        if raw and not parts[-1:] == ["_bulk"]:
+            if ctype not in ("application/json", "application/x-ndjson",
+                             "application/vnd.elasticsearch+json"):
+                raise EsError(406, "media_type_header_exception",
+                              "Content-Type header [%s] is not supported"
+                              % ctype)
+            body = json.loads(raw)
+        if not parts:
+            if method in ("GET", "HEAD"):
+                return 200, info()
+        elif parts[-1] == "_bulk" and method in ("POST", "PUT"):
+            if ctype not in ("application/json", "application/x-ndjson"):
+                raise EsError(406, "media_type_header_exception",
+                              "Content-Type header [%s] is not supported"
+                              % ctype)
+            return bulk(parts[0] if len(parts) == 2 else None, raw, params)
+        elif parts == ["_search", "scroll"]:
+            if method in ("GET", "POST"):
+                return scroll_next(body, params)
+            if method == "DELETE":
+                return clear_scroll(body)
+        elif parts == ["_pit"] and method == "DELETE":
+            if STATE.args.distribution == "opensearch":
+                raise bad_request("no handler found for uri [/_pit]")
+            return close_pit(body)
+        elif parts[-1] == "_search" and method in ("GET", "POST") and \
+                len(parts) <= 2:
+            return search(parts[0] if len(parts) == 2 else None, body,
+                          params)
+        elif parts[-1] == "_count" and method in ("GET", "POST") and \
+                len(parts) <= 2:
+            return count(parts[0] if len(parts) == 2 else None, body)
+        elif len(parts) == 2 and parts[1] == "_pit" and method == "POST":
+            return open_pit(parts[0], params)
+        elif parts[-1] == "_refresh" and method in ("GET", "POST"):
+            if len(parts) == 2:
+                STATE.resolve(parts[0])
+            return 200, {"_shards": {"total": 1, "successful": 1,
+                                     "failed": 0}}
+        elif len(parts) == 2 and parts[1] == "_mapping" and method == "GET":
+            return get_mapping(parts[0])
+        elif parts == ["_mapping"] and method == "GET":
+            return get_mapping("_all")
+        elif len(parts) == 1 and not parts[0].startswith("_"):
+            if method == "PUT":
+                return create_index(parts[0], body)
+            if method == "DELETE":
+                return delete_index(parts[0])
+            if method in ("GET", "HEAD"):
+                return get_mapping(parts[0])
+        raise EsError(405 if parts else 400, "illegal_argument_exception",
+                      "Incorrect HTTP method for uri [%s] and method [%s]"
+                      % (path, method))
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+def main():
+    global STATE
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--distribution", default="elasticsearch",
+                    choices=("elasticsearch", "opensearch"))
+    ap.add_argument("--version", default=None)
+    ap.add_argument("--auth", default=None, help="user:password required")
+    ap.add_argument("--api-key", default=None, help="ApiKey required")
+    args = ap.parse_args()
+    if args.version is None:
+        args.version = "2.11.0" if args.distribution == "opensearch" \
+            else "8.11.0"
+    STATE = State(args)
+    srv = Server((args.host, args.port), Handler)
+    print("es_standin listening on %s:%d (%s %s)" % (
+        args.host, args.port, args.distribution, args.version), flush=True)
+    try:
+        srv.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
