@@ -2,8 +2,9 @@
 --
 -- Online features live in Redis, model metadata in native tables; one query
 -- joins them.  Then the model registry and lineage, the feature store
--- (online Redis + offline history, point-in-time training sets), and vector
--- search over model embeddings in Chroma joined to the registry.  Run by test/demo.sh against throwaway servers (REDIS_PORT is in the
+-- (online Redis + offline history, point-in-time training sets), vector
+-- search over model embeddings in Chroma, and full-text search over model
+-- cards in Elasticsearch, both joined to the registry.  Run by test/demo.sh against throwaway servers (REDIS_PORT is in the
 -- environment).
 \set ON_ERROR_STOP 1
 \set QUIET 1
@@ -68,6 +69,11 @@ SELECT server, store, target, requests, errors FROM pgpoly.connections();
 
 \echo
 \ir demo_vector.sql
+
+\echo
+\echo '== Search: model cards in Elasticsearch, joined to the registry'
+\set QUIET 1
+\ir demo_elastic.sql
 
 -- Clean up the Redis keys and objects this demo made.
 \set QUIET 1
