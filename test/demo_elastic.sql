@@ -14,10 +14,13 @@ SELECT CASE WHEN info->>'name' = 'standin' AND info->>'cluster_name' = 'pgpoly-s
        info#>>'{version,number}' AS version
   FROM pgpoly.elastic_request('demo_search', 'GET', '/') AS info;
 
-SELECT pgpoly.elastic_request('demo_search', 'DELETE', '/pgpoly_demo_cards') IS NOT NULL AS cleaned;
+-- A fresh index with an explicit mapping (set-up output hidden).
+\o /dev/null
+SELECT pgpoly.elastic_request('demo_search', 'DELETE', '/pgpoly_demo_cards');
 SELECT pgpoly.elastic_request('demo_search', 'PUT', '/pgpoly_demo_cards', '{"mappings": {"properties": {
     "model": {"type": "keyword"}, "title": {"type": "text"},
-    "body": {"type": "text"}, "task": {"type": "keyword"}}}}') ->> 'acknowledged' AS index_created;
+    "body": {"type": "text"}, "task": {"type": "keyword"}}}}');
+\o
 
 CREATE FOREIGN TABLE demo_cards (
     _id text, model text, title text, body text, task text, _score real, _query text
@@ -31,10 +34,12 @@ INSERT INTO demo_cards (_id, model, title, body, task) VALUES
   ('card-bert', 'intent', 'Intent model', 'text classification of support tickets with a transformer encoder', 'nlp');
 
 -- Register the models and versions.
+\o /dev/null
 SELECT pgpoly.register_model_version('vit-small', 's3://models/vit-small/1');
 SELECT pgpoly.register_model_version('vit-small', 's3://models/vit-small/2');
 SELECT pgpoly.register_model_version('detector', 's3://models/detector/1');
 SELECT pgpoly.register_model_version('intent', 's3://models/intent/1');
+\o
 
 -- Full-text search, pushed down: what Elasticsearch is asked.
 EXPLAIN (VERBOSE, COSTS OFF)
@@ -52,5 +57,7 @@ SELECT c.model, c.title, v.version AS latest_version, v.source_uri
 SELECT task, count(*) FROM demo_cards GROUP BY task ORDER BY task;
 
 DROP FOREIGN TABLE demo_cards;
-SELECT pgpoly.elastic_request('demo_search', 'DELETE', '/pgpoly_demo_cards') ->> 'acknowledged' AS index_dropped;
+\o /dev/null
+SELECT pgpoly.elastic_request('demo_search', 'DELETE', '/pgpoly_demo_cards');
+\o
 DROP SERVER demo_search;
