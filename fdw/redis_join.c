@@ -338,7 +338,6 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 	int			nouter = intVal(list_nth(cs->custom_private, RJ_NOUTER));
 	TargetEntry *first_inner = list_nth(cs->custom_scan_tlist, nouter);
 	RangeTblEntry *rte;
-	TupleDesc	outdesc;
 
 	/*
 	 * The Redis table's range table index: read it from the first inner
@@ -362,11 +361,7 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 
 	js->scan = RedisScanBegin(js->tbl, RedisGetConnection(js->tbl), js->need_ttl);
 	js->cap = js->tbl->fetch_size;
-	js->batch = palloc(sizeof(TupleTableSlot *) * js->cap);
-	outdesc = ExecGetResultType(js->outer);
-	for (int i = 0; i < js->cap; i++)
-		js->batch[i] = ExecAllocTableSlot(&estate->es_tupleTable, outdesc,
-										  &TTSOpsMinimalTuple);
+	js->batch = palloc0(sizeof(TupleTableSlot *) * js->cap);	/* made on first use */
 	js->keys = palloc(sizeof(char *) * js->cap);
 	js->lens = palloc(sizeof(size_t) * js->cap);
 	js->stateidx = palloc(sizeof(int) * js->cap);
@@ -434,6 +429,10 @@ load_batch(RedisJoinState *js)
 			js->outer_done = true;
 			break;
 		}
+		if (js->batch[n] == NULL)
+			js->batch[n] = ExecAllocTableSlot(&js->css.ss.ps.state->es_tupleTable,
+											  ExecGetResultType(js->outer),
+											  &TTSOpsMinimalTuple);
 		ExecCopySlot(js->batch[n], slot);
 		econtext->ecxt_scantuple = fill_scan_tuple(js, n, NULL, NULL);
 		old = MemoryContextSwitchTo(js->batch_cxt);

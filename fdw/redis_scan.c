@@ -470,9 +470,13 @@ RedisScanBegin(RedisTable *tbl, PgpolyConnection *conn, bool need_ttl)
 	scan->tbl = tbl;
 	scan->conn = conn;
 	scan->need_ttl = need_ttl;
+	/*
+	 * A round of fetch_size replies takes a few hundred kB; a large first
+	 * block is kept across resets, so rounds do not fault in fresh pages.
+	 */
 	scan->round_cxt = AllocSetContextCreate(CurrentMemoryContext,
 											"pgpoly redis round",
-											ALLOCSET_DEFAULT_SIZES);
+											0, 1024 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
 	scan->row_cxt = AllocSetContextCreate(CurrentMemoryContext,
 										  "pgpoly redis row",
 										  ALLOCSET_SMALL_SIZES);
