@@ -35,6 +35,8 @@
 #include <hiredis/hiredis.h>
 
 #include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
 
 #include "redis.h"
 
@@ -309,14 +311,27 @@ RedisGetConnection(RedisTable *tbl)
 }
 
 /* Append "<prefix><n>\r\n" to buf. */
-static void
+static inline void
 append_header(StringInfo buf, char prefix, size_t n)
 {
-	char		tmp[32];
-	int			len = snprintf(tmp, sizeof(tmp), "%c%zu\r\n", prefix, n);
+	char		tmp[24];
+	int			len;
 
+	tmp[0] = prefix;
+	len = 1 + pg_ulltoa_n((uint64) n, tmp + 1);
+	tmp[len++] = '\r';
+	tmp[len++] = '\n';
 	appendBinaryStringInfo(buf, tmp, len);
 }
+
+static void write_some(PgpolyConnection *conn, redisContext *ctx);
+
+/*
+ * Output buffered beyond this is written out (non-blocking) while commands
+ * are still being appended: hiredis grows its buffer linearly past 1 MB, so
+ * a large COMMIT would otherwise copy its commands quadratically.
+ */
+#define REDIS_EAGER_WRITE_BYTES (256 * 1024)
 
 /*
  * Append one command to the connection's output buffer (lens NULL: the
@@ -329,26 +344,35 @@ void
 RedisAppendArgv(PgpolyConnection *conn, int argc, const char **argv,
 				const size_t *lens)
 {
-	StringInfoData buf;
+	static StringInfo buf = NULL;
+	redisContext *ctx = conn->handle;
 	int			i;
 
 	if (!conn->busy)
 		PgpolyBeginRequest(conn);
-	initStringInfo(&buf);
-	append_header(&buf, '*', argc);
+	if (buf == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		buf = makeStringInfo();
+		MemoryContextSwitchTo(old);
+	}
+	resetStringInfo(buf);
+	append_header(buf, '*', argc);
 	for (i = 0; i < argc; i++)
 	{
 		size_t		len = lens ? lens[i] : strlen(argv[i]);
 
-		append_header(&buf, '$', len);
-		appendBinaryStringInfo(&buf, argv[i], len);
-		appendBinaryStringInfo(&buf, "\r\n", 2);
+		append_header(buf, '$', len);
+		appendBinaryStringInfo(buf, argv[i], len);
+		appendBinaryStringInfo(buf, "\r\n", 2);
 	}
-	if (redisAppendFormattedCommand(conn->handle, buf.data, buf.len) != REDIS_OK)
+	if (redisAppendFormattedCommand(ctx, buf->data, buf->len) != REDIS_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory while building a Redis command")));
-	pfree(buf.data);
+	if (sdslen(ctx->obuf) > REDIS_EAGER_WRITE_BYTES)
+		write_some(conn, ctx);
 }
 
 /* Write what the output buffer holds, without blocking. */
