@@ -23,4 +23,5 @@ LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION pgpoly.disconnect(name) IS
 'Close cached store connections of one server (NULL: all); returns how many were closed';
 
-REVOKE ALL ON FUNCTION pgpoly.disconnect(name) FROM PUBLIC;
+-- Like postgres_fdw_disconnect(), callable by everyone: it only closes the
+-- calling backend's own cached connections.

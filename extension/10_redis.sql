@@ -16,3 +16,9 @@ CREATE FOREIGN DATA WRAPPER pgpoly_redis
 
 COMMENT ON FOREIGN DATA WRAPPER pgpoly_redis IS
 'Redis 6/7: hash, string, json, zset, set and list keys as tables';
+
+-- The key column of a pgpoly_redis table, as the FDW resolves it (internal).
+CREATE FUNCTION pgpoly._redis_key_column(rel regclass)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pgpoly_redis_key_column'
+LANGUAGE C STRICT STABLE;

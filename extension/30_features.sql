@@ -228,20 +228,10 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'A feature view keeps one Redis hash per entity.';
 	END IF;
-	-- the key column: option key 'true', else the column named "key" (as the FDW)
-	SELECT a.attname, format_type(a.atttypid, a.atttypmod) INTO key_column, key_type
-	FROM pg_attribute a
-	WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
-	ORDER BY coalesce('key=true' = ANY (a.attfdwoptions), false) DESC, a.attname = 'key' DESC
-	LIMIT 1;
-	IF key_column IS NULL OR NOT EXISTS (
-		SELECT FROM pg_attribute a
-		WHERE a.attrelid = rel AND a.attname = key_column
-		  AND (coalesce('key=true' = ANY (a.attfdwoptions), false) OR a.attname = 'key')) THEN
-		RAISE EXCEPTION 'online table % has no key column', rel
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Mark the entity id column with OPTIONS (key ''true'').';
-	END IF;
+	-- the key column, resolved by the FDW itself (ERROR if there is none)
+	key_column := pgpoly._redis_key_column(rel);
+	SELECT format_type(a.atttypid, a.atttypmod) INTO key_type
+	FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = key_column;
 END
 $$;
 

@@ -14,7 +14,8 @@
  *	- INSERT of an existing key overwrites the table's columns; hash fields
  *	  the table does not map are kept.  NULL removes a hash field.
  *	- UPDATE writes only the columns set; a changed key moves the key
- *	  (RENAME for hashes, so unmapped fields and TTL move along).
+ *	  (RENAME for hashes, so unmapped fields and TTL move along; a list
+ *	  element moves to the end of the other list).
  *	- DELETE removes the key (zset/set: the member; list: the first equal
  *	  element).
  *	- Nothing is dropped silently: a value Redis cannot hold (NULL string
@@ -466,11 +467,17 @@ RedisUpdateWrites(RedisTable *tbl, Datum *old, bool *oldnulls, Datum *values,
 											 0));
 			}
 		case REDIS_LIST:
-			if (moved || bms_is_member(tbl->idx_att, updated))
+			if (bms_is_member(tbl->idx_att, updated))
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("cannot change the key or idx of a Redis list element"),
-						 errhint("DELETE the element and INSERT it into the other list.")));
+						 errmsg("cannot change the idx of a Redis list element"),
+						 errhint("DELETE the element and INSERT it again: INSERT appends.")));
+			/* A new key moves the element: off the old list, onto the end of the new. */
+			if (moved)
+				return lappend(RedisDeleteWrites(tbl, old, oldnulls),
+							   element_write(tbl, RW_APPEND, key, keylen,
+											 required_text(tbl, tbl->value_att, values, nulls),
+											 NULL, 0));
 			return list_make1(element_write(tbl, RW_SET_IDX, key, keylen,
 											required_text(tbl, tbl->value_att, values, nulls),
 											NULL, atol(RedisDatumText(tbl, tbl->idx_att, old[tbl->idx_att - 1]))));

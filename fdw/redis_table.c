@@ -23,6 +23,7 @@
 #include "catalog/pg_foreign_table.h"
 #include "catalog/pg_type.h"
 #include "catalog/pg_user_mapping.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -179,6 +180,14 @@ column_is_key(List *options, const char *name)
 	return PgpolyGetBoolOption(options, "key", false);
 }
 
+/* Whether the column carries the option key 'false' (not merely no option). */
+static bool
+column_is_not_key(List *options)
+{
+	return PgpolyGetOption(options, "key", NULL) != NULL &&
+		!PgpolyGetBoolOption(options, "key", false);
+}
+
 /* Resolve every column of rel into tbl->cols. */
 static void
 load_columns(RedisTable *tbl, Relation rel)
@@ -215,7 +224,7 @@ load_columns(RedisTable *tbl, Relation rel)
 			tbl->key_att = i;
 			col->role = RCOL_KEY;
 		}
-		else if (strcmp(col->name, "key") == 0)
+		else if (strcmp(col->name, "key") == 0 && !column_is_not_key(opts))
 			named_key = i;
 		else if (strcmp(col->name, "_ttl") == 0)
 		{
@@ -393,4 +402,19 @@ RedisKeyFromDatum(RedisTable *tbl, Datum value, size_t *len)
 	memcpy(key + tbl->prefixlen, text, tlen + 1);
 	*len = tbl->prefixlen + tlen;
 	return key;
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_redis_key_column);
+
+/*
+ * pgpoly._redis_key_column(regclass): the key column of a pgpoly_redis
+ * table, resolved exactly as the FDW does (so the feature store never
+ * disagrees with it); ERROR if the table has none.
+ */
+Datum
+pgpoly_redis_key_column(PG_FUNCTION_ARGS)
+{
+	RedisTable *tbl = RedisLoadTable(PG_GETARG_OID(0), GetUserId());
+
+	PG_RETURN_TEXT_P(cstring_to_text(tbl->cols[tbl->key_att - 1].name));
 }

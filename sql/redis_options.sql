@@ -38,6 +38,12 @@ CREATE FOREIGN TABLE t_string_bad (key text, a text, b text) SERVER rs OPTIONS (
 SELECT * FROM t_string_bad;
 CREATE FOREIGN TABLE t_twokeys (a text OPTIONS (key 'true'), b text OPTIONS (key 'true')) SERVER rs;
 SELECT * FROM t_twokeys;
+-- A column named key marked key 'false' is not the key: here it is the value.
+CREATE FOREIGN TABLE t_notkey (key text OPTIONS (key 'false'), id text OPTIONS (key 'true'))
+  SERVER rs OPTIONS (table_type 'string', key_prefix 'regress_opt:nk:');
+INSERT INTO t_notkey VALUES ('the value', 'k1');
+SELECT id, key FROM t_notkey;
+DELETE FROM t_notkey;
 
 -- EXPLAIN shows the commands, never the user mapping.
 CREATE FOREIGN TABLE t_ok (id text OPTIONS (key 'true'), v int)

@@ -85,6 +85,9 @@ UPDATE l SET value = 'B' WHERE idx = 1;
 DELETE FROM l WHERE idx = 2;
 SELECT * FROM l ORDER BY idx;
 UPDATE l SET idx = 7 WHERE idx = 0;
+-- A new key moves the element to the end of the other list.
+UPDATE l SET key = 'q2' WHERE idx = 0;
+SELECT * FROM l ORDER BY key, idx;
 
 -- RETURNING
 INSERT INTO s VALUES ('r', 5) RETURNING *;

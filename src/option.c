@@ -74,6 +74,11 @@ report_unknown_option(const PgpolyOption *valid, const char *name,
 	int			best = INT_MAX;
 	const PgpolyOption *o;
 
+	initStringInfo(&list);
+	for (o = valid; o->name; o++)
+		if (o->context == context)
+			appendStringInfo(&list, "%s%s", list.len ? ", " : "", o->name);
+
 	/* A secret given on the wrong object gets a precise message. */
 	for (o = valid; o->name; o++)
 		if (o->secret && strcmp(o->name, name) == 0)
@@ -81,16 +86,15 @@ report_unknown_option(const PgpolyOption *valid, const char *name,
 					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
 					 errmsg("option \"%s\" is only allowed on a user mapping",
 							name),
-					 errhint("Secrets are kept in USER MAPPING options so that they never appear in catalogs readable by other users.")));
+					 errdetail("Secrets are kept in USER MAPPING options so that they never appear in catalogs readable by other users."),
+					 errhint("Valid options in this context are: %s.", list.data)));
 
-	initStringInfo(&list);
 	for (o = valid; o->name; o++)
 	{
 		int			d;
 
 		if (o->context != context)
 			continue;
-		appendStringInfo(&list, "%s%s", list.len ? ", " : "", o->name);
 		d = varstr_levenshtein(name, strlen(name), o->name, strlen(o->name),
 							   1, 1, 1, false);
 		if (d < best)
