@@ -8,8 +8,9 @@
  * elastic_conn.c	connections: version detection, requests, ES errors,
  *					mappings, pgpoly.elastic_request()
  * elastic_query.c	qual classification and the query DSL / request body
- * elastic_scan.c	scan execution: paging (from/size, PIT + search_after,
- *					scroll), type mapping, read-your-writes overlay
+ * elastic_scan.c	scan execution: paging (from/size, PIT + search_after
+ *					with Elasticsearch's or OpenSearch's PIT API, scroll),
+ *					type mapping, read-your-writes overlay
  * elastic_bulk.c	INSERT/UPDATE/DELETE through _bulk, write buffer payloads
  * elastic_import.c	IMPORT FOREIGN SCHEMA from _mapping
  *
@@ -95,6 +96,16 @@ typedef enum ElasticFieldKind
 	EFIELD_OTHER				/* keyword, numbers, dates ... */
 } ElasticFieldKind;
 
+/* Which point-in-time API a cluster has (deep scans use it when present). */
+typedef enum ElasticPitApi
+{
+	EPIT_NONE,					/* scroll: ES 7.10/7.11, OpenSearch < 2.4 */
+	EPIT_ES,					/* POST /<index>/_pit, DELETE /_pit {"id"} */
+	EPIT_OPENSEARCH				/* POST /<index>/_search/point_in_time,
+								 * DELETE /_search/point_in_time
+								 * {"pit_id": [...]} */
+} ElasticPitApi;
+
 /* The store's handle of one cached connection. */
 typedef struct ElasticHandle
 {
@@ -103,7 +114,8 @@ typedef struct ElasticHandle
 	int			major;
 	int			minor;
 	char		version[32];
-	bool		has_pit;		/* ES >= 7.12: PIT with _shard_doc */
+	ElasticPitApi pit_api;		/* EPIT_NONE: deep scans scroll */
+	const char *tiebreaker;		/* PIT sort tiebreaker: "_shard_doc", "_id" */
 	List	   *mappings;		/* ElasticMappingCache, TopMemoryContext */
 } ElasticHandle;
 
@@ -206,7 +218,7 @@ extern void ElasticAppendQuery(StringInfo buf, List *conds,
 							   ElasticParamValue *params, bool scoring);
 extern void ElasticAppendBody(StringInfo buf, ElasticQuerySpec *spec,
 							  ElasticParamValue *params, int size,
-							  bool tiebreak);
+							  const char *tiebreaker);
 extern void ElasticAppendValue(StringInfo buf, Datum value, Oid typid,
 							   bool isnull);
 extern List *ElasticCondsToList(List *conds);

@@ -6,8 +6,22 @@
  * A connection is the core's HTTP client (one curl handle, keep-alive)
  * plus what GET / said about the cluster, asked once per connection:
  * Elasticsearch 7.10+/8.x or OpenSearch (told apart by version.distribution
- * and the tagline, since OpenSearch can report version 7.10.2), and whether
- * point-in-time paging with the _shard_doc tiebreaker exists (ES >= 7.12).
+ * and the tagline, since OpenSearch can report version 7.10.2), and which
+ * point-in-time API deep scans can use with which tiebreaker:
+ *	- Elasticsearch >= 7.12: POST /<index>/_pit, DELETE /_pit {"id": ...},
+ *	  tiebreaker _shard_doc (added in 7.12);
+ *	  https://www.elastic.co/guide/en/elasticsearch/reference/current/point-in-time-api.html
+ *	- OpenSearch >= 2.4: its own API, POST /<index>/_search/point_in_time
+ *	  (response {"pit_id": ...}), DELETE /_search/point_in_time
+ *	  {"pit_id": [...]};
+ *	  https://docs.opensearch.org/latest/api-reference/search-apis/point-in-time-api/
+ *	  OpenSearch has no _shard_doc before 3.3 (opensearch-project/OpenSearch
+ *	  #17064, #18924), so on 2.4 - 3.2 the tiebreaker is _id, as in the
+ *	  search_after example of
+ *	  https://docs.opensearch.org/latest/search-plugins/searching-data/paginate/
+ *	  (sorting on _id needs indices.id_field_data.enabled, true by default);
+ *	- otherwise (Elasticsearch 7.10/7.11, OpenSearch 1.x - 2.3, or an
+ *	  OpenSearch that reports a 7.x compatibility version) scroll.
  *
  * Invariants:
  *	- Every request goes through PgpolyHttpRequest: interruptible, bounded
@@ -156,8 +170,28 @@ detect_version(PgpolyConnection *conn, ElasticHandle *h)
 				 errmsg("Elasticsearch %s at %s is not supported", h->version,
 						conn->target),
 				 errhint("pgpoly_elastic needs Elasticsearch 7.10 or later, or OpenSearch.")));
-	/* _shard_doc, the PIT tiebreaker search_after needs, came in ES 7.12. */
-	h->has_pit = !h->opensearch && (h->major > 7 || h->minor >= 12);
+	h->pit_api = EPIT_NONE;
+	h->tiebreaker = NULL;
+	if (!h->opensearch)
+	{
+		/* _shard_doc, the PIT tiebreaker search_after needs, came in ES 7.12. */
+		if (h->major > 7 || h->minor >= 12)
+		{
+			h->pit_api = EPIT_ES;
+			h->tiebreaker = "_shard_doc";
+		}
+	}
+	else if (h->major < 7 && (h->major > 2 || (h->major == 2 && h->minor >= 4)))
+	{
+		/*
+		 * OpenSearch's PIT API came in 2.4.  A 7.x number is the 7.10.2 an
+		 * OpenSearch in compatibility mode reports: its version is unknown,
+		 * so it scrolls.  _shard_doc came in OpenSearch 3.3.
+		 */
+		h->pit_api = EPIT_OPENSEARCH;
+		h->tiebreaker = (h->major > 3 || (h->major == 3 && h->minor >= 3)) ?
+			"_shard_doc" : "_id";
+	}
 }
 
 /*
@@ -499,18 +533,28 @@ ElasticFieldInfo(ElasticTable *tbl, const char *field, bool *has_keyword)
  * ----------------------------------------------------------------
  */
 
-/* Close a PIT or scroll context now; a 404 (already gone) is fine. */
+/*
+ * Close a PIT or scroll context now; a 404 (already gone) is fine.
+ *	- Elasticsearch PIT: DELETE /_pit {"id": "..."}
+ *	- OpenSearch PIT: DELETE /_search/point_in_time {"pit_id": ["..."]}
+ *	  (answers 200 with {"pits": [{"pit_id", "successful"}]})
+ *	- scroll: DELETE /_search/scroll {"scroll_id": "..."}
+ */
 void
 ElasticCloseContext(PgpolyConnection *conn, bool pit, const char *id)
 {
 	StringInfoData body;
 	PgpolyHttpResponse resp;
-	const char *path = pit ? (ElasticConnHandle(conn)->opensearch ?
-							  "/_search/point_in_time" : "/_pit") : "/_search/scroll";
+	bool		os_pit = pit && ElasticConnHandle(conn)->pit_api == EPIT_OPENSEARCH;
+	const char *path = !pit ? "/_search/scroll" :
+		os_pit ? "/_search/point_in_time" : "/_pit";
 
 	initStringInfo(&body);
-	appendStringInfoString(&body, pit ? "{\"id\":" : "{\"scroll_id\":");
+	appendStringInfoString(&body, !pit ? "{\"scroll_id\":" :
+						   os_pit ? "{\"pit_id\":[" : "{\"id\":");
 	escape_json(&body, id);
+	if (os_pit)
+		appendStringInfoChar(&body, ']');
 	appendStringInfoChar(&body, '}');
 	ElasticRequest(conn, "DELETE", path, body.data, body.len, NULL, NULL, &resp);
 	if (resp.status != 404 && (resp.status < 200 || resp.status > 299))

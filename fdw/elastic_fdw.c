@@ -821,13 +821,13 @@ elasticExplainForeignScan(ForeignScanState *node, ExplainState *es)
 		bool		bounded = spec->limit >= 0 && spec->limit <= ELASTIC_MAX_RESULT_WINDOW;
 
 		ElasticAppendBody(&body, spec, params, bounded ? (int) spec->limit : st->tbl->fetch_size,
-						  false);
+						  NULL);
 		appendStringInfoChar(&body, '}');
 		ExplainPropertyText("Elasticsearch Request",
 							psprintf("POST %s", ElasticIndexPath(st->tbl->index, "/_search")), es);
 		if (!bounded)
 			ExplainPropertyText("Elasticsearch Paging",
-								psprintf("pages of %d; point in time + search_after (scroll on OpenSearch and Elasticsearch < 7.12) when the first page is full",
+								psprintf("pages of %d; point in time + search_after (scroll on Elasticsearch < 7.12 and OpenSearch < 2.4) when the first page is full",
 										 st->tbl->fetch_size), es);
 	}
 	if (es->verbose)

@@ -615,9 +615,12 @@ ElasticAppendQuery(StringInfo buf, List *conds, ElasticParamValue *params,
 	appendStringInfoString(buf, "}}");
 }
 
-/* Append the "sort" array (tiebreak: add _shard_doc for PIT paging). */
+/*
+ * Append the "sort" array; tiebreaker (PIT paging) is the field appended
+ * last so that every hit has distinct sort values ("_shard_doc", "_id").
+ */
 static void
-append_sort(StringInfo buf, List *sorts, bool tiebreak)
+append_sort(StringInfo buf, List *sorts, const char *tiebreaker)
 {
 	ListCell   *lc;
 
@@ -635,8 +638,14 @@ append_sort(StringInfo buf, List *sorts, bool tiebreak)
 			appendStringInfo(buf, ",\"missing\":\"%s\"", s->nulls_first ? "_first" : "_last");
 		appendStringInfoString(buf, "}}");
 	}
-	if (tiebreak)
-		appendStringInfo(buf, "%s{\"_shard_doc\":\"asc\"}", sorts ? "," : "");
+	if (tiebreaker)
+	{
+		if (sorts)
+			appendStringInfoChar(buf, ',');
+		appendStringInfoChar(buf, '{');
+		escape_json(buf, tiebreaker);
+		appendStringInfoString(buf, ":\"asc\"}");
+	}
 	appendStringInfoChar(buf, ']');
 }
 
@@ -646,7 +655,7 @@ append_sort(StringInfo buf, List *sorts, bool tiebreak)
  */
 void
 ElasticAppendBody(StringInfo buf, ElasticQuerySpec *spec,
-				  ElasticParamValue *params, int size, bool tiebreak)
+				  ElasticParamValue *params, int size, const char *tiebreaker)
 {
 	ListCell   *lc;
 	bool		score_sorted = false;
@@ -672,9 +681,9 @@ ElasticAppendBody(StringInfo buf, ElasticQuerySpec *spec,
 		}
 		appendStringInfoChar(buf, ']');
 	}
-	if (spec->sorts || tiebreak)
-		append_sort(buf, spec->sorts, tiebreak);
-	if (spec->need_score && !score_sorted && (spec->sorts || tiebreak))
+	if (spec->sorts || tiebreaker)
+		append_sort(buf, spec->sorts, tiebreaker);
+	if (spec->need_score && !score_sorted && (spec->sorts || tiebreaker))
 		appendStringInfoString(buf, ",\"track_scores\":true");
 	appendStringInfo(buf, ",\"size\":%d,\"track_total_hits\":false", size);
 }

@@ -8,10 +8,12 @@
  *	  query: one _search with size;
  *	- otherwise a first plain page of fetch_size; if it is not full it was
  *	  the whole result (one round trip).  If it is full the scan restarts
- *	  under a point in time (ES >= 7.12) with search_after on the sort
- *	  values and the _shard_doc tiebreaker, or under a scroll context
- *	  (OpenSearch, ES 7.10/7.11): result sets are unbounded by
- *	  max_result_window.
+ *	  under a point in time with search_after on the sort values plus a
+ *	  tiebreaker: Elasticsearch >= 7.12 (POST /<index>/_pit, _shard_doc)
+ *	  and OpenSearch >= 2.4 (its own POST /<index>/_search/point_in_time;
+ *	  _id before 3.3, _shard_doc from 3.3), or else under a scroll
+ *	  context (ES 7.10/7.11, OpenSearch < 2.4): result sets are unbounded
+ *	  by max_result_window.  elastic_conn.c cites the API pages.
  * PIT and scroll contexts are closed when the scan ends; if it is aborted
  * the release of its memory queues the close for the next request on the
  * same connection (and keep_alive expires them anyway).
@@ -206,11 +208,18 @@ ElasticScanBegin(ElasticTable *tbl, PgpolyConnection *conn,
 	return scan;
 }
 
-/* Open a PIT (ES) on the index; returns its id. */
+/*
+ * Open a PIT on the index; returns its id.  Elasticsearch:
+ * POST /<index>/_pit?keep_alive=1m answers {"id": ...}; OpenSearch:
+ * POST /<index>/_search/point_in_time?keep_alive=1m answers
+ * {"pit_id": ..., "_shards": ..., "creation_time": ...}.
+ */
 static char *
 open_pit(ElasticScan *scan)
 {
-	char	   *path = ElasticIndexPath(scan->tbl->index,
+	bool		os = ElasticConnHandle(scan->conn)->pit_api == EPIT_OPENSEARCH;
+	char	   *path = ElasticIndexPath(scan->tbl->index, os ?
+										"/_search/point_in_time?keep_alive=" ELASTIC_KEEP_ALIVE :
 										"/_pit?keep_alive=" ELASTIC_KEEP_ALIVE);
 	PgpolyHttpResponse resp;
 	Datum		doc;
@@ -219,7 +228,7 @@ open_pit(ElasticScan *scan)
 	scan->requests++;
 	ElasticRequestOk(scan->conn, "POST", path, NULL, 0, scan->tbl->index, &resp);
 	doc = ElasticParseJsonb(scan->conn, resp.body, resp.len, "point-in-time response");
-	id = PgpolyJsonbFieldText(doc, "id", false);
+	id = PgpolyJsonbFieldText(doc, os ? "pit_id" : "id", false);
 	if (id == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
@@ -233,9 +242,10 @@ open_pit(ElasticScan *scan)
 static char *
 page_request(ElasticScan *scan, StringInfo body)
 {
-	bool		tiebreak = scan->paging == PAGING_PIT;
+	const char *tiebreaker = scan->paging == PAGING_PIT ?
+		ElasticConnHandle(scan->conn)->tiebreaker : NULL;
 
-	ElasticAppendBody(body, scan->spec, scan->params, scan->page_size, tiebreak);
+	ElasticAppendBody(body, scan->spec, scan->params, scan->page_size, tiebreaker);
 	/* Index order is the cheapest scroll, unless scores are wanted. */
 	if (scan->paging == PAGING_SCROLL && scan->spec->sorts == NIL &&
 		!scan->spec->need_score)
@@ -370,7 +380,7 @@ switch_to_deep(ElasticScan *scan)
 {
 	ElasticHandle *h = ElasticConnHandle(scan->conn);
 
-	if (h->has_pit)
+	if (h->pit_api != EPIT_NONE)
 	{
 		scan->paging = PAGING_PIT;
 		scan->context_id = open_pit(scan);

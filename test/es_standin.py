@@ -26,6 +26,16 @@ https://www.elastic.co/guide/en/elasticsearch/reference/current/):
   POST /<index>/_pit              point-in-time-api.html (open)
   DELETE /_pit                    point-in-time-api.html (close)
   POST /_search/scroll            scroll-api.html
+  (OpenSearch >= 2.4, --distribution opensearch, instead of /_pit; pages
+  under https://docs.opensearch.org/latest/api-reference/search-apis/:
+  point-in-time-api/)
+  POST /<index>/_search/point_in_time?keep_alive=
+                                  create a PIT: {"pit_id", "_shards",
+                                  "creation_time"}
+  DELETE /_search/point_in_time   {"pit_id": [...]}: {"pits": [{"pit_id",
+                                  "successful"}]}, always 200
+  OpenSearch adds no implicit PIT tiebreaker and has no _shard_doc before
+  3.3 (opensearch-project/OpenSearch#18924): a sort on it is rejected.
   DELETE /_search/scroll          clear-scroll-api.html
   GET|POST /<index>/_count        search-count.html
   POST /_bulk, /<index>/_bulk     docs-bulk.html
@@ -792,7 +802,20 @@ def search(index_expr, body, params):
                           "`search_after` is used.",
                           "action_request_validation_exception")
     specs = parse_sort(body.get("sort"))
-    if pit is not None and specs and specs[-1][0] not in ("_shard_doc",):
+    osv = os_version()
+    if osv is not None and osv < (3, 3) and \
+            any(f == "_shard_doc" for f, _ in specs):
+        raise EsError(400, "search_phase_execution_exception",
+                      "all shards failed", phase="query", grouped=True,
+                      failed_shards=[{"shard": 0, "index": index_expr,
+                                      "reason": {
+                                          "type": "query_shard_exception",
+                                          "reason": "No mapping found for "
+                                          "[_shard_doc] in order to sort on"}}])
+    if osv is None and pit is not None and specs and \
+            specs[-1][0] not in ("_shard_doc",):
+        # Elasticsearch >= 7.12 adds the _shard_doc tiebreaker itself;
+        # OpenSearch does not.
         specs = specs + [("_shard_doc", False)]
     want_score = not specs or any(f == "_score" for f, _ in specs) or \
         body.get("track_scores")
@@ -903,6 +926,49 @@ def clear_scroll(body):
             freed += 1
     return (200 if freed == len(ids) else 404), {"succeeded": True,
                                                  "num_freed": freed}
+
+
+def os_version():
+    """(major, minor) of an OpenSearch stand-in, or None for Elasticsearch."""
+    if STATE.args.distribution != "opensearch":
+        return None
+    m = re.match(r"(\d+)\.(\d+)", STATE.args.version)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def os_has_pit():
+    """OpenSearch's own PIT API: 2.4 and later (not a 7.x compat number)."""
+    v = os_version()
+    return v is not None and (2, 4) <= v < (7, 0)
+
+
+def no_handler(method, path):
+    return bad_request("no handler found for uri [%s] and method [%s]"
+                       % (path, method))
+
+
+def os_create_pit(expr, params):
+    """POST /<index>/_search/point_in_time (OpenSearch >= 2.4)."""
+    if "keep_alive" not in params:
+        raise bad_request("Validation Failed: 1: keep alive not specified;",
+                          "action_request_validation_exception")
+    indices = STATE.resolve(expr)
+    pid = base64.b64encode(uuid.uuid4().bytes * 2).decode()
+    STATE.pits[pid] = {"docs": live_docs(indices), "indices": indices,
+                       "expires": time.monotonic() + 300}
+    return 200, {"pit_id": pid, "_shards": shards(),
+                 "creation_time": int(time.time() * 1000)}
+
+
+def os_delete_pits(body):
+    """DELETE /_search/point_in_time {"pit_id": [...]} (OpenSearch >= 2.4)."""
+    ids = as_list((body or {}).get("pit_id"))
+    if not ids:
+        raise bad_request("Validation Failed: 1: no pit ids specified;",
+                          "action_request_validation_exception")
+    pits = [{"successful": STATE.pits.pop(pid, None) is not None,
+             "pit_id": pid} for pid in ids]
+    return 200, {"pits": pits}
 
 
 def open_pit(expr, params):
@@ -1209,6 +1275,15 @@ class Handler(BaseHTTPRequestHandler):
                 return scroll_next(body, params)
             if method == "DELETE":
                 return clear_scroll(body)
+        elif parts == ["_search", "point_in_time"] and method == "DELETE":
+            if not os_has_pit():
+                raise no_handler(method, path)
+            return os_delete_pits(body)
+        elif len(parts) == 3 and parts[1:] == ["_search", "point_in_time"] \
+                and method == "POST":
+            if not os_has_pit():
+                raise no_handler(method, path)
+            return os_create_pit(parts[0], params)
         elif parts == ["_pit"] and method == "DELETE":
             if STATE.args.distribution == "opensearch":
                 raise bad_request("no handler found for uri [/_pit]")

@@ -8,8 +8,15 @@ Against private stand-ins:
   * a scan cancelled mid-way (statement_timeout while a page is delayed)
     and a cursor dropped by ROLLBACK leave no PIT open once the connection
     is used again;
-  * an OpenSearch stand-in (it reports version 2.x and has no _pit) is
-    detected from GET / and scanned with scroll; the scroll is cleared;
+  * an OpenSearch 2.11 stand-in (no /_pit, OpenSearch's own PIT API) is
+    detected from GET / and scanned with one PIT opened by
+    POST /<index>/_search/point_in_time, pages sent to POST /_search with
+    "pit", search_after and the _id tiebreaker (no _shard_doc before
+    OpenSearch 3.3), and the PIT deleted with DELETE /_search/point_in_time
+    {"pit_id": [...]} at the end, after a cancel and after a cursor dropped
+    by ROLLBACK; OpenSearch 3.3 pages with the _shard_doc tiebreaker;
+  * OpenSearch 2.3 (before its PIT API) still pages with scroll, and the
+    scroll is cleared;
   * basic auth and ApiKey come from the user mapping; without credentials
     the error is 28000 and never shows a secret.
 """
@@ -27,21 +34,31 @@ def test():
     es.load("deep", N)
     osd = es_helper.Standin("--distribution", "opensearch", "--version", "2.11.0")
     osd.load("deep", 5000)
+    os33 = es_helper.Standin("--distribution", "opensearch", "--version", "3.3.0")
+    os33.load("deep", 5000)
+    os23 = es_helper.Standin("--distribution", "opensearch", "--version", "2.3.0")
+    os23.load("deep", 5000)
     basic = es_helper.Standin("--auth", "elastic:s3cr3t-pw")
     key = es_helper.Standin("--api-key", "k3y-VALUE")
     db = pgtest.create_db("pgpoly_es_paging")
     r = pgtest.psql("""
         CREATE SERVER es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '%s');
         CREATE SERVER os FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '%s');
+        CREATE SERVER os33 FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '%s');
+        CREATE SERVER os23 FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '%s');
         CREATE SERVER basic FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '%s');
         CREATE SERVER apikey FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '%s');
         CREATE FOREIGN TABLE deep (_id text, n int, grp text) SERVER es
             OPTIONS (fetch_size '3000');
         CREATE FOREIGN TABLE osdeep (_id text, n int, grp text) SERVER os
             OPTIONS (index 'deep', fetch_size '1000');
+        CREATE FOREIGN TABLE os33deep (_id text, n int) SERVER os33
+            OPTIONS (index 'deep', fetch_size '1000');
+        CREATE FOREIGN TABLE os23deep (_id text, n int) SERVER os23
+            OPTIONS (index 'deep', fetch_size '1000');
         CREATE FOREIGN TABLE bdeep (_id text) SERVER basic OPTIONS (index 'deep');
         CREATE FOREIGN TABLE kdeep (_id text) SERVER apikey OPTIONS (index 'deep');
-    """ % (es.url, osd.url, basic.url, key.url), db=db)
+    """ % (es.url, osd.url, os33.url, os23.url, basic.url, key.url), db=db)
     if not check(r.rc == 0, "setup failed: %s" % r.err):
         return
     s = pgtest.Session(db)
@@ -84,13 +101,87 @@ def test():
     check(left, "PITs left open after cancelled scans: %d"
           % es.stats()["open_pits"])
 
-    # OpenSearch: scroll.
-    got = s.value("SELECT count(*) || ' ' || sum(n) FROM (SELECT n FROM osdeep OFFSET 0) x;",
-                  timeout=60)
-    check(got == "5000 12497500", "OpenSearch scroll scan: %s" % got)
+    # OpenSearch 2.11: its own PIT API, search_after with the _id tiebreaker.
+    got = s.value("SELECT count(*) || ' ' || count(DISTINCT _id) || ' ' || sum(n) "
+                  "FROM (SELECT _id, n FROM osdeep OFFSET 0) x;", timeout=60)
+    check(got == "5000 5000 12497500", "OpenSearch PIT scan: %s" % got)
     st = osd.stats()
+    c = st["counts"]
+    check(c.get("POST /{index}/_search/point_in_time", 0) == 1,
+          "want one OpenSearch PIT created: %s" % c)
+    check(c.get("DELETE /_search/point_in_time", 0) == 1 and st["open_pits"] == 0,
+          "want the OpenSearch PIT deleted at scan end: %s, open %d"
+          % (c, st["open_pits"]))
+    # a full first plain page, then 5 full PIT pages and an empty one
+    check(c.get("POST /_search", 0) == 6,
+          "want 6 PIT pages on POST /_search: %s" % c)
+    check(not any(k.endswith("/_pit") or "scroll" in k for k in c),
+          "OpenSearch 2.11 used /_pit or scroll: %s" % c)
+    pages = [r for r in st["last_requests"]
+             if r["method"] == "POST" and r["path"] == "/_search"]
+    check(len(pages) == 6 and all('"sort":[{"_id":"asc"}]' in r["body"]
+                                  and '"pit":{"id":' in r["body"]
+                                  and "_shard_doc" not in r["body"]
+                                  for r in pages),
+          "PIT pages without the _id tiebreaker: %s" % [r["body"] for r in pages])
+    check(sum('"search_after":["d' in r["body"] for r in pages) == 5,
+          "want search_after on the 5 later pages: %s" % [r["body"] for r in pages])
+    deletes = [r for r in st["last_requests"]
+               if r["method"] == "DELETE" and r["path"] == "/_search/point_in_time"]
+    check(len(deletes) == 1 and deletes[0]["body"].startswith('{"pit_id":["'),
+          "want DELETE /_search/point_in_time {\"pit_id\": [...]}: %s" % deletes)
+    got = s.value("SELECT string_agg(n::text, ',') FROM "
+                  "(SELECT n FROM osdeep ORDER BY n DESC OFFSET 4997) x;", timeout=60)
+    check(got == "2,1,0", "OpenSearch sorted deep tail: %r" % got)
+    body = [r["body"] for r in osd.stats()["last_requests"]
+            if r["path"] == "/_search"][-1:]
+    check(body and '"sort":[{"n":{"order":"desc","missing":"_first"}},{"_id":"asc"}]'
+          in body[0], "sorted OpenSearch PIT page: %s" % body)
+    check(osd.stats()["open_pits"] == 0, "OpenSearch PIT open after the sorted scan")
+
+    # OpenSearch: cancel mid-scan and a cursor dropped by ROLLBACK.
+    deleted = osd.stats()["counts"].get("DELETE /_search/point_in_time", 0)
+    s.value("SET statement_timeout = '700ms';")
+    osd.faults({"delay_ms": 10000, "count": 1, "exact": "/_search"})
+    r = s.run("SELECT count(*) FROM (SELECT n FROM osdeep OFFSET 0) x;", timeout=20)
+    s.value("RESET statement_timeout;")
+    check(r.rc == 1 and r.sqlstate == "57014", "OpenSearch cancel mid-scan: %s %s"
+          % (r.sqlstate, r.err.strip()))
+    check(osd.stats()["open_pits"] == 1, "the cancelled scan's PIT is not open")
+    r = s.run("BEGIN; DECLARE c CURSOR FOR SELECT n FROM osdeep; "
+              "FETCH 1500 FROM c;", timeout=60)
+    check(r.rc == 0, "OpenSearch cursor: %s" % r.err)
+    check(osd.stats()["open_pits"] >= 1, "the OpenSearch cursor's PIT is not open")
+    s.run("ROLLBACK;")
+    check(s.value("SELECT count(*) FROM osdeep WHERE _id = 'd1';") == "1",
+          "OpenSearch lookup after the cancelled scans")
+    left = pgtest.wait_for(lambda: osd.stats()["open_pits"] == 0, timeout=5)
+    st = osd.stats()
+    check(left, "OpenSearch PITs left open after cancelled scans: %d" % st["open_pits"])
+    check(st["counts"].get("DELETE /_search/point_in_time", 0) - deleted >= 2,
+          "the cancelled OpenSearch PITs were not deleted: %s" % st["counts"])
+
+    # OpenSearch 3.3 has _shard_doc.
+    got = s.value("SELECT count(*) || ' ' || count(DISTINCT _id) FROM "
+                  "(SELECT _id FROM os33deep OFFSET 0) x;", timeout=60)
+    check(got == "5000 5000", "OpenSearch 3.3 PIT scan: %s" % got)
+    st = os33.stats()
+    pages = [r["body"] for r in st["last_requests"] if r["path"] == "/_search"]
+    check(st["counts"].get("POST /{index}/_search/point_in_time", 0) == 1
+          and st["open_pits"] == 0 and len(pages) == 6
+          and all('{"_shard_doc":"asc"}' in b for b in pages),
+          "OpenSearch 3.3: want PIT paging with _shard_doc: %s %s"
+          % (st["counts"], pages))
+
+    # OpenSearch 2.3 (no PIT API yet): scroll.
+    got = s.value("SELECT count(*) || ' ' || sum(n) FROM (SELECT n FROM os23deep OFFSET 0) x;",
+                  timeout=60)
+    check(got == "5000 12497500", "OpenSearch 2.3 scroll scan: %s" % got)
+    st = os23.stats()
     check(st["counts"].get("POST /_search/scroll", 0) >= 4 and st["open_scrolls"] == 0,
           "want scroll paging and no scroll left: %s" % st["counts"])
+    check(not any("point_in_time" in k or k.endswith("_pit") for k in st["counts"]),
+          "OpenSearch 2.3 was asked for a PIT: %s" % st["counts"])
 
     # Credentials from the user mapping.
     r = s.run("SELECT count(*) FROM bdeep;")
