@@ -7,8 +7,11 @@
  *					through UPPERREL_FINAL), scan/modify callbacks, EXPLAIN,
  *					IMPORT FOREIGN SCHEMA
  * vector_table.c	options, validator, column roles of a table
- * vector_chroma.c	the Chroma REST API: connection, collections, request
- *					bodies, response parsing, flushing buffered writes
+ * vector_service.c	the provider-agnostic side of the service: connection,
+ *					collection cache, errors, dispatch to the provider,
+ *					batching and flushing buffered writes
+ * vector_chroma.c	provider 'chroma': Chroma's REST API (v2)
+ * vector_qdrant.c	provider 'qdrant': Qdrant's REST API
  * vector_scan.c	scan execution: remote rows, read-your-writes overlay,
  *					local k-NN, rows to tuples
  * vector_ops.c		distance operators on float4[], pgpoly.vector_search()
@@ -19,7 +22,10 @@
  *	- Distances handed to SQL are in the operator's metric (Euclidean,
  *	  1 - cosine, -dot), whatever the service reports.
  *	- A pushed-down filter never admits a row the SQL quals reject: only
- *	  conditions whose Chroma semantics match SQL's are translated.
+ *	  conditions whose service semantics match SQL's are translated.
+ *	- Planning, scans and writes (vector_fdw.c, vector_scan.c) never know
+ *	  which service they talk to: everything that differs between services
+ *	  is behind a VectorProvider.
  *
  * fdw/vector.h
  *
@@ -39,9 +45,11 @@ typedef enum VectorDistance
 {
 	VDIST_UNKNOWN = 0,
 	VDIST_L2,					/* <-> Euclidean (Chroma: squared) */
-	VDIST_COSINE,				/* <=> 1 - cos */
-	VDIST_IP					/* <#> -dot (Chroma: 1 - dot) */
+	VDIST_COSINE,				/* <=> 1 - cos (Qdrant: cos) */
+	VDIST_IP					/* <#> -dot (Chroma: 1 - dot, Qdrant: dot) */
 } VectorDistance;
+
+struct VectorProvider;
 
 typedef enum VectorColRole
 {
@@ -87,13 +95,14 @@ typedef struct VectorTable
 	bool		has_fields;
 	ForeignServer *server;
 	UserMapping *user;
+	const struct VectorProvider *provider;	/* the server's provider */
 } VectorTable;
 
 /* A collection as the service describes it; cached per connection. */
 typedef struct VectorCollection
 {
 	char	   *name;
-	char	   *uuid;
+	char	   *uuid;			/* Chroma's id; Qdrant: the name */
 	VectorDistance distance;
 	int			dimension;		/* 0: unknown (empty collection) */
 } VectorCollection;
@@ -156,30 +165,95 @@ extern bool VectorIsVectorType(Oid typid);
 /* vector_fdw.c */
 extern bool VectorIsVectorTable(Oid relid);
 
-/* vector_chroma.c */
+/*
+ * A vector service's REST API.  Each provider builds its requests, parses
+ * its responses and maps its errors; the rest of pgpoly_vector reaches it
+ * only through the Vector* functions of vector_service.c.  Row lists are
+ * VectorRow * in the current memory context, distances already in the
+ * operator's metric.  "where" is the provider's own filter text (made by
+ * filter()), NULL for none.
+ */
+typedef struct VectorProvider
+{
+	const char *name;			/* the provider option value */
+	const char *label;			/* for messages: "Chroma", "Qdrant" */
+	/* HTTP headers (api_key) and the path prefix of every route */
+	void		(*configure) (ForeignServer *server, UserMapping *user,
+							  List **headers, char **base);
+	/* the message of an error response body, or NULL */
+	const char *(*error_text) (struct json_t *doc);
+	/* tbl's collection (cached by the provider via VectorRememberCollection) */
+	VectorCollection *(*lookup) (PgpolyConnection *conn, VectorTable *tbl,
+								 bool missing_ok);
+	List	   *(*list_collections) (PgpolyConnection *conn);
+	char	   *(*filter) (List *conds);	/* VectorCondEval * ANDed */
+	List	   *(*get_by_ids) (PgpolyConnection *conn, VectorTable *tbl,
+							   VectorCollection *coll, List *ids,
+							   const char *where, int include);
+	/* *cursor: NULL for the first page; set to the next one, NULL at end */
+	List	   *(*get_page) (PgpolyConnection *conn, VectorTable *tbl,
+							 VectorCollection *coll, const char *where,
+							 char **cursor, int limit, int include);
+	List	   *(*query) (PgpolyConnection *conn, VectorTable *tbl,
+						  VectorCollection *coll, const float4 *q, int dim,
+						  int k, const char *where, List *ids, int include);
+	/* ERROR for a write the service cannot take (before buffering); or NULL */
+	void		(*check_write) (VectorWrite *w);
+	/* send n writes of the same table and kind in one request */
+	void		(*send_batch) (PgpolyConnection *conn, VectorWrite **w, int n);
+	/* EXPLAIN: the k-NN request and the scan request */
+	char	   *(*query_text) (VectorTable *tbl, const char *where, int k,
+							   int include, bool ids);
+	char	   *(*scan_text) (VectorTable *tbl, bool by_ids, const char *where,
+							  int include);
+} VectorProvider;
+
+/* vector_chroma.c, vector_qdrant.c */
+extern const VectorProvider VectorChroma;
+extern const VectorProvider VectorQdrant;
+
+/* vector_service.c */
+struct json_t;
 extern const PgpolyStore VectorStore;
+extern const VectorProvider *VectorServerProvider(ForeignServer *server);
 extern PgpolyConnection *VectorGetConnection(VectorTable *tbl);
+extern PgpolyHttp *VectorHttp(PgpolyConnection *conn);
+extern const char *VectorBase(PgpolyConnection *conn);
+extern struct json_t *VectorCall(PgpolyConnection *conn, const char *method,
+								 const char *path, StringInfo body,
+								 const char *what, bool notfound_ok);
+extern void VectorBadResponse(PgpolyConnection *conn, const char *what,
+							  const char *expected);
+extern void VectorNoCollection(PgpolyConnection *conn, VectorTable *tbl);
+extern VectorCollection *VectorCachedCollection(PgpolyConnection *conn,
+												const char *name);
+extern VectorCollection *VectorRememberCollection(PgpolyConnection *conn,
+												  VectorCollection *c);
 extern VectorCollection *VectorLookupCollection(PgpolyConnection *conn,
 												VectorTable *tbl,
 												bool missing_ok);
 extern void VectorForgetCollection(PgpolyConnection *conn, VectorTable *tbl);
-struct json_t;
+extern char *VectorUrlSegment(const char *s);
 extern void VectorAppendJson(StringInfo buf, struct json_t *v);
+extern void VectorAppendFloats(StringInfo buf, const float4 *v, int dim);
+extern char *VectorWhereJson(VectorTable *tbl, List *conds);
 extern List *VectorGetByIds(PgpolyConnection *conn, VectorTable *tbl,
 							VectorCollection *coll, List *ids,
 							const char *where, int include);
 extern List *VectorGetPage(PgpolyConnection *conn, VectorTable *tbl,
 						   VectorCollection *coll, const char *where,
-						   int offset, int limit, int include);
+						   char **cursor, int limit, int include);
 extern List *VectorQuery(PgpolyConnection *conn, VectorTable *tbl,
 						 VectorCollection *coll, const float4 *q, int dim,
 						 int k, const char *where, List *ids, int include);
+extern void VectorCheckWrite(VectorWrite *w);
 extern void VectorSendWrites(PgpolyConnection *conn, List *writes);
 extern void VectorFlushWrites(PgpolyConnection *conn, List *writes);
-extern List *VectorListCollections(PgpolyConnection *conn,
-								   ForeignServer *server);
+extern List *VectorListCollections(PgpolyConnection *conn);
 extern char *VectorQueryText(VectorTable *tbl, const char *where, int k,
 							 int include, bool ids);
+extern char *VectorScanText(VectorTable *tbl, bool by_ids, const char *where,
+							int include);
 
 /* vector_ops.c */
 extern float4 *VectorDatumFloats(Datum value, Oid typid, int *dim);
@@ -220,7 +294,5 @@ extern bool VectorScanWasLocal(VectorScan *scan);
 extern int	VectorScanRequests(VectorScan *scan);
 extern void VectorRowToValues(VectorTable *tbl, VectorRow *row,
 							  Datum *values, bool *nulls);
-extern char *VectorCondJson(VectorCondEval *c);
-extern char *VectorWhereJson(List *conds);
 
 #endif							/* PGPOLY_VECTOR_H */

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * vector_chroma.c
- *		  The Chroma REST API (v2): connection, collections, requests,
- *		  responses, and sending buffered writes.
+ *		  Provider 'chroma': the Chroma REST API (v2): collections, request
+ *		  bodies, filters, responses, and sending buffered writes.
  *
  * Collections are addressed by name for lookup and creation
  * (.../collections/{name}) but by UUID for every record route
@@ -19,8 +19,9 @@
  *	  (PgpolyJsonParse); metadata objects become jsonb through their JSON
  *	  text and PostgreSQL's parser, numbers printed in shortest round-trip
  *	  form so that nothing is altered.
- *	- Errors name the server, the URL, the collection and what Chroma said;
- *	  the api_key is a header and never appears in a message.
+ *	- Filters use only operators whose Chroma semantics match SQL's ($ne
+ *	  and $nin let records without the key through, so they are never
+ *	  built).
  *
  * fdw/vector_chroma.c
  *
@@ -40,120 +41,25 @@
 
 #include "vector.h"
 
-/* The store handle of one cached connection. */
-typedef struct ChromaConn
+/*
+ * VectorProvider.configure: the api_key headers, and the tenant/database
+ * prefix of every route.
+ */
+static void
+chroma_configure(ForeignServer *server, UserMapping *user, List **headers, char **base)
 {
-	PgpolyHttp *http;
-	MemoryContext cxt;			/* the collection cache */
-	char	   *base;			/* /api/v2/tenants/T/databases/D */
-	List	   *colls;			/* VectorCollection *, in cxt */
-} ChromaConn;
-
-static void *chroma_connect(PgpolyConnection *conn, ForeignServer *server,
-							UserMapping *user);
-static void chroma_disconnect(void *handle);
-
-const PgpolyStore VectorStore = {
-	"vector",
-	chroma_connect,
-	chroma_disconnect,
-	VectorFlushWrites
-};
-
-/* Percent-encode a path segment (names are [A-Za-z0-9._-] in Chroma). */
-static char *
-url_segment(const char *s)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	for (; *s; s++)
-	{
-		unsigned char c = (unsigned char) *s;
-
-		if (isalnum(c) || c == '.' || c == '_' || c == '-')
-			appendStringInfoChar(&buf, c);
-		else
-			appendStringInfo(&buf, "%%%02X", c);
-	}
-	return buf.data;
-}
-
-/* PgpolyStore.connect: set up the HTTP client; no network I/O yet. */
-static void *
-chroma_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
-{
-	const char *url = PgpolyGetOption(server->options, "url", NULL);
 	const char *key = user ? PgpolyGetOption(user->options, "api_key", NULL) : NULL;
-	PgpolyHttpConfig cfg;
-	ChromaConn *cc;
 
-	if (url == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
-				 errmsg("vector server \"%s\" has no option \"url\"", server->servername),
-				 errhint("ALTER SERVER %s OPTIONS (ADD url 'http://host:8000').",
-						 quote_identifier(server->servername))));
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.urls = PgpolySplitUrls(url);
-	if (cfg.urls == NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("invalid value for option \"url\": \"%s\"", url)));
-	cfg.verify_tls = true;
 	if (key)
 	{
-		cfg.headers = lappend(cfg.headers, psprintf("Authorization: Bearer %s", key));
-		cfg.headers = lappend(cfg.headers, psprintf("X-Chroma-Token: %s", key));
+		*headers = lappend(*headers, psprintf("Authorization: Bearer %s", key));
+		*headers = lappend(*headers, psprintf("X-Chroma-Token: %s", key));
 	}
-	cc = MemoryContextAllocZero(TopMemoryContext, sizeof(ChromaConn));
-	cc->cxt = AllocSetContextCreate(TopMemoryContext, "pgpoly vector collections",
-									ALLOCSET_SMALL_SIZES);
-	cc->base = MemoryContextStrdup(cc->cxt,
-								   psprintf("/api/v2/tenants/%s/databases/%s",
-											url_segment(PgpolyGetOption(server->options, "tenant",
-																		"default_tenant")),
-											url_segment(PgpolyGetOption(server->options, "database",
-																		"default_database"))));
-	PG_TRY();
-	{
-		cc->http = PgpolyHttpOpen(&cfg);
-	}
-	PG_CATCH();
-	{
-		MemoryContextDelete(cc->cxt);
-		pfree(cc);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	strlcpy(conn->target, PgpolyHttpBaseUrl(cc->http), sizeof(conn->target));
-	return cc;
-}
-
-/* PgpolyStore.disconnect: free everything; never ereports. */
-static void
-chroma_disconnect(void *handle)
-{
-	ChromaConn *cc = handle;
-
-	PgpolyHttpClose(cc->http);
-	MemoryContextDelete(cc->cxt);
-	pfree(cc);
-}
-
-/* The handle of conn (opened by PgpolyGetConnection). */
-static ChromaConn *
-handle_of(PgpolyConnection *conn)
-{
-	PgpolyEnsureConnected(conn);
-	return (ChromaConn *) conn->handle;
-}
-
-/* The cached connection for tbl's server and user mapping. */
-PgpolyConnection *
-VectorGetConnection(VectorTable *tbl)
-{
-	return PgpolyGetConnection(&VectorStore, tbl->server, tbl->user);
+	*base = psprintf("/api/v2/tenants/%s/databases/%s",
+					 VectorUrlSegment(PgpolyGetOption(server->options, "tenant",
+													  "default_tenant")),
+					 VectorUrlSegment(PgpolyGetOption(server->options, "database",
+													  "default_database")));
 }
 
 /* ----------------------------------------------------------------
@@ -161,78 +67,22 @@ VectorGetConnection(VectorTable *tbl)
  * ----------------------------------------------------------------
  */
 
-/*
- * Raise the ERROR for a non-2xx answer to what (e.g. "query of collection
- * \"x\""), quoting Chroma's {"error", "message"} when the body has one.
- */
-static void
-service_error(PgpolyConnection *conn, PgpolyHttpResponse *resp, const char *method,
-			  const char *path, const char *what)
+/* VectorProvider.error_text: "error: message" of Chroma's error body. */
+static const char *
+chroma_error_text(json_t *doc)
 {
-	json_error_t jerr;
-	json_t	   *doc = json_loadb(resp->body, resp->len, 0, &jerr);
-	char	   *said;
-	int			code;
+	json_t	   *err = json_object_get(doc, "error");
 
-	if (doc && json_is_string(json_object_get(doc, "message")))
-		said = psprintf("%s: %s",
-						json_is_string(json_object_get(doc, "error")) ?
-						json_string_value(json_object_get(doc, "error")) : "error",
-						json_string_value(json_object_get(doc, "message")));
-	else
-		said = psprintf("%.200s", resp->len ? resp->body : "(empty body)");
-	if (doc)
-		json_decref(doc);
-	if (resp->status == 404)
-		code = ERRCODE_FDW_TABLE_NOT_FOUND;
-	else if (resp->status == 401 || resp->status == 403)
-		code = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
-	else
-		code = ERRCODE_FDW_ERROR;
-	ereport(ERROR,
-			(errcode(code),
-			 errmsg("vector server \"%s\" at %s: %s failed with HTTP %ld",
-					conn->servername, conn->target, what, resp->status),
-			 errdetail("Chroma said: %s; request: %s %s", said, method, path),
-			 resp->status == 401 || resp->status == 403 ?
-			 errhint("Check the api_key option of the user mapping.") : 0));
-}
-
-/*
- * Send one request and return the parsed JSON of a 2xx answer, or NULL for
- * a 404 when notfound_ok.  Any other status is an ERROR.
- */
-static json_t *
-chroma_call(PgpolyConnection *conn, const char *method, const char *path,
-			StringInfo body, const char *what, bool notfound_ok)
-{
-	ChromaConn *cc = handle_of(conn);
-	PgpolyHttpResponse resp;
-
-	PgpolyHttpRequest(conn, cc->http, method, path, body ? body->data : NULL,
-					  body ? body->len : 0, NULL, 2, &resp);
-	if (resp.status == 404 && notfound_ok)
+	if (!json_is_string(json_object_get(doc, "message")))
 		return NULL;
-	if (resp.status < 200 || resp.status > 299)
-		service_error(conn, &resp, method, path, what);
-	return PgpolyJsonParse(conn, resp.body, resp.len, what);
+	return psprintf("%s: %s", json_is_string(err) ? json_string_value(err) : "error",
+					json_string_value(json_object_get(doc, "message")));
 }
 
 /* ----------------------------------------------------------------
  *		Collections
  * ----------------------------------------------------------------
  */
-
-/* A malformed response: ERROR naming what was expected. */
-static void
-bad_response(PgpolyConnection *conn, const char *what, const char *expected)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-			 errmsg("vector server \"%s\" at %s sent an unexpected %s",
-					conn->servername, conn->target, what),
-			 errdetail("Expected %s.", expected)));
-}
 
 /* The distance ("space") of a collection object. */
 static VectorDistance
@@ -251,9 +101,9 @@ collection_distance(json_t *obj)
 	return VDIST_L2;			/* Chroma's default */
 }
 
-/* A VectorCollection (in cxt) from a collection object. */
+/* A VectorCollection (in the current context) from a collection object. */
 static VectorCollection *
-parse_collection(PgpolyConnection *conn, json_t *obj, MemoryContext cxt)
+parse_collection(PgpolyConnection *conn, json_t *obj)
 {
 	json_t	   *id = json_object_get(obj, "id");
 	json_t	   *name = json_object_get(obj, "name");
@@ -261,31 +111,13 @@ parse_collection(PgpolyConnection *conn, json_t *obj, MemoryContext cxt)
 	VectorCollection *c;
 
 	if (!json_is_object(obj) || !json_is_string(id) || !json_is_string(name))
-		bad_response(conn, "collection description", "an object with \"id\" and \"name\"");
-	c = MemoryContextAllocZero(cxt, sizeof(VectorCollection));
-	c->name = MemoryContextStrdup(cxt, json_string_value(name));
-	c->uuid = MemoryContextStrdup(cxt, json_string_value(id));
+		VectorBadResponse(conn, "collection description", "an object with \"id\" and \"name\"");
+	c = palloc0(sizeof(VectorCollection));
+	c->name = pstrdup(json_string_value(name));
+	c->uuid = pstrdup(json_string_value(id));
 	c->distance = collection_distance(obj);
 	c->dimension = json_is_integer(dim) ? (int) json_integer_value(dim) : 0;
 	return c;
-}
-
-/* Forget the cached description of collection name. */
-static void
-forget_collection(ChromaConn *cc, const char *name)
-{
-	ListCell   *lc;
-
-	foreach(lc, cc->colls)
-	{
-		VectorCollection *c = lfirst(lc);
-
-		if (strcmp(c->name, name) == 0)
-		{
-			cc->colls = foreach_delete_current(cc->colls, lc);
-			return;
-		}
-	}
 }
 
 /* Create tbl's collection with its distance option (get_or_create). */
@@ -305,7 +137,7 @@ create_collection(PgpolyConnection *conn, VectorTable *tbl)
 	escape_json(&body, tbl->collection);
 	appendStringInfo(&body, ",\"get_or_create\":true,\"configuration\":{\"hnsw\":{\"space\":\"%s\"}}}",
 					 VectorDistanceName(tbl->distance));
-	return chroma_call(conn, "POST", psprintf("%s/collections", handle_of(conn)->base),
+	return VectorCall(conn, "POST", psprintf("%s/collections", VectorBase(conn)),
 					   &body, psprintf("creation of collection \"%s\"", tbl->collection),
 					   false);
 }
@@ -318,47 +150,29 @@ create_collection(PgpolyConnection *conn, VectorTable *tbl)
 static VectorCollection *
 lookup(PgpolyConnection *conn, VectorTable *tbl, bool missing_ok, bool create)
 {
-	ChromaConn *cc = handle_of(conn);
-	ListCell   *lc;
+	VectorCollection *c = VectorCachedCollection(conn, tbl->collection);
 	json_t	   *obj;
-	VectorCollection *c;
-	MemoryContext old;
 
-	foreach(lc, cc->colls)
-		if (strcmp(((VectorCollection *) lfirst(lc))->name, tbl->collection) == 0)
-			return lfirst(lc);
-	obj = chroma_call(conn, "GET",
-					  psprintf("%s/collections/%s", cc->base, url_segment(tbl->collection)),
-					  NULL, psprintf("lookup of collection \"%s\"", tbl->collection), true);
+	if (c)
+		return c;
+	obj = VectorCall(conn, "GET",
+					 psprintf("%s/collections/%s", VectorBase(conn),
+							  VectorUrlSegment(tbl->collection)),
+					 NULL, psprintf("lookup of collection \"%s\"", tbl->collection), true);
 	if (obj == NULL && create && tbl->create)
 		obj = create_collection(conn, tbl);
 	if (obj == NULL)
 	{
-		if (missing_ok)
-			return NULL;
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_TABLE_NOT_FOUND),
-				 errmsg("collection \"%s\" of foreign table \"%s\" does not exist on vector server \"%s\"",
-						tbl->collection, tbl->relname, conn->servername),
-				 errhint("Create the collection, or set create_collection 'true' and distance on the foreign table.")));
+		if (!missing_ok)
+			VectorNoCollection(conn, tbl);
+		return NULL;
 	}
-	c = parse_collection(conn, obj, cc->cxt);
-	old = MemoryContextSwitchTo(cc->cxt);
-	cc->colls = lappend(cc->colls, c);
-	MemoryContextSwitchTo(old);
-	return c;
+	return VectorRememberCollection(conn, parse_collection(conn, obj));
 }
 
-/* Drop the cached description of tbl's collection (to see it afresh). */
-void
-VectorForgetCollection(PgpolyConnection *conn, VectorTable *tbl)
-{
-	forget_collection(handle_of(conn), tbl->collection);
-}
-
-/* Public lookup (no creation). */
-VectorCollection *
-VectorLookupCollection(PgpolyConnection *conn, VectorTable *tbl, bool missing_ok)
+/* VectorProvider.lookup (no creation). */
+static VectorCollection *
+chroma_lookup(PgpolyConnection *conn, VectorTable *tbl, bool missing_ok)
 {
 	return lookup(conn, tbl, missing_ok, false);
 }
@@ -371,7 +185,6 @@ static json_t *
 record_call(PgpolyConnection *conn, VectorTable *tbl, const char *op,
 			StringInfo body, bool create)
 {
-	ChromaConn *cc = handle_of(conn);
 	char	   *what = psprintf("%s on collection \"%s\"", op, tbl->collection);
 
 	for (int attempt = 0;; attempt++)
@@ -379,12 +192,12 @@ record_call(PgpolyConnection *conn, VectorTable *tbl, const char *op,
 		VectorCollection *c = lookup(conn, tbl, false, create);
 		json_t	   *doc;
 
-		doc = chroma_call(conn, "POST",
-						  psprintf("%s/collections/%s/%s", cc->base, c->uuid, op),
+		doc = VectorCall(conn, "POST",
+						  psprintf("%s/collections/%s/%s", VectorBase(conn), c->uuid, op),
 						  body, what, attempt == 0);
 		if (doc != NULL)
 			return doc;
-		forget_collection(cc, tbl->collection);
+		VectorForgetCollection(conn, tbl);
 	}
 }
 
@@ -426,27 +239,6 @@ append_ids(StringInfo buf, List *ids)
 	appendStringInfoChar(buf, ']');
 }
 
-/* Append v as a JSON array of shortest round-trip float4 numbers. */
-static void
-append_vector(StringInfo buf, const float4 *v, int dim)
-{
-	char		num[FLOAT_SHORTEST_DECIMAL_LEN];
-
-	appendStringInfoChar(buf, '[');
-	for (int i = 0; i < dim; i++)
-	{
-		if (i > 0)
-			appendStringInfoChar(buf, ',');
-		if (isnan(v[i]) || isinf(v[i]))
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("a vector sent to the service must not contain NaN or Infinity")));
-		float_to_shortest_decimal_buf(v[i], num);
-		appendStringInfoString(buf, num);
-	}
-	appendStringInfoChar(buf, ']');
-}
-
 /* Body of a /query; q NULL writes "$query" (EXPLAIN). */
 static void
 query_body(StringInfo buf, const float4 *q, int dim, int k, const char *where,
@@ -454,7 +246,7 @@ query_body(StringInfo buf, const float4 *q, int dim, int k, const char *where,
 {
 	appendStringInfoString(buf, "{\"query_embeddings\":[");
 	if (q)
-		append_vector(buf, q, dim);
+		VectorAppendFloats(buf, q, dim);
 	else
 		appendStringInfoString(buf, "$query");
 	appendStringInfo(buf, "],\"n_results\":%d,", k);
@@ -472,15 +264,73 @@ query_body(StringInfo buf, const float4 *q, int dim, int k, const char *where,
 	appendStringInfoChar(buf, '}');
 }
 
-/* The /query request as EXPLAIN shows it. */
-char *
-VectorQueryText(VectorTable *tbl, const char *where, int k, int include, bool ids)
+/* VectorProvider.query_text: the /query request as EXPLAIN shows it. */
+static char *
+chroma_query_text(VectorTable *tbl, const char *where, int k, int include, bool ids)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "POST collections/{id of \"%s\"}/query ", tbl->collection);
-	query_body(&buf, NULL, 0, k, where, NIL, ids, include | VINC_DISTANCE);
+	query_body(&buf, NULL, 0, k, where, NIL, ids, include);
+	return buf.data;
+}
+
+/* VectorProvider.scan_text: the /get request of a plain scan, for EXPLAIN. */
+static char *
+chroma_scan_text(VectorTable *tbl, bool by_ids, const char *where, int include)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "POST collections/{id of \"%s\"}/get {", tbl->collection);
+	if (by_ids)
+		appendStringInfoString(&buf, "\"ids\":$ids,");
+	else
+		appendStringInfo(&buf, "\"limit\":%d,\"offset\":$offset,", tbl->fetch_size);
+	if (where)
+		appendStringInfo(&buf, "\"where\":%s,", where);
+	append_include(&buf, include & ~VINC_DISTANCE);
+	appendStringInfoChar(&buf, '}');
+	if (!by_ids)
+		appendStringInfoString(&buf, ", paged");
+	return buf.data;
+}
+
+/* ----------------------------------------------------------------
+ *		Filters
+ * ----------------------------------------------------------------
+ */
+
+/* {"key": {"$op": value}} for one condition. */
+static char *
+cond_json(VectorCondEval *c)
+{
+	static const char *const ops[] = {"$eq", "$lt", "$lte", "$gt", "$gte", "$in"};
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	escape_json(&buf, c->key);
+	appendStringInfo(&buf, ":{\"%s\":%s}}", ops[c->op], c->value);
+	return buf.data;
+}
+
+/* VectorProvider.filter: the where object of conds (ANDed with $and). */
+static char *
+chroma_filter(List *conds)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	if (list_length(conds) == 1)
+		return cond_json(linitial(conds));
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"$and\":[");
+	foreach(lc, conds)
+		appendStringInfo(&buf, "%s%s", foreach_current_index(lc) ? "," : "",
+						 cond_json(lfirst(lc)));
+	appendStringInfoString(&buf, "]}");
 	return buf.data;
 }
 
@@ -488,62 +338,6 @@ VectorQueryText(VectorTable *tbl, const char *where, int k, int include, bool id
  *		Responses
  * ----------------------------------------------------------------
  */
-
-/* Append a jansson value as JSON text, reals in shortest round-trip form. */
-void
-VectorAppendJson(StringInfo buf, json_t *v)
-{
-	const char *key;
-	json_t	   *m;
-	size_t		i;
-	char		num[DOUBLE_SHORTEST_DECIMAL_LEN];
-
-	switch (json_typeof(v))
-	{
-		case JSON_OBJECT:
-			appendStringInfoChar(buf, '{');
-			i = 0;
-			json_object_foreach(v, key, m)
-			{
-				if (i++ > 0)
-					appendStringInfoChar(buf, ',');
-				escape_json(buf, key);
-				appendStringInfoChar(buf, ':');
-				VectorAppendJson(buf, m);
-			}
-			appendStringInfoChar(buf, '}');
-			break;
-		case JSON_ARRAY:
-			appendStringInfoChar(buf, '[');
-			json_array_foreach(v, i, m)
-			{
-				if (i > 0)
-					appendStringInfoChar(buf, ',');
-				VectorAppendJson(buf, m);
-			}
-			appendStringInfoChar(buf, ']');
-			break;
-		case JSON_STRING:
-			escape_json(buf, json_string_value(v));
-			break;
-		case JSON_INTEGER:
-			appendStringInfo(buf, "%lld", (long long) json_integer_value(v));
-			break;
-		case JSON_REAL:
-			double_to_shortest_decimal_buf(json_real_value(v), num);
-			appendStringInfoString(buf, num);
-			break;
-		case JSON_TRUE:
-			appendStringInfoString(buf, "true");
-			break;
-		case JSON_FALSE:
-			appendStringInfoString(buf, "false");
-			break;
-		case JSON_NULL:
-			appendStringInfoString(buf, "null");
-			break;
-	}
-}
 
 /* The i-th element of an optional array field (NULL when absent/null). */
 static json_t *
@@ -558,7 +352,7 @@ parse_record(PgpolyConnection *conn, VectorRow *row, json_t *id, json_t *emb,
 			 json_t *doc, json_t *meta)
 {
 	if (!json_is_string(id))
-		bad_response(conn, "record", "string ids");
+		VectorBadResponse(conn, "record", "string ids");
 	row->id = pstrdup(json_string_value(id));
 	if (json_is_array(emb))
 	{
@@ -570,7 +364,7 @@ parse_record(PgpolyConnection *conn, VectorRow *row, json_t *id, json_t *emb,
 		json_array_foreach(emb, j, x)
 		{
 			if (!json_is_number(x))
-				bad_response(conn, "embedding", "an array of numbers");
+				VectorBadResponse(conn, "embedding", "an array of numbers");
 			row->emb[j] = (float4) json_number_value(x);
 		}
 	}
@@ -611,7 +405,7 @@ parse_records(PgpolyConnection *conn, json_t *doc, bool query, VectorDistance d)
 		dists = opt_item(dists, 0);
 	}
 	if (!json_is_array(ids))
-		bad_response(conn, query ? "query response" : "get response",
+		VectorBadResponse(conn, query ? "query response" : "get response",
 					 query ? "\"ids\": [[...]]" : "\"ids\": [...]");
 	n = json_array_size(ids);
 	for (size_t i = 0; i < n; i++)
@@ -636,10 +430,10 @@ parse_records(PgpolyConnection *conn, json_t *doc, bool query, VectorDistance d)
  * ----------------------------------------------------------------
  */
 
-/* Records with the given ids (and where), in one /get. */
-List *
-VectorGetByIds(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
-			   List *ids, const char *where, int include)
+/* VectorProvider.get_by_ids: records with the given ids (and where), one /get. */
+static List *
+chroma_get_by_ids(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
+				  List *ids, const char *where, int include)
 {
 	StringInfoData body;
 
@@ -649,69 +443,71 @@ VectorGetByIds(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
 	if (where)
 		appendStringInfo(&body, ",\"where\":%s", where);
 	appendStringInfoChar(&body, ',');
-	append_include(&body, include & ~VINC_DISTANCE);
+	append_include(&body, include);
 	appendStringInfoChar(&body, '}');
 	return parse_records(conn, record_call(conn, tbl, "get", &body, false), false,
 						 coll->distance);
 }
 
-/* One page (offset, limit) of the records matching where. */
-List *
-VectorGetPage(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
-			  const char *where, int offset, int limit, int include)
+/*
+ * VectorProvider.get_page: one /get page of the records matching where.
+ * The cursor is the offset in decimal; a short page is the last one.
+ */
+static List *
+chroma_get_page(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
+				const char *where, char **cursor, int limit, int include)
 {
 	StringInfoData body;
+	int			offset = *cursor ? atoi(*cursor) : 0;
+	List	   *rows;
 
 	initStringInfo(&body);
 	appendStringInfo(&body, "{\"limit\":%d,\"offset\":%d,", limit, offset);
 	if (where)
 		appendStringInfo(&body, "\"where\":%s,", where);
-	append_include(&body, include & ~VINC_DISTANCE);
+	append_include(&body, include);
 	appendStringInfoChar(&body, '}');
-	return parse_records(conn, record_call(conn, tbl, "get", &body, false), false,
+	rows = parse_records(conn, record_call(conn, tbl, "get", &body, false), false,
 						 coll->distance);
+	*cursor = list_length(rows) < limit ? NULL :
+		psprintf("%d", offset + list_length(rows));
+	return rows;
 }
 
-/* The k nearest records to q (matching where and ids), nearest first. */
-List *
-VectorQuery(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
-			const float4 *q, int dim, int k, const char *where, List *ids,
-			int include)
+/* VectorProvider.query: the k nearest records to q, one /query. */
+static List *
+chroma_query(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
+			 const float4 *q, int dim, int k, const char *where, List *ids,
+			 int include)
 {
 	StringInfoData body;
 
-	if (coll->dimension > 0 && dim != coll->dimension)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("query vector has %d dimensions, collection \"%s\" has %d",
-						dim, coll->name, coll->dimension)));
 	initStringInfo(&body);
-	query_body(&body, q, dim, k, where, ids, false, include | VINC_DISTANCE);
+	query_body(&body, q, dim, k, where, ids, false, include);
 	return parse_records(conn, record_call(conn, tbl, "query", &body, false), true,
 						 coll->distance);
 }
 
-/* Collections of server (for IMPORT FOREIGN SCHEMA), paged by 100. */
-List *
-VectorListCollections(PgpolyConnection *conn, ForeignServer *server)
+/* VectorProvider.list_collections: the tenant/database's, paged by 100. */
+static List *
+chroma_list_collections(PgpolyConnection *conn)
 {
-	ChromaConn *cc = handle_of(conn);
 	List	   *result = NIL;
 	const int	page = 100;
 
 	for (int offset = 0;; offset += page)
 	{
-		json_t	   *doc = chroma_call(conn, "GET",
-									  psprintf("%s/collections?limit=%d&offset=%d",
-											   cc->base, page, offset),
-									  NULL, "listing of collections", false);
+		json_t	   *doc = VectorCall(conn, "GET",
+									 psprintf("%s/collections?limit=%d&offset=%d",
+											  VectorBase(conn), page, offset),
+									 NULL, "listing of collections", false);
 		size_t		i;
 		json_t	   *obj;
 
 		if (!json_is_array(doc))
-			bad_response(conn, "collection list", "an array of collections");
+			VectorBadResponse(conn, "collection list", "an array of collections");
 		json_array_foreach(doc, i, obj)
-			result = lappend(result, parse_collection(conn, obj, CurrentMemoryContext));
+			result = lappend(result, parse_collection(conn, obj));
 		if (json_array_size(doc) < (size_t) page)
 			break;
 	}
@@ -740,7 +536,7 @@ write_body(StringInfo buf, VectorWrite **w, int n)
 		if (i > 0)
 			appendStringInfoChar(buf, ',');
 		Assert(w[i]->row.emb != NULL);
-		append_vector(buf, w[i]->row.emb, w[i]->row.dim);
+		VectorAppendFloats(buf, w[i]->row.emb, w[i]->row.dim);
 	}
 	appendStringInfoString(buf, "],\"documents\":[");
 	for (int i = 0; i < n; i++)
@@ -762,12 +558,11 @@ write_body(StringInfo buf, VectorWrite **w, int n)
 	appendStringInfoString(buf, "]}");
 }
 
-/* Send one batch: n writes of the same table and kind. */
+/* VectorProvider.send_batch: n writes of the same table and kind. */
 static void
-send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
+chroma_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 {
 	static const char *const ops[] = {"upsert", "update", "delete"};
-	VectorTable *tbl = w[0]->tbl;
 	StringInfoData body;
 
 	initStringInfo(&body);
@@ -784,61 +579,22 @@ send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 	}
 	else
 		write_body(&body, w, n);
-	PG_TRY();
-	{
-		(void) record_call(conn, tbl, ops[w[0]->kind], &body, w[0]->kind == VW_UPSERT);
-	}
-	PG_CATCH();
-	{
-		errcontext("%s of %d record(s) of foreign table \"%s\", first id \"%s\"",
-				   ops[w[0]->kind], n, tbl->relname, w[0]->row.id);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	(void) record_call(conn, w[0]->tbl, ops[w[0]->kind], &body, w[0]->kind == VW_UPSERT);
 }
 
-/*
- * Send writes (VectorWrite *) in order: runs of the same table and kind go
- * in batches of the table's batch_size, one request each.
- */
-void
-VectorSendWrites(PgpolyConnection *conn, List *writes)
-{
-	int			n = list_length(writes);
-	VectorWrite **w = palloc(sizeof(VectorWrite *) * Max(n, 1));
-	int			start = 0;
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "pgpoly vector send",
-											  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old;
-
-	for (int i = 0; i < n; i++)
-		w[i] = list_nth(writes, i);
-	old = MemoryContextSwitchTo(cxt);
-	while (start < n)
-	{
-		int			end = start + 1;
-
-		while (end < n && end - start < w[start]->tbl->batch_size &&
-			   w[end]->kind == w[start]->kind && w[end]->tbl->relid == w[start]->tbl->relid &&
-			   strcmp(w[end]->tbl->collection, w[start]->tbl->collection) == 0)
-			end++;
-		send_batch(conn, w + start, end - start);
-		MemoryContextReset(cxt);
-		start = end;
-	}
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
-}
-
-/* PgpolyStore.flush: send the transaction's buffered writes at pre-commit. */
-void
-VectorFlushWrites(PgpolyConnection *conn, List *writes)
-{
-	List	   *payloads = NIL;
-	ListCell   *lc;
-
-	PgpolyEnsureConnected(conn);
-	foreach(lc, writes)
-		payloads = lappend(payloads, ((PgpolyWrite *) lfirst(lc))->payload);
-	VectorSendWrites(conn, payloads);
-}
+const VectorProvider VectorChroma = {
+	.name = "chroma",
+	.label = "Chroma",
+	.configure = chroma_configure,
+	.error_text = chroma_error_text,
+	.lookup = chroma_lookup,
+	.list_collections = chroma_list_collections,
+	.filter = chroma_filter,
+	.get_by_ids = chroma_get_by_ids,
+	.get_page = chroma_get_page,
+	.query = chroma_query,
+	.check_write = NULL,
+	.send_batch = chroma_send_batch,
+	.query_text = chroma_query_text,
+	.scan_text = chroma_scan_text
+};

@@ -4,8 +4,9 @@
  *		  pgpoly_vector: handler, planning, scan callbacks, EXPLAIN and
  *		  IMPORT FOREIGN SCHEMA.
  *
- * Planning translates the restriction clauses Chroma can evaluate with
- * the same result as SQL:
+ * Planning translates the restriction clauses the service can evaluate
+ * with the same result as SQL (the provider writes them in its filter
+ * language):
  *	- id = expr, id = ANY(array expr)					-> ids
  *	- metadata->>'k' = text, = ANY(text[])				-> $eq / $in
  *	- (metadata->>'k')::<numeric> {=,<,<=,>,>=} number	-> $eq $lt ...
@@ -703,7 +704,7 @@ explain_where(VectorRelInfo *ri)
 			psprintf("\"$%d\"", foreach_current_index(lc) + 1);
 		conds = lappend(conds, e);
 	}
-	return VectorWhereJson(conds);
+	return VectorWhereJson(ri->tbl, conds);
 }
 
 /* fdw_exprs (ids, then condition values) and their kinds. */
@@ -928,7 +929,7 @@ build_spec(ForeignScanState *node, VectorScanState *st)
 	}
 	if (spec->by_ids && spec->ids == NIL)
 		spec->empty = true;
-	spec->where = VectorWhereJson(spec->conds);
+	spec->where = VectorWhereJson(st->tbl, spec->conds);
 }
 
 /* Store row into the scan slot (full row, or the k-NN scan tuple). */
@@ -1009,31 +1010,6 @@ vectorEndForeignScan(ForeignScanState *node)
  * ----------------------------------------------------------------
  */
 
-/* The request of a plain scan as EXPLAIN shows it. */
-static char *
-scan_request_text(VectorTable *tbl, bool by_ids, const char *where, int include)
-{
-	StringInfoData buf;
-	static const char *const names[] = {"embeddings", "documents", "metadatas"};
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "POST collections/{id of \"%s\"}/get {", tbl->collection);
-	if (by_ids)
-		appendStringInfoString(&buf, "\"ids\":$ids,");
-	else
-		appendStringInfo(&buf, "\"limit\":%d,\"offset\":$offset,", tbl->fetch_size);
-	if (where[0])
-		appendStringInfo(&buf, "\"where\":%s,", where);
-	appendStringInfoString(&buf, "\"include\":[");
-	for (int i = 0, n = 0; i < 3; i++)
-		if (include & (1 << i))
-			appendStringInfo(&buf, "%s\"%s\"", n++ ? "," : "", names[i]);
-	appendStringInfoString(&buf, "]}");
-	if (!by_ids)
-		appendStringInfoString(&buf, ", paged");
-	return buf.data;
-}
-
 /* ExplainForeignScan: the request, the k-NN decision, pushed quals. */
 static void
 vectorExplainForeignScan(ForeignScanState *node, ExplainState *es)
@@ -1060,7 +1036,8 @@ vectorExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	else
 	{
 		ExplainPropertyText("Vector Request",
-							scan_request_text(st->tbl, by_ids, where, st->include), es);
+							VectorScanText(st->tbl, by_ids, where[0] ? where : NULL,
+										   st->include), es);
 		if (note[0])
 			ExplainPropertyText("Vector k-NN", psprintf("computed locally: %s", note), es);
 	}
@@ -1278,6 +1255,7 @@ row_write(VectorModifyState *ms, VectorWriteKind kind, Datum *values, bool *null
 		json_object_set_new(meta, lfirst(lc), json_null());
 	w->send_metadata = json_text(meta, cxt);
 	MemoryContextSwitchTo(cxt);
+	VectorCheckWrite(w);
 	return w;
 }
 
@@ -1509,7 +1487,7 @@ vectorImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 	List	   *result = NIL;
 	ListCell   *lc;
 
-	foreach(lc, VectorListCollections(conn, server))
+	foreach(lc, VectorListCollections(conn))
 	{
 		VectorCollection *c = lfirst(lc);
 		StringInfoData buf;

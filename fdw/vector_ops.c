@@ -368,7 +368,7 @@ pgpoly_vector_search(PG_FUNCTION_ARGS)
 	spec.include = VINC_DOCUMENT | VINC_METADATA | VINC_DISTANCE;
 	if (!PG_ARGISNULL(3))
 		spec.conds = filter_conditions(PG_GETARG_JSONB_P(3));
-	spec.where = VectorWhereJson(spec.conds);
+	spec.where = VectorWhereJson(tbl, spec.conds);
 	if (tbl->emb_att == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_COLUMN_NAME_NOT_FOUND),

@@ -5,9 +5,10 @@
  *		  overlay, local k-NN, rows to tuples.
  *
  * A scan is one of:
- *	- by ids: /get of the listed ids, in rounds of fetch_size;
- *	- paged: /get with limit fetch_size and increasing offset;
- *	- k-NN: one /query with n_results = k.
+ *	- by ids: the listed ids, in rounds of fetch_size;
+ *	- paged: pages of fetch_size, each request continuing where the
+ *	  previous one stopped (the provider's cursor);
+ *	- k-NN: one query with k results.
  * Writes of this transaction still buffered for the table overlay the
  * remote rows: a record they touch is taken from the buffer, not from the
  * service.  A k-NN scan with buffered writes, or whose operator does not
@@ -47,7 +48,7 @@ struct VectorScan
 	List	   *rows;			/* current batch of remote rows */
 	int			pos;
 	List	   *ids_left;		/* by ids: ids not fetched yet */
-	int			offset;			/* paged: next offset */
+	char	   *cursor;			/* paged: the next page, NULL: the first */
 	bool		remote_done;
 	bool		local;			/* k-NN computed here */
 	int			requests;
@@ -63,40 +64,6 @@ typedef struct OverlayEntry
  *		Where conditions
  * ----------------------------------------------------------------
  */
-
-/* {"key": {"$op": value}} for one condition. */
-char *
-VectorCondJson(VectorCondEval *c)
-{
-	static const char *const ops[] = {"$eq", "$lt", "$lte", "$gt", "$gte", "$in"};
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
-	escape_json(&buf, c->key);
-	appendStringInfo(&buf, ":{\"%s\":%s}}", ops[c->op], c->value);
-	return buf.data;
-}
-
-/* The where object of conds (ANDed), or NULL when there are none. */
-char *
-VectorWhereJson(List *conds)
-{
-	StringInfoData buf;
-	ListCell   *lc;
-
-	if (conds == NIL)
-		return NULL;
-	if (list_length(conds) == 1)
-		return VectorCondJson(linitial(conds));
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"$and\":[");
-	foreach(lc, conds)
-		appendStringInfo(&buf, "%s%s", foreach_current_index(lc) ? "," : "",
-						 VectorCondJson(lfirst(lc)));
-	appendStringInfoString(&buf, "]}");
-	return buf.data;
-}
 
 /* Chroma's equality of two metadata values: numbers by value. */
 static bool
@@ -285,9 +252,8 @@ fetch_batch(VectorScan *scan)
 		return true;
 	}
 	scan->rows = VectorGetPage(scan->conn, scan->tbl, scan->coll, spec->where,
-							   scan->offset, n, spec->include);
-	scan->offset += list_length(scan->rows);
-	scan->remote_done = list_length(scan->rows) < n;
+							   &scan->cursor, n, spec->include);
+	scan->remote_done = scan->cursor == NULL;
 	return true;
 }
 

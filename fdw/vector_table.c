@@ -34,7 +34,7 @@
 
 const PgpolyOption VectorOptions[] = {
 	{"url", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
-	{"provider", ForeignServerRelationId, PGPOLY_OPT_ENUM, 0, 0, "chroma", false},
+	{"provider", ForeignServerRelationId, PGPOLY_OPT_ENUM, 0, 0, "chroma,qdrant", false},
 	{"tenant", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"database", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"connect_timeout_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
@@ -237,6 +237,7 @@ VectorLoadTable(Oid relid, Oid userid)
 	tbl->relid = relid;
 	tbl->relname = get_rel_name(relid);
 	tbl->server = GetForeignServer(ft->serverid);
+	tbl->provider = VectorServerProvider(tbl->server);
 	tbl->user = PgpolyGetUserMappingOrNull(userid, ft->serverid);
 	tbl->collection = pstrdup(PgpolyGetOption(ft->options, "collection", tbl->relname));
 	tbl->batch_size = (int) PgpolyGetIntOption(ft->options, "batch_size", 500);

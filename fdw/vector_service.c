@@ -1,0 +1,544 @@
+/*-------------------------------------------------------------------------
+ *
+ * vector_service.c
+ *		  The provider-agnostic side of a vector service: connection,
+ *		  collection cache, errors, dispatch to the provider, and batching
+ *		  of writes.
+ *
+ * One PgpolyStore serves every provider: the connection's handle is a
+ * VectorConn that carries the provider chosen by the server option
+ * provider ('chroma' default, 'qdrant'), its HTTP client, the path prefix
+ * of its routes and the collections it has described.  Changing the
+ * option invalidates the cached connection like any server option.
+ *
+ * Invariants:
+ *	- Everything that differs between services is in the provider
+ *	  (vector_chroma.c, vector_qdrant.c); this file and its callers never
+ *	  look at the provider's name.
+ *	- Errors name the server, the URL, the collection and what the service
+ *	  said; the api_key is a header and never appears in a message.
+ *	- jansson documents are owned by the current memory context
+ *	  (PgpolyJsonParse).
+ *
+ * fdw/vector_service.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "pgpoly_jansson.h"
+
+#include <math.h>
+
+#include "common/shortest_dec.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+
+#include "vector.h"
+
+/* The store handle of one cached connection. */
+typedef struct VectorConn
+{
+	const VectorProvider *provider;
+	PgpolyHttp *http;
+	MemoryContext cxt;			/* the collection cache */
+	char	   *base;			/* path prefix of every route */
+	List	   *colls;			/* VectorCollection *, in cxt */
+} VectorConn;
+
+static void *service_connect(PgpolyConnection *conn, ForeignServer *server,
+							 UserMapping *user);
+static void service_disconnect(void *handle);
+
+const PgpolyStore VectorStore = {
+	"vector",
+	service_connect,
+	service_disconnect,
+	VectorFlushWrites
+};
+
+/* The provider named by server's option provider (validated: known). */
+const VectorProvider *
+VectorServerProvider(ForeignServer *server)
+{
+	const char *name = PgpolyGetOption(server->options, "provider", "chroma");
+
+	return strcmp(name, VectorQdrant.name) == 0 ? &VectorQdrant : &VectorChroma;
+}
+
+/* PgpolyStore.connect: set up the HTTP client; no network I/O yet. */
+static void *
+service_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
+{
+	const char *url = PgpolyGetOption(server->options, "url", NULL);
+	PgpolyHttpConfig cfg;
+	VectorConn *vc;
+	char	   *base = NULL;
+
+	if (url == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("vector server \"%s\" has no option \"url\"", server->servername),
+				 errhint("ALTER SERVER %s OPTIONS (ADD url 'http://host:8000').",
+						 quote_identifier(server->servername))));
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.urls = PgpolySplitUrls(url);
+	if (cfg.urls == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"url\": \"%s\"", url)));
+	cfg.verify_tls = true;
+	vc = MemoryContextAllocZero(TopMemoryContext, sizeof(VectorConn));
+	vc->provider = VectorServerProvider(server);
+	vc->provider->configure(server, user, &cfg.headers, &base);
+	vc->cxt = AllocSetContextCreate(TopMemoryContext, "pgpoly vector collections",
+									ALLOCSET_SMALL_SIZES);
+	vc->base = MemoryContextStrdup(vc->cxt, base);
+	PG_TRY();
+	{
+		vc->http = PgpolyHttpOpen(&cfg);
+	}
+	PG_CATCH();
+	{
+		MemoryContextDelete(vc->cxt);
+		pfree(vc);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	strlcpy(conn->target, PgpolyHttpBaseUrl(vc->http), sizeof(conn->target));
+	return vc;
+}
+
+/* PgpolyStore.disconnect: free everything; never ereports. */
+static void
+service_disconnect(void *handle)
+{
+	VectorConn *vc = handle;
+
+	PgpolyHttpClose(vc->http);
+	MemoryContextDelete(vc->cxt);
+	pfree(vc);
+}
+
+/* The handle of conn (opened by PgpolyGetConnection). */
+static VectorConn *
+handle_of(PgpolyConnection *conn)
+{
+	PgpolyEnsureConnected(conn);
+	return (VectorConn *) conn->handle;
+}
+
+/* The cached connection for tbl's server and user mapping. */
+PgpolyConnection *
+VectorGetConnection(VectorTable *tbl)
+{
+	return PgpolyGetConnection(&VectorStore, tbl->server, tbl->user);
+}
+
+/* The HTTP client of conn. */
+PgpolyHttp *
+VectorHttp(PgpolyConnection *conn)
+{
+	return handle_of(conn)->http;
+}
+
+/* The path prefix of conn's routes (e.g. Chroma's tenant and database). */
+const char *
+VectorBase(PgpolyConnection *conn)
+{
+	return handle_of(conn)->base;
+}
+
+/* ----------------------------------------------------------------
+ *		Requests and errors
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Raise the ERROR for a non-2xx answer to what (e.g. "query of collection
+ * \"x\""), quoting the service's error message when the body has one.
+ */
+static void
+service_error(PgpolyConnection *conn, PgpolyHttpResponse *resp, const char *method,
+			  const char *path, const char *what)
+{
+	const VectorProvider *prov = handle_of(conn)->provider;
+	json_error_t jerr;
+	json_t	   *doc = json_loadb(resp->body, resp->len, 0, &jerr);
+	const char *text = doc ? prov->error_text(doc) : NULL;
+	char	   *said;
+	int			code;
+
+	if (text)
+		said = pstrdup(text);
+	else
+		said = psprintf("%.200s", resp->len ? resp->body : "(empty body)");
+	if (doc)
+		json_decref(doc);
+	if (resp->status == 404)
+		code = ERRCODE_FDW_TABLE_NOT_FOUND;
+	else if (resp->status == 401 || resp->status == 403)
+		code = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+	else
+		code = ERRCODE_FDW_ERROR;
+	ereport(ERROR,
+			(errcode(code),
+			 errmsg("vector server \"%s\" at %s: %s failed with HTTP %ld",
+					conn->servername, conn->target, what, resp->status),
+			 errdetail("%s said: %s; request: %s %s", prov->label, said, method, path),
+			 resp->status == 401 || resp->status == 403 ?
+			 errhint("Check the api_key option of the user mapping.") : 0));
+}
+
+/*
+ * Send one request and return the parsed JSON of a 2xx answer, or NULL for
+ * a 404 when notfound_ok.  Any other status is an ERROR.
+ */
+json_t *
+VectorCall(PgpolyConnection *conn, const char *method, const char *path,
+		   StringInfo body, const char *what, bool notfound_ok)
+{
+	VectorConn *vc = handle_of(conn);
+	PgpolyHttpResponse resp;
+
+	PgpolyHttpRequest(conn, vc->http, method, path, body ? body->data : NULL,
+					  body ? body->len : 0, NULL, 2, &resp);
+	if (resp.status == 404 && notfound_ok)
+		return NULL;
+	if (resp.status < 200 || resp.status > 299)
+		service_error(conn, &resp, method, path, what);
+	return PgpolyJsonParse(conn, resp.body, resp.len, what);
+}
+
+/* A malformed response: ERROR naming what was expected. */
+void
+VectorBadResponse(PgpolyConnection *conn, const char *what, const char *expected)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+			 errmsg("vector server \"%s\" at %s sent an unexpected %s",
+					conn->servername, conn->target, what),
+			 errdetail("Expected %s.", expected)));
+}
+
+/* ----------------------------------------------------------------
+ *		Collections
+ * ----------------------------------------------------------------
+ */
+
+/* ERROR: tbl's collection does not exist. */
+void
+VectorNoCollection(PgpolyConnection *conn, VectorTable *tbl)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_TABLE_NOT_FOUND),
+			 errmsg("collection \"%s\" of foreign table \"%s\" does not exist on vector server \"%s\"",
+					tbl->collection, tbl->relname, conn->servername),
+			 errhint("Create the collection, or set create_collection 'true' and distance on the foreign table.")));
+}
+
+/* The cached description of collection name, or NULL. */
+VectorCollection *
+VectorCachedCollection(PgpolyConnection *conn, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, handle_of(conn)->colls)
+		if (strcmp(((VectorCollection *) lfirst(lc))->name, name) == 0)
+			return lfirst(lc);
+	return NULL;
+}
+
+/* Cache a copy of c on the connection; returns the copy. */
+VectorCollection *
+VectorRememberCollection(PgpolyConnection *conn, VectorCollection *c)
+{
+	VectorConn *vc = handle_of(conn);
+	MemoryContext old = MemoryContextSwitchTo(vc->cxt);
+	VectorCollection *copy = palloc(sizeof(VectorCollection));
+
+	*copy = *c;
+	copy->name = pstrdup(c->name);
+	copy->uuid = pstrdup(c->uuid);
+	vc->colls = lappend(vc->colls, copy);
+	MemoryContextSwitchTo(old);
+	return copy;
+}
+
+/*
+ * The description of tbl's collection: cached, or asked of the service.
+ * NULL when it does not exist and missing_ok; else an ERROR.
+ */
+VectorCollection *
+VectorLookupCollection(PgpolyConnection *conn, VectorTable *tbl, bool missing_ok)
+{
+	VectorCollection *c = VectorCachedCollection(conn, tbl->collection);
+
+	return c ? c : handle_of(conn)->provider->lookup(conn, tbl, missing_ok);
+}
+
+/* Drop the cached description of tbl's collection (to see it afresh). */
+void
+VectorForgetCollection(PgpolyConnection *conn, VectorTable *tbl)
+{
+	VectorConn *vc = handle_of(conn);
+	ListCell   *lc;
+
+	foreach(lc, vc->colls)
+	{
+		VectorCollection *c = lfirst(lc);
+
+		if (strcmp(c->name, tbl->collection) == 0)
+		{
+			vc->colls = foreach_delete_current(vc->colls, lc);
+			return;
+		}
+	}
+}
+
+/* Collections of conn's server (for IMPORT FOREIGN SCHEMA). */
+List *
+VectorListCollections(PgpolyConnection *conn)
+{
+	return handle_of(conn)->provider->list_collections(conn);
+}
+
+/* ----------------------------------------------------------------
+ *		JSON helpers of the providers
+ * ----------------------------------------------------------------
+ */
+
+/* Percent-encode a path segment (leaves [A-Za-z0-9._-] alone). */
+char *
+VectorUrlSegment(const char *s)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (; *s; s++)
+	{
+		unsigned char c = (unsigned char) *s;
+
+		if (isalnum(c) || c == '.' || c == '_' || c == '-')
+			appendStringInfoChar(&buf, c);
+		else
+			appendStringInfo(&buf, "%%%02X", c);
+	}
+	return buf.data;
+}
+
+/* Append a jansson value as JSON text, reals in shortest round-trip form. */
+void
+VectorAppendJson(StringInfo buf, json_t *v)
+{
+	const char *key;
+	json_t	   *m;
+	size_t		i;
+	char		num[DOUBLE_SHORTEST_DECIMAL_LEN];
+
+	switch (json_typeof(v))
+	{
+		case JSON_OBJECT:
+			appendStringInfoChar(buf, '{');
+			i = 0;
+			json_object_foreach(v, key, m)
+			{
+				if (i++ > 0)
+					appendStringInfoChar(buf, ',');
+				escape_json(buf, key);
+				appendStringInfoChar(buf, ':');
+				VectorAppendJson(buf, m);
+			}
+			appendStringInfoChar(buf, '}');
+			break;
+		case JSON_ARRAY:
+			appendStringInfoChar(buf, '[');
+			json_array_foreach(v, i, m)
+			{
+				if (i > 0)
+					appendStringInfoChar(buf, ',');
+				VectorAppendJson(buf, m);
+			}
+			appendStringInfoChar(buf, ']');
+			break;
+		case JSON_STRING:
+			escape_json(buf, json_string_value(v));
+			break;
+		case JSON_INTEGER:
+			appendStringInfo(buf, "%lld", (long long) json_integer_value(v));
+			break;
+		case JSON_REAL:
+			double_to_shortest_decimal_buf(json_real_value(v), num);
+			appendStringInfoString(buf, num);
+			break;
+		case JSON_TRUE:
+			appendStringInfoString(buf, "true");
+			break;
+		case JSON_FALSE:
+			appendStringInfoString(buf, "false");
+			break;
+		case JSON_NULL:
+			appendStringInfoString(buf, "null");
+			break;
+	}
+}
+
+/* Append v as a JSON array of shortest round-trip float4 numbers. */
+void
+VectorAppendFloats(StringInfo buf, const float4 *v, int dim)
+{
+	char		num[FLOAT_SHORTEST_DECIMAL_LEN];
+
+	appendStringInfoChar(buf, '[');
+	for (int i = 0; i < dim; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(buf, ',');
+		if (isnan(v[i]) || isinf(v[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("a vector sent to the service must not contain NaN or Infinity")));
+		float_to_shortest_decimal_buf(v[i], num);
+		appendStringInfoString(buf, num);
+	}
+	appendStringInfoChar(buf, ']');
+}
+
+/* ----------------------------------------------------------------
+ *		Dispatch to the provider
+ * ----------------------------------------------------------------
+ */
+
+/* The provider's filter of conds (ANDed), or NULL when there are none. */
+char *
+VectorWhereJson(VectorTable *tbl, List *conds)
+{
+	return conds == NIL ? NULL : tbl->provider->filter(conds);
+}
+
+/* Records with the given ids (and where), in one request. */
+List *
+VectorGetByIds(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
+			   List *ids, const char *where, int include)
+{
+	return tbl->provider->get_by_ids(conn, tbl, coll, ids, where,
+									 include & ~VINC_DISTANCE);
+}
+
+/* One page of the records matching where (see VectorProvider.get_page). */
+List *
+VectorGetPage(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
+			  const char *where, char **cursor, int limit, int include)
+{
+	return tbl->provider->get_page(conn, tbl, coll, where, cursor, limit,
+								   include & ~VINC_DISTANCE);
+}
+
+/* The k nearest records to q (matching where and ids), nearest first. */
+List *
+VectorQuery(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
+			const float4 *q, int dim, int k, const char *where, List *ids,
+			int include)
+{
+	if (coll->dimension > 0 && dim != coll->dimension)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("query vector has %d dimensions, collection \"%s\" has %d",
+						dim, coll->name, coll->dimension)));
+	return tbl->provider->query(conn, tbl, coll, q, dim, k, where, ids,
+								include | VINC_DISTANCE);
+}
+
+/* The k-NN request as EXPLAIN shows it. */
+char *
+VectorQueryText(VectorTable *tbl, const char *where, int k, int include, bool ids)
+{
+	return tbl->provider->query_text(tbl, where, k, include | VINC_DISTANCE, ids);
+}
+
+/* The request of a plain scan as EXPLAIN shows it. */
+char *
+VectorScanText(VectorTable *tbl, bool by_ids, const char *where, int include)
+{
+	return tbl->provider->scan_text(tbl, by_ids, where, include);
+}
+
+/* ERROR now for a write the service would refuse at COMMIT. */
+void
+VectorCheckWrite(VectorWrite *w)
+{
+	if (w->tbl->provider->check_write)
+		w->tbl->provider->check_write(w);
+}
+
+/* ----------------------------------------------------------------
+ *		Writes
+ * ----------------------------------------------------------------
+ */
+
+/* Send one batch, naming it in the error context. */
+static void
+send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
+{
+	static const char *const kinds[] = {"upsert", "update", "delete"};
+
+	PG_TRY();
+	{
+		handle_of(conn)->provider->send_batch(conn, w, n);
+	}
+	PG_CATCH();
+	{
+		errcontext("%s of %d record(s) of foreign table \"%s\", first id \"%s\"",
+				   kinds[w[0]->kind], n, w[0]->tbl->relname, w[0]->row.id);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Send writes (VectorWrite *) in order: runs of the same table and kind go
+ * in batches of the table's batch_size, one request each.
+ */
+void
+VectorSendWrites(PgpolyConnection *conn, List *writes)
+{
+	int			n = list_length(writes);
+	VectorWrite **w = palloc(sizeof(VectorWrite *) * Max(n, 1));
+	int			start = 0;
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "pgpoly vector send",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old;
+
+	for (int i = 0; i < n; i++)
+		w[i] = list_nth(writes, i);
+	old = MemoryContextSwitchTo(cxt);
+	while (start < n)
+	{
+		int			end = start + 1;
+
+		while (end < n && end - start < w[start]->tbl->batch_size &&
+			   w[end]->kind == w[start]->kind && w[end]->tbl->relid == w[start]->tbl->relid &&
+			   strcmp(w[end]->tbl->collection, w[start]->tbl->collection) == 0)
+			end++;
+		send_batch(conn, w + start, end - start);
+		MemoryContextReset(cxt);
+		start = end;
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
+
+/* PgpolyStore.flush: send the transaction's buffered writes at pre-commit. */
+void
+VectorFlushWrites(PgpolyConnection *conn, List *writes)
+{
+	List	   *payloads = NIL;
+	ListCell   *lc;
+
+	PgpolyEnsureConnected(conn);
+	foreach(lc, writes)
+		payloads = lappend(payloads, ((PgpolyWrite *) lfirst(lc))->payload);
+	VectorSendWrites(conn, payloads);
+}

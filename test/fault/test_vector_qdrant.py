@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""pgpoly_vector with provider 'qdrant', against test/qdrant_fixture.py.
+
+Qdrant cannot be installed here, so a stdlib stand-in that speaks its REST
+API (shapes from the Qdrant API reference, see the fixture) serves the
+requests, and this test asserts both what users see and the exact request
+bodies pgpoly sent:
+
+  * k-NN pushdown: one POST /points/query with the query vector, limit =
+    LIMIT + OFFSET and the metadata filter ("must" of match/range/any);
+  * _distance converted from each metric's score (Euclid, Cosine, Dot) to
+    the operator's value, equal to the local operators;
+  * get by ids (POST /points; with a filter, scroll with has_id), ids that
+    cannot be Qdrant ids find nothing;
+  * scan paging with scroll's next_page_offset;
+  * INSERT/UPDATE/DELETE bodies sent at COMMIT (nothing before), the
+    api-key header, create_collection, invalid ids refused at INSERT;
+  * an error body {"status": {"error"}} becomes an ERROR quoting it.
+"""
+
+import json
+import math
+import os
+import sys
+
+import pgtest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qdrant_fixture  # noqa: E402
+
+check = pgtest.check
+
+UUID = "5c56c793-69f3-4fbf-87e6-c4bf54c28c26"
+POINTS = [
+    {"id": 1, "vector": [1.0, 0.0], "payload": {"document": "one", "task": "vision", "n": 1}},
+    {"id": 2, "vector": [0.0, 1.0], "payload": {"document": "two", "task": "text", "n": 2}},
+    {"id": 3, "vector": [1.0, 1.0], "payload": {"task": "vision", "n": 3}},
+    {"id": 4, "vector": [-1.0, 0.5], "payload": {"document": "four", "task": "audio", "n": 4.5}},
+    {"id": UUID, "vector": [0.5, 0.25], "payload": {"document": "five", "task": "vision", "n": 5}},
+]
+Q = [0.6, 0.8]
+
+
+def local(metric, v, q):
+    """The SQL operator's value: <-> Euclid, <=> 1 - cos, <#> -dot."""
+    dot = sum(a * b for a, b in zip(v, q))
+    if metric == "l2":
+        return math.sqrt(sum((a - b) ** 2 for a, b in zip(v, q)))
+    if metric == "cosine":
+        return 1 - dot / (math.hypot(*v) * math.hypot(*q))
+    return -dot
+
+
+def rows(sess, sql):
+    """The rows of a query as lists of fields ('|'-separated)."""
+    r = sess.run(sql)
+    check(r.rc == 0, "query failed: %s\n%s" % (sql, r.err))
+    return [line.split("|") for line in r.out.splitlines() if line]
+
+
+def test():
+    mark = pgtest.pg_log_mark()
+    fx = qdrant_fixture.Fixture()
+    for name, dist in (("l2c", "Euclid"), ("cosc", "Cosine"), ("dotc", "Dot")):
+        fx.add_collection(name, 2, dist, POINTS)
+    fx.fail["broken"] = (400, "Wrong input: payload index is broken")
+    port = fx.start()
+    db = pgtest.create_db("pgpoly_qdrant")
+    r = pgtest.psql(
+        "CREATE SERVER qd FOREIGN DATA WRAPPER pgpoly_vector "
+        "OPTIONS (url 'http://127.0.0.1:%d', provider 'qdrant');\n"
+        "CREATE USER MAPPING FOR CURRENT_USER SERVER qd OPTIONS (api_key 'sekret');\n"
+        "CREATE FOREIGN TABLE t_l2 (id text, embedding real[], document text, metadata jsonb,"
+        " task text, n float8, _distance float8) SERVER qd OPTIONS (collection 'l2c');\n"
+        "CREATE FOREIGN TABLE t_cos (id text, embedding real[], document text, metadata jsonb,"
+        " _distance float8) SERVER qd OPTIONS (collection 'cosc');\n"
+        "CREATE FOREIGN TABLE t_dot (id text, embedding real[], document text, metadata jsonb,"
+        " _distance float8) SERVER qd OPTIONS (collection 'dotc');\n"
+        "CREATE FOREIGN TABLE t_page (id text, embedding real[], document text) SERVER qd"
+        " OPTIONS (collection 'l2c', fetch_size '2');\n"
+        "CREATE FOREIGN TABLE t_new (id text, embedding real[], document text, metadata jsonb,"
+        " _distance float8)"
+        " SERVER qd OPTIONS (collection 'newc', create_collection 'true', distance 'cosine');\n"
+        "CREATE FOREIGN TABLE t_broken (id text, embedding real[]) SERVER qd"
+        " OPTIONS (collection 'broken');\n" % port, db=db)
+    check(r.rc == 0, "setup: %s" % r.err)
+    sess = pgtest.Session(db=db)
+    qtext = "'{%s}'" % ",".join(str(x) for x in Q)
+
+    # k-NN pushdown, one request per metric, distances in the operator's metric.
+    for tbl, op, metric in (("t_l2", "<->", "l2"), ("t_cos", "<=>", "cosine"),
+                            ("t_dot", "<#>", "ip")):
+        fx.clear_log()
+        got = rows(sess, "SELECT id, _distance FROM %s WHERE metadata->>'task' = 'vision' "
+                         "ORDER BY embedding %s %s LIMIT 2 OFFSET 1;" % (tbl, op, qtext))
+        sent = fx.requests("POST", "/points/query")
+        check(len(sent) == 1 and len(fx.requests()) <= 2,
+              "%s: one query request (+ one lookup): %r" % (tbl, fx.requests()))
+        if sent:
+            body = sent[0][2]
+            check(body == {"query": Q, "limit": 3,
+                           "filter": {"must": [{"key": "task", "match": {"value": "vision"}}]},
+                           "with_payload": False, "with_vector": False},
+                  "%s: query body %r" % (tbl, body))
+            check(sent[0][3].get("api-key") == "sekret", "api-key header sent")
+        want = sorted(((local(metric, p["vector"], Q), str(p["id"])) for p in POINTS
+                       if p["payload"]["task"] == "vision"))[1:3]
+        check([g[0] for g in got] == [w[1] for w in want], "%s: order %r vs %r" % (tbl, got, want))
+        for g, w in zip(got, want):
+            check(abs(float(g[1]) - w[0]) < 1e-6, "%s: _distance %s vs %s" % (tbl, g, w))
+
+    # EXPLAIN shows the request; a numeric range and IN go to the filter.
+    r = sess.run("EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM t_l2 WHERE n >= 2 AND "
+                 "task IN ('vision','text') ORDER BY embedding <-> %s LIMIT 3;" % qtext)
+    check("POST collections/l2c/points/query" in r.out and '"range":{"gte":2}' in r.out
+          and '"match":{"any":["vision","text"]}' in r.out, "EXPLAIN: %s" % r.out)
+    fx.clear_log()
+    got = rows(sess, "SELECT id FROM t_l2 WHERE n >= 2 AND task IN ('vision','text') "
+                     "ORDER BY embedding <-> %s LIMIT 3;" % qtext)
+    check(sorted(g[0] for g in got) == sorted(["2", "3", UUID]), "range + IN rows: %r" % got)
+    body = fx.requests("POST", "/points/query")[0][2]
+    check(body["filter"] == {"must": [{"key": "n", "range": {"gte": 2}},
+                                      {"key": "task", "match": {"any": ["vision", "text"]}}]},
+          "range + IN filter: %r" % body["filter"])
+    # A float equality is a closed range (match is exact for integers only).
+    fx.clear_log()
+    got = rows(sess, "SELECT id FROM t_l2 WHERE n = 4.5 ORDER BY embedding <-> %s LIMIT 3;"
+               % qtext)
+    check(got == [["4"]], "n = 4.5: %r" % got)
+    check(fx.requests("POST", "/points/query")[0][2]["filter"] ==
+          {"must": [{"key": "n", "range": {"gte": 4.5, "lte": 4.5}}]}, "float equality")
+
+    # Get by ids: POST /points; ids that cannot be Qdrant ids find nothing.
+    fx.clear_log()
+    got = rows(sess, "SELECT id, document, metadata FROM t_l2 WHERE id IN ('1', '%s', 'nope') "
+                     "ORDER BY id;" % UUID)
+    check(got == [["1", "one", '{"n": 1, "task": "vision"}'],
+                  [UUID, "five", '{"n": 5, "task": "vision"}']], "by ids: %r" % got)
+    sent = fx.requests("POST", "/collections/l2c/points")
+    check(len(sent) == 1 and sent[0][2] == {"ids": [1, UUID], "with_payload": True,
+                                            "with_vector": False}, "retrieve body %r" % sent)
+    fx.clear_log()
+    got = rows(sess, "SELECT id FROM t_l2 WHERE id IN ('1','2','3') AND task = 'vision' "
+                     "ORDER BY id;")
+    check(got == [["1"], ["3"]], "by ids with a filter: %r" % got)
+    sent = fx.requests("POST", "/points/scroll")
+    check(len(sent) == 1 and sent[0][2].get("filter") ==
+          {"must": [{"has_id": [1, 2, 3]},
+                    {"must": [{"key": "task", "match": {"value": "vision"}}]}]},
+          "has_id scroll %r" % sent)
+    check(rows(sess, "SELECT count(*) FROM t_l2 WHERE id = 'x1';") == [["0"]],
+          "an impossible id is no row")
+
+    # Paging with next_page_offset.
+    fx.clear_log()
+    got = rows(sess, "SELECT id, document FROM t_page ORDER BY id;")
+    check(len(got) == 5, "paged scan sees every point: %r" % got)
+    sent = fx.requests("POST", "/points/scroll")
+    offsets = [s[2].get("offset") for s in sent]
+    check(offsets == [None, 3, UUID], "scroll offsets follow next_page_offset: %r" % offsets)
+    check(all(s[2]["limit"] == 2 and s[2]["with_payload"] == ["document"] for s in sent),
+          "scroll bodies: %r" % sent)
+
+    # Writes are sent at COMMIT, with the document in the payload.
+    fx.clear_log()
+    r = sess.run("BEGIN;\n"
+                 "INSERT INTO t_l2 (id, embedding, document, metadata) VALUES "
+                 "('10', '{0.5,0.5}', 'ten', '{\"task\": \"new\", \"n\": 10}');\n"
+                 "UPDATE t_l2 SET document = 'TWO' WHERE id = '2';\n"
+                 "DELETE FROM t_l2 WHERE id = '3';")
+    check(r.rc == 0, "writes: %s" % r.err)
+    check(not fx.requests("PUT") and not fx.requests("POST", "/points/delete"),
+          "nothing written before COMMIT")
+    check(rows(sess, "SELECT id, document FROM t_l2 WHERE id IN ('2','3','10') ORDER BY id;")
+          == [["10", "ten"], ["2", "TWO"]], "read-your-writes before COMMIT")
+    r = sess.run("COMMIT;")
+    check(r.rc == 0, "COMMIT: %s" % r.err)
+    puts = fx.requests("PUT", "/points")
+    check([p[2] for p in puts] == [
+        {"points": [{"id": 10, "vector": [0.5, 0.5],
+                     "payload": {"task": "new", "n": 10, "document": "ten"}}]},
+        {"points": [{"id": 2, "vector": [0.0, 1.0],
+                     "payload": {"n": 2, "task": "text", "document": "TWO"}}]}],
+        "upsert bodies: %r" % puts)
+    check(all(p[1].endswith("?wait=true") for p in puts), "upserts wait")
+    dels = fx.requests("POST", "/points/delete")
+    check(len(dels) == 1 and dels[0][2] == {"points": [3]}, "delete body %r" % dels)
+    check(3 not in fx.collections["l2c"]["points"] and
+          fx.collections["l2c"]["points"][10]["payload"]["document"] == "ten", "stored")
+
+    # Ids Qdrant cannot take are refused at INSERT, naming the id.
+    r = sess.run("INSERT INTO t_l2 (id, embedding) VALUES ('doc-7', '{1,2}');")
+    check(r.rc == 1 and '"doc-7"' in r.err and r.sqlstate == "22P02", "bad id: %s" % r.err)
+    r = sess.run("INSERT INTO t_l2 (id, embedding, metadata) VALUES "
+                 "('11', '{1,2}', '{\"document\": 1}');")
+    check(r.rc == 1 and "document" in r.err, "metadata key document refused: %s" % r.err)
+
+    # create_collection: PUT /collections/newc with the size and distance.
+    fx.clear_log()
+    r = sess.run("INSERT INTO t_new VALUES ('%s', '{3,4}', 'hello', '{\"a\": true}');" % UUID)
+    check(r.rc == 0, "insert into a new collection: %s" % r.err)
+    created = [c for c in fx.requests("PUT") if c[1] == "/collections/newc"]
+    check(len(created) == 1 and created[0][2] == {"vectors": {"size": 2, "distance": "Cosine"}},
+          "create body %r" % created)
+    got = rows(sess, "SELECT id, _distance FROM t_new ORDER BY embedding <=> '{3,4}' LIMIT 1;")
+    check(len(got) == 1 and got[0][0] == UUID and abs(float(got[0][1])) < 1e-6,
+          "k-NN on the new collection: %r" % got)
+
+    # vector_search over a Qdrant table.
+    got = rows(sess, "SELECT id, round(distance::numeric, 6) FROM "
+                     "pgpoly.vector_search('t_dot', '{1,0}', 2, '{\"task\": \"vision\"}');")
+    check(got == [["3", "-1.000000"], ["1", "-1.000000"]] or
+          got == [["1", "-1.000000"], ["3", "-1.000000"]], "vector_search: %r" % got)
+
+    # Errors: {"status": {"error": ...}} is quoted; a missing collection is clear.
+    r = sess.run("SELECT * FROM t_broken;")
+    check(r.rc == 1 and "payload index is broken" in r.err and "Qdrant said" in r.err
+          and (r.sqlstate or "").startswith("HV"), "error body: %s" % r.err)
+    r = sess.run("INSERT INTO t_l2 (id, embedding) VALUES ('12', '{1,2,3}');")
+    check(r.rc == 1 and "dimensions" in r.err, "wrong dimension refused: %s" % r.err)
+    del fx.collections["cosc"]
+    r = sess.run("SELECT pgpoly.disconnect(); SELECT * FROM t_cos;")
+    check(r.rc == 1 and "does not exist" in r.err, "missing collection: %s" % r.err)
+
+    # IMPORT FOREIGN SCHEMA: one table per collection, with its distance.
+    r = sess.run("CREATE SCHEMA imp; IMPORT FOREIGN SCHEMA x FROM SERVER qd INTO imp;")
+    check(r.rc == 0, "import: %s" % r.err)
+    got = rows(sess, "SELECT c.relname, array_to_string(t.ftoptions, ',') FROM "
+                     "pg_foreign_table t JOIN pg_class c ON c.oid = t.ftrelid JOIN "
+                     "pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = 'imp' "
+                     "ORDER BY 1;")
+    check(got == [["dotc", "collection=dotc,distance=ip"], ["l2c", "collection=l2c,distance=l2"],
+                  ["newc", "collection=newc,distance=cosine"]], "imported: %r" % got)
+
+    sess.close()
+    fx.stop()
+    pgtest.check_pg_log(mark)
+
+
+pgtest.main(test)
