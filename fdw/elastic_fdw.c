@@ -462,18 +462,17 @@ elasticGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntablei
 	if (root->query_pathkeys && !ri->written)
 		sorts = pushable_sorts(root, baserel, ri, &sort_ok);
 	add_path(baserel, (Path *)
-			 create_foreignscan_path(root, baserel, NULL, rows, startup,
-									 startup + run, NIL, baserel->lateral_relids, NULL,
-									 path_private(NIL, root->query_pathkeys ? -1 : limit)));
+			 PgpolyForeignScanPath(root, baserel, rows, startup, startup + run, NIL,
+								   baserel->lateral_relids,
+								   path_private(NIL, root->query_pathkeys ? -1 : limit)));
 	/* Sorting costs Elasticsearch no more; a pushed LIMIT fetches less. */
 	if (sort_ok)
 		add_path(baserel, (Path *)
-				 create_foreignscan_path(root, baserel, NULL, rows, startup,
-										 startup + run * (limit >= 0 && limit < rows ?
-														  limit / rows : 1.0),
-										 root->query_pathkeys,
-										 baserel->lateral_relids, NULL,
-										 path_private(sorts, limit)));
+				 PgpolyForeignScanPath(root, baserel, rows, startup,
+									   startup + run * (limit >= 0 && limit < rows ?
+														limit / rows : 1.0),
+									   root->query_pathkeys, baserel->lateral_relids,
+									   path_private(sorts, limit)));
 }
 
 /* Whether the aggregate target is count(*) only (no FILTER, DISTINCT). */
@@ -512,9 +511,9 @@ elasticGetForeignUpperPaths(PlannerInfo *root, UpperRelationKind stage,
 		return;
 	output_rel->fdw_private = ri;
 	add_path(output_rel, (Path *)
-			 create_foreign_upper_path(root, output_rel, output_rel->reltarget, 1,
-									   ELASTIC_REQUEST_COST, ELASTIC_REQUEST_COST + 1,
-									   NIL, NULL, list_make1(makeInteger(EMODE_COUNT))));
+			 PgpolyForeignUpperPath(root, output_rel, output_rel->reltarget, 1,
+									ELASTIC_REQUEST_COST, ELASTIC_REQUEST_COST + 1,
+									NIL, list_make1(makeInteger(EMODE_COUNT))));
 }
 
 /* The pushed clauses (RestrictInfos), deparsed for EXPLAIN. */

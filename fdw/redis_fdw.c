@@ -437,15 +437,8 @@ redisGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 		baserel->rows * cpu_tuple_cost;
 
 	add_path(baserel, (Path *)
-			 create_foreignscan_path(root, baserel, NULL, baserel->rows,
-#if PG_VERSION_NUM >= 180000
-									 0,
-#endif
-									 startup, total, NIL, NULL, NULL,
-#if PG_VERSION_NUM >= 170000
-									 NIL,
-#endif
-									 NIL));
+			 PgpolyForeignScanPath(root, baserel, baserel->rows, startup, total,
+								   NIL, NULL, NIL));
 }
 
 /* Whether the query reads the _ttl column (or the whole row). */

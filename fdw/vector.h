@@ -82,6 +82,7 @@ typedef struct VectorTable
 	char	   *collection;
 	int			batch_size;
 	int			fetch_size;
+	bool		remote_estimate;	/* use_remote_estimate */
 	bool		transactional;
 	bool		create;			/* create_collection */
 	VectorDistance distance;	/* table option, VDIST_UNKNOWN if absent */
@@ -201,6 +202,9 @@ typedef struct VectorProvider
 	void		(*check_write) (VectorWrite *w);
 	/* send n writes of the same table and kind in one request */
 	void		(*send_batch) (PgpolyConnection *conn, VectorWrite **w, int n);
+	/* use_remote_estimate: records in the collection (one request) */
+	double		(*count) (PgpolyConnection *conn, VectorTable *tbl,
+						  VectorCollection *coll);
 	/* EXPLAIN: the k-NN request and the scan request */
 	char	   *(*query_text) (VectorTable *tbl, const char *where, int k,
 							   int include, bool ids);
@@ -232,6 +236,7 @@ extern VectorCollection *VectorRememberCollection(PgpolyConnection *conn,
 extern VectorCollection *VectorLookupCollection(PgpolyConnection *conn,
 												VectorTable *tbl,
 												bool missing_ok);
+extern double VectorRemoteCount(VectorTable *tbl);
 extern void VectorForgetCollection(PgpolyConnection *conn, VectorTable *tbl);
 extern char *VectorUrlSegment(const char *s);
 extern void VectorAppendJson(StringInfo buf, struct json_t *v);

@@ -558,6 +558,23 @@ write_body(StringInfo buf, VectorWrite **w, int n)
 	appendStringInfoString(buf, "]}");
 }
 
+/*
+ * VectorProvider.count: GET .../collections/{id}/count, whose answer is a
+ * bare integer.
+ */
+static double
+chroma_count(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll)
+{
+	json_t	   *doc = VectorCall(conn, "GET",
+								 psprintf("%s/collections/%s/count", VectorBase(conn), coll->uuid),
+								 NULL, psprintf("count of collection \"%s\"", tbl->collection),
+								 false);
+
+	if (!json_is_integer(doc))
+		VectorBadResponse(conn, "count response", "an integer");
+	return (double) json_integer_value(doc);
+}
+
 /* VectorProvider.send_batch: n writes of the same table and kind. */
 static void
 chroma_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
@@ -596,5 +613,6 @@ const VectorProvider VectorChroma = {
 	.check_write = NULL,
 	.send_batch = chroma_send_batch,
 	.query_text = chroma_query_text,
+	.count = chroma_count,
 	.scan_text = chroma_scan_text
 };

@@ -115,6 +115,7 @@ typedef struct VectorCondPlan
 typedef struct VectorRelInfo
 {
 	VectorTable *tbl;
+	double		fetched;		/* records a plain scan reads (estimate) */
 	List	   *id_exprs;		/* at most one id clause's value */
 	List	   *id_kinds;
 	List	   *conds;			/* VectorCondPlan * */
@@ -533,7 +534,7 @@ analyze_knn(PlannerInfo *root, RelOptInfo *baserel, VectorRelInfo *ri)
 	}
 	if (!ri->all_pushed)
 	{
-		ri->knn_note = "a WHERE clause cannot be translated into a Chroma filter";
+		ri->knn_note = "a WHERE clause cannot be translated into a filter of the service";
 		return;
 	}
 	dist = plan_distance(ri->tbl);
@@ -579,8 +580,13 @@ vectorGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntable
 	foreach(lc, baserel->baserestrictinfo)
 		if (ri->nids < 0 || !list_member_ptr(ri->pushed, ((RestrictInfo *) lfirst(lc))->clause))
 			local = lappend(local, lfirst(lc));
-	rows = ri->nids >= 0 ? ri->nids :
-		baserel->tuples > 0 ? baserel->tuples : VECTOR_UNKNOWN_ROWS;
+	if (ri->nids >= 0)
+		rows = ri->nids;
+	else if (ri->tbl->remote_estimate)
+		rows = VectorRemoteCount(ri->tbl);
+	else
+		rows = baserel->tuples > 0 ? baserel->tuples : VECTOR_UNKNOWN_ROWS;
+	ri->fetched = Max(rows, 1.0);
 	baserel->rows = clamp_row_est(rows * clauselist_selectivity(root, local, baserel->relid,
 																JOIN_INNER, NULL));
 }
@@ -590,8 +596,7 @@ static void
 vectorGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
 	VectorRelInfo *ri = baserel->fdw_private;
-	double		fetched = ri->nids >= 0 ? ri->nids :
-		baserel->tuples > 0 ? baserel->tuples : VECTOR_UNKNOWN_ROWS;
+	double		fetched = ri->fetched;
 	Cost		startup = VECTOR_REQUEST_COST;
 	Cost		total = startup +
 		ceil(fetched / ri->tbl->fetch_size) * VECTOR_REQUEST_COST +
@@ -599,8 +604,8 @@ vectorGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 
 	analyze_knn(root, baserel, ri);
 	add_path(baserel, (Path *)
-			 create_foreignscan_path(root, baserel, NULL, baserel->rows,
-									 startup, total, NIL, NULL, NULL, NIL));
+			 PgpolyForeignScanPath(root, baserel, baserel->rows, startup, total,
+								   NIL, NULL, NIL));
 }
 
 /* Whether every Var of the final target is a user column of baserel. */
@@ -662,11 +667,10 @@ vectorGetForeignUpperPaths(PlannerInfo *root, UpperRelationKind stage,
 		ri->knn_note = "the select list has a whole-row or system column";
 		return;
 	}
-	path = create_foreign_upper_path(root, input_rel, target, ri->knn_k - ri->knn_offset,
-									 VECTOR_REQUEST_COST,
-									 VECTOR_REQUEST_COST + ri->knn_k * VECTOR_PER_ROW_COST,
-									 root->sort_pathkeys, NULL,
-									 list_make1(makeInteger(1)));
+	path = PgpolyForeignUpperPath(root, input_rel, target, ri->knn_k - ri->knn_offset,
+								  VECTOR_REQUEST_COST,
+								  VECTOR_REQUEST_COST + ri->knn_k * VECTOR_PER_ROW_COST,
+								  root->sort_pathkeys, list_make1(makeInteger(1)));
 	add_path(output_rel, (Path *) path);
 }
 

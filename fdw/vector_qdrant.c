@@ -859,6 +859,25 @@ upsert_body(StringInfo buf, VectorWrite **w, int n)
 }
 
 /*
+ * VectorProvider.count: points_count of GET /collections/{name}
+ * (https://api.qdrant.tech/api-reference/collections/get-collection).
+ */
+static double
+qdrant_count(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll)
+{
+	json_t	   *doc = VectorCall(conn, "GET",
+								 psprintf("%s/collections/%s", VectorBase(conn),
+										  VectorUrlSegment(coll->name)),
+								 NULL, psprintf("count of collection \"%s\"", coll->name), false);
+	json_t	   *n = json_object_get(result_of(conn, doc, is_object, "collection description",
+											  "\"result\": {...}"), "points_count");
+
+	if (!json_is_integer(n))
+		VectorBadResponse(conn, "collection description", "\"points_count\": integer");
+	return (double) json_integer_value(n);
+}
+
+/*
  * VectorProvider.send_batch.  Deletes: POST /points/delete?wait=true
  * {"points": [ids]} (https://api.qdrant.tech/api-reference/points/delete-points);
  * an id that cannot exist is skipped.  Upserts create the collection first
@@ -904,5 +923,6 @@ const VectorProvider VectorQdrant = {
 	.check_write = qdrant_check_write,
 	.send_batch = qdrant_send_batch,
 	.query_text = qdrant_query_text,
+	.count = qdrant_count,
 	.scan_text = qdrant_scan_text
 };

@@ -279,6 +279,19 @@ VectorLookupCollection(PgpolyConnection *conn, VectorTable *tbl, bool missing_ok
 	return c ? c : handle_of(conn)->provider->lookup(conn, tbl, missing_ok);
 }
 
+/*
+ * use_remote_estimate: the number of records in tbl's collection, asked of
+ * the service at plan time (0 when the collection does not exist yet).
+ */
+double
+VectorRemoteCount(VectorTable *tbl)
+{
+	PgpolyConnection *conn = VectorGetConnection(tbl);
+	VectorCollection *c = VectorLookupCollection(conn, tbl, true);
+
+	return c ? handle_of(conn)->provider->count(conn, tbl, c) : 0;
+}
+
 /* Drop the cached description of tbl's collection (to see it afresh). */
 void
 VectorForgetCollection(PgpolyConnection *conn, VectorTable *tbl)

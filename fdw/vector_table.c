@@ -43,6 +43,7 @@ const PgpolyOption VectorOptions[] = {
 	{"collection", ForeignTableRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"batch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, 100000, NULL, false},
 	{"fetch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, 100000, NULL, false},
+	{"use_remote_estimate", ForeignTableRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
 	{"write_mode", ForeignTableRelationId, PGPOLY_OPT_ENUM, 0, 0, "transactional,immediate", false},
 	{"create_collection", ForeignTableRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
 	{"distance", ForeignTableRelationId, PGPOLY_OPT_ENUM, 0, 0, "l2,cosine,ip", false},
@@ -242,6 +243,7 @@ VectorLoadTable(Oid relid, Oid userid)
 	tbl->collection = pstrdup(PgpolyGetOption(ft->options, "collection", tbl->relname));
 	tbl->batch_size = (int) PgpolyGetIntOption(ft->options, "batch_size", 500);
 	tbl->fetch_size = (int) PgpolyGetIntOption(ft->options, "fetch_size", 1000);
+	tbl->remote_estimate = PgpolyGetBoolOption(ft->options, "use_remote_estimate", false);
 	tbl->transactional = strcmp(PgpolyGetOption(ft->options, "write_mode",
 												"transactional"), "transactional") == 0;
 	tbl->create = PgpolyGetBoolOption(ft->options, "create_collection", false);

@@ -107,6 +107,13 @@ SELECT id FROM v_l2 WHERE grp = 'b' ORDER BY embedding <-> :q LIMIT 1;
 ROLLBACK;
 SELECT id FROM v_l2 WHERE id = 'new';
 
+-- Row estimates: no request at plan time unless use_remote_estimate asks
+-- the service for the collection's size.
+EXPLAIN SELECT * FROM v_l2;
+ALTER FOREIGN TABLE v_l2 OPTIONS (ADD use_remote_estimate 'true');
+EXPLAIN SELECT * FROM v_l2;
+ALTER FOREIGN TABLE v_l2 OPTIONS (DROP use_remote_estimate);
+
 -- pgpoly.vector_search(): the same search for ORMs.
 SELECT s.id, round(s.distance::numeric, 5), s.document
 FROM pgpoly.vector_search('v_l2', :q, 3) s;

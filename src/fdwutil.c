@@ -8,7 +8,8 @@
  * looking through binary-compatible casts, showing pushed clauses in
  * EXPLAIN, recognising columns and run-time constants in clauses, which
  * columns an UPDATE assigns, when INSERT may be batched, and
- * handing the old row to DELETE ... RETURNING.
+ * handing the old row to DELETE ... RETURNING, and building foreign paths
+ * across PostgreSQL versions.
  *
  * src/fdwutil.c
  *
@@ -158,4 +159,41 @@ bool
 PgpolyIsScanConstant(Node *expr)
 {
 	return !contain_var_clause(expr) && !contain_volatile_functions(expr);
+}
+
+/*
+ * create_foreignscan_path() without an outer path or restrictinfo list,
+ * across the signature changes of PostgreSQL 17 and 18.
+ */
+ForeignPath *
+PgpolyForeignScanPath(PlannerInfo *root, RelOptInfo *rel, double rows,
+					  Cost startup, Cost total, List *pathkeys,
+					  Relids required_outer, List *fdw_private)
+{
+	return create_foreignscan_path(root, rel, NULL, rows,
+#if PG_VERSION_NUM >= 180000
+								   0,
+#endif
+								   startup, total, pathkeys, required_outer, NULL,
+#if PG_VERSION_NUM >= 170000
+								   NIL,
+#endif
+								   fdw_private);
+}
+
+/* create_foreign_upper_path() likewise, for an upper relation. */
+ForeignPath *
+PgpolyForeignUpperPath(PlannerInfo *root, RelOptInfo *rel, PathTarget *target,
+					   double rows, Cost startup, Cost total, List *pathkeys,
+					   List *fdw_private)
+{
+	return create_foreign_upper_path(root, rel, target, rows,
+#if PG_VERSION_NUM >= 180000
+									 0,
+#endif
+									 startup, total, pathkeys, NULL,
+#if PG_VERSION_NUM >= 170000
+									 NIL,
+#endif
+									 fdw_private);
 }

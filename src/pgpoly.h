@@ -28,6 +28,8 @@
 #include "fmgr.h"
 #include "foreign/foreign.h"
 #include "lib/stringinfo.h"
+#include "nodes/bitmapset.h"
+#include "nodes/nodes.h"
 #include "nodes/pg_list.h"
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
@@ -73,6 +75,8 @@ struct RelOptInfo;
 struct RangeTblEntry;
 struct ResultRelInfo;
 struct ModifyTable;
+struct ForeignPath;
+struct PathTarget;
 struct TupleTableSlot;
 
 extern Oid	PgpolyRteUser(struct RangeTblEntry *rte);
@@ -85,6 +89,17 @@ extern int	PgpolyModifyBatchSize(struct ResultRelInfo *rinfo, int dflt);
 extern List *PgpolyPlanModifyColumns(struct PlannerInfo *root,
 									 struct ModifyTable *plan,
 									 Index resultRelation);
+extern struct ForeignPath *PgpolyForeignScanPath(struct PlannerInfo *root,
+												 struct RelOptInfo *rel, double rows,
+												 Cost startup, Cost total,
+												 List *pathkeys, Bitmapset *required_outer,
+												 List *fdw_private);
+extern struct ForeignPath *PgpolyForeignUpperPath(struct PlannerInfo *root,
+												  struct RelOptInfo *rel,
+												  struct PathTarget *target,
+												  double rows, Cost startup,
+												  Cost total, List *pathkeys,
+												  List *fdw_private);
 extern void PgpolyStoreOldRow(struct TupleTableSlot *slot,
 							  struct TupleTableSlot *planSlot,
 							  AttrNumber junk, Relation rel);

@@ -109,6 +109,13 @@ def test():
         for g, w in zip(got, want):
             check(abs(float(g[1]) - w[0]) < 1e-6, "%s: _distance %s vs %s" % (tbl, g, w))
 
+    # use_remote_estimate: the plan's row count is the collection's points_count.
+    r = sess.run("ALTER FOREIGN TABLE t_l2 OPTIONS (ADD use_remote_estimate 'true');\n"
+                 "EXPLAIN SELECT id FROM t_l2;\n"
+                 "ALTER FOREIGN TABLE t_l2 OPTIONS (DROP use_remote_estimate);")
+    check(r.rc == 0 and "rows=%d " % len(POINTS) in r.out,
+          "use_remote_estimate gives points_count: %s %s" % (r.out, r.err))
+
     # EXPLAIN shows the request; a numeric range and IN go to the filter.
     r = sess.run("EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM t_l2 WHERE n >= 2 AND "
                  "task IN ('vision','text') ORDER BY embedding <-> %s LIMIT 3;" % qtext)
