@@ -1014,6 +1014,21 @@ vectorEndForeignScan(ForeignScanState *node)
  * ----------------------------------------------------------------
  */
 
+/* The k-NN query vector ($query in the request) as EXPLAIN VERBOSE shows it. */
+static char *
+query_text(ForeignScan *fs, ExplainState *es)
+{
+	List	   *kinds = list_nth(fs->fdw_private, VPRIV_KINDS);
+	List	   *ctx = set_deparse_context_plan(es->deparse_cxt, (Plan *) fs, NIL);
+	ListCell   *le,
+			   *lk;
+
+	forboth(le, fs->fdw_exprs, lk, kinds)
+		if (lfirst_int(lk) == VEXPR_QUERY)
+			return deparse_expression(lfirst(le), ctx, false, false);
+	return "";
+}
+
 /* ExplainForeignScan: the request, the k-NN decision, pushed quals. */
 static void
 vectorExplainForeignScan(ForeignScanState *node, ExplainState *es)
@@ -1036,6 +1051,8 @@ vectorExplainForeignScan(ForeignScanState *node, ExplainState *es)
 							psprintf("pushed down: %s, n_results %d%s", VectorOperatorName(st->metric),
 									 st->k, st->offset ? psprintf(", skip %d", st->offset) : ""),
 							es);
+		if (es->verbose)
+			ExplainPropertyText("Vector Query", query_text(fs, es), es);
 	}
 	else
 	{
