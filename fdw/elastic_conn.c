@@ -86,6 +86,7 @@ static List *QueuedCloses = NIL;	/* TopMemoryContext */
 ElasticHandle *
 ElasticConnHandle(PgpolyConnection *conn)
 {
+	PgpolyEnsureConnected(conn);	/* reopen a closed or broken handle */
 	return (ElasticHandle *) conn->handle;
 }
 

@@ -308,6 +308,18 @@ response_hits(ElasticScan *scan, Datum doc, const char *body)
 				 errmsg("Elasticsearch server \"%s\" sent a search response without hits.hits",
 						scan->conn->servername),
 				 errdetail("The response begins: %.120s", body)));
+	/* Every hit must be an object: later code reads them as containers. */
+	for (int i = 0; i < (int) JsonContainerSize(arr->val.binary.data); i++)
+	{
+		JsonbValue *hv = getIthJsonbValueFromContainer(arr->val.binary.data, i);
+
+		if (hv->type != jbvBinary || !JsonContainerIsObject(hv->val.binary.data))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+					 errmsg("Elasticsearch server \"%s\" sent a search hit that is not an object",
+							scan->conn->servername),
+					 errdetail("Hit %d of the page; the response begins: %.120s", i, body)));
+	}
 	return arr->val.binary.data;
 }
 

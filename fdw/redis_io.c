@@ -51,6 +51,9 @@ static MemoryContext ReplyContext = NULL;
 static void *
 reply_alloc(size_t size)
 {
+	/* Too large is "out of memory" to hiredis: elog must not fire in here. */
+	if (!AllocSizeIsValid(size))
+		return NULL;
 	return MemoryContextAllocExtended(ReplyContext, size,
 									  MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
 }
@@ -109,7 +112,7 @@ reply_array(const redisReadTask *task, int n)
 
 	if (r == NULL)
 		return NULL;
-	if (n > 0 && (r->element = reply_alloc(sizeof(redisReply *) * n)) == NULL)
+	if (n > 0 && (r->element = reply_alloc(sizeof(redisReply *) * (size_t) n)) == NULL)
 	{
 		pfree(r);
 		return NULL;
@@ -345,11 +348,15 @@ RedisAppendArgv(PgpolyConnection *conn, int argc, const char **argv,
 				const size_t *lens)
 {
 	static StringInfo buf = NULL;
-	redisContext *ctx = conn->handle;
+	redisContext *ctx;
 	int			i;
 
 	if (!conn->busy)
+	{
+		PgpolyEnsureConnected(conn);	/* reopen a closed or broken handle */
 		PgpolyBeginRequest(conn);
+	}
+	ctx = conn->handle;
 	if (buf == NULL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);

@@ -235,7 +235,8 @@ redis_join_paths(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 #if PG_VERSION_NUM >= 150000
 	cp->flags = CUSTOMPATH_SUPPORT_PROJECTION;	/* ExecProject is ours anyway */
 #endif
-	cp->custom_private = list_make3(okey, extra->restrictlist, makeInteger(jointype));
+	cp->custom_private = list_make4(okey, extra->restrictlist, makeInteger(jointype),
+									makeInteger(innerrel->relid));
 	cp->methods = &path_methods;
 	add_path(joinrel, &cp->path);
 }
@@ -256,14 +257,11 @@ plan_join(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path, List *tlist
 	List	   *joinquals,
 			   *otherquals;
 	ListCell   *lc;
-	int			x = -1;
 	RedisTable *tbl;
 	Bitmapset  *attrs = NULL;
 
-	/* The inner relation is the one Redis rel among rel's members. */
-	while ((x = bms_next_member(rel->relids, x)) >= 0)
-		if (root->simple_rel_array[x] && RedisIsRedisRel(root->simple_rel_array[x]))
-			innerrel = root->simple_rel_array[x];
+	/* The inner relation, as the path recorded it (both sides may be Redis). */
+	innerrel = find_base_rel(root, intVal(lfourth(best_path->custom_private)));
 	tbl = RedisRelTable(innerrel);
 
 	foreach(lc, outer_plan->targetlist)

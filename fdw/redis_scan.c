@@ -64,6 +64,7 @@ struct RedisScan
 	int			keypos;
 
 	/* SCAN mode */
+	MemoryContext seen_cxt;		/* seen and its keys; reset by a restart */
 	char	   *pattern;
 	char		cursor[32];
 	bool		scan_done;
@@ -523,8 +524,8 @@ RedisScanRestart(RedisScan *scan)
 	strcpy(scan->cursor, "0");
 	scan->scan_done = false;
 	scan->overlay_done = false;
-	if (scan->seen)
-		hash_destroy(scan->seen);
+	if (scan->seen_cxt)
+		MemoryContextReset(scan->seen_cxt);
 	scan->seen = NULL;
 	if (scan->ov)
 	{
@@ -591,7 +592,15 @@ scan_reply(redisReply *r, int index, void *arg)
 	lv = palloc(sizeof(size_t) * Max(keys->elements, 1));
 	for (i = 0; i < keys->elements; i++)
 	{
-		char	   *k = pnstrdup(keys->element[i]->str, keys->element[i]->len);
+		char	   *k;
+
+		if (keys->element[i]->type != REDIS_REPLY_STRING)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_ERROR),
+					 errmsg("malformed reply to SCAN from Redis server \"%s\"",
+							scan->conn->servername),
+					 errdetail("A key of type %d instead of a string.", keys->element[i]->type)));
+		k = pnstrdup(keys->element[i]->str, keys->element[i]->len);
 
 		if (!RedisKeySetAdd(scan->seen, k))
 			continue;
@@ -614,10 +623,14 @@ scan_round(RedisScan *scan)
 	"COUNT", count, "TYPE", RedisScanTypeFilter(tbl)};
 	MemoryContext old;
 
+	if (scan->seen_cxt == NULL)
+		scan->seen_cxt = AllocSetContextCreate(GetMemoryChunkContext(scan),
+											   "pgpoly redis seen keys",
+											   ALLOCSET_DEFAULT_SIZES);
 	if (scan->seen == NULL)
-		scan->seen = RedisKeySet(GetMemoryChunkContext(scan));
+		scan->seen = RedisKeySet(scan->seen_cxt);
 	snprintf(count, sizeof(count), "%d", tbl->fetch_size);
-	old = MemoryContextSwitchTo(GetMemoryChunkContext(scan));
+	old = MemoryContextSwitchTo(scan->seen_cxt);	/* the keys SCAN returns */
 	MemoryContextReset(scan->round_cxt);
 	RedisAppendArgv(scan->conn, 8, argv, NULL);
 	RedisExchange(scan->conn, 1, scan_reply, scan);

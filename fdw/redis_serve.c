@@ -443,6 +443,28 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ServeView *sv,
 	return true;
 }
 
+/* One call's work, with its scratch memory in cxt. */
+static void
+serve(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, MemoryContext cxt)
+{
+	MemoryContext old;
+	ServeView	sv;
+	Datum		prefetched[3];
+	bool		fetched = false;
+	bool		done = false;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	old = MemoryContextSwitchTo(cxt);
+	if (!PG_ARGISNULL(0) && !PG_ARGISNULL(1) &&
+		load_view(PG_GETARG_TEXT_PP(0), &sv, cxt))
+		done = serve_fast(fcinfo, rsinfo, &sv, prefetched, &fetched);
+	if (!done)
+		serve_general(fcinfo, rsinfo, fetched ? prefetched : NULL);
+	MemoryContextSwitchTo(old);
+	SPI_finish();
+}
+
 PG_FUNCTION_INFO_V1(pgpoly_get_online_features);
 
 /*
@@ -452,37 +474,36 @@ PG_FUNCTION_INFO_V1(pgpoly_get_online_features);
 Datum
 pgpoly_get_online_features(PG_FUNCTION_ARGS)
 {
-	static MemoryContext cxt = NULL;
+	static MemoryContext cached = NULL;
+	static int	depth = 0;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext old;
-	ServeView	sv;
-	Datum		prefetched[3];
-	bool		fetched = false;
-	bool		found;
-	bool		done = false;
+	MemoryContext cxt;
 
 	PgpolyMaterializedSRF(fcinfo);
 
 	/*
 	 * A long-lived context, reset per call: creating and deleting one per
 	 * call costs more (fresh pages) than the Redis round.  Nothing in it
-	 * outlives the call; an error leaves it to be reset by the next one.
+	 * outlives the call.  A nested call (from a function the outer one runs)
+	 * gets a context of its own.
 	 */
-	if (cxt == NULL)
-		cxt = AllocSetContextCreate(TopMemoryContext, "pgpoly online features",
-									ALLOCSET_DEFAULT_SIZES);
+	if (cached == NULL)
+		cached = AllocSetContextCreate(TopMemoryContext, "pgpoly online features",
+									   ALLOCSET_DEFAULT_SIZES);
+	cxt = depth > 0 ?
+		AllocSetContextCreate(CurrentMemoryContext, "pgpoly online features (nested)",
+							  ALLOCSET_DEFAULT_SIZES) : cached;
 	MemoryContextReset(cxt);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	old = MemoryContextSwitchTo(cxt);
-	found = !PG_ARGISNULL(0) && !PG_ARGISNULL(1) &&
-		load_view(PG_GETARG_TEXT_PP(0), &sv, cxt);
-	if (found)
-		done = serve_fast(fcinfo, rsinfo, &sv, prefetched, &fetched);
-	if (!done)
-		serve_general(fcinfo, rsinfo, fetched ? prefetched : NULL);
-	MemoryContextSwitchTo(old);
-	SPI_finish();
+	depth++;
+	PG_TRY();
+	{
+		serve(fcinfo, rsinfo, cxt);
+	}
+	PG_FINALLY();
+	{
+		depth--;
+	}
+	PG_END_TRY();
 	MemoryContextReset(cxt);
 	PG_RETURN_VOID();
 }

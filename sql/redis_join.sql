@@ -59,6 +59,13 @@ SELECT c.label, sum(f.clicks) FROM users u JOIN countries c ON c.code = u.countr
 SELECT * FROM (SELECT count(*), sum(f.clicks) FROM users u JOIN feat f USING (user_id)) x;
 SELECT (SELECT sum(f.clicks) FROM users u JOIN feat f USING (user_id) WHERE u.country = c.code)
   FROM countries c ORDER BY c.code;
+-- Both sides in Redis: the node reads the side it planned as inner.
+CREATE FOREIGN TABLE feat2 (user_id text OPTIONS (key 'true'), clicks int)
+  SERVER rj OPTIONS (key_prefix 'regress_join:');
+SELECT count(*), sum(a.clicks + b.clicks) FROM feat a JOIN feat2 b ON b.user_id = a.user_id;
+SELECT count(*) FROM users u JOIN feat a ON a.user_id = u.user_id
+  JOIN feat2 b ON b.user_id = a.user_id;
+DROP FOREIGN TABLE feat2;
 -- The join node can be turned off.
 SET pgpoly.enable_batched_join = off;
 EXPLAIN (COSTS OFF)

@@ -95,6 +95,25 @@ UPDATE f SET v = v + 1 WHERE id = 'x';
 COMMIT;
 SELECT * FROM f WHERE id = 'x';
 
+-- A cursor keeps working across pgpoly.disconnect() (the next round reconnects)
+-- and across an error that broke the connection inside a savepoint.
+CREATE FOREIGN TABLE fc (id text OPTIONS (key 'true'), v int) SERVER rx
+  OPTIONS (key_prefix 'regress_xact:c:', fetch_size '2');
+INSERT INTO fc SELECT 'c' || n, n FROM generate_series(1, 7) n;
+INSERT INTO raw VALUES ('c:x', 'a string among hashes');
+BEGIN;
+DECLARE cur CURSOR FOR SELECT v FROM fc WHERE id IN ('c1','c2','c3','c4','c5','c6','c7');
+FETCH 1 FROM cur;
+SELECT pgpoly.disconnect('rx');
+FETCH 2 FROM cur;
+SAVEPOINT s;
+SELECT * FROM fc WHERE id IN ('c1', 'x', 'c2');   -- WRONGTYPE in mid-pipeline
+ROLLBACK TO SAVEPOINT s;
+FETCH ALL FROM cur;
+COMMIT;
+DELETE FROM raw WHERE key = 'c:x';
+DELETE FROM fc;
+
 DELETE FROM f;
 DELETE FROM raw;
 SELECT count(*) FROM raw;

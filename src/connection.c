@@ -178,8 +178,11 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 }
 
 /*
- * Make conn usable for sending its buffered writes at commit: if its handle
- * was closed or broke earlier in the transaction, open a new one.
+ * Make conn usable for a new request: if its handle was closed (by
+ * pgpoly.disconnect(), an invalidation or an error) or broke, open a new
+ * one.  Stores call this before every request, so a scan or cursor that
+ * holds the entry across such an event reconnects instead of using a dead
+ * handle.  Must not be called in the middle of a request.
  */
 void
 PgpolyEnsureConnected(PgpolyConnection *conn)
@@ -236,6 +239,26 @@ PgpolyConnectionsAtXactEnd(bool isCommit)
 	}
 	list_free_deep(UsedThisXact);
 	UsedThisXact = NIL;
+}
+
+/*
+ * Subtransaction abort: a connection left in the middle of a request by the
+ * error is broken (unread replies, half-sent commands).  Close it now, so
+ * that no scan still holding the entry (an open cursor of an outer
+ * subtransaction) can append to it; its next request reconnects.
+ */
+void
+PgpolyConnectionsAtSubAbort(void)
+{
+	HASH_SEQ_STATUS scan;
+	PgpolyConnection *conn;
+
+	if (ConnectionHash == NULL)
+		return;
+	hash_seq_init(&scan, ConnectionHash);
+	while ((conn = hash_seq_search(&scan)) != NULL)
+		if (conn->handle && conn->busy)
+			close_handle(conn);
 }
 
 /* Whether conn is in UsedThisXact. */

@@ -210,8 +210,12 @@ PgpolyHttpClose(PgpolyHttp *h)
 	for (int i = 0; i < h->nurls; i++)
 		pfree(h->urls[i]);
 	pfree(h->urls);
+	if (h->username)
+		pfree(h->username);
 	if (h->password)
 		pfree(h->password);
+	if (h->ca_file)
+		pfree(h->ca_file);
 	pfree(h);
 }
 

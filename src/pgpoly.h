@@ -160,6 +160,7 @@ extern void PgpolyEnsureConnected(PgpolyConnection *conn);
 extern void PgpolyBeginRequest(PgpolyConnection *conn);
 extern void PgpolyEndRequest(PgpolyConnection *conn);
 extern void PgpolyConnectionsAtXactEnd(bool isCommit);
+extern void PgpolyConnectionsAtSubAbort(void);
 extern void PgpolyConnectionInit(void);
 
 /* ----------------------------------------------------------------

@@ -155,6 +155,8 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
 		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		PgpolyConnectionsAtSubAbort();
 
 	foreach(lc, WritingConnections)
 	{
