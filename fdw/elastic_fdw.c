@@ -146,8 +146,7 @@ typedef struct ElasticModifyState
 	AttrNumber	junk_id;
 	AttrNumber	junk_row;
 	Bitmapset  *updated;
-	List	   *pending;		/* immediate mode */
-	MemoryContext batch_cxt;
+	PgpolyWriter writer;		/* write_mode: buffer or immediate batches */
 } ElasticModifyState;
 
 PG_FUNCTION_INFO_V1(pgpoly_elastic_handler);
@@ -898,8 +897,8 @@ begin_modify(ResultRelInfo *rinfo, EState *estate, List *tlist, List *cols)
 	ms->junk_row = ExecFindJunkAttributeInTlist(tlist, "pgpoly_row");
 	foreach(lc, cols)
 		ms->updated = bms_add_member(ms->updated, lfirst_int(lc));
-	ms->batch_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly elastic batch",
-										  ALLOCSET_DEFAULT_SIZES);
+	PgpolyWriterInit(&ms->writer, ms->conn, ms->tbl->relid, ms->tbl->transactional,
+					 ms->tbl->batch_size, ElasticSendWrites, estate->es_query_cxt);
 	rinfo->ri_FdwState = ms;
 	return ms;
 }
@@ -915,42 +914,13 @@ elasticBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 				 linitial(fdw_private));
 }
 
-/* Send the immediate-mode writes collected so far. */
-static void
-send_pending(ElasticModifyState *ms)
-{
-	if (ms->pending == NIL)
-		return;
-	ElasticSendWrites(ms->conn, ms->pending);
-	ms->pending = NIL;
-	MemoryContextReset(ms->batch_cxt);
-}
-
-/* Memory a row's write is built in. */
-static MemoryContext
-write_cxt(ElasticModifyState *ms)
-{
-	return ms->tbl->transactional ? PgpolyWriteContext() : ms->batch_cxt;
-}
-
-/* Hand a write to the transaction buffer or the immediate batch. */
+/* Hand a write to the table's writer (buffered writes are noted for plans). */
 static void
 queue_write(ElasticModifyState *ms, ElasticWrite *w)
 {
+	PgpolyWriterAdd(&ms->writer, w);
 	if (ms->tbl->transactional)
-	{
-		PgpolyBufferWrite(ms->conn, ms->tbl->relid, w);
 		ElasticNoteWrite(ms->tbl->relid);
-		return;
-	}
-	{
-		MemoryContext old = MemoryContextSwitchTo(ms->batch_cxt);
-
-		ms->pending = lappend(ms->pending, w);
-		MemoryContextSwitchTo(old);
-	}
-	if (list_length(ms->pending) >= ms->tbl->batch_size)
-		send_pending(ms);
 }
 
 /* Put the id pgpoly assigned into the slot's _id (for RETURNING). */
@@ -990,7 +960,7 @@ elasticExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 	char	   *assigned;
 
 	slot_getallattrs(slot);
-	old = MemoryContextSwitchTo(write_cxt(ms));
+	old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
 	w = ElasticInsertWrite(ms->tbl, slot->tts_values, slot->tts_isnull, &assigned);
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
@@ -1040,7 +1010,7 @@ elasticExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	ElasticWrite *w;
 
 	slot_getallattrs(slot);
-	old = MemoryContextSwitchTo(write_cxt(ms));
+	old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
 	w = ElasticUpdateWrite(ms->tbl, id, slot->tts_values, slot->tts_isnull, ms->updated);
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
@@ -1054,7 +1024,7 @@ elasticExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 {
 	ElasticModifyState *ms = rinfo->ri_FdwState;
 	char	   *id = junk_id(ms, planSlot);
-	MemoryContext old = MemoryContextSwitchTo(write_cxt(ms));
+	MemoryContext old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
 	ElasticWrite *w = ElasticDeleteWrite(ms->tbl, id);
 
 	MemoryContextSwitchTo(old);
@@ -1070,7 +1040,7 @@ elasticEndForeignModify(EState *estate, ResultRelInfo *rinfo)
 	ElasticModifyState *ms = rinfo->ri_FdwState;
 
 	if (ms != NULL)
-		send_pending(ms);
+		PgpolyWriterFlush(&ms->writer);
 }
 
 /* BeginForeignInsert: COPY FROM and tuple routing. */

@@ -125,8 +125,7 @@ typedef struct RedisModifyState
 	AttrNumber	junk_value;
 	AttrNumber	junk_row;
 	Bitmapset  *updated;		/* UPDATE: assigned columns */
-	List	   *pending;		/* immediate mode: RedisWrite not yet sent */
-	MemoryContext batch_cxt;	/* immediate mode: pending's memory */
+	PgpolyWriter writer;		/* write_mode: buffer or immediate batches */
 	MemoryContext temp_cxt;		/* per row */
 } RedisModifyState;
 
@@ -776,6 +775,23 @@ redisPlanForeignModify(PlannerInfo *root, ModifyTable *plan, Index resultRelatio
 	return PgpolyPlanModifyColumns(root, plan, resultRelation);
 }
 
+/* PgpolySendWrites for write_mode 'immediate': one pipeline, no MULTI. */
+static void
+send_immediate(PgpolyConnection *conn, List *payloads)
+{
+	RedisSendCommands(conn, payloads, false);
+}
+
+/* Hand a row's writes (RedisWrite *) to the table's writer. */
+static void
+queue_writes(RedisModifyState *ms, List *writes)
+{
+	ListCell   *lc;
+
+	foreach(lc, writes)
+		PgpolyWriterAdd(&ms->writer, lfirst(lc));
+}
+
 /* Set up modify state for rinfo (also used for COPY and routing). */
 static RedisModifyState *
 begin_modify(ResultRelInfo *rinfo, EState *estate, List *tlist, List *cols)
@@ -800,8 +816,8 @@ begin_modify(ResultRelInfo *rinfo, EState *estate, List *tlist, List *cols)
 	ms->junk_row = ExecFindJunkAttributeInTlist(tlist, "pgpoly_row");
 	foreach(lc, cols)
 		ms->updated = bms_add_member(ms->updated, lfirst_int(lc));
-	ms->batch_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly redis batch",
-										  ALLOCSET_DEFAULT_SIZES);
+	PgpolyWriterInit(&ms->writer, ms->conn, ms->tbl->relid, ms->tbl->transactional,
+					 ms->tbl->batch_size, send_immediate, estate->es_query_cxt);
 	ms->temp_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly redis row",
 										 ALLOCSET_SMALL_SIZES);
 	rinfo->ri_FdwState = ms;
@@ -819,48 +835,13 @@ redisBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 				 linitial(fdw_private));
 }
 
-/* Send the immediate-mode writes collected so far. */
-static void
-send_pending(RedisModifyState *ms)
-{
-	if (ms->pending == NIL)
-		return;
-	RedisSendCommands(ms->conn, ms->pending, false);
-	ms->pending = NIL;
-	MemoryContextReset(ms->batch_cxt);
-}
-
-/* Hand a row's writes to the transaction buffer or the immediate batch. */
-static void
-queue_writes(RedisModifyState *ms, List *writes)
-{
-	ListCell   *lc;
-
-	if (!ms->tbl->transactional)
-	{
-		ms->pending = list_concat(ms->pending, writes);
-		if (list_length(ms->pending) >= ms->tbl->batch_size)
-			send_pending(ms);
-		return;
-	}
-	foreach(lc, writes)
-		PgpolyBufferWrite(ms->conn, ms->tbl->relid, lfirst(lc));
-}
-
-/* Memory the writes of one row are built in. */
-static MemoryContext
-write_cxt(RedisModifyState *ms)
-{
-	return ms->tbl->transactional ? PgpolyWriteContext() : ms->batch_cxt;
-}
-
 /* ExecForeignInsert. */
 static TupleTableSlot *
 redisExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 					   TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
 	RedisModifyState *ms = rinfo->ri_FdwState;
-	MemoryContext old = MemoryContextSwitchTo(write_cxt(ms));
+	MemoryContext old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
 	List	   *writes;
 
 	slot_getallattrs(slot);
@@ -921,7 +902,7 @@ redisExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 
 	old_identity(ms, planSlot, old, oldnulls);
 	slot_getallattrs(slot);
-	mc = MemoryContextSwitchTo(write_cxt(ms));
+	mc = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
 	writes = RedisUpdateWrites(ms->tbl, old, oldnulls, slot->tts_values,
 							   slot->tts_isnull, ms->updated);
 	MemoryContextSwitchTo(mc);
@@ -941,7 +922,7 @@ redisExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 	List	   *writes;
 
 	old_identity(ms, planSlot, old, oldnulls);
-	mc = MemoryContextSwitchTo(write_cxt(ms));
+	mc = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
 	writes = RedisDeleteWrites(ms->tbl, old, oldnulls);
 	MemoryContextSwitchTo(mc);
 	queue_writes(ms, writes);
@@ -957,7 +938,7 @@ redisEndForeignModify(EState *estate, ResultRelInfo *rinfo)
 	RedisModifyState *ms = rinfo->ri_FdwState;
 
 	if (ms != NULL)
-		send_pending(ms);
+		PgpolyWriterFlush(&ms->writer);
 }
 
 /* BeginForeignInsert: COPY FROM and tuple routing. */

@@ -165,8 +165,7 @@ typedef struct VectorModifyState
 	AttrNumber	junk_id;
 	AttrNumber	junk_old;		/* whole old row (UPDATE, DELETE RETURNING) */
 	Bitmapset  *updated;
-	List	   *pending;		/* immediate mode */
-	MemoryContext batch_cxt;
+	PgpolyWriter writer;		/* write_mode: buffer or immediate batches */
 	MemoryContext row_cxt;		/* per row: metadata being built */
 	int			dim;			/* expected dimension, 0: not known yet */
 } VectorModifyState;
@@ -1122,8 +1121,8 @@ begin_modify(ResultRelInfo *rinfo, EState *estate, List *tlist, List *cols)
 		ms->junk_old = ExecFindJunkAttributeInTlist(tlist, "pgpoly_row");
 	foreach(lc, cols)
 		ms->updated = bms_add_member(ms->updated, lfirst_int(lc));
-	ms->batch_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly vector batch",
-										  ALLOCSET_DEFAULT_SIZES);
+	PgpolyWriterInit(&ms->writer, ms->conn, ms->tbl->relid, ms->tbl->transactional,
+					 ms->tbl->batch_size, VectorSendWrites, estate->es_query_cxt);
 	ms->row_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly vector row",
 										ALLOCSET_SMALL_SIZES);
 	ms->coll = VectorLookupCollection(ms->conn, ms->tbl, ms->tbl->create);
@@ -1280,29 +1279,11 @@ row_write(VectorModifyState *ms, VectorWriteKind kind, Datum *values, bool *null
 	return w;
 }
 
-/* Hand a write to the transaction buffer or the immediate batch. */
+/* Hand a write to the table's writer. */
 static void
 queue_write(VectorModifyState *ms, VectorWrite *w)
 {
-	if (ms->tbl->transactional)
-	{
-		PgpolyBufferWrite(ms->conn, ms->tbl->relid, w);
-		return;
-	}
-	ms->pending = lappend(ms->pending, w);
-	if (list_length(ms->pending) >= ms->tbl->batch_size)
-	{
-		VectorSendWrites(ms->conn, ms->pending);
-		ms->pending = NIL;
-		MemoryContextReset(ms->batch_cxt);
-	}
-}
-
-/* Memory a row's write is built in. */
-static MemoryContext
-write_cxt(VectorModifyState *ms)
-{
-	return ms->tbl->transactional ? PgpolyWriteContext() : ms->batch_cxt;
+	PgpolyWriterAdd(&ms->writer, w);
 }
 
 /* ExecForeignInsert: INSERT upserts. */
@@ -1316,7 +1297,7 @@ vectorExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 
 	MemoryContextReset(ms->row_cxt);
 	slot_getallattrs(slot);
-	old = MemoryContextSwitchTo(write_cxt(ms));
+	old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
 	w = row_write(ms, VW_UPSERT, slot->tts_values, slot->tts_isnull, NULL);
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
@@ -1404,7 +1385,7 @@ vectorExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	for (int i = 0; i < ms->tbl->natts; i++)
 		if (ms->tbl->cols[i].role == VCOL_FIELD)
 			oldkeys = lappend(oldkeys, ms->tbl->cols[i].field);
-	old = MemoryContextSwitchTo(write_cxt(ms));
+	old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
 	w = row_write(ms, VW_UPDATE, slot->tts_values, slot->tts_isnull, oldkeys);
 	if (strcmp(w->row.id, oldid) != 0)
 	{
@@ -1427,7 +1408,7 @@ vectorExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 {
 	VectorModifyState *ms = rinfo->ri_FdwState;
 	char	   *id = old_id(ms, planSlot);
-	MemoryContext old = MemoryContextSwitchTo(write_cxt(ms));
+	MemoryContext old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
 	VectorWrite *w = delete_write(ms, id);
 
 	MemoryContextSwitchTo(old);
@@ -1442,11 +1423,8 @@ vectorEndForeignModify(EState *estate, ResultRelInfo *rinfo)
 {
 	VectorModifyState *ms = rinfo->ri_FdwState;
 
-	if (ms != NULL && ms->pending != NIL)
-	{
-		VectorSendWrites(ms->conn, ms->pending);
-		ms->pending = NIL;
-	}
+	if (ms != NULL)
+		PgpolyWriterFlush(&ms->writer);
 }
 
 /* BeginForeignInsert: COPY FROM and tuple routing. */

@@ -229,6 +229,32 @@ typedef struct PgpolyWrite
 
 extern void PgpolyBufferWrite(PgpolyConnection *conn, Oid relid,
 							  void *payload);
+
+/*
+ * Where one statement's writes to one table go (write_mode): into the
+ * transaction buffer, or for 'immediate' into batches of batch_size that
+ * send() transmits while the statement runs.  Stores build each payload in
+ * PgpolyWriterContext() and hand it to PgpolyWriterAdd().
+ */
+typedef void (*PgpolySendWrites) (PgpolyConnection *conn, List *payloads);
+
+typedef struct PgpolyWriter
+{
+	PgpolyConnection *conn;
+	Oid			relid;
+	bool		transactional;
+	int			batch_size;
+	PgpolySendWrites send;		/* immediate mode */
+	List	   *pending;		/* immediate mode: payloads not yet sent */
+	MemoryContext batch_cxt;	/* immediate mode: their memory */
+} PgpolyWriter;
+
+extern void PgpolyWriterInit(PgpolyWriter *w, PgpolyConnection *conn, Oid relid,
+							 bool transactional, int batch_size,
+							 PgpolySendWrites send, MemoryContext parent);
+extern MemoryContext PgpolyWriterContext(PgpolyWriter *w);
+extern void PgpolyWriterAdd(PgpolyWriter *w, void *payload);
+extern void PgpolyWriterFlush(PgpolyWriter *w);
 extern List *PgpolyPendingWrites(PgpolyConnection *conn, Oid relid);
 extern MemoryContext PgpolyWriteContext(void);
 extern void PgpolyXactInit(void);

@@ -3,8 +3,12 @@
  * xact.c
  *		  The transaction write buffer shared by every store.
  *
+ * A store's modify callbacks hand each row's write (an opaque payload) to a
+ * PgpolyWriter, which follows the table's write_mode: 'immediate' sends
+ * pipelined batches through the store while the statement runs.
+ *
  * With write_mode 'transactional' a store does not send a write while the
- * statement runs: it hands an opaque payload to PgpolyBufferWrite(), which
+ * statement runs: the payload goes to PgpolyBufferWrite(), which
  * appends it to the connection's list, tagged with the table and the
  * subtransaction nesting level.  Then:
  *	- later scans of the table in the same transaction ask for the pending
@@ -60,6 +64,64 @@ PgpolyBufferWrite(PgpolyConnection *conn, Oid relid, void *payload)
 		WritingConnections = lappend(WritingConnections, conn);
 	conn->writes = lappend(conn->writes, w);
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Set w up for one statement's writes to relid on conn.  Immediate-mode
+ * batches live in a child of parent (the executor's query context).
+ */
+void
+PgpolyWriterInit(PgpolyWriter *w, PgpolyConnection *conn, Oid relid,
+				 bool transactional, int batch_size, PgpolySendWrites send,
+				 MemoryContext parent)
+{
+	w->conn = conn;
+	w->relid = relid;
+	w->transactional = transactional;
+	w->batch_size = batch_size;
+	w->send = send;
+	w->pending = NIL;
+	w->batch_cxt = AllocSetContextCreate(parent, "pgpoly write batch",
+										 ALLOCSET_DEFAULT_SIZES);
+}
+
+/*
+ * Memory a payload for w must be built in: the transaction's (buffered
+ * writes live until COMMIT) or the current batch's.
+ */
+MemoryContext
+PgpolyWriterContext(PgpolyWriter *w)
+{
+	return w->transactional ? TopTransactionContext : w->batch_cxt;
+}
+
+/* Buffer payload, or add it to the batch and send a full batch. */
+void
+PgpolyWriterAdd(PgpolyWriter *w, void *payload)
+{
+	MemoryContext old;
+
+	if (w->transactional)
+	{
+		PgpolyBufferWrite(w->conn, w->relid, payload);
+		return;
+	}
+	old = MemoryContextSwitchTo(w->batch_cxt);
+	w->pending = lappend(w->pending, payload);
+	MemoryContextSwitchTo(old);
+	if (list_length(w->pending) >= w->batch_size)
+		PgpolyWriterFlush(w);
+}
+
+/* Immediate mode: send what the batch holds (at the end of the statement). */
+void
+PgpolyWriterFlush(PgpolyWriter *w)
+{
+	if (w->pending == NIL)
+		return;
+	w->send(w->conn, w->pending);
+	w->pending = NIL;
+	MemoryContextReset(w->batch_cxt);
 }
 
 /*
