@@ -268,7 +268,6 @@ extern ElasticWrite *ElasticUpdateWrite(ElasticTable *tbl, const char *id,
 										Bitmapset *updated);
 extern ElasticWrite *ElasticDeleteWrite(ElasticTable *tbl, const char *id);
 extern void ElasticSendWrites(PgpolyConnection *conn, List *writes);
-extern void ElasticFlushWrites(PgpolyConnection *conn, List *writes);
 extern void ElasticNoteWrite(Oid relid);
 extern bool ElasticHasPendingWrites(Oid relid);
 

@@ -476,18 +476,3 @@ ElasticSendWrites(PgpolyConnection *conn, List *writes)
 	MemoryContextDelete(cxt);
 }
 
-/*
- * PgpolyStore.flush: send the transaction's buffered writes at pre-commit;
- * any failure ERRORs, so COMMIT fails.
- */
-void
-ElasticFlushWrites(PgpolyConnection *conn, List *writes)
-{
-	List	   *payloads = NIL;
-	ListCell   *lc;
-
-	PgpolyEnsureConnected(conn);
-	foreach(lc, writes)
-		payloads = lappend(payloads, ((PgpolyWrite *) lfirst(lc))->payload);
-	ElasticSendWrites(conn, payloads);
-}

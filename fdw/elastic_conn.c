@@ -58,9 +58,10 @@ static void elastic_disconnect(void *handle);
 
 const PgpolyStore ElasticStore = {
 	"elastic",
+	"Elasticsearch",
 	elastic_connect,
 	elastic_disconnect,
-	ElasticFlushWrites
+	ElasticSendWrites
 };
 
 /* Field facts of one index, cached per connection. */

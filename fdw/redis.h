@@ -204,7 +204,7 @@ extern List *RedisInsertWrites(RedisTable *tbl, Datum *values, bool *nulls);
 extern List *RedisDeleteWrites(RedisTable *tbl, Datum *old, bool *oldnulls);
 extern List *RedisUpdateWrites(RedisTable *tbl, Datum *old, bool *oldnulls,
 							   Datum *values, bool *nulls, Bitmapset *updated);
-extern void RedisFlushWrites(PgpolyConnection *conn, List *writes);
+extern void RedisFlushWrites(PgpolyConnection *conn, List *payloads);
 extern void RedisSendCommands(PgpolyConnection *conn, List *writes,
 							  bool atomic);
 

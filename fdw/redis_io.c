@@ -153,6 +153,7 @@ static redisReplyObjectFunctions ReplyFunctions = {
 
 const PgpolyStore RedisStore = {
 	"redis",
+	"Redis",
 	redis_connect,
 	redis_disconnect,
 	RedisFlushWrites

@@ -580,33 +580,9 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 	pfree(wr.owner);
 }
 
-/* Error context of a COMMIT-time flush: the outcome may be in doubt. */
-static void
-flush_error_callback(void *arg)
-{
-	PgpolyConnection *conn = arg;
-
-	errcontext("sending the transaction's buffered writes to Redis server \"%s\" at COMMIT; "
-			   "if the server stopped answering after receiving them, it may still apply them",
-			   conn->servername);
-}
-
 /* PgpolyStore.flush: one MULTI ... EXEC with all the buffered writes. */
 void
-RedisFlushWrites(PgpolyConnection *conn, List *writes)
+RedisFlushWrites(PgpolyConnection *conn, List *payloads)
 {
-	List	   *payloads = NIL;
-	ListCell   *lc;
-	ErrorContextCallback errcb;
-
-	foreach(lc, writes)
-		payloads = lappend(payloads, ((PgpolyWrite *) lfirst(lc))->payload);
-	errcb.callback = flush_error_callback;
-	errcb.arg = conn;
-	errcb.previous = error_context_stack;
-	error_context_stack = &errcb;
-	PgpolyEnsureConnected(conn);
 	RedisSendCommands(conn, payloads, true);
-	error_context_stack = errcb.previous;
-	list_free(payloads);
 }

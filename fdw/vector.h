@@ -253,7 +253,6 @@ extern List *VectorQuery(PgpolyConnection *conn, VectorTable *tbl,
 						 int k, const char *where, List *ids, int include);
 extern void VectorCheckWrite(VectorWrite *w);
 extern void VectorSendWrites(PgpolyConnection *conn, List *writes);
-extern void VectorFlushWrites(PgpolyConnection *conn, List *writes);
 extern List *VectorListCollections(PgpolyConnection *conn);
 extern char *VectorQueryText(VectorTable *tbl, const char *where, int k,
 							 int include, bool ids);

@@ -54,9 +54,10 @@ static void service_disconnect(void *handle);
 
 const PgpolyStore VectorStore = {
 	"vector",
+	"vector service",
 	service_connect,
 	service_disconnect,
-	VectorFlushWrites
+	VectorSendWrites			/* flush: the buffered writes, batched */
 };
 
 /* The provider named by server's option provider (validated: known). */
@@ -543,15 +544,3 @@ VectorSendWrites(PgpolyConnection *conn, List *writes)
 	MemoryContextDelete(cxt);
 }
 
-/* PgpolyStore.flush: send the transaction's buffered writes at pre-commit. */
-void
-VectorFlushWrites(PgpolyConnection *conn, List *writes)
-{
-	List	   *payloads = NIL;
-	ListCell   *lc;
-
-	PgpolyEnsureConnected(conn);
-	foreach(lc, writes)
-		payloads = lappend(payloads, ((PgpolyWrite *) lfirst(lc))->payload);
-	VectorSendWrites(conn, payloads);
-}

@@ -355,7 +355,7 @@ transfer_error(PgpolyConnection *conn, PgpolyHttp *h, CURLcode res,
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("%s server \"%s\" at %s sent a response larger than pgpoly.max_response_size (%d kB)",
-						conn->store->name, conn->servername, h->urls[h->current],
+						conn->store->label, conn->servername, h->urls[h->current],
 						pgpoly_max_response_kb),
 				 errdetail("Request: %s %s", method, path),
 				 errhint("Fetch fewer rows per request (fetch_size), or raise pgpoly.max_response_size.")));
@@ -363,12 +363,12 @@ transfer_error(PgpolyConnection *conn, PgpolyHttp *h, CURLcode res,
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory reading a response from %s server \"%s\"",
-						conn->store->name, conn->servername)));
+						conn->store->label, conn->servername)));
 	ereport(ERROR,
 			(errcode(is_connect_failure(res) ?
 					 ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION :
 					 ERRCODE_CONNECTION_FAILURE),
-			 errmsg("%s server \"%s\" at %s: %s", conn->store->name, conn->servername,
+			 errmsg("%s server \"%s\" at %s: %s", conn->store->label, conn->servername,
 					h->urls[h->current],
 					res == CURLE_OPERATION_TIMEDOUT ? "request timed out" :
 					is_connect_failure(res) ? "could not connect" : "request failed"),

@@ -114,16 +114,18 @@ struct PgpolyConnection;
  * What a store tells the core about itself.  connect() opens a connection
  * (it must use PgpolyWaitSocket for every wait and ereport on failure) and
  * returns the store's handle; disconnect() closes it and must not ereport.
- * flush() sends the connection's buffered writes at pre-commit, and
- * ereports on any failure so that COMMIT fails.
+ * flush() sends the transaction's buffered writes (their payloads, in
+ * write order, on a connected handle) at pre-commit, and ereports on any
+ * failure so that COMMIT fails.
  */
 typedef struct PgpolyStore
 {
 	const char *name;			/* "redis", "elastic", "vector" */
+	const char *label;			/* for messages: "Redis", "Elasticsearch" ... */
 	void	   *(*connect) (struct PgpolyConnection *conn,
 							ForeignServer *server, UserMapping *user);
 	void		(*disconnect) (void *handle);
-	void		(*flush) (struct PgpolyConnection *conn, List *writes);
+	void		(*flush) (struct PgpolyConnection *conn, List *payloads);
 } PgpolyStore;
 
 /* Cache key: one connection per server and user mapping. */

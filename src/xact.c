@@ -145,6 +145,37 @@ PgpolyPendingWrites(PgpolyConnection *conn, Oid relid)
 	return result;
 }
 
+/* Error context of a COMMIT-time flush: the outcome may be in doubt. */
+static void
+flush_error_callback(void *arg)
+{
+	PgpolyConnection *conn = arg;
+
+	errcontext("sending the transaction's buffered writes to %s server \"%s\" at COMMIT; "
+			   "if the server stopped answering after receiving them, it may still apply them",
+			   conn->store->label, conn->servername);
+}
+
+/* Send one connection's writes through its store, connected. */
+static void
+flush_connection(PgpolyConnection *conn)
+{
+	List	   *payloads = NIL;
+	ListCell   *lc;
+	ErrorContextCallback errcb;
+
+	foreach(lc, conn->writes)
+		payloads = lappend(payloads, ((PgpolyWrite *) lfirst(lc))->payload);
+	errcb.callback = flush_error_callback;
+	errcb.arg = conn;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	PgpolyEnsureConnected(conn);
+	conn->store->flush(conn, payloads);
+	error_context_stack = errcb.previous;
+	list_free(payloads);
+}
+
 /* Send every connection's writes; an ERROR here fails the COMMIT. */
 static void
 flush_all(void)
@@ -157,7 +188,7 @@ flush_all(void)
 
 		if (conn->writes != NIL)
 		{
-			conn->store->flush(conn, conn->writes);
+			flush_connection(conn);
 			conn->writes = NIL;
 		}
 	}
