@@ -921,6 +921,7 @@ queue_write(ElasticModifyState *ms, ElasticWrite *w)
 	PgpolyWriterAdd(&ms->writer, w);
 	if (ms->tbl->transactional)
 		ElasticNoteWrite(ms->tbl->relid);
+	PgpolyWriterEndRow(&ms->writer);	/* each row has exactly one write */
 }
 
 /* Put the id pgpoly assigned into the slot's _id (for RETURNING). */

@@ -782,7 +782,7 @@ send_immediate(PgpolyConnection *conn, List *payloads)
 	RedisSendCommands(conn, payloads, false);
 }
 
-/* Hand a row's writes (RedisWrite *) to the table's writer. */
+/* Hand all of a row's writes (RedisWrite *) to the table's writer. */
 static void
 queue_writes(RedisModifyState *ms, List *writes)
 {
@@ -790,6 +790,7 @@ queue_writes(RedisModifyState *ms, List *writes)
 
 	foreach(lc, writes)
 		PgpolyWriterAdd(&ms->writer, lfirst(lc));
+	PgpolyWriterEndRow(&ms->writer);	/* after the loop: it may free writes */
 }
 
 /* Set up modify state for rinfo (also used for COPY and routing). */

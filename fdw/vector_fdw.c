@@ -1279,7 +1279,7 @@ row_write(VectorModifyState *ms, VectorWriteKind kind, Datum *values, bool *null
 	return w;
 }
 
-/* Hand a write to the table's writer. */
+/* Hand a write to the table's writer (the caller ends the row). */
 static void
 queue_write(VectorModifyState *ms, VectorWrite *w)
 {
@@ -1301,6 +1301,7 @@ vectorExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 	w = row_write(ms, VW_UPSERT, slot->tts_values, slot->tts_isnull, NULL);
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
+	PgpolyWriterEndRow(&ms->writer);
 	return slot;
 }
 
@@ -1398,6 +1399,7 @@ vectorExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	}
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
+	PgpolyWriterEndRow(&ms->writer);
 	return slot;
 }
 
@@ -1413,6 +1415,7 @@ vectorExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
+	PgpolyWriterEndRow(&ms->writer);
 	PgpolyStoreOldRow(slot, planSlot, ms->junk_old, rinfo->ri_RelationDesc);
 	return slot;
 }

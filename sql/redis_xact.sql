@@ -85,6 +85,12 @@ SELECT count(*) FROM rawh WHERE key LIKE 'i%';
 ROLLBACK;
 SELECT count(*) FROM rawh WHERE key LIKE 'i%';   -- immediate writes stay
 DELETE FROM fi WHERE id LIKE 'i%';
+-- Rows with two writes (a key move) across batch boundaries.
+INSERT INTO fi SELECT 'm' || n, n FROM generate_series(1, 10) n;
+UPDATE fi SET id = id || 'x' WHERE id LIKE 'm%';
+SELECT count(*), min(v), max(v) FROM rawh WHERE key LIKE 'm%x';
+SELECT count(*) FROM rawh WHERE key LIKE 'm%' AND key NOT LIKE '%x';
+DELETE FROM fi WHERE id LIKE 'm%';
 
 -- Writes to two tables on one server go in one MULTI/EXEC, in order.
 BEGIN;

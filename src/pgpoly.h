@@ -236,7 +236,8 @@ extern void PgpolyBufferWrite(PgpolyConnection *conn, Oid relid,
  * Where one statement's writes to one table go (write_mode): into the
  * transaction buffer, or for 'immediate' into batches of batch_size that
  * send() transmits while the statement runs.  Stores build each payload in
- * PgpolyWriterContext() and hand it to PgpolyWriterAdd().
+ * PgpolyWriterContext(), hand it to PgpolyWriterAdd(), and call
+ * PgpolyWriterEndRow() once the row's payloads are all added.
  */
 typedef void (*PgpolySendWrites) (PgpolyConnection *conn, List *payloads);
 
@@ -256,6 +257,7 @@ extern void PgpolyWriterInit(PgpolyWriter *w, PgpolyConnection *conn, Oid relid,
 							 PgpolySendWrites send, MemoryContext parent);
 extern MemoryContext PgpolyWriterContext(PgpolyWriter *w);
 extern void PgpolyWriterAdd(PgpolyWriter *w, void *payload);
+extern void PgpolyWriterEndRow(PgpolyWriter *w);
 extern void PgpolyWriterFlush(PgpolyWriter *w);
 extern List *PgpolyPendingWrites(PgpolyConnection *conn, Oid relid);
 extern MemoryContext PgpolyWriteContext(void);

@@ -95,7 +95,11 @@ PgpolyWriterContext(PgpolyWriter *w)
 	return w->transactional ? TopTransactionContext : w->batch_cxt;
 }
 
-/* Buffer payload, or add it to the batch and send a full batch. */
+/*
+ * Buffer payload, or add it to the batch.  A full batch is sent only by
+ * PgpolyWriterEndRow(): sending resets the batch's memory, which may still
+ * hold the row's other payloads.
+ */
 void
 PgpolyWriterAdd(PgpolyWriter *w, void *payload)
 {
@@ -109,6 +113,12 @@ PgpolyWriterAdd(PgpolyWriter *w, void *payload)
 	old = MemoryContextSwitchTo(w->batch_cxt);
 	w->pending = lappend(w->pending, payload);
 	MemoryContextSwitchTo(old);
+}
+
+/* After all of a row's payloads: send the batch if it is full. */
+void
+PgpolyWriterEndRow(PgpolyWriter *w)
+{
 	if (list_length(w->pending) >= w->batch_size)
 		PgpolyWriterFlush(w);
 }
