@@ -24,6 +24,8 @@
 #include "pgpoly_jansson.h"
 
 #include "catalog/pg_type.h"
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "parser/parse_coerce.h"
@@ -297,4 +299,92 @@ PgpolyJsonParse(PgpolyConnection *conn, const char *text, size_t len,
 				 errdetail("%s at offset %d; the response begins: %.120s",
 						   err.text, err.position, len ? text : "(empty)")));
 	return PgpolyJsonOwn(doc);
+}
+
+/* State of PgpolyJsonTopLevelBool's parse. */
+typedef struct TopBool
+{
+	const char *key;
+	int			depth;			/* object nesting */
+	bool		want;			/* inside the wanted top-level field */
+	bool		found;
+	bool		value;
+} TopBool;
+
+#if PG_VERSION_NUM >= 160000
+#define JSON_CB_RESULT JsonParseErrorType
+#define JSON_CB_DONE return JSON_SUCCESS
+#else
+#define JSON_CB_RESULT void
+#define JSON_CB_DONE return
+#endif
+
+static JSON_CB_RESULT
+topbool_object_start(void *state)
+{
+	((TopBool *) state)->depth++;
+	JSON_CB_DONE;
+}
+
+static JSON_CB_RESULT
+topbool_object_end(void *state)
+{
+	((TopBool *) state)->depth--;
+	JSON_CB_DONE;
+}
+
+static JSON_CB_RESULT
+topbool_field_start(void *state, char *fname, bool isnull)
+{
+	TopBool    *tb = state;
+
+	tb->want = tb->depth == 1 && fname && strcmp(fname, tb->key) == 0;
+	JSON_CB_DONE;
+}
+
+static JSON_CB_RESULT
+topbool_scalar(void *state, char *token, JsonTokenType tokentype)
+{
+	TopBool    *tb = state;
+
+	if (tb->want && tb->depth == 1 &&
+		(tokentype == JSON_TOKEN_TRUE || tokentype == JSON_TOKEN_FALSE))
+	{
+		tb->found = true;
+		tb->value = tokentype == JSON_TOKEN_TRUE;
+	}
+	tb->want = false;
+	JSON_CB_DONE;
+}
+
+/*
+ * Whether json is valid JSON, and (in *found / *value) whether its top-level
+ * object has the boolean member key.  PostgreSQL's lexer validates without
+ * building a document, so a large response whose flag says there is nothing
+ * to inspect (an Elasticsearch bulk response with "errors": false) costs no
+ * parse tree.
+ */
+bool
+PgpolyJsonTopLevelBool(const char *json, size_t len, const char *key,
+					   bool *found, bool *value)
+{
+	TopBool		tb = {key, 0, false, false, false};
+	JsonSemAction sem = {0};
+	JsonLexContext *lex;
+	bool		ok;
+
+	sem.semstate = &tb;
+	sem.object_start = topbool_object_start;
+	sem.object_end = topbool_object_end;
+	sem.object_field_start = topbool_field_start;
+	sem.scalar = topbool_scalar;
+#if PG_VERSION_NUM >= 170000
+	lex = makeJsonLexContextCstringLen(NULL, (char *) json, len, PG_UTF8, true);
+#else
+	lex = makeJsonLexContextCstringLen((char *) json, len, PG_UTF8, true);
+#endif
+	ok = pg_parse_json(lex, &sem) == JSON_SUCCESS;
+	*found = ok && tb.found;
+	*value = tb.value;
+	return ok;
 }

@@ -278,6 +278,8 @@ struct json_t;
 extern struct json_t *PgpolyJsonParse(PgpolyConnection *conn, const char *text,
 									  size_t len, const char *what);
 extern struct json_t *PgpolyJsonOwn(struct json_t *doc);
+extern bool PgpolyJsonTopLevelBool(const char *json, size_t len, const char *key,
+								   bool *found, bool *value);
 
 /* ----------------------------------------------------------------
  *		Module (pgpoly.c)
