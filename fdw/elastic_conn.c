@@ -59,6 +59,7 @@ static void elastic_disconnect(void *handle);
 const PgpolyStore ElasticStore = {
 	"elastic",
 	"Elasticsearch",
+	ElasticOptions,
 	elastic_connect,
 	elastic_disconnect,
 	ElasticSendWrites
@@ -647,7 +648,7 @@ pgpoly_elastic_request(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("path must start with \"/\"")));
 	conn = PgpolyGetConnection(&ElasticStore, server,
-							   PgpolyGetUserMappingOrNull(GetUserId(), server->serverid));
+							   PgpolyGetUserMapping(GetUserId(), server->serverid));
 	ElasticRequest(conn, method, path, body, body ? strlen(body) : 0, NULL, NULL, &resp);
 	if (resp.len == 0)
 		PG_RETURN_NULL();

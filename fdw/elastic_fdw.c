@@ -77,6 +77,7 @@ const PgpolyOption ElasticOptions[] = {
 	{"username", UserMappingRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"password", UserMappingRelationId, PGPOLY_OPT_STRING, 0, 0, NULL, true},
 	{"api_key", UserMappingRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, true},
+	{"password_required", UserMappingRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
 	{"index", ForeignTableRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"fetch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, ELASTIC_MAX_RESULT_WINDOW, NULL, false},
 	{"batch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, 1000000, NULL, false},
@@ -266,7 +267,7 @@ ElasticLoadTable(Oid relid, Oid userid)
 	tbl->relid = relid;
 	tbl->relname = get_rel_name(relid);
 	tbl->server = GetForeignServer(ft->serverid);
-	tbl->user = PgpolyGetUserMappingOrNull(userid, ft->serverid);
+	tbl->user = PgpolyGetUserMapping(userid, ft->serverid);
 	tbl->index = pstrdup(PgpolyGetOption(ft->options, "index", tbl->relname));
 	tbl->fetch_size = (int) PgpolyGetIntOption(ft->options, "fetch_size", 1000);
 	tbl->batch_size = (int) PgpolyGetIntOption(ft->options, "batch_size", 500);

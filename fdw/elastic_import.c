@@ -114,7 +114,7 @@ ElasticImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 
 	conn = ElasticGetConnection(&(ElasticTable) {
 		.server = server,
-		.user = PgpolyGetUserMappingOrNull(GetUserId(), serverOid)
+		.user = PgpolyGetUserMapping(GetUserId(), serverOid)
 	});
 	ElasticRequestOk(conn, "GET", ElasticIndexPath(stmt->remote_schema, "/_mapping"),
 					 NULL, 0, stmt->remote_schema, &resp);

@@ -154,6 +154,7 @@ static redisReplyObjectFunctions ReplyFunctions = {
 const PgpolyStore RedisStore = {
 	"redis",
 	"Redis",
+	RedisOptions,
 	redis_connect,
 	redis_disconnect,
 	RedisFlushWrites

@@ -41,6 +41,7 @@ const PgpolyOption RedisOptions[] = {
 	{"timeout_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
 	{"user", UserMappingRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"password", UserMappingRelationId, PGPOLY_OPT_STRING, 0, 0, NULL, true},
+	{"password_required", UserMappingRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
 	{"table_type", ForeignTableRelationId, PGPOLY_OPT_ENUM, 0, 0, REDIS_TYPES, false},
 	{"key_prefix", ForeignTableRelationId, PGPOLY_OPT_STRING, 0, 0, NULL, false},
 	{"ttl_seconds", ForeignTableRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
@@ -306,7 +307,7 @@ RedisLoadTable(Oid relid, Oid userid)
 		strcmp(PgpolyGetOption(opts, "write_mode", "transactional"), "transactional") == 0;
 	tbl->remote_estimate = PgpolyGetBoolOption(opts, "use_remote_estimate", false);
 	tbl->server = GetForeignServer(ft->serverid);
-	tbl->user = PgpolyGetUserMappingOrNull(userid, ft->serverid);
+	tbl->user = PgpolyGetUserMapping(userid, ft->serverid);
 
 	rel = table_open(relid, AccessShareLock);
 	load_columns(tbl, rel);

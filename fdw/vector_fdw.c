@@ -1485,7 +1485,7 @@ vectorImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 	ForeignServer *server = GetForeignServer(serverOid);
 	PgpolyConnection *conn =
 		PgpolyGetConnection(&VectorStore, server,
-							PgpolyGetUserMappingOrNull(GetUserId(), serverOid));
+							PgpolyGetUserMapping(GetUserId(), serverOid));
 	List	   *result = NIL;
 	ListCell   *lc;
 

@@ -55,6 +55,7 @@ static void service_disconnect(void *handle);
 const PgpolyStore VectorStore = {
 	"vector",
 	"vector service",
+	VectorOptions,
 	service_connect,
 	service_disconnect,
 	VectorSendWrites			/* flush: the buffered writes, batched */

@@ -40,6 +40,7 @@ const PgpolyOption VectorOptions[] = {
 	{"connect_timeout_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
 	{"timeout_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
 	{"api_key", UserMappingRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, true},
+	{"password_required", UserMappingRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
 	{"collection", ForeignTableRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"batch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, 100000, NULL, false},
 	{"fetch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, 100000, NULL, false},
@@ -239,7 +240,7 @@ VectorLoadTable(Oid relid, Oid userid)
 	tbl->relname = get_rel_name(relid);
 	tbl->server = GetForeignServer(ft->serverid);
 	tbl->provider = VectorServerProvider(tbl->server);
-	tbl->user = PgpolyGetUserMappingOrNull(userid, ft->serverid);
+	tbl->user = PgpolyGetUserMapping(userid, ft->serverid);
 	tbl->collection = pstrdup(PgpolyGetOption(ft->options, "collection", tbl->relname));
 	tbl->batch_size = (int) PgpolyGetIntOption(ft->options, "batch_size", 500);
 	tbl->fetch_size = (int) PgpolyGetIntOption(ft->options, "fetch_size", 1000);

@@ -12,6 +12,14 @@
  * unknown): such a connection is closed at transaction end and reopened on
  * next use.
  *
+ * The trust rule is enforced here, for every store, before a connection is
+ * opened or handed out again: a non-superuser needs a user mapping with a
+ * credential (a secret option of the store) unless a superuser waived it
+ * with password_required 'false'.  A cached connection carries no
+ * authority of its own: the check is made for the user asking each time, so
+ * one opened for a superuser is never reused by a role that SET ROLE made
+ * current.
+ *
  * pgpoly.connections() and pgpoly.disconnect() expose the cache to SQL.
  *
  * src/connection.c
@@ -22,6 +30,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_user_mapping.h"
+#include "lib/stringinfo.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -84,13 +93,28 @@ PgpolyConnectionInit(void)
 	CacheRegisterSyscacheCallback(USERMAPPINGOID, invalidate_callback, 0);
 }
 
+/* The stand-in for "no user mapping": no options, umid InvalidOid. */
+static UserMapping *
+no_mapping(Oid userid, Oid serverid)
+{
+	UserMapping *um = palloc0(sizeof(UserMapping));	/* options NIL */
+
+	um->umid = InvalidOid;
+	um->userid = userid;
+	um->serverid = serverid;
+	return um;
+}
+
 /*
- * The user mapping for userid (or PUBLIC) on serverid, or NULL when there is
- * none.  Stores that work without credentials (Redis without AUTH, a local
- * Chroma) do not force users to create an empty mapping.
+ * The user mapping userid uses on serverid: its own or PUBLIC's, or when
+ * there is none a mapping without options and with umid InvalidOid.  Stores
+ * that work without credentials (Redis without AUTH, a local Chroma) do not
+ * force superusers to create an empty mapping; the empty one still says
+ * whose connection it is, for the trust rule.  palloc'd in the current
+ * memory context.
  */
 UserMapping *
-PgpolyGetUserMappingOrNull(Oid userid, Oid serverid)
+PgpolyGetUserMapping(Oid userid, Oid serverid)
 {
 	HeapTuple	tp;
 
@@ -100,9 +124,74 @@ PgpolyGetUserMappingOrNull(Oid userid, Oid serverid)
 		tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
 							 ObjectIdGetDatum(serverid));
 	if (!HeapTupleIsValid(tp))
-		return NULL;
+		return no_mapping(userid, serverid);
 	ReleaseSysCache(tp);
 	return GetUserMapping(userid, serverid);
+}
+
+/*
+ * Whether user carries one of store's credentials (a secret option with a
+ * non-empty value, as postgres_fdw wants a non-empty password).  names
+ * gets the credential options as "password or api_key", for messages.
+ */
+static bool
+has_credential(const PgpolyStore *store, UserMapping *user, StringInfo names)
+{
+	const PgpolyOption *o;
+	bool		found = false;
+
+	for (o = store->options; o && o->name; o++)
+	{
+		const char *value;
+
+		if (!o->secret)
+			continue;
+		appendStringInfo(names, "%s%s", names->len ? " or " : "", o->name);
+		value = PgpolyGetOption(user->options, o->name, NULL);
+		if (value && value[0] != '\0')
+			found = true;
+	}
+	return found;
+}
+
+/*
+ * The trust rule, as postgres_fdw's check_conn_params(): a non-superuser
+ * may only use a user mapping that carries a credential, unless a superuser
+ * set the mapping's option password_required 'false'.  Otherwise any role
+ * allowed to create a server could make the backend connect, from the
+ * database host, to a store that trusts that host (a local Redis without
+ * AUTH).  user->userid is the user whose mapping is used; no mapping at
+ * all carries no credential.  Called before a connection is opened or
+ * handed out, never after any network I/O.
+ */
+static void
+check_trust(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
+{
+	StringInfoData names;
+	const char *role;
+
+	if (superuser_arg(user->userid))
+		return;
+	initStringInfo(&names);
+	if (has_credential(store, user, &names))
+		return;
+	if (!PgpolyGetBoolOption(user->options, "password_required", true))
+		return;
+
+	role = GetUserNameFromId(user->userid, true);
+	if (role == NULL)
+		role = "?";
+	ereport(ERROR,
+			(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+			 errmsg("%s is required to use server \"%s\"",
+					names.data, server->servername),
+			 OidIsValid(user->umid) ?
+			 errdetail("Non-superusers must provide %s in the user mapping, and the user mapping of role \"%s\" has none.",
+					   names.data, role) :
+			 errdetail("Non-superusers must provide %s in the user mapping, and role \"%s\" has no user mapping for this server.",
+					   names.data, role),
+			 errhint("Add option %s to the user mapping of role \"%s\", or have a superuser set password_required 'false' on it.",
+					 names.data, role)));
 }
 
 /* Remember that this transaction used conn. */
@@ -128,10 +217,9 @@ describe_connection(PgpolyConnection *conn, ForeignServer *server,
 					UserMapping *user)
 {
 	strlcpy(conn->servername, server->servername, NAMEDATALEN);
-	conn->userid = user ? user->userid : GetUserId();
 	conn->server_hashvalue =
 		GetSysCacheHashValue1(FOREIGNSERVEROID, ObjectIdGetDatum(server->serverid));
-	conn->mapping_hashvalue = user ?
+	conn->mapping_hashvalue = OidIsValid(user->umid) ?
 		GetSysCacheHashValue1(USERMAPPINGOID, ObjectIdGetDatum(user->umid)) : 0;
 	conn->connect_timeout_ms =
 		(int) PgpolyGetIntOption(server->options, "connect_timeout_ms", 2000);
@@ -140,9 +228,11 @@ describe_connection(PgpolyConnection *conn, ForeignServer *server,
 }
 
 /*
- * Get a connection to server for user (NULL: no mapping), opening one if
- * the cache has none, the cached one was invalidated, or it broke.  The
- * returned entry lives until the backend exits.
+ * Get a connection to server for user (from PgpolyGetUserMapping: umid
+ * InvalidOid if there is no mapping), opening one if the cache has none,
+ * the cached one was invalidated, or it broke.  ERROR if the trust rule
+ * does not let user->userid use it.  The returned entry lives until the
+ * backend exits.
  */
 PgpolyConnection *
 PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
@@ -152,10 +242,11 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 	PgpolyConnection *conn;
 	bool		found;
 
+	check_trust(store, server, user);
 	PgpolyConnectionInit();
 	memset(&key, 0, sizeof(key));
 	key.serverid = server->serverid;
-	key.umid = user ? user->umid : InvalidOid;
+	key.umid = user->umid;
 
 	conn = hash_search(ConnectionHash, &key, HASH_ENTER, &found);
 	if (!found)
@@ -168,6 +259,7 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 	if (conn->handle && (conn->busy || (conn->invalidated && conn->writes == NIL)))
 		close_handle(conn);
 
+	conn->userid = user->userid;
 	if (conn->handle == NULL)
 	{
 		describe_connection(conn, server, user);
@@ -180,21 +272,27 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 /*
  * Make conn usable for a new request: if its handle was closed (by
  * pgpoly.disconnect(), an invalidation or an error) or broke, open a new
- * one.  Stores call this before every request, so a scan or cursor that
- * holds the entry across such an event reconnects instead of using a dead
- * handle.  Must not be called in the middle of a request.
+ * one, with the mapping as it is now (the trust rule is checked again for
+ * the user conn was last handed out for).  Stores call this before every
+ * request, so a scan or cursor that holds the entry across such an event
+ * reconnects instead of using a dead handle.  Must not be called in the
+ * middle of a request.
  */
 void
 PgpolyEnsureConnected(PgpolyConnection *conn)
 {
+	ForeignServer *server;
+	UserMapping *user;
+
 	if (conn->handle && !conn->busy)
 		return;
 	close_handle(conn);
-	conn->handle = conn->store->connect(conn,
-										GetForeignServer(conn->key.serverid),
-										OidIsValid(conn->key.umid) ?
-										PgpolyGetUserMappingOrNull(conn->userid,
-																   conn->key.serverid) : NULL);
+	server = GetForeignServer(conn->key.serverid);
+	user = OidIsValid(conn->key.umid) ?
+		PgpolyGetUserMapping(conn->userid, conn->key.serverid) :
+		no_mapping(conn->userid, conn->key.serverid);
+	check_trust(conn->store, server, user);
+	conn->handle = conn->store->connect(conn, server, user);
 }
 
 /* Mark the start of a request: until PgpolyEndRequest, an error breaks conn. */

@@ -12,6 +12,10 @@
  * Secrets (options marked secret) are accepted only on user mappings and
  * their values are never quoted in a message.
  *
+ * The user mapping option password_required 'false' waives the trust rule
+ * (connection.c) for that mapping, so only a superuser may set it, as in
+ * postgres_fdw.
+ *
  * src/option.c
  *
  *-------------------------------------------------------------------------
@@ -26,6 +30,7 @@
 #include "catalog/pg_attribute.h"
 #include "commands/defrem.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/varlena.h"
 
@@ -211,6 +216,25 @@ check_option_value(const PgpolyOption *opt, const char *value)
 }
 
 /*
+ * password_required 'false' is for superusers to set (postgres_fdw's rule).
+ * The validator sees the mapping's whole new option list, not what changed,
+ * so a non-superuser can neither set it nor alter a mapping that has it;
+ * setting it to true is allowed to anyone.
+ */
+static void
+check_password_required(const char *value)
+{
+	bool		required;
+
+	if (parse_bool(value, &required) && !required && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only a superuser may set option \"password_required\" to false"),
+				 errdetail("It lets non-superusers use the user mapping without a credential."),
+				 errhint("A user mapping with password_required 'false' can only be created or altered by a superuser.")));
+}
+
+/*
  * Validate a CREATE/ALTER option list for the given catalog context against
  * the store's table of valid options.  ereports on the first problem.
  */
@@ -227,6 +251,9 @@ PgpolyValidateOptions(const PgpolyOption *valid, List *options, Oid context)
 		if (opt == NULL)
 			report_unknown_option(valid, def->defname, context);
 		check_option_value(opt, defGetString(def));
+		if (context == UserMappingRelationId &&
+			strcmp(opt->name, "password_required") == 0)
+			check_password_required(defGetString(def));
 	}
 }
 

@@ -15,6 +15,9 @@
  *	- A connection that fails mid-request is never reused.
  *	- Secrets live only in user mapping options and never reach EXPLAIN,
  *	  error messages or logs.
+ *	- No connection is opened or handed out to a non-superuser whose user
+ *	  mapping carries no credential, unless a superuser set the mapping's
+ *	  password_required 'false' (the trust rule, as postgres_fdw's).
  *
  * src/pgpoly.h
  *
@@ -111,17 +114,20 @@ extern void PgpolyStoreOldRow(struct TupleTableSlot *slot,
 struct PgpolyConnection;
 
 /*
- * What a store tells the core about itself.  connect() opens a connection
- * (it must use PgpolyWaitSocket for every wait and ereport on failure) and
- * returns the store's handle; disconnect() closes it and must not ereport.
- * flush() sends the transaction's buffered writes (their payloads, in
- * write order, on a connected handle) at pre-commit, and ereports on any
- * failure so that COMMIT fails.
+ * What a store tells the core about itself.  options is its option table:
+ * its secret options are the credentials the trust rule looks for in a
+ * user mapping.  connect() opens a connection (it must use
+ * PgpolyWaitSocket for every wait and ereport on failure) and returns the
+ * store's handle; disconnect() closes it and must not ereport.  flush()
+ * sends the transaction's buffered writes (their payloads, in write order,
+ * on a connected handle) at pre-commit, and ereports on any failure so
+ * that COMMIT fails.
  */
 typedef struct PgpolyStore
 {
 	const char *name;			/* "redis", "elastic", "vector" */
 	const char *label;			/* for messages: "Redis", "Elasticsearch" ... */
+	const PgpolyOption *options;	/* valid options; secret ones: credentials */
 	void	   *(*connect) (struct PgpolyConnection *conn,
 							ForeignServer *server, UserMapping *user);
 	void		(*disconnect) (void *handle);
@@ -141,7 +147,7 @@ typedef struct PgpolyConnection
 	const PgpolyStore *store;
 	void	   *handle;			/* store's handle; NULL if closed */
 	char		servername[NAMEDATALEN];
-	Oid			userid;			/* user the mapping was looked up for */
+	Oid			userid;			/* user it was last handed out for */
 	char		target[256];	/* host:port or URL, for messages */
 	bool		busy;			/* inside a request; an error now breaks it */
 	bool		invalidated;	/* server or mapping changed */
@@ -157,7 +163,7 @@ typedef struct PgpolyConnection
 extern PgpolyConnection *PgpolyGetConnection(const PgpolyStore *store,
 											 ForeignServer *server,
 											 UserMapping *user);
-extern UserMapping *PgpolyGetUserMappingOrNull(Oid userid, Oid serverid);
+extern UserMapping *PgpolyGetUserMapping(Oid userid, Oid serverid);
 extern void PgpolyEnsureConnected(PgpolyConnection *conn);
 extern void PgpolyBeginRequest(PgpolyConnection *conn);
 extern void PgpolyEndRequest(PgpolyConnection *conn);
