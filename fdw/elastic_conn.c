@@ -624,7 +624,9 @@ PG_FUNCTION_INFO_V1(pgpoly_elastic_request);
  * body jsonb DEFAULT NULL) RETURNS jsonb: send one request with the
  * server's connection and credentials and return the response body (an
  * Elasticsearch error body too: it carries "status").  For index
- * management (PUT /index with mappings, DELETE /index, _refresh).
+ * management (PUT /index with mappings, DELETE /index, _refresh).  It
+ * bypasses foreign-table privileges, so it is revoked from PUBLIC and
+ * needs USAGE on the server.
  */
 Datum
 pgpoly_elastic_request(PG_FUNCTION_ARGS)
@@ -647,6 +649,7 @@ pgpoly_elastic_request(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("path must start with \"/\"")));
+	PgpolyCheckServerUsage(server);
 	conn = PgpolyGetConnection(&ElasticStore, server,
 							   PgpolyGetUserMapping(GetUserId(), server->serverid));
 	ElasticRequest(conn, method, path, body, body ? strlen(body) : 0, NULL, NULL, &resp);

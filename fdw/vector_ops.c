@@ -323,12 +323,33 @@ put_result(ReturnSetInfo *rsinfo, VectorRow *row)
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
+/*
+ * The columns of tbl that vector_search() reads, as the SELECT it stands
+ * for would: id, the embedding searched, document, metadata, and the
+ * metadata fields mapped to columns (the metadata it returns holds them).
+ */
+static Bitmapset *
+searched_columns(VectorTable *tbl)
+{
+	Bitmapset  *cols = NULL;
+
+	for (int i = 0; i < tbl->natts; i++)
+	{
+		VectorColRole role = tbl->cols[i].role;
+
+		if (role != VCOL_NONE && role != VCOL_DISTANCE)
+			cols = bms_add_member(cols, i + 1);
+	}
+	return cols;
+}
+
 PG_FUNCTION_INFO_V1(pgpoly_vector_search);
 
 /*
  * pgpoly.vector_search(tbl, query, k, filter): the k nearest records of a
  * pgpoly_vector table in the metric of its collection's distance, nearest
- * first, for callers that cannot write ORDER BY ... <-> ... LIMIT k.
+ * first, for callers that cannot write ORDER BY ... <-> ... LIMIT k.  The
+ * caller needs the SELECT privileges that query would need.
  */
 Datum
 pgpoly_vector_search(PG_FUNCTION_ARGS)
@@ -359,6 +380,7 @@ pgpoly_vector_search(PG_FUNCTION_ARGS)
 	SetSingleFuncCall(fcinfo, 0);
 
 	tbl = VectorLoadTable(relid, GetUserId());
+	PgpolyCheckSelect(relid, searched_columns(tbl));
 	conn = VectorGetConnection(tbl);
 	coll = VectorLookupCollection(conn, tbl, false);
 	memset(&spec, 0, sizeof(spec));

@@ -5,6 +5,8 @@
  *
  * Each store's FDW callbacks differ in what they push down and send; the
  * pieces here are the same for all of them: whose user mapping a scan uses,
+ * checking a SQL function's caller's SELECT privilege as a query would
+ * (or USAGE on a server, for a function that names one),
  * looking through binary-compatible casts, showing pushed clauses in
  * EXPLAIN, recognising columns and run-time constants in clauses, which
  * columns an UPDATE assigns, when INSERT may be batched, and
@@ -19,6 +21,7 @@
 
 #include "access/htup_details.h"
 #include "access/sysattr.h"
+#include "catalog/pg_foreign_server.h"
 #include "executor/executor.h"
 #include "foreign/foreign.h"
 #include "miscadmin.h"
@@ -30,6 +33,7 @@
 #include "optimizer/clauses.h"
 #include "optimizer/pathnode.h"
 #include "parser/parsetree.h"
+#include "utils/acl.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
@@ -45,6 +49,67 @@ PgpolyRteUser(RangeTblEntry *rte)
 #else
 	return OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
 #endif
+}
+
+/*
+ * ERROR unless the current user may read columns attnums (user attribute
+ * numbers; empty: the table as in count(*)) of relation relid, checked
+ * exactly as the executor checks a SELECT of them: the table's privilege
+ * or every column's, the ExecutorCheckPerms hook, and the same
+ * "permission denied" error (SQLSTATE 42501).  For SQL functions that read
+ * a foreign table on the caller's behalf (pgpoly.vector_search); call it
+ * before any network I/O.
+ */
+void
+PgpolyCheckSelect(Oid relid, Bitmapset *attnums)
+{
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	Bitmapset  *cols = NULL;
+	int			att = -1;
+
+	while ((att = bms_next_member(attnums, att)) >= 0)
+		cols = bms_add_member(cols, att - FirstLowInvalidHeapAttributeNumber);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = relid;
+	rte->relkind = get_rel_relkind(relid);
+	rte->rellockmode = AccessShareLock;
+#if PG_VERSION_NUM >= 160000
+	{
+		RTEPermissionInfo *perm = makeNode(RTEPermissionInfo);
+
+		perm->relid = relid;
+		perm->requiredPerms = ACL_SELECT;
+		perm->selectedCols = cols;
+		rte->perminfoindex = 1;
+		ExecCheckPermissions(list_make1(rte), list_make1(perm), true);
+	}
+#else
+	rte->requiredPerms = ACL_SELECT;
+	rte->selectedCols = cols;
+	ExecCheckRTPerms(list_make1(rte), true);
+#endif
+}
+
+/*
+ * ERROR unless the current user has USAGE on server, as dblink asks of a
+ * server named by a SQL function: for functions that act with a user
+ * mapping of the server without going through a foreign table
+ * (pgpoly.elastic_request).
+ */
+void
+PgpolyCheckServerUsage(ForeignServer *server)
+{
+	AclResult	aclresult;
+
+#if PG_VERSION_NUM >= 160000
+	aclresult = object_aclcheck(ForeignServerRelationId, server->serverid,
+								GetUserId(), ACL_USAGE);
+#else
+	aclresult = pg_foreign_server_aclcheck(server->serverid, GetUserId(),
+										   ACL_USAGE);
+#endif
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, server->servername);
 }
 
 /* n without binary-compatible casts on top (varchar -> text). */

@@ -83,6 +83,8 @@ struct PathTarget;
 struct TupleTableSlot;
 
 extern Oid	PgpolyRteUser(struct RangeTblEntry *rte);
+extern void PgpolyCheckSelect(Oid relid, Bitmapset *attnums);
+extern void PgpolyCheckServerUsage(ForeignServer *server);
 extern Node *PgpolyStripRelabel(Node *n);
 extern AttrNumber PgpolyColumnOf(Node *n, struct RelOptInfo *baserel);
 extern bool PgpolyIsScanConstant(Node *expr);
