@@ -623,21 +623,30 @@ PG_FUNCTION_INFO_V1(pgpoly_elastic_request);
  * body jsonb DEFAULT NULL) RETURNS jsonb: send one request with the
  * server's connection and credentials and return the response body (an
  * Elasticsearch error body too: it carries "status").  For index
- * management (PUT /index with mappings, DELETE /index, _refresh).
+ * management (PUT /index with mappings, DELETE /index, _refresh).  Not
+ * STRICT, because a NULL body means "no body"; the other arguments must
+ * not be NULL.
  */
 Datum
 pgpoly_elastic_request(PG_FUNCTION_ARGS)
 {
-	ForeignServer *server = GetForeignServerByName(NameStr(*PG_GETARG_NAME(0)), false);
-	char	   *method = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	char	   *body = PG_ARGISNULL(3) ? NULL :
-		DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(3)));
-	ForeignDataWrapper *fdw = GetForeignDataWrapper(server->fdwid);
+	ForeignServer *server;
+	char	   *method;
+	char	   *path;
+	char	   *body;
 	PgpolyConnection *conn;
 	PgpolyHttpResponse resp;
 
-	if (strcmp(fdw->fdwname, "pgpoly_elastic") != 0)
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("server, method and path of pgpoly.elastic_request must not be NULL")));
+	server = GetForeignServerByName(NameStr(*PG_GETARG_NAME(0)), false);
+	method = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	path = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	body = PG_ARGISNULL(3) ? NULL :
+		DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(3)));
+	if (strcmp(GetForeignDataWrapper(server->fdwid)->fdwname, "pgpoly_elastic") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" does not use the pgpoly_elastic wrapper",
