@@ -9,7 +9,8 @@ name (so the vector store reaches a mode through its collection name):
     gopher://<canary> and http://<canary>; never followed (a clear ERROR,
     and the canary port never sees a connection);
   * endless: a chunked body that never ends; hugelength: a Content-Length
-    of 1 TB: both bounded by pgpoly.max_response_size (54000);
+    of 1 TB; gzipbomb: 20 kB of gzip that inflate to 20 MB: all bounded by
+    pgpoly.max_response_size (54000);
   * shortbody: Content-Length larger than the body, then the connection
     closes; midchunk: a chunked body cut mid-chunk (class 08);
   * longbody: more bytes than Content-Length announces (the excess must
@@ -30,6 +31,7 @@ PGPOLY_SHOW_ERRORS=1 prints every error message the test provokes.
 """
 
 import base64
+import gzip
 import json
 import os
 import time
@@ -49,7 +51,9 @@ ES_ROOT = json.dumps({"name": "hostile", "cluster_name": "hostile",
                       "version": {"number": "8.11.0"},
                       "tagline": "You Know, for Search"}).encode()
 MODES = ("redirect301", "redirect302", "redirect307", "endless", "hugelength",
-         "shortbody", "midchunk", "longbody", "drip", "notjson", "echo")
+         "gzipbomb", "shortbody", "midchunk", "longbody", "drip", "notjson",
+         "echo")
+GZIP_BOMB = gzip.compress(b"[" * (20 << 20))
 
 
 class HostileServer:
@@ -111,6 +115,10 @@ class HostileServer:
                   b"Content-Length: 1000000000000\r\n\r\n{\"a\": ")
         self.stop.wait(5)
         return False
+
+    def _gzipbomb(self, c, headers):
+        self._respond(c, 200, GZIP_BOMB, b"Content-Encoding: gzip\r\n")
+        return True
 
     def _shortbody(self, c, headers):
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -247,6 +255,7 @@ def test():
     expect(req("/endless"), ["54000"], "endless body", ("max_response_size",))
     expect(req("/hugelength"), ["54000"], "Content-Length of 1 TB",
            ("max_response_size",))
+    expect(req("/gzipbomb"), ["54000"], "gzip bomb", ("max_response_size",))
     s.value("RESET pgpoly.max_response_size;")
 
     # Lying Content-Length and a connection closed mid-body.
