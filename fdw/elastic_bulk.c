@@ -393,20 +393,26 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 		const char *key;
 		json_t	   *item;
 		json_t	   *err = NULL;
+		json_t	   *type;
+		json_t	   *reason;
 
 		json_object_foreach(json_array_get(items, i), key, item)
 			err = json_object_get(item, "error");
 		if (err == NULL)
 			continue;
+		type = json_object_get(err, "type");
+		reason = json_object_get(err, "reason");
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("Elasticsearch rejected document \"%s\" in index \"%s\"",
 						batch[i]->id, batch[i]->tbl->index),
 				 errdetail("%s: %s",
-						   json_string_value(json_object_get(err, "type")) ?
-						   json_string_value(json_object_get(err, "type")) : "error",
-						   json_string_value(json_object_get(err, "reason")) ?
-						   json_string_value(json_object_get(err, "reason")) : "no reason given"),
+						   json_is_string(type) ?
+						   PgpolyHttpExcerpt(conn, json_string_value(type), json_string_length(type)) :
+						   "error",
+						   json_is_string(reason) ?
+						   PgpolyHttpExcerpt(conn, json_string_value(reason), json_string_length(reason)) :
+						   "no reason given"),
 				 errhint("Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of this write stay applied, as may the other items of its batch.",
 						 sent_before + (int64) i)));
 	}

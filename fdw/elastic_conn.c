@@ -111,13 +111,8 @@ http_config(ForeignServer *server, UserMapping *user, PgpolyHttpConfig *cfg)
 	const char *api_key = PgpolyGetOption(umopts, "api_key", NULL);
 
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->urls = PgpolySplitUrls(PgpolyGetOption(server->options, "url",
-												"http://127.0.0.1:9200"));
-	if (cfg->urls == NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("option \"url\" of server \"%s\" names no URL",
-						server->servername)));
+	cfg->urls = PgpolyServerUrls(server, "http://127.0.0.1:9200");
+	cfg->secrets = PgpolySecretValues(ElasticOptions, umopts);
 	cfg->username = PgpolyGetOption(umopts, "username", NULL);
 	cfg->password = PgpolyGetOption(umopts, "password", NULL);
 	if (api_key)
@@ -163,8 +158,8 @@ detect_version(PgpolyConnection *conn, ElasticHandle *h)
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 				 errmsg("server \"%s\" at %s does not look like Elasticsearch or OpenSearch",
 						conn->servername, conn->target),
-				 errdetail("GET / returned no version.number; the response begins: %.120s",
-						   resp.body)));
+				 errdetail("GET / returned no version.number; the response begins: %s",
+						   PgpolyHttpExcerpt(conn, resp.body, resp.len))));
 	h->opensearch = (dist && strcmp(dist, "opensearch") == 0) ||
 		(tagline && strstr(tagline, "OpenSearch") != NULL);
 	if (!h->opensearch && (h->major < 7 || (h->major == 7 && h->minor < 10)))
@@ -310,9 +305,22 @@ ElasticRequestOk(PgpolyConnection *conn, const char *method, const char *path,
 		ElasticRaiseStatus(conn, method, path, index, resp);
 }
 
-/* Error type and reason from an ES error body (either may stay NULL). */
+/* A JSON string (else NULL) of an error body, as an excerpt for a message. */
+static char *
+string_excerpt(PgpolyConnection *conn, json_t *s)
+{
+	if (!json_is_string(s))
+		return NULL;
+	return PgpolyHttpExcerpt(conn, json_string_value(s), json_string_length(s));
+}
+
+/*
+ * Error type and reason from an ES error body (either may stay NULL), as
+ * excerpts fit for a message.
+ */
 static void
-error_type_reason(const char *body, size_t len, char **type, char **reason)
+error_type_reason(PgpolyConnection *conn, const char *body, size_t len,
+				  char **type, char **reason)
 {
 	json_error_t jerr;
 	json_t	   *doc = json_loadb(body, len, 0, &jerr);
@@ -330,13 +338,11 @@ error_type_reason(const char *body, size_t len, char **type, char **reason)
 		/* The root cause says more than "all shards failed". */
 		if (json_is_object(first) && json_string_value(json_object_get(first, "reason")))
 			err = first;
-		if (json_string_value(json_object_get(err, "type")))
-			*type = pstrdup(json_string_value(json_object_get(err, "type")));
-		if (json_string_value(json_object_get(err, "reason")))
-			*reason = pstrdup(json_string_value(json_object_get(err, "reason")));
+		*type = string_excerpt(conn, json_object_get(err, "type"));
+		*reason = string_excerpt(conn, json_object_get(err, "reason"));
 	}
 	else if (json_is_string(err))
-		*reason = pstrdup(json_string_value(err));
+		*reason = string_excerpt(conn, err);
 	json_decref(doc);
 }
 
@@ -359,7 +365,7 @@ ElasticRaiseStatus(PgpolyConnection *conn, const char *method, const char *path,
 	char	   *type;
 	char	   *reason;
 
-	error_type_reason(resp->body, resp->len, &type, &reason);
+	error_type_reason(conn, resp->body, resp->len, &type, &reason);
 	if (resp->status == 404 && type && strcmp(type, "index_not_found_exception") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_TABLE_NOT_FOUND),
@@ -373,8 +379,8 @@ ElasticRaiseStatus(PgpolyConnection *conn, const char *method, const char *path,
 					conn->servername, conn->target, resp->status,
 					type ? ": " : "", type ? type : ""),
 			 reason ? errdetail("%s %s: %s", method, path, reason) :
-			 errdetail("%s %s; the response begins: %.200s", method, path,
-					   resp->len ? resp->body : "(empty)"),
+			 errdetail("%s %s; the response begins: %s", method, path,
+					   PgpolyHttpExcerpt(conn, resp->body, resp->len)),
 			 resp->status == 401 || resp->status == 403 ?
 			 errhint("Check the user mapping's username and password, or api_key.") :
 			 resp->status == 429 || resp->status >= 500 ?
@@ -400,17 +406,20 @@ ElasticParseJsonb(PgpolyConnection *conn, const char *body, size_t len,
 	PG_CATCH();
 	{
 		ErrorData  *edata;
+		const char *why;
 
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
+		/* PostgreSQL's JSON errors quote the body too. */
+		why = edata->detail ? edata->detail : edata->message;
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("Elasticsearch server \"%s\" at %s sent a malformed %s",
 						conn->servername, conn->target, what),
-				 errdetail("%s; the response (%zu bytes) begins: %.120s",
-						   edata->detail ? edata->detail : edata->message,
-						   len, len ? body : "(empty)")));
+				 errdetail("%s; the response (%zu bytes) begins: %s",
+						   PgpolyHttpExcerpt(conn, why, strlen(why)),
+						   len, PgpolyHttpExcerpt(conn, body, len))));
 	}
 	PG_END_TRY();
 	return result;
@@ -626,21 +635,29 @@ PG_FUNCTION_INFO_V1(pgpoly_elastic_request);
  * Elasticsearch error body too: it carries "status").  For index
  * management (PUT /index with mappings, DELETE /index, _refresh).  It
  * bypasses foreign-table privileges, so it is revoked from PUBLIC and
- * needs USAGE on the server.
+ * needs USAGE on the server.  Not STRICT, because a NULL body means "no
+ * body"; the other arguments must not be NULL.
  */
 Datum
 pgpoly_elastic_request(PG_FUNCTION_ARGS)
 {
-	ForeignServer *server = GetForeignServerByName(NameStr(*PG_GETARG_NAME(0)), false);
-	char	   *method = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	char	   *body = PG_ARGISNULL(3) ? NULL :
-		DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(3)));
-	ForeignDataWrapper *fdw = GetForeignDataWrapper(server->fdwid);
+	ForeignServer *server;
+	char	   *method;
+	char	   *path;
+	char	   *body;
 	PgpolyConnection *conn;
 	PgpolyHttpResponse resp;
 
-	if (strcmp(fdw->fdwname, "pgpoly_elastic") != 0)
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("server, method and path of pgpoly.elastic_request must not be NULL")));
+	server = GetForeignServerByName(NameStr(*PG_GETARG_NAME(0)), false);
+	method = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	path = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	body = PG_ARGISNULL(3) ? NULL :
+		DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(3)));
+	if (strcmp(GetForeignDataWrapper(server->fdwid)->fdwname, "pgpoly_elastic") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" does not use the pgpoly_elastic wrapper",

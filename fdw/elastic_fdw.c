@@ -69,10 +69,10 @@
 #define ELASTIC_PER_ROW_COST	0.01
 
 const PgpolyOption ElasticOptions[] = {
-	{"url", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
+	{"url", ForeignServerRelationId, PGPOLY_OPT_URL, 0, 0, NULL, false},
 	{"connect_timeout_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
 	{"timeout_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
-	{"ca_file", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
+	{"ca_file", ForeignServerRelationId, PGPOLY_OPT_FILE, 0, 0, NULL, false},
 	{"verify_tls", ForeignServerRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
 	{"username", UserMappingRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"password", UserMappingRelationId, PGPOLY_OPT_STRING, 0, 0, NULL, true},

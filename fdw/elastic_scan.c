@@ -234,7 +234,8 @@ open_pit(ElasticScan *scan)
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("Elasticsearch server \"%s\" opened no point in time on index \"%s\"",
 						scan->conn->servername, scan->tbl->index),
-				 errdetail("The response begins: %.120s", resp.body)));
+				 errdetail("The response begins: %s",
+						   PgpolyHttpExcerpt(scan->conn, resp.body, resp.len))));
 	return MemoryContextStrdup(scan->cxt, id);
 }
 
@@ -286,13 +287,14 @@ check_complete(ElasticScan *scan, Datum doc)
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("Elasticsearch search on index \"%s\" failed on %s shard(s) of server \"%s\"; the results would be partial",
 						scan->tbl->index, failed, scan->conn->servername),
-				 failures ? errdetail("Shard failures: %.300s", failures) : 0));
+				 failures ? errdetail("Shard failures: %s",
+									  PgpolyHttpExcerpt(scan->conn, failures, strlen(failures))) : 0));
 	}
 }
 
-/* The hits array of a response, or ERROR. */
+/* The hits array of resp (parsed: doc), or ERROR. */
 static JsonbContainer *
-response_hits(ElasticScan *scan, Datum doc, const char *body)
+response_hits(ElasticScan *scan, Datum doc, PgpolyHttpResponse *resp)
 {
 	Jsonb	   *jb = DatumGetJsonbP(doc);
 	JsonbValue *hits = NULL;
@@ -307,7 +309,8 @@ response_hits(ElasticScan *scan, Datum doc, const char *body)
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("Elasticsearch server \"%s\" sent a search response without hits.hits",
 						scan->conn->servername),
-				 errdetail("The response begins: %.120s", body)));
+				 errdetail("The response begins: %s",
+						   PgpolyHttpExcerpt(scan->conn, resp->body, resp->len))));
 	/* Every hit must be an object: later code reads them as containers. */
 	for (int i = 0; i < (int) JsonContainerSize(arr->val.binary.data); i++)
 	{
@@ -318,7 +321,8 @@ response_hits(ElasticScan *scan, Datum doc, const char *body)
 					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 					 errmsg("Elasticsearch server \"%s\" sent a search hit that is not an object",
 							scan->conn->servername),
-					 errdetail("Hit %d of the page; the response begins: %.120s", i, body)));
+					 errdetail("Hit %d of the page; the response begins: %s", i,
+							   PgpolyHttpExcerpt(scan->conn, resp->body, resp->len))));
 	}
 	return arr->val.binary.data;
 }
@@ -363,7 +367,7 @@ fetch_page(ElasticScan *scan)
 	doc = ElasticParseJsonb(scan->conn, resp.body, resp.len, "search response");
 	check_complete(scan, doc);
 	keep_continuation(scan, doc);
-	scan->hits = response_hits(scan, doc, resp.body);
+	scan->hits = response_hits(scan, doc, &resp);
 	scan->nhits = JsonContainerSize(scan->hits);
 	scan->pos = 0;
 	scan->last_page = scan->paging == PAGING_SINGLE || scan->nhits < scan->page_size;
@@ -767,6 +771,7 @@ ElasticCount(ElasticTable *tbl, PgpolyConnection *conn, List *conds,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("Elasticsearch server \"%s\" sent a count response without a count",
 						conn->servername),
-				 errdetail("The response begins: %.120s", resp.body)));
+				 errdetail("The response begins: %s",
+						   PgpolyHttpExcerpt(conn, resp.body, resp.len))));
 	return strtoll(count, NULL, 10);
 }

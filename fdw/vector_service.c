@@ -16,7 +16,8 @@
  *	  (vector_chroma.c, vector_qdrant.c); this file and its callers never
  *	  look at the provider's name.
  *	- Errors name the server, the URL, the collection and what the service
- *	  said; the api_key is a header and never appears in a message.
+ *	  said (an excerpt: PgpolyHttpExcerpt); the api_key is a header and
+ *	  never appears in a message.
  *	- jansson documents are owned by the current memory context
  *	  (PgpolyJsonParse).
  *
@@ -74,23 +75,13 @@ VectorServerProvider(ForeignServer *server)
 static void *
 service_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
 {
-	const char *url = PgpolyGetOption(server->options, "url", NULL);
 	PgpolyHttpConfig cfg;
 	VectorConn *vc;
 	char	   *base = NULL;
 
-	if (url == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
-				 errmsg("vector server \"%s\" has no option \"url\"", server->servername),
-				 errhint("ALTER SERVER %s OPTIONS (ADD url 'http://host:8000').",
-						 quote_identifier(server->servername))));
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.urls = PgpolySplitUrls(url);
-	if (cfg.urls == NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-				 errmsg("invalid value for option \"url\": \"%s\"", url)));
+	cfg.urls = PgpolyServerUrls(server, NULL);
+	cfg.secrets = PgpolySecretValues(VectorOptions, user ? user->options : NIL);
 	cfg.verify_tls = true;
 	vc = MemoryContextAllocZero(TopMemoryContext, sizeof(VectorConn));
 	vc->provider = VectorServerProvider(server);
@@ -174,9 +165,9 @@ service_error(PgpolyConnection *conn, PgpolyHttpResponse *resp, const char *meth
 	int			code;
 
 	if (text)
-		said = pstrdup(text);
+		said = PgpolyHttpExcerpt(conn, text, strlen(text));
 	else
-		said = psprintf("%.200s", resp->len ? resp->body : "(empty body)");
+		said = PgpolyHttpExcerpt(conn, resp->body, resp->len);
 	if (doc)
 		json_decref(doc);
 	if (resp->status == 404)

@@ -33,7 +33,7 @@
 #include "vector.h"
 
 const PgpolyOption VectorOptions[] = {
-	{"url", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
+	{"url", ForeignServerRelationId, PGPOLY_OPT_URL, 0, 0, NULL, false},
 	{"provider", ForeignServerRelationId, PGPOLY_OPT_ENUM, 0, 0, "chroma,qdrant", false},
 	{"tenant", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"database", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},

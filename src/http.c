@@ -18,8 +18,14 @@
  *	- Requests fail over across the configured base URLs on connection
  *	  failures, and retry 429/502/503 (only those) with jittered backoff
  *	  when the caller allows retries.
+ *	- Only http and https: base URLs are checked when a server is created
+ *	  or altered and again when a connection opens (PgpolyServerUrls), and
+ *	  libcurl is told to speak nothing else.  Redirects are never followed:
+ *	  a 3xx answer is an ERROR.
  *	- Secrets (passwords, API keys) are set as curl options or headers and
- *	  never appear in a message.
+ *	  never appear in a message: base URLs carry no credentials, and text a
+ *	  service sent is quoted only through PgpolyHttpExcerpt(), which masks
+ *	  them.
  *
  * src/http.c
  *
@@ -32,14 +38,24 @@
 #if PG_VERSION_NUM >= 150000
 #include "common/pg_prng.h"
 #endif
+#include "common/base64.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "pgpoly.h"
 
 #define MAX_SOCKETS 6
 
+/* Bytes of a response quoted in a message at most (PgpolyHttpExcerpt). */
+#define EXCERPT_BYTES 200
+
 struct PgpolyHttp
 {
+	PgpolyHttp *next;			/* in OpenClients */
+	PgpolyConnection *conn;		/* the connection it last served */
+	char	  **secrets;		/* masked in excerpts */
+	int			nsecrets;
 	CURLM	   *multi;
 	CURL	   *easy;
 	char	  **urls;			/* base URLs, no trailing slash */
@@ -62,6 +78,9 @@ struct PgpolyHttp
 	bool		too_large;
 	bool		oom;
 };
+
+/* Every open client, so that an excerpt can find its connection's secrets. */
+static PgpolyHttp *OpenClients = NULL;
 
 /* CURLMOPT_SOCKETFUNCTION: track which sockets to wait on, for what. */
 static int
@@ -142,6 +161,32 @@ top_strdup(const char *s)
 }
 
 /*
+ * Keep, in TopMemoryContext, what an excerpt must mask: cfg's secrets and
+ * the basic-auth token libcurl sends (base64 of "username:password").
+ */
+static void
+remember_secrets(PgpolyHttp *h, const PgpolyHttpConfig *cfg)
+{
+	ListCell   *lc;
+
+	h->secrets = MemoryContextAlloc(TopMemoryContext,
+									sizeof(char *) * (list_length(cfg->secrets) + 1));
+	foreach(lc, cfg->secrets)
+		h->secrets[h->nsecrets++] = top_strdup(lfirst(lc));
+	if (cfg->username)
+	{
+		char	   *pair = psprintf("%s:%s", cfg->username,
+									cfg->password ? cfg->password : "");
+		int			len = pg_b64_enc_len(strlen(pair));
+		char	   *token = MemoryContextAllocZero(TopMemoryContext, len + 1);
+
+		if (pg_b64_encode(pair, strlen(pair), token, len) < 0)
+			elog(ERROR, "could not encode the basic-auth token");
+		h->secrets[h->nsecrets++] = token;
+	}
+}
+
+/*
  * Create the client for conn from cfg (copied).  No network I/O happens
  * here; the first request connects.  The result lives until
  * PgpolyHttpClose().
@@ -172,6 +217,7 @@ PgpolyHttpOpen(const PgpolyHttpConfig *cfg)
 	h->ca_file = top_strdup(cfg->ca_file);
 	h->verify_tls = cfg->verify_tls;
 	h->timer_ms = -1;
+	remember_secrets(h, cfg);
 	foreach(lc, cfg->headers)
 		h->headers = curl_slist_append(h->headers, lfirst(lc));
 	h->headers = curl_slist_append(h->headers, "Accept: application/json");
@@ -190,6 +236,8 @@ PgpolyHttpOpen(const PgpolyHttpConfig *cfg)
 	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+	h->next = OpenClients;
+	OpenClients = h;
 	return h;
 }
 
@@ -199,6 +247,12 @@ PgpolyHttpClose(PgpolyHttp *h)
 {
 	if (h == NULL)
 		return;
+	for (PgpolyHttp **p = &OpenClients; *p; p = &(*p)->next)
+		if (*p == h)
+		{
+			*p = h->next;
+			break;
+		}
 	if (h->multi && h->easy)
 		curl_multi_remove_handle(h->multi, h->easy);
 	if (h->easy)
@@ -216,6 +270,10 @@ PgpolyHttpClose(PgpolyHttp *h)
 		pfree(h->password);
 	if (h->ca_file)
 		pfree(h->ca_file);
+	for (int i = 0; i < h->nsecrets; i++)
+		pfree(h->secrets[i]);
+	if (h->secrets)
+		pfree(h->secrets);
 	pfree(h);
 }
 
@@ -246,6 +304,223 @@ PgpolySplitUrls(const char *urls)
 	return result;
 }
 
+/* Why one base URL is refused: the message's tail and the detail. */
+typedef struct UrlProblem
+{
+	const char *what;			/* NULL: the URL is acceptable */
+	char	   *detail;
+} UrlProblem;
+
+/*
+ * The scheme url names ("scheme://..." with scheme in RFC 3986's syntax),
+ * or NULL.  Never more: what follows may hold a password.
+ */
+static char *
+url_scheme(const char *url)
+{
+	size_t		n = 0;
+
+	if (!isalpha((unsigned char) url[0]))
+		return NULL;
+	while (isalnum((unsigned char) url[n]) || url[n] == '+' || url[n] == '-' ||
+		   url[n] == '.')
+		n++;
+	return strncmp(url + n, "://", 3) == 0 ? pnstrdup(url, n) : NULL;
+}
+
+/*
+ * Whether url's authority (between "://" and the path) holds a user name,
+ * a password or login options: anything before an '@'.
+ */
+static bool
+url_has_userinfo(const char *url)
+{
+	const char *auth = strstr(url, "://");
+
+	if (auth == NULL)
+		return strchr(url, '@') != NULL;
+	auth += 3;
+	return memchr(auth, '@', strcspn(auth, "/?#")) != NULL;
+}
+
+/*
+ * Check one base URL (the n-th of the option).  It must be http or https,
+ * parse as libcurl parses it, and carry no credentials (they belong in the
+ * user mapping), query or fragment (request paths are appended to it).
+ * The problem never quotes the URL, which may hold a password.
+ */
+static UrlProblem
+url_problem(const char *url, int n)
+{
+	UrlProblem	p = {NULL, NULL};
+	char	   *scheme = url_scheme(url);
+	CURLU	   *u;
+	CURLUcode	rc;
+
+	if (scheme == NULL || (pg_strcasecmp(scheme, "http") != 0 &&
+						   pg_strcasecmp(scheme, "https") != 0))
+	{
+		p.what = "only http and https URLs are allowed";
+		p.detail = scheme ? psprintf("URL %d uses the scheme \"%s\".", n, scheme) :
+			psprintf("URL %d does not start with http:// or https://.", n);
+		return p;
+	}
+	if (url_has_userinfo(url))
+	{
+		p.what = "a URL must not contain credentials";
+		p.detail = psprintf("URL %d has a user name or password before its host.", n);
+		return p;
+	}
+	if (strpbrk(url, "?#") != NULL)
+	{
+		p.what = "a base URL must not have a query or fragment";
+		p.detail = psprintf("URL %d has one; request paths are appended to it.", n);
+		return p;
+	}
+	u = curl_url();
+	if (u == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory parsing a URL")));
+	rc = curl_url_set(u, CURLUPART_URL, url, 0);
+	curl_url_cleanup(u);
+	if (rc != CURLUE_OK)
+	{
+		p.what = "not a valid URL";
+		p.detail = psprintf("URL %d: %s.", n, curl_url_strerror(rc));
+	}
+	return p;
+}
+
+/*
+ * ERROR unless every comma-separated URL of value (option option) is an
+ * http or https base URL without credentials.  servername NULL: checking
+ * a CREATE/ALTER; otherwise the catalog row of that server, about to be
+ * used (it may predate this check, or have been edited directly).
+ */
+void
+PgpolyCheckUrls(const char *option, const char *value, const char *servername)
+{
+	List	   *urls = PgpolySplitUrls(value);
+	ListCell   *lc;
+
+	if (urls == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must name at least one URL", option)));
+	foreach(lc, urls)
+	{
+		UrlProblem	p = url_problem(lfirst(lc), foreach_current_index(lc) + 1);
+
+		if (p.what == NULL)
+			continue;
+		if (servername)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("server \"%s\" has an invalid option \"%s\": %s",
+							servername, option, p.what),
+					 errdetail("%s", p.detail),
+					 errhint("Fix it with ALTER SERVER %s OPTIONS (SET %s 'http://host:port'); credentials go in the user mapping.",
+							 quote_identifier(servername), option)));
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": %s", option, p.what),
+				 errdetail("%s", p.detail),
+				 errhint("Use http://host:port or https://host:port; credentials go in the user mapping.")));
+	}
+}
+
+/*
+ * The base URLs of server's option url (dflt when it has none), checked
+ * with PgpolyCheckUrls before anything uses them.
+ */
+List *
+PgpolyServerUrls(ForeignServer *server, const char *dflt)
+{
+	const char *value = PgpolyGetOption(server->options, "url", dflt);
+
+	if (value == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("server \"%s\" has no option \"url\"", server->servername),
+				 errhint("ALTER SERVER %s OPTIONS (ADD url 'http://host:port').",
+						 quote_identifier(server->servername))));
+	PgpolyCheckUrls("url", value, server->servername);
+	return PgpolySplitUrls(value);
+}
+
+/* The longest secret of h that text (len bytes) starts with: its length. */
+static size_t
+secret_at(PgpolyHttp *h, const char *text, size_t len)
+{
+	size_t		best = 0;
+
+	for (int i = 0; h && i < h->nsecrets; i++)
+	{
+		size_t		n = strlen(h->secrets[i]);
+
+		if (n > best && n <= len && memcmp(text, h->secrets[i], n) == 0)
+			best = n;
+	}
+	return best;
+}
+
+/* The open client that last served conn, or NULL (e.g. a Redis one). */
+static PgpolyHttp *
+client_of(PgpolyConnection *conn)
+{
+	for (PgpolyHttp *h = OpenClients; h; h = h->next)
+		if (h->conn == conn)
+			return h;
+	return NULL;
+}
+
+/*
+ * An excerpt of text (len bytes) a store sent, to quote in a message: at
+ * most EXCERPT_BYTES of it ("..." marks a cut), control bytes and bytes not
+ * valid in the database encoding as \xNN, and every secret of conn's HTTP
+ * client (PgpolyHttpConfig.secrets, the basic-auth token) as "********":
+ * a service that echoes a request header must not put a credential into a
+ * message.  palloc'd; conn may be any store's connection.
+ */
+char *
+PgpolyHttpExcerpt(PgpolyConnection *conn, const char *text, size_t len)
+{
+	PgpolyHttp *h = client_of(conn);
+	int			enc = GetDatabaseEncoding();
+	StringInfoData buf;
+	size_t		i = 0;
+
+	if (text == NULL || len == 0)
+		return pstrdup("(empty)");
+	initStringInfo(&buf);
+	while (i < len && i < EXCERPT_BYTES)
+	{
+		unsigned char c = (unsigned char) text[i];
+		size_t		secret = secret_at(h, text + i, len - i);
+		int			n;
+
+		if (secret > 0)
+		{
+			appendStringInfoString(&buf, "********");
+			i += secret;
+			continue;
+		}
+		n = c < 0x80 ? 1 : pg_encoding_verifymbchar(enc, text + i, (int) Min(len - i, 8));
+		if ((c < 0x80 && (c < 0x20 || c == 0x7f)) || n <= 0)
+		{
+			appendStringInfo(&buf, "\\x%02X", c);
+			n = 1;
+		}
+		else
+			appendBinaryStringInfo(&buf, text + i, n);
+		i += n;
+	}
+	if (i < len)
+		appendStringInfoString(&buf, "...");
+	return buf.data;
+}
+
 /* The base URL requests go to now (for messages). */
 const char *
 PgpolyHttpBaseUrl(PgpolyHttp *h)
@@ -262,6 +537,17 @@ prepare(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 	CURL	   *e = h->easy;
 
 	curl_easy_reset(e);
+	/* Defence in depth: the URLs were checked, but never speak file:// ... */
+#if LIBCURL_VERSION_NUM >= 0x075500	/* 7.85.0 */
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	/* An announced Content-Length above the bound fails before the body. */
+	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) PGPOLY_MAX_RESPONSE_BYTES);
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
@@ -351,7 +637,7 @@ static void
 transfer_error(PgpolyConnection *conn, PgpolyHttp *h, CURLcode res,
 			   const char *method, const char *path)
 {
-	if (h->too_large)
+	if (h->too_large || res == CURLE_FILESIZE_EXCEEDED)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("%s server \"%s\" at %s sent a response larger than pgpoly.max_response_size (%d kB)",
@@ -378,6 +664,23 @@ transfer_error(PgpolyConnection *conn, PgpolyHttp *h, CURLcode res,
 			 errhint("Check the server option url and that the service is running.")));
 }
 
+/*
+ * ERROR for a redirect (3xx).  Redirects are never followed: the target is
+ * the server option url, nothing a service says.  The Location is not
+ * quoted: it may be any URL, credentials included.
+ */
+static void
+redirect_error(PgpolyConnection *conn, PgpolyHttp *h, long status,
+			   const char *method, const char *path)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_ERROR),
+			 errmsg("%s server \"%s\" at %s answered %ld, a redirect, which pgpoly does not follow",
+					conn->store->label, conn->servername, h->urls[h->current], status),
+			 errdetail("Request: %s %s", method, path),
+			 errhint("Set the server option url to the address that serves the requests.")));
+}
+
 /* Sleep before retry attempt (1-based): jittered exponential backoff. */
 static void
 backoff(int attempt, TimestampTz deadline)
@@ -398,7 +701,8 @@ backoff(int attempt, TimestampTz deadline)
  * (JSON unless content_type says otherwise) and return the response in
  * *resp (body palloc'd and NUL-terminated).  Connection failures fail over
  * to the next URL; with retries > 0, 429/502/503 are retried with backoff.
- * Any HTTP status is returned to the caller; failures below HTTP ERROR.
+ * Any HTTP status but a redirect (an ERROR: never followed) is returned to
+ * the caller; failures below HTTP ERROR.
  * The whole exchange is one request on conn (see PgpolyBeginRequest).
  */
 void
@@ -412,6 +716,7 @@ PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 	int			attempt = 0;
 	int			tried_urls = 0;
 
+	h->conn = conn;
 	PgpolyBeginRequest(conn);
 	for (struct curl_slist *s = h->headers; s; s = s->next)
 		headers = curl_slist_append(headers, s->data);
@@ -435,6 +740,8 @@ PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 			if (res != CURLE_OK)
 				transfer_error(conn, h, res, method, path);
 			curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &resp->status);
+			if (resp->status >= 300 && resp->status <= 399)
+				redirect_error(conn, h, resp->status, method, path);
 			if ((resp->status == 429 || resp->status == 502 || resp->status == 503) &&
 				attempt++ < retries)
 			{

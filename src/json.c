@@ -282,7 +282,7 @@ PgpolyJsonOwn(json_t *doc)
 /*
  * Parse a store's JSON response (what: e.g. "search response") with
  * jansson, owned by the current memory context (PgpolyJsonOwn).  Malformed
- * JSON is an ERROR naming the server and quoting the start of the text.
+ * JSON is an ERROR naming the server and quoting an excerpt of the text.
  */
 json_t *
 PgpolyJsonParse(PgpolyConnection *conn, const char *text, size_t len,
@@ -296,8 +296,9 @@ PgpolyJsonParse(PgpolyConnection *conn, const char *text, size_t len,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("%s server \"%s\" sent a malformed %s", conn->store->name,
 						conn->servername, what),
-				 errdetail("%s at offset %d; the response begins: %.120s",
-						   err.text, err.position, len ? text : "(empty)")));
+				 errdetail("%s at offset %d; the response begins: %s",
+						   PgpolyHttpExcerpt(conn, err.text, strlen(err.text)),
+						   err.position, PgpolyHttpExcerpt(conn, text, len))));
 	return PgpolyJsonOwn(doc);
 }
 

@@ -10,7 +10,10 @@
  * rejected at CREATE/ALTER time rather than at query time.
  *
  * Secrets (options marked secret) are accepted only on user mappings and
- * their values are never quoted in a message.
+ * their values are never quoted in a message.  URL options accept only
+ * http(s) URLs without credentials (PgpolyCheckUrls); a file option makes
+ * libcurl read a server-side file, so only a role that may read server
+ * files can set it (as file_fdw's filename).
  *
  * The user mapping option password_required 'false' waives the trust rule
  * (connection.c) for that mapping, so only a superuser may set it, as in
@@ -24,6 +27,7 @@
 
 #include <limits.h>
 
+#include "catalog/pg_authid.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_foreign_table.h"
 #include "catalog/pg_user_mapping.h"
@@ -31,6 +35,7 @@
 #include "commands/defrem.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/varlena.h"
 
@@ -171,6 +176,24 @@ parse_int64(const char *value, int64 *result)
 	return true;
 }
 
+/*
+ * ERROR unless the current user may name a server-side file for libcurl to
+ * read: superusers and members of pg_read_server_files, as file_fdw.
+ */
+static void
+check_file_option(const PgpolyOption *opt, const char *value)
+{
+	if (value[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must not be empty", opt->name)));
+	if (!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to set option \"%s\"", opt->name),
+				 errdetail("Only superusers and roles with privileges of the pg_read_server_files role may name a file on the database server.")));
+}
+
 /* Check one option's value against its declared type. */
 static void
 check_option_value(const PgpolyOption *opt, const char *value)
@@ -211,6 +234,12 @@ check_option_value(const PgpolyOption *opt, const char *value)
 						 errmsg("invalid value for option \"%s\": \"%s\"",
 								opt->name, value),
 						 errhint("Valid values are: %s.", enum_values_text(opt->values))));
+			break;
+		case PGPOLY_OPT_URL:
+			PgpolyCheckUrls(opt->name, value, NULL);
+			break;
+		case PGPOLY_OPT_FILE:
+			check_file_option(opt, value);
 			break;
 	}
 }
@@ -303,6 +332,28 @@ PgpolyGetBoolOption(List *options, const char *name, bool dflt)
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 				 errmsg("invalid value for option \"%s\": \"%s\"", name, s)));
 	return v;
+}
+
+/*
+ * The values of the options in a user mapping's list that valid marks
+ * secret (passwords, API keys), for PgpolyHttpConfig.secrets.
+ */
+List *
+PgpolySecretValues(const PgpolyOption *valid, List *options)
+{
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+		const PgpolyOption *opt = find_option(valid, def->defname,
+											  UserMappingRelationId);
+
+		if (opt && opt->secret && defGetString(def)[0] != '\0')
+			result = lappend(result, defGetString(def));
+	}
+	return result;
 }
 
 /* parse_bool, exported so stores need not include builtins.h for it. */

@@ -46,7 +46,10 @@ typedef enum PgpolyOptionType
 	PGPOLY_OPT_STRING,
 	PGPOLY_OPT_INT,				/* integer within [min, max] */
 	PGPOLY_OPT_BOOL,
-	PGPOLY_OPT_ENUM				/* one of a comma-separated list */
+	PGPOLY_OPT_ENUM,			/* one of a comma-separated list */
+	PGPOLY_OPT_URL,				/* comma-separated http(s) base URLs */
+	PGPOLY_OPT_FILE				/* a server-side file libcurl reads: only
+								 * superusers and pg_read_server_files */
 } PgpolyOptionType;
 
 /* One valid option of a store, in one catalog context. */
@@ -68,6 +71,7 @@ extern const char *PgpolyGetOption(List *options, const char *name,
 extern int64 PgpolyGetIntOption(List *options, const char *name, int64 dflt);
 extern bool PgpolyGetBoolOption(List *options, const char *name, bool dflt);
 extern bool PgpolyParseBool(const char *value, bool *result);
+extern List *PgpolySecretValues(const PgpolyOption *valid, List *options);
 
 /* ----------------------------------------------------------------
  *		FDW helpers shared by the stores (fdwutil.c)
@@ -199,6 +203,7 @@ typedef struct PgpolyHttpConfig
 	const char *username;		/* basic auth, or NULL */
 	const char *password;
 	List	   *headers;		/* char *: "Name: value" (e.g. API key) */
+	List	   *secrets;		/* char *: never quoted (PgpolyHttpExcerpt) */
 	const char *ca_file;
 	bool		verify_tls;
 } PgpolyHttpConfig;
@@ -219,6 +224,11 @@ extern void PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h,
 							  const char *content_type, int retries,
 							  PgpolyHttpResponse *resp);
 extern List *PgpolySplitUrls(const char *urls);
+extern void PgpolyCheckUrls(const char *option, const char *value,
+							const char *servername);
+extern List *PgpolyServerUrls(ForeignServer *server, const char *dflt);
+extern char *PgpolyHttpExcerpt(PgpolyConnection *conn, const char *text,
+							   size_t len);
 
 /* ----------------------------------------------------------------
  *		Transaction write buffer (xact.c)

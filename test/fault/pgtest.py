@@ -22,7 +22,8 @@ A test looks like:
 More helpers: create_db() (a scratch database with the extension, dropped
 at exit), Session (one psql process, so statements share a backend; send()/
 wait() to act while a statement runs; Result.sqlstate), wait_for() (poll
-with a deadline instead of sleeping), redis_clients()/redis_stat() (CLIENT
+with a deadline instead of sleeping), TcpServer/read_http_request() (fake
+servers), redis_clients()/redis_stat() (CLIENT
 LIST, INFO commandstats), backend_sockets()/proc_status_kb() (a backend's
 open sockets and memory), pg_log_mark()/check_pg_log() (no crashed backend
 in $PGPOLY_PGLOG since the mark).
@@ -125,6 +126,74 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+class TcpServer:
+    """A TCP server on 127.0.0.1 for fake stores, in daemon threads.
+
+    Each accepted connection runs handle(sock) in a thread of its own and is
+    closed when handle returns (or raises OSError).  .port is the port,
+    .accepted counts connections so far, .stop is an Event long-running
+    handlers should watch; close() sets it and stops accepting.
+    """
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            self.handle(c)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
+def read_http_request(sock, buf=b""):
+    """Read one HTTP/1.1 request from sock (buf: bytes already read).
+
+    Returns (method, path, header lines as bytes, bytes read past the
+    request's body), or None if the peer closed first.
+    """
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    method, path = lines[0].split(b" ")[:2]
+    length = 0
+    for line in lines[1:]:
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        rest += chunk
+    return method.decode(), path.decode(), lines[1:], rest[length:]
 
 
 def _proc_start(pid):

@@ -18,8 +18,6 @@ cached connection is not left broken, and a query against the real Chroma
 """
 
 import os
-import socket
-import threading
 
 import pgtest
 
@@ -36,41 +34,9 @@ class FakeChroma:
 
     def __init__(self, mode):
         self.mode = mode
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    @staticmethod
-    def _read_request(c):
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = c.recv(65536)
-            if not chunk:
-                return None
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        while len(body) < length:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            body += chunk
-        return head.split(b" ")[1].decode()
+        self.server = pgtest.TcpServer(self._serve)
+        self.port = self.server.port
+        self.stop = self.server.stop
 
     @staticmethod
     def _respond(c, status, body):
@@ -79,35 +45,32 @@ class FakeChroma:
 
     def _serve(self, c):
         import json
-        try:
-            while True:
-                path = self._read_request(c)
-                if path is None:
-                    return
-                if self.mode == "silent":
-                    self.stop.wait(60)
-                    return
-                if self.mode == "endless":
-                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                              b"Content-Length: 100000000\r\n\r\n")
-                    chunk = b" " * 65536
-                    for _ in range(2000):
-                        if self.stop.is_set():
-                            return
-                        c.sendall(chunk)
-                    return
-                if path.endswith("/collections/c1"):
-                    self._respond(c, 200, json.dumps(COLLECTION).encode())
-                elif self.mode == "garbage":
-                    self._respond(c, 200, b"<html>definitely not json")
-                elif self.mode == "wrong":
-                    self._respond(c, 200, b'{"ids": 42}')
-                else:
-                    self._respond(c, 500, b'{"error":"InternalError","message":"boom"}')
-        except OSError:
-            return
-        finally:
-            c.close()
+        buf = b""
+        while True:
+            req = pgtest.read_http_request(c, buf)
+            if req is None:
+                return
+            _, path, _, buf = req
+            if self.mode == "silent":
+                self.stop.wait(60)
+                return
+            if self.mode == "endless":
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: 100000000\r\n\r\n")
+                chunk = b" " * 65536
+                for _ in range(2000):
+                    if self.stop.is_set():
+                        return
+                    c.sendall(chunk)
+                return
+            if path.endswith("/collections/c1"):
+                self._respond(c, 200, json.dumps(COLLECTION).encode())
+            elif self.mode == "garbage":
+                self._respond(c, 200, b"<html>definitely not json")
+            elif self.mode == "wrong":
+                self._respond(c, 200, b'{"ids": 42}')
+            else:
+                self._respond(c, 500, b'{"error":"InternalError","message":"boom"}')
 
 
 def setup(db, name, url, timeout_ms=5000):

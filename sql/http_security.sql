@@ -1,0 +1,173 @@
+--
+-- The REST stores' URL rules (http/https only, no credentials, no query or
+-- fragment) at CREATE/ALTER SERVER time and when a server is used; no
+-- credential in any message; ca_file only for roles that may read server
+-- files; NULL arguments of every SQL-callable C function.
+--
+\getenv es_url ES_URL
+
+-- Runs stmt; 'ok', or the error's SQLSTATE, message and detail.  If the
+-- message, detail or hint contains secret, says so instead.
+CREATE FUNCTION pg_temp.try(stmt text, secret text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    st text;
+    msg text;
+    det text;
+    hnt text;
+BEGIN
+    EXECUTE stmt;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+        det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    IF secret IS NOT NULL AND
+       strpos(concat_ws(' ', msg, det, hnt), secret) > 0 THEN
+        RETURN 'LEAKED ' || secret || ': ' || concat_ws(' / ', msg, det, hnt);
+    END IF;
+    RETURN st || ': ' || msg || coalesce(' / ' || nullif(det, ''), '');
+END $$;
+
+-- Only http and https, at CREATE SERVER, for both wrappers.
+SELECT w, u, pg_temp.try(format(
+         'CREATE SERVER hs_bad FOREIGN DATA WRAPPER %I OPTIONS (url %L)', w, u),
+         'hunter2') AS result
+FROM unnest(ARRAY['pgpoly_elastic', 'pgpoly_vector']) w,
+     unnest(ARRAY['file:///etc/passwd',
+                  'gopher://127.0.0.1:6379/_SET%20k%20v',
+                  'ftp://127.0.0.1/x',
+                  'dict://127.0.0.1:6379/info',
+                  'FILE:///etc/hostname',
+                  '127.0.0.1:9200',
+                  '//127.0.0.1:9200',
+                  'http:/127.0.0.1:9200',
+                  'http://127.0.0.1:9200, file:///etc/passwd',
+                  ' , ',
+                  'http://alice:hunter2@127.0.0.1:9200',
+                  'https://alice@127.0.0.1:9200',
+                  'http://:hunter2@127.0.0.1:9200',
+                  'http://127.0.0.1:9200, http://alice:hunter2@10.0.0.1:9200/es',
+                  'ftp://alice:hunter2@127.0.0.1/',
+                  'alice:hunter2@127.0.0.1:9200',
+                  'http://127.0.0.1:9200/?',
+                  'http://127.0.0.1:9200/#x',
+                  'http://127.0.0.1:99999',
+                  'http://',
+                  'http://127.0.0.1:9200/a b']) u
+ORDER BY w, u;
+
+-- The message names the option and says why; no URL is echoed.
+CREATE SERVER hs_bad FOREIGN DATA WRAPPER pgpoly_elastic
+  OPTIONS (url 'gopher://127.0.0.1:6379/_SET');
+CREATE SERVER hs_bad FOREIGN DATA WRAPPER pgpoly_vector
+  OPTIONS (url 'http://alice:hunter2@127.0.0.1:8000');
+
+-- Good URLs: http, https (any case), paths, several for failover.
+CREATE SERVER hs_es FOREIGN DATA WRAPPER pgpoly_elastic
+  OPTIONS (url 'http://127.0.0.1:9200, HTTPS://es.example:9243/prefix/');
+CREATE SERVER hs_vec FOREIGN DATA WRAPPER pgpoly_vector
+  OPTIONS (url 'http://[::1]:8000/chroma');
+
+-- ... and at ALTER SERVER (SET and ADD), for both.
+SELECT s, u, pg_temp.try(format('ALTER SERVER %I OPTIONS (SET url %L)', s, u),
+                         'hunter2') AS result
+FROM unnest(ARRAY['hs_es', 'hs_vec']) s,
+     unnest(ARRAY['file:///etc/passwd', 'gopher://127.0.0.1:6379/_x',
+                  'dict://127.0.0.1:11211/stat', 'localhost:9200',
+                  'http://alice:hunter2@127.0.0.1:9200']) u
+ORDER BY s, u;
+CREATE SERVER hs_es2 FOREIGN DATA WRAPPER pgpoly_elastic;
+ALTER SERVER hs_es2 OPTIONS (ADD url 'file:///etc/passwd');
+SELECT pg_temp.try('ALTER SERVER hs_es2 OPTIONS (ADD url ''https://u:hunter2@h'')',
+                   'hunter2');
+-- Unchanged by the failed ALTERs:
+SELECT srvname, srvoptions FROM pg_foreign_server
+WHERE srvname LIKE 'hs\_%' ORDER BY srvname;
+
+-- A catalog row that bypassed the validator (written before this check
+-- existed, or edited directly) is refused when the server is used, before
+-- any connection: nothing is requested and nothing is cached.
+CREATE USER MAPPING FOR CURRENT_USER SERVER hs_es
+  OPTIONS (username 'alice', password 'hunter2');
+UPDATE pg_foreign_server SET srvoptions = ARRAY['url=file:///etc/passwd']
+WHERE srvname = 'hs_es';
+SELECT pgpoly.elastic_request('hs_es', 'GET', '/');
+UPDATE pg_foreign_server
+SET srvoptions = ARRAY['url=http://alice:hunter2@127.0.0.1:9/']
+WHERE srvname = 'hs_es';
+SELECT pg_temp.try('SELECT pgpoly.elastic_request(''hs_es'', ''GET'', ''/'')',
+                   'hunter2');
+UPDATE pg_foreign_server SET srvoptions = ARRAY['url=gopher://127.0.0.1:6379/_']
+WHERE srvname = 'hs_vec';
+CREATE FOREIGN TABLE hs_vt (id text, embedding real[]) SERVER hs_vec
+  OPTIONS (collection 'c');
+SELECT * FROM hs_vt;
+SELECT count(*) AS cached FROM pgpoly.connections()
+WHERE server IN ('hs_es', 'hs_vec');
+
+-- ca_file makes libcurl read a file on the database server: only roles
+-- that may read server files set it (as file_fdw's filename).
+CREATE ROLE regress_http_plain;
+CREATE ROLE regress_http_reader IN ROLE pg_read_server_files;
+GRANT USAGE ON FOREIGN DATA WRAPPER pgpoly_elastic
+  TO regress_http_plain, regress_http_reader;
+SET ROLE regress_http_plain;
+CREATE SERVER hs_ca FOREIGN DATA WRAPPER pgpoly_elastic
+  OPTIONS (url 'https://127.0.0.1:9200', ca_file '/etc/passwd');
+CREATE SERVER hs_ca FOREIGN DATA WRAPPER pgpoly_elastic
+  OPTIONS (url 'https://127.0.0.1:9200');
+ALTER SERVER hs_ca OPTIONS (ADD ca_file '/etc/ssl/certs/ca-certificates.crt');
+RESET ROLE;
+SET ROLE regress_http_reader;
+CREATE SERVER hs_ca2 FOREIGN DATA WRAPPER pgpoly_elastic
+  OPTIONS (url 'https://127.0.0.1:9200', ca_file '/etc/ssl/certs/ca-certificates.crt');
+RESET ROLE;
+-- A superuser may; an empty path is refused.
+ALTER SERVER hs_ca OPTIONS (ADD ca_file '/etc/ssl/certs/ca-certificates.crt');
+ALTER SERVER hs_ca OPTIONS (SET ca_file '');
+SELECT srvname, srvoptions FROM pg_foreign_server
+WHERE srvname IN ('hs_ca', 'hs_ca2') ORDER BY srvname;
+DROP OWNED BY regress_http_plain, regress_http_reader;
+DROP ROLE regress_http_plain, regress_http_reader;
+
+-- NULL arguments of every SQL-callable C function: STRICT ones return
+-- NULL; the others treat NULL as documented or raise 22004.
+SELECT pg_temp.try('SELECT pgpoly.elastic_request(NULL, ''GET'', ''/'')');
+SELECT pg_temp.try('SELECT pgpoly.elastic_request(''hs_es2'', NULL, ''/'')');
+SELECT pg_temp.try('SELECT pgpoly.elastic_request(''hs_es2'', ''GET'', NULL)');
+SELECT pg_temp.try('SELECT pgpoly.elastic_request(NULL, NULL, NULL, NULL)');
+CREATE SERVER hs_live FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url :'es_url');
+SELECT pgpoly.elastic_request('hs_live', 'GET', '/', NULL) ? 'version' AS null_body_is_no_body;
+SELECT pg_temp.try('SELECT * FROM pgpoly.vector_search(NULL, ARRAY[1]::real[], 1)');
+SELECT pg_temp.try('SELECT * FROM pgpoly.vector_search(''hs_vt'', NULL, 1)');
+SELECT pg_temp.try('SELECT * FROM pgpoly.vector_search(''hs_vt'', ARRAY[1]::real[], NULL)');
+SELECT pg_temp.try('SELECT * FROM pgpoly.vector_search(NULL, NULL, NULL, NULL)');
+SELECT pg_temp.try('SELECT * FROM pgpoly.get_online_features(NULL, NULL)');
+SELECT pg_temp.try('SELECT * FROM pgpoly.get_online_features(NULL, ARRAY[''a''])');
+SELECT pg_temp.try('SELECT * FROM pgpoly.get_online_features(''nope'', NULL)');
+SELECT pg_temp.try('SELECT * FROM pgpoly.get_online_features(NULL, NULL, NULL)');
+SELECT pgpoly.disconnect(NULL) >= 0 AS disconnect_all;
+SELECT pgpoly.l2_distance(NULL, ARRAY[1]::real[]) IS NULL AS l2,
+       pgpoly.cosine_distance(ARRAY[1]::real[], NULL) IS NULL AS cosine,
+       pgpoly.negative_inner_product(NULL, NULL) IS NULL AS ip,
+       (NULL::real[] <-> ARRAY[1]::real[]) IS NULL AS op;
+SELECT pgpoly._redis_key_column(NULL) IS NULL AS key_column;
+SELECT pgpoly.redis_validator(NULL, NULL) IS NULL AS redis,
+       pgpoly.elastic_validator(NULL, 'pg_foreign_server'::regclass) IS NULL AS elastic,
+       pgpoly.vector_validator(ARRAY['url=http://x'], NULL) IS NULL AS vector;
+SELECT pg_temp.try('SELECT pgpoly.elastic_validator(ARRAY[NULL]::text[], ''pg_foreign_server''::regclass)');
+SELECT pg_temp.try('SELECT pgpoly.vector_validator(ARRAY[''url=file:///etc/passwd''], ''pg_foreign_server''::regclass)');
+-- Every C function is covered above (or takes no argument).
+SELECT p.proname
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c')
+  AND p.pronargs > 0
+  AND p.proname NOT IN ('elastic_request', 'vector_search', 'get_online_features',
+                        'disconnect', 'l2_distance', 'cosine_distance',
+                        'negative_inner_product', '_redis_key_column',
+                        'redis_validator', 'elastic_validator', 'vector_validator')
+ORDER BY 1;
+
+DROP USER MAPPING FOR CURRENT_USER SERVER hs_es;
+DROP FOREIGN TABLE hs_vt;
+DROP SERVER hs_es, hs_es2, hs_vec, hs_live;
