@@ -647,7 +647,7 @@ BEGIN
 END
 $$;
 
--- The entry point is C (fdw/redis_serve.c): for a text-keyed view it makes the
+-- The entry point is C (src/features.c): for a text-keyed view it makes the
 -- Redis round itself and answers directly when every entity is online and
 -- fresh; otherwise it hands what it fetched to pgpoly._get_online_features
 -- above (offline fallback, backfill, statuses), which also serves every call

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * redis_serve.c
+ * features.c
  *		  The serving fast path of pgpoly.get_online_features().
  *
  * Online serving is the feature store's latency-critical call: many
@@ -19,7 +19,7 @@
  * privileges — goes to the PL/pgSQL implementation unchanged, so the rules
  * and error messages live in one place.
  *
- * fdw/redis_serve.c
+ * src/features.c
  *
  *-------------------------------------------------------------------------
  */
@@ -41,7 +41,7 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
-#include "redis.h"
+#include "../fdw/redis.h"
 
 /* What the fast path needs to know about a view. */
 typedef struct ServeView
