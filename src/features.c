@@ -1,23 +1,39 @@
 /*-------------------------------------------------------------------------
  *
  * features.c
- *		  The serving fast path of pgpoly.get_online_features().
+ *		  The feature store's C side: the serving rule, privilege checks,
+ *		  and the serving fast path of pgpoly.get_online_features().
+ *
+ * The serving rule — which status an entity gets (online, offline, expired,
+ * missing), which value is served, what is written back — is defined here
+ * once (fv_serve): the fast path calls it directly and the PL/pgSQL side
+ * (extension/30_features.sql) through pgpoly._fv_serve() and
+ * pgpoly._fv_is_fresh().  The ttl arrives as "fresh", the oldest event time
+ * still fresh, computed by pgpoly._fv_fresh_since() from the absolute ttl.
  *
  * Online serving is the feature store's latency-critical call: many
  * entities, one pipelined Redis round, an answer in well under a
  * millisecond.  The general implementation is pgpoly._get_online_features()
- * in PL/pgSQL (extension/30_features.sql), whose planning and parsing of
- * several statements per call costs more than the Redis round itself.  This
- * file makes the Redis round itself for a view with a text key: it reads
- * the serving table through the same Redis scan code as the FDW (so
- * buffered writes of the transaction are seen) and builds each entity's
- * features like the SQL path does.  If every entity is online and fresh it
- * answers at once; otherwise it passes what it fetched to the PL/pgSQL
- * implementation (prefetched => true), which does the offline fallback,
- * backfill and statuses without a second Redis round.  Anything it cannot
- * serve — an unknown view or feature, non-text keys, a NULL entity, missing
- * privileges — goes to the PL/pgSQL implementation unchanged, so the rules
- * and error messages live in one place.
+ * in PL/pgSQL, whose planning and parsing of several statements per call
+ * costs more than the Redis round itself.  This file makes the Redis round
+ * itself for a view with a text key: it reads the serving table through the
+ * same Redis scan code as the FDW (so buffered writes of the transaction are
+ * seen) and builds each entity's features like the SQL path does.  If the
+ * rule serves every entity from online it answers at once; otherwise it
+ * passes what it fetched to the PL/pgSQL implementation (prefetched =>
+ * true), which does the offline fallback, write-back and statuses without a
+ * second Redis round.  Anything it cannot serve — an unknown view or
+ * feature, non-text keys, a NULL entity — goes to the PL/pgSQL
+ * implementation unchanged, so error messages live in one place.
+ *
+ * Invariants:
+ *	- Privileges are those of the calling user on the user's own tables (the
+ *	  online and offline table), checked as the equivalent statement would
+ *	  (fv_require_privilege): the fast path reads Redis without a statement,
+ *	  so it checks SELECT on the online, offline and serving tables first.
+ *	- Nothing from pgpoly's tables is trusted: the view is looked up through
+ *	  pgpoly._fv_lookup(), which re-derives it from the catalog and reports a
+ *	  definition that does not fit its tables.
  *
  * src/features.c
  *
@@ -26,6 +42,9 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/objectaddress.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -37,18 +56,235 @@
 #include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
 #include "../fdw/redis.h"
 
+/* ----------------------------------------------------------------
+ *		The serving rule
+ * ----------------------------------------------------------------
+ */
+typedef enum FvSource
+{
+	FV_ONLINE,
+	FV_OFFLINE,
+	FV_EXPIRED,
+	FV_MISSING
+} FvSource;
+
+static const char *const fv_source_names[] = {"online", "offline", "expired", "missing"};
+
+/* What one store holds for an entity: whether found, and its event time. */
+typedef struct FvValue
+{
+	bool		found;
+	bool		et_null;		/* found, but no event time */
+	TimestampTz et;
+} FvValue;
+
+/*
+ * Whether a value with event time et is fresh: there is no ttl (fresh is
+ * NULL), or et is not older than *fresh.  An unknown event time is stale.
+ */
+static bool
+fv_is_fresh(const TimestampTz *fresh, bool et_null, TimestampTz et)
+{
+	return fresh == NULL || (!et_null && et >= *fresh);
+}
+
+/*
+ * The rule for one entity.  A fresh online value is served as is (the
+ * offline table need not be asked).  Otherwise the newer of the two values
+ * is served (ties and unknown offline event times: online); its status is
+ * "offline" when it comes from the offline table and is fresh, "expired"
+ * when it is stale, "missing" when neither store has the entity.  Exactly
+ * the "offline" values are written back online.  Sets *from_offline.
+ */
+static FvSource
+fv_serve(const TimestampTz *fresh, const FvValue *on, const FvValue *off,
+		 bool *from_offline)
+{
+	const FvValue *chosen;
+
+	*from_offline = false;
+	if (on->found && fv_is_fresh(fresh, on->et_null, on->et))
+		return FV_ONLINE;
+	if (off->found &&
+		(!on->found || (!off->et_null && (on->et_null || off->et > on->et))))
+		*from_offline = true;
+	else if (!on->found)
+		return FV_MISSING;
+	chosen = *from_offline ? off : on;
+	if (!fv_is_fresh(fresh, chosen->et_null, chosen->et))
+		return FV_EXPIRED;
+	return *from_offline ? FV_OFFLINE : FV_ONLINE;
+}
+
+/* The value described by arguments found_arg and found_arg + 1. */
+static FvValue
+fv_value_arg(FunctionCallInfo fcinfo, int found_arg)
+{
+	FvValue		v;
+
+	v.found = !PG_ARGISNULL(found_arg) && PG_GETARG_BOOL(found_arg);
+	v.et_null = PG_ARGISNULL(found_arg + 1);
+	v.et = v.et_null ? 0 : PG_GETARG_TIMESTAMPTZ(found_arg + 1);
+	return v;
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_fv_is_fresh);
+
+/* pgpoly._fv_is_fresh(fresh, event_time): fv_is_fresh for SQL. */
+Datum
+pgpoly_fv_is_fresh(PG_FUNCTION_ARGS)
+{
+	TimestampTz fresh = PG_ARGISNULL(0) ? 0 : PG_GETARG_TIMESTAMPTZ(0);
+
+	PG_RETURN_BOOL(fv_is_fresh(PG_ARGISNULL(0) ? NULL : &fresh, PG_ARGISNULL(1),
+							   PG_ARGISNULL(1) ? 0 : PG_GETARG_TIMESTAMPTZ(1)));
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_fv_serve);
+
+/*
+ * pgpoly._fv_serve(fresh, online_found, online_event_time, offline_found,
+ * offline_event_time, OUT source, OUT from_offline): fv_serve for SQL.
+ */
+Datum
+pgpoly_fv_serve(PG_FUNCTION_ARGS)
+{
+	TimestampTz fresh = PG_ARGISNULL(0) ? 0 : PG_GETARG_TIMESTAMPTZ(0);
+	FvValue		on = fv_value_arg(fcinfo, 1);
+	FvValue		off = fv_value_arg(fcinfo, 3);
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	bool		from_offline;
+	FvSource	src;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	src = fv_serve(PG_ARGISNULL(0) ? NULL : &fresh, &on, &off, &from_offline);
+	values[0] = CStringGetTextDatum(fv_source_names[src]);
+	values[1] = BoolGetDatum(from_offline);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/* ----------------------------------------------------------------
+ *		Privileges
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Whether the current user holds privilege mode (one bit) on relid, on the
+ * table or on every column, as a statement using all columns needs.
+ */
+static bool
+fv_has_privilege(Oid relid, AclMode mode)
+{
+	Oid			user = GetUserId();
+
+	return pg_class_aclcheck(relid, user, mode) == ACLCHECK_OK ||
+		pg_attribute_aclcheck_all(relid, user, mode, ACLMASK_ALL) == ACLCHECK_OK;
+}
+
+/* ERROR "permission denied for [foreign] table rel" (42501) unless held. */
+static void
+fv_require_privilege(Oid relid, AclMode mode)
+{
+	if (!fv_has_privilege(relid, mode))
+		aclcheck_error(ACLCHECK_NO_PRIV,
+					   get_relkind_objtype(get_rel_relkind(relid)),
+					   get_rel_name(relid));
+}
+
+/* The AclMode bit of a privilege name (SELECT, INSERT, UPDATE, DELETE). */
+static AclMode
+fv_privilege_mode(const char *name, size_t len)
+{
+	static const struct
+	{
+		const char *name;
+		AclMode		mode;
+	}			privs[] = {
+		{"SELECT", ACL_SELECT}, {"INSERT", ACL_INSERT},
+		{"UPDATE", ACL_UPDATE}, {"DELETE", ACL_DELETE}
+	};
+
+	for (int i = 0; i < lengthof(privs); i++)
+		if (strlen(privs[i].name) == len && pg_strncasecmp(privs[i].name, name, len) == 0)
+			return privs[i].mode;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unrecognized privilege type: \"%.*s\"", (int) len, name)));
+	return ACL_NO_RIGHTS;		/* keep the compiler quiet */
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_fv_require_privileges);
+
+/*
+ * pgpoly._fv_require_privileges(rel, 'SELECT, INSERT, ...'): 42501 unless
+ * the current user holds each of them on rel (see fv_require_privilege).
+ */
+Datum
+pgpoly_fv_require_privileges(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	char	   *p = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	while (*p)
+	{
+		size_t		len;
+
+		while (*p == ' ' || *p == ',')
+			p++;
+		len = strcspn(p, " ,");
+		if (len > 0)
+			fv_require_privilege(relid, fv_privilege_mode(p, len));
+		p += len;
+	}
+	PG_RETURN_VOID();
+}
+
+/*
+ * Whether get_online_features may write back online: not in a read-only
+ * transaction or on a hot standby, and INSERT and UPDATE (an upsert) on the
+ * user's online table and on the serving table.
+ */
+static bool
+fv_may_write(Oid online, Oid serving)
+{
+	if (XactReadOnly || RecoveryInProgress())
+		return false;
+	return fv_has_privilege(online, ACL_INSERT) && fv_has_privilege(online, ACL_UPDATE) &&
+		fv_has_privilege(serving, ACL_INSERT) && fv_has_privilege(serving, ACL_UPDATE);
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_fv_may_write);
+
+/* pgpoly._fv_may_write(online_table, serving_table): fv_may_write for SQL. */
+Datum
+pgpoly_fv_may_write(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(fv_may_write(PG_GETARG_OID(0), PG_GETARG_OID(1)));
+}
+
+/* ----------------------------------------------------------------
+ *		The serving fast path
+ * ----------------------------------------------------------------
+ */
+
 /* What the fast path needs to know about a view. */
 typedef struct ServeView
 {
 	Oid			serving;		/* serving table */
-	bool		text_key;
-	Datum		ttl;			/* interval, or 0 when NULL */
+	Oid			online;			/* the user's tables */
+	Oid			offline;
+	bool		has_ttl;
+	TimestampTz fresh;			/* when has_ttl: oldest fresh event time */
 	List	   *features;		/* char *, all features of the view */
 } ServeView;
 
@@ -56,7 +292,10 @@ static SPIPlanPtr view_plan = NULL;
 
 static bool simple_json_type(Oid typid);
 
-/* Look view up (cached plan); false if it does not exist. */
+/*
+ * Look view up through pgpoly._fv_lookup() (cached plan); false if it does
+ * not exist or cannot be used (the PL/pgSQL side then says why).
+ */
 static bool
 load_view(text *view, ServeView *sv, MemoryContext cxt)
 {
@@ -66,15 +305,15 @@ load_view(text *view, ServeView *sv, MemoryContext cxt)
 	TupleDesc	desc;
 	ArrayType  *feats;
 	Datum	   *elems;
+	Datum		fresh;
 	int			n;
 
 	if (view_plan == NULL)
 	{
 		Oid			argtype = TEXTOID;
-		SPIPlanPtr	p = SPI_prepare("SELECT s.serving_table, s.key_type IN ('text', 'character varying'), "
-									"f.ttl, s.features FROM pgpoly.feature_views f "
-									"JOIN pgpoly._feature_view_storage s ON s.view_name = f.name "
-									"WHERE f.name = $1", 1, &argtype);
+		SPIPlanPtr	p = SPI_prepare("SELECT l.serving_table, l.online_table, l.offline_table, "
+									"l.fresh, l.features FROM pgpoly._fv_lookup($1) l "
+									"WHERE l.problem IS NULL", 1, &argtype);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "could not prepare the feature view lookup");
@@ -88,10 +327,12 @@ load_view(text *view, ServeView *sv, MemoryContext cxt)
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	sv->serving = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
-	sv->text_key = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
-	sv->ttl = SPI_getbinval(tup, desc, 3, &isnull);
-	sv->ttl = isnull ? (Datum) 0 : datumCopy(sv->ttl, false, sizeof(Interval));
-	feats = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 4, &isnull));
+	sv->online = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+	sv->offline = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+	fresh = SPI_getbinval(tup, desc, 4, &isnull);
+	sv->has_ttl = !isnull;
+	sv->fresh = isnull ? 0 : DatumGetTimestampTz(fresh);
+	feats = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 5, &isnull));
 	deconstruct_array(feats, TEXTOID, -1, false, TYPALIGN_INT, &elems, NULL, &n);
 	sv->features = NIL;
 	for (int i = 0; i < n; i++)
@@ -306,7 +547,8 @@ typedef struct Served
 
 /*
  * Fetch the distinct keys from Redis into served[], in rounds of
- * fetch_size.  Returns whether every key is present and fresh.
+ * fetch_size.  Returns whether the serving rule serves every key from
+ * online as it is.
  */
 static bool
 fetch_online(RedisTable *tbl, ServeView *sv, char **keys, size_t *lens, int n,
@@ -316,13 +558,9 @@ fetch_online(RedisTable *tbl, ServeView *sv, char **keys, size_t *lens, int n,
 	AttrNumber	et = column_named(tbl, "_event_time");
 	Datum	   *values = palloc(sizeof(Datum) * tbl->natts);
 	bool	   *nulls = palloc(sizeof(bool) * tbl->natts);
-	TimestampTz fresh = DT_NOBEGIN;
-	bool		all_fresh = true;
+	const FvValue none = {false, true, 0};
+	bool		all_online = true;
 
-	if (sv->ttl != (Datum) 0)
-		fresh = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
-														TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
-														sv->ttl));
 	for (int off = 0; off < n; off += tbl->fetch_size)
 	{
 		int			m = Min(tbl->fetch_size, n - off);
@@ -332,23 +570,26 @@ fetch_online(RedisTable *tbl, ServeView *sv, char **keys, size_t *lens, int n,
 		{
 			RedisKeyState *st = RedisScanRoundState(scan, i);
 			Served	   *sd = &served[off + i];
+			FvValue		on = {false, true, 0};
+			bool		from_offline;
 
 			sd->found = RedisStateRowCount(tbl, st) > 0;
-			if (!sd->found)
+			if (sd->found)
 			{
-				all_fresh = false;
-				continue;
+				RedisStateRow(scan, st, 0, values, nulls);
+				sd->et_null = nulls[et - 1];
+				sd->event_time = sd->et_null ? (Datum) 0 : values[et - 1];
+				sd->features = features_jsonb(tbl, names, atts, values, nulls);
+				on.found = true;
+				on.et_null = sd->et_null;
+				on.et = sd->et_null ? 0 : DatumGetTimestampTz(sd->event_time);
 			}
-			RedisStateRow(scan, st, 0, values, nulls);
-			sd->et_null = nulls[et - 1];
-			sd->event_time = sd->et_null ? (Datum) 0 : values[et - 1];
-			sd->features = features_jsonb(tbl, names, atts, values, nulls);
-			if (sv->ttl != (Datum) 0 &&
-				(sd->et_null || DatumGetTimestampTz(sd->event_time) < fresh))
-				all_fresh = false;
+			if (fv_serve(sv->has_ttl ? &sv->fresh : NULL, &on, &none,
+						 &from_offline) != FV_ONLINE)
+				all_online = false;
 		}
 	}
-	return all_fresh;
+	return all_online;
 }
 
 /* The online round's findings as the three arrays _get_online_features takes. */
@@ -376,10 +617,10 @@ prefetched_arrays(char **keys, int n, Served *served, size_t prefixlen,
 }
 
 /*
- * Make the online round.  Answers at once when every entity is online and
- * fresh (returns true); otherwise fills prefetched[3] for the PL/pgSQL path
- * (returns false, *fetched true).  Returns false with *fetched false when
- * the call is not one it can serve.
+ * Make the online round.  Answers at once when the rule serves every entity
+ * from online (returns true); otherwise fills prefetched[3] for the PL/pgSQL
+ * path (returns false, *fetched true).  Returns false with *fetched false
+ * when the call is not one it can serve.  The caller checked privileges.
  */
 static bool
 serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ServeView *sv,
@@ -398,13 +639,13 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ServeView *sv,
 	Served	   *served;
 	int			n;
 	int			nd = 0;
+	Oid			keytype;
 
 	*fetched = false;
-	if (!sv->text_key ||
-		pg_class_aclcheck(sv->serving, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-		return false;
 	tbl = RedisLoadTable(sv->serving, GetUserId());
-	if (column_named(tbl, "_event_time") == 0 ||
+	keytype = tbl->cols[tbl->key_att - 1].typid;
+	if ((keytype != TEXTOID && keytype != VARCHAROID) ||
+		column_named(tbl, "_event_time") == 0 ||
 		!feature_columns(tbl, sv, PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2),
 						 &names, &atts))
 		return false;
@@ -456,9 +697,15 @@ serve(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, MemoryContext cxt)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	old = MemoryContextSwitchTo(cxt);
-	if (!PG_ARGISNULL(0) && !PG_ARGISNULL(1) &&
-		load_view(PG_GETARG_TEXT_PP(0), &sv, cxt))
-		done = serve_fast(fcinfo, rsinfo, &sv, prefetched, &fetched);
+	if (!PG_ARGISNULL(0) && load_view(PG_GETARG_TEXT_PP(0), &sv, cxt))
+	{
+		/* as a SELECT of the tables the call reads (online, offline) */
+		fv_require_privilege(sv.online, ACL_SELECT);
+		fv_require_privilege(sv.offline, ACL_SELECT);
+		fv_require_privilege(sv.serving, ACL_SELECT);
+		if (!PG_ARGISNULL(1))
+			done = serve_fast(fcinfo, rsinfo, &sv, prefetched, &fetched);
+	}
 	if (!done)
 		serve_general(fcinfo, rsinfo, fetched ? prefetched : NULL);
 	MemoryContextSwitchTo(old);
