@@ -89,17 +89,13 @@ CREATE TYPE pgpoly._fv_def AS (
 	problem       text			-- why the definition cannot be used, or NULL
 );
 
--- rel as a schema-qualified, quoted name: generated SQL may run under the
--- caller's search_path (the spine of a training set is the caller's SQL).
+-- rel as a schema-qualified, quoted name (from the catalog): generated SQL
+-- may run under the caller's search_path (the spine of a training set is the
+-- caller's SQL).
 CREATE FUNCTION pgpoly._fv_rel(rel regclass)
 RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pgpoly, pg_temp
-AS $$
-	SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
-	FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-	WHERE c.oid = rel
-$$;
+AS 'MODULE_PATHNAME', 'pgpoly_fv_rel'
+LANGUAGE C STRICT STABLE;
 
 -- A ttl as the absolute duration it stands for: extract(epoch from ttl)
 -- seconds, as an interval of hours/seconds only, so that arithmetic with it
@@ -157,59 +153,37 @@ RETURNS bool
 AS 'MODULE_PATHNAME', 'pgpoly_fv_may_write'
 LANGUAGE C STRICT STABLE;
 
+-- What the catalog says about a view's stored names (src/features.c, from
+-- the syscache): the format_type() of the serving table's key column, of the
+-- offline table's entity column and of the serving table's feature columns,
+-- the quoted names of the offline and serving tables, and problem: why the
+-- names do not fit the tables (NULL when they do).  The serving table must
+-- be the online table or pgpoly.<view>_serving; every column must exist.
+CREATE FUNCTION pgpoly._fv_describe(view text, online_table regclass, offline_table regclass,
+									serving_table regclass, key_column text,
+									entity_column text, features text[],
+									OUT key_type text, OUT entity_type text,
+									OUT feature_types text[], OUT offline_rel text,
+									OUT serving_rel text, OUT problem text)
+AS 'MODULE_PATHNAME', 'pgpoly_fv_describe'
+LANGUAGE C STABLE;
+
 -- The definition of view with the types read from the catalog, or no row.
--- problem is set when the stored names do not fit the tables: the serving
--- table must be the online table or pgpoly.<view>_serving, and the key,
--- entity and feature columns must exist.  A single inlinable SELECT (no SET
--- clause, everything qualified): the C fast path runs it as a cached plan.
+-- A single inlinable SELECT (no SET clause, everything qualified): the C
+-- fast path runs it as a cached plan on every call.
 CREATE FUNCTION pgpoly._fv_lookup(view text)
 RETURNS SETOF pgpoly._fv_def
 LANGUAGE sql STABLE
 AS $$
 	SELECT f.name, f.entity, f.online_table, f.offline_table, f.ttl, s.serving_table,
-		   s.key_column, kt.t, s.entity_column, et.t, s.features, ft.types,
-		   (SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
-			FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-			WHERE c.oid = f.offline_table),
-		   (SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
-			FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-			WHERE c.oid = s.serving_table),
-		   pgpoly._fv_fresh_since(f.ttl),
-		   CASE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = f.online_table)
-					THEN 'its online table (OID ' || f.online_table::pg_catalog.oid || ') no longer exists'
-				WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = f.offline_table)
-					THEN 'its offline table no longer exists'
-				WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = s.serving_table)
-					THEN 'its serving table no longer exists'
-				WHEN s.serving_table <> f.online_table
-					 AND s.serving_table IS DISTINCT FROM
-						 pg_catalog.to_regclass('pgpoly.' || pg_catalog.quote_ident(f.name || '_serving'))
-					THEN 'its serving table ' || s.serving_table::text
-						 || ' is neither its online table nor pgpoly.' || f.name || '_serving'
-				WHEN kt.t IS NULL THEN 'its serving table has no key column "' || s.key_column || '"'
-				WHEN et.t IS NULL THEN 'its offline table has no entity column "' || s.entity_column || '"'
-				WHEN NOT ft.found THEN 'a feature is not a column of its serving table'
-		   END
+		   s.key_column, d.key_type, s.entity_column, d.entity_type, s.features,
+		   d.feature_types, d.offline_rel, d.serving_rel, pgpoly._fv_fresh_since(f.ttl),
+		   d.problem
 	FROM pgpoly.feature_views f
 	JOIN pgpoly._feature_view_storage s ON s.view_name = f.name
-	LEFT JOIN LATERAL (
-		SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) AS t
-		FROM pg_catalog.pg_attribute a
-		WHERE a.attrelid = s.serving_table AND a.attname = s.key_column
-		  AND a.attnum > 0 AND NOT a.attisdropped) kt ON true
-	LEFT JOIN LATERAL (
-		SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) AS t
-		FROM pg_catalog.pg_attribute a
-		WHERE a.attrelid = f.offline_table AND a.attname = s.entity_column
-		  AND a.attnum > 0 AND NOT a.attisdropped) et ON true
-	CROSS JOIN LATERAL (
-		SELECT pg_catalog.array_agg(pg_catalog.format_type(a.atttypid, a.atttypmod)
-									ORDER BY u.i) AS types,
-			   pg_catalog.count(a.attname) = pg_catalog.count(*) AS found
-		FROM pg_catalog.unnest(s.features) WITH ORDINALITY AS u(f, i)
-		LEFT JOIN pg_catalog.pg_attribute a
-			   ON a.attrelid = s.serving_table AND a.attname = u.f
-			  AND a.attnum > 0 AND NOT a.attisdropped) ft
+	CROSS JOIN LATERAL pgpoly._fv_describe(f.name, f.online_table, f.offline_table,
+										   s.serving_table, s.key_column, s.entity_column,
+										   s.features) d
 	WHERE f.name = view
 $$;
 

@@ -273,6 +273,143 @@ pgpoly_fv_may_write(PG_FUNCTION_ARGS)
 }
 
 /* ----------------------------------------------------------------
+ *		A view's definition against the catalog
+ * ----------------------------------------------------------------
+ */
+
+/* relid as a schema-qualified, quoted name, or NULL if it does not exist. */
+static char *
+fv_rel_text(Oid relid)
+{
+	char	   *name = get_rel_name(relid);
+
+	if (name == NULL)
+		return NULL;
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), name);
+}
+
+/* format_type() of column col of relid, or NULL if it has no such column. */
+static char *
+fv_column_type(Oid relid, const char *col)
+{
+	AttrNumber	att = get_attnum(relid, col);
+	Oid			typid;
+	int32		typmod;
+	Oid			collid;
+
+	if (att <= 0)				/* missing (InvalidAttrNumber) or a system column */
+		return NULL;
+	get_atttypetypmodcoll(relid, att, &typid, &typmod, &collid);
+	return format_type_with_typemod(typid, typmod);
+}
+
+/*
+ * Why a view's stored names do not fit its tables, or NULL; fills types[]
+ * (nfeat entries) with the feature columns' types as it checks them.
+ */
+static char *
+fv_problem(const char *view, Oid online, Oid offline, Oid serving,
+		   const char *key_column, const char *entity_column,
+		   Datum *features, int nfeat, char **key_type, char **entity_type,
+		   Datum *types)
+{
+	char	   *serving_ns;
+
+	if (get_rel_name(online) == NULL)
+		return psprintf("its online table (OID %u) no longer exists", online);
+	if (get_rel_name(offline) == NULL)
+		return "its offline table no longer exists";
+	if (get_rel_name(serving) == NULL)
+		return "its serving table no longer exists";
+	serving_ns = get_namespace_name(get_rel_namespace(serving));
+	if (serving != online &&
+		(strcmp(serving_ns, "pgpoly") != 0 ||
+		 strcmp(get_rel_name(serving), psprintf("%s_serving", view)) != 0))
+		return psprintf("its serving table %s is neither its online table nor pgpoly.%s_serving",
+						fv_rel_text(serving), view);
+	if ((*key_type = fv_column_type(serving, key_column)) == NULL)
+		return psprintf("its serving table has no key column \"%s\"", key_column);
+	if ((*entity_type = fv_column_type(offline, entity_column)) == NULL)
+		return psprintf("its offline table has no entity column \"%s\"", entity_column);
+	for (int i = 0; i < nfeat; i++)
+	{
+		char	   *t = fv_column_type(serving, TextDatumGetCString(features[i]));
+
+		if (t == NULL)
+			return "a feature is not a column of its serving table";
+		types[i] = CStringGetTextDatum(t);
+	}
+	return NULL;
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_fv_describe);
+
+/*
+ * pgpoly._fv_describe(view, online_table, offline_table, serving_table,
+ * key_column, entity_column, features): the catalog's types and quoted
+ * names for a view's stored names, and the problem if they do not fit.
+ * Any NULL argument is itself the problem.
+ */
+Datum
+pgpoly_fv_describe(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[6] = {0};
+	bool		nulls[6] = {true, true, true, true, true, true};
+	Datum	   *features = NULL;
+	Datum	   *types = NULL;
+	char	   *key_type = NULL;
+	char	   *entity_type = NULL;
+	char	   *problem = "its definition is incomplete";
+	int			nfeat = 0;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	for (int i = 0; i < PG_NARGS(); i++)
+		if (PG_ARGISNULL(i))
+			goto done;
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(6), TEXTOID, -1, false, TYPALIGN_INT,
+					  &features, NULL, &nfeat);
+	types = palloc(sizeof(Datum) * Max(nfeat, 1));
+	problem = fv_problem(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_OID(1),
+						 PG_GETARG_OID(2), PG_GETARG_OID(3),
+						 text_to_cstring(PG_GETARG_TEXT_PP(4)),
+						 text_to_cstring(PG_GETARG_TEXT_PP(5)),
+						 features, nfeat, &key_type, &entity_type, types);
+	if (problem == NULL)
+	{
+		values[0] = CStringGetTextDatum(key_type);
+		values[1] = CStringGetTextDatum(entity_type);
+		values[2] = PointerGetDatum(construct_array(types, nfeat, TEXTOID, -1, false,
+													TYPALIGN_INT));
+		values[3] = CStringGetTextDatum(fv_rel_text(PG_GETARG_OID(2)));
+		values[4] = CStringGetTextDatum(fv_rel_text(PG_GETARG_OID(3)));
+		for (int i = 0; i < 5; i++)
+			nulls[i] = false;
+	}
+done:
+	if (problem != NULL)
+	{
+		values[5] = CStringGetTextDatum(problem);
+		nulls[5] = false;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_fv_rel);
+
+/* pgpoly._fv_rel(rel): rel schema-qualified and quoted (NULL if gone). */
+Datum
+pgpoly_fv_rel(PG_FUNCTION_ARGS)
+{
+	char	   *name = fv_rel_text(PG_GETARG_OID(0));
+
+	if (name == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(name));
+}
+
+/* ----------------------------------------------------------------
  *		The serving fast path
  * ----------------------------------------------------------------
  */
