@@ -699,8 +699,9 @@ BEGIN
 	IF v_bad IS NOT NULL THEN
 		PERFORM pgpoly._fv_unknown_feature(v, v_bad);
 	END IF;
-	-- as INSERT INTO offline and an upsert (INSERT ... ON CONFLICT DO UPDATE) online
-	PERFORM pgpoly._fv_check_access(v, 'INSERT, UPDATE', 'INSERT');
+	-- as INSERT INTO offline, and online an upsert that reads the stored event
+	-- time (INSERT ... ON CONFLICT DO UPDATE ... WHERE)
+	PERFORM pgpoly._fv_check_access(v, 'SELECT, INSERT, UPDATE', 'INSERT');
 	v_ent := (pgpoly._fv_normalize(v, ARRAY[entity]))[1];
 	v_cols := pgpoly._fv_cols(v.features);
 

@@ -148,10 +148,18 @@ SELECT err($$SELECT * FROM pgpoly.get_online_features('sec_user', '{u1}')$$);
 RESET ROLE;
 REVOKE SELECT ON sec_user FROM regress_fss_nobody;
 
--- put_features: INSERT on the offline table, INSERT and UPDATE on the online one.
+-- put_features: INSERT on the offline table; SELECT (newest-wins reads the
+-- stored event time), INSERT and UPDATE on the online one.
 SET ROLE regress_fss_reader;
 SELECT err($$SELECT pgpoly.put_features('sec_user', 'u9', '{"clicks": 9}')$$);
 RESET ROLE;
+GRANT INSERT, UPDATE ON sec_user TO regress_fss_nobody;
+GRANT INSERT ON pgpoly.sec_user_history TO regress_fss_nobody;
+SET ROLE regress_fss_nobody;
+SELECT err($$SELECT pgpoly.put_features('sec_user', 'u9', '{"clicks": 9}')$$);
+RESET ROLE;
+REVOKE INSERT, UPDATE ON sec_user FROM regress_fss_nobody;
+REVOKE INSERT ON pgpoly.sec_user_history FROM regress_fss_nobody;
 GRANT INSERT ON sec_user TO regress_fss_reader;
 SET ROLE regress_fss_reader;
 SELECT err($$SELECT pgpoly.put_features('sec_user', 'u9', '{"clicks": 9}')$$);
