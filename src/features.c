@@ -23,8 +23,9 @@
  * passes what it fetched to the PL/pgSQL implementation (prefetched =>
  * true), which does the offline fallback, write-back and statuses without a
  * second Redis round.  Anything it cannot serve — an unknown view or
- * feature, non-text keys, a NULL entity — goes to the PL/pgSQL
- * implementation unchanged, so error messages live in one place.
+ * feature, non-text keys, feature types it does not convert, a NULL entity
+ * — goes to the PL/pgSQL implementation unchanged, so error messages live
+ * in one place.
  *
  * Invariants:
  *	- Privileges are those of the calling user on the user's own tables (the
@@ -32,8 +33,8 @@
  *	  (fv_require_privilege): the fast path reads Redis without a statement,
  *	  so it checks SELECT on the online, offline and serving tables first.
  *	- Nothing from pgpoly's tables is trusted: the view is looked up through
- *	  pgpoly._fv_lookup(), which re-derives it from the catalog and reports a
- *	  definition that does not fit its tables.
+ *	  pgpoly._fv_lookup(), which re-derives the types from the catalog and
+ *	  reports a definition that does not fit its tables (fv_problem).
  *
  * src/features.c
  *
