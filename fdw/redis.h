@@ -11,6 +11,9 @@
  * redis_join.c		batched join of a local relation to a Redis table
  * redis_import.c	IMPORT FOREIGN SCHEMA feature_views
  *
+ * Outside fdw/, the feature store's serving path (src/features.c) reads
+ * Redis through this API too (RedisLoadTable, RedisScan*, RedisKeySet*).
+ *
  * Invariant: every Redis key is built as key_prefix || text of the key
  * column and sent as a binary-safe argv element (never formatted into a
  * command string).
