@@ -30,6 +30,7 @@
 #include "optimizer/clauses.h"
 #include "optimizer/pathnode.h"
 #include "parser/parsetree.h"
+#include "rewrite/rewriteManip.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
@@ -56,7 +57,12 @@ PgpolyStripRelabel(Node *n)
 	return n;
 }
 
-/* Clauses (Expr) of baserel deparsed as "a AND b", for EXPLAIN. */
+/*
+ * Clauses (Expr) of baserel deparsed as "a AND b", for EXPLAIN.  The
+ * deparse context knows the relation as range table entry 1: in a query
+ * through a view, or with other tables, baserel is another one, so the
+ * clauses are renumbered (a copy).
+ */
 char *
 PgpolyDeparseClauses(List *clauses, PlannerInfo *root, RelOptInfo *baserel)
 {
@@ -65,6 +71,11 @@ PgpolyDeparseClauses(List *clauses, PlannerInfo *root, RelOptInfo *baserel)
 	StringInfoData buf;
 	ListCell   *lc;
 
+	if (baserel->relid != 1)
+	{
+		clauses = copyObject(clauses);
+		ChangeVarNodes((Node *) clauses, baserel->relid, 1, 0);
+	}
 	initStringInfo(&buf);
 	foreach(lc, clauses)
 		appendStringInfo(&buf, "%s%s", buf.len ? " AND " : "",
