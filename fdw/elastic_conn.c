@@ -61,7 +61,9 @@ const PgpolyStore ElasticStore = {
 	"Elasticsearch",
 	elastic_connect,
 	elastic_disconnect,
-	ElasticSendWrites
+	ElasticSendWrites,
+	pgpoly_elastic_handler,
+	ElasticConflictColumns
 };
 
 /* Field facts of one index, cached per connection. */

@@ -55,6 +55,10 @@ _PG_init(void)
 #endif
 	PgpolyConnectionInit();
 	PgpolyXactInit();
+	PgpolyRegisterStore(&RedisStore);
+	PgpolyRegisterStore(&ElasticStore);
+	PgpolyRegisterStore(&VectorStore);
+	PgpolyLifecycleInit();
 }
 
 /*
