@@ -189,6 +189,8 @@ typedef struct RedisWrite
 	int			ncmds;
 	RedisCmd   *cmds;
 	RedisTable *tbl;			/* for messages at flush */
+	bool	   *applied;		/* INSERT ... ON CONFLICT DO NOTHING sent
+								 * at once: set to whether it inserted */
 } RedisWrite;
 
 /* redis_scan.c */
@@ -196,9 +198,12 @@ extern HTAB *RedisKeySet(MemoryContext cxt);
 extern bool RedisKeySetAdd(HTAB *set, char *key);
 extern int	RedisKeySetIndex(HTAB *set, char *key, int next);
 typedef struct RedisOverlay RedisOverlay;
-extern RedisOverlay *RedisBuildOverlay(PgpolyConnection *conn, Oid relid);
+extern RedisOverlay *RedisBuildOverlay(List *pending);
+extern void RedisOverlayAdd(RedisOverlay **ov, RedisWrite *w);
 extern void RedisApplyOverlay(RedisTable *tbl, RedisOverlay *ov,
 							  RedisKeyState *st);
+extern bool RedisIdentityExists(RedisTable *tbl, RedisOverlay *ov,
+								RedisItem *id, bool remote);
 extern void RedisStateFromReply(RedisTable *tbl, RedisKeyState *st,
 								struct redisReply *r, PgpolyConnection *conn);
 
@@ -207,6 +212,12 @@ extern List *RedisInsertWrites(RedisTable *tbl, Datum *values, bool *nulls);
 extern List *RedisDeleteWrites(RedisTable *tbl, Datum *old, bool *oldnulls);
 extern List *RedisUpdateWrites(RedisTable *tbl, Datum *old, bool *oldnulls,
 							   Datum *values, bool *nulls, Bitmapset *updated);
+extern RedisWrite *RedisInsertIfAbsentWrite(RedisTable *tbl, Datum *values,
+											bool *nulls, bool *applied);
+extern void RedisInsertIdentity(RedisTable *tbl, Datum *values, bool *nulls,
+								RedisItem *id);
+extern void RedisRowsExist(PgpolyConnection *conn, RedisTable *tbl,
+						   RedisItem *ids, int n, bool *exists);
 extern void RedisFlushWrites(PgpolyConnection *conn, List *payloads);
 extern void RedisSendCommands(PgpolyConnection *conn, List *writes,
 							  bool atomic);
@@ -221,7 +232,7 @@ typedef enum RedisScanMode
 /* Rows of a Redis scan, produced round by round (redis_scan.c). */
 typedef struct RedisScan RedisScan;
 extern RedisScan *RedisScanBegin(RedisTable *tbl, PgpolyConnection *conn,
-								 bool need_ttl);
+								 bool need_ttl, List *pending);
 extern void RedisScanSetKeys(RedisScan *scan, char **keys, size_t *lens,
 							 int nkeys);
 extern void RedisScanSetPattern(RedisScan *scan, const char *pattern);
@@ -238,6 +249,8 @@ extern void RedisStateRow(RedisScan *scan, RedisKeyState *st, int item,
 						  Datum *values, bool *nulls);
 
 /* redis_fdw.c, for redis_join.c */
+extern Datum pgpoly_redis_handler(PG_FUNCTION_ARGS);
+extern List *RedisConflictColumns(Oid relid);
 extern bool RedisIsRedisRel(RelOptInfo *rel);
 extern RedisTable *RedisRelTable(RelOptInfo *rel);
 

@@ -157,7 +157,9 @@ const PgpolyStore RedisStore = {
 	RedisOptions,
 	redis_connect,
 	redis_disconnect,
-	RedisFlushWrites
+	RedisFlushWrites,
+	pgpoly_redis_handler,
+	RedisConflictColumns
 };
 
 /* Raise a connection-class error for conn; what failed is in detail. */

@@ -692,7 +692,9 @@ static bool
 fetch_online(RedisTable *tbl, ServeView *sv, char **keys, size_t *lens, int n,
 			 List *names, List *atts, Served *served)
 {
-	RedisScan  *scan = RedisScanBegin(tbl, RedisGetConnection(tbl), false);
+	PgpolyConnection *conn = RedisGetConnection(tbl);
+	RedisScan  *scan = RedisScanBegin(tbl, conn, false,
+									  PgpolyPendingWrites(conn, tbl->relid));
 	AttrNumber	et = column_named(tbl, "_event_time");
 	Datum	   *values = palloc(sizeof(Datum) * tbl->natts);
 	bool	   *nulls = palloc(sizeof(bool) * tbl->natts);
