@@ -383,18 +383,20 @@ ElasticRaiseStatus(PgpolyConnection *conn, const char *method, const char *path,
 /*
  * Parse a response body into jsonb with PostgreSQL's parser (numbers keep
  * their precision).  Malformed JSON is an FDW error naming the server,
- * not the jsonb input error.
+ * not the jsonb input error; text that is not valid in the database
+ * encoding keeps SQLSTATE 22021.  nuls: see PgpolyJsonbFromStore (NULL: a
+ * \u0000 anywhere is an ERROR).
  */
 Datum
-ElasticParseJsonb(PgpolyConnection *conn, const char *body, size_t len,
-				  const char *what)
+ElasticParseJsonb(PgpolyConnection *conn, List **nuls, const char *body,
+				  size_t len, const char *what)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Datum		result = (Datum) 0;
 
 	PG_TRY();
 	{
-		result = PgpolyJsonbFromText(body, (int) len);
+		result = PgpolyJsonbFromStore(body, len, nuls);
 	}
 	PG_CATCH();
 	{
@@ -404,12 +406,13 @@ ElasticParseJsonb(PgpolyConnection *conn, const char *body, size_t len,
 		edata = CopyErrorData();
 		FlushErrorState();
 		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				(errcode(edata->sqlerrcode == ERRCODE_CHARACTER_NOT_IN_REPERTOIRE ?
+						 edata->sqlerrcode : ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("Elasticsearch server \"%s\" at %s sent a malformed %s",
 						conn->servername, conn->target, what),
-				 errdetail("%s; the response (%zu bytes) begins: %.120s",
+				 errdetail("%s; the response (%zu bytes) begins: %s",
 						   edata->detail ? edata->detail : edata->message,
-						   len, len ? body : "(empty)")));
+						   len, len ? PgpolyPrintable(body, len, 120) : "(empty)")));
 	}
 	PG_END_TRY();
 	return result;
@@ -651,5 +654,5 @@ pgpoly_elastic_request(PG_FUNCTION_ARGS)
 	ElasticRequest(conn, method, path, body, body ? strlen(body) : 0, NULL, NULL, &resp);
 	if (resp.len == 0)
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(ElasticParseJsonb(conn, resp.body, resp.len, "response"));
+	PG_RETURN_DATUM(ElasticParseJsonb(conn, NULL, resp.body, resp.len, "response"));
 }

@@ -11,9 +11,9 @@
  * redis_join.c		batched join of a local relation to a Redis table
  * redis_import.c	IMPORT FOREIGN SCHEMA feature_views
  *
- * Invariant: every Redis key is built as key_prefix || text of the key
- * column and sent as a binary-safe argv element (never formatted into a
- * command string).
+ * Invariant: every Redis key is built as key_prefix || stored form of the
+ * key value (convert.c: fixed text, raw bytes for bytea) and sent as a
+ * binary-safe argv element (never formatted into a command string).
  *
  * fdw/redis.h
  *
@@ -66,9 +66,7 @@ typedef struct RedisColumn
 	Oid			typid;
 	int32		typmod;
 	bool		is_array;
-	FmgrInfo	infn;
-	Oid			ioparam;
-	FmgrInfo	outfn;
+	PgpolyConv	conv;			/* datum <-> stored bytes (convert.c) */
 } RedisColumn;
 
 /* A Redis foreign table, resolved from the catalogs (no network). */
@@ -87,6 +85,7 @@ typedef struct RedisTable
 	bool		remote_estimate;
 	int			natts;
 	RedisColumn *cols;			/* indexed by attnum - 1 */
+	bool		fixed_in;		/* reading some column needs fixed settings */
 	AttrNumber	key_att;		/* attnums (0 when absent) */
 	AttrNumber	member_att;
 	AttrNumber	score_att;
@@ -102,9 +101,12 @@ extern RedisTable *RedisLoadTable(Oid relid, Oid userid);
 extern const char *RedisFetchCommand(RedisTable *tbl);
 extern const char *RedisScanTypeFilter(RedisTable *tbl);
 extern char *RedisGlobEscape(const char *s, int len);
-extern char *RedisKeyFromDatum(RedisTable *tbl, Datum value, size_t *len);
-extern char *RedisDatumText(RedisTable *tbl, AttrNumber att, Datum value);
-extern Datum RedisTextDatum(RedisTable *tbl, AttrNumber att, char *text);
+extern char *RedisKeyFromDatum(RedisTable *tbl, PgpolyConv *conv, Datum value,
+							   size_t *len);
+extern char *RedisDatumText(RedisTable *tbl, AttrNumber att, Datum value,
+							size_t *len);
+extern Datum RedisTextDatum(RedisTable *tbl, AttrNumber att, const char *s,
+							size_t len);
 extern const PgpolyOption RedisOptions[];
 
 /* redis_io.c */
