@@ -229,18 +229,17 @@ PgpolyJsonbFromStore(const char *json, size_t len, List **nuls)
 	if (len > (size_t) INT_MAX || ok != (int) len)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
-				 errmsg("JSON from the store is not valid %s", GetDatabaseEncodingName()),
-				 errdetail("Invalid byte 0x%02x at offset %d of %zu.",
-						   (unsigned char) json[Min((size_t) ok, len - 1)], ok, len)));
+				 errmsg("JSON from the store is not valid %s: byte 0x%02x at offset %d of %zu",
+						GetDatabaseEncodingName(),
+						(unsigned char) json[Min((size_t) ok, len - 1)], ok, len)));
 	if (!has_nul_escape(json, len))
 		return PgpolyJsonbFromText(json, (int) len);
 	paths = nul_paths(json, len);
 	if (nuls == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
-				 errmsg("JSON from the store has a NUL character (\\u0000) at \"%s\"",
-						(char *) linitial(paths)),
-				 errdetail("PostgreSQL's jsonb and text cannot hold NUL characters.")));
+				 errmsg("JSON from the store has a NUL character (\\u0000), which jsonb cannot hold, at \"%s\"",
+						(char *) linitial(paths))));
 	*nuls = paths;
 	return PgpolyJsonbFromText(mask_nul_escapes(json, len), (int) len);
 }
