@@ -221,8 +221,13 @@ redis_join_paths(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 	{
 		RestrictInfo *ri = lfirst(lc);
 
-		if (jointype != JOIN_INNER && RINFO_IS_PUSHED_DOWN(ri, joinrel->relids))
-			continue;			/* only an ON clause may drive an outer join */
+		/*
+		 * Only an ON clause may drive an outer join.  (A semi join's clauses
+		 * all count as pushed down, and each may drive it.)
+		 */
+		if ((jointype == JOIN_LEFT || jointype == JOIN_ANTI) &&
+			RINFO_IS_PUSHED_DOWN(ri, joinrel->relids))
+			continue;
 		if ((okey = outer_key_expr(ri, outerrel, innerrel, tbl)) != NULL)
 			break;
 	}
