@@ -445,16 +445,32 @@ conv_what(PgpolyConv *conv)
 }
 
 /*
+ * Whether s (len bytes) is ASCII without NUL bytes, which is valid text in
+ * every server encoding: the common case, checked without a call.
+ */
+static inline bool
+plain_ascii(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char) (s[i] - 1) >= 0x7f)	/* NUL or high bit */
+			return false;
+	return true;
+}
+
+/*
  * ERROR unless s (len bytes) is valid text in the database encoding.  A
  * NUL byte is not: PostgreSQL text cannot hold it.
  */
 void
 PgpolyCheckText(PgpolyConv *conv, const char *s, size_t len)
 {
-	int			enc = GetDatabaseEncoding();
+	int			enc;
 	int			ok;
 	const char *nul;
 
+	if (plain_ascii(s, len))
+		return;
+	enc = GetDatabaseEncoding();
 	if (len > (size_t) (MaxAllocSize - 1))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
