@@ -10,11 +10,12 @@
 \set VERBOSITY terse
 
 CREATE TYPE settings_pair AS (at timestamptz, span interval, f float8, b bytea);
+CREATE DOMAIN settings_day AS date CHECK (VALUE <> '1999-12-31');
 CREATE TABLE native (
     id int, d date, ts timestamp, tz timestamptz, t time, ttz timetz,
     iv interval, f4 float4, f8 float8, n numeric, b bytea,
     da date[], tza timestamptz[], f8a float8[], iva interval[], ba bytea[],
-    c settings_pair, r tstzrange, j jsonb);
+    c settings_pair, r tstzrange, j jsonb, dd settings_day);
 
 -- Values whose text differs between settings: an ambiguous date, a DST
 -- gap, floats that need all 17 digits, negative and mixed intervals, bytes
@@ -28,20 +29,20 @@ INSERT INTO native VALUES
    '{1 mon -1 day,-00:00:00.000001}', '{"\\x00","\\x5c"}',
    ROW('2024-11-03 06:00:00+00', '1 year 2 mons 3 days 04:05:06.7', 1e300, '\x0a0d'),
    '[2024-03-10 06:59:59+00,2024-03-10 08:00:00+00)',
-   '{"d": "2024-02-01", "f": 0.30000000000000004, "iv": "-1 day"}'),
+   '{"d": "2024-02-01", "f": 0.30000000000000004, "iv": "-1 day"}', '2024-02-01'),
   (2, '0044-03-15 BC', 'infinity', '-infinity', '00:00:00', '00:00:00-03:30',
    '178000000 years', 'NaN', 'Infinity', -123456789.987654, '', '{infinity}',
    '{-infinity}', '{NaN,-Infinity,5e-324}', '{-178000000 years}', '{}',
-   ROW('infinity', '-1 mons', 'NaN', ''), 'empty', '[]'),
+   ROW('infinity', '-1 mons', 'NaN', ''), 'empty', '[]', '-infinity'),
   (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL,
-   NULL, NULL, NULL, NULL, NULL, NULL);
+   NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 -- ... and random ones, reproducibly.
 SELECT setseed(0.42);
 INSERT INTO native
 SELECT i, d, ts, tz, t, (t::text || z)::timetz, iv, f4, f8, n, b,
        ARRAY[d, d + 1], ARRAY[tz, tz + iv], ARRAY[f8, f8 / 3], ARRAY[iv, -iv], ARRAY[b, b || b],
        ROW(tz, iv, f8, b)::settings_pair, tstzrange(tz, tz + interval '1 day' * random()),
-       jsonb_build_object('d', d::text, 'f', f8, 'n', n)
+       jsonb_build_object('d', d::text, 'f', f8, 'n', n), d + 1
 FROM (SELECT i,
              date '2000-01-01' + (random() * 40000)::int - 20000 AS d,
              timestamp '1990-01-01' + random() * interval '60 years' AS ts,
@@ -65,7 +66,7 @@ BEGIN
                  rel, cols) INTO n;
   RETURN n;
 END $$;
-\set allcols 'id, d, ts, tz, t, ttz, iv, f4, f8, n, b, da, tza, f8a, iva, ba, c, r, j'
+\set allcols 'id, d, ts, tz, t, ttz, iv, f4, f8, n, b, da, tza, f8a, iva, ba, c, r, j, dd'
 
 -- Session settings, set the way a client would.
 CREATE FUNCTION use_settings(datestyle text, intervalstyle text, tz text,
@@ -80,12 +81,12 @@ CREATE SERVER rs FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
 CREATE FOREIGN TABLE rh (id int OPTIONS (key 'true'), d date, ts timestamp, tz timestamptz,
     t time, ttz timetz, iv interval, f4 float4, f8 float8, n numeric, b bytea,
     da date[], tza timestamptz[], f8a float8[], iva interval[], ba bytea[],
-    c settings_pair, r tstzrange, j jsonb)
+    c settings_pair, r tstzrange, j jsonb, dd settings_day)
   SERVER rs OPTIONS (key_prefix 'regress_settings:h:');
 CREATE FOREIGN TABLE rj (id int OPTIONS (key 'true'), d date, ts timestamp, tz timestamptz,
     t time, ttz timetz, iv interval, f4 float4, f8 float8, n numeric, b bytea,
     da date[], tza timestamptz[], f8a float8[], iva interval[], ba bytea[],
-    c settings_pair, r tstzrange, j jsonb)
+    c settings_pair, r tstzrange, j jsonb, dd settings_day)
   SERVER rs OPTIONS (table_type 'json', key_prefix 'regress_settings:j:');
 
 -- Written under one set of settings, read under others.
@@ -127,7 +128,7 @@ SELECT pgpoly.elastic_request('es', 'PUT', '/regress_es_settings',
 CREATE FOREIGN TABLE es_rows (_id text, id int, d date, ts timestamp, tz timestamptz,
     t time, ttz timetz, iv interval, f4 float4, f8 float8, n numeric, b bytea,
     da date[], tza timestamptz[], f8a float8[], iva interval[], ba bytea[],
-    c settings_pair, r tstzrange, j jsonb)
+    c settings_pair, r tstzrange, j jsonb, dd settings_day)
   SERVER es OPTIONS (index 'regress_es_settings', refresh 'true');
 SELECT use_settings('SQL, DMY', 'sql_standard', 'America/New_York', -15, 'escape');
 INSERT INTO es_rows SELECT id::text, * FROM native;
@@ -239,3 +240,4 @@ DROP FUNCTION differences(regclass, text);
 DROP FUNCTION use_settings(text, text, text, int, text);
 DROP TABLE native;
 DROP TYPE settings_pair;
+DROP DOMAIN settings_day;
