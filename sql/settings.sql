@@ -203,6 +203,8 @@ PREPARE by_int8(int8) AS SELECT v FROM ik WHERE k = $1;
 EXPLAIN (VERBOSE, COSTS OFF) EXECUTE by_int8(7);
 EXECUTE by_int8(7);
 EXECUTE by_int8(4294967303);
+EXPLAIN (COSTS OFF) SELECT x.n, ik.v FROM (VALUES (7::int8), (-7), (4294967303)) x(n) JOIN ik ON ik.k = x.n;
+SELECT x.n, ik.v FROM (VALUES (7::int8), (-7), (4294967303)) x(n) JOIN ik ON ik.k = x.n ORDER BY 1;
 -- numeric: 1 = 1.0 is not byte equality of "1" and "1.0", so the key clause
 -- is a local filter (a scan), and finds the key; float8 likewise (0 = -0).
 CREATE FOREIGN TABLE nk (k numeric OPTIONS (key 'true'), v int)

@@ -461,8 +461,8 @@ plain_ascii(const char *s, size_t len)
  * ERROR unless s (len bytes) is valid text in the database encoding.  A
  * NUL byte is not: PostgreSQL text cannot hold it.
  */
-void
-PgpolyCheckText(PgpolyConv *conv, const char *s, size_t len)
+static void
+check_text(PgpolyConv *conv, const char *s, size_t len)
 {
 	int			enc;
 	int			ok;
@@ -542,7 +542,7 @@ datum_in(PgpolyConv *conv, const char *s, size_t len, bool raw)
 		memcpy(VARDATA(b), s, len);
 		return check_domain(conv, PointerGetDatum(b));
 	}
-	PgpolyCheckText(conv, s, len);
+	check_text(conv, s, len);
 	if (conv->kind == PGPOLY_CONV_TEXT && conv->typmod < 0 && !conv->is_domain)
 		return PointerGetDatum(cstring_to_text_with_len(s, (int) len));
 	return input_fixed(conv, (char *) s);

@@ -307,7 +307,6 @@ extern char *PgpolyDatumToText(PgpolyConv *conv, Datum value, size_t *len);
 extern char *PgpolyDatumToBytes(PgpolyConv *conv, Datum value, size_t *len);
 extern Datum PgpolyTextToDatum(PgpolyConv *conv, const char *s, size_t len);
 extern Datum PgpolyBytesToDatum(PgpolyConv *conv, const char *s, size_t len);
-extern void PgpolyCheckText(PgpolyConv *conv, const char *s, size_t len);
 extern void PgpolyFixedSettingsEnter(void);
 extern void PgpolyFixedSettingsLeave(void);
 extern bool PgpolyFixedSettingsActive(void);
