@@ -43,6 +43,7 @@
 #include "pgpoly_jansson.h"
 
 #include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -390,20 +391,36 @@ ElasticRaiseStatus(PgpolyConnection *conn, const char *method, const char *path,
 }
 
 /*
+ * Whether a failed parse of body failed only on a NUL character (\u0000)
+ * in otherwise valid text: a value jsonb cannot hold (22021), not a
+ * malformed response.  Bytes that are not valid in the database encoding
+ * make the whole response malformed (JSON is UTF-8 text).
+ */
+static bool
+nul_in_valid_text(ErrorData *edata, const char *body, size_t len)
+{
+	return edata->sqlerrcode == ERRCODE_CHARACTER_NOT_IN_REPERTOIRE &&
+		len <= (size_t) INT_MAX &&
+		pg_encoding_verifymbstr(GetDatabaseEncoding(), body, (int) len) == (int) len;
+}
+
+/*
  * Parse a response body into jsonb with PostgreSQL's parser (numbers keep
- * their precision).  Malformed JSON is an FDW error naming the server,
- * not the jsonb input error.
+ * their precision).  Malformed JSON (including bytes that are not valid
+ * in the database encoding) is an FDW error naming the server, not the
+ * jsonb input error; a \u0000 where nuls is NULL keeps SQLSTATE 22021.
+ * nuls: see PgpolyJsonbFromStore.
  */
 Datum
-ElasticParseJsonb(PgpolyConnection *conn, const char *body, size_t len,
-				  const char *what)
+ElasticParseJsonb(PgpolyConnection *conn, List **nuls, const char *body,
+				  size_t len, const char *what)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Datum		result = (Datum) 0;
 
 	PG_TRY();
 	{
-		result = PgpolyJsonbFromText(body, (int) len);
+		result = PgpolyJsonbFromStore(body, len, nuls);
 	}
 	PG_CATCH();
 	{
@@ -416,7 +433,8 @@ ElasticParseJsonb(PgpolyConnection *conn, const char *body, size_t len,
 		/* PostgreSQL's JSON errors quote the body too. */
 		why = edata->detail ? edata->detail : edata->message;
 		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				(errcode(nul_in_valid_text(edata, body, len) ?
+						 ERRCODE_CHARACTER_NOT_IN_REPERTOIRE : ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("Elasticsearch server \"%s\" at %s sent a malformed %s",
 						conn->servername, conn->target, what),
 				 errdetail("%s; the response (%zu bytes) begins: %s",
@@ -674,5 +692,5 @@ pgpoly_elastic_request(PG_FUNCTION_ARGS)
 	ElasticRequest(conn, method, path, body, body ? strlen(body) : 0, NULL, NULL, &resp);
 	if (resp.len == 0)
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(ElasticParseJsonb(conn, resp.body, resp.len, "response"));
+	PG_RETURN_DATUM(ElasticParseJsonb(conn, NULL, resp.body, resp.len, "response"));
 }

@@ -14,9 +14,9 @@
  * Outside fdw/, the feature store's serving path (src/features.c) reads
  * Redis through this API too (RedisLoadTable, RedisScan*, RedisKeySet*).
  *
- * Invariant: every Redis key is built as key_prefix || text of the key
- * column and sent as a binary-safe argv element (never formatted into a
- * command string).
+ * Invariant: every Redis key is built as key_prefix || stored form of the
+ * key value (convert.c: fixed text, raw bytes for bytea) and sent as a
+ * binary-safe argv element (never formatted into a command string).
  *
  * fdw/redis.h
  *
@@ -69,9 +69,7 @@ typedef struct RedisColumn
 	Oid			typid;
 	int32		typmod;
 	bool		is_array;
-	FmgrInfo	infn;
-	Oid			ioparam;
-	FmgrInfo	outfn;
+	PgpolyConv	conv;			/* datum <-> stored bytes (convert.c) */
 } RedisColumn;
 
 /* A Redis foreign table, resolved from the catalogs (no network). */
@@ -90,6 +88,7 @@ typedef struct RedisTable
 	bool		remote_estimate;
 	int			natts;
 	RedisColumn *cols;			/* indexed by attnum - 1 */
+	bool		fixed_in;		/* reading some column needs fixed settings */
 	AttrNumber	key_att;		/* attnums (0 when absent) */
 	AttrNumber	member_att;
 	AttrNumber	score_att;
@@ -105,9 +104,12 @@ extern RedisTable *RedisLoadTable(Oid relid, Oid userid);
 extern const char *RedisFetchCommand(RedisTable *tbl);
 extern const char *RedisScanTypeFilter(RedisTable *tbl);
 extern char *RedisGlobEscape(const char *s, int len);
-extern char *RedisKeyFromDatum(RedisTable *tbl, Datum value, size_t *len);
-extern char *RedisDatumText(RedisTable *tbl, AttrNumber att, Datum value);
-extern Datum RedisTextDatum(RedisTable *tbl, AttrNumber att, char *text);
+extern char *RedisKeyFromDatum(RedisTable *tbl, PgpolyConv *conv, Datum value,
+							   size_t *len);
+extern char *RedisDatumText(RedisTable *tbl, AttrNumber att, Datum value,
+							size_t *len);
+extern Datum RedisTextDatum(RedisTable *tbl, AttrNumber att, const char *s,
+							size_t len);
 extern const PgpolyOption RedisOptions[];
 
 /* redis_io.c */

@@ -157,7 +157,7 @@ VectorFloatsDatum(const float4 *v, int dim, VectorColumn *col)
 	}
 	initStringInfo(&buf);
 	append_floats(&buf, v, dim, '[', ']');
-	return InputFunctionCall(&col->infn, buf.data, col->ioparam, col->typmod);
+	return PgpolyTextToDatum(&col->conv, buf.data, buf.len);
 }
 
 /* Distance between a and b (same dimension) in metric. */
@@ -312,12 +312,14 @@ put_result(ReturnSetInfo *rsinfo, VectorRow *row)
 	values[0] = CStringGetTextDatum(row->id);
 	values[1] = Float8GetDatum(row->distance);
 	nulls[1] = !row->has_distance;
+	if (row->document_nul)
+		VectorDocumentNul(row, NULL);
 	if (row->document)
 		values[2] = CStringGetTextDatum(row->document);
 	else
 		nulls[2] = true;
 	if (row->metadata)
-		values[3] = PgpolyJsonbFromText(row->metadata, strlen(row->metadata));
+		values[3] = PgpolyJsonbFromStore(row->metadata, strlen(row->metadata), NULL);
 	else
 		nulls[3] = true;
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

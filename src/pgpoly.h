@@ -6,9 +6,10 @@
  * Every store (Redis, Elasticsearch, vector service) plugs into the same
  * core: option validation (option.c), the per-backend connection cache
  * (connection.c), the interruptible socket wait (wait.c), the transaction
- * write buffer (xact.c), the scan and modify lifecycle (lifecycle.c) and
- * JSON <-> datum conversion (json.c).  A store describes itself once with a
- * PgpolyStore and never reimplements these.
+ * write buffer (xact.c), the scan and modify lifecycle (lifecycle.c),
+ * datum <-> store text under fixed settings (convert.c) and JSON <-> datum
+ * conversion (json.c).  A store describes itself once with a PgpolyStore
+ * and never reimplements these.
  *
  * Invariants kept by the core:
  *	- No library call ever blocks on the network; every wait goes through
@@ -396,14 +397,72 @@ extern const PgpolyStore *PgpolyStoreOf(Oid relid);
 extern void PgpolyLifecycleInit(void);
 
 /* ----------------------------------------------------------------
+ *		Datums <-> store text under fixed settings (convert.c)
+ * ----------------------------------------------------------------
+ */
+
+/* Conversions that never read the session's settings. */
+typedef enum PgpolyConvKind
+{
+	PGPOLY_CONV_GENERIC,		/* I/O functions, in a fixed-settings scope */
+	PGPOLY_CONV_TEXT,			/* text, varchar */
+	PGPOLY_CONV_BYTEA,
+	PGPOLY_CONV_FLOAT4,
+	PGPOLY_CONV_FLOAT8,
+	PGPOLY_CONV_DATE,
+	PGPOLY_CONV_TIMESTAMP,
+	PGPOLY_CONV_TIMESTAMPTZ,
+	PGPOLY_CONV_INTERVAL
+} PgpolyConvKind;
+
+/* How values of one type (a column's) become store text and back. */
+typedef struct PgpolyConv
+{
+	Oid			typid;
+	int32		typmod;
+	Oid			basetype;		/* typid, or a domain's base type */
+	bool		is_domain;
+	const char *name;			/* column name for messages, or NULL */
+	PgpolyConvKind kind;		/* fast path of the base type */
+	bool		out_settings;	/* the output function reads the settings */
+	bool		in_settings;	/* the input function reads the settings */
+	FmgrInfo	infn;
+	Oid			ioparam;
+	FmgrInfo	outfn;
+	void	   *domain_extra;	/* domain_check's cache */
+	MemoryContext mcxt;			/* where the caches live */
+} PgpolyConv;
+
+extern void PgpolyConvInit(PgpolyConv *conv, Oid typid, int32 typmod,
+						   const char *name);
+extern char *PgpolyDatumToText(PgpolyConv *conv, Datum value, size_t *len);
+extern char *PgpolyDatumToBytes(PgpolyConv *conv, Datum value, size_t *len);
+extern Datum PgpolyTextToDatum(PgpolyConv *conv, const char *s, size_t len);
+extern Datum PgpolyBytesToDatum(PgpolyConv *conv, const char *s, size_t len);
+extern void PgpolyFixedSettingsEnter(void);
+extern void PgpolyFixedSettingsLeave(void);
+extern bool PgpolyFixedSettingsActive(void);
+extern bool PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
+											Oid collid, const char **why);
+extern char *PgpolyPrintable(const char *s, size_t len, size_t max);
+
+/* ----------------------------------------------------------------
  *		JSON <-> datum (json.c)
  * ----------------------------------------------------------------
  */
+struct JsonbValue;
 extern Datum PgpolyJsonbFromText(const char *json, int len);
+extern Datum PgpolyJsonbFromStore(const char *json, size_t len, List **nuls);
+extern bool PgpolyJsonNulAt(List *nuls, const char *path);
+extern void PgpolyJsonNulError(const char *what, const char *field,
+							   PgpolyConv *conv) pg_attribute_noreturn();
 extern char *PgpolyJsonbFieldText(Datum jsonb, const char *field,
-								  bool to_array);
+								  bool to_array, size_t *len);
 extern void PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid,
 								  bool isnull);
+extern void PgpolyJsonbValue(struct JsonbValue *jv, Datum value, Oid typid,
+							 bool isnull);
+extern void PgpolyJsonEscape(StringInfo buf, const char *s, size_t len);
 
 /* jansson documents owned by a memory context (freed with it, on any path) */
 struct json_t;
