@@ -193,7 +193,8 @@ detect_version(PgpolyConnection *conn, ElasticHandle *h)
 }
 
 /*
- * PgpolyStore.connect: open the HTTP client and detect the version.  Until
+ * PgpolyStore.connect: open the HTTP client and detect the version (after,
+ * under the trust rule, checking that GET / needs a credential).  Until
  * the handle is returned the cache does not own it: free it on error.
  */
 static void *
@@ -208,6 +209,8 @@ elastic_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user
 	h->http = PgpolyHttpOpen(&cfg);
 	PG_TRY();
 	{
+		if (user && PgpolyMustProveCredential(user))
+			PgpolyHttpCheckCredentialAsked(conn, h->http, "/");
 		detect_version(conn, h);
 	}
 	PG_CATCH();

@@ -71,7 +71,11 @@ VectorServerProvider(ForeignServer *server)
 	return strcmp(name, VectorQdrant.name) == 0 ? &VectorQdrant : &VectorChroma;
 }
 
-/* PgpolyStore.connect: set up the HTTP client; no network I/O yet. */
+/*
+ * PgpolyStore.connect: set up the HTTP client.  No network I/O, except,
+ * under the trust rule, checking that listing the collections needs a
+ * credential.
+ */
 static void *
 service_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
 {
@@ -92,15 +96,20 @@ service_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user
 	PG_TRY();
 	{
 		vc->http = PgpolyHttpOpen(&cfg);
+		strlcpy(conn->target, PgpolyHttpBaseUrl(vc->http), sizeof(conn->target));
+		if (user && PgpolyMustProveCredential(user))
+			PgpolyHttpCheckCredentialAsked(conn, vc->http,
+										   psprintf("%s/collections", vc->base));
 	}
 	PG_CATCH();
 	{
+		conn->busy = false;
+		PgpolyHttpClose(vc->http);
 		MemoryContextDelete(vc->cxt);
 		pfree(vc);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	strlcpy(conn->target, PgpolyHttpBaseUrl(vc->http), sizeof(conn->target));
 	return vc;
 }
 

@@ -15,10 +15,13 @@
  * The trust rule is enforced here, for every store, before a connection is
  * opened or handed out again: a non-superuser needs a user mapping with a
  * credential (a secret option of the store) unless a superuser waived it
- * with password_required 'false'.  A cached connection carries no
- * authority of its own: the check is made for the user asking each time, so
- * one opened for a superuser is never reused by a role that SET ROLE made
- * current.
+ * with password_required 'false'; and the store's connect() checks that
+ * the store asked for that credential (PgpolyMustProveCredential), as
+ * postgres_fdw checks that the server used the password.  A cached
+ * connection carries no authority of its own: the check is made for the
+ * user asking each time, so one opened for a superuser is never reused by
+ * a role that SET ROLE made current, and a reconnection uses the mapping
+ * the connection is for, never another one of the same user.
  *
  * pgpoly.connections() and pgpoly.disconnect() expose the cache to SQL.
  *
@@ -192,6 +195,38 @@ check_trust(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
 					   names.data, role),
 			 errhint("Add option %s to the user mapping of role \"%s\", or have a superuser set password_required 'false' on it.",
 					 names.data, role)));
+}
+
+/*
+ * Whether the store must show, when it connects for user, that it asked
+ * for the credential (postgres_fdw's PQconnectionUsedPassword() check):
+ * true for a non-superuser whose mapping does not waive the trust rule.
+ * A credential the store never checks proves nothing: without this, a
+ * made-up password would open a Redis on 127.0.0.1 that has no AUTH.
+ */
+bool
+PgpolyMustProveCredential(UserMapping *user)
+{
+	return !superuser_arg(user->userid) &&
+		PgpolyGetBoolOption(user->options, "password_required", true);
+}
+
+/*
+ * ERROR from a store's connect(): the store answered how (e.g. "PING
+ * without AUTH") without asking for the credential of the user mapping,
+ * so PgpolyMustProveCredential() users may not use it.  The reply itself
+ * is never quoted: the store may be any service the server can reach.
+ */
+void
+PgpolyCredentialNotRequested(PgpolyConnection *conn, const char *how)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+			 errmsg("server \"%s\" at %s does not ask for a credential",
+					conn->servername, conn->target),
+			 errdetail("Non-superusers may only use a store that authenticates them, and it answered %s.",
+					   how),
+			 errhint("Enable authentication on the store, or have a superuser set password_required 'false' on the user mapping.")));
 }
 
 /* Remember that this transaction used conn. */

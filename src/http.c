@@ -62,10 +62,12 @@ struct PgpolyHttp
 	int			nurls;
 	int			current;		/* URL that answered last */
 	struct curl_slist *headers; /* fixed headers (auth, accept) */
+	int			nauth;			/* the first nauth headers carry credentials */
 	char	   *username;
 	char	   *password;
 	char	   *ca_file;
 	bool		verify_tls;
+	bool		anonymous;		/* send no credential (the trust rule's probe) */
 
 	/* filled by the callbacks during one transfer */
 	curl_socket_t socks[MAX_SOCKETS];
@@ -220,6 +222,7 @@ PgpolyHttpOpen(const PgpolyHttpConfig *cfg)
 	remember_secrets(h, cfg);
 	foreach(lc, cfg->headers)
 		h->headers = curl_slist_append(h->headers, lfirst(lc));
+	h->nauth = list_length(cfg->headers);
 	h->headers = curl_slist_append(h->headers, "Accept: application/json");
 	/* No "Expect: 100-continue" round trip before larger request bodies. */
 	h->headers = curl_slist_append(h->headers, "Expect:");
@@ -561,7 +564,7 @@ prepare(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, h->verify_tls ? 2L : 0L);
 	if (h->ca_file)
 		curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
-	if (h->username)
+	if (h->username && !h->anonymous)
 	{
 		curl_easy_setopt(e, CURLOPT_USERNAME, h->username);
 		curl_easy_setopt(e, CURLOPT_PASSWORD, h->password ? h->password : "");
@@ -715,11 +718,13 @@ PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 	struct curl_slist *headers = NULL;
 	int			attempt = 0;
 	int			tried_urls = 0;
+	int			n = 0;
 
 	h->conn = conn;
 	PgpolyBeginRequest(conn);
 	for (struct curl_slist *s = h->headers; s; s = s->next)
-		headers = curl_slist_append(headers, s->data);
+		if (!h->anonymous || n++ >= h->nauth)
+			headers = curl_slist_append(headers, s->data);
 	if (body)
 		headers = curl_slist_append(headers, psprintf("Content-Type: %s",
 													  content_type ? content_type : "application/json"));
@@ -765,4 +770,35 @@ PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 		memcpy(resp->body, h->body, h->len);
 	resp->body[h->len] = '\0';
 	PgpolyEndRequest(conn);
+}
+
+/*
+ * The trust rule's proof for an HTTP store (see PgpolyMustProveCredential):
+ * GET path (relative to the base URL) sent without any credential must be
+ * refused with 401 or 403, else the service does not ask for the user
+ * mapping's credential and PgpolyCredentialNotRequested() raises.  For a
+ * store's connect(); nothing the service answered is quoted, so the probe
+ * cannot read a service that the database server can reach but the user
+ * cannot.
+ */
+void
+PgpolyHttpCheckCredentialAsked(PgpolyConnection *conn, PgpolyHttp *h,
+							   const char *path)
+{
+	PgpolyHttpResponse resp;
+
+	h->anonymous = true;
+	PG_TRY();
+	{
+		PgpolyHttpRequest(conn, h, "GET", path, NULL, 0, NULL, 2, &resp);
+	}
+	PG_FINALLY();
+	{
+		h->anonymous = false;
+	}
+	PG_END_TRY();
+	if (resp.status != 401 && resp.status != 403)
+		PgpolyCredentialNotRequested(conn,
+									 psprintf("HTTP %ld to GET %s without credentials",
+											  resp.status, path));
 }

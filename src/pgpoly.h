@@ -16,8 +16,9 @@
  *	- Secrets live only in user mapping options and never reach EXPLAIN,
  *	  error messages or logs.
  *	- No connection is opened or handed out to a non-superuser whose user
- *	  mapping carries no credential, unless a superuser set the mapping's
- *	  password_required 'false' (the trust rule, as postgres_fdw's).
+ *	  mapping carries no credential, or to a store that does not ask for
+ *	  it, unless a superuser set the mapping's password_required 'false'
+ *	  (the trust rule, as postgres_fdw's).
  *
  * src/pgpoly.h
  *
@@ -123,8 +124,10 @@ struct PgpolyConnection;
  * What a store tells the core about itself.  options is its option table:
  * its secret options are the credentials the trust rule looks for in a
  * user mapping.  connect() opens a connection (it must use
- * PgpolyWaitSocket for every wait and ereport on failure) and returns the
- * store's handle; disconnect() closes it and must not ereport.  flush()
+ * PgpolyWaitSocket for every wait and ereport on failure; when
+ * PgpolyMustProveCredential(user), it must first check that the store
+ * refuses a request without the credential, else call
+ * PgpolyCredentialNotRequested) and returns the store's handle; disconnect() closes it and must not ereport.  flush()
  * sends the transaction's buffered writes (their payloads, in write order,
  * on a connected handle) at pre-commit, and ereports on any failure so
  * that COMMIT fails.
@@ -170,6 +173,9 @@ extern PgpolyConnection *PgpolyGetConnection(const PgpolyStore *store,
 											 ForeignServer *server,
 											 UserMapping *user);
 extern UserMapping *PgpolyGetUserMapping(Oid userid, Oid serverid);
+extern bool PgpolyMustProveCredential(UserMapping *user);
+extern void PgpolyCredentialNotRequested(PgpolyConnection *conn,
+										 const char *how);
 extern void PgpolyEnsureConnected(PgpolyConnection *conn);
 extern void PgpolyBeginRequest(PgpolyConnection *conn);
 extern void PgpolyEndRequest(PgpolyConnection *conn);
@@ -202,7 +208,8 @@ typedef struct PgpolyHttpConfig
 	List	   *urls;			/* char *: base URLs, failover order */
 	const char *username;		/* basic auth, or NULL */
 	const char *password;
-	List	   *headers;		/* char *: "Name: value" (e.g. API key) */
+	List	   *headers;		/* char *: "Name: value" carrying credentials
+								 * (an API key) */
 	List	   *secrets;		/* char *: never quoted (PgpolyHttpExcerpt) */
 	const char *ca_file;
 	bool		verify_tls;
@@ -229,6 +236,8 @@ extern void PgpolyCheckUrls(const char *option, const char *value,
 extern List *PgpolyServerUrls(ForeignServer *server, const char *dflt);
 extern char *PgpolyHttpExcerpt(PgpolyConnection *conn, const char *text,
 							   size_t len);
+extern void PgpolyHttpCheckCredentialAsked(PgpolyConnection *conn,
+										   PgpolyHttp *h, const char *path);
 
 /* ----------------------------------------------------------------
  *		Transaction write buffer (xact.c)
