@@ -98,8 +98,7 @@ enum ElasticPrivate
 	EPRIV_FLAGS,				/* Integer: EFLAG_* */
 	EPRIV_LIMIT,				/* Integer: rows to fetch, -1 */
 	EPRIV_PUSHED,				/* String: pushed clauses, deparsed */
-	EPRIV_RELID,				/* Integer: foreign table OID */
-	EPRIV_USERID				/* Integer: user for the mapping */
+	EPRIV_RELID					/* Integer: foreign table OID */
 };
 
 #define EMODE_SCAN	0
@@ -556,7 +555,6 @@ count_plan(RelOptInfo *foreignrel, List *tlist, Plan *outer_plan)
 	priv = lappend(priv, makeInteger(-1));
 	priv = lappend(priv, makeString(""));
 	priv = lappend(priv, makeInteger(ri->tbl->relid));
-	priv = lappend(priv, makeInteger(ri->userid));
 	return make_foreignscan(tlist, NIL, 0, ri->exprs, priv, tlist, NIL, outer_plan);
 }
 
@@ -605,7 +603,6 @@ elasticGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 	priv = lappend(priv, lsecond(best_path->fdw_private));
 	priv = lappend(priv, makeString(deparse_pushed(root, baserel, ri->remote)));
 	priv = lappend(priv, makeInteger(foreigntableid));
-	priv = lappend(priv, makeInteger(ri->userid));
 	return make_foreignscan(tlist, local, baserel->relid, ri->exprs, priv, NIL,
 							recheck, outer_plan);
 }
@@ -637,8 +634,16 @@ elasticBeginForeignScan(ForeignScanState *node, int eflags)
 	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
 	ElasticScanState *st = palloc0(sizeof(ElasticScanState));
 	Oid			relid = intVal(list_nth(fs->fdw_private, EPRIV_RELID));
-	Oid			userid = intVal(list_nth(fs->fdw_private, EPRIV_USERID));
+	Index		rti = fs->scan.scanrelid > 0 ? fs->scan.scanrelid :
+		bms_next_member(fs->fs_relids, -1);
+	Oid			userid;
 
+	/*
+	 * The user mapping is the executing user's, as the executor checks
+	 * privileges (postgres_fdw): a cached plan may have been made for
+	 * another role.  A count has no scanrelid: its one base relation.
+	 */
+	userid = PgpolyRteUser(exec_rt_fetch(rti, node->ss.ps.state));
 	node->fdw_state = st;
 	st->mode = intVal(list_nth(fs->fdw_private, EPRIV_MODE));
 	spec_from_private(&st->spec, fs->fdw_private);
