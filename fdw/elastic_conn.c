@@ -629,6 +629,33 @@ ElasticSendQueuedCloses(PgpolyConnection *conn)
  * ----------------------------------------------------------------
  */
 
+/*
+ * ERROR unless method is an HTTP token and path a request target without
+ * spaces or control bytes: both go into the request line as they are
+ * (libcurl sends a custom method verbatim), and a CR or LF there would
+ * smuggle headers or a second request past the validated URL.
+ */
+static void
+check_request_line(const char *method, const char *path)
+{
+	if (method[0] == '\0' || strspn(method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+									 "abcdefghijklmnopqrstuvwxyz0123456789"
+									 "!#$%&'*+-.^_`|~") != strlen(method))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("method must be an HTTP method name such as GET, PUT or DELETE")));
+	if (path[0] != '/')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("path must start with \"/\"")));
+	for (const char *p = path; *p; p++)
+		if ((unsigned char) *p <= ' ' || *p == '\x7f')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("path must not contain spaces or control characters"),
+					 errhint("Percent-encode them, e.g. %%20 for a space.")));
+}
+
 PG_FUNCTION_INFO_V1(pgpoly_elastic_request);
 
 /*
@@ -665,10 +692,7 @@ pgpoly_elastic_request(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" does not use the pgpoly_elastic wrapper",
 						server->servername)));
-	if (path[0] != '/')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("path must start with \"/\"")));
+	check_request_line(method, path);
 	PgpolyCheckServerUsage(server);
 	conn = PgpolyGetConnection(&ElasticStore, server,
 							   PgpolyGetUserMapping(GetUserId(), server->serverid));
