@@ -234,6 +234,9 @@ extern int	RedisStateRowCount(RedisTable *tbl, RedisKeyState *st);
 extern void RedisStateRow(RedisScan *scan, RedisKeyState *st, int item,
 						  Datum *values, bool *nulls);
 
+/* redis_fdw.c */
+extern bool RedisIsRedisTable(Oid relid);
+
 /* redis_fdw.c, for redis_join.c */
 extern bool RedisIsRedisRel(RelOptInfo *rel);
 extern RedisTable *RedisRelTable(RelOptInfo *rel);

@@ -6,7 +6,8 @@
  * Each store's FDW callbacks differ in what they push down and send; the
  * pieces here are the same for all of them: whose user mapping a scan uses,
  * checking a SQL function's caller's SELECT privilege as a query would
- * (or USAGE on a server, for a function that names one),
+ * (or USAGE on a server, for a function that names one), recognising a
+ * store's foreign tables,
  * looking through binary-compatible casts, showing pushed clauses in
  * EXPLAIN, recognising columns and run-time constants in clauses, which
  * columns an UPDATE assigns, when INSERT may be batched, and
@@ -23,6 +24,7 @@
 #include "access/sysattr.h"
 #include "catalog/pg_foreign_server.h"
 #include "executor/executor.h"
+#include "foreign/fdwapi.h"
 #include "foreign/foreign.h"
 #include "miscadmin.h"
 #include "nodes/execnodes.h"
@@ -110,6 +112,20 @@ PgpolyCheckServerUsage(ForeignServer *server)
 #endif
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, server->servername);
+}
+
+/*
+ * Whether relid is a foreign table whose wrapper's handler plans with
+ * relsize (a store's GetForeignRelSize): false for any other relation or
+ * an unused OID.  For SQL functions given a regclass, so that the wrong
+ * kind of table is a clear error and never a catalog lookup failure.
+ */
+bool
+PgpolyIsForeignTableOf(Oid relid, GetForeignRelSize_function relsize)
+{
+	if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE)
+		return false;
+	return GetFdwRoutineByRelId(relid)->GetForeignRelSize == relsize;
 }
 
 /* n without binary-compatible casts on top (varchar -> text). */

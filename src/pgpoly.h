@@ -90,6 +90,10 @@ struct TupleTableSlot;
 extern Oid	PgpolyRteUser(struct RangeTblEntry *rte);
 extern void PgpolyCheckSelect(Oid relid, Bitmapset *attnums);
 extern void PgpolyCheckServerUsage(ForeignServer *server);
+extern bool PgpolyIsForeignTableOf(Oid relid,
+								   void (*relsize) (struct PlannerInfo *root,
+													struct RelOptInfo *baserel,
+													Oid foreigntableid));
 extern Node *PgpolyStripRelabel(Node *n);
 extern AttrNumber PgpolyColumnOf(Node *n, struct RelOptInfo *baserel);
 extern bool PgpolyIsScanConstant(Node *expr);
