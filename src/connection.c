@@ -305,9 +305,38 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 }
 
 /*
+ * The user mapping conn is for (its key), as it is now, seen as the user
+ * conn was last handed out for.  Never another mapping of that user (one
+ * created since, in place of PUBLIC's): every later user of this cache
+ * entry would share its credential.  ERROR if the mapping was dropped.
+ */
+static UserMapping *
+mapping_of(PgpolyConnection *conn)
+{
+	HeapTuple	tp;
+	Oid			umuser;
+	UserMapping *um;
+
+	if (!OidIsValid(conn->key.umid))
+		return no_mapping(conn->userid, conn->key.serverid);
+	tp = SearchSysCache1(USERMAPPINGOID, ObjectIdGetDatum(conn->key.umid));
+	if (!HeapTupleIsValid(tp))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the user mapping of a connection to server \"%s\" was dropped",
+						conn->servername),
+				 errhint("Run the statement again.")));
+	umuser = ((Form_pg_user_mapping) GETSTRUCT(tp))->umuser;
+	ReleaseSysCache(tp);
+	um = GetUserMapping(umuser, conn->key.serverid);	/* umuser 0: PUBLIC */
+	um->userid = conn->userid;
+	return um;
+}
+
+/*
  * Make conn usable for a new request: if its handle was closed (by
  * pgpoly.disconnect(), an invalidation or an error) or broke, open a new
- * one, with the mapping as it is now (the trust rule is checked again for
+ * one, with its mapping as it is now (the trust rule is checked again for
  * the user conn was last handed out for).  Stores call this before every
  * request, so a scan or cursor that holds the entry across such an event
  * reconnects instead of using a dead handle.  Must not be called in the
@@ -323,9 +352,7 @@ PgpolyEnsureConnected(PgpolyConnection *conn)
 		return;
 	close_handle(conn);
 	server = GetForeignServer(conn->key.serverid);
-	user = OidIsValid(conn->key.umid) ?
-		PgpolyGetUserMapping(conn->userid, conn->key.serverid) :
-		no_mapping(conn->userid, conn->key.serverid);
+	user = mapping_of(conn);
 	check_trust(conn->store, server, user);
 	conn->handle = conn->store->connect(conn, server, user);
 }
