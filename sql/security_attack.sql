@@ -225,6 +225,30 @@ DROP FOREIGN TABLE regress_att_rp_t;
 DROP SERVER regress_att_rp CASCADE;
 
 --
+-- 7. A credential in a URL, seen by libcurl but not by a naive split of
+-- the authority: libcurl skips a third slash, so "http:///user:pw@host"
+-- has a user and password.  Refused like "http://user:pw@host", never
+-- quoted (it was accepted, and its password was in every message naming
+-- the server's URL).
+--
+SELECT w, u, regress_att_try(format(
+         'CREATE SERVER regress_att_url FOREIGN DATA WRAPPER %I OPTIONS (url %L)', w, u))
+FROM unnest(ARRAY['pgpoly_elastic', 'pgpoly_vector']) w,
+     unnest(ARRAY['http:///alice:hunter2@127.0.0.1:9',
+                  'https:///alice@127.0.0.1:9',
+                  'http://127.0.0.1:9, http:///:hunter2@127.0.0.1:9',
+                  'http://127.0.0.1:9\@example.com',
+                  'http://;auth=hunter2@127.0.0.1:9']) u
+ORDER BY w, u;
+-- A catalog row written behind the validator's back is refused when used.
+CREATE SERVER regress_att_url FOREIGN DATA WRAPPER pgpoly_elastic
+  OPTIONS (url 'http://127.0.0.1:9');
+UPDATE pg_foreign_server SET srvoptions = ARRAY['url=http:///alice:hunter2@127.0.0.1:9']
+WHERE srvname = 'regress_att_url';
+SELECT regress_att_try($$SELECT pgpoly.elastic_request('regress_att_url', 'GET', '/')$$);
+DROP SERVER regress_att_url;
+
+--
 -- Clean up.
 --
 SELECT pgpoly.elastic_request('regress_att_es', 'DELETE', '/regress_att_docs') IS NOT NULL AS cleaned;

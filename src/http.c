@@ -331,26 +331,26 @@ url_scheme(const char *url)
 	return strncmp(url + n, "://", 3) == 0 ? pnstrdup(url, n) : NULL;
 }
 
-/*
- * Whether url's authority (between "://" and the path) holds a user name,
- * a password or login options: anything before an '@'.
- */
+/* Whether libcurl found part in the URL u parsed (e.g. a user name). */
 static bool
-url_has_userinfo(const char *url)
+url_has_part(CURLU *u, CURLUPart part)
 {
-	const char *auth = strstr(url, "://");
+	char	   *v = NULL;
 
-	if (auth == NULL)
-		return strchr(url, '@') != NULL;
-	auth += 3;
-	return memchr(auth, '@', strcspn(auth, "/?#")) != NULL;
+	if (curl_url_get(u, part, &v, 0) != CURLUE_OK)
+		return false;
+	curl_free(v);
+	return true;
 }
 
 /*
- * Check one base URL (the n-th of the option).  It must be http or https,
- * parse as libcurl parses it, and carry no credentials (they belong in the
- * user mapping), query or fragment (request paths are appended to it).
- * The problem never quotes the URL, which may hold a password.
+ * Check one base URL (the n-th of the option).  It must be http or https
+ * and carry no credentials (they belong in the user mapping), query or
+ * fragment (request paths are appended to it).  The parts are those
+ * libcurl's own parser finds with the flags CURLOPT_URL uses, never a
+ * reading of our own: "http:///user:pw@host" has an empty authority to a
+ * naive split but a user and password to libcurl.  The problem never
+ * quotes the URL, which may hold a password.
  */
 static UrlProblem
 url_problem(const char *url, int n)
@@ -368,30 +368,30 @@ url_problem(const char *url, int n)
 			psprintf("URL %d does not start with http:// or https://.", n);
 		return p;
 	}
-	if (url_has_userinfo(url))
-	{
-		p.what = "a URL must not contain credentials";
-		p.detail = psprintf("URL %d has a user name or password before its host.", n);
-		return p;
-	}
-	if (strpbrk(url, "?#") != NULL)
-	{
-		p.what = "a base URL must not have a query or fragment";
-		p.detail = psprintf("URL %d has one; request paths are appended to it.", n);
-		return p;
-	}
 	u = curl_url();
 	if (u == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory parsing a URL")));
-	rc = curl_url_set(u, CURLUPART_URL, url, 0);
-	curl_url_cleanup(u);
+	rc = curl_url_set(u, CURLUPART_URL, url,
+					  CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME);
 	if (rc != CURLUE_OK)
 	{
 		p.what = "not a valid URL";
 		p.detail = psprintf("URL %d: %s.", n, curl_url_strerror(rc));
 	}
+	else if (url_has_part(u, CURLUPART_USER) || url_has_part(u, CURLUPART_PASSWORD) ||
+			 url_has_part(u, CURLUPART_OPTIONS))
+	{
+		p.what = "a URL must not contain credentials";
+		p.detail = psprintf("URL %d has a user name or password before its host.", n);
+	}
+	else if (strpbrk(url, "?#") != NULL)
+	{
+		p.what = "a base URL must not have a query or fragment";
+		p.detail = psprintf("URL %d has one; request paths are appended to it.", n);
+	}
+	curl_url_cleanup(u);
 	return p;
 }
 
@@ -549,6 +549,7 @@ prepare(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_DISALLOW_USERNAME_IN_URL, 1L);
 	/* An announced Content-Length above the bound fails before the body. */
 	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) PGPOLY_MAX_RESPONSE_BYTES);
 	curl_easy_setopt(e, CURLOPT_URL, url);
