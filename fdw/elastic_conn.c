@@ -103,7 +103,11 @@ ElasticGetConnection(ElasticTable *tbl)
 	return conn;
 }
 
-/* The HTTP client configuration from server and user mapping options. */
+/*
+ * The HTTP client configuration from server and user mapping options.
+ * Under the trust rule, each URL must first refuse GET / without
+ * credentials.
+ */
 static void
 http_config(ForeignServer *server, UserMapping *user, PgpolyHttpConfig *cfg)
 {
@@ -119,6 +123,8 @@ http_config(ForeignServer *server, UserMapping *user, PgpolyHttpConfig *cfg)
 		cfg->headers = list_make1(psprintf("Authorization: ApiKey %s", api_key));
 	cfg->ca_file = PgpolyGetOption(server->options, "ca_file", NULL);
 	cfg->verify_tls = PgpolyGetBoolOption(server->options, "verify_tls", true);
+	if (user && PgpolyMustProveCredential(user))
+		cfg->probe_path = "/";
 }
 
 /* Parse "major.minor..." into h; false if it is not a version number. */
@@ -193,8 +199,7 @@ detect_version(PgpolyConnection *conn, ElasticHandle *h)
 }
 
 /*
- * PgpolyStore.connect: open the HTTP client and detect the version (after,
- * under the trust rule, checking that GET / needs a credential).  Until
+ * PgpolyStore.connect: open the HTTP client and detect the version.  Until
  * the handle is returned the cache does not own it: free it on error.
  */
 static void *
@@ -209,8 +214,6 @@ elastic_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user
 	h->http = PgpolyHttpOpen(&cfg);
 	PG_TRY();
 	{
-		if (user && PgpolyMustProveCredential(user))
-			PgpolyHttpCheckCredentialAsked(conn, h->http, "/");
 		detect_version(conn, h);
 	}
 	PG_CATCH();

@@ -72,9 +72,9 @@ VectorServerProvider(ForeignServer *server)
 }
 
 /*
- * PgpolyStore.connect: set up the HTTP client.  No network I/O, except,
- * under the trust rule, checking that listing the collections needs a
- * credential.
+ * PgpolyStore.connect: set up the HTTP client; no network I/O yet.  Under
+ * the trust rule, each URL must first refuse to list the collections
+ * without credentials.
  */
 static void *
 service_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
@@ -93,23 +93,20 @@ service_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user
 	vc->cxt = AllocSetContextCreate(TopMemoryContext, "pgpoly vector collections",
 									ALLOCSET_SMALL_SIZES);
 	vc->base = MemoryContextStrdup(vc->cxt, base);
+	if (user && PgpolyMustProveCredential(user))
+		cfg.probe_path = psprintf("%s/collections", base);
 	PG_TRY();
 	{
 		vc->http = PgpolyHttpOpen(&cfg);
-		strlcpy(conn->target, PgpolyHttpBaseUrl(vc->http), sizeof(conn->target));
-		if (user && PgpolyMustProveCredential(user))
-			PgpolyHttpCheckCredentialAsked(conn, vc->http,
-										   psprintf("%s/collections", vc->base));
 	}
 	PG_CATCH();
 	{
-		conn->busy = false;
-		PgpolyHttpClose(vc->http);
 		MemoryContextDelete(vc->cxt);
 		pfree(vc);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	strlcpy(conn->target, PgpolyHttpBaseUrl(vc->http), sizeof(conn->target));
 	return vc;
 }
 

@@ -62,12 +62,13 @@ struct PgpolyHttp
 	int			nurls;
 	int			current;		/* URL that answered last */
 	struct curl_slist *headers; /* fixed headers (auth, accept) */
-	int			nauth;			/* the first nauth headers carry credentials */
+	struct curl_slist *anon_headers;	/* the same without credentials */
 	char	   *username;
 	char	   *password;
 	char	   *ca_file;
 	bool		verify_tls;
-	bool		anonymous;		/* send no credential (the trust rule's probe) */
+	char	   *probe_path;		/* PgpolyHttpConfig.probe_path */
+	bool	   *proven;			/* per URL: the probe was refused there */
 
 	/* filled by the callbacks during one transfer */
 	curl_socket_t socks[MAX_SOCKETS];
@@ -219,16 +220,19 @@ PgpolyHttpOpen(const PgpolyHttpConfig *cfg)
 	h->ca_file = top_strdup(cfg->ca_file);
 	h->verify_tls = cfg->verify_tls;
 	h->timer_ms = -1;
+	h->probe_path = top_strdup(cfg->probe_path);
+	h->proven = MemoryContextAllocZero(TopMemoryContext, sizeof(bool) * h->nurls);
 	remember_secrets(h, cfg);
 	foreach(lc, cfg->headers)
 		h->headers = curl_slist_append(h->headers, lfirst(lc));
-	h->nauth = list_length(cfg->headers);
 	h->headers = curl_slist_append(h->headers, "Accept: application/json");
 	/* No "Expect: 100-continue" round trip before larger request bodies. */
 	h->headers = curl_slist_append(h->headers, "Expect:");
+	h->anon_headers = curl_slist_append(NULL, "Accept: application/json");
 	h->multi = curl_multi_init();
 	h->easy = curl_easy_init();
-	if (h->multi == NULL || h->easy == NULL || h->headers == NULL)
+	if (h->multi == NULL || h->easy == NULL || h->headers == NULL ||
+		h->anon_headers == NULL)
 	{
 		PgpolyHttpClose(h);
 		ereport(ERROR,
@@ -263,6 +267,7 @@ PgpolyHttpClose(PgpolyHttp *h)
 	if (h->multi)
 		curl_multi_cleanup(h->multi);
 	curl_slist_free_all(h->headers);
+	curl_slist_free_all(h->anon_headers);
 	free(h->body);
 	for (int i = 0; i < h->nurls; i++)
 		pfree(h->urls[i]);
@@ -273,6 +278,10 @@ PgpolyHttpClose(PgpolyHttp *h)
 		pfree(h->password);
 	if (h->ca_file)
 		pfree(h->ca_file);
+	if (h->probe_path)
+		pfree(h->probe_path);
+	if (h->proven)
+		pfree(h->proven);
 	for (int i = 0; i < h->nsecrets; i++)
 		pfree(h->secrets[i]);
 	if (h->secrets)
@@ -531,11 +540,11 @@ PgpolyHttpBaseUrl(PgpolyHttp *h)
 	return h->urls[h->current];
 }
 
-/* Set the easy handle up for one request. */
+/* Set the easy handle up for one request (anonymous: without basic auth). */
 static void
 prepare(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 		const char *url, const char *body, size_t len,
-		struct curl_slist *headers)
+		struct curl_slist *headers, bool anonymous)
 {
 	CURL	   *e = h->easy;
 
@@ -565,7 +574,7 @@ prepare(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, h->verify_tls ? 2L : 0L);
 	if (h->ca_file)
 		curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
-	if (h->username && !h->anonymous)
+	if (h->username && !anonymous)
 	{
 		curl_easy_setopt(e, CURLOPT_USERNAME, h->username);
 		curl_easy_setopt(e, CURLOPT_PASSWORD, h->password ? h->password : "");
@@ -701,12 +710,34 @@ backoff(int attempt, TimestampTz deadline)
 }
 
 /*
+ * The trust rule's check of a URL (PgpolyHttpConfig.probe_path): the
+ * service answered status to GET probe_path sent without any credential.
+ * Only a refusal (401 or 403) shows that it asks for the user mapping's
+ * credential; anything else raises, never quoting what it answered: the
+ * service may be anything the database server can reach.
+ */
+static void
+check_refused(PgpolyConnection *conn, PgpolyHttp *h, long status)
+{
+	if (status != 401 && status != 403)
+	{
+		snprintf(conn->target, sizeof(conn->target), "%s", h->urls[h->current]);
+		PgpolyCredentialNotRequested(conn,
+									 psprintf("HTTP %ld to GET %s without credentials",
+											  status, h->probe_path));
+	}
+	h->proven[h->current] = true;
+}
+
+/*
  * Send method path (relative to the base URL) with an optional body
  * (JSON unless content_type says otherwise) and return the response in
  * *resp (body palloc'd and NUL-terminated).  Connection failures fail over
  * to the next URL; with retries > 0, 429/502/503 are retried with backoff.
  * Any HTTP status but a redirect (an ERROR: never followed) is returned to
- * the caller; failures below HTTP ERROR.
+ * the caller; failures below HTTP ERROR.  With a probe_path, the first
+ * request to each URL is that check (check_refused), whichever URL a
+ * failover reaches.
  * The whole exchange is one request on conn (see PgpolyBeginRequest).
  */
 void
@@ -719,13 +750,11 @@ PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 	struct curl_slist *headers = NULL;
 	int			attempt = 0;
 	int			tried_urls = 0;
-	int			n = 0;
 
 	h->conn = conn;
 	PgpolyBeginRequest(conn);
 	for (struct curl_slist *s = h->headers; s; s = s->next)
-		if (!h->anonymous || n++ >= h->nauth)
-			headers = curl_slist_append(headers, s->data);
+		headers = curl_slist_append(headers, s->data);
 	if (body)
 		headers = curl_slist_append(headers, psprintf("Content-Type: %s",
 													  content_type ? content_type : "application/json"));
@@ -733,10 +762,13 @@ PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 	{
 		for (;;)
 		{
-			char	   *url = psprintf("%s%s", h->urls[h->current], path);
+			bool		probe = h->probe_path && !h->proven[h->current];
+			const char *m = probe ? "GET" : method;
+			const char *p = probe ? h->probe_path : path;
 			CURLcode	res;
 
-			prepare(conn, h, method, url, body, len, headers);
+			prepare(conn, h, m, psprintf("%s%s", h->urls[h->current], p),
+					probe ? NULL : body, len, probe ? h->anon_headers : headers, probe);
 			res = run_transfer(conn, h, deadline);
 			if (res != CURLE_OK && is_connect_failure(res) && ++tried_urls < h->nurls)
 			{
@@ -744,17 +776,19 @@ PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 				continue;
 			}
 			if (res != CURLE_OK)
-				transfer_error(conn, h, res, method, path);
+				transfer_error(conn, h, res, m, p);
 			curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &resp->status);
 			if (resp->status >= 300 && resp->status <= 399)
-				redirect_error(conn, h, resp->status, method, path);
+				redirect_error(conn, h, resp->status, m, p);
 			if ((resp->status == 429 || resp->status == 502 || resp->status == 503) &&
 				attempt++ < retries)
 			{
 				backoff(attempt, deadline);
 				continue;
 			}
-			break;
+			if (!probe)
+				break;
+			check_refused(conn, h, resp->status);
 		}
 	}
 	PG_CATCH();
@@ -771,35 +805,4 @@ PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 		memcpy(resp->body, h->body, h->len);
 	resp->body[h->len] = '\0';
 	PgpolyEndRequest(conn);
-}
-
-/*
- * The trust rule's proof for an HTTP store (see PgpolyMustProveCredential):
- * GET path (relative to the base URL) sent without any credential must be
- * refused with 401 or 403, else the service does not ask for the user
- * mapping's credential and PgpolyCredentialNotRequested() raises.  For a
- * store's connect(); nothing the service answered is quoted, so the probe
- * cannot read a service that the database server can reach but the user
- * cannot.
- */
-void
-PgpolyHttpCheckCredentialAsked(PgpolyConnection *conn, PgpolyHttp *h,
-							   const char *path)
-{
-	PgpolyHttpResponse resp;
-
-	h->anonymous = true;
-	PG_TRY();
-	{
-		PgpolyHttpRequest(conn, h, "GET", path, NULL, 0, NULL, 2, &resp);
-	}
-	PG_FINALLY();
-	{
-		h->anonymous = false;
-	}
-	PG_END_TRY();
-	if (resp.status != 401 && resp.status != 403)
-		PgpolyCredentialNotRequested(conn,
-									 psprintf("HTTP %ld to GET %s without credentials",
-											  resp.status, path));
 }

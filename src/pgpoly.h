@@ -217,6 +217,10 @@ typedef struct PgpolyHttpConfig
 	List	   *secrets;		/* char *: never quoted (PgpolyHttpExcerpt) */
 	const char *ca_file;
 	bool		verify_tls;
+	const char *probe_path;		/* the trust rule: GET it without credentials
+								 * from each URL before its first request,
+								 * and go on only if that is refused (401,
+								 * 403); NULL: no check */
 } PgpolyHttpConfig;
 
 typedef struct PgpolyHttpResponse
@@ -240,8 +244,6 @@ extern void PgpolyCheckUrls(const char *option, const char *value,
 extern List *PgpolyServerUrls(ForeignServer *server, const char *dflt);
 extern char *PgpolyHttpExcerpt(PgpolyConnection *conn, const char *text,
 							   size_t len);
-extern void PgpolyHttpCheckCredentialAsked(PgpolyConnection *conn,
-										   PgpolyHttp *h, const char *path);
 
 /* ----------------------------------------------------------------
  *		Transaction write buffer (xact.c)

@@ -20,13 +20,16 @@ against the harness's open stores; this test shows what still works:
     X-Chroma-Token or api-key header; the requests after it do.
   * A service that answers 200 to anyone with a secret body (a cloud
     metadata endpoint): refused (2F003), and nothing of the body is in the
-    message: a non-superuser cannot read it through pgpoly.
+    message: a non-superuser cannot read it through pgpoly; also when it is
+    the second URL, reached by failover after a decoy first URL refused the
+    check and went away (each URL is checked before its first request).
 
 Superusers are never checked: their requests all carry the credential.
 """
 
 import json
 import os
+import socket
 
 import es_helper
 import pgtest
@@ -44,10 +47,12 @@ class Recorder:
     """HTTP/1.1 server recording requests.  With want (a header line): 401
     without it, else a store's answer: GET / as Elasticsearch, anything
     else 404 as Chroma would.  Without: 200 with a secret to anything (a
-    metadata endpoint anyone may read)."""
+    metadata endpoint anyone may read).  once: stop listening after the
+    first answer (a decoy that refuses the check, then goes away)."""
 
-    def __init__(self, want=None):
+    def __init__(self, want=None, once=False):
         self.want = want.lower().encode() if want else None
+        self.once = once
         self.requests = []      # (method, path, set of auth header names)
         self.server = pgtest.TcpServer(self._serve)
         self.url = "http://127.0.0.1:%d" % self.server.port
@@ -71,8 +76,18 @@ class Recorder:
             names = {h.split(b":")[0].strip().lower().decode() for h in headers}
             self.requests.append((method, path, names & set(AUTH_HEADERS)))
             status, body = self._answer(path, headers)
+            if self.once:
+                # Stop listening before answering, so that the next connect
+                # is refused (shutdown wakes the accepting thread; close
+                # alone may leave it accepting once more).
+                self.server.sock.shutdown(socket.SHUT_RDWR)
+                self.server.close()
             c.sendall(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
-                      b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body))
+                      b"Content-Length: %d\r\n%s\r\n%s"
+                      % (status, len(body),
+                         b"Connection: close\r\n" if self.once else b"", body))
+            if self.once:
+                return
 
 
 def test():
@@ -218,6 +233,20 @@ def run(db, redis, redis_open, es, rec_es, rec_vec, rec_qd, open_svc):
            "an open service as Elasticsearch", ("TOP-SECRET", "AKIA"))
     expect("SELECT * FROM att_open_t;", "2F003",
            "an open service as a vector store", ("TOP-SECRET", "AKIA"))
+
+    # A decoy refuses the check, then goes away: the request fails over to
+    # the next URL, which must be checked too (it answers anyone).
+    decoy = Recorder("X-Never: matched", once=True)
+    s.value("""
+        CREATE SERVER att_decoy FOREIGN DATA WRAPPER pgpoly_elastic
+            OPTIONS (url '%s, %s');
+        CREATE USER MAPPING FOR CURRENT_USER SERVER att_decoy
+            OPTIONS (api_key 'made-up');
+    """ % (decoy.url, open_svc.url))
+    expect("SELECT pgpoly.elastic_request('att_decoy', 'GET', '/');", "2F003",
+           "failover to a URL not checked", ("TOP-SECRET", "AKIA"))
+    check([q[:2] for q in decoy.requests] == [("GET", "/")],
+          "the decoy saw %s" % decoy.requests)
 
     # A superuser is not checked.
     s.value("RESET ROLE;")
