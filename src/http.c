@@ -41,6 +41,7 @@
 #include "common/base64.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 
 #include "pgpoly.h"
@@ -163,9 +164,44 @@ top_strdup(const char *s)
 	return s ? MemoryContextStrdup(TopMemoryContext, s) : NULL;
 }
 
+/* Keep s as a secret of h unless it is empty or kept already. */
+static void
+keep_secret(PgpolyHttp *h, const char *s)
+{
+	for (int i = 0; i < h->nsecrets; i++)
+		if (strcmp(h->secrets[i], s) == 0)
+			return;
+	if (s[0] != '\0')
+		h->secrets[h->nsecrets++] = top_strdup(s);
+}
+
+/*
+ * Keep secret s, and the forms a service echoing it in JSON text may give
+ * it: JSON-escaped (a quote, a backslash), and with "/" escaped as "\/"
+ * too, as some JSON encoders write it (API keys and basic-auth tokens are
+ * base64, which has "/").  h->secrets must have room for 3 more.
+ */
+static void
+keep_secret_forms(PgpolyHttp *h, const char *s)
+{
+	StringInfoData json;
+	StringInfoData slashes;
+
+	keep_secret(h, s);
+	initStringInfo(&json);
+	escape_json(&json, s);
+	json.data[json.len - 1] = '\0';	/* without the quotes */
+	keep_secret(h, json.data + 1);
+	initStringInfo(&slashes);
+	for (const char *p = json.data + 1; *p; p++)
+		appendStringInfoString(&slashes, *p == '/' ? "\\/" : (char[2]) {*p, 0});
+	keep_secret(h, slashes.data);
+}
+
 /*
  * Keep, in TopMemoryContext, what an excerpt must mask: cfg's secrets and
- * the basic-auth token libcurl sends (base64 of "username:password").
+ * the basic-auth token libcurl sends (base64 of "username:password"), in
+ * the forms keep_secret_forms() lists.
  */
 static void
 remember_secrets(PgpolyHttp *h, const PgpolyHttpConfig *cfg)
@@ -173,19 +209,19 @@ remember_secrets(PgpolyHttp *h, const PgpolyHttpConfig *cfg)
 	ListCell   *lc;
 
 	h->secrets = MemoryContextAlloc(TopMemoryContext,
-									sizeof(char *) * (list_length(cfg->secrets) + 1));
+									sizeof(char *) * 3 * (list_length(cfg->secrets) + 1));
 	foreach(lc, cfg->secrets)
-		h->secrets[h->nsecrets++] = top_strdup(lfirst(lc));
+		keep_secret_forms(h, lfirst(lc));
 	if (cfg->username)
 	{
 		char	   *pair = psprintf("%s:%s", cfg->username,
 									cfg->password ? cfg->password : "");
 		int			len = pg_b64_enc_len(strlen(pair));
-		char	   *token = MemoryContextAllocZero(TopMemoryContext, len + 1);
+		char	   *token = palloc0(len + 1);
 
 		if (pg_b64_encode(pair, strlen(pair), token, len) < 0)
 			elog(ERROR, "could not encode the basic-auth token");
-		h->secrets[h->nsecrets++] = token;
+		keep_secret_forms(h, token);
 	}
 }
 

@@ -27,6 +27,7 @@ against the harness's open stores; this test shows what still works:
 Superusers are never checked: their requests all carry the credential.
 """
 
+import base64
 import json
 import os
 import socket
@@ -40,6 +41,8 @@ ROLE = "fault_att_user_%d" % os.getpid()
 ES_ROOT = json.dumps({"name": "rec", "version": {"number": "8.11.0"},
                       "tagline": "You Know, for Search"}).encode()
 SECRET_BODY = b"TOP-SECRET-instance-credentials AKIAEXAMPLE"
+ECHO_KEY = 'key/with"quote\\and/slash'
+ECHO_PASSWORD = "pass/word??>"       # its basic-auth token holds a "/"
 AUTH_HEADERS = ("authorization", "x-chroma-token", "api-key")
 
 
@@ -58,6 +61,12 @@ class Recorder:
         self.url = "http://127.0.0.1:%d" % self.server.port
 
     def _answer(self, path, headers):
+        if self.want == b"echo":
+            # 400 with the request's headers as JSON, "/" escaped as "\/"
+            # (as PHP's json_encode does) and no "error" member.
+            pairs = [l.decode("latin-1").split(": ", 1) for l in headers if b": " in l]
+            h = dict(sorted(pairs, key=lambda kv: kv[0].lower() not in AUTH_HEADERS))
+            return 400, json.dumps({"echo": h}).replace("/", "\\/").encode()
         if self.want is None:
             return 200, SECRET_BODY
         if not any(h.lower() == self.want for h in headers):
@@ -127,6 +136,22 @@ def test():
     finally:
         pgtest.psql("DROP OWNED BY %s; DROP ROLE %s;" % (ROLE, ROLE), db=db)
     pgtest.check_pg_log(mark)
+
+
+def es_and_vector(s, name, url, opts):
+    """Servers NAME_es (pgpoly_elastic) and NAME_vec (pgpoly_vector, with
+    table NAME_t) at url, with user mappings of the current user (opts:
+    options of the Elasticsearch one; the vector one gets its api_key, or
+    none)."""
+    vec_opts = opts if opts.startswith("api_key") else "password_required 'true'"
+    s.value("""
+        CREATE SERVER %(n)s_es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '%(u)s');
+        CREATE USER MAPPING FOR CURRENT_USER SERVER %(n)s_es OPTIONS (%(o)s);
+        CREATE SERVER %(n)s_vec FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url '%(u)s');
+        CREATE USER MAPPING FOR CURRENT_USER SERVER %(n)s_vec OPTIONS (%(v)s);
+        CREATE FOREIGN TABLE %(n)s_t (id text, embedding real[]) SERVER %(n)s_vec
+            OPTIONS (collection 'c');
+    """ % {"n": name, "u": url, "o": opts, "v": vec_opts})
 
 
 def run(db, redis, redis_open, es, rec_es, rec_vec, rec_qd, open_svc):
@@ -217,18 +242,7 @@ def run(db, redis, redis_open, es, rec_es, rec_vec, rec_qd, open_svc):
                   ", ".join("%s %s" % q[:2] for q in rec.requests[1:])))
 
     # A service anyone may read: refused, and its answer is not quoted.
-    s.value("""
-        CREATE SERVER att_open_es FOREIGN DATA WRAPPER pgpoly_elastic
-            OPTIONS (url '%(u)s');
-        CREATE USER MAPPING FOR CURRENT_USER SERVER att_open_es
-            OPTIONS (api_key 'made-up');
-        CREATE SERVER att_open_vec FOREIGN DATA WRAPPER pgpoly_vector
-            OPTIONS (url '%(u)s');
-        CREATE USER MAPPING FOR CURRENT_USER SERVER att_open_vec
-            OPTIONS (api_key 'made-up');
-        CREATE FOREIGN TABLE att_open_t (id text, embedding real[])
-            SERVER att_open_vec OPTIONS (collection 'c');
-    """ % {"u": open_svc.url})
+    es_and_vector(s, "att_open", open_svc.url, "api_key 'made-up'")
     expect("SELECT pgpoly.elastic_request('att_open_es', 'GET', '/');", "2F003",
            "an open service as Elasticsearch", ("TOP-SECRET", "AKIA"))
     expect("SELECT * FROM att_open_t;", "2F003",
@@ -247,6 +261,29 @@ def run(db, redis, redis_open, es, rec_es, rec_vec, rec_qd, open_svc):
            "failover to a URL not checked", ("TOP-SECRET", "AKIA"))
     check([q[:2] for q in decoy.requests] == [("GET", "/")],
           "the decoy saw %s" % decoy.requests)
+
+    # A service echoing the request headers JSON-escaped: the credential is
+    # masked in that form too (a superuser's mapping: no check request).
+    echo = Recorder("echo")
+    s.value("RESET ROLE;")
+    es_and_vector(s, "att_echo", echo.url,
+                  "api_key '%s'" % ECHO_KEY.replace("'", "''"))
+    es_and_vector(s, "att_echo_basic", echo.url,
+                  "username 'u', password '%s'" % ECHO_PASSWORD)
+    basic = base64.b64encode(("u:" + ECHO_PASSWORD).encode()).decode()
+    for sql, what in (("SELECT pgpoly.elastic_request('att_echo_es', 'GET', '/');",
+                       "echo, Elasticsearch api_key"),
+                      ("SELECT pgpoly.elastic_request('att_echo_basic_es', 'GET', '/');",
+                       "echo, basic auth"),
+                      ("SELECT * FROM att_echo_t;", "echo, vector api_key")):
+        r = s.run(sql, timeout=60)
+        forms = [ECHO_KEY, basic]
+        forms += [json.dumps(f)[1:-1].replace("/", "\\/") for f in forms]
+        check(r.rc == 1 and "echo" in r.err and "********" in r.err,
+              "%s: want an error quoting the masked echo, got %s" % (what, r.err))
+        for f in forms:
+            check(f not in r.err, "%s: the credential leaked as %r: %s"
+                  % (what, f, r.err))
 
     # A superuser is not checked.
     s.value("RESET ROLE;")
