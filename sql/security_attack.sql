@@ -249,6 +249,27 @@ SELECT regress_att_try($$SELECT pgpoly.elastic_request('regress_att_url', 'GET',
 DROP SERVER regress_att_url;
 
 --
+-- 8. A connection opened without the check (for a superuser) is not
+-- handed to a role that needs it.  PUBLIC's mapping, with a made-up
+-- password, is used by the superuser first (no check): the role's query
+-- in the same session must not reuse that connection unchecked.
+--
+CREATE SERVER regress_att_rs FOREIGN DATA WRAPPER pgpoly_redis
+  OPTIONS (host '127.0.0.1', port :'redis_port');
+CREATE USER MAPPING FOR PUBLIC SERVER regress_att_rs
+  OPTIONS (user 'default', password 'made-up');
+CREATE FOREIGN TABLE regress_att_rs_t (key text, value text) SERVER regress_att_rs
+  OPTIONS (table_type 'string', key_prefix 'regress_att_rs:');
+GRANT SELECT ON regress_att_rs_t TO regress_att_mallory;
+SELECT count(*) FROM regress_att_rs_t;
+SET ROLE regress_att_mallory;
+SELECT regress_att_try('SELECT count(*) FROM regress_att_rs_t');
+RESET ROLE;
+SELECT count(*) FROM regress_att_rs_t;
+DROP FOREIGN TABLE regress_att_rs_t;
+DROP SERVER regress_att_rs CASCADE;
+
+--
 -- Clean up.
 --
 SELECT pgpoly.elastic_request('regress_att_es', 'DELETE', '/regress_att_docs') IS NOT NULL AS cleaned;

@@ -290,8 +290,14 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 		conn->store = store;
 	}
 
-	/* Never reuse a handle whose last request was cut off. */
-	if (conn->handle && (conn->busy || (conn->invalidated && conn->writes == NIL)))
+	/*
+	 * Never reuse a handle whose last request was cut off, nor hand one
+	 * opened without the check that the store asks for the credential (for
+	 * a superuser or a waived mapping: PUBLIC's, say) to a user who needs
+	 * that check.
+	 */
+	if (conn->handle && (conn->busy || (conn->invalidated && conn->writes == NIL) ||
+						 (!conn->checked && PgpolyMustProveCredential(user))))
 		close_handle(conn);
 
 	conn->userid = user->userid;
@@ -299,6 +305,7 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 	{
 		describe_connection(conn, server, user);
 		conn->handle = store->connect(conn, server, user);
+		conn->checked = PgpolyMustProveCredential(user);
 	}
 	mark_used(conn);
 	return conn;
@@ -355,6 +362,7 @@ PgpolyEnsureConnected(PgpolyConnection *conn)
 	user = mapping_of(conn);
 	check_trust(conn->store, server, user);
 	conn->handle = conn->store->connect(conn, server, user);
+	conn->checked = PgpolyMustProveCredential(user);
 }
 
 /* Mark the start of a request: until PgpolyEndRequest, an error breaks conn. */

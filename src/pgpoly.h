@@ -163,6 +163,8 @@ typedef struct PgpolyConnection
 	Oid			userid;			/* user it was last handed out for */
 	char		target[256];	/* host:port or URL, for messages */
 	bool		busy;			/* inside a request; an error now breaks it */
+	bool		checked;		/* opened with the trust rule's check that
+								 * the store asks for the credential */
 	bool		invalidated;	/* server or mapping changed */
 	uint32		server_hashvalue;
 	uint32		mapping_hashvalue;
