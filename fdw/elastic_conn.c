@@ -106,7 +106,11 @@ ElasticGetConnection(ElasticTable *tbl)
 	return conn;
 }
 
-/* The HTTP client configuration from server and user mapping options. */
+/*
+ * The HTTP client configuration from server and user mapping options.
+ * Under the trust rule, each URL must first refuse GET / without
+ * credentials.
+ */
 static void
 http_config(ForeignServer *server, UserMapping *user, PgpolyHttpConfig *cfg)
 {
@@ -122,6 +126,8 @@ http_config(ForeignServer *server, UserMapping *user, PgpolyHttpConfig *cfg)
 		cfg->headers = list_make1(psprintf("Authorization: ApiKey %s", api_key));
 	cfg->ca_file = PgpolyGetOption(server->options, "ca_file", NULL);
 	cfg->verify_tls = PgpolyGetBoolOption(server->options, "verify_tls", true);
+	if (user && PgpolyMustProveCredential(user))
+		cfg->probe_path = "/";
 }
 
 /* Parse "major.minor..." into h; false if it is not a version number. */
@@ -646,6 +652,33 @@ ElasticSendQueuedCloses(PgpolyConnection *conn)
  * ----------------------------------------------------------------
  */
 
+/*
+ * ERROR unless method is an HTTP token and path a request target without
+ * spaces or control bytes: both go into the request line as they are
+ * (libcurl sends a custom method verbatim), and a CR or LF there would
+ * smuggle headers or a second request past the validated URL.
+ */
+static void
+check_request_line(const char *method, const char *path)
+{
+	if (method[0] == '\0' || strspn(method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+									 "abcdefghijklmnopqrstuvwxyz0123456789"
+									 "!#$%&'*+-.^_`|~") != strlen(method))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("method must be an HTTP method name such as GET, PUT or DELETE")));
+	if (path[0] != '/')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("path must start with \"/\"")));
+	for (const char *p = path; *p; p++)
+		if ((unsigned char) *p <= ' ' || *p == '\x7f')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("path must not contain spaces or control characters"),
+					 errhint("Percent-encode them, e.g. %%20 for a space.")));
+}
+
 PG_FUNCTION_INFO_V1(pgpoly_elastic_request);
 
 /*
@@ -682,10 +715,7 @@ pgpoly_elastic_request(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" does not use the pgpoly_elastic wrapper",
 						server->servername)));
-	if (path[0] != '/')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("path must start with \"/\"")));
+	check_request_line(method, path);
 	PgpolyCheckServerUsage(server);
 	conn = PgpolyGetConnection(&ElasticStore, server,
 							   PgpolyGetUserMapping(GetUserId(), server->serverid));

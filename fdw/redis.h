@@ -250,6 +250,9 @@ extern int	RedisStateRowCount(RedisTable *tbl, RedisKeyState *st);
 extern void RedisStateRow(RedisScan *scan, RedisKeyState *st, int item,
 						  Datum *values, bool *nulls);
 
+/* redis_fdw.c */
+extern bool RedisIsRedisTable(Oid relid);
+
 /* redis_fdw.c, for redis_join.c */
 extern Datum pgpoly_redis_handler(PG_FUNCTION_ARGS);
 extern List *RedisConflictColumns(Oid relid);

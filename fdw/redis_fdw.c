@@ -1147,6 +1147,13 @@ RedisIsRedisRel(RelOptInfo *rel)
 		rel->fdwroutine->GetForeignRelSize == redisGetForeignRelSize;
 }
 
+/* Whether relid is a foreign table of a pgpoly_redis server. */
+bool
+RedisIsRedisTable(Oid relid)
+{
+	return PgpolyIsForeignTableOf(relid, redisGetForeignRelSize);
+}
+
 /* The RedisTable the planner resolved for rel (redis_join.c). */
 RedisTable *
 RedisRelTable(RelOptInfo *rel)

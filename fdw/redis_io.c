@@ -199,12 +199,28 @@ finish_connect(PgpolyConnection *conn, redisContext *ctx)
 				 errhint("Check the server options host and port, and that Redis is running.")));
 }
 
-/* Check a reply of the connection set-up (AUTH, SELECT). */
+/* What setup_reply checks: the replies of [PING,] AUTH, SELECT. */
+typedef struct SetupCheck
+{
+	PgpolyConnection *conn;
+	bool		probe;			/* reply 0 answers a PING sent before AUTH */
+} SetupCheck;
+
+/* Check a reply of the connection set-up ([PING,] AUTH, SELECT). */
 static bool
 setup_reply(redisReply *reply, int index, void *arg)
 {
-	PgpolyConnection *conn = arg;
+	SetupCheck *check = arg;
+	PgpolyConnection *conn = check->conn;
 
+	/* The trust rule: a PING answered before AUTH means no password is asked. */
+	if (check->probe && index == 0)
+	{
+		if (reply->type != REDIS_REPLY_ERROR || reply->len < 6 ||
+			memcmp(reply->str, "NOAUTH", 6) != 0)
+			PgpolyCredentialNotRequested(conn, "PING without AUTH");
+		return false;
+	}
 	if (reply->type == REDIS_REPLY_ERROR)
 		ereport(ERROR,
 				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
@@ -215,7 +231,11 @@ setup_reply(redisReply *reply, int index, void *arg)
 	return false;
 }
 
-/* Send AUTH and SELECT as the user mapping and server options ask. */
+/*
+ * Send AUTH and SELECT as the user mapping and server options ask; first,
+ * for a user who must prove the credential is asked for (the trust rule),
+ * a PING that Redis must refuse with NOAUTH.  One round trip.
+ */
 static void
 setup_session(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
 {
@@ -223,7 +243,16 @@ setup_session(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
 	const char *password = PgpolyGetOption(umopts, "password", NULL);
 	const char *username = PgpolyGetOption(umopts, "user", NULL);
 	const char *db = PgpolyGetOption(server->options, "db", "0");
+	SetupCheck	check = {conn, user && PgpolyMustProveCredential(user)};
 	int			n = 0;
+
+	if (check.probe)
+	{
+		const char *argv[1] = {"PING"};
+
+		RedisAppendArgv(conn, 1, argv, NULL);
+		n++;
+	}
 
 	/* An empty password means none: Redis without requirepass rejects AUTH. */
 	if (password != NULL && password[0] != '\0')
@@ -247,7 +276,7 @@ setup_session(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
 		n++;
 	}
 	if (n > 0)
-		RedisExchange(conn, n, setup_reply, conn);
+		RedisExchange(conn, n, setup_reply, &check);
 }
 
 /* PgpolyStore.connect: open a non-blocking hiredis context. */

@@ -421,7 +421,15 @@ PG_FUNCTION_INFO_V1(pgpoly_redis_key_column);
 Datum
 pgpoly_redis_key_column(PG_FUNCTION_ARGS)
 {
-	RedisTable *tbl = RedisLoadTable(PG_GETARG_OID(0), GetUserId());
+	Oid			relid = PG_GETARG_OID(0);
+	RedisTable *tbl;
+
+	if (!RedisIsRedisTable(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a pgpoly_redis foreign table",
+						get_rel_name(relid) ? get_rel_name(relid) : "?")));
+	tbl = RedisLoadTable(relid, GetUserId());
 
 	PG_RETURN_TEXT_P(cstring_to_text(tbl->cols[tbl->key_att - 1].name));
 }

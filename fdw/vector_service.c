@@ -73,7 +73,11 @@ VectorServerProvider(ForeignServer *server)
 	return strcmp(name, VectorQdrant.name) == 0 ? &VectorQdrant : &VectorChroma;
 }
 
-/* PgpolyStore.connect: set up the HTTP client; no network I/O yet. */
+/*
+ * PgpolyStore.connect: set up the HTTP client; no network I/O yet.  Under
+ * the trust rule, each URL must first refuse to list the collections
+ * without credentials.
+ */
 static void *
 service_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
 {
@@ -91,6 +95,8 @@ service_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user
 	vc->cxt = AllocSetContextCreate(TopMemoryContext, "pgpoly vector collections",
 									ALLOCSET_SMALL_SIZES);
 	vc->base = MemoryContextStrdup(vc->cxt, base);
+	if (user && PgpolyMustProveCredential(user))
+		cfg.probe_path = psprintf("%s/collections", base);
 	PG_TRY();
 	{
 		vc->http = PgpolyHttpOpen(&cfg);

@@ -18,8 +18,9 @@
  *	- Secrets live only in user mapping options and never reach EXPLAIN,
  *	  error messages or logs.
  *	- No connection is opened or handed out to a non-superuser whose user
- *	  mapping carries no credential, unless a superuser set the mapping's
- *	  password_required 'false' (the trust rule, as postgres_fdw's).
+ *	  mapping carries no credential, or to a store that does not ask for
+ *	  it, unless a superuser set the mapping's password_required 'false'
+ *	  (the trust rule, as postgres_fdw's).
  *
  * src/pgpoly.h
  *
@@ -99,6 +100,10 @@ extern Oid	PgpolyModifyUser(struct ResultRelInfo *rinfo, struct EState *estate);
 extern Index PgpolyScanRelid(struct ForeignScan *fs);
 extern void PgpolyCheckSelect(Oid relid, Bitmapset *attnums);
 extern void PgpolyCheckServerUsage(ForeignServer *server);
+extern bool PgpolyIsForeignTableOf(Oid relid,
+								   void (*relsize) (struct PlannerInfo *root,
+													struct RelOptInfo *baserel,
+													Oid foreigntableid));
 extern Node *PgpolyStripRelabel(Node *n);
 extern AttrNumber PgpolyColumnOf(Node *n, struct RelOptInfo *baserel);
 extern bool PgpolyIsScanConstant(Node *expr);
@@ -133,8 +138,10 @@ struct PgpolyConnection;
  * What a store tells the core about itself.  options is its option table:
  * its secret options are the credentials the trust rule looks for in a
  * user mapping.  connect() opens a connection (it must use
- * PgpolyWaitSocket for every wait and ereport on failure) and returns the
- * store's handle; disconnect() closes it and must not ereport.  flush()
+ * PgpolyWaitSocket for every wait and ereport on failure; when
+ * PgpolyMustProveCredential(user), it must first check that the store
+ * refuses a request without the credential, else call
+ * PgpolyCredentialNotRequested) and returns the store's handle; disconnect() closes it and must not ereport.  flush()
  * sends the transaction's buffered writes (their payloads, in write order,
  * on a connected handle) at pre-commit, and ereports on any failure so
  * that COMMIT fails.
@@ -175,6 +182,8 @@ typedef struct PgpolyConnection
 	Oid			userid;			/* user it was last handed out for */
 	char		target[256];	/* host:port or URL, for messages */
 	bool		busy;			/* inside a request; an error now breaks it */
+	bool		checked;		/* opened with the trust rule's check that
+								 * the store asks for the credential */
 	bool		invalidated;	/* server or mapping changed */
 	uint32		server_hashvalue;
 	uint32		mapping_hashvalue;
@@ -189,6 +198,9 @@ extern PgpolyConnection *PgpolyGetConnection(const PgpolyStore *store,
 											 ForeignServer *server,
 											 UserMapping *user);
 extern UserMapping *PgpolyGetUserMapping(Oid userid, Oid serverid);
+extern bool PgpolyMustProveCredential(UserMapping *user);
+extern void PgpolyCredentialNotRequested(PgpolyConnection *conn,
+										 const char *how);
 extern void PgpolyEnsureConnected(PgpolyConnection *conn);
 extern void PgpolyBeginRequest(PgpolyConnection *conn);
 extern void PgpolyEndRequest(PgpolyConnection *conn);
@@ -221,10 +233,15 @@ typedef struct PgpolyHttpConfig
 	List	   *urls;			/* char *: base URLs, failover order */
 	const char *username;		/* basic auth, or NULL */
 	const char *password;
-	List	   *headers;		/* char *: "Name: value" (e.g. API key) */
+	List	   *headers;		/* char *: "Name: value" carrying credentials
+								 * (an API key) */
 	List	   *secrets;		/* char *: never quoted (PgpolyHttpExcerpt) */
 	const char *ca_file;
 	bool		verify_tls;
+	const char *probe_path;		/* the trust rule: GET it without credentials
+								 * from each URL before its first request,
+								 * and go on only if that is refused (401,
+								 * 403); NULL: no check */
 } PgpolyHttpConfig;
 
 typedef struct PgpolyHttpResponse
