@@ -40,6 +40,7 @@ _PG_init(void)
 							64 * 1024, 64, INT_MAX / 1024,
 							PGC_USERSET, GUC_UNIT_KB,
 							NULL, NULL, NULL);
+	SyncInit();
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("pgpoly");
 #else

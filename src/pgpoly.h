@@ -289,8 +289,9 @@ extern int	pgpoly_max_response_kb;
 
 extern void PgpolyMaterializedSRF(FunctionCallInfo fcinfo);
 
-/* Store initialisers called from _PG_init (hooks, GUCs of one store). */
+/* Initialisers called from _PG_init (hooks, GUCs of one area). */
 extern void RedisJoinInit(void);
+extern void SyncInit(void);		/* sync_launch.c: before the prefix is reserved */
 
 #define PGPOLY_MAX_RESPONSE_BYTES ((Size) pgpoly_max_response_kb * 1024)
 
