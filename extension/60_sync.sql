@@ -58,6 +58,8 @@ CREATE TABLE pgpoly.sync_queue (
 	not_before timestamptz
 );
 CREATE INDEX sync_queue_order_idx ON pgpoly.sync_queue (sync_id, queued_at, entry_id);
+-- Written once, read once: compressing the key arrays would only cost the writer.
+ALTER TABLE pgpoly.sync_queue ALTER keys SET STORAGE EXTERNAL;
 
 --
 -- Changes the target rejected sync_max_attempts times.  payload: the source
