@@ -570,6 +570,23 @@ finish_batch(SyncRow *s, Batch *b)
 			"WHERE sync_id = $1", 2, utypes, uvalues, SPI_OK_UPDATE);
 }
 
+/*
+ * Lock the sync's row before the batch touches the source (false if the
+ * sync was dropped).  drop_sync and sync_retry lock it first too, so they
+ * wait for a batch instead of deadlocking with it (drop_sync's DROP TRIGGER
+ * waits for the batch's lock on the source).
+ */
+static bool
+lock_sync(SyncRow *s)
+{
+	Oid			type = INT4OID;
+	Datum		arg = Int32GetDatum(s->id);
+
+	execute("SELECT 1 FROM pgpoly.syncs WHERE sync_id = $1 FOR NO KEY UPDATE",
+			1, &type, &arg, SPI_OK_SELECT);
+	return SPI_processed == 1;
+}
+
 /* The definition and delivery SQL of the sync a row describes. */
 static SyncDef *
 row_def(SyncRow *s)
@@ -602,8 +619,11 @@ deliver_fn(void *arg)
 				 errmsg("the owner (role %u) of pgpoly sync \"%s\" no longer exists",
 						s->owner, s->name)));
 	fetch_batch(s, da->b, da->cxt);
-	if (da->b->nkeys == 0)
+	if (da->b->nkeys == 0 || !lock_sync(s))
+	{
+		da->b->nkeys = 0;
 		return;
+	}
 	InDelivery = true;
 	deliver(def, da->b->keys, da->b->nkeys);
 	finish_batch(s, da->b);

@@ -12,6 +12,8 @@ Against private stores (a Redis with an append-only file, an ES stand-in):
    source row for row, whatever order the transactions committed in.
 4. A change Redis rejects (its key holds a string) is retried while the
    other keys keep flowing; once the key is fixed it is delivered.
+5. drop_sync while the worker delivers that sync waits for the batch (no
+   deadlock) and the other syncs keep flowing.
 """
 
 import os
@@ -164,6 +166,25 @@ def test_poison(db, rport):
     pgtest.check(sql(db, "SELECT kv_diff()") == "0", "kv differs after the retry")
 
 
+def test_drop_while_delivering(db, rport):
+    """drop_sync while the worker delivers that sync: it waits for the batch."""
+    sql(db, "CREATE TABLE kv2 (k int PRIMARY KEY, v text NOT NULL, n int);"
+            "INSERT INTO kv2 SELECT i, 'x', i FROM generate_series(1, 30000) i;"
+            "CREATE FOREIGN TABLE kv2_redis (k text OPTIONS (key 'true'), v text, n int) "
+            "SERVER sync_redis OPTIONS (table_type 'hash', key_prefix 'out2:', "
+            "write_mode 'immediate');"
+            "SELECT pgpoly.create_sync('kv2', 'kv2', 'kv2_redis')")
+    for _ in range(3):
+        sql(db, "UPDATE kv2 SET n = n + 1")
+        r = pgtest.psql("SELECT pgpoly.drop_sync('kv2')", db=db, timeout=60, verbose=True)
+        pgtest.check(r.rc == 0, "drop_sync during delivery failed: %s" % r.err)
+        sql(db, "SELECT pgpoly.create_sync('kv2', 'kv2', 'kv2_redis', backfill => false)")
+    sql(db, "SELECT pgpoly.drop_sync('kv2')")
+    sql(db, "UPDATE kv SET n = 0 WHERE k = 1")
+    pgtest.check(sql(db, "SELECT pgpoly.sync_wait('kv', '60 s')") == "t",
+                 "the worker stopped delivering after drop_sync")
+
+
 def test():
     mark = pgtest.pg_log_mark()
     rport = pgtest.start_redis(name=REDIS_NAME, extra_args=REDIS_ARGS)
@@ -192,6 +213,7 @@ INSERT INTO kv SELECT i, 'v' || i, i FROM generate_series(1, 100) i;
     test_es_unavailable(db, es)
     test_paused_concurrent(db, rport)
     test_poison(db, rport)
+    test_drop_while_delivering(db, rport)
     pgtest.check_pg_log(mark)
 
 
