@@ -119,6 +119,16 @@ GRANT SELECT ON pgpoly.sync_status TO PUBLIC;
 COMMENT ON VIEW pgpoly.sync_status IS
 	'Per sync: state, pending changes, lag (age of the oldest undelivered change), counters';
 
+-- pg_dump keeps the syncs, their undelivered changes and dead letters (the
+-- capture triggers it dumps name their sync by id).
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.syncs', '');
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.sync_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.sync_dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump(
+	pg_catalog.pg_get_serial_sequence('pgpoly.syncs', 'sync_id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(
+	pg_catalog.pg_get_serial_sequence('pgpoly.sync_queue', 'entry_id')::regclass, '');
+
 --
 -- SQL surface (src/sync.c).
 --
