@@ -303,6 +303,15 @@ CREATE TRIGGER decoy AFTER INSERT ON decoy REFERENCING NEW TABLE AS n FOR EACH S
 INSERT INTO decoy VALUES (1);
 DROP TABLE decoy;
 
+-- A source dropped behind the sync's back: the sync says so, drop_sync cleans up.
+CREATE TABLE doomed (id int PRIMARY KEY, name text);
+SELECT pgpoly.create_sync('doomed', 'doomed', 'users_json');
+DROP TABLE doomed;
+SELECT sync_state_is('doomed', 'failing');
+SELECT last_error LIKE 'relation % of a pgpoly sync no longer exists' AS reported
+  FROM pgpoly.sync_status WHERE name = 'doomed';
+SELECT pgpoly.drop_sync('doomed');
+
 --
 -- drop_sync removes the triggers, the queue and the dead letters; the worker
 -- leaves once no sync remains.
