@@ -193,11 +193,12 @@ error_text(ErrorData *e)
 	return pstrdup(e->message);
 }
 
-/* Run sql with args; ERROR unless it returned expect. */
+/* Run sql with args (nulls as SPI takes them, or NULL); ERROR unless it returned expect. */
 static void
-execute(const char *sql, int nargs, Oid *types, Datum *values, int expect)
+execute(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+		int expect)
 {
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
 
 	if (rc != expect)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
@@ -243,7 +244,7 @@ load_fn(void *arg)
 	execute("SELECT sync_id, name, target::pg_catalog.text, source::pg_catalog.oid, "
 			"target::pg_catalog.oid, owner::pg_catalog.oid, key_attnum, "
 			"target_key_attnum, source_attnums, target_attnums "
-			"FROM pgpoly.syncs ORDER BY sync_id", 0, NULL, NULL, SPI_OK_SELECT);
+			"FROM pgpoly.syncs ORDER BY sync_id", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -527,14 +528,14 @@ deliver(SyncDef *def, char **keys, int n)
 	error_context_stack = &errcb;
 	guc_level = probe_by_key();
 	SyncBecome(def->owner, true, &save_user, &save_sec);
-	execute(def->upsert_sql, 1, &def->key_array_type, &arr, SPI_OK_INSERT);
+	execute(def->upsert_sql, 1, &def->key_array_type, &arr, NULL, SPI_OK_INSERT);
 	/* The keys are distinct and unique in the source: all present, none gone. */
 	if (SPI_processed < (uint64) n)
 	{
-		execute(def->absent_sql, 1, &def->key_array_type, &arr, SPI_OK_SELECT);
+		execute(def->absent_sql, 1, &def->key_array_type, &arr, NULL, SPI_OK_SELECT);
 		absent = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (!isnull)
-			execute(def->delete_sql, 1, &def->target_key_array_type, &absent,
+			execute(def->delete_sql, 1, &def->target_key_array_type, &absent, NULL,
 					SPI_OK_DELETE);
 	}
 	SetUserIdAndSecContext(save_user, save_sec);
@@ -564,10 +565,10 @@ finish_batch(SyncRow *s, Batch *b)
 	Datum		uvalues[2] = {Int32GetDatum(s->id), Int64GetDatum(b->nkeys)};
 
 	execute("DELETE FROM pgpoly.sync_queue WHERE entry_id = ANY ($1) AND sync_id = $2",
-			2, types, values, SPI_OK_DELETE);
+			2, types, values, NULL, SPI_OK_DELETE);
 	execute("UPDATE pgpoly.syncs SET applied = applied + $2, "
 			"last_applied_at = pg_catalog.clock_timestamp(), state = 'ok', last_error = NULL "
-			"WHERE sync_id = $1", 2, utypes, uvalues, SPI_OK_UPDATE);
+			"WHERE sync_id = $1", 2, utypes, uvalues, NULL, SPI_OK_UPDATE);
 }
 
 /*
@@ -583,7 +584,7 @@ lock_sync(SyncRow *s)
 	Datum		arg = Int32GetDatum(s->id);
 
 	execute("SELECT 1 FROM pgpoly.syncs WHERE sync_id = $1 FOR NO KEY UPDATE",
-			1, &type, &arg, SPI_OK_SELECT);
+			1, &type, &arg, NULL, SPI_OK_SELECT);
 	return SPI_processed == 1;
 }
 
@@ -680,74 +681,87 @@ typedef struct FailArgs
 	bool		dead_payload_null;
 } FailArgs;
 
+/* Record the error (and the new state, if any) on the sync. */
+static void
+record_error(FailArgs *fa)
+{
+	Oid			types[3] = {INT4OID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', fa->state ? ' ' : 'n'};
+
+	values[0] = Int32GetDatum(fa->s->id);
+	values[1] = CStringGetTextDatum(fa->error);
+	values[2] = fa->state ? CStringGetTextDatum(fa->state) : (Datum) 0;
+	execute("UPDATE pgpoly.syncs SET last_error = $2, state = COALESCE($3, state) "
+			"WHERE sync_id = $1", 3, types, values, nulls, SPI_OK_UPDATE);
+}
+
+/* Queue part's keys as an isolated entry (the batch's age and attempts). */
+static void
+requeue(FailArgs *fa, Batch *part)
+{
+	Datum	   *keys = palloc(sizeof(Datum) * part->nkeys);
+	Oid			types[5] = {INT4OID, TEXTARRAYOID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', fa->not_before ? ' ' : 'n'};
+
+	for (int i = 0; i < part->nkeys; i++)
+		keys[i] = CStringGetTextDatum(part->keys[i]);
+	values[0] = Int32GetDatum(fa->s->id);
+	values[1] = PointerGetDatum(construct_array(keys, part->nkeys, TEXTOID, -1,
+												false, TYPALIGN_INT));
+	values[2] = TimestampTzGetDatum(fa->b->queued_at);
+	values[3] = Int32GetDatum(fa->attempts);
+	values[4] = TimestampTzGetDatum(fa->not_before);
+	execute("INSERT INTO pgpoly.sync_queue "
+			"(sync_id, keys, queued_at, attempts, isolated, not_before) "
+			"VALUES ($1, $2, $3, $4, true, $5)", 5, types, values, nulls, SPI_OK_INSERT);
+}
+
+/* Move the batch's single key to the dead letters. */
+static void
+bury(FailArgs *fa)
+{
+	Oid			types[6] = {INT4OID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, INT4OID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', fa->dead_payload_null ? 'n' : ' ', ' ', ' '};
+
+	values[0] = Int32GetDatum(fa->s->id);
+	values[1] = CStringGetTextDatum(fa->b->keys[0]);
+	values[2] = CStringGetTextDatum(fa->dead_op);
+	values[3] = fa->dead_payload;
+	values[4] = CStringGetTextDatum(fa->error);
+	values[5] = Int32GetDatum(fa->attempts);
+	execute("INSERT INTO pgpoly.sync_dead_letters "
+			"(name, key, op, payload, error, attempts, sync_id, owner) "
+			"SELECT name, $2, $3, $4, $5, $6, sync_id, owner "
+			"FROM pgpoly.syncs WHERE sync_id = $1", 6, types, values, nulls, SPI_OK_INSERT);
+}
+
 /*
- * Replace the batch's entries by the requeued ones or a dead letter, and
- * record the error (and state) on the sync.
+ * Record the error on the sync, then replace the batch's entries by the
+ * requeued parts or a dead letter (the sync's row is locked first, as in
+ * every transaction that changes a sync's queue).
  */
 static void
 fail_fn(void *arg)
 {
 	FailArgs   *fa = arg;
-	Oid			types[6] = {INT4OID, TEXTOID, TEXTOID, INT8ARRAYOID, TIMESTAMPTZOID, INT4OID};
-	Datum		values[6];
-	bool		state_null = (fa->state == NULL);
-	char		nulls[6] = {' ', ' ', state_null ? 'n' : ' ', ' ', ' ', ' '};
+	Oid			types[2] = {INT4OID, INT8ARRAYOID};
+	Datum		values[2];
 	ListCell   *lc;
 
-	values[0] = Int32GetDatum(fa->s->id);
-	values[1] = CStringGetTextDatum(fa->error);
-	values[2] = state_null ? (Datum) 0 : CStringGetTextDatum(fa->state);
-	if (SPI_execute_with_args("UPDATE pgpoly.syncs SET last_error = $2, "
-							  "state = COALESCE($3, state) WHERE sync_id = $1",
-							  3, types, values, nulls, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "recording the sync error failed");
+	record_error(fa);
 	if (fa->b == NULL || fa->b->nentries == 0 || (fa->requeue == NIL && fa->dead_op == NULL))
 		return;
-	types[1] = INT8ARRAYOID;
+	values[0] = Int32GetDatum(fa->s->id);
 	values[1] = entry_array(fa->b);
 	execute("DELETE FROM pgpoly.sync_queue WHERE sync_id = $1 AND entry_id = ANY ($2)",
-			2, types, values, SPI_OK_DELETE);
+			2, types, values, NULL, SPI_OK_DELETE);
 	foreach(lc, fa->requeue)
-	{
-		Batch	   *part = lfirst(lc);
-		Datum	   *keys = palloc(sizeof(Datum) * part->nkeys);
-		Oid			qtypes[5] = {INT4OID, TEXTARRAYOID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID};
-		Datum		qvalues[5];
-		char		qnulls[5] = {' ', ' ', ' ', ' ', fa->not_before ? ' ' : 'n'};
-
-		for (int i = 0; i < part->nkeys; i++)
-			keys[i] = CStringGetTextDatum(part->keys[i]);
-		qvalues[0] = values[0];
-		qvalues[1] = PointerGetDatum(construct_array(keys, part->nkeys, TEXTOID, -1,
-													 false, TYPALIGN_INT));
-		qvalues[2] = TimestampTzGetDatum(fa->b->queued_at);
-		qvalues[3] = Int32GetDatum(fa->attempts);
-		qvalues[4] = TimestampTzGetDatum(fa->not_before);
-		if (SPI_execute_with_args("INSERT INTO pgpoly.sync_queue "
-								  "(sync_id, keys, queued_at, attempts, isolated, not_before) "
-								  "VALUES ($1, $2, $3, $4, true, $5)",
-								  5, qtypes, qvalues, qnulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "requeueing sync changes failed");
-	}
+		requeue(fa, lfirst(lc));
 	if (fa->dead_op)
-	{
-		Oid			dtypes[6] = {INT4OID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, INT4OID};
-		Datum		dvalues[6];
-		char		dnulls[6] = {' ', ' ', ' ', fa->dead_payload_null ? 'n' : ' ', ' ', ' '};
-
-		dvalues[0] = values[0];
-		dvalues[1] = CStringGetTextDatum(fa->b->keys[0]);
-		dvalues[2] = CStringGetTextDatum(fa->dead_op);
-		dvalues[3] = fa->dead_payload;
-		dvalues[4] = CStringGetTextDatum(fa->error);
-		dvalues[5] = Int32GetDatum(fa->attempts);
-		if (SPI_execute_with_args("INSERT INTO pgpoly.sync_dead_letters "
-								  "(name, key, op, payload, error, attempts, sync_id, owner) "
-								  "SELECT name, $2, $3, $4, $5, $6, sync_id, owner "
-								  "FROM pgpoly.syncs WHERE sync_id = $1",
-								  6, dtypes, dvalues, dnulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "recording a dead letter failed");
-	}
+		bury(fa);
 }
 
 /* Arguments of payload_fn. */
@@ -775,7 +789,7 @@ payload_fn(void *arg)
 	getTypeInputInfo(def->key_type, &infn, &ioparam);
 	key = OidInputFunctionCall(infn, pa->key, ioparam, -1);
 	SyncBecome(def->owner, true, &save_user, &save_sec);
-	execute(def->payload_sql, 1, &def->key_type, &key, SPI_OK_SELECT);
+	execute(def->payload_sql, 1, &def->key_type, &key, NULL, SPI_OK_SELECT);
 	SetUserIdAndSecContext(save_user, save_sec);
 	pa->found = (SPI_processed > 0);
 	if (pa->found)
