@@ -437,7 +437,7 @@ load_batch(RedisJoinState *js)
 		key = ExecEvalExpr(js->keyexpr, econtext, &isnull);
 		js->keys[n] = isnull ? NULL : RedisKeyFromDatum(js->tbl, key, &js->lens[n]);
 		MemoryContextSwitchTo(old);
-		js->stateidx[n] = js->keys[n] ? RedisKeySetIndex(seen, js->keys[n], nd) : -1;
+		js->stateidx[n] = js->keys[n] ? RedisKeySetIndex(seen, js->keys[n], js->lens[n], nd) : -1;
 		if (js->stateidx[n] == nd)
 		{
 			dkeys[nd] = js->keys[n];
