@@ -20,8 +20,9 @@ A test looks like:
     pgtest.main(test)
 
 More helpers: create_db() (a scratch database with the extension, dropped
-at exit), Session (one psql process, so statements share a backend; send()/
-wait() to act while a statement runs; Result.sqlstate), wait_for() (poll
+at exit), serve_tcp() (a threaded fake server on loopback), Session (one
+psql process, so statements share a backend; send()/wait() to act while a
+statement runs; Result.sqlstate), wait_for() (poll
 with a deadline instead of sleeping), redis_clients()/redis_stat() (CLIENT
 LIST, INFO commandstats), backend_sockets()/proc_status_kb() (a backend's
 open sockets and memory), pg_log_mark()/check_pg_log() (no crashed backend
@@ -266,6 +267,30 @@ def _stop_all_redis():
         except OSError:
             pass
     _redis.clear()
+
+
+def serve_tcp(handler):
+    """Listen on 127.0.0.1 (a free port) and run handler(sock) in a daemon
+    thread for each connection accepted; the handler closes the socket.
+
+    Returns the listening socket (its port: .getsockname()[1]); close it to
+    stop accepting.  For the fake servers of the fault tests.
+    """
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+
+    def accept():
+        while True:
+            try:
+                c, _ = lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=handler, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return lsock
 
 
 def wait_for(cond, timeout=10, interval=0.05, what="condition"):

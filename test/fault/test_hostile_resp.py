@@ -32,7 +32,6 @@ checks it was asked for exactly the bytes SCAN gave (no over-read: the old
 code sent backend memory after a NUL).  No crash in the PostgreSQL log.
 """
 
-import socket
 import threading
 import time
 
@@ -101,12 +100,8 @@ class HostileRedis:
         self.scan_keys = None     # keys the hostile SCAN returns
         self.gets = []            # keys of every GET received
         self.late_sent = threading.Event()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
+        self.sock = pgtest.serve_tcp(self._serve)
         self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
 
     def arm(self, command, mode, scan_keys=None):
         """Answer the next `command` (e.g. b"GET") the hostile way `mode`."""
@@ -122,14 +117,6 @@ class HostileRedis:
                 mode, self.mode = self.mode[1], None
                 return mode
         return None
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
     def _serve(self, c):
         conn = Conn(c)
