@@ -77,12 +77,12 @@ drain(RedisScan *scan, RedisTable *tbl)
 static void
 flow_keys(RedisTable *tbl, int n)
 {
-	RedisScan  *scan = RedisScanBegin(tbl, RedisGetConnection(tbl), tbl->ttl_att != 0);
+	RedisScan  *scan = RedisScanBegin(tbl, RedisGetConnection(tbl), tbl->ttl_att != 0, NIL);
 	char	  **keys = palloc(sizeof(char *) * n);
 	size_t	   *lens = palloc(sizeof(size_t) * n);
 
 	for (int i = 0; i < n; i++)
-		keys[i] = RedisKeyFromDatum(tbl, CStringGetTextDatum(psprintf("%d", i)), &lens[i]);
+		keys[i] = RedisKeyFromDatum(tbl, NULL, CStringGetTextDatum(psprintf("%d", i)), &lens[i]);
 	RedisScanSetKeys(scan, keys, lens, n);
 	drain(scan, tbl);
 }
@@ -91,7 +91,7 @@ flow_keys(RedisTable *tbl, int n)
 static void
 flow_scan(RedisTable *tbl)
 {
-	RedisScan  *scan = RedisScanBegin(tbl, RedisGetConnection(tbl), tbl->ttl_att != 0);
+	RedisScan  *scan = RedisScanBegin(tbl, RedisGetConnection(tbl), tbl->ttl_att != 0, NIL);
 
 	RedisScanSetPattern(scan, psprintf("%s*", RedisGlobEscape(tbl->prefix, tbl->prefixlen)));
 	drain(scan, tbl);
@@ -111,7 +111,11 @@ flow_write(RedisTable *tbl, int n, bool atomic)
 		{
 			nulls[i] = tbl->cols[i].role == RCOL_TTL;
 			if (!nulls[i])
-				values[i] = RedisTextDatum(tbl, i + 1, psprintf("%d", row + 1));
+			{
+				char	   *text = psprintf("%d", row + 1);
+
+				values[i] = RedisTextDatum(tbl, i + 1, text, strlen(text));
+			}
 		}
 		writes = list_concat(writes, RedisInsertWrites(tbl, values, nulls));
 	}
