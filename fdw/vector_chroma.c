@@ -355,19 +355,7 @@ parse_record(PgpolyConnection *conn, VectorRow *row, json_t *id, json_t *emb,
 		VectorBadResponse(conn, "record", "string ids");
 	row->id = VectorRecordId(conn, id);
 	if (json_is_array(emb))
-	{
-		size_t		j;
-		json_t	   *x;
-
-		row->dim = (int) json_array_size(emb);
-		row->emb = palloc(sizeof(float4) * Max(row->dim, 1));
-		json_array_foreach(emb, j, x)
-		{
-			if (!json_is_number(x))
-				VectorBadResponse(conn, "embedding", "an array of numbers");
-			row->emb[j] = (float4) json_number_value(x);
-		}
-	}
+		VectorParseEmbedding(conn, row, emb, "embedding");
 	if (json_is_string(doc))
 		row->document = VectorDocument(doc, &row->document_nul);
 	if (json_is_object(meta))

@@ -606,19 +606,8 @@ id_text(PgpolyConnection *conn, json_t *id)
 static void
 parse_vector(PgpolyConnection *conn, VectorRow *row, json_t *vec)
 {
-	size_t		j;
-	json_t	   *x;
-
-	if (!json_is_array(vec))
-		return;
-	row->dim = (int) json_array_size(vec);
-	row->emb = palloc(sizeof(float4) * Max(row->dim, 1));
-	json_array_foreach(vec, j, x)
-	{
-		if (!json_is_number(x))
-			VectorBadResponse(conn, "vector", "an array of numbers");
-		row->emb[j] = (float4) json_number_value(x);
-	}
+	if (json_is_array(vec))
+		VectorParseEmbedding(conn, row, vec, "vector");
 }
 
 /* Set row's document and metadata from a point's payload (modified). */

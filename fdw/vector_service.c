@@ -29,6 +29,7 @@
 
 #include "pgpoly_jansson.h"
 
+#include <float.h>
 #include <math.h>
 
 #include "common/shortest_dec.h"
@@ -374,6 +375,36 @@ VectorDocument(json_t *doc, bool *had_nul)
 
 	*had_nul = memchr(s, '\0', json_string_length(doc)) != NULL;
 	return pstrdup(s);
+}
+
+/*
+ * Set row's embedding from emb, a JSON array of numbers (what names it in
+ * messages).  An element beyond real's range is an ERROR, as float4in
+ * says: a float4 would silently hold Infinity instead.
+ */
+void
+VectorParseEmbedding(PgpolyConnection *conn, VectorRow *row, json_t *emb,
+					 const char *what)
+{
+	size_t		j;
+	json_t	   *x;
+
+	row->dim = (int) json_array_size(emb);
+	row->emb = palloc(sizeof(float4) * Max(row->dim, 1));
+	json_array_foreach(emb, j, x)
+	{
+		double		v = json_number_value(x);
+
+		if (!json_is_number(x))
+			VectorBadResponse(conn, what, "an array of numbers");
+		if (fabs(v) > FLT_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("vector server \"%s\" sent an embedding element out of range for type real: %g",
+							conn->servername, v),
+					 errcontext("record \"%s\"", row->id)));
+		row->emb[j] = (float4) v;
+	}
 }
 
 /* ERROR 22021: row's document held a NUL character (conv: the column). */

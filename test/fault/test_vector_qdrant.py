@@ -231,6 +231,15 @@ def test():
     check(got == [["3", "-1.000000"], ["1", "-1.000000"]] or
           got == [["1", "-1.000000"], ["3", "-1.000000"]], "vector_search: %r" % got)
 
+    # An embedding element beyond real's range is an ERROR (22003), not Infinity.
+    fx.add_collection("bigc", 2, "Euclid", [{"id": 1, "vector": [1e39, 0.5], "payload": {}}])
+    r = sess.run("CREATE FOREIGN TABLE t_big (id text, embedding real[]) SERVER qd "
+                 "OPTIONS (collection 'bigc'); SELECT id, embedding FROM t_big;")
+    check(r.rc == 1 and r.sqlstate == "22003" and "out of range for type real" in r.err
+          and 'record "1"' in r.err, "embedding out of range: %s" % r.err)
+    sess.run("DROP FOREIGN TABLE t_big;")
+    del fx.collections["bigc"]
+
     # Errors: {"status": {"error": ...}} is quoted; a missing collection is clear.
     r = sess.run("SELECT * FROM t_broken;")
     check(r.rc == 1 and "payload index is broken" in r.err and "Qdrant said" in r.err
