@@ -6,9 +6,9 @@
 # pgpoly_fuzz.so is pgpoly's own sources (src/*.c fdw/*.c) plus the files
 # of this directory, compiled with clang -fsanitize=fuzzer-no-link (coverage)
 # and UBSan in trap mode (out-of-bounds indexing, NULL dereference, bad
-# shifts, signed overflow even under -fwrapv, out-of-range float to
-# integer or float conversions, division by zero: a trap is a crash
-# libFuzzer reports), and linked with libFuzzer's
+# shifts, signed integer overflow, out-of-range float to integer
+# conversions, division by zero: a trap is a crash libFuzzer reports), and
+# linked with libFuzzer's
 # no-main runtime.  The backend runs with glibc's malloc checking
 # (libc_malloc_debug, MALLOC_CHECK_=3: heap corruption aborts).
 #
@@ -83,7 +83,10 @@ fi
 
 INC=(-I"$("$PG_CONFIG" --includedir-server)" -I"$ROOT/src" -I"$ROOT/fdw" -I"$HERE")
 read -ra PGCPP <<<"$("$PG_CONFIG" --cppflags)"
-CFLAGS=(-g -O1 -fPIC -Werror=implicit-function-declaration -fno-omit-frame-pointer -fno-strict-aliasing -fwrapv
+# No -fwrapv (PostgreSQL builds with it): UBSan checks signed overflow only
+# without it, and an overflow the production build silently wraps around
+# is a finding here.
+CFLAGS=(-g -O1 -fPIC -Werror=implicit-function-declaration -fno-omit-frame-pointer -fno-strict-aliasing
 	-Wno-ignored-attributes "${PGCPP[@]}" "${INC[@]}")
 objs=()
 compile() { # compile SRC OBJ "SANITIZER FLAGS"
@@ -108,10 +111,10 @@ else
 	RUN_ENV=(LD_PRELOAD=/lib/x86_64-linux-gnu/libc_malloc_debug.so.0 MALLOC_CHECK_=3)
 	rm -f "$BUILD/.asan"
 fi
-# Objects built with other sanitizers are stale.
-if [[ "$(cat "$BUILD/.san" 2>/dev/null)" != "$SAN" ]]; then
+# Objects built with other sanitizers or flags are stale.
+if [[ "$(cat "$BUILD/.san" 2>/dev/null)" != "$SAN ${CFLAGS[*]}" ]]; then
 	rm -f "$BUILD"/obj/*.o
-	echo "$SAN" >"$BUILD/.san"
+	echo "$SAN ${CFLAGS[*]}" >"$BUILD/.san"
 fi
 for src in "$ROOT"/src/*.c "$ROOT"/fdw/*.c "$HERE"/driver.c "$HERE"/fuzz_*.c "$BUILD/registry.c"; do
 	compile "$src" "$BUILD/obj/$(basename "$src" .c).o" "-fsanitize=fuzzer-no-link $SAN"
