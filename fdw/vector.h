@@ -245,6 +245,8 @@ extern void VectorForgetCollection(PgpolyConnection *conn, VectorTable *tbl);
 extern char *VectorUrlSegment(const char *s);
 extern void VectorAppendJson(StringInfo buf, struct json_t *v);
 extern char *VectorRecordId(PgpolyConnection *conn, struct json_t *id);
+extern char *VectorCollectionName(PgpolyConnection *conn, struct json_t *name,
+								  const char *what);
 extern char *VectorDocument(struct json_t *doc, bool *had_nul);
 extern void VectorParseEmbedding(PgpolyConnection *conn, VectorRow *row,
 								 struct json_t *emb, const char *what);

@@ -113,7 +113,7 @@ parse_collection(PgpolyConnection *conn, json_t *obj)
 	if (!json_is_object(obj) || !json_is_string(id) || !json_is_string(name))
 		VectorBadResponse(conn, "collection description", "an object with \"id\" and \"name\"");
 	c = palloc0(sizeof(VectorCollection));
-	c->name = pstrdup(json_string_value(name));
+	c->name = VectorCollectionName(conn, name, "collection description");
 	c->uuid = pstrdup(json_string_value(id));
 	c->distance = collection_distance(obj);
 	c->dimension = json_is_integer(dim) ? (int) json_integer_value(dim) : 0;

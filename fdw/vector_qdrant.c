@@ -324,12 +324,10 @@ qdrant_list_collections(PgpolyConnection *conn)
 		VectorBadResponse(conn, "collection list", "\"result\": {\"collections\": [...]}");
 	json_array_foreach(list, i, obj)
 	{
-		json_t	   *name = json_object_get(obj, "name");
 		VectorCollection *c;
 
-		if (!json_is_string(name))
-			VectorBadResponse(conn, "collection list", "collections with a \"name\"");
-		c = describe(conn, json_string_value(name));
+		c = describe(conn, VectorCollectionName(conn, json_object_get(obj, "name"),
+												"collection list"));
 		if (c)
 			result = lappend(result, c);
 	}

@@ -364,6 +364,21 @@ VectorRecordId(PgpolyConnection *conn, json_t *id)
 }
 
 /*
+ * The name of a collection the service described or listed (what: the
+ * response): a non-empty string without NUL characters, else an ERROR.
+ * Such a name could not be addressed or become a table name.
+ */
+char *
+VectorCollectionName(PgpolyConnection *conn, json_t *name, const char *what)
+{
+	const char *s = json_string_value(name);
+
+	if (s == NULL || s[0] == '\0' || strlen(s) != json_string_length(name))
+		VectorBadResponse(conn, what, "collections named by non-empty strings");
+	return pstrdup(s);
+}
+
+/*
  * A copy of a record's document (a string) as a C string; *had_nul says
  * whether it held a NUL character, which reading it must then refuse
  * (VectorDocumentNul): the copy stops there.

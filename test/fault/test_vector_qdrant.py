@@ -250,6 +250,14 @@ def test():
     r = sess.run("SELECT pgpoly.disconnect(); SELECT * FROM t_cos;")
     check(r.rc == 1 and "does not exist" in r.err, "missing collection: %s" % r.err)
 
+    # A listed collection with an empty name is refused clearly (it cannot
+    # become a table: the generated statement would not parse).
+    fx.add_collection("", 2, "Dot")
+    r = sess.run("IMPORT FOREIGN SCHEMA x FROM SERVER qd INTO public;")
+    check(r.rc == 1 and (r.sqlstate or "").startswith("HV") and "collection list" in r.err,
+          "collection with an empty name: %s %s" % (r.sqlstate, r.err))
+    del fx.collections[""]
+
     # IMPORT FOREIGN SCHEMA: one table per collection, with its distance.
     r = sess.run("CREATE SCHEMA imp; IMPORT FOREIGN SCHEMA x FROM SERVER qd INTO imp;")
     check(r.rc == 0, "import: %s" % r.err)
