@@ -5,6 +5,9 @@
  *
  * redis_fdw.c		FDW handler, validator, planning, EXPLAIN
  * redis_io.c		hiredis in non-blocking mode on the core's wait; pipelines
+ *					to every node of a connection at once
+ * redis_cluster.c	topologies: hash slots, the cluster's slot map,
+ *					redirections, Sentinel discovery
  * redis_table.c	table options and column roles
  * redis_scan.c		scan execution, read-your-writes overlay
  * redis_modify.c	INSERT/UPDATE/DELETE, write buffer payloads, flush
@@ -95,6 +98,7 @@ typedef struct RedisTable
 	AttrNumber	ttl_att;
 	ForeignServer *server;
 	UserMapping *user;			/* may be NULL */
+	bool		cluster;		/* the server is a Redis Cluster */
 } RedisTable;
 
 /* redis_table.c */
@@ -207,6 +211,34 @@ extern List *RedisUpdateWrites(RedisTable *tbl, Datum *old, bool *oldnulls,
 extern void RedisFlushWrites(PgpolyConnection *conn, List *payloads);
 extern void RedisSendCommands(PgpolyConnection *conn, List *writes,
 							  bool atomic);
+
+/* redis_cluster.c: topologies */
+#define REDIS_NSLOTS 16384		/* hash slots of a Redis Cluster */
+
+typedef enum RedisTopologyKind
+{
+	RTOPO_SINGLE,				/* host + port */
+	RTOPO_CLUSTER,				/* cluster 'true' or nodes: keys by hash slot */
+	RTOPO_SENTINEL				/* sentinels + sentinel_master */
+} RedisTopologyKind;
+
+typedef struct RedisAddr
+{
+	char	   *host;
+	int			port;
+} RedisAddr;
+
+/* What a server's options say about where its data lives. */
+typedef struct RedisTopology
+{
+	RedisTopologyKind kind;
+	List	   *addrs;			/* RedisAddr *: the server, seeds or sentinels */
+	char	   *master;			/* sentinel_master */
+} RedisTopology;
+
+extern int	RedisKeySlot(const char *key, size_t len);
+extern bool RedisParseAddr(const char *s, size_t len, RedisAddr *addr);
+extern void RedisTopologyFromOptions(List *options, RedisTopology *topo);
 
 /* redis_fdw.c: the plan's scan description, shared with redis_join.c */
 typedef enum RedisScanMode
