@@ -28,6 +28,7 @@
 #include <hiredis/hiredis.h>
 
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 
 #include "redis.h"
 
@@ -278,4 +279,731 @@ RedisTopologyFromOptions(List *options, RedisTopology *topo)
 		addr->port = (int) PgpolyGetIntOption(options, "port", 6379);
 		topo->addrs = list_make1(addr);
 	}
+}
+
+/* ----------------------------------------------------------------
+ *		The slot map
+ * ----------------------------------------------------------------
+ */
+
+/* A string element of a reply as a palloc'd C string, or NULL. */
+static char *
+reply_text(redisReply *r)
+{
+	if (r == NULL || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS))
+		return NULL;
+	return pnstrdup(r->str, r->len);
+}
+
+/*
+ * The node an endpoint of CLUSTER SLOTS or a redirection names.  An empty
+ * (or "?", or NULL) endpoint means "the host you asked", with this port.
+ */
+static RedisNode *
+endpoint_node(RedisHandle *h, RedisNode *asked, const char *host, int port)
+{
+	if (host == NULL || host[0] == '\0' || strcmp(host, "?") == 0)
+		host = asked->host;
+	return RedisNodeGet(h, host, port);
+}
+
+/*
+ * Apply a CLUSTER SLOTS reply (asked of node `asked`) to h: every range's
+ * first node is its primary.  false if the reply does not have that shape.
+ */
+static bool
+apply_slots(RedisHandle *h, RedisNode *asked, redisReply *r)
+{
+	int16	   *slots = palloc(sizeof(int16) * REDIS_NSLOTS);
+	bool	   *primary;
+
+	if (r->type != REDIS_REPLY_ARRAY)
+		return false;
+	memset(slots, 0xff, sizeof(int16) * REDIS_NSLOTS);
+	for (size_t i = 0; i < r->elements; i++)
+	{
+		redisReply *range = r->element[i];
+		redisReply *ep;
+		RedisNode  *node;
+		int			idx;
+
+		if (range->type != REDIS_REPLY_ARRAY || range->elements < 3 ||
+			range->element[0]->type != REDIS_REPLY_INTEGER ||
+			range->element[1]->type != REDIS_REPLY_INTEGER ||
+			range->element[2]->type != REDIS_REPLY_ARRAY)
+			return false;
+		ep = range->element[2];
+		if (ep->elements < 2 || ep->element[1]->type != REDIS_REPLY_INTEGER ||
+			ep->element[1]->integer < 1 || ep->element[1]->integer > 65535 ||
+			(ep->element[0]->type != REDIS_REPLY_NIL && reply_text(ep->element[0]) == NULL) ||
+			range->element[0]->integer < 0 ||
+			range->element[1]->integer >= REDIS_NSLOTS ||
+			range->element[0]->integer > range->element[1]->integer)
+			return false;
+		node = endpoint_node(h, asked, reply_text(ep->element[0]),
+							 (int) ep->element[1]->integer);
+		idx = RedisNodeIndex(h, node);
+		for (long long s = range->element[0]->integer; s <= range->element[1]->integer; s++)
+			slots[s] = (int16) idx;
+	}
+	primary = palloc0(sizeof(bool) * h->nnodes);
+	for (int s = 0; s < REDIS_NSLOTS; s++)
+		if (slots[s] >= 0)
+			primary[slots[s]] = true;
+	for (int i = 0; i < h->nnodes; i++)
+		h->nodes[i]->primary = primary[i];
+	memcpy(h->slots, slots, sizeof(int16) * REDIS_NSLOTS);
+	return true;
+}
+
+/* ERROR: the server option says cluster, but the node is not in one. */
+static void
+not_a_cluster(PgpolyConnection *conn, RedisNode *node, redisReply *r)
+{
+	strlcpy(conn->target, node->addr, sizeof(conn->target));
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+			 errmsg("Redis server \"%s\" at %s is not a Redis Cluster node",
+					conn->servername, conn->target),
+			 errdetail("CLUSTER SLOTS answered: %s", r->str),
+			 errhint("Remove the server options cluster and nodes, or point them at a cluster node.")));
+}
+
+/* Ask node for the slot map; false with *error set if it could not say. */
+static bool
+refresh_from(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
+			 char **error)
+{
+	const char *argv[2] = {"CLUSTER", "SLOTS"};
+	redisReply *r;
+
+	if (node->ctx == NULL && !RedisNodeOpen(conn, h, node, true, error))
+		return false;
+	if ((r = RedisNodeCall(conn, h, node, 2, argv, error)) == NULL)
+		return false;
+	if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "cluster support disabled"))
+		not_a_cluster(conn, node, r);
+	if (r->type == REDIS_REPLY_ERROR || !apply_slots(h, node, r))
+	{
+		*error = r->type == REDIS_REPLY_ERROR ? psprintf("CLUSTER SLOTS answered: %s", r->str) :
+			pstrdup("malformed reply to CLUSTER SLOTS");
+		RedisNodeClose(h, node);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Learn the slot map: ask the nodes already connected, then the others
+ * known, then the seeds, until one answers CLUSTER SLOTS.  ERROR listing
+ * what each said when none does.  Called at connect and at the start of a
+ * request after the map went stale; never inside a request.
+ */
+void
+RedisClusterRefresh(PgpolyConnection *conn, RedisHandle *h)
+{
+	MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "pgpoly redis map",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(tmp);
+	StringInfoData errors;
+	ListCell   *lc;
+
+	initStringInfo(&errors);
+	foreach(lc, h->seeds)
+	{
+		RedisAddr  *a = lfirst(lc);
+
+		(void) RedisNodeGet(h, a->host, a->port);
+	}
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < h->nnodes; i++)
+		{
+			RedisNode  *node = h->nodes[i];
+			char	   *error;
+
+			if ((node->ctx != NULL) != (pass == 0))
+				continue;		/* connected ones first */
+			if (refresh_from(conn, h, node, &error))
+			{
+				h->map_stale = false;
+				strlcpy(conn->target, node->addr, sizeof(conn->target));
+				MemoryContextSwitchTo(old);
+				MemoryContextDelete(tmp);
+				return;
+			}
+			appendStringInfo(&errors, "%s%s: %s", errors.len ? "; " : "",
+							 node->addr, error);
+		}
+	MemoryContextSwitchTo(old);
+	ereport(ERROR,
+			(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+			 errmsg("could not learn the slot map of Redis Cluster server \"%s\": no node answered",
+					conn->servername),
+			 errdetail("%s", errors.data),
+			 errhint("Check that the cluster runs and the server option nodes (or host and port) names its nodes.")));
+}
+
+/* The node serving slot; ERROR if the map has none. */
+static RedisNode *
+slot_owner(PgpolyConnection *conn, RedisHandle *h, int slot)
+{
+	if (h->slots[slot] < 0)
+	{
+		h->map_stale = true;
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+				 errmsg("no node of Redis Cluster server \"%s\" serves hash slot %d",
+						conn->servername, slot),
+				 errhint("The cluster may be down or being resharded; the next statement asks it again.")));
+	}
+	return h->nodes[h->slots[slot]];
+}
+
+/* ----------------------------------------------------------------
+ *		Routing and redirections
+ * ----------------------------------------------------------------
+ */
+
+#define MAX_REDIRECTS 16		/* as redis-cli and most cluster clients */
+
+/* The RESP of ASKING. */
+static const char asking_resp[] = "*1\r\n$6\r\nASKING\r\n";
+
+/* Send command idx (already encoded in h->resp) to node, after ASKING if asking. */
+static void
+send_cmd(PgpolyConnection *conn, RedisHandle *h, int idx, RedisNode *node,
+		 bool asking)
+{
+	RedisCmdInfo *cmd = &h->cmds[idx];
+
+	if (asking)
+		RedisNodeSend(conn, h, node, RQ_ASKING, asking_resp, sizeof(asking_resp) - 1);
+	cmd->node = RedisNodeIndex(h, node);
+	cmd->final = false;
+	RedisNodeSend(conn, h, node, idx, h->resp.data + cmd->off, cmd->len);
+}
+
+/* Whether argv[0] is the command name (any case). */
+static bool
+is_command(const char **argv, const size_t *lens, const char *name)
+{
+	size_t		len = lens ? lens[0] : strlen(argv[0]);
+
+	return len == strlen(name) && pg_strncasecmp(argv[0], name, len) == 0;
+}
+
+/* Record command idx of the request: its RESP, appended to h->resp. */
+static RedisCmdInfo *
+record_cmd(RedisHandle *h, int idx, int argc, const char **argv,
+		   const size_t *lens)
+{
+	MemoryContext old = MemoryContextSwitchTo(h->req_cxt);
+	RedisCmdInfo *cmd;
+
+	if (h->resp.data == NULL)
+		initStringInfo(&h->resp);
+	if (h->ncmds == h->maxcmds)
+	{
+		h->maxcmds = Max(256, h->maxcmds * 2);
+		h->cmds = h->cmds ? repalloc_huge(h->cmds, sizeof(RedisCmdInfo) * h->maxcmds) :
+			palloc_extended(sizeof(RedisCmdInfo) * h->maxcmds, MCXT_ALLOC_HUGE);
+	}
+	Assert(idx == h->ncmds);
+	cmd = &h->cmds[h->ncmds++];
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->off = h->resp.len;
+	cmd->slot = -1;
+	cmd->node = -1;
+	cmd->group = -1;
+	RedisEncodeCommand(&h->resp, argc, argv, lens);
+	cmd->len = h->resp.len - cmd->off;
+	MemoryContextSwitchTo(old);
+	return cmd;
+}
+
+/*
+ * Route command idx on a cluster connection: target (a keyless command for
+ * a named node), or the node serving argv[1]'s slot.  MULTI waits for the
+ * first command it wraps to know its node; the commands up to EXEC must
+ * share that slot (callers group writes by slot).
+ */
+void
+RedisClusterRoute(PgpolyConnection *conn, RedisHandle *h, int idx, int argc,
+				  const char **argv, const size_t *lens, RedisNode *target)
+{
+	RedisCmdInfo *cmd = record_cmd(h, idx, argc, argv, lens);
+	int			g = h->open_group;
+	RedisNode  *node = target;
+
+	if (is_command(argv, lens, "MULTI"))
+	{
+		if (g >= 0)
+			elog(ERROR, "nested MULTI on Redis server \"%s\"", conn->servername);
+		cmd->group = h->open_group = idx;
+		if (target)
+			send_cmd(conn, h, idx, target, false);
+		return;
+	}
+	if (is_command(argv, lens, "EXEC"))
+	{
+		if (g < 0)
+			elog(ERROR, "EXEC without MULTI on Redis server \"%s\"", conn->servername);
+		cmd->group = g;
+		cmd->is_exec = true;
+		h->open_group = -1;
+		if (h->cmds[g].node < 0)	/* an empty transaction */
+			send_cmd(conn, h, g, slot_owner(conn, h, 0), false);
+		send_cmd(conn, h, idx, h->nodes[h->cmds[g].node], false);
+		return;
+	}
+	if (node == NULL)
+	{
+		if (argc < 2)
+			elog(ERROR, "Redis command without a key routed by key");
+		cmd->slot = RedisKeySlot(argv[1], lens ? lens[1] : strlen(argv[1]));
+		node = slot_owner(conn, h, cmd->slot);
+	}
+	if (g >= 0)
+	{
+		RedisCmdInfo *multi = &h->cmds[g];
+
+		cmd->group = g;
+		if (multi->node < 0)
+		{
+			multi->slot = cmd->slot;
+			send_cmd(conn, h, g, node, false);
+		}
+		else if (multi->slot != cmd->slot)
+			elog(ERROR, "Redis transaction spans hash slots %d and %d",
+				 multi->slot, cmd->slot);
+		node = h->nodes[multi->node];
+	}
+	send_cmd(conn, h, idx, node, false);
+}
+
+/* What a reply asks the client to do. */
+typedef enum RedirectKind
+{
+	REDIR_NONE,					/* nothing: it is the answer */
+	REDIR_MOVED,				/* the slot lives elsewhere now */
+	REDIR_ASK,					/* this key, this once, elsewhere */
+	REDIR_RETRY					/* TRYAGAIN, CLUSTERDOWN: later */
+} RedirectKind;
+
+/*
+ * Classify reply r (answered by node `from`); for MOVED and ASK set *slot
+ * and *target (a node of h, added if new).
+ */
+static RedirectKind
+classify(RedisHandle *h, RedisNode *from, redisReply *r, int *slot,
+		 RedisNode **target)
+{
+	bool		moved;
+	char	   *text;
+	char	   *sp;
+	char	   *colon;
+	long		s,
+				port;
+	RedisAddr	a;
+
+	if (r->type != REDIS_REPLY_ERROR)
+		return REDIR_NONE;
+	if (strncmp(r->str, "TRYAGAIN", 8) == 0 || strncmp(r->str, "CLUSTERDOWN", 11) == 0)
+	{
+		if (r->str[0] == 'C')
+			h->map_stale = true;
+		return REDIR_RETRY;
+	}
+	moved = strncmp(r->str, "MOVED ", 6) == 0;
+	if (!moved && strncmp(r->str, "ASK ", 4) != 0)
+		return REDIR_NONE;
+	text = pstrdup(r->str + (moved ? 6 : 4));
+	s = strtol(text, &sp, 10);
+	if (*sp != ' ' || s < 0 || s >= REDIS_NSLOTS ||
+		(colon = strrchr(sp + 1, ':')) == NULL)
+		return REDIR_NONE;		/* not one we understand: an answer */
+	port = strtol(colon + 1, NULL, 10);
+	if (colon == sp + 1)		/* ":port": the host we asked */
+		a.host = NULL;
+	else if (!RedisParseAddr(sp + 1, strlen(sp + 1), &a))
+		return REDIR_NONE;
+	*slot = (int) s;
+	*target = endpoint_node(h, from, a.host, (int) port);
+	pfree(text);
+	return moved ? REDIR_MOVED : REDIR_ASK;
+}
+
+/* Whether reply is a redirection or a retry request (never an answer). */
+bool
+RedisIsRedirect(redisReply *reply)
+{
+	return reply->type == REDIS_REPLY_ERROR &&
+		(strncmp(reply->str, "MOVED ", 6) == 0 || strncmp(reply->str, "ASK ", 4) == 0 ||
+		 strncmp(reply->str, "TRYAGAIN", 8) == 0 ||
+		 strncmp(reply->str, "CLUSTERDOWN", 11) == 0);
+}
+
+/* Count a redirection of command idx; ERROR past MAX_REDIRECTS. */
+static void
+count_redirect(RedisExchangeState *ex, int idx, redisReply *r)
+{
+	if (++ex->h->cmds[idx].redirects <= MAX_REDIRECTS)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_ERROR),
+			 errmsg("Redis Cluster server \"%s\" redirected a command more than %d times",
+					ex->conn->servername, MAX_REDIRECTS),
+			 errdetail("The last redirection was: %s", r->str),
+			 errhint("The cluster's slots may be moving; retry later.")));
+}
+
+/* A command or transaction waiting to be sent again. */
+typedef struct RedisRetry
+{
+	int			idx;			/* command, or the MULTI of a transaction */
+	int			attempt;
+	TimestampTz due;
+} RedisRetry;
+
+/*
+ * Schedule command (or transaction) idx to be sent again after a pause that
+ * doubles with each attempt (10 ms up to 200 ms).  false if that would be
+ * past the exchange's deadline: the caller then keeps the reply as final.
+ */
+static bool
+schedule_retry(RedisExchangeState *ex, int idx)
+{
+	int			attempt = 0;
+	long		ms;
+	RedisRetry *rt;
+	ListCell   *lc;
+
+	foreach(lc, ex->retries)
+		if (((RedisRetry *) lfirst(lc))->idx == idx)
+			elog(ERROR, "Redis command %d retried twice at once", idx);
+	attempt = ex->h->cmds[idx].redirects;	/* retries count as redirections */
+	ms = Min(200, 10L << Min(attempt, 5));
+	if (TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms) >= ex->deadline)
+		return false;
+	ex->h->cmds[idx].redirects = (uint8) Min(attempt + 1, 255);
+	rt = palloc(sizeof(RedisRetry));
+	rt->idx = idx;
+	rt->attempt = attempt;
+	rt->due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	ex->retries = lappend(ex->retries, rt);
+	return true;
+}
+
+/* The indexes of the commands of the transaction whose MULTI is g: g..*last. */
+static void
+group_end(RedisHandle *h, int g, int *last)
+{
+	int			i = g + 1;
+
+	while (i < h->ncmds && !(h->cmds[i].group == g && h->cmds[i].is_exec))
+		i++;
+	*last = i;
+}
+
+/* Send transaction g again to node (after ASKING if asking). */
+static void
+resend_group(RedisExchangeState *ex, int g, RedisNode *node, bool asking)
+{
+	RedisHandle *h = ex->h;
+	int			e;
+
+	group_end(h, g, &e);
+	for (int i = g; i <= e; i++)
+	{
+		if (ex->held[i])
+			RedisReplyDiscard(ex->held[i]);
+		ex->held[i] = NULL;
+	}
+	send_cmd(ex->conn, h, g, node, asking);
+	for (int i = g + 1; i <= e; i++)
+		send_cmd(ex->conn, h, i, node, false);
+}
+
+/* Mark transaction g's replies final (to be delivered as they are). */
+static void
+group_final(RedisHandle *h, int g, int e)
+{
+	for (int i = g; i <= e; i++)
+		h->cmds[i].final = true;
+}
+
+/*
+ * The EXEC of transaction g (commands g..e) was answered.  An array: the
+ * transaction ran.  Otherwise it was aborted, and the replies say why: a
+ * MOVED sends it whole to the new owner; ASK for every command sends it to
+ * the target after ASKING; TRYAGAIN, CLUSTERDOWN or keys split between the
+ * two nodes of a migrating slot retry it later; any other error is the
+ * answer the caller gets.
+ */
+static void
+resolve_group(RedisExchangeState *ex, int g, int e, RedisNode *from)
+{
+	RedisHandle *h = ex->h;
+	RedisNode  *moved = NULL,
+			   *ask = NULL,
+			   *target;
+	int			nask = 0,
+				slot;
+	bool		retry = false,
+				other = false;
+
+	if (ex->held[e]->type == REDIS_REPLY_ARRAY)
+	{
+		group_final(h, g, e);
+		return;
+	}
+	for (int i = g + 1; i <= e; i++)
+	{
+		redisReply *r = ex->held[i];
+
+		switch (classify(h, from, r, &slot, &target))
+		{
+			case REDIR_MOVED:
+				h->slots[slot] = (int16) RedisNodeIndex(h, target);
+				h->map_stale = true;
+				moved = target;
+				break;
+			case REDIR_ASK:
+				ask = target;
+				nask += (i < e) ? 1 : e - g - 1;	/* ASK at EXEC: all keys */
+				break;
+			case REDIR_RETRY:
+				retry = true;
+				break;
+			case REDIR_NONE:
+				if (r->type == REDIS_REPLY_ERROR && i < e)
+					other = true;
+				break;
+		}
+	}
+	if (moved == NULL && ask == NULL && !retry)
+	{
+		group_final(h, g, e);	/* a real error: the caller reports it */
+		return;
+	}
+	count_redirect(ex, g, ex->held[e]);
+	if (moved && !other)
+		resend_group(ex, g, moved, false);
+	else if (ask && nask >= e - g - 1 && !retry && !other)
+		resend_group(ex, g, ask, true);
+	else if (!other && schedule_retry(ex, g))
+	{
+		for (int i = g; i <= e; i++)
+		{
+			RedisReplyDiscard(ex->held[i]);
+			ex->held[i] = NULL;
+		}
+	}
+	else
+		group_final(h, g, e);
+}
+
+/*
+ * A reply from node for queue entry `entry` (a command index, or the
+ * RQ_ASKING of a redirection): redirect, retry, hold or make it final.
+ * Redirections and retries never reach the caller.
+ */
+void
+RedisClusterReply(RedisExchangeState *ex, RedisNode *node, int entry,
+				  redisReply *reply)
+{
+	RedisHandle *h = ex->h;
+	RedisCmdInfo *cmd;
+	RedisNode  *target;
+	int			slot;
+
+	if (entry == RQ_ASKING)
+	{
+		RedisReplyDiscard(reply);	/* a refusal shows in the next reply */
+		return;
+	}
+	cmd = &h->cmds[entry];
+	if (cmd->group >= 0)
+	{
+		ex->held[entry] = reply;
+		if (cmd->is_exec)
+			resolve_group(ex, cmd->group, entry, node);
+		return;
+	}
+	switch (classify(h, node, reply, &slot, &target))
+	{
+		case REDIR_MOVED:
+			count_redirect(ex, entry, reply);
+			h->slots[slot] = (int16) RedisNodeIndex(h, target);
+			h->map_stale = true;
+			RedisReplyDiscard(reply);
+			send_cmd(ex->conn, h, entry, target, false);
+			return;
+		case REDIR_ASK:
+			count_redirect(ex, entry, reply);
+			RedisReplyDiscard(reply);
+			send_cmd(ex->conn, h, entry, target, true);
+			return;
+		case REDIR_RETRY:
+			if (schedule_retry(ex, entry))
+			{
+				RedisReplyDiscard(reply);
+				return;
+			}
+			break;
+		case REDIR_NONE:
+			break;
+	}
+	ex->held[entry] = reply;
+	cmd->final = true;
+}
+
+/*
+ * Send again the commands whose retry is due, each to the node now serving
+ * its slot.  Returns when the next retry is due (DT_NOEND: none).
+ */
+TimestampTz
+RedisClusterRetries(RedisExchangeState *ex)
+{
+	RedisHandle *h = ex->h;
+	TimestampTz now;
+	TimestampTz next = DT_NOEND;
+	ListCell   *lc;
+
+	if (ex->retries == NIL)
+		return DT_NOEND;
+	now = GetCurrentTimestamp();
+	foreach(lc, ex->retries)
+	{
+		RedisRetry *rt = lfirst(lc);
+		RedisCmdInfo *cmd = &h->cmds[rt->idx];
+		RedisNode  *node;
+
+		if (rt->due > now)
+		{
+			next = Min(next, rt->due);
+			continue;
+		}
+		node = cmd->slot >= 0 ? slot_owner(ex->conn, h, cmd->slot) : h->nodes[cmd->node];
+		if (cmd->group == rt->idx)
+			resend_group(ex, rt->idx, node, false);
+		else
+			send_cmd(ex->conn, h, rt->idx, node, false);
+		ex->retries = foreach_delete_current(ex->retries, lc);
+	}
+	return next;
+}
+
+/* ----------------------------------------------------------------
+ *		Sentinel
+ * ----------------------------------------------------------------
+ */
+
+/* A node of no handle, for asking one sentinel. */
+static RedisNode *
+sentinel_node(RedisAddr *a)
+{
+	RedisNode  *node = palloc0(sizeof(RedisNode));
+
+	node->host = a->host;
+	node->port = a->port;
+	node->addr = psprintf("%s:%d", a->host, a->port);
+	return node;
+}
+
+/*
+ * Ask the sentinels, in order, for the address of master; the first that
+ * names it wins.  false (what each said appended to errors) if none does.
+ */
+static bool
+ask_sentinels(PgpolyConnection *conn, RedisHandle *h, RedisTopology *topo,
+			  RedisAddr *primary, StringInfo errors)
+{
+	const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", topo->master};
+	ListCell   *lc;
+
+	foreach(lc, topo->addrs)
+	{
+		RedisNode  *s = sentinel_node(lfirst(lc));
+		redisReply *r = NULL;
+		char	   *error = NULL;
+
+		if (RedisNodeOpen(conn, h, s, false, &error))
+			r = RedisNodeCall(conn, h, s, 3, argv, &error);
+		RedisNodeClose(h, s);
+		if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+			(primary->host = reply_text(r->element[0])) != NULL &&
+			(primary->port = atoi(r->element[1]->str ? r->element[1]->str : "0")) > 0)
+			return true;
+		if (error == NULL)
+			error = r && r->type == REDIS_REPLY_NIL ?
+				psprintf("does not know master \"%s\"", topo->master) :
+				r && r->type == REDIS_REPLY_ERROR ? psprintf("answered %s", r->str) :
+				pstrdup("answered with an unexpected reply");
+		appendStringInfo(errors, "%ssentinel %s %s", errors->len ? "; " : "",
+						 s->addr, error);
+	}
+	return false;
+}
+
+/* Whether node's ROLE is master; else why not, in *error. */
+static bool
+is_primary(PgpolyConnection *conn, RedisHandle *h, RedisNode *node, char **error)
+{
+	const char *argv[1] = {"ROLE"};
+	redisReply *r = RedisNodeCall(conn, h, node, 1, argv, error);
+	char	   *role;
+
+	if (r == NULL)
+		return false;
+	role = (r->type == REDIS_REPLY_ARRAY && r->elements > 0) ?
+		reply_text(r->element[0]) : NULL;
+	if (role && strcmp(role, "master") == 0)
+		return true;
+	*error = psprintf("is not a primary (ROLE: %s)", role ? role : "?");
+	return false;
+}
+
+/*
+ * Find and open Sentinel's primary for topo, as the Sentinel client
+ * guidelines say: the address from the first sentinel that knows it, then
+ * ROLE on it, which must be master (a failover may be under way: then ask
+ * again, within connect_timeout_ms).  The node becomes h's only node.
+ */
+RedisNode *
+RedisSentinelPrimary(PgpolyConnection *conn, RedisHandle *h, RedisTopology *topo)
+{
+	TimestampTz deadline = PgpolyDeadline(conn->connect_timeout_ms);
+	StringInfoData errors;
+
+	initStringInfo(&errors);
+	for (;;)
+	{
+		RedisAddr	a;
+		char	   *error = NULL;
+
+		resetStringInfo(&errors);
+		if (ask_sentinels(conn, h, topo, &a, &errors))
+		{
+			RedisNode  *node;
+
+			h->nnodes = 0;		/* forget a primary an earlier try found */
+			node = RedisNodeGet(h, a.host, a.port);
+			if (RedisNodeOpen(conn, h, node, true, &error) &&
+				is_primary(conn, h, node, &error))
+				return node;
+			RedisNodeClose(h, node);
+			appendStringInfo(&errors, "%s (named by the sentinels) %s", node->addr, error);
+		}
+		if (GetCurrentTimestamp() >= deadline)
+			break;
+		(void) PgpolyWaitSocket(PGINVALID_SOCKET, 0, deadline, 100);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+			 errmsg("could not find the primary \"%s\" of Redis server \"%s\" through its sentinels",
+					topo->master, conn->servername),
+			 errdetail("%s", errors.data),
+			 errhint("Check the server options sentinels and sentinel_master, and that a failover is not stuck.")));
+	return NULL;				/* keep compiler quiet */
 }

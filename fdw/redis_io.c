@@ -4,25 +4,33 @@
  *		  hiredis, non-blocking, driven by the core's interruptible wait.
  *
  * hiredis 0.14 has no connect-with-options and no async API we could wait
- * on from a backend, so the context is created with redisConnectNonBlock()
- * and every exchange is: append commands (RESP we encode ourselves), then
- * alternate redisBufferWrite / redisBufferRead whenever PgpolyWaitSocket()
- * says the socket is ready, pulling parsed replies with
- * redisGetReplyFromReader().  Only these three non-blocking calls touch the
- * socket, so hiredis never blocks and a cancel or statement_timeout is
- * serviced between them.
+ * on from a backend, so each connection to a Redis server is created with
+ * redisConnectNonBlock() and every exchange is: append commands (RESP we
+ * encode ourselves), then alternate redisBufferWrite / redisBufferRead
+ * whenever the core's wait says a socket is ready, pulling parsed replies
+ * with redisGetReplyFromReader().  Only these three non-blocking calls
+ * touch a socket, so hiredis never blocks and a cancel or statement_timeout
+ * is serviced between them.
+ *
+ * A pgpoly connection (one cache entry) may span several Redis servers, its
+ * nodes: one for a single server or Sentinel's primary, one per cluster
+ * node met for a Redis Cluster (redis_cluster.c decides where each command
+ * goes).  An exchange first sends every node its part of the pipeline, then
+ * waits on all their sockets at once, so a request touching n nodes costs
+ * one round trip in wall time; replies reach the caller's handler in the
+ * order the commands were appended, whatever node answered first.
  *
  * Invariants:
  *	- Appending a command starts a request on the connection cache entry;
  *	  only a complete exchange ends it.  An ERROR in between (a bad value
  *	  while building commands, a timeout, an error reply the caller raises)
- *	  therefore leaves the connection "busy" and it is discarded.
+ *	  therefore leaves the connection "busy" and all its nodes are closed.
  *	- Replies are built by our own hiredis reply-object functions in the
  *	  memory context that is current when the exchange runs (allocation
  *	  never ereports inside hiredis: MCXT_ALLOC_NO_OOM).  A handler may keep
  *	  a reply (it then lives as long as that context); others are freed at
  *	  once.  hiredis' malloc-based freeReplyObject() is never used.
- *	- Bytes buffered for replies not yet complete are bounded by
+ *	- Bytes buffered for a node's reply not yet complete are bounded by
  *	  pgpoly.max_response_size.
  *
  * fdw/redis_io.c
@@ -43,6 +51,7 @@
 static void *redis_connect(PgpolyConnection *conn, ForeignServer *server,
 						   UserMapping *user);
 static void redis_disconnect(void *handle);
+static List *redis_node_rows(PgpolyConnection *conn);
 
 /* Memory context replies of the running exchange are allocated in. */
 static MemoryContext ReplyContext = NULL;
@@ -75,6 +84,13 @@ reply_free(void *obj)
 	if (r->str)
 		pfree(r->str);
 	pfree(r);
+}
+
+/* Free a reply of an exchange that no handler will see (redis_cluster.c). */
+void
+RedisReplyDiscard(redisReply *reply)
+{
+	reply_free(reply);
 }
 
 /* Link a new reply into its parent array, as hiredis' own functions do. */
@@ -157,13 +173,23 @@ const PgpolyStore RedisStore = {
 	RedisOptions,
 	redis_connect,
 	redis_disconnect,
-	RedisFlushWrites
+	RedisFlushWrites,
+	redis_node_rows
 };
 
-/* Raise a connection-class error for conn; what failed is in detail. */
+/* Make node the one conn's messages name (conn->target). */
 static void
-io_error(PgpolyConnection *conn, const char *what, const char *detail)
+name_node(PgpolyConnection *conn, RedisNode *node)
 {
+	strlcpy(conn->target, node->addr, sizeof(conn->target));
+}
+
+/* Raise a connection-class error for conn at node; what failed is in detail. */
+static void
+io_error(PgpolyConnection *conn, RedisNode *node, const char *what,
+		 const char *detail)
+{
+	name_node(conn, node);
 	ereport(ERROR,
 			(errcode(ERRCODE_CONNECTION_FAILURE),
 			 errmsg("Redis server \"%s\" at %s: %s", conn->servername,
@@ -171,148 +197,76 @@ io_error(PgpolyConnection *conn, const char *what, const char *detail)
 			 detail ? errdetail("%s", detail) : 0));
 }
 
-/* Wait until the non-blocking connect completes; ERROR if it fails. */
-static void
+/* ----------------------------------------------------------------
+ *		Nodes
+ * ----------------------------------------------------------------
+ */
+
+/* The node at host:port, added to h if it is new (not connected). */
+RedisNode *
+RedisNodeGet(RedisHandle *h, const char *host, int port)
+{
+	MemoryContext old;
+	RedisNode  *node;
+
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i]->port == port && strcmp(h->nodes[i]->host, host) == 0)
+			return h->nodes[i];
+	old = MemoryContextSwitchTo(h->cxt);
+	if (h->nnodes == h->maxnodes)
+	{
+		h->maxnodes = Max(4, h->maxnodes * 2);
+		h->nodes = h->nodes ? repalloc(h->nodes, sizeof(RedisNode *) * h->maxnodes) :
+			palloc(sizeof(RedisNode *) * h->maxnodes);
+	}
+	node = palloc0(sizeof(RedisNode));
+	node->host = pstrdup(host);
+	node->port = port;
+	node->addr = strchr(host, ':') ? psprintf("[%s]:%d", host, port) :
+		psprintf("%s:%d", host, port);
+	h->nodes[h->nnodes++] = node;
+	MemoryContextSwitchTo(old);
+	return node;
+}
+
+/* Position of node in h->nodes. */
+int
+RedisNodeIndex(RedisHandle *h, RedisNode *node)
+{
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i] == node)
+			return i;
+	elog(ERROR, "Redis node %s is not part of its connection", node->addr);
+	return -1;					/* keep compiler quiet */
+}
+
+/* Close node's connection (if open); never ereports. */
+void
+RedisNodeClose(RedisHandle *h, RedisNode *node)
+{
+	if (node->ctx == NULL)
+		return;
+	/* A partial reply belongs to a memory context that may be gone. */
+	node->ctx->reader->reply = NULL;
+	redisFree(node->ctx);
+	node->ctx = NULL;
+	if (h->waitset)
+		PgpolyWaitSetForget(h->waitset);	/* its descriptor may be reused */
+}
+
+/* Wait until a non-blocking connect completes; NULL or why it failed. */
+static char *
 finish_connect(PgpolyConnection *conn, redisContext *ctx)
 {
 	TimestampTz deadline = PgpolyDeadline(conn->connect_timeout_ms);
 	int			err = 0;
 	socklen_t	errlen = sizeof(err);
-	int			rc;
 
-	rc = PgpolyWaitSocket(ctx->fd, PGPOLY_WAIT_WRITE, deadline, -1);
-	if (rc < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-				 errmsg("could not connect to Redis server \"%s\" at %s: timed out after %d ms",
-						conn->servername, conn->target, conn->connect_timeout_ms),
-				 errhint("Check that Redis is running, or raise the server option connect_timeout_ms.")));
+	if (PgpolyWaitSocket(ctx->fd, PGPOLY_WAIT_WRITE, deadline, -1) < 0)
+		return psprintf("timed out after %d ms", conn->connect_timeout_ms);
 	if (getsockopt(ctx->fd, SOL_SOCKET, SO_ERROR, &err, &errlen) < 0)
 		err = errno;
-	if (err != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-				 errmsg("could not connect to Redis server \"%s\" at %s: %s",
-						conn->servername, conn->target, strerror(err)),
-				 errhint("Check the server options host and port, and that Redis is running.")));
-}
-
-/* Check a reply of the connection set-up (AUTH, SELECT). */
-static bool
-setup_reply(redisReply *reply, int index, void *arg)
-{
-	PgpolyConnection *conn = arg;
-
-	if (reply->type == REDIS_REPLY_ERROR)
-		ereport(ERROR,
-				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-				 errmsg("could not set up the connection to Redis server \"%s\" at %s",
-						conn->servername, conn->target),
-				 errdetail("Redis answered: %s", reply->str),
-				 errhint("Check the user mapping's user and password and the server option db.")));
-	return false;
-}
-
-/* Send AUTH and SELECT as the user mapping and server options ask. */
-static void
-setup_session(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
-{
-	List	   *umopts = user ? user->options : NIL;
-	const char *password = PgpolyGetOption(umopts, "password", NULL);
-	const char *username = PgpolyGetOption(umopts, "user", NULL);
-	const char *db = PgpolyGetOption(server->options, "db", "0");
-	int			n = 0;
-
-	/* An empty password means none: Redis without requirepass rejects AUTH. */
-	if (password != NULL && password[0] != '\0')
-	{
-		const char *argv[3] = {"AUTH", username, password};
-
-		if (username)
-			RedisAppendArgv(conn, 3, argv, NULL);
-		else
-		{
-			argv[1] = password;
-			RedisAppendArgv(conn, 2, argv, NULL);
-		}
-		n++;
-	}
-	if (strcmp(db, "0") != 0)
-	{
-		const char *argv[2] = {"SELECT", db};
-
-		RedisAppendArgv(conn, 2, argv, NULL);
-		n++;
-	}
-	if (n > 0)
-		RedisExchange(conn, n, setup_reply, conn);
-}
-
-/* PgpolyStore.connect: open a non-blocking hiredis context. */
-static void *
-redis_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
-{
-	const char *host = PgpolyGetOption(server->options, "host", "127.0.0.1");
-	int			port = (int) PgpolyGetIntOption(server->options, "port", 6379);
-	redisContext *ctx;
-
-	snprintf(conn->target, sizeof(conn->target), "%s:%d", host, port);
-	ctx = redisConnectNonBlock(host, port);
-	if (ctx == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while connecting to Redis")));
-	ctx->reader->fn = &ReplyFunctions;
-	if (ctx->err)
-	{
-		char		msg[sizeof(ctx->errstr)];
-
-		strlcpy(msg, ctx->errstr, sizeof(msg));
-		redisFree(ctx);
-		ereport(ERROR,
-				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-				 errmsg("could not connect to Redis server \"%s\" at %s: %s",
-						conn->servername, conn->target, msg),
-				 errhint("Check the server options host and port, and that Redis is running.")));
-	}
-
-	/* Until the handle is returned, the cache does not own ctx: free it here. */
-	PG_TRY();
-	{
-		finish_connect(conn, ctx);
-		conn->handle = ctx;
-		setup_session(conn, server, user);
-		conn->handle = NULL;
-	}
-	PG_CATCH();
-	{
-		conn->handle = NULL;
-		conn->busy = false;
-		redis_disconnect(ctx);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	return ctx;
-}
-
-/* PgpolyStore.disconnect: close and free the context. */
-static void
-redis_disconnect(void *handle)
-{
-	redisContext *ctx = handle;
-
-	/* A partial reply belongs to a memory context that may be gone. */
-	ctx->reader->reply = NULL;
-	redisFree(ctx);
-}
-
-/*
- * The connection for tbl's server and user mapping, from the cache.
- */
-PgpolyConnection *
-RedisGetConnection(RedisTable *tbl)
-{
-	return PgpolyGetConnection(&RedisStore, tbl->server, tbl->user);
+	return err != 0 ? pstrdup(strerror(err)) : NULL;
 }
 
 /* Append "<prefix><n>\r\n" to buf. */
@@ -329,7 +283,339 @@ append_header(StringInfo buf, char prefix, size_t n)
 	appendBinaryStringInfo(buf, tmp, len);
 }
 
-static void write_some(PgpolyConnection *conn, redisContext *ctx);
+/* Append the RESP encoding of one command to buf (lens NULL: C strings). */
+void
+RedisEncodeCommand(StringInfo buf, int argc, const char **argv, const size_t *lens)
+{
+	append_header(buf, '*', argc);
+	for (int i = 0; i < argc; i++)
+	{
+		size_t		len = lens ? lens[i] : strlen(argv[i]);
+
+		append_header(buf, '$', len);
+		appendBinaryStringInfo(buf, argv[i], len);
+		appendBinaryStringInfo(buf, "\r\n", 2);
+	}
+}
+
+/*
+ * Send the RESP of ncmds commands (in buf) to node and read their replies,
+ * synchronously, for connection set-up and topology queries.  Returns the
+ * replies (allocated in the current memory context), or NULL with *error
+ * set when the node could not be reached; the node is then closed.  ERROR
+ * only on interrupts and out of memory.
+ */
+static redisReply **
+node_call_raw(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
+			  StringInfo buf, int ncmds, char **error)
+{
+	MemoryContext saved = ReplyContext;
+	redisContext *ctx = node->ctx;
+	TimestampTz deadline = PgpolyDeadline(conn->timeout_ms);
+	redisReply **replies = palloc0(sizeof(redisReply *) * ncmds);
+	int			got = 0;
+	int			done = 0;
+
+	*error = NULL;
+	ReplyContext = CurrentMemoryContext;
+	if (redisAppendFormattedCommand(ctx, buf->data, buf->len) != REDIS_OK)
+		elog(ERROR, "out of memory while building a Redis command");
+	while (got < ncmds && *error == NULL)
+	{
+		void	   *reply = NULL;
+		int			rc;
+
+		if (redisGetReplyFromReader(ctx, &reply) != REDIS_OK)
+			*error = psprintf("received a malformed reply: %s", ctx->errstr);
+		else if (reply != NULL)
+			replies[got++] = reply;
+		else if ((rc = PgpolyWaitSocket(ctx->fd, PGPOLY_WAIT_READ |
+										(sdslen(ctx->obuf) ? PGPOLY_WAIT_WRITE : 0),
+										deadline, -1)) < 0)
+			*error = psprintf("no answer within %d ms", conn->timeout_ms);
+		else if ((rc & PGPOLY_WAIT_WRITE) && redisBufferWrite(ctx, &done) != REDIS_OK)
+			*error = pstrdup(ctx->errstr);
+		else if ((rc & PGPOLY_WAIT_READ) && redisBufferRead(ctx) != REDIS_OK)
+			*error = pstrdup(ctx->err == REDIS_ERR_EOF ?
+							 "the server closed the connection" : ctx->errstr);
+	}
+	ReplyContext = saved;
+	if (*error != NULL)
+	{
+		RedisNodeClose(h, node);
+		return NULL;
+	}
+	return replies;
+}
+
+/*
+ * One command on node, synchronously (see node_call_raw): the reply, or
+ * NULL with *error set.
+ */
+redisReply *
+RedisNodeCall(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
+			  int argc, const char **argv, char **error)
+{
+	StringInfoData buf;
+	redisReply **r;
+
+	initStringInfo(&buf);
+	RedisEncodeCommand(&buf, argc, argv, NULL);
+	r = node_call_raw(conn, h, node, &buf, 1, error);
+	return r ? r[0] : NULL;
+}
+
+/*
+ * Send AUTH and SELECT as the user mapping and server options ask; an error
+ * reply (a wrong password) is an ERROR, an unreachable node returns false.
+ */
+static bool
+setup_session(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
+			  char **error)
+{
+	StringInfoData buf;
+	redisReply **r;
+	int			n = 0;
+
+	initStringInfo(&buf);
+	/* An empty password means none: Redis without requirepass rejects AUTH. */
+	if (h->password != NULL && h->password[0] != '\0')
+	{
+		const char *argv[3] = {"AUTH", h->username, h->password};
+
+		if (h->username)
+			RedisEncodeCommand(&buf, 3, argv, NULL);
+		else
+		{
+			argv[1] = h->password;
+			RedisEncodeCommand(&buf, 2, argv, NULL);
+		}
+		n++;
+	}
+	if (h->db != 0)
+	{
+		char		db[16];
+		const char *argv[2] = {"SELECT", db};
+
+		snprintf(db, sizeof(db), "%d", h->db);
+		RedisEncodeCommand(&buf, 2, argv, NULL);
+		n++;
+	}
+	if (n == 0)
+		return true;
+	if ((r = node_call_raw(conn, h, node, &buf, n, error)) == NULL)
+		return false;
+	for (int i = 0; i < n; i++)
+		if (r[i]->type == REDIS_REPLY_ERROR)
+		{
+			name_node(conn, node);
+			ereport(ERROR,
+					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+					 errmsg("could not set up the connection to Redis server \"%s\" at %s",
+							conn->servername, conn->target),
+					 errdetail("Redis answered: %s", r[i]->str),
+					 errhint("Check the user mapping's user and password and the server option db.")));
+		}
+	return true;
+}
+
+/*
+ * Open node's connection (setup: with AUTH/SELECT).  false with *error set
+ * if the node cannot be reached (the caller decides whether that is an
+ * ERROR: a cluster tries another node); an ERROR for a rejected password.
+ */
+bool
+RedisNodeOpen(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
+			  bool setup, char **error)
+{
+	redisContext *ctx;
+
+	Assert(node->ctx == NULL);
+	ctx = redisConnectNonBlock(node->host, node->port);
+	if (ctx == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while connecting to Redis")));
+	ctx->reader->fn = &ReplyFunctions;
+	if (ctx->err)
+	{
+		*error = pstrdup(ctx->errstr);
+		redisFree(ctx);
+		return false;
+	}
+	if ((*error = finish_connect(conn, ctx)) != NULL)
+	{
+		redisFree(ctx);
+		return false;
+	}
+	node->ctx = ctx;
+	if (h->waitset)
+		PgpolyWaitSetForget(h->waitset);
+	return !setup || setup_session(conn, h, node, error);
+}
+
+/* RedisNodeOpen, raising the connection ERROR when the node is unreachable. */
+static void
+node_open_or_error(PgpolyConnection *conn, RedisHandle *h, RedisNode *node)
+{
+	char	   *error;
+
+	if (RedisNodeOpen(conn, h, node, true, &error))
+		return;
+	name_node(conn, node);
+	ereport(ERROR,
+			(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+			 errmsg("could not connect to Redis server \"%s\" at %s: %s",
+					conn->servername, conn->target, error),
+			 errhint("Check that Redis is running and the server's options (host and port, nodes, sentinels), or raise connect_timeout_ms.")));
+}
+
+/* ----------------------------------------------------------------
+ *		Connections (PgpolyStore callbacks)
+ * ----------------------------------------------------------------
+ */
+
+/* A new handle for server's topology, its session options from user. */
+static RedisHandle *
+new_handle(ForeignServer *server, UserMapping *user, RedisTopology *topo)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "pgpoly redis connection",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	List	   *umopts = user ? user->options : NIL;
+	const char *password = PgpolyGetOption(umopts, "password", NULL);
+	const char *username = PgpolyGetOption(umopts, "user", NULL);
+	RedisHandle *h = palloc0(sizeof(RedisHandle));
+	ListCell   *lc;
+
+	h->kind = topo->kind;
+	h->cxt = cxt;
+	h->password = password ? pstrdup(password) : NULL;
+	h->username = username ? pstrdup(username) : NULL;
+	h->db = (int) PgpolyGetIntOption(server->options, "db", 0);
+	h->open_group = -1;
+	h->waitset = PgpolyWaitSetCreate(cxt);
+	if (topo->kind == RTOPO_CLUSTER)
+	{
+		h->slots = palloc(sizeof(int16) * REDIS_NSLOTS);
+		memset(h->slots, 0xff, sizeof(int16) * REDIS_NSLOTS);	/* all -1 */
+		foreach(lc, topo->addrs)
+		{
+			RedisAddr  *a = lfirst(lc);
+			RedisAddr  *copy = palloc(sizeof(RedisAddr));
+
+			copy->host = pstrdup(a->host);
+			copy->port = a->port;
+			h->seeds = lappend(h->seeds, copy);
+		}
+		h->req_cxt = AllocSetContextCreate(cxt, "pgpoly redis request",
+										   ALLOCSET_DEFAULT_SIZES);
+	}
+	MemoryContextSwitchTo(old);
+	return h;
+}
+
+/*
+ * PgpolyStore.connect: open the connection the server's topology describes
+ * (one server, Sentinel's primary, or a cluster's slot map).  Nodes of a
+ * cluster are opened when first needed.
+ */
+static void *
+redis_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
+{
+	RedisTopology topo;
+	RedisHandle *h;
+
+	RedisTopologyFromOptions(server->options, &topo);
+	h = new_handle(server, user, &topo);
+	PG_TRY();
+	{
+		if (topo.kind == RTOPO_SINGLE)
+		{
+			RedisAddr  *a = linitial(topo.addrs);
+			RedisNode  *node = RedisNodeGet(h, a->host, a->port);
+
+			name_node(conn, node);
+			node_open_or_error(conn, h, node);
+		}
+		else if (topo.kind == RTOPO_SENTINEL)
+			name_node(conn, RedisSentinelPrimary(conn, h, &topo));
+		else
+			RedisClusterRefresh(conn, h);
+	}
+	PG_CATCH();
+	{
+		conn->busy = false;
+		redis_disconnect(h);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return h;
+}
+
+/* PgpolyStore.disconnect: close every node and free the handle. */
+static void
+redis_disconnect(void *handle)
+{
+	RedisHandle *h = handle;
+
+	for (int i = 0; i < h->nnodes; i++)
+		RedisNodeClose(h, h->nodes[i]);
+	PgpolyWaitSetFree(h->waitset);
+	MemoryContextDelete(h->cxt);
+}
+
+/*
+ * PgpolyStore.describe: for pgpoly.connections(), one row per open node of
+ * a cluster connection (NIL for one server: the connection is its row).
+ */
+static List *
+redis_node_rows(PgpolyConnection *conn)
+{
+	RedisHandle *h = conn->handle;
+	List	   *rows = NIL;
+
+	if (h->kind != RTOPO_CLUSTER)
+		return NIL;
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		RedisNode  *node = h->nodes[i];
+		PgpolyConnRow *row;
+
+		if (node->ctx == NULL)
+			continue;
+		row = palloc(sizeof(PgpolyConnRow));
+		row->target = pstrdup(node->addr);
+		row->requests = node->requests;
+		row->errors = node->errors;
+		rows = lappend(rows, row);
+	}
+	return rows;
+}
+
+/*
+ * The connection for tbl's server and user mapping, from the cache.
+ */
+PgpolyConnection *
+RedisGetConnection(RedisTable *tbl)
+{
+	return PgpolyGetConnection(&RedisStore, tbl->server, tbl->user);
+}
+
+/* Whether conn is a Redis Cluster connection (opening it if needed). */
+bool
+RedisIsCluster(PgpolyConnection *conn)
+{
+	PgpolyEnsureConnected(conn);
+	return ((RedisHandle *) conn->handle)->kind == RTOPO_CLUSTER;
+}
+
+/* ----------------------------------------------------------------
+ *		Requests
+ * ----------------------------------------------------------------
+ */
+
+static void write_some(PgpolyConnection *conn, RedisNode *node);
 
 /*
  * Output buffered beyond this is written out (non-blocking) while commands
@@ -339,26 +625,115 @@ static void write_some(PgpolyConnection *conn, redisContext *ctx);
 #define REDIS_EAGER_WRITE_BYTES (256 * 1024)
 
 /*
- * Append one command to the connection's output buffer (lens NULL: the
- * argv are NUL-terminated).  The RESP encoding is written here, binary-safe
- * with explicit lengths, and handed to hiredis as a preformatted command:
- * this avoids hiredis' per-argument format parsing.  Starts a request if
- * none is open.
+ * Start a request on conn unless one is open: reconnect a closed or broken
+ * handle, bring a cluster's slot map up to date, and forget the last
+ * request's per-node state.  Returns the handle.
+ */
+static RedisHandle *
+begin_request(PgpolyConnection *conn)
+{
+	RedisHandle *h;
+
+	if (conn->busy)
+		return conn->handle;
+	PgpolyEnsureConnected(conn);
+	h = conn->handle;
+	if (h->kind == RTOPO_CLUSTER && h->map_stale)
+		RedisClusterRefresh(conn, h);
+	PgpolyBeginRequest(conn);
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		RedisNode  *node = h->nodes[i];
+
+		node->active = false;
+		node->nqueue = node->nread = 0;
+		node->pending = 0;
+		node->failure = NULL;
+	}
+	if (h->kind == RTOPO_CLUSTER)
+	{
+		MemoryContextReset(h->req_cxt);
+		h->resp.data = NULL;
+		h->cmds = NULL;
+		h->ncmds = h->maxcmds = 0;
+		h->open_group = -1;
+	}
+	return h;
+}
+
+/*
+ * Make node part of the running request: open it if needed, and count the
+ * request (and, until it ends well, an error) against it.
+ */
+static void
+activate(PgpolyConnection *conn, RedisHandle *h, RedisNode *node)
+{
+	if (node->active)
+		return;
+	if (node->ctx == NULL)
+		node_open_or_error(conn, h, node);
+	node->active = true;
+	node->requests++;
+	node->errors++;				/* undone when the request ends well */
+}
+
+/* Write the output buffered for node if there is much of it. */
+static void
+maybe_write(PgpolyConnection *conn, RedisNode *node)
+{
+	if (sdslen(node->ctx->obuf) > REDIS_EAGER_WRITE_BYTES)
+		write_some(conn, node);
+}
+
+/*
+ * Queue len bytes of RESP (one command) for node, and record what its reply
+ * will answer: entry, a command index or RQ_ASKING (cluster connections
+ * only; one server needs no record, its replies come in order).
+ */
+void
+RedisNodeSend(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
+			  int entry, const char *resp, size_t len)
+{
+	activate(conn, h, node);
+	if (redisAppendFormattedCommand(node->ctx, resp, len) != REDIS_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while building a Redis command")));
+	if (h->kind == RTOPO_CLUSTER)
+	{
+		if (node->nqueue == node->maxqueue)
+		{
+			node->maxqueue = Max(64, node->maxqueue * 2);
+			node->queue = node->queue ?
+				repalloc(node->queue, sizeof(int) * node->maxqueue) :
+				MemoryContextAlloc(h->cxt, sizeof(int) * node->maxqueue);
+		}
+		node->queue[node->nqueue] = entry;
+	}
+	node->nqueue++;
+	maybe_write(conn, node);
+}
+
+/*
+ * Append one command to the request (lens NULL: the argv are C strings),
+ * starting a request if none is open.  The RESP encoding is written here,
+ * binary-safe with explicit lengths, and handed to hiredis as a
+ * preformatted command: this avoids hiredis' per-argument format parsing.
+ * On a cluster the command goes to the node serving its key's slot
+ * (argv[1]; MULTI/EXEC follow the commands they wrap).
  */
 void
 RedisAppendArgv(PgpolyConnection *conn, int argc, const char **argv,
 				const size_t *lens)
 {
 	static StringInfo buf = NULL;
-	redisContext *ctx;
-	int			i;
+	RedisHandle *h = begin_request(conn);
 
-	if (!conn->busy)
+	if (h->kind == RTOPO_CLUSTER)
 	{
-		PgpolyEnsureConnected(conn);	/* reopen a closed or broken handle */
-		PgpolyBeginRequest(conn);
+		RedisClusterRoute(conn, h, h->ncmds, argc, argv, lens, NULL);
+		return;
 	}
-	ctx = conn->handle;
 	if (buf == NULL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
@@ -367,51 +742,173 @@ RedisAppendArgv(PgpolyConnection *conn, int argc, const char **argv,
 		MemoryContextSwitchTo(old);
 	}
 	resetStringInfo(buf);
-	append_header(buf, '*', argc);
-	for (i = 0; i < argc; i++)
-	{
-		size_t		len = lens ? lens[i] : strlen(argv[i]);
-
-		append_header(buf, '$', len);
-		appendBinaryStringInfo(buf, argv[i], len);
-		appendBinaryStringInfo(buf, "\r\n", 2);
-	}
-	if (redisAppendFormattedCommand(ctx, buf->data, buf->len) != REDIS_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while building a Redis command")));
-	if (sdslen(ctx->obuf) > REDIS_EAGER_WRITE_BYTES)
-		write_some(conn, ctx);
+	RedisEncodeCommand(buf, argc, argv, lens);
+	RedisNodeSend(conn, h, h->nodes[0], 0, buf->data, buf->len);
 }
 
-/* Write what the output buffer holds, without blocking. */
+/*
+ * Append a command that names no key (SCAN, DBSIZE ...) for the node at
+ * addr, one of RedisPrimaryNodes(); on one server, addr is that server.
+ */
+void
+RedisAppendToNode(PgpolyConnection *conn, const char *addr, int argc,
+				  const char **argv, const size_t *lens)
+{
+	RedisHandle *h = begin_request(conn);
+	RedisAddr	a;
+
+	if (h->kind != RTOPO_CLUSTER)
+	{
+		RedisAppendArgv(conn, argc, argv, lens);
+		return;
+	}
+	if (!RedisParseAddr(addr, strlen(addr), &a))
+		elog(ERROR, "bad Redis node address \"%s\"", addr);
+	RedisClusterRoute(conn, h, h->ncmds, argc, argv, lens,
+					  RedisNodeGet(h, a.host, a.port));
+}
+
+/*
+ * The addresses of the nodes whose keys make up the data: a cluster's
+ * primaries (the slot map brought up to date first), or the one server.
+ * A palloc'd list of palloc'd strings, in the current memory context.
+ */
+List *
+RedisPrimaryNodes(PgpolyConnection *conn)
+{
+	RedisHandle *h;
+	List	   *result = NIL;
+
+	PgpolyEnsureConnected(conn);
+	h = conn->handle;
+	if (h->kind == RTOPO_CLUSTER && h->map_stale && !conn->busy)
+		RedisClusterRefresh(conn, h);
+	if (h->kind != RTOPO_CLUSTER)
+		return list_make1(pstrdup(h->nodes[0]->addr));
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i]->primary)
+			result = lappend(result, pstrdup(h->nodes[i]->addr));
+	return result;
+}
+
+/*
+ * The address of the node that answered command index of the last exchange
+ * (for messages about writes); the server's on one server.
+ */
+const char *
+RedisReplyNode(PgpolyConnection *conn, int index)
+{
+	RedisHandle *h = conn->handle;
+
+	if (h->kind != RTOPO_CLUSTER || index < 0 || index >= h->ncmds)
+		return h->nodes[0]->addr;
+	return h->nodes[h->cmds[index].node]->addr;
+}
+
+/* Add the nodes of the last exchange to trips (memory: trips' context). */
+void
+RedisCountTrips(PgpolyConnection *conn, RedisTrips *trips)
+{
+	RedisHandle *h = conn->handle;
+	MemoryContext cxt = GetMemoryChunkContext(trips);
+
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		RedisNode  *node = h->nodes[i];
+		int			j;
+
+		if (!node->active)
+			continue;
+		for (j = 0; j < trips->n; j++)
+			if (strcmp(trips->addr[j], node->addr) == 0)
+				break;
+		if (j == trips->n)
+		{
+			trips->addr = trips->addr ?
+				repalloc(trips->addr, sizeof(char *) * (j + 1)) :
+				MemoryContextAlloc(cxt, sizeof(char *));
+			trips->count = trips->count ?
+				repalloc(trips->count, sizeof(int64) * (j + 1)) :
+				MemoryContextAlloc(cxt, sizeof(int64));
+			trips->addr[j] = MemoryContextStrdup(cxt, node->addr);
+			trips->count[j] = 0;
+			trips->n++;
+		}
+		trips->count[j]++;
+	}
+}
+
+/* "host:port n, ..." of trips, for EXPLAIN. */
+char *
+RedisTripsText(RedisTrips *trips)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < trips->n; i++)
+		appendStringInfo(&buf, "%s%s %lld", i ? ", " : "", trips->addr[i],
+						 (long long) trips->count[i]);
+	return buf.data;
+}
+
+/* ----------------------------------------------------------------
+ *		Exchanges
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * A node failed in the middle of an exchange.  One server: the ERROR now.
+ * A cluster: record it, stop using the node, and let the other nodes finish
+ * (so that the ERROR can say which nodes answered everything); the slot map
+ * is asked again before the next request.
+ */
 static void
-write_some(PgpolyConnection *conn, redisContext *ctx)
+node_failed(PgpolyConnection *conn, RedisNode *node, const char *what,
+			const char *detail)
+{
+	RedisHandle *h = conn->handle;
+
+	if (h->kind != RTOPO_CLUSTER)
+		io_error(conn, node, what, detail);
+	node->failure = detail ? psprintf("%s: %s", what, detail) : pstrdup(what);
+	h->map_stale = true;
+}
+
+/* Write what node's output buffer holds, without blocking. */
+static void
+write_some(PgpolyConnection *conn, RedisNode *node)
 {
 	int			done = 0;
 
-	if (redisBufferWrite(ctx, &done) != REDIS_OK)
-		io_error(conn, "could not send the request", ctx->errstr);
+	if (node->failure == NULL && redisBufferWrite(node->ctx, &done) != REDIS_OK)
+		node_failed(conn, node, "could not send the request", node->ctx->errstr);
 }
 
-/* Read what the socket holds; enforce the response size bound. */
+/* Read what node's socket holds; enforce the response size bound. */
 static void
-read_some(PgpolyConnection *conn, redisContext *ctx, Size *pending)
+read_some(PgpolyConnection *conn, RedisNode *node)
 {
+	redisContext *ctx = node->ctx;
 	size_t		before = ctx->reader->len;
 
 	if (redisBufferRead(ctx) != REDIS_OK)
-		io_error(conn, ctx->err == REDIS_ERR_EOF ?
-				 "the server closed the connection" : "could not read the reply",
-				 ctx->errstr);
+	{
+		node_failed(conn, node, ctx->err == REDIS_ERR_EOF ?
+					"the server closed the connection" : "could not read the reply",
+					ctx->errstr);
+		return;
+	}
 	if (ctx->reader->len > before)
-		*pending += ctx->reader->len - before;
-	if (*pending > PGPOLY_MAX_RESPONSE_BYTES)
+		node->pending += ctx->reader->len - before;
+	if (node->pending > PGPOLY_MAX_RESPONSE_BYTES)
+	{
+		name_node(conn, node);
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("Redis server \"%s\" at %s sent a reply larger than pgpoly.max_response_size (%d kB)",
 						conn->servername, conn->target, pgpoly_max_response_kb),
 				 errhint("Fetch fewer or smaller keys per round (fetch_size), or raise pgpoly.max_response_size.")));
+	}
 }
 
 /* Hand one reply to the handler; free it on every path unless it kept it. */
@@ -439,58 +936,267 @@ deliver(PgpolyConnection *conn, redisReply *reply, int index,
 }
 
 /*
- * Send the appended commands and read nreplies replies, handing each to
- * handler(reply, index, arg) as it arrives (handler NULL: error replies
- * raise an ERROR).  Replies are allocated in the caller's memory context; a
- * handler returning true keeps its reply there.  The whole exchange is bounded by the server's
- * timeout_ms and interruptible.  Ends the request on success.
+ * A replica answered READONLY: behind Sentinel, the primary moved.  The
+ * statement fails (the connection is then closed), and the next one asks
+ * the sentinels again.
+ */
+static void
+check_readonly(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
+			   redisReply *reply)
+{
+	if (h->kind != RTOPO_SENTINEL || reply->type != REDIS_REPLY_ERROR ||
+		strncmp(reply->str, "READONLY", 8) != 0)
+		return;
+	name_node(conn, node);
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("Redis server \"%s\" at %s is no longer the primary",
+					conn->servername, conn->target),
+			 errdetail("Redis answered: %s", reply->str),
+			 errhint("Sentinel moved the primary; the next statement asks the sentinels again.")));
+}
+
+/* Pull every complete reply node has buffered; true if there was one. */
+static bool
+drain_node(RedisExchangeState *ex, RedisNode *node, RedisReplyHandler handler,
+		   void *arg)
+{
+	PgpolyConnection *conn = ex->conn;
+	RedisHandle *h = ex->h;
+	bool		progress = false;
+
+	while (node->failure == NULL && node->nread < node->nqueue)
+	{
+		void	   *reply = NULL;
+
+		if (redisGetReplyFromReader(node->ctx, &reply) != REDIS_OK)
+		{
+			node_failed(conn, node, "received a malformed reply", node->ctx->errstr);
+			break;
+		}
+		if (reply == NULL)
+			break;
+		node->pending = 0;
+		progress = true;
+		check_readonly(conn, h, node, reply);
+		if (h->kind == RTOPO_CLUSTER)
+			RedisClusterReply(ex, node, node->queue[node->nread++], reply);
+		else
+		{
+			node->nread++;
+			deliver(conn, reply, ex->next++, handler, arg);
+		}
+	}
+	return progress;
+}
+
+/* Deliver the replies that are final, in command order (cluster). */
+static void
+deliver_ready(RedisExchangeState *ex, RedisReplyHandler handler, void *arg)
+{
+	RedisHandle *h = ex->h;
+
+	while (ex->next < ex->n && h->cmds[ex->next].final)
+	{
+		redisReply *r = ex->held[ex->next];
+
+		ex->held[ex->next] = NULL;
+		name_node(ex->conn, h->nodes[h->cmds[ex->next].node]);
+		deliver(ex->conn, r, ex->next++, handler, arg);
+	}
+}
+
+/* Whether node still owes replies (or output) in this exchange. */
+static bool
+node_waiting(RedisNode *node)
+{
+	return node->active && node->failure == NULL &&
+		(node->nread < node->nqueue || sdslen(node->ctx->obuf) > 0);
+}
+
+/*
+ * Nothing more can arrive and some replies are missing: raise the first
+ * node failure, saying which nodes answered everything.
+ */
+static void
+raise_failure(RedisExchangeState *ex)
+{
+	RedisHandle *h = ex->h;
+	StringInfoData done;
+	RedisNode  *failed = NULL;
+
+	initStringInfo(&done);
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		RedisNode  *node = h->nodes[i];
+
+		if (!node->active)
+			continue;
+		if (node->failure && failed == NULL)
+			failed = node;
+		else if (!node->failure && node->nread == node->nqueue)
+			appendStringInfo(&done, "%s%s", done.len ? ", " : "", node->addr);
+	}
+	if (failed == NULL)
+		elog(ERROR, "Redis exchange on server \"%s\" lost %d replies",
+			 ex->conn->servername, ex->n - ex->next);
+	name_node(ex->conn, failed);
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("Redis server \"%s\" at %s: %s", ex->conn->servername,
+					ex->conn->target, failed->failure),
+			 done.len ? errdetail("The other nodes of the request answered all their commands: %s.", done.data) :
+			 errdetail("No other node of the request answered all its commands.")));
+}
+
+/* Raise the timeout ERROR of an exchange, naming a node still owing replies. */
+static void
+timeout_error(RedisExchangeState *ex)
+{
+	RedisHandle *h = ex->h;
+
+	for (int i = 0; i < h->nnodes; i++)
+		if (node_waiting(h->nodes[i]))
+		{
+			name_node(ex->conn, h->nodes[i]);
+			break;
+		}
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("Redis server \"%s\" at %s did not answer within %d ms",
+					ex->conn->servername, ex->conn->target, ex->conn->timeout_ms),
+			 errhint("Raise the server option timeout_ms, or check the server's load.")));
+}
+
+/*
+ * Wait for every node that owes replies or output (and for the next retry
+ * of a cluster, if any is due before); then read and write what is ready.
+ */
+static void
+wait_nodes(RedisExchangeState *ex, TimestampTz next_retry)
+{
+	RedisHandle *h = ex->h;
+	pgsocket   *socks = palloc(sizeof(pgsocket) * h->nnodes);
+	int		   *events = palloc(sizeof(int) * h->nnodes);
+	int		   *ready = palloc(sizeof(int) * h->nnodes);
+	RedisNode **which = palloc(sizeof(RedisNode *) * h->nnodes);
+	long		max_ms = -1;
+	int			n = 0;
+	int			rc;
+
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		RedisNode  *node = h->nodes[i];
+
+		if (!node_waiting(node))
+			continue;
+		socks[n] = node->ctx->fd;
+		events[n] = (node->nread < node->nqueue ? PGPOLY_WAIT_READ : 0) |
+			(sdslen(node->ctx->obuf) > 0 ? PGPOLY_WAIT_WRITE : 0);
+		which[n++] = node;
+	}
+	if (n == 0 && next_retry == DT_NOEND)
+		raise_failure(ex);
+	if (next_retry != DT_NOEND)
+		max_ms = Max(0, (long) ((next_retry - GetCurrentTimestamp()) / 1000));
+	rc = PgpolyWaitSetWait(h->waitset, n, socks, events, ex->deadline, max_ms, ready);
+	if (rc < 0)
+		timeout_error(ex);
+	for (int i = 0; i < n; i++)
+	{
+		if (ready[i] & PGPOLY_WAIT_WRITE)
+			write_some(ex->conn, which[i]);
+		if ((ready[i] & PGPOLY_WAIT_READ) && which[i]->failure == NULL)
+			read_some(ex->conn, which[i]);
+	}
+	pfree(socks);
+	pfree(events);
+	pfree(ready);
+	pfree(which);
+}
+
+/*
+ * End the request after a complete exchange: nothing may stay unsent (the
+ * next request would inherit it), and every node that took part gets its
+ * request counted as one that ended well.
+ */
+static void
+end_request(RedisExchangeState *ex)
+{
+	RedisHandle *h = ex->h;
+
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		RedisNode  *node = h->nodes[i];
+
+		if (!node->active)
+			continue;
+		while (sdslen(node->ctx->obuf) > 0)
+		{
+			if (PgpolyWaitSocket(node->ctx->fd, PGPOLY_WAIT_WRITE, ex->deadline, -1) < 0)
+				io_error(ex->conn, node, "timed out sending the request", NULL);
+			write_some(ex->conn, node);
+			if (node->failure)
+				io_error(ex->conn, node, node->failure, NULL);
+		}
+		node->errors--;
+	}
+	PgpolyEndRequest(ex->conn);
+}
+
+/*
+ * Send the appended commands and read nreplies replies (one per command),
+ * handing each to handler(reply, index, arg) in the order the commands were
+ * appended (handler NULL: error replies raise an ERROR).  Every node gets
+ * its commands before any reply is read, and all are waited on at once.
+ * Replies are allocated in the caller's memory context; a handler returning
+ * true keeps its reply there.  On a cluster, MOVED, ASK, TRYAGAIN and
+ * CLUSTERDOWN replies never reach the handler: the commands they concern
+ * are sent again (redis_cluster.c).  The whole exchange is bounded by the
+ * server's timeout_ms and interruptible.  Ends the request on success.
  */
 void
 RedisExchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 			  void *arg)
 {
-	redisContext *ctx = conn->handle;
-	TimestampTz deadline = PgpolyDeadline(conn->timeout_ms);
-	Size		pending = 0;
-	int			got = 0;
+	RedisHandle *h = conn->handle;
+	RedisExchangeState ex;
 
+	memset(&ex, 0, sizeof(ex));
+	ex.conn = conn;
+	ex.h = h;
+	ex.n = nreplies;
+	ex.deadline = PgpolyDeadline(conn->timeout_ms);
 	ReplyContext = CurrentMemoryContext;
-	write_some(conn, ctx);		/* usually all of it, without a wait */
-	while (got < nreplies)
+	if (h->kind == RTOPO_CLUSTER)
 	{
-		void	   *reply = NULL;
-		int			want;
-		int			rc;
+		if (nreplies != h->ncmds || h->open_group >= 0)
+			elog(ERROR, "Redis exchange expects %d replies for %d commands",
+				 nreplies, h->ncmds);
+		ex.held = palloc0(sizeof(redisReply *) * Max(nreplies, 1));
+	}
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i]->active)
+			write_some(conn, h->nodes[i]);	/* usually all of it, without a wait */
+	while (ex.next < ex.n)
+	{
+		bool		progress = false;
+		TimestampTz next_retry = DT_NOEND;
 
-		if (redisGetReplyFromReader(ctx, &reply) != REDIS_OK)
-			io_error(conn, "received a malformed reply", ctx->errstr);
-		if (reply != NULL)
+		for (int i = 0; i < h->nnodes; i++)
+			if (h->nodes[i]->active && drain_node(&ex, h->nodes[i], handler, arg))
+				progress = true;
+		if (h->kind == RTOPO_CLUSTER)
 		{
-			pending = 0;
-			deliver(conn, reply, got++, handler, arg);
-			continue;
+			next_retry = RedisClusterRetries(&ex);
+			deliver_ready(&ex, handler, arg);
 		}
-		want = PGPOLY_WAIT_READ | (sdslen(ctx->obuf) > 0 ? PGPOLY_WAIT_WRITE : 0);
-		rc = PgpolyWaitSocket(ctx->fd, want, deadline, -1);
-		if (rc < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("Redis server \"%s\" at %s did not answer within %d ms",
-							conn->servername, conn->target, conn->timeout_ms),
-					 errhint("Raise the server option timeout_ms, or check the server's load.")));
-		if (rc & PGPOLY_WAIT_WRITE)
-			write_some(conn, ctx);
-		if (rc & PGPOLY_WAIT_READ)
-			read_some(conn, ctx, &pending);
+		if (ex.next >= ex.n)
+			break;
+		if (!progress)
+			wait_nodes(&ex, next_retry);
 	}
-	/* Nothing may stay unsent: the next request would inherit it. */
-	while (sdslen(ctx->obuf) > 0)
-	{
-		if (PgpolyWaitSocket(ctx->fd, PGPOLY_WAIT_WRITE, deadline, -1) < 0)
-			io_error(conn, "timed out sending the request", NULL);
-		write_some(conn, ctx);
-	}
-	PgpolyEndRequest(conn);
+	end_request(&ex);
 }
 
 /*
