@@ -255,6 +255,13 @@ typedef struct RedisTopology
 extern int	RedisKeySlot(const char *key, size_t len);
 extern bool RedisParseAddr(const char *s, size_t len, RedisAddr *addr);
 extern void RedisTopologyFromOptions(List *options, RedisTopology *topo);
+typedef struct RedisClusterView RedisClusterView;
+typedef void (*RedisMovedKey) (const char *key, size_t len, void *arg);
+extern RedisClusterView *RedisClusterViewOf(PgpolyConnection *conn, List *addrs);
+extern void RedisClusterMovedKeys(PgpolyConnection *conn,
+								  RedisClusterView *before,
+								  RedisClusterView *after,
+								  RedisMovedKey add, void *arg);
 
 /*
  * The Redis servers behind one pgpoly connection, shared by redis_io.c (the
@@ -292,7 +299,8 @@ typedef struct RedisCmdInfo
 	int			group;			/* index of its MULTI, or -1 */
 	bool		is_exec;		/* the EXEC that closes its group */
 	bool		final;			/* its reply may be delivered */
-	uint8		redirects;
+	uint8		redirects;		/* MOVED and ASK followed */
+	uint8		retries;		/* TRYAGAIN, CLUSTERDOWN waited out */
 } RedisCmdInfo;
 
 /* The store handle of a pgpoly_redis connection. */

@@ -425,8 +425,12 @@ RedisClusterRefresh(PgpolyConnection *conn, RedisHandle *h)
 				continue;		/* connected ones first */
 			if (refresh_from(conn, h, node, &error))
 			{
-				h->map_stale = false;
 				strlcpy(conn->target, node->addr, sizeof(conn->target));
+				/* Keep connections to primaries only (a seed may be a replica). */
+				for (int j = 0; j < h->nnodes; j++)
+					if (!h->nodes[j]->primary)
+						RedisNodeClose(h, h->nodes[j]);
+				h->map_stale = false;
 				MemoryContextSwitchTo(old);
 				MemoryContextDelete(tmp);
 				return;
@@ -681,17 +685,31 @@ schedule_retry(RedisExchangeState *ex, int idx)
 	foreach(lc, ex->retries)
 		if (((RedisRetry *) lfirst(lc))->idx == idx)
 			elog(ERROR, "Redis command %d retried twice at once", idx);
-	attempt = ex->h->cmds[idx].redirects;	/* retries count as redirections */
+	attempt = ex->h->cmds[idx].retries;
 	ms = Min(200, 10L << Min(attempt, 5));
 	if (TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms) >= ex->deadline)
 		return false;
-	ex->h->cmds[idx].redirects = (uint8) Min(attempt + 1, 255);
+	ex->h->cmds[idx].retries = (uint8) Min(attempt + 1, 255);
 	rt = palloc(sizeof(RedisRetry));
 	rt->idx = idx;
 	rt->attempt = attempt;
 	rt->due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
 	ex->retries = lappend(ex->retries, rt);
 	return true;
+}
+
+/*
+ * A transaction that could not run before the deadline because its slot
+ * was migrating or the cluster was down: make its EXEC reply say so (the
+ * caller's message quotes it) rather than a bare EXECABORT.
+ */
+static void
+explain_abort(redisReply *exec, int slot)
+{
+	exec->str = MemoryContextStrdup(GetMemoryChunkContext(exec),
+									psprintf("TRYAGAIN the transaction of hash slot %d could not run within timeout_ms: the slot was migrating between nodes, or the cluster was down (last answer: %s)",
+											 slot, exec->str));
+	exec->len = strlen(exec->str);
 }
 
 /* The indexes of the commands of the transaction whose MULTI is g: g..*last. */
@@ -786,11 +804,16 @@ resolve_group(RedisExchangeState *ex, int g, int e, RedisNode *from)
 		group_final(h, g, e);	/* a real error: the caller reports it */
 		return;
 	}
-	count_redirect(ex, g, ex->held[e]);
 	if (moved && !other)
+	{
+		count_redirect(ex, g, ex->held[e]);
 		resend_group(ex, g, moved, false);
+	}
 	else if (ask && nask >= e - g - 1 && !retry && !other)
+	{
+		count_redirect(ex, g, ex->held[e]);
 		resend_group(ex, g, ask, true);
+	}
 	else if (!other && schedule_retry(ex, g))
 	{
 		for (int i = g; i <= e; i++)
@@ -800,7 +823,11 @@ resolve_group(RedisExchangeState *ex, int g, int e, RedisNode *from)
 		}
 	}
 	else
+	{
+		if (!other)
+			explain_abort(ex->held[e], h->cmds[g].slot);
 		group_final(h, g, e);
+	}
 }
 
 /*
@@ -1006,4 +1033,292 @@ RedisSentinelPrimary(PgpolyConnection *conn, RedisHandle *h, RedisTopology *topo
 			 errdetail("%s", errors.data),
 			 errhint("Check the server options sentinels and sentinel_master, and that a failover is not stuck.")));
 	return NULL;				/* keep compiler quiet */
+}
+
+/* ----------------------------------------------------------------
+ *		Scans while slots move
+ * ----------------------------------------------------------------
+ */
+
+/* A slot being migrated, as one node's own CLUSTER NODES line says. */
+typedef struct ViewMark
+{
+	int			slot;
+	int			node;			/* the node that said it (addrs index) */
+	char	   *peer;			/* the other node's id */
+	bool		migrating;		/* node -> peer; else peer -> node */
+} ViewMark;
+
+/* What the primaries say of their slots: who owns what, what is moving. */
+struct RedisClusterView
+{
+	int			naddrs;
+	char	  **addrs;			/* the nodes asked, by index */
+	int16	   *owner;			/* REDIS_NSLOTS addrs indexes, -1: none */
+	List	   *ids;			/* node id, address: pairs of char * */
+	List	   *marks;			/* ViewMark * */
+};
+
+/* The address in a CLUSTER NODES line ("ip:port@cport[,host]"); asked: default host. */
+static char *
+nodes_line_addr(char *field, const char *asked)
+{
+	char	   *at = strchr(field, '@');
+	RedisAddr	a;
+
+	if (at)
+		*at = '\0';
+	if (field[0] == ':')
+		return psprintf("%s%s", asked, field);
+	if (!RedisParseAddr(field, strlen(field), &a))
+		return pstrdup(field);
+	return strchr(a.host, ':') ? psprintf("[%s]:%d", a.host, a.port) :
+		psprintf("%s:%d", a.host, a.port);
+}
+
+/* Record the slots and migration marks of node's own line (the slot fields). */
+static void
+view_slots(RedisClusterView *v, int node, char *slots)
+{
+	char	   *save = NULL;
+
+	for (char *tok = strtok_r(slots, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
+	{
+		if (tok[0] == '[')
+		{
+			ViewMark   *m = palloc(sizeof(ViewMark));
+			char	   *arrow = strstr(tok, "->-");
+
+			m->slot = atoi(tok + 1);
+			m->node = node;
+			m->migrating = arrow != NULL;
+			if (!arrow)
+				arrow = strstr(tok, "-<-");
+			if (arrow == NULL || m->slot < 0 || m->slot >= REDIS_NSLOTS)
+				continue;
+			m->peer = pnstrdup(arrow + 3, strcspn(arrow + 3, "]"));
+			v->marks = lappend(v->marks, m);
+		}
+		else
+		{
+			char	   *dash = strchr(tok, '-');
+			int			lo = atoi(tok);
+			int			hi = dash ? atoi(dash + 1) : lo;
+
+			for (int sl = Max(lo, 0); sl <= Min(hi, REDIS_NSLOTS - 1); sl++)
+				v->owner[sl] = (int16) node;
+		}
+	}
+}
+
+/* Reply handler of CLUSTER NODES asked of v->addrs[index]. */
+static bool
+view_reply(redisReply *r, int index, void *arg)
+{
+	RedisClusterView *v = arg;
+	char	   *text;
+	char	   *save = NULL;
+	RedisAddr	asked;
+
+	if (r->type != REDIS_REPLY_STRING)
+		return false;
+	text = pnstrdup(r->str, r->len);
+	if (!RedisParseAddr(v->addrs[index], strlen(v->addrs[index]), &asked))
+		asked.host = "";
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+	{
+		char	   *f[8];
+		char	   *p = line;
+		int			n;
+
+		/* id addr flags master ping-sent pong-recv epoch link slots... */
+		for (n = 0; n < 8 && p; n++)
+		{
+			f[n] = p;
+			if ((p = strchr(p, ' ')) != NULL)
+				*p++ = '\0';
+		}
+		if (n < 8)
+			continue;
+		v->ids = lappend(lappend(v->ids, pstrdup(f[0])),
+						 nodes_line_addr(f[1], asked.host));
+		if (strstr(f[2], "myself") && p)
+			view_slots(v, index, p);
+	}
+	return false;
+}
+
+/*
+ * What the primaries at addrs say of themselves (CLUSTER NODES, one
+ * exchange): the slots each owns and those it is migrating or importing.
+ * Taken before and after a full scan: keys can only have moved between
+ * nodes in the slots where the two differ or a migration was under way.
+ * NULL on a connection that is not a cluster.
+ */
+RedisClusterView *
+RedisClusterViewOf(PgpolyConnection *conn, List *addrs)
+{
+	const char *argv[2] = {"CLUSTER", "NODES"};
+	RedisClusterView *v;
+	ListCell   *lc;
+	int			i = 0;
+
+	if (!RedisIsCluster(conn))
+		return NULL;
+	v = palloc0(sizeof(RedisClusterView));
+	v->naddrs = list_length(addrs);
+	v->addrs = palloc(sizeof(char *) * Max(v->naddrs, 1));
+	v->owner = palloc(sizeof(int16) * REDIS_NSLOTS);
+	memset(v->owner, 0xff, sizeof(int16) * REDIS_NSLOTS);
+	foreach(lc, addrs)
+	{
+		v->addrs[i++] = pstrdup(lfirst(lc));
+		RedisAppendToNode(conn, lfirst(lc), 2, argv, NULL);
+	}
+	RedisExchange(conn, v->naddrs, view_reply, v);
+	return v;
+}
+
+/* The address of node id in v, or NULL. */
+static const char *
+view_id_addr(RedisClusterView *v, const char *id)
+{
+	for (int i = 0; i + 1 < list_length(v->ids); i += 2)
+		if (strcmp(list_nth(v->ids, i), id) == 0)
+			return list_nth(v->ids, i + 1);
+	return NULL;
+}
+
+/* Add addr to the slot's list of nodes to ask, unless it is there. */
+static void
+add_source(List **lists, int slot, const char *addr)
+{
+	ListCell   *lc;
+
+	if (addr == NULL)
+		return;
+	foreach(lc, lists[slot])
+		if (strcmp(lfirst(lc), addr) == 0)
+			return;
+	lists[slot] = lappend(lists[slot], (char *) addr);
+}
+
+/* Add the nodes v's marks name for each marked slot: sources, or targets. */
+static void
+add_marks(List **lists, RedisClusterView *v, bool sources)
+{
+	ListCell   *lc;
+
+	foreach(lc, v->marks)
+	{
+		ViewMark   *m = lfirst(lc);
+		const char *self = v->addrs[m->node];
+		const char *peer = view_id_addr(v, m->peer);
+
+		add_source(lists, m->slot, (m->migrating == sources) ? self : peer);
+	}
+}
+
+/* Arguments of the reply handler of GETKEYSINSLOT. */
+typedef struct SlotKeys
+{
+	int		   *asked;			/* count asked of each command */
+	bool	   *full;			/* the reply filled it: ask for more */
+	RedisMovedKey add;
+	void	   *arg;
+} SlotKeys;
+
+/* Reply handler of CLUSTER GETKEYSINSLOT: every key to add(). */
+static bool
+slot_keys_reply(redisReply *r, int index, void *arg)
+{
+	SlotKeys   *sk = arg;
+
+	if (r->type != REDIS_REPLY_ARRAY)
+		return false;			/* a node that left: the scan saw its keys */
+	sk->full[index] = (int) r->elements >= sk->asked[index];
+	for (size_t i = 0; i < r->elements; i++)
+		if (r->element[i]->type == REDIS_REPLY_STRING)
+			sk->add(r->element[i]->str, r->element[i]->len, sk->arg);
+	return false;
+}
+
+/*
+ * Ask the k-th node of each slot's list for all the slot's keys (doubling
+ * the count until a reply does not fill it), one exchange per count.
+ */
+static void
+ask_slot_keys(PgpolyConnection *conn, List **lists, int k, RedisMovedKey add,
+			  void *arg)
+{
+	int			count = 1000;
+	bool	   *again = palloc(sizeof(bool) * REDIS_NSLOTS);
+
+	for (int s = 0; s < REDIS_NSLOTS; s++)
+		again[s] = list_length(lists[s]) > k;
+	for (;;)
+	{
+		SlotKeys	sk = {NULL, NULL, add, arg};
+		int		   *slot_of = palloc(sizeof(int) * REDIS_NSLOTS);
+		char		num[16],
+					cnt[16];
+		const char *argv[4] = {"CLUSTER", "GETKEYSINSLOT", num, cnt};
+		int			n = 0;
+
+		snprintf(cnt, sizeof(cnt), "%d", count);
+		for (int s = 0; s < REDIS_NSLOTS; s++)
+			if (again[s])
+			{
+				snprintf(num, sizeof(num), "%d", s);
+				RedisAppendToNode(conn, list_nth(lists[s], k), 4, argv, NULL);
+				slot_of[n++] = s;
+			}
+		if (n == 0)
+			break;
+		sk.asked = palloc(sizeof(int) * n);
+		sk.full = palloc0(sizeof(bool) * n);
+		for (int i = 0; i < n; i++)
+			sk.asked[i] = count;
+		RedisExchange(conn, n, slot_keys_reply, &sk);
+		memset(again, 0, sizeof(bool) * REDIS_NSLOTS);
+		for (int i = 0; i < n; i++)
+			again[slot_of[i]] = sk.full[i];
+		count = count > INT_MAX / 2 ? INT_MAX : count * 2;
+	}
+}
+
+/*
+ * The keys a full scan might have missed because they moved between nodes
+ * while it ran (before/after: views taken at its start and end), handed to
+ * add(): every key of each slot whose owner changed or that was being
+ * migrated, asked of the nodes it moves from before the nodes it moves to
+ * (keys only move that way, so a key moving meanwhile is still met once).
+ * Nothing to do, and no request, when the slots stood still.
+ */
+void
+RedisClusterMovedKeys(PgpolyConnection *conn, RedisClusterView *before,
+					  RedisClusterView *after, RedisMovedKey add, void *arg)
+{
+	List	  **lists = palloc0(sizeof(List *) * REDIS_NSLOTS);
+	int			depth = 0;
+
+	for (int s = 0; s < REDIS_NSLOTS; s++)
+	{
+		const char *was = before->owner[s] >= 0 ? before->addrs[before->owner[s]] : NULL;
+		const char *now = after->owner[s] >= 0 ? after->addrs[after->owner[s]] : NULL;
+
+		if ((was == NULL) != (now == NULL) || (was && strcmp(was, now) != 0))
+		{
+			add_source(lists, s, was);
+			add_source(lists, s, now);
+		}
+	}
+	add_marks(lists, before, true);
+	add_marks(lists, after, true);
+	add_marks(lists, before, false);
+	add_marks(lists, after, false);
+	for (int s = 0; s < REDIS_NSLOTS; s++)
+		depth = Max(depth, list_length(lists[s]));
+	for (int k = 0; k < depth; k++)
+		ask_slot_keys(conn, lists, k, add, arg);
 }

@@ -11,7 +11,11 @@
  * return a key twice.  On a Redis Cluster every primary is scanned, all of
  * them in each round's one exchange, each with its own cursor; the keys of
  * a round are then fetched from the nodes serving their slots, again in one
- * exchange.
+ * exchange.  A key that moves between nodes during the scan (a slot being
+ * resharded) could escape both cursors, so a cluster scan compares what
+ * the primaries say of their slots before and after, and reads the keys of
+ * every slot that moved or was moving from its nodes (those already
+ * returned are skipped).
  *
  * Every key's remote contents become a RedisKeyState; writes of this
  * transaction that are still buffered (write_mode 'transactional') are then
@@ -74,6 +78,12 @@ struct RedisScan
 	char	  (*cursors)[32];
 	bool	   *node_done;
 	bool		scan_done;
+	RedisClusterView *view;		/* cluster: the slots as the SCAN began */
+	char	  **moved;			/* keys of slots that moved meanwhile */
+	size_t	   *movedlens;
+	int			nmoved;
+	int			maxmoved;
+	int			movedpos;
 	bool		overlay_done;
 	HTAB	   *seen;
 
@@ -531,6 +541,10 @@ RedisScanRestart(RedisScan *scan)
 	scan->keypos = 0;
 	scan->nnodes = 0;
 	scan->scan_done = false;
+	scan->view = NULL;
+	scan->moved = NULL;
+	scan->movedlens = NULL;
+	scan->nmoved = scan->maxmoved = scan->movedpos = 0;
 	scan->overlay_done = false;
 	if (scan->seen_cxt)
 		MemoryContextReset(scan->seen_cxt);
@@ -632,7 +646,10 @@ scan_reply(redisReply *r, int index, void *arg)
 	return false;
 }
 
-/* Start a SCAN: the nodes holding keys, each with cursor 0 (in seen_cxt). */
+/*
+ * Start a SCAN: the nodes holding keys, each with cursor 0, and on a
+ * cluster what they say of their slots (in seen_cxt).
+ */
 static void
 scan_start(RedisScan *scan)
 {
@@ -650,6 +667,53 @@ scan_start(RedisScan *scan)
 		scan->nodes[i] = lfirst(lc);
 		strcpy(scan->cursors[i++], "0");
 	}
+	scan->view = RedisClusterViewOf(scan->conn, nodes);
+	MemoryContextSwitchTo(old);
+}
+
+static bool glob_match(const char *p, const char *s);
+
+/* RedisMovedKey: a key of a slot that moved, if the scan wants it and lacks it. */
+static void
+add_moved_key(const char *key, size_t len, void *arg)
+{
+	RedisScan  *scan = arg;
+	char	   *k = pnstrdup(key, len);
+
+	if (strlen(k) != len || !glob_match(scan->pattern, k) ||
+		!RedisKeySetAdd(scan->seen, k))
+		return;
+	if (scan->nmoved == scan->maxmoved)
+	{
+		scan->maxmoved = Max(64, scan->maxmoved * 2);
+		scan->moved = scan->moved ? repalloc(scan->moved, sizeof(char *) * scan->maxmoved) :
+			palloc(sizeof(char *) * scan->maxmoved);
+		scan->movedlens = scan->movedlens ?
+			repalloc(scan->movedlens, sizeof(size_t) * scan->maxmoved) :
+			palloc(sizeof(size_t) * scan->maxmoved);
+	}
+	scan->moved[scan->nmoved] = k;
+	scan->movedlens[scan->nmoved++] = len;
+}
+
+/*
+ * Every cursor is back at 0.  On a cluster, collect the keys of the slots
+ * that moved while the SCAN ran (in seen_cxt); they are fetched next.
+ */
+static void
+scan_end(RedisScan *scan)
+{
+	MemoryContext old;
+	List	   *nodes = NIL;
+
+	if (scan->view == NULL)
+		return;
+	old = MemoryContextSwitchTo(scan->seen_cxt);
+	for (int i = 0; i < scan->nnodes; i++)
+		nodes = lappend(nodes, scan->nodes[i]);
+	RedisClusterMovedKeys(scan->conn, scan->view,
+						  RedisClusterViewOf(scan->conn, nodes),
+						  add_moved_key, scan);
 	MemoryContextSwitchTo(old);
 }
 
@@ -700,6 +764,8 @@ scan_round(RedisScan *scan)
 			scan->scan_done = false;
 	MemoryContextSwitchTo(old);
 	RedisScanFetchKeys(scan, step.keys, step.lens, step.nkeys);
+	if (scan->scan_done)
+		scan_end(scan);
 	pfree(step.keys);
 	pfree(step.lens);
 	pfree(step.which);
@@ -760,6 +826,15 @@ next_round(RedisScan *scan)
 	if (!scan->scan_done)
 	{
 		scan_round(scan);
+		return true;
+	}
+	if (scan->movedpos < scan->nmoved)
+	{
+		int			n = Min(scan->tbl->fetch_size, scan->nmoved - scan->movedpos);
+
+		RedisScanFetchKeys(scan, scan->moved + scan->movedpos,
+						   scan->movedlens + scan->movedpos, n);
+		scan->movedpos += n;
 		return true;
 	}
 	if (!scan->overlay_done)

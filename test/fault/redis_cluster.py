@@ -317,6 +317,12 @@ class Cluster:
         return [n["port"] for n in nodes if n["master"] == pid
                 and n["port"] in self.servers.procs][0]
 
+    def master_of(self, replica):
+        """Port of the primary a replica replicates."""
+        nodes = self.nodes()
+        mid = [n["master"] for n in nodes if n["port"] == replica][0]
+        return [n["port"] for n in nodes if n["id"] == mid][0]
+
     def owner(self, slot):
         """Port of the primary serving slot (CLUSTER SLOTS of a live node)."""
         for r in self.call(self.live_ports()[0], "CLUSTER", "SLOTS"):
