@@ -465,7 +465,7 @@ BEGIN
 		RAISE EXCEPTION 'param "%" of run % is already set to a different value', key, run
 			USING ERRCODE = 'unique_violation',
 				  DETAIL = format('Logged value: %L; new value: %L.', v_old, value),
-				  HINT = 'Params are write-once: start a new run, or log a metric or tag instead.';
+				  HINT = 'Params are write-once: start a new run for the new value (a number that changes during a run is a metric: pgpoly.log_metric()).';
 	END IF;
 END
 $$;

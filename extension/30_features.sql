@@ -20,12 +20,30 @@
 --	  loops into LIMIT 1 probes of the (entity, event_time DESC, created_at DESC)
 --	  index, which also keeps the spine's row order.  Parallel query is turned
 --	  off in these functions because a Gather would lose that order.
+--	* A ttl is an absolute duration, extract(epoch from ttl) seconds
+--	  (_fv_ttl_span), the same in every TimeZone; 0 means no ttl.  The serving
+--	  rule (which source and status an entity gets, what is written back) is
+--	  defined once, in C (src/features.c): the fast path calls it directly and
+--	  this file through pgpoly._fv_serve() / pgpoly._fv_is_fresh().
+--	* Privileges: every function checks the caller's privileges on the user's
+--	  online and offline tables as the equivalent statement would
+--	  (pgpoly._fv_require_privileges, 42501 "permission denied for ...");
+--	  statements on the serving table check its own ACL besides.  Nothing is
+--	  SECURITY DEFINER.  get_online_features writes back only where the caller
+--	  may write (pgpoly._fv_may_write: not read-only, not in recovery, INSERT
+--	  and UPDATE held).
+--	* Nothing read from pgpoly._feature_view_storage or pgpoly.feature_views is
+--	  spliced into SQL as is: relations are regclass (quoted from the catalog),
+--	  column names go through %I, type names are format_type() of the catalog
+--	  columns, re-derived on every call (pgpoly._fv_lookup), and a definition
+--	  whose tables do not fit together is refused.
 --	* Functions that read or write Redis pin DateStyle (ISO) and
 --	  extra_float_digits (shortest exact) so the text forms stored in Redis are
 --	  read back identically by every session.
 --	* Errors: 42704 unknown view, 42703 unknown feature or missing column,
---	  22023 bad argument, 22004 NULL argument, 22P02 & co. (the input function's
---	  own SQLSTATE) for a value that does not fit its feature, naming it.
+--	  22023 bad argument, 22004 NULL argument, 42501 missing privilege, 22P02
+--	  & co. (the input function's own SQLSTATE) for a value that does not fit
+--	  its feature, naming it.
 --	* Newest-wins is checked against the online value as the writing
 --	  transaction sees it (read-your-writes included); as in Feast, two
 --	  transactions writing one entity concurrently are not serialized.  The
@@ -33,6 +51,7 @@
 
 --
 -- Internal state of a feature view (one row per pgpoly.feature_views row).
+-- Names only: the types are read from the catalog on every use.
 --
 CREATE TABLE pgpoly._feature_view_storage (
 	view_name       text PRIMARY KEY
@@ -41,13 +60,9 @@ CREATE TABLE pgpoly._feature_view_storage (
 	serving_created bool NOT NULL,		-- pgpoly created it (drop_feature_view drops it)
 	offline_created bool NOT NULL,		-- pgpoly created the offline table
 	key_column      text NOT NULL,		-- key column of the serving table
-	key_type        text NOT NULL,		-- its type, format_type() form
 	entity_column   text NOT NULL,		-- entity column of the offline table
-	entity_type     text NOT NULL,
 	features        text[] NOT NULL,	-- feature columns, in table order
-	feature_types   text[] NOT NULL,
-	CONSTRAINT feature_view_storage_features_check
-		CHECK (cardinality(features) > 0 AND cardinality(features) = cardinality(feature_types))
+	CONSTRAINT feature_view_storage_features_check CHECK (cardinality(features) > 0)
 );
 SELECT pg_catalog.pg_extension_config_dump('pgpoly._feature_view_storage', '');
 
@@ -63,28 +78,116 @@ CREATE TYPE pgpoly._fv_def AS (
 	ttl           interval,
 	serving_table regclass,
 	key_column    text,
-	key_type      text,
+	key_type      text,			-- format_type() of the serving table's key column
 	entity_column text,
-	entity_type   text,
+	entity_type   text,			-- likewise, the offline table's entity column
 	features      text[],
-	feature_types text[],
+	feature_types text[],		-- likewise, the serving table's feature columns
 	offline_rel   text,			-- offline_table, schema-qualified and quoted
-	serving_rel   text			-- serving_table, likewise
+	serving_rel   text,			-- serving_table, likewise
+	fresh         timestamptz,	-- values older than this are stale (NULL: no ttl)
+	problem       text			-- why the definition cannot be used, or NULL
 );
 
--- rel as a schema-qualified, quoted name: generated SQL may run under the
--- caller's search_path (the spine of a training set is the caller's SQL).
+-- rel as a schema-qualified, quoted name (from the catalog): generated SQL
+-- may run under the caller's search_path (the spine of a training set is the
+-- caller's SQL).
 CREATE FUNCTION pgpoly._fv_rel(rel regclass)
 RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pgpoly, pg_temp
+AS 'MODULE_PATHNAME', 'pgpoly_fv_rel'
+LANGUAGE C STRICT STABLE;
+
+-- A ttl as the absolute duration it stands for: extract(epoch from ttl)
+-- seconds, as an interval of hours/seconds only, so that arithmetic with it
+-- is the same in every TimeZone (calendar days would shift at DST changes).
+-- NULL when there is no ttl (NULL or 0).  Inlined: no SET clause.
+CREATE FUNCTION pgpoly._fv_ttl_span(ttl interval)
+RETURNS interval
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-	SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
-	FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-	WHERE c.oid = rel
+	SELECT CASE WHEN pg_catalog.date_part('epoch', ttl) > 0
+				THEN pg_catalog.make_interval(secs => pg_catalog.date_part('epoch', ttl)) END
 $$;
 
--- The definition of view; 42704 if there is none.
+-- The oldest event time that is still fresh now under ttl (NULL: no ttl).
+CREATE FUNCTION pgpoly._fv_fresh_since(ttl interval)
+RETURNS timestamptz
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT pg_catalog.now() - pgpoly._fv_ttl_span(ttl)
+$$;
+
+-- The serving rule (src/features.c; the C fast path uses the same code).
+-- An event time is fresh when there is no ttl (fresh NULL) or it is not older
+-- than fresh.
+CREATE FUNCTION pgpoly._fv_is_fresh(fresh timestamptz, event_time timestamptz)
+RETURNS bool
+AS 'MODULE_PATHNAME', 'pgpoly_fv_is_fresh'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+-- One entity's answer from what online and offline hold: its status
+-- (online, offline, expired, missing) and whether the offline value is the
+-- one served.  The online value is served as is when it is fresh; otherwise
+-- the newer of the two (ties: online); status offline means "fresh, from the
+-- offline table", and exactly those values are written back online.
+CREATE FUNCTION pgpoly._fv_serve(fresh timestamptz, online_found bool,
+								 online_event_time timestamptz, offline_found bool,
+								 offline_event_time timestamptz,
+								 OUT source text, OUT from_offline bool)
+AS 'MODULE_PATHNAME', 'pgpoly_fv_serve'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+-- Raise 42501 "permission denied for [foreign] table rel" unless the caller
+-- holds each of privileges ('SELECT, INSERT, UPDATE') on rel, on the table or
+-- on all its columns, exactly as a statement using them would be refused.
+CREATE FUNCTION pgpoly._fv_require_privileges(rel regclass, privileges text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pgpoly_fv_require_privileges'
+LANGUAGE C STRICT STABLE;
+
+-- Whether get_online_features may write back to the online store: not in a
+-- read-only transaction, not on a hot standby, and the caller holds INSERT
+-- and UPDATE on both the online table and the serving table.
+CREATE FUNCTION pgpoly._fv_may_write(online_table regclass, serving_table regclass)
+RETURNS bool
+AS 'MODULE_PATHNAME', 'pgpoly_fv_may_write'
+LANGUAGE C STRICT STABLE;
+
+-- What the catalog says about a view's stored names (src/features.c, from
+-- the syscache): the format_type() of the serving table's key column, of the
+-- offline table's entity column and of the serving table's feature columns,
+-- the quoted names of the offline and serving tables, and problem: why the
+-- names do not fit the tables (NULL when they do).  The serving table must
+-- be the online table or pgpoly.<view>_serving; every column must exist.
+CREATE FUNCTION pgpoly._fv_describe(view text, online_table regclass, offline_table regclass,
+									serving_table regclass, key_column text,
+									entity_column text, features text[],
+									OUT key_type text, OUT entity_type text,
+									OUT feature_types text[], OUT offline_rel text,
+									OUT serving_rel text, OUT problem text)
+AS 'MODULE_PATHNAME', 'pgpoly_fv_describe'
+LANGUAGE C STABLE;
+
+-- The definition of view with the types read from the catalog, or no row.
+-- A single inlinable SELECT (no SET clause, everything qualified): the C
+-- fast path runs it as a cached plan on every call.
+CREATE FUNCTION pgpoly._fv_lookup(view text)
+RETURNS SETOF pgpoly._fv_def
+LANGUAGE sql STABLE
+AS $$
+	SELECT f.name, f.entity, f.online_table, f.offline_table, f.ttl, s.serving_table,
+		   s.key_column, d.key_type, s.entity_column, d.entity_type, s.features,
+		   d.feature_types, d.offline_rel, d.serving_rel, pgpoly._fv_fresh_since(f.ttl),
+		   d.problem
+	FROM pgpoly.feature_views f
+	JOIN pgpoly._feature_view_storage s ON s.view_name = f.name
+	CROSS JOIN LATERAL pgpoly._fv_describe(f.name, f.online_table, f.offline_table,
+										   s.serving_table, s.key_column, s.entity_column,
+										   s.features) d
+	WHERE f.name = view
+$$;
+
+-- The definition of view; 42704 if there is none, 55000 if it is unusable.
 CREATE FUNCTION pgpoly._fv_get(view text)
 RETURNS pgpoly._fv_def
 LANGUAGE plpgsql STABLE
@@ -94,18 +197,36 @@ DECLARE
 	v pgpoly._fv_def;
 BEGIN
 	PERFORM pgpoly._require_name(view, 'view');
-	SELECT f.name, f.entity, f.online_table, f.offline_table, f.ttl, s.serving_table,
-		   s.key_column, s.key_type, s.entity_column, s.entity_type, s.features,
-		   s.feature_types, pgpoly._fv_rel(f.offline_table), pgpoly._fv_rel(s.serving_table)
-	INTO v
-	FROM pgpoly.feature_views f JOIN pgpoly._feature_view_storage s ON s.view_name = f.name
-	WHERE f.name = _fv_get.view;
+	SELECT * INTO v FROM pgpoly._fv_lookup(view);
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'feature view "%" does not exist', view
 			USING ERRCODE = 'undefined_object',
 				  HINT = 'Create it with pgpoly.create_feature_view().';
 	END IF;
+	IF v.problem IS NOT NULL THEN
+		RAISE EXCEPTION 'feature view "%" cannot be used: %', view, v.problem
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Its tables changed since it was created, or pgpoly._feature_view_storage was edited: drop the view with pgpoly.drop_feature_view() and create it again.';
+	END IF;
 	RETURN v;
+END
+$$;
+
+-- Check the caller's privileges on the view's own tables: online_privs on
+-- the online table, offline_privs on the offline table (NULL: none).
+CREATE FUNCTION pgpoly._fv_check_access(v pgpoly._fv_def, online_privs text,
+										offline_privs text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	IF online_privs IS NOT NULL THEN
+		PERFORM pgpoly._fv_require_privileges(v.online_table, online_privs);
+	END IF;
+	IF offline_privs IS NOT NULL THEN
+		PERFORM pgpoly._fv_require_privileges(v.offline_table, offline_privs);
+	END IF;
 END
 $$;
 
@@ -148,8 +269,29 @@ AS $$
 	FROM unnest(names) WITH ORDINALITY AS u(n, i)
 $$;
 
--- The entity in canonical text form: through the key type, so '007' and '7' are
--- the same entity of an int-keyed view.
+-- Whether the view's key is text-like: entities are used as given.
+CREATE FUNCTION pgpoly._fv_key_is_text(v pgpoly._fv_def)
+RETURNS bool
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT v.key_type = 'text' OR v.key_type LIKE 'character varying%'
+$$;
+
+-- An SQL expression for the entity of expr (any type) in canonical text
+-- form: through the view's key type, so '007' and '7' are the same entity of
+-- an int-keyed view.  put_features, get_online_features and the point-in-time
+-- join all normalise entities with it.
+CREATE FUNCTION pgpoly._fv_entity_expr(v pgpoly._fv_def, expr text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT CASE WHEN pgpoly._fv_key_is_text(v) THEN format('(%s)::text', expr)
+				ELSE format('(%s)::text::%s::text', expr, v.key_type) END
+$$;
+
+-- entities in canonical text form (see _fv_entity_expr).
 CREATE FUNCTION pgpoly._fv_normalize(v pgpoly._fv_def, entities text[])
 RETURNS text[]
 LANGUAGE plpgsql STABLE
@@ -158,11 +300,11 @@ AS $$
 DECLARE
 	v_out text[];
 BEGIN
-	IF v.key_type IN ('text', 'character varying') THEN
+	IF pgpoly._fv_key_is_text(v) THEN
 		RETURN entities;
 	END IF;
-	EXECUTE format('SELECT array_agg(e::%s::text ORDER BY i) FROM unnest($1) WITH ORDINALITY u(e, i)',
-				   v.key_type)
+	EXECUTE format('SELECT array_agg(%s ORDER BY i) FROM unnest($1) WITH ORDINALITY u(e, i)',
+				   pgpoly._fv_entity_expr(v, 'e'))
 	INTO v_out USING entities;
 	RETURN v_out;
 END
@@ -202,8 +344,9 @@ $$;
 -- create_feature_view
 --
 
--- Check that rel is a pgpoly_redis hash table; return its key column and type.
-CREATE FUNCTION pgpoly._fv_check_online(rel regclass, OUT key_column text, OUT key_type text)
+-- Check that rel is a pgpoly_redis hash table; return its key column.
+CREATE FUNCTION pgpoly._fv_check_online(rel regclass)
+RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
@@ -229,9 +372,7 @@ BEGIN
 				  HINT = 'A feature view keeps one Redis hash per entity.';
 	END IF;
 	-- the key column, resolved by the FDW itself (ERROR if there is none)
-	key_column := pgpoly._redis_key_column(rel);
-	SELECT format_type(a.atttypid, a.atttypmod) INTO key_type
-	FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = key_column;
+	RETURN pgpoly._redis_key_column(rel);
 END
 $$;
 
@@ -268,16 +409,17 @@ $$;
 
 -- Check a user-supplied offline table: the entity column (entity or <entity>),
 -- event_time and created_at (timestamptz), and every feature.  Returns the entity
--- column and its type.
-CREATE FUNCTION pgpoly._fv_check_offline(rel regclass, entity text, features text[],
-										 OUT entity_column text, OUT entity_type text)
+-- column.
+CREATE FUNCTION pgpoly._fv_check_offline(rel regclass, entity text, features text[])
+RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 DECLARE
-	v_missing text;
+	v_missing     text;
+	entity_column text;
 BEGIN
-	SELECT a.attname, format_type(a.atttypid, a.atttypmod) INTO entity_column, entity_type
+	SELECT a.attname INTO entity_column
 	FROM pg_attribute a
 	WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
 	  AND a.attname IN ('entity', _fv_check_offline.entity)
@@ -307,12 +449,42 @@ BEGIN
 		RAISE EXCEPTION 'offline table % has no column for feature "%"', rel, v_missing
 			USING ERRCODE = 'undefined_column';
 	END IF;
+	RETURN entity_column;
+END
+$$;
+
+-- Give dst (an internal serving table) the table privileges that roles hold
+-- on src (the user's online table), so that whoever may use the online table
+-- may use the view's statements on dst; PUBLIC gets only what it has on src.
+-- Later GRANTs and REVOKEs on src are not copied (the functions check src
+-- itself on every call).
+CREATE FUNCTION pgpoly._fv_copy_grants(src regclass, dst regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	r record;
+BEGIN
+	EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', dst);
+	FOR r IN
+		SELECT DISTINCT a.grantee, a.privilege_type
+		FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+		WHERE c.oid = src AND a.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
+		  AND a.grantee <> (SELECT d.relowner FROM pg_class d WHERE d.oid = dst)
+		ORDER BY 1, 2
+	LOOP
+		EXECUTE format('GRANT %s ON %s TO %s', r.privilege_type, dst,
+					   CASE WHEN r.grantee = 0 THEN 'PUBLIC'
+							ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+	END LOOP;
 END
 $$;
 
 -- The serving table of a view over online table rel: rel itself when it declares
 -- _event_time timestamptz and writes transactionally; else a new internal table
--- pgpoly.<name>_serving with rel's columns and options plus _event_time.
+-- pgpoly.<name>_serving with rel's columns and options plus _event_time, and
+-- rel's grants.
 CREATE FUNCTION pgpoly._fv_serving_table(name text, rel regclass, OUT serving regclass,
 										 OUT created bool)
 LANGUAGE plpgsql
@@ -347,6 +519,7 @@ BEGIN
 						  name, rel));
 	serving := format('pgpoly.%I', v_tab)::regclass;
 	created := true;
+	PERFORM pgpoly._fv_copy_grants(rel, serving);
 END
 $$;
 
@@ -359,22 +532,23 @@ SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 DECLARE
 	v_key     text;
-	v_keytype text;
 	v_feat    text[];
 	v_types   text[];
 	v_offline regclass := create_feature_view.offline_table;
 	v_ecol    text := 'entity';
-	v_etype   text := 'text';
 	v_serving regclass;
 	v_created bool;
+	v_ttl     interval := ttl;
 BEGIN
 	PERFORM pgpoly._require_name(name, 'name');
 	PERFORM pgpoly._require_name(entity, 'entity');
 	PERFORM pgpoly._require(online_table, 'online_table');
-	IF ttl <= interval '0' THEN
-		RAISE EXCEPTION 'ttl must be positive (got %)', ttl
+	IF date_part('epoch', ttl) < 0 THEN
+		RAISE EXCEPTION 'ttl must not be negative (got %)', ttl
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Pass NULL for features that never expire.';
+				  HINT = 'Pass NULL or 0 for features that never expire.';
+	ELSIF date_part('epoch', ttl) = 0 THEN
+		v_ttl := NULL;				-- 0 means no ttl, as in Feast
 	END IF;
 	IF name !~ '^[A-Za-z_][A-Za-z0-9_]*$' OR length(name) > 40 THEN
 		RAISE EXCEPTION 'invalid feature view name "%"', name
@@ -387,8 +561,10 @@ BEGIN
 			USING ERRCODE = 'duplicate_object';
 	END IF;
 
-	SELECT c.key_column, c.key_type INTO v_key, v_keytype
-	FROM pgpoly._fv_check_online(online_table) c;
+	v_key := pgpoly._fv_check_online(online_table);
+	-- the view serves what the online (and offline) table holds: its creator
+	-- must be able to read them
+	PERFORM pgpoly._fv_require_privileges(online_table, 'SELECT');
 	SELECT array_agg(a.attname::text ORDER BY a.attnum),
 		   array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
 	INTO v_feat, v_types
@@ -404,49 +580,58 @@ BEGIN
 	IF v_offline IS NULL THEN
 		v_offline := pgpoly._fv_create_history(name, v_feat, v_types);
 	ELSE
-		SELECT c.entity_column, c.entity_type INTO v_ecol, v_etype
-		FROM pgpoly._fv_check_offline(v_offline, entity, v_feat) c;
+		v_ecol := pgpoly._fv_check_offline(v_offline, entity, v_feat);
+		PERFORM pgpoly._fv_require_privileges(v_offline, 'SELECT');
 	END IF;
 	SELECT s.serving, s.created INTO v_serving, v_created
 	FROM pgpoly._fv_serving_table(name, online_table) s;
 
 	INSERT INTO pgpoly.feature_views (name, entity, online_table, offline_table, ttl)
-	VALUES (name, entity, online_table, v_offline, ttl);
+	VALUES (name, entity, online_table, v_offline, v_ttl);
 	INSERT INTO pgpoly._feature_view_storage
+		(view_name, serving_table, serving_created, offline_created, key_column,
+		 entity_column, features)
 	VALUES (name, v_serving, v_created, create_feature_view.offline_table IS NULL,
-			v_key, v_keytype, v_ecol, v_etype, v_feat, v_types);
+			v_key, v_ecol, v_feat);
 
 	-- lineage: the offline table is the view's source dataset
-	PERFORM pgpoly.register_dataset(
-		(SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
-		 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = v_offline),
-		store => 'postgres');
-	PERFORM pgpoly._add_edge('dataset',
-		(SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
-		 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = v_offline),
-		'feature_view', name, 'offline_store');
+	PERFORM pgpoly.register_dataset(pgpoly._fv_rel(v_offline), store => 'postgres');
+	PERFORM pgpoly._add_edge('dataset', pgpoly._fv_rel(v_offline), 'feature_view', name,
+							 'offline_store');
 END
 $$;
 
 COMMENT ON FUNCTION pgpoly.create_feature_view(text, text, regclass, regclass, interval) IS
 	'Register a feature view: an online pgpoly_redis hash table plus an offline history table (created as pgpoly.<name>_history when NULL)';
 
+-- Drop a view's registration, and the tables pgpoly made for it: its serving
+-- table, and with drop_tables its history table.  A table is dropped only if
+-- it is the one pgpoly names for the view (pgpoly.<view>_serving /
+-- pgpoly.<view>_history), whatever _feature_view_storage says; DROP checks
+-- ownership as usual.  Works on a view _fv_get refuses as unusable.
 CREATE FUNCTION pgpoly.drop_feature_view(name text, drop_tables bool DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 DECLARE
-	v pgpoly._fv_def := pgpoly._fv_get(name);
+	f pgpoly.feature_views;
 	s pgpoly._feature_view_storage;
 BEGIN
-	SELECT * INTO s FROM pgpoly._feature_view_storage x WHERE x.view_name = v.name;
-	DELETE FROM pgpoly.feature_views f WHERE f.name = v.name;
-	IF s.serving_created THEN
+	PERFORM pgpoly._require_name(name, 'name');
+	SELECT * INTO f FROM pgpoly.feature_views x WHERE x.name = drop_feature_view.name;
+	IF NOT FOUND THEN
+		PERFORM pgpoly._fv_get(name);		-- raises 42704
+	END IF;
+	SELECT * INTO s FROM pgpoly._feature_view_storage x WHERE x.view_name = f.name;
+	DELETE FROM pgpoly.feature_views x WHERE x.name = f.name;
+	IF s.serving_created AND s.serving_table IS NOT DISTINCT FROM
+			to_regclass(format('pgpoly.%I', f.name || '_serving')) THEN
 		EXECUTE format('DROP FOREIGN TABLE %s', s.serving_table);
 	END IF;
-	IF drop_tables AND s.offline_created THEN
-		EXECUTE format('DROP TABLE %s', v.offline_rel);
+	IF drop_tables AND s.offline_created AND f.offline_table IS NOT DISTINCT FROM
+			to_regclass(format('pgpoly.%I', f.name || '_history')) THEN
+		EXECUTE format('DROP TABLE %s', f.offline_table);
 	END IF;
 END
 $$;
@@ -514,6 +699,9 @@ BEGIN
 	IF v_bad IS NOT NULL THEN
 		PERFORM pgpoly._fv_unknown_feature(v, v_bad);
 	END IF;
+	-- as INSERT INTO offline, and online an upsert that reads the stored event
+	-- time (INSERT ... ON CONFLICT DO UPDATE ... WHERE)
+	PERFORM pgpoly._fv_check_access(v, 'SELECT, INSERT, UPDATE', 'INSERT');
 	v_ent := (pgpoly._fv_normalize(v, ARRAY[entity]))[1];
 	v_cols := pgpoly._fv_cols(v.features);
 
@@ -550,8 +738,12 @@ COMMENT ON FUNCTION pgpoly.put_features(text, text, jsonb, timestamptz) IS
 -- get_online_features
 --
 
--- prefetched: the caller (the C entry point) already made the Redis round and
--- passes what it found as online_keys / online_event_times / online_features.
+-- The general implementation of get_online_features (the C entry point in
+-- src/features.c serves what it can by itself).  prefetched: the caller
+-- already made the Redis round and passes what it found as online_keys /
+-- online_event_times / online_features.  The status and the value of each
+-- entity, and which values go back online, are decided by pgpoly._fv_serve();
+-- the write-back happens only where pgpoly._fv_may_write() allows it.
 CREATE FUNCTION pgpoly._get_online_features(view text, entities text[], features text[],
 		prefetched bool DEFAULT false, online_keys text[] DEFAULT NULL,
 		online_event_times timestamptz[] DEFAULT NULL, online_features jsonb[] DEFAULT NULL)
@@ -570,18 +762,22 @@ DECLARE
 	v_ok    text[];			-- online: keys, event times, requested features
 	v_oet   timestamptz[];
 	v_of    jsonb[];
-	v_need  text[];			-- keys needing the offline fallback
+	v_need  text[];			-- keys the online value does not serve
+	v_needf bool[];			-- and whether they were found online
 	v_needt timestamptz[];	-- and their online event times
 	v_fk    text[];			-- offline: keys, event times, features
 	v_fet   timestamptz[];
 	v_ff    jsonb[];
-	v_fresh timestamptz := CASE WHEN v.ttl IS NULL THEN '-infinity' ELSE now() - v.ttl END;
+	v_write text := '';
 BEGIN
 	PERFORM pgpoly._require(entities, 'entities');
 	SELECT f INTO v_bad FROM unnest(v_feat) f WHERE f IS NULL OR NOT f = ANY (v.features) LIMIT 1;
 	IF FOUND THEN
 		PERFORM pgpoly._fv_unknown_feature(v, v_bad);
 	END IF;
+	-- as a SELECT of both tables (and of the serving table, checked by the
+	-- statements on it)
+	PERFORM pgpoly._fv_check_access(v, 'SELECT', 'SELECT');
 	v_norm := pgpoly._fv_normalize(v, entities);
 	SELECT array_agg(DISTINCT k) INTO v_keys FROM unnest(v_norm) k WHERE k IS NOT NULL;
 
@@ -599,59 +795,60 @@ BEGIN
 		INTO v_ok, v_oet, v_of USING v_keys;
 	END IF;
 
-	-- missing online, or older than ttl (an unknown event time counts as old)
-	SELECT array_agg(k.k), array_agg(o.et) INTO v_need, v_needt
+	-- what the online value alone does not serve: missing, or stale
+	SELECT array_agg(k.k), array_agg(o.k IS NOT NULL), array_agg(o.et)
+	INTO v_need, v_needf, v_needt
 	FROM unnest(v_keys) k(k)
 	LEFT JOIN unnest(v_ok, v_oet) o(k, et) ON o.k = k.k
-	WHERE o.k IS NULL OR (v.ttl IS NOT NULL AND (o.et IS NULL OR o.et < v_fresh));
+	WHERE (pgpoly._fv_serve(v.fresh, o.k IS NOT NULL, o.et, false, NULL)).source <> 'online';
 
 	IF v_need IS NOT NULL THEN
-		-- One indexed query for all of them; what is fresh and newer goes online
-		-- (the INSERT runs to completion although nothing reads it).  Not in a
-		-- read-only transaction: serving is still possible there.
+		-- One indexed query for all of them.  Where the caller may write, what
+		-- the rule serves from offline goes back online in the same statement
+		-- (the INSERT runs to completion although nothing reads it).
+		IF pgpoly._fv_may_write(v.online_table, v.serving_table) THEN
+			v_write := format($q$,
+			w AS (INSERT INTO %1$s (%2$I, %3$s, _event_time)
+				  SELECT h._fv_k::%4$s, %5$s, h._fv_et FROM h
+				  WHERE (pgpoly._fv_serve($4, h._fv_found, h._fv_oet, true, h._fv_et)).source = 'offline'
+				  RETURNING 1)$q$,
+				v.serving_rel, v.key_column, pgpoly._fv_cols(v.features), v.key_type,
+				pgpoly._fv_cols(v.features, 'h'));
+		END IF;
 		EXECUTE format($q$
 			WITH h AS MATERIALIZED (
-				SELECT n.k, n.oet, h.*
-				FROM unnest($1, $2) n(k, oet)
-				CROSS JOIN LATERAL (SELECT * FROM %1$s h WHERE h.%2$I = n.k::%3$s
-									ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) h),
-			w AS (INSERT INTO %4$s (%5$I, %6$s, _event_time)
-				  SELECT h.k::%7$s, %8$s, h.event_time FROM h
-				  WHERE $3 AND h.event_time >= $4 AND h.event_time >= coalesce(h.oet, '-infinity')
-				  RETURNING 1)
-			SELECT array_agg(h.k), array_agg(h.event_time), array_agg(%9$s) FROM h$q$,
-			v.offline_rel, v.entity_column, v.entity_type, v.serving_rel, v.key_column,
-			pgpoly._fv_cols(v.features), v.key_type, pgpoly._fv_cols(v.features, 'h'),
+				SELECT n._fv_k, n._fv_found, n._fv_oet, h.event_time AS _fv_et, %1$s
+				FROM unnest($1, $2, $3) n(_fv_k, _fv_found, _fv_oet)
+				CROSS JOIN LATERAL (SELECT * FROM %2$s h WHERE h.%3$I = n._fv_k::%4$s
+									ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) h)%5$s
+			SELECT array_agg(h._fv_k), array_agg(h._fv_et), array_agg(%6$s) FROM h$q$,
+			pgpoly._fv_cols(v.features, 'h'), v.offline_rel, v.entity_column, v.entity_type,
+			v_write,
 			pgpoly._fv_jsonb_expr(v_feat, ARRAY(SELECT 'h.' || quote_ident(f) FROM unnest(v_feat) f)))
 		INTO v_fk, v_fet, v_ff
-		USING v_need, v_needt, NOT current_setting('transaction_read_only')::bool, v_fresh;
+		USING v_need, v_needf, v_needt, v.fresh;
 	END IF;
 
-	-- per input element: the newer of online and offline (ties: online)
+	-- per input element, as the rule says
 	RETURN QUERY
-	SELECT b.e, b.f, b.et,
-		   CASE WHEN b.src IS NULL THEN 'missing'
-				WHEN v.ttl IS NULL OR b.et >= v_fresh THEN b.src
-				ELSE 'expired' END
-	FROM (SELECT i.ord, i.e,
-				 CASE WHEN x.off THEN 'offline' WHEN o.k IS NOT NULL THEN 'online' END AS src,
-				 CASE WHEN x.off THEN h.et ELSE o.et END AS et,
-				 CASE WHEN x.off THEN h.f ELSE o.f END AS f
-		  FROM unnest(entities, v_norm) WITH ORDINALITY AS i(e, n, ord)
-		  LEFT JOIN unnest(v_ok, v_oet, v_of) o(k, et, f) ON o.k = i.n
-		  LEFT JOIN unnest(v_fk, v_fet, v_ff) h(k, et, f) ON h.k = i.n
-		  CROSS JOIN LATERAL (SELECT h.k IS NOT NULL
-								AND (o.k IS NULL OR h.et > coalesce(o.et, '-infinity')) AS off) x
-		 ) b
-	ORDER BY b.ord;
+	SELECT i.e,
+		   CASE WHEN d.from_offline THEN h.f ELSE o.f END,
+		   CASE WHEN d.from_offline THEN h.et ELSE o.et END,
+		   d.source
+	FROM unnest(entities, v_norm) WITH ORDINALITY AS i(e, n, ord)
+	LEFT JOIN unnest(v_ok, v_oet, v_of) o(k, et, f) ON o.k = i.n
+	LEFT JOIN unnest(v_fk, v_fet, v_ff) h(k, et, f) ON h.k = i.n
+	CROSS JOIN LATERAL pgpoly._fv_serve(v.fresh, o.k IS NOT NULL, o.et, h.k IS NOT NULL, h.et) d
+	ORDER BY i.ord;
 END
 $$;
 
--- The entry point is C (fdw/redis_serve.c): for a text-keyed view it makes the
--- Redis round itself and answers directly when every entity is online and
--- fresh; otherwise it hands what it fetched to pgpoly._get_online_features
--- above (offline fallback, backfill, statuses), which also serves every call
--- it cannot (other key types, bad arguments, missing privileges).
+-- The entry point is C (src/features.c): for a text-keyed view it checks the
+-- caller's privileges, makes the Redis round itself and answers directly
+-- when the rule serves every entity online; otherwise it hands what it
+-- fetched to pgpoly._get_online_features above (offline fallback, write-back,
+-- statuses), which also serves every call it cannot (other key or feature
+-- types, bad arguments, unknown views).
 CREATE FUNCTION pgpoly.get_online_features(view text, entities text[], features text[] DEFAULT NULL)
 RETURNS TABLE (entity text, features jsonb, event_time timestamptz, source text)
 AS 'MODULE_PATHNAME', 'pgpoly_get_online_features'
@@ -711,7 +908,9 @@ $$;
 -- The FROM clause of the point-in-time join of spine to the features, and the
 -- output columns: one LEFT JOIN LATERAL per view, probing its offline index for
 -- the newest row with event_time in [spine.event_time - ttl, spine.event_time]
--- (ties to the newest created_at).  The spine is checked for its columns first.
+-- (ties to the newest created_at; ttl an absolute duration, _fv_ttl_span).
+-- The spine is checked for its columns first, and for columns that would
+-- collide with an output column view__feature.
 -- No pinned search_path here and in the two callers: the spine is the caller's
 -- SQL and resolves its names like any query of theirs; everything generated is
 -- schema-qualified.
@@ -730,6 +929,8 @@ DECLARE
 	v      pgpoly._fv_def;
 	v_i    int := 0;
 	v_need text[];
+	v_cols text[];
+	v_bad  text;
 	v_feat text[];
 	views  text[];
 	from_clause text;
@@ -738,41 +939,54 @@ DECLARE
 BEGIN
 	PERFORM pgpoly._require_name(spine, 'spine');
 	SELECT array_agg(DISTINCT r.view_name) INTO views FROM pgpoly._fv_parse_refs(features) r;
-	-- the spine's own errors first, then the columns it must have
-	EXECUTE format('SELECT FROM (%s%s) s LIMIT 0', spine, E'\n');
-	SELECT array_agg(DISTINCT f.entity) INTO v_need
+	-- The spine's own errors first, then its column names (from a row of
+	-- NULLs: the spine is not run), then the columns it must have.
+	EXECUTE format('SELECT array(SELECT pg_catalog.jsonb_object_keys(pg_catalog.to_jsonb(x))) '
+				   'FROM (SELECT s.* FROM (SELECT) d LEFT JOIN (SELECT * FROM (%s%s) s LIMIT 0) s ON true) x',
+				   spine, E'\n')
+	INTO v_cols;
+	SELECT array_agg(DISTINCT f.entity ORDER BY f.entity) INTO v_need
 	FROM pgpoly.feature_views f WHERE f.name = ANY (views);
-	BEGIN
-		EXECUTE format('SELECT s.event_time, %s FROM (%s%s) s LIMIT 0',
-					   pgpoly._fv_cols(v_need, 's'), spine, E'\n');
-	EXCEPTION WHEN undefined_column THEN
+	IF NOT coalesce('event_time' = ANY (v_cols) AND v_need <@ v_cols, false) THEN
 		RAISE EXCEPTION 'the spine must return columns event_time and %', array_to_string(v_need, ', ')
 			USING ERRCODE = 'undefined_column',
-				  DETAIL = SQLERRM,
+				  DETAIL = format('It returns: %s.', array_to_string(v_cols, ', ')),
 				  HINT = 'The spine has one row per (entity, time) to look up: SELECT <entity columns>, event_time FROM ...';
-	END;
+	END IF;
 
 	from_clause := format('(%s%s) s', spine, E'\n');
 	out_names := '{}';
 	out_exprs := '{}';
 	FOR v IN SELECT (pgpoly._fv_get(x.n)).* FROM unnest(views) x(n) ORDER BY x.n LOOP
 		v_i := v_i + 1;
+		PERFORM pgpoly._fv_check_access(v, NULL, 'SELECT');
 		SELECT array_agg(r.feature) INTO v_feat
 		FROM pgpoly._fv_parse_refs(features) r WHERE r.view_name = v.name;
+		-- the spine's entity normalised as put_features does; the ttl as an
+		-- absolute duration (the same training set in every TimeZone)
 		from_clause := from_clause || format(
-			E'\nLEFT JOIN LATERAL (SELECT %s FROM %s h WHERE h.%I = s.%I::%s'
+			E'\nLEFT JOIN LATERAL (SELECT %s FROM %s h WHERE h.%I = %s::%s'
 			' AND h.event_time <= s.event_time::timestamptz%s'
 			' ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) v%s ON true',
-			pgpoly._fv_cols(v_feat, 'h'), v.offline_rel, v.entity_column, v.entity,
-			v.entity_type,
-			CASE WHEN v.ttl IS NULL THEN ''
-				 ELSE format(' AND h.event_time >= s.event_time::timestamptz - %L::interval', v.ttl) END,
+			pgpoly._fv_cols(v_feat, 'h'), v.offline_rel, v.entity_column,
+			pgpoly._fv_entity_expr(v, format('s.%I', v.entity)), v.entity_type,
+			CASE WHEN pgpoly._fv_ttl_span(v.ttl) IS NULL THEN ''
+				 ELSE format(' AND h.event_time >= s.event_time::timestamptz - pgpoly._fv_ttl_span(%L::interval)',
+							 v.ttl) END,
 			v_i);
 		SELECT out_names || array_agg(v.name || '__' || f ORDER BY i),
 			   out_exprs || array_agg('v' || v_i || '.' || quote_ident(f) ORDER BY i)
 		INTO out_names, out_exprs
 		FROM unnest(v_feat) WITH ORDINALITY u(f, i);
 	END LOOP;
+	-- an output column must not repeat a spine column
+	SELECT n INTO v_bad FROM unnest(out_names) n WHERE n = ANY (v_cols) LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'spine column "%" collides with the feature output column of the same name', v_bad
+			USING ERRCODE = 'duplicate_column',
+				  DETAIL = 'Features are returned as view__feature.',
+				  HINT = 'Rename the spine column (SELECT ... AS other_name).';
+	END IF;
 	RETURN ROW(from_clause, out_names, out_exprs, views)::pgpoly._fv_pit;
 END
 $$;
@@ -874,6 +1088,8 @@ BEGIN
 		RAISE EXCEPTION 'start_time % is after end_time %', start_time, end_time
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	-- as a SELECT of offline joined to online, upserting online
+	PERFORM pgpoly._fv_check_access(v, 'SELECT, INSERT, UPDATE', 'SELECT');
 	-- Newest row per entity in the window; the online event times come from a
 	-- batched join (pipelined rounds of fetch_size keys); the writes are buffered
 	-- and sent at COMMIT as pipelined MULTI/EXEC.
@@ -912,14 +1128,18 @@ AS $$
 DECLARE
 	v_t timestamptz;
 BEGIN
-	EXECUTE format('SELECT max(event_time) FROM %s', offline_table) INTO v_t;
+	EXECUTE format('SELECT max(event_time) FROM %s', pgpoly._fv_rel(offline_table)) INTO v_t;
 	RETURN v_t;
 END
 $$;
 
-CREATE VIEW pgpoly.feature_freshness AS
+-- security_invoker: the caller reads pgpoly.feature_views and each offline
+-- table with their own privileges, as a query of theirs would.  stale is the
+-- serving rule's freshness (the absolute ttl): an entity with this newest
+-- event time would not be served as fresh.
+CREATE VIEW pgpoly.feature_freshness WITH (security_invoker = true) AS
 	SELECT f.name AS view_name, n.t AS newest_event_time, now() - n.t AS age, f.ttl,
-		   coalesce(f.ttl IS NOT NULL AND (n.t IS NULL OR n.t < now() - f.ttl), false) AS stale
+		   NOT pgpoly._fv_is_fresh(pgpoly._fv_fresh_since(f.ttl), n.t) AS stale
 	FROM pgpoly.feature_views f
 	CROSS JOIN LATERAL (SELECT pgpoly._fv_newest_event_time(f.offline_table) AS t) n;
 

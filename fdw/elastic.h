@@ -120,7 +120,9 @@ typedef struct ElasticHandle
 } ElasticHandle;
 
 /* elastic_fdw.c */
+extern Datum pgpoly_elastic_handler(PG_FUNCTION_ARGS);
 extern ElasticTable *ElasticLoadTable(Oid relid, Oid userid);
+extern List *ElasticConflictColumns(Oid relid);
 extern const PgpolyOption ElasticOptions[];
 
 /* elastic_import.c */
@@ -232,7 +234,7 @@ typedef struct ElasticScan ElasticScan;
 extern ElasticScan *ElasticScanBegin(ElasticTable *tbl, PgpolyConnection *conn,
 									 ElasticQuerySpec *spec,
 									 ElasticParamValue *params,
-									 MemoryContext parent);
+									 List *pending, MemoryContext parent);
 extern bool ElasticScanNext(ElasticScan *scan, Datum *values, bool *nulls,
 							bool *from_overlay);
 extern void ElasticScanEnd(ElasticScan *scan);
@@ -248,7 +250,9 @@ typedef enum ElasticWriteOp
 {
 	EWRITE_INDEX,				/* whole document (INSERT) */
 	EWRITE_UPDATE,				/* partial document (UPDATE) */
-	EWRITE_DELETE
+	EWRITE_DELETE,
+	EWRITE_CREATE				/* whole document unless the id exists
+								 * (INSERT ... ON CONFLICT DO NOTHING) */
 } ElasticWriteOp;
 
 /* A buffered write: the bulk action plus the row the overlay shows. */
@@ -259,6 +263,8 @@ typedef struct ElasticWrite
 	char	   *doc;			/* bulk source line, or NULL for delete */
 	char	   *row;			/* full new row as a JSON object, or NULL */
 	ElasticTable *tbl;			/* index, refresh, batch_size, messages */
+	bool	   *applied;		/* EWRITE_CREATE sent at once: cleared
+								 * when the id existed (409) */
 } ElasticWrite;
 
 extern ElasticWrite *ElasticInsertWrite(ElasticTable *tbl, Datum *values,
@@ -268,6 +274,13 @@ extern ElasticWrite *ElasticUpdateWrite(ElasticTable *tbl, const char *id,
 										Bitmapset *updated);
 extern ElasticWrite *ElasticDeleteWrite(ElasticTable *tbl, const char *id);
 extern void ElasticSendWrites(PgpolyConnection *conn, List *writes);
+extern void ElasticIdsExist(PgpolyConnection *conn, ElasticTable *tbl,
+							char **ids, int n, bool *exists);
+
+/* elastic_scan.c: buffered writes by document id (read-your-writes) */
+extern struct HTAB *ElasticOverlayCreate(MemoryContext cxt);
+extern bool ElasticOverlayAdd(struct HTAB *overlay, ElasticWrite *w);
+extern ElasticWrite *ElasticOverlayLast(struct HTAB *overlay, const char *id);
 extern void ElasticNoteWrite(Oid relid);
 extern bool ElasticHasPendingWrites(Oid relid);
 

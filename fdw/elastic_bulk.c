@@ -10,6 +10,14 @@
  * buffer and sent at pre-commit; 'immediate' sends batches while the
  * statement runs.  Either way batches hold at most batch_size actions.
  *
+ * INSERT ... ON CONFLICT DO NOTHING becomes a "create" action, which
+ * Elasticsearch refuses (409, version_conflict_engine_exception) for an id
+ * that exists: such items are the rows skipped, never an ERROR.  Sent at
+ * once (write_mode 'immediate') they tell which rows were inserted; in
+ * write_mode 'transactional' that was decided when the statement ran
+ * (ElasticIdsExist, _mget, plus the buffered writes) and a 409 at COMMIT,
+ * a document someone created meanwhile, is skipped as well.
+ *
  * An INSERT without _id gets a random 20-character URL-safe id (the shape
  * of Elasticsearch's own auto ids) when the row is inserted, not when it is
  * sent: RETURNING _id and read-your-writes need it before COMMIT, and an
@@ -361,7 +369,7 @@ ElasticDeleteWrite(ElasticTable *tbl, const char *id)
 static void
 append_action(StringInfo buf, ElasticWrite *w)
 {
-	static const char *const ops[] = {"index", "update", "delete"};
+	static const char *const ops[] = {"index", "update", "delete", "create"};
 
 	appendStringInfo(buf, "{\"%s\":{\"_index\":", ops[w->op]);
 	escape_json(buf, w->tbl->index);
@@ -395,11 +403,22 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 		json_t	   *err = NULL;
 		json_t	   *type;
 		json_t	   *reason;
+		json_t	   *status = NULL;
 
 		json_object_foreach(json_array_get(items, i), key, item)
+		{
 			err = json_object_get(item, "error");
+			status = json_object_get(item, "status");
+		}
 		if (err == NULL)
 			continue;
+		if (batch[i]->op == EWRITE_CREATE && json_integer_value(status) == 409)
+		{
+			/* ON CONFLICT DO NOTHING: the document exists, the row is skipped. */
+			if (batch[i]->applied)
+				*batch[i]->applied = false;
+			continue;
+		}
 		type = json_object_get(err, "type");
 		reason = json_object_get(err, "reason");
 		ereport(ERROR,
@@ -415,6 +434,63 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 						   "no reason given"),
 				 errhint("Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of this write stay applied, as may the other items of its batch.",
 						 sent_before + (int64) i)));
+	}
+}
+
+/*
+ * Whether each of the n document ids exists in tbl's index now, in one
+ * _mget request (real time: a document indexed a moment ago is found
+ * before any refresh).  A missing index has no documents.
+ */
+void
+ElasticIdsExist(PgpolyConnection *conn, ElasticTable *tbl, char **ids, int n,
+				bool *exists)
+{
+	char	   *path = ElasticIndexPath(tbl->index, "/_mget?_source=false");
+	StringInfoData body;
+	PgpolyHttpResponse resp;
+	json_t	   *docs;
+
+	memset(exists, 0, sizeof(bool) * n);
+	if (n == 0)
+		return;
+	initStringInfo(&body);
+	appendStringInfoString(&body, "{\"ids\":[");
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(&body, ',');
+		escape_json(&body, ids[i]);
+	}
+	appendStringInfoString(&body, "]}");
+	ElasticRequest(conn, "POST", path, body.data, body.len, "application/json",
+				   tbl->index, &resp);
+	if (resp.status == 404)
+		return;
+	if (resp.status < 200 || resp.status > 299)
+		ElasticRaiseStatus(conn, "POST", path, tbl->index, &resp);
+	docs = json_object_get(PgpolyJsonParse(conn, resp.body, resp.len, "multi-get response"),
+						   "docs");
+	if (!json_is_array(docs) || json_array_size(docs) != (size_t) n)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("Elasticsearch server \"%s\" answered a multi-get of %d ids with %zu documents",
+						conn->servername, n, json_is_array(docs) ? json_array_size(docs) : 0)));
+	for (int i = 0; i < n; i++)
+	{
+		json_t	   *doc = json_array_get(docs, i);
+		json_t	   *err = json_object_get(doc, "error");
+		const char *type = json_string_value(json_object_get(err, "type"));
+
+		if (err && (type == NULL || strcmp(type, "index_not_found_exception") != 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_ERROR),
+					 errmsg("Elasticsearch could not tell whether document \"%s\" exists in index \"%s\"",
+							ids[i], tbl->index),
+					 errdetail("%s: %s", type ? type : "error",
+							   json_string_value(json_object_get(err, "reason")) ?
+							   json_string_value(json_object_get(err, "reason")) : "no reason given")));
+		exists[i] = json_is_true(json_object_get(doc, "found"));
 	}
 }
 

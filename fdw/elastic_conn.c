@@ -62,7 +62,9 @@ const PgpolyStore ElasticStore = {
 	ElasticOptions,
 	elastic_connect,
 	elastic_disconnect,
-	ElasticSendWrites
+	ElasticSendWrites,
+	pgpoly_elastic_handler,
+	ElasticConflictColumns
 };
 
 /* Field facts of one index, cached per connection. */

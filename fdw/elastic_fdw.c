@@ -97,9 +97,7 @@ enum ElasticPrivate
 	EPRIV_INCLUDES,				/* List of String */
 	EPRIV_FLAGS,				/* Integer: EFLAG_* */
 	EPRIV_LIMIT,				/* Integer: rows to fetch, -1 */
-	EPRIV_PUSHED,				/* String: pushed clauses, deparsed */
-	EPRIV_RELID,				/* Integer: foreign table OID */
-	EPRIV_USERID				/* Integer: user for the mapping */
+	EPRIV_PUSHED				/* String: pushed clauses, deparsed */
 };
 
 #define EMODE_SCAN	0
@@ -126,8 +124,8 @@ typedef struct ElasticRelInfo
 /* Executor state of a scan. */
 typedef struct ElasticScanState
 {
+	PgpolyScanState core;		/* user, connection, memory (lifecycle.c) */
 	ElasticTable *tbl;
-	PgpolyConnection *conn;
 	int			mode;
 	ElasticQuerySpec spec;
 	List	   *exprs;			/* ExprState of fdw_exprs */
@@ -139,15 +137,16 @@ typedef struct ElasticScanState
 	const char *paging;
 } ElasticScanState;
 
+/* The identity column of the old row (core.junk[0]): _id. */
+static const char *const elastic_junk[] = {"pgpoly_id", NULL};
+
 /* Executor state of INSERT/UPDATE/DELETE. */
 typedef struct ElasticModifyState
 {
+	PgpolyModifyState core;		/* user, connection, writer, junk columns */
 	ElasticTable *tbl;
-	PgpolyConnection *conn;
-	AttrNumber	junk_id;
-	AttrNumber	junk_row;
-	Bitmapset  *updated;
-	PgpolyWriter writer;		/* write_mode: buffer or immediate batches */
+	HTAB	   *ov;				/* ON CONFLICT DO NOTHING, transactional:
+								 * the buffered writes, by id */
 } ElasticModifyState;
 
 PG_FUNCTION_INFO_V1(pgpoly_elastic_handler);
@@ -301,14 +300,13 @@ remote_rows(ElasticTable *tbl)
 static void
 elasticGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
-	RangeTblEntry *rte = planner_rt_fetch(baserel->relid, root);
 	ElasticRelInfo *ri = palloc0(sizeof(ElasticRelInfo));
 	ForeignTable *ft = GetForeignTable(foreigntableid);
 	ListCell   *lc;
 	double		rows = ELASTIC_DEFAULT_ROWS;
 
 	baserel->fdw_private = ri;
-	ri->userid = PgpolyRteUser(rte);
+	ri->userid = PgpolyRelUser(baserel);
 	ri->tbl = ElasticLoadTable(foreigntableid, ri->userid);
 	ri->written = ElasticHasPendingWrites(foreigntableid);
 	foreach(lc, baserel->baserestrictinfo)
@@ -555,8 +553,6 @@ count_plan(RelOptInfo *foreignrel, List *tlist, Plan *outer_plan)
 
 	priv = lappend(priv, makeInteger(-1));
 	priv = lappend(priv, makeString(""));
-	priv = lappend(priv, makeInteger(ri->tbl->relid));
-	priv = lappend(priv, makeInteger(ri->userid));
 	return make_foreignscan(tlist, NIL, 0, ri->exprs, priv, tlist, NIL, outer_plan);
 }
 
@@ -604,8 +600,6 @@ elasticGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 					  linitial(best_path->fdw_private), includes, makeInteger(flags));
 	priv = lappend(priv, lsecond(best_path->fdw_private));
 	priv = lappend(priv, makeString(deparse_pushed(root, baserel, ri->remote)));
-	priv = lappend(priv, makeInteger(foreigntableid));
-	priv = lappend(priv, makeInteger(ri->userid));
 	return make_foreignscan(tlist, local, baserel->relid, ri->exprs, priv, NIL,
 							recheck, outer_plan);
 }
@@ -635,22 +629,20 @@ static void
 elasticBeginForeignScan(ForeignScanState *node, int eflags)
 {
 	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
-	ElasticScanState *st = palloc0(sizeof(ElasticScanState));
-	Oid			relid = intVal(list_nth(fs->fdw_private, EPRIV_RELID));
-	Oid			userid = intVal(list_nth(fs->fdw_private, EPRIV_USERID));
+	ElasticScanState *st = PgpolyScanBegin(sizeof(ElasticScanState), &ElasticStore,
+										   node, eflags);
 
-	node->fdw_state = st;
 	st->mode = intVal(list_nth(fs->fdw_private, EPRIV_MODE));
 	spec_from_private(&st->spec, fs->fdw_private);
-	st->tbl = ElasticLoadTable(relid, userid);
+	st->tbl = ElasticLoadTable(st->core.relid, st->core.userid);
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
-	st->conn = ElasticGetConnection(st->tbl);
+	ElasticSendQueuedCloses(st->core.conn);
 	st->exprs = ExecInitExprList(fs->fdw_exprs, (PlanState *) node);
 	st->recheck = ExecInitQual(fs->fdw_recheck_quals, (PlanState *) node);
 }
 
-/* Evaluate fdw_exprs into st->params (copied into query memory). */
+/* Evaluate fdw_exprs into st->params (copied into the current memory). */
 static void
 eval_params(ForeignScanState *node, ElasticScanState *st)
 {
@@ -686,7 +678,7 @@ iterate_count(ForeignScanState *node, ElasticScanState *st)
 		return slot;
 	st->count_done = true;
 	st->requests++;
-	n = ElasticCount(st->tbl, st->conn, st->spec.conds, st->params);
+	n = ElasticCount(st->tbl, st->core.conn, st->spec.conds, st->params);
 	for (int i = 0; i < slot->tts_tupleDescriptor->natts; i++)
 	{
 		slot->tts_values[i] = Int64GetDatum(n);
@@ -704,18 +696,18 @@ elasticIterateForeignScan(ForeignScanState *node)
 	ExprContext *econtext = node->ss.ps.ps_ExprContext;
 	bool		from_overlay;
 
-	if (st->params == NULL)
+	if (!st->core.started)
 	{
-		MemoryContext old = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
+		MemoryContext old = PgpolyScanStart(&st->core);
 
 		eval_params(node, st);
+		if (st->mode != EMODE_COUNT)
+			st->scan = ElasticScanBegin(st->tbl, st->core.conn, &st->spec, st->params,
+										st->core.pending, st->core.scan_cxt);
 		MemoryContextSwitchTo(old);
 	}
 	if (st->mode == EMODE_COUNT)
 		return iterate_count(node, st);
-	if (st->scan == NULL)
-		st->scan = ElasticScanBegin(st->tbl, st->conn, &st->spec, st->params,
-									node->ss.ps.state->es_query_cxt);
 	for (;;)
 	{
 		ExecClearTuple(slot);
@@ -751,6 +743,7 @@ elasticReScanForeignScan(ForeignScanState *node)
 	end_scan(st);
 	st->params = NULL;
 	st->count_done = false;
+	PgpolyScanRescan(&st->core);
 }
 
 /* EndForeignScan: close the PIT/scroll context; the connection stays. */
@@ -759,8 +752,10 @@ elasticEndForeignScan(ForeignScanState *node)
 {
 	ElasticScanState *st = node->fdw_state;
 
-	if (st)
-		end_scan(st);
+	if (st == NULL)
+		return;
+	end_scan(st);
+	PgpolyScanEnd(&st->core);
 }
 
 /* ----------------------------------------------------------------
@@ -880,27 +875,22 @@ elasticPlanForeignModify(PlannerInfo *root, ModifyTable *plan, Index resultRelat
 	return PgpolyPlanModifyColumns(root, plan, resultRelation);
 }
 
+/* PgpolyLoadTable of the core's lifecycle. */
+static void *
+load_table(Oid relid, Oid userid)
+{
+	return ElasticLoadTable(relid, userid);
+}
+
 /* Set up modify state for rinfo (also for COPY and tuple routing). */
 static ElasticModifyState *
-begin_modify(ResultRelInfo *rinfo, EState *estate, List *tlist, List *cols)
+begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 {
-	ElasticModifyState *ms = palloc0(sizeof(ElasticModifyState));
-	RangeTblEntry *rte = exec_rt_fetch(rinfo->ri_RangeTableIndex, estate);
-	MemoryContext old;
-	ListCell   *lc;
+	ElasticModifyState *ms = PgpolyModifyBegin(sizeof(ElasticModifyState), &ElasticStore,
+											   mtstate, rinfo, fdw_private, elastic_junk,
+											   500, ElasticSendWrites);
 
-	/* Buffered writes point into the descriptor until the transaction ends. */
-	old = MemoryContextSwitchTo(PgpolyWriteContext());
-	ms->tbl = ElasticLoadTable(RelationGetRelid(rinfo->ri_RelationDesc), PgpolyRteUser(rte));
-	MemoryContextSwitchTo(old);
-	ms->conn = ElasticGetConnection(ms->tbl);
-	ms->junk_id = ExecFindJunkAttributeInTlist(tlist, "pgpoly_id");
-	ms->junk_row = ExecFindJunkAttributeInTlist(tlist, "pgpoly_row");
-	foreach(lc, cols)
-		ms->updated = bms_add_member(ms->updated, lfirst_int(lc));
-	PgpolyWriterInit(&ms->writer, ms->conn, ms->tbl->relid, ms->tbl->transactional,
-					 ms->tbl->batch_size, ElasticSendWrites, estate->es_query_cxt);
-	rinfo->ri_FdwState = ms;
+	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
 	return ms;
 }
 
@@ -911,18 +901,17 @@ elasticBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 {
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
-	begin_modify(rinfo, mtstate->ps.state, outerPlanState(mtstate)->plan->targetlist,
-				 linitial(fdw_private));
+	begin_modify(mtstate, rinfo, fdw_private);
 }
 
 /* Hand a write to the table's writer (buffered writes are noted for plans). */
 static void
 queue_write(ElasticModifyState *ms, ElasticWrite *w)
 {
-	PgpolyWriterAdd(&ms->writer, w);
-	if (ms->tbl->transactional)
-		ElasticNoteWrite(ms->tbl->relid);
-	PgpolyWriterEndRow(&ms->writer);	/* each row has exactly one write */
+	PgpolyWriterAdd(&ms->core.writer, w);
+	if (ms->core.transactional)
+		ElasticNoteWrite(ms->core.relid);
+	PgpolyWriterEndRow(&ms->core.writer);	/* each row has exactly one write */
 }
 
 /* Put the id pgpoly assigned into the slot's _id (for RETURNING). */
@@ -951,35 +940,135 @@ store_assigned_id(EState *estate, ElasticTable *tbl, TupleTableSlot *slot, char 
 	MemoryContextSwitchTo(old);
 }
 
-/* ExecForeignInsert. */
+/*
+ * The write of an INSERT of slot (in the writer's memory); *assigned is
+ * the id pgpoly gave a row without one.  ON CONFLICT DO NOTHING makes it a
+ * "create"; applied, for one sent at once, learns whether it was inserted.
+ */
+static ElasticWrite *
+insert_write(ElasticModifyState *ms, TupleTableSlot *slot, char **assigned,
+			 bool *applied)
+{
+	MemoryContext old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
+	ElasticWrite *w;
+
+	slot_getallattrs(slot);
+	w = ElasticInsertWrite(ms->tbl, slot->tts_values, slot->tts_isnull, assigned);
+	if (ms->core.do_nothing)
+	{
+		w->op = EWRITE_CREATE;
+		w->applied = applied;
+	}
+	MemoryContextSwitchTo(old);
+	return w;
+}
+
+/*
+ * ON CONFLICT DO NOTHING in write_mode 'transactional': the _id each row
+ * names (NULL: a new random id, which conflicts with nothing) and whether
+ * it exists in the index now, in one _mget.
+ */
+static void
+ids_in_index(ElasticModifyState *ms, TupleTableSlot **slots, int n, char **ids,
+			 bool *remote)
+{
+	ElasticTable *tbl = ms->tbl;
+	char	  **named = palloc(sizeof(char *) * n);
+	bool	   *found = palloc(sizeof(bool) * n);
+	int		   *row = palloc(sizeof(int) * n);
+	int			nids = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		slot_getallattrs(slots[i]);
+		ids[i] = NULL;
+		remote[i] = false;
+		if (tbl->id_att == 0 || slots[i]->tts_isnull[tbl->id_att - 1])
+			continue;
+		ids[i] = named[nids] = TextDatumGetCString(slots[i]->tts_values[tbl->id_att - 1]);
+		row[nids++] = i;
+	}
+	ElasticIdsExist(ms->core.conn, tbl, named, nids, found);
+	for (int j = 0; j < nids; j++)
+		remote[row[j]] = found[j];
+}
+
+/*
+ * Whether document id exists as the transaction's buffered writes (this
+ * statement's earlier rows included) leave what the index has (remote).
+ */
+static bool
+exists_after_writes(ElasticModifyState *ms, const char *id, bool remote)
+{
+	ElasticWrite *w = ElasticOverlayLast(ms->ov, id);
+
+	return w ? w->op != EWRITE_DELETE : remote;
+}
+
+/*
+ * PgpolyInsertRows: INSERT of n rows.  ON CONFLICT DO NOTHING: sent at
+ * once, the 409 items are the rows skipped; buffered, the rows whose _id
+ * exists now are skipped and the others buffered as "create" actions.
+ */
+static void
+insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int n,
+			bool *inserted)
+{
+	ElasticModifyState *ms = (ElasticModifyState *) core;
+	bool		buffered_check = ms->core.do_nothing && ms->core.transactional;
+	char	  **ids = palloc(sizeof(char *) * n);
+	bool	   *remote = palloc(sizeof(bool) * n);
+
+	if (buffered_check && ms->ov == NULL)
+	{
+		ListCell   *lc;
+
+		/* The statement's view of the buffered writes, kept up to date. */
+		ms->ov = ElasticOverlayCreate(GetMemoryChunkContext(ms));
+		foreach(lc, PgpolyPendingWrites(ms->core.conn, ms->core.relid))
+			ElasticOverlayAdd(ms->ov, ((PgpolyWrite *) lfirst(lc))->payload);
+	}
+	if (buffered_check)
+		ids_in_index(ms, slots, n, ids, remote);
+	for (int i = 0; i < n; i++)
+	{
+		ElasticWrite *w;
+		char	   *assigned;
+
+		inserted[i] = !(buffered_check && ids[i] &&
+						exists_after_writes(ms, ids[i], remote[i]));
+		if (!inserted[i])
+			continue;
+		w = insert_write(ms, slots[i], &assigned, buffered_check ? NULL : &inserted[i]);
+		if (buffered_check)
+			ElasticOverlayAdd(ms->ov, w);
+		queue_write(ms, w);
+		if (assigned && ms->tbl->id_att)
+			store_assigned_id(estate, ms->tbl, slots[i], assigned);
+	}
+	if (ms->core.do_nothing && !ms->core.transactional)
+		PgpolyWriterFlush(&ms->core.writer);
+}
+
+/* ExecForeignInsert: NULL when ON CONFLICT DO NOTHING skipped the row. */
 static TupleTableSlot *
 elasticExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 						 TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
-	ElasticModifyState *ms = rinfo->ri_FdwState;
-	MemoryContext old;
-	ElasticWrite *w;
-	char	   *assigned;
-
-	slot_getallattrs(slot);
-	old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
-	w = ElasticInsertWrite(ms->tbl, slot->tts_values, slot->tts_isnull, &assigned);
-	MemoryContextSwitchTo(old);
-	queue_write(ms, w);
-	if (assigned && ms->tbl->id_att)
-		store_assigned_id(estate, ms->tbl, slot, assigned);
-	return slot;
+	return PgpolyExecInsert(rinfo->ri_FdwState, estate, slot, insert_rows);
 }
 
-/* ExecForeignBatchInsert: per row; the batch saves executor calls. */
+/*
+ * ExecForeignBatchInsert: the rows of a batch at once; ON CONFLICT DO
+ * NOTHING returns the inserted ones.
+ */
 static TupleTableSlot **
 elasticExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
 							  TupleTableSlot **slots, TupleTableSlot **planSlots,
 							  int *numSlots)
 {
-	for (int i = 0; i < *numSlots; i++)
-		elasticExecForeignInsert(estate, rinfo, slots[i], planSlots ? planSlots[i] : NULL);
-	return slots;
+	return PgpolyExecBatchInsert(rinfo->ri_FdwState, estate, slots, numSlots,
+								 insert_rows);
 }
 
 /* GetForeignModifyBatchSize: batch_size (default 500), see fdwutil.c. */
@@ -994,7 +1083,7 @@ static char *
 junk_id(ElasticModifyState *ms, TupleTableSlot *planSlot)
 {
 	bool		isnull;
-	Datum		d = ExecGetJunkAttribute(planSlot, ms->junk_id, &isnull);
+	Datum		d = PgpolyModifyJunk(&ms->core, 0, planSlot, &isnull);
 
 	if (isnull)
 		elog(ERROR, "pgpoly_elastic: row to modify has a NULL _id");
@@ -1007,13 +1096,14 @@ elasticExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 						 TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
 	ElasticModifyState *ms = rinfo->ri_FdwState;
+	MemoryContext old = PgpolyModifyRow(&ms->core);
 	char	   *id = junk_id(ms, planSlot);
-	MemoryContext old;
 	ElasticWrite *w;
 
 	slot_getallattrs(slot);
-	old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
-	w = ElasticUpdateWrite(ms->tbl, id, slot->tts_values, slot->tts_isnull, ms->updated);
+	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
+	w = ElasticUpdateWrite(ms->tbl, id, slot->tts_values, slot->tts_isnull,
+						   ms->core.updated);
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
 	return slot;
@@ -1025,13 +1115,15 @@ elasticExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 						 TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
 	ElasticModifyState *ms = rinfo->ri_FdwState;
+	MemoryContext old = PgpolyModifyRow(&ms->core);
 	char	   *id = junk_id(ms, planSlot);
-	MemoryContext old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
-	ElasticWrite *w = ElasticDeleteWrite(ms->tbl, id);
+	ElasticWrite *w;
 
+	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
+	w = ElasticDeleteWrite(ms->tbl, id);
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
-	PgpolyStoreOldRow(slot, planSlot, ms->junk_row, rinfo->ri_RelationDesc);
+	PgpolyModifyOldRow(&ms->core, slot, planSlot, rinfo->ri_RelationDesc);
 	return slot;
 }
 
@@ -1039,17 +1131,14 @@ elasticExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 static void
 elasticEndForeignModify(EState *estate, ResultRelInfo *rinfo)
 {
-	ElasticModifyState *ms = rinfo->ri_FdwState;
-
-	if (ms != NULL)
-		PgpolyWriterFlush(&ms->writer);
+	PgpolyModifyEnd(rinfo->ri_FdwState);
 }
 
 /* BeginForeignInsert: COPY FROM and tuple routing. */
 static void
 elasticBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
 {
-	begin_modify(rinfo, mtstate->ps.state, NIL, NIL);
+	begin_modify(mtstate, rinfo, NIL);
 }
 
 /* IsForeignRelUpdatable: INSERT, UPDATE and DELETE. */
@@ -1111,4 +1200,24 @@ pgpoly_elastic_handler(PG_FUNCTION_ARGS)
 	r->ExplainForeignModify = elasticExplainForeignModify;
 	r->ImportForeignSchema = elasticImportForeignSchema;
 	PG_RETURN_POINTER(r);
+}
+
+/*
+ * PgpolyStore.conflict_columns: what an INSERT conflicts on, the document
+ * id (_id).
+ */
+List *
+ElasticConflictColumns(Oid relid)
+{
+	ElasticTable *tbl = ElasticLoadTable(relid, GetUserId());
+
+	if (tbl->id_att == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("ON CONFLICT on foreign table \"%s\" needs an _id column",
+						tbl->relname),
+				 errdetail("A document conflicts with an existing one by its id."),
+				 errhint("Add a column: ALTER FOREIGN TABLE %s ADD COLUMN _id text.",
+						 quote_identifier(tbl->relname))));
+	return list_make1_int(tbl->id_att);
 }

@@ -107,30 +107,54 @@ scan_released(void *arg)
 	scan->context_id = NULL;
 }
 
-/* Build the overlay of the transaction's pending writes to the table. */
-static void
-build_overlay(ElasticScan *scan)
+/* An empty overlay: document id -> the last buffered write of it. */
+HTAB *
+ElasticOverlayCreate(MemoryContext cxt)
 {
-	List	   *writes = PgpolyPendingWrites(scan->conn, scan->tbl->relid);
 	HASHCTL		ctl;
-	ListCell   *lc;
 
-	if (writes == NIL)
-		return;
 	ctl.keysize = ID_KEYLEN;
 	ctl.entrysize = sizeof(OverlayEntry);
-	ctl.hcxt = scan->cxt;
-	scan->overlay = hash_create("pgpoly elastic overlay", 64, &ctl,
-								HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	foreach(lc, writes)
+	ctl.hcxt = cxt;
+	return hash_create("pgpoly elastic overlay", 64, &ctl,
+					   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+}
+
+/* Make w the last write of its id in overlay; true if the id is new. */
+bool
+ElasticOverlayAdd(HTAB *overlay, ElasticWrite *w)
+{
+	bool		found;
+	OverlayEntry *e = hash_search(overlay, w->id, HASH_ENTER, &found);
+
+	e->write = w;
+	return !found;
+}
+
+/* The last buffered write of id in overlay, or NULL. */
+ElasticWrite *
+ElasticOverlayLast(HTAB *overlay, const char *id)
+{
+	OverlayEntry *e = hash_search(overlay, id, HASH_FIND, NULL);
+
+	return e ? e->write : NULL;
+}
+
+/* Build the overlay of pending, the table's buffered writes. */
+static void
+build_overlay(ElasticScan *scan, List *pending)
+{
+	ListCell   *lc;
+
+	if (pending == NIL)
+		return;
+	scan->overlay = ElasticOverlayCreate(scan->cxt);
+	foreach(lc, pending)
 	{
 		ElasticWrite *w = ((PgpolyWrite *) lfirst(lc))->payload;
-		bool		found;
-		OverlayEntry *e = hash_search(scan->overlay, w->id, HASH_ENTER, &found);
 
-		if (!found)
-			scan->overlay_ids = lappend(scan->overlay_ids, e->id);
-		e->write = w;
+		if (ElasticOverlayAdd(scan->overlay, w))
+			scan->overlay_ids = lappend(scan->overlay_ids, w->id);
 	}
 }
 
@@ -158,13 +182,14 @@ ids_count(ElasticScan *scan)
 }
 
 /*
- * Start a scan (no I/O until the first row is asked).  spec and params
- * must live as long as the scan.
+ * Start a scan (no I/O until the first row is asked) that reads through
+ * pending (the table's buffered writes, PgpolyPendingWrites).  spec and
+ * params must live as long as the scan.
  */
 ElasticScan *
 ElasticScanBegin(ElasticTable *tbl, PgpolyConnection *conn,
 				 ElasticQuerySpec *spec, ElasticParamValue *params,
-				 MemoryContext parent)
+				 List *pending, MemoryContext parent)
 {
 	MemoryContext cxt = AllocSetContextCreate(parent, "pgpoly elastic scan",
 											  ALLOCSET_DEFAULT_SIZES);
@@ -184,7 +209,7 @@ ElasticScanBegin(ElasticTable *tbl, PgpolyConnection *conn,
 	scan->abort_cb.func = scan_released;
 	scan->abort_cb.arg = scan;
 	MemoryContextRegisterResetCallback(cxt, &scan->abort_cb);
-	build_overlay(scan);
+	build_overlay(scan, pending);
 	if (scan->overlay && (spec->limit >= 0 || spec->sorts != NIL))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

@@ -14,6 +14,9 @@
  * redis_join.c		batched join of a local relation to a Redis table
  * redis_import.c	IMPORT FOREIGN SCHEMA feature_views
  *
+ * Outside fdw/, the feature store's serving path (src/features.c) reads
+ * Redis through this API too (RedisLoadTable, RedisScan*, RedisKeySet*).
+ *
  * Invariant: every Redis key is built as key_prefix || text of the key
  * column and sent as a binary-safe argv element (never formatted into a
  * command string).
@@ -206,6 +209,8 @@ typedef struct RedisWrite
 	int			ncmds;
 	RedisCmd   *cmds;
 	RedisTable *tbl;			/* for messages at flush */
+	bool	   *applied;		/* INSERT ... ON CONFLICT DO NOTHING sent
+								 * at once: set to whether it inserted */
 } RedisWrite;
 
 /* redis_scan.c */
@@ -213,9 +218,12 @@ extern HTAB *RedisKeySet(MemoryContext cxt);
 extern bool RedisKeySetAdd(HTAB *set, char *key);
 extern int	RedisKeySetIndex(HTAB *set, char *key, int next);
 typedef struct RedisOverlay RedisOverlay;
-extern RedisOverlay *RedisBuildOverlay(PgpolyConnection *conn, Oid relid);
+extern RedisOverlay *RedisBuildOverlay(List *pending);
+extern void RedisOverlayAdd(RedisOverlay **ov, RedisWrite *w);
 extern void RedisApplyOverlay(RedisTable *tbl, RedisOverlay *ov,
 							  RedisKeyState *st);
+extern bool RedisIdentityExists(RedisTable *tbl, RedisOverlay *ov,
+								RedisItem *id, bool remote);
 extern void RedisStateFromReply(RedisTable *tbl, RedisKeyState *st,
 								struct redisReply *r, PgpolyConnection *conn);
 
@@ -224,6 +232,12 @@ extern List *RedisInsertWrites(RedisTable *tbl, Datum *values, bool *nulls);
 extern List *RedisDeleteWrites(RedisTable *tbl, Datum *old, bool *oldnulls);
 extern List *RedisUpdateWrites(RedisTable *tbl, Datum *old, bool *oldnulls,
 							   Datum *values, bool *nulls, Bitmapset *updated);
+extern RedisWrite *RedisInsertIfAbsentWrite(RedisTable *tbl, Datum *values,
+											bool *nulls, bool *applied);
+extern void RedisInsertIdentity(RedisTable *tbl, Datum *values, bool *nulls,
+								RedisItem *id);
+extern void RedisRowsExist(PgpolyConnection *conn, RedisTable *tbl,
+						   RedisItem *ids, int n, bool *exists);
 extern void RedisFlushWrites(PgpolyConnection *conn, List *payloads);
 extern void RedisSendCommands(PgpolyConnection *conn, List *writes,
 							  bool atomic);
@@ -253,6 +267,8 @@ typedef struct RedisTopology
 } RedisTopology;
 
 extern int	RedisKeySlot(const char *key, size_t len);
+extern bool RedisCommandKey(int argc, const char **argv, const size_t *lens,
+							const char **key, size_t *keylen);
 extern bool RedisParseAddr(const char *s, size_t len, RedisAddr *addr);
 extern void RedisTopologyFromOptions(List *options, RedisTopology *topo);
 typedef struct RedisClusterView RedisClusterView;
@@ -378,7 +394,7 @@ typedef enum RedisScanMode
 /* Rows of a Redis scan, produced round by round (redis_scan.c). */
 typedef struct RedisScan RedisScan;
 extern RedisScan *RedisScanBegin(RedisTable *tbl, PgpolyConnection *conn,
-								 bool need_ttl);
+								 bool need_ttl, List *pending);
 extern void RedisScanSetKeys(RedisScan *scan, char **keys, size_t *lens,
 							 int nkeys);
 extern void RedisScanSetPattern(RedisScan *scan, const char *pattern);
@@ -396,6 +412,8 @@ extern void RedisStateRow(RedisScan *scan, RedisKeyState *st, int item,
 						  Datum *values, bool *nulls);
 
 /* redis_fdw.c, for redis_join.c */
+extern Datum pgpoly_redis_handler(PG_FUNCTION_ARGS);
+extern List *RedisConflictColumns(Oid relid);
 extern bool RedisIsRedisRel(RelOptInfo *rel);
 extern RedisTable *RedisRelTable(RelOptInfo *rel);
 

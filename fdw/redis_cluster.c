@@ -496,6 +496,30 @@ is_command(const char **argv, const size_t *lens, const char *name)
 	return len == strlen(name) && pg_strncasecmp(argv[0], name, len) == 0;
 }
 
+/*
+ * The key a command is routed by: its first key, argv[1] for the commands
+ * pgpoly sends, or the first of EVAL's keys.  false for a command with no
+ * key.
+ */
+bool
+RedisCommandKey(int argc, const char **argv, const size_t *lens,
+				const char **key, size_t *keylen)
+{
+	int			pos = 1;
+
+	if (is_command(argv, lens, "EVAL") || is_command(argv, lens, "EVALSHA"))
+	{
+		if (argc < 4 || atoi(argv[2]) < 1)
+			return false;
+		pos = 3;
+	}
+	if (argc <= pos)
+		return false;
+	*key = argv[pos];
+	*keylen = lens ? lens[pos] : strlen(argv[pos]);
+	return true;
+}
+
 /* Record command idx of the request: its RESP, appended to h->resp. */
 static RedisCmdInfo *
 record_cmd(RedisHandle *h, int idx, int argc, const char **argv,
@@ -562,9 +586,12 @@ RedisClusterRoute(PgpolyConnection *conn, RedisHandle *h, int idx, int argc,
 	}
 	if (node == NULL)
 	{
-		if (argc < 2)
+		const char *key;
+		size_t		keylen;
+
+		if (!RedisCommandKey(argc, argv, lens, &key, &keylen))
 			elog(ERROR, "Redis command without a key routed by key");
-		cmd->slot = RedisKeySlot(argv[1], lens ? lens[1] : strlen(argv[1]));
+		cmd->slot = RedisKeySlot(key, keylen);
 		node = slot_owner(conn, h, cmd->slot);
 	}
 	if (g >= 0)

@@ -104,8 +104,8 @@ typedef struct RedisRelInfo
 /* Executor state of a Redis foreign scan. */
 typedef struct RedisScanState
 {
+	PgpolyScanState core;		/* user, connection, memory (lifecycle.c) */
 	RedisTable *tbl;
-	PgpolyConnection *conn;
 	List	   *exprs;			/* ExprState of fdw_exprs */
 	List	   *kinds;
 	char	   *pattern;
@@ -115,19 +115,25 @@ typedef struct RedisScanState
 	RedisTrips *trips;			/* per node, of all of them */
 } RedisScanState;
 
+/* The identity columns of the old row, by their index in core.junk. */
+enum RedisJunk
+{
+	RJUNK_KEY,
+	RJUNK_MEMBER,
+	RJUNK_IDX,
+	RJUNK_VALUE
+};
+
+static const char *const redis_junk[] = {"pgpoly_key", "pgpoly_member", "pgpoly_idx",
+"pgpoly_value", NULL};
+
 /* Executor state of INSERT/UPDATE/DELETE. */
 typedef struct RedisModifyState
 {
+	PgpolyModifyState core;		/* user, connection, writer, junk columns */
 	RedisTable *tbl;
-	PgpolyConnection *conn;
-	AttrNumber	junk_key;		/* attnos of identity columns in planSlot */
-	AttrNumber	junk_member;
-	AttrNumber	junk_idx;
-	AttrNumber	junk_value;
-	AttrNumber	junk_row;
-	Bitmapset  *updated;		/* UPDATE: assigned columns */
-	PgpolyWriter writer;		/* write_mode: buffer or immediate batches */
-	MemoryContext temp_cxt;		/* per row */
+	RedisOverlay *ov;			/* ON CONFLICT DO NOTHING, transactional:
+								 * the buffered writes, by key */
 } RedisModifyState;
 
 PG_FUNCTION_INFO_V1(pgpoly_redis_handler);
@@ -395,13 +401,12 @@ rows_per_key(RedisTable *tbl)
 static void
 redisGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
-	RangeTblEntry *rte = planner_rt_fetch(baserel->relid, root);
 	RedisRelInfo *ri = palloc0(sizeof(RedisRelInfo));
 	double		fetched;
 	List	   *local = NIL;
 	ListCell   *lc;
 
-	ri->tbl = RedisLoadTable(foreigntableid, PgpolyRteUser(rte));
+	ri->tbl = RedisLoadTable(foreigntableid, PgpolyRelUser(baserel));
 	baserel->fdw_private = ri;
 	classify_quals(ri, baserel);
 
@@ -507,18 +512,15 @@ static void
 redisBeginForeignScan(ForeignScanState *node, int eflags)
 {
 	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
-	EState	   *estate = node->ss.ps.state;
-	RangeTblEntry *rte = exec_rt_fetch(fs->scan.scanrelid, estate);
-	RedisScanState *st = palloc0(sizeof(RedisScanState));
+	RedisScanState *st = PgpolyScanBegin(sizeof(RedisScanState), &RedisStore,
+										 node, eflags);
 
-	node->fdw_state = st;
 	st->kinds = list_nth(fs->fdw_private, RPRIV_KINDS);
 	st->pattern = strVal(list_nth(fs->fdw_private, RPRIV_PATTERN));
 	st->need_ttl = intVal(list_nth(fs->fdw_private, RPRIV_NEED_TTL));
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
-	st->tbl = RedisLoadTable(rte->relid, PgpolyRteUser(rte));
-	st->conn = RedisGetConnection(st->tbl);
+	st->tbl = RedisLoadTable(st->core.relid, st->core.userid);
 	st->exprs = ExecInitExprList(fs->fdw_exprs, (PlanState *) node);
 }
 
@@ -573,9 +575,11 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 	ListCell   *le,
 			   *lk;
 
-	st->scan = RedisScanBegin(st->tbl, st->conn, st->need_ttl);
+	st->scan = RedisScanBegin(st->tbl, st->core.conn, st->need_ttl,
+							  st->core.pending);
+	/* Per-node round trips add up over rescans: not in the scan's memory. */
 	if (st->trips == NULL)
-		st->trips = palloc0(sizeof(RedisTrips));
+		st->trips = MemoryContextAllocZero(GetMemoryChunkContext(st), sizeof(RedisTrips));
 	RedisScanSetTrips(st->scan, st->trips);
 
 	forboth(le, st->exprs, lk, st->kinds)
@@ -642,7 +646,10 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 		RedisScanSetScoreRange(st->scan, smin ? smin : "-inf", smax ? smax : "+inf");
 }
 
-/* IterateForeignScan: next row, fetching a round when needed. */
+/*
+ * IterateForeignScan: next row, fetching a round when needed.  The scan
+ * (its rounds and rows included) lives in the core's scan memory.
+ */
 static TupleTableSlot *
 redisIterateForeignScan(ForeignScanState *node)
 {
@@ -650,9 +657,9 @@ redisIterateForeignScan(ForeignScanState *node)
 	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
 
 	ExecClearTuple(slot);
-	if (st->scan == NULL)
+	if (!st->core.started)
 	{
-		MemoryContext old = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
+		MemoryContext old = PgpolyScanStart(&st->core);
 
 		start_scan(node, st);
 		MemoryContextSwitchTo(old);
@@ -671,12 +678,19 @@ redisReScanForeignScan(ForeignScanState *node)
 	if (st->scan)
 		st->round_trips += RedisScanRoundTrips(st->scan);
 	st->scan = NULL;
+	PgpolyScanRescan(&st->core);
 }
 
-/* EndForeignScan: the connection stays cached; memory goes with the query. */
+/* EndForeignScan: the connection stays cached; the scan's memory is freed. */
 static void
 redisEndForeignScan(ForeignScanState *node)
 {
+	RedisScanState *st = node->fdw_state;
+
+	if (st->scan)
+		st->round_trips += RedisScanRoundTrips(st->scan);
+	st->scan = NULL;
+	PgpolyScanEnd(&st->core);
 }
 
 /* ----------------------------------------------------------------
@@ -708,8 +722,7 @@ redisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 {
 	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
 	RedisScanState *st = node->fdw_state;
-	RangeTblEntry *rte = exec_rt_fetch(fs->scan.scanrelid, node->ss.ps.state);
-	RedisTable *tbl = st->tbl ? st->tbl : RedisLoadTable(rte->relid, PgpolyRteUser(rte));
+	RedisTable *tbl = st->tbl ? st->tbl : RedisLoadTable(st->core.relid, st->core.userid);
 	char	   *pattern = strVal(list_nth(fs->fdw_private, RPRIV_PATTERN));
 	int			nkeys = intVal(list_nth(fs->fdw_private, RPRIV_NKEYS));
 	char	   *pushed = strVal(list_nth(fs->fdw_private, RPRIV_PUSHED));
@@ -809,39 +822,26 @@ queue_writes(RedisModifyState *ms, List *writes)
 	ListCell   *lc;
 
 	foreach(lc, writes)
-		PgpolyWriterAdd(&ms->writer, lfirst(lc));
-	PgpolyWriterEndRow(&ms->writer);	/* after the loop: it may free writes */
+		PgpolyWriterAdd(&ms->core.writer, lfirst(lc));
+	PgpolyWriterEndRow(&ms->core.writer);	/* after the loop: it may free writes */
+}
+
+/* PgpolyLoadTable of the core's lifecycle. */
+static void *
+load_table(Oid relid, Oid userid)
+{
+	return RedisLoadTable(relid, userid);
 }
 
 /* Set up modify state for rinfo (also used for COPY and routing). */
 static RedisModifyState *
-begin_modify(ResultRelInfo *rinfo, EState *estate, List *tlist, List *cols)
+begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 {
-	RedisModifyState *ms = palloc0(sizeof(RedisModifyState));
-	RangeTblEntry *rte = exec_rt_fetch(rinfo->ri_RangeTableIndex, estate);
-	ListCell   *lc;
-	MemoryContext old;
+	RedisModifyState *ms = PgpolyModifyBegin(sizeof(RedisModifyState), &RedisStore,
+											 mtstate, rinfo, fdw_private, redis_junk,
+											 1000, send_immediate);
 
-	/*
-	 * Buffered writes point into the table descriptor (field names, relname)
-	 * and live until the transaction ends: so must the descriptor.
-	 */
-	old = MemoryContextSwitchTo(PgpolyWriteContext());
-	ms->tbl = RedisLoadTable(RelationGetRelid(rinfo->ri_RelationDesc), PgpolyRteUser(rte));
-	MemoryContextSwitchTo(old);
-	ms->conn = RedisGetConnection(ms->tbl);
-	ms->junk_key = ExecFindJunkAttributeInTlist(tlist, "pgpoly_key");
-	ms->junk_member = ExecFindJunkAttributeInTlist(tlist, "pgpoly_member");
-	ms->junk_idx = ExecFindJunkAttributeInTlist(tlist, "pgpoly_idx");
-	ms->junk_value = ExecFindJunkAttributeInTlist(tlist, "pgpoly_value");
-	ms->junk_row = ExecFindJunkAttributeInTlist(tlist, "pgpoly_row");
-	foreach(lc, cols)
-		ms->updated = bms_add_member(ms->updated, lfirst_int(lc));
-	PgpolyWriterInit(&ms->writer, ms->conn, ms->tbl->relid, ms->tbl->transactional,
-					 ms->tbl->batch_size, send_immediate, estate->es_query_cxt);
-	ms->temp_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly redis row",
-										 ALLOCSET_SMALL_SIZES);
-	rinfo->ri_FdwState = ms;
+	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
 	return ms;
 }
 
@@ -852,24 +852,113 @@ redisBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 {
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
-	begin_modify(rinfo, mtstate->ps.state, outerPlanState(mtstate)->plan->targetlist,
-				 linitial(fdw_private));
+	begin_modify(mtstate, rinfo, fdw_private);
 }
 
-/* ExecForeignInsert. */
+/*
+ * ON CONFLICT DO NOTHING, write_mode 'immediate': the conditional writes
+ * of the n rows go in one pipeline now, and their replies tell which rows
+ * were inserted.
+ */
+static void
+insert_if_absent_now(RedisModifyState *ms, TupleTableSlot **slots, int n,
+					 bool *inserted)
+{
+	PgpolyWriter *writer = &ms->core.writer;
+
+	for (int i = 0; i < n; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(PgpolyWriterContext(writer));
+		RedisWrite *w;
+
+		slot_getallattrs(slots[i]);
+		inserted[i] = false;
+		w = RedisInsertIfAbsentWrite(ms->tbl, slots[i]->tts_values,
+									 slots[i]->tts_isnull, &inserted[i]);
+		MemoryContextSwitchTo(old);
+		queue_writes(ms, list_make1(w));
+	}
+	PgpolyWriterFlush(writer);
+}
+
+/*
+ * ON CONFLICT DO NOTHING, write_mode 'transactional': a row is inserted
+ * unless its key (member) exists in Redis now or in the transaction's
+ * buffered writes, this statement's earlier rows included; the conditional
+ * write is buffered, so a key someone else creates before COMMIT is not
+ * overwritten either.
+ */
+static void
+insert_if_absent_buffered(RedisModifyState *ms, TupleTableSlot **slots, int n,
+						  bool *inserted)
+{
+	RedisItem  *ids = palloc(sizeof(RedisItem) * n);
+	bool	   *remote = palloc(sizeof(bool) * n);
+	MemoryContext old;
+
+	for (int i = 0; i < n; i++)
+	{
+		slot_getallattrs(slots[i]);
+		RedisInsertIdentity(ms->tbl, slots[i]->tts_values, slots[i]->tts_isnull, &ids[i]);
+	}
+	RedisRowsExist(ms->core.conn, ms->tbl, ids, n, remote);
+	if (ms->ov == NULL)
+	{
+		old = MemoryContextSwitchTo(GetMemoryChunkContext(ms));
+		ms->ov = RedisBuildOverlay(PgpolyPendingWrites(ms->core.conn, ms->core.relid));
+		MemoryContextSwitchTo(old);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		RedisWrite *w;
+
+		inserted[i] = !RedisIdentityExists(ms->tbl, ms->ov, &ids[i], remote[i]);
+		if (!inserted[i])
+			continue;
+		old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
+		w = RedisInsertIfAbsentWrite(ms->tbl, slots[i]->tts_values,
+									 slots[i]->tts_isnull, NULL);
+		MemoryContextSwitchTo(GetMemoryChunkContext(ms));
+		RedisOverlayAdd(&ms->ov, w);
+		MemoryContextSwitchTo(old);
+		queue_writes(ms, list_make1(w));
+	}
+}
+
+/*
+ * PgpolyInsertRows: INSERT of n rows (one, or a batch); ON CONFLICT DO
+ * NOTHING skips the existing ones.
+ */
+static void
+insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int n,
+			bool *inserted)
+{
+	RedisModifyState *ms = (RedisModifyState *) core;
+
+	if (ms->core.do_nothing && ms->core.transactional)
+		insert_if_absent_buffered(ms, slots, n, inserted);
+	else if (ms->core.do_nothing)
+		insert_if_absent_now(ms, slots, n, inserted);
+	else
+		for (int i = 0; i < n; i++)
+		{
+			MemoryContext old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
+			List	   *writes;
+
+			slot_getallattrs(slots[i]);
+			writes = RedisInsertWrites(ms->tbl, slots[i]->tts_values, slots[i]->tts_isnull);
+			MemoryContextSwitchTo(old);
+			queue_writes(ms, writes);
+			inserted[i] = true;
+		}
+}
+
+/* ExecForeignInsert: NULL when ON CONFLICT DO NOTHING skipped the row. */
 static TupleTableSlot *
 redisExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 					   TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
-	RedisModifyState *ms = rinfo->ri_FdwState;
-	MemoryContext old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
-	List	   *writes;
-
-	slot_getallattrs(slot);
-	writes = RedisInsertWrites(ms->tbl, slot->tts_values, slot->tts_isnull);
-	MemoryContextSwitchTo(old);
-	queue_writes(ms, writes);
-	return slot;
+	return PgpolyExecInsert(rinfo->ri_FdwState, estate, slot, insert_rows);
 }
 
 /* GetForeignModifyBatchSize: batch_size (default 1000), see fdwutil.c. */
@@ -879,15 +968,17 @@ redisGetForeignModifyBatchSize(ResultRelInfo *rinfo)
 	return PgpolyModifyBatchSize(rinfo, 1000);
 }
 
-/* ExecForeignBatchInsert: the same per row; the batch saves executor calls. */
+/*
+ * ExecForeignBatchInsert: the rows of a batch at once; ON CONFLICT DO
+ * NOTHING returns the inserted ones.
+ */
 static TupleTableSlot **
 redisExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
 							TupleTableSlot **slots, TupleTableSlot **planSlots,
 							int *numSlots)
 {
-	for (int i = 0; i < *numSlots; i++)
-		redisExecForeignInsert(estate, rinfo, slots[i], planSlots ? planSlots[i] : NULL);
-	return slots;
+	return PgpolyExecBatchInsert(rinfo->ri_FdwState, estate, slots, numSlots,
+								 insert_rows);
 }
 
 /* The old row identity from planSlot's junk columns, as a full-width row. */
@@ -897,17 +988,17 @@ old_identity(RedisModifyState *ms, TupleTableSlot *planSlot, Datum *old, bool *o
 	RedisTable *tbl = ms->tbl;
 
 	memset(oldnulls, true, sizeof(bool) * tbl->natts);
-	old[tbl->key_att - 1] = ExecGetJunkAttribute(planSlot, ms->junk_key,
-												 &oldnulls[tbl->key_att - 1]);
-	if (ms->junk_member)
-		old[tbl->member_att - 1] = ExecGetJunkAttribute(planSlot, ms->junk_member,
-														&oldnulls[tbl->member_att - 1]);
-	if (ms->junk_idx)
-		old[tbl->idx_att - 1] = ExecGetJunkAttribute(planSlot, ms->junk_idx,
-													 &oldnulls[tbl->idx_att - 1]);
-	if (ms->junk_value)
-		old[tbl->value_att - 1] = ExecGetJunkAttribute(planSlot, ms->junk_value,
-													   &oldnulls[tbl->value_att - 1]);
+	old[tbl->key_att - 1] = PgpolyModifyJunk(&ms->core, RJUNK_KEY, planSlot,
+											 &oldnulls[tbl->key_att - 1]);
+	if (tbl->member_att)
+		old[tbl->member_att - 1] = PgpolyModifyJunk(&ms->core, RJUNK_MEMBER, planSlot,
+													&oldnulls[tbl->member_att - 1]);
+	if (tbl->idx_att)
+		old[tbl->idx_att - 1] = PgpolyModifyJunk(&ms->core, RJUNK_IDX, planSlot,
+												 &oldnulls[tbl->idx_att - 1]);
+	if (tbl->type == REDIS_LIST)
+		old[tbl->value_att - 1] = PgpolyModifyJunk(&ms->core, RJUNK_VALUE, planSlot,
+												   &oldnulls[tbl->value_att - 1]);
 }
 
 /* ExecForeignUpdate: slot holds the complete new row. */
@@ -916,17 +1007,17 @@ redisExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 					   TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
 	RedisModifyState *ms = rinfo->ri_FdwState;
-	Datum	   *old = palloc(sizeof(Datum) * ms->tbl->natts);
+	MemoryContext old = PgpolyModifyRow(&ms->core);
+	Datum	   *oldvals = palloc(sizeof(Datum) * ms->tbl->natts);
 	bool	   *oldnulls = palloc(sizeof(bool) * ms->tbl->natts);
-	MemoryContext mc;
 	List	   *writes;
 
-	old_identity(ms, planSlot, old, oldnulls);
+	old_identity(ms, planSlot, oldvals, oldnulls);
 	slot_getallattrs(slot);
-	mc = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
-	writes = RedisUpdateWrites(ms->tbl, old, oldnulls, slot->tts_values,
-							   slot->tts_isnull, ms->updated);
-	MemoryContextSwitchTo(mc);
+	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
+	writes = RedisUpdateWrites(ms->tbl, oldvals, oldnulls, slot->tts_values,
+							   slot->tts_isnull, ms->core.updated);
+	MemoryContextSwitchTo(old);
 	queue_writes(ms, writes);
 	return slot;
 }
@@ -937,18 +1028,18 @@ redisExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 					   TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
 	RedisModifyState *ms = rinfo->ri_FdwState;
-	Datum	   *old = palloc(sizeof(Datum) * ms->tbl->natts);
+	MemoryContext old = PgpolyModifyRow(&ms->core);
+	Datum	   *oldvals = palloc(sizeof(Datum) * ms->tbl->natts);
 	bool	   *oldnulls = palloc(sizeof(bool) * ms->tbl->natts);
-	MemoryContext mc;
 	List	   *writes;
 
-	old_identity(ms, planSlot, old, oldnulls);
-	mc = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
-	writes = RedisDeleteWrites(ms->tbl, old, oldnulls);
-	MemoryContextSwitchTo(mc);
+	old_identity(ms, planSlot, oldvals, oldnulls);
+	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
+	writes = RedisDeleteWrites(ms->tbl, oldvals, oldnulls);
+	MemoryContextSwitchTo(old);
 	queue_writes(ms, writes);
 
-	PgpolyStoreOldRow(slot, planSlot, ms->junk_row, rinfo->ri_RelationDesc);
+	PgpolyModifyOldRow(&ms->core, slot, planSlot, rinfo->ri_RelationDesc);
 	return slot;
 }
 
@@ -956,17 +1047,14 @@ redisExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 static void
 redisEndForeignModify(EState *estate, ResultRelInfo *rinfo)
 {
-	RedisModifyState *ms = rinfo->ri_FdwState;
-
-	if (ms != NULL)
-		PgpolyWriterFlush(&ms->writer);
+	PgpolyModifyEnd(rinfo->ri_FdwState);
 }
 
 /* BeginForeignInsert: COPY FROM and tuple routing. */
 static void
 redisBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
 {
-	begin_modify(rinfo, mtstate->ps.state, NIL, NIL);
+	begin_modify(mtstate, rinfo, NIL);
 }
 
 /* EndForeignInsert. */
@@ -1043,4 +1131,24 @@ RedisTable *
 RedisRelTable(RelOptInfo *rel)
 {
 	return ((RedisRelInfo *) rel->fdw_private)->tbl;
+}
+
+/*
+ * PgpolyStore.conflict_columns: what an INSERT conflicts on, the key (and for
+ * set/zset the member: a row is one member); a list element has none.
+ */
+List *
+RedisConflictColumns(Oid relid)
+{
+	RedisTable *tbl = RedisLoadTable(relid, GetUserId());
+
+	if (tbl->type == REDIS_LIST)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("ON CONFLICT is not supported on Redis list table \"%s\"",
+						tbl->relname),
+				 errdetail("A list element has no identity another could conflict with: INSERT appends.")));
+	if (tbl->member_att)
+		return list_make2_int(tbl->key_att, tbl->member_att);
+	return list_make1_int(tbl->key_att);
 }

@@ -174,6 +174,8 @@ const PgpolyStore RedisStore = {
 	redis_connect,
 	redis_disconnect,
 	RedisFlushWrites,
+	pgpoly_redis_handler,
+	RedisConflictColumns,
 	redis_node_rows
 };
 

@@ -337,6 +337,7 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 	int			nouter = intVal(list_nth(cs->custom_private, RJ_NOUTER));
 	TargetEntry *first_inner = list_nth(cs->custom_scan_tlist, nouter);
 	RangeTblEntry *rte;
+	PgpolyConnection *conn;
 
 	/*
 	 * The Redis table's range table index: read it from the first inner
@@ -354,11 +355,13 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 	js->need_ttl = intVal(list_nth(cs->custom_private, RJ_NEED_TTL));
 	js->keyexpr = ExecInitExpr(linitial(cs->custom_exprs), &node->ss.ps);
 	js->joinqual = ExecInitQual(list_copy_tail(cs->custom_exprs, 1), &node->ss.ps);
-	js->tbl = RedisLoadTable(rte->relid, PgpolyRteUser(rte));
+	js->tbl = RedisLoadTable(rte->relid, PgpolyRteUser(estate, rte));
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 
-	js->scan = RedisScanBegin(js->tbl, RedisGetConnection(js->tbl), js->need_ttl);
+	conn = RedisGetConnection(js->tbl);
+	js->scan = RedisScanBegin(js->tbl, conn, js->need_ttl,
+							  PgpolyPendingWrites(conn, js->tbl->relid));
 	js->trips = palloc0(sizeof(RedisTrips));
 	RedisScanSetTrips(js->scan, js->trips);
 	js->cap = js->tbl->fetch_size;

@@ -22,6 +22,17 @@
  *	  whole at its new key and deleted at the old one.
  *	- DELETE removes the key (zset/set: the member; list: the first equal
  *	  element).
+ *	- INSERT ... ON CONFLICT DO NOTHING never overwrites: the existence
+ *	  test and the write are one atomic command.  A hash, string or json
+ *	  row conflicts with an existing key of any type (SET ... NX for
+ *	  string/json; for a hash a script: EXISTS, HSET, EXPIRE).  A set or
+ *	  zset row conflicts with the member already in the key's set (SADD,
+ *	  ZADD NX; with ttl_seconds a script, so that a skipped member leaves
+ *	  the key's TTL alone).  A list element has no identity: ON CONFLICT is
+ *	  refused for lists.  In write_mode 'transactional' the same
+ *	  conditional commands are buffered; which rows count as inserted is
+ *	  decided when the statement runs, against Redis and the transaction's
+ *	  buffered writes (RedisRowsExist, RedisIdentityExists).
  *	- Nothing is dropped silently: a value Redis cannot hold (NULL string
  *	  value, a hash with no fields, a write to _ttl) is an ERROR.
  *
@@ -37,6 +48,29 @@
 #include "utils/memutils.h"
 
 #include "redis.h"
+
+/*
+ * Lua of a hash INSERT ... ON CONFLICT DO NOTHING: KEYS[1] the key,
+ * ARGV[1] the TTL in seconds ('' for none), then field/value pairs.
+ * Returns 1 when it inserted, 0 when the key existed.
+ */
+static const char HashNxScript[] =
+"if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end "
+"redis.call('HSET', KEYS[1], unpack(ARGV, 2)) "
+"if ARGV[1] ~= '' then redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
+"return 1";
+
+/*
+ * Lua of a set/zset member INSERT ... ON CONFLICT DO NOTHING with a TTL:
+ * KEYS[1] the key, ARGV[1] the TTL, ARGV[2] the member, ARGV[3] the score
+ * (zset).  The TTL is set only when the member was added.
+ */
+static const char MemberNxScript[] =
+"local n "
+"if #ARGV == 3 then n = redis.call('ZADD', KEYS[1], 'NX', ARGV[3], ARGV[2]) "
+"else n = redis.call('SADD', KEYS[1], ARGV[2]) end "
+"if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
+"return n";
 
 /* A RedisWrite under construction, in the writes' memory context. */
 static RedisWrite *
@@ -508,6 +542,176 @@ RedisUpdateWrites(RedisTable *tbl, Datum *old, bool *oldnulls, Datum *values,
 	return NIL;
 }
 
+/* The TTL argument of the conditional scripts: seconds, or '' for none. */
+static char *
+ttl_arg(RedisTable *tbl)
+{
+	return tbl->ttl_seconds > 0 ? psprintf("%d", tbl->ttl_seconds) : "";
+}
+
+/*
+ * Replace w's commands (an INSERT's) by the one command that performs it
+ * only if the row does not exist yet (see the file header).
+ */
+static void
+make_conditional(RedisWrite *w)
+{
+	RedisTable *tbl = w->tbl;
+	RedisCmd   *c;
+	int			i;
+
+	w->ncmds = 0;
+	switch (tbl->type)
+	{
+		case REDIS_HASH:
+			c = add_cmd(w, 4 + 2 * w->nitems);
+			set_arg(c, 0, "EVAL");
+			set_arg(c, 1, HashNxScript);
+			set_arg(c, 2, "1");
+			set_key(c, 3, w);
+			set_arg(c, 4, ttl_arg(tbl));
+			for (i = 0; i < w->nitems; i++)
+			{
+				c->argv[5 + 2 * i] = w->items[i].a;
+				c->lens[5 + 2 * i] = w->items[i].alen;
+				c->argv[6 + 2 * i] = w->items[i].b;
+				c->lens[6 + 2 * i] = w->items[i].blen;
+			}
+			c->argc = 5 + 2 * w->nitems;
+			break;
+		case REDIS_STRING:
+		case REDIS_JSON:
+			c = add_cmd(w, tbl->ttl_seconds > 0 ? 6 : 4);
+			set_arg(c, 0, "SET");
+			set_key(c, 1, w);
+			set_arg(c, 2, w->items[0].a);
+			set_arg(c, 3, "NX");
+			if (tbl->ttl_seconds > 0)
+			{
+				set_arg(c, 4, "EX");
+				set_arg(c, 5, ttl_arg(tbl));
+			}
+			break;
+		case REDIS_ZSET:
+		case REDIS_SET:
+			if (tbl->ttl_seconds > 0)
+			{
+				c = add_cmd(w, tbl->type == REDIS_ZSET ? 7 : 6);
+				set_arg(c, 0, "EVAL");
+				set_arg(c, 1, MemberNxScript);
+				set_arg(c, 2, "1");
+				set_key(c, 3, w);
+				set_arg(c, 4, ttl_arg(tbl));
+				set_arg(c, 5, w->item.a);
+				if (tbl->type == REDIS_ZSET)
+					set_arg(c, 6, w->item.b);
+			}
+			else if (tbl->type == REDIS_ZSET)
+			{
+				c = add_cmd(w, 5);
+				set_arg(c, 0, "ZADD");
+				set_key(c, 1, w);
+				set_arg(c, 2, "NX");
+				set_arg(c, 3, w->item.b);
+				set_arg(c, 4, w->item.a);
+			}
+			else
+			{
+				c = add_cmd(w, 3);
+				set_arg(c, 0, "SADD");
+				set_key(c, 1, w);
+				set_arg(c, 2, w->item.a);
+			}
+			break;
+		case REDIS_LIST:
+			elog(ERROR, "ON CONFLICT on a Redis list table");
+	}
+}
+
+/*
+ * The write of an INSERT ... ON CONFLICT DO NOTHING of one full row: one
+ * atomic command that inserts only if the row does not exist.  With
+ * applied, the reply of an immediate-mode send sets *applied to whether it
+ * inserted (buffered writes pass NULL: COMMIT does not report it).
+ */
+RedisWrite *
+RedisInsertIfAbsentWrite(RedisTable *tbl, Datum *values, bool *nulls,
+						 bool *applied)
+{
+	RedisWrite *w = linitial(RedisInsertWrites(tbl, values, nulls));
+
+	make_conditional(w);
+	w->applied = applied;
+	return w;
+}
+
+/*
+ * The identity an INSERT of a full row conflicts on: the key in id->a, and
+ * for set/zset the member in id->b (NULL otherwise).
+ */
+void
+RedisInsertIdentity(RedisTable *tbl, Datum *values, bool *nulls, RedisItem *id)
+{
+	memset(id, 0, sizeof(RedisItem));
+	id->a = row_key(tbl, values, nulls, &id->alen);
+	if (tbl->type == REDIS_ZSET || tbl->type == REDIS_SET)
+	{
+		id->b = required_text(tbl, tbl->member_att, values, nulls);
+		id->blen = strlen(id->b);
+	}
+}
+
+/* Arguments of the reply handler of RedisRowsExist. */
+typedef struct ExistsReplies
+{
+	PgpolyConnection *conn;
+	RedisTable *tbl;
+	RedisItem  *ids;
+	bool	   *exists;
+} ExistsReplies;
+
+/* Reply handler of RedisRowsExist: an integer (EXISTS, SISMEMBER) or a score. */
+static bool
+exists_reply(redisReply *r, int index, void *arg)
+{
+	ExistsReplies *er = arg;
+
+	if (r->type == REDIS_REPLY_ERROR)
+		RedisReplyError(er->conn, r, er->ids[index].a, er->ids[index].alen, er->tbl);
+	er->exists[index] = r->type == REDIS_REPLY_INTEGER ? r->integer > 0 :
+		r->type != REDIS_REPLY_NIL;
+	return false;
+}
+
+/*
+ * Whether each of the n identities (RedisInsertIdentity) exists in Redis
+ * now, in one pipelined round: EXISTS key, SISMEMBER key member, or ZSCORE
+ * key member.
+ */
+void
+RedisRowsExist(PgpolyConnection *conn, RedisTable *tbl, RedisItem *ids, int n,
+			   bool *exists)
+{
+	ExistsReplies er = {conn, tbl, ids, exists};
+
+	for (int i = 0; i < n; i++)
+	{
+		const char *argv[3] = {"EXISTS", ids[i].a, ids[i].b};
+		size_t		lens[3] = {6, ids[i].alen, ids[i].blen};
+		int			argc = 2;
+
+		if (tbl->type == REDIS_SET || tbl->type == REDIS_ZSET)
+		{
+			argv[0] = tbl->type == REDIS_SET ? "SISMEMBER" : "ZSCORE";
+			lens[0] = strlen(argv[0]);
+			argc = 3;
+		}
+		RedisAppendArgv(conn, argc, argv, lens);
+	}
+	if (n > 0)
+		RedisExchange(conn, n, exists_reply, &er);
+}
+
 /* Arguments of the reply handler of a write exchange. */
 typedef struct WriteReplies
 {
@@ -583,10 +787,12 @@ exec_reply(WriteReplies *wr, int m, int e, redisReply *r)
 }
 
 /*
- * Reply handler.  Immediate mode: any error is an ERROR at once.  Blocks:
- * MULTI's OK, the QUEUED acks, then EXEC's array; failures are collected
- * and reported by report_failures() once every block has answered, so the
- * error can say what was written where.
+ * Reply handler.  Immediate mode: any error is an ERROR at once, and a
+ * conditional write (RedisInsertIfAbsentWrite) that asked for it learns
+ * whether it inserted: 1 or OK, against 0 or nil.  Blocks: MULTI's OK, the
+ * QUEUED acks, then EXEC's array; failures are collected and reported by
+ * report_failures() once every block has answered, so the error can say
+ * what was written where.
  */
 static bool
 write_reply(redisReply *r, int index, void *arg)
@@ -597,6 +803,9 @@ write_reply(redisReply *r, int index, void *arg)
 	{
 		if (r->type == REDIS_REPLY_ERROR)
 			write_failed(wr, index, r);
+		if (wr->owner[index]->applied)
+			*wr->owner[index]->applied = r->type == REDIS_REPLY_INTEGER ?
+				r->integer > 0 : r->type != REDIS_REPLY_NIL;
 		return false;
 	}
 	if (wr->multi[index] == index)	/* MULTI */
@@ -735,7 +944,14 @@ order_commands(List *writes, bool by_slot, int *ncmds, int *nblocks)
 			cmds[n].block = 0;
 			if (by_slot)
 			{
-				int			slot = RedisKeySlot(w->cmds[i].argv[1], w->cmds[i].lens[1]);
+				const char *key;
+				size_t		keylen;
+				int			slot;
+
+				if (!RedisCommandKey(w->cmds[i].argc, (const char **) w->cmds[i].argv,
+									 w->cmds[i].lens, &key, &keylen))
+					elog(ERROR, "Redis write without a key");
+				slot = RedisKeySlot(key, keylen);
 
 				if (block_of_slot[slot] < 0)
 					block_of_slot[slot] = (*nblocks)++;

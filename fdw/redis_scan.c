@@ -176,34 +176,42 @@ RedisKeySetIndex(HTAB *set, char *key, int next)
 }
 
 /*
- * Index the buffered writes of relid on conn by key.  NULL when there are
- * none, which keeps the common case free.
+ * Add buffered write w to *ov (created, in the current memory context, if
+ * NULL).
+ */
+void
+RedisOverlayAdd(RedisOverlay **ov, RedisWrite *w)
+{
+	OverlayEntry *e;
+	bool		found;
+
+	if (*ov == NULL)
+	{
+		*ov = palloc(sizeof(RedisOverlay));
+		(*ov)->bykey = string_table("pgpoly redis overlay", sizeof(OverlayEntry),
+									CurrentMemoryContext);
+	}
+	e = hash_search((*ov)->bykey, &w->key, HASH_ENTER, &found);
+	if (!found)
+	{
+		e->writes = NIL;
+		e->seen = false;
+	}
+	e->writes = lappend(e->writes, w);
+}
+
+/*
+ * Index buffered writes (PgpolyWrite * of one table, PgpolyPendingWrites)
+ * by key.  NULL when there are none, which keeps the common case free.
  */
 RedisOverlay *
-RedisBuildOverlay(PgpolyConnection *conn, Oid relid)
+RedisBuildOverlay(List *pending)
 {
-	List	   *writes = PgpolyPendingWrites(conn, relid);
-	RedisOverlay *ov;
+	RedisOverlay *ov = NULL;
 	ListCell   *lc;
 
-	if (writes == NIL)
-		return NULL;
-	ov = palloc(sizeof(RedisOverlay));
-	ov->bykey = string_table("pgpoly redis overlay", sizeof(OverlayEntry),
-							 CurrentMemoryContext);
-	foreach(lc, writes)
-	{
-		RedisWrite *w = ((PgpolyWrite *) lfirst(lc))->payload;
-		bool		found;
-		OverlayEntry *e = hash_search(ov->bykey, &w->key, HASH_ENTER, &found);
-
-		if (!found)
-		{
-			e->writes = NIL;
-			e->seen = false;
-		}
-		e->writes = lappend(e->writes, w);
-	}
+	foreach(lc, pending)
+		RedisOverlayAdd(&ov, ((PgpolyWrite *) lfirst(lc))->payload);
 	return ov;
 }
 
@@ -311,6 +319,30 @@ RedisApplyOverlay(RedisTable *tbl, RedisOverlay *ov, RedisKeyState *st)
 		apply_write(st, lfirst(lc));
 	st->exists = st->nitems > 0;
 	st->ttl = tbl->ttl_seconds > 0 ? tbl->ttl_seconds : (st->exists ? st->ttl : -2);
+}
+
+/*
+ * Whether the row identity id (RedisInsertIdentity: key, and member for
+ * set/zset) exists once the buffered writes of ov are applied to what
+ * Redis has (remote: the identity exists in Redis).
+ */
+bool
+RedisIdentityExists(RedisTable *tbl, RedisOverlay *ov, RedisItem *id,
+					bool remote)
+{
+	RedisKeyState st;
+
+	memset(&st, 0, sizeof(st));
+	st.key = id->a;
+	st.keylen = id->alen;
+	st.ttl = -2;
+	if (remote)
+		add_item(&st, id->b ? id->b : "", id->blen, NULL, 0);
+	st.exists = remote;
+	RedisApplyOverlay(tbl, ov, &st);
+	if (id->b == NULL)
+		return st.nitems > 0;
+	return find_item(&st, id->b, id->blen) >= 0;
 }
 
 /* Append an item pointing into memory the caller keeps alive (no copy). */
@@ -480,9 +512,14 @@ RedisScanFetchKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys)
 	MemoryContextSwitchTo(old);
 }
 
-/* Start a scan of tbl on conn; the caller then sets keys or a pattern. */
+/*
+ * Start a scan of tbl on conn that reads through pending (the table's
+ * buffered writes, PgpolyPendingWrites); the caller then sets keys or a
+ * pattern.
+ */
 RedisScan *
-RedisScanBegin(RedisTable *tbl, PgpolyConnection *conn, bool need_ttl)
+RedisScanBegin(RedisTable *tbl, PgpolyConnection *conn, bool need_ttl,
+			   List *pending)
 {
 	RedisScan  *scan = palloc0(sizeof(RedisScan));
 
@@ -499,7 +536,7 @@ RedisScanBegin(RedisTable *tbl, PgpolyConnection *conn, bool need_ttl)
 	scan->row_cxt = AllocSetContextCreate(CurrentMemoryContext,
 										  "pgpoly redis row",
 										  ALLOCSET_SMALL_SIZES);
-	scan->ov = RedisBuildOverlay(conn, tbl->relid);
+	scan->ov = RedisBuildOverlay(pending);
 	scan->trips = palloc0(sizeof(RedisTrips));
 	return scan;
 }

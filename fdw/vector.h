@@ -131,7 +131,9 @@ typedef enum VectorWriteKind
 {
 	VW_UPSERT,
 	VW_UPDATE,
-	VW_DELETE
+	VW_DELETE,
+	VW_INSERT					/* not over an existing record (ON CONFLICT
+								 * DO NOTHING) */
 } VectorWriteKind;
 
 /* A buffered write (PgpolyWriteContext) or an immediate-mode one. */
@@ -164,7 +166,9 @@ extern VectorDistance VectorOperatorMetric(const char *opname);
 extern bool VectorIsVectorType(Oid typid);
 
 /* vector_fdw.c */
+extern Datum pgpoly_vector_handler(PG_FUNCTION_ARGS);
 extern bool VectorIsVectorTable(Oid relid);
+extern List *VectorConflictColumns(Oid relid);
 
 /*
  * A vector service's REST API.  Each provider builds its requests, parses
@@ -292,7 +296,10 @@ typedef struct VectorCondEval
 } VectorCondEval;
 
 extern VectorScan *VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn,
-								   VectorScanSpec *spec);
+								   VectorScanSpec *spec, List *pending);
+extern struct HTAB *VectorOverlayBuild(List *pending);
+extern void VectorOverlayAdd(struct HTAB **overlay, VectorWrite *w);
+extern VectorWrite *VectorOverlayLatest(struct HTAB *overlay, const char *id);
 extern VectorRow *VectorScanNext(VectorScan *scan);
 extern bool VectorScanWasLocal(VectorScan *scan);
 extern int	VectorScanRequests(VectorScan *scan);

@@ -579,7 +579,7 @@ chroma_count(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll)
 static void
 chroma_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 {
-	static const char *const ops[] = {"upsert", "update", "delete"};
+	static const char *const ops[] = {"upsert", "update", "delete", "add"};
 	StringInfoData body;
 
 	initStringInfo(&body);
@@ -596,7 +596,8 @@ chroma_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 	}
 	else
 		write_body(&body, w, n);
-	(void) record_call(conn, w[0]->tbl, ops[w[0]->kind], &body, w[0]->kind == VW_UPSERT);
+	(void) record_call(conn, w[0]->tbl, ops[w[0]->kind], &body,
+					   w[0]->kind == VW_UPSERT || w[0]->kind == VW_INSERT);
 }
 
 const VectorProvider VectorChroma = {

@@ -136,8 +136,8 @@ typedef struct VectorRelInfo
 /* Executor state of a scan. */
 typedef struct VectorScanState
 {
+	PgpolyScanState core;		/* user, connection, memory (lifecycle.c) */
 	VectorTable *tbl;
-	PgpolyConnection *conn;
 	List	   *exprs;
 	List	   *kinds;
 	List	   *cond_keys;
@@ -153,21 +153,24 @@ typedef struct VectorScanState
 	bool		ran_local;
 	Datum	   *values;			/* full-width row */
 	bool	   *nulls;
-	MemoryContext row_cxt;
 } VectorScanState;
 
-/* Executor state of INSERT/UPDATE/DELETE. */
+/* The identity column of the old row (core.junk[0]): id. */
+static const char *const vector_junk[] = {"pgpoly_id", NULL};
+
+/*
+ * Executor state of INSERT/UPDATE/DELETE.  The core's row context holds a
+ * row's (or batch's) metadata being built; core.junk_row is the whole old
+ * row (UPDATE, DELETE RETURNING).
+ */
 typedef struct VectorModifyState
 {
+	PgpolyModifyState core;		/* user, connection, writer, junk columns */
 	VectorTable *tbl;
-	PgpolyConnection *conn;
 	VectorCollection *coll;		/* for dimension checks; may be NULL */
-	AttrNumber	junk_id;
-	AttrNumber	junk_old;		/* whole old row (UPDATE, DELETE RETURNING) */
-	Bitmapset  *updated;
-	PgpolyWriter writer;		/* write_mode: buffer or immediate batches */
-	MemoryContext row_cxt;		/* per row: metadata being built */
 	int			dim;			/* expected dimension, 0: not known yet */
+	HTAB	   *ov;				/* ON CONFLICT DO NOTHING, transactional:
+								 * the buffered writes, by id */
 } VectorModifyState;
 
 PG_FUNCTION_INFO_V1(pgpoly_vector_handler);
@@ -560,14 +563,13 @@ analyze_knn(PlannerInfo *root, RelOptInfo *baserel, VectorRelInfo *ri)
 static void
 vectorGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
-	RangeTblEntry *rte = planner_rt_fetch(baserel->relid, root);
 	VectorRelInfo *ri = palloc0(sizeof(VectorRelInfo));
 	Bitmapset  *attrs = NULL;
 	List	   *local = NIL;
 	ListCell   *lc;
 	double		rows;
 
-	ri->tbl = VectorLoadTable(foreigntableid, PgpolyRteUser(rte));
+	ri->tbl = VectorLoadTable(foreigntableid, PgpolyRelUser(baserel));
 	baserel->fdw_private = ri;
 	translate_quals(ri, baserel);
 
@@ -811,24 +813,14 @@ vectorGetForeignPlan(PlannerInfo *root, RelOptInfo *foreignrel, Oid foreigntable
  * ----------------------------------------------------------------
  */
 
-/* The range table index of the vector table a ForeignScan reads. */
-static Index
-scan_rtindex(ForeignScan *fs)
-{
-	return fs->scan.scanrelid > 0 ? fs->scan.scanrelid :
-		(Index) bms_next_member(fs->fs_relids, -1);
-}
-
 /* BeginForeignScan: resolve table and connection; no I/O yet. */
 static void
 vectorBeginForeignScan(ForeignScanState *node, int eflags)
 {
 	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
-	EState	   *estate = node->ss.ps.state;
-	RangeTblEntry *rte = exec_rt_fetch(scan_rtindex(fs), estate);
-	VectorScanState *st = palloc0(sizeof(VectorScanState));
+	VectorScanState *st = PgpolyScanBegin(sizeof(VectorScanState), &VectorStore,
+										  node, eflags);
 
-	node->fdw_state = st;
 	st->kinds = list_nth(fs->fdw_private, VPRIV_KINDS);
 	st->cond_keys = list_nth(fs->fdw_private, VPRIV_COND_KEYS);
 	st->cond_ops = list_nth(fs->fdw_private, VPRIV_COND_OPS);
@@ -837,15 +829,12 @@ vectorBeginForeignScan(ForeignScanState *node, int eflags)
 	st->offset = intVal(list_nth(fs->fdw_private, VPRIV_OFFSET));
 	st->metric = (VectorDistance) intVal(list_nth(fs->fdw_private, VPRIV_METRIC));
 	st->scan_map = list_nth(fs->fdw_private, VPRIV_SCAN_MAP);
-	st->tbl = VectorLoadTable(rte->relid, PgpolyRteUser(rte));
+	st->tbl = VectorLoadTable(st->core.relid, st->core.userid);
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
-	st->conn = VectorGetConnection(st->tbl);
 	st->exprs = ExecInitExprList(fs->fdw_exprs, (PlanState *) node);
 	st->values = palloc(sizeof(Datum) * Max(st->tbl->natts, 1));
 	st->nulls = palloc(sizeof(bool) * Max(st->tbl->natts, 1));
-	st->row_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly vector row",
-										ALLOCSET_DEFAULT_SIZES);
 }
 
 /* Add the text elements of a text[] datum to the id list. */
@@ -971,20 +960,19 @@ vectorIterateForeignScan(ForeignScanState *node)
 	MemoryContext old;
 
 	ExecClearTuple(slot);
-	if (st->scan == NULL)
+	if (!st->core.started)
 	{
-		old = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
+		old = PgpolyScanStart(&st->core);
 		build_spec(node, st);
-		st->scan = VectorScanBegin(st->tbl, st->conn, &st->spec);
+		st->scan = VectorScanBegin(st->tbl, st->core.conn, &st->spec, st->core.pending);
 		st->ran_local |= VectorScanWasLocal(st->scan);
 		for (int i = 0; i < st->offset && VectorScanNext(st->scan); i++)
 			;
 		MemoryContextSwitchTo(old);
 	}
-	MemoryContextReset(st->row_cxt);
-	old = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
+	old = MemoryContextSwitchTo(st->core.scan_cxt);
 	row = VectorScanNext(st->scan);
-	MemoryContextSwitchTo(st->row_cxt);
+	(void) PgpolyScanRow(&st->core);
 	if (row)
 		store_row(st, row, slot);
 	MemoryContextSwitchTo(old);
@@ -1000,12 +988,19 @@ vectorReScanForeignScan(ForeignScanState *node)
 	if (st->scan)
 		st->requests += VectorScanRequests(st->scan);
 	st->scan = NULL;
+	PgpolyScanRescan(&st->core);
 }
 
-/* EndForeignScan: the connection stays cached; memory goes with the query. */
+/* EndForeignScan: the connection stays cached; the scan's memory is freed. */
 static void
 vectorEndForeignScan(ForeignScanState *node)
 {
+	VectorScanState *st = node->fdw_state;
+
+	if (st->scan)
+		st->requests += VectorScanRequests(st->scan);
+	st->scan = NULL;
+	PgpolyScanEnd(&st->core);
 }
 
 /* ----------------------------------------------------------------
@@ -1101,39 +1096,30 @@ vectorPlanForeignModify(PlannerInfo *root, ModifyTable *plan, Index resultRelati
 	return PgpolyPlanModifyColumns(root, plan, resultRelation);
 }
 
+/* PgpolyLoadTable of the core's lifecycle. */
+static void *
+load_table(Oid relid, Oid userid)
+{
+	return VectorLoadTable(relid, userid);
+}
+
 /* Set up modify state for rinfo (also for COPY and tuple routing). */
 static VectorModifyState *
-begin_modify(ResultRelInfo *rinfo, EState *estate, List *tlist, List *cols)
+begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 {
-	VectorModifyState *ms = palloc0(sizeof(VectorModifyState));
-	RangeTblEntry *rte = exec_rt_fetch(rinfo->ri_RangeTableIndex, estate);
-	MemoryContext old;
-	ListCell   *lc;
+	VectorModifyState *ms = PgpolyModifyBegin(sizeof(VectorModifyState), &VectorStore,
+											  mtstate, rinfo, fdw_private, vector_junk,
+											  500, VectorSendWrites);
 
-	/* Buffered writes point at the table and live until transaction end. */
-	old = MemoryContextSwitchTo(PgpolyWriteContext());
-	ms->tbl = VectorLoadTable(RelationGetRelid(rinfo->ri_RelationDesc), PgpolyRteUser(rte));
-	MemoryContextSwitchTo(old);
-	ms->conn = VectorGetConnection(ms->tbl);
-	ms->junk_id = ExecFindJunkAttributeInTlist(tlist, "pgpoly_id");
-	ms->junk_old = ExecFindJunkAttributeInTlist(tlist, "wholerow");
-	if (ms->junk_old == InvalidAttrNumber)
-		ms->junk_old = ExecFindJunkAttributeInTlist(tlist, "pgpoly_row");
-	foreach(lc, cols)
-		ms->updated = bms_add_member(ms->updated, lfirst_int(lc));
-	PgpolyWriterInit(&ms->writer, ms->conn, ms->tbl->relid, ms->tbl->transactional,
-					 ms->tbl->batch_size, VectorSendWrites, estate->es_query_cxt);
-	ms->row_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly vector row",
-										ALLOCSET_SMALL_SIZES);
-	ms->coll = VectorLookupCollection(ms->conn, ms->tbl, ms->tbl->create);
+	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
+	ms->coll = VectorLookupCollection(ms->core.conn, ms->tbl, ms->tbl->create);
 	if (ms->coll && ms->coll->dimension == 0)
 	{
 		/* It was empty when cached: it may have a dimension by now. */
-		VectorForgetCollection(ms->conn, ms->tbl);
-		ms->coll = VectorLookupCollection(ms->conn, ms->tbl, ms->tbl->create);
+		VectorForgetCollection(ms->core.conn, ms->tbl);
+		ms->coll = VectorLookupCollection(ms->core.conn, ms->tbl, ms->tbl->create);
 	}
 	ms->dim = ms->coll ? ms->coll->dimension : 0;
-	rinfo->ri_FdwState = ms;
 	return ms;
 }
 
@@ -1144,8 +1130,7 @@ vectorBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 {
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
-	begin_modify(rinfo, mtstate->ps.state, outerPlanState(mtstate)->plan->targetlist,
-				 linitial(fdw_private));
+	begin_modify(mtstate, rinfo, fdw_private);
 }
 
 /* The jansson object of a jsonb metadata value (owned by the context). */
@@ -1231,7 +1216,7 @@ json_text(json_t *obj, MemoryContext cxt)
 	return MemoryContextStrdup(cxt, buf.data);
 }
 
-/* Build the write of a new row (kind VW_UPSERT or VW_UPDATE). */
+/* Build the write of a new row (kind VW_UPSERT, VW_INSERT or VW_UPDATE). */
 static VectorWrite *
 row_write(VectorModifyState *ms, VectorWriteKind kind, Datum *values, bool *nulls,
 		  List *old_keys)
@@ -1266,8 +1251,8 @@ row_write(VectorModifyState *ms, VectorWriteKind kind, Datum *values, bool *null
 	if (tbl->doc_att && !nulls[tbl->doc_att - 1])
 		w->row.document = TextDatumGetCString(values[tbl->doc_att - 1]);
 
-	MemoryContextSwitchTo(ms->row_cxt);
-	meta = new_metadata(tbl, values, nulls, kind == VW_UPDATE ? ms->updated : NULL);
+	MemoryContextSwitchTo(ms->core.row_cxt);
+	meta = new_metadata(tbl, values, nulls, kind == VW_UPDATE ? ms->core.updated : NULL);
 	w->row.metadata = json_text(meta, cxt);
 	/* Chroma's update merges keys: send null for the removed ones. */
 	foreach(lc, old_keys)
@@ -1283,37 +1268,132 @@ row_write(VectorModifyState *ms, VectorWriteKind kind, Datum *values, bool *null
 static void
 queue_write(VectorModifyState *ms, VectorWrite *w)
 {
-	PgpolyWriterAdd(&ms->writer, w);
+	PgpolyWriterAdd(&ms->core.writer, w);
 }
 
-/* ExecForeignInsert: INSERT upserts. */
+/*
+ * ON CONFLICT DO NOTHING: the id of each row (NULL if it has none) and
+ * whether it exists in the collection now, in one request (none exists
+ * before the collection does).
+ */
+static void
+ids_in_collection(VectorModifyState *ms, TupleTableSlot **slots, int n,
+				  char **ids, bool *remote)
+{
+	VectorTable *tbl = ms->tbl;
+	VectorCollection *coll = VectorLookupCollection(ms->core.conn, tbl, true);
+	List	   *wanted = NIL;
+	ListCell   *lc;
+
+	for (int i = 0; i < n; i++)
+	{
+		slot_getallattrs(slots[i]);
+		remote[i] = false;
+		ids[i] = slots[i]->tts_isnull[tbl->id_att - 1] ? NULL :
+			TextDatumGetCString(slots[i]->tts_values[tbl->id_att - 1]);
+		if (ids[i])
+			wanted = lappend(wanted, ids[i]);
+	}
+	if (coll == NULL || wanted == NIL)
+		return;
+	foreach(lc, VectorGetByIds(ms->core.conn, tbl, coll, wanted, NULL, 0))
+	{
+		VectorRow  *row = lfirst(lc);
+
+		for (int i = 0; i < n; i++)
+			if (ids[i] && strcmp(ids[i], row->id) == 0)
+				remote[i] = true;
+	}
+}
+
+/*
+ * Whether row i of a batch conflicts: its id exists in the collection, as
+ * the transaction's buffered writes leave it (transactional: ms->ov holds
+ * them, this statement's included), or as an earlier row of the batch.
+ */
+static bool
+row_conflicts(VectorModifyState *ms, char **ids, bool *remote, bool *inserted, int i)
+{
+	VectorWrite *w;
+
+	if (ids[i] == NULL)
+		return false;
+	for (int j = 0; j < i; j++)
+		if (inserted[j] && ids[j] && strcmp(ids[j], ids[i]) == 0)
+			return true;
+	w = ms->ov ? VectorOverlayLatest(ms->ov, ids[i]) : NULL;
+	return w ? w->kind != VW_DELETE : remote[i];
+}
+
+/*
+ * PgpolyInsertRows: INSERT of n rows, upserts.  ON CONFLICT DO NOTHING
+ * skips the rows whose id exists and sends the others as inserts that the
+ * service does not apply over an existing record.
+ */
+static void
+insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int n,
+			bool *inserted)
+{
+	VectorModifyState *ms = (VectorModifyState *) core;
+	char	  **ids = palloc(sizeof(char *) * n);
+	bool	   *remote = palloc(sizeof(bool) * n);
+
+	if (ms->core.do_nothing)
+	{
+		if (ms->core.transactional && ms->ov == NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(ms));
+
+			ms->ov = VectorOverlayBuild(PgpolyPendingWrites(ms->core.conn, ms->core.relid));
+			MemoryContextSwitchTo(old);
+		}
+		ids_in_collection(ms, slots, n, ids, remote);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		MemoryContext old;
+		VectorWrite *w;
+
+		inserted[i] = !(ms->core.do_nothing && row_conflicts(ms, ids, remote, inserted, i));
+		if (!inserted[i])
+			continue;
+		slot_getallattrs(slots[i]);
+		old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
+		w = row_write(ms, ms->core.do_nothing ? VW_INSERT : VW_UPSERT,
+					  slots[i]->tts_values, slots[i]->tts_isnull, NIL);
+		MemoryContextSwitchTo(old);
+		if (ms->core.do_nothing && ms->core.transactional)
+		{
+			old = MemoryContextSwitchTo(GetMemoryChunkContext(ms));
+			VectorOverlayAdd(&ms->ov, w);
+			MemoryContextSwitchTo(old);
+		}
+		queue_write(ms, w);
+		PgpolyWriterEndRow(&ms->core.writer);
+	}
+	if (ms->core.do_nothing && !ms->core.transactional)
+		PgpolyWriterFlush(&ms->core.writer);
+}
+
+/* ExecForeignInsert: NULL when ON CONFLICT DO NOTHING skipped the row. */
 static TupleTableSlot *
 vectorExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 						TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
-	VectorModifyState *ms = rinfo->ri_FdwState;
-	MemoryContext old;
-	VectorWrite *w;
-
-	MemoryContextReset(ms->row_cxt);
-	slot_getallattrs(slot);
-	old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
-	w = row_write(ms, VW_UPSERT, slot->tts_values, slot->tts_isnull, NULL);
-	MemoryContextSwitchTo(old);
-	queue_write(ms, w);
-	PgpolyWriterEndRow(&ms->writer);
-	return slot;
+	return PgpolyExecInsert(rinfo->ri_FdwState, estate, slot, insert_rows);
 }
 
-/* ExecForeignBatchInsert: the same per row. */
+/*
+ * ExecForeignBatchInsert: the rows of a batch at once; ON CONFLICT DO
+ * NOTHING returns the inserted ones.
+ */
 static TupleTableSlot **
 vectorExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
 							 TupleTableSlot **slots, TupleTableSlot **planSlots,
 							 int *numSlots)
 {
-	for (int i = 0; i < *numSlots; i++)
-		vectorExecForeignInsert(estate, rinfo, slots[i], planSlots ? planSlots[i] : NULL);
-	return slots;
+	return PgpolyExecBatchInsert(rinfo->ri_FdwState, estate, slots, numSlots,
+								 insert_rows);
 }
 
 /* The old id from planSlot. */
@@ -1321,14 +1401,14 @@ static char *
 old_id(VectorModifyState *ms, TupleTableSlot *planSlot)
 {
 	bool		isnull;
-	Datum		d = ExecGetJunkAttribute(planSlot, ms->junk_id, &isnull);
+	Datum		d = PgpolyModifyJunk(&ms->core, 0, planSlot, &isnull);
 
 	if (isnull)
 		elog(ERROR, "pgpoly_vector: NULL row identity");
 	return TextDatumGetCString(d);
 }
 
-/* The keys of the old row's metadata column (UPDATE), in row_cxt. */
+/* The keys of the old row's metadata column (UPDATE), in the row context. */
 static List *
 old_metadata_keys(VectorModifyState *ms, TupleTableSlot *planSlot)
 {
@@ -1338,21 +1418,18 @@ old_metadata_keys(VectorModifyState *ms, TupleTableSlot *planSlot)
 	const char *key;
 	json_t	   *v;
 	List	   *keys = NIL;
-	MemoryContext old;
 
-	if (ms->junk_old == InvalidAttrNumber || ms->tbl->meta_att == 0)
+	if (ms->core.junk_row == InvalidAttrNumber || ms->tbl->meta_att == 0)
 		return NIL;
-	d = ExecGetJunkAttribute(planSlot, ms->junk_old, &isnull);
+	d = ExecGetJunkAttribute(planSlot, ms->core.junk_row, &isnull);
 	if (isnull)
 		return NIL;
 	d = GetAttributeByNum(DatumGetHeapTupleHeader(d), ms->tbl->meta_att, &isnull);
 	if (isnull)
 		return NIL;
-	old = MemoryContextSwitchTo(ms->row_cxt);
 	obj = metadata_object(ms->tbl, d);
 	json_object_foreach(obj, key, v)
 		keys = lappend(keys, pstrdup(key));
-	MemoryContextSwitchTo(old);
 	return keys;
 }
 
@@ -1374,19 +1451,18 @@ vectorExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 						TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
 	VectorModifyState *ms = rinfo->ri_FdwState;
+	MemoryContext old = PgpolyModifyRow(&ms->core);
 	char	   *oldid = old_id(ms, planSlot);
 	List	   *oldkeys;
-	MemoryContext old;
 	VectorWrite *w;
 
-	MemoryContextReset(ms->row_cxt);
 	slot_getallattrs(slot);
 	oldkeys = old_metadata_keys(ms, planSlot);
 	/* A mapped column set to NULL removes its key. */
 	for (int i = 0; i < ms->tbl->natts; i++)
 		if (ms->tbl->cols[i].role == VCOL_FIELD)
 			oldkeys = lappend(oldkeys, ms->tbl->cols[i].field);
-	old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
+	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	w = row_write(ms, VW_UPDATE, slot->tts_values, slot->tts_isnull, oldkeys);
 	if (strcmp(w->row.id, oldid) != 0)
 	{
@@ -1394,12 +1470,11 @@ vectorExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 
 		w->kind = VW_UPSERT;
 		w->send_metadata = w->row.metadata;
-		MemoryContextSwitchTo(old);
 		queue_write(ms, d);
 	}
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
-	PgpolyWriterEndRow(&ms->writer);
+	PgpolyWriterEndRow(&ms->core.writer);
 	return slot;
 }
 
@@ -1409,14 +1484,16 @@ vectorExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 						TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
 	VectorModifyState *ms = rinfo->ri_FdwState;
+	MemoryContext old = PgpolyModifyRow(&ms->core);
 	char	   *id = old_id(ms, planSlot);
-	MemoryContext old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->writer));
-	VectorWrite *w = delete_write(ms, id);
+	VectorWrite *w;
 
+	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
+	w = delete_write(ms, id);
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
-	PgpolyWriterEndRow(&ms->writer);
-	PgpolyStoreOldRow(slot, planSlot, ms->junk_old, rinfo->ri_RelationDesc);
+	PgpolyWriterEndRow(&ms->core.writer);
+	PgpolyModifyOldRow(&ms->core, slot, planSlot, rinfo->ri_RelationDesc);
 	return slot;
 }
 
@@ -1424,17 +1501,14 @@ vectorExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 static void
 vectorEndForeignModify(EState *estate, ResultRelInfo *rinfo)
 {
-	VectorModifyState *ms = rinfo->ri_FdwState;
-
-	if (ms != NULL)
-		PgpolyWriterFlush(&ms->writer);
+	PgpolyModifyEnd(rinfo->ri_FdwState);
 }
 
 /* BeginForeignInsert: COPY FROM and tuple routing. */
 static void
 vectorBeginForeignInsert(ModifyTableState *mtstate, ResultRelInfo *rinfo)
 {
-	begin_modify(rinfo, mtstate->ps.state, NIL, NIL);
+	begin_modify(mtstate, rinfo, NIL);
 }
 
 /* EndForeignInsert. */
@@ -1556,4 +1630,14 @@ VectorIsVectorTable(Oid relid)
 		return false;
 	r = GetFdwRoutineByRelId(relid);
 	return r->GetForeignRelSize == vectorGetForeignRelSize;
+}
+
+/*
+ * PgpolyStore.conflict_columns: what an INSERT conflicts on, the record's
+ * id.
+ */
+List *
+VectorConflictColumns(Oid relid)
+{
+	return list_make1_int(VectorLoadTable(relid, GetUserId())->id_att);
 }

@@ -396,7 +396,7 @@ pgpoly_vector_search(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FDW_COLUMN_NAME_NOT_FOUND),
 				 errmsg("foreign table \"%s\" has no column \"embedding\"", tbl->relname)));
 
-	scan = VectorScanBegin(tbl, conn, &spec);
+	scan = VectorScanBegin(tbl, conn, &spec, PgpolyPendingWrites(conn, tbl->relid));
 	while ((row = VectorScanNext(scan)) != NULL)
 		put_result(rsinfo, row);
 	PG_RETURN_VOID();

@@ -839,6 +839,8 @@ append_payload(StringInfo buf, VectorWrite *w)
  * "payload"}]} (https://api.qdrant.tech/api-reference/points/upsert-points).
  * An UPDATE is an upsert too: the new row is whole, and Qdrant replaces
  * the point's payload (Chroma merges keys, so it needs the removed ones).
+ * An insert (ON CONFLICT DO NOTHING) adds "update_mode": "insert_only",
+ * with which Qdrant leaves an existing point alone.
  */
 static void
 upsert_body(StringInfo buf, VectorWrite **w, int n)
@@ -855,7 +857,10 @@ upsert_body(StringInfo buf, VectorWrite **w, int n)
 		append_payload(buf, w[i]);
 		appendStringInfoChar(buf, '}');
 	}
-	appendStringInfoString(buf, "]}");
+	appendStringInfoChar(buf, ']');
+	if (w[0]->kind == VW_INSERT)
+		appendStringInfoString(buf, ",\"update_mode\":\"insert_only\"");
+	appendStringInfoChar(buf, '}');
 }
 
 /*

@@ -145,40 +145,52 @@ row_matches(VectorRow *row, List *conds)
  * ----------------------------------------------------------------
  */
 
-/* Index the table's buffered writes by id; NULL when there are none. */
-static HTAB *
-build_overlay(PgpolyConnection *conn, Oid relid)
+/*
+ * Add buffered write w to *overlay, id -> the writes of that id in order
+ * (created in the current memory context if NULL).
+ */
+void
+VectorOverlayAdd(HTAB **overlay, VectorWrite *w)
 {
-	List	   *pending = PgpolyPendingWrites(conn, relid);
-	HASHCTL		ctl;
-	HTAB	   *h;
+	char		key[sizeof(((OverlayEntry *) 0)->id)];
+	OverlayEntry *e;
+	bool		found;
+
+	if (*overlay == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(((OverlayEntry *) 0)->id);
+		ctl.entrysize = sizeof(OverlayEntry);
+		ctl.hcxt = CurrentMemoryContext;
+		*overlay = hash_create("pgpoly vector overlay", 64, &ctl,
+							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	strlcpy(key, w->row.id, sizeof(key));
+	e = hash_search(*overlay, key, HASH_ENTER, &found);
+	if (!found)
+		e->writes = NIL;
+	e->writes = lappend(e->writes, w);
+}
+
+/*
+ * Index buffered writes (PgpolyWrite * of one table, PgpolyPendingWrites)
+ * by id; NULL when there are none.
+ */
+HTAB *
+VectorOverlayBuild(List *pending)
+{
+	HTAB	   *h = NULL;
 	ListCell   *lc;
 
-	if (pending == NIL)
-		return NULL;
-	ctl.keysize = sizeof(((OverlayEntry *) 0)->id);
-	ctl.entrysize = sizeof(OverlayEntry);
-	ctl.hcxt = CurrentMemoryContext;
-	h = hash_create("pgpoly vector overlay", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	foreach(lc, pending)
-	{
-		VectorWrite *w = ((PgpolyWrite *) lfirst(lc))->payload;
-		char		key[sizeof(((OverlayEntry *) 0)->id)];
-		OverlayEntry *e;
-		bool		found;
-
-		strlcpy(key, w->row.id, sizeof(key));
-		e = hash_search(h, key, HASH_ENTER, &found);
-		if (!found)
-			e->writes = NIL;
-		e->writes = lappend(e->writes, w);
-	}
+		VectorOverlayAdd(&h, ((PgpolyWrite *) lfirst(lc))->payload);
 	return h;
 }
 
 /* The latest buffered write of id, or NULL. */
-static VectorWrite *
-overlay_write(HTAB *overlay, const char *id)
+VectorWrite *
+VectorOverlayLatest(HTAB *overlay, const char *id)
 {
 	char		key[sizeof(((OverlayEntry *) 0)->id)];
 	OverlayEntry *e;
@@ -216,7 +228,7 @@ overlay_rows(HTAB *overlay)
 		{
 			VectorWrite *w = lfirst(lc);
 
-			if (overlay_write(overlay, w->row.id) == w && w->kind != VW_DELETE)
+			if (VectorOverlayLatest(overlay, w->row.id) == w && w->kind != VW_DELETE)
 				rows = lappend(rows, &w->row);
 		}
 	}
@@ -272,7 +284,7 @@ next_remote(VectorScan *scan)
 			continue;
 		}
 		row = list_nth(scan->rows, scan->pos++);
-		if (overlay_write(scan->overlay, row->id) == NULL)
+		if (VectorOverlayLatest(scan->overlay, row->id) == NULL)
 			return row;
 	}
 }
@@ -356,11 +368,13 @@ local_knn(VectorScan *scan)
 }
 
 /*
- * Start a scan of tbl described by spec (kept by reference).  k-NN scans
- * do their request(s) here; the others fetch lazily.
+ * Start a scan of tbl described by spec (kept by reference), reading
+ * through pending (the table's buffered writes, PgpolyPendingWrites).
+ * k-NN scans do their request(s) here; the others fetch lazily.
  */
 VectorScan *
-VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec)
+VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
+				List *pending)
 {
 	VectorScan *scan = palloc0(sizeof(VectorScan));
 
@@ -370,7 +384,7 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec)
 	scan->remote_done = spec->empty;
 	scan->ids_left = spec->ids;
 	scan->coll = VectorLookupCollection(conn, tbl, tbl->create);
-	scan->overlay = build_overlay(conn, tbl->relid);
+	scan->overlay = VectorOverlayBuild(pending);
 	if (spec->query == NULL)
 	{
 		if (!spec->empty)

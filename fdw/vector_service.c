@@ -59,7 +59,9 @@ const PgpolyStore VectorStore = {
 	VectorOptions,
 	service_connect,
 	service_disconnect,
-	VectorSendWrites			/* flush: the buffered writes, batched */
+	VectorSendWrites,			/* flush: the buffered writes, batched */
+	pgpoly_vector_handler,
+	VectorConflictColumns
 };
 
 /* The provider named by server's option provider (validated: known). */
@@ -488,7 +490,7 @@ VectorCheckWrite(VectorWrite *w)
 static void
 send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 {
-	static const char *const kinds[] = {"upsert", "update", "delete"};
+	static const char *const kinds[] = {"upsert", "update", "delete", "insert"};
 
 	PG_TRY();
 	{

@@ -27,8 +27,12 @@ SELECT pgpoly.create_feature_view('user_stats', 'user_id', 'user_stats', ttl => 
 SELECT pgpoly.create_feature_view(name => 'item_stats', entity => 'item_id',
                                   online_table => 'item_stats');
 SELECT name, entity, online_table, offline_table, ttl FROM pgpoly.feature_views ORDER BY 1;
-SELECT view_name, serving_table, key_column, features, feature_types
+-- pgpoly's own state, and the definition as the functions see it (types from
+-- the catalog)
+SELECT view_name, serving_table, key_column, entity_column, features
   FROM pgpoly._feature_view_storage ORDER BY 1;
+SELECT name, key_type, entity_type, feature_types, problem
+  FROM pgpoly._feature_view_storage s, pgpoly._fv_lookup(s.view_name) ORDER BY 1;
 \d pgpoly.user_stats_history
 \d pgpoly.user_stats_serving
 

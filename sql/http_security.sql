@@ -152,10 +152,19 @@ SELECT pgpoly.l2_distance(NULL, ARRAY[1]::real[]) IS NULL AS l2,
        pgpoly.negative_inner_product(NULL, NULL) IS NULL AS ip,
        (NULL::real[] <-> ARRAY[1]::real[]) IS NULL AS op;
 SELECT pgpoly._redis_key_column(NULL) IS NULL AS key_column;
+SELECT pgpoly.redis_key_slot(NULL) IS NULL AS key_slot;
 SELECT pgpoly.redis_validator(NULL, NULL) IS NULL AS redis,
        pgpoly.elastic_validator(NULL, 'pg_foreign_server'::regclass) IS NULL AS elastic,
        pgpoly.vector_validator(ARRAY['url=http://x'], NULL) IS NULL AS vector;
 SELECT pg_temp.try('SELECT pgpoly.elastic_validator(ARRAY[NULL]::text[], ''pg_foreign_server''::regclass)');
+-- the feature store's internal C functions
+SELECT pgpoly._fv_rel(NULL) IS NULL AS fv_rel,
+       pgpoly._fv_require_privileges(NULL, 'SELECT') IS NULL AS fv_require,
+       pgpoly._fv_may_write(NULL, NULL) IS NULL AS fv_may_write;
+SELECT pgpoly._fv_is_fresh(NULL, NULL) AS no_ttl_is_fresh,
+       pgpoly._fv_is_fresh(now(), NULL) AS no_event_time;
+SELECT * FROM pgpoly._fv_serve(NULL, NULL, NULL, NULL, NULL);
+SELECT pg_temp.try('SELECT * FROM pgpoly._fv_describe(NULL, NULL, NULL, NULL, NULL, NULL, NULL)');
 SELECT pg_temp.try('SELECT pgpoly.vector_validator(ARRAY[''url=file:///etc/passwd''], ''pg_foreign_server''::regclass)');
 -- Every C function is covered above (or takes no argument).
 SELECT p.proname
@@ -164,8 +173,10 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
   AND p.pronargs > 0
   AND p.proname NOT IN ('elastic_request', 'vector_search', 'get_online_features',
                         'disconnect', 'l2_distance', 'cosine_distance',
-                        'negative_inner_product', '_redis_key_column',
-                        'redis_validator', 'elastic_validator', 'vector_validator')
+                        'negative_inner_product', '_redis_key_column', 'redis_key_slot',
+                        'redis_validator', 'elastic_validator', 'vector_validator',
+                        '_fv_rel', '_fv_require_privileges', '_fv_may_write',
+                        '_fv_is_fresh', '_fv_serve', '_fv_describe')
 ORDER BY 1;
 
 DROP USER MAPPING FOR CURRENT_USER SERVER hs_es;

@@ -23,6 +23,9 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER rs OPTIONS (password '');
 -- Table options.
 CREATE FOREIGN TABLE t_bad (key text) SERVER rs OPTIONS (table_type 'graph');
 CREATE FOREIGN TABLE t_bad (key text) SERVER rs OPTIONS (write_mode 'eventually');
+-- a near miss gets the closest valid value
+CREATE FOREIGN TABLE t_bad (key text) SERVER rs OPTIONS (table_type 'hsah');
+CREATE FOREIGN TABLE t_bad (key text) SERVER rs OPTIONS (write_mode 'Immediate');
 CREATE FOREIGN TABLE t_bad (key text) SERVER rs OPTIONS (fetch_size '0');
 CREATE FOREIGN TABLE t_bad (key text) SERVER rs OPTIONS (ttl_seconds '-5');
 CREATE FOREIGN TABLE t_bad (key text) SERVER rs OPTIONS (use_remote_estimate 'maybe');

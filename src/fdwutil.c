@@ -4,9 +4,10 @@
  *		  Small planner and executor helpers every pgpoly FDW uses.
  *
  * Each store's FDW callbacks differ in what they push down and send; the
- * pieces here are the same for all of them: whose user mapping a scan uses,
- * checking a SQL function's caller's SELECT privilege as a query would
- * (or USAGE on a server, for a function that names one),
+ * pieces here are the same for all of them: whose user mapping a scan or
+ * a modification uses (the plan's checkAsUser), checking a SQL function's
+ * caller's SELECT privilege as a query would (or USAGE on a server, for a
+ * function that names one),
  * looking through binary-compatible casts, showing pushed clauses in
  * EXPLAIN, recognising columns and run-time constants in clauses, which
  * columns an UPDATE assigns, when INSERT may be batched, and
@@ -32,7 +33,9 @@
 #include "optimizer/optimizer.h"
 #include "optimizer/clauses.h"
 #include "optimizer/pathnode.h"
+#include "parser/parse_relation.h"
 #include "parser/parsetree.h"
+#include "rewrite/rewriteManip.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -40,14 +43,71 @@
 
 #include "pgpoly.h"
 
-/* The user whose mapping a scan or modification of rte uses. */
+/*
+ * Whose user mapping a foreign table is accessed with: the user the
+ * executor checks the table's permissions as (ExecCheckPermissions()).  A
+ * view owned by another role reads its tables as the view owner; otherwise
+ * it is the current user.  The planner and the executor take it from the
+ * plan, never from GetUserId() alone, as postgres_fdw does on every
+ * version: PostgreSQL 16 moved checkAsUser from the range table entry to
+ * RTEPermissionInfo, RelOptInfo.userid, ForeignScan.checkAsUser and
+ * ExecGetResultRelCheckAsUser().
+ */
+
+/* The user for planning baserel (RelOptInfo.userid, set from checkAsUser). */
 Oid
-PgpolyRteUser(RangeTblEntry *rte)
+PgpolyRelUser(RelOptInfo *baserel)
+{
+	return OidIsValid(baserel->userid) ? baserel->userid : GetUserId();
+}
+
+/* The user for rte at execution (a relation the plan reads). */
+Oid
+PgpolyRteUser(EState *estate, RangeTblEntry *rte)
+{
+	Oid			userid;
+
+#if PG_VERSION_NUM >= 160000
+	userid = rte->perminfoindex == 0 ? InvalidOid :
+		getRTEPermissionInfo(estate->es_rteperminfos, rte)->checkAsUser;
+#else
+	userid = rte->checkAsUser;
+#endif
+	return OidIsValid(userid) ? userid : GetUserId();
+}
+
+/* The user for a ForeignScan node (a base, join or upper relation). */
+Oid
+PgpolyScanUser(ForeignScanState *node)
+{
+	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
+
+#if PG_VERSION_NUM >= 160000
+	return OidIsValid(fs->checkAsUser) ? fs->checkAsUser : GetUserId();
+#else
+	return PgpolyRteUser(node->ss.ps.state,
+						 exec_rt_fetch(PgpolyScanRelid(fs), node->ss.ps.state));
+#endif
+}
+
+/*
+ * The user for a result relation.  A partition that INSERT or COPY routes
+ * a row to has no range table entry of its own (ri_RangeTableIndex 0): it
+ * is written as its root's user.
+ */
+Oid
+PgpolyModifyUser(ResultRelInfo *rinfo, EState *estate)
 {
 #if PG_VERSION_NUM >= 160000
-	return GetUserId();
+	return ExecGetResultRelCheckAsUser(rinfo, estate);
 #else
-	return OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
+	Index		rti = rinfo->ri_RangeTableIndex;
+
+	if (rti == 0 && rinfo->ri_RootResultRelInfo != NULL)
+		rti = rinfo->ri_RootResultRelInfo->ri_RangeTableIndex;
+	if (rti == 0)
+		return GetUserId();
+	return PgpolyRteUser(estate, exec_rt_fetch(rti, estate));
 #endif
 }
 
@@ -112,6 +172,18 @@ PgpolyCheckServerUsage(ForeignServer *server)
 		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, server->servername);
 }
 
+/*
+ * The range table index of the foreign table a ForeignScan reads: its
+ * scanrelid, or for a scan that replaces an upper relation (pushed LIMIT,
+ * count, k-NN) the one base relation it covers.
+ */
+Index
+PgpolyScanRelid(ForeignScan *fs)
+{
+	return fs->scan.scanrelid > 0 ? fs->scan.scanrelid :
+		(Index) bms_next_member(fs->fs_relids, -1);
+}
+
 /* n without binary-compatible casts on top (varchar -> text). */
 Node *
 PgpolyStripRelabel(Node *n)
@@ -121,7 +193,12 @@ PgpolyStripRelabel(Node *n)
 	return n;
 }
 
-/* Clauses (Expr) of baserel deparsed as "a AND b", for EXPLAIN. */
+/*
+ * Clauses (Expr) of baserel deparsed as "a AND b", for EXPLAIN.  The
+ * deparse context knows the relation as range table entry 1: in a query
+ * through a view, or with other tables, baserel is another one, so the
+ * clauses are renumbered (a copy).
+ */
 char *
 PgpolyDeparseClauses(List *clauses, PlannerInfo *root, RelOptInfo *baserel)
 {
@@ -130,6 +207,11 @@ PgpolyDeparseClauses(List *clauses, PlannerInfo *root, RelOptInfo *baserel)
 	StringInfoData buf;
 	ListCell   *lc;
 
+	if (baserel->relid != 1)
+	{
+		clauses = copyObject(clauses);
+		ChangeVarNodes((Node *) clauses, baserel->relid, 1, 0);
+	}
 	initStringInfo(&buf);
 	foreach(lc, clauses)
 		appendStringInfo(&buf, "%s%s", buf.len ? " AND " : "",
@@ -157,7 +239,7 @@ PgpolyModifyBatchSize(ResultRelInfo *rinfo, int dflt)
 /*
  * PlanForeignModify for every store: for UPDATE, the assigned columns as a
  * list of attnums, wrapped in a one-element fdw_private list (NIL inside
- * for INSERT and DELETE).
+ * for INSERT and DELETE).  An ON CONFLICT clause is checked (lifecycle.c).
  */
 List *
 PgpolyPlanModifyColumns(PlannerInfo *root, ModifyTable *plan,
@@ -165,6 +247,7 @@ PgpolyPlanModifyColumns(PlannerInfo *root, ModifyTable *plan,
 {
 	List	   *cols = NIL;
 
+	PgpolyPlanOnConflict(plan, planner_rt_fetch(resultRelation, root)->relid);
 	if (plan->operation == CMD_UPDATE)
 	{
 		RelOptInfo *rel = find_base_rel(root, resultRelation);

@@ -71,17 +71,63 @@ find_option(const PgpolyOption *valid, const char *name, Oid context)
 }
 
 /*
+ * The candidate closest in spelling to a name (Levenshtein distance, as
+ * PG16's postgres_fdw does): call closest_consider() for each candidate,
+ * then closest_result().
+ */
+typedef struct Closest
+{
+	const char *name;
+	int			best;
+	const char *match;			/* not NUL-terminated: matchlen bytes */
+	size_t		matchlen;
+} Closest;
+
+/* Start looking for the candidate closest to name. */
+static void
+closest_init(Closest *c, const char *name)
+{
+	c->name = name;
+	c->best = INT_MAX;
+	c->match = NULL;
+	c->matchlen = 0;
+}
+
+/* Consider candidate (len bytes). */
+static void
+closest_consider(Closest *c, const char *candidate, size_t len)
+{
+	int			d = varstr_levenshtein(c->name, strlen(c->name), candidate, len,
+									   1, 1, 1, false);
+
+	if (d < c->best)
+	{
+		c->best = d;
+		c->match = candidate;
+		c->matchlen = len;
+	}
+}
+
+/* The closest candidate (palloc'd) if it is plausibly a typo, else NULL. */
+static char *
+closest_result(Closest *c)
+{
+	if (c->match == NULL || c->best > (int) Max(2, strlen(c->name) / 3))
+		return NULL;
+	return pnstrdup(c->match, c->matchlen);
+}
+
+/*
  * Report an option that is not valid in this context: list the valid ones
- * and suggest the closest spelling (Levenshtein distance, as PG16's
- * postgres_fdw does).
+ * and suggest the closest spelling.
  */
 static void
 report_unknown_option(const PgpolyOption *valid, const char *name,
 					  Oid context)
 {
 	StringInfoData list;
-	const char *closest = NULL;
-	int			best = INT_MAX;
+	Closest		c;
+	char	   *closest;
 	const PgpolyOption *o;
 
 	initStringInfo(&list);
@@ -99,23 +145,11 @@ report_unknown_option(const PgpolyOption *valid, const char *name,
 					 errdetail("Secrets are kept in USER MAPPING options so that they never appear in catalogs readable by other users."),
 					 errhint("Valid options in this context are: %s.", list.data)));
 
+	closest_init(&c, name);
 	for (o = valid; o->name; o++)
-	{
-		int			d;
-
-		if (o->context != context)
-			continue;
-		d = varstr_levenshtein(name, strlen(name), o->name, strlen(o->name),
-							   1, 1, 1, false);
-		if (d < best)
-		{
-			best = d;
-			closest = o->name;
-		}
-	}
-	/* Only suggest a name that is plausibly a typo. */
-	if (closest && best > (int) Max(2, strlen(name) / 3))
-		closest = NULL;
+		if (o->context == context)
+			closest_consider(&c, o->name, strlen(o->name));
+	closest = closest_result(&c);
 
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
@@ -159,6 +193,36 @@ enum_values_text(const char *values)
 	for (; *values; values++)
 		appendStringInfoString(&buf, *values == ',' ? ", " : (char[2]) {*values, 0});
 	return buf.data;
+}
+
+/*
+ * Report a value that is not one of an enum option's values: list them and
+ * suggest the closest spelling.
+ */
+static void
+report_bad_enum_value(const PgpolyOption *opt, const char *value)
+{
+	Closest		c;
+	char	   *closest;
+	const char *p = opt->values;
+
+	closest_init(&c, value);
+	for (;;)
+	{
+		size_t		len = strcspn(p, ",");
+
+		closest_consider(&c, p, len);
+		if (p[len] == '\0')
+			break;
+		p += len + 1;
+	}
+	closest = closest_result(&c);
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+			 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
+			 closest ? errhint("Perhaps you meant \"%s\". Valid values are: %s.",
+							   closest, enum_values_text(opt->values)) :
+			 errhint("Valid values are: %s.", enum_values_text(opt->values))));
 }
 
 /* Parse a whole-string integer; false on junk or overflow. */
@@ -229,11 +293,7 @@ check_option_value(const PgpolyOption *opt, const char *value)
 			break;
 		case PGPOLY_OPT_ENUM:
 			if (!enum_value_ok(opt->values, value))
-				ereport(ERROR,
-						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
-						 errmsg("invalid value for option \"%s\": \"%s\"",
-								opt->name, value),
-						 errhint("Valid values are: %s.", enum_values_text(opt->values))));
+				report_bad_enum_value(opt, value);
 			break;
 		case PGPOLY_OPT_URL:
 			PgpolyCheckUrls(opt->name, value, NULL);

@@ -6,6 +6,13 @@
  * The module registers its transaction callbacks and the connection cache
  * once per backend, and reserves the "pgpoly." GUC prefix.
  *
+ * Invariant: every pgpoly.* GUC, the stores' included, is defined before
+ * the prefix is reserved.  A value set before the library was loaded
+ * (ALTER DATABASE/ROLE ... SET, PGOPTIONS, a SET in the session) waits as a
+ * placeholder that DefineCustom*Variable() adopts; MarkGUCPrefixReserved()
+ * removes the placeholders still undefined, so a variable defined after it
+ * would lose its value silently.
+ *
  * src/pgpoly.c
  *
  *-------------------------------------------------------------------------
@@ -29,7 +36,7 @@ int			pgpoly_max_response_kb = 64 * 1024;
 
 void		_PG_init(void);
 
-/* Module load: GUCs and the per-backend callbacks. */
+/* Module load: GUCs (all of them before the prefix is reserved), callbacks. */
 void
 _PG_init(void)
 {
@@ -40,6 +47,7 @@ _PG_init(void)
 							64 * 1024, 64, INT_MAX / 1024,
 							PGC_USERSET, GUC_UNIT_KB,
 							NULL, NULL, NULL);
+	RedisJoinInit();			/* pgpoly.enable_batched_join */
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("pgpoly");
 #else
@@ -47,7 +55,10 @@ _PG_init(void)
 #endif
 	PgpolyConnectionInit();
 	PgpolyXactInit();
-	RedisJoinInit();
+	PgpolyRegisterStore(&RedisStore);
+	PgpolyRegisterStore(&ElasticStore);
+	PgpolyRegisterStore(&VectorStore);
+	PgpolyLifecycleInit();
 }
 
 /*

@@ -6,8 +6,9 @@
  * Every store (Redis, Elasticsearch, vector service) plugs into the same
  * core: option validation (option.c), the per-backend connection cache
  * (connection.c), the interruptible socket wait (wait.c), the transaction
- * write buffer (xact.c) and JSON <-> datum conversion (json.c).  A store
- * describes itself once with a PgpolyStore and never reimplements these.
+ * write buffer (xact.c), the scan and modify lifecycle (lifecycle.c) and
+ * JSON <-> datum conversion (json.c).  A store describes itself once with a
+ * PgpolyStore and never reimplements these.
  *
  * Invariants kept by the core:
  *	- No library call ever blocks on the network; every wait goes through
@@ -82,11 +83,19 @@ struct RelOptInfo;
 struct RangeTblEntry;
 struct ResultRelInfo;
 struct ModifyTable;
+struct ModifyTableState;
 struct ForeignPath;
+struct ForeignScan;
+struct ForeignScanState;
 struct PathTarget;
 struct TupleTableSlot;
+struct EState;
 
-extern Oid	PgpolyRteUser(struct RangeTblEntry *rte);
+extern Oid	PgpolyRelUser(struct RelOptInfo *baserel);
+extern Oid	PgpolyRteUser(struct EState *estate, struct RangeTblEntry *rte);
+extern Oid	PgpolyScanUser(struct ForeignScanState *node);
+extern Oid	PgpolyModifyUser(struct ResultRelInfo *rinfo, struct EState *estate);
+extern Index PgpolyScanRelid(struct ForeignScan *fs);
 extern void PgpolyCheckSelect(Oid relid, Bitmapset *attnums);
 extern void PgpolyCheckServerUsage(ForeignServer *server);
 extern Node *PgpolyStripRelabel(Node *n);
@@ -148,6 +157,15 @@ typedef struct PgpolyStore
 							ForeignServer *server, UserMapping *user);
 	void		(*disconnect) (void *handle);
 	void		(*flush) (struct PgpolyConnection *conn, List *payloads);
+	/* the FDW handler: recognises the store's foreign tables */
+	PGFunction	handler;
+	/*
+	 * INSERT ... ON CONFLICT: the attnums (a List of int) of the columns
+	 * that identify a row of foreign table relid (key, _id, id; Redis
+	 * set/zset: key and member); ERROR where a conflict has no meaning for
+	 * the table.
+	 */
+	List	   *(*conflict_columns) (Oid relid);
 	List	   *(*describe) (struct PgpolyConnection *conn);
 } PgpolyStore;
 
@@ -300,6 +318,102 @@ extern List *PgpolyPendingWrites(PgpolyConnection *conn, Oid relid);
 extern MemoryContext PgpolyWriteContext(void);
 extern void PgpolyXactInit(void);
 
+/* A store's table descriptor loader: relid as seen by userid. */
+typedef void *(*PgpolyLoadTable) (Oid relid, Oid userid);
+
+extern void *PgpolyXactTable(Oid relid, Oid userid, PgpolyLoadTable load);
+
+/* ----------------------------------------------------------------
+ *		Scan and modify lifecycle (lifecycle.c)
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * What the core keeps of one foreign scan node.  A store's scan state
+ * embeds it as its first member; PgpolyScanBegin() allocates the whole
+ * state in the executor's query memory.
+ */
+typedef struct PgpolyScanState
+{
+	Oid			relid;			/* the foreign table scanned */
+	Oid			userid;			/* whose user mapping: the plan's checkAsUser */
+	PgpolyConnection *conn;		/* NULL under EXPLAIN without ANALYZE */
+	MemoryContext scan_cxt;		/* the current (re)scan's state */
+	MemoryContext row_cxt;		/* the current row's (or round's) datums */
+	List	   *pending;		/* read-your-writes: the PgpolyWrite * of
+								 * relid buffered when the scan started */
+	bool		started;		/* the current (re)scan has started */
+} PgpolyScanState;
+
+extern void *PgpolyScanBegin(Size size, const PgpolyStore *store,
+							 struct ForeignScanState *node, int eflags);
+extern MemoryContext PgpolyScanStart(PgpolyScanState *ss);
+extern MemoryContext PgpolyScanRow(PgpolyScanState *ss);
+extern void PgpolyScanRescan(PgpolyScanState *ss);
+extern void PgpolyScanEnd(PgpolyScanState *ss);
+
+/* Junk (row identity) columns a store asks for, at most this many. */
+#define PGPOLY_MAX_JUNK 4
+
+/*
+ * What the core keeps of one modification of one foreign table (a
+ * ModifyTable result relation, COPY FROM, or a partition INSERT routes
+ * to).  A store's modify state embeds it as its first member.
+ */
+typedef struct PgpolyModifyState
+{
+	Oid			relid;
+	Oid			userid;			/* whose user mapping: the plan's checkAsUser */
+	PgpolyConnection *conn;
+	bool		transactional;	/* write_mode */
+	int			batch_size;
+	bool		do_nothing;		/* INSERT ... ON CONFLICT DO NOTHING */
+	Bitmapset  *updated;		/* UPDATE: the attnums assigned */
+	AttrNumber	junk[PGPOLY_MAX_JUNK];	/* the store's identity columns in
+										 * the plan's rows (0: absent) */
+	AttrNumber	junk_row;		/* the whole old row, or 0 */
+	PgpolyWriter writer;
+	MemoryContext row_cxt;		/* one row's (or batch's) temporary data */
+} PgpolyModifyState;
+
+extern void *PgpolyModifyBegin(Size size, const PgpolyStore *store,
+							   struct ModifyTableState *mtstate,
+							   struct ResultRelInfo *rinfo, List *fdw_private,
+							   const char *const *junk, int default_batch_size,
+							   PgpolySendWrites send);
+extern void *PgpolyModifyTable(PgpolyModifyState *ms, PgpolyLoadTable load);
+extern MemoryContext PgpolyModifyRow(PgpolyModifyState *ms);
+extern Datum PgpolyModifyJunk(PgpolyModifyState *ms, int i,
+							  struct TupleTableSlot *planSlot, bool *isnull);
+extern void PgpolyModifyOldRow(PgpolyModifyState *ms,
+							   struct TupleTableSlot *slot,
+							   struct TupleTableSlot *planSlot, Relation rel);
+extern void PgpolyModifyEnd(PgpolyModifyState *ms);
+/*
+ * A store's INSERT of n rows (one, or an executor batch): sets inserted[i]
+ * to whether row i was (ON CONFLICT DO NOTHING skips rows that exist).
+ * Runs in the modification's row context.
+ */
+typedef void (*PgpolyInsertRows) (PgpolyModifyState *ms, struct EState *estate,
+								  struct TupleTableSlot **slots, int n,
+								  bool *inserted);
+
+extern struct TupleTableSlot *PgpolyExecInsert(PgpolyModifyState *ms,
+											   struct EState *estate,
+											   struct TupleTableSlot *slot,
+											   PgpolyInsertRows insert_rows);
+extern struct TupleTableSlot **PgpolyExecBatchInsert(PgpolyModifyState *ms,
+													 struct EState *estate,
+													 struct TupleTableSlot **slots,
+													 int *numSlots,
+													 PgpolyInsertRows insert_rows);
+extern void PgpolyPlanOnConflict(struct ModifyTable *plan, Oid relid);
+extern PgpolyConnection *PgpolyTableConnection(const PgpolyStore *store,
+											   Oid relid, Oid userid);
+extern void PgpolyRegisterStore(const PgpolyStore *store);
+extern const PgpolyStore *PgpolyStoreOf(Oid relid);
+extern void PgpolyLifecycleInit(void);
+
 /* ----------------------------------------------------------------
  *		JSON <-> datum (json.c)
  * ----------------------------------------------------------------
@@ -328,6 +442,11 @@ extern void PgpolyMaterializedSRF(FunctionCallInfo fcinfo);
 
 /* Store initialisers called from _PG_init (hooks, GUCs of one store). */
 extern void RedisJoinInit(void);
+
+/* The stores, registered with the core by _PG_init. */
+extern const PgpolyStore RedisStore;
+extern const PgpolyStore ElasticStore;
+extern const PgpolyStore VectorStore;
 
 #define PGPOLY_MAX_RESPONSE_BYTES ((Size) pgpoly_max_response_kb * 1024)
 

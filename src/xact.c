@@ -23,7 +23,12 @@
  *	  have no two-phase commit.
  *
  * Payloads and list cells live in TopTransactionContext: they cannot
- * outlive the transaction.
+ * outlive the transaction.  So do the table descriptors they point into
+ * (field names, index, collection ...): PgpolyXactTable() loads one per
+ * table and user once per transaction and hands it to every later
+ * statement, until DDL on the table, its server or a user mapping
+ * invalidates it (writes already buffered keep the old one), so that many
+ * statements in one transaction do not load many copies.
  *
  * src/xact.c
  *
@@ -33,18 +38,90 @@
 
 #include "access/xact.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 
 #include "pgpoly.h"
 
 /* Connections holding writes in this transaction, in first-write order. */
 static List *WritingConnections = NIL;	/* in TopTransactionContext */
 
+/* A table descriptor loaded for this transaction's buffered writes. */
+typedef struct XactTable
+{
+	Oid			relid;
+	Oid			userid;
+	PgpolyLoadTable load;		/* which store's descriptor */
+	bool		stale;			/* invalidated: load anew for new writes */
+	void	   *tbl;
+} XactTable;
+
+static List *XactTables = NIL;	/* XactTable *, in TopTransactionContext */
+
 /* Memory context for payloads: lives exactly as long as the transaction. */
 MemoryContext
 PgpolyWriteContext(void)
 {
 	return TopTransactionContext;
+}
+
+/*
+ * The descriptor of foreign table relid as userid sees it, loaded by load()
+ * into TopTransactionContext the first time this transaction asks (for
+ * buffered writes to point into), then shared by later statements.
+ */
+void *
+PgpolyXactTable(Oid relid, Oid userid, PgpolyLoadTable load)
+{
+	MemoryContext old;
+	XactTable  *t;
+	ListCell   *lc;
+
+	foreach(lc, XactTables)
+	{
+		t = lfirst(lc);
+		if (!t->stale && t->relid == relid && t->userid == userid && t->load == load)
+			return t->tbl;
+	}
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	t = palloc0(sizeof(XactTable));
+	t->relid = relid;
+	t->userid = userid;
+	t->load = load;
+	t->tbl = load(relid, userid);
+	XactTables = lappend(XactTables, t);
+	MemoryContextSwitchTo(old);
+	return t->tbl;
+}
+
+/* Mark the descriptors of relid (InvalidOid: all) stale. */
+static void
+invalidate_tables(Oid relid)
+{
+	ListCell   *lc;
+
+	foreach(lc, XactTables)
+	{
+		XactTable  *t = lfirst(lc);
+
+		if (!OidIsValid(relid) || t->relid == relid)
+			t->stale = true;
+	}
+}
+
+/* Relcache callback: the table's columns or options may have changed. */
+static void
+relcache_callback(Datum arg, Oid relid)
+{
+	invalidate_tables(relid);
+}
+
+/* Syscache callback: a foreign table, server or user mapping changed. */
+static void
+syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	invalidate_tables(InvalidOid);
 }
 
 /*
@@ -239,6 +316,7 @@ xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			WritingConnections = NIL;
+			XactTables = NIL;
 			PgpolyConnectionsAtXactEnd(event != XACT_EVENT_ABORT &&
 									   event != XACT_EVENT_PARALLEL_ABORT);
 			break;
@@ -286,4 +364,8 @@ PgpolyXactInit(void)
 {
 	RegisterXactCallback(xact_callback, NULL);
 	RegisterSubXactCallback(subxact_callback, NULL);
+	CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(FOREIGNTABLEREL, syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(USERMAPPINGOID, syscache_callback, (Datum) 0);
 }

@@ -4,11 +4,15 @@
 -- joins them.  Then the model registry and lineage, the feature store
 -- (online Redis + offline history, point-in-time training sets), vector
 -- search over model embeddings in Chroma, and full-text search over model
--- cards in Elasticsearch, both joined to the registry.  Run by test/demo.sh against throwaway servers (REDIS_PORT is in the
--- environment).
+-- cards in Elasticsearch, both joined to the registry.  Run by test/demo.sh
+-- against throwaway servers (REDIS_PORT is in the environment).  Each EXPLAIN
+-- is followed by its own query, echoed, and the query's result.
 \set ON_ERROR_STOP 1
 \set QUIET 1
 \pset footer off
+-- wide plans (request bodies) are wrapped at 120 columns
+\pset format wrapped
+\pset columns 120
 \getenv redis_port REDIS_PORT
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgpoly;
@@ -41,13 +45,18 @@ INSERT INTO demo_users
 SELECT 'u' || i, (ARRAY['de', 'fr', 'us'])[1 + i % 3], CASE WHEN i % 5 = 0 THEN 'pro' ELSE 'free' END
 FROM generate_series(1, 1200) i;
 ANALYZE demo_users;
+\echo '-- the plan of the query below: 1200 users, their hashes fetched in pipelined rounds'
 EXPLAIN (COSTS OFF)
-SELECT u.country, u.plan, avg(s.ctr) FROM demo_users u JOIN demo_user_stats s USING (user_id)
-GROUP BY 1, 2;
 SELECT u.country, u.plan, count(s.user_id) AS users_with_features,
        round(avg(s.ctr)::numeric, 4) AS avg_ctr, sum(s.clicks_7d) AS clicks
 FROM demo_users u LEFT JOIN demo_user_stats s USING (user_id)
 GROUP BY 1, 2 ORDER BY 1, 2;
+\set ECHO queries
+SELECT u.country, u.plan, count(s.user_id) AS users_with_features,
+       round(avg(s.ctr)::numeric, 4) AS avg_ctr, sum(s.clicks_7d) AS clicks
+FROM demo_users u LEFT JOIN demo_user_stats s USING (user_id)
+GROUP BY 1, 2 ORDER BY 1, 2;
+\set ECHO none
 
 \echo
 \echo '== Read-your-writes and ROLLBACK: nothing reaches Redis until COMMIT'

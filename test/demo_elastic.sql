@@ -41,12 +41,16 @@ SELECT pgpoly.register_model_version('detector', 's3://models/detector/1');
 SELECT pgpoly.register_model_version('intent', 's3://models/intent/1');
 \o
 
--- Full-text search, pushed down: what Elasticsearch is asked.
+\echo '-- Full-text search, pushed down: what Elasticsearch is asked, then the query and its hits:'
 EXPLAIN (VERBOSE, COSTS OFF)
-SELECT _id, model, _score FROM demo_cards
+SELECT _id, model, round(_score::numeric, 3) AS score FROM demo_cards
  WHERE _query = 'vision AND transformer' ORDER BY _score DESC LIMIT 3;
+\set ECHO queries
+SELECT _id, model, round(_score::numeric, 3) AS score FROM demo_cards
+ WHERE _query = 'vision AND transformer' ORDER BY _score DESC LIMIT 3;
+\set ECHO none
 
--- Search hits joined with the registry: latest version of each matching model.
+\echo '-- The hits joined with the registry: latest version of each matching model:'
 SELECT c.model, c.title, v.version AS latest_version, v.source_uri
   FROM (SELECT model, title, _score FROM demo_cards
          WHERE _query = 'vision AND transformer' ORDER BY _score DESC LIMIT 3) c
@@ -54,6 +58,7 @@ SELECT c.model, c.title, v.version AS latest_version, v.source_uri
                  WHERE mv.model_name = c.model ORDER BY version DESC LIMIT 1) v ON true
  ORDER BY c.model;
 
+\echo '-- Model cards per task (an aggregate over the index):'
 SELECT task, count(*) FROM demo_cards GROUP BY task ORDER BY task;
 
 DROP FOREIGN TABLE demo_cards;

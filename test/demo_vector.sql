@@ -54,18 +54,21 @@ JOIN pgpoly.model_versions v
 ORDER BY e._distance;
 
 \echo
-\echo '-- The same search restricted to NLP models (the filter is pushed to Chroma):'
+\echo '-- The same search restricted to NLP models: what is sent to Chroma (one /query'
+\echo '-- with the filter and n_results = 3), then the query and its rows:'
+EXPLAIN (COSTS OFF)
 SELECT id, round(_distance::numeric, 4) AS cosine_distance, document
 FROM demo_model_embeddings
-WHERE metadata->>'task' = 'nlp'
+WHERE task = 'nlp'
 ORDER BY embedding <=> '{0.8,0.3,0.1,0.0}'
 LIMIT 3;
-
-\echo
-\echo '-- What is sent to Chroma (one /query, n_results = 3):'
-EXPLAIN (COSTS OFF)
-SELECT id FROM demo_model_embeddings WHERE task = 'vision'
-ORDER BY embedding <=> '{0.8,0.3,0.1,0.0}' LIMIT 3;
+\set ECHO queries
+SELECT id, round(_distance::numeric, 4) AS cosine_distance, document
+FROM demo_model_embeddings
+WHERE task = 'nlp'
+ORDER BY embedding <=> '{0.8,0.3,0.1,0.0}'
+LIMIT 3;
+\set ECHO none
 
 \echo
 \echo '-- For ORMs: pgpoly.vector_search():'

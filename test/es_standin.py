@@ -39,6 +39,8 @@ https://www.elastic.co/guide/en/elasticsearch/reference/current/):
   DELETE /_search/scroll          clear-scroll-api.html
   GET|POST /<index>/_count        search-count.html
   POST /_bulk, /<index>/_bulk     docs-bulk.html
+  GET|POST /<index>/_mget         docs-multi-get.html ({"ids": [...]}; a
+                                  missing index is a per-document error)
 Error bodies follow common-options.html / the REST error format:
   {"error": {"root_cause": [...], "type": ..., "reason": ...}, "status": N}
 
@@ -1000,6 +1002,31 @@ def count(expr, body):
     return 200, {"count": n, "_shards": shards()}
 
 
+def mget(iname, body, params):
+    """Multi-get by ids in one index: found or not, per id, in order."""
+    ids = (body or {}).get("ids")
+    if not isinstance(ids, list):
+        raise bad_request("Validation Failed: 1: no documents to get;",
+                          "action_request_validation_exception")
+    idx = STATE.indices.get(iname)
+    docs = []
+    for doc_id in ids:
+        doc_id = str(doc_id)
+        if idx is None:
+            e = index_not_found(iname)
+            docs.append({"_index": iname, "_id": doc_id,
+                         "error": e.body()["error"]})
+        elif doc_id in idx.docs:
+            doc = {"_index": iname, "_id": doc_id, "_version": 1,
+                   "_seq_no": 0, "_primary_term": 1, "found": True}
+            if params.get("_source") != "false":
+                doc["_source"] = idx.docs[doc_id]
+            docs.append(doc)
+        else:
+            docs.append({"_index": iname, "_id": doc_id, "found": False})
+    return 200, {"docs": docs}
+
+
 def bulk(default_index, raw, params):
     if not raw.endswith(b"\n"):
         raise bad_request("The bulk request must be terminated by a newline "
@@ -1118,6 +1145,9 @@ def item_error(iname, doc_id, e):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "es-standin"
+    # The headers and the body are two writes: without TCP_NODELAY the body
+    # waits for the client's delayed ACK of the headers (40 ms a request).
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         pass
@@ -1292,6 +1322,9 @@ class Handler(BaseHTTPRequestHandler):
                 len(parts) <= 2:
             return search(parts[0] if len(parts) == 2 else None, body,
                           params)
+        elif len(parts) == 2 and parts[1] == "_mget" and \
+                method in ("GET", "POST"):
+            return mget(parts[0], body, params)
         elif parts[-1] == "_count" and method in ("GET", "POST") and \
                 len(parts) <= 2:
             return count(parts[0] if len(parts) == 2 else None, body)

@@ -28,8 +28,12 @@ _pgpoly_chroma_install() {
 		return 0
 	fi
 	pgpoly_log "installing Chroma (npm ci in test/chroma)"
-	(cd "$PGPOLY_CHROMA_DIR" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
+	# npm's own output only when it fails
+	if ! (cd "$PGPOLY_CHROMA_DIR" && npm ci --no-audit --no-fund --loglevel=error) \
+		>"$PGPOLY_WORK/npm.log" 2>&1; then
+		cat "$PGPOLY_WORK/npm.log" >&2
 		pgpoly_die "npm ci failed in $PGPOLY_CHROMA_DIR"
+	fi
 }
 
 # True once Chroma on port $1 answers its heartbeat.

@@ -19,7 +19,9 @@ with the response shapes of the Qdrant API reference
   POST /collections/{c}/points/query {"result": {"points": [scored points]}}
                                      (search/query-points)
   PUT  /collections/{c}/points       {"result": {"operation_id", "status":
-                                     "completed"}}  (points/upsert-points)
+                                     "completed"}}  (points/upsert-points;
+                                     "update_mode": "insert_only" leaves
+                                     existing points alone)
   POST /collections/{c}/points/delete   same  (points/delete-points)
 
 Every response carries "status": "ok" and "time"; errors are
@@ -159,7 +161,10 @@ class Fixture:
                 if len(p["vector"]) != coll["size"]:
                     return _err(400, "Wrong input: Vector dimension error: expected dim: "
                                 "%d, got %d" % (coll["size"], len(p["vector"])))
+            insert_only = body.get("update_mode") == "insert_only"
             for p in body["points"]:
+                if insert_only and p["id"] in coll["points"]:
+                    continue  # update_mode insert_only: existing points stay
                 coll["points"][p["id"]] = {"id": p["id"], "vector": p["vector"],
                                            "payload": p.get("payload") or {}}
             return _ok({"operation_id": len(self.log), "status": "completed"})

@@ -213,6 +213,18 @@ def test():
     check(len(got) == 1 and got[0][0] == UUID and abs(float(got[0][1])) < 1e-6,
           "k-NN on the new collection: %r" % got)
 
+    # ON CONFLICT DO NOTHING: existing ids skipped (one get by ids), the rest
+    # sent with update_mode insert_only, so Qdrant never overwrites either.
+    fx.clear_log()
+    r = sess.run("INSERT INTO t_l2 (id, embedding, document) VALUES ('1', '{9,9}', 'x'), "
+                 "('20', '{2,0}', 'twenty') ON CONFLICT (id) DO NOTHING RETURNING id;")
+    check(r.rc == 0 and r.out.split() == ["20"], "ON CONFLICT RETURNING: %s %s" % (r.out, r.err))
+    puts = fx.requests("PUT", "/points")
+    check(fx.collections["l2c"]["points"][1]["vector"] == [1.0, 0.0],
+          "existing point untouched: %r" % fx.collections["l2c"]["points"][1])
+    check(len(puts) == 1 and puts[0][2].get("update_mode") == "insert_only" and
+          [p["id"] for p in puts[0][2]["points"]] == [20], "insert-only body: %r" % puts)
+
     # vector_search over a Qdrant table.
     got = rows(sess, "SELECT id, round(distance::numeric, 6) FROM "
                      "pgpoly.vector_search('t_dot', '{1,0}', 2, '{\"task\": \"vision\"}');")

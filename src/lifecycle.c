@@ -1,0 +1,524 @@
+/*-------------------------------------------------------------------------
+ *
+ * lifecycle.c
+ *		  The life of a foreign scan and of a foreign modification, the same
+ *		  for every store.
+ *
+ * A store's scan and modify callbacks embed a PgpolyScanState or a
+ * PgpolyModifyState as the first member of their own state and leave to
+ * the core what every store would otherwise repeat:
+ *	- whose user mapping is used: the plan's checkAsUser (fdwutil.c), so a
+ *	  view owned by another role reads and writes with its owner's mapping;
+ *	- the connection, from the cache;
+ *	- memory.  The state of a node lives in the executor's query memory.  A
+ *	  scan has a context for the state of one (re)scan, reset by ReScan,
+ *	  and one for the current row (or round), reset per row and by ReScan;
+ *	  so a correlated subquery rescanning a foreign table 20k times ends
+ *	  where it began.  A modification has a context reset per row (or per
+ *	  batch).  Nothing of a statement goes to TopTransactionContext but the
+ *	  writes it buffers for COMMIT; the table descriptor they point into is
+ *	  loaded there once per transaction and table (PgpolyXactTable), so
+ *	  20k single-row statements in one transaction do not grow it either;
+ *	- read-your-writes: the writes buffered for the table are taken once,
+ *	  when a (re)scan starts, into the scan's memory;
+ *	- for a modification: write_mode and batch_size, the writer, the
+ *	  columns an UPDATE assigns, the identity (junk) columns of the old row,
+ *	  and INSERT ... ON CONFLICT: DO NOTHING is passed to the store, which
+ *	  must make the insert conditional (an existing key is never
+ *	  overwritten) and report which rows it inserted; DO UPDATE, and a
+ *	  conflict target other than the columns that identify a row (the
+ *	  store's conflict_columns), are ERRORs.
+ *
+ * PostgreSQL finds no arbiter index on a foreign table, so it refuses
+ * ON CONFLICT (col) DO NOTHING before any FDW callback runs; a planner hook
+ * checks the target against the store's conflict_columns and removes it.  The
+ * hook exists once the library is loaded (any earlier use of pgpoly in the
+ * session, or session_preload_libraries); before that PostgreSQL's own
+ * ERROR stands, which refuses the statement but never overwrites.
+ *
+ * src/lifecycle.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_class.h"
+#include "executor/executor.h"
+#include "foreign/foreign.h"
+#include "nodes/execnodes.h"
+#include "nodes/plannodes.h"
+#include "optimizer/planner.h"
+#include "parser/parsetree.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "pgpoly.h"
+
+/* The stores _PG_init registered (at most one per wrapper). */
+#define MAX_STORES 4
+static const PgpolyStore *Stores[MAX_STORES];
+static int	NumStores = 0;
+
+static planner_hook_type prev_planner_hook = NULL;
+
+/* ----------------------------------------------------------------
+ *		Stores and connections
+ * ----------------------------------------------------------------
+ */
+
+/* Make store known to the core (from _PG_init). */
+void
+PgpolyRegisterStore(const PgpolyStore *store)
+{
+	if (NumStores >= MAX_STORES)
+		elog(ERROR, "too many pgpoly stores");
+	Stores[NumStores++] = store;
+}
+
+/* The store of foreign table relid, or NULL if pgpoly does not serve it. */
+const PgpolyStore *
+PgpolyStoreOf(Oid relid)
+{
+	ForeignTable *ft = GetForeignTable(relid);
+	ForeignDataWrapper *fdw = GetForeignDataWrapper(GetForeignServer(ft->serverid)->fdwid);
+	FmgrInfo	finfo;
+
+	if (!OidIsValid(fdw->fdwhandler))
+		return NULL;
+	fmgr_info(fdw->fdwhandler, &finfo);
+	for (int i = 0; i < NumStores; i++)
+		if (Stores[i]->handler == finfo.fn_addr)
+			return Stores[i];
+	return NULL;
+}
+
+/* The cached connection for relid's server and userid's user mapping. */
+PgpolyConnection *
+PgpolyTableConnection(const PgpolyStore *store, Oid relid, Oid userid)
+{
+	ForeignServer *server = GetForeignServer(GetForeignTable(relid)->serverid);
+
+	return PgpolyGetConnection(store, server,
+							   PgpolyGetUserMapping(userid, server->serverid));
+}
+
+/* ----------------------------------------------------------------
+ *		Scans
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * BeginForeignScan for every store: allocate the store's scan state (size
+ * bytes, PgpolyScanState first) in the query memory, resolve the table, the
+ * user and, unless EXPLAIN only, the connection; no I/O.  Sets
+ * node->fdw_state and returns it.
+ */
+void *
+PgpolyScanBegin(Size size, const PgpolyStore *store, ForeignScanState *node,
+				int eflags)
+{
+	EState	   *estate = node->ss.ps.state;
+	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
+	PgpolyScanState *ss;
+
+	Assert(size >= sizeof(PgpolyScanState));
+	ss = MemoryContextAllocZero(estate->es_query_cxt, size);
+	ss->relid = exec_rt_fetch(PgpolyScanRelid(fs), estate)->relid;
+	ss->userid = PgpolyScanUser(node);
+	if (!(eflags & EXEC_FLAG_EXPLAIN_ONLY))
+		ss->conn = PgpolyTableConnection(store, ss->relid, ss->userid);
+	ss->scan_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly scan",
+										 ALLOCSET_DEFAULT_SIZES);
+	ss->row_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly scan row",
+										ALLOCSET_DEFAULT_SIZES);
+	node->fdw_state = ss;
+	return ss;
+}
+
+/*
+ * Start the current (re)scan: take the table's buffered writes and switch
+ * to the scan's memory, where the store builds what the scan needs.
+ * Returns the context to switch back to.
+ */
+MemoryContext
+PgpolyScanStart(PgpolyScanState *ss)
+{
+	MemoryContext old = MemoryContextSwitchTo(ss->scan_cxt);
+
+	ss->pending = ss->conn ? PgpolyPendingWrites(ss->conn, ss->relid) : NIL;
+	ss->started = true;
+	return old;
+}
+
+/*
+ * Switch to a fresh row context for the next row (the previous row's
+ * datums are gone).  Returns the context to switch back to.
+ */
+MemoryContext
+PgpolyScanRow(PgpolyScanState *ss)
+{
+	MemoryContextReset(ss->row_cxt);
+	return MemoryContextSwitchTo(ss->row_cxt);
+}
+
+/*
+ * ReScanForeignScan for every store: forget the scan (its memory is
+ * reset; the store drops its pointers into it); the next row starts anew.
+ */
+void
+PgpolyScanRescan(PgpolyScanState *ss)
+{
+	MemoryContextReset(ss->scan_cxt);
+	MemoryContextReset(ss->row_cxt);
+	ss->pending = NIL;
+	ss->started = false;
+}
+
+/* EndForeignScan for every store: free the scan's memory now. */
+void
+PgpolyScanEnd(PgpolyScanState *ss)
+{
+	if (ss == NULL)
+		return;
+	MemoryContextDelete(ss->scan_cxt);
+	MemoryContextDelete(ss->row_cxt);
+	ss->scan_cxt = ss->row_cxt = NULL;
+}
+
+/* ----------------------------------------------------------------
+ *		Modifications
+ * ----------------------------------------------------------------
+ */
+
+/* ERROR for INSERT ... ON CONFLICT DO UPDATE on relid. */
+static void
+refuse_do_update(Oid relid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("ON CONFLICT DO UPDATE is not supported on foreign table \"%s\"",
+					get_rel_name(relid)),
+			 errdetail("pgpoly inserts with ON CONFLICT DO NOTHING only: an existing key is left untouched."),
+			 errhint("Use ON CONFLICT DO NOTHING, then UPDATE the rows that conflicted.")));
+}
+
+/* The names of the attnums cols of relid, "a, b", for messages. */
+static char *
+column_names(Oid relid, List *cols)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, cols)
+		appendStringInfo(&buf, "%s%s", buf.len ? ", " : "",
+						 quote_identifier(get_attname(relid, lfirst_int(lc), false)));
+	return buf.data;
+}
+
+/*
+ * Whether an ON CONFLICT target (arbiter InferenceElem list, WHERE) names
+ * exactly the columns cols of the result relation, as plain as written: no
+ * COLLATE, operator class or WHERE.
+ */
+static bool
+target_is(OnConflictExpr *oc, List *cols, Index resultRelation)
+{
+	Bitmapset  *named = NULL;
+	ListCell   *lc;
+
+	if (oc->arbiterWhere != NULL || list_length(oc->arbiterElems) != list_length(cols))
+		return false;
+	foreach(lc, oc->arbiterElems)
+	{
+		InferenceElem *ie = lfirst(lc);
+		Var		   *v = (Var *) ie->expr;
+
+		if (v == NULL || !IsA(v, Var) || v->varno != resultRelation ||
+			!list_member_int(cols, v->varattno) || bms_is_member(v->varattno, named) ||
+			OidIsValid(ie->infercollid) || OidIsValid(ie->inferopclass))
+			return false;
+		named = bms_add_member(named, v->varattno);
+	}
+	return true;
+}
+
+/*
+ * Check INSERT ... ON CONFLICT on foreign table relid of store: DO UPDATE
+ * is refused; DO NOTHING needs a table where a conflict has a meaning, and
+ * a conflict target must be the columns that identify a row.
+ */
+static void
+check_on_conflict(const PgpolyStore *store, Oid relid, OnConflictExpr *oc,
+				  Index resultRelation)
+{
+	List	   *cols;
+
+	if (oc->action == ONCONFLICT_UPDATE)
+		refuse_do_update(relid);
+	cols = store->conflict_columns(relid);
+	if (oc->arbiterElems == NIL && oc->arbiterWhere == NULL)
+		return;
+	if (!target_is(oc, cols, resultRelation))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+				 errmsg("the ON CONFLICT target of foreign table \"%s\" must be (%s)",
+						get_rel_name(relid), column_names(relid, cols)),
+				 errdetail("%s identifies a row of the table by %s.", store->label,
+						   list_length(cols) > 1 ? "these columns" : "this column"),
+				 errhint("Write ON CONFLICT (%s) DO NOTHING, or ON CONFLICT DO NOTHING without a target.",
+						 column_names(relid, cols))));
+}
+
+/*
+ * Check the ON CONFLICT clauses of q and of its WITH queries that insert
+ * into pgpoly tables; drop a valid target, which PostgreSQL would look for
+ * in a unique index that a foreign table cannot have.
+ */
+static void
+plan_on_conflict(Query *q)
+{
+	RangeTblEntry *rte;
+	const PgpolyStore *store;
+	ListCell   *lc;
+
+	foreach(lc, q->cteList)
+	{
+		CommonTableExpr *cte = lfirst(lc);
+
+		if (IsA(cte->ctequery, Query))
+			plan_on_conflict((Query *) cte->ctequery);
+	}
+	if (q->commandType != CMD_INSERT || q->onConflict == NULL)
+		return;
+	rte = rt_fetch(q->resultRelation, q->rtable);
+	if (rte->relkind != RELKIND_FOREIGN_TABLE ||
+		(store = PgpolyStoreOf(rte->relid)) == NULL)
+		return;
+	check_on_conflict(store, rte->relid, q->onConflict, q->resultRelation);
+	q->onConflict->arbiterElems = NIL;
+	q->onConflict->arbiterWhere = NULL;
+}
+
+/*
+ * planner_hook: ON CONFLICT on pgpoly tables, then plan as usual.
+ * PostgreSQL 19 passes the EXPLAIN state along.
+ */
+#if PG_VERSION_NUM >= 190000
+#define PLANNER_ARGS_DECL	, ExplainState *es
+#define PLANNER_ARGS		, es
+#else
+#define PLANNER_ARGS_DECL
+#define PLANNER_ARGS
+#endif
+static PlannedStmt *
+lifecycle_planner(Query *parse, const char *query_string, int cursorOptions,
+				  ParamListInfo boundParams PLANNER_ARGS_DECL)
+{
+	plan_on_conflict(parse);
+	if (prev_planner_hook)
+		return prev_planner_hook(parse, query_string, cursorOptions, boundParams
+								 PLANNER_ARGS);
+	return standard_planner(parse, query_string, cursorOptions, boundParams
+							PLANNER_ARGS);
+}
+
+/*
+ * PlanForeignModify's ON CONFLICT check (fdwutil.c): without the planner
+ * hook's target information, the action and the table.
+ */
+void
+PgpolyPlanOnConflict(ModifyTable *plan, Oid relid)
+{
+	const PgpolyStore *store;
+
+	if (plan->onConflictAction == ONCONFLICT_NONE)
+		return;
+	if (plan->onConflictAction == ONCONFLICT_UPDATE)
+		refuse_do_update(relid);
+	store = PgpolyStoreOf(relid);
+	if (store)
+		(void) store->conflict_columns(relid);
+}
+
+/* The batch_size option of relid, or dflt. */
+static int
+table_batch_size(List *options, int dflt)
+{
+	return (int) PgpolyGetIntOption(options, "batch_size", dflt);
+}
+
+/* Find the store's junk columns (and the whole old row) in tlist. */
+static void
+find_junk(PgpolyModifyState *ms, List *tlist, const char *const *junk)
+{
+	for (int i = 0; junk && junk[i] && i < PGPOLY_MAX_JUNK; i++)
+		ms->junk[i] = ExecFindJunkAttributeInTlist(tlist, junk[i]);
+	ms->junk_row = ExecFindJunkAttributeInTlist(tlist, "pgpoly_row");
+	if (ms->junk_row == InvalidAttrNumber)
+		ms->junk_row = ExecFindJunkAttributeInTlist(tlist, "wholerow");
+}
+
+/*
+ * BeginForeignModify (fdw_private from PlanForeignModify) and
+ * BeginForeignInsert (COPY FROM, tuple routing: fdw_private NIL) for every
+ * store: allocate the store's state (size bytes, PgpolyModifyState first)
+ * in the query memory, resolve the table, the user, the connection,
+ * write_mode and batch_size (default default_batch_size), ON CONFLICT DO
+ * NOTHING, the assigned columns, the junk columns named in junk (a
+ * NULL-terminated list; found as ms->junk[i]), and set the writer up with
+ * send for immediate mode.  Sets rinfo->ri_FdwState and returns it.
+ */
+void *
+PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate,
+				  ResultRelInfo *rinfo, List *fdw_private, const char *const *junk,
+				  int default_batch_size, PgpolySendWrites send)
+{
+	EState	   *estate = mtstate->ps.state;
+	ModifyTable *plan = (ModifyTable *) mtstate->ps.plan;
+	MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
+	PgpolyModifyState *ms = palloc0(Max(size, sizeof(PgpolyModifyState)));
+	ForeignTable *ft;
+	ListCell   *lc;
+
+	ms->relid = RelationGetRelid(rinfo->ri_RelationDesc);
+	ms->userid = PgpolyModifyUser(rinfo, estate);
+	ft = GetForeignTable(ms->relid);
+	ms->conn = PgpolyTableConnection(store, ms->relid, ms->userid);
+	ms->transactional = strcmp(PgpolyGetOption(ft->options, "write_mode", "transactional"),
+							   "transactional") == 0;
+	ms->batch_size = table_batch_size(ft->options, default_batch_size);
+	if (plan != NULL && IsA(plan, ModifyTable))
+	{
+		PgpolyPlanOnConflict(plan, ms->relid);
+		ms->do_nothing = plan->onConflictAction == ONCONFLICT_NOTHING;
+	}
+	if (fdw_private != NIL)
+	{
+		foreach(lc, (List *) linitial(fdw_private))
+			ms->updated = bms_add_member(ms->updated, lfirst_int(lc));
+		find_junk(ms, outerPlanState(mtstate)->plan->targetlist, junk);
+	}
+	PgpolyWriterInit(&ms->writer, ms->conn, ms->relid, ms->transactional,
+					 ms->batch_size, send, estate->es_query_cxt);
+	ms->row_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly modify row",
+										ALLOCSET_DEFAULT_SIZES);
+	rinfo->ri_FdwState = ms;
+	MemoryContextSwitchTo(old);
+	return ms;
+}
+
+/*
+ * The store's descriptor of the table being modified, from load().  Writes
+ * buffered for COMMIT point into it, so in write_mode 'transactional' it is
+ * the transaction's (loaded once per transaction); otherwise it is loaded
+ * into the query memory, and goes with the statement.
+ */
+void *
+PgpolyModifyTable(PgpolyModifyState *ms, PgpolyLoadTable load)
+{
+	MemoryContext old;
+	void	   *tbl;
+
+	if (ms->transactional)
+		return PgpolyXactTable(ms->relid, ms->userid, load);
+	old = MemoryContextSwitchTo(GetMemoryChunkContext(ms));
+	tbl = load(ms->relid, ms->userid);
+	MemoryContextSwitchTo(old);
+	return tbl;
+}
+
+/*
+ * Switch to a fresh context for one row's (or one batch's) temporary data.
+ * Returns the context to switch back to.
+ */
+MemoryContext
+PgpolyModifyRow(PgpolyModifyState *ms)
+{
+	MemoryContextReset(ms->row_cxt);
+	return MemoryContextSwitchTo(ms->row_cxt);
+}
+
+/* The value of the store's junk column i in planSlot. */
+Datum
+PgpolyModifyJunk(PgpolyModifyState *ms, int i, TupleTableSlot *planSlot,
+				 bool *isnull)
+{
+	if (ms->junk[i] == InvalidAttrNumber)
+		elog(ERROR, "pgpoly: row identity column %d of \"%s\" is missing from the plan",
+			 i, get_rel_name(ms->relid));
+	return ExecGetJunkAttribute(planSlot, ms->junk[i], isnull);
+}
+
+/* DELETE ... RETURNING: the whole old row from planSlot into slot. */
+void
+PgpolyModifyOldRow(PgpolyModifyState *ms, TupleTableSlot *slot,
+				   TupleTableSlot *planSlot, Relation rel)
+{
+	PgpolyStoreOldRow(slot, planSlot, ms->junk_row, rel);
+}
+
+/* EndForeignModify / EndForeignInsert: send what immediate mode holds. */
+void
+PgpolyModifyEnd(PgpolyModifyState *ms)
+{
+	if (ms != NULL)
+		PgpolyWriterFlush(&ms->writer);
+}
+
+/*
+ * ExecForeignInsert for every store: the row goes through the store's
+ * insert_rows; NULL when ON CONFLICT DO NOTHING skipped it (PostgreSQL then
+ * neither counts nor returns it).
+ */
+TupleTableSlot *
+PgpolyExecInsert(PgpolyModifyState *ms, EState *estate, TupleTableSlot *slot,
+				 PgpolyInsertRows insert_rows)
+{
+	MemoryContext old = PgpolyModifyRow(ms);
+	bool		inserted;
+
+	insert_rows(ms, estate, &slot, 1, &inserted);
+	MemoryContextSwitchTo(old);
+	return inserted ? slot : NULL;
+}
+
+/*
+ * ExecForeignBatchInsert for every store: the rows of a batch go through
+ * the store's insert_rows at once (one round trip where the store checks
+ * or sends them); the answer is the slots of the rows inserted, and their
+ * number in *numSlots.
+ */
+TupleTableSlot **
+PgpolyExecBatchInsert(PgpolyModifyState *ms, EState *estate,
+					  TupleTableSlot **slots, int *numSlots,
+					  PgpolyInsertRows insert_rows)
+{
+	MemoryContext old = PgpolyModifyRow(ms);
+	bool	   *inserted = palloc(sizeof(bool) * Max(*numSlots, 1));
+	TupleTableSlot **result = slots;
+
+	insert_rows(ms, estate, slots, *numSlots, inserted);
+	if (ms->do_nothing)
+	{
+		int			n = 0;
+
+		result = palloc(sizeof(TupleTableSlot *) * Max(*numSlots, 1));
+		for (int i = 0; i < *numSlots; i++)
+			if (inserted[i])
+				result[n++] = slots[i];
+		*numSlots = n;
+	}
+	MemoryContextSwitchTo(old);
+	return result;
+}
+
+/* Install the planner hook (from _PG_init). */
+void
+PgpolyLifecycleInit(void)
+{
+	prev_planner_hook = planner_hook;
+	planner_hook = lifecycle_planner;
+}
