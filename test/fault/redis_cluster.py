@@ -418,7 +418,8 @@ class Sentinel:
         wait_until(ok, timeout, "the sentinel to know a healthy replica")
 
     def failover(self, timeout=60):
-        """SENTINEL FAILOVER; wait until the other node is primary and named."""
+        """SENTINEL FAILOVER; wait until the other node is primary and named,
+        and the old one a replica again."""
         old = self.master_addr()
         new = self.replica if old == self.primary else self.primary
         self.wait_replica_known()
@@ -426,7 +427,8 @@ class Sentinel:
                                 self.master_name) == "OK", timeout,
                    "SENTINEL FAILOVER to be accepted")
         wait_until(lambda: self.master_addr() == new and
-                   _text(call(new, "ROLE")[0]) == "master", timeout,
+                   _text(call(new, "ROLE")[0]) == "master" and
+                   _text(call(old, "ROLE")[0]) == "slave", timeout,
                    "the sentinel to name port %d as primary" % new)
         return new
 

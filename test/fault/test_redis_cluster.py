@@ -279,6 +279,15 @@ def xact_phase(s, cl):
           out == "moved10|10|u10", "hash key moved across slots: %r" % out)
     check(cl.call(owner, "EXISTS", "ct:h:h10") == 0, "old key of a moved hash still exists")
     q(s, "UPDATE c_hash SET key = 'h10' WHERE key = 'moved10';")
+    # ON CONFLICT DO NOTHING: the conditional scripts are routed by their key
+    out = q(s, "INSERT INTO c_hash (key, a) SELECT 'h' || g, -1 FROM generate_series(290, 310) g "
+               "ON CONFLICT DO NOTHING;"
+               "SELECT count(*), sum(a) FILTER (WHERE a = -1) FROM c_hash WHERE key LIKE 'h3__';"
+               "INSERT INTO c_zset VALUES ('z1', 'm41', 99), ('z1', 'new', 1) ON CONFLICT DO NOTHING;"
+               "SELECT string_agg(member || '=' || score, ',' ORDER BY member) FROM c_zset "
+               "WHERE key = 'z1' AND member IN ('m41', 'new');")
+    check(out == "11|-10\nm41=7,new=1", "ON CONFLICT DO NOTHING on the cluster: %r" % out)
+    q(s, "DELETE FROM c_hash WHERE a = -1; DELETE FROM c_zset WHERE member = 'new';")
     # immediate mode: batches spread over nodes
     q(s, "INSERT INTO c_list_imm (key, value) SELECT 'imm' || (g % 9), 'v' || g "
          "FROM generate_series(1, 100) g;")
