@@ -380,6 +380,7 @@ extern void RedisClusterReply(RedisExchangeState *ex, RedisNode *node,
 							  int entry, struct redisReply *reply);
 extern TimestampTz RedisClusterRetries(RedisExchangeState *ex);
 extern void RedisClusterRefresh(PgpolyConnection *conn, RedisHandle *h);
+extern void RedisClusterCheckCoverage(PgpolyConnection *conn, RedisHandle *h);
 extern RedisNode *RedisSentinelPrimary(PgpolyConnection *conn, RedisHandle *h,
 									   RedisTopology *topo);
 extern bool RedisIsRedirect(struct redisReply *reply);

@@ -463,6 +463,18 @@ slot_owner(PgpolyConnection *conn, RedisHandle *h, int slot)
 	return h->nodes[h->slots[slot]];
 }
 
+/*
+ * ERROR unless every hash slot has a node in h's map: a scan of the
+ * primaries would otherwise miss the keys of the slots no node serves.
+ */
+void
+RedisClusterCheckCoverage(PgpolyConnection *conn, RedisHandle *h)
+{
+	for (int s = 0; s < REDIS_NSLOTS; s++)
+		if (h->slots[s] < 0)
+			(void) slot_owner(conn, h, s);	/* raises the ERROR */
+}
+
 /* ----------------------------------------------------------------
  *		Routing and redirections
  * ----------------------------------------------------------------

@@ -772,7 +772,9 @@ RedisAppendToNode(PgpolyConnection *conn, const char *addr, int argc,
 
 /*
  * The addresses of the nodes whose keys make up the data: a cluster's
- * primaries (the slot map brought up to date first), or the one server.
+ * primaries (the slot map brought up to date first; ERROR unless they serve
+ * every slot, so that a scan never misses part of the data), or the one
+ * server.
  * A palloc'd list of palloc'd strings, in the current memory context.
  */
 List *
@@ -787,6 +789,7 @@ RedisPrimaryNodes(PgpolyConnection *conn)
 		RedisClusterRefresh(conn, h);
 	if (h->kind != RTOPO_CLUSTER)
 		return list_make1(pstrdup(h->nodes[0]->addr));
+	RedisClusterCheckCoverage(conn, h);
 	for (int i = 0; i < h->nnodes; i++)
 		if (h->nodes[i]->primary)
 			result = lappend(result, pstrdup(h->nodes[i]->addr));
@@ -1164,6 +1167,11 @@ RedisExchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 	RedisHandle *h = conn->handle;
 	RedisExchangeState ex;
 
+	if (!conn->busy)			/* nothing was appended */
+	{
+		Assert(nreplies == 0);
+		return;
+	}
 	memset(&ex, 0, sizeof(ex));
 	ex.conn = conn;
 	ex.h = h;
