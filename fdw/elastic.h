@@ -16,7 +16,8 @@
  *
  * Invariants:
  *	- Request bodies are built with escape_json()/PgpolyJsonAppendValue():
- *	  no user value is ever formatted into JSON unescaped.
+ *	  no user value is ever formatted into JSON unescaped, and every value
+ *	  has the core's fixed form, whatever the session's settings.
  *	- Documents (_source) become jsonb through PostgreSQL's own parser, so
  *	  numbers keep their precision; jansson only reads control responses.
  *	- No network I/O at plan time, except the index mapping, fetched once
@@ -64,8 +65,7 @@ typedef struct ElasticColumn
 	Oid			basetype;		/* element type for arrays, else typid */
 	bool		is_array;
 	bool		is_datetime;	/* date/timestamp(tz) (or array of) */
-	FmgrInfo	infn;
-	Oid			ioparam;
+	PgpolyConv	conv;			/* text -> datum (convert.c) */
 } ElasticColumn;
 
 /* An Elasticsearch foreign table, resolved from the catalogs (no I/O). */
@@ -151,7 +151,7 @@ extern void ElasticQueueClose(PgpolyConnection *conn, bool pit,
 extern void ElasticSendQueuedCloses(PgpolyConnection *conn);
 extern void ElasticCloseContext(PgpolyConnection *conn, bool pit,
 								const char *id);
-extern Datum ElasticParseJsonb(PgpolyConnection *conn, const char *body,
+extern Datum ElasticParseJsonb(PgpolyConnection *conn, List **nuls, const char *body,
 							   size_t len, const char *what);
 
 /* elastic_query.c: pushed-down conditions */
@@ -221,8 +221,6 @@ extern void ElasticAppendQuery(StringInfo buf, List *conds,
 extern void ElasticAppendBody(StringInfo buf, ElasticQuerySpec *spec,
 							  ElasticParamValue *params, int size,
 							  const char *tiebreaker);
-extern void ElasticAppendValue(StringInfo buf, Datum value, Oid typid,
-							   bool isnull);
 extern List *ElasticCondsToList(List *conds);
 extern List *ElasticCondsFromList(List *list);
 extern List *ElasticSortsToList(List *sorts);
@@ -243,7 +241,8 @@ extern const char *ElasticScanPaging(ElasticScan *scan);
 extern int64 ElasticCount(ElasticTable *tbl, PgpolyConnection *conn,
 						  List *conds, ElasticParamValue *params);
 extern void ElasticRowFromSource(ElasticTable *tbl, Datum source,
-								 const char *id, Datum *values, bool *nulls);
+								 const char *id, List *nuls, const char *base,
+								 Datum *values, bool *nulls);
 
 /* elastic_bulk.c */
 typedef enum ElasticWriteOp

@@ -242,7 +242,7 @@ document_json(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *only,
 				appendStringInfoChar(&buf, ',');
 			escape_json(&buf, col->field);
 			appendStringInfoChar(&buf, ':');
-			ElasticAppendValue(&buf, values[i], col->typid, nulls[i]);
+			PgpolyJsonAppendValue(&buf, values[i], col->typid, nulls[i]);
 		}
 		appendStringInfoChar(&buf, '}');
 	}
@@ -256,7 +256,7 @@ document_json(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *only,
 			(nulls[i] && !with_nulls))
 			continue;
 		initStringInfo(&val);
-		ElasticAppendValue(&val, values[i], col->typid, nulls[i]);
+		PgpolyJsonAppendValue(&val, values[i], col->typid, nulls[i]);
 		f = palloc(sizeof(DocField));
 		f->parts = split_path(col->field);
 		f->json = val.data;

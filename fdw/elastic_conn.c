@@ -43,6 +43,7 @@
 #include "pgpoly_jansson.h"
 
 #include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -105,7 +106,11 @@ ElasticGetConnection(ElasticTable *tbl)
 	return conn;
 }
 
-/* The HTTP client configuration from server and user mapping options. */
+/*
+ * The HTTP client configuration from server and user mapping options.
+ * Under the trust rule, each URL must first refuse GET / without
+ * credentials.
+ */
 static void
 http_config(ForeignServer *server, UserMapping *user, PgpolyHttpConfig *cfg)
 {
@@ -121,6 +126,8 @@ http_config(ForeignServer *server, UserMapping *user, PgpolyHttpConfig *cfg)
 		cfg->headers = list_make1(psprintf("Authorization: ApiKey %s", api_key));
 	cfg->ca_file = PgpolyGetOption(server->options, "ca_file", NULL);
 	cfg->verify_tls = PgpolyGetBoolOption(server->options, "verify_tls", true);
+	if (user && PgpolyMustProveCredential(user))
+		cfg->probe_path = "/";
 }
 
 /* Parse "major.minor..." into h; false if it is not a version number. */
@@ -390,20 +397,36 @@ ElasticRaiseStatus(PgpolyConnection *conn, const char *method, const char *path,
 }
 
 /*
+ * Whether a failed parse of body failed only on a NUL character (\u0000)
+ * in otherwise valid text: a value jsonb cannot hold (22021), not a
+ * malformed response.  Bytes that are not valid in the database encoding
+ * make the whole response malformed (JSON is UTF-8 text).
+ */
+static bool
+nul_in_valid_text(ErrorData *edata, const char *body, size_t len)
+{
+	return edata->sqlerrcode == ERRCODE_CHARACTER_NOT_IN_REPERTOIRE &&
+		len <= (size_t) INT_MAX &&
+		pg_encoding_verifymbstr(GetDatabaseEncoding(), body, (int) len) == (int) len;
+}
+
+/*
  * Parse a response body into jsonb with PostgreSQL's parser (numbers keep
- * their precision).  Malformed JSON is an FDW error naming the server,
- * not the jsonb input error.
+ * their precision).  Malformed JSON (including bytes that are not valid
+ * in the database encoding) is an FDW error naming the server, not the
+ * jsonb input error; a \u0000 where nuls is NULL keeps SQLSTATE 22021.
+ * nuls: see PgpolyJsonbFromStore.
  */
 Datum
-ElasticParseJsonb(PgpolyConnection *conn, const char *body, size_t len,
-				  const char *what)
+ElasticParseJsonb(PgpolyConnection *conn, List **nuls, const char *body,
+				  size_t len, const char *what)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Datum		result = (Datum) 0;
 
 	PG_TRY();
 	{
-		result = PgpolyJsonbFromText(body, (int) len);
+		result = PgpolyJsonbFromStore(body, len, nuls);
 	}
 	PG_CATCH();
 	{
@@ -416,7 +439,8 @@ ElasticParseJsonb(PgpolyConnection *conn, const char *body, size_t len,
 		/* PostgreSQL's JSON errors quote the body too. */
 		why = edata->detail ? edata->detail : edata->message;
 		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				(errcode(nul_in_valid_text(edata, body, len) ?
+						 ERRCODE_CHARACTER_NOT_IN_REPERTOIRE : ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("Elasticsearch server \"%s\" at %s sent a malformed %s",
 						conn->servername, conn->target, what),
 				 errdetail("%s; the response (%zu bytes) begins: %s",
@@ -628,6 +652,33 @@ ElasticSendQueuedCloses(PgpolyConnection *conn)
  * ----------------------------------------------------------------
  */
 
+/*
+ * ERROR unless method is an HTTP token and path a request target without
+ * spaces or control bytes: both go into the request line as they are
+ * (libcurl sends a custom method verbatim), and a CR or LF there would
+ * smuggle headers or a second request past the validated URL.
+ */
+static void
+check_request_line(const char *method, const char *path)
+{
+	if (method[0] == '\0' || strspn(method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+									 "abcdefghijklmnopqrstuvwxyz0123456789"
+									 "!#$%&'*+-.^_`|~") != strlen(method))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("method must be an HTTP method name such as GET, PUT or DELETE")));
+	if (path[0] != '/')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("path must start with \"/\"")));
+	for (const char *p = path; *p; p++)
+		if ((unsigned char) *p <= ' ' || *p == '\x7f')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("path must not contain spaces or control characters"),
+					 errhint("Percent-encode them, e.g. %%20 for a space.")));
+}
+
 PG_FUNCTION_INFO_V1(pgpoly_elastic_request);
 
 /*
@@ -664,15 +715,12 @@ pgpoly_elastic_request(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" does not use the pgpoly_elastic wrapper",
 						server->servername)));
-	if (path[0] != '/')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("path must start with \"/\"")));
+	check_request_line(method, path);
 	PgpolyCheckServerUsage(server);
 	conn = PgpolyGetConnection(&ElasticStore, server,
 							   PgpolyGetUserMapping(GetUserId(), server->serverid));
 	ElasticRequest(conn, method, path, body, body ? strlen(body) : 0, NULL, NULL, &resp);
 	if (resp.len == 0)
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(ElasticParseJsonb(conn, resp.body, resp.len, "response"));
+	PG_RETURN_DATUM(ElasticParseJsonb(conn, NULL, resp.body, resp.len, "response"));
 }

@@ -214,7 +214,6 @@ load_column(ElasticTable *tbl, Relation rel, int i)
 {
 	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), i);
 	ElasticColumn *col = &tbl->cols[i];
-	Oid			infn;
 	ListCell   *lc;
 
 	if (att->attisdropped)
@@ -232,8 +231,7 @@ load_column(ElasticTable *tbl, Relation rel, int i)
 		col->basetype = att->atttypid;
 	col->is_datetime = col->basetype == DATEOID || col->basetype == TIMESTAMPOID ||
 		col->basetype == TIMESTAMPTZOID;
-	getTypeInputInfo(att->atttypid, &infn, &col->ioparam);
-	fmgr_info(infn, &col->infn);
+	PgpolyConvInit(&col->conv, col->typid, col->typmod, col->name);
 	col->role = column_role(tbl, col->name, col->typid);
 	foreach(lc, GetForeignColumnOptions(tbl->relid, i + 1))
 	{

@@ -18,7 +18,9 @@
  * `col <> v` excludes documents without the field, as SQL's NULL does.
  *
  * Values are evaluated at execution time (Params, stable functions) and
- * written into the body with escape_json() / the core's JSON encoder; for
+ * written into the body with escape_json() / the core's JSON encoder, in
+ * the fixed form documents are written in (dates in ISO 8601, timestamptz
+ * in UTC), so a pushed comparison means the same in every session; for
  * EXPLAIN without values a placeholder is shown.
  *
  * fdw/elastic_query.c
@@ -36,7 +38,6 @@
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "utils/builtins.h"
-#include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/pg_locale.h"
@@ -373,55 +374,6 @@ ElasticSortsFromList(List *list)
  * ----------------------------------------------------------------
  */
 
-/*
- * Append value as Elasticsearch expects it: dates and timestamps in ISO
- * 8601 (strict_date_optional_time, the default date format), everything
- * else through the core's JSON encoder.
- */
-void
-ElasticAppendValue(StringInfo buf, Datum value, Oid typid, bool isnull)
-{
-	char		tmp[MAXDATELEN + 1];
-
-	if (isnull)
-	{
-		appendStringInfoString(buf, "null");
-		return;
-	}
-	/* The common scalar types directly: this runs once per written value. */
-	switch (typid)
-	{
-		case DATEOID:
-		case TIMESTAMPOID:
-		case TIMESTAMPTZOID:
-			escape_json(buf, JsonEncodeDateTime(tmp, value, typid, NULL));
-			return;
-		case TEXTOID:
-		case VARCHAROID:
-			{
-				char	   *s = TextDatumGetCString(value);
-
-				escape_json(buf, s);
-				pfree(s);
-				return;
-			}
-		case INT2OID:
-			appendStringInfo(buf, "%d", (int) DatumGetInt16(value));
-			return;
-		case INT4OID:
-			appendStringInfo(buf, "%d", DatumGetInt32(value));
-			return;
-		case INT8OID:
-			appendStringInfo(buf, INT64_FORMAT, DatumGetInt64(value));
-			return;
-		case BOOLOID:
-			appendStringInfoString(buf, DatumGetBool(value) ? "true" : "false");
-			return;
-		default:
-			PgpolyJsonAppendValue(buf, value, typid, false);
-	}
-}
-
 /* Append the value of param (or its EXPLAIN placeholder). */
 static void
 append_param(StringInfo buf, ElasticParamValue *p)
@@ -429,7 +381,7 @@ append_param(StringInfo buf, ElasticParamValue *p)
 	if (p->explain)
 		escape_json(buf, p->explain);
 	else
-		ElasticAppendValue(buf, p->value, p->typid, p->isnull);
+		PgpolyJsonAppendValue(buf, p->value, p->typid, p->isnull);
 }
 
 /* Append the elements of an array param as a JSON array. */
@@ -465,7 +417,7 @@ append_array_param(StringInfo buf, ElasticParamValue *p)
 			continue;			/* = NULL never matches */
 		if (!first)
 			appendStringInfoChar(buf, ',');
-		ElasticAppendValue(buf, elems[i], elemtype, false);
+		PgpolyJsonAppendValue(buf, elems[i], elemtype, false);
 		first = false;
 	}
 	appendStringInfoChar(buf, ']');

@@ -20,9 +20,12 @@
  *
  * Each page is parsed once with PostgreSQL's jsonb parser; a hit's _source
  * becomes a jsonb datum by copying its container, and columns are read
- * from it with the core's PgpolyJsonbFieldText() and the column type's
- * input function.  Dates may be ISO text or epoch milliseconds.  A value
- * that does not convert is an ERROR naming the document id and field.
+ * from it with the core's PgpolyJsonbFieldText() and the column's
+ * PgpolyConv, under the core's fixed settings (one scope per row).  Dates
+ * may be ISO text or epoch milliseconds.  A value that does not convert is
+ * an ERROR naming the document id and field; so is a string with a NUL
+ * character (\u0000) that a column would read (22021), while one in a
+ * field no column reads is ignored.
  *
  * Read-your-writes: the transaction's buffered writes to the table hide
  * the remote documents they replace; the rows they create are returned
@@ -81,6 +84,7 @@ struct ElasticScan
 	char	   *search_after;	/* JSON array of the last hit's sort */
 	int			page_size;
 	JsonbContainer *hits;		/* current page's hits array */
+	List	   *nuls;			/* paths of the page's strings with a NUL */
 	int			nhits;
 	int			pos;
 	bool		last_page;
@@ -252,8 +256,8 @@ open_pit(ElasticScan *scan)
 
 	scan->requests++;
 	ElasticRequestOk(scan->conn, "POST", path, NULL, 0, scan->tbl->index, &resp);
-	doc = ElasticParseJsonb(scan->conn, resp.body, resp.len, "point-in-time response");
-	id = PgpolyJsonbFieldText(doc, os ? "pit_id" : "id", false);
+	doc = ElasticParseJsonb(scan->conn, NULL, resp.body, resp.len, "point-in-time response");
+	id = PgpolyJsonbFieldText(doc, os ? "pit_id" : "id", false, NULL);
 	if (id == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
@@ -296,8 +300,8 @@ page_request(ElasticScan *scan, StringInfo body)
 static void
 check_complete(ElasticScan *scan, Datum doc)
 {
-	char	   *timed_out = PgpolyJsonbFieldText(doc, "timed_out", false);
-	char	   *failed = PgpolyJsonbFieldText(doc, "_shards.failed", false);
+	char	   *timed_out = PgpolyJsonbFieldText(doc, "timed_out", false, NULL);
+	char	   *failed = PgpolyJsonbFieldText(doc, "_shards.failed", false, NULL);
 
 	if (timed_out && strcmp(timed_out, "true") == 0)
 		ereport(ERROR,
@@ -306,7 +310,7 @@ check_complete(ElasticScan *scan, Datum doc)
 						scan->tbl->index, scan->conn->servername)));
 	if (failed && strcmp(failed, "0") != 0)
 	{
-		char	   *failures = PgpolyJsonbFieldText(doc, "_shards.failures", false);
+		char	   *failures = PgpolyJsonbFieldText(doc, "_shards.failures", false, NULL);
 
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
@@ -358,7 +362,7 @@ keep_continuation(ElasticScan *scan, Datum doc)
 {
 	const char *key = scan->paging == PAGING_PIT ? "pit_id" :
 		scan->paging == PAGING_SCROLL ? "_scroll_id" : NULL;
-	char	   *id = key ? PgpolyJsonbFieldText(doc, key, false) : NULL;
+	char	   *id = key ? PgpolyJsonbFieldText(doc, key, false, NULL) : NULL;
 
 	if (id && (scan->context_id == NULL || strcmp(id, scan->context_id) != 0))
 		scan->context_id = MemoryContextStrdup(scan->cxt, id);
@@ -389,7 +393,7 @@ fetch_page(ElasticScan *scan)
 	scan->requests++;
 	ElasticRequestOk(scan->conn, "POST", path, body.data, body.len,
 					 scan->tbl->index, &resp);
-	doc = ElasticParseJsonb(scan->conn, resp.body, resp.len, "search response");
+	doc = ElasticParseJsonb(scan->conn, &scan->nuls, resp.body, resp.len, "search response");
 	check_complete(scan, doc);
 	keep_continuation(scan, doc);
 	scan->hits = response_hits(scan, doc, &resp);
@@ -431,11 +435,27 @@ switch_to_deep(ElasticScan *scan)
 	fetch_page(scan);
 }
 
+/*
+ * ERROR if the value at path of hit number hitno of the page held a NUL
+ * character (which the parsed page has masked); what names the value.
+ */
+static void
+check_nul(ElasticScan *scan, int hitno, const char *path, const char *id)
+{
+	if (scan->nuls != NIL &&
+		PgpolyJsonNulAt(scan->nuls, psprintf("hits.hits.%d.%s", hitno, path)))
+		PgpolyJsonNulError(psprintf("document \"%s\" in index \"%s\"",
+									id ? id : "?", scan->tbl->index),
+						   path, NULL);
+}
+
 /* Remember the sort values of the hit just consumed (PIT paging). */
 static void
 remember_sort(ElasticScan *scan, JsonbContainer *hit)
 {
 	JsonbValue *sort = getKeyJsonValueFromContainer(hit, "sort", 4, NULL);
+
+	check_nul(scan, scan->nhits - 1, "sort", NULL);
 
 	if (sort == NULL || sort->type != jbvBinary)
 		ereport(ERROR,
@@ -502,10 +522,10 @@ hit_source(JsonbContainer *hit, bool *isnull)
 	return *isnull ? (Datum) 0 : JsonbPGetDatum(JsonbValueToJsonb(v));
 }
 
-/* Fill values/nulls from hit number scan->pos. */
+/* Fill values/nulls from hit, number hitno of the page. */
 static void
-hit_row(ElasticScan *scan, JsonbContainer *hit, char *id, Datum *values,
-		bool *nulls)
+hit_row(ElasticScan *scan, JsonbContainer *hit, int hitno, char *id,
+		Datum *values, bool *nulls)
 {
 	ElasticTable *tbl = scan->tbl;
 	bool		srcnull;
@@ -513,7 +533,9 @@ hit_row(ElasticScan *scan, JsonbContainer *hit, char *id, Datum *values,
 
 	if (srcnull)
 		source = PgpolyJsonbFromText("{}", 2);
-	ElasticRowFromSource(tbl, source, id, values, nulls);
+	ElasticRowFromSource(tbl, source, id, scan->nuls,
+						 scan->nuls ? psprintf("hits.hits.%d._source", hitno) : NULL,
+						 values, nulls);
 	if (tbl->score_att)
 	{
 		JsonbValue *s = getKeyJsonValueFromContainer(hit, "_score", 6, NULL);
@@ -542,9 +564,10 @@ next_remote(ElasticScan *scan, Datum *values, bool *nulls)
 					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 					 errmsg("Elasticsearch server \"%s\" sent a hit without _id",
 							scan->conn->servername)));
+		check_nul(scan, scan->pos - 1, "_id", id);
 		if (scan->overlay && hash_search(scan->overlay, id, HASH_FIND, NULL))
 			continue;
-		hit_row(scan, hit, id, values, nulls);
+		hit_row(scan, hit, scan->pos - 1, id, values, nulls);
 		scan->returned++;
 		return true;
 	}
@@ -570,7 +593,7 @@ next_overlay(ElasticScan *scan, Datum *values, bool *nulls)
 		if (w->op == EWRITE_DELETE || w->row == NULL)
 			continue;
 		ElasticRowFromSource(scan->tbl, PgpolyJsonbFromText(w->row, strlen(w->row)),
-							 w->id, values, nulls);
+							 w->id, NIL, NULL, values, nulls);
 		if (scan->tbl->score_att)
 			nulls[scan->tbl->score_att - 1] = true;
 		return true;
@@ -694,58 +717,89 @@ datetime_from_millis(ElasticColumn *col, const char *text)
 	return TimestampGetDatum(ts);
 }
 
-/* One column's datum from its text form (ERRORs raised by input functions). */
+/*
+ * One column's datum from its text form (len bytes), under the fixed
+ * settings (ERRORs raised by input functions).
+ */
 static Datum
-column_datum(ElasticColumn *col, char *text)
+column_datum(ElasticColumn *col, char *text, size_t len)
 {
 	if (col->is_datetime && !col->is_array && is_integer_text(text))
 		return datetime_from_millis(col, text);
-	return InputFunctionCall(&col->infn, text, col->ioparam, col->typmod);
+	return PgpolyTextToDatum(&col->conv, text, len);
+}
+
+/* ERROR if the value at base.field held a NUL character (see check_nul). */
+static void
+source_nul(List *nuls, const char *base, const char *field, const char *id,
+		   ElasticTable *tbl, ElasticColumn *col)
+{
+	if (nuls != NIL && PgpolyJsonNulAt(nuls, field ? psprintf("%s.%s", base, field) : base))
+		PgpolyJsonNulError(psprintf("document \"%s\" in index \"%s\"", id, tbl->index),
+						   field ? field : "_source", &col->conv);
+}
+
+/* Fill values/nulls from source and id (see ElasticRowFromSource). */
+static void
+row_values(ElasticTable *tbl, Datum source, const char *id, List *nuls,
+		   const char *base, Datum *values, bool *nulls, volatile int *att)
+{
+	for (*att = 0; *att < tbl->natts; (*att)++)
+	{
+		ElasticColumn *col = &tbl->cols[*att];
+		char	   *text;
+		size_t		len;
+
+		nulls[*att] = true;
+		if (col->role == ECOL_ID)
+		{
+			values[*att] = CStringGetTextDatum(id);
+			nulls[*att] = false;
+		}
+		else if (col->role == ECOL_SOURCE)
+		{
+			source_nul(nuls, base, NULL, id, tbl, col);
+			values[*att] = source;
+			nulls[*att] = false;
+		}
+		else if (col->role == ECOL_FIELD)
+		{
+			source_nul(nuls, base, col->field, id, tbl, col);
+			text = PgpolyJsonbFieldText(source, col->field, col->is_array, &len);
+			if (text != NULL)
+			{
+				values[*att] = column_datum(col, text, len);
+				nulls[*att] = false;
+			}
+		}
+	}
 }
 
 /*
  * Fill values/nulls of the table's columns from a document's _source
- * (jsonb datum) and id.  A value that does not fit its column is an ERROR
- * naming the document, the field and the column.
+ * (jsonb datum) and id.  nuls (NIL if none) are the paths of strings that
+ * held a NUL character in the parsed response, base the path of this
+ * _source in it.  A value that does not fit its column is an ERROR naming
+ * the document, the field and the column.
  */
 void
 ElasticRowFromSource(ElasticTable *tbl, Datum source, const char *id,
-					 Datum *values, bool *nulls)
+					 List *nuls, const char *base, Datum *values, bool *nulls)
 {
 	volatile int att = 0;
 	MemoryContext cxt = CurrentMemoryContext;
 
+	PgpolyFixedSettingsEnter();
 	PG_TRY();
 	{
-		for (att = 0; att < tbl->natts; att++)
-		{
-			ElasticColumn *col = &tbl->cols[att];
-			char	   *text;
-
-			nulls[att] = true;
-			if (col->role == ECOL_ID)
-			{
-				values[att] = CStringGetTextDatum(id);
-				nulls[att] = false;
-			}
-			else if (col->role == ECOL_SOURCE)
-			{
-				values[att] = source;
-				nulls[att] = false;
-			}
-			else if (col->role == ECOL_FIELD &&
-					 (text = PgpolyJsonbFieldText(source, col->field, col->is_array)) != NULL)
-			{
-				values[att] = column_datum(col, text);
-				nulls[att] = false;
-			}
-		}
+		row_values(tbl, source, id, nuls, base, values, nulls, &att);
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 		ElasticColumn *col = &tbl->cols[att];
 
+		PgpolyFixedSettingsLeave();
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
@@ -761,6 +815,7 @@ ElasticRowFromSource(ElasticTable *tbl, Datum source, const char *id,
 				 errcontext("foreign table \"%s\"", tbl->relname)));
 	}
 	PG_END_TRY();
+	PgpolyFixedSettingsLeave();
 }
 
 /* ----------------------------------------------------------------
@@ -789,8 +844,9 @@ ElasticCount(ElasticTable *tbl, PgpolyConnection *conn, List *conds,
 	ElasticAppendQuery(&body, conds, params, false);
 	appendStringInfoChar(&body, '}');
 	ElasticRequestOk(conn, "POST", path, body.data, body.len, tbl->index, &resp);
-	count = PgpolyJsonbFieldText(ElasticParseJsonb(conn, resp.body, resp.len, "count response"),
-								 "count", false);
+	count = PgpolyJsonbFieldText(ElasticParseJsonb(conn, NULL, resp.body, resp.len,
+												   "count response"),
+								 "count", false, NULL);
 	if (count == NULL || !is_integer_text(count))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),

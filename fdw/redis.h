@@ -17,9 +17,9 @@
  * Outside fdw/, the feature store's serving path (src/features.c) reads
  * Redis through this API too (RedisLoadTable, RedisScan*, RedisKeySet*).
  *
- * Invariant: every Redis key is built as key_prefix || text of the key
- * column and sent as a binary-safe argv element (never formatted into a
- * command string).
+ * Invariant: every Redis key is built as key_prefix || stored form of the
+ * key value (convert.c: fixed text, raw bytes for bytea) and sent as a
+ * binary-safe argv element (never formatted into a command string).
  *
  * fdw/redis.h
  *
@@ -72,9 +72,7 @@ typedef struct RedisColumn
 	Oid			typid;
 	int32		typmod;
 	bool		is_array;
-	FmgrInfo	infn;
-	Oid			ioparam;
-	FmgrInfo	outfn;
+	PgpolyConv	conv;			/* datum <-> stored bytes (convert.c) */
 } RedisColumn;
 
 /* A Redis foreign table, resolved from the catalogs (no network). */
@@ -93,6 +91,7 @@ typedef struct RedisTable
 	bool		remote_estimate;
 	int			natts;
 	RedisColumn *cols;			/* indexed by attnum - 1 */
+	bool		fixed_in;		/* reading some column needs fixed settings */
 	AttrNumber	key_att;		/* attnums (0 when absent) */
 	AttrNumber	member_att;
 	AttrNumber	score_att;
@@ -109,9 +108,12 @@ extern RedisTable *RedisLoadTable(Oid relid, Oid userid);
 extern const char *RedisFetchCommand(RedisTable *tbl);
 extern const char *RedisScanTypeFilter(RedisTable *tbl);
 extern char *RedisGlobEscape(const char *s, int len);
-extern char *RedisKeyFromDatum(RedisTable *tbl, Datum value, size_t *len);
-extern char *RedisDatumText(RedisTable *tbl, AttrNumber att, Datum value);
-extern Datum RedisTextDatum(RedisTable *tbl, AttrNumber att, char *text);
+extern char *RedisKeyFromDatum(RedisTable *tbl, PgpolyConv *conv, Datum value,
+							   size_t *len);
+extern char *RedisDatumText(RedisTable *tbl, AttrNumber att, Datum value,
+							size_t *len);
+extern Datum RedisTextDatum(RedisTable *tbl, AttrNumber att, const char *s,
+							size_t len);
 extern const PgpolyOption RedisOptions[];
 
 /* redis_io.c */
@@ -331,6 +333,7 @@ typedef struct RedisHandle
 	char	   *username;		/* AUTH and SELECT of each node opened */
 	char	   *password;
 	int			db;
+	bool		probe;			/* the trust rule: PING must meet NOAUTH first */
 	/* cluster */
 	List	   *seeds;			/* RedisAddr *, from the options */
 	int16	   *slots;			/* node of each hash slot, -1: unknown */
@@ -411,6 +414,9 @@ extern void RedisScanFetchKeys(RedisScan *scan, char **keys, size_t *lens,
 extern int	RedisStateRowCount(RedisTable *tbl, RedisKeyState *st);
 extern void RedisStateRow(RedisScan *scan, RedisKeyState *st, int item,
 						  Datum *values, bool *nulls);
+
+/* redis_fdw.c */
+extern bool RedisIsRedisTable(Oid relid);
 
 /* redis_fdw.c, for redis_join.c */
 extern Datum pgpoly_redis_handler(PG_FUNCTION_ARGS);

@@ -15,9 +15,13 @@
  * keys), so it is not rechecked: rechecking key = ANY($1) would cost
  * keys x rows comparisons.  Every other clause, LIKE and score ranges
  * included, is still checked locally: the pushed part only narrows what is
- * fetched.  Keys are pushed only under a deterministic collation, where
- * equality is byte equality, as it is in Redis.  No network I/O happens at
- * plan time unless use_remote_estimate.
+ * fetched.  A key clause is pushed only where SQL equality is equality of
+ * the stored bytes (PgpolyKeyEqualityIsByteEquality: integer, text under a
+ * deterministic collation, uuid, date/timestamp ... keys; not numeric,
+ * float, bpchar, or nondeterministic collations), as it is in Redis; the
+ * batched join asks the same function.  Otherwise the clause is a local
+ * filter over a full scan, and EXPLAIN VERBOSE says why.  No network I/O
+ * happens at plan time unless use_remote_estimate.
  *
  * fdw/redis_fdw.c
  *
@@ -84,7 +88,8 @@ enum RedisPrivate
 	RPRIV_PATTERN,				/* String: SCAN MATCH pattern, "" if keys */
 	RPRIV_NEED_TTL,				/* Integer: read _ttl */
 	RPRIV_PUSHED,				/* String: pushed clauses, deparsed */
-	RPRIV_NKEYS					/* Integer: keys known at plan time, -1 */
+	RPRIV_NKEYS,				/* Integer: keys known at plan time, -1 */
+	RPRIV_NOTE					/* String: why no key clause was pushed */
 };
 
 /* Planner state of a Redis base relation. */
@@ -99,6 +104,7 @@ typedef struct RedisRelInfo
 	bool		has_keys;
 	double		nkeys;			/* keys to fetch (estimate) */
 	int			nkeys_known;	/* exact count at plan time, or -1 */
+	const char *note;			/* why a key clause was not pushed */
 } RedisRelInfo;
 
 /* Executor state of a Redis foreign scan. */
@@ -113,6 +119,8 @@ typedef struct RedisScanState
 	RedisScan  *scan;			/* NULL until the first row is asked */
 	int64		round_trips;	/* of finished scans (rescans) */
 	RedisTrips *trips;			/* per node, of all of them */
+	PgpolyConv	keyconv;		/* the key clause's value type */
+	bool		keyconv_ready;
 } RedisScanState;
 
 /* The identity columns of the old row, by their index in core.junk. */
@@ -151,18 +159,25 @@ is_column(Node *n, RelOptInfo *baserel, AttrNumber att)
 }
 
 /*
- * Whether opno, under collation coll, is the key type's default equality
- * and compares bytes (a deterministic collation), as Redis does.
+ * Whether  key = value  (operator opno, collation coll; valtype the
+ * value's type) can be looked up by the value's stored bytes, as the core
+ * decides for the scan and the batched join alike.  If not, the reason is
+ * kept for EXPLAIN.
  */
 static bool
-is_key_equality(Oid opno, Oid coll, Node *keyside)
+is_key_equality(RedisRelInfo *ri, Oid opno, Oid coll, Oid valtype)
 {
-	TypeCacheEntry *tc = lookup_type_cache(exprType(PgpolyStripRelabel(keyside)),
-										   TYPECACHE_EQ_OPR);
+	const char *why;
 
-	if (OidIsValid(coll) && !get_collation_isdeterministic(coll))
-		return false;
-	return opno == tc->eq_opr || (exprType(keyside) == TEXTOID && opno == TextEqualOperator);
+	char	   *name;
+
+	if (PgpolyKeyEqualityIsByteEquality(opno, ri->tbl->cols[ri->tbl->key_att - 1].typid,
+										valtype, coll, &why))
+		return true;
+	name = get_opname(opno);
+	if (ri->note == NULL && name != NULL && strcmp(name, "=") == 0)
+		ri->note = why;			/* an equality on the key that stays local */
+	return false;
 }
 
 /* ----------------------------------------------------------------
@@ -210,7 +225,7 @@ classify_key_eq(RedisRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 		r = t;
 	}
 	if (!is_column(l, baserel, key) || !PgpolyIsScanConstant(r) ||
-		!is_key_equality(op->opno, op->inputcollid, l))
+		!is_key_equality(ri, op->opno, op->inputcollid, exprType(r)))
 		return false;
 	push(ri, (Expr *) op, r, REXPR_KEY);
 	ri->key_clause = (Expr *) op;
@@ -229,7 +244,7 @@ classify_key_any(RedisRelInfo *ri, RelOptInfo *baserel, ScalarArrayOpExpr *sa)
 
 	if (!sa->useOr || !is_column(linitial(sa->args), baserel, ri->tbl->key_att) ||
 		!PgpolyIsScanConstant(arr) ||
-		!is_key_equality(sa->opno, sa->inputcollid, linitial(sa->args)))
+		!is_key_equality(ri, sa->opno, sa->inputcollid, get_element_type(exprType(arr))))
 		return false;
 	push(ri, (Expr *) sa, arr, REXPR_KEY_ARRAY);
 	ri->key_clause = (Expr *) sa;
@@ -332,7 +347,9 @@ classify_quals(RedisRelInfo *ri, RelOptInfo *baserel)
 				 (prefix = like_prefix(baserel, ri->tbl, (OpExpr *) clause)) != NULL)
 			ri->pushed = lappend(ri->pushed, clause);
 	}
-	if (!ri->has_keys)
+	if (ri->has_keys)
+		ri->note = NULL;
+	else
 	{
 		char	   *full = psprintf("%s%s", ri->tbl->prefix, prefix ? prefix : "");
 
@@ -498,6 +515,7 @@ redisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 					  makeInteger(needs_ttl(baserel, ri->tbl)),
 					  makeString(PgpolyDeparseClauses(ri->pushed, root, baserel)),
 					  makeInteger(ri->nkeys_known));
+	priv = lappend(priv, makeString(pstrdup(ri->note ? ri->note : "")));
 	return make_foreignscan(tlist, local, baserel->relid, ri->exprs, priv,
 							NIL, NIL, outer_plan);
 }
@@ -524,26 +542,47 @@ redisBeginForeignScan(ForeignScanState *node, int eflags)
 	st->exprs = ExecInitExprList(fs->fdw_exprs, (PlanState *) node);
 }
 
-/* Add the key text of value to keys (deduplicated through seen). */
+/*
+ * Add the key of value (of the key clause's type, conv) to keys
+ * (deduplicated through seen).
+ */
 static void
-add_key(RedisTable *tbl, Datum value, List **keys, HTAB *seen)
+add_key(RedisTable *tbl, PgpolyConv *conv, Datum value, List **keys, HTAB *seen)
 {
 	size_t		len;
-	char	   *key = RedisKeyFromDatum(tbl, value, &len);
+	char	   *key = RedisKeyFromDatum(tbl, conv, value, &len);
 
 	if (RedisKeySetAdd(seen, key))
 		*keys = lappend(*keys, key);
 }
 
-/* Text of a score bound value, with "(" for an exclusive bound. */
+/*
+ * Text of a score bound value (the fixed form: all digits of a float), with
+ * "(" for an exclusive bound.
+ */
 static char *
 score_bound(Datum v, Oid typid, bool exclusive)
 {
-	Oid			outfn;
-	bool		isvarlena;
+	PgpolyConv	conv;
+	size_t		len;
 
-	getTypeOutputInfo(typid, &outfn, &isvarlena);
-	return psprintf("%s%s", exclusive ? "(" : "", OidOutputFunctionCall(outfn, v));
+	PgpolyConvInit(&conv, typid, -1, NULL);
+	return psprintf("%s%s", exclusive ? "(" : "", PgpolyDatumToText(&conv, v, &len));
+}
+
+/* The conversion of the pushed key clause's values (element type for arrays). */
+static PgpolyConv *
+key_conv(RedisScanState *st, ExprState *es, int kind)
+{
+	Oid			typid = exprType((Node *) es->expr);
+
+	if (!st->keyconv_ready)
+	{
+		PgpolyConvInit(&st->keyconv, kind == REXPR_KEY_ARRAY ?
+					   get_element_type(typid) : typid, -1, NULL);
+		st->keyconv_ready = true;
+	}
+	return &st->keyconv;
 }
 
 /* Tighten a score bound: keep the stricter of cur and the new value. */
@@ -600,7 +639,7 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 			continue;
 		}
 		if (kind == REXPR_KEY)
-			add_key(st->tbl, v, &keys, seen);
+			add_key(st->tbl, key_conv(st, es, kind), v, &keys, seen);
 		else if (kind == REXPR_KEY_ARRAY)
 		{
 			ArrayType  *arr = DatumGetArrayTypeP(v);
@@ -616,7 +655,7 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 							  &elems, &enulls, &n);
 			for (int i = 0; i < n; i++)
 				if (!enulls[i])
-					add_key(st->tbl, elems[i], &keys, seen);
+					add_key(st->tbl, key_conv(st, es, kind), elems[i], &keys, seen);
 		}
 		else if (kind == REXPR_SCORE_MIN || kind == REXPR_SCORE_MIN_EXCL)
 			tighten(&smin, &vmin, v, typid, kind == REXPR_SCORE_MIN_EXCL, true);
@@ -746,6 +785,9 @@ redisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	ExplainPropertyText("Redis", req, es);
 	if (es->verbose && pushed[0] != '\0')
 		ExplainPropertyText("Redis Pushed Quals", pushed, es);
+	if (es->verbose && strVal(list_nth(fs->fdw_private, RPRIV_NOTE))[0] != '\0')
+		ExplainPropertyText("Redis Key Filtered Locally",
+							strVal(list_nth(fs->fdw_private, RPRIV_NOTE)), es);
 	if (es->verbose && tbl->cluster)
 		ExplainPropertyText("Redis Cluster",
 							pattern[0] != '\0' ?
@@ -1124,6 +1166,13 @@ RedisIsRedisRel(RelOptInfo *rel)
 {
 	return rel->reloptkind == RELOPT_BASEREL && rel->fdwroutine != NULL &&
 		rel->fdwroutine->GetForeignRelSize == redisGetForeignRelSize;
+}
+
+/* Whether relid is a foreign table of a pgpoly_redis server. */
+bool
+RedisIsRedisTable(Oid relid)
+{
+	return PgpolyIsForeignTableOf(relid, redisGetForeignRelSize);
 }
 
 /* The RedisTable the planner resolved for rel (redis_join.c). */

@@ -368,7 +368,9 @@ RedisNodeCall(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 }
 
 /*
- * Send AUTH and SELECT as the user mapping and server options ask; an error
+ * Send AUTH and SELECT as the user mapping and server options ask; first,
+ * for a user who must prove the credential is asked for (the trust rule),
+ * a PING that Redis must refuse with NOAUTH.  One round trip.  An error
  * reply (a wrong password) is an ERROR, an unreachable node returns false.
  */
 static bool
@@ -378,8 +380,17 @@ setup_session(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 	StringInfoData buf;
 	redisReply **r;
 	int			n = 0;
+	int			first = 0;
 
 	initStringInfo(&buf);
+	if (h->probe)
+	{
+		const char *argv[1] = {"PING"};
+
+		RedisEncodeCommand(&buf, 1, argv, NULL);
+		n++;
+		first = 1;
+	}
 	/* An empty password means none: Redis without requirepass rejects AUTH. */
 	if (h->password != NULL && h->password[0] != '\0')
 	{
@@ -407,7 +418,14 @@ setup_session(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 		return true;
 	if ((r = node_call_raw(conn, h, node, &buf, n, error)) == NULL)
 		return false;
-	for (int i = 0; i < n; i++)
+	/* The trust rule: a PING answered before AUTH means no password is asked. */
+	if (h->probe && (r[0]->type != REDIS_REPLY_ERROR || r[0]->len < 6 ||
+					 memcmp(r[0]->str, "NOAUTH", 6) != 0))
+	{
+		name_node(conn, node);
+		PgpolyCredentialNotRequested(conn, "PING without AUTH");
+	}
+	for (int i = first; i < n; i++)
 		if (r[i]->type == REDIS_REPLY_ERROR)
 		{
 			name_node(conn, node);
@@ -495,6 +513,7 @@ new_handle(ForeignServer *server, UserMapping *user, RedisTopology *topo)
 	h->password = password ? pstrdup(password) : NULL;
 	h->username = username ? pstrdup(username) : NULL;
 	h->db = (int) PgpolyGetIntOption(server->options, "db", 0);
+	h->probe = user && PgpolyMustProveCredential(user);
 	h->open_group = -1;
 	h->waitset = PgpolyWaitSetCreate(cxt);
 	if (topo->kind == RTOPO_CLUSTER)

@@ -68,6 +68,8 @@ typedef struct RedisJoinState
 	List	   *inner_atts;
 	bool		need_ttl;
 	ExprState  *keyexpr;
+	PgpolyConv	keyconv;		/* the outer key's type -> stored form */
+	bool		keyconv_ready;
 	ExprState  *joinqual;
 
 	/* the current batch of outer rows */
@@ -137,17 +139,23 @@ uses_special_columns(List *exprs, Index relid)
 	return false;
 }
 
-/* The outer expression of a usable  key = outer  join clause, or NULL. */
+/*
+ * The outer expression of a usable  key = outer  join clause, or NULL.  It
+ * is usable when the Redis scan would push the same clause down: the core's
+ * PgpolyKeyEqualityIsByteEquality decides for both, so the keys fetched are
+ * exactly the keys that can match.
+ */
 static Expr *
 outer_key_expr(RestrictInfo *ri, RelOptInfo *outerrel, RelOptInfo *innerrel,
-			   AttrNumber key_att)
+			   RedisTable *tbl)
 {
 	OpExpr	   *op = (OpExpr *) ri->clause;
+	AttrNumber	key_att = tbl->key_att;
 	Node	   *l,
 			   *r;
 	Var		   *v;
 
-	if (!IsA(op, OpExpr) || list_length(op->args) != 2 || !op_mergejoinable(op->opno, exprType(linitial(op->args))))
+	if (!IsA(op, OpExpr) || list_length(op->args) != 2)
 		return NULL;
 	l = linitial(op->args);
 	r = lsecond(op->args);
@@ -160,7 +168,8 @@ outer_key_expr(RestrictInfo *ri, RelOptInfo *outerrel, RelOptInfo *innerrel,
 		while (v && IsA(v, RelabelType))
 			v = (Var *) ((RelabelType *) v)->arg;
 		if (v && IsA(v, Var) && v->varno == innerrel->relid && v->varattno == key_att &&
-			exprType(k) == exprType(o) &&
+			PgpolyKeyEqualityIsByteEquality(op->opno, tbl->cols[key_att - 1].typid,
+											exprType(o), op->inputcollid, NULL) &&
 			bms_is_subset(pull_varnos(NULL, o), outerrel->relids) &&
 			!contain_volatile_functions(o))
 			return (Expr *) o;
@@ -213,9 +222,14 @@ redis_join_paths(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 	{
 		RestrictInfo *ri = lfirst(lc);
 
-		if (jointype != JOIN_INNER && RINFO_IS_PUSHED_DOWN(ri, joinrel->relids))
-			continue;			/* only an ON clause may drive an outer join */
-		if ((okey = outer_key_expr(ri, outerrel, innerrel, tbl->key_att)) != NULL)
+		/*
+		 * Only an ON clause may drive an outer join.  (A semi join's clauses
+		 * all count as pushed down, and each may drive it.)
+		 */
+		if ((jointype == JOIN_LEFT || jointype == JOIN_ANTI) &&
+			RINFO_IS_PUSHED_DOWN(ri, joinrel->relids))
+			continue;
+		if ((okey = outer_key_expr(ri, outerrel, innerrel, tbl)) != NULL)
 			break;
 	}
 	if (okey == NULL)
@@ -415,6 +429,14 @@ load_batch(RedisJoinState *js)
 	size_t	   *dlens;
 	int			nd = 0;
 
+	if (!js->keyconv_ready)
+	{
+		MemoryContext old = MemoryContextSwitchTo(js->css.ss.ps.state->es_query_cxt);
+
+		PgpolyConvInit(&js->keyconv, exprType((Node *) js->keyexpr->expr), -1, NULL);
+		js->keyconv_ready = true;
+		MemoryContextSwitchTo(old);
+	}
 	MemoryContextReset(js->batch_cxt);
 	seen = RedisKeySet(js->batch_cxt);
 	dkeys = MemoryContextAlloc(js->batch_cxt, sizeof(char *) * js->cap);
@@ -441,7 +463,8 @@ load_batch(RedisJoinState *js)
 		econtext->ecxt_scantuple = fill_scan_tuple(js, n, NULL, NULL);
 		old = MemoryContextSwitchTo(js->batch_cxt);
 		key = ExecEvalExpr(js->keyexpr, econtext, &isnull);
-		js->keys[n] = isnull ? NULL : RedisKeyFromDatum(js->tbl, key, &js->lens[n]);
+		js->keys[n] = isnull ? NULL :
+			RedisKeyFromDatum(js->tbl, &js->keyconv, key, &js->lens[n]);
 		MemoryContextSwitchTo(old);
 		js->stateidx[n] = js->keys[n] ? RedisKeySetIndex(seen, js->keys[n], nd) : -1;
 		if (js->stateidx[n] == nd)

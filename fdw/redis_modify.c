@@ -100,12 +100,20 @@ add_cmd(RedisWrite *w, int argc)
 	return c;
 }
 
-/* Set argument i of c to s (NUL-terminated). */
+/* Set argument i of c to s (NUL-terminated: a name or a number). */
 static void
 set_arg(RedisCmd *c, int i, const char *s)
 {
 	c->argv[i] = (char *) s;
 	c->lens[i] = strlen(s);
+}
+
+/* Set argument i of c to the len bytes of s (a value: may hold NULs). */
+static void
+set_arg_len(RedisCmd *c, int i, const char *s, size_t len)
+{
+	c->argv[i] = (char *) s;
+	c->lens[i] = len;
 }
 
 /* Set argument i of c to the key of w. */
@@ -170,6 +178,7 @@ hash_put(RedisWrite *w, Datum *values, bool *nulls, Bitmapset *updated)
 	{
 		RedisColumn *col = &tbl->cols[i];
 		char	   *text;
+		size_t		len;
 
 		if (col->role != RCOL_FIELD)
 			continue;
@@ -179,15 +188,15 @@ hash_put(RedisWrite *w, Datum *values, bool *nulls, Bitmapset *updated)
 				set_arg(hdel, 2 + ndel++, col->field);
 			continue;
 		}
-		text = RedisDatumText(tbl, i + 1, values[i]);
+		text = RedisDatumText(tbl, i + 1, values[i], &len);
 		w->items[w->nitems++] = (RedisItem)
 		{
-			col->field, strlen(col->field), text, strlen(text)
+			col->field, col->fieldlen, text, len
 		};
 		if (is_written(updated, i + 1))
 		{
 			set_arg(hset, 2 + 2 * nset, col->field);
-			set_arg(hset, 3 + 2 * nset++, text);
+			set_arg_len(hset, 3 + 2 * nset++, text, len);
 		}
 	}
 	if (updated == NULL && w->nitems == 0)
@@ -248,26 +257,30 @@ string_put(RedisWrite *w, Datum *values, bool *nulls)
 	RedisTable *tbl = w->tbl;
 	RedisCmd   *c;
 	char	   *text;
+	size_t		len;
 
 	if (tbl->type == REDIS_JSON)
+	{
 		text = json_object_text(tbl, values, nulls);
+		len = strlen(text);		/* JSON we wrote: no NULs */
+	}
 	else
 	{
 		if (nulls[tbl->value_att - 1])
 			reject_null(tbl, tbl->cols[tbl->value_att - 1].name,
 						"A Redis string cannot hold NULL; DELETE the row instead.");
-		text = RedisDatumText(tbl, tbl->value_att, values[tbl->value_att - 1]);
+		text = RedisDatumText(tbl, tbl->value_att, values[tbl->value_att - 1], &len);
 	}
 	w->items = palloc(sizeof(RedisItem));
 	w->items[0] = (RedisItem)
 	{
-		text, strlen(text), NULL, 0
+		text, len, NULL, 0
 	};
 	w->nitems = 1;
 	c = add_cmd(w, tbl->ttl_seconds > 0 ? 5 : 3);
 	set_arg(c, 0, "SET");
 	set_key(c, 1, w);
-	set_arg(c, 2, text);
+	set_arg_len(c, 2, text, len);
 	if (tbl->ttl_seconds > 0)
 	{
 		set_arg(c, 3, "EX");
@@ -275,30 +288,49 @@ string_put(RedisWrite *w, Datum *values, bool *nulls)
 	}
 }
 
-/* Text of a collection column that must not be NULL. */
+/* Stored form of a collection column that must not be NULL; *len set. */
 static char *
-required_text(RedisTable *tbl, AttrNumber att, Datum *values, bool *nulls)
+required_text(RedisTable *tbl, AttrNumber att, Datum *values, bool *nulls,
+			  size_t *len)
 {
 	if (nulls[att - 1])
 		reject_null(tbl, tbl->cols[att - 1].name,
 					"Redis collections cannot hold NULL elements.");
-	return RedisDatumText(tbl, att, values[att - 1]);
+	return RedisDatumText(tbl, att, values[att - 1], len);
 }
 
-/* zset/set/list element write (add, remove, append, set, remove first). */
+/*
+ * The element of a row: a = member (zset, set) or value (list), with its
+ * length; b = the score of a zset member when score is asked for.
+ */
+static RedisItem
+row_element(RedisTable *tbl, Datum *values, bool *nulls, bool score)
+{
+	RedisItem	it = {NULL, 0, NULL, 0};
+
+	it.a = required_text(tbl, tbl->type == REDIS_LIST ? tbl->value_att : tbl->member_att,
+						 values, nulls, &it.alen);
+	if (score && tbl->type == REDIS_ZSET)
+		it.b = required_text(tbl, tbl->score_att, values, nulls, &it.blen);
+	return it;
+}
+
+/*
+ * zset/set/list element write (add, remove, append, set, remove first) of
+ * elem (see row_element).
+ */
 static RedisWrite *
 element_write(RedisTable *tbl, RedisWriteKind kind, char *key, size_t keylen,
-			  char *member, char *score, long idx)
+			  RedisItem elem, long idx)
 {
 	static const char *const zset_cmds[] = {"ZADD", "ZREM"};
 	static const char *const set_cmds[] = {"SADD", "SREM"};
 	RedisWrite *w = new_write(tbl, kind, key, keylen);
 	RedisCmd   *c;
+	char	   *member = elem.a;
+	size_t		mlen = elem.alen;
 
-	w->item = (RedisItem)
-	{
-		member, strlen(member), score, score ? strlen(score) : 0
-	};
+	w->item = elem;
 	w->idx = idx;
 	switch (kind)
 	{
@@ -307,32 +339,32 @@ element_write(RedisTable *tbl, RedisWriteKind kind, char *key, size_t keylen,
 			if (tbl->type == REDIS_ZSET && kind == RW_ADD)
 			{
 				c = add_cmd(w, 4);
-				set_arg(c, 2, score);
-				set_arg(c, 3, member);
+				set_arg_len(c, 2, elem.b, elem.blen);
+				set_arg_len(c, 3, member, mlen);
 			}
 			else
 			{
 				c = add_cmd(w, 3);
-				set_arg(c, 2, member);
+				set_arg_len(c, 2, member, mlen);
 			}
 			set_arg(c, 0, (tbl->type == REDIS_ZSET ? zset_cmds : set_cmds)[kind == RW_REM]);
 			break;
 		case RW_APPEND:
 			c = add_cmd(w, 3);
 			set_arg(c, 0, "RPUSH");
-			set_arg(c, 2, member);
+			set_arg_len(c, 2, member, mlen);
 			break;
 		case RW_SET_IDX:
 			c = add_cmd(w, 4);
 			set_arg(c, 0, "LSET");
 			set_arg(c, 2, psprintf("%ld", idx));
-			set_arg(c, 3, member);
+			set_arg_len(c, 3, member, mlen);
 			break;
 		case RW_REM_FIRST:
 			c = add_cmd(w, 4);
 			set_arg(c, 0, "LREM");
 			set_arg(c, 2, "1");
-			set_arg(c, 3, member);
+			set_arg_len(c, 3, member, mlen);
 			break;
 		default:
 			elog(ERROR, "unexpected element write kind %d", (int) kind);
@@ -350,7 +382,7 @@ row_key(RedisTable *tbl, Datum *values, bool *nulls, size_t *len)
 	if (nulls[tbl->key_att - 1])
 		reject_null(tbl, tbl->cols[tbl->key_att - 1].name,
 					"The key column names the Redis key.");
-	return RedisKeyFromDatum(tbl, values[tbl->key_att - 1], len);
+	return RedisKeyFromDatum(tbl, NULL, values[tbl->key_att - 1], len);
 }
 
 /* Refuse writes to the read-only _ttl column. */
@@ -390,17 +422,12 @@ RedisInsertWrites(RedisTable *tbl, Datum *values, bool *nulls)
 			string_put(w, values, nulls);
 			return list_make1(w);
 		case REDIS_ZSET:
-			return list_make1(element_write(tbl, RW_ADD, key, keylen,
-											required_text(tbl, tbl->member_att, values, nulls),
-											required_text(tbl, tbl->score_att, values, nulls), 0));
 		case REDIS_SET:
 			return list_make1(element_write(tbl, RW_ADD, key, keylen,
-											required_text(tbl, tbl->member_att, values, nulls),
-											NULL, 0));
+											row_element(tbl, values, nulls, true), 0));
 		case REDIS_LIST:
 			return list_make1(element_write(tbl, RW_APPEND, key, keylen,
-											required_text(tbl, tbl->value_att, values, nulls),
-											NULL, 0));
+											row_element(tbl, values, nulls, false), 0));
 	}
 	return NIL;
 }
@@ -419,12 +446,10 @@ RedisDeleteWrites(RedisTable *tbl, Datum *old, bool *oldnulls)
 		case REDIS_ZSET:
 		case REDIS_SET:
 			return list_make1(element_write(tbl, RW_REM, key, keylen,
-											required_text(tbl, tbl->member_att, old, oldnulls),
-											NULL, 0));
+											row_element(tbl, old, oldnulls, false), 0));
 		case REDIS_LIST:
 			return list_make1(element_write(tbl, RW_REM_FIRST, key, keylen,
-											required_text(tbl, tbl->value_att, old, oldnulls),
-											NULL, 0));
+											row_element(tbl, old, oldnulls, false), 0));
 		default:
 			w = new_write(tbl, RW_DEL, key, keylen);
 			c = add_cmd(w, 2);
@@ -486,6 +511,7 @@ RedisUpdateWrites(RedisTable *tbl, Datum *old, bool *oldnulls, Datum *values,
 {
 	size_t		oldlen;
 	size_t		keylen;
+	size_t		idxlen;
 	char	   *oldkey = row_key(tbl, old, oldnulls, &oldlen);
 	char	   *key;
 	bool		moved;
@@ -511,17 +537,15 @@ RedisUpdateWrites(RedisTable *tbl, Datum *old, bool *oldnulls, Datum *values,
 		case REDIS_ZSET:
 		case REDIS_SET:
 			{
-				char	   *member = required_text(tbl, tbl->member_att, values, nulls);
-				char	   *oldmember = required_text(tbl, tbl->member_att, old, oldnulls);
+				RedisItem	member = row_element(tbl, values, nulls, true);
+				RedisItem	oldmember = row_element(tbl, old, oldnulls, false);
 				List	   *result = NIL;
 
-				if (moved || strcmp(member, oldmember) != 0)
+				if (moved || member.alen != oldmember.alen ||
+					memcmp(member.a, oldmember.a, member.alen) != 0)
 					result = RedisDeleteWrites(tbl, old, oldnulls);
 				return lappend(result,
-							   element_write(tbl, RW_ADD, key, keylen, member,
-											 tbl->type == REDIS_ZSET ?
-											 required_text(tbl, tbl->score_att, values, nulls) : NULL,
-											 0));
+							   element_write(tbl, RW_ADD, key, keylen, member, 0));
 			}
 		case REDIS_LIST:
 			if (bms_is_member(tbl->idx_att, updated))
@@ -533,11 +557,11 @@ RedisUpdateWrites(RedisTable *tbl, Datum *old, bool *oldnulls, Datum *values,
 			if (moved)
 				return lappend(RedisDeleteWrites(tbl, old, oldnulls),
 							   element_write(tbl, RW_APPEND, key, keylen,
-											 required_text(tbl, tbl->value_att, values, nulls),
-											 NULL, 0));
+											 row_element(tbl, values, nulls, false), 0));
 			return list_make1(element_write(tbl, RW_SET_IDX, key, keylen,
-											required_text(tbl, tbl->value_att, values, nulls),
-											NULL, atol(RedisDatumText(tbl, tbl->idx_att, old[tbl->idx_att - 1]))));
+											row_element(tbl, values, nulls, false),
+											atol(RedisDatumText(tbl, tbl->idx_att,
+																old[tbl->idx_att - 1], &idxlen))));
 	}
 	return NIL;
 }
@@ -564,7 +588,7 @@ make_conditional(RedisWrite *w)
 	switch (tbl->type)
 	{
 		case REDIS_HASH:
-			c = add_cmd(w, 4 + 2 * w->nitems);
+			c = add_cmd(w, 5 + 2 * w->nitems);
 			set_arg(c, 0, "EVAL");
 			set_arg(c, 1, HashNxScript);
 			set_arg(c, 2, "1");
@@ -584,7 +608,7 @@ make_conditional(RedisWrite *w)
 			c = add_cmd(w, tbl->ttl_seconds > 0 ? 6 : 4);
 			set_arg(c, 0, "SET");
 			set_key(c, 1, w);
-			set_arg(c, 2, w->items[0].a);
+			set_arg_len(c, 2, w->items[0].a, w->items[0].alen);
 			set_arg(c, 3, "NX");
 			if (tbl->ttl_seconds > 0)
 			{
@@ -602,9 +626,9 @@ make_conditional(RedisWrite *w)
 				set_arg(c, 2, "1");
 				set_key(c, 3, w);
 				set_arg(c, 4, ttl_arg(tbl));
-				set_arg(c, 5, w->item.a);
+				set_arg_len(c, 5, w->item.a, w->item.alen);
 				if (tbl->type == REDIS_ZSET)
-					set_arg(c, 6, w->item.b);
+					set_arg_len(c, 6, w->item.b, w->item.blen);
 			}
 			else if (tbl->type == REDIS_ZSET)
 			{
@@ -612,15 +636,15 @@ make_conditional(RedisWrite *w)
 				set_arg(c, 0, "ZADD");
 				set_key(c, 1, w);
 				set_arg(c, 2, "NX");
-				set_arg(c, 3, w->item.b);
-				set_arg(c, 4, w->item.a);
+				set_arg_len(c, 3, w->item.b, w->item.blen);
+				set_arg_len(c, 4, w->item.a, w->item.alen);
 			}
 			else
 			{
 				c = add_cmd(w, 3);
 				set_arg(c, 0, "SADD");
 				set_key(c, 1, w);
-				set_arg(c, 2, w->item.a);
+				set_arg_len(c, 2, w->item.a, w->item.alen);
 			}
 			break;
 		case REDIS_LIST:
@@ -656,8 +680,7 @@ RedisInsertIdentity(RedisTable *tbl, Datum *values, bool *nulls, RedisItem *id)
 	id->a = row_key(tbl, values, nulls, &id->alen);
 	if (tbl->type == REDIS_ZSET || tbl->type == REDIS_SET)
 	{
-		id->b = required_text(tbl, tbl->member_att, values, nulls);
-		id->blen = strlen(id->b);
+		id->b = required_text(tbl, tbl->member_att, values, nulls, &id->blen);
 	}
 }
 

@@ -25,7 +25,8 @@
  * Memory: key states live in a round context reset at each round; their
  * items point straight into the round's replies (no copies), which
  * redis_io.c allocates in that same context.  Datums of the current row
- * live in a row context reset at each row.
+ * live in a row context reset at each row; they are read from the stored
+ * bytes with their lengths (convert.c), one fixed-settings scope per row.
  *
  * fdw/redis_scan.c
  *
@@ -215,6 +216,17 @@ RedisBuildOverlay(List *pending)
 	return ov;
 }
 
+/* A palloc'd copy of len bytes (which may include NULs), NUL-terminated. */
+static char *
+copy_bytes(const char *s, size_t len)
+{
+	char	   *copy = palloc(len + 1);
+
+	memcpy(copy, s, len);
+	copy[len] = '\0';
+	return copy;
+}
+
 /* Append an item to st. */
 static void
 add_item(RedisKeyState *st, const char *a, size_t alen, const char *b,
@@ -230,9 +242,9 @@ add_item(RedisKeyState *st, const char *a, size_t alen, const char *b,
 			palloc(sizeof(RedisItem) * st->maxitems);
 	}
 	it = &st->items[st->nitems++];
-	it->a = a ? pnstrdup(a, alen) : NULL;
+	it->a = a ? copy_bytes(a, alen) : NULL;
 	it->alen = alen;
-	it->b = b ? pnstrdup(b, blen) : NULL;
+	it->b = b ? copy_bytes(b, blen) : NULL;
 	it->blen = blen;
 }
 
@@ -292,7 +304,7 @@ apply_write(RedisKeyState *st, RedisWrite *w)
 		case RW_SET_IDX:
 			if (w->idx >= 0 && w->idx < st->nitems)
 			{
-				st->items[w->idx].a = pnstrdup(w->item.a, w->item.alen);
+				st->items[w->idx].a = copy_bytes(w->item.a, w->item.alen);
 				st->items[w->idx].alen = w->item.alen;
 			}
 			break;
@@ -496,7 +508,7 @@ RedisScanFetchKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys)
 	scan->cur_item = 0;
 	for (i = 0; i < nkeys; i++)
 	{
-		scan->states[i].key = pnstrdup(keys[i], lens[i]);
+		scan->states[i].key = copy_bytes(keys[i], lens[i]);
 		scan->states[i].keylen = lens[i];
 		scan->states[i].ttl = -2;
 		append_fetch(scan, keys[i], lens[i]);
@@ -673,7 +685,7 @@ scan_reply(redisReply *r, int index, void *arg)
 					 errmsg("malformed reply to SCAN from Redis server \"%s\"",
 							scan->conn->servername),
 					 errdetail("A key of type %d instead of a string.", keys->element[i]->type)));
-		k = pnstrdup(keys->element[i]->str, keys->element[i]->len);
+		k = copy_bytes(keys->element[i]->str, keys->element[i]->len);
 
 		if (!RedisKeySetAdd(scan->seen, k))
 			continue;
@@ -899,33 +911,54 @@ static void
 row_error_callback(void *arg)
 {
 	RedisScan  *scan = arg;
+	RedisKeyState *st = scan->err_state;
+	char	   *key = PgpolyPrintable(st->key, st->keylen, 200);
 
 	if (scan->err_field)
 		errcontext("Redis key \"%s\", field \"%s\" of foreign table \"%s\"",
-				   scan->err_state->key, scan->err_field, scan->tbl->relname);
+				   key, scan->err_field, scan->tbl->relname);
 	else
 		errcontext("Redis key \"%s\" of foreign table \"%s\"",
-				   scan->err_state->key, scan->tbl->relname);
+				   key, scan->tbl->relname);
 }
 
-/* Text for column col of row item of st, or NULL. */
+/* The JSON document of the current row of a json table, parsed once. */
+typedef struct RowJson
+{
+	bool		parsed;
+	Datum		doc;
+	List	   *nuls;			/* paths of strings that held a NUL */
+} RowJson;
+
+/*
+ * The stored form of column col of row item of st (with its length in
+ * *len; the bytes are NUL-terminated at *len), or NULL.
+ */
 static char *
 column_text(RedisScan *scan, RedisKeyState *st, int item, RedisColumn *col,
-			Datum *json)
+			RowJson *json, size_t *len)
 {
 	RedisTable *tbl = scan->tbl;
+	char	   *s;
 	int			i;
 
 	switch (col->role)
 	{
 		case RCOL_KEY:
+			*len = st->keylen - tbl->prefixlen;
 			return st->key + tbl->prefixlen;
 		case RCOL_FIELD:
 			if (tbl->type == REDIS_JSON)
 			{
-				if (*json == (Datum) 0)
-					*json = PgpolyJsonbFromText(st->items[0].a, st->items[0].alen);
-				return PgpolyJsonbFieldText(*json, col->field, col->is_array);
+				if (!json->parsed)
+				{
+					json->doc = PgpolyJsonbFromStore(st->items[0].a, st->items[0].alen,
+													 &json->nuls);
+					json->parsed = true;
+				}
+				if (json->nuls != NIL && PgpolyJsonNulAt(json->nuls, col->field))
+					PgpolyJsonNulError("the Redis JSON value", col->field, &col->conv);
+				return PgpolyJsonbFieldText(json->doc, col->field, col->is_array, len);
 			}
 			/* Fields usually come back in one order: try the last position. */
 			i = col->hint;
@@ -937,35 +970,69 @@ column_text(RedisScan *scan, RedisKeyState *st, int item, RedisColumn *col,
 					return NULL;
 				col->hint = i;
 			}
+			*len = st->items[i].blen;
 			return st->items[i].b;
 		case RCOL_VALUE:
 		case RCOL_MEMBER:
+			*len = st->items[item].alen;
 			return st->items[item].a;
 		case RCOL_SCORE:
+			*len = st->items[item].blen;
 			return st->items[item].b;
 		case RCOL_IDX:
-			return psprintf("%d", item);
+			s = psprintf("%d", item);
+			*len = strlen(s);
+			return s;
 		case RCOL_TTL:
-			return st->ttl == -2 ? NULL : psprintf("%lld", st->ttl);
+			if (st->ttl == -2)
+				return NULL;
+			s = psprintf("%lld", st->ttl);
+			*len = strlen(s);
+			return s;
 		case RCOL_NONE:
 			break;
 	}
 	return NULL;
 }
 
+/* Convert row item of st into values/nulls (see RedisStateRow). */
+static void
+state_row_values(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
+				 bool *nulls)
+{
+	RedisTable *tbl = scan->tbl;
+	RowJson		json = {false, (Datum) 0, NIL};
+	int			i;
+
+	for (i = 0; i < tbl->natts; i++)
+	{
+		RedisColumn *col = &tbl->cols[i];
+		char	   *text;
+		size_t		len = 0;
+
+		scan->err_field = col->role == RCOL_FIELD ? col->field : NULL;
+		text = column_text(scan, st, item, col, &json, &len);
+		nulls[i] = text == NULL;
+		if (text == NULL)
+			values[i] = (Datum) 0;
+		else if (tbl->type == REDIS_JSON && col->role == RCOL_FIELD)
+			values[i] = PgpolyTextToDatum(&col->conv, text, len);	/* JSON text */
+		else
+			values[i] = RedisTextDatum(tbl, i + 1, text, len);
+	}
+}
+
 /*
  * Convert row item of st into values/nulls (datums in the row context,
- * valid until the next row), through each column's input function.
+ * valid until the next row) from the stored forms (convert.c), under the
+ * fixed settings when some column's input function reads them.
  */
 void
 RedisStateRow(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
 			  bool *nulls)
 {
-	RedisTable *tbl = scan->tbl;
 	ErrorContextCallback errcb;
 	MemoryContext old;
-	Datum		json = (Datum) 0;
-	int			i;
 
 	MemoryContextReset(scan->row_cxt);
 	old = MemoryContextSwitchTo(scan->row_cxt);
@@ -975,16 +1042,21 @@ RedisStateRow(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
-	for (i = 0; i < tbl->natts; i++)
+	if (scan->tbl->fixed_in)
 	{
-		RedisColumn *col = &tbl->cols[i];
-		char	   *text;
-
-		scan->err_field = col->role == RCOL_FIELD ? col->field : NULL;
-		text = column_text(scan, st, item, col, &json);
-		nulls[i] = text == NULL;
-		values[i] = text ? RedisTextDatum(tbl, i + 1, text) : (Datum) 0;
+		PgpolyFixedSettingsEnter();
+		PG_TRY();
+		{
+			state_row_values(scan, st, item, values, nulls);
+		}
+		PG_FINALLY();
+		{
+			PgpolyFixedSettingsLeave();
+		}
+		PG_END_TRY();
 	}
+	else
+		state_row_values(scan, st, item, values, nulls);
 
 	error_context_stack = errcb.previous;
 	MemoryContextSwitchTo(old);

@@ -169,19 +169,14 @@ column_role(RedisTable *tbl, const char *name, AttrNumber attnum)
 	return RCOL_NONE;
 }
 
-/* Look up the I/O functions of a column. */
+/* Set up the conversions of a column (convert.c). */
 static void
-column_io(RedisColumn *col)
+column_io(RedisTable *tbl, RedisColumn *col)
 {
-	Oid			infn;
-	Oid			outfn;
-	bool		isvarlena;
-
-	getTypeInputInfo(col->typid, &infn, &col->ioparam);
-	fmgr_info(infn, &col->infn);
-	getTypeOutputInfo(col->typid, &outfn, &isvarlena);
-	fmgr_info(outfn, &col->outfn);
+	PgpolyConvInit(&col->conv, col->typid, col->typmod, col->name);
 	col->is_array = type_is_array(col->typid);
+	if (col->conv.in_settings)
+		tbl->fixed_in = true;
 }
 
 /* Whether the column carries the option key 'true'. */
@@ -223,7 +218,7 @@ load_columns(RedisTable *tbl, Relation rel)
 		col->typmod = att->atttypmod;
 		col->field = pstrdup(PgpolyGetOption(opts, "field", col->name));
 		col->fieldlen = strlen(col->field);
-		column_io(col);
+		column_io(tbl, col);
 
 		if (column_is_key(opts, col->name))
 		{
@@ -387,33 +382,44 @@ RedisGlobEscape(const char *s, int len)
 	return buf.data;
 }
 
-/* Text form of value for column att, through the column's output function. */
+/*
+ * The stored form of value for column att (convert.c: the fixed text form,
+ * raw bytes for bytea), palloc'd; its length in *len (it may hold NULs).
+ */
 char *
-RedisDatumText(RedisTable *tbl, AttrNumber att, Datum value)
+RedisDatumText(RedisTable *tbl, AttrNumber att, Datum value, size_t *len)
 {
-	return OutputFunctionCall(&tbl->cols[att - 1].outfn, value);
+	return PgpolyDatumToBytes(&tbl->cols[att - 1].conv, value, len);
 }
 
-/* Datum of column att from text, through the column's input function. */
+/*
+ * Datum of column att from its stored form s (len bytes, s[len] == '\0').
+ * Bytes that are not valid text for a text-input type are an ERROR 22021.
+ */
 Datum
-RedisTextDatum(RedisTable *tbl, AttrNumber att, char *text)
+RedisTextDatum(RedisTable *tbl, AttrNumber att, const char *s, size_t len)
 {
-	RedisColumn *col = &tbl->cols[att - 1];
-
-	return InputFunctionCall(&col->infn, text, col->ioparam, col->typmod);
+	return PgpolyBytesToDatum(&tbl->cols[att - 1].conv, s, len);
 }
 
-/* The Redis key (prefix || text of the key value), palloc'd; sets *len. */
+/*
+ * The Redis key (prefix || stored form of value), palloc'd and
+ * NUL-terminated; sets *len.  conv describes value's type (a key clause's
+ * value may be another integer width than the key); NULL: the key
+ * column's own type.
+ */
 char *
-RedisKeyFromDatum(RedisTable *tbl, Datum value, size_t *len)
+RedisKeyFromDatum(RedisTable *tbl, PgpolyConv *conv, Datum value, size_t *len)
 {
-	char	   *text = RedisDatumText(tbl, tbl->key_att, value);
-	size_t		tlen = strlen(text);
+	size_t		tlen;
+	char	   *text = PgpolyDatumToBytes(conv ? conv : &tbl->cols[tbl->key_att - 1].conv,
+										  value, &tlen);
 	char	   *key = palloc(tbl->prefixlen + tlen + 1);
 
 	memcpy(key, tbl->prefix, tbl->prefixlen);
 	memcpy(key + tbl->prefixlen, text, tlen + 1);
 	*len = tbl->prefixlen + tlen;
+	pfree(text);
 	return key;
 }
 
@@ -427,7 +433,15 @@ PG_FUNCTION_INFO_V1(pgpoly_redis_key_column);
 Datum
 pgpoly_redis_key_column(PG_FUNCTION_ARGS)
 {
-	RedisTable *tbl = RedisLoadTable(PG_GETARG_OID(0), GetUserId());
+	Oid			relid = PG_GETARG_OID(0);
+	RedisTable *tbl;
+
+	if (!RedisIsRedisTable(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a pgpoly_redis foreign table",
+						get_rel_name(relid) ? get_rel_name(relid) : "?")));
+	tbl = RedisLoadTable(relid, GetUserId());
 
 	PG_RETURN_TEXT_P(cstring_to_text(tbl->cols[tbl->key_att - 1].name));
 }

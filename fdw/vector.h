@@ -70,8 +70,7 @@ typedef struct VectorColumn
 	Oid			typid;
 	int32		typmod;
 	bool		is_array;
-	FmgrInfo	infn;
-	Oid			ioparam;
+	PgpolyConv	conv;			/* text -> datum (convert.c) */
 } VectorColumn;
 
 /* A vector foreign table resolved from the catalogs (no network). */
@@ -115,6 +114,7 @@ typedef struct VectorRow
 	float4	   *emb;			/* NULL when not fetched */
 	int			dim;
 	char	   *document;		/* NULL: none */
+	bool		document_nul;	/* the service's document held a NUL */
 	char	   *metadata;		/* JSON object text, NULL: none */
 	bool		has_distance;
 	double		distance;		/* in the operator's metric */
@@ -244,6 +244,9 @@ extern double VectorRemoteCount(VectorTable *tbl);
 extern void VectorForgetCollection(PgpolyConnection *conn, VectorTable *tbl);
 extern char *VectorUrlSegment(const char *s);
 extern void VectorAppendJson(StringInfo buf, struct json_t *v);
+extern char *VectorRecordId(PgpolyConnection *conn, struct json_t *id);
+extern char *VectorDocument(struct json_t *doc, bool *had_nul);
+extern void VectorDocumentNul(VectorRow *row, PgpolyConv *conv) pg_attribute_noreturn();
 extern void VectorAppendFloats(StringInfo buf, const float4 *v, int dim);
 extern char *VectorWhereJson(VectorTable *tbl, List *conds);
 extern List *VectorGetByIds(PgpolyConnection *conn, VectorTable *tbl,

@@ -353,7 +353,7 @@ parse_record(PgpolyConnection *conn, VectorRow *row, json_t *id, json_t *emb,
 {
 	if (!json_is_string(id))
 		VectorBadResponse(conn, "record", "string ids");
-	row->id = pstrdup(json_string_value(id));
+	row->id = VectorRecordId(conn, id);
 	if (json_is_array(emb))
 	{
 		size_t		j;
@@ -369,7 +369,7 @@ parse_record(PgpolyConnection *conn, VectorRow *row, json_t *id, json_t *emb,
 		}
 	}
 	if (json_is_string(doc))
-		row->document = pstrdup(json_string_value(doc));
+		row->document = VectorDocument(doc, &row->document_nul);
 	if (json_is_object(meta))
 	{
 		StringInfoData buf;

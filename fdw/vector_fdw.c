@@ -1624,12 +1624,7 @@ pgpoly_vector_handler(PG_FUNCTION_ARGS)
 bool
 VectorIsVectorTable(Oid relid)
 {
-	FdwRoutine *r;
-
-	if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE)
-		return false;
-	r = GetFdwRoutineByRelId(relid);
-	return r->GetForeignRelSize == vectorGetForeignRelSize;
+	return PgpolyIsForeignTableOf(relid, vectorGetForeignRelSize);
 }
 
 /*

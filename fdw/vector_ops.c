@@ -31,6 +31,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 
@@ -157,7 +158,7 @@ VectorFloatsDatum(const float4 *v, int dim, VectorColumn *col)
 	}
 	initStringInfo(&buf);
 	append_floats(&buf, v, dim, '[', ']');
-	return InputFunctionCall(&col->infn, buf.data, col->ioparam, col->typmod);
+	return PgpolyTextToDatum(&col->conv, buf.data, buf.len);
 }
 
 /* Distance between a and b (same dimension) in metric. */
@@ -259,9 +260,23 @@ pgpoly_negative_inner_product(PG_FUNCTION_ARGS)
  * ----------------------------------------------------------------
  */
 
-/* The filter jsonb as pushed conditions: scalar -> equality, array -> IN. */
+/* Whether metadata key is one that tbl maps to a column (VCOL_FIELD). */
+static bool
+is_field_key(VectorTable *tbl, const char *key)
+{
+	for (int i = 0; i < tbl->natts; i++)
+		if (tbl->cols[i].role == VCOL_FIELD && strcmp(tbl->cols[i].field, key) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The filter jsonb as pushed conditions: scalar -> equality, array -> IN.
+ * Without a metadata column, tbl exposes only its metadata-field columns:
+ * a key of another field is not a column of it, as in a WHERE clause.
+ */
 static List *
-filter_conditions(Jsonb *filter)
+filter_conditions(VectorTable *tbl, Jsonb *filter)
 {
 	char	   *text = JsonbToCString(NULL, &filter->root, VARSIZE(filter));
 	json_error_t err;
@@ -291,6 +306,17 @@ filter_conditions(Jsonb *filter)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("filter value for key \"%s\" must be a string, number, boolean or array", key)));
 		}
+		if (tbl->meta_att == 0 && !is_field_key(tbl, key))
+		{
+			char	   *k = pstrdup(key);
+
+			json_decref(doc);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("filter key \"%s\" is not a column of foreign table \"%s\"",
+							k, tbl->relname),
+					 errhint("Without a metadata column, vector_search filters only on the metadata fields the table has as columns.")));
+		}
 		c->key = pstrdup(key);
 		c->op = json_is_array(v) ? VCOND_IN : VCOND_EQ;
 		s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -302,9 +328,51 @@ filter_conditions(Jsonb *filter)
 	return conds;
 }
 
-/* Put one search result row into the SRF's tuplestore. */
+/*
+ * The metadata of a record as jsonb, limited to what tbl exposes: all of
+ * it through a metadata column, else only the keys of its metadata-field
+ * columns (NULL if none is present).
+ */
+static Datum
+exposed_metadata(VectorTable *tbl, const char *metadata, bool *isnull)
+{
+	Datum		all = PgpolyJsonbFromStore(metadata, strlen(metadata), NULL);
+	JsonbContainer *root = &DatumGetJsonbP(all)->root;
+	StringInfoData buf;
+
+	*isnull = false;
+	if (tbl->meta_att != 0)
+		return all;
+	initStringInfo(&buf);
+	for (int i = 0; i < tbl->natts && JsonContainerIsObject(root); i++)
+	{
+		VectorColumn *col = &tbl->cols[i];
+		JsonbValue *v;
+
+		if (col->role != VCOL_FIELD)
+			continue;
+		v = getKeyJsonValueFromContainer(root, col->field, strlen(col->field), NULL);
+		if (v == NULL)
+			continue;
+		appendStringInfoChar(&buf, buf.len ? ',' : '{');
+		escape_json(&buf, col->field);
+		appendStringInfo(&buf, ":%s", JsonbToCString(NULL, &JsonbValueToJsonb(v)->root, 0));
+	}
+	if (buf.len == 0)
+	{
+		*isnull = true;
+		return (Datum) 0;
+	}
+	appendStringInfoChar(&buf, '}');
+	return PgpolyJsonbFromText(buf.data, buf.len);
+}
+
+/*
+ * Put one search result row into the SRF's tuplestore: the document and
+ * metadata only as far as tbl has columns for them, as its k-NN query.
+ */
 static void
-put_result(ReturnSetInfo *rsinfo, VectorRow *row)
+put_result(ReturnSetInfo *rsinfo, VectorTable *tbl, VectorRow *row)
 {
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
@@ -312,12 +380,14 @@ put_result(ReturnSetInfo *rsinfo, VectorRow *row)
 	values[0] = CStringGetTextDatum(row->id);
 	values[1] = Float8GetDatum(row->distance);
 	nulls[1] = !row->has_distance;
-	if (row->document)
+	if (row->document_nul && tbl->doc_att != 0)
+		VectorDocumentNul(row, NULL);
+	if (row->document && tbl->doc_att != 0)
 		values[2] = CStringGetTextDatum(row->document);
 	else
 		nulls[2] = true;
-	if (row->metadata)
-		values[3] = PgpolyJsonbFromText(row->metadata, strlen(row->metadata));
+	if (row->metadata && (tbl->meta_att != 0 || tbl->has_fields))
+		values[3] = exposed_metadata(tbl, row->metadata, &nulls[3]);
 	else
 		nulls[3] = true;
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
@@ -349,7 +419,8 @@ PG_FUNCTION_INFO_V1(pgpoly_vector_search);
  * pgpoly.vector_search(tbl, query, k, filter): the k nearest records of a
  * pgpoly_vector table in the metric of its collection's distance, nearest
  * first, for callers that cannot write ORDER BY ... <-> ... LIMIT k.  The
- * caller needs the SELECT privileges that query would need.
+ * caller needs the SELECT privileges that query would need, and gets what
+ * it would read: no document or metadata the table has no column for.
  */
 Datum
 pgpoly_vector_search(PG_FUNCTION_ARGS)
@@ -387,9 +458,10 @@ pgpoly_vector_search(PG_FUNCTION_ARGS)
 	spec.query = array_floats(PG_GETARG_ARRAYTYPE_P(1), &spec.dim);
 	spec.metric = coll->distance;
 	spec.k = PG_GETARG_INT32(2);
-	spec.include = VINC_DOCUMENT | VINC_METADATA | VINC_DISTANCE;
+	spec.include = VINC_DISTANCE | (tbl->doc_att ? VINC_DOCUMENT : 0) |
+		(tbl->meta_att || tbl->has_fields ? VINC_METADATA : 0);
 	if (!PG_ARGISNULL(3))
-		spec.conds = filter_conditions(PG_GETARG_JSONB_P(3));
+		spec.conds = filter_conditions(tbl, PG_GETARG_JSONB_P(3));
 	spec.where = VectorWhereJson(tbl, spec.conds);
 	if (tbl->emb_att == 0)
 		ereport(ERROR,
@@ -398,6 +470,6 @@ pgpoly_vector_search(PG_FUNCTION_ARGS)
 
 	scan = VectorScanBegin(tbl, conn, &spec, PgpolyPendingWrites(conn, tbl->relid));
 	while ((row = VectorScanNext(scan)) != NULL)
-		put_result(rsinfo, row);
+		put_result(rsinfo, tbl, row);
 	PG_RETURN_VOID();
 }

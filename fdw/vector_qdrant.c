@@ -597,7 +597,7 @@ id_text(PgpolyConnection *conn, json_t *id)
 	if (json_is_integer(id))
 		return psprintf("%lld", (long long) json_integer_value(id));
 	if (json_is_string(id))
-		return pstrdup(json_string_value(id));
+		return VectorRecordId(conn, id);
 	VectorBadResponse(conn, "point", "an integer or string \"id\"");
 	return NULL;				/* keep compiler quiet */
 }
@@ -632,7 +632,7 @@ parse_payload(VectorRow *row, json_t *payload)
 		return;
 	doc = json_object_get(payload, QDRANT_DOCUMENT_KEY);
 	if (json_is_string(doc))
-		row->document = pstrdup(json_string_value(doc));
+		row->document = VectorDocument(doc, &row->document_nul);
 	json_object_del(payload, QDRANT_DOCUMENT_KEY);
 	if (json_object_size(payload) == 0)
 		return;

@@ -467,42 +467,66 @@ convert_context(void *arg)
 	errcontext("column \"%s\" of record \"%s\"", what[1], what[0]);
 }
 
+/* A row's metadata as jsonb, with the paths of strings that held a NUL. */
+typedef struct RowMeta
+{
+	Datum		doc;			/* 0: none */
+	List	   *nuls;
+} RowMeta;
+
+/* ERROR if the metadata value at field held a NUL character. */
+static void
+check_meta_nul(VectorColumn *col, VectorRow *row, RowMeta *meta, const char *field)
+{
+	if (meta->nuls != NIL && PgpolyJsonNulAt(meta->nuls, field))
+		PgpolyJsonNulError(psprintf("the metadata of record \"%s\"", row->id),
+						   field[0] ? field : "metadata", &col->conv);
+}
+
 /* The value of a column that maps to a metadata key. */
 static Datum
-field_value(VectorColumn *col, Datum meta, bool *isnull)
+field_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 {
-	char	   *text = PgpolyJsonbFieldText(meta, col->field, col->is_array);
+	size_t		len;
+	char	   *text;
 
+	check_meta_nul(col, row, meta, col->field);
+	text = PgpolyJsonbFieldText(meta->doc, col->field, col->is_array, &len);
 	*isnull = text == NULL;
 	if (text == NULL)
 		return (Datum) 0;
-	return InputFunctionCall(&col->infn, text, col->ioparam, col->typmod);
+	return PgpolyTextToDatum(&col->conv, text, len);
 }
 
-/* Datum of column col for row (isnull set); meta: the row's jsonb or 0. */
+/* Datum of column col for row (isnull set); meta: the row's metadata. */
 static Datum
-column_value(VectorColumn *col, VectorRow *row, Datum meta, bool *isnull)
+column_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 {
 	*isnull = false;
 	switch (col->role)
 	{
 		case VCOL_ID:
-			return InputFunctionCall(&col->infn, row->id, col->ioparam, col->typmod);
+			return PgpolyTextToDatum(&col->conv, row->id, strlen(row->id));
 		case VCOL_EMBEDDING:
 			if (row->emb)
 				return VectorFloatsDatum(row->emb, row->dim, col);
 			break;
 		case VCOL_DOCUMENT:
+			if (row->document_nul)
+				VectorDocumentNul(row, &col->conv);
 			if (row->document)
-				return InputFunctionCall(&col->infn, row->document, col->ioparam, col->typmod);
+				return PgpolyTextToDatum(&col->conv, row->document, strlen(row->document));
 			break;
 		case VCOL_METADATA:
-			if (meta)
-				return meta;
+			if (meta->doc)
+			{
+				check_meta_nul(col, row, meta, "");
+				return meta->doc;
+			}
 			break;
 		case VCOL_FIELD:
-			if (meta)
-				return field_value(col, meta, isnull);
+			if (meta->doc)
+				return field_value(col, row, meta, isnull);
 			break;
 		case VCOL_DISTANCE:
 			if (row->has_distance)
@@ -515,11 +539,30 @@ column_value(VectorColumn *col, VectorRow *row, Datum meta, bool *isnull)
 	return (Datum) 0;
 }
 
-/* Fill values/nulls (one per table column) from row. */
+/* Fill values/nulls from row (see VectorRowToValues). */
+static void
+row_values(VectorTable *tbl, VectorRow *row, const char **what, Datum *values,
+		   bool *nulls)
+{
+	RowMeta		meta = {(Datum) 0, NIL};
+
+	if (row->metadata)
+		meta.doc = PgpolyJsonbFromStore(row->metadata, strlen(row->metadata),
+										&meta.nuls);
+	for (int i = 0; i < tbl->natts; i++)
+	{
+		what[1] = tbl->cols[i].name ? tbl->cols[i].name : "?";
+		values[i] = column_value(&tbl->cols[i], row, &meta, &nulls[i]);
+	}
+}
+
+/*
+ * Fill values/nulls (one per table column) from row, read under the core's
+ * fixed settings (convert.c).
+ */
 void
 VectorRowToValues(VectorTable *tbl, VectorRow *row, Datum *values, bool *nulls)
 {
-	Datum		meta = (Datum) 0;
 	const char *what[2] = {row->id, "metadata"};
 	ErrorContextCallback cb;
 
@@ -527,12 +570,15 @@ VectorRowToValues(VectorTable *tbl, VectorRow *row, Datum *values, bool *nulls)
 	cb.arg = what;
 	cb.previous = error_context_stack;
 	error_context_stack = &cb;
-	if (row->metadata)
-		meta = PgpolyJsonbFromText(row->metadata, strlen(row->metadata));
-	for (int i = 0; i < tbl->natts; i++)
+	PgpolyFixedSettingsEnter();
+	PG_TRY();
 	{
-		what[1] = tbl->cols[i].name ? tbl->cols[i].name : "?";
-		values[i] = column_value(&tbl->cols[i], row, meta, &nulls[i]);
+		row_values(tbl, row, what, values, nulls);
 	}
+	PG_FINALLY();
+	{
+		PgpolyFixedSettingsLeave();
+	}
+	PG_END_TRY();
 	error_context_stack = cb.previous;
 }

@@ -73,7 +73,11 @@ VectorServerProvider(ForeignServer *server)
 	return strcmp(name, VectorQdrant.name) == 0 ? &VectorQdrant : &VectorChroma;
 }
 
-/* PgpolyStore.connect: set up the HTTP client; no network I/O yet. */
+/*
+ * PgpolyStore.connect: set up the HTTP client; no network I/O yet.  Under
+ * the trust rule, each URL must first refuse to list the collections
+ * without credentials.
+ */
 static void *
 service_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
 {
@@ -91,6 +95,8 @@ service_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user
 	vc->cxt = AllocSetContextCreate(TopMemoryContext, "pgpoly vector collections",
 									ALLOCSET_SMALL_SIZES);
 	vc->base = MemoryContextStrdup(vc->cxt, base);
+	if (user && PgpolyMustProveCredential(user))
+		cfg.probe_path = psprintf("%s/collections", base);
 	PG_TRY();
 	{
 		vc->http = PgpolyHttpOpen(&cfg);
@@ -337,6 +343,46 @@ VectorUrlSegment(const char *s)
 	return buf.data;
 }
 
+/*
+ * The id of a record the service sent (a string).  An id holding a NUL
+ * character is an ERROR 22021: ids name records, and text cannot hold it.
+ */
+char *
+VectorRecordId(PgpolyConnection *conn, json_t *id)
+{
+	const char *s = json_string_value(id);
+	size_t		len = json_string_length(id);
+
+	if (memchr(s, '\0', len) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("vector server \"%s\" sent a record id with a NUL character: \"%s\"",
+						conn->servername, PgpolyPrintable(s, len, 200)),
+				 errdetail("PostgreSQL text cannot hold NUL characters.")));
+	return pstrdup(s);
+}
+
+/*
+ * A copy of a record's document (a string) as a C string; *had_nul says
+ * whether it held a NUL character, which reading it must then refuse
+ * (VectorDocumentNul): the copy stops there.
+ */
+char *
+VectorDocument(json_t *doc, bool *had_nul)
+{
+	const char *s = json_string_value(doc);
+
+	*had_nul = memchr(s, '\0', json_string_length(doc)) != NULL;
+	return pstrdup(s);
+}
+
+/* ERROR 22021: row's document held a NUL character (conv: the column). */
+void
+VectorDocumentNul(VectorRow *row, PgpolyConv *conv)
+{
+	PgpolyJsonNulError(psprintf("record \"%s\"", row->id), "document", conv);
+}
+
 /* Append a jansson value as JSON text, reals in shortest round-trip form. */
 void
 VectorAppendJson(StringInfo buf, json_t *v)
@@ -372,7 +418,7 @@ VectorAppendJson(StringInfo buf, json_t *v)
 			appendStringInfoChar(buf, ']');
 			break;
 		case JSON_STRING:
-			escape_json(buf, json_string_value(v));
+			PgpolyJsonEscape(buf, json_string_value(v), json_string_length(v));
 			break;
 		case JSON_INTEGER:
 			appendStringInfo(buf, "%lld", (long long) json_integer_value(v));

@@ -206,7 +206,6 @@ load_columns(VectorTable *tbl, Relation rel)
 	{
 		Form_pg_attribute a = TupleDescAttr(desc, i);
 		VectorColumn *col = &tbl->cols[i];
-		Oid			infn;
 
 		if (a->attisdropped)
 			continue;
@@ -214,8 +213,7 @@ load_columns(VectorTable *tbl, Relation rel)
 		col->typid = a->atttypid;
 		col->typmod = a->atttypmod;
 		col->is_array = type_is_array(a->atttypid);
-		getTypeInputInfo(a->atttypid, &infn, &col->ioparam);
-		fmgr_info(infn, &col->infn);
+		PgpolyConvInit(&col->conv, col->typid, col->typmod, col->name);
 		set_role(tbl, col, i + 1, GetForeignColumnOptions(tbl->relid, i + 1));
 	}
 	if (tbl->id_att == 0)

@@ -4,7 +4,9 @@
 -- reads and writes its foreign tables with the owner's mapping, as
 -- postgres_fdw does.  In Redis the two mappings are ACL users that may
 -- touch different keys, so the wrong one fails; in every store
--- pgpoly.connections() shows whose mapping a connection belongs to.
+-- pgpoly.connections() shows whose mapping a connection belongs to.  The
+-- test stores do not demand credentials (Redis' default user has no
+-- password), so a superuser waives the trust rule's check on each mapping.
 --
 \getenv redis_port REDIS_PORT
 \getenv es_url ES_URL
@@ -16,20 +18,20 @@ CREATE ROLE regress_cau_reader;
 
 CREATE SERVER cau_redis FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
 CREATE USER MAPPING FOR regress_cau_owner SERVER cau_redis
-  OPTIONS (user 'regress_cau_owner', password 'owner-pw');
+  OPTIONS (user 'regress_cau_owner', password 'owner-pw', password_required 'false');
 CREATE USER MAPPING FOR regress_cau_reader SERVER cau_redis
-  OPTIONS (user 'regress_cau_reader', password 'reader-pw');
+  OPTIONS (user 'regress_cau_reader', password 'reader-pw', password_required 'false');
 CREATE FOREIGN TABLE cau_r (key text, value text) SERVER cau_redis
   OPTIONS (table_type 'string', key_prefix 'regress_cau:', write_mode 'immediate');
 CREATE SERVER cau_es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url :'es_url');
 CREATE USER MAPPING FOR regress_cau_owner SERVER cau_es
-  OPTIONS (username 'owner', password 'owner-pw');
+  OPTIONS (username 'owner', password 'owner-pw', password_required 'false');
 CREATE USER MAPPING FOR regress_cau_reader SERVER cau_es
-  OPTIONS (username 'reader', password 'reader-pw');
+  OPTIONS (username 'reader', password 'reader-pw', password_required 'false');
 CREATE FOREIGN TABLE cau_e (_id text, v text) SERVER cau_es OPTIONS (index 'regress_cau');
 CREATE SERVER cau_vec FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url :'chroma_url');
-CREATE USER MAPPING FOR regress_cau_owner SERVER cau_vec OPTIONS (api_key 'owner-key');
-CREATE USER MAPPING FOR regress_cau_reader SERVER cau_vec OPTIONS (api_key 'reader-key');
+CREATE USER MAPPING FOR regress_cau_owner SERVER cau_vec OPTIONS (api_key 'owner-key', password_required 'false');
+CREATE USER MAPPING FOR regress_cau_reader SERVER cau_vec OPTIONS (api_key 'reader-key', password_required 'false');
 CREATE FOREIGN TABLE cau_v (id text, embedding real[], document text) SERVER cau_vec
   OPTIONS (collection 'regress_cau', create_collection 'true', distance 'l2');
 

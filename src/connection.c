@@ -15,10 +15,13 @@
  * The trust rule is enforced here, for every store, before a connection is
  * opened or handed out again: a non-superuser needs a user mapping with a
  * credential (a secret option of the store) unless a superuser waived it
- * with password_required 'false'.  A cached connection carries no
- * authority of its own: the check is made for the user asking each time, so
- * one opened for a superuser is never reused by a role that SET ROLE made
- * current.
+ * with password_required 'false'; and the store's connect() checks that
+ * the store asked for that credential (PgpolyMustProveCredential), as
+ * postgres_fdw checks that the server used the password.  A cached
+ * connection carries no authority of its own: the check is made for the
+ * user asking each time, so one opened for a superuser is never reused by
+ * a role that SET ROLE made current, and a reconnection uses the mapping
+ * the connection is for, never another one of the same user.
  *
  * pgpoly.connections() and pgpoly.disconnect() expose the cache to SQL.
  *
@@ -194,6 +197,38 @@ check_trust(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
 					 names.data, role)));
 }
 
+/*
+ * Whether the store must show, when it connects for user, that it asked
+ * for the credential (postgres_fdw's PQconnectionUsedPassword() check):
+ * true for a non-superuser whose mapping does not waive the trust rule.
+ * A credential the store never checks proves nothing: without this, a
+ * made-up password would open a Redis on 127.0.0.1 that has no AUTH.
+ */
+bool
+PgpolyMustProveCredential(UserMapping *user)
+{
+	return !superuser_arg(user->userid) &&
+		PgpolyGetBoolOption(user->options, "password_required", true);
+}
+
+/*
+ * ERROR from a store's connect(): the store answered how (e.g. "PING
+ * without AUTH") without asking for the credential of the user mapping,
+ * so PgpolyMustProveCredential() users may not use it.  The reply itself
+ * is never quoted: the store may be any service the server can reach.
+ */
+void
+PgpolyCredentialNotRequested(PgpolyConnection *conn, const char *how)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+			 errmsg("server \"%s\" at %s does not ask for a credential",
+					conn->servername, conn->target),
+			 errdetail("Non-superusers may only use a store that authenticates them, and it answered %s.",
+					   how),
+			 errhint("Enable authentication on the store, or have a superuser set password_required 'false' on the user mapping.")));
+}
+
 /* Remember that this transaction used conn. */
 static void
 mark_used(PgpolyConnection *conn)
@@ -255,8 +290,14 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 		conn->store = store;
 	}
 
-	/* Never reuse a handle whose last request was cut off. */
-	if (conn->handle && (conn->busy || (conn->invalidated && conn->writes == NIL)))
+	/*
+	 * Never reuse a handle whose last request was cut off, nor hand one
+	 * opened without the check that the store asks for the credential (for
+	 * a superuser or a waived mapping: PUBLIC's, say) to a user who needs
+	 * that check.
+	 */
+	if (conn->handle && (conn->busy || (conn->invalidated && conn->writes == NIL) ||
+						 (!conn->checked && PgpolyMustProveCredential(user))))
 		close_handle(conn);
 
 	conn->userid = user->userid;
@@ -264,15 +305,45 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 	{
 		describe_connection(conn, server, user);
 		conn->handle = store->connect(conn, server, user);
+		conn->checked = PgpolyMustProveCredential(user);
 	}
 	mark_used(conn);
 	return conn;
 }
 
 /*
+ * The user mapping conn is for (its key), as it is now, seen as the user
+ * conn was last handed out for.  Never another mapping of that user (one
+ * created since, in place of PUBLIC's): every later user of this cache
+ * entry would share its credential.  ERROR if the mapping was dropped.
+ */
+static UserMapping *
+mapping_of(PgpolyConnection *conn)
+{
+	HeapTuple	tp;
+	Oid			umuser;
+	UserMapping *um;
+
+	if (!OidIsValid(conn->key.umid))
+		return no_mapping(conn->userid, conn->key.serverid);
+	tp = SearchSysCache1(USERMAPPINGOID, ObjectIdGetDatum(conn->key.umid));
+	if (!HeapTupleIsValid(tp))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the user mapping of a connection to server \"%s\" was dropped",
+						conn->servername),
+				 errhint("Run the statement again.")));
+	umuser = ((Form_pg_user_mapping) GETSTRUCT(tp))->umuser;
+	ReleaseSysCache(tp);
+	um = GetUserMapping(umuser, conn->key.serverid);	/* umuser 0: PUBLIC */
+	um->userid = conn->userid;
+	return um;
+}
+
+/*
  * Make conn usable for a new request: if its handle was closed (by
  * pgpoly.disconnect(), an invalidation or an error) or broke, open a new
- * one, with the mapping as it is now (the trust rule is checked again for
+ * one, with its mapping as it is now (the trust rule is checked again for
  * the user conn was last handed out for).  Stores call this before every
  * request, so a scan or cursor that holds the entry across such an event
  * reconnects instead of using a dead handle.  Must not be called in the
@@ -288,11 +359,10 @@ PgpolyEnsureConnected(PgpolyConnection *conn)
 		return;
 	close_handle(conn);
 	server = GetForeignServer(conn->key.serverid);
-	user = OidIsValid(conn->key.umid) ?
-		PgpolyGetUserMapping(conn->userid, conn->key.serverid) :
-		no_mapping(conn->userid, conn->key.serverid);
+	user = mapping_of(conn);
 	check_trust(conn->store, server, user);
 	conn->handle = conn->store->connect(conn, server, user);
+	conn->checked = PgpolyMustProveCredential(user);
 }
 
 /* Mark the start of a request: until PgpolyEndRequest, an error breaks conn. */

@@ -7,7 +7,7 @@
  * pieces here are the same for all of them: whose user mapping a scan or
  * a modification uses (the plan's checkAsUser), checking a SQL function's
  * caller's SELECT privilege as a query would (or USAGE on a server, for a
- * function that names one),
+ * function that names one), recognising a store's foreign tables,
  * looking through binary-compatible casts, showing pushed clauses in
  * EXPLAIN, recognising columns and run-time constants in clauses, which
  * columns an UPDATE assigns, when INSERT may be batched, and
@@ -24,6 +24,7 @@
 #include "access/sysattr.h"
 #include "catalog/pg_foreign_server.h"
 #include "executor/executor.h"
+#include "foreign/fdwapi.h"
 #include "foreign/foreign.h"
 #include "miscadmin.h"
 #include "nodes/execnodes.h"
@@ -182,6 +183,20 @@ PgpolyScanRelid(ForeignScan *fs)
 {
 	return fs->scan.scanrelid > 0 ? fs->scan.scanrelid :
 		(Index) bms_next_member(fs->fs_relids, -1);
+}
+
+/*
+ * Whether relid is a foreign table whose wrapper's handler plans with
+ * relsize (a store's GetForeignRelSize): false for any other relation or
+ * an unused OID.  For SQL functions given a regclass, so that the wrong
+ * kind of table is a clear error and never a catalog lookup failure.
+ */
+bool
+PgpolyIsForeignTableOf(Oid relid, GetForeignRelSize_function relsize)
+{
+	if (get_rel_relkind(relid) != RELKIND_FOREIGN_TABLE)
+		return false;
+	return GetFdwRoutineByRelId(relid)->GetForeignRelSize == relsize;
 }
 
 /* n without binary-compatible casts on top (varchar -> text). */

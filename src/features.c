@@ -596,53 +596,6 @@ simple_json_type(Oid typid)
 	}
 }
 
-/* The jsonb scalar (or container) for value, as jsonb_build_object() makes it. */
-static void
-json_value(JsonbValue *jv, Datum value, Oid typid, FmgrInfo *outfn)
-{
-	char		dt[MAXDATELEN + 1];
-	char	   *s;
-
-	switch (typid)
-	{
-		case BOOLOID:
-			jv->type = jbvBool;
-			jv->val.boolean = DatumGetBool(value);
-			return;
-		case DATEOID:
-		case TIMESTAMPOID:
-		case TIMESTAMPTZOID:
-			s = pstrdup(JsonEncodeDateTime(dt, value, typid, NULL));
-			break;
-		case JSONBOID:
-			{
-				Jsonb	   *jb = DatumGetJsonbP(value);
-
-				jv->type = jbvBinary;
-				jv->val.binary.data = &jb->root;
-				jv->val.binary.len = VARSIZE(jb) - VARHDRSZ;
-				return;
-			}
-		default:
-			s = OutputFunctionCall(outfn, value);
-			if (typid != TEXTOID && typid != VARCHAROID && typid != BPCHAROID &&
-				(s[0] == '-' || isdigit((unsigned char) s[0])) &&
-				strcmp(s, "-Infinity") != 0)
-			{
-				jv->type = jbvNumeric;
-				jv->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
-																	  CStringGetDatum(s),
-																	  ObjectIdGetDatum(InvalidOid),
-																	  Int32GetDatum(-1)));
-				return;
-			}
-			break;
-	}
-	jv->type = jbvString;
-	jv->val.string.val = s;
-	jv->val.string.len = strlen(s);
-}
-
 /* The features of one Redis row as jsonb, like jsonb_build_object(). */
 static Datum
 features_jsonb(RedisTable *tbl, List *names, List *atts, Datum *values,
@@ -664,10 +617,7 @@ features_jsonb(RedisTable *tbl, List *names, List *atts, Datum *values,
 		k.val.string.val = lfirst(ln);
 		k.val.string.len = strlen(lfirst(ln));
 		pushJsonbValue(&ps, WJB_KEY, &k);
-		if (nulls[i])
-			v.type = jbvNull;
-		else
-			json_value(&v, values[i], tbl->cols[i].typid, &tbl->cols[i].outfn);
+		PgpolyJsonbValue(&v, values[i], tbl->cols[i].typid, nulls[i]);
 		pushJsonbValue(&ps, WJB_VALUE, &v);
 	}
 	res = pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
@@ -800,7 +750,7 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ServeView *sv,
 
 		if (enulls[i])
 			return false;
-		key = RedisKeyFromDatum(tbl, elems[i], &lens[nd]);
+		key = RedisKeyFromDatum(tbl, NULL, elems[i], &lens[nd]);
 		slot[i] = RedisKeySetIndex(seen, key, nd);
 		if (slot[i] == nd)
 			keys[nd++] = key;

@@ -41,6 +41,7 @@
 #include "common/base64.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 
 #include "pgpoly.h"
@@ -62,10 +63,13 @@ struct PgpolyHttp
 	int			nurls;
 	int			current;		/* URL that answered last */
 	struct curl_slist *headers; /* fixed headers (auth, accept) */
+	struct curl_slist *anon_headers;	/* the same without credentials */
 	char	   *username;
 	char	   *password;
 	char	   *ca_file;
 	bool		verify_tls;
+	char	   *probe_path;		/* PgpolyHttpConfig.probe_path */
+	bool	   *proven;			/* per URL: the probe was refused there */
 
 	/* filled by the callbacks during one transfer */
 	curl_socket_t socks[MAX_SOCKETS];
@@ -160,9 +164,44 @@ top_strdup(const char *s)
 	return s ? MemoryContextStrdup(TopMemoryContext, s) : NULL;
 }
 
+/* Keep s as a secret of h unless it is empty or kept already. */
+static void
+keep_secret(PgpolyHttp *h, const char *s)
+{
+	for (int i = 0; i < h->nsecrets; i++)
+		if (strcmp(h->secrets[i], s) == 0)
+			return;
+	if (s[0] != '\0')
+		h->secrets[h->nsecrets++] = top_strdup(s);
+}
+
+/*
+ * Keep secret s, and the forms a service echoing it in JSON text may give
+ * it: JSON-escaped (a quote, a backslash), and with "/" escaped as "\/"
+ * too, as some JSON encoders write it (API keys and basic-auth tokens are
+ * base64, which has "/").  h->secrets must have room for 3 more.
+ */
+static void
+keep_secret_forms(PgpolyHttp *h, const char *s)
+{
+	StringInfoData json;
+	StringInfoData slashes;
+
+	keep_secret(h, s);
+	initStringInfo(&json);
+	escape_json(&json, s);
+	json.data[json.len - 1] = '\0';	/* without the quotes */
+	keep_secret(h, json.data + 1);
+	initStringInfo(&slashes);
+	for (const char *p = json.data + 1; *p; p++)
+		appendStringInfoString(&slashes, *p == '/' ? "\\/" : (char[2]) {*p, 0});
+	keep_secret(h, slashes.data);
+}
+
 /*
  * Keep, in TopMemoryContext, what an excerpt must mask: cfg's secrets and
- * the basic-auth token libcurl sends (base64 of "username:password").
+ * the basic-auth token libcurl sends (base64 of "username:password"), in
+ * the forms keep_secret_forms() lists.
  */
 static void
 remember_secrets(PgpolyHttp *h, const PgpolyHttpConfig *cfg)
@@ -170,19 +209,19 @@ remember_secrets(PgpolyHttp *h, const PgpolyHttpConfig *cfg)
 	ListCell   *lc;
 
 	h->secrets = MemoryContextAlloc(TopMemoryContext,
-									sizeof(char *) * (list_length(cfg->secrets) + 1));
+									sizeof(char *) * 3 * (list_length(cfg->secrets) + 1));
 	foreach(lc, cfg->secrets)
-		h->secrets[h->nsecrets++] = top_strdup(lfirst(lc));
+		keep_secret_forms(h, lfirst(lc));
 	if (cfg->username)
 	{
 		char	   *pair = psprintf("%s:%s", cfg->username,
 									cfg->password ? cfg->password : "");
 		int			len = pg_b64_enc_len(strlen(pair));
-		char	   *token = MemoryContextAllocZero(TopMemoryContext, len + 1);
+		char	   *token = palloc0(len + 1);
 
 		if (pg_b64_encode(pair, strlen(pair), token, len) < 0)
 			elog(ERROR, "could not encode the basic-auth token");
-		h->secrets[h->nsecrets++] = token;
+		keep_secret_forms(h, token);
 	}
 }
 
@@ -217,15 +256,19 @@ PgpolyHttpOpen(const PgpolyHttpConfig *cfg)
 	h->ca_file = top_strdup(cfg->ca_file);
 	h->verify_tls = cfg->verify_tls;
 	h->timer_ms = -1;
+	h->probe_path = top_strdup(cfg->probe_path);
+	h->proven = MemoryContextAllocZero(TopMemoryContext, sizeof(bool) * h->nurls);
 	remember_secrets(h, cfg);
 	foreach(lc, cfg->headers)
 		h->headers = curl_slist_append(h->headers, lfirst(lc));
 	h->headers = curl_slist_append(h->headers, "Accept: application/json");
 	/* No "Expect: 100-continue" round trip before larger request bodies. */
 	h->headers = curl_slist_append(h->headers, "Expect:");
+	h->anon_headers = curl_slist_append(NULL, "Accept: application/json");
 	h->multi = curl_multi_init();
 	h->easy = curl_easy_init();
-	if (h->multi == NULL || h->easy == NULL || h->headers == NULL)
+	if (h->multi == NULL || h->easy == NULL || h->headers == NULL ||
+		h->anon_headers == NULL)
 	{
 		PgpolyHttpClose(h);
 		ereport(ERROR,
@@ -260,6 +303,7 @@ PgpolyHttpClose(PgpolyHttp *h)
 	if (h->multi)
 		curl_multi_cleanup(h->multi);
 	curl_slist_free_all(h->headers);
+	curl_slist_free_all(h->anon_headers);
 	free(h->body);
 	for (int i = 0; i < h->nurls; i++)
 		pfree(h->urls[i]);
@@ -270,6 +314,10 @@ PgpolyHttpClose(PgpolyHttp *h)
 		pfree(h->password);
 	if (h->ca_file)
 		pfree(h->ca_file);
+	if (h->probe_path)
+		pfree(h->probe_path);
+	if (h->proven)
+		pfree(h->proven);
 	for (int i = 0; i < h->nsecrets; i++)
 		pfree(h->secrets[i]);
 	if (h->secrets)
@@ -328,26 +376,26 @@ url_scheme(const char *url)
 	return strncmp(url + n, "://", 3) == 0 ? pnstrdup(url, n) : NULL;
 }
 
-/*
- * Whether url's authority (between "://" and the path) holds a user name,
- * a password or login options: anything before an '@'.
- */
+/* Whether libcurl found part in the URL u parsed (e.g. a user name). */
 static bool
-url_has_userinfo(const char *url)
+url_has_part(CURLU *u, CURLUPart part)
 {
-	const char *auth = strstr(url, "://");
+	char	   *v = NULL;
 
-	if (auth == NULL)
-		return strchr(url, '@') != NULL;
-	auth += 3;
-	return memchr(auth, '@', strcspn(auth, "/?#")) != NULL;
+	if (curl_url_get(u, part, &v, 0) != CURLUE_OK)
+		return false;
+	curl_free(v);
+	return true;
 }
 
 /*
- * Check one base URL (the n-th of the option).  It must be http or https,
- * parse as libcurl parses it, and carry no credentials (they belong in the
- * user mapping), query or fragment (request paths are appended to it).
- * The problem never quotes the URL, which may hold a password.
+ * Check one base URL (the n-th of the option).  It must be http or https
+ * and carry no credentials (they belong in the user mapping), query or
+ * fragment (request paths are appended to it).  The parts are those
+ * libcurl's own parser finds with the flags CURLOPT_URL uses, never a
+ * reading of our own: "http:///user:pw@host" has an empty authority to a
+ * naive split but a user and password to libcurl.  The problem never
+ * quotes the URL, which may hold a password.
  */
 static UrlProblem
 url_problem(const char *url, int n)
@@ -365,30 +413,30 @@ url_problem(const char *url, int n)
 			psprintf("URL %d does not start with http:// or https://.", n);
 		return p;
 	}
-	if (url_has_userinfo(url))
-	{
-		p.what = "a URL must not contain credentials";
-		p.detail = psprintf("URL %d has a user name or password before its host.", n);
-		return p;
-	}
-	if (strpbrk(url, "?#") != NULL)
-	{
-		p.what = "a base URL must not have a query or fragment";
-		p.detail = psprintf("URL %d has one; request paths are appended to it.", n);
-		return p;
-	}
 	u = curl_url();
 	if (u == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory parsing a URL")));
-	rc = curl_url_set(u, CURLUPART_URL, url, 0);
-	curl_url_cleanup(u);
+	rc = curl_url_set(u, CURLUPART_URL, url,
+					  CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME);
 	if (rc != CURLUE_OK)
 	{
 		p.what = "not a valid URL";
 		p.detail = psprintf("URL %d: %s.", n, curl_url_strerror(rc));
 	}
+	else if (url_has_part(u, CURLUPART_USER) || url_has_part(u, CURLUPART_PASSWORD) ||
+			 url_has_part(u, CURLUPART_OPTIONS))
+	{
+		p.what = "a URL must not contain credentials";
+		p.detail = psprintf("URL %d has a user name or password before its host.", n);
+	}
+	else if (strpbrk(url, "?#") != NULL)
+	{
+		p.what = "a base URL must not have a query or fragment";
+		p.detail = psprintf("URL %d has one; request paths are appended to it.", n);
+	}
+	curl_url_cleanup(u);
 	return p;
 }
 
@@ -528,11 +576,11 @@ PgpolyHttpBaseUrl(PgpolyHttp *h)
 	return h->urls[h->current];
 }
 
-/* Set the easy handle up for one request. */
+/* Set the easy handle up for one request (anonymous: without basic auth). */
 static void
 prepare(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 		const char *url, const char *body, size_t len,
-		struct curl_slist *headers)
+		struct curl_slist *headers, bool anonymous)
 {
 	CURL	   *e = h->easy;
 
@@ -546,6 +594,7 @@ prepare(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_DISALLOW_USERNAME_IN_URL, 1L);
 	/* An announced Content-Length above the bound fails before the body. */
 	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) PGPOLY_MAX_RESPONSE_BYTES);
 	curl_easy_setopt(e, CURLOPT_URL, url);
@@ -561,7 +610,7 @@ prepare(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, h->verify_tls ? 2L : 0L);
 	if (h->ca_file)
 		curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
-	if (h->username)
+	if (h->username && !anonymous)
 	{
 		curl_easy_setopt(e, CURLOPT_USERNAME, h->username);
 		curl_easy_setopt(e, CURLOPT_PASSWORD, h->password ? h->password : "");
@@ -697,12 +746,34 @@ backoff(int attempt, TimestampTz deadline)
 }
 
 /*
+ * The trust rule's check of a URL (PgpolyHttpConfig.probe_path): the
+ * service answered status to GET probe_path sent without any credential.
+ * Only a refusal (401 or 403) shows that it asks for the user mapping's
+ * credential; anything else raises, never quoting what it answered: the
+ * service may be anything the database server can reach.
+ */
+static void
+check_refused(PgpolyConnection *conn, PgpolyHttp *h, long status)
+{
+	if (status != 401 && status != 403)
+	{
+		snprintf(conn->target, sizeof(conn->target), "%s", h->urls[h->current]);
+		PgpolyCredentialNotRequested(conn,
+									 psprintf("HTTP %ld to GET %s without credentials",
+											  status, h->probe_path));
+	}
+	h->proven[h->current] = true;
+}
+
+/*
  * Send method path (relative to the base URL) with an optional body
  * (JSON unless content_type says otherwise) and return the response in
  * *resp (body palloc'd and NUL-terminated).  Connection failures fail over
  * to the next URL; with retries > 0, 429/502/503 are retried with backoff.
  * Any HTTP status but a redirect (an ERROR: never followed) is returned to
- * the caller; failures below HTTP ERROR.
+ * the caller; failures below HTTP ERROR.  With a probe_path, the first
+ * request to each URL is that check (check_refused), whichever URL a
+ * failover reaches.
  * The whole exchange is one request on conn (see PgpolyBeginRequest).
  */
 void
@@ -727,10 +798,13 @@ PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 	{
 		for (;;)
 		{
-			char	   *url = psprintf("%s%s", h->urls[h->current], path);
+			bool		probe = h->probe_path && !h->proven[h->current];
+			const char *m = probe ? "GET" : method;
+			const char *p = probe ? h->probe_path : path;
 			CURLcode	res;
 
-			prepare(conn, h, method, url, body, len, headers);
+			prepare(conn, h, m, psprintf("%s%s", h->urls[h->current], p),
+					probe ? NULL : body, len, probe ? h->anon_headers : headers, probe);
 			res = run_transfer(conn, h, deadline);
 			if (res != CURLE_OK && is_connect_failure(res) && ++tried_urls < h->nurls)
 			{
@@ -738,17 +812,19 @@ PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 				continue;
 			}
 			if (res != CURLE_OK)
-				transfer_error(conn, h, res, method, path);
+				transfer_error(conn, h, res, m, p);
 			curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &resp->status);
 			if (resp->status >= 300 && resp->status <= 399)
-				redirect_error(conn, h, resp->status, method, path);
+				redirect_error(conn, h, resp->status, m, p);
 			if ((resp->status == 429 || resp->status == 502 || resp->status == 503) &&
 				attempt++ < retries)
 			{
 				backoff(attempt, deadline);
 				continue;
 			}
-			break;
+			if (!probe)
+				break;
+			check_refused(conn, h, resp->status);
 		}
 	}
 	PG_CATCH();

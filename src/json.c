@@ -6,14 +6,21 @@
  * Incoming JSON (a Redis json value, an Elasticsearch _source, vector
  * metadata) is parsed with PostgreSQL's own jsonb parser, not jansson:
  * it keeps numeric precision and accepts everything PostgreSQL accepts, and
- * the result is exactly what a jsonb column would hold.  Field values are
- * turned into the text form of the target column type and then go through
- * that type's input function, so every SQL type converts the same way.
+ * the result is exactly what a jsonb column would hold.  Store JSON is
+ * verified for the database encoding first (22021 otherwise); a \u0000,
+ * which jsonb cannot hold, is masked and its paths reported to the caller
+ * (PgpolyJsonbFromStore), who raises 22021 if such a value would reach a
+ * datum and reads the other fields as usual.  Field values are turned into
+ * the text form of the target column type, which the column's PgpolyConv
+ * reads (convert.c), so every SQL type converts the same way.
  *
- * Outgoing JSON is written with escape_json(); numbers and booleans keep
+ * Outgoing JSON has one encoder, json_form(): numbers and booleans keep
  * their JSON types, json/jsonb values are embedded as is, arrays become
  * JSON arrays, dates and times are ISO 8601 strings as to_json() writes
- * them, everything else becomes a JSON string of its text form.
+ * them, everything else becomes a JSON string of its text form.  Store
+ * documents get the fixed form (PgpolyJsonAppendValue: timestamptz in UTC,
+ * floats exact, under the fixed settings of convert.c); the feature
+ * store's serving path gets the session's, as to_jsonb() (PgpolyJsonbValue).
  *
  * src/json.c
  *
@@ -21,16 +28,20 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "pgpoly_jansson.h"
 
 #include "catalog/pg_type.h"
 #include "common/jsonapi.h"
+#include "common/shortest_dec.h"
 #include "mb/pg_wchar.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "parser/parse_coerce.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/float.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -38,13 +49,248 @@
 
 #include "pgpoly.h"
 
-/* Parse len bytes of JSON text into a jsonb datum (ERROR on bad JSON). */
+/* Parse len bytes of JSON text made by pgpoly into a jsonb datum. */
 Datum
 PgpolyJsonbFromText(const char *json, int len)
 {
 	char	   *copy = pnstrdup(json, len);
 
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(copy));
+}
+
+/*
+ * The next JSON escape at or after p (before end): a pointer to its
+ * backslash, or NULL.  Backslashes occur only in strings, each starting
+ * an escape of which we skip the escaped character.
+ */
+static const char *
+next_escape(const char *p, const char *end)
+{
+	if (p >= end)
+		return NULL;
+	return memchr(p, '\\', end - p);
+}
+
+/* Whether the escape at p is \u0000, a NUL character. */
+static bool
+is_nul_escape(const char *p, const char *end)
+{
+	return end - p >= 6 && p[1] == 'u' && memcmp(p + 2, "0000", 4) == 0;
+}
+
+/* Whether json has a \u0000 escape. */
+static bool
+has_nul_escape(const char *json, size_t len)
+{
+	const char *end = json + len;
+	const char *p = json;
+
+	while ((p = next_escape(p, end)) != NULL)
+	{
+		if (is_nul_escape(p, end))
+			return true;
+		p += 2;
+	}
+	return false;
+}
+
+/*
+ * A copy of json with every \u0000 escape replaced by \u003f ("?"), which
+ * PostgreSQL's jsonb accepts; the caller has made sure that no replaced
+ * character can reach a datum.
+ */
+static char *
+mask_nul_escapes(const char *json, size_t len)
+{
+	char	   *copy = pnstrdup(json, len);
+	const char *end = copy + len;
+	char	   *p = copy;
+
+	while ((p = (char *) next_escape(p, end)) != NULL)
+	{
+		if (is_nul_escape(p, end))
+			memcpy(p + 2, "003f", 4);
+		p += 2;
+	}
+	return copy;
+}
+
+static void collect_nul_paths(json_t *v, StringInfo path, List **paths);
+
+/* collect_nul_paths of child m, named name, of a value at path. */
+static void
+collect_child(json_t *m, const char *name, StringInfo path, List **paths)
+{
+	int			len = path->len;
+
+	appendStringInfo(path, "%s%s", len > 0 ? "." : "", name);
+	collect_nul_paths(m, path, paths);
+	path->len = len;
+	path->data[len] = '\0';
+}
+
+/*
+ * Append to *paths the paths (keys and array indexes joined by '.') of the
+ * strings of v that contain a NUL; path holds v's own path.
+ */
+static void
+collect_nul_paths(json_t *v, StringInfo path, List **paths)
+{
+	const char *key;
+	json_t	   *m;
+	size_t		i;
+	char		index[32];
+
+	switch (json_typeof(v))
+	{
+		case JSON_OBJECT:
+			json_object_foreach(v, key, m)
+				collect_child(m, key, path, paths);
+			break;
+		case JSON_ARRAY:
+			json_array_foreach(v, i, m)
+			{
+				snprintf(index, sizeof(index), "%zu", i);
+				collect_child(m, index, path, paths);
+			}
+			break;
+		case JSON_STRING:
+			if (memchr(json_string_value(v), '\0', json_string_length(v)) != NULL)
+				*paths = lappend(*paths, pstrdup(path->data));
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * The paths of json's strings that contain a NUL.  If jansson cannot say
+ * (a NUL in an object key), the one path "" stands for "anywhere".
+ */
+static List *
+nul_paths(const char *json, size_t len)
+{
+	json_error_t err;
+	json_t	   *doc = json_loadb(json, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+	List	   *paths = NIL;
+	StringInfoData path;
+
+	if (doc == NULL)
+		return list_make1(pstrdup(""));
+	PgpolyJsonOwn(doc);
+	initStringInfo(&path);
+	collect_nul_paths(doc, &path, &paths);
+	return paths != NIL ? paths : list_make1(pstrdup(""));
+}
+
+/*
+ * Whether a value read at path (dot-separated, as in nuls) contains or is
+ * inside a string that held a NUL: one of nuls is path, lies under it, or
+ * is above it.
+ */
+bool
+PgpolyJsonNulAt(List *nuls, const char *path)
+{
+	size_t		flen = strlen(path);
+	ListCell   *lc;
+
+	foreach(lc, nuls)
+	{
+		const char *p = lfirst(lc);
+		size_t		plen = strlen(p);
+		size_t		n = Min(plen, flen);
+
+		if (plen == 0 || flen == 0)
+			return true;
+		if (strncmp(p, path, n) == 0 &&
+			(plen == flen || (plen > flen ? p[flen] == '.' : path[plen] == '.')))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A store's JSON document (len bytes) as jsonb.  The text must be valid in
+ * the database encoding (else ERROR 22021).  PostgreSQL's jsonb cannot hold
+ * a NUL character (\u0000): when the text has one and nuls is not NULL,
+ * *nuls gets the paths of the strings that held one (see PgpolyJsonNulAt)
+ * and the jsonb has "?" in their place; the caller must then raise an ERROR
+ * before any of those values reaches a datum.  With nuls NULL such a
+ * document is an ERROR (22021).  *nuls is NIL in the common case.
+ */
+Datum
+PgpolyJsonbFromStore(const char *json, size_t len, List **nuls)
+{
+	int			ok = pg_encoding_verifymbstr(GetDatabaseEncoding(), json, (int) len);
+	List	   *paths;
+
+	if (nuls)
+		*nuls = NIL;
+	if (len > (size_t) INT_MAX || ok != (int) len)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("JSON from the store is not valid %s: byte 0x%02x at offset %d of %zu",
+						GetDatabaseEncodingName(),
+						(unsigned char) json[Min((size_t) ok, len - 1)], ok, len)));
+	if (!has_nul_escape(json, len))
+		return PgpolyJsonbFromText(json, (int) len);
+	paths = nul_paths(json, len);
+	if (nuls == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("JSON from the store has a NUL character (\\u0000), which jsonb cannot hold, at \"%s\"",
+						(char *) linitial(paths))));
+	*nuls = paths;
+	return PgpolyJsonbFromText(mask_nul_escapes(json, len), (int) len);
+}
+
+/*
+ * ERROR for the value at field of a store document that held a NUL
+ * character (what: e.g. "document \"x\""); the caller's error context may
+ * add more.
+ */
+void
+PgpolyJsonNulError(const char *what, const char *field, PgpolyConv *conv)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+			 errmsg("field \"%s\" of %s contains a NUL character (\\u0000)", field, what),
+			 conv && conv->name ?
+			 errdetail("Column \"%s\" (%s) cannot hold NUL characters.", conv->name,
+					   format_type_with_typemod(conv->typid, conv->typmod)) :
+			 errdetail("PostgreSQL's text and jsonb cannot hold NUL characters.")));
+}
+
+/*
+ * Append s (len bytes, which may include NULs; s[len] must be '\0') as a
+ * JSON string, a NUL as \u0000.
+ */
+void
+PgpolyJsonEscape(StringInfo buf, const char *s, size_t len)
+{
+	const char *end = s + len;
+	StringInfoData part;
+
+	if (memchr(s, '\0', len) == NULL)
+	{
+		escape_json(buf, s);
+		return;
+	}
+	initStringInfo(&part);
+	appendStringInfoChar(buf, '"');
+	while (s <= end)
+	{
+		/* escape_json quotes its argument: keep what is between the quotes */
+		resetStringInfo(&part);
+		escape_json(&part, s);
+		appendBinaryStringInfo(buf, part.data + 1, part.len - 2);
+		s += strlen(s);
+		if (s < end)
+			appendStringInfoString(buf, "\\u0000");
+		s++;
+	}
+	appendStringInfoChar(buf, '"');
+	pfree(part.data);
 }
 
 static void append_array_literal(StringInfo buf, JsonbContainer *array);
@@ -118,20 +364,25 @@ append_array_literal(StringInfo buf, JsonbContainer *array)
  * JSON null.
  */
 static char *
-jsonb_value_text(JsonbValue *v, bool to_array)
+jsonb_value_text(JsonbValue *v, bool to_array, size_t *len)
 {
 	StringInfoData buf;
+	char	   *s;
 
 	switch (v->type)
 	{
 		case jbvNull:
 			return NULL;
 		case jbvString:
+			*len = v->val.string.len;
 			return pnstrdup(v->val.string.val, v->val.string.len);
 		case jbvNumeric:
-			return DatumGetCString(DirectFunctionCall1(numeric_out,
-													   NumericGetDatum(v->val.numeric)));
+			s = DatumGetCString(DirectFunctionCall1(numeric_out,
+													NumericGetDatum(v->val.numeric)));
+			*len = strlen(s);
+			return s;
 		case jbvBool:
+			*len = v->val.boolean ? 4 : 5;
 			return pstrdup(v->val.boolean ? "true" : "false");
 		case jbvBinary:
 			initStringInfo(&buf);
@@ -139,6 +390,7 @@ jsonb_value_text(JsonbValue *v, bool to_array)
 				append_array_literal(&buf, v->val.binary.data);
 			else
 				JsonbToCString(&buf, v->val.binary.data, v->val.binary.len);
+			*len = buf.len;
 			return buf.data;
 		default:
 			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
@@ -150,11 +402,13 @@ jsonb_value_text(JsonbValue *v, bool to_array)
  * Text form of the top-level field of a jsonb object, ready for the input
  * function of a column (to_array: the column is an array type).  Returns
  * NULL when the field is absent or JSON null.  A path "a.b" descends into
- * nested objects.
+ * nested objects.  The text's length goes to *len when len is not NULL.
  */
 char *
-PgpolyJsonbFieldText(Datum jsonb, const char *field, bool to_array)
+PgpolyJsonbFieldText(Datum jsonb, const char *field, bool to_array,
+					 size_t *len)
 {
+	size_t		dummy;
 	Jsonb	   *jb = DatumGetJsonbP(jsonb);
 	JsonbContainer *c = &jb->root;
 	JsonbValue *v = NULL;
@@ -178,77 +432,249 @@ PgpolyJsonbFieldText(Datum jsonb, const char *field, bool to_array)
 		c = v->val.binary.data;
 		p = dot + 1;
 	}
-	return jsonb_value_text(v, to_array);
+	return jsonb_value_text(v, to_array, len ? len : &dummy);
 }
 
-/* Whether s is a valid JSON number (numeric_out can say NaN, Infinity). */
+/* ----------------------------------------------------------------
+ *		Datum -> JSON
+ * ----------------------------------------------------------------
+ */
+
+/* What a value is in JSON. */
+typedef enum JsonForm
+{
+	JF_NULL,
+	JF_TRUE,
+	JF_FALSE,
+	JF_NUMBER,					/* text: a JSON number */
+	JF_STRING,					/* text: the string, unescaped */
+	JF_JSON						/* text: JSON (json, jsonb, arrays) */
+} JsonForm;
+
+/* Whether s is a JSON number (numeric_out may say NaN or Infinity). */
 static bool
 is_json_number(const char *s)
 {
-	return s[0] == '-' || (s[0] >= '0' && s[0] <= '9');
+	if (s[0] == '-')
+		s++;
+	return s[0] >= '0' && s[0] <= '9';
+}
+
+/* Arguments of output_call: what to convert and the result. */
+typedef struct OutputCall
+{
+	Datum		value;
+	Oid			typid;
+	char	   *text;
+} OutputCall;
+
+/* The text of oc's value: array_to_json for arrays, else its output. */
+static void
+output_call(OutputCall *oc, bool array)
+{
+	Oid			outfn;
+	bool		isvarlena;
+
+	if (array)
+	{
+		oc->text = TextDatumGetCString(DirectFunctionCall1(array_to_json, oc->value));
+		return;
+	}
+	getTypeOutputInfo(oc->typid, &outfn, &isvarlena);
+	oc->text = OidOutputFunctionCall(outfn, oc->value);
 }
 
 /*
- * Append value, of type typid, to buf as a JSON value.
+ * output_call under the fixed settings when fixed (a scope of its own
+ * unless one is open), else under the session's.
+ */
+static char *
+output_text(Datum value, Oid typid, bool array, bool fixed)
+{
+	OutputCall	oc = {value, typid, NULL};
+
+	if (!fixed || PgpolyFixedSettingsActive())
+	{
+		output_call(&oc, array);
+		return oc.text;
+	}
+	PgpolyFixedSettingsEnter();
+	PG_TRY();
+	{
+		output_call(&oc, array);
+	}
+	PG_FINALLY();
+	{
+		PgpolyFixedSettingsLeave();
+	}
+	PG_END_TRY();
+	return oc.text;
+}
+
+/* A float's form: shortest exact digits when fixed, else float8out's. */
+static JsonForm
+float_form(Datum value, Oid typid, bool fixed, char **out)
+{
+	if (fixed)
+	{
+		*out = palloc(DOUBLE_SHORTEST_DECIMAL_LEN);
+		if (typid == FLOAT4OID)
+			float_to_shortest_decimal_buf(DatumGetFloat4(value), *out);
+		else
+			double_to_shortest_decimal_buf(DatumGetFloat8(value), *out);
+	}
+	else
+		*out = DatumGetCString(typid == FLOAT4OID ?
+								DirectFunctionCall1(float4out, value) :
+								DirectFunctionCall1(float8out, value));
+	return is_json_number(*out) ? JF_NUMBER : JF_STRING;
+}
+
+/*
+ * The JSON form of value (not NULL) of type typid, and its text.  fixed:
+ * the store form, independent of the session's settings (dates and times
+ * in ISO 8601 with timestamptz in UTC, floats in shortest exact form,
+ * bytea in hex, arrays through array_to_json under the fixed settings);
+ * otherwise the form to_jsonb() gives in this session.  Numbers and
+ * booleans keep their JSON types, json/jsonb are embedded as is, other
+ * types become strings of their text form.
+ */
+static JsonForm
+json_form(Datum value, Oid typid, bool fixed, char **out)
+{
+	static const int utc = 0;
+	char		dt[MAXDATELEN + 1];
+	char		category;
+
+	switch (typid)
+	{
+		case BOOLOID:
+			return DatumGetBool(value) ? JF_TRUE : JF_FALSE;
+		case INT2OID:
+			*out = psprintf("%d", (int) DatumGetInt16(value));
+			return JF_NUMBER;
+		case INT4OID:
+			*out = psprintf("%d", DatumGetInt32(value));
+			return JF_NUMBER;
+		case INT8OID:
+			*out = psprintf(INT64_FORMAT, DatumGetInt64(value));
+			return JF_NUMBER;
+		case FLOAT4OID:
+		case FLOAT8OID:
+			return float_form(value, typid, fixed, out);
+		case NUMERICOID:
+			*out = DatumGetCString(DirectFunctionCall1(numeric_out, value));
+			return is_json_number(*out) ? JF_NUMBER : JF_STRING;
+		case TEXTOID:
+		case VARCHAROID:
+			*out = TextDatumGetCString(value);
+			return JF_STRING;
+		case DATEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			/* ISO 8601 as to_json() writes it; the store's in UTC */
+			*out = pstrdup(JsonEncodeDateTime(dt, value, typid,
+											   fixed && typid == TIMESTAMPTZOID ? &utc : NULL));
+			return JF_STRING;
+		case JSONOID:
+			*out = TextDatumGetCString(value);
+			return JF_JSON;
+		case JSONBOID:
+			*out = DatumGetCString(DirectFunctionCall1(jsonb_out, value));
+			return JF_JSON;
+		default:
+			break;
+	}
+	if (type_is_array(typid))
+	{
+		*out = output_text(value, typid, true, fixed);
+		return JF_JSON;
+	}
+	*out = output_text(value, typid, false, fixed);
+	category = TypeCategory(typid);
+	if (category == TYPCATEGORY_NUMERIC && is_json_number(*out))
+		return JF_NUMBER;
+	if (category == TYPCATEGORY_BOOLEAN)
+		return DatumGetBool(value) ? JF_TRUE : JF_FALSE;
+	return JF_STRING;
+}
+
+/*
+ * Append value, of type typid, to buf as a JSON value in the store form:
+ * the one JSON encoder of every store document and query (Redis json
+ * values, Elasticsearch documents and query values, vector metadata and
+ * filters).  Independent of the session's settings.
  */
 void
 PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid, bool isnull)
 {
-	Oid			outfn;
-	bool		isvarlena;
-	char	   *s;
+	char	   *text = NULL;
 
-	if (isnull)
+	switch (isnull ? JF_NULL : json_form(value, typid, true, &text))
 	{
-		appendStringInfoString(buf, "null");
-		return;
-	}
-	if (type_is_array(typid))
-	{
-		s = TextDatumGetCString(DirectFunctionCall1(array_to_json, value));
-		appendStringInfoString(buf, s);
-		return;
-	}
-	switch (typid)
-	{
-		case DATEOID:
-		case TIMESTAMPOID:
-		case TIMESTAMPTZOID:
-			{
-				/* ISO 8601, exactly as to_json() writes it. */
-				char		dt[MAXDATELEN + 1];
-
-				appendStringInfoChar(buf, '"');
-				appendStringInfoString(buf, JsonEncodeDateTime(dt, value, typid, NULL));
-				appendStringInfoChar(buf, '"');
-				return;
-			}
-		default:
+		case JF_NULL:
+			appendStringInfoString(buf, "null");
+			break;
+		case JF_TRUE:
+			appendStringInfoString(buf, "true");
+			break;
+		case JF_FALSE:
+			appendStringInfoString(buf, "false");
+			break;
+		case JF_NUMBER:
+		case JF_JSON:
+			appendStringInfoString(buf, text);
+			break;
+		case JF_STRING:
+			escape_json(buf, text);
 			break;
 	}
-	getTypeOutputInfo(typid, &outfn, &isvarlena);
-	s = OidOutputFunctionCall(outfn, value);
-	switch (TypeCategory(typid))
+	if (text)
+		pfree(text);
+}
+
+/*
+ * Set *jv to value, of type typid, as to_jsonb() (jsonb_build_object)
+ * makes it in this session: the same encoder as PgpolyJsonAppendValue, in
+ * the session's form, for results computed in SQL elsewhere (the feature
+ * store's serving path must equal its SQL implementation).
+ */
+void
+PgpolyJsonbValue(JsonbValue *jv, Datum value, Oid typid, bool isnull)
+{
+	char	   *text = NULL;
+	Jsonb	   *jb;
+
+	switch (isnull ? JF_NULL : json_form(value, typid, false, &text))
 	{
-		case TYPCATEGORY_NUMERIC:
-			if (is_json_number(s) && strcmp(s, "-Infinity") != 0)
-			{
-				appendStringInfoString(buf, s);
-				return;
-			}
-			break;
-		case TYPCATEGORY_BOOLEAN:
-			appendStringInfoString(buf, DatumGetBool(value) ? "true" : "false");
+		case JF_NULL:
+			jv->type = jbvNull;
 			return;
-		default:
-			if (typid == JSONOID || typid == JSONBOID)
-			{
-				appendStringInfoString(buf, s);
-				return;
-			}
-			break;
+		case JF_TRUE:
+		case JF_FALSE:
+			jv->type = jbvBool;
+			jv->val.boolean = DatumGetBool(value);
+			return;
+		case JF_NUMBER:
+			jv->type = jbvNumeric;
+			jv->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
+																  CStringGetDatum(text),
+																  ObjectIdGetDatum(InvalidOid),
+																  Int32GetDatum(-1)));
+			return;
+		case JF_STRING:
+			jv->type = jbvString;
+			jv->val.string.val = text;
+			jv->val.string.len = strlen(text);
+			return;
+		case JF_JSON:
+			jb = typid == JSONBOID ? DatumGetJsonbP(value) :
+				DatumGetJsonbP(PgpolyJsonbFromText(text, strlen(text)));
+			jv->type = jbvBinary;
+			jv->val.binary.data = &jb->root;
+			jv->val.binary.len = VARSIZE(jb) - VARHDRSZ;
+			return;
 	}
-	escape_json(buf, s);
 }
 
 /* Memory context callback: drop the reference the context holds. */

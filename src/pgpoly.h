@@ -6,9 +6,10 @@
  * Every store (Redis, Elasticsearch, vector service) plugs into the same
  * core: option validation (option.c), the per-backend connection cache
  * (connection.c), the interruptible socket wait (wait.c), the transaction
- * write buffer (xact.c), the scan and modify lifecycle (lifecycle.c) and
- * JSON <-> datum conversion (json.c).  A store describes itself once with a
- * PgpolyStore and never reimplements these.
+ * write buffer (xact.c), the scan and modify lifecycle (lifecycle.c),
+ * datum <-> store text under fixed settings (convert.c) and JSON <-> datum
+ * conversion (json.c).  A store describes itself once with a PgpolyStore
+ * and never reimplements these.
  *
  * Invariants kept by the core:
  *	- No library call ever blocks on the network; every wait goes through
@@ -17,8 +18,9 @@
  *	- Secrets live only in user mapping options and never reach EXPLAIN,
  *	  error messages or logs.
  *	- No connection is opened or handed out to a non-superuser whose user
- *	  mapping carries no credential, unless a superuser set the mapping's
- *	  password_required 'false' (the trust rule, as postgres_fdw's).
+ *	  mapping carries no credential, or to a store that does not ask for
+ *	  it, unless a superuser set the mapping's password_required 'false'
+ *	  (the trust rule, as postgres_fdw's).
  *
  * src/pgpoly.h
  *
@@ -98,6 +100,10 @@ extern Oid	PgpolyModifyUser(struct ResultRelInfo *rinfo, struct EState *estate);
 extern Index PgpolyScanRelid(struct ForeignScan *fs);
 extern void PgpolyCheckSelect(Oid relid, Bitmapset *attnums);
 extern void PgpolyCheckServerUsage(ForeignServer *server);
+extern bool PgpolyIsForeignTableOf(Oid relid,
+								   void (*relsize) (struct PlannerInfo *root,
+													struct RelOptInfo *baserel,
+													Oid foreigntableid));
 extern Node *PgpolyStripRelabel(Node *n);
 extern AttrNumber PgpolyColumnOf(Node *n, struct RelOptInfo *baserel);
 extern bool PgpolyIsScanConstant(Node *expr);
@@ -132,8 +138,10 @@ struct PgpolyConnection;
  * What a store tells the core about itself.  options is its option table:
  * its secret options are the credentials the trust rule looks for in a
  * user mapping.  connect() opens a connection (it must use
- * PgpolyWaitSocket for every wait and ereport on failure) and returns the
- * store's handle; disconnect() closes it and must not ereport.  flush()
+ * PgpolyWaitSocket for every wait and ereport on failure; when
+ * PgpolyMustProveCredential(user), it must first check that the store
+ * refuses a request without the credential, else call
+ * PgpolyCredentialNotRequested) and returns the store's handle; disconnect() closes it and must not ereport.  flush()
  * sends the transaction's buffered writes (their payloads, in write order,
  * on a connected handle) at pre-commit, and ereports on any failure so
  * that COMMIT fails.  describe() (optional) lists the connections a handle
@@ -185,6 +193,8 @@ typedef struct PgpolyConnection
 	Oid			userid;			/* user it was last handed out for */
 	char		target[256];	/* host:port or URL, for messages */
 	bool		busy;			/* inside a request; an error now breaks it */
+	bool		checked;		/* opened with the trust rule's check that
+								 * the store asks for the credential */
 	bool		invalidated;	/* server or mapping changed */
 	uint32		server_hashvalue;
 	uint32		mapping_hashvalue;
@@ -199,6 +209,9 @@ extern PgpolyConnection *PgpolyGetConnection(const PgpolyStore *store,
 											 ForeignServer *server,
 											 UserMapping *user);
 extern UserMapping *PgpolyGetUserMapping(Oid userid, Oid serverid);
+extern bool PgpolyMustProveCredential(UserMapping *user);
+extern void PgpolyCredentialNotRequested(PgpolyConnection *conn,
+										 const char *how);
 extern void PgpolyEnsureConnected(PgpolyConnection *conn);
 extern void PgpolyBeginRequest(PgpolyConnection *conn);
 extern void PgpolyEndRequest(PgpolyConnection *conn);
@@ -239,10 +252,15 @@ typedef struct PgpolyHttpConfig
 	List	   *urls;			/* char *: base URLs, failover order */
 	const char *username;		/* basic auth, or NULL */
 	const char *password;
-	List	   *headers;		/* char *: "Name: value" (e.g. API key) */
+	List	   *headers;		/* char *: "Name: value" carrying credentials
+								 * (an API key) */
 	List	   *secrets;		/* char *: never quoted (PgpolyHttpExcerpt) */
 	const char *ca_file;
 	bool		verify_tls;
+	const char *probe_path;		/* the trust rule: GET it without credentials
+								 * from each URL before its first request,
+								 * and go on only if that is refused (401,
+								 * 403); NULL: no check */
 } PgpolyHttpConfig;
 
 typedef struct PgpolyHttpResponse
@@ -415,14 +433,72 @@ extern const PgpolyStore *PgpolyStoreOf(Oid relid);
 extern void PgpolyLifecycleInit(void);
 
 /* ----------------------------------------------------------------
+ *		Datums <-> store text under fixed settings (convert.c)
+ * ----------------------------------------------------------------
+ */
+
+/* Conversions that never read the session's settings. */
+typedef enum PgpolyConvKind
+{
+	PGPOLY_CONV_GENERIC,		/* I/O functions, in a fixed-settings scope */
+	PGPOLY_CONV_TEXT,			/* text, varchar */
+	PGPOLY_CONV_BYTEA,
+	PGPOLY_CONV_FLOAT4,
+	PGPOLY_CONV_FLOAT8,
+	PGPOLY_CONV_DATE,
+	PGPOLY_CONV_TIMESTAMP,
+	PGPOLY_CONV_TIMESTAMPTZ,
+	PGPOLY_CONV_INTERVAL
+} PgpolyConvKind;
+
+/* How values of one type (a column's) become store text and back. */
+typedef struct PgpolyConv
+{
+	Oid			typid;
+	int32		typmod;
+	Oid			basetype;		/* typid, or a domain's base type */
+	bool		is_domain;
+	const char *name;			/* column name for messages, or NULL */
+	PgpolyConvKind kind;		/* fast path of the base type */
+	bool		out_settings;	/* the output function reads the settings */
+	bool		in_settings;	/* the input function reads the settings */
+	FmgrInfo	infn;
+	Oid			ioparam;
+	FmgrInfo	outfn;
+	void	   *domain_extra;	/* domain_check's cache */
+	MemoryContext mcxt;			/* where the caches live */
+} PgpolyConv;
+
+extern void PgpolyConvInit(PgpolyConv *conv, Oid typid, int32 typmod,
+						   const char *name);
+extern char *PgpolyDatumToText(PgpolyConv *conv, Datum value, size_t *len);
+extern char *PgpolyDatumToBytes(PgpolyConv *conv, Datum value, size_t *len);
+extern Datum PgpolyTextToDatum(PgpolyConv *conv, const char *s, size_t len);
+extern Datum PgpolyBytesToDatum(PgpolyConv *conv, const char *s, size_t len);
+extern void PgpolyFixedSettingsEnter(void);
+extern void PgpolyFixedSettingsLeave(void);
+extern bool PgpolyFixedSettingsActive(void);
+extern bool PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
+											Oid collid, const char **why);
+extern char *PgpolyPrintable(const char *s, size_t len, size_t max);
+
+/* ----------------------------------------------------------------
  *		JSON <-> datum (json.c)
  * ----------------------------------------------------------------
  */
+struct JsonbValue;
 extern Datum PgpolyJsonbFromText(const char *json, int len);
+extern Datum PgpolyJsonbFromStore(const char *json, size_t len, List **nuls);
+extern bool PgpolyJsonNulAt(List *nuls, const char *path);
+extern void PgpolyJsonNulError(const char *what, const char *field,
+							   PgpolyConv *conv) pg_attribute_noreturn();
 extern char *PgpolyJsonbFieldText(Datum jsonb, const char *field,
-								  bool to_array);
+								  bool to_array, size_t *len);
 extern void PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid,
 								  bool isnull);
+extern void PgpolyJsonbValue(struct JsonbValue *jv, Datum value, Oid typid,
+							 bool isnull);
+extern void PgpolyJsonEscape(StringInfo buf, const char *s, size_t len);
 
 /* jansson documents owned by a memory context (freed with it, on any path) */
 struct json_t;

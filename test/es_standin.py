@@ -194,6 +194,8 @@ class Index:
     def __init__(self, name, mappings=None):
         self.name = name
         self.properties = dict((mappings or {}).get("properties", {}))
+        # "dynamic": false -- new fields stay in _source, unmapped
+        self.dynamic = (mappings or {}).get("dynamic", True) not in (False, "false")
         self.docs = {}
         self.seq = itertools.count()
         self.ord = {}           # id -> insertion ordinal (_shard_doc)
@@ -223,6 +225,8 @@ class Index:
                 if v is None:
                     continue
                 m = props.get(key)
+                if m is None and not self.dynamic:
+                    continue
                 if isinstance(v, dict):
                     if m is None:
                         m = props[key] = {"properties": {}}

@@ -1,0 +1,704 @@
+/*-------------------------------------------------------------------------
+ *
+ * convert.c
+ *		  Datums <-> store text, in one fixed form for every store.
+ *
+ * Every value pgpoly writes to a store and every value it reads back goes
+ * through this file: Redis keys, hash fields, string values and collection
+ * members here; JSON documents (Redis json values, Elasticsearch documents
+ * and query values, vector metadata) through json.c, which takes its
+ * scalar forms from here.  The text form is the one a session with
+ * postgres_fdw's transmission settings writes:
+ *
+ *		DateStyle ISO (MDY order for reading), IntervalStyle postgres,
+ *		extra_float_digits 3, bytea_output hex, TimeZone UTC
+ *
+ * so that what one session writes any other session reads back equal,
+ * whatever its DateStyle, IntervalStyle, TimeZone, extra_float_digits,
+ * bytea_output or lc_* settings.  Where a store keeps raw bytes (Redis),
+ * bytea values are stored as those bytes (PgpolyDatumToBytes and
+ * PgpolyBytesToDatum), not as text.
+ *
+ * Cost: the settings are global variables that the types' I/O functions
+ * read.  The common scalar types take fast paths that never read them;
+ * every other type (arrays, composites, ranges, domains of anything, and
+ * types we do not know) runs inside PgpolyFixedSettingsEnter/Leave, which
+ * save the six variables, set them and restore them; callers put Leave in
+ * PG_FINALLY so that an error restores them too.  A caller converting many
+ * values opens one scope around all of them (a row, a batch); a conversion
+ * inside an open scope opens no other.  set_config_option() is never used:
+ * it costs far more than the conversion.
+ *
+ * Values read from a store carry their length.  Before any input function
+ * sees them they are verified for the database encoding, which rejects NUL
+ * bytes as well: a value that is not valid text is an ERROR with SQLSTATE
+ * 22021 (the caller's error context names the key or document and field),
+ * never a truncated or unverified datum.
+ *
+ * Key pushdown: PgpolyKeyEqualityIsByteEquality() decides when SQL
+ * equality on a key column is equality of the stored bytes.  The Redis
+ * scan's pushdown and the batched join both ask it, so the planner and
+ * the executor can never disagree about which keys a clause reaches.
+ *
+ * src/convert.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/stratnum.h"
+#include "catalog/pg_type.h"
+#include "common/shortest_dec.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgtime.h"
+#include "utils/builtins.h"
+#include "utils/bytea.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
+#include "utils/float.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+
+#include "pgpoly.h"
+
+/* The session's values of the settings we fix, while a scope is open. */
+typedef struct SavedSettings
+{
+	int			datestyle;
+	int			dateorder;
+	int			intervalstyle;
+	int			extra_float_digits;
+	int			bytea_output;
+	pg_tz	   *timezone;
+} SavedSettings;
+
+/* Nesting depth of fixed-settings scopes; the outermost one saved these. */
+static int	fixed_depth = 0;
+static SavedSettings fixed_saved;
+static pg_tz *utc_tz = NULL;
+
+/* ----------------------------------------------------------------
+ *		The fixed settings
+ * ----------------------------------------------------------------
+ */
+
+/* The UTC zone (pg_tzset caches zones for the backend's life). */
+static pg_tz *
+utc_zone(void)
+{
+	if (utc_tz == NULL)
+	{
+		utc_tz = pg_tzset("UTC");
+		if (utc_tz == NULL)
+			elog(ERROR, "could not load time zone \"UTC\"");
+	}
+	return utc_tz;
+}
+
+/*
+ * Enter a scope in which the I/O functions see the fixed settings.  The
+ * caller must call PgpolyFixedSettingsLeave on every path out, error paths
+ * included (PG_FINALLY).  Scopes nest; only the outermost saves and
+ * restores the session's values.
+ */
+void
+PgpolyFixedSettingsEnter(void)
+{
+	pg_tz	   *utc = utc_zone();	/* before changing anything */
+
+	if (fixed_depth++ > 0)
+		return;
+	fixed_saved.datestyle = DateStyle;
+	fixed_saved.dateorder = DateOrder;
+	fixed_saved.intervalstyle = IntervalStyle;
+	fixed_saved.extra_float_digits = extra_float_digits;
+	fixed_saved.bytea_output = bytea_output;
+	fixed_saved.timezone = session_timezone;
+	DateStyle = USE_ISO_DATES;
+	DateOrder = DATEORDER_MDY;
+	IntervalStyle = INTSTYLE_POSTGRES;
+	extra_float_digits = 3;
+	bytea_output = BYTEA_OUTPUT_HEX;
+	session_timezone = utc;
+}
+
+/* Leave a scope entered with PgpolyFixedSettingsEnter. */
+void
+PgpolyFixedSettingsLeave(void)
+{
+	Assert(fixed_depth > 0);
+	if (--fixed_depth > 0)
+		return;
+	DateStyle = fixed_saved.datestyle;
+	DateOrder = fixed_saved.dateorder;
+	IntervalStyle = fixed_saved.intervalstyle;
+	extra_float_digits = fixed_saved.extra_float_digits;
+	bytea_output = fixed_saved.bytea_output;
+	session_timezone = fixed_saved.timezone;
+}
+
+/* Whether a fixed-settings scope is open. */
+bool
+PgpolyFixedSettingsActive(void)
+{
+	return fixed_depth > 0;
+}
+
+/* ----------------------------------------------------------------
+ *		Describing a type
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Whether the I/O functions of typid read any of the settings we fix
+ * (output: out; input: !out).  Types we do not know are assumed to.
+ */
+static bool
+io_reads_settings(Oid typid, bool out, int depth)
+{
+	Oid			elem;
+
+	if (depth > 8)
+		return true;
+	typid = getBaseType(typid);
+	switch (typid)
+	{
+		case BOOLOID:
+		case CHAROID:
+		case NAMEOID:
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case OIDOID:
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+		case NUMERICOID:
+		case UUIDOID:
+		case JSONOID:
+		case JSONBOID:
+		case INETOID:
+		case CIDROID:
+		case MACADDROID:
+			return false;
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case BYTEAOID:
+			return out;			/* extra_float_digits, bytea_output */
+		default:
+			break;
+	}
+	if ((elem = get_element_type(typid)) != InvalidOid)
+		return io_reads_settings(elem, out, depth + 1);
+	if (get_typtype(typid) == TYPTYPE_RANGE)
+		return io_reads_settings(get_range_subtype(typid), out, depth + 1);
+	if (type_is_rowtype(typid))
+	{
+		TupleDesc	desc = lookup_rowtype_tupdesc(typid, -1);
+		bool		reads = false;
+
+		for (int i = 0; i < desc->natts && !reads; i++)
+			if (!TupleDescAttr(desc, i)->attisdropped)
+				reads = io_reads_settings(TupleDescAttr(desc, i)->atttypid, out,
+										  depth + 1);
+		ReleaseTupleDesc(desc);
+		return reads;
+	}
+	return true;
+}
+
+/* The fast path of a base type, PGPOLY_CONV_GENERIC when it has none. */
+static PgpolyConvKind
+fast_kind(Oid basetype)
+{
+	switch (basetype)
+	{
+		case TEXTOID:
+		case VARCHAROID:
+			return PGPOLY_CONV_TEXT;
+		case BYTEAOID:
+			return PGPOLY_CONV_BYTEA;
+		case FLOAT4OID:
+			return PGPOLY_CONV_FLOAT4;
+		case FLOAT8OID:
+			return PGPOLY_CONV_FLOAT8;
+		case DATEOID:
+			return PGPOLY_CONV_DATE;
+		case TIMESTAMPOID:
+			return PGPOLY_CONV_TIMESTAMP;
+		case TIMESTAMPTZOID:
+			return PGPOLY_CONV_TIMESTAMPTZ;
+		case INTERVALOID:
+			return PGPOLY_CONV_INTERVAL;
+		default:
+			return PGPOLY_CONV_GENERIC;
+	}
+}
+
+/*
+ * Describe type typid (typmod) for conversions; name (may be NULL) is the
+ * column it belongs to, for messages.  The I/O functions' caches live in
+ * the current memory context, which must outlive conv.
+ */
+void
+PgpolyConvInit(PgpolyConv *conv, Oid typid, int32 typmod, const char *name)
+{
+	Oid			infn;
+	Oid			outfn;
+	bool		isvarlena;
+
+	memset(conv, 0, sizeof(PgpolyConv));
+	conv->typid = typid;
+	conv->typmod = typmod;
+	conv->name = name;
+	conv->basetype = getBaseType(typid);
+	conv->is_domain = conv->basetype != typid;
+	conv->kind = fast_kind(conv->basetype);
+	conv->out_settings = io_reads_settings(typid, true, 0);
+	conv->in_settings = io_reads_settings(typid, false, 0);
+	conv->mcxt = CurrentMemoryContext;
+	getTypeInputInfo(typid, &infn, &conv->ioparam);
+	fmgr_info(infn, &conv->infn);
+	getTypeOutputInfo(typid, &outfn, &isvarlena);
+	fmgr_info(outfn, &conv->outfn);
+}
+
+/* ----------------------------------------------------------------
+ *		Datum -> text
+ * ----------------------------------------------------------------
+ */
+
+/* A palloc'd, NUL-terminated copy of the contents of a varlena. */
+static char *
+varlena_bytes(Datum value, size_t *len)
+{
+	struct varlena *v = PG_DETOAST_DATUM_PACKED(value);
+	char	   *s;
+
+	*len = VARSIZE_ANY_EXHDR(v);
+	s = palloc(*len + 1);
+	memcpy(s, VARDATA_ANY(v), *len);
+	s[*len] = '\0';
+	return s;
+}
+
+/* bytea in hex form, as bytea_output 'hex' writes it. */
+static char *
+bytea_hex(Datum value, size_t *len)
+{
+	bytea	   *b = DatumGetByteaPP(value);
+	size_t		n = VARSIZE_ANY_EXHDR(b);
+	char	   *s = palloc(2 * n + 3);
+
+	s[0] = '\\';
+	s[1] = 'x';
+	*len = 2 + hex_encode(VARDATA_ANY(b), n, s + 2);
+	s[*len] = '\0';
+	return s;
+}
+
+/* Output of a date/time type under the fixed settings, into buf. */
+static void
+datetime_text(PgpolyConvKind kind, Datum value, char *buf)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tz;
+	const char *tzn;
+
+	switch (kind)
+	{
+		case PGPOLY_CONV_DATE:
+			if (DATE_NOT_FINITE(DatumGetDateADT(value)))
+				EncodeSpecialDate(DatumGetDateADT(value), buf);
+			else
+			{
+				j2date(DatumGetDateADT(value) + POSTGRES_EPOCH_JDATE,
+					   &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+				EncodeDateOnly(&tm, USE_ISO_DATES, buf);
+			}
+			return;
+		case PGPOLY_CONV_TIMESTAMP:
+		case PGPOLY_CONV_TIMESTAMPTZ:
+			{
+				bool		withtz = kind == PGPOLY_CONV_TIMESTAMPTZ;
+				Timestamp	ts = DatumGetTimestamp(value);
+
+				if (TIMESTAMP_NOT_FINITE(ts))
+					EncodeSpecialTimestamp(ts, buf);
+				else if (timestamp2tm(ts, withtz ? &tz : NULL, &tm, &fsec,
+									  withtz ? &tzn : NULL, withtz ? utc_zone() : NULL) == 0)
+					EncodeDateTime(&tm, fsec, withtz, withtz ? tz : 0,
+								   withtz ? tzn : NULL, USE_ISO_DATES, buf);
+				else
+					ereport(ERROR,
+							(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+							 errmsg("timestamp out of range")));
+				return;
+			}
+		case PGPOLY_CONV_INTERVAL:
+			{
+				struct pg_itm itm;
+
+				interval2itm(*DatumGetIntervalP(value), &itm);
+				EncodeInterval(&itm, INTSTYLE_POSTGRES, buf);
+				return;
+			}
+		default:
+			elog(ERROR, "unexpected date/time conversion %d", (int) kind);
+	}
+}
+
+/* The output function's text under the fixed settings. */
+static char *
+output_fixed(PgpolyConv *conv, Datum value)
+{
+	char	   *volatile s = NULL;
+
+	if (!conv->out_settings || fixed_depth > 0)
+		return OutputFunctionCall(&conv->outfn, value);
+	PgpolyFixedSettingsEnter();
+	PG_TRY();
+	{
+		s = OutputFunctionCall(&conv->outfn, value);
+	}
+	PG_FINALLY();
+	{
+		PgpolyFixedSettingsLeave();
+	}
+	PG_END_TRY();
+	return s;
+}
+
+/* Datum -> store form; raw: bytea as its bytes. */
+static char *
+datum_out(PgpolyConv *conv, Datum value, bool raw, size_t *len)
+{
+	char		buf[Max(MAXDATELEN, DOUBLE_SHORTEST_DECIMAL_LEN) + 1];
+	char	   *s;
+
+	switch (conv->kind)
+	{
+		case PGPOLY_CONV_TEXT:
+			return varlena_bytes(value, len);
+		case PGPOLY_CONV_BYTEA:
+			return raw ? varlena_bytes(value, len) : bytea_hex(value, len);
+		case PGPOLY_CONV_FLOAT4:
+			*len = float_to_shortest_decimal_buf(DatumGetFloat4(value), buf);
+			return pnstrdup(buf, *len);
+		case PGPOLY_CONV_FLOAT8:
+			*len = double_to_shortest_decimal_buf(DatumGetFloat8(value), buf);
+			return pnstrdup(buf, *len);
+		case PGPOLY_CONV_DATE:
+		case PGPOLY_CONV_TIMESTAMP:
+		case PGPOLY_CONV_TIMESTAMPTZ:
+		case PGPOLY_CONV_INTERVAL:
+			datetime_text(conv->kind, value, buf);
+			*len = strlen(buf);
+			return pnstrdup(buf, *len);
+		case PGPOLY_CONV_GENERIC:
+			break;
+	}
+	s = output_fixed(conv, value);
+	*len = strlen(s);			/* an output function's C string */
+	return s;
+}
+
+/*
+ * The fixed text form of value (bytea: \x hex), palloc'd and
+ * NUL-terminated; its length in *len.
+ */
+char *
+PgpolyDatumToText(PgpolyConv *conv, Datum value, size_t *len)
+{
+	return datum_out(conv, value, false, len);
+}
+
+/*
+ * The store form of value where the store keeps bytes (Redis): bytea as
+ * its raw bytes, every other type as PgpolyDatumToText.  The result is
+ * palloc'd and NUL-terminated but may contain NULs: use *len.
+ */
+char *
+PgpolyDatumToBytes(PgpolyConv *conv, Datum value, size_t *len)
+{
+	return datum_out(conv, value, true, len);
+}
+
+/* ----------------------------------------------------------------
+ *		Text -> datum
+ * ----------------------------------------------------------------
+ */
+
+/* What conv converts for, in messages. */
+static char *
+conv_what(PgpolyConv *conv)
+{
+	if (conv->name)
+		return psprintf("column \"%s\" (%s)", conv->name,
+						format_type_with_typemod(conv->typid, conv->typmod));
+	return psprintf("type %s", format_type_be(conv->typid));
+}
+
+/*
+ * Whether s (len bytes) is ASCII without NUL bytes, which is valid text in
+ * every server encoding: the common case, checked without a call.
+ */
+static inline bool
+plain_ascii(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char) (s[i] - 1) >= 0x7f)	/* NUL or high bit */
+			return false;
+	return true;
+}
+
+/*
+ * ERROR unless s (len bytes) is valid text in the database encoding.  A
+ * NUL byte is not: PostgreSQL text cannot hold it.
+ */
+static void
+check_text(PgpolyConv *conv, const char *s, size_t len)
+{
+	int			enc;
+	int			ok;
+	const char *nul;
+
+	if (plain_ascii(s, len))
+		return;
+	enc = GetDatabaseEncoding();
+	if (len > (size_t) (MaxAllocSize - 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("value for %s is too long (%zu bytes)", conv_what(conv), len)));
+	ok = pg_encoding_verifymbstr(enc, s, (int) len);
+	if (ok == (int) len)
+		return;
+	nul = memchr(s, '\0', len);
+	if (nul != NULL && nul - s <= ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("value for %s contains a NUL byte", conv_what(conv)),
+				 errdetail("The NUL byte is at offset %d of %zu; text cannot hold NUL bytes.",
+						   (int) (nul - s), len),
+				 errhint("Read binary values into a bytea column.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+			 errmsg("value for %s is not valid %s", conv_what(conv),
+					GetDatabaseEncodingName()),
+			 errdetail("Invalid byte 0x%02x at offset %d of %zu.",
+					   (unsigned char) s[ok], ok, len)));
+}
+
+/* Apply the domain's constraints to value (a domain over a fast path). */
+static Datum
+check_domain(PgpolyConv *conv, Datum value)
+{
+	if (conv->is_domain)
+		domain_check(value, false, conv->typid, &conv->domain_extra, conv->mcxt);
+	return value;
+}
+
+/* The input function's datum for s under the fixed settings. */
+static Datum
+input_fixed(PgpolyConv *conv, char *s)
+{
+	volatile Datum d = (Datum) 0;
+
+	if (!conv->in_settings || fixed_depth > 0)
+		return InputFunctionCall(&conv->infn, s, conv->ioparam, conv->typmod);
+	PgpolyFixedSettingsEnter();
+	PG_TRY();
+	{
+		d = InputFunctionCall(&conv->infn, s, conv->ioparam, conv->typmod);
+	}
+	PG_FINALLY();
+	{
+		PgpolyFixedSettingsLeave();
+	}
+	PG_END_TRY();
+	return d;
+}
+
+/* Store form -> datum; raw: bytea from its bytes. */
+static Datum
+datum_in(PgpolyConv *conv, const char *s, size_t len, bool raw)
+{
+	Assert(s[len] == '\0');
+	if (raw && conv->kind == PGPOLY_CONV_BYTEA)
+	{
+		bytea	   *b;
+
+		if (len > (size_t) (MaxAllocSize - VARHDRSZ))
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("value for %s is too long (%zu bytes)", conv_what(conv), len)));
+		b = palloc(len + VARHDRSZ);
+		SET_VARSIZE(b, len + VARHDRSZ);
+		memcpy(VARDATA(b), s, len);
+		return check_domain(conv, PointerGetDatum(b));
+	}
+	check_text(conv, s, len);
+	if (conv->kind == PGPOLY_CONV_TEXT && conv->typmod < 0 && !conv->is_domain)
+		return PointerGetDatum(cstring_to_text_with_len(s, (int) len));
+	return input_fixed(conv, (char *) s);
+}
+
+/*
+ * The datum of type conv of the text s (len bytes; s[len] must be '\0'),
+ * read under the fixed settings.  Text that is not valid in the database
+ * encoding (a NUL byte included) is an ERROR with SQLSTATE 22021.
+ */
+Datum
+PgpolyTextToDatum(PgpolyConv *conv, const char *s, size_t len)
+{
+	return datum_in(conv, s, len, false);
+}
+
+/*
+ * The datum of the store form s (len bytes, s[len] == '\0') where the store
+ * keeps bytes: bytea takes the bytes as they are, every other type reads
+ * them as PgpolyTextToDatum does.
+ */
+Datum
+PgpolyBytesToDatum(PgpolyConv *conv, const char *s, size_t len)
+{
+	return datum_in(conv, s, len, true);
+}
+
+/* ----------------------------------------------------------------
+ *		Key equality
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Types whose SQL equality is equality of their fixed stored form: equal
+ * values have one text form (integers, text under a deterministic
+ * collation, timestamps in UTC ...).  Not numeric (1 = 1.0), floats
+ * (0 = -0), bpchar (trailing blanks), interval ('1 day' = '24 hours'),
+ * json/jsonb, arrays, composites, or types we do not know.
+ */
+static bool
+byte_equal_type(Oid typid)
+{
+	switch (typid)
+	{
+		case TEXTOID:
+		case VARCHAROID:
+		case NAMEOID:
+		case CHAROID:
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case OIDOID:
+		case BOOLOID:
+		case UUIDOID:
+		case DATEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			return true;
+		default:
+			/* bytea would qualify, once key sets compare lengths, not strlen */
+			return false;
+	}
+}
+
+/* Whether a value of valtype has the stored form a key of keytype would. */
+static bool
+same_form(Oid keytype, Oid valtype)
+{
+	bool		kint = keytype == INT2OID || keytype == INT4OID || keytype == INT8OID;
+	bool		vint = valtype == INT2OID || valtype == INT4OID || valtype == INT8OID;
+	bool		ktext = keytype == TEXTOID || keytype == VARCHAROID;
+	bool		vtext = valtype == TEXTOID || valtype == VARCHAROID;
+
+	/* integers print alike whatever their width; text and varchar too */
+	return keytype == valtype || (kint && vint) || (ktext && vtext);
+}
+
+/*
+ * Whether  key = value  (operator opno, input collation collid; the key of
+ * type keytype, the value of valtype) holds exactly when the stored form
+ * of the key and the stored form of the value (PgpolyDatumToBytes of a
+ * conv of valtype) are the same bytes.  Only then may a store look the key
+ * up by those bytes; otherwise the clause must stay a local filter.  When
+ * false and why is not NULL, *why says why, for EXPLAIN.
+ */
+bool
+PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
+								Oid collid, const char **why)
+{
+	Oid			kbase = getBaseType(keytype);
+	Oid			vbase = getBaseType(valtype);
+	TypeCacheEntry *tc;
+	const char *reason = NULL;
+
+	if (!byte_equal_type(kbase))
+		reason = psprintf("equality of %s is not equality of its stored text",
+						  format_type_be(keytype));
+	else if (!same_form(kbase, vbase))
+		reason = psprintf("the value (%s) is not stored as the key (%s) is",
+						  format_type_be(valtype), format_type_be(keytype));
+	else
+	{
+		tc = lookup_type_cache(kbase, TYPECACHE_BTREE_OPFAMILY);
+		if (!OidIsValid(tc->btree_opf) ||
+			get_op_opfamily_strategy(opno, tc->btree_opf) != BTEqualStrategyNumber)
+			reason = psprintf("operator %s is not the equality of %s",
+							  format_operator(opno), format_type_be(keytype));
+		else if (type_is_collatable(kbase) && OidIsValid(collid) &&
+				 !get_collation_isdeterministic(collid))
+			reason = psprintf("collation \"%s\" is nondeterministic",
+							  get_collation_name(collid));
+	}
+	if (why)
+		*why = reason;
+	return reason == NULL;
+}
+
+/* ----------------------------------------------------------------
+ *		Messages
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * A printable rendering of len bytes of store data for a message: valid
+ * characters as they are, other bytes (NUL, invalid sequences, control
+ * characters) as \xNN; at most max bytes of input, then "...".
+ */
+char *
+PgpolyPrintable(const char *s, size_t len, size_t max)
+{
+	StringInfoData buf;
+	int			enc = GetDatabaseEncoding();
+	size_t		i = 0;
+
+	initStringInfo(&buf);
+	while (i < len && i < max)
+	{
+		unsigned char c = (unsigned char) s[i];
+		int			n;
+
+		if (c < 0x20 || c == 0x7f)
+			n = 0;
+		else if (!IS_HIGHBIT_SET(c))
+			n = 1;
+		else
+			n = pg_encoding_verifymbchar(enc, s + i, (int) Min(len - i, 8));
+		if (n <= 0)
+		{
+			appendStringInfo(&buf, "\\x%02x", c);
+			i++;
+			continue;
+		}
+		appendBinaryStringInfo(&buf, s + i, n);
+		i += n;
+	}
+	if (i < len)
+		appendStringInfoString(&buf, "...");
+	return buf.data;
+}
