@@ -252,10 +252,12 @@ def xact_phase(s, cl):
     check(after - before == 1, "60 keys with one hash tag took %d EXECs, want 1"
           % (after - before))
     before = after
+    slots = q(s, "SELECT count(DISTINCT pgpoly.redis_key_slot('ct:s:notag:' || g)) "
+                 "FROM generate_series(1, 60) g;")
     q(s, "INSERT INTO c_string SELECT 'notag:' || g, 't' FROM generate_series(1, 60) g;")
     after = sum(exec_calls(cl, p) for p in cl.primaries())
-    check(after - before == 60, "60 keys in 60 slots took %d EXECs, want 60 (one per slot)"
-          % (after - before))
+    check(str(after - before) == slots and int(slots) > 50,
+          "60 keys in %s slots took %d EXECs, want one per slot" % (slots, after - before))
     del blocks
     q(s, "DELETE FROM c_string WHERE key LIKE '{tag1}:%' OR key LIKE 'notag:%';")
     # a failing COMMIT: the key, what was not written, which nodes were
