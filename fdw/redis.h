@@ -144,6 +144,10 @@ extern void RedisExchange(PgpolyConnection *conn, int nreplies,
 extern void RedisReplyError(PgpolyConnection *conn, struct redisReply *reply,
 							const char *key, size_t keylen,
 							RedisTable *tbl) pg_attribute_noreturn();
+extern void RedisProtocolError(PgpolyConnection *conn, const char *command,
+							   struct redisReply *r,
+							   const char *what) pg_attribute_noreturn();
+extern char *RedisBytesCopy(const char *s, size_t len);
 extern bool RedisIsCluster(PgpolyConnection *conn);
 extern List *RedisPrimaryNodes(PgpolyConnection *conn);
 extern const char *RedisReplyNode(PgpolyConnection *conn, int index);
@@ -217,8 +221,8 @@ typedef struct RedisWrite
 
 /* redis_scan.c */
 extern HTAB *RedisKeySet(MemoryContext cxt);
-extern bool RedisKeySetAdd(HTAB *set, char *key);
-extern int	RedisKeySetIndex(HTAB *set, char *key, int next);
+extern bool RedisKeySetAdd(HTAB *set, const char *key, size_t len);
+extern int	RedisKeySetIndex(HTAB *set, const char *key, size_t len, int next);
 typedef struct RedisOverlay RedisOverlay;
 extern RedisOverlay *RedisBuildOverlay(List *pending);
 extern void RedisOverlayAdd(RedisOverlay **ov, RedisWrite *w);
@@ -303,7 +307,6 @@ typedef struct RedisNode
 	int			nread;			/* replies read */
 	int		   *queue;			/* cluster: what each expected reply answers */
 	int			maxqueue;
-	Size		pending;		/* bytes of a reply not complete yet */
 	char	   *failure;		/* cluster: why it failed in this request */
 } RedisNode;
 

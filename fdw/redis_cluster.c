@@ -365,7 +365,7 @@ not_a_cluster(PgpolyConnection *conn, RedisNode *node, redisReply *r)
 			(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 			 errmsg("Redis server \"%s\" at %s is not a Redis Cluster node",
 					conn->servername, conn->target),
-			 errdetail("CLUSTER SLOTS answered: %s", r->str),
+			 errdetail("CLUSTER SLOTS answered: %s", PgpolyPrintable(r->str, r->len, 200)),
 			 errhint("Remove the server options cluster and nodes, or point them at a cluster node.")));
 }
 
@@ -385,7 +385,7 @@ refresh_from(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 		not_a_cluster(conn, node, r);
 	if (r->type == REDIS_REPLY_ERROR || !apply_slots(h, node, r))
 	{
-		*error = r->type == REDIS_REPLY_ERROR ? psprintf("CLUSTER SLOTS answered: %s", r->str) :
+		*error = r->type == REDIS_REPLY_ERROR ? psprintf("CLUSTER SLOTS answered: %s", PgpolyPrintable(r->str, r->len, 200)) :
 			pstrdup("malformed reply to CLUSTER SLOTS");
 		RedisNodeClose(h, node);
 		return false;
@@ -696,7 +696,7 @@ count_redirect(RedisExchangeState *ex, int idx, redisReply *r)
 			(errcode(ERRCODE_FDW_ERROR),
 			 errmsg("Redis Cluster server \"%s\" redirected a command more than %d times",
 					ex->conn->servername, MAX_REDIRECTS),
-			 errdetail("The last redirection was: %s", r->str),
+			 errdetail("The last redirection was: %s", PgpolyPrintable(r->str, r->len, 200)),
 			 errhint("The cluster's slots may be moving; retry later.")));
 }
 
@@ -747,7 +747,7 @@ explain_abort(redisReply *exec, int slot)
 {
 	exec->str = MemoryContextStrdup(GetMemoryChunkContext(exec),
 									psprintf("TRYAGAIN the transaction of hash slot %d could not run within timeout_ms: the slot was migrating between nodes, or the cluster was down (last answer: %s)",
-											 slot, exec->str));
+											 slot, PgpolyPrintable(exec->str, exec->len, 200)));
 	exec->len = strlen(exec->str);
 }
 
@@ -1004,7 +1004,7 @@ ask_sentinels(PgpolyConnection *conn, RedisHandle *h, RedisTopology *topo,
 		if (error == NULL)
 			error = r && r->type == REDIS_REPLY_NIL ?
 				psprintf("does not know master \"%s\"", topo->master) :
-				r && r->type == REDIS_REPLY_ERROR ? psprintf("answered %s", r->str) :
+				r && r->type == REDIS_REPLY_ERROR ? psprintf("answered %s", PgpolyPrintable(r->str, r->len, 200)) :
 				pstrdup("answered with an unexpected reply");
 		appendStringInfo(errors, "%ssentinel %s %s", errors->len ? "; " : "",
 						 s->addr, error);

@@ -6,11 +6,11 @@
  * hiredis 0.14 has no connect-with-options and no async API we could wait
  * on from a backend, so each connection to a Redis server is created with
  * redisConnectNonBlock() and every exchange is: append commands (RESP we
- * encode ourselves), then alternate redisBufferWrite / redisBufferRead
- * whenever the core's wait says a socket is ready, pulling parsed replies
- * with redisGetReplyFromReader().  Only these three non-blocking calls
- * touch a socket, so hiredis never blocks and a cancel or statement_timeout
- * is serviced between them.
+ * encode ourselves), then alternate redisBufferWrite / a non-blocking
+ * recv() fed to the hiredis reader whenever the core's wait says a socket
+ * is ready, pulling parsed replies with redisReaderGetReply().  Nothing
+ * blocks inside hiredis, so a cancel or statement_timeout is serviced
+ * between the calls.
  *
  * A pgpoly connection (one cache entry) may span several Redis servers, its
  * nodes: one for a single server or Sentinel's primary, one per cluster
@@ -30,8 +30,19 @@
  *	  never ereports inside hiredis: MCXT_ALLOC_NO_OOM).  A handler may keep
  *	  a reply (it then lives as long as that context); others are freed at
  *	  once.  hiredis' malloc-based freeReplyObject() is never used.
- *	- Bytes buffered for a node's reply not yet complete are bounded by
- *	  pgpoly.max_response_size.
+ *	- pgpoly.max_response_size bounds what one exchange (all its replies,
+ *	  from all its nodes) makes the backend hold: live reply objects at
+ *	  their real size plus the readers' unparsed bytes, charged before each
+ *	  allocation or read (an announced array count is charged before its
+ *	  element array exists).  The reply functions refuse past it; the ERROR
+ *	  (54000) is raised after hiredis returns.
+ *	- Replies and commands stay in step on every node: bytes received while
+ *	  no request is pending, more replies than commands, or a reply of a
+ *	  type the command never returns break the connection with an ERROR
+ *	  (08P01), so no statement ever takes another command's reply for its
+ *	  own.
+ *	- Bytes from Redis (keys, error texts) reach messages only through
+ *	  PgpolyPrintable(, 200): escaped and capped.
  *
  * fdw/redis_io.c
  *
@@ -42,6 +53,7 @@
 #include <sys/socket.h>
 #include <hiredis/hiredis.h>
 
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -53,18 +65,88 @@ static void *redis_connect(PgpolyConnection *conn, ForeignServer *server,
 static void redis_disconnect(void *handle);
 static List *redis_node_rows(PgpolyConnection *conn);
 
-/* Memory context replies of the running exchange are allocated in. */
-static MemoryContext ReplyContext = NULL;
+/*
+ * What the running exchange may allocate (pgpoly.max_response_size): reply
+ * objects alive now, counted at their real size in the memory context, plus
+ * the bytes the hiredis reader holds that are not parsed yet.  The reply
+ * functions below run inside hiredis and must not ereport: past the budget
+ * they refuse (return NULL, which hiredis reports as out of memory) and set
+ * exceeded; the exchange raises the ERROR once hiredis has returned.
+ */
+typedef struct ReplyBudget
+{
+	MemoryContext cxt;			/* replies are built here */
+	RedisHandle *h;				/* the unparsed bytes of its active nodes ... */
+	redisReader *reader;		/* ... or of this one reader count too */
+	Size		used;			/* bytes of live reply objects */
+	Size		limit;
+	bool		exceeded;		/* an allocation was refused */
+} ReplyBudget;
 
-/* Zeroed allocation for the reply functions; NULL (not ERROR) when out of memory. */
+static ReplyBudget Budget;
+
+/*
+ * Start counting a new exchange's replies, built in cxt: those of h's
+ * active nodes (RedisExchange), or of one reader (a synchronous call).
+ */
+static void
+budget_begin(MemoryContext cxt, RedisHandle *h, redisReader *reader)
+{
+	Budget.cxt = cxt;
+	Budget.h = h;
+	Budget.reader = reader;
+	Budget.used = 0;
+	Budget.limit = PGPOLY_MAX_RESPONSE_BYTES;
+	Budget.exceeded = false;
+}
+
+/* Bytes the budget still has room for (0 when it is spent). */
+static Size
+budget_room(void)
+{
+	Size		held = Budget.used;
+
+	if (Budget.reader)
+		held += Budget.reader->len - Budget.reader->pos;
+	for (int i = 0; Budget.h && i < Budget.h->nnodes; i++)
+	{
+		RedisNode  *node = Budget.h->nodes[i];
+
+		if (node->active && node->ctx)
+			held += node->ctx->reader->len - node->ctx->reader->pos;
+	}
+	return held >= Budget.limit ? 0 : Budget.limit - held;
+}
+
+/*
+ * Zeroed allocation for the reply functions, charged to the budget before
+ * it is made; NULL (never an ERROR) when the budget or memory is short.
+ */
 static void *
 reply_alloc(size_t size)
 {
-	/* Too large is "out of memory" to hiredis: elog must not fire in here. */
-	if (!AllocSizeIsValid(size))
+	void	   *p;
+
+	if (size > budget_room())
+	{
+		Budget.exceeded = true;
 		return NULL;
-	return MemoryContextAllocExtended(ReplyContext, size,
-									  MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
+	}
+	p = MemoryContextAllocExtended(Budget.cxt, size,
+								   MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
+	if (p != NULL)
+		Budget.used += GetMemoryChunkSpace(p);
+	return p;
+}
+
+/* Free what reply_alloc returned and give its space back to the budget. */
+static void
+reply_release(void *p)
+{
+	Size		space = GetMemoryChunkSpace(p);
+
+	Budget.used -= Min(Budget.used, space);
+	pfree(p);
 }
 
 /* Free a reply built by the functions below (recursively). */
@@ -79,11 +161,9 @@ reply_free(void *obj)
 	{
 		for (size_t i = 0; i < r->elements; i++)
 			reply_free(r->element[i]);
-		pfree(r->element);
+		reply_release(r->element);
 	}
-	if (r->str)
-		pfree(r->str);
-	pfree(r);
+	reply_release(r);			/* a string lives in the same chunk */
 }
 
 /* Free a reply of an exchange that no handler will see (redis_cluster.c). */
@@ -102,35 +182,46 @@ link_reply(const redisReadTask *task, redisReply *r)
 	return r;
 }
 
-/* hiredis reply function: bulk/status/error string. */
+/*
+ * hiredis reply function: bulk/status/error string, NUL-terminated, in one
+ * chunk with its reply (half the allocations of a round).
+ */
 static void *
 reply_string(const redisReadTask *task, char *str, size_t len)
 {
-	redisReply *r = reply_alloc(sizeof(redisReply));
+	redisReply *r;
 
-	if (r == NULL || (r->str = reply_alloc(len + 1)) == NULL)
-	{
-		if (r)
-			pfree(r);
+	if (len > MaxAllocSize - sizeof(redisReply) - 1 ||
+		(r = reply_alloc(sizeof(redisReply) + len + 1)) == NULL)
 		return NULL;
-	}
 	r->type = task->type;
+	r->str = (char *) (r + 1);
 	memcpy(r->str, str, len);
 	r->len = len;
 	return link_reply(task, r);
 }
 
-/* hiredis reply function: array of n elements. */
+/*
+ * hiredis reply function: array of n elements.  The element array is
+ * charged before it is allocated, so an announced count larger than the
+ * budget is refused at once.
+ */
 static void *
 reply_array(const redisReadTask *task, int n)
 {
-	redisReply *r = reply_alloc(sizeof(redisReply));
+	Size		need = sizeof(redisReply) + (Size) Max(n, 0) * sizeof(redisReply *);
+	redisReply *r;
 
-	if (r == NULL)
-		return NULL;
-	if (n > 0 && (r->element = reply_alloc(sizeof(redisReply *) * (size_t) n)) == NULL)
+	if (need > budget_room())
 	{
-		pfree(r);
+		Budget.exceeded = true;
+		return NULL;
+	}
+	if ((r = reply_alloc(sizeof(redisReply))) == NULL)
+		return NULL;
+	if (n > 0 && (r->element = reply_alloc(sizeof(redisReply *) * (Size) n)) == NULL)
+	{
+		reply_release(r);
 		return NULL;
 	}
 	r->type = REDIS_REPLY_ARRAY;
@@ -300,6 +391,102 @@ RedisEncodeCommand(StringInfo buf, int argc, const char **argv, const size_t *le
 	}
 }
 
+/* Raise the ERROR for an exchange that went over pgpoly.max_response_size. */
+static void
+budget_error(PgpolyConnection *conn, RedisNode *node)
+{
+	name_node(conn, node);
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("Redis server \"%s\" at %s sent a reply larger than pgpoly.max_response_size (%d kB)",
+					conn->servername, conn->target, pgpoly_max_response_kb),
+			 errdetail("The replies of one request, counted as the memory they take before it is allocated, would exceed the limit."),
+			 errhint("Fetch fewer or smaller keys per round (fetch_size), or raise pgpoly.max_response_size.")));
+}
+
+/*
+ * Read what node's socket holds into its reader, never more than the
+ * budget has room for (the reader's buffer is charged before it grows).
+ * NULL, or why the node failed (closed, unreadable).
+ */
+static char *
+node_read(PgpolyConnection *conn, RedisNode *node)
+{
+	static char buf[64 * 1024];
+	Size		room = budget_room();
+	ssize_t		n;
+
+	if (room == 0)
+		budget_error(conn, node);
+	n = recv(node->ctx->fd, buf, Min(room, sizeof(buf)), 0);
+	if (n < 0)
+	{
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return NULL;
+		return psprintf("could not read the reply: %s", strerror(errno));
+	}
+	if (n == 0)
+		return pstrdup("the server closed the connection");
+	if (redisReaderFeed(node->ctx->reader, buf, n) != REDIS_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while reading a Redis reply")));
+	return NULL;
+}
+
+/*
+ * The next complete reply in node's reader, or NULL when more bytes are
+ * needed.  A refusal of the reply functions is the budget's 54000 ERROR;
+ * anything else hiredis rejects is a protocol violation.
+ */
+static redisReply *
+next_reply(PgpolyConnection *conn, RedisNode *node)
+{
+	void	   *reply = NULL;
+
+	if (redisReaderGetReply(node->ctx->reader, &reply) != REDIS_OK)
+	{
+		if (Budget.exceeded)
+			budget_error(conn, node);
+		conn->busy = true;
+		name_node(conn, node);
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("Redis server \"%s\" at %s: received a malformed reply",
+						conn->servername, conn->target),
+				 errdetail("%s", node->ctx->reader->errstr),
+				 errhint("Check that the server options host and port point at a Redis server.")));
+	}
+	return reply;
+}
+
+/*
+ * Check, when a request first uses node, that it sent nothing since the
+ * last request ended: bytes now would be a reply to no command, and taking
+ * them for the next command's reply would shift every later answer.  Costs
+ * one non-blocking recv.
+ */
+static void
+check_idle(PgpolyConnection *conn, RedisNode *node)
+{
+	redisContext *ctx = node->ctx;
+	char		c;
+	ssize_t		n;
+
+	name_node(conn, node);
+	if (ctx->reader->len > ctx->reader->pos)
+		RedisProtocolError(conn, "no command", NULL,
+						   "bytes left over from the previous request");
+	n = recv(ctx->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0)
+		RedisProtocolError(conn, "no command", NULL,
+						   "data sent while no request was pending");
+	if (n == 0)
+		io_error(conn, node, "the server closed the connection", NULL);
+	if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		io_error(conn, node, "could not read from the connection", strerror(errno));
+}
+
 /*
  * Send the RESP of ncmds commands (in buf) to node and read their replies,
  * synchronously, for connection set-up and topology queries.  Returns the
@@ -311,7 +498,7 @@ static redisReply **
 node_call_raw(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 			  StringInfo buf, int ncmds, char **error)
 {
-	MemoryContext saved = ReplyContext;
+	ReplyBudget saved = Budget;	/* a node opened in the middle of an exchange */
 	redisContext *ctx = node->ctx;
 	TimestampTz deadline = PgpolyDeadline(conn->timeout_ms);
 	redisReply **replies = palloc0(sizeof(redisReply *) * ncmds);
@@ -319,17 +506,15 @@ node_call_raw(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 	int			done = 0;
 
 	*error = NULL;
-	ReplyContext = CurrentMemoryContext;
+	budget_begin(CurrentMemoryContext, NULL, ctx->reader);
 	if (redisAppendFormattedCommand(ctx, buf->data, buf->len) != REDIS_OK)
 		elog(ERROR, "out of memory while building a Redis command");
 	while (got < ncmds && *error == NULL)
 	{
-		void	   *reply = NULL;
+		redisReply *reply;
 		int			rc;
 
-		if (redisGetReplyFromReader(ctx, &reply) != REDIS_OK)
-			*error = psprintf("received a malformed reply: %s", ctx->errstr);
-		else if (reply != NULL)
+		if ((reply = next_reply(conn, node)) != NULL)
 			replies[got++] = reply;
 		else if ((rc = PgpolyWaitSocket(ctx->fd, PGPOLY_WAIT_READ |
 										(sdslen(ctx->obuf) ? PGPOLY_WAIT_WRITE : 0),
@@ -337,11 +522,15 @@ node_call_raw(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 			*error = psprintf("no answer within %d ms", conn->timeout_ms);
 		else if ((rc & PGPOLY_WAIT_WRITE) && redisBufferWrite(ctx, &done) != REDIS_OK)
 			*error = pstrdup(ctx->errstr);
-		else if ((rc & PGPOLY_WAIT_READ) && redisBufferRead(ctx) != REDIS_OK)
-			*error = pstrdup(ctx->err == REDIS_ERR_EOF ?
-							 "the server closed the connection" : ctx->errstr);
+		else if (rc & PGPOLY_WAIT_READ)
+			*error = node_read(conn, node);
 	}
-	ReplyContext = saved;
+	if (*error == NULL && ctx->reader->len > ctx->reader->pos)
+	{
+		name_node(conn, node);
+		RedisProtocolError(conn, "no command", NULL, "more replies than commands");
+	}
+	Budget = saved;
 	if (*error != NULL)
 	{
 		RedisNodeClose(h, node);
@@ -426,16 +615,18 @@ setup_session(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 		PgpolyCredentialNotRequested(conn, "PING without AUTH");
 	}
 	for (int i = first; i < n; i++)
+	{
+		name_node(conn, node);
 		if (r[i]->type == REDIS_REPLY_ERROR)
-		{
-			name_node(conn, node);
 			ereport(ERROR,
 					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
 					 errmsg("could not set up the connection to Redis server \"%s\" at %s",
 							conn->servername, conn->target),
-					 errdetail("Redis answered: %s", r[i]->str),
+					 errdetail("Redis answered: %s", PgpolyPrintable(r[i]->str, r[i]->len, 200)),
 					 errhint("Check the user mapping's user and password and the server option db.")));
-		}
+		if (r[i]->type != REDIS_REPLY_STATUS)
+			RedisProtocolError(conn, "the connection set-up (AUTH, SELECT)", r[i], NULL);
+	}
 	return true;
 }
 
@@ -668,7 +859,6 @@ begin_request(PgpolyConnection *conn)
 
 		node->active = false;
 		node->nqueue = node->nread = 0;
-		node->pending = 0;
 		node->failure = NULL;
 	}
 	if (h->kind == RTOPO_CLUSTER)
@@ -693,6 +883,7 @@ activate(PgpolyConnection *conn, RedisHandle *h, RedisNode *node)
 		return;
 	if (node->ctx == NULL)
 		node_open_or_error(conn, h, node);
+	check_idle(conn, node);
 	node->active = true;
 	node->requests++;
 	node->errors++;				/* undone when the request ends well */
@@ -908,31 +1099,14 @@ write_some(PgpolyConnection *conn, RedisNode *node)
 		node_failed(conn, node, "could not send the request", node->ctx->errstr);
 }
 
-/* Read what node's socket holds; enforce the response size bound. */
+/* Read what node's socket holds (node_read); a failure fails the node. */
 static void
 read_some(PgpolyConnection *conn, RedisNode *node)
 {
-	redisContext *ctx = node->ctx;
-	size_t		before = ctx->reader->len;
+	char	   *failure = node_read(conn, node);
 
-	if (redisBufferRead(ctx) != REDIS_OK)
-	{
-		node_failed(conn, node, ctx->err == REDIS_ERR_EOF ?
-					"the server closed the connection" : "could not read the reply",
-					ctx->errstr);
-		return;
-	}
-	if (ctx->reader->len > before)
-		node->pending += ctx->reader->len - before;
-	if (node->pending > PGPOLY_MAX_RESPONSE_BYTES)
-	{
-		name_node(conn, node);
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("Redis server \"%s\" at %s sent a reply larger than pgpoly.max_response_size (%d kB)",
-						conn->servername, conn->target, pgpoly_max_response_kb),
-				 errhint("Fetch fewer or smaller keys per round (fetch_size), or raise pgpoly.max_response_size.")));
-	}
+	if (failure)
+		node_failed(conn, node, failure, NULL);
 }
 
 /* Hand one reply to the handler; free it on every path unless it kept it. */
@@ -976,7 +1150,7 @@ check_readonly(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 			(errcode(ERRCODE_CONNECTION_FAILURE),
 			 errmsg("Redis server \"%s\" at %s is no longer the primary",
 					conn->servername, conn->target),
-			 errdetail("Redis answered: %s", reply->str),
+			 errdetail("Redis answered: %s", PgpolyPrintable(reply->str, reply->len, 200)),
 			 errhint("Sentinel moved the primary; the next statement asks the sentinels again.")));
 }
 
@@ -991,16 +1165,10 @@ drain_node(RedisExchangeState *ex, RedisNode *node, RedisReplyHandler handler,
 
 	while (node->failure == NULL && node->nread < node->nqueue)
 	{
-		void	   *reply = NULL;
+		redisReply *reply = next_reply(conn, node);
 
-		if (redisGetReplyFromReader(node->ctx, &reply) != REDIS_OK)
-		{
-			node_failed(conn, node, "received a malformed reply", node->ctx->errstr);
-			break;
-		}
 		if (reply == NULL)
 			break;
-		node->pending = 0;
 		progress = true;
 		check_readonly(conn, h, node, reply);
 		if (h->kind == RTOPO_CLUSTER)
@@ -1155,6 +1323,13 @@ end_request(RedisExchangeState *ex)
 
 		if (!node->active)
 			continue;
+		/* More than was asked for is a reply to no command: the stream is off. */
+		if (node->ctx->reader->len > node->ctx->reader->pos)
+		{
+			name_node(ex->conn, node);
+			RedisProtocolError(ex->conn, "no command", NULL,
+							   "more replies than commands");
+		}
 		while (sdslen(node->ctx->obuf) > 0)
 		{
 			if (PgpolyWaitSocket(node->ctx->fd, PGPOLY_WAIT_WRITE, ex->deadline, -1) < 0)
@@ -1165,6 +1340,7 @@ end_request(RedisExchangeState *ex)
 		}
 		node->errors--;
 	}
+	Budget.h = NULL;
 	PgpolyEndRequest(ex->conn);
 }
 
@@ -1196,7 +1372,7 @@ RedisExchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 	ex.h = h;
 	ex.n = nreplies;
 	ex.deadline = PgpolyDeadline(conn->timeout_ms);
-	ReplyContext = CurrentMemoryContext;
+	budget_begin(CurrentMemoryContext, h, NULL);
 	if (h->kind == RTOPO_CLUSTER)
 	{
 		if (nreplies != h->ncmds || h->open_group >= 0)
@@ -1236,13 +1412,13 @@ void
 RedisReplyError(PgpolyConnection *conn, redisReply *reply, const char *key,
 				size_t keylen, RedisTable *tbl)
 {
-	const char *msg = reply->str ? reply->str : "unknown error";
+	const char *msg = reply->str ? PgpolyPrintable(reply->str, reply->len, 200) : "unknown error";
 
 	conn->errors++;
 	if (strncmp(msg, "WRONGTYPE", 9) == 0 && key && tbl)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-				 errmsg("Redis key \"%.*s\" does not hold a %s", (int) keylen, key,
+				 errmsg("Redis key \"%s\" does not hold a %s", PgpolyPrintable(key, keylen, 200),
 						RedisScanTypeFilter(tbl)),
 				 errdetail("Foreign table \"%s\" has table_type '%s'; Redis answered: %s",
 						   tbl->relname, tbl->type_name, msg),
@@ -1250,12 +1426,66 @@ RedisReplyError(PgpolyConnection *conn, redisReply *reply, const char *key,
 	if (key)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
-				 errmsg("Redis server \"%s\" at %s returned an error for key \"%.*s\"",
-						conn->servername, conn->target, (int) keylen, key),
+				 errmsg("Redis server \"%s\" at %s returned an error for key \"%s\"",
+						conn->servername, conn->target, PgpolyPrintable(key, keylen, 200)),
 				 errdetail("Redis answered: %s", msg)));
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_ERROR),
 			 errmsg("Redis server \"%s\" at %s returned an error",
 					conn->servername, conn->target),
 			 errdetail("Redis answered: %s", msg)));
+}
+
+/* A description of reply r (NULL: none) for messages. */
+static char *
+describe_reply(redisReply *r)
+{
+	switch (r ? r->type : 0)
+	{
+		case REDIS_REPLY_STRING:
+			return psprintf("a string of %zu bytes", r->len);
+		case REDIS_REPLY_ARRAY:
+			return psprintf("an array of %zu elements", r->elements);
+		case REDIS_REPLY_INTEGER:
+			return psprintf("the integer %lld", r->integer);
+		case REDIS_REPLY_NIL:
+			return pstrdup("a nil reply");
+		case REDIS_REPLY_STATUS:
+			return psprintf("the status \"%s\"", PgpolyPrintable(r->str, r->len, 200));
+		case REDIS_REPLY_ERROR:
+			return psprintf("the error \"%s\"", PgpolyPrintable(r->str, r->len, 200));
+	}
+	return pstrdup("unexpected data");
+}
+
+/*
+ * Raise the ERROR for a reply no Redis server sends there: of a type the
+ * command never answers with (r; NULL when there is no reply to show), or
+ * data when none was due.  command names what was asked, what (may be NULL)
+ * what was wrong.  The connection is marked broken: its replies can no
+ * longer be matched to commands, so the next statement reconnects.
+ */
+void
+RedisProtocolError(PgpolyConnection *conn, const char *command, redisReply *r,
+				   const char *what)
+{
+	conn->busy = true;
+	ereport(ERROR,
+			(errcode(ERRCODE_PROTOCOL_VIOLATION),
+			 errmsg("Redis server \"%s\" at %s broke the protocol: unexpected reply to %s",
+					conn->servername, conn->target, command),
+			 what ? errdetail("Got %s: %s.", describe_reply(r), what) :
+			 errdetail("Got %s.", describe_reply(r)),
+			 errhint("The connection was closed; the next statement opens a new one.  Check that the server options host and port point at a Redis server.")));
+}
+
+/* A palloc'd copy of len bytes (any byte), NUL-terminated for convenience. */
+char *
+RedisBytesCopy(const char *s, size_t len)
+{
+	char	   *copy = palloc(len + 1);
+
+	memcpy(copy, s, len);
+	copy[len] = '\0';
+	return copy;
 }

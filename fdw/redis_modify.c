@@ -205,7 +205,7 @@ hash_put(RedisWrite *w, Datum *values, bool *nulls, Bitmapset *updated)
 				 errmsg("cannot store a row with only NULL fields in Redis hash table \"%s\"",
 						tbl->relname),
 				 errdetail("Redis has no empty hashes: the key \"%s\" would not exist.",
-						   w->key)));
+						   PgpolyPrintable(w->key, w->keylen, 200))));
 	set_arg(hset, 0, "HSET");
 	set_key(hset, 1, w);
 	hset->argc = 2 + 2 * nset;
@@ -763,46 +763,56 @@ write_failed(WriteReplies *wr, int cmd, redisReply *r)
 			(errcode(strncmp(r->str, "WRONGTYPE", 9) == 0 ?
 					 ERRCODE_FDW_INVALID_DATA_TYPE : ERRCODE_FDW_ERROR),
 			 errmsg("could not write key \"%s\" of foreign table \"%s\" to Redis server \"%s\"",
-					w->key, w->tbl->relname, wr->conn->servername),
-			 errdetail("Redis answered: %s", r->str)));
+					PgpolyPrintable(w->key, w->keylen, 200), w->tbl->relname,
+					wr->conn->servername),
+			 errdetail("Redis answered: %s", PgpolyPrintable(r->str, r->len, 200))));
 }
 
-/* Remember that command cmd (of a block) was not applied; Redis said answer. */
+/* Remember the first failure of a block: command cmd, Redis said r. */
 static void
-note_lost(WriteReplies *wr, int cmd, const char *answer)
+note_failure(WriteReplies *wr, int cmd, redisReply *r)
 {
-	if (wr->owner[cmd] == NULL)
+	if (wr->failed >= 0)
 		return;
-	if (wr->failed < 0)
-	{
-		wr->failed = cmd;
-		wr->answer = pstrdup(answer);
-	}
-	wr->lost_keys = lappend(wr->lost_keys, wr->owner[cmd]->key);
+	wr->failed = cmd;
+	wr->answer = r->type == REDIS_REPLY_ERROR ? PgpolyPrintable(r->str, r->len, 200) :
+		pstrdup("an unexpected reply");
 }
 
-/* EXEC of the block opened at MULTI m answered r (index e). */
+/* Remember that command cmd (of a block) was not applied; Redis said r. */
+static void
+note_lost(WriteReplies *wr, int cmd, redisReply *r)
+{
+	RedisWrite *w = wr->owner[cmd];
+
+	if (w == NULL)
+		return;
+	note_failure(wr, cmd, r);
+	wr->lost_keys = lappend(wr->lost_keys, PgpolyPrintable(w->key, w->keylen, 200));
+}
+
+/*
+ * EXEC of the block opened at MULTI m answered r (index e): an array of one
+ * reply per command (the block ran), or an error (it did not).
+ */
 static void
 exec_reply(WriteReplies *wr, int m, int e, redisReply *r)
 {
 	const char *node;
 
-	if (r->type != REDIS_REPLY_ARRAY || (int) r->elements != e - m - 1)
+	if (r->type == REDIS_REPLY_ERROR)
 	{
-		const char *answer = r->type == REDIS_REPLY_ERROR ? r->str : "an unexpected reply";
-
-		if (wr->failed < 0)
-		{
-			wr->failed = e;
-			wr->answer = pstrdup(answer);
-		}
+		note_failure(wr, e, r);
 		for (int i = m + 1; i < e; i++)
-			note_lost(wr, i, answer);
+			note_lost(wr, i, r);
 		return;
 	}
+	if (r->type != REDIS_REPLY_ARRAY || (int) r->elements != e - m - 1)
+		RedisProtocolError(wr->conn, "EXEC", r,
+						   psprintf("not an array of %d replies", e - m - 1));
 	for (size_t i = 0; i < r->elements; i++)
 		if (r->element[i]->type == REDIS_REPLY_ERROR)
-			note_lost(wr, m + 1 + i, r->element[i]->str);
+			note_lost(wr, m + 1 + i, r->element[i]);
 	wr->napplied++;
 	node = RedisReplyNode(wr->conn, e);
 	if (!list_member(wr->written, makeString((char *) node)))
@@ -815,7 +825,8 @@ exec_reply(WriteReplies *wr, int m, int e, redisReply *r)
  * whether it inserted: 1 or OK, against 0 or nil.  Blocks: MULTI's OK, the
  * QUEUED acks, then EXEC's array; failures are collected and reported by
  * report_failures() once every block has answered, so the error can say
- * what was written where.
+ * what was written where.  A reply of a type the command never answers
+ * with is a protocol violation.
  */
 static bool
 write_reply(redisReply *r, int index, void *arg)
@@ -831,26 +842,26 @@ write_reply(redisReply *r, int index, void *arg)
 				r->integer > 0 : r->type != REDIS_REPLY_NIL;
 		return false;
 	}
+	if (wr->multi[index] != index && wr->owner[index] == NULL)
+	{
+		exec_reply(wr, wr->multi[index], index, r);
+		return false;
+	}
 	if (wr->multi[index] == index)	/* MULTI */
 	{
 		wr->nblocks++;
-		if (r->type == REDIS_REPLY_ERROR && wr->failed < 0)
-		{
-			wr->failed = index;
-			wr->answer = pstrdup(r->str);
-		}
-	}
-	else if (wr->owner[index] != NULL)	/* QUEUED */
-	{
 		if (r->type == REDIS_REPLY_ERROR)
-			note_lost(wr, index, r->str);
+			note_failure(wr, index, r);
 	}
-	else
-		exec_reply(wr, wr->multi[index], index, r);
+	else if (r->type == REDIS_REPLY_ERROR)	/* not QUEUED */
+		note_lost(wr, index, r);
+	if (r->type != REDIS_REPLY_STATUS && r->type != REDIS_REPLY_ERROR)
+		RedisProtocolError(wr->conn, wr->multi[index] == index ? "MULTI" : "a queued command",
+						   r, NULL);
 	return false;
 }
 
-/* Up to ten of keys, quoted, for a message. */
+/* Up to ten of keys (already printable), quoted, for a message. */
 static char *
 keys_text(List *keys)
 {
@@ -911,7 +922,8 @@ report_failures(WriteReplies *wr)
 			(errcode(strncmp(wr->answer, "WRONGTYPE", 9) == 0 ?
 					 ERRCODE_FDW_INVALID_DATA_TYPE : ERRCODE_FDW_ERROR),
 			 errmsg("could not write key \"%s\" of foreign table \"%s\" to Redis server \"%s\"",
-					w->key, w->tbl->relname, wr->conn->servername),
+					PgpolyPrintable(w->key, w->keylen, 200), w->tbl->relname,
+					wr->conn->servername),
 			 errdetail("Redis answered: %s", wr->answer),
 			 wr->cluster ?
 			 errhint("Not written: %s.  %d of %d hash-slot transactions ran (Redis applies the other commands of a MULTI/EXEC even when one fails at run time), on: %s.",

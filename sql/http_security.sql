@@ -165,6 +165,14 @@ SELECT pgpoly._fv_is_fresh(NULL, NULL) AS no_ttl_is_fresh,
        pgpoly._fv_is_fresh(now(), NULL) AS no_event_time;
 SELECT * FROM pgpoly._fv_serve(NULL, NULL, NULL, NULL, NULL);
 SELECT pg_temp.try('SELECT * FROM pgpoly._fv_describe(NULL, NULL, NULL, NULL, NULL, NULL, NULL)');
+-- sync functions
+SELECT pg_temp.try('SELECT pgpoly.create_sync(NULL, NULL, NULL)');
+SELECT pg_temp.try('SELECT pgpoly.create_sync(''s'', NULL, ''pg_class'')');
+SELECT pg_temp.try('SELECT pgpoly.create_sync(''s'', ''pg_class'', ''pg_class'', NULL, NULL)');
+SELECT pg_temp.try('SELECT pgpoly.drop_sync(NULL)');
+SELECT pg_temp.try('SELECT pgpoly.sync_retry(NULL)');
+SELECT pg_temp.try('SELECT pgpoly.sync_wait(NULL, NULL)');
+SELECT pg_temp.try('SELECT pgpoly.sync_wait(''nope'')');
 SELECT pg_temp.try('SELECT pgpoly.vector_validator(ARRAY[''url=file:///etc/passwd''], ''pg_foreign_server''::regclass)');
 -- Every C function is covered above (or takes no argument).
 SELECT p.proname
@@ -176,7 +184,8 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
                         'negative_inner_product', '_redis_key_column', 'redis_key_slot',
                         'redis_validator', 'elastic_validator', 'vector_validator',
                         '_fv_rel', '_fv_require_privileges', '_fv_may_write',
-                        '_fv_is_fresh', '_fv_serve', '_fv_describe')
+                        '_fv_is_fresh', '_fv_serve', '_fv_describe',
+                        'create_sync', 'drop_sync', 'sync_retry', 'sync_wait')
 ORDER BY 1;
 
 DROP USER MAPPING FOR CURRENT_USER SERVER hs_es;

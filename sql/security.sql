@@ -250,9 +250,11 @@ RESET ROLE;
 
 --
 -- What CREATE EXTENSION grants to PUBLIC: EXECUTE on its functions (except
--- elastic_request), nothing else: no privilege on any table, view or
--- sequence of schema pgpoly, no USAGE on the schema or the wrappers, no
--- SECURITY DEFINER function.
+-- elastic_request and the sync capture trigger), SELECT on the sync_status
+-- view and SELECT/DELETE on sync_dead_letters (both row-secured to the
+-- members of each sync's owner), nothing else: no privilege on any other
+-- table, view or sequence of schema pgpoly, no USAGE on the schema or the
+-- wrappers, no SECURITY DEFINER function.
 --
 SELECT c.relname, a.privilege_type
 FROM pg_class c, aclexplode(c.relacl) a

@@ -516,8 +516,9 @@ extern int	pgpoly_max_response_kb;
 
 extern void PgpolyMaterializedSRF(FunctionCallInfo fcinfo);
 
-/* Store initialisers called from _PG_init (hooks, GUCs of one store). */
+/* Initialisers called from _PG_init (hooks, GUCs of one area). */
 extern void RedisJoinInit(void);
+extern void SyncInit(void);		/* sync_launch.c: before the prefix is reserved */
 
 /* The stores, registered with the core by _PG_init. */
 extern const PgpolyStore RedisStore;

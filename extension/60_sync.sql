@@ -1,0 +1,176 @@
+-- extension/60_sync.sql
+--	  Sync: native tables kept in step with the stores through a transactional
+--	  outbox delivered by a background worker (API.md section 5).
+--
+-- Design invariants kept by this file and src/sync*.c:
+--	* A sync pairs a source table with a pgpoly foreign table.  Statement-level
+--	  triggers on the source (pgpoly._sync_capture, C) queue the keys each
+--	  statement touched into pgpoly.sync_queue, in the writer's transaction: a
+--	  ROLLBACK leaves no trace and no logical decoding is needed.
+--	* The queue holds keys, not row images: the worker re-reads each key's
+--	  current source row when it delivers, upserts it into the target, or
+--	  deletes the key from the target when the row is gone.  So the commit
+--	  order of concurrent writers, duplicates and redelivery cannot leave a
+--	  stale version in the target.
+--	* Column mapping is resolved once, by attnum, when the sync is created.
+--	* The internal tables (syncs, sync_queue) are not accessible to PUBLIC: the
+--	  C functions check the caller's rights, then write them as the extension's
+--	  owner.  sync_dead_letters is readable (and its rows deletable) by members
+--	  of the sync owner's role only (row-level security).
+
+--
+-- One row per sync.  state, applied, last_error, last_applied_at are kept by
+-- the worker.
+--
+CREATE TABLE pgpoly.syncs (
+	sync_id           int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	name              text NOT NULL CONSTRAINT syncs_name_key UNIQUE
+	                  CONSTRAINT syncs_name_check CHECK (name <> ''),
+	source            regclass NOT NULL,
+	target            regclass NOT NULL,
+	key_attnum        smallint NOT NULL,		-- source key column
+	target_key_attnum smallint NOT NULL,		-- target's key (Redis key, _id, id)
+	source_attnums    smallint[] NOT NULL,		-- source column i feeds ...
+	target_attnums    smallint[] NOT NULL,		-- ... target column i
+	owner             regrole NOT NULL,
+	created_at        timestamptz NOT NULL DEFAULT now(),
+	state             text NOT NULL DEFAULT 'ok'
+	                  CONSTRAINT syncs_state_check CHECK (state IN ('ok', 'retrying', 'failing')),
+	applied           bigint NOT NULL DEFAULT 0,
+	last_error        text,
+	last_applied_at   timestamptz,
+	CONSTRAINT syncs_columns_check
+		CHECK (cardinality(source_attnums) = cardinality(target_attnums))
+);
+
+--
+-- The outbox.  Each entry is a set of at most 1000 keys (as text, see
+-- src/sync_capture.c) of one sync.  An isolated entry holds keys of a batch
+-- the target rejected: it is delivered on its own, not before not_before.
+--
+CREATE TABLE pgpoly.sync_queue (
+	entry_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	sync_id    int NOT NULL,
+	keys       text[] NOT NULL,
+	queued_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+	attempts   int NOT NULL DEFAULT 0,
+	isolated   bool NOT NULL DEFAULT false,
+	not_before timestamptz
+);
+CREATE INDEX sync_queue_order_idx ON pgpoly.sync_queue (sync_id, queued_at, entry_id);
+-- Written once, read once: compressing the key arrays would only cost the writer.
+ALTER TABLE pgpoly.sync_queue ALTER keys SET STORAGE EXTERNAL;
+
+--
+-- Changes the target rejected sync_max_attempts times.  payload: the source
+-- row when the change failed (NULL for a delete).
+--
+CREATE TABLE pgpoly.sync_dead_letters (
+	name      text NOT NULL,
+	key       text NOT NULL,
+	op        text NOT NULL CONSTRAINT sync_dead_letters_op_check
+	          CHECK (op IN ('upsert', 'delete')),
+	payload   jsonb,
+	error     text NOT NULL,
+	failed_at timestamptz NOT NULL DEFAULT now(),
+	attempts  int NOT NULL,
+	sync_id   int NOT NULL,
+	owner     regrole NOT NULL
+);
+CREATE INDEX sync_dead_letters_sync_idx ON pgpoly.sync_dead_letters (sync_id, failed_at);
+ALTER TABLE pgpoly.sync_dead_letters ENABLE ROW LEVEL SECURITY;
+CREATE POLICY sync_dead_letters_owner ON pgpoly.sync_dead_letters
+	USING (pg_catalog.pg_has_role(owner, 'USAGE'));
+GRANT SELECT, DELETE ON pgpoly.sync_dead_letters TO PUBLIC;
+
+-- Whether this database's sync worker is running (any caller may ask).
+CREATE FUNCTION pgpoly._sync_worker_running()
+RETURNS bool
+AS 'MODULE_PATHNAME', 'pgpoly_sync_worker_running'
+LANGUAGE C VOLATILE STRICT;
+
+--
+-- Status per sync.  lag: age of the oldest undelivered change (0 when none).
+--
+CREATE VIEW pgpoly.sync_status AS
+	SELECT s.name, s.source, s.target,
+	       CASE
+	           WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+	                        WHERE t.tgrelid = s.source
+	                          AND t.tgname LIKE 'pgpoly\_sync\_' || s.sync_id || '\_%'
+	                          AND t.tgenabled = 'D') THEN 'capture disabled'
+	           WHEN s.state <> 'ok' THEN s.state
+	           WHEN q.pending = 0 THEN 'idle'
+	           WHEN NOT pgpoly._sync_worker_running() THEN 'no worker'
+	           ELSE 'delivering'
+	       END AS state,
+	       q.pending, q.oldest_pending,
+	       COALESCE(pg_catalog.clock_timestamp() - q.oldest_pending, interval '0') AS lag,
+	       s.applied,
+	       (SELECT count(*) FROM pgpoly.sync_dead_letters d
+	        WHERE d.sync_id = s.sync_id) AS dead_letters,
+	       s.last_error, s.last_applied_at
+	FROM pgpoly.syncs s,
+	     LATERAL (SELECT COALESCE(sum(pg_catalog.cardinality(e.keys)), 0)::bigint AS pending,
+	                     min(e.queued_at) AS oldest_pending
+	              FROM pgpoly.sync_queue e WHERE e.sync_id = s.sync_id) q;
+GRANT SELECT ON pgpoly.sync_status TO PUBLIC;
+
+COMMENT ON VIEW pgpoly.sync_status IS
+	'Per sync: state, pending changes, lag (age of the oldest undelivered change), counters';
+
+-- pg_dump keeps the syncs, their undelivered changes and dead letters (the
+-- capture triggers it dumps name their sync by id).
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.syncs', '');
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.sync_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.sync_dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump(
+	pg_catalog.pg_get_serial_sequence('pgpoly.syncs', 'sync_id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(
+	pg_catalog.pg_get_serial_sequence('pgpoly.sync_queue', 'entry_id')::regclass, '');
+
+--
+-- SQL surface (src/sync.c).
+--
+CREATE FUNCTION pgpoly.create_sync(name text, source regclass, target regclass,
+                                   key_column name DEFAULT NULL,
+                                   backfill bool DEFAULT true)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pgpoly_create_sync'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION pgpoly.create_sync(text, regclass, regclass, name, bool) IS
+	'Keep target (a pgpoly foreign table) in step with table source; returns rows queued by the backfill';
+
+CREATE FUNCTION pgpoly.drop_sync(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'pgpoly_drop_sync'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION pgpoly.drop_sync(text) IS
+	'Drop a sync: its capture triggers, undelivered changes and dead letters';
+
+CREATE FUNCTION pgpoly.sync_wait(name text DEFAULT NULL,
+                                 timeout interval DEFAULT '30 seconds')
+RETURNS bool
+AS 'MODULE_PATHNAME', 'pgpoly_sync_wait'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION pgpoly.sync_wait(text, interval) IS
+	'Wait until every change committed before the call was delivered (true) or the timeout passed (false); NULL: all syncs';
+
+CREATE FUNCTION pgpoly.sync_retry(name text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pgpoly_sync_retry'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION pgpoly.sync_retry(text) IS
+	'Queue the dead letters of a sync again; returns how many';
+
+-- The capture trigger: attached by create_sync only (EXECUTE is checked when
+-- a trigger is created, so revoking it keeps users from attaching it).
+CREATE FUNCTION pgpoly._sync_capture()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'pgpoly_sync_capture'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION pgpoly._sync_capture() FROM PUBLIC;

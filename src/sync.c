@@ -1,0 +1,936 @@
+/*-------------------------------------------------------------------------
+ *
+ * sync.c
+ *		  The sync SQL functions (create_sync, drop_sync, sync_wait,
+ *		  sync_retry) and the delivery SQL of a sync.
+ *
+ * A sync delivers a set of source keys with three statements run as the
+ * sync's owner against the target foreign table, so the stores' own write
+ * paths (MULTI/EXEC rounds, _bulk, upsert batches), options, privilege
+ * checks and user mappings apply unchanged:
+ *	upsert:	INSERT INTO target (tkey, cols) SELECT skey, cols FROM source
+ *			WHERE skey = ANY($keys)		-- Redis/vector INSERT overwrites,
+ *										-- an Elasticsearch INSERT is "index"
+ *	absent:	the keys of $keys without a source row, as target keys
+ *	delete:	DELETE FROM target WHERE tkey = ANY($absent)
+ * Each reads the current source rows, so delivering a key twice has no
+ * further effect.  The statements are built from attnums (SyncBuildDef)
+ * with every name qualified and operators spelled OPERATOR(schema.=).
+ *
+ * Privileges: creating a sync requires owning the source and the rights to
+ * INSERT, SELECT and DELETE the target; the worker delivers as the sync's
+ * owner, so it never writes what the owner could not.  The internal tables
+ * are written here as the extension's owner (SyncAdminRole) after these
+ * checks.
+ *
+ * src/sync.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_operator.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
+#include "utils/wait_event.h"
+
+#include "sync.h"
+
+/* The wrapper a target belongs to. */
+typedef enum SyncTargetKind
+{
+	SYNC_REDIS,
+	SYNC_ELASTIC,
+	SYNC_VECTOR
+} SyncTargetKind;
+
+/* ----------------------------------------------------------------
+ *		Shared helpers
+ * ----------------------------------------------------------------
+ */
+
+/* schema.relation of relid, quoted; ERROR if the relation is gone. */
+char *
+SyncQualifiedName(Oid relid)
+{
+	char	   *name = get_rel_name(relid);
+
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation %u of a pgpoly sync no longer exists", relid),
+				 errhint("Drop the sync with pgpoly.drop_sync().")));
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), name);
+}
+
+/* The quoted name of a live column; ERROR if it was dropped. */
+static const char *
+column_name(Oid relid, AttrNumber att)
+{
+	HeapTuple	tp = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(att));
+	char	   *name = NULL;
+
+	if (HeapTupleIsValid(tp))
+	{
+		Form_pg_attribute a = (Form_pg_attribute) GETSTRUCT(tp);
+
+		if (!a->attisdropped)
+			name = pstrdup(NameStr(a->attname));
+		ReleaseSysCache(tp);
+	}
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column %d of relation \"%s\", used by a pgpoly sync, no longer exists",
+						att, get_rel_name(relid)),
+				 errhint("Drop the sync with pgpoly.drop_sync() and create it again.")));
+	return quote_identifier(name);
+}
+
+/* The default equality operator of typid as OPERATOR(schema.name). */
+static char *
+equality_operator(Oid typid)
+{
+	TypeCacheEntry *tc = lookup_type_cache(typid, TYPECACHE_EQ_OPR);
+	HeapTuple	tp;
+	Form_pg_operator op;
+	char	   *result;
+
+	if (!OidIsValid(tc->eq_opr))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("key type %s has no default equality operator",
+						format_type_be(typid))));
+	tp = SearchSysCache1(OPEROID, ObjectIdGetDatum(tc->eq_opr));
+	if (!HeapTupleIsValid(tp))
+		elog(ERROR, "cache lookup failed for operator %u", tc->eq_opr);
+	op = (Form_pg_operator) GETSTRUCT(tp);
+	result = psprintf("OPERATOR(%s.%s)",
+					  quote_identifier(get_namespace_name(op->oprnamespace)),
+					  NameStr(op->oprname));
+	ReleaseSysCache(tp);
+	return result;
+}
+
+/* The array type of typid; ERROR if it has none. */
+static Oid
+array_type_of(Oid typid)
+{
+	Oid			arr = get_array_type(typid);
+
+	if (!OidIsValid(arr))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("key type %s has no array type", format_type_be(typid))));
+	return arr;
+}
+
+/*
+ * The sync id's definition and delivery SQL, resolved against the catalogs
+ * (ERROR if a relation or column it uses is gone).
+ */
+SyncDef *
+SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
+			 AttrNumber key_att, AttrNumber target_key_att, int ncols,
+			 const AttrNumber *source_atts, const AttrNumber *target_atts)
+{
+	SyncDef    *d = palloc0(sizeof(SyncDef));
+	char	   *src = SyncQualifiedName(source);
+	char	   *tgt = SyncQualifiedName(target);
+	const char *sk = column_name(source, key_att);
+	const char *tk = column_name(target, target_key_att);
+	char	   *eq;
+	StringInfoData cols;
+	StringInfoData vals;
+
+	d->id = id;
+	d->name = pstrdup(name);
+	d->source = source;
+	d->target = target;
+	d->owner = owner;
+	d->key_att = key_att;
+	d->key_type = getBaseType(get_atttype(source, key_att));
+	d->key_array_type = array_type_of(d->key_type);
+	d->target_key_type = get_atttype(target, target_key_att);
+	d->target_key_array_type = array_type_of(d->target_key_type);
+	eq = equality_operator(d->key_type);
+
+	initStringInfo(&cols);
+	initStringInfo(&vals);
+	appendStringInfoString(&cols, tk);
+	appendStringInfo(&vals, "s.%s", sk);
+	for (int i = 0; i < ncols; i++)
+	{
+		appendStringInfo(&cols, ", %s", column_name(target, target_atts[i]));
+		appendStringInfo(&vals, ", s.%s", column_name(source, source_atts[i]));
+	}
+	d->upsert_sql = psprintf("INSERT INTO %s (%s) SELECT %s FROM %s s WHERE s.%s %s ANY ($1)",
+							 tgt, cols.data, vals.data, src, sk, eq);
+	d->absent_sql = psprintf("SELECT pg_catalog.array_agg(CAST(u.k AS %s)) "
+							 "FROM pg_catalog.unnest($1) AS u(k) "
+							 "WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE s.%s %s u.k)",
+							 format_type_be_qualified(d->target_key_type), src, sk, eq);
+	d->delete_sql = psprintf("DELETE FROM %s WHERE %s %s ANY ($1)", tgt, tk,
+							 equality_operator(getBaseType(d->target_key_type)));
+	d->payload_sql = psprintf("SELECT pg_catalog.to_jsonb(s) FROM %s s WHERE s.%s %s $1",
+							  src, sk, eq);
+	return d;
+}
+
+/* The extension's owner: the role that writes the internal tables. */
+Oid
+SyncAdminRole(void)
+{
+	Oid			nsp = get_namespace_oid("pgpoly", false);
+	Oid			relid = get_relname_relid("sync_queue", nsp);
+	HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tp))
+		elog(ERROR, "pgpoly.sync_queue does not exist");
+	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
+	ReleaseSysCache(tp);
+	return owner;
+}
+
+/*
+ * Act as role until the caller restores *save_user / *save_sec (an ERROR
+ * restores them at (sub)transaction abort).  restricted: also forbid what
+ * a security-restricted operation forbids (SET ROLE, temp tables ...).
+ */
+void
+SyncBecome(Oid role, bool restricted, Oid *save_user, int *save_sec)
+{
+	GetUserIdAndSecContext(save_user, save_sec);
+	SetUserIdAndSecContext(role, *save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   (restricted ? SECURITY_RESTRICTED_OPERATION : 0));
+}
+
+/* Set one GUC for the current GUC nest level, if it differs. */
+static void
+fix_setting(const char *name, const char *value)
+{
+	const char *cur = GetConfigOption(name, false, false);
+
+	if (cur == NULL || strcmp(cur, value) != 0)
+		(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+}
+
+/*
+ * Enter the fixed settings keys are converted under (and, with
+ * with_search_path, generated SQL is parsed under).  The caller ends them
+ * with AtEOXact_GUC(true, result); an ERROR ends them too.
+ */
+int
+SyncFixedSettings(bool with_search_path)
+{
+	int			level = NewGUCNestLevel();
+
+	fix_setting("datestyle", "ISO, YMD");
+	fix_setting("intervalstyle", "postgres");
+	fix_setting("extra_float_digits", "3");
+	if (with_search_path)
+		fix_setting("search_path", "pg_catalog, pg_temp");
+	return level;
+}
+
+/* Connect to SPI or fail. */
+static void
+spi_connect(void)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+/* Run sql with args as the admin role; check the result code. */
+static void
+admin_execute(const char *sql, int nargs, Oid *types, Datum *values, int expect)
+{
+	Oid			save_user;
+	int			save_sec;
+	int			rc;
+
+	SyncBecome(SyncAdminRole(), false, &save_user, &save_sec);
+	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+	SetUserIdAndSecContext(save_user, save_sec);
+	if (rc != expect)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+}
+
+/* ----------------------------------------------------------------
+ *		create_sync
+ * ----------------------------------------------------------------
+ */
+
+/* Check that source is a table the caller owns. */
+static void
+check_source(Oid source)
+{
+	char		relkind = get_rel_relkind(source);
+
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("sync source \"%s\" is not a table", get_rel_name(source))));
+	if (get_rel_persistence(source) == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot sync temporary table \"%s\"", get_rel_name(source)),
+				 errdetail("The sync worker cannot read another session's temporary tables.")));
+	if (!pg_class_ownercheck(source, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind),
+					   get_rel_name(source));
+}
+
+/* The wrapper of target, which the caller must be able to write. */
+static SyncTargetKind
+check_target(Oid target)
+{
+	ForeignTable *ft;
+	const char *fdw;
+	SyncTargetKind kind;
+	AclResult	acl;
+
+	if (get_rel_relkind(target) != RELKIND_FOREIGN_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("sync target \"%s\" is not a foreign table", get_rel_name(target)),
+				 errhint("The target must be a foreign table of pgpoly_redis, pgpoly_elastic or pgpoly_vector.")));
+	ft = GetForeignTable(target);
+	fdw = GetForeignDataWrapper(GetForeignServer(ft->serverid)->fdwid)->fdwname;
+	if (strcmp(fdw, "pgpoly_redis") == 0)
+		kind = SYNC_REDIS;
+	else if (strcmp(fdw, "pgpoly_elastic") == 0)
+		kind = SYNC_ELASTIC;
+	else if (strcmp(fdw, "pgpoly_vector") == 0)
+		kind = SYNC_VECTOR;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("sync target \"%s\" is a foreign table of wrapper \"%s\"",
+						get_rel_name(target), fdw),
+				 errhint("The target must be a foreign table of pgpoly_redis, pgpoly_elastic or pgpoly_vector.")));
+	if (kind == SYNC_REDIS)
+	{
+		const char *type = PgpolyGetOption(ft->options, "table_type", "hash");
+
+		if (strcmp(type, "hash") != 0 && strcmp(type, "json") != 0 &&
+			strcmp(type, "string") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("a sync cannot target Redis table \"%s\" of table_type '%s'",
+							get_rel_name(target), type),
+					 errhint("Use a hash, json or string table: one key per source row.")));
+	}
+	acl = pg_class_aclcheck(target, GetUserId(), ACL_INSERT | ACL_SELECT | ACL_DELETE);
+	if (acl != ACLCHECK_OK)
+		aclcheck_error(acl, OBJECT_FOREIGN_TABLE, get_rel_name(target));
+	return kind;
+}
+
+/* The key column of a one-column unique index (0 if it is not one). */
+static AttrNumber
+unique_index_column(Oid indexoid)
+{
+	HeapTuple	tp = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+	Form_pg_index idx;
+	AttrNumber	att = 0;
+
+	if (!HeapTupleIsValid(tp))
+		return 0;
+	idx = (Form_pg_index) GETSTRUCT(tp);
+	if (idx->indisunique && idx->indisvalid && idx->indnkeyatts == 1 &&
+		heap_attisnull(tp, Anum_pg_index_indpred, NULL) &&
+		heap_attisnull(tp, Anum_pg_index_indexprs, NULL))
+		att = idx->indkey.values[0];
+	ReleaseSysCache(tp);
+	return att;
+}
+
+/* Whether column att of rel has a one-column unique index. */
+static bool
+has_unique_index(Relation rel, AttrNumber att)
+{
+	ListCell   *lc;
+
+	foreach(lc, RelationGetIndexList(rel))
+		if (unique_index_column(lfirst_oid(lc)) == att)
+		return true;
+	return false;
+}
+
+/*
+ * The source's key column: key_column (NULL: the one-column primary key),
+ * which must be NOT NULL and unique, so that a key names one row.
+ */
+static AttrNumber
+resolve_key(Oid source, const char *key_column)
+{
+	Relation	rel = table_open(source, AccessShareLock);
+	AttrNumber	att;
+
+	if (key_column == NULL)
+	{
+		Oid			pk = RelationGetPrimaryKeyIndex(rel);
+
+		att = OidIsValid(pk) ? unique_index_column(pk) : 0;
+		if (att <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("table \"%s\" has no one-column primary key",
+							RelationGetRelationName(rel)),
+					 errhint("Pass key_column: a NOT NULL column with a unique index.")));
+		table_close(rel, AccessShareLock);
+		return att;
+	}
+	att = get_attnum(source, key_column);
+	if (att <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of table \"%s\" does not exist",
+						key_column, RelationGetRelationName(rel))));
+	if (!TupleDescAttr(RelationGetDescr(rel), att - 1)->attnotnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key column \"%s\" of table \"%s\" must be NOT NULL",
+						key_column, RelationGetRelationName(rel))));
+	if (!has_unique_index(rel, att))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key column \"%s\" of table \"%s\" has no unique index",
+						key_column, RelationGetRelationName(rel)),
+				 errhint("A key must name one row: create a unique index or primary key on it.")));
+	table_close(rel, AccessShareLock);
+	return att;
+}
+
+/* The target column the source key feeds: Redis key, _id or id. */
+static AttrNumber
+target_key_column(Oid target, SyncTargetKind kind)
+{
+	const char *name;
+	AttrNumber	att;
+
+	if (kind == SYNC_REDIS)
+	{
+		Oid			type = REGCLASSOID;
+		Datum		arg = ObjectIdGetDatum(target);
+		bool		isnull;
+
+		if (SPI_execute_with_args("SELECT pgpoly._redis_key_column($1)", 1, &type, &arg,
+								  NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not resolve the key column of \"%s\"", get_rel_name(target));
+		name = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	else
+		name = kind == SYNC_ELASTIC ? "_id" : "id";
+	att = get_attnum(target, name);
+	if (att <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("foreign table \"%s\" has no column \"%s\"", get_rel_name(target), name),
+				 errhint("The sync writes the source key there: add a column %s text.", name)));
+	return att;
+}
+
+/* Whether a target column is read-only or not stored (never written). */
+static bool
+reserved_column(SyncTargetKind kind, const char *name)
+{
+	switch (kind)
+	{
+		case SYNC_REDIS:
+			return strcmp(name, "_ttl") == 0;
+		case SYNC_ELASTIC:
+			return strcmp(name, "_score") == 0 || strcmp(name, "_query") == 0;
+		case SYNC_VECTOR:
+			return strcmp(name, "_distance") == 0;
+	}
+	return false;
+}
+
+/*
+ * Pair each writable target column with the same-named source column
+ * (palloc'd arrays; returns how many pairs).  A target column without one
+ * is left to the target's default: NULL.
+ */
+static int
+map_columns(Oid source, Oid target, SyncTargetKind kind, AttrNumber target_key,
+			AttrNumber **satts, AttrNumber **tatts)
+{
+	Relation	rel = relation_open(target, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			n = 0;
+	bool		embedding = false;
+
+	*satts = palloc(sizeof(AttrNumber) * Max(desc->natts, 1));
+	*tatts = palloc(sizeof(AttrNumber) * Max(desc->natts, 1));
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+		AttrNumber	satt;
+
+		if (a->attisdropped || a->attnum == target_key ||
+			reserved_column(kind, NameStr(a->attname)))
+			continue;
+		satt = get_attnum(source, NameStr(a->attname));
+		if (satt <= 0)
+			continue;
+		if (strcmp(NameStr(a->attname), "embedding") == 0)
+			embedding = true;
+		(*satts)[n] = satt;
+		(*tatts)[n++] = a->attnum;
+	}
+	relation_close(rel, AccessShareLock);
+	if (kind == SYNC_VECTOR && !embedding)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("table \"%s\" has no column \"embedding\" for vector table \"%s\"",
+						get_rel_name(source), get_rel_name(target)),
+				 errhint("Target columns take the same-named source columns: add a real[] column embedding to the source.")));
+	if (kind == SYNC_REDIS && n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("table \"%s\" has no column named like a value column of Redis table \"%s\"",
+						get_rel_name(source), get_rel_name(target)),
+				 errhint("Target columns take the same-named source columns.")));
+	return n;
+}
+
+/*
+ * Parse the delivery SQL, so that a column type the target cannot take
+ * fails create_sync (with the parser's message as the detail: its position
+ * would point into SQL the user never wrote).
+ */
+static void
+validate_def(SyncDef *def)
+{
+	const char *sql[4] = {def->upsert_sql, def->absent_sql, def->delete_sql, def->payload_sql};
+	Oid			types[4] = {def->key_array_type, def->key_array_type,
+	def->target_key_array_type, def->key_type};
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		for (int i = 0; i < 4; i++)
+		{
+			SPIPlanPtr	plan = SPI_prepare(sql[i], 1, &types[i]);
+
+			if (plan == NULL)
+				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			SPI_freeplan(plan);
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+
+		MemoryContextSwitchTo(cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(e->sqlerrcode),
+				 errmsg("table \"%s\" cannot be synced to \"%s\"",
+						get_rel_name(def->source), get_rel_name(def->target)),
+				 errdetail("%s", e->message),
+				 errhint("Target columns take the same-named source columns: their types must be assignable.")));
+	}
+	PG_END_TRY();
+}
+
+/* An int2[] of n attnums. */
+static Datum
+attnum_array(const AttrNumber *atts, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int16GetDatum(atts[i]);
+	return PointerGetDatum(construct_array(d, n, INT2OID, 2, true, TYPALIGN_SHORT));
+}
+
+/* Insert the sync's row; returns its id.  ERROR if the name is taken. */
+static int32
+insert_sync(const char *name, Oid source, Oid target, AttrNumber key_att,
+			AttrNumber target_key, int n, AttrNumber *satts, AttrNumber *tatts)
+{
+	Oid			types[8] = {TEXTOID, REGCLASSOID, REGCLASSOID, INT2OID, INT2OID,
+	INT2ARRAYOID, INT2ARRAYOID, REGROLEOID};
+	Datum		values[8];
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = ObjectIdGetDatum(source);
+	values[2] = ObjectIdGetDatum(target);
+	values[3] = Int16GetDatum(key_att);
+	values[4] = Int16GetDatum(target_key);
+	values[5] = attnum_array(satts, n);
+	values[6] = attnum_array(tatts, n);
+	values[7] = ObjectIdGetDatum(GetUserId());
+	admin_execute("INSERT INTO pgpoly.syncs (name, source, target, key_attnum, "
+				  "target_key_attnum, source_attnums, target_attnums, owner) "
+				  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+				  "ON CONFLICT (name) DO NOTHING RETURNING sync_id",
+				  8, types, values, SPI_OK_INSERT_RETURNING);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("sync \"%s\" already exists", name)));
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									   1, &isnull));
+}
+
+/* The name of the capture trigger of sync id for one event. */
+static char *
+trigger_name(int32 id, const char *event)
+{
+	return psprintf("pgpoly_sync_%d_%s", id, event);
+}
+
+/*
+ * Attach the capture triggers to source, enabled ALWAYS so that changes
+ * applied by logical replication (session_replication_role = replica) are
+ * captured too.
+ */
+static void
+create_triggers(int32 id, Oid source, AttrNumber key_att)
+{
+	static const char *const events[4][3] = {
+		{"insert", "AFTER INSERT", "REFERENCING NEW TABLE AS pgpoly_new"},
+		{"update", "AFTER UPDATE", "REFERENCING OLD TABLE AS pgpoly_old NEW TABLE AS pgpoly_new"},
+		{"delete", "AFTER DELETE", "REFERENCING OLD TABLE AS pgpoly_old"},
+		{"truncate", "BEFORE TRUNCATE", ""}
+	};
+	char	   *rel = SyncQualifiedName(source);
+
+	for (int i = 0; i < 4; i++)
+	{
+		const char *name = quote_identifier(trigger_name(id, events[i][0]));
+
+		admin_execute(psprintf("CREATE TRIGGER %s %s ON %s %s FOR EACH STATEMENT "
+							   "EXECUTE FUNCTION pgpoly._sync_capture('%d', '%d')",
+							   name, events[i][1], rel, events[i][2], id, (int) key_att),
+					  0, NULL, NULL, SPI_OK_UTILITY);
+		admin_execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", rel, name),
+					  0, NULL, NULL, SPI_OK_UTILITY);
+	}
+}
+
+/* An argument that must not be NULL. */
+static void
+require_arg(FunctionCallInfo fcinfo, int i, const char *name)
+{
+	if (PG_ARGISNULL(i))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", name)));
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_create_sync);
+
+/*
+ * pgpoly.create_sync(name, source, target, key_column, backfill): see
+ * API.md section 5.  Returns the number of keys queued by the backfill.
+ */
+Datum
+pgpoly_create_sync(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	Oid			source;
+	Oid			target;
+	SyncTargetKind kind;
+	AttrNumber	key_att;
+	AttrNumber	target_key;
+	AttrNumber *satts;
+	AttrNumber *tatts;
+	int			n;
+	int32		id;
+	int64		queued = 0;
+	int			guc_level;
+
+	require_arg(fcinfo, 0, "name");
+	require_arg(fcinfo, 1, "source");
+	require_arg(fcinfo, 2, "target");
+	require_arg(fcinfo, 4, "backfill");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	source = PG_GETARG_OID(1);
+	target = PG_GETARG_OID(2);
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sync name must not be empty")));
+	if (PG_GETARG_BOOL(4) && IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("create_sync with backfill must run at READ COMMITTED isolation"),
+				 errdetail("The backfill must see the rows committed before the capture triggers exist.")));
+	check_source(source);
+	kind = check_target(target);
+	key_att = resolve_key(source, PG_ARGISNULL(3) ? NULL : NameStr(*PG_GETARG_NAME(3)));
+
+	guc_level = SyncFixedSettings(true);
+	spi_connect();
+	target_key = target_key_column(target, kind);
+	n = map_columns(source, target, kind, target_key, &satts, &tatts);
+	validate_def(SyncBuildDef(0, name, source, target, GetUserId(), key_att,
+							  target_key, n, satts, tatts));
+	id = insert_sync(name, source, target, key_att, target_key, n, satts, tatts);
+	create_triggers(id, source, key_att);
+	if (PG_GETARG_BOOL(4))
+		queued = SyncQueueAllKeys(id, source, key_att);
+	SPI_finish();
+	AtEOXact_GUC(true, guc_level);
+	SyncKickAtCommit();
+	PG_RETURN_INT64(queued);
+}
+
+/* ----------------------------------------------------------------
+ *		drop_sync, sync_retry
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Look up sync name (locking its row) and check that the caller is a
+ * member of its owner's role.  Sets *source; returns its id.
+ */
+static int32
+owned_sync(const char *name, Oid *source)
+{
+	Oid			type = TEXTOID;
+	Datum		arg = CStringGetTextDatum(name);
+	bool		isnull;
+	HeapTuple	tup;
+	Oid			owner;
+
+	admin_execute("SELECT sync_id, source::pg_catalog.oid, owner::pg_catalog.oid "
+				  "FROM pgpoly.syncs WHERE name = $1 FOR UPDATE",
+				  1, &type, &arg, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("sync \"%s\" does not exist", name)));
+	tup = SPI_tuptable->vals[0];
+	*source = DatumGetObjectId(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+	owner = DatumGetObjectId(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of sync \"%s\"", name)));
+	return DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_drop_sync);
+
+/*
+ * pgpoly.drop_sync(name): remove the capture triggers (if the source still
+ * exists), the undelivered changes, the dead letters and the sync.
+ */
+Datum
+pgpoly_drop_sync(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	Oid			source;
+	int32		id;
+	Oid			type = INT4OID;
+	Datum		arg;
+	int			guc_level;
+
+	require_arg(fcinfo, 0, "name");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	guc_level = SyncFixedSettings(true);
+	spi_connect();
+	id = owned_sync(name, &source);
+	arg = Int32GetDatum(id);
+	if (get_rel_name(source) != NULL)
+	{
+		static const char *const events[4] = {"insert", "update", "delete", "truncate"};
+
+		for (int i = 0; i < 4; i++)
+			admin_execute(psprintf("DROP TRIGGER IF EXISTS %s ON %s",
+								   quote_identifier(trigger_name(id, events[i])),
+								   SyncQualifiedName(source)),
+						  0, NULL, NULL, SPI_OK_UTILITY);
+	}
+	admin_execute("DELETE FROM pgpoly.sync_queue WHERE sync_id = $1", 1, &type, &arg,
+				  SPI_OK_DELETE);
+	admin_execute("DELETE FROM pgpoly.sync_dead_letters WHERE sync_id = $1", 1, &type,
+				  &arg, SPI_OK_DELETE);
+	admin_execute("DELETE FROM pgpoly.syncs WHERE sync_id = $1", 1, &type, &arg,
+				  SPI_OK_DELETE);
+	SPI_finish();
+	AtEOXact_GUC(true, guc_level);
+	SyncKickAtCommit();			/* the worker leaves when no sync remains */
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_sync_retry);
+
+/*
+ * pgpoly.sync_retry(name): move the sync's dead letters back to the queue
+ * (the worker delivers their keys' current rows).  Returns how many.
+ */
+Datum
+pgpoly_sync_retry(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	Oid			source;
+	Oid			type = INT4OID;
+	Datum		arg;
+	int64		moved = 0;
+	int			guc_level;
+
+	require_arg(fcinfo, 0, "name");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	guc_level = SyncFixedSettings(true);
+	spi_connect();
+	arg = Int32GetDatum(owned_sync(name, &source));
+	admin_execute("WITH d AS (DELETE FROM pgpoly.sync_dead_letters WHERE sync_id = $1 "
+				  "                RETURNING key), "
+				  "     n AS (SELECT key, (pg_catalog.row_number() OVER () - 1) / 1000 AS chunk "
+				  "           FROM d) "
+				  "INSERT INTO pgpoly.sync_queue (sync_id, keys) "
+				  "SELECT $1, pg_catalog.array_agg(key) FROM n GROUP BY chunk "
+				  "RETURNING pg_catalog.cardinality(keys)",
+				  1, &type, &arg, SPI_OK_INSERT_RETURNING);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		moved += DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_finish();
+	AtEOXact_GUC(true, guc_level);
+	if (moved > 0)
+		SyncNoteQueued();
+	PG_RETURN_INT64(moved);
+}
+
+/* ----------------------------------------------------------------
+ *		sync_wait
+ * ----------------------------------------------------------------
+ */
+
+/* The id of sync name (anyone may wait for any sync). */
+static int32
+sync_id_by_name(const char *name)
+{
+	Oid			type = TEXTOID;
+	Datum		arg = CStringGetTextDatum(name);
+	bool		isnull;
+
+	admin_execute("SELECT sync_id FROM pgpoly.syncs WHERE name = $1", 1, &type, &arg,
+				  SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("sync \"%s\" does not exist", name)));
+	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									   1, &isnull));
+}
+
+/*
+ * Whether a change queued up to t0 is still undelivered (for sync id, or
+ * all when id is 0).  Each call sees the changes committed since the last.
+ */
+static bool
+changes_pending(int32 id, TimestampTz t0)
+{
+	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		values[2] = {Int32GetDatum(id), TimestampTzGetDatum(t0)};
+	bool		isnull;
+	bool		pending;
+
+	admin_execute("SELECT EXISTS (SELECT 1 FROM pgpoly.sync_queue "
+				  "WHERE ($1 = 0 OR sync_id = $1) AND queued_at <= $2)",
+				  2, types, values, SPI_OK_SELECT);
+	pending = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										 1, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	return pending;
+}
+
+/* Microseconds of an interval (months as 30 days); <= 0 for none. */
+static int64
+interval_usecs(Interval *iv)
+{
+	return iv->time + (int64) iv->day * USECS_PER_DAY +
+		(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_sync_wait);
+
+/*
+ * pgpoly.sync_wait(name, timeout): wait until every change queued before
+ * the call is delivered (or moved to the dead letters): true; false when
+ * timeout (NULL: none) passes first.  Needs READ COMMITTED, where each look
+ * at the queue takes a new snapshot.
+ */
+Datum
+pgpoly_sync_wait(PG_FUNCTION_ARGS)
+{
+	TimestampTz t0 = GetCurrentTimestamp();
+	TimestampTz deadline = DT_NOEND;
+	TimestampTz last_kick = t0;
+	int32		id = 0;
+	long		poll_ms = 2;
+	bool		done;
+	int			guc_level;
+
+	if (SyncQueuedInXact())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("sync_wait cannot wait for changes of its own transaction"),
+				 errhint("COMMIT first: changes are delivered once committed.")));
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("sync_wait must run at READ COMMITTED isolation"),
+				 errdetail("A transaction snapshot would never see the changes delivered.")));
+	if (!PG_ARGISNULL(1))
+		deadline = t0 + Max(interval_usecs(PG_GETARG_INTERVAL_P(1)), 0);
+	guc_level = SyncFixedSettings(true);
+	spi_connect();
+	if (!PG_ARGISNULL(0))
+		id = sync_id_by_name(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	SyncKickWorker();
+	while ((done = !changes_pending(id, t0)) == false)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (now >= deadline)
+			break;
+		/* The worker may have stopped (crash, pg_terminate_backend). */
+		if (TimestampDifferenceExceeds(last_kick, now, 1000))
+		{
+			SyncKickWorker();
+			last_kick = now;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 poll_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		poll_ms = Min(poll_ms * 2, 50);
+	}
+	SPI_finish();
+	AtEOXact_GUC(true, guc_level);
+	PG_RETURN_BOOL(done);
+}

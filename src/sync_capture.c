@@ -1,0 +1,347 @@
+/*-------------------------------------------------------------------------
+ *
+ * sync_capture.c
+ *		  Change capture of synced tables: the keys each statement wrote,
+ *		  queued in the writer's own transaction.
+ *
+ * create_sync attaches four statement-level triggers to the source table
+ * (AFTER INSERT / UPDATE / DELETE with transition tables, BEFORE TRUNCATE),
+ * all calling pgpoly_sync_capture().  A statement costs one pass over its
+ * transition tables and one queue row per SYNC_CHUNK_KEYS keys, however
+ * many rows it wrote.
+ *
+ * Invariants:
+ *	- The queue holds keys, never row images: the worker re-reads the current
+ *	  row of each key when it delivers (sync_worker.c), so a key queued twice,
+ *	  or by transactions that commit in another order, converges on the last
+ *	  committed version.
+ *	- An UPDATE queues its new keys and those old keys that changed: a moved
+ *	  key is then deleted from the target (its row is gone) and the new key
+ *	  upserted.  This holds whatever order the two transition tables list
+ *	  their rows in: every new key is queued, and an old key is skipped only
+ *	  when it equals a new key, which is queued.
+ *	- TRUNCATE queues every key the table holds before it is emptied, so the
+ *	  target loses exactly those keys (it costs a scan of the table).
+ *	- Keys are queued as the text of the key type's output function under
+ *	  fixed settings (SyncFixedSettings), which the worker reads back with the
+ *	  input function under the same settings.
+ *	- Queue rows are written as the extension's owner: no user needs rights
+ *	  on pgpoly.sync_queue.  The insert checks that the sync's source is the
+ *	  table the trigger fired on, so attaching the trigger elsewhere cannot
+ *	  feed another sync.
+ *
+ * src/sync_capture.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/tuplestore.h"
+
+#include "sync.h"
+
+/* Keys of one sync being queued, written in chunks. */
+struct SyncKeyQueue
+{
+	int32		sync_id;
+	Oid			source;
+	FmgrInfo	out;			/* key type's output function */
+	MemoryContext cxt;			/* the chunk's texts, reset per chunk */
+	Datum	   *keys;
+	int			nkeys;
+	int64		total;
+	int			guc_level;		/* SyncFixedSettings() nest level */
+};
+
+/* Saved plan of the queue insert (TopMemoryContext, kept by SPI). */
+static SPIPlanPtr EnqueuePlan = NULL;
+
+/* The saved plan that inserts one chunk, checking the sync's source. */
+static SPIPlanPtr
+enqueue_plan(void)
+{
+	Oid			types[3] = {INT4OID, TEXTARRAYOID, OIDOID};
+
+	if (EnqueuePlan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare("INSERT INTO pgpoly.sync_queue (sync_id, keys) "
+									   "SELECT $1, $2 FROM pgpoly.syncs "
+									   "WHERE sync_id = $1 AND source = $3::pg_catalog.regclass",
+									   3, types);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		EnqueuePlan = plan;
+	}
+	return EnqueuePlan;
+}
+
+/* Insert the chunk q holds, as the extension's owner. */
+static void
+write_chunk(SyncKeyQueue *q)
+{
+	Datum		values[3];
+	Oid			save_user;
+	int			save_sec;
+	int			rc;
+
+	values[0] = Int32GetDatum(q->sync_id);
+	values[1] = PointerGetDatum(construct_array(q->keys, q->nkeys, TEXTOID, -1,
+												false, TYPALIGN_INT));
+	values[2] = ObjectIdGetDatum(q->source);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	SyncBecome(SyncAdminRole(), false, &save_user, &save_sec);
+	rc = SPI_execute_plan(enqueue_plan(), values, NULL, false, 0);
+	SetUserIdAndSecContext(save_user, save_sec);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "queueing sync changes failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("table \"%s\" is not the source of the pgpoly sync its trigger names",
+						get_rel_name(q->source)),
+				 errdetail("The trigger names sync %d.", q->sync_id),
+				 errhint("Triggers calling pgpoly._sync_capture() are made by pgpoly.create_sync only; drop this one.")));
+	SPI_finish();
+	q->total += q->nkeys;
+	q->nkeys = 0;
+	MemoryContextReset(q->cxt);
+}
+
+/*
+ * Start queueing keys of key_type for sync_id, whose source table is
+ * source.  Sets the fixed output settings until SyncKeyQueueEnd().
+ */
+SyncKeyQueue *
+SyncKeyQueueBegin(int32 sync_id, Oid source, Oid key_type)
+{
+	SyncKeyQueue *q = palloc0(sizeof(SyncKeyQueue));
+	Oid			outfn;
+	bool		isvarlena;
+
+	q->sync_id = sync_id;
+	q->source = source;
+	getTypeOutputInfo(key_type, &outfn, &isvarlena);
+	fmgr_info(outfn, &q->out);
+	q->cxt = AllocSetContextCreate(CurrentMemoryContext, "pgpoly sync keys",
+								   ALLOCSET_DEFAULT_SIZES);
+	q->keys = palloc(sizeof(Datum) * SYNC_CHUNK_KEYS);
+	q->guc_level = SyncFixedSettings(false);
+	return q;
+}
+
+/* Queue one key (not NULL). */
+void
+SyncKeyQueueAdd(SyncKeyQueue *q, Datum key)
+{
+	MemoryContext old = MemoryContextSwitchTo(q->cxt);
+
+	q->keys[q->nkeys++] = CStringGetTextDatum(OutputFunctionCall(&q->out, key));
+	MemoryContextSwitchTo(old);
+	if (q->nkeys == SYNC_CHUNK_KEYS)
+		write_chunk(q);
+}
+
+/*
+ * Write the last chunk, restore the settings, and have the worker woken at
+ * COMMIT.  Returns how many keys were queued; frees q.
+ */
+int64
+SyncKeyQueueEnd(SyncKeyQueue *q)
+{
+	int64		total;
+
+	if (q->nkeys > 0)
+		write_chunk(q);
+	AtEOXact_GUC(true, q->guc_level);
+	total = q->total;
+	if (total > 0)
+		SyncNoteQueued();
+	MemoryContextDelete(q->cxt);
+	pfree(q->keys);
+	pfree(q);
+	return total;
+}
+
+/* The key of the row in slot; a NULL key is an ERROR. */
+static Datum
+slot_key(TupleTableSlot *slot, AttrNumber att, Relation rel)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, att, &isnull);
+
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("the key column \"%s\" of synced table \"%s\" cannot be NULL",
+						get_attname(RelationGetRelid(rel), att, false),
+						RelationGetRelationName(rel)),
+				 errdetail("A row without a key cannot be kept in step with the target.")));
+	return d;
+}
+
+/* A slot reading ts from its start through a read pointer of our own. */
+static TupleTableSlot *
+open_transition(Tuplestorestate *ts, Relation rel)
+{
+	int			ptr = tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND);
+
+	tuplestore_select_read_pointer(ts, ptr);
+	tuplestore_rescan(ts);
+	return MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsMinimalTuple);
+}
+
+/* Queue the key of every row of one transition table. */
+static void
+queue_table(SyncKeyQueue *q, Tuplestorestate *ts, Relation rel, AttrNumber att)
+{
+	TupleTableSlot *slot = open_transition(ts, rel);
+
+	while (tuplestore_gettupleslot(ts, true, false, slot))
+		SyncKeyQueueAdd(q, slot_key(slot, att, rel));
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * UPDATE: queue every new key, and each old key that differs from the new
+ * key read alongside it (see the header for why any pairing is correct).
+ */
+static void
+queue_update(SyncKeyQueue *q, TriggerData *td, AttrNumber att)
+{
+	Relation	rel = td->tg_relation;
+	Form_pg_attribute a = TupleDescAttr(RelationGetDescr(rel), att - 1);
+	TupleTableSlot *oslot = open_transition(td->tg_oldtable, rel);
+	TupleTableSlot *nslot = open_transition(td->tg_newtable, rel);
+
+	for (;;)
+	{
+		bool		has_old;
+		bool		has_new;
+		Datum		newkey = (Datum) 0;
+
+		has_new = tuplestore_gettupleslot(td->tg_newtable, true, false, nslot);
+		has_old = tuplestore_gettupleslot(td->tg_oldtable, true, false, oslot);
+		if (!has_old && !has_new)
+			break;
+		if (has_new)
+		{
+			newkey = slot_key(nslot, att, rel);
+			SyncKeyQueueAdd(q, newkey);
+		}
+		if (has_old)
+		{
+			Datum		oldkey = slot_key(oslot, att, rel);
+
+			if (!has_new || !datumIsEqual(oldkey, newkey, a->attbyval, a->attlen))
+				SyncKeyQueueAdd(q, oldkey);
+		}
+	}
+	ExecDropSingleTupleTableSlot(oslot);
+	ExecDropSingleTupleTableSlot(nslot);
+}
+
+/*
+ * Queue every key source holds (backfill, TRUNCATE), read as the
+ * extension's owner through a cursor.  Returns how many.
+ */
+int64
+SyncQueueAllKeys(int32 sync_id, Oid source, AttrNumber key_att)
+{
+	Oid			key_type = getBaseType(get_atttype(source, key_att));
+	SyncKeyQueue *q = SyncKeyQueueBegin(sync_id, source, key_type);
+	char	   *sql = psprintf("SELECT %s FROM %s",
+							   quote_identifier(get_attname(source, key_att, false)),
+							   SyncQualifiedName(source));
+	Portal		portal;
+	Oid			save_user;
+	int			save_sec;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	SyncBecome(SyncAdminRole(), false, &save_user, &save_sec);
+	portal = SPI_cursor_open_with_args(NULL, sql, 0, NULL, NULL, NULL, true, 0);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, SYNC_CHUNK_KEYS);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+										  1, &isnull);
+
+			if (!isnull)
+				SyncKeyQueueAdd(q, d);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	SetUserIdAndSecContext(save_user, save_sec);
+	SPI_finish();
+	return SyncKeyQueueEnd(q);
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_sync_capture);
+
+/*
+ * pgpoly._sync_capture(sync_id, key_attnum): the statement trigger of a
+ * synced table.
+ */
+Datum
+pgpoly_sync_capture(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	int32		sync_id;
+	AttrNumber	att;
+	SyncKeyQueue *q;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
+		td->tg_trigger->tgnargs != 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("pgpoly._sync_capture() must be called by the statement triggers of pgpoly.create_sync")));
+	rel = td->tg_relation;
+	sync_id = pg_strtoint32(td->tg_trigger->tgargs[0]);
+	att = (AttrNumber) pg_strtoint32(td->tg_trigger->tgargs[1]);
+	if (att <= 0 || att > RelationGetDescr(rel)->natts ||
+		TupleDescAttr(RelationGetDescr(rel), att - 1)->attisdropped)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("the key column of pgpoly sync %d no longer exists in table \"%s\"",
+						sync_id, RelationGetRelationName(rel)),
+				 errhint("Drop the sync with pgpoly.drop_sync() and create it again.")));
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	{
+		SyncQueueAllKeys(sync_id, RelationGetRelid(rel), att);
+		return PointerGetDatum(NULL);
+	}
+	q = SyncKeyQueueBegin(sync_id, RelationGetRelid(rel),
+						  getBaseType(TupleDescAttr(RelationGetDescr(rel), att - 1)->atttypid));
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event) && td->tg_oldtable && td->tg_newtable)
+		queue_update(q, td, att);
+	else if (td->tg_newtable)
+		queue_table(q, td->tg_newtable, rel, att);
+	else if (td->tg_oldtable)
+		queue_table(q, td->tg_oldtable, rel, att);
+	SyncKeyQueueEnd(q);
+	return PointerGetDatum(NULL);
+}

@@ -1,0 +1,377 @@
+/*-------------------------------------------------------------------------
+ *
+ * sync_launch.c
+ *		  Starting and waking the sync worker of a database; the launcher;
+ *		  the sync GUCs.
+ *
+ * One worker per database delivers every sync of that database.  It holds
+ * a session-level advisory lock (SyncLockTag) for as long as it runs, so a
+ * second worker started by a race finds the lock taken and exits.
+ *
+ * Without shared_preload_libraries pgpoly has no shared memory of its own,
+ * so the worker is found, and started, through the lock and the process
+ * array:
+ *	- After a transaction that queued changes commits (and when create_sync,
+ *	  drop_sync, sync_wait or sync_retry run), SyncKickWorker() tries the
+ *	  lock: free means no worker, so it registers a dynamic background worker;
+ *	  taken means one runs, and its latch is set so it delivers at once.
+ *	- A worker leaves only when its database has no syncs, and it releases
+ *	  the lock before its last look at pgpoly.syncs: a transaction that
+ *	  commits a new sync or change either finds the lock free (and starts a
+ *	  worker) or committed before that last look (and is seen).
+ *
+ * With shared_preload_libraries = 'pgpoly', a launcher started by the
+ * postmaster (at start-up and after a crash-restart) starts a worker for
+ * every database that accepts connections; a worker for a database without
+ * syncs exits at once.  Workers are never restarted by the postmaster
+ * (BGW_NEVER_RESTART): the launcher or the next write does it.
+ *
+ * src/sync_launch.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "sync.h"
+
+int			pgpoly_sync_batch_size = 5000;
+int			pgpoly_sync_max_attempts = 5;
+int			pgpoly_sync_max_retry_delay = 10000;
+
+/* This transaction queued changes / must kick the worker after COMMIT. */
+static bool QueuedInXact = false;
+static bool KickAtCommit = false;
+
+/* This process is a sync worker (it never kicks itself). */
+bool		SyncIsWorker = false;
+
+/*
+ * The advisory lock a database's worker holds.  Field 4 is neither 1 nor 2,
+ * the values pg_advisory_lock() uses, so no SQL call can take it.
+ */
+void
+SyncLockTag(LOCKTAG *tag, Oid dboid)
+{
+	SET_LOCKTAG_ADVISORY(*tag, dboid, 0x7067706f, 0x73796e63, 0x5359);
+}
+
+/* Register a worker for database dboid; false if no slot was free. */
+static bool
+register_worker(Oid dboid)
+{
+	BackgroundWorker bgw;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(bgw.bgw_library_name, "pgpoly", BGW_MAXLEN);
+	strlcpy(bgw.bgw_function_name, "PgpolySyncWorkerMain", BGW_MAXLEN);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "pgpoly sync worker for database %u", dboid);
+	strlcpy(bgw.bgw_type, SYNC_WORKER_TYPE, BGW_MAXLEN);
+	bgw.bgw_main_arg = ObjectIdGetDatum(dboid);
+	bgw.bgw_notify_pid = 0;
+	return RegisterDynamicBackgroundWorker(&bgw, NULL);
+}
+
+/*
+ * Start a worker for this database, at most once a second from one backend
+ * (one it started may not hold the lock yet).  Never ERRORs: it may run
+ * after COMMIT.
+ */
+static void
+start_worker(void)
+{
+	static TimestampTz last_try = 0;
+	static TimestampTz last_warning = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!TimestampDifferenceExceeds(last_try, now, 1000))
+		return;
+	last_try = now;
+	if (register_worker(MyDatabaseId))
+		return;
+	if (TimestampDifferenceExceeds(last_warning, now, 60000))
+	{
+		last_warning = now;
+		ereport(WARNING,
+				(errmsg("could not start the pgpoly sync worker: no free background worker slot"),
+				 errdetail("Changes stay queued until a worker runs."),
+				 errhint("Raise max_worker_processes.")));
+	}
+}
+
+/* Pid of this database's running sync worker, or 0. */
+static int
+find_worker_pid(void)
+{
+	int		   *pids = palloc(sizeof(int) * ProcGlobal->allProcCount);
+	int			n = 0;
+	int			found = 0;
+
+	LWLockAcquire(ProcArrayLock, LW_SHARED);
+	for (uint32 i = 0; i < ProcGlobal->allProcCount; i++)
+	{
+		PGPROC	   *proc = &ProcGlobal->allProcs[i];
+
+		if (proc->pid != 0 && proc->isBackgroundWorker &&
+			proc->databaseId == MyDatabaseId && proc->pid != MyProcPid)
+			pids[n++] = proc->pid;
+	}
+	LWLockRelease(ProcArrayLock);
+	for (int i = 0; i < n && found == 0; i++)
+	{
+		const char *type = GetBackgroundWorkerTypeByPid(pids[i]);
+
+		if (type && strcmp(type, SYNC_WORKER_TYPE) == 0)
+			found = pids[i];
+	}
+	pfree(pids);
+	return found;
+}
+
+/* Set the latch of this database's worker, if one runs. */
+static void
+wake_worker(void)
+{
+	static int	cached_pid = 0;
+	PGPROC	   *proc = cached_pid ? BackendPidGetProc(cached_pid) : NULL;
+
+	if (proc == NULL || !proc->isBackgroundWorker || proc->databaseId != MyDatabaseId)
+	{
+		cached_pid = find_worker_pid();
+		proc = cached_pid ? BackendPidGetProc(cached_pid) : NULL;
+	}
+	/* The worker may exit meanwhile: a stale latch is harmless. */
+	if (proc != NULL)
+		SetLatch(&proc->procLatch);
+}
+
+/*
+ * Make sure this database's worker runs and looks at the queue now: start
+ * one if none holds the lock, else wake it.  Never ERRORs (see
+ * sync_xact_callback).
+ */
+void
+SyncKickWorker(void)
+{
+	LOCKTAG		tag;
+	LockAcquireResult res;
+
+	if (SyncIsWorker || !IsUnderPostmaster)
+		return;
+	SyncLockTag(&tag, MyDatabaseId);
+	res = LockAcquireExtended(&tag, ExclusiveLock, true, true, false, NULL);
+	if (res == LOCKACQUIRE_OK)
+	{
+		LockRelease(&tag, ExclusiveLock, true);
+		start_worker();
+		return;
+	}
+	if (res == LOCKACQUIRE_NOT_AVAIL)
+		wake_worker();
+}
+
+/* Whether this database's sync worker is running. */
+bool
+SyncWorkerRunning(void)
+{
+	return find_worker_pid() != 0;
+}
+
+/* Note that this transaction queued changes (kick the worker at COMMIT). */
+void
+SyncNoteQueued(void)
+{
+	QueuedInXact = true;
+	KickAtCommit = true;
+}
+
+/* Kick the worker once this transaction commits (a sync was made or dropped). */
+void
+SyncKickAtCommit(void)
+{
+	KickAtCommit = true;
+}
+
+/* Whether this transaction has queued changes (not yet committed). */
+bool
+SyncQueuedInXact(void)
+{
+	return QueuedInXact;
+}
+
+/* Transaction callback: kick the worker once the changes are committed. */
+static void
+sync_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			if (KickAtCommit)
+				SyncKickWorker();
+			QueuedInXact = KickAtCommit = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+			QueuedInXact = KickAtCommit = false;
+			break;
+		default:
+			break;
+	}
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_sync_worker_running);
+
+/* pgpoly._sync_worker_running(): for the sync_status view. */
+Datum
+pgpoly_sync_worker_running(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(SyncWorkerRunning());
+}
+
+/* ----------------------------------------------------------------
+ *		Launcher (shared_preload_libraries only)
+ * ----------------------------------------------------------------
+ */
+
+/* The databases that accept connections, as a list of OIDs. */
+static List *
+connectable_databases(void)
+{
+	List	   *result = NIL;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+		MemoryContext old;
+
+		if (!db->datallowconn || db->datistemplate)
+			continue;
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		result = lappend_oid(result, db->oid);
+		MemoryContextSwitchTo(old);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return result;
+}
+
+/* Sleep up to ms on the latch; false once shutdown was requested. */
+static bool
+launcher_sleep(long ms)
+{
+	int			events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (ms >= 0 ? WL_TIMEOUT : 0);
+
+	(void) WaitLatch(MyLatch, events, ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+	return !ShutdownRequestPending;
+}
+
+/*
+ * Main of the launcher: start a worker per connectable database (waiting
+ * for free slots), then sleep until shutdown, so that the postmaster
+ * restarts it, and it the workers, after a crash-restart.
+ */
+void
+PgpolySyncLauncherMain(Datum arg)
+{
+	List	   *dbs;
+	ListCell   *lc;
+
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname(SYNC_LAUNCHER_TYPE);
+
+	dbs = connectable_databases();
+	foreach(lc, dbs)
+	{
+		while (!register_worker(lfirst_oid(lc)))
+			if (!launcher_sleep(1000))
+				proc_exit(0);
+	}
+	while (launcher_sleep(-1))
+		;
+	proc_exit(0);
+}
+
+/* Register the launcher (from _PG_init while preloading). */
+static void
+register_launcher(void)
+{
+	BackgroundWorker bgw;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 10;
+	strlcpy(bgw.bgw_library_name, "pgpoly", BGW_MAXLEN);
+	strlcpy(bgw.bgw_function_name, "PgpolySyncLauncherMain", BGW_MAXLEN);
+	strlcpy(bgw.bgw_name, SYNC_LAUNCHER_TYPE, BGW_MAXLEN);
+	strlcpy(bgw.bgw_type, SYNC_LAUNCHER_TYPE, BGW_MAXLEN);
+	RegisterBackgroundWorker(&bgw);
+}
+
+/*
+ * Module load: the sync GUCs, the transaction callback, and the launcher
+ * when the library is preloaded.
+ */
+void
+SyncInit(void)
+{
+	DefineCustomIntVariable("pgpoly.sync_batch_size",
+							"Changes the sync worker delivers per transaction.",
+							NULL, &pgpoly_sync_batch_size,
+							5000, 1, 1000000, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgpoly.sync_max_attempts",
+							"Deliveries of a change the target rejects before it becomes a dead letter.",
+							NULL, &pgpoly_sync_max_attempts,
+							5, 1, 1000, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pgpoly.sync_max_retry_delay",
+							"Longest wait of the sync worker's exponential backoff.",
+							"Bounds the retries while a store is unreachable and those of a rejected change.",
+							&pgpoly_sync_max_retry_delay,
+							10000, 100, INT_MAX / 2, PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	RegisterXactCallback(sync_xact_callback, NULL);
+	if (process_shared_preload_libraries_in_progress)
+		register_launcher();
+}
