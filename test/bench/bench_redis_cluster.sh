@@ -71,34 +71,8 @@ die() {
 	exit 1
 }
 
-# median of the numbers on stdin
-median() {
-	sort -g | awk '{ a[NR] = $1 }
-		END { if (NR == 0) exit 1
-		      if (NR % 2) printf "%.2f\n", a[(NR + 1) / 2]
-		      else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-
-calc() {
-	awk "BEGIN { printf \"%.2f\", $1 }"
-}
-
-# verdict VALUE OP LIMIT: "" if VALUE OP LIMIT holds, else "  MISSED"
-verdict() {
-	if awk "BEGIN { exit !($1 $2 $3) }"; then echo ""; else echo "  MISSED"; fi
-}
-
-RESULTS=()
-FAILED=0
-report() {
-	echo "$1"
-	RESULTS+=("$1")
-}
-fail() {
-	echo "FAILED: $*"
-	RESULTS+=("FAILED: $*")
-	FAILED=1
-}
+# shellcheck source=test/bench/lib_bench.sh
+source "$HERE/lib_bench.sh"
 
 # ---------------------------------------------------------------- setup
 
@@ -313,9 +287,5 @@ fi
 
 # ---------------------------------------------------------------- summary
 
-echo
-echo "summary (medians of $REPEAT insert and join runs, $SCAN_REPEAT scan runs):"
-printf '  %s\n' "${RESULTS[@]}"
-missed=$(printf '%s\n' "${RESULTS[@]}" | grep -c MISSED || true)
-echo "  $missed target(s) missed$( ((FAILED)) && echo ", some measurements FAILED")"
+bench_summary "medians of $REPEAT insert and join runs, $SCAN_REPEAT scan runs"
 exit "$FAILED"
