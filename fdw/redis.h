@@ -294,6 +294,7 @@ extern void RedisClusterMovedKeys(PgpolyConnection *conn,
 
 typedef struct RedisNode
 {
+	int			index;			/* in RedisHandle.nodes; -1: a sentinel */
 	char	   *host;
 	int			port;
 	char	   *addr;			/* "host:port", for messages and connections() */
@@ -360,6 +361,7 @@ typedef struct RedisExchangeState
 	struct redisReply **held;	/* cluster: replies read, not delivered */
 	TimestampTz deadline;
 	List	   *retries;		/* cluster: commands to send again later */
+	int			named;			/* the node conn->target names, -1 */
 } RedisExchangeState;
 
 /* redis_io.c, for redis_cluster.c */

@@ -503,8 +503,12 @@ send_cmd(PgpolyConnection *conn, RedisHandle *h, int idx, RedisNode *node,
 static bool
 is_command(const char **argv, const size_t *lens, const char *name)
 {
-	size_t		len = lens ? lens[0] : strlen(argv[0]);
+	size_t		len;
 
+	/* Most commands differ in the first letter: no length, no compare. */
+	if ((argv[0][0] & ~0x20) != name[0])
+		return false;
+	len = lens ? lens[0] : strlen(argv[0]);
 	return len == strlen(name) && pg_strncasecmp(argv[0], name, len) == 0;
 }
 
@@ -971,6 +975,7 @@ sentinel_node(RedisAddr *a)
 {
 	RedisNode  *node = palloc0(sizeof(RedisNode));
 
+	node->index = -1;
 	node->host = a->host;
 	node->port = a->port;
 	node->addr = psprintf("%s:%d", a->host, a->port);

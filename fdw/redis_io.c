@@ -313,6 +313,7 @@ RedisNodeGet(RedisHandle *h, const char *host, int port)
 			palloc(sizeof(RedisNode *) * h->maxnodes);
 	}
 	node = palloc0(sizeof(RedisNode));
+	node->index = h->nnodes;
 	node->host = pstrdup(host);
 	node->port = port;
 	node->addr = strchr(host, ':') ? psprintf("[%s]:%d", host, port) :
@@ -326,11 +327,9 @@ RedisNodeGet(RedisHandle *h, const char *host, int port)
 int
 RedisNodeIndex(RedisHandle *h, RedisNode *node)
 {
-	for (int i = 0; i < h->nnodes; i++)
-		if (h->nodes[i] == node)
-			return i;
-	elog(ERROR, "Redis node %s is not part of its connection", node->addr);
-	return -1;					/* keep compiler quiet */
+	if (node->index < 0 || node->index >= h->nnodes || h->nodes[node->index] != node)
+		elog(ERROR, "Redis node %s is not part of its connection", node->addr);
+	return node->index;
 }
 
 /* Close node's connection (if open); never ereports. */
@@ -470,21 +469,22 @@ static void
 check_idle(PgpolyConnection *conn, RedisNode *node)
 {
 	redisContext *ctx = node->ctx;
+	const char *what = NULL;
 	char		c;
 	ssize_t		n;
 
-	name_node(conn, node);
 	if (ctx->reader->len > ctx->reader->pos)
-		RedisProtocolError(conn, "no command", NULL,
-						   "bytes left over from the previous request");
-	n = recv(ctx->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n > 0)
-		RedisProtocolError(conn, "no command", NULL,
-						   "data sent while no request was pending");
-	if (n == 0)
+		what = "bytes left over from the previous request";
+	else if ((n = recv(ctx->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT)) > 0)
+		what = "data sent while no request was pending";
+	else if (n == 0)
 		io_error(conn, node, "the server closed the connection", NULL);
-	if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 		io_error(conn, node, "could not read from the connection", strerror(errno));
+	if (what == NULL)
+		return;
+	name_node(conn, node);
+	RedisProtocolError(conn, "no command", NULL, what);
 }
 
 /*
@@ -616,7 +616,8 @@ setup_session(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 	}
 	for (int i = first; i < n; i++)
 	{
-		name_node(conn, node);
+		if (r[i]->type != REDIS_REPLY_STATUS)
+			name_node(conn, node);	/* for the ERROR below */
 		if (r[i]->type == REDIS_REPLY_ERROR)
 			ereport(ERROR,
 					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
@@ -1191,9 +1192,14 @@ deliver_ready(RedisExchangeState *ex, RedisReplyHandler handler, void *arg)
 	while (ex->next < ex->n && h->cmds[ex->next].final)
 	{
 		redisReply *r = ex->held[ex->next];
+		int			node = h->cmds[ex->next].node;
 
 		ex->held[ex->next] = NULL;
-		name_node(ex->conn, h->nodes[h->cmds[ex->next].node]);
+		if (node != ex->named)	/* messages of the handler name the node */
+		{
+			name_node(ex->conn, h->nodes[node]);
+			ex->named = node;
+		}
 		deliver(ex->conn, r, ex->next++, handler, arg);
 	}
 }
@@ -1368,6 +1374,7 @@ RedisExchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 		return;
 	}
 	memset(&ex, 0, sizeof(ex));
+	ex.named = -1;
 	ex.conn = conn;
 	ex.h = h;
 	ex.n = nreplies;
