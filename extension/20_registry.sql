@@ -742,63 +742,6 @@ $$;
 COMMENT ON FUNCTION pgpoly.add_lineage(text, text, text, text, text) IS
 	'Record a lineage edge src -> dst (dst derived from / consumed src)';
 
--- One direction of a lineage walk: breadth-first, one query per level.  Each node is
--- reported once, at its minimal depth, with one edge that reached it (the smallest
--- parent kind, name, relation among that level's edges).  The visited set holds every
--- node reported so far (and the start node), so the walk terminates on cycles even
--- before max_depth, and a DAG with many paths to a node costs one visit per node,
--- not one per path (which is what a plain recursive CTE would pay).
-CREATE FUNCTION pgpoly._lineage_walk(kind text, name text, upstream bool, max_depth int)
-RETURNS TABLE (depth int, node_kind text, node_name text, relation text,
-			   parent_kind text, parent_name text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pgpoly, pg_temp
-AS $$
-DECLARE
-	v_depth int := 0;
-	v_fk  text[] := ARRAY[kind];		-- frontier
-	v_fn  text[] := ARRAY[name];
-	v_seen jsonb := jsonb_build_object(kind || ':' || name, 0);
-	v_nk  text[];						-- next level
-	v_nn  text[];
-	v_rel text[];
-	v_pk  text[];
-	v_pn  text[];
-BEGIN
-	WHILE v_depth < max_depth LOOP
-		v_depth := v_depth + 1;
-		IF upstream THEN
-			SELECT array_agg(s.k), array_agg(s.n), array_agg(s.r), array_agg(s.pk), array_agg(s.pn)
-			INTO v_nk, v_nn, v_rel, v_pk, v_pn
-			FROM (SELECT DISTINCT ON (e.src_kind, e.src_name)
-						 e.src_kind AS k, e.src_name AS n, e.relation AS r,
-						 e.dst_kind AS pk, e.dst_name AS pn
-				  FROM unnest(v_fk, v_fn) AS f(k, n)
-				  JOIN pgpoly.lineage_edges e ON e.dst_kind = f.k AND e.dst_name = f.n
-				  WHERE NOT v_seen ? (e.src_kind || ':' || e.src_name)
-				  ORDER BY e.src_kind, e.src_name, e.dst_kind, e.dst_name, e.relation) s;
-		ELSE
-			SELECT array_agg(s.k), array_agg(s.n), array_agg(s.r), array_agg(s.pk), array_agg(s.pn)
-			INTO v_nk, v_nn, v_rel, v_pk, v_pn
-			FROM (SELECT DISTINCT ON (e.dst_kind, e.dst_name)
-						 e.dst_kind AS k, e.dst_name AS n, e.relation AS r,
-						 e.src_kind AS pk, e.src_name AS pn
-				  FROM unnest(v_fk, v_fn) AS f(k, n)
-				  JOIN pgpoly.lineage_edges e ON e.src_kind = f.k AND e.src_name = f.n
-				  WHERE NOT v_seen ? (e.dst_kind || ':' || e.dst_name)
-				  ORDER BY e.dst_kind, e.dst_name, e.src_kind, e.src_name, e.relation) s;
-		END IF;
-		EXIT WHEN v_nk IS NULL;
-
-		RETURN QUERY SELECT v_depth, u.* FROM unnest(v_nk, v_nn, v_rel, v_pk, v_pn) AS u;
-		SELECT v_seen || jsonb_object_agg(u.k || ':' || u.n, v_depth)
-		INTO v_seen FROM unnest(v_nk, v_nn) AS u(k, n);
-		v_fk := v_nk;
-		v_fn := v_nn;
-	END LOOP;
-END
-$$;
-
 -- The lineage walk as one recursive query: every node reachable upstream and/or
 -- downstream of (kind, name) within max_depth (<= 16383) edges, once per direction,
 -- at its minimal depth, with one edge that reached it: the one from the smallest
@@ -911,29 +854,13 @@ BEGIN
 				  HINT = 'Record edges with pgpoly.add_lineage(), datasets with pgpoly.register_dataset().';
 	END IF;
 
-	-- the set-based walk, while test/fault/test_lineage_differential.py compares
-	-- it with the level-by-level one
-	IF current_setting('pgpoly_test.lineage_new', true) = 'on' THEN
-		RETURN QUERY
-			SELECT w.* FROM pgpoly._lineage_walk(kind, v_name, v_dir <> 'downstream',
-												 v_dir <> 'upstream', max_depth) w
-			WHERE w.depth < 16383 OR max_depth <= 16383 OR pgpoly._lineage_too_deep(max_depth)
-			ORDER BY w.depth, w.node_kind, w.node_name;
-		RETURN;
-	END IF;
-	IF v_dir <> 'both' THEN
-		RETURN QUERY SELECT * FROM pgpoly._lineage_walk(kind, v_name, v_dir = 'upstream', max_depth);
-		RETURN;
-	END IF;
-	-- both: the union of the two walks (never up-then-down: that would give siblings);
-	-- a node found both ways (only on a cycle) is reported at its smaller depth
+	-- one walk per direction asked for ('both' is the union of the two, never
+	-- up-then-down, which would give siblings); deeper than the walk's bound is an
+	-- ERROR, not a silently cut answer
 	RETURN QUERY
-		SELECT w.* FROM (
-			SELECT DISTINCT ON (b.node_kind, b.node_name) b.*
-			FROM (SELECT * FROM pgpoly._lineage_walk(kind, v_name, true, max_depth)
-				  UNION ALL
-				  SELECT * FROM pgpoly._lineage_walk(kind, v_name, false, max_depth)) AS b
-			ORDER BY b.node_kind, b.node_name, b.depth) AS w
+		SELECT w.* FROM pgpoly._lineage_walk(kind, v_name, v_dir <> 'downstream',
+											 v_dir <> 'upstream', max_depth) w
+		WHERE w.depth < 16383 OR max_depth <= 16383 OR pgpoly._lineage_too_deep(max_depth)
 		ORDER BY w.depth, w.node_kind, w.node_name;
 END
 $$;

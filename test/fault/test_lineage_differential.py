@@ -1,11 +1,10 @@
 #!/usr/bin/env python3
 """pgpoly.lineage() against the level-by-level walk it replaced, on random graphs.
 
-pgpoly.lineage() is being rewritten as one recursive query; the walk runs one
-query per level in PL/pgSQL with an explicit visited set.  That implementation
-is copied here, unchanged, as the oracle (schema "oracle" of a scratch
-database), and the new one is selected with the setting
-pgpoly_test.lineage_new = on until it replaces the old one.  For random graphs (cycles, diamonds, parallel edges with
+pgpoly.lineage() is one recursive query.  Until it was rewritten, the walk ran
+one query per level in PL/pgSQL with an explicit visited set; that
+implementation is kept here, unchanged, as the oracle (schema "oracle" of a
+scratch database).  For random graphs (cycles, diamonds, parallel edges with
 different relations, several node kinds, self-contained and sprawling), from
 every start node, for each direction and several max_depth values:
 
@@ -31,7 +30,7 @@ DEPTHS = [0, 1, 2, 4, 100000]
 KINDS = ["dataset", "job", "feature_view", "es_index"]
 RELATIONS = ["derived", "input", "output"]
 
-# The walk being replaced (extension/20_registry.sql at 0203fed), verbatim
+# The walk before the rewrite (extension/20_registry.sql at 0203fed), verbatim
 # apart from the schema; oracle.lineage() is its direction handling.
 ORACLE = r"""
 CREATE SCHEMA oracle;
@@ -215,7 +214,6 @@ def load(db, edges):
 
 def test():
     db = pgtest.create_db("pgpoly_lineage_diff")
-    os.environ["PGOPTIONS"] = "-c pgpoly_test.lineage_new=on"
     r = pgtest.psql(ORACLE, db=db)
     if r.rc != 0:
         raise RuntimeError("creating the oracle failed: %s" % r.err)
