@@ -743,20 +743,25 @@ COMMENT ON FUNCTION pgpoly.add_lineage(text, text, text, text, text) IS
 	'Record a lineage edge src -> dst (dst derived from / consumed src)';
 
 -- The lineage walk as one recursive query: every node reachable upstream and/or
--- downstream of (kind, name) within max_depth (<= 16383) edges, once per direction,
--- at its minimal depth, with one edge that reached it: the one from the smallest
--- (parent kind, parent name, relation) among the parents one level closer.  A node
--- reached both ways (only on a cycle) is reported at its smaller depth; at equal
--- depths with its upstream edge.  The start node itself is not reported.
+-- downstream of (kind, name) within max_depth (<= 16383) edges, once, at its
+-- minimal depth, with one edge that reached it: the one from the smallest (parent
+-- kind, parent name, relation) among the parents one level closer.  A node reached
+-- both ways (only on a cycle) is reported at its smaller depth; at equal depths
+-- with its upstream edge.  The start node itself is not reported.
 --
--- How it stays linear in the edges walked: a row's depth is written as the scale
+-- How it stays linear in the edges walked.  A row's depth is written as the scale
 -- of the number 1 (1, 1.0, 1.00 ...; multiplying by 1.0 adds one).  Numerics that
--- differ only in scale are equal and hash alike, so UNION, which discards every
--- row equal to one the recursion has already produced, discards a node reached
--- again at a greater depth: its hash table is the walk's visited set.  Cycles
--- therefore end the walk, and a DAG with many paths to a node costs one visit per
--- node, not one per path.  UNION evaluates level by level, so a node's first row
--- carries its minimal depth.  The numeric scale is at most 16383, the depth bound.
+-- differ only in scale are equal and hash alike, so UNION, which discards every row
+-- equal to one the recursion has already produced, discards a row met again at a
+-- greater depth: its hash table is the walk's visited set.  Each step emits two
+-- rows per edge out of the frontier: a node row (parent columns NULL), the only
+-- kind that is expanded further, so every node is expanded once, however many
+-- paths lead to it, and cycles end the walk; and an edge row (the edge's parent
+-- and relation), kept once per edge, at its parent's minimal depth + 1.  UNION
+-- evaluates level by level, so a node's smallest edge-row depth is its minimal
+-- depth, and the edge rows at that depth are exactly the edges from the level
+-- above, among which the parent rule picks.  The numeric scale is at most 16383,
+-- the depth bound.
 CREATE FUNCTION pgpoly._lineage_walk(kind text, name text, upstream bool, downstream bool,
 									 max_depth int)
 RETURNS TABLE (depth int, node_kind text, node_name text, relation text,
@@ -764,41 +769,32 @@ RETURNS TABLE (depth int, node_kind text, node_name text, relation text,
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	WITH RECURSIVE walk (up, kind, name, mark) AS (
-		SELECT d.up, $1, $2, 1::numeric
-		FROM (VALUES (true), (false)) AS d (up)
-		WHERE (d.up AND $3) OR (NOT d.up AND $4)
+	WITH RECURSIVE
+	up_walk (kind, name, pkind, pname, relation, mark) AS (
+		SELECT $1, $2, NULL::text, NULL::text, NULL::text, 1::numeric WHERE $3
 		UNION
-		SELECT w.up, n.kind, n.name, w.mark * 1.0
-		FROM walk w
-		CROSS JOIN LATERAL (
-			SELECT e.src_kind, e.src_name FROM pgpoly.lineage_edges e
-			WHERE w.up AND e.dst_kind = w.kind AND e.dst_name = w.name
-			UNION ALL
-			SELECT e.dst_kind, e.dst_name FROM pgpoly.lineage_edges e
-			WHERE NOT w.up AND e.src_kind = w.kind AND e.src_name = w.name) AS n (kind, name)
-		WHERE scale(w.mark) < least($5, 16383)),
-	node AS MATERIALIZED (
-		SELECT w.up, w.kind, w.name, scale(w.mark) AS depth FROM walk w),
-	-- per node and direction: the smallest edge from a node one level closer
-	reached AS (
-		SELECT DISTINCT ON (n.up, n.kind, n.name)
-			   n.up, n.depth, n.kind, n.name, p.relation, p.kind AS pkind, p.name AS pname
-		FROM node n
-		CROSS JOIN LATERAL (
-			SELECT e.relation, e.dst_kind, e.dst_name FROM pgpoly.lineage_edges e
-			WHERE n.up AND e.src_kind = n.kind AND e.src_name = n.name
-			UNION ALL
-			SELECT e.relation, e.src_kind, e.src_name FROM pgpoly.lineage_edges e
-			WHERE NOT n.up AND e.dst_kind = n.kind AND e.dst_name = n.name)
-			AS p (relation, kind, name)
-		JOIN node q ON q.up = n.up AND q.kind = p.kind AND q.name = p.name
-				   AND q.depth = n.depth - 1
-		WHERE n.depth > 0
-		ORDER BY n.up, n.kind, n.name, p.kind, p.name, p.relation)
-	SELECT DISTINCT ON (r.kind, r.name) r.depth, r.kind, r.name, r.relation, r.pkind, r.pname
-	FROM reached r
-	ORDER BY r.kind, r.name, r.depth, r.up DESC
+		SELECT e.src_kind, e.src_name, x.pkind, x.pname, x.relation, w.mark * 1.0
+		FROM up_walk w
+		JOIN pgpoly.lineage_edges e ON e.dst_kind = w.kind AND e.dst_name = w.name
+		CROSS JOIN LATERAL (VALUES (NULL, NULL, NULL), (e.dst_kind, e.dst_name, e.relation))
+			AS x (pkind, pname, relation)
+		WHERE w.pkind IS NULL AND scale(w.mark) < least($5, 16383)),
+	down_walk (kind, name, pkind, pname, relation, mark) AS (
+		SELECT $1, $2, NULL::text, NULL::text, NULL::text, 1::numeric WHERE $4
+		UNION
+		SELECT e.dst_kind, e.dst_name, x.pkind, x.pname, x.relation, w.mark * 1.0
+		FROM down_walk w
+		JOIN pgpoly.lineage_edges e ON e.src_kind = w.kind AND e.src_name = w.name
+		CROSS JOIN LATERAL (VALUES (NULL, NULL, NULL), (e.src_kind, e.src_name, e.relation))
+			AS x (pkind, pname, relation)
+		WHERE w.pkind IS NULL AND scale(w.mark) < least($5, 16383))
+	SELECT DISTINCT ON (a.kind, a.name)
+		   scale(a.mark), a.kind, a.name, a.relation, a.pkind, a.pname
+	FROM (SELECT true AS up, u.* FROM up_walk u WHERE u.pkind IS NOT NULL
+		  UNION ALL
+		  SELECT false, d.* FROM down_walk d WHERE d.pkind IS NOT NULL) AS a
+	WHERE (a.kind, a.name) <> ($1, $2)
+	ORDER BY a.kind, a.name, scale(a.mark), a.up DESC, a.pkind, a.pname, a.relation
 $$;
 
 -- Raise 54000: the walk reached the depth bound of _lineage_walk while the caller
