@@ -164,14 +164,31 @@ CREATE INDEX model_alias_history_model_idx
 --
 -- Datasets, feature views, lineage
 --
+-- One row per version of a dataset: registering a new version keeps the old ones.
+-- version NULL is a name's unversioned entry (registered or logged without a
+-- version).  A name's newest version is its row with the highest dataset_id, i.e.
+-- the one registered last.  content_hash identifies the rows of a training set
+-- (see _dataset_content_hash); NULL for datasets pgpoly did not create.
 CREATE TABLE pgpoly.datasets (
-	name       text PRIMARY KEY CONSTRAINT datasets_name_check CHECK (name <> ''),
-	version    text,
-	uri        text,
-	store      text NOT NULL DEFAULT 'postgres',
-	created_at timestamptz NOT NULL DEFAULT now(),
-	updated_at timestamptz NOT NULL DEFAULT now()
+	dataset_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	name         text NOT NULL CONSTRAINT datasets_name_check CHECK (name <> ''),
+	version      text CONSTRAINT datasets_version_check CHECK (version <> ''),
+	uri          text,
+	store        text NOT NULL DEFAULT 'postgres',
+	content_hash text,
+	created_at   timestamptz NOT NULL DEFAULT now(),
+	updated_at   timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT datasets_name_version_key UNIQUE NULLS NOT DISTINCT (name, version)
 );
+
+-- Which dataset versions a run consumed (log_input); MLflow's run inputs.
+CREATE TABLE pgpoly.run_inputs (
+	run_id     uuid NOT NULL REFERENCES pgpoly.runs ON DELETE CASCADE,
+	dataset_id bigint NOT NULL REFERENCES pgpoly.datasets ON DELETE CASCADE,
+	logged_at  timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (run_id, dataset_id)
+);
+CREATE INDEX run_inputs_dataset_idx ON pgpoly.run_inputs (dataset_id);
 
 -- Rows are written by the feature store (create_feature_view).
 CREATE TABLE pgpoly.feature_views (
@@ -217,6 +234,7 @@ SELECT pg_catalog.pg_extension_config_dump('pgpoly.model_aliases', '');
 SELECT pg_catalog.pg_extension_config_dump('pgpoly.model_alias_slots', '');
 SELECT pg_catalog.pg_extension_config_dump('pgpoly.model_alias_history', '');
 SELECT pg_catalog.pg_extension_config_dump('pgpoly.datasets', '');
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.run_inputs', '');
 SELECT pg_catalog.pg_extension_config_dump('pgpoly.feature_views', '');
 SELECT pg_catalog.pg_extension_config_dump('pgpoly.lineage_edges', '');
 SELECT pg_catalog.pg_extension_config_dump(
@@ -225,6 +243,8 @@ SELECT pg_catalog.pg_extension_config_dump(
 	pg_catalog.pg_get_serial_sequence('pgpoly.metrics', 'metric_id')::regclass, '');
 SELECT pg_catalog.pg_extension_config_dump(
 	pg_catalog.pg_get_serial_sequence('pgpoly.model_alias_slots', 'slot_id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(
+	pg_catalog.pg_get_serial_sequence('pgpoly.datasets', 'dataset_id')::regclass, '');
 
 --
 -- Internal helpers
@@ -518,6 +538,30 @@ $$;
 COMMENT ON FUNCTION pgpoly.end_run(uuid, text) IS
 	'End a run as FINISHED (default), FAILED or KILLED';
 
+-- Raise 22023 if an optional version argument is the empty string.
+CREATE FUNCTION pgpoly._check_version_text(version text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	IF version = '' THEN
+		RAISE EXCEPTION 'argument "version" must not be empty'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass NULL for the newest version.';
+	END IF;
+END
+$$;
+
+-- The dataset_id of the newest version of dataset name (NULL: none).
+CREATE FUNCTION pgpoly._dataset_newest(name text)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT max(d.dataset_id) FROM pgpoly.datasets d WHERE d.name = $1
+$$;
+
 CREATE FUNCTION pgpoly.register_dataset(name text, uri text DEFAULT NULL,
 										store text DEFAULT 'postgres', version text DEFAULT NULL)
 RETURNS void
@@ -527,37 +571,173 @@ AS $$
 BEGIN
 	PERFORM pgpoly._require_name(name, 'name');
 	PERFORM pgpoly._require_name(store, 'store');
-	-- re-registering updates the entry; a NULL uri or version keeps the old one
+	PERFORM pgpoly._check_version_text(version);
+	-- without a version: update the newest version's entry (a NULL uri keeps the
+	-- old one), or create the unversioned entry of a new name
+	IF version IS NULL THEN
+		UPDATE pgpoly.datasets d
+		SET uri = coalesce(register_dataset.uri, d.uri),
+			store = register_dataset.store,
+			updated_at = now()
+		WHERE d.dataset_id = pgpoly._dataset_newest(register_dataset.name);
+		IF FOUND THEN
+			RETURN;
+		END IF;
+	END IF;
+	-- a new version is a new row; registering a known version again updates it
 	INSERT INTO pgpoly.datasets AS d (name, uri, store, version)
 	VALUES (register_dataset.name, register_dataset.uri, register_dataset.store,
 			register_dataset.version)
-	ON CONFLICT ON CONSTRAINT datasets_pkey DO UPDATE
+	ON CONFLICT ON CONSTRAINT datasets_name_version_key DO UPDATE
 	SET uri = coalesce(EXCLUDED.uri, d.uri),
 		store = EXCLUDED.store,
-		version = coalesce(EXCLUDED.version, d.version),
 		updated_at = now();
 END
 $$;
 
 COMMENT ON FUNCTION pgpoly.register_dataset(text, text, text, text) IS
-	'Register or update a dataset (a lineage node of kind dataset)';
+	'Register a dataset version (a new version keeps the old ones), or update the newest entry of a dataset when version is NULL';
 
-CREATE FUNCTION pgpoly.log_input(run uuid, dataset text)
+-- The dataset_id of version of dataset name (NULL: its newest version); a version
+-- or dataset not registered yet is registered with defaults, as MLflow's
+-- log_input does.
+CREATE FUNCTION pgpoly._dataset_version_id(name text, version text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_id bigint;
+BEGIN
+	IF version IS NULL THEN
+		v_id := pgpoly._dataset_newest(name);
+		IF v_id IS NOT NULL THEN
+			RETURN v_id;
+		END IF;
+	END IF;
+	INSERT INTO pgpoly.datasets (name, version)
+	VALUES (_dataset_version_id.name, _dataset_version_id.version)
+	ON CONFLICT ON CONSTRAINT datasets_name_version_key DO NOTHING;
+	SELECT d.dataset_id INTO STRICT v_id FROM pgpoly.datasets d
+	WHERE d.name = _dataset_version_id.name
+	  AND d.version IS NOT DISTINCT FROM _dataset_version_id.version;
+	RETURN v_id;
+END
+$$;
+
+CREATE FUNCTION pgpoly.log_input(run uuid, dataset text, version text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 BEGIN
 	PERFORM pgpoly._require_name(dataset, 'dataset');
+	PERFORM pgpoly._check_version_text(version);
 	PERFORM pgpoly._check_run(run);
-	-- an unknown dataset is registered with defaults, as MLflow's log_input does
-	INSERT INTO pgpoly.datasets (name) VALUES (log_input.dataset) ON CONFLICT DO NOTHING;
+	INSERT INTO pgpoly.run_inputs (run_id, dataset_id)
+	VALUES (run, pgpoly._dataset_version_id(dataset, version))
+	ON CONFLICT DO NOTHING;
 	PERFORM pgpoly._add_edge('dataset', dataset, 'run', run::text, 'input');
 END
 $$;
 
-COMMENT ON FUNCTION pgpoly.log_input(uuid, text) IS
-	'Record that a run consumed a dataset (lineage edge dataset -> run)';
+COMMENT ON FUNCTION pgpoly.log_input(uuid, text, text) IS
+	'Record that a run consumed a dataset version (NULL: the newest) in run_inputs, and the lineage edge dataset -> run';
+
+-- The content hash of the rows of rel, independent of their physical order:
+-- sha256 over the column names and types, the row count, and two sums of 64-bit
+-- hashes of the rows (hash_record_extended, seeds 0 and 1: the hash functions of
+-- the column types, so equal values hash alike).  A table with a column type that
+-- has no hash function (json, point ...) is hashed through the rows' text forms
+-- instead, under pinned settings.  The prefix names the method.  It detects
+-- changed data; it is not meant to resist deliberate collisions.
+CREATE FUNCTION pgpoly._dataset_content_hash(rel regclass)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+SET datestyle = 'ISO, YMD'
+SET timezone = 'UTC'
+SET intervalstyle = 'postgres'
+SET extra_float_digits = 1
+SET bytea_output = 'hex'
+AS $$
+DECLARE
+	v_cols   text;
+	v_sums   text;
+	v_method text := 'pgpoly-rows-v1';
+BEGIN
+	SELECT string_agg(quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod),
+					  ', ' ORDER BY a.attnum)
+	INTO v_cols
+	FROM pg_attribute a
+	WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped;
+	BEGIN
+		EXECUTE format('SELECT concat_ws('' '', count(*), sum(hash_record_extended(t, 0)), '
+					   'sum(hash_record_extended(t, 1))) FROM %s t', rel)
+		INTO v_sums;
+	EXCEPTION WHEN undefined_function THEN
+		v_method := 'pgpoly-text-v1';
+		EXECUTE format('SELECT concat_ws('' '', count(*), '
+					   'sum((''x'' || substr(md5(t::text), 1, 16))::bit(64)::bigint), '
+					   'sum((''x'' || substr(md5(t::text), 17, 16))::bit(64)::bigint)) FROM %s t', rel)
+		INTO v_sums;
+	END;
+	RETURN v_method || ':' || encode(sha256(convert_to(v_cols || E'\n' || v_sums, 'UTF8')), 'hex');
+END
+$$;
+
+-- Record the content hash of table rel on the newest version of dataset name
+-- (create_training_set).
+CREATE FUNCTION pgpoly._dataset_record_hash(name text, rel regclass)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	UPDATE pgpoly.datasets d
+	SET content_hash = pgpoly._dataset_content_hash($2), updated_at = now()
+	WHERE d.dataset_id = pgpoly._dataset_newest($1)
+$$;
+
+--
+-- Tags
+--
+
+CREATE FUNCTION pgpoly.set_tag(run uuid, key text, value text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	PERFORM pgpoly._require_name(key, 'key');
+	PERFORM pgpoly._require(value, 'value');
+	PERFORM pgpoly._check_run(run);
+	UPDATE pgpoly.runs r SET tags = r.tags || jsonb_build_object(set_tag.key, set_tag.value)
+	WHERE r.run_id = set_tag.run;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.set_tag(uuid, text, text) IS
+	'Set a tag of a run (runs.tags); unlike params, tags can be changed at any time';
+
+CREATE FUNCTION pgpoly.delete_tag(run uuid, key text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	PERFORM pgpoly._require_name(key, 'key');
+	PERFORM pgpoly._check_run(run);
+	UPDATE pgpoly.runs r SET tags = r.tags - delete_tag.key
+	WHERE r.run_id = delete_tag.run AND r.tags ? delete_tag.key;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'run % has no tag "%"', run, key
+			USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.delete_tag(uuid, text) IS
+	'Remove a tag of a run';
 
 --
 -- Model registry

@@ -321,7 +321,7 @@ GRANT SELECT ON ALL TABLES IN SCHEMA pgpoly TO regress_pgpoly_reader;
 GRANT INSERT, UPDATE ON pgpoly.experiments, pgpoly.runs, pgpoly.metrics,
       pgpoly.registered_models, pgpoly.model_versions, pgpoly.model_aliases,
       pgpoly.model_alias_slots, pgpoly.model_alias_history, pgpoly.datasets,
-      pgpoly.lineage_edges TO regress_pgpoly_writer;
+      pgpoly.run_inputs, pgpoly.lineage_edges TO regress_pgpoly_writer;
 GRANT DELETE ON pgpoly.model_aliases, pgpoly.model_alias_history TO regress_pgpoly_writer;
 SET ROLE regress_pgpoly_writer;
 SELECT pgpoly.start_run('reg_roles', 'by_writer') AS run5 \gset
