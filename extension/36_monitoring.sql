@@ -180,7 +180,9 @@ $$;
 
 -- Validate, resolve and insert predictions given as parallel arrays (one element
 -- per prediction); single: the arrays come from one log_prediction call (errors
--- do not name a position).  Returns the first prediction_id and the row count.
+-- do not name a position).  Every row is checked before anything is written;
+-- model names and aliases are resolved once per distinct (model, version) pair.
+-- Returns the first prediction_id and the row count.
 CREATE FUNCTION pgpoly._log_predictions(models text[], versions int[], entities text[],
 		predictions jsonb[], features jsonb[], confidences float8[], latencies float8[],
 		request_ids text[], tss timestamptz[], single bool,
@@ -189,57 +191,70 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 DECLARE
-	bad      record;
-	v_vers   int[];
-	v_names  text[];
+	v_bad  bigint;			-- first bad row
+	r      record;			-- the resolved pairs: m, vk (version, -1 for NULL), name, ver
+	v_lo   timestamptz;
+	v_hi   timestamptz;
 BEGIN
-	-- resolve name@alias (version NULL) and check every row; the first bad row wins
-	SELECT array_agg(r.model_name ORDER BY r.i), array_agg(r.version ORDER BY r.i)
-	INTO v_names, v_vers
-	FROM (SELECT u.i,
-				 CASE WHEN u.v IS NULL AND strpos(u.m, '@') > 0
-					  THEN substring(u.m FROM '^(.*)@') ELSE u.m END AS model_name,
-				 coalesce(u.v, a.version) AS version
-		  FROM unnest(models, versions) WITH ORDINALITY AS u(m, v, i)
-		  LEFT JOIN pgpoly.model_aliases a
-			ON u.v IS NULL AND a.model_name = substring(u.m FROM '^(.*)@')
-		   AND a.alias = substring(u.m FROM '@([^@]*)$')) r;
-	SELECT u.i, u.m, u.v, u.name, u.ver, u.p IS NULL AS no_pred, u.lat, u.rid, u.t,
-		   m.name IS NULL AS no_model
-	INTO bad
-	FROM unnest(models, versions, v_names, v_vers, predictions, latencies, request_ids, tss)
-		 WITH ORDINALITY AS u(m, v, name, ver, p, lat, rid, t, i)
-	LEFT JOIN pgpoly.registered_models m ON m.name = u.name
-	LEFT JOIN pgpoly.model_versions mv ON mv.model_name = u.name AND mv.version = u.ver
-	WHERE u.m IS NULL OR u.m = '' OR u.ver IS NULL OR mv.version IS NULL OR u.p IS NULL
-	   OR u.lat < 0 OR u.lat = 'NaN' OR u.rid = '' OR NOT isfinite(u.t)
-	ORDER BY u.i LIMIT 1;
-	IF FOUND THEN
-		PERFORM pgpoly._prediction_check_row(CASE WHEN single THEN NULL ELSE bad.i END, bad.m, bad.v,
-											 bad.name, bad.ver, bad.no_pred, bad.lat, bad.rid, bad.t,
-											 bad.no_model);
+	-- rows bad on their own
+	SELECT min(u.i) INTO v_bad
+	FROM unnest(models, predictions, latencies, request_ids, tss) WITH ORDINALITY
+		 AS u(m, p, lat, rid, t, i)
+	WHERE u.m IS NULL OR u.m = '' OR u.p IS NULL OR u.lat < 0 OR u.lat = 'NaN' OR u.rid = ''
+	   OR NOT isfinite(u.t);
+	-- each distinct (model, version): name@alias (version NULL) resolved now
+	SELECT array_agg(d.m) AS m, array_agg(coalesce(d.v, -1)) AS vk, array_agg(x.name) AS name,
+		   array_agg(coalesce(d.v, a.version)) AS ver,
+		   array_agg(d.m) FILTER (WHERE mv.version IS NULL) AS bad_m,
+		   array_agg(coalesce(d.v, -1)) FILTER (WHERE mv.version IS NULL) AS bad_vk
+	INTO r
+	FROM (SELECT DISTINCT u.m, u.v FROM unnest(models, versions) AS u(m, v) WHERE u.m <> '') AS d
+	CROSS JOIN LATERAL (SELECT CASE WHEN d.v IS NULL AND strpos(d.m, '@') > 0
+									THEN substring(d.m FROM '^(.*)@') ELSE d.m END AS name) AS x
+	LEFT JOIN pgpoly.model_aliases a
+		   ON d.v IS NULL AND a.model_name = x.name AND a.alias = substring(d.m FROM '@([^@]*)$')
+	LEFT JOIN pgpoly.model_versions mv ON mv.model_name = x.name AND mv.version = coalesce(d.v, a.version);
+	IF r.bad_m IS NOT NULL THEN
+		SELECT least(v_bad, min(u.i)) INTO v_bad
+		FROM unnest(models, versions) WITH ORDINALITY AS u(m, v, i)
+		JOIN unnest(r.bad_m, r.bad_vk) AS b(m, vk) ON b.m = u.m AND b.vk = coalesce(u.v, -1);
+	END IF;
+	IF v_bad IS NOT NULL THEN
+		PERFORM pgpoly._prediction_check_row(CASE WHEN single THEN NULL ELSE v_bad END,
+											 models[v_bad], versions[v_bad], predictions[v_bad] IS NULL,
+											 latencies[v_bad], request_ids[v_bad], tss[v_bad]);
 	END IF;
 
-	PERFORM pgpoly._prediction_partitions(tss);
+	-- the partitions of the months of ts (usually one: checked by name)
+	SELECT min(t), max(t) INTO v_lo, v_hi FROM unnest(tss) AS t;
+	PERFORM pgpoly._prediction_partitions(
+		CASE WHEN date_trunc('month', v_lo, 'UTC') = date_trunc('month', v_hi, 'UTC')
+			 THEN ARRAY[v_lo] ELSE tss END);
 	WITH ins AS (
 		INSERT INTO pgpoly.predictions (model_name, version, entity, features, prediction,
 										confidence, latency_ms, request_id, ts)
-		SELECT * FROM unnest(v_names, v_vers, entities, features, predictions, confidences,
-							 latencies, request_ids, tss)
+		SELECT p.name, p.ver, u.e, u.f, u.p, u.c, u.lat, u.rid, u.t
+		FROM unnest(models, versions, entities, features, predictions, confidences, latencies,
+					request_ids, tss) AS u(m, v, e, f, p, c, lat, rid, t)
+		JOIN unnest(r.m, r.vk, r.name, r.ver) AS p(m, vk, name, ver)
+		  ON p.m = u.m AND p.vk = coalesce(u.v, -1)
 		RETURNING prediction_id)
 	SELECT min(ins.prediction_id), count(*) INTO first_id, n FROM ins;
 END
 $$;
 
--- Raise the error of a prediction row found bad by _log_predictions, most basic
--- problem first.  pos: its position in a batch (NULL: a single call).
+-- Raise the error of a prediction row found bad by _log_predictions, the most
+-- basic problem first.  pos: its position in a batch (NULL: a single call).
 CREATE FUNCTION pgpoly._prediction_check_row(pos bigint, model text, version int,
-		model_name text, resolved int, no_prediction bool, latency float8, request_id text,
-		ts timestamptz, no_model bool)
+		no_prediction bool, latency float8, request_id text, ts timestamptz)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
+DECLARE
+	v_alias bool := version IS NULL AND strpos(model, '@') > 0;
+	v_name  text := CASE WHEN v_alias THEN substring(model FROM '^(.*)@') ELSE model END;
+	v_ver   int := version;
 BEGIN
 	IF model IS NULL THEN
 		PERFORM pgpoly._prediction_error(pos, '22004', 'argument "model" must not be NULL');
@@ -247,27 +262,28 @@ BEGIN
 		PERFORM pgpoly._prediction_error(pos, '22023', 'argument "model" must not be empty');
 	ELSIF no_prediction THEN
 		PERFORM pgpoly._prediction_error(pos, '22004', 'argument "prediction" must not be NULL');
-	ELSIF version IS NULL AND strpos(model, '@') = 0 THEN
+	ELSIF version IS NULL AND NOT v_alias THEN
 		PERFORM pgpoly._prediction_error(pos, '22004', 'argument "version" must not be NULL',
 			format('Pass a version, or the model as ''%s@<alias>'' to use the version an alias points to.', model));
-	ELSIF no_model THEN
-		PERFORM pgpoly._prediction_error(pos, '42704', format('registered model "%s" does not exist', model_name),
-			CASE WHEN strpos(model, '@') > 0 AND version IS NOT NULL
-				 THEN 'To resolve an alias, pass version NULL.' END);
-	ELSIF resolved IS NULL THEN
-		PERFORM pgpoly._prediction_error(pos, '42704',
-			format('model "%s" has no alias "%s"', model_name, substring(model FROM '@([^@]*)$')),
-			'Set it with pgpoly.set_model_alias().');
-	ELSIF version IS NOT NULL OR resolved IS NOT NULL THEN
-		-- a version (given, or from an alias) that is not registered
-		IF NOT EXISTS (SELECT FROM pgpoly.model_versions v
-					   WHERE v.model_name = _prediction_check_row.model_name AND v.version = resolved) THEN
+	ELSIF NOT EXISTS (SELECT FROM pgpoly.registered_models m WHERE m.name = v_name) THEN
+		PERFORM pgpoly._prediction_error(pos, '42704', format('registered model "%s" does not exist', v_name),
+			CASE WHEN strpos(model, '@') > 0 THEN 'To resolve an alias, pass version NULL.' END);
+	END IF;
+	IF v_alias THEN
+		SELECT a.version INTO v_ver FROM pgpoly.model_aliases a
+		WHERE a.model_name = v_name AND a.alias = substring(model FROM '@([^@]*)$');
+		IF NOT FOUND THEN
 			PERFORM pgpoly._prediction_error(pos, '42704',
-				format('model "%s" has no version %s', model_name, resolved));
+				format('model "%s" has no alias "%s"', v_name, substring(model FROM '@([^@]*)$')),
+				'Set it with pgpoly.set_model_alias().');
 		END IF;
 	END IF;
-	IF latency < 0 OR latency = 'NaN' THEN
-		PERFORM pgpoly._prediction_error(pos, '22023', format('latency_ms must be a non-negative number, not %s', latency));
+	IF NOT EXISTS (SELECT FROM pgpoly.model_versions v
+				   WHERE v.model_name = v_name AND v.version = v_ver) THEN
+		PERFORM pgpoly._prediction_error(pos, '42704', format('model "%s" has no version %s', v_name, v_ver));
+	ELSIF latency < 0 OR latency = 'NaN' THEN
+		PERFORM pgpoly._prediction_error(pos, '22023',
+			format('latency_ms must be a non-negative number, not %s', latency));
 	ELSIF request_id = '' THEN
 		PERFORM pgpoly._prediction_error(pos, '22023', 'argument "request_id" must not be empty',
 										 'Pass NULL when there is no request id.');
@@ -334,17 +350,15 @@ BEGIN
 	END IF;
 
 	BEGIN
-		SELECT array_agg(r.model ORDER BY r.i) AS m, array_agg(r.version ORDER BY r.i) AS v,
-			   array_agg(r.entity ORDER BY r.i) AS e, array_agg(r.prediction ORDER BY r.i) AS p,
-			   array_agg(r.features ORDER BY r.i) AS f, array_agg(r.confidence ORDER BY r.i) AS c,
-			   array_agg(r.latency_ms ORDER BY r.i) AS l, array_agg(r.request_id ORDER BY r.i) AS q,
-			   array_agg(coalesce(r.ts, now()) ORDER BY r.i) AS t
+		-- one pass: the arrays are aligned, and in the order of rows
+		SELECT array_agg(r.model) AS m, array_agg(r.version) AS v, array_agg(r.entity) AS e,
+			   array_agg(r.prediction) AS p, array_agg(r.features) AS f,
+			   array_agg(r.confidence) AS c, array_agg(r.latency_ms) AS l,
+			   array_agg(r.request_id) AS q, array_agg(coalesce(r.ts, now())) AS t
 		INTO a
-		FROM ROWS FROM (jsonb_to_recordset(rows)
-						AS (model text, version int, entity text, prediction jsonb, features jsonb,
-							confidence float8, latency_ms float8, request_id text, ts timestamptz))
-			 WITH ORDINALITY AS r(model, version, entity, prediction, features, confidence,
-								  latency_ms, request_id, ts, i);
+		FROM jsonb_to_recordset(rows)
+			 AS r(model text, version int, entity text, prediction jsonb, features jsonb,
+				  confidence float8, latency_ms float8, request_id text, ts timestamptz);
 	EXCEPTION WHEN data_exception THEN
 		PERFORM pgpoly._prediction_bad_value(rows, SQLSTATE, SQLERRM);
 	END;
@@ -508,41 +522,56 @@ AS $$
 $$;
 
 -- PSI and KS of numeric column col of the relations ref and cur (FROM-clause
--- items), with bins bins.  Edges: percentile_cont(k/bins) of the reference's
--- values, k = 1..bins-1; a value's bin is 1 + the number of edges below it, which
--- is the first equal edge's position when it equals one (array_position) and
--- width_bucket() + 1 otherwise.  KS: the largest gap between the two empirical
--- distribution functions, evaluated after each distinct value (the window's
--- default RANGE frame takes ties together).
+-- items), with bins bins.  Each side's non-null values are sorted once, into an
+-- array; width_bucket(x, sorted values) is then the number of values <= x (a
+-- binary search, in PostgreSQL's float8 order, NaN last), which gives
+--	* the edges e_k = percentile_cont(k/bins) of the reference, interpolated as
+--	  percentile_cont does (lo + f * (hi - lo), f the fraction of the position);
+--	* each bin's counts as differences of the counts <= e_k, since bin i holds
+--	  e_(i-1) < v <= e_i;
+--	* KS, the largest gap between the two empirical distribution functions at
+--	  any value of either side: at the last of equal values at position i of a
+--	  side's sorted array, that side's function is i / n, the other side's a
+--	  binary search.
 CREATE FUNCTION pgpoly._drift_numeric(ref text, cur text, col text, bins int,
 									  OUT psi float8, OUT ks float8)
 LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
 	EXECUTE format($q$
-		WITH r AS MATERIALIZED (SELECT s.%3$I::float8 AS v FROM %1$s s WHERE s.%3$I IS NOT NULL),
-		c AS MATERIALIZED (SELECT s.%3$I::float8 AS v FROM %2$s s WHERE s.%3$I IS NOT NULL),
-		e AS (SELECT percentile_cont(ARRAY(SELECT k::float8 / $1 FROM generate_series(1, $1 - 1) k))
-					 WITHIN GROUP (ORDER BY r.v) AS edges FROM r),
-		b AS (SELECT x.side, x.bin, count(*) AS n
-			  FROM (SELECT true AS side, r.v FROM r UNION ALL SELECT false, c.v FROM c) AS y
-			  CROSS JOIN e
-			  CROSS JOIN LATERAL (SELECT y.side, coalesce(array_position(e.edges, y.v),
-														  width_bucket(y.v, e.edges) + 1) AS bin) AS x
-			  GROUP BY x.side, x.bin),
-		t AS (SELECT sum(b.n) FILTER (WHERE b.side)::bigint AS nr,
-					 sum(b.n) FILTER (WHERE NOT b.side)::bigint AS nc FROM b),
-		f AS (SELECT sum(y.side::int) OVER w AS fr, sum((NOT y.side)::int) OVER w AS fc
-			  FROM (SELECT true AS side, r.v FROM r UNION ALL SELECT false, c.v FROM c) AS y
-			  WINDOW w AS (ORDER BY y.v))
-		SELECT pgpoly._psi(ARRAY(SELECT coalesce((SELECT b.n FROM b WHERE b.side AND b.bin = k), 0)
-								 FROM generate_series(1, $1) k),
-						   ARRAY(SELECT coalesce((SELECT b.n FROM b WHERE NOT b.side AND b.bin = k), 0)
-								 FROM generate_series(1, $1) k),
-						   t.nr, t.nc),
-			   CASE WHEN t.nr > 0 AND t.nc > 0
-					THEN (SELECT max(abs(f.fr::float8 / t.nr - f.fc::float8 / t.nc)) FROM f) END
-		FROM t$q$, ref, cur, col)
+		WITH r AS (SELECT array_agg(s.%3$I::float8 ORDER BY s.%3$I::float8) AS a
+				   FROM %1$s s WHERE s.%3$I IS NOT NULL),
+		c AS (SELECT array_agg(s.%3$I::float8 ORDER BY s.%3$I::float8) AS a
+			  FROM %2$s s WHERE s.%3$I IS NOT NULL),
+		n AS (SELECT r.a AS ra, c.a AS ca, coalesce(cardinality(r.a), 0) AS nr,
+					 coalesce(cardinality(c.a), 0) AS nc
+			  FROM r, c),
+		e AS (SELECT x.k, CASE WHEN x.lo = x.hi THEN n.ra[x.lo + 1]
+							   ELSE n.ra[x.lo + 1] + ((x.pos - x.lo) * (n.ra[x.hi + 1] - n.ra[x.lo + 1]))
+						  END AS edge
+			  FROM n, generate_series(1, $1 - 1) AS g(k)
+			  CROSS JOIN LATERAL (SELECT (g.k::float8 / $1) * (n.nr - 1) AS pos) AS p
+			  CROSS JOIN LATERAL (SELECT g.k, p.pos, floor(p.pos)::int AS lo, ceil(p.pos)::int AS hi) AS x
+			  WHERE n.nr > 0 AND n.nc > 0),
+		cum AS (SELECT 0 AS k, 0 AS cr, 0 AS cc
+				UNION ALL
+				SELECT e.k, width_bucket(e.edge, n.ra), width_bucket(e.edge, n.ca) FROM e, n
+				UNION ALL
+				SELECT $1, n.nr, n.nc FROM n),
+		b AS (SELECT cum.k, cum.cr - lag(cum.cr) OVER w AS nr, cum.cc - lag(cum.cc) OVER w AS nc
+			  FROM cum WINDOW w AS (ORDER BY cum.k))
+		SELECT (SELECT pgpoly._psi(array_agg(b.nr ORDER BY b.k), array_agg(b.nc ORDER BY b.k), n.nr, n.nc)
+				FROM b WHERE b.k > 0),
+			   (SELECT max(d.gap) FROM (
+					SELECT abs(x.i::float8 / n.nr - width_bucket(n.ra[x.i], n.ca)::float8 / n.nc) AS gap
+					FROM (SELECT generate_subscripts(n.ra, 1) AS i) AS x
+					WHERE x.i = n.nr OR n.ra[x.i + 1] <> n.ra[x.i]
+					UNION ALL
+					SELECT abs(width_bucket(n.ca[x.i], n.ra)::float8 / n.nr - x.i::float8 / n.nc)
+					FROM (SELECT generate_subscripts(n.ca, 1) AS i) AS x
+					WHERE x.i = n.nc OR n.ca[x.i + 1] <> n.ca[x.i]) AS d
+				WHERE n.nr > 0 AND n.nc > 0)
+		FROM n$q$, ref, cur, col)
 	INTO psi, ks USING bins;
 END
 $$;

@@ -5,6 +5,7 @@
 --
 \getenv redis_port REDIS_PORT
 \set VERBOSITY terse
+\set SHOW_CONTEXT never
 SET client_min_messages = warning;
 SET timezone = 'UTC';
 SET datestyle = 'ISO, YMD';
@@ -156,9 +157,11 @@ SELECT pgpoly.register_model_version('ing_model', 's3://m/1');
 CREATE TABLE ing_times AS
 	SELECT entity, clicks, created_at FROM pgpoly.ing_users_history WHERE entity = 'u2';
 -- predictions for u2 just after each of its writes, and one before any
-SELECT pgpoly.log_prediction('ing_model', 1, 'u2', to_jsonb(t.clicks), ts => t.created_at + interval '1 microsecond')
-FROM ing_times t ORDER BY t.created_at;
-SELECT pgpoly.log_prediction('ing_model', 1, 'u2', '"none"', ts => (SELECT min(created_at) FROM ing_times) - interval '1 day');
+SELECT count(pgpoly.log_prediction('ing_model', 1, 'u2', to_jsonb(t.clicks),
+                                   ts => t.created_at + interval '1 microsecond')) AS logged
+FROM ing_times t;
+SELECT pgpoly.log_prediction('ing_model', 1, 'u2', '"none"',
+                             ts => (SELECT min(created_at) FROM ing_times) - interval '1 day') > 0 AS logged;
 SELECT p.prediction AS clicks_when_predicted, f.clicks AS online_clicks, f.event_time
 FROM pgpoly.predictions p
 LEFT JOIN LATERAL (

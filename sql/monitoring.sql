@@ -4,6 +4,7 @@
 -- implementation: test/fault/test_drift_reference.py.)
 --
 \set VERBOSITY terse
+\set SHOW_CONTEXT never
 SET client_min_messages = warning;
 SET timezone = 'UTC';
 SET datestyle = 'ISO, YMD';

@@ -3,6 +3,7 @@
 -- and the inputs of runs, content hashes.
 --
 \set VERBOSITY terse
+\set SHOW_CONTEXT never
 SET client_min_messages = warning;
 SET timezone = 'UTC';
 SET datestyle = 'ISO, YMD';
