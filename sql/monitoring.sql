@@ -181,6 +181,17 @@ SET ROLE regress_mon_reader;
 SELECT mon_err('SELECT pgpoly.log_prediction(''mon_churn'', 1, ''r1'', ''1'', ts => ''2023-03-05'')') AS reader;
 RESET ROLE;
 SELECT relname FROM mon_partitions WHERE relname < 'predictions_2023_04' ORDER BY 1;
+-- labelers: SELECT on predictions.request_id, SELECT/INSERT/UPDATE on the labels
+SET ROLE regress_mon_reader;
+SELECT mon_err('SELECT pgpoly.log_label(''req-5'', ''1'')') AS label_without_grants;
+RESET ROLE;
+GRANT SELECT (request_id) ON pgpoly.predictions TO regress_mon_reader;
+GRANT SELECT, INSERT, UPDATE ON pgpoly.prediction_labels TO regress_mon_reader;
+SET ROLE regress_mon_reader;
+SELECT pgpoly.log_label('req-5', '1');
+SELECT pgpoly.log_label('req-5', '{"churned": true}');
+RESET ROLE;
+SELECT label FROM pgpoly.prediction_labels WHERE request_id = 'req-5';
 SELECT pgpoly.drop_prediction_partitions('2023-06-01') AS dropped;
 
 --
