@@ -19,8 +19,9 @@
 --	  is qualified).  The caller needs INSERT on the offline table and SELECT and
 --	  INSERT on the view's online table, checked before anything is read, as the
 --	  equivalent SQL statements would need them.
---	* Identifiers come only from the catalog and reach SQL through %I or
---	  format_type(); values only as parameters.
+--	* Identifiers reach SQL through %I (or as the quoted relation names of
+--	  _fv_get), types as format_type() of the catalog's columns at call time;
+--	  values only as parameters.
 
 --
 -- Relations given as a table name or a query
@@ -103,11 +104,32 @@ BEGIN
 END
 $$;
 
+-- The types ingest_features casts to, read from the catalog with format_type():
+-- the serving table's key column, the offline table's entity column and feature
+-- columns (in the view's feature order; NULL for a column that is gone).
+CREATE FUNCTION pgpoly._ingest_types(v pgpoly._fv_def, OUT key_type text, OUT entity_type text,
+									 OUT feature_types text[])
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+			WHERE a.attrelid = ($1).serving_table AND a.attname = ($1).key_column
+			  AND NOT a.attisdropped),
+		   (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+			WHERE a.attrelid = ($1).offline_table AND a.attname = ($1).entity_column
+			  AND NOT a.attisdropped),
+		   ARRAY(SELECT format_type(a.atttypid, a.atttypmod)
+				 FROM unnest(($1).features) WITH ORDINALITY AS u(f, i)
+				 LEFT JOIN pg_attribute a ON a.attrelid = ($1).offline_table AND a.attname = u.f
+										 AND NOT a.attisdropped
+				 ORDER BY u.i)
+$$;
+
 -- Find the source column whose values do not convert to their feature's type (or
 -- the entity's key type) and re-raise the error naming it; the original error if
 -- none is found.  Reads the source again: only on this error path.
-CREATE FUNCTION pgpoly._ingest_bad_value(v pgpoly._fv_def, src text, feats text[], state text,
-										 msg text)
+CREATE FUNCTION pgpoly._ingest_bad_value(v pgpoly._fv_def, ty record, src text, feats text[],
+										 state text, msg text)
 RETURNS void
 LANGUAGE plpgsql
 AS $$
@@ -115,9 +137,9 @@ DECLARE
 	c text;
 	t text;
 BEGIN
-	FOR c, t IN SELECT v.entity, v.key_type
-				UNION ALL SELECT 'event_time', 'timestamptz'
-				UNION ALL SELECT u.f, u.t FROM unnest(v.features, v.feature_types) u(f, t)
+	FOR c, t IN SELECT v.entity, ty.key_type
+				UNION ALL SELECT 'event_time', 'timestamp with time zone'
+				UNION ALL SELECT u.f, u.t FROM unnest(v.features, ty.feature_types) u(f, t)
 						  WHERE u.f = ANY (feats) LOOP
 		BEGIN
 			EXECUTE format('SELECT count(q.%I::text::%s) FROM %s AS q', c, t, src);
@@ -141,6 +163,7 @@ DECLARE
 	v       pgpoly._fv_def := pgpoly._fv_get(view);
 	v_src   text := pgpoly._relation_sql(source, 'source');
 	v_cols  record;
+	ty      record;			-- the types to cast to (_ingest_types)
 	v_bad   text;
 	v_feat  text[];			-- the view's features the source returns, in view order
 	v_key   text;			-- SQL of the entity in canonical text form
@@ -163,14 +186,20 @@ BEGIN
 	END IF;
 	v_feat := ARRAY(SELECT f FROM unnest(v.features) WITH ORDINALITY u(f, i)
 					WHERE f = ANY (v_cols.names) ORDER BY i);
+	ty := pgpoly._ingest_types(v);
+	IF ty.key_type IS NULL OR ty.entity_type IS NULL OR array_position(ty.feature_types, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'the tables of feature view "%" no longer have all its columns', v.name
+			USING ERRCODE = 'undefined_column',
+				  HINT = 'Drop and re-create the feature view after altering its tables.';
+	END IF;
 	-- the entity as its key type's text form, so '007' and '7' are one int entity
-	v_key := CASE WHEN v.key_type IN ('text', 'character varying')
+	v_key := CASE WHEN ty.key_type IN ('text', 'character varying')
 				  THEN format('q.%I::text', v.entity)
-				  ELSE format('q.%I::text::%s::text', v.entity, v.key_type) END;
+				  ELSE format('q.%I::text::%s::text', v.entity, ty.key_type) END;
 	SELECT string_agg(CASE WHEN u.f = ANY (v_feat) THEN format('s.%I', u.f)
 						   ELSE format('NULL::%s', u.t) END, ', ' ORDER BY u.i)
 	INTO v_vals
-	FROM unnest(v.features, v.feature_types) WITH ORDINALITY u(f, t, i);
+	FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i);
 
 	BEGIN
 		EXECUTE format($q$
@@ -197,12 +226,12 @@ BEGIN
 			SELECT (SELECT count(*) FROM off), (SELECT bad.ord FROM bad)$q$,
 			v_key,
 			(SELECT coalesce(string_agg(format(', q.%1$I::%2$s AS %1$I', u.f, u.t), '' ORDER BY u.i), '')
-			 FROM unnest(v.features, v.feature_types) WITH ORDINALITY u(f, t, i) WHERE u.f = ANY (v_feat)),
-			v_src, v.offline_rel, v.entity_column, pgpoly._fv_cols(v.features), v.entity_type,
-			v_vals, v.serving_rel, v.key_column, v.key_type)
+			 FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i) WHERE u.f = ANY (v_feat)),
+			v_src, v.offline_rel, v.entity_column, pgpoly._fv_cols(v.features), ty.entity_type,
+			v_vals, v.serving_rel, v.key_column, ty.key_type)
 		INTO v_rows, v_null;
 	EXCEPTION WHEN data_exception THEN
-		PERFORM pgpoly._ingest_bad_value(v, v_src, v_feat, SQLSTATE, SQLERRM);
+		PERFORM pgpoly._ingest_bad_value(v, ty, v_src, v_feat, SQLSTATE, SQLERRM);
 	END;
 	IF v_null IS NOT NULL THEN
 		RAISE EXCEPTION 'row % of the source has a NULL % or event_time', v_null, v.entity
