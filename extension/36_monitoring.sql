@@ -11,7 +11,8 @@
 --	  committed partitions visible), and attaches an empty table (ATTACH needs no
 --	  ACCESS EXCLUSIVE lock).  Partitions are created by a SECURITY DEFINER
 --	  function, so they belong to the extension's owner like their parent, and
---	  writers need nothing beyond INSERT on pgpoly.predictions.
+--	  writers need no right to create tables (INSERT on pgpoly.predictions, SELECT
+--	  on its prediction_id, and read access to the registry).
 --	* Logging is one set-based INSERT whatever the number of rows: the rows are
 --	  validated first (all of them, before anything is written: a bad row is an
 --	  ERROR naming its position), 'name@alias' is resolved against model_aliases
@@ -88,6 +89,8 @@ RETURNS int
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pgpoly, pg_temp
+SET timezone = 'UTC'
+SET datestyle = 'ISO, YMD'
 AS $$
 DECLARE
 	m      timestamptz;
@@ -150,8 +153,8 @@ BEGIN
 		WHERE i.inhparent = 'pgpoly.predictions'::regclass
 		  AND c.relnamespace = 'pgpoly'::regnamespace
 		  AND c.relname ~ '^predictions_[0-9]{4}_[0-9]{2}$'
-		  AND to_timestamp(substr(c.relname, 13), 'YYYY_MM')::timestamp AT TIME ZONE 'UTC'
-			  + interval '1 month' <= older_than
+		  AND make_timestamptz(substr(c.relname, 13, 4)::int, substr(c.relname, 18, 2)::int, 1,
+							   0, 0, 0, 'UTC') + interval '1 month' <= older_than
 		ORDER BY c.relname
 	LOOP
 		EXECUTE format('DROP TABLE %s', v_part);

@@ -153,8 +153,15 @@ SELECT pgpoly.log_predictions('[{"model": "mon_churn", "version": 1, "prediction
 SELECT pgpoly.create_prediction_partitions('2023-10-15', '2023-12-01') AS created,
        pgpoly.create_prediction_partitions('2023-10-15', '2023-12-01') AS created_again;
 SELECT pgpoly.log_prediction('mon_churn', 1, 'old', '1', ts => '2023-11-11') IS NOT NULL AS logged_old;
+-- bounds are UTC months whatever the session's settings ('IST' would also read
+-- as Israel time if a bound went through the session's text form)
+SET timezone = 'Asia/Kolkata';
+SET datestyle = 'SQL, DMY';
+SELECT pgpoly.create_prediction_partitions('2023-09-10 12:00+00', '2023-09-10 12:00+00') AS created_in_ist;
+SET timezone = 'UTC';
+SET datestyle = 'ISO, YMD';
 SELECT * FROM mon_partitions ORDER BY relname;
--- drops whole months before the cutoff (2023-10 and 2023-11), keeps the rest
+-- drops whole months before the cutoff (2023-09 to 2023-11), keeps the rest
 SELECT pgpoly.drop_prediction_partitions('2023-12-31') AS dropped;
 SELECT * FROM mon_partitions ORDER BY relname;
 SELECT count(*) AS old_rows FROM pgpoly.predictions WHERE entity = 'old';
