@@ -1,17 +1,19 @@
 -- extension/20_registry.sql
---	  Native ML metadata: experiments, runs, params, metrics, model registry with
---	  aliases and alias history, datasets, feature views and the lineage graph.
+--	  Native ML metadata: experiments, runs, params, metrics, tags, model registry
+--	  with aliases and alias history, versioned datasets and the inputs of runs,
+--	  feature views and the lineage graph.  (search_runs: 25_search_runs.sql.)
 --
 -- Contract: API.md section 2.  Design invariants kept by this file:
 --	* Every table has a real primary key; versions reference their run (when given),
 --	  aliases reference an existing version, and constraint names are stable.
 --	* The functions validate their input and raise a specific SQLSTATE with a clear
 --	  message before any constraint could fire:
---		42704 undefined_object          unknown run, model, version, alias, lineage node
+--		42704 undefined_object          unknown run, model, version, alias, tag, lineage node
 --		22023 invalid_parameter_value   bad status, lineage kind, direction, depth,
 --		                                empty name, non-object jsonb, self edge
 --		22004 null_value_not_allowed    a required argument is NULL
 --		23505 unique_violation          a param logged again with a different value
+--		54000 program_limit_exceeded    a lineage walk beyond 16383 levels
 --	  The constraints remain as the last line of defence for direct DML.
 --	* Every function pins search_path and schema-qualifies every object, so it is
 --	  safe under any caller search_path.
@@ -21,6 +23,11 @@
 --	* Model version numbers come from a per-model counter row updated with
 --	  INSERT ... ON CONFLICT DO UPDATE, so concurrent registrations serialise on that
 --	  row and never collide, and a rolled-back registration leaves no gap.
+--	* Datasets are versioned: one row per (name, version), NULL the unversioned
+--	  entry; a name's newest version is its highest dataset_id.  run_inputs records
+--	  the version each run consumed.
+--	* lineage() is one recursive query whose UNION duplicate elimination is the
+--	  visited set (see _lineage_walk): cost grows with the edges walked.
 
 --
 -- Lineage node kinds: one list, used by the table CHECKs and by the functions.

@@ -5,12 +5,14 @@
 -- Contract: API.md section 3 (ingest_features).  Design invariants kept by this
 -- file:
 --	* ingest_features is one statement: the source rows are read once into a
---	  materialized CTE, appended to the offline table, and each entity's newest row
---	  (latest event_time, ties to the later source row) is written to the view's
---	  serving table through INSERT ... SELECT, after a batched join that reads the
---	  event times Redis holds (pipelined rounds of fetch_size keys).  The Redis
---	  writes are buffered in the caller's transaction and sent at COMMIT as
---	  pipelined MULTI/EXEC, exactly as materialize() does; ROLLBACK undoes both.
+--	  materialized CTE (numbered in the source's order; a scan of it returns them
+--	  in that order, so created_at follows it), appended to the offline table, and
+--	  each entity's newest row (latest event_time, ties to the later source row)
+--	  is written to the view's serving table through INSERT ... SELECT, after a
+--	  batched join that reads the event times Redis holds (pipelined rounds of
+--	  fetch_size keys).  The Redis writes are buffered in the caller's transaction
+--	  and sent at COMMIT as pipelined MULTI/EXEC, exactly as materialize() does;
+--	  ROLLBACK undoes both.
 --	* Newer wins as in put_features: an entity is written online unless Redis holds
 --	  a strictly newer _event_time.  Rows are full snapshots: features the source
 --	  does not return are NULL offline and online.
@@ -211,7 +213,6 @@ BEGIN
 				INSERT INTO %4$s (%5$I, event_time, created_at, %6$s)
 				SELECT s.k::%7$s, s.et, clock_timestamp(), %8$s
 				FROM s WHERE (SELECT bad.ord FROM bad) IS NULL
-				ORDER BY s.ord
 				RETURNING 1),
 			newest AS (
 				SELECT DISTINCT ON (s.k) s.*
@@ -221,8 +222,7 @@ BEGIN
 				INSERT INTO %9$s (%10$I, %6$s, _event_time)
 				SELECT s.k::%11$s, %8$s, s.et
 				FROM newest s LEFT JOIN %9$s o ON o.%10$I = s.k::%11$s
-				WHERE o.%10$I IS NULL OR o._event_time IS NULL OR o._event_time <= s.et
-				RETURNING 1)
+				WHERE o.%10$I IS NULL OR o._event_time IS NULL OR o._event_time <= s.et)
 			SELECT (SELECT count(*) FROM off), (SELECT bad.ord FROM bad)$q$,
 			v_key,
 			(SELECT coalesce(string_agg(format(', q.%1$I::%2$s AS %1$I', u.f, u.t), '' ORDER BY u.i), '')
