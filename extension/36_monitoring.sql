@@ -198,6 +198,7 @@ DECLARE
 	r      record;			-- the resolved pairs: m, vk (version, -1 for NULL), name, ver
 	v_lo   timestamptz;
 	v_hi   timestamptz;
+	v_months timestamptz[];
 BEGIN
 	-- rows bad on their own
 	SELECT min(u.i) INTO v_bad
@@ -228,11 +229,16 @@ BEGIN
 											 latencies[v_bad], request_ids[v_bad], tss[v_bad]);
 	END IF;
 
-	-- the partitions of the months of ts (usually one: checked by name)
+	-- the partitions of the months of ts (usually one), checked by name here and
+	-- created (as the extension's owner) only when one is missing
 	SELECT min(t), max(t) INTO v_lo, v_hi FROM unnest(tss) AS t;
-	PERFORM pgpoly._prediction_partitions(
-		CASE WHEN date_trunc('month', v_lo, 'UTC') = date_trunc('month', v_hi, 'UTC')
-			 THEN ARRAY[v_lo] ELSE tss END);
+	v_months := CASE WHEN date_trunc('month', v_lo, 'UTC') = date_trunc('month', v_hi, 'UTC')
+					 THEN ARRAY[date_trunc('month', v_lo, 'UTC')]
+					 ELSE ARRAY(SELECT DISTINCT date_trunc('month', t, 'UTC') FROM unnest(tss) AS t) END;
+	IF EXISTS (SELECT FROM unnest(v_months) AS m
+			   WHERE to_regclass('pgpoly.' || pgpoly._prediction_partition_name(m)) IS NULL) THEN
+		PERFORM pgpoly._prediction_partitions(v_months);
+	END IF;
 	WITH ins AS (
 		INSERT INTO pgpoly.predictions (model_name, version, entity, features, prediction,
 										confidence, latency_ms, request_id, ts)

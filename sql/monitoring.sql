@@ -188,6 +188,13 @@ SET ROLE regress_mon_reader;
 SELECT mon_err('SELECT pgpoly.log_prediction(''mon_churn'', 1, ''r1'', ''1'', ts => ''2023-03-05'')') AS reader;
 RESET ROLE;
 SELECT relname FROM mon_partitions WHERE relname < 'predictions_2023_04' ORDER BY 1;
+-- with EXECUTE on the partition helper revoked, writers log into existing months only
+REVOKE EXECUTE ON FUNCTION pgpoly._prediction_partitions(timestamptz[]) FROM PUBLIC;
+SET ROLE regress_mon_writer;
+SELECT pgpoly.log_prediction('mon_churn', 1, 'w2', '1', ts => '2023-01-06') IS NOT NULL AS existing_month;
+SELECT mon_err('SELECT pgpoly.log_prediction(''mon_churn'', 1, ''w3'', ''1'', ts => ''2023-03-06'')') AS new_month;
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION pgpoly._prediction_partitions(timestamptz[]) TO PUBLIC;
 -- labelers: SELECT on predictions.request_id, SELECT/INSERT/UPDATE on the labels
 SET ROLE regress_mon_reader;
 SELECT mon_err('SELECT pgpoly.log_label(''req-5'', ''1'')') AS label_without_grants;
