@@ -608,7 +608,6 @@ $$;
 CREATE FUNCTION pgpoly._drift(reference text, current text, features text[], bins int)
 RETURNS TABLE (o_feature text, o_psi float8, o_ks float8, o_status text)
 LANGUAGE plpgsql STABLE
-SET max_parallel_workers_per_gather = 0
 AS $$
 DECLARE
 	v_ref   text := pgpoly._relation_sql(reference, 'reference');
