@@ -9,10 +9,14 @@
 --	  creator takes SHARE UPDATE EXCLUSIVE on the parent, which serialises creators
 --	  but not inserts or reads, re-checks under that lock (the lock also makes
 --	  committed partitions visible), and attaches an empty table (ATTACH needs no
---	  ACCESS EXCLUSIVE lock).  Partitions are created by a SECURITY DEFINER
---	  function, so they belong to the extension's owner like their parent, and
---	  writers need no right to create tables (INSERT on pgpoly.predictions, SELECT
---	  on its prediction_id, and read access to the registry).
+--	  ACCESS EXCLUSIVE lock).  Each partition gets its primary key (prediction_id,
+--	  from the parent's one identity sequence) and its indexes when it is created;
+--	  the parent has none, because pg_dump dumps the partitions (not extension
+--	  members) as tables with their indexes, which indexes of the extension's
+--	  parent would duplicate on restore.  Partitions are created by a SECURITY
+--	  DEFINER function, so they belong to the extension's owner like their parent,
+--	  and writers need no right to create tables (INSERT on pgpoly.predictions,
+--	  SELECT on its prediction_id, and read access to the registry).
 --	* Logging is one set-based INSERT whatever the number of rows: the rows are
 --	  validated first (all of them, before anything is written: a bad row is an
 --	  ERROR naming its position), 'name@alias' is resolved against model_aliases
@@ -40,12 +44,8 @@ CREATE TABLE pgpoly.predictions (
 	confidence    float8,
 	latency_ms    float8 CONSTRAINT predictions_latency_ms_check CHECK (latency_ms >= 0),
 	request_id    text CONSTRAINT predictions_request_id_check CHECK (request_id <> ''),
-	ts            timestamptz NOT NULL DEFAULT now(),
-	PRIMARY KEY (prediction_id, ts)
+	ts            timestamptz NOT NULL DEFAULT now()
 ) PARTITION BY RANGE (ts);
--- labels join on request_id; monitoring reads one model's recent predictions
-CREATE INDEX predictions_request_id_idx ON pgpoly.predictions (request_id);
-CREATE INDEX predictions_model_ts_idx ON pgpoly.predictions (model_name, version, ts);
 
 COMMENT ON TABLE pgpoly.predictions IS
 	'Prediction log, partitioned by month of ts (UTC): pgpoly.predictions_YYYY_MM';
@@ -106,6 +106,13 @@ BEGIN
 		LOCK TABLE pgpoly.predictions IN SHARE UPDATE EXCLUSIVE MODE;
 		CONTINUE WHEN to_regclass('pgpoly.' || v_name) IS NOT NULL;
 		EXECUTE format('CREATE TABLE pgpoly.%I (LIKE pgpoly.predictions INCLUDING CONSTRAINTS)', v_name);
+		-- the key (one identity sequence: unique across partitions); labels join on
+		-- request_id; monitoring reads one model's recent predictions
+		EXECUTE format('ALTER TABLE pgpoly.%I ADD CONSTRAINT %I PRIMARY KEY (prediction_id)',
+					   v_name, v_name || '_pkey');
+		EXECUTE format('CREATE INDEX %I ON pgpoly.%I (request_id)', v_name || '_request_id_idx', v_name);
+		EXECUTE format('CREATE INDEX %I ON pgpoly.%I (model_name, version, ts)',
+					   v_name || '_model_ts_idx', v_name);
 		EXECUTE format('ALTER TABLE pgpoly.predictions ATTACH PARTITION pgpoly.%I FOR VALUES FROM (%L) TO (%L)',
 					   v_name, m, m + interval '1 month');
 		v_made := v_made + 1;

@@ -85,8 +85,11 @@ SELECT pgpoly.log_predictions('[]') AS logged_none;
 SELECT tableoid::regclass AS partition, model_name, version, entity, features, prediction,
        confidence, latency_ms, request_id, ts
 FROM pgpoly.predictions WHERE ts < '2025-01-01' ORDER BY prediction_id;
--- one partition per month, bounded by UTC months, owned like the parent
+-- one partition per month, bounded by UTC months, owned like the parent, with
+-- its key and indexes
 SELECT * FROM mon_partitions ORDER BY relname;
+SELECT indexname, indexdef FROM pg_indexes
+WHERE schemaname = 'pgpoly' AND tablename = 'predictions_2024_06' ORDER BY indexname;
 
 --
 -- Labels, and predictions joined to them
