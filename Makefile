@@ -43,5 +43,6 @@ test:
 demo:
 	bash test/demo.sh
 
+# make bench BENCH="redis:join,keys features": a subset (test/bench/run.sh)
 bench:
-	bash test/bench/run.sh
+	bash test/bench/run.sh $(BENCH)
