@@ -213,20 +213,22 @@ fi
 # one psql session (one backend) running WARM warm-up executions of
 # WARM_QUERY (default QUERY) then RUNS timed EXPLAIN (ANALYZE, TIMING OFF)
 # QUERY.  Every timed plan must have a NODE_REGEX node that returned
-# NODE_ROWS rows.  Sets TIMES to the RUNS Execution Times (ms), or ERR (and
+# NODE_ROWS rows ("-": any number; a parallel plan splits them).  Sets TIMES to the RUNS Execution Times (ms), or ERR (and
 # returns 1).  The last plan is kept in $WORK/NAME.out (NAME's characters
 # other than letters and digits replaced by _).
 session_times() {
 	local name="$1" node="$2" rows="$3" warm="$4" runs="$5" q="$6" wq="${7:-$6}"
 	local out="$WORK/${1//[^A-Za-z0-9]/_}.out" script="" i
-	TIMES="" ERR=""
+	TIMES="" ERR="" CPU=""
+	script="SELECT pg_backend_pid() AS pid \\gset"$'\n'"\\setenv PID :pid"$'\n'
 	for ((i = 0; i < warm; i++)); do
 		script+="EXPLAIN (ANALYZE, TIMING OFF) $wq;"$'\n'
 	done
-	script+="\\o $out"$'\n'
+	script+="\\! sh $WORK/cpu.sh >$out.cpu"$'\n'"\\o $out"$'\n'
 	for ((i = 0; i < runs; i++)); do
 		script+="EXPLAIN (ANALYZE, TIMING OFF) $q;"$'\n'
 	done
+	script+="\\! sh $WORK/cpu.sh >>$out.cpu"$'\n'
 	if ! "${PSQL[@]}" -At <<<"$script" >"$out.err" 2>&1; then
 		ERR="the query failed: $(grep -E 'ERROR|FATAL|server closed|terminated' "$out.err" | head -n 3 | tr '\n' ' ')"
 		wait_pg
@@ -236,11 +238,42 @@ session_times() {
 		ERR="the plan has no '$node' node: $(sed -n '1,/Execution Time/p' "$out")"
 		return 1
 	fi
-	if grep -E "$node" "$out" | grep -vq "actual rows=$rows "; then
+	if [[ "$rows" != - ]] && grep -E "$node" "$out" | grep -vq "actual rows=$rows "; then
 		ERR="the '$node' node did not return $rows rows: $(grep -E "$node" "$out" | head -n 1)"
 		return 1
 	fi
 	TIMES="$(grep -o 'Execution Time: [0-9.]*' "$out" | awk '{ printf "%s ", $3 }')"
+	# backend and Redis CPU ms per timed run
+	CPU="$(awk -v n="$runs" 'NR == 1 { b = $1; r = $2 } NR == 2 { printf "%.3f %.3f", ($1 - b) / 1e6 / n, ($2 - r) * 1e3 / n }' "$out.cpu")"
+}
+
+# cpu.sh (run by psql's \!, PID in the environment): the backend's CPU ns
+# (/proc/PID/schedstat) and the Redis server's CPU seconds (INFO cpu)
+cat >"$WORK/cpu.sh" <<EOF
+echo "\$(cut -d' ' -f1 /proc/\$PID/schedstat)" \\
+	"\$(redis-cli -h $REDIS_HOST -p $REDIS_PORT info cpu | tr -d '\r' |
+		awk -F: '/^used_cpu_(sys|user):/ { s += \$2 } END { printf "%.6f", s }')"
+EOF
+
+# raw_run ARGS...: run redis_raw ARGS (after REDIS_HOST REDIS_PORT); appends
+# its timed runs' ms to RAW_T, its CPU ms per run (client, Redis) to
+# RAW_CPU_C and RAW_CPU_R; its key count goes to $WORK/raw.err's last line
+raw_run() {
+	local out
+	out="$("$RAW" "$REDIS_HOST" "$REDIS_PORT" "$@" 2>"$WORK/raw.err")" ||
+		die "redis_raw $* failed: $(cat "$WORK/raw.err")"
+	RAW_T+="$(head -n 1 <<<"$out") "
+	RAW_CPU_C+="$(awk '$1 == "cpu" { print $2 }' <<<"$out") "
+	RAW_CPU_R+="$(awk '$1 == "cpu" { print $3 }' <<<"$out") "
+}
+
+# cpu_text: "CPU/query: pgpoly backend a + Redis b ms, C client c + Redis d
+# ms (ratio)", medians of FDW_CPU_B, FDW_CPU_R, RAW_CPU_C, RAW_CPU_R
+cpu_text() {
+	local b r c d
+	b=$(bench_median <<<"$FDW_CPU_B") r=$(bench_median <<<"$FDW_CPU_R")
+	c=$(bench_median <<<"$RAW_CPU_C") d=$(bench_median <<<"$RAW_CPU_R")
+	echo "CPU/query: pgpoly backend $b + Redis $r ms, C client $c + Redis $d ms ($(bench_calc "($b + $r) / ($c + $d)")x)"
 }
 
 # warm_runs N: "WARM RUNS" for a query touching N keys (about 1M key
@@ -276,7 +309,7 @@ request_table() {
 }
 
 join_size() {
-	local n="$1" warm runs r raw=() fdw=() native=() q nq ok=1 trips
+	local n="$1" warm runs r fdw=() native=() q nq ok=1 trips
 	read -r warm runs < <(warm_runs "$n")
 	request_table "$n"
 	native_table "$n"
@@ -288,16 +321,17 @@ join_size() {
 	b="$("${PSQL[@]}" -At -c "$nq" 2>&1)" || true
 	[[ "$a" == "$b" ]] || { bench_fail "join $n: the Redis join's aggregates ($a) differ from the native join's ($b)"; return; }
 
+	RAW_T="" RAW_CPU_C="" RAW_CPU_R="" FDW_CPU_B="" FDW_CPU_R=""
 	for ((r = 0; r < ROUNDS; r++)); do
-		raw+=($("$RAW" "$REDIS_HOST" "$REDIS_PORT" 0 fetch "${P}u:" "$n" "$BATCH" "$runs" 2>/dev/null)) ||
-			die "redis_raw fetch failed"
+		raw_run 0 fetch "${P}u:" "$n" "$BATCH" "$runs"
 		if ((ok)) && session_times "join$n" "$BJ" "$n" "$warm" "$runs" "$q"; then
 			fdw+=($TIMES)
+			FDW_CPU_B+="${CPU% *} " FDW_CPU_R+="${CPU#* } "
 		elif ((ok)); then
 			bench_fail "join $n (pgpoly): $ERR"
 			ok=0
 		fi
-		if session_times "join$n-native" "$NJ" "$n" "$warm" "$runs" "$nq"; then
+		if session_times "join$n-native" "$NJ" - "$warm" "$runs" "$nq"; then
 			native+=($TIMES)
 		else
 			bench_fail "join $n (native): $ERR"
@@ -307,17 +341,18 @@ join_size() {
 	((ok)) || return 0
 	trips="$(grep -o 'Redis Round Trips: [0-9]*' "$WORK/join$n.out" | tail -n 1 | awk '{ print $4 }')"
 	echo "  join $n: pgpoly runs (ms): ${fdw[*]}"
-	echo "  join $n: C runs (ms):      ${raw[*]}"
-	echo "  join $n: native runs (ms): ${native[*]} (plan: $(grep -oE "$NJ" "$WORK/join${n}_native.out" | head -n 1))"
+	echo "  join $n: C runs (ms):      $RAW_T"
+	echo "  join $n: native runs (ms): ${native[*]} (plan: $(grep -oE "(Parallel )?$NJ" "$WORK/join${n}_native.out" | head -n 1))"
 	if [[ "$trips" != "$(( (n + BATCH - 1) / BATCH ))" ]]; then
 		bench_fail "join $n: $trips Redis round trips, expected $(( (n + BATCH - 1) / BATCH ))"
 	fi
 	local mf mr mn
 	mf=$(printf '%s\n' "${fdw[@]}" | bench_median)
-	mr=$(printf '%s\n' "${raw[@]}" | bench_median)
+	mr=$(bench_median <<<"$RAW_T")
 	mn=$(printf '%s\n' "${native[@]}" | bench_median)
 	bench_report "redis join ${n} keys (median of ${#fdw[@]}, $warm warm-up/session)" \
-		"$(fmt_ms "$mf") ($trips round trips)" "C hiredis $(fmt_ms "$mr"); native $(fmt_ms "$mn") ($(bench_calc "$mf / $mn")x)" \
+		"$(fmt_ms "$mf") ($trips round trips)" \
+		"C hiredis $(fmt_ms "$mr"); native $(fmt_ms "$mn") ($(bench_calc "$mf / $mn")x); $(cpu_text)" \
 		"$(bench_calc "$mf / $mr")" "<=" 1.2
 	if ((n == 10000)); then
 		bench_report "redis join 10k keys vs native" "$(fmt_ms "$mf")" "native join $(fmt_ms "$mn")" \
@@ -344,16 +379,19 @@ fi
 # join may be planned as the batched join or as a hash join over a SCAN).
 c_query() {
 	local name="$1" node="$2" rows="$3" nkeys="$4" q="$5" wq="${6:-$5}" label="$7" op="$8" ckeys="$9"
-	local warm runs r raw=() fdw=() got mf mr plan
+	local warm runs r fdw=() got mf mr plan
 	shift 9
 	read -r warm runs < <(warm_runs "$nkeys")
+	# a semi join planned as a hash join scans all N_BIG keys per run
+	[[ "$node" != "$SJ" ]] || { warm=1 runs=2; }
+	RAW_T="" RAW_CPU_C="" RAW_CPU_R="" FDW_CPU_B="" FDW_CPU_R=""
 	for ((r = 0; r < ROUNDS; r++)); do
-		raw+=($("$RAW" "$REDIS_HOST" "$REDIS_PORT" "$@" "$runs" 2>"$WORK/raw.err")) ||
-			die "redis_raw $* failed: $(cat "$WORK/raw.err")"
+		raw_run "$@" "$runs"
 		got="$(tail -n 1 "$WORK/raw.err")"
 		((got $op ckeys)) || die "redis_raw $* found $got keys, expected $op $ckeys"
 		if session_times "$name" "$node" "$rows" "$warm" "$runs" "$q" "$wq"; then
 			fdw+=($TIMES)
+			FDW_CPU_B+="${CPU% *} " FDW_CPU_R+="${CPU#* } "
 		else
 			bench_fail "$name: $ERR"
 			return
@@ -362,11 +400,11 @@ c_query() {
 	plan="$(grep -oE '(Custom Scan \(Redis Batched Join\)|[A-Za-z ]*Join|Foreign Scan)( on [a-z_0-9]+)?  \(' \
 		"$WORK/${name//[^A-Za-z0-9]/_}.out" | head -n 1 | sed 's/  ($//; s/ on .*//; s/^ *-> *//; s/^ *//')" || true
 	echo "  $name: pgpoly runs (ms): ${fdw[*]} (plan: $plan)"
-	echo "  $name: C runs (ms):      ${raw[*]}"
+	echo "  $name: C runs (ms):      $RAW_T"
 	mf=$(printf '%s\n' "${fdw[@]}" | bench_median)
-	mr=$(printf '%s\n' "${raw[@]}" | bench_median)
+	mr=$(bench_median <<<"$RAW_T")
 	bench_report "redis $name (median of ${#fdw[@]})" "$(fmt_ms "$mf") (plan: $plan)" \
-		"$label $(fmt_ms "$mr")" "$(bench_calc "$mf / $mr")" "<=" 1.3
+		"$label $(fmt_ms "$mr"); $(cpu_text)" "$(bench_calc "$mf / $mr")" "<=" 1.3
 }
 
 # keys_query NAME DB PATTERN NKEYS QUERY [WARM_QUERY]: a Foreign Scan
@@ -500,7 +538,7 @@ if bench_parts_include write; then
 		time_write 1 "$(printf "$upd" bench_w_tx)" "$upd_w" || break; W[tx_upd]+="$MS "
 		expect_value clicks_7d "$((clicks + 1))" "after UPDATE" || break
 		time_pipe "$WORK/upd.resp"; W[pipe_upd]+="$MS "
-		W[scan]+="$("$RAW" "$REDIS_HOST" "$REDIS_PORT" 2 scan "${P}w:*" "$BATCH" hash 1 2>/dev/null) "
+		W[scan]+="$("$RAW" "$REDIS_HOST" "$REDIS_PORT" 2 scan "${P}w:*" "$BATCH" hash 1 2>/dev/null | head -n 1) "
 		time_write 1 "$(printf "$del" bench_w_tx)" "$del_w" || break; W[tx_del]+="$MS "
 		expect_keys 0 "after DELETE" || break
 		time_pipe "$WORK/ins.resp"

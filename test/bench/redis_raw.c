@@ -26,7 +26,10 @@
  *       PREFIX<NKEYS>, MISSING of them absent keys; prints "p50 p99" in ms.
  *       (The Redis round of get_online_features.)
  * fetch, exists and scan run once to warm up, then REPEAT timed runs, and
- * print each run's milliseconds on one line ("12.345 11.987 ...").
+ * print each run's milliseconds on one line ("12.345 11.987 ..."), then on a
+ * second line "cpu CLIENT REDIS": the CPU milliseconds per timed run of this
+ * client and of the Redis server (INFO cpu), which unlike elapsed times
+ * hardly depend on the load of the machine.
  * DB is the Redis database number (SELECT DB first when not 0).
  *
  * Build: gcc -O2 -o redis_raw redis_raw.c -lhiredis
@@ -170,6 +173,34 @@ run_scan(const char *pattern, const char *count, const char *type)
 	return keys;
 }
 
+/* CPU milliseconds this process has used. */
+static double
+cpu_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* CPU milliseconds the Redis server has used (INFO cpu, main process). */
+static double
+redis_cpu_ms(void)
+{
+	redisReply *r = redisCommand(conn, "INFO cpu");
+	double		ms = 0;
+	const char *p;
+
+	if (r == NULL || r->type != REDIS_REPLY_STRING)
+		die("INFO cpu");
+	if ((p = strstr(r->str, "used_cpu_sys:")) != NULL)
+		ms += atof(p + 13) * 1e3;
+	if ((p = strstr(r->str, "used_cpu_user:")) != NULL)
+		ms += atof(p + 14) * 1e3;
+	freeReplyObject(r);
+	return ms;
+}
+
 static int
 cmp_double(const void *a, const void *b)
 {
@@ -234,6 +265,8 @@ main(int argc, char **argv)
 	const char *mode;
 	int			repeat;
 	long		result = 0;
+	double		cpu0 = 0,
+				rcpu0 = 0;
 
 	if (argc < 6)
 		usage(argv[0]);
@@ -268,7 +301,14 @@ main(int argc, char **argv)
 
 	for (int r = -1; r < repeat; r++)	/* r = -1: the warm-up run */
 	{
-		double		t0 = now_ms();
+		double		t0;
+
+		if (r == 0)
+		{
+			rcpu0 = redis_cpu_ms();
+			cpu0 = cpu_ms();
+		}
+		t0 = now_ms();
 
 		if (strcmp(mode, "fetch") == 0)
 			result = run_fetch(argv[5], atol(argv[6]), atol(argv[7]));
@@ -281,7 +321,8 @@ main(int argc, char **argv)
 		if (r >= 0)
 			printf("%s%.3f", r > 0 ? " " : "", now_ms() - t0);
 	}
-	printf("\n");
+	printf("\ncpu %.3f", (cpu_ms() - cpu0) / repeat);
+	printf(" %.3f\n", (redis_cpu_ms() - rcpu0) / repeat);
 	fprintf(stderr, "%ld\n", result);
 	redisFree(conn);
 	return 0;
