@@ -179,8 +179,8 @@ pgpoly_log "perf + strace: point"
 point_run perf record -q -e cpu-clock -F 499 --call-graph dwarf,32768 -o "$OUT/point.perf.data"
 report point
 point_run strace -c -f -o "$OUT/point.strace"
-# transactions in the strace window (4 s of the 8 s run): the TPS times 4
-awk '/^tps = / { printf "%.0f\n", $3 * 4 }' "$OUT/point.pgbench" >"$OUT/point.runs"
+# lookups in the strace window: one sendto (the result to pgbench) each
+awk '$NF == "sendto" { print $4 }' "$OUT/point.strace" >"$OUT/point.runs"
 fi
 
 # ---------------------------------------------------------------- callgrind
@@ -231,6 +231,6 @@ if want callgrind; then
 		done
 		echo "redis_raw $args: $((raw2 - raw1)) Ir per run (2 runs minus 1 run, client side)" >>"$OUT/callgrind.totals"
 	done
-	rm -f "$OUT"/*.cg.[0-46-9] "$OUT/raw.cg"
+	rm -f "$OUT"/*.cg "$OUT"/*.cg.[0-46-9] "$OUT/raw.cg"
 fi
 pgpoly_log "profile written to $OUT"
