@@ -224,12 +224,14 @@ if want callgrind; then
 	# the C floor doing the same Redis work: a warm-up run plus 1 or 2 timed
 	gcc -O2 -o "$OUT/redis_raw" test/bench/redis_raw.c -lhiredis
 	for args in "0 fetch ${P}u: 10000 1000" "1 scan ${P}c:* 1000 hash"; do
+		ir=()
 		for rep in 1 2; do
-			valgrind --tool=callgrind --callgrind-out-file="$OUT/raw.cg" \
-				"$OUT/redis_raw" 127.0.0.1 "$REDIS_PORT" $args "$rep" >/dev/null 2>"$OUT/raw.valgrind"
-			declare "raw$rep=$(grep -m1 '^summary:' "$OUT/raw.cg" | awk '{ print $2 }')"
+			# shellcheck disable=SC2086 # args are words
+			(set -f && valgrind --tool=callgrind --callgrind-out-file="$OUT/raw.cg" \
+				"$OUT/redis_raw" 127.0.0.1 "$REDIS_PORT" $args "$rep" >/dev/null 2>"$OUT/raw.valgrind")
+			ir+=("$(grep -m1 '^summary:' "$OUT/raw.cg" | awk '{ print $2 }')")
 		done
-		echo "redis_raw $args: $((raw2 - raw1)) Ir per run (2 runs minus 1 run, client side)" >>"$OUT/callgrind.totals"
+		echo "redis_raw $args: $((ir[1] - ir[0])) Ir per run (2 runs minus 1 run, client side)" >>"$OUT/callgrind.totals"
 	done
 	rm -f "$OUT"/*.cg "$OUT"/*.cg.[0-46-9] "$OUT/raw.cg"
 fi
