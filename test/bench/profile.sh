@@ -31,11 +31,10 @@
 # redis_raw doing the same Redis work (the C floor).
 #
 # Usage: test/bench/profile.sh [OUT]   (OUT defaults to /tmp/pgpoly-profile)
-# PROFILE_PARTS (default "join10k count100k insert100k point callgrind")
-# selects what to run.
+# Environment: PROFILE_PARTS (default "join10k count100k insert100k point
+# callgrind") selects what to run.
 # Run through /work/tools/iso-run NAME on the shared machines.  Needs perf
-# (Debian: linux-perf), valgrind, strace.  Environment:
-# PROFILE_PARTS.
+# (Debian: linux-perf), valgrind, strace: installed when missing (as root).
 set -euo pipefail
 
 # shellcheck source=test/lib.sh
@@ -46,6 +45,8 @@ PARTS=" ${PROFILE_PARTS:-join10k count100k insert100k point callgrind} "
 want() { [[ "$PARTS" == *" $1 "* ]]; }
 mkdir -p "$OUT"
 chmod 777 "$OUT"
+# the profilers, from Debian (as root; otherwise the missing ones are named)
+PGPOLY_PACKAGES="linux-perf valgrind strace" pgpoly_install_packages
 for tool in perf valgrind strace callgrind_annotate; do
 	command -v "$tool" >/dev/null || pgpoly_die "$tool is missing (apt-get install linux-perf valgrind strace)"
 done
