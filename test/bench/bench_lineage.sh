@@ -42,6 +42,8 @@ LAYERS=12
 WIDTH=$(( (EDGES + (LAYERS - 1) * FAN_IN - 1) / ((LAYERS - 1) * FAN_IN) ))
 
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -d "$DB")
+# shellcheck source=test/bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 cleanup() { [ -n "${KEEP_DB:-}" ] || dropdb --if-exists "$DB" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -189,3 +191,10 @@ SELECT format('%s-deep chain, upstream from its end, %s walks each: lineage() me
               CASE WHEN l.median <= 3 * b.median THEN '' ELSE ' MISSED' END)
 FROM m l, m b WHERE l.method = 'lineage' AND b.method = 'baseline';
 SQL
+read -r m_lin m_base < <("${PSQL[@]}" -At -F ' ' -c "
+	SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE method = 'lineage')::numeric, 2),
+	       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE method = 'baseline')::numeric, 2)
+	FROM bench_result")
+bench_report "lineage() $DEPTH-deep upstream, $((EDGES / 1000))k-edge graph (median of $((START_NODES * REPEAT)))" "$m_lin ms" \
+	"hand-written recursive CTE $m_base ms ($(bench_calc "$m_lin / $m_base")x)" "$m_lin" "<" 50 figure
+bench_summary bench_lineage
