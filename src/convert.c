@@ -39,6 +39,9 @@
  * equality on a key column is equality of the stored bytes.  The Redis
  * scan's pushdown and the batched join both ask it, so the planner and
  * the executor can never disagree about which keys a clause reaches.
+ * Every store sends a compared value only when PgpolyValueHasColumnForm()
+ * says its stored form is the column's (no cross-type comparison, which
+ * SQL makes after a conversion the store cannot repeat).
  *
  * src/convert.c
  *
@@ -607,17 +610,30 @@ byte_equal_type(Oid typid)
 	}
 }
 
-/* Whether a value of valtype has the stored form a key of keytype would. */
-static bool
-same_form(Oid keytype, Oid valtype)
+/*
+ * Whether a value of type valtype has the fixed stored form that a column
+ * of type coltype has for an equal value: the same type (a domain counts as
+ * its base type), integers of any width, text and varchar.  A store can
+ * compare such a value with the column's stored values as SQL compares
+ * them.  A value of another type does not qualify even where SQL has a
+ * cross-type operator: SQL converts one side first (a timestamp to
+ * timestamptz in the session's TimeZone, a float4 to float8), and the store
+ * would compare the value's own stored form instead.  The Redis key
+ * pushdown, the Elasticsearch query and the vector filter ask this before
+ * sending a value.
+ */
+bool
+PgpolyValueHasColumnForm(Oid coltype, Oid valtype)
 {
-	bool		kint = keytype == INT2OID || keytype == INT4OID || keytype == INT8OID;
-	bool		vint = valtype == INT2OID || valtype == INT4OID || valtype == INT8OID;
-	bool		ktext = keytype == TEXTOID || keytype == VARCHAROID;
-	bool		vtext = valtype == TEXTOID || valtype == VARCHAROID;
+	Oid			c = getBaseType(coltype);
+	Oid			v = getBaseType(valtype);
+	bool		cint = c == INT2OID || c == INT4OID || c == INT8OID;
+	bool		vint = v == INT2OID || v == INT4OID || v == INT8OID;
+	bool		ctext = c == TEXTOID || c == VARCHAROID;
+	bool		vtext = v == TEXTOID || v == VARCHAROID;
 
 	/* integers print alike whatever their width; text and varchar too */
-	return keytype == valtype || (kint && vint) || (ktext && vtext);
+	return c == v || (cint && vint) || (ctext && vtext);
 }
 
 /*
@@ -640,7 +656,7 @@ PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
 	if (!byte_equal_type(kbase))
 		reason = psprintf("equality of %s is not equality of its stored text",
 						  format_type_be(keytype));
-	else if (!same_form(kbase, vbase))
+	else if (!PgpolyValueHasColumnForm(kbase, vbase))
 		reason = psprintf("the value (%s) is not stored as the key (%s) is",
 						  format_type_be(valtype), format_type_be(keytype));
 	else

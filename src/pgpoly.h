@@ -461,6 +461,7 @@ extern void PgpolyFixedSettingsLeave(void);
 extern bool PgpolyFixedSettingsActive(void);
 extern bool PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
 											Oid collid, const char **why);
+extern bool PgpolyValueHasColumnForm(Oid coltype, Oid valtype);
 extern char *PgpolyPrintable(const char *s, size_t len, size_t max);
 
 /* ----------------------------------------------------------------
