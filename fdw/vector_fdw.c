@@ -13,8 +13,12 @@
  *	- a column mapped to a metadata key (field): text = / ANY, number
  *	  comparisons, boolean =
  * ($ne and $nin are never used: Chroma lets records without the key pass
- * them, SQL does not.)  In a plain scan every clause is also rechecked
- * locally, so the translated part only narrows what is fetched.
+ * them, SQL does not.)  Only where the service compares as SQL does: text
+ * under a deterministic collation, a value of the column's own type (or
+ * another integer width), not float4 (SQL rounds the stored number to
+ * float4 first); a numeric value is sent as the float8 bound that selects
+ * the same numbers (numeric_bound).  In a plain scan every clause is also
+ * rechecked locally, so the translated part only narrows what is fetched.
  *
  * k-NN: for SELECT ... ORDER BY embedding <op> const LIMIT n on one vector
  * table, GetForeignUpperPaths(UPPERREL_FINAL) adds a path that replaces
@@ -37,6 +41,7 @@
 
 #include "pgpoly_jansson.h"
 
+#include <float.h>
 #include <math.h>
 
 #include "access/htup_details.h"
@@ -44,6 +49,7 @@
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
+#include "common/shortest_dec.h"
 #include "commands/explain.h"
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
@@ -66,6 +72,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 
@@ -209,12 +216,17 @@ kind_of_type(Oid typid)
 	}
 }
 
-/* Whether typid is one of the numeric types a ->> text can be cast to. */
+/*
+ * Whether typid is one of the numeric types a ->> text can be cast to and
+ * compared as the service compares its numbers.  Not float4: SQL rounds
+ * the stored number to float4 first (0.10000000000000002 = 0.1::float4),
+ * the service compares the number itself.
+ */
 static bool
 is_numeric_cast_target(Oid typid)
 {
 	return typid == INT2OID || typid == INT4OID || typid == INT8OID ||
-		typid == FLOAT4OID || typid == FLOAT8OID || typid == NUMERICOID;
+		typid == FLOAT8OID || typid == NUMERICOID;
 }
 
 /*
@@ -236,6 +248,8 @@ metadata_key(Node *n, RelOptInfo *baserel, VectorTable *tbl, ValueKind *kind)
 			strchr(tbl->cols[att - 1].field, '.') != NULL)
 			return NULL;
 		*kind = kind_of_type(tbl->cols[att - 1].typid);
+		if (*kind == VK_NUMBER && !is_numeric_cast_target(getBaseType(tbl->cols[att - 1].typid)))
+			return NULL;
 		return *kind == VK_NONE ? NULL : tbl->cols[att - 1].field;
 	}
 	*kind = VK_STRING;
@@ -279,6 +293,13 @@ cond_op(const char *opname, bool swapped)
  *		Qual translation
  * ----------------------------------------------------------------
  */
+
+/* Whether equality under collation collid is equality of the bytes. */
+static bool
+deterministic(Oid collid)
+{
+	return !OidIsValid(collid) || get_collation_isdeterministic(collid);
+}
 
 /* Record a translated condition. */
 static void
@@ -333,11 +354,15 @@ translate_opexpr(VectorRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 	if (!PgpolyIsScanConstant(r) || (key = metadata_key(l, baserel, ri->tbl, &kind)) == NULL)
 		return false;
 	cop = cond_op(get_opname(op->opno), swapped);
-	if (cop < 0 || kind_of_type(exprType(r)) != kind)
+	if (cop < 0 || kind_of_type(exprType(r)) != kind ||
+		!PgpolyValueHasColumnForm(exprType(l), exprType(r)))
 		return false;
 	/* Only equality is the same in both worlds for strings and booleans. */
 	if (kind != VK_NUMBER && (cop != VCOND_EQ ||
 							  (kind == VK_STRING && op->opno != TextEqualOperator)))
+		return false;
+	/* the service compares strings by their bytes */
+	if (kind == VK_STRING && !deterministic(op->inputcollid))
 		return false;
 	add_cond(ri, (Expr *) op, key, cop, r);
 	return true;
@@ -366,7 +391,7 @@ translate_any(VectorRelInfo *ri, RelOptInfo *baserel, ScalarArrayOpExpr *sa)
 		return true;
 	}
 	key = metadata_key(l, baserel, ri->tbl, &kind);
-	if (key == NULL || kind != VK_STRING)
+	if (key == NULL || kind != VK_STRING || !deterministic(sa->inputcollid))
 		return false;
 	add_cond(ri, (Expr *) sa, key, VCOND_IN, arr);
 	return true;
@@ -853,6 +878,54 @@ add_array_ids(List *ids, Datum arr)
 	return ids;
 }
 
+/*
+ * The comparison with a float8 that selects exactly the numbers a
+ * comparison op with the numeric v selects in SQL, as *op and *d; false if
+ * it selects none.  The service holds float8 numbers x and compares them
+ * with a float8; SQL compares the numeric of x's shortest text T(x) with v.
+ * For d = (float8) v, rounding being monotonic, x > d implies T(x) > v and
+ * x < d implies T(x) < v; only x = d depends on how v compares with T(d).
+ * A v beyond float8 (1e400, Infinity, NaN) is compared as the largest
+ * float8 (the smallest), which every stored number is below (above).
+ */
+static bool
+numeric_bound(Numeric v, VectorCondOp *op, double *d)
+{
+	int			cmp;			/* v compared with T(d) */
+
+	*d = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+											NumericGetDatum(v)));
+	if (isnan(*d) || isinf(*d))
+	{
+		cmp = isnan(*d) || *d > 0 ? 1 : -1;	/* NaN sorts above all numbers */
+		*d = cmp > 0 ? DBL_MAX : -DBL_MAX;
+	}
+	else
+		cmp = DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(v),
+												DirectFunctionCall3(numeric_in,
+																	CStringGetDatum(double_to_shortest_decimal(*d)),
+																	ObjectIdGetDatum(InvalidOid),
+																	Int32GetDatum(-1))));
+	if (cmp == 0)
+		return true;
+	switch (*op)
+	{
+		case VCOND_EQ:
+			return false;		/* no x has T(x) = v */
+		case VCOND_GT:
+		case VCOND_GE:
+			*op = cmp < 0 ? VCOND_GE : VCOND_GT;	/* x = d: T(d) > v? */
+			return true;
+		case VCOND_LT:
+		case VCOND_LE:
+			*op = cmp < 0 ? VCOND_LT : VCOND_LE;
+			return true;
+		case VCOND_IN:
+			break;
+	}
+	return true;
+}
+
 /* Evaluate one condition value into spec (NULL or an empty IN: no rows). */
 static void
 eval_cond(VectorScanSpec *spec, char *key, VectorCondOp op, Datum v, Oid typid,
@@ -860,12 +933,23 @@ eval_cond(VectorScanSpec *spec, char *key, VectorCondOp op, Datum v, Oid typid,
 {
 	VectorCondEval *c = palloc(sizeof(VectorCondEval));
 	StringInfoData buf;
+	double		d;
 
 	if (isnull || (op == VCOND_IN && ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(v)),
 													ARR_DIMS(DatumGetArrayTypeP(v))) == 0))
 	{
 		spec->empty = true;
 		return;
+	}
+	if (op != VCOND_IN && getBaseType(typid) == NUMERICOID)
+	{
+		if (!numeric_bound(DatumGetNumeric(v), &op, &d))
+		{
+			spec->empty = true;
+			return;
+		}
+		v = Float8GetDatum(d);
+		typid = FLOAT8OID;
 	}
 	initStringInfo(&buf);
 	PgpolyJsonAppendValue(&buf, v, typid, false);
