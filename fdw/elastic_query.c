@@ -24,7 +24,11 @@
  * written into the body with escape_json() / the core's JSON encoder, in
  * the fixed form documents are written in (dates in ISO 8601, timestamptz
  * in UTC), so a pushed comparison means the same in every session; for
- * EXPLAIN without values a placeholder is shown.
+ * EXPLAIN without values a placeholder is shown.  Elasticsearch holds
+ * finite float8 numbers and dates: a numeric or float8 value is sent as the
+ * float8 bound that selects what SQL selects from the _source text (1e400,
+ * NaN and digits beyond a float8 were refused or rounded), and an infinite
+ * date reaches every document with the field or none (value_reach).
  *
  * fdw/elastic_query.c
  *
@@ -32,6 +36,7 @@
  */
 #include "postgres.h"
 
+#include "access/stratnum.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_opfamily.h"
@@ -41,9 +46,11 @@
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/pg_locale.h"
+#include "utils/timestamp.h"
 #include "utils/typcache.h"
 
 #include "elastic.h"
@@ -395,6 +402,60 @@ append_param(StringInfo buf, ElasticParamValue *p)
 		PgpolyJsonAppendValue(buf, p->value, p->typid, p->isnull);
 }
 
+/* What a comparison with a value can match in Elasticsearch. */
+typedef enum ElasticReach
+{
+	EREACH_VALUE,				/* the documents the comparison selects */
+	EREACH_NONE,				/* no document */
+	EREACH_ALL					/* every document that has the field */
+} ElasticReach;
+
+/*
+ * What  field <kind> value  (EQ, NE read as EQ, or a range) reaches, for a
+ * numeric, float8 or date/time value; the comparison to send, when it is
+ * EREACH_VALUE, is in *kind and *p.  Elasticsearch holds finite float8
+ * numbers and finite dates only, so a number becomes the float8 bound that
+ * selects exactly what SQL's comparison of the _source text selects
+ * (PgpolyFloat8Bound: 1e400, NaN and values with more digits than a float8
+ * were refused or rounded), and an infinite date reaches all or nothing.
+ */
+static ElasticReach
+value_reach(ElasticCondKind *kind, ElasticParamValue *p)
+{
+	static const int strategies[] = {BTLessStrategyNumber, BTLessEqualStrategyNumber,
+	BTGreaterStrategyNumber, BTGreaterEqualStrategyNumber};
+	bool		ranged = *kind >= ECOND_LT && *kind <= ECOND_GE;
+	int			strategy = ranged ? strategies[*kind - ECOND_LT] : BTEqualStrategyNumber;
+	Oid			type = getBaseType(p->typid);
+	int			sign = 0;		/* an infinite date/time: its sign */
+	double		d;
+
+	if (p->explain || p->isnull)
+		return EREACH_VALUE;
+	if (type == NUMERICOID || type == FLOAT8OID)
+	{
+		if (!PgpolyFloat8Bound(p->value, p->typid, &strategy, &d))
+			return EREACH_NONE;
+		for (int k = 0; ranged && k < 4; k++)
+			if (strategies[k] == strategy)
+				*kind = ECOND_LT + k;
+		p->value = Float8GetDatum(d);
+		p->typid = FLOAT8OID;
+		return EREACH_VALUE;
+	}
+	if (type == DATEOID && DATE_NOT_FINITE(DatumGetDateADT(p->value)))
+		sign = DATE_IS_NOBEGIN(DatumGetDateADT(p->value)) ? -1 : 1;
+	else if ((type == TIMESTAMPOID || type == TIMESTAMPTZOID) &&
+			 TIMESTAMP_NOT_FINITE(DatumGetTimestamp(p->value)))
+		sign = TIMESTAMP_IS_NOBEGIN(DatumGetTimestamp(p->value)) ? -1 : 1;
+	if (sign == 0)
+		return EREACH_VALUE;
+	if (!ranged)
+		return EREACH_NONE;
+	return (strategy == BTLessStrategyNumber || strategy == BTLessEqualStrategyNumber) ==
+		(sign > 0) ? EREACH_ALL : EREACH_NONE;
+}
+
 /* Append the elements of an array param as a JSON array. */
 static void
 append_array_param(StringInfo buf, ElasticParamValue *p)
@@ -424,11 +485,14 @@ append_array_param(StringInfo buf, ElasticParamValue *p)
 	appendStringInfoChar(buf, '[');
 	for (int i = 0; i < n; i++)
 	{
-		if (enulls[i])
-			continue;			/* = NULL never matches */
+		ElasticCondKind kind = ECOND_EQ;
+		ElasticParamValue e = {elems[i], false, elemtype, NULL};
+
+		if (enulls[i] || value_reach(&kind, &e) != EREACH_VALUE)
+			continue;			/* = NULL never matches, nor = 1e400 */
 		if (!first)
 			appendStringInfoChar(buf, ',');
-		PgpolyJsonAppendValue(buf, elems[i], elemtype, false);
+		PgpolyJsonAppendValue(buf, e.value, e.typid, false);
 		first = false;
 	}
 	appendStringInfoChar(buf, ']');
@@ -449,31 +513,60 @@ append_leaf(StringInfo buf, const char *name, const char *field,
 	appendStringInfoString(buf, "}}");
 }
 
+/*
+ * Append the term (EQ, and NE, which goes into must_not) or range query of
+ * cond c with the value p (see value_reach).
+ */
+static void
+append_compare(StringInfo buf, ElasticCond *c, ElasticParamValue *p)
+{
+	static const char *const range_ops[] = {"lt", "lte", "gt", "gte"};
+	ElasticCondKind kind = c->kind;
+	ElasticParamValue v = *p;
+
+	switch (value_reach(&kind, &v))
+	{
+		case EREACH_NONE:
+			appendStringInfoString(buf, "{\"match_none\":{}}");
+			return;
+		case EREACH_ALL:
+			appendStringInfoString(buf, "{\"exists\":{\"field\":");
+			escape_json(buf, c->field);
+			appendStringInfoString(buf, "}}");
+			return;
+		case EREACH_VALUE:
+			break;
+	}
+	if (kind == ECOND_EQ || kind == ECOND_NE)
+	{
+		append_leaf(buf, "term", c->field, &v, false);
+		return;
+	}
+	appendStringInfoString(buf, "{\"range\":{");
+	escape_json(buf, c->field);
+	appendStringInfo(buf, ":{\"%s\":", range_ops[kind - ECOND_LT]);
+	append_param(buf, &v);
+	appendStringInfoString(buf, "}}}");
+}
+
 /* Append the ES query of one cond that goes into filter or must_not. */
 static void
 append_cond(StringInfo buf, ElasticCond *c, ElasticParamValue *params)
 {
 	ElasticParamValue *p = c->expr >= 0 ? &params[c->expr] : NULL;
-	static const char *const range_ops[] = {"lt", "lte", "gt", "gte"};
 
 	switch (c->kind)
 	{
 		case ECOND_EQ:
 		case ECOND_NE:
-			append_leaf(buf, "term", c->field, p, false);
-			break;
-		case ECOND_IN:
-			append_leaf(buf, "terms", c->field, p, true);
-			break;
 		case ECOND_LT:
 		case ECOND_LE:
 		case ECOND_GT:
 		case ECOND_GE:
-			appendStringInfoString(buf, "{\"range\":{");
-			escape_json(buf, c->field);
-			appendStringInfo(buf, ":{\"%s\":", range_ops[c->kind - ECOND_LT]);
-			append_param(buf, p);
-			appendStringInfoString(buf, "}}}");
+			append_compare(buf, c, p);
+			break;
+		case ECOND_IN:
+			append_leaf(buf, "terms", c->field, p, true);
 			break;
 		case ECOND_EXISTS:
 		case ECOND_MISSING:

@@ -16,8 +16,8 @@
  * them, SQL does not.)  Only where the service compares as SQL does: text
  * under a deterministic collation, a value of the column's own type (or
  * another integer width), not float4 (SQL rounds the stored number to
- * float4 first); a numeric value is sent as the float8 bound that selects
- * the same numbers (numeric_bound).  In a plain scan every clause is also
+ * float4 first); a numeric or float8 value is sent as the float8 bound that
+ * selects the same numbers (PgpolyFloat8Bound).  In a plain scan every clause is also
  * rechecked locally, so the translated part only narrows what is fetched.
  *
  * k-NN: for SELECT ... ORDER BY embedding <op> const LIMIT n on one vector
@@ -41,15 +41,14 @@
 
 #include "pgpoly_jansson.h"
 
-#include <float.h>
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "access/stratnum.h"
 #include "access/sysattr.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
-#include "common/shortest_dec.h"
 #include "commands/explain.h"
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
@@ -72,7 +71,6 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 
@@ -878,52 +876,17 @@ add_array_ids(List *ids, Datum arr)
 	return ids;
 }
 
-/*
- * The comparison with a float8 that selects exactly the numbers a
- * comparison op with the numeric v selects in SQL, as *op and *d; false if
- * it selects none.  The service holds float8 numbers x and compares them
- * with a float8; SQL compares the numeric of x's shortest text T(x) with v.
- * For d = (float8) v, rounding being monotonic, x > d implies T(x) > v and
- * x < d implies T(x) < v; only x = d depends on how v compares with T(d).
- * A v beyond float8 (1e400, Infinity, NaN) is compared as the largest
- * float8 (the smallest), which every stored number is below (above).
- */
-static bool
-numeric_bound(Numeric v, VectorCondOp *op, double *d)
-{
-	int			cmp;			/* v compared with T(d) */
+/* The btree strategy of a condition operator (not VCOND_IN), and back. */
+static const int vcond_strategy[] = {BTEqualStrategyNumber, BTLessStrategyNumber,
+BTLessEqualStrategyNumber, BTGreaterStrategyNumber, BTGreaterEqualStrategyNumber};
 
-	*d = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
-											NumericGetDatum(v)));
-	if (isnan(*d) || isinf(*d))
-	{
-		cmp = isnan(*d) || *d > 0 ? 1 : -1;	/* NaN sorts above all numbers */
-		*d = cmp > 0 ? DBL_MAX : -DBL_MAX;
-	}
-	else
-		cmp = DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(v),
-												DirectFunctionCall3(numeric_in,
-																	CStringGetDatum(double_to_shortest_decimal(*d)),
-																	ObjectIdGetDatum(InvalidOid),
-																	Int32GetDatum(-1))));
-	if (cmp == 0)
-		return true;
-	switch (*op)
-	{
-		case VCOND_EQ:
-			return false;		/* no x has T(x) = v */
-		case VCOND_GT:
-		case VCOND_GE:
-			*op = cmp < 0 ? VCOND_GE : VCOND_GT;	/* x = d: T(d) > v? */
-			return true;
-		case VCOND_LT:
-		case VCOND_LE:
-			*op = cmp < 0 ? VCOND_LT : VCOND_LE;
-			return true;
-		case VCOND_IN:
-			break;
-	}
-	return true;
+static VectorCondOp
+strategy_vcond(int strategy)
+{
+	for (int op = VCOND_EQ; op <= VCOND_GE; op++)
+		if (vcond_strategy[op] == strategy)
+			return (VectorCondOp) op;
+	elog(ERROR, "unexpected comparison strategy %d", strategy);
 }
 
 /* Evaluate one condition value into spec (NULL or an empty IN: no rows). */
@@ -941,13 +904,17 @@ eval_cond(VectorScanSpec *spec, char *key, VectorCondOp op, Datum v, Oid typid,
 		spec->empty = true;
 		return;
 	}
-	if (op != VCOND_IN && getBaseType(typid) == NUMERICOID)
+	if (op != VCOND_IN && (getBaseType(typid) == NUMERICOID ||
+						   getBaseType(typid) == FLOAT8OID))
 	{
-		if (!numeric_bound(DatumGetNumeric(v), &op, &d))
+		int			strategy = vcond_strategy[op];
+
+		if (!PgpolyFloat8Bound(v, typid, &strategy, &d))
 		{
 			spec->empty = true;
 			return;
 		}
+		op = strategy_vcond(strategy);
 		v = Float8GetDatum(d);
 		typid = FLOAT8OID;
 	}

@@ -41,19 +41,23 @@ CREATE SERVER ac_es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url :'es_url');
 SELECT pgpoly.elastic_request('ac_es', 'DELETE', '/regress_ac') IS NOT NULL AS cleaned;
 SELECT pgpoly.elastic_request('ac_es', 'PUT', '/regress_ac',
     '{"mappings": {"properties": {"ts": {"type": "date"}, "tz": {"type": "date"},
-      "d": {"type": "date"}, "f8": {"type": "double"}, "c": {"type": "keyword"}}}}')->>'acknowledged';
-CREATE FOREIGN TABLE ac_e (_id text, ts timestamp, tz timestamptz, d date, f8 float8, c char(4))
+      "d": {"type": "date"}, "f8": {"type": "double"}, "c": {"type": "keyword"},
+      "n": {"type": "double"}}}}')->>'acknowledged';
+CREATE FOREIGN TABLE ac_e (_id text, ts timestamp, tz timestamptz, d date, f8 float8, c char(4),
+                           n numeric)
   SERVER ac_es OPTIONS (index 'regress_ac', refresh 'true');
-CREATE TABLE ac_e_native (_id text, ts timestamp, tz timestamptz, d date, f8 float8, c char(4));
+CREATE TABLE ac_e_native (_id text, ts timestamp, tz timestamptz, d date, f8 float8, c char(4),
+                          n numeric);
 -- Instants around New York's spring DST change, floats that are float4
 -- values and their float8 neighbours, char(n) values that differ only in
--- trailing blanks or sort before a blank.
+-- trailing blanks or sort before a blank, numerics (Elasticsearch keeps
+-- them as float8s; these have no more digits than a float8 holds).
 SELECT setseed(0.17);
 SET TimeZone = 'UTC';
 INSERT INTO ac_e_native
 SELECT i, ts, ts AT TIME ZONE 'UTC', ts::date,
        CASE WHEN i % 2 = 0 THEN (i / 10.0)::float4::float8 ELSE i / 10.0 END,
-       (ARRAY['ab', 'ab  ', E'ab\001', 'b', 'a'])[1 + i % 5]
+       (ARRAY['ab', 'ab  ', E'ab\001', 'b', 'a'])[1 + i % 5], round(random()::numeric * 1000, 6)
 FROM (SELECT i, timestamp '2024-03-09 20:00' + random() * interval '20 hours' AS ts
       FROM generate_series(1, 60) i) s;
 INSERT INTO ac_e SELECT * FROM ac_e_native;
@@ -74,7 +78,22 @@ INSERT INTO ac_e_queries VALUES
   ('char(4) =', 'SELECT _id FROM %s WHERE c = ''ab'''),
   ('char(4) IN', 'SELECT _id FROM %s WHERE c IN (''ab '', ''b'')'),
   ('char(4) <>', 'SELECT _id FROM %s WHERE c <> ''ab'''),
-  ('char(4) order', 'SELECT _id, row_number() OVER () FROM (SELECT _id FROM %s ORDER BY c, _id LIMIT 30) s');
+  ('char(4) order', 'SELECT _id, row_number() OVER () FROM (SELECT _id FROM %s ORDER BY c, _id LIMIT 30) s'),
+  -- Elasticsearch holds no infinite date and no number beyond float8, nor
+  -- more digits than a float8 (its range query rounds them).
+  ('date < infinity', 'SELECT _id FROM %s WHERE d < ''infinity'''),
+  ('date <> infinity', 'SELECT _id FROM %s WHERE d <> ''infinity'''),
+  ('timestamptz > -infinity', 'SELECT _id FROM %s WHERE tz > ''-infinity'''),
+  ('timestamp = infinity', 'SELECT _id FROM %s WHERE ts = ''infinity'''),
+  ('float8 < Infinity', 'SELECT _id FROM %s WHERE f8 < ''Infinity'''),
+  ('float8 <> NaN', 'SELECT _id FROM %s WHERE f8 <> ''NaN'''),
+  ('numeric < NaN', 'SELECT _id FROM %s WHERE n < ''NaN'''),
+  ('numeric < 1e400', 'SELECT _id FROM %s WHERE n < 1e400'),
+  ('numeric > 1e400', 'SELECT _id FROM %s WHERE n > 1e400'),
+  ('numeric IN 1e400', 'SELECT _id FROM %s WHERE n IN (1e400, (SELECT n FROM ac_e_native WHERE _id = ''5''))'),
+  ('numeric >= more digits', 'SELECT _id FROM %s WHERE n >= (SELECT n + 1e-20 FROM ac_e_native WHERE _id = ''5'')'),
+  ('numeric <= more digits', 'SELECT _id FROM %s WHERE n <= (SELECT n - 1e-20 FROM ac_e_native WHERE _id = ''5'')'),
+  ('numeric = more digits', 'SELECT _id FROM %s WHERE n = (SELECT n + 1e-20 FROM ac_e_native WHERE _id = ''5'')');
 SET TimeZone = 'America/New_York';
 SELECT name, ac_diff(format(q, 'ac_e'), format(q, 'ac_e_native')) AS new_york,
        ac_count(format(q, 'ac_e_native')) AS native_rows
@@ -152,7 +171,10 @@ INSERT INTO ac_v_queries VALUES
   ('float8 = float4 k-NN', 'SELECT id FROM %s WHERE f8 <= 0.8::float4 ORDER BY embedding <-> ''{0,0}'' LIMIT 3'),
   ('beyond float8 >', 'SELECT id FROM %s WHERE (metadata->>''f8'')::numeric > 1e400'),
   ('beyond float8 <', 'SELECT id FROM %s WHERE (metadata->>''f8'')::numeric < 1e400 ORDER BY embedding <-> ''{0,0}'' LIMIT 3'),
-  ('beyond float8 >=', 'SELECT id FROM %s WHERE (metadata->>''f8'')::numeric >= -1e400 ORDER BY embedding <-> ''{0,0}'' LIMIT 3');
+  ('beyond float8 >=', 'SELECT id FROM %s WHERE (metadata->>''f8'')::numeric >= -1e400 ORDER BY embedding <-> ''{0,0}'' LIMIT 3'),
+  ('Infinity k-NN', 'SELECT id FROM %s WHERE f8 < ''Infinity'' ORDER BY embedding <-> ''{0,0}'' LIMIT 3'),
+  ('more digits k-NN', 'SELECT id FROM %s WHERE (metadata->>''f8'')::numeric > 0.40000000000000000001 ORDER BY embedding <-> ''{0,0}'' LIMIT 3'),
+  ('more digits = k-NN', 'SELECT id FROM %s WHERE (metadata->>''f8'')::numeric = 0.30000000000000000001 ORDER BY embedding <-> ''{0,0}'' LIMIT 3');
 SELECT name, ac_diff(format(q, 'ac_v'), format(q, 'ac_v_native')) AS vector,
        ac_count(format(q, 'ac_v_native')) AS native_rows
 FROM ac_v_queries ORDER BY name;

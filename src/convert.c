@@ -49,6 +49,9 @@
  */
 #include "postgres.h"
 
+#include <float.h>
+#include <math.h>
+
 #include "access/stratnum.h"
 #include "catalog/pg_type.h"
 #include "common/shortest_dec.h"
@@ -62,6 +65,7 @@
 #include "utils/float.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/regproc.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
@@ -674,6 +678,70 @@ PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
 	if (why)
 		*why = reason;
 	return reason == NULL;
+}
+
+/* ----------------------------------------------------------------
+ *		Numbers compared by a store
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * For a store that holds float8 numbers x, compares them with a float8,
+ * and returns each as its shortest decimal text T(x), which is what SQL
+ * then compares: the comparison with a float8 that selects exactly the x
+ * whose T(x) satisfies  T(x) <strategy> value, for value a numeric or float8
+ * datum of type typid.  *strategy (a btree strategy number; equality,
+ * less or greater) is updated and the float8 goes to *bound.  Returns
+ * false when no number satisfies it.
+ *
+ * For d = (float8) value, rounding being monotonic, x > d implies
+ * T(x) > value and x < d implies T(x) < value; only x = d depends on how
+ * value compares with T(d), which differs when value has more digits than
+ * a float8 holds (0.1000000000000000001 rounds to 0.1).  A value beyond the
+ * range of float8 (1e400, Infinity) or NaN, which SQL sorts above every
+ * number, is compared as the largest (smallest) float8, which no stored
+ * number exceeds: a store sent 1e400 would refuse it, or round it to
+ * Infinity.
+ */
+bool
+PgpolyFloat8Bound(Datum value, Oid typid, int *strategy, double *bound)
+{
+	bool		numeric = getBaseType(typid) == NUMERICOID;
+	int			cmp;			/* value compared with T(d) */
+	double		d;
+
+	d = numeric ? DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, value)) :
+		DatumGetFloat8(value);
+	if (isnan(d) || isinf(d))
+	{
+		cmp = isnan(d) || d > 0 ? 1 : -1;
+		d = cmp > 0 ? DBL_MAX : -DBL_MAX;
+	}
+	else if (!numeric)
+		cmp = 0;
+	else
+		cmp = DatumGetInt32(DirectFunctionCall2(numeric_cmp, value,
+												DirectFunctionCall3(numeric_in,
+																	CStringGetDatum(double_to_shortest_decimal(d)),
+																	ObjectIdGetDatum(InvalidOid),
+																	Int32GetDatum(-1))));
+	*bound = d;
+	if (cmp == 0)
+		return true;
+	switch (*strategy)
+	{
+		case BTLessStrategyNumber:
+		case BTLessEqualStrategyNumber:
+			/* x = d: T(d) < value when cmp > 0 */
+			*strategy = cmp > 0 ? BTLessEqualStrategyNumber : BTLessStrategyNumber;
+			return true;
+		case BTGreaterStrategyNumber:
+		case BTGreaterEqualStrategyNumber:
+			*strategy = cmp > 0 ? BTGreaterStrategyNumber : BTGreaterEqualStrategyNumber;
+			return true;
+		default:
+			return false;		/* equality: no T(x) is value */
+	}
 }
 
 /* ----------------------------------------------------------------

@@ -462,6 +462,8 @@ extern bool PgpolyFixedSettingsActive(void);
 extern bool PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
 											Oid collid, const char **why);
 extern bool PgpolyValueHasColumnForm(Oid coltype, Oid valtype);
+extern bool PgpolyFloat8Bound(Datum value, Oid typid, int *strategy,
+							  double *bound);
 extern char *PgpolyPrintable(const char *s, size_t len, size_t max);
 
 /* ----------------------------------------------------------------
