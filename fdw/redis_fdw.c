@@ -55,6 +55,7 @@
 #include "parser/parsetree.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -311,8 +312,9 @@ classify_score(RedisRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 		r = t;
 		swapped = true;
 	}
+	/* a float4 value compares widened (0.1::float4 is 0.10000000149...) */
 	if (!is_column(l, baserel, ri->tbl->score_att) || !PgpolyIsScanConstant(r) ||
-		TypeCategory(exprType(r)) != TYPCATEGORY_NUMERIC)
+		!PgpolyValueHasColumnForm(ri->tbl->cols[ri->tbl->score_att - 1].typid, exprType(r)))
 		return false;
 	if (strcmp(name, "=") == 0)
 	{
@@ -591,12 +593,29 @@ key_conv(RedisScanState *st, ExprState *es, int kind)
 	return &st->keyconv;
 }
 
-/* Tighten a score bound: keep the stricter of cur and the new value. */
+/*
+ * Tighten a score bound: keep the stricter of cur and the new value (a
+ * float8).  NaN, which Redis refuses as a bound, is above every score in
+ * SQL: as an upper bound it keeps every score, as a lower one it starts the
+ * range at +inf (whose scores the local recheck drops as well).
+ */
 static void
 tighten(char **cur, double *curval, Datum v, Oid typid, bool exclusive, bool lower)
 {
-	char	   *text = score_bound(v, typid, exclusive);
-	double		val = strtod(text + (exclusive ? 1 : 0), NULL);
+	char	   *text;
+	double		val;
+
+	if (isnan(DatumGetFloat8(v)))
+	{
+		if (lower)
+		{
+			*cur = "+inf";
+			*curval = get_float8_infinity();
+		}
+		return;
+	}
+	text = score_bound(v, typid, exclusive);
+	val = strtod(text + (exclusive ? 1 : 0), NULL);
 
 	if (*cur == NULL || (lower ? val > *curval : val < *curval) ||
 		(val == *curval && exclusive))

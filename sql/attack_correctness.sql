@@ -10,7 +10,8 @@
 --   3. The vector service: metadata filters under a nondeterministic
 --      collation, with a value of another type, beyond float8.
 --   4. Redis: UPDATE/DELETE of a row whose key or member another client
---      wrote in another spelling than pgpoly's fixed text form.
+--      wrote in another spelling than pgpoly's fixed text form; zset score
+--      ranges with float4 and NaN values.
 --
 \getenv redis_port REDIS_PORT
 \getenv es_url ES_URL
@@ -240,18 +241,36 @@ SELECT key, v FROM ac_raw ORDER BY key;
 SELECT key, member, score FROM ac_zraw ORDER BY score;
 SELECT key, idx, value FROM ac_lraw ORDER BY idx;
 
+-- zset score ranges (ZRANGEBYSCORE): a float4 value compares widened, and
+-- NaN, which Redis refuses as a bound, is above every score in SQL.
+CREATE FOREIGN TABLE ac_scores (key text, member text, score float8) SERVER ac_redis
+  OPTIONS (table_type 'zset', key_prefix 'regress_ac:s:', write_mode 'immediate');
+CREATE TABLE ac_scores_native (key text, member text, score float8);
+INSERT INTO ac_scores_native VALUES ('s', 'a', 0.1000000001), ('s', 'b', 0.1), ('s', 'c', '-Infinity'),
+  ('s', 'd', 'Infinity'), ('s', 'e', 1.5), ('t', 'a', 0.10000000149011612);
+INSERT INTO ac_scores SELECT * FROM ac_scores_native;
+SELECT q, ac_diff(format('SELECT key, member FROM ac_scores WHERE %s', q),
+                  format('SELECT key, member FROM ac_scores_native WHERE %s', q)) AS redis,
+       ac_count(format('SELECT key, member FROM ac_scores_native WHERE %s', q)) AS native_rows
+FROM unnest(ARRAY['score < 0.1::float4', 'score <= 0.1::float4', 'score > 0.1::float4',
+                  'score = 0.1::float4', 'score < ''NaN''', 'score >= ''NaN''', 'score = ''NaN''',
+                  'score BETWEEN 0.1 AND ''NaN''', 'score < ''Infinity''',
+                  'score > ''-Infinity'' AND score <= ''Infinity''']) q;
+
 -- Clean up every key, document and collection this test wrote.
 RESET TimeZone;
 DELETE FROM ac_raw;
 DELETE FROM ac_zraw;
 DELETE FROM ac_lraw;
+DELETE FROM ac_scores;
 SELECT pgpoly.elastic_request('ac_es', 'DELETE', '/regress_ac')->>'acknowledged';
 SELECT pgpoly.elastic_request('ac_es', 'DELETE', '/regress_ac_tags')->>'acknowledged';
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/regress_ac_v"
 DROP SERVER ac_es CASCADE;
 DROP SERVER ac_vec CASCADE;
 DROP SERVER ac_redis CASCADE;
-DROP TABLE ac_e_native, ac_e_queries, ac_v_native, ac_v_queries, ac_zk;
+DROP TABLE ac_e_native, ac_e_queries, ac_v_native, ac_v_queries, ac_zk,
+  ac_scores_native;
 DROP FUNCTION ac_diff(text, text);
 DROP FUNCTION ac_count(text);
 DROP COLLATION ac_ci;
