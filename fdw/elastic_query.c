@@ -82,6 +82,13 @@ pushable_type(Oid typid)
 	}
 }
 
+/* Whether equality under collation collid is equality of the bytes. */
+static bool
+deterministic(Oid collid)
+{
+	return !OidIsValid(collid) || get_collation_isdeterministic(collid);
+}
+
 /* Whether typid is one of the text types. */
 static bool
 is_text_type(Oid typid)
@@ -104,7 +111,7 @@ compare_field(ElasticTable *tbl, AttrNumber att, Oid collation, bool ranged)
 		return NULL;
 	if (!is_text_type(col->typid))
 		return col->field;
-	if (OidIsValid(collation) && !get_collation_isdeterministic(collation))
+	if (!deterministic(collation))
 		return NULL;
 	if (ranged && !(OidIsValid(collation) && lc_collate_is_c(collation)))
 		return NULL;
@@ -185,6 +192,7 @@ classify_op(ElasticTable *tbl, Oid opno, AttrNumber att, Node *value,
 			add_cond(conds, exprs, ECOND_QUERY, "_query", value);
 	if (col->role == ECOL_ID)
 		return is_text_type(col->typid) && strategy == BTEqualStrategyNumber &&
+			deterministic(collation) &&
 			add_cond(conds, exprs, ECOND_IDS, "_id", value);
 	if (strategy == 0 && !ne)
 		return false;
@@ -261,7 +269,8 @@ classify_any(ElasticTable *tbl, RelOptInfo *baserel, ScalarArrayOpExpr *sa,
 	if (btree_strategy(sa->opno, col->typid) != BTEqualStrategyNumber)
 		return false;
 	if (col->role == ECOL_ID)
-		return add_cond(conds, exprs, ECOND_IDS_IN, "_id", arr);
+		return deterministic(sa->inputcollid) &&
+			add_cond(conds, exprs, ECOND_IDS_IN, "_id", arr);
 	if (!PgpolyValueHasColumnForm(col->typid, get_element_type(exprType(arr))))
 		return false;
 	field = compare_field(tbl, att, sa->inputcollid, false);

@@ -317,7 +317,8 @@ static bool
 translate_id_eq(VectorRelInfo *ri, RelOptInfo *baserel, OpExpr *op, Node *l, Node *r)
 {
 	if (ri->id_exprs != NIL || PgpolyColumnOf(l, baserel) != ri->tbl->id_att ||
-		!PgpolyIsScanConstant(r) || op->opno != TextEqualOperator)
+		!PgpolyIsScanConstant(r) || op->opno != TextEqualOperator ||
+		!deterministic(op->inputcollid))
 		return false;
 	ri->id_exprs = list_make1(r);
 	ri->id_kinds = list_make1_int(VEXPR_ID);
@@ -377,7 +378,8 @@ translate_any(VectorRelInfo *ri, RelOptInfo *baserel, ScalarArrayOpExpr *sa)
 
 	if (!sa->useOr || sa->opno != TextEqualOperator || !PgpolyIsScanConstant(arr))
 		return false;
-	if (ri->id_exprs == NIL && PgpolyColumnOf(l, baserel) == ri->tbl->id_att)
+	if (ri->id_exprs == NIL && PgpolyColumnOf(l, baserel) == ri->tbl->id_att &&
+		deterministic(sa->inputcollid))
 	{
 		ri->id_exprs = list_make1(arr);
 		ri->id_kinds = list_make1_int(VEXPR_ID_ARRAY);
