@@ -67,6 +67,7 @@
 #include "parser/parsetree.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -726,7 +727,7 @@ explain_where(VectorRelInfo *ri)
 	foreach(lc, ri->conds)
 	{
 		VectorCondPlan *p = lfirst(lc);
-		VectorCondEval *e = palloc(sizeof(VectorCondEval));
+		VectorCondEval *e = palloc0(sizeof(VectorCondEval));
 
 		e->key = p->key;
 		e->op = p->op;
@@ -891,12 +892,61 @@ strategy_vcond(int strategy)
 	elog(ERROR, "unexpected comparison strategy %d", strategy);
 }
 
+/*
+ * The condition admitting the metadata strings "Infinity", "-Infinity" and
+ * "NaN" (which is how a float8 or numeric that JSON cannot hold as a number
+ * is written) that SQL's  <strategy> v  admits, v being a float8 or
+ * numeric of type typid; NULL when it admits none of them.
+ */
+static VectorCondEval *
+special_values(char *key, int strategy, Datum v, Oid typid)
+{
+	static const char *const specials[] = {"Infinity", "-Infinity", "NaN"};
+	const double values[] = {get_float8_infinity(), -get_float8_infinity(), get_float8_nan()};
+	bool		numeric = getBaseType(typid) == NUMERICOID;
+	VectorCondEval *c = NULL;
+
+	for (int i = 0; i < lengthof(specials); i++)
+	{
+		int			cmp;
+		bool		admitted;
+
+		if (numeric)
+			cmp = DatumGetInt32(DirectFunctionCall2(numeric_cmp,
+													DirectFunctionCall3(numeric_in,
+																		CStringGetDatum(specials[i]),
+																		ObjectIdGetDatum(InvalidOid),
+																		Int32GetDatum(-1)),
+													v));
+		else
+			cmp = float8_cmp_internal(values[i], DatumGetFloat8(v));
+		admitted = strategy == BTLessStrategyNumber ? cmp < 0 :
+			strategy == BTLessEqualStrategyNumber ? cmp <= 0 :
+			strategy == BTGreaterStrategyNumber ? cmp > 0 :
+			strategy == BTGreaterEqualStrategyNumber ? cmp >= 0 : cmp == 0;
+		if (!admitted)
+			continue;
+		if (c == NULL)
+		{
+			c = palloc0(sizeof(VectorCondEval));
+			c->key = key;
+			c->op = VCOND_IN;
+			c->value = "[";
+		}
+		c->value = psprintf("%s%s\"%s\"", c->value, strlen(c->value) > 1 ? "," : "",
+							specials[i]);
+	}
+	if (c)
+		c->value = psprintf("%s]", c->value);
+	return c;
+}
+
 /* Evaluate one condition value into spec (NULL or an empty IN: no rows). */
 static void
 eval_cond(VectorScanSpec *spec, char *key, VectorCondOp op, Datum v, Oid typid,
 		  bool isnull)
 {
-	VectorCondEval *c = palloc(sizeof(VectorCondEval));
+	VectorCondEval *c = palloc0(sizeof(VectorCondEval));
 	StringInfoData buf;
 	double		d;
 
@@ -911,9 +961,14 @@ eval_cond(VectorScanSpec *spec, char *key, VectorCondOp op, Datum v, Oid typid,
 	{
 		int			strategy = vcond_strategy[op];
 
+		/* the infinities and NaN SQL admits are stored as strings */
+		c->or_else = special_values(key, strategy, v, typid);
 		if (!PgpolyFloat8Bound(v, typid, &strategy, &d))
 		{
-			spec->empty = true;
+			if (c->or_else)
+				spec->conds = lappend(spec->conds, c->or_else);
+			else
+				spec->empty = true;
 			return;
 		}
 		op = strategy_vcond(strategy);

@@ -171,6 +171,10 @@ SELECT CASE WHEN i % 2 = 0 THEN 'Rec-' ELSE 'rec-' END || i, ARRAY[i, 0]::real[]
 FROM (SELECT i, (ARRAY['Vision', 'vision', 'VISION', 'nlp'])[1 + i % 4] AS t,
              CASE WHEN i % 2 = 0 THEN (i / 10.0)::float4::float8 ELSE i / 10.0 END AS f
       FROM generate_series(1, 12) i) s;
+-- JSON has no Infinity or NaN: such floats are written as strings.
+INSERT INTO ac_v_native
+SELECT n, ARRAY[100 + i, 0]::real[], jsonb_build_object('task', 'special', 'f8', f), 'special', f
+FROM (VALUES (1, 'inf', 'Infinity'::float8), (2, 'ninf', '-Infinity'), (3, 'nan', 'NaN')) v(i, n, f);
 INSERT INTO ac_v (id, embedding, task, f8) SELECT id, embedding, task, f8 FROM ac_v_native;
 CREATE TABLE ac_v_queries (name text, q text);
 INSERT INTO ac_v_queries VALUES
@@ -187,7 +191,15 @@ INSERT INTO ac_v_queries VALUES
   ('beyond float8 >=', 'SELECT id FROM %s WHERE (metadata->>''f8'')::numeric >= -1e400 ORDER BY embedding <-> ''{0,0}'' LIMIT 3'),
   ('Infinity k-NN', 'SELECT id FROM %s WHERE f8 < ''Infinity'' ORDER BY embedding <-> ''{0,0}'' LIMIT 3'),
   ('more digits k-NN', 'SELECT id FROM %s WHERE (metadata->>''f8'')::numeric > 0.40000000000000000001 ORDER BY embedding <-> ''{0,0}'' LIMIT 3'),
-  ('more digits = k-NN', 'SELECT id FROM %s WHERE (metadata->>''f8'')::numeric = 0.30000000000000000001 ORDER BY embedding <-> ''{0,0}'' LIMIT 3');
+  ('more digits = k-NN', 'SELECT id FROM %s WHERE (metadata->>''f8'')::numeric = 0.30000000000000000001 ORDER BY embedding <-> ''{0,0}'' LIMIT 3'),
+  ('strings Infinity, NaN: >', 'SELECT id FROM %s WHERE f8 > 1'),
+  ('strings Infinity, NaN: <', 'SELECT id FROM %s WHERE f8 < 1'),
+  ('strings Infinity, NaN: = Infinity', 'SELECT id FROM %s WHERE f8 = ''Infinity'''),
+  ('strings Infinity, NaN: >= Infinity', 'SELECT id FROM %s WHERE f8 >= ''Infinity'''),
+  ('strings Infinity, NaN: < NaN', 'SELECT id FROM %s WHERE f8 < ''NaN'''),
+  ('strings Infinity, NaN: = NaN', 'SELECT id FROM %s WHERE f8 = ''NaN'''),
+  ('strings Infinity, NaN: numeric >', 'SELECT id FROM %s WHERE (metadata->>''f8'')::numeric > 1'),
+  ('strings Infinity, NaN: k-NN', 'SELECT id FROM %s WHERE f8 > 1 ORDER BY embedding <-> ''{200,0}'' LIMIT 3');
 SELECT name, ac_diff(format(q, 'ac_v'), format(q, 'ac_v_native')) AS vector,
        ac_count(format(q, 'ac_v_native')) AS native_rows
 FROM ac_v_queries ORDER BY name;
