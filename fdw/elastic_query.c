@@ -157,24 +157,13 @@ add_cond(List **conds, List **exprs, ElasticCondKind kind, const char *field,
 	return true;
 }
 
-/* Strategy of opno in the default btree opfamily of typid, or 0. */
-static int
-btree_strategy(Oid opno, Oid typid)
-{
-	TypeCacheEntry *tc = lookup_type_cache(typid, TYPECACHE_BTREE_OPFAMILY);
-
-	if (!OidIsValid(tc->btree_opf))
-		return 0;
-	return get_op_opfamily_strategy(opno, tc->btree_opf);
-}
-
 /* Whether opno is "<>" of the default btree opfamily of typid. */
 static bool
 is_not_equal(Oid opno, Oid typid)
 {
 	Oid			neg = get_negator(opno);
 
-	return OidIsValid(neg) && btree_strategy(neg, typid) == BTEqualStrategyNumber;
+	return OidIsValid(neg) && PgpolyBtreeStrategy(neg, typid) == BTEqualStrategyNumber;
 }
 
 /* column op value, with the column on the left. */
@@ -183,7 +172,7 @@ classify_op(ElasticTable *tbl, Oid opno, AttrNumber att, Node *value,
 			Oid collation, List **conds, List **exprs)
 {
 	ElasticColumn *col = &tbl->cols[att - 1];
-	int			strategy = btree_strategy(opno, col->typid);
+	int			strategy = PgpolyBtreeStrategy(opno, col->typid);
 	bool		ne = strategy == 0 && is_not_equal(opno, col->typid);
 	char	   *field;
 
@@ -266,7 +255,7 @@ classify_any(ElasticTable *tbl, RelOptInfo *baserel, ScalarArrayOpExpr *sa,
 	if (!sa->useOr || att == 0 || att > tbl->natts || !PgpolyIsScanConstant(arr))
 		return false;
 	col = &tbl->cols[att - 1];
-	if (btree_strategy(sa->opno, col->typid) != BTEqualStrategyNumber)
+	if (PgpolyBtreeStrategy(sa->opno, col->typid) != BTEqualStrategyNumber)
 		return false;
 	if (col->role == ECOL_ID)
 		return deterministic(sa->inputcollid) &&

@@ -33,6 +33,7 @@
 #include <hiredis/hiredis.h>
 
 #include "access/htup_details.h"
+#include "access/stratnum.h"
 #include "access/sysattr.h"
 #include "common/hashfn.h"
 #include "catalog/pg_operator.h"
@@ -298,11 +299,10 @@ classify_score(RedisRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 {
 	Node	   *l = linitial(op->args);
 	Node	   *r = lsecond(op->args);
-	char	   *name = get_opname(op->opno);
 	bool		swapped = false;
 	int			kind;
 
-	if (ri->tbl->type != REDIS_ZSET || name == NULL || list_length(op->args) != 2)
+	if (ri->tbl->type != REDIS_ZSET || list_length(op->args) != 2)
 		return false;
 	if (!is_column(l, baserel, ri->tbl->score_att))
 	{
@@ -316,23 +316,29 @@ classify_score(RedisRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 	if (!is_column(l, baserel, ri->tbl->score_att) || !PgpolyIsScanConstant(r) ||
 		!PgpolyValueHasColumnForm(ri->tbl->cols[ri->tbl->score_att - 1].typid, exprType(r)))
 		return false;
-	if (strcmp(name, "=") == 0)
+	/* the score type's own comparisons, whatever the search_path holds */
+	switch (PgpolyBtreeStrategy(op->opno, FLOAT8OID))
 	{
-		push(ri, (Expr *) op, r, REXPR_SCORE_MIN);
-		ri->exprs = lappend(ri->exprs, r);
-		ri->kinds = lappend_int(ri->kinds, REXPR_SCORE_MAX);
-		return true;
+		case BTEqualStrategyNumber:
+			push(ri, (Expr *) op, r, REXPR_SCORE_MIN);
+			ri->exprs = lappend(ri->exprs, r);
+			ri->kinds = lappend_int(ri->kinds, REXPR_SCORE_MAX);
+			return true;
+		case BTGreaterEqualStrategyNumber:
+			kind = swapped ? REXPR_SCORE_MAX : REXPR_SCORE_MIN;
+			break;
+		case BTGreaterStrategyNumber:
+			kind = swapped ? REXPR_SCORE_MAX_EXCL : REXPR_SCORE_MIN_EXCL;
+			break;
+		case BTLessEqualStrategyNumber:
+			kind = swapped ? REXPR_SCORE_MIN : REXPR_SCORE_MAX;
+			break;
+		case BTLessStrategyNumber:
+			kind = swapped ? REXPR_SCORE_MIN_EXCL : REXPR_SCORE_MAX_EXCL;
+			break;
+		default:
+			return false;
 	}
-	if (strcmp(name, ">=") == 0)
-		kind = swapped ? REXPR_SCORE_MAX : REXPR_SCORE_MIN;
-	else if (strcmp(name, ">") == 0)
-		kind = swapped ? REXPR_SCORE_MAX_EXCL : REXPR_SCORE_MIN_EXCL;
-	else if (strcmp(name, "<=") == 0)
-		kind = swapped ? REXPR_SCORE_MIN : REXPR_SCORE_MAX;
-	else if (strcmp(name, "<") == 0)
-		kind = swapped ? REXPR_SCORE_MIN_EXCL : REXPR_SCORE_MAX_EXCL;
-	else
-		return false;
 	push(ri, (Expr *) op, r, kind);
 	return true;
 }

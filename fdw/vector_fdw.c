@@ -269,22 +269,27 @@ metadata_key(Node *n, RelOptInfo *baserel, VectorTable *tbl, ValueKind *kind)
 	return TextDatumGetCString(k->constvalue);
 }
 
-/* The condition operator for SQL operator opname, or -1. */
+/*
+ * The condition operator for SQL operator opno comparing a value of typid
+ * (swapped: with the value on the left), or -1 when opno is not one of the
+ * type's btree comparisons.
+ */
 static int
-cond_op(const char *opname, bool swapped)
+cond_op(Oid opno, Oid typid, bool swapped)
 {
-	if (opname == NULL)
-		return -1;
-	if (strcmp(opname, "=") == 0)
-		return VCOND_EQ;
-	if (strcmp(opname, "<") == 0)
-		return swapped ? VCOND_GT : VCOND_LT;
-	if (strcmp(opname, "<=") == 0)
-		return swapped ? VCOND_GE : VCOND_LE;
-	if (strcmp(opname, ">") == 0)
-		return swapped ? VCOND_LT : VCOND_GT;
-	if (strcmp(opname, ">=") == 0)
-		return swapped ? VCOND_LE : VCOND_GE;
+	switch (PgpolyBtreeStrategy(opno, typid))
+	{
+		case BTEqualStrategyNumber:
+			return VCOND_EQ;
+		case BTLessStrategyNumber:
+			return swapped ? VCOND_GT : VCOND_LT;
+		case BTLessEqualStrategyNumber:
+			return swapped ? VCOND_GE : VCOND_LE;
+		case BTGreaterStrategyNumber:
+			return swapped ? VCOND_LT : VCOND_GT;
+		case BTGreaterEqualStrategyNumber:
+			return swapped ? VCOND_LE : VCOND_GE;
+	}
 	return -1;
 }
 
@@ -353,7 +358,7 @@ translate_opexpr(VectorRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 		return true;
 	if (!PgpolyIsScanConstant(r) || (key = metadata_key(l, baserel, ri->tbl, &kind)) == NULL)
 		return false;
-	cop = cond_op(get_opname(op->opno), swapped);
+	cop = cond_op(op->opno, exprType(l), swapped);
 	if (cop < 0 || kind_of_type(exprType(r)) != kind ||
 		!PgpolyValueHasColumnForm(exprType(l), exprType(r)))
 		return false;
@@ -717,7 +722,13 @@ const_json(Const *c)
 	return buf.data;
 }
 
-/* The where object as EXPLAIN shows it (run-time values as "$n"). */
+static void eval_cond(VectorScanSpec *spec, char *key, VectorCondOp op, Datum v,
+					  Oid typid, bool isnull);
+
+/*
+ * The where object as EXPLAIN shows it: constants as the scan sends them
+ * (eval_cond), run-time values as "$n".
+ */
 static char *
 explain_where(VectorRelInfo *ri)
 {
@@ -728,7 +739,19 @@ explain_where(VectorRelInfo *ri)
 	{
 		VectorCondPlan *p = lfirst(lc);
 		VectorCondEval *e = palloc0(sizeof(VectorCondEval));
+		VectorScanSpec sent = {0};
 
+		if (IsA(p->value, Const))
+		{
+			Const	   *c = (Const *) p->value;
+
+			eval_cond(&sent, p->key, p->op, c->constvalue, c->consttype, c->constisnull);
+			if (!sent.empty)
+			{
+				conds = list_concat(conds, sent.conds);
+				continue;
+			}
+		}
 		e->key = p->key;
 		e->op = p->op;
 		e->value = IsA(p->value, Const) ? const_json((Const *) p->value) :

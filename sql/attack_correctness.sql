@@ -281,6 +281,24 @@ FROM unnest(ARRAY['score < 0.1::float4', 'score <= 0.1::float4', 'score > 0.1::f
                   'score BETWEEN 0.1 AND ''NaN''', 'score < ''Infinity''',
                   'score > ''-Infinity'' AND score <= ''Infinity''']) q;
 
+-- An operator named < that the search_path puts before pg_catalog's is not
+-- the type's ordering: pushdown recognises comparisons by their btree
+-- strategy, not by name, so the clause stays local (here it means >).
+CREATE FUNCTION ac_gt(float8, float8) RETURNS bool LANGUAGE sql IMMUTABLE
+  AS 'SELECT $1 > $2';
+CREATE OPERATOR public.< (LEFTARG = float8, RIGHTARG = float8, FUNCTION = ac_gt);
+SET search_path = public, pg_catalog;
+SELECT ac_diff('SELECT key, member FROM ac_scores WHERE score < 1',
+               'SELECT key, member FROM ac_scores_native WHERE score < 1') AS redis,
+       ac_count('SELECT key, member FROM ac_scores_native WHERE score < 1') AS native_rows;
+SELECT ac_diff('SELECT id FROM ac_v WHERE f8 < 1', 'SELECT id FROM ac_v_native WHERE f8 < 1') AS vector,
+       ac_count('SELECT id FROM ac_v_native WHERE f8 < 1') AS native_rows;
+SELECT ac_diff('SELECT _id FROM ac_e WHERE f8 < 1', 'SELECT _id FROM ac_e_native WHERE f8 < 1') AS elastic,
+       ac_count('SELECT _id FROM ac_e_native WHERE f8 < 1') AS native_rows;
+RESET search_path;
+DROP OPERATOR public.< (float8, float8);
+DROP FUNCTION ac_gt(float8, float8);
+
 -- Clean up every key, document and collection this test wrote.
 RESET TimeZone;
 DELETE FROM ac_raw;

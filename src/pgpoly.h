@@ -107,6 +107,7 @@ extern bool PgpolyIsForeignTableOf(Oid relid,
 extern Node *PgpolyStripRelabel(Node *n);
 extern AttrNumber PgpolyColumnOf(Node *n, struct RelOptInfo *baserel);
 extern bool PgpolyIsScanConstant(Node *expr);
+extern int	PgpolyBtreeStrategy(Oid opno, Oid typid);
 extern char *PgpolyDeparseClauses(List *clauses, struct PlannerInfo *root,
 								  struct RelOptInfo *baserel);
 extern int	PgpolyModifyBatchSize(struct ResultRelInfo *rinfo, int dflt);
