@@ -135,6 +135,10 @@ extern void RedisExchange(PgpolyConnection *conn, int nreplies,
 extern void RedisReplyError(PgpolyConnection *conn, struct redisReply *reply,
 							const char *key, size_t keylen,
 							RedisTable *tbl) pg_attribute_noreturn();
+extern void RedisProtocolError(PgpolyConnection *conn, const char *command,
+							   struct redisReply *r,
+							   const char *what) pg_attribute_noreturn();
+extern char *RedisBytesCopy(const char *s, size_t len);
 
 /*
  * One command, argv with explicit lengths.  Lives in the memory context of
@@ -203,8 +207,8 @@ typedef struct RedisWrite
 
 /* redis_scan.c */
 extern HTAB *RedisKeySet(MemoryContext cxt);
-extern bool RedisKeySetAdd(HTAB *set, char *key);
-extern int	RedisKeySetIndex(HTAB *set, char *key, int next);
+extern bool RedisKeySetAdd(HTAB *set, const char *key, size_t len);
+extern int	RedisKeySetIndex(HTAB *set, const char *key, size_t len, int next);
 typedef struct RedisOverlay RedisOverlay;
 extern RedisOverlay *RedisBuildOverlay(List *pending);
 extern void RedisOverlayAdd(RedisOverlay **ov, RedisWrite *w);

@@ -557,17 +557,21 @@ redisBeginForeignScan(ForeignScanState *node, int eflags)
 }
 
 /*
- * Add the key of value (of the key clause's type, conv) to keys
- * (deduplicated through seen).
+ * Add the key of value (of the key clause's type, conv) to keys and its
+ * length to lens (deduplicated through seen).
  */
 static void
-add_key(RedisTable *tbl, PgpolyConv *conv, Datum value, List **keys, HTAB *seen)
+add_key(RedisTable *tbl, PgpolyConv *conv, Datum value, List **keys,
+		List **lens, HTAB *seen)
 {
 	size_t		len;
 	char	   *key = RedisKeyFromDatum(tbl, conv, value, &len);
 
-	if (RedisKeySetAdd(seen, key))
+	if (RedisKeySetAdd(seen, key, len))
+	{
 		*keys = lappend(*keys, key);
+		*lens = lappend_int(*lens, (int) len);
+	}
 }
 
 /*
@@ -637,6 +641,7 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 {
 	ExprContext *econtext = node->ss.ps.ps_ExprContext;
 	List	   *keys = NIL;
+	List	   *keylens = NIL;
 	char	   *smin = NULL;
 	char	   *smax = NULL;
 	double		vmin = 0,
@@ -660,13 +665,13 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 		{
 			if (kind == REXPR_KEY || kind == REXPR_KEY_ARRAY)
 				continue;		/* key = NULL matches nothing */
-			keys = NIL;			/* score op NULL: nothing matches */
+			keys = keylens = NIL;	/* score op NULL: nothing matches */
 			smin = "+inf";
 			smax = "-inf";
 			continue;
 		}
 		if (kind == REXPR_KEY)
-			add_key(st->tbl, key_conv(st, es, kind), v, &keys, seen);
+			add_key(st->tbl, key_conv(st, es, kind), v, &keys, &keylens, seen);
 		else if (kind == REXPR_KEY_ARRAY)
 		{
 			ArrayType  *arr = DatumGetArrayTypeP(v);
@@ -682,7 +687,7 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 							  &elems, &enulls, &n);
 			for (int i = 0; i < n; i++)
 				if (!enulls[i])
-					add_key(st->tbl, key_conv(st, es, kind), elems[i], &keys, seen);
+					add_key(st->tbl, key_conv(st, es, kind), elems[i], &keys, &keylens, seen);
 		}
 		else if (kind == REXPR_SCORE_MIN || kind == REXPR_SCORE_MIN_EXCL)
 			tighten(&smin, &vmin, v, typid, kind == REXPR_SCORE_MIN_EXCL, true);
@@ -698,12 +703,13 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 		char	  **kv = palloc(sizeof(char *) * Max(n, 1));
 		size_t	   *lv = palloc(sizeof(size_t) * Max(n, 1));
 		int			i = 0;
-		ListCell   *lc;
+		ListCell   *lc,
+				   *ll;
 
-		foreach(lc, keys)
+		forboth(lc, keys, ll, keylens)
 		{
 			kv[i] = lfirst(lc);
-			lv[i] = strlen(kv[i]);
+			lv[i] = (size_t) lfirst_int(ll);
 			i++;
 		}
 		RedisScanSetKeys(st->scan, kv, lv, n);

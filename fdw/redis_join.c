@@ -466,7 +466,7 @@ load_batch(RedisJoinState *js)
 		js->keys[n] = isnull ? NULL :
 			RedisKeyFromDatum(js->tbl, &js->keyconv, key, &js->lens[n]);
 		MemoryContextSwitchTo(old);
-		js->stateidx[n] = js->keys[n] ? RedisKeySetIndex(seen, js->keys[n], nd) : -1;
+		js->stateidx[n] = js->keys[n] ? RedisKeySetIndex(seen, js->keys[n], js->lens[n], nd) : -1;
 		if (js->stateidx[n] == nd)
 		{
 			dkeys[nd] = js->keys[n];

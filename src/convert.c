@@ -751,8 +751,9 @@ PgpolyFloat8Bound(Datum value, Oid typid, int *strategy, double *bound)
 
 /*
  * A printable rendering of len bytes of store data for a message: valid
- * characters as they are, other bytes (NUL, invalid sequences, control
- * characters) as \xNN; at most max bytes of input, then "...".
+ * characters as they are, a backslash doubled, other bytes (NUL, invalid
+ * sequences, control characters) as \xNN; at most max bytes of input,
+ * then "...".
  */
 char *
 PgpolyPrintable(const char *s, size_t len, size_t max)
@@ -767,6 +768,12 @@ PgpolyPrintable(const char *s, size_t len, size_t max)
 		unsigned char c = (unsigned char) s[i];
 		int			n;
 
+		if (c == '\\')
+		{
+			appendStringInfoString(&buf, "\\\\");
+			i++;
+			continue;
+		}
 		if (c < 0x20 || c == 0x7f)
 			n = 0;
 		else if (!IS_HIGHBIT_SET(c))
