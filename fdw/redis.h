@@ -92,6 +92,8 @@ typedef struct RedisTable
 	int			natts;
 	RedisColumn *cols;			/* indexed by attnum - 1 */
 	bool		fixed_in;		/* reading some column needs fixed settings */
+	struct ResultRelInfo *target;	/* scanned for this UPDATE/DELETE target
+									 * (RedisNoteMisspelled), or NULL */
 	AttrNumber	key_att;		/* attnums (0 when absent) */
 	AttrNumber	member_att;
 	AttrNumber	score_att;
@@ -114,6 +116,10 @@ extern char *RedisDatumText(RedisTable *tbl, AttrNumber att, Datum value,
 							size_t *len);
 extern Datum RedisTextDatum(RedisTable *tbl, AttrNumber att, const char *s,
 							size_t len);
+extern bool RedisIdentityMisspelled(RedisTable *tbl, AttrNumber att, Datum value,
+									const char *s, size_t len);
+extern char *RedisRowIdentity(RedisTable *tbl, Datum *values, bool *nulls,
+							  size_t *len);
 extern const PgpolyOption RedisOptions[];
 
 /* redis_io.c */
@@ -422,6 +428,10 @@ extern void RedisStateRow(RedisScan *scan, RedisKeyState *st, int item,
 
 /* redis_fdw.c */
 extern bool RedisIsRedisTable(Oid relid);
+extern struct ResultRelInfo *RedisScanTarget(struct EState *estate, Index rti);
+extern void RedisNoteMisspelled(struct ResultRelInfo *target, Datum *values,
+								bool *nulls, AttrNumber att, const char *s,
+								size_t len);
 
 /* redis_fdw.c, for redis_join.c */
 extern Datum pgpoly_redis_handler(PG_FUNCTION_ARGS);

@@ -1031,6 +1031,9 @@ state_row_values(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
 	RedisTable *tbl = scan->tbl;
 	RowJson		json = {false, (Datum) 0, NIL};
 	int			i;
+	AttrNumber	misspelled = 0; /* an identity column not in the fixed form */
+	const char *spelling = NULL;
+	size_t		spelling_len = 0;
 
 	for (i = 0; i < tbl->natts; i++)
 	{
@@ -1047,7 +1050,17 @@ state_row_values(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
 			values[i] = PgpolyTextToDatum(&col->conv, text, len);	/* JSON text */
 		else
 			values[i] = RedisTextDatum(tbl, i + 1, text, len);
+		if (tbl->target && text != NULL && misspelled == 0 &&
+			RedisIdentityMisspelled(tbl, i + 1, values[i], text, len))
+		{
+			misspelled = i + 1;
+			spelling = text;
+			spelling_len = len;
+		}
 	}
+	if (misspelled)
+		RedisNoteMisspelled(tbl->target, values, nulls, misspelled, spelling,
+							spelling_len);
 }
 
 /*
