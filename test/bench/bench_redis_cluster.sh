@@ -23,13 +23,15 @@
 # rounds, and each figure is the median.  Every run is checked (plan node,
 # row count, keys created); the cluster's answers equal the server's.
 #
-# Exit status: 0 when every figure was measured (a missed target only prints
-# MISSED); 1 when a measurement failed.
+# Figures are reported through test/bench/common.sh (bench_report: MISSED on
+# a missed target, the load average with every figure).  Exit status: 0 when
+# every figure was measured; 1 when a measurement failed.
 #
 # Usage: PGHOST=... PGPORT=... PGUSER=... REDIS_PORT=... PGPOLY_WORK=... \
-#        test/bench/bench_redis_cluster.sh
-# Environment: REPEAT (5), SCAN_REPEAT (3), N_SCAN (1000000), KEEP_DB.
-# The server's Redis database 0 must be empty at start (it is flushed).
+#        test/bench/bench_redis_cluster.sh   (make bench BENCH=redis_cluster)
+# Environment: BENCH_PARTS (insert, join, scan; default all), REPEAT (5),
+# SCAN_REPEAT (3), N_SCAN (1000000), KEEP_DB.  The server's Redis database 0
+# must be empty at start (it is flushed).
 set -euo pipefail
 
 : "${REDIS_PORT:?REDIS_PORT must point at a throwaway Redis server}"
@@ -60,7 +62,7 @@ cleanup() {
 	[[ -z "$CLUSTER_DIR" ]] || python3 "$FIXTURE" stop "$CLUSTER_DIR"
 	if ((STARTED)) && [[ -z "${KEEP_DB:-}" ]]; then
 		dropdb --if-exists "$DB" 2>/dev/null
-		"${RCLI[@]}" flushall >/dev/null 2>&1
+		"${RCLI[@]}" flushdb >/dev/null 2>&1
 	fi
 	[[ -n "${PGPOLY_WORK:-}" ]] || rm -rf "$WORK"
 }
@@ -71,8 +73,8 @@ die() {
 	exit 1
 }
 
-# shellcheck source=test/bench/lib_bench.sh
-source "$HERE/lib_bench.sh"
+# shellcheck source=test/bench/common.sh
+source "$HERE/common.sh"
 
 # ---------------------------------------------------------------- setup
 
@@ -119,7 +121,7 @@ done
 # flush_all: empty the server and every cluster node
 flush_all() {
 	local p
-	"${RCLI[@]}" flushall >/dev/null
+	"${RCLI[@]}" flushdb >/dev/null
 	for p in "${NODES[@]}"; do redis-cli -p "$p" flushall >/dev/null; done
 }
 
@@ -150,28 +152,32 @@ COMMIT;" >"$out" 2>&1 || { ERR="$(grep -E 'ERROR|FATAL' "$out" | head -n 3)"; re
 	SAMPLE="$(grep -o 'Time: [0-9.]*' "$out" | awk '{ s += $2 } END { print s }')"
 }
 
-echo
-echo "INSERT of $N_INS rows (transactional, COMMIT included), server and cluster alternating:"
 ins_one=() ins_cl=()
-for ((i = 0; i < REPEAT; i++)); do
-	for srv in one cl; do
-		if insert_sample "$srv"; then
-			eval "ins_${srv}+=(\"\$SAMPLE\")"
-		else
-			fail "insert on $srv: $ERR"
-			break 2
-		fi
+if bench_parts_include insert; then
+	echo
+	echo "INSERT of $N_INS rows (transactional, COMMIT included), server and cluster alternating:"
+	for ((i = 0; i < REPEAT; i++)); do
+		for srv in one cl; do
+			if insert_sample "$srv"; then
+				eval "ins_${srv}+=(\"\$SAMPLE\")"
+			else
+				bench_fail "insert on $srv: $ERR"
+				break 2
+			fi
+		done
 	done
-done
-if ((FAILED == 0)); then
+fi
+if ((BENCH_FAILED == 0 && ${#ins_one[@]} > 0)); then
 	echo "  server runs (ms):  ${ins_one[*]}"
 	echo "  cluster runs (ms): ${ins_cl[*]}"
-	m1="$(printf '%s\n' "${ins_one[@]}" | median)"
-	m2="$(printf '%s\n' "${ins_cl[@]}" | median)"
-	r1="$(calc "$N_INS / ($m1 / 1000)")"
-	r2="$(calc "$N_INS / ($m2 / 1000)")"
-	r="$(calc "$r2 / $r1")"
-	report "redis cluster insert 100k: cluster $(printf '%.0f' "$r2") rows/s, server $(printf '%.0f' "$r1") rows/s, ratio $r (target >= 0.80)$(verdict "$r" '>=' 0.80)"
+	m1="$(printf '%s\n' "${ins_one[@]}" | bench_median)"
+	m2="$(printf '%s\n' "${ins_cl[@]}" | bench_median)"
+	r1="$(bench_calc "$N_INS / ($m1 / 1000)")"
+	r2="$(bench_calc "$N_INS / ($m2 / 1000)")"
+	r="$(bench_calc "$r2 / $r1")"
+	bench_report "redis cluster insert 100k (rows/s, cluster over server)" \
+		"$(printf '%.0f' "$r2") rows/s on the cluster" "one server: $(printf '%.0f' "$r1") rows/s" \
+		"$r" '>=' 0.80
 fi
 flush_all
 
@@ -210,7 +216,8 @@ print(' OR '.join('s BETWEEN %d AND %d' % (r[0], r[1])
 
 t0=$(date +%s%N)
 load bc:u10k: "$N_JOIN"
-load bc:big: "$N_SCAN"
+bench_parts_include scan || N_SCAN=0
+((N_SCAN == 0)) || load bc:big: "$N_SCAN"
 echo
 echo "loaded $N_JOIN + $N_SCAN hashes on the server and on the cluster in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 for p in "${NODES[@]}"; do echo "  node $p: $(redis-cli -p "$p" dbsize) keys"; done
@@ -242,7 +249,7 @@ measure() {
 	for ((i = 0; i < n; i++)); do
 		for srv in one cl; do
 			if ! sample_query "$name-$srv" "$node" "$rows" "${tmpl//@/$srv}"; then
-				fail "$name on $srv: $ERR"
+				bench_fail "$name on $srv: $ERR"
 				return 1
 			fi
 			eval "$srv+=(\"\$SAMPLE\")"
@@ -250,17 +257,18 @@ measure() {
 	done
 	echo "  server runs (ms):  ${one[*]}"
 	echo "  cluster runs (ms): ${cl[*]}"
-	M_ONE="$(printf '%s\n' "${one[@]}" | median)"
-	M_CL="$(printf '%s\n' "${cl[@]}" | median)"
+	M_ONE="$(printf '%s\n' "${one[@]}" | bench_median)"
+	M_CL="$(printf '%s\n' "${cl[@]}" | bench_median)"
 }
 
 AGG="count(*) AS n, sum(u.clicks_7d) AS clicks, round(sum(u.ctr * r.score)::numeric, 6) AS wctr, max(u.updated) AS last"
 JOIN="SELECT $AGG FROM bench_req10k r JOIN @_u10k u ON u.user_id = r.user_id"
 SCAN="SELECT count(*), sum(clicks_7d), max(updated) FROM @_big"
 
+if bench_parts_include join; then
 a="$("${PSQL[@]}" -At -c "${JOIN//@/one}")"
 b="$("${PSQL[@]}" -At -c "${JOIN//@/cl}")"
-[[ "$a" == "$b" ]] || fail "join: the cluster's answer ($b) differs from the server's ($a)"
+[[ "$a" == "$b" ]] || bench_fail "join: the cluster's answer ($b) differs from the server's ($a)"
 
 echo
 echo "plan of the join on the cluster (printed once):"
@@ -269,23 +277,29 @@ echo "plan of the join on the cluster (printed once):"
 echo
 echo "join $N_JOIN local rows to $N_JOIN Redis hashes (Redis Batched Join):"
 if measure join "Custom Scan \(Redis Batched Join\)" "$N_JOIN" "$REPEAT" "$JOIN"; then
-	r="$(calc "$M_CL / $M_ONE")"
-	report "redis cluster join 10k: cluster $M_CL ms, server $M_ONE ms, ratio $r (target <= 1.50)$(verdict "$r" '<=' 1.50)"
+	r="$(bench_calc "$M_CL / $M_ONE")"
+	bench_report "redis cluster join 10k (time, cluster over server)" "$M_CL ms on the cluster" \
+		"one server: $M_ONE ms" "$r" '<=' 1.50
 fi
 
+fi
+
+if ((N_SCAN > 0)); then
 a="$("${PSQL[@]}" -At -c "${SCAN//@/one}")"
 b="$("${PSQL[@]}" -At -c "${SCAN//@/cl}")"
-[[ "$a" == "$b" ]] || fail "scan: the cluster's answer ($b) differs from the server's ($a)"
+[[ "$a" == "$b" ]] || bench_fail "scan: the cluster's answer ($b) differs from the server's ($a)"
 
 echo
 echo "full scan of $N_SCAN Redis hashes:"
 if measure scan "Foreign Scan on public\.(one|cl)_big" "$N_SCAN" "$SCAN_REPEAT" "$SCAN"; then
-	r="$(calc "$M_CL / $M_ONE")"
-	report "redis cluster full scan 1M: cluster $M_CL ms, server $M_ONE ms, ratio $r (target <= 1.00)$(verdict "$r" '<=' 1.00)"
+	r="$(bench_calc "$M_CL / $M_ONE")"
+	bench_report "redis cluster full scan of $N_SCAN hashes (time, cluster over server)" "$M_CL ms on the cluster" \
+		"one server: $M_ONE ms" "$r" '<=' 1.00
 	grep -E "Round Trips" "$WORK/scan-cl.out" | sed 's/^/    /'
+fi
 fi
 
 # ---------------------------------------------------------------- summary
 
-bench_summary "medians of $REPEAT insert and join runs, $SCAN_REPEAT scan runs"
-exit "$FAILED"
+echo "(medians of $REPEAT insert and join runs, $SCAN_REPEAT scan runs)"
+bench_summary bench_redis_cluster
