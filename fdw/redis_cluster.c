@@ -19,6 +19,16 @@
  * here at CREATE/ALTER SERVER time: exactly one of host/port, cluster or
  * nodes, sentinels with sentinel_master.
  *
+ * Invariants:
+ *	- A reply reaches the caller only when it is the answer: MOVED, ASK,
+ *	  TRYAGAIN and CLUSTERDOWN never do (until retries run out at
+ *	  timeout_ms), and a MULTI/EXEC block is redirected or retried whole.
+ *	- Every command of a block is in the block's slot (callers group writes
+ *	  by slot); a block is never split between nodes.
+ *	- A full scan covers every slot (no slot without a node in the map) and
+ *	  also lists the keys of the slots that moved while it ran: it never
+ *	  returns part of the data as if it were all of it.
+ *
  * fdw/redis_cluster.c
  *
  *-------------------------------------------------------------------------
