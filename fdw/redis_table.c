@@ -39,6 +39,10 @@ const PgpolyOption RedisOptions[] = {
 	{"db", ForeignServerRelationId, PGPOLY_OPT_INT, 0, 1000000, NULL, false},
 	{"connect_timeout_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
 	{"timeout_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
+	{"cluster", ForeignServerRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
+	{"nodes", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
+	{"sentinels", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
+	{"sentinel_master", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"user", UserMappingRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"password", UserMappingRelationId, PGPOLY_OPT_STRING, 0, 0, NULL, true},
 	{"password_required", UserMappingRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
@@ -56,13 +60,19 @@ const PgpolyOption RedisOptions[] = {
 
 PG_FUNCTION_INFO_V1(pgpoly_redis_validator);
 
-/* Validator of pgpoly_redis options (CREATE/ALTER of every object). */
+/*
+ * Validator of pgpoly_redis options (CREATE/ALTER of every object).  A
+ * server's options must also describe exactly one topology.
+ */
 Datum
 pgpoly_redis_validator(PG_FUNCTION_ARGS)
 {
 	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+	RedisTopology topo;
 
 	PgpolyValidateOptions(RedisOptions, options, PG_GETARG_OID(1));
+	if (PG_GETARG_OID(1) == ForeignServerRelationId)
+		RedisTopologyFromOptions(options, &topo);
 	PG_RETURN_VOID();
 }
 
@@ -303,6 +313,8 @@ RedisLoadTable(Oid relid, Oid userid)
 	tbl->remote_estimate = PgpolyGetBoolOption(opts, "use_remote_estimate", false);
 	tbl->server = GetForeignServer(ft->serverid);
 	tbl->user = PgpolyGetUserMapping(userid, ft->serverid);
+	tbl->cluster = PgpolyGetOption(tbl->server->options, "nodes", NULL) != NULL ||
+		PgpolyGetBoolOption(tbl->server->options, "cluster", false);
 
 	rel = table_open(relid, AccessShareLock);
 	load_columns(tbl, rel);

@@ -145,8 +145,18 @@ struct PgpolyConnection;
  * PgpolyCredentialNotRequested) and returns the store's handle; disconnect() closes it and must not ereport.  flush()
  * sends the transaction's buffered writes (their payloads, in write order,
  * on a connected handle) at pre-commit, and ereports on any failure so
- * that COMMIT fails.
+ * that COMMIT fails.  describe() (optional) lists the connections a handle
+ * holds when it spans several servers (a Redis Cluster's nodes), as
+ * PgpolyConnRow, for pgpoly.connections(); NIL or no callback: the
+ * connection is its own row.
  */
+typedef struct PgpolyConnRow
+{
+	char	   *target;			/* host:port or URL */
+	int64		requests;
+	int64		errors;
+} PgpolyConnRow;
+
 typedef struct PgpolyStore
 {
 	const char *name;			/* "redis", "elastic", "vector" */
@@ -165,6 +175,7 @@ typedef struct PgpolyStore
 	 * the table.
 	 */
 	List	   *(*conflict_columns) (Oid relid);
+	List	   *(*describe) (struct PgpolyConnection *conn);
 } PgpolyStore;
 
 /* Cache key: one connection per server and user mapping. */
@@ -222,6 +233,14 @@ extern int	PgpolyWaitSocket(pgsocket sock, int events, TimestampTz deadline,
 extern int	PgpolyWaitSockets(int n, const pgsocket *socks, const int *events,
 							  TimestampTz deadline, long max_sleep_ms,
 							  int *ready);
+
+typedef struct PgpolyWaitSet PgpolyWaitSet;
+extern PgpolyWaitSet *PgpolyWaitSetCreate(MemoryContext cxt);
+extern void PgpolyWaitSetForget(PgpolyWaitSet *ws);
+extern void PgpolyWaitSetFree(PgpolyWaitSet *ws);
+extern int	PgpolyWaitSetWait(PgpolyWaitSet *ws, int n, const pgsocket *socks,
+							  const int *events, TimestampTz deadline,
+							  long max_sleep_ms, int *ready);
 
 /* ----------------------------------------------------------------
  *		HTTP client of the REST stores (http.c)
