@@ -53,5 +53,6 @@ fuzz:
 demo:
 	bash test/demo.sh
 
+# make bench BENCH="redis:join,keys features": a subset (test/bench/run.sh)
 bench:
-	bash test/bench/run.sh
+	bash test/bench/run.sh $(BENCH)

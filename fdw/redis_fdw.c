@@ -33,7 +33,9 @@
 #include <hiredis/hiredis.h>
 
 #include "access/htup_details.h"
+#include "access/stratnum.h"
 #include "access/sysattr.h"
+#include "common/hashfn.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
@@ -54,6 +56,7 @@
 #include "parser/parsetree.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -118,6 +121,7 @@ typedef struct RedisScanState
 	bool		need_ttl;
 	RedisScan  *scan;			/* NULL until the first row is asked */
 	int64		round_trips;	/* of finished scans (rescans) */
+	RedisTrips *trips;			/* per node, of all of them */
 	PgpolyConv	keyconv;		/* the key clause's value type */
 	bool		keyconv_ready;
 } RedisScanState;
@@ -141,7 +145,20 @@ typedef struct RedisModifyState
 	RedisTable *tbl;
 	RedisOverlay *ov;			/* ON CONFLICT DO NOTHING, transactional:
 								 * the buffered writes, by key */
+	HTAB	   *misspelled;		/* RedisMisspelling by identity hash, or NULL */
 } RedisModifyState;
+
+/*
+ * A row the scan for this UPDATE/DELETE read from a key or member stored in
+ * another spelling than the fixed form of its value (RedisNoteMisspelled).
+ */
+typedef struct RedisMisspelling
+{
+	uint64		hash;			/* of RedisRowIdentity(): the hash key */
+	AttrNumber	att;			/* the column spelled otherwise */
+	char	   *spelling;		/* as stored */
+	char	   *form;			/* the fixed form */
+} RedisMisspelling;
 
 PG_FUNCTION_INFO_V1(pgpoly_redis_handler);
 
@@ -283,11 +300,10 @@ classify_score(RedisRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 {
 	Node	   *l = linitial(op->args);
 	Node	   *r = lsecond(op->args);
-	char	   *name = get_opname(op->opno);
 	bool		swapped = false;
 	int			kind;
 
-	if (ri->tbl->type != REDIS_ZSET || name == NULL || list_length(op->args) != 2)
+	if (ri->tbl->type != REDIS_ZSET || list_length(op->args) != 2)
 		return false;
 	if (!is_column(l, baserel, ri->tbl->score_att))
 	{
@@ -297,26 +313,33 @@ classify_score(RedisRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 		r = t;
 		swapped = true;
 	}
+	/* a float4 value compares widened (0.1::float4 is 0.10000000149...) */
 	if (!is_column(l, baserel, ri->tbl->score_att) || !PgpolyIsScanConstant(r) ||
-		TypeCategory(exprType(r)) != TYPCATEGORY_NUMERIC)
+		!PgpolyValueHasColumnForm(ri->tbl->cols[ri->tbl->score_att - 1].typid, exprType(r)))
 		return false;
-	if (strcmp(name, "=") == 0)
+	/* the score type's own comparisons, whatever the search_path holds */
+	switch (PgpolyBtreeStrategy(op->opno, FLOAT8OID))
 	{
-		push(ri, (Expr *) op, r, REXPR_SCORE_MIN);
-		ri->exprs = lappend(ri->exprs, r);
-		ri->kinds = lappend_int(ri->kinds, REXPR_SCORE_MAX);
-		return true;
+		case BTEqualStrategyNumber:
+			push(ri, (Expr *) op, r, REXPR_SCORE_MIN);
+			ri->exprs = lappend(ri->exprs, r);
+			ri->kinds = lappend_int(ri->kinds, REXPR_SCORE_MAX);
+			return true;
+		case BTGreaterEqualStrategyNumber:
+			kind = swapped ? REXPR_SCORE_MAX : REXPR_SCORE_MIN;
+			break;
+		case BTGreaterStrategyNumber:
+			kind = swapped ? REXPR_SCORE_MAX_EXCL : REXPR_SCORE_MIN_EXCL;
+			break;
+		case BTLessEqualStrategyNumber:
+			kind = swapped ? REXPR_SCORE_MIN : REXPR_SCORE_MAX;
+			break;
+		case BTLessStrategyNumber:
+			kind = swapped ? REXPR_SCORE_MIN_EXCL : REXPR_SCORE_MAX_EXCL;
+			break;
+		default:
+			return false;
 	}
-	if (strcmp(name, ">=") == 0)
-		kind = swapped ? REXPR_SCORE_MAX : REXPR_SCORE_MIN;
-	else if (strcmp(name, ">") == 0)
-		kind = swapped ? REXPR_SCORE_MAX_EXCL : REXPR_SCORE_MIN_EXCL;
-	else if (strcmp(name, "<=") == 0)
-		kind = swapped ? REXPR_SCORE_MIN : REXPR_SCORE_MAX;
-	else if (strcmp(name, "<") == 0)
-		kind = swapped ? REXPR_SCORE_MIN_EXCL : REXPR_SCORE_MAX_EXCL;
-	else
-		return false;
 	push(ri, (Expr *) op, r, kind);
 	return true;
 }
@@ -362,39 +385,47 @@ classify_quals(RedisRelInfo *ri, RelOptInfo *baserel)
  * ----------------------------------------------------------------
  */
 
-/* Reply handler for the remote estimate: DBSIZE, then one SCAN page. */
+/* Reply handler for the remote estimate: per node DBSIZE, then one SCAN page. */
 static bool
 estimate_reply(redisReply *r, int index, void *arg)
 {
 	double	   *counts = arg;
 
-	if (index == 0 && r->type == REDIS_REPLY_INTEGER)
-		counts[0] = (double) r->integer;
-	else if (index == 1 && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	if (index % 2 == 0 && r->type == REDIS_REPLY_INTEGER)
+		counts[index] = (double) r->integer;
+	else if (index % 2 == 1 && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 			 r->element[1]->type == REDIS_REPLY_ARRAY)
-		counts[1] = (double) r->element[1]->elements;
+		counts[index] = (double) r->element[1]->elements;
 	return false;
 }
 
 /*
  * use_remote_estimate: keys matching the pattern, extrapolated from one
- * SCAN page of 1000 over DBSIZE keys.  One round trip.
+ * SCAN page of 1000 over DBSIZE keys, summed over a cluster's primaries.
+ * One round trip.
  */
 static double
 remote_estimate(RedisTable *tbl, const char *pattern)
 {
 	PgpolyConnection *conn = RedisGetConnection(tbl);
+	List	   *nodes = RedisPrimaryNodes(conn);
 	const char *dbsize[1] = {"DBSIZE"};
 	const char *scan[8] = {"SCAN", "0", "MATCH", pattern, "COUNT", "1000",
 	"TYPE", RedisScanTypeFilter(tbl)};
-	double		counts[2] = {0, 0};
+	double	   *counts = palloc0(sizeof(double) * 2 * list_length(nodes));
+	double		total = 0;
+	ListCell   *lc;
 
-	RedisAppendArgv(conn, 1, dbsize, NULL);
-	RedisAppendArgv(conn, 8, scan, NULL);
-	RedisExchange(conn, 2, estimate_reply, counts);
-	if (counts[0] <= 1000)
-		return counts[1];
-	return counts[0] * counts[1] / 1000.0;
+	foreach(lc, nodes)
+	{
+		RedisAppendToNode(conn, lfirst(lc), 1, dbsize, NULL);
+		RedisAppendToNode(conn, lfirst(lc), 8, scan, NULL);
+	}
+	RedisExchange(conn, 2 * list_length(nodes), estimate_reply, counts);
+	for (int i = 0; i < list_length(nodes); i++)
+		total += counts[2 * i] <= 1000 ? counts[2 * i + 1] :
+			counts[2 * i] * counts[2 * i + 1] / 1000.0;
+	return total;
 }
 
 /* Rows one key yields, by table type. */
@@ -530,6 +561,7 @@ redisBeginForeignScan(ForeignScanState *node, int eflags)
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 	st->tbl = RedisLoadTable(st->core.relid, st->core.userid);
+	st->tbl->target = RedisScanTarget(node->ss.ps.state, fs->scan.scanrelid);
 	st->exprs = ExecInitExprList(fs->fdw_exprs, (PlanState *) node);
 }
 
@@ -580,12 +612,29 @@ key_conv(RedisScanState *st, ExprState *es, int kind)
 	return &st->keyconv;
 }
 
-/* Tighten a score bound: keep the stricter of cur and the new value. */
+/*
+ * Tighten a score bound: keep the stricter of cur and the new value (a
+ * float8).  NaN, which Redis refuses as a bound, is above every score in
+ * SQL: as an upper bound it keeps every score, as a lower one it starts the
+ * range at +inf (whose scores the local recheck drops as well).
+ */
 static void
 tighten(char **cur, double *curval, Datum v, Oid typid, bool exclusive, bool lower)
 {
-	char	   *text = score_bound(v, typid, exclusive);
-	double		val = strtod(text + (exclusive ? 1 : 0), NULL);
+	char	   *text;
+	double		val;
+
+	if (isnan(DatumGetFloat8(v)))
+	{
+		if (lower)
+		{
+			*cur = "+inf";
+			*curval = get_float8_infinity();
+		}
+		return;
+	}
+	text = score_bound(v, typid, exclusive);
+	val = strtod(text + (exclusive ? 1 : 0), NULL);
 
 	if (*cur == NULL || (lower ? val > *curval : val < *curval) ||
 		(val == *curval && exclusive))
@@ -612,6 +661,10 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 
 	st->scan = RedisScanBegin(st->tbl, st->core.conn, st->need_ttl,
 							  st->core.pending);
+	/* Per-node round trips add up over rescans: not in the scan's memory. */
+	if (st->trips == NULL)
+		st->trips = MemoryContextAllocZero(GetMemoryChunkContext(st), sizeof(RedisTrips));
+	RedisScanSetTrips(st->scan, st->trips);
 
 	forboth(le, st->exprs, lk, st->kinds)
 	{
@@ -781,10 +834,18 @@ redisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	if (es->verbose && strVal(list_nth(fs->fdw_private, RPRIV_NOTE))[0] != '\0')
 		ExplainPropertyText("Redis Key Filtered Locally",
 							strVal(list_nth(fs->fdw_private, RPRIV_NOTE)), es);
+	if (es->verbose && tbl->cluster)
+		ExplainPropertyText("Redis Cluster",
+							pattern[0] != '\0' ?
+							"SCAN on every primary at once; keys fetched from the nodes serving their slots" :
+							"keys fetched from the nodes serving their slots, all nodes at once",
+							es);
 	if (es->analyze)
 		ExplainPropertyInteger("Redis Round Trips", NULL,
 							   st->round_trips + (st->scan ? RedisScanRoundTrips(st->scan) : 0),
 							   es);
+	if (es->analyze && es->verbose && tbl->cluster && st->trips)
+		ExplainPropertyText("Redis Round Trips per Node", RedisTripsText(st->trips), es);
 }
 
 /* ----------------------------------------------------------------
@@ -1008,6 +1069,107 @@ redisExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
 								 insert_rows);
 }
 
+/*
+ * The ResultRelInfo of the UPDATE/DELETE whose target a scan of range
+ * table entry rti reads, or NULL (a plain read).
+ */
+ResultRelInfo *
+RedisScanTarget(EState *estate, Index rti)
+{
+	if (rti == 0 || estate->es_result_relations == NULL ||
+		!ExecRelationIsTargetRelation(estate, rti))
+		return NULL;
+	return estate->es_result_relations[rti - 1];
+}
+
+/* The hash of row identity values/nulls (RedisRowIdentity). */
+static uint64
+identity_hash(RedisTable *tbl, Datum *values, bool *nulls)
+{
+	size_t		len;
+	char	   *id = RedisRowIdentity(tbl, values, nulls, &len);
+	uint64		h = hash_bytes_extended((const unsigned char *) id, (int) len, 0);
+
+	pfree(id);
+	return h;
+}
+
+/*
+ * Remember that the row values/nulls, read for the UPDATE or DELETE of
+ * target, was stored under s (len bytes) in identity column att: not the
+ * fixed form of its value, which is what the modification would address
+ * (check_spelling refuses it).  Rows the statement then filters out cost
+ * nothing else.
+ */
+void
+RedisNoteMisspelled(ResultRelInfo *target, Datum *values, bool *nulls,
+					AttrNumber att, const char *s, size_t len)
+{
+	RedisModifyState *ms = target->ri_FdwState;
+	MemoryContext old;
+	RedisMisspelling *m;
+	uint64		h;
+	bool		found;
+	size_t		flen;
+
+	if (ms == NULL)
+		return;					/* EXPLAIN only */
+	old = MemoryContextSwitchTo(GetMemoryChunkContext(ms));
+	if (ms->misspelled == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(RedisMisspelling);
+		ctl.hcxt = CurrentMemoryContext;
+		ms->misspelled = hash_create("pgpoly misspelled rows", 64, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	h = identity_hash(ms->tbl, values, nulls);
+	m = hash_search(ms->misspelled, &h, HASH_ENTER, &found);
+	if (!found)
+	{
+		m->att = att;
+		m->spelling = PgpolyPrintable(s, len, 200);
+		m->form = RedisDatumText(ms->tbl, att, values[att - 1], &flen);
+		m->form = PgpolyPrintable(m->form, flen, 200);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * ERROR if the old row (identity old/oldnulls) is one the scan read from a
+ * key or member spelled otherwise than its fixed form: UPDATE would write
+ * a second key or member, DELETE remove nothing, and both count the row.
+ */
+static void
+check_spelling(RedisModifyState *ms, Datum *old, bool *oldnulls)
+{
+	RedisMisspelling *m;
+	RedisColumn *col;
+	uint64		h;
+
+	if (ms->misspelled == NULL)
+		return;
+	h = identity_hash(ms->tbl, old, oldnulls);
+	m = hash_search(ms->misspelled, &h, HASH_FIND, NULL);
+	if (m == NULL)
+		return;
+	col = &ms->tbl->cols[m->att - 1];
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("cannot update or delete a row whose %s \"%s\" is not stored in pgpoly's form \"%s\"",
+					col->role == RCOL_KEY ? "key" :
+					col->role == RCOL_MEMBER ? "member" : "list element",
+					m->spelling, m->form),
+			 errdetail("Column \"%s\" (%s) reads it as the value pgpoly writes as \"%s\", so the change would go to another %s.",
+					   col->name, format_type_with_typemod(col->typid, col->typmod),
+					   m->form, col->role == RCOL_KEY ? "key" : "member"),
+			 errhint("Modify it through a foreign table whose column \"%s\" is text, or rewrite it in pgpoly's form.",
+					 col->name),
+			 errcontext("foreign table \"%s\"", ms->tbl->relname)));
+}
+
 /* The old row identity from planSlot's junk columns, as a full-width row. */
 static void
 old_identity(RedisModifyState *ms, TupleTableSlot *planSlot, Datum *old, bool *oldnulls)
@@ -1040,6 +1202,7 @@ redisExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	List	   *writes;
 
 	old_identity(ms, planSlot, oldvals, oldnulls);
+	check_spelling(ms, oldvals, oldnulls);
 	slot_getallattrs(slot);
 	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	writes = RedisUpdateWrites(ms->tbl, oldvals, oldnulls, slot->tts_values,
@@ -1061,6 +1224,7 @@ redisExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 	List	   *writes;
 
 	old_identity(ms, planSlot, oldvals, oldnulls);
+	check_spelling(ms, oldvals, oldnulls);
 	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	writes = RedisDeleteWrites(ms->tbl, oldvals, oldnulls);
 	MemoryContextSwitchTo(old);

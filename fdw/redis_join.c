@@ -86,6 +86,7 @@ typedef struct RedisJoinState
 	MemoryContext batch_cxt;
 	Datum	   *rowvals;		/* one Redis row, by attno */
 	bool	   *rownulls;
+	RedisTrips *trips;			/* round trips per node */
 } RedisJoinState;
 
 static bool enable_batched_join = true;
@@ -349,6 +350,7 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 	CustomScan *cs = (CustomScan *) node->ss.ps.plan;
 	int			nouter = intVal(list_nth(cs->custom_private, RJ_NOUTER));
 	TargetEntry *first_inner = list_nth(cs->custom_scan_tlist, nouter);
+	Index		rti;
 	RangeTblEntry *rte;
 	PgpolyConnection *conn;
 
@@ -358,7 +360,8 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 	 * every Var.  RJ_RELID (custom_private) is not offset, so it is wrong
 	 * when the join was planned in a subquery (CTE, sublink).
 	 */
-	rte = exec_rt_fetch(castNode(Var, first_inner->expr)->varno, estate);
+	rti = castNode(Var, first_inner->expr)->varno;
+	rte = exec_rt_fetch(rti, estate);
 
 	js->outer = ExecInitNode(linitial(cs->custom_plans), estate, eflags);
 	node->custom_ps = list_make1(js->outer);
@@ -369,12 +372,15 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 	js->keyexpr = ExecInitExpr(linitial(cs->custom_exprs), &node->ss.ps);
 	js->joinqual = ExecInitQual(list_copy_tail(cs->custom_exprs, 1), &node->ss.ps);
 	js->tbl = RedisLoadTable(rte->relid, PgpolyRteUser(estate, rte));
+	js->tbl->target = RedisScanTarget(estate, rti);
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 
 	conn = RedisGetConnection(js->tbl);
 	js->scan = RedisScanBegin(js->tbl, conn, js->need_ttl,
 							  PgpolyPendingWrites(conn, js->tbl->relid));
+	js->trips = palloc0(sizeof(RedisTrips));
+	RedisScanSetTrips(js->scan, js->trips);
 	js->cap = js->tbl->fetch_size;
 	js->batch = palloc0(sizeof(TupleTableSlot *) * js->cap);	/* made on first use */
 	js->keys = palloc(sizeof(char *) * js->cap);
@@ -586,9 +592,15 @@ explain_join(CustomScanState *node, List *ancestors, ExplainState *es)
 		ExplainPropertyText("Join Filter",
 							deparse_expression((Node *) make_ands_explicit(joinquals),
 											   ctx, true, false), es);
+	if (es->verbose && js->tbl->cluster)
+		ExplainPropertyText("Redis Cluster",
+							"each round's keys fetched from the nodes serving their slots, all nodes at once",
+							es);
 	if (es->analyze && js->scan)
 		ExplainPropertyInteger("Redis Round Trips", NULL,
 							   RedisScanRoundTrips(js->scan), es);
+	if (es->analyze && es->verbose && js->tbl->cluster && js->trips)
+		ExplainPropertyText("Redis Round Trips per Node", RedisTripsText(js->trips), es);
 }
 
 /* Register the path hook, the plan methods and the GUC. */

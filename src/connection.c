@@ -443,7 +443,33 @@ used_this_xact(PgpolyConnection *conn)
 
 PG_FUNCTION_INFO_V1(pgpoly_connections);
 
-/* pgpoly.connections(): one row per open cached connection. */
+/* Add one row of pgpoly.connections() for conn, at target. */
+static void
+put_connection_row(ReturnSetInfo *rsinfo, PgpolyConnection *conn,
+				   const char *target, int64 requests, int64 errors)
+{
+	Datum		values[7];
+	bool		nulls[7] = {0};
+	char	   *uname;
+
+	values[0] = DirectFunctionCall1(namein, CStringGetDatum(conn->servername));
+	values[1] = CStringGetTextDatum(conn->store->name);
+	values[2] = CStringGetTextDatum(target);
+	uname = GetUserNameFromId(conn->userid, true);
+	if (uname)
+		values[3] = DirectFunctionCall1(namein, CStringGetDatum(uname));
+	else
+		nulls[3] = true;
+	values[4] = Int64GetDatum(requests);
+	values[5] = Int64GetDatum(errors);
+	values[6] = BoolGetDatum(used_this_xact(conn) || conn->writes != NIL);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * pgpoly.connections(): one row per open cached connection, or per server
+ * it talks to when it spans several (a Redis Cluster's nodes).
+ */
 Datum
 pgpoly_connections(PG_FUNCTION_ARGS)
 {
@@ -458,24 +484,22 @@ pgpoly_connections(PG_FUNCTION_ARGS)
 	hash_seq_init(&scan, ConnectionHash);
 	while ((conn = hash_seq_search(&scan)) != NULL)
 	{
-		Datum		values[7];
-		bool		nulls[7] = {0};
-		char	   *uname;
+		List	   *rows;
+		ListCell   *lc;
 
 		if (conn->handle == NULL)
 			continue;
-		values[0] = DirectFunctionCall1(namein, CStringGetDatum(conn->servername));
-		values[1] = CStringGetTextDatum(conn->store->name);
-		values[2] = CStringGetTextDatum(conn->target);
-		uname = GetUserNameFromId(conn->userid, true);
-		if (uname)
-			values[3] = DirectFunctionCall1(namein, CStringGetDatum(uname));
-		else
-			nulls[3] = true;
-		values[4] = Int64GetDatum(conn->requests);
-		values[5] = Int64GetDatum(conn->errors);
-		values[6] = BoolGetDatum(used_this_xact(conn) || conn->writes != NIL);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		rows = conn->store->describe ? conn->store->describe(conn) : NIL;
+		if (rows == NIL)
+			put_connection_row(rsinfo, conn, conn->target, conn->requests,
+							   conn->errors);
+		foreach(lc, rows)
+		{
+			PgpolyConnRow *row = lfirst(lc);
+
+			put_connection_row(rsinfo, conn, row->target, row->requests,
+							   row->errors);
+		}
 	}
 	PG_RETURN_VOID();
 }

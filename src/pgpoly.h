@@ -107,6 +107,7 @@ extern bool PgpolyIsForeignTableOf(Oid relid,
 extern Node *PgpolyStripRelabel(Node *n);
 extern AttrNumber PgpolyColumnOf(Node *n, struct RelOptInfo *baserel);
 extern bool PgpolyIsScanConstant(Node *expr);
+extern int	PgpolyBtreeStrategy(Oid opno, Oid typid);
 extern char *PgpolyDeparseClauses(List *clauses, struct PlannerInfo *root,
 								  struct RelOptInfo *baserel);
 extern int	PgpolyModifyBatchSize(struct ResultRelInfo *rinfo, int dflt);
@@ -144,8 +145,18 @@ struct PgpolyConnection;
  * PgpolyCredentialNotRequested) and returns the store's handle; disconnect() closes it and must not ereport.  flush()
  * sends the transaction's buffered writes (their payloads, in write order,
  * on a connected handle) at pre-commit, and ereports on any failure so
- * that COMMIT fails.
+ * that COMMIT fails.  describe() (optional) lists the connections a handle
+ * holds when it spans several servers (a Redis Cluster's nodes), as
+ * PgpolyConnRow, for pgpoly.connections(); NIL or no callback: the
+ * connection is its own row.
  */
+typedef struct PgpolyConnRow
+{
+	char	   *target;			/* host:port or URL */
+	int64		requests;
+	int64		errors;
+} PgpolyConnRow;
+
 typedef struct PgpolyStore
 {
 	const char *name;			/* "redis", "elastic", "vector" */
@@ -164,6 +175,7 @@ typedef struct PgpolyStore
 	 * the table.
 	 */
 	List	   *(*conflict_columns) (Oid relid);
+	List	   *(*describe) (struct PgpolyConnection *conn);
 } PgpolyStore;
 
 /* Cache key: one connection per server and user mapping. */
@@ -221,6 +233,14 @@ extern int	PgpolyWaitSocket(pgsocket sock, int events, TimestampTz deadline,
 extern int	PgpolyWaitSockets(int n, const pgsocket *socks, const int *events,
 							  TimestampTz deadline, long max_sleep_ms,
 							  int *ready);
+
+typedef struct PgpolyWaitSet PgpolyWaitSet;
+extern PgpolyWaitSet *PgpolyWaitSetCreate(MemoryContext cxt);
+extern void PgpolyWaitSetForget(PgpolyWaitSet *ws);
+extern void PgpolyWaitSetFree(PgpolyWaitSet *ws);
+extern int	PgpolyWaitSetWait(PgpolyWaitSet *ws, int n, const pgsocket *socks,
+							  const int *events, TimestampTz deadline,
+							  long max_sleep_ms, int *ready);
 
 /* ----------------------------------------------------------------
  *		HTTP client of the REST stores (http.c)
@@ -461,6 +481,9 @@ extern void PgpolyFixedSettingsLeave(void);
 extern bool PgpolyFixedSettingsActive(void);
 extern bool PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
 											Oid collid, const char **why);
+extern bool PgpolyValueHasColumnForm(Oid coltype, Oid valtype);
+extern bool PgpolyFloat8Bound(Datum value, Oid typid, int *strategy,
+							  double *bound);
 extern char *PgpolyPrintable(const char *s, size_t len, size_t max);
 
 /* ----------------------------------------------------------------
@@ -475,6 +498,8 @@ extern void PgpolyJsonNulError(const char *what, const char *field,
 							   PgpolyConv *conv) pg_attribute_noreturn();
 extern char *PgpolyJsonbFieldText(Datum jsonb, const char *field,
 								  bool to_array, size_t *len);
+extern char *PgpolyJsonbFieldValues(Datum jsonb, const char *field,
+									bool to_array, size_t *len);
 extern void PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid,
 								  bool isnull);
 extern void PgpolyJsonbValue(struct JsonbValue *jv, Datum value, Oid typid,
