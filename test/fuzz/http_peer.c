@@ -21,7 +21,8 @@
  *
  * HttpPeerReset() ends the connection with an RST (SO_LINGER 0) from this
  * side, so neither side keeps a TIME_WAIT socket: thousands of connections
- * a second would otherwise run out of ephemeral ports.
+ * a second would otherwise run out of ephemeral ports.  The socket, the
+ * thread and the reset handshake are peer.c's.
  *
  * Invariants: the thread uses no PostgreSQL API (no palloc, no ereport);
  * the script is only changed while the peer holds no connection.  This file
@@ -32,29 +33,24 @@
  *
  *-------------------------------------------------------------------------
  */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "http_peer.h"
+#include "peer.h"
 
 #define MAX_REPLIES 64
 #define MAX_SCRIPT (1024 * 1024)
 #define MAX_HEADER 16384
 #define CHUNK 100
 
-static int listen_fd = -1;
-static int ctl_pipe[2];			/* main -> peer: reset now */
-static int ack_pipe[2];			/* peer -> main: done */
+static Peer peer = {"http_peer", -1};
 
 /* The script: replies whose bodies are in script_buf. */
 static char script_buf[MAX_SCRIPT];
@@ -81,28 +77,11 @@ static char hdr[MAX_HEADER];
 static size_t hdr_len;
 static size_t body_left;		/* > 0: skipping a request body */
 
-/* Print and exit: a broken harness is not a finding. */
-static void
-fail(const char *what)
-{
-	fprintf(stderr, "http_peer: %s: %s\n", what, strerror(errno));
-	_exit(2);
-}
-
 /* Forget the connection (RST when rst). */
 static void
 drop_conn(int rst)
 {
-	if (conn_fd >= 0)
-	{
-		if (rst)
-		{
-			struct linger lg = {1, 0};
-
-			setsockopt(conn_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		}
-		close(conn_fd);
-	}
+	PeerClose(conn_fd, rst);
 	conn_fd = -1;
 	out_len = out_off = 0;
 	close_after = queued = shut = conn_dead = 0;
@@ -119,7 +98,7 @@ out_append(const char *s, size_t n)
 		out_cap = (out_len + n) * 2;
 		out_buf = realloc(out_buf, out_cap);
 		if (out_buf == NULL)
-			fail("realloc");
+			PeerFail(&peer, "realloc");
 	}
 	memcpy(out_buf + out_len, s, n);
 	out_len += n;
@@ -299,13 +278,13 @@ pump(void)
 static void
 accept_conn(void)
 {
-	int			fd = accept(listen_fd, NULL, NULL);
+	int			fd = accept(peer.listen_fd, NULL, NULL);
 
 	if (fd < 0)
 	{
-		if (errno == EINTR || errno == EAGAIN)
+		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
 			return;
-		fail("accept");
+		PeerFail(&peer, "accept");
 	}
 	drop_conn(1);
 	conn_fd = fd;
@@ -337,10 +316,9 @@ peer_main(void *arg)
 	{
 		struct pollfd pfd[3];
 		int			npfd = 2;
-		char		c;
 
-		pfd[0] = (struct pollfd) {ctl_pipe[0], POLLIN, 0};
-		pfd[1] = (struct pollfd) {listen_fd, POLLIN, 0};
+		pfd[0] = (struct pollfd) {peer.ctl[0], POLLIN, 0};
+		pfd[1] = (struct pollfd) {peer.listen_fd, POLLIN, 0};
 		if (conn_fd >= 0 && !conn_dead)
 			pfd[npfd++] = (struct pollfd) {conn_fd,
 				POLLIN | (out_off < out_len && !shut ? POLLOUT : 0), 0};
@@ -348,15 +326,12 @@ peer_main(void *arg)
 		{
 			if (errno == EINTR)
 				continue;
-			fail("poll");
+			PeerFail(&peer, "poll");
 		}
 		if (pfd[0].revents & POLLIN)
 		{
-			if (read(ctl_pipe[0], &c, 1) != 1)
-				fail("read control pipe");
 			drop_conn(1);
-			if (write(ack_pipe[1], &c, 1) != 1)
-				fail("write ack pipe");
+			PeerAcknowledge(&peer);
 			continue;
 		}
 		if (npfd > 2 && pfd[2].revents)
@@ -371,30 +346,9 @@ peer_main(void *arg)
 void
 HttpPeerStart(int port)
 {
-	struct sockaddr_in a;
-	int			one = 1;
-	pthread_t	t;
-
-	if (listen_fd >= 0)
-		return;
-	listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (listen_fd < 0)
-		fail("socket");
-	setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_port = htons((unsigned short) port);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(listen_fd, (struct sockaddr *) &a, sizeof(a)) < 0)
-		fail("bind");
-	if (listen(listen_fd, 16) < 0)
-		fail("listen");
-	fcntl(listen_fd, F_SETFL, fcntl(listen_fd, F_GETFL) | O_NONBLOCK);
-	if (pipe(ctl_pipe) < 0 || pipe(ack_pipe) < 0)
-		fail("pipe");
-	drop_conn(0);
-	if (pthread_create(&t, NULL, peer_main, NULL) != 0)
-		fail("pthread_create");
+	if (peer.listen_fd < 0)
+		drop_conn(0);
+	PeerStart(&peer, port, peer_main);
 }
 
 /*
@@ -425,13 +379,7 @@ HttpPeerScript(const HttpPeerReply *r, int n)
 void
 HttpPeerReset(void)
 {
-	char		c = 'r';
-
-	if (write(ctl_pipe[1], &c, 1) != 1)
-		fail("write control pipe");
-	while (read(ack_pipe[0], &c, 1) != 1)
-		if (errno != EINTR)
-			fail("read ack pipe");
+	PeerReset(&peer);
 }
 
 /* Requests received since the script was set (racy; for statistics only). */
