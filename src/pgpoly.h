@@ -266,6 +266,7 @@ extern List *PgpolySplitUrls(const char *urls);
 extern void PgpolyCheckUrls(const char *option, const char *value,
 							const char *servername);
 extern List *PgpolyServerUrls(ForeignServer *server, const char *dflt);
+extern int	PgpolyHttpStatusErrcode(long status);
 extern char *PgpolyHttpExcerpt(PgpolyConnection *conn, const char *text,
 							   size_t len);
 
