@@ -26,12 +26,11 @@ transactions as the ground truth:
 
 import os
 import random
-import signal
 import sys
-import threading
 import time
 
 import pgtest
+import sync_helper as sh
 from es_helper import Standin
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -159,7 +158,7 @@ def test_vector_down(db, fx, vport):
                  "an unavailable vector service buried changes")
 
 
-def writer(db, seed, n, errors):
+def writer(db, n, seed, errors):
     """n transactions upserting keys 1..30 of kv and kv_copy alike."""
     rnd = random.Random(seed)
     s = pgtest.Session(db=db)
@@ -181,21 +180,7 @@ def writer(db, seed, n, errors):
 
 
 def test_concurrent(db, rport):
-    pgtest.kill_redis(rport, signal.SIGSTOP)
-    errors = []
-    try:
-        threads = [threading.Thread(target=writer, args=(db, seed, 40, errors))
-                   for seed in range(4)]
-        start = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        pgtest.check(time.monotonic() - start < 90, "writers waited on the paused store")
-        pgtest.check(not errors, "writer errors: %s" % errors[:3])
-        pgtest.check(status(db, "public.kv")[0] > 0, "nothing pending while Redis is paused")
-    finally:
-        pgtest.kill_redis(rport, signal.SIGCONT)
+    sh.writers_while_paused(rport, writer, (db, 40), lambda: status(db, "public.kv")[0])
     pgtest.check(sql(db, "SELECT pgpoly.sync_wait('public.kv', '60 s')") == "t",
                  "changes did not arrive after SIGCONT")
     pgtest.check(diff(db, "kv_now", "kv_copy", "k, v, n") == "0",
