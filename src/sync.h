@@ -6,11 +6,14 @@
  * sync.c			the SQL functions: create_sync, drop_sync, sync_wait,
  *					sync_retry; definitions and the delivery SQL of a sync
  * sync_capture.c	the capture trigger and the queue writer
+ * sync_outbox.c	tables in write_mode 'outbox': their changes queued at
+ *					COMMIT, and their batches in the worker
  * sync_launch.c	starting and waking the per-database worker, the launcher
  * sync_worker.c	the worker: batches, delivery, backoff, dead letters
  *
- * Invariant: the outbox holds keys, not row images; delivery re-reads the
- * source (see extension/60_sync.sql).
+ * Invariants: a source sync's outbox holds keys, not row images, and
+ * delivery re-reads the source; an outbox table's holds the row changes,
+ * in commit order per key (see extension/60_sync.sql).
  *
  * src/sync.h
  *

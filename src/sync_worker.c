@@ -7,7 +7,9 @@
  * Each batch is one short transaction: it reads up to pgpoly.sync_batch_size
  * queued keys of one sync (oldest first), delivers them as the sync's owner
  * (sync.c: upsert the rows present, delete the keys gone), deletes the queue
- * entries and COMMITs.  With write_mode 'transactional' the target's store
+ * entries and COMMITs.  The batches of an outbox table's sync carry row
+ * changes, which sync_outbox.c reads, delivers as their writers and
+ * dequeues; the failure handling below is the same for both kinds.  With write_mode 'transactional' the target's store
  * receives the writes at pre-commit, so the entries are deleted exactly
  * when the store acknowledged them; if the worker dies between the store's
  * acknowledgement and the local commit, the entries stay and are delivered
@@ -20,8 +22,9 @@
  *	  pgpoly.sync_max_retry_delay), state 'retrying'; a LOG line when it goes
  *	  and when it comes back, never one per change;
  *	- the sync itself cannot work (class 42 or 28: privileges, a dropped
- *	  relation or column, credentials; HV00R and option errors): the same
- *	  backoff, state 'failing';
+ *	  relation or column, credentials; 2F003, the trust rule; HV00R and
+ *	  option errors): the same backoff, state 'failing' (an outbox writer's
+ *	  missing privilege or dropped role rejects that writer's changes only);
  *	- anything else is taken as the store rejecting a change: the batch is
  *	  split in halves, queued as isolated entries delivered on their own, down
  *	  to single keys; a single key is retried pgpoly.sync_max_attempts times
