@@ -73,7 +73,7 @@ CREATE TABLE pgpoly.sync_queue (
 	isolated   bool NOT NULL DEFAULT false,
 	not_before timestamptz,
 	op         "char" CONSTRAINT sync_queue_op_check CHECK (op IN ('u', 'U', 'p', 'd')),
-	userid     oid,
+	userid     regrole,
 	cols       smallint[],
 	vals       text[],
 	grp        bigint

@@ -127,6 +127,17 @@ INSERT INTO kv_copy VALUES ('time', 'written in IST', 1, '2024-03-01 06:30:00+00
 SELECT pgpoly.sync_wait('public.kv');
 SELECT kv_diff();
 
+-- Every isolation level queues at COMMIT.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+INSERT INTO kv VALUES ('rr', 'repeatable read', 1, NULL);
+COMMIT;
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+INSERT INTO kv VALUES ('ser', 'serializable', 1, NULL);
+COMMIT;
+INSERT INTO kv_copy VALUES ('rr', 'repeatable read', 1, NULL), ('ser', 'serializable', 1, NULL);
+SELECT pgpoly.sync_wait('public.kv');
+SELECT kv_diff();
+
 -- sync_wait refuses to wait for changes of its own transaction; PREPARE
 -- TRANSACTION is refused as with buffered writes.
 BEGIN;

@@ -257,7 +257,7 @@ text_array(char **s, int n, int ndims, int *dims)
 static void
 write_entry(int32 sync_id, PgpolyChange **c, int n)
 {
-	Oid			types[6] = {INT4OID, TEXTARRAYOID, CHAROID, OIDOID, INT2ARRAYOID, TEXTARRAYOID};
+	Oid			types[6] = {INT4OID, TEXTARRAYOID, CHAROID, REGROLEOID, INT2ARRAYOID, TEXTARRAYOID};
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	char	  **keys = palloc(sizeof(char *) * n);
@@ -900,8 +900,17 @@ SyncOutboxFetch(SyncRow *s, Batch *b, MemoryContext cxt)
 	OutboxRow **isolated;
 	SPITupleTable *tt;
 	int			n;
+	Oid			type = INT4OID;
+	Datum		arg = Int32GetDatum(s->id);
 
 	b->outbox = ob;
+	spi_execute_in(cxt, "SELECT 1 FROM pgpoly.sync_queue WHERE sync_id = $1 LIMIT 1",
+				   1, &type, &arg, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		MemoryContextSwitchTo(old);
+		return;
+	}
 	describe_table(s, &ob->t);
 	n = read_isolated(s, &ob->t, &isolated, &tt);
 	if (!take_group(b, isolated, tt, n, GetCurrentTimestamp()))
@@ -1175,7 +1184,7 @@ SyncOutboxConsume(SyncRow *s, Batch *b)
 	{
 		OutboxRow  *p = lfirst(lc);
 		OutboxRow  *iso = ob->isolated[p->park];
-		Oid			utypes[ENTRY_ARGS + 1] = {TEXTARRAYOID, CHAROID, OIDOID, INT2ARRAYOID,
+		Oid			utypes[ENTRY_ARGS + 1] = {TEXTARRAYOID, CHAROID, REGROLEOID, INT2ARRAYOID,
 		TEXTARRAYOID, INT8OID};
 		Datum		uvalues[ENTRY_ARGS + 1];
 		char		unulls[ENTRY_ARGS + 1];
@@ -1199,7 +1208,7 @@ void
 SyncOutboxRequeue(SyncRow *s, Batch *b, Batch *part, TimestampTz queued_at,
 				  int attempts, TimestampTz not_before)
 {
-	Oid			types[ENTRY_ARGS + 5] = {TEXTARRAYOID, CHAROID, OIDOID, INT2ARRAYOID,
+	Oid			types[ENTRY_ARGS + 5] = {TEXTARRAYOID, CHAROID, REGROLEOID, INT2ARRAYOID,
 	TEXTARRAYOID, INT4OID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8OID};
 	Datum		values[ENTRY_ARGS + 5];
 	char		nulls[ENTRY_ARGS + 5];
@@ -1278,7 +1287,7 @@ void
 SyncOutboxBury(SyncRow *s, Batch *b, const char *error, int attempts)
 {
 	OutboxRow  *r = b->items[0];
-	Oid			types[7] = {INT4OID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, INT4OID, OIDOID};
+	Oid			types[7] = {INT4OID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, INT4OID, REGROLEOID};
 	Datum		values[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
