@@ -159,27 +159,21 @@ CREATE FOREIGN TABLE later (k text OPTIONS (key 'true'), v text)
   SERVER ob_down OPTIONS (key_prefix 'regress_outbox:later:', write_mode 'outbox');
 INSERT INTO later SELECT 'l' || i, 'v' || i FROM generate_series(1, 10) i;
 INSERT INTO later VALUES ('l1', 'second');
-CREATE FUNCTION sync_state_is(sync text, want text) RETURNS bool LANGUAGE plpgsql AS $$
+-- Poll the status view until cond holds for a sync (30 s at most).
+CREATE FUNCTION sync_until(sync text, cond text) RETURNS bool LANGUAGE plpgsql AS $$
+DECLARE
+  ok bool;
 BEGIN
   FOR i IN 1..600 LOOP
-    IF (SELECT state FROM pgpoly.sync_status WHERE name = sync) = want THEN
+    EXECUTE format('SELECT %s FROM pgpoly.sync_status WHERE name = $1', cond) INTO ok USING sync;
+    IF ok THEN
       RETURN true;
     END IF;
     PERFORM pg_sleep(0.05);
   END LOOP;
   RETURN false;
 END $$;
-CREATE FUNCTION sync_error_like(sync text, pattern text) RETURNS bool LANGUAGE plpgsql AS $$
-BEGIN
-  FOR i IN 1..600 LOOP
-    IF (SELECT last_error LIKE pattern FROM pgpoly.sync_status WHERE name = sync) THEN
-      RETURN true;
-    END IF;
-    PERFORM pg_sleep(0.05);
-  END LOOP;
-  RETURN false;
-END $$;
-SELECT sync_state_is('public.later', 'retrying');
+SELECT sync_until('public.later', $$state = 'retrying'$$);
 SELECT pending, last_error LIKE 'could not connect to Redis server "ob_down"%' AS says_why
   FROM pgpoly.sync_status WHERE name = 'public.later';
 SELECT pgpoly.sync_wait('public.later', '0.2 s') AS delivered;
@@ -318,11 +312,11 @@ SET ROLE regress_outbox_owner;
 SELECT pgpoly.create_sync('owned', 'owned', 'owned_hash');
 INSERT INTO owned VALUES (1, 'one'), (2, 'two');
 RESET ROLE;
-SELECT sync_state_is('owned', 'failing');
+SELECT sync_until('owned', $$state = 'failing'$$);
 SELECT pending, last_error FROM pgpoly.sync_status WHERE name = 'owned';
 -- A password Redis does not ask for proves nothing.
 CREATE USER MAPPING FOR regress_outbox_owner SERVER ob_redis OPTIONS (password 'made up');
-SELECT sync_error_like('owned', 'server "ob_redis" at 127.0.0.1:% does not ask for a credential; %');
+SELECT sync_until('owned', $$last_error LIKE 'server "ob_redis" at 127.0.0.1:% does not ask for a credential; %'$$);
 ALTER USER MAPPING FOR regress_outbox_owner SERVER ob_redis
   OPTIONS (DROP password, ADD password_required 'false');
 SELECT pgpoly.sync_wait('owned');
@@ -355,7 +349,7 @@ SELECT pgpoly.put_features('obv', 'u2', '{"clicks": 5, "ctr": 0.5}', '2024-01-01
 SELECT entity, features, event_time, source
   FROM pgpoly.get_online_features('obv', '{u1,u2,u3,u1}');
 SELECT o_entity, o_features, o_source FROM pgpoly._get_online_features('obv', '{u2}', NULL);
-SELECT sync_state_is('pgpoly.obv_serving', 'retrying');
+SELECT sync_until('pgpoly.obv_serving', $$state = 'retrying'$$);
 ALTER SERVER fs_down OPTIONS (SET port :'redis_port');
 SELECT pgpoly.sync_wait('pgpoly.obv_serving');
 SELECT entity, features, event_time, source FROM pgpoly.get_online_features('obv', '{u1,u2,u3}');
@@ -397,6 +391,6 @@ SELECT pgpoly.elastic_request('ob_es', 'DELETE', '/regress_outbox_docs') ->> 'ac
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/pgpoly_rt_outbox"
 DROP SERVER ob_redis, ob_down, ob_es, ob_chroma, fs_down CASCADE;
 DROP TABLE kv_copy, docs_copy;
-DROP FUNCTION kv_diff, sync_state_is, sync_error_like;
+DROP FUNCTION kv_diff, sync_until;
 REVOKE USAGE ON SCHEMA pgpoly FROM regress_outbox_writer;
 DROP ROLE regress_outbox_writer;
