@@ -36,12 +36,23 @@ $(DATA_built): $(EXT_FRAGMENTS)
 # layout is worse than a slower rebuild.
 $(OBJS): $(wildcard src/*.h fdw/*.h)
 
-.PHONY: test demo bench
+.PHONY: test demo bench valgrind fuzz
 test:
 	bash test/run-tests.sh
+
+# The test suite with every backend under valgrind memcheck (slow; not part
+# of `make test`).  See test/valgrind.sh.
+valgrind:
+	bash test/valgrind.sh
+
+# Each libFuzzer harness of test/fuzz/ for FUZZ_SECONDS (not part of
+# `make test`).  See test/fuzz/run.sh.
+fuzz:
+	bash test/fuzz/run.sh
 
 demo:
 	bash test/demo.sh
 
+# make bench BENCH="redis:join,keys features": a subset (test/bench/run.sh)
 bench:
-	bash test/bench/run.sh
+	bash test/bench/run.sh $(BENCH)

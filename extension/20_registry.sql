@@ -1,17 +1,19 @@
 -- extension/20_registry.sql
---	  Native ML metadata: experiments, runs, params, metrics, model registry with
---	  aliases and alias history, datasets, feature views and the lineage graph.
+--	  Native ML metadata: experiments, runs, params, metrics, tags, model registry
+--	  with aliases and alias history, versioned datasets and the inputs of runs,
+--	  feature views and the lineage graph.  (search_runs: 25_search_runs.sql.)
 --
 -- Contract: API.md section 2.  Design invariants kept by this file:
 --	* Every table has a real primary key; versions reference their run (when given),
 --	  aliases reference an existing version, and constraint names are stable.
 --	* The functions validate their input and raise a specific SQLSTATE with a clear
 --	  message before any constraint could fire:
---		42704 undefined_object          unknown run, model, version, alias, lineage node
+--		42704 undefined_object          unknown run, model, version, alias, tag, lineage node
 --		22023 invalid_parameter_value   bad status, lineage kind, direction, depth,
 --		                                empty name, non-object jsonb, self edge
 --		22004 null_value_not_allowed    a required argument is NULL
 --		23505 unique_violation          a param logged again with a different value
+--		54000 program_limit_exceeded    a lineage walk beyond 16383 levels
 --	  The constraints remain as the last line of defence for direct DML.
 --	* Every function pins search_path and schema-qualifies every object, so it is
 --	  safe under any caller search_path.
@@ -21,6 +23,11 @@
 --	* Model version numbers come from a per-model counter row updated with
 --	  INSERT ... ON CONFLICT DO UPDATE, so concurrent registrations serialise on that
 --	  row and never collide, and a rolled-back registration leaves no gap.
+--	* Datasets are versioned: one row per (name, version), NULL the unversioned
+--	  entry; a name's newest version is its highest dataset_id.  run_inputs records
+--	  the version each run consumed.
+--	* lineage() is one recursive query whose UNION duplicate elimination is the
+--	  visited set (see _lineage_walk): cost grows with the edges walked.
 
 --
 -- Lineage node kinds: one list, used by the table CHECKs and by the functions.
@@ -164,14 +171,31 @@ CREATE INDEX model_alias_history_model_idx
 --
 -- Datasets, feature views, lineage
 --
+-- One row per version of a dataset: registering a new version keeps the old ones.
+-- version NULL is a name's unversioned entry (registered or logged without a
+-- version).  A name's newest version is its row with the highest dataset_id, i.e.
+-- the one registered last.  content_hash identifies the rows of a training set
+-- (see _dataset_content_hash); NULL for datasets pgpoly did not create.
 CREATE TABLE pgpoly.datasets (
-	name       text PRIMARY KEY CONSTRAINT datasets_name_check CHECK (name <> ''),
-	version    text,
-	uri        text,
-	store      text NOT NULL DEFAULT 'postgres',
-	created_at timestamptz NOT NULL DEFAULT now(),
-	updated_at timestamptz NOT NULL DEFAULT now()
+	dataset_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	name         text NOT NULL CONSTRAINT datasets_name_check CHECK (name <> ''),
+	version      text CONSTRAINT datasets_version_check CHECK (version <> ''),
+	uri          text,
+	store        text NOT NULL DEFAULT 'postgres',
+	content_hash text,
+	created_at   timestamptz NOT NULL DEFAULT now(),
+	updated_at   timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT datasets_name_version_key UNIQUE NULLS NOT DISTINCT (name, version)
 );
+
+-- Which dataset versions a run consumed (log_input); MLflow's run inputs.
+CREATE TABLE pgpoly.run_inputs (
+	run_id     uuid NOT NULL REFERENCES pgpoly.runs ON DELETE CASCADE,
+	dataset_id bigint NOT NULL REFERENCES pgpoly.datasets ON DELETE CASCADE,
+	logged_at  timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (run_id, dataset_id)
+);
+CREATE INDEX run_inputs_dataset_idx ON pgpoly.run_inputs (dataset_id);
 
 -- Rows are written by the feature store (create_feature_view).
 CREATE TABLE pgpoly.feature_views (
@@ -217,6 +241,7 @@ SELECT pg_catalog.pg_extension_config_dump('pgpoly.model_aliases', '');
 SELECT pg_catalog.pg_extension_config_dump('pgpoly.model_alias_slots', '');
 SELECT pg_catalog.pg_extension_config_dump('pgpoly.model_alias_history', '');
 SELECT pg_catalog.pg_extension_config_dump('pgpoly.datasets', '');
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.run_inputs', '');
 SELECT pg_catalog.pg_extension_config_dump('pgpoly.feature_views', '');
 SELECT pg_catalog.pg_extension_config_dump('pgpoly.lineage_edges', '');
 SELECT pg_catalog.pg_extension_config_dump(
@@ -225,6 +250,8 @@ SELECT pg_catalog.pg_extension_config_dump(
 	pg_catalog.pg_get_serial_sequence('pgpoly.metrics', 'metric_id')::regclass, '');
 SELECT pg_catalog.pg_extension_config_dump(
 	pg_catalog.pg_get_serial_sequence('pgpoly.model_alias_slots', 'slot_id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(
+	pg_catalog.pg_get_serial_sequence('pgpoly.datasets', 'dataset_id')::regclass, '');
 
 --
 -- Internal helpers
@@ -518,6 +545,30 @@ $$;
 COMMENT ON FUNCTION pgpoly.end_run(uuid, text) IS
 	'End a run as FINISHED (default), FAILED or KILLED';
 
+-- Raise 22023 if an optional version argument is the empty string.
+CREATE FUNCTION pgpoly._check_version_text(version text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	IF version = '' THEN
+		RAISE EXCEPTION 'argument "version" must not be empty'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass NULL for the newest version.';
+	END IF;
+END
+$$;
+
+-- The dataset_id of the newest version of dataset name (NULL: none).
+CREATE FUNCTION pgpoly._dataset_newest(name text)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT max(d.dataset_id) FROM pgpoly.datasets d WHERE d.name = $1
+$$;
+
 CREATE FUNCTION pgpoly.register_dataset(name text, uri text DEFAULT NULL,
 										store text DEFAULT 'postgres', version text DEFAULT NULL)
 RETURNS void
@@ -527,37 +578,173 @@ AS $$
 BEGIN
 	PERFORM pgpoly._require_name(name, 'name');
 	PERFORM pgpoly._require_name(store, 'store');
-	-- re-registering updates the entry; a NULL uri or version keeps the old one
+	PERFORM pgpoly._check_version_text(version);
+	-- without a version: update the newest version's entry (a NULL uri keeps the
+	-- old one), or create the unversioned entry of a new name
+	IF version IS NULL THEN
+		UPDATE pgpoly.datasets d
+		SET uri = coalesce(register_dataset.uri, d.uri),
+			store = register_dataset.store,
+			updated_at = now()
+		WHERE d.dataset_id = pgpoly._dataset_newest(register_dataset.name);
+		IF FOUND THEN
+			RETURN;
+		END IF;
+	END IF;
+	-- a new version is a new row; registering a known version again updates it
 	INSERT INTO pgpoly.datasets AS d (name, uri, store, version)
 	VALUES (register_dataset.name, register_dataset.uri, register_dataset.store,
 			register_dataset.version)
-	ON CONFLICT ON CONSTRAINT datasets_pkey DO UPDATE
+	ON CONFLICT ON CONSTRAINT datasets_name_version_key DO UPDATE
 	SET uri = coalesce(EXCLUDED.uri, d.uri),
 		store = EXCLUDED.store,
-		version = coalesce(EXCLUDED.version, d.version),
 		updated_at = now();
 END
 $$;
 
 COMMENT ON FUNCTION pgpoly.register_dataset(text, text, text, text) IS
-	'Register or update a dataset (a lineage node of kind dataset)';
+	'Register a dataset version (a new version keeps the old ones), or update the newest entry of a dataset when version is NULL';
 
-CREATE FUNCTION pgpoly.log_input(run uuid, dataset text)
+-- The dataset_id of version of dataset name (NULL: its newest version); a version
+-- or dataset not registered yet is registered with defaults, as MLflow's
+-- log_input does.
+CREATE FUNCTION pgpoly._dataset_version_id(name text, version text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_id bigint;
+BEGIN
+	IF version IS NULL THEN
+		v_id := pgpoly._dataset_newest(name);
+		IF v_id IS NOT NULL THEN
+			RETURN v_id;
+		END IF;
+	END IF;
+	INSERT INTO pgpoly.datasets (name, version)
+	VALUES (_dataset_version_id.name, _dataset_version_id.version)
+	ON CONFLICT ON CONSTRAINT datasets_name_version_key DO NOTHING;
+	SELECT d.dataset_id INTO STRICT v_id FROM pgpoly.datasets d
+	WHERE d.name = _dataset_version_id.name
+	  AND d.version IS NOT DISTINCT FROM _dataset_version_id.version;
+	RETURN v_id;
+END
+$$;
+
+CREATE FUNCTION pgpoly.log_input(run uuid, dataset text, version text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 BEGIN
 	PERFORM pgpoly._require_name(dataset, 'dataset');
+	PERFORM pgpoly._check_version_text(version);
 	PERFORM pgpoly._check_run(run);
-	-- an unknown dataset is registered with defaults, as MLflow's log_input does
-	INSERT INTO pgpoly.datasets (name) VALUES (log_input.dataset) ON CONFLICT DO NOTHING;
+	INSERT INTO pgpoly.run_inputs (run_id, dataset_id)
+	VALUES (run, pgpoly._dataset_version_id(dataset, version))
+	ON CONFLICT DO NOTHING;
 	PERFORM pgpoly._add_edge('dataset', dataset, 'run', run::text, 'input');
 END
 $$;
 
-COMMENT ON FUNCTION pgpoly.log_input(uuid, text) IS
-	'Record that a run consumed a dataset (lineage edge dataset -> run)';
+COMMENT ON FUNCTION pgpoly.log_input(uuid, text, text) IS
+	'Record that a run consumed a dataset version (NULL: the newest) in run_inputs, and the lineage edge dataset -> run';
+
+-- The content hash of the rows of rel, independent of their physical order:
+-- sha256 over the column names and types, the row count, and two sums of 64-bit
+-- hashes of the rows (hash_record_extended, seeds 0 and 1: the hash functions of
+-- the column types, so equal values hash alike).  A table with a column type that
+-- has no hash function (json, point ...) is hashed through the rows' text forms
+-- instead, under pinned settings.  The prefix names the method.  It detects
+-- changed data; it is not meant to resist deliberate collisions.
+CREATE FUNCTION pgpoly._dataset_content_hash(rel regclass)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+SET datestyle = 'ISO, YMD'
+SET timezone = 'UTC'
+SET intervalstyle = 'postgres'
+SET extra_float_digits = 1
+SET bytea_output = 'hex'
+AS $$
+DECLARE
+	v_cols   text;
+	v_sums   text;
+	v_method text := 'pgpoly-rows-v1';
+BEGIN
+	SELECT string_agg(quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod),
+					  ', ' ORDER BY a.attnum)
+	INTO v_cols
+	FROM pg_attribute a
+	WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped;
+	BEGIN
+		EXECUTE format('SELECT concat_ws('' '', count(*), sum(hash_record_extended(t, 0)), '
+					   'sum(hash_record_extended(t, 1))) FROM %s t', rel)
+		INTO v_sums;
+	EXCEPTION WHEN undefined_function THEN
+		v_method := 'pgpoly-text-v1';
+		EXECUTE format('SELECT concat_ws('' '', count(*), '
+					   'sum((''x'' || substr(md5(t::text), 1, 16))::bit(64)::bigint), '
+					   'sum((''x'' || substr(md5(t::text), 17, 16))::bit(64)::bigint)) FROM %s t', rel)
+		INTO v_sums;
+	END;
+	RETURN v_method || ':' || encode(sha256(convert_to(v_cols || E'\n' || v_sums, 'UTF8')), 'hex');
+END
+$$;
+
+-- Record the content hash of table rel on the newest version of dataset name
+-- (create_training_set).
+CREATE FUNCTION pgpoly._dataset_record_hash(name text, rel regclass)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	UPDATE pgpoly.datasets d
+	SET content_hash = pgpoly._dataset_content_hash($2), updated_at = now()
+	WHERE d.dataset_id = pgpoly._dataset_newest($1)
+$$;
+
+--
+-- Tags
+--
+
+CREATE FUNCTION pgpoly.set_tag(run uuid, key text, value text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	PERFORM pgpoly._require_name(key, 'key');
+	PERFORM pgpoly._require(value, 'value');
+	PERFORM pgpoly._check_run(run);
+	UPDATE pgpoly.runs r SET tags = r.tags || jsonb_build_object(set_tag.key, set_tag.value)
+	WHERE r.run_id = set_tag.run;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.set_tag(uuid, text, text) IS
+	'Set a tag of a run (runs.tags); unlike params, tags can be changed at any time';
+
+CREATE FUNCTION pgpoly.delete_tag(run uuid, key text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	PERFORM pgpoly._require_name(key, 'key');
+	PERFORM pgpoly._check_run(run);
+	UPDATE pgpoly.runs r SET tags = r.tags - delete_tag.key
+	WHERE r.run_id = delete_tag.run AND r.tags ? delete_tag.key;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'run % has no tag "%"', run, key
+			USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.delete_tag(uuid, text) IS
+	'Remove a tag of a run';
 
 --
 -- Model registry
@@ -742,60 +929,72 @@ $$;
 COMMENT ON FUNCTION pgpoly.add_lineage(text, text, text, text, text) IS
 	'Record a lineage edge src -> dst (dst derived from / consumed src)';
 
--- One direction of a lineage walk: breadth-first, one query per level.  Each node is
--- reported once, at its minimal depth, with one edge that reached it (the smallest
--- parent kind, name, relation among that level's edges).  The visited set holds every
--- node reported so far (and the start node), so the walk terminates on cycles even
--- before max_depth, and a DAG with many paths to a node costs one visit per node,
--- not one per path (which is what a plain recursive CTE would pay).
-CREATE FUNCTION pgpoly._lineage_walk(kind text, name text, upstream bool, max_depth int)
+-- The lineage walk as one recursive query: every node reachable upstream and/or
+-- downstream of (kind, name) within max_depth (<= 16383) edges, once, at its
+-- minimal depth, with one edge that reached it: the one from the smallest (parent
+-- kind, parent name, relation) among the parents one level closer.  A node reached
+-- both ways (only on a cycle) is reported at its smaller depth; at equal depths
+-- with its upstream edge.  The start node itself is not reported.
+--
+-- How it stays linear in the edges walked.  A row's depth is written as the scale
+-- of the number 1 (1, 1.0, 1.00 ...; multiplying by 1.0 adds one).  Numerics that
+-- differ only in scale are equal and hash alike, so UNION, which discards every row
+-- equal to one the recursion has already produced, discards a row met again at a
+-- greater depth: its hash table is the walk's visited set.  Each step emits two
+-- rows per edge out of the frontier: a node row (parent columns NULL), the only
+-- kind that is expanded further, so every node is expanded once, however many
+-- paths lead to it, and cycles end the walk; and an edge row (the edge's parent
+-- and relation), kept once per edge, at its parent's minimal depth + 1.  UNION
+-- evaluates level by level, so a node's smallest edge-row depth is its minimal
+-- depth, and the edge rows at that depth are exactly the edges from the level
+-- above, among which the parent rule picks.  The numeric scale is at most 16383,
+-- the depth bound.
+CREATE FUNCTION pgpoly._lineage_walk(kind text, name text, upstream bool, downstream bool,
+									 max_depth int)
 RETURNS TABLE (depth int, node_kind text, node_name text, relation text,
 			   parent_kind text, parent_name text)
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-DECLARE
-	v_depth int := 0;
-	v_fk  text[] := ARRAY[kind];		-- frontier
-	v_fn  text[] := ARRAY[name];
-	v_seen jsonb := jsonb_build_object(kind || ':' || name, 0);
-	v_nk  text[];						-- next level
-	v_nn  text[];
-	v_rel text[];
-	v_pk  text[];
-	v_pn  text[];
-BEGIN
-	WHILE v_depth < max_depth LOOP
-		v_depth := v_depth + 1;
-		IF upstream THEN
-			SELECT array_agg(s.k), array_agg(s.n), array_agg(s.r), array_agg(s.pk), array_agg(s.pn)
-			INTO v_nk, v_nn, v_rel, v_pk, v_pn
-			FROM (SELECT DISTINCT ON (e.src_kind, e.src_name)
-						 e.src_kind AS k, e.src_name AS n, e.relation AS r,
-						 e.dst_kind AS pk, e.dst_name AS pn
-				  FROM unnest(v_fk, v_fn) AS f(k, n)
-				  JOIN pgpoly.lineage_edges e ON e.dst_kind = f.k AND e.dst_name = f.n
-				  WHERE NOT v_seen ? (e.src_kind || ':' || e.src_name)
-				  ORDER BY e.src_kind, e.src_name, e.dst_kind, e.dst_name, e.relation) s;
-		ELSE
-			SELECT array_agg(s.k), array_agg(s.n), array_agg(s.r), array_agg(s.pk), array_agg(s.pn)
-			INTO v_nk, v_nn, v_rel, v_pk, v_pn
-			FROM (SELECT DISTINCT ON (e.dst_kind, e.dst_name)
-						 e.dst_kind AS k, e.dst_name AS n, e.relation AS r,
-						 e.src_kind AS pk, e.src_name AS pn
-				  FROM unnest(v_fk, v_fn) AS f(k, n)
-				  JOIN pgpoly.lineage_edges e ON e.src_kind = f.k AND e.src_name = f.n
-				  WHERE NOT v_seen ? (e.dst_kind || ':' || e.dst_name)
-				  ORDER BY e.dst_kind, e.dst_name, e.src_kind, e.src_name, e.relation) s;
-		END IF;
-		EXIT WHEN v_nk IS NULL;
+	WITH RECURSIVE
+	up_walk (kind, name, pkind, pname, relation, mark) AS (
+		SELECT $1, $2, NULL::text, NULL::text, NULL::text, 1::numeric WHERE $3
+		UNION
+		SELECT e.src_kind, e.src_name, x.pkind, x.pname, x.relation, w.mark * 1.0
+		FROM up_walk w
+		JOIN pgpoly.lineage_edges e ON e.dst_kind = w.kind AND e.dst_name = w.name
+		CROSS JOIN LATERAL (VALUES (NULL, NULL, NULL), (e.dst_kind, e.dst_name, e.relation))
+			AS x (pkind, pname, relation)
+		WHERE w.pkind IS NULL AND scale(w.mark) < least($5, 16383)),
+	down_walk (kind, name, pkind, pname, relation, mark) AS (
+		SELECT $1, $2, NULL::text, NULL::text, NULL::text, 1::numeric WHERE $4
+		UNION
+		SELECT e.dst_kind, e.dst_name, x.pkind, x.pname, x.relation, w.mark * 1.0
+		FROM down_walk w
+		JOIN pgpoly.lineage_edges e ON e.src_kind = w.kind AND e.src_name = w.name
+		CROSS JOIN LATERAL (VALUES (NULL, NULL, NULL), (e.src_kind, e.src_name, e.relation))
+			AS x (pkind, pname, relation)
+		WHERE w.pkind IS NULL AND scale(w.mark) < least($5, 16383))
+	SELECT DISTINCT ON (a.kind, a.name)
+		   scale(a.mark), a.kind, a.name, a.relation, a.pkind, a.pname
+	FROM (SELECT true AS up, u.* FROM up_walk u WHERE u.pkind IS NOT NULL
+		  UNION ALL
+		  SELECT false, d.* FROM down_walk d WHERE d.pkind IS NOT NULL) AS a
+	WHERE (a.kind, a.name) <> ($1, $2)
+	ORDER BY a.kind, a.name, scale(a.mark), a.up DESC, a.pkind, a.pname, a.relation
+$$;
 
-		RETURN QUERY SELECT v_depth, u.* FROM unnest(v_nk, v_nn, v_rel, v_pk, v_pn) AS u;
-		SELECT v_seen || jsonb_object_agg(u.k || ':' || u.n, v_depth)
-		INTO v_seen FROM unnest(v_nk, v_nn) AS u(k, n);
-		v_fk := v_nk;
-		v_fn := v_nn;
-	END LOOP;
+-- Raise 54000: the walk reached the depth bound of _lineage_walk while the caller
+-- asked for more.  Called only in that case (see _lineage).
+CREATE FUNCTION pgpoly._lineage_too_deep(max_depth int)
+RETURNS bool
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	RAISE EXCEPTION 'lineage walks deeper than 16383 levels are not supported (max_depth %)', max_depth
+		USING ERRCODE = 'program_limit_exceeded',
+			  HINT = 'Pass max_depth => 16383 or less.';
 END
 $$;
 
@@ -838,19 +1037,13 @@ BEGIN
 				  HINT = 'Record edges with pgpoly.add_lineage(), datasets with pgpoly.register_dataset().';
 	END IF;
 
-	IF v_dir <> 'both' THEN
-		RETURN QUERY SELECT * FROM pgpoly._lineage_walk(kind, v_name, v_dir = 'upstream', max_depth);
-		RETURN;
-	END IF;
-	-- both: the union of the two walks (never up-then-down: that would give siblings);
-	-- a node found both ways (only on a cycle) is reported at its smaller depth
+	-- one walk per direction asked for ('both' is the union of the two, never
+	-- up-then-down, which would give siblings); deeper than the walk's bound is an
+	-- ERROR, not a silently cut answer
 	RETURN QUERY
-		SELECT w.* FROM (
-			SELECT DISTINCT ON (b.node_kind, b.node_name) b.*
-			FROM (SELECT * FROM pgpoly._lineage_walk(kind, v_name, true, max_depth)
-				  UNION ALL
-				  SELECT * FROM pgpoly._lineage_walk(kind, v_name, false, max_depth)) AS b
-			ORDER BY b.node_kind, b.node_name, b.depth) AS w
+		SELECT w.* FROM pgpoly._lineage_walk(kind, v_name, v_dir <> 'downstream',
+											 v_dir <> 'upstream', max_depth) w
+		WHERE w.depth < 16383 OR max_depth <= 16383 OR pgpoly._lineage_too_deep(max_depth)
 		ORDER BY w.depth, w.node_kind, w.node_name;
 END
 $$;

@@ -1105,6 +1105,7 @@ BEGIN
 				   q.from_clause);
 	GET DIAGNOSTICS v_rows = ROW_COUNT;
 	PERFORM pgpoly._fv_register_dataset(name, q.views);
+	PERFORM pgpoly._dataset_record_hash(name, v_rel::regclass);	-- see 20_registry.sql
 	RETURN v_rows;
 END
 $$;

@@ -64,6 +64,7 @@ typedef struct ElasticColumn
 	int32		typmod;
 	Oid			basetype;		/* element type for arrays, else typid */
 	bool		is_array;
+	bool		is_json;		/* json or jsonb: reads anything */
 	bool		is_datetime;	/* date/timestamp(tz) (or array of) */
 	PgpolyConv	conv;			/* text -> datum (convert.c) */
 } ElasticColumn;

@@ -229,6 +229,8 @@ load_column(ElasticTable *tbl, Relation rel, int i)
 	col->is_array = OidIsValid(col->basetype);
 	if (!col->is_array)
 		col->basetype = att->atttypid;
+	col->is_json = getBaseType(col->typid) == JSONOID ||
+		getBaseType(col->typid) == JSONBOID;
 	col->is_datetime = col->basetype == DATEOID || col->basetype == TIMESTAMPOID ||
 		col->basetype == TIMESTAMPTZOID;
 	PgpolyConvInit(&col->conv, col->typid, col->typmod, col->name);

@@ -9,7 +9,10 @@
  *	  otherwise run in filter context);
  *	- column op expr for =, <>, <, <=, >, >= of the column type's default
  *	  btree operator family, column = ANY(array), column IS [NOT] NULL, on
- *	  scalar columns of numeric, boolean, date/time and text types;
+ *	  scalar columns of numeric, boolean, date/time and text types, where
+ *	  the value has the column's type (or another integer width): a
+ *	  timestamptz compared with a timestamp column, or a float4 with a
+ *	  float8 one, is converted by SQL in a way ES cannot reproduce;
  *	- _id = expr, _id = ANY(array): an ids query.
  * Text columns compare through the mapping: a `term` on an analyzed text
  * field would match single tokens, so such a field is compared through its
@@ -21,7 +24,11 @@
  * written into the body with escape_json() / the core's JSON encoder, in
  * the fixed form documents are written in (dates in ISO 8601, timestamptz
  * in UTC), so a pushed comparison means the same in every session; for
- * EXPLAIN without values a placeholder is shown.
+ * EXPLAIN without values a placeholder is shown.  Elasticsearch holds
+ * finite float8 numbers and dates: a numeric or float8 value is sent as the
+ * float8 bound that selects what SQL selects from the _source text (1e400,
+ * NaN and digits beyond a float8 were refused or rounded), and an infinite
+ * date reaches every document with the field or none (value_reach).
  *
  * fdw/elastic_query.c
  *
@@ -29,6 +36,7 @@
  */
 #include "postgres.h"
 
+#include "access/stratnum.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_opfamily.h"
@@ -38,14 +46,20 @@
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/pg_locale.h"
+#include "utils/timestamp.h"
 #include "utils/typcache.h"
 
 #include "elastic.h"
 
-/* Types whose comparisons Elasticsearch reproduces. */
+/*
+ * Types whose comparisons Elasticsearch reproduces.  Not float4 (ES float
+ * rounding differs) and not char(n): SQL ignores its trailing blanks, a
+ * keyword term or sort does not ('ab' = 'ab  ', 'ab' < E'ab\001').
+ */
 static bool
 pushable_type(Oid typid)
 {
@@ -59,14 +73,20 @@ pushable_type(Oid typid)
 		case BOOLOID:
 		case TEXTOID:
 		case VARCHAROID:
-		case BPCHAROID:
 		case DATEOID:
 		case TIMESTAMPOID:
 		case TIMESTAMPTZOID:
 			return true;
 		default:
-			return false;			/* float4: ES float rounding differs */
+			return false;
 	}
+}
+
+/* Whether equality under collation collid is equality of the bytes. */
+static bool
+deterministic(Oid collid)
+{
+	return !OidIsValid(collid) || get_collation_isdeterministic(collid);
 }
 
 /* Whether typid is one of the text types. */
@@ -91,7 +111,7 @@ compare_field(ElasticTable *tbl, AttrNumber att, Oid collation, bool ranged)
 		return NULL;
 	if (!is_text_type(col->typid))
 		return col->field;
-	if (OidIsValid(collation) && !get_collation_isdeterministic(collation))
+	if (!deterministic(collation))
 		return NULL;
 	if (ranged && !(OidIsValid(collation) && lc_collate_is_c(collation)))
 		return NULL;
@@ -137,24 +157,13 @@ add_cond(List **conds, List **exprs, ElasticCondKind kind, const char *field,
 	return true;
 }
 
-/* Strategy of opno in the default btree opfamily of typid, or 0. */
-static int
-btree_strategy(Oid opno, Oid typid)
-{
-	TypeCacheEntry *tc = lookup_type_cache(typid, TYPECACHE_BTREE_OPFAMILY);
-
-	if (!OidIsValid(tc->btree_opf))
-		return 0;
-	return get_op_opfamily_strategy(opno, tc->btree_opf);
-}
-
 /* Whether opno is "<>" of the default btree opfamily of typid. */
 static bool
 is_not_equal(Oid opno, Oid typid)
 {
 	Oid			neg = get_negator(opno);
 
-	return OidIsValid(neg) && btree_strategy(neg, typid) == BTEqualStrategyNumber;
+	return OidIsValid(neg) && PgpolyBtreeStrategy(neg, typid) == BTEqualStrategyNumber;
 }
 
 /* column op value, with the column on the left. */
@@ -163,7 +172,7 @@ classify_op(ElasticTable *tbl, Oid opno, AttrNumber att, Node *value,
 			Oid collation, List **conds, List **exprs)
 {
 	ElasticColumn *col = &tbl->cols[att - 1];
-	int			strategy = btree_strategy(opno, col->typid);
+	int			strategy = PgpolyBtreeStrategy(opno, col->typid);
 	bool		ne = strategy == 0 && is_not_equal(opno, col->typid);
 	char	   *field;
 
@@ -172,8 +181,12 @@ classify_op(ElasticTable *tbl, Oid opno, AttrNumber att, Node *value,
 			add_cond(conds, exprs, ECOND_QUERY, "_query", value);
 	if (col->role == ECOL_ID)
 		return is_text_type(col->typid) && strategy == BTEqualStrategyNumber &&
+			deterministic(collation) &&
 			add_cond(conds, exprs, ECOND_IDS, "_id", value);
 	if (strategy == 0 && !ne)
+		return false;
+	/* a value of another type compares after a conversion ES cannot make */
+	if (!PgpolyValueHasColumnForm(col->typid, exprType(value)))
 		return false;
 	field = compare_field(tbl, att, collation,
 						  strategy != BTEqualStrategyNumber && !ne);
@@ -242,10 +255,13 @@ classify_any(ElasticTable *tbl, RelOptInfo *baserel, ScalarArrayOpExpr *sa,
 	if (!sa->useOr || att == 0 || att > tbl->natts || !PgpolyIsScanConstant(arr))
 		return false;
 	col = &tbl->cols[att - 1];
-	if (btree_strategy(sa->opno, col->typid) != BTEqualStrategyNumber)
+	if (PgpolyBtreeStrategy(sa->opno, col->typid) != BTEqualStrategyNumber)
 		return false;
 	if (col->role == ECOL_ID)
-		return add_cond(conds, exprs, ECOND_IDS_IN, "_id", arr);
+		return deterministic(sa->inputcollid) &&
+			add_cond(conds, exprs, ECOND_IDS_IN, "_id", arr);
+	if (!PgpolyValueHasColumnForm(col->typid, get_element_type(exprType(arr))))
+		return false;
 	field = compare_field(tbl, att, sa->inputcollid, false);
 	return field != NULL && add_cond(conds, exprs, ECOND_IN, field, arr);
 }
@@ -384,6 +400,60 @@ append_param(StringInfo buf, ElasticParamValue *p)
 		PgpolyJsonAppendValue(buf, p->value, p->typid, p->isnull);
 }
 
+/* What a comparison with a value can match in Elasticsearch. */
+typedef enum ElasticReach
+{
+	EREACH_VALUE,				/* the documents the comparison selects */
+	EREACH_NONE,				/* no document */
+	EREACH_ALL					/* every document that has the field */
+} ElasticReach;
+
+/*
+ * What  field <kind> value  (EQ, NE read as EQ, or a range) reaches, for a
+ * numeric, float8 or date/time value; the comparison to send, when it is
+ * EREACH_VALUE, is in *kind and *p.  Elasticsearch holds finite float8
+ * numbers and finite dates only, so a number becomes the float8 bound that
+ * selects exactly what SQL's comparison of the _source text selects
+ * (PgpolyFloat8Bound: 1e400, NaN and values with more digits than a float8
+ * were refused or rounded), and an infinite date reaches all or nothing.
+ */
+static ElasticReach
+value_reach(ElasticCondKind *kind, ElasticParamValue *p)
+{
+	static const int strategies[] = {BTLessStrategyNumber, BTLessEqualStrategyNumber,
+	BTGreaterStrategyNumber, BTGreaterEqualStrategyNumber};
+	bool		ranged = *kind >= ECOND_LT && *kind <= ECOND_GE;
+	int			strategy = ranged ? strategies[*kind - ECOND_LT] : BTEqualStrategyNumber;
+	Oid			type = getBaseType(p->typid);
+	int			sign = 0;		/* an infinite date/time: its sign */
+	double		d;
+
+	if (p->explain || p->isnull)
+		return EREACH_VALUE;
+	if (type == NUMERICOID || type == FLOAT8OID)
+	{
+		if (!PgpolyFloat8Bound(p->value, p->typid, &strategy, &d))
+			return EREACH_NONE;
+		for (int k = 0; ranged && k < 4; k++)
+			if (strategies[k] == strategy)
+				*kind = ECOND_LT + k;
+		p->value = Float8GetDatum(d);
+		p->typid = FLOAT8OID;
+		return EREACH_VALUE;
+	}
+	if (type == DATEOID && DATE_NOT_FINITE(DatumGetDateADT(p->value)))
+		sign = DATE_IS_NOBEGIN(DatumGetDateADT(p->value)) ? -1 : 1;
+	else if ((type == TIMESTAMPOID || type == TIMESTAMPTZOID) &&
+			 TIMESTAMP_NOT_FINITE(DatumGetTimestamp(p->value)))
+		sign = TIMESTAMP_IS_NOBEGIN(DatumGetTimestamp(p->value)) ? -1 : 1;
+	if (sign == 0)
+		return EREACH_VALUE;
+	if (!ranged)
+		return EREACH_NONE;
+	return (strategy == BTLessStrategyNumber || strategy == BTLessEqualStrategyNumber) ==
+		(sign > 0) ? EREACH_ALL : EREACH_NONE;
+}
+
 /* Append the elements of an array param as a JSON array. */
 static void
 append_array_param(StringInfo buf, ElasticParamValue *p)
@@ -413,11 +483,14 @@ append_array_param(StringInfo buf, ElasticParamValue *p)
 	appendStringInfoChar(buf, '[');
 	for (int i = 0; i < n; i++)
 	{
-		if (enulls[i])
-			continue;			/* = NULL never matches */
+		ElasticCondKind kind = ECOND_EQ;
+		ElasticParamValue e = {elems[i], false, elemtype, NULL};
+
+		if (enulls[i] || value_reach(&kind, &e) != EREACH_VALUE)
+			continue;			/* = NULL never matches, nor = 1e400 */
 		if (!first)
 			appendStringInfoChar(buf, ',');
-		PgpolyJsonAppendValue(buf, elems[i], elemtype, false);
+		PgpolyJsonAppendValue(buf, e.value, e.typid, false);
 		first = false;
 	}
 	appendStringInfoChar(buf, ']');
@@ -438,31 +511,60 @@ append_leaf(StringInfo buf, const char *name, const char *field,
 	appendStringInfoString(buf, "}}");
 }
 
+/*
+ * Append the term (EQ, and NE, which goes into must_not) or range query of
+ * cond c with the value p (see value_reach).
+ */
+static void
+append_compare(StringInfo buf, ElasticCond *c, ElasticParamValue *p)
+{
+	static const char *const range_ops[] = {"lt", "lte", "gt", "gte"};
+	ElasticCondKind kind = c->kind;
+	ElasticParamValue v = *p;
+
+	switch (value_reach(&kind, &v))
+	{
+		case EREACH_NONE:
+			appendStringInfoString(buf, "{\"match_none\":{}}");
+			return;
+		case EREACH_ALL:
+			appendStringInfoString(buf, "{\"exists\":{\"field\":");
+			escape_json(buf, c->field);
+			appendStringInfoString(buf, "}}");
+			return;
+		case EREACH_VALUE:
+			break;
+	}
+	if (kind == ECOND_EQ || kind == ECOND_NE)
+	{
+		append_leaf(buf, "term", c->field, &v, false);
+		return;
+	}
+	appendStringInfoString(buf, "{\"range\":{");
+	escape_json(buf, c->field);
+	appendStringInfo(buf, ":{\"%s\":", range_ops[kind - ECOND_LT]);
+	append_param(buf, &v);
+	appendStringInfoString(buf, "}}}");
+}
+
 /* Append the ES query of one cond that goes into filter or must_not. */
 static void
 append_cond(StringInfo buf, ElasticCond *c, ElasticParamValue *params)
 {
 	ElasticParamValue *p = c->expr >= 0 ? &params[c->expr] : NULL;
-	static const char *const range_ops[] = {"lt", "lte", "gt", "gte"};
 
 	switch (c->kind)
 	{
 		case ECOND_EQ:
 		case ECOND_NE:
-			append_leaf(buf, "term", c->field, p, false);
-			break;
-		case ECOND_IN:
-			append_leaf(buf, "terms", c->field, p, true);
-			break;
 		case ECOND_LT:
 		case ECOND_LE:
 		case ECOND_GT:
 		case ECOND_GE:
-			appendStringInfoString(buf, "{\"range\":{");
-			escape_json(buf, c->field);
-			appendStringInfo(buf, ":{\"%s\":", range_ops[c->kind - ECOND_LT]);
-			append_param(buf, p);
-			appendStringInfoString(buf, "}}}");
+			append_compare(buf, c, p);
+			break;
+		case ECOND_IN:
+			append_leaf(buf, "terms", c->field, p, true);
 			break;
 		case ECOND_EXISTS:
 		case ECOND_MISSING:

@@ -23,7 +23,11 @@
  * from it with the core's PgpolyJsonbFieldText() and the column's
  * PgpolyConv, under the core's fixed settings (one scope per row).  Dates
  * may be ISO text or epoch milliseconds.  A value that does not convert is
- * an ERROR naming the document id and field; so is a string with a NUL
+ * an ERROR naming the document id and field; so is an array or object read
+ * by a scalar column (PgpolyJsonbFieldValues: Elasticsearch matches a
+ * pushed term on any element, so no single value could stand for the
+ * field; an array column reads a single value as an array of one), and a
+ * string with a NUL
  * character (\u0000) that a column would read (22021), while one in a
  * field no column reads is ignored.
  *
@@ -765,7 +769,9 @@ row_values(ElasticTable *tbl, Datum source, const char *id, List *nuls,
 		else if (col->role == ECOL_FIELD)
 		{
 			source_nul(nuls, base, col->field, id, tbl, col);
-			text = PgpolyJsonbFieldText(source, col->field, col->is_array, &len);
+			text = col->is_json ?
+				PgpolyJsonbFieldText(source, col->field, false, &len) :
+				PgpolyJsonbFieldValues(source, col->field, col->is_array, &len);
 			if (text != NULL)
 			{
 				values[*att] = column_datum(col, text, len);
@@ -812,6 +818,7 @@ ElasticRowFromSource(ElasticTable *tbl, Datum source, const char *id,
 						col->field, id, tbl->index, col->name,
 						format_type_with_typemod(col->typid, col->typmod)),
 				 errdetail("%s", edata->message),
+				 edata->hint ? errhint("%s", edata->hint) : 0,
 				 errcontext("foreign table \"%s\"", tbl->relname)));
 	}
 	PG_END_TRY();

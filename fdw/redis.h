@@ -89,6 +89,8 @@ typedef struct RedisTable
 	int			natts;
 	RedisColumn *cols;			/* indexed by attnum - 1 */
 	bool		fixed_in;		/* reading some column needs fixed settings */
+	struct ResultRelInfo *target;	/* scanned for this UPDATE/DELETE target
+									 * (RedisNoteMisspelled), or NULL */
 	AttrNumber	key_att;		/* attnums (0 when absent) */
 	AttrNumber	member_att;
 	AttrNumber	score_att;
@@ -110,6 +112,10 @@ extern char *RedisDatumText(RedisTable *tbl, AttrNumber att, Datum value,
 							size_t *len);
 extern Datum RedisTextDatum(RedisTable *tbl, AttrNumber att, const char *s,
 							size_t len);
+extern bool RedisIdentityMisspelled(RedisTable *tbl, AttrNumber att, Datum value,
+									const char *s, size_t len);
+extern char *RedisRowIdentity(RedisTable *tbl, Datum *values, bool *nulls,
+							  size_t *len);
 extern const PgpolyOption RedisOptions[];
 
 /* redis_io.c */
@@ -129,6 +135,10 @@ extern void RedisExchange(PgpolyConnection *conn, int nreplies,
 extern void RedisReplyError(PgpolyConnection *conn, struct redisReply *reply,
 							const char *key, size_t keylen,
 							RedisTable *tbl) pg_attribute_noreturn();
+extern void RedisProtocolError(PgpolyConnection *conn, const char *command,
+							   struct redisReply *r,
+							   const char *what) pg_attribute_noreturn();
+extern char *RedisBytesCopy(const char *s, size_t len);
 
 /*
  * One command, argv with explicit lengths.  Lives in the memory context of
@@ -197,8 +207,8 @@ typedef struct RedisWrite
 
 /* redis_scan.c */
 extern HTAB *RedisKeySet(MemoryContext cxt);
-extern bool RedisKeySetAdd(HTAB *set, char *key);
-extern int	RedisKeySetIndex(HTAB *set, char *key, int next);
+extern bool RedisKeySetAdd(HTAB *set, const char *key, size_t len);
+extern int	RedisKeySetIndex(HTAB *set, const char *key, size_t len, int next);
 typedef struct RedisOverlay RedisOverlay;
 extern RedisOverlay *RedisBuildOverlay(List *pending);
 extern void RedisOverlayAdd(RedisOverlay **ov, RedisWrite *w);
@@ -252,6 +262,10 @@ extern void RedisStateRow(RedisScan *scan, RedisKeyState *st, int item,
 
 /* redis_fdw.c */
 extern bool RedisIsRedisTable(Oid relid);
+extern struct ResultRelInfo *RedisScanTarget(struct EState *estate, Index rti);
+extern void RedisNoteMisspelled(struct ResultRelInfo *target, Datum *values,
+								bool *nulls, AttrNumber att, const char *s,
+								size_t len);
 
 /* redis_fdw.c, for redis_join.c */
 extern Datum pgpoly_redis_handler(PG_FUNCTION_ARGS);

@@ -33,7 +33,9 @@
 #include <hiredis/hiredis.h>
 
 #include "access/htup_details.h"
+#include "access/stratnum.h"
 #include "access/sysattr.h"
+#include "common/hashfn.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
@@ -54,6 +56,7 @@
 #include "parser/parsetree.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -141,7 +144,20 @@ typedef struct RedisModifyState
 	RedisTable *tbl;
 	RedisOverlay *ov;			/* ON CONFLICT DO NOTHING, transactional:
 								 * the buffered writes, by key */
+	HTAB	   *misspelled;		/* RedisMisspelling by identity hash, or NULL */
 } RedisModifyState;
+
+/*
+ * A row the scan for this UPDATE/DELETE read from a key or member stored in
+ * another spelling than the fixed form of its value (RedisNoteMisspelled).
+ */
+typedef struct RedisMisspelling
+{
+	uint64		hash;			/* of RedisRowIdentity(): the hash key */
+	AttrNumber	att;			/* the column spelled otherwise */
+	char	   *spelling;		/* as stored */
+	char	   *form;			/* the fixed form */
+} RedisMisspelling;
 
 PG_FUNCTION_INFO_V1(pgpoly_redis_handler);
 
@@ -283,11 +299,10 @@ classify_score(RedisRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 {
 	Node	   *l = linitial(op->args);
 	Node	   *r = lsecond(op->args);
-	char	   *name = get_opname(op->opno);
 	bool		swapped = false;
 	int			kind;
 
-	if (ri->tbl->type != REDIS_ZSET || name == NULL || list_length(op->args) != 2)
+	if (ri->tbl->type != REDIS_ZSET || list_length(op->args) != 2)
 		return false;
 	if (!is_column(l, baserel, ri->tbl->score_att))
 	{
@@ -297,26 +312,33 @@ classify_score(RedisRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 		r = t;
 		swapped = true;
 	}
+	/* a float4 value compares widened (0.1::float4 is 0.10000000149...) */
 	if (!is_column(l, baserel, ri->tbl->score_att) || !PgpolyIsScanConstant(r) ||
-		TypeCategory(exprType(r)) != TYPCATEGORY_NUMERIC)
+		!PgpolyValueHasColumnForm(ri->tbl->cols[ri->tbl->score_att - 1].typid, exprType(r)))
 		return false;
-	if (strcmp(name, "=") == 0)
+	/* the score type's own comparisons, whatever the search_path holds */
+	switch (PgpolyBtreeStrategy(op->opno, FLOAT8OID))
 	{
-		push(ri, (Expr *) op, r, REXPR_SCORE_MIN);
-		ri->exprs = lappend(ri->exprs, r);
-		ri->kinds = lappend_int(ri->kinds, REXPR_SCORE_MAX);
-		return true;
+		case BTEqualStrategyNumber:
+			push(ri, (Expr *) op, r, REXPR_SCORE_MIN);
+			ri->exprs = lappend(ri->exprs, r);
+			ri->kinds = lappend_int(ri->kinds, REXPR_SCORE_MAX);
+			return true;
+		case BTGreaterEqualStrategyNumber:
+			kind = swapped ? REXPR_SCORE_MAX : REXPR_SCORE_MIN;
+			break;
+		case BTGreaterStrategyNumber:
+			kind = swapped ? REXPR_SCORE_MAX_EXCL : REXPR_SCORE_MIN_EXCL;
+			break;
+		case BTLessEqualStrategyNumber:
+			kind = swapped ? REXPR_SCORE_MIN : REXPR_SCORE_MAX;
+			break;
+		case BTLessStrategyNumber:
+			kind = swapped ? REXPR_SCORE_MIN_EXCL : REXPR_SCORE_MAX_EXCL;
+			break;
+		default:
+			return false;
 	}
-	if (strcmp(name, ">=") == 0)
-		kind = swapped ? REXPR_SCORE_MAX : REXPR_SCORE_MIN;
-	else if (strcmp(name, ">") == 0)
-		kind = swapped ? REXPR_SCORE_MAX_EXCL : REXPR_SCORE_MIN_EXCL;
-	else if (strcmp(name, "<=") == 0)
-		kind = swapped ? REXPR_SCORE_MIN : REXPR_SCORE_MAX;
-	else if (strcmp(name, "<") == 0)
-		kind = swapped ? REXPR_SCORE_MIN_EXCL : REXPR_SCORE_MAX_EXCL;
-	else
-		return false;
 	push(ri, (Expr *) op, r, kind);
 	return true;
 }
@@ -530,21 +552,26 @@ redisBeginForeignScan(ForeignScanState *node, int eflags)
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 	st->tbl = RedisLoadTable(st->core.relid, st->core.userid);
+	st->tbl->target = RedisScanTarget(node->ss.ps.state, fs->scan.scanrelid);
 	st->exprs = ExecInitExprList(fs->fdw_exprs, (PlanState *) node);
 }
 
 /*
- * Add the key of value (of the key clause's type, conv) to keys
- * (deduplicated through seen).
+ * Add the key of value (of the key clause's type, conv) to keys and its
+ * length to lens (deduplicated through seen).
  */
 static void
-add_key(RedisTable *tbl, PgpolyConv *conv, Datum value, List **keys, HTAB *seen)
+add_key(RedisTable *tbl, PgpolyConv *conv, Datum value, List **keys,
+		List **lens, HTAB *seen)
 {
 	size_t		len;
 	char	   *key = RedisKeyFromDatum(tbl, conv, value, &len);
 
-	if (RedisKeySetAdd(seen, key))
+	if (RedisKeySetAdd(seen, key, len))
+	{
 		*keys = lappend(*keys, key);
+		*lens = lappend_int(*lens, (int) len);
+	}
 }
 
 /*
@@ -576,12 +603,29 @@ key_conv(RedisScanState *st, ExprState *es, int kind)
 	return &st->keyconv;
 }
 
-/* Tighten a score bound: keep the stricter of cur and the new value. */
+/*
+ * Tighten a score bound: keep the stricter of cur and the new value (a
+ * float8).  NaN, which Redis refuses as a bound, is above every score in
+ * SQL: as an upper bound it keeps every score, as a lower one it starts the
+ * range at +inf (whose scores the local recheck drops as well).
+ */
 static void
 tighten(char **cur, double *curval, Datum v, Oid typid, bool exclusive, bool lower)
 {
-	char	   *text = score_bound(v, typid, exclusive);
-	double		val = strtod(text + (exclusive ? 1 : 0), NULL);
+	char	   *text;
+	double		val;
+
+	if (isnan(DatumGetFloat8(v)))
+	{
+		if (lower)
+		{
+			*cur = "+inf";
+			*curval = get_float8_infinity();
+		}
+		return;
+	}
+	text = score_bound(v, typid, exclusive);
+	val = strtod(text + (exclusive ? 1 : 0), NULL);
 
 	if (*cur == NULL || (lower ? val > *curval : val < *curval) ||
 		(val == *curval && exclusive))
@@ -597,6 +641,7 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 {
 	ExprContext *econtext = node->ss.ps.ps_ExprContext;
 	List	   *keys = NIL;
+	List	   *keylens = NIL;
 	char	   *smin = NULL;
 	char	   *smax = NULL;
 	double		vmin = 0,
@@ -620,13 +665,13 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 		{
 			if (kind == REXPR_KEY || kind == REXPR_KEY_ARRAY)
 				continue;		/* key = NULL matches nothing */
-			keys = NIL;			/* score op NULL: nothing matches */
+			keys = keylens = NIL;	/* score op NULL: nothing matches */
 			smin = "+inf";
 			smax = "-inf";
 			continue;
 		}
 		if (kind == REXPR_KEY)
-			add_key(st->tbl, key_conv(st, es, kind), v, &keys, seen);
+			add_key(st->tbl, key_conv(st, es, kind), v, &keys, &keylens, seen);
 		else if (kind == REXPR_KEY_ARRAY)
 		{
 			ArrayType  *arr = DatumGetArrayTypeP(v);
@@ -642,7 +687,7 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 							  &elems, &enulls, &n);
 			for (int i = 0; i < n; i++)
 				if (!enulls[i])
-					add_key(st->tbl, key_conv(st, es, kind), elems[i], &keys, seen);
+					add_key(st->tbl, key_conv(st, es, kind), elems[i], &keys, &keylens, seen);
 		}
 		else if (kind == REXPR_SCORE_MIN || kind == REXPR_SCORE_MIN_EXCL)
 			tighten(&smin, &vmin, v, typid, kind == REXPR_SCORE_MIN_EXCL, true);
@@ -658,12 +703,13 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 		char	  **kv = palloc(sizeof(char *) * Max(n, 1));
 		size_t	   *lv = palloc(sizeof(size_t) * Max(n, 1));
 		int			i = 0;
-		ListCell   *lc;
+		ListCell   *lc,
+				   *ll;
 
-		foreach(lc, keys)
+		forboth(lc, keys, ll, keylens)
 		{
 			kv[i] = lfirst(lc);
-			lv[i] = strlen(kv[i]);
+			lv[i] = (size_t) lfirst_int(ll);
 			i++;
 		}
 		RedisScanSetKeys(st->scan, kv, lv, n);
@@ -1002,6 +1048,107 @@ redisExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
 								 insert_rows);
 }
 
+/*
+ * The ResultRelInfo of the UPDATE/DELETE whose target a scan of range
+ * table entry rti reads, or NULL (a plain read).
+ */
+ResultRelInfo *
+RedisScanTarget(EState *estate, Index rti)
+{
+	if (rti == 0 || estate->es_result_relations == NULL ||
+		!ExecRelationIsTargetRelation(estate, rti))
+		return NULL;
+	return estate->es_result_relations[rti - 1];
+}
+
+/* The hash of row identity values/nulls (RedisRowIdentity). */
+static uint64
+identity_hash(RedisTable *tbl, Datum *values, bool *nulls)
+{
+	size_t		len;
+	char	   *id = RedisRowIdentity(tbl, values, nulls, &len);
+	uint64		h = hash_bytes_extended((const unsigned char *) id, (int) len, 0);
+
+	pfree(id);
+	return h;
+}
+
+/*
+ * Remember that the row values/nulls, read for the UPDATE or DELETE of
+ * target, was stored under s (len bytes) in identity column att: not the
+ * fixed form of its value, which is what the modification would address
+ * (check_spelling refuses it).  Rows the statement then filters out cost
+ * nothing else.
+ */
+void
+RedisNoteMisspelled(ResultRelInfo *target, Datum *values, bool *nulls,
+					AttrNumber att, const char *s, size_t len)
+{
+	RedisModifyState *ms = target->ri_FdwState;
+	MemoryContext old;
+	RedisMisspelling *m;
+	uint64		h;
+	bool		found;
+	size_t		flen;
+
+	if (ms == NULL)
+		return;					/* EXPLAIN only */
+	old = MemoryContextSwitchTo(GetMemoryChunkContext(ms));
+	if (ms->misspelled == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(RedisMisspelling);
+		ctl.hcxt = CurrentMemoryContext;
+		ms->misspelled = hash_create("pgpoly misspelled rows", 64, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	h = identity_hash(ms->tbl, values, nulls);
+	m = hash_search(ms->misspelled, &h, HASH_ENTER, &found);
+	if (!found)
+	{
+		m->att = att;
+		m->spelling = PgpolyPrintable(s, len, 200);
+		m->form = RedisDatumText(ms->tbl, att, values[att - 1], &flen);
+		m->form = PgpolyPrintable(m->form, flen, 200);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * ERROR if the old row (identity old/oldnulls) is one the scan read from a
+ * key or member spelled otherwise than its fixed form: UPDATE would write
+ * a second key or member, DELETE remove nothing, and both count the row.
+ */
+static void
+check_spelling(RedisModifyState *ms, Datum *old, bool *oldnulls)
+{
+	RedisMisspelling *m;
+	RedisColumn *col;
+	uint64		h;
+
+	if (ms->misspelled == NULL)
+		return;
+	h = identity_hash(ms->tbl, old, oldnulls);
+	m = hash_search(ms->misspelled, &h, HASH_FIND, NULL);
+	if (m == NULL)
+		return;
+	col = &ms->tbl->cols[m->att - 1];
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("cannot update or delete a row whose %s \"%s\" is not stored in pgpoly's form \"%s\"",
+					col->role == RCOL_KEY ? "key" :
+					col->role == RCOL_MEMBER ? "member" : "list element",
+					m->spelling, m->form),
+			 errdetail("Column \"%s\" (%s) reads it as the value pgpoly writes as \"%s\", so the change would go to another %s.",
+					   col->name, format_type_with_typemod(col->typid, col->typmod),
+					   m->form, col->role == RCOL_KEY ? "key" : "member"),
+			 errhint("Modify it through a foreign table whose column \"%s\" is text, or rewrite it in pgpoly's form.",
+					 col->name),
+			 errcontext("foreign table \"%s\"", ms->tbl->relname)));
+}
+
 /* The old row identity from planSlot's junk columns, as a full-width row. */
 static void
 old_identity(RedisModifyState *ms, TupleTableSlot *planSlot, Datum *old, bool *oldnulls)
@@ -1034,6 +1181,7 @@ redisExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	List	   *writes;
 
 	old_identity(ms, planSlot, oldvals, oldnulls);
+	check_spelling(ms, oldvals, oldnulls);
 	slot_getallattrs(slot);
 	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	writes = RedisUpdateWrites(ms->tbl, oldvals, oldnulls, slot->tts_values,
@@ -1056,6 +1204,7 @@ redisExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 	List	   *writes;
 
 	old_identity(ms, planSlot, oldvals, oldnulls);
+	check_spelling(ms, oldvals, oldnulls);
 	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	writes = RedisDeleteWrites(ms->tbl, oldvals, oldnulls);
 	MemoryContextSwitchTo(old);

@@ -6,11 +6,10 @@
  * hiredis 0.14 has no connect-with-options and no async API we could wait
  * on from a backend, so the context is created with redisConnectNonBlock()
  * and every exchange is: append commands (RESP we encode ourselves), then
- * alternate redisBufferWrite / redisBufferRead whenever PgpolyWaitSocket()
- * says the socket is ready, pulling parsed replies with
- * redisGetReplyFromReader().  Only these three non-blocking calls touch the
- * socket, so hiredis never blocks and a cancel or statement_timeout is
- * serviced between them.
+ * alternate redisBufferWrite / a non-blocking recv() fed to the hiredis
+ * reader whenever PgpolyWaitSocket() says the socket is ready, pulling
+ * parsed replies with redisReaderGetReply().  Nothing blocks inside hiredis,
+ * so a cancel or statement_timeout is serviced between the calls.
  *
  * Invariants:
  *	- Appending a command starts a request on the connection cache entry;
@@ -22,8 +21,18 @@
  *	  never ereports inside hiredis: MCXT_ALLOC_NO_OOM).  A handler may keep
  *	  a reply (it then lives as long as that context); others are freed at
  *	  once.  hiredis' malloc-based freeReplyObject() is never used.
- *	- Bytes buffered for replies not yet complete are bounded by
- *	  pgpoly.max_response_size.
+ *	- pgpoly.max_response_size bounds what one exchange (all its replies)
+ *	  makes the backend hold: live reply objects at their real size plus
+ *	  the reader's unparsed bytes, charged before each allocation or read
+ *	  (an announced array count is charged before its element array
+ *	  exists).  The reply functions refuse past it; the ERROR (54000) is
+ *	  raised after hiredis returns.
+ *	- Replies and commands stay in step: bytes received while no request is
+ *	  pending, more replies than commands, or a reply of a type the command
+ *	  never returns break the connection with an ERROR (08P01), so no
+ *	  statement ever takes another command's reply for its own.
+ *	- Bytes from Redis (keys, error texts) reach messages only through
+ *	  PgpolyPrintable(, 200): escaped and capped.
  *
  * fdw/redis_io.c
  *
@@ -34,6 +43,7 @@
 #include <sys/socket.h>
 #include <hiredis/hiredis.h>
 
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -44,18 +54,76 @@ static void *redis_connect(PgpolyConnection *conn, ForeignServer *server,
 						   UserMapping *user);
 static void redis_disconnect(void *handle);
 
-/* Memory context replies of the running exchange are allocated in. */
-static MemoryContext ReplyContext = NULL;
+/*
+ * What the running exchange may allocate (pgpoly.max_response_size): reply
+ * objects alive now, counted at their real size in the memory context, plus
+ * the bytes the hiredis reader holds that are not parsed yet.  The reply
+ * functions below run inside hiredis and must not ereport: past the budget
+ * they refuse (return NULL, which hiredis reports as out of memory) and set
+ * exceeded; the exchange raises the ERROR once hiredis has returned.
+ */
+typedef struct ReplyBudget
+{
+	MemoryContext cxt;			/* replies are built here */
+	redisReader *reader;		/* its unparsed bytes count too */
+	Size		used;			/* bytes of live reply objects */
+	Size		limit;
+	bool		exceeded;		/* an allocation was refused */
+} ReplyBudget;
 
-/* Zeroed allocation for the reply functions; NULL (not ERROR) when out of memory. */
+static ReplyBudget Budget;
+
+/* Start counting a new exchange's replies, built in cxt. */
+static void
+budget_begin(MemoryContext cxt, redisReader *reader)
+{
+	Budget.cxt = cxt;
+	Budget.reader = reader;
+	Budget.used = 0;
+	Budget.limit = PGPOLY_MAX_RESPONSE_BYTES;
+	Budget.exceeded = false;
+}
+
+/* Bytes the budget still has room for (0 when it is spent). */
+static Size
+budget_room(void)
+{
+	Size		held = Budget.used;
+
+	if (Budget.reader)
+		held += Budget.reader->len - Budget.reader->pos;
+	return held >= Budget.limit ? 0 : Budget.limit - held;
+}
+
+/*
+ * Zeroed allocation for the reply functions, charged to the budget before
+ * it is made; NULL (never an ERROR) when the budget or memory is short.
+ */
 static void *
 reply_alloc(size_t size)
 {
-	/* Too large is "out of memory" to hiredis: elog must not fire in here. */
-	if (!AllocSizeIsValid(size))
+	void	   *p;
+
+	if (size > budget_room())
+	{
+		Budget.exceeded = true;
 		return NULL;
-	return MemoryContextAllocExtended(ReplyContext, size,
-									  MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
+	}
+	p = MemoryContextAllocExtended(Budget.cxt, size,
+								   MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
+	if (p != NULL)
+		Budget.used += GetMemoryChunkSpace(p);
+	return p;
+}
+
+/* Free what reply_alloc returned and give its space back to the budget. */
+static void
+reply_release(void *p)
+{
+	Size		space = GetMemoryChunkSpace(p);
+
+	Budget.used -= Min(Budget.used, space);
+	pfree(p);
 }
 
 /* Free a reply built by the functions below (recursively). */
@@ -70,11 +138,9 @@ reply_free(void *obj)
 	{
 		for (size_t i = 0; i < r->elements; i++)
 			reply_free(r->element[i]);
-		pfree(r->element);
+		reply_release(r->element);
 	}
-	if (r->str)
-		pfree(r->str);
-	pfree(r);
+	reply_release(r);			/* a string lives in the same chunk */
 }
 
 /* Link a new reply into its parent array, as hiredis' own functions do. */
@@ -86,35 +152,46 @@ link_reply(const redisReadTask *task, redisReply *r)
 	return r;
 }
 
-/* hiredis reply function: bulk/status/error string. */
+/*
+ * hiredis reply function: bulk/status/error string, NUL-terminated, in one
+ * chunk with its reply (half the allocations of a round).
+ */
 static void *
 reply_string(const redisReadTask *task, char *str, size_t len)
 {
-	redisReply *r = reply_alloc(sizeof(redisReply));
+	redisReply *r;
 
-	if (r == NULL || (r->str = reply_alloc(len + 1)) == NULL)
-	{
-		if (r)
-			pfree(r);
+	if (len > MaxAllocSize - sizeof(redisReply) - 1 ||
+		(r = reply_alloc(sizeof(redisReply) + len + 1)) == NULL)
 		return NULL;
-	}
 	r->type = task->type;
+	r->str = (char *) (r + 1);
 	memcpy(r->str, str, len);
 	r->len = len;
 	return link_reply(task, r);
 }
 
-/* hiredis reply function: array of n elements. */
+/*
+ * hiredis reply function: array of n elements.  The element array is
+ * charged before it is allocated, so an announced count larger than the
+ * budget is refused at once.
+ */
 static void *
 reply_array(const redisReadTask *task, int n)
 {
-	redisReply *r = reply_alloc(sizeof(redisReply));
+	Size		need = sizeof(redisReply) + (Size) Max(n, 0) * sizeof(redisReply *);
+	redisReply *r;
 
-	if (r == NULL)
-		return NULL;
-	if (n > 0 && (r->element = reply_alloc(sizeof(redisReply *) * (size_t) n)) == NULL)
+	if (need > budget_room())
 	{
-		pfree(r);
+		Budget.exceeded = true;
+		return NULL;
+	}
+	if ((r = reply_alloc(sizeof(redisReply))) == NULL)
+		return NULL;
+	if (n > 0 && (r->element = reply_alloc(sizeof(redisReply *) * (Size) n)) == NULL)
+	{
+		reply_release(r);
 		return NULL;
 	}
 	r->type = REDIS_REPLY_ARRAY;
@@ -226,8 +303,10 @@ setup_reply(redisReply *reply, int index, void *arg)
 				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
 				 errmsg("could not set up the connection to Redis server \"%s\" at %s",
 						conn->servername, conn->target),
-				 errdetail("Redis answered: %s", reply->str),
+				 errdetail("Redis answered: %s", PgpolyPrintable(reply->str, reply->len, 200)),
 				 errhint("Check the user mapping's user and password and the server option db.")));
+	if (reply->type != REDIS_REPLY_STATUS)
+		RedisProtocolError(conn, "the connection set-up (AUTH, SELECT)", reply, NULL);
 	return false;
 }
 
@@ -361,6 +440,7 @@ append_header(StringInfo buf, char prefix, size_t n)
 }
 
 static void write_some(PgpolyConnection *conn, redisContext *ctx);
+static void check_idle(PgpolyConnection *conn, redisContext *ctx);
 
 /*
  * Output buffered beyond this is written out (non-blocking) while commands
@@ -388,6 +468,7 @@ RedisAppendArgv(PgpolyConnection *conn, int argc, const char **argv,
 	{
 		PgpolyEnsureConnected(conn);	/* reopen a closed or broken handle */
 		PgpolyBeginRequest(conn);
+		check_idle(conn, conn->handle);
 	}
 	ctx = conn->handle;
 	if (buf == NULL)
@@ -425,24 +506,94 @@ write_some(PgpolyConnection *conn, redisContext *ctx)
 		io_error(conn, "could not send the request", ctx->errstr);
 }
 
-/* Read what the socket holds; enforce the response size bound. */
+/* Raise the ERROR for an exchange that went over pgpoly.max_response_size. */
 static void
-read_some(PgpolyConnection *conn, redisContext *ctx, Size *pending)
+budget_error(PgpolyConnection *conn)
 {
-	size_t		before = ctx->reader->len;
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("Redis server \"%s\" at %s sent a reply larger than pgpoly.max_response_size (%d kB)",
+					conn->servername, conn->target, pgpoly_max_response_kb),
+			 errdetail("The replies of one request, counted as the memory they take before it is allocated, would exceed the limit."),
+			 errhint("Fetch fewer or smaller keys per round (fetch_size), or raise pgpoly.max_response_size.")));
+}
 
-	if (redisBufferRead(ctx) != REDIS_OK)
-		io_error(conn, ctx->err == REDIS_ERR_EOF ?
-				 "the server closed the connection" : "could not read the reply",
-				 ctx->errstr);
-	if (ctx->reader->len > before)
-		*pending += ctx->reader->len - before;
-	if (*pending > PGPOLY_MAX_RESPONSE_BYTES)
+/*
+ * Check, when a request starts, that the server sent nothing since the last
+ * one ended: bytes now would be a reply to no command, and taking them for
+ * the next command's reply would shift every later answer.  Costs one
+ * non-blocking recv.
+ */
+static void
+check_idle(PgpolyConnection *conn, redisContext *ctx)
+{
+	char		c;
+	ssize_t		n;
+
+	if (ctx->reader->len > ctx->reader->pos)
+		RedisProtocolError(conn, "no command", NULL,
+						   "bytes left over from the previous request");
+	n = recv(ctx->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0)
+		RedisProtocolError(conn, "no command", NULL,
+						   "data sent while no request was pending");
+	if (n == 0)
+		io_error(conn, "the server closed the connection", NULL);
+	if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		io_error(conn, "could not read from the connection", strerror(errno));
+}
+
+/*
+ * Read what the socket holds into the reader, never more than the budget
+ * has room for: the reader's buffer is charged before it grows.
+ */
+static void
+read_some(PgpolyConnection *conn, redisContext *ctx)
+{
+	static char buf[64 * 1024];
+	Size		room = budget_room();
+	ssize_t		n;
+
+	if (room == 0)
+		budget_error(conn);
+	n = recv(ctx->fd, buf, Min(room, sizeof(buf)), 0);
+	if (n < 0)
+	{
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return;
+		io_error(conn, "could not read the reply", strerror(errno));
+	}
+	if (n == 0)
+		io_error(conn, "the server closed the connection", NULL);
+	if (redisReaderFeed(ctx->reader, buf, n) != REDIS_OK)
 		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("Redis server \"%s\" at %s sent a reply larger than pgpoly.max_response_size (%d kB)",
-						conn->servername, conn->target, pgpoly_max_response_kb),
-				 errhint("Fetch fewer or smaller keys per round (fetch_size), or raise pgpoly.max_response_size.")));
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while reading a Redis reply")));
+}
+
+/*
+ * The next complete reply in the reader, or NULL when more bytes are
+ * needed.  A refusal of the reply functions is the budget's 54000 ERROR;
+ * anything else hiredis rejects is a protocol violation.
+ */
+static redisReply *
+next_reply(PgpolyConnection *conn, redisContext *ctx)
+{
+	void	   *reply = NULL;
+
+	if (redisReaderGetReply(ctx->reader, &reply) != REDIS_OK)
+	{
+		if (Budget.exceeded)
+			budget_error(conn);
+		conn->busy = true;
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("Redis server \"%s\" at %s: received a malformed reply",
+						conn->servername, conn->target),
+				 errdetail("%s", ctx->reader->errstr),
+				 errhint("Check that the server options host and port point at a Redis server.")));
+	}
+	return reply;
 }
 
 /* Hand one reply to the handler; free it on every path unless it kept it. */
@@ -482,22 +633,18 @@ RedisExchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 {
 	redisContext *ctx = conn->handle;
 	TimestampTz deadline = PgpolyDeadline(conn->timeout_ms);
-	Size		pending = 0;
 	int			got = 0;
 
-	ReplyContext = CurrentMemoryContext;
+	budget_begin(CurrentMemoryContext, ctx->reader);
 	write_some(conn, ctx);		/* usually all of it, without a wait */
 	while (got < nreplies)
 	{
-		void	   *reply = NULL;
+		redisReply *reply;
 		int			want;
 		int			rc;
 
-		if (redisGetReplyFromReader(ctx, &reply) != REDIS_OK)
-			io_error(conn, "received a malformed reply", ctx->errstr);
-		if (reply != NULL)
+		if ((reply = next_reply(conn, ctx)) != NULL)
 		{
-			pending = 0;
 			deliver(conn, reply, got++, handler, arg);
 			continue;
 		}
@@ -512,8 +659,12 @@ RedisExchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 		if (rc & PGPOLY_WAIT_WRITE)
 			write_some(conn, ctx);
 		if (rc & PGPOLY_WAIT_READ)
-			read_some(conn, ctx, &pending);
+			read_some(conn, ctx);
 	}
+	/* More than was asked for is a reply to no command: the stream is off. */
+	if (ctx->reader->len > ctx->reader->pos)
+		RedisProtocolError(conn, "no command", NULL,
+						   "more replies than commands");
 	/* Nothing may stay unsent: the next request would inherit it. */
 	while (sdslen(ctx->obuf) > 0)
 	{
@@ -521,6 +672,7 @@ RedisExchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 			io_error(conn, "timed out sending the request", NULL);
 		write_some(conn, ctx);
 	}
+	Budget.reader = NULL;
 	PgpolyEndRequest(conn);
 }
 
@@ -532,13 +684,13 @@ void
 RedisReplyError(PgpolyConnection *conn, redisReply *reply, const char *key,
 				size_t keylen, RedisTable *tbl)
 {
-	const char *msg = reply->str ? reply->str : "unknown error";
+	const char *msg = reply->str ? PgpolyPrintable(reply->str, reply->len, 200) : "unknown error";
 
 	conn->errors++;
 	if (strncmp(msg, "WRONGTYPE", 9) == 0 && key && tbl)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-				 errmsg("Redis key \"%.*s\" does not hold a %s", (int) keylen, key,
+				 errmsg("Redis key \"%s\" does not hold a %s", PgpolyPrintable(key, keylen, 200),
 						RedisScanTypeFilter(tbl)),
 				 errdetail("Foreign table \"%s\" has table_type '%s'; Redis answered: %s",
 						   tbl->relname, tbl->type_name, msg),
@@ -546,12 +698,66 @@ RedisReplyError(PgpolyConnection *conn, redisReply *reply, const char *key,
 	if (key)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
-				 errmsg("Redis server \"%s\" at %s returned an error for key \"%.*s\"",
-						conn->servername, conn->target, (int) keylen, key),
+				 errmsg("Redis server \"%s\" at %s returned an error for key \"%s\"",
+						conn->servername, conn->target, PgpolyPrintable(key, keylen, 200)),
 				 errdetail("Redis answered: %s", msg)));
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_ERROR),
 			 errmsg("Redis server \"%s\" at %s returned an error",
 					conn->servername, conn->target),
 			 errdetail("Redis answered: %s", msg)));
+}
+
+/* A description of reply r (NULL: none) for messages. */
+static char *
+describe_reply(redisReply *r)
+{
+	switch (r ? r->type : 0)
+	{
+		case REDIS_REPLY_STRING:
+			return psprintf("a string of %zu bytes", r->len);
+		case REDIS_REPLY_ARRAY:
+			return psprintf("an array of %zu elements", r->elements);
+		case REDIS_REPLY_INTEGER:
+			return psprintf("the integer %lld", r->integer);
+		case REDIS_REPLY_NIL:
+			return pstrdup("a nil reply");
+		case REDIS_REPLY_STATUS:
+			return psprintf("the status \"%s\"", PgpolyPrintable(r->str, r->len, 200));
+		case REDIS_REPLY_ERROR:
+			return psprintf("the error \"%s\"", PgpolyPrintable(r->str, r->len, 200));
+	}
+	return pstrdup("unexpected data");
+}
+
+/*
+ * Raise the ERROR for a reply no Redis server sends there: of a type the
+ * command never answers with (r; NULL when there is no reply to show), or
+ * data when none was due.  command names what was asked, what (may be NULL)
+ * what was wrong.  The connection is marked broken: its replies can no
+ * longer be matched to commands, so the next statement reconnects.
+ */
+void
+RedisProtocolError(PgpolyConnection *conn, const char *command, redisReply *r,
+				   const char *what)
+{
+	conn->busy = true;
+	ereport(ERROR,
+			(errcode(ERRCODE_PROTOCOL_VIOLATION),
+			 errmsg("Redis server \"%s\" at %s broke the protocol: unexpected reply to %s",
+					conn->servername, conn->target, command),
+			 what ? errdetail("Got %s: %s.", describe_reply(r), what) :
+			 errdetail("Got %s.", describe_reply(r)),
+			 errhint("The connection was closed; the next statement opens a new one.  Check that the server options host and port point at a Redis server.")));
+}
+
+/* A palloc'd copy of len bytes (any byte), NUL-terminated for convenience. */
+char *
+RedisBytesCopy(const char *s, size_t len)
+{
+	char	   *copy = palloc(len + 1);
+
+	memcpy(copy, s, len);
+	copy[len] = '\0';
+	return copy;
 }

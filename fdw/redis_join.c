@@ -349,6 +349,7 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 	CustomScan *cs = (CustomScan *) node->ss.ps.plan;
 	int			nouter = intVal(list_nth(cs->custom_private, RJ_NOUTER));
 	TargetEntry *first_inner = list_nth(cs->custom_scan_tlist, nouter);
+	Index		rti;
 	RangeTblEntry *rte;
 	PgpolyConnection *conn;
 
@@ -358,7 +359,8 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 	 * every Var.  RJ_RELID (custom_private) is not offset, so it is wrong
 	 * when the join was planned in a subquery (CTE, sublink).
 	 */
-	rte = exec_rt_fetch(castNode(Var, first_inner->expr)->varno, estate);
+	rti = castNode(Var, first_inner->expr)->varno;
+	rte = exec_rt_fetch(rti, estate);
 
 	js->outer = ExecInitNode(linitial(cs->custom_plans), estate, eflags);
 	node->custom_ps = list_make1(js->outer);
@@ -369,6 +371,7 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 	js->keyexpr = ExecInitExpr(linitial(cs->custom_exprs), &node->ss.ps);
 	js->joinqual = ExecInitQual(list_copy_tail(cs->custom_exprs, 1), &node->ss.ps);
 	js->tbl = RedisLoadTable(rte->relid, PgpolyRteUser(estate, rte));
+	js->tbl->target = RedisScanTarget(estate, rti);
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 
@@ -463,7 +466,7 @@ load_batch(RedisJoinState *js)
 		js->keys[n] = isnull ? NULL :
 			RedisKeyFromDatum(js->tbl, &js->keyconv, key, &js->lens[n]);
 		MemoryContextSwitchTo(old);
-		js->stateidx[n] = js->keys[n] ? RedisKeySetIndex(seen, js->keys[n], nd) : -1;
+		js->stateidx[n] = js->keys[n] ? RedisKeySetIndex(seen, js->keys[n], js->lens[n], nd) : -1;
 		if (js->stateidx[n] == nd)
 		{
 			dkeys[nd] = js->keys[n];

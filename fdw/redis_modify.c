@@ -201,7 +201,7 @@ hash_put(RedisWrite *w, Datum *values, bool *nulls, Bitmapset *updated)
 				 errmsg("cannot store a row with only NULL fields in Redis hash table \"%s\"",
 						tbl->relname),
 				 errdetail("Redis has no empty hashes: the key \"%s\" would not exist.",
-						   w->key)));
+						   PgpolyPrintable(w->key, w->keylen, 200))));
 	set_arg(hset, 0, "HSET");
 	set_key(hset, 1, w);
 	hset->argc = 2 + 2 * nset;
@@ -732,8 +732,9 @@ write_failed(WriteReplies *wr, int cmd, redisReply *r)
 			(errcode(strncmp(r->str, "WRONGTYPE", 9) == 0 ?
 					 ERRCODE_FDW_INVALID_DATA_TYPE : ERRCODE_FDW_ERROR),
 			 errmsg("could not write key \"%s\" of foreign table \"%s\" to Redis server \"%s\"",
-					w->key, w->tbl->relname, wr->conn->servername),
-			 errdetail("Redis answered: %s", r->str),
+					PgpolyPrintable(w->key, w->keylen, 200), w->tbl->relname,
+					wr->conn->servername),
+			 errdetail("Redis answered: %s", PgpolyPrintable(r->str, r->len, 200)),
 			 wr->atomic ? errhint("Redis applies the other commands of a MULTI/EXEC block even when one fails at run time; check the keys named.") : 0));
 }
 
@@ -761,14 +762,20 @@ write_reply(redisReply *r, int index, void *arg)
 	{
 		if (r->type == REDIS_REPLY_ERROR)
 			write_failed(wr, Max(index - 1, 0), r);
+		if (r->type != REDIS_REPLY_STATUS)
+			RedisProtocolError(wr->conn, index == 0 ? "MULTI" : "a queued command",
+							   r, NULL);
 		return false;
 	}
-	if (r->type != REDIS_REPLY_ARRAY || (int) r->elements != wr->ncmds)
+	if (r->type == REDIS_REPLY_ERROR)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("Redis server \"%s\" did not execute the transaction's writes",
 						wr->conn->servername),
-				 errdetail("EXEC answered %s.", r->type == REDIS_REPLY_ERROR ? r->str : "an unexpected reply")));
+				 errdetail("EXEC answered %s.", PgpolyPrintable(r->str, r->len, 200))));
+	if (r->type != REDIS_REPLY_ARRAY || (int) r->elements != wr->ncmds)
+		RedisProtocolError(wr->conn, "EXEC", r,
+						   psprintf("not an array of %d replies", wr->ncmds));
 	for (i = 0; i < r->elements; i++)
 		if (r->element[i]->type == REDIS_REPLY_ERROR)
 			write_failed(wr, i, r->element[i]);

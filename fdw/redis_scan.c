@@ -31,20 +31,31 @@
 
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "mb/pg_wchar.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
 #include "redis.h"
 
+/*
+ * A Redis key as hash tables see it: bytes and their length (keys may hold
+ * any byte, NUL included).  The bytes are kept by pointer, not copied.
+ */
+typedef struct KeyRef
+{
+	const char *key;
+	size_t		len;
+} KeyRef;
+
 /* Buffered writes of one table, by key. */
 struct RedisOverlay
 {
-	HTAB	   *bykey;			/* OverlayEntry, keyed by char * */
+	HTAB	   *bykey;			/* OverlayEntry, keyed by KeyRef */
 };
 
 typedef struct OverlayEntry
 {
-	char	   *key;			/* hash key: points at a RedisWrite's key */
+	KeyRef		ref;			/* hash key: points at a RedisWrite's key */
 	List	   *writes;			/* RedisWrite *, in write order */
 	bool		seen;			/* met during the remote scan */
 } OverlayEntry;
@@ -89,32 +100,35 @@ struct RedisScan
 	const char *err_field;
 };
 
-/* string_hash over the string a char * key points at. */
+/* Hash of the bytes a KeyRef points at. */
 static uint32
-strptr_hash(const void *key, Size keysize)
+keyref_hash(const void *key, Size keysize)
 {
-	const char *s = *(char *const *) key;
+	const KeyRef *r = key;
 
-	return hash_bytes((const unsigned char *) s, strlen(s));
+	return hash_bytes((const unsigned char *) r->key, (int) r->len);
 }
 
-/* Equality of the strings two char * keys point at (0 when equal). */
+/* Equality of the bytes two KeyRefs point at (0 when equal). */
 static int
-strptr_match(const void *a, const void *b, Size keysize)
+keyref_match(const void *a, const void *b, Size keysize)
 {
-	return strcmp(*(char *const *) a, *(char *const *) b);
+	const KeyRef *x = a;
+	const KeyRef *y = b;
+
+	return x->len != y->len || memcmp(x->key, y->key, x->len) != 0;
 }
 
-/* A hash table keyed by C string pointers, entries of entrysize. */
+/* A hash table keyed by KeyRef, entries of entrysize. */
 static HTAB *
-string_table(const char *name, Size entrysize, MemoryContext cxt)
+key_table(const char *name, Size entrysize, MemoryContext cxt)
 {
 	HASHCTL		ctl;
 
-	ctl.keysize = sizeof(char *);
+	ctl.keysize = sizeof(KeyRef);
 	ctl.entrysize = entrysize;
-	ctl.hash = strptr_hash;
-	ctl.match = strptr_match;
+	ctl.hash = keyref_hash;
+	ctl.match = keyref_match;
 	ctl.hcxt = cxt;
 	return hash_create(name, 256, &ctl,
 					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
@@ -123,24 +137,25 @@ string_table(const char *name, Size entrysize, MemoryContext cxt)
 /* Entry of a key set: the key and the index it was first given. */
 typedef struct KeySetEntry
 {
-	char	   *key;
+	KeyRef		ref;
 	int			idx;
 } KeySetEntry;
 
-/* A set of C strings (Redis keys), for deduplication. */
+/* A set of Redis keys (bytes with their length), for deduplication. */
 HTAB *
 RedisKeySet(MemoryContext cxt)
 {
-	return string_table("pgpoly redis key set", sizeof(KeySetEntry), cxt);
+	return key_table("pgpoly redis key set", sizeof(KeySetEntry), cxt);
 }
 
-/* Add key (kept by pointer) to set; false if it was already there. */
+/* Add key of len bytes (kept by pointer) to set; false if it was there. */
 bool
-RedisKeySetAdd(HTAB *set, char *key)
+RedisKeySetAdd(HTAB *set, const char *key, size_t len)
 {
+	KeyRef		ref = {key, len};
 	bool		found;
 
-	hash_search(set, &key, HASH_ENTER, &found);
+	hash_search(set, &ref, HASH_ENTER, &found);
 	return !found;
 }
 
@@ -149,10 +164,11 @@ RedisKeySetAdd(HTAB *set, char *key)
  * deduplicates keys map each original row to its distinct key's slot.
  */
 int
-RedisKeySetIndex(HTAB *set, char *key, int next)
+RedisKeySetIndex(HTAB *set, const char *key, size_t len, int next)
 {
+	KeyRef		ref = {key, len};
 	bool		found;
-	KeySetEntry *e = hash_search(set, &key, HASH_ENTER, &found);
+	KeySetEntry *e = hash_search(set, &ref, HASH_ENTER, &found);
 
 	if (!found)
 		e->idx = next;
@@ -166,16 +182,19 @@ RedisKeySetIndex(HTAB *set, char *key, int next)
 void
 RedisOverlayAdd(RedisOverlay **ov, RedisWrite *w)
 {
+	KeyRef		ref;
 	OverlayEntry *e;
 	bool		found;
 
 	if (*ov == NULL)
 	{
 		*ov = palloc(sizeof(RedisOverlay));
-		(*ov)->bykey = string_table("pgpoly redis overlay", sizeof(OverlayEntry),
-									CurrentMemoryContext);
+		(*ov)->bykey = key_table("pgpoly redis overlay", sizeof(OverlayEntry),
+								 CurrentMemoryContext);
 	}
-	e = hash_search((*ov)->bykey, &w->key, HASH_ENTER, &found);
+	ref.key = w->key;
+	ref.len = w->keylen;
+	e = hash_search((*ov)->bykey, &ref, HASH_ENTER, &found);
 	if (!found)
 	{
 		e->writes = NIL;
@@ -199,17 +218,6 @@ RedisBuildOverlay(List *pending)
 	return ov;
 }
 
-/* A palloc'd copy of len bytes (which may include NULs), NUL-terminated. */
-static char *
-copy_bytes(const char *s, size_t len)
-{
-	char	   *copy = palloc(len + 1);
-
-	memcpy(copy, s, len);
-	copy[len] = '\0';
-	return copy;
-}
-
 /* Append an item to st. */
 static void
 add_item(RedisKeyState *st, const char *a, size_t alen, const char *b,
@@ -225,9 +233,9 @@ add_item(RedisKeyState *st, const char *a, size_t alen, const char *b,
 			palloc(sizeof(RedisItem) * st->maxitems);
 	}
 	it = &st->items[st->nitems++];
-	it->a = a ? copy_bytes(a, alen) : NULL;
+	it->a = a ? RedisBytesCopy(a, alen) : NULL;
 	it->alen = alen;
-	it->b = b ? copy_bytes(b, blen) : NULL;
+	it->b = b ? RedisBytesCopy(b, blen) : NULL;
 	it->blen = blen;
 }
 
@@ -287,7 +295,7 @@ apply_write(RedisKeyState *st, RedisWrite *w)
 		case RW_SET_IDX:
 			if (w->idx >= 0 && w->idx < st->nitems)
 			{
-				st->items[w->idx].a = copy_bytes(w->item.a, w->item.alen);
+				st->items[w->idx].a = RedisBytesCopy(w->item.a, w->item.alen);
 				st->items[w->idx].alen = w->item.alen;
 			}
 			break;
@@ -301,12 +309,13 @@ apply_write(RedisKeyState *st, RedisWrite *w)
 void
 RedisApplyOverlay(RedisTable *tbl, RedisOverlay *ov, RedisKeyState *st)
 {
+	KeyRef		ref = {st->key, st->keylen};
 	OverlayEntry *e;
 	ListCell   *lc;
 
 	if (ov == NULL)
 		return;
-	e = hash_search(ov->bykey, &st->key, HASH_FIND, NULL);
+	e = hash_search(ov->bykey, &ref, HASH_FIND, NULL);
 	if (e == NULL)
 		return;
 	e->seen = true;
@@ -360,44 +369,46 @@ add_item_ref(RedisKeyState *st, char *a, size_t alen, char *b, size_t blen)
 /*
  * Fill st from the reply of the table type's fetch command.  The items
  * point into r (hiredis strings are NUL-terminated), so r must live as long
- * as st.  An error reply (WRONGTYPE) raises an ERROR naming the key.
+ * as st.  An error reply (WRONGTYPE) raises an ERROR naming the key; a reply
+ * no Redis sends to that command (GET answered by an array, HGETALL by a
+ * string, an odd field/value list ...) is a protocol violation.
  */
 void
 RedisStateFromReply(RedisTable *tbl, RedisKeyState *st, redisReply *r,
 					PgpolyConnection *conn)
 {
+	bool		strings = tbl->type == REDIS_STRING || tbl->type == REDIS_JSON;
+	bool		pairs = tbl->type == REDIS_HASH || tbl->type == REDIS_ZSET;
 	size_t		i;
 
 	st->nitems = 0;
 	if (r->type == REDIS_REPLY_ERROR)
 		RedisReplyError(conn, r, st->key, st->keylen, tbl);
-	if (r->type == REDIS_REPLY_STRING)
+	if (strings && r->type == REDIS_REPLY_STRING)
 		add_item_ref(st, r->str, r->len, NULL, 0);
-	else if (r->type == REDIS_REPLY_ARRAY)
+	else if (!strings && r->type == REDIS_REPLY_ARRAY)
 	{
-		bool		pairs = tbl->type == REDIS_HASH || tbl->type == REDIS_ZSET;
-
 		if (pairs && r->elements % 2 != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_ERROR),
-					 errmsg("malformed Redis reply for key \"%s\"", st->key),
-					 errdetail("Expected field/value pairs, got %zu elements.", r->elements)));
+			RedisProtocolError(conn, RedisFetchCommand(tbl), r,
+							   psprintf("an odd number of elements (%zu) for key \"%s\"",
+										r->elements, PgpolyPrintable(st->key, st->keylen, 200)));
 		for (i = 0; i < r->elements; i += pairs ? 2 : 1)
 		{
 			redisReply *a = r->element[i];
 			redisReply *b = pairs ? r->element[i + 1] : NULL;
 
 			if (a->type != REDIS_REPLY_STRING || (b && b->type != REDIS_REPLY_STRING))
-				ereport(ERROR,
-						(errcode(ERRCODE_FDW_ERROR),
-						 errmsg("malformed Redis reply for key \"%s\"", st->key)));
+				RedisProtocolError(conn, RedisFetchCommand(tbl),
+								   a->type != REDIS_REPLY_STRING ? a : b,
+								   psprintf("an element that is no string for key \"%s\"",
+											PgpolyPrintable(st->key, st->keylen, 200)));
 			add_item_ref(st, a->str, a->len, b ? b->str : NULL, b ? b->len : 0);
 		}
 	}
-	else if (r->type != REDIS_REPLY_NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_ERROR),
-				 errmsg("unexpected Redis reply type %d for key \"%s\"", r->type, st->key)));
+	else if (!strings || r->type != REDIS_REPLY_NIL)
+		RedisProtocolError(conn, RedisFetchCommand(tbl), r,
+						   psprintf("the reply for key \"%s\"",
+									PgpolyPrintable(st->key, st->keylen, 200)));
 	st->exists = st->nitems > 0;
 }
 
@@ -422,8 +433,11 @@ fetch_reply(redisReply *r, int index, void *arg)
 
 	if (index % fr->per_key != 0)
 	{
-		if (r->type == REDIS_REPLY_INTEGER)
-			st->ttl = r->integer;
+		if (r->type == REDIS_REPLY_ERROR)
+			RedisReplyError(scan->conn, r, st->key, st->keylen, scan->tbl);
+		if (r->type != REDIS_REPLY_INTEGER)
+			RedisProtocolError(scan->conn, "TTL", r, NULL);
+		st->ttl = r->integer;
 		return false;
 	}
 	RedisStateFromReply(scan->tbl, st, r, scan->conn);
@@ -491,7 +505,7 @@ RedisScanFetchKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys)
 	scan->cur_item = 0;
 	for (i = 0; i < nkeys; i++)
 	{
-		scan->states[i].key = copy_bytes(keys[i], lens[i]);
+		scan->states[i].key = RedisBytesCopy(keys[i], lens[i]);
 		scan->states[i].keylen = lens[i];
 		scan->states[i].ttl = -2;
 		append_fetch(scan, keys[i], lens[i]);
@@ -587,28 +601,44 @@ RedisScanRestart(RedisScan *scan)
 	}
 }
 
-/* Glob match supporting the '*' and '\' escapes our patterns use. */
+/*
+ * Glob match of the len bytes at s (any byte, NUL included) against the
+ * NUL-terminated pattern p, supporting the '*' and '\\' escapes our
+ * patterns use.
+ */
 static bool
-glob_match(const char *p, const char *s)
+glob_match(const char *p, const char *s, size_t len)
 {
-	for (; *p; p++, s++)
+	for (; *p; p++, s++, len--)
 	{
 		if (*p == '*')
 		{
-			for (;; s++)
+			for (;; s++, len--)
 			{
-				if (glob_match(p + 1, s))
+				if (glob_match(p + 1, s, len))
 					return true;
-				if (*s == '\0')
+				if (len == 0)
 					return false;
 			}
 		}
 		if (*p == '\\' && p[1])
 			p++;
-		if (*s != *p)
+		if (len == 0 || *s != *p)
 			return false;
 	}
-	return *s == '\0';
+	return len == 0;
+}
+
+/* Whether the len bytes at s are a SCAN cursor: decimal digits. */
+static bool
+valid_cursor(const char *s, size_t len, size_t max)
+{
+	if (len == 0 || len >= max)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
 }
 
 /* Reply handler of SCAN: new cursor, then keys not seen before. */
@@ -627,11 +657,9 @@ scan_reply(redisReply *r, int index, void *arg)
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 		r->element[0]->type != REDIS_REPLY_STRING ||
 		r->element[1]->type != REDIS_REPLY_ARRAY ||
-		r->element[0]->len >= sizeof(scan->cursor))
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_ERROR),
-				 errmsg("malformed reply to SCAN from Redis server \"%s\"",
-						scan->conn->servername)));
+		!valid_cursor(r->element[0]->str, r->element[0]->len, sizeof(scan->cursor)))
+		RedisProtocolError(scan->conn, "SCAN", r,
+						   "no [cursor, keys] pair");
 	memcpy(scan->cursor, r->element[0]->str, r->element[0]->len);
 	scan->cursor[r->element[0]->len] = '\0';
 	scan->scan_done = strcmp(scan->cursor, "0") == 0;
@@ -641,20 +669,20 @@ scan_reply(redisReply *r, int index, void *arg)
 	lv = palloc(sizeof(size_t) * Max(keys->elements, 1));
 	for (i = 0; i < keys->elements; i++)
 	{
-		char	   *k;
+		redisReply *k = keys->element[i];
+		char	   *copy;
 
-		if (keys->element[i]->type != REDIS_REPLY_STRING)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_ERROR),
-					 errmsg("malformed reply to SCAN from Redis server \"%s\"",
-							scan->conn->servername),
-					 errdetail("A key of type %d instead of a string.", keys->element[i]->type)));
-		k = copy_bytes(keys->element[i]->str, keys->element[i]->len);
-
-		if (!RedisKeySetAdd(scan->seen, k))
+		if (k->type != REDIS_REPLY_STRING)
+			RedisProtocolError(scan->conn, "SCAN", k, "a key that is no string");
+		if (!glob_match(scan->pattern, k->str, k->len))
+			RedisProtocolError(scan->conn, "SCAN", k,
+							   psprintf("key \"%s\", which does not match %s",
+										PgpolyPrintable(k->str, k->len, 200), scan->pattern));
+		copy = RedisBytesCopy(k->str, k->len);
+		if (!RedisKeySetAdd(scan->seen, copy, k->len))
 			continue;
-		kv[n] = k;
-		lv[n++] = keys->element[i]->len;
+		kv[n] = copy;
+		lv[n++] = k->len;
 	}
 	scan->keys = kv;
 	scan->lens = lv;
@@ -711,7 +739,7 @@ overlay_round(RedisScan *scan)
 	old = MemoryContextSwitchTo(scan->round_cxt);
 	hash_seq_init(&hs, scan->ov->bykey);
 	while ((e = hash_seq_search(&hs)) != NULL)
-		if (!e->seen && glob_match(scan->pattern, e->key))
+		if (!e->seen && glob_match(scan->pattern, e->ref.key, e->ref.len))
 			pending = lappend(pending, e);
 	scan->states = palloc0(sizeof(RedisKeyState) * Max(list_length(pending), 1));
 	foreach(lc, pending)
@@ -719,8 +747,8 @@ overlay_round(RedisScan *scan)
 		OverlayEntry *pe = lfirst(lc);
 		RedisKeyState *st = &scan->states[i++];
 
-		st->key = pe->key;
-		st->keylen = strlen(pe->key);
+		st->key = (char *) pe->ref.key;
+		st->keylen = pe->ref.len;
 		st->ttl = -2;
 		RedisApplyOverlay(scan->tbl, scan->ov, st);
 	}
@@ -866,6 +894,9 @@ state_row_values(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
 	RedisTable *tbl = scan->tbl;
 	RowJson		json = {false, (Datum) 0, NIL};
 	int			i;
+	AttrNumber	misspelled = 0; /* an identity column not in the fixed form */
+	const char *spelling = NULL;
+	size_t		spelling_len = 0;
 
 	for (i = 0; i < tbl->natts; i++)
 	{
@@ -882,7 +913,17 @@ state_row_values(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
 			values[i] = PgpolyTextToDatum(&col->conv, text, len);	/* JSON text */
 		else
 			values[i] = RedisTextDatum(tbl, i + 1, text, len);
+		if (tbl->target && text != NULL && misspelled == 0 &&
+			RedisIdentityMisspelled(tbl, i + 1, values[i], text, len))
+		{
+			misspelled = i + 1;
+			spelling = text;
+			spelling_len = len;
+		}
 	}
+	if (misspelled)
+		RedisNoteMisspelled(tbl->target, values, nulls, misspelled, spelling,
+							spelling_len);
 }
 
 /*

@@ -402,6 +402,71 @@ RedisTextDatum(RedisTable *tbl, AttrNumber att, const char *s, size_t len)
 	return PgpolyBytesToDatum(&tbl->cols[att - 1].conv, s, len);
 }
 
+/* Whether column att identifies a row to UPDATE and DELETE. */
+static bool
+is_identity(RedisTable *tbl, AttrNumber att)
+{
+	RedisColRole role = tbl->cols[att - 1].role;
+
+	return role == RCOL_KEY || role == RCOL_MEMBER ||
+		(role == RCOL_VALUE && tbl->type == REDIS_LIST);
+}
+
+/*
+ * Whether s (len bytes), the stored form column att of a row was read
+ * from, is not the fixed form of value, its datum, where att identifies
+ * the row (the key, a zset/set member, a list element's value).  UPDATE
+ * and DELETE address the row by the fixed form of its identity; another
+ * client's spelling of the same value (an int key "007", a uuid in
+ * capitals, a timestamp with a T) names another key or member.
+ */
+bool
+RedisIdentityMisspelled(RedisTable *tbl, AttrNumber att, Datum value,
+						const char *s, size_t len)
+{
+	size_t		flen;
+	char	   *form;
+	bool		same;
+
+	if (!is_identity(tbl, att))
+		return false;
+	form = RedisDatumText(tbl, att, value, &flen);
+	same = flen == len && memcmp(form, s, len) == 0;
+	pfree(form);
+	return !same;
+}
+
+/*
+ * The identity of a row as UPDATE and DELETE address it: the fixed forms of
+ * its identity columns (NULLs included), each after its length, palloc'd;
+ * its length in *len.  Only the identity columns of values/nulls are read.
+ */
+char *
+RedisRowIdentity(RedisTable *tbl, Datum *values, bool *nulls, size_t *len)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (AttrNumber att = 1; att <= tbl->natts; att++)
+	{
+		size_t		flen;
+		char	   *form;
+		int32		n;
+
+		if (!is_identity(tbl, att))
+			continue;
+		n = -1;
+		form = nulls[att - 1] ? NULL : RedisDatumText(tbl, att, values[att - 1], &flen);
+		if (form)
+			n = (int32) flen;
+		appendBinaryStringInfo(&buf, (char *) &n, sizeof(n));
+		if (form)
+			appendBinaryStringInfo(&buf, form, flen);
+	}
+	*len = buf.len;
+	return buf.data;
+}
+
 /*
  * The Redis key (prefix || stored form of value), palloc'd and
  * NUL-terminated; sets *len.  conv describes value's type (a key clause's

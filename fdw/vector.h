@@ -296,6 +296,7 @@ typedef struct VectorCondEval
 	char	   *key;
 	VectorCondOp op;
 	char	   *value;			/* JSON text of the value (array for IN) */
+	struct VectorCondEval *or_else; /* also admitted (OR), or NULL */
 } VectorCondEval;
 
 extern VectorScan *VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn,

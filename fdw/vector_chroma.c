@@ -302,7 +302,10 @@ chroma_scan_text(VectorTable *tbl, bool by_ids, const char *where, int include)
  * ----------------------------------------------------------------
  */
 
-/* {"key": {"$op": value}} for one condition. */
+/*
+ * {"key": {"$op": value}} for one condition, or {"$or": [that, ...]} when
+ * it admits c->or_else too.
+ */
 static char *
 cond_json(VectorCondEval *c)
 {
@@ -310,9 +313,13 @@ cond_json(VectorCondEval *c)
 	StringInfoData buf;
 
 	initStringInfo(&buf);
+	if (c->or_else)
+		appendStringInfoString(&buf, "{\"$or\":[");
 	appendStringInfoChar(&buf, '{');
 	escape_json(&buf, c->key);
 	appendStringInfo(&buf, ":{\"%s\":%s}}", ops[c->op], c->value);
+	if (c->or_else)
+		appendStringInfo(&buf, ",%s]}", cond_json(c->or_else));
 	return buf.data;
 }
 

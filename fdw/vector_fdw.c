@@ -13,8 +13,12 @@
  *	- a column mapped to a metadata key (field): text = / ANY, number
  *	  comparisons, boolean =
  * ($ne and $nin are never used: Chroma lets records without the key pass
- * them, SQL does not.)  In a plain scan every clause is also rechecked
- * locally, so the translated part only narrows what is fetched.
+ * them, SQL does not.)  Only where the service compares as SQL does: text
+ * under a deterministic collation, a value of the column's own type (or
+ * another integer width), not float4 (SQL rounds the stored number to
+ * float4 first); a numeric or float8 value is sent as the float8 bound that
+ * selects the same numbers (PgpolyFloat8Bound).  In a plain scan every clause is also
+ * rechecked locally, so the translated part only narrows what is fetched.
  *
  * k-NN: for SELECT ... ORDER BY embedding <op> const LIMIT n on one vector
  * table, GetForeignUpperPaths(UPPERREL_FINAL) adds a path that replaces
@@ -40,6 +44,7 @@
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "access/stratnum.h"
 #include "access/sysattr.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
@@ -62,6 +67,7 @@
 #include "parser/parsetree.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -209,12 +215,17 @@ kind_of_type(Oid typid)
 	}
 }
 
-/* Whether typid is one of the numeric types a ->> text can be cast to. */
+/*
+ * Whether typid is one of the numeric types a ->> text can be cast to and
+ * compared as the service compares its numbers.  Not float4: SQL rounds
+ * the stored number to float4 first (0.10000000000000002 = 0.1::float4),
+ * the service compares the number itself.
+ */
 static bool
 is_numeric_cast_target(Oid typid)
 {
 	return typid == INT2OID || typid == INT4OID || typid == INT8OID ||
-		typid == FLOAT4OID || typid == FLOAT8OID || typid == NUMERICOID;
+		typid == FLOAT8OID || typid == NUMERICOID;
 }
 
 /*
@@ -236,6 +247,8 @@ metadata_key(Node *n, RelOptInfo *baserel, VectorTable *tbl, ValueKind *kind)
 			strchr(tbl->cols[att - 1].field, '.') != NULL)
 			return NULL;
 		*kind = kind_of_type(tbl->cols[att - 1].typid);
+		if (*kind == VK_NUMBER && !is_numeric_cast_target(getBaseType(tbl->cols[att - 1].typid)))
+			return NULL;
 		return *kind == VK_NONE ? NULL : tbl->cols[att - 1].field;
 	}
 	*kind = VK_STRING;
@@ -256,22 +269,27 @@ metadata_key(Node *n, RelOptInfo *baserel, VectorTable *tbl, ValueKind *kind)
 	return TextDatumGetCString(k->constvalue);
 }
 
-/* The condition operator for SQL operator opname, or -1. */
+/*
+ * The condition operator for SQL operator opno comparing a value of typid
+ * (swapped: with the value on the left), or -1 when opno is not one of the
+ * type's btree comparisons.
+ */
 static int
-cond_op(const char *opname, bool swapped)
+cond_op(Oid opno, Oid typid, bool swapped)
 {
-	if (opname == NULL)
-		return -1;
-	if (strcmp(opname, "=") == 0)
-		return VCOND_EQ;
-	if (strcmp(opname, "<") == 0)
-		return swapped ? VCOND_GT : VCOND_LT;
-	if (strcmp(opname, "<=") == 0)
-		return swapped ? VCOND_GE : VCOND_LE;
-	if (strcmp(opname, ">") == 0)
-		return swapped ? VCOND_LT : VCOND_GT;
-	if (strcmp(opname, ">=") == 0)
-		return swapped ? VCOND_LE : VCOND_GE;
+	switch (PgpolyBtreeStrategy(opno, typid))
+	{
+		case BTEqualStrategyNumber:
+			return VCOND_EQ;
+		case BTLessStrategyNumber:
+			return swapped ? VCOND_GT : VCOND_LT;
+		case BTLessEqualStrategyNumber:
+			return swapped ? VCOND_GE : VCOND_LE;
+		case BTGreaterStrategyNumber:
+			return swapped ? VCOND_LT : VCOND_GT;
+		case BTGreaterEqualStrategyNumber:
+			return swapped ? VCOND_LE : VCOND_GE;
+	}
 	return -1;
 }
 
@@ -279,6 +297,13 @@ cond_op(const char *opname, bool swapped)
  *		Qual translation
  * ----------------------------------------------------------------
  */
+
+/* Whether equality under collation collid is equality of the bytes. */
+static bool
+deterministic(Oid collid)
+{
+	return !OidIsValid(collid) || get_collation_isdeterministic(collid);
+}
 
 /* Record a translated condition. */
 static void
@@ -298,7 +323,8 @@ static bool
 translate_id_eq(VectorRelInfo *ri, RelOptInfo *baserel, OpExpr *op, Node *l, Node *r)
 {
 	if (ri->id_exprs != NIL || PgpolyColumnOf(l, baserel) != ri->tbl->id_att ||
-		!PgpolyIsScanConstant(r) || op->opno != TextEqualOperator)
+		!PgpolyIsScanConstant(r) || op->opno != TextEqualOperator ||
+		!deterministic(op->inputcollid))
 		return false;
 	ri->id_exprs = list_make1(r);
 	ri->id_kinds = list_make1_int(VEXPR_ID);
@@ -332,12 +358,16 @@ translate_opexpr(VectorRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 		return true;
 	if (!PgpolyIsScanConstant(r) || (key = metadata_key(l, baserel, ri->tbl, &kind)) == NULL)
 		return false;
-	cop = cond_op(get_opname(op->opno), swapped);
-	if (cop < 0 || kind_of_type(exprType(r)) != kind)
+	cop = cond_op(op->opno, exprType(l), swapped);
+	if (cop < 0 || kind_of_type(exprType(r)) != kind ||
+		!PgpolyValueHasColumnForm(exprType(l), exprType(r)))
 		return false;
 	/* Only equality is the same in both worlds for strings and booleans. */
 	if (kind != VK_NUMBER && (cop != VCOND_EQ ||
 							  (kind == VK_STRING && op->opno != TextEqualOperator)))
+		return false;
+	/* the service compares strings by their bytes */
+	if (kind == VK_STRING && !deterministic(op->inputcollid))
 		return false;
 	add_cond(ri, (Expr *) op, key, cop, r);
 	return true;
@@ -354,7 +384,8 @@ translate_any(VectorRelInfo *ri, RelOptInfo *baserel, ScalarArrayOpExpr *sa)
 
 	if (!sa->useOr || sa->opno != TextEqualOperator || !PgpolyIsScanConstant(arr))
 		return false;
-	if (ri->id_exprs == NIL && PgpolyColumnOf(l, baserel) == ri->tbl->id_att)
+	if (ri->id_exprs == NIL && PgpolyColumnOf(l, baserel) == ri->tbl->id_att &&
+		deterministic(sa->inputcollid))
 	{
 		ri->id_exprs = list_make1(arr);
 		ri->id_kinds = list_make1_int(VEXPR_ID_ARRAY);
@@ -366,7 +397,7 @@ translate_any(VectorRelInfo *ri, RelOptInfo *baserel, ScalarArrayOpExpr *sa)
 		return true;
 	}
 	key = metadata_key(l, baserel, ri->tbl, &kind);
-	if (key == NULL || kind != VK_STRING)
+	if (key == NULL || kind != VK_STRING || !deterministic(sa->inputcollid))
 		return false;
 	add_cond(ri, (Expr *) sa, key, VCOND_IN, arr);
 	return true;
@@ -691,7 +722,13 @@ const_json(Const *c)
 	return buf.data;
 }
 
-/* The where object as EXPLAIN shows it (run-time values as "$n"). */
+static void eval_cond(VectorScanSpec *spec, char *key, VectorCondOp op, Datum v,
+					  Oid typid, bool isnull);
+
+/*
+ * The where object as EXPLAIN shows it: constants as the scan sends them
+ * (eval_cond), run-time values as "$n".
+ */
 static char *
 explain_where(VectorRelInfo *ri)
 {
@@ -701,8 +738,20 @@ explain_where(VectorRelInfo *ri)
 	foreach(lc, ri->conds)
 	{
 		VectorCondPlan *p = lfirst(lc);
-		VectorCondEval *e = palloc(sizeof(VectorCondEval));
+		VectorCondEval *e = palloc0(sizeof(VectorCondEval));
+		VectorScanSpec sent = {0};
 
+		if (IsA(p->value, Const))
+		{
+			Const	   *c = (Const *) p->value;
+
+			eval_cond(&sent, p->key, p->op, c->constvalue, c->consttype, c->constisnull);
+			if (!sent.empty)
+			{
+				conds = list_concat(conds, sent.conds);
+				continue;
+			}
+		}
 		e->key = p->key;
 		e->op = p->op;
 		e->value = IsA(p->value, Const) ? const_json((Const *) p->value) :
@@ -853,19 +902,101 @@ add_array_ids(List *ids, Datum arr)
 	return ids;
 }
 
+/* The btree strategy of a condition operator (not VCOND_IN), and back. */
+static const int vcond_strategy[] = {BTEqualStrategyNumber, BTLessStrategyNumber,
+BTLessEqualStrategyNumber, BTGreaterStrategyNumber, BTGreaterEqualStrategyNumber};
+
+static VectorCondOp
+strategy_vcond(int strategy)
+{
+	for (int op = VCOND_EQ; op <= VCOND_GE; op++)
+		if (vcond_strategy[op] == strategy)
+			return (VectorCondOp) op;
+	elog(ERROR, "unexpected comparison strategy %d", strategy);
+}
+
+/*
+ * The condition admitting the metadata strings "Infinity", "-Infinity" and
+ * "NaN" (which is how a float8 or numeric that JSON cannot hold as a number
+ * is written) that SQL's  <strategy> v  admits, v being a float8 or
+ * numeric of type typid; NULL when it admits none of them.
+ */
+static VectorCondEval *
+special_values(char *key, int strategy, Datum v, Oid typid)
+{
+	static const char *const specials[] = {"Infinity", "-Infinity", "NaN"};
+	const double values[] = {get_float8_infinity(), -get_float8_infinity(), get_float8_nan()};
+	bool		numeric = getBaseType(typid) == NUMERICOID;
+	VectorCondEval *c = NULL;
+
+	for (int i = 0; i < lengthof(specials); i++)
+	{
+		int			cmp;
+		bool		admitted;
+
+		if (numeric)
+			cmp = DatumGetInt32(DirectFunctionCall2(numeric_cmp,
+													DirectFunctionCall3(numeric_in,
+																		CStringGetDatum(specials[i]),
+																		ObjectIdGetDatum(InvalidOid),
+																		Int32GetDatum(-1)),
+													v));
+		else
+			cmp = float8_cmp_internal(values[i], DatumGetFloat8(v));
+		admitted = strategy == BTLessStrategyNumber ? cmp < 0 :
+			strategy == BTLessEqualStrategyNumber ? cmp <= 0 :
+			strategy == BTGreaterStrategyNumber ? cmp > 0 :
+			strategy == BTGreaterEqualStrategyNumber ? cmp >= 0 : cmp == 0;
+		if (!admitted)
+			continue;
+		if (c == NULL)
+		{
+			c = palloc0(sizeof(VectorCondEval));
+			c->key = key;
+			c->op = VCOND_IN;
+			c->value = "[";
+		}
+		c->value = psprintf("%s%s\"%s\"", c->value, strlen(c->value) > 1 ? "," : "",
+							specials[i]);
+	}
+	if (c)
+		c->value = psprintf("%s]", c->value);
+	return c;
+}
+
 /* Evaluate one condition value into spec (NULL or an empty IN: no rows). */
 static void
 eval_cond(VectorScanSpec *spec, char *key, VectorCondOp op, Datum v, Oid typid,
 		  bool isnull)
 {
-	VectorCondEval *c = palloc(sizeof(VectorCondEval));
+	VectorCondEval *c = palloc0(sizeof(VectorCondEval));
 	StringInfoData buf;
+	double		d;
 
 	if (isnull || (op == VCOND_IN && ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(v)),
 													ARR_DIMS(DatumGetArrayTypeP(v))) == 0))
 	{
 		spec->empty = true;
 		return;
+	}
+	if (op != VCOND_IN && (getBaseType(typid) == NUMERICOID ||
+						   getBaseType(typid) == FLOAT8OID))
+	{
+		int			strategy = vcond_strategy[op];
+
+		/* the infinities and NaN SQL admits are stored as strings */
+		c->or_else = special_values(key, strategy, v, typid);
+		if (!PgpolyFloat8Bound(v, typid, &strategy, &d))
+		{
+			if (c->or_else)
+				spec->conds = lappend(spec->conds, c->or_else);
+			else
+				spec->empty = true;
+			return;
+		}
+		op = strategy_vcond(strategy);
+		v = Float8GetDatum(d);
+		typid = FLOAT8OID;
 	}
 	initStringInfo(&buf);
 	PgpolyJsonAppendValue(&buf, v, typid, false);

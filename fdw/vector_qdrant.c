@@ -402,12 +402,31 @@ matchable_any(json_t *arr)
 	return true;
 }
 
+static void append_one_cond(StringInfo buf, VectorCondEval *c);
+
 /*
  * Append one condition of the "must" list
- * (https://qdrant.tech/documentation/concepts/filtering/).
+ * (https://qdrant.tech/documentation/concepts/filtering/): a "should" of
+ * it and c->or_else when it admits that too.
  */
 static void
 append_cond(StringInfo buf, VectorCondEval *c)
+{
+	if (c->or_else == NULL)
+	{
+		append_one_cond(buf, c);
+		return;
+	}
+	appendStringInfoString(buf, "{\"should\":[");
+	append_one_cond(buf, c);
+	appendStringInfoChar(buf, ',');
+	append_cond(buf, c->or_else);
+	appendStringInfoString(buf, "]}");
+}
+
+/* Append condition c itself (see append_cond). */
+static void
+append_one_cond(StringInfo buf, VectorCondEval *c)
 {
 	static const char *const ranges[] = {NULL, "lt", "lte", "gt", "gte", NULL};
 	json_t	   *v = json_loads(c->value, JSON_DECODE_ANY, NULL);

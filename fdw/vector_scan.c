@@ -133,6 +133,8 @@ row_matches(VectorRow *row, List *conds)
 		ok = val != NULL && value_matches(json_object_get(meta, c->key), c->op, val);
 		if (val)
 			json_decref(val);
+		if (!ok && c->or_else)
+			ok = row_matches(row, list_make1(c->or_else));
 		if (!ok)
 			break;
 	}

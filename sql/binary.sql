@@ -56,16 +56,17 @@ FROM blist ORDER BY idx;
 -- commands: an EVAL for hashes, SET NX, SADD/ZADD NX, EVAL with a TTL).
 INSERT INTO bh SELECT 'oc', b FROM all_bytes ON CONFLICT DO NOTHING;
 INSERT INTO bh VALUES ('oc', 'x') ON CONFLICT DO NOTHING;
-INSERT INTO bs SELECT '\x41ee', b FROM all_bytes ON CONFLICT DO NOTHING;
+INSERT INTO bs SELECT '\x00ee', b FROM all_bytes ON CONFLICT DO NOTHING;
+SELECT k FROM bs ORDER BY k;  -- keys that differ only after a NUL byte stay apart
 INSERT INTO bset VALUES ('soc', '\x00'), ('soc', '\x0001') ON CONFLICT DO NOTHING;
 CREATE FOREIGN TABLE bset_ttl (key text, member bytea)
   SERVER rb OPTIONS (table_type 'set', key_prefix 'regress_bin:set:', ttl_seconds '600');
 INSERT INTO bset_ttl VALUES ('soc', '\x0002'), ('soc', '\x00') ON CONFLICT DO NOTHING;
 SELECT length(b), b = (SELECT b FROM all_bytes) AS same FROM bh WHERE k = 'oc';
-SELECT length(v), v = (SELECT b FROM all_bytes) AS same FROM bs WHERE k = '\x41ee';
+SELECT length(v), v = (SELECT b FROM all_bytes) AS same FROM bs WHERE k = '\x00ee';
 SELECT member FROM bset WHERE key = 'soc' ORDER BY member;
 DELETE FROM bh WHERE k = 'oc';
-DELETE FROM bs WHERE k = '\x41ee';
+DELETE FROM bs WHERE k = '\x00ee';
 DELETE FROM bset WHERE key = 'soc';
 
 -- Stored raw: the hash field of 'hi'::bytea holds the two bytes "hi".

@@ -284,6 +284,15 @@ SELECT * FROM reg_lineage('job', 'reg_a', 'downstream');
 SELECT * FROM reg_lineage('job', 'reg_a', 'upstream', 1000000);
 SELECT * FROM reg_lineage('job', 'reg_b', 'both');
 
+-- Deep graphs: a 16400-edge chain.  Depth is bounded at 16383 levels: asking for
+-- more is an ERROR once the walk reaches the bound (and fine while it does not).
+INSERT INTO pgpoly.lineage_edges (src_kind, src_name, dst_kind, dst_name)
+SELECT 'job', 'reg_chain_' || i, 'job', 'reg_chain_' || (i + 1) FROM generate_series(1, 16400) i;
+SELECT count(*), max(depth), min(name) FILTER (WHERE depth = 16383) AS deepest
+FROM pgpoly.lineage('job', 'reg_chain_16401', max_depth => 16383);
+SELECT count(*), max(depth) FROM pgpoly.lineage('job', 'reg_chain_100', max_depth => 20000);
+SELECT count(*) FROM pgpoly.lineage('job', 'reg_chain_16401', max_depth => 16384);
+
 --
 -- A BI query: each model's champion, with its run and the run's latest auc
 --
@@ -312,7 +321,7 @@ GRANT SELECT ON ALL TABLES IN SCHEMA pgpoly TO regress_pgpoly_reader;
 GRANT INSERT, UPDATE ON pgpoly.experiments, pgpoly.runs, pgpoly.metrics,
       pgpoly.registered_models, pgpoly.model_versions, pgpoly.model_aliases,
       pgpoly.model_alias_slots, pgpoly.model_alias_history, pgpoly.datasets,
-      pgpoly.lineage_edges TO regress_pgpoly_writer;
+      pgpoly.run_inputs, pgpoly.lineage_edges TO regress_pgpoly_writer;
 GRANT DELETE ON pgpoly.model_aliases, pgpoly.model_alias_history TO regress_pgpoly_writer;
 SET ROLE regress_pgpoly_writer;
 SELECT pgpoly.start_run('reg_roles', 'by_writer') AS run5 \gset

@@ -254,7 +254,8 @@ RESET ROLE;
 -- view and SELECT/DELETE on sync_dead_letters (both row-secured to the
 -- members of each sync's owner), nothing else: no privilege on any other
 -- table, view or sequence of schema pgpoly, no USAGE on the schema or the
--- wrappers, no SECURITY DEFINER function.
+-- wrappers, and one SECURITY DEFINER function, which only creates empty
+-- monthly partitions of pgpoly.predictions and is revoked from PUBLIC.
 --
 SELECT c.relname, a.privilege_type
 FROM pg_class c, aclexplode(c.relacl) a

@@ -346,13 +346,16 @@ SELECT pgpoly.put_features('obv', 'u1', '{"clicks": 1, "ctr": 0.1}', '2024-01-01
 SELECT pgpoly.put_features('obv', 'u1', '{"clicks": 3, "ctr": 0.3}', '2024-01-03 10:00+00');
 SELECT pgpoly.put_features('obv', 'u1', '{"clicks": 2, "ctr": 0.2}', '2024-01-02 10:00+00');
 SELECT pgpoly.put_features('obv', 'u2', '{"clicks": 5, "ctr": 0.5}', '2024-01-01 10:00+00');
+SELECT pgpoly.ingest_features('obv', $$SELECT * FROM (VALUES
+  ('u4', '2024-01-04 10:00+00'::timestamptz, 40), ('u4', '2024-01-02 10:00+00', 20),
+  ('u2', '2023-12-30 10:00+00', 0)) AS v(user_id, event_time, clicks)$$);
 SELECT entity, features, event_time, source
-  FROM pgpoly.get_online_features('obv', '{u1,u2,u3,u1}');
+  FROM pgpoly.get_online_features('obv', '{u1,u2,u3,u1,u4}');
 SELECT o_entity, o_features, o_source FROM pgpoly._get_online_features('obv', '{u2}', NULL);
 SELECT sync_until('pgpoly.obv_serving', $$state = 'retrying'$$);
 ALTER SERVER fs_down OPTIONS (SET port :'redis_port');
 SELECT pgpoly.sync_wait('pgpoly.obv_serving');
-SELECT entity, features, event_time, source FROM pgpoly.get_online_features('obv', '{u1,u2,u3}');
+SELECT entity, features, event_time, source FROM pgpoly.get_online_features('obv', '{u1,u2,u3,u4}');
 -- An older event committed later loses at delivery.
 SELECT pgpoly.put_features('obv', 'u2', '{"clicks": 4, "ctr": 0.4}', '2023-12-31 10:00+00');
 SELECT pgpoly.put_features('obv', 'u3', '{"clicks": 7, "ctr": 0.7}', '2024-01-05 10:00+00');

@@ -39,12 +39,18 @@
  * equality on a key column is equality of the stored bytes.  The Redis
  * scan's pushdown and the batched join both ask it, so the planner and
  * the executor can never disagree about which keys a clause reaches.
+ * Every store sends a compared value only when PgpolyValueHasColumnForm()
+ * says its stored form is the column's (no cross-type comparison, which
+ * SQL makes after a conversion the store cannot repeat).
  *
  * src/convert.c
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <float.h>
+#include <math.h>
 
 #include "access/stratnum.h"
 #include "catalog/pg_type.h"
@@ -59,6 +65,7 @@
 #include "utils/float.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/regproc.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
@@ -607,17 +614,30 @@ byte_equal_type(Oid typid)
 	}
 }
 
-/* Whether a value of valtype has the stored form a key of keytype would. */
-static bool
-same_form(Oid keytype, Oid valtype)
+/*
+ * Whether a value of type valtype has the fixed stored form that a column
+ * of type coltype has for an equal value: the same type (a domain counts as
+ * its base type), integers of any width, text and varchar.  A store can
+ * compare such a value with the column's stored values as SQL compares
+ * them.  A value of another type does not qualify even where SQL has a
+ * cross-type operator: SQL converts one side first (a timestamp to
+ * timestamptz in the session's TimeZone, a float4 to float8), and the store
+ * would compare the value's own stored form instead.  The Redis key
+ * pushdown, the Elasticsearch query and the vector filter ask this before
+ * sending a value.
+ */
+bool
+PgpolyValueHasColumnForm(Oid coltype, Oid valtype)
 {
-	bool		kint = keytype == INT2OID || keytype == INT4OID || keytype == INT8OID;
-	bool		vint = valtype == INT2OID || valtype == INT4OID || valtype == INT8OID;
-	bool		ktext = keytype == TEXTOID || keytype == VARCHAROID;
-	bool		vtext = valtype == TEXTOID || valtype == VARCHAROID;
+	Oid			c = getBaseType(coltype);
+	Oid			v = getBaseType(valtype);
+	bool		cint = c == INT2OID || c == INT4OID || c == INT8OID;
+	bool		vint = v == INT2OID || v == INT4OID || v == INT8OID;
+	bool		ctext = c == TEXTOID || c == VARCHAROID;
+	bool		vtext = v == TEXTOID || v == VARCHAROID;
 
 	/* integers print alike whatever their width; text and varchar too */
-	return keytype == valtype || (kint && vint) || (ktext && vtext);
+	return c == v || (cint && vint) || (ctext && vtext);
 }
 
 /*
@@ -640,7 +660,7 @@ PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
 	if (!byte_equal_type(kbase))
 		reason = psprintf("equality of %s is not equality of its stored text",
 						  format_type_be(keytype));
-	else if (!same_form(kbase, vbase))
+	else if (!PgpolyValueHasColumnForm(kbase, vbase))
 		reason = psprintf("the value (%s) is not stored as the key (%s) is",
 						  format_type_be(valtype), format_type_be(keytype));
 	else
@@ -661,14 +681,79 @@ PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
 }
 
 /* ----------------------------------------------------------------
+ *		Numbers compared by a store
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * For a store that holds float8 numbers x, compares them with a float8,
+ * and returns each as its shortest decimal text T(x), which is what SQL
+ * then compares: the comparison with a float8 that selects exactly the x
+ * whose T(x) satisfies  T(x) <strategy> value, for value a numeric or float8
+ * datum of type typid.  *strategy (a btree strategy number; equality,
+ * less or greater) is updated and the float8 goes to *bound.  Returns
+ * false when no number satisfies it.
+ *
+ * For d = (float8) value, rounding being monotonic, x > d implies
+ * T(x) > value and x < d implies T(x) < value; only x = d depends on how
+ * value compares with T(d), which differs when value has more digits than
+ * a float8 holds (0.1000000000000000001 rounds to 0.1).  A value beyond the
+ * range of float8 (1e400, Infinity) or NaN, which SQL sorts above every
+ * number, is compared as the largest (smallest) float8, which no stored
+ * number exceeds: a store sent 1e400 would refuse it, or round it to
+ * Infinity.
+ */
+bool
+PgpolyFloat8Bound(Datum value, Oid typid, int *strategy, double *bound)
+{
+	bool		numeric = getBaseType(typid) == NUMERICOID;
+	int			cmp;			/* value compared with T(d) */
+	double		d;
+
+	d = numeric ? DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, value)) :
+		DatumGetFloat8(value);
+	if (isnan(d) || isinf(d))
+	{
+		cmp = isnan(d) || d > 0 ? 1 : -1;
+		d = cmp > 0 ? DBL_MAX : -DBL_MAX;
+	}
+	else if (!numeric)
+		cmp = 0;
+	else
+		cmp = DatumGetInt32(DirectFunctionCall2(numeric_cmp, value,
+												DirectFunctionCall3(numeric_in,
+																	CStringGetDatum(double_to_shortest_decimal(d)),
+																	ObjectIdGetDatum(InvalidOid),
+																	Int32GetDatum(-1))));
+	*bound = d;
+	if (cmp == 0)
+		return true;
+	switch (*strategy)
+	{
+		case BTLessStrategyNumber:
+		case BTLessEqualStrategyNumber:
+			/* x = d: T(d) < value when cmp > 0 */
+			*strategy = cmp > 0 ? BTLessEqualStrategyNumber : BTLessStrategyNumber;
+			return true;
+		case BTGreaterStrategyNumber:
+		case BTGreaterEqualStrategyNumber:
+			*strategy = cmp > 0 ? BTGreaterStrategyNumber : BTGreaterEqualStrategyNumber;
+			return true;
+		default:
+			return false;		/* equality: no T(x) is value */
+	}
+}
+
+/* ----------------------------------------------------------------
  *		Messages
  * ----------------------------------------------------------------
  */
 
 /*
  * A printable rendering of len bytes of store data for a message: valid
- * characters as they are, other bytes (NUL, invalid sequences, control
- * characters) as \xNN; at most max bytes of input, then "...".
+ * characters as they are, a backslash doubled, other bytes (NUL, invalid
+ * sequences, control characters) as \xNN; at most max bytes of input,
+ * then "...".
  */
 char *
 PgpolyPrintable(const char *s, size_t len, size_t max)
@@ -683,6 +768,12 @@ PgpolyPrintable(const char *s, size_t len, size_t max)
 		unsigned char c = (unsigned char) s[i];
 		int			n;
 
+		if (c == '\\')
+		{
+			appendStringInfoString(&buf, "\\\\");
+			i++;
+			continue;
+		}
 		if (c < 0x20 || c == 0x7f)
 			n = 0;
 		else if (!IS_HIGHBIT_SET(c))

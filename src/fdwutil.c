@@ -39,6 +39,7 @@
 #include "rewrite/rewriteManip.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
+#include "utils/typcache.h"
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 
@@ -312,6 +313,22 @@ PgpolyColumnOf(Node *n, RelOptInfo *baserel)
 		v->varattno > 0)
 		return v->varattno;
 	return 0;
+}
+
+/*
+ * The strategy number of operator opno in the default btree operator
+ * family of typid (a domain: of its base type), or 0 when it is not there.
+ * Pushdown recognises a comparison by this, never by the operator's name,
+ * which any schema on the search_path can define.
+ */
+int
+PgpolyBtreeStrategy(Oid opno, Oid typid)
+{
+	TypeCacheEntry *tc = lookup_type_cache(getBaseType(typid), TYPECACHE_BTREE_OPFAMILY);
+
+	if (!OidIsValid(tc->btree_opf))
+		return 0;
+	return get_op_opfamily_strategy(opno, tc->btree_opf);
 }
 
 /*

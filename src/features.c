@@ -794,7 +794,7 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ServeView *sv,
 		if (enulls[i])
 			return false;
 		key = RedisKeyFromDatum(tbl, NULL, elems[i], &lens[nd]);
-		slot[i] = RedisKeySetIndex(seen, key, nd);
+		slot[i] = RedisKeySetIndex(seen, key, lens[nd], nd);
 		if (slot[i] == nd)
 			keys[nd++] = key;
 	}

@@ -399,28 +399,29 @@ jsonb_value_text(JsonbValue *v, bool to_array, size_t *len)
 }
 
 /*
- * Text form of the top-level field of a jsonb object, ready for the input
- * function of a column (to_array: the column is an array type).  Returns
- * NULL when the field is absent or JSON null.  A path "a.b" descends into
- * nested objects.  The text's length goes to *len when len is not NULL.
+ * The value at field of the jsonb object, or NULL when it is absent.  A
+ * path "a.b" descends into nested objects; *through_array is set when it
+ * meets an array on the way (and then the value is NULL too).
  */
-char *
-PgpolyJsonbFieldText(Datum jsonb, const char *field, bool to_array,
-					 size_t *len)
+static JsonbValue *
+field_value(Datum jsonb, const char *field, bool *through_array)
 {
-	size_t		dummy;
 	Jsonb	   *jb = DatumGetJsonbP(jsonb);
 	JsonbContainer *c = &jb->root;
 	JsonbValue *v = NULL;
 	const char *p = field;
 
+	*through_array = false;
 	for (;;)
 	{
 		const char *dot = strchr(p, '.');
 		int			len = dot ? (int) (dot - p) : (int) strlen(p);
 
 		if (!JsonContainerIsObject(c))
+		{
+			*through_array = JsonContainerIsArray(c);
 			return NULL;
+		}
 		v = getKeyJsonValueFromContainer(c, p, len, NULL);
 		if (v == NULL)
 			return NULL;
@@ -432,7 +433,70 @@ PgpolyJsonbFieldText(Datum jsonb, const char *field, bool to_array,
 		c = v->val.binary.data;
 		p = dot + 1;
 	}
-	return jsonb_value_text(v, to_array, len ? len : &dummy);
+	return v;
+}
+
+/*
+ * Text form of the top-level field of a jsonb object, ready for the input
+ * function of a column (to_array: the column is an array type).  Returns
+ * NULL when the field is absent or JSON null.  A path "a.b" descends into
+ * nested objects.  The text's length goes to *len when len is not NULL.
+ */
+char *
+PgpolyJsonbFieldText(Datum jsonb, const char *field, bool to_array,
+					 size_t *len)
+{
+	size_t		dummy;
+	bool		through_array;
+	JsonbValue *v = field_value(jsonb, field, &through_array);
+
+	return v ? jsonb_value_text(v, to_array, len ? len : &dummy) : NULL;
+}
+
+/*
+ * PgpolyJsonbFieldText for a store in which every field may hold one value
+ * or an array of values and a query on a field matches any of them
+ * (Elasticsearch).  An array column (to_array) reads one value as an array
+ * of one; any other column needs one value, and an array or an object at
+ * field is an ERROR (22P02): no single value of the column could stand for
+ * it, and the row a pushed  col = 'a'  selected from ["a", "b"] would not
+ * satisfy that clause.  So is a path that crosses an array (a.b of
+ * {"a": [{"b": 1}, {"b": 2}]}), whatever the column.  Callers use this
+ * function for columns that are not json or jsonb.
+ */
+char *
+PgpolyJsonbFieldValues(Datum jsonb, const char *field, bool to_array,
+					   size_t *len)
+{
+	bool		through_array;
+	JsonbValue *v = field_value(jsonb, field, &through_array);
+	StringInfoData buf;
+
+	if (through_array)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("the field's path crosses an array, which gives it several values"),
+				 errhint("Read the enclosing field into a jsonb column.")));
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type != jbvBinary)
+	{
+		if (!to_array)
+			return jsonb_value_text(v, false, len);
+		initStringInfo(&buf);
+		appendStringInfoChar(&buf, '{');
+		append_array_element(&buf, v);
+		appendStringInfoChar(&buf, '}');
+		*len = buf.len;
+		return buf.data;
+	}
+	if (!to_array)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("the field holds %s, not a single value",
+						JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object"),
+				 errhint("Declare the column as an array type, or jsonb, to read it.")));
+	return jsonb_value_text(v, true, len);
 }
 
 /* ----------------------------------------------------------------

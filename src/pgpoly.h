@@ -107,6 +107,7 @@ extern bool PgpolyIsForeignTableOf(Oid relid,
 extern Node *PgpolyStripRelabel(Node *n);
 extern AttrNumber PgpolyColumnOf(Node *n, struct RelOptInfo *baserel);
 extern bool PgpolyIsScanConstant(Node *expr);
+extern int	PgpolyBtreeStrategy(Oid opno, Oid typid);
 extern char *PgpolyDeparseClauses(List *clauses, struct PlannerInfo *root,
 								  struct RelOptInfo *baserel);
 extern int	PgpolyModifyBatchSize(struct ResultRelInfo *rinfo, int dflt);
@@ -519,6 +520,9 @@ extern void PgpolyFixedSettingsLeave(void);
 extern bool PgpolyFixedSettingsActive(void);
 extern bool PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
 											Oid collid, const char **why);
+extern bool PgpolyValueHasColumnForm(Oid coltype, Oid valtype);
+extern bool PgpolyFloat8Bound(Datum value, Oid typid, int *strategy,
+							  double *bound);
 extern char *PgpolyPrintable(const char *s, size_t len, size_t max);
 
 /* ----------------------------------------------------------------
@@ -533,6 +537,8 @@ extern void PgpolyJsonNulError(const char *what, const char *field,
 							   PgpolyConv *conv) pg_attribute_noreturn();
 extern char *PgpolyJsonbFieldText(Datum jsonb, const char *field,
 								  bool to_array, size_t *len);
+extern char *PgpolyJsonbFieldValues(Datum jsonb, const char *field,
+									bool to_array, size_t *len);
 extern void PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid,
 								  bool isnull);
 extern void PgpolyJsonbValue(struct JsonbValue *jv, Datum value, Oid typid,

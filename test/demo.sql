@@ -2,7 +2,8 @@
 --
 -- Online features live in Redis, model metadata in native tables; one query
 -- joins them.  Then the model registry and lineage, the feature store
--- (online Redis + offline history, point-in-time training sets), vector
+-- (online Redis + offline history, point-in-time training sets), inference
+-- monitoring (prediction log, labels, drift against the training set), vector
 -- search over model embeddings in Chroma, and full-text search over model
 -- cards in Elasticsearch, both joined to the registry.  Run by test/demo.sh
 -- against throwaway servers (REDIS_PORT is in the environment).  Each EXPLAIN
@@ -75,6 +76,9 @@ SELECT server, store, target, requests, errors FROM pgpoly.connections();
 
 \echo
 \ir demo_features.sql
+
+\echo
+\ir demo_monitoring.sql
 
 \echo
 \ir demo_vector.sql

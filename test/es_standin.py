@@ -743,6 +743,16 @@ def copy_path(src, dst, path):
                 copy_path(v, sub, path[len(k) + 1:])
             if not sub:
                 del dst[k]
+        elif path.startswith(k + ".") and isinstance(v, list):
+            # An array of objects keeps its shape, each object filtered.
+            subs = dst.get(k)
+            if not isinstance(subs, list) or len(subs) != len(v):
+                subs = [{} for _ in v]
+            for elem, sub in zip(v, subs):
+                if isinstance(elem, dict) and isinstance(sub, dict):
+                    copy_path(elem, sub, path[len(k) + 1:])
+            if any(subs):
+                dst[k] = subs
 
 
 def matching_hits(indices, docs, query, need_score):

@@ -13,6 +13,10 @@
 #   PG_CONFIG          pg_config to build against (default: the PostgreSQL 15 one)
 #   PGPOLY_KEEP_WORK=1 keep $PGPOLY_WORK (logs, data dirs) after the run
 #   PGPOLY_WORK_ROOT   parent directory of the work dir (default: $TMPDIR or /tmp)
+#   PGPOLY_PG_WRAPPER  program pg_ctl starts instead of postgres (it must exec
+#                      postgres with its arguments; `make valgrind` sets it)
+#   PGPOLY_TIMEOUT_SCALE  multiplier for the harness's waits and the tests'
+#                      time limits (default 1; `make valgrind` sets 20)
 
 # Debian packages the harness needs; later areas append (e.g. nodejs npm).
 PGPOLY_PACKAGES="postgresql-15 postgresql-server-dev-15 libhiredis-dev \
@@ -20,6 +24,12 @@ libcurl4-openssl-dev libjansson-dev redis-server libipc-run-perl python3 \
 make gcc pkg-config"
 
 PGPOLY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PGPOLY_TIMEOUT_SCALE="${PGPOLY_TIMEOUT_SCALE:-1}"
+
+# Seconds scaled by PGPOLY_TIMEOUT_SCALE (an integer, at least 1).
+pgpoly_scaled() {
+	echo $(($1 * ${PGPOLY_TIMEOUT_SCALE%%.*}))
+}
 PGPOLY_PGVERSION=15
 
 if [[ -z "${PG_CONFIG:-}" && -x /usr/lib/postgresql/$PGPOLY_PGVERSION/bin/pg_config ]]; then
@@ -202,10 +212,15 @@ pgpoly_start_pg() {
 	EOF
 
 	# The free port can be taken between choosing and binding it; retry.
+	local -a wrapper=()
+	if [[ -n "${PGPOLY_PG_WRAPPER:-}" ]]; then
+		wrapper=(-p "$PGPOLY_PG_WRAPPER")
+	fi
 	for attempt in 1 2 3; do
 		port="$(pgpoly_free_port)"
 		if (cd "$pgdir" && _pgpoly_as_pg pg_ctl -D "$PGPOLY_PGDATA" -l "$PGPOLY_PGLOG" \
-			-o "-p $port" -w -t 60 start >"$pgdir/pg_ctl.log" 2>&1); then
+			"${wrapper[@]}" -o "-p $port" -w -t "$(pgpoly_scaled 60)" start \
+			>"$pgdir/pg_ctl.log" 2>&1); then
 			break
 		fi
 		if ((attempt == 3)) || ! grep -q 'could not bind' "$PGPOLY_PGLOG" 2>/dev/null; then
@@ -218,7 +233,7 @@ pgpoly_start_pg() {
 
 	export PGHOST=127.0.0.1 PGPORT="$port" PGUSER=postgres PGDATABASE=postgres
 	export PGPOLY_PGDATA PGPOLY_PGLOG
-	pg_isready -q -t 30 || pgpoly_die "PostgreSQL on port $port is not accepting connections"
+	pg_isready -q -t "$(pgpoly_scaled 30)" || pgpoly_die "PostgreSQL on port $port is not accepting connections"
 	pgpoly_log "PostgreSQL running on 127.0.0.1:$port (log: $PGPOLY_PGLOG)"
 }
 

@@ -27,6 +27,8 @@ DB=pgpoly_bench_es_$$
 IDX_FDW=pgpoly_bench_fdw_$$
 IDX_DIRECT=pgpoly_bench_direct_$$
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=test/bench/common.sh
+source "$HERE/common.sh"
 DIRECT=(python3 "$HERE/es_direct.py" "$ES_URL")
 PSQL=(psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB")
 
@@ -44,7 +46,6 @@ median() {
 }
 now() { date +%s.%N; }
 elapsed() { awk "BEGIN { printf \"%.3f\", $(now) - $1 }"; }
-verdict() { if awk "BEGIN { exit !($1 <= $2) }"; then echo ok; else echo MISSED; fi; }
 
 createdb "$DB"
 "${PSQL[@]}" -c "CREATE EXTENSION $EXT" -c "CREATE SERVER bench_es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '$ES_URL', timeout_ms '120000')" \
@@ -78,5 +79,8 @@ ds_m=$(printf '%s\n' "${direct_scan[@]}" | median)
 ri=$(awk "BEGIN { printf \"%.2f\", $fi_m / $di_m }")
 rs=$(awk "BEGIN { printf \"%.2f\", $fs_m / $ds_m }")
 echo "bench_elastic: server $ES_URL, N=$N, page $PAGE, batch $BATCH, median of $REPEAT"
-echo "INSERT $N rows: FDW ${fi_m}s vs direct _bulk ${di_m}s: ${ri}x (target <= 1.3x) $(verdict "$ri" 1.3)"
-echo "scan $N docs:   FDW ${fs_m}s vs direct PIT+search_after ${ds_m}s: ${rs}x (target <= 1.5x) $(verdict "$rs" 1.5)"
+echo "  INSERT runs (s): FDW ${fdw_ins[*]}; direct ${direct_ins[*]}"
+echo "  scan runs (s):   FDW ${fdw_scan[*]}; direct ${direct_scan[*]}"
+bench_report "Elasticsearch INSERT $N rows (median of $REPEAT)" "${fi_m} s" "direct _bulk ${di_m} s" "$ri" "<=" 1.3
+bench_report "Elasticsearch scan of $N documents (median of $REPEAT)" "${fs_m} s" "direct PIT + search_after ${ds_m} s" "$rs" "<=" 1.5
+bench_summary bench_elastic

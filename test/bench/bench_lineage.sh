@@ -14,11 +14,15 @@
 # pgpoly.lineage() and with a hand-written recursive CTE over the same edges
 # (UNION dedups (node, depth), min depth per node: the best plain-SQL form),
 # checks both find the same nodes, and prints the median of each and the ratio.
+# Then the same comparison on a chain of CHAIN (1000) edges added to the graph,
+# walked from its end with max_depth CHAIN (target: within 3x of the CTE).
 # Timing is server-side (clock_timestamp around EXECUTE, planning included).
+# A line ending in MISSED means a target was not met.
 #
 # Usage: PGHOST=... PGPORT=... PGUSER=... test/bench/bench_lineage.sh
 # Environment: EDGES (100000), FAN_IN (3), PIPE_WIDTH (25), CROSS (0.02),
-#              START_NODES (20), REPEAT (3), DEPTH (10), PGPOLY_EXTENSION (pgpoly),
+#              START_NODES (20), REPEAT (3), DEPTH (10), CHAIN (1000),
+#              CHAIN_REPEAT (15), PGPOLY_EXTENSION (pgpoly),
 #              KEEP_DB (set: keep the scratch database for inspection)
 set -euo pipefail
 
@@ -29,6 +33,8 @@ CROSS=${CROSS:-0.02}
 START_NODES=${START_NODES:-20}
 REPEAT=${REPEAT:-3}
 DEPTH=${DEPTH:-10}
+CHAIN=${CHAIN:-1000}
+CHAIN_REPEAT=${CHAIN_REPEAT:-15}
 EXT=${PGPOLY_EXTENSION:-pgpoly}
 DB=${BENCH_DB:-pgpoly_bench_lineage_$$}
 LAYERS=12
@@ -36,6 +42,8 @@ LAYERS=12
 WIDTH=$(( (EDGES + (LAYERS - 1) * FAN_IN - 1) / ((LAYERS - 1) * FAN_IN) ))
 
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -d "$DB")
+# shellcheck source=test/bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 cleanup() { [ -n "${KEEP_DB:-}" ] || dropdb --if-exists "$DB" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -89,15 +97,20 @@ END
 CREATE TABLE bench_result(method text, start text, rep int, ms float8, n bigint);
 SQL
 
-LINEAGE_Q="SELECT count(*) FROM pgpoly.lineage('job', %L, 'upstream', $DEPTH)"
-BASELINE_Q="WITH RECURSIVE up(kind, name, depth) AS (
+# the walk to time and its baseline, for a max depth $1
+lineage_q() { echo "SELECT count(*) FROM pgpoly.lineage('job', %L, 'upstream', $1)"; }
+baseline_q() {
+	echo "WITH RECURSIVE up(kind, name, depth) AS (
 	SELECT 'job'::text, %L::text, 0
 	UNION
 	SELECT e.src_kind, e.src_name, u.depth + 1
 	FROM up u JOIN pgpoly.lineage_edges e ON e.dst_kind = u.kind AND e.dst_name = u.name
-	WHERE u.depth < $DEPTH)
+	WHERE u.depth < $1)
 SELECT count(*) FROM (SELECT kind, name FROM up WHERE depth > 0
                       GROUP BY kind, name) s"
+}
+LINEAGE_Q=$(lineage_q "$DEPTH")
+BASELINE_Q=$(baseline_q "$DEPTH")
 
 "${PSQL[@]}" <<SQL
 DO \$\$
@@ -134,9 +147,54 @@ FROM bench_result WHERE method = 'lineage';
 WITH m AS (
 	SELECT method, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS median
 	FROM bench_result GROUP BY method)
-SELECT format('%s-deep upstream, %s walks each: lineage() median %s ms, baseline CTE median %s ms, ratio %s',
+SELECT format('%s-deep upstream, %s walks each: lineage() median %s ms, baseline CTE median %s ms, ratio %s (target: well under 50 ms)%s',
               $DEPTH, $START_NODES * $REPEAT,
               round(l.median::numeric, 2), round(b.median::numeric, 2),
-              round((l.median / b.median)::numeric, 2))
+              round((l.median / b.median)::numeric, 2),
+              CASE WHEN l.median < 50 THEN '' ELSE ' MISSED' END)
 FROM m l, m b WHERE l.method = 'lineage' AND b.method = 'baseline';
 SQL
+
+# --- a deep chain: job chain_0 -> chain_1 -> ... -> chain_CHAIN ---------------
+"${PSQL[@]}" <<SQL
+INSERT INTO pgpoly.lineage_edges (src_kind, src_name, dst_kind, dst_name, relation)
+SELECT 'job', 'chain_' || i, 'job', 'chain_' || (i + 1), 'derived' FROM generate_series(0, $CHAIN - 1) i;
+ANALYZE pgpoly.lineage_edges;
+TRUNCATE bench_result;
+DO \$\$
+BEGIN
+	-- warm up, then alternate the two methods
+	PERFORM bench_ms(format(\$q\$$(lineage_q "$CHAIN")\$q\$, 'chain_$CHAIN'));
+	PERFORM bench_ms(format(\$q\$$(baseline_q "$CHAIN")\$q\$, 'chain_$CHAIN'));
+	FOR r IN 1 .. $CHAIN_REPEAT LOOP
+		INSERT INTO bench_result SELECT 'lineage', 'chain', r, b.*
+		FROM bench_ms(format(\$q\$$(lineage_q "$CHAIN")\$q\$, 'chain_$CHAIN')) b;
+		INSERT INTO bench_result SELECT 'baseline', 'chain', r, b.*
+		FROM bench_ms(format(\$q\$$(baseline_q "$CHAIN")\$q\$, 'chain_$CHAIN')) b;
+	END LOOP;
+END
+\$\$;
+SQL
+MISMATCH=$("${PSQL[@]}" -At -c "
+	SELECT count(*) FROM bench_result WHERE n <> $CHAIN")
+if [ "$MISMATCH" != 0 ]; then
+	echo "ERROR: a chain walk did not reach $CHAIN nodes" >&2
+	exit 1
+fi
+"${PSQL[@]}" -At -F ' ' <<SQL
+WITH m AS (
+	SELECT method, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS median
+	FROM bench_result GROUP BY method)
+SELECT format('%s-deep chain, upstream from its end, %s walks each: lineage() median %s ms, baseline CTE median %s ms, ratio %s (target <= 3)%s',
+              $CHAIN, $CHAIN_REPEAT, round(l.median::numeric, 2), round(b.median::numeric, 2),
+              round((l.median / b.median)::numeric, 2),
+              CASE WHEN l.median <= 3 * b.median THEN '' ELSE ' MISSED' END)
+FROM m l, m b WHERE l.method = 'lineage' AND b.method = 'baseline';
+SQL
+read -r m_lin m_base < <("${PSQL[@]}" -At -F ' ' -c "
+	SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE method = 'lineage')::numeric, 2),
+	       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE method = 'baseline')::numeric, 2)
+	FROM bench_result")
+bench_report "lineage() $DEPTH-deep upstream, $((EDGES / 1000))k-edge graph (median of $((START_NODES * REPEAT)))" "$m_lin ms" \
+	"hand-written recursive CTE $m_base ms ($(bench_calc "$m_lin / $m_base")x)" "$m_lin" "<" 50 figure
+bench_summary bench_lineage

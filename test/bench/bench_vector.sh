@@ -9,15 +9,19 @@
 #      the FDW (pgbench, one connection, prepared) vs the same /query body
 #      sent directly over a keep-alive HTTP connection.
 #
-# Prints each figure and the ratio FDW / direct.  Run by `make bench`, or by
-# hand with PGHOST/PGPORT/PGUSER and CHROMA_URL set.  Knobs: N (10000),
-# D (128), QUERIES (300).
+# Prints each figure and the ratio FDW / direct (test/bench/common.sh);
+# target for the query: <= 1.1x (issue 14; was 1.3x).  Run by `make bench`,
+# or by hand with PGHOST/PGPORT/PGUSER and CHROMA_URL set.  Knobs: N (10000),
+# D (128), QUERIES (300), ROUNDS (3).
 set -euo pipefail
 
 N="${N:-10000}"
 D="${D:-128}"
 QUERIES="${QUERIES:-300}"
+ROUNDS="${ROUNDS:-3}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=test/bench/common.sh
+source "$here/common.sh"
 : "${CHROMA_URL:?CHROMA_URL must point at a Chroma server}"
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/pgpoly-bench-vector.XXXXXX")"
 db="pgpoly_bench_vector_$$"
@@ -61,21 +65,31 @@ direct_ins="$(python3 "$here/vector_direct.py" upsert "$coll_direct" "$tmp/data.
 count="$(psql -X -At -d "$db" -c "SELECT count(*) FROM items")"
 [[ "$count" == "$N" ]] || { echo "FDW insert left $count records, expected $N" >&2; exit 1; }
 
-# 2. k=10 query latency (same body both ways).
+# 2. k=10 query latency (same body both ways): ROUNDS rounds, each a direct
+# run (5 warm-up requests, then QUERIES timed) and an FDW run (pgbench, one
+# connection, prepared, QUERIES + 5 transactions; the mean latency of the
+# last QUERIES from pgbench's per-transaction log, so the first ones, which
+# warm the new backend up, are not counted either).
 cat >"$tmp/knn.sql" <<-SQL
 	SELECT id, _distance FROM items ORDER BY embedding <-> '$q' LIMIT 10;
 SQL
 psql -X -q -At -d "$db" -c "EXPLAIN (COSTS OFF) SELECT id, _distance FROM items ORDER BY embedding <-> '$q' LIMIT 10" |
 	grep -q 'pushed down' || { echo "k-NN was not pushed down" >&2; exit 1; }
-direct_q="$(python3 "$here/vector_direct.py" query "$coll_fdw" "$tmp/q.txt" 10 "$QUERIES")"
-fdw_q="$(pgbench -n -M prepared -c 1 -t "$QUERIES" -f "$tmp/knn.sql" "$db" 2>/dev/null |
-	awk '/latency average/ { print $4 }')"
-direct_q2="$(python3 "$here/vector_direct.py" query "$coll_fdw" "$tmp/q.txt" 10 "$QUERIES")"
-# The direct figure is the better of two runs bracketing the FDW run.
-direct_q="$(python3 -c "print(min($direct_q, $direct_q2))")"
+direct_q=() fdw_q=()
+for ((r = 0; r < ROUNDS; r++)); do
+	direct_q+=("$(python3 "$here/vector_direct.py" query "$coll_fdw" "$tmp/q.txt" 10 "$QUERIES")")
+	rm -f "$tmp"/knn_log*
+	pgbench -n -M prepared -c 1 -t $((QUERIES + 5)) -f "$tmp/knn.sql" -l --log-prefix="$tmp/knn_log" "$db" \
+		>"$tmp/pgbench.out" 2>&1 || { cat "$tmp/pgbench.out" >&2; exit 1; }
+	fdw_q+=("$(cat "$tmp"/knn_log* | awk 'NR > 5 { s += $3; n++ } END { printf "%.3f", s / n / 1000 }')")
+done
+echo "k=10 query: direct runs (ms) ${direct_q[*]}; FDW runs (ms) ${fdw_q[*]}"
+m_direct="$(bench_median <<<"${direct_q[*]}")"
+m_fdw="$(bench_median <<<"${fdw_q[*]}")"
 
-ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
-echo
-printf '%-44s %10s %10s %7s\n' "" "FDW" "direct" "ratio"
-printf '%-44s %9ss %9ss %6sx\n' "bulk INSERT of $N x $D (batches of 500)" "$fdw_ins" "$direct_ins" "$(ratio "$fdw_ins" "$direct_ins")"
-printf '%-44s %8sms %8sms %6sx\n' "k=10 query, mean of $QUERIES (target <= 1.3x)" "$fdw_q" "$direct_q" "$(ratio "$fdw_q" "$direct_q")"
+bench_report "vector bulk INSERT of $N x $D (batches of 500)" "${fdw_ins} s" "direct upsert batches ${direct_ins} s" \
+	"$(bench_calc "$fdw_ins / $direct_ins")" "-" ""
+bench_report "vector k=10 query, mean of $QUERIES (median of $ROUNDS rounds)" "$m_fdw ms" \
+	"the same /query over HTTP (Python http.client, keep-alive) $m_direct ms" \
+	"$(bench_calc "$m_fdw / $m_direct")" "<=" 1.1
+bench_summary bench_vector

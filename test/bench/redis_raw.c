@@ -1,18 +1,36 @@
 /*
- * redis_raw.c -- benchmark baseline for test/bench/bench_redis.sh.
+ * redis_raw.c -- the C floor of the Redis benchmarks (test/bench/bench_redis.sh,
+ * bench_features.sh).
  *
- * Not part of pgpoly: a minimal raw Redis client that does what the
- * pgpoly_redis join has to do, with nothing else around it, so the benchmark
- * can report the FDW's time as a ratio to it.  It fetches the N hashes
- * PREFIX<STEP*1> .. PREFIX<STEP*N> with HGETALL, pipelined in batches of
- * BATCH commands (one round trip per batch, like the FDW's fetch_size),
- * reading every reply in full.  Blocking hiredis is enough for a baseline.
+ * Not part of pgpoly: a minimal blocking hiredis client doing, with nothing
+ * around it, the Redis work a pgpoly query has to do, so the benchmarks can
+ * report pgpoly's time as a ratio to it.  Every mode pipelines its commands
+ * in rounds of BATCH (pgpoly's fetch_size, default 1000: one round trip per
+ * round), reads every reply in full and checks it, so a wrong prefix or an
+ * empty database cannot be timed as a fast run.
  *
- * Usage: redis_raw HOST PORT PREFIX N [BATCH [REPEAT [STEP]]]
- *        BATCH defaults to 1000, REPEAT to 7, STEP to 1.
- * Prints the median elapsed milliseconds over REPEAT runs (after one warm-up
- * run), e.g. "85.123"; checks that every key exists (a hash with >= 1 field)
- * and exits 1 if not, so a wrong prefix cannot be timed as a fast run.
+ * Usage: redis_raw HOST PORT DB MODE ARGS...
+ *   fetch PREFIX N BATCH REPEAT
+ *       HGETALL PREFIX<k> for k = 1..N in the order of the benchmark's
+ *       request tables ((i * 7919) % N + 1 for i = 1..N); every key must be
+ *       a non-empty hash.  (The batched join's work.)
+ *   exists PREFIX FIRST N BATCH REPEAT
+ *       EXISTS PREFIX<k> for k = FIRST..FIRST+N-1, one command per key;
+ *       prints the keys found on stderr.  (A semi/anti join's work.)
+ *   scan PATTERN COUNT TYPE REPEAT
+ *       SCAN 0 MATCH PATTERN COUNT COUNT TYPE TYPE until the cursor is 0;
+ *       prints the keys returned on stderr (SCAN may repeat a key; they are
+ *       not deduplicated).  (count(*), SELECT key, key LIKE 'p%'.)
+ *   latency PREFIX NKEYS BATCH MISSING CALLS
+ *       CALLS rounds, each HGETALL of BATCH random keys among PREFIX1 ..
+ *       PREFIX<NKEYS>, MISSING of them absent keys; prints "p50 p99" in ms.
+ *       (The Redis round of get_online_features.)
+ * fetch, exists and scan run once to warm up, then REPEAT timed runs, and
+ * print each run's milliseconds on one line ("12.345 11.987 ..."), then on a
+ * second line "cpu CLIENT REDIS": the CPU milliseconds per timed run of this
+ * client and of the Redis server (INFO cpu), which unlike elapsed times
+ * hardly depend on the load of the machine.
+ * DB is the Redis database number (SELECT DB first when not 0).
  *
  * Build: gcc -O2 -o redis_raw redis_raw.c -lhiredis
  */
@@ -23,6 +41,8 @@
 
 #include <hiredis/hiredis.h>
 
+static redisContext *conn;
+
 static double
 now_ms(void)
 {
@@ -30,6 +50,155 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void
+die(const char *what)
+{
+	fprintf(stderr, "redis_raw: %s: %s\n", what, conn && conn->err ? conn->errstr : "");
+	exit(1);
+}
+
+/* Append one command: argv[0] then PREFIX<k> (binary-safe, explicit lengths). */
+static void
+append_key_cmd(const char *cmd, const char *prefix, long k)
+{
+	char		key[512];
+	const char *argv[2] = {cmd, key};
+	size_t		lens[2] = {strlen(cmd), 0};
+
+	lens[1] = snprintf(key, sizeof(key), "%s%ld", prefix, k);
+	if (redisAppendCommandArgv(conn, 2, argv, lens) != REDIS_OK)
+		die("append");
+}
+
+static redisReply *
+get_reply(void)
+{
+	redisReply *r;
+
+	if (redisGetReply(conn, (void **) &r) != REDIS_OK)
+		die("reply");
+	if (r->type == REDIS_REPLY_ERROR)
+	{
+		fprintf(stderr, "redis_raw: error reply: %s\n", r->str);
+		exit(1);
+	}
+	return r;
+}
+
+/* fetch: HGETALL of the N keys, request-table order; returns fields read. */
+static long
+run_fetch(const char *prefix, long n, long batch)
+{
+	long		fields = 0;
+
+	for (long first = 1; first <= n; first += batch)
+	{
+		long		last = first + batch - 1 < n ? first + batch - 1 : n;
+
+		for (long i = first; i <= last; i++)
+			append_key_cmd("HGETALL", prefix, (i * 7919) % n + 1);
+		for (long i = first; i <= last; i++)
+		{
+			redisReply *r = get_reply();
+
+			if (r->type != REDIS_REPLY_ARRAY || r->elements == 0)
+			{
+				fprintf(stderr, "redis_raw: key %s%ld is not a non-empty hash\n",
+						prefix, (i * 7919) % n + 1);
+				exit(1);
+			}
+			fields += r->elements / 2;
+			freeReplyObject(r);
+		}
+	}
+	return fields;
+}
+
+/* exists: one EXISTS per key; returns the keys that exist. */
+static long
+run_exists(const char *prefix, long firstkey, long n, long batch)
+{
+	long		found = 0;
+
+	for (long first = 0; first < n; first += batch)
+	{
+		long		last = first + batch < n ? first + batch : n;
+
+		for (long i = first; i < last; i++)
+			append_key_cmd("EXISTS", prefix, firstkey + i);
+		for (long i = first; i < last; i++)
+		{
+			redisReply *r = get_reply();
+
+			if (r->type != REDIS_REPLY_INTEGER)
+				die("EXISTS did not answer an integer");
+			found += r->integer;
+			freeReplyObject(r);
+		}
+	}
+	return found;
+}
+
+/* scan: SCAN MATCH pattern COUNT count TYPE type to the end; returns keys. */
+static long
+run_scan(const char *pattern, const char *count, const char *type)
+{
+	char		cursor[64] = "0";
+	long		keys = 0;
+
+	do
+	{
+		const char *argv[8] = {"SCAN", cursor, "MATCH", pattern, "COUNT", count,
+		"TYPE", type};
+		redisReply *r;
+
+		if (redisAppendCommandArgv(conn, 8, argv, NULL) != REDIS_OK)
+			die("append");
+		r = get_reply();
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+			r->element[0]->type != REDIS_REPLY_STRING ||
+			r->element[0]->len >= sizeof(cursor) ||
+			r->element[1]->type != REDIS_REPLY_ARRAY)
+			die("malformed SCAN reply");
+		memcpy(cursor, r->element[0]->str, r->element[0]->len);
+		cursor[r->element[0]->len] = '\0';
+		for (size_t i = 0; i < r->element[1]->elements; i++)
+			if (r->element[1]->element[i]->type != REDIS_REPLY_STRING)
+				die("SCAN returned a non-string key");
+		keys += r->element[1]->elements;
+		freeReplyObject(r);
+	} while (strcmp(cursor, "0") != 0);
+	return keys;
+}
+
+/* CPU milliseconds this process has used. */
+static double
+cpu_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* CPU milliseconds the Redis server has used (INFO cpu, main process). */
+static double
+redis_cpu_ms(void)
+{
+	redisReply *r = redisCommand(conn, "INFO cpu");
+	double		ms = 0;
+	const char *p;
+
+	if (r == NULL || r->type != REDIS_REPLY_STRING)
+		die("INFO cpu");
+	if ((p = strstr(r->str, "used_cpu_sys:")) != NULL)
+		ms += atof(p + 13) * 1e3;
+	if ((p = strstr(r->str, "used_cpu_user:")) != NULL)
+		ms += atof(p + 14) * 1e3;
+	freeReplyObject(r);
+	return ms;
 }
 
 static int
@@ -41,98 +210,120 @@ cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* One full fetch of the N keys; returns the number of fields read, or -1. */
-static long
-fetch_all(redisContext *c, const char *prefix, long n, long batch, long step)
+/* latency: CALLS rounds of BATCH HGETALL (MISSING absent); prints p50 p99. */
+static void
+run_latency(const char *prefix, long nkeys, long batch, long missing, int calls)
 {
-	long		fields = 0;
+	double	   *ms = malloc(sizeof(double) * calls);
+	long		hits = 0;
 
-	for (long first = 1; first <= n; first += batch)
+	srandom(42);
+	for (int c = -calls / 10; c < calls; c++)	/* first 10%: warm-up */
 	{
-		long		last = first + batch - 1 < n ? first + batch - 1 : n;
+		double		t0 = now_ms();
 
-		/* queue the batch ... */
-		for (long i = first; i <= last; i++)
-			redisAppendCommand(c, "HGETALL %s%ld", prefix, i * step);
-		/* ... and read its replies: one round trip per batch */
-		for (long i = first; i <= last; i++)
+		for (long i = 0; i < batch; i++)
+			append_key_cmd("HGETALL", i < missing ? "pgpoly_bench_absent:" : prefix,
+						   1 + random() % nkeys);
+		for (long i = 0; i < batch; i++)
 		{
-			redisReply *r;
+			redisReply *r = get_reply();
 
-			if (redisGetReply(c, (void **) &r) != REDIS_OK)
-			{
-				fprintf(stderr, "redis_raw: %s\n", c->errstr);
-				return -1;
-			}
-			if (r->type != REDIS_REPLY_ARRAY || r->elements == 0)
-			{
-				fprintf(stderr, "redis_raw: key %s%ld is not a non-empty hash\n",
-						prefix, i * step);
-				freeReplyObject(r);
-				return -1;
-			}
-			fields += r->elements / 2;
+			if (r->type != REDIS_REPLY_ARRAY)
+				die("HGETALL did not answer an array");
+			hits += r->elements > 0;
 			freeReplyObject(r);
 		}
+		if (c >= 0)
+			ms[c] = now_ms() - t0;
 	}
-	return fields;
+	if (hits != (long) (calls + calls / 10) * (batch - missing))
+	{
+		fprintf(stderr, "redis_raw: %ld hits, expected %ld\n", hits,
+				(long) (calls + calls / 10) * (batch - missing));
+		exit(1);
+	}
+	qsort(ms, calls, sizeof(double), cmp_double);
+	printf("%.3f %.3f\n", ms[calls / 2], ms[(int) (calls * 0.99)]);
+	free(ms);
+}
+
+static void
+usage(const char *prog)
+{
+	fprintf(stderr, "usage: %s HOST PORT DB fetch PREFIX N BATCH REPEAT\n"
+			"       %s HOST PORT DB exists PREFIX FIRST N BATCH REPEAT\n"
+			"       %s HOST PORT DB scan PATTERN COUNT TYPE REPEAT\n"
+			"       %s HOST PORT DB latency PREFIX NKEYS BATCH MISSING CALLS\n",
+			prog, prog, prog, prog);
+	exit(2);
 }
 
 int
 main(int argc, char **argv)
 {
-	redisContext *c;
-	const char *prefix;
-	long		n,
-				batch = 1000,
-				step = 1;
-	int			repeat = 7;
-	double	   *ms;
+	const char *mode;
+	int			repeat;
+	long		result = 0;
+	double		cpu0 = 0,
+				rcpu0 = 0;
 
-	if (argc < 5 || argc > 8)
+	if (argc < 6)
+		usage(argv[0]);
+	mode = argv[4];
+	conn = redisConnect(argv[1], atoi(argv[2]));
+	if (conn == NULL || conn->err)
+		die("cannot connect");
+	if (strcmp(argv[3], "0") != 0)
 	{
-		fprintf(stderr, "usage: %s HOST PORT PREFIX N [BATCH [REPEAT [STEP]]]\n", argv[0]);
-		return 2;
-	}
-	prefix = argv[3];
-	n = atol(argv[4]);
-	if (argc > 5)
-		batch = atol(argv[5]);
-	if (argc > 6)
-		repeat = atoi(argv[6]);
-	if (argc > 7)
-		step = atol(argv[7]);
-	if (n < 1 || batch < 1 || repeat < 1 || step < 1)
-	{
-		fprintf(stderr, "redis_raw: N, BATCH, REPEAT and STEP must be positive\n");
-		return 2;
+		redisReply *r = redisCommand(conn, "SELECT %s", argv[3]);
+
+		if (r == NULL || r->type == REDIS_REPLY_ERROR)
+			die("SELECT failed");
+		freeReplyObject(r);
 	}
 
-	c = redisConnect(argv[1], atoi(argv[2]));
-	if (c == NULL || c->err)
+	if (strcmp(mode, "latency") == 0)
 	{
-		fprintf(stderr, "redis_raw: cannot connect to %s:%s: %s\n", argv[1], argv[2],
-				c ? c->errstr : "out of memory");
-		return 1;
+		if (argc != 10)
+			usage(argv[0]);
+		run_latency(argv[5], atol(argv[6]), atol(argv[7]), atol(argv[8]), atoi(argv[9]));
+		redisFree(conn);
+		return 0;
 	}
+	if ((strcmp(mode, "fetch") == 0 && argc != 9) ||
+		(strcmp(mode, "exists") == 0 && argc != 10) ||
+		(strcmp(mode, "scan") == 0 && argc != 9))
+		usage(argv[0]);
+	repeat = atoi(argv[argc - 1]);
+	if (repeat < 1)
+		usage(argv[0]);
 
-	/* warm-up run, also the existence check */
-	if (fetch_all(c, prefix, n, batch, step) < 0)
-		return 1;
-
-	ms = malloc(sizeof(double) * repeat);
-	for (int r = 0; r < repeat; r++)
+	for (int r = -1; r < repeat; r++)	/* r = -1: the warm-up run */
 	{
-		double		t0 = now_ms();
+		double		t0;
 
-		if (fetch_all(c, prefix, n, batch, step) < 0)
-			return 1;
-		ms[r] = now_ms() - t0;
+		if (r == 0)
+		{
+			rcpu0 = redis_cpu_ms();
+			cpu0 = cpu_ms();
+		}
+		t0 = now_ms();
+
+		if (strcmp(mode, "fetch") == 0)
+			result = run_fetch(argv[5], atol(argv[6]), atol(argv[7]));
+		else if (strcmp(mode, "exists") == 0)
+			result = run_exists(argv[5], atol(argv[6]), atol(argv[7]), atol(argv[8]));
+		else if (strcmp(mode, "scan") == 0)
+			result = run_scan(argv[5], argv[6], argv[7]);
+		else
+			usage(argv[0]);
+		if (r >= 0)
+			printf("%s%.3f", r > 0 ? " " : "", now_ms() - t0);
 	}
-	qsort(ms, repeat, sizeof(double), cmp_double);
-	printf("%.3f\n", ms[repeat / 2]);
-
-	free(ms);
-	redisFree(c);
+	printf("\ncpu %.3f", (cpu_ms() - cpu0) / repeat);
+	printf(" %.3f\n", (redis_cpu_ms() - rcpu0) / repeat);
+	fprintf(stderr, "%ld\n", result);
+	redisFree(conn);
 	return 0;
 }

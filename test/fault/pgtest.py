@@ -22,11 +22,17 @@ A test looks like:
 More helpers: create_db() (a scratch database with the extension, dropped
 at exit), Session (one psql process, so statements share a backend; send()/
 wait() to act while a statement runs; Result.sqlstate), wait_for() (poll
-with a deadline instead of sleeping), TcpServer/read_http_request() (fake
-servers), redis_clients()/redis_stat() (CLIENT
+with a deadline instead of sleeping), TcpServer/read_http_request() and
+serve_tcp() (fake servers), redis_clients()/redis_stat() (CLIENT
 LIST, INFO commandstats), backend_sockets()/proc_status_kb() (a backend's
 open sockets and memory), pg_log_mark()/check_pg_log() (no crashed backend
 in $PGPOLY_PGLOG since the mark).
+
+PGPOLY_TIMEOUT_SCALE (default 1; `make valgrind` runs the backends under
+valgrind with 20) stretches time: every timeout given to psql(),
+Session.wait() and wait_for() is multiplied by it, and Result.elapsed is
+wall time divided by it, so a test's time limits hold on a slowed backend
+without editing the test.
 """
 
 import atexit
@@ -49,18 +55,21 @@ _redis = {}  # port -> (pid, dir) for the instances this process started
 _databases = []  # databases create_db() made, dropped at exit
 _sessions = []  # open Session objects, closed at exit
 
+SCALE = float(os.environ.get("PGPOLY_TIMEOUT_SCALE") or 1)
+
 _SQLSTATE_RE = re.compile(r"(?:ERROR|FATAL|PANIC):\s+([0-9A-Z]{5}):")
 
 
 class Result(tuple):
-    """(rc, stdout, stderr) of a psql run, plus .elapsed in seconds.
+    """(rc, stdout, stderr) of a psql run, plus .elapsed in seconds
+    (wall time divided by PGPOLY_TIMEOUT_SCALE).
 
     rc is -1 when psql was killed because the timeout expired.
     """
 
     def __new__(cls, rc, out, err, elapsed):
         self = super().__new__(cls, (rc, out, err))
-        self.elapsed = elapsed
+        self.elapsed = elapsed / SCALE
         return self
 
     rc = property(lambda self: self[0])
@@ -92,6 +101,7 @@ def psql(sql, db=None, timeout=60, env=None, verbose=False):
     if env:
         penv.update(env)
     start = time.monotonic()
+    timeout = timeout * SCALE
     try:
         p = subprocess.run(cmd, input=sql, capture_output=True, text=True,
                            timeout=timeout, env=penv)
@@ -327,12 +337,36 @@ def _stop_all_redis():
     _redis.clear()
 
 
+def serve_tcp(handler):
+    """Listen on 127.0.0.1 (a free port) and run handler(sock) in a daemon
+    thread for each connection accepted; the handler closes the socket.
+
+    Returns the listening socket (its port: .getsockname()[1]); close it to
+    stop accepting.  For the fake servers of the fault tests.
+    """
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+
+    def accept():
+        while True:
+            try:
+                c, _ = lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=handler, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return lsock
+
+
 def wait_for(cond, timeout=10, interval=0.05, what="condition"):
     """Poll cond() until it returns a true value or timeout seconds pass.
 
     Returns cond()'s last value (false when the deadline expired).
     """
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout * SCALE
     while True:
         value = cond()
         if value or time.monotonic() >= deadline:
@@ -447,6 +481,7 @@ class Session:
         the backend died), -1 timeout (call wait() again to keep waiting).
         """
         p = self._pending
+        timeout = timeout * SCALE
         deadline = time.monotonic() + timeout
         while len(p["seen"]) < 2 and len(self._eof) < 2:
             remaining = deadline - time.monotonic()

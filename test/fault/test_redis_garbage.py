@@ -7,8 +7,11 @@ Tiny TCP servers on 127.0.0.1, run by this test, stand in for Redis:
   * binary   -- answers with bytes that are no Redis reply and closes;
   * close    -- accepts and closes at once;
   * silent   -- accepts and never answers (server option timeout_ms '500');
-  * endless  -- announces a 100 MB bulk string and streams bytes without end
-                (pgpoly.max_response_size '64kB').
+  * endless  -- answers the first request by announcing a 100 MB bulk
+                string and streaming bytes without end
+                (pgpoly.max_response_size '64kB').  It waits for the request:
+                bytes sent before any request are a protocol violation
+                (08P01), not what this server is about.
 
 Plus a server at an address that does not answer connects
 (connect_timeout_ms '300').
@@ -69,6 +72,7 @@ class FakeServer:
                     pass
             elif self.mode == "endless":
                 c.settimeout(30)
+                c.recv(65536)           # the request
                 c.sendall(b"$100000000\r\n")
                 chunk = b"x" * 65536
                 sent = 0

@@ -1,0 +1,394 @@
+-- extension/25_search_runs.sql
+--	  search_runs(): MLflow's run search (filter strings and order_by clauses) over
+--	  pgpoly.runs, params, tags and latest metrics.
+--
+-- Contract: API.md section 6 (registry additions).  Design invariants kept by this
+-- file:
+--	* No user text is ever spliced into SQL.  A filter is tokenized and parsed here;
+--	  the generated WHERE and ORDER BY clauses are built only from fixed fragments
+--	  chosen from allow-lists (operators, attribute columns), and every key, string,
+--	  number and time the user wrote is passed as an element of a parameter array
+--	  ($3 keys, $4 strings, $5 numbers, $6 times) that the fragments index with
+--	  integers the parser counted.
+--	* Grammar (MLflow's): filter = comparison { AND comparison }; comparison =
+--	  entity operator value; entity = prefix "." key, the key bare
+--	  (letters, digits, _ and inner dots) or in `backquotes` or "double quotes";
+--	  prefixes metrics/metric, params/param/parameters/parameter, tags/tag,
+--	  attributes/attribute/attr/run.  Values are numbers, or strings in single or
+--	  double quotes ('' doubles a quote), or for IN / NOT IN a parenthesized list
+--	  of strings.  Keywords are case-insensitive.  order_by = clause { "," clause },
+--	  clause = entity [ASC | DESC].
+--	* Types follow MLflow: metrics compare with numbers (=, !=, <, <=, >, >=) on the
+--	  run's latest value; params and tags are strings (=, !=, LIKE, ILIKE, IN, NOT
+--	  IN); attributes run_id, run_name and status are strings, start_time and
+--	  end_time compare with epoch milliseconds (a number) or a timestamp (a string).
+--	  A run without the metric, param or tag in a comparison does not match; in an
+--	  ordering it sorts last.
+--	* Every malformed filter or order_by is a 22023 error whose message gives the
+--	  1-based character position and what was expected there.
+
+-- One token of a filter or order_by string.  kind: word, entity (val = prefix,
+-- key = the key), number, string, op, lparen, rparen, comma, eof.
+CREATE TYPE pgpoly._sr_token AS (kind text, val text, key text, pos int);
+
+-- Raise the 22023 error of a malformed search string at position pos.
+CREATE FUNCTION pgpoly._sr_syntax_error(what text, input text, pos int, message text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	RAISE EXCEPTION 'invalid % at position %: %', what, pos, message
+		USING ERRCODE = 'invalid_parameter_value',
+			  DETAIL = format('Text from there: %s', coalesce(nullif(left(substr(input, pos), 40), ''),
+															  '(end of input)')),
+			  HINT = CASE what
+						 WHEN 'filter' THEN 'Write comparisons joined by AND, e.g. metrics.rmse < 0.5 AND params.model = ''rf'' AND tags.`team name` LIKE ''ml%''.'
+						 ELSE 'Write entities with an optional direction, e.g. metrics.rmse ASC, attributes.start_time DESC.'
+					 END;
+END
+$$;
+
+-- Split input into tokens, in order, ending with an eof token.  what names the
+-- argument in errors ('filter' or 'order_by').
+CREATE FUNCTION pgpoly._sr_tokenize(input text, what text)
+RETURNS SETOF pgpoly._sr_token
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_pos  int := 1;
+	v_len  int := length(input);
+	v_rest text;
+	m      text[];
+BEGIN
+	WHILE v_pos <= v_len LOOP
+		v_rest := substr(input, v_pos);
+		IF v_rest ~ '^\s' THEN
+			v_pos := v_pos + length(substring(v_rest FROM '^\s+'));
+			CONTINUE;
+		END IF;
+		-- an entity: prefix "." key, lexed as one token
+		m := regexp_match(v_rest, '^([A-Za-z_][A-Za-z0-9_]*)\.(`([^`]*)`|"((?:[^"]|"")*)"|([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*))');
+		IF m IS NOT NULL AND coalesce(m[3], m[4], m[5]) = '' THEN
+			PERFORM pgpoly._sr_syntax_error(what, input, v_pos + length(m[1]) + 1, 'empty key');
+		ELSIF m IS NOT NULL THEN
+			RETURN NEXT ROW('entity', m[1],
+							coalesce(m[3], replace(m[4], '""', '"'), m[5]), v_pos)::pgpoly._sr_token;
+			v_pos := v_pos + length(m[1]) + 1 + length(m[2]);
+			CONTINUE;
+		END IF;
+		IF v_rest ~ '^[A-Za-z_][A-Za-z0-9_]*\.' THEN
+			PERFORM pgpoly._sr_syntax_error(what, input, v_pos + length(substring(v_rest FROM '^[A-Za-z_][A-Za-z0-9_]*\.')),
+				'expected a key after the prefix (quote keys with special characters in `backquotes` or "double quotes")');
+		END IF;
+		m := regexp_match(v_rest, '^[A-Za-z_][A-Za-z0-9_]*');
+		IF m IS NOT NULL THEN
+			RETURN NEXT ROW('word', m[1], NULL, v_pos)::pgpoly._sr_token;
+			v_pos := v_pos + length(m[1]);
+			CONTINUE;
+		END IF;
+		m := regexp_match(v_rest, '^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)');
+		IF m IS NOT NULL THEN
+			RETURN NEXT ROW('number', m[1], NULL, v_pos)::pgpoly._sr_token;
+			v_pos := v_pos + length(m[1]);
+			CONTINUE;
+		END IF;
+		m := regexp_match(v_rest, '^(''((?:[^'']|'''')*)''|"((?:[^"]|"")*)")');
+		IF m IS NOT NULL THEN
+			RETURN NEXT ROW('string', coalesce(replace(m[2], '''''', ''''), replace(m[3], '""', '"')),
+							NULL, v_pos)::pgpoly._sr_token;
+			v_pos := v_pos + length(m[1]);
+			CONTINUE;
+		END IF;
+		IF v_rest ~ '^[''"`]' THEN
+			PERFORM pgpoly._sr_syntax_error(what, input, v_pos,
+				format('unterminated quoted text (%s)', left(v_rest, 1)));
+		END IF;
+		m := regexp_match(v_rest, '^(<=|>=|!=|=|<|>)');
+		IF m IS NOT NULL THEN
+			RETURN NEXT ROW('op', m[1], NULL, v_pos)::pgpoly._sr_token;
+			v_pos := v_pos + length(m[1]);
+			CONTINUE;
+		END IF;
+		IF left(v_rest, 1) IN ('(', ')', ',') THEN
+			RETURN NEXT ROW(CASE left(v_rest, 1) WHEN '(' THEN 'lparen' WHEN ')' THEN 'rparen'
+							ELSE 'comma' END, left(v_rest, 1), NULL, v_pos)::pgpoly._sr_token;
+			v_pos := v_pos + 1;
+			CONTINUE;
+		END IF;
+		PERFORM pgpoly._sr_syntax_error(what, input, v_pos,
+			format('unexpected character "%s"', left(v_rest, 1)));
+	END LOOP;
+	RETURN NEXT ROW('eof', NULL, NULL, v_len + 1)::pgpoly._sr_token;
+END
+$$;
+
+-- The entity class of a prefix ('metric', 'param', 'tag', 'attribute'), or NULL.
+CREATE FUNCTION pgpoly._sr_entity_class(prefix text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT CASE
+		WHEN lower(prefix) IN ('metric', 'metrics') THEN 'metric'
+		WHEN lower(prefix) IN ('param', 'params', 'parameter', 'parameters') THEN 'param'
+		WHEN lower(prefix) IN ('tag', 'tags') THEN 'tag'
+		WHEN lower(prefix) IN ('attribute', 'attributes', 'attr', 'run') THEN 'attribute'
+	END
+$$;
+
+-- The SQL expression (over runs r) of an entity token; key_no is the index of its
+-- key in the keys parameter ($3).  Attribute columns come from a fixed list.
+CREATE FUNCTION pgpoly._sr_entity_sql(t pgpoly._sr_token, key_no int, what text, input text,
+									  OUT class text, OUT expr text)
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	class := pgpoly._sr_entity_class(t.val);
+	IF class IS NULL THEN
+		PERFORM pgpoly._sr_syntax_error(what, input, t.pos,
+			format('unknown entity type "%s" (valid: metrics, params, tags, attributes)', t.val));
+	ELSIF class = 'metric' THEN
+		expr := format('(SELECT m.value FROM pgpoly.latest_metrics m WHERE m.run_id = r.run_id AND m.key = $3[%s])', key_no);
+	ELSIF class = 'param' THEN
+		expr := format('(r.params ->> $3[%s])', key_no);
+	ELSIF class = 'tag' THEN
+		expr := format('(r.tags ->> $3[%s])', key_no);
+	ELSE
+		expr := CASE t.key
+					WHEN 'run_id' THEN 'r.run_id::text'
+					WHEN 'run_name' THEN 'r.run_name'
+					WHEN 'status' THEN 'r.status'
+					WHEN 'start_time' THEN 'r.start_time'
+					WHEN 'end_time' THEN 'r.end_time'
+				END;
+		IF expr IS NULL THEN
+			PERFORM pgpoly._sr_syntax_error(what, input, t.pos,
+				format('unknown attribute "%s" (valid: run_id, run_name, status, start_time, end_time)', t.key));
+		END IF;
+		IF t.key IN ('start_time', 'end_time') THEN
+			class := 'time';
+		END IF;
+	END IF;
+END
+$$;
+
+-- The compiled form of a filter and an order_by: SQL text with parameter
+-- references only, and the parameter arrays.
+CREATE TYPE pgpoly._sr_query AS (
+	where_sql text,
+	order_sql text,
+	keys      text[],
+	strs      text[],
+	nums      float8[],
+	times     timestamptz[]
+);
+
+-- Compile a filter (NULL or blank: every run) into q.where_sql and its parameters.
+CREATE FUNCTION pgpoly._sr_compile_filter(filter text)
+RETURNS pgpoly._sr_query
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	q     pgpoly._sr_query := ROW('true', NULL, '{}', '{}', '{}', '{}');
+	tok   pgpoly._sr_token[];
+	i     int := 1;
+	e     pgpoly._sr_token;
+	op    pgpoly._sr_token;
+	v     pgpoly._sr_token;
+	ent   record;
+	v_op  text;
+	v_lo  int;
+	conds text[] := '{}';
+BEGIN
+	IF filter IS NULL OR btrim(filter) = '' THEN
+		RETURN q;
+	END IF;
+	tok := ARRAY(SELECT t FROM pgpoly._sr_tokenize(filter, 'filter') t);
+	LOOP
+		e := tok[i];
+		IF e.kind IS DISTINCT FROM 'entity' THEN
+			PERFORM pgpoly._sr_syntax_error('filter', filter, e.pos,
+				'expected an entity such as metrics.rmse, params.model, tags.team or attributes.status');
+		END IF;
+		q.keys := q.keys || e.key;
+		ent := pgpoly._sr_entity_sql(e, cardinality(q.keys), 'filter', filter);
+		-- the operator: = != < <= > >= LIKE ILIKE IN, NOT IN
+		op := tok[i + 1];
+		i := i + 2;
+		IF op.kind = 'op' THEN
+			v_op := CASE op.val WHEN '!=' THEN '<>' ELSE op.val END;
+		ELSIF op.kind = 'word' AND upper(op.val) IN ('LIKE', 'ILIKE', 'IN') THEN
+			v_op := upper(op.val);
+		ELSIF op.kind = 'word' AND upper(op.val) = 'NOT' AND tok[i].kind = 'word'
+			  AND upper(tok[i].val) = 'IN' THEN
+			v_op := 'NOT IN';
+			i := i + 1;
+		ELSE
+			PERFORM pgpoly._sr_syntax_error('filter', filter, op.pos,
+				'expected a comparison operator (=, !=, <, <=, >, >=, LIKE, ILIKE, IN, NOT IN)');
+		END IF;
+		IF ent.class IN ('metric', 'time') AND v_op IN ('LIKE', 'ILIKE', 'IN', 'NOT IN') THEN
+			PERFORM pgpoly._sr_syntax_error('filter', filter, op.pos,
+				format('%s compares with =, !=, <, <=, >, >=, not %s', e.val || '.' || e.key, v_op));
+		ELSIF ent.class NOT IN ('metric', 'time') AND v_op IN ('<', '<=', '>', '>=') THEN
+			PERFORM pgpoly._sr_syntax_error('filter', filter, op.pos,
+				format('%s is a string: compare it with =, !=, LIKE, ILIKE, IN or NOT IN, not %s',
+					   e.val || '.' || e.key, op.val));
+		END IF;
+
+		-- the value
+		v := tok[i];
+		i := i + 1;
+		IF v_op IN ('IN', 'NOT IN') THEN
+			IF v.kind IS DISTINCT FROM 'lparen' THEN
+				PERFORM pgpoly._sr_syntax_error('filter', filter, v.pos, 'expected "(" after IN');
+			END IF;
+			v_lo := cardinality(q.strs) + 1;
+			LOOP
+				v := tok[i];
+				IF v.kind IS DISTINCT FROM 'string' THEN
+					PERFORM pgpoly._sr_syntax_error('filter', filter, v.pos, 'expected a quoted string in the IN list');
+				END IF;
+				q.strs := q.strs || v.val;
+				i := i + 1;
+				EXIT WHEN tok[i].kind = 'rparen';
+				IF tok[i].kind IS DISTINCT FROM 'comma' THEN
+					PERFORM pgpoly._sr_syntax_error('filter', filter, tok[i].pos, 'expected "," or ")" in the IN list');
+				END IF;
+				i := i + 1;
+			END LOOP;
+			i := i + 1;
+			conds := conds || format('%s %s ($4[%s:%s])', ent.expr,
+									 CASE v_op WHEN 'IN' THEN '= ANY' ELSE '<> ALL' END,
+									 v_lo, cardinality(q.strs));
+		ELSIF ent.class = 'metric' OR (ent.class = 'time' AND v.kind = 'number') THEN
+			IF v.kind IS DISTINCT FROM 'number' THEN
+				PERFORM pgpoly._sr_syntax_error('filter', filter, v.pos,
+					format('expected a number to compare %s with', e.val || '.' || e.key));
+			END IF;
+			BEGIN
+				q.nums := q.nums || v.val::float8;
+			EXCEPTION WHEN data_exception THEN
+				PERFORM pgpoly._sr_syntax_error('filter', filter, v.pos, format('number out of range: %s', v.val));
+			END;
+			conds := conds || CASE ent.class
+				WHEN 'metric' THEN format('%s %s $5[%s]', ent.expr, v_op, cardinality(q.nums))
+				-- epoch milliseconds, as MLflow stores times
+				ELSE format('floor(extract(epoch FROM %s) * 1000) %s $5[%s]', ent.expr, v_op,
+							cardinality(q.nums)) END;
+		ELSIF ent.class = 'time' THEN
+			IF v.kind IS DISTINCT FROM 'string' THEN
+				PERFORM pgpoly._sr_syntax_error('filter', filter, v.pos,
+					format('expected epoch milliseconds or a quoted timestamp to compare %s with',
+						   e.val || '.' || e.key));
+			END IF;
+			BEGIN
+				q.times := q.times || v.val::timestamptz;
+			EXCEPTION WHEN data_exception THEN
+				PERFORM pgpoly._sr_syntax_error('filter', filter, v.pos, format('invalid timestamp %L', v.val));
+			END;
+			conds := conds || format('%s %s $6[%s]', ent.expr, v_op, cardinality(q.times));
+		ELSE
+			IF v.kind IS DISTINCT FROM 'string' THEN
+				PERFORM pgpoly._sr_syntax_error('filter', filter, v.pos,
+					format('expected a quoted string to compare %s with', e.val || '.' || e.key));
+			END IF;
+			q.strs := q.strs || v.val;
+			conds := conds || format('%s %s $4[%s]', ent.expr, v_op, cardinality(q.strs));
+		END IF;
+
+		EXIT WHEN tok[i].kind = 'eof';
+		IF NOT (tok[i].kind = 'word' AND upper(tok[i].val) = 'AND') THEN
+			PERFORM pgpoly._sr_syntax_error('filter', filter, tok[i].pos,
+				'expected AND or the end of the filter (OR is not supported)');
+		END IF;
+		i := i + 1;
+	END LOOP;
+	q.where_sql := array_to_string(conds, ' AND ');
+	RETURN q;
+END
+$$;
+
+-- Compile order_by (NULL or blank: none) into q.order_sql, adding its keys to q.
+-- Runs missing the value sort last in both directions.
+CREATE FUNCTION pgpoly._sr_compile_order(order_by text, q pgpoly._sr_query)
+RETURNS pgpoly._sr_query
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	tok   pgpoly._sr_token[];
+	i     int := 1;
+	e     pgpoly._sr_token;
+	ent   record;
+	v_dir text;
+	terms text[] := '{}';
+BEGIN
+	IF order_by IS NULL OR btrim(order_by) = '' THEN
+		RETURN q;
+	END IF;
+	tok := ARRAY(SELECT t FROM pgpoly._sr_tokenize(order_by, 'order_by') t);
+	LOOP
+		e := tok[i];
+		IF e.kind IS DISTINCT FROM 'entity' THEN
+			PERFORM pgpoly._sr_syntax_error('order_by', order_by, e.pos,
+				'expected an entity such as metrics.rmse or attributes.start_time');
+		END IF;
+		q.keys := q.keys || e.key;
+		ent := pgpoly._sr_entity_sql(e, cardinality(q.keys), 'order_by', order_by);
+		i := i + 1;
+		v_dir := 'ASC';
+		IF tok[i].kind = 'word' AND upper(tok[i].val) IN ('ASC', 'DESC') THEN
+			v_dir := upper(tok[i].val);
+			i := i + 1;
+		END IF;
+		terms := terms || format('%s %s NULLS LAST', ent.expr, v_dir);
+		EXIT WHEN tok[i].kind = 'eof';
+		IF tok[i].kind IS DISTINCT FROM 'comma' THEN
+			PERFORM pgpoly._sr_syntax_error('order_by', order_by, tok[i].pos,
+				'expected ASC, DESC, "," or the end of order_by');
+		END IF;
+		i := i + 1;
+	END LOOP;
+	q.order_sql := array_to_string(terms, ', ');
+	RETURN q;
+END
+$$;
+
+CREATE FUNCTION pgpoly.search_runs(experiment text, filter text DEFAULT NULL,
+								   order_by text DEFAULT NULL, max_results int DEFAULT 100)
+RETURNS SETOF pgpoly.runs
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_exp bigint;
+	q     pgpoly._sr_query;
+BEGIN
+	PERFORM pgpoly._require_name(experiment, 'experiment');
+	PERFORM pgpoly._require(max_results, 'max_results');
+	IF max_results < 1 THEN
+		RAISE EXCEPTION 'max_results must be positive (got %)', max_results
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT e.experiment_id INTO v_exp FROM pgpoly.experiments e WHERE e.name = experiment;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'experiment "%" does not exist', experiment
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Experiments are created by pgpoly.start_run().';
+	END IF;
+	q := pgpoly._sr_compile_order(order_by, pgpoly._sr_compile_filter(filter));
+	-- MLflow's default and tie-breaking order: newest first, then run id
+	RETURN QUERY EXECUTE format(
+		'SELECT r.* FROM pgpoly.runs r WHERE r.experiment_id = $1 AND %s ORDER BY %s r.start_time DESC, r.run_id LIMIT $2',
+		q.where_sql, coalesce(q.order_sql || ', ', ''))
+	USING v_exp, max_results, q.keys, q.strs, q.nums, q.times;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.search_runs(text, text, text, int) IS
+	'Runs of an experiment matching an MLflow filter string (metrics./params./tags./attributes. comparisons joined by AND), ordered by an MLflow order_by (e.g. ''metrics.rmse ASC''), at most max_results';

@@ -1,0 +1,259 @@
+-- extension/35_ingest.sql
+--	  Bulk feature ingestion (ingest_features), and the reading of relations that
+--	  callers give as a table name or a query (also used by drift, 36_monitoring.sql).
+--
+-- Contract: API.md section 3 (ingest_features).  Design invariants kept by this
+-- file:
+--	* ingest_features is one statement: the source rows are read once into a
+--	  materialized CTE (numbered in the source's order; a scan of it returns them
+--	  in that order, so created_at follows it), appended to the offline table, and
+--	  each entity's newest row (latest event_time, ties to the later source row)
+--	  is written to the view's serving table through INSERT ... SELECT, after a
+--	  batched join that reads the event times Redis holds (pipelined rounds of
+--	  fetch_size keys).  The Redis writes are buffered in the caller's transaction
+--	  and sent at COMMIT as pipelined MULTI/EXEC, exactly as materialize() does;
+--	  ROLLBACK undoes both.
+--	* Newer wins as in put_features: an entity is written online unless Redis holds
+--	  a strictly newer _event_time.  Rows are full snapshots: features the source
+--	  does not return are NULL offline and online.  With the serving table in
+--	  write_mode 'outbox' the newest rows are queued without reading Redis, and
+--	  the sync worker applies the same rule when it delivers them.
+--	* The source is the caller's SQL and runs with the caller's rights and
+--	  search_path (these functions do not pin search_path; every object they name
+--	  is qualified).  The caller needs INSERT on the offline table and SELECT and
+--	  INSERT on the view's online table, checked before anything is read, as the
+--	  equivalent SQL statements would need them.
+--	* Identifiers reach SQL through %I (or as the quoted relation names of
+--	  _fv_get), types as format_type() of the catalog's columns at call time;
+--	  values only as parameters.
+
+--
+-- Relations given as a table name or a query
+--
+
+-- The FROM-clause item for source: text starting with SELECT, WITH, VALUES, TABLE
+-- or "(" is a query, wrapped as a subquery (the newline ends a trailing comment);
+-- anything else names a table or view, resolved as in the caller's own SQL (42P01
+-- if there is none) and quoted.  argname names the argument in errors.
+CREATE FUNCTION pgpoly._relation_sql(source text, argname text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	PERFORM pgpoly._require_name(source, argname);
+	IF source ~* '^\s*(\(|(select|with|values|table)\M)' THEN
+		RETURN format('(%s%s)', source, E'\n');
+	END IF;
+	RETURN pgpoly._fv_rel(source::regclass);
+END
+$$;
+
+-- The column names and types of a FROM-clause item from _relation_sql, in order,
+-- without reading a row of it: one all-NULL row of its shape (an outer join to an
+-- empty LIMIT 0) gives the names as JSON keys, pg_typeof the types.  Two columns
+-- of one name are an error (42702).  what names the relation in errors.
+CREATE FUNCTION pgpoly._relation_columns(rel text, what text, OUT names text[], OUT types regtype[])
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	v_shape text := format('(SELECT) AS d LEFT JOIN (SELECT * FROM %s AS q LIMIT 0) AS s ON true', rel);
+	v_dup   text;
+BEGIN
+	EXECUTE format('SELECT array_agg(j.k ORDER BY j.i) FROM (SELECT s.* FROM %s) AS x, '
+				   'json_object_keys(to_json(x.*)) WITH ORDINALITY AS j(k, i)', v_shape)
+	INTO names;
+	IF names IS NULL THEN
+		RAISE EXCEPTION 'the % returns no columns', what
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT n INTO v_dup FROM unnest(names) n GROUP BY n HAVING count(*) > 1 LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'the % returns more than one column named "%"', what, v_dup
+			USING ERRCODE = 'ambiguous_column',
+				  HINT = 'Give each column its own name (AS ...).';
+	END IF;
+	EXECUTE format('SELECT ARRAY[%s]::regtype[] FROM %s',
+				   (SELECT string_agg(format('pg_typeof(s.%I)', n), ', ' ORDER BY i)
+					FROM unnest(names) WITH ORDINALITY u(n, i)), v_shape)
+	INTO types;
+END
+$$;
+
+--
+-- ingest_features
+--
+
+-- Raise 42501 unless the caller may run the statements ingest_features runs for
+-- view v: INSERT into the offline table, SELECT and INSERT on the online table
+-- (whose fields the serving table writes).
+CREATE FUNCTION pgpoly._ingest_check_privileges(v pgpoly._fv_def)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_rel  regclass;
+	v_priv text;
+BEGIN
+	SELECT x.rel, x.priv INTO v_rel, v_priv
+	FROM (VALUES (1, v.offline_table, 'INSERT'), (2, v.online_table, 'SELECT'),
+				 (3, v.online_table, 'INSERT')) AS x(i, rel, priv)
+	WHERE NOT has_table_privilege(x.rel, x.priv)
+	ORDER BY x.i LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'permission denied for table %', v_rel
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('ingest_features into feature view "%s" needs %s on %s.', v.name, v_priv, v_rel);
+	END IF;
+END
+$$;
+
+-- The types ingest_features casts to, read from the catalog with format_type():
+-- the serving table's key column, the offline table's entity column and feature
+-- columns (in the view's feature order; NULL for a column that is gone).
+CREATE FUNCTION pgpoly._ingest_types(v pgpoly._fv_def, OUT key_type text, OUT entity_type text,
+									 OUT feature_types text[])
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+			WHERE a.attrelid = ($1).serving_table AND a.attname = ($1).key_column
+			  AND NOT a.attisdropped),
+		   (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+			WHERE a.attrelid = ($1).offline_table AND a.attname = ($1).entity_column
+			  AND NOT a.attisdropped),
+		   ARRAY(SELECT format_type(a.atttypid, a.atttypmod)
+				 FROM unnest(($1).features) WITH ORDINALITY AS u(f, i)
+				 LEFT JOIN pg_attribute a ON a.attrelid = ($1).offline_table AND a.attname = u.f
+										 AND NOT a.attisdropped
+				 ORDER BY u.i)
+$$;
+
+-- Find the source column whose values do not convert to their feature's type (or
+-- the entity's key type) and re-raise the error naming it; the original error if
+-- none is found.  Reads the source again: only on this error path.
+CREATE FUNCTION pgpoly._ingest_bad_value(v pgpoly._fv_def, ty record, src text, feats text[],
+										 state text, msg text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	c text;
+	t text;
+BEGIN
+	FOR c, t IN SELECT v.entity, ty.key_type
+				UNION ALL SELECT 'event_time', 'timestamp with time zone'
+				UNION ALL SELECT u.f, u.t FROM unnest(v.features, ty.feature_types) u(f, t)
+						  WHERE u.f = ANY (feats) LOOP
+		BEGIN
+			EXECUTE format('SELECT count(q.%I::text::%s) FROM %s AS q', c, t, src);
+		EXCEPTION WHEN data_exception THEN
+			RAISE EXCEPTION 'invalid value in column "%" of the source of feature view "%": %', c, v.name, SQLERRM
+				USING ERRCODE = SQLSTATE,
+					  DETAIL = format('The column''s values must convert to %s.', t);
+		END;
+	END LOOP;
+	RAISE EXCEPTION '%', msg USING ERRCODE = state;
+END
+$$;
+
+CREATE FUNCTION pgpoly._ingest_features(view text, source text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET datestyle = 'ISO, YMD'
+SET extra_float_digits = 1
+AS $$
+DECLARE
+	v       pgpoly._fv_def := pgpoly._fv_get(view);
+	v_src   text := pgpoly._relation_sql(source, 'source');
+	v_cols  record;
+	ty      record;			-- the types to cast to (_ingest_types)
+	v_bad   text;
+	v_feat  text[];			-- the view's features the source returns, in view order
+	v_key   text;			-- SQL of the entity in canonical text form
+	v_vals  text;			-- SQL of every feature's value over s (NULL if absent)
+	v_rows  bigint;
+	v_null  bigint;
+	v_online text := '';	-- the newer-wins join to Redis (none for an outbox table)
+BEGIN
+	PERFORM pgpoly._ingest_check_privileges(v);
+	SELECT c.names, c.types INTO v_cols FROM pgpoly._relation_columns(v_src, 'source') c;
+	IF NOT (v.entity = ANY (v_cols.names) AND 'event_time' = ANY (v_cols.names)) THEN
+		RAISE EXCEPTION 'the source must return columns % and event_time', v.entity
+			USING ERRCODE = 'undefined_column',
+				  DETAIL = format('It returns: %s.', array_to_string(v_cols.names, ', ')),
+				  HINT = 'Return the entity, event_time and any of the view''s features: SELECT user_id, event_time, clicks FROM ...';
+	END IF;
+	SELECT n INTO v_bad FROM unnest(v_cols.names) WITH ORDINALITY u(n, i)
+	WHERE n NOT IN (v.entity, 'event_time') AND NOT n = ANY (v.features) ORDER BY i LIMIT 1;
+	IF FOUND THEN
+		PERFORM pgpoly._fv_unknown_feature(v, v_bad);
+	END IF;
+	v_feat := ARRAY(SELECT f FROM unnest(v.features) WITH ORDINALITY u(f, i)
+					WHERE f = ANY (v_cols.names) ORDER BY i);
+	ty := pgpoly._ingest_types(v);
+	IF ty.key_type IS NULL OR ty.entity_type IS NULL OR array_position(ty.feature_types, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'the tables of feature view "%" no longer have all its columns', v.name
+			USING ERRCODE = 'undefined_column',
+				  HINT = 'Drop and re-create the feature view after altering its tables.';
+	END IF;
+	-- the entity as its key type's text form, so '007' and '7' are one int entity
+	v_key := CASE WHEN ty.key_type IN ('text', 'character varying')
+				  THEN format('q.%I::text', v.entity)
+				  ELSE format('q.%I::text::%s::text', v.entity, ty.key_type) END;
+	SELECT string_agg(CASE WHEN u.f = ANY (v_feat) THEN format('s.%I', u.f)
+						   ELSE format('NULL::%s', u.t) END, ', ' ORDER BY u.i)
+	INTO v_vals
+	FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i);
+	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
+		v_online := format(' LEFT JOIN %1$s o ON o.%2$I = s.k::%3$s '
+						   'WHERE o.%2$I IS NULL OR o._event_time IS NULL OR o._event_time <= s.et',
+						   v.serving_rel, v.key_column, ty.key_type);
+	END IF;
+
+	BEGIN
+		EXECUTE format($q$
+			WITH s AS MATERIALIZED (
+				SELECT row_number() OVER () AS ord, %1$s AS k, q.event_time::timestamptz AS et%2$s
+				FROM %3$s AS q),
+			bad AS (SELECT min(s.ord) AS ord FROM s WHERE s.k IS NULL OR s.et IS NULL),
+			off AS (
+				INSERT INTO %4$s (%5$I, event_time, created_at, %6$s)
+				SELECT s.k::%7$s, s.et, clock_timestamp(), %8$s
+				FROM s WHERE (SELECT bad.ord FROM bad) IS NULL
+				RETURNING 1),
+			newest AS (
+				SELECT DISTINCT ON (s.k) s.*
+				FROM s WHERE (SELECT bad.ord FROM bad) IS NULL
+				ORDER BY s.k, s.et DESC, s.ord DESC),
+			w AS (
+				INSERT INTO %9$s (%10$I, %6$s, _event_time)
+				SELECT s.k::%11$s, %8$s, s.et
+				FROM newest s%12$s)
+			SELECT (SELECT count(*) FROM off), (SELECT bad.ord FROM bad)$q$,
+			v_key,
+			(SELECT coalesce(string_agg(format(', q.%1$I::%2$s AS %1$I', u.f, u.t), '' ORDER BY u.i), '')
+			 FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i) WHERE u.f = ANY (v_feat)),
+			v_src, v.offline_rel, v.entity_column, pgpoly._fv_cols(v.features), ty.entity_type,
+			v_vals, v.serving_rel, v.key_column, ty.key_type, v_online)
+		INTO v_rows, v_null;
+	EXCEPTION WHEN data_exception THEN
+		PERFORM pgpoly._ingest_bad_value(v, ty, v_src, v_feat, SQLSTATE, SQLERRM);
+	END;
+	IF v_null IS NOT NULL THEN
+		RAISE EXCEPTION 'row % of the source has a NULL % or event_time', v_null, v.entity
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	RETURN v_rows;
+END
+$$;
+
+CREATE FUNCTION pgpoly.ingest_features(view text, source text)
+RETURNS bigint
+LANGUAGE sql VOLATILE
+AS $$
+	SELECT pgpoly._ingest_features($1, $2)
+$$;
+
+COMMENT ON FUNCTION pgpoly.ingest_features(text, text) IS
+	'Bulk-load feature rows (a query or table returning the entity, event_time and features): all appended offline, each entity''s newest written online unless Redis holds a newer one; one transaction; returns rows ingested';

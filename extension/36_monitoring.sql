@@ -1,0 +1,708 @@
+-- extension/36_monitoring.sql
+--	  Inference data and monitoring: the prediction log (partitioned by month),
+--	  ground-truth labels, feature statistics and drift (PSI, Kolmogorov-Smirnov).
+--
+-- Contract: API.md section 6.  Design invariants kept by this file:
+--	* pgpoly.predictions is range-partitioned on ts by calendar month (UTC), one
+--	  partition pgpoly.predictions_YYYY_MM per month, created when the first row of
+--	  the month is logged (or ahead of time by create_prediction_partitions).  A
+--	  creator takes SHARE UPDATE EXCLUSIVE on the parent, which serialises creators
+--	  but not inserts or reads, re-checks under that lock (the lock also makes
+--	  committed partitions visible), and attaches an empty table (ATTACH needs no
+--	  ACCESS EXCLUSIVE lock).  Each partition gets its primary key (prediction_id,
+--	  from the parent's one identity sequence) and its indexes when it is created;
+--	  the parent has none, because pg_dump dumps the partitions (not extension
+--	  members) as tables with their indexes, which indexes of the extension's
+--	  parent would duplicate on restore.  Partitions are created by a SECURITY
+--	  DEFINER function, so they belong to the extension's owner like their parent,
+--	  and writers need no right to create tables (INSERT on pgpoly.predictions,
+--	  SELECT on its prediction_id, and read access to the registry).
+--	* Logging is one set-based INSERT whatever the number of rows: the rows are
+--	  validated first (all of them, before anything is written: a bad row is an
+--	  ERROR naming its position), 'name@alias' is resolved against model_aliases
+--	  at call time and the resolved version is stored.  Errors: 42704 unknown
+--	  model, version or alias; 22004 a required value is NULL; 22023 anything else
+--	  malformed.  There is no foreign key from predictions to model_versions: the
+--	  functions check, and deleting a model version does not touch its history.
+--	* drift() computes everything in SQL, one statement per feature, exactly as
+--	  API.md 6 defines it; the reference and current relations are the caller's
+--	  SQL (a table name or a query) and run with the caller's rights and
+--	  search_path, so these functions do not pin search_path and qualify every
+--	  object they name themselves.
+
+--
+-- The prediction log
+--
+
+CREATE TABLE pgpoly.predictions (
+	prediction_id bigint GENERATED ALWAYS AS IDENTITY,
+	model_name    text NOT NULL CONSTRAINT predictions_model_name_check CHECK (model_name <> ''),
+	version       int NOT NULL CONSTRAINT predictions_version_check CHECK (version > 0),
+	entity        text,
+	features      jsonb,
+	prediction    jsonb NOT NULL,
+	confidence    float8,
+	latency_ms    float8 CONSTRAINT predictions_latency_ms_check CHECK (latency_ms >= 0),
+	request_id    text CONSTRAINT predictions_request_id_check CHECK (request_id <> ''),
+	ts            timestamptz NOT NULL DEFAULT now()
+) PARTITION BY RANGE (ts);
+
+COMMENT ON TABLE pgpoly.predictions IS
+	'Prediction log, partitioned by month of ts (UTC): pgpoly.predictions_YYYY_MM';
+
+-- Ground truth, one label per request (logged again: replaced).
+CREATE TABLE pgpoly.prediction_labels (
+	request_id text PRIMARY KEY CONSTRAINT prediction_labels_request_id_check CHECK (request_id <> ''),
+	label      jsonb NOT NULL,
+	ts         timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE VIEW pgpoly.labeled_predictions AS
+	SELECT p.prediction_id, p.model_name, p.version, p.entity, p.features, p.prediction,
+		   p.confidence, p.latency_ms, p.request_id, p.ts, l.label, l.ts AS label_ts
+	FROM pgpoly.predictions p
+	JOIN pgpoly.prediction_labels l ON l.request_id = p.request_id;
+
+COMMENT ON VIEW pgpoly.labeled_predictions IS
+	'Predictions that have a ground-truth label (joined on request_id)';
+
+-- The partitions hold the data and are dumped as ordinary tables; the labels and
+-- the id sequence are extension tables whose contents pg_dump must keep.
+SELECT pg_catalog.pg_extension_config_dump('pgpoly.prediction_labels', '');
+SELECT pg_catalog.pg_extension_config_dump(
+	pg_catalog.pg_get_serial_sequence('pgpoly.predictions', 'prediction_id')::regclass, '');
+
+-- The name of the partition holding month m (a month start in UTC).
+CREATE FUNCTION pgpoly._prediction_partition_name(m timestamptz)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT 'predictions_' || to_char(m AT TIME ZONE 'UTC', 'YYYY_MM')
+$$;
+
+-- Create the missing partitions of the months that contain the times ts.  Runs as
+-- the extension's owner: it only ever creates empty monthly partitions of
+-- pgpoly.predictions, named and bounded by months it computes itself.
+CREATE FUNCTION pgpoly._prediction_partitions(ts timestamptz[])
+RETURNS int
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pgpoly, pg_temp
+SET timezone = 'UTC'
+SET datestyle = 'ISO, YMD'
+AS $$
+DECLARE
+	m      timestamptz;
+	v_name text;
+	v_made int := 0;
+BEGIN
+	FOR m IN SELECT DISTINCT date_trunc('month', t, 'UTC') FROM unnest(ts) t
+			 WHERE isfinite(t) ORDER BY 1 LOOP
+		v_name := pgpoly._prediction_partition_name(m);
+		CONTINUE WHEN to_regclass('pgpoly.' || v_name) IS NOT NULL;
+		-- one creator at a time; locking also processes the catalog changes of a
+		-- creator that committed meanwhile, so the re-check sees its partition
+		LOCK TABLE pgpoly.predictions IN SHARE UPDATE EXCLUSIVE MODE;
+		CONTINUE WHEN to_regclass('pgpoly.' || v_name) IS NOT NULL;
+		EXECUTE format('CREATE TABLE pgpoly.%I (LIKE pgpoly.predictions INCLUDING CONSTRAINTS)', v_name);
+		-- the key (one identity sequence: unique across partitions); labels join on
+		-- request_id; monitoring reads one model's recent predictions
+		EXECUTE format('ALTER TABLE pgpoly.%I ADD CONSTRAINT %I PRIMARY KEY (prediction_id)',
+					   v_name, v_name || '_pkey');
+		EXECUTE format('CREATE INDEX %I ON pgpoly.%I (request_id)', v_name || '_request_id_idx', v_name);
+		EXECUTE format('CREATE INDEX %I ON pgpoly.%I (model_name, version, ts)',
+					   v_name || '_model_ts_idx', v_name);
+		EXECUTE format('ALTER TABLE pgpoly.predictions ATTACH PARTITION pgpoly.%I FOR VALUES FROM (%L) TO (%L)',
+					   v_name, m, m + interval '1 month');
+		v_made := v_made + 1;
+	END LOOP;
+	RETURN v_made;
+END
+$$;
+
+-- Only roles an administrator allows may make the extension's owner create
+-- tables: without EXECUTE, a month needs its partition made ahead of time.
+REVOKE ALL ON FUNCTION pgpoly._prediction_partitions(timestamptz[]) FROM PUBLIC;
+
+CREATE FUNCTION pgpoly.create_prediction_partitions(since timestamptz DEFAULT now(),
+													until timestamptz DEFAULT now() + interval '3 months')
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	PERFORM pgpoly._require(since, 'since');
+	PERFORM pgpoly._require(until, 'until');
+	IF NOT (isfinite(since) AND isfinite(until)) OR since > until THEN
+		RAISE EXCEPTION 'invalid range of months: % to %', since, until
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass two finite times, since <= until.';
+	END IF;
+	RETURN pgpoly._prediction_partitions(ARRAY(
+		SELECT generate_series(date_trunc('month', since, 'UTC'), until, interval '1 month')));
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.create_prediction_partitions(timestamptz, timestamptz) IS
+	'Create the monthly partitions of pgpoly.predictions from the month of since to the month of until (default: this month and the next three) that do not exist yet; returns how many were created';
+
+CREATE FUNCTION pgpoly.drop_prediction_partitions(older_than timestamptz)
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_part regclass;
+	v_made int := 0;
+BEGIN
+	PERFORM pgpoly._require(older_than, 'older_than');
+	-- the monthly partitions pgpoly made whose whole month is before older_than
+	FOR v_part IN
+		SELECT c.oid::regclass
+		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'pgpoly.predictions'::regclass
+		  AND c.relnamespace = 'pgpoly'::regnamespace
+		  AND c.relname ~ '^predictions_[0-9]{4}_[0-9]{2}$'
+		  AND make_timestamptz(substr(c.relname, 13, 4)::int, substr(c.relname, 18, 2)::int, 1,
+							   0, 0, 0, 'UTC') + interval '1 month' <= older_than
+		ORDER BY c.relname
+	LOOP
+		EXECUTE format('DROP TABLE %s', v_part);
+		v_made := v_made + 1;
+	END LOOP;
+	RETURN v_made;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.drop_prediction_partitions(timestamptz) IS
+	'Drop the monthly partitions of pgpoly.predictions whose whole month is before older_than (retention); returns how many were dropped';
+
+-- Raise the error of row pos of a prediction batch (pos NULL: a single call).
+CREATE FUNCTION pgpoly._prediction_error(pos bigint, state text, message text, hint text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	IF pos IS NULL THEN
+		RAISE EXCEPTION '%', message USING ERRCODE = state, HINT = coalesce(hint, '');
+	END IF;
+	RAISE EXCEPTION 'element % of rows: %', pos, message USING ERRCODE = state, HINT = coalesce(hint, '');
+END
+$$;
+
+-- Validate, resolve and insert predictions given as parallel arrays (one element
+-- per prediction); single: the arrays come from one log_prediction call (errors
+-- do not name a position).  Every row is checked before anything is written;
+-- model names and aliases are resolved once per distinct (model, version) pair.
+-- Returns the first prediction_id and the row count.
+CREATE FUNCTION pgpoly._log_predictions(models text[], versions int[], entities text[],
+		predictions jsonb[], features jsonb[], confidences float8[], latencies float8[],
+		request_ids text[], tss timestamptz[], single bool,
+		OUT first_id bigint, OUT n bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_missing timestamptz;
+	v_bad  bigint;			-- first bad row
+	r      record;			-- the resolved pairs: m, vk (version, -1 for NULL), name, ver
+	v_lo   timestamptz;
+	v_hi   timestamptz;
+	v_months timestamptz[];
+BEGIN
+	-- rows bad on their own
+	SELECT min(u.i) INTO v_bad
+	FROM unnest(models, predictions, latencies, request_ids, tss) WITH ORDINALITY
+		 AS u(m, p, lat, rid, t, i)
+	WHERE u.m IS NULL OR u.m = '' OR u.p IS NULL OR u.lat < 0 OR u.lat = 'NaN' OR u.rid = ''
+	   OR NOT isfinite(u.t);
+	-- each distinct (model, version): name@alias (version NULL) resolved now
+	SELECT array_agg(d.m) AS m, array_agg(coalesce(d.v, -1)) AS vk, array_agg(x.name) AS name,
+		   array_agg(coalesce(d.v, a.version)) AS ver,
+		   array_agg(d.m) FILTER (WHERE mv.version IS NULL) AS bad_m,
+		   array_agg(coalesce(d.v, -1)) FILTER (WHERE mv.version IS NULL) AS bad_vk
+	INTO r
+	FROM (SELECT DISTINCT u.m, u.v FROM unnest(models, versions) AS u(m, v) WHERE u.m <> '') AS d
+	CROSS JOIN LATERAL (SELECT CASE WHEN d.v IS NULL AND strpos(d.m, '@') > 0
+									THEN substring(d.m FROM '^(.*)@') ELSE d.m END AS name) AS x
+	LEFT JOIN pgpoly.model_aliases a
+		   ON d.v IS NULL AND a.model_name = x.name AND a.alias = substring(d.m FROM '@([^@]*)$')
+	LEFT JOIN pgpoly.model_versions mv ON mv.model_name = x.name AND mv.version = coalesce(d.v, a.version);
+	IF r.bad_m IS NOT NULL THEN
+		SELECT least(v_bad, min(u.i)) INTO v_bad
+		FROM unnest(models, versions) WITH ORDINALITY AS u(m, v, i)
+		JOIN unnest(r.bad_m, r.bad_vk) AS b(m, vk) ON b.m = u.m AND b.vk = coalesce(u.v, -1);
+	END IF;
+	IF v_bad IS NOT NULL THEN
+		PERFORM pgpoly._prediction_check_row(CASE WHEN single THEN NULL ELSE v_bad END,
+											 models[v_bad], versions[v_bad], predictions[v_bad] IS NULL,
+											 latencies[v_bad], request_ids[v_bad], tss[v_bad]);
+	END IF;
+
+	-- the partitions of the months of ts (usually one), checked by name here and
+	-- created (as the extension's owner) only when one is missing
+	SELECT min(t), max(t) INTO v_lo, v_hi FROM unnest(tss) AS t;
+	v_months := CASE WHEN date_trunc('month', v_lo, 'UTC') = date_trunc('month', v_hi, 'UTC')
+					 THEN ARRAY[date_trunc('month', v_lo, 'UTC')]
+					 ELSE ARRAY(SELECT DISTINCT date_trunc('month', t, 'UTC') FROM unnest(tss) AS t) END;
+	SELECT min(m) INTO v_missing FROM unnest(v_months) AS m
+	WHERE to_regclass('pgpoly.' || pgpoly._prediction_partition_name(m)) IS NULL;
+	-- (a role that may not insert gets the INSERT's own error below)
+	IF v_missing IS NOT NULL AND has_table_privilege('pgpoly.predictions', 'INSERT') THEN
+		IF NOT has_function_privilege('pgpoly._prediction_partitions(timestamptz[])', 'EXECUTE') THEN
+			RAISE EXCEPTION 'pgpoly.predictions has no partition for the month of %', v_missing
+				USING ERRCODE = 'insufficient_privilege',
+					  DETAIL = 'Creating partitions needs EXECUTE on pgpoly._prediction_partitions(timestamptz[]).',
+					  HINT = 'Have an administrator create partitions ahead with pgpoly.create_prediction_partitions(), or grant that EXECUTE to the logging role.';
+		END IF;
+		PERFORM pgpoly._prediction_partitions(v_months);
+	END IF;
+	WITH ins AS (
+		INSERT INTO pgpoly.predictions (model_name, version, entity, features, prediction,
+										confidence, latency_ms, request_id, ts)
+		SELECT p.name, p.ver, u.e, u.f, u.p, u.c, u.lat, u.rid, u.t
+		FROM unnest(models, versions, entities, features, predictions, confidences, latencies,
+					request_ids, tss) AS u(m, v, e, f, p, c, lat, rid, t)
+		JOIN unnest(r.m, r.vk, r.name, r.ver) AS p(m, vk, name, ver)
+		  ON p.m = u.m AND p.vk = coalesce(u.v, -1)
+		RETURNING prediction_id)
+	SELECT min(ins.prediction_id), count(*) INTO first_id, n FROM ins;
+END
+$$;
+
+-- Raise the error of a prediction row found bad by _log_predictions, the most
+-- basic problem first.  pos: its position in a batch (NULL: a single call).
+CREATE FUNCTION pgpoly._prediction_check_row(pos bigint, model text, version int,
+		no_prediction bool, latency float8, request_id text, ts timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_alias bool := version IS NULL AND strpos(model, '@') > 0;
+	v_name  text := CASE WHEN v_alias THEN substring(model FROM '^(.*)@') ELSE model END;
+	v_ver   int := version;
+BEGIN
+	IF model IS NULL THEN
+		PERFORM pgpoly._prediction_error(pos, '22004', 'argument "model" must not be NULL');
+	ELSIF model = '' THEN
+		PERFORM pgpoly._prediction_error(pos, '22023', 'argument "model" must not be empty');
+	ELSIF no_prediction THEN
+		PERFORM pgpoly._prediction_error(pos, '22004', 'argument "prediction" must not be NULL');
+	ELSIF version IS NULL AND NOT v_alias THEN
+		PERFORM pgpoly._prediction_error(pos, '22004', 'argument "version" must not be NULL',
+			format('Pass a version, or the model as ''%s@<alias>'' to use the version an alias points to.', model));
+	ELSIF NOT EXISTS (SELECT FROM pgpoly.registered_models m WHERE m.name = v_name) THEN
+		PERFORM pgpoly._prediction_error(pos, '42704', format('registered model "%s" does not exist', v_name),
+			CASE WHEN strpos(model, '@') > 0 THEN 'To resolve an alias, pass version NULL.' END);
+	END IF;
+	IF v_alias THEN
+		SELECT a.version INTO v_ver FROM pgpoly.model_aliases a
+		WHERE a.model_name = v_name AND a.alias = substring(model FROM '@([^@]*)$');
+		IF NOT FOUND THEN
+			PERFORM pgpoly._prediction_error(pos, '42704',
+				format('model "%s" has no alias "%s"', v_name, substring(model FROM '@([^@]*)$')),
+				'Set it with pgpoly.set_model_alias().');
+		END IF;
+	END IF;
+	IF NOT EXISTS (SELECT FROM pgpoly.model_versions v
+				   WHERE v.model_name = v_name AND v.version = v_ver) THEN
+		PERFORM pgpoly._prediction_error(pos, '42704', format('model "%s" has no version %s', v_name, v_ver));
+	ELSIF latency < 0 OR latency = 'NaN' THEN
+		PERFORM pgpoly._prediction_error(pos, '22023',
+			format('latency_ms must be a non-negative number, not %s', latency));
+	ELSIF request_id = '' THEN
+		PERFORM pgpoly._prediction_error(pos, '22023', 'argument "request_id" must not be empty',
+										 'Pass NULL when there is no request id.');
+	ELSIF NOT isfinite(ts) THEN
+		PERFORM pgpoly._prediction_error(pos, '22023', format('ts must be a finite time, not %s', ts));
+	END IF;
+	RAISE EXCEPTION 'prediction row % failed no check', pos	-- can't happen
+		USING ERRCODE = 'internal_error';
+END
+$$;
+
+CREATE FUNCTION pgpoly.log_prediction(model text, version int, entity text, prediction jsonb,
+									  features jsonb DEFAULT NULL, confidence float8 DEFAULT NULL,
+									  latency_ms float8 DEFAULT NULL, request_id text DEFAULT NULL,
+									  ts timestamptz DEFAULT now())
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT l.first_id
+	FROM pgpoly._log_predictions(ARRAY[$1], ARRAY[$2], ARRAY[$3], ARRAY[$4], ARRAY[$5],
+								 ARRAY[$6], ARRAY[$7], ARRAY[$8], ARRAY[coalesce($9, now())], true) l
+$$;
+
+COMMENT ON FUNCTION pgpoly.log_prediction(text, int, text, jsonb, jsonb, float8, float8, text, timestamptz) IS
+	'Log one prediction of a model version (model ''name@alias'' with version NULL: the version the alias points to now); returns its prediction_id';
+
+-- The keys of an element of log_predictions' rows.
+CREATE FUNCTION pgpoly._prediction_keys()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT '{model,version,entity,prediction,features,confidence,latency_ms,request_id,ts}'::text[] $$;
+
+CREATE FUNCTION pgpoly.log_predictions(rows jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_bad record;
+	a     record;
+	v_out record;
+BEGIN
+	PERFORM pgpoly._require(rows, 'rows');
+	IF jsonb_typeof(rows) <> 'array' THEN
+		RAISE EXCEPTION 'argument "rows" must be a JSON array, not %', jsonb_typeof(rows)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Pass [{"model": "churn@champion", "entity": "u1", "prediction": {"p": 0.7}}, ...].';
+	END IF;
+	-- every element an object with known keys only
+	SELECT e.i, jsonb_typeof(e.o) AS type,
+		   (SELECT min(k) FROM jsonb_object_keys(CASE jsonb_typeof(e.o) WHEN 'object' THEN e.o END) k
+			WHERE NOT k = ANY (pgpoly._prediction_keys())) AS key
+	INTO v_bad
+	FROM jsonb_array_elements(rows) WITH ORDINALITY AS e(o, i)
+	WHERE jsonb_typeof(e.o) <> 'object' OR e.o - pgpoly._prediction_keys() <> '{}'::jsonb
+	ORDER BY e.i LIMIT 1;
+	IF v_bad.type IS DISTINCT FROM 'object' AND v_bad.i IS NOT NULL THEN
+		PERFORM pgpoly._prediction_error(v_bad.i, '22023',
+			format('a prediction must be a JSON object, not %s', v_bad.type));
+	ELSIF v_bad.i IS NOT NULL THEN
+		PERFORM pgpoly._prediction_error(v_bad.i, '22023', format('unknown key "%s"', v_bad.key),
+			'Keys are log_prediction''s arguments: ' || array_to_string(pgpoly._prediction_keys(), ', ') || '.');
+	END IF;
+
+	BEGIN
+		-- one pass: the arrays are aligned, and in the order of rows
+		SELECT array_agg(r.model) AS m, array_agg(r.version) AS v, array_agg(r.entity) AS e,
+			   array_agg(r.prediction) AS p, array_agg(r.features) AS f,
+			   array_agg(r.confidence) AS c, array_agg(r.latency_ms) AS l,
+			   array_agg(r.request_id) AS q, array_agg(coalesce(r.ts, now())) AS t
+		INTO a
+		FROM jsonb_to_recordset(rows)
+			 AS r(model text, version int, entity text, prediction jsonb, features jsonb,
+				  confidence float8, latency_ms float8, request_id text, ts timestamptz);
+	EXCEPTION WHEN data_exception THEN
+		PERFORM pgpoly._prediction_bad_value(rows, SQLSTATE, SQLERRM);
+	END;
+	IF a.m IS NULL THEN
+		RETURN 0;
+	END IF;
+	v_out := pgpoly._log_predictions(a.m, a.v, a.e, a.p, a.f, a.c, a.l, a.q, a.t, false);
+	RETURN v_out.n;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.log_predictions(jsonb) IS
+	'Log a JSON array of predictions (objects with log_prediction''s argument names as keys) in one INSERT; returns the number logged';
+
+-- Find the element and key of rows whose value does not convert to its type and
+-- re-raise the error naming them (the original error if none is found).
+CREATE FUNCTION pgpoly._prediction_bad_value(rows jsonb, state text, msg text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	e jsonb;
+	i bigint;
+	k text;
+BEGIN
+	FOR e, i IN SELECT x.o, x.i FROM jsonb_array_elements(rows) WITH ORDINALITY x(o, i) LOOP
+		FOREACH k IN ARRAY ARRAY['version', 'confidence', 'latency_ms', 'ts'] LOOP
+			CONTINUE WHEN NOT e ? k;
+			BEGIN
+				PERFORM * FROM jsonb_to_record(jsonb_build_object(k, e -> k))
+					AS r(version int, confidence float8, latency_ms float8, ts timestamptz);
+			EXCEPTION WHEN data_exception THEN
+				PERFORM pgpoly._prediction_error(i, SQLSTATE,
+					format('invalid value %s for "%s": %s', e -> k, k, SQLERRM));
+			END;
+		END LOOP;
+	END LOOP;
+	RAISE EXCEPTION '%', msg USING ERRCODE = state;
+END
+$$;
+
+CREATE FUNCTION pgpoly.log_label(request_id text, label jsonb, ts timestamptz DEFAULT now())
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	PERFORM pgpoly._require_name(request_id, 'request_id');
+	PERFORM pgpoly._require(label, 'label');
+	IF NOT EXISTS (SELECT FROM pgpoly.predictions p WHERE p.request_id = log_label.request_id) THEN
+		RAISE EXCEPTION 'no prediction has request_id "%"', request_id
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Log the prediction first, with pgpoly.log_prediction(..., request_id => ...).';
+	END IF;
+	-- a label logged again replaces the old one (ground truth gets corrected)
+	INSERT INTO pgpoly.prediction_labels AS l (request_id, label, ts)
+	VALUES (log_label.request_id, log_label.label, coalesce(log_label.ts, now()))
+	ON CONFLICT ON CONSTRAINT prediction_labels_pkey DO UPDATE SET label = EXCLUDED.label, ts = EXCLUDED.ts;
+END
+$$;
+
+COMMENT ON FUNCTION pgpoly.log_label(text, jsonb, timestamptz) IS
+	'Record the ground truth of the prediction(s) of a request (see labeled_predictions); logging again replaces it';
+
+--
+-- Feature statistics
+--
+
+-- Whether a type (format_type() text) is a numeric type: statistics and drift
+-- treat it as a number, any other type as categories.
+CREATE FUNCTION pgpoly._is_numeric_type(t regtype)
+RETURNS bool
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT t IN ('smallint', 'integer', 'bigint', 'real', 'double precision', 'numeric')
+$$;
+
+CREATE FUNCTION pgpoly._feature_stats(view text, since timestamptz, until timestamptz)
+RETURNS TABLE (o_feature text, o_count bigint, o_nulls bigint, o_distinct bigint,
+			   o_mean float8, o_stddev float8, o_min float8, o_p50 float8, o_p95 float8,
+			   o_max float8)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v      pgpoly._fv_def := pgpoly._fv_get(view);
+	v_aggs text;
+	v_rows text;
+BEGIN
+	PERFORM pgpoly._require(since, 'since');
+	PERFORM pgpoly._require(until, 'until');
+	IF since > until THEN
+		RAISE EXCEPTION 'since % is after until %', since, until
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- one scan: per feature i the aggregates c<i>_*; then one row per feature
+	SELECT string_agg(CASE WHEN pgpoly._is_numeric_type(u.t::regtype) THEN format(
+			   'count(h.%1$I) AS c%2$s_n, count(DISTINCT h.%1$I) AS c%2$s_d, avg(h.%1$I::float8) AS c%2$s_mean, '
+			   'stddev_samp(h.%1$I::float8) AS c%2$s_sd, min(h.%1$I::float8) AS c%2$s_min, '
+			   'percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY h.%1$I::float8) AS c%2$s_p, '
+			   'max(h.%1$I::float8) AS c%2$s_max', u.f, u.i)
+		   ELSE format(
+			   'count(h.%1$I) AS c%2$s_n, count(DISTINCT h.%1$I::text) AS c%2$s_d, NULL::float8 AS c%2$s_mean, '
+			   'NULL::float8 AS c%2$s_sd, NULL::float8 AS c%2$s_min, NULL::float8[] AS c%2$s_p, '
+			   'NULL::float8 AS c%2$s_max', u.f, u.i) END, ', ' ORDER BY u.i),
+		   string_agg(format('(%L, a.c%2$s_n, a.total - a.c%2$s_n, a.c%2$s_d, a.c%2$s_mean, a.c%2$s_sd, '
+							 'a.c%2$s_min, a.c%2$s_p[1], a.c%2$s_p[2], a.c%2$s_max)', u.f, u.i),
+					  ', ' ORDER BY u.i)
+	INTO v_aggs, v_rows
+	FROM unnest(v.features, v.feature_types) WITH ORDINALITY AS u(f, t, i);
+	RETURN QUERY EXECUTE format(
+		'SELECT x.* FROM (SELECT count(*) AS total, %s FROM %s h WHERE h.event_time >= $1 AND h.event_time < $2) a '
+		'CROSS JOIN LATERAL (VALUES %s) AS x', v_aggs, v.offline_rel, v_rows)
+	USING since, until;
+END
+$$;
+
+CREATE FUNCTION pgpoly.feature_stats(view text, since timestamptz DEFAULT '-infinity',
+									 until timestamptz DEFAULT 'infinity')
+RETURNS TABLE (feature text, count bigint, nulls bigint, distinct_count bigint, mean float8,
+			   stddev float8, min float8, p50 float8, p95 float8, max float8)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT * FROM pgpoly._feature_stats($1, $2, $3)
+$$;
+
+COMMENT ON FUNCTION pgpoly.feature_stats(text, timestamptz, timestamptz) IS
+	'Per feature of a view, over its offline history with event_time in [since, until): non-null count, nulls, distinct values, and for numeric features mean, stddev, min, median, 95th percentile, max';
+
+--
+-- Drift
+--
+
+-- The PSI of bins given as parallel arrays of counts (reference, current) and the
+-- non-null totals: sum of (p_cur - p_ref) * ln(p_cur / p_ref), each p = count /
+-- total floored at 0.0001.  NULL when a side has no values.
+CREATE FUNCTION pgpoly._psi(ref_counts bigint[], cur_counts bigint[], ref_total bigint,
+							cur_total bigint)
+RETURNS float8
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT sum((b.pc - b.pr) * ln(b.pc / b.pr))
+	FROM unnest(ref_counts, cur_counts) AS u(r, c)
+	CROSS JOIN LATERAL (SELECT greatest(u.r::float8 / ref_total, 0.0001) AS pr,
+							   greatest(u.c::float8 / cur_total, 0.0001) AS pc) b
+	WHERE ref_total > 0 AND cur_total > 0
+$$;
+
+-- The drift status of a PSI value.
+CREATE FUNCTION pgpoly._drift_status(psi float8)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT CASE WHEN psi IS NULL THEN NULL WHEN psi < 0.1 THEN 'ok'
+				WHEN psi < 0.25 THEN 'warn' ELSE 'drift' END
+$$;
+
+-- PSI and KS of numeric column col of the relations ref and cur (FROM-clause
+-- items), with bins bins.  Each side's non-null values are sorted once, into an
+-- array; width_bucket(x, sorted values) is then the number of values <= x (a
+-- binary search, in PostgreSQL's float8 order, NaN last), which gives
+--	* the edges e_k = percentile_cont(k/bins) of the reference, interpolated as
+--	  percentile_cont does (lo + f * (hi - lo), f the fraction of the position);
+--	* each bin's counts as differences of the counts <= e_k, since bin i holds
+--	  e_(i-1) < v <= e_i;
+--	* KS, the largest gap between the two empirical distribution functions at
+--	  any value of either side: at the last of equal values at position i of a
+--	  side's sorted array, that side's function is i / n, the other side's a
+--	  binary search.
+CREATE FUNCTION pgpoly._drift_numeric(ref text, cur text, col text, bins int,
+									  OUT psi float8, OUT ks float8)
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	EXECUTE format($q$
+		WITH r AS (SELECT array_agg(s.%3$I::float8 ORDER BY s.%3$I::float8) AS a
+				   FROM %1$s s WHERE s.%3$I IS NOT NULL),
+		c AS (SELECT array_agg(s.%3$I::float8 ORDER BY s.%3$I::float8) AS a
+			  FROM %2$s s WHERE s.%3$I IS NOT NULL),
+		n AS (SELECT r.a AS ra, c.a AS ca, coalesce(cardinality(r.a), 0) AS nr,
+					 coalesce(cardinality(c.a), 0) AS nc
+			  FROM r, c),
+		e AS (SELECT x.k, CASE WHEN x.lo = x.hi THEN n.ra[x.lo + 1]
+							   ELSE n.ra[x.lo + 1] + ((x.pos - x.lo) * (n.ra[x.hi + 1] - n.ra[x.lo + 1]))
+						  END AS edge
+			  FROM n, generate_series(1, $1 - 1) AS g(k)
+			  CROSS JOIN LATERAL (SELECT (g.k::float8 / $1) * (n.nr - 1) AS pos) AS p
+			  CROSS JOIN LATERAL (SELECT g.k, p.pos, floor(p.pos)::int AS lo, ceil(p.pos)::int AS hi) AS x
+			  WHERE n.nr > 0 AND n.nc > 0),
+		cum AS (SELECT 0 AS k, 0 AS cr, 0 AS cc
+				UNION ALL
+				SELECT e.k, width_bucket(e.edge, n.ra), width_bucket(e.edge, n.ca) FROM e, n
+				UNION ALL
+				SELECT $1, n.nr, n.nc FROM n),
+		b AS (SELECT cum.k, cum.cr - lag(cum.cr) OVER w AS nr, cum.cc - lag(cum.cc) OVER w AS nc
+			  FROM cum WINDOW w AS (ORDER BY cum.k))
+		SELECT (SELECT pgpoly._psi(array_agg(b.nr ORDER BY b.k), array_agg(b.nc ORDER BY b.k), n.nr, n.nc)
+				FROM b WHERE b.k > 0),
+			   (SELECT max(d.gap) FROM (
+					SELECT abs(x.i::float8 / n.nr - width_bucket(n.ra[x.i], n.ca)::float8 / n.nc) AS gap
+					FROM (SELECT generate_subscripts(n.ra, 1) AS i) AS x
+					WHERE x.i = n.nr OR n.ra[x.i + 1] <> n.ra[x.i]
+					UNION ALL
+					SELECT abs(width_bucket(n.ca[x.i], n.ra)::float8 / n.nr - x.i::float8 / n.nc)
+					FROM (SELECT generate_subscripts(n.ca, 1) AS i) AS x
+					WHERE x.i = n.nc OR n.ca[x.i + 1] <> n.ca[x.i]) AS d
+				WHERE n.nr > 0 AND n.nc > 0)
+		FROM n$q$, ref, cur, col)
+	INTO psi, ks USING bins;
+END
+$$;
+
+-- PSI of a categorical column col: one bin per distinct reference value (by text
+-- form), plus one for the values the reference never had.
+CREATE FUNCTION pgpoly._drift_categorical(ref text, cur text, col text, OUT psi float8)
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	EXECUTE format($q$
+		WITH r AS (SELECT s.%3$I::text AS v, count(*) AS n FROM %1$s s WHERE s.%3$I IS NOT NULL GROUP BY 1),
+		c AS (SELECT s.%3$I::text AS v, count(*) AS n FROM %2$s s WHERE s.%3$I IS NOT NULL GROUP BY 1),
+		bins AS (SELECT r.n AS nr, coalesce(c.n, 0) AS nc FROM r LEFT JOIN c ON c.v = r.v
+				 UNION ALL
+				 SELECT 0, coalesce(sum(c.n), 0)::bigint FROM c WHERE NOT EXISTS (SELECT FROM r WHERE r.v = c.v))
+		SELECT pgpoly._psi(array_agg(bins.nr), array_agg(bins.nc),
+						   (SELECT coalesce(sum(r.n), 0) FROM r)::bigint,
+						   (SELECT coalesce(sum(c.n), 0) FROM c)::bigint)
+		FROM bins$q$, ref, cur, col)
+	INTO psi;
+END
+$$;
+
+CREATE FUNCTION pgpoly._drift(reference text, current text, features text[], bins int)
+RETURNS TABLE (o_feature text, o_psi float8, o_ks float8, o_status text)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	v_ref   text := pgpoly._relation_sql(reference, 'reference');
+	v_cur   text := pgpoly._relation_sql(current, 'current');
+	v_rcols record;
+	v_ccols record;
+	v_feat  text[];
+	v_bad   text;
+	f       text;
+	v_rtype regtype;
+	v_ctype regtype;
+	v_num   record;
+BEGIN
+	PERFORM pgpoly._require(bins, 'bins');
+	IF bins < 2 OR bins > 10000 THEN
+		RAISE EXCEPTION 'bins must be between 2 and 10000 (got %)', bins
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT c.names, c.types INTO v_rcols FROM pgpoly._relation_columns(v_ref, 'reference') c;
+	SELECT c.names, c.types INTO v_ccols FROM pgpoly._relation_columns(v_cur, 'current relation') c;
+	IF features IS NULL THEN
+		v_feat := ARRAY(SELECT n FROM unnest(v_rcols.names) WITH ORDINALITY u(n, i)
+						WHERE n = ANY (v_ccols.names) ORDER BY i);
+	ELSE
+		IF array_position(features, NULL) IS NOT NULL THEN
+			RAISE EXCEPTION 'argument "features" must not contain NULL'
+				USING ERRCODE = 'null_value_not_allowed';
+		END IF;
+		-- each name once, in the order given
+		v_feat := ARRAY(SELECT n FROM unnest(features) WITH ORDINALITY u(n, i)
+						GROUP BY n ORDER BY min(i));
+		IF cardinality(v_feat) = 0 THEN
+			RAISE EXCEPTION 'argument "features" must name at least one column'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Pass NULL for every column the two relations share.';
+		END IF;
+		SELECT n, CASE WHEN n = ANY (v_rcols.names) THEN 'current' ELSE 'reference' END
+		INTO v_bad, f
+		FROM unnest(v_feat) n WHERE NOT (n = ANY (v_rcols.names) AND n = ANY (v_ccols.names)) LIMIT 1;
+		IF v_bad IS NOT NULL THEN
+			RAISE EXCEPTION 'the % has no column "%"', f, v_bad
+				USING ERRCODE = 'undefined_column';
+		END IF;
+	END IF;
+
+	FOREACH f IN ARRAY v_feat LOOP
+		v_rtype := v_rcols.types[array_position(v_rcols.names, f)];
+		v_ctype := v_ccols.types[array_position(v_ccols.names, f)];
+		IF pgpoly._is_numeric_type(v_rtype) <> pgpoly._is_numeric_type(v_ctype) THEN
+			RAISE EXCEPTION 'column "%" is % in the reference but % in the current relation', f, v_rtype, v_ctype
+				USING ERRCODE = 'datatype_mismatch',
+					  HINT = 'Cast it in one of the queries: both numeric (compared by bins of values) or both not (compared by categories).';
+		END IF;
+		o_feature := f;
+		IF pgpoly._is_numeric_type(v_rtype) THEN
+			v_num := pgpoly._drift_numeric(v_ref, v_cur, f, bins);
+			o_psi := v_num.psi;
+			o_ks := v_num.ks;
+		ELSE
+			o_psi := pgpoly._drift_categorical(v_ref, v_cur, f);
+			o_ks := NULL;
+		END IF;
+		o_status := pgpoly._drift_status(o_psi);
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+
+CREATE FUNCTION pgpoly.drift(reference text, current text, features text[] DEFAULT NULL,
+							 bins int DEFAULT 10)
+RETURNS TABLE (feature text, psi float8, ks float8, status text)
+LANGUAGE sql STABLE
+AS $$
+	SELECT * FROM pgpoly._drift($1, $2, $3, $4)
+$$;
+
+COMMENT ON FUNCTION pgpoly.drift(text, text, text[], int) IS
+	'Population stability index and Kolmogorov-Smirnov statistic of each feature between a reference and a current relation (table names or queries); status ok (psi < 0.1), warn (< 0.25) or drift';

@@ -1,0 +1,202 @@
+--
+-- Feature views and monitoring: ingest_features, feature_stats, the point-in-time
+-- join of predictions to the features that were online when they were made, and
+-- the content hash of a training set.
+--
+\getenv redis_port REDIS_PORT
+\set VERBOSITY terse
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+SET timezone = 'UTC';
+SET datestyle = 'ISO, YMD';
+CREATE SERVER ing FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
+CREATE USER MAPPING FOR CURRENT_USER SERVER ing;
+-- the test Redis has no password: a superuser waives the trust rule for PUBLIC
+CREATE USER MAPPING FOR PUBLIC SERVER ing OPTIONS (password_required 'false');
+-- Redis as it is, written immediately, for checking what ingest_features stored.
+CREATE FOREIGN TABLE ing_raw (key text, clicks text, ctr text, plan text, _event_time text)
+  SERVER ing OPTIONS (key_prefix 'regress_ing:user:', write_mode 'immediate');
+CREATE FOREIGN TABLE ing_item_raw (key text, price text, _event_time text)
+  SERVER ing OPTIONS (key_prefix 'regress_ing:item:', write_mode 'immediate');
+-- A text-keyed view without _event_time (pgpoly's serving table), and an
+-- int-keyed one that declares it (used directly); small fetch_size: several rounds.
+CREATE FOREIGN TABLE ing_users (user_id text OPTIONS (key 'true'), clicks int, ctr float8, plan text)
+  SERVER ing OPTIONS (key_prefix 'regress_ing:user:', fetch_size '3');
+CREATE FOREIGN TABLE ing_items (item_id int OPTIONS (key 'true'), price numeric(10,2),
+  _event_time timestamptz) SERVER ing OPTIONS (key_prefix 'regress_ing:item:');
+SELECT pgpoly.create_feature_view('ing_users', 'user_id', 'ing_users');
+SELECT pgpoly.create_feature_view('ing_items', 'item_id', 'ing_items', ttl => '30 days');
+CREATE FUNCTION ing_err(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE q;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
+--
+-- ingest_features: every row offline, each entity's newest row online
+--
+-- u1 already has a newer value online: it keeps it (newer wins)
+SELECT pgpoly.put_features('ing_users', 'u1', '{"clicks": 100, "plan": "pro"}', '2024-06-10');
+CREATE TABLE ing_batch (user_id text, event_time timestamptz, clicks int, ctr float8, plan text, ord int);
+INSERT INTO ing_batch VALUES
+  ('u1', '2024-06-01', 1, 0.1, 'free', 1),
+  ('u2', '2024-06-01', 2, 0.2, 'free', 2),
+  ('u2', '2024-06-03', 3, 0.3, 'pro', 3),		-- u2's newest: online
+  ('u2', '2024-06-02', 4, 0.4, 'free', 4),		-- late, offline only
+  ('u3', '2024-06-05', 5, NULL, NULL, 5),
+  ('u3', '2024-06-05', 6, 0.6, NULL, 6),		-- same event time, later row: online
+  ('u4', '2024-06-01', 7, 0.7, 'pro', 7),
+  ('u5', '2024-06-01', 8, 0.8, 'pro', 8),
+  ('u6', '2024-06-01', 9, 0.9, 'pro', 9),
+  ('u7', '2024-06-01', 10, 1.0, 'pro', 10);
+BEGIN;
+SELECT pgpoly.ingest_features('ing_users', 'SELECT user_id, event_time, clicks, ctr, plan FROM ing_batch ORDER BY ord') AS ingested;
+-- the Redis writes wait for COMMIT (one pipelined MULTI/EXEC): only u1 so far
+SELECT count(*) AS keys_before_commit FROM ing_raw;
+COMMIT;
+SELECT entity, event_time, clicks, ctr, plan FROM pgpoly.ing_users_history ORDER BY entity, event_time, clicks;
+SELECT * FROM ing_raw ORDER BY key;
+-- created_at follows the source's order (history ties break on it)
+SELECT count(*) = count(DISTINCT created_at) AND
+       array_agg(clicks ORDER BY created_at) = array_agg(clicks ORDER BY clicks) AS in_source_order
+FROM pgpoly.ing_users_history WHERE clicks < 100;
+
+-- a subset of the features (the others are NULL: a row is a full snapshot), a
+-- table as the source, and an entity Redis holds a newer value for (u2)
+CREATE TABLE ing_more AS SELECT 'u' || g AS user_id, timestamptz '2024-06-02' AS event_time, g * 10 AS clicks
+FROM generate_series(2, 9) g;
+SELECT pgpoly.ingest_features(view => 'ing_users', source => 'ing_more') AS ingested;
+SELECT * FROM ing_raw ORDER BY key;
+-- ROLLBACK undoes both stores
+BEGIN;
+SELECT pgpoly.ingest_features('ing_users', $$SELECT 'u1' AS user_id, now() AS event_time, -1 AS clicks -- comment$$);
+ROLLBACK;
+SELECT count(*) FILTER (WHERE clicks = -1) AS rolled_back_offline FROM pgpoly.ing_users_history;
+SELECT clicks FROM ing_raw WHERE key = 'u1';
+-- an empty source
+SELECT pgpoly.ingest_features('ing_users', 'SELECT user_id, event_time FROM ing_batch WHERE false') AS ingested_none;
+
+-- Int keys: entities in canonical form ('007' is item 7), numeric conversion
+SELECT pgpoly.ingest_features('ing_items', $$SELECT * FROM (VALUES ('007', timestamptz '2024-06-01', 9.999),
+	('7', '2024-06-02', 5), ('12', '2024-06-01', 1.5)) v(item_id, event_time, price)$$);
+SELECT pgpoly.ingest_features('ing_items',
+	$$SELECT item_id, event_time, price FROM (VALUES (7, timestamptz '2024-06-01', 1.0)) v(item_id, event_time, price)$$);
+SELECT entity, event_time, price FROM pgpoly.ing_items_history ORDER BY entity, event_time, price;
+SELECT * FROM ing_item_raw ORDER BY key;
+
+-- Errors: clear SQLSTATEs; nothing is written
+SELECT count(*) AS before FROM pgpoly.ing_users_history \gset
+SELECT c.cmd, ing_err(c.cmd) AS error
+FROM (VALUES
+	('SELECT pgpoly.ingest_features(''ing_nope'', ''ing_batch'')'),
+	('SELECT pgpoly.ingest_features(''ing_users'', ''ing_nope'')'),
+	('SELECT pgpoly.ingest_features(''ing_users'', NULL)'),
+	('SELECT pgpoly.ingest_features(''ing_users'', ''SELECT user_id, clicks FROM ing_batch'')'),
+	('SELECT pgpoly.ingest_features(''ing_users'', ''SELECT event_time, clicks FROM ing_batch'')'),
+	('SELECT pgpoly.ingest_features(''ing_users'', ''SELECT user_id, event_time, clicks, 1 AS clickz FROM ing_batch'')'),
+	('SELECT pgpoly.ingest_features(''ing_users'', ''SELECT user_id, event_time, ord, clicks FROM ing_batch'')'),
+	('SELECT pgpoly.ingest_features(''ing_users'', ''SELECT user_id, event_time, plan AS clicks FROM ing_batch'')'),
+	('SELECT pgpoly.ingest_features(''ing_users'', ''SELECT user_id, event_time, user_id AS event_time FROM ing_batch'')'),
+	('SELECT pgpoly.ingest_features(''ing_users'', ''SELECT CASE WHEN ord = 5 THEN NULL ELSE user_id END AS user_id, event_time FROM ing_batch'')'),
+	('SELECT pgpoly.ingest_features(''ing_users'', ''SELECT user_id, NULL::timestamptz AS event_time FROM ing_batch'')'),
+	('SELECT pgpoly.ingest_features(''ing_items'', $$SELECT ''seven'' AS item_id, now() AS event_time$$)'),
+	('SELECT pgpoly.ingest_features(''ing_items'', $$SELECT 7 AS item_id, now() AS event_time, 123456789 AS price$$)')
+) AS c(cmd);
+SELECT count(*) - :before AS written_by_failed_calls FROM pgpoly.ing_users_history;
+
+-- Privileges: INSERT on the offline table, SELECT and INSERT on the online table
+-- (the statements ingest_features runs), checked before anything is read.
+CREATE ROLE regress_ing_writer NOLOGIN;
+GRANT USAGE ON SCHEMA pgpoly TO regress_ing_writer;
+GRANT SELECT ON pgpoly.feature_views, pgpoly._feature_view_storage, ing_batch TO regress_ing_writer;
+GRANT SELECT, INSERT ON pgpoly.ing_users_history TO regress_ing_writer;
+SET ROLE regress_ing_writer;
+SELECT ing_err('SELECT pgpoly.ingest_features(''ing_users'', ''ing_batch'')') AS without_online;
+RESET ROLE;
+GRANT SELECT ON ing_users TO regress_ing_writer;
+SET ROLE regress_ing_writer;
+SELECT ing_err('SELECT pgpoly.ingest_features(''ing_users'', ''ing_batch'')') AS without_online_insert;
+RESET ROLE;
+REVOKE INSERT ON pgpoly.ing_users_history FROM regress_ing_writer;
+GRANT INSERT ON ing_users TO regress_ing_writer;
+SET ROLE regress_ing_writer;
+SELECT ing_err('SELECT pgpoly.ingest_features(''ing_users'', ''ing_batch'')') AS without_offline_insert;
+RESET ROLE;
+SELECT count(*) - :before AS written_by_denied_calls FROM pgpoly.ing_users_history;
+-- with them (and, as for put_features, on the serving table pgpoly made for
+-- this view, pgpoly.ing_users_serving) it works
+GRANT INSERT ON pgpoly.ing_users_history TO regress_ing_writer;
+GRANT SELECT, INSERT ON pgpoly.ing_users_serving TO regress_ing_writer;
+SET ROLE regress_ing_writer;
+SELECT pgpoly.ingest_features('ing_users', $$SELECT 'u9' AS user_id, timestamptz '2024-06-09' AS event_time, 99 AS clicks$$) AS by_writer;
+RESET ROLE;
+SELECT clicks, _event_time FROM ing_raw WHERE key = 'u9';
+
+--
+-- feature_stats over the offline history
+--
+-- ing_users history: clicks 1..10 (10 rows), 20..90 (8 rows), 99, 100 (put_features)
+SELECT * FROM pgpoly.feature_stats('ing_users');
+-- a window [since, until): the 2024-06-01 rows only
+SELECT feature, count, nulls, distinct_count, mean, min, p50, max
+FROM pgpoly.feature_stats('ing_users', since => '2024-06-01', until => '2024-06-02');
+SELECT * FROM pgpoly.feature_stats('ing_items', '2030-01-01');
+SELECT ing_err('SELECT pgpoly.feature_stats(''ing_nope'')') AS unknown_view,
+       ing_err('SELECT pgpoly.feature_stats(''ing_users'', NULL)') AS null_since,
+       ing_err('SELECT pgpoly.feature_stats(''ing_users'', ''2024-02-01'', ''2024-01-01'')') AS reversed;
+-- drift of a view's history: one window against another
+SELECT feature, status FROM pgpoly.drift(
+	'SELECT clicks, plan FROM pgpoly.ing_users_history WHERE event_time < ''2024-06-02''',
+	'SELECT clicks, plan FROM pgpoly.ing_users_history WHERE event_time >= ''2024-06-02''');
+
+--
+-- Predictions joined to the feature values that were online when they were made:
+-- per prediction, the newest history row written (created_at) before it.
+--
+SELECT pgpoly.register_model_version('ing_model', 's3://m/1');
+CREATE TABLE ing_times AS
+	SELECT entity, clicks, created_at FROM pgpoly.ing_users_history WHERE entity = 'u2';
+-- predictions for u2 just after each of its writes, and one before any
+SELECT count(pgpoly.log_prediction('ing_model', 1, 'u2', to_jsonb(t.clicks),
+                                   ts => t.created_at + interval '1 microsecond')) AS logged
+FROM ing_times t;
+SELECT pgpoly.log_prediction('ing_model', 1, 'u2', '"none"',
+                             ts => (SELECT min(created_at) FROM ing_times) - interval '1 day') > 0 AS logged;
+SELECT p.prediction AS clicks_when_predicted, f.clicks AS online_clicks, f.event_time
+FROM pgpoly.predictions p
+LEFT JOIN LATERAL (
+	SELECT h.clicks, h.event_time FROM pgpoly.ing_users_history h
+	WHERE h.entity = p.entity AND h.created_at <= p.ts
+	ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) f ON true
+WHERE p.model_name = 'ing_model'
+ORDER BY p.ts;
+
+--
+-- Training sets record a content hash of their rows
+--
+SELECT pgpoly.create_training_set('ing_train',
+	'SELECT user_id, event_time FROM ing_batch ORDER BY ord', '{ing_users:clicks,ing_users:plan}');
+SELECT pgpoly.create_training_set('ing_train_copy',
+	'SELECT user_id, event_time FROM ing_batch ORDER BY ord DESC', '{ing_users:clicks,ing_users:plan}');
+SELECT name, version, content_hash = pgpoly._dataset_content_hash('ing_train') AS hash_of_its_rows,
+       content_hash LIKE 'pgpoly-rows-v1:%' AS method
+FROM pgpoly.datasets WHERE name = 'ing_train';
+SELECT (SELECT content_hash FROM pgpoly.datasets WHERE name = 'ing_train') =
+       (SELECT content_hash FROM pgpoly.datasets WHERE name = 'ing_train_copy') AS same_rows_same_hash;
+
+-- Clean up
+DELETE FROM ing_raw;
+DELETE FROM ing_item_raw;
+SELECT pgpoly.drop_prediction_partitions('infinity') >= 0 AS dropped;
+DELETE FROM pgpoly.registered_models WHERE name = 'ing_model';
+SELECT pgpoly.drop_feature_view('ing_users', drop_tables => true);
+SELECT pgpoly.drop_feature_view('ing_items', drop_tables => true);
+DELETE FROM pgpoly.lineage_edges WHERE dst_name LIKE 'ing\_%' OR src_name LIKE 'pgpoly.ing\_%';
+DELETE FROM pgpoly.datasets WHERE name LIKE 'ing\_%' OR name LIKE 'pgpoly.ing\_%';
+DROP TABLE ing_batch, ing_more, ing_times, ing_train, ing_train_copy;
+DROP FUNCTION ing_err(text);
+DROP OWNED BY regress_ing_writer;
+DROP ROLE regress_ing_writer;
+DROP SERVER ing CASCADE;

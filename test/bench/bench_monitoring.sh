@@ -1,0 +1,199 @@
+#!/bin/bash
+# bench_monitoring.sh - inference logging, bulk feature ingestion and drift.
+#
+# In a scratch database, against the Redis at REDIS_PORT (keys under a unique
+# prefix, deleted at the end):
+#  1. log_predictions of a ROWS (50k) element JSON array (the call parses the JSON
+#     text, as a client's would be; model given as name@alias), vs. the same rows
+#     inserted by a plain INSERT ... SELECT into an unpartitioned copy of
+#     pgpoly.predictions with the indexes of its partitions (target >= 50k rows/s).
+#  2. ingest_features of ENTITIES (100k) rows, one per entity, into a view whose
+#     online store is empty, COMMIT (the Redis MULTI/EXEC) included; then again,
+#     over the keys now in Redis; vs. the same rows appended to the offline table
+#     alone by a plain INSERT (target >= 100k rows/s).
+#  3. drift between two DRIFT_ROWS (1M) row tables, one numeric and one
+#     categorical feature, vs. the sort any KS statistic needs (the 2M values in
+#     order, summed in a window) (target < 3 s).
+# Each measurement is repeated REPEAT times after a warm-up run; medians are
+# printed.  A line ending in MISSED means a target was not met.
+#
+# Usage: PGHOST=... PGPORT=... PGUSER=... REDIS_PORT=... test/bench/bench_monitoring.sh
+# Environment: ROWS (50000), ENTITIES (100000), DRIFT_ROWS (1000000), REPEAT (3),
+#              PGPOLY_EXTENSION (pgpoly), KEEP_DB
+set -euo pipefail
+
+ROWS=${ROWS:-50000}
+ENTITIES=${ENTITIES:-100000}
+DRIFT_ROWS=${DRIFT_ROWS:-1000000}
+REPEAT=${REPEAT:-3}
+EXT=${PGPOLY_EXTENSION:-pgpoly}
+DB=${BENCH_DB:-pgpoly_bench_monitoring_$$}
+PREFIX="bench_mon_$$:"
+: "${REDIS_PORT:?REDIS_PORT must be set}"
+
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -d "$DB")
+
+cleanup() {
+	"${PSQL[@]}" -c "DELETE FROM bench_online" >/dev/null 2>&1 || true
+	[ -n "${KEEP_DB:-}" ] || dropdb --if-exists "$DB" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+createdb "$DB"
+"${PSQL[@]}" <<SQL
+\o /dev/null
+CREATE EXTENSION $EXT;
+SET client_min_messages = warning;
+-- milliseconds one execution of q takes (server side, planning included)
+CREATE FUNCTION bench_ms(q text) RETURNS float8 LANGUAGE plpgsql AS \$\$
+DECLARE t0 timestamptz;
+BEGIN
+	t0 := clock_timestamp();
+	EXECUTE q;
+	RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
+END
+\$\$;
+CREATE TABLE bench_result (what text, ms float8);
+SELECT setseed(0.42);
+
+-- 1. predictions: a model with a champion, the JSON text of ROWS predictions
+SELECT pgpoly.register_model_version('bench_model', 's3://bench/1');
+SELECT pgpoly.set_model_alias('bench_model', 'champion', 1);
+SELECT pgpoly.create_prediction_partitions(now(), now());
+CREATE TABLE bench_json AS
+SELECT jsonb_agg(jsonb_build_object(
+	'model', 'bench_model@champion', 'entity', 'u' || g,
+	'prediction', jsonb_build_object('p', round(random()::numeric, 4)),
+	'features', jsonb_build_object('age', 18 + g % 60, 'plan', CASE WHEN g % 3 = 0 THEN 'pro' ELSE 'free' END),
+	'confidence', round(random()::numeric, 3), 'latency_ms', round((random() * 20)::numeric, 2),
+	'request_id', 'req-' || g))::text AS j
+FROM generate_series(1, $ROWS) g;
+-- the same columns, defaults, checks and indexes as a partition of predictions
+CREATE TABLE bench_plain (LIKE pgpoly.predictions INCLUDING ALL);
+ALTER TABLE bench_plain ADD PRIMARY KEY (prediction_id);
+CREATE INDEX ON bench_plain (request_id);
+CREATE INDEX ON bench_plain (model_name, version, ts);
+
+-- 2. a feature view over an empty online store; ENTITIES source rows
+CREATE SERVER bench_redis FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port '$REDIS_PORT');
+CREATE USER MAPPING FOR CURRENT_USER SERVER bench_redis;
+CREATE FOREIGN TABLE bench_online (user_id text OPTIONS (key 'true'), clicks int, ctr float8,
+                                   country text)
+  SERVER bench_redis OPTIONS (key_prefix '$PREFIX');
+SELECT pgpoly.create_feature_view('bench', 'user_id', 'bench_online');
+CREATE TABLE bench_source AS
+SELECT 'u' || e AS user_id, now() - (e % 1000) * interval '1 second' AS event_time,
+       (random() * 100)::int AS clicks, random() AS ctr, (ARRAY['de','fr','us'])[1 + e % 3] AS country
+FROM generate_series(1, $ENTITIES) e;
+ANALYZE bench_source;
+
+-- 3. drift: reference and current with a shifted numeric and a categorical column
+CREATE TABLE bench_ref AS
+SELECT random() * 100 AS amount, (ARRAY['a','b','c','d'])[1 + (random() * 3.999)::int] AS segment
+FROM generate_series(1, $DRIFT_ROWS);
+CREATE TABLE bench_cur AS
+SELECT random() * 110 AS amount, (ARRAY['a','b','c','e'])[1 + (random() * 3.999)::int] AS segment
+FROM generate_series(1, $DRIFT_ROWS);
+VACUUM ANALYZE bench_ref;
+VACUUM ANALYZE bench_cur;
+\o
+SQL
+echo "data: $ROWS predictions as JSON, $ENTITIES feature rows, drift $DRIFT_ROWS vs $DRIFT_ROWS rows"
+
+# --- 1. log_predictions vs. a plain INSERT ------------------------------------
+"${PSQL[@]}" <<SQL
+\o /dev/null
+SET client_min_messages = warning;
+-- warm-up: caches, plans, the month's partition
+SELECT pgpoly.log_predictions(j::jsonb) FROM bench_json;
+INSERT INTO bench_plain (model_name, version, entity, features, prediction, confidence, latency_ms, request_id)
+SELECT 'bench_model', 1, r.entity, r.features, r.prediction, r.confidence, r.latency_ms, r.request_id
+FROM bench_json, jsonb_to_recordset(j::jsonb) AS r(entity text, features jsonb, prediction jsonb,
+	confidence float8, latency_ms float8, request_id text);
+DO \$\$
+BEGIN
+	FOR i IN 1 .. $REPEAT LOOP
+		INSERT INTO bench_result SELECT 'log_predictions',
+			bench_ms('SELECT pgpoly.log_predictions(j::jsonb) FROM bench_json');
+		INSERT INTO bench_result SELECT 'plain_insert', bench_ms(\$q\$
+			INSERT INTO bench_plain (model_name, version, entity, features, prediction, confidence,
+			                         latency_ms, request_id)
+			SELECT 'bench_model', 1, r.entity, r.features, r.prediction, r.confidence, r.latency_ms,
+			       r.request_id
+			FROM bench_json, jsonb_to_recordset(j::jsonb) AS r(entity text, features jsonb,
+				prediction jsonb, confidence float8, latency_ms float8, request_id text)\$q\$);
+	END LOOP;
+END
+\$\$;
+\o
+WITH m AS (SELECT what, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS ms
+           FROM bench_result GROUP BY what)
+SELECT format('log_predictions (%s rows, JSON text parsed, name@alias): median %s ms = %s rows/s; '
+              'plain INSERT ... SELECT of the same rows: %s ms; ratio %s (target >= 50000 rows/s)%s',
+              $ROWS, round(l.ms), round($ROWS * 1000 / l.ms), round(b.ms), round((l.ms / b.ms)::numeric, 2),
+              CASE WHEN $ROWS * 1000 / l.ms >= 50000 THEN '' ELSE ' MISSED' END)
+FROM m l, m b WHERE l.what = 'log_predictions' AND b.what = 'plain_insert'
+\g (format=unaligned tuples_only)
+SELECT format('predictions logged: %s in %s partition(s)', count(*), count(DISTINCT tableoid))
+FROM pgpoly.predictions \g (format=unaligned tuples_only)
+SQL
+
+# --- 2. ingest_features vs. the offline INSERT alone ---------------------------
+ms_of() {  # milliseconds of SQL run in its own transaction, COMMIT included (client side)
+	local t0 t1
+	t0=$(date +%s%N)
+	"${PSQL[@]}" -c "BEGIN" -c "$1" -c "COMMIT" >/dev/null
+	t1=$(date +%s%N)
+	echo $(( (t1 - t0) / 1000000 ))
+}
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# warm-up on a few rows (plans, connection)
+ms_of "SELECT pgpoly.ingest_features('bench', 'SELECT * FROM bench_source LIMIT 100')" >/dev/null
+"${PSQL[@]}" -c "DELETE FROM bench_online" -c "TRUNCATE pgpoly.bench_history" >/dev/null
+first=$(ms_of "SELECT pgpoly.ingest_features('bench', 'bench_source')")
+again=(); plain=()
+for ((i = 0; i < REPEAT; i++)); do
+	again+=("$(ms_of "SELECT pgpoly.ingest_features('bench', 'bench_source')")")
+	plain+=("$(ms_of "INSERT INTO pgpoly.bench_history (entity, event_time, created_at, clicks, ctr, country)
+	               SELECT user_id, event_time, clock_timestamp(), clicks, ctr, country FROM bench_source")")
+done
+m_again=$(median "${again[@]}"); m_plain=$(median "${plain[@]}")
+keys=$("${PSQL[@]}" -At -c "SELECT count(*) FROM bench_online")
+rate_first=$(( ENTITIES * 1000 / (first > 0 ? first : 1) ))
+rate_again=$(( ENTITIES * 1000 / (m_again > 0 ? m_again : 1) ))
+echo "ingest_features ($ENTITIES rows, $ENTITIES entities, COMMIT included): empty Redis $first ms" \
+     "= $rate_first rows/s; over existing keys median $m_again ms = $rate_again rows/s;" \
+     "offline INSERT alone $m_plain ms; ratio $(awk -v a="$m_again" -v b="$m_plain" 'BEGIN {printf "%.2f", a / b}')" \
+     "(target >= 100000 rows/s)$( ((rate_first >= 100000 && rate_again >= 100000)) || echo ' MISSED')"
+echo "keys in Redis: $keys"
+
+# --- 3. drift -------------------------------------------------------------------
+"${PSQL[@]}" <<SQL
+\o /dev/null
+SET client_min_messages = warning;
+TRUNCATE bench_result;
+SELECT count(*) FROM pgpoly.drift('bench_ref', 'bench_cur');	-- warm-up
+DO \$\$
+BEGIN
+	FOR i IN 1 .. $REPEAT LOOP
+		INSERT INTO bench_result SELECT 'drift', bench_ms('SELECT count(*) FROM pgpoly.drift(''bench_ref'', ''bench_cur'')');
+		INSERT INTO bench_result SELECT 'drift_numeric', bench_ms('SELECT count(*) FROM pgpoly.drift(''bench_ref'', ''bench_cur'', ''{amount}'')');
+		INSERT INTO bench_result SELECT 'sort', bench_ms(\$q\$
+			SELECT max(f) FROM (SELECT sum(s) OVER (ORDER BY v) AS f
+			                    FROM (SELECT amount AS v, 1 AS s FROM bench_ref
+			                          UNION ALL SELECT amount, -1 FROM bench_cur) u) w\$q\$);
+	END LOOP;
+END
+\$\$;
+\o
+SELECT feature, round(psi::numeric, 4) AS psi, round(ks::numeric, 4) AS ks, status
+FROM pgpoly.drift('bench_ref', 'bench_cur');
+WITH m AS (SELECT what, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS ms
+           FROM bench_result GROUP BY what)
+SELECT format('drift (%s vs %s rows, 1 numeric + 1 categorical feature): median %s ms (numeric feature alone %s ms); '
+              'baseline sort+window of the 2M numeric values %s ms; ratio %s (target < 3000 ms)%s',
+              $DRIFT_ROWS, $DRIFT_ROWS, round(d.ms), round(n.ms), round(s.ms), round((d.ms / s.ms)::numeric, 2),
+              CASE WHEN d.ms < 3000 THEN '' ELSE ' MISSED' END)
+FROM m d, m n, m s WHERE d.what = 'drift' AND n.what = 'drift_numeric' AND s.what = 'sort'
+\g (format=unaligned tuples_only)
+SQL

@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+#
+# test/bench/profile.sh -- where the time of the main Redis paths goes
+# (issue 14), measured on throwaway servers like `make bench`:
+#
+#   join10k    the 10k-key batched join of bench_redis.sh
+#   count100k  count(*) over 100k hashes (Redis db 1 holds only them)
+#   insert100k INSERT ... SELECT of 100k rows, write_mode 'transactional',
+#              BEGIN ... COMMIT (the COMMIT-time MULTI/EXEC included)
+#   point      WHERE key = $1, prepared, generic plan (pgbench -M prepared,
+#              one client; under callgrind: PREPARE + EXECUTE)
+#
+# For each, against the running cluster (one backend, after warm-up runs in
+# the same backend):
+#   - perf record --call-graph dwarf on the backend's pid while the workload
+#     repeats (cpu-clock: this VM has no hardware counters), reported by self
+#     and by inclusive (children) cost: OUT/NAME.self.txt, NAME.children.txt;
+#   - strace -c -f on the backend over the same kind of run: syscalls per
+#     query = the counts / the runs (OUT/NAME.strace, runs in NAME.runs);
+#   - insert100k only: perf stat page faults of one INSERT + COMMIT, and the
+#     size of TopTransactionContext (the write buffer) before the COMMIT.
+# Then, the postmaster stopped, a single-user backend (postgres --single,
+# which reads each input line as one query) runs each workload
+# under valgrind --tool=callgrind with --dump-before=ReadyForQuery, so
+# each statement gets its own profile (ReadyForQuery runs before each input
+# line is read; exec_simple_query is static in the stripped Debian binary,
+# so callgrind cannot find it): instruction counts that do not depend
+# on the machine's load.  OUT/NAME.cg.self.txt and NAME.cg.incl.txt annotate
+# the last timed statement (a warm-up one ran before it in the same backend);
+# OUT/callgrind.totals has Ir per statement of every workload, and of
+# redis_raw doing the same Redis work (the C floor).
+#
+# Usage: test/bench/profile.sh [OUT]   (OUT defaults to /tmp/pgpoly-profile)
+# Environment: PROFILE_PARTS (default "join10k count100k insert100k point
+# callgrind") selects what to run.
+# Run through /work/tools/iso-run NAME on the shared machines.  Needs perf
+# (Debian: linux-perf), valgrind, strace: installed when missing (as root).
+set -euo pipefail
+
+# shellcheck source=test/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+cd "$PGPOLY_ROOT"
+OUT="$(realpath -m "${1:-/tmp/pgpoly-profile}")"
+PARTS=" ${PROFILE_PARTS:-join10k count100k insert100k point callgrind} "
+want() { [[ "$PARTS" == *" $1 "* ]]; }
+mkdir -p "$OUT"
+chmod 777 "$OUT"
+# the profilers, from Debian (as root; otherwise the missing ones are named)
+PGPOLY_PACKAGES="linux-perf valgrind strace" pgpoly_install_packages
+for tool in perf valgrind strace callgrind_annotate; do
+	command -v "$tool" >/dev/null || pgpoly_die "$tool is missing (apt-get install linux-perf valgrind strace)"
+done
+
+pgpoly_setup
+DB=pgpoly_profile
+P=pgpoly_bench:
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -d "$DB")
+rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+
+# ---------------------------------------------------------------- data
+
+createdb "$DB"
+cols="user_id text OPTIONS (key 'true'), clicks_7d int, ctr float8, country text, updated timestamptz"
+"${PSQL[@]}" <<SQL
+CREATE EXTENSION pgpoly;
+CREATE SERVER r0 FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port '$REDIS_PORT', timeout_ms '600000');
+CREATE SERVER r1 FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port '$REDIS_PORT', db '1', timeout_ms '600000');
+CREATE SERVER r2 FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port '$REDIS_PORT', db '2', timeout_ms '600000');
+CREATE USER MAPPING FOR CURRENT_USER SERVER r0;
+CREATE USER MAPPING FOR CURRENT_USER SERVER r1;
+CREATE USER MAPPING FOR CURRENT_USER SERVER r2;
+CREATE FUNCTION bench_users(n int)
+RETURNS TABLE (user_id text, clicks_7d int, ctr float8, country text, updated timestamptz)
+LANGUAGE sql IMMUTABLE AS \$\$
+	SELECT g::text, (g * 37) % 500, ((g::bigint * 7919) % 100003) / 100003.0::float8,
+	       (ARRAY['US', 'DE', 'FR', 'JP', 'BR', 'IN', 'GB'])[1 + g % 7],
+	       timestamptz '2024-06-01 00:00:00+00' + g * interval '17 seconds'
+	FROM generate_series(1, n) AS g
+\$\$;
+CREATE FOREIGN TABLE bench_u ($cols) SERVER r0 OPTIONS (key_prefix '${P}u:');
+CREATE FOREIGN TABLE bench_c ($cols) SERVER r1 OPTIONS (key_prefix '${P}c:');
+CREATE FOREIGN TABLE bench_w ($cols) SERVER r2 OPTIONS (key_prefix '${P}w:');
+CREATE TABLE bench_req AS
+	SELECT g AS request_id, ((g::bigint * 7919) % 10000 + 1)::text AS user_id,
+	       (g % 101) / 101.0::float8 AS score
+	FROM generate_series(1, 10000) AS g;
+VACUUM ANALYZE bench_req;
+SQL
+load_redis() {
+	psql -X -q -d "$DB" -c "SET datestyle = ISO; SET timezone = UTC" \
+		-c "COPY (SELECT * FROM bench_users($3)) TO STDOUT" |
+		LC_ALL=C awk -F'\t' -v p="$2" '
+			function b(s) { return "$" length(s) "\r\n" s "\r\n" }
+			{ printf "*10\r\n%s%s%s%s%s%s%s%s%s%s", b("HSET"), b(p $1),
+			         b("clicks_7d"), b($2), b("ctr"), b($3), b("country"), b($4),
+			         b("updated"), b($5) }' | rcli -n "$1" --pipe >/dev/null
+}
+load_redis 0 "${P}u:" 100000
+load_redis 1 "${P}c:" 100000
+
+JOIN="SELECT count(*), sum(u.clicks_7d), round(sum(u.ctr * r.score)::numeric, 6), max(u.updated), min(u.country) FROM bench_req r JOIN bench_u u ON u.user_id = r.user_id"
+COUNT="SELECT count(*) FROM bench_c"
+INSERT="BEGIN; INSERT INTO bench_w SELECT * FROM bench_users(100000); COMMIT"
+
+# ---------------------------------------------------------------- perf, strace
+
+# record NAME RUNS STATEMENT: in one session, 3 warm-up runs, then perf record
+# over RUNS runs, then strace -c over RUNS more
+record() {
+	local name="$1" runs="$2" stmt="$3" script i
+	script="SELECT pg_backend_pid() AS pid \\gset"$'\n'"\\setenv PID :pid"$'\n'"\\o /dev/null"$'\n'
+	for ((i = 0; i < 3; i++)); do script+="$stmt;"$'\n'; done
+	script+="\\! perf record -q -e cpu-clock -F 499 --call-graph dwarf,32768 -p \$PID -o $OUT/$name.perf.data >/dev/null 2>&1 & echo \$! >$OUT/perf.pid; sleep 2"$'\n'
+	for ((i = 0; i < runs; i++)); do script+="$stmt;"$'\n'; done
+	script+="\\! kill -INT \$(cat $OUT/perf.pid); sleep 3"$'\n'
+	script+="\\! strace -c -f -p \$PID -o $OUT/$name.strace & echo \$! >$OUT/strace.pid; sleep 2"$'\n'
+	for ((i = 0; i < runs; i++)); do script+="$stmt;"$'\n'; done
+	script+="\\! kill -INT \$(cat $OUT/strace.pid); sleep 2"$'\n'
+	"${PSQL[@]}" <<<"$script"
+	echo "$runs" >"$OUT/$name.runs"
+}
+
+# report NAME: perf's self and inclusive tables
+report() {
+	perf report -i "$OUT/$1.perf.data" --stdio --no-children --sort dso,symbol -g none \
+		--percent-limit 0.7 2>/dev/null | grep -v '^$' >"$OUT/$1.self.txt" || true
+	perf report -i "$OUT/$1.perf.data" --stdio --children --sort symbol -g none \
+		--percent-limit 2 2>/dev/null | grep -v '^$' >"$OUT/$1.children.txt" || true
+	rm -f "$OUT/$1.perf.data"
+}
+
+if want join10k; then
+	pgpoly_log "perf + strace: join10k"
+	record join10k 150 "$JOIN"
+	report join10k
+fi
+if want count100k; then
+	pgpoly_log "perf + strace: count100k"
+	record count100k 20 "$COUNT"
+	report count100k
+fi
+if want insert100k; then
+	pgpoly_log "perf + strace: insert100k"
+	record insert100k 5 "$INSERT"
+	report insert100k
+	# page faults of one INSERT + COMMIT, and the buffer's size
+	"${PSQL[@]}" <<SQL >"$OUT/insert100k.memory"
+SELECT pg_backend_pid() AS pid \gset
+\setenv PID :pid
+\o /dev/null
+$INSERT;
+\o
+\! perf stat -e page-faults,minor-faults,major-faults -p \$PID -o $OUT/insert100k.faults & echo \$! >$OUT/pstat.pid; sleep 2
+BEGIN;
+INSERT INTO bench_w SELECT * FROM bench_users(100000);
+SELECT 'TopTransactionContext after the INSERT, before COMMIT: ' || pg_size_pretty(sum(total_bytes)) || ' in ' || sum(total_nblocks) || ' blocks (' || (sum(total_bytes) / 100000)::int || ' bytes/row), used ' || pg_size_pretty(sum(used_bytes))
+FROM pg_backend_memory_contexts WHERE name = 'TopTransactionContext' OR parent = 'TopTransactionContext';
+COMMIT;
+\! kill -INT \$(cat $OUT/pstat.pid); sleep 2
+SQL
+fi
+
+# point: pgbench, one client; perf and strace on its backend
+printf '\\set id random(1, 100000)\nSELECT * FROM bench_u WHERE user_id = :id;\n' >"$OUT/point.sql"
+point_run() {  # point_run TOOL...: run pgbench 8 s, TOOL attached to its backend after 2 s
+	PGOPTIONS="-c plan_cache_mode=force_generic_plan" PGAPPNAME=pgbench_profile \
+		pgbench -n -M prepared -c 1 -T 8 -f "$OUT/point.sql" "$DB" >"$OUT/point.pgbench" 2>&1 &
+	local pg=$! pid tp
+	sleep 2
+	pid="$(psql -X -At -d "$DB" -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench_profile'")"
+	"$@" -p "$pid" &
+	tp=$!
+	sleep 4
+	kill -INT "$tp" || true
+	wait "$tp" || true
+	wait "$pg"
+}
+if want point; then
+pgpoly_log "perf + strace: point"
+point_run perf record -q -e cpu-clock -F 499 --call-graph dwarf,32768 -o "$OUT/point.perf.data"
+report point
+point_run strace -c -f -o "$OUT/point.strace"
+# lookups in the strace window: one sendto (the result to pgbench) each
+awk '$NF == "sendto" { print $4 }' "$OUT/point.strace" >"$OUT/point.runs"
+fi
+
+# ---------------------------------------------------------------- callgrind
+
+if want callgrind; then
+	pgpoly_log "callgrind: stopping the postmaster; single-user backends"
+	(cd / && _pgpoly_as_pg pg_ctl -D "$PGPOLY_PGDATA" -m fast -w stop >/dev/null)
+	points=""
+	for i in $(seq 1 100); do points+="EXECUTE q('$((i * 997 % 100000 + 1))'); "; done
+	declare -A CG=(
+		[join10k]="$JOIN"
+		[count100k]="$COUNT"
+		[insert100k]="$INSERT"
+		[point]="$points"
+	)
+	: >"$OUT/callgrind.totals"
+	for name in join10k count100k insert100k point; do
+		pgpoly_log "callgrind: $name"
+		{
+			echo "SET plan_cache_mode = force_generic_plan"
+			echo "PREPARE q(text) AS SELECT * FROM bench_u WHERE user_id = \$1"
+			echo "${CG[$name]}"	# warm-up
+			echo "${CG[$name]}"	# profiled
+			echo "SELECT 1"		# its dump is taken before this one runs
+		} >"$OUT/$name.single.sql"
+		rm -f "$OUT/$name.cg".*
+		(cd / && _pgpoly_as_pg valgrind --tool=callgrind --dump-before=ReadyForQuery \
+			--compress-strings=no --compress-pos=no \
+			--callgrind-out-file="$OUT/$name.cg" \
+			"$(dirname "$PG_CONFIG")/postgres" --single -D "$PGPOLY_PGDATA" -c timezone=UTC "$DB" \
+			<"$OUT/$name.single.sql" >"$OUT/$name.single.out" 2>"$OUT/$name.valgrind")
+		# dumps: .1 start-up, .2 SET, .3 PREPARE, .4 warm-up, .5 profiled
+		for d in 4 5; do
+			echo "$name statement $((d - 3)) ($([[ $d == 4 ]] && echo warm-up || echo profiled)): $(grep -m1 '^summary:' "$OUT/$name.cg.$d" | awk '{ print $2 }') Ir" >>"$OUT/callgrind.totals"
+		done
+		# (each dump file self-contained: --compress-strings=no above)
+		callgrind_annotate --inclusive=no --threshold=100 "$OUT/$name.cg.5" >"$OUT/$name.cg.self.txt" 2>/dev/null || true
+		callgrind_annotate --inclusive=yes --threshold=100 "$OUT/$name.cg.5" >"$OUT/$name.cg.incl.txt" 2>/dev/null || true
+		callgrind_annotate --threshold=100 --tree=caller "$OUT/$name.cg.5" >"$OUT/$name.cg.callers.txt" 2>/dev/null || true
+	done
+	# the C floor doing the same Redis work: a warm-up run plus 1 or 2 timed
+	gcc -O2 -o "$OUT/redis_raw" test/bench/redis_raw.c -lhiredis
+	for args in "0 fetch ${P}u: 10000 1000" "1 scan ${P}c:* 1000 hash"; do
+		ir=()
+		for rep in 1 2; do
+			# shellcheck disable=SC2086 # args are words
+			(set -f && valgrind --tool=callgrind --callgrind-out-file="$OUT/raw.cg" \
+				"$OUT/redis_raw" 127.0.0.1 "$REDIS_PORT" $args "$rep" >/dev/null 2>"$OUT/raw.valgrind")
+			ir+=("$(grep -m1 '^summary:' "$OUT/raw.cg" | awk '{ print $2 }')")
+		done
+		echo "redis_raw $args: $((ir[1] - ir[0])) Ir per run (2 runs minus 1 run, client side)" >>"$OUT/callgrind.totals"
+	done
+	rm -f "$OUT"/*.cg "$OUT"/*.cg.[0-46-9] "$OUT/raw.cg"
+fi
+pgpoly_log "profile written to $OUT"

@@ -1,0 +1,337 @@
+#!/usr/bin/env python3
+"""A hostile Redis: replies built to break the RESP reader, the memory
+bound and the request/reply pairing.
+
+A small stdlib RESP server (HostileRedis below) holds known data (string
+keys k:good, k:two; a hash h:good) and answers GET, HGETALL, TTL and SCAN
+like Redis, except for one command at a time, which it answers with a
+one-shot hostile reply:
+
+  * huge_array   -- "*134217727" (a 1 GB element array announced in 13 bytes)
+  * nested_array -- "*1 / *100000 / *100000" with max_response_size 1MB:
+                    each level is charged before it is allocated
+  * huge_bulk    -- "$2000000000" then megabytes of data, max_response_size 1MB
+  * extra        -- the right reply plus an unsolicited one in the same write
+  * late_extra   -- the right reply, then an unsolicited one after the
+                    statement ended (seen when the next request starts)
+  * wrong types  -- GET answered by an integer, HGETALL by a string, TTL by
+                    a string, SCAN by a status
+  * scan_nul     -- SCAN returns keys holding NUL bytes
+  * scan_utf8    -- SCAN returns a key that is not valid UTF-8
+  * scan_foreign -- SCAN returns a key outside the MATCH pattern
+  * truncated    -- half a bulk string, then the connection closes
+  * garbage      -- bytes that are no RESP at all
+
+After each: the statement fails with the right SQLSTATE (54000 for the
+memory bound, 08P01 for protocol violations, 22021 for keys that cannot be
+text, class 08 for the close), quickly; the backend is the same process; its
+peak memory (VmHWM) grew by far less than what the reply announced; the next
+statements return the known data (compared with what the server holds), so
+no reply was ever taken for another command's.  For NUL keys the server
+checks it was asked for exactly the bytes SCAN gave (no over-read: the old
+code sent backend memory after a NUL).  No crash in the PostgreSQL log.
+"""
+
+import threading
+import time
+
+import pgtest
+
+check = pgtest.check
+
+
+def bulk(b):
+    """RESP bulk string of bytes b (None: nil)."""
+    if b is None:
+        return b"$-1\r\n"
+    return b"$%d\r\n%s\r\n" % (len(b), b)
+
+
+def array(items):
+    """RESP array of bulk strings."""
+    return b"*%d\r\n" % len(items) + b"".join(bulk(i) for i in items)
+
+
+class Conn:
+    """A buffered reader of RESP commands (arrays of bulk strings)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def _need(self, n):
+        while len(self.buf) < n:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError
+            self.buf += data
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._need(len(self.buf) + 1)
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def command(self):
+        """The next command as a list of bytes."""
+        head = self._line()
+        if not head.startswith(b"*"):
+            raise ValueError("not a RESP array: %r" % head)
+        args = []
+        for _ in range(int(head[1:])):
+            n = int(self._line()[1:])
+            self._need(n + 2)
+            args.append(self.buf[:n])
+            self.buf = self.buf[n + 2:]
+        return args
+
+
+class HostileRedis:
+    """A threaded RESP server on 127.0.0.1 with one-shot hostile replies."""
+
+    def __init__(self):
+        self.strings = {b"k:good": b"hello", b"k:two": b"world"}
+        self.hashes = {b"h:good": {b"a": b"1", b"b": b"2"}}
+        # Values of the keys only the hostile SCANs return.
+        self.hidden = {b"k:a\x00b": b"v1", b"k:a\x00c": b"v2",
+                       b"k:\xff\xfe": b"v3"}
+        self.lock = threading.Lock()
+        self.mode = None          # (command name, hostile mode), one shot
+        self.scan_keys = None     # keys the hostile SCAN returns
+        self.gets = []            # keys of every GET received
+        self.late_sent = threading.Event()
+        self.sock = pgtest.serve_tcp(self._serve)
+        self.port = self.sock.getsockname()[1]
+
+    def arm(self, command, mode, scan_keys=None):
+        """Answer the next `command` (e.g. b"GET") the hostile way `mode`."""
+        with self.lock:
+            self.mode = (command, mode)
+            self.scan_keys = scan_keys
+            self.late_sent.clear()
+
+    def _take(self, name):
+        """The armed mode if it is for command name (disarming it), or None."""
+        with self.lock:
+            if self.mode and self.mode[0] == name:
+                mode, self.mode = self.mode[1], None
+                return mode
+        return None
+
+    def _serve(self, c):
+        conn = Conn(c)
+        try:
+            while True:
+                cmd = conn.command()
+                if not self._answer(c, cmd):
+                    break
+        except (EOFError, OSError, ValueError):
+            pass
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def _normal(self, cmd):
+        """What Redis would answer."""
+        name = cmd[0].upper()
+        if name == b"GET":
+            with self.lock:
+                self.gets.append(cmd[1])
+            return bulk(self.strings.get(cmd[1], self.hidden.get(cmd[1])))
+        if name == b"HGETALL":
+            h = self.hashes.get(cmd[1], {})
+            return array([x for kv in sorted(h.items()) for x in kv])
+        if name == b"TTL":
+            return b":-1\r\n"
+        if name == b"SCAN":
+            prefix = cmd[3].rstrip(b"*").replace(b"\\", b"")
+            typ = cmd[7] if len(cmd) > 7 else b"string"
+            src = self.hashes if typ == b"hash" else self.strings
+            keys = self.scan_keys if self.scan_keys is not None else \
+                sorted(k for k in src if k.startswith(prefix))
+            self.scan_keys = None
+            return b"*2\r\n" + bulk(b"0") + array(keys)
+        if name == b"PING":
+            return b"+PONG\r\n"
+        return b"-ERR unknown command\r\n"
+
+    def _answer(self, c, cmd):
+        """Send the reply to cmd; False to close the connection."""
+        name = cmd[0].upper()
+        mode = self._take(name)
+        if mode is None or mode in ("scan_nul", "scan_utf8", "scan_foreign"):
+            if mode is not None:
+                with self.lock:
+                    self.scan_keys = {
+                        "scan_nul": [b"k:a\x00b", b"k:a\x00c"],
+                        "scan_utf8": [b"k:\xff\xfe"],
+                        "scan_foreign": [b"other:1"]}[mode]
+            c.sendall(self._normal(cmd))
+            return True
+        if mode == "huge_array":
+            c.sendall(b"*134217727\r\n")
+        elif mode == "nested_array":
+            c.sendall(b"*1\r\n*100000\r\n*100000\r\n")
+        elif mode == "huge_bulk":
+            c.sendall(b"$2000000000\r\n")
+            chunk = b"x" * 65536
+            for _ in range(300):      # ~20 MB, far over the 1 MB bound
+                c.sendall(chunk)
+        elif mode == "extra":
+            c.sendall(self._normal(cmd) + bulk(b"extra"))
+        elif mode == "late_extra":
+            c.sendall(self._normal(cmd))
+            time.sleep(0.3)
+            c.sendall(bulk(b"late"))
+            self.late_sent.set()
+        elif mode == "wrong_int":
+            c.sendall(b":5\r\n")
+        elif mode == "wrong_string":
+            c.sendall(bulk(b"abc"))
+        elif mode == "wrong_status":
+            c.sendall(b"+OK\r\n")
+        elif mode == "truncated":
+            c.sendall(b"$10\r\nabc")
+            return False
+        elif mode == "garbage":
+            c.sendall(b"?what is this\r\n")
+        else:
+            raise ValueError(mode)
+        return True
+
+
+def test():
+    mark = pgtest.pg_log_mark()
+    srv = HostileRedis()
+    db = pgtest.create_db("pgpoly_hostile_resp")
+    r = pgtest.psql("""
+        CREATE SERVER hostile FOREIGN DATA WRAPPER pgpoly_redis
+            OPTIONS (host '127.0.0.1', port '%d', timeout_ms '3000');
+        CREATE FOREIGN TABLE t (key text, value text) SERVER hostile
+            OPTIONS (table_type 'string', key_prefix 'k:');
+        CREATE FOREIGN TABLE tt (key text, value text, _ttl int) SERVER hostile
+            OPTIONS (table_type 'string', key_prefix 'k:');
+        CREATE FOREIGN TABLE h (key text, a int, b int) SERVER hostile
+            OPTIONS (table_type 'hash', key_prefix 'h:');
+    """ % srv.port, db=db)
+    if not check(r.rc == 0, "setup failed: %s" % r.err):
+        return
+
+    s = pgtest.Session(db)
+    pid = int(s.value("SELECT pg_backend_pid();"))
+
+    def healthy(after):
+        """The session answers with the server's known data."""
+        r = s.run("SELECT key, value FROM t ORDER BY key;")
+        check(r.rc == 0 and r.out.split() == ["good|hello", "two|world"],
+              "after %s: full scan gave rc=%s out=%r err=%s"
+              % (after, r.rc, r.out, r.err.strip()))
+        r = s.run("SELECT value FROM t WHERE key = 'two';")
+        check(r.rc == 0 and r.out.strip() == "world",
+              "after %s: key lookup gave rc=%s out=%r err=%s"
+              % (after, r.rc, r.out, r.err.strip()))
+        r = s.run("SELECT a + b FROM h WHERE key = 'good';")
+        check(r.rc == 0 and r.out.strip() == "3",
+              "after %s: hash lookup gave rc=%s out=%r err=%s"
+              % (after, r.rc, r.out, r.err.strip()))
+
+    def expect(name, command, mode, sql, state, words=(), limit=None,
+               max_growth_kb=32 * 1024):
+        """Arm mode, run sql, check the error, the backend and later reads."""
+        if limit:
+            s.value("SET pgpoly.max_response_size = '%s';" % limit)
+        if command is not None:
+            srv.arm(command, mode)
+        hwm = pgtest.proc_status_kb(pid, "VmHWM")
+        r = s.run(sql, timeout=30)
+        grew = (pgtest.proc_status_kb(pid, "VmHWM") or 0) - (hwm or 0)
+        ok = r.rc == 1 and r.sqlstate is not None and \
+            r.sqlstate.startswith(state) and \
+            ('"hostile"' in r.err or state == "22021")
+        check(ok and all(w in r.err for w in words),
+              "%s: %s want SQLSTATE %s naming the server (or table) and %s; got rc=%s "
+              "sqlstate=%s: %s" % (name, sql, state, list(words), r.rc,
+                                   r.sqlstate, r.err.strip()))
+        check(r.elapsed < 10, "%s took %.1f s" % (name, r.elapsed))
+        check(grew < max_growth_kb, "%s: the backend's peak memory grew by "
+              "%d kB" % (name, grew))
+        print("note: %s: %s (VmHWM +%d kB)" % (
+            name, (r.err.strip().splitlines() or ["no error"])[0], grew))
+        if limit:
+            s.value("RESET pgpoly.max_response_size;")
+        check(s.value("SELECT pg_backend_pid();") == str(pid),
+              "%s: the backend changed (it died?)" % name)
+        healthy(name)
+
+    healthy("start")
+
+    # Memory bound: counted before allocating, over the whole request.
+    expect("huge array", b"GET", "huge_array",
+           "SELECT value FROM t WHERE key = 'good';", "54000",
+           ["pgpoly.max_response_size"])
+    expect("nested arrays", b"GET", "nested_array",
+           "SELECT value FROM t WHERE key = 'good';", "54000",
+           ["pgpoly.max_response_size"], limit="1MB")
+    expect("huge bulk", b"GET", "huge_bulk",
+           "SELECT value FROM t WHERE key = 'good';", "54000",
+           ["pgpoly.max_response_size"], limit="1MB")
+
+    # Replies and commands stay paired.
+    expect("extra reply", b"GET", "extra",
+           "SELECT value FROM t WHERE key = 'good';", "08P01",
+           ["more replies than commands"])
+    srv.arm(b"GET", "late_extra")
+    r = s.run("SELECT value FROM t WHERE key = 'good';")
+    check(r.rc == 0 and r.out.strip() == "hello",
+          "late extra: the statement itself gave rc=%s out=%r err=%s"
+          % (r.rc, r.out, r.err.strip()))
+    check(srv.late_sent.wait(10), "the server did not send the late reply")
+    expect("late extra reply", None, None,
+           "SELECT value FROM t WHERE key = 'two';", "08P01",
+           ["no request was pending"])
+
+    expect("GET answered by an integer", b"GET", "wrong_int",
+           "SELECT value FROM t WHERE key = 'good';", "08P01",
+           ["GET", "the integer 5"])
+    expect("HGETALL answered by a string", b"HGETALL", "wrong_string",
+           "SELECT a FROM h WHERE key = 'good';", "08P01", ["HGETALL"])
+    expect("TTL answered by a string", b"TTL", "wrong_string",
+           "SELECT _ttl FROM tt WHERE key = 'good';", "08P01", ["TTL"])
+    expect("SCAN answered by a status", b"SCAN", "wrong_status",
+           "SELECT count(*) FROM t;", "08P01", ["SCAN"])
+
+    # Keys that cannot be text are errors naming the key, never dropped.
+    del srv.gets[:]
+    expect("SCAN key with NUL bytes", b"SCAN", "scan_nul",
+           "SELECT key, value FROM t;", "22021",
+           ['"k:a\\x00b"', 'foreign table "t"'])
+    check(b"k:a\x00b" in srv.gets and b"k:a\x00c" in srv.gets,
+          "GET was not sent for exactly the SCAN keys with NUL bytes "
+          "(both distinct): %r" % srv.gets[:10])
+    check(all(g in (b"k:a\x00b", b"k:a\x00c", b"k:good", b"k:two")
+              for g in srv.gets),
+          "pgpoly sent keys SCAN never gave: %r" % srv.gets)
+    expect("SCAN key with invalid UTF-8", b"SCAN", "scan_utf8",
+           "SELECT key, value FROM t;", "22021",
+           ['"k:\\xff\\xfe"', 'foreign table "t"'])
+    expect("SCAN key outside the pattern", b"SCAN", "scan_foreign",
+           "SELECT key, value FROM t;", "08P01", ["other:1"])
+
+    expect("truncated reply", b"GET", "truncated",
+           "SELECT value FROM t WHERE key = 'good';", "08",
+           ["closed the connection"])
+    expect("garbage", b"GET", "garbage",
+           "SELECT value FROM t WHERE key = 'good';", "08P01",
+           ["malformed reply"])
+
+    n = s.value("SELECT count(*) FROM pgpoly.connections() "
+                "WHERE server = 'hostile';")
+    check(n == "1", "want one cached connection to the hostile server, got %s"
+          % n)
+    s.close()
+    pgtest.check_pg_log(mark)
+
+
+pgtest.main(test)

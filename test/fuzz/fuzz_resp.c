@@ -1,0 +1,168 @@
+/*-------------------------------------------------------------------------
+ *
+ * fuzz_resp.c
+ *		  Fuzz harness "resp": the Redis reply path, end to end.
+ *
+ * Every input plays the Redis server of one request flow of pgpoly's real
+ * code: a key lookup round, a SCAN, or a pipelined write (plain or
+ * MULTI/EXEC), on one of the foreign tables test/fuzz/resp.sql creates
+ * (every table_type, a _ttl column, a server that sends AUTH and SELECT at
+ * connect).  The bytes go through the connection set-up, RedisExchange
+ * (hiredis' reader with pgpoly's reply functions and its
+ * pgpoly.max_response_size budget, 256kB here), the reply-pairing checks,
+ * the reply consumers and the conversion of keys and values into datums.
+ *
+ * Input layout: byte 0 picks the table, byte 1 the flow (bits 0-1) and
+ * the number of keys or rows (bits 2-3, plus one); the rest is the
+ * server's script, split at "|#|" into segments: the peer
+ * (resp_peer.c) answers the n-th command it receives with segment n.
+ *
+ * test/fuzz/fuzz_resp.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "redis.h"
+#include "fuzz.h"
+#include "resp_peer.h"
+
+extern Datum pgpoly_disconnect(PG_FUNCTION_ARGS);
+
+static const char *const TableNames[] = {
+	"fz_hash", "fz_hash_ttl", "fz_string", "fz_json", "fz_zset", "fz_set",
+	"fz_list", "fz_auth"
+};
+
+#define NTABLES lengthof(TableNames)
+
+static RedisTable *Tables[NTABLES];
+
+/* Load the tables and start the peer on the port of their server. */
+static void
+resp_init(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	for (int i = 0; i < (int) NTABLES; i++)
+	{
+		Oid			relid = RangeVarGetRelid(makeRangeVar(NULL, (char *) TableNames[i], -1),
+											 NoLock, false);
+
+		Tables[i] = RedisLoadTable(relid, GetUserId());
+	}
+	MemoryContextSwitchTo(old);
+	RespPeerStart((int) PgpolyGetIntOption(Tables[0]->server->options, "port", 0));
+}
+
+/* Read every row of a scan, converting each (as a query would). */
+static void
+drain(RedisScan *scan, RedisTable *tbl)
+{
+	Datum	   *values = palloc(sizeof(Datum) * tbl->natts);
+	bool	   *nulls = palloc(sizeof(bool) * tbl->natts);
+
+	while (RedisScanNext(scan, values, nulls))
+		CHECK_FOR_INTERRUPTS();
+}
+
+/* Flow 0: a pipelined lookup of n keys. */
+static void
+flow_keys(RedisTable *tbl, int n)
+{
+	RedisScan  *scan = RedisScanBegin(tbl, RedisGetConnection(tbl), tbl->ttl_att != 0);
+	char	  **keys = palloc(sizeof(char *) * n);
+	size_t	   *lens = palloc(sizeof(size_t) * n);
+
+	for (int i = 0; i < n; i++)
+		keys[i] = RedisKeyFromDatum(tbl, CStringGetTextDatum(psprintf("%d", i)), &lens[i]);
+	RedisScanSetKeys(scan, keys, lens, n);
+	drain(scan, tbl);
+}
+
+/* Flow 1: a full scan (SCAN MATCH prefix*, then lookups). */
+static void
+flow_scan(RedisTable *tbl)
+{
+	RedisScan  *scan = RedisScanBegin(tbl, RedisGetConnection(tbl), tbl->ttl_att != 0);
+
+	RedisScanSetPattern(scan, psprintf("%s*", RedisGlobEscape(tbl->prefix, tbl->prefixlen)));
+	drain(scan, tbl);
+}
+
+/* Flows 2 and 3: INSERT of n rows, sent atomically (MULTI/EXEC) or not. */
+static void
+flow_write(RedisTable *tbl, int n, bool atomic)
+{
+	Datum	   *values = palloc(sizeof(Datum) * tbl->natts);
+	bool	   *nulls = palloc0(sizeof(bool) * tbl->natts);
+	List	   *writes = NIL;
+
+	for (int row = 0; row < n; row++)
+	{
+		for (int i = 0; i < tbl->natts; i++)
+		{
+			nulls[i] = tbl->cols[i].role == RCOL_TTL;
+			if (!nulls[i])
+				values[i] = RedisTextDatum(tbl, i + 1, psprintf("%d", row + 1));
+		}
+		writes = list_concat(writes, RedisInsertWrites(tbl, values, nulls));
+	}
+	RedisSendCommands(RedisGetConnection(tbl), writes, atomic);
+}
+
+/* One input: set the peer's script, run the chosen flow. */
+static void
+resp_one(const uint8_t *data, size_t size)
+{
+	RedisTable *tbl;
+	int			n;
+
+	if (size < 2)
+		return;
+	tbl = Tables[data[0] % NTABLES];
+	n = 1 + ((data[1] >> 2) & 3);
+	RespPeerScript((const char *) data + 2, size - 2, "|#|", 3);
+	switch (data[1] & 3)
+	{
+		case 0:
+			flow_keys(tbl, n);
+			break;
+		case 1:
+			flow_scan(tbl);
+			break;
+		default:
+			flow_write(tbl, n, (data[1] & 3) == 2);
+			break;
+	}
+}
+
+/* After each input: the peer resets its end (no TIME_WAIT anywhere). */
+static void
+resp_done(void)
+{
+	RespPeerReset();
+}
+
+/* Then the cached connections are closed, as pgpoly.disconnect() does. */
+static void
+resp_after(void)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = (Datum) 0;
+	fcinfo->args[0].isnull = true;
+	(void) pgpoly_disconnect(fcinfo);
+}
+
+const PgpolyFuzzHarness pgpoly_fuzz_resp = {
+	"resp", resp_init, resp_one, resp_done, resp_after
+};
