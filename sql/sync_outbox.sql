@@ -220,23 +220,29 @@ RESET ROLE;
 INSERT INTO kv_copy VALUES ('w', 'by writer', 1, NULL);
 SELECT pgpoly.sync_wait('public.kv');
 SELECT kv_diff();
--- Its privilege revoked before delivery: its change is rejected, the
--- others flow.
-BEGIN;
+-- Its privilege revoked before delivery (the store was down meanwhile): its
+-- change is rejected, the others flow.
+CREATE SERVER ob_held FOREIGN DATA WRAPPER pgpoly_redis
+  OPTIONS (host '127.0.0.1', port '1', connect_timeout_ms '500');
+CREATE FOREIGN TABLE held (k text OPTIONS (key 'true'), v text)
+  SERVER ob_held OPTIONS (key_prefix 'regress_outbox:held:', write_mode 'outbox');
+GRANT SELECT, INSERT ON held TO regress_outbox_writer;
+CREATE USER MAPPING FOR regress_outbox_writer SERVER ob_held
+  OPTIONS (password_required 'false');
 SET ROLE regress_outbox_writer;
-UPDATE kv SET v = 'revoked' WHERE k = 'w';
+INSERT INTO held VALUES ('w', 'by writer');
 RESET ROLE;
-INSERT INTO kv VALUES ('by owner', 'o', 1, NULL);
-REVOKE UPDATE ON kv FROM regress_outbox_writer;
-COMMIT;
-INSERT INTO kv_copy VALUES ('by owner', 'o', 1, NULL);
-SELECT pgpoly.sync_wait('public.kv');
-SELECT kv_diff();
+INSERT INTO held VALUES ('o', 'by owner');
+SELECT sync_until('public.held', $$state = 'retrying'$$);
+REVOKE INSERT ON held FROM regress_outbox_writer;
+ALTER SERVER ob_held OPTIONS (SET port :'redis_port');
+SELECT pgpoly.sync_wait('public.held');
+SELECT * FROM held ORDER BY k;
 SELECT key, op, payload, writer, error FROM pgpoly.sync_dead_letters;
 -- Dead letters are the table owner's: other roles do not see them.
 SET ROLE regress_outbox_writer;
 SELECT count(*) AS visible_to_writer FROM pgpoly.sync_dead_letters;
-SELECT pgpoly.sync_retry('public.kv');
+SELECT pgpoly.sync_retry('public.held');
 RESET ROLE;
 DELETE FROM pgpoly.sync_dead_letters;
 
@@ -289,8 +295,16 @@ INSERT INTO vec VALUES ('flat', '{1,1}', 'wrong dimension', NULL);
 INSERT INTO vec VALUES ('c', '{0,0,1}', 'gamma', NULL);
 SELECT pgpoly.sync_wait('public.vec');
 SELECT id, embedding, document, metadata FROM vec ORDER BY id;
+-- An UPDATE to a wrong dimension is rejected when delivered; sync_retry
+-- queues both dead letters again as they were, and they fail again.
+UPDATE vec SET embedding = '{1,1}' WHERE id = 'c';
+SELECT pgpoly.sync_wait('public.vec');
 SELECT name, key, op, payload ->> 'embedding' AS embedding, attempts
-  FROM pgpoly.sync_dead_letters;
+  FROM pgpoly.sync_dead_letters ORDER BY key;
+SELECT pgpoly.sync_retry('public.vec');
+SELECT pgpoly.sync_wait('public.vec');
+SELECT name, key, op, payload, attempts FROM pgpoly.sync_dead_letters ORDER BY key;
+SELECT id, embedding FROM vec WHERE id = 'c';
 
 SELECT name, source, target, state, pending, dead_letters, applied > 0 AS applied
   FROM pgpoly.sync_status ORDER BY name;
@@ -392,7 +406,7 @@ END $$;
 SELECT pgpoly.elastic_request('ob_es', 'DELETE', '/regress_outbox_docs') ->> 'acknowledged' AS dropped;
 \! redis-cli -p "$REDIS_PORT" --scan --pattern 'regress_outbox:*' | xargs -r redis-cli -p "$REDIS_PORT" del > /dev/null
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/pgpoly_rt_outbox"
-DROP SERVER ob_redis, ob_down, ob_es, ob_chroma, fs_down CASCADE;
+DROP SERVER ob_redis, ob_down, ob_held, ob_es, ob_chroma, fs_down CASCADE;
 DROP TABLE kv_copy, docs_copy;
 DROP FUNCTION kv_diff, sync_until;
 REVOKE USAGE ON SCHEMA pgpoly FROM regress_outbox_writer;
