@@ -348,22 +348,14 @@ compare_oids(const void *a, const void *b)
 }
 
 /*
- * Pre-commit (xact.c): queue the transaction's outbox changes, in write
- * order, after taking the commit-order locks of their keys; changes of a
- * table dropped meanwhile are dropped.  Runs as the extension's owner: no
- * writer needs rights on the queue.  An ERROR fails the COMMIT.
+ * The changes of tables that still exist (a table dropped after it was
+ * written has nothing to deliver); *relids gets those tables.
  */
-void
-SyncQueueChanges(List *changes)
+static List *
+live_changes(List *changes, List **relids)
 {
 	List	   *live = NIL;
-	List	   *relids = NIL;
-	List	   *sync_ids = NIL;
-	Oid		   *sorted;
-	Oid			save_user;
-	int			save_sec;
 	ListCell   *lc;
-	int			n = 0;
 
 	foreach(lc, changes)
 	{
@@ -372,35 +364,75 @@ SyncQueueChanges(List *changes)
 		if (get_rel_relkind(c->relid) != RELKIND_FOREIGN_TABLE)
 			continue;
 		live = lappend(live, c);
-		if (!list_member_oid(relids, c->relid))
-			relids = lappend_oid(relids, c->relid);
+		if (!list_member_oid(*relids, c->relid))
+			*relids = lappend_oid(*relids, c->relid);
 	}
-	if (live == NIL)
-		return;
-	sorted = palloc(sizeof(Oid) * list_length(relids));
+	return live;
+}
+
+/* The outbox sync of each table of relids (made if new), in that order. */
+static List *
+table_syncs(List *relids, List *changes)
+{
+	List	   *sync_ids = NIL;
+	ListCell   *lc;
+
+	foreach(lc, relids)
+	{
+		ListCell   *cc;
+
+		foreach(cc, changes)
+		{
+			PgpolyChange *c = lfirst(cc);
+
+			if (c->relid == lfirst_oid(lc))
+			{
+				sync_ids = lappend_int(sync_ids, outbox_sync(c->relid, c->key_att));
+				break;
+			}
+		}
+	}
+	return sync_ids;
+}
+
+/* Take the commit-order locks of the keys of every table, by table OID. */
+static void
+lock_keys(List *relids, List *changes)
+{
+	Oid		   *sorted = palloc(sizeof(Oid) * Max(list_length(relids), 1));
+	int			n = 0;
+	ListCell   *lc;
+
 	foreach(lc, relids)
 		sorted[n++] = lfirst_oid(lc);
 	qsort(sorted, n, sizeof(Oid), compare_oids);
+	for (int i = 0; i < n; i++)
+		lock_table_keys(sorted[i], changes);
+}
 
+/*
+ * Pre-commit (xact.c): queue the transaction's outbox changes, in write
+ * order, after taking the commit-order locks of their keys.  Runs as the
+ * extension's owner: no writer needs rights on the queue.  An ERROR fails
+ * the COMMIT.
+ */
+void
+SyncQueueChanges(List *changes)
+{
+	List	   *relids = NIL;
+	List	   *live = live_changes(changes, &relids);
+	List	   *sync_ids;
+	Oid			save_user;
+	int			save_sec;
+
+	if (live == NIL)
+		return;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SyncBecome(SyncAdminRole(), false, &save_user, &save_sec);
-	foreach(lc, relids)
-	{
-		PgpolyChange *first = NULL;
-		ListCell   *cc;
-
-		foreach(cc, live)
-			if (((PgpolyChange *) lfirst(cc))->relid == lfirst_oid(lc))
-			{
-				first = lfirst(cc);
-				break;
-			}
-		sync_ids = lappend_int(sync_ids, outbox_sync(lfirst_oid(lc), first->key_att));
-	}
-	for (int i = 0; i < n; i++)
-		lock_table_keys(sorted[i], live);
+	sync_ids = table_syncs(relids, live);
+	lock_keys(relids, live);
 	write_entries(live, relids, sync_ids);
 	SetUserIdAndSecContext(save_user, save_sec);
 	PopActiveSnapshot();
