@@ -145,6 +145,8 @@ extern void RedisAppendArgv(PgpolyConnection *conn, int argc,
 extern void RedisAppendToNode(PgpolyConnection *conn, const char *addr,
 							  int argc, const char **argv,
 							  const size_t *lens);
+extern void RedisAppendEncoded(PgpolyConnection *conn, const char *resp,
+							   size_t len, int ncmds, int slot);
 extern void RedisExchange(PgpolyConnection *conn, int nreplies,
 						  RedisReplyHandler handler, void *arg);
 extern void RedisReplyError(PgpolyConnection *conn, struct redisReply *reply,
@@ -315,12 +317,21 @@ typedef struct RedisNode
 	int		   *queue;			/* cluster: what each expected reply answers */
 	int			maxqueue;
 	char	   *failure;		/* cluster: why it failed in this request */
+	/* its output not written yet, in order (redis_io.c) */
+	struct RedisOut *out;
+	int			nout;
+	int			maxout;
+	int			outpos;			/* first segment not written out */
+	size_t		outdone;		/* bytes of it written */
+	StringInfoData copied;		/* the bytes of copied commands */
 } RedisNode;
 
 /* A command of the running request on a cluster connection. */
 typedef struct RedisCmdInfo
 {
-	uint32		off;			/* its RESP in RedisHandle.resp */
+	const char *ext;			/* its RESP, kept by the caller until the
+								 * exchange ends; NULL: ... */
+	uint32		off;			/* ... in RedisHandle.resp */
 	uint32		len;
 	int			slot;			/* -1: keyless, sent to a named node */
 	int			node;			/* node it was last sent to */
@@ -381,7 +392,7 @@ extern struct redisReply *RedisNodeCall(PgpolyConnection *conn, RedisHandle *h,
 										const char **argv, char **error);
 extern void RedisNodeSend(PgpolyConnection *conn, RedisHandle *h,
 						  RedisNode *node, int entry, const char *resp,
-						  size_t len);
+						  size_t len, bool copy);
 extern void RedisReplyDiscard(struct redisReply *reply);
 extern void RedisEncodeCommand(StringInfo buf, int argc, const char **argv,
 							   const size_t *lens);
@@ -390,6 +401,9 @@ extern void RedisEncodeCommand(StringInfo buf, int argc, const char **argv,
 extern void RedisClusterRoute(PgpolyConnection *conn, RedisHandle *h, int idx,
 							  int argc, const char **argv, const size_t *lens,
 							  RedisNode *target);
+extern void RedisClusterRouteEncoded(PgpolyConnection *conn, RedisHandle *h,
+									 int idx, const char *resp, size_t len,
+									 int slot);
 extern void RedisClusterReply(RedisExchangeState *ex, RedisNode *node,
 							  int entry, struct redisReply *reply);
 extern TimestampTz RedisClusterRetries(RedisExchangeState *ex);
