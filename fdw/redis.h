@@ -163,17 +163,6 @@ extern void RedisCountTrips(PgpolyConnection *conn, RedisTrips *trips);
 extern char *RedisTripsText(RedisTrips *trips);
 
 /*
- * One command, argv with explicit lengths.  Lives in the memory context of
- * its owner (a buffered write lives in PgpolyWriteContext()).
- */
-typedef struct RedisCmd
-{
-	int			argc;
-	char	  **argv;
-	size_t	   *lens;
-} RedisCmd;
-
-/*
  * The state of one key as a scan sees it: remote contents, then pending
  * writes applied.  items hold (a, b) pairs of text: hash (field, value),
  * string/json (value, -), zset (member, score), set (member, -), list
@@ -202,6 +191,8 @@ typedef struct RedisKeyState
 typedef enum RedisWriteKind
 {
 	RW_PUT,						/* replace contents with items */
+	RW_MERGE,					/* hash: set the fields of items with a value,
+								 * remove those without (b absent) */
 	RW_DEL,						/* the key is gone */
 	RW_ADD,						/* upsert member (zset/set) */
 	RW_REM,						/* remove member */
@@ -210,22 +201,66 @@ typedef enum RedisWriteKind
 	RW_REM_FIRST				/* list: remove first equal value */
 } RedisWriteKind;
 
-/* A buffered write: overlay meaning plus the commands that perform it. */
+/*
+ * An item of a buffered write: offsets of its a and b bytes in the write's
+ * data (boff REDIS_NO_BYTES: no b).
+ */
+typedef struct RedisWriteItem
+{
+	uint32		aoff;
+	uint32		alen;
+	uint32		boff;
+	uint32		blen;
+} RedisWriteItem;
+
+#define REDIS_NO_BYTES	PG_UINT32_MAX
+
+/*
+ * A buffered write: what it means to a reader (kind, key, items) and the
+ * commands that perform it, encoded once, when the row is written, as the
+ * RESP that goes to Redis.  data holds the ncmds commands (resplen bytes,
+ * sent as they are), then any key or item bytes that are no argument of
+ * them; key and items are offsets into it, so nothing is decoded again.
+ * Header and data live in the arena of the memory context the write was
+ * built for (redis_modify.c): no allocation of their own.
+ */
 typedef struct RedisWrite
 {
-	RedisWriteKind kind;
-	char	   *key;
-	size_t		keylen;
-	RedisItem	item;			/* RW_ADD/REM/APPEND/SET_IDX/REM_FIRST */
-	long		idx;			/* RW_SET_IDX */
-	int			nitems;			/* RW_PUT */
-	RedisItem  *items;
-	int			ncmds;
-	RedisCmd   *cmds;
 	RedisTable *tbl;			/* for messages at flush */
 	bool	   *applied;		/* INSERT ... ON CONFLICT DO NOTHING sent
 								 * at once: set to whether it inserted */
+	char	   *data;
+	uint32		resplen;
+	uint32		keyoff;
+	uint32		keylen;
+	uint16		ncmds;			/* commands in data, one reply each */
+	uint16		nitems;
+	RedisWriteKind kind;
+	long		idx;			/* RW_SET_IDX */
+	RedisWriteItem items[FLEXIBLE_ARRAY_MEMBER];	/* RW_PUT, RW_MERGE: the
+													 * fields; else one */
 } RedisWrite;
+
+/* The key of buffered write w (keylen bytes, not NUL-terminated). */
+static inline const char *
+RedisWriteKey(const RedisWrite *w)
+{
+	return w->data + w->keyoff;
+}
+
+/* Item i of buffered write w, as the overlay applies it (b NULL: none). */
+static inline RedisItem
+RedisWriteGetItem(const RedisWrite *w, int i)
+{
+	const RedisWriteItem *it = &w->items[i];
+	RedisItem	r;
+
+	r.a = w->data + it->aoff;
+	r.alen = it->alen;
+	r.b = it->boff == REDIS_NO_BYTES ? NULL : w->data + it->boff;
+	r.blen = it->blen;
+	return r;
+}
 
 /* redis_scan.c */
 extern HTAB *RedisKeySet(MemoryContext cxt);
@@ -242,12 +277,16 @@ extern void RedisStateFromReply(RedisTable *tbl, RedisKeyState *st,
 								struct redisReply *r, PgpolyConnection *conn);
 
 /* redis_modify.c */
-extern List *RedisInsertWrites(RedisTable *tbl, Datum *values, bool *nulls);
-extern List *RedisDeleteWrites(RedisTable *tbl, Datum *old, bool *oldnulls);
+extern List *RedisInsertWrites(RedisTable *tbl, Datum *values, bool *nulls,
+							   MemoryContext cxt);
+extern List *RedisDeleteWrites(RedisTable *tbl, Datum *old, bool *oldnulls,
+							   MemoryContext cxt);
 extern List *RedisUpdateWrites(RedisTable *tbl, Datum *old, bool *oldnulls,
-							   Datum *values, bool *nulls, Bitmapset *updated);
+							   Datum *values, bool *nulls, Bitmapset *updated,
+							   MemoryContext cxt);
 extern RedisWrite *RedisInsertIfAbsentWrite(RedisTable *tbl, Datum *values,
-											bool *nulls, bool *applied);
+											bool *nulls, bool *applied,
+											MemoryContext cxt);
 extern void RedisInsertIdentity(RedisTable *tbl, Datum *values, bool *nulls,
 								RedisItem *id);
 extern void RedisRowsExist(PgpolyConnection *conn, RedisTable *tbl,
