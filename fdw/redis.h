@@ -35,6 +35,7 @@
 #include "nodes/execnodes.h"
 #include "nodes/parsenodes.h"
 #include "nodes/pathnodes.h"
+#include "utils/builtins.h"
 #include "utils/hsearch.h"
 
 struct redisReply;
@@ -435,6 +436,61 @@ extern void RedisNodeSend(PgpolyConnection *conn, RedisHandle *h,
 extern void RedisReplyDiscard(struct redisReply *reply);
 extern void RedisEncodeCommand(StringInfo buf, int argc, const char **argv,
 							   const size_t *lens);
+
+/* Bytes of the RESP header "<prefix><n>\r\n". */
+static inline size_t
+RedisRespHeaderSize(size_t n)
+{
+	size_t		d = 1;
+
+	while (n >= 10000)
+	{
+		n /= 10000;
+		d += 4;
+	}
+	return 3 + d + (n >= 10) + (n >= 100) + (n >= 1000);
+}
+
+/* Bytes of one RESP bulk-string argument of len bytes. */
+static inline size_t
+RedisRespArgSize(size_t len)
+{
+	return RedisRespHeaderSize(len) + len + 2;
+}
+
+/*
+ * Write the RESP header "<prefix><n>\r\n" at p; returns its end.  Short
+ * numbers, most of them, are written here rather than by pg_ulltoa_n.
+ */
+static inline char *
+RedisRespPutHeader(char *p, char prefix, size_t n)
+{
+	*p++ = prefix;
+	if (n < 10)
+		*p++ = (char) ('0' + n);
+	else if (n < 100)
+	{
+		*p++ = (char) ('0' + n / 10);
+		*p++ = (char) ('0' + n % 10);
+	}
+	else
+		p += pg_ulltoa_n((uint64) n, p);
+	*p++ = '\r';
+	*p++ = '\n';
+	return p;
+}
+
+/* Write one RESP bulk-string argument (len bytes of s) at p; its end. */
+static inline char *
+RedisRespPutArg(char *p, const char *s, size_t len)
+{
+	p = RedisRespPutHeader(p, '$', len);
+	memcpy(p, s, len);
+	p += len;
+	*p++ = '\r';
+	*p++ = '\n';
+	return p;
+}
 
 /* redis_cluster.c, for redis_io.c */
 extern void RedisClusterRoute(PgpolyConnection *conn, RedisHandle *h, int idx,

@@ -535,33 +535,32 @@ finish_connect(PgpolyConnection *conn, redisContext *ctx)
 	return err != 0 ? pstrdup(strerror(err)) : NULL;
 }
 
-/* Append "<prefix><n>\r\n" to buf. */
-static inline void
-append_header(StringInfo buf, char prefix, size_t n)
-{
-	char		tmp[24];
-	int			len;
-
-	tmp[0] = prefix;
-	len = 1 + pg_ulltoa_n((uint64) n, tmp + 1);
-	tmp[len++] = '\r';
-	tmp[len++] = '\n';
-	appendBinaryStringInfo(buf, tmp, len);
-}
-
 /* Append the RESP encoding of one command to buf (lens NULL: C strings). */
 void
 RedisEncodeCommand(StringInfo buf, int argc, const char **argv, const size_t *lens)
 {
-	append_header(buf, '*', argc);
+	size_t		local[16];
+	size_t	   *len = argc <= lengthof(local) ? local : palloc(sizeof(size_t) * argc);
+	size_t		total = RedisRespHeaderSize(argc);
+	char	   *p;
+
 	for (int i = 0; i < argc; i++)
 	{
-		size_t		len = lens ? lens[i] : strlen(argv[i]);
-
-		append_header(buf, '$', len);
-		appendBinaryStringInfo(buf, argv[i], len);
-		appendBinaryStringInfo(buf, "\r\n", 2);
+		len[i] = lens ? lens[i] : strlen(argv[i]);
+		total += RedisRespArgSize(len[i]);
 	}
+	if (total >= (size_t) (MaxAllocSize - buf->len))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("a Redis command of %zu bytes is too large to send", total)));
+	enlargeStringInfo(buf, (int) total);
+	p = RedisRespPutHeader(buf->data + buf->len, '*', argc);
+	for (int i = 0; i < argc; i++)
+		p = RedisRespPutArg(p, argv[i], len[i]);
+	buf->len += (int) total;
+	buf->data[buf->len] = '\0';
+	if (len != local)
+		pfree(len);
 }
 
 /* Raise the ERROR for an exchange that went over pgpoly.max_response_size. */

@@ -370,26 +370,6 @@ add_item(WriteBuilder *b, ByteRef a, ByteRef bb)
 	b->nitems++;
 }
 
-/* Bytes of the RESP header "<prefix><n>\r\n". */
-static inline Size
-header_size(size_t n)
-{
-	char		digits[24];
-
-	return 3 + pg_ulltoa_n((uint64) n, digits);
-}
-
-/* Write the RESP header "<prefix><n>\r\n" at p; returns the end. */
-static inline char *
-put_header(char *p, char prefix, size_t n)
-{
-	*p++ = prefix;
-	p += pg_ulltoa_n((uint64) n, p);
-	*p++ = '\r';
-	*p++ = '\n';
-	return p;
-}
-
 /* Bytes r adds after the RESP (0 for an argument or no bytes). */
 static inline Size
 ref_extra(const ByteRef *r)
@@ -441,9 +421,9 @@ build_end(WriteBuilder *b, MemoryContext cxt)
 	int			arg = 0;
 
 	for (int c = 0; c < b->ncmds; c++)
-		resplen += header_size(b->cmdargc[c]);
+		resplen += RedisRespHeaderSize(b->cmdargc[c]);
 	for (int i = 0; i < b->nargs; i++)
-		resplen += header_size(b->lens[i]) + b->lens[i] + 2;
+		resplen += RedisRespArgSize(b->lens[i]);
 	total = resplen + ref_extra(&b->key);
 	for (int i = 0; i < 2 * b->nitems; i++)
 		total += ref_extra(&b->items[i]);
@@ -461,18 +441,16 @@ build_end(WriteBuilder *b, MemoryContext cxt)
 	p = data;
 	for (int c = 0; c < b->ncmds; c++)
 	{
-		p = put_header(p, '*', b->cmdargc[c]);
+		p = RedisRespPutHeader(p, '*', b->cmdargc[c]);
 		for (int j = 0; j < b->cmdargc[c]; j++, arg++)
 		{
-			p = put_header(p, '$', b->lens[arg]);
-			b->argoff[arg] = (uint32) (p - data);
-			memcpy(p, b->argv[arg], b->lens[arg]);
-			p += b->lens[arg];
-			*p++ = '\r';
-			*p++ = '\n';
+			b->argoff[arg] = (uint32) (p - data) + RedisRespHeaderSize(b->lens[arg]);
+			p = RedisRespPutArg(p, b->argv[arg], b->lens[arg]);
 		}
 	}
-	Assert((Size) (p - data) == resplen);
+	if ((Size) (p - data) != resplen)
+		elog(ERROR, "Redis write encoded in %zu bytes, %zu expected",
+			 (size_t) (p - data), (size_t) resplen);
 	w->tbl = b->tbl;
 	w->applied = NULL;
 	w->data = data;
