@@ -49,6 +49,10 @@
  *	  own.
  *	- Bytes from Redis (keys, error texts) reach messages only through
  *	  PgpolyPrintable(, 200): escaped and capped.
+ *	- A node's output is written only when its socket is writable (or
+ *	  once, without waiting, when the exchange starts), never by blocking;
+ *	  bytes it references are read only while their exchange runs: a new
+ *	  request or closing the node forgets the output of an abandoned one.
  *
  * fdw/redis_io.c
  *
@@ -355,6 +359,8 @@ out_add(RedisNode *node, const char *bytes, size_t len, bool copy)
 	RedisOut   *last = node->nout > 0 ? &node->out[node->nout - 1] : NULL;
 	size_t		off = 0;
 
+	if (len == 0)
+		return;					/* out_write steps over bytes, not runs */
 	if (copy)
 	{
 		if (node->copied.data == NULL)
