@@ -286,6 +286,7 @@ extern void RedisTopologyFromOptions(List *options, RedisTopology *topo);
 typedef struct RedisClusterView RedisClusterView;
 typedef void (*RedisMovedKey) (const char *key, size_t len, void *arg);
 extern RedisClusterView *RedisClusterViewOf(PgpolyConnection *conn, List *addrs);
+extern List *RedisClusterViewNodes(RedisClusterView *v);
 extern void RedisClusterMovedKeys(PgpolyConnection *conn,
 								  RedisClusterView *before,
 								  RedisClusterView *after,

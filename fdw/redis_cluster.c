@@ -457,19 +457,24 @@ RedisClusterRefresh(PgpolyConnection *conn, RedisHandle *h)
 			 errhint("Check that the cluster runs and the server option nodes (or host and port) names its nodes.")));
 }
 
+/* ERROR: no node serves slot (the map is asked again before the next request). */
+static void
+unserved_slot(PgpolyConnection *conn, RedisHandle *h, int slot)
+{
+	h->map_stale = true;
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+			 errmsg("no node of Redis Cluster server \"%s\" serves hash slot %d",
+					conn->servername, slot),
+			 errhint("The cluster may be down or being resharded; the next statement asks it again.")));
+}
+
 /* The node serving slot; ERROR if the map has none. */
 static RedisNode *
 slot_owner(PgpolyConnection *conn, RedisHandle *h, int slot)
 {
 	if (h->slots[slot] < 0)
-	{
-		h->map_stale = true;
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-				 errmsg("no node of Redis Cluster server \"%s\" serves hash slot %d",
-						conn->servername, slot),
-				 errhint("The cluster may be down or being resharded; the next statement asks it again.")));
-	}
+		unserved_slot(conn, h, slot);
 	return h->nodes[h->slots[slot]];
 }
 
@@ -1202,23 +1207,29 @@ view_reply(redisReply *r, int index, void *arg)
 	return false;
 }
 
-/*
- * What the primaries at addrs say of themselves (CLUSTER NODES, one
- * exchange): the slots each owns and those it is migrating or importing.
- * Taken before and after a full scan: keys can only have moved between
- * nodes in the slots where the two differ or a migration was under way.
- * NULL on a connection that is not a cluster.
- */
-RedisClusterView *
-RedisClusterViewOf(PgpolyConnection *conn, List *addrs)
+/* addrs with addr appended unless it is there already (NULL: unchanged). */
+static List *
+add_addr(List *addrs, const char *addr)
+{
+	ListCell   *lc;
+
+	if (addr == NULL)
+		return addrs;
+	foreach(lc, addrs)
+		if (strcmp(lfirst(lc), addr) == 0)
+			return addrs;
+	return lappend(addrs, (char *) addr);
+}
+
+/* What the nodes at addrs say of themselves: CLUSTER NODES, one exchange. */
+static RedisClusterView *
+ask_view(PgpolyConnection *conn, List *addrs)
 {
 	const char *argv[2] = {"CLUSTER", "NODES"};
 	RedisClusterView *v;
 	ListCell   *lc;
 	int			i = 0;
 
-	if (!RedisIsCluster(conn))
-		return NULL;
 	v = palloc0(sizeof(RedisClusterView));
 	v->naddrs = list_length(addrs);
 	v->addrs = palloc(sizeof(char *) * Max(v->naddrs, 1));
@@ -1233,6 +1244,66 @@ RedisClusterViewOf(PgpolyConnection *conn, List *addrs)
 	return v;
 }
 
+/* The first slot no node of v says it serves, or -1. */
+static int
+view_unserved(RedisClusterView *v)
+{
+	for (int s = 0; s < REDIS_NSLOTS; s++)
+		if (v->owner[s] < 0)
+			return s;
+	return -1;
+}
+
+/*
+ * What the primaries say of themselves (CLUSTER NODES): the slots each
+ * owns and those it is migrating or importing, asked of the nodes at addrs
+ * and of every primary of the slot map.  Their claims must cover every
+ * slot: a slot no node claims was handed to a node the map does not know
+ * yet (a reshard to a new node needs no MOVED to happen), so the map is
+ * asked again and the view with it; ERROR if a slot stays unserved.  Taken
+ * before and after a full scan: keys can only have moved between nodes in
+ * the slots where the two differ or a migration was under way.  NULL on a
+ * connection that is not a cluster.
+ */
+RedisClusterView *
+RedisClusterViewOf(PgpolyConnection *conn, List *addrs)
+{
+	RedisClusterView *v;
+	int			slot;
+
+	if (!RedisIsCluster(conn))
+		return NULL;
+	for (int attempt = 0;; attempt++)
+	{
+		List	   *ask = list_copy(addrs);
+		ListCell   *lc;
+
+		foreach(lc, RedisPrimaryNodes(conn))
+			ask = add_addr(ask, lfirst(lc));
+		v = ask_view(conn, ask);
+		if ((slot = view_unserved(v)) < 0)
+			return v;
+		if (attempt == 2)
+			unserved_slot(conn, conn->handle, slot);
+		((RedisHandle *) conn->handle)->map_stale = true;
+	}
+}
+
+/* The addresses of the nodes of v that serve slots: where a full scan runs. */
+List *
+RedisClusterViewNodes(RedisClusterView *v)
+{
+	bool	   *serves = palloc0(sizeof(bool) * Max(v->naddrs, 1));
+	List	   *result = NIL;
+
+	for (int s = 0; s < REDIS_NSLOTS; s++)
+		serves[v->owner[s]] = true; /* every slot has an owner */
+	for (int i = 0; i < v->naddrs; i++)
+		if (serves[i])
+			result = lappend(result, v->addrs[i]);
+	return result;
+}
+
 /* The address of node id in v, or NULL. */
 static const char *
 view_id_addr(RedisClusterView *v, const char *id)
@@ -1241,20 +1312,6 @@ view_id_addr(RedisClusterView *v, const char *id)
 		if (strcmp(list_nth(v->ids, i), id) == 0)
 			return list_nth(v->ids, i + 1);
 	return NULL;
-}
-
-/* Add addr to the slot's list of nodes to ask, unless it is there. */
-static void
-add_source(List **lists, int slot, const char *addr)
-{
-	ListCell   *lc;
-
-	if (addr == NULL)
-		return;
-	foreach(lc, lists[slot])
-		if (strcmp(lfirst(lc), addr) == 0)
-			return;
-	lists[slot] = lappend(lists[slot], (char *) addr);
 }
 
 /* Add the nodes v's marks name for each marked slot: sources, or targets. */
@@ -1269,7 +1326,7 @@ add_marks(List **lists, RedisClusterView *v, bool sources)
 		const char *self = v->addrs[m->node];
 		const char *peer = view_id_addr(v, m->peer);
 
-		add_source(lists, m->slot, (m->migrating == sources) ? self : peer);
+		lists[m->slot] = add_addr(lists[m->slot], (m->migrating == sources) ? self : peer);
 	}
 }
 
@@ -1363,8 +1420,8 @@ RedisClusterMovedKeys(PgpolyConnection *conn, RedisClusterView *before,
 
 		if ((was == NULL) != (now == NULL) || (was && strcmp(was, now) != 0))
 		{
-			add_source(lists, s, was);
-			add_source(lists, s, now);
+			lists[s] = add_addr(lists[s], was);
+			lists[s] = add_addr(lists[s], now);
 		}
 	}
 	add_marks(lists, before, true);

@@ -724,16 +724,21 @@ scan_reply(redisReply *r, int index, void *arg)
 }
 
 /*
- * Start a SCAN: the nodes holding keys, each with cursor 0, and on a
- * cluster what they say of their slots (in seen_cxt).
+ * Start a SCAN: on a cluster what the primaries say of their slots (in
+ * seen_cxt), then the nodes holding keys (on a cluster, those that say
+ * they serve slots), each with cursor 0.
  */
 static void
 scan_start(RedisScan *scan)
 {
 	MemoryContext old = MemoryContextSwitchTo(scan->seen_cxt);
-	List	   *nodes = RedisPrimaryNodes(scan->conn);
+	List	   *nodes;
 	ListCell   *lc;
 	int			i = 0;
+
+	scan->view = RedisClusterViewOf(scan->conn, NIL);
+	nodes = scan->view ? RedisClusterViewNodes(scan->view) :
+		RedisPrimaryNodes(scan->conn);
 
 	scan->nnodes = list_length(nodes);
 	scan->nodes = palloc(sizeof(char *) * scan->nnodes);
@@ -744,7 +749,6 @@ scan_start(RedisScan *scan)
 		scan->nodes[i] = lfirst(lc);
 		strcpy(scan->cursors[i++], "0");
 	}
-	scan->view = RedisClusterViewOf(scan->conn, nodes);
 	MemoryContextSwitchTo(old);
 }
 
