@@ -96,6 +96,8 @@ struct RedisScan
 	int			nmoved;
 	int			maxmoved;
 	int			movedpos;
+	bool		fetching_moved; /* a round of them: SCAN's TYPE filter did
+								 * not see those keys */
 	bool		overlay_done;
 	HTAB	   *seen;
 
@@ -455,6 +457,14 @@ fetch_reply(redisReply *r, int index, void *arg)
 		if (r->type != REDIS_REPLY_INTEGER)
 			RedisProtocolError(scan->conn, "TTL", r, NULL);
 		st->ttl = r->integer;
+		return false;
+	}
+	/* A key of another type under the prefix: SCAN's TYPE filter skips it. */
+	if (scan->fetching_moved && r->type == REDIS_REPLY_ERROR &&
+		strncmp(r->str, "WRONGTYPE", 9) == 0)
+	{
+		st->nitems = 0;
+		st->exists = false;
 		return false;
 	}
 	RedisStateFromReply(scan->tbl, st, r, scan->conn);
@@ -913,8 +923,10 @@ next_round(RedisScan *scan)
 	{
 		int			n = Min(scan->tbl->fetch_size, scan->nmoved - scan->movedpos);
 
+		scan->fetching_moved = true;
 		RedisScanFetchKeys(scan, scan->moved + scan->movedpos,
 						   scan->movedlens + scan->movedpos, n);
+		scan->fetching_moved = false;
 		scan->movedpos += n;
 		return true;
 	}
