@@ -399,7 +399,21 @@ def scale_out_phase(s, cl):
          "after a reshard to a new node: ")
     out = q(s, "SELECT count(*) FROM pgpoly.connections() WHERE target = '127.0.0.1:%d';" % new)
     check(out == "1", "connections() has no row for the new primary: %s" % out)
+    # a COMMIT whose slot moved after its writes were buffered: MOVED sends
+    # that slot's MULTI/EXEC again, and only it (the other list gets one append)
+    q(s, "BEGIN; INSERT INTO c_hash (key, a, b) VALUES ('{so1}late', 7, 'so');"
+         "INSERT INTO c_list (key, value) VALUES ('{so1}l', 'a'), ('so-other', 'b');")
     cl.move_slot(slots[0], src1)
+    q(s, "COMMIT;")
+    out = q(s, "SELECT a FROM c_hash WHERE key = '{so1}late';"
+               "SELECT string_agg(key || '=' || value, ',' ORDER BY key) FROM c_list "
+               "WHERE key IN ('{so1}l', 'so-other');"
+               "DELETE FROM c_list WHERE key IN ('{so1}l', 'so-other');"
+               "INSERT INTO n_hash (key, a, b) VALUES ('{so1}late', 7, 'so');")
+    check(out == "7\nso-other=b,{so1}l=a",
+          "a COMMIT whose slot moved meanwhile: %r" % out)
+    check(cl.call(src1, "EXISTS", "ct:h:{so1}late") == 1,
+          "the COMMIT's write did not reach the slot's new owner")
     cl.move_slot(slots[1], src2)
     same(s, "SELECT key, a, b FROM c_hash", "SELECT key, a, b FROM n_hash",
          "after the slots came back: ")
