@@ -685,6 +685,8 @@ classify(RedisHandle *h, RedisNode *from, redisReply *r, int *slot,
 		(colon = strrchr(sp + 1, ':')) == NULL)
 		return REDIR_NONE;		/* not one we understand: an answer */
 	port = strtol(colon + 1, NULL, 10);
+	if (colon == sp + 1 && (port < 1 || port > 65535))
+		return REDIR_NONE;
 	if (colon == sp + 1)		/* ":port": the host we asked */
 		a.host = NULL;
 	else if (!RedisParseAddr(sp + 1, strlen(sp + 1), &a))
@@ -756,6 +758,57 @@ schedule_retry(RedisExchangeState *ex, int idx)
 	return true;
 }
 
+/* Replace the text of error reply r (the caller's message quotes it). */
+static void
+reword_reply(redisReply *r, const char *text)
+{
+	r->str = MemoryContextStrdup(GetMemoryChunkContext(r), text);
+	r->len = strlen(r->str);
+}
+
+/*
+ * Whether command idx may be sent again after the commands that follow it
+ * in the request: a read may; a write only when no later command is in its
+ * slot.  Otherwise the write would run after them: a RENAME answered
+ * TRYAGAIN and sent again once the HSET after it ran would overwrite what
+ * the HSET wrote.  Any command but the reads pgpoly sends counts as a write.
+ */
+static bool
+may_run_late(RedisHandle *h, int idx)
+{
+	static const char *const reads[] = {"GET", "HGETALL", "ZRANGE", "ZRANGEBYSCORE",
+	"SMEMBERS", "LRANGE", "TTL", "EXISTS", "SISMEMBER", "ZSCORE"};
+	RedisCmdInfo *cmd = &h->cmds[idx];
+	const char *p = h->resp.data + cmd->off;
+	const char *name;
+	size_t		len;
+
+	if (cmd->slot < 0)
+		return true;			/* keyless: SCAN, CLUSTER ... */
+	/* The RESP is "*<argc>\r\n$<len>\r\n<name>\r\n...". */
+	p = strchr(p, '$');
+	len = strtoul(p + 1, (char **) &name, 10);
+	name += 2;
+	for (int i = 0; i < lengthof(reads); i++)
+		if (strlen(reads[i]) == len && pg_strncasecmp(name, reads[i], len) == 0)
+			return true;
+	for (int j = idx + 1; j < h->ncmds; j++)
+		if (h->cmds[j].slot == cmd->slot)
+			return false;
+	return true;
+}
+
+/*
+ * A write answered TRYAGAIN or CLUSTERDOWN that may not be sent again (see
+ * may_run_late): make its reply say why it was not retried.
+ */
+static void
+explain_no_retry(redisReply *r, int slot)
+{
+	reword_reply(r, psprintf("%s (not sent again: later writes to hash slot %d had been sent and may have run)",
+							 PgpolyPrintable(r->str, r->len, 200), slot));
+}
+
 /*
  * A transaction that could not run before the deadline because its slot
  * was migrating or the cluster was down: make its EXEC reply say so (the
@@ -764,10 +817,8 @@ schedule_retry(RedisExchangeState *ex, int idx)
 static void
 explain_abort(redisReply *exec, int slot)
 {
-	exec->str = MemoryContextStrdup(GetMemoryChunkContext(exec),
-									psprintf("TRYAGAIN the transaction of hash slot %d could not run within timeout_ms: the slot was migrating between nodes, or the cluster was down (last answer: %s)",
-											 slot, PgpolyPrintable(exec->str, exec->len, 200)));
-	exec->len = strlen(exec->str);
+	reword_reply(exec, psprintf("TRYAGAIN the transaction of hash slot %d could not run within timeout_ms: the slot was migrating between nodes, or the cluster was down (last answer: %s)",
+								slot, PgpolyPrintable(exec->str, exec->len, 200)));
 }
 
 /* The indexes of the commands of the transaction whose MULTI is g: g..*last. */
@@ -930,7 +981,9 @@ RedisClusterReply(RedisExchangeState *ex, RedisNode *node, int entry,
 			send_cmd(ex->conn, h, entry, target, true);
 			return;
 		case REDIR_RETRY:
-			if (schedule_retry(ex, entry))
+			if (!may_run_late(h, entry))
+				explain_no_retry(reply, cmd->slot);
+			else if (schedule_retry(ex, entry))
 			{
 				RedisReplyDiscard(reply);
 				return;
@@ -997,6 +1050,19 @@ sentinel_node(RedisAddr *a)
 	return node;
 }
 
+/* The port a string reply holds (1 to 65535), or 0. */
+static int
+reply_port(redisReply *r)
+{
+	char	   *end;
+	long		port;
+
+	if (r->type != REDIS_REPLY_STRING || r->len == 0)
+		return 0;
+	port = strtol(r->str, &end, 10);
+	return (*end == '\0' && port >= 1 && port <= 65535) ? (int) port : 0;
+}
+
 /*
  * Ask the sentinels, in order, for the address of master; the first that
  * names it wins.  false (what each said appended to errors) if none does.
@@ -1019,7 +1085,7 @@ ask_sentinels(PgpolyConnection *conn, RedisHandle *h, RedisTopology *topo,
 		RedisNodeClose(h, s);
 		if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 			(primary->host = reply_text(r->element[0])) != NULL &&
-			(primary->port = atoi(r->element[1]->str ? r->element[1]->str : "0")) > 0)
+			(primary->port = reply_port(r->element[1])) > 0)
 			return true;
 		if (error == NULL)
 			error = r && r->type == REDIS_REPLY_NIL ?

@@ -58,6 +58,15 @@ class Resp:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buf = b""
 
+    @classmethod
+    def on(cls, sock):
+        """A Resp on a socket already open (a fake server's side: read()
+        returns each command as a list of bytes)."""
+        self = cls.__new__(cls)
+        self.sock = sock
+        self.buf = b""
+        return self
+
     def close(self):
         self.sock.close()
 
