@@ -1209,6 +1209,7 @@ redisExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 							   slot->tts_isnull, ms->core.updated);
 	MemoryContextSwitchTo(old);
 	queue_writes(ms, writes);
+	PgpolyModifyOutbox(&ms->core, CMD_UPDATE, slot, planSlot);
 	return slot;
 }
 
@@ -1229,6 +1230,7 @@ redisExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 	writes = RedisDeleteWrites(ms->tbl, oldvals, oldnulls);
 	MemoryContextSwitchTo(old);
 	queue_writes(ms, writes);
+	PgpolyModifyOutbox(&ms->core, CMD_DELETE, NULL, planSlot);
 
 	PgpolyModifyOldRow(&ms->core, slot, planSlot, rinfo->ri_RelationDesc);
 	return slot;
@@ -1268,11 +1270,13 @@ redisExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 						  List *fdw_private, int subplan_index, ExplainState *es)
 {
 	ForeignTable *ft = GetForeignTable(RelationGetRelid(rinfo->ri_RelationDesc));
-	const char *mode = PgpolyGetOption(ft->options, "write_mode", "transactional");
+	PgpolyWriteMode mode = PgpolyTableWriteMode(ft->options);
 
 	ExplainPropertyText("Redis Write Mode",
-						strcmp(mode, "transactional") == 0 ?
+						mode == PGPOLY_WRITE_TRANSACTIONAL ?
 						"transactional (MULTI/EXEC at COMMIT)" :
+						mode == PGPOLY_WRITE_OUTBOX ?
+						"outbox (queued at COMMIT, delivered by the sync worker)" :
 						psprintf("immediate (pipelined batches of %d)",
 								 (int) PgpolyGetIntOption(ft->options, "batch_size", 1000)),
 						es);

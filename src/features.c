@@ -682,6 +682,49 @@ fetch_online(RedisTable *tbl, ServeView *sv, char **keys, size_t *lens, int n,
 	return all_online;
 }
 
+/*
+ * fetch_online() for the serving table of a view in write_mode 'outbox',
+ * whose serving must not depend on Redis being up: when Redis cannot be
+ * reached (SQLSTATE class 08) nothing is found online, and the offline
+ * fallback serves every entity.  The round runs in a subtransaction, so an
+ * error leaves the connection closed and nothing else behind.
+ */
+static bool
+fetch_online_or_none(RedisTable *tbl, ServeView *sv, char **keys, size_t *lens, int n,
+					 List *names, List *atts, Served *served)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool all_online = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		all_online = fetch_online(tbl, sv, keys, lens, n, names, atts, served);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+
+		MemoryContextSwitchTo(cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (ERRCODE_TO_CATEGORY(e->sqlerrcode) != ERRCODE_CONNECTION_EXCEPTION)
+			ReThrowError(e);
+		memset(served, 0, sizeof(Served) * Max(n, 1));
+		all_online = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return all_online;
+}
+
 /* The online round's findings as the three arrays _get_online_features takes. */
 static void
 prefetched_arrays(char **keys, int n, Served *served, size_t prefixlen,
@@ -756,7 +799,9 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ServeView *sv,
 			keys[nd++] = key;
 	}
 	served = palloc(sizeof(Served) * Max(nd, 1));
-	if (!fetch_online(tbl, sv, keys, lens, nd, names, atts, served))
+	if (!(PgpolyTableWriteMode(GetForeignTable(sv->serving)->options) == PGPOLY_WRITE_OUTBOX ?
+		  fetch_online_or_none(tbl, sv, keys, lens, nd, names, atts, served) :
+		  fetch_online(tbl, sv, keys, lens, nd, names, atts, served)))
 	{
 		prefetched_arrays(keys, nd, served, tbl->prefixlen, prefetched);
 		*fetched = true;

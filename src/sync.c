@@ -104,8 +104,8 @@ column_name(Oid relid, AttrNumber att)
 }
 
 /* The default equality operator of typid as OPERATOR(schema.name). */
-static char *
-equality_operator(Oid typid)
+char *
+SyncEqualityOperator(Oid typid)
 {
 	TypeCacheEntry *tc = lookup_type_cache(typid, TYPECACHE_EQ_OPR);
 	HeapTuple	tp;
@@ -169,7 +169,7 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 	d->key_array_type = array_type_of(d->key_type);
 	d->target_key_type = get_atttype(target, target_key_att);
 	d->target_key_array_type = array_type_of(d->target_key_type);
-	eq = equality_operator(d->key_type);
+	eq = SyncEqualityOperator(d->key_type);
 
 	initStringInfo(&cols);
 	initStringInfo(&vals);
@@ -187,7 +187,7 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 							 "WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE s.%s %s u.k)",
 							 format_type_be_qualified(d->target_key_type), src, sk, eq);
 	d->delete_sql = psprintf("DELETE FROM %s WHERE %s %s ANY ($1)", tgt, tk,
-							 equality_operator(getBaseType(d->target_key_type)));
+							 SyncEqualityOperator(getBaseType(d->target_key_type)));
 	d->payload_sql = psprintf("SELECT pg_catalog.to_jsonb(s) FROM %s s WHERE s.%s %s $1",
 							  src, sk, eq);
 	return d;
@@ -222,32 +222,19 @@ SyncBecome(Oid role, bool restricted, Oid *save_user, int *save_sec)
 						   (restricted ? SECURITY_RESTRICTED_OPERATION : 0));
 }
 
-/* Set one GUC for the current GUC nest level, if it differs. */
-static void
-fix_setting(const char *name, const char *value)
-{
-	const char *cur = GetConfigOption(name, false, false);
-
-	if (cur == NULL || strcmp(cur, value) != 0)
-		(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-}
-
 /*
- * Enter the fixed settings keys are converted under (and, with
- * with_search_path, generated SQL is parsed under).  The caller ends them
- * with AtEOXact_GUC(true, result); an ERROR ends them too.
+ * Parse and run generated SQL under search_path pg_catalog, pg_temp until
+ * the caller ends it with AtEOXact_GUC(true, result) (an ERROR ends it
+ * too).  Values are converted by convert.c, under no session setting.
  */
 int
-SyncFixedSettings(bool with_search_path)
+SyncSafeSearchPath(void)
 {
 	int			level = NewGUCNestLevel();
 
-	fix_setting("datestyle", "ISO, YMD");
-	fix_setting("intervalstyle", "postgres");
-	fix_setting("extra_float_digits", "3");
-	if (with_search_path)
-		fix_setting("search_path", "pg_catalog, pg_temp");
+	if (strcmp(GetConfigOption("search_path", false, false), "pg_catalog, pg_temp") != 0)
+		(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	return level;
 }
 
@@ -557,8 +544,8 @@ validate_def(SyncDef *def)
 }
 
 /* An int2[] of n attnums. */
-static Datum
-attnum_array(const AttrNumber *atts, int n)
+Datum
+SyncAttnumArray(const AttrNumber *atts, int n)
 {
 	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
 
@@ -582,8 +569,8 @@ insert_sync(const char *name, Oid source, Oid target, AttrNumber key_att,
 	values[2] = ObjectIdGetDatum(target);
 	values[3] = Int16GetDatum(key_att);
 	values[4] = Int16GetDatum(target_key);
-	values[5] = attnum_array(satts, n);
-	values[6] = attnum_array(tatts, n);
+	values[5] = SyncAttnumArray(satts, n);
+	values[6] = SyncAttnumArray(tatts, n);
 	values[7] = ObjectIdGetDatum(GetUserId());
 	admin_execute("INSERT INTO pgpoly.syncs (name, source, target, key_attnum, "
 				  "target_key_attnum, source_attnums, target_attnums, owner) "
@@ -686,7 +673,7 @@ pgpoly_create_sync(PG_FUNCTION_ARGS)
 	kind = check_target(target);
 	key_att = resolve_key(source, PG_ARGISNULL(3) ? NULL : NameStr(*PG_GETARG_NAME(3)));
 
-	guc_level = SyncFixedSettings(true);
+	guc_level = SyncSafeSearchPath();
 	spi_connect();
 	target_key = target_key_column(target, kind);
 	n = map_columns(source, target, kind, target_key, &satts, &tatts);
@@ -709,10 +696,11 @@ pgpoly_create_sync(PG_FUNCTION_ARGS)
 
 /*
  * Look up sync name (locking its row) and check that the caller is a
- * member of its owner's role.  Sets *source; returns its id.
+ * member of its owner's role.  Sets *source (InvalidOid: an outbox table's
+ * sync) and *target; returns its id.
  */
 static int32
-owned_sync(const char *name, Oid *source)
+owned_sync(const char *name, Oid *source, Oid *target)
 {
 	Oid			type = TEXTOID;
 	Datum		arg = CStringGetTextDatum(name);
@@ -720,7 +708,8 @@ owned_sync(const char *name, Oid *source)
 	HeapTuple	tup;
 	Oid			owner;
 
-	admin_execute("SELECT sync_id, source::pg_catalog.oid, owner::pg_catalog.oid "
+	admin_execute("SELECT sync_id, source::pg_catalog.oid, owner::pg_catalog.oid, "
+				  "target::pg_catalog.oid "
 				  "FROM pgpoly.syncs WHERE name = $1 FOR UPDATE",
 				  1, &type, &arg, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -729,6 +718,9 @@ owned_sync(const char *name, Oid *source)
 				 errmsg("sync \"%s\" does not exist", name)));
 	tup = SPI_tuptable->vals[0];
 	*source = DatumGetObjectId(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+	if (isnull)
+		*source = InvalidOid;
+	*target = DatumGetObjectId(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull));
 	owner = DatumGetObjectId(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
 	if (!has_privs_of_role(GetUserId(), owner))
 		ereport(ERROR,
@@ -748,6 +740,7 @@ pgpoly_drop_sync(PG_FUNCTION_ARGS)
 {
 	char	   *name;
 	Oid			source;
+	Oid			target;
 	int32		id;
 	Oid			type = INT4OID;
 	Datum		arg;
@@ -755,11 +748,11 @@ pgpoly_drop_sync(PG_FUNCTION_ARGS)
 
 	require_arg(fcinfo, 0, "name");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	guc_level = SyncFixedSettings(true);
+	guc_level = SyncSafeSearchPath();
 	spi_connect();
-	id = owned_sync(name, &source);
+	id = owned_sync(name, &source, &target);
 	arg = Int32GetDatum(id);
-	if (get_rel_name(source) != NULL)
+	if (OidIsValid(source) && get_rel_name(source) != NULL)
 	{
 		static const char *const events[4] = {"insert", "update", "delete", "truncate"};
 
@@ -784,14 +777,47 @@ pgpoly_drop_sync(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(pgpoly_sync_retry);
 
 /*
+ * Requeue the dead letters of outbox sync id (of target): each as the
+ * change it was, queued now, after every change queued before (columns
+ * dropped since are left out).
+ */
+static void
+retry_outbox(Datum id, Oid target)
+{
+	Oid			types[2] = {INT4OID, REGCLASSOID};
+	Datum		values[2] = {id, ObjectIdGetDatum(target)};
+
+	admin_execute("WITH d AS (DELETE FROM pgpoly.sync_dead_letters WHERE sync_id = $1 "
+				  "           RETURNING key, op, payload, writer, failed_at) "
+				  "INSERT INTO pgpoly.sync_queue (sync_id, keys, op, userid, cols, vals) "
+				  "SELECT $1, ARRAY[d.key], "
+				  "       CASE d.op WHEN 'upsert' THEN 'u' WHEN 'update' THEN 'p' ELSE 'd' END, "
+				  "       d.writer, "
+				  "       CASE WHEN d.op <> 'delete' THEN COALESCE(c.cols, '{}') END, "
+				  "       CASE WHEN c.cols IS NOT NULL THEN ARRAY[c.vals] END "
+				  "FROM d LEFT JOIN LATERAL ("
+				  "  SELECT pg_catalog.array_agg(a.attnum ORDER BY a.attnum) AS cols, "
+				  "         pg_catalog.array_agg(e.value ORDER BY a.attnum) AS vals "
+				  "  FROM pg_catalog.jsonb_each_text(d.payload) e "
+				  "  JOIN pg_catalog.pg_attribute a ON a.attrelid = $2 "
+				  "   AND a.attname OPERATOR(pg_catalog.=) e.key "
+				  "   AND a.attnum > 0 AND NOT a.attisdropped) c ON true "
+				  "ORDER BY d.failed_at "
+				  "RETURNING pg_catalog.cardinality(keys)",
+				  2, types, values, SPI_OK_INSERT_RETURNING);
+}
+
+/*
  * pgpoly.sync_retry(name): move the sync's dead letters back to the queue
- * (the worker delivers their keys' current rows).  Returns how many.
+ * (the worker delivers their keys' current rows; for an outbox table, the
+ * changes again).  Returns how many.
  */
 Datum
 pgpoly_sync_retry(PG_FUNCTION_ARGS)
 {
 	char	   *name;
 	Oid			source;
+	Oid			target;
 	Oid			type = INT4OID;
 	Datum		arg;
 	int64		moved = 0;
@@ -799,17 +825,20 @@ pgpoly_sync_retry(PG_FUNCTION_ARGS)
 
 	require_arg(fcinfo, 0, "name");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	guc_level = SyncFixedSettings(true);
+	guc_level = SyncSafeSearchPath();
 	spi_connect();
-	arg = Int32GetDatum(owned_sync(name, &source));
-	admin_execute("WITH d AS (DELETE FROM pgpoly.sync_dead_letters WHERE sync_id = $1 "
-				  "                RETURNING key), "
-				  "     n AS (SELECT key, (pg_catalog.row_number() OVER () - 1) / 1000 AS chunk "
-				  "           FROM d) "
-				  "INSERT INTO pgpoly.sync_queue (sync_id, keys) "
-				  "SELECT $1, pg_catalog.array_agg(key) FROM n GROUP BY chunk "
-				  "RETURNING pg_catalog.cardinality(keys)",
-				  1, &type, &arg, SPI_OK_INSERT_RETURNING);
+	arg = Int32GetDatum(owned_sync(name, &source, &target));
+	if (!OidIsValid(source))
+		retry_outbox(arg, target);
+	else
+		admin_execute("WITH d AS (DELETE FROM pgpoly.sync_dead_letters WHERE sync_id = $1 "
+					  "                RETURNING key), "
+					  "     n AS (SELECT key, (pg_catalog.row_number() OVER () - 1) / 1000 AS chunk "
+					  "           FROM d) "
+					  "INSERT INTO pgpoly.sync_queue (sync_id, keys) "
+					  "SELECT $1, pg_catalog.array_agg(key) FROM n GROUP BY chunk "
+					  "RETURNING pg_catalog.cardinality(keys)",
+					  1, &type, &arg, SPI_OK_INSERT_RETURNING);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -895,7 +924,7 @@ pgpoly_sync_wait(PG_FUNCTION_ARGS)
 	bool		done;
 	int			guc_level;
 
-	if (SyncQueuedInXact())
+	if (SyncQueuedInXact() || PgpolyChangesPending())
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("sync_wait cannot wait for changes of its own transaction"),
@@ -907,7 +936,7 @@ pgpoly_sync_wait(PG_FUNCTION_ARGS)
 				 errdetail("A transaction snapshot would never see the changes delivered.")));
 	if (!PG_ARGISNULL(1))
 		deadline = t0 + Max(interval_usecs(PG_GETARG_INTERVAL_P(1)), 0);
-	guc_level = SyncFixedSettings(true);
+	guc_level = SyncSafeSearchPath();
 	spi_connect();
 	if (!PG_ARGISNULL(0))
 		id = sync_id_by_name(text_to_cstring(PG_GETARG_TEXT_PP(0)));

@@ -22,9 +22,9 @@
  *	  when it equals a new key, which is queued.
  *	- TRUNCATE queues every key the table holds before it is emptied, so the
  *	  target loses exactly those keys (it costs a scan of the table).
- *	- Keys are queued as the text of the key type's output function under
- *	  fixed settings (SyncFixedSettings), which the worker reads back with the
- *	  input function under the same settings.
+ *	- Keys are queued in the fixed text form of convert.c, which the worker
+ *	  reads back with the same conversion: a writer's DateStyle, TimeZone or
+ *	  extra_float_digits never changes which key is delivered.
  *	- Queue rows are written as the extension's owner: no user needs rights
  *	  on pgpoly.sync_queue.  The insert checks that the sync's source is the
  *	  table the trigger fired on, so attaching the trigger elsewhere cannot
@@ -58,12 +58,11 @@ struct SyncKeyQueue
 {
 	int32		sync_id;
 	Oid			source;
-	FmgrInfo	out;			/* key type's output function */
+	PgpolyConv	conv;			/* the key type's conversion */
 	MemoryContext cxt;			/* the chunk's texts, reset per chunk */
 	Datum	   *keys;
 	int			nkeys;
 	int64		total;
-	int			guc_level;		/* SyncFixedSettings() nest level */
 };
 
 /* Saved plan of the queue insert (TopMemoryContext, kept by SPI). */
@@ -125,41 +124,39 @@ write_chunk(SyncKeyQueue *q)
 
 /*
  * Start queueing keys of key_type for sync_id, whose source table is
- * source.  Sets the fixed output settings until SyncKeyQueueEnd().
+ * source, until SyncKeyQueueEnd().
  */
 SyncKeyQueue *
 SyncKeyQueueBegin(int32 sync_id, Oid source, Oid key_type)
 {
 	SyncKeyQueue *q = palloc0(sizeof(SyncKeyQueue));
-	Oid			outfn;
-	bool		isvarlena;
 
 	q->sync_id = sync_id;
 	q->source = source;
-	getTypeOutputInfo(key_type, &outfn, &isvarlena);
-	fmgr_info(outfn, &q->out);
+	PgpolyConvInit(&q->conv, key_type, -1, NULL);
 	q->cxt = AllocSetContextCreate(CurrentMemoryContext, "pgpoly sync keys",
 								   ALLOCSET_DEFAULT_SIZES);
 	q->keys = palloc(sizeof(Datum) * SYNC_CHUNK_KEYS);
-	q->guc_level = SyncFixedSettings(false);
 	return q;
 }
 
-/* Queue one key (not NULL). */
+/* Queue one key (not NULL), in its fixed text form. */
 void
 SyncKeyQueueAdd(SyncKeyQueue *q, Datum key)
 {
 	MemoryContext old = MemoryContextSwitchTo(q->cxt);
+	size_t		len;
+	char	   *text = PgpolyDatumToText(&q->conv, key, &len);
 
-	q->keys[q->nkeys++] = CStringGetTextDatum(OutputFunctionCall(&q->out, key));
+	q->keys[q->nkeys++] = PointerGetDatum(cstring_to_text_with_len(text, (int) len));
 	MemoryContextSwitchTo(old);
 	if (q->nkeys == SYNC_CHUNK_KEYS)
 		write_chunk(q);
 }
 
 /*
- * Write the last chunk, restore the settings, and have the worker woken at
- * COMMIT.  Returns how many keys were queued; frees q.
+ * Write the last chunk and have the worker woken at COMMIT.  Returns how
+ * many keys were queued; frees q.
  */
 int64
 SyncKeyQueueEnd(SyncKeyQueue *q)
@@ -168,7 +165,6 @@ SyncKeyQueueEnd(SyncKeyQueue *q)
 
 	if (q->nkeys > 0)
 		write_chunk(q);
-	AtEOXact_GUC(true, q->guc_level);
 	total = q->total;
 	if (total > 0)
 		SyncNoteQueued();

@@ -11,7 +11,8 @@
  * Without shared_preload_libraries pgpoly has no shared memory of its own,
  * so the worker is found, and started, through the lock and the process
  * array:
- *	- After a transaction that queued changes commits (and when create_sync,
+ *	- After a transaction that queued changes commits (a source table's
+ *	  capture or an outbox table's COMMIT; and when create_sync,
  *	  drop_sync, sync_wait or sync_retry run), SyncKickWorker() tries the
  *	  lock: free means no worker, so it registers a dynamic background worker;
  *	  taken means one runs, and its latch is set so it delivers at once.

@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 import pgtest
@@ -194,3 +195,24 @@ def kill(pid, sig=signal.SIGKILL):
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def writers_while_paused(rport, writer, args, pending):
+    """Run writer(*args, seed, errors) in four threads while the Redis on
+    rport is paused; check that they neither waited on it nor failed, and
+    that pending() > 0 before Redis resumes."""
+    errors = []
+    pgtest.kill_redis(rport, signal.SIGSTOP)
+    try:
+        threads = [threading.Thread(target=writer, args=tuple(args) + (seed, errors))
+                   for seed in range(4)]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        pgtest.check(time.monotonic() - start < 90, "writers waited on the paused store")
+        pgtest.check(not errors, "writer errors: %s" % errors[:3])
+        pgtest.check(pending() > 0, "nothing pending while Redis is paused")
+    finally:
+        pgtest.kill_redis(rport, signal.SIGCONT)

@@ -18,8 +18,6 @@ Against private stores (a Redis with an append-only file, an ES stand-in):
 
 import os
 import random
-import signal
-import threading
 import time
 
 import pgtest
@@ -94,7 +92,7 @@ def test_es_unavailable(db, es):
     pgtest.check(sql(db, "SELECT docs_diff()") == "0", "the index differs from docs")
 
 
-def writer(db, seed, n, errors):
+def writer(db, n, seed, errors):
     """n transactions on keys 1..40: update, delete, re-insert, move."""
     rnd = random.Random(seed)
     s = pgtest.Session(db=db)
@@ -125,21 +123,7 @@ def writer(db, seed, n, errors):
 def test_paused_concurrent(db, rport):
     sql(db, "INSERT INTO kv SELECT i, 'p', 0 FROM generate_series(1, 40) i "
             "ON CONFLICT (k) DO NOTHING")
-    pgtest.kill_redis(rport, signal.SIGSTOP)
-    errors = []
-    try:
-        threads = [threading.Thread(target=writer, args=(db, seed, 60, errors))
-                   for seed in range(4)]
-        start = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        pgtest.check(time.monotonic() - start < 90, "writers waited on the paused store")
-        pgtest.check(not errors, "writer errors: %s" % errors[:3])
-        pgtest.check(status(db, "kv")[0] > 0, "nothing pending while Redis is paused")
-    finally:
-        pgtest.kill_redis(rport, signal.SIGCONT)
+    sh.writers_while_paused(rport, writer, (db, 60), lambda: status(db, "kv")[0])
     pgtest.check(sql(db, "SELECT pgpoly.sync_wait('kv', '60 s')") == "t",
                  "changes did not arrive after SIGCONT")
     pgtest.check(sql(db, "SELECT kv_diff()") == "0", "kv differs after concurrent writers")
