@@ -25,9 +25,13 @@
  *	  timeout_ms), and a MULTI/EXEC block is redirected or retried whole.
  *	- Every command of a block is in the block's slot (callers group writes
  *	  by slot); a block is never split between nodes.
- *	- A full scan covers every slot (no slot without a node in the map) and
- *	  also lists the keys of the slots that moved while it ran: it never
- *	  returns part of the data as if it were all of it.
+ *	- Writes of a slot run in the order they were sent: a write is sent
+ *	  again (TRYAGAIN, CLUSTERDOWN) only when no later command of its slot
+ *	  was sent with it; otherwise its refusal is the answer.
+ *	- A full scan covers every slot, as the primaries themselves claim
+ *	  them (the map is asked again when their claims leave a slot
+ *	  unserved), and also lists the keys of the slots that moved while it
+ *	  ran: it never returns part of the data as if it were all of it.
  *
  * fdw/redis_cluster.c
  *
