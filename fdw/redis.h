@@ -368,6 +368,8 @@ typedef struct RedisExchangeState
 	struct redisReply **held;	/* cluster: replies read, not delivered */
 	TimestampTz deadline;
 	List	   *retries;		/* cluster: commands to send again later */
+	char	   *retried;		/* cluster: the last answer waited out
+								 * (TRYAGAIN ...), for a timeout's message */
 	int			named;			/* the node conn->target names, -1 */
 } RedisExchangeState;
 

@@ -734,12 +734,13 @@ typedef struct RedisRetry
 } RedisRetry;
 
 /*
- * Schedule command (or transaction) idx to be sent again after a pause that
- * doubles with each attempt (10 ms up to 200 ms).  false if that would be
- * past the exchange's deadline: the caller then keeps the reply as final.
+ * Schedule command (or transaction) idx, refused with answer why, to be
+ * sent again after a pause that doubles with each attempt (10 ms up to
+ * 200 ms).  false if that would be past the exchange's deadline: the caller
+ * then keeps the reply as final.
  */
 static bool
-schedule_retry(RedisExchangeState *ex, int idx)
+schedule_retry(RedisExchangeState *ex, int idx, redisReply *why)
 {
 	int			attempt = 0;
 	long		ms;
@@ -754,6 +755,7 @@ schedule_retry(RedisExchangeState *ex, int idx)
 	if (TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms) >= ex->deadline)
 		return false;
 	ex->h->cmds[idx].retries = (uint8) Min(attempt + 1, 255);
+	ex->retried = PgpolyPrintable(why->str, why->len, 200);
 	rt = palloc(sizeof(RedisRetry));
 	rt->idx = idx;
 	rt->attempt = attempt;
@@ -878,6 +880,8 @@ resolve_group(RedisExchangeState *ex, int g, int e, RedisNode *from)
 	RedisNode  *moved = NULL,
 			   *ask = NULL,
 			   *target;
+	redisReply *redirect = NULL;	/* the MOVED or ASK, for messages */
+	redisReply *refusal = ex->held[e];	/* why it cannot run now */
 	int			nask = 0,
 				slot;
 	bool		retry = false,
@@ -898,13 +902,16 @@ resolve_group(RedisExchangeState *ex, int g, int e, RedisNode *from)
 				h->slots[slot] = (int16) RedisNodeIndex(h, target);
 				h->map_stale = true;
 				moved = target;
+				redirect = r;
 				break;
 			case REDIR_ASK:
 				ask = target;
 				nask += (i < e) ? 1 : e - g - 1;	/* ASK at EXEC: all keys */
+				redirect = r;
 				break;
 			case REDIR_RETRY:
 				retry = true;
+				refusal = r;
 				break;
 			case REDIR_NONE:
 				if (r->type == REDIS_REPLY_ERROR && i < e)
@@ -919,15 +926,15 @@ resolve_group(RedisExchangeState *ex, int g, int e, RedisNode *from)
 	}
 	if (moved && !other)
 	{
-		count_redirect(ex, g, ex->held[e]);
+		count_redirect(ex, g, redirect);
 		resend_group(ex, g, moved, false);
 	}
 	else if (ask && nask >= e - g - 1 && !retry && !other)
 	{
-		count_redirect(ex, g, ex->held[e]);
+		count_redirect(ex, g, redirect);
 		resend_group(ex, g, ask, true);
 	}
-	else if (!other && schedule_retry(ex, g))
+	else if (!other && schedule_retry(ex, g, refusal))
 	{
 		for (int i = g; i <= e; i++)
 		{
@@ -987,7 +994,7 @@ RedisClusterReply(RedisExchangeState *ex, RedisNode *node, int entry,
 		case REDIR_RETRY:
 			if (!may_run_late(h, entry))
 				explain_no_retry(reply, cmd->slot);
-			else if (schedule_retry(ex, entry))
+			else if (schedule_retry(ex, entry, reply))
 			{
 				RedisReplyDiscard(reply);
 				return;

@@ -21,7 +21,8 @@ The same foreign tables as on one server, checked against native copies:
     get_online_features/materialize on a cluster-backed feature view;
   * a slot migrated by hand (SETSLOT MIGRATING/IMPORTING + MIGRATE) while a
     cursor scan is half read: every row exactly once; lookups and writes of
-    keys already moved follow ASK (errorstat_ASK grows);
+    keys already moved follow ASK (errorstat_ASK grows), a COMMIT's
+    MULTI/EXEC of a new key too (ASKING, then the block);
   * slots resharded to a primary added to the cluster (no MOVED tells):
     a cursor scan open across the move and a new scan after it return
     every row once, and skip a key of another type under the prefix as
@@ -356,11 +357,20 @@ def migration_phase(s, cl):
     q(s, "SAVEPOINT w; INSERT INTO c_list_imm (key, value) VALUES ('{mig}l', 'x'); RELEASE w;")
     check(cl.pipeline(dst, [("ASKING",), ("EXISTS", "ct:l:{mig}l")])[1] == 1,
           "a write to a migrating slot's moved part did not reach the importing node")
+    # a COMMIT's MULTI/EXEC of a new key there (another session: this one is
+    # in the cursor's transaction): ASK for all of it, sent again after ASKING
+    r = pgtest.psql("INSERT INTO c_hash (key, a, b) VALUES ('{mig}new', 500, 'm');",
+                    db=q(s, "SELECT current_database();"))
+    check(r.rc == 0 and
+          cl.pipeline(dst, [("ASKING",), ("HGET", "ct:h:{mig}new", "a")])[1] == b"500",
+          "a COMMIT to a migrating slot's new key did not reach the importing node: %s"
+          % r.err.strip())
     # the rest moved and the slot handed over, while the cursor is open
     cl.call(src, "MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", *keys[60:])
     for p in cl.primaries():
         cl.call(p, "CLUSTER", "SETSLOT", slot, "NODE", ids[dst])
-    rest = q(s, "FETCH ALL FROM cur; COMMIT;")
+    rest = q(s, "FETCH ALL FROM cur; COMMIT;"
+                "INSERT INTO n_hash (key, a, b) VALUES ('{mig}new', 500, 'm');")
     rows = (first or "").split("\n") + [l for l in (rest or "").split("\n") if l != "COMMIT"]
     rows = [r for r in rows if r]
     want = q(s, "SELECT count(*) FROM n_hash;")
