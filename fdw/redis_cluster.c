@@ -816,15 +816,21 @@ explain_no_retry(redisReply *r, int slot)
 }
 
 /*
- * A transaction that could not run before the deadline because its slot
- * was migrating or the cluster was down: make its EXEC reply say so (the
- * caller's message quotes it) rather than a bare EXECABORT.
+ * Transaction g (commands g..e) could not run before the deadline because
+ * its slot was migrating or the cluster was down (why: the last refusal):
+ * make its EXEC reply and the redirections among its replies say so (the
+ * caller's message quotes the first failed reply) rather than a bare
+ * EXECABORT, or an ASK it seems pgpoly did not follow.
  */
 static void
-explain_abort(redisReply *exec, int slot)
+explain_abort(RedisExchangeState *ex, int g, int e, redisReply *why)
 {
-	reword_reply(exec, psprintf("TRYAGAIN the transaction of hash slot %d could not run within timeout_ms: the slot was migrating between nodes, or the cluster was down (last answer: %s)",
-								slot, PgpolyPrintable(exec->str, exec->len, 200)));
+	char	   *text = psprintf("TRYAGAIN the transaction of hash slot %d could not run within timeout_ms: the slot was migrating between nodes, or the cluster was down (last answer: %s)",
+								ex->h->cmds[g].slot, PgpolyPrintable(why->str, why->len, 200));
+
+	for (int i = g + 1; i <= e; i++)
+		if (i == e || RedisIsRedirect(ex->held[i]))
+			reword_reply(ex->held[i], text);
 }
 
 /* The indexes of the commands of the transaction whose MULTI is g: g..*last. */
@@ -945,7 +951,7 @@ resolve_group(RedisExchangeState *ex, int g, int e, RedisNode *from)
 	else
 	{
 		if (!other)
-			explain_abort(ex->held[e], h->cmds[g].slot);
+			explain_abort(ex, g, e, retry || redirect == NULL ? refusal : redirect);
 		group_final(h, g, e);
 	}
 }

@@ -22,7 +22,9 @@ The same foreign tables as on one server, checked against native copies:
   * a slot migrated by hand (SETSLOT MIGRATING/IMPORTING + MIGRATE) while a
     cursor scan is half read: every row exactly once; lookups and writes of
     keys already moved follow ASK (errorstat_ASK grows), a COMMIT's
-    MULTI/EXEC of a new key too (ASKING, then the block);
+    MULTI/EXEC of a new key too (ASKING, then the block); a block whose
+    keys the migration split fails at timeout_ms, saying why, and writes
+    nothing;
   * slots resharded to a primary added to the cluster (no MOVED tells):
     a cursor scan open across the move and a new scan after it return
     every row once, and skip a key of another type under the prefix as
@@ -359,12 +361,24 @@ def migration_phase(s, cl):
           "a write to a migrating slot's moved part did not reach the importing node")
     # a COMMIT's MULTI/EXEC of a new key there (another session: this one is
     # in the cursor's transaction): ASK for all of it, sent again after ASKING
-    r = pgtest.psql("INSERT INTO c_hash (key, a, b) VALUES ('{mig}new', 500, 'm');",
-                    db=q(s, "SELECT current_database();"))
+    db = q(s, "SELECT current_database();")
+    r = pgtest.psql("INSERT INTO c_hash (key, a, b) VALUES ('{mig}new', 500, 'm');", db=db)
     check(r.rc == 0 and
           cl.pipeline(dst, [("ASKING",), ("HGET", "ct:h:{mig}new", "a")])[1] == b"500",
           "a COMMIT to a migrating slot's new key did not reach the importing node: %s"
           % r.err.strip())
+    # a block whose keys are split between the two nodes cannot run until the
+    # slot moved: at timeout_ms (300 ms here) the COMMIT fails saying why,
+    # lists each key once (HSET + EXPIRE each), and nothing is written
+    r = pgtest.psql("UPDATE c_hash_fast SET b = 'split' WHERE key IN ('{mig}1', '{mig}70');",
+                    db=db)
+    lost = r.err.split("Not written:")[-1].split("hash-slot")[0]
+    check(r.rc != 0 and "could not run within timeout_ms" in r.err and "answered: ASK" not in r.err
+          and lost.count('"ct:h:{mig}1"') == 1 and lost.count('"ct:h:{mig}70"') == 1,
+          "a COMMIT block split by a migration: %s" % r.err.strip())
+    check(cl.call(src, "HGET", "ct:h:{mig}70", "b") == b"m" and
+          cl.pipeline(dst, [("ASKING",), ("HGET", "ct:h:{mig}1", "b")])[1] == b"m",
+          "the refused COMMIT block wrote something")
     # the rest moved and the slot handed over, while the cursor is open
     cl.call(src, "MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", *keys[60:])
     for p in cl.primaries():
@@ -510,7 +524,11 @@ def test():
               OPTIONS (nodes '127.0.0.1:%d, 127.0.0.1:%d', timeout_ms '3000');
             CREATE SERVER rc2 FOREIGN DATA WRAPPER pgpoly_redis
               OPTIONS (cluster 'true', host '127.0.0.1', port '%d');
-        """ % (cl.replicas()[0], ps[1], ps[2]), db=db)
+            CREATE SERVER rc_fast FOREIGN DATA WRAPPER pgpoly_redis
+              OPTIONS (nodes '127.0.0.1:%d', timeout_ms '300');
+            CREATE FOREIGN TABLE c_hash_fast (key text, a int, b text) SERVER rc_fast
+              OPTIONS (key_prefix 'ct:h:', ttl_seconds '100000');
+        """ % (cl.replicas()[0], ps[1], ps[2], ps[0]), db=db)
         if not check(r.rc == 0, "setup failed: %s" % r.err):
             return
         s = pgtest.Session(db)
