@@ -30,6 +30,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/nbtree.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/xact.h"
@@ -142,6 +143,34 @@ array_type_of(Oid typid)
 }
 
 /*
+ * Whether values of column att of relid that are equal under its type's
+ * default equality (and the column's collation) are always identical, as
+ * btree deduplication asks (BTEQUALIMAGE_PROC): false for numeric (1 and
+ * 1.0), float8 (0 and -0), interval, a nondeterministic collation.  Keys
+ * that are equal but not identical have different text forms, so they are
+ * different keys in the target.
+ */
+static bool
+equal_is_identical(Oid relid, AttrNumber att)
+{
+	Oid			typid;
+	int32		typmod;
+	Oid			collid;
+	TypeCacheEntry *tc;
+	Oid			proc;
+
+	get_atttypetypmodcoll(relid, att, &typid, &typmod, &collid);
+	tc = lookup_type_cache(getBaseType(typid), TYPECACHE_BTREE_OPFAMILY);
+	if (!OidIsValid(tc->btree_opf))
+		return false;
+	proc = get_opfamily_proc(tc->btree_opf, tc->btree_opintype, tc->btree_opintype,
+							 BTEQUALIMAGE_PROC);
+	return OidIsValid(proc) &&
+		DatumGetBool(OidFunctionCall1Coll(proc, collid,
+										  ObjectIdGetDatum(tc->btree_opintype)));
+}
+
+/*
  * The sync id's definition and delivery SQL, resolved against the catalogs
  * (ERROR if a relation or column it uses is gone).
  */
@@ -156,6 +185,7 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 	const char *sk = column_name(source, key_att);
 	const char *tk = column_name(target, target_key_att);
 	char	   *eq;
+	char	   *tt;
 	StringInfoData cols;
 	StringInfoData vals;
 
@@ -182,10 +212,15 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 	}
 	d->upsert_sql = psprintf("INSERT INTO %s (%s) SELECT %s FROM %s s WHERE s.%s %s ANY ($1)",
 							 tgt, cols.data, vals.data, src, sk, eq);
-	d->absent_sql = psprintf("SELECT pg_catalog.array_agg(CAST(u.k AS %s)) "
-							 "FROM pg_catalog.unnest($1) AS u(k) "
-							 "WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE s.%s %s u.k)",
-							 format_type_be_qualified(d->target_key_type), src, sk, eq);
+	d->key_identical = equal_is_identical(source, key_att);
+	tt = format_type_be_qualified(d->target_key_type);
+	d->absent_sql = psprintf("SELECT pg_catalog.array_agg(CAST(t.k AS %s)) "
+							 "FROM (SELECT DISTINCT CAST(CAST(u.k AS %s) AS pg_catalog.text) AS k "
+							 "      FROM pg_catalog.unnest($1) AS u(k)) t "
+							 "WHERE NOT t.k OPERATOR(pg_catalog.=) ANY "
+							 "(SELECT CAST(CAST(s.%s AS %s) AS pg_catalog.text) FROM %s s "
+							 " WHERE s.%s %s ANY ($1))",
+							 tt, tt, sk, tt, src, sk, eq);
 	d->delete_sql = psprintf("DELETE FROM %s WHERE %s %s ANY ($1)", tgt, tk,
 							 SyncEqualityOperator(getBaseType(d->target_key_type)));
 	d->payload_sql = psprintf("SELECT pg_catalog.to_jsonb(s) FROM %s s WHERE s.%s %s $1",

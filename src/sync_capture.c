@@ -49,6 +49,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 
 #include "sync.h"
@@ -255,6 +256,13 @@ queue_update(SyncKeyQueue *q, TriggerData *td, AttrNumber att)
 /*
  * Queue every key source holds (backfill, TRUNCATE), read as the
  * extension's owner through a cursor.  Returns how many.
+ *
+ * The caller holds a lock that keeps writers out (CREATE TRIGGER's, or
+ * TRUNCATE's), so the keys are read with the latest snapshot, not the
+ * statement's or the transaction's: a writer that create_sync waited for
+ * committed rows before the capture triggers existed (the backfill must
+ * see them), and TRUNCATE removes the rows committed after a REPEATABLE
+ * READ transaction's snapshot too (their deletes must be queued).
  */
 int64
 SyncQueueAllKeys(int32 sync_id, Oid source, AttrNumber key_att)
@@ -271,6 +279,7 @@ SyncQueueAllKeys(int32 sync_id, Oid source, AttrNumber key_att)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	SyncBecome(SyncAdminRole(), false, &save_user, &save_sec);
+	PushActiveSnapshot(GetLatestSnapshot());
 	portal = SPI_cursor_open_with_args(NULL, sql, 0, NULL, NULL, NULL, true, 0);
 	for (;;)
 	{
@@ -289,6 +298,7 @@ SyncQueueAllKeys(int32 sync_id, Oid source, AttrNumber key_att)
 		SPI_freetuptable(SPI_tuptable);
 	}
 	SPI_cursor_close(portal);
+	PopActiveSnapshot();
 	SetUserIdAndSecContext(save_user, save_sec);
 	SPI_finish();
 	return SyncKeyQueueEnd(q);

@@ -502,8 +502,13 @@ deliver(SyncDef *def, char **keys, int n)
 	guc_level = probe_by_key();
 	SyncBecome(def->owner, true, &save_user, &save_sec);
 	SyncExecute(def->upsert_sql, 1, &def->key_array_type, &arr, NULL, SPI_OK_INSERT);
-	/* The keys are distinct and unique in the source: all present, none gone. */
-	if (SPI_processed < (uint64) n)
+	/*
+	 * The keys are distinct and unique in the source: when each found a row
+	 * and equal keys are identical, the rows written are the keys queued.
+	 * Otherwise the target keys no row was written to are deleted (a key
+	 * 1.0 whose row now has the key 1 among them).
+	 */
+	if (SPI_processed < (uint64) n || !def->key_identical)
 	{
 		SyncExecute(def->absent_sql, 1, &def->key_array_type, &arr, NULL, SPI_OK_SELECT);
 		absent = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
