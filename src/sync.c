@@ -620,38 +620,46 @@ insert_sync(const char *name, Oid source, Oid target, AttrNumber key_att,
 									   1, &isnull));
 }
 
-/* The name of the capture trigger of sync id for one event. */
+/*
+ * The capture triggers: name suffix, timing and events, transition tables,
+ * level and when they fire.  The statement triggers fire ALWAYS, so that a
+ * session with session_replication_role = replica is captured too; a
+ * logical replication apply worker fires row triggers only, so it is
+ * captured by the row trigger, which fires in replica mode only (and does
+ * nothing outside an apply worker: see sync_capture.c).
+ */
+static const char *const CaptureTriggers[5][5] = {
+	{"insert", "AFTER INSERT", "REFERENCING NEW TABLE AS pgpoly_new", "STATEMENT", "ALWAYS"},
+	{"update", "AFTER UPDATE", "REFERENCING OLD TABLE AS pgpoly_old NEW TABLE AS pgpoly_new",
+	"STATEMENT", "ALWAYS"},
+	{"delete", "AFTER DELETE", "REFERENCING OLD TABLE AS pgpoly_old", "STATEMENT", "ALWAYS"},
+	{"truncate", "BEFORE TRUNCATE", "", "STATEMENT", "ALWAYS"},
+	{"applied", "AFTER INSERT OR UPDATE OR DELETE", "", "ROW", "REPLICA"}
+};
+
+/* The name of capture trigger i of sync id. */
 static char *
-trigger_name(int32 id, const char *event)
+trigger_name(int32 id, int i)
 {
-	return psprintf("pgpoly_sync_%d_%s", id, event);
+	return psprintf("pgpoly_sync_%d_%s", id, CaptureTriggers[i][0]);
 }
 
-/*
- * Attach the capture triggers to source, enabled ALWAYS so that changes
- * applied by logical replication (session_replication_role = replica) are
- * captured too.
- */
+/* Attach the capture triggers to source. */
 static void
 create_triggers(int32 id, Oid source, AttrNumber key_att)
 {
-	static const char *const events[4][3] = {
-		{"insert", "AFTER INSERT", "REFERENCING NEW TABLE AS pgpoly_new"},
-		{"update", "AFTER UPDATE", "REFERENCING OLD TABLE AS pgpoly_old NEW TABLE AS pgpoly_new"},
-		{"delete", "AFTER DELETE", "REFERENCING OLD TABLE AS pgpoly_old"},
-		{"truncate", "BEFORE TRUNCATE", ""}
-	};
 	char	   *rel = SyncQualifiedName(source);
 
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < lengthof(CaptureTriggers); i++)
 	{
-		const char *name = quote_identifier(trigger_name(id, events[i][0]));
+		const char *const *t = CaptureTriggers[i];
+		const char *name = quote_identifier(trigger_name(id, i));
 
-		admin_execute(psprintf("CREATE TRIGGER %s %s ON %s %s FOR EACH STATEMENT "
+		admin_execute(psprintf("CREATE TRIGGER %s %s ON %s %s FOR EACH %s "
 							   "EXECUTE FUNCTION pgpoly._sync_capture('%d', '%d')",
-							   name, events[i][1], rel, events[i][2], id, (int) key_att),
+							   name, t[1], rel, t[2], t[3], id, (int) key_att),
 					  0, NULL, NULL, SPI_OK_UTILITY);
-		admin_execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", rel, name),
+		admin_execute(psprintf("ALTER TABLE %s ENABLE %s TRIGGER %s", rel, t[4], name),
 					  0, NULL, NULL, SPI_OK_UTILITY);
 	}
 }
@@ -789,11 +797,9 @@ pgpoly_drop_sync(PG_FUNCTION_ARGS)
 	arg = Int32GetDatum(id);
 	if (OidIsValid(source) && get_rel_name(source) != NULL)
 	{
-		static const char *const events[4] = {"insert", "update", "delete", "truncate"};
-
-		for (int i = 0; i < 4; i++)
+		for (int i = 0; i < lengthof(CaptureTriggers); i++)
 			admin_execute(psprintf("DROP TRIGGER IF EXISTS %s ON %s",
-								   quote_identifier(trigger_name(id, events[i])),
+								   quote_identifier(trigger_name(id, i)),
 								   SyncQualifiedName(source)),
 						  0, NULL, NULL, SPI_OK_UTILITY);
 	}
