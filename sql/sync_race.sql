@@ -141,6 +141,32 @@ SELECT dblink_exec('s1', 'COMMIT');
 SELECT pgpoly.sync_wait('public.ob');
 SELECT * FROM ob;
 
+-- The first COMMITs writing two new outbox tables, in opposite orders, make
+-- their syncs without a deadlock.  (This session holds both syncs' names
+-- until both COMMITs wait, so that they make them at the same time.)
+CREATE FOREIGN TABLE ob_x (k text OPTIONS (key 'true'), v text)
+  SERVER race_redis OPTIONS (key_prefix 'regress_race:x:', write_mode 'outbox');
+CREATE FOREIGN TABLE ob_y (k text OPTIONS (key 'true'), v text)
+  SERVER race_redis OPTIONS (key_prefix 'regress_race:y:', write_mode 'outbox');
+SELECT dblink_exec('s1', 'BEGIN');
+SELECT dblink_exec('s1', 'INSERT INTO ob_x VALUES (''s1'', ''x'')');
+SELECT dblink_exec('s1', 'INSERT INTO ob_y VALUES (''s1'', ''y'')');
+SELECT dblink_exec('s2', 'BEGIN');
+SELECT dblink_exec('s2', 'INSERT INTO ob_y VALUES (''s2'', ''y'')');
+SELECT dblink_exec('s2', 'INSERT INTO ob_x VALUES (''s2'', ''x'')');
+BEGIN;
+INSERT INTO pgpoly.syncs (name, kind, target, key_attnum, target_key_attnum,
+                          source_attnums, target_attnums, owner)
+  SELECT 'public.' || t, 'outbox', t::regclass, 1, 1, '{}', '{}', current_user::regrole
+  FROM unnest(ARRAY['ob_x', 'ob_y']) t;
+SELECT dblink_send_query('s1', 'COMMIT'), dblink_send_query('s2', 'COMMIT');
+SELECT waits_for_lock(:s1_pid), waits_for_lock(:s2_pid);
+ROLLBACK;
+SELECT result_of('s1') AS s1, result_of('s2') AS s2;
+SELECT pgpoly.sync_wait('public.ob_x'), pgpoly.sync_wait('public.ob_y');
+SELECT (SELECT string_agg(k || '=' || v, ' ' ORDER BY k) FROM ob_x) AS x,
+       (SELECT string_agg(k || '=' || v, ' ' ORDER BY k) FROM ob_y) AS y;
+
 -- Clean up.
 SELECT dblink_disconnect(s) FROM unnest(ARRAY['s1', 's2']) s;
 SELECT pgpoly.drop_sync(name) FROM pgpoly.syncs ORDER BY name;
