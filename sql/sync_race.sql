@@ -167,11 +167,38 @@ SELECT pgpoly.sync_wait('public.ob_x'), pgpoly.sync_wait('public.ob_y');
 SELECT (SELECT string_agg(k || '=' || v, ' ' ORDER BY k) FROM ob_x) AS x,
        (SELECT string_agg(k || '=' || v, ' ' ORDER BY k) FROM ob_y) AS y;
 
+--
+-- Database defaults meant for sessions do not stop the worker: with
+-- default_transaction_read_only it could not dequeue (nor record why).
+--
+CREATE FUNCTION restart_worker() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_terminate_backend(pid) FROM pg_stat_activity
+    WHERE backend_type = 'pgpoly sync worker' AND datname = current_database();
+  FOR i IN 1..3000 LOOP
+    EXIT WHEN NOT pgpoly._sync_worker_running();
+    PERFORM pg_sleep(0.01);
+  END LOOP;
+END $$;
+DO $$ BEGIN
+  EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = on', current_database());
+  EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = serializable',
+                 current_database());
+END $$;
+SELECT restart_worker();
+INSERT INTO kv VALUES (10, 'database defaults');
+SELECT pgpoly.sync_wait('kv', '10 s');
+SELECT v FROM kv_redis WHERE k = '10';
+DO $$ BEGIN
+  EXECUTE format('ALTER DATABASE %I RESET default_transaction_read_only', current_database());
+  EXECUTE format('ALTER DATABASE %I RESET default_transaction_isolation', current_database());
+END $$;
+
 -- Clean up.
 SELECT dblink_disconnect(s) FROM unnest(ARRAY['s1', 's2']) s;
 SELECT pgpoly.drop_sync(name) FROM pgpoly.syncs ORDER BY name;
 \! redis-cli -p "$REDIS_PORT" --scan --pattern 'regress_race:*' | xargs -r redis-cli -p "$REDIS_PORT" del > /dev/null
 DROP TABLE bf, nk, kv;
 DROP SERVER race_redis CASCADE;
-DROP FUNCTION waits_for_lock, result_of;
+DROP FUNCTION waits_for_lock, result_of, restart_worker;
 DROP EXTENSION dblink;

@@ -1133,11 +1133,17 @@ worker_loop(void)
 /*
  * The worker's settings: generated SQL parsed under a safe search_path,
  * and fixed output forms for the dead letters' payloads (to_jsonb); keys
- * and values are converted by convert.c under no session setting.
+ * and values are converted by convert.c under no session setting.  Its
+ * transactions are READ COMMITTED and read-write whatever the database's
+ * defaults for sessions say (default_transaction_read_only would keep it
+ * from dequeueing, and from recording why).
  */
 static void
 set_worker_settings(void)
 {
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET,
+					PGC_S_OVERRIDE);
 	SetConfigOption("datestyle", "ISO, YMD", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("intervalstyle", "postgres", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("extra_float_digits", "3", PGC_SUSET, PGC_S_OVERRIDE);
