@@ -1132,8 +1132,10 @@ worker_loop(void)
 
 /*
  * The worker's settings: generated SQL parsed under a safe search_path,
- * and fixed output forms for the dead letters' payloads (to_jsonb); keys
- * and values are converted by convert.c under no session setting.  Its
+ * and the output forms of convert.c (TimeZone UTC included) for what SQL
+ * converts: a source column cast to a text target column (a timestamptz
+ * key's text must not change with the server's TimeZone, or the target
+ * would keep the old key) and the dead letters' payloads (to_jsonb).  Its
  * transactions are READ COMMITTED and read-write whatever the database's
  * defaults for sessions say (default_transaction_read_only would keep it
  * from dequeueing, and from recording why).
@@ -1147,6 +1149,8 @@ set_worker_settings(void)
 	SetConfigOption("datestyle", "ISO, YMD", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("intervalstyle", "postgres", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("extra_float_digits", "3", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("timezone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("bytea_output", "hex", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", SYNC_WORKER_TYPE, PGC_SUSET, PGC_S_OVERRIDE);
 }
