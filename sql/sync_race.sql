@@ -126,6 +126,16 @@ SELECT count(*) AS differences FROM (
   UNION ALL
   (SELECT k, v FROM kv_redis EXCEPT ALL SELECT k::text, v FROM kv)) d;
 
+-- A prepared transaction's changes are delivered once COMMIT PREPARED runs.
+BEGIN;
+UPDATE kv SET v = 'prepared' WHERE k = 1;
+PREPARE TRANSACTION 'regress_race';
+SELECT pgpoly.sync_wait('kv');
+SELECT v FROM kv_redis WHERE k = '1';
+COMMIT PREPARED 'regress_race';
+SELECT pgpoly.sync_wait('kv');
+SELECT v FROM kv_redis WHERE k = '1';
+
 --
 -- Outbox tables: two writers of one key, the first to write commits last;
 -- the store ends with its value (writes queue in commit order).
