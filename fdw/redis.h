@@ -328,6 +328,7 @@ extern void RedisTopologyFromOptions(List *options, RedisTopology *topo);
 typedef struct RedisClusterView RedisClusterView;
 typedef void (*RedisMovedKey) (const char *key, size_t len, void *arg);
 extern RedisClusterView *RedisClusterViewOf(PgpolyConnection *conn, List *addrs);
+extern List *RedisClusterViewNodes(RedisClusterView *v);
 extern void RedisClusterMovedKeys(PgpolyConnection *conn,
 								  RedisClusterView *before,
 								  RedisClusterView *after,
@@ -418,6 +419,8 @@ typedef struct RedisExchangeState
 	struct redisReply **held;	/* cluster: replies read, not delivered */
 	TimestampTz deadline;
 	List	   *retries;		/* cluster: commands to send again later */
+	char	   *retried;		/* cluster: the last answer waited out
+								 * (TRYAGAIN ...), for a timeout's message */
 	int			named;			/* the node conn->target names, -1 */
 } RedisExchangeState;
 

@@ -1485,6 +1485,8 @@ timeout_error(RedisExchangeState *ex)
 			(errcode(ERRCODE_CONNECTION_FAILURE),
 			 errmsg("Redis server \"%s\" at %s did not answer within %d ms",
 					ex->conn->servername, ex->conn->target, ex->conn->timeout_ms),
+			 ex->retried ? errdetail("Commands were being sent again after the cluster answered: %s",
+									 ex->retried) : 0,
 			 errhint("Raise the server option timeout_ms, or check the server's load.")));
 }
 

@@ -1107,6 +1107,7 @@ typedef struct WriteReplies
 	int			failed;			/* the first command that failed, or -1 */
 	char	   *answer;			/* what Redis said about it */
 	List	   *lost_keys;		/* keys of the writes not applied */
+	RedisWrite *last_lost;		/* the write of the last key listed */
 	int			nblocks;		/* MULTI/EXEC blocks sent */
 	int			napplied;		/* of them, those that ran */
 	List	   *written;		/* nodes where a block ran */
@@ -1148,6 +1149,9 @@ note_lost(WriteReplies *wr, int cmd, redisReply *r)
 	if (w == NULL)
 		return;
 	note_failure(wr, cmd, r);
+	if (w == wr->last_lost)
+		return;					/* its other commands: listed once */
+	wr->last_lost = w;
 	wr->lost_keys = lappend(wr->lost_keys, PgpolyPrintable(RedisWriteKey(w), w->keylen, 200));
 }
 

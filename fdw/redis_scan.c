@@ -96,6 +96,8 @@ struct RedisScan
 	int			nmoved;
 	int			maxmoved;
 	int			movedpos;
+	bool		fetching_moved; /* a round of them: SCAN's TYPE filter did
+								 * not see those keys */
 	bool		overlay_done;
 	HTAB	   *seen;
 
@@ -491,6 +493,14 @@ fetch_reply(redisReply *r, int index, void *arg)
 		st->ttl = r->integer;
 		return false;
 	}
+	/* A key of another type under the prefix: SCAN's TYPE filter skips it. */
+	if (scan->fetching_moved && r->type == REDIS_REPLY_ERROR &&
+		strncmp(r->str, "WRONGTYPE", 9) == 0)
+	{
+		st->nitems = 0;
+		st->exists = false;
+		return false;
+	}
 	RedisStateFromReply(scan->tbl, st, r, scan->conn);
 	return true;
 }
@@ -758,16 +768,21 @@ scan_reply(redisReply *r, int index, void *arg)
 }
 
 /*
- * Start a SCAN: the nodes holding keys, each with cursor 0, and on a
- * cluster what they say of their slots (in seen_cxt).
+ * Start a SCAN: on a cluster what the primaries say of their slots (in
+ * seen_cxt), then the nodes holding keys (on a cluster, those that say
+ * they serve slots), each with cursor 0.
  */
 static void
 scan_start(RedisScan *scan)
 {
 	MemoryContext old = MemoryContextSwitchTo(scan->seen_cxt);
-	List	   *nodes = RedisPrimaryNodes(scan->conn);
+	List	   *nodes;
 	ListCell   *lc;
 	int			i = 0;
+
+	scan->view = RedisClusterViewOf(scan->conn, NIL);
+	nodes = scan->view ? RedisClusterViewNodes(scan->view) :
+		RedisPrimaryNodes(scan->conn);
 
 	scan->nnodes = list_length(nodes);
 	scan->nodes = palloc(sizeof(char *) * scan->nnodes);
@@ -778,7 +793,6 @@ scan_start(RedisScan *scan)
 		scan->nodes[i] = lfirst(lc);
 		strcpy(scan->cursors[i++], "0");
 	}
-	scan->view = RedisClusterViewOf(scan->conn, nodes);
 	MemoryContextSwitchTo(old);
 }
 
@@ -944,8 +958,10 @@ next_round(RedisScan *scan)
 	{
 		int			n = Min(scan->tbl->fetch_size, scan->nmoved - scan->movedpos);
 
+		scan->fetching_moved = true;
 		RedisScanFetchKeys(scan, scan->moved + scan->movedpos,
 						   scan->movedlens + scan->movedpos, n);
+		scan->fetching_moved = false;
 		scan->movedpos += n;
 		return true;
 	}
