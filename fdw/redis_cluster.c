@@ -504,7 +504,17 @@ RedisClusterCheckCoverage(PgpolyConnection *conn, RedisHandle *h)
 /* The RESP of ASKING. */
 static const char asking_resp[] = "*1\r\n$6\r\nASKING\r\n";
 
-/* Send command idx (already encoded in h->resp) to node, after ASKING if asking. */
+/* The RESP of command cmd of h's request (cmd->len bytes). */
+static const char *
+cmd_resp(RedisHandle *h, RedisCmdInfo *cmd)
+{
+	return cmd->ext ? cmd->ext : h->resp.data + cmd->off;
+}
+
+/*
+ * Send command idx (already encoded: in h->resp, copied since h->resp may
+ * move, or where its caller keeps it) to node, after ASKING if asking.
+ */
 static void
 send_cmd(PgpolyConnection *conn, RedisHandle *h, int idx, RedisNode *node,
 		 bool asking)
@@ -512,10 +522,11 @@ send_cmd(PgpolyConnection *conn, RedisHandle *h, int idx, RedisNode *node,
 	RedisCmdInfo *cmd = &h->cmds[idx];
 
 	if (asking)
-		RedisNodeSend(conn, h, node, RQ_ASKING, asking_resp, sizeof(asking_resp) - 1);
+		RedisNodeSend(conn, h, node, RQ_ASKING, asking_resp, sizeof(asking_resp) - 1,
+					  false);
 	cmd->node = RedisNodeIndex(h, node);
 	cmd->final = false;
-	RedisNodeSend(conn, h, node, idx, h->resp.data + cmd->off, cmd->len);
+	RedisNodeSend(conn, h, node, idx, cmd_resp(h, cmd), cmd->len, cmd->ext == NULL);
 }
 
 /* Whether argv[0] is the command name (any case). */
@@ -555,33 +566,73 @@ RedisCommandKey(int argc, const char **argv, const size_t *lens,
 	return true;
 }
 
+/* Add command idx to the request, not routed, its RESP not recorded yet. */
+static RedisCmdInfo *
+new_cmd(RedisHandle *h, int idx)
+{
+	RedisCmdInfo *cmd;
+
+	if (h->ncmds == h->maxcmds)
+	{
+		h->maxcmds = Max(256, h->maxcmds * 2);
+		h->cmds = h->cmds ? repalloc_huge(h->cmds, sizeof(RedisCmdInfo) * h->maxcmds) :
+			MemoryContextAllocExtended(h->req_cxt, sizeof(RedisCmdInfo) * h->maxcmds,
+									   MCXT_ALLOC_HUGE);
+	}
+	Assert(idx == h->ncmds);
+	cmd = &h->cmds[h->ncmds++];
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->slot = -1;
+	cmd->node = -1;
+	cmd->group = -1;
+	return cmd;
+}
+
 /* Record command idx of the request: its RESP, appended to h->resp. */
 static RedisCmdInfo *
 record_cmd(RedisHandle *h, int idx, int argc, const char **argv,
 		   const size_t *lens)
 {
 	MemoryContext old = MemoryContextSwitchTo(h->req_cxt);
-	RedisCmdInfo *cmd;
+	RedisCmdInfo *cmd = new_cmd(h, idx);
 
 	if (h->resp.data == NULL)
 		initStringInfo(&h->resp);
-	if (h->ncmds == h->maxcmds)
-	{
-		h->maxcmds = Max(256, h->maxcmds * 2);
-		h->cmds = h->cmds ? repalloc_huge(h->cmds, sizeof(RedisCmdInfo) * h->maxcmds) :
-			palloc_extended(sizeof(RedisCmdInfo) * h->maxcmds, MCXT_ALLOC_HUGE);
-	}
-	Assert(idx == h->ncmds);
-	cmd = &h->cmds[h->ncmds++];
-	memset(cmd, 0, sizeof(*cmd));
 	cmd->off = h->resp.len;
-	cmd->slot = -1;
-	cmd->node = -1;
-	cmd->group = -1;
 	RedisEncodeCommand(&h->resp, argc, argv, lens);
 	cmd->len = h->resp.len - cmd->off;
 	MemoryContextSwitchTo(old);
 	return cmd;
+}
+
+/*
+ * Send command idx, keyed (slot set) or for a named node (target), to its
+ * node; inside a MULTI, to the node of the transaction, whose commands must
+ * share a slot (callers group writes by slot).
+ */
+static void
+route_cmd(PgpolyConnection *conn, RedisHandle *h, int idx, RedisNode *target)
+{
+	RedisCmdInfo *cmd = &h->cmds[idx];
+	int			g = h->open_group;
+	RedisNode  *node = target ? target : slot_owner(conn, h, cmd->slot);
+
+	if (g >= 0)
+	{
+		RedisCmdInfo *multi = &h->cmds[g];
+
+		cmd->group = g;
+		if (multi->node < 0)
+		{
+			multi->slot = cmd->slot;
+			send_cmd(conn, h, g, node, false);
+		}
+		else if (multi->slot != cmd->slot)
+			elog(ERROR, "Redis transaction spans hash slots %d and %d",
+				 multi->slot, cmd->slot);
+		node = h->nodes[multi->node];
+	}
+	send_cmd(conn, h, idx, node, false);
 }
 
 /*
@@ -596,7 +647,6 @@ RedisClusterRoute(PgpolyConnection *conn, RedisHandle *h, int idx, int argc,
 {
 	RedisCmdInfo *cmd = record_cmd(h, idx, argc, argv, lens);
 	int			g = h->open_group;
-	RedisNode  *node = target;
 
 	if (is_command(argv, lens, "MULTI"))
 	{
@@ -619,7 +669,7 @@ RedisClusterRoute(PgpolyConnection *conn, RedisHandle *h, int idx, int argc,
 		send_cmd(conn, h, idx, h->nodes[h->cmds[g].node], false);
 		return;
 	}
-	if (node == NULL)
+	if (target == NULL)
 	{
 		const char *key;
 		size_t		keylen;
@@ -627,24 +677,25 @@ RedisClusterRoute(PgpolyConnection *conn, RedisHandle *h, int idx, int argc,
 		if (!RedisCommandKey(argc, argv, lens, &key, &keylen))
 			elog(ERROR, "Redis command without a key routed by key");
 		cmd->slot = RedisKeySlot(key, keylen);
-		node = slot_owner(conn, h, cmd->slot);
 	}
-	if (g >= 0)
-	{
-		RedisCmdInfo *multi = &h->cmds[g];
+	route_cmd(conn, h, idx, target);
+}
 
-		cmd->group = g;
-		if (multi->node < 0)
-		{
-			multi->slot = cmd->slot;
-			send_cmd(conn, h, g, node, false);
-		}
-		else if (multi->slot != cmd->slot)
-			elog(ERROR, "Redis transaction spans hash slots %d and %d",
-				 multi->slot, cmd->slot);
-		node = h->nodes[multi->node];
-	}
-	send_cmd(conn, h, idx, node, false);
+/*
+ * Route command idx, encoded by the caller (len bytes at resp, which it
+ * keeps until the exchange ends: sent from there, never copied), whose key
+ * is in slot.  Never MULTI or EXEC.
+ */
+void
+RedisClusterRouteEncoded(PgpolyConnection *conn, RedisHandle *h, int idx,
+						 const char *resp, size_t len, int slot)
+{
+	RedisCmdInfo *cmd = new_cmd(h, idx);
+
+	cmd->ext = resp;
+	cmd->len = (uint32) len;
+	cmd->slot = slot;
+	route_cmd(conn, h, idx, NULL);
 }
 
 /* What a reply asks the client to do. */
@@ -785,14 +836,14 @@ may_run_late(RedisHandle *h, int idx)
 	static const char *const reads[] = {"GET", "HGETALL", "ZRANGE", "ZRANGEBYSCORE",
 	"SMEMBERS", "LRANGE", "TTL", "EXISTS", "SISMEMBER", "ZSCORE"};
 	RedisCmdInfo *cmd = &h->cmds[idx];
-	const char *p = h->resp.data + cmd->off;
+	const char *p = cmd_resp(h, cmd);
 	const char *name;
 	size_t		len;
 
 	if (cmd->slot < 0)
 		return true;			/* keyless: SCAN, CLUSTER ... */
 	/* The RESP is "*<argc>\r\n$<len>\r\n<name>\r\n...". */
-	p = strchr(p, '$');
+	p = memchr(p, '$', cmd->len);
 	len = strtoul(p + 1, (char **) &name, 10);
 	name += 2;
 	for (int i = 0; i < lengthof(reads); i++)

@@ -211,7 +211,7 @@ RedisOverlayAdd(RedisOverlay **ov, RedisWrite *w)
 		(*ov)->bykey = key_table("pgpoly redis overlay", sizeof(OverlayEntry),
 								 CurrentMemoryContext);
 	}
-	ref.key = w->key;
+	ref.key = RedisWriteKey(w);
 	ref.len = w->keylen;
 	e = hash_search((*ov)->bykey, &ref, HASH_ENTER, &found);
 	if (!found)
@@ -279,10 +279,26 @@ remove_item(RedisKeyState *st, int i)
 	st->nitems--;
 }
 
+/* Set field it.a of a hash state to it.b (a copy), where it is or at the end. */
+static void
+set_field(RedisKeyState *st, RedisItem it)
+{
+	int			i = find_item(st, it.a, it.alen);
+
+	if (i < 0)
+		add_item(st, it.a, it.alen, it.b, it.blen);
+	else
+	{
+		st->items[i].b = RedisBytesCopy(it.b, it.blen);
+		st->items[i].blen = it.blen;
+	}
+}
+
 /* Apply one buffered write to a key's state. */
 static void
 apply_write(RedisKeyState *st, RedisWrite *w)
 {
+	RedisItem	it;
 	int			i;
 
 	switch (w->kind)
@@ -290,32 +306,50 @@ apply_write(RedisKeyState *st, RedisWrite *w)
 		case RW_PUT:
 			st->nitems = 0;
 			for (i = 0; i < w->nitems; i++)
-				add_item(st, w->items[i].a, w->items[i].alen,
-						 w->items[i].b, w->items[i].blen);
+			{
+				it = RedisWriteGetItem(w, i);
+				add_item(st, it.a, it.alen, it.b, it.blen);
+			}
+			break;
+		case RW_MERGE:
+			for (i = 0; i < w->nitems; i++)
+			{
+				int			j;
+
+				it = RedisWriteGetItem(w, i);
+				if (it.b != NULL)
+					set_field(st, it);
+				else if ((j = find_item(st, it.a, it.alen)) >= 0)
+					remove_item(st, j);
+			}
 			break;
 		case RW_DEL:
 			st->nitems = 0;
 			break;
 		case RW_ADD:
-			i = find_item(st, w->item.a, w->item.alen);
+			it = RedisWriteGetItem(w, 0);
+			i = find_item(st, it.a, it.alen);
 			if (i >= 0)
 				remove_item(st, i);
-			add_item(st, w->item.a, w->item.alen, w->item.b, w->item.blen);
+			add_item(st, it.a, it.alen, it.b, it.blen);
 			break;
 		case RW_REM:
 		case RW_REM_FIRST:
-			i = find_item(st, w->item.a, w->item.alen);
+			it = RedisWriteGetItem(w, 0);
+			i = find_item(st, it.a, it.alen);
 			if (i >= 0)
 				remove_item(st, i);
 			break;
 		case RW_APPEND:
-			add_item(st, w->item.a, w->item.alen, NULL, 0);
+			it = RedisWriteGetItem(w, 0);
+			add_item(st, it.a, it.alen, NULL, 0);
 			break;
 		case RW_SET_IDX:
+			it = RedisWriteGetItem(w, 0);
 			if (w->idx >= 0 && w->idx < st->nitems)
 			{
-				st->items[w->idx].a = RedisBytesCopy(w->item.a, w->item.alen);
-				st->items[w->idx].alen = w->item.alen;
+				st->items[w->idx].a = RedisBytesCopy(it.a, it.alen);
+				st->items[w->idx].alen = it.alen;
 			}
 			break;
 	}
@@ -889,7 +923,8 @@ overlay_round(RedisScan *scan)
 		OverlayEntry *pe = lfirst(lc);
 		RedisKeyState *st = &scan->states[i++];
 
-		st->key = (char *) pe->ref.key;
+		/* a copy: rows are read from NUL-terminated bytes (a write's are not) */
+		st->key = RedisBytesCopy(pe->ref.key, pe->ref.len);
 		st->keylen = pe->ref.len;
 		st->ttl = -2;
 		RedisApplyOverlay(scan->tbl, scan->ov, st);
