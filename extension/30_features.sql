@@ -1079,6 +1079,24 @@ COMMENT ON FUNCTION pgpoly.create_training_set(text, text, text[]) IS
 -- materialize
 --
 
+-- The newest rows of each entity of an offline table, read through its
+-- (entity, event_time DESC, created_at DESC) index with the heap read only
+-- for each entity's first entry (src/features.c): _fv_newest_usable says
+-- whether the table allows it (a plain table with such an index, no
+-- row-level security for the caller); _fv_newest_tids gives the TIDs of the
+-- rows, per entity the newest with event_time in [since, until] (ties: the
+-- newest created_at), as the DISTINCT ON of materialize would.
+CREATE FUNCTION pgpoly._fv_newest_usable(offline_table regclass, entity_column text)
+RETURNS bool
+AS 'MODULE_PATHNAME', 'pgpoly_fv_newest_usable'
+LANGUAGE C STRICT STABLE;
+
+CREATE FUNCTION pgpoly._fv_newest_tids(offline_table regclass, entity_column text,
+									   since timestamptz, until timestamptz)
+RETURNS tid[]
+AS 'MODULE_PATHNAME', 'pgpoly_fv_newest_tids'
+LANGUAGE C STRICT STABLE;
+
 CREATE FUNCTION pgpoly.materialize(view text, start_time timestamptz DEFAULT '-infinity',
 								   end_time timestamptz DEFAULT now())
 RETURNS bigint
@@ -1090,6 +1108,7 @@ AS $$
 DECLARE
 	v      pgpoly._fv_def := pgpoly._fv_get(view);
 	v_rows bigint;
+	v_newest text;
 BEGIN
 	PERFORM pgpoly._require(start_time, 'start_time');
 	PERFORM pgpoly._require(end_time, 'end_time');
@@ -1099,23 +1118,37 @@ BEGIN
 	END IF;
 	-- as a SELECT of offline joined to online, upserting online
 	PERFORM pgpoly._fv_check_access(v, 'SELECT, INSERT, UPDATE', 'SELECT');
-	-- Newest row per entity in the window; the online event times come from a
-	-- batched join (pipelined rounds of fetch_size keys); the writes are buffered
-	-- and sent at COMMIT as pipelined MULTI/EXEC.
-	EXECUTE format($q$
-		WITH c AS (
+	-- Newest row per entity in the window: read by TID after a walk of the
+	-- offline index that fetches only those rows from the heap, where the
+	-- table allows it (the walk in a sub-select, which the planner does not
+	-- run ahead to estimate), else a DISTINCT ON.  The online event times come from
+	-- a batched join (pipelined rounds of fetch_size keys); the writes are
+	-- buffered and sent at COMMIT as pipelined MULTI/EXEC.
+	IF pgpoly._fv_newest_usable(v.offline_table, v.entity_column) THEN
+		v_newest := format($q$
+			SELECT h.%1$I AS k, h.event_time, %2$s
+			FROM %3$s h
+			WHERE h.ctid = ANY ((SELECT pgpoly._fv_newest_tids(%4$L, %5$L, $1, $2))::tid[])$q$,
+			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel,
+			v.offline_table::oid, v.entity_column);
+	ELSE
+		v_newest := format($q$
 			SELECT DISTINCT ON (h.%1$I) h.%1$I AS k, h.event_time, %2$s
 			FROM %3$s h WHERE h.event_time BETWEEN $1 AND $2
-			ORDER BY h.%1$I, h.event_time DESC, h.created_at DESC),
+			ORDER BY h.%1$I, h.event_time DESC, h.created_at DESC$q$,
+			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel);
+	END IF;
+	EXECUTE format($q$
+		WITH c AS (%1$s),
 		w AS (
-			INSERT INTO %4$s (%5$I, %6$s, _event_time)
-			SELECT c.k::%7$s, %8$s, c.event_time
-			FROM c LEFT JOIN %4$s s ON s.%5$I = c.k::%7$s
-			WHERE s.%5$I IS NULL OR s._event_time IS NULL OR s._event_time <= c.event_time
+			INSERT INTO %2$s (%3$I, %4$s, _event_time)
+			SELECT c.k::%5$s, %6$s, c.event_time
+			FROM c LEFT JOIN %2$s s ON s.%3$I = c.k::%5$s
+			WHERE s.%3$I IS NULL OR s._event_time IS NULL OR s._event_time <= c.event_time
 			RETURNING 1)
 		SELECT count(*) FROM w$q$,
-		v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel, v.serving_rel,
-		v.key_column, pgpoly._fv_cols(v.features), v.key_type, pgpoly._fv_cols(v.features, 'c'))
+		v_newest, v.serving_rel, v.key_column, pgpoly._fv_cols(v.features), v.key_type,
+		pgpoly._fv_cols(v.features, 'c'))
 	INTO v_rows USING start_time, end_time;
 	RETURN v_rows;
 END

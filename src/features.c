@@ -47,11 +47,22 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/nbtree.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/index.h"
 #include "catalog/objectaddress.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -65,11 +76,23 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
 #include "../fdw/redis.h"
+
+/* sort_uint64(): TIDs as (block << 16 | offset) numbers, in TID order */
+#define ST_SORT sort_uint64
+#define ST_ELEMENT_TYPE uint64
+#define ST_COMPARE(a, b) (*(a) < *(b) ? -1 : *(a) > *(b) ? 1 : 0)
+#define ST_SCOPE static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 /* ----------------------------------------------------------------
  *		The serving rule
@@ -424,6 +447,283 @@ pgpoly_fv_rel(PG_FUNCTION_ARGS)
 	if (name == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(name));
+}
+
+/* ----------------------------------------------------------------
+ *		The newest row of each entity (materialize)
+ *
+ * materialize() writes, per entity, the offline row with the latest
+ * (event_time, created_at) in a time window: in SQL a DISTINCT ON over the
+ * (entity, event_time DESC, created_at DESC) index, which fetches every one
+ * of the window's rows from the heap only to keep the first of each entity
+ * (a 1M-row history of 100k entities: 1M random heap fetches, ~70% of the
+ * whole call).  fv_newest_tids() walks the same index in the same order but
+ * reads the entity and event time from the index tuples, and fetches from
+ * the heap only each entity's first entry in the window (and the entries
+ * before it that the snapshot cannot see): the same rows, each entity's
+ * first visible one in index order, for a tenth of the heap fetches.  The
+ * statement then reads those rows by TID.  It is used only where it gives
+ * what the DISTINCT ON gives and sees no more than the caller may: a plain
+ * table, a btree on exactly that order with the default operator classes
+ * and the column's collation, the caller's SELECT privilege, no row-level
+ * security; otherwise materialize() runs the DISTINCT ON.
+ * ----------------------------------------------------------------
+ */
+
+/* The access method of relation relid (InvalidOid if it is gone). */
+static Oid
+rel_am(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			am;
+
+	if (!HeapTupleIsValid(tup))
+		return InvalidOid;
+	am = ((Form_pg_class) GETSTRUCT(tup))->relam;
+	ReleaseSysCache(tup);
+	return am;
+}
+
+/* Whether key k of index row ix is plain column att, ordered with options. */
+static bool
+newest_key_is(Form_pg_index ix, int2vector *options, oidvector *classes, int k,
+			  Relation heap, AttrNumber att, int16 opts)
+{
+	Form_pg_attribute a = TupleDescAttr(RelationGetDescr(heap), att - 1);
+
+	return ix->indkey.values[k] == att && options->values[k] == opts &&
+		classes->values[k] == GetDefaultOpClass(a->atttypid, BTREE_AM_OID);
+}
+
+/*
+ * The index of heap (a plain table) that fv_newest_tids() can walk for
+ * entity column entity_att, or InvalidOid: a valid, non-partial btree whose
+ * first keys are the plain columns entity_att, event_time DESC and
+ * created_at DESC (NULLS FIRST, as ORDER BY ... DESC), with the default
+ * operator classes and the entity column's own collation.
+ */
+static Oid
+newest_index(Relation heap, AttrNumber entity_att)
+{
+	AttrNumber	et_att = get_attnum(RelationGetRelid(heap), "event_time");
+	AttrNumber	ca_att = get_attnum(RelationGetRelid(heap), "created_at");
+	int16		desc = INDOPTION_DESC | INDOPTION_NULLS_FIRST;
+	Oid			found = InvalidOid;
+	ListCell   *lc;
+
+	if (heap->rd_rel->relkind != RELKIND_RELATION || et_att <= 0 || ca_att <= 0)
+		return InvalidOid;
+	foreach(lc, RelationGetIndexList(heap))
+	{
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index ix;
+		bool		isnull;
+		int2vector *options;
+		oidvector  *classes;
+		oidvector  *colls;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		ix = (Form_pg_index) GETSTRUCT(tup);
+		options = (int2vector *) DatumGetPointer(SysCacheGetAttr(INDEXRELID, tup,
+																 Anum_pg_index_indoption, &isnull));
+		classes = (oidvector *) DatumGetPointer(SysCacheGetAttr(INDEXRELID, tup,
+																Anum_pg_index_indclass, &isnull));
+		colls = (oidvector *) DatumGetPointer(SysCacheGetAttr(INDEXRELID, tup,
+															  Anum_pg_index_indcollation, &isnull));
+		if (ix->indisvalid && ix->indisready && ix->indislive && ix->indnkeyatts >= 3 &&
+			rel_am(ix->indexrelid) == BTREE_AM_OID &&
+			heap_attisnull(tup, Anum_pg_index_indpred, NULL) &&
+			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
+			newest_key_is(ix, options, classes, 0, heap, entity_att, 0) &&
+			newest_key_is(ix, options, classes, 1, heap, et_att, desc) &&
+			newest_key_is(ix, options, classes, 2, heap, ca_att, desc) &&
+			colls->values[0] == TupleDescAttr(RelationGetDescr(heap), entity_att - 1)->attcollation)
+			found = ix->indexrelid;
+		ReleaseSysCache(tup);
+		if (OidIsValid(found))
+			break;
+	}
+	return found;
+}
+
+/*
+ * The index fv_newest_tids() walks for offline table relid and its entity
+ * column, or InvalidOid when the walk may not be used there (see above): no
+ * such index, or row-level security applies to the current user.  The
+ * table is locked as a reader.
+ */
+static Oid
+newest_usable(Oid relid, const char *entity_column, Relation *heap)
+{
+	AttrNumber	att = get_attnum(relid, entity_column);
+
+	*heap = NULL;
+	if (att <= 0 || check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+		return InvalidOid;
+	*heap = table_open(relid, AccessShareLock);
+	return newest_index(*heap, att);
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_fv_newest_usable);
+
+/*
+ * pgpoly._fv_newest_usable(offline_table, entity_column): whether
+ * materialize may use _fv_newest_tids() on the table.
+ */
+Datum
+pgpoly_fv_newest_usable(PG_FUNCTION_ARGS)
+{
+	Relation	heap;
+	Oid			index = newest_usable(PG_GETARG_OID(0),
+									  text_to_cstring(PG_GETARG_TEXT_PP(1)), &heap);
+
+	if (heap != NULL)
+		table_close(heap, NoLock);
+	PG_RETURN_BOOL(OidIsValid(index));
+}
+
+/*
+ * Whether a and b (values of att, neither NULL) have the same image: the
+ * bytes of plain varlenas compared in place, anything else by
+ * datum_image_eq().
+ */
+static inline bool
+same_image(Datum a, Datum b, Form_pg_attribute att)
+{
+	if (att->attlen == -1 &&
+		!VARATT_IS_EXTERNAL(DatumGetPointer(a)) && !VARATT_IS_COMPRESSED(DatumGetPointer(a)) &&
+		!VARATT_IS_EXTERNAL(DatumGetPointer(b)) && !VARATT_IS_COMPRESSED(DatumGetPointer(b)))
+		return VARSIZE_ANY_EXHDR(DatumGetPointer(a)) == VARSIZE_ANY_EXHDR(DatumGetPointer(b)) &&
+			memcmp(VARDATA_ANY(DatumGetPointer(a)), VARDATA_ANY(DatumGetPointer(b)),
+				   VARSIZE_ANY_EXHDR(DatumGetPointer(a))) == 0;
+	return datum_image_eq(a, b, att->attbyval, att->attlen);
+}
+
+/*
+ * n TIDs given as (block << 16 | offset) numbers as a tid[] datum, in TID
+ * order: a TID scan of them then finds them sorted, and reads the heap in
+ * its physical order.
+ */
+static Datum
+tid_array(uint64 *tids, size_t n)
+{
+	ItemPointerData *items = palloc_extended(sizeof(ItemPointerData) * Max(n, 1),
+											 MCXT_ALLOC_HUGE);
+	Datum	   *elems = palloc_extended(sizeof(Datum) * Max(n, 1), MCXT_ALLOC_HUGE);
+
+	sort_uint64(tids, n);
+	for (size_t i = 0; i < n; i++)
+	{
+		ItemPointerSet(&items[i], (BlockNumber) (tids[i] >> 16), (OffsetNumber) (tids[i] & 0xFFFF));
+		elems[i] = PointerGetDatum(&items[i]);
+	}
+	return PointerGetDatum(construct_array(elems, n, TIDOID, sizeof(ItemPointerData), false,
+										   TYPALIGN_SHORT));
+}
+
+/*
+ * Walk index of heap in order and collect, per entity, the TID of its first
+ * row in the window [since, until] that snapshot sees, in the current
+ * memory context.  Each index entry's entity and event time come from the
+ * index tuple; the heap is read only for the candidates.
+ */
+static Datum
+newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
+			TimestampTz until)
+{
+	IndexScanDesc scan = index_beginscan(heap, index, snapshot, 0, 0);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	FmgrInfo   *cmp = index_getprocinfo(index, 1, BTORDER_PROC);
+	Oid			coll = index->rd_indcollation[0];
+	Form_pg_attribute ent_att = TupleDescAttr(RelationGetDescr(index), 0);
+	bool		by_image = _bt_allequalimage(index, false);
+	MemoryContext keycxt = AllocSetContextCreate(CurrentMemoryContext, "pgpoly newest key",
+												 ALLOCSET_SMALL_SIZES);
+	uint64	   *tids = palloc(sizeof(uint64) * 1024);
+	size_t		ntids = 0;
+	size_t		maxtids = 1024;
+	Datum		prev = (Datum) 0;
+	bool		prev_null = false;
+	bool		have_prev = false;
+
+	scan->xs_want_itup = true;
+	index_rescan(scan, NULL, 0, NULL, 0);
+	while (index_getnext_tid(scan, ForwardScanDirection) != NULL)
+	{
+		bool		isnull;
+		bool		et_null;
+		Datum		ent = index_getattr(scan->xs_itup, 1, scan->xs_itupdesc, &isnull);
+		Datum		et;
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+
+		/*
+		 * The same entity as the row found last: skip.  Equal images are
+		 * equal values where the operator class says so (as for
+		 * deduplication), which saves the comparison function.
+		 */
+		if (have_prev && isnull == prev_null &&
+			(isnull ||
+			 (by_image ? same_image(prev, ent, ent_att) :
+			  DatumGetInt32(FunctionCall2Coll(cmp, coll, prev, ent)) == 0)))
+			continue;
+		et = index_getattr(scan->xs_itup, 2, scan->xs_itupdesc, &et_null);
+		if (et_null || DatumGetTimestampTz(et) < since || DatumGetTimestampTz(et) > until)
+			continue;			/* outside the window */
+		if (!index_fetch_heap(scan, slot))
+			continue;			/* invisible: the entity's next entry may do */
+		if (ntids == maxtids)
+		{
+			maxtids *= 2;
+			tids = repalloc_huge(tids, sizeof(uint64) * maxtids);
+		}
+		tids[ntids++] = ((uint64) ItemPointerGetBlockNumber(&slot->tts_tid) << 16) |
+			ItemPointerGetOffsetNumber(&slot->tts_tid);
+		MemoryContextReset(keycxt);
+		old = MemoryContextSwitchTo(keycxt);
+		prev = isnull ? (Datum) 0 : datumCopy(ent, ent_att->attbyval, ent_att->attlen);
+		MemoryContextSwitchTo(old);
+		prev_null = isnull;
+		have_prev = true;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	return tid_array(tids, ntids);
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_fv_newest_tids);
+
+/*
+ * pgpoly._fv_newest_tids(offline_table, entity_column, since, until): the
+ * TIDs of the rows materialize writes, in the statement's snapshot (see
+ * above).  The caller needs SELECT on the table; 55000 if the walk may not
+ * be used on it (_fv_newest_usable).
+ */
+Datum
+pgpoly_fv_newest_tids(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Relation	heap;
+	Relation	index;
+	Oid			indexid;
+	Datum		tids;
+
+	fv_require_privilege(relid, ACL_SELECT);
+	indexid = newest_usable(relid, text_to_cstring(PG_GETARG_TEXT_PP(1)), &heap);
+	if (!OidIsValid(indexid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the newest rows of \"%s\" cannot be read through an index",
+						get_rel_name(relid)),
+				 errhint("Its first index keys must be the entity, event_time DESC and created_at DESC, and no row-level security may apply.")));
+	index = index_open(indexid, AccessShareLock);
+	tids = newest_walk(heap, index, GetActiveSnapshot(), PG_GETARG_TIMESTAMPTZ(2),
+					   PG_GETARG_TIMESTAMPTZ(3));
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+	PG_RETURN_DATUM(tids);
 }
 
 /* ----------------------------------------------------------------
