@@ -22,3 +22,13 @@ CREATE FUNCTION pgpoly._redis_key_column(rel regclass)
 RETURNS text
 AS 'MODULE_PATHNAME', 'pgpoly_redis_key_column'
 LANGUAGE C STRICT STABLE;
+
+-- The Redis Cluster hash slot of a key (CRC16 of the key or of its {hash tag},
+-- modulo 16384), as CLUSTER KEYSLOT computes it.
+CREATE FUNCTION pgpoly.redis_key_slot(key text)
+RETURNS int
+AS 'MODULE_PATHNAME', 'pgpoly_redis_key_slot'
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION pgpoly.redis_key_slot(text) IS
+'Redis Cluster hash slot of a key, {hash tags} honoured (as CLUSTER KEYSLOT)';

@@ -48,6 +48,14 @@
 --	  transaction sees it (read-your-writes included); as in Feast, two
 --	  transactions writing one entity concurrently are not serialized.  The
 --	  offline history stays complete, and materialize() repairs online.
+--	* An online table in write_mode 'outbox' (asynchronous online updates):
+--	  the serving table is in outbox mode too, put_features and materialize
+--	  queue their online writes without reading Redis, and the sync worker
+--	  delivers them newest-wins (src/sync_outbox.c compares _event_time when
+--	  it delivers, as the only writer of the table's changes).
+--	  get_online_features serves from the offline table, with status
+--	  'offline', while Redis cannot be reached (SQLSTATE class 08), and
+--	  queues its write-back like any other write.
 
 --
 -- Internal state of a feature view (one row per pgpoly.feature_views row).
@@ -326,6 +334,16 @@ AS $$
 	WHERE NOT o.name = ANY (coalesce(skip, '{}'))
 $$;
 
+-- Whether foreign table rel writes in write_mode 'outbox'.
+CREATE FUNCTION pgpoly._fv_outbox(rel regclass)
+RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT coalesce('write_mode=outbox' = ANY (t.ftoptions), false)
+	FROM pg_foreign_table t WHERE t.ftrelid = rel
+$$;
+
 -- Column definitions "name type OPTIONS (...)" of a foreign table's live columns;
 -- skip: column names left out.
 CREATE FUNCTION pgpoly._fv_column_defs(rel regclass, skip text[] DEFAULT '{}')
@@ -482,9 +500,9 @@ END
 $$;
 
 -- The serving table of a view over online table rel: rel itself when it declares
--- _event_time timestamptz and writes transactionally; else a new internal table
--- pgpoly.<name>_serving with rel's columns and options plus _event_time, and
--- rel's grants.
+-- _event_time timestamptz and does not write immediately; else a new internal
+-- table pgpoly.<name>_serving with rel's columns and options plus _event_time
+-- (and rel's write_mode when it is 'outbox'), and rel's grants.
 CREATE FUNCTION pgpoly._fv_serving_table(name text, rel regclass, OUT serving regclass,
 										 OUT created bool)
 LANGUAGE plpgsql
@@ -513,7 +531,9 @@ BEGIN
 	END IF;
 	EXECUTE format('CREATE FOREIGN TABLE pgpoly.%I (%s, _event_time timestamptz) SERVER %I%s',
 				   v_tab, pgpoly._fv_column_defs(rel, '{_event_time,_ttl}'), v_server,
-				   pgpoly._fv_options_clause(v_opts, '{write_mode,batch_size}'));
+				   pgpoly._fv_options_clause(v_opts,
+					   CASE WHEN 'write_mode=outbox' = ANY (v_opts) THEN '{batch_size}'
+							ELSE '{write_mode,batch_size}' END::text[]));
 	EXECUTE format('COMMENT ON FOREIGN TABLE pgpoly.%I IS %L', v_tab,
 				   format('pgpoly internal: serving table of feature view "%s" (the fields of %s plus _event_time)',
 						  name, rel));
@@ -716,12 +736,15 @@ BEGIN
 		PERFORM pgpoly._fv_bad_value(v, features, SQLSTATE, SQLERRM);
 	END;
 
-	-- online: only if not older than what the online store holds
-	EXECUTE format('SELECT s._event_time, true FROM %s s WHERE s.%I = $1::%s',
-				   v.serving_rel, v.key_column, v.key_type)
-	INTO v_old, v_found USING v_ent;
-	IF v_found AND v_old > event_time THEN
-		RETURN;
+	-- online: only if not older than what the online store holds (an outbox
+	-- table: decided when the sync worker delivers it)
+	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
+		EXECUTE format('SELECT s._event_time, true FROM %s s WHERE s.%I = $1::%s',
+					   v.serving_rel, v.key_column, v.key_type)
+		INTO v_old, v_found USING v_ent;
+		IF v_found AND v_old > event_time THEN
+			RETURN;
+		END IF;
 	END IF;
 	EXECUTE format('INSERT INTO %s (%I, %s, _event_time) '
 				   'SELECT $1::%s, %s, $2 FROM jsonb_populate_record(NULL::%s, $3) r',
@@ -737,6 +760,27 @@ COMMENT ON FUNCTION pgpoly.put_features(text, text, jsonb, timestamptz) IS
 --
 -- get_online_features
 --
+
+-- The online values of keys: their keys (as text), event times and the
+-- features feat as jsonb, in one pipelined Redis round per fetch_size keys.
+CREATE FUNCTION pgpoly._fv_fetch_online(v pgpoly._fv_def, keys text[], feat text[],
+										OUT online_keys text[],
+										OUT online_event_times timestamptz[],
+										OUT online_features jsonb[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pgpoly, pg_temp
+SET datestyle = 'ISO, YMD'
+SET extra_float_digits = 1
+AS $$
+BEGIN
+	EXECUTE format('SELECT array_agg(s.%1$I::text), array_agg(s._event_time), array_agg(%3$s) '
+				   'FROM %2$s s WHERE s.%1$I = ANY ($1::%4$s[])',
+				   v.key_column, v.serving_rel,
+				   pgpoly._fv_jsonb_expr(feat, ARRAY(SELECT 's.' || quote_ident(f) FROM unnest(feat) f)),
+				   v.key_type)
+	INTO online_keys, online_event_times, online_features USING keys;
+END
+$$;
 
 -- The statement that probes the offline table for the entities whose online
 -- value the rule does not serve, and with write also writes back online what
@@ -814,13 +858,17 @@ BEGIN
 	v_norm := pgpoly._fv_normalize(v, entities);
 	SELECT array_agg(DISTINCT k) INTO v_keys FROM unnest(v_norm) k WHERE k IS NOT NULL;
 
-	-- one pipelined Redis round (per fetch_size keys) for all entities
-	EXECUTE format('SELECT array_agg(s.%1$I::text), array_agg(s._event_time), array_agg(%3$s) '
-				   'FROM %2$s s WHERE s.%1$I = ANY ($1::%4$s[])',
-				   v.key_column, v.serving_rel,
-				   pgpoly._fv_jsonb_expr(v_feat, ARRAY(SELECT 's.' || quote_ident(f) FROM unnest(v_feat) f)),
-				   v.key_type)
-	INTO v_ok, v_oet, v_of USING v_keys;
+	-- one pipelined Redis round (per fetch_size keys) for all entities; an
+	-- outbox table's view serves from offline while Redis is unreachable
+	IF pgpoly._fv_outbox(v.serving_table) THEN
+		BEGIN
+			SELECT * INTO v_ok, v_oet, v_of FROM pgpoly._fv_fetch_online(v, v_keys, v_feat);
+		EXCEPTION WHEN connection_exception THEN
+			v_ok := NULL;
+		END;
+	ELSE
+		SELECT * INTO v_ok, v_oet, v_of FROM pgpoly._fv_fetch_online(v, v_keys, v_feat);
+	END IF;
 
 	-- what the online value alone does not serve: missing, or stale
 	SELECT array_agg(k.k), array_agg(o.k IS NOT NULL), array_agg(o.et)
@@ -1106,9 +1154,10 @@ SET datestyle = 'ISO, YMD'
 SET extra_float_digits = 1
 AS $$
 DECLARE
-	v      pgpoly._fv_def := pgpoly._fv_get(view);
-	v_rows bigint;
+	v        pgpoly._fv_def := pgpoly._fv_get(view);
+	v_rows   bigint;
 	v_newest text;
+	v_online text := '';
 BEGIN
 	PERFORM pgpoly._require(start_time, 'start_time');
 	PERFORM pgpoly._require(end_time, 'end_time');
@@ -1121,9 +1170,16 @@ BEGIN
 	-- Newest row per entity in the window: read by TID after a walk of the
 	-- offline index that fetches only those rows from the heap, where the
 	-- table allows it (the walk in a sub-select, which the planner does not
-	-- run ahead to estimate), else a DISTINCT ON.  The online event times come from
-	-- a batched join (pipelined rounds of fetch_size keys); the writes are
-	-- buffered and sent at COMMIT as pipelined MULTI/EXEC.
+	-- run ahead to estimate), else a DISTINCT ON.  The online event times
+	-- come from a batched join (pipelined rounds of fetch_size keys); the
+	-- writes are buffered and sent at COMMIT as pipelined MULTI/EXEC.  An
+	-- outbox table's are queued without reading Redis: the sync worker keeps
+	-- what is online when newer.
+	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
+		v_online := format($q$ LEFT JOIN %1$s s ON s.%2$I = c.k::%3$s
+			WHERE s.%2$I IS NULL OR s._event_time IS NULL OR s._event_time <= c.event_time$q$,
+			v.serving_rel, v.key_column, v.key_type);
+	END IF;
 	IF pgpoly._fv_newest_usable(v.offline_table, v.entity_column) THEN
 		v_newest := format($q$
 			SELECT h.%1$I AS k, h.event_time, %2$s
@@ -1143,12 +1199,11 @@ BEGIN
 		w AS (
 			INSERT INTO %2$s (%3$I, %4$s, _event_time)
 			SELECT c.k::%5$s, %6$s, c.event_time
-			FROM c LEFT JOIN %2$s s ON s.%3$I = c.k::%5$s
-			WHERE s.%3$I IS NULL OR s._event_time IS NULL OR s._event_time <= c.event_time
+			FROM c%7$s
 			RETURNING 1)
 		SELECT count(*) FROM w$q$,
 		v_newest, v.serving_rel, v.key_column, pgpoly._fv_cols(v.features), v.key_type,
-		pgpoly._fv_cols(v.features, 'c'))
+		pgpoly._fv_cols(v.features, 'c'), v_online)
 	INTO v_rows USING start_time, end_time;
 	RETURN v_rows;
 END

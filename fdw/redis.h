@@ -5,6 +5,9 @@
  *
  * redis_fdw.c		FDW handler, validator, planning, EXPLAIN
  * redis_io.c		hiredis in non-blocking mode on the core's wait; pipelines
+ *					to every node of a connection at once
+ * redis_cluster.c	topologies: hash slots, the cluster's slot map,
+ *					redirections, Sentinel discovery
  * redis_table.c	table options and column roles
  * redis_scan.c		scan execution, read-your-writes overlay
  * redis_modify.c	INSERT/UPDATE/DELETE, write buffer payloads, flush
@@ -99,6 +102,7 @@ typedef struct RedisTable
 	AttrNumber	ttl_att;
 	ForeignServer *server;
 	UserMapping *user;			/* may be NULL */
+	bool		cluster;		/* the server is a Redis Cluster */
 } RedisTable;
 
 /* redis_table.c */
@@ -126,10 +130,21 @@ extern const PgpolyOption RedisOptions[];
 typedef bool (*RedisReplyHandler) (struct redisReply *reply, int index,
 								   void *arg);
 
+/* Round trips per node, as EXPLAIN ANALYZE shows them. */
+typedef struct RedisTrips
+{
+	int			n;
+	char	  **addr;
+	int64	   *count;
+} RedisTrips;
+
 extern const PgpolyStore RedisStore;
 extern PgpolyConnection *RedisGetConnection(RedisTable *tbl);
 extern void RedisAppendArgv(PgpolyConnection *conn, int argc,
 							const char **argv, const size_t *lens);
+extern void RedisAppendToNode(PgpolyConnection *conn, const char *addr,
+							  int argc, const char **argv,
+							  const size_t *lens);
 extern void RedisExchange(PgpolyConnection *conn, int nreplies,
 						  RedisReplyHandler handler, void *arg);
 extern void RedisReplyError(PgpolyConnection *conn, struct redisReply *reply,
@@ -139,6 +154,11 @@ extern void RedisProtocolError(PgpolyConnection *conn, const char *command,
 							   struct redisReply *r,
 							   const char *what) pg_attribute_noreturn();
 extern char *RedisBytesCopy(const char *s, size_t len);
+extern bool RedisIsCluster(PgpolyConnection *conn);
+extern List *RedisPrimaryNodes(PgpolyConnection *conn);
+extern const char *RedisReplyNode(PgpolyConnection *conn, int index);
+extern void RedisCountTrips(PgpolyConnection *conn, RedisTrips *trips);
+extern char *RedisTripsText(RedisTrips *trips);
 
 /*
  * One command, argv with explicit lengths.  Lives in the memory context of
@@ -234,6 +254,154 @@ extern void RedisFlushWrites(PgpolyConnection *conn, List *payloads);
 extern void RedisSendCommands(PgpolyConnection *conn, List *writes,
 							  bool atomic);
 
+/* redis_cluster.c: topologies */
+#define REDIS_NSLOTS 16384		/* hash slots of a Redis Cluster */
+
+typedef enum RedisTopologyKind
+{
+	RTOPO_SINGLE,				/* host + port */
+	RTOPO_CLUSTER,				/* cluster 'true' or nodes: keys by hash slot */
+	RTOPO_SENTINEL				/* sentinels + sentinel_master */
+} RedisTopologyKind;
+
+typedef struct RedisAddr
+{
+	char	   *host;
+	int			port;
+} RedisAddr;
+
+/* What a server's options say about where its data lives. */
+typedef struct RedisTopology
+{
+	RedisTopologyKind kind;
+	List	   *addrs;			/* RedisAddr *: the server, seeds or sentinels */
+	char	   *master;			/* sentinel_master */
+} RedisTopology;
+
+extern int	RedisKeySlot(const char *key, size_t len);
+extern bool RedisCommandKey(int argc, const char **argv, const size_t *lens,
+							const char **key, size_t *keylen);
+extern bool RedisParseAddr(const char *s, size_t len, RedisAddr *addr);
+extern void RedisTopologyFromOptions(List *options, RedisTopology *topo);
+typedef struct RedisClusterView RedisClusterView;
+typedef void (*RedisMovedKey) (const char *key, size_t len, void *arg);
+extern RedisClusterView *RedisClusterViewOf(PgpolyConnection *conn, List *addrs);
+extern List *RedisClusterViewNodes(RedisClusterView *v);
+extern void RedisClusterMovedKeys(PgpolyConnection *conn,
+								  RedisClusterView *before,
+								  RedisClusterView *after,
+								  RedisMovedKey add, void *arg);
+
+/*
+ * The Redis servers behind one pgpoly connection, shared by redis_io.c (the
+ * I/O) and redis_cluster.c (where keys go).  A single server or the
+ * Sentinel's primary is one node; a cluster has one per node met.
+ */
+#define RQ_ASKING	(-1)		/* queue entry: the ASKING of a redirection */
+
+typedef struct RedisNode
+{
+	int			index;			/* in RedisHandle.nodes; -1: a sentinel */
+	char	   *host;
+	int			port;
+	char	   *addr;			/* "host:port", for messages and connections() */
+	struct redisContext *ctx;	/* NULL: not connected */
+	bool		primary;		/* serves slots in the current map */
+	int64		requests;		/* requests it took part in */
+	int64		errors;			/* of those, the ones that did not end well */
+	/* the running request */
+	bool		active;			/* has commands in it */
+	int			nqueue;			/* replies expected */
+	int			nread;			/* replies read */
+	int		   *queue;			/* cluster: what each expected reply answers */
+	int			maxqueue;
+	char	   *failure;		/* cluster: why it failed in this request */
+} RedisNode;
+
+/* A command of the running request on a cluster connection. */
+typedef struct RedisCmdInfo
+{
+	uint32		off;			/* its RESP in RedisHandle.resp */
+	uint32		len;
+	int			slot;			/* -1: keyless, sent to a named node */
+	int			node;			/* node it was last sent to */
+	int			group;			/* index of its MULTI, or -1 */
+	bool		is_exec;		/* the EXEC that closes its group */
+	bool		final;			/* its reply may be delivered */
+	uint8		redirects;		/* MOVED and ASK followed */
+	uint8		retries;		/* TRYAGAIN, CLUSTERDOWN waited out */
+} RedisCmdInfo;
+
+/* The store handle of a pgpoly_redis connection. */
+typedef struct RedisHandle
+{
+	RedisTopologyKind kind;
+	MemoryContext cxt;			/* everything of the handle */
+	RedisNode **nodes;
+	int			nnodes;
+	int			maxnodes;
+	PgpolyWaitSet *waitset;
+	char	   *username;		/* AUTH and SELECT of each node opened */
+	char	   *password;
+	int			db;
+	bool		probe;			/* the trust rule: PING must meet NOAUTH first */
+	/* cluster */
+	List	   *seeds;			/* RedisAddr *, from the options */
+	int16	   *slots;			/* node of each hash slot, -1: unknown */
+	bool		map_stale;		/* ask CLUSTER SLOTS before the next request */
+	/* the running request of a cluster connection */
+	MemoryContext req_cxt;
+	StringInfoData resp;		/* RESP of its commands, back to back */
+	RedisCmdInfo *cmds;
+	int			ncmds;
+	int			maxcmds;
+	int			open_group;		/* its MULTI not closed by EXEC yet, or -1 */
+} RedisHandle;
+
+/* An exchange in progress (RedisExchange), as the cluster code sees it. */
+typedef struct RedisExchangeState
+{
+	PgpolyConnection *conn;
+	RedisHandle *h;
+	int			n;				/* replies the caller expects */
+	int			next;			/* next reply to deliver */
+	struct redisReply **held;	/* cluster: replies read, not delivered */
+	TimestampTz deadline;
+	List	   *retries;		/* cluster: commands to send again later */
+	char	   *retried;		/* cluster: the last answer waited out
+								 * (TRYAGAIN ...), for a timeout's message */
+	int			named;			/* the node conn->target names, -1 */
+} RedisExchangeState;
+
+/* redis_io.c, for redis_cluster.c */
+extern RedisNode *RedisNodeGet(RedisHandle *h, const char *host, int port);
+extern int	RedisNodeIndex(RedisHandle *h, RedisNode *node);
+extern bool RedisNodeOpen(PgpolyConnection *conn, RedisHandle *h,
+						  RedisNode *node, bool setup, char **error);
+extern void RedisNodeClose(RedisHandle *h, RedisNode *node);
+extern struct redisReply *RedisNodeCall(PgpolyConnection *conn, RedisHandle *h,
+										RedisNode *node, int argc,
+										const char **argv, char **error);
+extern void RedisNodeSend(PgpolyConnection *conn, RedisHandle *h,
+						  RedisNode *node, int entry, const char *resp,
+						  size_t len);
+extern void RedisReplyDiscard(struct redisReply *reply);
+extern void RedisEncodeCommand(StringInfo buf, int argc, const char **argv,
+							   const size_t *lens);
+
+/* redis_cluster.c, for redis_io.c */
+extern void RedisClusterRoute(PgpolyConnection *conn, RedisHandle *h, int idx,
+							  int argc, const char **argv, const size_t *lens,
+							  RedisNode *target);
+extern void RedisClusterReply(RedisExchangeState *ex, RedisNode *node,
+							  int entry, struct redisReply *reply);
+extern TimestampTz RedisClusterRetries(RedisExchangeState *ex);
+extern void RedisClusterRefresh(PgpolyConnection *conn, RedisHandle *h);
+extern void RedisClusterCheckCoverage(PgpolyConnection *conn, RedisHandle *h);
+extern RedisNode *RedisSentinelPrimary(PgpolyConnection *conn, RedisHandle *h,
+									   RedisTopology *topo);
+extern bool RedisIsRedirect(struct redisReply *reply);
+
 /* redis_fdw.c: the plan's scan description, shared with redis_join.c */
 typedef enum RedisScanMode
 {
@@ -253,6 +421,7 @@ extern void RedisScanSetScoreRange(RedisScan *scan, const char *min,
 extern bool RedisScanNext(RedisScan *scan, Datum *values, bool *nulls);
 extern void RedisScanRestart(RedisScan *scan);
 extern int64 RedisScanRoundTrips(RedisScan *scan);
+extern void RedisScanSetTrips(RedisScan *scan, RedisTrips *trips);
 extern RedisKeyState *RedisScanRoundState(RedisScan *scan, int i);
 extern void RedisScanFetchKeys(RedisScan *scan, char **keys, size_t *lens,
 							   int nkeys);

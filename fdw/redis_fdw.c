@@ -121,6 +121,7 @@ typedef struct RedisScanState
 	bool		need_ttl;
 	RedisScan  *scan;			/* NULL until the first row is asked */
 	int64		round_trips;	/* of finished scans (rescans) */
+	RedisTrips *trips;			/* per node, of all of them */
 	PgpolyConv	keyconv;		/* the key clause's value type */
 	bool		keyconv_ready;
 } RedisScanState;
@@ -384,39 +385,47 @@ classify_quals(RedisRelInfo *ri, RelOptInfo *baserel)
  * ----------------------------------------------------------------
  */
 
-/* Reply handler for the remote estimate: DBSIZE, then one SCAN page. */
+/* Reply handler for the remote estimate: per node DBSIZE, then one SCAN page. */
 static bool
 estimate_reply(redisReply *r, int index, void *arg)
 {
 	double	   *counts = arg;
 
-	if (index == 0 && r->type == REDIS_REPLY_INTEGER)
-		counts[0] = (double) r->integer;
-	else if (index == 1 && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	if (index % 2 == 0 && r->type == REDIS_REPLY_INTEGER)
+		counts[index] = (double) r->integer;
+	else if (index % 2 == 1 && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 			 r->element[1]->type == REDIS_REPLY_ARRAY)
-		counts[1] = (double) r->element[1]->elements;
+		counts[index] = (double) r->element[1]->elements;
 	return false;
 }
 
 /*
  * use_remote_estimate: keys matching the pattern, extrapolated from one
- * SCAN page of 1000 over DBSIZE keys.  One round trip.
+ * SCAN page of 1000 over DBSIZE keys, summed over a cluster's primaries.
+ * One round trip.
  */
 static double
 remote_estimate(RedisTable *tbl, const char *pattern)
 {
 	PgpolyConnection *conn = RedisGetConnection(tbl);
+	List	   *nodes = RedisPrimaryNodes(conn);
 	const char *dbsize[1] = {"DBSIZE"};
 	const char *scan[8] = {"SCAN", "0", "MATCH", pattern, "COUNT", "1000",
 	"TYPE", RedisScanTypeFilter(tbl)};
-	double		counts[2] = {0, 0};
+	double	   *counts = palloc0(sizeof(double) * 2 * list_length(nodes));
+	double		total = 0;
+	ListCell   *lc;
 
-	RedisAppendArgv(conn, 1, dbsize, NULL);
-	RedisAppendArgv(conn, 8, scan, NULL);
-	RedisExchange(conn, 2, estimate_reply, counts);
-	if (counts[0] <= 1000)
-		return counts[1];
-	return counts[0] * counts[1] / 1000.0;
+	foreach(lc, nodes)
+	{
+		RedisAppendToNode(conn, lfirst(lc), 1, dbsize, NULL);
+		RedisAppendToNode(conn, lfirst(lc), 8, scan, NULL);
+	}
+	RedisExchange(conn, 2 * list_length(nodes), estimate_reply, counts);
+	for (int i = 0; i < list_length(nodes); i++)
+		total += counts[2 * i] <= 1000 ? counts[2 * i + 1] :
+			counts[2 * i] * counts[2 * i + 1] / 1000.0;
+	return total;
 }
 
 /* Rows one key yields, by table type. */
@@ -652,6 +661,10 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 
 	st->scan = RedisScanBegin(st->tbl, st->core.conn, st->need_ttl,
 							  st->core.pending);
+	/* Per-node round trips add up over rescans: not in the scan's memory. */
+	if (st->trips == NULL)
+		st->trips = MemoryContextAllocZero(GetMemoryChunkContext(st), sizeof(RedisTrips));
+	RedisScanSetTrips(st->scan, st->trips);
 
 	forboth(le, st->exprs, lk, st->kinds)
 	{
@@ -821,10 +834,18 @@ redisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	if (es->verbose && strVal(list_nth(fs->fdw_private, RPRIV_NOTE))[0] != '\0')
 		ExplainPropertyText("Redis Key Filtered Locally",
 							strVal(list_nth(fs->fdw_private, RPRIV_NOTE)), es);
+	if (es->verbose && tbl->cluster)
+		ExplainPropertyText("Redis Cluster",
+							pattern[0] != '\0' ?
+							"SCAN on every primary at once; keys fetched from the nodes serving their slots" :
+							"keys fetched from the nodes serving their slots, all nodes at once",
+							es);
 	if (es->analyze)
 		ExplainPropertyInteger("Redis Round Trips", NULL,
 							   st->round_trips + (st->scan ? RedisScanRoundTrips(st->scan) : 0),
 							   es);
+	if (es->analyze && es->verbose && tbl->cluster && st->trips)
+		ExplainPropertyText("Redis Round Trips per Node", RedisTripsText(st->trips), es);
 }
 
 /* ----------------------------------------------------------------
@@ -1188,6 +1209,7 @@ redisExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 							   slot->tts_isnull, ms->core.updated);
 	MemoryContextSwitchTo(old);
 	queue_writes(ms, writes);
+	PgpolyModifyOutbox(&ms->core, CMD_UPDATE, slot, planSlot);
 	return slot;
 }
 
@@ -1208,6 +1230,7 @@ redisExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 	writes = RedisDeleteWrites(ms->tbl, oldvals, oldnulls);
 	MemoryContextSwitchTo(old);
 	queue_writes(ms, writes);
+	PgpolyModifyOutbox(&ms->core, CMD_DELETE, NULL, planSlot);
 
 	PgpolyModifyOldRow(&ms->core, slot, planSlot, rinfo->ri_RelationDesc);
 	return slot;
@@ -1247,11 +1270,13 @@ redisExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 						  List *fdw_private, int subplan_index, ExplainState *es)
 {
 	ForeignTable *ft = GetForeignTable(RelationGetRelid(rinfo->ri_RelationDesc));
-	const char *mode = PgpolyGetOption(ft->options, "write_mode", "transactional");
+	PgpolyWriteMode mode = PgpolyTableWriteMode(ft->options);
 
 	ExplainPropertyText("Redis Write Mode",
-						strcmp(mode, "transactional") == 0 ?
+						mode == PGPOLY_WRITE_TRANSACTIONAL ?
 						"transactional (MULTI/EXEC at COMMIT)" :
+						mode == PGPOLY_WRITE_OUTBOX ?
+						"outbox (queued at COMMIT, delivered by the sync worker)" :
 						psprintf("immediate (pipelined batches of %d)",
 								 (int) PgpolyGetIntOption(ft->options, "batch_size", 1000)),
 						es);

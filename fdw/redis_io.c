@@ -4,33 +4,43 @@
  *		  hiredis, non-blocking, driven by the core's interruptible wait.
  *
  * hiredis 0.14 has no connect-with-options and no async API we could wait
- * on from a backend, so the context is created with redisConnectNonBlock()
- * and every exchange is: append commands (RESP we encode ourselves), then
- * alternate redisBufferWrite / a non-blocking recv() fed to the hiredis
- * reader whenever PgpolyWaitSocket() says the socket is ready, pulling
- * parsed replies with redisReaderGetReply().  Nothing blocks inside hiredis,
- * so a cancel or statement_timeout is serviced between the calls.
+ * on from a backend, so each connection to a Redis server is created with
+ * redisConnectNonBlock() and every exchange is: append commands (RESP we
+ * encode ourselves), then alternate redisBufferWrite / a non-blocking
+ * recv() fed to the hiredis reader whenever the core's wait says a socket
+ * is ready, pulling parsed replies with redisReaderGetReply().  Nothing
+ * blocks inside hiredis, so a cancel or statement_timeout is serviced
+ * between the calls.
+ *
+ * A pgpoly connection (one cache entry) may span several Redis servers, its
+ * nodes: one for a single server or Sentinel's primary, one per cluster
+ * node met for a Redis Cluster (redis_cluster.c decides where each command
+ * goes).  An exchange first sends every node its part of the pipeline, then
+ * waits on all their sockets at once, so a request touching n nodes costs
+ * one round trip in wall time; replies reach the caller's handler in the
+ * order the commands were appended, whatever node answered first.
  *
  * Invariants:
  *	- Appending a command starts a request on the connection cache entry;
  *	  only a complete exchange ends it.  An ERROR in between (a bad value
  *	  while building commands, a timeout, an error reply the caller raises)
- *	  therefore leaves the connection "busy" and it is discarded.
+ *	  therefore leaves the connection "busy" and all its nodes are closed.
  *	- Replies are built by our own hiredis reply-object functions in the
  *	  memory context that is current when the exchange runs (allocation
  *	  never ereports inside hiredis: MCXT_ALLOC_NO_OOM).  A handler may keep
  *	  a reply (it then lives as long as that context); others are freed at
  *	  once.  hiredis' malloc-based freeReplyObject() is never used.
- *	- pgpoly.max_response_size bounds what one exchange (all its replies)
- *	  makes the backend hold: live reply objects at their real size plus
- *	  the reader's unparsed bytes, charged before each allocation or read
- *	  (an announced array count is charged before its element array
- *	  exists).  The reply functions refuse past it; the ERROR (54000) is
- *	  raised after hiredis returns.
- *	- Replies and commands stay in step: bytes received while no request is
- *	  pending, more replies than commands, or a reply of a type the command
- *	  never returns break the connection with an ERROR (08P01), so no
- *	  statement ever takes another command's reply for its own.
+ *	- pgpoly.max_response_size bounds what one exchange (all its replies,
+ *	  from all its nodes) makes the backend hold: live reply objects at
+ *	  their real size plus the readers' unparsed bytes, charged before each
+ *	  allocation or read (an announced array count is charged before its
+ *	  element array exists).  The reply functions refuse past it; the ERROR
+ *	  (54000) is raised after hiredis returns.
+ *	- Replies and commands stay in step on every node: bytes received while
+ *	  no request is pending, more replies than commands, or a reply of a
+ *	  type the command never returns break the connection with an ERROR
+ *	  (08P01), so no statement ever takes another command's reply for its
+ *	  own.
  *	- Bytes from Redis (keys, error texts) reach messages only through
  *	  PgpolyPrintable(, 200): escaped and capped.
  *
@@ -53,6 +63,7 @@
 static void *redis_connect(PgpolyConnection *conn, ForeignServer *server,
 						   UserMapping *user);
 static void redis_disconnect(void *handle);
+static List *redis_node_rows(PgpolyConnection *conn);
 
 /*
  * What the running exchange may allocate (pgpoly.max_response_size): reply
@@ -65,7 +76,8 @@ static void redis_disconnect(void *handle);
 typedef struct ReplyBudget
 {
 	MemoryContext cxt;			/* replies are built here */
-	redisReader *reader;		/* its unparsed bytes count too */
+	RedisHandle *h;				/* the unparsed bytes of its active nodes ... */
+	redisReader *reader;		/* ... or of this one reader count too */
 	Size		used;			/* bytes of live reply objects */
 	Size		limit;
 	bool		exceeded;		/* an allocation was refused */
@@ -73,11 +85,15 @@ typedef struct ReplyBudget
 
 static ReplyBudget Budget;
 
-/* Start counting a new exchange's replies, built in cxt. */
+/*
+ * Start counting a new exchange's replies, built in cxt: those of h's
+ * active nodes (RedisExchange), or of one reader (a synchronous call).
+ */
 static void
-budget_begin(MemoryContext cxt, redisReader *reader)
+budget_begin(MemoryContext cxt, RedisHandle *h, redisReader *reader)
 {
 	Budget.cxt = cxt;
+	Budget.h = h;
 	Budget.reader = reader;
 	Budget.used = 0;
 	Budget.limit = PGPOLY_MAX_RESPONSE_BYTES;
@@ -92,6 +108,13 @@ budget_room(void)
 
 	if (Budget.reader)
 		held += Budget.reader->len - Budget.reader->pos;
+	for (int i = 0; Budget.h && i < Budget.h->nnodes; i++)
+	{
+		RedisNode  *node = Budget.h->nodes[i];
+
+		if (node->active && node->ctx)
+			held += node->ctx->reader->len - node->ctx->reader->pos;
+	}
 	return held >= Budget.limit ? 0 : Budget.limit - held;
 }
 
@@ -141,6 +164,13 @@ reply_free(void *obj)
 		reply_release(r->element);
 	}
 	reply_release(r);			/* a string lives in the same chunk */
+}
+
+/* Free a reply of an exchange that no handler will see (redis_cluster.c). */
+void
+RedisReplyDiscard(redisReply *reply)
+{
+	reply_free(reply);
 }
 
 /* Link a new reply into its parent array, as hiredis' own functions do. */
@@ -236,13 +266,23 @@ const PgpolyStore RedisStore = {
 	redis_disconnect,
 	RedisFlushWrites,
 	pgpoly_redis_handler,
-	RedisConflictColumns
+	RedisConflictColumns,
+	redis_node_rows
 };
 
-/* Raise a connection-class error for conn; what failed is in detail. */
+/* Make node the one conn's messages name (conn->target). */
 static void
-io_error(PgpolyConnection *conn, const char *what, const char *detail)
+name_node(PgpolyConnection *conn, RedisNode *node)
 {
+	strlcpy(conn->target, node->addr, sizeof(conn->target));
+}
+
+/* Raise a connection-class error for conn at node; what failed is in detail. */
+static void
+io_error(PgpolyConnection *conn, RedisNode *node, const char *what,
+		 const char *detail)
+{
+	name_node(conn, node);
 	ereport(ERROR,
 			(errcode(ERRCODE_CONNECTION_FAILURE),
 			 errmsg("Redis server \"%s\" at %s: %s", conn->servername,
@@ -250,179 +290,75 @@ io_error(PgpolyConnection *conn, const char *what, const char *detail)
 			 detail ? errdetail("%s", detail) : 0));
 }
 
-/* Wait until the non-blocking connect completes; ERROR if it fails. */
-static void
+/* ----------------------------------------------------------------
+ *		Nodes
+ * ----------------------------------------------------------------
+ */
+
+/* The node at host:port, added to h if it is new (not connected). */
+RedisNode *
+RedisNodeGet(RedisHandle *h, const char *host, int port)
+{
+	MemoryContext old;
+	RedisNode  *node;
+
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i]->port == port && strcmp(h->nodes[i]->host, host) == 0)
+			return h->nodes[i];
+	old = MemoryContextSwitchTo(h->cxt);
+	if (h->nnodes == h->maxnodes)
+	{
+		h->maxnodes = Max(4, h->maxnodes * 2);
+		h->nodes = h->nodes ? repalloc(h->nodes, sizeof(RedisNode *) * h->maxnodes) :
+			palloc(sizeof(RedisNode *) * h->maxnodes);
+	}
+	node = palloc0(sizeof(RedisNode));
+	node->index = h->nnodes;
+	node->host = pstrdup(host);
+	node->port = port;
+	node->addr = strchr(host, ':') ? psprintf("[%s]:%d", host, port) :
+		psprintf("%s:%d", host, port);
+	h->nodes[h->nnodes++] = node;
+	MemoryContextSwitchTo(old);
+	return node;
+}
+
+/* Position of node in h->nodes. */
+int
+RedisNodeIndex(RedisHandle *h, RedisNode *node)
+{
+	if (node->index < 0 || node->index >= h->nnodes || h->nodes[node->index] != node)
+		elog(ERROR, "Redis node %s is not part of its connection", node->addr);
+	return node->index;
+}
+
+/* Close node's connection (if open); never ereports. */
+void
+RedisNodeClose(RedisHandle *h, RedisNode *node)
+{
+	if (node->ctx == NULL)
+		return;
+	/* A partial reply belongs to a memory context that may be gone. */
+	node->ctx->reader->reply = NULL;
+	redisFree(node->ctx);
+	node->ctx = NULL;
+	if (h->waitset)
+		PgpolyWaitSetForget(h->waitset);	/* its descriptor may be reused */
+}
+
+/* Wait until a non-blocking connect completes; NULL or why it failed. */
+static char *
 finish_connect(PgpolyConnection *conn, redisContext *ctx)
 {
 	TimestampTz deadline = PgpolyDeadline(conn->connect_timeout_ms);
 	int			err = 0;
 	socklen_t	errlen = sizeof(err);
-	int			rc;
 
-	rc = PgpolyWaitSocket(ctx->fd, PGPOLY_WAIT_WRITE, deadline, -1);
-	if (rc < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-				 errmsg("could not connect to Redis server \"%s\" at %s: timed out after %d ms",
-						conn->servername, conn->target, conn->connect_timeout_ms),
-				 errhint("Check that Redis is running, or raise the server option connect_timeout_ms.")));
+	if (PgpolyWaitSocket(ctx->fd, PGPOLY_WAIT_WRITE, deadline, -1) < 0)
+		return psprintf("timed out after %d ms", conn->connect_timeout_ms);
 	if (getsockopt(ctx->fd, SOL_SOCKET, SO_ERROR, &err, &errlen) < 0)
 		err = errno;
-	if (err != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-				 errmsg("could not connect to Redis server \"%s\" at %s: %s",
-						conn->servername, conn->target, strerror(err)),
-				 errhint("Check the server options host and port, and that Redis is running.")));
-}
-
-/* What setup_reply checks: the replies of [PING,] AUTH, SELECT. */
-typedef struct SetupCheck
-{
-	PgpolyConnection *conn;
-	bool		probe;			/* reply 0 answers a PING sent before AUTH */
-} SetupCheck;
-
-/* Check a reply of the connection set-up ([PING,] AUTH, SELECT). */
-static bool
-setup_reply(redisReply *reply, int index, void *arg)
-{
-	SetupCheck *check = arg;
-	PgpolyConnection *conn = check->conn;
-
-	/* The trust rule: a PING answered before AUTH means no password is asked. */
-	if (check->probe && index == 0)
-	{
-		if (reply->type != REDIS_REPLY_ERROR || reply->len < 6 ||
-			memcmp(reply->str, "NOAUTH", 6) != 0)
-			PgpolyCredentialNotRequested(conn, "PING without AUTH");
-		return false;
-	}
-	if (reply->type == REDIS_REPLY_ERROR)
-		ereport(ERROR,
-				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-				 errmsg("could not set up the connection to Redis server \"%s\" at %s",
-						conn->servername, conn->target),
-				 errdetail("Redis answered: %s", PgpolyPrintable(reply->str, reply->len, 200)),
-				 errhint("Check the user mapping's user and password and the server option db.")));
-	if (reply->type != REDIS_REPLY_STATUS)
-		RedisProtocolError(conn, "the connection set-up (AUTH, SELECT)", reply, NULL);
-	return false;
-}
-
-/*
- * Send AUTH and SELECT as the user mapping and server options ask; first,
- * for a user who must prove the credential is asked for (the trust rule),
- * a PING that Redis must refuse with NOAUTH.  One round trip.
- */
-static void
-setup_session(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
-{
-	List	   *umopts = user ? user->options : NIL;
-	const char *password = PgpolyGetOption(umopts, "password", NULL);
-	const char *username = PgpolyGetOption(umopts, "user", NULL);
-	const char *db = PgpolyGetOption(server->options, "db", "0");
-	SetupCheck	check = {conn, user && PgpolyMustProveCredential(user)};
-	int			n = 0;
-
-	if (check.probe)
-	{
-		const char *argv[1] = {"PING"};
-
-		RedisAppendArgv(conn, 1, argv, NULL);
-		n++;
-	}
-
-	/* An empty password means none: Redis without requirepass rejects AUTH. */
-	if (password != NULL && password[0] != '\0')
-	{
-		const char *argv[3] = {"AUTH", username, password};
-
-		if (username)
-			RedisAppendArgv(conn, 3, argv, NULL);
-		else
-		{
-			argv[1] = password;
-			RedisAppendArgv(conn, 2, argv, NULL);
-		}
-		n++;
-	}
-	if (strcmp(db, "0") != 0)
-	{
-		const char *argv[2] = {"SELECT", db};
-
-		RedisAppendArgv(conn, 2, argv, NULL);
-		n++;
-	}
-	if (n > 0)
-		RedisExchange(conn, n, setup_reply, &check);
-}
-
-/* PgpolyStore.connect: open a non-blocking hiredis context. */
-static void *
-redis_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
-{
-	const char *host = PgpolyGetOption(server->options, "host", "127.0.0.1");
-	int			port = (int) PgpolyGetIntOption(server->options, "port", 6379);
-	redisContext *ctx;
-
-	snprintf(conn->target, sizeof(conn->target), "%s:%d", host, port);
-	ctx = redisConnectNonBlock(host, port);
-	if (ctx == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while connecting to Redis")));
-	ctx->reader->fn = &ReplyFunctions;
-	if (ctx->err)
-	{
-		char		msg[sizeof(ctx->errstr)];
-
-		strlcpy(msg, ctx->errstr, sizeof(msg));
-		redisFree(ctx);
-		ereport(ERROR,
-				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-				 errmsg("could not connect to Redis server \"%s\" at %s: %s",
-						conn->servername, conn->target, msg),
-				 errhint("Check the server options host and port, and that Redis is running.")));
-	}
-
-	/* Until the handle is returned, the cache does not own ctx: free it here. */
-	PG_TRY();
-	{
-		finish_connect(conn, ctx);
-		conn->handle = ctx;
-		setup_session(conn, server, user);
-		conn->handle = NULL;
-	}
-	PG_CATCH();
-	{
-		conn->handle = NULL;
-		conn->busy = false;
-		redis_disconnect(ctx);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	return ctx;
-}
-
-/* PgpolyStore.disconnect: close and free the context. */
-static void
-redis_disconnect(void *handle)
-{
-	redisContext *ctx = handle;
-
-	/* A partial reply belongs to a memory context that may be gone. */
-	ctx->reader->reply = NULL;
-	redisFree(ctx);
-}
-
-/*
- * The connection for tbl's server and user mapping, from the cache.
- */
-PgpolyConnection *
-RedisGetConnection(RedisTable *tbl)
-{
-	return PgpolyGetConnection(&RedisStore, tbl->server, tbl->user);
+	return err != 0 ? pstrdup(strerror(err)) : NULL;
 }
 
 /* Append "<prefix><n>\r\n" to buf. */
@@ -439,48 +375,12 @@ append_header(StringInfo buf, char prefix, size_t n)
 	appendBinaryStringInfo(buf, tmp, len);
 }
 
-static void write_some(PgpolyConnection *conn, redisContext *ctx);
-static void check_idle(PgpolyConnection *conn, redisContext *ctx);
-
-/*
- * Output buffered beyond this is written out (non-blocking) while commands
- * are still being appended: hiredis grows its buffer linearly past 1 MB, so
- * a large COMMIT would otherwise copy its commands quadratically.
- */
-#define REDIS_EAGER_WRITE_BYTES (256 * 1024)
-
-/*
- * Append one command to the connection's output buffer (lens NULL: the
- * argv are NUL-terminated).  The RESP encoding is written here, binary-safe
- * with explicit lengths, and handed to hiredis as a preformatted command:
- * this avoids hiredis' per-argument format parsing.  Starts a request if
- * none is open.
- */
+/* Append the RESP encoding of one command to buf (lens NULL: C strings). */
 void
-RedisAppendArgv(PgpolyConnection *conn, int argc, const char **argv,
-				const size_t *lens)
+RedisEncodeCommand(StringInfo buf, int argc, const char **argv, const size_t *lens)
 {
-	static StringInfo buf = NULL;
-	redisContext *ctx;
-	int			i;
-
-	if (!conn->busy)
-	{
-		PgpolyEnsureConnected(conn);	/* reopen a closed or broken handle */
-		PgpolyBeginRequest(conn);
-		check_idle(conn, conn->handle);
-	}
-	ctx = conn->handle;
-	if (buf == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		buf = makeStringInfo();
-		MemoryContextSwitchTo(old);
-	}
-	resetStringInfo(buf);
 	append_header(buf, '*', argc);
-	for (i = 0; i < argc; i++)
+	for (int i = 0; i < argc; i++)
 	{
 		size_t		len = lens ? lens[i] : strlen(argv[i]);
 
@@ -488,28 +388,13 @@ RedisAppendArgv(PgpolyConnection *conn, int argc, const char **argv,
 		appendBinaryStringInfo(buf, argv[i], len);
 		appendBinaryStringInfo(buf, "\r\n", 2);
 	}
-	if (redisAppendFormattedCommand(ctx, buf->data, buf->len) != REDIS_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while building a Redis command")));
-	if (sdslen(ctx->obuf) > REDIS_EAGER_WRITE_BYTES)
-		write_some(conn, ctx);
-}
-
-/* Write what the output buffer holds, without blocking. */
-static void
-write_some(PgpolyConnection *conn, redisContext *ctx)
-{
-	int			done = 0;
-
-	if (redisBufferWrite(ctx, &done) != REDIS_OK)
-		io_error(conn, "could not send the request", ctx->errstr);
 }
 
 /* Raise the ERROR for an exchange that went over pgpoly.max_response_size. */
 static void
-budget_error(PgpolyConnection *conn)
+budget_error(PgpolyConnection *conn, RedisNode *node)
 {
+	name_node(conn, node);
 	ereport(ERROR,
 			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 			 errmsg("Redis server \"%s\" at %s sent a reply larger than pgpoly.max_response_size (%d kB)",
@@ -519,81 +404,710 @@ budget_error(PgpolyConnection *conn)
 }
 
 /*
- * Check, when a request starts, that the server sent nothing since the last
- * one ended: bytes now would be a reply to no command, and taking them for
- * the next command's reply would shift every later answer.  Costs one
- * non-blocking recv.
+ * Read what node's socket holds into its reader, never more than the
+ * budget has room for (the reader's buffer is charged before it grows).
+ * NULL, or why the node failed (closed, unreadable).
  */
-static void
-check_idle(PgpolyConnection *conn, redisContext *ctx)
-{
-	char		c;
-	ssize_t		n;
-
-	if (ctx->reader->len > ctx->reader->pos)
-		RedisProtocolError(conn, "no command", NULL,
-						   "bytes left over from the previous request");
-	n = recv(ctx->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n > 0)
-		RedisProtocolError(conn, "no command", NULL,
-						   "data sent while no request was pending");
-	if (n == 0)
-		io_error(conn, "the server closed the connection", NULL);
-	if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-		io_error(conn, "could not read from the connection", strerror(errno));
-}
-
-/*
- * Read what the socket holds into the reader, never more than the budget
- * has room for: the reader's buffer is charged before it grows.
- */
-static void
-read_some(PgpolyConnection *conn, redisContext *ctx)
+static char *
+node_read(PgpolyConnection *conn, RedisNode *node)
 {
 	static char buf[64 * 1024];
 	Size		room = budget_room();
 	ssize_t		n;
 
 	if (room == 0)
-		budget_error(conn);
-	n = recv(ctx->fd, buf, Min(room, sizeof(buf)), 0);
+		budget_error(conn, node);
+	n = recv(node->ctx->fd, buf, Min(room, sizeof(buf)), 0);
 	if (n < 0)
 	{
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return;
-		io_error(conn, "could not read the reply", strerror(errno));
+			return NULL;
+		return psprintf("could not read the reply: %s", strerror(errno));
 	}
 	if (n == 0)
-		io_error(conn, "the server closed the connection", NULL);
-	if (redisReaderFeed(ctx->reader, buf, n) != REDIS_OK)
+		return pstrdup("the server closed the connection");
+	if (redisReaderFeed(node->ctx->reader, buf, n) != REDIS_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory while reading a Redis reply")));
+	return NULL;
 }
 
 /*
- * The next complete reply in the reader, or NULL when more bytes are
+ * The next complete reply in node's reader, or NULL when more bytes are
  * needed.  A refusal of the reply functions is the budget's 54000 ERROR;
  * anything else hiredis rejects is a protocol violation.
  */
 static redisReply *
-next_reply(PgpolyConnection *conn, redisContext *ctx)
+next_reply(PgpolyConnection *conn, RedisNode *node)
 {
 	void	   *reply = NULL;
 
-	if (redisReaderGetReply(ctx->reader, &reply) != REDIS_OK)
+	if (redisReaderGetReply(node->ctx->reader, &reply) != REDIS_OK)
 	{
 		if (Budget.exceeded)
-			budget_error(conn);
+			budget_error(conn, node);
 		conn->busy = true;
+		name_node(conn, node);
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("Redis server \"%s\" at %s: received a malformed reply",
 						conn->servername, conn->target),
-				 errdetail("%s", ctx->reader->errstr),
+				 errdetail("%s", node->ctx->reader->errstr),
 				 errhint("Check that the server options host and port point at a Redis server.")));
 	}
 	return reply;
+}
+
+/*
+ * Check, when a request first uses node, that it sent nothing since the
+ * last request ended: bytes now would be a reply to no command, and taking
+ * them for the next command's reply would shift every later answer.  Costs
+ * one non-blocking recv.
+ */
+static void
+check_idle(PgpolyConnection *conn, RedisNode *node)
+{
+	redisContext *ctx = node->ctx;
+	const char *what = NULL;
+	char		c;
+	ssize_t		n;
+
+	if (ctx->reader->len > ctx->reader->pos)
+		what = "bytes left over from the previous request";
+	else if ((n = recv(ctx->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT)) > 0)
+		what = "data sent while no request was pending";
+	else if (n == 0)
+		io_error(conn, node, "the server closed the connection", NULL);
+	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		io_error(conn, node, "could not read from the connection", strerror(errno));
+	if (what == NULL)
+		return;
+	name_node(conn, node);
+	RedisProtocolError(conn, "no command", NULL, what);
+}
+
+/*
+ * Send the RESP of ncmds commands (in buf) to node and read their replies,
+ * synchronously, for connection set-up and topology queries.  Returns the
+ * replies (allocated in the current memory context), or NULL with *error
+ * set when the node could not be reached; the node is then closed.  ERROR
+ * only on interrupts and out of memory.
+ */
+static redisReply **
+node_call_raw(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
+			  StringInfo buf, int ncmds, char **error)
+{
+	ReplyBudget saved = Budget;	/* a node opened in the middle of an exchange */
+	redisContext *ctx = node->ctx;
+	TimestampTz deadline = PgpolyDeadline(conn->timeout_ms);
+	redisReply **replies = palloc0(sizeof(redisReply *) * ncmds);
+	int			got = 0;
+	int			done = 0;
+
+	*error = NULL;
+	budget_begin(CurrentMemoryContext, NULL, ctx->reader);
+	if (redisAppendFormattedCommand(ctx, buf->data, buf->len) != REDIS_OK)
+		elog(ERROR, "out of memory while building a Redis command");
+	while (got < ncmds && *error == NULL)
+	{
+		redisReply *reply;
+		int			rc;
+
+		if ((reply = next_reply(conn, node)) != NULL)
+			replies[got++] = reply;
+		else if ((rc = PgpolyWaitSocket(ctx->fd, PGPOLY_WAIT_READ |
+										(sdslen(ctx->obuf) ? PGPOLY_WAIT_WRITE : 0),
+										deadline, -1)) < 0)
+			*error = psprintf("no answer within %d ms", conn->timeout_ms);
+		else if ((rc & PGPOLY_WAIT_WRITE) && redisBufferWrite(ctx, &done) != REDIS_OK)
+			*error = pstrdup(ctx->errstr);
+		else if (rc & PGPOLY_WAIT_READ)
+			*error = node_read(conn, node);
+	}
+	if (*error == NULL && ctx->reader->len > ctx->reader->pos)
+	{
+		name_node(conn, node);
+		RedisProtocolError(conn, "no command", NULL, "more replies than commands");
+	}
+	Budget = saved;
+	if (*error != NULL)
+	{
+		RedisNodeClose(h, node);
+		return NULL;
+	}
+	return replies;
+}
+
+/*
+ * One command on node, synchronously (see node_call_raw): the reply, or
+ * NULL with *error set.
+ */
+redisReply *
+RedisNodeCall(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
+			  int argc, const char **argv, char **error)
+{
+	StringInfoData buf;
+	redisReply **r;
+
+	initStringInfo(&buf);
+	RedisEncodeCommand(&buf, argc, argv, NULL);
+	r = node_call_raw(conn, h, node, &buf, 1, error);
+	return r ? r[0] : NULL;
+}
+
+/*
+ * Send AUTH and SELECT as the user mapping and server options ask; first,
+ * for a user who must prove the credential is asked for (the trust rule),
+ * a PING that Redis must refuse with NOAUTH.  One round trip.  An error
+ * reply (a wrong password) is an ERROR, an unreachable node returns false.
+ */
+static bool
+setup_session(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
+			  char **error)
+{
+	StringInfoData buf;
+	redisReply **r;
+	int			n = 0;
+	int			first = 0;
+
+	initStringInfo(&buf);
+	if (h->probe)
+	{
+		const char *argv[1] = {"PING"};
+
+		RedisEncodeCommand(&buf, 1, argv, NULL);
+		n++;
+		first = 1;
+	}
+	/* An empty password means none: Redis without requirepass rejects AUTH. */
+	if (h->password != NULL && h->password[0] != '\0')
+	{
+		const char *argv[3] = {"AUTH", h->username, h->password};
+
+		if (h->username)
+			RedisEncodeCommand(&buf, 3, argv, NULL);
+		else
+		{
+			argv[1] = h->password;
+			RedisEncodeCommand(&buf, 2, argv, NULL);
+		}
+		n++;
+	}
+	if (h->db != 0)
+	{
+		char		db[16];
+		const char *argv[2] = {"SELECT", db};
+
+		snprintf(db, sizeof(db), "%d", h->db);
+		RedisEncodeCommand(&buf, 2, argv, NULL);
+		n++;
+	}
+	if (n == 0)
+		return true;
+	if ((r = node_call_raw(conn, h, node, &buf, n, error)) == NULL)
+		return false;
+	/* The trust rule: a PING answered before AUTH means no password is asked. */
+	if (h->probe && (r[0]->type != REDIS_REPLY_ERROR || r[0]->len < 6 ||
+					 memcmp(r[0]->str, "NOAUTH", 6) != 0))
+	{
+		name_node(conn, node);
+		PgpolyCredentialNotRequested(conn, "PING without AUTH");
+	}
+	for (int i = first; i < n; i++)
+	{
+		if (r[i]->type != REDIS_REPLY_STATUS)
+			name_node(conn, node);	/* for the ERROR below */
+		if (r[i]->type == REDIS_REPLY_ERROR)
+			ereport(ERROR,
+					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+					 errmsg("could not set up the connection to Redis server \"%s\" at %s",
+							conn->servername, conn->target),
+					 errdetail("Redis answered: %s", PgpolyPrintable(r[i]->str, r[i]->len, 200)),
+					 errhint("Check the user mapping's user and password and the server option db.")));
+		if (r[i]->type != REDIS_REPLY_STATUS)
+			RedisProtocolError(conn, "the connection set-up (AUTH, SELECT)", r[i], NULL);
+	}
+	return true;
+}
+
+/*
+ * Open node's connection (setup: with AUTH/SELECT).  false with *error set
+ * if the node cannot be reached (the caller decides whether that is an
+ * ERROR: a cluster tries another node); an ERROR for a rejected password.
+ */
+bool
+RedisNodeOpen(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
+			  bool setup, char **error)
+{
+	redisContext *ctx;
+
+	Assert(node->ctx == NULL);
+	ctx = redisConnectNonBlock(node->host, node->port);
+	if (ctx == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while connecting to Redis")));
+	ctx->reader->fn = &ReplyFunctions;
+	if (ctx->err)
+	{
+		*error = pstrdup(ctx->errstr);
+		redisFree(ctx);
+		return false;
+	}
+	if ((*error = finish_connect(conn, ctx)) != NULL)
+	{
+		redisFree(ctx);
+		return false;
+	}
+	node->ctx = ctx;
+	if (h->waitset)
+		PgpolyWaitSetForget(h->waitset);
+	return !setup || setup_session(conn, h, node, error);
+}
+
+/* RedisNodeOpen, raising the connection ERROR when the node is unreachable. */
+static void
+node_open_or_error(PgpolyConnection *conn, RedisHandle *h, RedisNode *node)
+{
+	char	   *error;
+
+	if (RedisNodeOpen(conn, h, node, true, &error))
+		return;
+	name_node(conn, node);
+	ereport(ERROR,
+			(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+			 errmsg("could not connect to Redis server \"%s\" at %s: %s",
+					conn->servername, conn->target, error),
+			 errhint("Check that Redis is running and the server's options (host and port, nodes, sentinels), or raise connect_timeout_ms.")));
+}
+
+/* ----------------------------------------------------------------
+ *		Connections (PgpolyStore callbacks)
+ * ----------------------------------------------------------------
+ */
+
+/* A new handle for server's topology, its session options from user. */
+static RedisHandle *
+new_handle(ForeignServer *server, UserMapping *user, RedisTopology *topo)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "pgpoly redis connection",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	List	   *umopts = user ? user->options : NIL;
+	const char *password = PgpolyGetOption(umopts, "password", NULL);
+	const char *username = PgpolyGetOption(umopts, "user", NULL);
+	RedisHandle *h = palloc0(sizeof(RedisHandle));
+	ListCell   *lc;
+
+	h->kind = topo->kind;
+	h->cxt = cxt;
+	h->password = password ? pstrdup(password) : NULL;
+	h->username = username ? pstrdup(username) : NULL;
+	h->db = (int) PgpolyGetIntOption(server->options, "db", 0);
+	h->probe = user && PgpolyMustProveCredential(user);
+	h->open_group = -1;
+	h->waitset = PgpolyWaitSetCreate(cxt);
+	if (topo->kind == RTOPO_CLUSTER)
+	{
+		h->slots = palloc(sizeof(int16) * REDIS_NSLOTS);
+		memset(h->slots, 0xff, sizeof(int16) * REDIS_NSLOTS);	/* all -1 */
+		foreach(lc, topo->addrs)
+		{
+			RedisAddr  *a = lfirst(lc);
+			RedisAddr  *copy = palloc(sizeof(RedisAddr));
+
+			copy->host = pstrdup(a->host);
+			copy->port = a->port;
+			h->seeds = lappend(h->seeds, copy);
+		}
+		h->req_cxt = AllocSetContextCreate(cxt, "pgpoly redis request",
+										   ALLOCSET_DEFAULT_SIZES);
+	}
+	MemoryContextSwitchTo(old);
+	return h;
+}
+
+/*
+ * PgpolyStore.connect: open the connection the server's topology describes
+ * (one server, Sentinel's primary, or a cluster's slot map).  Nodes of a
+ * cluster are opened when first needed.
+ */
+static void *
+redis_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
+{
+	RedisTopology topo;
+	RedisHandle *h;
+
+	RedisTopologyFromOptions(server->options, &topo);
+	h = new_handle(server, user, &topo);
+	PG_TRY();
+	{
+		if (topo.kind == RTOPO_SINGLE)
+		{
+			RedisAddr  *a = linitial(topo.addrs);
+			RedisNode  *node = RedisNodeGet(h, a->host, a->port);
+
+			name_node(conn, node);
+			node_open_or_error(conn, h, node);
+		}
+		else if (topo.kind == RTOPO_SENTINEL)
+			name_node(conn, RedisSentinelPrimary(conn, h, &topo));
+		else
+			RedisClusterRefresh(conn, h);
+	}
+	PG_CATCH();
+	{
+		conn->busy = false;
+		redis_disconnect(h);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return h;
+}
+
+/* PgpolyStore.disconnect: close every node and free the handle. */
+static void
+redis_disconnect(void *handle)
+{
+	RedisHandle *h = handle;
+
+	for (int i = 0; i < h->nnodes; i++)
+		RedisNodeClose(h, h->nodes[i]);
+	PgpolyWaitSetFree(h->waitset);
+	MemoryContextDelete(h->cxt);
+}
+
+/*
+ * PgpolyStore.describe: for pgpoly.connections(), one row per open node of
+ * a cluster connection (NIL for one server: the connection is its row).
+ */
+static List *
+redis_node_rows(PgpolyConnection *conn)
+{
+	RedisHandle *h = conn->handle;
+	List	   *rows = NIL;
+
+	if (h->kind != RTOPO_CLUSTER)
+		return NIL;
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		RedisNode  *node = h->nodes[i];
+		PgpolyConnRow *row;
+
+		if (node->ctx == NULL)
+			continue;
+		row = palloc(sizeof(PgpolyConnRow));
+		row->target = pstrdup(node->addr);
+		row->requests = node->requests;
+		row->errors = node->errors;
+		rows = lappend(rows, row);
+	}
+	return rows;
+}
+
+/*
+ * The connection for tbl's server and user mapping, from the cache.
+ */
+PgpolyConnection *
+RedisGetConnection(RedisTable *tbl)
+{
+	return PgpolyGetConnection(&RedisStore, tbl->server, tbl->user);
+}
+
+/* Whether conn is a Redis Cluster connection (opening it if needed). */
+bool
+RedisIsCluster(PgpolyConnection *conn)
+{
+	PgpolyEnsureConnected(conn);
+	return ((RedisHandle *) conn->handle)->kind == RTOPO_CLUSTER;
+}
+
+/* ----------------------------------------------------------------
+ *		Requests
+ * ----------------------------------------------------------------
+ */
+
+static void write_some(PgpolyConnection *conn, RedisNode *node);
+
+/*
+ * Output buffered beyond this is written out (non-blocking) while commands
+ * are still being appended: hiredis grows its buffer linearly past 1 MB, so
+ * a large COMMIT would otherwise copy its commands quadratically.
+ */
+#define REDIS_EAGER_WRITE_BYTES (256 * 1024)
+
+/*
+ * Start a request on conn unless one is open: reconnect a closed or broken
+ * handle, bring a cluster's slot map up to date, and forget the last
+ * request's per-node state.  Returns the handle.
+ */
+static RedisHandle *
+begin_request(PgpolyConnection *conn)
+{
+	RedisHandle *h;
+
+	if (conn->busy)
+		return conn->handle;
+	PgpolyEnsureConnected(conn);
+	h = conn->handle;
+	if (h->kind == RTOPO_CLUSTER && h->map_stale)
+		RedisClusterRefresh(conn, h);
+	PgpolyBeginRequest(conn);
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		RedisNode  *node = h->nodes[i];
+
+		node->active = false;
+		node->nqueue = node->nread = 0;
+		node->failure = NULL;
+	}
+	if (h->kind == RTOPO_CLUSTER)
+	{
+		MemoryContextReset(h->req_cxt);
+		h->resp.data = NULL;
+		h->cmds = NULL;
+		h->ncmds = h->maxcmds = 0;
+		h->open_group = -1;
+	}
+	return h;
+}
+
+/*
+ * Make node part of the running request: open it if needed, and count the
+ * request (and, until it ends well, an error) against it.
+ */
+static void
+activate(PgpolyConnection *conn, RedisHandle *h, RedisNode *node)
+{
+	if (node->active)
+		return;
+	if (node->ctx == NULL)
+		node_open_or_error(conn, h, node);
+	check_idle(conn, node);
+	node->active = true;
+	node->requests++;
+	node->errors++;				/* undone when the request ends well */
+}
+
+/* Write the output buffered for node if there is much of it. */
+static void
+maybe_write(PgpolyConnection *conn, RedisNode *node)
+{
+	if (sdslen(node->ctx->obuf) > REDIS_EAGER_WRITE_BYTES)
+		write_some(conn, node);
+}
+
+/*
+ * Queue len bytes of RESP (one command) for node, and record what its reply
+ * will answer: entry, a command index or RQ_ASKING (cluster connections
+ * only; one server needs no record, its replies come in order).
+ */
+void
+RedisNodeSend(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
+			  int entry, const char *resp, size_t len)
+{
+	activate(conn, h, node);
+	if (redisAppendFormattedCommand(node->ctx, resp, len) != REDIS_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while building a Redis command")));
+	if (h->kind == RTOPO_CLUSTER)
+	{
+		if (node->nqueue == node->maxqueue)
+		{
+			node->maxqueue = Max(64, node->maxqueue * 2);
+			node->queue = node->queue ?
+				repalloc(node->queue, sizeof(int) * node->maxqueue) :
+				MemoryContextAlloc(h->cxt, sizeof(int) * node->maxqueue);
+		}
+		node->queue[node->nqueue] = entry;
+	}
+	node->nqueue++;
+	maybe_write(conn, node);
+}
+
+/*
+ * Append one command to the request (lens NULL: the argv are C strings),
+ * starting a request if none is open.  The RESP encoding is written here,
+ * binary-safe with explicit lengths, and handed to hiredis as a
+ * preformatted command: this avoids hiredis' per-argument format parsing.
+ * On a cluster the command goes to the node serving its key's slot
+ * (argv[1]; MULTI/EXEC follow the commands they wrap).
+ */
+void
+RedisAppendArgv(PgpolyConnection *conn, int argc, const char **argv,
+				const size_t *lens)
+{
+	static StringInfo buf = NULL;
+	RedisHandle *h = begin_request(conn);
+
+	if (h->kind == RTOPO_CLUSTER)
+	{
+		RedisClusterRoute(conn, h, h->ncmds, argc, argv, lens, NULL);
+		return;
+	}
+	if (buf == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		buf = makeStringInfo();
+		MemoryContextSwitchTo(old);
+	}
+	resetStringInfo(buf);
+	RedisEncodeCommand(buf, argc, argv, lens);
+	RedisNodeSend(conn, h, h->nodes[0], 0, buf->data, buf->len);
+}
+
+/*
+ * Append a command that names no key (SCAN, DBSIZE ...) for the node at
+ * addr, one of RedisPrimaryNodes(); on one server, addr is that server.
+ */
+void
+RedisAppendToNode(PgpolyConnection *conn, const char *addr, int argc,
+				  const char **argv, const size_t *lens)
+{
+	RedisHandle *h = begin_request(conn);
+	RedisAddr	a;
+
+	if (h->kind != RTOPO_CLUSTER)
+	{
+		RedisAppendArgv(conn, argc, argv, lens);
+		return;
+	}
+	if (!RedisParseAddr(addr, strlen(addr), &a))
+		elog(ERROR, "bad Redis node address \"%s\"", addr);
+	RedisClusterRoute(conn, h, h->ncmds, argc, argv, lens,
+					  RedisNodeGet(h, a.host, a.port));
+}
+
+/*
+ * The addresses of the nodes whose keys make up the data: a cluster's
+ * primaries (the slot map brought up to date first; ERROR unless they serve
+ * every slot, so that a scan never misses part of the data), or the one
+ * server.
+ * A palloc'd list of palloc'd strings, in the current memory context.
+ */
+List *
+RedisPrimaryNodes(PgpolyConnection *conn)
+{
+	RedisHandle *h;
+	List	   *result = NIL;
+
+	PgpolyEnsureConnected(conn);
+	h = conn->handle;
+	if (h->kind == RTOPO_CLUSTER && h->map_stale && !conn->busy)
+		RedisClusterRefresh(conn, h);
+	if (h->kind != RTOPO_CLUSTER)
+		return list_make1(pstrdup(h->nodes[0]->addr));
+	RedisClusterCheckCoverage(conn, h);
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i]->primary)
+			result = lappend(result, pstrdup(h->nodes[i]->addr));
+	return result;
+}
+
+/*
+ * The address of the node that answered command index of the last exchange
+ * (for messages about writes); the server's on one server.
+ */
+const char *
+RedisReplyNode(PgpolyConnection *conn, int index)
+{
+	RedisHandle *h = conn->handle;
+
+	if (h->kind != RTOPO_CLUSTER || index < 0 || index >= h->ncmds)
+		return h->nodes[0]->addr;
+	return h->nodes[h->cmds[index].node]->addr;
+}
+
+/* Add the nodes of the last exchange to trips (memory: trips' context). */
+void
+RedisCountTrips(PgpolyConnection *conn, RedisTrips *trips)
+{
+	RedisHandle *h = conn->handle;
+	MemoryContext cxt = GetMemoryChunkContext(trips);
+
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		RedisNode  *node = h->nodes[i];
+		int			j;
+
+		if (!node->active)
+			continue;
+		for (j = 0; j < trips->n; j++)
+			if (strcmp(trips->addr[j], node->addr) == 0)
+				break;
+		if (j == trips->n)
+		{
+			trips->addr = trips->addr ?
+				repalloc(trips->addr, sizeof(char *) * (j + 1)) :
+				MemoryContextAlloc(cxt, sizeof(char *));
+			trips->count = trips->count ?
+				repalloc(trips->count, sizeof(int64) * (j + 1)) :
+				MemoryContextAlloc(cxt, sizeof(int64));
+			trips->addr[j] = MemoryContextStrdup(cxt, node->addr);
+			trips->count[j] = 0;
+			trips->n++;
+		}
+		trips->count[j]++;
+	}
+}
+
+/* "host:port n, ..." of trips, for EXPLAIN. */
+char *
+RedisTripsText(RedisTrips *trips)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < trips->n; i++)
+		appendStringInfo(&buf, "%s%s %lld", i ? ", " : "", trips->addr[i],
+						 (long long) trips->count[i]);
+	return buf.data;
+}
+
+/* ----------------------------------------------------------------
+ *		Exchanges
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * A node failed in the middle of an exchange.  One server: the ERROR now.
+ * A cluster: record it, stop using the node, and let the other nodes finish
+ * (so that the ERROR can say which nodes answered everything); the slot map
+ * is asked again before the next request.
+ */
+static void
+node_failed(PgpolyConnection *conn, RedisNode *node, const char *what,
+			const char *detail)
+{
+	RedisHandle *h = conn->handle;
+
+	if (h->kind != RTOPO_CLUSTER)
+		io_error(conn, node, what, detail);
+	node->failure = detail ? psprintf("%s: %s", what, detail) : pstrdup(what);
+	h->map_stale = true;
+}
+
+/* Write what node's output buffer holds, without blocking. */
+static void
+write_some(PgpolyConnection *conn, RedisNode *node)
+{
+	int			done = 0;
+
+	if (node->failure == NULL && redisBufferWrite(node->ctx, &done) != REDIS_OK)
+		node_failed(conn, node, "could not send the request", node->ctx->errstr);
+}
+
+/* Read what node's socket holds (node_read); a failure fails the node. */
+static void
+read_some(PgpolyConnection *conn, RedisNode *node)
+{
+	char	   *failure = node_read(conn, node);
+
+	if (failure)
+		node_failed(conn, node, failure, NULL);
 }
 
 /* Hand one reply to the handler; free it on every path unless it kept it. */
@@ -621,59 +1135,282 @@ deliver(PgpolyConnection *conn, redisReply *reply, int index,
 }
 
 /*
- * Send the appended commands and read nreplies replies, handing each to
- * handler(reply, index, arg) as it arrives (handler NULL: error replies
- * raise an ERROR).  Replies are allocated in the caller's memory context; a
- * handler returning true keeps its reply there.  The whole exchange is bounded by the server's
- * timeout_ms and interruptible.  Ends the request on success.
+ * A replica answered READONLY: behind Sentinel, the primary moved.  The
+ * statement fails (the connection is then closed), and the next one asks
+ * the sentinels again.
+ */
+static void
+check_readonly(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
+			   redisReply *reply)
+{
+	if (h->kind != RTOPO_SENTINEL || reply->type != REDIS_REPLY_ERROR ||
+		strncmp(reply->str, "READONLY", 8) != 0)
+		return;
+	name_node(conn, node);
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("Redis server \"%s\" at %s is no longer the primary",
+					conn->servername, conn->target),
+			 errdetail("Redis answered: %s", PgpolyPrintable(reply->str, reply->len, 200)),
+			 errhint("Sentinel moved the primary; the next statement asks the sentinels again.")));
+}
+
+/* Pull every complete reply node has buffered; true if there was one. */
+static bool
+drain_node(RedisExchangeState *ex, RedisNode *node, RedisReplyHandler handler,
+		   void *arg)
+{
+	PgpolyConnection *conn = ex->conn;
+	RedisHandle *h = ex->h;
+	bool		progress = false;
+
+	while (node->failure == NULL && node->nread < node->nqueue)
+	{
+		redisReply *reply = next_reply(conn, node);
+
+		if (reply == NULL)
+			break;
+		progress = true;
+		check_readonly(conn, h, node, reply);
+		if (h->kind == RTOPO_CLUSTER)
+			RedisClusterReply(ex, node, node->queue[node->nread++], reply);
+		else
+		{
+			node->nread++;
+			deliver(conn, reply, ex->next++, handler, arg);
+		}
+	}
+	return progress;
+}
+
+/* Deliver the replies that are final, in command order (cluster). */
+static void
+deliver_ready(RedisExchangeState *ex, RedisReplyHandler handler, void *arg)
+{
+	RedisHandle *h = ex->h;
+
+	while (ex->next < ex->n && h->cmds[ex->next].final)
+	{
+		redisReply *r = ex->held[ex->next];
+		int			node = h->cmds[ex->next].node;
+
+		ex->held[ex->next] = NULL;
+		if (node != ex->named)	/* messages of the handler name the node */
+		{
+			name_node(ex->conn, h->nodes[node]);
+			ex->named = node;
+		}
+		deliver(ex->conn, r, ex->next++, handler, arg);
+	}
+}
+
+/* Whether node still owes replies (or output) in this exchange. */
+static bool
+node_waiting(RedisNode *node)
+{
+	return node->active && node->failure == NULL &&
+		(node->nread < node->nqueue || sdslen(node->ctx->obuf) > 0);
+}
+
+/*
+ * Nothing more can arrive and some replies are missing: raise the first
+ * node failure, saying which nodes answered everything.
+ */
+static void
+raise_failure(RedisExchangeState *ex)
+{
+	RedisHandle *h = ex->h;
+	StringInfoData done;
+	RedisNode  *failed = NULL;
+
+	initStringInfo(&done);
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		RedisNode  *node = h->nodes[i];
+
+		if (!node->active)
+			continue;
+		if (node->failure && failed == NULL)
+			failed = node;
+		else if (!node->failure && node->nread == node->nqueue)
+			appendStringInfo(&done, "%s%s", done.len ? ", " : "", node->addr);
+	}
+	if (failed == NULL)
+		elog(ERROR, "Redis exchange on server \"%s\" lost %d replies",
+			 ex->conn->servername, ex->n - ex->next);
+	name_node(ex->conn, failed);
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("Redis server \"%s\" at %s: %s", ex->conn->servername,
+					ex->conn->target, failed->failure),
+			 done.len ? errdetail("The other nodes of the request answered all their commands: %s.", done.data) :
+			 errdetail("No other node of the request answered all its commands.")));
+}
+
+/* Raise the timeout ERROR of an exchange, naming a node still owing replies. */
+static void
+timeout_error(RedisExchangeState *ex)
+{
+	RedisHandle *h = ex->h;
+
+	for (int i = 0; i < h->nnodes; i++)
+		if (node_waiting(h->nodes[i]))
+		{
+			name_node(ex->conn, h->nodes[i]);
+			break;
+		}
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("Redis server \"%s\" at %s did not answer within %d ms",
+					ex->conn->servername, ex->conn->target, ex->conn->timeout_ms),
+			 ex->retried ? errdetail("Commands were being sent again after the cluster answered: %s",
+									 ex->retried) : 0,
+			 errhint("Raise the server option timeout_ms, or check the server's load.")));
+}
+
+/*
+ * Wait for every node that owes replies or output (and for the next retry
+ * of a cluster, if any is due before); then read and write what is ready.
+ */
+static void
+wait_nodes(RedisExchangeState *ex, TimestampTz next_retry)
+{
+	RedisHandle *h = ex->h;
+	pgsocket   *socks = palloc(sizeof(pgsocket) * h->nnodes);
+	int		   *events = palloc(sizeof(int) * h->nnodes);
+	int		   *ready = palloc(sizeof(int) * h->nnodes);
+	RedisNode **which = palloc(sizeof(RedisNode *) * h->nnodes);
+	long		max_ms = -1;
+	int			n = 0;
+	int			rc;
+
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		RedisNode  *node = h->nodes[i];
+
+		if (!node_waiting(node))
+			continue;
+		socks[n] = node->ctx->fd;
+		events[n] = (node->nread < node->nqueue ? PGPOLY_WAIT_READ : 0) |
+			(sdslen(node->ctx->obuf) > 0 ? PGPOLY_WAIT_WRITE : 0);
+		which[n++] = node;
+	}
+	if (n == 0 && next_retry == DT_NOEND)
+		raise_failure(ex);
+	if (next_retry != DT_NOEND)
+		max_ms = Max(0, (long) ((next_retry - GetCurrentTimestamp()) / 1000));
+	rc = PgpolyWaitSetWait(h->waitset, n, socks, events, ex->deadline, max_ms, ready);
+	if (rc < 0)
+		timeout_error(ex);
+	for (int i = 0; i < n; i++)
+	{
+		if (ready[i] & PGPOLY_WAIT_WRITE)
+			write_some(ex->conn, which[i]);
+		if ((ready[i] & PGPOLY_WAIT_READ) && which[i]->failure == NULL)
+			read_some(ex->conn, which[i]);
+	}
+	pfree(socks);
+	pfree(events);
+	pfree(ready);
+	pfree(which);
+}
+
+/*
+ * End the request after a complete exchange: nothing may stay unsent (the
+ * next request would inherit it), and every node that took part gets its
+ * request counted as one that ended well.
+ */
+static void
+end_request(RedisExchangeState *ex)
+{
+	RedisHandle *h = ex->h;
+
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		RedisNode  *node = h->nodes[i];
+
+		if (!node->active)
+			continue;
+		/* More than was asked for is a reply to no command: the stream is off. */
+		if (node->ctx->reader->len > node->ctx->reader->pos)
+		{
+			name_node(ex->conn, node);
+			RedisProtocolError(ex->conn, "no command", NULL,
+							   "more replies than commands");
+		}
+		while (sdslen(node->ctx->obuf) > 0)
+		{
+			if (PgpolyWaitSocket(node->ctx->fd, PGPOLY_WAIT_WRITE, ex->deadline, -1) < 0)
+				io_error(ex->conn, node, "timed out sending the request", NULL);
+			write_some(ex->conn, node);
+			if (node->failure)
+				io_error(ex->conn, node, node->failure, NULL);
+		}
+		node->errors--;
+	}
+	Budget.h = NULL;
+	PgpolyEndRequest(ex->conn);
+}
+
+/*
+ * Send the appended commands and read nreplies replies (one per command),
+ * handing each to handler(reply, index, arg) in the order the commands were
+ * appended (handler NULL: error replies raise an ERROR).  Every node gets
+ * its commands before any reply is read, and all are waited on at once.
+ * Replies are allocated in the caller's memory context; a handler returning
+ * true keeps its reply there.  On a cluster, MOVED, ASK, TRYAGAIN and
+ * CLUSTERDOWN replies never reach the handler: the commands they concern
+ * are sent again (redis_cluster.c).  The whole exchange is bounded by the
+ * server's timeout_ms and interruptible.  Ends the request on success.
  */
 void
 RedisExchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 			  void *arg)
 {
-	redisContext *ctx = conn->handle;
-	TimestampTz deadline = PgpolyDeadline(conn->timeout_ms);
-	int			got = 0;
+	RedisHandle *h = conn->handle;
+	RedisExchangeState ex;
 
-	budget_begin(CurrentMemoryContext, ctx->reader);
-	write_some(conn, ctx);		/* usually all of it, without a wait */
-	while (got < nreplies)
+	if (!conn->busy)			/* nothing was appended */
 	{
-		redisReply *reply;
-		int			want;
-		int			rc;
+		Assert(nreplies == 0);
+		return;
+	}
+	memset(&ex, 0, sizeof(ex));
+	ex.named = -1;
+	ex.conn = conn;
+	ex.h = h;
+	ex.n = nreplies;
+	ex.deadline = PgpolyDeadline(conn->timeout_ms);
+	budget_begin(CurrentMemoryContext, h, NULL);
+	if (h->kind == RTOPO_CLUSTER)
+	{
+		if (nreplies != h->ncmds || h->open_group >= 0)
+			elog(ERROR, "Redis exchange expects %d replies for %d commands",
+				 nreplies, h->ncmds);
+		ex.held = palloc0(sizeof(redisReply *) * Max(nreplies, 1));
+	}
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i]->active)
+			write_some(conn, h->nodes[i]);	/* usually all of it, without a wait */
+	while (ex.next < ex.n)
+	{
+		bool		progress = false;
+		TimestampTz next_retry = DT_NOEND;
 
-		if ((reply = next_reply(conn, ctx)) != NULL)
+		for (int i = 0; i < h->nnodes; i++)
+			if (h->nodes[i]->active && drain_node(&ex, h->nodes[i], handler, arg))
+				progress = true;
+		if (h->kind == RTOPO_CLUSTER)
 		{
-			deliver(conn, reply, got++, handler, arg);
-			continue;
+			next_retry = RedisClusterRetries(&ex);
+			deliver_ready(&ex, handler, arg);
 		}
-		want = PGPOLY_WAIT_READ | (sdslen(ctx->obuf) > 0 ? PGPOLY_WAIT_WRITE : 0);
-		rc = PgpolyWaitSocket(ctx->fd, want, deadline, -1);
-		if (rc < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("Redis server \"%s\" at %s did not answer within %d ms",
-							conn->servername, conn->target, conn->timeout_ms),
-					 errhint("Raise the server option timeout_ms, or check the server's load.")));
-		if (rc & PGPOLY_WAIT_WRITE)
-			write_some(conn, ctx);
-		if (rc & PGPOLY_WAIT_READ)
-			read_some(conn, ctx);
+		if (ex.next >= ex.n)
+			break;
+		if (!progress)
+			wait_nodes(&ex, next_retry);
 	}
-	/* More than was asked for is a reply to no command: the stream is off. */
-	if (ctx->reader->len > ctx->reader->pos)
-		RedisProtocolError(conn, "no command", NULL,
-						   "more replies than commands");
-	/* Nothing may stay unsent: the next request would inherit it. */
-	while (sdslen(ctx->obuf) > 0)
-	{
-		if (PgpolyWaitSocket(ctx->fd, PGPOLY_WAIT_WRITE, deadline, -1) < 0)
-			io_error(conn, "timed out sending the request", NULL);
-		write_some(conn, ctx);
-	}
-	Budget.reader = NULL;
-	PgpolyEndRequest(conn);
+	end_request(&ex);
 }
 
 /*

@@ -86,6 +86,7 @@ typedef struct RedisJoinState
 	MemoryContext batch_cxt;
 	Datum	   *rowvals;		/* one Redis row, by attno */
 	bool	   *rownulls;
+	RedisTrips *trips;			/* round trips per node */
 } RedisJoinState;
 
 static bool enable_batched_join = true;
@@ -378,6 +379,8 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 	conn = RedisGetConnection(js->tbl);
 	js->scan = RedisScanBegin(js->tbl, conn, js->need_ttl,
 							  PgpolyPendingWrites(conn, js->tbl->relid));
+	js->trips = palloc0(sizeof(RedisTrips));
+	RedisScanSetTrips(js->scan, js->trips);
 	js->cap = js->tbl->fetch_size;
 	js->batch = palloc0(sizeof(TupleTableSlot *) * js->cap);	/* made on first use */
 	js->keys = palloc(sizeof(char *) * js->cap);
@@ -589,9 +592,15 @@ explain_join(CustomScanState *node, List *ancestors, ExplainState *es)
 		ExplainPropertyText("Join Filter",
 							deparse_expression((Node *) make_ands_explicit(joinquals),
 											   ctx, true, false), es);
+	if (es->verbose && js->tbl->cluster)
+		ExplainPropertyText("Redis Cluster",
+							"each round's keys fetched from the nodes serving their slots, all nodes at once",
+							es);
 	if (es->analyze && js->scan)
 		ExplainPropertyInteger("Redis Round Trips", NULL,
 							   RedisScanRoundTrips(js->scan), es);
+	if (es->analyze && es->verbose && js->tbl->cluster && js->trips)
+		ExplainPropertyText("Redis Round Trips per Node", RedisTripsText(js->trips), es);
 }
 
 /* Register the path hook, the plan methods and the GUC. */

@@ -7,15 +7,19 @@
  * a reader (the overlay kind and items) plus the Redis commands that
  * perform it.  With write_mode 'transactional' the writes go to the core's
  * transaction buffer and are sent at pre-commit by RedisFlushWrites() as one
- * pipelined MULTI ... EXEC per server; with 'immediate' they are sent in
- * pipelined batches of batch_size while the statement runs.
+ * pipelined MULTI ... EXEC per server, or on a Redis Cluster one per hash
+ * slot (Redis runs a MULTI/EXEC only within one slot), all of them in one
+ * exchange; with 'immediate' they are sent in pipelined batches of
+ * batch_size while the statement runs.
  *
  * Semantics (documented in the README):
  *	- INSERT of an existing key overwrites the table's columns; hash fields
  *	  the table does not map are kept.  NULL removes a hash field.
  *	- UPDATE writes only the columns set; a changed key moves the key
  *	  (RENAME for hashes, so unmapped fields and TTL move along; a list
- *	  element moves to the end of the other list).
+ *	  element moves to the end of the other list).  RENAME cannot cross
+ *	  hash slots: on a cluster a hash moved to another slot is written
+ *	  whole at its new key and deleted at the old one.
  *	- DELETE removes the key (zset/set: the member; list: the first equal
  *	  element).
  *	- INSERT ... ON CONFLICT DO NOTHING never overwrites: the existence
@@ -455,7 +459,11 @@ RedisDeleteWrites(RedisTable *tbl, Datum *old, bool *oldnulls)
 	}
 }
 
-/* Hash UPDATE: changed columns only; a changed key is RENAMEd first. */
+/*
+ * Hash UPDATE: changed columns only; a changed key is RENAMEd first.  On a
+ * cluster, a new key in another hash slot cannot be a RENAME target: the
+ * new key gets every column of the row and the old key is deleted.
+ */
 static List *
 hash_update(RedisTable *tbl, char *oldkey, size_t oldlen, char *key,
 			size_t keylen, Datum *values, bool *nulls, Bitmapset *updated)
@@ -465,13 +473,28 @@ hash_update(RedisTable *tbl, char *oldkey, size_t oldlen, char *key,
 
 	if (oldlen != keylen || memcmp(oldkey, key, keylen) != 0)
 	{
-		RedisCmd   *c = add_cmd(w, 3);
+		RedisWrite *del = new_write(tbl, RW_DEL, oldkey, oldlen);
+		RedisCmd   *c;
 
-		set_arg(c, 0, "RENAME");
-		c->argv[1] = oldkey;
-		c->lens[1] = oldlen;
-		set_key(c, 2, w);
-		result = lappend(result, new_write(tbl, RW_DEL, oldkey, oldlen));
+		if (tbl->cluster && RedisKeySlot(oldkey, oldlen) != RedisKeySlot(key, keylen))
+		{
+			c = add_cmd(del, 2);
+			set_arg(c, 0, "DEL");
+			set_key(c, 1, del);
+			c = add_cmd(w, 2);
+			set_arg(c, 0, "DEL");
+			set_key(c, 1, w);
+			updated = NULL;		/* write the whole row */
+		}
+		else
+		{
+			c = add_cmd(w, 3);
+			set_arg(c, 0, "RENAME");
+			c->argv[1] = oldkey;
+			c->lens[1] = oldlen;
+			set_key(c, 2, w);
+		}
+		result = lappend(result, del);
 	}
 	hash_put(w, values, nulls, updated);
 	add_expire(w);
@@ -716,12 +739,21 @@ RedisRowsExist(PgpolyConnection *conn, RedisTable *tbl, RedisItem *ids, int n,
 typedef struct WriteReplies
 {
 	PgpolyConnection *conn;
-	RedisWrite **owner;			/* the write of each command */
-	int			ncmds;
+	RedisWrite **owner;			/* the write of each command; NULL: MULTI, EXEC */
+	int		   *multi;			/* atomic: the MULTI of each command's block */
 	bool		atomic;
+	bool		cluster;
+	/* atomic: what failed, reported once every reply is in */
+	int			failed;			/* the first command that failed, or -1 */
+	char	   *answer;			/* what Redis said about it */
+	List	   *lost_keys;		/* keys of the writes not applied */
+	RedisWrite *last_lost;		/* the write of the last key listed */
+	int			nblocks;		/* MULTI/EXEC blocks sent */
+	int			napplied;		/* of them, those that ran */
+	List	   *written;		/* nodes where a block ran */
 } WriteReplies;
 
-/* ERROR for a failed write command. */
+/* ERROR for a failed write command of an immediate-mode batch. */
 static void
 write_failed(WriteReplies *wr, int cmd, redisReply *r)
 {
@@ -734,20 +766,76 @@ write_failed(WriteReplies *wr, int cmd, redisReply *r)
 			 errmsg("could not write key \"%s\" of foreign table \"%s\" to Redis server \"%s\"",
 					PgpolyPrintable(w->key, w->keylen, 200), w->tbl->relname,
 					wr->conn->servername),
-			 errdetail("Redis answered: %s", PgpolyPrintable(r->str, r->len, 200)),
-			 wr->atomic ? errhint("Redis applies the other commands of a MULTI/EXEC block even when one fails at run time; check the keys named.") : 0));
+			 errdetail("Redis answered: %s", PgpolyPrintable(r->str, r->len, 200))));
+}
+
+/* Remember the first failure of a block: command cmd, Redis said r. */
+static void
+note_failure(WriteReplies *wr, int cmd, redisReply *r)
+{
+	if (wr->failed >= 0)
+		return;
+	wr->failed = cmd;
+	wr->answer = r->type == REDIS_REPLY_ERROR ? PgpolyPrintable(r->str, r->len, 200) :
+		pstrdup("an unexpected reply");
+}
+
+/* Remember that command cmd (of a block) was not applied; Redis said r. */
+static void
+note_lost(WriteReplies *wr, int cmd, redisReply *r)
+{
+	RedisWrite *w = wr->owner[cmd];
+
+	if (w == NULL)
+		return;
+	note_failure(wr, cmd, r);
+	if (w == wr->last_lost)
+		return;					/* its other commands: listed once */
+	wr->last_lost = w;
+	wr->lost_keys = lappend(wr->lost_keys, PgpolyPrintable(w->key, w->keylen, 200));
 }
 
 /*
- * Reply handler: MULTI, the QUEUED acks, then EXEC's array (or plain
- * replies).  A conditional write (RedisInsertIfAbsentWrite) that asked for
- * it learns whether it inserted: 1 or OK, against 0 or nil.
+ * EXEC of the block opened at MULTI m answered r (index e): an array of one
+ * reply per command (the block ran), or an error (it did not).
+ */
+static void
+exec_reply(WriteReplies *wr, int m, int e, redisReply *r)
+{
+	const char *node;
+
+	if (r->type == REDIS_REPLY_ERROR)
+	{
+		note_failure(wr, e, r);
+		for (int i = m + 1; i < e; i++)
+			note_lost(wr, i, r);
+		return;
+	}
+	if (r->type != REDIS_REPLY_ARRAY || (int) r->elements != e - m - 1)
+		RedisProtocolError(wr->conn, "EXEC", r,
+						   psprintf("not an array of %d replies", e - m - 1));
+	for (size_t i = 0; i < r->elements; i++)
+		if (r->element[i]->type == REDIS_REPLY_ERROR)
+			note_lost(wr, m + 1 + i, r->element[i]);
+	wr->napplied++;
+	node = RedisReplyNode(wr->conn, e);
+	if (!list_member(wr->written, makeString((char *) node)))
+		wr->written = lappend(wr->written, makeString(pstrdup(node)));
+}
+
+/*
+ * Reply handler.  Immediate mode: any error is an ERROR at once, and a
+ * conditional write (RedisInsertIfAbsentWrite) that asked for it learns
+ * whether it inserted: 1 or OK, against 0 or nil.  Blocks: MULTI's OK, the
+ * QUEUED acks, then EXEC's array; failures are collected and reported by
+ * report_failures() once every block has answered, so the error can say
+ * what was written where.  A reply of a type the command never answers
+ * with is a protocol violation.
  */
 static bool
 write_reply(redisReply *r, int index, void *arg)
 {
 	WriteReplies *wr = arg;
-	size_t		i;
 
 	if (!wr->atomic)
 	{
@@ -758,70 +846,239 @@ write_reply(redisReply *r, int index, void *arg)
 				r->integer > 0 : r->type != REDIS_REPLY_NIL;
 		return false;
 	}
-	if (index <= wr->ncmds)		/* MULTI's OK and each QUEUED */
+	if (wr->multi[index] != index && wr->owner[index] == NULL)
 	{
-		if (r->type == REDIS_REPLY_ERROR)
-			write_failed(wr, Max(index - 1, 0), r);
-		if (r->type != REDIS_REPLY_STATUS)
-			RedisProtocolError(wr->conn, index == 0 ? "MULTI" : "a queued command",
-							   r, NULL);
+		exec_reply(wr, wr->multi[index], index, r);
 		return false;
 	}
-	if (r->type == REDIS_REPLY_ERROR)
+	if (wr->multi[index] == index)	/* MULTI */
+	{
+		wr->nblocks++;
+		if (r->type == REDIS_REPLY_ERROR)
+			note_failure(wr, index, r);
+	}
+	else if (r->type == REDIS_REPLY_ERROR)	/* not QUEUED */
+		note_lost(wr, index, r);
+	if (r->type != REDIS_REPLY_STATUS && r->type != REDIS_REPLY_ERROR)
+		RedisProtocolError(wr->conn, wr->multi[index] == index ? "MULTI" : "a queued command",
+						   r, NULL);
+	return false;
+}
+
+/* Up to ten of keys (already printable), quoted, for a message. */
+static char *
+keys_text(List *keys)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+	int			n = 0;
+
+	initStringInfo(&buf);
+	foreach(lc, keys)
+	{
+		if (n++ == 10)
+		{
+			appendStringInfo(&buf, " and %d more", list_length(keys) - 10);
+			break;
+		}
+		appendStringInfo(&buf, "%s\"%s\"", n > 1 ? ", " : "", (char *) lfirst(lc));
+	}
+	return buf.data;
+}
+
+/* The nodes of wr->written, for a message. */
+static char *
+nodes_text(List *nodes)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, nodes)
+		appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", strVal(lfirst(lc)));
+	return buf.data;
+}
+
+/*
+ * After the blocks answered: ERROR if a write failed, naming its key (and
+ * on a cluster the keys not written and the nodes that were).
+ */
+static void
+report_failures(WriteReplies *wr)
+{
+	RedisWrite *w;
+
+	if (wr->failed < 0)
+		return;
+	wr->conn->errors++;
+	w = wr->owner[wr->failed];
+	if (w == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("Redis server \"%s\" did not execute the transaction's writes",
 						wr->conn->servername),
-				 errdetail("EXEC answered %s.", PgpolyPrintable(r->str, r->len, 200))));
-	if (r->type != REDIS_REPLY_ARRAY || (int) r->elements != wr->ncmds)
-		RedisProtocolError(wr->conn, "EXEC", r,
-						   psprintf("not an array of %d replies", wr->ncmds));
-	for (i = 0; i < r->elements; i++)
-		if (r->element[i]->type == REDIS_REPLY_ERROR)
-			write_failed(wr, i, r->element[i]);
-	return false;
+				 errdetail("Redis answered: %s", wr->answer),
+				 wr->cluster ?
+				 errhint("Not written: %s.  %d of %d hash-slot transactions ran, on: %s.",
+						 keys_text(wr->lost_keys), wr->napplied, wr->nblocks,
+						 wr->napplied ? nodes_text(wr->written) : "no node") : 0));
+	ereport(ERROR,
+			(errcode(strncmp(wr->answer, "WRONGTYPE", 9) == 0 ?
+					 ERRCODE_FDW_INVALID_DATA_TYPE : ERRCODE_FDW_ERROR),
+			 errmsg("could not write key \"%s\" of foreign table \"%s\" to Redis server \"%s\"",
+					PgpolyPrintable(w->key, w->keylen, 200), w->tbl->relname,
+					wr->conn->servername),
+			 errdetail("Redis answered: %s", wr->answer),
+			 wr->cluster ?
+			 errhint("Not written: %s.  %d of %d hash-slot transactions ran (Redis applies the other commands of a MULTI/EXEC even when one fails at run time), on: %s.",
+					 keys_text(wr->lost_keys), wr->napplied, wr->nblocks,
+					 wr->napplied ? nodes_text(wr->written) : "no node") :
+			 errhint("Redis applies the other commands of a MULTI/EXEC block even when one fails at run time; check the keys named.")));
+}
+
+/* One command of a write, for ordering them into blocks. */
+typedef struct WriteCmd
+{
+	RedisWrite *w;
+	RedisCmd   *cmd;
+	int			block;			/* its MULTI/EXEC block (atomic) */
+} WriteCmd;
+
+/*
+ * The commands of writes (RedisWrite * or PgpolyWrite * with a RedisWrite
+ * payload) in the order they are sent: as written, or for atomic writes on
+ * a cluster grouped by hash slot (blocks in the order of their first
+ * command, commands in write order within a block).  Sets *nblocks.
+ */
+static WriteCmd *
+order_commands(List *writes, bool by_slot, int *ncmds, int *nblocks)
+{
+	int		   *block_of_slot = NULL;
+	int		   *count = NULL;
+	WriteCmd   *cmds;
+	WriteCmd   *sorted;
+	ListCell   *lc;
+	int			n = 0;
+
+	*ncmds = 0;
+	*nblocks = 1;
+	foreach(lc, writes)
+		*ncmds += ((RedisWrite *) lfirst(lc))->ncmds;
+	cmds = palloc_extended(sizeof(WriteCmd) * Max(*ncmds, 1), MCXT_ALLOC_HUGE);
+	if (by_slot)
+	{
+		block_of_slot = palloc(sizeof(int) * REDIS_NSLOTS);
+		memset(block_of_slot, -1, sizeof(int) * REDIS_NSLOTS);
+		count = palloc0(sizeof(int) * REDIS_NSLOTS);
+		*nblocks = 0;
+	}
+	foreach(lc, writes)
+	{
+		RedisWrite *w = lfirst(lc);
+
+		for (int i = 0; i < w->ncmds; i++)
+		{
+			cmds[n].w = w;
+			cmds[n].cmd = &w->cmds[i];
+			cmds[n].block = 0;
+			if (by_slot)
+			{
+				const char *key;
+				size_t		keylen;
+				int			slot;
+
+				if (!RedisCommandKey(w->cmds[i].argc, (const char **) w->cmds[i].argv,
+									 w->cmds[i].lens, &key, &keylen))
+					elog(ERROR, "Redis write without a key");
+				slot = RedisKeySlot(key, keylen);
+
+				if (block_of_slot[slot] < 0)
+					block_of_slot[slot] = (*nblocks)++;
+				cmds[n].block = block_of_slot[slot];
+				count[cmds[n].block]++;
+			}
+			n++;
+		}
+	}
+	if (!by_slot || *nblocks <= 1)
+		return cmds;
+	/* A stable counting sort by block. */
+	for (int b = 0, start = 0; b < *nblocks; b++)
+	{
+		int			c = count[b];
+
+		count[b] = start;
+		start += c;
+	}
+	sorted = palloc_extended(sizeof(WriteCmd) * n, MCXT_ALLOC_HUGE);
+	for (int i = 0; i < n; i++)
+		sorted[count[cmds[i].block]++] = cmds[i];
+	pfree(cmds);
+	return sorted;
 }
 
 /*
  * Send the commands of writes (RedisWrite * or PgpolyWrite * whose payload
  * is a RedisWrite) in one pipelined exchange; atomic wraps them in
- * MULTI/EXEC.  Any failed command is an ERROR naming its key.
+ * MULTI/EXEC, one block per hash slot on a cluster.  Any failed command is
+ * an ERROR naming its key, raised once every block has answered.
  */
 void
 RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 {
-	WriteReplies wr = {conn, NULL, 0, atomic};
-	ListCell   *lc;
-	int			n = 0;
+	WriteReplies wr = {conn, NULL, NULL, atomic, false, -1};
 	const char *multi[1] = {"MULTI"};
 	const char *exec[1] = {"EXEC"};
+	WriteCmd   *cmds;
+	int			ncmds;
+	int			nblocks;
+	int			n = 0;
+	int			m = -1;
 
-	foreach(lc, writes)
-		wr.ncmds += ((RedisWrite *) lfirst(lc))->ncmds;
-	if (wr.ncmds == 0)
+	wr.cluster = RedisIsCluster(conn);
+	cmds = order_commands(writes, atomic && wr.cluster, &ncmds, &nblocks);
+	if (ncmds == 0)
 		return;
-	wr.owner = palloc(sizeof(RedisWrite *) * wr.ncmds);
 	if (atomic)
-		RedisAppendArgv(conn, 1, multi, NULL);
-	foreach(lc, writes)
+		ncmds += 2 * nblocks;
+	wr.owner = palloc_extended(sizeof(RedisWrite *) * ncmds, MCXT_ALLOC_HUGE);
+	wr.multi = atomic ? palloc_extended(sizeof(int) * ncmds, MCXT_ALLOC_HUGE) : NULL;
+	for (int i = 0; n < ncmds; i++)
 	{
-		RedisWrite *w = lfirst(lc);
-		int			i;
+		bool		first = atomic && (i == 0 || cmds[i].block != cmds[i - 1].block);
+		bool		last;
 
-		for (i = 0; i < w->ncmds; i++)
+		if (first)
 		{
-			wr.owner[n++] = w;
-			RedisAppendArgv(conn, w->cmds[i].argc, (const char **) w->cmds[i].argv,
-							w->cmds[i].lens);
+			wr.owner[n] = NULL;
+			wr.multi[n] = m = n;
+			n++;
+			RedisAppendArgv(conn, 1, multi, NULL);
+		}
+		wr.owner[n] = cmds[i].w;
+		if (atomic)
+			wr.multi[n] = m;
+		n++;
+		RedisAppendArgv(conn, cmds[i].cmd->argc, (const char **) cmds[i].cmd->argv,
+						cmds[i].cmd->lens);
+		last = atomic && (n + 1 == ncmds || cmds[i + 1].block != cmds[i].block);
+		if (last)
+		{
+			wr.owner[n] = NULL;
+			wr.multi[n] = m;
+			n++;
+			RedisAppendArgv(conn, 1, exec, NULL);
 		}
 	}
-	if (atomic)
-		RedisAppendArgv(conn, 1, exec, NULL);
-	RedisExchange(conn, wr.ncmds + (atomic ? 2 : 0), write_reply, &wr);
+	RedisExchange(conn, ncmds, write_reply, &wr);
+	report_failures(&wr);
 	pfree(wr.owner);
+	if (wr.multi)
+		pfree(wr.multi);
+	pfree(cmds);
 }
 
-/* PgpolyStore.flush: one MULTI ... EXEC with all the buffered writes. */
+/* PgpolyStore.flush: all the buffered writes in MULTI/EXEC blocks. */
 void
 RedisFlushWrites(PgpolyConnection *conn, List *payloads)
 {

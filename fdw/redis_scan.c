@@ -8,7 +8,14 @@
  * TTL when the _ttl column is read).  Keys come either from a list (pushed
  * down key = / IN / ANY, or the outer side of a batched join) or from
  * SCAN MATCH on the glob-escaped key prefix, deduplicated since SCAN may
- * return a key twice.
+ * return a key twice.  On a Redis Cluster every primary is scanned, all of
+ * them in each round's one exchange, each with its own cursor; the keys of
+ * a round are then fetched from the nodes serving their slots, again in one
+ * exchange.  A key that moves between nodes during the scan (a slot being
+ * resharded) could escape both cursors, so a cluster scan compares what
+ * the primaries say of their slots before and after, and reads the keys of
+ * every slot that moved or was moving from its nodes (those already
+ * returned are skipped).
  *
  * Every key's remote contents become a RedisKeyState; writes of this
  * transaction that are still buffered (write_mode 'transactional') are then
@@ -75,11 +82,22 @@ struct RedisScan
 	int			nkeys;
 	int			keypos;
 
-	/* SCAN mode */
-	MemoryContext seen_cxt;		/* seen and its keys; reset by a restart */
+	/* SCAN mode: a cursor on each node holding keys (one but on a cluster) */
+	MemoryContext seen_cxt;		/* seen, its keys, the nodes; reset by a restart */
 	char	   *pattern;
-	char		cursor[32];
+	int			nnodes;			/* 0: not started */
+	char	  **nodes;			/* their addresses */
+	char	  (*cursors)[32];
+	bool	   *node_done;
 	bool		scan_done;
+	RedisClusterView *view;		/* cluster: the slots as the SCAN began */
+	char	  **moved;			/* keys of slots that moved meanwhile */
+	size_t	   *movedlens;
+	int			nmoved;
+	int			maxmoved;
+	int			movedpos;
+	bool		fetching_moved; /* a round of them: SCAN's TYPE filter did
+								 * not see those keys */
 	bool		overlay_done;
 	HTAB	   *seen;
 
@@ -94,6 +112,7 @@ struct RedisScan
 	int			cur_item;
 
 	int64		round_trips;
+	RedisTrips *trips;			/* round trips per node */
 
 	/* for error context */
 	RedisKeyState *err_state;
@@ -440,6 +459,14 @@ fetch_reply(redisReply *r, int index, void *arg)
 		st->ttl = r->integer;
 		return false;
 	}
+	/* A key of another type under the prefix: SCAN's TYPE filter skips it. */
+	if (scan->fetching_moved && r->type == REDIS_REPLY_ERROR &&
+		strncmp(r->str, "WRONGTYPE", 9) == 0)
+	{
+		st->nitems = 0;
+		st->exists = false;
+		return false;
+	}
 	RedisStateFromReply(scan->tbl, st, r, scan->conn);
 	return true;
 }
@@ -514,6 +541,7 @@ RedisScanFetchKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys)
 	{
 		RedisExchange(scan->conn, nkeys * fr.per_key, fetch_reply, &fr);
 		scan->round_trips++;
+		RedisCountTrips(scan->conn, scan->trips);
 	}
 	for (i = 0; i < nkeys; i++)
 		RedisApplyOverlay(scan->tbl, scan->ov, &scan->states[i]);
@@ -545,7 +573,7 @@ RedisScanBegin(RedisTable *tbl, PgpolyConnection *conn, bool need_ttl,
 										  "pgpoly redis row",
 										  ALLOCSET_SMALL_SIZES);
 	scan->ov = RedisBuildOverlay(pending);
-	strcpy(scan->cursor, "0");
+	scan->trips = palloc0(sizeof(RedisTrips));
 	return scan;
 }
 
@@ -584,8 +612,12 @@ RedisScanRestart(RedisScan *scan)
 	scan->states = NULL;
 	scan->nstates = scan->cur_state = scan->cur_item = 0;
 	scan->keypos = 0;
-	strcpy(scan->cursor, "0");
+	scan->nnodes = 0;
 	scan->scan_done = false;
+	scan->view = NULL;
+	scan->moved = NULL;
+	scan->movedlens = NULL;
+	scan->nmoved = scan->maxmoved = scan->movedpos = 0;
 	scan->overlay_done = false;
 	if (scan->seen_cxt)
 		MemoryContextReset(scan->seen_cxt);
@@ -641,32 +673,46 @@ valid_cursor(const char *s, size_t len, size_t max)
 	return true;
 }
 
-/* Reply handler of SCAN: new cursor, then keys not seen before. */
+/* Arguments of the reply handler of a SCAN step. */
+typedef struct ScanStep
+{
+	RedisScan  *scan;
+	int		   *which;			/* the node each reply comes from */
+	char	  **keys;			/* new keys of the step */
+	size_t	   *lens;
+	int			nkeys;
+	int			maxkeys;
+} ScanStep;
+
+/* Reply handler of SCAN on one node: its new cursor, then keys not seen before. */
 static bool
 scan_reply(redisReply *r, int index, void *arg)
 {
-	RedisScan  *scan = arg;
+	ScanStep   *step = arg;
+	RedisScan  *scan = step->scan;
+	int			node = step->which[index];
 	redisReply *keys;
 	size_t		i;
-	char	  **kv;
-	size_t	   *lv;
-	int			n = 0;
 
 	if (r->type == REDIS_REPLY_ERROR)
 		RedisReplyError(scan->conn, r, NULL, 0, scan->tbl);
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 		r->element[0]->type != REDIS_REPLY_STRING ||
 		r->element[1]->type != REDIS_REPLY_ARRAY ||
-		!valid_cursor(r->element[0]->str, r->element[0]->len, sizeof(scan->cursor)))
+		!valid_cursor(r->element[0]->str, r->element[0]->len, sizeof(scan->cursors[0])))
 		RedisProtocolError(scan->conn, "SCAN", r,
 						   "no [cursor, keys] pair");
-	memcpy(scan->cursor, r->element[0]->str, r->element[0]->len);
-	scan->cursor[r->element[0]->len] = '\0';
-	scan->scan_done = strcmp(scan->cursor, "0") == 0;
+	memcpy(scan->cursors[node], r->element[0]->str, r->element[0]->len);
+	scan->cursors[node][r->element[0]->len] = '\0';
+	scan->node_done[node] = strcmp(scan->cursors[node], "0") == 0;
 
 	keys = r->element[1];
-	kv = palloc(sizeof(char *) * Max(keys->elements, 1));
-	lv = palloc(sizeof(size_t) * Max(keys->elements, 1));
+	if (step->nkeys + keys->elements > step->maxkeys)
+	{
+		step->maxkeys = step->nkeys + keys->elements + 64;
+		step->keys = repalloc(step->keys, sizeof(char *) * step->maxkeys);
+		step->lens = repalloc(step->lens, sizeof(size_t) * step->maxkeys);
+	}
 	for (i = 0; i < keys->elements; i++)
 	{
 		redisReply *k = keys->element[i];
@@ -681,24 +727,101 @@ scan_reply(redisReply *r, int index, void *arg)
 		copy = RedisBytesCopy(k->str, k->len);
 		if (!RedisKeySetAdd(scan->seen, copy, k->len))
 			continue;
-		kv[n] = copy;
-		lv[n++] = k->len;
+		step->keys[step->nkeys] = copy;
+		step->lens[step->nkeys++] = k->len;
 	}
-	scan->keys = kv;
-	scan->lens = lv;
-	scan->nkeys = n;
 	return false;
 }
 
-/* One SCAN step and the fetch of the new keys it returned. */
+/*
+ * Start a SCAN: on a cluster what the primaries say of their slots (in
+ * seen_cxt), then the nodes holding keys (on a cluster, those that say
+ * they serve slots), each with cursor 0.
+ */
+static void
+scan_start(RedisScan *scan)
+{
+	MemoryContext old = MemoryContextSwitchTo(scan->seen_cxt);
+	List	   *nodes;
+	ListCell   *lc;
+	int			i = 0;
+
+	scan->view = RedisClusterViewOf(scan->conn, NIL);
+	nodes = scan->view ? RedisClusterViewNodes(scan->view) :
+		RedisPrimaryNodes(scan->conn);
+
+	scan->nnodes = list_length(nodes);
+	scan->nodes = palloc(sizeof(char *) * scan->nnodes);
+	scan->cursors = palloc(sizeof(scan->cursors[0]) * scan->nnodes);
+	scan->node_done = palloc0(sizeof(bool) * scan->nnodes);
+	foreach(lc, nodes)
+	{
+		scan->nodes[i] = lfirst(lc);
+		strcpy(scan->cursors[i++], "0");
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* RedisMovedKey: a key of a slot that moved, if the scan wants it and lacks it. */
+static void
+add_moved_key(const char *key, size_t len, void *arg)
+{
+	RedisScan  *scan = arg;
+	char	   *k;
+
+	if (!glob_match(scan->pattern, key, len))
+		return;
+	k = RedisBytesCopy(key, len);
+	if (!RedisKeySetAdd(scan->seen, k, len))
+		return;
+	if (scan->nmoved == scan->maxmoved)
+	{
+		scan->maxmoved = Max(64, scan->maxmoved * 2);
+		scan->moved = scan->moved ? repalloc(scan->moved, sizeof(char *) * scan->maxmoved) :
+			palloc(sizeof(char *) * scan->maxmoved);
+		scan->movedlens = scan->movedlens ?
+			repalloc(scan->movedlens, sizeof(size_t) * scan->maxmoved) :
+			palloc(sizeof(size_t) * scan->maxmoved);
+	}
+	scan->moved[scan->nmoved] = k;
+	scan->movedlens[scan->nmoved++] = len;
+}
+
+/*
+ * Every cursor is back at 0.  On a cluster, collect the keys of the slots
+ * that moved while the SCAN ran (in seen_cxt); they are fetched next.
+ */
+static void
+scan_end(RedisScan *scan)
+{
+	MemoryContext old;
+	List	   *nodes = NIL;
+
+	if (scan->view == NULL)
+		return;
+	old = MemoryContextSwitchTo(scan->seen_cxt);
+	for (int i = 0; i < scan->nnodes; i++)
+		nodes = lappend(nodes, scan->nodes[i]);
+	RedisClusterMovedKeys(scan->conn, scan->view,
+						  RedisClusterViewOf(scan->conn, nodes),
+						  add_moved_key, scan);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * One SCAN step on every node not finished (one exchange), then the fetch
+ * of the new keys they returned.
+ */
 static void
 scan_round(RedisScan *scan)
 {
 	RedisTable *tbl = scan->tbl;
 	char		count[16];
-	const char *argv[8] = {"SCAN", scan->cursor, "MATCH", scan->pattern,
+	const char *argv[8] = {"SCAN", NULL, "MATCH", scan->pattern,
 	"COUNT", count, "TYPE", RedisScanTypeFilter(tbl)};
+	ScanStep	step = {scan};
 	MemoryContext old;
+	int			n = 0;
 
 	if (scan->seen_cxt == NULL)
 		scan->seen_cxt = AllocSetContextCreate(GetMemoryChunkContext(scan),
@@ -706,18 +829,37 @@ scan_round(RedisScan *scan)
 											   ALLOCSET_DEFAULT_SIZES);
 	if (scan->seen == NULL)
 		scan->seen = RedisKeySet(scan->seen_cxt);
+	if (scan->nnodes == 0)
+		scan_start(scan);
 	snprintf(count, sizeof(count), "%d", tbl->fetch_size);
 	old = MemoryContextSwitchTo(scan->seen_cxt);	/* the keys SCAN returns */
 	MemoryContextReset(scan->round_cxt);
-	RedisAppendArgv(scan->conn, 8, argv, NULL);
-	RedisExchange(scan->conn, 1, scan_reply, scan);
+	step.which = palloc(sizeof(int) * scan->nnodes);
+	step.maxkeys = 64;
+	step.keys = palloc(sizeof(char *) * step.maxkeys);
+	step.lens = palloc(sizeof(size_t) * step.maxkeys);
+	for (int i = 0; i < scan->nnodes; i++)
+	{
+		if (scan->node_done[i])
+			continue;
+		argv[1] = scan->cursors[i];
+		RedisAppendToNode(scan->conn, scan->nodes[i], 8, argv, NULL);
+		step.which[n++] = i;
+	}
+	RedisExchange(scan->conn, n, scan_reply, &step);
 	scan->round_trips++;
+	RedisCountTrips(scan->conn, scan->trips);
+	scan->scan_done = true;
+	for (int i = 0; i < scan->nnodes; i++)
+		if (!scan->node_done[i])
+			scan->scan_done = false;
 	MemoryContextSwitchTo(old);
-	RedisScanFetchKeys(scan, scan->keys, scan->lens, scan->nkeys);
-	pfree(scan->keys);
-	pfree(scan->lens);
-	scan->keys = NULL;
-	scan->nkeys = 0;
+	RedisScanFetchKeys(scan, step.keys, step.lens, step.nkeys);
+	if (scan->scan_done)
+		scan_end(scan);
+	pfree(step.keys);
+	pfree(step.lens);
+	pfree(step.which);
 }
 
 /* After SCAN ends: states for buffered keys that Redis did not have. */
@@ -775,6 +917,17 @@ next_round(RedisScan *scan)
 	if (!scan->scan_done)
 	{
 		scan_round(scan);
+		return true;
+	}
+	if (scan->movedpos < scan->nmoved)
+	{
+		int			n = Min(scan->tbl->fetch_size, scan->nmoved - scan->movedpos);
+
+		scan->fetching_moved = true;
+		RedisScanFetchKeys(scan, scan->moved + scan->movedpos,
+						   scan->movedlens + scan->movedpos, n);
+		scan->fetching_moved = false;
+		scan->movedpos += n;
 		return true;
 	}
 	if (!scan->overlay_done)
@@ -1002,4 +1155,14 @@ int64
 RedisScanRoundTrips(RedisScan *scan)
 {
 	return scan->round_trips;
+}
+
+/*
+ * Count this scan's round trips per node in trips (which a caller keeps
+ * across rescans, for EXPLAIN ANALYZE) instead of the scan's own.
+ */
+void
+RedisScanSetTrips(RedisScan *scan, RedisTrips *trips)
+{
+	scan->trips = trips;
 }

@@ -152,6 +152,7 @@ SELECT pgpoly.l2_distance(NULL, ARRAY[1]::real[]) IS NULL AS l2,
        pgpoly.negative_inner_product(NULL, NULL) IS NULL AS ip,
        (NULL::real[] <-> ARRAY[1]::real[]) IS NULL AS op;
 SELECT pgpoly._redis_key_column(NULL) IS NULL AS key_column;
+SELECT pgpoly.redis_key_slot(NULL) IS NULL AS key_slot;
 SELECT pgpoly.redis_validator(NULL, NULL) IS NULL AS redis,
        pgpoly.elastic_validator(NULL, 'pg_foreign_server'::regclass) IS NULL AS elastic,
        pgpoly.vector_validator(ARRAY['url=http://x'], NULL) IS NULL AS vector;
@@ -180,7 +181,7 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
   AND p.pronargs > 0
   AND p.proname NOT IN ('elastic_request', 'vector_search', 'get_online_features',
                         'disconnect', 'l2_distance', 'cosine_distance',
-                        'negative_inner_product', '_redis_key_column',
+                        'negative_inner_product', '_redis_key_column', 'redis_key_slot',
                         'redis_validator', 'elastic_validator', 'vector_validator',
                         '_fv_rel', '_fv_require_privileges', '_fv_may_write',
                         '_fv_is_fresh', '_fv_serve', '_fv_describe',

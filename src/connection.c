@@ -263,15 +263,15 @@ describe_connection(PgpolyConnection *conn, ForeignServer *server,
 }
 
 /*
- * Get a connection to server for user (from PgpolyGetUserMapping: umid
- * InvalidOid if there is no mapping), opening one if the cache has none,
- * the cached one was invalidated, or it broke.  ERROR if the trust rule
- * does not let user->userid use it.  The returned entry lives until the
- * backend exits.
+ * The cache entry of server and user (from PgpolyGetUserMapping: umid
+ * InvalidOid if there is no mapping), made if new, once the trust rule
+ * lets user->userid use it.  A handle it may not hand to that user is
+ * closed: one whose last request was cut off, one invalidated, or one
+ * opened without the check that the store asks for the credential (for a
+ * superuser or a waived mapping: PUBLIC's, say) when user needs that check.
  */
-PgpolyConnection *
-PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
-					UserMapping *user)
+static PgpolyConnection *
+lookup_entry(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
 {
 	PgpolyConnKey key;
 	PgpolyConnection *conn;
@@ -289,24 +289,48 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 		memset(((char *) conn) + sizeof(key), 0, sizeof(*conn) - sizeof(key));
 		conn->store = store;
 	}
-
-	/*
-	 * Never reuse a handle whose last request was cut off, nor hand one
-	 * opened without the check that the store asks for the credential (for
-	 * a superuser or a waived mapping: PUBLIC's, say) to a user who needs
-	 * that check.
-	 */
 	if (conn->handle && (conn->busy || (conn->invalidated && conn->writes == NIL) ||
 						 (!conn->checked && PgpolyMustProveCredential(user))))
 		close_handle(conn);
-
 	conn->userid = user->userid;
+	return conn;
+}
+
+/*
+ * Get a connection to server for user (from PgpolyGetUserMapping), opening
+ * one if the cache has none, the cached one was invalidated, or it broke.
+ * ERROR if the trust rule does not let user->userid use it.  The returned
+ * entry lives until the backend exits.
+ */
+PgpolyConnection *
+PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
+					UserMapping *user)
+{
+	PgpolyConnection *conn = lookup_entry(store, server, user);
+
 	if (conn->handle == NULL)
 	{
 		describe_connection(conn, server, user);
 		conn->handle = store->connect(conn, server, user);
 		conn->checked = PgpolyMustProveCredential(user);
 	}
+	mark_used(conn);
+	return conn;
+}
+
+/*
+ * As PgpolyGetConnection, but without opening a connection: for writes
+ * that reach no store while the statement runs (write_mode 'outbox').  A
+ * store opens the handle with PgpolyEnsureConnected() before any request.
+ */
+PgpolyConnection *
+PgpolyGetConnectionEntry(const PgpolyStore *store, ForeignServer *server,
+						 UserMapping *user)
+{
+	PgpolyConnection *conn = lookup_entry(store, server, user);
+
+	if (conn->handle == NULL)
+		describe_connection(conn, server, user);
 	mark_used(conn);
 	return conn;
 }
@@ -443,7 +467,33 @@ used_this_xact(PgpolyConnection *conn)
 
 PG_FUNCTION_INFO_V1(pgpoly_connections);
 
-/* pgpoly.connections(): one row per open cached connection. */
+/* Add one row of pgpoly.connections() for conn, at target. */
+static void
+put_connection_row(ReturnSetInfo *rsinfo, PgpolyConnection *conn,
+				   const char *target, int64 requests, int64 errors)
+{
+	Datum		values[7];
+	bool		nulls[7] = {0};
+	char	   *uname;
+
+	values[0] = DirectFunctionCall1(namein, CStringGetDatum(conn->servername));
+	values[1] = CStringGetTextDatum(conn->store->name);
+	values[2] = CStringGetTextDatum(target);
+	uname = GetUserNameFromId(conn->userid, true);
+	if (uname)
+		values[3] = DirectFunctionCall1(namein, CStringGetDatum(uname));
+	else
+		nulls[3] = true;
+	values[4] = Int64GetDatum(requests);
+	values[5] = Int64GetDatum(errors);
+	values[6] = BoolGetDatum(used_this_xact(conn) || conn->writes != NIL);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * pgpoly.connections(): one row per open cached connection, or per server
+ * it talks to when it spans several (a Redis Cluster's nodes).
+ */
 Datum
 pgpoly_connections(PG_FUNCTION_ARGS)
 {
@@ -458,24 +508,22 @@ pgpoly_connections(PG_FUNCTION_ARGS)
 	hash_seq_init(&scan, ConnectionHash);
 	while ((conn = hash_seq_search(&scan)) != NULL)
 	{
-		Datum		values[7];
-		bool		nulls[7] = {0};
-		char	   *uname;
+		List	   *rows;
+		ListCell   *lc;
 
 		if (conn->handle == NULL)
 			continue;
-		values[0] = DirectFunctionCall1(namein, CStringGetDatum(conn->servername));
-		values[1] = CStringGetTextDatum(conn->store->name);
-		values[2] = CStringGetTextDatum(conn->target);
-		uname = GetUserNameFromId(conn->userid, true);
-		if (uname)
-			values[3] = DirectFunctionCall1(namein, CStringGetDatum(uname));
-		else
-			nulls[3] = true;
-		values[4] = Int64GetDatum(conn->requests);
-		values[5] = Int64GetDatum(conn->errors);
-		values[6] = BoolGetDatum(used_this_xact(conn) || conn->writes != NIL);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		rows = conn->store->describe ? conn->store->describe(conn) : NIL;
+		if (rows == NIL)
+			put_connection_row(rsinfo, conn, conn->target, conn->requests,
+							   conn->errors);
+		foreach(lc, rows)
+		{
+			PgpolyConnRow *row = lfirst(lc);
+
+			put_connection_row(rsinfo, conn, row->target, row->requests,
+							   row->errors);
+		}
 	}
 	PG_RETURN_VOID();
 }

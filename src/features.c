@@ -27,6 +27,10 @@
  * feature types it does not convert, a NULL entity — goes to the PL/pgSQL
  * implementation unchanged, so error messages live in one place.
  *
+ * materialize() finds each entity's newest offline row with a walk of the
+ * offline index done here (fv_newest_tids), which reads the heap only for
+ * those rows.
+ *
  * Invariants:
  *	- Privileges are those of the calling user on the user's own tables (the
  *	  online and offline table), checked as the equivalent statement would
@@ -1334,6 +1338,49 @@ fetch_online(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, int n,
 }
 
 /*
+ * fetch_online() for the serving table of a view in write_mode 'outbox',
+ * whose serving must not depend on Redis being up: when Redis cannot be
+ * reached (SQLSTATE class 08) nothing is found online, and the offline
+ * fallback serves every entity.  The round runs in a subtransaction, so an
+ * error leaves the connection closed and nothing else behind.
+ */
+static bool
+fetch_online_or_none(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, int n,
+					 List *names, List *atts, Served *served)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool all_online = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		all_online = fetch_online(tbl, def, keys, lens, n, names, atts, served);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+
+		MemoryContextSwitchTo(cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (ERRCODE_TO_CATEGORY(e->sqlerrcode) != ERRCODE_CONNECTION_EXCEPTION)
+			ReThrowError(e);
+		memset(served, 0, sizeof(Served) * Max(n, 1));
+		all_online = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return all_online;
+}
+
+/*
  * Probe the offline table for the keys whose online value the rule does not
  * serve (missing or stale) with cv's kept probe statement, and record in
  * off[] what it found; where the caller may write (fv_may_write), the
@@ -1456,7 +1503,9 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ViewDef *def,
 	}
 	on = palloc(sizeof(Served) * Max(nd, 1));
 	off = palloc0(sizeof(Served) * Max(nd, 1));
-	if (!fetch_online(tbl, def, keys, lens, nd, names, atts, on))
+	if (!(PgpolyTableWriteMode(GetForeignTable(def->serving)->options) == PGPOLY_WRITE_OUTBOX ?
+		  fetch_online_or_none(tbl, def, keys, lens, nd, names, atts, on) :
+		  fetch_online(tbl, def, keys, lens, nd, names, atts, on)))
 		probe_offline(cv, def, tbl, names, keys, nd, on, off, seen);
 
 	for (int i = 0; i < lengthof(fv_source_names); i++)

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""pgpoly_redis through Sentinel (a primary, a replica, one sentinel; loopback).
+
+  * The server names two sentinels, the first unreachable: the primary is
+    asked of the first that answers, and pgpoly.connections() shows it.
+  * A master name no sentinel knows, sentinels that are all down, and a
+    "primary" that ROLE says is a replica fail at connect (class 08) with
+    what each sentinel said.
+  * The primary turned into a replica behind pgpoly's back (and the
+    sentinel told of the new one): the next write fails cleanly on the
+    READONLY answer (08006, nothing written), the statement after that asks
+    the sentinel again and writes to the new primary.
+  * SENTINEL FAILOVER in the middle of a session: at most one statement
+    fails (class 08), the next ones read the same data and write to the new
+    primary.
+  * No crashed backend.
+"""
+
+import pgtest
+import redis_cluster
+
+check = pgtest.check
+call = redis_cluster.call
+
+
+def value(s, sql):
+    r = s.run(sql)
+    check(r.rc == 0, "statement failed: %s: %s" % (sql, r.err.strip()))
+    return r.out.strip()
+
+
+def test():
+    mark = pgtest.pg_log_mark()
+    st = redis_cluster.Sentinel()
+    try:
+        run(st)
+    finally:
+        st.stop()
+    pgtest.check_pg_log(mark)
+
+
+def run(st):
+    db = pgtest.create_db("pgpoly_sentinel")
+    dead = pgtest.free_port()
+    r = pgtest.psql("""
+        CREATE SERVER rs FOREIGN DATA WRAPPER pgpoly_redis
+          OPTIONS (sentinels '127.0.0.1:%(dead)d, 127.0.0.1:%(s)d', sentinel_master 'pgpoly',
+                   connect_timeout_ms '1000', timeout_ms '3000');
+        CREATE SERVER rs_unknown FOREIGN DATA WRAPPER pgpoly_redis
+          OPTIONS (sentinels '127.0.0.1:%(s)d', sentinel_master 'nobody');
+        CREATE SERVER rs_down FOREIGN DATA WRAPPER pgpoly_redis
+          OPTIONS (sentinels '127.0.0.1:%(dead)d', sentinel_master 'pgpoly');
+        CREATE FOREIGN TABLE kv (key text, value text) SERVER rs
+          OPTIONS (table_type 'string', key_prefix 'sn:');
+        CREATE FOREIGN TABLE kv_unknown (key text, value text) SERVER rs_unknown
+          OPTIONS (table_type 'string', key_prefix 'sn:');
+        CREATE FOREIGN TABLE kv_down (key text, value text) SERVER rs_down
+          OPTIONS (table_type 'string', key_prefix 'sn:');
+        INSERT INTO kv SELECT 'k' || g, 'v' || g FROM generate_series(1, 100) g;
+    """ % {"dead": dead, "s": st.sentinel}, db=db)
+    if not check(r.rc == 0, "setup failed: %s" % r.err):
+        return
+    s = pgtest.Session(db)
+    check(value(s, "SELECT count(*), max(value) FROM kv;") == "100|v99", "initial read")
+    check(value(s, "SELECT target FROM pgpoly.connections() WHERE server = 'rs';")
+          == "127.0.0.1:%d" % st.primary, "connections() does not show the primary")
+    check(call(st.primary, "GET", "sn:k7") == b"v7", "the rows are not on the primary")
+
+    # --- failures at connect -------------------------------------------
+    for table, want in (("kv_unknown", 'does not know master "nobody"'),
+                        ("kv_down", "127.0.0.1:%d" % dead)):
+        r = s.run("SELECT * FROM %s;" % table)
+        check(r.rc == 1 and (r.sqlstate or "").startswith("08") and want in r.err
+              and "through its sentinels" in r.err,
+              "%s: want a class 08 ERROR saying %r, got %s: %s"
+              % (table, want, r.sqlstate, r.err.strip()))
+    call(st.sentinel, "SENTINEL", "MONITOR", "wrongrole", "127.0.0.1", st.replica, 1)
+    r = pgtest.psql("""
+        CREATE SERVER rs_replica FOREIGN DATA WRAPPER pgpoly_redis
+          OPTIONS (sentinels '127.0.0.1:%d', sentinel_master 'wrongrole',
+                   connect_timeout_ms '300');
+        CREATE FOREIGN TABLE kv_replica (key text, value text) SERVER rs_replica
+          OPTIONS (table_type 'string', key_prefix 'sn:');
+        SELECT count(*) FROM kv_replica;""" % st.sentinel, db=db, verbose=True)
+    check(r.rc != 0 and r.sqlstate == "08001" and "is not a primary (ROLE: slave)" in r.err,
+          "a replica named as primary: %s" % r.err.strip())
+    call(st.sentinel, "SENTINEL", "REMOVE", "wrongrole")
+
+    # --- the primary became a replica: READONLY ------------------------
+    old, new = st.primary, st.replica
+    call(new, "REPLICAOF", "NO", "ONE")
+    call(old, "REPLICAOF", "127.0.0.1", new)
+    call(st.sentinel, "SENTINEL", "REMOVE", st.master_name)
+    call(st.sentinel, "SENTINEL", "MONITOR", st.master_name, "127.0.0.1", new, 1)
+    st.primary, st.replica = new, old
+    redis_cluster.wait_until(lambda: st.master_addr() == new, 30, "the sentinel's new master")
+    r = s.run("INSERT INTO kv VALUES ('ro', 'x');")
+    check(r.rc == 1 and r.sqlstate == "08006" and "no longer the primary" in r.err
+          and "READONLY" in r.err,
+          "a write to the demoted primary: want 08006 on READONLY, got %s: %s"
+          % (r.sqlstate, r.err.strip()))
+    check(call(new, "EXISTS", "sn:ro") == 0, "the refused write reached the new primary")
+    check(value(s, "SELECT count(*), max(value) FROM kv;") == "100|v99",
+          "read after READONLY")
+    value(s, "INSERT INTO kv VALUES ('after_ro', 'y');")
+    check(call(new, "GET", "sn:after_ro") == b"y", "the write after READONLY is not on the new primary")
+    check(value(s, "SELECT target FROM pgpoly.connections() WHERE server = 'rs';")
+          == "127.0.0.1:%d" % new, "connections() does not show the new primary")
+
+    # --- SENTINEL FAILOVER mid-session ---------------------------------
+    promoted = st.failover()
+    check(promoted == old, "the failover promoted port %d, want %d" % (promoted, old))
+    failed = 0
+    for i in range(3):
+        r = s.run("SELECT count(*), max(value) FROM kv;")
+        if r.rc != 0:
+            failed += 1
+            check(i == 0 and (r.sqlstate or "").startswith("08"),
+                  "statement %d after SENTINEL FAILOVER: %s: %s" % (i, r.sqlstate, r.err.strip()))
+        else:
+            check(r.out.strip() == "101|y", "read after failover: %s" % r.out.strip())
+    value(s, "INSERT INTO kv VALUES ('after_failover', 'z');")
+    check(call(promoted, "GET", "sn:after_failover") == b"z",
+          "the write after SENTINEL FAILOVER is not on the promoted primary")
+    check(value(s, "SELECT target FROM pgpoly.connections() WHERE server = 'rs';")
+          == "127.0.0.1:%d" % promoted, "connections() after the failover")
+    print("statements failed after SENTINEL FAILOVER: %d" % failed)
+    s.close()
+
+
+pgtest.main(test)
