@@ -96,6 +96,8 @@ struct RedisScan
 	int			nmoved;
 	int			maxmoved;
 	int			movedpos;
+	bool		fetching_moved; /* a round of them: SCAN's TYPE filter did
+								 * not see those keys */
 	bool		overlay_done;
 	HTAB	   *seen;
 
@@ -209,7 +211,7 @@ RedisOverlayAdd(RedisOverlay **ov, RedisWrite *w)
 		(*ov)->bykey = key_table("pgpoly redis overlay", sizeof(OverlayEntry),
 								 CurrentMemoryContext);
 	}
-	ref.key = w->key;
+	ref.key = RedisWriteKey(w);
 	ref.len = w->keylen;
 	e = hash_search((*ov)->bykey, &ref, HASH_ENTER, &found);
 	if (!found)
@@ -277,10 +279,26 @@ remove_item(RedisKeyState *st, int i)
 	st->nitems--;
 }
 
+/* Set field it.a of a hash state to it.b (a copy), where it is or at the end. */
+static void
+set_field(RedisKeyState *st, RedisItem it)
+{
+	int			i = find_item(st, it.a, it.alen);
+
+	if (i < 0)
+		add_item(st, it.a, it.alen, it.b, it.blen);
+	else
+	{
+		st->items[i].b = RedisBytesCopy(it.b, it.blen);
+		st->items[i].blen = it.blen;
+	}
+}
+
 /* Apply one buffered write to a key's state. */
 static void
 apply_write(RedisKeyState *st, RedisWrite *w)
 {
+	RedisItem	it;
 	int			i;
 
 	switch (w->kind)
@@ -288,32 +306,50 @@ apply_write(RedisKeyState *st, RedisWrite *w)
 		case RW_PUT:
 			st->nitems = 0;
 			for (i = 0; i < w->nitems; i++)
-				add_item(st, w->items[i].a, w->items[i].alen,
-						 w->items[i].b, w->items[i].blen);
+			{
+				it = RedisWriteGetItem(w, i);
+				add_item(st, it.a, it.alen, it.b, it.blen);
+			}
+			break;
+		case RW_MERGE:
+			for (i = 0; i < w->nitems; i++)
+			{
+				int			j;
+
+				it = RedisWriteGetItem(w, i);
+				if (it.b != NULL)
+					set_field(st, it);
+				else if ((j = find_item(st, it.a, it.alen)) >= 0)
+					remove_item(st, j);
+			}
 			break;
 		case RW_DEL:
 			st->nitems = 0;
 			break;
 		case RW_ADD:
-			i = find_item(st, w->item.a, w->item.alen);
+			it = RedisWriteGetItem(w, 0);
+			i = find_item(st, it.a, it.alen);
 			if (i >= 0)
 				remove_item(st, i);
-			add_item(st, w->item.a, w->item.alen, w->item.b, w->item.blen);
+			add_item(st, it.a, it.alen, it.b, it.blen);
 			break;
 		case RW_REM:
 		case RW_REM_FIRST:
-			i = find_item(st, w->item.a, w->item.alen);
+			it = RedisWriteGetItem(w, 0);
+			i = find_item(st, it.a, it.alen);
 			if (i >= 0)
 				remove_item(st, i);
 			break;
 		case RW_APPEND:
-			add_item(st, w->item.a, w->item.alen, NULL, 0);
+			it = RedisWriteGetItem(w, 0);
+			add_item(st, it.a, it.alen, NULL, 0);
 			break;
 		case RW_SET_IDX:
+			it = RedisWriteGetItem(w, 0);
 			if (w->idx >= 0 && w->idx < st->nitems)
 			{
-				st->items[w->idx].a = RedisBytesCopy(w->item.a, w->item.alen);
-				st->items[w->idx].alen = w->item.alen;
+				st->items[w->idx].a = RedisBytesCopy(it.a, it.alen);
+				st->items[w->idx].alen = it.alen;
 			}
 			break;
 	}
@@ -455,6 +491,14 @@ fetch_reply(redisReply *r, int index, void *arg)
 		if (r->type != REDIS_REPLY_INTEGER)
 			RedisProtocolError(scan->conn, "TTL", r, NULL);
 		st->ttl = r->integer;
+		return false;
+	}
+	/* A key of another type under the prefix: SCAN's TYPE filter skips it. */
+	if (scan->fetching_moved && r->type == REDIS_REPLY_ERROR &&
+		strncmp(r->str, "WRONGTYPE", 9) == 0)
+	{
+		st->nitems = 0;
+		st->exists = false;
 		return false;
 	}
 	RedisStateFromReply(scan->tbl, st, r, scan->conn);
@@ -724,16 +768,21 @@ scan_reply(redisReply *r, int index, void *arg)
 }
 
 /*
- * Start a SCAN: the nodes holding keys, each with cursor 0, and on a
- * cluster what they say of their slots (in seen_cxt).
+ * Start a SCAN: on a cluster what the primaries say of their slots (in
+ * seen_cxt), then the nodes holding keys (on a cluster, those that say
+ * they serve slots), each with cursor 0.
  */
 static void
 scan_start(RedisScan *scan)
 {
 	MemoryContext old = MemoryContextSwitchTo(scan->seen_cxt);
-	List	   *nodes = RedisPrimaryNodes(scan->conn);
+	List	   *nodes;
 	ListCell   *lc;
 	int			i = 0;
+
+	scan->view = RedisClusterViewOf(scan->conn, NIL);
+	nodes = scan->view ? RedisClusterViewNodes(scan->view) :
+		RedisPrimaryNodes(scan->conn);
 
 	scan->nnodes = list_length(nodes);
 	scan->nodes = palloc(sizeof(char *) * scan->nnodes);
@@ -744,7 +793,6 @@ scan_start(RedisScan *scan)
 		scan->nodes[i] = lfirst(lc);
 		strcpy(scan->cursors[i++], "0");
 	}
-	scan->view = RedisClusterViewOf(scan->conn, nodes);
 	MemoryContextSwitchTo(old);
 }
 
@@ -875,7 +923,8 @@ overlay_round(RedisScan *scan)
 		OverlayEntry *pe = lfirst(lc);
 		RedisKeyState *st = &scan->states[i++];
 
-		st->key = (char *) pe->ref.key;
+		/* a copy: rows are read from NUL-terminated bytes (a write's are not) */
+		st->key = RedisBytesCopy(pe->ref.key, pe->ref.len);
 		st->keylen = pe->ref.len;
 		st->ttl = -2;
 		RedisApplyOverlay(scan->tbl, scan->ov, st);
@@ -909,8 +958,10 @@ next_round(RedisScan *scan)
 	{
 		int			n = Min(scan->tbl->fetch_size, scan->nmoved - scan->movedpos);
 
+		scan->fetching_moved = true;
 		RedisScanFetchKeys(scan, scan->moved + scan->movedpos,
 						   scan->movedlens + scan->movedpos, n);
+		scan->fetching_moved = false;
 		scan->movedpos += n;
 		return true;
 	}

@@ -583,6 +583,7 @@ extern void PgpolyMaterializedSRF(FunctionCallInfo fcinfo);
 /* Initialisers called from _PG_init (hooks, GUCs of one area). */
 extern void RedisJoinInit(void);
 extern void SyncInit(void);		/* sync_launch.c: before the prefix is reserved */
+extern void PgpolyFeaturesInit(void);	/* features.c: cache invalidation */
 
 /* The stores, registered with the core by _PG_init. */
 extern const PgpolyStore RedisStore;

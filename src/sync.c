@@ -30,6 +30,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/nbtree.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/xact.h"
@@ -142,6 +143,34 @@ array_type_of(Oid typid)
 }
 
 /*
+ * Whether values of column att of relid that are equal under its type's
+ * default equality (and the column's collation) are always identical, as
+ * btree deduplication asks (BTEQUALIMAGE_PROC): false for numeric (1 and
+ * 1.0), float8 (0 and -0), interval, a nondeterministic collation.  Keys
+ * that are equal but not identical have different text forms, so they are
+ * different keys in the target.
+ */
+static bool
+equal_is_identical(Oid relid, AttrNumber att)
+{
+	Oid			typid;
+	int32		typmod;
+	Oid			collid;
+	TypeCacheEntry *tc;
+	Oid			proc;
+
+	get_atttypetypmodcoll(relid, att, &typid, &typmod, &collid);
+	tc = lookup_type_cache(getBaseType(typid), TYPECACHE_BTREE_OPFAMILY);
+	if (!OidIsValid(tc->btree_opf))
+		return false;
+	proc = get_opfamily_proc(tc->btree_opf, tc->btree_opintype, tc->btree_opintype,
+							 BTEQUALIMAGE_PROC);
+	return OidIsValid(proc) &&
+		DatumGetBool(OidFunctionCall1Coll(proc, collid,
+										  ObjectIdGetDatum(tc->btree_opintype)));
+}
+
+/*
  * The sync id's definition and delivery SQL, resolved against the catalogs
  * (ERROR if a relation or column it uses is gone).
  */
@@ -156,6 +185,7 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 	const char *sk = column_name(source, key_att);
 	const char *tk = column_name(target, target_key_att);
 	char	   *eq;
+	char	   *tt;
 	StringInfoData cols;
 	StringInfoData vals;
 
@@ -182,10 +212,15 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 	}
 	d->upsert_sql = psprintf("INSERT INTO %s (%s) SELECT %s FROM %s s WHERE s.%s %s ANY ($1)",
 							 tgt, cols.data, vals.data, src, sk, eq);
-	d->absent_sql = psprintf("SELECT pg_catalog.array_agg(CAST(u.k AS %s)) "
-							 "FROM pg_catalog.unnest($1) AS u(k) "
-							 "WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE s.%s %s u.k)",
-							 format_type_be_qualified(d->target_key_type), src, sk, eq);
+	d->key_identical = equal_is_identical(source, key_att);
+	tt = format_type_be_qualified(d->target_key_type);
+	d->absent_sql = psprintf("SELECT pg_catalog.array_agg(CAST(t.k AS %s)) "
+							 "FROM (SELECT DISTINCT CAST(CAST(u.k AS %s) AS pg_catalog.text) AS k "
+							 "      FROM pg_catalog.unnest($1) AS u(k)) t "
+							 "WHERE NOT t.k OPERATOR(pg_catalog.=) ANY "
+							 "(SELECT CAST(CAST(s.%s AS %s) AS pg_catalog.text) FROM %s s "
+							 " WHERE s.%s %s ANY ($1))",
+							 tt, tt, sk, tt, src, sk, eq);
 	d->delete_sql = psprintf("DELETE FROM %s WHERE %s %s ANY ($1)", tgt, tk,
 							 SyncEqualityOperator(getBaseType(d->target_key_type)));
 	d->payload_sql = psprintf("SELECT pg_catalog.to_jsonb(s) FROM %s s WHERE s.%s %s $1",
@@ -585,38 +620,46 @@ insert_sync(const char *name, Oid source, Oid target, AttrNumber key_att,
 									   1, &isnull));
 }
 
-/* The name of the capture trigger of sync id for one event. */
+/*
+ * The capture triggers: name suffix, timing and events, transition tables,
+ * level and when they fire.  The statement triggers fire ALWAYS, so that a
+ * session with session_replication_role = replica is captured too; a
+ * logical replication apply worker fires row triggers only, so it is
+ * captured by the row trigger, which fires in replica mode only (and does
+ * nothing outside an apply worker: see sync_capture.c).
+ */
+static const char *const CaptureTriggers[5][5] = {
+	{"insert", "AFTER INSERT", "REFERENCING NEW TABLE AS pgpoly_new", "STATEMENT", "ALWAYS"},
+	{"update", "AFTER UPDATE", "REFERENCING OLD TABLE AS pgpoly_old NEW TABLE AS pgpoly_new",
+	"STATEMENT", "ALWAYS"},
+	{"delete", "AFTER DELETE", "REFERENCING OLD TABLE AS pgpoly_old", "STATEMENT", "ALWAYS"},
+	{"truncate", "BEFORE TRUNCATE", "", "STATEMENT", "ALWAYS"},
+	{"applied", "AFTER INSERT OR UPDATE OR DELETE", "", "ROW", "REPLICA"}
+};
+
+/* The name of capture trigger i of sync id. */
 static char *
-trigger_name(int32 id, const char *event)
+trigger_name(int32 id, int i)
 {
-	return psprintf("pgpoly_sync_%d_%s", id, event);
+	return psprintf("pgpoly_sync_%d_%s", id, CaptureTriggers[i][0]);
 }
 
-/*
- * Attach the capture triggers to source, enabled ALWAYS so that changes
- * applied by logical replication (session_replication_role = replica) are
- * captured too.
- */
+/* Attach the capture triggers to source. */
 static void
 create_triggers(int32 id, Oid source, AttrNumber key_att)
 {
-	static const char *const events[4][3] = {
-		{"insert", "AFTER INSERT", "REFERENCING NEW TABLE AS pgpoly_new"},
-		{"update", "AFTER UPDATE", "REFERENCING OLD TABLE AS pgpoly_old NEW TABLE AS pgpoly_new"},
-		{"delete", "AFTER DELETE", "REFERENCING OLD TABLE AS pgpoly_old"},
-		{"truncate", "BEFORE TRUNCATE", ""}
-	};
 	char	   *rel = SyncQualifiedName(source);
 
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < lengthof(CaptureTriggers); i++)
 	{
-		const char *name = quote_identifier(trigger_name(id, events[i][0]));
+		const char *const *t = CaptureTriggers[i];
+		const char *name = quote_identifier(trigger_name(id, i));
 
-		admin_execute(psprintf("CREATE TRIGGER %s %s ON %s %s FOR EACH STATEMENT "
+		admin_execute(psprintf("CREATE TRIGGER %s %s ON %s %s FOR EACH %s "
 							   "EXECUTE FUNCTION pgpoly._sync_capture('%d', '%d')",
-							   name, events[i][1], rel, events[i][2], id, (int) key_att),
+							   name, t[1], rel, t[2], t[3], id, (int) key_att),
 					  0, NULL, NULL, SPI_OK_UTILITY);
-		admin_execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", rel, name),
+		admin_execute(psprintf("ALTER TABLE %s ENABLE %s TRIGGER %s", rel, t[4], name),
 					  0, NULL, NULL, SPI_OK_UTILITY);
 	}
 }
@@ -754,11 +797,9 @@ pgpoly_drop_sync(PG_FUNCTION_ARGS)
 	arg = Int32GetDatum(id);
 	if (OidIsValid(source) && get_rel_name(source) != NULL)
 	{
-		static const char *const events[4] = {"insert", "update", "delete", "truncate"};
-
-		for (int i = 0; i < 4; i++)
+		for (int i = 0; i < lengthof(CaptureTriggers); i++)
 			admin_execute(psprintf("DROP TRIGGER IF EXISTS %s ON %s",
-								   quote_identifier(trigger_name(id, events[i])),
+								   quote_identifier(trigger_name(id, i)),
 								   SyncQualifiedName(source)),
 						  0, NULL, NULL, SPI_OK_UTILITY);
 	}

@@ -57,6 +57,7 @@ typedef struct SyncDef
 	Oid			target_key_type;
 	Oid			target_key_array_type;
 	char	   *upsert_sql;		/* $1 key_type[]: upsert the rows present */
+	bool		key_identical;	/* equal keys are identical (see sync.c) */
 	char	   *absent_sql;		/* $1 key_type[] -> target_key_type[] gone */
 	char	   *delete_sql;		/* $1 target_key_type[]: delete them */
 	char	   *payload_sql;	/* $1 key_type: the row as jsonb */

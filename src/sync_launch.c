@@ -40,6 +40,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_database.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -173,7 +174,9 @@ wake_worker(void)
 /*
  * Make sure this database's worker runs and looks at the queue now: start
  * one if none holds the lock, else wake it.  Never ERRORs (see
- * sync_xact_callback).
+ * sync_xact_callback).  A hot standby has no worker (the primary's delivers
+ * what the standby replays): a worker registered there would only wait for
+ * the end of recovery, holding a background worker slot.
  */
 void
 SyncKickWorker(void)
@@ -181,7 +184,7 @@ SyncKickWorker(void)
 	LOCKTAG		tag;
 	LockAcquireResult res;
 
-	if (SyncIsWorker || !IsUnderPostmaster)
+	if (SyncIsWorker || !IsUnderPostmaster || RecoveryInProgress())
 		return;
 	SyncLockTag(&tag, MyDatabaseId);
 	res = LockAcquireExtended(&tag, ExclusiveLock, true, true, false, NULL);

@@ -337,19 +337,11 @@ write_entries(List *changes, List *relids, List *sync_ids)
 	MemoryContextDelete(cxt);
 }
 
-/* qsort comparator of Oids. */
-static int
-compare_oids(const void *a, const void *b)
-{
-	Oid			x = *(const Oid *) a;
-	Oid			y = *(const Oid *) b;
-
-	return x < y ? -1 : x > y;
-}
-
 /*
  * The changes of tables that still exist (a table dropped after it was
- * written has nothing to deliver); *relids gets those tables.
+ * written has nothing to deliver); *relids gets those tables, by OID, the
+ * order in which every COMMIT makes their syncs and takes their locks (so
+ * that two COMMITs never wait for each other in a cycle).
  */
 static List *
 live_changes(List *changes, List **relids)
@@ -367,6 +359,7 @@ live_changes(List *changes, List **relids)
 		if (!list_member_oid(*relids, c->relid))
 			*relids = lappend_oid(*relids, c->relid);
 	}
+	list_sort(*relids, list_oid_cmp);
 	return live;
 }
 
@@ -395,19 +388,14 @@ table_syncs(List *relids, List *changes)
 	return sync_ids;
 }
 
-/* Take the commit-order locks of the keys of every table, by table OID. */
+/* Take the commit-order locks of the keys of every table of relids. */
 static void
 lock_keys(List *relids, List *changes)
 {
-	Oid		   *sorted = palloc(sizeof(Oid) * Max(list_length(relids), 1));
-	int			n = 0;
 	ListCell   *lc;
 
 	foreach(lc, relids)
-		sorted[n++] = lfirst_oid(lc);
-	qsort(sorted, n, sizeof(Oid), compare_oids);
-	for (int i = 0; i < n; i++)
-		lock_table_keys(sorted[i], changes);
+		lock_table_keys(lfirst_oid(lc), changes);
 }
 
 /*

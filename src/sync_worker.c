@@ -502,8 +502,13 @@ deliver(SyncDef *def, char **keys, int n)
 	guc_level = probe_by_key();
 	SyncBecome(def->owner, true, &save_user, &save_sec);
 	SyncExecute(def->upsert_sql, 1, &def->key_array_type, &arr, NULL, SPI_OK_INSERT);
-	/* The keys are distinct and unique in the source: all present, none gone. */
-	if (SPI_processed < (uint64) n)
+	/*
+	 * The keys are distinct and unique in the source: when each found a row
+	 * and equal keys are identical, the rows written are the keys queued.
+	 * Otherwise the target keys no row was written to are deleted (a key
+	 * 1.0 whose row now has the key 1 among them).
+	 */
+	if (SPI_processed < (uint64) n || !def->key_identical)
 	{
 		SyncExecute(def->absent_sql, 1, &def->key_array_type, &arr, NULL, SPI_OK_SELECT);
 		absent = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -1127,15 +1132,25 @@ worker_loop(void)
 
 /*
  * The worker's settings: generated SQL parsed under a safe search_path,
- * and fixed output forms for the dead letters' payloads (to_jsonb); keys
- * and values are converted by convert.c under no session setting.
+ * and the output forms of convert.c (TimeZone UTC included) for what SQL
+ * converts: a source column cast to a text target column (a timestamptz
+ * key's text must not change with the server's TimeZone, or the target
+ * would keep the old key) and the dead letters' payloads (to_jsonb).  Its
+ * transactions are READ COMMITTED and read-write whatever the database's
+ * defaults for sessions say (default_transaction_read_only would keep it
+ * from dequeueing, and from recording why).
  */
 static void
 set_worker_settings(void)
 {
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET,
+					PGC_S_OVERRIDE);
 	SetConfigOption("datestyle", "ISO, YMD", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("intervalstyle", "postgres", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("extra_float_digits", "3", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("timezone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("bytea_output", "hex", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", SYNC_WORKER_TYPE, PGC_SUSET, PGC_S_OVERRIDE);
 }

@@ -47,9 +47,11 @@ def _os_user():
 
 
 class Cluster:
-    """A private PostgreSQL cluster on a free loopback port."""
+    """A private PostgreSQL cluster on a free loopback port; with primary
+    (a Cluster), a hot standby of it made by pg_basebackup.  conf: more
+    postgresql.conf lines."""
 
-    def __init__(self, preload=True, name="sync"):
+    def __init__(self, preload=True, name="sync", conf="", primary=None):
         self.user = _os_user()
         self.bindir = _pg_bindir()
         self.dir = os.path.join(pgtest.work_dir(), "pg-%s-%d" % (name, os.getpid()))
@@ -59,8 +61,13 @@ class Cluster:
         os.makedirs(os.path.join(self.dir, "sock"), exist_ok=True)
         shutil.chown(self.dir, self.user)
         shutil.chown(os.path.join(self.dir, "sock"), self.user)
-        self._as_user(["initdb", "-D", self.data, "-A", "trust", "-U", "postgres",
-                       "--no-sync", "-E", "UTF8", "--locale=C"])
+        if primary is None:
+            self._as_user(["initdb", "-D", self.data, "-A", "trust", "-U", "postgres",
+                           "--no-sync", "-E", "UTF8", "--locale=C"])
+        else:
+            self._as_user(["pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port),
+                           "-U", "postgres", "-D", self.data, "-R", "-X", "stream",
+                           "--checkpoint=fast", "--no-sync"])
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             f.write("\nlisten_addresses = '127.0.0.1'\n"
                     "port = %d\n"
@@ -71,6 +78,7 @@ class Cluster:
                     % (self.port, os.path.join(self.dir, "sock")))
             if preload:
                 f.write("shared_preload_libraries = 'pgpoly'\n")
+            f.write(conf)
         _clusters.append(self)
         self.start()
 
