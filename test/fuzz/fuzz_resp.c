@@ -117,7 +117,9 @@ flow_write(RedisTable *tbl, int n, bool atomic)
 				values[i] = RedisTextDatum(tbl, i + 1, text, strlen(text));
 			}
 		}
-		writes = list_concat(writes, RedisInsertWrites(tbl, values, nulls));
+		writes = list_concat(writes,
+							 RedisInsertWrites(tbl, values, nulls,
+											   CurrentMemoryContext));
 	}
 	RedisSendCommands(RedisGetConnection(tbl), writes, atomic);
 }
