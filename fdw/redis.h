@@ -6,6 +6,7 @@
  * redis_fdw.c		FDW handler, validator, planning, EXPLAIN
  * redis_io.c		hiredis in non-blocking mode on the core's wait; pipelines
  *					to every node of a connection at once
+ * redis_resp.c		the RESP reader: received bytes -> reply objects
  * redis_cluster.c	topologies: hash slots, the cluster's slot map,
  *					redirections, Sentinel discovery
  * redis_table.c	table options and column roles
@@ -254,6 +255,26 @@ extern void RedisFlushWrites(PgpolyConnection *conn, List *payloads);
 extern void RedisSendCommands(PgpolyConnection *conn, List *writes,
 							  bool atomic);
 
+/* redis_resp.c: the RESP reader of one node */
+typedef struct RedisReader RedisReader;
+
+#define RESP_DONE	0			/* a reply was taken out */
+#define RESP_MORE	1			/* more bytes are needed */
+#define RESP_BUDGET	2			/* the reply would exceed the room given */
+#define RESP_ERROR	3			/* the bytes are not RESP */
+#define RESP_OOM	4			/* out of memory */
+
+extern RedisReader *RedisReaderCreate(MemoryContext cxt);
+extern void RedisReaderFree(RedisReader *r);
+extern size_t RedisReaderPending(RedisReader *r);
+extern char *RedisReaderSpace(RedisReader *r, size_t *room);
+extern void RedisReaderAdvance(RedisReader *r, size_t n);
+extern void RedisReaderReset(RedisReader *r);
+extern void RedisReaderTrim(RedisReader *r);
+extern int	RedisReaderNext(RedisReader *r, Size room, MemoryContext cxt,
+							struct redisReply **reply);
+extern const char *RedisReaderError(RedisReader *r);
+
 /* redis_cluster.c: topologies */
 #define REDIS_NSLOTS 16384		/* hash slots of a Redis Cluster */
 
@@ -305,11 +326,13 @@ typedef struct RedisNode
 	int			port;
 	char	   *addr;			/* "host:port", for messages and connections() */
 	struct redisContext *ctx;	/* NULL: not connected */
+	RedisReader *in;			/* its replies (read here, not by hiredis) */
 	bool		primary;		/* serves slots in the current map */
 	int64		requests;		/* requests it took part in */
 	int64		errors;			/* of those, the ones that did not end well */
 	/* the running request */
 	bool		active;			/* has commands in it */
+	bool		readable;		/* its last read brought bytes */
 	int			nqueue;			/* replies expected */
 	int			nread;			/* replies read */
 	int		   *queue;			/* cluster: what each expected reply answers */

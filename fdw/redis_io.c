@@ -68,19 +68,17 @@ static List *redis_node_rows(PgpolyConnection *conn);
 /*
  * What the running exchange may allocate (pgpoly.max_response_size): reply
  * objects alive now, counted at their real size in the memory context, plus
- * the bytes the hiredis reader holds that are not parsed yet.  The reply
- * functions below run inside hiredis and must not ereport: past the budget
- * they refuse (return NULL, which hiredis reports as out of memory) and set
- * exceeded; the exchange raises the ERROR once hiredis has returned.
+ * the bytes the readers (redis_resp.c) hold that are not parsed yet.  A
+ * reply is charged before it is allocated; a read never asks for more
+ * bytes than the budget has room for.  Past it the exchange raises 54000.
  */
 typedef struct ReplyBudget
 {
 	MemoryContext cxt;			/* replies are built here */
 	RedisHandle *h;				/* the unparsed bytes of its active nodes ... */
-	redisReader *reader;		/* ... or of this one reader count too */
+	RedisReader *reader;		/* ... or of this one reader count too */
 	Size		used;			/* bytes of live reply objects */
 	Size		limit;
-	bool		exceeded;		/* an allocation was refused */
 } ReplyBudget;
 
 static ReplyBudget Budget;
@@ -90,14 +88,13 @@ static ReplyBudget Budget;
  * active nodes (RedisExchange), or of one reader (a synchronous call).
  */
 static void
-budget_begin(MemoryContext cxt, RedisHandle *h, redisReader *reader)
+budget_begin(MemoryContext cxt, RedisHandle *h, RedisReader *reader)
 {
 	Budget.cxt = cxt;
 	Budget.h = h;
 	Budget.reader = reader;
 	Budget.used = 0;
 	Budget.limit = PGPOLY_MAX_RESPONSE_BYTES;
-	Budget.exceeded = false;
 }
 
 /* Bytes the budget still has room for (0 when it is spent). */
@@ -107,63 +104,28 @@ budget_room(void)
 	Size		held = Budget.used;
 
 	if (Budget.reader)
-		held += Budget.reader->len - Budget.reader->pos;
+		held += RedisReaderPending(Budget.reader);
 	for (int i = 0; Budget.h && i < Budget.h->nnodes; i++)
 	{
 		RedisNode  *node = Budget.h->nodes[i];
 
 		if (node->active && node->ctx)
-			held += node->ctx->reader->len - node->ctx->reader->pos;
+			held += RedisReaderPending(node->in);
 	}
 	return held >= Budget.limit ? 0 : Budget.limit - held;
 }
 
-/*
- * Zeroed allocation for the reply functions, charged to the budget before
- * it is made; NULL (never an ERROR) when the budget or memory is short.
- */
-static void *
-reply_alloc(size_t size)
-{
-	void	   *p;
-
-	if (size > budget_room())
-	{
-		Budget.exceeded = true;
-		return NULL;
-	}
-	p = MemoryContextAllocExtended(Budget.cxt, size,
-								   MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
-	if (p != NULL)
-		Budget.used += GetMemoryChunkSpace(p);
-	return p;
-}
-
-/* Free what reply_alloc returned and give its space back to the budget. */
+/* Free a reply (one chunk, redis_resp.c) and give its space back. */
 static void
-reply_release(void *p)
+reply_free(redisReply *r)
 {
-	Size		space = GetMemoryChunkSpace(p);
-
-	Budget.used -= Min(Budget.used, space);
-	pfree(p);
-}
-
-/* Free a reply built by the functions below (recursively). */
-static void
-reply_free(void *obj)
-{
-	redisReply *r = obj;
+	Size		space;
 
 	if (r == NULL)
 		return;
-	if (r->element)
-	{
-		for (size_t i = 0; i < r->elements; i++)
-			reply_free(r->element[i]);
-		reply_release(r->element);
-	}
-	reply_release(r);			/* a string lives in the same chunk */
+	space = GetMemoryChunkSpace(r);
+	Budget.used -= Min(Budget.used, space);
+	pfree(r);
 }
 
 /* Free a reply of an exchange that no handler will see (redis_cluster.c). */
@@ -172,91 +134,6 @@ RedisReplyDiscard(redisReply *reply)
 {
 	reply_free(reply);
 }
-
-/* Link a new reply into its parent array, as hiredis' own functions do. */
-static void *
-link_reply(const redisReadTask *task, redisReply *r)
-{
-	if (task->parent)
-		((redisReply *) task->parent->obj)->element[task->idx] = r;
-	return r;
-}
-
-/*
- * hiredis reply function: bulk/status/error string, NUL-terminated, in one
- * chunk with its reply (half the allocations of a round).
- */
-static void *
-reply_string(const redisReadTask *task, char *str, size_t len)
-{
-	redisReply *r;
-
-	if (len > MaxAllocSize - sizeof(redisReply) - 1 ||
-		(r = reply_alloc(sizeof(redisReply) + len + 1)) == NULL)
-		return NULL;
-	r->type = task->type;
-	r->str = (char *) (r + 1);
-	memcpy(r->str, str, len);
-	r->len = len;
-	return link_reply(task, r);
-}
-
-/*
- * hiredis reply function: array of n elements.  The element array is
- * charged before it is allocated, so an announced count larger than the
- * budget is refused at once.
- */
-static void *
-reply_array(const redisReadTask *task, int n)
-{
-	Size		need = sizeof(redisReply) + (Size) Max(n, 0) * sizeof(redisReply *);
-	redisReply *r;
-
-	if (need > budget_room())
-	{
-		Budget.exceeded = true;
-		return NULL;
-	}
-	if ((r = reply_alloc(sizeof(redisReply))) == NULL)
-		return NULL;
-	if (n > 0 && (r->element = reply_alloc(sizeof(redisReply *) * (Size) n)) == NULL)
-	{
-		reply_release(r);
-		return NULL;
-	}
-	r->type = REDIS_REPLY_ARRAY;
-	r->elements = n;
-	return link_reply(task, r);
-}
-
-/* hiredis reply function: integer. */
-static void *
-reply_integer(const redisReadTask *task, long long value)
-{
-	redisReply *r = reply_alloc(sizeof(redisReply));
-
-	if (r == NULL)
-		return NULL;
-	r->type = REDIS_REPLY_INTEGER;
-	r->integer = value;
-	return link_reply(task, r);
-}
-
-/* hiredis reply function: nil. */
-static void *
-reply_nil(const redisReadTask *task)
-{
-	redisReply *r = reply_alloc(sizeof(redisReply));
-
-	if (r == NULL)
-		return NULL;
-	r->type = REDIS_REPLY_NIL;
-	return link_reply(task, r);
-}
-
-static redisReplyObjectFunctions ReplyFunctions = {
-	reply_string, reply_array, reply_integer, reply_nil, reply_free
-};
 
 const PgpolyStore RedisStore = {
 	"redis",
@@ -338,8 +215,7 @@ RedisNodeClose(RedisHandle *h, RedisNode *node)
 {
 	if (node->ctx == NULL)
 		return;
-	/* A partial reply belongs to a memory context that may be gone. */
-	node->ctx->reader->reply = NULL;
+	RedisReaderReset(node->in);	/* bytes of the old connection */
 	redisFree(node->ctx);
 	node->ctx = NULL;
 	if (h->waitset)
@@ -405,19 +281,22 @@ budget_error(PgpolyConnection *conn, RedisNode *node)
 
 /*
  * Read what node's socket holds into its reader, never more than the
- * budget has room for (the reader's buffer is charged before it grows).
- * NULL, or why the node failed (closed, unreadable).
+ * budget has room for.  NULL, or why the node failed (closed, unreadable);
+ * *got says whether bytes came.
  */
 static char *
-node_read(PgpolyConnection *conn, RedisNode *node)
+node_read(PgpolyConnection *conn, RedisNode *node, bool *got)
 {
-	static char buf[64 * 1024];
 	Size		room = budget_room();
+	size_t		space;
+	char	   *dst;
 	ssize_t		n;
 
+	*got = false;
 	if (room == 0)
 		budget_error(conn, node);
-	n = recv(node->ctx->fd, buf, Min(room, sizeof(buf)), 0);
+	dst = RedisReaderSpace(node->in, &space);
+	n = recv(node->ctx->fd, dst, Min(room, space), 0);
 	if (n < 0)
 	{
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -426,37 +305,46 @@ node_read(PgpolyConnection *conn, RedisNode *node)
 	}
 	if (n == 0)
 		return pstrdup("the server closed the connection");
-	if (redisReaderFeed(node->ctx->reader, buf, n) != REDIS_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while reading a Redis reply")));
+	RedisReaderAdvance(node->in, n);
+	*got = true;
 	return NULL;
 }
 
 /*
  * The next complete reply in node's reader, or NULL when more bytes are
- * needed.  A refusal of the reply functions is the budget's 54000 ERROR;
- * anything else hiredis rejects is a protocol violation.
+ * needed.  A reply larger than the budget is the 54000 ERROR; bytes that
+ * are not RESP are a protocol violation.
  */
 static redisReply *
 next_reply(PgpolyConnection *conn, RedisNode *node)
 {
-	void	   *reply = NULL;
+	redisReply *reply;
 
-	if (redisReaderGetReply(node->ctx->reader, &reply) != REDIS_OK)
+	switch (RedisReaderNext(node->in, budget_room(), Budget.cxt, &reply))
 	{
-		if (Budget.exceeded)
+		case RESP_DONE:
+			Budget.used += GetMemoryChunkSpace(reply);
+			return reply;
+		case RESP_MORE:
+			return NULL;
+		case RESP_BUDGET:
 			budget_error(conn, node);
-		conn->busy = true;
-		name_node(conn, node);
-		ereport(ERROR,
-				(errcode(ERRCODE_PROTOCOL_VIOLATION),
-				 errmsg("Redis server \"%s\" at %s: received a malformed reply",
-						conn->servername, conn->target),
-				 errdetail("%s", node->ctx->reader->errstr),
-				 errhint("Check that the server options host and port point at a Redis server.")));
+			break;
+		case RESP_OOM:
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory while reading a Redis reply")));
+			break;
 	}
-	return reply;
+	conn->busy = true;
+	name_node(conn, node);
+	ereport(ERROR,
+			(errcode(ERRCODE_PROTOCOL_VIOLATION),
+			 errmsg("Redis server \"%s\" at %s: received a malformed reply",
+					conn->servername, conn->target),
+			 errdetail("%s", RedisReaderError(node->in)),
+			 errhint("Check that the server options host and port point at a Redis server.")));
+	return NULL;				/* keep compiler quiet */
 }
 
 /*
@@ -473,7 +361,7 @@ check_idle(PgpolyConnection *conn, RedisNode *node)
 	char		c;
 	ssize_t		n;
 
-	if (ctx->reader->len > ctx->reader->pos)
+	if (RedisReaderPending(node->in) > 0)
 		what = "bytes left over from the previous request";
 	else if ((n = recv(ctx->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT)) > 0)
 		what = "data sent while no request was pending";
@@ -504,9 +392,10 @@ node_call_raw(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 	redisReply **replies = palloc0(sizeof(redisReply *) * ncmds);
 	int			got = 0;
 	int			done = 0;
+	bool		bytes;
 
 	*error = NULL;
-	budget_begin(CurrentMemoryContext, NULL, ctx->reader);
+	budget_begin(CurrentMemoryContext, NULL, node->in);
 	if (redisAppendFormattedCommand(ctx, buf->data, buf->len) != REDIS_OK)
 		elog(ERROR, "out of memory while building a Redis command");
 	while (got < ncmds && *error == NULL)
@@ -523,9 +412,9 @@ node_call_raw(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 		else if ((rc & PGPOLY_WAIT_WRITE) && redisBufferWrite(ctx, &done) != REDIS_OK)
 			*error = pstrdup(ctx->errstr);
 		else if (rc & PGPOLY_WAIT_READ)
-			*error = node_read(conn, node);
+			*error = node_read(conn, node, &bytes);
 	}
-	if (*error == NULL && ctx->reader->len > ctx->reader->pos)
+	if (*error == NULL && RedisReaderPending(node->in) > 0)
 	{
 		name_node(conn, node);
 		RedisProtocolError(conn, "no command", NULL, "more replies than commands");
@@ -648,7 +537,6 @@ RedisNodeOpen(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory while connecting to Redis")));
-	ctx->reader->fn = &ReplyFunctions;
 	if (ctx->err)
 	{
 		*error = pstrdup(ctx->errstr);
@@ -661,6 +549,8 @@ RedisNodeOpen(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 		return false;
 	}
 	node->ctx = ctx;
+	if (node->in == NULL)
+		node->in = RedisReaderCreate(h->cxt);
 	if (h->waitset)
 		PgpolyWaitSetForget(h->waitset);
 	return !setup || setup_session(conn, h, node, error);
@@ -859,6 +749,7 @@ begin_request(PgpolyConnection *conn)
 		RedisNode  *node = h->nodes[i];
 
 		node->active = false;
+		node->readable = false;
 		node->nqueue = node->nread = 0;
 		node->failure = NULL;
 	}
@@ -1100,14 +991,48 @@ write_some(PgpolyConnection *conn, RedisNode *node)
 		node_failed(conn, node, "could not send the request", node->ctx->errstr);
 }
 
-/* Read what node's socket holds (node_read); a failure fails the node. */
-static void
+/* Whether node still owes replies (or output) in this exchange. */
+static bool
+node_waiting(RedisNode *node)
+{
+	return node->active && node->failure == NULL &&
+		(node->nread < node->nqueue || sdslen(node->ctx->obuf) > 0);
+}
+
+/*
+ * Read what node's socket holds (node_read); a failure fails the node.
+ * Remembers whether bytes came: then more may follow without a wait.
+ */
+static bool
 read_some(PgpolyConnection *conn, RedisNode *node)
 {
-	char	   *failure = node_read(conn, node);
+	char	   *failure = node_read(conn, node, &node->readable);
 
 	if (failure)
 		node_failed(conn, node, failure, NULL);
+	return node->readable;
+}
+
+/*
+ * Read again, without waiting, from the nodes owing replies whose last read
+ * brought bytes (a round's replies arrive in many segments): true if any
+ * brought more.  Saves a wait (two system calls) per segment.
+ */
+static bool
+read_again(RedisExchangeState *ex)
+{
+	RedisHandle *h = ex->h;
+	bool		got = false;
+
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		RedisNode  *node = h->nodes[i];
+
+		if (node->readable && node_waiting(node) && node->nread < node->nqueue &&
+			read_some(ex->conn, node))
+			got = true;
+	}
+	return got;
 }
 
 /* Hand one reply to the handler; free it on every path unless it kept it. */
@@ -1202,14 +1127,6 @@ deliver_ready(RedisExchangeState *ex, RedisReplyHandler handler, void *arg)
 		}
 		deliver(ex->conn, r, ex->next++, handler, arg);
 	}
-}
-
-/* Whether node still owes replies (or output) in this exchange. */
-static bool
-node_waiting(RedisNode *node)
-{
-	return node->active && node->failure == NULL &&
-		(node->nread < node->nqueue || sdslen(node->ctx->obuf) > 0);
 }
 
 /*
@@ -1330,7 +1247,7 @@ end_request(RedisExchangeState *ex)
 		if (!node->active)
 			continue;
 		/* More than was asked for is a reply to no command: the stream is off. */
-		if (node->ctx->reader->len > node->ctx->reader->pos)
+		if (RedisReaderPending(node->in) > 0)
 		{
 			name_node(ex->conn, node);
 			RedisProtocolError(ex->conn, "no command", NULL,
@@ -1344,6 +1261,7 @@ end_request(RedisExchangeState *ex)
 			if (node->failure)
 				io_error(ex->conn, node, node->failure, NULL);
 		}
+		RedisReaderTrim(node->in);
 		node->errors--;
 	}
 	Budget.h = NULL;
@@ -1405,7 +1323,7 @@ RedisExchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 		}
 		if (ex.next >= ex.n)
 			break;
-		if (!progress)
+		if (!progress && !read_again(&ex))
 			wait_nodes(&ex, next_retry);
 	}
 	end_request(&ex);
