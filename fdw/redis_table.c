@@ -175,7 +175,8 @@ column_io(RedisTable *tbl, RedisColumn *col)
 {
 	PgpolyConvInit(&col->conv, col->typid, col->typmod, col->name);
 	col->is_array = type_is_array(col->typid);
-	if (col->conv.in_settings)
+	/* a row opens one settings scope for the columns whose input needs it */
+	if (col->conv.in_settings && !col->conv.in_fast)
 		tbl->fixed_in = true;
 }
 

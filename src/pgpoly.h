@@ -449,7 +449,10 @@ typedef enum PgpolyConvKind
 	PGPOLY_CONV_DATE,
 	PGPOLY_CONV_TIMESTAMP,
 	PGPOLY_CONV_TIMESTAMPTZ,
-	PGPOLY_CONV_INTERVAL
+	PGPOLY_CONV_INTERVAL,
+	PGPOLY_CONV_INT2,
+	PGPOLY_CONV_INT4,
+	PGPOLY_CONV_INT8
 } PgpolyConvKind;
 
 /* How values of one type (a column's) become store text and back. */
@@ -463,6 +466,7 @@ typedef struct PgpolyConv
 	PgpolyConvKind kind;		/* fast path of the base type */
 	bool		out_settings;	/* the output function reads the settings */
 	bool		in_settings;	/* the input function reads the settings */
+	bool		in_fast;		/* input of the fixed form never reads them */
 	FmgrInfo	infn;
 	Oid			ioparam;
 	FmgrInfo	outfn;
