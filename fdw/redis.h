@@ -148,6 +148,9 @@ extern void RedisAppendToNode(PgpolyConnection *conn, const char *addr,
 							  const size_t *lens);
 extern void RedisExchange(PgpolyConnection *conn, int nreplies,
 						  RedisReplyHandler handler, void *arg);
+extern uint64 RedisSend(PgpolyConnection *conn, int nreplies,
+						RedisReplyHandler handler, void *arg);
+extern void RedisReceive(PgpolyConnection *conn, uint64 ticket);
 extern void RedisReplyError(PgpolyConnection *conn, struct redisReply *reply,
 							const char *key, size_t keylen,
 							RedisTable *tbl) pg_attribute_noreturn();
@@ -191,6 +194,7 @@ typedef struct RedisKeyState
 	char	   *key;			/* full Redis key */
 	size_t		keylen;
 	bool		exists;
+	bool		keyonly;		/* only whether it exists is known: one row */
 	long long	ttl;			/* -1: none, -2: unknown */
 	int			nitems;
 	int			maxitems;
@@ -227,9 +231,11 @@ typedef struct RedisWrite
 } RedisWrite;
 
 /* redis_scan.c */
-extern HTAB *RedisKeySet(MemoryContext cxt);
-extern bool RedisKeySetAdd(HTAB *set, const char *key, size_t len);
-extern int	RedisKeySetIndex(HTAB *set, const char *key, size_t len, int next);
+typedef struct RedisKeySet RedisKeySet;
+extern RedisKeySet *RedisKeySetCreate(MemoryContext cxt, int expected);
+extern bool RedisKeySetAdd(RedisKeySet *set, const char *key, size_t len);
+extern int	RedisKeySetIndex(RedisKeySet *set, const char *key, size_t len,
+							 int next);
 typedef struct RedisOverlay RedisOverlay;
 extern RedisOverlay *RedisBuildOverlay(List *pending);
 extern void RedisOverlayAdd(RedisOverlay **ov, RedisWrite *w);
@@ -354,6 +360,16 @@ typedef struct RedisCmdInfo
 	uint8		retries;		/* TRYAGAIN, CLUSTERDOWN waited out */
 } RedisCmdInfo;
 
+/* The replies of a request sent by RedisSend and not read yet. */
+typedef struct RedisPendingReplies
+{
+	uint64		ticket;			/* 0: none */
+	int			n;
+	RedisReplyHandler handler;
+	void	   *arg;
+	MemoryContext cxt;			/* where to build them; NULL: drop them */
+} RedisPendingReplies;
+
 /* The store handle of a pgpoly_redis connection. */
 typedef struct RedisHandle
 {
@@ -378,6 +394,7 @@ typedef struct RedisHandle
 	int			ncmds;
 	int			maxcmds;
 	int			open_group;		/* its MULTI not closed by EXEC yet, or -1 */
+	RedisPendingReplies pend;	/* a request sent, its replies not read */
 } RedisHandle;
 
 /* An exchange in progress (RedisExchange), as the cluster code sees it. */
@@ -433,6 +450,12 @@ typedef enum RedisScanMode
 typedef struct RedisScan RedisScan;
 extern RedisScan *RedisScanBegin(RedisTable *tbl, PgpolyConnection *conn,
 								 bool need_ttl, List *pending);
+extern void RedisScanSetColumns(RedisScan *scan, const bool *needed,
+								bool one_row);
+extern bool RedisKeysOnly(RedisTable *tbl, const bool *needed, bool need_ttl,
+						  bool one_row);
+extern bool *RedisColumnsNeeded(RedisTable *tbl, List *attnos);
+extern List *RedisColumnsRead(RedisTable *tbl, Bitmapset *attrs);
 extern void RedisScanSetKeys(RedisScan *scan, char **keys, size_t *lens,
 							 int nkeys);
 extern void RedisScanSetPattern(RedisScan *scan, const char *pattern);
@@ -445,6 +468,9 @@ extern void RedisScanSetTrips(RedisScan *scan, RedisTrips *trips);
 extern RedisKeyState *RedisScanRoundState(RedisScan *scan, int i);
 extern void RedisScanFetchKeys(RedisScan *scan, char **keys, size_t *lens,
 							   int nkeys);
+extern void RedisScanSendKeys(RedisScan *scan, char **keys, size_t *lens,
+							  int nkeys);
+extern void RedisScanTakeKeys(RedisScan *scan);
 extern int	RedisStateRowCount(RedisTable *tbl, RedisKeyState *st);
 extern void RedisStateRow(RedisScan *scan, RedisKeyState *st, int item,
 						  Datum *values, bool *nulls);

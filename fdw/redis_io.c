@@ -719,6 +719,7 @@ RedisIsCluster(PgpolyConnection *conn)
  */
 
 static void write_some(PgpolyConnection *conn, RedisNode *node);
+static void settle(PgpolyConnection *conn);
 
 /*
  * Output buffered beyond this is written out (non-blocking) while commands
@@ -740,6 +741,7 @@ begin_request(PgpolyConnection *conn)
 	if (conn->busy)
 		return conn->handle;
 	PgpolyEnsureConnected(conn);
+	settle(conn);
 	h = conn->handle;
 	if (h->kind == RTOPO_CLUSTER && h->map_stale)
 		RedisClusterRefresh(conn, h);
@@ -886,6 +888,7 @@ RedisPrimaryNodes(PgpolyConnection *conn)
 	List	   *result = NIL;
 
 	PgpolyEnsureConnected(conn);
+	settle(conn);
 	h = conn->handle;
 	if (h->kind == RTOPO_CLUSTER && h->map_stale && !conn->busy)
 		RedisClusterRefresh(conn, h);
@@ -1269,28 +1272,17 @@ end_request(RedisExchangeState *ex)
 }
 
 /*
- * Send the appended commands and read nreplies replies (one per command),
- * handing each to handler(reply, index, arg) in the order the commands were
- * appended (handler NULL: error replies raise an ERROR).  Every node gets
- * its commands before any reply is read, and all are waited on at once.
- * Replies are allocated in the caller's memory context; a handler returning
- * true keeps its reply there.  On a cluster, MOVED, ASK, TRYAGAIN and
- * CLUSTERDOWN replies never reach the handler: the commands they concern
- * are sent again (redis_cluster.c).  The whole exchange is bounded by the
- * server's timeout_ms and interruptible.  Ends the request on success.
+ * Run the exchange of the open request: send what is still unsent, read
+ * nreplies replies and hand each to handler (see RedisExchange).  Ends the
+ * request on success.
  */
-void
-RedisExchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
-			  void *arg)
+static void
+run_exchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
+			 void *arg)
 {
 	RedisHandle *h = conn->handle;
 	RedisExchangeState ex;
 
-	if (!conn->busy)			/* nothing was appended */
-	{
-		Assert(nreplies == 0);
-		return;
-	}
 	memset(&ex, 0, sizeof(ex));
 	ex.named = -1;
 	ex.conn = conn;
@@ -1327,6 +1319,159 @@ RedisExchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 			wait_nodes(&ex, next_retry);
 	}
 	end_request(&ex);
+}
+
+/*
+ * Send the appended commands and read nreplies replies (one per command),
+ * handing each to handler(reply, index, arg) in the order the commands were
+ * appended (handler NULL: error replies raise an ERROR).  Every node gets
+ * its commands before any reply is read, and all are waited on at once.
+ * Replies are allocated in the caller's memory context; a handler returning
+ * true keeps its reply there.  On a cluster, MOVED, ASK, TRYAGAIN and
+ * CLUSTERDOWN replies never reach the handler: the commands they concern
+ * are sent again (redis_cluster.c).  The whole exchange is bounded by the
+ * server's timeout_ms and interruptible.  Ends the request on success.
+ */
+void
+RedisExchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
+			  void *arg)
+{
+	if (!conn->busy)			/* nothing was appended */
+	{
+		Assert(nreplies == 0);
+		return;
+	}
+	run_exchange(conn, nreplies, handler, arg);
+}
+
+/* ----------------------------------------------------------------
+ *		Requests whose replies are read later
+ * ----------------------------------------------------------------
+ */
+
+/* Who waits for the replies of a sent request (RedisSend). */
+typedef struct PendingOwner
+{
+	MemoryContextCallback cb;
+	PgpolyConnection *conn;
+	uint64		ticket;
+} PendingOwner;
+
+/* Handler of replies nobody waits for any more. */
+static bool
+discard_reply(redisReply *reply, int index, void *arg)
+{
+	return false;
+}
+
+/*
+ * Memory context callback: the memory the replies of a sent request were to
+ * be built in is going away (its scan ended, or an error aborted it).  The
+ * replies are still owed by Redis: they will be read and dropped before the
+ * connection's next request.
+ */
+static void
+orphan_pending(void *arg)
+{
+	PendingOwner *o = arg;
+	RedisHandle *h = o->conn->handle;
+
+	if (h != NULL && h->pend.ticket == o->ticket)
+	{
+		h->pend.handler = discard_reply;
+		h->pend.arg = NULL;
+		h->pend.cxt = NULL;
+	}
+}
+
+/*
+ * Read the replies of the request sent and not yet received, delivering
+ * them to whoever sent it (or dropping them if it is gone), so that a new
+ * request can start.  ERROR as RedisExchange.
+ */
+static void
+finish_pending(PgpolyConnection *conn, RedisHandle *h)
+{
+	RedisPendingReplies p = h->pend;
+	MemoryContext old = CurrentMemoryContext;
+
+	h->pend.ticket = 0;
+	conn->busy = true;			/* the request goes on ... */
+	conn->errors++;				/* ... and counts as failed unless it ends well */
+	if (p.cxt)
+		MemoryContextSwitchTo(p.cxt);
+	run_exchange(conn, p.n, p.handler, p.arg);
+	MemoryContextSwitchTo(old);
+}
+
+/* Finish a sent request before conn does anything else (no-op if none). */
+static void
+settle(PgpolyConnection *conn)
+{
+	RedisHandle *h = conn->handle;
+
+	if (!conn->busy && h != NULL && h->pend.ticket != 0)
+		finish_pending(conn, h);
+}
+
+/*
+ * Send the appended commands now and let the caller work while Redis
+ * answers: their nreplies replies are read by RedisReceive(ticket), or by
+ * the connection's next request, whichever comes first (it must not start
+ * before they are read: replies come in order), and handed to handler(reply,
+ * index, arg) as RedisExchange does, built in the memory context current
+ * now.  arg and that context must live until then; if the context is reset
+ * first, the replies are dropped when read.  Returns the ticket, 0 if
+ * nothing was appended.  While the replies are owed the connection is not
+ * "busy": an ERROR elsewhere does not break it.
+ */
+uint64
+RedisSend(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
+		  void *arg)
+{
+	static uint64 tickets = 0;
+	RedisHandle *h = conn->handle;
+	PendingOwner *o;
+
+	if (!conn->busy)
+	{
+		Assert(nreplies == 0);
+		return 0;
+	}
+	if (h->kind == RTOPO_CLUSTER && (nreplies != h->ncmds || h->open_group >= 0))
+		elog(ERROR, "Redis request expects %d replies for %d commands",
+			 nreplies, h->ncmds);
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i]->active)
+			write_some(conn, h->nodes[i]);
+	h->pend.ticket = ++tickets;
+	h->pend.n = nreplies;
+	h->pend.handler = handler;
+	h->pend.arg = arg;
+	h->pend.cxt = CurrentMemoryContext;
+	o = palloc(sizeof(PendingOwner));
+	o->conn = conn;
+	o->ticket = h->pend.ticket;
+	o->cb.func = orphan_pending;
+	o->cb.arg = o;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &o->cb);
+	PgpolyEndRequest(conn);		/* not busy: its state is known */
+	return h->pend.ticket;
+}
+
+/*
+ * Read the replies of request ticket (RedisSend) if they are still owed.
+ * Afterwards the caller's handler has seen them all, unless the connection
+ * was closed in between (pgpoly.disconnect(), ALTER SERVER): the caller
+ * counts what its handler got and sends the request again if it is short.
+ */
+void
+RedisReceive(PgpolyConnection *conn, uint64 ticket)
+{
+	RedisHandle *h = conn->handle;
+
+	if (ticket != 0 && !conn->busy && h != NULL && h->pend.ticket == ticket)
+		finish_pending(conn, h);
 }
 
 /*

@@ -17,6 +17,7 @@
 
 #include "access/htup_details.h"
 #include "access/reloptions.h"
+#include "access/sysattr.h"
 #include "access/table.h"
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_foreign_server.h"
@@ -322,6 +323,37 @@ RedisLoadTable(Oid relid, Oid userid)
 	table_close(rel, AccessShareLock);
 	check_required_columns(tbl);
 	return tbl;
+}
+
+/*
+ * The attnos of tbl's columns that attrs (pull_varattnos() form: offset by
+ * FirstLowInvalidHeapAttributeNumber) reads; a whole-row reference reads
+ * them all.  For the plan: a List of Integer.
+ */
+List *
+RedisColumnsRead(RedisTable *tbl, Bitmapset *attrs)
+{
+	bool		whole = bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs);
+	List	   *result = NIL;
+
+	for (AttrNumber att = 1; att <= tbl->natts; att++)
+		if (tbl->cols[att - 1].role != RCOL_NONE &&
+			(whole || bms_is_member(att - FirstLowInvalidHeapAttributeNumber, attrs)))
+			result = lappend_int(result, att);
+	return result;
+}
+
+/* RedisColumnsRead's list as flags by attno - 1, palloc'd. */
+bool *
+RedisColumnsNeeded(RedisTable *tbl, List *attnos)
+{
+	bool	   *needed = palloc0(sizeof(bool) * Max(tbl->natts, 1));
+	ListCell   *lc;
+
+	foreach(lc, attnos)
+		if (lfirst_int(lc) >= 1 && lfirst_int(lc) <= tbl->natts)
+			needed[lfirst_int(lc) - 1] = true;
+	return needed;
 }
 
 /* The command that reads one key of this table's type. */

@@ -720,7 +720,7 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ServeView *sv,
 	RedisTable *tbl;
 	List	   *names = NIL;
 	List	   *atts = NIL;
-	HTAB	   *seen = RedisKeySet(CurrentMemoryContext);
+	RedisKeySet *seen = RedisKeySetCreate(CurrentMemoryContext, 0);
 	Datum	   *elems;
 	bool	   *enulls;
 	int		   *slot;

@@ -32,7 +32,8 @@
 #
 # Usage: test/bench/profile.sh [OUT]   (OUT defaults to /tmp/pgpoly-profile)
 # Environment: PROFILE_PARTS (default "join10k count100k insert100k point
-# callgrind") selects what to run.
+# callgrind") selects what to run; PROFILE_CALLGRIND (default "join10k
+# count100k insert100k point") the workloads run under callgrind.
 # Run through /work/tools/iso-run NAME on the shared machines.  Needs perf
 # (Debian: linux-perf), valgrind, strace: installed when missing (as root).
 set -euo pipefail
@@ -198,7 +199,7 @@ if want callgrind; then
 		[point]="$points"
 	)
 	: >"$OUT/callgrind.totals"
-	for name in join10k count100k insert100k point; do
+	for name in ${PROFILE_CALLGRIND:-join10k count100k insert100k point}; do
 		pgpoly_log "callgrind: $name"
 		{
 			echo "SET plan_cache_mode = force_generic_plan"
