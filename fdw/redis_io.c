@@ -62,6 +62,7 @@
 
 static void *redis_connect(PgpolyConnection *conn, ForeignServer *server,
 						   UserMapping *user);
+static PgpolyConnection *redis_table_connection(Oid relid, Oid userid);
 static void redis_disconnect(void *handle);
 static List *redis_node_rows(PgpolyConnection *conn);
 
@@ -144,7 +145,8 @@ const PgpolyStore RedisStore = {
 	RedisFlushWrites,
 	pgpoly_redis_handler,
 	RedisConflictColumns,
-	redis_node_rows
+	redis_node_rows,
+	redis_table_connection
 };
 
 /* Make node the one conn's messages name (conn->target). */
@@ -703,6 +705,16 @@ PgpolyConnection *
 RedisGetConnection(RedisTable *tbl)
 {
 	return PgpolyGetConnection(&RedisStore, tbl->server, tbl->user);
+}
+
+/*
+ * PgpolyStore.table_connection: the connection for a table, from the
+ * table cache's resolved server and user mapping.
+ */
+static PgpolyConnection *
+redis_table_connection(Oid relid, Oid userid)
+{
+	return RedisGetConnection(RedisLoadTable(relid, userid));
 }
 
 /* Whether conn is a Redis Cluster connection (opening it if needed). */

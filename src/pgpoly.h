@@ -176,6 +176,12 @@ typedef struct PgpolyStore
 	 */
 	List	   *(*conflict_columns) (Oid relid);
 	List	   *(*describe) (struct PgpolyConnection *conn);
+	/*
+	 * Optional: the connection for foreign table relid and user userid,
+	 * when the store keeps the table's server and user mapping resolved
+	 * (NULL: the core reads them from the catalogs each time).
+	 */
+	struct PgpolyConnection *(*table_connection) (Oid relid, Oid userid);
 } PgpolyStore;
 
 /* Cache key: one connection per server and user mapping. */
