@@ -333,7 +333,12 @@ plan_join(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path, List *tlist
 	joinquals = list_delete_ptr(joinquals, keyri->clause);
 	otherquals = list_delete_ptr(otherquals, keyri->clause);
 
-	pull_varattnos((Node *) tlist, innerrel->relid, &attrs);
+	/*
+	 * The Redis columns read: the path's output (tlist may still be empty:
+	 * a projection put on the node later computes from that output) and
+	 * the clauses evaluated here.
+	 */
+	pull_varattnos((Node *) best_path->path.pathtarget->exprs, innerrel->relid, &attrs);
 	pull_varattnos((Node *) joinquals, innerrel->relid, &attrs);
 	pull_varattnos((Node *) otherquals, innerrel->relid, &attrs);
 	read = RedisColumnsRead(tbl, attrs);
