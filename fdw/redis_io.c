@@ -239,33 +239,47 @@ finish_connect(PgpolyConnection *conn, redisContext *ctx)
 	return err != 0 ? pstrdup(strerror(err)) : NULL;
 }
 
-/* Append "<prefix><n>\r\n" to buf. */
-static inline void
-append_header(StringInfo buf, char prefix, size_t n)
+/* Write "<prefix><n>\r\n" at p; returns the end. */
+static inline char *
+put_header(char *p, char prefix, size_t n)
 {
-	char		tmp[24];
-	int			len;
-
-	tmp[0] = prefix;
-	len = 1 + pg_ulltoa_n((uint64) n, tmp + 1);
-	tmp[len++] = '\r';
-	tmp[len++] = '\n';
-	appendBinaryStringInfo(buf, tmp, len);
+	*p++ = prefix;
+	p += pg_ulltoa_n((uint64) n, p);
+	*p++ = '\r';
+	*p++ = '\n';
+	return p;
 }
 
-/* Append the RESP encoding of one command to buf (lens NULL: C strings). */
+/*
+ * Append the RESP encoding of one command to buf (lens NULL: C strings),
+ * the room for all of it made at once.
+ */
 void
 RedisEncodeCommand(StringInfo buf, int argc, const char **argv, const size_t *lens)
 {
-	append_header(buf, '*', argc);
+	Size		total = 24;
+	char	   *p;
+
+	for (int i = 0; i < argc; i++)
+		total += (lens ? lens[i] : strlen(argv[i])) + 24;
+	if (total >= MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("Redis command of %zu bytes is too long", total)));
+	enlargeStringInfo(buf, (int) total);
+	p = put_header(buf->data + buf->len, '*', argc);
 	for (int i = 0; i < argc; i++)
 	{
 		size_t		len = lens ? lens[i] : strlen(argv[i]);
 
-		append_header(buf, '$', len);
-		appendBinaryStringInfo(buf, argv[i], len);
-		appendBinaryStringInfo(buf, "\r\n", 2);
+		p = put_header(p, '$', len);
+		memcpy(p, argv[i], len);
+		p += len;
+		*p++ = '\r';
+		*p++ = '\n';
 	}
+	buf->len = p - buf->data;
+	*p = '\0';
 }
 
 /* Raise the ERROR for an exchange that went over pgpoly.max_response_size. */

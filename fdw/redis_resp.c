@@ -185,33 +185,46 @@ line_end(const char *p, size_t avail)
 }
 
 /*
- * Strict decimal integer of the len bytes at s (an optional '-', then
- * digits, no overflow); false if it is not one.
+ * The header line at p (avail bytes received) of an integer, a bulk string
+ * or an array: a type byte, then strict decimal (an optional '-', 1 to 19
+ * digits, no overflow), then CRLF.  1 with *value and *hdr (its length)
+ * set, 0 if it has not fully arrived, -1 if it is not such a line.
  */
-static bool
-parse_int(const char *s, size_t len, int64 *value)
+static inline int
+int_line(const char *p, size_t avail, int64 *value, size_t *hdr)
 {
+	size_t		i = 1;
 	bool		neg = false;
 	uint64		v = 0;
+	int			digits = 0;
 
-	if (len > 0 && s[0] == '-')
+	if (avail > 1 && p[1] == '-')
 	{
 		neg = true;
-		s++;
-		len--;
+		i = 2;
 	}
-	if (len == 0 || len > 19)
-		return false;
-	for (size_t i = 0; i < len; i++)
+	for (; i < avail; i++)
 	{
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		v = v * 10 + (s[i] - '0');
+		char		c = p[i];
+
+		if (c >= '0' && c <= '9')
+		{
+			if (++digits > 19)
+				return -1;
+			v = v * 10 + (c - '0');
+			continue;
+		}
+		if (c != '\r' || digits == 0)
+			return -1;
+		if (i + 1 >= avail)
+			return 0;
+		if (p[i + 1] != '\n' || v > (uint64) PG_INT64_MAX + (neg ? 1 : 0))
+			return -1;
+		*value = neg ? (int64) (0 - v) : (int64) v;
+		*hdr = i + 2;
+		return 1;
 	}
-	if (v > (uint64) PG_INT64_MAX + (neg ? 1 : 0))
-		return false;
-	*value = neg ? (int64) (0 - v) : (int64) v;
-	return true;
+	return 0;
 }
 
 /* A protocol error: r->error says what. */
@@ -254,22 +267,25 @@ measure(RedisReader *r, Size room)
 		const char *p = r->buf + r->at;
 		size_t		avail = r->len - r->at;
 		const char *eol;
-		size_t		hdr;
-		int64		n;
+		size_t		hdr = 0;
+		int64		n = 0;
+		int			rc;
 
-		/* a long status line trickling in is searched once, not per read */
-		if (avail < 3 ||
-			(eol = line_end(p + 1 + r->searched, avail - 1 - r->searched)) == NULL)
-		{
-			if (avail > 2)
-				r->searched = avail - 2;	/* a CR may end it */
+		if (avail == 0)
 			return RESP_MORE;
-		}
-		hdr = eol + 2 - p;
 		switch (p[0])
 		{
 			case '+':
 			case '-':
+				/* a long status line trickling in is searched once */
+				if (avail < 3 ||
+					(eol = line_end(p + 1 + r->searched, avail - 1 - r->searched)) == NULL)
+				{
+					if (avail > 2)
+						r->searched = avail - 2;	/* a CR may end it */
+					return RESP_MORE;
+				}
+				hdr = eol + 2 - p;
 				if (r->need + OBJ_SIZE + MAXALIGN(hdr - 2) > room)
 					return RESP_BUDGET;
 				r->need += OBJ_SIZE + MAXALIGN(hdr - 2);
@@ -277,60 +293,15 @@ measure(RedisReader *r, Size room)
 					return RESP_DONE;
 				continue;
 			case ':':
-				if (!parse_int(p + 1, hdr - 3, &n))
-					return syntax_error(r, "bad integer value");
-				if (r->need + OBJ_SIZE > room)
-					return RESP_BUDGET;
-				r->need += OBJ_SIZE;
-				if (element_done(r, hdr))
-					return RESP_DONE;
-				continue;
 			case '$':
-				if (!parse_int(p + 1, hdr - 3, &n) || n < -1)
-					return syntax_error(r, "bad bulk string length");
-				if (n == -1)
-				{
-					if (r->need + OBJ_SIZE > room)
-						return RESP_BUDGET;
-					r->need += OBJ_SIZE;
-					if (element_done(r, hdr))
-						return RESP_DONE;
-					continue;
-				}
-				if ((uint64) n > (uint64) room ||
-					r->need + OBJ_SIZE + MAXALIGN(n + 1) > room)
-					return RESP_BUDGET;
-				if (avail < hdr + n + 2)
-					return RESP_MORE;	/* counted when complete */
-				if (p[hdr + n] != '\r' || p[hdr + n + 1] != '\n')
-					return syntax_error(r, "bulk string not terminated by CRLF");
-				r->need += OBJ_SIZE + MAXALIGN(n + 1);
-				if (element_done(r, hdr + n + 2))
-					return RESP_DONE;
-				continue;
 			case '*':
-				if (!parse_int(p + 1, hdr - 3, &n) || n < -1)
-					return syntax_error(r, "bad array length");
-				/* every element takes at least an object and its pointer */
-				if (n > 0 && ((uint64) n > (uint64) room / (OBJ_SIZE + sizeof(redisReply *)) ||
-							  r->need + OBJ_SIZE + (Size) n * (OBJ_SIZE + sizeof(redisReply *)) > room))
-					return RESP_BUDGET;
-				if (n > 0 && r->depth == RESP_MAX_DEPTH)
-					return syntax_error(r, "arrays nested too deeply");
-				if (r->need + OBJ_SIZE > room)
-					return RESP_BUDGET;
-				r->need += OBJ_SIZE;
-				if (n <= 0)
-				{
-					if (element_done(r, hdr))
-						return RESP_DONE;
-					continue;
-				}
-				r->need += MAXALIGN((Size) n * sizeof(redisReply *));
-				r->left[r->depth++] = n;
-				r->at += hdr;
-				r->searched = 0;
-				continue;
+				if ((rc = int_line(p, avail, &n, &hdr)) == 0)
+					return RESP_MORE;
+				if (rc < 0 || (p[0] != ':' && n < -1))
+					return syntax_error(r, p[0] == ':' ? "bad integer value" :
+										p[0] == '$' ? "bad bulk string length" :
+										"bad array length");
+				break;
 			default:
 				if (p[0] > 0x20 && p[0] < 0x7f && p[0] != '\\')
 					snprintf(r->error, sizeof(r->error),
@@ -341,6 +312,41 @@ measure(RedisReader *r, Size room)
 							 (unsigned char) p[0]);
 				return RESP_ERROR;
 		}
+		if (p[0] == '$' && n >= 0)
+		{
+			if ((uint64) n > (uint64) room ||
+				r->need + OBJ_SIZE + MAXALIGN(n + 1) > room)
+				return RESP_BUDGET;
+			if (avail < hdr + n + 2)
+				return RESP_MORE;	/* counted when complete */
+			if (p[hdr + n] != '\r' || p[hdr + n + 1] != '\n')
+				return syntax_error(r, "bulk string not terminated by CRLF");
+			r->need += OBJ_SIZE + MAXALIGN(n + 1);
+			hdr += n + 2;
+		}
+		else if (p[0] == '*' && n > 0)
+		{
+			/* every element takes at least an object and its pointer */
+			if ((uint64) n > (uint64) room / (OBJ_SIZE + sizeof(redisReply *)) ||
+				r->need + OBJ_SIZE + (Size) n * (OBJ_SIZE + sizeof(redisReply *)) > room)
+				return RESP_BUDGET;
+			if (r->depth == RESP_MAX_DEPTH)
+				return syntax_error(r, "arrays nested too deeply");
+			r->need += OBJ_SIZE + MAXALIGN((Size) n * sizeof(redisReply *));
+			r->left[r->depth++] = n;
+			r->at += hdr;
+			r->searched = 0;
+			continue;
+		}
+		else
+		{
+			/* an integer, a nil, an empty array */
+			if (r->need + OBJ_SIZE > room)
+				return RESP_BUDGET;
+			r->need += OBJ_SIZE;
+		}
+		if (element_done(r, hdr))
+			return RESP_DONE;
 	}
 }
 
@@ -367,57 +373,52 @@ static redisReply *
 build(const char **in, const char *end, char **mem)
 {
 	const char *p = *in;
-	const char *eol = line_end(p + 1, end - p - 1);	/* measure found it */
-	size_t		hdr = eol + 2 - p;
 	redisReply *r = take(mem, sizeof(redisReply));
+	size_t		hdr = 0;
 	int64		n = 0;
 
-	memset(r, 0, sizeof(redisReply));
-	*in = p + hdr;
-	switch (p[0])
+	r->integer = 0;
+	r->len = 0;
+	r->str = NULL;
+	r->elements = 0;
+	r->element = NULL;
+	if (p[0] == '+' || p[0] == '-')
 	{
-		case '+':
-		case '-':
-			r->type = p[0] == '+' ? REDIS_REPLY_STATUS : REDIS_REPLY_ERROR;
-			r->len = hdr - 3;
-			r->str = take(mem, r->len + 1);
-			memcpy(r->str, p + 1, r->len);
-			r->str[r->len] = '\0';
-			break;
-		case ':':
-			(void) parse_int(p + 1, hdr - 3, &n);
-			r->type = REDIS_REPLY_INTEGER;
-			r->integer = n;
-			break;
-		case '$':
-			(void) parse_int(p + 1, hdr - 3, &n);
-			if (n < 0)
-			{
-				r->type = REDIS_REPLY_NIL;
-				break;
-			}
-			r->type = REDIS_REPLY_STRING;
-			r->len = (size_t) n;
-			r->str = take(mem, r->len + 1);
-			memcpy(r->str, *in, r->len);
-			r->str[r->len] = '\0';
-			*in += r->len + 2;
-			break;
-		case '*':
-			(void) parse_int(p + 1, hdr - 3, &n);
-			if (n < 0)
-			{
-				r->type = REDIS_REPLY_NIL;
-				break;
-			}
-			r->type = REDIS_REPLY_ARRAY;
-			r->elements = (size_t) n;
-			if (n == 0)
-				break;
+		hdr = line_end(p + 1, end - p - 1) + 2 - p; /* measure found it */
+		r->type = p[0] == '+' ? REDIS_REPLY_STATUS : REDIS_REPLY_ERROR;
+		r->len = hdr - 3;
+		r->str = take(mem, r->len + 1);
+		memcpy(r->str, p + 1, r->len);
+		r->str[r->len] = '\0';
+		*in = p + hdr;
+		return r;
+	}
+	(void) int_line(p, end - p, &n, &hdr);	/* measure checked it */
+	*in = p + hdr;
+	if (p[0] == ':')
+	{
+		r->type = REDIS_REPLY_INTEGER;
+		r->integer = n;
+	}
+	else if (n < 0)
+		r->type = REDIS_REPLY_NIL;
+	else if (p[0] == '$')
+	{
+		r->type = REDIS_REPLY_STRING;
+		r->len = (size_t) n;
+		r->str = take(mem, r->len + 1);
+		memcpy(r->str, *in, r->len);
+		r->str[r->len] = '\0';
+		*in += r->len + 2;
+	}
+	else
+	{
+		r->type = REDIS_REPLY_ARRAY;
+		r->elements = (size_t) n;
+		if (n > 0)
 			r->element = take(mem, sizeof(redisReply *) * (Size) n);
-			for (int64 i = 0; i < n; i++)
-				r->element[i] = build(in, end, mem);
-			break;
+		for (int64 i = 0; i < n; i++)
+			r->element[i] = build(in, end, mem);
 	}
 	return r;
 }

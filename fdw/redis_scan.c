@@ -128,6 +128,8 @@ struct RedisScan
 	bool		need_ttl;
 	RedisOverlay *ov;
 	const bool *needed;			/* per column: the query reads it (NULL: all) */
+	int		   *readcols;		/* the columns it reads, by index */
+	int			nread;
 	bool		one_row;		/* only whether a key has rows matters */
 	int			keyonly;		/* no value is read: fetch none (-1: not decided) */
 	MemoryContext row_cxt;
@@ -143,6 +145,8 @@ struct RedisScan
 	/* SCAN mode: a cursor on each node holding keys (one but on a cluster) */
 	MemoryContext seen_cxt;		/* all below; reset by a restart */
 	char	   *pattern;
+	char	   *literal;		/* pattern is literal || '*': the literal, */
+	int			literal_len;	/* unescaped (else NULL) */
 	int			nnodes;			/* 0: not started */
 	char	  **nodes;			/* their addresses */
 	char		(*cursors)[32];
@@ -604,6 +608,20 @@ glob_match(const char *p, const char *s, size_t len)
 	return len == 0;
 }
 
+/*
+ * Whether the len bytes at key match the scan's pattern: a comparison of
+ * the prefix when the pattern is a literal followed by '*' (the key prefix
+ * and a LIKE prefix are), else glob_match.
+ */
+static inline bool
+pattern_match(RedisScan *scan, const char *key, size_t len)
+{
+	if (scan->literal)
+		return len >= (size_t) scan->literal_len &&
+			memcmp(key, scan->literal, scan->literal_len) == 0;
+	return glob_match(scan->pattern, key, len);
+}
+
 /* Whether the len bytes at s are a SCAN cursor: decimal digits. */
 static bool
 valid_cursor(const char *s, size_t len, size_t max)
@@ -658,7 +676,7 @@ add_moved_key(const char *key, size_t len, void *arg)
 	RedisScan  *scan = arg;
 	char	   *copy;
 
-	if (glob_match(scan->pattern, key, len) && (copy = new_key(scan, key, len)) != NULL)
+	if (pattern_match(scan, key, len) && (copy = new_key(scan, key, len)) != NULL)
 		queue_key(scan, copy, len);
 }
 
@@ -999,7 +1017,7 @@ scan_reply(ScanRound *r, redisReply *reply, int node)
 
 		if (k->type != REDIS_REPLY_STRING)
 			RedisProtocolError(scan->conn, "SCAN", k, "a key that is no string");
-		if (!glob_match(scan->pattern, k->str, k->len))
+		if (!pattern_match(scan, k->str, k->len))
 			RedisProtocolError(scan->conn, "SCAN", k,
 							   psprintf("key \"%s\", which does not match %s",
 										PgpolyPrintable(k->str, k->len, 200), scan->pattern));
@@ -1084,7 +1102,7 @@ overlay_states(RedisScan *scan, ScanRound *r)
 		return;
 	hash_seq_init(&hs, scan->ov->bykey);
 	while ((e = hash_seq_search(&hs)) != NULL)
-		if (!e->seen && glob_match(scan->pattern, e->ref.key, e->ref.len))
+		if (!e->seen && pattern_match(scan, e->ref.key, e->ref.len))
 			add_state(r, (char *) e->ref.key, e->ref.len);
 }
 
@@ -1297,6 +1315,13 @@ RedisScanSetColumns(RedisScan *scan, const bool *needed, bool one_row)
 	scan->needed = needed;
 	scan->one_row = one_row;
 	scan->keyonly = -1;
+	scan->nread = 0;
+	if (needed == NULL)
+		return;
+	scan->readcols = palloc(sizeof(int) * Max(scan->tbl->natts, 1));
+	for (int i = 0; i < scan->tbl->natts; i++)
+		if (needed[i])
+			scan->readcols[scan->nread++] = i;
 }
 
 /* Use a key list (deduplicated by the caller); NULL keys: none. */
@@ -1313,7 +1338,33 @@ RedisScanSetKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys)
 void
 RedisScanSetPattern(RedisScan *scan, const char *pattern)
 {
+	size_t		n = strlen(pattern);
+
 	scan->pattern = pstrdup(pattern);
+	scan->literal = NULL;
+	if (n > 0 && pattern[n - 1] == '*')
+	{
+		char	   *lit = palloc(n);
+		int			len = 0;
+		bool		literal = true;
+
+		for (size_t i = 0; literal && i < n - 1; i++)
+		{
+			if (pattern[i] == '\\')
+				i++;			/* an escaped byte (the last '*', perhaps) */
+			else if (pattern[i] == '*' || pattern[i] == '?' || pattern[i] == '[')
+				literal = false;
+			if (i >= n - 1)
+				literal = false;
+			else
+				lit[len++] = pattern[i];
+		}
+		if (literal)
+		{
+			scan->literal = lit;
+			scan->literal_len = len;
+		}
+	}
 	scan->keys = NULL;
 	scan->nkeys = 0;
 }
@@ -1471,23 +1522,20 @@ state_row_values(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
 {
 	RedisTable *tbl = scan->tbl;
 	RowJson		json = {false, (Datum) 0, NIL};
-	int			i;
 	AttrNumber	misspelled = 0; /* an identity column not in the fixed form */
 	const char *spelling = NULL;
 	size_t		spelling_len = 0;
+	int			n = scan->needed ? scan->nread : tbl->natts;
 
-	for (i = 0; i < tbl->natts; i++)
+	if (scan->needed)
+		memset(nulls, true, sizeof(bool) * tbl->natts);	/* not read */
+	for (int k = 0; k < n; k++)
 	{
+		int			i = scan->needed ? scan->readcols[k] : k;
 		RedisColumn *col = &tbl->cols[i];
 		char	   *text;
 		size_t		len = 0;
 
-		if (scan->needed && !scan->needed[i])
-		{
-			nulls[i] = true;	/* the query does not read it */
-			values[i] = (Datum) 0;
-			continue;
-		}
 		scan->err_field = col->role == RCOL_FIELD ? col->field : NULL;
 		text = column_text(scan, st, item, col, &json, &len);
 		nulls[i] = text == NULL;
@@ -1523,6 +1571,11 @@ RedisStateRow(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
 	ErrorContextCallback errcb;
 	MemoryContext old;
 
+	if (scan->needed && scan->nread == 0)
+	{
+		memset(nulls, true, sizeof(bool) * scan->tbl->natts);	/* count(*) */
+		return;
+	}
 	MemoryContextReset(scan->row_cxt);
 	old = MemoryContextSwitchTo(scan->row_cxt);
 	scan->err_state = st;

@@ -500,7 +500,20 @@ conv_what(PgpolyConv *conv)
 static inline bool
 plain_ascii(const char *s, size_t len)
 {
-	for (size_t i = 0; i < len; i++)
+	size_t		i = 0;
+
+	/* eight bytes at a time: a high bit, or a zero byte */
+	for (; i + 8 <= len; i += 8)
+	{
+		uint64		w;
+
+		memcpy(&w, s + i, 8);
+		if ((w & UINT64CONST(0x8080808080808080)) != 0 ||
+			((w - UINT64CONST(0x0101010101010101)) & ~w &
+			 UINT64CONST(0x8080808080808080)) != 0)
+			return false;
+	}
+	for (; i < len; i++)
 		if ((unsigned char) (s[i] - 1) >= 0x7f)	/* NUL or high bit */
 			return false;
 	return true;
