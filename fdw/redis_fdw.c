@@ -602,16 +602,22 @@ score_bound(Datum v, Oid typid, bool exclusive)
 	return psprintf("%s%s", exclusive ? "(" : "", PgpolyDatumToText(&conv, v, &len));
 }
 
-/* The conversion of the pushed key clause's values (element type for arrays). */
+/*
+ * The conversion of the pushed key clause's values (element type for
+ * arrays); NULL when they have the key column's type.
+ */
 static PgpolyConv *
 key_conv(RedisScanState *st, ExprState *es, int kind)
 {
 	Oid			typid = exprType((Node *) es->expr);
 
+	if (kind == REXPR_KEY_ARRAY)
+		typid = get_element_type(typid);
+	if (typid == st->tbl->cols[st->tbl->key_att - 1].typid)
+		return NULL;			/* the key column's own (RedisKeyFromDatum) */
 	if (!st->keyconv_ready)
 	{
-		PgpolyConvInit(&st->keyconv, kind == REXPR_KEY_ARRAY ?
-					   get_element_type(typid) : typid, -1, NULL);
+		PgpolyConvInit(&st->keyconv, typid, -1, NULL);
 		st->keyconv_ready = true;
 	}
 	return &st->keyconv;

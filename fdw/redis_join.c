@@ -90,8 +90,8 @@ typedef struct RedisJoinState
 	List	   *inner_atts;
 	bool		need_ttl;
 	ExprState  *keyexpr;
-	PgpolyConv	keyconv;		/* the outer key's type -> stored form */
-	bool		keyconv_ready;
+	PgpolyConv	keyconv;		/* the outer key's type -> stored form, */
+	bool		keyconv_ready;	/* unless it is the key column's */
 	ExprState  *joinqual;
 	bool	   *needed;			/* the Redis columns read, by attno - 1 */
 
@@ -477,7 +477,8 @@ read_batch(RedisJoinState *js, JoinBatch *batch)
 	size_t	   *dlens;
 	int			nd = 0;
 
-	if (!js->keyconv_ready)
+	if (!js->keyconv_ready &&
+		exprType((Node *) js->keyexpr->expr) != js->tbl->cols[js->tbl->key_att - 1].typid)
 	{
 		MemoryContext old = MemoryContextSwitchTo(js->css.ss.ps.state->es_query_cxt);
 
@@ -513,7 +514,8 @@ read_batch(RedisJoinState *js, JoinBatch *batch)
 		old = MemoryContextSwitchTo(batch->cxt);
 		key = ExecEvalExpr(js->keyexpr, econtext, &isnull);
 		batch->keys[n] = isnull ? NULL :
-			RedisKeyFromDatum(js->tbl, &js->keyconv, key, &batch->lens[n]);
+			RedisKeyFromDatum(js->tbl, js->keyconv_ready ? &js->keyconv : NULL,
+							  key, &batch->lens[n]);
 		MemoryContextSwitchTo(old);
 		batch->stateidx[n] = batch->keys[n] ?
 			RedisKeySetIndex(seen, batch->keys[n], batch->lens[n], nd) : -1;
