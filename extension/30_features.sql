@@ -48,6 +48,14 @@
 --	  transaction sees it (read-your-writes included); as in Feast, two
 --	  transactions writing one entity concurrently are not serialized.  The
 --	  offline history stays complete, and materialize() repairs online.
+--	* An online table in write_mode 'outbox' (asynchronous online updates):
+--	  the serving table is in outbox mode too, put_features and materialize
+--	  queue their online writes without reading Redis, and the sync worker
+--	  delivers them newest-wins (src/sync_outbox.c compares _event_time when
+--	  it delivers, as the only writer of the table's changes).
+--	  get_online_features serves from the offline table, with status
+--	  'offline', while Redis cannot be reached (SQLSTATE class 08), and
+--	  queues its write-back like any other write.
 
 --
 -- Internal state of a feature view (one row per pgpoly.feature_views row).
@@ -326,6 +334,16 @@ AS $$
 	WHERE NOT o.name = ANY (coalesce(skip, '{}'))
 $$;
 
+-- Whether foreign table rel writes in write_mode 'outbox'.
+CREATE FUNCTION pgpoly._fv_outbox(rel regclass)
+RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT coalesce('write_mode=outbox' = ANY (t.ftoptions), false)
+	FROM pg_foreign_table t WHERE t.ftrelid = rel
+$$;
+
 -- Column definitions "name type OPTIONS (...)" of a foreign table's live columns;
 -- skip: column names left out.
 CREATE FUNCTION pgpoly._fv_column_defs(rel regclass, skip text[] DEFAULT '{}')
@@ -482,9 +500,9 @@ END
 $$;
 
 -- The serving table of a view over online table rel: rel itself when it declares
--- _event_time timestamptz and writes transactionally; else a new internal table
--- pgpoly.<name>_serving with rel's columns and options plus _event_time, and
--- rel's grants.
+-- _event_time timestamptz and does not write immediately; else a new internal
+-- table pgpoly.<name>_serving with rel's columns and options plus _event_time
+-- (and rel's write_mode when it is 'outbox'), and rel's grants.
 CREATE FUNCTION pgpoly._fv_serving_table(name text, rel regclass, OUT serving regclass,
 										 OUT created bool)
 LANGUAGE plpgsql
@@ -513,7 +531,9 @@ BEGIN
 	END IF;
 	EXECUTE format('CREATE FOREIGN TABLE pgpoly.%I (%s, _event_time timestamptz) SERVER %I%s',
 				   v_tab, pgpoly._fv_column_defs(rel, '{_event_time,_ttl}'), v_server,
-				   pgpoly._fv_options_clause(v_opts, '{write_mode,batch_size}'));
+				   pgpoly._fv_options_clause(v_opts,
+					   CASE WHEN 'write_mode=outbox' = ANY (v_opts) THEN '{batch_size}'
+							ELSE '{write_mode,batch_size}' END::text[]));
 	EXECUTE format('COMMENT ON FOREIGN TABLE pgpoly.%I IS %L', v_tab,
 				   format('pgpoly internal: serving table of feature view "%s" (the fields of %s plus _event_time)',
 						  name, rel));
@@ -716,12 +736,15 @@ BEGIN
 		PERFORM pgpoly._fv_bad_value(v, features, SQLSTATE, SQLERRM);
 	END;
 
-	-- online: only if not older than what the online store holds
-	EXECUTE format('SELECT s._event_time, true FROM %s s WHERE s.%I = $1::%s',
-				   v.serving_rel, v.key_column, v.key_type)
-	INTO v_old, v_found USING v_ent;
-	IF v_found AND v_old > event_time THEN
-		RETURN;
+	-- online: only if not older than what the online store holds (an outbox
+	-- table: decided when the sync worker delivers it)
+	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
+		EXECUTE format('SELECT s._event_time, true FROM %s s WHERE s.%I = $1::%s',
+					   v.serving_rel, v.key_column, v.key_type)
+		INTO v_old, v_found USING v_ent;
+		IF v_found AND v_old > event_time THEN
+			RETURN;
+		END IF;
 	END IF;
 	EXECUTE format('INSERT INTO %s (%I, %s, _event_time) '
 				   'SELECT $1::%s, %s, $2 FROM jsonb_populate_record(NULL::%s, $3) r',
@@ -738,15 +761,70 @@ COMMENT ON FUNCTION pgpoly.put_features(text, text, jsonb, timestamptz) IS
 -- get_online_features
 --
 
--- The general implementation of get_online_features (the C entry point in
--- src/features.c serves what it can by itself).  prefetched: the caller
--- already made the Redis round and passes what it found as online_keys /
--- online_event_times / online_features.  The status and the value of each
--- entity, and which values go back online, are decided by pgpoly._fv_serve();
--- the write-back happens only where pgpoly._fv_may_write() allows it.
-CREATE FUNCTION pgpoly._get_online_features(view text, entities text[], features text[],
-		prefetched bool DEFAULT false, online_keys text[] DEFAULT NULL,
-		online_event_times timestamptz[] DEFAULT NULL, online_features jsonb[] DEFAULT NULL)
+-- The online values of keys: their keys (as text), event times and the
+-- features feat as jsonb, in one pipelined Redis round per fetch_size keys.
+CREATE FUNCTION pgpoly._fv_fetch_online(v pgpoly._fv_def, keys text[], feat text[],
+										OUT online_keys text[],
+										OUT online_event_times timestamptz[],
+										OUT online_features jsonb[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pgpoly, pg_temp
+SET datestyle = 'ISO, YMD'
+SET extra_float_digits = 1
+AS $$
+BEGIN
+	EXECUTE format('SELECT array_agg(s.%1$I::text), array_agg(s._event_time), array_agg(%3$s) '
+				   'FROM %2$s s WHERE s.%1$I = ANY ($1::%4$s[])',
+				   v.key_column, v.serving_rel,
+				   pgpoly._fv_jsonb_expr(feat, ARRAY(SELECT 's.' || quote_ident(f) FROM unnest(feat) f)),
+				   v.key_type)
+	INTO online_keys, online_event_times, online_features USING keys;
+END
+$$;
+
+-- The statement that probes the offline table for the entities whose online
+-- value the rule does not serve, and with write also writes back online what
+-- the rule serves from offline (the INSERT runs to completion although nothing
+-- reads it).  Its parameters: $1 the entities (text[], canonical text form),
+-- $2 whether each was found online (bool[]), $3 its online event time
+-- (timestamptz[]), $4 fresh (timestamptz).  Its one row: the entities found
+-- offline, their newest event times and features feat of that row as jsonb,
+-- as parallel arrays (NULL when none was found).  One indexed LIMIT 1 probe
+-- per entity.  Both implementations of get_online_features run it: the
+-- PL/pgSQL one below, and the C one (src/features.c), which prepares it once
+-- per view; the names and types are the catalog's (_fv_lookup).
+CREATE FUNCTION pgpoly._fv_offline_sql(offline_rel text, entity_column text, entity_type text,
+									   serving_rel text, key_column text, key_type text,
+									   features text[], feat text[], write bool)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT format($q$
+		WITH h AS MATERIALIZED (
+			SELECT n._fv_k, n._fv_found, n._fv_oet, h.event_time AS _fv_et, %1$s
+			FROM unnest($1::text[], $2::bool[], $3::timestamptz[]) n(_fv_k, _fv_found, _fv_oet)
+			CROSS JOIN LATERAL (SELECT * FROM %2$s h WHERE h.%3$I = n._fv_k::%4$s
+								ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) h)%5$s
+		SELECT array_agg(h._fv_k), array_agg(h._fv_et), array_agg(%6$s) FROM h$q$,
+		pgpoly._fv_cols(features, 'h'), offline_rel, entity_column, entity_type,
+		CASE WHEN write THEN format($q$,
+		w AS (INSERT INTO %1$s (%2$I, %3$s, _event_time)
+			  SELECT h._fv_k::%4$s, %5$s, h._fv_et FROM h
+			  WHERE (pgpoly._fv_serve($4::timestamptz, h._fv_found, h._fv_oet, true, h._fv_et)).source = 'offline'
+			  RETURNING 1)$q$,
+			serving_rel, key_column, pgpoly._fv_cols(features), key_type,
+			pgpoly._fv_cols(features, 'h')) ELSE '' END,
+		pgpoly._fv_jsonb_expr(feat, ARRAY(SELECT 'h.' || quote_ident(f) FROM unnest(feat) f)))
+$$;
+
+-- The general implementation of get_online_features: the C entry point in
+-- src/features.c serves what it can by itself and calls this for the rest
+-- (other key or feature types, unusable views, bad arguments).  The status
+-- and the value of each entity, and which values go back online, are decided
+-- by pgpoly._fv_serve(); the write-back happens only where
+-- pgpoly._fv_may_write() allows it.
+CREATE FUNCTION pgpoly._get_online_features(view text, entities text[], features text[])
 RETURNS TABLE (o_entity text, o_features jsonb, o_event_time timestamptz, o_source text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pgpoly, pg_temp
@@ -768,7 +846,6 @@ DECLARE
 	v_fk    text[];			-- offline: keys, event times, features
 	v_fet   timestamptz[];
 	v_ff    jsonb[];
-	v_write text := '';
 BEGIN
 	PERFORM pgpoly._require(entities, 'entities');
 	SELECT f INTO v_bad FROM unnest(v_feat) f WHERE f IS NULL OR NOT f = ANY (v.features) LIMIT 1;
@@ -781,18 +858,16 @@ BEGIN
 	v_norm := pgpoly._fv_normalize(v, entities);
 	SELECT array_agg(DISTINCT k) INTO v_keys FROM unnest(v_norm) k WHERE k IS NOT NULL;
 
-	-- one pipelined Redis round (per fetch_size keys) for all entities
-	IF prefetched THEN
-		v_ok := online_keys;
-		v_oet := online_event_times;
-		v_of := online_features;
+	-- one pipelined Redis round (per fetch_size keys) for all entities; an
+	-- outbox table's view serves from offline while Redis is unreachable
+	IF pgpoly._fv_outbox(v.serving_table) THEN
+		BEGIN
+			SELECT * INTO v_ok, v_oet, v_of FROM pgpoly._fv_fetch_online(v, v_keys, v_feat);
+		EXCEPTION WHEN connection_exception THEN
+			v_ok := NULL;
+		END;
 	ELSE
-		EXECUTE format('SELECT array_agg(s.%1$I::text), array_agg(s._event_time), array_agg(%3$s) '
-					   'FROM %2$s s WHERE s.%1$I = ANY ($1::%4$s[])',
-					   v.key_column, v.serving_rel,
-					   pgpoly._fv_jsonb_expr(v_feat, ARRAY(SELECT 's.' || quote_ident(f) FROM unnest(v_feat) f)),
-					   v.key_type)
-		INTO v_ok, v_oet, v_of USING v_keys;
+		SELECT * INTO v_ok, v_oet, v_of FROM pgpoly._fv_fetch_online(v, v_keys, v_feat);
 	END IF;
 
 	-- what the online value alone does not serve: missing, or stale
@@ -803,28 +878,10 @@ BEGIN
 	WHERE (pgpoly._fv_serve(v.fresh, o.k IS NOT NULL, o.et, false, NULL)).source <> 'online';
 
 	IF v_need IS NOT NULL THEN
-		-- One indexed query for all of them.  Where the caller may write, what
-		-- the rule serves from offline goes back online in the same statement
-		-- (the INSERT runs to completion although nothing reads it).
-		IF pgpoly._fv_may_write(v.online_table, v.serving_table) THEN
-			v_write := format($q$,
-			w AS (INSERT INTO %1$s (%2$I, %3$s, _event_time)
-				  SELECT h._fv_k::%4$s, %5$s, h._fv_et FROM h
-				  WHERE (pgpoly._fv_serve($4, h._fv_found, h._fv_oet, true, h._fv_et)).source = 'offline'
-				  RETURNING 1)$q$,
-				v.serving_rel, v.key_column, pgpoly._fv_cols(v.features), v.key_type,
-				pgpoly._fv_cols(v.features, 'h'));
-		END IF;
-		EXECUTE format($q$
-			WITH h AS MATERIALIZED (
-				SELECT n._fv_k, n._fv_found, n._fv_oet, h.event_time AS _fv_et, %1$s
-				FROM unnest($1, $2, $3) n(_fv_k, _fv_found, _fv_oet)
-				CROSS JOIN LATERAL (SELECT * FROM %2$s h WHERE h.%3$I = n._fv_k::%4$s
-									ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) h)%5$s
-			SELECT array_agg(h._fv_k), array_agg(h._fv_et), array_agg(%6$s) FROM h$q$,
-			pgpoly._fv_cols(v.features, 'h'), v.offline_rel, v.entity_column, v.entity_type,
-			v_write,
-			pgpoly._fv_jsonb_expr(v_feat, ARRAY(SELECT 'h.' || quote_ident(f) FROM unnest(v_feat) f)))
+		EXECUTE pgpoly._fv_offline_sql(v.offline_rel, v.entity_column, v.entity_type,
+									   v.serving_rel, v.key_column, v.key_type, v.features,
+									   v_feat,
+									   pgpoly._fv_may_write(v.online_table, v.serving_table))
 		INTO v_fk, v_fet, v_ff
 		USING v_need, v_needf, v_needt, v.fresh;
 	END IF;
@@ -844,11 +901,10 @@ END
 $$;
 
 -- The entry point is C (src/features.c): for a text-keyed view it checks the
--- caller's privileges, makes the Redis round itself and answers directly
--- when the rule serves every entity online; otherwise it hands what it
--- fetched to pgpoly._get_online_features above (offline fallback, write-back,
--- statuses), which also serves every call it cannot (other key or feature
--- types, bad arguments, unknown views).
+-- caller's privileges, makes the Redis round itself, runs the offline probe
+-- (pgpoly._fv_offline_sql, prepared once per view) for the entities online
+-- does not serve and answers; pgpoly._get_online_features above serves every
+-- call it cannot (other key or feature types, bad arguments, unknown views).
 CREATE FUNCTION pgpoly.get_online_features(view text, entities text[], features text[] DEFAULT NULL)
 RETURNS TABLE (entity text, features jsonb, event_time timestamptz, source text)
 AS 'MODULE_PATHNAME', 'pgpoly_get_online_features'
@@ -1071,6 +1127,24 @@ COMMENT ON FUNCTION pgpoly.create_training_set(text, text, text[]) IS
 -- materialize
 --
 
+-- The newest rows of each entity of an offline table, read through its
+-- (entity, event_time DESC, created_at DESC) index with the heap read only
+-- for each entity's first entry (src/features.c): _fv_newest_usable says
+-- whether the table allows it (a plain table with such an index, no
+-- row-level security for the caller); _fv_newest_tids gives the TIDs of the
+-- rows, per entity the newest with event_time in [since, until] (ties: the
+-- newest created_at), as the DISTINCT ON of materialize would.
+CREATE FUNCTION pgpoly._fv_newest_usable(offline_table regclass, entity_column text)
+RETURNS bool
+AS 'MODULE_PATHNAME', 'pgpoly_fv_newest_usable'
+LANGUAGE C STRICT STABLE;
+
+CREATE FUNCTION pgpoly._fv_newest_tids(offline_table regclass, entity_column text,
+									   since timestamptz, until timestamptz)
+RETURNS tid[]
+AS 'MODULE_PATHNAME', 'pgpoly_fv_newest_tids'
+LANGUAGE C STRICT STABLE;
+
 CREATE FUNCTION pgpoly.materialize(view text, start_time timestamptz DEFAULT '-infinity',
 								   end_time timestamptz DEFAULT now())
 RETURNS bigint
@@ -1080,8 +1154,10 @@ SET datestyle = 'ISO, YMD'
 SET extra_float_digits = 1
 AS $$
 DECLARE
-	v      pgpoly._fv_def := pgpoly._fv_get(view);
-	v_rows bigint;
+	v        pgpoly._fv_def := pgpoly._fv_get(view);
+	v_rows   bigint;
+	v_newest text;
+	v_online text := '';
 BEGIN
 	PERFORM pgpoly._require(start_time, 'start_time');
 	PERFORM pgpoly._require(end_time, 'end_time');
@@ -1091,23 +1167,43 @@ BEGIN
 	END IF;
 	-- as a SELECT of offline joined to online, upserting online
 	PERFORM pgpoly._fv_check_access(v, 'SELECT, INSERT, UPDATE', 'SELECT');
-	-- Newest row per entity in the window; the online event times come from a
-	-- batched join (pipelined rounds of fetch_size keys); the writes are buffered
-	-- and sent at COMMIT as pipelined MULTI/EXEC.
-	EXECUTE format($q$
-		WITH c AS (
+	-- Newest row per entity in the window: read by TID after a walk of the
+	-- offline index that fetches only those rows from the heap, where the
+	-- table allows it (the walk in a sub-select, which the planner does not
+	-- run ahead to estimate), else a DISTINCT ON.  The online event times
+	-- come from a batched join (pipelined rounds of fetch_size keys); the
+	-- writes are buffered and sent at COMMIT as pipelined MULTI/EXEC.  An
+	-- outbox table's are queued without reading Redis: the sync worker keeps
+	-- what is online when newer.
+	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
+		v_online := format($q$ LEFT JOIN %1$s s ON s.%2$I = c.k::%3$s
+			WHERE s.%2$I IS NULL OR s._event_time IS NULL OR s._event_time <= c.event_time$q$,
+			v.serving_rel, v.key_column, v.key_type);
+	END IF;
+	IF pgpoly._fv_newest_usable(v.offline_table, v.entity_column) THEN
+		v_newest := format($q$
+			SELECT h.%1$I AS k, h.event_time, %2$s
+			FROM %3$s h
+			WHERE h.ctid = ANY ((SELECT pgpoly._fv_newest_tids(%4$L, %5$L, $1, $2))::tid[])$q$,
+			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel,
+			v.offline_table::oid, v.entity_column);
+	ELSE
+		v_newest := format($q$
 			SELECT DISTINCT ON (h.%1$I) h.%1$I AS k, h.event_time, %2$s
 			FROM %3$s h WHERE h.event_time BETWEEN $1 AND $2
-			ORDER BY h.%1$I, h.event_time DESC, h.created_at DESC),
+			ORDER BY h.%1$I, h.event_time DESC, h.created_at DESC$q$,
+			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel);
+	END IF;
+	EXECUTE format($q$
+		WITH c AS (%1$s),
 		w AS (
-			INSERT INTO %4$s (%5$I, %6$s, _event_time)
-			SELECT c.k::%7$s, %8$s, c.event_time
-			FROM c LEFT JOIN %4$s s ON s.%5$I = c.k::%7$s
-			WHERE s.%5$I IS NULL OR s._event_time IS NULL OR s._event_time <= c.event_time
+			INSERT INTO %2$s (%3$I, %4$s, _event_time)
+			SELECT c.k::%5$s, %6$s, c.event_time
+			FROM c%7$s
 			RETURNING 1)
 		SELECT count(*) FROM w$q$,
-		v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel, v.serving_rel,
-		v.key_column, pgpoly._fv_cols(v.features), v.key_type, pgpoly._fv_cols(v.features, 'c'))
+		v_newest, v.serving_rel, v.key_column, pgpoly._fv_cols(v.features), v.key_type,
+		pgpoly._fv_cols(v.features, 'c'), v_online)
 	INTO v_rows USING start_time, end_time;
 	RETURN v_rows;
 END

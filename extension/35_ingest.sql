@@ -15,7 +15,9 @@
 --	  ROLLBACK undoes both.
 --	* Newer wins as in put_features: an entity is written online unless Redis holds
 --	  a strictly newer _event_time.  Rows are full snapshots: features the source
---	  does not return are NULL offline and online.
+--	  does not return are NULL offline and online.  With the serving table in
+--	  write_mode 'outbox' the newest rows are queued without reading Redis, and
+--	  the sync worker applies the same rule when it delivers them.
 --	* The source is the caller's SQL and runs with the caller's rights and
 --	  search_path (these functions do not pin search_path; every object they name
 --	  is qualified).  The caller needs INSERT on the offline table and SELECT and
@@ -172,6 +174,7 @@ DECLARE
 	v_vals  text;			-- SQL of every feature's value over s (NULL if absent)
 	v_rows  bigint;
 	v_null  bigint;
+	v_online text := '';	-- the newer-wins join to Redis (none for an outbox table)
 BEGIN
 	PERFORM pgpoly._ingest_check_privileges(v);
 	SELECT c.names, c.types INTO v_cols FROM pgpoly._relation_columns(v_src, 'source') c;
@@ -202,6 +205,11 @@ BEGIN
 						   ELSE format('NULL::%s', u.t) END, ', ' ORDER BY u.i)
 	INTO v_vals
 	FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i);
+	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
+		v_online := format(' LEFT JOIN %1$s o ON o.%2$I = s.k::%3$s '
+						   'WHERE o.%2$I IS NULL OR o._event_time IS NULL OR o._event_time <= s.et',
+						   v.serving_rel, v.key_column, ty.key_type);
+	END IF;
 
 	BEGIN
 		EXECUTE format($q$
@@ -221,14 +229,13 @@ BEGIN
 			w AS (
 				INSERT INTO %9$s (%10$I, %6$s, _event_time)
 				SELECT s.k::%11$s, %8$s, s.et
-				FROM newest s LEFT JOIN %9$s o ON o.%10$I = s.k::%11$s
-				WHERE o.%10$I IS NULL OR o._event_time IS NULL OR o._event_time <= s.et)
+				FROM newest s%12$s)
 			SELECT (SELECT count(*) FROM off), (SELECT bad.ord FROM bad)$q$,
 			v_key,
 			(SELECT coalesce(string_agg(format(', q.%1$I::%2$s AS %1$I', u.f, u.t), '' ORDER BY u.i), '')
 			 FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i) WHERE u.f = ANY (v_feat)),
 			v_src, v.offline_rel, v.entity_column, pgpoly._fv_cols(v.features), ty.entity_type,
-			v_vals, v.serving_rel, v.key_column, ty.key_type)
+			v_vals, v.serving_rel, v.key_column, ty.key_type, v_online)
 		INTO v_rows, v_null;
 	EXCEPTION WHEN data_exception THEN
 		PERFORM pgpoly._ingest_bad_value(v, ty, v_src, v_feat, SQLSTATE, SQLERRM);

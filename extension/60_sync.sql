@@ -13,6 +13,12 @@
 --	  order of concurrent writers, duplicates and redelivery cannot leave a
 --	  stale version in the target.
 --	* Column mapping is resolved once, by attnum, when the sync is created.
+--	* A foreign table in write_mode 'outbox' has a sync of kind 'outbox',
+--	  named after the table (schema.table) and made by the first COMMIT that
+--	  queues a change of it.  Its entries carry the row changes themselves
+--	  (op, keys, cols, vals, userid: see src/sync_outbox.c), queued at
+--	  pre-commit in commit order per key; the worker delivers them as the
+--	  users who wrote them.
 --	* The internal tables (syncs, sync_queue) are not accessible to PUBLIC: the
 --	  C functions check the caller's rights, then write them as the extension's
 --	  owner.  sync_dead_letters is readable (and its rows deletable) by members
@@ -20,15 +26,19 @@
 
 --
 -- One row per sync.  state, applied, last_error, last_applied_at are kept by
--- the worker.
+-- the worker.  kind 'table': source kept in step with target by the capture
+-- triggers; kind 'outbox': the changes written to target (a foreign table in
+-- write_mode 'outbox'), no source, no column mapping, owner: the table's.
 --
 CREATE TABLE pgpoly.syncs (
 	sync_id           int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	name              text NOT NULL CONSTRAINT syncs_name_key UNIQUE
 	                  CONSTRAINT syncs_name_check CHECK (name <> ''),
-	source            regclass NOT NULL,
+	kind              text NOT NULL DEFAULT 'table'
+	                  CONSTRAINT syncs_kind_check CHECK (kind IN ('table', 'outbox')),
+	source            regclass,
 	target            regclass NOT NULL,
-	key_attnum        smallint NOT NULL,		-- source key column
+	key_attnum        smallint NOT NULL,		-- source key column (outbox: target's)
 	target_key_attnum smallint NOT NULL,		-- target's key (Redis key, _id, id)
 	source_attnums    smallint[] NOT NULL,		-- source column i feeds ...
 	target_attnums    smallint[] NOT NULL,		-- ... target column i
@@ -40,13 +50,19 @@ CREATE TABLE pgpoly.syncs (
 	last_error        text,
 	last_applied_at   timestamptz,
 	CONSTRAINT syncs_columns_check
-		CHECK (cardinality(source_attnums) = cardinality(target_attnums))
+		CHECK (cardinality(source_attnums) = cardinality(target_attnums)),
+	CONSTRAINT syncs_source_check CHECK ((kind = 'table') = (source IS NOT NULL))
 );
+CREATE UNIQUE INDEX syncs_outbox_target_key ON pgpoly.syncs (target) WHERE kind = 'outbox';
 
 --
--- The outbox.  Each entry is a set of at most 1000 keys (as text, see
--- src/sync_capture.c) of one sync.  An isolated entry holds keys of a batch
--- the target rejected: it is delivered on its own, not before not_before.
+-- The outbox.  Each entry is a set of at most 1000 keys (in the fixed text
+-- form of src/convert.c) of one sync.  An isolated entry holds keys of a
+-- batch the target rejected: it is delivered on its own (outbox syncs: with
+-- the other entries of its grp), not before not_before.
+-- Entries of an outbox sync carry the changes: op (u upsert, p update of
+-- the columns cols, d delete; U upsert regardless of the stored event time),
+-- and vals[i][j], the value of column cols[j] for keys[i]; userid wrote them.
 --
 CREATE TABLE pgpoly.sync_queue (
 	entry_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -55,27 +71,37 @@ CREATE TABLE pgpoly.sync_queue (
 	queued_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
 	attempts   int NOT NULL DEFAULT 0,
 	isolated   bool NOT NULL DEFAULT false,
-	not_before timestamptz
+	not_before timestamptz,
+	op         "char" CONSTRAINT sync_queue_op_check CHECK (op IN ('u', 'U', 'p', 'd')),
+	userid     regrole,
+	cols       smallint[],
+	vals       text[],
+	grp        bigint
 );
 CREATE INDEX sync_queue_order_idx ON pgpoly.sync_queue (sync_id, queued_at, entry_id);
--- Written once, read once: compressing the key arrays would only cost the writer.
-ALTER TABLE pgpoly.sync_queue ALTER keys SET STORAGE EXTERNAL;
+CREATE INDEX sync_queue_entry_idx ON pgpoly.sync_queue (sync_id, entry_id);
+-- Written once, read once: compressing the arrays would only cost the writer.
+ALTER TABLE pgpoly.sync_queue ALTER keys SET STORAGE EXTERNAL,
+                              ALTER vals SET STORAGE EXTERNAL;
 
 --
 -- Changes the target rejected sync_max_attempts times.  payload: the source
--- row when the change failed (NULL for a delete).
+-- row when the change failed (NULL for a delete); for an outbox table, the
+-- columns the change writes, as their text forms, and writer, whose change
+-- it was (op 'update': an UPDATE of those columns).
 --
 CREATE TABLE pgpoly.sync_dead_letters (
 	name      text NOT NULL,
 	key       text NOT NULL,
 	op        text NOT NULL CONSTRAINT sync_dead_letters_op_check
-	          CHECK (op IN ('upsert', 'delete')),
+	          CHECK (op IN ('upsert', 'update', 'delete')),
 	payload   jsonb,
 	error     text NOT NULL,
 	failed_at timestamptz NOT NULL DEFAULT now(),
 	attempts  int NOT NULL,
 	sync_id   int NOT NULL,
-	owner     regrole NOT NULL
+	owner     regrole NOT NULL,
+	writer    regrole
 );
 CREATE INDEX sync_dead_letters_sync_idx ON pgpoly.sync_dead_letters (sync_id, failed_at);
 ALTER TABLE pgpoly.sync_dead_letters ENABLE ROW LEVEL SECURITY;

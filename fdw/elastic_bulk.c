@@ -27,7 +27,10 @@
  * Every item of every bulk response is checked: the first failed one is an
  * ERROR naming the document id and the index, with Elasticsearch's error
  * type and reason in the detail (the type names vary across versions), so
- * COMMIT fails.  Elasticsearch has no rollback:
+ * COMMIT fails.  Its SQLSTATE follows the item's status as an HTTP status
+ * would (PgpolyHttpStatusErrcode): an item refused with 429 (the write
+ * queue is full: how Elasticsearch sheds load) or 503 means the store is
+ * busy, not that it rejected the document.  Elasticsearch has no rollback:
  * the actions before it, in this and earlier batches, stay applied, and the
  * message says so.
  *
@@ -422,7 +425,7 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 		type = json_object_get(err, "type");
 		reason = json_object_get(err, "reason");
 		ereport(ERROR,
-				(errcode(ERRCODE_FDW_ERROR),
+				(errcode(PgpolyHttpStatusErrcode(json_integer_value(status))),
 				 errmsg("Elasticsearch rejected document \"%s\" in index \"%s\"",
 						batch[i]->id, batch[i]->tbl->index),
 				 errdetail("%s: %s",

@@ -355,17 +355,6 @@ error_type_reason(PgpolyConnection *conn, const char *body, size_t len,
 	json_decref(doc);
 }
 
-/* SQLSTATE for an HTTP error status. */
-static int
-status_errcode(long status)
-{
-	if (status == 401 || status == 403)
-		return ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
-	if (status == 429 || status == 502 || status == 503 || status == 504)
-		return ERRCODE_CONNECTION_FAILURE;
-	return ERRCODE_FDW_ERROR;
-}
-
 /* Raise the ERROR for an HTTP error status, with ES's type and reason. */
 void
 ElasticRaiseStatus(PgpolyConnection *conn, const char *method, const char *path,
@@ -383,7 +372,7 @@ ElasticRaiseStatus(PgpolyConnection *conn, const char *method, const char *path,
 				 errdetail("%s %s: %s", method, path, reason ? reason : type),
 				 errhint("Create the index, or fix the foreign table option \"index\".")));
 	ereport(ERROR,
-			(errcode(status_errcode(resp->status)),
+			(errcode(PgpolyHttpStatusErrcode(resp->status)),
 			 errmsg("Elasticsearch server \"%s\" at %s answered %ld%s%s",
 					conn->servername, conn->target, resp->status,
 					type ? ": " : "", type ? type : ""),

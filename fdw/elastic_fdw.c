@@ -82,7 +82,7 @@ const PgpolyOption ElasticOptions[] = {
 	{"fetch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, ELASTIC_MAX_RESULT_WINDOW, NULL, false},
 	{"batch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, 1000000, NULL, false},
 	{"refresh", ForeignTableRelationId, PGPOLY_OPT_ENUM, 0, 0, "false,true,wait_for", false},
-	{"write_mode", ForeignTableRelationId, PGPOLY_OPT_ENUM, 0, 0, "transactional,immediate", false},
+	{"write_mode", ForeignTableRelationId, PGPOLY_OPT_ENUM, 0, 0, "transactional,immediate,outbox", false},
 	{"use_remote_estimate", ForeignTableRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
 	{"field", AttributeRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{NULL}
@@ -891,6 +891,14 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 											   500, ElasticSendWrites);
 
 	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
+	if (ms->core.outbox && ms->tbl->id_att == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("write_mode 'outbox' of foreign table \"%s\" needs an _id column",
+						ms->tbl->relname),
+				 errdetail("A document the outbox delivers must keep one id whenever it is sent: an INSERT without _id would be indexed again as a new document by each delivery attempt."),
+				 errhint("Add a column: ALTER FOREIGN TABLE %s ADD COLUMN _id text.",
+						 quote_identifier(ms->tbl->relname))));
 	return ms;
 }
 
@@ -1106,6 +1114,7 @@ elasticExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 						   ms->core.updated);
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
+	PgpolyModifyOutbox(&ms->core, CMD_UPDATE, slot, planSlot);
 	return slot;
 }
 
@@ -1123,6 +1132,7 @@ elasticExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 	w = ElasticDeleteWrite(ms->tbl, id);
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
+	PgpolyModifyOutbox(&ms->core, CMD_DELETE, NULL, planSlot);
 	PgpolyModifyOldRow(&ms->core, slot, planSlot, rinfo->ri_RelationDesc);
 	return slot;
 }
@@ -1154,12 +1164,14 @@ elasticExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 							List *fdw_private, int subplan_index, ExplainState *es)
 {
 	ForeignTable *ft = GetForeignTable(RelationGetRelid(rinfo->ri_RelationDesc));
-	const char *mode = PgpolyGetOption(ft->options, "write_mode", "transactional");
+	PgpolyWriteMode mode = PgpolyTableWriteMode(ft->options);
 	int			batch = (int) PgpolyGetIntOption(ft->options, "batch_size", 500);
 
 	ExplainPropertyText("Elasticsearch Write Mode",
-						strcmp(mode, "transactional") == 0 ?
+						mode == PGPOLY_WRITE_TRANSACTIONAL ?
 						psprintf("transactional (_bulk batches of %d at COMMIT)", batch) :
+						mode == PGPOLY_WRITE_OUTBOX ?
+						"outbox (queued at COMMIT, delivered by the sync worker)" :
 						psprintf("immediate (_bulk batches of %d)", batch), es);
 }
 

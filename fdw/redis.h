@@ -36,6 +36,7 @@
 #include "nodes/execnodes.h"
 #include "nodes/parsenodes.h"
 #include "nodes/pathnodes.h"
+#include "utils/builtins.h"
 #include "utils/hsearch.h"
 
 struct redisReply;
@@ -146,6 +147,8 @@ extern void RedisAppendArgv(PgpolyConnection *conn, int argc,
 extern void RedisAppendToNode(PgpolyConnection *conn, const char *addr,
 							  int argc, const char **argv,
 							  const size_t *lens);
+extern void RedisAppendEncoded(PgpolyConnection *conn, const char *resp,
+							   size_t len, int ncmds, int slot);
 extern void RedisExchange(PgpolyConnection *conn, int nreplies,
 						  RedisReplyHandler handler, void *arg);
 extern uint64 RedisSend(PgpolyConnection *conn, int nreplies,
@@ -163,17 +166,6 @@ extern List *RedisPrimaryNodes(PgpolyConnection *conn);
 extern const char *RedisReplyNode(PgpolyConnection *conn, int index);
 extern void RedisCountTrips(PgpolyConnection *conn, RedisTrips *trips);
 extern char *RedisTripsText(RedisTrips *trips);
-
-/*
- * One command, argv with explicit lengths.  Lives in the memory context of
- * its owner (a buffered write lives in PgpolyWriteContext()).
- */
-typedef struct RedisCmd
-{
-	int			argc;
-	char	  **argv;
-	size_t	   *lens;
-} RedisCmd;
 
 /*
  * The state of one key as a scan sees it: remote contents, then pending
@@ -205,6 +197,8 @@ typedef struct RedisKeyState
 typedef enum RedisWriteKind
 {
 	RW_PUT,						/* replace contents with items */
+	RW_MERGE,					/* hash: set the fields of items with a value,
+								 * remove those without (b absent) */
 	RW_DEL,						/* the key is gone */
 	RW_ADD,						/* upsert member (zset/set) */
 	RW_REM,						/* remove member */
@@ -213,22 +207,66 @@ typedef enum RedisWriteKind
 	RW_REM_FIRST				/* list: remove first equal value */
 } RedisWriteKind;
 
-/* A buffered write: overlay meaning plus the commands that perform it. */
+/*
+ * An item of a buffered write: offsets of its a and b bytes in the write's
+ * data (boff REDIS_NO_BYTES: no b).
+ */
+typedef struct RedisWriteItem
+{
+	uint32		aoff;
+	uint32		alen;
+	uint32		boff;
+	uint32		blen;
+} RedisWriteItem;
+
+#define REDIS_NO_BYTES	PG_UINT32_MAX
+
+/*
+ * A buffered write: what it means to a reader (kind, key, items) and the
+ * commands that perform it, encoded once, when the row is written, as the
+ * RESP that goes to Redis.  data holds the ncmds commands (resplen bytes,
+ * sent as they are), then any key or item bytes that are no argument of
+ * them; key and items are offsets into it, so nothing is decoded again.
+ * Header and data live in the arena of the memory context the write was
+ * built for (redis_modify.c): no allocation of their own.
+ */
 typedef struct RedisWrite
 {
-	RedisWriteKind kind;
-	char	   *key;
-	size_t		keylen;
-	RedisItem	item;			/* RW_ADD/REM/APPEND/SET_IDX/REM_FIRST */
-	long		idx;			/* RW_SET_IDX */
-	int			nitems;			/* RW_PUT */
-	RedisItem  *items;
-	int			ncmds;
-	RedisCmd   *cmds;
 	RedisTable *tbl;			/* for messages at flush */
 	bool	   *applied;		/* INSERT ... ON CONFLICT DO NOTHING sent
 								 * at once: set to whether it inserted */
+	char	   *data;
+	uint32		resplen;
+	uint32		keyoff;
+	uint32		keylen;
+	uint16		ncmds;			/* commands in data, one reply each */
+	uint16		nitems;
+	RedisWriteKind kind;
+	long		idx;			/* RW_SET_IDX */
+	RedisWriteItem items[FLEXIBLE_ARRAY_MEMBER];	/* RW_PUT, RW_MERGE: the
+													 * fields; else one */
 } RedisWrite;
+
+/* The key of buffered write w (keylen bytes, not NUL-terminated). */
+static inline const char *
+RedisWriteKey(const RedisWrite *w)
+{
+	return w->data + w->keyoff;
+}
+
+/* Item i of buffered write w, as the overlay applies it (b NULL: none). */
+static inline RedisItem
+RedisWriteGetItem(const RedisWrite *w, int i)
+{
+	const RedisWriteItem *it = &w->items[i];
+	RedisItem	r;
+
+	r.a = w->data + it->aoff;
+	r.alen = it->alen;
+	r.b = it->boff == REDIS_NO_BYTES ? NULL : w->data + it->boff;
+	r.blen = it->blen;
+	return r;
+}
 
 /* redis_scan.c */
 typedef struct RedisKeySet RedisKeySet;
@@ -247,12 +285,16 @@ extern void RedisStateFromReply(RedisTable *tbl, RedisKeyState *st,
 								struct redisReply *r, PgpolyConnection *conn);
 
 /* redis_modify.c */
-extern List *RedisInsertWrites(RedisTable *tbl, Datum *values, bool *nulls);
-extern List *RedisDeleteWrites(RedisTable *tbl, Datum *old, bool *oldnulls);
+extern List *RedisInsertWrites(RedisTable *tbl, Datum *values, bool *nulls,
+							   MemoryContext cxt);
+extern List *RedisDeleteWrites(RedisTable *tbl, Datum *old, bool *oldnulls,
+							   MemoryContext cxt);
 extern List *RedisUpdateWrites(RedisTable *tbl, Datum *old, bool *oldnulls,
-							   Datum *values, bool *nulls, Bitmapset *updated);
+							   Datum *values, bool *nulls, Bitmapset *updated,
+							   MemoryContext cxt);
 extern RedisWrite *RedisInsertIfAbsentWrite(RedisTable *tbl, Datum *values,
-											bool *nulls, bool *applied);
+											bool *nulls, bool *applied,
+											MemoryContext cxt);
 extern void RedisInsertIdentity(RedisTable *tbl, Datum *values, bool *nulls,
 								RedisItem *id);
 extern void RedisRowsExist(PgpolyConnection *conn, RedisTable *tbl,
@@ -313,6 +355,7 @@ extern void RedisTopologyFromOptions(List *options, RedisTopology *topo);
 typedef struct RedisClusterView RedisClusterView;
 typedef void (*RedisMovedKey) (const char *key, size_t len, void *arg);
 extern RedisClusterView *RedisClusterViewOf(PgpolyConnection *conn, List *addrs);
+extern List *RedisClusterViewNodes(RedisClusterView *v);
 extern void RedisClusterMovedKeys(PgpolyConnection *conn,
 								  RedisClusterView *before,
 								  RedisClusterView *after,
@@ -344,12 +387,21 @@ typedef struct RedisNode
 	int		   *queue;			/* cluster: what each expected reply answers */
 	int			maxqueue;
 	char	   *failure;		/* cluster: why it failed in this request */
+	/* its output not written yet, in order (redis_io.c) */
+	struct RedisOut *out;
+	int			nout;
+	int			maxout;
+	int			outpos;			/* first segment not written out */
+	size_t		outdone;		/* bytes of it written */
+	StringInfoData copied;		/* the bytes of copied commands */
 } RedisNode;
 
 /* A command of the running request on a cluster connection. */
 typedef struct RedisCmdInfo
 {
-	uint32		off;			/* its RESP in RedisHandle.resp */
+	const char *ext;			/* its RESP, kept by the caller until the
+								 * exchange ends; NULL: ... */
+	uint32		off;			/* ... in RedisHandle.resp */
 	uint32		len;
 	int			slot;			/* -1: keyless, sent to a named node */
 	int			node;			/* node it was last sent to */
@@ -407,6 +459,8 @@ typedef struct RedisExchangeState
 	struct redisReply **held;	/* cluster: replies read, not delivered */
 	TimestampTz deadline;
 	List	   *retries;		/* cluster: commands to send again later */
+	char	   *retried;		/* cluster: the last answer waited out
+								 * (TRYAGAIN ...), for a timeout's message */
 	int			named;			/* the node conn->target names, -1 */
 } RedisExchangeState;
 
@@ -421,15 +475,73 @@ extern struct redisReply *RedisNodeCall(PgpolyConnection *conn, RedisHandle *h,
 										const char **argv, char **error);
 extern void RedisNodeSend(PgpolyConnection *conn, RedisHandle *h,
 						  RedisNode *node, int entry, const char *resp,
-						  size_t len);
+						  size_t len, bool copy);
 extern void RedisReplyDiscard(struct redisReply *reply);
 extern void RedisEncodeCommand(StringInfo buf, int argc, const char **argv,
 							   const size_t *lens);
+
+/* Bytes of the RESP header "<prefix><n>\r\n". */
+static inline size_t
+RedisRespHeaderSize(size_t n)
+{
+	size_t		d = 1;
+
+	while (n >= 10000)
+	{
+		n /= 10000;
+		d += 4;
+	}
+	return 3 + d + (n >= 10) + (n >= 100) + (n >= 1000);
+}
+
+/* Bytes of one RESP bulk-string argument of len bytes. */
+static inline size_t
+RedisRespArgSize(size_t len)
+{
+	return RedisRespHeaderSize(len) + len + 2;
+}
+
+/*
+ * Write the RESP header "<prefix><n>\r\n" at p; returns its end.  Short
+ * numbers, most of them, are written here rather than by pg_ulltoa_n.
+ */
+static inline char *
+RedisRespPutHeader(char *p, char prefix, size_t n)
+{
+	*p++ = prefix;
+	if (n < 10)
+		*p++ = (char) ('0' + n);
+	else if (n < 100)
+	{
+		*p++ = (char) ('0' + n / 10);
+		*p++ = (char) ('0' + n % 10);
+	}
+	else
+		p += pg_ulltoa_n((uint64) n, p);
+	*p++ = '\r';
+	*p++ = '\n';
+	return p;
+}
+
+/* Write one RESP bulk-string argument (len bytes of s) at p; its end. */
+static inline char *
+RedisRespPutArg(char *p, const char *s, size_t len)
+{
+	p = RedisRespPutHeader(p, '$', len);
+	memcpy(p, s, len);
+	p += len;
+	*p++ = '\r';
+	*p++ = '\n';
+	return p;
+}
 
 /* redis_cluster.c, for redis_io.c */
 extern void RedisClusterRoute(PgpolyConnection *conn, RedisHandle *h, int idx,
 							  int argc, const char **argv, const size_t *lens,
 							  RedisNode *target);
+extern void RedisClusterRouteEncoded(PgpolyConnection *conn, RedisHandle *h,
+									 int idx, const char *resp, size_t len,
+									 int slot);
 extern void RedisClusterReply(RedisExchangeState *ex, RedisNode *node,
 							  int entry, struct redisReply *reply);
 extern TimestampTz RedisClusterRetries(RedisExchangeState *ex);

@@ -25,9 +25,13 @@
  *	  timeout_ms), and a MULTI/EXEC block is redirected or retried whole.
  *	- Every command of a block is in the block's slot (callers group writes
  *	  by slot); a block is never split between nodes.
- *	- A full scan covers every slot (no slot without a node in the map) and
- *	  also lists the keys of the slots that moved while it ran: it never
- *	  returns part of the data as if it were all of it.
+ *	- Writes of a slot run in the order they were sent: a write is sent
+ *	  again (TRYAGAIN, CLUSTERDOWN) only when no later command of its slot
+ *	  was sent with it; otherwise its refusal is the answer.
+ *	- A full scan covers every slot, as the primaries themselves claim
+ *	  them (the map is asked again when their claims leave a slot
+ *	  unserved), and also lists the keys of the slots that moved while it
+ *	  ran: it never returns part of the data as if it were all of it.
  *
  * fdw/redis_cluster.c
  *
@@ -457,19 +461,24 @@ RedisClusterRefresh(PgpolyConnection *conn, RedisHandle *h)
 			 errhint("Check that the cluster runs and the server option nodes (or host and port) names its nodes.")));
 }
 
+/* ERROR: no node serves slot (the map is asked again before the next request). */
+static void
+unserved_slot(PgpolyConnection *conn, RedisHandle *h, int slot)
+{
+	h->map_stale = true;
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+			 errmsg("no node of Redis Cluster server \"%s\" serves hash slot %d",
+					conn->servername, slot),
+			 errhint("The cluster may be down or being resharded; the next statement asks it again.")));
+}
+
 /* The node serving slot; ERROR if the map has none. */
 static RedisNode *
 slot_owner(PgpolyConnection *conn, RedisHandle *h, int slot)
 {
 	if (h->slots[slot] < 0)
-	{
-		h->map_stale = true;
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-				 errmsg("no node of Redis Cluster server \"%s\" serves hash slot %d",
-						conn->servername, slot),
-				 errhint("The cluster may be down or being resharded; the next statement asks it again.")));
-	}
+		unserved_slot(conn, h, slot);
 	return h->nodes[h->slots[slot]];
 }
 
@@ -495,7 +504,17 @@ RedisClusterCheckCoverage(PgpolyConnection *conn, RedisHandle *h)
 /* The RESP of ASKING. */
 static const char asking_resp[] = "*1\r\n$6\r\nASKING\r\n";
 
-/* Send command idx (already encoded in h->resp) to node, after ASKING if asking. */
+/* The RESP of command cmd of h's request (cmd->len bytes). */
+static const char *
+cmd_resp(RedisHandle *h, RedisCmdInfo *cmd)
+{
+	return cmd->ext ? cmd->ext : h->resp.data + cmd->off;
+}
+
+/*
+ * Send command idx (already encoded: in h->resp, copied since h->resp may
+ * move, or where its caller keeps it) to node, after ASKING if asking.
+ */
 static void
 send_cmd(PgpolyConnection *conn, RedisHandle *h, int idx, RedisNode *node,
 		 bool asking)
@@ -503,10 +522,11 @@ send_cmd(PgpolyConnection *conn, RedisHandle *h, int idx, RedisNode *node,
 	RedisCmdInfo *cmd = &h->cmds[idx];
 
 	if (asking)
-		RedisNodeSend(conn, h, node, RQ_ASKING, asking_resp, sizeof(asking_resp) - 1);
+		RedisNodeSend(conn, h, node, RQ_ASKING, asking_resp, sizeof(asking_resp) - 1,
+					  false);
 	cmd->node = RedisNodeIndex(h, node);
 	cmd->final = false;
-	RedisNodeSend(conn, h, node, idx, h->resp.data + cmd->off, cmd->len);
+	RedisNodeSend(conn, h, node, idx, cmd_resp(h, cmd), cmd->len, cmd->ext == NULL);
 }
 
 /* Whether argv[0] is the command name (any case). */
@@ -546,33 +566,73 @@ RedisCommandKey(int argc, const char **argv, const size_t *lens,
 	return true;
 }
 
+/* Add command idx to the request, not routed, its RESP not recorded yet. */
+static RedisCmdInfo *
+new_cmd(RedisHandle *h, int idx)
+{
+	RedisCmdInfo *cmd;
+
+	if (h->ncmds == h->maxcmds)
+	{
+		h->maxcmds = Max(256, h->maxcmds * 2);
+		h->cmds = h->cmds ? repalloc_huge(h->cmds, sizeof(RedisCmdInfo) * h->maxcmds) :
+			MemoryContextAllocExtended(h->req_cxt, sizeof(RedisCmdInfo) * h->maxcmds,
+									   MCXT_ALLOC_HUGE);
+	}
+	Assert(idx == h->ncmds);
+	cmd = &h->cmds[h->ncmds++];
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->slot = -1;
+	cmd->node = -1;
+	cmd->group = -1;
+	return cmd;
+}
+
 /* Record command idx of the request: its RESP, appended to h->resp. */
 static RedisCmdInfo *
 record_cmd(RedisHandle *h, int idx, int argc, const char **argv,
 		   const size_t *lens)
 {
 	MemoryContext old = MemoryContextSwitchTo(h->req_cxt);
-	RedisCmdInfo *cmd;
+	RedisCmdInfo *cmd = new_cmd(h, idx);
 
 	if (h->resp.data == NULL)
 		initStringInfo(&h->resp);
-	if (h->ncmds == h->maxcmds)
-	{
-		h->maxcmds = Max(256, h->maxcmds * 2);
-		h->cmds = h->cmds ? repalloc_huge(h->cmds, sizeof(RedisCmdInfo) * h->maxcmds) :
-			palloc_extended(sizeof(RedisCmdInfo) * h->maxcmds, MCXT_ALLOC_HUGE);
-	}
-	Assert(idx == h->ncmds);
-	cmd = &h->cmds[h->ncmds++];
-	memset(cmd, 0, sizeof(*cmd));
 	cmd->off = h->resp.len;
-	cmd->slot = -1;
-	cmd->node = -1;
-	cmd->group = -1;
 	RedisEncodeCommand(&h->resp, argc, argv, lens);
 	cmd->len = h->resp.len - cmd->off;
 	MemoryContextSwitchTo(old);
 	return cmd;
+}
+
+/*
+ * Send command idx, keyed (slot set) or for a named node (target), to its
+ * node; inside a MULTI, to the node of the transaction, whose commands must
+ * share a slot (callers group writes by slot).
+ */
+static void
+route_cmd(PgpolyConnection *conn, RedisHandle *h, int idx, RedisNode *target)
+{
+	RedisCmdInfo *cmd = &h->cmds[idx];
+	int			g = h->open_group;
+	RedisNode  *node = target ? target : slot_owner(conn, h, cmd->slot);
+
+	if (g >= 0)
+	{
+		RedisCmdInfo *multi = &h->cmds[g];
+
+		cmd->group = g;
+		if (multi->node < 0)
+		{
+			multi->slot = cmd->slot;
+			send_cmd(conn, h, g, node, false);
+		}
+		else if (multi->slot != cmd->slot)
+			elog(ERROR, "Redis transaction spans hash slots %d and %d",
+				 multi->slot, cmd->slot);
+		node = h->nodes[multi->node];
+	}
+	send_cmd(conn, h, idx, node, false);
 }
 
 /*
@@ -587,7 +647,6 @@ RedisClusterRoute(PgpolyConnection *conn, RedisHandle *h, int idx, int argc,
 {
 	RedisCmdInfo *cmd = record_cmd(h, idx, argc, argv, lens);
 	int			g = h->open_group;
-	RedisNode  *node = target;
 
 	if (is_command(argv, lens, "MULTI"))
 	{
@@ -610,7 +669,7 @@ RedisClusterRoute(PgpolyConnection *conn, RedisHandle *h, int idx, int argc,
 		send_cmd(conn, h, idx, h->nodes[h->cmds[g].node], false);
 		return;
 	}
-	if (node == NULL)
+	if (target == NULL)
 	{
 		const char *key;
 		size_t		keylen;
@@ -618,24 +677,25 @@ RedisClusterRoute(PgpolyConnection *conn, RedisHandle *h, int idx, int argc,
 		if (!RedisCommandKey(argc, argv, lens, &key, &keylen))
 			elog(ERROR, "Redis command without a key routed by key");
 		cmd->slot = RedisKeySlot(key, keylen);
-		node = slot_owner(conn, h, cmd->slot);
 	}
-	if (g >= 0)
-	{
-		RedisCmdInfo *multi = &h->cmds[g];
+	route_cmd(conn, h, idx, target);
+}
 
-		cmd->group = g;
-		if (multi->node < 0)
-		{
-			multi->slot = cmd->slot;
-			send_cmd(conn, h, g, node, false);
-		}
-		else if (multi->slot != cmd->slot)
-			elog(ERROR, "Redis transaction spans hash slots %d and %d",
-				 multi->slot, cmd->slot);
-		node = h->nodes[multi->node];
-	}
-	send_cmd(conn, h, idx, node, false);
+/*
+ * Route command idx, encoded by the caller (len bytes at resp, which it
+ * keeps until the exchange ends: sent from there, never copied), whose key
+ * is in slot.  Never MULTI or EXEC.
+ */
+void
+RedisClusterRouteEncoded(PgpolyConnection *conn, RedisHandle *h, int idx,
+						 const char *resp, size_t len, int slot)
+{
+	RedisCmdInfo *cmd = new_cmd(h, idx);
+
+	cmd->ext = resp;
+	cmd->len = (uint32) len;
+	cmd->slot = slot;
+	route_cmd(conn, h, idx, NULL);
 }
 
 /* What a reply asks the client to do. */
@@ -680,6 +740,8 @@ classify(RedisHandle *h, RedisNode *from, redisReply *r, int *slot,
 		(colon = strrchr(sp + 1, ':')) == NULL)
 		return REDIR_NONE;		/* not one we understand: an answer */
 	port = strtol(colon + 1, NULL, 10);
+	if (colon == sp + 1 && (port < 1 || port > 65535))
+		return REDIR_NONE;
 	if (colon == sp + 1)		/* ":port": the host we asked */
 		a.host = NULL;
 	else if (!RedisParseAddr(sp + 1, strlen(sp + 1), &a))
@@ -723,12 +785,13 @@ typedef struct RedisRetry
 } RedisRetry;
 
 /*
- * Schedule command (or transaction) idx to be sent again after a pause that
- * doubles with each attempt (10 ms up to 200 ms).  false if that would be
- * past the exchange's deadline: the caller then keeps the reply as final.
+ * Schedule command (or transaction) idx, refused with answer why, to be
+ * sent again after a pause that doubles with each attempt (10 ms up to
+ * 200 ms).  false if that would be past the exchange's deadline: the caller
+ * then keeps the reply as final.
  */
 static bool
-schedule_retry(RedisExchangeState *ex, int idx)
+schedule_retry(RedisExchangeState *ex, int idx, redisReply *why)
 {
 	int			attempt = 0;
 	long		ms;
@@ -743,6 +806,7 @@ schedule_retry(RedisExchangeState *ex, int idx)
 	if (TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms) >= ex->deadline)
 		return false;
 	ex->h->cmds[idx].retries = (uint8) Min(attempt + 1, 255);
+	ex->retried = PgpolyPrintable(why->str, why->len, 200);
 	rt = palloc(sizeof(RedisRetry));
 	rt->idx = idx;
 	rt->attempt = attempt;
@@ -751,18 +815,73 @@ schedule_retry(RedisExchangeState *ex, int idx)
 	return true;
 }
 
+/* Replace the text of error reply r (the caller's message quotes it). */
+static void
+reword_reply(redisReply *r, const char *text)
+{
+	r->str = MemoryContextStrdup(GetMemoryChunkContext(r), text);
+	r->len = strlen(r->str);
+}
+
 /*
- * A transaction that could not run before the deadline because its slot
- * was migrating or the cluster was down: make its EXEC reply say so (the
- * caller's message quotes it) rather than a bare EXECABORT.
+ * Whether command idx may be sent again after the commands that follow it
+ * in the request: a read may; a write only when no later command is in its
+ * slot.  Otherwise the write would run after them: a RENAME answered
+ * TRYAGAIN and sent again once the HSET after it ran would overwrite what
+ * the HSET wrote.  Any command but the reads pgpoly sends counts as a write.
+ */
+static bool
+may_run_late(RedisHandle *h, int idx)
+{
+	static const char *const reads[] = {"GET", "HGETALL", "ZRANGE", "ZRANGEBYSCORE",
+	"SMEMBERS", "LRANGE", "TTL", "EXISTS", "SISMEMBER", "ZSCORE"};
+	RedisCmdInfo *cmd = &h->cmds[idx];
+	const char *p = cmd_resp(h, cmd);
+	const char *name;
+	size_t		len;
+
+	if (cmd->slot < 0)
+		return true;			/* keyless: SCAN, CLUSTER ... */
+	/* The RESP is "*<argc>\r\n$<len>\r\n<name>\r\n...". */
+	p = memchr(p, '$', cmd->len);
+	len = strtoul(p + 1, (char **) &name, 10);
+	name += 2;
+	for (int i = 0; i < lengthof(reads); i++)
+		if (strlen(reads[i]) == len && pg_strncasecmp(name, reads[i], len) == 0)
+			return true;
+	for (int j = idx + 1; j < h->ncmds; j++)
+		if (h->cmds[j].slot == cmd->slot)
+			return false;
+	return true;
+}
+
+/*
+ * A write answered TRYAGAIN or CLUSTERDOWN that may not be sent again (see
+ * may_run_late): make its reply say why it was not retried.
  */
 static void
-explain_abort(redisReply *exec, int slot)
+explain_no_retry(redisReply *r, int slot)
 {
-	exec->str = MemoryContextStrdup(GetMemoryChunkContext(exec),
-									psprintf("TRYAGAIN the transaction of hash slot %d could not run within timeout_ms: the slot was migrating between nodes, or the cluster was down (last answer: %s)",
-											 slot, PgpolyPrintable(exec->str, exec->len, 200)));
-	exec->len = strlen(exec->str);
+	reword_reply(r, psprintf("%s (not sent again: later writes to hash slot %d had been sent and may have run)",
+							 PgpolyPrintable(r->str, r->len, 200), slot));
+}
+
+/*
+ * Transaction g (commands g..e) could not run before the deadline because
+ * its slot was migrating or the cluster was down (why: the last refusal):
+ * make its EXEC reply and the redirections among its replies say so (the
+ * caller's message quotes the first failed reply) rather than a bare
+ * EXECABORT, or an ASK it seems pgpoly did not follow.
+ */
+static void
+explain_abort(RedisExchangeState *ex, int g, int e, redisReply *why)
+{
+	char	   *text = psprintf("TRYAGAIN the transaction of hash slot %d could not run within timeout_ms: the slot was migrating between nodes, or the cluster was down (last answer: %s)",
+								ex->h->cmds[g].slot, PgpolyPrintable(why->str, why->len, 200));
+
+	for (int i = g + 1; i <= e; i++)
+		if (i == e || RedisIsRedirect(ex->held[i]))
+			reword_reply(ex->held[i], text);
 }
 
 /* The indexes of the commands of the transaction whose MULTI is g: g..*last. */
@@ -818,6 +937,8 @@ resolve_group(RedisExchangeState *ex, int g, int e, RedisNode *from)
 	RedisNode  *moved = NULL,
 			   *ask = NULL,
 			   *target;
+	redisReply *redirect = NULL;	/* the MOVED or ASK, for messages */
+	redisReply *refusal = ex->held[e];	/* why it cannot run now */
 	int			nask = 0,
 				slot;
 	bool		retry = false,
@@ -838,13 +959,16 @@ resolve_group(RedisExchangeState *ex, int g, int e, RedisNode *from)
 				h->slots[slot] = (int16) RedisNodeIndex(h, target);
 				h->map_stale = true;
 				moved = target;
+				redirect = r;
 				break;
 			case REDIR_ASK:
 				ask = target;
 				nask += (i < e) ? 1 : e - g - 1;	/* ASK at EXEC: all keys */
+				redirect = r;
 				break;
 			case REDIR_RETRY:
 				retry = true;
+				refusal = r;
 				break;
 			case REDIR_NONE:
 				if (r->type == REDIS_REPLY_ERROR && i < e)
@@ -859,15 +983,15 @@ resolve_group(RedisExchangeState *ex, int g, int e, RedisNode *from)
 	}
 	if (moved && !other)
 	{
-		count_redirect(ex, g, ex->held[e]);
+		count_redirect(ex, g, redirect);
 		resend_group(ex, g, moved, false);
 	}
 	else if (ask && nask >= e - g - 1 && !retry && !other)
 	{
-		count_redirect(ex, g, ex->held[e]);
+		count_redirect(ex, g, redirect);
 		resend_group(ex, g, ask, true);
 	}
-	else if (!other && schedule_retry(ex, g))
+	else if (!other && schedule_retry(ex, g, refusal))
 	{
 		for (int i = g; i <= e; i++)
 		{
@@ -878,7 +1002,7 @@ resolve_group(RedisExchangeState *ex, int g, int e, RedisNode *from)
 	else
 	{
 		if (!other)
-			explain_abort(ex->held[e], h->cmds[g].slot);
+			explain_abort(ex, g, e, retry || redirect == NULL ? refusal : redirect);
 		group_final(h, g, e);
 	}
 }
@@ -925,7 +1049,9 @@ RedisClusterReply(RedisExchangeState *ex, RedisNode *node, int entry,
 			send_cmd(ex->conn, h, entry, target, true);
 			return;
 		case REDIR_RETRY:
-			if (schedule_retry(ex, entry))
+			if (!may_run_late(h, entry))
+				explain_no_retry(reply, cmd->slot);
+			else if (schedule_retry(ex, entry, reply))
 			{
 				RedisReplyDiscard(reply);
 				return;
@@ -992,6 +1118,19 @@ sentinel_node(RedisAddr *a)
 	return node;
 }
 
+/* The port a string reply holds (1 to 65535), or 0. */
+static int
+reply_port(redisReply *r)
+{
+	char	   *end;
+	long		port;
+
+	if (r->type != REDIS_REPLY_STRING || r->len == 0)
+		return 0;
+	port = strtol(r->str, &end, 10);
+	return (*end == '\0' && port >= 1 && port <= 65535) ? (int) port : 0;
+}
+
 /*
  * Ask the sentinels, in order, for the address of master; the first that
  * names it wins.  false (what each said appended to errors) if none does.
@@ -1014,7 +1153,7 @@ ask_sentinels(PgpolyConnection *conn, RedisHandle *h, RedisTopology *topo,
 		RedisNodeClose(h, s);
 		if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 			(primary->host = reply_text(r->element[0])) != NULL &&
-			(primary->port = atoi(r->element[1]->str ? r->element[1]->str : "0")) > 0)
+			(primary->port = reply_port(r->element[1])) > 0)
 			return true;
 		if (error == NULL)
 			error = r && r->type == REDIS_REPLY_NIL ?
@@ -1202,23 +1341,29 @@ view_reply(redisReply *r, int index, void *arg)
 	return false;
 }
 
-/*
- * What the primaries at addrs say of themselves (CLUSTER NODES, one
- * exchange): the slots each owns and those it is migrating or importing.
- * Taken before and after a full scan: keys can only have moved between
- * nodes in the slots where the two differ or a migration was under way.
- * NULL on a connection that is not a cluster.
- */
-RedisClusterView *
-RedisClusterViewOf(PgpolyConnection *conn, List *addrs)
+/* addrs with addr appended unless it is there already (NULL: unchanged). */
+static List *
+add_addr(List *addrs, const char *addr)
+{
+	ListCell   *lc;
+
+	if (addr == NULL)
+		return addrs;
+	foreach(lc, addrs)
+		if (strcmp(lfirst(lc), addr) == 0)
+			return addrs;
+	return lappend(addrs, (char *) addr);
+}
+
+/* What the nodes at addrs say of themselves: CLUSTER NODES, one exchange. */
+static RedisClusterView *
+ask_view(PgpolyConnection *conn, List *addrs)
 {
 	const char *argv[2] = {"CLUSTER", "NODES"};
 	RedisClusterView *v;
 	ListCell   *lc;
 	int			i = 0;
 
-	if (!RedisIsCluster(conn))
-		return NULL;
 	v = palloc0(sizeof(RedisClusterView));
 	v->naddrs = list_length(addrs);
 	v->addrs = palloc(sizeof(char *) * Max(v->naddrs, 1));
@@ -1233,6 +1378,66 @@ RedisClusterViewOf(PgpolyConnection *conn, List *addrs)
 	return v;
 }
 
+/* The first slot no node of v says it serves, or -1. */
+static int
+view_unserved(RedisClusterView *v)
+{
+	for (int s = 0; s < REDIS_NSLOTS; s++)
+		if (v->owner[s] < 0)
+			return s;
+	return -1;
+}
+
+/*
+ * What the primaries say of themselves (CLUSTER NODES): the slots each
+ * owns and those it is migrating or importing, asked of the nodes at addrs
+ * and of every primary of the slot map.  Their claims must cover every
+ * slot: a slot no node claims was handed to a node the map does not know
+ * yet (a reshard to a new node needs no MOVED to happen), so the map is
+ * asked again and the view with it; ERROR if a slot stays unserved.  Taken
+ * before and after a full scan: keys can only have moved between nodes in
+ * the slots where the two differ or a migration was under way.  NULL on a
+ * connection that is not a cluster.
+ */
+RedisClusterView *
+RedisClusterViewOf(PgpolyConnection *conn, List *addrs)
+{
+	RedisClusterView *v;
+	int			slot;
+
+	if (!RedisIsCluster(conn))
+		return NULL;
+	for (int attempt = 0;; attempt++)
+	{
+		List	   *ask = list_copy(addrs);
+		ListCell   *lc;
+
+		foreach(lc, RedisPrimaryNodes(conn))
+			ask = add_addr(ask, lfirst(lc));
+		v = ask_view(conn, ask);
+		if ((slot = view_unserved(v)) < 0)
+			return v;
+		if (attempt == 2)
+			unserved_slot(conn, conn->handle, slot);
+		((RedisHandle *) conn->handle)->map_stale = true;
+	}
+}
+
+/* The addresses of the nodes of v that serve slots: where a full scan runs. */
+List *
+RedisClusterViewNodes(RedisClusterView *v)
+{
+	bool	   *serves = palloc0(sizeof(bool) * Max(v->naddrs, 1));
+	List	   *result = NIL;
+
+	for (int s = 0; s < REDIS_NSLOTS; s++)
+		serves[v->owner[s]] = true; /* every slot has an owner */
+	for (int i = 0; i < v->naddrs; i++)
+		if (serves[i])
+			result = lappend(result, v->addrs[i]);
+	return result;
+}
+
 /* The address of node id in v, or NULL. */
 static const char *
 view_id_addr(RedisClusterView *v, const char *id)
@@ -1241,20 +1446,6 @@ view_id_addr(RedisClusterView *v, const char *id)
 		if (strcmp(list_nth(v->ids, i), id) == 0)
 			return list_nth(v->ids, i + 1);
 	return NULL;
-}
-
-/* Add addr to the slot's list of nodes to ask, unless it is there. */
-static void
-add_source(List **lists, int slot, const char *addr)
-{
-	ListCell   *lc;
-
-	if (addr == NULL)
-		return;
-	foreach(lc, lists[slot])
-		if (strcmp(lfirst(lc), addr) == 0)
-			return;
-	lists[slot] = lappend(lists[slot], (char *) addr);
 }
 
 /* Add the nodes v's marks name for each marked slot: sources, or targets. */
@@ -1269,7 +1460,7 @@ add_marks(List **lists, RedisClusterView *v, bool sources)
 		const char *self = v->addrs[m->node];
 		const char *peer = view_id_addr(v, m->peer);
 
-		add_source(lists, m->slot, (m->migrating == sources) ? self : peer);
+		lists[m->slot] = add_addr(lists[m->slot], (m->migrating == sources) ? self : peer);
 	}
 }
 
@@ -1363,8 +1554,8 @@ RedisClusterMovedKeys(PgpolyConnection *conn, RedisClusterView *before,
 
 		if ((was == NULL) != (now == NULL) || (was && strcmp(was, now) != 0))
 		{
-			add_source(lists, s, was);
-			add_source(lists, s, now);
+			lists[s] = add_addr(lists[s], was);
+			lists[s] = add_addr(lists[s], now);
 		}
 	}
 	add_marks(lists, before, true);

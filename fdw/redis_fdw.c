@@ -977,14 +977,13 @@ insert_if_absent_now(RedisModifyState *ms, TupleTableSlot **slots, int n,
 
 	for (int i = 0; i < n; i++)
 	{
-		MemoryContext old = MemoryContextSwitchTo(PgpolyWriterContext(writer));
 		RedisWrite *w;
 
 		slot_getallattrs(slots[i]);
 		inserted[i] = false;
 		w = RedisInsertIfAbsentWrite(ms->tbl, slots[i]->tts_values,
-									 slots[i]->tts_isnull, &inserted[i]);
-		MemoryContextSwitchTo(old);
+									 slots[i]->tts_isnull, &inserted[i],
+									 PgpolyWriterContext(writer));
 		queue_writes(ms, list_make1(w));
 	}
 	PgpolyWriterFlush(writer);
@@ -1024,10 +1023,10 @@ insert_if_absent_buffered(RedisModifyState *ms, TupleTableSlot **slots, int n,
 		inserted[i] = !RedisIdentityExists(ms->tbl, ms->ov, &ids[i], remote[i]);
 		if (!inserted[i])
 			continue;
-		old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 		w = RedisInsertIfAbsentWrite(ms->tbl, slots[i]->tts_values,
-									 slots[i]->tts_isnull, NULL);
-		MemoryContextSwitchTo(GetMemoryChunkContext(ms));
+									 slots[i]->tts_isnull, NULL,
+									 PgpolyWriterContext(&ms->core.writer));
+		old = MemoryContextSwitchTo(GetMemoryChunkContext(ms));
 		RedisOverlayAdd(&ms->ov, w);
 		MemoryContextSwitchTo(old);
 		queue_writes(ms, list_make1(w));
@@ -1051,13 +1050,10 @@ insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int
 	else
 		for (int i = 0; i < n; i++)
 		{
-			MemoryContext old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
-			List	   *writes;
-
 			slot_getallattrs(slots[i]);
-			writes = RedisInsertWrites(ms->tbl, slots[i]->tts_values, slots[i]->tts_isnull);
-			MemoryContextSwitchTo(old);
-			queue_writes(ms, writes);
+			queue_writes(ms, RedisInsertWrites(ms->tbl, slots[i]->tts_values,
+											   slots[i]->tts_isnull,
+											   PgpolyWriterContext(&ms->core.writer)));
 			inserted[i] = true;
 		}
 }
@@ -1225,11 +1221,12 @@ redisExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	old_identity(ms, planSlot, oldvals, oldnulls);
 	check_spelling(ms, oldvals, oldnulls);
 	slot_getallattrs(slot);
-	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	writes = RedisUpdateWrites(ms->tbl, oldvals, oldnulls, slot->tts_values,
-							   slot->tts_isnull, ms->core.updated);
-	MemoryContextSwitchTo(old);
+							   slot->tts_isnull, ms->core.updated,
+							   PgpolyWriterContext(&ms->core.writer));
 	queue_writes(ms, writes);
+	MemoryContextSwitchTo(old);
+	PgpolyModifyOutbox(&ms->core, CMD_UPDATE, slot, planSlot);
 	return slot;
 }
 
@@ -1246,10 +1243,11 @@ redisExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 
 	old_identity(ms, planSlot, oldvals, oldnulls);
 	check_spelling(ms, oldvals, oldnulls);
-	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
-	writes = RedisDeleteWrites(ms->tbl, oldvals, oldnulls);
-	MemoryContextSwitchTo(old);
+	writes = RedisDeleteWrites(ms->tbl, oldvals, oldnulls,
+							   PgpolyWriterContext(&ms->core.writer));
 	queue_writes(ms, writes);
+	MemoryContextSwitchTo(old);
+	PgpolyModifyOutbox(&ms->core, CMD_DELETE, NULL, planSlot);
 
 	PgpolyModifyOldRow(&ms->core, slot, planSlot, rinfo->ri_RelationDesc);
 	return slot;
@@ -1289,11 +1287,13 @@ redisExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 						  List *fdw_private, int subplan_index, ExplainState *es)
 {
 	ForeignTable *ft = GetForeignTable(RelationGetRelid(rinfo->ri_RelationDesc));
-	const char *mode = PgpolyGetOption(ft->options, "write_mode", "transactional");
+	PgpolyWriteMode mode = PgpolyTableWriteMode(ft->options);
 
 	ExplainPropertyText("Redis Write Mode",
-						strcmp(mode, "transactional") == 0 ?
+						mode == PGPOLY_WRITE_TRANSACTIONAL ?
 						"transactional (MULTI/EXEC at COMMIT)" :
+						mode == PGPOLY_WRITE_OUTBOX ?
+						"outbox (queued at COMMIT, delivered by the sync worker)" :
 						psprintf("immediate (pipelined batches of %d)",
 								 (int) PgpolyGetIntOption(ft->options, "batch_size", 1000)),
 						es);

@@ -6,11 +6,17 @@
  * hiredis 0.14 has no connect-with-options and no async API we could wait
  * on from a backend, so each connection to a Redis server is created with
  * redisConnectNonBlock() and every exchange is: append commands (RESP we
- * encode ourselves), then alternate redisBufferWrite / a non-blocking
- * recv() fed to the hiredis reader whenever the core's wait says a socket
- * is ready, pulling parsed replies with redisReaderGetReply().  Nothing
- * blocks inside hiredis, so a cancel or statement_timeout is serviced
- * between the calls.
+ * encode ourselves) to each node's output, then alternate non-blocking
+ * sendmsg() of that output / recv() into the node's RESP reader
+ * (redis_resp.c) whenever the core's wait says a socket is ready, taking
+ * out complete replies with RedisReaderNext().  Nothing blocks, so a cancel
+ * or statement_timeout is serviced between the calls.
+ *
+ * A node's output is a list of byte runs written with one sendmsg() per
+ * wake-up: small commands are copied into the node's buffer, RESP that a
+ * caller encoded once and keeps until the exchange ends (the buffered
+ * writes of a COMMIT) is referenced where it lies, so a large COMMIT is
+ * neither copied nor re-encoded and leaves in few large writes.
  *
  * A pgpoly connection (one cache entry) may span several Redis servers, its
  * nodes: one for a single server or Sentinel's primary, one per cluster
@@ -25,17 +31,17 @@
  *	  only a complete exchange ends it.  An ERROR in between (a bad value
  *	  while building commands, a timeout, an error reply the caller raises)
  *	  therefore leaves the connection "busy" and all its nodes are closed.
- *	- Replies are built by our own hiredis reply-object functions in the
- *	  memory context that is current when the exchange runs (allocation
- *	  never ereports inside hiredis: MCXT_ALLOC_NO_OOM).  A handler may keep
- *	  a reply (it then lives as long as that context); others are freed at
- *	  once.  hiredis' malloc-based freeReplyObject() is never used.
+ *	- Replies are hiredis redisReply objects built by redis_resp.c, one
+ *	  chunk per reply, in the memory context that is current when the
+ *	  exchange runs.  A handler may keep a reply (it then lives as long as
+ *	  that context); others are freed at once.  hiredis' reader and its
+ *	  malloc-based freeReplyObject() are never used.
  *	- pgpoly.max_response_size bounds what one exchange (all its replies,
  *	  from all its nodes) makes the backend hold: live reply objects at
  *	  their real size plus the readers' unparsed bytes, charged before each
- *	  allocation or read (an announced array count is charged before its
- *	  element array exists).  The reply functions refuse past it; the ERROR
- *	  (54000) is raised after hiredis returns.
+ *	  allocation or read (an announced array count is charged from its
+ *	  header, before any element arrives).  Past it the exchange raises
+ *	  54000.
  *	- Replies and commands stay in step on every node: bytes received while
  *	  no request is pending, more replies than commands, or a reply of a
  *	  type the command never returns break the connection with an ERROR
@@ -43,6 +49,10 @@
  *	  own.
  *	- Bytes from Redis (keys, error texts) reach messages only through
  *	  PgpolyPrintable(, 200): escaped and capped.
+ *	- A node's output is written only when its socket is writable (or
+ *	  once, without waiting, when the exchange starts), never by blocking;
+ *	  bytes it references are read only while their exchange runs: a new
+ *	  request or closing the node forgets the output of an abandoned one.
  *
  * fdw/redis_io.c
  *
@@ -51,6 +61,7 @@
 #include "postgres.h"
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <hiredis/hiredis.h>
 
 #include "mb/pg_wchar.h"
@@ -170,6 +181,187 @@ io_error(PgpolyConnection *conn, RedisNode *node, const char *what,
 }
 
 /* ----------------------------------------------------------------
+ *		A node's output
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * A run of a node's output: len bytes at ptr, or (ptr NULL) at off in the
+ * node's copied buffer, which may move while it grows.
+ */
+typedef struct RedisOut
+{
+	const char *ptr;
+	size_t		off;
+	size_t		len;
+} RedisOut;
+
+/* Whether node has output not written yet. */
+static inline bool
+out_pending(RedisNode *node)
+{
+	return node->outpos < node->nout;
+}
+
+/*
+ * Forget node's output (all written, or the request is abandoned); the
+ * memory of a large one is given back.
+ */
+static void
+out_reset(RedisNode *node)
+{
+	node->nout = node->outpos = 0;
+	node->outdone = 0;
+	if (node->maxout > 1024)
+	{
+		pfree(node->out);
+		node->out = NULL;
+		node->maxout = 0;
+	}
+	if (node->copied.data && node->copied.maxlen > 1024 * 1024)
+	{
+		pfree(node->copied.data);
+		node->copied.data = NULL;
+	}
+	else if (node->copied.data)
+		resetStringInfo(&node->copied);
+}
+
+/*
+ * Add len bytes to node's output: a copy, or (copy false) the bytes where
+ * they are, which the caller keeps unchanged until the exchange ends.  A
+ * run that continues the last one extends it.
+ */
+static void
+out_add(RedisNode *node, const char *bytes, size_t len, bool copy)
+{
+	RedisOut   *last = node->nout > 0 ? &node->out[node->nout - 1] : NULL;
+	size_t		off = 0;
+
+	if (len == 0)
+		return;					/* out_write steps over bytes, not runs */
+	if (copy)
+	{
+		if (node->copied.data == NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(node));
+
+			initStringInfo(&node->copied);
+			MemoryContextSwitchTo(old);
+		}
+		off = node->copied.len;
+		appendBinaryStringInfo(&node->copied, bytes, len);
+		if (last && last->ptr == NULL && last->off + last->len == off)
+		{
+			last->len += len;
+			return;
+		}
+		bytes = NULL;
+	}
+	else if (last && last->ptr && last->ptr + last->len == bytes)
+	{
+		last->len += len;
+		return;
+	}
+	if (node->nout == node->maxout)
+	{
+		node->maxout = Max(16, node->maxout * 2);
+		node->out = node->out ?
+			repalloc_huge(node->out, sizeof(RedisOut) * node->maxout) :
+			MemoryContextAllocExtended(GetMemoryChunkContext(node),
+									   sizeof(RedisOut) * node->maxout,
+									   MCXT_ALLOC_HUGE);
+	}
+	node->out[node->nout++] = (RedisOut)
+	{
+		bytes, off, len
+	};
+}
+
+/*
+ * Write as much of node's output as its socket takes, without blocking:
+ * up to 128 runs per sendmsg(), again only while the socket took all it
+ * was given.  NULL, or why the node failed.
+ */
+static char *
+out_write(RedisNode *node)
+{
+	while (out_pending(node))
+	{
+		struct iovec iov[128];
+		struct msghdr msg;
+		size_t		want = 0;
+		ssize_t		n;
+		int			niov = 0;
+
+		for (int i = node->outpos; i < node->nout && niov < lengthof(iov); i++)
+		{
+			RedisOut   *o = &node->out[i];
+			size_t		skip = i == node->outpos ? node->outdone : 0;
+
+			iov[niov].iov_base = (char *) (o->ptr ? o->ptr : node->copied.data + o->off) + skip;
+			iov[niov].iov_len = o->len - skip;
+			want += iov[niov++].iov_len;
+		}
+		memset(&msg, 0, sizeof(msg));
+		msg.msg_iov = iov;
+		msg.msg_iovlen = niov;
+		n = sendmsg(node->ctx->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0)
+		{
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+				return NULL;
+			return pstrdup(strerror(errno));
+		}
+		/* Step over what went out. */
+		for (size_t left = (size_t) n; left > 0;)
+		{
+			RedisOut   *o = &node->out[node->outpos];
+			size_t		step = Min(left, o->len - node->outdone);
+
+			node->outdone += step;
+			left -= step;
+			if (node->outdone == o->len)
+			{
+				node->outpos++;
+				node->outdone = 0;
+			}
+		}
+		if ((size_t) n < want)
+			return NULL;		/* the socket is full */
+	}
+	out_reset(node);
+	return NULL;
+}
+
+/*
+ * Whether node's unwritten output references a caller's bytes (copy false
+ * in out_add) rather than copies.
+ */
+static bool
+out_references(RedisNode *node)
+{
+	for (int i = node->outpos; i < node->nout; i++)
+		if (node->out[i].ptr != NULL)
+			return true;
+	return false;
+}
+
+/* Free node's output buffers (the node is closed). */
+static void
+out_free(RedisNode *node)
+{
+	node->nout = node->outpos = node->maxout = 0;
+	node->outdone = 0;
+	if (node->out)
+		pfree(node->out);
+	node->out = NULL;
+	if (node->copied.data)
+		pfree(node->copied.data);
+	node->copied.data = NULL;
+}
+
+/* ----------------------------------------------------------------
  *		Nodes
  * ----------------------------------------------------------------
  */
@@ -220,6 +412,7 @@ RedisNodeClose(RedisHandle *h, RedisNode *node)
 	RedisReaderReset(node->in);	/* bytes of the old connection */
 	redisFree(node->ctx);
 	node->ctx = NULL;
+	out_free(node);
 	if (h->waitset)
 		PgpolyWaitSetForget(h->waitset);	/* its descriptor may be reused */
 }
@@ -239,47 +432,32 @@ finish_connect(PgpolyConnection *conn, redisContext *ctx)
 	return err != 0 ? pstrdup(strerror(err)) : NULL;
 }
 
-/* Write "<prefix><n>\r\n" at p; returns the end. */
-static inline char *
-put_header(char *p, char prefix, size_t n)
-{
-	*p++ = prefix;
-	p += pg_ulltoa_n((uint64) n, p);
-	*p++ = '\r';
-	*p++ = '\n';
-	return p;
-}
-
-/*
- * Append the RESP encoding of one command to buf (lens NULL: C strings),
- * the room for all of it made at once.
- */
+/* Append the RESP encoding of one command to buf (lens NULL: C strings). */
 void
 RedisEncodeCommand(StringInfo buf, int argc, const char **argv, const size_t *lens)
 {
-	Size		total = 24;
+	size_t		local[16];
+	size_t	   *len = argc <= lengthof(local) ? local : palloc(sizeof(size_t) * argc);
+	size_t		total = RedisRespHeaderSize(argc);
 	char	   *p;
 
 	for (int i = 0; i < argc; i++)
-		total += (lens ? lens[i] : strlen(argv[i])) + 24;
-	if (total >= MaxAllocSize)
+	{
+		len[i] = lens ? lens[i] : strlen(argv[i]);
+		total += RedisRespArgSize(len[i]);
+	}
+	if (total >= (size_t) (MaxAllocSize - buf->len))
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("Redis command of %zu bytes is too long", total)));
+				 errmsg("a Redis command of %zu bytes is too large to send", total)));
 	enlargeStringInfo(buf, (int) total);
-	p = put_header(buf->data + buf->len, '*', argc);
+	p = RedisRespPutHeader(buf->data + buf->len, '*', argc);
 	for (int i = 0; i < argc; i++)
-	{
-		size_t		len = lens ? lens[i] : strlen(argv[i]);
-
-		p = put_header(p, '$', len);
-		memcpy(p, argv[i], len);
-		p += len;
-		*p++ = '\r';
-		*p++ = '\n';
-	}
-	buf->len = p - buf->data;
-	*p = '\0';
+		p = RedisRespPutArg(p, argv[i], len[i]);
+	buf->len += (int) total;
+	buf->data[buf->len] = '\0';
+	if (len != local)
+		pfree(len);
 }
 
 /* Raise the ERROR for an exchange that went over pgpoly.max_response_size. */
@@ -407,13 +585,11 @@ node_call_raw(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 	TimestampTz deadline = PgpolyDeadline(conn->timeout_ms);
 	redisReply **replies = palloc0(sizeof(redisReply *) * ncmds);
 	int			got = 0;
-	int			done = 0;
 	bool		bytes;
 
 	*error = NULL;
 	budget_begin(CurrentMemoryContext, NULL, node->in);
-	if (redisAppendFormattedCommand(ctx, buf->data, buf->len) != REDIS_OK)
-		elog(ERROR, "out of memory while building a Redis command");
+	out_add(node, buf->data, buf->len, true);
 	while (got < ncmds && *error == NULL)
 	{
 		redisReply *reply;
@@ -422,11 +598,11 @@ node_call_raw(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 		if ((reply = next_reply(conn, node)) != NULL)
 			replies[got++] = reply;
 		else if ((rc = PgpolyWaitSocket(ctx->fd, PGPOLY_WAIT_READ |
-										(sdslen(ctx->obuf) ? PGPOLY_WAIT_WRITE : 0),
+										(out_pending(node) ? PGPOLY_WAIT_WRITE : 0),
 										deadline, -1)) < 0)
 			*error = psprintf("no answer within %d ms", conn->timeout_ms);
-		else if ((rc & PGPOLY_WAIT_WRITE) && redisBufferWrite(ctx, &done) != REDIS_OK)
-			*error = pstrdup(ctx->errstr);
+		else if ((rc & PGPOLY_WAIT_WRITE) && (*error = out_write(node)) != NULL)
+			continue;
 		else if (rc & PGPOLY_WAIT_READ)
 			*error = node_read(conn, node, &bytes);
 	}
@@ -748,13 +924,6 @@ static void write_some(PgpolyConnection *conn, RedisNode *node);
 static void settle(PgpolyConnection *conn);
 
 /*
- * Output buffered beyond this is written out (non-blocking) while commands
- * are still being appended: hiredis grows its buffer linearly past 1 MB, so
- * a large COMMIT would otherwise copy its commands quadratically.
- */
-#define REDIS_EAGER_WRITE_BYTES (256 * 1024)
-
-/*
  * Start a request on conn unless one is open: reconnect a closed or broken
  * handle, bring a cluster's slot map up to date, and forget the last
  * request's per-node state.  Returns the handle.
@@ -780,6 +949,7 @@ begin_request(PgpolyConnection *conn)
 		node->readable = false;
 		node->nqueue = node->nread = 0;
 		node->failure = NULL;
+		out_reset(node);
 	}
 	if (h->kind == RTOPO_CLUSTER)
 	{
@@ -809,41 +979,43 @@ activate(PgpolyConnection *conn, RedisHandle *h, RedisNode *node)
 	node->errors++;				/* undone when the request ends well */
 }
 
-/* Write the output buffered for node if there is much of it. */
-static void
-maybe_write(PgpolyConnection *conn, RedisNode *node)
-{
-	if (sdslen(node->ctx->obuf) > REDIS_EAGER_WRITE_BYTES)
-		write_some(conn, node);
-}
-
 /*
- * Queue len bytes of RESP (one command) for node, and record what its reply
- * will answer: entry, a command index or RQ_ASKING (cluster connections
- * only; one server needs no record, its replies come in order).
+ * Queue ncmds commands (len bytes of RESP: copied, or with copy false
+ * referenced; see out_add) for node, and on a cluster record what the reply
+ * of the one command will answer: entry, a command index or RQ_ASKING (one
+ * server needs no record, its replies come in order).
  */
-void
-RedisNodeSend(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
-			  int entry, const char *resp, size_t len)
+static void
+node_send(PgpolyConnection *conn, RedisHandle *h, RedisNode *node, int entry,
+		  const char *resp, size_t len, int ncmds, bool copy)
 {
 	activate(conn, h, node);
-	if (redisAppendFormattedCommand(node->ctx, resp, len) != REDIS_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while building a Redis command")));
+	out_add(node, resp, len, copy);
 	if (h->kind == RTOPO_CLUSTER)
 	{
+		Assert(ncmds == 1);
 		if (node->nqueue == node->maxqueue)
 		{
 			node->maxqueue = Max(64, node->maxqueue * 2);
 			node->queue = node->queue ?
-				repalloc(node->queue, sizeof(int) * node->maxqueue) :
-				MemoryContextAlloc(h->cxt, sizeof(int) * node->maxqueue);
+				repalloc_huge(node->queue, sizeof(int) * node->maxqueue) :
+				MemoryContextAllocExtended(h->cxt, sizeof(int) * node->maxqueue,
+										   MCXT_ALLOC_HUGE);
 		}
 		node->queue[node->nqueue] = entry;
 	}
-	node->nqueue++;
-	maybe_write(conn, node);
+	node->nqueue += ncmds;
+}
+
+/*
+ * Queue one command (len bytes of RESP) for node; copy false: the bytes
+ * stay valid and unchanged until the exchange ends.  See node_send.
+ */
+void
+RedisNodeSend(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
+			  int entry, const char *resp, size_t len, bool copy)
+{
+	node_send(conn, h, node, entry, resp, len, 1, copy);
 }
 
 /*
@@ -875,7 +1047,58 @@ RedisAppendArgv(PgpolyConnection *conn, int argc, const char **argv,
 	}
 	resetStringInfo(buf);
 	RedisEncodeCommand(buf, argc, argv, lens);
-	RedisNodeSend(conn, h, h->nodes[0], 0, buf->data, buf->len);
+	RedisNodeSend(conn, h, h->nodes[0], 0, buf->data, buf->len, true);
+}
+
+/* Length of the one RESP command (our own encoding) that starts resp. */
+static size_t
+command_length(const char *resp, size_t len)
+{
+	const char *p = resp;
+	const char *end = resp + len;
+	long		argc;
+	char	   *next;
+
+	if (len == 0 || *p != '*')
+		elog(ERROR, "malformed RESP command");
+	argc = strtol(p + 1, &next, 10);
+	p = next + 2;
+	while (argc-- > 0 && p < end && *p == '$')
+	{
+		long		n = strtol(p + 1, &next, 10);
+
+		p = next + 2 + n + 2;
+	}
+	if (argc >= 0 || p > end)
+		elog(ERROR, "malformed RESP command");
+	return p - resp;
+}
+
+/*
+ * Append ncmds commands already encoded as RESP: the len bytes at resp,
+ * which the caller keeps unchanged until the exchange ends (they are sent
+ * from where they are, never copied).  slot is the hash slot of the key
+ * all of them name: a cluster routes each command by it.
+ */
+void
+RedisAppendEncoded(PgpolyConnection *conn, const char *resp, size_t len,
+				   int ncmds, int slot)
+{
+	RedisHandle *h = begin_request(conn);
+
+	if (h->kind != RTOPO_CLUSTER)
+	{
+		node_send(conn, h, h->nodes[0], 0, resp, len, ncmds, false);
+		return;
+	}
+	for (int i = 0; i < ncmds; i++)
+	{
+		size_t		n = command_length(resp, len);
+
+		RedisClusterRouteEncoded(conn, h, h->ncmds, resp, n, slot);
+		resp += n;
+		len -= n;
+	}
 }
 
 /*
@@ -1010,14 +1233,14 @@ node_failed(PgpolyConnection *conn, RedisNode *node, const char *what,
 	h->map_stale = true;
 }
 
-/* Write what node's output buffer holds, without blocking. */
+/* Write what node's output holds, without blocking (out_write). */
 static void
 write_some(PgpolyConnection *conn, RedisNode *node)
 {
-	int			done = 0;
+	char	   *failure;
 
-	if (node->failure == NULL && redisBufferWrite(node->ctx, &done) != REDIS_OK)
-		node_failed(conn, node, "could not send the request", node->ctx->errstr);
+	if (node->failure == NULL && (failure = out_write(node)) != NULL)
+		node_failed(conn, node, "could not send the request", failure);
 }
 
 /* Whether node still owes replies (or output) in this exchange. */
@@ -1025,7 +1248,7 @@ static bool
 node_waiting(RedisNode *node)
 {
 	return node->active && node->failure == NULL &&
-		(node->nread < node->nqueue || sdslen(node->ctx->obuf) > 0);
+		(node->nread < node->nqueue || out_pending(node));
 }
 
 /*
@@ -1209,6 +1432,8 @@ timeout_error(RedisExchangeState *ex)
 			(errcode(ERRCODE_CONNECTION_FAILURE),
 			 errmsg("Redis server \"%s\" at %s did not answer within %d ms",
 					ex->conn->servername, ex->conn->target, ex->conn->timeout_ms),
+			 ex->retried ? errdetail("Commands were being sent again after the cluster answered: %s",
+									 ex->retried) : 0,
 			 errhint("Raise the server option timeout_ms, or check the server's load.")));
 }
 
@@ -1236,7 +1461,7 @@ wait_nodes(RedisExchangeState *ex, TimestampTz next_retry)
 			continue;
 		socks[n] = node->ctx->fd;
 		events[n] = (node->nread < node->nqueue ? PGPOLY_WAIT_READ : 0) |
-			(sdslen(node->ctx->obuf) > 0 ? PGPOLY_WAIT_WRITE : 0);
+			(out_pending(node) ? PGPOLY_WAIT_WRITE : 0);
 		which[n++] = node;
 	}
 	if (n == 0 && next_retry == DT_NOEND)
@@ -1282,7 +1507,7 @@ end_request(RedisExchangeState *ex)
 			RedisProtocolError(ex->conn, "no command", NULL,
 							   "more replies than commands");
 		}
-		while (sdslen(node->ctx->obuf) > 0)
+		while (out_pending(node))
 		{
 			if (PgpolyWaitSocket(node->ctx->fd, PGPOLY_WAIT_WRITE, ex->deadline, -1) < 0)
 				io_error(ex->conn, node, "timed out sending the request", NULL);
@@ -1449,7 +1674,9 @@ settle(PgpolyConnection *conn)
  * now.  arg and that context must live until then; if the context is reset
  * first, the replies are dropped when read.  Returns the ticket, 0 if
  * nothing was appended.  While the replies are owed the connection is not
- * "busy": an ERROR elsewhere does not break it.
+ * "busy": an ERROR elsewhere does not break it.  Only copied commands may
+ * be sent this way (not RedisAppendEncoded's): output the socket did not
+ * take at once is written by whichever reads the replies.
  */
 uint64
 RedisSend(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
@@ -1468,8 +1695,16 @@ RedisSend(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 		elog(ERROR, "Redis request expects %d replies for %d commands",
 			 nreplies, h->ncmds);
 	for (int i = 0; i < h->nnodes; i++)
-		if (h->nodes[i]->active)
-			write_some(conn, h->nodes[i]);
+	{
+		RedisNode  *node = h->nodes[i];
+
+		if (!node->active)
+			continue;
+		write_some(conn, node);
+		/* what is left is written after the caller's bytes may be gone */
+		if (out_references(node))
+			elog(ERROR, "Redis request sent ahead references its caller's bytes");
+	}
 	h->pend.ticket = ++tickets;
 	h->pend.n = nreplies;
 	h->pend.handler = handler;

@@ -4,7 +4,7 @@
  *		  INSERT, UPDATE and DELETE on Redis tables.
  *
  * Each row change becomes one or two RedisWrite: what the change means to
- * a reader (the overlay kind and items) plus the Redis commands that
+ * a reader (the overlay kind, key and items) plus the Redis commands that
  * perform it.  With write_mode 'transactional' the writes go to the core's
  * transaction buffer and are sent at pre-commit by RedisFlushWrites() as one
  * pipelined MULTI ... EXEC per server, or on a Redis Cluster one per hash
@@ -12,10 +12,19 @@
  * exchange; with 'immediate' they are sent in pipelined batches of
  * batch_size while the statement runs.
  *
+ * A write is encoded once, when its row is written: its commands become the
+ * RESP that goes to Redis, laid out in an arena (see WriteArena) next to
+ * the RESP of the writes before it, and its key and items are offsets into
+ * those bytes.  At flush the bytes are sent where they lie: no copy, no
+ * second encoding, and 100k buffered rows take a few large writes.  The
+ * arena holds a write's header and bytes without an allocation of their
+ * own (a few hundred bytes per hash row, in chunks of up to 1 MB).
+ *
  * Semantics (documented in the README):
  *	- INSERT of an existing key overwrites the table's columns; hash fields
  *	  the table does not map are kept.  NULL removes a hash field.
- *	- UPDATE writes only the columns set; a changed key moves the key
+ *	- UPDATE writes only the columns set (a reader in the transaction sees
+ *	  them merged into what Redis holds); a changed key moves the key
  *	  (RENAME for hashes, so unmapped fields and TTL move along; a list
  *	  element moves to the end of the other list).  RENAME cannot cross
  *	  hash slots: on a cluster a hash moved to another slot is written
@@ -44,6 +53,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 
@@ -72,70 +82,402 @@ static const char MemberNxScript[] =
 "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
 "return n";
 
-/* A RedisWrite under construction, in the writes' memory context. */
+/* ----------------------------------------------------------------
+ *		The arena of buffered writes
+ * ----------------------------------------------------------------
+ */
+
+#define ARENA_FIRST_CHUNK	(8 * 1024)
+#define ARENA_MAX_CHUNK		(1024 * 1024)
+
+/* One stream of an arena: the free end of its current chunk. */
+typedef struct ArenaStream
+{
+	char	   *free;			/* NULL: no chunk yet */
+	char	   *end;
+	Size		next_chunk;		/* size of the next chunk taken */
+} ArenaStream;
+
+/*
+ * The writes built for one memory context (the transaction's, shared by
+ * all statements of the transaction, or an immediate-mode batch's) live in
+ * chunks of that context, filled front to back in two streams: headers and
+ * items in one, the bytes (RESP) in the other, so that the RESP of
+ * successive writes lies back to back.  A reset callback of the context
+ * forgets the arena when the chunks go; the next write starts a new one.
+ */
+typedef struct WriteArena
+{
+	MemoryContext cxt;
+	ArenaStream meta;			/* RedisWrite headers and items */
+	ArenaStream bytes;			/* RedisWrite.data */
+	struct WriteArena *next;	/* in Arenas */
+	MemoryContextCallback forget;
+} WriteArena;
+
+static WriteArena *Arenas = NULL;	/* the arenas of live contexts */
+
+/* Reset callback of an arena's context: unlink the arena (it goes too). */
+static void
+arena_forget(void *arg)
+{
+	WriteArena **p;
+
+	for (p = &Arenas; *p != NULL; p = &(*p)->next)
+		if (*p == (WriteArena *) arg)
+		{
+			*p = (*p)->next;
+			return;
+		}
+}
+
+/* The arena of cxt, created in it on first use. */
+static WriteArena *
+arena_of(MemoryContext cxt)
+{
+	WriteArena *a;
+
+	for (a = Arenas; a != NULL; a = a->next)
+		if (a->cxt == cxt)
+			return a;
+	a = MemoryContextAllocZero(cxt, sizeof(WriteArena));
+	a->cxt = cxt;
+	a->meta.next_chunk = a->bytes.next_chunk = ARENA_FIRST_CHUNK;
+	a->forget.func = arena_forget;
+	a->forget.arg = a;
+	MemoryContextRegisterResetCallback(cxt, &a->forget);
+	a->next = Arenas;
+	Arenas = a;
+	return a;
+}
+
+/*
+ * size bytes of stream s of arena a, aligned to align (a power of two): the
+ * current chunk's free end, or a new chunk (twice the last, up to
+ * ARENA_MAX_CHUNK, or as large as size needs).
+ */
+static char *
+arena_take(WriteArena *a, ArenaStream *s, Size size, Size align)
+{
+	char	   *p = s->free ? (char *) TYPEALIGN(align, s->free) : NULL;
+
+	if (p == NULL || size > (Size) (s->end - p))
+	{
+		Size		chunk = Max(s->next_chunk, size + align);
+
+		p = MemoryContextAllocExtended(a->cxt, chunk, MCXT_ALLOC_HUGE);
+		s->end = p + chunk;
+		s->next_chunk = Min(s->next_chunk * 2, ARENA_MAX_CHUNK);
+		p = (char *) TYPEALIGN(align, p);
+	}
+	s->free = p + size;
+	return p;
+}
+
+/* ----------------------------------------------------------------
+ *		Building a write
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Bytes of a write being built: argument arg of its commands, or (arg -1)
+ * the len bytes at p, laid out after the RESP (p NULL: no bytes).
+ */
+typedef struct ByteRef
+{
+	int			arg;
+	const char *p;
+	size_t		len;
+} ByteRef;
+
+static const ByteRef NoBytes = {-1, NULL, 0};
+
+/* The commands of one write at most: RENAME or DEL, HSET, HDEL, EXPIRE. */
+#define MAX_WRITE_CMDS 4
+
+/*
+ * A write being built: the arguments of its commands (pointing at the
+ * caller's bytes) and its items, until build_end() lays it out.  One
+ * builder serves all writes (they are built one at a time); its arrays
+ * grow in TopMemoryContext to the widest table met.
+ */
+typedef struct WriteBuilder
+{
+	RedisTable *tbl;
+	RedisWriteKind kind;
+	ByteRef		key;
+	const char *keybytes;
+	size_t		keylen;
+	long		idx;
+	int			ncmds;
+	int			cmdargc[MAX_WRITE_CMDS];
+	int			nargs;
+	int			nitems;
+	int			maxargs;		/* the arrays' sizes */
+	int			maxitems;
+	const char **argv;
+	size_t	   *lens;
+	uint32	   *argoff;			/* where build_end puts each argument */
+	ByteRef    *items;			/* a and b of each item */
+	char	  **text;			/* hash_fields: text of each column */
+	size_t	   *textlen;
+	char		ttl[16];		/* the table's ttl_seconds as text */
+	char		idxtext[24];
+} WriteBuilder;
+
+static WriteBuilder Builder;
+
+/* Grow the builder's arrays to hold a write of a natts-column table. */
+static void
+build_reserve(WriteBuilder *b, int natts)
+{
+	int			maxargs = 4 * natts + 16;	/* RENAME, HSET, HDEL, EXPIRE, EVAL */
+	int			maxitems = natts + 1;
+
+	if (maxargs > b->maxargs)
+	{
+		if (b->argv)
+		{
+			pfree(b->argv);
+			pfree(b->lens);
+			pfree(b->argoff);
+		}
+		b->argv = MemoryContextAlloc(TopMemoryContext, sizeof(char *) * maxargs);
+		b->lens = MemoryContextAlloc(TopMemoryContext, sizeof(size_t) * maxargs);
+		b->argoff = MemoryContextAlloc(TopMemoryContext, sizeof(uint32) * maxargs);
+		b->maxargs = maxargs;
+	}
+	if (maxitems > b->maxitems)
+	{
+		if (b->items)
+		{
+			pfree(b->items);
+			pfree(b->text);
+			pfree(b->textlen);
+		}
+		b->items = MemoryContextAlloc(TopMemoryContext, sizeof(ByteRef) * 2 * maxitems);
+		b->text = MemoryContextAlloc(TopMemoryContext, sizeof(char *) * maxitems);
+		b->textlen = MemoryContextAlloc(TopMemoryContext, sizeof(size_t) * maxitems);
+		b->maxitems = maxitems;
+	}
+}
+
+/* Start building a write of kind to key (keylen bytes) of tbl. */
+static WriteBuilder *
+build_begin(RedisTable *tbl, RedisWriteKind kind, const char *key,
+			size_t keylen)
+{
+	WriteBuilder *b = &Builder;
+
+	build_reserve(b, tbl->natts);
+	b->tbl = tbl;
+	b->kind = kind;
+	b->keybytes = key;
+	b->keylen = keylen;
+	b->key = (ByteRef)
+	{
+		-1, key, keylen
+	};
+	b->idx = 0;
+	b->ncmds = b->nargs = b->nitems = 0;
+	if (tbl->ttl_seconds > 0)
+		snprintf(b->ttl, sizeof(b->ttl), "%d", tbl->ttl_seconds);
+	else
+		b->ttl[0] = '\0';
+	return b;
+}
+
+/* Add an argument (len bytes at s) to the last command; its index. */
+static int
+arg_len(WriteBuilder *b, const char *s, size_t len)
+{
+	if (b->ncmds == 0 || b->nargs == b->maxargs)
+		elog(ERROR, "Redis write of foreign table \"%s\" has too many arguments",
+			 b->tbl->relname);
+	b->argv[b->nargs] = s;
+	b->lens[b->nargs] = len;
+	b->cmdargc[b->ncmds - 1]++;
+	return b->nargs++;
+}
+
+/* Add an argument that is a NUL-terminated name or number. */
+static int
+arg_str(WriteBuilder *b, const char *s)
+{
+	return arg_len(b, s, strlen(s));
+}
+
+/* Add the key as an argument; the write's key is its first occurrence. */
+static int
+arg_key(WriteBuilder *b)
+{
+	int			i = arg_len(b, b->keybytes, b->keylen);
+
+	if (b->key.arg < 0)
+		b->key = (ByteRef)
+	{
+		i, NULL, 0
+	};
+	return i;
+}
+
+/* Start a command: its name; the caller adds the arguments. */
+static void
+begin_bare_cmd(WriteBuilder *b, const char *name)
+{
+	if (b->ncmds == MAX_WRITE_CMDS)
+		elog(ERROR, "Redis write of foreign table \"%s\" has too many commands",
+			 b->tbl->relname);
+	b->cmdargc[b->ncmds++] = 0;
+	arg_str(b, name);
+}
+
+/* Start a command: name, then the key. */
+static void
+begin_cmd(WriteBuilder *b, const char *name)
+{
+	begin_bare_cmd(b, name);
+	arg_key(b);
+}
+
+/* A ByteRef to argument i. */
+static inline ByteRef
+ref_arg(int i)
+{
+	ByteRef		r = {i, NULL, 0};
+
+	return r;
+}
+
+/* A ByteRef to len bytes at p (not an argument). */
+static inline ByteRef
+ref_bytes(const char *p, size_t len)
+{
+	ByteRef		r = {-1, p, len};
+
+	return r;
+}
+
+/* Add an item (a, b) for the overlay. */
+static void
+add_item(WriteBuilder *b, ByteRef a, ByteRef bb)
+{
+	if (b->nitems == b->maxitems)
+		elog(ERROR, "Redis write of foreign table \"%s\" has too many items",
+			 b->tbl->relname);
+	b->items[2 * b->nitems] = a;
+	b->items[2 * b->nitems + 1] = bb;
+	b->nitems++;
+}
+
+/* Bytes r adds after the RESP (0 for an argument or no bytes). */
+static inline Size
+ref_extra(const ByteRef *r)
+{
+	return r->arg < 0 && r->p != NULL ? r->len : 0;
+}
+
+/*
+ * Place r in data: the offset and length of its argument, or its bytes
+ * copied at *extra (advanced past them), or REDIS_NO_BYTES.
+ */
+static void
+place(WriteBuilder *b, const ByteRef *r, char *data, Size *extra,
+	  uint32 *off, uint32 *len)
+{
+	if (r->arg >= 0)
+	{
+		*off = b->argoff[r->arg];
+		*len = (uint32) b->lens[r->arg];
+	}
+	else if (r->p == NULL)
+	{
+		*off = REDIS_NO_BYTES;
+		*len = 0;
+	}
+	else
+	{
+		memcpy(data + *extra, r->p, r->len);
+		*off = (uint32) *extra;
+		*len = (uint32) r->len;
+		*extra += r->len;
+	}
+}
+
+/*
+ * Lay the write out in cxt's arena: the RESP of its commands, then the key
+ * and item bytes that are no argument.  The builder is free again after.
+ */
 static RedisWrite *
-new_write(RedisTable *tbl, RedisWriteKind kind, char *key, size_t keylen)
+build_end(WriteBuilder *b, MemoryContext cxt)
 {
-	RedisWrite *w = palloc0(sizeof(RedisWrite));
+	WriteArena *a = arena_of(cxt);
+	Size		resplen = 0;
+	Size		total;
+	Size		extra;
+	char	   *data;
+	char	   *p;
+	RedisWrite *w;
+	int			arg = 0;
 
-	w->kind = kind;
-	w->key = key;
-	w->keylen = keylen;
-	w->tbl = tbl;
+	for (int c = 0; c < b->ncmds; c++)
+		resplen += RedisRespHeaderSize(b->cmdargc[c]);
+	for (int i = 0; i < b->nargs; i++)
+		resplen += RedisRespArgSize(b->lens[i]);
+	total = resplen + ref_extra(&b->key);
+	for (int i = 0; i < 2 * b->nitems; i++)
+		total += ref_extra(&b->items[i]);
+	if (total >= REDIS_NO_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("a write to key \"%s\" of foreign table \"%s\" is too large",
+						PgpolyPrintable(b->keybytes, b->keylen, 200), b->tbl->relname),
+				 errdetail("Its commands take %zu bytes; at most %u can be sent.",
+						   (size_t) total, REDIS_NO_BYTES - 1)));
+	data = arena_take(a, &a->bytes, total, 1);
+	w = (RedisWrite *) arena_take(a, &a->meta,
+								  offsetof(RedisWrite, items) + sizeof(RedisWriteItem) * b->nitems,
+								  MAXIMUM_ALIGNOF);
+	p = data;
+	for (int c = 0; c < b->ncmds; c++)
+	{
+		p = RedisRespPutHeader(p, '*', b->cmdargc[c]);
+		for (int j = 0; j < b->cmdargc[c]; j++, arg++)
+		{
+			b->argoff[arg] = (uint32) (p - data) + RedisRespHeaderSize(b->lens[arg]);
+			p = RedisRespPutArg(p, b->argv[arg], b->lens[arg]);
+		}
+	}
+	if ((Size) (p - data) != resplen)
+		elog(ERROR, "Redis write encoded in %zu bytes, %zu expected",
+			 (size_t) (p - data), (size_t) resplen);
+	w->tbl = b->tbl;
+	w->applied = NULL;
+	w->data = data;
+	w->resplen = (uint32) resplen;
+	w->ncmds = (uint16) b->ncmds;
+	w->nitems = (uint16) b->nitems;
+	w->kind = b->kind;
+	w->idx = b->idx;
+	extra = resplen;
+	place(b, &b->key, data, &extra, &w->keyoff, &w->keylen);
+	for (int i = 0; i < b->nitems; i++)
+	{
+		place(b, &b->items[2 * i], data, &extra, &w->items[i].aoff, &w->items[i].alen);
+		place(b, &b->items[2 * i + 1], data, &extra, &w->items[i].boff, &w->items[i].blen);
+	}
+	Assert(extra == total);
 	return w;
-}
-
-/* Add a command with argc arguments to w; the caller fills them. */
-static RedisCmd *
-add_cmd(RedisWrite *w, int argc)
-{
-	RedisCmd   *c;
-
-	w->cmds = w->cmds ? repalloc(w->cmds, sizeof(RedisCmd) * (w->ncmds + 1)) :
-		palloc(sizeof(RedisCmd));
-	c = &w->cmds[w->ncmds++];
-	c->argc = argc;
-	c->argv = palloc(sizeof(char *) * argc);
-	c->lens = palloc(sizeof(size_t) * argc);
-	return c;
-}
-
-/* Set argument i of c to s (NUL-terminated: a name or a number). */
-static void
-set_arg(RedisCmd *c, int i, const char *s)
-{
-	c->argv[i] = (char *) s;
-	c->lens[i] = strlen(s);
-}
-
-/* Set argument i of c to the len bytes of s (a value: may hold NULs). */
-static void
-set_arg_len(RedisCmd *c, int i, const char *s, size_t len)
-{
-	c->argv[i] = (char *) s;
-	c->lens[i] = len;
-}
-
-/* Set argument i of c to the key of w. */
-static void
-set_key(RedisCmd *c, int i, RedisWrite *w)
-{
-	c->argv[i] = w->key;
-	c->lens[i] = w->keylen;
 }
 
 /* Add EXPIRE key ttl_seconds when the table has a TTL. */
 static void
-add_expire(RedisWrite *w)
+add_expire(WriteBuilder *b)
 {
-	RedisCmd   *c;
-
-	if (w->tbl->ttl_seconds <= 0)
+	if (b->tbl->ttl_seconds <= 0)
 		return;
-	c = add_cmd(w, 3);
-	set_arg(c, 0, "EXPIRE");
-	set_key(c, 1, w);
-	set_arg(c, 2, psprintf("%d", w->tbl->ttl_seconds));
+	begin_cmd(b, "EXPIRE");
+	arg_str(b, b->ttl);
 }
 
 /* ERROR for a value Redis cannot hold. */
@@ -157,70 +499,73 @@ is_written(Bitmapset *updated, AttrNumber att)
 }
 
 /*
- * Hash write for a new full row (values/nulls): items for the overlay,
- * HSET of the written non-NULL fields, HDEL of the written NULL ones.
+ * Hash commands and items of the row values/nulls: HSET of the written
+ * non-NULL fields and HDEL of the written NULL ones (a command without
+ * fields is left out: Redis rejects it).  Items: the written non-NULL
+ * fields; an RW_MERGE also the removed ones (without b); with all_items
+ * every other non-NULL field too (an RW_PUT holds the whole row).
  */
 static void
-hash_put(RedisWrite *w, Datum *values, bool *nulls, Bitmapset *updated)
+hash_fields(WriteBuilder *b, Datum *values, bool *nulls, Bitmapset *updated,
+			bool all_items)
 {
-	RedisTable *tbl = w->tbl;
-	RedisCmd   *hset;
-	RedisCmd   *hdel;
+	RedisTable *tbl = b->tbl;
 	int			nset = 0;
 	int			ndel = 0;
 	int			i;
 
-	w->items = palloc(sizeof(RedisItem) * tbl->natts);
-	hset = add_cmd(w, 2 + 2 * tbl->natts);
-	hdel = add_cmd(w, 2 + tbl->natts);
-	hset = &w->cmds[w->ncmds - 2];	/* add_cmd may have moved the array */
 	for (i = 0; i < tbl->natts; i++)
 	{
-		RedisColumn *col = &tbl->cols[i];
-		char	   *text;
-		size_t		len;
+		bool		written = is_written(updated, i + 1);
 
-		if (col->role != RCOL_FIELD)
+		b->text[i] = NULL;
+		if (tbl->cols[i].role != RCOL_FIELD)
 			continue;
 		if (nulls[i])
+			ndel += written;
+		else if (written || all_items)
 		{
-			if (is_written(updated, i + 1))
-				set_arg(hdel, 2 + ndel++, col->field);
-			continue;
-		}
-		text = RedisDatumText(tbl, i + 1, values[i], &len);
-		w->items[w->nitems++] = (RedisItem)
-		{
-			col->field, col->fieldlen, text, len
-		};
-		if (is_written(updated, i + 1))
-		{
-			set_arg(hset, 2 + 2 * nset, col->field);
-			set_arg_len(hset, 3 + 2 * nset++, text, len);
+			b->text[i] = RedisDatumText(tbl, i + 1, values[i], &b->textlen[i]);
+			nset += written;
 		}
 	}
-	if (updated == NULL && w->nitems == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NOT_NULL_VIOLATION),
-				 errmsg("cannot store a row with only NULL fields in Redis hash table \"%s\"",
-						tbl->relname),
-				 errdetail("Redis has no empty hashes: the key \"%s\" would not exist.",
-						   PgpolyPrintable(w->key, w->keylen, 200))));
-	set_arg(hset, 0, "HSET");
-	set_key(hset, 1, w);
-	hset->argc = 2 + 2 * nset;
-	set_arg(hdel, 0, "HDEL");
-	set_key(hdel, 1, w);
-	hdel->argc = 2 + ndel;
-	/* Drop commands with no fields: Redis rejects them. */
-	if (ndel == 0)
-		w->ncmds--;
-	if (nset == 0)
-	{
-		if (ndel > 0)
-			w->cmds[w->ncmds - 2] = w->cmds[w->ncmds - 1];
-		w->ncmds--;
-	}
+	if (nset > 0)
+		begin_cmd(b, "HSET");
+	for (i = 0; nset > 0 && i < tbl->natts; i++)
+		if (b->text[i] && is_written(updated, i + 1))
+		{
+			int			f = arg_len(b, tbl->cols[i].field, tbl->cols[i].fieldlen);
+
+			add_item(b, ref_arg(f), ref_arg(arg_len(b, b->text[i], b->textlen[i])));
+		}
+	for (i = 0; all_items && i < tbl->natts; i++)
+		if (b->text[i] && !is_written(updated, i + 1))
+			add_item(b, ref_bytes(tbl->cols[i].field, tbl->cols[i].fieldlen),
+					 ref_bytes(b->text[i], b->textlen[i]));
+	if (ndel > 0)
+		begin_cmd(b, "HDEL");
+	for (i = 0; ndel > 0 && i < tbl->natts; i++)
+		if (tbl->cols[i].role == RCOL_FIELD && nulls[i] && is_written(updated, i + 1))
+		{
+			int			f = arg_len(b, tbl->cols[i].field, tbl->cols[i].fieldlen);
+
+			if (b->kind == RW_MERGE)
+				add_item(b, ref_arg(f), NoBytes);
+		}
+}
+
+/* ERROR for an INSERT of a hash row whose fields are all NULL. */
+static void
+reject_empty_hash(WriteBuilder *b)
+{
+	if (b->nitems > 0)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_NOT_NULL_VIOLATION),
+			 errmsg("cannot store a row with only NULL fields in Redis hash table \"%s\"",
+					b->tbl->relname),
+			 errdetail("Redis has no empty hashes: the key \"%s\" would not exist.",
+					   PgpolyPrintable(b->keybytes, b->keylen, 200))));
 }
 
 /* JSON object text of the table's field columns. */
@@ -250,14 +595,17 @@ json_object_text(RedisTable *tbl, Datum *values, bool *nulls)
 	return buf.data;
 }
 
-/* string/json write: SET key value [EX ttl]. */
+/*
+ * string/json write of the row: SET key value [NX] [EX ttl] (nx: only if
+ * the key does not exist).
+ */
 static void
-string_put(RedisWrite *w, Datum *values, bool *nulls)
+string_put(WriteBuilder *b, Datum *values, bool *nulls, bool nx)
 {
-	RedisTable *tbl = w->tbl;
-	RedisCmd   *c;
+	RedisTable *tbl = b->tbl;
 	char	   *text;
 	size_t		len;
+	int			v;
 
 	if (tbl->type == REDIS_JSON)
 	{
@@ -271,21 +619,16 @@ string_put(RedisWrite *w, Datum *values, bool *nulls)
 						"A Redis string cannot hold NULL; DELETE the row instead.");
 		text = RedisDatumText(tbl, tbl->value_att, values[tbl->value_att - 1], &len);
 	}
-	w->items = palloc(sizeof(RedisItem));
-	w->items[0] = (RedisItem)
-	{
-		text, len, NULL, 0
-	};
-	w->nitems = 1;
-	c = add_cmd(w, tbl->ttl_seconds > 0 ? 5 : 3);
-	set_arg(c, 0, "SET");
-	set_key(c, 1, w);
-	set_arg_len(c, 2, text, len);
+	begin_cmd(b, "SET");
+	v = arg_len(b, text, len);
+	if (nx)
+		arg_str(b, "NX");
 	if (tbl->ttl_seconds > 0)
 	{
-		set_arg(c, 3, "EX");
-		set_arg(c, 4, psprintf("%d", tbl->ttl_seconds));
+		arg_str(b, "EX");
+		arg_str(b, b->ttl);
 	}
+	add_item(b, ref_arg(v), NoBytes);
 }
 
 /* Stored form of a collection column that must not be NULL; *len set. */
@@ -316,63 +659,96 @@ row_element(RedisTable *tbl, Datum *values, bool *nulls, bool score)
 }
 
 /*
+ * Commands of a member INSERT ... ON CONFLICT DO NOTHING of elem (zset,
+ * set): one atomic command that adds it only if it is not there, and sets
+ * the TTL only then.  Returns the member's argument.
+ */
+static int
+member_nx(WriteBuilder *b, RedisItem elem, int *score)
+{
+	RedisTable *tbl = b->tbl;
+	int			m;
+
+	if (tbl->ttl_seconds > 0)
+	{
+		begin_bare_cmd(b, "EVAL");
+		arg_len(b, MemberNxScript, sizeof(MemberNxScript) - 1);
+		arg_str(b, "1");
+		arg_key(b);
+		arg_str(b, b->ttl);
+		m = arg_len(b, elem.a, elem.alen);
+		if (tbl->type == REDIS_ZSET)
+			*score = arg_len(b, elem.b, elem.blen);
+		return m;
+	}
+	if (tbl->type == REDIS_ZSET)
+	{
+		begin_cmd(b, "ZADD");
+		arg_str(b, "NX");
+		*score = arg_len(b, elem.b, elem.blen);
+		return arg_len(b, elem.a, elem.alen);
+	}
+	begin_cmd(b, "SADD");
+	return arg_len(b, elem.a, elem.alen);
+}
+
+/*
  * zset/set/list element write (add, remove, append, set, remove first) of
- * elem (see row_element).
+ * elem (see row_element) to key, built for cxt; nx: an add only if the
+ * member is not there (ON CONFLICT DO NOTHING).
  */
 static RedisWrite *
 element_write(RedisTable *tbl, RedisWriteKind kind, char *key, size_t keylen,
-			  RedisItem elem, long idx)
+			  RedisItem elem, long idx, bool nx, MemoryContext cxt)
 {
-	static const char *const zset_cmds[] = {"ZADD", "ZREM"};
-	static const char *const set_cmds[] = {"SADD", "SREM"};
-	RedisWrite *w = new_write(tbl, kind, key, keylen);
-	RedisCmd   *c;
-	char	   *member = elem.a;
-	size_t		mlen = elem.alen;
+	WriteBuilder *b = build_begin(tbl, kind, key, keylen);
+	int			member = -1;
+	int			score = -1;
 
-	w->item = elem;
-	w->idx = idx;
+	b->idx = idx;
 	switch (kind)
 	{
 		case RW_ADD:
-		case RW_REM:
-			if (tbl->type == REDIS_ZSET && kind == RW_ADD)
+			if (nx)
+				member = member_nx(b, elem, &score);
+			else if (tbl->type == REDIS_ZSET)
 			{
-				c = add_cmd(w, 4);
-				set_arg_len(c, 2, elem.b, elem.blen);
-				set_arg_len(c, 3, member, mlen);
+				begin_cmd(b, "ZADD");
+				score = arg_len(b, elem.b, elem.blen);
+				member = arg_len(b, elem.a, elem.alen);
 			}
 			else
 			{
-				c = add_cmd(w, 3);
-				set_arg_len(c, 2, member, mlen);
+				begin_cmd(b, "SADD");
+				member = arg_len(b, elem.a, elem.alen);
 			}
-			set_arg(c, 0, (tbl->type == REDIS_ZSET ? zset_cmds : set_cmds)[kind == RW_REM]);
+			break;
+		case RW_REM:
+			begin_cmd(b, tbl->type == REDIS_ZSET ? "ZREM" : "SREM");
+			member = arg_len(b, elem.a, elem.alen);
 			break;
 		case RW_APPEND:
-			c = add_cmd(w, 3);
-			set_arg(c, 0, "RPUSH");
-			set_arg_len(c, 2, member, mlen);
+			begin_cmd(b, "RPUSH");
+			member = arg_len(b, elem.a, elem.alen);
 			break;
 		case RW_SET_IDX:
-			c = add_cmd(w, 4);
-			set_arg(c, 0, "LSET");
-			set_arg(c, 2, psprintf("%ld", idx));
-			set_arg_len(c, 3, member, mlen);
+			begin_cmd(b, "LSET");
+			snprintf(b->idxtext, sizeof(b->idxtext), "%ld", idx);
+			arg_str(b, b->idxtext);
+			member = arg_len(b, elem.a, elem.alen);
 			break;
 		case RW_REM_FIRST:
-			c = add_cmd(w, 4);
-			set_arg(c, 0, "LREM");
-			set_arg(c, 2, "1");
-			set_arg_len(c, 3, member, mlen);
+			begin_cmd(b, "LREM");
+			arg_str(b, "1");
+			member = arg_len(b, elem.a, elem.alen);
 			break;
 		default:
 			elog(ERROR, "unexpected element write kind %d", (int) kind);
 	}
-	set_key(c, 1, w);
-	if (kind == RW_ADD || kind == RW_APPEND)
-		add_expire(w);
-	return w;
+	add_item(b, ref_arg(member), score >= 0 ? ref_arg(score) : NoBytes);
+	if ((kind == RW_ADD && !nx) || kind == RW_APPEND)
+		add_expire(b);
+	return build_end(b, cxt);
 }
 
 /* Key of a full row; NULL keys are rejected. */
@@ -399,115 +775,173 @@ check_ttl_untouched(RedisTable *tbl, bool *nulls, Bitmapset *updated)
 				 errhint("Set the table option ttl_seconds to give written keys an expiry.")));
 }
 
-/* The writes of an INSERT of one full row. */
-List *
-RedisInsertWrites(RedisTable *tbl, Datum *values, bool *nulls)
+/*
+ * The write of an INSERT of one full row, built for cxt (temporary memory
+ * and the result come from the current context); nx: ON CONFLICT DO
+ * NOTHING, one atomic command that inserts only if the row does not exist
+ * yet (see the file header).
+ */
+static RedisWrite *
+insert_write(RedisTable *tbl, Datum *values, bool *nulls, bool nx,
+			 MemoryContext cxt)
 {
 	size_t		keylen;
 	char	   *key;
-	RedisWrite *w;
+	WriteBuilder *b;
 
 	check_ttl_untouched(tbl, nulls, NULL);
 	key = row_key(tbl, values, nulls, &keylen);
 	switch (tbl->type)
 	{
 		case REDIS_HASH:
-			w = new_write(tbl, RW_PUT, key, keylen);
-			hash_put(w, values, nulls, NULL);
-			add_expire(w);
-			return list_make1(w);
+			b = build_begin(tbl, RW_PUT, key, keylen);
+			if (nx)
+			{
+				begin_bare_cmd(b, "EVAL");
+				arg_len(b, HashNxScript, sizeof(HashNxScript) - 1);
+				arg_str(b, "1");
+				arg_key(b);
+				arg_str(b, b->ttl);
+				for (int i = 0; i < tbl->natts; i++)
+					if (tbl->cols[i].role == RCOL_FIELD && !nulls[i])
+					{
+						int			f = arg_len(b, tbl->cols[i].field, tbl->cols[i].fieldlen);
+						char	   *text;
+						size_t		len;
+
+						text = RedisDatumText(tbl, i + 1, values[i], &len);
+						add_item(b, ref_arg(f), ref_arg(arg_len(b, text, len)));
+					}
+			}
+			else
+				hash_fields(b, values, nulls, NULL, false);
+			reject_empty_hash(b);
+			if (!nx)
+				add_expire(b);
+			return build_end(b, cxt);
 		case REDIS_STRING:
 		case REDIS_JSON:
-			w = new_write(tbl, RW_PUT, key, keylen);
-			string_put(w, values, nulls);
-			return list_make1(w);
+			b = build_begin(tbl, RW_PUT, key, keylen);
+			string_put(b, values, nulls, nx);
+			return build_end(b, cxt);
 		case REDIS_ZSET:
 		case REDIS_SET:
-			return list_make1(element_write(tbl, RW_ADD, key, keylen,
-											row_element(tbl, values, nulls, true), 0));
+			return element_write(tbl, RW_ADD, key, keylen,
+								 row_element(tbl, values, nulls, true), 0, nx, cxt);
 		case REDIS_LIST:
-			return list_make1(element_write(tbl, RW_APPEND, key, keylen,
-											row_element(tbl, values, nulls, false), 0));
+			if (nx)
+				elog(ERROR, "ON CONFLICT on a Redis list table");
+			return element_write(tbl, RW_APPEND, key, keylen,
+								 row_element(tbl, values, nulls, false), 0, false, cxt);
 	}
-	return NIL;
+	elog(ERROR, "unexpected Redis table type %d", (int) tbl->type);
+	return NULL;				/* keep compiler quiet */
 }
 
-/* The writes of a DELETE; old holds the row identity (key, member, ...). */
+/*
+ * The writes of an INSERT of one full row, built for cxt (temporary memory
+ * and the list come from the current context).
+ */
 List *
-RedisDeleteWrites(RedisTable *tbl, Datum *old, bool *oldnulls)
+RedisInsertWrites(RedisTable *tbl, Datum *values, bool *nulls,
+				  MemoryContext cxt)
+{
+	return list_make1(insert_write(tbl, values, nulls, false, cxt));
+}
+
+/* DEL key (an RW_DEL write to key), built for cxt. */
+static RedisWrite *
+del_write(RedisTable *tbl, char *key, size_t keylen, bool send,
+		  MemoryContext cxt)
+{
+	WriteBuilder *b = build_begin(tbl, RW_DEL, key, keylen);
+
+	if (send)
+		begin_cmd(b, "DEL");
+	return build_end(b, cxt);
+}
+
+/*
+ * The writes of a DELETE, built for cxt; old holds the row identity (key,
+ * member, ...).
+ */
+List *
+RedisDeleteWrites(RedisTable *tbl, Datum *old, bool *oldnulls,
+				  MemoryContext cxt)
 {
 	size_t		keylen;
 	char	   *key = row_key(tbl, old, oldnulls, &keylen);
-	RedisWrite *w;
-	RedisCmd   *c;
 
 	switch (tbl->type)
 	{
 		case REDIS_ZSET:
 		case REDIS_SET:
 			return list_make1(element_write(tbl, RW_REM, key, keylen,
-											row_element(tbl, old, oldnulls, false), 0));
+											row_element(tbl, old, oldnulls, false),
+											0, false, cxt));
 		case REDIS_LIST:
 			return list_make1(element_write(tbl, RW_REM_FIRST, key, keylen,
-											row_element(tbl, old, oldnulls, false), 0));
+											row_element(tbl, old, oldnulls, false),
+											0, false, cxt));
 		default:
-			w = new_write(tbl, RW_DEL, key, keylen);
-			c = add_cmd(w, 2);
-			set_arg(c, 0, "DEL");
-			set_key(c, 1, w);
-			return list_make1(w);
+			return list_make1(del_write(tbl, key, keylen, true, cxt));
 	}
 }
 
 /*
- * Hash UPDATE: changed columns only; a changed key is RENAMEd first.  On a
- * cluster, a new key in another hash slot cannot be a RENAME target: the
- * new key gets every column of the row and the old key is deleted.
+ * Hash UPDATE: the changed columns only, merged by a reader into what the
+ * key holds.  A changed key is RENAMEd first (the new key then holds the
+ * whole row); on a cluster, a new key in another hash slot cannot be a
+ * RENAME target: the new key gets every column of the row and the old key
+ * is deleted.
  */
 static List *
 hash_update(RedisTable *tbl, char *oldkey, size_t oldlen, char *key,
-			size_t keylen, Datum *values, bool *nulls, Bitmapset *updated)
+			size_t keylen, Datum *values, bool *nulls, Bitmapset *updated,
+			MemoryContext cxt)
 {
-	RedisWrite *w = new_write(tbl, RW_PUT, key, keylen);
-	List	   *result = NIL;
+	WriteBuilder *b;
+	RedisWrite *del;
+	RedisWrite *w;
+	bool		split;
 
-	if (oldlen != keylen || memcmp(oldkey, key, keylen) != 0)
+	if (oldlen == keylen && memcmp(oldkey, key, keylen) == 0)
 	{
-		RedisWrite *del = new_write(tbl, RW_DEL, oldkey, oldlen);
-		RedisCmd   *c;
-
-		if (tbl->cluster && RedisKeySlot(oldkey, oldlen) != RedisKeySlot(key, keylen))
-		{
-			c = add_cmd(del, 2);
-			set_arg(c, 0, "DEL");
-			set_key(c, 1, del);
-			c = add_cmd(w, 2);
-			set_arg(c, 0, "DEL");
-			set_key(c, 1, w);
-			updated = NULL;		/* write the whole row */
-		}
-		else
-		{
-			c = add_cmd(w, 3);
-			set_arg(c, 0, "RENAME");
-			c->argv[1] = oldkey;
-			c->lens[1] = oldlen;
-			set_key(c, 2, w);
-		}
-		result = lappend(result, del);
+		b = build_begin(tbl, RW_MERGE, key, keylen);
+		hash_fields(b, values, nulls, updated, false);
+		add_expire(b);
+		if (b->ncmds == 0)
+			return NIL;			/* nothing changes */
+		return list_make1(build_end(b, cxt));
 	}
-	hash_put(w, values, nulls, updated);
-	add_expire(w);
-	return lappend(result, w);
+	split = tbl->cluster && RedisKeySlot(oldkey, oldlen) != RedisKeySlot(key, keylen);
+	del = del_write(tbl, oldkey, oldlen, split, cxt);
+	b = build_begin(tbl, RW_PUT, key, keylen);
+	if (split)
+	{
+		begin_cmd(b, "DEL");
+		hash_fields(b, values, nulls, NULL, false);
+	}
+	else
+	{
+		begin_bare_cmd(b, "RENAME");
+		arg_len(b, oldkey, oldlen);
+		arg_key(b);
+		hash_fields(b, values, nulls, updated, true);
+	}
+	add_expire(b);
+	w = build_end(b, cxt);
+	return list_make2(del, w);
 }
 
 /*
- * The writes of an UPDATE: old holds the row identity columns, values the
- * complete new row, updated the attnums the statement assigns.
+ * The writes of an UPDATE, built for cxt: old holds the row identity
+ * columns, values the complete new row, updated the attnums the statement
+ * assigns.
  */
 List *
 RedisUpdateWrites(RedisTable *tbl, Datum *old, bool *oldnulls, Datum *values,
-				  bool *nulls, Bitmapset *updated)
+				  bool *nulls, Bitmapset *updated, MemoryContext cxt)
 {
 	size_t		oldlen;
 	size_t		keylen;
@@ -517,21 +951,30 @@ RedisUpdateWrites(RedisTable *tbl, Datum *old, bool *oldnulls, Datum *values,
 	bool		moved;
 
 	check_ttl_untouched(tbl, nulls, updated);
-	key = row_key(tbl, values, nulls, &keylen);
+	if (updated != NULL && !bms_is_member(tbl->key_att, updated))
+	{
+		key = oldkey;			/* the key column is not assigned */
+		keylen = oldlen;
+	}
+	else
+		key = row_key(tbl, values, nulls, &keylen);
 	moved = oldlen != keylen || memcmp(oldkey, key, keylen) != 0;
 
 	switch (tbl->type)
 	{
 		case REDIS_HASH:
-			return hash_update(tbl, oldkey, oldlen, key, keylen, values, nulls, updated);
+			return hash_update(tbl, oldkey, oldlen, key, keylen, values, nulls,
+							   updated, cxt);
 		case REDIS_STRING:
 		case REDIS_JSON:
 			{
-				RedisWrite *w = new_write(tbl, RW_PUT, key, keylen);
+				WriteBuilder *b = build_begin(tbl, RW_PUT, key, keylen);
+				RedisWrite *w;
 
-				string_put(w, values, nulls);
+				string_put(b, values, nulls, false);
+				w = build_end(b, cxt);
 				if (moved)
-					return list_make2(linitial(RedisDeleteWrites(tbl, old, oldnulls)), w);
+					return list_make2(linitial(RedisDeleteWrites(tbl, old, oldnulls, cxt)), w);
 				return list_make1(w);
 			}
 		case REDIS_ZSET:
@@ -543,9 +986,10 @@ RedisUpdateWrites(RedisTable *tbl, Datum *old, bool *oldnulls, Datum *values,
 
 				if (moved || member.alen != oldmember.alen ||
 					memcmp(member.a, oldmember.a, member.alen) != 0)
-					result = RedisDeleteWrites(tbl, old, oldnulls);
+					result = RedisDeleteWrites(tbl, old, oldnulls, cxt);
 				return lappend(result,
-							   element_write(tbl, RW_ADD, key, keylen, member, 0));
+							   element_write(tbl, RW_ADD, key, keylen, member, 0,
+											 false, cxt));
 			}
 		case REDIS_LIST:
 			if (bms_is_member(tbl->idx_att, updated))
@@ -555,116 +999,32 @@ RedisUpdateWrites(RedisTable *tbl, Datum *old, bool *oldnulls, Datum *values,
 						 errhint("DELETE the element and INSERT it again: INSERT appends.")));
 			/* A new key moves the element: off the old list, onto the end of the new. */
 			if (moved)
-				return lappend(RedisDeleteWrites(tbl, old, oldnulls),
+				return lappend(RedisDeleteWrites(tbl, old, oldnulls, cxt),
 							   element_write(tbl, RW_APPEND, key, keylen,
-											 row_element(tbl, values, nulls, false), 0));
+											 row_element(tbl, values, nulls, false), 0,
+											 false, cxt));
 			return list_make1(element_write(tbl, RW_SET_IDX, key, keylen,
 											row_element(tbl, values, nulls, false),
 											atol(RedisDatumText(tbl, tbl->idx_att,
-																old[tbl->idx_att - 1], &idxlen))));
+																old[tbl->idx_att - 1], &idxlen)),
+											false, cxt));
 	}
 	return NIL;
 }
 
-/* The TTL argument of the conditional scripts: seconds, or '' for none. */
-static char *
-ttl_arg(RedisTable *tbl)
-{
-	return tbl->ttl_seconds > 0 ? psprintf("%d", tbl->ttl_seconds) : "";
-}
-
 /*
- * Replace w's commands (an INSERT's) by the one command that performs it
- * only if the row does not exist yet (see the file header).
- */
-static void
-make_conditional(RedisWrite *w)
-{
-	RedisTable *tbl = w->tbl;
-	RedisCmd   *c;
-	int			i;
-
-	w->ncmds = 0;
-	switch (tbl->type)
-	{
-		case REDIS_HASH:
-			c = add_cmd(w, 5 + 2 * w->nitems);
-			set_arg(c, 0, "EVAL");
-			set_arg(c, 1, HashNxScript);
-			set_arg(c, 2, "1");
-			set_key(c, 3, w);
-			set_arg(c, 4, ttl_arg(tbl));
-			for (i = 0; i < w->nitems; i++)
-			{
-				c->argv[5 + 2 * i] = w->items[i].a;
-				c->lens[5 + 2 * i] = w->items[i].alen;
-				c->argv[6 + 2 * i] = w->items[i].b;
-				c->lens[6 + 2 * i] = w->items[i].blen;
-			}
-			c->argc = 5 + 2 * w->nitems;
-			break;
-		case REDIS_STRING:
-		case REDIS_JSON:
-			c = add_cmd(w, tbl->ttl_seconds > 0 ? 6 : 4);
-			set_arg(c, 0, "SET");
-			set_key(c, 1, w);
-			set_arg_len(c, 2, w->items[0].a, w->items[0].alen);
-			set_arg(c, 3, "NX");
-			if (tbl->ttl_seconds > 0)
-			{
-				set_arg(c, 4, "EX");
-				set_arg(c, 5, ttl_arg(tbl));
-			}
-			break;
-		case REDIS_ZSET:
-		case REDIS_SET:
-			if (tbl->ttl_seconds > 0)
-			{
-				c = add_cmd(w, tbl->type == REDIS_ZSET ? 7 : 6);
-				set_arg(c, 0, "EVAL");
-				set_arg(c, 1, MemberNxScript);
-				set_arg(c, 2, "1");
-				set_key(c, 3, w);
-				set_arg(c, 4, ttl_arg(tbl));
-				set_arg_len(c, 5, w->item.a, w->item.alen);
-				if (tbl->type == REDIS_ZSET)
-					set_arg_len(c, 6, w->item.b, w->item.blen);
-			}
-			else if (tbl->type == REDIS_ZSET)
-			{
-				c = add_cmd(w, 5);
-				set_arg(c, 0, "ZADD");
-				set_key(c, 1, w);
-				set_arg(c, 2, "NX");
-				set_arg_len(c, 3, w->item.b, w->item.blen);
-				set_arg_len(c, 4, w->item.a, w->item.alen);
-			}
-			else
-			{
-				c = add_cmd(w, 3);
-				set_arg(c, 0, "SADD");
-				set_key(c, 1, w);
-				set_arg_len(c, 2, w->item.a, w->item.alen);
-			}
-			break;
-		case REDIS_LIST:
-			elog(ERROR, "ON CONFLICT on a Redis list table");
-	}
-}
-
-/*
- * The write of an INSERT ... ON CONFLICT DO NOTHING of one full row: one
- * atomic command that inserts only if the row does not exist.  With
- * applied, the reply of an immediate-mode send sets *applied to whether it
- * inserted (buffered writes pass NULL: COMMIT does not report it).
+ * The write of an INSERT ... ON CONFLICT DO NOTHING of one full row, built
+ * for cxt: one atomic command that inserts only if the row does not exist.
+ * With applied, the reply of an immediate-mode send sets *applied to
+ * whether it inserted (buffered writes pass NULL: COMMIT does not report
+ * it).
  */
 RedisWrite *
 RedisInsertIfAbsentWrite(RedisTable *tbl, Datum *values, bool *nulls,
-						 bool *applied)
+						 bool *applied, MemoryContext cxt)
 {
-	RedisWrite *w = linitial(RedisInsertWrites(tbl, values, nulls));
+	RedisWrite *w = insert_write(tbl, values, nulls, true, cxt);
 
-	make_conditional(w);
 	w->applied = applied;
 	return w;
 }
@@ -747,6 +1107,7 @@ typedef struct WriteReplies
 	int			failed;			/* the first command that failed, or -1 */
 	char	   *answer;			/* what Redis said about it */
 	List	   *lost_keys;		/* keys of the writes not applied */
+	RedisWrite *last_lost;		/* the write of the last key listed */
 	int			nblocks;		/* MULTI/EXEC blocks sent */
 	int			napplied;		/* of them, those that ran */
 	List	   *written;		/* nodes where a block ran */
@@ -763,7 +1124,7 @@ write_failed(WriteReplies *wr, int cmd, redisReply *r)
 			(errcode(strncmp(r->str, "WRONGTYPE", 9) == 0 ?
 					 ERRCODE_FDW_INVALID_DATA_TYPE : ERRCODE_FDW_ERROR),
 			 errmsg("could not write key \"%s\" of foreign table \"%s\" to Redis server \"%s\"",
-					PgpolyPrintable(w->key, w->keylen, 200), w->tbl->relname,
+					PgpolyPrintable(RedisWriteKey(w), w->keylen, 200), w->tbl->relname,
 					wr->conn->servername),
 			 errdetail("Redis answered: %s", PgpolyPrintable(r->str, r->len, 200))));
 }
@@ -788,7 +1149,10 @@ note_lost(WriteReplies *wr, int cmd, redisReply *r)
 	if (w == NULL)
 		return;
 	note_failure(wr, cmd, r);
-	wr->lost_keys = lappend(wr->lost_keys, PgpolyPrintable(w->key, w->keylen, 200));
+	if (w == wr->last_lost)
+		return;					/* its other commands: listed once */
+	wr->last_lost = w;
+	wr->lost_keys = lappend(wr->lost_keys, PgpolyPrintable(RedisWriteKey(w), w->keylen, 200));
 }
 
 /*
@@ -922,7 +1286,7 @@ report_failures(WriteReplies *wr)
 			(errcode(strncmp(wr->answer, "WRONGTYPE", 9) == 0 ?
 					 ERRCODE_FDW_INVALID_DATA_TYPE : ERRCODE_FDW_ERROR),
 			 errmsg("could not write key \"%s\" of foreign table \"%s\" to Redis server \"%s\"",
-					PgpolyPrintable(w->key, w->keylen, 200), w->tbl->relname,
+					PgpolyPrintable(RedisWriteKey(w), w->keylen, 200), w->tbl->relname,
 					wr->conn->servername),
 			 errdetail("Redis answered: %s", wr->answer),
 			 wr->cluster ?
@@ -932,35 +1296,34 @@ report_failures(WriteReplies *wr)
 			 errhint("Redis applies the other commands of a MULTI/EXEC block even when one fails at run time; check the keys named.")));
 }
 
-/* One command of a write, for ordering them into blocks. */
-typedef struct WriteCmd
+/* A write with commands, in the order they are sent. */
+typedef struct SendItem
 {
 	RedisWrite *w;
-	RedisCmd   *cmd;
+	int			slot;			/* of its key (on a cluster), else -1 */
 	int			block;			/* its MULTI/EXEC block (atomic) */
-} WriteCmd;
+} SendItem;
 
 /*
- * The commands of writes (RedisWrite * or PgpolyWrite * with a RedisWrite
- * payload) in the order they are sent: as written, or for atomic writes on
- * a cluster grouped by hash slot (blocks in the order of their first
- * command, commands in write order within a block).  Sets *nblocks.
+ * The writes (RedisWrite *) that have commands, in the order they are
+ * sent: as written, or for atomic writes on a cluster grouped by hash slot
+ * (blocks in the order of their first write, writes in write order within
+ * a block; every command of a write is in its key's slot).  Sets *n and
+ * *nblocks.
  */
-static WriteCmd *
-order_commands(List *writes, bool by_slot, int *ncmds, int *nblocks)
+static SendItem *
+order_writes(List *writes, bool cluster, bool by_slot, int *n, int *nblocks)
 {
 	int		   *block_of_slot = NULL;
 	int		   *count = NULL;
-	WriteCmd   *cmds;
-	WriteCmd   *sorted;
+	SendItem   *items;
+	SendItem   *sorted;
 	ListCell   *lc;
-	int			n = 0;
 
-	*ncmds = 0;
+	*n = 0;
 	*nblocks = 1;
-	foreach(lc, writes)
-		*ncmds += ((RedisWrite *) lfirst(lc))->ncmds;
-	cmds = palloc_extended(sizeof(WriteCmd) * Max(*ncmds, 1), MCXT_ALLOC_HUGE);
+	items = palloc_extended(sizeof(SendItem) * Max(list_length(writes), 1),
+							MCXT_ALLOC_HUGE);
 	if (by_slot)
 	{
 		block_of_slot = palloc(sizeof(int) * REDIS_NSLOTS);
@@ -971,33 +1334,24 @@ order_commands(List *writes, bool by_slot, int *ncmds, int *nblocks)
 	foreach(lc, writes)
 	{
 		RedisWrite *w = lfirst(lc);
+		SendItem   *it = &items[*n];
 
-		for (int i = 0; i < w->ncmds; i++)
+		if (w->ncmds == 0)
+			continue;			/* for readers only */
+		it->w = w;
+		it->slot = cluster ? RedisKeySlot(RedisWriteKey(w), w->keylen) : -1;
+		it->block = 0;
+		if (by_slot)
 		{
-			cmds[n].w = w;
-			cmds[n].cmd = &w->cmds[i];
-			cmds[n].block = 0;
-			if (by_slot)
-			{
-				const char *key;
-				size_t		keylen;
-				int			slot;
-
-				if (!RedisCommandKey(w->cmds[i].argc, (const char **) w->cmds[i].argv,
-									 w->cmds[i].lens, &key, &keylen))
-					elog(ERROR, "Redis write without a key");
-				slot = RedisKeySlot(key, keylen);
-
-				if (block_of_slot[slot] < 0)
-					block_of_slot[slot] = (*nblocks)++;
-				cmds[n].block = block_of_slot[slot];
-				count[cmds[n].block]++;
-			}
-			n++;
+			if (block_of_slot[it->slot] < 0)
+				block_of_slot[it->slot] = (*nblocks)++;
+			it->block = block_of_slot[it->slot];
+			count[it->block]++;
 		}
+		(*n)++;
 	}
 	if (!by_slot || *nblocks <= 1)
-		return cmds;
+		return items;
 	/* A stable counting sort by block. */
 	for (int b = 0, start = 0; b < *nblocks; b++)
 	{
@@ -1006,17 +1360,17 @@ order_commands(List *writes, bool by_slot, int *ncmds, int *nblocks)
 		count[b] = start;
 		start += c;
 	}
-	sorted = palloc_extended(sizeof(WriteCmd) * n, MCXT_ALLOC_HUGE);
-	for (int i = 0; i < n; i++)
-		sorted[count[cmds[i].block]++] = cmds[i];
-	pfree(cmds);
+	sorted = palloc_extended(sizeof(SendItem) * *n, MCXT_ALLOC_HUGE);
+	for (int i = 0; i < *n; i++)
+		sorted[count[items[i].block]++] = items[i];
+	pfree(items);
 	return sorted;
 }
 
 /*
- * Send the commands of writes (RedisWrite * or PgpolyWrite * whose payload
- * is a RedisWrite) in one pipelined exchange; atomic wraps them in
- * MULTI/EXEC, one block per hash slot on a cluster.  Any failed command is
+ * Send the commands of writes (RedisWrite *) in one pipelined exchange;
+ * atomic wraps them in MULTI/EXEC, one block per hash slot on a cluster.
+ * Their RESP is sent from where the writes keep it.  Any failed command is
  * an ERROR naming its key, raised once every block has answered.
  */
 void
@@ -1025,40 +1379,43 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 	WriteReplies wr = {conn, NULL, NULL, atomic, false, -1};
 	const char *multi[1] = {"MULTI"};
 	const char *exec[1] = {"EXEC"};
-	WriteCmd   *cmds;
-	int			ncmds;
+	SendItem   *items;
+	int			nwrites;
 	int			nblocks;
+	int			ncmds = 0;
 	int			n = 0;
 	int			m = -1;
 
 	wr.cluster = RedisIsCluster(conn);
-	cmds = order_commands(writes, atomic && wr.cluster, &ncmds, &nblocks);
-	if (ncmds == 0)
+	items = order_writes(writes, wr.cluster, atomic && wr.cluster, &nwrites, &nblocks);
+	if (nwrites == 0)
 		return;
+	for (int i = 0; i < nwrites; i++)
+		ncmds += items[i].w->ncmds;
 	if (atomic)
 		ncmds += 2 * nblocks;
 	wr.owner = palloc_extended(sizeof(RedisWrite *) * ncmds, MCXT_ALLOC_HUGE);
 	wr.multi = atomic ? palloc_extended(sizeof(int) * ncmds, MCXT_ALLOC_HUGE) : NULL;
-	for (int i = 0; n < ncmds; i++)
+	for (int i = 0; i < nwrites; i++)
 	{
-		bool		first = atomic && (i == 0 || cmds[i].block != cmds[i - 1].block);
-		bool		last;
+		RedisWrite *w = items[i].w;
 
-		if (first)
+		if (atomic && (i == 0 || items[i].block != items[i - 1].block))
 		{
 			wr.owner[n] = NULL;
 			wr.multi[n] = m = n;
 			n++;
 			RedisAppendArgv(conn, 1, multi, NULL);
 		}
-		wr.owner[n] = cmds[i].w;
-		if (atomic)
-			wr.multi[n] = m;
-		n++;
-		RedisAppendArgv(conn, cmds[i].cmd->argc, (const char **) cmds[i].cmd->argv,
-						cmds[i].cmd->lens);
-		last = atomic && (n + 1 == ncmds || cmds[i + 1].block != cmds[i].block);
-		if (last)
+		RedisAppendEncoded(conn, w->data, w->resplen, w->ncmds, items[i].slot);
+		for (int c = 0; c < w->ncmds; c++)
+		{
+			wr.owner[n] = w;
+			if (atomic)
+				wr.multi[n] = m;
+			n++;
+		}
+		if (atomic && (i + 1 == nwrites || items[i + 1].block != items[i].block))
 		{
 			wr.owner[n] = NULL;
 			wr.multi[n] = m;
@@ -1066,12 +1423,13 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 			RedisAppendArgv(conn, 1, exec, NULL);
 		}
 	}
+	Assert(n == ncmds);
 	RedisExchange(conn, ncmds, write_reply, &wr);
 	report_failures(&wr);
 	pfree(wr.owner);
 	if (wr.multi)
 		pfree(wr.multi);
-	pfree(cmds);
+	pfree(items);
 }
 
 /* PgpolyStore.flush: all the buffered writes in MULTI/EXEC blocks. */

@@ -110,6 +110,9 @@ typedef struct ScanRound
 	uint64		ticket;			/* sent; replies not read yet (RedisSend) */
 	redisReply *error;			/* the first error, raised when the round is used */
 	int			error_state;	/* the state it concerns, or -1 */
+	int			moved_state;	/* states from here on are keys of moved
+								 * slots, which no TYPE filter saw (else
+								 * INT_MAX) */
 	bool		ready;			/* built (and sent): its rows come next */
 } ScanRound;
 
@@ -162,6 +165,8 @@ struct RedisScan
 	int			nqueue;
 	int			maxqueue;
 	int			queuepos;
+	int			moved_from;		/* queue index of the first moved key
+								 * (valid once ended) */
 	bool		overlay_done;
 
 	/* zset score range (NULL: all) */
@@ -360,7 +365,7 @@ RedisOverlayAdd(RedisOverlay **ov, RedisWrite *w)
 		(*ov)->bykey = key_table("pgpoly redis overlay", sizeof(OverlayEntry),
 								 CurrentMemoryContext);
 	}
-	ref.key = w->key;
+	ref.key = RedisWriteKey(w);
 	ref.len = w->keylen;
 	e = hash_search((*ov)->bykey, &ref, HASH_ENTER, &found);
 	if (!found)
@@ -428,10 +433,26 @@ remove_item(RedisKeyState *st, int i)
 	st->nitems--;
 }
 
+/* Set field it.a of a hash state to it.b (a copy), where it is or at the end. */
+static void
+set_field(RedisKeyState *st, RedisItem it)
+{
+	int			i = find_item(st, it.a, it.alen);
+
+	if (i < 0)
+		add_item(st, it.a, it.alen, it.b, it.blen);
+	else
+	{
+		st->items[i].b = RedisBytesCopy(it.b, it.blen);
+		st->items[i].blen = it.blen;
+	}
+}
+
 /* Apply one buffered write to a key's state. */
 static void
 apply_write(RedisKeyState *st, RedisWrite *w)
 {
+	RedisItem	it;
 	int			i;
 
 	switch (w->kind)
@@ -439,32 +460,50 @@ apply_write(RedisKeyState *st, RedisWrite *w)
 		case RW_PUT:
 			st->nitems = 0;
 			for (i = 0; i < w->nitems; i++)
-				add_item(st, w->items[i].a, w->items[i].alen,
-						 w->items[i].b, w->items[i].blen);
+			{
+				it = RedisWriteGetItem(w, i);
+				add_item(st, it.a, it.alen, it.b, it.blen);
+			}
+			break;
+		case RW_MERGE:
+			for (i = 0; i < w->nitems; i++)
+			{
+				int			j;
+
+				it = RedisWriteGetItem(w, i);
+				if (it.b != NULL)
+					set_field(st, it);
+				else if ((j = find_item(st, it.a, it.alen)) >= 0)
+					remove_item(st, j);
+			}
 			break;
 		case RW_DEL:
 			st->nitems = 0;
 			break;
 		case RW_ADD:
-			i = find_item(st, w->item.a, w->item.alen);
+			it = RedisWriteGetItem(w, 0);
+			i = find_item(st, it.a, it.alen);
 			if (i >= 0)
 				remove_item(st, i);
-			add_item(st, w->item.a, w->item.alen, w->item.b, w->item.blen);
+			add_item(st, it.a, it.alen, it.b, it.blen);
 			break;
 		case RW_REM:
 		case RW_REM_FIRST:
-			i = find_item(st, w->item.a, w->item.alen);
+			it = RedisWriteGetItem(w, 0);
+			i = find_item(st, it.a, it.alen);
 			if (i >= 0)
 				remove_item(st, i);
 			break;
 		case RW_APPEND:
-			add_item(st, w->item.a, w->item.alen, NULL, 0);
+			it = RedisWriteGetItem(w, 0);
+			add_item(st, it.a, it.alen, NULL, 0);
 			break;
 		case RW_SET_IDX:
+			it = RedisWriteGetItem(w, 0);
 			if (w->idx >= 0 && w->idx < st->nitems)
 			{
-				st->items[w->idx].a = RedisBytesCopy(w->item.a, w->item.alen);
-				st->items[w->idx].alen = w->item.alen;
+				st->items[w->idx].a = RedisBytesCopy(it.a, it.alen);
+				st->items[w->idx].alen = it.alen;
 			}
 			break;
 	}
@@ -638,8 +677,9 @@ static char *new_key(RedisScan *scan, const char *key, size_t len);
 static void queue_key(RedisScan *scan, char *key, size_t len);
 
 /*
- * Start a SCAN: the nodes holding keys, each with cursor 0, and on a
- * cluster what they say of their slots (in seen_cxt).
+ * Start a SCAN: on a cluster what the primaries say of their slots (in
+ * seen_cxt), then the nodes holding keys (on a cluster, those that say
+ * they serve slots), each with cursor 0.
  */
 static void
 scan_start(RedisScan *scan)
@@ -655,7 +695,9 @@ scan_start(RedisScan *scan)
 											   ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(scan->seen_cxt);
 	scan->seen = RedisKeySetCreate(scan->seen_cxt, scan->tbl->fetch_size);
-	nodes = RedisPrimaryNodes(scan->conn);
+	scan->view = RedisClusterViewOf(scan->conn, NIL);
+	nodes = scan->view ? RedisClusterViewNodes(scan->view) :
+		RedisPrimaryNodes(scan->conn);
 	scan->nnodes = list_length(nodes);
 	scan->nodes = palloc(sizeof(char *) * scan->nnodes);
 	scan->cursors = palloc(sizeof(scan->cursors[0]) * scan->nnodes);
@@ -665,7 +707,6 @@ scan_start(RedisScan *scan)
 		scan->nodes[i] = lfirst(lc);
 		strcpy(scan->cursors[i++], "0");
 	}
-	scan->view = RedisClusterViewOf(scan->conn, nodes);
 	MemoryContextSwitchTo(old);
 }
 
@@ -691,6 +732,7 @@ scan_end(RedisScan *scan)
 	List	   *nodes = NIL;
 
 	scan->ended = true;
+	scan->moved_from = scan->nqueue;
 	if (scan->view == NULL)
 		return;
 	old = MemoryContextSwitchTo(scan->seen_cxt);
@@ -844,10 +886,17 @@ take_queued(RedisScan *scan, ScanRound *r)
 	int			n = Min(scan->tbl->fetch_size, scan->nqueue - scan->queuepos);
 
 	for (int i = 0; i < n; i++)
+	{
+		if (scan->ended && scan->queuepos + i == scan->moved_from)
+			r->moved_state = r->nstates;
 		add_state(r, scan->queue[scan->queuepos + i], scan->queuelens[scan->queuepos + i]);
+	}
 	scan->queuepos += n;
 	if (scan->queuepos == scan->nqueue)
+	{
 		scan->queuepos = scan->nqueue = 0;	/* the queue starts over */
+		scan->moved_from = 0;	/* (nothing is queued after the moved keys) */
+	}
 }
 
 /* Append the fetch command (and TTL) for one key. */
@@ -939,13 +988,35 @@ wrong_type_error(RedisScan *scan, RedisKeyState *st, redisReply *type)
 			 errhint("Check the table's key_prefix and table_type.")));
 }
 
+/* Whether a status reply says exactly word (its bytes, NUL included). */
+static inline bool
+status_is(redisReply *reply, const char *word)
+{
+	return reply->len == strlen(word) && memcmp(reply->str, word, reply->len) == 0;
+}
+
+/*
+ * Whether reply says that its key holds another type than tbl's: a
+ * WRONGTYPE error of the fetch command, or a TYPE naming another type.
+ */
+static bool
+other_type(RedisTable *tbl, FetchKind fetch, redisReply *reply)
+{
+	if (reply->type == REDIS_REPLY_ERROR)
+		return reply->len >= 9 && memcmp(reply->str, "WRONGTYPE", 9) == 0;
+	return fetch == FETCH_TYPE && reply->type == REDIS_REPLY_STATUS &&
+		!status_is(reply, "none") && !status_is(reply, RedisScanTypeFilter(tbl));
+}
+
 /*
  * A fetch reply of round r: the fetch command's (kept: the key state points
  * into it), TTL's, or TYPE's.  An error reply (WRONGTYPE ...) and a TYPE of
  * another type are kept and raised when the round's rows are asked for, not
  * now: the replies of a round sent ahead may be read by another request of
- * the query, for rows that are then never asked for.  A reply of a type the
- * command never answers with breaks the connection at once.
+ * the query, for rows that are then never asked for.  A key of a moved slot
+ * holding another type is no row (SCAN's TYPE filter never saw it).  A
+ * reply of a type the command never answers with breaks the connection at
+ * once.
  */
 static bool
 fetch_reply(ScanRound *r, redisReply *reply, int index)
@@ -953,10 +1024,15 @@ fetch_reply(ScanRound *r, redisReply *reply, int index)
 	RedisScan  *scan = r->scan;
 	RedisKeyState *st = &r->states[index / r->per_key];
 
-	if (reply->type == REDIS_REPLY_ERROR ||
-		(r->fetch == FETCH_TYPE && reply->type == REDIS_REPLY_STATUS &&
-		 strcmp(reply->str, "none") != 0 &&
-		 strcmp(reply->str, RedisScanTypeFilter(scan->tbl)) != 0))
+	if (index % r->per_key == 0 && index / r->per_key >= r->moved_state &&
+		other_type(scan->tbl, r->fetch, reply))
+	{
+		st->exists = false;
+		st->nitems = 0;
+		st->keyonly = r->fetch == FETCH_TYPE;
+		return false;
+	}
+	if (reply->type == REDIS_REPLY_ERROR || other_type(scan->tbl, r->fetch, reply))
 	{
 		if (r->error != NULL)
 			return false;
@@ -968,7 +1044,7 @@ fetch_reply(ScanRound *r, redisReply *reply, int index)
 	{
 		if (reply->type != REDIS_REPLY_STATUS)
 			RedisProtocolError(scan->conn, "TYPE", reply, NULL);
-		st->exists = strcmp(reply->str, "none") != 0;
+		st->exists = !status_is(reply, "none");
 		st->keyonly = true;
 		return false;
 	}
@@ -1088,6 +1164,7 @@ clear_round(RedisScan *scan, ScanRound *r, int nkeys)
 		   sizeof(ScanRound) - offsetof(ScanRound, states));
 	r->scan = scan;
 	r->error_state = -1;
+	r->moved_state = INT_MAX;
 }
 
 /* States of the buffered keys that Redis did not have, into r. */
@@ -1103,7 +1180,8 @@ overlay_states(RedisScan *scan, ScanRound *r)
 	hash_seq_init(&hs, scan->ov->bykey);
 	while ((e = hash_seq_search(&hs)) != NULL)
 		if (!e->seen && pattern_match(scan, e->ref.key, e->ref.len))
-			add_state(r, (char *) e->ref.key, e->ref.len);
+			/* a copy: rows are read from NUL-terminated bytes (a write's are not) */
+			add_state(r, RedisBytesCopy(e->ref.key, e->ref.len), e->ref.len);
 }
 
 /*

@@ -72,7 +72,7 @@ const PgpolyOption RedisOptions[] = {
 	{"table_type", ForeignTableRelationId, PGPOLY_OPT_ENUM, 0, 0, REDIS_TYPES, false},
 	{"key_prefix", ForeignTableRelationId, PGPOLY_OPT_STRING, 0, 0, NULL, false},
 	{"ttl_seconds", ForeignTableRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
-	{"write_mode", ForeignTableRelationId, PGPOLY_OPT_ENUM, 0, 0, "transactional,immediate", false},
+	{"write_mode", ForeignTableRelationId, PGPOLY_OPT_ENUM, 0, 0, "transactional,immediate,outbox", false},
 	{"batch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, 1000000, NULL, false},
 	{"fetch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, 1000000, NULL, false},
 	{"use_remote_estimate", ForeignTableRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
@@ -80,6 +80,27 @@ const PgpolyOption RedisOptions[] = {
 	{"field", AttributeRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{NULL}
 };
+
+/*
+ * write_mode 'outbox' delivers each change by the key of its row, so it
+ * needs a table whose rows are keys: hash, json or string.
+ */
+static void
+check_outbox_type(List *options)
+{
+	const char *type = PgpolyGetOption(options, "table_type", "hash");
+
+	if (strcmp(PgpolyGetOption(options, "write_mode", ""), "outbox") != 0 ||
+		strcmp(type, "hash") == 0 || strcmp(type, "json") == 0 ||
+		strcmp(type, "string") == 0)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+			 errmsg("write_mode 'outbox' is not supported for table_type '%s'", type),
+			 errdetail("The outbox delivers each change by the key of its row; a %s member or element is not a row of its own key.",
+					   type),
+			 errhint("Use write_mode 'outbox' with hash, json or string tables.")));
+}
 
 PG_FUNCTION_INFO_V1(pgpoly_redis_validator);
 
@@ -92,10 +113,13 @@ pgpoly_redis_validator(PG_FUNCTION_ARGS)
 {
 	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
 	RedisTopology topo;
+	Oid			context = PG_GETARG_OID(1);
 
-	PgpolyValidateOptions(RedisOptions, options, PG_GETARG_OID(1));
-	if (PG_GETARG_OID(1) == ForeignServerRelationId)
+	PgpolyValidateOptions(RedisOptions, options, context);
+	if (context == ForeignServerRelationId)
 		RedisTopologyFromOptions(options, &topo);
+	if (context == ForeignTableRelationId)
+		check_outbox_type(options);
 	PG_RETURN_VOID();
 }
 

@@ -1243,6 +1243,8 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 											  500, VectorSendWrites);
 
 	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
+	if (ms->core.outbox)
+		return ms;				/* no service now: the worker checks the dimension */
 	ms->coll = VectorLookupCollection(ms->core.conn, ms->tbl, ms->tbl->create);
 	if (ms->coll && ms->coll->dimension == 0)
 	{
@@ -1606,6 +1608,7 @@ vectorExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
 	PgpolyWriterEndRow(&ms->core.writer);
+	PgpolyModifyOutbox(&ms->core, CMD_UPDATE, slot, planSlot);
 	return slot;
 }
 
@@ -1624,6 +1627,7 @@ vectorExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
 	PgpolyWriterEndRow(&ms->core.writer);
+	PgpolyModifyOutbox(&ms->core, CMD_DELETE, NULL, planSlot);
 	PgpolyModifyOldRow(&ms->core, slot, planSlot, rinfo->ri_RelationDesc);
 	return slot;
 }
@@ -1669,12 +1673,14 @@ vectorExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 						   List *fdw_private, int subplan_index, ExplainState *es)
 {
 	ForeignTable *ft = GetForeignTable(RelationGetRelid(rinfo->ri_RelationDesc));
-	const char *mode = PgpolyGetOption(ft->options, "write_mode", "transactional");
+	PgpolyWriteMode mode = PgpolyTableWriteMode(ft->options);
 	int			batch = (int) PgpolyGetIntOption(ft->options, "batch_size", 500);
 
 	ExplainPropertyText("Vector Write Mode",
-						strcmp(mode, "transactional") == 0 ?
+						mode == PGPOLY_WRITE_TRANSACTIONAL ?
 						psprintf("transactional (upsert/update/delete batches of %d at COMMIT)", batch) :
+						mode == PGPOLY_WRITE_OUTBOX ?
+						"outbox (queued at COMMIT, delivered by the sync worker)" :
 						psprintf("immediate (batches of %d)", batch), es);
 }
 

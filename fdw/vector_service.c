@@ -180,10 +180,8 @@ service_error(PgpolyConnection *conn, PgpolyHttpResponse *resp, const char *meth
 		json_decref(doc);
 	if (resp->status == 404)
 		code = ERRCODE_FDW_TABLE_NOT_FOUND;
-	else if (resp->status == 401 || resp->status == 403)
-		code = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
 	else
-		code = ERRCODE_FDW_ERROR;
+		code = PgpolyHttpStatusErrcode(resp->status);
 	ereport(ERROR,
 			(errcode(code),
 			 errmsg("vector server \"%s\" at %s: %s failed with HTTP %ld",

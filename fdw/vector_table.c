@@ -45,7 +45,7 @@ const PgpolyOption VectorOptions[] = {
 	{"batch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, 100000, NULL, false},
 	{"fetch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, 100000, NULL, false},
 	{"use_remote_estimate", ForeignTableRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
-	{"write_mode", ForeignTableRelationId, PGPOLY_OPT_ENUM, 0, 0, "transactional,immediate", false},
+	{"write_mode", ForeignTableRelationId, PGPOLY_OPT_ENUM, 0, 0, "transactional,immediate,outbox", false},
 	{"create_collection", ForeignTableRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
 	{"distance", ForeignTableRelationId, PGPOLY_OPT_ENUM, 0, 0, "l2,cosine,ip", false},
 	{"field", AttributeRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},

@@ -120,6 +120,52 @@ COMMIT;
 DELETE FROM raw WHERE key = 'c:x';
 DELETE FROM fc;
 
+-- An UPDATE writes only the columns it sets: a reader in the transaction
+-- sees them merged into what Redis holds, as Redis will after COMMIT (a
+-- field another client wrote meanwhile is kept; NULL removes the field).
+CREATE FOREIGN TABLE m (id text OPTIONS (key 'true'), a int, b text, c text)
+  SERVER rx OPTIONS (key_prefix 'regress_xact:m:');
+CREATE FOREIGN TABLE m_other (id text OPTIONS (key 'true'), a int, b text, c text)
+  SERVER rx OPTIONS (key_prefix 'regress_xact:m:', write_mode 'immediate');
+INSERT INTO m VALUES ('k', 1, 'b1', 'c1'), ('j', 2, 'b2', 'c2');
+BEGIN;
+UPDATE m SET a = a + 10, c = NULL WHERE id = 'k';
+UPDATE m_other SET b = 'from another client' WHERE id = 'k';   -- sent at once
+SELECT * FROM m ORDER BY id;                 -- a and c ours, b Redis'
+SELECT * FROM m WHERE id = 'k';
+UPDATE m SET b = b || '!' WHERE id = 'k';    -- reads the merged row
+SELECT * FROM m WHERE id = 'k';
+COMMIT;
+SELECT * FROM m_other ORDER BY id;           -- what the transaction saw
+-- A key move takes the whole row along, merged updates before it included.
+BEGIN;
+UPDATE m SET a = 0 WHERE id = 'j';
+UPDATE m SET id = 'j2', b = NULL WHERE id = 'j';
+SELECT * FROM m ORDER BY id;
+COMMIT;
+SELECT * FROM m_other ORDER BY id;
+DELETE FROM m;
+
+-- A large transaction: its buffered writes span many memory chunks (values
+-- of 1 kB, one of 3 MB), some dropped by a savepoint; the transaction reads
+-- them back and COMMIT sends exactly the others, in one MULTI/EXEC.
+CREATE FOREIGN TABLE big (id int OPTIONS (key 'true'), n int, pad text)
+  SERVER rx OPTIONS (key_prefix 'regress_xact:big:');
+BEGIN;
+INSERT INTO big SELECT g, g, repeat(chr(65 + g % 26), 1000) FROM generate_series(1, 3000) g;
+SAVEPOINT s;
+INSERT INTO big SELECT g, -g, 'dropped' FROM generate_series(2001, 4000) g;
+DELETE FROM big WHERE id <= 10;
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO big VALUES (0, 0, repeat('z', 3 * 1024 * 1024));
+UPDATE big SET n = n * 2 WHERE id > 2990;
+SELECT count(*), sum(n), sum(length(pad)), count(DISTINCT md5(pad)) FROM big;
+COMMIT;
+SELECT count(*), sum(n), sum(length(pad)), count(DISTINCT md5(pad)) FROM big;
+SELECT n, length(pad), pad = repeat(chr(65 + 1234 % 26), 1000) AS same FROM big WHERE id = 1234;
+DELETE FROM big;
+SELECT count(*) FROM big;
+
 DELETE FROM f;
 DELETE FROM raw;
 SELECT count(*) FROM raw;

@@ -263,15 +263,15 @@ describe_connection(PgpolyConnection *conn, ForeignServer *server,
 }
 
 /*
- * Get a connection to server for user (from PgpolyGetUserMapping: umid
- * InvalidOid if there is no mapping), opening one if the cache has none,
- * the cached one was invalidated, or it broke.  ERROR if the trust rule
- * does not let user->userid use it.  The returned entry lives until the
- * backend exits.
+ * The cache entry of server and user (from PgpolyGetUserMapping: umid
+ * InvalidOid if there is no mapping), made if new, once the trust rule
+ * lets user->userid use it.  A handle it may not hand to that user is
+ * closed: one whose last request was cut off, one invalidated, or one
+ * opened without the check that the store asks for the credential (for a
+ * superuser or a waived mapping: PUBLIC's, say) when user needs that check.
  */
-PgpolyConnection *
-PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
-					UserMapping *user)
+static PgpolyConnection *
+lookup_entry(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
 {
 	PgpolyConnKey key;
 	PgpolyConnection *conn;
@@ -289,24 +289,48 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 		memset(((char *) conn) + sizeof(key), 0, sizeof(*conn) - sizeof(key));
 		conn->store = store;
 	}
-
-	/*
-	 * Never reuse a handle whose last request was cut off, nor hand one
-	 * opened without the check that the store asks for the credential (for
-	 * a superuser or a waived mapping: PUBLIC's, say) to a user who needs
-	 * that check.
-	 */
 	if (conn->handle && (conn->busy || (conn->invalidated && conn->writes == NIL) ||
 						 (!conn->checked && PgpolyMustProveCredential(user))))
 		close_handle(conn);
-
 	conn->userid = user->userid;
+	return conn;
+}
+
+/*
+ * Get a connection to server for user (from PgpolyGetUserMapping), opening
+ * one if the cache has none, the cached one was invalidated, or it broke.
+ * ERROR if the trust rule does not let user->userid use it.  The returned
+ * entry lives until the backend exits.
+ */
+PgpolyConnection *
+PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
+					UserMapping *user)
+{
+	PgpolyConnection *conn = lookup_entry(store, server, user);
+
 	if (conn->handle == NULL)
 	{
 		describe_connection(conn, server, user);
 		conn->handle = store->connect(conn, server, user);
 		conn->checked = PgpolyMustProveCredential(user);
 	}
+	mark_used(conn);
+	return conn;
+}
+
+/*
+ * As PgpolyGetConnection, but without opening a connection: for writes
+ * that reach no store while the statement runs (write_mode 'outbox').  A
+ * store opens the handle with PgpolyEnsureConnected() before any request.
+ */
+PgpolyConnection *
+PgpolyGetConnectionEntry(const PgpolyStore *store, ForeignServer *server,
+						 UserMapping *user)
+{
+	PgpolyConnection *conn = lookup_entry(store, server, user);
+
+	if (conn->handle == NULL)
+		describe_connection(conn, server, user);
 	mark_used(conn);
 	return conn;
 }

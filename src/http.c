@@ -576,6 +576,22 @@ PgpolyHttpBaseUrl(PgpolyHttp *h)
 	return h->urls[h->current];
 }
 
+/*
+ * The SQLSTATE of an HTTP error status, the same for every REST store: the
+ * credentials were refused (28000); the service is overloaded or
+ * unavailable (429, 502, 503, 504: a connection failure, 08006, which the
+ * sync worker retries with backoff); anything else an FDW error (HV000).
+ */
+int
+PgpolyHttpStatusErrcode(long status)
+{
+	if (status == 401 || status == 403)
+		return ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+	if (status == 429 || status == 502 || status == 503 || status == 504)
+		return ERRCODE_CONNECTION_FAILURE;
+	return ERRCODE_FDW_ERROR;
+}
+
 /* Set the easy handle up for one request (anonymous: without basic auth). */
 static void
 prepare(PgpolyConnection *conn, PgpolyHttp *h, const char *method,

@@ -27,7 +27,14 @@
  *	  must make the insert conditional (an existing key is never
  *	  overwritten) and report which rows it inserted; DO UPDATE, and a
  *	  conflict target other than the columns that identify a row (the
- *	  store's conflict_columns), are ERRORs.
+ *	  store's conflict_columns), are ERRORs;
+ *	- write_mode 'outbox': the modification opens no connection, refuses ON
+ *	  CONFLICT (whether a key exists can only be known when the change is
+ *	  delivered), and captures each row change for the outbox (outbox.c):
+ *	  INSERTs here, UPDATEs and DELETEs when the store's callbacks call
+ *	  PgpolyModifyOutbox().  The store builds and checks its payloads as in
+ *	  transactional mode; the writer buffers them for the transaction's
+ *	  reads only.
  *
  * PostgreSQL finds no arbiter index on a foreign table, so it refuses
  * ON CONFLICT (col) DO NOTHING before any FDW callback runs; a planner hook
@@ -347,6 +354,31 @@ PgpolyPlanOnConflict(ModifyTable *plan, Oid relid)
 		(void) store->conflict_columns(relid);
 }
 
+/*
+ * The cache entry for relid's server and userid's user mapping, checked by
+ * the trust rule but not connected (write_mode 'outbox').
+ */
+static PgpolyConnection *
+table_connection_entry(const PgpolyStore *store, Oid relid, Oid userid)
+{
+	ForeignServer *server = GetForeignServer(GetForeignTable(relid)->serverid);
+
+	return PgpolyGetConnectionEntry(store, server,
+									PgpolyGetUserMapping(userid, server->serverid));
+}
+
+/* ERROR for INSERT ... ON CONFLICT DO NOTHING on an outbox table. */
+static void
+refuse_outbox_on_conflict(Oid relid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("ON CONFLICT is not supported on foreign table \"%s\" in write_mode 'outbox'",
+					get_rel_name(relid)),
+			 errdetail("Whether a row exists in the store is known only when the sync worker delivers the change."),
+			 errhint("Use write_mode 'transactional' for conditional inserts, or a plain INSERT, which overwrites.")));
+}
+
 /* The batch_size option of relid, or dflt. */
 static int
 table_batch_size(List *options, int dflt)
@@ -385,19 +417,24 @@ PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate
 	MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
 	PgpolyModifyState *ms = palloc0(Max(size, sizeof(PgpolyModifyState)));
 	ForeignTable *ft;
+	PgpolyWriteMode mode;
 	ListCell   *lc;
 
 	ms->relid = RelationGetRelid(rinfo->ri_RelationDesc);
 	ms->userid = PgpolyModifyUser(rinfo, estate);
 	ft = GetForeignTable(ms->relid);
-	ms->conn = PgpolyTableConnection(store, ms->relid, ms->userid);
-	ms->transactional = strcmp(PgpolyGetOption(ft->options, "write_mode", "transactional"),
-							   "transactional") == 0;
+	mode = PgpolyTableWriteMode(ft->options);
+	ms->transactional = mode != PGPOLY_WRITE_IMMEDIATE;
+	ms->outbox = mode == PGPOLY_WRITE_OUTBOX;
+	ms->conn = ms->outbox ? table_connection_entry(store, ms->relid, ms->userid) :
+		PgpolyTableConnection(store, ms->relid, ms->userid);
 	ms->batch_size = table_batch_size(ft->options, default_batch_size);
 	if (plan != NULL && IsA(plan, ModifyTable))
 	{
 		PgpolyPlanOnConflict(plan, ms->relid);
 		ms->do_nothing = plan->onConflictAction == ONCONFLICT_NOTHING;
+		if (ms->do_nothing && ms->outbox)
+			refuse_outbox_on_conflict(ms->relid);
 	}
 	if (fdw_private != NIL)
 	{
@@ -405,7 +442,7 @@ PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate
 			ms->updated = bms_add_member(ms->updated, lfirst_int(lc));
 		find_junk(ms, outerPlanState(mtstate)->plan->targetlist, junk);
 	}
-	PgpolyWriterInit(&ms->writer, ms->conn, ms->relid, ms->transactional,
+	PgpolyWriterInit(&ms->writer, ms->conn, ms->relid, mode,
 					 ms->batch_size, send, estate->es_query_cxt);
 	ms->row_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly modify row",
 										ALLOCSET_DEFAULT_SIZES);
@@ -485,6 +522,8 @@ PgpolyExecInsert(PgpolyModifyState *ms, EState *estate, TupleTableSlot *slot,
 	bool		inserted;
 
 	insert_rows(ms, estate, &slot, 1, &inserted);
+	if (inserted)
+		PgpolyModifyOutbox(ms, CMD_INSERT, slot, NULL);
 	MemoryContextSwitchTo(old);
 	return inserted ? slot : NULL;
 }
@@ -505,6 +544,9 @@ PgpolyExecBatchInsert(PgpolyModifyState *ms, EState *estate,
 	TupleTableSlot **result = slots;
 
 	insert_rows(ms, estate, slots, *numSlots, inserted);
+	for (int i = 0; i < *numSlots; i++)
+		if (inserted[i])
+			PgpolyModifyOutbox(ms, CMD_INSERT, slots[i], NULL);
 	if (ms->do_nothing)
 	{
 		int			n = 0;

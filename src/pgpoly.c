@@ -56,6 +56,7 @@ _PG_init(void)
 #endif
 	PgpolyConnectionInit();
 	PgpolyXactInit();
+	PgpolyFeaturesInit();
 	PgpolyRegisterStore(&RedisStore);
 	PgpolyRegisterStore(&ElasticStore);
 	PgpolyRegisterStore(&VectorStore);

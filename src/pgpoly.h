@@ -215,6 +215,9 @@ typedef struct PgpolyConnection
 extern PgpolyConnection *PgpolyGetConnection(const PgpolyStore *store,
 											 ForeignServer *server,
 											 UserMapping *user);
+extern PgpolyConnection *PgpolyGetConnectionEntry(const PgpolyStore *store,
+												  ForeignServer *server,
+												  UserMapping *user);
 extern UserMapping *PgpolyGetUserMapping(Oid userid, Oid serverid);
 extern bool PgpolyMustProveCredential(UserMapping *user);
 extern void PgpolyCredentialNotRequested(PgpolyConnection *conn,
@@ -289,6 +292,7 @@ extern List *PgpolySplitUrls(const char *urls);
 extern void PgpolyCheckUrls(const char *option, const char *value,
 							const char *servername);
 extern List *PgpolyServerUrls(ForeignServer *server, const char *dflt);
+extern int	PgpolyHttpStatusErrcode(long status);
 extern char *PgpolyHttpExcerpt(PgpolyConnection *conn, const char *text,
 							   size_t len);
 
@@ -306,18 +310,35 @@ typedef struct PgpolyWrite
 {
 	Oid			relid;
 	int			level;			/* subtransaction nest level that wrote it */
+	bool		outbox;			/* write_mode 'outbox': seen by the
+								 * transaction's reads, never sent */
 	void	   *payload;
 } PgpolyWrite;
 
 extern void PgpolyBufferWrite(PgpolyConnection *conn, Oid relid,
 							  void *payload);
 
+/* A foreign table's write_mode option. */
+typedef enum PgpolyWriteMode
+{
+	PGPOLY_WRITE_TRANSACTIONAL,	/* buffered, sent at COMMIT */
+	PGPOLY_WRITE_IMMEDIATE,		/* sent in batches while the statement runs */
+	PGPOLY_WRITE_OUTBOX			/* buffered, queued at COMMIT for the sync
+								 * worker, which delivers it */
+} PgpolyWriteMode;
+
+extern PgpolyWriteMode PgpolyTableWriteMode(List *options);
+extern void PgpolyDeliverOutbox(void);
+
 /*
  * Where one statement's writes to one table go (write_mode): into the
  * transaction buffer, or for 'immediate' into batches of batch_size that
  * send() transmits while the statement runs.  Stores build each payload in
  * PgpolyWriterContext(), hand it to PgpolyWriterAdd(), and call
- * PgpolyWriterEndRow() once the row's payloads are all added.
+ * PgpolyWriterEndRow() once the row's payloads are all added.  In outbox
+ * mode the payloads are buffered like transactional ones, for the
+ * transaction's reads (and the stores' checks) only: the row changes that
+ * the outbox queues are captured by the core (PgpolyModifyOutbox).
  */
 typedef void (*PgpolySendWrites) (PgpolyConnection *conn, List *payloads);
 
@@ -325,7 +346,8 @@ typedef struct PgpolyWriter
 {
 	PgpolyConnection *conn;
 	Oid			relid;
-	bool		transactional;
+	bool		transactional;	/* buffered: transactional or outbox */
+	bool		outbox;
 	int			batch_size;
 	PgpolySendWrites send;		/* immediate mode */
 	List	   *pending;		/* immediate mode: payloads not yet sent */
@@ -333,7 +355,7 @@ typedef struct PgpolyWriter
 } PgpolyWriter;
 
 extern void PgpolyWriterInit(PgpolyWriter *w, PgpolyConnection *conn, Oid relid,
-							 bool transactional, int batch_size,
+							 PgpolyWriteMode mode, int batch_size,
 							 PgpolySendWrites send, MemoryContext parent);
 extern MemoryContext PgpolyWriterContext(PgpolyWriter *w);
 extern void PgpolyWriterAdd(PgpolyWriter *w, void *payload);
@@ -342,6 +364,34 @@ extern void PgpolyWriterFlush(PgpolyWriter *w);
 extern List *PgpolyPendingWrites(PgpolyConnection *conn, Oid relid);
 extern MemoryContext PgpolyWriteContext(void);
 extern void PgpolyXactInit(void);
+
+/*
+ * One row change of a table in write_mode 'outbox', as the sync worker will
+ * deliver it: an upsert of the whole row, an update of some columns, or a
+ * delete, of the row whose identity (Redis key, _id, id) is key.  Values
+ * are in the fixed text form of convert.c; NULL is SQL NULL.  Lives in
+ * TopTransactionContext until COMMIT queues it (SyncQueueChanges).
+ */
+#define PGPOLY_CHANGE_UPSERT	'u'
+#define PGPOLY_CHANGE_UPDATE	'p'
+#define PGPOLY_CHANGE_DELETE	'd'
+
+typedef struct PgpolyChange
+{
+	Oid			relid;
+	Oid			userid;			/* whose write: its user mapping delivers it */
+	int			level;			/* subtransaction nest level */
+	char		op;				/* PGPOLY_CHANGE_* */
+	AttrNumber	key_att;		/* the identity column */
+	char	   *key;			/* identity, fixed text form */
+	int			ncols;			/* upsert, update: the columns written */
+	AttrNumber *atts;			/* (shared by the changes of a statement) */
+	char	  **values;
+} PgpolyChange;
+
+extern void PgpolyAddChange(PgpolyChange *change);
+extern bool PgpolyChangesPending(void);
+extern void SyncQueueChanges(List *changes);	/* sync_outbox.c */
 
 /* A store's table descriptor loader: relid as seen by userid. */
 typedef void *(*PgpolyLoadTable) (Oid relid, Oid userid);
@@ -385,12 +435,17 @@ extern void PgpolyScanEnd(PgpolyScanState *ss);
  * ModifyTable result relation, COPY FROM, or a partition INSERT routes
  * to).  A store's modify state embeds it as its first member.
  */
+struct PgpolyOutboxCapture;
+
 typedef struct PgpolyModifyState
 {
 	Oid			relid;
 	Oid			userid;			/* whose user mapping: the plan's checkAsUser */
-	PgpolyConnection *conn;
-	bool		transactional;	/* write_mode */
+	PgpolyConnection *conn;		/* outbox: not connected by the core */
+	bool		transactional;	/* write_mode: buffered (transactional or
+								 * outbox) */
+	bool		outbox;			/* write_mode 'outbox' */
+	struct PgpolyOutboxCapture *capture;	/* outbox: set up by the first row */
 	int			batch_size;
 	bool		do_nothing;		/* INSERT ... ON CONFLICT DO NOTHING */
 	Bitmapset  *updated;		/* UPDATE: the attnums assigned */
@@ -414,6 +469,9 @@ extern void PgpolyModifyOldRow(PgpolyModifyState *ms,
 							   struct TupleTableSlot *slot,
 							   struct TupleTableSlot *planSlot, Relation rel);
 extern void PgpolyModifyEnd(PgpolyModifyState *ms);
+extern void PgpolyModifyOutbox(PgpolyModifyState *ms, CmdType op,
+							   struct TupleTableSlot *slot,
+							   struct TupleTableSlot *planSlot);
 /*
  * A store's INSERT of n rows (one, or an executor batch): sets inserted[i]
  * to whether row i was (ON CONFLICT DO NOTHING skips rows that exist).
@@ -535,6 +593,7 @@ extern void PgpolyMaterializedSRF(FunctionCallInfo fcinfo);
 /* Initialisers called from _PG_init (hooks, GUCs of one area). */
 extern void RedisJoinInit(void);
 extern void SyncInit(void);		/* sync_launch.c: before the prefix is reserved */
+extern void PgpolyFeaturesInit(void);	/* features.c: cache invalidation */
 
 /* The stores, registered with the core by _PG_init. */
 extern const PgpolyStore RedisStore;

@@ -30,6 +30,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/nbtree.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/xact.h"
@@ -104,8 +105,8 @@ column_name(Oid relid, AttrNumber att)
 }
 
 /* The default equality operator of typid as OPERATOR(schema.name). */
-static char *
-equality_operator(Oid typid)
+char *
+SyncEqualityOperator(Oid typid)
 {
 	TypeCacheEntry *tc = lookup_type_cache(typid, TYPECACHE_EQ_OPR);
 	HeapTuple	tp;
@@ -142,6 +143,34 @@ array_type_of(Oid typid)
 }
 
 /*
+ * Whether values of column att of relid that are equal under its type's
+ * default equality (and the column's collation) are always identical, as
+ * btree deduplication asks (BTEQUALIMAGE_PROC): false for numeric (1 and
+ * 1.0), float8 (0 and -0), interval, a nondeterministic collation.  Keys
+ * that are equal but not identical have different text forms, so they are
+ * different keys in the target.
+ */
+static bool
+equal_is_identical(Oid relid, AttrNumber att)
+{
+	Oid			typid;
+	int32		typmod;
+	Oid			collid;
+	TypeCacheEntry *tc;
+	Oid			proc;
+
+	get_atttypetypmodcoll(relid, att, &typid, &typmod, &collid);
+	tc = lookup_type_cache(getBaseType(typid), TYPECACHE_BTREE_OPFAMILY);
+	if (!OidIsValid(tc->btree_opf))
+		return false;
+	proc = get_opfamily_proc(tc->btree_opf, tc->btree_opintype, tc->btree_opintype,
+							 BTEQUALIMAGE_PROC);
+	return OidIsValid(proc) &&
+		DatumGetBool(OidFunctionCall1Coll(proc, collid,
+										  ObjectIdGetDatum(tc->btree_opintype)));
+}
+
+/*
  * The sync id's definition and delivery SQL, resolved against the catalogs
  * (ERROR if a relation or column it uses is gone).
  */
@@ -156,6 +185,7 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 	const char *sk = column_name(source, key_att);
 	const char *tk = column_name(target, target_key_att);
 	char	   *eq;
+	char	   *tt;
 	StringInfoData cols;
 	StringInfoData vals;
 
@@ -169,7 +199,7 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 	d->key_array_type = array_type_of(d->key_type);
 	d->target_key_type = get_atttype(target, target_key_att);
 	d->target_key_array_type = array_type_of(d->target_key_type);
-	eq = equality_operator(d->key_type);
+	eq = SyncEqualityOperator(d->key_type);
 
 	initStringInfo(&cols);
 	initStringInfo(&vals);
@@ -182,12 +212,17 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 	}
 	d->upsert_sql = psprintf("INSERT INTO %s (%s) SELECT %s FROM %s s WHERE s.%s %s ANY ($1)",
 							 tgt, cols.data, vals.data, src, sk, eq);
-	d->absent_sql = psprintf("SELECT pg_catalog.array_agg(CAST(u.k AS %s)) "
-							 "FROM pg_catalog.unnest($1) AS u(k) "
-							 "WHERE NOT EXISTS (SELECT 1 FROM %s s WHERE s.%s %s u.k)",
-							 format_type_be_qualified(d->target_key_type), src, sk, eq);
+	d->key_identical = equal_is_identical(source, key_att);
+	tt = format_type_be_qualified(d->target_key_type);
+	d->absent_sql = psprintf("SELECT pg_catalog.array_agg(CAST(t.k AS %s)) "
+							 "FROM (SELECT DISTINCT CAST(CAST(u.k AS %s) AS pg_catalog.text) AS k "
+							 "      FROM pg_catalog.unnest($1) AS u(k)) t "
+							 "WHERE NOT t.k OPERATOR(pg_catalog.=) ANY "
+							 "(SELECT CAST(CAST(s.%s AS %s) AS pg_catalog.text) FROM %s s "
+							 " WHERE s.%s %s ANY ($1))",
+							 tt, tt, sk, tt, src, sk, eq);
 	d->delete_sql = psprintf("DELETE FROM %s WHERE %s %s ANY ($1)", tgt, tk,
-							 equality_operator(getBaseType(d->target_key_type)));
+							 SyncEqualityOperator(getBaseType(d->target_key_type)));
 	d->payload_sql = psprintf("SELECT pg_catalog.to_jsonb(s) FROM %s s WHERE s.%s %s $1",
 							  src, sk, eq);
 	return d;
@@ -222,32 +257,19 @@ SyncBecome(Oid role, bool restricted, Oid *save_user, int *save_sec)
 						   (restricted ? SECURITY_RESTRICTED_OPERATION : 0));
 }
 
-/* Set one GUC for the current GUC nest level, if it differs. */
-static void
-fix_setting(const char *name, const char *value)
-{
-	const char *cur = GetConfigOption(name, false, false);
-
-	if (cur == NULL || strcmp(cur, value) != 0)
-		(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-}
-
 /*
- * Enter the fixed settings keys are converted under (and, with
- * with_search_path, generated SQL is parsed under).  The caller ends them
- * with AtEOXact_GUC(true, result); an ERROR ends them too.
+ * Parse and run generated SQL under search_path pg_catalog, pg_temp until
+ * the caller ends it with AtEOXact_GUC(true, result) (an ERROR ends it
+ * too).  Values are converted by convert.c, under no session setting.
  */
 int
-SyncFixedSettings(bool with_search_path)
+SyncSafeSearchPath(void)
 {
 	int			level = NewGUCNestLevel();
 
-	fix_setting("datestyle", "ISO, YMD");
-	fix_setting("intervalstyle", "postgres");
-	fix_setting("extra_float_digits", "3");
-	if (with_search_path)
-		fix_setting("search_path", "pg_catalog, pg_temp");
+	if (strcmp(GetConfigOption("search_path", false, false), "pg_catalog, pg_temp") != 0)
+		(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	return level;
 }
 
@@ -557,8 +579,8 @@ validate_def(SyncDef *def)
 }
 
 /* An int2[] of n attnums. */
-static Datum
-attnum_array(const AttrNumber *atts, int n)
+Datum
+SyncAttnumArray(const AttrNumber *atts, int n)
 {
 	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
 
@@ -582,8 +604,8 @@ insert_sync(const char *name, Oid source, Oid target, AttrNumber key_att,
 	values[2] = ObjectIdGetDatum(target);
 	values[3] = Int16GetDatum(key_att);
 	values[4] = Int16GetDatum(target_key);
-	values[5] = attnum_array(satts, n);
-	values[6] = attnum_array(tatts, n);
+	values[5] = SyncAttnumArray(satts, n);
+	values[6] = SyncAttnumArray(tatts, n);
 	values[7] = ObjectIdGetDatum(GetUserId());
 	admin_execute("INSERT INTO pgpoly.syncs (name, source, target, key_attnum, "
 				  "target_key_attnum, source_attnums, target_attnums, owner) "
@@ -598,38 +620,46 @@ insert_sync(const char *name, Oid source, Oid target, AttrNumber key_att,
 									   1, &isnull));
 }
 
-/* The name of the capture trigger of sync id for one event. */
+/*
+ * The capture triggers: name suffix, timing and events, transition tables,
+ * level and when they fire.  The statement triggers fire ALWAYS, so that a
+ * session with session_replication_role = replica is captured too; a
+ * logical replication apply worker fires row triggers only, so it is
+ * captured by the row trigger, which fires in replica mode only (and does
+ * nothing outside an apply worker: see sync_capture.c).
+ */
+static const char *const CaptureTriggers[5][5] = {
+	{"insert", "AFTER INSERT", "REFERENCING NEW TABLE AS pgpoly_new", "STATEMENT", "ALWAYS"},
+	{"update", "AFTER UPDATE", "REFERENCING OLD TABLE AS pgpoly_old NEW TABLE AS pgpoly_new",
+	"STATEMENT", "ALWAYS"},
+	{"delete", "AFTER DELETE", "REFERENCING OLD TABLE AS pgpoly_old", "STATEMENT", "ALWAYS"},
+	{"truncate", "BEFORE TRUNCATE", "", "STATEMENT", "ALWAYS"},
+	{"applied", "AFTER INSERT OR UPDATE OR DELETE", "", "ROW", "REPLICA"}
+};
+
+/* The name of capture trigger i of sync id. */
 static char *
-trigger_name(int32 id, const char *event)
+trigger_name(int32 id, int i)
 {
-	return psprintf("pgpoly_sync_%d_%s", id, event);
+	return psprintf("pgpoly_sync_%d_%s", id, CaptureTriggers[i][0]);
 }
 
-/*
- * Attach the capture triggers to source, enabled ALWAYS so that changes
- * applied by logical replication (session_replication_role = replica) are
- * captured too.
- */
+/* Attach the capture triggers to source. */
 static void
 create_triggers(int32 id, Oid source, AttrNumber key_att)
 {
-	static const char *const events[4][3] = {
-		{"insert", "AFTER INSERT", "REFERENCING NEW TABLE AS pgpoly_new"},
-		{"update", "AFTER UPDATE", "REFERENCING OLD TABLE AS pgpoly_old NEW TABLE AS pgpoly_new"},
-		{"delete", "AFTER DELETE", "REFERENCING OLD TABLE AS pgpoly_old"},
-		{"truncate", "BEFORE TRUNCATE", ""}
-	};
 	char	   *rel = SyncQualifiedName(source);
 
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < lengthof(CaptureTriggers); i++)
 	{
-		const char *name = quote_identifier(trigger_name(id, events[i][0]));
+		const char *const *t = CaptureTriggers[i];
+		const char *name = quote_identifier(trigger_name(id, i));
 
-		admin_execute(psprintf("CREATE TRIGGER %s %s ON %s %s FOR EACH STATEMENT "
+		admin_execute(psprintf("CREATE TRIGGER %s %s ON %s %s FOR EACH %s "
 							   "EXECUTE FUNCTION pgpoly._sync_capture('%d', '%d')",
-							   name, events[i][1], rel, events[i][2], id, (int) key_att),
+							   name, t[1], rel, t[2], t[3], id, (int) key_att),
 					  0, NULL, NULL, SPI_OK_UTILITY);
-		admin_execute(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s", rel, name),
+		admin_execute(psprintf("ALTER TABLE %s ENABLE %s TRIGGER %s", rel, t[4], name),
 					  0, NULL, NULL, SPI_OK_UTILITY);
 	}
 }
@@ -686,7 +716,7 @@ pgpoly_create_sync(PG_FUNCTION_ARGS)
 	kind = check_target(target);
 	key_att = resolve_key(source, PG_ARGISNULL(3) ? NULL : NameStr(*PG_GETARG_NAME(3)));
 
-	guc_level = SyncFixedSettings(true);
+	guc_level = SyncSafeSearchPath();
 	spi_connect();
 	target_key = target_key_column(target, kind);
 	n = map_columns(source, target, kind, target_key, &satts, &tatts);
@@ -709,10 +739,11 @@ pgpoly_create_sync(PG_FUNCTION_ARGS)
 
 /*
  * Look up sync name (locking its row) and check that the caller is a
- * member of its owner's role.  Sets *source; returns its id.
+ * member of its owner's role.  Sets *source (InvalidOid: an outbox table's
+ * sync) and *target; returns its id.
  */
 static int32
-owned_sync(const char *name, Oid *source)
+owned_sync(const char *name, Oid *source, Oid *target)
 {
 	Oid			type = TEXTOID;
 	Datum		arg = CStringGetTextDatum(name);
@@ -720,7 +751,8 @@ owned_sync(const char *name, Oid *source)
 	HeapTuple	tup;
 	Oid			owner;
 
-	admin_execute("SELECT sync_id, source::pg_catalog.oid, owner::pg_catalog.oid "
+	admin_execute("SELECT sync_id, source::pg_catalog.oid, owner::pg_catalog.oid, "
+				  "target::pg_catalog.oid "
 				  "FROM pgpoly.syncs WHERE name = $1 FOR UPDATE",
 				  1, &type, &arg, SPI_OK_SELECT);
 	if (SPI_processed == 0)
@@ -729,6 +761,9 @@ owned_sync(const char *name, Oid *source)
 				 errmsg("sync \"%s\" does not exist", name)));
 	tup = SPI_tuptable->vals[0];
 	*source = DatumGetObjectId(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+	if (isnull)
+		*source = InvalidOid;
+	*target = DatumGetObjectId(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull));
 	owner = DatumGetObjectId(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
 	if (!has_privs_of_role(GetUserId(), owner))
 		ereport(ERROR,
@@ -748,6 +783,7 @@ pgpoly_drop_sync(PG_FUNCTION_ARGS)
 {
 	char	   *name;
 	Oid			source;
+	Oid			target;
 	int32		id;
 	Oid			type = INT4OID;
 	Datum		arg;
@@ -755,17 +791,15 @@ pgpoly_drop_sync(PG_FUNCTION_ARGS)
 
 	require_arg(fcinfo, 0, "name");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	guc_level = SyncFixedSettings(true);
+	guc_level = SyncSafeSearchPath();
 	spi_connect();
-	id = owned_sync(name, &source);
+	id = owned_sync(name, &source, &target);
 	arg = Int32GetDatum(id);
-	if (get_rel_name(source) != NULL)
+	if (OidIsValid(source) && get_rel_name(source) != NULL)
 	{
-		static const char *const events[4] = {"insert", "update", "delete", "truncate"};
-
-		for (int i = 0; i < 4; i++)
+		for (int i = 0; i < lengthof(CaptureTriggers); i++)
 			admin_execute(psprintf("DROP TRIGGER IF EXISTS %s ON %s",
-								   quote_identifier(trigger_name(id, events[i])),
+								   quote_identifier(trigger_name(id, i)),
 								   SyncQualifiedName(source)),
 						  0, NULL, NULL, SPI_OK_UTILITY);
 	}
@@ -784,14 +818,47 @@ pgpoly_drop_sync(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(pgpoly_sync_retry);
 
 /*
+ * Requeue the dead letters of outbox sync id (of target): each as the
+ * change it was, queued now, after every change queued before (columns
+ * dropped since are left out).
+ */
+static void
+retry_outbox(Datum id, Oid target)
+{
+	Oid			types[2] = {INT4OID, REGCLASSOID};
+	Datum		values[2] = {id, ObjectIdGetDatum(target)};
+
+	admin_execute("WITH d AS (DELETE FROM pgpoly.sync_dead_letters WHERE sync_id = $1 "
+				  "           RETURNING key, op, payload, writer, failed_at) "
+				  "INSERT INTO pgpoly.sync_queue (sync_id, keys, op, userid, cols, vals) "
+				  "SELECT $1, ARRAY[d.key], "
+				  "       CASE d.op WHEN 'upsert' THEN 'u' WHEN 'update' THEN 'p' ELSE 'd' END, "
+				  "       d.writer, "
+				  "       CASE WHEN d.op <> 'delete' THEN COALESCE(c.cols, '{}') END, "
+				  "       CASE WHEN c.cols IS NOT NULL THEN ARRAY[c.vals] END "
+				  "FROM d LEFT JOIN LATERAL ("
+				  "  SELECT pg_catalog.array_agg(a.attnum ORDER BY a.attnum) AS cols, "
+				  "         pg_catalog.array_agg(e.value ORDER BY a.attnum) AS vals "
+				  "  FROM pg_catalog.jsonb_each_text(d.payload) e "
+				  "  JOIN pg_catalog.pg_attribute a ON a.attrelid = $2 "
+				  "   AND a.attname OPERATOR(pg_catalog.=) e.key "
+				  "   AND a.attnum > 0 AND NOT a.attisdropped) c ON true "
+				  "ORDER BY d.failed_at "
+				  "RETURNING pg_catalog.cardinality(keys)",
+				  2, types, values, SPI_OK_INSERT_RETURNING);
+}
+
+/*
  * pgpoly.sync_retry(name): move the sync's dead letters back to the queue
- * (the worker delivers their keys' current rows).  Returns how many.
+ * (the worker delivers their keys' current rows; for an outbox table, the
+ * changes again).  Returns how many.
  */
 Datum
 pgpoly_sync_retry(PG_FUNCTION_ARGS)
 {
 	char	   *name;
 	Oid			source;
+	Oid			target;
 	Oid			type = INT4OID;
 	Datum		arg;
 	int64		moved = 0;
@@ -799,17 +866,20 @@ pgpoly_sync_retry(PG_FUNCTION_ARGS)
 
 	require_arg(fcinfo, 0, "name");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	guc_level = SyncFixedSettings(true);
+	guc_level = SyncSafeSearchPath();
 	spi_connect();
-	arg = Int32GetDatum(owned_sync(name, &source));
-	admin_execute("WITH d AS (DELETE FROM pgpoly.sync_dead_letters WHERE sync_id = $1 "
-				  "                RETURNING key), "
-				  "     n AS (SELECT key, (pg_catalog.row_number() OVER () - 1) / 1000 AS chunk "
-				  "           FROM d) "
-				  "INSERT INTO pgpoly.sync_queue (sync_id, keys) "
-				  "SELECT $1, pg_catalog.array_agg(key) FROM n GROUP BY chunk "
-				  "RETURNING pg_catalog.cardinality(keys)",
-				  1, &type, &arg, SPI_OK_INSERT_RETURNING);
+	arg = Int32GetDatum(owned_sync(name, &source, &target));
+	if (!OidIsValid(source))
+		retry_outbox(arg, target);
+	else
+		admin_execute("WITH d AS (DELETE FROM pgpoly.sync_dead_letters WHERE sync_id = $1 "
+					  "                RETURNING key), "
+					  "     n AS (SELECT key, (pg_catalog.row_number() OVER () - 1) / 1000 AS chunk "
+					  "           FROM d) "
+					  "INSERT INTO pgpoly.sync_queue (sync_id, keys) "
+					  "SELECT $1, pg_catalog.array_agg(key) FROM n GROUP BY chunk "
+					  "RETURNING pg_catalog.cardinality(keys)",
+					  1, &type, &arg, SPI_OK_INSERT_RETURNING);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -895,7 +965,7 @@ pgpoly_sync_wait(PG_FUNCTION_ARGS)
 	bool		done;
 	int			guc_level;
 
-	if (SyncQueuedInXact())
+	if (SyncQueuedInXact() || PgpolyChangesPending())
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("sync_wait cannot wait for changes of its own transaction"),
@@ -907,7 +977,7 @@ pgpoly_sync_wait(PG_FUNCTION_ARGS)
 				 errdetail("A transaction snapshot would never see the changes delivered.")));
 	if (!PG_ARGISNULL(1))
 		deadline = t0 + Max(interval_usecs(PG_GETARG_INTERVAL_P(1)), 0);
-	guc_level = SyncFixedSettings(true);
+	guc_level = SyncSafeSearchPath();
 	spi_connect();
 	if (!PG_ARGISNULL(0))
 		id = sync_id_by_name(text_to_cstring(PG_GETARG_TEXT_PP(0)));

@@ -6,11 +6,14 @@
  * sync.c			the SQL functions: create_sync, drop_sync, sync_wait,
  *					sync_retry; definitions and the delivery SQL of a sync
  * sync_capture.c	the capture trigger and the queue writer
+ * sync_outbox.c	tables in write_mode 'outbox': their changes queued at
+ *					COMMIT, and their batches in the worker
  * sync_launch.c	starting and waking the per-database worker, the launcher
  * sync_worker.c	the worker: batches, delivery, backoff, dead letters
  *
- * Invariant: the outbox holds keys, not row images; delivery re-reads the
- * source (see extension/60_sync.sql).
+ * Invariants: a source sync's outbox holds keys, not row images, and
+ * delivery re-reads the source; an outbox table's holds the row changes,
+ * in commit order per key (see extension/60_sync.sql).
  *
  * src/sync.h
  *
@@ -54,12 +57,53 @@ typedef struct SyncDef
 	Oid			target_key_type;
 	Oid			target_key_array_type;
 	char	   *upsert_sql;		/* $1 key_type[]: upsert the rows present */
+	bool		key_identical;	/* equal keys are identical (see sync.c) */
 	char	   *absent_sql;		/* $1 key_type[] -> target_key_type[] gone */
 	char	   *delete_sql;		/* $1 target_key_type[]: delete them */
 	char	   *payload_sql;	/* $1 key_type: the row as jsonb */
 } SyncDef;
 
+/* A row of pgpoly.syncs, as the worker loads it each cycle. */
+typedef struct SyncRow
+{
+	int32		id;
+	char	   *name;
+	char	   *target_name;
+	bool		outbox;			/* an outbox table's sync (no source) */
+	Oid			source;
+	Oid			target;
+	Oid			owner;
+	AttrNumber	key_att;
+	AttrNumber	target_key_att;
+	int			ncols;
+	AttrNumber *satts;
+	AttrNumber *tatts;
+} SyncRow;
+
+/*
+ * The queue entries and keys of one batch (in the cycle's memory).  For an
+ * outbox sync, items[i] is the change delivered for keys[i], and outbox
+ * what sync_outbox.c knows of the batch.
+ */
+typedef struct Batch
+{
+	int64	   *entry_ids;
+	int			nentries;
+	char	  **keys;			/* sorted, distinct */
+	void	  **items;			/* outbox: per key, its composed change */
+	int			nkeys;
+	int			maxkeys;
+	TimestampTz queued_at;		/* oldest entry's */
+	int			attempts;		/* highest of the entries */
+	bool		isolated;
+	bool		more;			/* more entries may be ready */
+	TimestampTz next_retry;		/* earliest not_before still ahead, or 0 */
+	struct OutboxBatch *outbox;
+} Batch;
+
 /* sync.c */
+extern char *SyncEqualityOperator(Oid typid);
+extern Datum SyncAttnumArray(const AttrNumber *atts, int n);
 extern SyncDef *SyncBuildDef(int32 id, const char *name, Oid source, Oid target,
 							 Oid owner, AttrNumber key_att, AttrNumber target_key_att,
 							 int ncols, const AttrNumber *source_atts,
@@ -67,7 +111,7 @@ extern SyncDef *SyncBuildDef(int32 id, const char *name, Oid source, Oid target,
 extern Oid	SyncAdminRole(void);
 extern void SyncBecome(Oid role, bool restricted, Oid *save_user,
 					   int *save_sec);
-extern int	SyncFixedSettings(bool with_search_path);
+extern int	SyncSafeSearchPath(void);
 extern char *SyncQualifiedName(Oid relid);
 
 /* sync_capture.c */
@@ -88,7 +132,19 @@ extern void SyncLockTag(LOCKTAG *tag, Oid dboid);
 
 extern PGDLLEXPORT void PgpolySyncLauncherMain(Datum arg);
 
+/* sync_outbox.c: the outbox syncs' batches (sync_worker.c runs them) */
+struct OutboxBatch;
+extern void SyncOutboxFetch(SyncRow *s, Batch *b, MemoryContext cxt);
+extern void SyncOutboxDeliver(SyncRow *s, Batch *b);
+extern void SyncOutboxConsume(SyncRow *s, Batch *b);
+extern void SyncOutboxRequeue(SyncRow *s, Batch *b, Batch *part,
+							  TimestampTz queued_at, int attempts,
+							  TimestampTz not_before);
+extern void SyncOutboxBury(SyncRow *s, Batch *b, const char *error, int attempts);
+
 /* sync_worker.c */
+extern void SyncExecute(const char *sql, int nargs, Oid *types, Datum *values,
+						const char *nulls, int expect);
 extern PGDLLEXPORT void PgpolySyncWorkerMain(Datum arg);
 
 #endif							/* PGPOLY_SYNC_H */

@@ -8,7 +8,10 @@
  * (AFTER INSERT / UPDATE / DELETE with transition tables, BEFORE TRUNCATE),
  * all calling pgpoly_sync_capture().  A statement costs one pass over its
  * transition tables and one queue row per SYNC_CHUNK_KEYS keys, however
- * many rows it wrote.
+ * many rows it wrote.  A logical replication apply worker fires no
+ * statement trigger but row triggers: a fifth trigger, per row, fired in
+ * replica mode only, queues the rows such a worker writes (one queue row
+ * per row).
  *
  * Invariants:
  *	- The queue holds keys, never row images: the worker re-reads the current
@@ -22,9 +25,9 @@
  *	  when it equals a new key, which is queued.
  *	- TRUNCATE queues every key the table holds before it is emptied, so the
  *	  target loses exactly those keys (it costs a scan of the table).
- *	- Keys are queued as the text of the key type's output function under
- *	  fixed settings (SyncFixedSettings), which the worker reads back with the
- *	  input function under the same settings.
+ *	- Keys are queued in the fixed text form of convert.c, which the worker
+ *	  reads back with the same conversion: a writer's DateStyle, TimeZone or
+ *	  extra_float_digits never changes which key is delivered.
  *	- Queue rows are written as the extension's owner: no user needs rights
  *	  on pgpoly.sync_queue.  The insert checks that the sync's source is the
  *	  table the trigger fired on, so attaching the trigger elsewhere cannot
@@ -37,18 +40,22 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "replication/logicalworker.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 
 #include "sync.h"
@@ -58,12 +65,11 @@ struct SyncKeyQueue
 {
 	int32		sync_id;
 	Oid			source;
-	FmgrInfo	out;			/* key type's output function */
+	PgpolyConv	conv;			/* the key type's conversion */
 	MemoryContext cxt;			/* the chunk's texts, reset per chunk */
 	Datum	   *keys;
 	int			nkeys;
 	int64		total;
-	int			guc_level;		/* SyncFixedSettings() nest level */
 };
 
 /* Saved plan of the queue insert (TopMemoryContext, kept by SPI). */
@@ -125,41 +131,39 @@ write_chunk(SyncKeyQueue *q)
 
 /*
  * Start queueing keys of key_type for sync_id, whose source table is
- * source.  Sets the fixed output settings until SyncKeyQueueEnd().
+ * source, until SyncKeyQueueEnd().
  */
 SyncKeyQueue *
 SyncKeyQueueBegin(int32 sync_id, Oid source, Oid key_type)
 {
 	SyncKeyQueue *q = palloc0(sizeof(SyncKeyQueue));
-	Oid			outfn;
-	bool		isvarlena;
 
 	q->sync_id = sync_id;
 	q->source = source;
-	getTypeOutputInfo(key_type, &outfn, &isvarlena);
-	fmgr_info(outfn, &q->out);
+	PgpolyConvInit(&q->conv, key_type, -1, NULL);
 	q->cxt = AllocSetContextCreate(CurrentMemoryContext, "pgpoly sync keys",
 								   ALLOCSET_DEFAULT_SIZES);
 	q->keys = palloc(sizeof(Datum) * SYNC_CHUNK_KEYS);
-	q->guc_level = SyncFixedSettings(false);
 	return q;
 }
 
-/* Queue one key (not NULL). */
+/* Queue one key (not NULL), in its fixed text form. */
 void
 SyncKeyQueueAdd(SyncKeyQueue *q, Datum key)
 {
 	MemoryContext old = MemoryContextSwitchTo(q->cxt);
+	size_t		len;
+	char	   *text = PgpolyDatumToText(&q->conv, key, &len);
 
-	q->keys[q->nkeys++] = CStringGetTextDatum(OutputFunctionCall(&q->out, key));
+	q->keys[q->nkeys++] = PointerGetDatum(cstring_to_text_with_len(text, (int) len));
 	MemoryContextSwitchTo(old);
 	if (q->nkeys == SYNC_CHUNK_KEYS)
 		write_chunk(q);
 }
 
 /*
- * Write the last chunk, restore the settings, and have the worker woken at
- * COMMIT.  Returns how many keys were queued; frees q.
+ * Write the last chunk and have the worker woken at COMMIT.  Returns how
+ * many keys were queued; frees q.
  */
 int64
 SyncKeyQueueEnd(SyncKeyQueue *q)
@@ -168,7 +172,6 @@ SyncKeyQueueEnd(SyncKeyQueue *q)
 
 	if (q->nkeys > 0)
 		write_chunk(q);
-	AtEOXact_GUC(true, q->guc_level);
 	total = q->total;
 	if (total > 0)
 		SyncNoteQueued();
@@ -259,6 +262,13 @@ queue_update(SyncKeyQueue *q, TriggerData *td, AttrNumber att)
 /*
  * Queue every key source holds (backfill, TRUNCATE), read as the
  * extension's owner through a cursor.  Returns how many.
+ *
+ * The caller holds a lock that keeps writers out (CREATE TRIGGER's, or
+ * TRUNCATE's), so the keys are read with the latest snapshot, not the
+ * statement's or the transaction's: a writer that create_sync waited for
+ * committed rows before the capture triggers existed (the backfill must
+ * see them), and TRUNCATE removes the rows committed after a REPEATABLE
+ * READ transaction's snapshot too (their deletes must be queued).
  */
 int64
 SyncQueueAllKeys(int32 sync_id, Oid source, AttrNumber key_att)
@@ -275,6 +285,7 @@ SyncQueueAllKeys(int32 sync_id, Oid source, AttrNumber key_att)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	SyncBecome(SyncAdminRole(), false, &save_user, &save_sec);
+	PushActiveSnapshot(GetLatestSnapshot());
 	portal = SPI_cursor_open_with_args(NULL, sql, 0, NULL, NULL, NULL, true, 0);
 	for (;;)
 	{
@@ -293,16 +304,129 @@ SyncQueueAllKeys(int32 sync_id, Oid source, AttrNumber key_att)
 		SPI_freetuptable(SPI_tuptable);
 	}
 	SPI_cursor_close(portal);
+	PopActiveSnapshot();
 	SetUserIdAndSecContext(save_user, save_sec);
 	SPI_finish();
 	return SyncKeyQueueEnd(q);
 }
 
+/* The source and key column of a sync, as a row trigger needs them. */
+typedef struct SyncSource
+{
+	int32		sync_id;		/* hash key */
+	Oid			source;
+	AttrNumber	key_att;
+} SyncSource;
+
+/* Per backend: a sync's source and key never change (TopMemoryContext). */
+static HTAB *SyncSources = NULL;
+
+/* The source and key column of sync_id (read once per backend). */
+static SyncSource *
+sync_source(int32 sync_id)
+{
+	SyncSource *ss;
+	bool		found;
+	Oid			type = INT4OID;
+	Datum		arg = Int32GetDatum(sync_id);
+	Oid			save_user;
+	int			save_sec;
+	bool		isnull;
+
+	if (SyncSources == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int32);
+		ctl.entrysize = sizeof(SyncSource);
+		SyncSources = hash_create("pgpoly sync sources", 16, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	ss = hash_search(SyncSources, &sync_id, HASH_FIND, NULL);
+	if (ss)
+		return ss;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	SyncBecome(SyncAdminRole(), false, &save_user, &save_sec);
+	if (SPI_execute_with_args("SELECT source::pg_catalog.oid, key_attnum FROM pgpoly.syncs "
+							  "WHERE sync_id = $1 AND source IS NOT NULL",
+							  1, &type, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "reading pgpoly sync %d failed", sync_id);
+	SetUserIdAndSecContext(save_user, save_sec);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("the capture trigger names pgpoly sync %d, which does not exist", sync_id),
+				 errhint("Triggers calling pgpoly._sync_capture() are made by pgpoly.create_sync only; drop this one.")));
+	ss = hash_search(SyncSources, &sync_id, HASH_ENTER, &found);
+	ss->source = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1, &isnull));
+	ss->key_att = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 2, &isnull));
+	SPI_finish();
+	return ss;
+}
+
+/*
+ * The key column in rel of sync ss: rel is its source, or a partition of
+ * it (a row trigger on a partitioned table is cloned to the partitions,
+ * where the key may have another attnum).  ERROR for another table.
+ */
+static AttrNumber
+row_key_column(Relation rel, SyncSource *ss)
+{
+	Oid			relid = RelationGetRelid(rel);
+
+	if (relid == ss->source)
+		return ss->key_att;
+	if (!rel->rd_rel->relispartition ||
+		!list_member_oid(get_partition_ancestors(relid), ss->source))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("table \"%s\" is not the source of the pgpoly sync its trigger names",
+						RelationGetRelationName(rel)),
+				 errhint("Triggers calling pgpoly._sync_capture() are made by pgpoly.create_sync only; drop this one.")));
+	return get_attnum(relid, get_attname(ss->source, ss->key_att, false));
+}
+
+/*
+ * The row trigger (enabled REPLICA): queue the key(s) of the row.  A
+ * logical replication apply worker fires row triggers only; everywhere
+ * else the statement triggers capture the statement, so this does nothing.
+ */
+static void
+capture_row(TriggerData *td, int32 sync_id)
+{
+	Relation	rel = td->tg_relation;
+	SyncSource *ss;
+	AttrNumber	att;
+	SyncKeyQueue *q;
+	Form_pg_attribute a;
+
+	if (!IsLogicalWorker())
+		return;
+	ss = sync_source(sync_id);
+	att = row_key_column(rel, ss);
+	a = TupleDescAttr(RelationGetDescr(rel), att - 1);
+	q = SyncKeyQueueBegin(sync_id, ss->source, getBaseType(a->atttypid));
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		Datum		newkey = slot_key(td->tg_newslot, att, rel);
+		Datum		oldkey = slot_key(td->tg_trigslot, att, rel);
+
+		SyncKeyQueueAdd(q, newkey);
+		if (!datumIsEqual(oldkey, newkey, a->attbyval, a->attlen))
+			SyncKeyQueueAdd(q, oldkey);
+	}
+	else
+		SyncKeyQueueAdd(q, slot_key(td->tg_trigslot, att, rel));
+	SyncKeyQueueEnd(q);
+}
+
 PG_FUNCTION_INFO_V1(pgpoly_sync_capture);
 
 /*
- * pgpoly._sync_capture(sync_id, key_attnum): the statement trigger of a
- * synced table.
+ * pgpoly._sync_capture(sync_id, key_attnum): the capture triggers of a
+ * synced table (see sync.c for which they are).
  */
 Datum
 pgpoly_sync_capture(PG_FUNCTION_ARGS)
@@ -313,13 +437,17 @@ pgpoly_sync_capture(PG_FUNCTION_ARGS)
 	AttrNumber	att;
 	SyncKeyQueue *q;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
-		td->tg_trigger->tgnargs != 2)
+	if (!CALLED_AS_TRIGGER(fcinfo) || td->tg_trigger->tgnargs != 2)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("pgpoly._sync_capture() must be called by the statement triggers of pgpoly.create_sync")));
+				 errmsg("pgpoly._sync_capture() must be called by the triggers of pgpoly.create_sync")));
 	rel = td->tg_relation;
 	sync_id = pg_strtoint32(td->tg_trigger->tgargs[0]);
+	if (TRIGGER_FIRED_FOR_ROW(td->tg_event))
+	{
+		capture_row(td, sync_id);
+		return PointerGetDatum(NULL);
+	}
 	att = (AttrNumber) pg_strtoint32(td->tg_trigger->tgargs[1]);
 	if (att <= 0 || att > RelationGetDescr(rel)->natts ||
 		TupleDescAttr(RelationGetDescr(rel), att - 1)->attisdropped)

@@ -11,7 +11,8 @@
  * Without shared_preload_libraries pgpoly has no shared memory of its own,
  * so the worker is found, and started, through the lock and the process
  * array:
- *	- After a transaction that queued changes commits (and when create_sync,
+ *	- After a transaction that queued changes commits (a source table's
+ *	  capture or an outbox table's COMMIT; and when create_sync,
  *	  drop_sync, sync_wait or sync_retry run), SyncKickWorker() tries the
  *	  lock: free means no worker, so it registers a dynamic background worker;
  *	  taken means one runs, and its latch is set so it delivers at once.
@@ -39,6 +40,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_database.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -172,7 +174,9 @@ wake_worker(void)
 /*
  * Make sure this database's worker runs and looks at the queue now: start
  * one if none holds the lock, else wake it.  Never ERRORs (see
- * sync_xact_callback).
+ * sync_xact_callback).  A hot standby has no worker (the primary's delivers
+ * what the standby replays): a worker registered there would only wait for
+ * the end of recovery, holding a background worker slot.
  */
 void
 SyncKickWorker(void)
@@ -180,7 +184,7 @@ SyncKickWorker(void)
 	LOCKTAG		tag;
 	LockAcquireResult res;
 
-	if (SyncIsWorker || !IsUnderPostmaster)
+	if (SyncIsWorker || !IsUnderPostmaster || RecoveryInProgress())
 		return;
 	SyncLockTag(&tag, MyDatabaseId);
 	res = LockAcquireExtended(&tag, ExclusiveLock, true, true, false, NULL);

@@ -7,7 +7,9 @@
  * Each batch is one short transaction: it reads up to pgpoly.sync_batch_size
  * queued keys of one sync (oldest first), delivers them as the sync's owner
  * (sync.c: upsert the rows present, delete the keys gone), deletes the queue
- * entries and COMMITs.  With write_mode 'transactional' the target's store
+ * entries and COMMITs.  The batches of an outbox table's sync carry row
+ * changes, which sync_outbox.c reads, delivers as their writers and
+ * dequeues; the failure handling below is the same for both kinds.  With write_mode 'transactional' the target's store
  * receives the writes at pre-commit, so the entries are deleted exactly
  * when the store acknowledged them; if the worker dies between the store's
  * acknowledgement and the local commit, the entries stay and are delivered
@@ -20,8 +22,9 @@
  *	  pgpoly.sync_max_retry_delay), state 'retrying'; a LOG line when it goes
  *	  and when it comes back, never one per change;
  *	- the sync itself cannot work (class 42 or 28: privileges, a dropped
- *	  relation or column, credentials; HV00R and option errors): the same
- *	  backoff, state 'failing';
+ *	  relation or column, credentials; 2F003, the trust rule; HV00R and
+ *	  option errors): the same backoff, state 'failing' (an outbox writer's
+ *	  missing privilege or dropped role rejects that writer's changes only);
  *	- anything else is taken as the store rejecting a change: the batch is
  *	  split in halves, queued as isolated entries delivered on their own, down
  *	  to single keys; a single key is retried pgpoly.sync_max_attempts times
@@ -93,37 +96,6 @@ typedef struct SyncRuntime
 	bool		seen;			/* still defined in this cycle */
 } SyncRuntime;
 
-/* A row of pgpoly.syncs, loaded each cycle. */
-typedef struct SyncRow
-{
-	int32		id;
-	char	   *name;
-	char	   *target_name;
-	Oid			source;
-	Oid			target;
-	Oid			owner;
-	AttrNumber	key_att;
-	AttrNumber	target_key_att;
-	int			ncols;
-	AttrNumber *satts;
-	AttrNumber *tatts;
-} SyncRow;
-
-/* The queue entries and keys of one batch (in the cycle's memory). */
-typedef struct Batch
-{
-	int64	   *entry_ids;
-	int			nentries;
-	char	  **keys;			/* sorted, distinct */
-	int			nkeys;
-	int			maxkeys;
-	TimestampTz queued_at;		/* oldest entry's */
-	int			attempts;		/* highest of the entries */
-	bool		isolated;
-	bool		more;			/* more entries may be ready */
-	TimestampTz next_retry;		/* earliest not_before still ahead, or 0 */
-} Batch;
-
 static volatile sig_atomic_t StopRequested = false;
 static volatile sig_atomic_t InDelivery = false;
 static HTAB *Runtimes = NULL;
@@ -194,8 +166,8 @@ error_text(ErrorData *e)
 }
 
 /* Run sql with args (nulls as SPI takes them, or NULL); ERROR unless it returned expect. */
-static void
-execute(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+void
+SyncExecute(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
 		int expect)
 {
 	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
@@ -241,10 +213,10 @@ load_fn(void *arg)
 
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("syncs", nsp)))
 		return;
-	execute("SELECT sync_id, name, target::pg_catalog.text, source::pg_catalog.oid, "
-			"target::pg_catalog.oid, owner::pg_catalog.oid, key_attnum, "
-			"target_key_attnum, source_attnums, target_attnums "
-			"FROM pgpoly.syncs ORDER BY sync_id", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	SyncExecute("SELECT sync_id, name, target::pg_catalog.text, source::pg_catalog.oid, "
+				"target::pg_catalog.oid, owner::pg_catalog.oid, key_attnum, "
+				"target_key_attnum, source_attnums, target_attnums, kind = 'outbox' "
+				"FROM pgpoly.syncs ORDER BY sync_id", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -264,6 +236,7 @@ load_fn(void *arg)
 		s->target_key_att = DatumGetInt16(SPI_getbinval(tup, desc, 8, &isnull));
 		s->satts = attnums(SPI_getbinval(tup, desc, 9, &isnull), &s->ncols);
 		s->tatts = attnums(SPI_getbinval(tup, desc, 10, &isnull), &n);
+		s->outbox = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
 		la->syncs = lappend(la->syncs, s);
 		MemoryContextSwitchTo(old);
 	}
@@ -457,23 +430,23 @@ fetch_batch(SyncRow *s, Batch *b, MemoryContext cxt)
 	batch_dedupe(b);
 }
 
-/* The batch's keys as an array of the source key type. */
+/*
+ * The batch's keys (fixed text forms, see sync_capture.c) as an array of
+ * the source key type.
+ */
 static Datum
 key_array(SyncDef *def, char **keys, int n)
 {
 	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-	Oid			infn;
-	Oid			ioparam;
-	FmgrInfo	fin;
+	PgpolyConv	conv;
 	int16		len;
 	bool		byval;
 	char		align;
 
-	getTypeInputInfo(def->key_type, &infn, &ioparam);
-	fmgr_info(infn, &fin);
+	PgpolyConvInit(&conv, def->key_type, -1, NULL);
 	get_typlenbyvalalign(def->key_type, &len, &byval, &align);
 	for (int i = 0; i < n; i++)
-		d[i] = InputFunctionCall(&fin, keys[i], ioparam, -1);
+		d[i] = PgpolyTextToDatum(&conv, keys[i], strlen(keys[i]));
 	return PointerGetDatum(construct_array(d, n, def->key_type, len, byval, align));
 }
 
@@ -528,14 +501,19 @@ deliver(SyncDef *def, char **keys, int n)
 	error_context_stack = &errcb;
 	guc_level = probe_by_key();
 	SyncBecome(def->owner, true, &save_user, &save_sec);
-	execute(def->upsert_sql, 1, &def->key_array_type, &arr, NULL, SPI_OK_INSERT);
-	/* The keys are distinct and unique in the source: all present, none gone. */
-	if (SPI_processed < (uint64) n)
+	SyncExecute(def->upsert_sql, 1, &def->key_array_type, &arr, NULL, SPI_OK_INSERT);
+	/*
+	 * The keys are distinct and unique in the source: when each found a row
+	 * and equal keys are identical, the rows written are the keys queued.
+	 * Otherwise the target keys no row was written to are deleted (a key
+	 * 1.0 whose row now has the key 1 among them).
+	 */
+	if (SPI_processed < (uint64) n || !def->key_identical)
 	{
-		execute(def->absent_sql, 1, &def->key_array_type, &arr, NULL, SPI_OK_SELECT);
+		SyncExecute(def->absent_sql, 1, &def->key_array_type, &arr, NULL, SPI_OK_SELECT);
 		absent = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (!isnull)
-			execute(def->delete_sql, 1, &def->target_key_array_type, &absent, NULL,
+			SyncExecute(def->delete_sql, 1, &def->target_key_array_type, &absent, NULL,
 					SPI_OK_DELETE);
 	}
 	SetUserIdAndSecContext(save_user, save_sec);
@@ -555,20 +533,35 @@ entry_array(Batch *b)
 										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
-/* Delete the batch's queue entries; count its keys as applied. */
+/* Delete the batch's queue entries (outbox: see SyncOutboxConsume). */
+static void
+dequeue_batch(SyncRow *s, Batch *b)
+{
+	Oid			types[2] = {INT8ARRAYOID, INT4OID};
+	Datum		values[2];
+
+	if (s->outbox)
+	{
+		SyncOutboxConsume(s, b);
+		return;
+	}
+	values[0] = entry_array(b);
+	values[1] = Int32GetDatum(s->id);
+	SyncExecute("DELETE FROM pgpoly.sync_queue WHERE entry_id = ANY ($1) AND sync_id = $2",
+				2, types, values, NULL, SPI_OK_DELETE);
+}
+
+/* Dequeue the delivered batch; count its keys as applied. */
 static void
 finish_batch(SyncRow *s, Batch *b)
 {
-	Oid			types[2] = {INT8ARRAYOID, INT4OID};
-	Datum		values[2] = {entry_array(b), Int32GetDatum(s->id)};
 	Oid			utypes[2] = {INT4OID, INT8OID};
 	Datum		uvalues[2] = {Int32GetDatum(s->id), Int64GetDatum(b->nkeys)};
 
-	execute("DELETE FROM pgpoly.sync_queue WHERE entry_id = ANY ($1) AND sync_id = $2",
-			2, types, values, NULL, SPI_OK_DELETE);
-	execute("UPDATE pgpoly.syncs SET applied = applied + $2, "
-			"last_applied_at = pg_catalog.clock_timestamp(), state = 'ok', last_error = NULL "
-			"WHERE sync_id = $1", 2, utypes, uvalues, NULL, SPI_OK_UPDATE);
+	dequeue_batch(s, b);
+	SyncExecute("UPDATE pgpoly.syncs SET applied = applied + $2, "
+				"last_applied_at = pg_catalog.clock_timestamp(), state = 'ok', last_error = NULL "
+				"WHERE sync_id = $1", 2, utypes, uvalues, NULL, SPI_OK_UPDATE);
 }
 
 /*
@@ -583,7 +576,7 @@ lock_sync(SyncRow *s)
 	Oid			type = INT4OID;
 	Datum		arg = Int32GetDatum(s->id);
 
-	execute("SELECT 1 FROM pgpoly.syncs WHERE sync_id = $1 FOR NO KEY UPDATE",
+	SyncExecute("SELECT 1 FROM pgpoly.syncs WHERE sync_id = $1 FOR NO KEY UPDATE",
 			1, &type, &arg, NULL, SPI_OK_SELECT);
 	return SPI_processed == 1;
 }
@@ -604,6 +597,25 @@ typedef struct DeliverArgs
 	MemoryContext cxt;
 } DeliverArgs;
 
+/*
+ * One batch of an outbox table's sync: its changes, delivered as their
+ * writers.  A batch whose changes all joined isolated entries delivers
+ * nothing but is dequeued all the same.
+ */
+static void
+deliver_outbox(DeliverArgs *da)
+{
+	SyncOutboxFetch(da->s, da->b, da->cxt);
+	if (da->b->nentries == 0 || !lock_sync(da->s))
+	{
+		da->b->nkeys = 0;
+		return;
+	}
+	InDelivery = true;
+	SyncOutboxDeliver(da->s, da->b);
+	finish_batch(da->s, da->b);
+}
+
 /* One batch: read it, deliver it, dequeue it (COMMIT flushes the stores). */
 static void
 deliver_fn(void *arg)
@@ -613,6 +625,11 @@ deliver_fn(void *arg)
 	SyncDef    *def;
 
 	pgstat_report_activity(STATE_RUNNING, "delivering pgpoly sync changes");
+	if (s->outbox)
+	{
+		deliver_outbox(da);
+		return;
+	}
 	def = row_def(s);
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(s->owner)))
 		ereport(ERROR,
@@ -635,13 +652,22 @@ deliver_fn(void *arg)
  * ----------------------------------------------------------------
  */
 
-/* What an error SQLSTATE means for the sync (see the file header). */
+/*
+ * What an error SQLSTATE means for sync s (see the file header).  An outbox
+ * table's changes are delivered as the users who wrote them: a writer's
+ * missing privilege, or a writer dropped since, rejects that writer's
+ * changes only.
+ */
 static SyncFailure
-classify(int sqlerrcode)
+classify(SyncRow *s, int sqlerrcode)
 {
 	if (sqlerrcode == ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION)
 		return FAIL_STORE_DOWN;
-	if (sqlerrcode == ERRCODE_FDW_TABLE_NOT_FOUND ||
+	if (s->outbox && (sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ||
+					  sqlerrcode == ERRCODE_UNDEFINED_OBJECT))
+		return FAIL_REJECTED;
+	if (sqlerrcode == ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED ||
+		sqlerrcode == ERRCODE_FDW_TABLE_NOT_FOUND ||
 		sqlerrcode == ERRCODE_FDW_OPTION_NAME_NOT_FOUND ||
 		sqlerrcode == ERRCODE_FDW_INVALID_OPTION_NAME ||
 		sqlerrcode == ERRCODE_FDW_INVALID_OPTION_INDEX ||
@@ -676,7 +702,8 @@ typedef struct FailArgs
 	List	   *requeue;		/* of Batch *: entries replacing b's */
 	int			attempts;		/* of the requeued entries */
 	TimestampTz not_before;
-	char	   *dead_op;		/* move b's key to the dead letters */
+	bool		bury;			/* move b's key to the dead letters */
+	char	   *dead_op;		/* ... as this change (source syncs) */
 	Datum		dead_payload;
 	bool		dead_payload_null;
 } FailArgs;
@@ -692,7 +719,7 @@ record_error(FailArgs *fa)
 	values[0] = Int32GetDatum(fa->s->id);
 	values[1] = CStringGetTextDatum(fa->error);
 	values[2] = fa->state ? CStringGetTextDatum(fa->state) : (Datum) 0;
-	execute("UPDATE pgpoly.syncs SET last_error = $2, state = COALESCE($3, state) "
+	SyncExecute("UPDATE pgpoly.syncs SET last_error = $2, state = COALESCE($3, state) "
 			"WHERE sync_id = $1", 3, types, values, nulls, SPI_OK_UPDATE);
 }
 
@@ -705,6 +732,12 @@ requeue(FailArgs *fa, Batch *part)
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', fa->not_before ? ' ' : 'n'};
 
+	if (fa->s->outbox)
+	{
+		SyncOutboxRequeue(fa->s, fa->b, part, fa->b->queued_at, fa->attempts,
+						  fa->not_before);
+		return;
+	}
 	for (int i = 0; i < part->nkeys; i++)
 		keys[i] = CStringGetTextDatum(part->keys[i]);
 	values[0] = Int32GetDatum(fa->s->id);
@@ -713,7 +746,7 @@ requeue(FailArgs *fa, Batch *part)
 	values[2] = TimestampTzGetDatum(fa->b->queued_at);
 	values[3] = Int32GetDatum(fa->attempts);
 	values[4] = TimestampTzGetDatum(fa->not_before);
-	execute("INSERT INTO pgpoly.sync_queue "
+	SyncExecute("INSERT INTO pgpoly.sync_queue "
 			"(sync_id, keys, queued_at, attempts, isolated, not_before) "
 			"VALUES ($1, $2, $3, $4, true, $5)", 5, types, values, nulls, SPI_OK_INSERT);
 }
@@ -726,13 +759,18 @@ bury(FailArgs *fa)
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', fa->dead_payload_null ? 'n' : ' ', ' ', ' '};
 
+	if (fa->s->outbox)
+	{
+		SyncOutboxBury(fa->s, fa->b, fa->error, fa->attempts);
+		return;
+	}
 	values[0] = Int32GetDatum(fa->s->id);
 	values[1] = CStringGetTextDatum(fa->b->keys[0]);
 	values[2] = CStringGetTextDatum(fa->dead_op);
 	values[3] = fa->dead_payload;
 	values[4] = CStringGetTextDatum(fa->error);
 	values[5] = Int32GetDatum(fa->attempts);
-	execute("INSERT INTO pgpoly.sync_dead_letters "
+	SyncExecute("INSERT INTO pgpoly.sync_dead_letters "
 			"(name, key, op, payload, error, attempts, sync_id, owner) "
 			"SELECT name, $2, $3, $4, $5, $6, sync_id, owner "
 			"FROM pgpoly.syncs WHERE sync_id = $1", 6, types, values, nulls, SPI_OK_INSERT);
@@ -747,20 +785,15 @@ static void
 fail_fn(void *arg)
 {
 	FailArgs   *fa = arg;
-	Oid			types[2] = {INT4OID, INT8ARRAYOID};
-	Datum		values[2];
 	ListCell   *lc;
 
 	record_error(fa);
-	if (fa->b == NULL || fa->b->nentries == 0 || (fa->requeue == NIL && fa->dead_op == NULL))
+	if (fa->b == NULL || fa->b->nentries == 0 || (fa->requeue == NIL && !fa->bury))
 		return;
-	values[0] = Int32GetDatum(fa->s->id);
-	values[1] = entry_array(fa->b);
-	execute("DELETE FROM pgpoly.sync_queue WHERE sync_id = $1 AND entry_id = ANY ($2)",
-			2, types, values, NULL, SPI_OK_DELETE);
+	dequeue_batch(fa->s, fa->b);
 	foreach(lc, fa->requeue)
 		requeue(fa, lfirst(lc));
-	if (fa->dead_op)
+	if (fa->bury)
 		bury(fa);
 }
 
@@ -780,16 +813,15 @@ payload_fn(void *arg)
 {
 	PayloadArgs *pa = arg;
 	SyncDef    *def = row_def(pa->s);
-	Oid			infn;
-	Oid			ioparam;
+	PgpolyConv	conv;
 	Datum		key;
 	Oid			save_user;
 	int			save_sec;
 
-	getTypeInputInfo(def->key_type, &infn, &ioparam);
-	key = OidInputFunctionCall(infn, pa->key, ioparam, -1);
+	PgpolyConvInit(&conv, def->key_type, -1, NULL);
+	key = PgpolyTextToDatum(&conv, pa->key, strlen(pa->key));
 	SyncBecome(def->owner, true, &save_user, &save_sec);
-	execute(def->payload_sql, 1, &def->key_type, &key, NULL, SPI_OK_SELECT);
+	SyncExecute(def->payload_sql, 1, &def->key_type, &key, NULL, SPI_OK_SELECT);
 	SetUserIdAndSecContext(save_user, save_sec);
 	pa->found = (SPI_processed > 0);
 	if (pa->found)
@@ -801,6 +833,18 @@ payload_fn(void *arg)
 		pa->payload = datumCopy(d, false, -1);
 		MemoryContextSwitchTo(old);
 	}
+}
+
+/* The n keys of b from the first on (with their changes), as a batch. */
+static Batch *
+batch_part(Batch *b, int first, int n)
+{
+	Batch	   *part = palloc0(sizeof(Batch));
+
+	part->keys = b->keys + first;
+	part->items = b->items ? b->items + first : NULL;
+	part->nkeys = n;
+	return part;
 }
 
 /* Milliseconds to wait before delivering a rejected key again. */
@@ -823,28 +867,21 @@ on_rejected(SyncRow *s, Batch *b, ErrorData *e, FailArgs *fa, MemoryContext cxt)
 	fa->attempts = b->attempts;
 	if (b->nkeys > 1)
 	{
-		Batch	   *lo = palloc0(sizeof(Batch));
-		Batch	   *hi = palloc0(sizeof(Batch));
+		int			half = b->nkeys / 2;
 
-		lo->keys = b->keys;
-		lo->nkeys = b->nkeys / 2;
-		hi->keys = b->keys + lo->nkeys;
-		hi->nkeys = b->nkeys - lo->nkeys;
-		fa->requeue = list_make2(lo, hi);
+		fa->requeue = list_make2(batch_part(b, 0, half), batch_part(b, half, b->nkeys - half));
 		return;
 	}
 	fa->attempts = b->attempts + 1;
 	if (fa->attempts < pgpoly_sync_max_attempts)
 	{
-		Batch	   *one = palloc0(sizeof(Batch));
-
-		one->keys = b->keys;
-		one->nkeys = 1;
-		fa->requeue = list_make1(one);
+		fa->requeue = list_make1(batch_part(b, 0, 1));
 		fa->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													 rejection_delay(b->attempts));
 		return;
 	}
+	fa->bury = true;
+	if (!s->outbox)
 	{
 		PayloadArgs pa = {s, b->keys[0], cxt, (Datum) 0, false};
 		ErrorData  *pe = run_transaction(payload_fn, &pa);
@@ -852,6 +889,8 @@ on_rejected(SyncRow *s, Batch *b, ErrorData *e, FailArgs *fa, MemoryContext cxt)
 		fa->dead_op = (pe == NULL && !pa.found) ? "delete" : "upsert";
 		fa->dead_payload = pa.payload;
 		fa->dead_payload_null = !pa.found;
+	}
+	{
 		ereport(LOG,
 				(errmsg("pgpoly sync \"%s\": \"%s\" rejected the change of key \"%s\" %d times; moved it to pgpoly.sync_dead_letters",
 						s->name, s->target_name, b->keys[0], fa->attempts),
@@ -888,7 +927,7 @@ on_unavailable(SyncRow *s, SyncRuntime *rt, SyncHealth h, FailArgs *fa)
 static void
 on_failure(SyncRow *s, SyncRuntime *rt, Batch *b, ErrorData *e, MemoryContext cxt)
 {
-	SyncFailure f = classify(e->sqlerrcode);
+	SyncFailure f = classify(s, e->sqlerrcode);
 	FailArgs	fa;
 	ErrorData  *fe;
 
@@ -1091,13 +1130,27 @@ worker_loop(void)
 	}
 }
 
-/* The fixed settings keys are read under (see SyncFixedSettings). */
+/*
+ * The worker's settings: generated SQL parsed under a safe search_path,
+ * and the output forms of convert.c (TimeZone UTC included) for what SQL
+ * converts: a source column cast to a text target column (a timestamptz
+ * key's text must not change with the server's TimeZone, or the target
+ * would keep the old key) and the dead letters' payloads (to_jsonb).  Its
+ * transactions are READ COMMITTED and read-write whatever the database's
+ * defaults for sessions say (default_transaction_read_only would keep it
+ * from dequeueing, and from recording why).
+ */
 static void
 set_worker_settings(void)
 {
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET,
+					PGC_S_OVERRIDE);
 	SetConfigOption("datestyle", "ISO, YMD", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("intervalstyle", "postgres", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("extra_float_digits", "3", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("timezone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("bytea_output", "hex", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", SYNC_WORKER_TYPE, PGC_SUSET, PGC_S_OVERRIDE);
 }
@@ -1114,6 +1167,7 @@ PgpolySyncWorkerMain(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
 	SyncIsWorker = true;
+	PgpolyDeliverOutbox();
 	SyncLockTag(&WorkerLock, MyDatabaseId);
 	if (LockAcquire(&WorkerLock, ExclusiveLock, true, true) != LOCKACQUIRE_OK)
 		proc_exit(0);

@@ -22,6 +22,18 @@
  *	- PREPARE TRANSACTION with pending writes is refused, since the stores
  *	  have no two-phase commit.
  *
+ * With write_mode 'outbox' the payloads are buffered the same way, so the
+ * transaction's reads see them and the stores check them as the statement
+ * runs, but they are never sent.  What goes out is the row change the core
+ * captured beside them (PgpolyAddChange: an upsert, an update of some
+ * columns or a delete, in the fixed text form), kept in one list for the
+ * whole transaction in write order, with the same savepoint rules.  At
+ * pre-commit, after the transactional writes were sent, the sync module
+ * queues the changes in pgpoly.sync_queue (SyncQueueChanges), and the sync
+ * worker delivers them after COMMIT: COMMIT neither waits on nor fails
+ * with the store.  The worker itself writes such tables transactionally
+ * (PgpolyDeliverOutbox).
+ *
  * Payloads and list cells live in TopTransactionContext: they cannot
  * outlive the transaction.  So do the table descriptors they point into
  * (field names, index, collection ...): PgpolyXactTable() loads one per
@@ -46,6 +58,12 @@
 
 /* Connections holding writes in this transaction, in first-write order. */
 static List *WritingConnections = NIL;	/* in TopTransactionContext */
+
+/* Row changes of outbox tables, in write order (PgpolyChange *). */
+static List *OutboxChanges = NIL;	/* in TopTransactionContext */
+
+/* This process delivers outbox changes: outbox tables are transactional. */
+static bool DeliveringOutbox = false;
 
 /* A table descriptor loaded for this transaction's buffered writes. */
 typedef struct XactTable
@@ -125,17 +143,38 @@ syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 }
 
 /*
- * Buffer one write for relid on conn.  payload must have been allocated in
- * PgpolyWriteContext().
+ * The write_mode of a foreign table with these options.  The sync worker
+ * delivers the changes of outbox tables by writing them transactionally.
  */
+PgpolyWriteMode
+PgpolyTableWriteMode(List *options)
+{
+	const char *mode = PgpolyGetOption(options, "write_mode", "transactional");
+
+	if (strcmp(mode, "immediate") == 0)
+		return PGPOLY_WRITE_IMMEDIATE;
+	if (strcmp(mode, "outbox") == 0 && !DeliveringOutbox)
+		return PGPOLY_WRITE_OUTBOX;
+	return PGPOLY_WRITE_TRANSACTIONAL;
+}
+
+/* This process is the sync worker: write outbox tables transactionally. */
 void
-PgpolyBufferWrite(PgpolyConnection *conn, Oid relid, void *payload)
+PgpolyDeliverOutbox(void)
+{
+	DeliveringOutbox = true;
+}
+
+/* Buffer payload for relid on conn; outbox: never sent. */
+static void
+buffer_write(PgpolyConnection *conn, Oid relid, void *payload, bool outbox)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 	PgpolyWrite *w = palloc(sizeof(PgpolyWrite));
 
 	w->relid = relid;
 	w->level = GetCurrentTransactionNestLevel();
+	w->outbox = outbox;
 	w->payload = payload;
 	if (conn->writes == NIL)
 		WritingConnections = lappend(WritingConnections, conn);
@@ -144,17 +183,50 @@ PgpolyBufferWrite(PgpolyConnection *conn, Oid relid, void *payload)
 }
 
 /*
- * Set w up for one statement's writes to relid on conn.  Immediate-mode
- * batches live in a child of parent (the executor's query context).
+ * Buffer one write for relid on conn.  payload must have been allocated in
+ * PgpolyWriteContext().
+ */
+void
+PgpolyBufferWrite(PgpolyConnection *conn, Oid relid, void *payload)
+{
+	buffer_write(conn, relid, payload, false);
+}
+
+/*
+ * Queue change (allocated in TopTransactionContext) for COMMIT, tagged
+ * with the current subtransaction level.
+ */
+void
+PgpolyAddChange(PgpolyChange *change)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+	change->level = GetCurrentTransactionNestLevel();
+	OutboxChanges = lappend(OutboxChanges, change);
+	MemoryContextSwitchTo(old);
+}
+
+/* Whether this transaction holds outbox changes not queued yet. */
+bool
+PgpolyChangesPending(void)
+{
+	return OutboxChanges != NIL;
+}
+
+/*
+ * Set w up for one statement's writes to relid on conn, in mode.
+ * Immediate-mode batches live in a child of parent (the executor's query
+ * context).
  */
 void
 PgpolyWriterInit(PgpolyWriter *w, PgpolyConnection *conn, Oid relid,
-				 bool transactional, int batch_size, PgpolySendWrites send,
+				 PgpolyWriteMode mode, int batch_size, PgpolySendWrites send,
 				 MemoryContext parent)
 {
 	w->conn = conn;
 	w->relid = relid;
-	w->transactional = transactional;
+	w->transactional = mode != PGPOLY_WRITE_IMMEDIATE;
+	w->outbox = mode == PGPOLY_WRITE_OUTBOX;
 	w->batch_size = batch_size;
 	w->send = send;
 	w->pending = NIL;
@@ -184,7 +256,7 @@ PgpolyWriterAdd(PgpolyWriter *w, void *payload)
 
 	if (w->transactional)
 	{
-		PgpolyBufferWrite(w->conn, w->relid, payload);
+		buffer_write(w->conn, w->relid, payload, w->outbox);
 		return;
 	}
 	old = MemoryContextSwitchTo(w->batch_cxt);
@@ -243,7 +315,10 @@ flush_error_callback(void *arg)
 			   conn->store->label, conn->servername);
 }
 
-/* Send one connection's writes through its store, connected. */
+/*
+ * Send one connection's writes through its store, connected; outbox writes
+ * are not sent (a connection holding only those is not even opened).
+ */
 static void
 flush_connection(PgpolyConnection *conn)
 {
@@ -252,7 +327,10 @@ flush_connection(PgpolyConnection *conn)
 	ErrorContextCallback errcb;
 
 	foreach(lc, conn->writes)
-		payloads = lappend(payloads, ((PgpolyWrite *) lfirst(lc))->payload);
+		if (!((PgpolyWrite *) lfirst(lc))->outbox)
+			payloads = lappend(payloads, ((PgpolyWrite *) lfirst(lc))->payload);
+	if (payloads == NIL)
+		return;
 	errcb.callback = flush_error_callback;
 	errcb.arg = conn;
 	errcb.previous = error_context_stack;
@@ -281,16 +359,36 @@ flush_all(void)
 	}
 }
 
-/* Whether any connection still holds writes (savepoints may have emptied them). */
+/*
+ * Whether any connection still holds writes (savepoints may have emptied
+ * them), or outbox changes wait for COMMIT.
+ */
 static bool
 has_pending_writes(void)
 {
 	ListCell   *lc;
 
+	if (OutboxChanges != NIL)
+		return true;
 	foreach(lc, WritingConnections)
 		if (((PgpolyConnection *) lfirst(lc))->writes != NIL)
 			return true;
 	return false;
+}
+
+/*
+ * Pre-commit: send the transactional writes, then queue the outbox
+ * changes (last: queueing takes per-key locks, held until COMMIT).
+ */
+static void
+pre_commit(void)
+{
+	flush_all();
+	if (OutboxChanges != NIL)
+	{
+		SyncQueueChanges(OutboxChanges);
+		OutboxChanges = NIL;
+	}
 }
 
 /* Top-level transaction callback. */
@@ -300,6 +398,8 @@ xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
+			pre_commit();
+			break;
 		case XACT_EVENT_PARALLEL_PRE_COMMIT:
 			flush_all();
 			break;
@@ -316,6 +416,7 @@ xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			WritingConnections = NIL;
+			OutboxChanges = NIL;
 			XactTables = NIL;
 			PgpolyConnectionsAtXactEnd(event != XACT_EVENT_ABORT &&
 									   event != XACT_EVENT_PARALLEL_ABORT);
@@ -338,6 +439,18 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		return;
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 		PgpolyConnectionsAtSubAbort();
+
+	foreach(lc, OutboxChanges)
+	{
+		PgpolyChange *c = lfirst(lc);
+
+		if (c->level < level)
+			continue;
+		if (event == SUBXACT_EVENT_COMMIT_SUB)
+			c->level = level - 1;
+		else
+			OutboxChanges = foreach_delete_current(OutboxChanges, lc);
+	}
 
 	foreach(lc, WritingConnections)
 	{

@@ -50,7 +50,10 @@ Test control (not Elasticsearch):
                            "truncate": false, "garbage": false}]}
          the next `count` requests whose path contains `path` (or equals
          `exact`; any when both are absent) are delayed, answered with `status` (ES error body),
-         a truncated body, or non-JSON garbage.
+         a truncated body, or non-JSON garbage.  {"item_faults": {"7": 429,
+         "8": 400}} instead: a _bulk request answers those items with that
+         status (429: es_rejected_execution_exception, else
+         mapper_parsing_exception) without applying them, the others as usual.
   DELETE /_standin/faults  clears them.
   GET    /_standin/stats   request counters, open PITs and scrolls, and the
                            last requests (method, path, content type).
@@ -629,6 +632,7 @@ class State:
         self.pits = {}
         self.scrolls = {}
         self.faults = []
+        self.item_faults = {}  # _id -> status, for the _bulk request running
         self.requests = 0
         self.counts = {}
         self.log = []
@@ -1077,7 +1081,13 @@ def bulk(default_index, raw, params):
         if iname is None:
             raise bad_request("Validation Failed: 1: index is missing;",
                               "action_request_validation_exception")
-        item = bulk_item(op, iname, meta.get("_id"), src)
+        status = STATE.item_faults.get(str(meta.get("_id")))
+        if status:
+            item = item_error(iname, meta.get("_id"), EsError(
+                status, "es_rejected_execution_exception" if status == 429
+                else "mapper_parsing_exception", "injected item fault"))
+        else:
+            item = bulk_item(op, iname, meta.get("_id"), src)
         errors = errors or "error" in item
         items.append({op: item})
     return 200, {"took": int((time.monotonic() - t0) * 1000),
@@ -1263,7 +1273,11 @@ class Handler(BaseHTTPRequestHandler):
                             "request [%s]" % path)
                 return self.send(401, e.body())
             with LOCK:
-                status, obj = self.route(method, path, params, raw)
+                STATE.item_faults = (fault or {}).get("item_faults") or {}
+                try:
+                    status, obj = self.route(method, path, params, raw)
+                finally:
+                    STATE.item_faults = {}
             key = method + " " + re.sub(r"^/[^_/][^/]*", "/{index}", path)
             with LOCK:
                 STATE.counts[key] = STATE.counts.get(key, 0) + 1

@@ -37,6 +37,7 @@ a test can assert the exact bodies pgpoly sent.
 
 import json
 import math
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -64,6 +65,7 @@ class Fixture:
         self.fail = {}  # name -> (status, message) for every route of it
         self.lock = threading.Lock()
         self.server = None
+        self.open = set()  # sockets of the connections being served
 
     # -- set-up ---------------------------------------------------------
     def add_collection(self, name, size, distance, points=()):
@@ -71,7 +73,8 @@ class Fixture:
         for p in points:
             self.collections[name]["points"][p["id"]] = dict(p)
 
-    def start(self):
+    def start(self, port=0):
+        """Serve on port (0: a free one, e.g. again on the port it had); return it."""
         fixture = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -79,6 +82,16 @@ class Fixture:
 
             def log_message(self, *args):
                 pass
+
+            def setup(self):
+                super().setup()
+                with fixture.lock:
+                    fixture.open.add(self.connection)
+
+            def finish(self):
+                with fixture.lock:
+                    fixture.open.discard(self.connection)
+                super().finish()
 
             def _serve(self):
                 n = int(self.headers.get("Content-Length") or 0)
@@ -97,15 +110,22 @@ class Fixture:
 
             do_GET = do_PUT = do_POST = do_DELETE = _serve
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self.server.server_address[1]
 
     def stop(self):
+        """Stop serving and drop the open (keep-alive) connections too."""
         if self.server:
             self.server.shutdown()
             self.server.server_close()
+        with self.lock:
+            for sock in list(self.open):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def requests(self, method=None, suffix=None):
         """Logged (method, path, body, headers), optionally narrowed."""

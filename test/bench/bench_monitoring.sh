@@ -15,7 +15,9 @@
 #     categorical feature, vs. the sort any KS statistic needs (the 2M values in
 #     order, summed in a window) (target < 3 s).
 # Each measurement is repeated REPEAT times after a warm-up run; medians are
-# printed.  A line ending in MISSED means a target was not met.
+# reported (test/bench/common.sh, bench_report: MISSED when a target is not
+# met), each with the backend's CPU time (/proc/PID/schedstat), which unlike
+# the elapsed time hardly depends on the load of the shared machine.
 #
 # Usage: PGHOST=... PGPORT=... PGUSER=... REDIS_PORT=... test/bench/bench_monitoring.sh
 # Environment: ROWS (50000), ENTITIES (100000), DRIFT_ROWS (1000000), REPEAT (3),
@@ -28,14 +30,18 @@ DRIFT_ROWS=${DRIFT_ROWS:-1000000}
 REPEAT=${REPEAT:-3}
 EXT=${PGPOLY_EXTENSION:-pgpoly}
 DB=${BENCH_DB:-pgpoly_bench_monitoring_$$}
+WORK="$(mktemp -d "${PGPOLY_WORK:-${TMPDIR:-/tmp}}/bench_monitoring.XXXXXX")"
 PREFIX="bench_mon_$$:"
 : "${REDIS_PORT:?REDIS_PORT must be set}"
 
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -d "$DB")
+# shellcheck source=test/bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 cleanup() {
 	"${PSQL[@]}" -c "DELETE FROM bench_online" >/dev/null 2>&1 || true
 	[ -n "${KEEP_DB:-}" ] || dropdb --if-exists "$DB" 2>/dev/null || true
+	rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -44,16 +50,23 @@ createdb "$DB"
 \o /dev/null
 CREATE EXTENSION $EXT;
 SET client_min_messages = warning;
--- milliseconds one execution of q takes (server side, planning included)
-CREATE FUNCTION bench_ms(q text) RETURNS float8 LANGUAGE plpgsql AS \$\$
+-- the backend's CPU time so far, in ms (/proc/PID/schedstat)
+CREATE FUNCTION bench_cpu() RETURNS float8 LANGUAGE sql AS \$\$
+	SELECT split_part(pg_read_file('/proc/' || pg_backend_pid() || '/schedstat'), ' ', 1)::float8 / 1e6
+\$\$;
+-- milliseconds one execution of q takes (server side, planning included),
+-- and the backend's CPU milliseconds
+CREATE FUNCTION bench_ms(q text, OUT ms float8, OUT cpu float8) LANGUAGE plpgsql AS \$\$
 DECLARE t0 timestamptz;
 BEGIN
 	t0 := clock_timestamp();
+	cpu := bench_cpu();
 	EXECUTE q;
-	RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
+	ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
+	cpu := bench_cpu() - cpu;
 END
 \$\$;
-CREATE TABLE bench_result (what text, ms float8);
+CREATE TABLE bench_result (what text, ms float8, cpu float8);
 SELECT setseed(0.42);
 
 -- 1. predictions: a model with a champion, the JSON text of ROWS predictions
@@ -114,58 +127,64 @@ DO \$\$
 BEGIN
 	FOR i IN 1 .. $REPEAT LOOP
 		INSERT INTO bench_result SELECT 'log_predictions',
-			bench_ms('SELECT pgpoly.log_predictions(j::jsonb) FROM bench_json');
-		INSERT INTO bench_result SELECT 'plain_insert', bench_ms(\$q\$
+			(bench_ms('SELECT pgpoly.log_predictions(j::jsonb) FROM bench_json')).*;
+		INSERT INTO bench_result SELECT 'plain_insert', (bench_ms(\$q\$
 			INSERT INTO bench_plain (model_name, version, entity, features, prediction, confidence,
 			                         latency_ms, request_id)
 			SELECT 'bench_model', 1, r.entity, r.features, r.prediction, r.confidence, r.latency_ms,
 			       r.request_id
 			FROM bench_json, jsonb_to_recordset(j::jsonb) AS r(entity text, features jsonb,
-				prediction jsonb, confidence float8, latency_ms float8, request_id text)\$q\$);
+				prediction jsonb, confidence float8, latency_ms float8, request_id text)\$q\$)).*;
 	END LOOP;
 END
 \$\$;
 \o
-WITH m AS (SELECT what, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS ms
+WITH m AS (SELECT what, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS ms,
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY cpu) AS cpu
            FROM bench_result GROUP BY what)
-SELECT format('log_predictions (%s rows, JSON text parsed, name@alias): median %s ms = %s rows/s; '
-              'plain INSERT ... SELECT of the same rows: %s ms; ratio %s (target >= 50000 rows/s)%s',
-              $ROWS, round(l.ms), round($ROWS * 1000 / l.ms), round(b.ms), round((l.ms / b.ms)::numeric, 2),
-              CASE WHEN $ROWS * 1000 / l.ms >= 50000 THEN '' ELSE ' MISSED' END)
+SELECT round(l.ms), round(l.cpu), round(b.ms), round(b.cpu)
 FROM m l, m b WHERE l.what = 'log_predictions' AND b.what = 'plain_insert'
-\g (format=unaligned tuples_only)
+\g (format=unaligned tuples_only fieldsep=' ') $WORK/logp.out
 SELECT format('predictions logged: %s in %s partition(s)', count(*), count(DISTINCT tableoid))
 FROM pgpoly.predictions \g (format=unaligned tuples_only)
 SQL
 
 # --- 2. ingest_features vs. the offline INSERT alone ---------------------------
-ms_of() {  # milliseconds of SQL run in its own transaction, COMMIT included (client side)
-	local t0 t1
+# ms_of SQL: "MS CPU": milliseconds of SQL run in its own transaction, COMMIT
+# included (client side), and the backend's CPU milliseconds over the same
+ms_of() {
+	local t0 t1 out
 	t0=$(date +%s%N)
-	"${PSQL[@]}" -c "BEGIN" -c "$1" -c "COMMIT" >/dev/null
+	out="$("${PSQL[@]}" -At -c "SELECT bench_cpu()" -c "BEGIN" -c "$1" -c "COMMIT" -c "SELECT bench_cpu()")"
 	t1=$(date +%s%N)
-	echo $(( (t1 - t0) / 1000000 ))
+	echo "$(( (t1 - t0) / 1000000 )) $(awk 'NR == 1 { c0 = $1 } END { printf "%.0f", $1 - c0 }' <<<"$out")"
 }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # warm-up on a few rows (plans, connection)
 ms_of "SELECT pgpoly.ingest_features('bench', 'SELECT * FROM bench_source LIMIT 100')" >/dev/null
 "${PSQL[@]}" -c "DELETE FROM bench_online" -c "TRUNCATE pgpoly.bench_history" >/dev/null
-first=$(ms_of "SELECT pgpoly.ingest_features('bench', 'bench_source')")
-again=(); plain=()
+read -r first first_cpu < <(ms_of "SELECT pgpoly.ingest_features('bench', 'bench_source')")
+again=(); again_cpu=(); plain=(); plain_cpu=()
 for ((i = 0; i < REPEAT; i++)); do
-	again+=("$(ms_of "SELECT pgpoly.ingest_features('bench', 'bench_source')")")
-	plain+=("$(ms_of "INSERT INTO pgpoly.bench_history (entity, event_time, created_at, clicks, ctr, country)
-	               SELECT user_id, event_time, clock_timestamp(), clicks, ctr, country FROM bench_source")")
+	read -r t c < <(ms_of "SELECT pgpoly.ingest_features('bench', 'bench_source')")
+	again+=("$t"); again_cpu+=("$c")
+	read -r t c < <(ms_of "INSERT INTO pgpoly.bench_history (entity, event_time, created_at, clicks, ctr, country)
+	               SELECT user_id, event_time, clock_timestamp(), clicks, ctr, country FROM bench_source")
+	plain+=("$t"); plain_cpu+=("$c")
 done
-m_again=$(median "${again[@]}"); m_plain=$(median "${plain[@]}")
+m_again=$(bench_median <<<"${again[*]}"); m_plain=$(bench_median <<<"${plain[*]}")
+c_again=$(bench_median <<<"${again_cpu[*]}"); c_plain=$(bench_median <<<"${plain_cpu[*]}")
 keys=$("${PSQL[@]}" -At -c "SELECT count(*) FROM bench_online")
-rate_first=$(( ENTITIES * 1000 / (first > 0 ? first : 1) ))
-rate_again=$(( ENTITIES * 1000 / (m_again > 0 ? m_again : 1) ))
-echo "ingest_features ($ENTITIES rows, $ENTITIES entities, COMMIT included): empty Redis $first ms" \
-     "= $rate_first rows/s; over existing keys median $m_again ms = $rate_again rows/s;" \
-     "offline INSERT alone $m_plain ms; ratio $(awk -v a="$m_again" -v b="$m_plain" 'BEGIN {printf "%.2f", a / b}')" \
-     "(target >= 100000 rows/s)$( ((rate_first >= 100000 && rate_again >= 100000)) || echo ' MISSED')"
-echo "keys in Redis: $keys"
+[[ "$keys" == "$ENTITIES" ]] || bench_fail "ingest_features left $keys keys in Redis, expected $ENTITIES"
+rate_first=$(bench_calc "$ENTITIES * 1000 / ($first > 0 ? $first : 1)")
+rate_again=$(bench_calc "$ENTITIES * 1000 / ($m_again > 0 ? $m_again : 1)")
+bench_report "ingest_features $ENTITIES rows of $ENTITIES entities into an empty Redis, COMMIT incl." \
+	"$(printf '%.0f' "$rate_first") rows/s ($first ms; backend CPU $first_cpu ms)" \
+	"the offline INSERT alone: $(printf '%.0f' "$m_plain") ms, CPU $(printf '%.0f' "$c_plain") ms" \
+	"$rate_first" ">=" 100000 figure
+bench_report "ingest_features $ENTITIES rows over keys Redis holds, COMMIT incl. (median of $REPEAT)" \
+	"$(printf '%.0f' "$rate_again") rows/s ($(printf '%.0f' "$m_again") ms; backend CPU $(printf '%.0f' "$c_again") ms)" \
+	"the offline INSERT alone: $(printf '%.0f' "$m_plain") ms, CPU $(printf '%.0f' "$c_plain") ms; ratio $(bench_calc "$m_again / $m_plain")" \
+	"$rate_again" ">=" 100000 figure
 
 # --- 3. drift -------------------------------------------------------------------
 "${PSQL[@]}" <<SQL
@@ -176,24 +195,34 @@ SELECT count(*) FROM pgpoly.drift('bench_ref', 'bench_cur');	-- warm-up
 DO \$\$
 BEGIN
 	FOR i IN 1 .. $REPEAT LOOP
-		INSERT INTO bench_result SELECT 'drift', bench_ms('SELECT count(*) FROM pgpoly.drift(''bench_ref'', ''bench_cur'')');
-		INSERT INTO bench_result SELECT 'drift_numeric', bench_ms('SELECT count(*) FROM pgpoly.drift(''bench_ref'', ''bench_cur'', ''{amount}'')');
-		INSERT INTO bench_result SELECT 'sort', bench_ms(\$q\$
+		INSERT INTO bench_result SELECT 'drift', (bench_ms('SELECT count(*) FROM pgpoly.drift(''bench_ref'', ''bench_cur'')')).*;
+		INSERT INTO bench_result SELECT 'drift_numeric', (bench_ms('SELECT count(*) FROM pgpoly.drift(''bench_ref'', ''bench_cur'', ''{amount}'')')).*;
+		INSERT INTO bench_result SELECT 'sort', (bench_ms(\$q\$
 			SELECT max(f) FROM (SELECT sum(s) OVER (ORDER BY v) AS f
 			                    FROM (SELECT amount AS v, 1 AS s FROM bench_ref
-			                          UNION ALL SELECT amount, -1 FROM bench_cur) u) w\$q\$);
+			                          UNION ALL SELECT amount, -1 FROM bench_cur) u) w\$q\$)).*;
 	END LOOP;
 END
 \$\$;
 \o
 SELECT feature, round(psi::numeric, 4) AS psi, round(ks::numeric, 4) AS ks, status
 FROM pgpoly.drift('bench_ref', 'bench_cur');
-WITH m AS (SELECT what, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS ms
+WITH m AS (SELECT what, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS ms,
+                  percentile_cont(0.5) WITHIN GROUP (ORDER BY cpu) AS cpu
            FROM bench_result GROUP BY what)
-SELECT format('drift (%s vs %s rows, 1 numeric + 1 categorical feature): median %s ms (numeric feature alone %s ms); '
-              'baseline sort+window of the 2M numeric values %s ms; ratio %s (target < 3000 ms)%s',
-              $DRIFT_ROWS, $DRIFT_ROWS, round(d.ms), round(n.ms), round(s.ms), round((d.ms / s.ms)::numeric, 2),
-              CASE WHEN d.ms < 3000 THEN '' ELSE ' MISSED' END)
+SELECT round(d.ms), round(d.cpu), round(n.ms), round(s.ms), round(s.cpu)
 FROM m d, m n, m s WHERE d.what = 'drift' AND n.what = 'drift_numeric' AND s.what = 'sort'
-\g (format=unaligned tuples_only)
+\g (format=unaligned tuples_only fieldsep=' ') $WORK/drift.out
 SQL
+
+read -r l_ms l_cpu b_ms b_cpu <"$WORK/logp.out"
+bench_report "log_predictions $ROWS-row JSON array (text parsed, name@alias; median of $REPEAT)" \
+	"$(printf '%.0f' "$(bench_calc "$ROWS * 1000 / $l_ms")") rows/s ($l_ms ms; backend CPU $l_cpu ms)" \
+	"plain INSERT ... SELECT of the same rows: $b_ms ms, CPU $b_cpu ms; ratio $(bench_calc "$l_ms / $b_ms")" \
+	"$(bench_calc "$ROWS * 1000 / $l_ms")" ">=" 50000 figure
+read -r d_ms d_cpu n_ms s_ms s_cpu <"$WORK/drift.out"
+bench_report "drift $DRIFT_ROWS vs $DRIFT_ROWS rows, 1 numeric + 1 categorical feature (median of $REPEAT)" \
+	"$d_ms ms (numeric alone $n_ms ms; backend CPU $d_cpu ms)" \
+	"sort + running sum of the $((2 * DRIFT_ROWS)) numeric values: $s_ms ms, CPU $s_cpu ms; ratio $(bench_calc "$d_ms / $s_ms")" \
+	"$d_ms" "<" 3000 figure
+bench_summary bench_monitoring

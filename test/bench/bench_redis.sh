@@ -472,32 +472,49 @@ pipe_file() {
 			END { printf "*1\r\n%s", b("EXEC") }' >"$WORK/$1.resp"
 }
 
-# time_pipe FILE: sets MS to the time redis-cli --pipe takes to send FILE to db 2
+# redis_cpu: the Redis server's CPU seconds so far (INFO cpu)
+redis_cpu() {
+	rcli info cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { printf "%.6f", s }'
+}
+
+# time_pipe FILE: sets MS to the time redis-cli --pipe takes to send FILE to
+# db 2, CPU_C and CPU_R to the CPU ms of redis-cli and of Redis meanwhile
 time_pipe() {
-	local t0 out
+	local t0 r0 out
+	r0=$(redis_cpu)
 	t0=$(date +%s%N)
-	out="$(rcli -n 2 --pipe <"$1" 2>&1)" || die "redis-cli --pipe failed: $out"
+	out="$(/usr/bin/time -f 'cputime %U %S' redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" \
+		-n 2 --pipe <"$1" 2>&1)" || die "redis-cli --pipe failed: $out"
 	MS=$(awk -v ns=$(($(date +%s%N) - t0)) 'BEGIN { printf "%.3f", ns / 1e6 }')
 	grep -q "errors: 0, replies: $((N_WRITE + 2))\$" <<<"$out" || die "redis-cli --pipe: $out"
+	CPU_C=$(awk '$1 == "cputime" { printf "%.1f", ($2 + $3) * 1000 }' <<<"$out")
+	CPU_R=$(awk -v a="$r0" -v b="$(redis_cpu)" 'BEGIN { printf "%.1f", (b - a) * 1000 }')
 }
 
 # time_write TX SQL WARM_SQL: run WARM_SQL (in a rolled-back transaction
 # if TX: nothing is sent) then SQL (in BEGIN ... COMMIT if TX) in one
-# session; sets MS to the time of SQL plus COMMIT
+# session; sets MS to the time of SQL plus COMMIT, CPU_B and CPU_R to the
+# CPU ms of the backend (/proc/PID/schedstat) and of Redis meanwhile
 time_write() {
 	local tx="$1" sql="$2" warm="$3" script out="$WORK/write.out"
+	script="SELECT pg_backend_pid() AS pid \\gset"$'\n'"\\setenv PID :pid"$'\n'
 	if ((tx)); then
-		script="BEGIN;"$'\n'"$warm;"$'\n'"ROLLBACK;"$'\n'
-		script+="\\timing on"$'\n'"BEGIN;"$'\n'"$sql;"$'\n'"COMMIT;"
+		script+="BEGIN;"$'\n'"$warm;"$'\n'"ROLLBACK;"$'\n'
+		script+="\\! sh $WORK/cpu.sh >$out.cpu"$'\n'
+		script+="\\timing on"$'\n'"BEGIN;"$'\n'"$sql;"$'\n'"COMMIT;"$'\n'
 	else
-		script="$warm;"$'\n'"\\timing on"$'\n'"$sql;"
+		script+="$warm;"$'\n'"\\! sh $WORK/cpu.sh >$out.cpu"$'\n'
+		script+="\\timing on"$'\n'"$sql;"$'\n'
 	fi
+	script+="\\timing off"$'\n'"\\! sh $WORK/cpu.sh >>$out.cpu"
 	if ! "${PSQL[@]}" <<<"$script" >"$out" 2>&1; then
 		bench_fail "$sql: $(grep -E 'ERROR|FATAL|server closed' "$out" | head -n 3 | tr '\n' ' ')"
 		wait_pg
 		return 1
 	fi
 	MS="$(grep -o 'Time: [0-9.]*' "$out" | awk '{ s += $2 } END { printf "%.3f", s }')"
+	read -r CPU_B CPU_R < <(awk 'NR == 1 { b = $1; r = $2 }
+		NR == 2 { printf "%.1f %.1f\n", ($1 - b) / 1e6, ($2 - r) * 1e3 }' "$out.cpu")
 }
 
 # expect_keys N: db 2 must hold N keys
@@ -533,51 +550,65 @@ if bench_parts_include write; then
 	upd_w="UPDATE bench_w_tx SET clicks_7d = clicks_7d + 1 WHERE user_id = ANY (ARRAY(SELECT g::text FROM generate_series(1, 1000) g))"
 	del_w="DELETE FROM bench_w_tx WHERE user_id = ANY (ARRAY(SELECT g::text FROM generate_series(1, 1000) g))"
 	imm_w="SELECT count(*) FROM bench_w_imm WHERE user_id = '0'"
+	# W[x] the times of x, C[x] "own CPU + Redis CPU" ms of each run of x
+	declare -A C=()
 	for ((r = 0; r < ROUNDS && ok; r++)); do
 		ok=0
 		rcli -n 2 flushdb >/dev/null
-		time_pipe "$WORK/ins.resp"; W[pipe_ins]+="$MS "
+		time_pipe "$WORK/ins.resp"; W[pipe_ins]+="$MS "; C[pipe_ins]+="$CPU_C+$CPU_R "
 		rcli -n 2 flushdb >/dev/null
-		time_write 1 "$(printf "$ins" bench_w_tx)" "$ins_w" || break; W[tx_ins]+="$MS "
+		time_write 1 "$(printf "$ins" bench_w_tx)" "$ins_w" || break
+		W[tx_ins]+="$MS "; C[tx_ins]+="$CPU_B+$CPU_R "
 		expect_keys "$N_WRITE" "after INSERT" || break
 		expect_value clicks_7d "$clicks" "after INSERT" || break
-		time_write 1 "$(printf "$upd" bench_w_tx)" "$upd_w" || break; W[tx_upd]+="$MS "
+		time_write 1 "$(printf "$upd" bench_w_tx)" "$upd_w" || break
+		W[tx_upd]+="$MS "; C[tx_upd]+="$CPU_B+$CPU_R "
 		expect_value clicks_7d "$((clicks + 1))" "after UPDATE" || break
-		time_pipe "$WORK/upd.resp"; W[pipe_upd]+="$MS "
-		W[scan]+="$("$RAW" "$REDIS_HOST" "$REDIS_PORT" 2 scan "${P}w:*" "$BATCH" hash 1 2>/dev/null | head -n 1) "
-		time_write 1 "$(printf "$del" bench_w_tx)" "$del_w" || break; W[tx_del]+="$MS "
+		time_pipe "$WORK/upd.resp"; W[pipe_upd]+="$MS "; C[pipe_upd]+="$CPU_C+$CPU_R "
+		out="$("$RAW" "$REDIS_HOST" "$REDIS_PORT" 2 scan "${P}w:*" "$BATCH" hash 1 2>/dev/null)" ||
+			die "redis_raw scan of db 2 failed"
+		W[scan]+="$(head -n 1 <<<"$out") "
+		C[scan]+="$(awk '$1 == "cpu" { print $2 "+" $3 }' <<<"$out") "
+		time_write 1 "$(printf "$del" bench_w_tx)" "$del_w" || break
+		W[tx_del]+="$MS "; C[tx_del]+="$CPU_B+$CPU_R "
 		expect_keys 0 "after DELETE" || break
 		time_pipe "$WORK/ins.resp"
-		time_pipe "$WORK/del.resp"; W[pipe_del]+="$MS "
+		time_pipe "$WORK/del.resp"; W[pipe_del]+="$MS "; C[pipe_del]+="$CPU_C+$CPU_R "
 		expect_keys 0 "after DEL --pipe" || break
-		time_write 0 "$(printf "$ins" bench_w_imm)" "$imm_w" || break; W[imm_ins]+="$MS "
+		time_write 0 "$(printf "$ins" bench_w_imm)" "$imm_w" || break; W[imm_ins]+="$MS "; C[imm_ins]+="$CPU_B+$CPU_R "
 		expect_keys "$N_WRITE" "after immediate INSERT" || break
-		time_write 0 "$(printf "$upd" bench_w_imm)" "$imm_w" || break; W[imm_upd]+="$MS "
+		time_write 0 "$(printf "$upd" bench_w_imm)" "$imm_w" || break; W[imm_upd]+="$MS "; C[imm_upd]+="$CPU_B+$CPU_R "
 		expect_value clicks_7d "$((clicks + 1))" "after immediate UPDATE" || break
-		time_write 0 "$(printf "$del" bench_w_imm)" "$imm_w" || break; W[imm_del]+="$MS "
+		time_write 0 "$(printf "$del" bench_w_imm)" "$imm_w" || break; W[imm_del]+="$MS "; C[imm_del]+="$CPU_B+$CPU_R "
 		expect_keys 0 "after immediate DELETE" || break
 		ok=1
 	done
 	if ((ok)); then
 		for k in tx_ins tx_upd tx_del imm_ins imm_upd imm_del pipe_ins pipe_upd pipe_del scan; do
-			echo "  $k runs (ms): ${W[$k]}"
+			echo "  $k runs (ms): ${W[$k]}${C[$k]:+ CPU own+Redis (ms): ${C[$k]}}"
 			declare "m_$k=$(bench_median <<<"${W[$k]}")"
+			# shellcheck disable=SC2001 # the sums of "a+b" words
+			[[ -z "${C[$k]:-}" ]] ||
+				declare "c_$k=$(sed 's/\([0-9.]*\)+\([0-9.]*\)/\1 \2/g' <<<"${C[$k]}" |
+					awk '{ for (i = 1; i < NF; i += 2) printf "%s ", $i + $(i + 1) }' | bench_median)"
 		done
 		# shellcheck disable=SC2154 # m_* are declared in the loop above
 		{
 		rate=$(awk "BEGIN { printf \"%.0f\", $N_WRITE / ($m_tx_ins / 1000) }")
 		bench_report "redis INSERT $N_WRITE rows transactional (median of $ROUNDS)" \
 			"$(fmt_ms "$m_tx_ins") ($rate rows/s)" \
-			"redis-cli --pipe $(fmt_ms "$m_pipe_ins"); immediate mode $(fmt_ms "$m_imm_ins")" \
+			"redis-cli --pipe $(fmt_ms "$m_pipe_ins"); immediate mode $(fmt_ms "$m_imm_ins"); CPU backend+Redis $(fmt_ms "$c_tx_ins") vs redis-cli+Redis $(fmt_ms "$c_pipe_ins") ($(bench_calc "$c_tx_ins / $c_pipe_ins")x)" \
 			"$(bench_calc "$m_tx_ins / $m_pipe_ins")" "<=" 1.5
 		bench_report "redis INSERT $N_WRITE rows transactional, rows/s" "$rate rows/s" "" \
 			"$rate" ">=" 100000 figure
 		for op in upd del; do
 			tx="m_tx_$op" p="m_pipe_$op" i="m_imm_$op"
 			floor=$(bench_calc "${!p} + $m_scan")
+			ct="c_tx_$op" cp="c_pipe_$op"
+			cfloor=$(bench_calc "${!cp} + $c_scan")
 			bench_report "redis $( [[ $op == upd ]] && echo UPDATE || echo DELETE) $N_WRITE rows transactional (median of $ROUNDS)" \
 				"$(fmt_ms "${!tx}")" \
-				"floor $(fmt_ms "$floor") = redis-cli --pipe $(fmt_ms "${!p}") ($(bench_calc "${!tx} / ${!p}")x) + C SCAN $(fmt_ms "$m_scan"); immediate mode $(fmt_ms "${!i}")" \
+				"floor $(fmt_ms "$floor") = redis-cli --pipe $(fmt_ms "${!p}") ($(bench_calc "${!tx} / ${!p}")x) + C SCAN $(fmt_ms "$m_scan"); immediate mode $(fmt_ms "${!i}"); CPU backend+Redis $(fmt_ms "${!ct}") vs floor $(fmt_ms "$cfloor") ($(bench_calc "${!ct} / $cfloor")x)" \
 				"$(bench_calc "${!tx} / $floor")" "<=" 1.5
 		done
 		}

@@ -15,9 +15,14 @@
 #     samples < 200 ms, with >= 95% of the rate achieved);
 #  4. the writer's overhead: INSERT of N rows into a native table with a
 #     sync vs into the same table without one, each timed including COMMIT
-#     (target: <= 1.5x).
-# Figures 1, 2 and 4 are medians of REPEAT (3) rounds, interleaved after a
-# warm-up round; every round checks that the target holds all N rows.
+#     (target: <= 1.5x);
+#  5. write_mode 'outbox': INSERT of N rows into a Redis hash table in
+#     outbox mode, timed including COMMIT, vs the same INSERT in the default
+#     transactional mode (figure 1's direct INSERT); and the delivery of
+#     those rows (from that COMMIT until sync_wait returns) vs the same
+#     direct INSERT (no target: the ratios are printed).
+# Figures 1, 2, 4 and 5 are medians of REPEAT (3) rounds, interleaved after
+# a warm-up round; every round checks that the target holds all N rows.
 # Exit 0 when every figure was measured (a missed target prints MISSED),
 # 1 when a measurement failed.
 #
@@ -109,6 +114,8 @@ sql >/dev/null <<-EOF
 	  SERVER r OPTIONS (table_type 'hash', key_prefix 'direct:');
 	CREATE FOREIGN TABLE kv_synced (k text OPTIONS (key 'true'), n int, v text)
 	  SERVER r OPTIONS (table_type 'hash', key_prefix 'synced:');
+	CREATE FOREIGN TABLE kv_outbox (k text OPTIONS (key 'true'), n int, v text)
+	  SERVER r OPTIONS (table_type 'hash', key_prefix 'outbox:', write_mode 'outbox');
 	CREATE TABLE kv (k text PRIMARY KEY, n int, v text);
 	SELECT pgpoly.create_sync('kv', 'kv', 'kv_synced');
 	CREATE SERVER es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '$ES_URL', timeout_ms '120000');
@@ -127,8 +134,9 @@ KV_ROWS="SELECT 'k' || g, g, 'value ' || g FROM generate_series(1, %d) g"
 DOC_ROWS="SELECT 'b' || g, g, 'g' || (g %% 3), 'label ' || g FROM generate_series(1, %d) g"
 W_ROWS="SELECT g, g, 'row ' || g FROM generate_series(1, %d) g"
 
-# round N I: one round of figures 1, 2 and 4 with N rows; appends to the arrays.
+# round N I: one round of figures 1, 2, 4 and 5 with N rows; appends to the arrays.
 redis_direct=() redis_sync=() es_direct=() es_sync=() w_plain=() w_synced=()
+ob_commit=() ob_sync=()
 round() {
 	local n=$1 secs cnt
 	# 1. Redis
@@ -138,6 +146,10 @@ round() {
 	sql -c "INSERT INTO kv $(printf "$KV_ROWS" "$n")"
 	redis_sync+=("$(wait_sync kv)")
 	expect_count kv_synced "$n"
+	# 5. write_mode 'outbox': the writer's COMMIT, then the delivery
+	ob_commit+=("$(timed "INSERT INTO kv_outbox $(printf "$KV_ROWS" "$n")")")
+	ob_sync+=("$(wait_sync public.kv_outbox)")
+	expect_count kv_outbox "$n"
 	# 2. Elasticsearch
 	"${DIRECT[@]}" create "$IDX" >/dev/null
 	"${DIRECT[@]}" create "${IDX}_direct" >/dev/null
@@ -168,6 +180,7 @@ round() {
 
 round 1000 0	# warm-up: connections, caches, the worker
 redis_direct=() redis_sync=() es_direct=() es_sync=() w_plain=() w_synced=()
+ob_commit=() ob_sync=()
 for ((r = 1; r <= REPEAT; r++)); do
 	round "$N" "$r"
 done
@@ -177,6 +190,8 @@ ed=$(printf '%s\n' "${es_direct[@]}" | median)
 es=$(printf '%s\n' "${es_sync[@]}" | median)
 wp=$(printf '%s\n' "${w_plain[@]}" | median)
 ws=$(printf '%s\n' "${w_synced[@]}" | median)
+oc=$(printf '%s\n' "${ob_commit[@]}" | median)
+os=$(printf '%s\n' "${ob_sync[@]}" | median)
 
 # 3. steady state: pgbench at RATE single-row UPDATEs/s, lag sampled.
 sql -c "SELECT pgpoly.drop_sync('kv')" -c "TRUNCATE kv" \
@@ -204,9 +219,12 @@ wait_sync kv >/dev/null
 r1=$(ratio "$rs" "$rd")
 r2=$(ratio "$es" "$ed")
 r4=$(ratio "$ws" "$wp")
+r5c=$(ratio "$oc" "$rd")
+r5d=$(ratio "$os" "$rd")
 rate_ok=$(awk "BEGIN { print ($tps >= 0.95 * $RATE) ? 1 : 0 }")
 echo "bench_sync: N=$N, median of $REPEAT rounds; ES at $ES_URL"
 echo "1. delivery of $N rows to Redis: ${rs}s vs direct INSERT into the foreign table ${rd}s: ${r1}x (target <= 2x) $(verdict "$r1" '<=' 2)"
 echo "2. delivery of $N rows to Elasticsearch: ${es}s vs direct _bulk ${ed}s: ${r2}x (target <= 2x) $(verdict "$r2" '<=' 2)"
 echo "3. steady state at $tps changes/s (asked $RATE): lag p50 ${p50} ms, p99 ${p99} ms, max ${pmax} ms (target p99 < 200 ms) $(if ((rate_ok)); then verdict "$p99" '<' 200; else echo "MISSED (rate)"; fi)"
 echo "4. writer's INSERT of $N rows: with a sync ${ws}s vs without ${wp}s: ${r4}x (target <= 1.5x) $(verdict "$r4" '<=' 1.5)"
+echo "5. write_mode 'outbox', INSERT of $N rows into Redis: COMMIT after ${oc}s vs ${rd}s in transactional mode: ${r5c}x; delivered ${os}s after COMMIT vs the direct INSERT ${rd}s: ${r5d}x"

@@ -7,6 +7,9 @@
 #   count100k  count(*) over 100k hashes (Redis db 1 holds only them)
 #   insert100k INSERT ... SELECT of 100k rows, write_mode 'transactional',
 #              BEGIN ... COMMIT (the COMMIT-time MULTI/EXEC included)
+#   update100k UPDATE ... SET clicks_7d = clicks_7d + 1 of those 100k rows,
+#              transactional (the SCAN that finds them included)
+#   delete100k DELETE of those 100k rows, transactional
 #   point      WHERE key = $1, prepared, generic plan (pgbench -M prepared,
 #              one client; under callgrind: PREPARE + EXECUTE)
 #
@@ -17,8 +20,9 @@
 #     and by inclusive (children) cost: OUT/NAME.self.txt, NAME.children.txt;
 #   - strace -c -f on the backend over the same kind of run: syscalls per
 #     query = the counts / the runs (OUT/NAME.strace, runs in NAME.runs);
-#   - insert100k only: perf stat page faults of one INSERT + COMMIT, and the
-#     size of TopTransactionContext (the write buffer) before the COMMIT.
+#   - insert100k, update100k, delete100k: perf stat page faults of one
+#     statement + COMMIT, and the size of TopTransactionContext (the write
+#     buffer) before the COMMIT (OUT/NAME.memory, OUT/NAME.faults).
 # Then, the postmaster stopped, a single-user backend (postgres --single,
 # which reads each input line as one query) runs each workload
 # under valgrind --tool=callgrind with --dump-before=ReadyForQuery, so
@@ -32,8 +36,9 @@
 #
 # Usage: test/bench/profile.sh [OUT]   (OUT defaults to /tmp/pgpoly-profile)
 # Environment: PROFILE_PARTS (default "join10k count100k insert100k point
-# callgrind") selects what to run; PROFILE_CALLGRIND (default "join10k
-# count100k insert100k point") the workloads run under callgrind.
+# callgrind") selects what to run (update100k and delete100k are extra
+# parts); CG_WORKLOADS (default "join10k count100k insert100k point") the
+# workloads callgrind runs (update100k, delete100k can be added).
 # Run through /work/tools/iso-run NAME on the shared machines.  Needs perf
 # (Debian: linux-perf), valgrind, strace: installed when missing (as root).
 set -euo pipefail
@@ -102,6 +107,8 @@ load_redis 1 "${P}c:" 100000
 JOIN="SELECT count(*), sum(u.clicks_7d), round(sum(u.ctr * r.score)::numeric, 6), max(u.updated), min(u.country) FROM bench_req r JOIN bench_u u ON u.user_id = r.user_id"
 COUNT="SELECT count(*) FROM bench_c"
 INSERT="BEGIN; INSERT INTO bench_w SELECT * FROM bench_users(100000); COMMIT"
+UPDATE="BEGIN; UPDATE bench_w SET clicks_7d = clicks_7d + 1; COMMIT"
+DELETE="BEGIN; DELETE FROM bench_w; COMMIT"
 
 # ---------------------------------------------------------------- perf, strace
 
@@ -140,25 +147,47 @@ if want count100k; then
 	record count100k 20 "$COUNT"
 	report count100k
 fi
-if want insert100k; then
-	pgpoly_log "perf + strace: insert100k"
-	record insert100k 5 "$INSERT"
-	report insert100k
-	# page faults of one INSERT + COMMIT, and the buffer's size
-	"${PSQL[@]}" <<SQL >"$OUT/insert100k.memory"
+# memory NAME STATEMENT: page faults of one BEGIN; STATEMENT; COMMIT (after a
+# warm-up run of the same in the session), and TopTransactionContext's size
+# (the write buffer) before the COMMIT
+memory() {
+	"${PSQL[@]}" <<SQL >"$OUT/$1.memory"
 SELECT pg_backend_pid() AS pid \gset
 \setenv PID :pid
 \o /dev/null
+BEGIN;
+$2;
+ROLLBACK;
 $INSERT;
 \o
-\! perf stat -e page-faults,minor-faults,major-faults -p \$PID -o $OUT/insert100k.faults & echo \$! >$OUT/pstat.pid; sleep 2
+\! perf stat -e page-faults,minor-faults,major-faults -p \$PID -o $OUT/$1.faults & echo \$! >$OUT/pstat.pid; sleep 2
 BEGIN;
-INSERT INTO bench_w SELECT * FROM bench_users(100000);
-SELECT 'TopTransactionContext after the INSERT, before COMMIT: ' || pg_size_pretty(sum(total_bytes)) || ' in ' || sum(total_nblocks) || ' blocks (' || (sum(total_bytes) / 100000)::int || ' bytes/row), used ' || pg_size_pretty(sum(used_bytes))
+$2;
+SELECT 'TopTransactionContext after the statement, before COMMIT: ' || pg_size_pretty(sum(total_bytes)) || ' in ' || sum(total_nblocks) || ' blocks (' || (sum(total_bytes) / 100000)::int || ' bytes/row), used ' || pg_size_pretty(sum(used_bytes))
 FROM pg_backend_memory_contexts WHERE name = 'TopTransactionContext' OR parent = 'TopTransactionContext';
 COMMIT;
 \! kill -INT \$(cat $OUT/pstat.pid); sleep 2
 SQL
+}
+
+if want insert100k; then
+	pgpoly_log "perf + strace: insert100k"
+	record insert100k 5 "$INSERT"
+	report insert100k
+	memory insert100k "INSERT INTO bench_w SELECT * FROM bench_users(100000)"
+fi
+if want update100k; then
+	pgpoly_log "perf + strace: update100k"
+	"${PSQL[@]}" -c "$INSERT"
+	record update100k 5 "$UPDATE"
+	report update100k
+	memory update100k "UPDATE bench_w SET clicks_7d = clicks_7d + 1"
+fi
+if want delete100k; then
+	pgpoly_log "perf + strace: delete100k (each run re-inserts first, untimed)"
+	record delete100k 5 "$INSERT; $DELETE"
+	report delete100k
+	memory delete100k "DELETE FROM bench_w"
 fi
 
 # point: pgbench, one client; perf and strace on its backend
@@ -196,15 +225,22 @@ if want callgrind; then
 		[join10k]="$JOIN"
 		[count100k]="$COUNT"
 		[insert100k]="$INSERT"
+		[update100k]="$UPDATE"
+		[delete100k]="$DELETE"
 		[point]="$points"
 	)
+	# the warm-up of each (DELETE: the rows inserted, the DELETE rolled back)
+	declare -A WARM=(
+		[update100k]="$INSERT; $UPDATE"
+		[delete100k]="$INSERT; BEGIN; DELETE FROM bench_w; ROLLBACK"
+	)
 	: >"$OUT/callgrind.totals"
-	for name in ${PROFILE_CALLGRIND:-join10k count100k insert100k point}; do
+	for name in ${CG_WORKLOADS:-join10k count100k insert100k point}; do
 		pgpoly_log "callgrind: $name"
 		{
 			echo "SET plan_cache_mode = force_generic_plan"
 			echo "PREPARE q(text) AS SELECT * FROM bench_u WHERE user_id = \$1"
-			echo "${CG[$name]}"	# warm-up
+			echo "${WARM[$name]:-${CG[$name]}}"	# warm-up
 			echo "${CG[$name]}"	# profiled
 			echo "SELECT 1"		# its dump is taken before this one runs
 		} >"$OUT/$name.single.sql"

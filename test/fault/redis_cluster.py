@@ -14,6 +14,8 @@ the harness stops it even if the caller dies; stop() stops them at once.
     cl.owner(slot)                  port of the primary that serves a slot
     cl.wait_ok()                    every live node sees cluster_state:ok and
                                     the same primaries
+    cl.add_primary()                one more primary, serving no slot yet
+    cl.move_slot(slot, port)        reshard one slot (keys and all) to port
     cl.stop()
 
     st = redis_cluster.Sentinel()    # primary, replica, one sentinel
@@ -55,6 +57,15 @@ class Resp:
     def __init__(self, port, host="127.0.0.1", timeout=10):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buf = b""
+
+    @classmethod
+    def on(cls, sock):
+        """A Resp on a socket already open (a fake server's side: read()
+        returns each command as a list of bytes)."""
+        self = cls.__new__(cls)
+        self.sock = sock
+        self.buf = b""
+        return self
 
     def close(self):
         self.sock.close()
@@ -262,11 +273,11 @@ class Cluster:
         self.servers = Servers("redis-cluster")
         self.dir = self.servers.dir
         try:
-            flags = ["--cluster-enabled", "yes",
-                     "--cluster-config-file", "nodes.conf",
-                     "--cluster-node-timeout", str(node_timeout),
-                     "--cluster-replica-validity-factor", "0"]
-            self.ports = [self.servers.start(flags, "redis-cluster")
+            self.flags = ["--cluster-enabled", "yes",
+                          "--cluster-config-file", "nodes.conf",
+                          "--cluster-node-timeout", str(node_timeout),
+                          "--cluster-replica-validity-factor", "0"]
+            self.ports = [self.servers.start(self.flags, "redis-cluster")
                           for _ in range(primaries * (1 + replicas))]
             p = subprocess.run(
                 ["redis-cli", "--cluster", "create"] +
@@ -357,6 +368,41 @@ class Cluster:
         on the replicas, synced, unless replicas_up is false)."""
         wait_until(lambda: self._consistent(replicas_up), timeout,
                    "the cluster to be ok on every node")
+
+    def add_primary(self):
+        """Start one more node and join it as a primary serving no slot (the
+        target of a scale-out reshard); return its port.  It is not in
+        self.ports: wait_ok() and primaries() keep to the original nodes
+        (give its slots back before they are called); it stays a primary
+        when it has none left (no replica migration)."""
+        port = self.servers.start(self.flags + ["--cluster-allow-replica-migration", "no"],
+                                  "redis-cluster")
+        self.call(port, "CLUSTER", "MEET", "127.0.0.1", self.ports[0])
+        wait_until(lambda: all(any(n["port"] == port for n in self.nodes(p))
+                               for p in self.live_ports()) and
+                   "cluster_state:ok" in _text(self.call(port, "CLUSTER", "INFO")),
+                   30, "node %d to join the cluster" % port)
+        return port
+
+    def move_slot(self, slot, dst):
+        """Move slot, keys and all, to the primary on port dst, as
+        redis-cli --cluster reshard does: IMPORTING/MIGRATING, MIGRATE of
+        every key, then SETSLOT NODE on every primary."""
+        src = self.owner(slot)
+        nodes = self.nodes()
+        ids = {n["port"]: n["id"] for n in nodes}
+        self.call(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src])
+        self.call(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst])
+        while True:
+            keys = self.call(src, "CLUSTER", "GETKEYSINSLOT", slot, 1000)
+            if not keys:
+                break
+            self.call(src, "MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", *keys)
+        masters = [n["port"] for n in nodes if "master" in n["flags"]
+                   and "fail" not in n["flags"]]
+        for port in [dst, src] + [p for p in masters if p not in (dst, src)]:
+            self.call(port, "CLUSTER", "SETSLOT", slot, "NODE", ids[dst])
+        return src
 
     def flushall(self):
         for p in self.primaries():

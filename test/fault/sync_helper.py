@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 import pgtest
@@ -46,9 +47,11 @@ def _os_user():
 
 
 class Cluster:
-    """A private PostgreSQL cluster on a free loopback port."""
+    """A private PostgreSQL cluster on a free loopback port; with primary
+    (a Cluster), a hot standby of it made by pg_basebackup.  conf: more
+    postgresql.conf lines."""
 
-    def __init__(self, preload=True, name="sync"):
+    def __init__(self, preload=True, name="sync", conf="", primary=None):
         self.user = _os_user()
         self.bindir = _pg_bindir()
         self.dir = os.path.join(pgtest.work_dir(), "pg-%s-%d" % (name, os.getpid()))
@@ -58,8 +61,13 @@ class Cluster:
         os.makedirs(os.path.join(self.dir, "sock"), exist_ok=True)
         shutil.chown(self.dir, self.user)
         shutil.chown(os.path.join(self.dir, "sock"), self.user)
-        self._as_user(["initdb", "-D", self.data, "-A", "trust", "-U", "postgres",
-                       "--no-sync", "-E", "UTF8", "--locale=C"])
+        if primary is None:
+            self._as_user(["initdb", "-D", self.data, "-A", "trust", "-U", "postgres",
+                           "--no-sync", "-E", "UTF8", "--locale=C"])
+        else:
+            self._as_user(["pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port),
+                           "-U", "postgres", "-D", self.data, "-R", "-X", "stream",
+                           "--checkpoint=fast", "--no-sync"])
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             f.write("\nlisten_addresses = '127.0.0.1'\n"
                     "port = %d\n"
@@ -70,6 +78,7 @@ class Cluster:
                     % (self.port, os.path.join(self.dir, "sock")))
             if preload:
                 f.write("shared_preload_libraries = 'pgpoly'\n")
+            f.write(conf)
         _clusters.append(self)
         self.start()
 
@@ -194,3 +203,24 @@ def kill(pid, sig=signal.SIGKILL):
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def writers_while_paused(rport, writer, args, pending):
+    """Run writer(*args, seed, errors) in four threads while the Redis on
+    rport is paused; check that they neither waited on it nor failed, and
+    that pending() > 0 before Redis resumes."""
+    errors = []
+    pgtest.kill_redis(rport, signal.SIGSTOP)
+    try:
+        threads = [threading.Thread(target=writer, args=tuple(args) + (seed, errors))
+                   for seed in range(4)]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        pgtest.check(time.monotonic() - start < 90, "writers waited on the paused store")
+        pgtest.check(not errors, "writer errors: %s" % errors[:3])
+        pgtest.check(pending() > 0, "nothing pending while Redis is paused")
+    finally:
+        pgtest.kill_redis(rport, signal.SIGCONT)

@@ -7,6 +7,9 @@ Against private stores (a Redis with an append-only file, an ES stand-in):
    the store goes away, one when it is back; then every change arrives and
    the target equals the source row for row.
 2. Elasticsearch answering 503 to every _bulk: the same, for an index.
+   A _bulk answered 200 with items refused with 429 (a full write queue)
+   is retried as an unavailable store, never buried; an item refused with
+   400 in the same requests goes to the dead letters.
 3. Redis paused (SIGSTOP) while four writers update, delete, re-insert and
    move the same 40 keys concurrently; after SIGCONT the target equals the
    source row for row, whatever order the transactions committed in.
@@ -18,8 +21,6 @@ Against private stores (a Redis with an append-only file, an ES stand-in):
 
 import os
 import random
-import signal
-import threading
 import time
 
 import pgtest
@@ -94,7 +95,32 @@ def test_es_unavailable(db, es):
     pgtest.check(sql(db, "SELECT docs_diff()") == "0", "the index differs from docs")
 
 
-def writer(db, seed, n, errors):
+def test_es_item_faults(db, es):
+    """A _bulk answered 200 with per-item failures: items refused with 429
+    (Elasticsearch's full write queue) are retried as an unavailable store,
+    for as long as it takes; an item refused with 400 is a rejection."""
+    sql(db, "ALTER DATABASE %s SET pgpoly.sync_max_attempts = 2" % db)
+    sql(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE backend_type = 'pgpoly sync worker' AND datname = current_database()")
+    es.faults({"path": "_bulk", "count": 12, "item_faults": {"901": 400, "902": 429}},
+              {"path": "_bulk", "count": 100000, "item_faults": {"901": 400}})
+    sql(db, "INSERT INTO docs VALUES (901, 'rejected'), (902, 'busy a while')")
+    pgtest.check(sql(db, "SELECT pgpoly.sync_wait('docs', '60 s')") == "t",
+                 "the changes did not arrive or end in the dead letters")
+    pgtest.check(sql(db, "SELECT string_agg(key, ',') FROM pgpoly.sync_dead_letters") == "901",
+                 "dead letters: %s" % sql(db, "SELECT key, error FROM pgpoly.sync_dead_letters"))
+    pgtest.check(sql(db, "SELECT title FROM docs_es WHERE _id = '902'") == "busy a while",
+                 "the document refused with 429 was not delivered")
+    es.clear()
+    sql(db, "ALTER DATABASE %s SET pgpoly.sync_max_attempts = 1000;"
+            "DELETE FROM pgpoly.sync_dead_letters; DELETE FROM docs WHERE id IN (901, 902)" % db)
+    sql(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE backend_type = 'pgpoly sync worker' AND datname = current_database()")
+    pgtest.check(sql(db, "SELECT pgpoly.sync_wait('docs', '60 s')") == "t", "docs after item faults")
+    pgtest.check(sql(db, "SELECT docs_diff()") == "0", "the index differs from docs")
+
+
+def writer(db, n, seed, errors):
     """n transactions on keys 1..40: update, delete, re-insert, move."""
     rnd = random.Random(seed)
     s = pgtest.Session(db=db)
@@ -125,21 +151,7 @@ def writer(db, seed, n, errors):
 def test_paused_concurrent(db, rport):
     sql(db, "INSERT INTO kv SELECT i, 'p', 0 FROM generate_series(1, 40) i "
             "ON CONFLICT (k) DO NOTHING")
-    pgtest.kill_redis(rport, signal.SIGSTOP)
-    errors = []
-    try:
-        threads = [threading.Thread(target=writer, args=(db, seed, 60, errors))
-                   for seed in range(4)]
-        start = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        pgtest.check(time.monotonic() - start < 90, "writers waited on the paused store")
-        pgtest.check(not errors, "writer errors: %s" % errors[:3])
-        pgtest.check(status(db, "kv")[0] > 0, "nothing pending while Redis is paused")
-    finally:
-        pgtest.kill_redis(rport, signal.SIGCONT)
+    sh.writers_while_paused(rport, writer, (db, 60), lambda: status(db, "kv")[0])
     pgtest.check(sql(db, "SELECT pgpoly.sync_wait('kv', '60 s')") == "t",
                  "changes did not arrive after SIGCONT")
     pgtest.check(sql(db, "SELECT kv_diff()") == "0", "kv differs after concurrent writers")
@@ -211,6 +223,7 @@ INSERT INTO kv SELECT i, 'v' || i, i FROM generate_series(1, 100) i;
     pgtest.check(sql(db, "SELECT pgpoly.sync_wait(NULL, '60 s')") == "t", "initial sync")
     test_redis_down(db, rport)
     test_es_unavailable(db, es)
+    test_es_item_faults(db, es)
     test_paused_concurrent(db, rport)
     test_poison(db, rport)
     test_drop_while_delivering(db, rport)

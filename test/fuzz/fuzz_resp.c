@@ -131,7 +131,8 @@ flow_write(RedisTable *tbl, int n, bool atomic)
 			if (!nulls[i])
 				values[i] = RedisTextDatum(tbl, i + 1, text, strlen(text));
 		}
-		writes = list_concat(writes, RedisInsertWrites(tbl, values, nulls));
+		writes = list_concat(writes, RedisInsertWrites(tbl, values, nulls,
+													   CurrentMemoryContext));
 	}
 	RedisSendCommands(RedisGetConnection(tbl), writes, atomic);
 }
