@@ -1289,8 +1289,11 @@ take_round(RedisScan *scan, ScanRound *r)
 			RedisReplyError(scan->conn, r->error, st->key, st->keylen, scan->tbl);
 		wrong_type_error(scan, st, r->error);
 	}
+	/* the states' new items live as long as the round */
+	old = MemoryContextSwitchTo(r->cxt);
 	for (int i = 0; scan->ov && i < r->nstates; i++)
 		RedisApplyOverlay(scan->tbl, scan->ov, &r->states[i]);
+	MemoryContextSwitchTo(old);
 	r->ready = false;
 	scan->cur = r - scan->rounds;
 	scan->cur_state = scan->cur_item = 0;
