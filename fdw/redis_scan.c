@@ -887,7 +887,8 @@ take_queued(RedisScan *scan, ScanRound *r)
 
 	for (int i = 0; i < n; i++)
 	{
-		if (scan->ended && scan->queuepos + i == scan->moved_from)
+		if (scan->ended && scan->queuepos + i >= scan->moved_from &&
+			r->moved_state == INT_MAX)
 			r->moved_state = r->nstates;
 		add_state(r, scan->queue[scan->queuepos + i], scan->queuelens[scan->queuepos + i]);
 	}
