@@ -313,7 +313,6 @@ typedef struct RedisReader RedisReader;
 #define RESP_OOM	4			/* out of memory */
 
 extern RedisReader *RedisReaderCreate(MemoryContext cxt);
-extern void RedisReaderFree(RedisReader *r);
 extern size_t RedisReaderPending(RedisReader *r);
 extern char *RedisReaderSpace(RedisReader *r, size_t *room);
 extern void RedisReaderAdvance(RedisReader *r, size_t n);

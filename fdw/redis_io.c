@@ -587,6 +587,9 @@ node_call_raw(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 	int			got = 0;
 	bool		bytes;
 
+	/* replies a request sent ahead still owes would be taken for these */
+	if (h != NULL && h->pend.ticket != 0 && node->active)
+		elog(ERROR, "Redis node called while a request's replies are owed");
 	*error = NULL;
 	budget_begin(CurrentMemoryContext, NULL, node->in);
 	out_add(node, buf->data, buf->len, true);
