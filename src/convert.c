@@ -11,7 +11,8 @@
  * postgres_fdw's transmission settings writes:
  *
  *		DateStyle ISO (MDY order for reading), IntervalStyle postgres,
- *		extra_float_digits 3, bytea_output hex, TimeZone UTC
+ *		extra_float_digits 3, bytea_output hex, TimeZone UTC, and
+ *		lc_monetary C (money, whose text form follows the locale)
  *
  * so that what one session writes any other session reads back equal,
  * whatever its DateStyle, IntervalStyle, TimeZone, extra_float_digits,
@@ -23,7 +24,7 @@
  * read.  The common scalar types take fast paths that never read them;
  * every other type (arrays, composites, ranges, domains of anything, and
  * types we do not know) runs inside PgpolyFixedSettingsEnter/Leave, which
- * save the six variables, set them and restore them; callers put Leave in
+ * save the seven variables, set them and restore them; callers put Leave in
  * PG_FINALLY so that an error restores them too.  A caller converting many
  * values opens one scope around all of them (a row, a batch); a conversion
  * inside an open scope opens no other.  set_config_option() is never used:
@@ -66,6 +67,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/pg_locale.h"
 #include "utils/regproc.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
@@ -81,12 +83,16 @@ typedef struct SavedSettings
 	int			extra_float_digits;
 	int			bytea_output;
 	pg_tz	   *timezone;
+	char	   *lc_monetary;	/* NULL: the session's is "C" already */
 } SavedSettings;
 
 /* Nesting depth of fixed-settings scopes; the outermost one saved these. */
 static int	fixed_depth = 0;
 static SavedSettings fixed_saved;
 static pg_tz *utc_tz = NULL;
+
+/* lc_monetary in a scope: money's text form is the C locale's ("$1,234.56"). */
+static char c_locale[] = "C";
 
 /* ----------------------------------------------------------------
  *		The fixed settings
@@ -131,6 +137,18 @@ PgpolyFixedSettingsEnter(void)
 	extra_float_digits = 3;
 	bytea_output = BYTEA_OUTPUT_HEX;
 	session_timezone = utc;
+	/*
+	 * money's I/O reads lc_monetary through PGLC_localeconv(), which caches
+	 * the locale's conventions until lc_monetary is assigned; switching the
+	 * variable needs that cache dropped here and again on leaving.
+	 */
+	fixed_saved.lc_monetary = NULL;
+	if (strcmp(locale_monetary, c_locale) != 0)
+	{
+		fixed_saved.lc_monetary = locale_monetary;
+		locale_monetary = c_locale;
+		assign_locale_monetary(c_locale, NULL);
+	}
 }
 
 /* Leave a scope entered with PgpolyFixedSettingsEnter. */
@@ -146,6 +164,11 @@ PgpolyFixedSettingsLeave(void)
 	extra_float_digits = fixed_saved.extra_float_digits;
 	bytea_output = fixed_saved.bytea_output;
 	session_timezone = fixed_saved.timezone;
+	if (fixed_saved.lc_monetary != NULL)
+	{
+		locale_monetary = fixed_saved.lc_monetary;
+		assign_locale_monetary(locale_monetary, NULL);
+	}
 }
 
 /* Whether a fixed-settings scope is open. */
@@ -267,6 +290,8 @@ PgpolyConvInit(PgpolyConv *conv, Oid typid, int32 typmod, const char *name)
 	conv->kind = fast_kind(conv->basetype);
 	conv->out_settings = io_reads_settings(typid, true, 0);
 	conv->in_settings = io_reads_settings(typid, false, 0);
+	conv->is_array = type_is_array(conv->basetype);
+	conv->is_json = conv->basetype == JSONOID || conv->basetype == JSONBOID;
 	conv->mcxt = CurrentMemoryContext;
 	getTypeInputInfo(typid, &infn, &conv->ioparam);
 	fmgr_info(infn, &conv->infn);

@@ -360,11 +360,12 @@ append_array_literal(StringInfo buf, JsonbContainer *array)
 /*
  * Text form, for a column's input function, of one jsonb value.  A JSON
  * array becomes an array literal when the column is an array; other
- * containers become JSON text (for json/jsonb columns).  Returns NULL for
- * JSON null.
+ * containers become JSON text (for json/jsonb columns).  A string is its
+ * contents, except for a json/jsonb column (to_json), which gets the JSON
+ * string itself.  Returns NULL for JSON null.
  */
 static char *
-jsonb_value_text(JsonbValue *v, bool to_array, size_t *len)
+jsonb_value_text(JsonbValue *v, bool to_array, bool to_json, size_t *len)
 {
 	StringInfoData buf;
 	char	   *s;
@@ -374,6 +375,14 @@ jsonb_value_text(JsonbValue *v, bool to_array, size_t *len)
 		case jbvNull:
 			return NULL;
 		case jbvString:
+			if (to_json)
+			{
+				initStringInfo(&buf);
+				PgpolyJsonEscape(&buf, pnstrdup(v->val.string.val, v->val.string.len),
+								 v->val.string.len);
+				*len = buf.len;
+				return buf.data;
+			}
 			*len = v->val.string.len;
 			return pnstrdup(v->val.string.val, v->val.string.len);
 		case jbvNumeric:
@@ -450,7 +459,22 @@ PgpolyJsonbFieldText(Datum jsonb, const char *field, bool to_array,
 	bool		through_array;
 	JsonbValue *v = field_value(jsonb, field, &through_array);
 
-	return v ? jsonb_value_text(v, to_array, len ? len : &dummy) : NULL;
+	return v ? jsonb_value_text(v, to_array, false, len ? len : &dummy) : NULL;
+}
+
+/*
+ * PgpolyJsonbFieldText for a column of the type conv describes: an array
+ * (a domain over one too) reads a JSON array, and a json or jsonb column
+ * reads the field's JSON value as it is, a string included.
+ */
+char *
+PgpolyJsonbColumnText(Datum jsonb, const char *field, const PgpolyConv *conv,
+					  size_t *len)
+{
+	bool		through_array;
+	JsonbValue *v = field_value(jsonb, field, &through_array);
+
+	return v ? jsonb_value_text(v, conv->is_array, conv->is_json, len) : NULL;
 }
 
 /*
@@ -482,7 +506,7 @@ PgpolyJsonbFieldValues(Datum jsonb, const char *field, bool to_array,
 	if (v->type != jbvBinary)
 	{
 		if (!to_array)
-			return jsonb_value_text(v, false, len);
+			return jsonb_value_text(v, false, false, len);
 		initStringInfo(&buf);
 		appendStringInfoChar(&buf, '{');
 		append_array_element(&buf, v);
@@ -496,7 +520,7 @@ PgpolyJsonbFieldValues(Datum jsonb, const char *field, bool to_array,
 				 errmsg("the field holds %s, not a single value",
 						JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object"),
 				 errhint("Declare the column as an array type, or jsonb, to read it.")));
-	return jsonb_value_text(v, true, len);
+	return jsonb_value_text(v, true, false, len);
 }
 
 /* ----------------------------------------------------------------
@@ -519,9 +543,7 @@ typedef enum JsonForm
 static bool
 is_json_number(const char *s)
 {
-	if (s[0] == '-')
-		s++;
-	return s[0] >= '0' && s[0] <= '9';
+	return IsValidJsonNumber(s, strlen(s));
 }
 
 /* Arguments of output_call: what to convert and the result. */
@@ -649,6 +671,9 @@ json_form(Datum value, Oid typid, bool fixed, char **out)
 		default:
 			break;
 	}
+	/* a domain has its base type's form, as in to_json() */
+	if (get_typtype(typid) == TYPTYPE_DOMAIN)
+		return json_form(value, getBaseType(typid), fixed, out);
 	if (type_is_array(typid))
 	{
 		*out = output_text(value, typid, true, fixed);

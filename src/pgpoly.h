@@ -521,6 +521,8 @@ typedef struct PgpolyConv
 	PgpolyConvKind kind;		/* fast path of the base type */
 	bool		out_settings;	/* the output function reads the settings */
 	bool		in_settings;	/* the input function reads the settings */
+	bool		is_array;		/* basetype is an array type */
+	bool		is_json;		/* basetype is json or jsonb */
 	FmgrInfo	infn;
 	Oid			ioparam;
 	FmgrInfo	outfn;
@@ -556,6 +558,8 @@ extern void PgpolyJsonNulError(const char *what, const char *field,
 							   PgpolyConv *conv) pg_attribute_noreturn();
 extern char *PgpolyJsonbFieldText(Datum jsonb, const char *field,
 								  bool to_array, size_t *len);
+extern char *PgpolyJsonbColumnText(Datum jsonb, const char *field,
+								   const PgpolyConv *conv, size_t *len);
 extern char *PgpolyJsonbFieldValues(Datum jsonb, const char *field,
 									bool to_array, size_t *len);
 extern void PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid,
