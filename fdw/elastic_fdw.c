@@ -230,7 +230,7 @@ load_column(ElasticTable *tbl, Relation rel, int i)
 	col->is_array = col->conv.is_array;
 	col->basetype = col->is_array ? get_element_type(col->conv.basetype) :
 		col->conv.basetype;
-	col->is_json = col->conv.is_json;
+	col->is_json = col->conv.is_json && !col->is_array;
 	col->is_datetime = col->basetype == DATEOID || col->basetype == TIMESTAMPOID ||
 		col->basetype == TIMESTAMPTZOID;
 	col->role = column_role(tbl, col->name, col->typid);

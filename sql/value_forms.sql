@@ -5,7 +5,8 @@
 -- domains, which JSON documents write in their base type's form, as
 -- to_json() does (a jsonb domain as JSON, not as a string of it; a
 -- timestamptz domain in ISO 8601); and JSON scalars held by json/jsonb
--- columns, which read back as themselves ('"str"'::jsonb was unreadable).
+-- columns or jsonb[] elements, which read back as themselves ('"str"'::jsonb
+-- was unreadable).
 -- Differential: each store's rows against a native copy, EXCEPT ALL both
 -- ways, read in a session with the other lc_monetary.  The harness
 -- provides the de_DE.UTF-8 locale (test/lib.sh).
@@ -20,13 +21,14 @@ CREATE DOMAIN vf_jdom AS jsonb;
 CREATE DOMAIN vf_tzdom AS timestamptz;
 CREATE DOMAIN vf_adom AS int[];
 CREATE TABLE vf_native (id int, m money, ma money[], j jsonb, js json, jd vf_jdom,
-                        td vf_tzdom, ad vf_adom);
+                        td vf_tzdom, ad vf_adom, ja jsonb[]);
 INSERT INTO vf_native VALUES
-  (1, 1234.56, '{1.50,-2}', '"str"', '"s"', '{"a": [1, 2.5]}', '2024-03-10 07:30:00+00', '{1,2}'),
-  (2, -0.01, '{}', '5', '[1, "a"]', '"x"', 'infinity', '{}'),
-  (3, 0, NULL, 'true', '{"k": null}', '3', NULL, '{NULL,3}'),
-  (4, NULL, NULL, NULL, NULL, NULL, NULL, '{}');
-\set cols 'id, m, ma, j, js::jsonb, jd, td, ad'
+  (1, 1234.56, '{1.50,-2}', '"str"', '"s"', '{"a": [1, 2.5]}', '2024-03-10 07:30:00+00', '{1,2}',
+   ARRAY['"s"', '{"a": "b"}', '5']::jsonb[]),
+  (2, -0.01, '{}', '5', '[1, "a"]', '"x"', 'infinity', '{}', '{}'),
+  (3, 0, NULL, 'true', '{"k": null}', '3', NULL, '{NULL,3}', ARRAY['"only"']::jsonb[]),
+  (4, NULL, NULL, NULL, NULL, NULL, NULL, '{}', NULL);
+\set cols 'id, m, ma, j, js::jsonb, jd, td, ad, ja'
 CREATE FUNCTION vf_differences(rel regclass, cols text) RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE n bigint;
 BEGIN
@@ -38,10 +40,10 @@ END $$;
 
 CREATE SERVER vf_redis FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
 CREATE FOREIGN TABLE vf_h (id int OPTIONS (key 'true'), m money, ma money[], j jsonb, js json,
-                           jd vf_jdom, td vf_tzdom, ad vf_adom)
+                           jd vf_jdom, td vf_tzdom, ad vf_adom, ja jsonb[])
   SERVER vf_redis OPTIONS (key_prefix 'regress_vf:h:');
 CREATE FOREIGN TABLE vf_j (id int OPTIONS (key 'true'), m money, ma money[], j jsonb, js json,
-                           jd vf_jdom, td vf_tzdom, ad vf_adom)
+                           jd vf_jdom, td vf_tzdom, ad vf_adom, ja jsonb[])
   SERVER vf_redis OPTIONS (table_type 'json', key_prefix 'regress_vf:j:');
 -- The stored text itself.
 CREATE FOREIGN TABLE vf_h_text (id int OPTIONS (key 'true'), m text, ma text)
@@ -54,7 +56,7 @@ SELECT pgpoly.elastic_request('vf_es', 'DELETE', '/regress_vf') IS NOT NULL AS c
 SELECT pgpoly.elastic_request('vf_es', 'PUT', '/regress_vf',
     '{"mappings": {"dynamic": false, "properties": {"id": {"type": "long"}}}}')->>'acknowledged';
 CREATE FOREIGN TABLE vf_e (_id text, id int, m money, ma money[], j jsonb, js json,
-                           jd vf_jdom, td vf_tzdom, ad vf_adom)
+                           jd vf_jdom, td vf_tzdom, ad vf_adom, ja jsonb[])
   SERVER vf_es OPTIONS (index 'regress_vf', refresh 'true');
 
 CREATE SERVER vf_vec FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url :'chroma_url');
@@ -88,7 +90,7 @@ SELECT m, ma FROM vf_h WHERE id = 1;
 -- are valid JSON, with the domains in their base types' forms.
 SELECT * FROM vf_h_text ORDER BY id;
 SELECT key, value::jsonb FROM vf_j_text ORDER BY key;
-SELECT _id, m, jd, td, ad FROM vf_e ORDER BY _id;
+SELECT _id, m, jd, td, ad, ja FROM vf_e ORDER BY _id;
 
 RESET lc_monetary;
 DELETE FROM vf_h; DELETE FROM vf_j;

@@ -279,6 +279,7 @@ PgpolyConvInit(PgpolyConv *conv, Oid typid, int32 typmod, const char *name)
 {
 	Oid			infn;
 	Oid			outfn;
+	Oid			elem;
 	bool		isvarlena;
 
 	memset(conv, 0, sizeof(PgpolyConv));
@@ -291,7 +292,9 @@ PgpolyConvInit(PgpolyConv *conv, Oid typid, int32 typmod, const char *name)
 	conv->out_settings = io_reads_settings(typid, true, 0);
 	conv->in_settings = io_reads_settings(typid, false, 0);
 	conv->is_array = type_is_array(conv->basetype);
-	conv->is_json = conv->basetype == JSONOID || conv->basetype == JSONBOID;
+	elem = conv->is_array ? getBaseType(get_element_type(conv->basetype)) :
+		conv->basetype;
+	conv->is_json = elem == JSONOID || elem == JSONBOID;
 	conv->mcxt = CurrentMemoryContext;
 	getTypeInputInfo(typid, &infn, &conv->ioparam);
 	fmgr_info(infn, &conv->infn);

@@ -522,7 +522,7 @@ typedef struct PgpolyConv
 	bool		out_settings;	/* the output function reads the settings */
 	bool		in_settings;	/* the input function reads the settings */
 	bool		is_array;		/* basetype is an array type */
-	bool		is_json;		/* basetype is json or jsonb */
+	bool		is_json;		/* basetype (or its element type) is json or jsonb */
 	FmgrInfo	infn;
 	Oid			ioparam;
 	FmgrInfo	outfn;
@@ -561,7 +561,7 @@ extern char *PgpolyJsonbFieldText(Datum jsonb, const char *field,
 extern char *PgpolyJsonbColumnText(Datum jsonb, const char *field,
 								   const PgpolyConv *conv, size_t *len);
 extern char *PgpolyJsonbFieldValues(Datum jsonb, const char *field,
-									bool to_array, size_t *len);
+									const PgpolyConv *conv, size_t *len);
 extern void PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid,
 								  bool isnull);
 extern void PgpolyJsonbValue(struct JsonbValue *jv, Datum value, Oid typid,
