@@ -557,11 +557,16 @@ typedef enum JsonForm
 	JF_JSON						/* text: JSON (json, jsonb, arrays) */
 } JsonForm;
 
-/* Whether s is a JSON number (numeric_out may say NaN or Infinity). */
+/*
+ * Whether s, the output of numeric_out or of a float's, is a JSON number:
+ * the only other forms they have are NaN, Infinity and -Infinity.
+ */
 static bool
 is_json_number(const char *s)
 {
-	return IsValidJsonNumber(s, strlen(s));
+	if (s[0] == '-')
+		s++;
+	return s[0] >= '0' && s[0] <= '9';
 }
 
 /* Arguments of output_call: what to convert and the result. */
@@ -699,7 +704,8 @@ json_form(Datum value, Oid typid, bool fixed, char **out)
 	}
 	*out = output_text(value, typid, false, fixed);
 	category = TypeCategory(typid);
-	if (category == TYPCATEGORY_NUMERIC && is_json_number(*out))
+	/* any text, for money ("1.234,56 €") and types we do not know */
+	if (category == TYPCATEGORY_NUMERIC && IsValidJsonNumber(*out, strlen(*out)))
 		return JF_NUMBER;
 	if (category == TYPCATEGORY_BOOLEAN)
 		return DatumGetBool(value) ? JF_TRUE : JF_FALSE;
