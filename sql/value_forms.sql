@@ -1,7 +1,9 @@
 --
 -- Store forms that settings.sql does not reach: money, whose text follows
 -- lc_monetary (written under de_DE, "1.234,56 €", it was unreadable in a C
--- session, and as a bare JSON "number" it made JSON documents invalid);
+-- session, and as a bare JSON "number" it made JSON documents invalid),
+-- in arrays, composites and domains too, even one whose CHECK calls a
+-- function that sets lc_monetary itself;
 -- domains, which JSON documents write in their base type's form, as
 -- to_json() does (a jsonb domain as JSON, not as a string of it; a
 -- timestamptz domain in ISO 8601); and JSON scalars held by json/jsonb
@@ -20,15 +22,19 @@
 CREATE DOMAIN vf_jdom AS jsonb;
 CREATE DOMAIN vf_tzdom AS timestamptz;
 CREATE DOMAIN vf_adom AS int[];
+CREATE TYPE vf_pair AS (m money, t text);
+CREATE FUNCTION vf_money_ok(m money) RETURNS bool LANGUAGE sql
+  SET lc_monetary = 'de_DE.UTF-8' AS $$ SELECT m::text <> '' $$;
+CREATE DOMAIN vf_mdom AS money CHECK (vf_money_ok(VALUE));
 CREATE TABLE vf_native (id int, m money, ma money[], j jsonb, js json, jd vf_jdom,
-                        td vf_tzdom, ad vf_adom, ja jsonb[]);
+                        td vf_tzdom, ad vf_adom, ja jsonb[], c vf_pair, md vf_mdom);
 INSERT INTO vf_native VALUES
   (1, 1234.56, '{1.50,-2}', '"str"', '"s"', '{"a": [1, 2.5]}', '2024-03-10 07:30:00+00', '{1,2}',
-   ARRAY['"s"', '{"a": "b"}', '5']::jsonb[]),
-  (2, -0.01, '{}', '5', '[1, "a"]', '"x"', 'infinity', '{}', '{}'),
-  (3, 0, NULL, 'true', '{"k": null}', '3', NULL, '{NULL,3}', ARRAY['"only"']::jsonb[]),
-  (4, NULL, NULL, NULL, NULL, NULL, NULL, '{}', NULL);
-\set cols 'id, m, ma, j, js::jsonb, jd, td, ad, ja'
+   ARRAY['"s"', '{"a": "b"}', '5']::jsonb[], ROW(1000.5, 'x'), 7.25),
+  (2, -0.01, '{}', '5', '[1, "a"]', '"x"', 'infinity', '{}', '{}', ROW(NULL, 'y'), -0.5),
+  (3, 0, NULL, 'true', '{"k": null}', '3', NULL, '{NULL,3}', ARRAY['"only"']::jsonb[], NULL, NULL),
+  (4, NULL, NULL, NULL, NULL, NULL, NULL, '{}', NULL, NULL, NULL);
+\set cols 'id, m, ma, j, js::jsonb, jd, td, ad, ja, c::text, md'
 CREATE FUNCTION vf_differences(rel regclass, cols text) RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE n bigint;
 BEGIN
@@ -40,13 +46,15 @@ END $$;
 
 CREATE SERVER vf_redis FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
 CREATE FOREIGN TABLE vf_h (id int OPTIONS (key 'true'), m money, ma money[], j jsonb, js json,
-                           jd vf_jdom, td vf_tzdom, ad vf_adom, ja jsonb[])
+                           jd vf_jdom, td vf_tzdom, ad vf_adom, ja jsonb[], c vf_pair,
+                           md vf_mdom)
   SERVER vf_redis OPTIONS (key_prefix 'regress_vf:h:');
 CREATE FOREIGN TABLE vf_j (id int OPTIONS (key 'true'), m money, ma money[], j jsonb, js json,
-                           jd vf_jdom, td vf_tzdom, ad vf_adom, ja jsonb[])
+                           jd vf_jdom, td vf_tzdom, ad vf_adom, ja jsonb[], c vf_pair,
+                           md vf_mdom)
   SERVER vf_redis OPTIONS (table_type 'json', key_prefix 'regress_vf:j:');
 -- The stored text itself.
-CREATE FOREIGN TABLE vf_h_text (id int OPTIONS (key 'true'), m text, ma text)
+CREATE FOREIGN TABLE vf_h_text (id int OPTIONS (key 'true'), m text, ma text, c text, md text)
   SERVER vf_redis OPTIONS (key_prefix 'regress_vf:h:');
 CREATE FOREIGN TABLE vf_j_text (key text, value text)
   SERVER vf_redis OPTIONS (table_type 'string', key_prefix 'regress_vf:j:');
@@ -56,7 +64,8 @@ SELECT pgpoly.elastic_request('vf_es', 'DELETE', '/regress_vf') IS NOT NULL AS c
 SELECT pgpoly.elastic_request('vf_es', 'PUT', '/regress_vf',
     '{"mappings": {"dynamic": false, "properties": {"id": {"type": "long"}}}}')->>'acknowledged';
 CREATE FOREIGN TABLE vf_e (_id text, id int, m money, ma money[], j jsonb, js json,
-                           jd vf_jdom, td vf_tzdom, ad vf_adom, ja jsonb[])
+                           jd vf_jdom, td vf_tzdom, ad vf_adom, ja jsonb[], c vf_pair,
+                           md vf_mdom)
   SERVER vf_es OPTIONS (index 'regress_vf', refresh 'true');
 
 CREATE SERVER vf_vec FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url :'chroma_url');
@@ -84,7 +93,9 @@ INSERT INTO vf_h SELECT * FROM vf_native;
 INSERT INTO vf_j SELECT * FROM vf_native;
 SET lc_monetary = 'de_DE.UTF-8';
 SELECT vf_differences('vf_h', :'cols') AS hash, vf_differences('vf_j', :'cols') AS json;
-SELECT m, ma FROM vf_h WHERE id = 1;
+SELECT m, ma, c, md FROM vf_h WHERE id = 1;
+-- The session's own setting is untouched by all of it.
+SHOW lc_monetary;
 
 -- What is stored does not depend on the writer's locale; JSON documents
 -- are valid JSON, with the domains in their base types' forms.
@@ -99,4 +110,6 @@ SELECT pgpoly.elastic_request('vf_es', 'DELETE', '/regress_vf')->>'acknowledged'
 DROP SERVER vf_redis, vf_es, vf_vec CASCADE;
 DROP FUNCTION vf_differences(regclass, text);
 DROP TABLE vf_native;
-DROP DOMAIN vf_jdom, vf_tzdom, vf_adom;
+DROP DOMAIN vf_jdom, vf_tzdom, vf_adom, vf_mdom;
+DROP FUNCTION vf_money_ok(money);
+DROP TYPE vf_pair;

@@ -12,7 +12,7 @@
  *
  *		DateStyle ISO (MDY order for reading), IntervalStyle postgres,
  *		extra_float_digits 3, bytea_output hex, TimeZone UTC, and
- *		lc_monetary C (money, whose text form follows the locale)
+ *		lc_monetary C for money, whose text form follows the locale
  *
  * so that what one session writes any other session reads back equal,
  * whatever its DateStyle, IntervalStyle, TimeZone, extra_float_digits,
@@ -24,11 +24,15 @@
  * read.  The common scalar types take fast paths that never read them;
  * every other type (arrays, composites, ranges, domains of anything, and
  * types we do not know) runs inside PgpolyFixedSettingsEnter/Leave, which
- * save the seven variables, set them and restore them; callers put Leave in
+ * save the six variables, set them and restore them; callers put Leave in
  * PG_FINALLY so that an error restores them too.  A caller converting many
  * values opens one scope around all of them (a row, a batch); a conversion
- * inside an open scope opens no other.  set_config_option() is never used:
- * it costs far more than the conversion.
+ * inside an open scope opens no other.  set_config_option() is never used
+ * there: it costs far more than the conversion.  money is the exception:
+ * lc_monetary is a string the GUC machinery owns, and its conventions are
+ * cached (PGLC_localeconv), so a conversion of a type with money in it
+ * sets lc_monetary 'C' through set_config_option, in a GUC nesting level of
+ * its own (PgpolyWithCMoney).
  *
  * Values read from a store carry their length.  Before any input function
  * sees them they are verified for the database encoding, which rejects NUL
@@ -67,7 +71,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
-#include "utils/pg_locale.h"
+#include "utils/guc.h"
 #include "utils/regproc.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
@@ -83,16 +87,12 @@ typedef struct SavedSettings
 	int			extra_float_digits;
 	int			bytea_output;
 	pg_tz	   *timezone;
-	char	   *lc_monetary;	/* NULL: the session's is "C" already */
 } SavedSettings;
 
 /* Nesting depth of fixed-settings scopes; the outermost one saved these. */
 static int	fixed_depth = 0;
 static SavedSettings fixed_saved;
 static pg_tz *utc_tz = NULL;
-
-/* lc_monetary in a scope: money's text form is the C locale's ("$1,234.56"). */
-static char c_locale[] = "C";
 
 /* ----------------------------------------------------------------
  *		The fixed settings
@@ -137,18 +137,6 @@ PgpolyFixedSettingsEnter(void)
 	extra_float_digits = 3;
 	bytea_output = BYTEA_OUTPUT_HEX;
 	session_timezone = utc;
-	/*
-	 * money's I/O reads lc_monetary through PGLC_localeconv(), which caches
-	 * the locale's conventions until lc_monetary is assigned; switching the
-	 * variable needs that cache dropped here and again on leaving.
-	 */
-	fixed_saved.lc_monetary = NULL;
-	if (strcmp(locale_monetary, c_locale) != 0)
-	{
-		fixed_saved.lc_monetary = locale_monetary;
-		locale_monetary = c_locale;
-		assign_locale_monetary(c_locale, NULL);
-	}
 }
 
 /* Leave a scope entered with PgpolyFixedSettingsEnter. */
@@ -164,11 +152,6 @@ PgpolyFixedSettingsLeave(void)
 	extra_float_digits = fixed_saved.extra_float_digits;
 	bytea_output = fixed_saved.bytea_output;
 	session_timezone = fixed_saved.timezone;
-	if (fixed_saved.lc_monetary != NULL)
-	{
-		locale_monetary = fixed_saved.lc_monetary;
-		assign_locale_monetary(locale_monetary, NULL);
-	}
 }
 
 /* Whether a fixed-settings scope is open. */
@@ -178,10 +161,65 @@ PgpolyFixedSettingsActive(void)
 	return fixed_depth > 0;
 }
 
+/*
+ * Run fn(arg) with lc_monetary 'C' (money as "$1,234.56"), set in a GUC
+ * nesting level of its own: whatever fn's I/O functions set nests inside
+ * it, and the session's lc_monetary is back afterwards, errors included.
+ */
+void
+PgpolyWithCMoney(void (*fn) (void *), void *arg)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("lc_monetary", "C", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	PG_TRY();
+	{
+		fn(arg);
+	}
+	PG_CATCH();
+	{
+		AtEOXact_GUC(false, level);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	AtEOXact_GUC(true, level);
+}
+
 /* ----------------------------------------------------------------
  *		Describing a type
  * ----------------------------------------------------------------
  */
+
+/* Whether typid is target or holds target (elements, subtype, columns). */
+static bool
+type_contains(Oid typid, Oid target, int depth)
+{
+	Oid			elem;
+
+	if (depth > 8)
+		return false;
+	typid = getBaseType(typid);
+	if (typid == target)
+		return true;
+	if ((elem = get_element_type(typid)) != InvalidOid)
+		return type_contains(elem, target, depth + 1);
+	if (get_typtype(typid) == TYPTYPE_RANGE)
+		return type_contains(get_range_subtype(typid), target, depth + 1);
+	if (type_is_rowtype(typid) && typid != RECORDOID)
+	{
+		TupleDesc	desc = lookup_rowtype_tupdesc(typid, -1);
+		bool		found = false;
+
+		for (int i = 0; i < desc->natts && !found; i++)
+			if (!TupleDescAttr(desc, i)->attisdropped)
+				found = type_contains(TupleDescAttr(desc, i)->atttypid, target,
+									  depth + 1);
+		ReleaseTupleDesc(desc);
+		return found;
+	}
+	return false;
+}
 
 /*
  * Whether the I/O functions of typid read any of the settings we fix
@@ -241,6 +279,13 @@ io_reads_settings(Oid typid, bool out, int depth)
 	return true;
 }
 
+/* Whether a value of typid can hold a money value (arrays, ranges, rows). */
+bool
+PgpolyTypeHasMoney(Oid typid)
+{
+	return type_contains(typid, CASHOID, 0);
+}
+
 /* The fast path of a base type, PGPOLY_CONV_GENERIC when it has none. */
 static PgpolyConvKind
 fast_kind(Oid basetype)
@@ -295,6 +340,7 @@ PgpolyConvInit(PgpolyConv *conv, Oid typid, int32 typmod, const char *name)
 	elem = conv->is_array ? getBaseType(get_element_type(conv->basetype)) :
 		conv->basetype;
 	conv->is_json = elem == JSONOID || elem == JSONBOID;
+	conv->money = conv->kind == PGPOLY_CONV_GENERIC && PgpolyTypeHasMoney(typid);
 	conv->mcxt = CurrentMemoryContext;
 	getTypeInputInfo(typid, &infn, &conv->ioparam);
 	fmgr_info(infn, &conv->infn);
@@ -388,6 +434,45 @@ datetime_text(PgpolyConvKind kind, Datum value, char *buf)
 	}
 }
 
+/* An I/O function call of a conv, for PgpolyWithCMoney. */
+typedef struct IoCall
+{
+	PgpolyConv *conv;
+	Datum		value;			/* output: the value; input: the result */
+	char	   *text;			/* output: the result; input: the text */
+} IoCall;
+
+/* PgpolyWithCMoney callback: the output function's text. */
+static void
+output_io(void *arg)
+{
+	IoCall	   *c = arg;
+
+	c->text = OutputFunctionCall(&c->conv->outfn, c->value);
+}
+
+/* PgpolyWithCMoney callback: the input function's datum. */
+static void
+input_io(void *arg)
+{
+	IoCall	   *c = arg;
+
+	c->value = InputFunctionCall(&c->conv->infn, c->text, c->conv->ioparam,
+								 c->conv->typmod);
+}
+
+/* The output function's text, with lc_monetary 'C' if conv has money. */
+static char *
+output_call(PgpolyConv *conv, Datum value)
+{
+	IoCall		c = {conv, value, NULL};
+
+	if (!conv->money)
+		return OutputFunctionCall(&conv->outfn, value);
+	PgpolyWithCMoney(output_io, &c);
+	return c.text;
+}
+
 /* The output function's text under the fixed settings. */
 static char *
 output_fixed(PgpolyConv *conv, Datum value)
@@ -395,11 +480,11 @@ output_fixed(PgpolyConv *conv, Datum value)
 	char	   *volatile s = NULL;
 
 	if (!conv->out_settings || fixed_depth > 0)
-		return OutputFunctionCall(&conv->outfn, value);
+		return output_call(conv, value);
 	PgpolyFixedSettingsEnter();
 	PG_TRY();
 	{
-		s = OutputFunctionCall(&conv->outfn, value);
+		s = output_call(conv, value);
 	}
 	PG_FINALLY();
 	{
@@ -538,6 +623,18 @@ check_domain(PgpolyConv *conv, Datum value)
 	return value;
 }
 
+/* The input function's datum for s, with lc_monetary 'C' if conv has money. */
+static Datum
+input_call(PgpolyConv *conv, char *s)
+{
+	IoCall		c = {conv, (Datum) 0, s};
+
+	if (!conv->money)
+		return InputFunctionCall(&conv->infn, s, conv->ioparam, conv->typmod);
+	PgpolyWithCMoney(input_io, &c);
+	return c.value;
+}
+
 /* The input function's datum for s under the fixed settings. */
 static Datum
 input_fixed(PgpolyConv *conv, char *s)
@@ -545,11 +642,11 @@ input_fixed(PgpolyConv *conv, char *s)
 	volatile Datum d = (Datum) 0;
 
 	if (!conv->in_settings || fixed_depth > 0)
-		return InputFunctionCall(&conv->infn, s, conv->ioparam, conv->typmod);
+		return input_call(conv, s);
 	PgpolyFixedSettingsEnter();
 	PG_TRY();
 	{
-		d = InputFunctionCall(&conv->infn, s, conv->ioparam, conv->typmod);
+		d = input_call(conv, s);
 	}
 	PG_FINALLY();
 	{

@@ -575,7 +575,23 @@ typedef struct OutputCall
 	Datum		value;
 	Oid			typid;
 	char	   *text;
+	bool		money;			/* in the store form, with money in it */
 } OutputCall;
+
+static void output_call(OutputCall *oc, bool array);
+
+/* PgpolyWithCMoney callbacks: output_call of an array, of another value. */
+static void
+output_array_io(void *arg)
+{
+	output_call(arg, true);
+}
+
+static void
+output_value_io(void *arg)
+{
+	output_call(arg, false);
+}
 
 /* The text of oc's value: array_to_json for arrays, else its output. */
 static void
@@ -584,6 +600,13 @@ output_call(OutputCall *oc, bool array)
 	Oid			outfn;
 	bool		isvarlena;
 
+	/* a money value's store form: lc_monetary 'C', however deep it lies */
+	if (oc->money)
+	{
+		oc->money = false;
+		PgpolyWithCMoney(array ? output_array_io : output_value_io, oc);
+		return;
+	}
 	if (array)
 	{
 		oc->text = TextDatumGetCString(DirectFunctionCall1(array_to_json, oc->value));
@@ -600,7 +623,7 @@ output_call(OutputCall *oc, bool array)
 static char *
 output_text(Datum value, Oid typid, bool array, bool fixed)
 {
-	OutputCall	oc = {value, typid, NULL};
+	OutputCall	oc = {value, typid, NULL, fixed && PgpolyTypeHasMoney(typid)};
 
 	if (!fixed || PgpolyFixedSettingsActive())
 	{

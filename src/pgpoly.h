@@ -523,6 +523,7 @@ typedef struct PgpolyConv
 	bool		in_settings;	/* the input function reads the settings */
 	bool		is_array;		/* basetype is an array type */
 	bool		is_json;		/* basetype (or its element type) is json or jsonb */
+	bool		money;			/* its I/O needs lc_monetary 'C' (PgpolyWithCMoney) */
 	FmgrInfo	infn;
 	Oid			ioparam;
 	FmgrInfo	outfn;
@@ -539,6 +540,8 @@ extern Datum PgpolyBytesToDatum(PgpolyConv *conv, const char *s, size_t len);
 extern void PgpolyFixedSettingsEnter(void);
 extern void PgpolyFixedSettingsLeave(void);
 extern bool PgpolyFixedSettingsActive(void);
+extern void PgpolyWithCMoney(void (*fn) (void *), void *arg);
+extern bool PgpolyTypeHasMoney(Oid typid);
 extern bool PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
 											Oid collid, const char **why);
 extern bool PgpolyValueHasColumnForm(Oid coltype, Oid valtype);
