@@ -191,21 +191,42 @@ PgpolyWithCMoney(void (*fn) (void *), void *arg)
  * ----------------------------------------------------------------
  */
 
-/* Whether typid is target or holds target (elements, subtype, columns). */
+/* What a test of type_any says of one base type. */
+typedef enum TypeTest
+{
+	TYPE_NO,					/* no, whatever is inside it */
+	TYPE_YES,
+	TYPE_LOOK					/* look inside: elements, subtype, columns */
+} TypeTest;
+
+/*
+ * Whether test says yes of typid's base type or, where it says look, of an
+ * element type, range subtype or column type inside it, recursively.  A
+ * type it says look of with nothing inside (or more than 8 levels deep)
+ * counts as leaf.
+ */
 static bool
-type_contains(Oid typid, Oid target, int depth)
+type_any(Oid typid, TypeTest (*test) (Oid basetype, bool arg), bool arg,
+		 bool leaf, int depth)
 {
 	Oid			elem;
 
 	if (depth > 8)
-		return false;
+		return leaf;
 	typid = getBaseType(typid);
-	if (typid == target)
-		return true;
+	switch (test(typid, arg))
+	{
+		case TYPE_NO:
+			return false;
+		case TYPE_YES:
+			return true;
+		case TYPE_LOOK:
+			break;
+	}
 	if ((elem = get_element_type(typid)) != InvalidOid)
-		return type_contains(elem, target, depth + 1);
+		return type_any(elem, test, arg, leaf, depth + 1);
 	if (get_typtype(typid) == TYPTYPE_RANGE)
-		return type_contains(get_range_subtype(typid), target, depth + 1);
+		return type_any(get_range_subtype(typid), test, arg, leaf, depth + 1);
 	if (type_is_rowtype(typid) && typid != RECORDOID)
 	{
 		TupleDesc	desc = lookup_rowtype_tupdesc(typid, -1);
@@ -213,27 +234,22 @@ type_contains(Oid typid, Oid target, int depth)
 
 		for (int i = 0; i < desc->natts && !found; i++)
 			if (!TupleDescAttr(desc, i)->attisdropped)
-				found = type_contains(TupleDescAttr(desc, i)->atttypid, target,
-									  depth + 1);
+				found = type_any(TupleDescAttr(desc, i)->atttypid, test, arg, leaf,
+								 depth + 1);
 		ReleaseTupleDesc(desc);
 		return found;
 	}
-	return false;
+	return leaf;
 }
 
 /*
- * Whether the I/O functions of typid read any of the settings we fix
- * (output: out; input: !out).  Types we do not know are assumed to.
+ * type_any test: whether the output (out) or input function of a base
+ * type reads the settings we fix, as far as we know the type.
  */
-static bool
-io_reads_settings(Oid typid, bool out, int depth)
+static TypeTest
+reads_settings(Oid basetype, bool out)
 {
-	Oid			elem;
-
-	if (depth > 8)
-		return true;
-	typid = getBaseType(typid);
-	switch (typid)
+	switch (basetype)
 	{
 		case BOOLOID:
 		case CHAROID:
@@ -252,38 +268,39 @@ io_reads_settings(Oid typid, bool out, int depth)
 		case INETOID:
 		case CIDROID:
 		case MACADDROID:
-			return false;
+			return TYPE_NO;
 		case FLOAT4OID:
 		case FLOAT8OID:
 		case BYTEAOID:
-			return out;			/* extra_float_digits, bytea_output */
+			/* extra_float_digits, bytea_output */
+			return out ? TYPE_YES : TYPE_NO;
 		default:
-			break;
+			return TYPE_LOOK;
 	}
-	if ((elem = get_element_type(typid)) != InvalidOid)
-		return io_reads_settings(elem, out, depth + 1);
-	if (get_typtype(typid) == TYPTYPE_RANGE)
-		return io_reads_settings(get_range_subtype(typid), out, depth + 1);
-	if (type_is_rowtype(typid))
-	{
-		TupleDesc	desc = lookup_rowtype_tupdesc(typid, -1);
-		bool		reads = false;
+}
 
-		for (int i = 0; i < desc->natts && !reads; i++)
-			if (!TupleDescAttr(desc, i)->attisdropped)
-				reads = io_reads_settings(TupleDescAttr(desc, i)->atttypid, out,
-										  depth + 1);
-		ReleaseTupleDesc(desc);
-		return reads;
-	}
-	return true;
+/*
+ * Whether the I/O functions of typid read any of the settings we fix
+ * (output: out; input: !out).  Types we do not know are assumed to.
+ */
+static bool
+io_reads_settings(Oid typid, bool out)
+{
+	return type_any(typid, reads_settings, out, true, 0);
+}
+
+/* type_any test: whether a base type is money. */
+static TypeTest
+is_money(Oid basetype, bool arg)
+{
+	return basetype == CASHOID ? TYPE_YES : TYPE_LOOK;
 }
 
 /* Whether a value of typid can hold a money value (arrays, ranges, rows). */
 bool
 PgpolyTypeHasMoney(Oid typid)
 {
-	return type_contains(typid, CASHOID, 0);
+	return type_any(typid, is_money, false, false, 0);
 }
 
 /* The fast path of a base type, PGPOLY_CONV_GENERIC when it has none. */
@@ -334,8 +351,8 @@ PgpolyConvInit(PgpolyConv *conv, Oid typid, int32 typmod, const char *name)
 	conv->basetype = getBaseType(typid);
 	conv->is_domain = conv->basetype != typid;
 	conv->kind = fast_kind(conv->basetype);
-	conv->out_settings = io_reads_settings(typid, true, 0);
-	conv->in_settings = io_reads_settings(typid, false, 0);
+	conv->out_settings = io_reads_settings(typid, true);
+	conv->in_settings = io_reads_settings(typid, false);
 	conv->is_array = type_is_array(conv->basetype);
 	elem = conv->is_array ? getBaseType(get_element_type(conv->basetype)) :
 		conv->basetype;
