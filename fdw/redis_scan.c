@@ -1037,7 +1037,7 @@ column_text(RedisScan *scan, RedisKeyState *st, int item, RedisColumn *col,
 				}
 				if (json->nuls != NIL && PgpolyJsonNulAt(json->nuls, col->field))
 					PgpolyJsonNulError("the Redis JSON value", col->field, &col->conv);
-				return PgpolyJsonbFieldText(json->doc, col->field, col->is_array, len);
+				return PgpolyJsonbColumnText(json->doc, col->field, &col->conv, len);
 			}
 			/* Fields usually come back in one order: try the last position. */
 			i = col->hint;
