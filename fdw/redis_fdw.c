@@ -1200,6 +1200,7 @@ redisExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	old_identity(ms, planSlot, oldvals, oldnulls);
 	check_spelling(ms, oldvals, oldnulls);
 	slot_getallattrs(slot);
+	PgpolyModifyUpdatedColumns(&ms->core, slot, planSlot);
 	writes = RedisUpdateWrites(ms->tbl, oldvals, oldnulls, slot->tts_values,
 							   slot->tts_isnull, ms->core.updated,
 							   PgpolyWriterContext(&ms->core.writer));
