@@ -74,6 +74,61 @@ CREATE FOREIGN TABLE wto_now (id text OPTIONS (key 'true'), a text, b int, c tex
   SERVER wr OPTIONS (key_prefix 'regress_wr:o:');
 SELECT * FROM wto_now ORDER BY id;
 
+--
+-- An UPDATE that moves a row onto the key (member) of another row of the
+-- statement is refused, as a primary key's violation is natively, instead
+-- of overwriting that row (a swap used to leave one row of two).
+--
+CREATE FOREIGN TABLE wsw (id text OPTIONS (key 'true'), a text)
+  SERVER wr OPTIONS (key_prefix 'regress_wr:sw:');
+CREATE FOREIGN TABLE wswi (id text OPTIONS (key 'true'), a text)
+  SERVER wr OPTIONS (key_prefix 'regress_wr:sw:', write_mode 'immediate');
+CREATE FOREIGN TABLE wss (id text OPTIONS (key 'true'), a text)
+  SERVER wr OPTIONS (table_type 'string', key_prefix 'regress_wr:ss:');
+CREATE FOREIGN TABLE wsz (k text OPTIONS (key 'true'), member text, score float8)
+  SERVER wr OPTIONS (table_type 'zset', key_prefix 'regress_wr:sz:');
+CREATE TABLE wswn (id text PRIMARY KEY, a text);
+INSERT INTO wsw VALUES ('1', 'one'), ('2', 'two'), ('3', 'three');
+INSERT INTO wss VALUES ('1', 'one'), ('2', 'two');
+INSERT INTO wsz VALUES ('z', 'm1', 1), ('z', 'm2', 2);
+INSERT INTO wswn VALUES ('1', 'one'), ('2', 'two'), ('3', 'three');
+-- (which key the message names depends on the order Redis' SCAN returns)
+CREATE FUNCTION wr_state(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE q;
+  RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+  RETURN SQLSTATE || CASE WHEN SQLERRM LIKE 'UPDATE of foreign table % moves % onto key %'
+                          THEN ' (moved onto)' ELSE '' END;
+END $$;
+SELECT wr_state($$UPDATE wsw SET id = CASE id WHEN '1' THEN '2' WHEN '2' THEN '1' ELSE id END$$);
+SELECT wr_state($$UPDATE wswi SET id = CASE id WHEN '1' THEN '2' WHEN '2' THEN '1' ELSE id END$$);
+SELECT wr_state($$UPDATE wswn SET id = CASE id WHEN '1' THEN '2' WHEN '2' THEN '1' ELSE id END$$);
+SELECT wr_state($$UPDATE wss SET id = CASE id WHEN '1' THEN '2' ELSE '1' END$$);
+SELECT wr_state($$UPDATE wsz SET member = CASE member WHEN 'm1' THEN 'm2' ELSE 'm1' END$$);
+-- one row moved onto another row of the statement that stays
+SELECT wr_state($$UPDATE wsw SET id = '3', a = a || '!' WHERE id IN ('1', '3')$$);
+SELECT wr_state($$UPDATE wswn SET id = '3', a = a || '!' WHERE id IN ('1', '3')$$);
+-- moves onto keys no row holds (then or any more) are fine
+UPDATE wsw SET id = '4' WHERE id = '3';
+UPDATE wswn SET id = '4' WHERE id = '3';
+UPDATE wsw SET id = '3' WHERE id = '2';
+UPDATE wswn SET id = '3' WHERE id = '2';
+BEGIN;
+UPDATE wsw SET id = '2' WHERE id = '1';
+UPDATE wswn SET id = '2' WHERE id = '1';
+SELECT * FROM wsw ORDER BY id;                -- read-your-writes
+COMMIT;
+-- the same row met twice (a join), not moved
+UPDATE wsw SET a = a || '+' FROM (VALUES ('2'), ('2')) v(x) WHERE v.x = wsw.id;
+UPDATE wswn SET a = a || '+' FROM (VALUES ('2'), ('2')) v(x) WHERE v.x = wswn.id;
+SELECT * FROM wsw ORDER BY id;
+(SELECT * FROM wsw EXCEPT SELECT * FROM wswn) UNION ALL (SELECT * FROM wswn EXCEPT SELECT * FROM wsw);
+SELECT * FROM wss ORDER BY id;
+SELECT * FROM wsz ORDER BY member;
+DROP TABLE wswn;
+DROP FUNCTION wr_state(text);
+
 \! redis-cli -p "$REDIS_PORT" --scan --pattern 'regress_wr:*' | xargs -r redis-cli -p "$REDIS_PORT" del > /dev/null
 DROP SERVER wr CASCADE;
 DROP TABLE wtn;
