@@ -73,6 +73,14 @@ SELECT pgpoly.sync_wait('public.wto');
 CREATE FOREIGN TABLE wto_now (id text OPTIONS (key 'true'), a text, b int, c text)
   SERVER wr OPTIONS (key_prefix 'regress_wr:o:');
 SELECT * FROM wto_now ORDER BY id;
+-- no sync left behind, and its worker gone (later tests start their own)
+SELECT pgpoly.drop_sync('public.wto');
+DO $$ BEGIN
+  FOR i IN 1..600 LOOP
+    EXIT WHEN NOT pgpoly._sync_worker_running();
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
 
 --
 -- An UPDATE that moves a row onto the key (member) of another row of the
