@@ -139,7 +139,6 @@ static const char *const redis_junk[] = {"pgpoly_key", "pgpoly_member", "pgpoly_
 "pgpoly_value", NULL};
 
 /* Executor state of INSERT/UPDATE/DELETE. */
-
 typedef struct RedisModifyState
 {
 	PgpolyModifyState core;		/* user, connection, writer, junk columns */

@@ -22,7 +22,8 @@
  *	- read-your-writes: the writes buffered for the table are taken once,
  *	  when a (re)scan starts, into the scan's memory;
  *	- for a modification: write_mode and batch_size, the writer, the
- *	  columns an UPDATE assigns, the identity (junk) columns of the old row,
+ *	  columns an UPDATE assigns (and per row those its BEFORE ROW UPDATE
+ *	  triggers change), the identity (junk) columns of the old row,
  *	  and INSERT ... ON CONFLICT: DO NOTHING is passed to the store, which
  *	  must make the insert conditional (an existing key is never
  *	  overwritten) and report which rows it inserted; DO UPDATE, and a
