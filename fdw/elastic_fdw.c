@@ -1108,6 +1108,7 @@ elasticExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	ElasticWrite *w;
 
 	slot_getallattrs(slot);
+	PgpolyModifyUpdatedColumns(&ms->core, slot, planSlot);
 	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	w = ElasticUpdateWrite(ms->tbl, id, slot->tts_values, slot->tts_isnull,
 						   ms->core.updated);

@@ -167,6 +167,10 @@ SELECT * FROM pgpoly._fv_serve(NULL, NULL, NULL, NULL, NULL);
 SELECT pgpoly._fv_newest_usable(NULL, NULL) IS NULL AS fv_newest_usable,
        pgpoly._fv_newest_tids(NULL, NULL, NULL, NULL) IS NULL AS fv_newest_tids;
 SELECT pg_temp.try('SELECT * FROM pgpoly._fv_describe(NULL, NULL, NULL, NULL, NULL, NULL, NULL)');
+SELECT pgpoly._fv_newest_usable(NULL, NULL) IS NULL AS newest_usable,
+       pgpoly._fv_newest_tids(NULL, NULL, NULL, NULL) IS NULL AS newest_tids;
+SELECT pg_temp.try('SELECT pgpoly._fv_newest_tids(''pg_class'', ''relname'', ''-infinity'', ''infinity'')');
+SELECT pgpoly._fv_newest_usable('pg_class', 'nope') AS newest_usable_no_column;
 -- sync functions
 SELECT pg_temp.try('SELECT pgpoly.create_sync(NULL, NULL, NULL)');
 SELECT pg_temp.try('SELECT pgpoly.create_sync(''s'', NULL, ''pg_class'')');

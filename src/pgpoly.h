@@ -442,7 +442,11 @@ typedef struct PgpolyModifyState
 	struct PgpolyOutboxCapture *capture;	/* outbox: set up by the first row */
 	int			batch_size;
 	bool		do_nothing;		/* INSERT ... ON CONFLICT DO NOTHING */
-	Bitmapset  *updated;		/* UPDATE: the attnums assigned */
+	Bitmapset  *updated;		/* UPDATE: the attnums the row writes (see
+								 * PgpolyModifyUpdatedColumns) */
+	Bitmapset  *assigned;		/* UPDATE: the attnums the statement assigns */
+	AttrNumber	old_row;		/* UPDATE with BEFORE ROW UPDATE triggers:
+								 * the whole old row in the plan's rows */
 	AttrNumber	junk[PGPOLY_MAX_JUNK];	/* the store's identity columns in
 										 * the plan's rows (0: absent) */
 	AttrNumber	junk_row;		/* the whole old row, or 0 */
@@ -462,6 +466,9 @@ extern Datum PgpolyModifyJunk(PgpolyModifyState *ms, int i,
 extern void PgpolyModifyOldRow(PgpolyModifyState *ms,
 							   struct TupleTableSlot *slot,
 							   struct TupleTableSlot *planSlot, Relation rel);
+extern void PgpolyModifyUpdatedColumns(PgpolyModifyState *ms,
+									   struct TupleTableSlot *slot,
+									   struct TupleTableSlot *planSlot);
 extern void PgpolyModifyEnd(PgpolyModifyState *ms);
 extern void PgpolyModifyOutbox(PgpolyModifyState *ms, CmdType op,
 							   struct TupleTableSlot *slot,
