@@ -204,6 +204,8 @@ typedef struct PgpolyConnection
 	int			connect_timeout_ms;
 	int			timeout_ms;
 	List	   *writes;			/* pending PgpolyWrite, TopTransactionContext */
+	List	   *secrets;		/* char *: the mapping's secret option values,
+								 * TopMemoryContext; masked by PgpolyPrintable */
 } PgpolyConnection;
 
 extern PgpolyConnection *PgpolyGetConnection(const PgpolyStore *store,
@@ -222,6 +224,7 @@ extern void PgpolyEndRequest(PgpolyConnection *conn);
 extern void PgpolyConnectionsAtXactEnd(bool isCommit);
 extern void PgpolyConnectionsAtSubAbort(void);
 extern void PgpolyConnectionInit(void);
+extern size_t PgpolySecretAt(const char *text, size_t len);
 
 /* ----------------------------------------------------------------
  *		Interruptible waits (wait.c)
