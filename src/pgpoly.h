@@ -555,6 +555,7 @@ struct JsonbValue;
 extern Datum PgpolyJsonbFromText(const char *json, int len);
 extern Datum PgpolyJsonbFromStore(const char *json, size_t len, List **nuls);
 extern bool PgpolyJsonNulAt(List *nuls, const char *path);
+extern bool PgpolyJsonNulUnplaced(List *nuls);
 extern void PgpolyJsonNulError(const char *what, const char *field,
 							   PgpolyConv *conv) pg_attribute_noreturn();
 extern char *PgpolyJsonbFieldText(Datum jsonb, const char *field,
