@@ -775,8 +775,8 @@ row_values(ElasticTable *tbl, Datum source, const char *id, List *nuls,
 		{
 			source_nul(nuls, base, col->field, id, tbl, col);
 			text = col->is_json ?
-				PgpolyJsonbFieldText(source, col->field, false, &len) :
-				PgpolyJsonbFieldValues(source, col->field, col->is_array, &len);
+				PgpolyJsonbColumnText(source, col->field, &col->conv, &len) :
+				PgpolyJsonbFieldValues(source, col->field, &col->conv, &len);
 			if (text != NULL)
 			{
 				values[*att] = column_datum(col, text, len);

@@ -1039,7 +1039,7 @@ column_text(RedisScan *scan, RedisKeyState *st, int item, RedisColumn *col,
 					PgpolyJsonNulError("the Redis JSON value",
 									   PgpolyJsonNulUnplaced(json->nuls) ? NULL : col->field,
 									   &col->conv);
-				return PgpolyJsonbFieldText(json->doc, col->field, col->is_array, len);
+				return PgpolyJsonbColumnText(json->doc, col->field, &col->conv, len);
 			}
 			/* Fields usually come back in one order: try the last position. */
 			i = col->hint;

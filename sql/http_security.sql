@@ -164,10 +164,8 @@ SELECT pgpoly._fv_rel(NULL) IS NULL AS fv_rel,
 SELECT pgpoly._fv_is_fresh(NULL, NULL) AS no_ttl_is_fresh,
        pgpoly._fv_is_fresh(now(), NULL) AS no_event_time;
 SELECT * FROM pgpoly._fv_serve(NULL, NULL, NULL, NULL, NULL);
-SELECT pgpoly._fv_newest_usable(NULL, 'entity') IS NULL AS newest_usable,
-       pgpoly._fv_newest_usable('pg_class', NULL) IS NULL AS newest_usable_column,
-       pgpoly._fv_newest_tids('pg_class', 'relname', NULL, 'infinity') IS NULL AS newest_tids,
-       pgpoly._fv_newest_tids(NULL, NULL, NULL, NULL) IS NULL AS newest_tids_all;
+SELECT pgpoly._fv_newest_usable(NULL, NULL) IS NULL AS fv_newest_usable,
+       pgpoly._fv_newest_tids(NULL, NULL, NULL, NULL) IS NULL AS fv_newest_tids;
 SELECT pg_temp.try('SELECT * FROM pgpoly._fv_describe(NULL, NULL, NULL, NULL, NULL, NULL, NULL)');
 -- sync functions
 SELECT pg_temp.try('SELECT pgpoly.create_sync(NULL, NULL, NULL)');

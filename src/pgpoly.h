@@ -524,6 +524,9 @@ typedef struct PgpolyConv
 	PgpolyConvKind kind;		/* fast path of the base type */
 	bool		out_settings;	/* the output function reads the settings */
 	bool		in_settings;	/* the input function reads the settings */
+	bool		is_array;		/* basetype is an array type */
+	bool		is_json;		/* basetype (or its element type) is json or jsonb */
+	bool		money;			/* its I/O needs lc_monetary 'C' (PgpolyWithCMoney) */
 	FmgrInfo	infn;
 	Oid			ioparam;
 	FmgrInfo	outfn;
@@ -540,6 +543,8 @@ extern Datum PgpolyBytesToDatum(PgpolyConv *conv, const char *s, size_t len);
 extern void PgpolyFixedSettingsEnter(void);
 extern void PgpolyFixedSettingsLeave(void);
 extern bool PgpolyFixedSettingsActive(void);
+extern void PgpolyWithCMoney(void (*fn) (void *), void *arg);
+extern bool PgpolyTypeHasMoney(Oid typid);
 extern bool PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
 											Oid collid, const char **why);
 extern bool PgpolyValueHasColumnForm(Oid coltype, Oid valtype);
@@ -560,8 +565,10 @@ extern void PgpolyJsonNulError(const char *what, const char *field,
 							   PgpolyConv *conv) pg_attribute_noreturn();
 extern char *PgpolyJsonbFieldText(Datum jsonb, const char *field,
 								  bool to_array, size_t *len);
+extern char *PgpolyJsonbColumnText(Datum jsonb, const char *field,
+								   const PgpolyConv *conv, size_t *len);
 extern char *PgpolyJsonbFieldValues(Datum jsonb, const char *field,
-									bool to_array, size_t *len);
+									const PgpolyConv *conv, size_t *len);
 extern void PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid,
 								  bool isnull);
 extern void PgpolyJsonbValue(struct JsonbValue *jv, Datum value, Oid typid,
