@@ -448,9 +448,14 @@ check_nul(ElasticScan *scan, int hitno, const char *path, const char *id)
 {
 	if (scan->nuls != NIL &&
 		PgpolyJsonNulAt(scan->nuls, psprintf("hits.hits.%d.%s", hitno, path)))
+	{
+		if (PgpolyJsonNulUnplaced(scan->nuls))
+			PgpolyJsonNulError(psprintf("a page of hits from index \"%s\"", scan->tbl->index),
+							   NULL, NULL);
 		PgpolyJsonNulError(psprintf("document \"%s\" in index \"%s\"",
 									id ? id : "?", scan->tbl->index),
 						   path, NULL);
+	}
 }
 
 /* Remember the sort values of the hit just consumed (PIT paging). */

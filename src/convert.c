@@ -894,8 +894,9 @@ PgpolyFloat8Bound(Datum value, Oid typid, int *strategy, double *bound)
 /*
  * A printable rendering of len bytes of store data for a message: valid
  * characters as they are, a backslash doubled, other bytes (NUL, invalid
- * sequences, control characters) as \xNN; at most max bytes of input,
- * then "...".
+ * sequences, control characters) as \xNN, a credential of a cached
+ * connection (PgpolySecretAt: a store echoing AUTH) as "********"; at most
+ * max bytes of input, then "...".
  */
 char *
 PgpolyPrintable(const char *s, size_t len, size_t max)
@@ -908,8 +909,15 @@ PgpolyPrintable(const char *s, size_t len, size_t max)
 	while (i < len && i < max)
 	{
 		unsigned char c = (unsigned char) s[i];
+		size_t		secret = PgpolySecretAt(s + i, len - i);
 		int			n;
 
+		if (secret > 0)
+		{
+			appendStringInfoString(&buf, "********");
+			i += secret;
+			continue;
+		}
 		if (c == '\\')
 		{
 			appendStringInfoString(&buf, "\\\\");

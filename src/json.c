@@ -245,13 +245,30 @@ PgpolyJsonbFromStore(const char *json, size_t len, List **nuls)
 }
 
 /*
+ * Whether nuls (see PgpolyJsonbFromStore) only says that the text holds a
+ * NUL character somewhere: in an object key, which jansson cannot parse,
+ * so no value and no document of the text can be named.
+ */
+bool
+PgpolyJsonNulUnplaced(List *nuls)
+{
+	return list_length(nuls) == 1 && ((const char *) linitial(nuls))[0] == '\0';
+}
+
+/*
  * ERROR for the value at field of a store document that held a NUL
- * character (what: e.g. "document \"x\""); the caller's error context may
- * add more.
+ * character (what: e.g. "document \"x\""), or, field NULL, for a NUL in an
+ * object key somewhere in what (PgpolyJsonNulUnplaced); the caller's error
+ * context may add more.
  */
 void
 PgpolyJsonNulError(const char *what, const char *field, PgpolyConv *conv)
 {
+	if (field == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("an object key in %s contains a NUL character (\\u0000)", what),
+				 errdetail("PostgreSQL's text and jsonb cannot hold NUL characters.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
 			 errmsg("field \"%s\" of %s contains a NUL character (\\u0000)", field, what),

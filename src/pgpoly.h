@@ -204,6 +204,8 @@ typedef struct PgpolyConnection
 	int			connect_timeout_ms;
 	int			timeout_ms;
 	List	   *writes;			/* pending PgpolyWrite, TopTransactionContext */
+	List	   *secrets;		/* char *: the mapping's secret option values,
+								 * TopMemoryContext; masked by PgpolyPrintable */
 } PgpolyConnection;
 
 extern PgpolyConnection *PgpolyGetConnection(const PgpolyStore *store,
@@ -222,6 +224,7 @@ extern void PgpolyEndRequest(PgpolyConnection *conn);
 extern void PgpolyConnectionsAtXactEnd(bool isCommit);
 extern void PgpolyConnectionsAtSubAbort(void);
 extern void PgpolyConnectionInit(void);
+extern size_t PgpolySecretAt(const char *text, size_t len);
 
 /* ----------------------------------------------------------------
  *		Interruptible waits (wait.c)
@@ -564,6 +567,7 @@ struct JsonbValue;
 extern Datum PgpolyJsonbFromText(const char *json, int len);
 extern Datum PgpolyJsonbFromStore(const char *json, size_t len, List **nuls);
 extern bool PgpolyJsonNulAt(List *nuls, const char *path);
+extern bool PgpolyJsonNulUnplaced(List *nuls);
 extern void PgpolyJsonNulError(const char *what, const char *field,
 							   PgpolyConv *conv) pg_attribute_noreturn();
 extern char *PgpolyJsonbFieldText(Datum jsonb, const char *field,
