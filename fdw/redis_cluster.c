@@ -1219,9 +1219,19 @@ RedisSentinelRecheck(PgpolyConnection *conn, RedisHandle *h)
 	topo.check_ms = h->check_ms;
 	initStringInfo(&errors);
 	node = h->nodes[0];
-	if (!ask_sentinels(conn, h, &topo, &a, &errors) ||
-		(a.port == node->port && strcmp(a.host, node->host) == 0))
+	if (!ask_sentinels(conn, h, &topo, &a, &errors))
+	{
+		ereport(DEBUG1,
+				(errmsg_internal("pgpoly: no sentinel of Redis server \"%s\" answered; staying on %s",
+								 conn->servername, node->addr),
+				 errdetail_internal("%s", errors.data)));
 		return NULL;
+	}
+	if (a.port == node->port && strcmp(a.host, node->host) == 0)
+		return NULL;
+	ereport(DEBUG1,
+			(errmsg_internal("pgpoly: the sentinels of Redis server \"%s\" moved its primary from %s to %s:%d",
+							 conn->servername, node->addr, a.host, a.port)));
 	RedisNodeClose(h, node);
 	return RedisSentinelPrimary(conn, h, &topo);
 }

@@ -1210,6 +1210,14 @@ RedisAppendToNode(PgpolyConnection *conn, const char *addr, int argc,
 
 	if (h->kind != RTOPO_CLUSTER)
 	{
+		/* a SCAN cursor of the primary Sentinel replaced means nothing here */
+		if (strcmp(addr, h->nodes[0]->addr) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("the primary of Redis server \"%s\" moved from %s to %s during the statement",
+							conn->servername, addr, h->nodes[0]->addr),
+					 errdetail("A SCAN cursor of one node cannot be continued on another."),
+					 errhint("Run the statement again.")));
 		RedisAppendArgv(conn, argc, argv, lens);
 		return;
 	}

@@ -14,12 +14,15 @@
     writes (as during a SENTINEL FAILOVER, until the sentinels demote it):
     with sentinel_check_ms, statements move to the new primary without an
     error and without being told by a failure; the old one gets no more
-    writes.
+    writes.  A cursor's scan half read on the old primary fails (08006)
+    rather than send the old node's SCAN cursor to the new one.
   * SENTINEL FAILOVER in the middle of a session: at most one statement
     fails (class 08), the next ones read the same data and write to the new
     primary.
   * No crashed backend.
 """
+
+import time
 
 import pgtest
 import redis_cluster
@@ -64,7 +67,7 @@ def run(st):
         CREATE FOREIGN TABLE kv_down (key text, value text) SERVER rs_down
           OPTIONS (table_type 'string', key_prefix 'sn:');
         CREATE FOREIGN TABLE kv_check (key text, value text) SERVER rs_check
-          OPTIONS (table_type 'string', key_prefix 'sn:');
+          OPTIONS (table_type 'string', key_prefix 'sn:', fetch_size '10');
         INSERT INTO kv SELECT 'k' || g, 'v' || g FROM generate_series(1, 100) g;
     """ % {"dead": dead, "s": st.sentinel}, db=db)
     if not check(r.rc == 0, "setup failed: %s" % r.err):
@@ -117,7 +120,7 @@ def run(st):
           == "127.0.0.1:%d" % new, "connections() does not show the new primary")
 
     # --- the sentinels name another primary; the old one is still one ---
-    moved_without_failure(s, st)
+    moved_without_failure(s, st, db)
 
     # --- SENTINEL FAILOVER mid-session ---------------------------------
     want = st.replica
@@ -141,11 +144,15 @@ def run(st):
     s.close()
 
 
-def moved_without_failure(s, st):
+def moved_without_failure(s, st, db):
     """Two primaries (the old one not demoted yet) and the sentinel naming
     the new one: a server with sentinel_check_ms follows the sentinel before
     any statement fails."""
     check(value(s, "SELECT count(*) FROM kv_check;") == "101", "read through rs_check")
+    # A scan half read when the primary moves: its SCAN cursor is the old node's.
+    sc = pgtest.Session(db)
+    value(sc, "BEGIN; DECLARE c CURSOR FOR SELECT * FROM kv_check;")
+    check(len(value(sc, "FETCH 5 FROM c;").splitlines()) == 5, "the cursor's first rows")
     old, new = st.primary, st.replica
     call(new, "REPLICAOF", "NO", "ONE")
     call(st.sentinel, "SENTINEL", "REMOVE", st.master_name)
@@ -163,6 +170,13 @@ def moved_without_failure(s, st):
           "writes through rs_check still go to the old primary %d, not to %d, "
           "which the sentinel names" % (old, new))
     check(call(old, "EXISTS", "sn:moved%d" % n[0]) == 0, "the write also reached the old primary")
+    # Past sentinel_check_ms since sc last asked: its next SCAN round asks again.
+    time.sleep(0.3)
+    r = sc.run("FETCH ALL FROM c;")
+    check(r.rc == 1 and r.sqlstate == "08006" and "moved from 127.0.0.1:%d" % old in r.err,
+          "a scan continued on the new primary with the old one's cursor: %s %s %s"
+          % (r.sqlstate, r.out.strip()[:200], r.err.strip()))
+    sc.close()
     check(value(s, "SELECT target FROM pgpoly.connections() WHERE server = 'rs_check';")
           == "127.0.0.1:%d" % new, "connections() does not show the primary rs_check moved to")
     value(s, "DELETE FROM kv_check WHERE key LIKE 'moved%';")
