@@ -24,11 +24,14 @@
 --	  model, version or alias; 22004 a required value is NULL; 22023 anything else
 --	  malformed.  There is no foreign key from predictions to model_versions: the
 --	  functions check, and deleting a model version does not touch its history.
---	* drift() computes everything in SQL, one statement per feature, exactly as
---	  API.md 6 defines it; the reference and current relations are the caller's
---	  SQL (a table name or a query) and run with the caller's rights and
---	  search_path, so these functions do not pin search_path and qualify every
---	  object they name themselves.
+--	* drift() runs one statement per feature, exactly as API.md 6 defines it:
+--	  categories are counted in SQL; a numeric column's non-null values are
+--	  gathered by one scan of each side and binned and compared by a sort and
+--	  a merge in C (src/drift.c, _drift_numeric_bins); PSI is computed from
+--	  the bin counts in SQL for both (_psi).  The reference and current
+--	  relations are the caller's SQL (a table name or a query) and run with the
+--	  caller's rights and search_path, so these functions do not pin
+--	  search_path and qualify every object they name themselves.
 
 --
 -- The prediction log
@@ -550,57 +553,33 @@ AS $$
 				WHEN psi < 0.25 THEN 'warn' ELSE 'drift' END
 $$;
 
+-- The bin counts of two samples of float8 values (no NULLs) over the
+-- reference's edges e_k = percentile_cont(k/bins), and their KS statistic:
+-- both sorted in PostgreSQL's float8 order (NaN last), bin i counting
+-- e_(i-1) < v <= e_i, KS the largest gap between the two empirical
+-- distribution functions (src/drift.c).  All NULL when a sample is empty.
+CREATE FUNCTION pgpoly._drift_numeric_bins(ref float8[], cur float8[], bins int,
+										   OUT ref_counts bigint[], OUT cur_counts bigint[],
+										   OUT ks float8)
+RETURNS record
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'pgpoly_drift_numeric_bins';
+
 -- PSI and KS of numeric column col of the relations ref and cur (FROM-clause
--- items), with bins bins.  Each side's non-null values are sorted once, into an
--- array; width_bucket(x, sorted values) is then the number of values <= x (a
--- binary search, in PostgreSQL's float8 order, NaN last), which gives
---	* the edges e_k = percentile_cont(k/bins) of the reference, interpolated as
---	  percentile_cont does (lo + f * (hi - lo), f the fraction of the position);
---	* each bin's counts as differences of the counts <= e_k, since bin i holds
---	  e_(i-1) < v <= e_i;
---	* KS, the largest gap between the two empirical distribution functions at
---	  any value of either side: at the last of equal values at position i of a
---	  side's sorted array, that side's function is i / n, the other side's a
---	  binary search.
+-- items), with bins bins: each side's non-null values as float8, gathered by
+-- one scan into an array, binned and compared by _drift_numeric_bins; PSI
+-- from the counts as for categories (_psi).
 CREATE FUNCTION pgpoly._drift_numeric(ref text, cur text, col text, bins int,
 									  OUT psi float8, OUT ks float8)
 LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
 	EXECUTE format($q$
-		WITH r AS (SELECT array_agg(s.%3$I::float8 ORDER BY s.%3$I::float8) AS a
-				   FROM %1$s s WHERE s.%3$I IS NOT NULL),
-		c AS (SELECT array_agg(s.%3$I::float8 ORDER BY s.%3$I::float8) AS a
-			  FROM %2$s s WHERE s.%3$I IS NOT NULL),
-		n AS (SELECT r.a AS ra, c.a AS ca, coalesce(cardinality(r.a), 0) AS nr,
-					 coalesce(cardinality(c.a), 0) AS nc
-			  FROM r, c),
-		e AS (SELECT x.k, CASE WHEN x.lo = x.hi THEN n.ra[x.lo + 1]
-							   ELSE n.ra[x.lo + 1] + ((x.pos - x.lo) * (n.ra[x.hi + 1] - n.ra[x.lo + 1]))
-						  END AS edge
-			  FROM n, generate_series(1, $1 - 1) AS g(k)
-			  CROSS JOIN LATERAL (SELECT (g.k::float8 / $1) * (n.nr - 1) AS pos) AS p
-			  CROSS JOIN LATERAL (SELECT g.k, p.pos, floor(p.pos)::int AS lo, ceil(p.pos)::int AS hi) AS x
-			  WHERE n.nr > 0 AND n.nc > 0),
-		cum AS (SELECT 0 AS k, 0 AS cr, 0 AS cc
-				UNION ALL
-				SELECT e.k, width_bucket(e.edge, n.ra), width_bucket(e.edge, n.ca) FROM e, n
-				UNION ALL
-				SELECT $1, n.nr, n.nc FROM n),
-		b AS (SELECT cum.k, cum.cr - lag(cum.cr) OVER w AS nr, cum.cc - lag(cum.cc) OVER w AS nc
-			  FROM cum WINDOW w AS (ORDER BY cum.k))
-		SELECT (SELECT pgpoly._psi(array_agg(b.nr ORDER BY b.k), array_agg(b.nc ORDER BY b.k), n.nr, n.nc)
-				FROM b WHERE b.k > 0),
-			   (SELECT max(d.gap) FROM (
-					SELECT abs(x.i::float8 / n.nr - width_bucket(n.ra[x.i], n.ca)::float8 / n.nc) AS gap
-					FROM (SELECT generate_subscripts(n.ra, 1) AS i) AS x
-					WHERE x.i = n.nr OR n.ra[x.i + 1] <> n.ra[x.i]
-					UNION ALL
-					SELECT abs(width_bucket(n.ca[x.i], n.ra)::float8 / n.nr - x.i::float8 / n.nc)
-					FROM (SELECT generate_subscripts(n.ca, 1) AS i) AS x
-					WHERE x.i = n.nc OR n.ca[x.i + 1] <> n.ca[x.i]) AS d
-				WHERE n.nr > 0 AND n.nc > 0)
-		FROM n$q$, ref, cur, col)
+		WITH r AS (SELECT array_agg(s.%3$I::float8) AS a FROM %1$s s WHERE s.%3$I IS NOT NULL),
+		c AS (SELECT array_agg(s.%3$I::float8) AS a FROM %2$s s WHERE s.%3$I IS NOT NULL)
+		SELECT pgpoly._psi(b.ref_counts, b.cur_counts, cardinality(r.a), cardinality(c.a)), b.ks
+		FROM r, c, pgpoly._drift_numeric_bins(coalesce(r.a, '{}'), coalesce(c.a, '{}'), $1) AS b$q$,
+		ref, cur, col)
 	INTO psi, ks USING bins;
 END
 $$;
