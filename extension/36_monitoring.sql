@@ -195,6 +195,25 @@ BEGIN
 END
 $$;
 
+-- The model versions of the distinct (model, version) pairs of models and
+-- versions (model '' and NULL left out): m and vk (the version, -1 for NULL)
+-- identify the pair, name is the model's name, ver the version it stands for
+-- ('name@alias' with version NULL: the version the alias points to now), NULL
+-- when that model version does not exist.
+CREATE FUNCTION pgpoly._prediction_versions(models text[], versions int[])
+RETURNS TABLE (m text, vk int, name text, ver int)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT d.m, coalesce(d.v, -1), x.name, mv.version
+	FROM (SELECT DISTINCT u.m, u.v FROM unnest(models, versions) AS u(m, v) WHERE u.m <> '') AS d
+	CROSS JOIN LATERAL (SELECT CASE WHEN d.v IS NULL AND strpos(d.m, '@') > 0
+									THEN substring(d.m FROM '^(.*)@') ELSE d.m END AS name) AS x
+	LEFT JOIN pgpoly.model_aliases a
+		   ON d.v IS NULL AND a.model_name = x.name AND a.alias = substring(d.m FROM '@([^@]*)$')
+	LEFT JOIN pgpoly.model_versions mv ON mv.model_name = x.name AND mv.version = coalesce(d.v, a.version)
+$$;
+
 -- Validate, resolve and insert predictions given as parallel arrays (one element
 -- per prediction); single: the arrays come from one log_prediction call (errors
 -- do not name a position).  Every row is checked before anything is written;
@@ -222,17 +241,12 @@ BEGIN
 	WHERE u.m IS NULL OR u.m = '' OR u.p IS NULL OR u.lat < 0 OR u.lat = 'NaN' OR u.rid = ''
 	   OR NOT isfinite(u.t);
 	-- each distinct (model, version): name@alias (version NULL) resolved now
-	SELECT array_agg(d.m) AS m, array_agg(coalesce(d.v, -1)) AS vk, array_agg(x.name) AS name,
-		   array_agg(coalesce(d.v, a.version)) AS ver,
-		   array_agg(d.m) FILTER (WHERE mv.version IS NULL) AS bad_m,
-		   array_agg(coalesce(d.v, -1)) FILTER (WHERE mv.version IS NULL) AS bad_vk
+	SELECT array_agg(p.m) AS m, array_agg(p.vk) AS vk, array_agg(p.name) AS name,
+		   array_agg(p.ver) AS ver,
+		   array_agg(p.m) FILTER (WHERE p.ver IS NULL) AS bad_m,
+		   array_agg(p.vk) FILTER (WHERE p.ver IS NULL) AS bad_vk
 	INTO r
-	FROM (SELECT DISTINCT u.m, u.v FROM unnest(models, versions) AS u(m, v) WHERE u.m <> '') AS d
-	CROSS JOIN LATERAL (SELECT CASE WHEN d.v IS NULL AND strpos(d.m, '@') > 0
-									THEN substring(d.m FROM '^(.*)@') ELSE d.m END AS name) AS x
-	LEFT JOIN pgpoly.model_aliases a
-		   ON d.v IS NULL AND a.model_name = x.name AND a.alias = substring(d.m FROM '@([^@]*)$')
-	LEFT JOIN pgpoly.model_versions mv ON mv.model_name = x.name AND mv.version = coalesce(d.v, a.version);
+	FROM pgpoly._prediction_versions(models, versions) AS p;
 	IF r.bad_m IS NOT NULL THEN
 		SELECT least(v_bad, min(u.i)) INTO v_bad
 		FROM unnest(models, versions) WITH ORDINALITY AS u(m, v, i)
@@ -358,6 +372,9 @@ DECLARE
 	v_bad record;
 	a     record;
 	v_out record;
+	v_scan  record;			-- the fast path's light pass: pairs m, v; ts range lo, hi; n
+	v_pairs record;			-- its resolved pairs: key k, name, ver
+	v_n   bigint;
 BEGIN
 	PERFORM pgpoly._require(rows, 'rows');
 	IF jsonb_typeof(rows) <> 'array' THEN
@@ -381,6 +398,67 @@ BEGIN
 			'Keys are log_prediction''s arguments: ' || array_to_string(pgpoly._prediction_keys(), ', ') || '.');
 	END IF;
 
+	-- The fast path, for a batch whose rows all pass every check: a light pass
+	-- over rows for its distinct (model, version) pairs and its range of ts,
+	-- then, when every ts falls in one month whose partition exists, one
+	-- INSERT of the rows (read by jsonb_to_recordset, in the order of rows)
+	-- that pass every check of _log_predictions.  If it did not take them
+	-- all, it is undone and the general path below finds the first bad row
+	-- and raises its error, so that both raise the same errors.
+	BEGIN
+		SELECT array_agg(p.model) AS m, array_agg(p.version) AS v, min(p.lo) AS lo,
+			   max(p.hi) AS hi, sum(p.n) AS n
+		INTO v_scan
+		FROM (SELECT u.model, u.version, min(coalesce(u.ts, now())) AS lo,
+					 max(coalesce(u.ts, now())) AS hi, count(*) AS n
+			  FROM jsonb_to_recordset(rows) AS u(model text, version int, ts timestamptz)
+			  GROUP BY u.model, u.version) AS p;
+	EXCEPTION WHEN data_exception THEN
+		PERFORM pgpoly._prediction_bad_value(rows, SQLSTATE, SQLERRM);
+	END;
+	IF v_scan.n IS NULL THEN
+		RETURN 0;
+	END IF;
+	IF isfinite(v_scan.lo) AND isfinite(v_scan.hi)
+	   AND date_trunc('month', v_scan.lo, 'UTC') = date_trunc('month', v_scan.hi, 'UTC')
+	   AND to_regclass('pgpoly.' || pgpoly._prediction_partition_name(
+						  date_trunc('month', v_scan.lo, 'UTC'))) IS NOT NULL THEN
+		-- each pair by a text key (the model's length first: unambiguous)
+		SELECT array_agg(length(p.m) || ':' || p.m || ':' || p.vk) AS k, array_agg(p.name) AS name,
+			   array_agg(p.ver) AS ver
+		INTO v_pairs
+		FROM pgpoly._prediction_versions(v_scan.m, v_scan.v) AS p;
+		BEGIN
+			INSERT INTO pgpoly.predictions (model_name, version, entity, features, prediction,
+											confidence, latency_ms, request_id, ts)
+			SELECT v_pairs.name[k.i], v_pairs.ver[k.i], u.entity, u.features, u.prediction, u.confidence,
+				   u.latency_ms, u.request_id, coalesce(u.ts, now())
+			FROM jsonb_to_recordset(rows)
+				 AS u(model text, version int, entity text, prediction jsonb, features jsonb,
+					  confidence float8, latency_ms float8, request_id text, ts timestamptz)
+			CROSS JOIN LATERAL (SELECT array_position(v_pairs.k, length(u.model) || ':' || u.model || ':'
+													   || coalesce(u.version, -1)) AS i) AS k
+			WHERE v_pairs.ver[k.i] IS NOT NULL AND u.prediction IS NOT NULL
+			  AND (u.model = '' OR u.latency_ms < 0 OR u.latency_ms = 'NaN' OR u.request_id = ''
+				   OR NOT isfinite(coalesce(u.ts, now()))) IS NOT TRUE;
+			GET DIAGNOSTICS v_n = ROW_COUNT;
+			IF v_n = v_scan.n THEN
+				RETURN v_n;
+			END IF;
+			RAISE EXCEPTION 'a prediction row failed a check' USING ERRCODE = 'PGP01';
+		EXCEPTION
+			WHEN data_exception THEN	-- a value of the wrong type, as below
+				PERFORM pgpoly._prediction_bad_value(rows, SQLSTATE, SQLERRM);
+			WHEN OTHERS THEN
+				-- undone: a row failed a check (PGP01), or the INSERT failed
+				-- (privileges, a trigger ...): the general path raises the
+				-- error it raises, after its checks
+				NULL;
+		END;
+	END IF;
+
+	-- the general path: the rows as parallel arrays, checked and logged by
+	-- _log_predictions (which also creates missing partitions)
 	BEGIN
 		-- one pass: the arrays are aligned, and in the order of rows
 		SELECT array_agg(r.model) AS m, array_agg(r.version) AS v, array_agg(r.entity) AS e,

@@ -1,4 +1,11 @@
 --
+-- log_predictions() and drift() against straightforward references.
+--
+-- log_predictions: a batch is logged in the order of its elements with the
+-- values jsonb_to_recordset reads; a batch with bad elements logs nothing
+-- and raises the error log_prediction raises for the first bad element,
+-- prefixed with its position.
+--
 -- drift() against a straightforward reference query, on generated data with
 -- NULLs, ties, equal edges, NaN, infinities, -0, unseen categories, empty and
 -- tiny sides, every numeric type and bins from 2 to 50.  The reference takes
@@ -55,6 +62,100 @@ BEGIN
 END
 $$;
 
+-- (mon_err(cmd), the SQLSTATE and message of a statement: monitoring.sql, run
+-- before this file in the same database)
+SELECT pgpoly.register_model_version('diff_m', 's3://d/1'), pgpoly.register_model_version('diff_m', 's3://d/2');
+SELECT pgpoly.set_model_alias('diff_m', 'live', 2);
+-- 200 good elements: models by version and by alias, every optional key
+-- present or absent, all in the current month
+CREATE TABLE good AS
+SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+	'model', CASE WHEN g % 3 = 0 THEN 'diff_m@live' ELSE 'diff_m' END,
+	'version', CASE WHEN g % 3 = 0 THEN NULL ELSE 1 + g % 2 END,
+	'entity', CASE WHEN g % 5 <> 0 THEN 'e' || g END,
+	'prediction', jsonb_build_object('p', g),
+	'features', CASE WHEN g % 4 <> 0 THEN jsonb_build_object('x', g) END,
+	'confidence', CASE WHEN g % 6 <> 0 THEN g / 200.0 END,
+	'latency_ms', CASE WHEN g % 7 <> 0 THEN g % 9 END,
+	'request_id', CASE WHEN g % 2 = 0 THEN 'r' || g END,
+	'ts', CASE WHEN g % 8 = 0 THEN to_jsonb(date_trunc('month', now()) + g * interval '1 second') END))
+	ORDER BY g) AS j
+FROM generate_series(1, 200) g;
+BEGIN;	-- one now(): the ts of elements without one
+SELECT pgpoly.log_predictions(j) AS logged FROM good;
+WITH want AS (
+	SELECT u.i, CASE WHEN u.model LIKE '%@live' THEN 2 ELSE u.version END AS version, u.entity,
+	       u.prediction, u.features, u.confidence, u.latency_ms, u.request_id, u.ts
+	FROM good, ROWS FROM (jsonb_to_recordset(j)
+	                      AS (model text, version int, entity text, prediction jsonb, features jsonb,
+	                          confidence float8, latency_ms float8, request_id text, ts timestamptz))
+	           WITH ORDINALITY AS u(model, version, entity, prediction, features, confidence,
+	                                latency_ms, request_id, ts, i)),
+got AS (
+	SELECT row_number() OVER (ORDER BY p.prediction_id) AS i, p.*
+	FROM pgpoly.predictions p WHERE p.model_name = 'diff_m')
+SELECT count(*) AS compared,
+       count(*) FILTER (WHERE (w.version, w.entity, w.prediction, w.features, w.confidence, w.latency_ms,
+                               w.request_id, coalesce(w.ts, now()))
+                              IS DISTINCT FROM
+                              (g.version, g.entity, g.prediction, g.features, g.confidence, g.latency_ms,
+                               g.request_id, g.ts)) AS different
+FROM want w FULL JOIN got g ON g.i = w.i;
+COMMIT;
+-- one or two bad elements among good ones: nothing is logged, and the error
+-- is the first bad one's, as log_prediction raises it
+CREATE TABLE bad(kind, elem, call) AS VALUES
+	('null model', '{"model": null, "version": 1, "prediction": 1}'::jsonb, $$NULL, 1, NULL, '1'$$),
+	('empty model', '{"model": "", "version": 1, "prediction": 1}', $$'', 1, NULL, '1'$$),
+	('unknown model', '{"model": "diff_nope", "version": 1, "prediction": 1}', $$'diff_nope', 1, NULL, '1'$$),
+	('unknown version', '{"model": "diff_m", "version": 3, "prediction": 1}', $$'diff_m', 3, NULL, '1'$$),
+	('unknown alias', '{"model": "diff_m@gone", "prediction": 1}', $$'diff_m@gone', NULL, NULL, '1'$$),
+	('no version', '{"model": "diff_m", "prediction": 1}', $$'diff_m', NULL, NULL, '1'$$),
+	('no prediction', '{"model": "diff_m", "version": 1}', $$'diff_m', 1, NULL, NULL$$),
+	('negative latency', '{"model": "diff_m", "version": 1, "prediction": 1, "latency_ms": -1}',
+	 $$'diff_m', 1, NULL, '1', latency_ms => -1$$),
+	('NaN latency', '{"model": "diff_m", "version": 1, "prediction": 1, "latency_ms": "NaN"}',
+	 $$'diff_m', 1, NULL, '1', latency_ms => 'NaN'$$),
+	('empty request_id', '{"model": "diff_m", "version": 1, "prediction": 1, "request_id": ""}',
+	 $$'diff_m', 1, NULL, '1', request_id => ''$$),
+	('infinite ts', '{"model": "diff_m", "version": 1, "prediction": 1, "ts": "infinity"}',
+	 $$'diff_m', 1, NULL, '1', ts => 'infinity'$$);
+SELECT count(*) AS before FROM pgpoly.predictions \gset
+WITH cases AS (
+	SELECT b.kind, b2.kind AS kind2, pos, pos2, b.call,
+	       (SELECT jsonb_agg(CASE WHEN e.i = pos THEN b.elem WHEN e.i = pos2 THEN b2.elem ELSE e.v END ORDER BY e.i)
+	        FROM good, jsonb_array_elements(good.j) WITH ORDINALITY AS e(v, i) WHERE e.i <= 20) AS batch
+	FROM bad b, bad b2, (VALUES (1, 20), (7, 8), (20, 20)) AS p(pos, pos2)
+	WHERE b2.kind IN ('unknown model', 'no prediction', 'NaN latency')),
+res AS (
+	SELECT c.*, mon_err(format('SELECT pgpoly.log_predictions(%L)', c.batch)) AS got,
+	       regexp_replace(mon_err(format('SELECT pgpoly.log_prediction(%s)', c.call)),
+	                      '^(.....): ', '\1: element ' || c.pos || ' of rows: ') AS want
+	FROM cases c)
+SELECT count(*) AS batches, count(DISTINCT got) AS distinct_errors,
+       array_agg(format('%s@%s + %s@%s: %s / %s', kind, pos, kind2, pos2, got, want)) FILTER (WHERE got <> want) AS mismatches
+FROM res;
+SELECT count(*) - :before AS logged_by_bad_batches FROM pgpoly.predictions;
+-- a batch over two months takes the general path (partitions made as needed)
+SELECT pgpoly.log_predictions(jsonb_build_array(
+	jsonb_build_object('model', 'diff_m', 'version', 1, 'prediction', 1, 'ts', '2020-01-31T23:59:59Z'),
+	jsonb_build_object('model', 'diff_m', 'version', 1, 'prediction', 2, 'ts', '2020-02-01T00:00:00Z'),
+	jsonb_build_object('model', 'diff_m', 'version', 1, 'prediction', 3, 'latency_ms', -1))) IS NULL AS logged;
+SELECT pgpoly.log_predictions(jsonb_build_array(
+	jsonb_build_object('model', 'diff_m', 'version', 1, 'prediction', 1, 'ts', '2020-01-31T23:59:59Z'),
+	jsonb_build_object('model', 'diff_m', 'version', 1, 'prediction', 2, 'ts', '2020-02-01T00:00:00Z'))) AS logged;
+SELECT prediction, tableoid::regclass FROM pgpoly.predictions WHERE ts < '2021-01-01' ORDER BY prediction_id;
+-- a writer without INSERT: the batch's own error comes first, as before
+CREATE ROLE regress_diff_reader NOLOGIN;
+GRANT USAGE ON SCHEMA pgpoly TO regress_diff_reader;
+GRANT SELECT ON pgpoly.registered_models, pgpoly.model_versions, pgpoly.model_aliases TO regress_diff_reader;
+SET ROLE regress_diff_reader;
+SELECT mon_err($$SELECT pgpoly.log_predictions('[{"model": "diff_m", "version": 1, "prediction": 1}, {"model": "diff_m", "version": 9, "prediction": 1}]')$$) AS bad_row_first,
+       mon_err($$SELECT pgpoly.log_predictions('[{"model": "diff_m", "version": 1, "prediction": 1}]')$$) AS then_privileges;
+RESET ROLE;
+DROP OWNED BY regress_diff_reader;
+DROP ROLE regress_diff_reader;
+
 -- Generated sides: t is the share of NULLs, columns of every kind.
 SELECT setseed(0.1234);
 CREATE TABLE d_ref AS
@@ -68,7 +169,7 @@ SELECT CASE WHEN random() < 0.1 THEN NULL ELSE random() * 10 END AS f,          
             WHEN g % 5 = 0 THEN 0 ELSE round(random() * 8) - 4 END AS s,          -- NaN, inf, -0
        CASE WHEN random() < 0.1 THEN NULL ELSE (ARRAY['a', 'b', 'b', 'c'])[1 + (random() * 3)::int] END AS cat,
        random() < 0.3 AS flag
-FROM generate_series(1, 3000) g;
+FROM generate_series(1, 1500) g;
 CREATE TABLE d_cur AS
 SELECT CASE WHEN random() < 0.2 THEN NULL ELSE random() * 12 - 1 END AS f,
        CASE WHEN random() < 0.05 THEN NULL ELSE (random() * 8)::int END AS i,
@@ -79,7 +180,7 @@ SELECT CASE WHEN random() < 0.2 THEN NULL ELSE random() * 12 - 1 END AS f,
             WHEN g % 3 = 0 THEN '-0'::float8 ELSE round(random() * 9) - 4 END AS s,
        CASE WHEN random() < 0.3 THEN NULL ELSE (ARRAY['a', 'b', 'c', 'd', 'e'])[1 + (random() * 4)::int] END AS cat,
        random() < 0.5 AS flag
-FROM generate_series(1, 2500) g;
+FROM generate_series(1, 1200) g;
 -- tiny and degenerate sides
 CREATE TABLE d_one AS SELECT * FROM d_ref WHERE f IS NOT NULL AND cat IS NOT NULL LIMIT 1;
 CREATE TABLE d_two AS SELECT * FROM d_cur WHERE f IS NOT NULL LIMIT 2;
