@@ -230,3 +230,7 @@ SELECT * FROM pgpoly._drift_numeric_bins('{NaN,1,-0,0,2,NaN}', '{0,NaN,-0}', 3);
 SELECT * FROM pgpoly.drift('SELECT 1e309::numeric AS v', 'SELECT 1::numeric AS v');
 -- an edge that overflows float8 is the error the SQL arithmetic raised
 SELECT * FROM pgpoly._drift_numeric_bins('{-1e308,1e308}', '{0}', 2);
+-- bad arguments of the C part (it is callable on its own)
+SELECT * FROM pgpoly._drift_numeric_bins('{1,NULL}', '{1}', 2);
+SELECT * FROM pgpoly._drift_numeric_bins('{{1,2},{3,4}}', '{1}', 2);
+SELECT * FROM pgpoly._drift_numeric_bins('{1}', '{1}', 1);

@@ -20,10 +20,11 @@
  *	  #{v <= e_i} - #{v <= e_(i-1)}, as width_bucket() over the sorted values
  *	  would count them; KS is the largest |i/n_ref - j/n_cur| over every
  *	  distinct value x of either side, i and j the counts <= x.
- *	- The arrays must be one-dimensional float8 arrays without NULLs (SQL
- *	  filters the NULLs); anything else is an internal error.  Both are
- *	  copied before sorting: the caller's values are never changed.
- *	- Memory: one copy of each array in the caller's memory context.
+ *	- The arrays must be one-dimensional without NULLs (SQL filters the
+ *	  NULLs; anything else is an error).  Both are copied before sorting: the
+ *	  caller's values are never changed.
+ *	- Memory: one copy of each array in the caller's memory context, and
+ *	  while one is sorted a scratch array of its size (freed after).
  *
  * src/drift.c
  *
@@ -82,17 +83,19 @@ drift_unkey(uint64 k)
 
 /*
  * Sort v[0..n-1] in drift_cmp's order: the NaNs (whatever their sign) moved
- * to the end, the rest by an LSD radix sort of their keys, a byte per pass
- * (passes where every key has the same byte skipped).  O(n), one scratch
- * array of n keys.
+ * to the end, the rest turned into their keys in place and sorted by an LSD
+ * radix sort, a byte per pass (passes where every key has the same byte
+ * skipped), then turned back.  O(n), one scratch array of n keys.
  */
 static void
 drift_sort(float8 *v, int n)
 {
-	uint64	   *a = palloc(sizeof(uint64) * Max(n, 1));
+	uint64	   *a = (uint64 *) v;
 	uint64	   *b = palloc(sizeof(uint64) * Max(n, 1));
+	uint64	   *scratch = b;
 	int			m = 0;
 
+	StaticAssertStmt(sizeof(uint64) == sizeof(float8), "float8 is not 64 bits");
 	for (int i = 0; i < n; i++)
 		if (!isnan(v[i]))
 			a[m++] = drift_key(v[i]);
@@ -118,8 +121,7 @@ drift_sort(float8 *v, int n)
 		v[i] = drift_unkey(a[i]);
 	for (int i = m; i < n; i++)
 		v[i] = get_float8_nan();
-	pfree(a);
-	pfree(b);
+	pfree(scratch);
 }
 
 /* A sorted sample. */
@@ -138,8 +140,12 @@ drift_sample(ArrayType *a, const char *what)
 {
 	DriftSample s;
 
-	if (ARR_ELEMTYPE(a) != FLOAT8OID || ARR_NDIM(a) > 1 || ARR_HASNULL(a))
-		elog(ERROR, "%s must be a one-dimensional float8 array without NULLs", what);
+	if (ARR_ELEMTYPE(a) != FLOAT8OID)
+		elog(ERROR, "%s is not a float8 array", what);
+	if (ARR_NDIM(a) > 1 || ARR_HASNULL(a))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("argument \"%s\" must be a one-dimensional array without NULLs", what)));
 	s.n = ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
 	s.v = palloc(sizeof(float8) * Max(s.n, 1));
 	if (s.n > 0)
@@ -263,7 +269,9 @@ pgpoly_drift_numeric_bins(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	if (bins < 2 || bins > 10000)
-		elog(ERROR, "bins out of range: %d", bins);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("bins must be between 2 and 10000 (got %d)", bins)));
 	r = drift_sample(PG_GETARG_ARRAYTYPE_P(0), "ref");
 	c = drift_sample(PG_GETARG_ARRAYTYPE_P(1), "cur");
 	if (r.n > 0 && c.n > 0)
