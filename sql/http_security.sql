@@ -165,6 +165,11 @@ SELECT pgpoly._fv_is_fresh(NULL, NULL) AS no_ttl_is_fresh,
        pgpoly._fv_is_fresh(now(), NULL) AS no_event_time;
 SELECT * FROM pgpoly._fv_serve(NULL, NULL, NULL, NULL, NULL);
 SELECT pg_temp.try('SELECT * FROM pgpoly._fv_describe(NULL, NULL, NULL, NULL, NULL, NULL, NULL)');
+-- drift's internal C function
+SELECT * FROM pgpoly._drift_numeric_bins(NULL, '{1}', 2);
+SELECT pg_temp.try('SELECT * FROM pgpoly._drift_numeric_bins(''{1,NULL}'', ''{}'', 2)');
+SELECT pg_temp.try('SELECT * FROM pgpoly._drift_numeric_bins(''{1}'', ''{1}'', 2147483647)');
+SELECT (pgpoly._drift_numeric_bins('[0:1]={NaN,Infinity}', '{-Infinity}', 10000)).ks AS odd_values;
 -- sync functions
 SELECT pg_temp.try('SELECT pgpoly.create_sync(NULL, NULL, NULL)');
 SELECT pg_temp.try('SELECT pgpoly.create_sync(''s'', NULL, ''pg_class'')');
@@ -184,7 +189,7 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
                         'negative_inner_product', '_redis_key_column', 'redis_key_slot',
                         'redis_validator', 'elastic_validator', 'vector_validator',
                         '_fv_rel', '_fv_require_privileges', '_fv_may_write',
-                        '_fv_is_fresh', '_fv_serve', '_fv_describe',
+                        '_fv_is_fresh', '_fv_serve', '_fv_describe', '_drift_numeric_bins',
                         'create_sync', 'drop_sync', 'sync_retry', 'sync_wait')
 ORDER BY 1;
 
