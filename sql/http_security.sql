@@ -187,9 +187,10 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
   AND p.proname NOT IN ('elastic_request', 'vector_search', 'get_online_features',
                         'disconnect', 'l2_distance', 'cosine_distance',
                         'negative_inner_product', '_redis_key_column', 'redis_key_slot',
+                        '_drift_numeric_bins',
                         'redis_validator', 'elastic_validator', 'vector_validator',
                         '_fv_rel', '_fv_require_privileges', '_fv_may_write',
-                        '_fv_is_fresh', '_fv_serve', '_fv_describe', '_drift_numeric_bins',
+                        '_fv_is_fresh', '_fv_serve', '_fv_describe',
                         'create_sync', 'drop_sync', 'sync_retry', 'sync_wait')
 ORDER BY 1;
 
