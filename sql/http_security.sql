@@ -157,6 +157,11 @@ SELECT pgpoly.redis_validator(NULL, NULL) IS NULL AS redis,
        pgpoly.elastic_validator(NULL, 'pg_foreign_server'::regclass) IS NULL AS elastic,
        pgpoly.vector_validator(ARRAY['url=http://x'], NULL) IS NULL AS vector;
 SELECT pg_temp.try('SELECT pgpoly.elastic_validator(ARRAY[NULL]::text[], ''pg_foreign_server''::regclass)');
+-- drift's internal C function
+SELECT * FROM pgpoly._drift_numeric_bins(NULL, '{1}', 2);
+SELECT pg_temp.try('SELECT * FROM pgpoly._drift_numeric_bins(''{1,NULL}'', ''{}'', 2)');
+SELECT pg_temp.try('SELECT * FROM pgpoly._drift_numeric_bins(''{1}'', ''{1}'', 2147483647)');
+SELECT (pgpoly._drift_numeric_bins('[0:1]={NaN,Infinity}', '{-Infinity}', 10000)).ks AS odd_values;
 -- the feature store's internal C functions
 SELECT pgpoly._fv_rel(NULL) IS NULL AS fv_rel,
        pgpoly._fv_require_privileges(NULL, 'SELECT') IS NULL AS fv_require,
@@ -165,11 +170,6 @@ SELECT pgpoly._fv_is_fresh(NULL, NULL) AS no_ttl_is_fresh,
        pgpoly._fv_is_fresh(now(), NULL) AS no_event_time;
 SELECT * FROM pgpoly._fv_serve(NULL, NULL, NULL, NULL, NULL);
 SELECT pg_temp.try('SELECT * FROM pgpoly._fv_describe(NULL, NULL, NULL, NULL, NULL, NULL, NULL)');
--- drift's internal C function
-SELECT * FROM pgpoly._drift_numeric_bins(NULL, '{1}', 2);
-SELECT pg_temp.try('SELECT * FROM pgpoly._drift_numeric_bins(''{1,NULL}'', ''{}'', 2)');
-SELECT pg_temp.try('SELECT * FROM pgpoly._drift_numeric_bins(''{1}'', ''{1}'', 2147483647)');
-SELECT (pgpoly._drift_numeric_bins('[0:1]={NaN,Infinity}', '{-Infinity}', 10000)).ks AS odd_values;
 -- sync functions
 SELECT pg_temp.try('SELECT pgpoly.create_sync(NULL, NULL, NULL)');
 SELECT pg_temp.try('SELECT pgpoly.create_sync(''s'', NULL, ''pg_class'')');
