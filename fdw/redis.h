@@ -324,6 +324,7 @@ extern const char *RedisReaderError(RedisReader *r);
 
 /* redis_cluster.c: topologies */
 #define REDIS_NSLOTS 16384		/* hash slots of a Redis Cluster */
+#define REDIS_SENTINEL_CHECK_MS 1000	/* default sentinel_check_ms */
 
 typedef enum RedisTopologyKind
 {
@@ -344,6 +345,7 @@ typedef struct RedisTopology
 	RedisTopologyKind kind;
 	List	   *addrs;			/* RedisAddr *: the server, seeds or sentinels */
 	char	   *master;			/* sentinel_master */
+	int			check_ms;		/* sentinel_check_ms */
 } RedisTopology;
 
 extern int	RedisKeySlot(const char *key, size_t len);
@@ -434,8 +436,13 @@ typedef struct RedisHandle
 	char	   *password;
 	int			db;
 	bool		probe;			/* the trust rule: PING must meet NOAUTH first */
-	/* cluster */
-	List	   *seeds;			/* RedisAddr *, from the options */
+	/* cluster and Sentinel */
+	List	   *seeds;			/* RedisAddr *, from the options: seeds or
+								 * sentinels */
+	/* Sentinel */
+	char	   *master;			/* sentinel_master */
+	int			check_ms;		/* sentinel_check_ms */
+	TimestampTz next_check;		/* ask the sentinels again from then on */
 	int16	   *slots;			/* node of each hash slot, -1: unknown */
 	bool		map_stale;		/* ask CLUSTER SLOTS before the next request */
 	/* the running request of a cluster connection */
@@ -546,6 +553,7 @@ extern void RedisClusterReply(RedisExchangeState *ex, RedisNode *node,
 extern TimestampTz RedisClusterRetries(RedisExchangeState *ex);
 extern void RedisClusterRefresh(PgpolyConnection *conn, RedisHandle *h);
 extern void RedisClusterCheckCoverage(PgpolyConnection *conn, RedisHandle *h);
+extern RedisNode *RedisSentinelRecheck(PgpolyConnection *conn, RedisHandle *h);
 extern RedisNode *RedisSentinelPrimary(PgpolyConnection *conn, RedisHandle *h,
 									   RedisTopology *topo);
 extern bool RedisIsRedirect(struct redisReply *reply);

@@ -148,7 +148,22 @@ typedef struct RedisModifyState
 	RedisOverlay *ov;			/* ON CONFLICT DO NOTHING, transactional:
 								 * the buffered writes, by key */
 	HTAB	   *misspelled;		/* RedisMisspelling by identity hash, or NULL */
+	HTAB	   *held;			/* UPDATE that may move rows: RedisHeldRow by
+								 * identity hash, or NULL */
 } RedisModifyState;
+
+/*
+ * A row identity (key, zset/set member) an UPDATE that moves rows has met:
+ * where a row of the statement now is, and whether an earlier row was
+ * moved there (check_moves).
+ */
+typedef struct RedisHeldRow
+{
+	uint64		hash;			/* of RedisRowIdentity(): the hash key */
+	bool		moved_onto;
+} RedisHeldRow;
+
+static void track_moves(RedisModifyState *ms);
 
 /*
  * A row the scan for this UPDATE/DELETE read from a key or member stored in
@@ -961,7 +976,7 @@ redisBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 {
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
-	begin_modify(mtstate, rinfo, fdw_private);
+	track_moves(begin_modify(mtstate, rinfo, fdw_private));
 }
 
 /*
@@ -1187,6 +1202,90 @@ check_spelling(RedisModifyState *ms, Datum *old, bool *oldnulls)
 			 errcontext("foreign table \"%s\"", ms->tbl->relname)));
 }
 
+/*
+ * An UPDATE that may move rows (assigns the key or member, or has BEFORE
+ * ROW UPDATE triggers) keeps where its rows are, so that a row moved onto
+ * the identity of another row of the statement is an ERROR, as a unique
+ * key's violation is, instead of losing that row: Redis holds one row per
+ * key (member), and a move overwrites what is there (RENAME, SET, ZADD).
+ * A swap of two keys would otherwise leave one row, and a shift of keys in
+ * the wrong order would lose rows.  List elements have no identity.
+ */
+static void
+track_moves(RedisModifyState *ms)
+{
+	RedisTable *tbl = ms->tbl;
+	Bitmapset  *assigned = ms->core.assigned;
+	HASHCTL		ctl;
+
+	if (tbl->type == REDIS_LIST ||
+		!(bms_is_member(tbl->key_att, assigned) ||
+		  (tbl->member_att && bms_is_member(tbl->member_att, assigned)) ||
+		  ms->core.old_row != InvalidAttrNumber))
+		return;
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(RedisHeldRow);
+	ctl.hcxt = GetMemoryChunkContext(ms);
+	ms->held = hash_create("pgpoly rows of an UPDATE", 256, &ctl,
+						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* ERROR 23505 for a row moved onto row identity values/nulls (see above). */
+static void
+moved_onto_error(RedisModifyState *ms, Datum *values, bool *nulls, const char *what)
+{
+	RedisTable *tbl = ms->tbl;
+	size_t		len;
+	char	   *key = RedisKeyFromDatum(tbl, NULL, values[tbl->key_att - 1], &len);
+	size_t		mlen = 0;
+	char	   *member = tbl->member_att ?
+		RedisDatumText(tbl, tbl->member_att, values[tbl->member_att - 1], &mlen) : NULL;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_UNIQUE_VIOLATION),
+			 errmsg("UPDATE of foreign table \"%s\" %s key \"%s\"%s%s%s",
+					tbl->relname, what, PgpolyPrintable(key, len, 200),
+					member ? " member \"" : "", member ? PgpolyPrintable(member, mlen, 200) : "",
+					member ? "\"" : ""),
+			 errdetail("Redis holds one row there: moving another row of the statement onto it would overwrite it."),
+			 errhint("Move the rows in separate statements, each onto an identity no row holds.")));
+}
+
+/*
+ * For an UPDATE that may move rows: ERROR if the row (old identity
+ * old/oldnulls) was overwritten by a row the statement moved onto it, or
+ * if it moves (new row values/nulls) onto a row the statement met and
+ * left there or moved there.  Then note where the row is.
+ */
+static void
+check_moves(RedisModifyState *ms, Datum *old, bool *oldnulls, Datum *values,
+			bool *nulls)
+{
+	uint64		o;
+	uint64		n;
+	RedisHeldRow *e;
+	bool		found;
+
+	if (ms->held == NULL)
+		return;
+	o = identity_hash(ms->tbl, old, oldnulls);
+	n = identity_hash(ms->tbl, values, nulls);
+	e = hash_search(ms->held, &o, HASH_FIND, NULL);
+	if (e != NULL && e->moved_onto)
+		moved_onto_error(ms, old, oldnulls, "moves another row onto");
+	e = hash_search(ms->held, &n, HASH_ENTER, &found);
+	if (n == o)
+	{
+		if (!found)
+			e->moved_onto = false;
+		return;
+	}
+	if (found)
+		moved_onto_error(ms, values, nulls, "moves two rows onto");
+	e->moved_onto = true;
+	hash_search(ms->held, &o, HASH_REMOVE, NULL);
+}
+
 /* The old row identity from planSlot's junk columns, as a full-width row. */
 static void
 old_identity(RedisModifyState *ms, TupleTableSlot *planSlot, Datum *old, bool *oldnulls)
@@ -1221,6 +1320,8 @@ redisExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	old_identity(ms, planSlot, oldvals, oldnulls);
 	check_spelling(ms, oldvals, oldnulls);
 	slot_getallattrs(slot);
+	PgpolyModifyUpdatedColumns(&ms->core, slot, planSlot);
+	check_moves(ms, oldvals, oldnulls, slot->tts_values, slot->tts_isnull);
 	writes = RedisUpdateWrites(ms->tbl, oldvals, oldnulls, slot->tts_values,
 							   slot->tts_isnull, ms->core.updated,
 							   PgpolyWriterContext(&ms->core.writer));

@@ -793,10 +793,8 @@ new_handle(ForeignServer *server, UserMapping *user, RedisTopology *topo)
 	h->probe = user && PgpolyMustProveCredential(user);
 	h->open_group = -1;
 	h->waitset = PgpolyWaitSetCreate(cxt);
-	if (topo->kind == RTOPO_CLUSTER)
+	if (topo->kind != RTOPO_SINGLE)
 	{
-		h->slots = palloc(sizeof(int16) * REDIS_NSLOTS);
-		memset(h->slots, 0xff, sizeof(int16) * REDIS_NSLOTS);	/* all -1 */
 		foreach(lc, topo->addrs)
 		{
 			RedisAddr  *a = lfirst(lc);
@@ -806,6 +804,16 @@ new_handle(ForeignServer *server, UserMapping *user, RedisTopology *topo)
 			copy->port = a->port;
 			h->seeds = lappend(h->seeds, copy);
 		}
+	}
+	if (topo->kind == RTOPO_SENTINEL)
+	{
+		h->master = pstrdup(topo->master);
+		h->check_ms = topo->check_ms;
+	}
+	if (topo->kind == RTOPO_CLUSTER)
+	{
+		h->slots = palloc(sizeof(int16) * REDIS_NSLOTS);
+		memset(h->slots, 0xff, sizeof(int16) * REDIS_NSLOTS);	/* all -1 */
 		h->req_cxt = AllocSetContextCreate(cxt, "pgpoly redis request",
 										   ALLOCSET_DEFAULT_SIZES);
 	}
@@ -944,6 +952,14 @@ begin_request(PgpolyConnection *conn)
 	if (h->kind == RTOPO_CLUSTER && h->map_stale)
 		RedisClusterRefresh(conn, h);
 	PgpolyBeginRequest(conn);
+	if (h->kind == RTOPO_SENTINEL)
+	{
+		/* an ERROR here leaves conn busy: the connection is then closed */
+		RedisNode  *moved = RedisSentinelRecheck(conn, h);
+
+		if (moved)
+			name_node(conn, moved);
+	}
 	for (int i = 0; i < h->nnodes; i++)
 	{
 		RedisNode  *node = h->nodes[i];
@@ -1117,6 +1133,14 @@ RedisAppendToNode(PgpolyConnection *conn, const char *addr, int argc,
 
 	if (h->kind != RTOPO_CLUSTER)
 	{
+		/* a SCAN cursor of the primary Sentinel replaced means nothing here */
+		if (strcmp(addr, h->nodes[0]->addr) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("the primary of Redis server \"%s\" moved from %s to %s during the statement",
+							conn->servername, addr, h->nodes[0]->addr),
+					 errdetail("A SCAN cursor of one node cannot be continued on another."),
+					 errhint("Run the statement again.")));
 		RedisAppendArgv(conn, argc, argv, lens);
 		return;
 	}

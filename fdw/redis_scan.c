@@ -1559,8 +1559,10 @@ column_text(RedisScan *scan, RedisKeyState *st, int item, RedisColumn *col,
 					json->parsed = true;
 				}
 				if (json->nuls != NIL && PgpolyJsonNulAt(json->nuls, col->field))
-					PgpolyJsonNulError("the Redis JSON value", col->field, &col->conv);
-				return PgpolyJsonbFieldText(json->doc, col->field, col->is_array, len);
+					PgpolyJsonNulError("the Redis JSON value",
+									   PgpolyJsonNulUnplaced(json->nuls) ? NULL : col->field,
+									   &col->conv);
+				return PgpolyJsonbColumnText(json->doc, col->field, &col->conv, len);
 			}
 			/* Fields usually come back in one order: try the last position. */
 			i = col->hint;

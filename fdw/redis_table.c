@@ -66,6 +66,7 @@ const PgpolyOption RedisOptions[] = {
 	{"nodes", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"sentinels", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"sentinel_master", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
+	{"sentinel_check_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 0, INT_MAX, NULL, false},
 	{"user", UserMappingRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"password", UserMappingRelationId, PGPOLY_OPT_STRING, 0, 0, NULL, true},
 	{"password_required", UserMappingRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},

@@ -259,7 +259,8 @@ RESET ROLE;
 --
 SELECT c.relname, a.privilege_type
 FROM pg_class c, aclexplode(c.relacl) a
-WHERE c.relnamespace = 'pgpoly'::regnamespace AND a.grantee = 0;
+WHERE c.relnamespace = 'pgpoly'::regnamespace AND a.grantee = 0
+ORDER BY 1, 2;
 SELECT n.nspname FROM pg_namespace n, aclexplode(n.nspacl) a
 WHERE n.nspname = 'pgpoly' AND a.grantee = 0;
 SELECT w.fdwname FROM pg_foreign_data_wrapper w, aclexplode(w.fdwacl) a
