@@ -92,7 +92,8 @@ enum RedisPrivate
 	RPRIV_NEED_TTL,				/* Integer: read _ttl */
 	RPRIV_PUSHED,				/* String: pushed clauses, deparsed */
 	RPRIV_NKEYS,				/* Integer: keys known at plan time, -1 */
-	RPRIV_NOTE					/* String: why no key clause was pushed */
+	RPRIV_NOTE,					/* String: why no key clause was pushed */
+	RPRIV_ATTRS					/* List of Integer: the columns read */
 };
 
 /* Planner state of a Redis base relation. */
@@ -119,6 +120,7 @@ typedef struct RedisScanState
 	List	   *kinds;
 	char	   *pattern;
 	bool		need_ttl;
+	bool	   *needed;			/* the columns read, by attno - 1 */
 	RedisScan  *scan;			/* NULL until the first row is asked */
 	int64		round_trips;	/* of finished scans (rescans) */
 	RedisTrips *trips;			/* per node, of all of them */
@@ -508,21 +510,19 @@ redisGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 								   NIL, NULL, NIL));
 }
 
-/* Whether the query reads the _ttl column (or the whole row). */
-static bool
-needs_ttl(RelOptInfo *baserel, RedisTable *tbl)
+/*
+ * The columns of the table the plan reads (RedisColumnsRead): those the
+ * scan outputs and those its local quals use.  The key clause enforced by
+ * fetching is not among the local quals.
+ */
+static List *
+columns_read(RelOptInfo *baserel, RedisTable *tbl, List *local)
 {
 	Bitmapset  *attrs = NULL;
-	ListCell   *lc;
 
-	if (tbl->ttl_att == 0)
-		return false;
 	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &attrs);
-	foreach(lc, baserel->baserestrictinfo)
-		pull_varattnos((Node *) ((RestrictInfo *) lfirst(lc))->clause,
-					   baserel->relid, &attrs);
-	return bms_is_member(tbl->ttl_att - FirstLowInvalidHeapAttributeNumber, attrs) ||
-		bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs);
+	pull_varattnos((Node *) local, baserel->relid, &attrs);
+	return RedisColumnsRead(tbl, attrs);
 }
 
 /*
@@ -537,6 +537,7 @@ redisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 	RedisRelInfo *ri = baserel->fdw_private;
 	List	   *local = NIL;
 	List	   *priv;
+	List	   *attrs;
 	ListCell   *lc;
 
 	foreach(lc, scan_clauses)
@@ -547,12 +548,15 @@ redisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 			local = lappend(local, rinfo->clause);
 	}
 
+	attrs = columns_read(baserel, ri->tbl, local);
 	priv = list_make5(ri->kinds,
 					  makeString(ri->pattern ? ri->pattern : pstrdup("")),
-					  makeInteger(needs_ttl(baserel, ri->tbl)),
+					  makeInteger(ri->tbl->ttl_att != 0 &&
+								  list_member_int(attrs, ri->tbl->ttl_att)),
 					  makeString(PgpolyDeparseClauses(ri->pushed, root, baserel)),
 					  makeInteger(ri->nkeys_known));
 	priv = lappend(priv, makeString(pstrdup(ri->note ? ri->note : "")));
+	priv = lappend(priv, attrs);
 	return make_foreignscan(tlist, local, baserel->relid, ri->exprs, priv,
 							NIL, NIL, outer_plan);
 }
@@ -577,6 +581,7 @@ redisBeginForeignScan(ForeignScanState *node, int eflags)
 		return;
 	st->tbl = RedisLoadTable(st->core.relid, st->core.userid);
 	st->tbl->target = RedisScanTarget(node->ss.ps.state, fs->scan.scanrelid);
+	st->needed = RedisColumnsNeeded(st->tbl, list_nth(fs->fdw_private, RPRIV_ATTRS));
 	st->exprs = ExecInitExprList(fs->fdw_exprs, (PlanState *) node);
 }
 
@@ -586,7 +591,7 @@ redisBeginForeignScan(ForeignScanState *node, int eflags)
  */
 static void
 add_key(RedisTable *tbl, PgpolyConv *conv, Datum value, List **keys,
-		List **lens, HTAB *seen)
+		List **lens, RedisKeySet *seen)
 {
 	size_t		len;
 	char	   *key = RedisKeyFromDatum(tbl, conv, value, &len);
@@ -612,16 +617,22 @@ score_bound(Datum v, Oid typid, bool exclusive)
 	return psprintf("%s%s", exclusive ? "(" : "", PgpolyDatumToText(&conv, v, &len));
 }
 
-/* The conversion of the pushed key clause's values (element type for arrays). */
+/*
+ * The conversion of the pushed key clause's values (element type for
+ * arrays); NULL when they have the key column's type.
+ */
 static PgpolyConv *
 key_conv(RedisScanState *st, ExprState *es, int kind)
 {
 	Oid			typid = exprType((Node *) es->expr);
 
+	if (kind == REXPR_KEY_ARRAY)
+		typid = get_element_type(typid);
+	if (typid == st->tbl->cols[st->tbl->key_att - 1].typid)
+		return NULL;			/* the key column's own (RedisKeyFromDatum) */
 	if (!st->keyconv_ready)
 	{
-		PgpolyConvInit(&st->keyconv, kind == REXPR_KEY_ARRAY ?
-					   get_element_type(typid) : typid, -1, NULL);
+		PgpolyConvInit(&st->keyconv, typid, -1, NULL);
 		st->keyconv_ready = true;
 	}
 	return &st->keyconv;
@@ -670,12 +681,13 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 	char	   *smax = NULL;
 	double		vmin = 0,
 				vmax = 0;
-	HTAB	   *seen = RedisKeySet(CurrentMemoryContext);
+	RedisKeySet *seen = RedisKeySetCreate(CurrentMemoryContext, 0);
 	ListCell   *le,
 			   *lk;
 
 	st->scan = RedisScanBegin(st->tbl, st->core.conn, st->need_ttl,
 							  st->core.pending);
+	RedisScanSetColumns(st->scan, st->needed, false);
 	/* Per-node round trips add up over rescans: not in the scan's memory. */
 	if (st->trips == NULL)
 		st->trips = MemoryContextAllocZero(GetMemoryChunkContext(st), sizeof(RedisTrips));
@@ -800,13 +812,15 @@ redisEndForeignScan(ForeignScanState *node)
 
 /*
  * The fetch command as EXPLAIN shows it: "HGETALL user:{key}"; by_score:
- * the scan has a pushed score range.
+ * the scan has a pushed score range; keyonly: no value is read.
  */
 static char *
-fetch_text(RedisTable *tbl, bool by_score)
+fetch_text(RedisTable *tbl, bool by_score, bool keyonly)
 {
 	const char *args = "";
 
+	if (keyonly)
+		return psprintf("TYPE %s{key}", tbl->prefix);
 	if (by_score)
 		return psprintf("ZRANGEBYSCORE %s{key} {min} {max} WITHSCORES", tbl->prefix);
 	if (tbl->type == REDIS_ZSET)
@@ -831,16 +845,23 @@ redisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 		list_member_int(kinds, REXPR_SCORE_MIN_EXCL) ||
 		list_member_int(kinds, REXPR_SCORE_MAX) ||
 		list_member_int(kinds, REXPR_SCORE_MAX_EXCL);
+	bool		keyonly = !by_score &&
+		RedisKeysOnly(tbl, RedisColumnsNeeded(tbl, list_nth(fs->fdw_private, RPRIV_ATTRS)),
+					  st->need_ttl, false);
 	char	   *req;
 
-	if (pattern[0] != '\0')
+	if (pattern[0] != '\0' && keyonly)
+		req = psprintf("SCAN MATCH %s COUNT %d TYPE %s, keys only",
+					   pattern, tbl->fetch_size, RedisScanTypeFilter(tbl));
+	else if (pattern[0] != '\0')
 		req = psprintf("SCAN MATCH %s COUNT %d TYPE %s, then %s per key, pipelined",
-					   pattern, tbl->fetch_size, RedisScanTypeFilter(tbl), fetch_text(tbl, by_score));
+					   pattern, tbl->fetch_size, RedisScanTypeFilter(tbl),
+					   fetch_text(tbl, by_score, false));
 	else if (nkeys >= 0)
-		req = psprintf("%s x%d, pipelined", fetch_text(tbl, by_score), nkeys);
+		req = psprintf("%s x%d, pipelined", fetch_text(tbl, by_score, keyonly), nkeys);
 	else
-		req = psprintf("%s per key, pipelined in rounds of %d", fetch_text(tbl, by_score),
-					   tbl->fetch_size);
+		req = psprintf("%s per key, pipelined in rounds of %d",
+					   fetch_text(tbl, by_score, keyonly), tbl->fetch_size);
 	if (st->need_ttl)
 		req = psprintf("%s, with TTL", req);
 	ExplainPropertyText("Redis", req, es);

@@ -93,8 +93,10 @@ CREATE FOREIGN TABLE ah (k text OPTIONS (key 'true'), b text[])
 SELECT sqlstate_of($$SELECT b FROM vh WHERE k = 'nul'$$) AS "varchar",
        sqlstate_of($$SELECT b FROM jh WHERE k = 'nul'$$) AS jsonb,
        sqlstate_of($$SELECT b FROM ah WHERE k = 'bad'$$) AS "text[]";
--- The whole table: a bad value fails the scan.
-SELECT sqlstate_of($$SELECT count(*) FROM th$$) AS whole_table;
+-- The whole table: a bad value fails a scan that reads it; count(*) reads
+-- no value (the keys alone), so it counts every row.
+SELECT sqlstate_of($$SELECT count(b) FROM th$$) AS whole_table;
+SELECT count(*) FROM th;
 -- A key with a NUL byte, read into a text key column.
 CREATE FOREIGN TABLE ts (k text OPTIONS (key 'true'), v bytea)
   SERVER rb OPTIONS (table_type 'string', key_prefix 'regress_bin:s:');

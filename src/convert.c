@@ -326,8 +326,40 @@ fast_kind(Oid basetype)
 			return PGPOLY_CONV_TIMESTAMPTZ;
 		case INTERVALOID:
 			return PGPOLY_CONV_INTERVAL;
+		case INT2OID:
+			return PGPOLY_CONV_INT2;
+		case INT4OID:
+			return PGPOLY_CONV_INT4;
+		case INT8OID:
+			return PGPOLY_CONV_INT8;
 		default:
 			return PGPOLY_CONV_GENERIC;
+	}
+}
+
+/*
+ * Whether the input of a type of kind (typmod) has a fast path for the
+ * fixed form (datum_in): the settings are then not read, unless a value
+ * is not in that form.
+ */
+static bool
+fast_input(PgpolyConvKind kind, int32 typmod)
+{
+	switch (kind)
+	{
+		case PGPOLY_CONV_TEXT:
+		case PGPOLY_CONV_BYTEA:
+		case PGPOLY_CONV_FLOAT8:
+		case PGPOLY_CONV_INT2:
+		case PGPOLY_CONV_INT4:
+		case PGPOLY_CONV_INT8:
+		case PGPOLY_CONV_DATE:
+			return true;
+		case PGPOLY_CONV_TIMESTAMP:
+		case PGPOLY_CONV_TIMESTAMPTZ:
+			return typmod < 0;	/* a precision rounds: the input function */
+		default:
+			return false;
 	}
 }
 
@@ -353,6 +385,7 @@ PgpolyConvInit(PgpolyConv *conv, Oid typid, int32 typmod, const char *name)
 	conv->kind = fast_kind(conv->basetype);
 	conv->out_settings = io_reads_settings(typid, true);
 	conv->in_settings = io_reads_settings(typid, false);
+	conv->in_fast = fast_input(conv->kind, typmod);
 	conv->is_array = type_is_array(conv->basetype);
 	elem = conv->is_array ? getBaseType(get_element_type(conv->basetype)) :
 		conv->basetype;
@@ -537,6 +570,15 @@ datum_out(PgpolyConv *conv, Datum value, bool raw, size_t *len)
 			datetime_text(conv->kind, value, buf);
 			*len = strlen(buf);
 			return pnstrdup(buf, *len);
+		case PGPOLY_CONV_INT2:
+			*len = pg_itoa(DatumGetInt16(value), buf);
+			return pnstrdup(buf, *len);
+		case PGPOLY_CONV_INT4:
+			*len = pg_ltoa(DatumGetInt32(value), buf);
+			return pnstrdup(buf, *len);
+		case PGPOLY_CONV_INT8:
+			*len = pg_lltoa(DatumGetInt64(value), buf);
+			return pnstrdup(buf, *len);
 		case PGPOLY_CONV_GENERIC:
 			break;
 	}
@@ -588,7 +630,20 @@ conv_what(PgpolyConv *conv)
 static inline bool
 plain_ascii(const char *s, size_t len)
 {
-	for (size_t i = 0; i < len; i++)
+	size_t		i = 0;
+
+	/* eight bytes at a time: a high bit, or a zero byte */
+	for (; i + 8 <= len; i += 8)
+	{
+		uint64		w;
+
+		memcpy(&w, s + i, 8);
+		if ((w & UINT64CONST(0x8080808080808080)) != 0 ||
+			((w - UINT64CONST(0x0101010101010101)) & ~w &
+			 UINT64CONST(0x8080808080808080)) != 0)
+			return false;
+	}
+	for (; i < len; i++)
 		if ((unsigned char) (s[i] - 1) >= 0x7f)	/* NUL or high bit */
 			return false;
 	return true;
@@ -673,10 +728,154 @@ input_fixed(PgpolyConv *conv, char *s)
 	return d;
 }
 
+/* The value of the n decimal digits at s (n <= 9), or -1 if one is not. */
+static inline int
+digits(const char *s, int n)
+{
+	int			v = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+/*
+ * The date of "YYYY-MM-DD" at s (10 bytes) as days since 2000-01-01, or
+ * false if it is not a valid date in exactly that form.
+ */
+static bool
+fixed_date(const char *s, int *days)
+{
+	int			y = digits(s, 4),
+				m = digits(s + 5, 2),
+				d = digits(s + 8, 2);
+
+	if (y < 1 || m < 1 || m > MONTHS_PER_YEAR || d < 1 || s[4] != '-' || s[7] != '-' ||
+		d > day_tab[isleap(y)][m - 1])
+		return false;
+	*days = date2j(y, m, d) - POSTGRES_EPOCH_JDATE;
+	return true;
+}
+
+/*
+ * The timestamp of the fixed form "YYYY-MM-DD HH:MM:SS[.f...]" (1 to 6
+ * digits of fraction) at s (len bytes), followed for timestamptz (withtz) by
+ * an offset "+HH" or "+HH:MM" (or '-'), which is what pgpoly writes (UTC,
+ * "+00") and what most tools write.  false for anything else: a year
+ * before 1 or after 9999, BC, 24:00:00, a leap second, special values,
+ * spaces, a zone name, more digits of fraction ...; the input function then
+ * reads the text, so the fast path changes no result.
+ */
+static bool
+fixed_timestamp(const char *s, size_t len, bool withtz, Timestamp *result)
+{
+	int			days,
+				h,
+				mi,
+				sec,
+				off = 0;
+	int64		usec = 0;
+	size_t		p = 19;
+
+	if (len < 19 || s[10] != ' ' || s[13] != ':' || s[16] != ':' ||
+		!fixed_date(s, &days) ||
+		(h = digits(s + 11, 2)) < 0 || h >= HOURS_PER_DAY ||
+		(mi = digits(s + 14, 2)) < 0 || mi >= MINS_PER_HOUR ||
+		(sec = digits(s + 17, 2)) < 0 || sec >= SECS_PER_MINUTE)
+		return false;
+	if (p < len && s[p] == '.')
+	{
+		int			n = 0;
+
+		for (p++; p < len && s[p] >= '0' && s[p] <= '9' && n < 7; p++, n++)
+			usec = usec * 10 + (s[p] - '0');
+		if (n == 0 || n > 6)
+			return false;
+		for (; n < 6; n++)
+			usec *= 10;
+	}
+	if (withtz)
+	{
+		int			oh,
+					om = 0;
+
+		if (p + 3 > len || (s[p] != '+' && s[p] != '-') ||
+			(oh = digits(s + p + 1, 2)) < 0 || oh > MAX_TZDISP_HOUR)
+			return false;
+		if (p + 3 < len)
+		{
+			if (p + 6 != len || s[p + 3] != ':' ||
+				(om = digits(s + p + 4, 2)) < 0 || om >= MINS_PER_HOUR)
+				return false;
+		}
+		off = (oh * MINS_PER_HOUR + om) * SECS_PER_MINUTE;
+		if (s[p] == '-')
+			off = -off;
+		p = len;
+	}
+	if (p != len)
+		return false;
+	/* tm2timestamp(), then dt2local() by the offset */
+	*result = (int64) days * USECS_PER_DAY +
+		((int64) ((h * MINS_PER_HOUR + mi) * SECS_PER_MINUTE + sec)) * USECS_PER_SEC +
+		usec - (int64) off * USECS_PER_SEC;
+	return IS_VALID_TIMESTAMP(*result);
+}
+
+/*
+ * The datum of s (len bytes, NUL-terminated, valid text) by a fast path of
+ * conv's kind, giving what the input function gives; false when s is not
+ * in the form the fast path reads (the input function must then read it).
+ * Integer and float8 input call what their input functions call.
+ */
+static bool
+fast_in(PgpolyConv *conv, const char *s, size_t len, Datum *value)
+{
+	Timestamp	ts;
+	int			days;
+
+	switch (conv->kind)
+	{
+		case PGPOLY_CONV_INT2:
+			*value = Int16GetDatum(pg_strtoint16(s));
+			return true;
+		case PGPOLY_CONV_INT4:
+			*value = Int32GetDatum(pg_strtoint32(s));
+			return true;
+		case PGPOLY_CONV_INT8:
+			*value = Int64GetDatum(pg_strtoint64(s));
+			return true;
+		case PGPOLY_CONV_FLOAT8:
+			*value = Float8GetDatum(float8in_internal((char *) s, NULL,
+													  "double precision", s));
+			return true;
+		case PGPOLY_CONV_DATE:
+			if (len != 10 || !fixed_date(s, &days) || !IS_VALID_DATE(days))
+				return false;
+			*value = DateADTGetDatum(days);
+			return true;
+		case PGPOLY_CONV_TIMESTAMP:
+		case PGPOLY_CONV_TIMESTAMPTZ:
+			if (conv->typmod >= 0 ||
+				!fixed_timestamp(s, len, conv->kind == PGPOLY_CONV_TIMESTAMPTZ, &ts))
+				return false;
+			*value = TimestampGetDatum(ts);
+			return true;
+		default:
+			return false;
+	}
+}
+
 /* Store form -> datum; raw: bytea from its bytes. */
 static Datum
 datum_in(PgpolyConv *conv, const char *s, size_t len, bool raw)
 {
+	Datum		value;
+
 	Assert(s[len] == '\0');
 	if (raw && conv->kind == PGPOLY_CONV_BYTEA)
 	{
@@ -694,6 +893,8 @@ datum_in(PgpolyConv *conv, const char *s, size_t len, bool raw)
 	check_text(conv, s, len);
 	if (conv->kind == PGPOLY_CONV_TEXT && conv->typmod < 0 && !conv->is_domain)
 		return PointerGetDatum(cstring_to_text_with_len(s, (int) len));
+	if (conv->in_fast && fast_in(conv, s, len, &value))
+		return check_domain(conv, value);
 	return input_fixed(conv, (char *) s);
 }
 

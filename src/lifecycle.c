@@ -107,7 +107,11 @@ PgpolyStoreOf(Oid relid)
 PgpolyConnection *
 PgpolyTableConnection(const PgpolyStore *store, Oid relid, Oid userid)
 {
-	ForeignServer *server = GetForeignServer(GetForeignTable(relid)->serverid);
+	ForeignServer *server;
+
+	if (store->table_connection)
+		return store->table_connection(relid, userid);
+	server = GetForeignServer(GetForeignTable(relid)->serverid);
 
 	return PgpolyGetConnection(store, server,
 							   PgpolyGetUserMapping(userid, server->serverid));

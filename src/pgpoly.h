@@ -176,6 +176,12 @@ typedef struct PgpolyStore
 	 */
 	List	   *(*conflict_columns) (Oid relid);
 	List	   *(*describe) (struct PgpolyConnection *conn);
+	/*
+	 * Optional: the connection for foreign table relid and user userid,
+	 * when the store keeps the table's server and user mapping resolved
+	 * (NULL: the core reads them from the catalogs each time).
+	 */
+	struct PgpolyConnection *(*table_connection) (Oid relid, Oid userid);
 } PgpolyStore;
 
 /* Cache key: one connection per server and user mapping. */
@@ -517,7 +523,10 @@ typedef enum PgpolyConvKind
 	PGPOLY_CONV_DATE,
 	PGPOLY_CONV_TIMESTAMP,
 	PGPOLY_CONV_TIMESTAMPTZ,
-	PGPOLY_CONV_INTERVAL
+	PGPOLY_CONV_INTERVAL,
+	PGPOLY_CONV_INT2,
+	PGPOLY_CONV_INT4,
+	PGPOLY_CONV_INT8
 } PgpolyConvKind;
 
 /* How values of one type (a column's) become store text and back. */
@@ -531,6 +540,7 @@ typedef struct PgpolyConv
 	PgpolyConvKind kind;		/* fast path of the base type */
 	bool		out_settings;	/* the output function reads the settings */
 	bool		in_settings;	/* the input function reads the settings */
+	bool		in_fast;		/* input of the fixed form never reads them */
 	bool		is_array;		/* basetype is an array type */
 	bool		is_json;		/* basetype (or its element type) is json or jsonb */
 	bool		money;			/* its I/O needs lc_monetary 'C' (PgpolyWithCMoney) */
