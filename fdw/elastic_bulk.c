@@ -386,6 +386,18 @@ append_action(StringInfo buf, ElasticWrite *w)
 	}
 }
 
+/*
+ * An excerpt, fit for a message, of s, a JSON string of an error body the
+ * service sent; dflt if s is not a string.
+ */
+static const char *
+member_excerpt(PgpolyConnection *conn, json_t *s, const char *dflt)
+{
+	if (!json_is_string(s))
+		return dflt;
+	return PgpolyHttpExcerpt(conn, json_string_value(s), json_string_length(s));
+}
+
 /* ERROR for the first failed item of a bulk response. */
 static void
 check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
@@ -428,13 +440,8 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 				(errcode(PgpolyHttpStatusErrcode(json_integer_value(status))),
 				 errmsg("Elasticsearch rejected document \"%s\" in index \"%s\"",
 						batch[i]->id, batch[i]->tbl->index),
-				 errdetail("%s: %s",
-						   json_is_string(type) ?
-						   PgpolyHttpExcerpt(conn, json_string_value(type), json_string_length(type)) :
-						   "error",
-						   json_is_string(reason) ?
-						   PgpolyHttpExcerpt(conn, json_string_value(reason), json_string_length(reason)) :
-						   "no reason given"),
+				 errdetail("%s: %s", member_excerpt(conn, type, "error"),
+						   member_excerpt(conn, reason, "no reason given")),
 				 errhint("Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of this write stay applied, as may the other items of its batch.",
 						 sent_before + (int64) i)));
 	}
@@ -483,16 +490,17 @@ ElasticIdsExist(PgpolyConnection *conn, ElasticTable *tbl, char **ids, int n,
 	{
 		json_t	   *doc = json_array_get(docs, i);
 		json_t	   *err = json_object_get(doc, "error");
-		const char *type = json_string_value(json_object_get(err, "type"));
+		json_t	   *type = json_object_get(err, "type");
+		json_t	   *reason = json_object_get(err, "reason");
 
-		if (err && (type == NULL || strcmp(type, "index_not_found_exception") != 0))
+		if (err && (!json_is_string(type) ||
+					strcmp(json_string_value(type), "index_not_found_exception") != 0))
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_ERROR),
 					 errmsg("Elasticsearch could not tell whether document \"%s\" exists in index \"%s\"",
 							ids[i], tbl->index),
-					 errdetail("%s: %s", type ? type : "error",
-							   json_string_value(json_object_get(err, "reason")) ?
-							   json_string_value(json_object_get(err, "reason")) : "no reason given")));
+					 errdetail("%s: %s", member_excerpt(conn, type, "error"),
+							   member_excerpt(conn, reason, "no reason given"))));
 		exists[i] = json_is_true(json_object_get(doc, "found"));
 	}
 }

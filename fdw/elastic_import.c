@@ -121,6 +121,12 @@ ElasticImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 	doc = PgpolyJsonParse(conn, resp.body, resp.len, "mapping");
 	names = sorted_keys(doc, &n);
 	for (int i = 0; i < n; i++)
+		if (names[i][0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+					 errmsg("Elasticsearch server \"%s\" sent a mapping of an index with an empty name",
+							conn->servername)));
+	for (int i = 0; i < n; i++)
 		if (names[i][0] != '.' && IsImportableForeignTable(names[i], stmt))
 			result = lappend(result, table_sql(stmt, server->servername, names[i],
 											   json_object_get(doc, names[i])));

@@ -46,6 +46,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -713,14 +714,27 @@ is_integer_text(const char *s)
 	return true;
 }
 
-/* A date/time column's datum from epoch milliseconds. */
+/*
+ * A date/time column's datum from epoch milliseconds (text: an integer).
+ * A number beyond PostgreSQL's timestamp range is an ERROR, as in
+ * to_timestamp(): it must neither wrap around into another date nor become
+ * a timestamp that cannot be output.
+ */
 static Datum
 datetime_from_millis(ElasticColumn *col, const char *text)
 {
-	int64		ms = strtoll(text, NULL, 10);
-	Timestamp	ts = ms * 1000 -
-		((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
+	int64		ms;
+	Timestamp	ts;
 
+	errno = 0;
+	ms = strtoll(text, NULL, 10);
+	if (errno == ERANGE || pg_mul_s64_overflow(ms, 1000, &ts) ||
+		pg_sub_s64_overflow(ts, (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
+							USECS_PER_DAY, &ts) ||
+		!IS_VALID_TIMESTAMP(ts))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range: %s milliseconds since 1970-01-01", text)));
 	if (col->typid == DATEOID)
 		return DirectFunctionCall1(timestamp_date, TimestampGetDatum(ts));
 	return TimestampGetDatum(ts);

@@ -245,7 +245,11 @@ extern void VectorForgetCollection(PgpolyConnection *conn, VectorTable *tbl);
 extern char *VectorUrlSegment(const char *s);
 extern void VectorAppendJson(StringInfo buf, struct json_t *v);
 extern char *VectorRecordId(PgpolyConnection *conn, struct json_t *id);
+extern char *VectorCollectionName(PgpolyConnection *conn, struct json_t *name,
+								  const char *what);
 extern char *VectorDocument(struct json_t *doc, bool *had_nul);
+extern void VectorParseEmbedding(PgpolyConnection *conn, VectorRow *row,
+								 struct json_t *emb, const char *what);
 extern void VectorDocumentNul(VectorRow *row, PgpolyConv *conv) pg_attribute_noreturn();
 extern void VectorAppendFloats(StringInfo buf, const float4 *v, int dim);
 extern char *VectorWhereJson(VectorTable *tbl, List *conds);

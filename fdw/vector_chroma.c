@@ -113,7 +113,7 @@ parse_collection(PgpolyConnection *conn, json_t *obj)
 	if (!json_is_object(obj) || !json_is_string(id) || !json_is_string(name))
 		VectorBadResponse(conn, "collection description", "an object with \"id\" and \"name\"");
 	c = palloc0(sizeof(VectorCollection));
-	c->name = pstrdup(json_string_value(name));
+	c->name = VectorCollectionName(conn, name, "collection description");
 	c->uuid = pstrdup(json_string_value(id));
 	c->distance = collection_distance(obj);
 	c->dimension = json_is_integer(dim) ? (int) json_integer_value(dim) : 0;
@@ -362,19 +362,7 @@ parse_record(PgpolyConnection *conn, VectorRow *row, json_t *id, json_t *emb,
 		VectorBadResponse(conn, "record", "string ids");
 	row->id = VectorRecordId(conn, id);
 	if (json_is_array(emb))
-	{
-		size_t		j;
-		json_t	   *x;
-
-		row->dim = (int) json_array_size(emb);
-		row->emb = palloc(sizeof(float4) * Max(row->dim, 1));
-		json_array_foreach(emb, j, x)
-		{
-			if (!json_is_number(x))
-				VectorBadResponse(conn, "embedding", "an array of numbers");
-			row->emb[j] = (float4) json_number_value(x);
-		}
-	}
+		VectorParseEmbedding(conn, row, emb, "embedding");
 	if (json_is_string(doc))
 		row->document = VectorDocument(doc, &row->document_nul);
 	if (json_is_object(meta))

@@ -285,14 +285,13 @@ filter_conditions(VectorTable *tbl, Jsonb *filter)
 	const char *key;
 	json_t	   *v;
 
+	/* Owned by the context: the keys stay valid for the messages below. */
+	if (doc != NULL)
+		PgpolyJsonOwn(doc);
 	if (doc == NULL || !json_is_object(doc))
-	{
-		if (doc)
-			json_decref(doc);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("filter must be a JSON object of metadata keys and values")));
-	}
 	json_object_foreach(doc, key, v)
 	{
 		VectorCondEval *c = palloc0(sizeof(VectorCondEval));
@@ -300,31 +299,26 @@ filter_conditions(VectorTable *tbl, Jsonb *filter)
 
 		if (!json_is_array(v) && !json_is_string(v) && !json_is_number(v) &&
 			!json_is_boolean(v))
-		{
-			json_decref(doc);
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("filter value for key \"%s\" must be a string, number, boolean or array", key)));
-		}
 		if (tbl->meta_att == 0 && !is_field_key(tbl, key))
-		{
-			char	   *k = pstrdup(key);
-
-			json_decref(doc);
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("filter key \"%s\" is not a column of foreign table \"%s\"",
-							k, tbl->relname),
+							key, tbl->relname),
 					 errhint("Without a metadata column, vector_search filters only on the metadata fields the table has as columns.")));
-		}
 		c->key = pstrdup(key);
 		c->op = json_is_array(v) ? VCOND_IN : VCOND_EQ;
 		s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		if (s == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory building a JSON document")));
 		c->value = pstrdup(s);
 		free(s);
 		conds = lappend(conds, c);
 	}
-	json_decref(doc);
 	return conds;
 }
 

@@ -324,12 +324,10 @@ qdrant_list_collections(PgpolyConnection *conn)
 		VectorBadResponse(conn, "collection list", "\"result\": {\"collections\": [...]}");
 	json_array_foreach(list, i, obj)
 	{
-		json_t	   *name = json_object_get(obj, "name");
 		VectorCollection *c;
 
-		if (!json_is_string(name))
-			VectorBadResponse(conn, "collection list", "collections with a \"name\"");
-		c = describe(conn, json_string_value(name));
+		c = describe(conn, VectorCollectionName(conn, json_object_get(obj, "name"),
+												"collection list"));
 		if (c)
 			result = lappend(result, c);
 	}
@@ -625,19 +623,8 @@ id_text(PgpolyConnection *conn, json_t *id)
 static void
 parse_vector(PgpolyConnection *conn, VectorRow *row, json_t *vec)
 {
-	size_t		j;
-	json_t	   *x;
-
-	if (!json_is_array(vec))
-		return;
-	row->dim = (int) json_array_size(vec);
-	row->emb = palloc(sizeof(float4) * Max(row->dim, 1));
-	json_array_foreach(vec, j, x)
-	{
-		if (!json_is_number(x))
-			VectorBadResponse(conn, "vector", "an array of numbers");
-		row->emb[j] = (float4) json_number_value(x);
-	}
+	if (json_is_array(vec))
+		VectorParseEmbedding(conn, row, vec, "vector");
 }
 
 /* Set row's document and metadata from a point's payload (modified). */

@@ -29,6 +29,7 @@
 
 #include "pgpoly_jansson.h"
 
+#include <float.h>
 #include <math.h>
 
 #include "common/shortest_dec.h"
@@ -361,6 +362,21 @@ VectorRecordId(PgpolyConnection *conn, json_t *id)
 }
 
 /*
+ * The name of a collection the service described or listed (what: the
+ * response): a non-empty string without NUL characters, else an ERROR.
+ * Such a name could not be addressed or become a table name.
+ */
+char *
+VectorCollectionName(PgpolyConnection *conn, json_t *name, const char *what)
+{
+	const char *s = json_string_value(name);
+
+	if (s == NULL || s[0] == '\0' || strlen(s) != json_string_length(name))
+		VectorBadResponse(conn, what, "collections named by non-empty strings");
+	return pstrdup(s);
+}
+
+/*
  * A copy of a record's document (a string) as a C string; *had_nul says
  * whether it held a NUL character, which reading it must then refuse
  * (VectorDocumentNul): the copy stops there.
@@ -372,6 +388,36 @@ VectorDocument(json_t *doc, bool *had_nul)
 
 	*had_nul = memchr(s, '\0', json_string_length(doc)) != NULL;
 	return pstrdup(s);
+}
+
+/*
+ * Set row's embedding from emb, a JSON array of numbers (what names it in
+ * messages).  An element beyond real's range is an ERROR, as float4in
+ * says: a float4 would silently hold Infinity instead.
+ */
+void
+VectorParseEmbedding(PgpolyConnection *conn, VectorRow *row, json_t *emb,
+					 const char *what)
+{
+	size_t		j;
+	json_t	   *x;
+
+	row->dim = (int) json_array_size(emb);
+	row->emb = palloc(sizeof(float4) * Max(row->dim, 1));
+	json_array_foreach(emb, j, x)
+	{
+		double		v = json_number_value(x);
+
+		if (!json_is_number(x))
+			VectorBadResponse(conn, what, "an array of numbers");
+		if (fabs(v) > FLT_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("vector server \"%s\" sent an embedding element out of range for type real: %g",
+							conn->servername, v),
+					 errcontext("record \"%s\"", row->id)));
+		row->emb[j] = (float4) v;
+	}
 }
 
 /* ERROR 22021: row's document held a NUL character (conv: the column). */

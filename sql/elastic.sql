@@ -168,6 +168,29 @@ IMPORT FOREIGN SCHEMA "regress_es_d*" FROM SERVER es INTO es_import;
 SELECT _id, title, n FROM es_import.regress_es_docs WHERE _id = '1';
 IMPORT FOREIGN SCHEMA "regress_es_d*" LIMIT TO (nothing_here) FROM SERVER es INTO public;
 
+-- Dates as epoch milliseconds: a number beyond the timestamp range is an
+-- ERROR, never a date wrapped around or a timestamp that cannot be output.
+SELECT pgpoly.elastic_request('es', 'DELETE', '/regress_es_millis') IS NOT NULL AS cleaned;
+SELECT pgpoly.elastic_request('es', 'PUT', '/regress_es_millis',
+  '{"mappings": {"properties": {"ms": {"type": "long"}}}}') ->> 'acknowledged' AS created;
+CREATE FOREIGN TABLE millis_w (_id text, ms bigint) SERVER es
+  OPTIONS (index 'regress_es_millis', refresh 'true');
+INSERT INTO millis_w VALUES ('ok', 1709294400123), ('far', 9223372036854775807),
+  ('old', -300000000000000), ('edge', 9223372036854775);
+CREATE FOREIGN TABLE millis (_id text, ms timestamptz) SERVER es
+  OPTIONS (index 'regress_es_millis');
+CREATE FOREIGN TABLE millis_d (_id text, d date OPTIONS (field 'ms')) SERVER es
+  OPTIONS (index 'regress_es_millis');
+SELECT _id, ms AT TIME ZONE 'UTC' AS ms_utc FROM millis WHERE _id = 'ok';
+SELECT _id, d FROM millis_d WHERE _id = 'ok';
+SELECT _id, ms FROM millis WHERE _id = 'far';
+SELECT _id, d FROM millis_d WHERE _id = 'far';
+SELECT _id, ms FROM millis WHERE _id = 'old';
+SELECT _id, d FROM millis_d WHERE _id = 'old';
+SELECT _id, ms FROM millis WHERE _id = 'edge';
+DROP FOREIGN TABLE millis, millis_d, millis_w;
+SELECT pgpoly.elastic_request('es', 'DELETE', '/regress_es_millis') ->> 'acknowledged' AS dropped;
+
 -- Connections are cached; secrets never show.
 SELECT server, store, requests > 0 AS used FROM pgpoly.connections() WHERE server = 'es';
 

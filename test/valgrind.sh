@@ -10,7 +10,10 @@
 # from the Debian source package of the installed major version, fetched
 # once with `apt-get source` through a private deb-src list into a cache
 # directory (nothing in the system's apt configuration changes, nothing is
-# committed).  Time limits are stretched by PGPOLY_TIMEOUT_SCALE (default 20).
+# committed).  test/valgrind-stripped.supp adds the few of its suppressions
+# that name static functions, which Debian's stripped binaries hide, keyed
+# on an exported caller.  Time limits are stretched by PGPOLY_TIMEOUT_SCALE
+# (default 20).
 #
 # Exit status: 1 if any valgrind error report has a pgpoly frame (pgpoly.so,
 # or hiredis, curl or jansson called from it) or the suite failed; the other
@@ -88,13 +91,15 @@ write_wrapper() {
 	local supp="$1" bindir
 	bindir="$("$PG_CONFIG" --bindir)"
 	cp "$supp" "$LOGS/valgrind.supp"
+	cp "$ROOT/test/valgrind-stripped.supp" "$LOGS/valgrind-stripped.supp"
 	cat >"$LOGS/postgres-valgrind" <<-EOF
 		#!/bin/sh
 		# pg_ctl runs this instead of postgres (make valgrind).
 		exec valgrind --quiet --tool=memcheck --trace-children=yes \\
 		    --leak-check=no --track-origins=yes --read-var-info=no \\
 		    --num-callers=40 --error-markers=VALGRINDERROR-BEGIN,VALGRINDERROR-END \\
-		    --suppressions=$LOGS/valgrind.supp --gen-suppressions=all \\
+		    --suppressions=$LOGS/valgrind.supp \\
+		    --suppressions=$LOGS/valgrind-stripped.supp --gen-suppressions=all \\
 		    --log-file=$LOGS/%p.log \\
 		    $bindir/postgres "\$@"
 	EOF

@@ -26,6 +26,23 @@ import pgtest
 
 check = pgtest.check
 N = 25000
+# timeout_ms of the servers es and os: the default (5000), stretched by
+# PGPOLY_TIMEOUT_SCALE like the statement_timeout of cancel_mid_scan(),
+# which must stay below it.
+TIMEOUT_MS = int(5000 * pgtest.SCALE)
+
+
+def cancel_mid_scan(s, standin):
+    """Set a statement_timeout that cancels the next scan while standin
+    delays its first page on POST /_search.  Both times are stretched by
+    PGPOLY_TIMEOUT_SCALE (as is the servers' timeout_ms, TIMEOUT_MS): under
+    valgrind the backend may need more than 700 ms to reach that page, and
+    the delay, left unused, would then hit the next statement instead (the
+    caller clears it after the scan).
+    """
+    s.value("SET statement_timeout = '%dms';" % (700 * pgtest.SCALE))
+    standin.faults({"delay_ms": int(10000 * pgtest.SCALE), "count": 1,
+                    "exact": "/_search"})
 
 
 def test():
@@ -42,8 +59,10 @@ def test():
     key = es_helper.Standin("--api-key", "k3y-VALUE")
     db = pgtest.create_db("pgpoly_es_paging")
     r = pgtest.psql("""
-        CREATE SERVER es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '%s');
-        CREATE SERVER os FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '%s');
+        CREATE SERVER es FOREIGN DATA WRAPPER pgpoly_elastic
+            OPTIONS (url '%s', timeout_ms '%d');
+        CREATE SERVER os FOREIGN DATA WRAPPER pgpoly_elastic
+            OPTIONS (url '%s', timeout_ms '%d');
         CREATE SERVER os33 FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '%s');
         CREATE SERVER os23 FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '%s');
         CREATE SERVER basic FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '%s');
@@ -58,7 +77,8 @@ def test():
             OPTIONS (index 'deep', fetch_size '1000');
         CREATE FOREIGN TABLE bdeep (_id text) SERVER basic OPTIONS (index 'deep');
         CREATE FOREIGN TABLE kdeep (_id text) SERVER apikey OPTIONS (index 'deep');
-    """ % (es.url, osd.url, os33.url, os23.url, basic.url, key.url), db=db)
+    """ % (es.url, TIMEOUT_MS, osd.url, TIMEOUT_MS, os33.url, os23.url, basic.url,
+           key.url), db=db)
     if not check(r.rc == 0, "setup failed: %s" % r.err):
         return
     s = pgtest.Session(db)
@@ -83,9 +103,9 @@ def test():
           % (es.stats()["requests"] - before))
 
     # Cancel mid-scan: the PIT is closed at the next use of the connection.
-    s.value("SET statement_timeout = '700ms';")
-    es.faults({"delay_ms": 10000, "count": 1, "exact": "/_search"})
+    cancel_mid_scan(s, es)
     r = s.run("SELECT count(*) FROM (SELECT n FROM deep OFFSET 0) x;", timeout=20)
+    es.clear()
     s.value("RESET statement_timeout;")
     check(r.rc == 1 and r.sqlstate == "57014", "cancel mid-scan: %s %s"
           % (r.sqlstate, r.err.strip()))
@@ -141,9 +161,9 @@ def test():
 
     # OpenSearch: cancel mid-scan and a cursor dropped by ROLLBACK.
     deleted = osd.stats()["counts"].get("DELETE /_search/point_in_time", 0)
-    s.value("SET statement_timeout = '700ms';")
-    osd.faults({"delay_ms": 10000, "count": 1, "exact": "/_search"})
+    cancel_mid_scan(s, osd)
     r = s.run("SELECT count(*) FROM (SELECT n FROM osdeep OFFSET 0) x;", timeout=20)
+    osd.clear()
     s.value("RESET statement_timeout;")
     check(r.rc == 1 and r.sqlstate == "57014", "OpenSearch cancel mid-scan: %s %s"
           % (r.sqlstate, r.err.strip()))

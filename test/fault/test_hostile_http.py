@@ -23,7 +23,11 @@ name (so the vector store reaches a mode through its collection name):
     clear ERROR quoting a bounded, escaped prefix;
   * echo: 400 (or 401) echoing every request header, as a text body and
     as an Elasticsearch error reason: the password, the basic-auth token
-    and the API keys must not appear in the message.
+    and the API keys must not appear in the message;
+  * mgeterror: a multi-get (ON CONFLICT DO NOTHING's existence check)
+    answered 200 with a per-document error whose type and reason hold
+    control bytes, 100 kB and the echoed headers: quoted bounded, escaped
+    and masked.
 
 Plus a server whose catalog row was edited behind the validator's back
 (UPDATE pg_foreign_server) to a file:// URL while its connection was
@@ -55,7 +59,7 @@ ES_ROOT = json.dumps({"name": "hostile", "cluster_name": "hostile",
                       "tagline": "You Know, for Search"}).encode()
 MODES = ("redirect301", "redirect302", "redirect307", "endless", "hugelength",
          "gzipbomb", "shortbody", "midchunk", "longbody", "drip", "notjson",
-         "echo", "headerflood", "headerline", "headerslow")
+         "echo", "headerflood", "headerline", "headerslow", "mgeterror")
 GZIP_BOMB = gzip.compress(b"[" * (20 << 20))
 
 
@@ -184,6 +188,15 @@ class HostileServer:
         self._respond(c, 401 if self.echo_json else 400, body)
         return True
 
+    def _mgeterror(self, c, headers):
+        text = b"; ".join(headers).decode("latin-1")
+        err = {"type": "weird\x01_exception" + "t" * 300,
+               "reason": "\x1b[31m" + text + " " + "r" * 100000}
+        body = json.dumps({"docs": [{"_index": "mgeterror", "_id": "1",
+                                     "error": err}]}).encode()
+        self._respond(c, 200, body)
+        return True
+
 
 def test():
     mark = pgtest.pg_log_mark()
@@ -205,6 +218,8 @@ def test():
             OPTIONS (index 'echo');
         CREATE FOREIGN TABLE es_echo_key (_id text, n int) SERVER hostile_key
             OPTIONS (index 'echo');
+        CREATE FOREIGN TABLE es_mget (_id text, n int) SERVER hostile
+            OPTIONS (index 'mgeterror');
         CREATE SERVER hostile_vec FOREIGN DATA WRAPPER pgpoly_vector
             OPTIONS (url '%(h)s', timeout_ms '60000');
         CREATE USER MAPPING FOR CURRENT_USER SERVER hostile_vec
@@ -339,6 +354,13 @@ def test():
                    what + ", api_key", ("Authorization: ApiKey ********",))
         r = expect("SELECT * FROM vec_echo;", ["HV", "28000"],
                    what + ", vector api_key", ("********",))
+
+    # A per-document error of a multi-get: type and reason quoted bounded,
+    # escaped and with the echoed credentials masked.
+    r = expect("INSERT INTO es_mget VALUES ('1', 1) ON CONFLICT DO NOTHING;", ["HV000"],
+               "multi-get document error", ("could not tell whether document", "weird\\x01",
+                                            "\\x1B[31m", "Authorization: Basic ********", "..."))
+    check(len(r.err) < 2000, "the message about a 100 kB reason is %d bytes" % len(r.err))
 
     # A catalog row edited behind the validator's back, while the server's
     # connection is cached: refused at its next use, never used.

@@ -4,7 +4,10 @@
 Tiny HTTP servers on 127.0.0.1, run by this test, stand in for Chroma:
 
   * garbage  -- answers 200 with a body that is not JSON;
-  * wrong    -- answers 200 with JSON of the wrong shape;
+  * wrong    -- answers 200 with JSON of the wrong shape, and lists a
+                collection with an empty name (IMPORT FOREIGN SCHEMA must
+                refuse it clearly, not generate a statement that does not
+                parse);
   * error500 -- answers 500 with Chroma's {"error", "message"} body;
   * silent   -- accepts and never answers (statement_timeout must cancel);
   * endless  -- streams a body far above pgpoly.max_response_size.
@@ -65,6 +68,8 @@ class FakeChroma:
                 return
             if path.endswith("/collections/c1"):
                 self._respond(c, 200, json.dumps(COLLECTION).encode())
+            elif self.mode == "wrong" and "/collections?" in path:
+                self._respond(c, 200, json.dumps([COLLECTION, dict(COLLECTION, name="")]).encode())
             elif self.mode == "garbage":
                 self._respond(c, 200, b"<html>definitely not json")
             elif self.mode == "wrong":
@@ -122,6 +127,10 @@ def test():
     r = expect_error(sess, "SELECT * FROM garbage_t;", ["HV"], "garbage JSON")
     check("malformed" in r.err and "garbage" in r.err, "garbage message: " + r.err)
     expect_error(sess, "SELECT * FROM wrong_t;", ["HV"], "wrong JSON shape")
+    r = expect_error(sess, "IMPORT FOREIGN SCHEMA x FROM SERVER wrong INTO public;", ["HV"],
+                     "a collection with an empty name")
+    check("collection description" in r.err and "non-empty" in r.err,
+          "empty collection name message: " + r.err)
     r = expect_error(sess, "SELECT * FROM error500_t;", ["HV"], "HTTP 500")
     check("boom" in r.err and "500" in r.err, "500 message quotes Chroma: " + r.err)
     r = expect_error(sess, "BEGIN; INSERT INTO error500_t VALUES ('a', '{1,2}'); COMMIT;",

@@ -233,6 +233,15 @@ def test():
     check(got == [["3", "-1.000000"], ["1", "-1.000000"]] or
           got == [["1", "-1.000000"], ["3", "-1.000000"]], "vector_search: %r" % got)
 
+    # An embedding element beyond real's range is an ERROR (22003), not Infinity.
+    fx.add_collection("bigc", 2, "Euclid", [{"id": 1, "vector": [1e39, 0.5], "payload": {}}])
+    r = sess.run("CREATE FOREIGN TABLE t_big (id text, embedding real[]) SERVER qd "
+                 "OPTIONS (collection 'bigc'); SELECT id, embedding FROM t_big;")
+    check(r.rc == 1 and r.sqlstate == "22003" and "out of range for type real" in r.err
+          and 'record "1"' in r.err, "embedding out of range: %s" % r.err)
+    sess.run("DROP FOREIGN TABLE t_big;")
+    del fx.collections["bigc"]
+
     # Errors: {"status": {"error": ...}} is quoted; a missing collection is clear.
     r = sess.run("SELECT * FROM t_broken;")
     check(r.rc == 1 and "payload index is broken" in r.err and "Qdrant said" in r.err
@@ -242,6 +251,14 @@ def test():
     del fx.collections["cosc"]
     r = sess.run("SELECT pgpoly.disconnect(); SELECT * FROM t_cos;")
     check(r.rc == 1 and "does not exist" in r.err, "missing collection: %s" % r.err)
+
+    # A listed collection with an empty name is refused clearly (it cannot
+    # become a table: the generated statement would not parse).
+    fx.add_collection("", 2, "Dot")
+    r = sess.run("IMPORT FOREIGN SCHEMA x FROM SERVER qd INTO public;")
+    check(r.rc == 1 and (r.sqlstate or "").startswith("HV") and "collection list" in r.err,
+          "collection with an empty name: %s %s" % (r.sqlstate, r.err))
+    del fx.collections[""]
 
     # IMPORT FOREIGN SCHEMA: one table per collection, with its distance.
     r = sess.run("CREATE SCHEMA imp; IMPORT FOREIGN SCHEMA x FROM SERVER qd INTO imp;")

@@ -29,6 +29,7 @@ extern int	LLVMFuzzerRunDriver(int *argc, char ***argv,
 
 static const PgpolyFuzzHarness *Harness;
 static MemoryContext InputContext;
+static bool Verbose;			/* PGPOLY_FUZZ_VERBOSE: print each ERROR */
 
 /* libFuzzer's callback: one input in a subtransaction; an ERROR is fine. */
 static int
@@ -52,6 +53,8 @@ run_one(const uint8_t *data, size_t size)
 		if (Harness->done)
 			Harness->done();
 		MemoryContextSwitchTo(InputContext);
+		if (Verbose)
+			EmitErrorReport();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 	}
@@ -96,6 +99,7 @@ pgpoly_fuzz_run(PG_FUNCTION_ARGS)
 	argv[n + 1] = NULL;
 	argc = n + 1;
 
+	Verbose = getenv("PGPOLY_FUZZ_VERBOSE") != NULL;
 	InputContext = AllocSetContextCreate(TopMemoryContext, "pgpoly fuzz input",
 										 ALLOCSET_DEFAULT_SIZES);
 	Harness->init();

@@ -13,7 +13,8 @@
  *
  * RespPeerReset() ends the connection with an RST (SO_LINGER 0) from this
  * side, so neither side keeps a TIME_WAIT socket: thousands of connections
- * a second would otherwise run out of ephemeral ports.
+ * a second would otherwise run out of ephemeral ports.  The socket, the
+ * thread and the reset handshake are peer.c's.
  *
  * Invariants: the thread uses no PostgreSQL API (no palloc, no ereport);
  * the script is only changed while the peer holds no connection.  This file
@@ -26,23 +27,18 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
+#include "peer.h"
 #include "resp_peer.h"
 
 #define MAX_SEGMENTS 64
 #define MAX_SCRIPT (1024 * 1024)
 
-static int listen_fd = -1;
-static int ctl_pipe[2];			/* main -> peer: reset now */
-static int ack_pipe[2];			/* peer -> main: done */
+static Peer peer = {"resp_peer", -1};
 
 /* The script: segments of script_buf. */
 static char script_buf[MAX_SCRIPT];
@@ -66,28 +62,11 @@ static int p_linelen;
 static long p_args;
 static long p_skip;
 
-/* Print and exit: a broken harness is not a finding. */
-static void
-fail(const char *what)
-{
-	fprintf(stderr, "resp_peer: %s: %s\n", what, strerror(errno));
-	_exit(2);
-}
-
 /* Forget the connection's state. */
 static void
 drop_conn(int rst)
 {
-	if (conn_fd >= 0)
-	{
-		if (rst)
-		{
-			struct linger lg = {1, 0};
-
-			setsockopt(conn_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		}
-		close(conn_fd);
-	}
+	PeerClose(conn_fd, rst);
 	conn_fd = -1;
 	next_seg = 0;
 	out_off = 0;
@@ -189,12 +168,12 @@ pump(void)
 static void
 accept_conn(void)
 {
-	conn_fd = accept(listen_fd, NULL, NULL);
+	conn_fd = accept(peer.listen_fd, NULL, NULL);
 	if (conn_fd < 0)
 	{
-		if (errno == EINTR || errno == EAGAIN)
+		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
 			return;
-		fail("accept");
+		PeerFail(&peer, "accept");
 	}
 	fcntl(conn_fd, F_SETFL, fcntl(conn_fd, F_GETFL) | O_NONBLOCK);
 	pump();						/* an empty script: EOF at once */
@@ -225,26 +204,22 @@ peer_main(void *arg)
 	{
 		struct pollfd pfd[2];
 		int			npfd = 1;
-		char		c;
 
-		pfd[0] = (struct pollfd) {ctl_pipe[0], POLLIN, 0};
+		pfd[0] = (struct pollfd) {peer.ctl[0], POLLIN, 0};
 		if (conn_fd < 0)
-			pfd[npfd++] = (struct pollfd) {listen_fd, POLLIN, 0};
+			pfd[npfd++] = (struct pollfd) {peer.listen_fd, POLLIN, 0};
 		else if (!conn_dead)
 			pfd[npfd++] = (struct pollfd) {conn_fd, POLLIN | (out_seg >= 0 ? POLLOUT : 0), 0};
 		if (poll(pfd, npfd, -1) < 0)
 		{
 			if (errno == EINTR)
 				continue;
-			fail("poll");
+			PeerFail(&peer, "poll");
 		}
 		if (pfd[0].revents & POLLIN)
 		{
-			if (read(ctl_pipe[0], &c, 1) != 1)
-				fail("read control pipe");
 			drop_conn(1);
-			if (write(ack_pipe[1], &c, 1) != 1)
-				fail("write ack pipe");
+			PeerAcknowledge(&peer);
 		}
 		else if (npfd > 1 && pfd[1].revents && conn_fd < 0)
 			accept_conn();
@@ -258,29 +233,9 @@ peer_main(void *arg)
 void
 RespPeerStart(int port)
 {
-	struct sockaddr_in a;
-	int			one = 1;
-	pthread_t	t;
-
-	if (listen_fd >= 0)
-		return;
-	listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (listen_fd < 0)
-		fail("socket");
-	setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_port = htons((unsigned short) port);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(listen_fd, (struct sockaddr *) &a, sizeof(a)) < 0)
-		fail("bind");
-	if (listen(listen_fd, 16) < 0)
-		fail("listen");
-	if (pipe(ctl_pipe) < 0 || pipe(ack_pipe) < 0)
-		fail("pipe");
-	drop_conn(0);
-	if (pthread_create(&t, NULL, peer_main, NULL) != 0)
-		fail("pthread_create");
+	if (peer.listen_fd < 0)
+		drop_conn(0);
+	PeerStart(&peer, port, peer_main);
 }
 
 /*
@@ -312,11 +267,5 @@ RespPeerScript(const char *data, size_t len, const char *sep, size_t seplen)
 void
 RespPeerReset(void)
 {
-	char		c = 'r';
-
-	if (write(ctl_pipe[1], &c, 1) != 1)
-		fail("write control pipe");
-	while (read(ack_pipe[0], &c, 1) != 1)
-		if (errno != EINTR)
-			fail("read ack pipe");
+	PeerReset(&peer);
 }

@@ -6,7 +6,9 @@
 # pgpoly_fuzz.so is pgpoly's own sources (src/*.c fdw/*.c) plus the files
 # of this directory, compiled with clang -fsanitize=fuzzer-no-link (coverage)
 # and UBSan in trap mode (out-of-bounds indexing, NULL dereference, bad
-# shifts: a trap is a crash libFuzzer reports), and linked with libFuzzer's
+# shifts, signed integer overflow, out-of-range float to integer
+# conversions, division by zero: a trap is a crash libFuzzer reports), and
+# linked with libFuzzer's
 # no-main runtime.  The backend runs with glibc's malloc checking
 # (libc_malloc_debug, MALLOC_CHECK_=3: heap corruption aborts).
 #
@@ -17,7 +19,7 @@
 # deadlocks).  FUZZ_ASAN=1 tries it anyway, for a system where it works.
 #
 # A throwaway cluster is initdb'ed in the build directory; each harness runs
-# in `postgres --single`: its setup script (test/fuzz/<name>.sql), then
+# in `postgres --single` on a copy of it: its setup script (test/fuzz/<name>.sql), then
 # SELECT pgpoly_fuzz_run('<name>', <libFuzzer arguments>).  New inputs go to
 # build/corpus/<name> (seeded from test/fuzz/corpus/<name>); crashing inputs
 # to build/artifacts/<name>/.
@@ -26,7 +28,10 @@
 # timeout, out-of-memory) or could not run.
 #
 # Environment: FUZZ_SECONDS (60), FUZZ_HARNESSES (all), FUZZ_ARGS (extra
-# libFuzzer flags), FUZZ_BUILD (test/fuzz/build), FUZZ_ASAN (unset).
+# libFuzzer flags), FUZZ_BUILD (test/fuzz/build), FUZZ_ASAN (unset),
+# FUZZ_INPUTS (files: run each once instead of fuzzing, printing every
+# ERROR the code under test raises: to reproduce a finding; use with one
+# harness in FUZZ_HARNESSES).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -78,7 +83,10 @@ fi
 
 INC=(-I"$("$PG_CONFIG" --includedir-server)" -I"$ROOT/src" -I"$ROOT/fdw" -I"$HERE")
 read -ra PGCPP <<<"$("$PG_CONFIG" --cppflags)"
-CFLAGS=(-g -O1 -fPIC -Werror=implicit-function-declaration -fno-omit-frame-pointer -fno-strict-aliasing -fwrapv
+# No -fwrapv (PostgreSQL builds with it): UBSan checks signed overflow only
+# without it, and an overflow the production build silently wraps around
+# is a finding here.
+CFLAGS=(-g -O1 -fPIC -Werror=implicit-function-declaration -fno-omit-frame-pointer -fno-strict-aliasing
 	-Wno-ignored-attributes "${PGCPP[@]}" "${INC[@]}")
 objs=()
 compile() { # compile SRC OBJ "SANITIZER FLAGS"
@@ -97,22 +105,27 @@ if [[ -n "${FUZZ_ASAN:-}" ]]; then
 		ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:detect_odr_violation=0")
 	touch "$BUILD/.asan"
 else
-	SAN="-fsanitize=bounds,null,shift,vla-bound,unreachable,return -fsanitize-trap=all"
+	SAN="-fsanitize=bounds,null,shift,vla-bound,unreachable,return,signed-integer-overflow,float-cast-overflow,integer-divide-by-zero -fsanitize-trap=all"
 	PEER_SAN=""
 	LINK_SAN=()
 	RUN_ENV=(LD_PRELOAD=/lib/x86_64-linux-gnu/libc_malloc_debug.so.0 MALLOC_CHECK_=3)
 	rm -f "$BUILD/.asan"
 fi
-# Objects built with other sanitizers are stale.
-if [[ "$(cat "$BUILD/.san" 2>/dev/null)" != "$SAN" ]]; then
+# Objects built with other sanitizers or flags are stale.
+if [[ "$(cat "$BUILD/.san" 2>/dev/null)" != "$SAN ${CFLAGS[*]}" ]]; then
 	rm -f "$BUILD"/obj/*.o
-	echo "$SAN" >"$BUILD/.san"
+	echo "$SAN ${CFLAGS[*]}" >"$BUILD/.san"
 fi
 for src in "$ROOT"/src/*.c "$ROOT"/fdw/*.c "$HERE"/driver.c "$HERE"/fuzz_*.c "$BUILD/registry.c"; do
 	compile "$src" "$BUILD/obj/$(basename "$src" .c).o" "-fsanitize=fuzzer-no-link $SAN"
 done
-# The scripted peer is harness machinery, not code under test: no coverage.
-compile "$HERE/resp_peer.c" "$BUILD/obj/resp_peer.o" "$PEER_SAN"
+# The scripted peers (resp_peer.c, http_peer.c) and the flows and oracles
+# the harnesses share are harness machinery, not code under test: no
+# coverage.
+for src in "$HERE"/*.c; do
+	case "$(basename "$src")" in driver.c | fuzz_*.c) continue ;; esac
+	compile "$src" "$BUILD/obj/$(basename "$src" .c).o" "$PEER_SAN"
+done
 "$CC_FUZZ" -shared "${LINK_SAN[@]}" -o "$BUILD/pgpoly_fuzz.so" "${objs[@]}" \
 	-Wl,--whole-archive "$FUZZER_RT" -Wl,--no-whole-archive \
 	-lstdc++ -lhiredis -lcurl -ljansson -lpthread
@@ -120,7 +133,7 @@ compile "$HERE/resp_peer.c" "$BUILD/obj/resp_peer.o" "$PEER_SAN"
 # --- a throwaway cluster -----------------------------------------------------
 _pgpoly_pick_pg_osuser
 chmod 755 "$BUILD" "$BUILD/pgpoly_fuzz.so"
-rm -rf "$BUILD/pgdata"
+rm -rf "$BUILD"/pgdata*
 mkdir -p "$BUILD/pgdata"
 chown "$PGPOLY_PG_OSUSER" "$BUILD/pgdata"
 bindir="$("$PG_CONFIG" --bindir)"
@@ -130,6 +143,9 @@ bindir="$("$PG_CONFIG" --bindir)"
 # --- run each harness ----------------------------------------------------------
 failed=0
 for h in "${harnesses[@]}"; do
+	# Each harness in a copy of the fresh cluster: their objects may share names.
+	rm -rf "$BUILD/pgdata-$h"
+	cp -a "$BUILD/pgdata" "$BUILD/pgdata-$h"
 	corpus="$BUILD/corpus/$h"
 	art="$BUILD/artifacts/$h"
 	mkdir -p "$corpus" "$art"
@@ -141,7 +157,13 @@ for h in "${harnesses[@]}"; do
 		'-rss_limit_mb=2048', '-malloc_limit_mb=128', '-artifact_prefix=$art/'"
 	[[ -f "$HERE/$h.dict" ]] && args="$args, '-dict=$HERE/$h.dict'"
 	for a in ${FUZZ_ARGS:-}; do args="$args, '$a'"; done
-	args="$args, '$corpus'"
+	if [[ -n "${FUZZ_INPUTS:-}" ]]; then
+		# Reproduce: run these inputs once each, printing every ERROR.
+		for f in $FUZZ_INPUTS; do args="$args, '$(realpath "$f")'"; done
+		RUN_ENV+=(PGPOLY_FUZZ_VERBOSE=1)
+	else
+		args="$args, '$corpus'"
+	fi
 	port="$(pgpoly_free_port)"
 	{
 		# postgres --single -j ends a statement at ";" followed by an empty line.
@@ -154,9 +176,9 @@ for h in "${harnesses[@]}"; do
 	log "harness $h: ${FUZZ_SECONDS}s, corpus $corpus"
 	rc=0
 	(cd / && _pgpoly_as_pg env "${RUN_ENV[@]}" \
-		"$bindir/postgres" --single -j -D "$BUILD/pgdata" postgres \
+		"$bindir/postgres" --single -j -D "$BUILD/pgdata-$h" postgres \
 		<"$BUILD/$h.run.sql" >"$BUILD/$h.log" 2>&1) || rc=$?
-	grep -E '^(#[0-9]+ +(pulse|DONE|REDUCE|NEW)|stat::|Done |INFO: Loaded|==[0-9]+==ERROR|SUMMARY|ERROR: libFuzzer|artifact_prefix|Test unit written)' \
+	grep -E '^(#[0-9]+ +(pulse|DONE|REDUCE|NEW)|stat::|Done |INFO: Loaded|==[0-9]+==ERROR|SUMMARY|ERROR: libFuzzer|artifact_prefix|Test unit written|pgpoly fuzz (oracle|depth))' \
 		"$BUILD/$h.log" | grep -vE 'NEW|REDUCE' | tail -n 20 >&2 || true
 	# A setup ERROR, or a run that never reached libFuzzer's end, is a failure.
 	if grep -qE '^[-0-9: .]+UTC \[[0-9]+\] (ERROR|FATAL)' "$BUILD/$h.log" ||
