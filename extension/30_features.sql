@@ -286,6 +286,20 @@ AS $$
 	SELECT v.key_type = 'text' OR v.key_type LIKE 'character varying%'
 $$;
 
+-- An SQL condition that the entity expr (text) is stored as it is under the
+-- view's key type key_type: a varchar(n) key would cut a longer entity to
+-- the key of another one (an explicit cast truncates), so such entities are
+-- never written online.  Other key types take the canonical text form.
+CREATE FUNCTION pgpoly._fv_key_fits(key_type text, expr text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT CASE WHEN key_type LIKE 'character varying(%'
+				THEN format('(%1$s)::%2$s::text = (%1$s)::text', expr, key_type)
+				ELSE 'true' END
+$$;
+
 -- An SQL expression for the entity of expr (any type) in canonical text
 -- form: through the view's key type, so '007' and '7' are the same entity of
 -- an int-keyed view.  put_features, get_online_features and the point-in-time
@@ -724,6 +738,13 @@ BEGIN
 	PERFORM pgpoly._fv_check_access(v, 'SELECT, INSERT, UPDATE', 'INSERT');
 	v_ent := (pgpoly._fv_normalize(v, ARRAY[entity]))[1];
 	v_cols := pgpoly._fv_cols(v.features);
+	EXECUTE 'SELECT ' || pgpoly._fv_key_fits(v.key_type, '$1') INTO v_found USING v_ent;
+	IF NOT v_found THEN
+		RAISE EXCEPTION 'entity "%" does not fit the key column "%" (%) of feature view "%"',
+			entity, v.key_column, v.key_type, view
+			USING ERRCODE = 'string_data_right_truncation',
+				  HINT = 'Cut to the key type, it would be the key of another entity; give the online table a longer key type.';
+	END IF;
 
 	-- offline: always appended; the conversion of the values happens here
 	BEGIN
@@ -812,9 +833,10 @@ AS $$
 		w AS (INSERT INTO %1$s (%2$I, %3$s, _event_time)
 			  SELECT h._fv_k::%4$s, %5$s, h._fv_et FROM h
 			  WHERE (pgpoly._fv_serve($4::timestamptz, h._fv_found, h._fv_oet, true, h._fv_et)).source = 'offline'
+				AND %6$s
 			  RETURNING 1)$q$,
 			serving_rel, key_column, pgpoly._fv_cols(features), key_type,
-			pgpoly._fv_cols(features, 'h')) ELSE '' END,
+			pgpoly._fv_cols(features, 'h'), pgpoly._fv_key_fits(key_type, 'h._fv_k')) ELSE '' END,
 		pgpoly._fv_jsonb_expr(feat, ARRAY(SELECT 'h.' || quote_ident(f) FROM unnest(feat) f)))
 $$;
 
@@ -1177,8 +1199,11 @@ BEGIN
 	-- what is online when newer.
 	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
 		v_online := format($q$ LEFT JOIN %1$s s ON s.%2$I = c.k::%3$s
-			WHERE s.%2$I IS NULL OR s._event_time IS NULL OR s._event_time <= c.event_time$q$,
-			v.serving_rel, v.key_column, v.key_type);
+			WHERE (s.%2$I IS NULL OR s._event_time IS NULL OR s._event_time <= c.event_time)
+			  AND %4$s$q$,
+			v.serving_rel, v.key_column, v.key_type, pgpoly._fv_key_fits(v.key_type, 'c.k'));
+	ELSE
+		v_online := ' WHERE ' || pgpoly._fv_key_fits(v.key_type, 'c.k');
 	END IF;
 	IF pgpoly._fv_newest_usable(v.offline_table, v.entity_column) THEN
 		v_newest := format($q$

@@ -174,6 +174,7 @@ DECLARE
 	v_vals  text;			-- SQL of every feature's value over s (NULL if absent)
 	v_rows  bigint;
 	v_null  bigint;
+	v_long  bigint;			-- first source row whose entity a varchar(n) would cut
 	v_online text := '';	-- the newer-wins join to Redis (none for an outbox table)
 BEGIN
 	PERFORM pgpoly._ingest_check_privileges(v);
@@ -197,8 +198,9 @@ BEGIN
 			USING ERRCODE = 'undefined_column',
 				  HINT = 'Drop and re-create the feature view after altering its tables.';
 	END IF;
-	-- the entity as its key type's text form, so '007' and '7' are one int entity
-	v_key := CASE WHEN ty.key_type IN ('text', 'character varying')
+	-- the entity as its key type's text form, so '007' and '7' are one int entity;
+	-- a varchar(n) key keeps it uncut, so that the fit check below sees it whole
+	v_key := CASE WHEN ty.key_type = 'text' OR ty.key_type LIKE 'character varying%'
 				  THEN format('q.%I::text', v.entity)
 				  ELSE format('q.%I::text::%s::text', v.entity, ty.key_type) END;
 	SELECT string_agg(CASE WHEN u.f = ANY (v_feat) THEN format('s.%I', u.f)
@@ -217,32 +219,41 @@ BEGIN
 				SELECT row_number() OVER () AS ord, %1$s AS k, q.event_time::timestamptz AS et%2$s
 				FROM %3$s AS q),
 			bad AS (SELECT min(s.ord) AS ord FROM s WHERE s.k IS NULL OR s.et IS NULL),
+			long AS (SELECT min(s.ord) AS ord FROM s WHERE NOT (%13$s AND %14$s)),
+			ok AS (SELECT (SELECT bad.ord FROM bad) IS NULL AND (SELECT long.ord FROM long) IS NULL AS ok),
 			off AS (
 				INSERT INTO %4$s (%5$I, event_time, created_at, %6$s)
 				SELECT s.k::%7$s, s.et, clock_timestamp(), %8$s
-				FROM s WHERE (SELECT bad.ord FROM bad) IS NULL
+				FROM s WHERE (SELECT ok.ok FROM ok)
 				RETURNING 1),
 			newest AS (
 				SELECT DISTINCT ON (s.k) s.*
-				FROM s WHERE (SELECT bad.ord FROM bad) IS NULL
+				FROM s WHERE (SELECT ok.ok FROM ok)
 				ORDER BY s.k, s.et DESC, s.ord DESC),
 			w AS (
 				INSERT INTO %9$s (%10$I, %6$s, _event_time)
 				SELECT s.k::%11$s, %8$s, s.et
 				FROM newest s%12$s)
-			SELECT (SELECT count(*) FROM off), (SELECT bad.ord FROM bad)$q$,
+			SELECT (SELECT count(*) FROM off), (SELECT bad.ord FROM bad), (SELECT long.ord FROM long)$q$,
 			v_key,
 			(SELECT coalesce(string_agg(format(', q.%1$I::%2$s AS %1$I', u.f, u.t), '' ORDER BY u.i), '')
 			 FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i) WHERE u.f = ANY (v_feat)),
 			v_src, v.offline_rel, v.entity_column, pgpoly._fv_cols(v.features), ty.entity_type,
-			v_vals, v.serving_rel, v.key_column, ty.key_type, v_online)
-		INTO v_rows, v_null;
+			v_vals, v.serving_rel, v.key_column, ty.key_type, v_online,
+			pgpoly._fv_key_fits(ty.key_type, 's.k'), pgpoly._fv_key_fits(ty.entity_type, 's.k'))
+		INTO v_rows, v_null, v_long;
 	EXCEPTION WHEN data_exception THEN
 		PERFORM pgpoly._ingest_bad_value(v, ty, v_src, v_feat, SQLSTATE, SQLERRM);
 	END;
 	IF v_null IS NOT NULL THEN
 		RAISE EXCEPTION 'row % of the source has a NULL % or event_time', v_null, v.entity
 			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF v_long IS NOT NULL THEN
+		RAISE EXCEPTION 'row % of the source has a % that does not fit the key column "%" (%) or the entity column "%" (%) of feature view "%"',
+			v_long, v.entity, v.key_column, ty.key_type, v.entity_column, ty.entity_type, v.name
+			USING ERRCODE = 'string_data_right_truncation',
+				  HINT = 'Cut to the column''s type it would be another entity; give the tables a longer key type.';
 	END IF;
 	RETURN v_rows;
 END

@@ -24,11 +24,14 @@
 --	  model, version or alias; 22004 a required value is NULL; 22023 anything else
 --	  malformed.  There is no foreign key from predictions to model_versions: the
 --	  functions check, and deleting a model version does not touch its history.
---	* drift() computes everything in SQL, one statement per feature, exactly as
---	  API.md 6 defines it; the reference and current relations are the caller's
---	  SQL (a table name or a query) and run with the caller's rights and
---	  search_path, so these functions do not pin search_path and qualify every
---	  object they name themselves.
+--	* drift() runs one statement per feature, exactly as API.md 6 defines it:
+--	  categories are counted in SQL; a numeric column's non-null values are
+--	  gathered by one scan of each side and binned and compared by a sort and
+--	  a merge in C (src/drift.c, _drift_numeric_bins); PSI is computed from
+--	  the bin counts in SQL for both (_psi).  The reference and current
+--	  relations are the caller's SQL (a table name or a query) and run with the
+--	  caller's rights and search_path, so these functions do not pin
+--	  search_path and qualify every object they name themselves.
 
 --
 -- The prediction log
@@ -192,6 +195,25 @@ BEGIN
 END
 $$;
 
+-- The model versions of the distinct (model, version) pairs of models and
+-- versions (model '' and NULL left out): m and vk (the version, -1 for NULL)
+-- identify the pair, name is the model's name, ver the version it stands for
+-- ('name@alias' with version NULL: the version the alias points to now), NULL
+-- when that model version does not exist.
+CREATE FUNCTION pgpoly._prediction_versions(models text[], versions int[])
+RETURNS TABLE (m text, vk int, name text, ver int)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT d.m, coalesce(d.v, -1), x.name, mv.version
+	FROM (SELECT DISTINCT u.m, u.v FROM unnest(models, versions) AS u(m, v) WHERE u.m <> '') AS d
+	CROSS JOIN LATERAL (SELECT CASE WHEN d.v IS NULL AND strpos(d.m, '@') > 0
+									THEN substring(d.m FROM '^(.*)@') ELSE d.m END AS name) AS x
+	LEFT JOIN pgpoly.model_aliases a
+		   ON d.v IS NULL AND a.model_name = x.name AND a.alias = substring(d.m FROM '@([^@]*)$')
+	LEFT JOIN pgpoly.model_versions mv ON mv.model_name = x.name AND mv.version = coalesce(d.v, a.version)
+$$;
+
 -- Validate, resolve and insert predictions given as parallel arrays (one element
 -- per prediction); single: the arrays come from one log_prediction call (errors
 -- do not name a position).  Every row is checked before anything is written;
@@ -219,17 +241,12 @@ BEGIN
 	WHERE u.m IS NULL OR u.m = '' OR u.p IS NULL OR u.lat < 0 OR u.lat = 'NaN' OR u.rid = ''
 	   OR NOT isfinite(u.t);
 	-- each distinct (model, version): name@alias (version NULL) resolved now
-	SELECT array_agg(d.m) AS m, array_agg(coalesce(d.v, -1)) AS vk, array_agg(x.name) AS name,
-		   array_agg(coalesce(d.v, a.version)) AS ver,
-		   array_agg(d.m) FILTER (WHERE mv.version IS NULL) AS bad_m,
-		   array_agg(coalesce(d.v, -1)) FILTER (WHERE mv.version IS NULL) AS bad_vk
+	SELECT array_agg(p.m) AS m, array_agg(p.vk) AS vk, array_agg(p.name) AS name,
+		   array_agg(p.ver) AS ver,
+		   array_agg(p.m) FILTER (WHERE p.ver IS NULL) AS bad_m,
+		   array_agg(p.vk) FILTER (WHERE p.ver IS NULL) AS bad_vk
 	INTO r
-	FROM (SELECT DISTINCT u.m, u.v FROM unnest(models, versions) AS u(m, v) WHERE u.m <> '') AS d
-	CROSS JOIN LATERAL (SELECT CASE WHEN d.v IS NULL AND strpos(d.m, '@') > 0
-									THEN substring(d.m FROM '^(.*)@') ELSE d.m END AS name) AS x
-	LEFT JOIN pgpoly.model_aliases a
-		   ON d.v IS NULL AND a.model_name = x.name AND a.alias = substring(d.m FROM '@([^@]*)$')
-	LEFT JOIN pgpoly.model_versions mv ON mv.model_name = x.name AND mv.version = coalesce(d.v, a.version);
+	FROM pgpoly._prediction_versions(models, versions) AS p;
 	IF r.bad_m IS NOT NULL THEN
 		SELECT least(v_bad, min(u.i)) INTO v_bad
 		FROM unnest(models, versions) WITH ORDINALITY AS u(m, v, i)
@@ -355,6 +372,9 @@ DECLARE
 	v_bad record;
 	a     record;
 	v_out record;
+	v_scan  record;			-- the fast path's light pass: pairs m, v; ts range lo, hi; n
+	v_pairs record;			-- its resolved pairs: key k, name, ver
+	v_n   bigint;
 BEGIN
 	PERFORM pgpoly._require(rows, 'rows');
 	IF jsonb_typeof(rows) <> 'array' THEN
@@ -378,6 +398,67 @@ BEGIN
 			'Keys are log_prediction''s arguments: ' || array_to_string(pgpoly._prediction_keys(), ', ') || '.');
 	END IF;
 
+	-- The fast path, for a batch whose rows all pass every check: a light pass
+	-- over rows for its distinct (model, version) pairs and its range of ts,
+	-- then, when every ts falls in one month whose partition exists, one
+	-- INSERT of the rows (read by jsonb_to_recordset, in the order of rows)
+	-- that pass every check of _log_predictions.  If it did not take them
+	-- all, it is undone and the general path below finds the first bad row
+	-- and raises its error, so that both raise the same errors.
+	BEGIN
+		SELECT array_agg(p.model) AS m, array_agg(p.version) AS v, min(p.lo) AS lo,
+			   max(p.hi) AS hi, sum(p.n) AS n
+		INTO v_scan
+		FROM (SELECT u.model, u.version, min(coalesce(u.ts, now())) AS lo,
+					 max(coalesce(u.ts, now())) AS hi, count(*) AS n
+			  FROM jsonb_to_recordset(rows) AS u(model text, version int, ts timestamptz)
+			  GROUP BY u.model, u.version) AS p;
+	EXCEPTION WHEN data_exception THEN
+		PERFORM pgpoly._prediction_bad_value(rows, SQLSTATE, SQLERRM);
+	END;
+	IF v_scan.n IS NULL THEN
+		RETURN 0;
+	END IF;
+	IF isfinite(v_scan.lo) AND isfinite(v_scan.hi)
+	   AND date_trunc('month', v_scan.lo, 'UTC') = date_trunc('month', v_scan.hi, 'UTC')
+	   AND to_regclass('pgpoly.' || pgpoly._prediction_partition_name(
+						  date_trunc('month', v_scan.lo, 'UTC'))) IS NOT NULL THEN
+		-- each pair by a text key (the model's length first: unambiguous)
+		SELECT array_agg(length(p.m) || ':' || p.m || ':' || p.vk) AS k, array_agg(p.name) AS name,
+			   array_agg(p.ver) AS ver
+		INTO v_pairs
+		FROM pgpoly._prediction_versions(v_scan.m, v_scan.v) AS p;
+		BEGIN
+			INSERT INTO pgpoly.predictions (model_name, version, entity, features, prediction,
+											confidence, latency_ms, request_id, ts)
+			SELECT v_pairs.name[k.i], v_pairs.ver[k.i], u.entity, u.features, u.prediction, u.confidence,
+				   u.latency_ms, u.request_id, coalesce(u.ts, now())
+			FROM jsonb_to_recordset(rows)
+				 AS u(model text, version int, entity text, prediction jsonb, features jsonb,
+					  confidence float8, latency_ms float8, request_id text, ts timestamptz)
+			CROSS JOIN LATERAL (SELECT array_position(v_pairs.k, length(u.model) || ':' || u.model || ':'
+													   || coalesce(u.version, -1)) AS i) AS k
+			WHERE v_pairs.ver[k.i] IS NOT NULL AND u.prediction IS NOT NULL
+			  AND (u.model = '' OR u.latency_ms < 0 OR u.latency_ms = 'NaN' OR u.request_id = ''
+				   OR NOT isfinite(coalesce(u.ts, now()))) IS NOT TRUE;
+			GET DIAGNOSTICS v_n = ROW_COUNT;
+			IF v_n = v_scan.n THEN
+				RETURN v_n;
+			END IF;
+			RAISE EXCEPTION 'a prediction row failed a check' USING ERRCODE = 'PGP01';
+		EXCEPTION
+			WHEN data_exception THEN	-- a value of the wrong type, as below
+				PERFORM pgpoly._prediction_bad_value(rows, SQLSTATE, SQLERRM);
+			WHEN OTHERS THEN
+				-- undone: a row failed a check (PGP01), or the INSERT failed
+				-- (privileges, a trigger ...): the general path raises the
+				-- error it raises, after its checks
+				NULL;
+		END;
+	END IF;
+
+	-- the general path: the rows as parallel arrays, checked and logged by
+	-- _log_predictions (which also creates missing partitions)
 	BEGIN
 		-- one pass: the arrays are aligned, and in the order of rows
 		SELECT array_agg(r.model) AS m, array_agg(r.version) AS v, array_agg(r.entity) AS e,
@@ -550,57 +631,33 @@ AS $$
 				WHEN psi < 0.25 THEN 'warn' ELSE 'drift' END
 $$;
 
+-- The bin counts of two samples of float8 values (no NULLs) over the
+-- reference's edges e_k = percentile_cont(k/bins), and their KS statistic:
+-- both sorted in PostgreSQL's float8 order (NaN last), bin i counting
+-- e_(i-1) < v <= e_i, KS the largest gap between the two empirical
+-- distribution functions (src/drift.c).  All NULL when a sample is empty.
+CREATE FUNCTION pgpoly._drift_numeric_bins(ref float8[], cur float8[], bins int,
+										   OUT ref_counts bigint[], OUT cur_counts bigint[],
+										   OUT ks float8)
+RETURNS record
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'pgpoly_drift_numeric_bins';
+
 -- PSI and KS of numeric column col of the relations ref and cur (FROM-clause
--- items), with bins bins.  Each side's non-null values are sorted once, into an
--- array; width_bucket(x, sorted values) is then the number of values <= x (a
--- binary search, in PostgreSQL's float8 order, NaN last), which gives
---	* the edges e_k = percentile_cont(k/bins) of the reference, interpolated as
---	  percentile_cont does (lo + f * (hi - lo), f the fraction of the position);
---	* each bin's counts as differences of the counts <= e_k, since bin i holds
---	  e_(i-1) < v <= e_i;
---	* KS, the largest gap between the two empirical distribution functions at
---	  any value of either side: at the last of equal values at position i of a
---	  side's sorted array, that side's function is i / n, the other side's a
---	  binary search.
+-- items), with bins bins: each side's non-null values as float8, gathered by
+-- one scan into an array, binned and compared by _drift_numeric_bins; PSI
+-- from the counts as for categories (_psi).
 CREATE FUNCTION pgpoly._drift_numeric(ref text, cur text, col text, bins int,
 									  OUT psi float8, OUT ks float8)
 LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
 	EXECUTE format($q$
-		WITH r AS (SELECT array_agg(s.%3$I::float8 ORDER BY s.%3$I::float8) AS a
-				   FROM %1$s s WHERE s.%3$I IS NOT NULL),
-		c AS (SELECT array_agg(s.%3$I::float8 ORDER BY s.%3$I::float8) AS a
-			  FROM %2$s s WHERE s.%3$I IS NOT NULL),
-		n AS (SELECT r.a AS ra, c.a AS ca, coalesce(cardinality(r.a), 0) AS nr,
-					 coalesce(cardinality(c.a), 0) AS nc
-			  FROM r, c),
-		e AS (SELECT x.k, CASE WHEN x.lo = x.hi THEN n.ra[x.lo + 1]
-							   ELSE n.ra[x.lo + 1] + ((x.pos - x.lo) * (n.ra[x.hi + 1] - n.ra[x.lo + 1]))
-						  END AS edge
-			  FROM n, generate_series(1, $1 - 1) AS g(k)
-			  CROSS JOIN LATERAL (SELECT (g.k::float8 / $1) * (n.nr - 1) AS pos) AS p
-			  CROSS JOIN LATERAL (SELECT g.k, p.pos, floor(p.pos)::int AS lo, ceil(p.pos)::int AS hi) AS x
-			  WHERE n.nr > 0 AND n.nc > 0),
-		cum AS (SELECT 0 AS k, 0 AS cr, 0 AS cc
-				UNION ALL
-				SELECT e.k, width_bucket(e.edge, n.ra), width_bucket(e.edge, n.ca) FROM e, n
-				UNION ALL
-				SELECT $1, n.nr, n.nc FROM n),
-		b AS (SELECT cum.k, cum.cr - lag(cum.cr) OVER w AS nr, cum.cc - lag(cum.cc) OVER w AS nc
-			  FROM cum WINDOW w AS (ORDER BY cum.k))
-		SELECT (SELECT pgpoly._psi(array_agg(b.nr ORDER BY b.k), array_agg(b.nc ORDER BY b.k), n.nr, n.nc)
-				FROM b WHERE b.k > 0),
-			   (SELECT max(d.gap) FROM (
-					SELECT abs(x.i::float8 / n.nr - width_bucket(n.ra[x.i], n.ca)::float8 / n.nc) AS gap
-					FROM (SELECT generate_subscripts(n.ra, 1) AS i) AS x
-					WHERE x.i = n.nr OR n.ra[x.i + 1] <> n.ra[x.i]
-					UNION ALL
-					SELECT abs(width_bucket(n.ca[x.i], n.ra)::float8 / n.nr - x.i::float8 / n.nc)
-					FROM (SELECT generate_subscripts(n.ca, 1) AS i) AS x
-					WHERE x.i = n.nc OR n.ca[x.i + 1] <> n.ca[x.i]) AS d
-				WHERE n.nr > 0 AND n.nc > 0)
-		FROM n$q$, ref, cur, col)
+		WITH r AS (SELECT array_agg(s.%3$I::float8) AS a FROM %1$s s WHERE s.%3$I IS NOT NULL),
+		c AS (SELECT array_agg(s.%3$I::float8) AS a FROM %2$s s WHERE s.%3$I IS NOT NULL)
+		SELECT pgpoly._psi(b.ref_counts, b.cur_counts, cardinality(r.a), cardinality(c.a)), b.ks
+		FROM r, c, pgpoly._drift_numeric_bins(coalesce(r.a, '{}'), coalesce(c.a, '{}'), $1) AS b$q$,
+		ref, cur, col)
 	INTO psi, ks USING bins;
 END
 $$;

@@ -117,6 +117,8 @@ LANGUAGE C VOLATILE STRICT;
 
 --
 -- Status per sync.  lag: age of the oldest undelivered change (0 when none).
+-- Every role sees every sync; last_error only members of its owner's role (a
+-- store's error names keys and values of the source, as dead letters do).
 --
 CREATE VIEW pgpoly.sync_status AS
 	SELECT s.name, s.source, s.target,
@@ -135,7 +137,9 @@ CREATE VIEW pgpoly.sync_status AS
 	       s.applied,
 	       (SELECT count(*) FROM pgpoly.sync_dead_letters d
 	        WHERE d.sync_id = s.sync_id) AS dead_letters,
-	       s.last_error, s.last_applied_at
+	       CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE') THEN s.last_error END
+	           AS last_error,
+	       s.last_applied_at
 	FROM pgpoly.syncs s,
 	     LATERAL (SELECT COALESCE(sum(pg_catalog.cardinality(e.keys)), 0)::bigint AS pending,
 	                     min(e.queued_at) AS oldest_pending

@@ -62,7 +62,7 @@ typedef struct ElasticColumn
 	char	   *field;			/* document field path ("a.b") */
 	Oid			typid;
 	int32		typmod;
-	Oid			basetype;		/* element type for arrays, else typid */
+	Oid			basetype;		/* element type for arrays, else the base type of typid */
 	bool		is_array;
 	bool		is_json;		/* json or jsonb: reads anything */
 	bool		is_datetime;	/* date/timestamp(tz) (or array of) */

@@ -225,15 +225,14 @@ load_column(ElasticTable *tbl, Relation rel, int i)
 	col->field = col->name;
 	col->typid = att->atttypid;
 	col->typmod = att->atttypmod;
-	col->basetype = get_element_type(att->atttypid);
-	col->is_array = OidIsValid(col->basetype);
-	if (!col->is_array)
-		col->basetype = att->atttypid;
-	col->is_json = getBaseType(col->typid) == JSONOID ||
-		getBaseType(col->typid) == JSONBOID;
+	PgpolyConvInit(&col->conv, col->typid, col->typmod, col->name);
+	/* a domain reads as its base type (an array, a date ...) does */
+	col->is_array = col->conv.is_array;
+	col->basetype = col->is_array ? get_element_type(col->conv.basetype) :
+		col->conv.basetype;
+	col->is_json = col->conv.is_json && !col->is_array;
 	col->is_datetime = col->basetype == DATEOID || col->basetype == TIMESTAMPOID ||
 		col->basetype == TIMESTAMPTZOID;
-	PgpolyConvInit(&col->conv, col->typid, col->typmod, col->name);
 	col->role = column_role(tbl, col->name, col->typid);
 	foreach(lc, GetForeignColumnOptions(tbl->relid, i + 1))
 	{
@@ -1109,6 +1108,7 @@ elasticExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	ElasticWrite *w;
 
 	slot_getallattrs(slot);
+	PgpolyModifyUpdatedColumns(&ms->core, slot, planSlot);
 	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	w = ElasticUpdateWrite(ms->tbl, id, slot->tts_values, slot->tts_isnull,
 						   ms->core.updated);

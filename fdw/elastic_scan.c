@@ -449,9 +449,14 @@ check_nul(ElasticScan *scan, int hitno, const char *path, const char *id)
 {
 	if (scan->nuls != NIL &&
 		PgpolyJsonNulAt(scan->nuls, psprintf("hits.hits.%d.%s", hitno, path)))
+	{
+		if (PgpolyJsonNulUnplaced(scan->nuls))
+			PgpolyJsonNulError(psprintf("a page of hits from index \"%s\"", scan->tbl->index),
+							   NULL, NULL);
 		PgpolyJsonNulError(psprintf("document \"%s\" in index \"%s\"",
 									id ? id : "?", scan->tbl->index),
 						   path, NULL);
+	}
 }
 
 /* Remember the sort values of the hit just consumed (PIT paging). */
@@ -784,8 +789,8 @@ row_values(ElasticTable *tbl, Datum source, const char *id, List *nuls,
 		{
 			source_nul(nuls, base, col->field, id, tbl, col);
 			text = col->is_json ?
-				PgpolyJsonbFieldText(source, col->field, false, &len) :
-				PgpolyJsonbFieldValues(source, col->field, col->is_array, &len);
+				PgpolyJsonbColumnText(source, col->field, &col->conv, &len) :
+				PgpolyJsonbFieldValues(source, col->field, &col->conv, &len);
 			if (text != NULL)
 			{
 				values[*att] = column_datum(col, text, len);

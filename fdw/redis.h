@@ -6,6 +6,7 @@
  * redis_fdw.c		FDW handler, validator, planning, EXPLAIN
  * redis_io.c		hiredis in non-blocking mode on the core's wait; pipelines
  *					to every node of a connection at once
+ * redis_resp.c		the RESP reader: received bytes -> reply objects
  * redis_cluster.c	topologies: hash slots, the cluster's slot map,
  *					redirections, Sentinel discovery
  * redis_table.c	table options and column roles
@@ -150,6 +151,9 @@ extern void RedisAppendEncoded(PgpolyConnection *conn, const char *resp,
 							   size_t len, int ncmds, int slot);
 extern void RedisExchange(PgpolyConnection *conn, int nreplies,
 						  RedisReplyHandler handler, void *arg);
+extern uint64 RedisSend(PgpolyConnection *conn, int nreplies,
+						RedisReplyHandler handler, void *arg);
+extern void RedisReceive(PgpolyConnection *conn, uint64 ticket);
 extern void RedisReplyError(PgpolyConnection *conn, struct redisReply *reply,
 							const char *key, size_t keylen,
 							RedisTable *tbl) pg_attribute_noreturn();
@@ -182,6 +186,7 @@ typedef struct RedisKeyState
 	char	   *key;			/* full Redis key */
 	size_t		keylen;
 	bool		exists;
+	bool		keyonly;		/* only whether it exists is known: one row */
 	long long	ttl;			/* -1: none, -2: unknown */
 	int			nitems;
 	int			maxitems;
@@ -264,9 +269,11 @@ RedisWriteGetItem(const RedisWrite *w, int i)
 }
 
 /* redis_scan.c */
-extern HTAB *RedisKeySet(MemoryContext cxt);
-extern bool RedisKeySetAdd(HTAB *set, const char *key, size_t len);
-extern int	RedisKeySetIndex(HTAB *set, const char *key, size_t len, int next);
+typedef struct RedisKeySet RedisKeySet;
+extern RedisKeySet *RedisKeySetCreate(MemoryContext cxt, int expected);
+extern bool RedisKeySetAdd(RedisKeySet *set, const char *key, size_t len);
+extern int	RedisKeySetIndex(RedisKeySet *set, const char *key, size_t len,
+							 int next);
 typedef struct RedisOverlay RedisOverlay;
 extern RedisOverlay *RedisBuildOverlay(List *pending);
 extern void RedisOverlayAdd(RedisOverlay **ov, RedisWrite *w);
@@ -296,8 +303,28 @@ extern void RedisFlushWrites(PgpolyConnection *conn, List *payloads);
 extern void RedisSendCommands(PgpolyConnection *conn, List *writes,
 							  bool atomic);
 
+/* redis_resp.c: the RESP reader of one node */
+typedef struct RedisReader RedisReader;
+
+#define RESP_DONE	0			/* a reply was taken out */
+#define RESP_MORE	1			/* more bytes are needed */
+#define RESP_BUDGET	2			/* the reply would exceed the room given */
+#define RESP_ERROR	3			/* the bytes are not RESP */
+#define RESP_OOM	4			/* out of memory */
+
+extern RedisReader *RedisReaderCreate(MemoryContext cxt);
+extern size_t RedisReaderPending(RedisReader *r);
+extern char *RedisReaderSpace(RedisReader *r, size_t *room);
+extern void RedisReaderAdvance(RedisReader *r, size_t n);
+extern void RedisReaderReset(RedisReader *r);
+extern void RedisReaderTrim(RedisReader *r);
+extern int	RedisReaderNext(RedisReader *r, Size room, MemoryContext cxt,
+							struct redisReply **reply);
+extern const char *RedisReaderError(RedisReader *r);
+
 /* redis_cluster.c: topologies */
 #define REDIS_NSLOTS 16384		/* hash slots of a Redis Cluster */
+#define REDIS_SENTINEL_CHECK_MS 1000	/* default sentinel_check_ms */
 
 typedef enum RedisTopologyKind
 {
@@ -318,6 +345,7 @@ typedef struct RedisTopology
 	RedisTopologyKind kind;
 	List	   *addrs;			/* RedisAddr *: the server, seeds or sentinels */
 	char	   *master;			/* sentinel_master */
+	int			check_ms;		/* sentinel_check_ms */
 } RedisTopology;
 
 extern int	RedisKeySlot(const char *key, size_t len);
@@ -348,11 +376,13 @@ typedef struct RedisNode
 	int			port;
 	char	   *addr;			/* "host:port", for messages and connections() */
 	struct redisContext *ctx;	/* NULL: not connected */
+	RedisReader *in;			/* its replies (read here, not by hiredis) */
 	bool		primary;		/* serves slots in the current map */
 	int64		requests;		/* requests it took part in */
 	int64		errors;			/* of those, the ones that did not end well */
 	/* the running request */
 	bool		active;			/* has commands in it */
+	bool		readable;		/* its last read brought bytes */
 	int			nqueue;			/* replies expected */
 	int			nread;			/* replies read */
 	int		   *queue;			/* cluster: what each expected reply answers */
@@ -383,6 +413,16 @@ typedef struct RedisCmdInfo
 	uint8		retries;		/* TRYAGAIN, CLUSTERDOWN waited out */
 } RedisCmdInfo;
 
+/* The replies of a request sent by RedisSend and not read yet. */
+typedef struct RedisPendingReplies
+{
+	uint64		ticket;			/* 0: none */
+	int			n;
+	RedisReplyHandler handler;
+	void	   *arg;
+	MemoryContext cxt;			/* where to build them; NULL: drop them */
+} RedisPendingReplies;
+
 /* The store handle of a pgpoly_redis connection. */
 typedef struct RedisHandle
 {
@@ -396,8 +436,13 @@ typedef struct RedisHandle
 	char	   *password;
 	int			db;
 	bool		probe;			/* the trust rule: PING must meet NOAUTH first */
-	/* cluster */
-	List	   *seeds;			/* RedisAddr *, from the options */
+	/* cluster and Sentinel */
+	List	   *seeds;			/* RedisAddr *, from the options: seeds or
+								 * sentinels */
+	/* Sentinel */
+	char	   *master;			/* sentinel_master */
+	int			check_ms;		/* sentinel_check_ms */
+	TimestampTz next_check;		/* ask the sentinels again from then on */
 	int16	   *slots;			/* node of each hash slot, -1: unknown */
 	bool		map_stale;		/* ask CLUSTER SLOTS before the next request */
 	/* the running request of a cluster connection */
@@ -407,6 +452,7 @@ typedef struct RedisHandle
 	int			ncmds;
 	int			maxcmds;
 	int			open_group;		/* its MULTI not closed by EXEC yet, or -1 */
+	RedisPendingReplies pend;	/* a request sent, its replies not read */
 } RedisHandle;
 
 /* An exchange in progress (RedisExchange), as the cluster code sees it. */
@@ -507,6 +553,7 @@ extern void RedisClusterReply(RedisExchangeState *ex, RedisNode *node,
 extern TimestampTz RedisClusterRetries(RedisExchangeState *ex);
 extern void RedisClusterRefresh(PgpolyConnection *conn, RedisHandle *h);
 extern void RedisClusterCheckCoverage(PgpolyConnection *conn, RedisHandle *h);
+extern RedisNode *RedisSentinelRecheck(PgpolyConnection *conn, RedisHandle *h);
 extern RedisNode *RedisSentinelPrimary(PgpolyConnection *conn, RedisHandle *h,
 									   RedisTopology *topo);
 extern bool RedisIsRedirect(struct redisReply *reply);
@@ -522,6 +569,12 @@ typedef enum RedisScanMode
 typedef struct RedisScan RedisScan;
 extern RedisScan *RedisScanBegin(RedisTable *tbl, PgpolyConnection *conn,
 								 bool need_ttl, List *pending);
+extern void RedisScanSetColumns(RedisScan *scan, const bool *needed,
+								bool one_row);
+extern bool RedisKeysOnly(RedisTable *tbl, const bool *needed, bool need_ttl,
+						  bool one_row);
+extern bool *RedisColumnsNeeded(RedisTable *tbl, List *attnos);
+extern List *RedisColumnsRead(RedisTable *tbl, Bitmapset *attrs);
 extern void RedisScanSetKeys(RedisScan *scan, char **keys, size_t *lens,
 							 int nkeys);
 extern void RedisScanSetPattern(RedisScan *scan, const char *pattern);
@@ -534,6 +587,9 @@ extern void RedisScanSetTrips(RedisScan *scan, RedisTrips *trips);
 extern RedisKeyState *RedisScanRoundState(RedisScan *scan, int i);
 extern void RedisScanFetchKeys(RedisScan *scan, char **keys, size_t *lens,
 							   int nkeys);
+extern void RedisScanSendKeys(RedisScan *scan, char **keys, size_t *lens,
+							  int nkeys);
+extern void RedisScanTakeKeys(RedisScan *scan);
 extern int	RedisStateRowCount(RedisTable *tbl, RedisKeyState *st);
 extern void RedisStateRow(RedisScan *scan, RedisKeyState *st, int item,
 						  Datum *values, bool *nulls);

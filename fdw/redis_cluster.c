@@ -250,6 +250,8 @@ RedisTopologyFromOptions(List *options, RedisTopology *topo)
 	const char *single = single_option(options);
 
 	memset(topo, 0, sizeof(*topo));
+	if (!sentinels && PgpolyGetOption(options, "sentinel_check_ms", NULL))
+		topology_needs("sentinel_check_ms", "sentinels");
 	if (sentinels || master)
 	{
 		if (!sentinels)
@@ -263,6 +265,8 @@ RedisTopologyFromOptions(List *options, RedisTopology *topo)
 		topo->kind = RTOPO_SENTINEL;
 		topo->addrs = parse_addr_list("sentinels", sentinels);
 		topo->master = pstrdup(master);
+		topo->check_ms = (int) PgpolyGetIntOption(options, "sentinel_check_ms",
+												  REDIS_SENTINEL_CHECK_MS);
 		return;
 	}
 	if (nodes && cluster_opt && !cluster)
@@ -1185,6 +1189,54 @@ is_primary(PgpolyConnection *conn, RedisHandle *h, RedisNode *node, char **error
 }
 
 /*
+ * Between requests, at most every sentinel_check_ms: ask the sentinels
+ * whether h's primary is still the one they name, and if they name another,
+ * move to it before the request starts.  A Sentinel failover leaves the old
+ * primary accepting writes until the sentinels demote it, seconds after
+ * they promoted the replica; writes it takes meanwhile are lost when it
+ * resyncs.  When no sentinel answers, the primary h has stays in use (the
+ * request itself tells whether it is alive).  Returns the new primary, or
+ * NULL when it did not move.
+ */
+RedisNode *
+RedisSentinelRecheck(PgpolyConnection *conn, RedisHandle *h)
+{
+	RedisTopology topo;
+	RedisAddr	a;
+	RedisNode  *node;
+	StringInfoData errors;
+	TimestampTz now;
+
+	if (h->kind != RTOPO_SENTINEL || h->check_ms == 0 || h->nnodes != 1)
+		return NULL;
+	now = GetCurrentTimestamp();
+	if (now < h->next_check)
+		return NULL;
+	h->next_check = TimestampTzPlusMilliseconds(now, h->check_ms);
+	topo.kind = RTOPO_SENTINEL;
+	topo.addrs = h->seeds;
+	topo.master = h->master;
+	topo.check_ms = h->check_ms;
+	initStringInfo(&errors);
+	node = h->nodes[0];
+	if (!ask_sentinels(conn, h, &topo, &a, &errors))
+	{
+		ereport(DEBUG1,
+				(errmsg_internal("pgpoly: no sentinel of Redis server \"%s\" answered; staying on %s",
+								 conn->servername, node->addr),
+				 errdetail_internal("%s", errors.data)));
+		return NULL;
+	}
+	if (a.port == node->port && strcmp(a.host, node->host) == 0)
+		return NULL;
+	ereport(DEBUG1,
+			(errmsg_internal("pgpoly: the sentinels of Redis server \"%s\" moved its primary from %s to %s:%d",
+							 conn->servername, node->addr, a.host, a.port)));
+	RedisNodeClose(h, node);
+	return RedisSentinelPrimary(conn, h, &topo);
+}
+
+/*
  * Find and open Sentinel's primary for topo, as the Sentinel client
  * guidelines say: the address from the first sentinel that knows it, then
  * ROLE on it, which must be master (a failover may be under way: then ask
@@ -1211,7 +1263,11 @@ RedisSentinelPrimary(PgpolyConnection *conn, RedisHandle *h, RedisTopology *topo
 			node = RedisNodeGet(h, a.host, a.port);
 			if (RedisNodeOpen(conn, h, node, true, &error) &&
 				is_primary(conn, h, node, &error))
+			{
+				h->next_check = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															h->check_ms);
 				return node;
+			}
 			RedisNodeClose(h, node);
 			appendStringInfo(&errors, "%s (named by the sentinels) %s", node->addr, error);
 		}

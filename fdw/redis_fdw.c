@@ -92,7 +92,8 @@ enum RedisPrivate
 	RPRIV_NEED_TTL,				/* Integer: read _ttl */
 	RPRIV_PUSHED,				/* String: pushed clauses, deparsed */
 	RPRIV_NKEYS,				/* Integer: keys known at plan time, -1 */
-	RPRIV_NOTE					/* String: why no key clause was pushed */
+	RPRIV_NOTE,					/* String: why no key clause was pushed */
+	RPRIV_ATTRS					/* List of Integer: the columns read */
 };
 
 /* Planner state of a Redis base relation. */
@@ -119,6 +120,7 @@ typedef struct RedisScanState
 	List	   *kinds;
 	char	   *pattern;
 	bool		need_ttl;
+	bool	   *needed;			/* the columns read, by attno - 1 */
 	RedisScan  *scan;			/* NULL until the first row is asked */
 	int64		round_trips;	/* of finished scans (rescans) */
 	RedisTrips *trips;			/* per node, of all of them */
@@ -146,7 +148,22 @@ typedef struct RedisModifyState
 	RedisOverlay *ov;			/* ON CONFLICT DO NOTHING, transactional:
 								 * the buffered writes, by key */
 	HTAB	   *misspelled;		/* RedisMisspelling by identity hash, or NULL */
+	HTAB	   *held;			/* UPDATE that may move rows: RedisHeldRow by
+								 * identity hash, or NULL */
 } RedisModifyState;
+
+/*
+ * A row identity (key, zset/set member) an UPDATE that moves rows has met:
+ * where a row of the statement now is, and whether an earlier row was
+ * moved there (check_moves).
+ */
+typedef struct RedisHeldRow
+{
+	uint64		hash;			/* of RedisRowIdentity(): the hash key */
+	bool		moved_onto;
+} RedisHeldRow;
+
+static void track_moves(RedisModifyState *ms);
 
 /*
  * A row the scan for this UPDATE/DELETE read from a key or member stored in
@@ -493,21 +510,19 @@ redisGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 								   NIL, NULL, NIL));
 }
 
-/* Whether the query reads the _ttl column (or the whole row). */
-static bool
-needs_ttl(RelOptInfo *baserel, RedisTable *tbl)
+/*
+ * The columns of the table the plan reads (RedisColumnsRead): those the
+ * scan outputs and those its local quals use.  The key clause enforced by
+ * fetching is not among the local quals.
+ */
+static List *
+columns_read(RelOptInfo *baserel, RedisTable *tbl, List *local)
 {
 	Bitmapset  *attrs = NULL;
-	ListCell   *lc;
 
-	if (tbl->ttl_att == 0)
-		return false;
 	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &attrs);
-	foreach(lc, baserel->baserestrictinfo)
-		pull_varattnos((Node *) ((RestrictInfo *) lfirst(lc))->clause,
-					   baserel->relid, &attrs);
-	return bms_is_member(tbl->ttl_att - FirstLowInvalidHeapAttributeNumber, attrs) ||
-		bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs);
+	pull_varattnos((Node *) local, baserel->relid, &attrs);
+	return RedisColumnsRead(tbl, attrs);
 }
 
 /*
@@ -522,6 +537,7 @@ redisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 	RedisRelInfo *ri = baserel->fdw_private;
 	List	   *local = NIL;
 	List	   *priv;
+	List	   *attrs;
 	ListCell   *lc;
 
 	foreach(lc, scan_clauses)
@@ -532,12 +548,15 @@ redisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 			local = lappend(local, rinfo->clause);
 	}
 
+	attrs = columns_read(baserel, ri->tbl, local);
 	priv = list_make5(ri->kinds,
 					  makeString(ri->pattern ? ri->pattern : pstrdup("")),
-					  makeInteger(needs_ttl(baserel, ri->tbl)),
+					  makeInteger(ri->tbl->ttl_att != 0 &&
+								  list_member_int(attrs, ri->tbl->ttl_att)),
 					  makeString(PgpolyDeparseClauses(ri->pushed, root, baserel)),
 					  makeInteger(ri->nkeys_known));
 	priv = lappend(priv, makeString(pstrdup(ri->note ? ri->note : "")));
+	priv = lappend(priv, attrs);
 	return make_foreignscan(tlist, local, baserel->relid, ri->exprs, priv,
 							NIL, NIL, outer_plan);
 }
@@ -562,6 +581,7 @@ redisBeginForeignScan(ForeignScanState *node, int eflags)
 		return;
 	st->tbl = RedisLoadTable(st->core.relid, st->core.userid);
 	st->tbl->target = RedisScanTarget(node->ss.ps.state, fs->scan.scanrelid);
+	st->needed = RedisColumnsNeeded(st->tbl, list_nth(fs->fdw_private, RPRIV_ATTRS));
 	st->exprs = ExecInitExprList(fs->fdw_exprs, (PlanState *) node);
 }
 
@@ -571,7 +591,7 @@ redisBeginForeignScan(ForeignScanState *node, int eflags)
  */
 static void
 add_key(RedisTable *tbl, PgpolyConv *conv, Datum value, List **keys,
-		List **lens, HTAB *seen)
+		List **lens, RedisKeySet *seen)
 {
 	size_t		len;
 	char	   *key = RedisKeyFromDatum(tbl, conv, value, &len);
@@ -597,16 +617,22 @@ score_bound(Datum v, Oid typid, bool exclusive)
 	return psprintf("%s%s", exclusive ? "(" : "", PgpolyDatumToText(&conv, v, &len));
 }
 
-/* The conversion of the pushed key clause's values (element type for arrays). */
+/*
+ * The conversion of the pushed key clause's values (element type for
+ * arrays); NULL when they have the key column's type.
+ */
 static PgpolyConv *
 key_conv(RedisScanState *st, ExprState *es, int kind)
 {
 	Oid			typid = exprType((Node *) es->expr);
 
+	if (kind == REXPR_KEY_ARRAY)
+		typid = get_element_type(typid);
+	if (typid == st->tbl->cols[st->tbl->key_att - 1].typid)
+		return NULL;			/* the key column's own (RedisKeyFromDatum) */
 	if (!st->keyconv_ready)
 	{
-		PgpolyConvInit(&st->keyconv, kind == REXPR_KEY_ARRAY ?
-					   get_element_type(typid) : typid, -1, NULL);
+		PgpolyConvInit(&st->keyconv, typid, -1, NULL);
 		st->keyconv_ready = true;
 	}
 	return &st->keyconv;
@@ -655,12 +681,13 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 	char	   *smax = NULL;
 	double		vmin = 0,
 				vmax = 0;
-	HTAB	   *seen = RedisKeySet(CurrentMemoryContext);
+	RedisKeySet *seen = RedisKeySetCreate(CurrentMemoryContext, 0);
 	ListCell   *le,
 			   *lk;
 
 	st->scan = RedisScanBegin(st->tbl, st->core.conn, st->need_ttl,
 							  st->core.pending);
+	RedisScanSetColumns(st->scan, st->needed, false);
 	/* Per-node round trips add up over rescans: not in the scan's memory. */
 	if (st->trips == NULL)
 		st->trips = MemoryContextAllocZero(GetMemoryChunkContext(st), sizeof(RedisTrips));
@@ -785,13 +812,15 @@ redisEndForeignScan(ForeignScanState *node)
 
 /*
  * The fetch command as EXPLAIN shows it: "HGETALL user:{key}"; by_score:
- * the scan has a pushed score range.
+ * the scan has a pushed score range; keyonly: no value is read.
  */
 static char *
-fetch_text(RedisTable *tbl, bool by_score)
+fetch_text(RedisTable *tbl, bool by_score, bool keyonly)
 {
 	const char *args = "";
 
+	if (keyonly)
+		return psprintf("TYPE %s{key}", tbl->prefix);
 	if (by_score)
 		return psprintf("ZRANGEBYSCORE %s{key} {min} {max} WITHSCORES", tbl->prefix);
 	if (tbl->type == REDIS_ZSET)
@@ -816,16 +845,23 @@ redisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 		list_member_int(kinds, REXPR_SCORE_MIN_EXCL) ||
 		list_member_int(kinds, REXPR_SCORE_MAX) ||
 		list_member_int(kinds, REXPR_SCORE_MAX_EXCL);
+	bool		keyonly = !by_score &&
+		RedisKeysOnly(tbl, RedisColumnsNeeded(tbl, list_nth(fs->fdw_private, RPRIV_ATTRS)),
+					  st->need_ttl, false);
 	char	   *req;
 
-	if (pattern[0] != '\0')
+	if (pattern[0] != '\0' && keyonly)
+		req = psprintf("SCAN MATCH %s COUNT %d TYPE %s, keys only",
+					   pattern, tbl->fetch_size, RedisScanTypeFilter(tbl));
+	else if (pattern[0] != '\0')
 		req = psprintf("SCAN MATCH %s COUNT %d TYPE %s, then %s per key, pipelined",
-					   pattern, tbl->fetch_size, RedisScanTypeFilter(tbl), fetch_text(tbl, by_score));
+					   pattern, tbl->fetch_size, RedisScanTypeFilter(tbl),
+					   fetch_text(tbl, by_score, false));
 	else if (nkeys >= 0)
-		req = psprintf("%s x%d, pipelined", fetch_text(tbl, by_score), nkeys);
+		req = psprintf("%s x%d, pipelined", fetch_text(tbl, by_score, keyonly), nkeys);
 	else
-		req = psprintf("%s per key, pipelined in rounds of %d", fetch_text(tbl, by_score),
-					   tbl->fetch_size);
+		req = psprintf("%s per key, pipelined in rounds of %d",
+					   fetch_text(tbl, by_score, keyonly), tbl->fetch_size);
 	if (st->need_ttl)
 		req = psprintf("%s, with TTL", req);
 	ExplainPropertyText("Redis", req, es);
@@ -940,7 +976,7 @@ redisBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 {
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
-	begin_modify(mtstate, rinfo, fdw_private);
+	track_moves(begin_modify(mtstate, rinfo, fdw_private));
 }
 
 /*
@@ -1166,6 +1202,90 @@ check_spelling(RedisModifyState *ms, Datum *old, bool *oldnulls)
 			 errcontext("foreign table \"%s\"", ms->tbl->relname)));
 }
 
+/*
+ * An UPDATE that may move rows (assigns the key or member, or has BEFORE
+ * ROW UPDATE triggers) keeps where its rows are, so that a row moved onto
+ * the identity of another row of the statement is an ERROR, as a unique
+ * key's violation is, instead of losing that row: Redis holds one row per
+ * key (member), and a move overwrites what is there (RENAME, SET, ZADD).
+ * A swap of two keys would otherwise leave one row, and a shift of keys in
+ * the wrong order would lose rows.  List elements have no identity.
+ */
+static void
+track_moves(RedisModifyState *ms)
+{
+	RedisTable *tbl = ms->tbl;
+	Bitmapset  *assigned = ms->core.assigned;
+	HASHCTL		ctl;
+
+	if (tbl->type == REDIS_LIST ||
+		!(bms_is_member(tbl->key_att, assigned) ||
+		  (tbl->member_att && bms_is_member(tbl->member_att, assigned)) ||
+		  ms->core.old_row != InvalidAttrNumber))
+		return;
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(RedisHeldRow);
+	ctl.hcxt = GetMemoryChunkContext(ms);
+	ms->held = hash_create("pgpoly rows of an UPDATE", 256, &ctl,
+						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* ERROR 23505 for a row moved onto row identity values/nulls (see above). */
+static void
+moved_onto_error(RedisModifyState *ms, Datum *values, bool *nulls, const char *what)
+{
+	RedisTable *tbl = ms->tbl;
+	size_t		len;
+	char	   *key = RedisKeyFromDatum(tbl, NULL, values[tbl->key_att - 1], &len);
+	size_t		mlen = 0;
+	char	   *member = tbl->member_att ?
+		RedisDatumText(tbl, tbl->member_att, values[tbl->member_att - 1], &mlen) : NULL;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_UNIQUE_VIOLATION),
+			 errmsg("UPDATE of foreign table \"%s\" %s key \"%s\"%s%s%s",
+					tbl->relname, what, PgpolyPrintable(key, len, 200),
+					member ? " member \"" : "", member ? PgpolyPrintable(member, mlen, 200) : "",
+					member ? "\"" : ""),
+			 errdetail("Redis holds one row there: moving another row of the statement onto it would overwrite it."),
+			 errhint("Move the rows in separate statements, each onto an identity no row holds.")));
+}
+
+/*
+ * For an UPDATE that may move rows: ERROR if the row (old identity
+ * old/oldnulls) was overwritten by a row the statement moved onto it, or
+ * if it moves (new row values/nulls) onto a row the statement met and
+ * left there or moved there.  Then note where the row is.
+ */
+static void
+check_moves(RedisModifyState *ms, Datum *old, bool *oldnulls, Datum *values,
+			bool *nulls)
+{
+	uint64		o;
+	uint64		n;
+	RedisHeldRow *e;
+	bool		found;
+
+	if (ms->held == NULL)
+		return;
+	o = identity_hash(ms->tbl, old, oldnulls);
+	n = identity_hash(ms->tbl, values, nulls);
+	e = hash_search(ms->held, &o, HASH_FIND, NULL);
+	if (e != NULL && e->moved_onto)
+		moved_onto_error(ms, old, oldnulls, "moves another row onto");
+	e = hash_search(ms->held, &n, HASH_ENTER, &found);
+	if (n == o)
+	{
+		if (!found)
+			e->moved_onto = false;
+		return;
+	}
+	if (found)
+		moved_onto_error(ms, values, nulls, "moves two rows onto");
+	e->moved_onto = true;
+	hash_search(ms->held, &o, HASH_REMOVE, NULL);
+}
+
 /* The old row identity from planSlot's junk columns, as a full-width row. */
 static void
 old_identity(RedisModifyState *ms, TupleTableSlot *planSlot, Datum *old, bool *oldnulls)
@@ -1200,6 +1320,8 @@ redisExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	old_identity(ms, planSlot, oldvals, oldnulls);
 	check_spelling(ms, oldvals, oldnulls);
 	slot_getallattrs(slot);
+	PgpolyModifyUpdatedColumns(&ms->core, slot, planSlot);
+	check_moves(ms, oldvals, oldnulls, slot->tts_values, slot->tts_isnull);
 	writes = RedisUpdateWrites(ms->tbl, oldvals, oldnulls, slot->tts_values,
 							   slot->tts_isnull, ms->core.updated,
 							   PgpolyWriterContext(&ms->core.writer));

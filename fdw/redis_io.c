@@ -7,10 +7,10 @@
  * on from a backend, so each connection to a Redis server is created with
  * redisConnectNonBlock() and every exchange is: append commands (RESP we
  * encode ourselves) to each node's output, then alternate non-blocking
- * sendmsg() of that output / recv() fed to the hiredis reader whenever the
- * core's wait says a socket is ready, pulling parsed replies with
- * redisReaderGetReply().  Nothing blocks, so a cancel or statement_timeout
- * is serviced between the calls.
+ * sendmsg() of that output / recv() into the node's RESP reader
+ * (redis_resp.c) whenever the core's wait says a socket is ready, taking
+ * out complete replies with RedisReaderNext().  Nothing blocks, so a cancel
+ * or statement_timeout is serviced between the calls.
  *
  * A node's output is a list of byte runs written with one sendmsg() per
  * wake-up: small commands are copied into the node's buffer, RESP that a
@@ -31,17 +31,17 @@
  *	  only a complete exchange ends it.  An ERROR in between (a bad value
  *	  while building commands, a timeout, an error reply the caller raises)
  *	  therefore leaves the connection "busy" and all its nodes are closed.
- *	- Replies are built by our own hiredis reply-object functions in the
- *	  memory context that is current when the exchange runs (allocation
- *	  never ereports inside hiredis: MCXT_ALLOC_NO_OOM).  A handler may keep
- *	  a reply (it then lives as long as that context); others are freed at
- *	  once.  hiredis' malloc-based freeReplyObject() is never used.
+ *	- Replies are hiredis redisReply objects built by redis_resp.c, one
+ *	  chunk per reply, in the memory context that is current when the
+ *	  exchange runs.  A handler may keep a reply (it then lives as long as
+ *	  that context); others are freed at once.  hiredis' reader and its
+ *	  malloc-based freeReplyObject() are never used.
  *	- pgpoly.max_response_size bounds what one exchange (all its replies,
  *	  from all its nodes) makes the backend hold: live reply objects at
  *	  their real size plus the readers' unparsed bytes, charged before each
- *	  allocation or read (an announced array count is charged before its
- *	  element array exists).  The reply functions refuse past it; the ERROR
- *	  (54000) is raised after hiredis returns.
+ *	  allocation or read (an announced array count is charged from its
+ *	  header, before any element arrives).  Past it the exchange raises
+ *	  54000.
  *	- Replies and commands stay in step on every node: bytes received while
  *	  no request is pending, more replies than commands, or a reply of a
  *	  type the command never returns break the connection with an ERROR
@@ -73,25 +73,24 @@
 
 static void *redis_connect(PgpolyConnection *conn, ForeignServer *server,
 						   UserMapping *user);
+static PgpolyConnection *redis_table_connection(Oid relid, Oid userid);
 static void redis_disconnect(void *handle);
 static List *redis_node_rows(PgpolyConnection *conn);
 
 /*
  * What the running exchange may allocate (pgpoly.max_response_size): reply
  * objects alive now, counted at their real size in the memory context, plus
- * the bytes the hiredis reader holds that are not parsed yet.  The reply
- * functions below run inside hiredis and must not ereport: past the budget
- * they refuse (return NULL, which hiredis reports as out of memory) and set
- * exceeded; the exchange raises the ERROR once hiredis has returned.
+ * the bytes the readers (redis_resp.c) hold that are not parsed yet.  A
+ * reply is charged before it is allocated; a read never asks for more
+ * bytes than the budget has room for.  Past it the exchange raises 54000.
  */
 typedef struct ReplyBudget
 {
 	MemoryContext cxt;			/* replies are built here */
 	RedisHandle *h;				/* the unparsed bytes of its active nodes ... */
-	redisReader *reader;		/* ... or of this one reader count too */
+	RedisReader *reader;		/* ... or of this one reader count too */
 	Size		used;			/* bytes of live reply objects */
 	Size		limit;
-	bool		exceeded;		/* an allocation was refused */
 } ReplyBudget;
 
 static ReplyBudget Budget;
@@ -101,14 +100,13 @@ static ReplyBudget Budget;
  * active nodes (RedisExchange), or of one reader (a synchronous call).
  */
 static void
-budget_begin(MemoryContext cxt, RedisHandle *h, redisReader *reader)
+budget_begin(MemoryContext cxt, RedisHandle *h, RedisReader *reader)
 {
 	Budget.cxt = cxt;
 	Budget.h = h;
 	Budget.reader = reader;
 	Budget.used = 0;
 	Budget.limit = PGPOLY_MAX_RESPONSE_BYTES;
-	Budget.exceeded = false;
 }
 
 /* Bytes the budget still has room for (0 when it is spent). */
@@ -118,63 +116,28 @@ budget_room(void)
 	Size		held = Budget.used;
 
 	if (Budget.reader)
-		held += Budget.reader->len - Budget.reader->pos;
+		held += RedisReaderPending(Budget.reader);
 	for (int i = 0; Budget.h && i < Budget.h->nnodes; i++)
 	{
 		RedisNode  *node = Budget.h->nodes[i];
 
 		if (node->active && node->ctx)
-			held += node->ctx->reader->len - node->ctx->reader->pos;
+			held += RedisReaderPending(node->in);
 	}
 	return held >= Budget.limit ? 0 : Budget.limit - held;
 }
 
-/*
- * Zeroed allocation for the reply functions, charged to the budget before
- * it is made; NULL (never an ERROR) when the budget or memory is short.
- */
-static void *
-reply_alloc(size_t size)
-{
-	void	   *p;
-
-	if (size > budget_room())
-	{
-		Budget.exceeded = true;
-		return NULL;
-	}
-	p = MemoryContextAllocExtended(Budget.cxt, size,
-								   MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
-	if (p != NULL)
-		Budget.used += GetMemoryChunkSpace(p);
-	return p;
-}
-
-/* Free what reply_alloc returned and give its space back to the budget. */
+/* Free a reply (one chunk, redis_resp.c) and give its space back. */
 static void
-reply_release(void *p)
+reply_free(redisReply *r)
 {
-	Size		space = GetMemoryChunkSpace(p);
-
-	Budget.used -= Min(Budget.used, space);
-	pfree(p);
-}
-
-/* Free a reply built by the functions below (recursively). */
-static void
-reply_free(void *obj)
-{
-	redisReply *r = obj;
+	Size		space;
 
 	if (r == NULL)
 		return;
-	if (r->element)
-	{
-		for (size_t i = 0; i < r->elements; i++)
-			reply_free(r->element[i]);
-		reply_release(r->element);
-	}
-	reply_release(r);			/* a string lives in the same chunk */
+	space = GetMemoryChunkSpace(r);
+	Budget.used -= Min(Budget.used, space);
+	pfree(r);
 }
 
 /* Free a reply of an exchange that no handler will see (redis_cluster.c). */
@@ -183,91 +146,6 @@ RedisReplyDiscard(redisReply *reply)
 {
 	reply_free(reply);
 }
-
-/* Link a new reply into its parent array, as hiredis' own functions do. */
-static void *
-link_reply(const redisReadTask *task, redisReply *r)
-{
-	if (task->parent)
-		((redisReply *) task->parent->obj)->element[task->idx] = r;
-	return r;
-}
-
-/*
- * hiredis reply function: bulk/status/error string, NUL-terminated, in one
- * chunk with its reply (half the allocations of a round).
- */
-static void *
-reply_string(const redisReadTask *task, char *str, size_t len)
-{
-	redisReply *r;
-
-	if (len > MaxAllocSize - sizeof(redisReply) - 1 ||
-		(r = reply_alloc(sizeof(redisReply) + len + 1)) == NULL)
-		return NULL;
-	r->type = task->type;
-	r->str = (char *) (r + 1);
-	memcpy(r->str, str, len);
-	r->len = len;
-	return link_reply(task, r);
-}
-
-/*
- * hiredis reply function: array of n elements.  The element array is
- * charged before it is allocated, so an announced count larger than the
- * budget is refused at once.
- */
-static void *
-reply_array(const redisReadTask *task, int n)
-{
-	Size		need = sizeof(redisReply) + (Size) Max(n, 0) * sizeof(redisReply *);
-	redisReply *r;
-
-	if (need > budget_room())
-	{
-		Budget.exceeded = true;
-		return NULL;
-	}
-	if ((r = reply_alloc(sizeof(redisReply))) == NULL)
-		return NULL;
-	if (n > 0 && (r->element = reply_alloc(sizeof(redisReply *) * (Size) n)) == NULL)
-	{
-		reply_release(r);
-		return NULL;
-	}
-	r->type = REDIS_REPLY_ARRAY;
-	r->elements = n;
-	return link_reply(task, r);
-}
-
-/* hiredis reply function: integer. */
-static void *
-reply_integer(const redisReadTask *task, long long value)
-{
-	redisReply *r = reply_alloc(sizeof(redisReply));
-
-	if (r == NULL)
-		return NULL;
-	r->type = REDIS_REPLY_INTEGER;
-	r->integer = value;
-	return link_reply(task, r);
-}
-
-/* hiredis reply function: nil. */
-static void *
-reply_nil(const redisReadTask *task)
-{
-	redisReply *r = reply_alloc(sizeof(redisReply));
-
-	if (r == NULL)
-		return NULL;
-	r->type = REDIS_REPLY_NIL;
-	return link_reply(task, r);
-}
-
-static redisReplyObjectFunctions ReplyFunctions = {
-	reply_string, reply_array, reply_integer, reply_nil, reply_free
-};
 
 const PgpolyStore RedisStore = {
 	"redis",
@@ -278,7 +156,8 @@ const PgpolyStore RedisStore = {
 	RedisFlushWrites,
 	pgpoly_redis_handler,
 	RedisConflictColumns,
-	redis_node_rows
+	redis_node_rows,
+	redis_table_connection
 };
 
 /* Make node the one conn's messages name (conn->target). */
@@ -455,6 +334,19 @@ out_write(RedisNode *node)
 	return NULL;
 }
 
+/*
+ * Whether node's unwritten output references a caller's bytes (copy false
+ * in out_add) rather than copies.
+ */
+static bool
+out_references(RedisNode *node)
+{
+	for (int i = node->outpos; i < node->nout; i++)
+		if (node->out[i].ptr != NULL)
+			return true;
+	return false;
+}
+
 /* Free node's output buffers (the node is closed). */
 static void
 out_free(RedisNode *node)
@@ -517,8 +409,7 @@ RedisNodeClose(RedisHandle *h, RedisNode *node)
 {
 	if (node->ctx == NULL)
 		return;
-	/* A partial reply belongs to a memory context that may be gone. */
-	node->ctx->reader->reply = NULL;
+	RedisReaderReset(node->in);	/* bytes of the old connection */
 	redisFree(node->ctx);
 	node->ctx = NULL;
 	out_free(node);
@@ -584,19 +475,22 @@ budget_error(PgpolyConnection *conn, RedisNode *node)
 
 /*
  * Read what node's socket holds into its reader, never more than the
- * budget has room for (the reader's buffer is charged before it grows).
- * NULL, or why the node failed (closed, unreadable).
+ * budget has room for.  NULL, or why the node failed (closed, unreadable);
+ * *got says whether bytes came.
  */
 static char *
-node_read(PgpolyConnection *conn, RedisNode *node)
+node_read(PgpolyConnection *conn, RedisNode *node, bool *got)
 {
-	static char buf[64 * 1024];
 	Size		room = budget_room();
+	size_t		space;
+	char	   *dst;
 	ssize_t		n;
 
+	*got = false;
 	if (room == 0)
 		budget_error(conn, node);
-	n = recv(node->ctx->fd, buf, Min(room, sizeof(buf)), 0);
+	dst = RedisReaderSpace(node->in, &space);
+	n = recv(node->ctx->fd, dst, Min(room, space), 0);
 	if (n < 0)
 	{
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -605,37 +499,46 @@ node_read(PgpolyConnection *conn, RedisNode *node)
 	}
 	if (n == 0)
 		return pstrdup("the server closed the connection");
-	if (redisReaderFeed(node->ctx->reader, buf, n) != REDIS_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while reading a Redis reply")));
+	RedisReaderAdvance(node->in, n);
+	*got = true;
 	return NULL;
 }
 
 /*
  * The next complete reply in node's reader, or NULL when more bytes are
- * needed.  A refusal of the reply functions is the budget's 54000 ERROR;
- * anything else hiredis rejects is a protocol violation.
+ * needed.  A reply larger than the budget is the 54000 ERROR; bytes that
+ * are not RESP are a protocol violation.
  */
 static redisReply *
 next_reply(PgpolyConnection *conn, RedisNode *node)
 {
-	void	   *reply = NULL;
+	redisReply *reply;
 
-	if (redisReaderGetReply(node->ctx->reader, &reply) != REDIS_OK)
+	switch (RedisReaderNext(node->in, budget_room(), Budget.cxt, &reply))
 	{
-		if (Budget.exceeded)
+		case RESP_DONE:
+			Budget.used += GetMemoryChunkSpace(reply);
+			return reply;
+		case RESP_MORE:
+			return NULL;
+		case RESP_BUDGET:
 			budget_error(conn, node);
-		conn->busy = true;
-		name_node(conn, node);
-		ereport(ERROR,
-				(errcode(ERRCODE_PROTOCOL_VIOLATION),
-				 errmsg("Redis server \"%s\" at %s: received a malformed reply",
-						conn->servername, conn->target),
-				 errdetail("%s", node->ctx->reader->errstr),
-				 errhint("Check that the server options host and port point at a Redis server.")));
+			break;
+		case RESP_OOM:
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory while reading a Redis reply")));
+			break;
 	}
-	return reply;
+	conn->busy = true;
+	name_node(conn, node);
+	ereport(ERROR,
+			(errcode(ERRCODE_PROTOCOL_VIOLATION),
+			 errmsg("Redis server \"%s\" at %s: received a malformed reply",
+					conn->servername, conn->target),
+			 errdetail("%s", RedisReaderError(node->in)),
+			 errhint("Check that the server options host and port point at a Redis server.")));
+	return NULL;				/* keep compiler quiet */
 }
 
 /*
@@ -652,7 +555,7 @@ check_idle(PgpolyConnection *conn, RedisNode *node)
 	char		c;
 	ssize_t		n;
 
-	if (ctx->reader->len > ctx->reader->pos)
+	if (RedisReaderPending(node->in) > 0)
 		what = "bytes left over from the previous request";
 	else if ((n = recv(ctx->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT)) > 0)
 		what = "data sent while no request was pending";
@@ -682,9 +585,13 @@ node_call_raw(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 	TimestampTz deadline = PgpolyDeadline(conn->timeout_ms);
 	redisReply **replies = palloc0(sizeof(redisReply *) * ncmds);
 	int			got = 0;
+	bool		bytes;
 
+	/* replies a request sent ahead still owes would be taken for these */
+	if (h != NULL && h->pend.ticket != 0 && node->active)
+		elog(ERROR, "Redis node called while a request's replies are owed");
 	*error = NULL;
-	budget_begin(CurrentMemoryContext, NULL, ctx->reader);
+	budget_begin(CurrentMemoryContext, NULL, node->in);
 	out_add(node, buf->data, buf->len, true);
 	while (got < ncmds && *error == NULL)
 	{
@@ -700,9 +607,9 @@ node_call_raw(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 		else if ((rc & PGPOLY_WAIT_WRITE) && (*error = out_write(node)) != NULL)
 			continue;
 		else if (rc & PGPOLY_WAIT_READ)
-			*error = node_read(conn, node);
+			*error = node_read(conn, node, &bytes);
 	}
-	if (*error == NULL && ctx->reader->len > ctx->reader->pos)
+	if (*error == NULL && RedisReaderPending(node->in) > 0)
 	{
 		name_node(conn, node);
 		RedisProtocolError(conn, "no command", NULL, "more replies than commands");
@@ -825,7 +732,6 @@ RedisNodeOpen(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory while connecting to Redis")));
-	ctx->reader->fn = &ReplyFunctions;
 	if (ctx->err)
 	{
 		*error = pstrdup(ctx->errstr);
@@ -838,6 +744,8 @@ RedisNodeOpen(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 		return false;
 	}
 	node->ctx = ctx;
+	if (node->in == NULL)
+		node->in = RedisReaderCreate(h->cxt);
 	if (h->waitset)
 		PgpolyWaitSetForget(h->waitset);
 	return !setup || setup_session(conn, h, node, error);
@@ -885,10 +793,8 @@ new_handle(ForeignServer *server, UserMapping *user, RedisTopology *topo)
 	h->probe = user && PgpolyMustProveCredential(user);
 	h->open_group = -1;
 	h->waitset = PgpolyWaitSetCreate(cxt);
-	if (topo->kind == RTOPO_CLUSTER)
+	if (topo->kind != RTOPO_SINGLE)
 	{
-		h->slots = palloc(sizeof(int16) * REDIS_NSLOTS);
-		memset(h->slots, 0xff, sizeof(int16) * REDIS_NSLOTS);	/* all -1 */
 		foreach(lc, topo->addrs)
 		{
 			RedisAddr  *a = lfirst(lc);
@@ -898,6 +804,16 @@ new_handle(ForeignServer *server, UserMapping *user, RedisTopology *topo)
 			copy->port = a->port;
 			h->seeds = lappend(h->seeds, copy);
 		}
+	}
+	if (topo->kind == RTOPO_SENTINEL)
+	{
+		h->master = pstrdup(topo->master);
+		h->check_ms = topo->check_ms;
+	}
+	if (topo->kind == RTOPO_CLUSTER)
+	{
+		h->slots = palloc(sizeof(int16) * REDIS_NSLOTS);
+		memset(h->slots, 0xff, sizeof(int16) * REDIS_NSLOTS);	/* all -1 */
 		h->req_cxt = AllocSetContextCreate(cxt, "pgpoly redis request",
 										   ALLOCSET_DEFAULT_SIZES);
 	}
@@ -992,6 +908,16 @@ RedisGetConnection(RedisTable *tbl)
 	return PgpolyGetConnection(&RedisStore, tbl->server, tbl->user);
 }
 
+/*
+ * PgpolyStore.table_connection: the connection for a table, from the
+ * table cache's resolved server and user mapping.
+ */
+static PgpolyConnection *
+redis_table_connection(Oid relid, Oid userid)
+{
+	return RedisGetConnection(RedisLoadTable(relid, userid));
+}
+
 /* Whether conn is a Redis Cluster connection (opening it if needed). */
 bool
 RedisIsCluster(PgpolyConnection *conn)
@@ -1004,6 +930,9 @@ RedisIsCluster(PgpolyConnection *conn)
  *		Requests
  * ----------------------------------------------------------------
  */
+
+static void write_some(PgpolyConnection *conn, RedisNode *node);
+static void settle(PgpolyConnection *conn);
 
 /*
  * Start a request on conn unless one is open: reconnect a closed or broken
@@ -1018,15 +947,25 @@ begin_request(PgpolyConnection *conn)
 	if (conn->busy)
 		return conn->handle;
 	PgpolyEnsureConnected(conn);
+	settle(conn);
 	h = conn->handle;
 	if (h->kind == RTOPO_CLUSTER && h->map_stale)
 		RedisClusterRefresh(conn, h);
 	PgpolyBeginRequest(conn);
+	if (h->kind == RTOPO_SENTINEL)
+	{
+		/* an ERROR here leaves conn busy: the connection is then closed */
+		RedisNode  *moved = RedisSentinelRecheck(conn, h);
+
+		if (moved)
+			name_node(conn, moved);
+	}
 	for (int i = 0; i < h->nnodes; i++)
 	{
 		RedisNode  *node = h->nodes[i];
 
 		node->active = false;
+		node->readable = false;
 		node->nqueue = node->nread = 0;
 		node->failure = NULL;
 		out_reset(node);
@@ -1194,6 +1133,14 @@ RedisAppendToNode(PgpolyConnection *conn, const char *addr, int argc,
 
 	if (h->kind != RTOPO_CLUSTER)
 	{
+		/* a SCAN cursor of the primary Sentinel replaced means nothing here */
+		if (strcmp(addr, h->nodes[0]->addr) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("the primary of Redis server \"%s\" moved from %s to %s during the statement",
+							conn->servername, addr, h->nodes[0]->addr),
+					 errdetail("A SCAN cursor of one node cannot be continued on another."),
+					 errhint("Run the statement again.")));
 		RedisAppendArgv(conn, argc, argv, lens);
 		return;
 	}
@@ -1217,6 +1164,7 @@ RedisPrimaryNodes(PgpolyConnection *conn)
 	List	   *result = NIL;
 
 	PgpolyEnsureConnected(conn);
+	settle(conn);
 	h = conn->handle;
 	if (h->kind == RTOPO_CLUSTER && h->map_stale && !conn->busy)
 		RedisClusterRefresh(conn, h);
@@ -1322,14 +1270,48 @@ write_some(PgpolyConnection *conn, RedisNode *node)
 		node_failed(conn, node, "could not send the request", failure);
 }
 
-/* Read what node's socket holds (node_read); a failure fails the node. */
-static void
+/* Whether node still owes replies (or output) in this exchange. */
+static bool
+node_waiting(RedisNode *node)
+{
+	return node->active && node->failure == NULL &&
+		(node->nread < node->nqueue || out_pending(node));
+}
+
+/*
+ * Read what node's socket holds (node_read); a failure fails the node.
+ * Remembers whether bytes came: then more may follow without a wait.
+ */
+static bool
 read_some(PgpolyConnection *conn, RedisNode *node)
 {
-	char	   *failure = node_read(conn, node);
+	char	   *failure = node_read(conn, node, &node->readable);
 
 	if (failure)
 		node_failed(conn, node, failure, NULL);
+	return node->readable;
+}
+
+/*
+ * Read again, without waiting, from the nodes owing replies whose last read
+ * brought bytes (a round's replies arrive in many segments): true if any
+ * brought more.  Saves a wait (two system calls) per segment.
+ */
+static bool
+read_again(RedisExchangeState *ex)
+{
+	RedisHandle *h = ex->h;
+	bool		got = false;
+
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		RedisNode  *node = h->nodes[i];
+
+		if (node->readable && node_waiting(node) && node->nread < node->nqueue &&
+			read_some(ex->conn, node))
+			got = true;
+	}
+	return got;
 }
 
 /* Hand one reply to the handler; free it on every path unless it kept it. */
@@ -1424,14 +1406,6 @@ deliver_ready(RedisExchangeState *ex, RedisReplyHandler handler, void *arg)
 		}
 		deliver(ex->conn, r, ex->next++, handler, arg);
 	}
-}
-
-/* Whether node still owes replies (or output) in this exchange. */
-static bool
-node_waiting(RedisNode *node)
-{
-	return node->active && node->failure == NULL &&
-		(node->nread < node->nqueue || out_pending(node));
 }
 
 /*
@@ -1554,7 +1528,7 @@ end_request(RedisExchangeState *ex)
 		if (!node->active)
 			continue;
 		/* More than was asked for is a reply to no command: the stream is off. */
-		if (node->ctx->reader->len > node->ctx->reader->pos)
+		if (RedisReaderPending(node->in) > 0)
 		{
 			name_node(ex->conn, node);
 			RedisProtocolError(ex->conn, "no command", NULL,
@@ -1568,6 +1542,7 @@ end_request(RedisExchangeState *ex)
 			if (node->failure)
 				io_error(ex->conn, node, node->failure, NULL);
 		}
+		RedisReaderTrim(node->in);
 		node->errors--;
 	}
 	Budget.h = NULL;
@@ -1575,28 +1550,17 @@ end_request(RedisExchangeState *ex)
 }
 
 /*
- * Send the appended commands and read nreplies replies (one per command),
- * handing each to handler(reply, index, arg) in the order the commands were
- * appended (handler NULL: error replies raise an ERROR).  Every node gets
- * its commands before any reply is read, and all are waited on at once.
- * Replies are allocated in the caller's memory context; a handler returning
- * true keeps its reply there.  On a cluster, MOVED, ASK, TRYAGAIN and
- * CLUSTERDOWN replies never reach the handler: the commands they concern
- * are sent again (redis_cluster.c).  The whole exchange is bounded by the
- * server's timeout_ms and interruptible.  Ends the request on success.
+ * Run the exchange of the open request: send what is still unsent, read
+ * nreplies replies and hand each to handler (see RedisExchange).  Ends the
+ * request on success.
  */
-void
-RedisExchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
-			  void *arg)
+static void
+run_exchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
+			 void *arg)
 {
 	RedisHandle *h = conn->handle;
 	RedisExchangeState ex;
 
-	if (!conn->busy)			/* nothing was appended */
-	{
-		Assert(nreplies == 0);
-		return;
-	}
 	memset(&ex, 0, sizeof(ex));
 	ex.named = -1;
 	ex.conn = conn;
@@ -1629,10 +1593,173 @@ RedisExchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 		}
 		if (ex.next >= ex.n)
 			break;
-		if (!progress)
+		if (!progress && !read_again(&ex))
 			wait_nodes(&ex, next_retry);
 	}
 	end_request(&ex);
+}
+
+/*
+ * Send the appended commands and read nreplies replies (one per command),
+ * handing each to handler(reply, index, arg) in the order the commands were
+ * appended (handler NULL: error replies raise an ERROR).  Every node gets
+ * its commands before any reply is read, and all are waited on at once.
+ * Replies are allocated in the caller's memory context; a handler returning
+ * true keeps its reply there.  On a cluster, MOVED, ASK, TRYAGAIN and
+ * CLUSTERDOWN replies never reach the handler: the commands they concern
+ * are sent again (redis_cluster.c).  The whole exchange is bounded by the
+ * server's timeout_ms and interruptible.  Ends the request on success.
+ */
+void
+RedisExchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
+			  void *arg)
+{
+	if (!conn->busy)			/* nothing was appended */
+	{
+		Assert(nreplies == 0);
+		return;
+	}
+	run_exchange(conn, nreplies, handler, arg);
+}
+
+/* ----------------------------------------------------------------
+ *		Requests whose replies are read later
+ * ----------------------------------------------------------------
+ */
+
+/* Who waits for the replies of a sent request (RedisSend). */
+typedef struct PendingOwner
+{
+	MemoryContextCallback cb;
+	PgpolyConnection *conn;
+	uint64		ticket;
+} PendingOwner;
+
+/* Handler of replies nobody waits for any more. */
+static bool
+discard_reply(redisReply *reply, int index, void *arg)
+{
+	return false;
+}
+
+/*
+ * Memory context callback: the memory the replies of a sent request were to
+ * be built in is going away (its scan ended, or an error aborted it).  The
+ * replies are still owed by Redis: they will be read and dropped before the
+ * connection's next request.
+ */
+static void
+orphan_pending(void *arg)
+{
+	PendingOwner *o = arg;
+	RedisHandle *h = o->conn->handle;
+
+	if (h != NULL && h->pend.ticket == o->ticket)
+	{
+		h->pend.handler = discard_reply;
+		h->pend.arg = NULL;
+		h->pend.cxt = NULL;
+	}
+}
+
+/*
+ * Read the replies of the request sent and not yet received, delivering
+ * them to whoever sent it (or dropping them if it is gone), so that a new
+ * request can start.  ERROR as RedisExchange.
+ */
+static void
+finish_pending(PgpolyConnection *conn, RedisHandle *h)
+{
+	RedisPendingReplies p = h->pend;
+	MemoryContext old = CurrentMemoryContext;
+
+	h->pend.ticket = 0;
+	conn->busy = true;			/* the request goes on ... */
+	conn->errors++;				/* ... and counts as failed unless it ends well */
+	if (p.cxt)
+		MemoryContextSwitchTo(p.cxt);
+	run_exchange(conn, p.n, p.handler, p.arg);
+	MemoryContextSwitchTo(old);
+}
+
+/* Finish a sent request before conn does anything else (no-op if none). */
+static void
+settle(PgpolyConnection *conn)
+{
+	RedisHandle *h = conn->handle;
+
+	if (!conn->busy && h != NULL && h->pend.ticket != 0)
+		finish_pending(conn, h);
+}
+
+/*
+ * Send the appended commands now and let the caller work while Redis
+ * answers: their nreplies replies are read by RedisReceive(ticket), or by
+ * the connection's next request, whichever comes first (it must not start
+ * before they are read: replies come in order), and handed to handler(reply,
+ * index, arg) as RedisExchange does, built in the memory context current
+ * now.  arg and that context must live until then; if the context is reset
+ * first, the replies are dropped when read.  Returns the ticket, 0 if
+ * nothing was appended.  While the replies are owed the connection is not
+ * "busy": an ERROR elsewhere does not break it.  Only copied commands may
+ * be sent this way (not RedisAppendEncoded's): output the socket did not
+ * take at once is written by whichever reads the replies.
+ */
+uint64
+RedisSend(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
+		  void *arg)
+{
+	static uint64 tickets = 0;
+	RedisHandle *h = conn->handle;
+	PendingOwner *o;
+
+	if (!conn->busy)
+	{
+		Assert(nreplies == 0);
+		return 0;
+	}
+	if (h->kind == RTOPO_CLUSTER && (nreplies != h->ncmds || h->open_group >= 0))
+		elog(ERROR, "Redis request expects %d replies for %d commands",
+			 nreplies, h->ncmds);
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		RedisNode  *node = h->nodes[i];
+
+		if (!node->active)
+			continue;
+		write_some(conn, node);
+		/* what is left is written after the caller's bytes may be gone */
+		if (out_references(node))
+			elog(ERROR, "Redis request sent ahead references its caller's bytes");
+	}
+	h->pend.ticket = ++tickets;
+	h->pend.n = nreplies;
+	h->pend.handler = handler;
+	h->pend.arg = arg;
+	h->pend.cxt = CurrentMemoryContext;
+	o = palloc(sizeof(PendingOwner));
+	o->conn = conn;
+	o->ticket = h->pend.ticket;
+	o->cb.func = orphan_pending;
+	o->cb.arg = o;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &o->cb);
+	PgpolyEndRequest(conn);		/* not busy: its state is known */
+	return h->pend.ticket;
+}
+
+/*
+ * Read the replies of request ticket (RedisSend) if they are still owed.
+ * Afterwards the caller's handler has seen them all, unless the connection
+ * was closed in between (pgpoly.disconnect(), ALTER SERVER): the caller
+ * counts what its handler got and sends the request again if it is short.
+ */
+void
+RedisReceive(PgpolyConnection *conn, uint64 ticket)
+{
+	RedisHandle *h = conn->handle;
+
+	if (ticket != 0 && !conn->busy && h != NULL && h->pend.ticket == ticket)
+		finish_pending(conn, h);
 }
 
 /*

@@ -16,8 +16,17 @@
  * one Var per Redis column; tlist, quals and custom_exprs are rewritten by
  * setrefs.c to reference it (INDEX_VAR).  custom_exprs holds the outer key
  * expression first, then the join clauses (ON) that decide whether a Redis
- * row matches; plan.qual holds the clauses applied after the join.  Every
- * join clause, the key equality included, is evaluated locally.
+ * row matches; plan.qual holds the clauses applied after the join.  The key
+ * equality the node joins on is enforced by the fetch itself (only that
+ * key is read, and equality of the key is equality of its stored bytes),
+ * so it is not evaluated again; every other clause is.
+ *
+ * Execution overlaps with Redis: once a batch's round is read, the next
+ * batch of outer rows is read and its round sent, so Redis answers it while
+ * the rows of this batch are joined.  Only the Redis columns the query reads
+ * are converted; when it reads none but the key (a semi or anti join on the
+ * key, or only the key of a hash), each key's existence is asked (TYPE)
+ * instead of its value.
  *
  * fdw/redis_join.c
  *
@@ -54,8 +63,21 @@ enum RedisJoinPrivate
 	RJ_JOINTYPE,				/* Integer */
 	RJ_NOUTER,					/* Integer: outer columns in the scan tlist */
 	RJ_INNER_ATTS,				/* List of Integer: attno of each inner column */
-	RJ_NEED_TTL					/* Integer */
+	RJ_NEED_TTL,				/* Integer */
+	RJ_READ						/* List of Integer: inner columns read */
 };
+
+/* A batch of outer rows and their keys, fetched in one round. */
+typedef struct JoinBatch
+{
+	TupleTableSlot **slots;		/* the outer rows (made on first use) */
+	char	  **keys;			/* Redis key of each, NULL for a NULL key */
+	size_t	   *lens;
+	int		   *stateidx;		/* its distinct key's state in the round */
+	int			n;
+	bool		sent;			/* its round was sent, not taken yet */
+	MemoryContext cxt;			/* the keys */
+} JoinBatch;
 
 typedef struct RedisJoinState
 {
@@ -68,22 +90,19 @@ typedef struct RedisJoinState
 	List	   *inner_atts;
 	bool		need_ttl;
 	ExprState  *keyexpr;
-	PgpolyConv	keyconv;		/* the outer key's type -> stored form */
-	bool		keyconv_ready;
+	PgpolyConv	keyconv;		/* the outer key's type -> stored form, */
+	bool		keyconv_ready;	/* unless it is the key column's */
 	ExprState  *joinqual;
+	bool	   *needed;			/* the Redis columns read, by attno - 1 */
 
-	/* the current batch of outer rows */
-	TupleTableSlot **batch;
-	char	  **keys;			/* Redis key of each, NULL for a NULL key */
-	size_t	   *lens;
-	int		   *stateidx;		/* its distinct key's state in the round */
+	/* the batch being joined and the next one, whose round is on its way */
+	JoinBatch	batches[2];
+	int			cur;			/* batches[cur] is joined; -1: none yet */
 	int			cap;
-	int			nbatch;
 	int			pos;			/* outer row being joined */
 	int			item;			/* next Redis row of its key */
 	bool		matched;
 	bool		outer_done;
-	MemoryContext batch_cxt;
 	Datum	   *rowvals;		/* one Redis row, by attno */
 	bool	   *rownulls;
 	RedisTrips *trips;			/* round trips per node */
@@ -203,6 +222,7 @@ redis_join_paths(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 	Path	   *outer_path = outerrel->cheapest_total_path;
 	RedisTable *tbl;
 	Expr	   *okey = NULL;
+	RestrictInfo *keyri = NULL;
 	CustomPath *cp;
 	ListCell   *lc;
 	double		rounds;
@@ -230,7 +250,10 @@ redis_join_paths(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 			RINFO_IS_PUSHED_DOWN(ri, joinrel->relids))
 			continue;
 		if ((okey = outer_key_expr(ri, outerrel, innerrel, tbl)) != NULL)
+		{
+			keyri = ri;
 			break;
+		}
 	}
 	if (okey == NULL)
 		return;
@@ -250,8 +273,8 @@ redis_join_paths(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 #if PG_VERSION_NUM >= 150000
 	cp->flags = CUSTOMPATH_SUPPORT_PROJECTION;	/* ExecProject is ours anyway */
 #endif
-	cp->custom_private = list_make4(okey, extra->restrictlist, makeInteger(jointype),
-									makeInteger(innerrel->relid));
+	cp->custom_private = list_make5(okey, extra->restrictlist, makeInteger(jointype),
+									makeInteger(innerrel->relid), keyri);
 	cp->methods = &path_methods;
 	add_path(joinrel, &cp->path);
 }
@@ -265,6 +288,8 @@ plan_join(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path, List *tlist
 	Expr	   *okey = linitial(best_path->custom_private);
 	List	   *restrictlist = lsecond(best_path->custom_private);
 	JoinType	jointype = intVal(lthird(best_path->custom_private));
+	RestrictInfo *keyri = list_nth(best_path->custom_private, 4);
+	List	   *read;
 	RelOptInfo *innerrel = NULL;
 	CustomScan *cs = makeNode(CustomScan);
 	List	   *scan_tlist = NIL;
@@ -304,9 +329,19 @@ plan_join(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path, List *tlist
 		otherquals = NIL;
 	}
 	joinquals = list_concat(joinquals, extract_actual_clauses(innerrel->baserestrictinfo, false));
+	/* the fetch enforces the key equality: no recheck */
+	joinquals = list_delete_ptr(joinquals, keyri->clause);
+	otherquals = list_delete_ptr(otherquals, keyri->clause);
 
-	pull_varattnos((Node *) innerrel->reltarget->exprs, innerrel->relid, &attrs);
+	/*
+	 * The Redis columns read: the path's output (tlist may still be empty:
+	 * a projection put on the node later computes from that output) and
+	 * the clauses evaluated here.
+	 */
+	pull_varattnos((Node *) best_path->path.pathtarget->exprs, innerrel->relid, &attrs);
 	pull_varattnos((Node *) joinquals, innerrel->relid, &attrs);
+	pull_varattnos((Node *) otherquals, innerrel->relid, &attrs);
+	read = RedisColumnsRead(tbl, attrs);
 
 	cs->scan.plan.targetlist = tlist;
 	cs->scan.plan.qual = otherquals;
@@ -320,8 +355,8 @@ plan_join(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path, List *tlist
 									makeInteger(list_length(outer_plan->targetlist)),
 									inner_atts,
 									makeInteger(tbl->ttl_att != 0 &&
-												bms_is_member(tbl->ttl_att - FirstLowInvalidHeapAttributeNumber,
-															  attrs)));
+												list_member_int(read, tbl->ttl_att)));
+	cs->custom_private = lappend(cs->custom_private, read);
 	cs->methods = &plan_methods;
 	return &cs->scan.plan;
 }
@@ -373,34 +408,42 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 	js->joinqual = ExecInitQual(list_copy_tail(cs->custom_exprs, 1), &node->ss.ps);
 	js->tbl = RedisLoadTable(rte->relid, PgpolyRteUser(estate, rte));
 	js->tbl->target = RedisScanTarget(estate, rti);
+	js->needed = RedisColumnsNeeded(js->tbl, list_nth(cs->custom_private, RJ_READ));
+	js->cur = -1;
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 
 	conn = RedisGetConnection(js->tbl);
 	js->scan = RedisScanBegin(js->tbl, conn, js->need_ttl,
 							  PgpolyPendingWrites(conn, js->tbl->relid));
+	RedisScanSetColumns(js->scan, js->needed,
+						js->jointype == JOIN_SEMI || js->jointype == JOIN_ANTI);
 	js->trips = palloc0(sizeof(RedisTrips));
 	RedisScanSetTrips(js->scan, js->trips);
 	js->cap = js->tbl->fetch_size;
-	js->batch = palloc0(sizeof(TupleTableSlot *) * js->cap);	/* made on first use */
-	js->keys = palloc(sizeof(char *) * js->cap);
-	js->lens = palloc(sizeof(size_t) * js->cap);
-	js->stateidx = palloc(sizeof(int) * js->cap);
+	for (int b = 0; b < 2; b++)
+	{
+		JoinBatch  *batch = &js->batches[b];
+
+		batch->slots = palloc0(sizeof(TupleTableSlot *) * js->cap);	/* made on first use */
+		batch->keys = palloc(sizeof(char *) * js->cap);
+		batch->lens = palloc(sizeof(size_t) * js->cap);
+		batch->stateidx = palloc(sizeof(int) * js->cap);
+		batch->cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly redis join batch",
+										   ALLOCSET_DEFAULT_SIZES);
+	}
 	js->rowvals = palloc(sizeof(Datum) * js->tbl->natts);
 	js->rownulls = palloc(sizeof(bool) * js->tbl->natts);
-	js->batch_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly redis join batch",
-										  ALLOCSET_DEFAULT_SIZES);
 }
 
 /*
- * Load the scan tuple with outer row pos and, if vals is not NULL, the
- * Redis row vals/nulls (else NULLs for the Redis columns).
+ * Load the scan tuple with outer row pos of the current batch and, if vals
+ * is not NULL, the Redis row vals/nulls (else NULLs for the Redis columns).
  */
 static TupleTableSlot *
-fill_scan_tuple(RedisJoinState *js, int pos, Datum *vals, bool *nulls)
+fill_scan_tuple(RedisJoinState *js, TupleTableSlot *outer, Datum *vals, bool *nulls)
 {
 	TupleTableSlot *scan = js->css.ss.ss_ScanTupleSlot;
-	TupleTableSlot *outer = js->batch[pos];
 	ListCell   *lc;
 	int			i = js->nouter;
 
@@ -419,20 +462,23 @@ fill_scan_tuple(RedisJoinState *js, int pos, Datum *vals, bool *nulls)
 }
 
 /*
- * Read the next batch of outer rows and fetch their keys in one round.  The
- * outer plan runs in the caller's memory context (it may allocate scan state
- * that must outlive the batch); only the keys live in batch_cxt.
+ * Read the next batch of outer rows into batch and send the fetch of their
+ * distinct keys (RedisScanSendKeys).  The outer plan runs in the caller's
+ * memory context (it may allocate scan state that must outlive the batch);
+ * only the keys live in the batch's context.  false if no outer row was
+ * left.
  */
-static void
-load_batch(RedisJoinState *js)
+static bool
+read_batch(RedisJoinState *js, JoinBatch *batch)
 {
 	ExprContext *econtext = js->css.ss.ps.ps_ExprContext;
-	HTAB	   *seen;
+	RedisKeySet *seen;
 	char	  **dkeys;
 	size_t	   *dlens;
 	int			nd = 0;
 
-	if (!js->keyconv_ready)
+	if (!js->keyconv_ready &&
+		exprType((Node *) js->keyexpr->expr) != js->tbl->cols[js->tbl->key_att - 1].typid)
 	{
 		MemoryContext old = MemoryContextSwitchTo(js->css.ss.ps.state->es_query_cxt);
 
@@ -440,46 +486,73 @@ load_batch(RedisJoinState *js)
 		js->keyconv_ready = true;
 		MemoryContextSwitchTo(old);
 	}
-	MemoryContextReset(js->batch_cxt);
-	seen = RedisKeySet(js->batch_cxt);
-	dkeys = MemoryContextAlloc(js->batch_cxt, sizeof(char *) * js->cap);
-	dlens = MemoryContextAlloc(js->batch_cxt, sizeof(size_t) * js->cap);
-	js->nbatch = 0;
-	while (js->nbatch < js->cap)
+	MemoryContextReset(batch->cxt);
+	seen = RedisKeySetCreate(batch->cxt, js->cap);
+	dkeys = MemoryContextAlloc(batch->cxt, sizeof(char *) * js->cap);
+	dlens = MemoryContextAlloc(batch->cxt, sizeof(size_t) * js->cap);
+	batch->n = 0;
+	while (batch->n < js->cap && !js->outer_done)
 	{
 		TupleTableSlot *slot = ExecProcNode(js->outer);
 		MemoryContext old;
 		bool		isnull;
 		Datum		key;
-		int			n = js->nbatch;
+		int			n = batch->n;
 
 		if (TupIsNull(slot))
 		{
 			js->outer_done = true;
 			break;
 		}
-		if (js->batch[n] == NULL)
-			js->batch[n] = ExecAllocTableSlot(&js->css.ss.ps.state->es_tupleTable,
-											  ExecGetResultType(js->outer),
-											  &TTSOpsMinimalTuple);
-		ExecCopySlot(js->batch[n], slot);
-		econtext->ecxt_scantuple = fill_scan_tuple(js, n, NULL, NULL);
-		old = MemoryContextSwitchTo(js->batch_cxt);
+		if (batch->slots[n] == NULL)
+			batch->slots[n] = ExecAllocTableSlot(&js->css.ss.ps.state->es_tupleTable,
+												 ExecGetResultType(js->outer),
+												 &TTSOpsMinimalTuple);
+		ExecCopySlot(batch->slots[n], slot);
+		ResetExprContext(econtext);
+		econtext->ecxt_scantuple = fill_scan_tuple(js, batch->slots[n], NULL, NULL);
+		old = MemoryContextSwitchTo(batch->cxt);
 		key = ExecEvalExpr(js->keyexpr, econtext, &isnull);
-		js->keys[n] = isnull ? NULL :
-			RedisKeyFromDatum(js->tbl, &js->keyconv, key, &js->lens[n]);
+		batch->keys[n] = isnull ? NULL :
+			RedisKeyFromDatum(js->tbl, js->keyconv_ready ? &js->keyconv : NULL,
+							  key, &batch->lens[n]);
 		MemoryContextSwitchTo(old);
-		js->stateidx[n] = js->keys[n] ? RedisKeySetIndex(seen, js->keys[n], js->lens[n], nd) : -1;
-		if (js->stateidx[n] == nd)
+		batch->stateidx[n] = batch->keys[n] ?
+			RedisKeySetIndex(seen, batch->keys[n], batch->lens[n], nd) : -1;
+		if (batch->stateidx[n] == nd)
 		{
-			dkeys[nd] = js->keys[n];
-			dlens[nd++] = js->lens[n];
+			dkeys[nd] = batch->keys[n];
+			dlens[nd++] = batch->lens[n];
 		}
-		js->nbatch++;
+		batch->n++;
 	}
-	RedisScanFetchKeys(js->scan, dkeys, dlens, nd);
+	if (batch->n == 0)
+		return false;
+	RedisScanSendKeys(js->scan, dkeys, dlens, nd);
+	batch->sent = true;
+	return true;
+}
+
+/*
+ * Move to the next batch: take its round (read it first if it was not sent
+ * ahead), then read the batch after it and send its round, so that Redis
+ * answers while this one is joined.  false when the outer side is done.
+ */
+static bool
+next_batch(RedisJoinState *js)
+{
+	int			b = js->cur < 0 ? 0 : js->cur ^ 1;
+
+	if (!js->batches[b].sent && !read_batch(js, &js->batches[b]))
+		return false;
+	RedisScanTakeKeys(js->scan);
+	js->batches[b].sent = false;
+	js->cur = b;
 	js->pos = js->item = 0;
 	js->matched = false;
+	if (!js->outer_done)
+		(void) read_batch(js, &js->batches[b ^ 1]);
+	return true;
 }
 
 /* Move to the next outer row. */
@@ -500,28 +573,30 @@ exec_join(CustomScanState *node)
 
 	for (;;)
 	{
+		JoinBatch  *batch;
+		TupleTableSlot *outer;
 		RedisKeyState *st;
 		int			nrows;
-		int			pos;
 		bool		emit_nulls;
 
 		ResetExprContext(econtext);
-		if (js->pos >= js->nbatch)
+		if (js->cur < 0 || js->pos >= js->batches[js->cur].n)
 		{
-			if (js->outer_done)
+			if (!next_batch(js))
 				return ExecClearTuple(node->ss.ps.ps_ResultTupleSlot);
-			load_batch(js);
 			continue;
 		}
+		batch = &js->batches[js->cur];
+		outer = batch->slots[js->pos];
 
 		/* The Redis rows of this outer row's key, one per call. */
-		st = js->stateidx[js->pos] >= 0 ?
-			RedisScanRoundState(js->scan, js->stateidx[js->pos]) : NULL;
+		st = batch->stateidx[js->pos] >= 0 ?
+			RedisScanRoundState(js->scan, batch->stateidx[js->pos]) : NULL;
 		nrows = st ? RedisStateRowCount(js->tbl, st) : 0;
 		while (js->item < nrows)
 		{
 			RedisStateRow(js->scan, st, js->item++, js->rowvals, js->rownulls);
-			econtext->ecxt_scantuple = fill_scan_tuple(js, js->pos, js->rowvals,
+			econtext->ecxt_scantuple = fill_scan_tuple(js, outer, js->rowvals,
 													   js->rownulls);
 			if (!ExecQual(js->joinqual, econtext))
 				continue;
@@ -537,27 +612,32 @@ exec_join(CustomScanState *node)
 		}
 
 		/* This outer row is done; outer joins may still emit it. */
-		pos = js->pos;
 		emit_nulls = !js->matched &&
 			(js->jointype == JOIN_LEFT || js->jointype == JOIN_ANTI);
 		next_outer(js);
 		if (emit_nulls)
 		{
-			econtext->ecxt_scantuple = fill_scan_tuple(js, pos, NULL, NULL);
+			econtext->ecxt_scantuple = fill_scan_tuple(js, outer, NULL, NULL);
 			if (ExecQual(node->ss.ps.qual, econtext))
 				return ExecProject(node->ss.ps.ps_ProjInfo);
 		}
 	}
 }
 
-/* ReScanCustomScan: start over from the first outer row. */
+/*
+ * ReScanCustomScan: start over from the first outer row (a round still on
+ * its way is dropped when its replies arrive).
+ */
 static void
 rescan_join(CustomScanState *node)
 {
 	RedisJoinState *js = (RedisJoinState *) node;
 
 	ExecReScan(js->outer);
-	js->nbatch = js->pos = js->item = 0;
+	js->cur = -1;
+	js->batches[0].sent = js->batches[1].sent = false;
+	js->batches[0].n = js->batches[1].n = 0;
+	js->pos = js->item = 0;
 	js->outer_done = false;
 	js->matched = false;
 	if (js->scan)
@@ -581,11 +661,16 @@ explain_join(CustomScanState *node, List *ancestors, ExplainState *es)
 	List	   *joinquals = list_copy_tail(cs->custom_exprs, 1);
 	static const char *const types[] = {"Inner", "Left", "Full", "Right", "Semi", "Anti"};
 
+	bool		keyonly = RedisKeysOnly(js->tbl, js->needed, js->need_ttl,
+											js->jointype == JOIN_SEMI ||
+											js->jointype == JOIN_ANTI);
+
 	ExplainPropertyText("Join Type", types[js->jointype], es);
 	ExplainPropertyText("Redis",
-						psprintf("%s %s{key} per distinct outer key, pipelined in rounds of %d",
-								 RedisFetchCommand(js->tbl), js->tbl->prefix,
-								 js->tbl->fetch_size), es);
+						psprintf("%s %s{key} per distinct outer key, pipelined in rounds of %d%s",
+								 keyonly ? "TYPE" : RedisFetchCommand(js->tbl),
+								 js->tbl->prefix, js->tbl->fetch_size,
+								 keyonly ? ", keys only" : ""), es);
 	ExplainPropertyText("Outer Key",
 						deparse_expression(linitial(cs->custom_exprs), ctx, true, false), es);
 	if (joinquals != NIL)

@@ -3,30 +3,46 @@
  * redis_scan.c
  *		  Reading a Redis table: key lookups, SCAN, read-your-writes.
  *
- * A RedisScan produces rows round by round.  Each round fetches up to
- * fetch_size keys in one pipelined exchange (one fetch command per key, plus
- * TTL when the _ttl column is read).  Keys come either from a list (pushed
- * down key = / IN / ANY, or the outer side of a batched join) or from
- * SCAN MATCH on the glob-escaped key prefix, deduplicated since SCAN may
- * return a key twice.  On a Redis Cluster every primary is scanned, all of
- * them in each round's one exchange, each with its own cursor; the keys of
- * a round are then fetched from the nodes serving their slots, again in one
- * exchange.  A key that moves between nodes during the scan (a slot being
- * resharded) could escape both cursors, so a cluster scan compares what
- * the primaries say of their slots before and after, and reads the keys of
- * every slot that moved or was moving from its nodes (those already
- * returned are skipped).
+ * A RedisScan produces rows round by round.  A round is one pipelined
+ * request: the fetch of up to fetch_size keys (one fetch command per key,
+ * plus TTL when the _ttl column is read), and in a full scan the next SCAN
+ * step on every node not finished, so a page of keys costs one round trip,
+ * not two.  Keys come either from a list (pushed down key = / IN / ANY, or
+ * the outer side of a batched join) or from SCAN MATCH on the glob-escaped
+ * key prefix, deduplicated since SCAN may return a key twice.  On a Redis
+ * Cluster every primary is scanned, all of them in each round, each with
+ * its own cursor; the keys of a round are fetched from the nodes serving
+ * their slots.  A key that moves between nodes during the scan (a slot
+ * being resharded) could escape both cursors, so a cluster scan compares
+ * what the primaries say of their slots before and after, and reads the
+ * keys of every slot that moved or was moving from its nodes (those
+ * already returned are skipped).
+ *
+ * Rounds overlap with the caller's work: as soon as a round's replies are
+ * read, the next round is sent (RedisSend), so Redis answers it while the
+ * rows of this one are converted and consumed; its replies are read when
+ * they are needed.  Two round contexts alternate.
+ *
+ * When the query reads no value of the table (count(*), the key alone, a
+ * semi or anti join on the key), nothing is fetched: a full scan's rows are
+ * the keys SCAN returns (SCAN ... TYPE filters the type), and a key lookup
+ * asks TYPE instead of the value (which also checks the key's type as the
+ * fetch command would).  Writes buffered by the transaction turn this off:
+ * the read-your-writes overlay needs each key's contents.  Otherwise only
+ * the columns the query reads are converted.
  *
  * Every key's remote contents become a RedisKeyState; writes of this
  * transaction that are still buffered (write_mode 'transactional') are then
  * applied to it, so a transaction reads its own writes.  Keys that exist
  * only in the buffer are produced after the remote SCAN ends.
  *
- * Memory: key states live in a round context reset at each round; their
- * items point straight into the round's replies (no copies), which
- * redis_io.c allocates in that same context.  Datums of the current row
- * live in a row context reset at each row; they are read from the stored
- * bytes with their lengths (convert.c), one fixed-settings scope per row.
+ * Memory: key states live in their round's context, reset when the round
+ * after next is built; their items point straight into the round's replies
+ * (no copies), which redis_io.c builds in that same context.  The keys of a
+ * full scan are copied once into the scan's key memory, where the set of
+ * keys seen points to them.  Datums of the current row live in a row
+ * context reset at each row; they are read from the stored bytes with
+ * their lengths (convert.c), one fixed-settings scope per row.
  *
  * fdw/redis_scan.c
  *
@@ -67,14 +83,61 @@ typedef struct OverlayEntry
 	bool		seen;			/* met during the remote scan */
 } OverlayEntry;
 
+/* How a round reads the keys of its states. */
+typedef enum FetchKind
+{
+	FETCH_VALUES,				/* the table type's fetch command (+ TTL) */
+	FETCH_TYPE,					/* TYPE: whether the key exists (and its type) */
+	FETCH_NONE					/* nothing to fetch */
+} FetchKind;
+
+/* One pipelined request of a scan and the key states it yields. */
+typedef struct ScanRound
+{
+	RedisScan  *scan;
+	MemoryContext cxt;			/* states, keys and replies of the round */
+	RedisKeyState *states;
+	int			nstates;
+	int			maxstates;
+	FetchKind	fetch;
+	int			per_key;		/* fetch replies per state */
+	int			nfetch;			/* fetch replies, first */
+	int			nscan;			/* SCAN replies, after them */
+	int		   *scan_node;		/* the node of each */
+	bool		scan_rows;		/* key-only SCAN: its new keys are the rows */
+	int			expected;		/* replies */
+	int			received;
+	uint64		ticket;			/* sent; replies not read yet (RedisSend) */
+	redisReply *error;			/* the first error, raised when the round is used */
+	int			error_state;	/* the state it concerns, or -1 */
+	int			moved_state;	/* states from here on are keys of moved
+								 * slots, which no TYPE filter saw (else
+								 * INT_MAX) */
+	bool		ready;			/* built (and sent): its rows come next */
+} ScanRound;
+
+/* What building a round gave. */
+typedef enum RoundKind
+{
+	ROUND_NONE,					/* no round: the scan is over */
+	ROUND_SENT,					/* its request is on its way */
+	ROUND_LOCAL					/* its states are known without Redis */
+} RoundKind;
+
 struct RedisScan
 {
 	RedisTable *tbl;
 	PgpolyConnection *conn;
 	bool		need_ttl;
 	RedisOverlay *ov;
-	MemoryContext round_cxt;
+	const bool *needed;			/* per column: the query reads it (NULL: all) */
+	int		   *readcols;		/* the columns it reads, by index */
+	int			nread;
+	bool		one_row;		/* only whether a key has rows matters */
+	int			keyonly;		/* no value is read: fetch none (-1: not decided) */
 	MemoryContext row_cxt;
+	ScanRound	rounds[2];
+	int			cur;			/* the round whose rows are handed out, -1 */
 
 	/* key list mode */
 	char	  **keys;
@@ -83,31 +146,34 @@ struct RedisScan
 	int			keypos;
 
 	/* SCAN mode: a cursor on each node holding keys (one but on a cluster) */
-	MemoryContext seen_cxt;		/* seen, its keys, the nodes; reset by a restart */
+	MemoryContext seen_cxt;		/* all below; reset by a restart */
 	char	   *pattern;
+	char	   *literal;		/* pattern is literal || '*': the literal, */
+	int			literal_len;	/* unescaped (else NULL) */
 	int			nnodes;			/* 0: not started */
 	char	  **nodes;			/* their addresses */
-	char	  (*cursors)[32];
+	char		(*cursors)[32];
 	bool	   *node_done;
-	bool		scan_done;
+	bool		scan_done;		/* every cursor is back at 0 */
+	bool		ended;			/* the moved keys were collected */
 	RedisClusterView *view;		/* cluster: the slots as the SCAN began */
-	char	  **moved;			/* keys of slots that moved meanwhile */
-	size_t	   *movedlens;
-	int			nmoved;
-	int			maxmoved;
-	int			movedpos;
-	bool		fetching_moved; /* a round of them: SCAN's TYPE filter did
-								 * not see those keys */
+	RedisKeySet *seen;			/* every key met, pointing at its copy */
+	char	   *arena;			/* where the next key copy goes */
+	size_t		arena_left;
+	char	  **queue;			/* keys met, not fetched yet (fetch mode) */
+	size_t	   *queuelens;
+	int			nqueue;
+	int			maxqueue;
+	int			queuepos;
+	int			moved_from;		/* queue index of the first moved key
+								 * (valid once ended) */
 	bool		overlay_done;
-	HTAB	   *seen;
 
 	/* zset score range (NULL: all) */
 	char	   *score_min;
 	char	   *score_max;
 
-	/* current round */
-	RedisKeyState *states;
-	int			nstates;
+	/* the row being handed out */
 	int			cur_state;
 	int			cur_item;
 
@@ -153,28 +219,120 @@ key_table(const char *name, Size entrysize, MemoryContext cxt)
 					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 }
 
-/* Entry of a key set: the key and the index it was first given. */
-typedef struct KeySetEntry
-{
-	KeyRef		ref;
-	int			idx;
-} KeySetEntry;
+/* ----------------------------------------------------------------
+ *		Key sets
+ * ----------------------------------------------------------------
+ */
 
-/* A set of Redis keys (bytes with their length), for deduplication. */
-HTAB *
-RedisKeySet(MemoryContext cxt)
+/*
+ * A set of Redis keys (any bytes, with their length), kept by pointer:
+ * open addressing with linear probing over slots that hold each key's hash,
+ * so that a probe touches the key's bytes only when the hashes are equal.
+ * The load stays at most one half.
+ */
+typedef struct KeySlot
 {
-	return key_table("pgpoly redis key set", sizeof(KeySetEntry), cxt);
+	const char *key;			/* NULL: empty */
+	uint32		len;
+	uint32		hash;
+	int			idx;			/* the index it was first given */
+} KeySlot;
+
+struct RedisKeySet
+{
+	MemoryContext cxt;
+	KeySlot    *slots;
+	uint32		mask;			/* slots - 1 (a power of two) */
+	uint32		count;
+};
+
+/* A set for about expected keys (it grows), in cxt. */
+RedisKeySet *
+RedisKeySetCreate(MemoryContext cxt, int expected)
+{
+	RedisKeySet *set = MemoryContextAlloc(cxt, sizeof(RedisKeySet));
+	uint32		size = 16;
+
+	while (size < (uint32) Min(Max(expected, 0), 1 << 28) * 2)
+		size <<= 1;
+	set->cxt = cxt;
+	set->slots = MemoryContextAllocExtended(cxt, sizeof(KeySlot) * size,
+											MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	set->mask = size - 1;
+	set->count = 0;
+	return set;
+}
+
+/* The slot of the key (hash h) in set, or the empty slot where it goes. */
+static inline KeySlot *
+keyset_slot(RedisKeySet *set, const char *key, size_t len, uint32 h)
+{
+	uint32		i = h & set->mask;
+
+	for (;;)
+	{
+		KeySlot    *s = &set->slots[i];
+
+		if (s->key == NULL ||
+			(s->hash == h && s->len == len && memcmp(s->key, key, len) == 0))
+			return s;
+		i = (i + 1) & set->mask;
+	}
+}
+
+/* Double the slots of set. */
+static void
+keyset_grow(RedisKeySet *set)
+{
+	KeySlot    *old = set->slots;
+	uint32		n = set->mask + 1;
+
+	if (n >= (1U << 30))
+		elog(ERROR, "too many Redis keys in one set");
+	set->slots = MemoryContextAllocExtended(set->cxt, sizeof(KeySlot) * n * 2,
+											MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	set->mask = n * 2 - 1;
+	for (uint32 i = 0; i < n; i++)
+		if (old[i].key)
+			*keyset_slot(set, old[i].key, old[i].len, old[i].hash) = old[i];
+	pfree(old);
+}
+
+/*
+ * The slot of key in set, *found saying whether it was there; a new key's
+ * slot is claimed for it with index next, pointing at key (the caller may
+ * make it point at a copy of the same bytes).
+ */
+static KeySlot *
+keyset_enter(RedisKeySet *set, const char *key, size_t len, int next, bool *found)
+{
+	uint32		h = hash_bytes((const unsigned char *) key, (int) len);
+	KeySlot    *s;
+
+	if (len > PG_UINT32_MAX)
+		elog(ERROR, "Redis key of %zu bytes is too long", len);
+	if ((set->count + 1) * 2 > set->mask + 1)
+		keyset_grow(set);
+	s = keyset_slot(set, key, len, h);
+	*found = s->key != NULL;
+	if (!*found)
+	{
+		s->key = key;
+		s->len = (uint32) len;
+		s->hash = h;
+		s->idx = next;
+		set->count++;
+	}
+	return s;
 }
 
 /* Add key of len bytes (kept by pointer) to set; false if it was there. */
 bool
-RedisKeySetAdd(HTAB *set, const char *key, size_t len)
+RedisKeySetAdd(RedisKeySet *set, const char *key, size_t len)
 {
-	KeyRef		ref = {key, len};
 	bool		found;
 
-	hash_search(set, &ref, HASH_ENTER, &found);
+	keyset_enter(set, key, len, 0, &found);
 	return !found;
 }
 
@@ -183,15 +341,11 @@ RedisKeySetAdd(HTAB *set, const char *key, size_t len)
  * deduplicates keys map each original row to its distinct key's slot.
  */
 int
-RedisKeySetIndex(HTAB *set, const char *key, size_t len, int next)
+RedisKeySetIndex(RedisKeySet *set, const char *key, size_t len, int next)
 {
-	KeyRef		ref = {key, len};
 	bool		found;
-	KeySetEntry *e = hash_search(set, &ref, HASH_ENTER, &found);
 
-	if (!found)
-		e->idx = next;
-	return e->idx;
+	return keyset_enter(set, key, len, next, &found)->idx;
 }
 
 /*
@@ -465,208 +619,6 @@ RedisStateFromReply(RedisTable *tbl, RedisKeyState *st, redisReply *r,
 	st->exists = st->nitems > 0;
 }
 
-/* Arguments of the reply handler of a fetch round. */
-typedef struct FetchRound
-{
-	RedisScan  *scan;
-	int			per_key;		/* replies per key: 1, or 2 with TTL */
-} FetchRound;
-
-/*
- * Reply handler of a fetch round: the fetch reply, kept (it was allocated
- * in the round context, and the key state points into it), then the TTL
- * if asked.
- */
-static bool
-fetch_reply(redisReply *r, int index, void *arg)
-{
-	FetchRound *fr = arg;
-	RedisScan  *scan = fr->scan;
-	RedisKeyState *st = &scan->states[index / fr->per_key];
-
-	if (index % fr->per_key != 0)
-	{
-		if (r->type == REDIS_REPLY_ERROR)
-			RedisReplyError(scan->conn, r, st->key, st->keylen, scan->tbl);
-		if (r->type != REDIS_REPLY_INTEGER)
-			RedisProtocolError(scan->conn, "TTL", r, NULL);
-		st->ttl = r->integer;
-		return false;
-	}
-	/* A key of another type under the prefix: SCAN's TYPE filter skips it. */
-	if (scan->fetching_moved && r->type == REDIS_REPLY_ERROR &&
-		strncmp(r->str, "WRONGTYPE", 9) == 0)
-	{
-		st->nitems = 0;
-		st->exists = false;
-		return false;
-	}
-	RedisStateFromReply(scan->tbl, st, r, scan->conn);
-	return true;
-}
-
-/* Append the fetch command (and TTL) for one key. */
-static void
-append_fetch(RedisScan *scan, const char *key, size_t keylen)
-{
-	RedisTable *tbl = scan->tbl;
-	const char *argv[6];
-	size_t		lens[6];
-	int			argc = 2;
-
-	argv[0] = RedisFetchCommand(tbl);
-	argv[1] = key;
-	lens[1] = keylen;
-	if (tbl->type == REDIS_ZSET && scan->score_min)
-	{
-		argv[0] = "ZRANGEBYSCORE";
-		argv[2] = scan->score_min;
-		argv[3] = scan->score_max;
-		argv[4] = "WITHSCORES";
-		argc = 5;
-	}
-	else if (tbl->type == REDIS_ZSET || tbl->type == REDIS_LIST)
-	{
-		argv[2] = "0";
-		argv[3] = "-1";
-		argc = 4;
-		if (tbl->type == REDIS_ZSET)
-			argv[argc++] = "WITHSCORES";
-	}
-	lens[0] = strlen(argv[0]);
-	for (int i = 2; i < argc; i++)
-		lens[i] = strlen(argv[i]);
-	RedisAppendArgv(scan->conn, argc, argv, lens);
-	if (scan->need_ttl)
-	{
-		const char *targv[2] = {"TTL", key};
-		size_t		tlens[2] = {3, keylen};
-
-		RedisAppendArgv(scan->conn, 2, targv, tlens);
-	}
-}
-
-/*
- * Fetch nkeys keys in one pipelined exchange into the round's states
- * (allocated in the round context), applying buffered writes.
- */
-void
-RedisScanFetchKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys)
-{
-	FetchRound	fr = {scan, scan->need_ttl ? 2 : 1};
-	MemoryContext old;
-	int			i;
-
-	MemoryContextReset(scan->round_cxt);
-	old = MemoryContextSwitchTo(scan->round_cxt);
-
-	scan->states = palloc0(sizeof(RedisKeyState) * Max(nkeys, 1));
-	scan->nstates = nkeys;
-	scan->cur_state = 0;
-	scan->cur_item = 0;
-	for (i = 0; i < nkeys; i++)
-	{
-		scan->states[i].key = RedisBytesCopy(keys[i], lens[i]);
-		scan->states[i].keylen = lens[i];
-		scan->states[i].ttl = -2;
-		append_fetch(scan, keys[i], lens[i]);
-	}
-	if (nkeys > 0)
-	{
-		RedisExchange(scan->conn, nkeys * fr.per_key, fetch_reply, &fr);
-		scan->round_trips++;
-		RedisCountTrips(scan->conn, scan->trips);
-	}
-	for (i = 0; i < nkeys; i++)
-		RedisApplyOverlay(scan->tbl, scan->ov, &scan->states[i]);
-	MemoryContextSwitchTo(old);
-}
-
-/*
- * Start a scan of tbl on conn that reads through pending (the table's
- * buffered writes, PgpolyPendingWrites); the caller then sets keys or a
- * pattern.
- */
-RedisScan *
-RedisScanBegin(RedisTable *tbl, PgpolyConnection *conn, bool need_ttl,
-			   List *pending)
-{
-	RedisScan  *scan = palloc0(sizeof(RedisScan));
-
-	scan->tbl = tbl;
-	scan->conn = conn;
-	scan->need_ttl = need_ttl;
-	/*
-	 * A round of fetch_size replies takes a few hundred kB; a large first
-	 * block is kept across resets, so rounds do not fault in fresh pages.
-	 */
-	scan->round_cxt = AllocSetContextCreate(CurrentMemoryContext,
-											"pgpoly redis round",
-											0, 1024 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
-	scan->row_cxt = AllocSetContextCreate(CurrentMemoryContext,
-										  "pgpoly redis row",
-										  ALLOCSET_SMALL_SIZES);
-	scan->ov = RedisBuildOverlay(pending);
-	scan->trips = palloc0(sizeof(RedisTrips));
-	return scan;
-}
-
-/* Use a key list (deduplicated by the caller); NULL keys: none. */
-void
-RedisScanSetKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys)
-{
-	scan->keys = keys;
-	scan->lens = lens;
-	scan->nkeys = nkeys;
-	scan->pattern = NULL;
-}
-
-/* Use SCAN MATCH pattern. */
-void
-RedisScanSetPattern(RedisScan *scan, const char *pattern)
-{
-	scan->pattern = pstrdup(pattern);
-	scan->keys = NULL;
-	scan->nkeys = 0;
-}
-
-/* Restrict zset members to a ZRANGEBYSCORE range. */
-void
-RedisScanSetScoreRange(RedisScan *scan, const char *min, const char *max)
-{
-	scan->score_min = pstrdup(min);
-	scan->score_max = pstrdup(max);
-}
-
-/* Forget all progress; the next row comes from the first round again. */
-void
-RedisScanRestart(RedisScan *scan)
-{
-	MemoryContextReset(scan->round_cxt);
-	scan->states = NULL;
-	scan->nstates = scan->cur_state = scan->cur_item = 0;
-	scan->keypos = 0;
-	scan->nnodes = 0;
-	scan->scan_done = false;
-	scan->view = NULL;
-	scan->moved = NULL;
-	scan->movedlens = NULL;
-	scan->nmoved = scan->maxmoved = scan->movedpos = 0;
-	scan->overlay_done = false;
-	if (scan->seen_cxt)
-		MemoryContextReset(scan->seen_cxt);
-	scan->seen = NULL;
-	if (scan->ov)
-	{
-		HASH_SEQ_STATUS hs;
-		OverlayEntry *e;
-
-		hash_seq_init(&hs, scan->ov->bykey);
-		while ((e = hash_seq_search(&hs)) != NULL)
-			e->seen = false;
-	}
-}
-
 /*
  * Glob match of the len bytes at s (any byte, NUL included) against the
  * NUL-terminated pattern p, supporting the '*' and '\\' escapes our
@@ -695,6 +647,20 @@ glob_match(const char *p, const char *s, size_t len)
 	return len == 0;
 }
 
+/*
+ * Whether the len bytes at key match the scan's pattern: a comparison of
+ * the prefix when the pattern is a literal followed by '*' (the key prefix
+ * and a LIKE prefix are), else glob_match.
+ */
+static inline bool
+pattern_match(RedisScan *scan, const char *key, size_t len)
+{
+	if (scan->literal)
+		return len >= (size_t) scan->literal_len &&
+			memcmp(key, scan->literal, scan->literal_len) == 0;
+	return glob_match(scan->pattern, key, len);
+}
+
 /* Whether the len bytes at s are a SCAN cursor: decimal digits. */
 static bool
 valid_cursor(const char *s, size_t len, size_t max)
@@ -707,65 +673,8 @@ valid_cursor(const char *s, size_t len, size_t max)
 	return true;
 }
 
-/* Arguments of the reply handler of a SCAN step. */
-typedef struct ScanStep
-{
-	RedisScan  *scan;
-	int		   *which;			/* the node each reply comes from */
-	char	  **keys;			/* new keys of the step */
-	size_t	   *lens;
-	int			nkeys;
-	int			maxkeys;
-} ScanStep;
-
-/* Reply handler of SCAN on one node: its new cursor, then keys not seen before. */
-static bool
-scan_reply(redisReply *r, int index, void *arg)
-{
-	ScanStep   *step = arg;
-	RedisScan  *scan = step->scan;
-	int			node = step->which[index];
-	redisReply *keys;
-	size_t		i;
-
-	if (r->type == REDIS_REPLY_ERROR)
-		RedisReplyError(scan->conn, r, NULL, 0, scan->tbl);
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-		r->element[0]->type != REDIS_REPLY_STRING ||
-		r->element[1]->type != REDIS_REPLY_ARRAY ||
-		!valid_cursor(r->element[0]->str, r->element[0]->len, sizeof(scan->cursors[0])))
-		RedisProtocolError(scan->conn, "SCAN", r,
-						   "no [cursor, keys] pair");
-	memcpy(scan->cursors[node], r->element[0]->str, r->element[0]->len);
-	scan->cursors[node][r->element[0]->len] = '\0';
-	scan->node_done[node] = strcmp(scan->cursors[node], "0") == 0;
-
-	keys = r->element[1];
-	if (step->nkeys + keys->elements > step->maxkeys)
-	{
-		step->maxkeys = step->nkeys + keys->elements + 64;
-		step->keys = repalloc(step->keys, sizeof(char *) * step->maxkeys);
-		step->lens = repalloc(step->lens, sizeof(size_t) * step->maxkeys);
-	}
-	for (i = 0; i < keys->elements; i++)
-	{
-		redisReply *k = keys->element[i];
-		char	   *copy;
-
-		if (k->type != REDIS_REPLY_STRING)
-			RedisProtocolError(scan->conn, "SCAN", k, "a key that is no string");
-		if (!glob_match(scan->pattern, k->str, k->len))
-			RedisProtocolError(scan->conn, "SCAN", k,
-							   psprintf("key \"%s\", which does not match %s",
-										PgpolyPrintable(k->str, k->len, 200), scan->pattern));
-		copy = RedisBytesCopy(k->str, k->len);
-		if (!RedisKeySetAdd(scan->seen, copy, k->len))
-			continue;
-		step->keys[step->nkeys] = copy;
-		step->lens[step->nkeys++] = k->len;
-	}
-	return false;
-}
+static char *new_key(RedisScan *scan, const char *key, size_t len);
+static void queue_key(RedisScan *scan, char *key, size_t len);
 
 /*
  * Start a SCAN: on a cluster what the primaries say of their slots (in
@@ -775,15 +684,20 @@ scan_reply(redisReply *r, int index, void *arg)
 static void
 scan_start(RedisScan *scan)
 {
-	MemoryContext old = MemoryContextSwitchTo(scan->seen_cxt);
+	MemoryContext old;
 	List	   *nodes;
 	ListCell   *lc;
 	int			i = 0;
 
+	if (scan->seen_cxt == NULL)
+		scan->seen_cxt = AllocSetContextCreate(GetMemoryChunkContext(scan),
+											   "pgpoly redis seen keys",
+											   ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(scan->seen_cxt);
+	scan->seen = RedisKeySetCreate(scan->seen_cxt, scan->tbl->fetch_size);
 	scan->view = RedisClusterViewOf(scan->conn, NIL);
 	nodes = scan->view ? RedisClusterViewNodes(scan->view) :
 		RedisPrimaryNodes(scan->conn);
-
 	scan->nnodes = list_length(nodes);
 	scan->nodes = palloc(sizeof(char *) * scan->nnodes);
 	scan->cursors = palloc(sizeof(scan->cursors[0]) * scan->nnodes);
@@ -801,29 +715,15 @@ static void
 add_moved_key(const char *key, size_t len, void *arg)
 {
 	RedisScan  *scan = arg;
-	char	   *k;
+	char	   *copy;
 
-	if (!glob_match(scan->pattern, key, len))
-		return;
-	k = RedisBytesCopy(key, len);
-	if (!RedisKeySetAdd(scan->seen, k, len))
-		return;
-	if (scan->nmoved == scan->maxmoved)
-	{
-		scan->maxmoved = Max(64, scan->maxmoved * 2);
-		scan->moved = scan->moved ? repalloc(scan->moved, sizeof(char *) * scan->maxmoved) :
-			palloc(sizeof(char *) * scan->maxmoved);
-		scan->movedlens = scan->movedlens ?
-			repalloc(scan->movedlens, sizeof(size_t) * scan->maxmoved) :
-			palloc(sizeof(size_t) * scan->maxmoved);
-	}
-	scan->moved[scan->nmoved] = k;
-	scan->movedlens[scan->nmoved++] = len;
+	if (pattern_match(scan, key, len) && (copy = new_key(scan, key, len)) != NULL)
+		queue_key(scan, copy, len);
 }
 
 /*
- * Every cursor is back at 0.  On a cluster, collect the keys of the slots
- * that moved while the SCAN ran (in seen_cxt); they are fetched next.
+ * Every cursor is back at 0.  On a cluster, queue the keys of the slots
+ * that moved while the SCAN ran; they are fetched next.
  */
 static void
 scan_end(RedisScan *scan)
@@ -831,6 +731,8 @@ scan_end(RedisScan *scan)
 	MemoryContext old;
 	List	   *nodes = NIL;
 
+	scan->ended = true;
+	scan->moved_from = scan->nqueue;
 	if (scan->view == NULL)
 		return;
 	old = MemoryContextSwitchTo(scan->seen_cxt);
@@ -842,135 +744,756 @@ scan_end(RedisScan *scan)
 	MemoryContextSwitchTo(old);
 }
 
-/*
- * One SCAN step on every node not finished (one exchange), then the fetch
- * of the new keys they returned.
+/* ----------------------------------------------------------------
+ *		Rounds
+ * ----------------------------------------------------------------
  */
+
+/*
+ * Whether a scan of tbl that reads the columns needed[attno - 1] (NULL:
+ * all), with TTL or not, reads no value: only which keys exist (one_row:
+ * the caller only asks whether a key has rows).  The planner asks it for
+ * EXPLAIN, the scan to decide what to fetch.
+ */
+bool
+RedisKeysOnly(RedisTable *tbl, const bool *needed, bool need_ttl, bool one_row)
+{
+	if (needed == NULL || need_ttl ||
+		!(one_row || tbl->type == REDIS_HASH || tbl->type == REDIS_STRING ||
+		  tbl->type == REDIS_JSON))
+		return false;
+	for (int i = 0; i < tbl->natts; i++)
+		if (needed[i] && tbl->cols[i].role != RCOL_KEY)
+			return false;
+	return true;
+}
+
+/*
+ * Whether scan fetches nothing but existence: RedisKeysOnly, and no
+ * buffered writes to overlay (they need each key's contents) nor score
+ * range.  Decided once, when the first round is built.
+ */
+static bool
+scan_keyonly(RedisScan *scan)
+{
+	if (scan->keyonly < 0)
+		scan->keyonly = scan->ov == NULL && scan->score_min == NULL &&
+			RedisKeysOnly(scan->tbl, scan->needed, scan->need_ttl, scan->one_row);
+	return scan->keyonly;
+}
+
+/* Append a state for key (kept by pointer) to round r. */
+static RedisKeyState *
+add_state(ScanRound *r, char *key, size_t len)
+{
+	RedisKeyState *st;
+
+	if (r->nstates == r->maxstates)
+	{
+		r->maxstates = Max(64, r->maxstates * 2);
+		r->states = r->states ?
+			repalloc_huge(r->states, sizeof(RedisKeyState) * r->maxstates) :
+			MemoryContextAllocExtended(r->cxt, sizeof(RedisKeyState) * r->maxstates,
+									   MCXT_ALLOC_HUGE);
+	}
+	st = &r->states[r->nstates++];
+	memset(st, 0, sizeof(RedisKeyState));
+	st->key = key;
+	st->keylen = len;
+	st->ttl = -2;
+	return st;
+}
+
+/* States for n keys, copied into the round's memory (one chunk). */
 static void
-scan_round(RedisScan *scan)
+add_key_states(ScanRound *r, char **keys, size_t *lens, int n)
+{
+	Size		total = 0;
+	char	   *p;
+
+	for (int i = 0; i < n; i++)
+		total += lens[i] + 1;
+	p = MemoryContextAllocExtended(r->cxt, Max(total, 1), MCXT_ALLOC_HUGE);
+	for (int i = 0; i < n; i++)
+	{
+		memcpy(p, keys[i], lens[i]);
+		p[lens[i]] = '\0';
+		add_state(r, p, lens[i]);
+		p += lens[i] + 1;
+	}
+}
+
+/* A copy of a key met by the SCAN, in the scan's key memory. */
+static char *
+copy_key(RedisScan *scan, const char *key, size_t len)
+{
+	char	   *p;
+
+	if (len + 1 > scan->arena_left)
+	{
+		scan->arena_left = Max(len + 1, 64 * 1024);
+		scan->arena = MemoryContextAllocExtended(scan->seen_cxt, scan->arena_left,
+												 MCXT_ALLOC_HUGE);
+	}
+	p = scan->arena;
+	memcpy(p, key, len);
+	p[len] = '\0';
+	scan->arena += len + 1;
+	scan->arena_left -= len + 1;
+	return p;
+}
+
+/*
+ * A key met by the SCAN (or moved during it): if it is new, a copy of it
+ * for the set of keys seen, else NULL.
+ */
+static char *
+new_key(RedisScan *scan, const char *key, size_t len)
+{
+	bool		found;
+	KeySlot    *s = keyset_enter(scan->seen, key, len, 0, &found);
+
+	if (found)
+		return NULL;
+	s->key = copy_key(scan, key, len);
+	return (char *) s->key;
+}
+
+/* Queue a new key for fetching. */
+static void
+queue_key(RedisScan *scan, char *key, size_t len)
+{
+	if (scan->nqueue == scan->maxqueue)
+	{
+		scan->maxqueue = Max(1024, scan->maxqueue * 2);
+		scan->queue = scan->queue ?
+			repalloc_huge(scan->queue, sizeof(char *) * scan->maxqueue) :
+			MemoryContextAllocExtended(scan->seen_cxt, sizeof(char *) * scan->maxqueue,
+									   MCXT_ALLOC_HUGE);
+		scan->queuelens = scan->queuelens ?
+			repalloc_huge(scan->queuelens, sizeof(size_t) * scan->maxqueue) :
+			MemoryContextAllocExtended(scan->seen_cxt, sizeof(size_t) * scan->maxqueue,
+									   MCXT_ALLOC_HUGE);
+	}
+	scan->queue[scan->nqueue] = key;
+	scan->queuelens[scan->nqueue++] = len;
+}
+
+/* Take up to fetch_size queued keys into round r (their copies stay put). */
+static void
+take_queued(RedisScan *scan, ScanRound *r)
+{
+	int			n = Min(scan->tbl->fetch_size, scan->nqueue - scan->queuepos);
+
+	for (int i = 0; i < n; i++)
+	{
+		if (scan->ended && scan->queuepos + i >= scan->moved_from &&
+			r->moved_state == INT_MAX)
+			r->moved_state = r->nstates;
+		add_state(r, scan->queue[scan->queuepos + i], scan->queuelens[scan->queuepos + i]);
+	}
+	scan->queuepos += n;
+	if (scan->queuepos == scan->nqueue)
+	{
+		scan->queuepos = scan->nqueue = 0;	/* the queue starts over */
+		scan->moved_from = 0;	/* (nothing is queued after the moved keys) */
+	}
+}
+
+/* Append the fetch command (and TTL) for one key. */
+static void
+append_fetch(RedisScan *scan, FetchKind fetch, const char *key, size_t keylen)
 {
 	RedisTable *tbl = scan->tbl;
+	const char *argv[6];
+	size_t		lens[6];
+	int			argc = 2;
+
+	argv[0] = fetch == FETCH_TYPE ? "TYPE" : RedisFetchCommand(tbl);
+	argv[1] = key;
+	lens[1] = keylen;
+	if (fetch == FETCH_TYPE)
+		;
+	else if (tbl->type == REDIS_ZSET && scan->score_min)
+	{
+		argv[0] = "ZRANGEBYSCORE";
+		argv[2] = scan->score_min;
+		argv[3] = scan->score_max;
+		argv[4] = "WITHSCORES";
+		argc = 5;
+	}
+	else if (tbl->type == REDIS_ZSET || tbl->type == REDIS_LIST)
+	{
+		argv[2] = "0";
+		argv[3] = "-1";
+		argc = 4;
+		if (tbl->type == REDIS_ZSET)
+			argv[argc++] = "WITHSCORES";
+	}
+	lens[0] = strlen(argv[0]);
+	for (int i = 2; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	RedisAppendArgv(scan->conn, argc, argv, lens);
+	if (fetch == FETCH_VALUES && scan->need_ttl)
+	{
+		const char *targv[2] = {"TTL", key};
+		size_t		tlens[2] = {3, keylen};
+
+		RedisAppendArgv(scan->conn, 2, targv, tlens);
+	}
+}
+
+/* Append the commands of round r: its fetches, then its SCAN steps. */
+static void
+append_round(RedisScan *scan, ScanRound *r)
+{
 	char		count[16];
 	const char *argv[8] = {"SCAN", NULL, "MATCH", scan->pattern,
-	"COUNT", count, "TYPE", RedisScanTypeFilter(tbl)};
-	ScanStep	step = {scan};
-	MemoryContext old;
-	int			n = 0;
+	"COUNT", count, "TYPE", RedisScanTypeFilter(scan->tbl)};
 
-	if (scan->seen_cxt == NULL)
-		scan->seen_cxt = AllocSetContextCreate(GetMemoryChunkContext(scan),
-											   "pgpoly redis seen keys",
-											   ALLOCSET_DEFAULT_SIZES);
-	if (scan->seen == NULL)
-		scan->seen = RedisKeySet(scan->seen_cxt);
-	if (scan->nnodes == 0)
-		scan_start(scan);
-	snprintf(count, sizeof(count), "%d", tbl->fetch_size);
-	old = MemoryContextSwitchTo(scan->seen_cxt);	/* the keys SCAN returns */
-	MemoryContextReset(scan->round_cxt);
-	step.which = palloc(sizeof(int) * scan->nnodes);
-	step.maxkeys = 64;
-	step.keys = palloc(sizeof(char *) * step.maxkeys);
-	step.lens = palloc(sizeof(size_t) * step.maxkeys);
-	for (int i = 0; i < scan->nnodes; i++)
+	if (r->fetch != FETCH_NONE)
+		for (int i = 0; i < r->nstates; i++)
+			append_fetch(scan, r->fetch, r->states[i].key, r->states[i].keylen);
+	snprintf(count, sizeof(count), "%d", scan->tbl->fetch_size);
+	for (int i = 0; i < r->nscan; i++)
 	{
-		if (scan->node_done[i])
-			continue;
-		argv[1] = scan->cursors[i];
-		RedisAppendToNode(scan->conn, scan->nodes[i], 8, argv, NULL);
-		step.which[n++] = i;
+		argv[1] = scan->cursors[r->scan_node[i]];
+		RedisAppendToNode(scan->conn, scan->nodes[r->scan_node[i]], 8, argv, NULL);
 	}
-	RedisExchange(scan->conn, n, scan_reply, &step);
-	scan->round_trips++;
-	RedisCountTrips(scan->conn, scan->trips);
+}
+
+/* Add a SCAN step on every node not finished to round r. */
+static void
+add_scan_steps(RedisScan *scan, ScanRound *r)
+{
+	r->scan_node = MemoryContextAlloc(r->cxt, sizeof(int) * scan->nnodes);
+	for (int i = 0; i < scan->nnodes; i++)
+		if (!scan->node_done[i])
+			r->scan_node[r->nscan++] = i;
+}
+
+/* The table type's error for a key TYPE says holds another type. */
+static void
+wrong_type_error(RedisScan *scan, RedisKeyState *st, redisReply *type)
+{
+	RedisTable *tbl = scan->tbl;
+
+	scan->conn->errors++;
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+			 errmsg("Redis key \"%s\" does not hold a %s",
+					PgpolyPrintable(st->key, st->keylen, 200), RedisScanTypeFilter(tbl)),
+			 errdetail("Foreign table \"%s\" has table_type '%s'; Redis answered TYPE: %s",
+					   tbl->relname, tbl->type_name,
+					   PgpolyPrintable(type->str, type->len, 200)),
+			 errhint("Check the table's key_prefix and table_type.")));
+}
+
+/* Whether a status reply says exactly word (its bytes, NUL included). */
+static inline bool
+status_is(redisReply *reply, const char *word)
+{
+	return reply->len == strlen(word) && memcmp(reply->str, word, reply->len) == 0;
+}
+
+/*
+ * Whether reply says that its key holds another type than tbl's: a
+ * WRONGTYPE error of the fetch command, or a TYPE naming another type.
+ */
+static bool
+other_type(RedisTable *tbl, FetchKind fetch, redisReply *reply)
+{
+	if (reply->type == REDIS_REPLY_ERROR)
+		return reply->len >= 9 && memcmp(reply->str, "WRONGTYPE", 9) == 0;
+	return fetch == FETCH_TYPE && reply->type == REDIS_REPLY_STATUS &&
+		!status_is(reply, "none") && !status_is(reply, RedisScanTypeFilter(tbl));
+}
+
+/*
+ * A fetch reply of round r: the fetch command's (kept: the key state points
+ * into it), TTL's, or TYPE's.  An error reply (WRONGTYPE ...) and a TYPE of
+ * another type are kept and raised when the round's rows are asked for, not
+ * now: the replies of a round sent ahead may be read by another request of
+ * the query, for rows that are then never asked for.  A key of a moved slot
+ * holding another type is no row (SCAN's TYPE filter never saw it).  A
+ * reply of a type the command never answers with breaks the connection at
+ * once.
+ */
+static bool
+fetch_reply(ScanRound *r, redisReply *reply, int index)
+{
+	RedisScan  *scan = r->scan;
+	RedisKeyState *st = &r->states[index / r->per_key];
+
+	if (index % r->per_key == 0 && index / r->per_key >= r->moved_state &&
+		other_type(scan->tbl, r->fetch, reply))
+	{
+		st->exists = false;
+		st->nitems = 0;
+		st->keyonly = r->fetch == FETCH_TYPE;
+		return false;
+	}
+	if (reply->type == REDIS_REPLY_ERROR || other_type(scan->tbl, r->fetch, reply))
+	{
+		if (r->error != NULL)
+			return false;
+		r->error = reply;
+		r->error_state = index / r->per_key;
+		return true;
+	}
+	if (r->fetch == FETCH_TYPE)
+	{
+		if (reply->type != REDIS_REPLY_STATUS)
+			RedisProtocolError(scan->conn, "TYPE", reply, NULL);
+		st->exists = !status_is(reply, "none");
+		st->keyonly = true;
+		return false;
+	}
+	if (index % r->per_key != 0)
+	{
+		if (reply->type != REDIS_REPLY_INTEGER)
+			RedisProtocolError(scan->conn, "TTL", reply, NULL);
+		st->ttl = reply->integer;
+		return false;
+	}
+	RedisStateFromReply(scan->tbl, st, reply, scan->conn);
+	return true;
+}
+
+/*
+ * A SCAN reply of round r from node: its new cursor, then the keys not met
+ * before, which are the rows of a key-only scan, or queued for fetching.
+ */
+static void
+scan_reply(ScanRound *r, redisReply *reply, int node)
+{
+	RedisScan  *scan = r->scan;
+	redisReply *keys;
+
+	if (reply->type == REDIS_REPLY_ERROR)
+		RedisReplyError(scan->conn, reply, NULL, 0, scan->tbl);
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+		reply->element[0]->type != REDIS_REPLY_STRING ||
+		reply->element[1]->type != REDIS_REPLY_ARRAY ||
+		!valid_cursor(reply->element[0]->str, reply->element[0]->len,
+					  sizeof(scan->cursors[0])))
+		RedisProtocolError(scan->conn, "SCAN", reply, "no [cursor, keys] pair");
+	memcpy(scan->cursors[node], reply->element[0]->str, reply->element[0]->len);
+	scan->cursors[node][reply->element[0]->len] = '\0';
+	scan->node_done[node] = strcmp(scan->cursors[node], "0") == 0;
 	scan->scan_done = true;
 	for (int i = 0; i < scan->nnodes; i++)
 		if (!scan->node_done[i])
 			scan->scan_done = false;
-	MemoryContextSwitchTo(old);
-	RedisScanFetchKeys(scan, step.keys, step.lens, step.nkeys);
-	if (scan->scan_done)
-		scan_end(scan);
-	pfree(step.keys);
-	pfree(step.lens);
-	pfree(step.which);
+
+	keys = reply->element[1];
+	for (size_t i = 0; i < keys->elements; i++)
+	{
+		redisReply *k = keys->element[i];
+		char	   *copy;
+
+		if (k->type != REDIS_REPLY_STRING)
+			RedisProtocolError(scan->conn, "SCAN", k, "a key that is no string");
+		if (!pattern_match(scan, k->str, k->len))
+			RedisProtocolError(scan->conn, "SCAN", k,
+							   psprintf("key \"%s\", which does not match %s",
+										PgpolyPrintable(k->str, k->len, 200), scan->pattern));
+		if ((copy = new_key(scan, k->str, k->len)) == NULL)
+			continue;
+		if (r->scan_rows)
+		{
+			RedisKeyState *st = add_state(r, copy, k->len);
+
+			st->exists = true;
+			st->keyonly = true;
+		}
+		else
+			queue_key(scan, copy, k->len);
+	}
 }
 
-/* After SCAN ends: states for buffered keys that Redis did not have. */
+/* Reply handler of a round (RedisSend), in the round's memory. */
+static bool
+round_reply(redisReply *reply, int index, void *arg)
+{
+	ScanRound  *r = arg;
+
+	r->received++;
+	if (index < r->nfetch)
+		return fetch_reply(r, reply, index);
+	scan_reply(r, reply, r->scan_node[index - r->nfetch]);
+	return false;
+}
+
+/* Send round r (built: states and SCAN steps) on its way. */
 static void
-overlay_round(RedisScan *scan)
+send_round(RedisScan *scan, ScanRound *r)
+{
+	MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
+	r->per_key = r->fetch == FETCH_VALUES && scan->need_ttl ? 2 : 1;
+	r->nfetch = r->fetch == FETCH_NONE ? 0 : r->nstates * r->per_key;
+	r->expected = r->nfetch + r->nscan;
+	r->received = 0;
+	append_round(scan, r);
+	r->ticket = RedisSend(scan->conn, r->expected, round_reply, r);
+	scan->round_trips++;
+	RedisCountTrips(scan->conn, scan->trips);
+	MemoryContextSwitchTo(old);
+}
+
+/* Forget round r and its memory (an exchange still owed is dropped). */
+static void
+clear_round(RedisScan *scan, ScanRound *r, int nkeys)
+{
+	if (r->cxt == NULL)
+	{
+		/*
+		 * A round of a few keys takes a few kB; one of fetch_size keys a few
+		 * hundred: its first block is kept across resets, so rounds do not
+		 * fault in fresh pages.
+		 */
+		Size		init = nkeys > 16 ? 1024 * 1024 : ALLOCSET_DEFAULT_INITSIZE;
+
+		r->cxt = AllocSetContextCreate(GetMemoryChunkContext(scan),
+									   "pgpoly redis round", 0, init,
+									   ALLOCSET_DEFAULT_MAXSIZE);
+	}
+	else
+		MemoryContextReset(r->cxt);
+	memset(((char *) r) + offsetof(ScanRound, states), 0,
+		   sizeof(ScanRound) - offsetof(ScanRound, states));
+	r->scan = scan;
+	r->error_state = -1;
+	r->moved_state = INT_MAX;
+}
+
+/* States of the buffered keys that Redis did not have, into r. */
+static void
+overlay_states(RedisScan *scan, ScanRound *r)
 {
 	HASH_SEQ_STATUS hs;
 	OverlayEntry *e;
-	List	   *pending = NIL;
-	ListCell   *lc;
-	MemoryContext old;
-	int			i = 0;
 
 	scan->overlay_done = true;
-	MemoryContextReset(scan->round_cxt);
-	scan->nstates = 0;
 	if (scan->ov == NULL)
 		return;
-	old = MemoryContextSwitchTo(scan->round_cxt);
 	hash_seq_init(&hs, scan->ov->bykey);
 	while ((e = hash_seq_search(&hs)) != NULL)
-		if (!e->seen && glob_match(scan->pattern, e->ref.key, e->ref.len))
-			pending = lappend(pending, e);
-	scan->states = palloc0(sizeof(RedisKeyState) * Max(list_length(pending), 1));
-	foreach(lc, pending)
-	{
-		OverlayEntry *pe = lfirst(lc);
-		RedisKeyState *st = &scan->states[i++];
-
-		/* a copy: rows are read from NUL-terminated bytes (a write's are not) */
-		st->key = RedisBytesCopy(pe->ref.key, pe->ref.len);
-		st->keylen = pe->ref.len;
-		st->ttl = -2;
-		RedisApplyOverlay(scan->tbl, scan->ov, st);
-	}
-	scan->nstates = i;
-	scan->cur_state = scan->cur_item = 0;
-	MemoryContextSwitchTo(old);
+		if (!e->seen && pattern_match(scan, e->ref.key, e->ref.len))
+			/* a copy: rows are read from NUL-terminated bytes (a write's are not) */
+			add_state(r, RedisBytesCopy(e->ref.key, e->ref.len), e->ref.len);
 }
 
-/* Fetch the next round; false when there is none. */
-static bool
-next_round(RedisScan *scan)
+/*
+ * Build the SCAN mode round r: the fetch of queued keys with the next SCAN
+ * step (or the SCAN step alone, key-only), then, once every cursor is back
+ * at 0, the moved keys of a cluster, then the buffered keys Redis lacks.
+ */
+static RoundKind
+build_scan_round(RedisScan *scan, ScanRound *r)
 {
+	bool		keyonly = scan_keyonly(scan);
+
+	if (scan->nnodes == 0)
+		scan_start(scan);
+	if (!scan->scan_done)
+	{
+		r->fetch = keyonly ? FETCH_NONE : FETCH_VALUES;
+		r->scan_rows = keyonly;
+		if (!keyonly)
+			take_queued(scan, r);
+		/* the next page, unless the keys already met fill more rounds */
+		if (keyonly || scan->nqueue - scan->queuepos < scan->tbl->fetch_size)
+			add_scan_steps(scan, r);
+		return ROUND_SENT;
+	}
+	if (!scan->ended)
+		scan_end(scan);
+	if (scan->nqueue > scan->queuepos)
+	{
+		r->fetch = keyonly ? FETCH_TYPE : FETCH_VALUES;
+		take_queued(scan, r);
+		return ROUND_SENT;
+	}
+	if (scan->overlay_done)
+		return ROUND_NONE;
+	overlay_states(scan, r);
+	return ROUND_LOCAL;
+}
+
+/*
+ * Build the next round of scan into r (its memory reset first) and send
+ * it; ROUND_NONE when the scan has no more.
+ */
+static RoundKind
+build_round(RedisScan *scan, ScanRound *r)
+{
+	RoundKind	kind = ROUND_SENT;
+	MemoryContext old;
+
 	if (scan->pattern == NULL)
 	{
 		int			n = Min(scan->tbl->fetch_size, scan->nkeys - scan->keypos);
 
 		if (n <= 0)
-			return false;
-		RedisScanFetchKeys(scan, scan->keys + scan->keypos,
-						   scan->lens + scan->keypos, n);
+			return ROUND_NONE;
+		clear_round(scan, r, n);
+		old = MemoryContextSwitchTo(r->cxt);
+		r->fetch = scan_keyonly(scan) ? FETCH_TYPE : FETCH_VALUES;
+		add_key_states(r, scan->keys + scan->keypos, scan->lens + scan->keypos, n);
 		scan->keypos += n;
-		return true;
 	}
-	if (!scan->scan_done)
+	else
 	{
-		scan_round(scan);
-		return true;
+		clear_round(scan, r, scan->tbl->fetch_size);
+		old = MemoryContextSwitchTo(r->cxt);
+		kind = build_scan_round(scan, r);
 	}
-	if (scan->movedpos < scan->nmoved)
-	{
-		int			n = Min(scan->tbl->fetch_size, scan->nmoved - scan->movedpos);
+	MemoryContextSwitchTo(old);
+	if (kind == ROUND_SENT)
+		send_round(scan, r);
+	r->ready = kind != ROUND_NONE;
+	return kind;
+}
 
-		scan->fetching_moved = true;
-		RedisScanFetchKeys(scan, scan->moved + scan->movedpos,
-						   scan->movedlens + scan->movedpos, n);
-		scan->fetching_moved = false;
-		scan->movedpos += n;
-		return true;
-	}
-	if (!scan->overlay_done)
+/*
+ * Make round r (built) the current one: read its replies if they are still
+ * owed (sending it again if the connection was closed since it was sent),
+ * raise an error a reply held, and apply the buffered writes.
+ */
+static void
+take_round(RedisScan *scan, ScanRound *r)
+{
+	MemoryContext old;
+
+	RedisReceive(scan->conn, r->ticket);
+	r->ticket = 0;
+	if (r->received < r->expected)
 	{
-		overlay_round(scan);
-		return true;
+		if (r->received != 0)
+			elog(ERROR, "Redis round read %d of its %d replies", r->received,
+				 r->expected);
+		if (r->scan_rows)
+			r->nstates = 0;
+		old = MemoryContextSwitchTo(r->cxt);
+		append_round(scan, r);
+		RedisExchange(scan->conn, r->expected, round_reply, r);
+		scan->round_trips++;
+		MemoryContextSwitchTo(old);
 	}
-	return false;
+	if (r->error)
+	{
+		RedisKeyState *st = &r->states[r->error_state];
+
+		if (r->error->type == REDIS_REPLY_ERROR)
+			RedisReplyError(scan->conn, r->error, st->key, st->keylen, scan->tbl);
+		wrong_type_error(scan, st, r->error);
+	}
+	/* the states' new items live as long as the round */
+	old = MemoryContextSwitchTo(r->cxt);
+	for (int i = 0; scan->ov && i < r->nstates; i++)
+		RedisApplyOverlay(scan->tbl, scan->ov, &r->states[i]);
+	MemoryContextSwitchTo(old);
+	r->ready = false;
+	scan->cur = r - scan->rounds;
+	scan->cur_state = scan->cur_item = 0;
+}
+
+/*
+ * The next round of rows, and the one after it sent at once, so that Redis
+ * answers it while these rows are consumed; false when there is none.
+ */
+static bool
+next_round(RedisScan *scan)
+{
+	ScanRound  *r = &scan->rounds[scan->cur < 0 ? 0 : scan->cur ^ 1];
+
+	if (!r->ready && build_round(scan, r) == ROUND_NONE)
+		return false;
+	take_round(scan, r);
+	build_round(scan, &scan->rounds[scan->cur ^ 1]);
+	return true;
+}
+
+/*
+ * Send the fetch of nkeys keys (copied) as the scan's next round; its rows
+ * come with RedisScanTakeKeys, meanwhile the caller may work (the batched
+ * join reads its next outer rows).
+ */
+void
+RedisScanSendKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys)
+{
+	ScanRound  *r = &scan->rounds[scan->cur < 0 ? 0 : scan->cur ^ 1];
+	MemoryContext old;
+
+	clear_round(scan, r, nkeys);
+	old = MemoryContextSwitchTo(r->cxt);
+	r->fetch = scan_keyonly(scan) ? FETCH_TYPE : FETCH_VALUES;
+	add_key_states(r, keys, lens, nkeys);
+	MemoryContextSwitchTo(old);
+	if (nkeys > 0)
+		send_round(scan, r);
+	r->ready = true;
+}
+
+/*
+ * Make the round RedisScanSendKeys sent the current one: its states are
+ * then RedisScanRoundState(scan, i), in the order of its keys.
+ */
+void
+RedisScanTakeKeys(RedisScan *scan)
+{
+	ScanRound  *r = &scan->rounds[scan->cur < 0 ? 0 : scan->cur ^ 1];
+
+	if (!r->ready)
+		elog(ERROR, "no Redis round was sent");
+	take_round(scan, r);
+}
+
+/*
+ * Fetch nkeys keys in one pipelined exchange into the round's states,
+ * applying buffered writes (RedisScanSendKeys, then RedisScanTakeKeys).
+ */
+void
+RedisScanFetchKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys)
+{
+	RedisScanSendKeys(scan, keys, lens, nkeys);
+	RedisScanTakeKeys(scan);
+}
+
+/*
+ * Start a scan of tbl on conn that reads through pending (the table's
+ * buffered writes, PgpolyPendingWrites); the caller then sets keys or a
+ * pattern.
+ */
+RedisScan *
+RedisScanBegin(RedisTable *tbl, PgpolyConnection *conn, bool need_ttl,
+			   List *pending)
+{
+	RedisScan  *scan = palloc0(sizeof(RedisScan));
+
+	scan->tbl = tbl;
+	scan->conn = conn;
+	scan->need_ttl = need_ttl;
+	scan->keyonly = -1;
+	scan->cur = -1;
+	scan->row_cxt = AllocSetContextCreate(CurrentMemoryContext,
+										  "pgpoly redis row",
+										  ALLOCSET_SMALL_SIZES);
+	scan->ov = RedisBuildOverlay(pending);
+	scan->trips = palloc0(sizeof(RedisTrips));
+	return scan;
+}
+
+/*
+ * The columns the caller reads (needed[attno - 1], kept by pointer; NULL:
+ * all); the others come back NULL.  one_row: the caller only asks whether
+ * a key has rows (a semi or anti join).  Before the first row.
+ */
+void
+RedisScanSetColumns(RedisScan *scan, const bool *needed, bool one_row)
+{
+	scan->needed = needed;
+	scan->one_row = one_row;
+	scan->keyonly = -1;
+	scan->nread = 0;
+	if (needed == NULL)
+		return;
+	scan->readcols = palloc(sizeof(int) * Max(scan->tbl->natts, 1));
+	for (int i = 0; i < scan->tbl->natts; i++)
+		if (needed[i])
+			scan->readcols[scan->nread++] = i;
+}
+
+/* Use a key list (deduplicated by the caller); NULL keys: none. */
+void
+RedisScanSetKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys)
+{
+	scan->keys = keys;
+	scan->lens = lens;
+	scan->nkeys = nkeys;
+	scan->pattern = NULL;
+}
+
+/* Use SCAN MATCH pattern. */
+void
+RedisScanSetPattern(RedisScan *scan, const char *pattern)
+{
+	size_t		n = strlen(pattern);
+
+	scan->pattern = pstrdup(pattern);
+	scan->literal = NULL;
+	if (n > 0 && pattern[n - 1] == '*')
+	{
+		char	   *lit = palloc(n);
+		int			len = 0;
+		bool		literal = true;
+
+		for (size_t i = 0; literal && i < n - 1; i++)
+		{
+			if (pattern[i] == '\\')
+				i++;			/* an escaped byte (the last '*', perhaps) */
+			else if (pattern[i] == '*' || pattern[i] == '?' || pattern[i] == '[')
+				literal = false;
+			if (i >= n - 1)
+				literal = false;
+			else
+				lit[len++] = pattern[i];
+		}
+		if (literal)
+		{
+			scan->literal = lit;
+			scan->literal_len = len;
+		}
+	}
+	scan->keys = NULL;
+	scan->nkeys = 0;
+}
+
+/* Restrict zset members to a ZRANGEBYSCORE range. */
+void
+RedisScanSetScoreRange(RedisScan *scan, const char *min, const char *max)
+{
+	scan->score_min = pstrdup(min);
+	scan->score_max = pstrdup(max);
+	scan->keyonly = -1;
+}
+
+/*
+ * Forget all progress; the next row comes from the first round again.  A
+ * round still owed by Redis is dropped when its replies arrive.
+ */
+void
+RedisScanRestart(RedisScan *scan)
+{
+	for (int i = 0; i < 2; i++)
+		if (scan->rounds[i].cxt)
+			clear_round(scan, &scan->rounds[i], 0);
+	scan->cur = -1;
+	scan->cur_state = scan->cur_item = 0;
+	scan->keypos = 0;
+	if (scan->seen_cxt)
+		MemoryContextReset(scan->seen_cxt);
+	scan->nnodes = 0;
+	scan->scan_done = scan->ended = false;
+	scan->view = NULL;
+	scan->seen = NULL;
+	scan->arena = NULL;
+	scan->arena_left = 0;
+	scan->queue = NULL;
+	scan->queuelens = NULL;
+	scan->nqueue = scan->maxqueue = scan->queuepos = 0;
+	scan->overlay_done = false;
+	if (scan->ov)
+	{
+		HASH_SEQ_STATUS hs;
+		OverlayEntry *e;
+
+		hash_seq_init(&hs, scan->ov->bykey);
+		while ((e = hash_seq_search(&hs)) != NULL)
+			e->seen = false;
+	}
 }
 
 /* Rows a key state produces. */
@@ -979,7 +1502,7 @@ RedisStateRowCount(RedisTable *tbl, RedisKeyState *st)
 {
 	if (!st->exists)
 		return 0;
-	if (tbl->type == REDIS_HASH || tbl->type == REDIS_STRING ||
+	if (st->keyonly || tbl->type == REDIS_HASH || tbl->type == REDIS_STRING ||
 		tbl->type == REDIS_JSON)
 		return 1;
 	return st->nitems;
@@ -1036,8 +1559,10 @@ column_text(RedisScan *scan, RedisKeyState *st, int item, RedisColumn *col,
 					json->parsed = true;
 				}
 				if (json->nuls != NIL && PgpolyJsonNulAt(json->nuls, col->field))
-					PgpolyJsonNulError("the Redis JSON value", col->field, &col->conv);
-				return PgpolyJsonbFieldText(json->doc, col->field, col->is_array, len);
+					PgpolyJsonNulError("the Redis JSON value",
+									   PgpolyJsonNulUnplaced(json->nuls) ? NULL : col->field,
+									   &col->conv);
+				return PgpolyJsonbColumnText(json->doc, col->field, &col->conv, len);
 			}
 			/* Fields usually come back in one order: try the last position. */
 			i = col->hint;
@@ -1081,13 +1606,16 @@ state_row_values(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
 {
 	RedisTable *tbl = scan->tbl;
 	RowJson		json = {false, (Datum) 0, NIL};
-	int			i;
 	AttrNumber	misspelled = 0; /* an identity column not in the fixed form */
 	const char *spelling = NULL;
 	size_t		spelling_len = 0;
+	int			n = scan->needed ? scan->nread : tbl->natts;
 
-	for (i = 0; i < tbl->natts; i++)
+	if (scan->needed)
+		memset(nulls, true, sizeof(bool) * tbl->natts);	/* not read */
+	for (int k = 0; k < n; k++)
 	{
+		int			i = scan->needed ? scan->readcols[k] : k;
 		RedisColumn *col = &tbl->cols[i];
 		char	   *text;
 		size_t		len = 0;
@@ -1117,7 +1645,8 @@ state_row_values(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
 /*
  * Convert row item of st into values/nulls (datums in the row context,
  * valid until the next row) from the stored forms (convert.c), under the
- * fixed settings when some column's input function reads them.
+ * fixed settings when some column's input function reads them.  Columns
+ * the caller does not read (RedisScanSetColumns) are NULL.
  */
 void
 RedisStateRow(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
@@ -1126,6 +1655,11 @@ RedisStateRow(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
 	ErrorContextCallback errcb;
 	MemoryContext old;
 
+	if (scan->needed && scan->nread == 0)
+	{
+		memset(nulls, true, sizeof(bool) * scan->tbl->natts);	/* count(*) */
+		return;
+	}
 	MemoryContextReset(scan->row_cxt);
 	old = MemoryContextSwitchTo(scan->row_cxt);
 	scan->err_state = st;
@@ -1160,29 +1694,34 @@ RedisScanNext(RedisScan *scan, Datum *values, bool *nulls)
 {
 	for (;;)
 	{
-		while (scan->cur_state < scan->nstates)
+		if (scan->cur >= 0)
 		{
-			RedisKeyState *st = &scan->states[scan->cur_state];
+			ScanRound  *r = &scan->rounds[scan->cur];
 
-			if (scan->cur_item < RedisStateRowCount(scan->tbl, st))
+			while (scan->cur_state < r->nstates)
 			{
-				RedisStateRow(scan, st, scan->cur_item++, values, nulls);
-				return true;
+				RedisKeyState *st = &r->states[scan->cur_state];
+
+				if (scan->cur_item < RedisStateRowCount(scan->tbl, st))
+				{
+					RedisStateRow(scan, st, scan->cur_item++, values, nulls);
+					return true;
+				}
+				scan->cur_state++;
+				scan->cur_item = 0;
 			}
-			scan->cur_state++;
-			scan->cur_item = 0;
 		}
 		if (!next_round(scan))
 			return false;
 	}
 }
 
-/* State i of the current round (keys in the order given to FetchKeys). */
+/* State i of the current round (keys in the order given to SendKeys). */
 RedisKeyState *
 RedisScanRoundState(RedisScan *scan, int i)
 {
-	Assert(i >= 0 && i < scan->nstates);
-	return &scan->states[i];
+	Assert(scan->cur >= 0 && i >= 0 && i < scan->rounds[scan->cur].nstates);
+	return &scan->rounds[scan->cur].states[i];
 }
 
 /* Pipelined exchanges this scan made so far (EXPLAIN ANALYZE). */

@@ -9,6 +9,23 @@
  * columns do not fit its table_type is an ERROR that says which column is
  * wrong and what the type expects.
  *
+ * Resolved tables are cached per backend, by table and user, as the
+ * relcache caches relations: a prepared statement's every execution would
+ * otherwise read the table's, its columns', its server's and its user
+ * mapping's catalog entries and look up the I/O functions of every column
+ * again (a third of a point lookup's work).  Invariants:
+ *	- Any change of the table (relcache invalidation), of any foreign
+ *	  table's options, server, user mapping or type (syscache
+ *	  invalidations) drops the entries concerned (for the syscaches: all of
+ *	  them) before the next use; an entry built while an invalidation came
+ *	  in is used once and not kept.
+ *	- A caller gets its own copy of the RedisTable (it may set target and
+ *	  the columns' hints); the columns, options and conversions it points to
+ *	  are the cache's and read-only.  A dropped entry's memory is freed at
+ *	  the end of the transaction, never under a query still using it.
+ *	- Privileges are not cached: the executor checks them, and the trust
+ *	  rule is checked whenever a connection is handed out.
+ *
  * fdw/redis_table.c
  *
  *-------------------------------------------------------------------------
@@ -17,7 +34,9 @@
 
 #include "access/htup_details.h"
 #include "access/reloptions.h"
+#include "access/sysattr.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_foreign_table.h"
@@ -25,8 +44,12 @@
 #include "catalog/pg_user_mapping.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "redis.h"
 
@@ -43,6 +66,7 @@ const PgpolyOption RedisOptions[] = {
 	{"nodes", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"sentinels", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"sentinel_master", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
+	{"sentinel_check_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 0, INT_MAX, NULL, false},
 	{"user", UserMappingRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"password", UserMappingRelationId, PGPOLY_OPT_STRING, 0, 0, NULL, true},
 	{"password_required", UserMappingRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
@@ -199,7 +223,8 @@ column_io(RedisTable *tbl, RedisColumn *col)
 {
 	PgpolyConvInit(&col->conv, col->typid, col->typmod, col->name);
 	col->is_array = type_is_array(col->typid);
-	if (col->conv.in_settings)
+	/* a row opens one settings scope for the columns whose input needs it */
+	if (col->conv.in_settings && !col->conv.in_fast)
 		tbl->fixed_in = true;
 }
 
@@ -315,8 +340,8 @@ check_required_columns(RedisTable *tbl)
  * Resolve foreign table relid, as seen by userid (for the user mapping),
  * into a RedisTable allocated in the current memory context.
  */
-RedisTable *
-RedisLoadTable(Oid relid, Oid userid)
+static RedisTable *
+load_table(Oid relid, Oid userid)
 {
 	RedisTable *tbl = palloc0(sizeof(RedisTable));
 	ForeignTable *ft = GetForeignTable(relid);
@@ -345,6 +370,203 @@ RedisLoadTable(Oid relid, Oid userid)
 	table_close(rel, AccessShareLock);
 	check_required_columns(tbl);
 	return tbl;
+}
+
+/* ----------------------------------------------------------------
+ *		The cache of resolved tables
+ * ----------------------------------------------------------------
+ */
+
+typedef struct TableKey
+{
+	Oid			relid;
+	Oid			userid;
+} TableKey;
+
+/* The memory of an entry; once dropped, linked for freeing. */
+typedef struct Retired
+{
+	MemoryContext cxt;			/* holds this struct too */
+	struct Retired *next;
+} Retired;
+
+typedef struct TableEntry
+{
+	TableKey	key;			/* hash key (first) */
+	RedisTable *tbl;			/* NULL: to be resolved */
+	Retired    *mem;
+} TableEntry;
+
+static HTAB *TableCache = NULL;
+static Retired *RetiredList = NULL;
+static uint64 Invalidations = 0;	/* counts the callbacks below */
+
+/* Drop an entry (no allocation: invalidation callbacks may not fail). */
+static void
+drop_entry(TableEntry *e)
+{
+	if (e->tbl == NULL)
+		return;
+	e->mem->next = RetiredList;
+	RetiredList = e->mem;
+	e->tbl = NULL;
+	e->mem = NULL;
+}
+
+/* Relcache callback: drop the entries of relid (InvalidOid: all). */
+static void
+relcache_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS hs;
+	TableEntry *e;
+
+	Invalidations++;
+	hash_seq_init(&hs, TableCache);
+	while ((e = hash_seq_search(&hs)) != NULL)
+		if (!OidIsValid(relid) || e->key.relid == relid)
+			drop_entry(e);
+}
+
+/*
+ * Syscache callback (foreign tables, servers, user mappings, types): drop
+ * every entry; such changes are rare.
+ */
+static void
+syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	relcache_callback(arg, InvalidOid);
+}
+
+/* Transaction end: free the memory of dropped entries (no query uses it). */
+static void
+free_retired(XactEvent event, void *arg)
+{
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PREPARE && event != XACT_EVENT_PARALLEL_COMMIT &&
+		event != XACT_EVENT_PARALLEL_ABORT)
+		return;
+	while (RetiredList)
+	{
+		Retired    *r = RetiredList;
+
+		RetiredList = r->next;
+		MemoryContextDelete(r->cxt);
+	}
+}
+
+/* Create the cache and register its callbacks (once per backend). */
+static void
+table_cache_init(void)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(TableKey);
+	ctl.entrysize = sizeof(TableEntry);
+	ctl.hcxt = CacheMemoryContext;
+	TableCache = hash_create("pgpoly redis tables", 16, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(FOREIGNTABLEREL, syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(USERMAPPINGOID, syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(TYPEOID, syscache_callback, (Datum) 0);
+	RegisterXactCallback(free_retired, NULL);
+}
+
+/*
+ * Resolve relid for userid into e, in memory of its own.  If an
+ * invalidation came in meanwhile, the result may already be stale: it is
+ * used by this caller and dropped at once.
+ */
+static RedisTable *
+resolve(TableEntry *e, Oid relid, Oid userid)
+{
+	uint64		before = Invalidations;
+	MemoryContext cxt = AllocSetContextCreate(CacheMemoryContext, "pgpoly redis table",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	RedisTable *tbl = NULL;
+
+	PG_TRY();
+	{
+		tbl = load_table(relid, userid);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(cxt);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	e->mem = palloc0(sizeof(Retired));
+	e->mem->cxt = cxt;
+	e->tbl = tbl;
+	MemoryContextSwitchTo(old);
+	if (Invalidations != before)
+		drop_entry(e);
+	return tbl;
+}
+
+/*
+ * Foreign table relid as seen by userid (for the user mapping): a
+ * RedisTable palloc'd in the current memory context, whose columns,
+ * options and conversions belong to the cache (read-only; the columns'
+ * hints excepted).
+ */
+RedisTable *
+RedisLoadTable(Oid relid, Oid userid)
+{
+	TableKey	key;
+	TableEntry *e;
+	RedisTable *tbl;
+	RedisTable *copy = palloc(sizeof(RedisTable));
+	bool		found;
+
+	if (TableCache == NULL)
+		table_cache_init();
+	key.relid = relid;
+	key.userid = userid;
+	e = hash_search(TableCache, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		e->tbl = NULL;
+		e->mem = NULL;
+	}
+	tbl = e->tbl ? e->tbl : resolve(e, relid, userid);
+	*copy = *tbl;
+	copy->target = NULL;
+	return copy;
+}
+
+/*
+ * The attnos of tbl's columns that attrs (pull_varattnos() form: offset by
+ * FirstLowInvalidHeapAttributeNumber) reads; a whole-row reference reads
+ * them all.  For the plan: a List of Integer.
+ */
+List *
+RedisColumnsRead(RedisTable *tbl, Bitmapset *attrs)
+{
+	bool		whole = bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs);
+	List	   *result = NIL;
+
+	for (AttrNumber att = 1; att <= tbl->natts; att++)
+		if (tbl->cols[att - 1].role != RCOL_NONE &&
+			(whole || bms_is_member(att - FirstLowInvalidHeapAttributeNumber, attrs)))
+			result = lappend_int(result, att);
+	return result;
+}
+
+/* RedisColumnsRead's list as flags by attno - 1, palloc'd. */
+bool *
+RedisColumnsNeeded(RedisTable *tbl, List *attnos)
+{
+	bool	   *needed = palloc0(sizeof(bool) * Max(tbl->natts, 1));
+	ListCell   *lc;
+
+	foreach(lc, attnos)
+		if (lfirst_int(lc) >= 1 && lfirst_int(lc) <= tbl->natts)
+			needed[lfirst_int(lc) - 1] = true;
+	return needed;
 }
 
 /* The command that reads one key of this table's type. */

@@ -493,7 +493,7 @@ field_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 	char	   *text;
 
 	check_meta_nul(col, row, meta, col->field);
-	text = PgpolyJsonbFieldText(meta->doc, col->field, col->is_array, &len);
+	text = PgpolyJsonbColumnText(meta->doc, col->field, &col->conv, &len);
 	*isnull = text == NULL;
 	if (text == NULL)
 		return (Datum) 0;

@@ -157,6 +157,11 @@ SELECT pgpoly.redis_validator(NULL, NULL) IS NULL AS redis,
        pgpoly.elastic_validator(NULL, 'pg_foreign_server'::regclass) IS NULL AS elastic,
        pgpoly.vector_validator(ARRAY['url=http://x'], NULL) IS NULL AS vector;
 SELECT pg_temp.try('SELECT pgpoly.elastic_validator(ARRAY[NULL]::text[], ''pg_foreign_server''::regclass)');
+-- drift's internal C function
+SELECT * FROM pgpoly._drift_numeric_bins(NULL, '{1}', 2);
+SELECT pg_temp.try('SELECT * FROM pgpoly._drift_numeric_bins(''{1,NULL}'', ''{}'', 2)');
+SELECT pg_temp.try('SELECT * FROM pgpoly._drift_numeric_bins(''{1}'', ''{1}'', 2147483647)');
+SELECT (pgpoly._drift_numeric_bins('[0:1]={NaN,Infinity}', '{-Infinity}', 10000)).ks AS odd_values;
 -- the feature store's internal C functions
 SELECT pgpoly._fv_rel(NULL) IS NULL AS fv_rel,
        pgpoly._fv_require_privileges(NULL, 'SELECT') IS NULL AS fv_require,
@@ -164,9 +169,11 @@ SELECT pgpoly._fv_rel(NULL) IS NULL AS fv_rel,
 SELECT pgpoly._fv_is_fresh(NULL, NULL) AS no_ttl_is_fresh,
        pgpoly._fv_is_fresh(now(), NULL) AS no_event_time;
 SELECT * FROM pgpoly._fv_serve(NULL, NULL, NULL, NULL, NULL);
-SELECT pgpoly._fv_newest_usable(NULL, NULL) IS NULL AS fv_newest_usable,
-       pgpoly._fv_newest_tids(NULL, NULL, NULL, NULL) IS NULL AS fv_newest_tids;
 SELECT pg_temp.try('SELECT * FROM pgpoly._fv_describe(NULL, NULL, NULL, NULL, NULL, NULL, NULL)');
+SELECT pgpoly._fv_newest_usable(NULL, NULL) IS NULL AS newest_usable,
+       pgpoly._fv_newest_tids(NULL, NULL, NULL, NULL) IS NULL AS newest_tids;
+SELECT pg_temp.try('SELECT pgpoly._fv_newest_tids(''pg_class'', ''relname'', ''-infinity'', ''infinity'')');
+SELECT pgpoly._fv_newest_usable('pg_class', 'nope') AS newest_usable_no_column;
 -- sync functions
 SELECT pg_temp.try('SELECT pgpoly.create_sync(NULL, NULL, NULL)');
 SELECT pg_temp.try('SELECT pgpoly.create_sync(''s'', NULL, ''pg_class'')');
@@ -184,6 +191,7 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
   AND p.proname NOT IN ('elastic_request', 'vector_search', 'get_online_features',
                         'disconnect', 'l2_distance', 'cosine_distance',
                         'negative_inner_product', '_redis_key_column', 'redis_key_slot',
+                        '_drift_numeric_bins',
                         'redis_validator', 'elastic_validator', 'vector_validator',
                         '_fv_rel', '_fv_require_privileges', '_fv_may_write',
                         '_fv_is_fresh', '_fv_serve', '_fv_describe',

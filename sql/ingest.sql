@@ -77,6 +77,21 @@ SELECT count(*) FILTER (WHERE clicks = -1) AS rolled_back_offline FROM pgpoly.in
 SELECT clicks FROM ing_raw WHERE key = 'u1';
 -- an empty source
 SELECT pgpoly.ingest_features('ing_users', 'SELECT user_id, event_time FROM ing_batch WHERE false') AS ingested_none;
+-- a varchar(3) key: an entity longer than the key would be cut to another
+-- entity's key (abcdef -> abc, overwriting abc online): the whole call is
+-- refused with 22001 naming the row, and nothing is written in either store
+CREATE FOREIGN TABLE ing_short (code varchar(3) OPTIONS (key 'true'), clicks int)
+  SERVER ing OPTIONS (key_prefix 'regress_ing:short:');
+CREATE FOREIGN TABLE ing_short_raw (key text, clicks text)
+  SERVER ing OPTIONS (key_prefix 'regress_ing:short:', write_mode 'immediate');
+SELECT pgpoly.create_feature_view('ing_short', 'code', 'ing_short');
+SELECT pgpoly.ingest_features('ing_short', $$SELECT 'abc' AS code, timestamptz '2024-06-01' AS event_time, 1 AS clicks$$) AS ingested;
+SELECT ing_err($$SELECT pgpoly.ingest_features('ing_short',
+  'SELECT * FROM (VALUES (''xyz'', timestamptz ''2024-06-02'', 2), (''abcdef'', timestamptz ''2024-06-02'', 3)) v(code, event_time, clicks)')$$);
+SELECT * FROM ing_short_raw ORDER BY key;
+SELECT entity, clicks FROM pgpoly.ing_short_history ORDER BY entity, clicks;
+SELECT pgpoly.drop_feature_view('ing_short', drop_tables => true);
+DROP FOREIGN TABLE IF EXISTS ing_short, ing_short_raw;
 
 -- Int keys: entities in canonical form ('007' is item 7), numeric conversion
 SELECT pgpoly.ingest_features('ing_items', $$SELECT * FROM (VALUES ('007', timestamptz '2024-06-01', 9.999),

@@ -1,6 +1,8 @@
 -- Differential test of the Redis Batched Join: random data with NULL keys,
 -- duplicate keys and keys Redis does not have; inner, left, semi, anti and
--- lateral joins; several fetch_size values (batches split over rounds); deterministic and
+-- lateral joins, reading values or the keys alone (existence, no value
+-- fetched); several fetch_size values (batches split over rounds, the next
+-- one sent while the last is joined); deterministic and
 -- nondeterministic collations.  Every query must give the same rows with
 -- pgpoly.enable_batched_join on and off as the same query on a native copy
 -- (EXCEPT ALL both ways: 0 differences).
@@ -77,11 +79,14 @@ INSERT INTO queries VALUES
   ('left, WHERE after', 'SELECT l.id, r.v FROM l LEFT JOIN %1$s r ON r.key = l.k WHERE r.v IS NULL'),
   ('semi (EXISTS)', 'SELECT l.id FROM l WHERE EXISTS (SELECT 1 FROM %1$s r WHERE r.key = l.k AND r.v > l.x)'),
   ('semi (IN)', 'SELECT l.id, l.k FROM l WHERE l.k IN (SELECT key FROM %1$s)'),
+  ('semi (EXISTS, key only)', 'SELECT l.id FROM l WHERE EXISTS (SELECT 1 FROM %1$s r WHERE r.key = l.k)'),
+  ('inner, key only', 'SELECT l.id, r.key FROM l JOIN %1$s r ON r.key = l.k'),
   ('anti (NOT EXISTS)', 'SELECT l.id FROM l WHERE NOT EXISTS (SELECT 1 FROM %1$s r WHERE r.key = l.k)'),
   ('anti, ON filter', 'SELECT l.id FROM l WHERE NOT EXISTS (SELECT 1 FROM %1$s r WHERE r.key = l.k AND r.w IS NOT NULL)'),
   ('lateral', 'SELECT l.id, s.v FROM l CROSS JOIN LATERAL (SELECT r.v FROM %1$s r WHERE r.key = l.k ORDER BY r.v LIMIT 1) s'),
   ('left lateral', 'SELECT l.id, s.v FROM l LEFT JOIN LATERAL (SELECT r.v + l.x AS v FROM %1$s r WHERE r.key = l.k OFFSET 0) s ON true'),
-  ('aggregate', 'SELECT l.k, count(r.key), sum(r.v) FROM l LEFT JOIN %1$s r ON r.key = l.k GROUP BY l.k');
+  ('aggregate', 'SELECT l.k, count(r.key), sum(r.v) FROM l LEFT JOIN %1$s r ON r.key = l.k GROUP BY l.k'),
+  ('aggregate of expressions', 'SELECT count(*), sum(r.v), sum(r.v * l.x), min(r.w) FROM l JOIN %1$s r ON r.key = l.k');
 
 SELECT q.name, t.rel, j.*
 FROM queries q CROSS JOIN (VALUES ('r_5'), ('r_64'), ('r_1000')) t(rel),

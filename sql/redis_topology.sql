@@ -26,6 +26,13 @@ CREATE SERVER bad FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (sentinel_master 'm'
 CREATE SERVER bad FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (cluster 'true', db '1');
 CREATE SERVER bad FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (nodes 'a:1', db '3');
 CREATE SERVER t_db0 FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (cluster 'true', db '0');
+-- sentinel_check_ms: with sentinels only, 0 (only after a failure) or more.
+CREATE SERVER t_sent_check FOREIGN DATA WRAPPER pgpoly_redis
+  OPTIONS (sentinels 's1:26379', sentinel_master 'm', sentinel_check_ms '0');
+CREATE SERVER bad FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (host 'a', sentinel_check_ms '100');
+CREATE SERVER bad FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (nodes 'a:1', sentinel_check_ms '100');
+CREATE SERVER bad FOREIGN DATA WRAPPER pgpoly_redis
+  OPTIONS (sentinels 'a:1', sentinel_master 'm', sentinel_check_ms '-1');
 -- Address lists.
 CREATE SERVER bad FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (nodes 'a:1, b');
 CREATE SERVER bad FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (nodes 'a:70000');
@@ -60,4 +67,4 @@ SELECT count(DISTINCT pgpoly.redis_key_slot('fv:user42:' || g)) > 90 AS spread
 SELECT min(s), max(s) FROM (SELECT pgpoly.redis_key_slot(md5(g::text)) s
   FROM generate_series(1, 20000) g) x;
 
-DROP SERVER t_single, t_seed, t_nodes, t_nodes2, t_sent, t_nocluster, t_db0;
+DROP SERVER t_single, t_seed, t_nodes, t_nodes2, t_sent, t_nocluster, t_db0, t_sent_check;

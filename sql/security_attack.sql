@@ -270,6 +270,49 @@ DROP FOREIGN TABLE regress_att_rs_t;
 DROP SERVER regress_att_rs CASCADE;
 
 --
+-- 9. A sync reads its source as its owner, never as the extension's owner.
+-- Mallory's table has a child (inheritance) that is a foreign table on a
+-- server of hers pointing at the Redis, for which she has no mapping.  The
+-- backfill of create_sync and the capture of TRUNCATE read every key of
+-- the source, children included: as the extension's owner (a superuser)
+-- they read the Redis without the trust rule (and would have used a
+-- superuser's user mapping); as Mallory they are refused, as her SELECT is.
+--
+CREATE SERVER regress_att_su FOREIGN DATA WRAPPER pgpoly_redis
+  OPTIONS (host '127.0.0.1', port :'redis_port');
+CREATE FOREIGN TABLE regress_att_su_keys (key text, value text) SERVER regress_att_su
+  OPTIONS (table_type 'string', key_prefix 'regress_att_su:');
+INSERT INTO regress_att_su_keys VALUES ('k1', 'x'), ('k2', 'y');
+SET ROLE regress_att_mallory;
+CREATE SERVER regress_att_ev FOREIGN DATA WRAPPER pgpoly_redis
+  OPTIONS (host '127.0.0.1', port :'redis_port');
+CREATE SERVER regress_att_dead FOREIGN DATA WRAPPER pgpoly_redis
+  OPTIONS (host '127.0.0.1', port '1');
+CREATE USER MAPPING FOR CURRENT_USER SERVER regress_att_dead OPTIONS (password 'pw');
+CREATE FOREIGN TABLE regress_att.sync_t (key text OPTIONS (key 'true'), v text)
+  SERVER regress_att_dead OPTIONS (key_prefix 'regress_att_sync:');
+CREATE TABLE regress_att.src (key text NOT NULL UNIQUE, v text);
+INSERT INTO regress_att.src VALUES ('mine', 'm');
+CREATE FOREIGN TABLE regress_att.src_child () INHERITS (regress_att.src)
+  SERVER regress_att_ev OPTIONS (table_type 'string', key_prefix 'regress_att_su:');
+SELECT regress_att_try('SELECT * FROM regress_att.src');
+SELECT regress_att_try($$SELECT pgpoly.create_sync('regress_att_sync', 'regress_att.src',
+                                                   'regress_att.sync_t', 'key')$$);
+-- TRUNCATE (ONLY: the child is not truncated, but the capture reads it).
+ALTER TABLE regress_att.src_child NO INHERIT regress_att.src;
+BEGIN;
+SELECT pgpoly.create_sync('regress_att_sync_t', 'regress_att.src', 'regress_att.sync_t',
+                          'key', backfill => false);
+ALTER TABLE regress_att.src_child INHERIT regress_att.src;
+SELECT regress_att_try('TRUNCATE ONLY regress_att.src');
+ROLLBACK;
+RESET ROLE;
+SELECT count(*) AS opened FROM pgpoly.connections() WHERE server = 'regress_att_ev';
+SELECT count(*) AS syncs FROM pgpoly.syncs WHERE name LIKE 'regress_att_sync%';
+DELETE FROM regress_att_su_keys;
+DROP SERVER regress_att_su CASCADE;
+
+--
 -- Clean up.
 --
 SELECT pgpoly.elastic_request('regress_att_es', 'DELETE', '/regress_att_docs') IS NOT NULL AS cleaned;

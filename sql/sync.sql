@@ -282,6 +282,14 @@ RESET ROLE;
 SELECT sync_state_is('owned', 'failing');
 SELECT pgpoly.sync_wait('owned', '0.2 s') AS delivered;
 SELECT last_error, pending FROM pgpoly.sync_status WHERE name = 'owned';
+-- Every role sees the sync; only the owner's role its last_error.
+SET ROLE regress_sync_other;
+SELECT name, state, last_error IS NULL AS error_hidden FROM pgpoly.sync_status
+WHERE name = 'owned';
+RESET ROLE;
+SET ROLE regress_sync_owner;
+SELECT last_error IS NOT NULL AS error_shown FROM pgpoly.sync_status WHERE name = 'owned';
+RESET ROLE;
 SELECT count(*) AS redis_rows FROM owned_hash;
 -- Dead letters: rows of other owners are invisible.
 INSERT INTO pgpoly.sync_dead_letters (name, key, op, error, attempts, sync_id, owner)

@@ -23,6 +23,10 @@
  * a role that SET ROLE made current, and a reconnection uses the mapping
  * the connection is for, never another one of the same user.
  *
+ * The secret option values of each connection's user mapping are kept with
+ * it, so that no message quoting what a store sent (PgpolyPrintable) can
+ * carry a credential that a hostile store echoes back.
+ *
  * pgpoly.connections() and pgpoly.disconnect() expose the cache to SQL.
  *
  * src/connection.c
@@ -297,6 +301,54 @@ lookup_entry(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
 }
 
 /*
+ * Keep the secret option values of user's mapping with conn (replacing
+ * those of an earlier mapping), before its store connects and may quote
+ * what the store answers to them.
+ */
+static void
+remember_secrets(PgpolyConnection *conn, UserMapping *user)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	ListCell   *lc;
+
+	list_free_deep(conn->secrets);
+	conn->secrets = NIL;
+	foreach(lc, PgpolySecretValues(conn->store->options, user->options))
+		conn->secrets = lappend(conn->secrets, pstrdup(lfirst(lc)));
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * The length of the longest secret option value of a cached connection's
+ * user mapping that text (len bytes) begins with; 0 if none.  For
+ * PgpolyPrintable: never raises an ERROR.
+ */
+size_t
+PgpolySecretAt(const char *text, size_t len)
+{
+	HASH_SEQ_STATUS scan;
+	PgpolyConnection *conn;
+	size_t		best = 0;
+
+	if (ConnectionHash == NULL)
+		return 0;
+	hash_seq_init(&scan, ConnectionHash);
+	while ((conn = hash_seq_search(&scan)) != NULL)
+	{
+		ListCell   *lc;
+
+		foreach(lc, conn->secrets)
+		{
+			size_t		n = strlen(lfirst(lc));
+
+			if (n > best && n <= len && memcmp(text, lfirst(lc), n) == 0)
+				best = n;
+		}
+	}
+	return best;
+}
+
+/*
  * Get a connection to server for user (from PgpolyGetUserMapping), opening
  * one if the cache has none, the cached one was invalidated, or it broke.
  * ERROR if the trust rule does not let user->userid use it.  The returned
@@ -311,6 +363,7 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 	if (conn->handle == NULL)
 	{
 		describe_connection(conn, server, user);
+		remember_secrets(conn, user);
 		conn->handle = store->connect(conn, server, user);
 		conn->checked = PgpolyMustProveCredential(user);
 	}
@@ -385,6 +438,7 @@ PgpolyEnsureConnected(PgpolyConnection *conn)
 	server = GetForeignServer(conn->key.serverid);
 	user = mapping_of(conn);
 	check_trust(conn->store, server, user);
+	remember_secrets(conn, user);
 	conn->handle = conn->store->connect(conn, server, user);
 	conn->checked = PgpolyMustProveCredential(user);
 }

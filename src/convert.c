@@ -11,7 +11,8 @@
  * postgres_fdw's transmission settings writes:
  *
  *		DateStyle ISO (MDY order for reading), IntervalStyle postgres,
- *		extra_float_digits 3, bytea_output hex, TimeZone UTC
+ *		extra_float_digits 3, bytea_output hex, TimeZone UTC, and
+ *		lc_monetary C for money, whose text form follows the locale
  *
  * so that what one session writes any other session reads back equal,
  * whatever its DateStyle, IntervalStyle, TimeZone, extra_float_digits,
@@ -26,8 +27,12 @@
  * save the six variables, set them and restore them; callers put Leave in
  * PG_FINALLY so that an error restores them too.  A caller converting many
  * values opens one scope around all of them (a row, a batch); a conversion
- * inside an open scope opens no other.  set_config_option() is never used:
- * it costs far more than the conversion.
+ * inside an open scope opens no other.  set_config_option() is never used
+ * there: it costs far more than the conversion.  money is the exception:
+ * lc_monetary is a string the GUC machinery owns, and its conventions are
+ * cached (PGLC_localeconv), so a conversion of a type with money in it
+ * sets lc_monetary 'C' through set_config_option, in a GUC nesting level of
+ * its own (PgpolyWithCMoney).
  *
  * Values read from a store carry their length.  Before any input function
  * sees them they are verified for the database encoding, which rejects NUL
@@ -66,6 +71,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/guc.h"
 #include "utils/regproc.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
@@ -155,24 +161,95 @@ PgpolyFixedSettingsActive(void)
 	return fixed_depth > 0;
 }
 
+/*
+ * Run fn(arg) with lc_monetary 'C' (money as "$1,234.56"), set in a GUC
+ * nesting level of its own: whatever fn's I/O functions set nests inside
+ * it, and the session's lc_monetary is back afterwards, errors included.
+ */
+void
+PgpolyWithCMoney(void (*fn) (void *), void *arg)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("lc_monetary", "C", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	PG_TRY();
+	{
+		fn(arg);
+	}
+	PG_CATCH();
+	{
+		AtEOXact_GUC(false, level);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	AtEOXact_GUC(true, level);
+}
+
 /* ----------------------------------------------------------------
  *		Describing a type
  * ----------------------------------------------------------------
  */
 
+/* What a test of type_any says of one base type. */
+typedef enum TypeTest
+{
+	TYPE_NO,					/* no, whatever is inside it */
+	TYPE_YES,
+	TYPE_LOOK					/* look inside: elements, subtype, columns */
+} TypeTest;
+
 /*
- * Whether the I/O functions of typid read any of the settings we fix
- * (output: out; input: !out).  Types we do not know are assumed to.
+ * Whether test says yes of typid's base type or, where it says look, of an
+ * element type, range subtype or column type inside it, recursively.  A
+ * type it says look of with nothing inside (or more than 8 levels deep)
+ * counts as leaf.
  */
 static bool
-io_reads_settings(Oid typid, bool out, int depth)
+type_any(Oid typid, TypeTest (*test) (Oid basetype, bool arg), bool arg,
+		 bool leaf, int depth)
 {
 	Oid			elem;
 
 	if (depth > 8)
-		return true;
+		return leaf;
 	typid = getBaseType(typid);
-	switch (typid)
+	switch (test(typid, arg))
+	{
+		case TYPE_NO:
+			return false;
+		case TYPE_YES:
+			return true;
+		case TYPE_LOOK:
+			break;
+	}
+	if ((elem = get_element_type(typid)) != InvalidOid)
+		return type_any(elem, test, arg, leaf, depth + 1);
+	if (get_typtype(typid) == TYPTYPE_RANGE)
+		return type_any(get_range_subtype(typid), test, arg, leaf, depth + 1);
+	if (type_is_rowtype(typid) && typid != RECORDOID)
+	{
+		TupleDesc	desc = lookup_rowtype_tupdesc(typid, -1);
+		bool		found = false;
+
+		for (int i = 0; i < desc->natts && !found; i++)
+			if (!TupleDescAttr(desc, i)->attisdropped)
+				found = type_any(TupleDescAttr(desc, i)->atttypid, test, arg, leaf,
+								 depth + 1);
+		ReleaseTupleDesc(desc);
+		return found;
+	}
+	return leaf;
+}
+
+/*
+ * type_any test: whether the output (out) or input function of a base
+ * type reads the settings we fix, as far as we know the type.
+ */
+static TypeTest
+reads_settings(Oid basetype, bool out)
+{
+	switch (basetype)
 	{
 		case BOOLOID:
 		case CHAROID:
@@ -191,31 +268,39 @@ io_reads_settings(Oid typid, bool out, int depth)
 		case INETOID:
 		case CIDROID:
 		case MACADDROID:
-			return false;
+			return TYPE_NO;
 		case FLOAT4OID:
 		case FLOAT8OID:
 		case BYTEAOID:
-			return out;			/* extra_float_digits, bytea_output */
+			/* extra_float_digits, bytea_output */
+			return out ? TYPE_YES : TYPE_NO;
 		default:
-			break;
+			return TYPE_LOOK;
 	}
-	if ((elem = get_element_type(typid)) != InvalidOid)
-		return io_reads_settings(elem, out, depth + 1);
-	if (get_typtype(typid) == TYPTYPE_RANGE)
-		return io_reads_settings(get_range_subtype(typid), out, depth + 1);
-	if (type_is_rowtype(typid))
-	{
-		TupleDesc	desc = lookup_rowtype_tupdesc(typid, -1);
-		bool		reads = false;
+}
 
-		for (int i = 0; i < desc->natts && !reads; i++)
-			if (!TupleDescAttr(desc, i)->attisdropped)
-				reads = io_reads_settings(TupleDescAttr(desc, i)->atttypid, out,
-										  depth + 1);
-		ReleaseTupleDesc(desc);
-		return reads;
-	}
-	return true;
+/*
+ * Whether the I/O functions of typid read any of the settings we fix
+ * (output: out; input: !out).  Types we do not know are assumed to.
+ */
+static bool
+io_reads_settings(Oid typid, bool out)
+{
+	return type_any(typid, reads_settings, out, true, 0);
+}
+
+/* type_any test: whether a base type is money. */
+static TypeTest
+is_money(Oid basetype, bool arg)
+{
+	return basetype == CASHOID ? TYPE_YES : TYPE_LOOK;
+}
+
+/* Whether a value of typid can hold a money value (arrays, ranges, rows). */
+bool
+PgpolyTypeHasMoney(Oid typid)
+{
+	return type_any(typid, is_money, false, false, 0);
 }
 
 /* The fast path of a base type, PGPOLY_CONV_GENERIC when it has none. */
@@ -241,8 +326,40 @@ fast_kind(Oid basetype)
 			return PGPOLY_CONV_TIMESTAMPTZ;
 		case INTERVALOID:
 			return PGPOLY_CONV_INTERVAL;
+		case INT2OID:
+			return PGPOLY_CONV_INT2;
+		case INT4OID:
+			return PGPOLY_CONV_INT4;
+		case INT8OID:
+			return PGPOLY_CONV_INT8;
 		default:
 			return PGPOLY_CONV_GENERIC;
+	}
+}
+
+/*
+ * Whether the input of a type of kind (typmod) has a fast path for the
+ * fixed form (datum_in): the settings are then not read, unless a value
+ * is not in that form.
+ */
+static bool
+fast_input(PgpolyConvKind kind, int32 typmod)
+{
+	switch (kind)
+	{
+		case PGPOLY_CONV_TEXT:
+		case PGPOLY_CONV_BYTEA:
+		case PGPOLY_CONV_FLOAT8:
+		case PGPOLY_CONV_INT2:
+		case PGPOLY_CONV_INT4:
+		case PGPOLY_CONV_INT8:
+		case PGPOLY_CONV_DATE:
+			return true;
+		case PGPOLY_CONV_TIMESTAMP:
+		case PGPOLY_CONV_TIMESTAMPTZ:
+			return typmod < 0;	/* a precision rounds: the input function */
+		default:
+			return false;
 	}
 }
 
@@ -256,6 +373,7 @@ PgpolyConvInit(PgpolyConv *conv, Oid typid, int32 typmod, const char *name)
 {
 	Oid			infn;
 	Oid			outfn;
+	Oid			elem;
 	bool		isvarlena;
 
 	memset(conv, 0, sizeof(PgpolyConv));
@@ -265,8 +383,14 @@ PgpolyConvInit(PgpolyConv *conv, Oid typid, int32 typmod, const char *name)
 	conv->basetype = getBaseType(typid);
 	conv->is_domain = conv->basetype != typid;
 	conv->kind = fast_kind(conv->basetype);
-	conv->out_settings = io_reads_settings(typid, true, 0);
-	conv->in_settings = io_reads_settings(typid, false, 0);
+	conv->out_settings = io_reads_settings(typid, true);
+	conv->in_settings = io_reads_settings(typid, false);
+	conv->in_fast = fast_input(conv->kind, typmod);
+	conv->is_array = type_is_array(conv->basetype);
+	elem = conv->is_array ? getBaseType(get_element_type(conv->basetype)) :
+		conv->basetype;
+	conv->is_json = elem == JSONOID || elem == JSONBOID;
+	conv->money = conv->kind == PGPOLY_CONV_GENERIC && PgpolyTypeHasMoney(typid);
 	conv->mcxt = CurrentMemoryContext;
 	getTypeInputInfo(typid, &infn, &conv->ioparam);
 	fmgr_info(infn, &conv->infn);
@@ -360,6 +484,45 @@ datetime_text(PgpolyConvKind kind, Datum value, char *buf)
 	}
 }
 
+/* An I/O function call of a conv, for PgpolyWithCMoney. */
+typedef struct IoCall
+{
+	PgpolyConv *conv;
+	Datum		value;			/* output: the value; input: the result */
+	char	   *text;			/* output: the result; input: the text */
+} IoCall;
+
+/* PgpolyWithCMoney callback: the output function's text. */
+static void
+output_io(void *arg)
+{
+	IoCall	   *c = arg;
+
+	c->text = OutputFunctionCall(&c->conv->outfn, c->value);
+}
+
+/* PgpolyWithCMoney callback: the input function's datum. */
+static void
+input_io(void *arg)
+{
+	IoCall	   *c = arg;
+
+	c->value = InputFunctionCall(&c->conv->infn, c->text, c->conv->ioparam,
+								 c->conv->typmod);
+}
+
+/* The output function's text, with lc_monetary 'C' if conv has money. */
+static char *
+output_call(PgpolyConv *conv, Datum value)
+{
+	IoCall		c = {conv, value, NULL};
+
+	if (!conv->money)
+		return OutputFunctionCall(&conv->outfn, value);
+	PgpolyWithCMoney(output_io, &c);
+	return c.text;
+}
+
 /* The output function's text under the fixed settings. */
 static char *
 output_fixed(PgpolyConv *conv, Datum value)
@@ -367,11 +530,11 @@ output_fixed(PgpolyConv *conv, Datum value)
 	char	   *volatile s = NULL;
 
 	if (!conv->out_settings || fixed_depth > 0)
-		return OutputFunctionCall(&conv->outfn, value);
+		return output_call(conv, value);
 	PgpolyFixedSettingsEnter();
 	PG_TRY();
 	{
-		s = OutputFunctionCall(&conv->outfn, value);
+		s = output_call(conv, value);
 	}
 	PG_FINALLY();
 	{
@@ -406,6 +569,15 @@ datum_out(PgpolyConv *conv, Datum value, bool raw, size_t *len)
 		case PGPOLY_CONV_INTERVAL:
 			datetime_text(conv->kind, value, buf);
 			*len = strlen(buf);
+			return pnstrdup(buf, *len);
+		case PGPOLY_CONV_INT2:
+			*len = pg_itoa(DatumGetInt16(value), buf);
+			return pnstrdup(buf, *len);
+		case PGPOLY_CONV_INT4:
+			*len = pg_ltoa(DatumGetInt32(value), buf);
+			return pnstrdup(buf, *len);
+		case PGPOLY_CONV_INT8:
+			*len = pg_lltoa(DatumGetInt64(value), buf);
 			return pnstrdup(buf, *len);
 		case PGPOLY_CONV_GENERIC:
 			break;
@@ -458,7 +630,20 @@ conv_what(PgpolyConv *conv)
 static inline bool
 plain_ascii(const char *s, size_t len)
 {
-	for (size_t i = 0; i < len; i++)
+	size_t		i = 0;
+
+	/* eight bytes at a time: a high bit, or a zero byte */
+	for (; i + 8 <= len; i += 8)
+	{
+		uint64		w;
+
+		memcpy(&w, s + i, 8);
+		if ((w & UINT64CONST(0x8080808080808080)) != 0 ||
+			((w - UINT64CONST(0x0101010101010101)) & ~w &
+			 UINT64CONST(0x8080808080808080)) != 0)
+			return false;
+	}
+	for (; i < len; i++)
 		if ((unsigned char) (s[i] - 1) >= 0x7f)	/* NUL or high bit */
 			return false;
 	return true;
@@ -510,6 +695,18 @@ check_domain(PgpolyConv *conv, Datum value)
 	return value;
 }
 
+/* The input function's datum for s, with lc_monetary 'C' if conv has money. */
+static Datum
+input_call(PgpolyConv *conv, char *s)
+{
+	IoCall		c = {conv, (Datum) 0, s};
+
+	if (!conv->money)
+		return InputFunctionCall(&conv->infn, s, conv->ioparam, conv->typmod);
+	PgpolyWithCMoney(input_io, &c);
+	return c.value;
+}
+
 /* The input function's datum for s under the fixed settings. */
 static Datum
 input_fixed(PgpolyConv *conv, char *s)
@@ -517,11 +714,11 @@ input_fixed(PgpolyConv *conv, char *s)
 	volatile Datum d = (Datum) 0;
 
 	if (!conv->in_settings || fixed_depth > 0)
-		return InputFunctionCall(&conv->infn, s, conv->ioparam, conv->typmod);
+		return input_call(conv, s);
 	PgpolyFixedSettingsEnter();
 	PG_TRY();
 	{
-		d = InputFunctionCall(&conv->infn, s, conv->ioparam, conv->typmod);
+		d = input_call(conv, s);
 	}
 	PG_FINALLY();
 	{
@@ -531,10 +728,154 @@ input_fixed(PgpolyConv *conv, char *s)
 	return d;
 }
 
+/* The value of the n decimal digits at s (n <= 9), or -1 if one is not. */
+static inline int
+digits(const char *s, int n)
+{
+	int			v = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+/*
+ * The date of "YYYY-MM-DD" at s (10 bytes) as days since 2000-01-01, or
+ * false if it is not a valid date in exactly that form.
+ */
+static bool
+fixed_date(const char *s, int *days)
+{
+	int			y = digits(s, 4),
+				m = digits(s + 5, 2),
+				d = digits(s + 8, 2);
+
+	if (y < 1 || m < 1 || m > MONTHS_PER_YEAR || d < 1 || s[4] != '-' || s[7] != '-' ||
+		d > day_tab[isleap(y)][m - 1])
+		return false;
+	*days = date2j(y, m, d) - POSTGRES_EPOCH_JDATE;
+	return true;
+}
+
+/*
+ * The timestamp of the fixed form "YYYY-MM-DD HH:MM:SS[.f...]" (1 to 6
+ * digits of fraction) at s (len bytes), followed for timestamptz (withtz) by
+ * an offset "+HH" or "+HH:MM" (or '-'), which is what pgpoly writes (UTC,
+ * "+00") and what most tools write.  false for anything else: a year
+ * before 1 or after 9999, BC, 24:00:00, a leap second, special values,
+ * spaces, a zone name, more digits of fraction ...; the input function then
+ * reads the text, so the fast path changes no result.
+ */
+static bool
+fixed_timestamp(const char *s, size_t len, bool withtz, Timestamp *result)
+{
+	int			days,
+				h,
+				mi,
+				sec,
+				off = 0;
+	int64		usec = 0;
+	size_t		p = 19;
+
+	if (len < 19 || s[10] != ' ' || s[13] != ':' || s[16] != ':' ||
+		!fixed_date(s, &days) ||
+		(h = digits(s + 11, 2)) < 0 || h >= HOURS_PER_DAY ||
+		(mi = digits(s + 14, 2)) < 0 || mi >= MINS_PER_HOUR ||
+		(sec = digits(s + 17, 2)) < 0 || sec >= SECS_PER_MINUTE)
+		return false;
+	if (p < len && s[p] == '.')
+	{
+		int			n = 0;
+
+		for (p++; p < len && s[p] >= '0' && s[p] <= '9' && n < 7; p++, n++)
+			usec = usec * 10 + (s[p] - '0');
+		if (n == 0 || n > 6)
+			return false;
+		for (; n < 6; n++)
+			usec *= 10;
+	}
+	if (withtz)
+	{
+		int			oh,
+					om = 0;
+
+		if (p + 3 > len || (s[p] != '+' && s[p] != '-') ||
+			(oh = digits(s + p + 1, 2)) < 0 || oh > MAX_TZDISP_HOUR)
+			return false;
+		if (p + 3 < len)
+		{
+			if (p + 6 != len || s[p + 3] != ':' ||
+				(om = digits(s + p + 4, 2)) < 0 || om >= MINS_PER_HOUR)
+				return false;
+		}
+		off = (oh * MINS_PER_HOUR + om) * SECS_PER_MINUTE;
+		if (s[p] == '-')
+			off = -off;
+		p = len;
+	}
+	if (p != len)
+		return false;
+	/* tm2timestamp(), then dt2local() by the offset */
+	*result = (int64) days * USECS_PER_DAY +
+		((int64) ((h * MINS_PER_HOUR + mi) * SECS_PER_MINUTE + sec)) * USECS_PER_SEC +
+		usec - (int64) off * USECS_PER_SEC;
+	return IS_VALID_TIMESTAMP(*result);
+}
+
+/*
+ * The datum of s (len bytes, NUL-terminated, valid text) by a fast path of
+ * conv's kind, giving what the input function gives; false when s is not
+ * in the form the fast path reads (the input function must then read it).
+ * Integer and float8 input call what their input functions call.
+ */
+static bool
+fast_in(PgpolyConv *conv, const char *s, size_t len, Datum *value)
+{
+	Timestamp	ts;
+	int			days;
+
+	switch (conv->kind)
+	{
+		case PGPOLY_CONV_INT2:
+			*value = Int16GetDatum(pg_strtoint16(s));
+			return true;
+		case PGPOLY_CONV_INT4:
+			*value = Int32GetDatum(pg_strtoint32(s));
+			return true;
+		case PGPOLY_CONV_INT8:
+			*value = Int64GetDatum(pg_strtoint64(s));
+			return true;
+		case PGPOLY_CONV_FLOAT8:
+			*value = Float8GetDatum(float8in_internal((char *) s, NULL,
+													  "double precision", s));
+			return true;
+		case PGPOLY_CONV_DATE:
+			if (len != 10 || !fixed_date(s, &days) || !IS_VALID_DATE(days))
+				return false;
+			*value = DateADTGetDatum(days);
+			return true;
+		case PGPOLY_CONV_TIMESTAMP:
+		case PGPOLY_CONV_TIMESTAMPTZ:
+			if (conv->typmod >= 0 ||
+				!fixed_timestamp(s, len, conv->kind == PGPOLY_CONV_TIMESTAMPTZ, &ts))
+				return false;
+			*value = TimestampGetDatum(ts);
+			return true;
+		default:
+			return false;
+	}
+}
+
 /* Store form -> datum; raw: bytea from its bytes. */
 static Datum
 datum_in(PgpolyConv *conv, const char *s, size_t len, bool raw)
 {
+	Datum		value;
+
 	Assert(s[len] == '\0');
 	if (raw && conv->kind == PGPOLY_CONV_BYTEA)
 	{
@@ -552,6 +893,8 @@ datum_in(PgpolyConv *conv, const char *s, size_t len, bool raw)
 	check_text(conv, s, len);
 	if (conv->kind == PGPOLY_CONV_TEXT && conv->typmod < 0 && !conv->is_domain)
 		return PointerGetDatum(cstring_to_text_with_len(s, (int) len));
+	if (conv->in_fast && fast_in(conv, s, len, &value))
+		return check_domain(conv, value);
 	return input_fixed(conv, (char *) s);
 }
 
@@ -752,8 +1095,9 @@ PgpolyFloat8Bound(Datum value, Oid typid, int *strategy, double *bound)
 /*
  * A printable rendering of len bytes of store data for a message: valid
  * characters as they are, a backslash doubled, other bytes (NUL, invalid
- * sequences, control characters) as \xNN; at most max bytes of input,
- * then "...".
+ * sequences, control characters) as \xNN, a credential of a cached
+ * connection (PgpolySecretAt: a store echoing AUTH) as "********"; at most
+ * max bytes of input, then "...".
  */
 char *
 PgpolyPrintable(const char *s, size_t len, size_t max)
@@ -766,8 +1110,15 @@ PgpolyPrintable(const char *s, size_t len, size_t max)
 	while (i < len && i < max)
 	{
 		unsigned char c = (unsigned char) s[i];
+		size_t		secret = PgpolySecretAt(s + i, len - i);
 		int			n;
 
+		if (secret > 0)
+		{
+			appendStringInfoString(&buf, "********");
+			i += secret;
+			continue;
+		}
 		if (c == '\\')
 		{
 			appendStringInfoString(&buf, "\\\\");

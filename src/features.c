@@ -1390,7 +1390,7 @@ fetch_online_or_none(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, i
  */
 static void
 probe_offline(CachedView *cv, ViewDef *def, RedisTable *tbl, List *names,
-			  char **keys, int nd, Served *on, Served *off, HTAB *seen)
+			  char **keys, int nd, Served *on, Served *off, RedisKeySet *seen)
 {
 	ArrayBuildState *k = initArrayResult(TEXTOID, CurrentMemoryContext, false);
 	ArrayBuildState *f = initArrayResult(BOOLOID, CurrentMemoryContext, false);
@@ -1465,7 +1465,7 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ViewDef *def,
 	RedisTable *tbl;
 	List	   *names = NIL;
 	List	   *atts = NIL;
-	HTAB	   *seen = RedisKeySet(CurrentMemoryContext);
+	RedisKeySet *seen = RedisKeySetCreate(CurrentMemoryContext, 0);
 	Datum		sources[lengthof(fv_source_names)];
 	Datum	   *elems;
 	bool	   *enulls;

@@ -245,13 +245,30 @@ PgpolyJsonbFromStore(const char *json, size_t len, List **nuls)
 }
 
 /*
+ * Whether nuls (see PgpolyJsonbFromStore) only says that the text holds a
+ * NUL character somewhere: in an object key, which jansson cannot parse,
+ * so no value and no document of the text can be named.
+ */
+bool
+PgpolyJsonNulUnplaced(List *nuls)
+{
+	return list_length(nuls) == 1 && ((const char *) linitial(nuls))[0] == '\0';
+}
+
+/*
  * ERROR for the value at field of a store document that held a NUL
- * character (what: e.g. "document \"x\""); the caller's error context may
- * add more.
+ * character (what: e.g. "document \"x\""), or, field NULL, for a NUL in an
+ * object key somewhere in what (PgpolyJsonNulUnplaced); the caller's error
+ * context may add more.
  */
 void
 PgpolyJsonNulError(const char *what, const char *field, PgpolyConv *conv)
 {
+	if (field == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("an object key in %s contains a NUL character (\\u0000)", what),
+				 errdetail("PostgreSQL's text and jsonb cannot hold NUL characters.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
 			 errmsg("field \"%s\" of %s contains a NUL character (\\u0000)", field, what),
@@ -293,13 +310,37 @@ PgpolyJsonEscape(StringInfo buf, const char *s, size_t len)
 	pfree(part.data);
 }
 
-static void append_array_literal(StringInfo buf, JsonbContainer *array);
+static void append_array_literal(StringInfo buf, JsonbContainer *array, bool json);
 
-/* Append one jsonb scalar as an element of a PostgreSQL array literal. */
+/*
+ * The text of a JSON string for a column: its contents, or for a json/jsonb
+ * column or element (json) the JSON string itself.
+ */
+static char *
+string_text(JsonbValue *v, bool json, size_t *len)
+{
+	StringInfoData buf;
+
+	if (!json)
+	{
+		*len = v->val.string.len;
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	}
+	initStringInfo(&buf);
+	escape_json(&buf, pnstrdup(v->val.string.val, v->val.string.len));
+	*len = buf.len;
+	return buf.data;
+}
+
+/*
+ * Append one jsonb scalar as an element of a PostgreSQL array literal;
+ * json: the array's elements are json or jsonb.
+ */
 static void
-append_array_element(StringInfo buf, JsonbValue *v)
+append_array_element(StringInfo buf, JsonbValue *v, bool json)
 {
 	const char *s;
+	size_t		len;
 
 	switch (v->type)
 	{
@@ -309,13 +350,13 @@ append_array_element(StringInfo buf, JsonbValue *v)
 		case jbvBinary:
 			if (JsonContainerIsArray(v->val.binary.data))
 			{
-				append_array_literal(buf, v->val.binary.data);
+				append_array_literal(buf, v->val.binary.data, json);
 				return;
 			}
 			s = JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
 			break;
 		case jbvString:
-			s = pnstrdup(v->val.string.val, v->val.string.len);
+			s = string_text(v, json, &len);
 			break;
 		case jbvNumeric:
 			s = DatumGetCString(DirectFunctionCall1(numeric_out,
@@ -340,7 +381,7 @@ append_array_element(StringInfo buf, JsonbValue *v)
 
 /* Append a jsonb array as a PostgreSQL array literal ({..}). */
 static void
-append_array_literal(StringInfo buf, JsonbContainer *array)
+append_array_literal(StringInfo buf, JsonbContainer *array, bool json)
 {
 	int			n = JsonContainerSize(array);
 	int			i;
@@ -352,7 +393,7 @@ append_array_literal(StringInfo buf, JsonbContainer *array)
 
 		if (i > 0)
 			appendStringInfoChar(buf, ',');
-		append_array_element(buf, v);
+		append_array_element(buf, v, json);
 	}
 	appendStringInfoChar(buf, '}');
 }
@@ -360,11 +401,12 @@ append_array_literal(StringInfo buf, JsonbContainer *array)
 /*
  * Text form, for a column's input function, of one jsonb value.  A JSON
  * array becomes an array literal when the column is an array; other
- * containers become JSON text (for json/jsonb columns).  Returns NULL for
- * JSON null.
+ * containers become JSON text (for json/jsonb columns).  A string is its
+ * contents, except for a json/jsonb column or array elements (to_json),
+ * which get the JSON string itself.  Returns NULL for JSON null.
  */
 static char *
-jsonb_value_text(JsonbValue *v, bool to_array, size_t *len)
+jsonb_value_text(JsonbValue *v, bool to_array, bool to_json, size_t *len)
 {
 	StringInfoData buf;
 	char	   *s;
@@ -374,8 +416,7 @@ jsonb_value_text(JsonbValue *v, bool to_array, size_t *len)
 		case jbvNull:
 			return NULL;
 		case jbvString:
-			*len = v->val.string.len;
-			return pnstrdup(v->val.string.val, v->val.string.len);
+			return string_text(v, to_json, len);
 		case jbvNumeric:
 			s = DatumGetCString(DirectFunctionCall1(numeric_out,
 													NumericGetDatum(v->val.numeric)));
@@ -387,7 +428,7 @@ jsonb_value_text(JsonbValue *v, bool to_array, size_t *len)
 		case jbvBinary:
 			initStringInfo(&buf);
 			if (to_array && JsonContainerIsArray(v->val.binary.data))
-				append_array_literal(&buf, v->val.binary.data);
+				append_array_literal(&buf, v->val.binary.data, to_json);
 			else
 				JsonbToCString(&buf, v->val.binary.data, v->val.binary.len);
 			*len = buf.len;
@@ -450,24 +491,42 @@ PgpolyJsonbFieldText(Datum jsonb, const char *field, bool to_array,
 	bool		through_array;
 	JsonbValue *v = field_value(jsonb, field, &through_array);
 
-	return v ? jsonb_value_text(v, to_array, len ? len : &dummy) : NULL;
+	return v ? jsonb_value_text(v, to_array, false, len ? len : &dummy) : NULL;
+}
+
+/*
+ * PgpolyJsonbFieldText for a column of the type conv describes: an array
+ * (a domain over one too) reads a JSON array, and a json or jsonb column
+ * (or its elements) reads the field's JSON values as they are, strings
+ * included.
+ */
+char *
+PgpolyJsonbColumnText(Datum jsonb, const char *field, const PgpolyConv *conv,
+					  size_t *len)
+{
+	bool		through_array;
+	JsonbValue *v = field_value(jsonb, field, &through_array);
+
+	return v ? jsonb_value_text(v, conv->is_array, conv->is_json, len) : NULL;
 }
 
 /*
  * PgpolyJsonbFieldText for a store in which every field may hold one value
  * or an array of values and a query on a field matches any of them
- * (Elasticsearch).  An array column (to_array) reads one value as an array
- * of one; any other column needs one value, and an array or an object at
+ * (Elasticsearch), for a column of the type conv describes.  An array
+ * column reads one value as an array of one (a json/jsonb array's strings
+ * as JSON strings); any other column needs one value, and an array or an object at
  * field is an ERROR (22P02): no single value of the column could stand for
  * it, and the row a pushed  col = 'a'  selected from ["a", "b"] would not
  * satisfy that clause.  So is a path that crosses an array (a.b of
  * {"a": [{"b": 1}, {"b": 2}]}), whatever the column.  Callers use this
- * function for columns that are not json or jsonb.
+ * function for columns that are not json or jsonb (arrays of them may be).
  */
 char *
-PgpolyJsonbFieldValues(Datum jsonb, const char *field, bool to_array,
+PgpolyJsonbFieldValues(Datum jsonb, const char *field, const PgpolyConv *conv,
 					   size_t *len)
 {
+	bool		to_array = conv->is_array;
 	bool		through_array;
 	JsonbValue *v = field_value(jsonb, field, &through_array);
 	StringInfoData buf;
@@ -482,10 +541,10 @@ PgpolyJsonbFieldValues(Datum jsonb, const char *field, bool to_array,
 	if (v->type != jbvBinary)
 	{
 		if (!to_array)
-			return jsonb_value_text(v, false, len);
+			return jsonb_value_text(v, false, conv->is_json, len);
 		initStringInfo(&buf);
 		appendStringInfoChar(&buf, '{');
-		append_array_element(&buf, v);
+		append_array_element(&buf, v, conv->is_json);
 		appendStringInfoChar(&buf, '}');
 		*len = buf.len;
 		return buf.data;
@@ -496,7 +555,7 @@ PgpolyJsonbFieldValues(Datum jsonb, const char *field, bool to_array,
 				 errmsg("the field holds %s, not a single value",
 						JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object"),
 				 errhint("Declare the column as an array type, or jsonb, to read it.")));
-	return jsonb_value_text(v, true, len);
+	return jsonb_value_text(v, true, conv->is_json, len);
 }
 
 /* ----------------------------------------------------------------
@@ -515,7 +574,10 @@ typedef enum JsonForm
 	JF_JSON						/* text: JSON (json, jsonb, arrays) */
 } JsonForm;
 
-/* Whether s is a JSON number (numeric_out may say NaN or Infinity). */
+/*
+ * Whether s, the output of numeric_out or of a float's, is a JSON number:
+ * the only other forms they have are NaN, Infinity and -Infinity.
+ */
 static bool
 is_json_number(const char *s)
 {
@@ -530,7 +592,23 @@ typedef struct OutputCall
 	Datum		value;
 	Oid			typid;
 	char	   *text;
+	bool		money;			/* in the store form, with money in it */
 } OutputCall;
+
+static void output_call(OutputCall *oc, bool array);
+
+/* PgpolyWithCMoney callbacks: output_call of an array, of another value. */
+static void
+output_array_io(void *arg)
+{
+	output_call(arg, true);
+}
+
+static void
+output_value_io(void *arg)
+{
+	output_call(arg, false);
+}
 
 /* The text of oc's value: array_to_json for arrays, else its output. */
 static void
@@ -539,6 +617,13 @@ output_call(OutputCall *oc, bool array)
 	Oid			outfn;
 	bool		isvarlena;
 
+	/* a money value's store form: lc_monetary 'C', however deep it lies */
+	if (oc->money)
+	{
+		oc->money = false;
+		PgpolyWithCMoney(array ? output_array_io : output_value_io, oc);
+		return;
+	}
 	if (array)
 	{
 		oc->text = TextDatumGetCString(DirectFunctionCall1(array_to_json, oc->value));
@@ -555,7 +640,7 @@ output_call(OutputCall *oc, bool array)
 static char *
 output_text(Datum value, Oid typid, bool array, bool fixed)
 {
-	OutputCall	oc = {value, typid, NULL};
+	OutputCall	oc = {value, typid, NULL, fixed && PgpolyTypeHasMoney(typid)};
 
 	if (!fixed || PgpolyFixedSettingsActive())
 	{
@@ -649,6 +734,9 @@ json_form(Datum value, Oid typid, bool fixed, char **out)
 		default:
 			break;
 	}
+	/* a domain has its base type's form, as in to_json() */
+	if (get_typtype(typid) == TYPTYPE_DOMAIN)
+		return json_form(value, getBaseType(typid), fixed, out);
 	if (type_is_array(typid))
 	{
 		*out = output_text(value, typid, true, fixed);
@@ -656,7 +744,8 @@ json_form(Datum value, Oid typid, bool fixed, char **out)
 	}
 	*out = output_text(value, typid, false, fixed);
 	category = TypeCategory(typid);
-	if (category == TYPCATEGORY_NUMERIC && is_json_number(*out))
+	/* any text, for money ("1.234,56 €") and types we do not know */
+	if (category == TYPCATEGORY_NUMERIC && IsValidJsonNumber(*out, strlen(*out)))
 		return JF_NUMBER;
 	if (category == TYPCATEGORY_BOOLEAN)
 		return DatumGetBool(value) ? JF_TRUE : JF_FALSE;

@@ -22,7 +22,8 @@
  *	- read-your-writes: the writes buffered for the table are taken once,
  *	  when a (re)scan starts, into the scan's memory;
  *	- for a modification: write_mode and batch_size, the writer, the
- *	  columns an UPDATE assigns, the identity (junk) columns of the old row,
+ *	  columns an UPDATE assigns (and per row those its BEFORE ROW UPDATE
+ *	  triggers change), the identity (junk) columns of the old row,
  *	  and INSERT ... ON CONFLICT: DO NOTHING is passed to the store, which
  *	  must make the insert conditional (an existing key is never
  *	  overwritten) and report which rows it inserted; DO UPDATE, and a
@@ -57,6 +58,7 @@
 #include "optimizer/planner.h"
 #include "parser/parsetree.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -105,7 +107,11 @@ PgpolyStoreOf(Oid relid)
 PgpolyConnection *
 PgpolyTableConnection(const PgpolyStore *store, Oid relid, Oid userid)
 {
-	ForeignServer *server = GetForeignServer(GetForeignTable(relid)->serverid);
+	ForeignServer *server;
+
+	if (store->table_connection)
+		return store->table_connection(relid, userid);
+	server = GetForeignServer(GetForeignTable(relid)->serverid);
 
 	return PgpolyGetConnection(store, server,
 							   PgpolyGetUserMapping(userid, server->serverid));
@@ -435,8 +441,13 @@ PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate
 	if (fdw_private != NIL)
 	{
 		foreach(lc, (List *) linitial(fdw_private))
-			ms->updated = bms_add_member(ms->updated, lfirst_int(lc));
+			ms->assigned = bms_add_member(ms->assigned, lfirst_int(lc));
+		ms->updated = ms->assigned;
 		find_junk(ms, outerPlanState(mtstate)->plan->targetlist, junk);
+		if (mtstate->operation == CMD_UPDATE && rinfo->ri_TrigDesc &&
+			rinfo->ri_TrigDesc->trig_update_before_row)
+			ms->old_row = ExecFindJunkAttributeInTlist(outerPlanState(mtstate)->plan->targetlist,
+													   "wholerow");
 	}
 	PgpolyWriterInit(&ms->writer, ms->conn, ms->relid, mode,
 					 ms->batch_size, send, estate->es_query_cxt);
@@ -495,6 +506,57 @@ PgpolyModifyOldRow(PgpolyModifyState *ms, TupleTableSlot *slot,
 				   TupleTableSlot *planSlot, Relation rel)
 {
 	PgpolyStoreOldRow(slot, planSlot, ms->junk_row, rel);
+}
+
+/*
+ * UPDATE: set ms->updated to the columns this row writes, in the current
+ * (row) memory context.  They are the columns the statement assigns, and,
+ * when BEFORE ROW UPDATE triggers ran, every other column whose value in
+ * the new row (slot) differs from the old row's: a trigger may set columns
+ * the statement does not name, and writing only the assigned ones would
+ * lose its changes (postgres_fdw sends every column then; comparing spares
+ * the read-only columns a trigger left alone, such as a Redis _ttl).  The
+ * old row is planSlot's "wholerow" junk column, which PostgreSQL passes to
+ * the triggers and builds the new row from.
+ */
+void
+PgpolyModifyUpdatedColumns(PgpolyModifyState *ms, TupleTableSlot *slot,
+						   TupleTableSlot *planSlot)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+	HeapTupleData tup;
+	Datum		d;
+	Datum	   *values;
+	bool	   *nulls;
+	bool		isnull;
+
+	ms->updated = ms->assigned;
+	if (ms->old_row == InvalidAttrNumber)
+		return;
+	d = ExecGetJunkAttribute(planSlot, ms->old_row, &isnull);
+	if (isnull)
+		elog(ERROR, "pgpoly: the old row of an UPDATE of \"%s\" is missing",
+			 get_rel_name(ms->relid));
+	tup.t_data = DatumGetHeapTupleHeader(d);
+	tup.t_len = HeapTupleHeaderGetDatumLength(tup.t_data);
+	ItemPointerSetInvalid(&tup.t_self);
+	tup.t_tableOid = InvalidOid;
+	values = palloc(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
+	heap_deform_tuple(&tup, desc, values, nulls);
+	slot_getallattrs(slot);
+	ms->updated = bms_copy(ms->assigned);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		if (a->attisdropped || bms_is_member(i + 1, ms->updated))
+			continue;
+		if (nulls[i] != slot->tts_isnull[i] ||
+			(!nulls[i] && !datum_image_eq(values[i], slot->tts_values[i],
+										  a->attbyval, a->attlen)))
+			ms->updated = bms_add_member(ms->updated, i + 1);
+	}
 }
 
 /* EndForeignModify / EndForeignInsert: send what immediate mode holds. */

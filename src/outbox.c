@@ -82,7 +82,7 @@ capture_begin(PgpolyModifyState *ms)
 		if (a->attnum == cap->key_att)
 			continue;
 		cap->all[cap->nall++] = a->attnum;
-		if (bms_is_member(a->attnum, ms->updated))
+		if (bms_is_member(a->attnum, ms->assigned))
 			cap->upd[cap->nupd++] = a->attnum;
 	}
 	relation_close(rel, AccessShareLock);
@@ -162,7 +162,27 @@ old_key(PgpolyModifyState *ms, TupleTableSlot *planSlot)
 }
 
 /*
- * UPDATE: the assigned columns of the row read; a new identity moves the
+ * An UPDATE of key whose BEFORE ROW UPDATE triggers set more columns than
+ * the statement assigns: the columns of ms->updated (the key aside).
+ */
+static void
+add_trigger_change(PgpolyModifyState *ms, char *key, TupleTableSlot *slot)
+{
+	PgpolyOutboxCapture *cap = ms->capture;
+	AttrNumber *atts = MemoryContextAlloc(TopTransactionContext,
+										  sizeof(AttrNumber) * Max(cap->nall, 1));
+	int			n = 0;
+
+	for (int i = 0; i < cap->nall; i++)
+		if (bms_is_member(cap->all[i], ms->updated))
+			atts[n++] = cap->all[i];
+	if (n > 0)
+		add_row_change(ms, PGPOLY_CHANGE_UPDATE, key, slot, n, atts);
+}
+
+/*
+ * UPDATE: the assigned columns of the row read (and those triggers set, see
+ * PgpolyModifyUpdatedColumns); a new identity moves the
  * row (a delete, and an upsert of the whole new row).
  */
 static void
@@ -179,6 +199,8 @@ capture_update(PgpolyModifyState *ms, TupleTableSlot *slot, TupleTableSlot *plan
 		PgpolyAddChange(new_change(ms, PGPOLY_CHANGE_DELETE, oldkey, 0, NULL));
 		add_row_change(ms, PGPOLY_CHANGE_UPSERT, newkey, slot, cap->nall, cap->all);
 	}
+	else if (ms->updated != ms->assigned)
+		add_trigger_change(ms, oldkey, slot);
 	else if (cap->nupd > 0)
 		add_row_change(ms, PGPOLY_CHANGE_UPDATE, oldkey, slot, cap->nupd, cap->upd);
 }

@@ -176,6 +176,12 @@ typedef struct PgpolyStore
 	 */
 	List	   *(*conflict_columns) (Oid relid);
 	List	   *(*describe) (struct PgpolyConnection *conn);
+	/*
+	 * Optional: the connection for foreign table relid and user userid,
+	 * when the store keeps the table's server and user mapping resolved
+	 * (NULL: the core reads them from the catalogs each time).
+	 */
+	struct PgpolyConnection *(*table_connection) (Oid relid, Oid userid);
 } PgpolyStore;
 
 /* Cache key: one connection per server and user mapping. */
@@ -204,6 +210,8 @@ typedef struct PgpolyConnection
 	int			connect_timeout_ms;
 	int			timeout_ms;
 	List	   *writes;			/* pending PgpolyWrite, TopTransactionContext */
+	List	   *secrets;		/* char *: the mapping's secret option values,
+								 * TopMemoryContext; masked by PgpolyPrintable */
 } PgpolyConnection;
 
 extern PgpolyConnection *PgpolyGetConnection(const PgpolyStore *store,
@@ -222,6 +230,7 @@ extern void PgpolyEndRequest(PgpolyConnection *conn);
 extern void PgpolyConnectionsAtXactEnd(bool isCommit);
 extern void PgpolyConnectionsAtSubAbort(void);
 extern void PgpolyConnectionInit(void);
+extern size_t PgpolySecretAt(const char *text, size_t len);
 
 /* ----------------------------------------------------------------
  *		Interruptible waits (wait.c)
@@ -442,7 +451,11 @@ typedef struct PgpolyModifyState
 	struct PgpolyOutboxCapture *capture;	/* outbox: set up by the first row */
 	int			batch_size;
 	bool		do_nothing;		/* INSERT ... ON CONFLICT DO NOTHING */
-	Bitmapset  *updated;		/* UPDATE: the attnums assigned */
+	Bitmapset  *updated;		/* UPDATE: the attnums the row writes (see
+								 * PgpolyModifyUpdatedColumns) */
+	Bitmapset  *assigned;		/* UPDATE: the attnums the statement assigns */
+	AttrNumber	old_row;		/* UPDATE with BEFORE ROW UPDATE triggers:
+								 * the whole old row in the plan's rows */
 	AttrNumber	junk[PGPOLY_MAX_JUNK];	/* the store's identity columns in
 										 * the plan's rows (0: absent) */
 	AttrNumber	junk_row;		/* the whole old row, or 0 */
@@ -462,6 +475,9 @@ extern Datum PgpolyModifyJunk(PgpolyModifyState *ms, int i,
 extern void PgpolyModifyOldRow(PgpolyModifyState *ms,
 							   struct TupleTableSlot *slot,
 							   struct TupleTableSlot *planSlot, Relation rel);
+extern void PgpolyModifyUpdatedColumns(PgpolyModifyState *ms,
+									   struct TupleTableSlot *slot,
+									   struct TupleTableSlot *planSlot);
 extern void PgpolyModifyEnd(PgpolyModifyState *ms);
 extern void PgpolyModifyOutbox(PgpolyModifyState *ms, CmdType op,
 							   struct TupleTableSlot *slot,
@@ -507,7 +523,10 @@ typedef enum PgpolyConvKind
 	PGPOLY_CONV_DATE,
 	PGPOLY_CONV_TIMESTAMP,
 	PGPOLY_CONV_TIMESTAMPTZ,
-	PGPOLY_CONV_INTERVAL
+	PGPOLY_CONV_INTERVAL,
+	PGPOLY_CONV_INT2,
+	PGPOLY_CONV_INT4,
+	PGPOLY_CONV_INT8
 } PgpolyConvKind;
 
 /* How values of one type (a column's) become store text and back. */
@@ -521,6 +540,10 @@ typedef struct PgpolyConv
 	PgpolyConvKind kind;		/* fast path of the base type */
 	bool		out_settings;	/* the output function reads the settings */
 	bool		in_settings;	/* the input function reads the settings */
+	bool		in_fast;		/* input of the fixed form never reads them */
+	bool		is_array;		/* basetype is an array type */
+	bool		is_json;		/* basetype (or its element type) is json or jsonb */
+	bool		money;			/* its I/O needs lc_monetary 'C' (PgpolyWithCMoney) */
 	FmgrInfo	infn;
 	Oid			ioparam;
 	FmgrInfo	outfn;
@@ -537,6 +560,8 @@ extern Datum PgpolyBytesToDatum(PgpolyConv *conv, const char *s, size_t len);
 extern void PgpolyFixedSettingsEnter(void);
 extern void PgpolyFixedSettingsLeave(void);
 extern bool PgpolyFixedSettingsActive(void);
+extern void PgpolyWithCMoney(void (*fn) (void *), void *arg);
+extern bool PgpolyTypeHasMoney(Oid typid);
 extern bool PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
 											Oid collid, const char **why);
 extern bool PgpolyValueHasColumnForm(Oid coltype, Oid valtype);
@@ -552,12 +577,15 @@ struct JsonbValue;
 extern Datum PgpolyJsonbFromText(const char *json, int len);
 extern Datum PgpolyJsonbFromStore(const char *json, size_t len, List **nuls);
 extern bool PgpolyJsonNulAt(List *nuls, const char *path);
+extern bool PgpolyJsonNulUnplaced(List *nuls);
 extern void PgpolyJsonNulError(const char *what, const char *field,
 							   PgpolyConv *conv) pg_attribute_noreturn();
 extern char *PgpolyJsonbFieldText(Datum jsonb, const char *field,
 								  bool to_array, size_t *len);
+extern char *PgpolyJsonbColumnText(Datum jsonb, const char *field,
+								   const PgpolyConv *conv, size_t *len);
 extern char *PgpolyJsonbFieldValues(Datum jsonb, const char *field,
-									bool to_array, size_t *len);
+									const PgpolyConv *conv, size_t *len);
 extern void PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid,
 								  bool isnull);
 extern void PgpolyJsonbValue(struct JsonbValue *jv, Datum value, Oid typid,

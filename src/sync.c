@@ -725,7 +725,7 @@ pgpoly_create_sync(PG_FUNCTION_ARGS)
 	id = insert_sync(name, source, target, key_att, target_key, n, satts, tatts);
 	create_triggers(id, source, key_att);
 	if (PG_GETARG_BOOL(4))
-		queued = SyncQueueAllKeys(id, source, key_att);
+		queued = SyncQueueAllKeys(id, source, key_att, GetUserId());
 	SPI_finish();
 	AtEOXact_GUC(true, guc_level);
 	SyncKickAtCommit();

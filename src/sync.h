@@ -119,7 +119,8 @@ typedef struct SyncKeyQueue SyncKeyQueue;
 extern SyncKeyQueue *SyncKeyQueueBegin(int32 sync_id, Oid source, Oid key_type);
 extern void SyncKeyQueueAdd(SyncKeyQueue *q, Datum key);
 extern int64 SyncKeyQueueEnd(SyncKeyQueue *q);
-extern int64 SyncQueueAllKeys(int32 sync_id, Oid source, AttrNumber key_att);
+extern int64 SyncQueueAllKeys(int32 sync_id, Oid source, AttrNumber key_att,
+							   Oid reader);
 
 /* sync_launch.c */
 extern bool SyncIsWorker;

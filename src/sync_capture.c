@@ -24,7 +24,8 @@
  *	  their rows in: every new key is queued, and an old key is skipped only
  *	  when it equals a new key, which is queued.
  *	- TRUNCATE queues every key the table holds before it is emptied, so the
- *	  target loses exactly those keys (it costs a scan of the table).
+ *	  target loses exactly those keys (it costs a scan of the table, made as
+ *	  the sync's owner, as the backfill of create_sync).
  *	- Keys are queued in the fixed text form of convert.c, which the worker
  *	  reads back with the same conversion: a writer's DateStyle, TimeZone or
  *	  extra_float_digits never changes which key is delivered.
@@ -260,8 +261,12 @@ queue_update(SyncKeyQueue *q, TriggerData *td, AttrNumber att)
 }
 
 /*
- * Queue every key source holds (backfill, TRUNCATE), read as the
- * extension's owner through a cursor.  Returns how many.
+ * Queue every key source holds (backfill, TRUNCATE), read through a cursor
+ * as reader, the sync's owner, in a security-restricted operation: as the
+ * worker reads the source when it delivers.  Never as the extension's
+ * owner: the source may have children (inheritance, partitions) that are
+ * foreign tables, which would be read with a superuser's user mapping and
+ * without the trust rule.  Returns how many.
  *
  * The caller holds a lock that keeps writers out (CREATE TRIGGER's, or
  * TRUNCATE's), so the keys are read with the latest snapshot, not the
@@ -271,7 +276,7 @@ queue_update(SyncKeyQueue *q, TriggerData *td, AttrNumber att)
  * READ transaction's snapshot too (their deletes must be queued).
  */
 int64
-SyncQueueAllKeys(int32 sync_id, Oid source, AttrNumber key_att)
+SyncQueueAllKeys(int32 sync_id, Oid source, AttrNumber key_att, Oid reader)
 {
 	Oid			key_type = getBaseType(get_atttype(source, key_att));
 	SyncKeyQueue *q = SyncKeyQueueBegin(sync_id, source, key_type);
@@ -284,7 +289,7 @@ SyncQueueAllKeys(int32 sync_id, Oid source, AttrNumber key_att)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	SyncBecome(SyncAdminRole(), false, &save_user, &save_sec);
+	SyncBecome(reader, true, &save_user, &save_sec);
 	PushActiveSnapshot(GetLatestSnapshot());
 	portal = SPI_cursor_open_with_args(NULL, sql, 0, NULL, NULL, NULL, true, 0);
 	for (;;)
@@ -310,18 +315,19 @@ SyncQueueAllKeys(int32 sync_id, Oid source, AttrNumber key_att)
 	return SyncKeyQueueEnd(q);
 }
 
-/* The source and key column of a sync, as a row trigger needs them. */
+/* The source, key column and owner of a sync, as its triggers need them. */
 typedef struct SyncSource
 {
 	int32		sync_id;		/* hash key */
 	Oid			source;
 	AttrNumber	key_att;
+	Oid			owner;
 } SyncSource;
 
-/* Per backend: a sync's source and key never change (TopMemoryContext). */
+/* Per backend: a sync's source, key and owner never change (TopMemoryContext). */
 static HTAB *SyncSources = NULL;
 
-/* The source and key column of sync_id (read once per backend). */
+/* The source, key column and owner of sync_id (read once per backend). */
 static SyncSource *
 sync_source(int32 sync_id)
 {
@@ -347,7 +353,8 @@ sync_source(int32 sync_id)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	SyncBecome(SyncAdminRole(), false, &save_user, &save_sec);
-	if (SPI_execute_with_args("SELECT source::pg_catalog.oid, key_attnum FROM pgpoly.syncs "
+	if (SPI_execute_with_args("SELECT source::pg_catalog.oid, key_attnum, owner::pg_catalog.oid "
+							  "FROM pgpoly.syncs "
 							  "WHERE sync_id = $1 AND source IS NOT NULL",
 							  1, &type, &arg, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "reading pgpoly sync %d failed", sync_id);
@@ -362,6 +369,8 @@ sync_source(int32 sync_id)
 												SPI_tuptable->tupdesc, 1, &isnull));
 	ss->key_att = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[0],
 											  SPI_tuptable->tupdesc, 2, &isnull));
+	ss->owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 3, &isnull));
 	SPI_finish();
 	return ss;
 }
@@ -459,7 +468,7 @@ pgpoly_sync_capture(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 	{
-		SyncQueueAllKeys(sync_id, RelationGetRelid(rel), att);
+		SyncQueueAllKeys(sync_id, RelationGetRelid(rel), att, sync_source(sync_id)->owner);
 		return PointerGetDatum(NULL);
 	}
 	q = SyncKeyQueueBegin(sync_id, RelationGetRelid(rel),

@@ -21,7 +21,7 @@
 # Debian packages the harness needs; later areas append (e.g. nodejs npm).
 PGPOLY_PACKAGES="postgresql-15 postgresql-server-dev-15 libhiredis-dev \
 libcurl4-openssl-dev libjansson-dev redis-server libipc-run-perl python3 \
-make gcc pkg-config"
+make gcc pkg-config locales"
 
 PGPOLY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PGPOLY_TIMEOUT_SCALE="${PGPOLY_TIMEOUT_SCALE:-1}"
@@ -189,7 +189,7 @@ pgpoly_start_pg() {
 	pgdir="$PGPOLY_WORK/pg"
 	PGPOLY_PGDATA="$pgdir/data"
 	PGPOLY_PGLOG="$pgdir/postgres.log"
-	mkdir -p "$pgdir/sock"
+	mkdir -p "$pgdir/sock" "$pgdir/locale"
 	chown -R "$PGPOLY_PG_OSUSER" "$pgdir"
 	chmod 755 "$pgdir"
 
@@ -211,6 +211,16 @@ pgpoly_start_pg() {
 		log_line_prefix = '%m [%p] %q%a '
 	EOF
 
+	# A locale whose money differs from C's, for sql/value_forms.sql: made
+	# from the locales package's sources into the work directory, which
+	# LOCPATH (with the system's directory after it) points PostgreSQL at.
+	if ! localedef -i de_DE -f UTF-8 "$pgdir/locale/de_DE.UTF-8" >"$pgdir/localedef.log" 2>&1 \
+		|| [[ ! -d "$pgdir/locale/de_DE.UTF-8" ]]; then
+		cat "$pgdir/localedef.log" >&2
+		pgpoly_die "localedef could not make the de_DE.UTF-8 locale"
+	fi
+	chmod -R a+rX "$pgdir/locale"
+
 	# The free port can be taken between choosing and binding it; retry.
 	local -a wrapper=()
 	if [[ -n "${PGPOLY_PG_WRAPPER:-}" ]]; then
@@ -218,7 +228,8 @@ pgpoly_start_pg() {
 	fi
 	for attempt in 1 2 3; do
 		port="$(pgpoly_free_port)"
-		if (cd "$pgdir" && _pgpoly_as_pg pg_ctl -D "$PGPOLY_PGDATA" -l "$PGPOLY_PGLOG" \
+		if (cd "$pgdir" && export LOCPATH="$pgdir/locale:/usr/lib/locale" &&
+			_pgpoly_as_pg pg_ctl -D "$PGPOLY_PGDATA" -l "$PGPOLY_PGLOG" \
 			"${wrapper[@]}" -o "-p $port" -w -t "$(pgpoly_scaled 60)" start \
 			>"$pgdir/pg_ctl.log" 2>&1); then
 			break

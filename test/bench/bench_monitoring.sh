@@ -179,11 +179,11 @@ rate_first=$(bench_calc "$ENTITIES * 1000 / ($first > 0 ? $first : 1)")
 rate_again=$(bench_calc "$ENTITIES * 1000 / ($m_again > 0 ? $m_again : 1)")
 bench_report "ingest_features $ENTITIES rows of $ENTITIES entities into an empty Redis, COMMIT incl." \
 	"$(printf '%.0f' "$rate_first") rows/s ($first ms; backend CPU $first_cpu ms)" \
-	"the offline INSERT alone: $(printf '%.0f' "$m_plain") ms, CPU $(printf '%.0f' "$c_plain") ms" \
+	"the offline INSERT alone: $(printf '%.0f' "$m_plain") ms, CPU $(printf '%.0f' "$c_plain") ms; ratio $(bench_calc "$first / $m_plain") (CPU $(bench_calc "$first_cpu / $c_plain"))" \
 	"$rate_first" ">=" 100000 figure
 bench_report "ingest_features $ENTITIES rows over keys Redis holds, COMMIT incl. (median of $REPEAT)" \
 	"$(printf '%.0f' "$rate_again") rows/s ($(printf '%.0f' "$m_again") ms; backend CPU $(printf '%.0f' "$c_again") ms)" \
-	"the offline INSERT alone: $(printf '%.0f' "$m_plain") ms, CPU $(printf '%.0f' "$c_plain") ms; ratio $(bench_calc "$m_again / $m_plain")" \
+	"the offline INSERT alone: $(printf '%.0f' "$m_plain") ms, CPU $(printf '%.0f' "$c_plain") ms; ratio $(bench_calc "$m_again / $m_plain") (CPU $(bench_calc "$c_again / $c_plain"))" \
 	"$rate_again" ">=" 100000 figure
 
 # --- 3. drift -------------------------------------------------------------------
@@ -218,11 +218,11 @@ SQL
 read -r l_ms l_cpu b_ms b_cpu <"$WORK/logp.out"
 bench_report "log_predictions $ROWS-row JSON array (text parsed, name@alias; median of $REPEAT)" \
 	"$(printf '%.0f' "$(bench_calc "$ROWS * 1000 / $l_ms")") rows/s ($l_ms ms; backend CPU $l_cpu ms)" \
-	"plain INSERT ... SELECT of the same rows: $b_ms ms, CPU $b_cpu ms; ratio $(bench_calc "$l_ms / $b_ms")" \
+	"plain INSERT ... SELECT of the same rows: $b_ms ms, CPU $b_cpu ms; ratio $(bench_calc "$l_ms / $b_ms") (CPU $(bench_calc "$l_cpu / $b_cpu"))" \
 	"$(bench_calc "$ROWS * 1000 / $l_ms")" ">=" 50000 figure
 read -r d_ms d_cpu n_ms s_ms s_cpu <"$WORK/drift.out"
 bench_report "drift $DRIFT_ROWS vs $DRIFT_ROWS rows, 1 numeric + 1 categorical feature (median of $REPEAT)" \
 	"$d_ms ms (numeric alone $n_ms ms; backend CPU $d_cpu ms)" \
-	"sort + running sum of the $((2 * DRIFT_ROWS)) numeric values: $s_ms ms, CPU $s_cpu ms; ratio $(bench_calc "$d_ms / $s_ms")" \
+	"sort + running sum of the $((2 * DRIFT_ROWS)) numeric values: $s_ms ms, CPU $s_cpu ms; ratio $(bench_calc "$d_ms / $s_ms") (CPU $(bench_calc "$d_cpu / $s_cpu"))" \
 	"$d_ms" "<" 3000 figure
 bench_summary bench_monitoring

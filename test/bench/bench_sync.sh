@@ -23,13 +23,17 @@
 #     direct INSERT (no target: the ratios are printed).
 # Figures 1, 2, 4 and 5 are medians of REPEAT (3) rounds, interleaved after
 # a warm-up round; every round checks that the target holds all N rows.
-# Exit 0 when every figure was measured (a missed target prints MISSED),
-# 1 when a measurement failed.
+# Every figure goes through bench_report (test/bench/common.sh), so `make
+# bench`'s summary lists it and counts a missed target.  Exit 0 when every
+# figure was measured (a missed target prints MISSED), 1 when a measurement
+# failed.
 #
 # Usage: PGHOST=... REDIS_PORT=... ES_URL=... test/bench/bench_sync.sh
 # Environment: N (100000), REPEAT (3), DURATION (10), RATE (2000),
 #              REDIS_DB (3: the Redis database used and flushed).
 set -euo pipefail
+# shellcheck source=test/bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 : "${REDIS_PORT:?REDIS_PORT must point at a throwaway Redis server}"
 : "${ES_URL:?ES_URL must point at Elasticsearch or the stand-in}"
@@ -64,14 +68,9 @@ die() {
 	echo "bench_sync: ERROR: $*" >&2
 	exit 1
 }
-median() {
-	sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) printf "%.3f", a[(NR + 1) / 2];
-		else printf "%.3f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 now() { date +%s.%N; }
 elapsed() { awk "BEGIN { printf \"%.3f\", $(now) - $1 }"; }
 ratio() { awk "BEGIN { printf \"%.2f\", $1 / $2 }"; }
-verdict() { if awk "BEGIN { exit !($1 $2 $3) }"; then echo ok; else echo MISSED; fi; }
 
 # sql SQL...: run statements, print the output
 sql() { "${PSQL[@]}" "$@"; }
@@ -184,14 +183,14 @@ ob_commit=() ob_sync=()
 for ((r = 1; r <= REPEAT; r++)); do
 	round "$N" "$r"
 done
-rd=$(printf '%s\n' "${redis_direct[@]}" | median)
-rs=$(printf '%s\n' "${redis_sync[@]}" | median)
-ed=$(printf '%s\n' "${es_direct[@]}" | median)
-es=$(printf '%s\n' "${es_sync[@]}" | median)
-wp=$(printf '%s\n' "${w_plain[@]}" | median)
-ws=$(printf '%s\n' "${w_synced[@]}" | median)
-oc=$(printf '%s\n' "${ob_commit[@]}" | median)
-os=$(printf '%s\n' "${ob_sync[@]}" | median)
+rd=$(printf '%s\n' "${redis_direct[@]}" | bench_median)
+rs=$(printf '%s\n' "${redis_sync[@]}" | bench_median)
+ed=$(printf '%s\n' "${es_direct[@]}" | bench_median)
+es=$(printf '%s\n' "${es_sync[@]}" | bench_median)
+wp=$(printf '%s\n' "${w_plain[@]}" | bench_median)
+ws=$(printf '%s\n' "${w_synced[@]}" | bench_median)
+oc=$(printf '%s\n' "${ob_commit[@]}" | bench_median)
+os=$(printf '%s\n' "${ob_sync[@]}" | bench_median)
 
 # 3. steady state: pgbench at RATE single-row UPDATEs/s, lag sampled.
 sql -c "SELECT pgpoly.drop_sync('kv')" -c "TRUNCATE kv" \
@@ -221,10 +220,19 @@ r2=$(ratio "$es" "$ed")
 r4=$(ratio "$ws" "$wp")
 r5c=$(ratio "$oc" "$rd")
 r5d=$(ratio "$os" "$rd")
-rate_ok=$(awk "BEGIN { print ($tps >= 0.95 * $RATE) ? 1 : 0 }")
 echo "bench_sync: N=$N, median of $REPEAT rounds; ES at $ES_URL"
-echo "1. delivery of $N rows to Redis: ${rs}s vs direct INSERT into the foreign table ${rd}s: ${r1}x (target <= 2x) $(verdict "$r1" '<=' 2)"
-echo "2. delivery of $N rows to Elasticsearch: ${es}s vs direct _bulk ${ed}s: ${r2}x (target <= 2x) $(verdict "$r2" '<=' 2)"
-echo "3. steady state at $tps changes/s (asked $RATE): lag p50 ${p50} ms, p99 ${p99} ms, max ${pmax} ms (target p99 < 200 ms) $(if ((rate_ok)); then verdict "$p99" '<' 200; else echo "MISSED (rate)"; fi)"
-echo "4. writer's INSERT of $N rows: with a sync ${ws}s vs without ${wp}s: ${r4}x (target <= 1.5x) $(verdict "$r4" '<=' 1.5)"
-echo "5. write_mode 'outbox', INSERT of $N rows into Redis: COMMIT after ${oc}s vs ${rd}s in transactional mode: ${r5c}x; delivered ${os}s after COMMIT vs the direct INSERT ${rd}s: ${r5d}x"
+bench_report "sync: delivery of $N rows to Redis (sync_wait after the writer's COMMIT)" \
+	"${rs} s" "direct INSERT into the foreign table: ${rd} s" "$r1" "<=" 2
+bench_report "sync: delivery of $N rows to Elasticsearch" \
+	"${es} s" "direct _bulk: ${ed} s" "$r2" "<=" 2
+bench_report "sync: steady-state lag p99 at $RATE changes/s asked (ms)" \
+	"${p99} ms (p50 ${p50} ms, max ${pmax} ms)" "" "$p99" "<" 200 figure
+bench_report "sync: steady-state rate committed while lag was sampled (changes/s)" \
+	"$tps" "asked $RATE" "$tps" ">=" "$(bench_calc "0.95 * $RATE")" figure
+bench_report "sync: writer's INSERT of $N native rows, with a sync over without" \
+	"${ws} s" "without a sync: ${wp} s" "$r4" "<=" 1.5
+bench_report "sync: write_mode 'outbox' INSERT of $N rows, COMMIT" \
+	"${oc} s" "transactional INSERT incl. COMMIT: ${rd} s" "$r5c" "-" ""
+bench_report "sync: write_mode 'outbox', delivery after that COMMIT" \
+	"${os} s" "transactional INSERT incl. COMMIT: ${rd} s" "$r5d" "-" ""
+bench_summary bench_sync

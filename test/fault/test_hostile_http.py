@@ -16,6 +16,9 @@ name (so the vector store reaches a mode through its collection name):
   * longbody: more bytes than Content-Length announces (the excess must
     not be read as the next response);
   * drip: a body dripping one byte at a time (statement_timeout cancels);
+  * headerflood: header lines without end; headerline: one header line
+    without end (libcurl's own bound, class 08, the backend's memory
+    hardly grows); headerslow: header lines dripping (statement_timeout);
   * notjson: 200 with 100 kB of HTML, control bytes and invalid UTF-8: a
     clear ERROR quoting a bounded, escaped prefix;
   * echo: 400 (or 401) echoing every request header, as a text body and
@@ -56,7 +59,7 @@ ES_ROOT = json.dumps({"name": "hostile", "cluster_name": "hostile",
                       "tagline": "You Know, for Search"}).encode()
 MODES = ("redirect301", "redirect302", "redirect307", "endless", "hugelength",
          "gzipbomb", "shortbody", "midchunk", "longbody", "drip", "notjson",
-         "echo", "mgeterror")
+         "echo", "headerflood", "headerline", "headerslow", "mgeterror")
 GZIP_BOMB = gzip.compress(b"[" * (20 << 20))
 
 
@@ -149,6 +152,24 @@ class HostileServer:
             c.sendall(b" ")
             time.sleep(0.05)
         return False
+
+    def _headers_forever(self, c, first, each, pause=0):
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + first)
+        deadline = time.monotonic() + 60
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            c.sendall(each)
+            if pause:
+                time.sleep(pause)
+        return False
+
+    def _headerflood(self, c, headers):
+        return self._headers_forever(c, b"", b"X-Junk: %s\r\n" % (b"a" * 1000) * 64)
+
+    def _headerline(self, c, headers):
+        return self._headers_forever(c, b"X-Junk: ", b"a" * 65536)
+
+    def _headerslow(self, c, headers):
+        return self._headers_forever(c, b"", b"X-Slow: 1\r\n", 0.05)
 
     def _notjson(self, c, headers):
         body = (b"<html>\x01\x02\x1b[31m\xff\xfe\xc3(" +
@@ -272,6 +293,21 @@ def test():
            ("max_response_size",))
     expect(req("/gzipbomb"), ["54000"], "gzip bomb", ("max_response_size",))
     s.value("RESET pgpoly.max_response_size;")
+
+    # Headers without end: libcurl keeps a bounded amount of them (the
+    # backend's memory hardly grows) and fails the transfer long before
+    # timeout_ms (60 s); dripping headers are cancelled by statement_timeout.
+    hwm = pgtest.proc_status_kb(int(pid), "VmHWM")
+    expect(req("/headerflood"), ["08"], "endless header lines", ('"hostile"',),
+           timeout=30)
+    expect(req("/headerline"), ["08"], "one endless header line", ('"hostile"',),
+           timeout=30)
+    grew = (pgtest.proc_status_kb(int(pid), "VmHWM") or 0) - (hwm or 0)
+    check(grew < 32 * 1024, "hostile headers: the backend's peak memory grew by "
+          "%d kB" % grew)
+    s.value("SET statement_timeout = '1s';")
+    expect(req("/headerslow"), ["57014"], "dripping headers", timeout=30)
+    s.value("RESET statement_timeout;")
 
     # Lying Content-Length and a connection closed mid-body.
     expect(req("/shortbody"), ["08"], "body shorter than Content-Length",

@@ -21,6 +21,10 @@ one-shot hostile reply:
   * scan_foreign -- SCAN returns a key outside the MATCH pattern
   * truncated    -- half a bulk string, then the connection closes
   * garbage      -- bytes that are no RESP at all
+  * auth_echo    -- AUTH refused with an error quoting the password sent
+  * error_echo   -- GET answered by an error quoting that password, and
+                    SCAN by a key that is that password (server
+                    "hostile_auth", whose user mapping has a password)
 
 After each: the statement fails with the right SQLSTATE (54000 for the
 memory bound, 08P01 for protocol violations, 22021 for keys that cannot be
@@ -29,15 +33,20 @@ peak memory (VmHWM) grew by far less than what the reply announced; the next
 statements return the known data (compared with what the server holds), so
 no reply was ever taken for another command's.  For NUL keys the server
 checks it was asked for exactly the bytes SCAN gave (no over-read: the old
-code sent backend memory after a NUL).  No crash in the PostgreSQL log.
+code sent backend memory after a NUL).  A password the server echoes is
+masked in every message and never reaches the PostgreSQL log.  No crash in
+the PostgreSQL log.
 """
 
+import os
 import threading
 import time
 
 import pgtest
 
 check = pgtest.check
+
+SECRET = "resp-hunter2-secret"
 
 
 def bulk(b):
@@ -100,6 +109,7 @@ class HostileRedis:
         self.scan_keys = None     # keys the hostile SCAN returns
         self.gets = []            # keys of every GET received
         self.late_sent = threading.Event()
+        self.password = None      # the last AUTH password received
         self.sock = pgtest.serve_tcp(self._serve)
         self.port = self.sock.getsockname()[1]
 
@@ -155,6 +165,10 @@ class HostileRedis:
             return b"*2\r\n" + bulk(b"0") + array(keys)
         if name == b"PING":
             return b"+PONG\r\n"
+        if name == b"AUTH":
+            with self.lock:
+                self.password = cmd[-1]
+            return b"+OK\r\n"
         return b"-ERR unknown command\r\n"
 
     def _answer(self, c, cmd):
@@ -197,6 +211,13 @@ class HostileRedis:
             return False
         elif mode == "garbage":
             c.sendall(b"?what is this\r\n")
+        elif mode == "auth_echo":
+            c.sendall(b"-WRONGPASS you sent " + b" ".join(cmd[1:]) + b"\r\n")
+        elif mode == "error_echo":
+            c.sendall(b"-ERR " + cmd[1] + b" and your password " +
+                      (self.password or b"?") + b"\r\n")
+        elif mode == "scan_password":
+            c.sendall(b"*2\r\n" + bulk(b"0") + array([self.password or b"?"]))
         else:
             raise ValueError(mode)
         return True
@@ -215,7 +236,13 @@ def test():
             OPTIONS (table_type 'string', key_prefix 'k:');
         CREATE FOREIGN TABLE h (key text, a int, b int) SERVER hostile
             OPTIONS (table_type 'hash', key_prefix 'h:');
-    """ % srv.port, db=db)
+        CREATE SERVER hostile_auth FOREIGN DATA WRAPPER pgpoly_redis
+            OPTIONS (host '127.0.0.1', port '%d', timeout_ms '3000');
+        CREATE USER MAPPING FOR CURRENT_USER SERVER hostile_auth
+            OPTIONS (user 'alice', password '%s');
+        CREATE FOREIGN TABLE ta (key text, value text) SERVER hostile_auth
+            OPTIONS (table_type 'string', key_prefix 'k:');
+    """ % (srv.port, srv.port, SECRET), db=db)
     if not check(r.rc == 0, "setup failed: %s" % r.err):
         return
 
@@ -325,6 +352,35 @@ def test():
     expect("garbage", b"GET", "garbage",
            "SELECT value FROM t WHERE key = 'good';", "08P01",
            ["malformed reply"])
+
+    # A password the store echoes never appears in a message (nor, through
+    # the message, in the log): refused AUTH, an error reply, a SCAN key.
+    def masked(name, command, mode, sql, state):
+        srv.arm(command, mode)
+        r = s.run(sql, timeout=30)
+        check(r.rc == 1 and (r.sqlstate or "").startswith(state) and
+              SECRET not in r.err and "********" in r.err,
+              "%s: want SQLSTATE %s with the echoed password masked, got "
+              "rc=%s sqlstate=%s: %s" % (name, state, r.rc, r.sqlstate,
+                                          r.err.strip()))
+        check(s.value("SELECT pg_backend_pid();") == str(pid),
+              "%s: the backend changed (it died?)" % name)
+
+    masked("AUTH refusal echoing the password", b"AUTH", "auth_echo",
+           "SELECT value FROM ta WHERE key = 'good';", "08")
+    r = s.run("SELECT value FROM ta WHERE key = 'good';")
+    check(r.rc == 0 and r.out.strip() == "hello" and srv.password == SECRET.encode(),
+          "hostile_auth after the refused AUTH: rc=%s out=%r err=%s"
+          % (r.rc, r.out, r.err.strip()))
+    masked("error reply echoing the password", b"GET", "error_echo",
+           "SELECT value FROM ta WHERE key = 'good';", "HV000")
+    masked("SCAN key that is the password", b"SCAN", "scan_password",
+           "SELECT key, value FROM ta;", "08P01")
+    if mark is not None:
+        with open(os.environ["PGPOLY_PGLOG"], errors="replace") as f:
+            f.seek(mark)
+            check(SECRET not in f.read(),
+                  "the echoed password is in the PostgreSQL log")
 
     n = s.value("SELECT count(*) FROM pgpoly.connections() "
                 "WHERE server = 'hostile';")

@@ -7,13 +7,15 @@
  * code: a key lookup round, a SCAN, or a pipelined write (plain or
  * MULTI/EXEC), on one of the foreign tables test/fuzz/resp.sql creates
  * (every table_type, a _ttl column, a server that sends AUTH and SELECT at
- * connect).  The bytes go through the connection set-up, RedisExchange
- * (hiredis' reader with pgpoly's reply functions and its
- * pgpoly.max_response_size budget, 256kB here), the reply-pairing checks,
- * the reply consumers and the conversion of keys and values into datums.
+ * connect).  The bytes go through the connection set-up, the exchanges
+ * (the RESP reader of redis_resp.c with its pgpoly.max_response_size
+ * budget, 256kB here; rounds sent ahead and read later), the
+ * reply-pairing checks, the reply consumers and the conversion of keys and
+ * values into datums.
  *
- * Input layout: byte 0 picks the table, byte 1 the flow (bits 0-1) and
- * the number of keys or rows (bits 2-3, plus one); the rest is the
+ * Input layout: byte 0 picks the table, byte 1 the flow (bits 0-1), the
+ * number of keys or rows (bits 2-3, plus one) and, for reads, whether only
+ * the keys are read (bit 4: SCAN alone, TYPE per key); the rest is the
  * server's script, split at "|#|" into segments: the peer
  * (resp_peer.c) answers the n-th command it receives with segment n.
  *
@@ -73,25 +75,39 @@ drain(RedisScan *scan, RedisTable *tbl)
 		CHECK_FOR_INTERRUPTS();
 }
 
+/* A scan of tbl reading every column, or (keyonly) only the key. */
+static RedisScan *
+begin_scan(RedisTable *tbl, bool keyonly)
+{
+	RedisScan  *scan = RedisScanBegin(tbl, RedisGetConnection(tbl),
+									  !keyonly && tbl->ttl_att != 0, NIL);
+
+	if (keyonly)
+		RedisScanSetColumns(scan, RedisColumnsNeeded(tbl, list_make1_int(tbl->key_att)),
+							false);
+	return scan;
+}
+
 /* Flow 0: a pipelined lookup of n keys. */
 static void
-flow_keys(RedisTable *tbl, int n)
+flow_keys(RedisTable *tbl, int n, bool keyonly)
 {
-	RedisScan  *scan = RedisScanBegin(tbl, RedisGetConnection(tbl), tbl->ttl_att != 0, NIL);
+	RedisScan  *scan = begin_scan(tbl, keyonly);
 	char	  **keys = palloc(sizeof(char *) * n);
 	size_t	   *lens = palloc(sizeof(size_t) * n);
 
 	for (int i = 0; i < n; i++)
-		keys[i] = RedisKeyFromDatum(tbl, NULL, CStringGetTextDatum(psprintf("%d", i)), &lens[i]);
+		keys[i] = RedisKeyFromDatum(tbl, NULL, CStringGetTextDatum(psprintf("%d", i)),
+									&lens[i]);
 	RedisScanSetKeys(scan, keys, lens, n);
 	drain(scan, tbl);
 }
 
 /* Flow 1: a full scan (SCAN MATCH prefix*, then lookups). */
 static void
-flow_scan(RedisTable *tbl)
+flow_scan(RedisTable *tbl, bool keyonly)
 {
-	RedisScan  *scan = RedisScanBegin(tbl, RedisGetConnection(tbl), tbl->ttl_att != 0, NIL);
+	RedisScan  *scan = begin_scan(tbl, keyonly);
 
 	RedisScanSetPattern(scan, psprintf("%s*", RedisGlobEscape(tbl->prefix, tbl->prefixlen)));
 	drain(scan, tbl);
@@ -109,17 +125,14 @@ flow_write(RedisTable *tbl, int n, bool atomic)
 	{
 		for (int i = 0; i < tbl->natts; i++)
 		{
+			char	   *text = psprintf("%d", row + 1);
+
 			nulls[i] = tbl->cols[i].role == RCOL_TTL;
 			if (!nulls[i])
-			{
-				char	   *text = psprintf("%d", row + 1);
-
 				values[i] = RedisTextDatum(tbl, i + 1, text, strlen(text));
-			}
 		}
-		writes = list_concat(writes,
-							 RedisInsertWrites(tbl, values, nulls,
-											   CurrentMemoryContext));
+		writes = list_concat(writes, RedisInsertWrites(tbl, values, nulls,
+													   CurrentMemoryContext));
 	}
 	RedisSendCommands(RedisGetConnection(tbl), writes, atomic);
 }
@@ -139,10 +152,10 @@ resp_one(const uint8_t *data, size_t size)
 	switch (data[1] & 3)
 	{
 		case 0:
-			flow_keys(tbl, n);
+			flow_keys(tbl, n, (data[1] & 16) != 0);
 			break;
 		case 1:
-			flow_scan(tbl);
+			flow_scan(tbl, (data[1] & 16) != 0);
 			break;
 		default:
 			flow_write(tbl, n, (data[1] & 3) == 2);

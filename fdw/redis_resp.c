@@ -1,0 +1,457 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis_resp.c
+ *		  The RESP reader: bytes received from a Redis node -> replies.
+ *
+ * Each node of a connection has a RedisReader: a buffer the socket is read
+ * into directly, and the position of the next reply.  A reply is taken out
+ * in two passes.  The first walks its RESP headers as bytes arrive, and is
+ * resumed where it stopped when more come (no byte is looked at twice
+ * while a large reply trickles in); it checks the syntax and adds up the
+ * exact memory the reply's objects will take.  Once the reply is complete,
+ * the second pass builds it as hiredis' redisReply objects in one
+ * allocation of that size: strings are copied next to their objects,
+ * NUL-terminated, and nothing points into the buffer, which is compacted
+ * only when it runs out of room.
+ *
+ * Invariants:
+ *	- Memory is charged before it is allocated: the first pass refuses a
+ *	  reply whose objects would not fit in the room the caller gives, as
+ *	  soon as a header announces it (an array of a billion elements is
+ *	  refused from its header; each element counts at least one object).
+ *	- Nothing here ereports: errors are returned with a message, so the
+ *	  caller decides (54000 for the budget, 08P01 for the protocol).
+ *	- Any byte may appear in a bulk string (binary safe); a bulk string
+ *	  must end with CRLF, lengths and counts are strict decimal, nesting
+ *	  is bounded: anything else is a protocol error, never a guess.
+ *	- One reply is one chunk of memory, headed by its top-level object:
+ *	  pfree() of the reply frees all of it.
+ *
+ * fdw/redis_resp.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <hiredis/hiredis.h>
+
+#include "utils/memutils.h"
+
+#include "redis.h"
+
+#define RESP_MAX_DEPTH	8		/* arrays in arrays (CLUSTER SLOTS: 3) */
+#define RESP_MIN_READ	(16 * 1024) /* room made before a read */
+#define RESP_INITIAL	(64 * 1024)
+#define RESP_GROW_MAX	(512 * 1024)	/* grown beyond only for one reply */
+
+#define OBJ_SIZE		MAXALIGN(sizeof(redisReply))
+
+struct RedisReader
+{
+	MemoryContext cxt;			/* the buffer's */
+	char	   *buf;
+	size_t		cap;
+	size_t		len;			/* bytes in buf */
+	size_t		pos;			/* start of the next reply */
+	/* the first pass over the reply at pos, resumable */
+	size_t		at;				/* next header to read */
+	size_t		searched;		/* bytes after it known to hold no CRLF */
+	int			depth;			/* open arrays */
+	int64		left[RESP_MAX_DEPTH];	/* elements each still owes */
+	Size		need;			/* bytes of the objects read so far */
+	char		error[160];
+};
+
+/* A new, empty reader whose buffer lives in cxt. */
+RedisReader *
+RedisReaderCreate(MemoryContext cxt)
+{
+	RedisReader *r = MemoryContextAllocZero(cxt, sizeof(RedisReader));
+
+	r->cxt = cxt;
+	return r;
+}
+
+/* Bytes received and not yet taken out as replies. */
+size_t
+RedisReaderPending(RedisReader *r)
+{
+	return r->len - r->pos;
+}
+
+/*
+ * Where the next read may put up to *room bytes (at least RESP_MIN_READ):
+ * the parsed bytes are dropped first, and the buffer grows while it keeps
+ * filling up, or to hold the reply being read.  The caller then reports
+ * what it read with RedisReaderAdvance.
+ */
+char *
+RedisReaderSpace(RedisReader *r, size_t *room)
+{
+	if (r->pos > 0 && (r->pos == r->len || r->cap - r->len < RESP_MIN_READ))
+	{
+		if (r->len > r->pos)
+			memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+		r->len -= r->pos;
+		r->at -= r->pos;
+		r->pos = 0;
+	}
+	if (r->buf == NULL)
+	{
+		r->cap = RESP_INITIAL;
+		r->buf = MemoryContextAllocExtended(r->cxt, r->cap, MCXT_ALLOC_HUGE);
+	}
+	else if (r->cap - r->len < RESP_MIN_READ ||
+			 (r->len > r->cap / 2 && r->cap < RESP_GROW_MAX))
+	{
+		r->cap *= 2;
+		r->buf = repalloc_huge(r->buf, r->cap);
+	}
+	*room = r->cap - r->len;
+	return r->buf + r->len;
+}
+
+/* n bytes were read to where RedisReaderSpace pointed. */
+void
+RedisReaderAdvance(RedisReader *r, size_t n)
+{
+	Assert(n <= r->cap - r->len);
+	r->len += n;
+}
+
+/*
+ * Forget everything received (the connection is being closed or was reset),
+ * and give a buffer grown for one large reply back.
+ */
+void
+RedisReaderReset(RedisReader *r)
+{
+	r->len = r->pos = r->at = r->searched = 0;
+	r->depth = 0;
+	r->need = 0;
+	if (r->buf && r->cap > RESP_GROW_MAX)
+	{
+		pfree(r->buf);
+		r->buf = NULL;
+		r->cap = 0;
+	}
+}
+
+/*
+ * Shrink a buffer grown for one large reply once nothing is pending (at
+ * the end of a request).
+ */
+void
+RedisReaderTrim(RedisReader *r)
+{
+	if (r->pos == r->len && r->cap > RESP_GROW_MAX)
+		RedisReaderReset(r);
+}
+
+/* ----------------------------------------------------------------
+ *		First pass: syntax and size
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * The CRLF ending the line that starts at p (avail bytes), or NULL if it
+ * has not arrived.
+ */
+static inline const char *
+line_end(const char *p, size_t avail)
+{
+	const char *end = p + avail;
+
+	while (p < end)
+	{
+		const char *cr = memchr(p, '\r', end - p);
+
+		if (cr == NULL || cr + 1 >= end)
+			return NULL;
+		if (cr[1] == '\n')
+			return cr;
+		p = cr + 1;
+	}
+	return NULL;
+}
+
+/*
+ * The header line at p (avail bytes received) of an integer, a bulk string
+ * or an array: a type byte, then strict decimal (an optional '-', 1 to 19
+ * digits, no overflow), then CRLF.  1 with *value and *hdr (its length)
+ * set, 0 if it has not fully arrived, -1 if it is not such a line.
+ */
+static inline int
+int_line(const char *p, size_t avail, int64 *value, size_t *hdr)
+{
+	size_t		i = 1;
+	bool		neg = false;
+	uint64		v = 0;
+	int			digits = 0;
+
+	if (avail > 1 && p[1] == '-')
+	{
+		neg = true;
+		i = 2;
+	}
+	for (; i < avail; i++)
+	{
+		char		c = p[i];
+
+		if (c >= '0' && c <= '9')
+		{
+			if (++digits > 19)
+				return -1;
+			v = v * 10 + (c - '0');
+			continue;
+		}
+		if (c != '\r' || digits == 0)
+			return -1;
+		if (i + 1 >= avail)
+			return 0;
+		if (p[i + 1] != '\n' || v > (uint64) PG_INT64_MAX + (neg ? 1 : 0))
+			return -1;
+		*value = neg ? (int64) (0 - v) : (int64) v;
+		*hdr = i + 2;
+		return 1;
+	}
+	return 0;
+}
+
+/* A protocol error: r->error says what. */
+static int
+syntax_error(RedisReader *r, const char *what)
+{
+	snprintf(r->error, sizeof(r->error), "Protocol error: %s", what);
+	return RESP_ERROR;
+}
+
+/*
+ * The element at r->at is complete (consumed bytes long): count it in the
+ * arrays that hold it.  true when the whole reply is complete.
+ */
+static bool
+element_done(RedisReader *r, size_t consumed)
+{
+	r->at += consumed;
+	r->searched = 0;
+	while (r->depth > 0)
+	{
+		if (--r->left[r->depth - 1] > 0)
+			return false;
+		r->depth--;
+	}
+	return true;
+}
+
+/*
+ * Walk the headers of the reply at r->pos from where the last call stopped.
+ * RESP_DONE when it is complete (its objects need r->need bytes),
+ * RESP_MORE when more bytes are needed, RESP_BUDGET when its objects would
+ * take more than room bytes, RESP_ERROR when the bytes are not RESP.
+ */
+static int
+measure(RedisReader *r, Size room)
+{
+	for (;;)
+	{
+		const char *p = r->buf + r->at;
+		size_t		avail = r->len - r->at;
+		const char *eol;
+		size_t		hdr = 0;
+		int64		n = 0;
+		int			rc;
+
+		if (avail == 0)
+			return RESP_MORE;
+		switch (p[0])
+		{
+			case '+':
+			case '-':
+				/* a long status line trickling in is searched once */
+				if (avail < 3 ||
+					(eol = line_end(p + 1 + r->searched, avail - 1 - r->searched)) == NULL)
+				{
+					if (avail > 2)
+						r->searched = avail - 2;	/* a CR may end it */
+					return RESP_MORE;
+				}
+				hdr = eol + 2 - p;
+				if (r->need + OBJ_SIZE + MAXALIGN(hdr - 2) > room)
+					return RESP_BUDGET;
+				r->need += OBJ_SIZE + MAXALIGN(hdr - 2);
+				if (element_done(r, hdr))
+					return RESP_DONE;
+				continue;
+			case ':':
+			case '$':
+			case '*':
+				if ((rc = int_line(p, avail, &n, &hdr)) == 0)
+					return RESP_MORE;
+				if (rc < 0 || (p[0] != ':' && n < -1))
+					return syntax_error(r, p[0] == ':' ? "bad integer value" :
+										p[0] == '$' ? "bad bulk string length" :
+										"bad array length");
+				break;
+			default:
+				if (p[0] > 0x20 && p[0] < 0x7f && p[0] != '\\')
+					snprintf(r->error, sizeof(r->error),
+							 "Protocol error, got \"%c\" as reply type byte", p[0]);
+				else
+					snprintf(r->error, sizeof(r->error),
+							 "Protocol error, got \"\\x%02x\" as reply type byte",
+							 (unsigned char) p[0]);
+				return RESP_ERROR;
+		}
+		if (p[0] == '$' && n >= 0)
+		{
+			if ((uint64) n > (uint64) room ||
+				r->need + OBJ_SIZE + MAXALIGN(n + 1) > room)
+				return RESP_BUDGET;
+			if (avail < hdr + n + 2)
+				return RESP_MORE;	/* counted when complete */
+			if (p[hdr + n] != '\r' || p[hdr + n + 1] != '\n')
+				return syntax_error(r, "bulk string not terminated by CRLF");
+			r->need += OBJ_SIZE + MAXALIGN(n + 1);
+			hdr += n + 2;
+		}
+		else if (p[0] == '*' && n > 0)
+		{
+			/* every element takes at least an object and its pointer */
+			if ((uint64) n > (uint64) room / (OBJ_SIZE + sizeof(redisReply *)) ||
+				r->need + OBJ_SIZE + (Size) n * (OBJ_SIZE + sizeof(redisReply *)) > room)
+				return RESP_BUDGET;
+			if (r->depth == RESP_MAX_DEPTH)
+				return syntax_error(r, "arrays nested too deeply");
+			r->need += OBJ_SIZE + MAXALIGN((Size) n * sizeof(redisReply *));
+			r->left[r->depth++] = n;
+			r->at += hdr;
+			r->searched = 0;
+			continue;
+		}
+		else
+		{
+			/* an integer, a nil, an empty array */
+			if (r->need + OBJ_SIZE > room)
+				return RESP_BUDGET;
+			r->need += OBJ_SIZE;
+		}
+		if (element_done(r, hdr))
+			return RESP_DONE;
+	}
+}
+
+/* ----------------------------------------------------------------
+ *		Second pass: the objects
+ * ----------------------------------------------------------------
+ */
+
+/* Bump allocation of size bytes (MAXALIGNed) in the reply's chunk. */
+static inline void *
+take(char **mem, Size size)
+{
+	void	   *p = *mem;
+
+	*mem += MAXALIGN(size);
+	return p;
+}
+
+/*
+ * Build the element whose header is at *in (checked by measure), advancing
+ * *in past it; objects and strings come from *mem.
+ */
+static redisReply *
+build(const char **in, const char *end, char **mem)
+{
+	const char *p = *in;
+	redisReply *r = take(mem, sizeof(redisReply));
+	size_t		hdr = 0;
+	int64		n = 0;
+
+	r->integer = 0;
+	r->len = 0;
+	r->str = NULL;
+	r->elements = 0;
+	r->element = NULL;
+	if (p[0] == '+' || p[0] == '-')
+	{
+		hdr = line_end(p + 1, end - p - 1) + 2 - p; /* measure found it */
+		r->type = p[0] == '+' ? REDIS_REPLY_STATUS : REDIS_REPLY_ERROR;
+		r->len = hdr - 3;
+		r->str = take(mem, r->len + 1);
+		memcpy(r->str, p + 1, r->len);
+		r->str[r->len] = '\0';
+		*in = p + hdr;
+		return r;
+	}
+	(void) int_line(p, end - p, &n, &hdr);	/* measure checked it */
+	*in = p + hdr;
+	if (p[0] == ':')
+	{
+		r->type = REDIS_REPLY_INTEGER;
+		r->integer = n;
+	}
+	else if (n < 0)
+		r->type = REDIS_REPLY_NIL;
+	else if (p[0] == '$')
+	{
+		r->type = REDIS_REPLY_STRING;
+		r->len = (size_t) n;
+		r->str = take(mem, r->len + 1);
+		memcpy(r->str, *in, r->len);
+		r->str[r->len] = '\0';
+		*in += r->len + 2;
+	}
+	else
+	{
+		r->type = REDIS_REPLY_ARRAY;
+		r->elements = (size_t) n;
+		if (n > 0)
+			r->element = take(mem, sizeof(redisReply *) * (Size) n);
+		for (int64 i = 0; i < n; i++)
+			r->element[i] = build(in, end, mem);
+	}
+	return r;
+}
+
+/*
+ * Take the next complete reply out of r into *reply, allocated in cxt as
+ * one chunk, if its objects fit in room bytes.  Returns RESP_DONE (*reply
+ * set), RESP_MORE (nothing yet: read more), RESP_BUDGET (it would not fit;
+ * nothing allocated), RESP_ERROR (not RESP: RedisReaderError says why), or
+ * RESP_OOM (the allocation failed).  Never ereports.
+ */
+int
+RedisReaderNext(RedisReader *r, Size room, MemoryContext cxt,
+				redisReply **reply)
+{
+	int			rc;
+	char	   *mem;
+	const char *in;
+
+	*reply = NULL;
+	if (r->pos == r->len)
+		return RESP_MORE;
+	if (r->at == r->pos && r->depth == 0)
+		r->need = 0;			/* a new reply */
+	rc = measure(r, room);
+	if (rc != RESP_DONE)
+		return rc;
+	mem = MemoryContextAllocExtended(cxt, r->need,
+									 MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+	if (mem == NULL)
+		return RESP_OOM;
+	in = r->buf + r->pos;
+	*reply = build(&in, r->buf + r->at, &mem);
+	Assert(in == r->buf + r->at);
+	r->pos = r->at;
+	r->need = 0;
+	return RESP_DONE;
+}
+
+/* Why the last RedisReaderNext returned RESP_ERROR. */
+const char *
+RedisReaderError(RedisReader *r)
+{
+	return r->error;
+}
