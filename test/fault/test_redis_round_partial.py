@@ -17,8 +17,10 @@ holds its reply to one armed command for 2 s:
 each time FETCH ALL gives exactly the remaining rows, and the session goes
 on.  A reply whose handling fails (GET answered by an integer) while another
 statement reads the round leaves the round unusable: the cursor's next
-FETCH fails with class 08 ("cut short"), not an internal error.  No crash
-in the PostgreSQL log.
+FETCH fails with class 08 ("cut short"), not an internal error.  Last,
+the server sends every reply one byte at a time (values holding CRLF, CR,
+"$5", "*1" and "-ERR"): a full scan with TTL, a key list and a key-only
+read (TYPE) return the values exactly.  No crash in the PostgreSQL log.
 """
 
 import threading
@@ -70,6 +72,10 @@ class SlowRedis:
 
     def __init__(self, delay):
         self.strings = {b"s:k%d" % i: b"v%d" % i for i in range(1, 7)}
+        # Values holding RESP's own bytes, for the replies sent byte by byte.
+        self.strings.update({b"x:a": b"a\r\nb\rc\n$5\r\n*1\r\n",
+                             b"x:b": b"", b"x:c": b"\r", b"x:d": b"-ERR no"})
+        self.dribble = False      # send every reply one byte at a time
         self.delay = delay
         self.lock = threading.Lock()
         self.armed = None         # (command, key) to answer late, once
@@ -102,19 +108,26 @@ class SlowRedis:
         if name == b"TTL":
             return b":-1\r\n" if cmd[1] in self.strings else b":-2\r\n"
         if name == b"SCAN":
-            keys = sorted(self.strings)
+            prefix = cmd[3].rstrip(b"*")
+            keys = sorted(k for k in self.strings if k.startswith(prefix))
             at = int(cmd[1])
             nxt = at + 2 if at + 2 < len(keys) else 0
             return b"*2\r\n" + bulk(b"%d" % nxt) + b"*%d\r\n" % len(
                 keys[at:at + 2]) + b"".join(bulk(k) for k in keys[at:at + 2])
         if name == b"PING":
             return b"+PONG\r\n"
+        if name == b"TYPE":
+            return b"+string\r\n" if cmd[1] in self.strings else b"+none\r\n"
         return b"-ERR unknown command\r\n"
 
     def _serve(self, c):
         try:
             for cmd in commands(c):
-                if not self._late(cmd):
+                if self.dribble:
+                    for i in range(len(self._reply(cmd))):
+                        c.sendall(self._reply(cmd)[i:i + 1])
+                        time.sleep(0.0005)
+                elif not self._late(cmd):
                     c.sendall(self._reply(cmd))
                 elif self.wrong:
                     c.sendall(b":5\r\n")
@@ -163,6 +176,8 @@ def test():
             OPTIONS (table_type 'string', key_prefix 's:', fetch_size '3');
         CREATE FOREIGN TABLE tt (key text, value text, _ttl int) SERVER slow
             OPTIONS (table_type 'string', key_prefix 's:', fetch_size '3');
+        CREATE FOREIGN TABLE x (key text, value text, _ttl int) SERVER slow
+            OPTIONS (table_type 'string', key_prefix 'x:', fetch_size '3');
     """ % srv.port, db=db)
     if not check(r.rc == 0, "setup failed: %s" % r.err):
         return
@@ -202,6 +217,26 @@ def test():
     r = s.run("ROLLBACK; SELECT value FROM t WHERE key IN ('k2', 'k6') ORDER BY 1;")
     check(r.rc == 0 and r.out.split() == ["v2", "v6"],
           "after the wrong reply: rc=%s out=%r err=%s" % (r.rc, r.out, r.err))
+    # Every reply split at every byte (the reader resumes anywhere: inside
+    # a CRLF, a length, a value holding CRLF and RESP type bytes).
+    srv.dribble = True
+    want = "a:YQ0KYg1jCiQ1DQoqMQ0K b: c:DQ== d:LUVSUiBubw=="
+    for what, sql in (
+            ("full scan with TTL", "SELECT string_agg(key || ':' || "
+             "encode(convert_to(value, 'UTF8'), 'base64'), ' ' ORDER BY key) "
+             "FROM x WHERE _ttl IS DISTINCT FROM 0"),
+            ("key list", "SELECT string_agg(key || ':' || "
+             "encode(convert_to(value, 'UTF8'), 'base64'), ' ' ORDER BY key) "
+             "FROM x WHERE key IN ('a', 'b', 'c', 'd', 'e')"),
+            ("keys only", "SELECT string_agg(key || ':' || "
+             "(SELECT encode(convert_to(value, 'UTF8'), 'base64') FROM x y "
+             "WHERE y.key = x.key), ' ' ORDER BY key) FROM x "
+             "WHERE key IN ('a', 'b', 'c', 'd', 'e')")):
+        r = s.run(sql + ";")
+        check(r.rc == 0 and r.out.strip() == want,
+              "%s, byte by byte: rc=%s out=%r err=%s"
+              % (what, r.rc, r.out, r.err))
+    srv.dribble = False
     s.close()
     srv.server.close()
     pgtest.check_pg_log(mark)
