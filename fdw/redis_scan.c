@@ -906,8 +906,8 @@ take_queued(RedisScan *scan, ScanRound *r)
 }
 
 /*
- * Append the fetch command (value false: not it) and TTL (when the scan
- * needs it) for one key.
+ * Append the fetch command and TTL (when the scan needs it) for one key;
+ * value false: the TTL alone (its value's reply already came).
  */
 static void
 append_fetch(RedisScan *scan, FetchKind fetch, const char *key, size_t keylen,
@@ -1301,7 +1301,8 @@ take_round(RedisScan *scan, ScanRound *r)
 				(errcode(ERRCODE_CONNECTION_EXCEPTION),
 				 errmsg("a read of foreign table \"%s\" was cut short by an earlier error",
 						scan->tbl->relname),
-				 errhint("Run the statement again.")));
+				 errdetail("A reply to the read could not be handled; the connection was closed."),
+				 errhint("Run the query again (open the cursor again).")));
 	if (r->received < r->expected)
 	{
 		if (r->scan_rows && r->received == 0)
