@@ -106,7 +106,12 @@ typedef struct ScanRound
 	int		   *scan_node;		/* the node of each */
 	bool		scan_rows;		/* key-only SCAN: its new keys are the rows */
 	int			expected;		/* replies */
-	int			received;
+	int			received;		/* handled: always the first ones */
+	int			base;			/* index of the first reply of the request
+								 * the round is read by (0, or received when
+								 * its rest is asked for again) */
+	bool		handling;		/* a reply's handler runs (an error left it
+								 * half done) */
 	uint64		ticket;			/* sent; replies not read yet (RedisSend) */
 	redisReply *error;			/* the first error, raised when the round is used */
 	int			error_state;	/* the state it concerns, or -1 */
@@ -900,9 +905,13 @@ take_queued(RedisScan *scan, ScanRound *r)
 	}
 }
 
-/* Append the fetch command (and TTL) for one key. */
+/*
+ * Append the fetch command and TTL (when the scan needs it) for one key;
+ * value false: the TTL alone (its value's reply already came).
+ */
 static void
-append_fetch(RedisScan *scan, FetchKind fetch, const char *key, size_t keylen)
+append_fetch(RedisScan *scan, FetchKind fetch, const char *key, size_t keylen,
+			 bool value)
 {
 	RedisTable *tbl = scan->tbl;
 	const char *argv[6];
@@ -933,7 +942,8 @@ append_fetch(RedisScan *scan, FetchKind fetch, const char *key, size_t keylen)
 	lens[0] = strlen(argv[0]);
 	for (int i = 2; i < argc; i++)
 		lens[i] = strlen(argv[i]);
-	RedisAppendArgv(scan->conn, argc, argv, lens);
+	if (value)
+		RedisAppendArgv(scan->conn, argc, argv, lens);
 	if (fetch == FETCH_VALUES && scan->need_ttl)
 	{
 		const char *targv[2] = {"TTL", key};
@@ -943,9 +953,12 @@ append_fetch(RedisScan *scan, FetchKind fetch, const char *key, size_t keylen)
 	}
 }
 
-/* Append the commands of round r: its fetches, then its SCAN steps. */
+/*
+ * Append the commands of round r from reply index from on: its fetches,
+ * then its SCAN steps.
+ */
 static void
-append_round(RedisScan *scan, ScanRound *r)
+append_round(RedisScan *scan, ScanRound *r, int from)
 {
 	char		count[16];
 	const char *argv[8] = {"SCAN", NULL, "MATCH", scan->pattern,
@@ -953,9 +966,11 @@ append_round(RedisScan *scan, ScanRound *r)
 
 	if (r->fetch != FETCH_NONE)
 		for (int i = 0; i < r->nstates; i++)
-			append_fetch(scan, r->fetch, r->states[i].key, r->states[i].keylen);
+			if ((i + 1) * r->per_key > from)
+				append_fetch(scan, r->fetch, r->states[i].key, r->states[i].keylen,
+							 i * r->per_key >= from);
 	snprintf(count, sizeof(count), "%d", scan->tbl->fetch_size);
-	for (int i = 0; i < r->nscan; i++)
+	for (int i = Max(from - r->nfetch, 0); i < r->nscan; i++)
 	{
 		argv[1] = scan->cursors[r->scan_node[i]];
 		RedisAppendToNode(scan->conn, scan->nodes[r->scan_node[i]], 8, argv, NULL);
@@ -1112,17 +1127,25 @@ scan_reply(ScanRound *r, redisReply *reply, int node)
 	}
 }
 
-/* Reply handler of a round (RedisSend), in the round's memory. */
+/*
+ * Reply handler of a round (RedisSend), in the round's memory.  A reply
+ * counts as received once its handler is done with it.
+ */
 static bool
 round_reply(redisReply *reply, int index, void *arg)
 {
 	ScanRound  *r = arg;
+	bool		keep = false;
 
-	r->received++;
+	index += r->base;
+	r->handling = true;
 	if (index < r->nfetch)
-		return fetch_reply(r, reply, index);
-	scan_reply(r, reply, r->scan_node[index - r->nfetch]);
-	return false;
+		keep = fetch_reply(r, reply, index);
+	else
+		scan_reply(r, reply, r->scan_node[index - r->nfetch]);
+	r->handling = false;
+	r->received++;
+	return keep;
 }
 
 /* Send round r (built: states and SCAN steps) on its way. */
@@ -1135,7 +1158,8 @@ send_round(RedisScan *scan, ScanRound *r)
 	r->nfetch = r->fetch == FETCH_NONE ? 0 : r->nstates * r->per_key;
 	r->expected = r->nfetch + r->nscan;
 	r->received = 0;
-	append_round(scan, r);
+	r->base = 0;
+	append_round(scan, r, 0);
 	r->ticket = RedisSend(scan->conn, r->expected, round_reply, r);
 	scan->round_trips++;
 	RedisCountTrips(scan->conn, scan->trips);
@@ -1259,8 +1283,11 @@ build_round(RedisScan *scan, ScanRound *r)
 
 /*
  * Make round r (built) the current one: read its replies if they are still
- * owed (sending it again if the connection was closed since it was sent),
- * raise an error a reply held, and apply the buffered writes.
+ * owed, raise an error a reply held, and apply the buffered writes.  If the
+ * connection was closed since the round was sent (pgpoly.disconnect(), or
+ * another statement that read part of its replies failed), the commands
+ * whose replies did not come are sent again; a reply whose handling an
+ * error cut short leaves the round unusable.
  */
 static void
 take_round(RedisScan *scan, ScanRound *r)
@@ -1269,16 +1296,21 @@ take_round(RedisScan *scan, ScanRound *r)
 
 	RedisReceive(scan->conn, r->ticket);
 	r->ticket = 0;
+	if (r->handling)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_EXCEPTION),
+				 errmsg("a read of foreign table \"%s\" was cut short by an earlier error",
+						scan->tbl->relname),
+				 errdetail("A reply to the read could not be handled; the connection was closed."),
+				 errhint("Run the query again (open the cursor again).")));
 	if (r->received < r->expected)
 	{
-		if (r->received != 0)
-			elog(ERROR, "Redis round read %d of its %d replies", r->received,
-				 r->expected);
-		if (r->scan_rows)
+		if (r->scan_rows && r->received == 0)
 			r->nstates = 0;
 		old = MemoryContextSwitchTo(r->cxt);
-		append_round(scan, r);
-		RedisExchange(scan->conn, r->expected, round_reply, r);
+		r->base = r->received;
+		append_round(scan, r, r->base);
+		RedisExchange(scan->conn, r->expected - r->base, round_reply, r);
 		scan->round_trips++;
 		MemoryContextSwitchTo(old);
 	}
