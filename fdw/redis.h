@@ -573,6 +573,7 @@ extern void RedisScanSetColumns(RedisScan *scan, const bool *needed,
 								bool one_row);
 extern bool RedisKeysOnly(RedisTable *tbl, const bool *needed, bool need_ttl,
 						  bool one_row);
+extern int	RedisScanKeysOnly(RedisScan *scan);
 extern bool *RedisColumnsNeeded(RedisTable *tbl, List *attnos);
 extern List *RedisColumnsRead(RedisTable *tbl, Bitmapset *attrs);
 extern void RedisScanSetKeys(RedisScan *scan, char **keys, size_t *lens,

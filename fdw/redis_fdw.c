@@ -850,6 +850,9 @@ redisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 					  st->need_ttl, false);
 	char	   *req;
 
+	/* Executed: what the scan did (buffered writes make it read values). */
+	if (es->analyze && st->scan && RedisScanKeysOnly(st->scan) >= 0)
+		keyonly = RedisScanKeysOnly(st->scan) > 0;
 	if (pattern[0] != '\0' && keyonly)
 		req = psprintf("SCAN MATCH %s COUNT %d TYPE %s, keys only",
 					   pattern, tbl->fetch_size, RedisScanTypeFilter(tbl));

@@ -665,6 +665,9 @@ explain_join(CustomScanState *node, List *ancestors, ExplainState *es)
 											js->jointype == JOIN_SEMI ||
 											js->jointype == JOIN_ANTI);
 
+	/* Executed: what the scan did (buffered writes make it read values). */
+	if (es->analyze && js->scan && RedisScanKeysOnly(js->scan) >= 0)
+		keyonly = RedisScanKeysOnly(js->scan) > 0;
 	ExplainPropertyText("Join Type", types[js->jointype], es);
 	ExplainPropertyText("Redis",
 						psprintf("%s %s{key} per distinct outer key, pipelined in rounds of %d%s",

@@ -787,6 +787,16 @@ scan_keyonly(RedisScan *scan)
 	return scan->keyonly;
 }
 
+/*
+ * Whether scan read keys only (1), values (0), or has not decided yet (-1):
+ * EXPLAIN ANALYZE says what was done, which buffered writes can change.
+ */
+int
+RedisScanKeysOnly(RedisScan *scan)
+{
+	return scan->keyonly;
+}
+
 /* Append a state for key (kept by pointer) to round r. */
 static RedisKeyState *
 add_state(ScanRound *r, char *key, size_t len)
