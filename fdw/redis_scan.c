@@ -1216,7 +1216,10 @@ round_cxt_release(void *arg)
 		MemoryContextDelete(cxt);
 	}
 	else if (NumPooled < ROUND_POOL)
+	{
+		MemoryContextSetIdentifier(cxt, "kept");
 		RoundPool[NumPooled++] = cxt;
+	}
 	else
 		MemoryContextDelete(cxt);
 }
@@ -1237,6 +1240,7 @@ round_cxt_borrow(RedisScan *scan)
 	else
 		cxt = AllocSetContextCreate(TopMemoryContext, "pgpoly redis round", 0,
 									RoundKeep, ALLOCSET_DEFAULT_MAXSIZE);
+	MemoryContextSetIdentifier(cxt, "in use");	/* pg_backend_memory_contexts */
 	cb->func = round_cxt_release;
 	cb->arg = cxt;
 	MemoryContextRegisterResetCallback(GetMemoryChunkContext(scan), cb);
