@@ -587,20 +587,28 @@ redisBeginForeignScan(ForeignScanState *node, int eflags)
 
 /*
  * Add the key of value (of the key clause's type, conv) to keys and its
- * length to lens (deduplicated through seen).
+ * length to lens, deduplicated through *seen, made at the second key (a
+ * lookup of one key needs no set).
  */
 static void
 add_key(RedisTable *tbl, PgpolyConv *conv, Datum value, List **keys,
-		List **lens, RedisKeySet *seen)
+		List **lens, RedisKeySet **seen)
 {
 	size_t		len;
 	char	   *key = RedisKeyFromDatum(tbl, conv, value, &len);
 
-	if (RedisKeySetAdd(seen, key, len))
+	if (*keys != NIL)
 	{
-		*keys = lappend(*keys, key);
-		*lens = lappend_int(*lens, (int) len);
+		if (*seen == NULL)
+		{
+			*seen = RedisKeySetCreate(CurrentMemoryContext, 0);
+			RedisKeySetAdd(*seen, linitial(*keys), (size_t) linitial_int(*lens));
+		}
+		if (!RedisKeySetAdd(*seen, key, len))
+			return;
 	}
+	*keys = lappend(*keys, key);
+	*lens = lappend_int(*lens, (int) len);
 }
 
 /*
@@ -681,7 +689,7 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 	char	   *smax = NULL;
 	double		vmin = 0,
 				vmax = 0;
-	RedisKeySet *seen = RedisKeySetCreate(CurrentMemoryContext, 0);
+	RedisKeySet *seen = NULL;
 	ListCell   *le,
 			   *lk;
 
@@ -711,7 +719,7 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 			continue;
 		}
 		if (kind == REXPR_KEY)
-			add_key(st->tbl, key_conv(st, es, kind), v, &keys, &keylens, seen);
+			add_key(st->tbl, key_conv(st, es, kind), v, &keys, &keylens, &seen);
 		else if (kind == REXPR_KEY_ARRAY)
 		{
 			ArrayType  *arr = DatumGetArrayTypeP(v);
@@ -727,7 +735,7 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 							  &elems, &enulls, &n);
 			for (int i = 0; i < n; i++)
 				if (!enulls[i])
-					add_key(st->tbl, key_conv(st, es, kind), elems[i], &keys, &keylens, seen);
+					add_key(st->tbl, key_conv(st, es, kind), elems[i], &keys, &keylens, &seen);
 		}
 		else if (kind == REXPR_SCORE_MIN || kind == REXPR_SCORE_MIN_EXCL)
 			tighten(&smin, &vmin, v, typid, kind == REXPR_SCORE_MIN_EXCL, true);

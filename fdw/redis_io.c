@@ -1191,13 +1191,19 @@ RedisReplyNode(PgpolyConnection *conn, int index)
 	return h->nodes[h->cmds[index].node]->addr;
 }
 
-/* Add the nodes of the last exchange to trips (memory: trips' context). */
+/*
+ * Add the nodes of the last exchange to trips (memory: trips' context).
+ * Only a cluster's are counted: EXPLAIN shows them for clusters alone, and
+ * a key lookup should not pay for them at every execution.
+ */
 void
 RedisCountTrips(PgpolyConnection *conn, RedisTrips *trips)
 {
 	RedisHandle *h = conn->handle;
 	MemoryContext cxt = GetMemoryChunkContext(trips);
 
+	if (h->kind != RTOPO_CLUSTER)
+		return;
 	for (int i = 0; i < h->nnodes; i++)
 	{
 		RedisNode  *node = h->nodes[i];
@@ -1464,6 +1470,9 @@ timeout_error(RedisExchangeState *ex)
 			 errhint("Raise the server option timeout_ms, or check the server's load.")));
 }
 
+/* Nodes whose wait arrays fit on the stack (a single server: one). */
+#define WAIT_FEW	8
+
 /*
  * Wait for every node that owes replies or output (and for the next retry
  * of a cluster, if any is due before); then read and write what is ready.
@@ -1472,10 +1481,15 @@ static void
 wait_nodes(RedisExchangeState *ex, TimestampTz next_retry)
 {
 	RedisHandle *h = ex->h;
-	pgsocket   *socks = palloc(sizeof(pgsocket) * h->nnodes);
-	int		   *events = palloc(sizeof(int) * h->nnodes);
-	int		   *ready = palloc(sizeof(int) * h->nnodes);
-	RedisNode **which = palloc(sizeof(RedisNode *) * h->nnodes);
+	bool		few = h->nnodes <= WAIT_FEW;
+	pgsocket	socks_few[WAIT_FEW];
+	int			events_few[WAIT_FEW];
+	int			ready_few[WAIT_FEW];
+	RedisNode  *which_few[WAIT_FEW];
+	pgsocket   *socks = few ? socks_few : palloc(sizeof(pgsocket) * h->nnodes);
+	int		   *events = few ? events_few : palloc(sizeof(int) * h->nnodes);
+	int		   *ready = few ? ready_few : palloc(sizeof(int) * h->nnodes);
+	RedisNode **which = few ? which_few : palloc(sizeof(RedisNode *) * h->nnodes);
 	long		max_ms = -1;
 	int			n = 0;
 	int			rc;
@@ -1505,10 +1519,13 @@ wait_nodes(RedisExchangeState *ex, TimestampTz next_retry)
 		if ((ready[i] & PGPOLY_WAIT_READ) && which[i]->failure == NULL)
 			read_some(ex->conn, which[i]);
 	}
-	pfree(socks);
-	pfree(events);
-	pfree(ready);
-	pfree(which);
+	if (!few)
+	{
+		pfree(socks);
+		pfree(events);
+		pfree(ready);
+		pfree(which);
+	}
 }
 
 /*

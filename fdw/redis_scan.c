@@ -1176,6 +1176,77 @@ send_round(RedisScan *scan, ScanRound *r)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Memory of large rounds, kept for the backend's next scans.  A round of
+ * fetch_size keys takes a few MB (its replies and states); allocated afresh
+ * by each statement, its pages would be faulted in (and zeroed by the
+ * kernel) again every time, which costs a 1k-key join a quarter of its
+ * time.  A scan borrows a context from here and gives it back, reset, when
+ * its memory goes (end, rescan or error: a reset callback); the pool keeps
+ * at most ROUND_POOL contexts, each trimmed to one block of at most
+ * ROUND_KEEP_MAX bytes.
+ */
+#define ROUND_POOL			2
+#define ROUND_KEEP_MIN		(1024 * 1024)
+#define ROUND_KEEP_MAX		(4 * 1024 * 1024)
+
+static MemoryContext RoundPool[ROUND_POOL];
+static int	NumPooled = 0;
+static Size RoundKeep = ROUND_KEEP_MIN;	/* the kept block of new ones */
+
+/*
+ * A round context back from a scan (reset callback): pool it, or free it if
+ * the pool is full or the round outgrew the block it keeps by more than
+ * ROUND_KEEP_MIN (the next one made keeps a block of that size, capped;
+ * chunks above the allocator's chunk limit always have blocks of their
+ * own, so what a round takes is always a bit more than its kept block).
+ * Allocates nothing.
+ */
+static void
+round_cxt_release(void *arg)
+{
+	MemoryContext cxt = (MemoryContext) arg;
+	Size		used = MemoryContextMemAllocated(cxt, false);
+	Size		want = Min(TYPEALIGN(ROUND_KEEP_MIN, used), ROUND_KEEP_MAX);
+
+	MemoryContextReset(cxt);	/* runs its callbacks (replies still owed) */
+	if (want > MemoryContextMemAllocated(cxt, false) + ROUND_KEEP_MIN)
+	{
+		RoundKeep = Max(RoundKeep, want);
+		MemoryContextDelete(cxt);
+	}
+	else if (NumPooled < ROUND_POOL)
+	{
+		MemoryContextSetIdentifier(cxt, "kept");
+		RoundPool[NumPooled++] = cxt;
+	}
+	else
+		MemoryContextDelete(cxt);
+}
+
+/*
+ * A context for a large round of scan, from the pool if it has one; it
+ * goes back when the scan's memory is reset or deleted.
+ */
+static MemoryContext
+round_cxt_borrow(RedisScan *scan)
+{
+	MemoryContext cxt;
+	MemoryContextCallback *cb;
+
+	cb = MemoryContextAlloc(GetMemoryChunkContext(scan), sizeof(MemoryContextCallback));
+	if (NumPooled > 0)
+		cxt = RoundPool[--NumPooled];
+	else
+		cxt = AllocSetContextCreate(TopMemoryContext, "pgpoly redis round", 0,
+									RoundKeep, ALLOCSET_DEFAULT_MAXSIZE);
+	MemoryContextSetIdentifier(cxt, "in use");	/* pg_backend_memory_contexts */
+	cb->func = round_cxt_release;
+	cb->arg = cxt;
+	MemoryContextRegisterResetCallback(GetMemoryChunkContext(scan), cb);
+	return cxt;
+}
+
 /* Forget round r and its memory (an exchange still owed is dropped). */
 static void
 clear_round(RedisScan *scan, ScanRound *r, int nkeys)
@@ -1183,15 +1254,15 @@ clear_round(RedisScan *scan, ScanRound *r, int nkeys)
 	if (r->cxt == NULL)
 	{
 		/*
-		 * A round of a few keys takes a few kB; one of fetch_size keys a few
-		 * hundred: its first block is kept across resets, so rounds do not
-		 * fault in fresh pages.
+		 * A round of a few keys takes a few kB (a context from the
+		 * allocator's free list); one of many keys a few MB, from the pool.
 		 */
-		Size		init = nkeys > 16 ? 1024 * 1024 : ALLOCSET_DEFAULT_INITSIZE;
-
-		r->cxt = AllocSetContextCreate(GetMemoryChunkContext(scan),
-									   "pgpoly redis round", 0, init,
-									   ALLOCSET_DEFAULT_MAXSIZE);
+		if (nkeys > 16)
+			r->cxt = round_cxt_borrow(scan);
+		else
+			r->cxt = AllocSetContextCreate(GetMemoryChunkContext(scan),
+										   "pgpoly redis round",
+										   ALLOCSET_DEFAULT_SIZES);
 	}
 	else
 		MemoryContextReset(r->cxt);

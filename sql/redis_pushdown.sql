@@ -15,6 +15,7 @@ SELECT * FROM u WHERE user_id = 'u3';
 EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM u WHERE user_id IN ('u1', 'u2', 'nope');
 SELECT * FROM u WHERE user_id IN ('u1', 'u2', 'nope', 'u1', NULL) ORDER BY user_id;
 SELECT * FROM u WHERE user_id = ANY ('{u4,u5}'::text[]) ORDER BY user_id;
+SELECT user_id FROM u WHERE user_id IN ('u6', 'u6');
 -- A parameter.
 PREPARE q(text) AS SELECT clicks FROM u WHERE user_id = $1;
 EXPLAIN (VERBOSE, COSTS OFF) EXECUTE q('u7');

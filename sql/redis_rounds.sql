@@ -126,6 +126,66 @@ SELECT count(*) FROM rr_l l WHERE EXISTS (SELECT 1 FROM rr_t t WHERE t.key = l.k
 SELECT count(*) FROM rr_l l WHERE NOT EXISTS (SELECT 1 FROM rr_t t WHERE t.key = l.k);
 SELECT count(*) FROM rr_l l WHERE EXISTS (SELECT 1 FROM rr_t t WHERE t.key = l.k AND t.v > 30);
 
+-- Rounds of more than 16 keys take their memory from a per-backend pool of
+-- at most two contexts, given back when the scan's memory goes (end,
+-- cursor closed with a round in flight, error, rescan): whatever order
+-- scans borrow and return them in, the rows are right and the pool keeps
+-- at most two contexts of at most 4 MB each.
+CREATE FOREIGN TABLE rr_big (key text, v int, w text)
+  SERVER rr OPTIONS (key_prefix 'regress_rr:big:', fetch_size '40', write_mode 'immediate');
+CREATE TABLE rr_bignative (key text, v int, w text);
+INSERT INTO rr_bignative SELECT 'b' || g, g, md5(g::text) FROM generate_series(1, 300) g;
+INSERT INTO rr_big SELECT * FROM rr_bignative;
+CREATE FUNCTION pg_temp.rr_pool() RETURNS text LANGUAGE sql AS $$
+  SELECT count(*) FILTER (WHERE ident = 'in use') || ' in use, ' ||
+         count(*) FILTER (WHERE ident = 'kept') || ' kept, within 4 MB each: ' ||
+         coalesce(bool_and(total_bytes <= 4 * 1024 * 1024), true)
+  FROM pg_backend_memory_contexts WHERE name = 'pgpoly redis round' $$;
+CREATE FUNCTION pg_temp.rr_same(q text) RETURNS bool LANGUAGE plpgsql AS $$
+DECLARE
+	a text;
+	b text;
+BEGIN
+	EXECUTE format(q, 'rr_big') INTO a;
+	EXECUTE format(q, 'rr_bignative') INTO b;
+	RETURN a = b;
+END $$;
+SELECT pg_temp.rr_same('SELECT sum(v)::text || max(w) FROM %s WHERE key = ANY (ARRAY(SELECT ''b'' || g FROM generate_series(1, 300) g))');
+SELECT pg_temp.rr_same('SELECT count(*)::text || sum(b.v) FROM rr_bignative a JOIN %s b USING (key)');
+SELECT pg_temp.rr_pool();
+-- Two cursors with rounds in flight borrow four contexts; the first two
+-- given back are kept, the others freed.
+BEGIN;
+DECLARE c1 CURSOR FOR
+  SELECT key, v FROM rr_big WHERE key = ANY (ARRAY(SELECT 'b' || g FROM generate_series(1, 300) g));
+DECLARE c2 CURSOR FOR
+  SELECT key, v FROM rr_big WHERE key = ANY (ARRAY(SELECT 'b' || g FROM generate_series(300, 1, -1) g));
+FETCH 2 FROM c1;
+FETCH 2 FROM c2;
+SELECT pg_temp.rr_pool();
+SELECT v FROM rr_big WHERE key = 'b77';
+MOVE FORWARD 40 IN c1;
+FETCH 1 FROM c1;
+SAVEPOINT s;
+SELECT sum(v / (v - 150)) FROM rr_big WHERE key = ANY (ARRAY(SELECT 'b' || g FROM generate_series(1, 300) g));
+ROLLBACK TO s;
+FETCH 1 FROM c2;
+SELECT pgpoly.disconnect('rr');
+FETCH 1 FROM c1;
+FETCH 2 FROM c2;
+MOVE FORWARD ALL IN c2;
+CLOSE c1;
+COMMIT;
+SELECT pg_temp.rr_pool();
+-- An error in the middle of a batched join gives its rounds back.
+SELECT sum(b.v / (b.v - 290)) FROM rr_bignative a JOIN rr_big b USING (key);
+SELECT pg_temp.rr_pool();
+SELECT pg_temp.rr_same('SELECT count(*)::text || sum(b.v) || max(b.w) FROM rr_bignative a JOIN %s b USING (key)');
+SELECT pg_temp.rr_same('SELECT sum(v)::text || max(w) FROM %s WHERE key = ANY (ARRAY(SELECT ''b'' || g FROM generate_series(1, 300) g))');
+SELECT pg_temp.rr_pool();
+DELETE FROM rr_big;
+DROP TABLE rr_bignative;
+
 DELETE FROM rr_t;
 DROP SERVER rr CASCADE;
 DROP TABLE rr_native, rr_l;

@@ -4,6 +4,7 @@
 # (issue 14), measured on throwaway servers like `make bench`:
 #
 #   join10k    the 10k-key batched join of bench_redis.sh
+#   join1k     the same over 1k ids (callgrind only: CG_WORKLOADS=join1k)
 #   count100k  count(*) over 100k hashes (Redis db 1 holds only them)
 #   insert100k INSERT ... SELECT of 100k rows, write_mode 'transactional',
 #              BEGIN ... COMMIT (the COMMIT-time MULTI/EXEC included)
@@ -91,6 +92,8 @@ CREATE TABLE bench_req AS
 	       (g % 101) / 101.0::float8 AS score
 	FROM generate_series(1, 10000) AS g;
 VACUUM ANALYZE bench_req;
+CREATE TABLE bench_req1k AS SELECT * FROM bench_req WHERE request_id <= 1000;
+VACUUM ANALYZE bench_req1k;
 SQL
 load_redis() {
 	psql -X -q -d "$DB" -c "SET datestyle = ISO; SET timezone = UTC" \
@@ -105,6 +108,7 @@ load_redis 0 "${P}u:" 100000
 load_redis 1 "${P}c:" 100000
 
 JOIN="SELECT count(*), sum(u.clicks_7d), round(sum(u.ctr * r.score)::numeric, 6), max(u.updated), min(u.country) FROM bench_req r JOIN bench_u u ON u.user_id = r.user_id"
+JOIN1K="${JOIN/bench_req r/bench_req1k r}"
 COUNT="SELECT count(*) FROM bench_c"
 INSERT="BEGIN; INSERT INTO bench_w SELECT * FROM bench_users(100000); COMMIT"
 UPDATE="BEGIN; UPDATE bench_w SET clicks_7d = clicks_7d + 1; COMMIT"
@@ -223,6 +227,7 @@ if want callgrind; then
 	for i in $(seq 1 100); do points+="EXECUTE q('$((i * 997 % 100000 + 1))'); "; done
 	declare -A CG=(
 		[join10k]="$JOIN"
+		[join1k]="$JOIN1K"
 		[count100k]="$COUNT"
 		[insert100k]="$INSERT"
 		[update100k]="$UPDATE"
