@@ -23,6 +23,10 @@
  * filter over a full scan, and EXPLAIN VERBOSE says why.  No network I/O
  * happens at plan time unless use_remote_estimate.
  *
+ * An UPDATE or DELETE that needs no row (see "Direct modification") runs in
+ * the scan node: it finds the keys and writes them as the per-row path
+ * would, without the whole old row PostgreSQL asks a foreign UPDATE for.
+ *
  * fdw/redis_fdw.c
  *
  *-------------------------------------------------------------------------
