@@ -331,6 +331,8 @@ SELECT * FROM dmo_now ORDER BY id;
 DROP TRIGGER dm_capture ON pgpoly.sync_queue;
 DROP FUNCTION dm_capture();
 DROP TABLE dm_queued;
+SELECT pgpoly.drop_sync(name) FROM pgpoly.syncs
+  WHERE target IN ('dmo'::regclass, 'dmor'::regclass) ORDER BY name;
 
 -- In a CTE that is not the top statement, the count is not the statement's.
 WITH w AS (UPDATE dm SET n = 3 WHERE id = 'k5') SELECT 1 AS one;
