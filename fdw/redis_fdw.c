@@ -23,6 +23,10 @@
  * filter over a full scan, and EXPLAIN VERBOSE says why.  No network I/O
  * happens at plan time unless use_remote_estimate.
  *
+ * An UPDATE or DELETE that needs no row (see "Direct modification") runs in
+ * the scan node: it finds the keys and writes them as the per-row path
+ * would, without the whole old row PostgreSQL asks a foreign UPDATE for.
+ *
  * fdw/redis_fdw.c
  *
  *-------------------------------------------------------------------------
@@ -150,6 +154,14 @@ typedef struct RedisModifyState
 	HTAB	   *misspelled;		/* RedisMisspelling by identity hash, or NULL */
 	HTAB	   *held;			/* UPDATE that may move rows: RedisHeldRow by
 								 * identity hash, or NULL */
+	/* direct modification (redisBeginDirectModify) */
+	CmdType		direct_op;		/* CMD_UPDATE, CMD_DELETE; else CMD_UNKNOWN */
+	bool		set_processed;	/* count the rows in es_processed */
+	bool		done;			/* every key found was written */
+	int			nassign;		/* UPDATE: the assignments, after the scan's */
+	AttrNumber *assign_att;		/* fdw_exprs: their columns */
+	ExprState **assign_expr;
+	int64		rows;			/* rows modified */
 } RedisModifyState;
 
 /*
@@ -1393,21 +1405,384 @@ redisIsForeignRelUpdatable(Relation rel)
 	return (1 << CMD_INSERT) | (1 << CMD_UPDATE) | (1 << CMD_DELETE);
 }
 
+/* write_mode as EXPLAIN shows it (options: the table's, for batch_size). */
+static const char *
+write_mode_text(PgpolyWriteMode mode, List *options)
+{
+	if (mode == PGPOLY_WRITE_TRANSACTIONAL)
+		return "transactional (MULTI/EXEC at COMMIT)";
+	if (mode == PGPOLY_WRITE_OUTBOX)
+		return "outbox (queued at COMMIT, delivered by the sync worker)";
+	return psprintf("immediate (pipelined batches of %d)",
+					(int) PgpolyGetIntOption(options, "batch_size", 1000));
+}
+
 /* ExplainForeignModify: where the writes go and when. */
 static void
 redisExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 						  List *fdw_private, int subplan_index, ExplainState *es)
 {
 	ForeignTable *ft = GetForeignTable(RelationGetRelid(rinfo->ri_RelationDesc));
-	PgpolyWriteMode mode = PgpolyTableWriteMode(ft->options);
 
 	ExplainPropertyText("Redis Write Mode",
-						mode == PGPOLY_WRITE_TRANSACTIONAL ?
-						"transactional (MULTI/EXEC at COMMIT)" :
-						mode == PGPOLY_WRITE_OUTBOX ?
-						"outbox (queued at COMMIT, delivered by the sync worker)" :
-						psprintf("immediate (pipelined batches of %d)",
-								 (int) PgpolyGetIntOption(ft->options, "batch_size", 1000)),
+						write_mode_text(PgpolyTableWriteMode(ft->options), ft->options),
+						es);
+}
+
+/* ----------------------------------------------------------------
+ *		Direct modification
+ *
+ * UPDATE t SET col = <run-time constant> and DELETE FROM t, whose WHERE
+ * the scan enforces entirely (a pushed key clause, a key LIKE 'prefix%' in
+ * a full scan, or nothing), run in the ForeignScan node itself: the scan
+ * reads only the keys (SCAN, or TYPE per listed key; values only when the
+ * transaction's buffered writes must be overlaid), and each key found gets
+ * the writes the per-row path would give its row (RedisUpdateWrites,
+ * RedisDeleteWrites), through the same writer, outbox capture and checks.
+ * PostgreSQL asks a foreign UPDATE for the whole old row, which the
+ * per-row path must fetch and convert only to write one field back.
+ * ----------------------------------------------------------------
+ */
+
+/* fdw_private of a direct modification: the scan's (RPRIV_*), then these. */
+enum RedisDirectPrivate
+{
+	RPRIV_DIRECT_SET_TAG = RPRIV_ATTRS + 1, /* Integer: canSetTag */
+	RPRIV_DIRECT_ATTS			/* List of Integer: the columns assigned,
+								 * whose values are the fdw_exprs after the
+								 * scan's (RPRIV_KINDS) */
+};
+
+/*
+ * The ForeignScan of rtindex that is the subplan of plan (directly, or the
+ * subplan_index'th child of an Append under it), or NULL: postgres_fdw's
+ * find_modifytable_subplan.  Anything deeper involves a local join.
+ */
+static ForeignScan *
+direct_subplan(ModifyTable *plan, Index rtindex, int subplan_index)
+{
+	Plan	   *subplan = outerPlan(plan);
+
+	if (IsA(subplan, Result) && outerPlan(subplan) != NULL &&
+		IsA(outerPlan(subplan), Append))
+		subplan = outerPlan(subplan);
+	if (IsA(subplan, Append))
+	{
+		Append	   *append = (Append *) subplan;
+
+		if (subplan_index >= list_length(append->appendplans))
+			return NULL;
+		subplan = list_nth(append->appendplans, subplan_index);
+	}
+	if (!IsA(subplan, ForeignScan) ||
+		((ForeignScan *) subplan)->scan.scanrelid != rtindex)
+		return NULL;
+	return (ForeignScan *) subplan;
+}
+
+/*
+ * Whether the scan enforces every clause of quals (the plan's local
+ * quals): only a key LIKE 'prefix%' of a full scan qualifies, which SCAN
+ * MATCH (and the overlay's match of buffered keys) applies exactly.  Its
+ * collation must be deterministic, where LIKE compares bytes.
+ */
+static bool
+direct_quals_enforced(RedisRelInfo *ri, List *quals)
+{
+	ListCell   *lc;
+
+	foreach(lc, quals)
+	{
+		Node	   *q = lfirst(lc);
+
+		if (ri->has_keys || !IsA(q, OpExpr) || !list_member_ptr(ri->pushed, q) ||
+			((OpExpr *) q)->opno != OID_TEXT_LIKE_OP ||
+			!OidIsValid(((OpExpr *) q)->inputcollid) ||
+			!get_collation_isdeterministic(((OpExpr *) q)->inputcollid))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Whether assigning expr to column att of tbl can go direct: a hash field
+ * or a string's value (the writes of a row need nothing else of it), and a
+ * value that is the same for every row (no Var, nothing volatile, no
+ * SubPlan run per row; Params and InitPlans are computed once).
+ */
+static bool
+direct_assignment_ok(RedisTable *tbl, AttrNumber att, Expr *expr)
+{
+	RedisColRole role;
+
+	if (att < 1 || att > tbl->natts)
+		return false;
+	role = tbl->cols[att - 1].role;
+	if (!(tbl->type == REDIS_HASH && role == RCOL_FIELD) &&
+		!(tbl->type == REDIS_STRING && role == RCOL_VALUE))
+		return false;
+	return PgpolyIsScanConstant((Node *) expr) && !contain_subplans((Node *) expr);
+}
+
+/*
+ * PlanDirectModify: rewrite the ForeignScan under plan into the UPDATE or
+ * DELETE itself when nothing needs the rows (see the section header).
+ * PostgreSQL has already ruled out row triggers, WITH CHECK OPTION and
+ * generated columns.  Anything else keeps the per-row path: RETURNING,
+ * a join, local quals, a json or collection table for UPDATE (its write
+ * needs the row), a set/zset/list for DELETE (one row per member), the key
+ * or _ttl assigned, or an assigned value that depends on the row.
+ */
+static bool
+redisPlanDirectModify(PlannerInfo *root, ModifyTable *plan, Index resultRelation,
+					  int subplan_index)
+{
+	ForeignScan *fs;
+	RedisRelInfo *ri;
+	RedisTable *tbl;
+	List	   *tlist = NIL;
+	List	   *atts = NIL;
+	ListCell   *lc,
+			   *la;
+
+	if ((plan->operation != CMD_UPDATE && plan->operation != CMD_DELETE) ||
+		plan->returningLists != NIL)
+		return false;
+	fs = direct_subplan(plan, resultRelation, subplan_index);
+	if (fs == NULL || !RedisIsRedisRel(root->simple_rel_array[resultRelation]))
+		return false;
+	ri = root->simple_rel_array[resultRelation]->fdw_private;
+	tbl = ri->tbl;
+	if (!(tbl->type == REDIS_HASH || tbl->type == REDIS_STRING ||
+		  (tbl->type == REDIS_JSON && plan->operation == CMD_DELETE)) ||
+		!direct_quals_enforced(ri, fs->scan.plan.qual))
+		return false;
+	if (plan->operation == CMD_UPDATE)
+	{
+		get_translated_update_targetlist(root, resultRelation, &tlist, &atts);
+		forboth(lc, tlist, la, atts)
+			if (!direct_assignment_ok(tbl, lfirst_int(la),
+									  lfirst_node(TargetEntry, lc)->expr))
+				return false;
+		foreach(lc, tlist)
+			fs->fdw_exprs = lappend(fs->fdw_exprs, lfirst_node(TargetEntry, lc)->expr);
+	}
+	fs->operation = plan->operation;
+	fs->resultRelation = resultRelation;
+	fs->scan.plan.qual = NIL;	/* the LIKE prefix: SCAN MATCH applies it */
+	/* keys only: no value, no TTL is read to find the rows */
+	list_nth_cell(fs->fdw_private, RPRIV_NEED_TTL)->ptr_value = makeInteger(0);
+	list_nth_cell(fs->fdw_private, RPRIV_ATTRS)->ptr_value =
+		list_make1_int(tbl->key_att);
+	fs->fdw_private = lappend(fs->fdw_private, makeInteger(plan->canSetTag));
+	fs->fdw_private = lappend(fs->fdw_private, atts);
+	return true;
+}
+
+/*
+ * BeginDirectModify: the scan that finds the keys (as a ForeignScan's, of
+ * the key column alone) and the modification's state, which is the result
+ * relation's as for the per-row path (the scan notes misspelled keys
+ * there).
+ */
+static void
+redisBeginDirectModify(ForeignScanState *node, int eflags)
+{
+	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
+	RedisScanState *st;
+	RedisModifyState *ms;
+	List	   *atts = list_nth(fs->fdw_private, RPRIV_DIRECT_ATTS);
+	int			nscan = list_length(list_nth(fs->fdw_private, RPRIV_KINDS));
+	ListCell   *lc;
+	int			i = 0;
+
+	redisBeginForeignScan(node, eflags);
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+	st = node->fdw_state;
+	ms = PgpolyDirectModifyBegin(sizeof(RedisModifyState), &RedisStore,
+								 node->ss.ps.state, node->resultRelInfo, atts,
+								 1000, send_immediate);
+	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
+	ms->core.junk[RJUNK_KEY] = ms->tbl->key_att;	/* see direct_outbox */
+	ms->direct_op = fs->operation;
+	ms->set_processed = intVal(list_nth(fs->fdw_private, RPRIV_DIRECT_SET_TAG));
+	ms->nassign = list_length(atts);
+	ms->assign_att = palloc(sizeof(AttrNumber) * Max(ms->nassign, 1));
+	ms->assign_expr = palloc(sizeof(ExprState *) * Max(ms->nassign, 1));
+	foreach(lc, atts)
+	{
+		ms->assign_att[i] = lfirst_int(lc);
+		ms->assign_expr[i] = list_nth(st->exprs, nscan + i);
+		i++;
+	}
+}
+
+/*
+ * The new row of every key of a direct UPDATE into values/nulls (the key
+ * aside): the assigned values, computed once, when the first key is found
+ * (the per-row path computes nothing when no row matches).  Under the
+ * executor's per-query memory: the values live as long as the statement.
+ */
+static void
+direct_values(ForeignScanState *node, RedisModifyState *ms, Datum *values,
+			  bool *nulls)
+{
+	ExprContext *econtext = node->ss.ps.ps_ExprContext;
+	MemoryContext old = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
+
+	memset(nulls, true, sizeof(bool) * ms->tbl->natts);
+	for (int i = 0; i < ms->nassign; i++)
+	{
+		AttrNumber	att = ms->assign_att[i];
+
+		values[att - 1] = ExecEvalExpr(ms->assign_expr[i], econtext, &nulls[att - 1]);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * write_mode 'outbox': the change of the row of key (the new row
+ * values/nulls for UPDATE) as the per-row path captures it.  The row is
+ * its own plan row, junk[0] being the key column.
+ */
+static void
+direct_outbox(RedisModifyState *ms, TupleTableSlot *slot, Datum *values,
+			  bool *nulls)
+{
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, values, sizeof(Datum) * ms->tbl->natts);
+	memcpy(slot->tts_isnull, nulls, sizeof(bool) * ms->tbl->natts);
+	ExecStoreVirtualTuple(slot);
+	PgpolyModifyOutbox(&ms->core, ms->direct_op, slot, slot);
+}
+
+/*
+ * Write every row the scan finds: the key (all the scan reads) becomes the
+ * old row's identity, and the writes are the per-row path's.
+ */
+static void
+direct_modify_rows(ForeignScanState *node, RedisScanState *st,
+				   RedisModifyState *ms)
+{
+	RedisTable *tbl = ms->tbl;
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+	Datum	   *old = palloc(sizeof(Datum) * tbl->natts);
+	bool	   *oldnulls = palloc(sizeof(bool) * tbl->natts);
+	Datum	   *values = palloc(sizeof(Datum) * tbl->natts);
+	bool	   *nulls = palloc(sizeof(bool) * tbl->natts);
+	bool		computed = false;
+	AttrNumber	k = tbl->key_att - 1;
+
+	while (RedisScanNext(st->scan, old, oldnulls))
+	{
+		MemoryContext mcxt = PgpolyModifyRow(&ms->core);
+		List	   *writes;
+
+		check_spelling(ms, old, oldnulls);
+		if (ms->direct_op == CMD_UPDATE)
+		{
+			if (!computed)
+				direct_values(node, ms, values, nulls);
+			computed = true;
+			values[k] = old[k];
+			nulls[k] = oldnulls[k];
+			writes = RedisUpdateWrites(tbl, old, oldnulls, values, nulls,
+									   ms->core.updated,
+									   PgpolyWriterContext(&ms->core.writer));
+		}
+		else
+			writes = RedisDeleteWrites(tbl, old, oldnulls,
+									   PgpolyWriterContext(&ms->core.writer));
+		queue_writes(ms, writes);
+		MemoryContextSwitchTo(mcxt);
+		if (ms->core.outbox)
+			direct_outbox(ms, slot, ms->direct_op == CMD_UPDATE ? values : old,
+						  ms->direct_op == CMD_UPDATE ? nulls : oldnulls);
+		ms->rows++;
+	}
+	ExecClearTuple(slot);
+	PgpolyWriterFlush(&ms->core.writer);
+}
+
+/*
+ * IterateDirectModify: the whole modification, at the first call; no row
+ * is returned (no RETURNING), the count goes to es_processed.
+ */
+static TupleTableSlot *
+redisIterateDirectModify(ForeignScanState *node)
+{
+	RedisScanState *st = node->fdw_state;
+	RedisModifyState *ms = node->resultRelInfo->ri_FdwState;
+
+	if (!ms->done)
+	{
+		MemoryContext old = PgpolyScanStart(&st->core);
+
+		start_scan(node, st);
+		direct_modify_rows(node, st, ms);
+		MemoryContextSwitchTo(old);
+		ms->done = true;
+		if (ms->set_processed)
+			node->ss.ps.state->es_processed += ms->rows;
+	}
+	return ExecClearTuple(node->ss.ss_ScanTupleSlot);
+}
+
+/* EndDirectModify: the scan's memory goes; the writes are sent or buffered. */
+static void
+redisEndDirectModify(ForeignScanState *node)
+{
+	redisEndForeignScan(node);
+}
+
+/*
+ * The commands a direct modification sends per key found, as EXPLAIN
+ * shows them.
+ */
+static char *
+direct_text(RedisTable *tbl, CmdType op, List *atts)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	if (op == CMD_DELETE)
+		return psprintf("DEL %s{key} per key found", tbl->prefix);
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%s %s{key}", tbl->type == REDIS_STRING ? "SET" : "HSET",
+					 tbl->prefix);
+	foreach(lc, atts)
+		if (tbl->type == REDIS_HASH)
+			appendStringInfo(&buf, " %s {%s}", tbl->cols[lfirst_int(lc) - 1].field,
+							 tbl->cols[lfirst_int(lc) - 1].name);
+		else
+			appendStringInfo(&buf, " {%s}", tbl->cols[lfirst_int(lc) - 1].name);
+	appendStringInfoString(&buf, tbl->type == REDIS_HASH ?
+						   " (HDEL for NULL) per key found" : " per key found");
+	if (tbl->ttl_seconds > 0)
+		appendStringInfo(&buf, ", EXPIRE %s{key} %d", tbl->prefix, tbl->ttl_seconds);
+	return buf.data;
+}
+
+/*
+ * ExplainDirectModify: the scan that finds the keys, the writes per key,
+ * and where they go.
+ */
+static void
+redisExplainDirectModify(ForeignScanState *node, ExplainState *es)
+{
+	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
+	RedisScanState *st = node->fdw_state;
+	RedisTable *tbl = st->tbl ? st->tbl : RedisLoadTable(st->core.relid, st->core.userid);
+	ForeignTable *ft = GetForeignTable(tbl->relid);
+
+	redisExplainForeignScan(node, es);
+	ExplainPropertyText("Redis Direct Modify",
+						direct_text(tbl, fs->operation,
+									list_nth(fs->fdw_private, RPRIV_DIRECT_ATTS)),
+						es);
+	ExplainPropertyText("Redis Write Mode",
+						write_mode_text(PgpolyTableWriteMode(ft->options), ft->options),
 						es);
 }
 
@@ -1438,6 +1813,11 @@ pgpoly_redis_handler(PG_FUNCTION_ARGS)
 	r->EndForeignInsert = redisEndForeignInsert;
 	r->IsForeignRelUpdatable = redisIsForeignRelUpdatable;
 	r->ExplainForeignModify = redisExplainForeignModify;
+	r->PlanDirectModify = redisPlanDirectModify;
+	r->BeginDirectModify = redisBeginDirectModify;
+	r->IterateDirectModify = redisIterateDirectModify;
+	r->EndDirectModify = redisEndDirectModify;
+	r->ExplainDirectModify = redisExplainDirectModify;
 	r->ImportForeignSchema = redisImportForeignSchema;
 	PG_RETURN_POINTER(r);
 }

@@ -123,6 +123,29 @@ WHERE r.via_cast !~ '^[0-9A-Z]{5} ' AND r.typ = 'timestamptz';
 RESET DateStyle;
 RESET TimeZone;
 
+-- Output: a timestamptz is stored as PostgreSQL prints it in UTC (ISO),
+-- over the whole range, whatever the session's TimeZone.
+CREATE FOREIGN TABLE conv_out_tz (key text, value timestamptz) SERVER conv_srv
+  OPTIONS (table_type 'string', key_prefix 'pgpoly_test:conv:out:');
+CREATE FOREIGN TABLE conv_out_raw (key text, value text) SERVER conv_srv
+  OPTIONS (table_type 'string', key_prefix 'pgpoly_test:conv:out:');
+SELECT setseed(0.14);
+CREATE TEMP TABLE out_tz AS
+  SELECT g, timestamptz '4713-11-25 00:00+00 BC' + random() * interval '298000 years' AS x
+  FROM generate_series(1, 3000) g
+  UNION ALL VALUES (0, timestamptz 'infinity'), (-1, '-infinity'), (-2, '294276-12-31 23:59:59.999999+00'),
+    (-3, '4714-11-24 00:00+00 BC'), (-4, '1969-12-31 23:59:59.999+00'), (-5, '2000-01-01 00:00:00.5+00');
+SET TimeZone = 'Asia/Kathmandu';
+INSERT INTO conv_out_tz SELECT g::text, x FROM out_tz;
+SET TimeZone = 'UTC';
+SET DateStyle = 'ISO';
+SELECT count(*) AS compared, count(*) FILTER (WHERE r.value <> o.x::text) AS differ
+FROM conv_out_raw r JOIN out_tz o ON r.key = o.g::text;
+SELECT r.value FROM conv_out_raw r WHERE r.key::int <= 0 ORDER BY r.key::int;
+RESET DateStyle;
+RESET TimeZone;
+DELETE FROM conv_out_raw;
+
 DELETE FROM conv_text;
 DROP SERVER conv_srv CASCADE;
 DROP TABLE candidates, results;

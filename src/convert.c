@@ -438,8 +438,6 @@ datetime_text(PgpolyConvKind kind, Datum value, char *buf)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
-	int			tz;
-	const char *tzn;
 
 	switch (kind)
 	{
@@ -459,12 +457,19 @@ datetime_text(PgpolyConvKind kind, Datum value, char *buf)
 				bool		withtz = kind == PGPOLY_CONV_TIMESTAMPTZ;
 				Timestamp	ts = DatumGetTimestamp(value);
 
+				/*
+				 * In UTC a timestamptz's fields are the timestamp's own and
+				 * its offset is 0: nothing to look up in the zone's rules
+				 * (pg_localtime), and ISO output ignores the zone's name.
+				 * tm_isdst 0 says the offset is known (-1 would omit it).
+				 */
 				if (TIMESTAMP_NOT_FINITE(ts))
 					EncodeSpecialTimestamp(ts, buf);
-				else if (timestamp2tm(ts, withtz ? &tz : NULL, &tm, &fsec,
-									  withtz ? &tzn : NULL, withtz ? utc_zone() : NULL) == 0)
-					EncodeDateTime(&tm, fsec, withtz, withtz ? tz : 0,
-								   withtz ? tzn : NULL, USE_ISO_DATES, buf);
+				else if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) == 0)
+				{
+					tm.tm_isdst = 0;
+					EncodeDateTime(&tm, fsec, withtz, 0, NULL, USE_ISO_DATES, buf);
+				}
 				else
 					ereport(ERROR,
 							(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),

@@ -400,27 +400,21 @@ find_junk(PgpolyModifyState *ms, List *tlist, const char *const *junk)
 }
 
 /*
- * BeginForeignModify (fdw_private from PlanForeignModify) and
- * BeginForeignInsert (COPY FROM, tuple routing: fdw_private NIL) for every
- * store: allocate the store's state (size bytes, PgpolyModifyState first)
- * in the query memory, resolve the table, the user, the connection,
- * write_mode and batch_size (default default_batch_size), ON CONFLICT DO
- * NOTHING, the assigned columns, the junk columns named in junk (a
- * NULL-terminated list; found as ms->junk[i]), and set the writer up with
- * send for immediate mode.  Sets rinfo->ri_FdwState and returns it.
+ * The part of PgpolyModifyBegin every modification shares, the plan's
+ * ModifyTable aside: allocate the store's state (size bytes,
+ * PgpolyModifyState first) in estate's query memory, resolve the table,
+ * the user, the connection, write_mode and batch_size (default
+ * default_batch_size), and set the writer up with send for immediate mode.
+ * Sets rinfo->ri_FdwState and returns it.
  */
-void *
-PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate,
-				  ResultRelInfo *rinfo, List *fdw_private, const char *const *junk,
-				  int default_batch_size, PgpolySendWrites send)
+static PgpolyModifyState *
+modify_begin(Size size, const PgpolyStore *store, EState *estate,
+			 ResultRelInfo *rinfo, int default_batch_size, PgpolySendWrites send)
 {
-	EState	   *estate = mtstate->ps.state;
-	ModifyTable *plan = (ModifyTable *) mtstate->ps.plan;
 	MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
 	PgpolyModifyState *ms = palloc0(Max(size, sizeof(PgpolyModifyState)));
 	ForeignTable *ft;
 	PgpolyWriteMode mode;
-	ListCell   *lc;
 
 	ms->relid = RelationGetRelid(rinfo->ri_RelationDesc);
 	ms->userid = PgpolyModifyUser(rinfo, estate);
@@ -431,6 +425,34 @@ PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate
 	ms->conn = ms->outbox ? table_connection_entry(store, ms->relid, ms->userid) :
 		PgpolyTableConnection(store, ms->relid, ms->userid);
 	ms->batch_size = table_batch_size(ft->options, default_batch_size);
+	PgpolyWriterInit(&ms->writer, ms->conn, ms->relid, mode,
+					 ms->batch_size, send, estate->es_query_cxt);
+	ms->row_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly modify row",
+										ALLOCSET_DEFAULT_SIZES);
+	rinfo->ri_FdwState = ms;
+	MemoryContextSwitchTo(old);
+	return ms;
+}
+
+/*
+ * BeginForeignModify (fdw_private from PlanForeignModify) and
+ * BeginForeignInsert (COPY FROM, tuple routing: fdw_private NIL) for every
+ * store: modify_begin, then ON CONFLICT DO NOTHING, the assigned columns,
+ * and the junk columns named in junk (a NULL-terminated list; found as
+ * ms->junk[i]).  Sets rinfo->ri_FdwState and returns it.
+ */
+void *
+PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate,
+				  ResultRelInfo *rinfo, List *fdw_private, const char *const *junk,
+				  int default_batch_size, PgpolySendWrites send)
+{
+	EState	   *estate = mtstate->ps.state;
+	ModifyTable *plan = (ModifyTable *) mtstate->ps.plan;
+	PgpolyModifyState *ms = modify_begin(size, store, estate, rinfo,
+										 default_batch_size, send);
+	MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
+	ListCell   *lc;
+
 	if (plan != NULL && IsA(plan, ModifyTable))
 	{
 		PgpolyPlanOnConflict(plan, ms->relid);
@@ -449,11 +471,31 @@ PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate
 			ms->old_row = ExecFindJunkAttributeInTlist(outerPlanState(mtstate)->plan->targetlist,
 													   "wholerow");
 	}
-	PgpolyWriterInit(&ms->writer, ms->conn, ms->relid, mode,
-					 ms->batch_size, send, estate->es_query_cxt);
-	ms->row_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly modify row",
-										ALLOCSET_DEFAULT_SIZES);
-	rinfo->ri_FdwState = ms;
+	MemoryContextSwitchTo(old);
+	return ms;
+}
+
+/*
+ * BeginDirectModify for a store: the modification of rinfo that a foreign
+ * scan node performs by itself (UPDATE of the columns assigned, or DELETE
+ * with assigned NULL), as PgpolyModifyBegin sets it up.  No plan row
+ * carries junk columns: the store passes a row holding the identity as
+ * both the row and the plan row of PgpolyModifyOutbox, and sets junk[0] to
+ * the identity column.  Sets rinfo->ri_FdwState and returns it.
+ */
+void *
+PgpolyDirectModifyBegin(Size size, const PgpolyStore *store, EState *estate,
+						ResultRelInfo *rinfo, List *assigned,
+						int default_batch_size, PgpolySendWrites send)
+{
+	PgpolyModifyState *ms = modify_begin(size, store, estate, rinfo,
+										 default_batch_size, send);
+	MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
+	ListCell   *lc;
+
+	foreach(lc, assigned)
+		ms->assigned = bms_add_member(ms->assigned, lfirst_int(lc));
+	ms->updated = ms->assigned;
 	MemoryContextSwitchTo(old);
 	return ms;
 }

@@ -468,6 +468,11 @@ extern void *PgpolyModifyBegin(Size size, const PgpolyStore *store,
 							   struct ResultRelInfo *rinfo, List *fdw_private,
 							   const char *const *junk, int default_batch_size,
 							   PgpolySendWrites send);
+extern void *PgpolyDirectModifyBegin(Size size, const PgpolyStore *store,
+									 struct EState *estate,
+									 struct ResultRelInfo *rinfo,
+									 List *assigned, int default_batch_size,
+									 PgpolySendWrites send);
 extern void *PgpolyModifyTable(PgpolyModifyState *ms, PgpolyLoadTable load);
 extern MemoryContext PgpolyModifyRow(PgpolyModifyState *ms);
 extern Datum PgpolyModifyJunk(PgpolyModifyState *ms, int i,

@@ -16,12 +16,14 @@
 #         doing only the SCAN pgpoly sends (same MATCH, COUNT, TYPE);
 #         EXISTS / NOT EXISTS of 100k local ids (half in Redis) vs redis_raw
 #         sending one EXISTS per id in pipelined rounds; target <= 1.3x C.
-#  write  transactional INSERT, UPDATE (one column) and DELETE of 100k rows,
-#         COMMIT included, vs redis-cli --pipe of the same commands (MULTI,
-#         the HSET/DEL pgpoly sends, EXEC; the file is generated in the run)
-#         and vs write_mode 'immediate'.  UPDATE and DELETE must first find
-#         their rows, so their floor is redis-cli --pipe plus redis_raw's SCAN
-#         of the 100k keys.  Targets: <= 1.5x the floor (issue 14), INSERT
+#  write  transactional INSERT, UPDATE (one column, from its old value:
+#         per row) and UPDATE (one column to a constant: a direct
+#         modification) and DELETE of 100k rows, COMMIT included, vs
+#         redis-cli --pipe of the same commands (MULTI, the HSET/DEL pgpoly
+#         sends, EXEC; the file is generated in the run) and vs write_mode
+#         'immediate'.  UPDATE and DELETE must first find their rows, so
+#         their floor is redis-cli --pipe plus redis_raw's SCAN of the 100k
+#         keys.  Targets: <= 1.5x the floor (issue 14), INSERT
 #         >= 100k rows/s (README's older target).
 #  point  WHERE key = $1 through pgbench -M prepared with a generic plan
 #         (plan_cache_mode = force_generic_plan) at 1, 4 and 16 clients, vs
@@ -457,7 +459,7 @@ fi
 
 # pipe_file NAME OP: the RESP of MULTI, one command per row of users
 # 1..N_WRITE as pgpoly sends it (OP: ins = HSET of the four fields, upd =
-# HSET clicks_7d + 1, del = DEL), EXEC
+# HSET clicks_7d + 1, upc = HSET country ZZ, del = DEL), EXEC
 pipe_file() {
 	psql -X -q -d "$DB" -v ON_ERROR_STOP=1 -c "SET datestyle = ISO; SET timezone = UTC" \
 		-c "COPY (SELECT * FROM bench_users($N_WRITE)) TO STDOUT" |
@@ -468,6 +470,7 @@ pipe_file() {
 			                b("clicks_7d"), b($2), b("ctr"), b($3), b("country"), b($4),
 			                b("updated"), b($5) }
 			op == "upd" { printf "*4\r\n%s%s%s%s", b("HSET"), b(p $1), b("clicks_7d"), b($2 + 1) }
+			op == "upc" { printf "*4\r\n%s%s%s%s", b("HSET"), b(p $1), b("country"), b("ZZ") }
 			op == "del" { printf "*2\r\n%s%s", b("DEL"), b(p $1) }
 			END { printf "*1\r\n%s", b("EXEC") }' >"$WORK/$1.resp"
 }
@@ -537,17 +540,20 @@ if bench_parts_include write; then
 	echo "== $N_WRITE-row writes into Redis db 2: transactional (COMMIT incl.) and immediate vs redis-cli --pipe"
 	pipe_file ins ins
 	pipe_file upd upd
+	pipe_file upc upc
 	pipe_file del del
 	clicks="$("${PSQL[@]}" -At -c "SELECT clicks_7d FROM bench_users($VUSER) WHERE user_id = '$VUSER'")"
 	declare -A W=()
 	ok=1
 	ins="INSERT INTO %s SELECT * FROM bench_users($N_WRITE)"
 	upd="UPDATE %s SET clicks_7d = clicks_7d + 1"
+	upc="UPDATE %s SET country = 'ZZ'"
 	del="DELETE FROM %s"
 	# warm-ups: the same statement on 1k rows (transactional: rolled back)
 	# or a key lookup (immediate)
 	ins_w="INSERT INTO bench_w_tx SELECT * FROM bench_users(1000)"
 	upd_w="UPDATE bench_w_tx SET clicks_7d = clicks_7d + 1 WHERE user_id = ANY (ARRAY(SELECT g::text FROM generate_series(1, 1000) g))"
+	upc_w="UPDATE bench_w_tx SET country = 'ZZ' WHERE user_id = ANY (ARRAY(SELECT g::text FROM generate_series(1, 1000) g))"
 	del_w="DELETE FROM bench_w_tx WHERE user_id = ANY (ARRAY(SELECT g::text FROM generate_series(1, 1000) g))"
 	imm_w="SELECT count(*) FROM bench_w_imm WHERE user_id = '0'"
 	# W[x] the times of x, C[x] "own CPU + Redis CPU" ms of each run of x
@@ -569,6 +575,10 @@ if bench_parts_include write; then
 			die "redis_raw scan of db 2 failed"
 		W[scan]+="$(head -n 1 <<<"$out") "
 		C[scan]+="$(awk '$1 == "cpu" { print $2 "+" $3 }' <<<"$out") "
+		time_write 1 "$(printf "$upc" bench_w_tx)" "$upc_w" || break
+		W[tx_upc]+="$MS "; C[tx_upc]+="$CPU_B+$CPU_R "
+		expect_value country ZZ "after UPDATE to a constant" || break
+		time_pipe "$WORK/upc.resp"; W[pipe_upc]+="$MS "; C[pipe_upc]+="$CPU_C+$CPU_R "
 		time_write 1 "$(printf "$del" bench_w_tx)" "$del_w" || break
 		W[tx_del]+="$MS "; C[tx_del]+="$CPU_B+$CPU_R "
 		expect_keys 0 "after DELETE" || break
@@ -584,7 +594,7 @@ if bench_parts_include write; then
 		ok=1
 	done
 	if ((ok)); then
-		for k in tx_ins tx_upd tx_del imm_ins imm_upd imm_del pipe_ins pipe_upd pipe_del scan; do
+		for k in tx_ins tx_upd tx_upc tx_del imm_ins imm_upd imm_del pipe_ins pipe_upd pipe_upc pipe_del scan; do
 			echo "  $k runs (ms): ${W[$k]}${C[$k]:+ CPU own+Redis (ms): ${C[$k]}}"
 			declare "m_$k=$(bench_median <<<"${W[$k]}")"
 			# shellcheck disable=SC2001 # the sums of "a+b" words
@@ -601,14 +611,21 @@ if bench_parts_include write; then
 			"$(bench_calc "$m_tx_ins / $m_pipe_ins")" "<=" 1.5
 		bench_report "redis INSERT $N_WRITE rows transactional, rows/s" "$rate rows/s" "" \
 			"$rate" ">=" 100000 figure
-		for op in upd del; do
+		for op in upd upc del; do
 			tx="m_tx_$op" p="m_pipe_$op" i="m_imm_$op"
 			floor=$(bench_calc "${!p} + $m_scan")
 			ct="c_tx_$op" cp="c_pipe_$op"
 			cfloor=$(bench_calc "${!cp} + $c_scan")
-			bench_report "redis $( [[ $op == upd ]] && echo UPDATE || echo DELETE) $N_WRITE rows transactional (median of $ROUNDS)" \
+			case $op in
+			upd) what="UPDATE" ;;			# SET clicks_7d = clicks_7d + 1: per row
+			upc) what="UPDATE to a constant" ;;	# direct modification
+			del) what="DELETE" ;;			# direct modification
+			esac
+			imm=""
+			[[ -z "${!i:-}" ]] || imm="; immediate mode $(fmt_ms "${!i}")"
+			bench_report "redis $what $N_WRITE rows transactional (median of $ROUNDS)" \
 				"$(fmt_ms "${!tx}")" \
-				"floor $(fmt_ms "$floor") = redis-cli --pipe $(fmt_ms "${!p}") ($(bench_calc "${!tx} / ${!p}")x) + C SCAN $(fmt_ms "$m_scan"); immediate mode $(fmt_ms "${!i}"); CPU backend+Redis $(fmt_ms "${!ct}") vs floor $(fmt_ms "$cfloor") ($(bench_calc "${!ct} / $cfloor")x)" \
+				"floor $(fmt_ms "$floor") = redis-cli --pipe $(fmt_ms "${!p}") ($(bench_calc "${!tx} / ${!p}")x) + C SCAN $(fmt_ms "$m_scan")$imm; CPU backend+Redis $(fmt_ms "${!ct}") vs floor $(fmt_ms "$cfloor") ($(bench_calc "${!ct} / $cfloor")x)" \
 				"$(bench_calc "${!tx} / $floor")" "<=" 1.5
 		done
 		}

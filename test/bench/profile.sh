@@ -10,6 +10,8 @@
 #              BEGIN ... COMMIT (the COMMIT-time MULTI/EXEC included)
 #   update100k UPDATE ... SET clicks_7d = clicks_7d + 1 of those 100k rows,
 #              transactional (the SCAN that finds them included)
+#   updconst100k UPDATE ... SET country = 'ZZ' of those 100k rows,
+#              transactional: a direct modification (keys only)
 #   delete100k DELETE of those 100k rows, transactional
 #   point      WHERE key = $1, prepared, generic plan (pgbench -M prepared,
 #              one client; under callgrind: PREPARE + EXECUTE)
@@ -39,7 +41,8 @@
 # Environment: PROFILE_PARTS (default "join10k count100k insert100k point
 # callgrind") selects what to run (update100k and delete100k are extra
 # parts); CG_WORKLOADS (default "join10k count100k insert100k point") the
-# workloads callgrind runs (update100k, delete100k can be added).
+# workloads callgrind runs (update100k, updconst100k, delete100k can be
+# added).
 # Run through /work/tools/iso-run NAME on the shared machines.  Needs perf
 # (Debian: linux-perf), valgrind, strace: installed when missing (as root).
 set -euo pipefail
@@ -112,6 +115,7 @@ JOIN1K="${JOIN/bench_req r/bench_req1k r}"
 COUNT="SELECT count(*) FROM bench_c"
 INSERT="BEGIN; INSERT INTO bench_w SELECT * FROM bench_users(100000); COMMIT"
 UPDATE="BEGIN; UPDATE bench_w SET clicks_7d = clicks_7d + 1; COMMIT"
+UPDCONST="BEGIN; UPDATE bench_w SET country = 'ZZ'; COMMIT"
 DELETE="BEGIN; DELETE FROM bench_w; COMMIT"
 
 # ---------------------------------------------------------------- perf, strace
@@ -231,12 +235,14 @@ if want callgrind; then
 		[count100k]="$COUNT"
 		[insert100k]="$INSERT"
 		[update100k]="$UPDATE"
+		[updconst100k]="$UPDCONST"
 		[delete100k]="$DELETE"
 		[point]="$points"
 	)
 	# the warm-up of each (DELETE: the rows inserted, the DELETE rolled back)
 	declare -A WARM=(
 		[update100k]="$INSERT; $UPDATE"
+		[updconst100k]="$INSERT; $UPDCONST"
 		[delete100k]="$INSERT; BEGIN; DELETE FROM bench_w; ROLLBACK"
 	)
 	: >"$OUT/callgrind.totals"
