@@ -1242,18 +1242,109 @@ simple_json_type(Oid typid)
 	}
 }
 
+/*
+ * The jsonb object of the requested features, laid out once per call: the
+ * keys in the order jsonb keeps them (shorter first, then bytewise; of
+ * duplicate names the last requested wins, as in jsonb_build_object()), so
+ * that each row's object is handed to JsonbValueToJsonb() as it is, with
+ * no pushJsonbValue() sorting and de-duplication per row.  Features of type
+ * jsonb are containers that must be unpacked: with one of them the object
+ * is built with pushJsonbValue() (direct false).
+ */
+typedef struct FeatureJson
+{
+	List	   *names;			/* requested features, in request order */
+	List	   *atts;			/* and their attnums */
+	bool		direct;			/* the object is built from pairs[] */
+	int			npairs;
+	JsonbPair  *pairs;			/* keys set, values set per row */
+	int		   *pair_att;		/* attnum of each pair's value */
+} FeatureJson;
+
+/* jsonb's key order: shorter first, then bytewise (0 for the same key). */
+static int
+jsonb_key_cmp(const char *a, const char *b)
+{
+	size_t		la = strlen(a);
+	size_t		lb = strlen(b);
+
+	if (la != lb)
+		return la < lb ? -1 : 1;
+	return memcmp(a, b, la);
+}
+
+/* Lay out fj's object for the features names (attnums atts) of tbl. */
+static void
+feature_json_init(FeatureJson *fj, RedisTable *tbl, List *names, List *atts)
+{
+	int			n = list_length(names);
+	int		   *order = palloc(sizeof(int) * Max(n, 1));
+	ListCell   *la;
+
+	fj->names = names;
+	fj->atts = atts;
+	fj->direct = true;
+	foreach(la, atts)
+		if (tbl->cols[lfirst_int(la) - 1].typid == JSONBOID)
+			fj->direct = false;
+	/* insertion sort by (key, request position): few keys */
+	for (int i = 0; i < n; i++)
+	{
+		int			j = i;
+
+		while (j > 0 && jsonb_key_cmp(list_nth(names, order[j - 1]), list_nth(names, i)) > 0)
+		{
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = i;
+	}
+	fj->pairs = palloc0(sizeof(JsonbPair) * Max(n, 1));
+	fj->pair_att = palloc(sizeof(int) * Max(n, 1));
+	fj->npairs = 0;
+	for (int i = 0; i < n; i++)
+	{
+		char	   *name = list_nth(names, order[i]);
+		JsonbPair  *p;
+
+		/* the same key again: the later request replaces the earlier one */
+		if (fj->npairs > 0 && jsonb_key_cmp(fj->pairs[fj->npairs - 1].key.val.string.val, name) == 0)
+			fj->npairs--;
+		p = &fj->pairs[fj->npairs];
+		p->key.type = jbvString;
+		p->key.val.string.val = name;
+		p->key.val.string.len = strlen(name);
+		p->order = fj->npairs;
+		fj->pair_att[fj->npairs++] = list_nth_int(atts, order[i]);
+	}
+}
+
 /* The features of one Redis row as jsonb, like jsonb_build_object(). */
 static Datum
-features_jsonb(RedisTable *tbl, List *names, List *atts, Datum *values,
-			   bool *nulls)
+features_jsonb(RedisTable *tbl, FeatureJson *fj, Datum *values, bool *nulls)
 {
 	JsonbParseState *ps = NULL;
 	JsonbValue *res;
 	ListCell   *ln,
 			   *la;
 
+	if (fj->direct)
+	{
+		JsonbValue	obj;
+
+		for (int p = 0; p < fj->npairs; p++)
+		{
+			int			i = fj->pair_att[p] - 1;
+
+			PgpolyJsonbValue(&fj->pairs[p].value, values[i], tbl->cols[i].typid, nulls[i]);
+		}
+		obj.type = jbvObject;
+		obj.val.object.nPairs = fj->npairs;
+		obj.val.object.pairs = fj->pairs;
+		return JsonbPGetDatum(JsonbValueToJsonb(&obj));
+	}
 	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
-	forboth(ln, names, la, atts)
+	forboth(ln, fj->names, la, fj->atts)
 	{
 		int			i = lfirst_int(la) - 1;
 		JsonbValue	k;
@@ -1298,7 +1389,7 @@ served_value(const Served *s)
  */
 static bool
 fetch_online(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, int n,
-			 List *names, List *atts, Served *served)
+			 FeatureJson *fj, Served *served)
 {
 	PgpolyConnection *conn = RedisGetConnection(tbl);
 	RedisScan  *scan = RedisScanBegin(tbl, conn, false,
@@ -1327,7 +1418,7 @@ fetch_online(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, int n,
 				RedisStateRow(scan, st, 0, values, nulls);
 				sd->et_null = nulls[et - 1];
 				sd->event_time = sd->et_null ? (Datum) 0 : values[et - 1];
-				sd->features = features_jsonb(tbl, names, atts, values, nulls);
+				sd->features = features_jsonb(tbl, fj, values, nulls);
 			}
 			on = served_value(sd);
 			if (fv_serve(fresh_of(def), &on, &none, &from_offline) != FV_ONLINE)
@@ -1346,7 +1437,7 @@ fetch_online(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, int n,
  */
 static bool
 fetch_online_or_none(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, int n,
-					 List *names, List *atts, Served *served)
+					 FeatureJson *fj, Served *served)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -1356,7 +1447,7 @@ fetch_online_or_none(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, i
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		all_online = fetch_online(tbl, def, keys, lens, n, names, atts, served);
+		all_online = fetch_online(tbl, def, keys, lens, n, fj, served);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
@@ -1465,6 +1556,7 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ViewDef *def,
 	RedisTable *tbl;
 	List	   *names = NIL;
 	List	   *atts = NIL;
+	FeatureJson fj;
 	RedisKeySet *seen = RedisKeySetCreate(CurrentMemoryContext, 0);
 	Datum		sources[lengthof(fv_source_names)];
 	Datum	   *elems;
@@ -1503,9 +1595,10 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ViewDef *def,
 	}
 	on = palloc(sizeof(Served) * Max(nd, 1));
 	off = palloc0(sizeof(Served) * Max(nd, 1));
+	feature_json_init(&fj, tbl, names, atts);
 	if (!(PgpolyTableWriteMode(GetForeignTable(def->serving)->options) == PGPOLY_WRITE_OUTBOX ?
-		  fetch_online_or_none(tbl, def, keys, lens, nd, names, atts, on) :
-		  fetch_online(tbl, def, keys, lens, nd, names, atts, on)))
+		  fetch_online_or_none(tbl, def, keys, lens, nd, &fj, on) :
+		  fetch_online(tbl, def, keys, lens, nd, &fj, on)))
 		probe_offline(cv, def, tbl, names, keys, nd, on, off, seen);
 
 	for (int i = 0; i < lengthof(fv_source_names); i++)
