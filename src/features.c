@@ -28,8 +28,8 @@
  * implementation unchanged, so error messages live in one place.
  *
  * materialize() finds each entity's newest offline row with a walk of the
- * offline index done here (fv_newest_tids), which reads the heap only for
- * those rows.
+ * offline index done here (pgpoly_fv_newest_rows), which reads the heap
+ * only for those rows and returns them.
  *
  * Invariants:
  *	- Privileges are those of the calling user on the user's own tables (the
@@ -89,14 +89,6 @@
 
 #include "../fdw/redis.h"
 
-/* sort_uint64(): TIDs as (block << 16 | offset) numbers, in TID order */
-#define ST_SORT sort_uint64
-#define ST_ELEMENT_TYPE uint64
-#define ST_COMPARE(a, b) (*(a) < *(b) ? -1 : *(a) > *(b) ? 1 : 0)
-#define ST_SCOPE static
-#define ST_DECLARE
-#define ST_DEFINE
-#include "lib/sort_template.h"
 
 /* ----------------------------------------------------------------
  *		The serving rule
@@ -461,12 +453,14 @@ pgpoly_fv_rel(PG_FUNCTION_ARGS)
  * (entity, event_time DESC, created_at DESC) index, which fetches every one
  * of the window's rows from the heap only to keep the first of each entity
  * (a 1M-row history of 100k entities: 1M random heap fetches, ~70% of the
- * whole call).  fv_newest_tids() walks the same index in the same order but
- * reads the entity and event time from the index tuples, and fetches from
- * the heap only each entity's first entry in the window (and the entries
- * before it that the snapshot cannot see): the same rows, each entity's
- * first visible one in index order, for a tenth of the heap fetches.  The
- * statement then reads those rows by TID.  It is used only where it gives
+ * whole call).  _fv_newest_rows() walks the same index in the same order
+ * but reads the entity and event time from the index tuples, and fetches
+ * from the heap only each entity's first entry in the window (and the
+ * entries before it that the snapshot cannot see): the same rows, each
+ * entity's first visible one in index order, for a tenth of the heap
+ * fetches.  It returns those rows as it fetched them (formerly their TIDs,
+ * which a TID scan then sorted and fetched a second time).  It is used only
+ * where it gives
  * what the DISTINCT ON gives and sees no more than the caller may: a plain
  * table, a btree on exactly that order with the default operator classes
  * and the column's collation, the caller's SELECT privilege, no row-level
@@ -605,36 +599,14 @@ same_image(Datum a, Datum b, Form_pg_attribute att)
 }
 
 /*
- * n TIDs given as (block << 16 | offset) numbers as a tid[] datum, in TID
- * order: a TID scan of them then finds them sorted, and reads the heap in
- * its physical order.
+ * Walk index of heap in order and put, per entity, its first row in the
+ * window [since, until] that snapshot sees into store (of the heap's row
+ * type).  Each index entry's entity and event time come from the index
+ * tuple; the heap is read only for the candidates, once.
  */
-static Datum
-tid_array(uint64 *tids, size_t n)
-{
-	ItemPointerData *items = palloc_extended(sizeof(ItemPointerData) * Max(n, 1),
-											 MCXT_ALLOC_HUGE);
-	Datum	   *elems = palloc_extended(sizeof(Datum) * Max(n, 1), MCXT_ALLOC_HUGE);
-
-	sort_uint64(tids, n);
-	for (size_t i = 0; i < n; i++)
-	{
-		ItemPointerSet(&items[i], (BlockNumber) (tids[i] >> 16), (OffsetNumber) (tids[i] & 0xFFFF));
-		elems[i] = PointerGetDatum(&items[i]);
-	}
-	return PointerGetDatum(construct_array(elems, n, TIDOID, sizeof(ItemPointerData), false,
-										   TYPALIGN_SHORT));
-}
-
-/*
- * Walk index of heap in order and collect, per entity, the TID of its first
- * row in the window [since, until] that snapshot sees, in the current
- * memory context.  Each index entry's entity and event time come from the
- * index tuple; the heap is read only for the candidates.
- */
-static Datum
+static void
 newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
-			TimestampTz until)
+			TimestampTz until, Tuplestorestate *store)
 {
 	IndexScanDesc scan = index_beginscan(heap, index, snapshot, 0, 0);
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
@@ -644,9 +616,6 @@ newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
 	bool		by_image = _bt_allequalimage(index, false);
 	MemoryContext keycxt = AllocSetContextCreate(CurrentMemoryContext, "pgpoly newest key",
 												 ALLOCSET_SMALL_SIZES);
-	uint64	   *tids = palloc(sizeof(uint64) * 1024);
-	size_t		ntids = 0;
-	size_t		maxtids = 1024;
 	Datum		prev = (Datum) 0;
 	bool		prev_null = false;
 	bool		have_prev = false;
@@ -678,13 +647,7 @@ newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
 			continue;			/* outside the window */
 		if (!index_fetch_heap(scan, slot))
 			continue;			/* invisible: the entity's next entry may do */
-		if (ntids == maxtids)
-		{
-			maxtids *= 2;
-			tids = repalloc_huge(tids, sizeof(uint64) * maxtids);
-		}
-		tids[ntids++] = ((uint64) ItemPointerGetBlockNumber(&slot->tts_tid) << 16) |
-			ItemPointerGetOffsetNumber(&slot->tts_tid);
+		tuplestore_puttupleslot(store, slot);
 		MemoryContextReset(keycxt);
 		old = MemoryContextSwitchTo(keycxt);
 		prev = isnull ? (Datum) 0 : datumCopy(ent, ent_att->attbyval, ent_att->attlen);
@@ -694,27 +657,38 @@ newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	return tid_array(tids, ntids);
+	MemoryContextDelete(keycxt);
 }
 
-PG_FUNCTION_INFO_V1(pgpoly_fv_newest_tids);
+PG_FUNCTION_INFO_V1(pgpoly_fv_newest_rows);
 
 /*
- * pgpoly._fv_newest_tids(offline_table, entity_column, since, until): the
- * TIDs of the rows materialize writes, in the statement's snapshot (see
- * above).  The caller needs SELECT on the table; 55000 if the walk may not
- * be used on it (_fv_newest_usable).
+ * pgpoly._fv_newest_rows(NULL::offline_table, entity_column, since, until):
+ * the rows materialize writes, in the statement's snapshot (see above), as
+ * rows of the table.  The caller needs SELECT on the table; 55000 if the
+ * walk may not be used on it (_fv_newest_usable).  A NULL entity column or
+ * bound: no rows.
  */
 Datum
-pgpoly_fv_newest_tids(PG_FUNCTION_ARGS)
+pgpoly_fv_newest_rows(PG_FUNCTION_ARGS)
 {
-	Oid			relid = PG_GETARG_OID(0);
+	Oid			rowtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
+	Oid			relid = OidIsValid(rowtype) ? get_typ_typrelid(rowtype) : InvalidOid;
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Relation	heap;
 	Relation	index;
 	Oid			indexid;
-	Datum		tids;
 
+	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("the first argument must be a row of a table, not of type %s",
+						format_type_be(rowtype)),
+				 errhint("Pass NULL cast to the offline table's row type.")));
 	fv_require_privilege(relid, ACL_SELECT);
+	PgpolyMaterializedSRF(fcinfo);
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		PG_RETURN_VOID();
 	indexid = newest_usable(relid, text_to_cstring(PG_GETARG_TEXT_PP(1)), &heap);
 	if (!OidIsValid(indexid))
 		ereport(ERROR,
@@ -723,11 +697,11 @@ pgpoly_fv_newest_tids(PG_FUNCTION_ARGS)
 						get_rel_name(relid)),
 				 errhint("Its first index keys must be the entity, event_time DESC and created_at DESC, and no row-level security may apply.")));
 	index = index_open(indexid, AccessShareLock);
-	tids = newest_walk(heap, index, GetActiveSnapshot(), PG_GETARG_TIMESTAMPTZ(2),
-					   PG_GETARG_TIMESTAMPTZ(3));
+	newest_walk(heap, index, GetActiveSnapshot(), PG_GETARG_TIMESTAMPTZ(2),
+				PG_GETARG_TIMESTAMPTZ(3), rsinfo->setResult);
 	index_close(index, NoLock);
 	table_close(heap, NoLock);
-	PG_RETURN_DATUM(tids);
+	PG_RETURN_VOID();
 }
 
 /* ----------------------------------------------------------------
