@@ -75,6 +75,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/datetime.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -756,6 +757,7 @@ typedef struct CachedView
 	char	   *entity_type;	/* ... and of the offline entity column */
 	char	   *offline_rel;	/* quoted, schema-qualified names */
 	char	   *serving_rel;
+	Oid			probe_index;	/* the index probe_direct() reads, if usable */
 	List	   *plans;			/* ProbePlan *, most recently used first */
 } CachedView;
 
@@ -886,6 +888,28 @@ same_definition(ViewDef *a, ViewDef *b)
 }
 
 /*
+ * The index of offline table relid that probe_direct() may read for a text
+ * entity column, or InvalidOid: the one materialize's walk reads
+ * (newest_index), whatever the user (row-level security is checked per
+ * call).  Kept per view: a change of the table or its indexes invalidates
+ * its relcache entry, hence the view's entry.
+ */
+static Oid
+probe_index_of(Oid relid, const char *entity_column)
+{
+	AttrNumber	att = get_attnum(relid, entity_column);
+	Relation	heap;
+	Oid			index;
+
+	if (att <= 0 || get_atttype(relid, att) != TEXTOID)
+		return InvalidOid;
+	heap = table_open(relid, AccessShareLock);
+	index = newest_index(heap, att);
+	table_close(heap, NoLock);
+	return index;
+}
+
+/*
  * Derive cv's catalog facts from its definition: false if the definition
  * does not fit its tables.  Allocates in cv's context.
  */
@@ -908,6 +932,7 @@ derive_view(CachedView *cv)
 	{
 		cv->offline_rel = fv_rel_text(cv->def.offline);
 		cv->serving_rel = fv_rel_text(cv->def.serving);
+		cv->probe_index = probe_index_of(cv->def.offline, cv->def.entity_column);
 	}
 	MemoryContextSwitchTo(old);
 	return problem == NULL;
@@ -1230,6 +1255,7 @@ typedef struct FeatureJson
 	List	   *names;			/* requested features, in request order */
 	List	   *atts;			/* and their attnums */
 	bool		direct;			/* the object is built from pairs[] */
+	Oid		   *types;			/* type of each attnum's value (by attnum - 1) */
 	int			npairs;
 	JsonbPair  *pairs;			/* keys set, values set per row */
 	int		   *pair_att;		/* attnum of each pair's value */
@@ -1247,9 +1273,12 @@ jsonb_key_cmp(const char *a, const char *b)
 	return memcmp(a, b, la);
 }
 
-/* Lay out fj's object for the features names (attnums atts) of tbl. */
+/*
+ * Lay out fj's object for the features names, whose values are at attnums
+ * atts of rows whose attnum a has type types[a - 1].
+ */
 static void
-feature_json_init(FeatureJson *fj, RedisTable *tbl, List *names, List *atts)
+feature_json_init(FeatureJson *fj, List *names, List *atts, Oid *types)
 {
 	int			n = list_length(names);
 	int		   *order = palloc(sizeof(int) * Max(n, 1));
@@ -1257,9 +1286,10 @@ feature_json_init(FeatureJson *fj, RedisTable *tbl, List *names, List *atts)
 
 	fj->names = names;
 	fj->atts = atts;
+	fj->types = types;
 	fj->direct = true;
 	foreach(la, atts)
-		if (tbl->cols[lfirst_int(la) - 1].typid == JSONBOID)
+		if (types[lfirst_int(la) - 1] == JSONBOID)
 			fj->direct = false;
 	/* insertion sort by (key, request position): few keys */
 	for (int i = 0; i < n; i++)
@@ -1293,9 +1323,9 @@ feature_json_init(FeatureJson *fj, RedisTable *tbl, List *names, List *atts)
 	}
 }
 
-/* The features of one Redis row as jsonb, like jsonb_build_object(). */
+/* The features of one row as jsonb, like jsonb_build_object(). */
 static Datum
-features_jsonb(RedisTable *tbl, FeatureJson *fj, Datum *values, bool *nulls)
+features_jsonb(FeatureJson *fj, Datum *values, bool *nulls)
 {
 	JsonbParseState *ps = NULL;
 	JsonbValue *res;
@@ -1310,7 +1340,7 @@ features_jsonb(RedisTable *tbl, FeatureJson *fj, Datum *values, bool *nulls)
 		{
 			int			i = fj->pair_att[p] - 1;
 
-			PgpolyJsonbValue(&fj->pairs[p].value, values[i], tbl->cols[i].typid, nulls[i]);
+			PgpolyJsonbValue(&fj->pairs[p].value, values[i], fj->types[i], nulls[i]);
 		}
 		obj.type = jbvObject;
 		obj.val.object.nPairs = fj->npairs;
@@ -1328,7 +1358,7 @@ features_jsonb(RedisTable *tbl, FeatureJson *fj, Datum *values, bool *nulls)
 		k.val.string.val = lfirst(ln);
 		k.val.string.len = strlen(lfirst(ln));
 		pushJsonbValue(&ps, WJB_KEY, &k);
-		PgpolyJsonbValue(&v, values[i], tbl->cols[i].typid, nulls[i]);
+		PgpolyJsonbValue(&v, values[i], fj->types[i], nulls[i]);
 		pushJsonbValue(&ps, WJB_VALUE, &v);
 	}
 	res = pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
@@ -1392,7 +1422,7 @@ fetch_online(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, int n,
 				RedisStateRow(scan, st, 0, values, nulls);
 				sd->et_null = nulls[et - 1];
 				sd->event_time = sd->et_null ? (Datum) 0 : values[et - 1];
-				sd->features = features_jsonb(tbl, fj, values, nulls);
+				sd->features = features_jsonb(fj, values, nulls);
 			}
 			on = served_value(sd);
 			if (fv_serve(fresh_of(def), &on, &none, &from_offline) != FV_ONLINE)
@@ -1517,6 +1547,138 @@ probe_offline(CachedView *cv, ViewDef *def, RedisTable *tbl, List *names,
 }
 
 /*
+ * The attnums in heap (an offline table) of the features names, appended
+ * to *atts, and of event_time; false when one is missing or of a type the
+ * direct probe does not convert.
+ */
+static bool
+offline_columns(Relation heap, List *names, List **atts, AttrNumber *et_att)
+{
+	TupleDesc	desc = RelationGetDescr(heap);
+	ListCell   *lc;
+
+	*et_att = get_attnum(RelationGetRelid(heap), "event_time");
+	if (*et_att <= 0 || TupleDescAttr(desc, *et_att - 1)->atttypid != TIMESTAMPTZOID)
+		return false;
+	foreach(lc, names)
+	{
+		AttrNumber	att = get_attnum(RelationGetRelid(heap), lfirst(lc));
+
+		if (att <= 0 || !simple_json_type(TupleDescAttr(desc, att - 1)->atttypid))
+			return false;
+		*atts = lappend_int(*atts, att);
+	}
+	return true;
+}
+
+/*
+ * Look up in the offline table's index, for each key i (of entity text
+ * keys[i] + prefixlen) with need[i], the entity's first row in index order
+ * that the snapshot sees — its newest (event_time DESC, created_at DESC),
+ * what the probe statement's ORDER BY ... LIMIT 1 reads — into off[i].
+ */
+static void
+probe_index(Relation heap, Relation index, FeatureJson *fj, AttrNumber et,
+			char **keys, int prefixlen, int nd, const bool *need, Served *off)
+{
+	IndexScanDesc scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+
+	for (int i = 0; i < nd; i++)
+	{
+		ScanKeyData key;
+
+		if (!need[i])
+			continue;
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ,
+					CStringGetTextDatum(keys[i] + prefixlen));
+		key.sk_collation = index->rd_indcollation[0];
+		index_rescan(scan, &key, 1, NULL, 0);
+		if (!index_getnext_slot(scan, ForwardScanDirection, slot))
+			continue;
+		slot_getallattrs(slot);
+		off[i].found = true;
+		off[i].et_null = slot->tts_isnull[et - 1];
+		off[i].event_time = off[i].et_null ? (Datum) 0 : slot->tts_values[et - 1];
+		off[i].features = features_jsonb(fj, slot->tts_values, slot->tts_isnull);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * The offline probe without a statement, for the keys whose online value
+ * the rule does not serve: the same rows the probe statement's SELECT
+ * reads (an index probe per entity, in a new snapshot after a command
+ * counter increment, as SPI runs it), into off[].  Only where the walk of
+ * materialize could be used on the offline table (cv->probe_index: such an
+ * index and a text entity column; no row-level security), with features
+ * and event time of types features_jsonb converts; false otherwise (off[]
+ * untouched), and when the rule serves a value from offline that goes back
+ * online (*write_back set, off[] filled): the statement does the write.
+ */
+static bool
+probe_direct(CachedView *cv, ViewDef *def, RedisTable *tbl, List *names, char **keys,
+			 int nd, Served *on, Served *off, bool *write_back)
+{
+	const FvValue none = {false, true, 0};
+	Relation	heap;
+	Relation	index;
+	List	   *atts = NIL;
+	AttrNumber	et;
+	FeatureJson fj;
+	Oid		   *types;
+	bool	   *need = palloc(sizeof(bool) * Max(nd, 1));
+	TupleDesc	desc;
+
+	*write_back = false;
+	if (!OidIsValid(cv->probe_index) ||
+		check_enable_rls(def->offline, InvalidOid, true) == RLS_ENABLED)
+		return false;
+	heap = table_open(def->offline, AccessShareLock);
+	desc = RelationGetDescr(heap);
+
+	/*
+	 * An invalidation taken in with the lock (a dropped index...) makes the
+	 * entry stale: the statement serves this call, the next rebuilds it.
+	 * The table stays locked as a reader, as by the statement.
+	 */
+	if (cv->stale || !offline_columns(heap, names, &atts, &et))
+	{
+		table_close(heap, NoLock);
+		return false;
+	}
+	types = palloc(sizeof(Oid) * Max(desc->natts, 1));
+	for (int i = 0; i < desc->natts; i++)
+		types[i] = TupleDescAttr(desc, i)->atttypid;
+	feature_json_init(&fj, names, atts, types);
+	for (int i = 0; i < nd; i++)
+	{
+		FvValue		v = served_value(&on[i]);
+		bool		from_offline;
+
+		need[i] = fv_serve(fresh_of(def), &v, &none, &from_offline) != FV_ONLINE;
+	}
+	index = index_open(cv->probe_index, AccessShareLock);
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	probe_index(heap, index, &fj, et, keys, tbl->prefixlen, nd, need, off);
+	PopActiveSnapshot();
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+	for (int i = 0; i < nd && !*write_back; i++)
+	{
+		FvValue		von = served_value(&on[i]);
+		FvValue		voff = served_value(&off[i]);
+		bool		from_offline;
+
+		*write_back = need[i] &&
+			fv_serve(fresh_of(def), &von, &voff, &from_offline) == FV_OFFLINE && from_offline;
+	}
+	return !*write_back;
+}
+
+/*
  * Serve the call for a text-keyed view: one Redis round for the distinct
  * entities, then the offline probe for those online does not serve, then
  * each input element as the rule says.  false (nothing done) when the call
@@ -1531,6 +1693,7 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ViewDef *def,
 	List	   *names = NIL;
 	List	   *atts = NIL;
 	FeatureJson fj;
+	Oid		   *types;
 	RedisKeySet *seen = RedisKeySetCreate(CurrentMemoryContext, 0);
 	Datum		sources[lengthof(fv_source_names)];
 	Datum	   *elems;
@@ -1569,11 +1732,24 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ViewDef *def,
 	}
 	on = palloc(sizeof(Served) * Max(nd, 1));
 	off = palloc0(sizeof(Served) * Max(nd, 1));
-	feature_json_init(&fj, tbl, names, atts);
+	types = palloc(sizeof(Oid) * Max(tbl->natts, 1));
+	for (int i = 0; i < tbl->natts; i++)
+		types[i] = tbl->cols[i].typid;
+	feature_json_init(&fj, names, atts, types);
 	if (!(PgpolyTableWriteMode(GetForeignTable(def->serving)->options) == PGPOLY_WRITE_OUTBOX ?
 		  fetch_online_or_none(tbl, def, keys, lens, nd, &fj, on) :
 		  fetch_online(tbl, def, keys, lens, nd, &fj, on)))
-		probe_offline(cv, def, tbl, names, keys, nd, on, off, seen);
+	{
+		bool		write_back;
+
+		/* the statement when a value goes back online (and may) */
+		if (!probe_direct(cv, def, tbl, names, keys, nd, on, off, &write_back) &&
+			(!write_back || fv_may_write(def->online, def->serving)))
+		{
+			memset(off, 0, sizeof(Served) * Max(nd, 1));
+			probe_offline(cv, def, tbl, names, keys, nd, on, off, seen);
+		}
+	}
 
 	for (int i = 0; i < lengthof(fv_source_names); i++)
 		sources[i] = CStringGetTextDatum(fv_source_names[i]);
