@@ -131,6 +131,25 @@ SET TRANSACTION READ ONLY;
 SELECT entity, features, source FROM pgpoly.get_online_features('fpr', '{e9}');
 ROLLBACK;
 
+-- A value that does not convert fails the call wherever its entity is,
+-- and the connection serves the next call; a longer call keeps the input
+-- order.
+INSERT INTO fpr_raw (key, clicks, _event_time) VALUES ('bad', 'x', now()::text);
+SELECT err($$SELECT * FROM pgpoly.get_online_features('fpr',
+             ARRAY['bad'] || ARRAY(SELECT 'n' || i FROM generate_series(1, 39) i))$$);
+SELECT source, count(*) FROM pgpoly.get_online_features('fpr',
+  ARRAY(SELECT 'n' || i FROM generate_series(1, 39) i) || '{e1,e3}') GROUP BY 1 ORDER BY 1;
+SELECT err($$SELECT * FROM pgpoly.get_online_features('fpr',
+             ARRAY(SELECT 'n' || i FROM generate_series(1, 39) i) || '{bad}')$$);
+BEGIN TRANSACTION READ ONLY;
+SELECT differences(ARRAY(SELECT 'e' || i FROM generate_series(1, 40) i)) AS differences;
+SELECT array_agg(entity ORDER BY ord) = ARRAY(SELECT 'e' || i FROM generate_series(1, 40) i)
+       AS input_order
+  FROM pgpoly.get_online_features('fpr', ARRAY(SELECT 'e' || i FROM generate_series(1, 40) i))
+       WITH ORDINALITY g(entity, features, event_time, source, ord);
+COMMIT;
+DELETE FROM fpr_raw WHERE key = 'bad';
+
 -- Row-level security on the offline table: a user the policies apply to
 -- gets what they let the statement see (e4 hidden: missing; e5 expired),
 -- while the table's owner is served from the same backend's cache.
