@@ -20,8 +20,10 @@
  * the same Redis scan code as the FDW (so buffered writes of the
  * transaction are seen), builds each entity's features like the SQL path
  * does, and when the rule does not serve every entity from online, probes
- * the offline table for the others (and writes back what it serves from
- * there) with the very statement the PL/pgSQL path runs
+ * the offline table for the others: straight through its (entity,
+ * event_time DESC, created_at DESC) index where it can (probe_direct: the
+ * rows that statement's SELECT reads), otherwise — and whenever a value goes
+ * back online — with the very statement the PL/pgSQL path runs
  * (pgpoly._fv_offline_sql), prepared once per view and kept.  Anything it
  * cannot serve — an unknown or unusable view or feature, non-text keys,
  * feature types it does not convert, a NULL entity — goes to the PL/pgSQL
