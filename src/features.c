@@ -759,6 +759,7 @@ typedef struct CachedView
 	char	   *entity_type;	/* ... and of the offline entity column */
 	char	   *offline_rel;	/* quoted, schema-qualified names */
 	char	   *serving_rel;
+	bool		probe_known;	/* probe_index was looked up */
 	Oid			probe_index;	/* the index probe_direct() reads, if usable */
 	List	   *plans;			/* ProbePlan *, most recently used first */
 } CachedView;
@@ -890,25 +891,21 @@ same_definition(ViewDef *a, ViewDef *b)
 }
 
 /*
- * The index of offline table relid that probe_direct() may read for a text
+ * The index of offline table heap that probe_direct() may read for a text
  * entity column, or InvalidOid: the one materialize's walk reads
  * (newest_index), whatever the user (row-level security is checked per
- * call).  Kept per view: a change of the table or its indexes invalidates
- * its relcache entry, hence the view's entry.
+ * call).  Kept per view, looked up by the first call that probes (which
+ * holds the table's lock): a change of the table or its indexes
+ * invalidates its relcache entry, hence the view's entry.
  */
 static Oid
-probe_index_of(Oid relid, const char *entity_column)
+probe_index_of(Relation heap, const char *entity_column)
 {
-	AttrNumber	att = get_attnum(relid, entity_column);
-	Relation	heap;
-	Oid			index;
+	AttrNumber	att = get_attnum(RelationGetRelid(heap), entity_column);
 
-	if (att <= 0 || get_atttype(relid, att) != TEXTOID)
+	if (att <= 0 || TupleDescAttr(RelationGetDescr(heap), att - 1)->atttypid != TEXTOID)
 		return InvalidOid;
-	heap = table_open(relid, AccessShareLock);
-	index = newest_index(heap, att);
-	table_close(heap, NoLock);
-	return index;
+	return newest_index(heap, att);
 }
 
 /*
@@ -934,7 +931,6 @@ derive_view(CachedView *cv)
 	{
 		cv->offline_rel = fv_rel_text(cv->def.offline);
 		cv->serving_rel = fv_rel_text(cv->def.serving);
-		cv->probe_index = probe_index_of(cv->def.offline, cv->def.entity_column);
 	}
 	MemoryContextSwitchTo(old);
 	return problem == NULL;
@@ -1634,7 +1630,7 @@ probe_direct(CachedView *cv, ViewDef *def, RedisTable *tbl, List *names, char **
 	TupleDesc	desc;
 
 	*write_back = false;
-	if (!OidIsValid(cv->probe_index) ||
+	if ((cv->probe_known && !OidIsValid(cv->probe_index)) ||
 		check_enable_rls(def->offline, InvalidOid, true) == RLS_ENABLED)
 		return false;
 	heap = table_open(def->offline, AccessShareLock);
@@ -1645,7 +1641,13 @@ probe_direct(CachedView *cv, ViewDef *def, RedisTable *tbl, List *names, char **
 	 * entry stale: the statement serves this call, the next rebuilds it.
 	 * The table stays locked as a reader, as by the statement.
 	 */
-	if (cv->stale || !offline_columns(heap, names, &atts, &et))
+	if (!cv->stale && !cv->probe_known)
+	{
+		cv->probe_index = probe_index_of(heap, def->entity_column);
+		cv->probe_known = true;
+	}
+	if (cv->stale || !OidIsValid(cv->probe_index) ||
+		!offline_columns(heap, names, &atts, &et))
 	{
 		table_close(heap, NoLock);
 		return false;
