@@ -1153,19 +1153,20 @@ COMMENT ON FUNCTION pgpoly.create_training_set(text, text, text[]) IS
 -- (entity, event_time DESC, created_at DESC) index with the heap read only
 -- for each entity's first entry (src/features.c): _fv_newest_usable says
 -- whether the table allows it (a plain table with such an index, no
--- row-level security for the caller); _fv_newest_tids gives the TIDs of the
--- rows, per entity the newest with event_time in [since, until] (ties: the
--- newest created_at), as the DISTINCT ON of materialize would.
+-- row-level security for the caller); _fv_newest_rows returns the rows, per
+-- entity the newest with event_time in [since, until] (ties: the newest
+-- created_at), as the DISTINCT ON of materialize would.  Its first argument
+-- is NULL cast to the table's row type, the type of the rows it returns.
 CREATE FUNCTION pgpoly._fv_newest_usable(offline_table regclass, entity_column text)
 RETURNS bool
 AS 'MODULE_PATHNAME', 'pgpoly_fv_newest_usable'
 LANGUAGE C STRICT STABLE;
 
-CREATE FUNCTION pgpoly._fv_newest_tids(offline_table regclass, entity_column text,
+CREATE FUNCTION pgpoly._fv_newest_rows(offline_row anyelement, entity_column text,
 									   since timestamptz, until timestamptz)
-RETURNS tid[]
-AS 'MODULE_PATHNAME', 'pgpoly_fv_newest_tids'
-LANGUAGE C STRICT STABLE;
+RETURNS SETOF anyelement
+AS 'MODULE_PATHNAME', 'pgpoly_fv_newest_rows'
+LANGUAGE C STABLE;
 
 CREATE FUNCTION pgpoly.materialize(view text, start_time timestamptz DEFAULT '-infinity',
 								   end_time timestamptz DEFAULT now())
@@ -1189,10 +1190,9 @@ BEGIN
 	END IF;
 	-- as a SELECT of offline joined to online, upserting online
 	PERFORM pgpoly._fv_check_access(v, 'SELECT, INSERT, UPDATE', 'SELECT');
-	-- Newest row per entity in the window: read by TID after a walk of the
-	-- offline index that fetches only those rows from the heap, where the
-	-- table allows it (the walk in a sub-select, which the planner does not
-	-- run ahead to estimate), else a DISTINCT ON.  The online event times
+	-- Newest row per entity in the window: from a walk of the offline index
+	-- that fetches only those rows from the heap, where the table allows it,
+	-- else a DISTINCT ON.  The online event times
 	-- come from a batched join (pipelined rounds of fetch_size keys); the
 	-- writes are buffered and sent at COMMIT as pipelined MULTI/EXEC.  An
 	-- outbox table's are queued without reading Redis: the sync worker keeps
@@ -1208,10 +1208,9 @@ BEGIN
 	IF pgpoly._fv_newest_usable(v.offline_table, v.entity_column) THEN
 		v_newest := format($q$
 			SELECT h.%1$I AS k, h.event_time, %2$s
-			FROM %3$s h
-			WHERE h.ctid = ANY ((SELECT pgpoly._fv_newest_tids(%4$L, %5$L, $1, $2))::tid[])$q$,
+			FROM pgpoly._fv_newest_rows(NULL::%3$s, %4$L, $1, $2) h$q$,
 			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel,
-			v.offline_table::oid, v.entity_column);
+			v.entity_column);
 	ELSE
 		v_newest := format($q$
 			SELECT DISTINCT ON (h.%1$I) h.%1$I AS k, h.event_time, %2$s
@@ -1219,17 +1218,17 @@ BEGIN
 			ORDER BY h.%1$I, h.event_time DESC, h.created_at DESC$q$,
 			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel);
 	END IF;
+	-- a plain INSERT, its row count the keys written: no RETURNING rows
+	-- stored and counted
 	EXECUTE format($q$
-		WITH c AS (%1$s),
-		w AS (
-			INSERT INTO %2$s (%3$I, %4$s, _event_time)
-			SELECT c.k::%5$s, %6$s, c.event_time
-			FROM c%7$s
-			RETURNING 1)
-		SELECT count(*) FROM w$q$,
+		WITH c AS (%1$s)
+		INSERT INTO %2$s (%3$I, %4$s, _event_time)
+		SELECT c.k::%5$s, %6$s, c.event_time
+		FROM c%7$s$q$,
 		v_newest, v.serving_rel, v.key_column, pgpoly._fv_cols(v.features), v.key_type,
 		pgpoly._fv_cols(v.features, 'c'), v_online)
-	INTO v_rows USING start_time, end_time;
+	USING start_time, end_time;
+	GET DIAGNOSTICS v_rows = ROW_COUNT;
 	RETURN v_rows;
 END
 $$;

@@ -1,6 +1,6 @@
 -- materialize() reads the newest offline row of each entity through the
 -- (entity, event_time DESC, created_at DESC) index, fetching only those rows
--- from the heap (pgpoly._fv_newest_tids): the same rows as the DISTINCT ON it
+-- from the heap (pgpoly._fv_newest_rows): the same rows as the DISTINCT ON it
 -- runs otherwise, whatever the snapshot cannot see (deleted, updated, rolled
 -- back or uncommitted rows), ties and window bounds; used only where it may
 -- be (such an index, no row-level security, the caller's SELECT privilege).
@@ -43,9 +43,7 @@ CREATE FUNCTION newest_walk(since timestamptz, until timestamptz)
 RETURNS TABLE (entity text, event_time timestamptz, created_at timestamptz, clicks int, note text)
 LANGUAGE sql AS $$
 	SELECT h.entity, h.event_time, h.created_at, h.clicks, h.note
-	FROM pgpoly.fsm_history h
-	WHERE h.ctid = ANY ((SELECT pgpoly._fv_newest_tids('pgpoly.fsm_history', 'entity',
-	                                                   since, until))::tid[])
+	FROM pgpoly._fv_newest_rows(NULL::pgpoly.fsm_history, 'entity', since, until) h
 $$;
 -- Rows in one walk but not in the other, both ways, over several windows.
 CREATE FUNCTION walk_differences() RETURNS bigint LANGUAGE sql AS $$
@@ -110,6 +108,10 @@ SELECT walk_differences();
 SELECT entity, note FROM newest_walk('-infinity', 'infinity') WHERE note = 'mine' ORDER BY 1;
 ROLLBACK;
 
+-- the rows come back in the table's row type, a dropped column included
+ALTER TABLE pgpoly.fsm_history ADD COLUMN junk int;
+ALTER TABLE pgpoly.fsm_history DROP COLUMN junk;
+SELECT walk_differences();
 -- materialize() gives the same Redis contents either way: through the walk,
 -- and with the index gone (the DISTINCT ON).
 SELECT pgpoly.materialize('fsm', '2024-01-02', '2024-01-04');
@@ -122,7 +124,7 @@ SELECT count(*) AS keys, (SELECT count(*) FROM (
   (SELECT * FROM pgpoly.fsm_serving EXCEPT ALL SELECT * FROM online_walk)
   UNION ALL (SELECT * FROM online_walk EXCEPT ALL SELECT * FROM pgpoly.fsm_serving)) d) AS differences
   FROM online_walk;
-SELECT err($$SELECT pgpoly._fv_newest_tids('pgpoly.fsm_history', 'entity', '-infinity', 'infinity')$$);
+SELECT err($$SELECT pgpoly._fv_newest_rows(NULL::pgpoly.fsm_history, 'entity', '-infinity', 'infinity')$$);
 
 -- Only an index of exactly that order will do.
 CREATE INDEX fsm_asc ON pgpoly.fsm_history (entity, event_time, created_at);
@@ -147,7 +149,7 @@ CREATE POLICY fsm_b ON pgpoly.fsm_history FOR SELECT USING (entity LIKE 'b%');
 DELETE FROM fsm_online;
 SET ROLE regress_fsm_user;
 SELECT pgpoly._fv_newest_usable('pgpoly.fsm_history', 'entity') AS usable;
-SELECT err($$SELECT pgpoly._fv_newest_tids('pgpoly.fsm_history', 'entity', '-infinity', 'infinity')$$);
+SELECT err($$SELECT pgpoly._fv_newest_rows(NULL::pgpoly.fsm_history, 'entity', '-infinity', 'infinity')$$);
 SELECT pgpoly.materialize('fsm', '2024-01-02', '2024-01-04');
 RESET ROLE;
 SELECT user_id, clicks FROM pgpoly.fsm_serving ORDER BY 1;
@@ -155,7 +157,7 @@ ALTER TABLE pgpoly.fsm_history DISABLE ROW LEVEL SECURITY;
 -- and without SELECT on the table, nothing is read
 REVOKE SELECT ON pgpoly.fsm_history FROM regress_fsm_user;
 SET ROLE regress_fsm_user;
-SELECT err($$SELECT pgpoly._fv_newest_tids('pgpoly.fsm_history', 'entity', '-infinity', 'infinity')$$);
+SELECT err($$SELECT pgpoly._fv_newest_rows(NULL::pgpoly.fsm_history, 'entity', '-infinity', 'infinity')$$);
 RESET ROLE;
 
 -- Clean up.

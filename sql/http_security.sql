@@ -171,8 +171,9 @@ SELECT pgpoly._fv_is_fresh(NULL, NULL) AS no_ttl_is_fresh,
 SELECT * FROM pgpoly._fv_serve(NULL, NULL, NULL, NULL, NULL);
 SELECT pg_temp.try('SELECT * FROM pgpoly._fv_describe(NULL, NULL, NULL, NULL, NULL, NULL, NULL)');
 SELECT pgpoly._fv_newest_usable(NULL, NULL) IS NULL AS newest_usable,
-       pgpoly._fv_newest_tids(NULL, NULL, NULL, NULL) IS NULL AS newest_tids;
-SELECT pg_temp.try('SELECT pgpoly._fv_newest_tids(''pg_class'', ''relname'', ''-infinity'', ''infinity'')');
+       (SELECT count(*) FROM pgpoly._fv_newest_rows(NULL::pg_class, NULL, NULL, NULL)) AS newest_rows;
+SELECT pg_temp.try('SELECT pgpoly._fv_newest_rows(NULL::pg_class, ''relname'', ''-infinity'', ''infinity'')');
+SELECT pg_temp.try('SELECT pgpoly._fv_newest_rows(NULL::int, ''relname'', ''-infinity'', ''infinity'')');
 SELECT pgpoly._fv_newest_usable('pg_class', 'nope') AS newest_usable_no_column;
 -- sync functions
 SELECT pg_temp.try('SELECT pgpoly.create_sync(NULL, NULL, NULL)');
@@ -195,7 +196,7 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
                         'redis_validator', 'elastic_validator', 'vector_validator',
                         '_fv_rel', '_fv_require_privileges', '_fv_may_write',
                         '_fv_is_fresh', '_fv_serve', '_fv_describe',
-                        '_fv_newest_usable', '_fv_newest_tids',
+                        '_fv_newest_usable', '_fv_newest_rows',
                         'create_sync', 'drop_sync', 'sync_retry', 'sync_wait')
 ORDER BY 1;
 

@@ -20,16 +20,18 @@
  * the same Redis scan code as the FDW (so buffered writes of the
  * transaction are seen), builds each entity's features like the SQL path
  * does, and when the rule does not serve every entity from online, probes
- * the offline table for the others (and writes back what it serves from
- * there) with the very statement the PL/pgSQL path runs
+ * the offline table for the others: straight through its (entity,
+ * event_time DESC, created_at DESC) index where it can (probe_direct: the
+ * rows that statement's SELECT reads), otherwise — and whenever a value goes
+ * back online — with the very statement the PL/pgSQL path runs
  * (pgpoly._fv_offline_sql), prepared once per view and kept.  Anything it
  * cannot serve — an unknown or unusable view or feature, non-text keys,
  * feature types it does not convert, a NULL entity — goes to the PL/pgSQL
  * implementation unchanged, so error messages live in one place.
  *
  * materialize() finds each entity's newest offline row with a walk of the
- * offline index done here (fv_newest_tids), which reads the heap only for
- * those rows.
+ * offline index done here (pgpoly_fv_newest_rows), which reads the heap
+ * only for those rows and returns them.
  *
  * Invariants:
  *	- Privileges are those of the calling user on the user's own tables (the
@@ -75,6 +77,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/datetime.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -89,14 +92,6 @@
 
 #include "../fdw/redis.h"
 
-/* sort_uint64(): TIDs as (block << 16 | offset) numbers, in TID order */
-#define ST_SORT sort_uint64
-#define ST_ELEMENT_TYPE uint64
-#define ST_COMPARE(a, b) (*(a) < *(b) ? -1 : *(a) > *(b) ? 1 : 0)
-#define ST_SCOPE static
-#define ST_DECLARE
-#define ST_DEFINE
-#include "lib/sort_template.h"
 
 /* ----------------------------------------------------------------
  *		The serving rule
@@ -461,12 +456,14 @@ pgpoly_fv_rel(PG_FUNCTION_ARGS)
  * (entity, event_time DESC, created_at DESC) index, which fetches every one
  * of the window's rows from the heap only to keep the first of each entity
  * (a 1M-row history of 100k entities: 1M random heap fetches, ~70% of the
- * whole call).  fv_newest_tids() walks the same index in the same order but
- * reads the entity and event time from the index tuples, and fetches from
- * the heap only each entity's first entry in the window (and the entries
- * before it that the snapshot cannot see): the same rows, each entity's
- * first visible one in index order, for a tenth of the heap fetches.  The
- * statement then reads those rows by TID.  It is used only where it gives
+ * whole call).  _fv_newest_rows() walks the same index in the same order
+ * but reads the entity and event time from the index tuples, and fetches
+ * from the heap only each entity's first entry in the window (and the
+ * entries before it that the snapshot cannot see): the same rows, each
+ * entity's first visible one in index order, for a tenth of the heap
+ * fetches.  It returns those rows as it fetched them (formerly their TIDs,
+ * which a TID scan then sorted and fetched a second time).  It is used only
+ * where it gives
  * what the DISTINCT ON gives and sees no more than the caller may: a plain
  * table, a btree on exactly that order with the default operator classes
  * and the column's collation, the caller's SELECT privilege, no row-level
@@ -605,36 +602,14 @@ same_image(Datum a, Datum b, Form_pg_attribute att)
 }
 
 /*
- * n TIDs given as (block << 16 | offset) numbers as a tid[] datum, in TID
- * order: a TID scan of them then finds them sorted, and reads the heap in
- * its physical order.
+ * Walk index of heap in order and put, per entity, its first row in the
+ * window [since, until] that snapshot sees into store (of the heap's row
+ * type).  Each index entry's entity and event time come from the index
+ * tuple; the heap is read only for the candidates, once.
  */
-static Datum
-tid_array(uint64 *tids, size_t n)
-{
-	ItemPointerData *items = palloc_extended(sizeof(ItemPointerData) * Max(n, 1),
-											 MCXT_ALLOC_HUGE);
-	Datum	   *elems = palloc_extended(sizeof(Datum) * Max(n, 1), MCXT_ALLOC_HUGE);
-
-	sort_uint64(tids, n);
-	for (size_t i = 0; i < n; i++)
-	{
-		ItemPointerSet(&items[i], (BlockNumber) (tids[i] >> 16), (OffsetNumber) (tids[i] & 0xFFFF));
-		elems[i] = PointerGetDatum(&items[i]);
-	}
-	return PointerGetDatum(construct_array(elems, n, TIDOID, sizeof(ItemPointerData), false,
-										   TYPALIGN_SHORT));
-}
-
-/*
- * Walk index of heap in order and collect, per entity, the TID of its first
- * row in the window [since, until] that snapshot sees, in the current
- * memory context.  Each index entry's entity and event time come from the
- * index tuple; the heap is read only for the candidates.
- */
-static Datum
+static void
 newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
-			TimestampTz until)
+			TimestampTz until, Tuplestorestate *store)
 {
 	IndexScanDesc scan = index_beginscan(heap, index, snapshot, 0, 0);
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
@@ -644,9 +619,6 @@ newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
 	bool		by_image = _bt_allequalimage(index, false);
 	MemoryContext keycxt = AllocSetContextCreate(CurrentMemoryContext, "pgpoly newest key",
 												 ALLOCSET_SMALL_SIZES);
-	uint64	   *tids = palloc(sizeof(uint64) * 1024);
-	size_t		ntids = 0;
-	size_t		maxtids = 1024;
 	Datum		prev = (Datum) 0;
 	bool		prev_null = false;
 	bool		have_prev = false;
@@ -678,13 +650,7 @@ newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
 			continue;			/* outside the window */
 		if (!index_fetch_heap(scan, slot))
 			continue;			/* invisible: the entity's next entry may do */
-		if (ntids == maxtids)
-		{
-			maxtids *= 2;
-			tids = repalloc_huge(tids, sizeof(uint64) * maxtids);
-		}
-		tids[ntids++] = ((uint64) ItemPointerGetBlockNumber(&slot->tts_tid) << 16) |
-			ItemPointerGetOffsetNumber(&slot->tts_tid);
+		tuplestore_puttupleslot(store, slot);
 		MemoryContextReset(keycxt);
 		old = MemoryContextSwitchTo(keycxt);
 		prev = isnull ? (Datum) 0 : datumCopy(ent, ent_att->attbyval, ent_att->attlen);
@@ -694,27 +660,38 @@ newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	return tid_array(tids, ntids);
+	MemoryContextDelete(keycxt);
 }
 
-PG_FUNCTION_INFO_V1(pgpoly_fv_newest_tids);
+PG_FUNCTION_INFO_V1(pgpoly_fv_newest_rows);
 
 /*
- * pgpoly._fv_newest_tids(offline_table, entity_column, since, until): the
- * TIDs of the rows materialize writes, in the statement's snapshot (see
- * above).  The caller needs SELECT on the table; 55000 if the walk may not
- * be used on it (_fv_newest_usable).
+ * pgpoly._fv_newest_rows(NULL::offline_table, entity_column, since, until):
+ * the rows materialize writes, in the statement's snapshot (see above), as
+ * rows of the table.  The caller needs SELECT on the table; 55000 if the
+ * walk may not be used on it (_fv_newest_usable).  A NULL entity column or
+ * bound: no rows.
  */
 Datum
-pgpoly_fv_newest_tids(PG_FUNCTION_ARGS)
+pgpoly_fv_newest_rows(PG_FUNCTION_ARGS)
 {
-	Oid			relid = PG_GETARG_OID(0);
+	Oid			rowtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
+	Oid			relid = OidIsValid(rowtype) ? get_typ_typrelid(rowtype) : InvalidOid;
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Relation	heap;
 	Relation	index;
 	Oid			indexid;
-	Datum		tids;
 
+	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("the first argument must be a row of a table, not of type %s",
+						format_type_be(rowtype)),
+				 errhint("Pass NULL cast to the offline table's row type.")));
 	fv_require_privilege(relid, ACL_SELECT);
+	PgpolyMaterializedSRF(fcinfo);
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		PG_RETURN_VOID();
 	indexid = newest_usable(relid, text_to_cstring(PG_GETARG_TEXT_PP(1)), &heap);
 	if (!OidIsValid(indexid))
 		ereport(ERROR,
@@ -723,11 +700,11 @@ pgpoly_fv_newest_tids(PG_FUNCTION_ARGS)
 						get_rel_name(relid)),
 				 errhint("Its first index keys must be the entity, event_time DESC and created_at DESC, and no row-level security may apply.")));
 	index = index_open(indexid, AccessShareLock);
-	tids = newest_walk(heap, index, GetActiveSnapshot(), PG_GETARG_TIMESTAMPTZ(2),
-					   PG_GETARG_TIMESTAMPTZ(3));
+	newest_walk(heap, index, GetActiveSnapshot(), PG_GETARG_TIMESTAMPTZ(2),
+				PG_GETARG_TIMESTAMPTZ(3), rsinfo->setResult);
 	index_close(index, NoLock);
 	table_close(heap, NoLock);
-	PG_RETURN_DATUM(tids);
+	PG_RETURN_VOID();
 }
 
 /* ----------------------------------------------------------------
@@ -782,6 +759,8 @@ typedef struct CachedView
 	char	   *entity_type;	/* ... and of the offline entity column */
 	char	   *offline_rel;	/* quoted, schema-qualified names */
 	char	   *serving_rel;
+	bool		probe_known;	/* probe_index was looked up */
+	Oid			probe_index;	/* the index probe_direct() reads, if usable */
 	List	   *plans;			/* ProbePlan *, most recently used first */
 } CachedView;
 
@@ -909,6 +888,24 @@ same_definition(ViewDef *a, ViewDef *b)
 		a->serving == b->serving && strcmp(a->key_column, b->key_column) == 0 &&
 		strcmp(a->entity_column, b->entity_column) == 0 &&
 		same_names(a->features, b->features);
+}
+
+/*
+ * The index of offline table heap that probe_direct() may read for a text
+ * entity column, or InvalidOid: the one materialize's walk reads
+ * (newest_index), whatever the user (row-level security is checked per
+ * call).  Kept per view, looked up by the first call that probes (which
+ * holds the table's lock): a change of the table or its indexes
+ * invalidates its relcache entry, hence the view's entry.
+ */
+static Oid
+probe_index_of(Relation heap, const char *entity_column)
+{
+	AttrNumber	att = get_attnum(RelationGetRelid(heap), entity_column);
+
+	if (att <= 0 || TupleDescAttr(RelationGetDescr(heap), att - 1)->atttypid != TEXTOID)
+		return InvalidOid;
+	return newest_index(heap, att);
 }
 
 /*
@@ -1242,18 +1239,114 @@ simple_json_type(Oid typid)
 	}
 }
 
-/* The features of one Redis row as jsonb, like jsonb_build_object(). */
+/*
+ * The jsonb object of the requested features, laid out once per call: the
+ * keys in the order jsonb keeps them (shorter first, then bytewise; of
+ * duplicate names the last requested wins, as in jsonb_build_object()), so
+ * that each row's object is handed to JsonbValueToJsonb() as it is, with
+ * no pushJsonbValue() sorting and de-duplication per row.  Features of type
+ * jsonb are containers that must be unpacked: with one of them the object
+ * is built with pushJsonbValue() (direct false).
+ */
+typedef struct FeatureJson
+{
+	List	   *names;			/* requested features, in request order */
+	List	   *atts;			/* and their attnums */
+	bool		direct;			/* the object is built from pairs[] */
+	Oid		   *types;			/* type of each attnum's value (by attnum - 1) */
+	int			npairs;
+	JsonbPair  *pairs;			/* keys set, values set per row */
+	int		   *pair_att;		/* attnum of each pair's value */
+} FeatureJson;
+
+/* jsonb's key order: shorter first, then bytewise (0 for the same key). */
+static int
+jsonb_key_cmp(const char *a, const char *b)
+{
+	size_t		la = strlen(a);
+	size_t		lb = strlen(b);
+
+	if (la != lb)
+		return la < lb ? -1 : 1;
+	return memcmp(a, b, la);
+}
+
+/*
+ * Lay out fj's object for the features names, whose values are at attnums
+ * atts of rows whose attnum a has type types[a - 1].
+ */
+static void
+feature_json_init(FeatureJson *fj, List *names, List *atts, Oid *types)
+{
+	int			n = list_length(names);
+	int		   *order = palloc(sizeof(int) * Max(n, 1));
+	ListCell   *la;
+
+	fj->names = names;
+	fj->atts = atts;
+	fj->types = types;
+	fj->direct = true;
+	foreach(la, atts)
+		if (types[lfirst_int(la) - 1] == JSONBOID)
+			fj->direct = false;
+	/* insertion sort by (key, request position): few keys */
+	for (int i = 0; i < n; i++)
+	{
+		int			j = i;
+
+		while (j > 0 && jsonb_key_cmp(list_nth(names, order[j - 1]), list_nth(names, i)) > 0)
+		{
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = i;
+	}
+	fj->pairs = palloc0(sizeof(JsonbPair) * Max(n, 1));
+	fj->pair_att = palloc(sizeof(int) * Max(n, 1));
+	fj->npairs = 0;
+	for (int i = 0; i < n; i++)
+	{
+		char	   *name = list_nth(names, order[i]);
+		JsonbPair  *p;
+
+		/* the same key again: the later request replaces the earlier one */
+		if (fj->npairs > 0 && jsonb_key_cmp(fj->pairs[fj->npairs - 1].key.val.string.val, name) == 0)
+			fj->npairs--;
+		p = &fj->pairs[fj->npairs];
+		p->key.type = jbvString;
+		p->key.val.string.val = name;
+		p->key.val.string.len = strlen(name);
+		p->order = fj->npairs;
+		fj->pair_att[fj->npairs++] = list_nth_int(atts, order[i]);
+	}
+}
+
+/* The features of one row as jsonb, like jsonb_build_object(). */
 static Datum
-features_jsonb(RedisTable *tbl, List *names, List *atts, Datum *values,
-			   bool *nulls)
+features_jsonb(FeatureJson *fj, Datum *values, bool *nulls)
 {
 	JsonbParseState *ps = NULL;
 	JsonbValue *res;
 	ListCell   *ln,
 			   *la;
 
+	if (fj->direct)
+	{
+		JsonbValue	obj;
+
+		for (int p = 0; p < fj->npairs; p++)
+		{
+			int			i = fj->pair_att[p] - 1;
+
+			PgpolyJsonbValue(&fj->pairs[p].value, values[i], fj->types[i], nulls[i]);
+		}
+		obj.type = jbvObject;
+		obj.val.object.nPairs = fj->npairs;
+		obj.val.object.pairs = fj->pairs;
+		return JsonbPGetDatum(JsonbValueToJsonb(&obj));
+	}
 	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
-	forboth(ln, names, la, atts)
+	forboth(ln, fj->names, la, fj->atts)
 	{
 		int			i = lfirst_int(la) - 1;
 		JsonbValue	k;
@@ -1263,7 +1356,7 @@ features_jsonb(RedisTable *tbl, List *names, List *atts, Datum *values,
 		k.val.string.val = lfirst(ln);
 		k.val.string.len = strlen(lfirst(ln));
 		pushJsonbValue(&ps, WJB_KEY, &k);
-		PgpolyJsonbValue(&v, values[i], tbl->cols[i].typid, nulls[i]);
+		PgpolyJsonbValue(&v, values[i], fj->types[i], nulls[i]);
 		pushJsonbValue(&ps, WJB_VALUE, &v);
 	}
 	res = pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
@@ -1298,7 +1391,7 @@ served_value(const Served *s)
  */
 static bool
 fetch_online(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, int n,
-			 List *names, List *atts, Served *served)
+			 FeatureJson *fj, Served *served)
 {
 	PgpolyConnection *conn = RedisGetConnection(tbl);
 	RedisScan  *scan = RedisScanBegin(tbl, conn, false,
@@ -1327,7 +1420,7 @@ fetch_online(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, int n,
 				RedisStateRow(scan, st, 0, values, nulls);
 				sd->et_null = nulls[et - 1];
 				sd->event_time = sd->et_null ? (Datum) 0 : values[et - 1];
-				sd->features = features_jsonb(tbl, names, atts, values, nulls);
+				sd->features = features_jsonb(fj, values, nulls);
 			}
 			on = served_value(sd);
 			if (fv_serve(fresh_of(def), &on, &none, &from_offline) != FV_ONLINE)
@@ -1346,7 +1439,7 @@ fetch_online(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, int n,
  */
 static bool
 fetch_online_or_none(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, int n,
-					 List *names, List *atts, Served *served)
+					 FeatureJson *fj, Served *served)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -1356,7 +1449,7 @@ fetch_online_or_none(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, i
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		all_online = fetch_online(tbl, def, keys, lens, n, names, atts, served);
+		all_online = fetch_online(tbl, def, keys, lens, n, fj, served);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
@@ -1452,6 +1545,144 @@ probe_offline(CachedView *cv, ViewDef *def, RedisTable *tbl, List *names,
 }
 
 /*
+ * The attnums in heap (an offline table) of the features names, appended
+ * to *atts, and of event_time; false when one is missing or of a type the
+ * direct probe does not convert.
+ */
+static bool
+offline_columns(Relation heap, List *names, List **atts, AttrNumber *et_att)
+{
+	TupleDesc	desc = RelationGetDescr(heap);
+	ListCell   *lc;
+
+	*et_att = get_attnum(RelationGetRelid(heap), "event_time");
+	if (*et_att <= 0 || TupleDescAttr(desc, *et_att - 1)->atttypid != TIMESTAMPTZOID)
+		return false;
+	foreach(lc, names)
+	{
+		AttrNumber	att = get_attnum(RelationGetRelid(heap), lfirst(lc));
+
+		if (att <= 0 || !simple_json_type(TupleDescAttr(desc, att - 1)->atttypid))
+			return false;
+		*atts = lappend_int(*atts, att);
+	}
+	return true;
+}
+
+/*
+ * Look up in the offline table's index, for each key i (of entity text
+ * keys[i] + prefixlen) with need[i], the entity's first row in index order
+ * that the snapshot sees — its newest (event_time DESC, created_at DESC),
+ * what the probe statement's ORDER BY ... LIMIT 1 reads — into off[i].
+ */
+static void
+probe_index(Relation heap, Relation index, FeatureJson *fj, AttrNumber et,
+			char **keys, int prefixlen, int nd, const bool *need, Served *off)
+{
+	IndexScanDesc scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+
+	for (int i = 0; i < nd; i++)
+	{
+		ScanKeyData key;
+
+		if (!need[i])
+			continue;
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ,
+					CStringGetTextDatum(keys[i] + prefixlen));
+		key.sk_collation = index->rd_indcollation[0];
+		index_rescan(scan, &key, 1, NULL, 0);
+		if (!index_getnext_slot(scan, ForwardScanDirection, slot))
+			continue;
+		slot_getallattrs(slot);
+		off[i].found = true;
+		off[i].et_null = slot->tts_isnull[et - 1];
+		off[i].event_time = off[i].et_null ? (Datum) 0 : slot->tts_values[et - 1];
+		off[i].features = features_jsonb(fj, slot->tts_values, slot->tts_isnull);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * The offline probe without a statement, for the keys whose online value
+ * the rule does not serve: the same rows the probe statement's SELECT
+ * reads (an index probe per entity, in a new snapshot after a command
+ * counter increment, as SPI runs it), into off[].  Only where the walk of
+ * materialize could be used on the offline table (cv->probe_index: such an
+ * index and a text entity column; no row-level security), with features
+ * and event time of types features_jsonb converts; false otherwise (off[]
+ * untouched), and when the rule serves a value from offline that goes back
+ * online (*write_back set, off[] filled): the statement does the write.
+ */
+static bool
+probe_direct(CachedView *cv, ViewDef *def, RedisTable *tbl, List *names, char **keys,
+			 int nd, Served *on, Served *off, bool *write_back)
+{
+	const FvValue none = {false, true, 0};
+	Relation	heap;
+	Relation	index;
+	List	   *atts = NIL;
+	AttrNumber	et;
+	FeatureJson fj;
+	Oid		   *types;
+	bool	   *need = palloc(sizeof(bool) * Max(nd, 1));
+	TupleDesc	desc;
+
+	*write_back = false;
+	if ((cv->probe_known && !OidIsValid(cv->probe_index)) ||
+		check_enable_rls(def->offline, InvalidOid, true) == RLS_ENABLED)
+		return false;
+	heap = table_open(def->offline, AccessShareLock);
+	desc = RelationGetDescr(heap);
+
+	/*
+	 * An invalidation taken in with the lock (a dropped index...) makes the
+	 * entry stale: the statement serves this call, the next rebuilds it.
+	 * The table stays locked as a reader, as by the statement.
+	 */
+	if (!cv->stale && !cv->probe_known)
+	{
+		cv->probe_index = probe_index_of(heap, def->entity_column);
+		cv->probe_known = true;
+	}
+	if (cv->stale || !OidIsValid(cv->probe_index) ||
+		!offline_columns(heap, names, &atts, &et))
+	{
+		table_close(heap, NoLock);
+		return false;
+	}
+	types = palloc(sizeof(Oid) * Max(desc->natts, 1));
+	for (int i = 0; i < desc->natts; i++)
+		types[i] = TupleDescAttr(desc, i)->atttypid;
+	feature_json_init(&fj, names, atts, types);
+	for (int i = 0; i < nd; i++)
+	{
+		FvValue		v = served_value(&on[i]);
+		bool		from_offline;
+
+		need[i] = fv_serve(fresh_of(def), &v, &none, &from_offline) != FV_ONLINE;
+	}
+	index = index_open(cv->probe_index, AccessShareLock);
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	probe_index(heap, index, &fj, et, keys, tbl->prefixlen, nd, need, off);
+	PopActiveSnapshot();
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+	for (int i = 0; i < nd && !*write_back; i++)
+	{
+		FvValue		von = served_value(&on[i]);
+		FvValue		voff = served_value(&off[i]);
+		bool		from_offline;
+
+		*write_back = need[i] &&
+			fv_serve(fresh_of(def), &von, &voff, &from_offline) == FV_OFFLINE && from_offline;
+	}
+	return !*write_back;
+}
+
+/*
  * Serve the call for a text-keyed view: one Redis round for the distinct
  * entities, then the offline probe for those online does not serve, then
  * each input element as the rule says.  false (nothing done) when the call
@@ -1465,6 +1696,8 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ViewDef *def,
 	RedisTable *tbl;
 	List	   *names = NIL;
 	List	   *atts = NIL;
+	FeatureJson fj;
+	Oid		   *types;
 	RedisKeySet *seen = RedisKeySetCreate(CurrentMemoryContext, 0);
 	Datum		sources[lengthof(fv_source_names)];
 	Datum	   *elems;
@@ -1503,10 +1736,24 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ViewDef *def,
 	}
 	on = palloc(sizeof(Served) * Max(nd, 1));
 	off = palloc0(sizeof(Served) * Max(nd, 1));
+	types = palloc(sizeof(Oid) * Max(tbl->natts, 1));
+	for (int i = 0; i < tbl->natts; i++)
+		types[i] = tbl->cols[i].typid;
+	feature_json_init(&fj, names, atts, types);
 	if (!(PgpolyTableWriteMode(GetForeignTable(def->serving)->options) == PGPOLY_WRITE_OUTBOX ?
-		  fetch_online_or_none(tbl, def, keys, lens, nd, names, atts, on) :
-		  fetch_online(tbl, def, keys, lens, nd, names, atts, on)))
-		probe_offline(cv, def, tbl, names, keys, nd, on, off, seen);
+		  fetch_online_or_none(tbl, def, keys, lens, nd, &fj, on) :
+		  fetch_online(tbl, def, keys, lens, nd, &fj, on)))
+	{
+		bool		write_back;
+
+		/* the statement when a value goes back online (and may) */
+		if (!probe_direct(cv, def, tbl, names, keys, nd, on, off, &write_back) &&
+			(!write_back || fv_may_write(def->online, def->serving)))
+		{
+			memset(off, 0, sizeof(Served) * Max(nd, 1));
+			probe_offline(cv, def, tbl, names, keys, nd, on, off, seen);
+		}
+	}
 
 	for (int i = 0; i < lengthof(fv_source_names); i++)
 		sources[i] = CStringGetTextDatum(fv_source_names[i]);

@@ -46,6 +46,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/numeric.h"
 
 #include "pgpoly.h"
 
@@ -798,6 +799,18 @@ PgpolyJsonbValue(JsonbValue *jv, Datum value, Oid typid, bool isnull)
 	char	   *text = NULL;
 	Jsonb	   *jb;
 
+	/*
+	 * Integers straight to numeric: the same value numeric_in makes of their
+	 * text, without printing and parsing it (the serving path's hot spot).
+	 */
+	if (!isnull && (typid == INT2OID || typid == INT4OID || typid == INT8OID))
+	{
+		jv->type = jbvNumeric;
+		jv->val.numeric = int64_to_numeric(typid == INT2OID ? DatumGetInt16(value) :
+										   typid == INT4OID ? DatumGetInt32(value) :
+										   DatumGetInt64(value));
+		return;
+	}
 	switch (isnull ? JF_NULL : json_form(value, typid, false, &text))
 	{
 		case JF_NULL:
