@@ -1605,6 +1605,14 @@ redisPlanDirectModify(PlannerInfo *root, ModifyTable *plan, Index resultRelation
 		  (tbl->type == REDIS_JSON && plan->operation == CMD_DELETE)) ||
 		!direct_quals_enforced(ri, fs->scan.plan.qual))
 		return false;
+	/*
+	 * A SubPlan in the scan's targetlist runs per row in its projection,
+	 * which a direct modification does not do: a correlated multiple
+	 * assignment, SET (a, b) = (SELECT ... t.c ...), is such a junk column,
+	 * whose outputs the assigned values are (PARAM_MULTIEXPR Params).
+	 */
+	if (contain_subplans((Node *) fs->scan.plan.targetlist))
+		return false;
 	if (plan->operation == CMD_UPDATE)
 	{
 		get_translated_update_targetlist(root, resultRelation, &tlist, &atts);

@@ -293,6 +293,15 @@ EXPLAIN (COSTS OFF) UPDATE dm SET id = 'z' WHERE id = 'k1';             -- the k
 EXPLAIN (COSTS OFF) UPDATE dm SET n = 1 FROM dmn WHERE dm.id = dmn.id;  -- a join
 EXPLAIN (COSTS OFF) UPDATE dm SET n = (SELECT n FROM dmn WHERE dmn.id = dm.id);
 EXPLAIN (COSTS OFF) UPDATE dm SET n = (SELECT max(n) FROM dmn) + n;   -- an InitPlan: direct
+-- A multiple-assignment sub-select that reads the row is a SubPlan in the
+-- scan's own targetlist, which a direct modification does not run: per-row
+-- (it crashed the backend when taken as a constant).  An uncorrelated one
+-- is an InitPlan: direct.
+EXPLAIN (COSTS OFF) UPDATE dm SET (n, s) = (SELECT 1, 'x') WHERE id = 'k2';
+EXPLAIN (COSTS OFF) UPDATE dm SET (n, s) = (SELECT n + 1, s || 'y') WHERE id = 'k2';
+SELECT * FROM dm_run($$UPDATE %s SET (n, s) = (SELECT n + 1, s || 'y'), t = NULL WHERE id = 'k2'$$);
+SELECT * FROM dm_run($$UPDATE %s SET (n, s) = (SELECT 3, 'z') WHERE id = 'k5'$$);
+SELECT * FROM dm_diff();
 CREATE TRIGGER t BEFORE UPDATE ON dm FOR EACH ROW EXECUTE FUNCTION dm_trig();
 EXPLAIN (COSTS OFF) UPDATE dm SET n = 1;                   -- a row trigger
 DROP TRIGGER t ON dm;
