@@ -23,9 +23,10 @@
  * filter over a full scan, and EXPLAIN VERBOSE says why.  No network I/O
  * happens at plan time unless use_remote_estimate.
  *
- * An UPDATE or DELETE that needs no row (see "Direct modification") runs in
- * the scan node: it finds the keys and writes them as the per-row path
- * would, without the whole old row PostgreSQL asks a foreign UPDATE for.
+ * An UPDATE or DELETE that needs no whole row (see "Direct modification")
+ * runs in the scan node: it finds the keys (and reads the columns the
+ * assigned values use) and writes them as the per-row path would, without
+ * the whole old row PostgreSQL asks a foreign UPDATE for.
  *
  * fdw/redis_fdw.c
  *
@@ -161,6 +162,7 @@ typedef struct RedisModifyState
 	int			nassign;		/* UPDATE: the assignments, after the scan's */
 	AttrNumber *assign_att;		/* fdw_exprs: their columns */
 	ExprState **assign_expr;
+	bool		per_row;		/* they read the row: evaluated per row */
 	int64		rows;			/* rows modified */
 } RedisModifyState;
 
@@ -1432,15 +1434,22 @@ redisExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 /* ----------------------------------------------------------------
  *		Direct modification
  *
- * UPDATE t SET col = <run-time constant> and DELETE FROM t, whose WHERE
- * the scan enforces entirely (a pushed key clause, a key LIKE 'prefix%' in
- * a full scan, or nothing), run in the ForeignScan node itself: the scan
- * reads only the keys (SCAN, or TYPE per listed key; values only when the
- * transaction's buffered writes must be overlaid), and each key found gets
- * the writes the per-row path would give its row (RedisUpdateWrites,
- * RedisDeleteWrites), through the same writer, outbox capture and checks.
- * PostgreSQL asks a foreign UPDATE for the whole old row, which the
- * per-row path must fetch and convert only to write one field back.
+ * UPDATE t SET col = <expression of the row's key and fields, or run-time
+ * constant> and DELETE FROM t, whose WHERE the scan enforces entirely (a
+ * pushed key clause, a key LIKE 'prefix%' in a full scan, or nothing), run
+ * in the ForeignScan node itself.  The scan reads the key and the columns
+ * the assigned expressions use: keys only (SCAN, or TYPE per listed key)
+ * when they use none but the key, the values when they do or when the
+ * transaction's buffered writes must be overlaid, converting only those
+ * columns.  The expressions are evaluated per row over the scan slot (once,
+ * if they do not read the row), and each key found gets the writes the
+ * per-row path would give its row (RedisUpdateWrites, RedisDeleteWrites),
+ * through the same writer, outbox capture and checks.  PostgreSQL asks a
+ * foreign UPDATE for the whole old row, which the per-row path must fetch
+ * and convert, every column, only to write one field back.  Unlike it, a
+ * stored value that a column not read would refuse is no error here (as
+ * with postgres_fdw's direct modification, which never reads it either).
+ * The executor still checks SELECT privilege on the columns read.
  * ----------------------------------------------------------------
  */
 
@@ -1448,9 +1457,11 @@ redisExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 enum RedisDirectPrivate
 {
 	RPRIV_DIRECT_SET_TAG = RPRIV_ATTRS + 1, /* Integer: canSetTag */
-	RPRIV_DIRECT_ATTS			/* List of Integer: the columns assigned,
+	RPRIV_DIRECT_ATTS,			/* List of Integer: the columns assigned,
 								 * whose values are the fdw_exprs after the
 								 * scan's (RPRIV_KINDS) */
+	RPRIV_DIRECT_PER_ROW		/* Integer: the values read the row (its
+								 * columns are the scan's RPRIV_ATTRS) */
 };
 
 /*
@@ -1505,13 +1516,46 @@ direct_quals_enforced(RedisRelInfo *ri, List *quals)
 }
 
 /*
- * Whether assigning expr to column att of tbl can go direct: a hash field
- * or a string's value (the writes of a row need nothing else of it), and a
- * value that is the same for every row (no Var, nothing volatile, no
- * SubPlan run per row; Params and InitPlans are computed once).
+ * Whether every Var of expr is a column of the row the scan can produce
+ * for the direct modification of rtindex (tbl): the key, or a hash field or
+ * a string's value (the _ttl column would need a TTL per key, and a whole
+ * row every column); those columns are added to *reads.
  */
 static bool
-direct_assignment_ok(RedisTable *tbl, AttrNumber att, Expr *expr)
+direct_vars_ok(RedisTable *tbl, Index rtindex, Node *expr, List **reads)
+{
+	List	   *vars = pull_var_clause(expr, PVC_INCLUDE_PLACEHOLDERS);
+	ListCell   *lc;
+
+	foreach(lc, vars)
+	{
+		Var		   *var = lfirst(lc);
+		RedisColRole role;
+
+		if (!IsA(var, Var) || var->varno != rtindex || var->varlevelsup != 0 ||
+			var->varattno < 1 || var->varattno > tbl->natts)
+			return false;
+		role = tbl->cols[var->varattno - 1].role;
+		if (role != RCOL_KEY &&
+			!(tbl->type == REDIS_HASH && role == RCOL_FIELD) &&
+			!(tbl->type == REDIS_STRING && role == RCOL_VALUE))
+			return false;
+		*reads = list_append_unique_int(*reads, var->varattno);
+	}
+	return true;
+}
+
+/*
+ * Whether assigning expr to column att of tbl (the result relation
+ * rtindex) can go direct: a hash field or a string's value (the writes of
+ * a row need nothing else of it), and a value computed from the row's own
+ * key and fields (whose columns are added to *reads) and from values the
+ * same for every row: nothing volatile, no SubPlan run per row (Params and
+ * InitPlans are computed once).
+ */
+static bool
+direct_assignment_ok(RedisTable *tbl, Index rtindex, AttrNumber att, Expr *expr,
+					 List **reads)
 {
 	RedisColRole role;
 
@@ -1521,7 +1565,9 @@ direct_assignment_ok(RedisTable *tbl, AttrNumber att, Expr *expr)
 	if (!(tbl->type == REDIS_HASH && role == RCOL_FIELD) &&
 		!(tbl->type == REDIS_STRING && role == RCOL_VALUE))
 		return false;
-	return PgpolyIsScanConstant((Node *) expr) && !contain_subplans((Node *) expr);
+	return !contain_volatile_functions((Node *) expr) &&
+		!contain_subplans((Node *) expr) &&
+		direct_vars_ok(tbl, rtindex, (Node *) expr, reads);
 }
 
 /*
@@ -1531,7 +1577,8 @@ direct_assignment_ok(RedisTable *tbl, AttrNumber att, Expr *expr)
  * generated columns.  Anything else keeps the per-row path: RETURNING,
  * a join, local quals, a json or collection table for UPDATE (its write
  * needs the row), a set/zset/list for DELETE (one row per member), the key
- * or _ttl assigned, or an assigned value that depends on the row.
+ * or _ttl assigned, or an assigned value that reads _ttl, the whole row, a
+ * SubPlan or anything volatile.
  */
 static bool
 redisPlanDirectModify(PlannerInfo *root, ModifyTable *plan, Index resultRelation,
@@ -1542,6 +1589,7 @@ redisPlanDirectModify(PlannerInfo *root, ModifyTable *plan, Index resultRelation
 	RedisTable *tbl;
 	List	   *tlist = NIL;
 	List	   *atts = NIL;
+	List	   *reads = NIL;
 	ListCell   *lc,
 			   *la;
 
@@ -1557,12 +1605,20 @@ redisPlanDirectModify(PlannerInfo *root, ModifyTable *plan, Index resultRelation
 		  (tbl->type == REDIS_JSON && plan->operation == CMD_DELETE)) ||
 		!direct_quals_enforced(ri, fs->scan.plan.qual))
 		return false;
+	/*
+	 * A SubPlan in the scan's targetlist runs per row in its projection,
+	 * which a direct modification does not do: a correlated multiple
+	 * assignment, SET (a, b) = (SELECT ... t.c ...), is such a junk column,
+	 * whose outputs the assigned values are (PARAM_MULTIEXPR Params).
+	 */
+	if (contain_subplans((Node *) fs->scan.plan.targetlist))
+		return false;
 	if (plan->operation == CMD_UPDATE)
 	{
 		get_translated_update_targetlist(root, resultRelation, &tlist, &atts);
 		forboth(lc, tlist, la, atts)
-			if (!direct_assignment_ok(tbl, lfirst_int(la),
-									  lfirst_node(TargetEntry, lc)->expr))
+			if (!direct_assignment_ok(tbl, resultRelation, lfirst_int(la),
+									  lfirst_node(TargetEntry, lc)->expr, &reads))
 				return false;
 		foreach(lc, tlist)
 			fs->fdw_exprs = lappend(fs->fdw_exprs, lfirst_node(TargetEntry, lc)->expr);
@@ -1570,20 +1626,21 @@ redisPlanDirectModify(PlannerInfo *root, ModifyTable *plan, Index resultRelation
 	fs->operation = plan->operation;
 	fs->resultRelation = resultRelation;
 	fs->scan.plan.qual = NIL;	/* the LIKE prefix: SCAN MATCH applies it */
-	/* keys only: no value, no TTL is read to find the rows */
+	/* the key and the columns the assignments read; no TTL */
 	list_nth_cell(fs->fdw_private, RPRIV_NEED_TTL)->ptr_value = makeInteger(0);
 	list_nth_cell(fs->fdw_private, RPRIV_ATTRS)->ptr_value =
-		list_make1_int(tbl->key_att);
+		list_concat_unique_int(list_make1_int(tbl->key_att), reads);
 	fs->fdw_private = lappend(fs->fdw_private, makeInteger(plan->canSetTag));
 	fs->fdw_private = lappend(fs->fdw_private, atts);
+	fs->fdw_private = lappend(fs->fdw_private, makeInteger(reads != NIL));
 	return true;
 }
 
 /*
  * BeginDirectModify: the scan that finds the keys (as a ForeignScan's, of
- * the key column alone) and the modification's state, which is the result
- * relation's as for the per-row path (the scan notes misspelled keys
- * there).
+ * the key column and the columns the assigned values read) and the
+ * modification's state, which is the result relation's as for the per-row
+ * path (the scan notes misspelled keys there).
  */
 static void
 redisBeginDirectModify(ForeignScanState *node, int eflags)
@@ -1608,6 +1665,7 @@ redisBeginDirectModify(ForeignScanState *node, int eflags)
 	ms->direct_op = fs->operation;
 	ms->set_processed = intVal(list_nth(fs->fdw_private, RPRIV_DIRECT_SET_TAG));
 	ms->nassign = list_length(atts);
+	ms->per_row = intVal(list_nth(fs->fdw_private, RPRIV_DIRECT_PER_ROW));
 	ms->assign_att = palloc(sizeof(AttrNumber) * Max(ms->nassign, 1));
 	ms->assign_expr = palloc(sizeof(ExprState *) * Max(ms->nassign, 1));
 	foreach(lc, atts)
@@ -1619,17 +1677,28 @@ redisBeginDirectModify(ForeignScanState *node, int eflags)
 }
 
 /*
- * The new row of every key of a direct UPDATE into values/nulls (the key
- * aside): the assigned values, computed once, when the first key is found
- * (the per-row path computes nothing when no row matches).  Under the
- * executor's per-query memory: the values live as long as the statement.
+ * The new row of a key of a direct UPDATE into values/nulls (the key
+ * aside).  Values the same for every row are computed once, when the
+ * first key is found (the per-row path computes nothing when no row
+ * matches), under the executor's per-query memory.  Values that read the
+ * row (ms->per_row) are computed for each, over the scan slot holding the
+ * columns read, in the per-tuple memory reset at the next row.
  */
 static void
 direct_values(ForeignScanState *node, RedisModifyState *ms, Datum *values,
 			  bool *nulls)
 {
 	ExprContext *econtext = node->ss.ps.ps_ExprContext;
-	MemoryContext old = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
+	MemoryContext old;
+
+	if (ms->per_row)
+	{
+		ResetExprContext(econtext);
+		econtext->ecxt_scantuple = node->ss.ss_ScanTupleSlot;
+		old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+	}
+	else
+		old = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
 
 	memset(nulls, true, sizeof(bool) * ms->tbl->natts);
 	for (int i = 0; i < ms->nassign; i++)
@@ -1658,8 +1727,28 @@ direct_outbox(RedisModifyState *ms, TupleTableSlot *slot, Datum *values,
 }
 
 /*
- * Write every row the scan finds: the key (all the scan reads) becomes the
- * old row's identity, and the writes are the per-row path's.
+ * The next row of a direct modification into old/oldnulls: the key and
+ * the columns the assignments read.  When they read the row, it is the
+ * scan slot's (old and oldnulls are its arrays), over which they are
+ * evaluated.
+ */
+static bool
+direct_next_row(RedisScanState *st, RedisModifyState *ms, TupleTableSlot *slot,
+				Datum *old, bool *oldnulls)
+{
+	if (!ms->per_row)
+		return RedisScanNext(st->scan, old, oldnulls);
+	ExecClearTuple(slot);
+	if (!RedisScanNext(st->scan, old, oldnulls))
+		return false;
+	ExecStoreVirtualTuple(slot);
+	return true;
+}
+
+/*
+ * Write every row the scan finds: its key becomes the old row's identity,
+ * the columns read (if any) the assigned expressions' input, and the
+ * writes are the per-row path's.
  */
 static void
 direct_modify_rows(ForeignScanState *node, RedisScanState *st,
@@ -1667,14 +1756,14 @@ direct_modify_rows(ForeignScanState *node, RedisScanState *st,
 {
 	RedisTable *tbl = ms->tbl;
 	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
-	Datum	   *old = palloc(sizeof(Datum) * tbl->natts);
-	bool	   *oldnulls = palloc(sizeof(bool) * tbl->natts);
+	Datum	   *old = ms->per_row ? slot->tts_values : palloc(sizeof(Datum) * tbl->natts);
+	bool	   *oldnulls = ms->per_row ? slot->tts_isnull : palloc(sizeof(bool) * tbl->natts);
 	Datum	   *values = palloc(sizeof(Datum) * tbl->natts);
 	bool	   *nulls = palloc(sizeof(bool) * tbl->natts);
 	bool		computed = false;
 	AttrNumber	k = tbl->key_att - 1;
 
-	while (RedisScanNext(st->scan, old, oldnulls))
+	while (direct_next_row(st, ms, slot, old, oldnulls))
 	{
 		MemoryContext mcxt = PgpolyModifyRow(&ms->core);
 		List	   *writes;
@@ -1684,7 +1773,7 @@ direct_modify_rows(ForeignScanState *node, RedisScanState *st,
 		{
 			if (!computed)
 				direct_values(node, ms, values, nulls);
-			computed = true;
+			computed = !ms->per_row;
 			values[k] = old[k];
 			nulls[k] = oldnulls[k];
 			writes = RedisUpdateWrites(tbl, old, oldnulls, values, nulls,
@@ -1764,9 +1853,23 @@ direct_text(RedisTable *tbl, CmdType op, List *atts)
 	return buf.data;
 }
 
+/* The names of columns attnos of tbl, comma-separated, as EXPLAIN shows them. */
+static char *
+column_names(RedisTable *tbl, List *attnos)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, attnos)
+		appendStringInfo(&buf, "%s%s", buf.len > 0 ? ", " : "",
+						 quote_identifier(tbl->cols[lfirst_int(lc) - 1].name));
+	return buf.data;
+}
+
 /*
- * ExplainDirectModify: the scan that finds the keys, the writes per key,
- * and where they go.
+ * ExplainDirectModify: the scan that finds the keys (and reads the columns
+ * the assigned values use), the writes per key, and where they go.
  */
 static void
 redisExplainDirectModify(ForeignScanState *node, ExplainState *es)
@@ -1781,6 +1884,12 @@ redisExplainDirectModify(ForeignScanState *node, ExplainState *es)
 						direct_text(tbl, fs->operation,
 									list_nth(fs->fdw_private, RPRIV_DIRECT_ATTS)),
 						es);
+	if (es->verbose && fs->operation == CMD_UPDATE)
+		ExplainPropertyText("Redis Columns Read",
+							intVal(list_nth(fs->fdw_private, RPRIV_DIRECT_PER_ROW)) ?
+							column_names(tbl, list_nth(fs->fdw_private, RPRIV_ATTRS)) :
+							"none (the assigned values do not read the row)",
+							es);
 	ExplainPropertyText("Redis Write Mode",
 						write_mode_text(PgpolyTableWriteMode(ft->options), ft->options),
 						es);

@@ -12,7 +12,8 @@ The same foreign tables as on one server, checked against native copies:
     answered MOVED (pgpoly routed every key itself: errorstat_MOVED = 0);
   * the batched join (inner, left, semi, anti) equals the native join and
     touches every primary in the same round;
-  * direct modification (UPDATE SET col = constant, DELETE, keys only):
+  * direct modification (UPDATE SET col = constant, DELETE, keys only;
+    UPDATE SET col = an expression of the row's fields, reading them):
     the keys of every primary found, one MULTI/EXEC per slot at COMMIT, the
     same rows as the native copy, also through buffered writes;
   * read-your-writes, ROLLBACK, ROLLBACK TO SAVEPOINT; COMMIT of writes over
@@ -350,6 +351,16 @@ def direct_phase(s, cl):
          "UPDATE c_hash SET c = a / 7.0 WHERE key LIKE 'h1%%';"
          "UPDATE n_hash SET c = a / 7.0 WHERE key LIKE 'h1%%';" % (N, N))
     same(s, "SELECT key, a, b, c FROM c_hash", "SELECT * FROM n_hash", "after direct_phase: ")
+    # assignments over the row's own fields: read (HGETALL) on every node
+    plan = q(s, "EXPLAIN (VERBOSE, COSTS OFF) UPDATE c_hash SET c = c * 2 + a WHERE key LIKE 'h2%';")
+    check(plan and "Foreign Update on public.c_hash" in plan and "Redis Columns Read" in plan,
+          "an UPDATE over the row's fields on the cluster is not direct: %s" % plan)
+    for t in ("c_hash", "n_hash"):
+        q(s, "UPDATE %s SET c = c * 2 + a, b = b || key WHERE key LIKE 'h2%%';" % t)
+    same(s, "SELECT key, a, b, c FROM c_hash", "SELECT * FROM n_hash", "direct UPDATE over the row: ")
+    for t in ("c_hash", "n_hash"):
+        q(s, "UPDATE %s SET b = 'b' || a, c = a / 7.0 WHERE key LIKE 'h2%%';" % t)
+    same(s, "SELECT key, a, b, c FROM c_hash", "SELECT * FROM n_hash", "after direct_phase (2): ")
 
 
 def exec_calls(cl, port):
