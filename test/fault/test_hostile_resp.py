@@ -22,7 +22,8 @@ one-shot hostile reply:
   * scan_dup     -- SCAN returns every key two or three times, under an
                     UPDATE or DELETE that runs as a direct modification
                     (keys only, write_mode 'immediate'): each key is
-                    written once and counted once
+                    written once and counted once (and scan_utf8 fails a
+                    direct DELETE before any write)
   * truncated    -- half a bulk string, then the connection closes
   * garbage      -- bytes that are no RESP at all
   * auth_echo    -- AUTH refused with an error quoting the password sent
@@ -391,6 +392,13 @@ def test():
            [(b"SET", b"k:good"), (b"SET", b"k:two")])
     direct("DELETE FROM tw WHERE key IN ('good', 'good', 'two', 'nope');", None,
            "DELETE 2", [(b"DEL", b"k:good"), (b"DEL", b"k:two")])
+    # A key that cannot be text fails the direct path too, before any write.
+    with srv.lock:
+        del srv.writes[:]
+    expect("direct DELETE over a SCAN key with invalid UTF-8", b"SCAN",
+           "scan_utf8", "DELETE FROM tw;", "22021",
+           ['"k:\\xff\\xfe"', 'foreign table "tw"'])
+    check(srv.writes == [], "a direct DELETE that failed wrote %r" % srv.writes)
 
     expect("truncated reply", b"GET", "truncated",
            "SELECT value FROM t WHERE key = 'good';", "08",
