@@ -3,8 +3,8 @@
 bound and the request/reply pairing.
 
 A small stdlib RESP server (HostileRedis below) holds known data (string
-keys k:good, k:two; a hash h:good) and answers GET, HGETALL, TTL and SCAN
-like Redis, except for one command at a time, which it answers with a
+keys k:good, k:two; a hash h:good) and answers GET, HGETALL, TTL, TYPE and
+SCAN like Redis, records the writes SET and DEL without applying them, except for one command at a time, which it answers with a
 one-shot hostile reply:
 
   * huge_array   -- "*134217727" (a 1 GB element array announced in 13 bytes)
@@ -19,6 +19,11 @@ one-shot hostile reply:
   * scan_nul     -- SCAN returns keys holding NUL bytes
   * scan_utf8    -- SCAN returns a key that is not valid UTF-8
   * scan_foreign -- SCAN returns a key outside the MATCH pattern
+  * scan_dup     -- SCAN returns every key two or three times, under an
+                    UPDATE or DELETE that runs as a direct modification
+                    (keys only, write_mode 'immediate'): each key is
+                    written once and counted once (and scan_utf8 fails a
+                    direct DELETE before any write)
   * truncated    -- half a bulk string, then the connection closes
   * garbage      -- bytes that are no RESP at all
   * auth_echo    -- AUTH refused with an error quoting the password sent
@@ -108,6 +113,7 @@ class HostileRedis:
         self.mode = None          # (command name, hostile mode), one shot
         self.scan_keys = None     # keys the hostile SCAN returns
         self.gets = []            # keys of every GET received
+        self.writes = []          # (command, key) of every SET and DEL
         self.late_sent = threading.Event()
         self.password = None      # the last AUTH password received
         self.sock = pgtest.serve_tcp(self._serve)
@@ -155,6 +161,13 @@ class HostileRedis:
             return array([x for kv in sorted(h.items()) for x in kv])
         if name == b"TTL":
             return b":-1\r\n"
+        if name == b"TYPE":
+            return b"+string\r\n" if cmd[1] in self.strings else \
+                b"+hash\r\n" if cmd[1] in self.hashes else b"+none\r\n"
+        if name in (b"SET", b"DEL"):
+            with self.lock:
+                self.writes.append((name, cmd[1]))
+            return b"+OK\r\n" if name == b"SET" else b":1\r\n"
         if name == b"SCAN":
             prefix = cmd[3].rstrip(b"*").replace(b"\\", b"")
             typ = cmd[7] if len(cmd) > 7 else b"string"
@@ -175,13 +188,16 @@ class HostileRedis:
         """Send the reply to cmd; False to close the connection."""
         name = cmd[0].upper()
         mode = self._take(name)
-        if mode is None or mode in ("scan_nul", "scan_utf8", "scan_foreign"):
+        if mode is None or mode in ("scan_nul", "scan_utf8", "scan_foreign",
+                                    "scan_dup"):
             if mode is not None:
                 with self.lock:
                     self.scan_keys = {
                         "scan_nul": [b"k:a\x00b", b"k:a\x00c"],
                         "scan_utf8": [b"k:\xff\xfe"],
-                        "scan_foreign": [b"other:1"]}[mode]
+                        "scan_foreign": [b"other:1"],
+                        "scan_dup": [b"k:good", b"k:two", b"k:good",
+                                     b"k:two", b"k:good"]}[mode]
             c.sendall(self._normal(cmd))
             return True
         if mode == "huge_array":
@@ -236,6 +252,9 @@ def test():
             OPTIONS (table_type 'string', key_prefix 'k:');
         CREATE FOREIGN TABLE h (key text, a int, b int) SERVER hostile
             OPTIONS (table_type 'hash', key_prefix 'h:');
+        CREATE FOREIGN TABLE tw (key text, value text) SERVER hostile
+            OPTIONS (table_type 'string', key_prefix 'k:',
+                     write_mode 'immediate');
         CREATE SERVER hostile_auth FOREIGN DATA WRAPPER pgpoly_redis
             OPTIONS (host '127.0.0.1', port '%d', timeout_ms '3000');
         CREATE USER MAPPING FOR CURRENT_USER SERVER hostile_auth
@@ -345,6 +364,41 @@ def test():
            ['"k:\\xff\\xfe"', 'foreign table "t"'])
     expect("SCAN key outside the pattern", b"SCAN", "scan_foreign",
            "SELECT key, value FROM t;", "08P01", ["other:1"])
+
+    # Direct modification: keys only, so SCAN's keys are the rows; a key
+    # SCAN returns again (Redis may) is neither written nor counted twice.
+    def direct(sql, mode, tag, writes):
+        r = s.run("EXPLAIN (COSTS OFF) %s" % sql)
+        check(r.rc == 0 and ("Foreign Update" in r.out or
+                             "Foreign Delete" in r.out),
+              "%s: not a direct modification: %s %s" % (sql, r.out, r.err))
+        with srv.lock:
+            del srv.writes[:]
+        if mode:
+            srv.arm(b"SCAN", mode)
+        r = s.run("\\set QUIET off\n%s\n\\set QUIET on" % sql)
+        with srv.lock:
+            got = sorted(srv.writes)
+        check(r.rc == 0 and r.out.strip() == tag,
+              "%s with %s: want %s, got rc=%s out=%r err=%s"
+              % (sql, mode, tag, r.rc, r.out, r.err.strip()))
+        check(got == sorted(writes),
+              "%s with %s: want the writes %r, got %r" % (sql, mode, writes, got))
+        healthy(sql)
+
+    direct("DELETE FROM tw;", "scan_dup", "DELETE 2",
+           [(b"DEL", b"k:good"), (b"DEL", b"k:two")])
+    direct("UPDATE tw SET value = 'x';", "scan_dup", "UPDATE 2",
+           [(b"SET", b"k:good"), (b"SET", b"k:two")])
+    direct("DELETE FROM tw WHERE key IN ('good', 'good', 'two', 'nope');", None,
+           "DELETE 2", [(b"DEL", b"k:good"), (b"DEL", b"k:two")])
+    # A key that cannot be text fails the direct path too, before any write.
+    with srv.lock:
+        del srv.writes[:]
+    expect("direct DELETE over a SCAN key with invalid UTF-8", b"SCAN",
+           "scan_utf8", "DELETE FROM tw;", "22021",
+           ['"k:\\xff\\xfe"', 'foreign table "tw"'])
+    check(srv.writes == [], "a direct DELETE that failed wrote %r" % srv.writes)
 
     expect("truncated reply", b"GET", "truncated",
            "SELECT value FROM t WHERE key = 'good';", "08",
