@@ -99,6 +99,9 @@ typedef struct ScanRound
 	RedisKeyState *states;
 	int			nstates;
 	int			maxstates;
+	redisReply **pages;			/* key-only SCAN replies whose keys are not
+								 * taken yet (kept in cxt) */
+	int			npages;
 	FetchKind	fetch;
 	int			per_key;		/* fetch replies per state */
 	int			nfetch;			/* fetch replies, first */
@@ -230,17 +233,24 @@ key_table(const char *name, Size entrysize, MemoryContext cxt)
  */
 
 /*
- * A set of Redis keys (any bytes, with their length), kept by pointer:
- * open addressing with linear probing over slots that hold each key's hash,
- * so that a probe touches the key's bytes only when the hashes are equal.
- * The load stays at most one half.
+ * A set of Redis keys (any bytes, with their length), kept by pointer.
+ * The keys are entries of an array, in the order they were added; the hash
+ * table over them is open addressing with linear probing over 8-byte slots
+ * (the key's hash and its entry), so that a probe, which misses the cache
+ * once a scan has met ~100k keys, touches one slot, and the key's bytes
+ * only when the hashes are equal.  The load stays at most one half.
  */
+typedef struct KeyEntry
+{
+	const char *key;
+	uint32		len;
+	int			idx;			/* the index it was first given */
+} KeyEntry;
+
 typedef struct KeySlot
 {
-	const char *key;			/* NULL: empty */
-	uint32		len;
 	uint32		hash;
-	int			idx;			/* the index it was first given */
+	uint32		entry;			/* entries index + 1; 0: empty */
 } KeySlot;
 
 struct RedisKeySet
@@ -248,7 +258,9 @@ struct RedisKeySet
 	MemoryContext cxt;
 	KeySlot    *slots;
 	uint32		mask;			/* slots - 1 (a power of two) */
-	uint32		count;
+	uint32		count;			/* entries */
+	KeyEntry   *entries;		/* (mask + 1) / 2 of them: the most the load
+								 * allows */
 };
 
 /* A set for about expected keys (it grows), in cxt. */
@@ -263,12 +275,17 @@ RedisKeySetCreate(MemoryContext cxt, int expected)
 	set->cxt = cxt;
 	set->slots = MemoryContextAllocExtended(cxt, sizeof(KeySlot) * size,
 											MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	set->entries = MemoryContextAllocExtended(cxt, sizeof(KeyEntry) * (size / 2),
+											  MCXT_ALLOC_HUGE);
 	set->mask = size - 1;
 	set->count = 0;
 	return set;
 }
 
-/* The slot of the key (hash h) in set, or the empty slot where it goes. */
+/*
+ * The slot of the key (hash h) in set, or the empty slot where it goes.
+ * key NULL: the first empty slot (growing: the keys are distinct).
+ */
 static inline KeySlot *
 keyset_slot(RedisKeySet *set, const char *key, size_t len, uint32 h)
 {
@@ -278,14 +295,20 @@ keyset_slot(RedisKeySet *set, const char *key, size_t len, uint32 h)
 	{
 		KeySlot    *s = &set->slots[i];
 
-		if (s->key == NULL ||
-			(s->hash == h && s->len == len && memcmp(s->key, key, len) == 0))
+		if (s->entry == 0)
 			return s;
+		if (s->hash == h && key)
+		{
+			KeyEntry   *e = &set->entries[s->entry - 1];
+
+			if (e->len == len && memcmp(e->key, key, len) == 0)
+				return s;
+		}
 		i = (i + 1) & set->mask;
 	}
 }
 
-/* Double the slots of set. */
+/* Double the slots of set (and the room for entries). */
 static void
 keyset_grow(RedisKeySet *set)
 {
@@ -298,37 +321,39 @@ keyset_grow(RedisKeySet *set)
 											MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	set->mask = n * 2 - 1;
 	for (uint32 i = 0; i < n; i++)
-		if (old[i].key)
-			*keyset_slot(set, old[i].key, old[i].len, old[i].hash) = old[i];
+		if (old[i].entry)
+			*keyset_slot(set, NULL, 0, old[i].hash) = old[i];
 	pfree(old);
+	set->entries = repalloc_huge(set->entries, sizeof(KeyEntry) * n);
 }
 
 /*
- * The slot of key in set, *found saying whether it was there; a new key's
- * slot is claimed for it with index next, pointing at key (the caller may
+ * The entry of key in set, *found saying whether it was there; a new key's
+ * entry is made for it with index next, pointing at key (the caller may
  * make it point at a copy of the same bytes).
  */
-static KeySlot *
+static KeyEntry *
 keyset_enter(RedisKeySet *set, const char *key, size_t len, int next, bool *found)
 {
 	uint32		h = hash_bytes((const unsigned char *) key, (int) len);
 	KeySlot    *s;
+	KeyEntry   *e;
 
 	if (len > PG_UINT32_MAX)
 		elog(ERROR, "Redis key of %zu bytes is too long", len);
 	if ((set->count + 1) * 2 > set->mask + 1)
 		keyset_grow(set);
 	s = keyset_slot(set, key, len, h);
-	*found = s->key != NULL;
-	if (!*found)
-	{
-		s->key = key;
-		s->len = (uint32) len;
-		s->hash = h;
-		s->idx = next;
-		set->count++;
-	}
-	return s;
+	*found = s->entry != 0;
+	if (*found)
+		return &set->entries[s->entry - 1];
+	e = &set->entries[set->count++];
+	e->key = key;
+	e->len = (uint32) len;
+	e->idx = next;
+	s->hash = h;
+	s->entry = set->count;
+	return e;
 }
 
 /* Add key of len bytes (kept by pointer) to set; false if it was there. */
@@ -866,12 +891,12 @@ static char *
 new_key(RedisScan *scan, const char *key, size_t len)
 {
 	bool		found;
-	KeySlot    *s = keyset_enter(scan->seen, key, len, 0, &found);
+	KeyEntry   *e = keyset_enter(scan->seen, key, len, 0, &found);
 
 	if (found)
 		return NULL;
-	s->key = copy_key(scan, key, len);
-	return (char *) s->key;
+	e->key = copy_key(scan, key, len);
+	return (char *) e->key;
 }
 
 /* Queue a new key for fetching. */
@@ -992,6 +1017,7 @@ static void
 add_scan_steps(RedisScan *scan, ScanRound *r)
 {
 	r->scan_node = MemoryContextAlloc(r->cxt, sizeof(int) * scan->nnodes);
+	r->pages = MemoryContextAlloc(r->cxt, sizeof(redisReply *) * scan->nnodes);
 	for (int i = 0; i < scan->nnodes; i++)
 		if (!scan->node_done[i])
 			r->scan_node[r->nscan++] = i;
@@ -1086,14 +1112,13 @@ fetch_reply(ScanRound *r, redisReply *reply, int index)
 }
 
 /*
- * A SCAN reply of round r from node: its new cursor, then the keys not met
- * before, which are the rows of a key-only scan, or queued for fetching.
+ * The cursor of a SCAN reply of round r from node, after checking that the
+ * reply is a [cursor, keys] pair.
  */
 static void
-scan_reply(ScanRound *r, redisReply *reply, int node)
+scan_cursor(ScanRound *r, redisReply *reply, int node)
 {
 	RedisScan  *scan = r->scan;
-	redisReply *keys;
 
 	if (reply->type == REDIS_REPLY_ERROR)
 		RedisReplyError(scan->conn, reply, NULL, 0, scan->tbl);
@@ -1110,8 +1135,18 @@ scan_reply(ScanRound *r, redisReply *reply, int node)
 	for (int i = 0; i < scan->nnodes; i++)
 		if (!scan->node_done[i])
 			scan->scan_done = false;
+}
 
-	keys = reply->element[1];
+/*
+ * The keys of a SCAN reply of round r (its cursor taken): those not met
+ * before are the rows of a key-only scan, or queued for fetching.
+ */
+static void
+scan_keys(ScanRound *r, redisReply *reply)
+{
+	RedisScan  *scan = r->scan;
+	redisReply *keys = reply->element[1];
+
 	for (size_t i = 0; i < keys->elements; i++)
 	{
 		redisReply *k = keys->element[i];
@@ -1138,6 +1173,22 @@ scan_reply(ScanRound *r, redisReply *reply, int node)
 }
 
 /*
+ * The rows of key-only round r: the keys of its SCAN replies.  Called once
+ * the next round is sent, so that Redis walks the next page while this one
+ * is deduplicated and handed out.
+ */
+static void
+take_pages(ScanRound *r)
+{
+	MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
+	for (int i = 0; i < r->npages; i++)
+		scan_keys(r, r->pages[i]);
+	r->npages = 0;
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * Reply handler of a round (RedisSend), in the round's memory.  A reply
  * counts as received once its handler is done with it.
  */
@@ -1152,7 +1203,15 @@ round_reply(redisReply *reply, int index, void *arg)
 	if (index < r->nfetch)
 		keep = fetch_reply(r, reply, index);
 	else
-		scan_reply(r, reply, r->scan_node[index - r->nfetch]);
+	{
+		scan_cursor(r, reply, r->scan_node[index - r->nfetch]);
+		/* a key-only page's keys are taken after the next page is asked for */
+		if (r->scan_rows)
+			r->pages[r->npages++] = reply;
+		else
+			scan_keys(r, reply);
+		keep = r->scan_rows;
+	}
 	r->handling = false;
 	r->received++;
 	return keep;
@@ -1355,6 +1414,7 @@ next_round(RedisScan *scan)
 		return false;
 	take_round(scan, r);
 	build_round(scan, &scan->rounds[scan->cur ^ 1]);
+	take_pages(r);
 	return true;
 }
 
