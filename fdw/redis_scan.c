@@ -53,6 +53,8 @@
  */
 #include "postgres.h"
 
+#include <sys/mman.h>
+
 #include <hiredis/hiredis.h>
 
 #include "catalog/pg_type.h"
@@ -102,8 +104,8 @@ typedef struct ScanRound
 	RedisKeyState *states;
 	int			nstates;
 	int			maxstates;
-	redisReply **pages;			/* key-only SCAN replies whose keys are not
-								 * taken yet (kept in cxt) */
+	redisReply **pages;			/* SCAN replies whose keys are not taken yet
+								 * (kept in cxt) */
 	int			npages;
 	FetchKind	fetch;
 	int			per_key;		/* fetch replies per state */
@@ -260,6 +262,7 @@ struct RedisKeySet
 {
 	MemoryContext cxt;
 	KeySlot    *slots;
+	void	   *slots_mem;		/* the chunk slots are in */
 	uint32		mask;			/* slots - 1 (a power of two) */
 	uint32		count;			/* entries */
 	KeyEntry   *entries;		/* (mask + 1) / 2 of them: the most the load
@@ -302,6 +305,39 @@ keyset_hash(const char *key, size_t len)
 	return (uint32) h;
 }
 
+#define KEYSET_HUGE_PAGE	(2 * 1024 * 1024)
+
+/*
+ * Give set n zeroed slots (in set->cxt; set->slots_mem is the chunk to
+ * free).  Slots are probed at random, one TLB miss each once they span
+ * many pages, which is costly under virtualization: an array of 1 MB or
+ * more starts on a huge-page boundary and, where the kernel makes
+ * transparent huge pages on request, asks for them before it is touched
+ * (the unused head of the chunk is never touched).
+ */
+static void
+keyset_alloc_slots(RedisKeySet *set, uint32 n)
+{
+	Size		size = sizeof(KeySlot) * (Size) n;
+	bool		huge = size >= KEYSET_HUGE_PAGE / 2;
+	char	   *p;
+
+	set->slots_mem = MemoryContextAllocExtended(set->cxt,
+												huge ? TYPEALIGN(KEYSET_HUGE_PAGE, size) +
+												KEYSET_HUGE_PAGE : size,
+												MCXT_ALLOC_HUGE);
+	p = set->slots_mem;
+	if (huge)
+	{
+		p = (char *) TYPEALIGN(KEYSET_HUGE_PAGE, p);
+#ifdef MADV_HUGEPAGE
+		(void) madvise(p, TYPEALIGN(KEYSET_HUGE_PAGE, size), MADV_HUGEPAGE);
+#endif
+	}
+	memset(p, 0, size);
+	set->slots = (KeySlot *) p;
+}
+
 /* A set for about expected keys (it grows), in cxt. */
 RedisKeySet *
 RedisKeySetCreate(MemoryContext cxt, int expected)
@@ -312,8 +348,7 @@ RedisKeySetCreate(MemoryContext cxt, int expected)
 	while (size < (uint32) Min(Max(expected, 0), 1 << 28) * 2)
 		size <<= 1;
 	set->cxt = cxt;
-	set->slots = MemoryContextAllocExtended(cxt, sizeof(KeySlot) * size,
-											MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	keyset_alloc_slots(set, size);
 	set->entries = MemoryContextAllocExtended(cxt, sizeof(KeyEntry) * (size / 2),
 											  MCXT_ALLOC_HUGE);
 	set->mask = size - 1;
@@ -352,17 +387,17 @@ static void
 keyset_grow(RedisKeySet *set)
 {
 	KeySlot    *old = set->slots;
+	void	   *old_mem = set->slots_mem;
 	uint32		n = set->mask + 1;
 
 	if (n >= (1U << 30))
 		elog(ERROR, "too many Redis keys in one set");
-	set->slots = MemoryContextAllocExtended(set->cxt, sizeof(KeySlot) * n * 2,
-											MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	keyset_alloc_slots(set, n * 2);
 	set->mask = n * 2 - 1;
 	for (uint32 i = 0; i < n; i++)
 		if (old[i].entry)
 			*keyset_slot(set, NULL, 0, old[i].hash) = old[i];
-	pfree(old);
+	pfree(old_mem);
 	set->entries = repalloc_huge(set->entries, sizeof(KeyEntry) * n);
 }
 
@@ -372,9 +407,9 @@ keyset_grow(RedisKeySet *set)
  * make it point at a copy of the same bytes).
  */
 static KeyEntry *
-keyset_enter(RedisKeySet *set, const char *key, size_t len, int next, bool *found)
+keyset_enter_hashed(RedisKeySet *set, const char *key, size_t len, uint32 h,
+					int next, bool *found)
 {
-	uint32		h = keyset_hash(key, len);
 	KeySlot    *s;
 	KeyEntry   *e;
 
@@ -393,6 +428,37 @@ keyset_enter(RedisKeySet *set, const char *key, size_t len, int next, bool *foun
 	s->hash = h;
 	s->entry = set->count;
 	return e;
+}
+
+/* keyset_enter_hashed of key, hashed here. */
+static inline KeyEntry *
+keyset_enter(RedisKeySet *set, const char *key, size_t len, int next, bool *found)
+{
+	return keyset_enter_hashed(set, key, len, keyset_hash(key, len), next, found);
+}
+
+/*
+ * Make room for n more keys in set now, so that no slot moves while they
+ * are entered (what keyset_prefetch loaded stays useful).
+ */
+static void
+keyset_reserve(RedisKeySet *set, uint32 n)
+{
+	while ((uint64) set->count + n > (set->mask + 1) / 2)
+		keyset_grow(set);
+}
+
+/*
+ * Start loading the slot a key of hash h is probed at first: a probe
+ * misses the cache once the set is large, and a batch of keys whose slots
+ * are loaded together waits once for all of them.
+ */
+static inline void
+keyset_prefetch(RedisKeySet *set, uint32 h)
+{
+#if defined(__GNUC__) || defined(__clang__)
+	__builtin_prefetch(&set->slots[h & set->mask], 1);
+#endif
 }
 
 /* Add key of len bytes (kept by pointer) to set; false if it was there. */
@@ -742,7 +808,7 @@ valid_cursor(const char *s, size_t len, size_t max)
 	return true;
 }
 
-static char *new_key(RedisScan *scan, const char *key, size_t len);
+static char *new_key(RedisScan *scan, const char *key, size_t len, uint32 h);
 static void queue_key(RedisScan *scan, char *key, size_t len);
 
 /*
@@ -786,7 +852,8 @@ add_moved_key(const char *key, size_t len, void *arg)
 	RedisScan  *scan = arg;
 	char	   *copy;
 
-	if (pattern_match(scan, key, len) && (copy = new_key(scan, key, len)) != NULL)
+	if (pattern_match(scan, key, len) &&
+		(copy = new_key(scan, key, len, keyset_hash(key, len))) != NULL)
 		queue_key(scan, copy, len);
 }
 
@@ -923,14 +990,14 @@ copy_key(RedisScan *scan, const char *key, size_t len)
 }
 
 /*
- * A key met by the SCAN (or moved during it): if it is new, a copy of it
- * for the set of keys seen, else NULL.
+ * A key met by the SCAN (or moved during it), of hash h (keyset_hash): if
+ * it is new, a copy of it for the set of keys seen, else NULL.
  */
 static char *
-new_key(RedisScan *scan, const char *key, size_t len)
+new_key(RedisScan *scan, const char *key, size_t len, uint32 h)
 {
 	bool		found;
-	KeyEntry   *e = keyset_enter(scan->seen, key, len, 0, &found);
+	KeyEntry   *e = keyset_enter_hashed(scan->seen, key, len, h, 0, &found);
 
 	if (found)
 		return NULL;
@@ -1177,52 +1244,103 @@ scan_cursor(ScanRound *r, redisReply *reply, int node)
 }
 
 /*
- * The keys of a SCAN reply of round r (its cursor taken): those not met
- * before are the rows of a key-only scan, or queued for fetching.
+ * Take key k (checked, hashed: h) of a SCAN page of round r: if it was not
+ * met before, it is a row of a key-only scan, or queued for fetching.
  */
-static void
-scan_keys(ScanRound *r, redisReply *reply)
+static inline void
+take_key(ScanRound *r, redisReply *k, uint32 h)
 {
 	RedisScan  *scan = r->scan;
-	redisReply *keys = reply->element[1];
+	char	   *copy = new_key(scan, k->str, k->len, h);
 
-	for (size_t i = 0; i < keys->elements; i++)
+	if (copy == NULL)
+		return;
+	if (r->scan_rows)
 	{
-		redisReply *k = keys->element[i];
-		char	   *copy;
+		RedisKeyState *st = add_state(r, copy, k->len);
 
-		if (k->type != REDIS_REPLY_STRING)
-			RedisProtocolError(scan->conn, "SCAN", k, "a key that is no string");
-		if (!pattern_match(scan, k->str, k->len))
-			RedisProtocolError(scan->conn, "SCAN", k,
-							   psprintf("key \"%s\", which does not match %s",
-										PgpolyPrintable(k->str, k->len, 200), scan->pattern));
-		if ((copy = new_key(scan, k->str, k->len)) == NULL)
-			continue;
-		if (r->scan_rows)
-		{
-			RedisKeyState *st = add_state(r, copy, k->len);
-
-			st->exists = true;
-			st->keyonly = true;
-		}
-		else
-			queue_key(scan, copy, k->len);
+		st->exists = true;
+		st->keyonly = true;
 	}
+	else
+		queue_key(scan, copy, k->len);
+}
+
+/* Check key k of a SCAN page: a string matching the scan's pattern. */
+static inline void
+check_key(RedisScan *scan, redisReply *k)
+{
+	if (k->type != REDIS_REPLY_STRING)
+		RedisProtocolError(scan->conn, "SCAN", k, "a key that is no string");
+	if (!pattern_match(scan, k->str, k->len))
+		RedisProtocolError(scan->conn, "SCAN", k,
+						   psprintf("key \"%s\", which does not match %s",
+									PgpolyPrintable(k->str, k->len, 200), scan->pattern));
 }
 
 /*
- * The rows of key-only round r: the keys of its SCAN replies.  Called once
- * the next round is sent, so that Redis walks the next page while this one
- * is deduplicated and handed out.
+ * Take the n keys of batch (checked) into round r: hashed and their slots
+ * loaded first, so that the batch waits for memory once.
  */
+static void
+take_batch(ScanRound *r, redisReply **batch, uint32 *hashes, int n)
+{
+	RedisKeySet *seen = r->scan->seen;
+
+	if (n == 0)
+		return;
+	keyset_reserve(seen, n);
+	for (int i = 0; i < n; i++)
+	{
+		hashes[i] = keyset_hash(batch[i]->str, batch[i]->len);
+		keyset_prefetch(seen, hashes[i]);
+	}
+	for (int i = 0; i < n; i++)
+		take_key(r, batch[i], hashes[i]);
+}
+
+/*
+ * Take the keys of round r's SCAN pages (their cursors taken), one of each
+ * page in turn: on a cluster the keys of every primary then share each
+ * fetch round, which they answer at once, instead of one primary's page
+ * filling a round while the others idle.  Keys go into the set of keys met
+ * in batches of SCAN_PREFETCH, each batch's slots loaded at once.
+ */
+#define SCAN_PREFETCH 32
+
 static void
 take_pages(ScanRound *r)
 {
-	MemoryContext old = MemoryContextSwitchTo(r->cxt);
+	RedisScan  *scan = r->scan;
+	MemoryContext old;
+	redisReply *batch[SCAN_PREFETCH];
+	uint32		hashes[SCAN_PREFETCH];
+	size_t		most = 0;
+	int			n = 0;
 
-	for (int i = 0; i < r->npages; i++)
-		scan_keys(r, r->pages[i]);
+	if (r->npages == 0)
+		return;					/* (a key list has no set of keys met) */
+	old = MemoryContextSwitchTo(r->cxt);
+	for (int p = 0; p < r->npages; p++)
+		most = Max(most, r->pages[p]->element[1]->elements);
+	for (size_t i = 0; i < most; i++)
+	{
+		for (int p = 0; p < r->npages; p++)
+		{
+			redisReply *keys = r->pages[p]->element[1];
+
+			if (i >= keys->elements)
+				continue;
+			check_key(scan, keys->element[i]);
+			batch[n++] = keys->element[i];
+			if (n == SCAN_PREFETCH)
+			{
+				take_batch(r, batch, hashes, n);
+				n = 0;
+			}
+		}
+	}
+	take_batch(r, batch, hashes, n);
 	r->npages = 0;
 	MemoryContextSwitchTo(old);
 }
@@ -1243,13 +1361,10 @@ round_reply(redisReply *reply, int index, void *arg)
 		keep = fetch_reply(r, reply, index);
 	else
 	{
+		/* the page's keys are taken with the round's other pages' */
 		scan_cursor(r, reply, r->scan_node[index - r->nfetch]);
-		/* a key-only page's keys are taken after the next page is asked for */
-		if (r->scan_rows)
-			r->pages[r->npages++] = reply;
-		else
-			scan_keys(r, reply);
-		keep = r->scan_rows;
+		r->pages[r->npages++] = reply;
+		keep = true;
 	}
 	r->handling = false;
 	r->received++;
@@ -1452,8 +1567,12 @@ next_round(RedisScan *scan)
 	if (!r->ready && build_round(scan, r) == ROUND_NONE)
 		return false;
 	take_round(scan, r);
+	/* a key-only page's keys are taken once the next page is asked for */
+	if (!r->scan_rows)
+		take_pages(r);
 	build_round(scan, &scan->rounds[scan->cur ^ 1]);
-	take_pages(r);
+	if (r->scan_rows)
+		take_pages(r);
 	return true;
 }
 
