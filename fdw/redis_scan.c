@@ -295,8 +295,10 @@ keyset_hash(const char *key, size_t len)
 	}
 	if (len > 0)
 	{
+		/* the last 1-7 bytes, without a call to memcpy */
 		w = 0;
-		memcpy(&w, key, len);
+		for (size_t i = 0; i < len; i++)
+			w |= (uint64) (unsigned char) key[i] << (8 * i);
 		h = keyset_mix(h, w);
 	}
 	h ^= h >> 33;
