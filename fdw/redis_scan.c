@@ -21,10 +21,11 @@
  * Rounds overlap with the caller's work: as soon as a round's replies are
  * read, the next round is sent (RedisSend), so Redis answers it while the
  * rows of this one are converted and consumed; its replies are read when
- * they are needed.  Two round contexts alternate.  A key-only SCAN page is
- * read for its cursor alone; its keys are deduplicated and become rows
- * once the next page is asked for, so that Redis walks that page
- * meanwhile.
+ * they are needed.  Two round contexts alternate.  A SCAN page is read for
+ * its cursor and kept; its keys are taken with the round's other pages',
+ * one of each in turn (on a cluster every primary's keys then share each
+ * fetch round), and a key-only scan takes them once the next page is asked
+ * for, so that Redis walks that page meanwhile.
  *
  * When the query reads no value of the table (count(*), the key alone, a
  * semi or anti join on the key), nothing is fetched: a full scan's rows are
