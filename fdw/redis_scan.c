@@ -21,7 +21,11 @@
  * Rounds overlap with the caller's work: as soon as a round's replies are
  * read, the next round is sent (RedisSend), so Redis answers it while the
  * rows of this one are converted and consumed; its replies are read when
- * they are needed.  Two round contexts alternate.
+ * they are needed.  Two round contexts alternate.  A SCAN page is read for
+ * its cursor and kept; its keys are taken with the round's other pages',
+ * one of each in turn (on a cluster every primary's keys then share each
+ * fetch round), and a key-only scan takes them once the next page is asked
+ * for, so that Redis walks that page meanwhile.
  *
  * When the query reads no value of the table (count(*), the key alone, a
  * semi or anti join on the key), nothing is fetched: a full scan's rows are
@@ -49,6 +53,8 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <sys/mman.h>
 
 #include <hiredis/hiredis.h>
 
@@ -99,6 +105,9 @@ typedef struct ScanRound
 	RedisKeyState *states;
 	int			nstates;
 	int			maxstates;
+	redisReply **pages;			/* SCAN replies whose keys are not taken yet
+								 * (kept in cxt) */
+	int			npages;
 	FetchKind	fetch;
 	int			per_key;		/* fetch replies per state */
 	int			nfetch;			/* fetch replies, first */
@@ -230,26 +239,107 @@ key_table(const char *name, Size entrysize, MemoryContext cxt)
  */
 
 /*
- * A set of Redis keys (any bytes, with their length), kept by pointer:
- * open addressing with linear probing over slots that hold each key's hash,
- * so that a probe touches the key's bytes only when the hashes are equal.
- * The load stays at most one half.
+ * A set of Redis keys (any bytes, with their length), kept by pointer.
+ * The keys are entries of an array, in the order they were added; the hash
+ * table over them is open addressing with linear probing over 8-byte slots
+ * (the key's hash and its entry), so that a probe, which misses the cache
+ * once a scan has met ~100k keys, touches one slot, and the key's bytes
+ * only when the hashes are equal.  The load stays at most one half.
  */
+typedef struct KeyEntry
+{
+	const char *key;
+	uint32		len;
+	int			idx;			/* the index it was first given */
+} KeyEntry;
+
 typedef struct KeySlot
 {
-	const char *key;			/* NULL: empty */
-	uint32		len;
 	uint32		hash;
-	int			idx;			/* the index it was first given */
+	uint32		entry;			/* entries index + 1; 0: empty */
 } KeySlot;
 
 struct RedisKeySet
 {
 	MemoryContext cxt;
 	KeySlot    *slots;
+	void	   *slots_mem;		/* the chunk slots are in */
 	uint32		mask;			/* slots - 1 (a power of two) */
-	uint32		count;
+	uint32		count;			/* entries */
+	KeyEntry   *entries;		/* (mask + 1) / 2 of them: the most the load
+								 * allows */
 };
+
+/* One step of keyset_hash: mix the 64-bit word w into h. */
+static inline uint64
+keyset_mix(uint64 h, uint64 w)
+{
+	h = (h ^ w) * UINT64CONST(0xff51afd7ed558ccd);
+	return h ^ (h >> 32);
+}
+
+/*
+ * Hash of a key's bytes: eight at a time, multiplied and folded, then
+ * murmur's 64-bit finalizer.  A quarter of hash_bytes' instructions for
+ * the 10-40 byte keys of a table, with the same spread over the slots.
+ */
+static inline uint32
+keyset_hash(const char *key, size_t len)
+{
+	uint64		h = UINT64CONST(0x9e3779b97f4a7c15) ^ len;
+	uint64		w;
+
+	for (; len >= 8; key += 8, len -= 8)
+	{
+		memcpy(&w, key, 8);
+		h = keyset_mix(h, w);
+	}
+	if (len > 0)
+	{
+		/* the last 1-7 bytes, without a call to memcpy */
+		w = 0;
+		for (size_t i = 0; i < len; i++)
+			w |= (uint64) (unsigned char) key[i] << (8 * i);
+		h = keyset_mix(h, w);
+	}
+	h ^= h >> 33;
+	h *= UINT64CONST(0xc4ceb9fe1a85ec53);
+	h ^= h >> 33;
+	return (uint32) h;
+}
+
+#define KEYSET_HUGE_PAGE	(2 * 1024 * 1024)
+
+/*
+ * Give set n zeroed slots (in set->cxt; set->slots_mem is the chunk to
+ * free).  Slots are probed at random, one TLB miss each once they span
+ * many pages, which is costly under virtualization: an array of 1 MB or
+ * more starts on a huge-page boundary and, where the kernel makes
+ * transparent huge pages on request, asks for them before it is touched
+ * (the unused head of the chunk is never touched).
+ */
+static void
+keyset_alloc_slots(RedisKeySet *set, uint32 n)
+{
+	Size		size = sizeof(KeySlot) * (Size) n;
+	bool		huge = size >= KEYSET_HUGE_PAGE / 2;
+	char	   *p;
+
+	set->slots_mem = MemoryContextAllocExtended(set->cxt,
+												huge ? TYPEALIGN(KEYSET_HUGE_PAGE, size) +
+												KEYSET_HUGE_PAGE : size,
+												MCXT_ALLOC_HUGE);
+	p = set->slots_mem;
+	if (huge)
+	{
+		p = (char *) TYPEALIGN(KEYSET_HUGE_PAGE, p);
+#ifdef MADV_HUGEPAGE
+		(void) madvise(p, TYPEALIGN(KEYSET_HUGE_PAGE, size), MADV_HUGEPAGE);
+#endif
+	}
+	memset(p, 0, size);
+	set->slots = (KeySlot *) p;
+}
 
 /* A set for about expected keys (it grows), in cxt. */
 RedisKeySet *
@@ -261,14 +351,18 @@ RedisKeySetCreate(MemoryContext cxt, int expected)
 	while (size < (uint32) Min(Max(expected, 0), 1 << 28) * 2)
 		size <<= 1;
 	set->cxt = cxt;
-	set->slots = MemoryContextAllocExtended(cxt, sizeof(KeySlot) * size,
-											MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	keyset_alloc_slots(set, size);
+	set->entries = MemoryContextAllocExtended(cxt, sizeof(KeyEntry) * (size / 2),
+											  MCXT_ALLOC_HUGE);
 	set->mask = size - 1;
 	set->count = 0;
 	return set;
 }
 
-/* The slot of the key (hash h) in set, or the empty slot where it goes. */
+/*
+ * The slot of the key (hash h) in set, or the empty slot where it goes.
+ * key NULL: the first empty slot (growing: the keys are distinct).
+ */
 static inline KeySlot *
 keyset_slot(RedisKeySet *set, const char *key, size_t len, uint32 h)
 {
@@ -278,57 +372,96 @@ keyset_slot(RedisKeySet *set, const char *key, size_t len, uint32 h)
 	{
 		KeySlot    *s = &set->slots[i];
 
-		if (s->key == NULL ||
-			(s->hash == h && s->len == len && memcmp(s->key, key, len) == 0))
+		if (s->entry == 0)
 			return s;
+		if (s->hash == h && key)
+		{
+			KeyEntry   *e = &set->entries[s->entry - 1];
+
+			if (e->len == len && memcmp(e->key, key, len) == 0)
+				return s;
+		}
 		i = (i + 1) & set->mask;
 	}
 }
 
-/* Double the slots of set. */
+/* Double the slots of set (and the room for entries). */
 static void
 keyset_grow(RedisKeySet *set)
 {
 	KeySlot    *old = set->slots;
+	void	   *old_mem = set->slots_mem;
 	uint32		n = set->mask + 1;
 
 	if (n >= (1U << 30))
 		elog(ERROR, "too many Redis keys in one set");
-	set->slots = MemoryContextAllocExtended(set->cxt, sizeof(KeySlot) * n * 2,
-											MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	keyset_alloc_slots(set, n * 2);
 	set->mask = n * 2 - 1;
 	for (uint32 i = 0; i < n; i++)
-		if (old[i].key)
-			*keyset_slot(set, old[i].key, old[i].len, old[i].hash) = old[i];
-	pfree(old);
+		if (old[i].entry)
+			*keyset_slot(set, NULL, 0, old[i].hash) = old[i];
+	pfree(old_mem);
+	set->entries = repalloc_huge(set->entries, sizeof(KeyEntry) * n);
 }
 
 /*
- * The slot of key in set, *found saying whether it was there; a new key's
- * slot is claimed for it with index next, pointing at key (the caller may
+ * The entry of key in set, *found saying whether it was there; a new key's
+ * entry is made for it with index next, pointing at key (the caller may
  * make it point at a copy of the same bytes).
  */
-static KeySlot *
-keyset_enter(RedisKeySet *set, const char *key, size_t len, int next, bool *found)
+static KeyEntry *
+keyset_enter_hashed(RedisKeySet *set, const char *key, size_t len, uint32 h,
+					int next, bool *found)
 {
-	uint32		h = hash_bytes((const unsigned char *) key, (int) len);
 	KeySlot    *s;
+	KeyEntry   *e;
 
 	if (len > PG_UINT32_MAX)
 		elog(ERROR, "Redis key of %zu bytes is too long", len);
 	if ((set->count + 1) * 2 > set->mask + 1)
 		keyset_grow(set);
 	s = keyset_slot(set, key, len, h);
-	*found = s->key != NULL;
-	if (!*found)
-	{
-		s->key = key;
-		s->len = (uint32) len;
-		s->hash = h;
-		s->idx = next;
-		set->count++;
-	}
-	return s;
+	*found = s->entry != 0;
+	if (*found)
+		return &set->entries[s->entry - 1];
+	e = &set->entries[set->count++];
+	e->key = key;
+	e->len = (uint32) len;
+	e->idx = next;
+	s->hash = h;
+	s->entry = set->count;
+	return e;
+}
+
+/* keyset_enter_hashed of key, hashed here. */
+static inline KeyEntry *
+keyset_enter(RedisKeySet *set, const char *key, size_t len, int next, bool *found)
+{
+	return keyset_enter_hashed(set, key, len, keyset_hash(key, len), next, found);
+}
+
+/*
+ * Make room for n more keys in set now, so that no slot moves while they
+ * are entered (what keyset_prefetch loaded stays useful).
+ */
+static void
+keyset_reserve(RedisKeySet *set, uint32 n)
+{
+	while ((uint64) set->count + n > (set->mask + 1) / 2)
+		keyset_grow(set);
+}
+
+/*
+ * Start loading the slot a key of hash h is probed at first: a probe
+ * misses the cache once the set is large, and a batch of keys whose slots
+ * are loaded together waits once for all of them.
+ */
+static inline void
+keyset_prefetch(RedisKeySet *set, uint32 h)
+{
+#if defined(__GNUC__) || defined(__clang__)
+	__builtin_prefetch(&set->slots[h & set->mask], 1);
+#endif
 }
 
 /* Add key of len bytes (kept by pointer) to set; false if it was there. */
@@ -678,7 +811,7 @@ valid_cursor(const char *s, size_t len, size_t max)
 	return true;
 }
 
-static char *new_key(RedisScan *scan, const char *key, size_t len);
+static char *new_key(RedisScan *scan, const char *key, size_t len, uint32 h);
 static void queue_key(RedisScan *scan, char *key, size_t len);
 
 /*
@@ -722,7 +855,8 @@ add_moved_key(const char *key, size_t len, void *arg)
 	RedisScan  *scan = arg;
 	char	   *copy;
 
-	if (pattern_match(scan, key, len) && (copy = new_key(scan, key, len)) != NULL)
+	if (pattern_match(scan, key, len) &&
+		(copy = new_key(scan, key, len, keyset_hash(key, len))) != NULL)
 		queue_key(scan, copy, len);
 }
 
@@ -859,19 +993,19 @@ copy_key(RedisScan *scan, const char *key, size_t len)
 }
 
 /*
- * A key met by the SCAN (or moved during it): if it is new, a copy of it
- * for the set of keys seen, else NULL.
+ * A key met by the SCAN (or moved during it), of hash h (keyset_hash): if
+ * it is new, a copy of it for the set of keys seen, else NULL.
  */
 static char *
-new_key(RedisScan *scan, const char *key, size_t len)
+new_key(RedisScan *scan, const char *key, size_t len, uint32 h)
 {
 	bool		found;
-	KeySlot    *s = keyset_enter(scan->seen, key, len, 0, &found);
+	KeyEntry   *e = keyset_enter_hashed(scan->seen, key, len, h, 0, &found);
 
 	if (found)
 		return NULL;
-	s->key = copy_key(scan, key, len);
-	return (char *) s->key;
+	e->key = copy_key(scan, key, len);
+	return (char *) e->key;
 }
 
 /* Queue a new key for fetching. */
@@ -992,6 +1126,7 @@ static void
 add_scan_steps(RedisScan *scan, ScanRound *r)
 {
 	r->scan_node = MemoryContextAlloc(r->cxt, sizeof(int) * scan->nnodes);
+	r->pages = MemoryContextAlloc(r->cxt, sizeof(redisReply *) * scan->nnodes);
 	for (int i = 0; i < scan->nnodes; i++)
 		if (!scan->node_done[i])
 			r->scan_node[r->nscan++] = i;
@@ -1086,14 +1221,13 @@ fetch_reply(ScanRound *r, redisReply *reply, int index)
 }
 
 /*
- * A SCAN reply of round r from node: its new cursor, then the keys not met
- * before, which are the rows of a key-only scan, or queued for fetching.
+ * The cursor of a SCAN reply of round r from node, after checking that the
+ * reply is a [cursor, keys] pair.
  */
 static void
-scan_reply(ScanRound *r, redisReply *reply, int node)
+scan_cursor(ScanRound *r, redisReply *reply, int node)
 {
 	RedisScan  *scan = r->scan;
-	redisReply *keys;
 
 	if (reply->type == REDIS_REPLY_ERROR)
 		RedisReplyError(scan->conn, reply, NULL, 0, scan->tbl);
@@ -1110,31 +1244,108 @@ scan_reply(ScanRound *r, redisReply *reply, int node)
 	for (int i = 0; i < scan->nnodes; i++)
 		if (!scan->node_done[i])
 			scan->scan_done = false;
+}
 
-	keys = reply->element[1];
-	for (size_t i = 0; i < keys->elements; i++)
+/*
+ * Take key k (checked, hashed: h) of a SCAN page of round r: if it was not
+ * met before, it is a row of a key-only scan, or queued for fetching.
+ */
+static inline void
+take_key(ScanRound *r, redisReply *k, uint32 h)
+{
+	RedisScan  *scan = r->scan;
+	char	   *copy = new_key(scan, k->str, k->len, h);
+
+	if (copy == NULL)
+		return;
+	if (r->scan_rows)
 	{
-		redisReply *k = keys->element[i];
-		char	   *copy;
+		RedisKeyState *st = add_state(r, copy, k->len);
 
-		if (k->type != REDIS_REPLY_STRING)
-			RedisProtocolError(scan->conn, "SCAN", k, "a key that is no string");
-		if (!pattern_match(scan, k->str, k->len))
-			RedisProtocolError(scan->conn, "SCAN", k,
-							   psprintf("key \"%s\", which does not match %s",
-										PgpolyPrintable(k->str, k->len, 200), scan->pattern));
-		if ((copy = new_key(scan, k->str, k->len)) == NULL)
-			continue;
-		if (r->scan_rows)
-		{
-			RedisKeyState *st = add_state(r, copy, k->len);
-
-			st->exists = true;
-			st->keyonly = true;
-		}
-		else
-			queue_key(scan, copy, k->len);
+		st->exists = true;
+		st->keyonly = true;
 	}
+	else
+		queue_key(scan, copy, k->len);
+}
+
+/* Check key k of a SCAN page: a string matching the scan's pattern. */
+static inline void
+check_key(RedisScan *scan, redisReply *k)
+{
+	if (k->type != REDIS_REPLY_STRING)
+		RedisProtocolError(scan->conn, "SCAN", k, "a key that is no string");
+	if (!pattern_match(scan, k->str, k->len))
+		RedisProtocolError(scan->conn, "SCAN", k,
+						   psprintf("key \"%s\", which does not match %s",
+									PgpolyPrintable(k->str, k->len, 200), scan->pattern));
+}
+
+/*
+ * Take the n keys of batch (checked) into round r: hashed and their slots
+ * loaded first, so that the batch waits for memory once.
+ */
+static void
+take_batch(ScanRound *r, redisReply **batch, uint32 *hashes, int n)
+{
+	RedisKeySet *seen = r->scan->seen;
+
+	if (n == 0)
+		return;
+	keyset_reserve(seen, n);
+	for (int i = 0; i < n; i++)
+	{
+		hashes[i] = keyset_hash(batch[i]->str, batch[i]->len);
+		keyset_prefetch(seen, hashes[i]);
+	}
+	for (int i = 0; i < n; i++)
+		take_key(r, batch[i], hashes[i]);
+}
+
+/*
+ * Take the keys of round r's SCAN pages (their cursors taken), one of each
+ * page in turn: on a cluster the keys of every primary then share each
+ * fetch round, which they answer at once, instead of one primary's page
+ * filling a round while the others idle.  Keys go into the set of keys met
+ * in batches of SCAN_PREFETCH, each batch's slots loaded at once.
+ */
+#define SCAN_PREFETCH 32
+
+static void
+take_pages(ScanRound *r)
+{
+	RedisScan  *scan = r->scan;
+	MemoryContext old;
+	redisReply *batch[SCAN_PREFETCH];
+	uint32		hashes[SCAN_PREFETCH];
+	size_t		most = 0;
+	int			n = 0;
+
+	if (r->npages == 0)
+		return;					/* (a key list has no set of keys met) */
+	old = MemoryContextSwitchTo(r->cxt);
+	for (int p = 0; p < r->npages; p++)
+		most = Max(most, r->pages[p]->element[1]->elements);
+	for (size_t i = 0; i < most; i++)
+	{
+		for (int p = 0; p < r->npages; p++)
+		{
+			redisReply *keys = r->pages[p]->element[1];
+
+			if (i >= keys->elements)
+				continue;
+			check_key(scan, keys->element[i]);
+			batch[n++] = keys->element[i];
+			if (n == SCAN_PREFETCH)
+			{
+				take_batch(r, batch, hashes, n);
+				n = 0;
+			}
+		}
+	}
+	take_batch(r, batch, hashes, n);
+	r->npages = 0;
+	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -1152,7 +1363,12 @@ round_reply(redisReply *reply, int index, void *arg)
 	if (index < r->nfetch)
 		keep = fetch_reply(r, reply, index);
 	else
-		scan_reply(r, reply, r->scan_node[index - r->nfetch]);
+	{
+		/* the page's keys are taken with the round's other pages' */
+		scan_cursor(r, reply, r->scan_node[index - r->nfetch]);
+		r->pages[r->npages++] = reply;
+		keep = true;
+	}
 	r->handling = false;
 	r->received++;
 	return keep;
@@ -1425,7 +1641,12 @@ next_round(RedisScan *scan)
 	if (!r->ready && build_round(scan, r) == ROUND_NONE)
 		return false;
 	take_round(scan, r);
+	/* a key-only page's keys are taken once the next page is asked for */
+	if (!r->scan_rows)
+		take_pages(r);
 	build_round(scan, &scan->rounds[scan->cur ^ 1]);
+	if (r->scan_rows)
+		take_pages(r);
 	return true;
 }
 
@@ -1756,6 +1977,47 @@ state_row_values(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
 }
 
 /*
+ * Whether the rows of scan are its keys alone, made without the row
+ * context: a key-only scan (one row per key) reading the key column only,
+ * whose input needs no fixed settings, for no UPDATE or DELETE.
+ */
+static inline bool
+key_rows(RedisScan *scan)
+{
+	return scan->keyonly > 0 && scan->nread == 1 && !scan->tbl->fixed_in &&
+		scan->tbl->target == NULL &&
+		scan->tbl->cols[scan->readcols[0]].role == RCOL_KEY;
+}
+
+/*
+ * The row of st in a scan of key_rows: the key's datum is made in the
+ * current round's memory, which lives until the round after next is built
+ * (after this row is consumed), so no row context is reset per row.
+ */
+static void
+key_row(RedisScan *scan, RedisKeyState *st, Datum *values, bool *nulls)
+{
+	RedisTable *tbl = scan->tbl;
+	int			i = scan->readcols[0];
+	ErrorContextCallback errcb;
+	MemoryContext old;
+
+	memset(nulls, true, sizeof(bool) * tbl->natts);
+	scan->err_state = st;
+	scan->err_field = NULL;
+	errcb.callback = row_error_callback;
+	errcb.arg = scan;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	old = MemoryContextSwitchTo(scan->rounds[scan->cur].cxt);
+	values[i] = RedisTextDatum(tbl, i + 1, st->key + tbl->prefixlen,
+							   st->keylen - tbl->prefixlen);
+	nulls[i] = false;
+	MemoryContextSwitchTo(old);
+	error_context_stack = errcb.previous;
+}
+
+/*
  * Convert row item of st into values/nulls (datums in the row context,
  * valid until the next row) from the stored forms (convert.c), under the
  * fixed settings when some column's input function reads them.  Columns
@@ -1771,6 +2033,11 @@ RedisStateRow(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
 	if (scan->needed && scan->nread == 0)
 	{
 		memset(nulls, true, sizeof(bool) * scan->tbl->natts);	/* count(*) */
+		return;
+	}
+	if (key_rows(scan))
+	{
+		key_row(scan, st, values, nulls);
 		return;
 	}
 	MemoryContextReset(scan->row_cxt);

@@ -6,6 +6,8 @@
 #   join10k    the 10k-key batched join of bench_redis.sh
 #   join1k     the same over 1k ids (callgrind only: CG_WORKLOADS=join1k)
 #   count100k  count(*) over 100k hashes (Redis db 1 holds only them)
+#   selkey100k count(user_id) over the same 100k hashes: every key made a
+#              datum, as SELECT key does, without printing 100k rows
 #   insert100k INSERT ... SELECT of 100k rows, write_mode 'transactional',
 #              BEGIN ... COMMIT (the COMMIT-time MULTI/EXEC included)
 #   update100k UPDATE ... SET clicks_7d = clicks_7d + 1 of those 100k rows,
@@ -39,9 +41,9 @@
 #
 # Usage: test/bench/profile.sh [OUT]   (OUT defaults to /tmp/pgpoly-profile)
 # Environment: PROFILE_PARTS (default "join10k count100k insert100k point
-# callgrind") selects what to run (update100k and delete100k are extra
-# parts); CG_WORKLOADS (default "join10k count100k insert100k point") the
-# workloads callgrind runs (update100k, updconst100k, delete100k can be
+# callgrind") selects what to run (update100k, delete100k and selkey100k
+# are extra parts); CG_WORKLOADS (default "join10k count100k insert100k point") the
+# workloads callgrind runs (update100k, updconst100k, delete100k, selkey100k can be
 # added).
 # Run through /work/tools/iso-run NAME on the shared machines.  Needs perf
 # (Debian: linux-perf), valgrind, strace: installed when missing (as root).
@@ -113,6 +115,7 @@ load_redis 1 "${P}c:" 100000
 JOIN="SELECT count(*), sum(u.clicks_7d), round(sum(u.ctr * r.score)::numeric, 6), max(u.updated), min(u.country) FROM bench_req r JOIN bench_u u ON u.user_id = r.user_id"
 JOIN1K="${JOIN/bench_req r/bench_req1k r}"
 COUNT="SELECT count(*) FROM bench_c"
+SELKEY="SELECT count(user_id) FROM bench_c"
 INSERT="BEGIN; INSERT INTO bench_w SELECT * FROM bench_users(100000); COMMIT"
 UPDATE="BEGIN; UPDATE bench_w SET clicks_7d = clicks_7d + 1; COMMIT"
 UPDCONST="BEGIN; UPDATE bench_w SET country = 'ZZ'; COMMIT"
@@ -154,6 +157,11 @@ if want count100k; then
 	pgpoly_log "perf + strace: count100k"
 	record count100k 20 "$COUNT"
 	report count100k
+fi
+if want selkey100k; then
+	pgpoly_log "perf + strace: selkey100k"
+	record selkey100k 20 "$SELKEY"
+	report selkey100k
 fi
 # memory NAME STATEMENT: page faults of one BEGIN; STATEMENT; COMMIT (after a
 # warm-up run of the same in the session), and TopTransactionContext's size
@@ -233,6 +241,7 @@ if want callgrind; then
 		[join10k]="$JOIN"
 		[join1k]="$JOIN1K"
 		[count100k]="$COUNT"
+		[selkey100k]="$SELKEY"
 		[insert100k]="$INSERT"
 		[update100k]="$UPDATE"
 		[updconst100k]="$UPDCONST"

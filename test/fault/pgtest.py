@@ -361,6 +361,42 @@ def serve_tcp(handler):
     return lsock
 
 
+def resp_bulk(b):
+    """RESP bulk string of bytes b (None: nil), for the fake Redis servers."""
+    if b is None:
+        return b"$-1\r\n"
+    return b"$%d\r\n%s\r\n" % (len(b), b)
+
+
+def resp_commands(sock):
+    """The RESP commands (lists of bytes) sock sends, until it closes
+    (EOFError then), for the fake Redis servers."""
+    buf = b""
+
+    def need(cond):
+        nonlocal buf
+        while not cond():
+            data = sock.recv(65536)
+            if not data:
+                raise EOFError
+            buf += data
+
+    def line():
+        nonlocal buf
+        need(lambda: b"\r\n" in buf)
+        head, buf = buf.split(b"\r\n", 1)
+        return head
+
+    while True:
+        args = []
+        for _ in range(int(line()[1:])):
+            n = int(line()[1:])
+            need(lambda: len(buf) >= n + 2)
+            args.append(buf[:n])
+            buf = buf[n + 2:]
+        yield args
+
+
 def wait_for(cond, timeout=10, interval=0.05, what="condition"):
     """Poll cond() until it returns a true value or timeout seconds pass.
 

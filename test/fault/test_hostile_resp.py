@@ -17,7 +17,8 @@ one-shot hostile reply:
   * wrong types  -- GET answered by an integer, HGETALL by a string, TTL by
                     a string, SCAN by a status
   * scan_nul     -- SCAN returns keys holding NUL bytes
-  * scan_utf8    -- SCAN returns a key that is not valid UTF-8
+  * scan_utf8    -- SCAN returns a key that is not valid UTF-8 (read with
+                    its value, and alone)
   * scan_foreign -- SCAN returns a key outside the MATCH pattern
   * scan_dup     -- SCAN returns every key two or three times, under an
                     UPDATE or DELETE that runs as a direct modification
@@ -361,6 +362,9 @@ def test():
           "pgpoly sent keys SCAN never gave: %r" % srv.gets)
     expect("SCAN key with invalid UTF-8", b"SCAN", "scan_utf8",
            "SELECT key, value FROM t;", "22021",
+           ['"k:\\xff\\xfe"', 'foreign table "t"'])
+    expect("SCAN key with invalid UTF-8, keys only", b"SCAN", "scan_utf8",
+           "SELECT key FROM t;", "22021",
            ['"k:\\xff\\xfe"', 'foreign table "t"'])
     expect("SCAN key outside the pattern", b"SCAN", "scan_foreign",
            "SELECT key, value FROM t;", "08P01", ["other:1"])

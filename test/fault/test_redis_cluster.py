@@ -39,6 +39,7 @@ The same foreign tables as on one server, checked against native copies:
   * a paused node: statement_timeout cancels at once; no crashed backend.
 """
 
+import re
 import signal
 import time
 
@@ -225,6 +226,22 @@ def explain_phase(s, cl):
     check(plan and "Redis Cluster: SCAN on every primary at once" in plan and
           all(p in plan for p in primaries) and "Round Trips per Node" in plan,
           "EXPLAIN of a cluster scan does not show its spread: %s" % plan)
+    # A full scan reading values, 3000 keys, fetch_size 100: each round
+    # fetches keys of every primary (a round's SCAN pages are taken one key
+    # of each in turn), not one primary's page while the others idle.
+    q(s, "CREATE FOREIGN TABLE c_big (key text, a int) SERVER rc "
+         "OPTIONS (key_prefix 'ct:big:', fetch_size '100');"
+         "INSERT INTO c_big SELECT 'b' || g, g FROM generate_series(1, 3000) g;")
+    plan = q(s, "EXPLAIN (ANALYZE, VERBOSE, COSTS OFF, TIMING OFF, SUMMARY OFF) "
+                "SELECT sum(a) FROM c_big;") or ""
+    total = re.search(r"Redis Round Trips: (\d+)", plan)
+    per = dict(re.findall(r"(127\.0\.0\.1:\d+) (\d+)",
+                          plan.split("Round Trips per Node:")[-1]))
+    print("note: full scan, %s rounds; per node %s" % (total and total.group(1), per))
+    check(total and sorted(per) == sorted(primaries) and
+          all(int(n) >= int(total.group(1)) - 1 for n in per.values()),
+          "a full scan's rounds do not fetch from every primary: %s" % plan)
+    q(s, "DELETE FROM c_big; DROP FOREIGN TABLE c_big;")
     plan = q(s, "EXPLAIN (ANALYZE, VERBOSE, COSTS OFF, TIMING OFF, SUMMARY OFF) "
                 "SELECT count(*) FROM req r JOIN c_hash h ON h.key = r.k;")
     # 700 outer rows, fetch_size 37: 19 rounds, each touching every primary

@@ -31,39 +31,8 @@ import pgtest
 check = pgtest.check
 
 
-def bulk(b):
-    """RESP bulk string of bytes b (None: nil)."""
-    if b is None:
-        return b"$-1\r\n"
-    return b"$%d\r\n%s\r\n" % (len(b), b)
-
-
-def commands(sock):
-    """The RESP commands (lists of bytes) sock sends, until it closes."""
-    buf = b""
-
-    def need(cond):
-        nonlocal buf
-        while not cond():
-            data = sock.recv(65536)
-            if not data:
-                raise EOFError
-            buf += data
-
-    def line():
-        nonlocal buf
-        need(lambda: b"\r\n" in buf)
-        head, buf = buf.split(b"\r\n", 1)
-        return head
-
-    while True:
-        args = []
-        for _ in range(int(line()[1:])):
-            n = int(line()[1:])
-            need(lambda: len(buf) >= n + 2)
-            args.append(buf[:n])
-            buf = buf[n + 2:]
-        yield args
+bulk = pgtest.resp_bulk
+commands = pgtest.resp_commands
 
 
 class SlowRedis:
