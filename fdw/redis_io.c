@@ -5,9 +5,10 @@
  *
  * hiredis 0.14 has no connect-with-options and no async API we could wait
  * on from a backend, so each connection to a Redis server is created with
- * redisConnectNonBlock() (redisConnectUnixNonBlock() for a server's
- * unix_socket: cheaper than loopback TCP for a Redis on the same host,
- * same AUTH, SELECT, trust-rule probe and waits) and every exchange is: append commands (RESP we
+ * redisConnectNonBlock(), or redisConnectUnixNonBlock() for a server's
+ * unix_socket (cheaper than loopback TCP for a Redis on the same host;
+ * everything after the connect is the same: waits, AUTH, SELECT, the
+ * trust rule's probe), and every exchange is: append commands (RESP we
  * encode ourselves) to each node's output, then alternate non-blocking
  * sendmsg() of that output / recv() into the node's RESP reader
  * (redis_resp.c) whenever the core's wait says a socket is ready, taking
@@ -370,7 +371,7 @@ out_free(RedisNode *node)
  * ----------------------------------------------------------------
  */
 
-/* A new node of h (not connected) at host and port, named addr. */
+/* A new node of h (not connected): host:port, or the socket at path host. */
 static RedisNode *
 add_node(RedisHandle *h, const char *host, int port, bool is_socket)
 {
@@ -769,8 +770,9 @@ RedisNodeOpen(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
  * The connection ERROR for a Unix-domain socket node that could not be
  * reached (error: what connecting said), saying which of the usual
  * mistakes it is: no file at the path, a file that is not a socket, one
- * the database server's OS user may not use (connecting needs write
- * permission on it), or a socket nobody listens on.
+ * the database server's OS user may not use (connecting needs search
+ * permission on its directories and write permission on it), or a socket
+ * nobody listens on.
  */
 static void
 socket_error(PgpolyConnection *conn, RedisNode *node, const char *error)
@@ -780,7 +782,7 @@ socket_error(PgpolyConnection *conn, RedisNode *node, const char *error)
 
 	if (err == 0 && !S_ISSOCK(st.st_mode))
 		err = ENOTSOCK;
-	else if (err == 0 && access(node->host, R_OK | W_OK) != 0)
+	else if (err == 0 && access(node->host, W_OK) != 0)
 		err = errno;
 	if (err == ENOENT || err == ENOTDIR)
 		ereport(ERROR,
