@@ -18,7 +18,8 @@ asks for a password (requirepass), B does not.  Checked, in one session:
     socket of mode 000), nobody listening (a socket bound but not
     listening).  The backend survives each.
   * Waits on the socket are interruptible: Redis paused (SIGSTOP), a
-    statement_timeout cancels the statement (57014) in time.
+    statement_timeout of 1 s cancels the statement (57014) before the
+    server's timeout_ms of 3 s would end it otherwise.
   * Redis killed while a socket connection is cached: the next statement
     fails with class 08 naming the path; Redis restarted, the next one
     works.
@@ -194,20 +195,19 @@ def run(db, d, sock_a, sock_b, port_a, port_b):
                       (denied, "permission denied for unix_socket"),
                       (deaf, "Connection refused")):
         s.value("ALTER SERVER bad OPTIONS (SET unix_socket '%s');" % path)
-        r = expect("SELECT * FROM bad_t WHERE key = 'a';", "08001", path,
-                   present=('unix_socket "%s"' % path, why, '"bad"'))
-        check(r.elapsed < 5, "%s: took %.1f s" % (path, r.elapsed))
+        expect("SELECT * FROM bad_t WHERE key = 'a';", "08001", path,
+               present=('unix_socket "%s"' % path, why, '"bad"'))
     ls_denied.close()
     ls_deaf.close()
 
     # --- a paused Redis: statement_timeout cancels the wait ----------------
+    # (timeout_ms is 3 s: a wait that ignored the cancel would end in 08006)
     pgtest.kill_redis(port_a, signal.SIGSTOP)
     try:
         r = s.run("SET statement_timeout = '1s'; SELECT count(*) FROM kv_sa; "
                   "RESET statement_timeout;", timeout=30)
         check(r.sqlstate == "57014", "paused Redis over the socket: want 57014, "
               "got rc=%s %s: %s" % (r.rc, r.sqlstate, r.err.strip()))
-        check(r.elapsed < 4, "statement_timeout 1s took %.1f s" % r.elapsed)
     finally:
         pgtest.kill_redis(port_a, signal.SIGCONT)
     s.value("RESET statement_timeout;")
