@@ -328,7 +328,7 @@ extern const char *RedisReaderError(RedisReader *r);
 
 typedef enum RedisTopologyKind
 {
-	RTOPO_SINGLE,				/* host + port */
+	RTOPO_SINGLE,				/* host + port, or unix_socket */
 	RTOPO_CLUSTER,				/* cluster 'true' or nodes: keys by hash slot */
 	RTOPO_SENTINEL				/* sentinels + sentinel_master */
 } RedisTopologyKind;
@@ -344,6 +344,8 @@ typedef struct RedisTopology
 {
 	RedisTopologyKind kind;
 	List	   *addrs;			/* RedisAddr *: the server, seeds or sentinels */
+	char	   *unix_socket;	/* one server through this socket (addrs
+								 * NIL) */
 	char	   *master;			/* sentinel_master */
 	int			check_ms;		/* sentinel_check_ms */
 } RedisTopology;
@@ -372,9 +374,11 @@ extern void RedisClusterMovedKeys(PgpolyConnection *conn,
 typedef struct RedisNode
 {
 	int			index;			/* in RedisHandle.nodes; -1: a sentinel */
-	char	   *host;
-	int			port;
-	char	   *addr;			/* "host:port", for messages and connections() */
+	char	   *host;			/* or the path of a Unix-domain socket */
+	int			port;			/* 0 for a Unix-domain socket */
+	bool		is_socket;		/* host is a path: one server's only node */
+	char	   *addr;			/* "host:port" or the socket's path, for
+								 * messages and connections() */
 	struct redisContext *ctx;	/* NULL: not connected */
 	RedisReader *in;			/* its replies (read here, not by hiredis) */
 	bool		primary;		/* serves slots in the current map */

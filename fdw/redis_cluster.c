@@ -16,8 +16,10 @@
  *	  answers (SENTINEL get-master-addr-by-name), and checked with ROLE.
  *
  * Which topology a server uses is decided by its options alone, validated
- * here at CREATE/ALTER SERVER time: exactly one of host/port, cluster or
- * nodes, sentinels with sentinel_master.
+ * here at CREATE/ALTER SERVER time: exactly one of host/port, unix_socket,
+ * cluster or nodes, sentinels with sentinel_master.  A Unix-domain socket
+ * reaches one server only: cluster nodes and sentinels announce TCP
+ * addresses.
  *
  * Invariants:
  *	- A reply reaches the caller only when it is the answer: MOVED, ASK,
@@ -199,7 +201,7 @@ parse_addr_list(const char *name, const char *value)
 
 /* The one hint of every topology conflict: what the valid forms are. */
 #define TOPOLOGY_HINT \
-	"Give exactly one topology: host and port (one server); cluster 'true' " \
+	"Give exactly one topology: host and port, or unix_socket (one server); cluster 'true' " \
 	"with host and port, or nodes 'h1:p1, h2:p2' (Redis Cluster); sentinels " \
 	"'h1:p1, h2:p2' with sentinel_master 'name' (Sentinel)."
 
@@ -223,15 +225,21 @@ topology_needs(const char *a, const char *b)
 			 errhint(TOPOLOGY_HINT)));
 }
 
-/* The first of host, port that options give, or NULL. */
+/*
+ * The first of host, port, unix_socket that options give, or NULL.  ERROR
+ * if unix_socket comes with host or port: it replaces both.
+ */
 static const char *
 single_option(List *options)
 {
-	if (PgpolyGetOption(options, "host", NULL))
-		return "host";
-	if (PgpolyGetOption(options, "port", NULL))
-		return "port";
-	return NULL;
+	const char *tcp = PgpolyGetOption(options, "host", NULL) ? "host" :
+		PgpolyGetOption(options, "port", NULL) ? "port" : NULL;
+
+	if (PgpolyGetOption(options, "unix_socket", NULL) == NULL)
+		return tcp;
+	if (tcp)
+		topology_conflict("unix_socket", tcp);
+	return "unix_socket";
 }
 
 /*
@@ -290,6 +298,13 @@ RedisTopologyFromOptions(List *options, RedisTopology *topo)
 	}
 	else
 		topo->kind = RTOPO_SINGLE;
+	if (single && strcmp(single, "unix_socket") == 0)
+	{
+		if (topo->kind == RTOPO_CLUSTER)
+			topology_conflict("cluster", "unix_socket");
+		topo->unix_socket = pstrdup(PgpolyGetOption(options, "unix_socket", NULL));
+		return;
+	}
 	{
 		RedisAddr  *addr = palloc(sizeof(RedisAddr));
 

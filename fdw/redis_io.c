@@ -5,7 +5,10 @@
  *
  * hiredis 0.14 has no connect-with-options and no async API we could wait
  * on from a backend, so each connection to a Redis server is created with
- * redisConnectNonBlock() and every exchange is: append commands (RESP we
+ * redisConnectNonBlock(), or redisConnectUnixNonBlock() for a server's
+ * unix_socket (cheaper than loopback TCP for a Redis on the same host;
+ * everything after the connect is the same: waits, AUTH, SELECT, the
+ * trust rule's probe), and every exchange is: append commands (RESP we
  * encode ourselves) to each node's output, then alternate non-blocking
  * sendmsg() of that output / recv() into the node's RESP reader
  * (redis_resp.c) whenever the core's wait says a socket is ready, taking
@@ -61,7 +64,9 @@
 #include "postgres.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <unistd.h>
 #include <hiredis/hiredis.h>
 
 #include "mb/pg_wchar.h"
@@ -366,17 +371,13 @@ out_free(RedisNode *node)
  * ----------------------------------------------------------------
  */
 
-/* The node at host:port, added to h if it is new (not connected). */
-RedisNode *
-RedisNodeGet(RedisHandle *h, const char *host, int port)
+/* A new node of h (not connected): host:port, or the socket at path host. */
+static RedisNode *
+add_node(RedisHandle *h, const char *host, int port, bool is_socket)
 {
-	MemoryContext old;
+	MemoryContext old = MemoryContextSwitchTo(h->cxt);
 	RedisNode  *node;
 
-	for (int i = 0; i < h->nnodes; i++)
-		if (h->nodes[i]->port == port && strcmp(h->nodes[i]->host, host) == 0)
-			return h->nodes[i];
-	old = MemoryContextSwitchTo(h->cxt);
 	if (h->nnodes == h->maxnodes)
 	{
 		h->maxnodes = Max(4, h->maxnodes * 2);
@@ -387,11 +388,24 @@ RedisNodeGet(RedisHandle *h, const char *host, int port)
 	node->index = h->nnodes;
 	node->host = pstrdup(host);
 	node->port = port;
-	node->addr = strchr(host, ':') ? psprintf("[%s]:%d", host, port) :
+	node->is_socket = is_socket;
+	node->addr = is_socket ? pstrdup(host) :
+		strchr(host, ':') ? psprintf("[%s]:%d", host, port) :
 		psprintf("%s:%d", host, port);
 	h->nodes[h->nnodes++] = node;
 	MemoryContextSwitchTo(old);
 	return node;
+}
+
+/* The node at host:port, added to h if it is new (not connected). */
+RedisNode *
+RedisNodeGet(RedisHandle *h, const char *host, int port)
+{
+	for (int i = 0; i < h->nnodes; i++)
+		if (!h->nodes[i]->is_socket && h->nodes[i]->port == port &&
+			strcmp(h->nodes[i]->host, host) == 0)
+			return h->nodes[i];
+	return add_node(h, host, port, false);
 }
 
 /* Position of node in h->nodes. */
@@ -727,7 +741,8 @@ RedisNodeOpen(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 	redisContext *ctx;
 
 	Assert(node->ctx == NULL);
-	ctx = redisConnectNonBlock(node->host, node->port);
+	ctx = node->is_socket ? redisConnectUnixNonBlock(node->host) :
+		redisConnectNonBlock(node->host, node->port);
 	if (ctx == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
@@ -751,6 +766,51 @@ RedisNodeOpen(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 	return !setup || setup_session(conn, h, node, error);
 }
 
+/*
+ * The connection ERROR for a Unix-domain socket node that could not be
+ * reached (error: what connecting said), saying which of the usual
+ * mistakes it is: no file at the path, a file that is not a socket, one
+ * the database server's OS user may not use (connecting needs search
+ * permission on its directories and write permission on it), or a socket
+ * nobody listens on.
+ */
+static void
+socket_error(PgpolyConnection *conn, RedisNode *node, const char *error)
+{
+	struct stat st;
+	int			err = stat(node->host, &st) == 0 ? 0 : errno;
+
+	if (err == 0 && !S_ISSOCK(st.st_mode))
+		err = ENOTSOCK;
+	else if (err == 0 && access(node->host, W_OK) != 0)
+		err = errno;
+	if (err == ENOENT || err == ENOTDIR)
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not connect to Redis server \"%s\": unix_socket \"%s\" does not exist",
+						conn->servername, node->host),
+				 errhint("Check that Redis runs with its unixsocket setting at this path, or change the server option unix_socket.")));
+	if (err == ENOTSOCK)
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not connect to Redis server \"%s\": unix_socket \"%s\" is not a socket",
+						conn->servername, node->host),
+				 errhint("The server option unix_socket must name the socket file of Redis' unixsocket setting.")));
+	if (err == EACCES || err == EPERM)
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not connect to Redis server \"%s\": permission denied for unix_socket \"%s\"",
+						conn->servername, node->host),
+				 errdetail("The database server's operating-system user may not use the socket: %s.",
+						   strerror(err)),
+				 errhint("Let that user reach the socket's directory and write to the socket (Redis' unixsocketperm), or change the server option unix_socket.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+			 errmsg("could not connect to Redis server \"%s\" through unix_socket \"%s\": %s",
+					conn->servername, node->host, error),
+			 errhint("Check that Redis is running and listens on this socket, or raise connect_timeout_ms.")));
+}
+
 /* RedisNodeOpen, raising the connection ERROR when the node is unreachable. */
 static void
 node_open_or_error(PgpolyConnection *conn, RedisHandle *h, RedisNode *node)
@@ -760,6 +820,8 @@ node_open_or_error(PgpolyConnection *conn, RedisHandle *h, RedisNode *node)
 	if (RedisNodeOpen(conn, h, node, true, &error))
 		return;
 	name_node(conn, node);
+	if (node->is_socket)
+		socket_error(conn, node, error);
 	ereport(ERROR,
 			(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
 			 errmsg("could not connect to Redis server \"%s\" at %s: %s",
@@ -838,8 +900,9 @@ redis_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
 	{
 		if (topo.kind == RTOPO_SINGLE)
 		{
-			RedisAddr  *a = linitial(topo.addrs);
-			RedisNode  *node = RedisNodeGet(h, a->host, a->port);
+			RedisAddr  *a = topo.unix_socket ? NULL : linitial(topo.addrs);
+			RedisNode  *node = a ? RedisNodeGet(h, a->host, a->port) :
+				add_node(h, topo.unix_socket, 0, true);
 
 			name_node(conn, node);
 			node_open_or_error(conn, h, node);

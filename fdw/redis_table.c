@@ -59,6 +59,7 @@
 const PgpolyOption RedisOptions[] = {
 	{"host", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"port", ForeignServerRelationId, PGPOLY_OPT_INT, 1, 65535, NULL, false},
+	{"unix_socket", ForeignServerRelationId, PGPOLY_OPT_SOCKET, 0, 0, NULL, false},
 	{"db", ForeignServerRelationId, PGPOLY_OPT_INT, 0, 1000000, NULL, false},
 	{"connect_timeout_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
 	{"timeout_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},

@@ -15,6 +15,12 @@
  * libcurl read a server-side file, so only a role that may read server
  * files can set it (as file_fdw's filename).
  *
+ * A socket option names a Unix-domain socket on the database server: an
+ * absolute path that fits in sockaddr_un, checked here; whether a server
+ * listens there is found out when connecting, as for a host and port.
+ * Setting one needs no more than setting a host: the trust rule
+ * (connection.c) applies to every connection, whatever its transport.
+ *
  * The user mapping option password_required 'false' waives the trust rule
  * (connection.c) for that mapping, so only a superuser may set it, as in
  * postgres_fdw.
@@ -26,6 +32,7 @@
 #include "postgres.h"
 
 #include <limits.h>
+#include <sys/un.h>
 
 #include "catalog/pg_authid.h"
 #include "catalog/pg_foreign_server.h"
@@ -258,6 +265,30 @@ check_file_option(const PgpolyOption *opt, const char *value)
 				 errdetail("Only superusers and roles with privileges of the pg_read_server_files role may name a file on the database server.")));
 }
 
+/*
+ * ERROR unless value can be the path of a Unix-domain socket: absolute (a
+ * relative one would depend on the backend's working directory) and short
+ * enough for sun_path with its terminating NUL.
+ */
+static void
+check_socket_option(const PgpolyOption *opt, const char *value)
+{
+	size_t		room = sizeof(((struct sockaddr_un *) NULL)->sun_path);
+
+	if (value[0] != '/')
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
+				 errdetail("The path of a Unix-domain socket must be absolute."),
+				 errhint("Use the path Redis' unixsocket setting names, such as '/run/redis/redis.sock'.")));
+	if (strlen(value) >= room)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": path too long", opt->name),
+				 errdetail("A Unix-domain socket path has at most %zu bytes; this one has %zu.",
+						   room - 1, strlen(value))));
+}
+
 /* Check one option's value against its declared type. */
 static void
 check_option_value(const PgpolyOption *opt, const char *value)
@@ -300,6 +331,9 @@ check_option_value(const PgpolyOption *opt, const char *value)
 			break;
 		case PGPOLY_OPT_FILE:
 			check_file_option(opt, value);
+			break;
+		case PGPOLY_OPT_SOCKET:
+			check_socket_option(opt, value);
 			break;
 	}
 }

@@ -51,8 +51,9 @@ typedef enum PgpolyOptionType
 	PGPOLY_OPT_BOOL,
 	PGPOLY_OPT_ENUM,			/* one of a comma-separated list */
 	PGPOLY_OPT_URL,				/* comma-separated http(s) base URLs */
-	PGPOLY_OPT_FILE				/* a server-side file libcurl reads: only
+	PGPOLY_OPT_FILE,			/* a server-side file libcurl reads: only
 								 * superusers and pg_read_server_files */
+	PGPOLY_OPT_SOCKET			/* absolute path of a Unix-domain socket */
 } PgpolyOptionType;
 
 /* One valid option of a store, in one catalog context. */

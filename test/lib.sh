@@ -252,17 +252,24 @@ pgpoly_start_pg() {
 # Sets PGPOLY_REDIS_PORT to its port.  The default instance (no NAME) also
 # exports REDIS_PORT; a named one exports REDIS_PORT_<NAME> (upper case, with
 # non-alphanumerics turned into _).  Its files live in $PGPOLY_WORK/redis-NAME.
+# It also listens on the Unix-domain socket $PGPOLY_WORK/redis-NAME/redis.sock
+# (writable by the postgres OS user), exported as REDIS_SOCKET (or
+# REDIS_SOCKET_<NAME>), for servers with option unix_socket.
 pgpoly_start_redis() {
-	local name="${1:-default}" dir port pid attempt i var
+	local name="${1:-default}" dir port pid attempt i var sock
 
 	pgpoly_workdir
 	dir="$PGPOLY_WORK/redis-$name"
 	[[ ! -e "$dir" ]] || pgpoly_die "redis instance '$name' already exists"
 	mkdir -p "$dir"
+	chmod 755 "$dir"
+	sock="$dir/redis.sock"
+	((${#sock} < 108)) || pgpoly_die "socket path $sock is too long for a Unix-domain socket: use a shorter PGPOLY_WORK_ROOT"
 	for attempt in 1 2 3; do
 		port="$(pgpoly_free_port)"
 		rm -f "$dir/redis.pid"
 		redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+			--unixsocket "$sock" --unixsocketperm 777 \
 			--daemonize yes --pidfile "$dir/redis.pid" --dir "$dir" \
 			--logfile "$dir/redis.log" >/dev/null 2>&1 || true
 		for ((i = 0; i < 100; i++)); do
@@ -289,12 +296,12 @@ pgpoly_start_redis() {
 	# shellcheck disable=SC2034 # read by the scripts that source this file
 	PGPOLY_REDIS_PORT="$port"
 	if [[ "$name" == default ]]; then
-		export REDIS_PORT="$port"
+		export REDIS_PORT="$port" REDIS_SOCKET="$sock"
 	else
-		var="REDIS_PORT_$(echo "$name" | tr '[:lower:]' '[:upper:]' | tr -c 'A-Z0-9\n' '_')"
-		export "$var=$port"
+		var="$(echo "$name" | tr '[:lower:]' '[:upper:]' | tr -c 'A-Z0-9\n' '_')"
+		export "REDIS_PORT_$var=$port" "REDIS_SOCKET_$var=$sock"
 	fi
-	pgpoly_log "redis '$name' running on 127.0.0.1:$port (pid $pid)"
+	pgpoly_log "redis '$name' running on 127.0.0.1:$port and $sock (pid $pid)"
 }
 
 # Run a command in a process group of its own and wait for it, so that a

@@ -32,6 +32,10 @@
 #  point  WHERE key = $1 through pgbench -M prepared with a generic plan
 #         (plan_cache_mode = force_generic_plan) at 1, 4 and 16 clients, vs
 #         the same lookup on the native 1M-row table; target >= 0.7x its TPS.
+#         Two pgpoly rows: the table over loopback TCP, and the same table
+#         over the same Redis's Unix-domain socket (server option
+#         unix_socket; REDIS_SOCKET, which test/lib.sh exports; skipped when
+#         unset).  The three runs of a round are interleaved.
 #
 # Data: Redis db 0 holds 1M hashes (keys pgpoly_bench:u:<id>, fields as an
 # online feature table: clicks_7d int, ctr float8, country text, updated
@@ -57,6 +61,7 @@
 #
 # Usage: PGHOST=... PGPORT=... PGUSER=... REDIS_PORT=... test/bench/bench_redis.sh
 # Environment: BENCH_PARTS (join,keys,write,point), ROUNDS (3), N_BIG (1000000),
+#              REDIS_SOCKET (the same Redis's Unix-domain socket, for point),
 #              JOIN_SIZES ("1000 10000 100000 $N_BIG"), N_WRITE (100000),
 #              PGBENCH_SECONDS (4), PGBENCH_CLIENTS ("1 4 16"), FETCH_SIZE
 #              (unset: the FDW default, 1000), PGPOLY_EXTENSION (pgpoly),
@@ -669,30 +674,62 @@ if bench_parts_include point; then
 	echo
 	echo "== point lookup WHERE key = \$1, pgbench -M prepared, generic plan, ${PGBENCH_SECONDS}s per run"
 	native_table "$N_BIG"
-	plan="$(PGOPTIONS="-c plan_cache_mode=force_generic_plan" "${PSQL[@]}" -At <<SQL
-PREPARE q(text) AS SELECT * FROM bench_u WHERE user_id = \$1;
+	point_tables=(bench_u)
+	if [[ -n "${REDIS_SOCKET:-}" ]]; then
+		# the same keys through the same Redis's Unix-domain socket
+		"${PSQL[@]}" <<SQL
+CREATE SERVER bench_redis_sock FOREIGN DATA WRAPPER pgpoly_redis
+	OPTIONS (unix_socket '$REDIS_SOCKET', timeout_ms '120000');
+CREATE USER MAPPING FOR CURRENT_USER SERVER bench_redis_sock;
+CREATE FOREIGN TABLE bench_u_sock ($cols) SERVER bench_redis_sock
+	OPTIONS (table_type 'hash', key_prefix '${P}u:'$fetch_opt);
+SQL
+		point_tables+=(bench_u_sock)
+	else
+		echo "  (REDIS_SOCKET unset: no Unix-socket row)"
+	fi
+	for t in "${point_tables[@]}"; do
+		plan="$(PGOPTIONS="-c plan_cache_mode=force_generic_plan" "${PSQL[@]}" -At <<SQL
+PREPARE q(text) AS SELECT * FROM $t WHERE user_id = \$1;
 EXPLAIN (VERBOSE, COSTS OFF) EXECUTE q('4242');
 SQL
 )"
-	grep -q 'HGETALL pgpoly_bench:u:{key} x1' <<<"$plan" || die "the generic plan does not look up one key: $plan"
-	same="$("${PSQL[@]}" -At -c "SELECT (SELECT row(u.*) FROM bench_u u WHERE user_id = '$((N_BIG * 7 / 9))')
-		= (SELECT row(n.*) FROM bench_native_$N_BIG n WHERE user_id = '$((N_BIG * 7 / 9))')")"
-	[[ "$same" == t ]] || die "the point lookup reads a row different from the native table's"
+		grep -q 'HGETALL pgpoly_bench:u:{key} x1' <<<"$plan" || die "the generic plan on $t does not look up one key: $plan"
+		same="$("${PSQL[@]}" -At -c "SELECT (SELECT row(u.*) FROM $t u WHERE user_id = '$((N_BIG * 7 / 9))')
+			= (SELECT row(n.*) FROM bench_native_$N_BIG n WHERE user_id = '$((N_BIG * 7 / 9))')")"
+		[[ "$same" == t ]] || die "the point lookup on $t reads a row different from the native table's"
+	done
+	if [[ -n "${REDIS_SOCKET:-}" ]]; then
+		target="$("${PSQL[@]}" -At -c "SELECT count(*) FROM bench_u_sock WHERE user_id = '1'" \
+			-c "SELECT target FROM pgpoly.connections() WHERE server = 'bench_redis_sock'" | tail -n 1)"
+		[[ "$target" == "$REDIS_SOCKET" ]] || die "bench_u_sock is not connected through $REDIS_SOCKET: $target"
+	fi
 	# warm-up: Redis, the OS, the native table's index
-	pgbench_tps bench_u 2 1 >/dev/null || die "pgbench on bench_u failed"
+	for t in "${point_tables[@]}"; do
+		pgbench_tps "$t" 2 1 >/dev/null || die "pgbench on $t failed"
+	done
 	pgbench_tps "bench_native_$N_BIG" 2 1 >/dev/null || die "pgbench on the native table failed"
 	for c in $PGBENCH_CLIENTS; do
-		fdw=() nat=()
+		fdw=() sock=() nat=()
 		for ((r = 0; r < ROUNDS; r++)); do
 			fdw+=("$(pgbench_tps bench_u "$c" "$PGBENCH_SECONDS")") || { bench_fail "pgbench bench_u -c $c"; break; }
+			if [[ -n "${REDIS_SOCKET:-}" ]]; then
+				sock+=("$(pgbench_tps bench_u_sock "$c" "$PGBENCH_SECONDS")") || { bench_fail "pgbench bench_u_sock -c $c"; break; }
+			fi
 			nat+=("$(pgbench_tps "bench_native_$N_BIG" "$c" "$PGBENCH_SECONDS")") || { bench_fail "pgbench native -c $c"; break; }
 		done
-		echo "  $c clients: pgpoly TPS ${fdw[*]}; native TPS ${nat[*]}"
+		echo "  $c clients: pgpoly TCP TPS ${fdw[*]}; pgpoly Unix socket TPS ${sock[*]:-(not run)}; native TPS ${nat[*]}"
 		mf=$(printf '%s\n' "${fdw[@]}" | bench_median)
 		mn=$(printf '%s\n' "${nat[@]}" | bench_median)
 		bench_report "redis point lookup, $c client(s) (median of $ROUNDS x ${PGBENCH_SECONDS}s)" \
 			"$(printf '%.0f' "$mf") TPS" "native indexed table $(printf '%.0f' "$mn") TPS" \
 			"$(bench_calc "$mf / $mn")" ">=" 0.7
+		if ((${#sock[@]} > 0)); then
+			ms=$(printf '%s\n' "${sock[@]}" | bench_median)
+			bench_report "redis point lookup over a Unix socket (unix_socket), $c client(s) (median of $ROUNDS x ${PGBENCH_SECONDS}s)" \
+				"$(printf '%.0f' "$ms") TPS" "native indexed table $(printf '%.0f' "$mn") TPS; over TCP $(printf '%.0f' "$mf") TPS" \
+				"$(bench_calc "$ms / $mn")" ">=" 0.7
+		fi
 	done
 fi
 
