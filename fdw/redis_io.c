@@ -70,7 +70,9 @@
 #include <hiredis/hiredis.h>
 
 #include "mb/pg_wchar.h"
+#include "catalog/pg_authid.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -778,8 +780,19 @@ static void
 socket_error(PgpolyConnection *conn, RedisNode *node, const char *error)
 {
 	struct stat st;
-	int			err = stat(node->host, &st) == 0 ? 0 : errno;
+	int			err;
 
+	/*
+	 * Why a path cannot be used tells whether a file exists on the database
+	 * host and what it is: only roles that may read server files learn it.
+	 */
+	if (!superuser() && !has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not connect to Redis server \"%s\" through unix_socket \"%s\"",
+						conn->servername, node->host),
+				 errhint("Check that Redis listens on this socket; a superuser or a member of pg_read_server_files sees the reason.")));
+	err = stat(node->host, &st) == 0 ? 0 : errno;
 	if (err == 0 && !S_ISSOCK(st.st_mode))
 		err = ENOTSOCK;
 	else if (err == 0 && access(node->host, W_OK) != 0)

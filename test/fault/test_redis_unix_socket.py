@@ -197,6 +197,22 @@ def run(db, d, sock_a, sock_b, port_a, port_b):
         s.value("ALTER SERVER bad OPTIONS (SET unix_socket '%s');" % path)
         expect("SELECT * FROM bad_t WHERE key = 'a';", "08001", path,
                present=('unix_socket "%s"' % path, why, '"bad"'))
+    # a role that may not read server files learns nothing about the path
+    s.value("SET ROLE %s;" % ROLE)
+    s.value("""CREATE SERVER bad_r FOREIGN DATA WRAPPER pgpoly_redis
+                   OPTIONS (unix_socket '/x', connect_timeout_ms '2000');
+               CREATE USER MAPPING FOR CURRENT_USER SERVER bad_r OPTIONS (password 'pw');
+               CREATE FOREIGN TABLE bad_r_t (key text OPTIONS (key 'true'), v text)
+                   SERVER bad_r OPTIONS (table_type 'string');""")
+    for path, why in ((os.path.join(d, "missing.sock"), "does not exist"),
+                      (plain, "is not a socket"),
+                      (denied, "ermission denied"),
+                      (deaf, "Connection refused")):
+        s.value("ALTER SERVER bad_r OPTIONS (SET unix_socket '%s');" % path)
+        expect("SELECT * FROM bad_r_t WHERE key = 'a';", "08001", "non-superuser, " + path,
+               present=('through unix_socket "%s"' % path, "pg_read_server_files"),
+               absent=(why, "No such file", "not a socket", "refused"))
+    s.value("RESET ROLE;")
     ls_denied.close()
     ls_deaf.close()
 
