@@ -4,19 +4,15 @@
 --
 -- Contract: API.md section 3 (ingest_features).  Design invariants kept by this
 -- file:
---	* ingest_features is one statement that reads the source once: its rows,
---	  numbered in the source's order, go through a batched join that reads the
---	  event times Redis holds (pipelined rounds of fetch_size keys, each sent
---	  ahead) straight into the offline append, so Redis answers a round while
---	  the rows of the round before are inserted; the joined rows are kept (a
---	  materialized CTE, in the source's order, so created_at follows it) and
---	  each entity's newest row (latest event_time, ties to the later source
---	  row) is written to the view's serving table through INSERT ... SELECT.
---	  The Redis writes are buffered in the caller's transaction and sent at
---	  COMMIT as pipelined MULTI/EXEC, exactly as materialize() does; ROLLBACK
---	  undoes both.  A source row with a NULL entity or event_time, or an
---	  entity a varchar(n) key would cut, stops the statement before any Redis
---	  write is buffered, and the error names the first such row.
+--	* ingest_features is one statement: the source rows are read once into a
+--	  materialized CTE (numbered in the source's order; a scan of it returns them
+--	  in that order, so created_at follows it), appended to the offline table, and
+--	  each entity's newest row (latest event_time, ties to the later source row)
+--	  is written to the view's serving table through INSERT ... SELECT, after a
+--	  batched join that reads the event times Redis holds (pipelined rounds of
+--	  fetch_size keys).  The Redis writes are buffered in the caller's transaction
+--	  and sent at COMMIT as pipelined MULTI/EXEC, exactly as materialize() does;
+--	  ROLLBACK undoes both.
 --	* Newer wins as in put_features: an entity is written online unless Redis holds
 --	  a strictly newer _event_time.  Rows are full snapshots: features the source
 --	  does not return are NULL offline and online.  With the serving table in
@@ -161,58 +157,6 @@ BEGIN
 END
 $$;
 
--- Raised (SQLSTATE PGP02) by ingest_features' offline append at the first
--- source row that has a NULL entity or event_time or an entity its tables'
--- key types would cut; the caller names the row with _ingest_bad_row.
-CREATE FUNCTION pgpoly._ingest_reject()
-RETURNS bool
-LANGUAGE plpgsql VOLATILE
-AS $$
-BEGIN
-	RAISE EXCEPTION 'a source row of ingest_features failed a check' USING ERRCODE = 'PGP02';
-END
-$$;
-
--- Raise the error of the first source row that has a NULL entity or
--- event_time (22004), else of the first whose entity a varchar(n) key or
--- entity column would cut (22001); a value that does not convert raises as in
--- _ingest_bad_value.  Reads the source again: only on this error path.
-CREATE FUNCTION pgpoly._ingest_bad_row(v pgpoly._fv_def, ty record, src text, feats text[],
-									   rows_sql text)
-RETURNS void
-LANGUAGE plpgsql
-AS $$
-DECLARE
-	v_null bigint;
-	v_long bigint;
-	v_all  bigint;
-BEGIN
-	BEGIN
-		-- (count(s.*) converts every column: a value that does not convert
-		-- is reported first, as when every row was read before any check)
-		EXECUTE format('SELECT min(s.ord) FILTER (WHERE s.k IS NULL OR s.et IS NULL), '
-					   'min(s.ord) FILTER (WHERE NOT (%s AND %s)), count(s.*) FROM (%s) AS s',
-					   pgpoly._fv_key_fits(ty.key_type, 's.k'), pgpoly._fv_key_fits(ty.entity_type, 's.k'),
-					   rows_sql)
-		INTO v_null, v_long, v_all;
-	EXCEPTION WHEN data_exception THEN
-		PERFORM pgpoly._ingest_bad_value(v, ty, src, feats, SQLSTATE, SQLERRM);
-	END;
-	IF v_null IS NOT NULL THEN
-		RAISE EXCEPTION 'row % of the source has a NULL % or event_time', v_null, v.entity
-			USING ERRCODE = 'null_value_not_allowed';
-	END IF;
-	IF v_long IS NOT NULL THEN
-		RAISE EXCEPTION 'row % of the source has a % that does not fit the key column "%" (%) or the entity column "%" (%) of feature view "%"',
-			v_long, v.entity, v.key_column, ty.key_type, v.entity_column, ty.entity_type, v.name
-			USING ERRCODE = 'string_data_right_truncation',
-				  HINT = 'Cut to the column''s type it would be another entity; give the tables a longer key type.';
-	END IF;
-	RAISE EXCEPTION 'ingest_features rejected a source row that passes every check'
-		USING ERRCODE = 'internal_error';	-- can't happen
-END
-$$;
-
 CREATE FUNCTION pgpoly._ingest_features(view text, source text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -228,9 +172,10 @@ DECLARE
 	v_feat  text[];			-- the view's features the source returns, in view order
 	v_key   text;			-- SQL of the entity in canonical text form
 	v_vals  text;			-- SQL of every feature's value over s (NULL if absent)
-	v_rows_sql text;		-- the numbered, cast source rows: ord, k, et, features
 	v_rows  bigint;
-	v_join  text := '';		-- the batched join to Redis (none for an outbox table)
+	v_null  bigint;
+	v_long  bigint;			-- first source row whose entity a varchar(n) would cut
+	v_online text := '';	-- the newer-wins join to Redis (none for an outbox table)
 BEGIN
 	PERFORM pgpoly._ingest_check_privileges(v);
 	SELECT c.names, c.types INTO v_cols FROM pgpoly._relation_columns(v_src, 'source') c;
@@ -262,56 +207,54 @@ BEGIN
 						   ELSE format('NULL::%s', u.t) END, ', ' ORDER BY u.i)
 	INTO v_vals
 	FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i);
-	v_rows_sql := format('SELECT row_number() OVER () AS ord, %s AS k, q.event_time::timestamptz AS et%s FROM %s AS q',
-		v_key,
-		(SELECT coalesce(string_agg(format(', q.%1$I::%2$s AS %1$I', u.f, u.t), '' ORDER BY u.i), '')
-		 FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i) WHERE u.f = ANY (v_feat)),
-		v_src);
 	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
-		v_join := format(' LEFT JOIN %1$s o ON o.%2$I = s.k::%3$s', v.serving_rel, v.key_column, ty.key_type);
+		v_online := format(' LEFT JOIN %1$s o ON o.%2$I = s.k::%3$s '
+						   'WHERE o.%2$I IS NULL OR o._event_time IS NULL OR o._event_time <= s.et',
+						   v.serving_rel, v.key_column, ty.key_type);
 	END IF;
 
-	-- One statement.  s numbers and casts the source rows; each batch of
-	-- fetch_size of them has its Redis round (the event times held) sent
-	-- ahead, and while Redis answers, the rows of the batch before are
-	-- appended offline as they come out of the join: the Redis reads overlap
-	-- the offline inserts, and the source is read once (j keeps the joined
-	-- rows for the newest-per-entity pass).  A row failing a check stops the
-	-- append at once (_ingest_reject); _ingest_bad_row then names it.
 	BEGIN
 		EXECUTE format($q$
-			WITH j AS MATERIALIZED (
-				SELECT s.*, %1$s AS held
-				FROM (%2$s) AS s%3$s),
+			WITH s AS MATERIALIZED (
+				SELECT row_number() OVER () AS ord, %1$s AS k, q.event_time::timestamptz AS et%2$s
+				FROM %3$s AS q),
+			bad AS (SELECT min(s.ord) AS ord FROM s WHERE s.k IS NULL OR s.et IS NULL),
+			long AS (SELECT min(s.ord) AS ord FROM s WHERE NOT (%13$s AND %14$s)),
+			ok AS (SELECT (SELECT bad.ord FROM bad) IS NULL AND (SELECT long.ord FROM long) IS NULL AS ok),
 			off AS (
 				INSERT INTO %4$s (%5$I, event_time, created_at, %6$s)
 				SELECT s.k::%7$s, s.et, clock_timestamp(), %8$s
-				FROM j AS s
-				WHERE CASE WHEN s.k IS NULL OR s.et IS NULL OR NOT (%9$s AND %10$s)
-						   THEN pgpoly._ingest_reject() ELSE true END
+				FROM s WHERE (SELECT ok.ok FROM ok)
 				RETURNING 1),
 			newest AS (
-				SELECT DISTINCT ON (j.k) j.*
-				FROM j
-				ORDER BY j.k, j.et DESC, j.ord DESC),
+				SELECT DISTINCT ON (s.k) s.*
+				FROM s WHERE (SELECT ok.ok FROM ok)
+				ORDER BY s.k, s.et DESC, s.ord DESC),
 			w AS (
-				INSERT INTO %11$s (%12$I, %6$s, _event_time)
-				SELECT s.k::%13$s, %8$s, s.et
-				FROM newest s
-				WHERE s.held IS NULL OR s.held <= s.et)
-			SELECT count(*) FROM off$q$,
-			CASE WHEN v_join = '' THEN 'NULL::timestamptz' ELSE 'o._event_time' END,
-			v_rows_sql, v_join, v.offline_rel, v.entity_column, pgpoly._fv_cols(v.features),
-			ty.entity_type, v_vals,
-			pgpoly._fv_key_fits(ty.key_type, 's.k'), pgpoly._fv_key_fits(ty.entity_type, 's.k'),
-			v.serving_rel, v.key_column, ty.key_type)
-		INTO v_rows;
-	EXCEPTION
-		WHEN data_exception THEN
-			PERFORM pgpoly._ingest_bad_value(v, ty, v_src, v_feat, SQLSTATE, SQLERRM);
-		WHEN SQLSTATE 'PGP02' THEN
-			PERFORM pgpoly._ingest_bad_row(v, ty, v_src, v_feat, v_rows_sql);
+				INSERT INTO %9$s (%10$I, %6$s, _event_time)
+				SELECT s.k::%11$s, %8$s, s.et
+				FROM newest s%12$s)
+			SELECT (SELECT count(*) FROM off), (SELECT bad.ord FROM bad), (SELECT long.ord FROM long)$q$,
+			v_key,
+			(SELECT coalesce(string_agg(format(', q.%1$I::%2$s AS %1$I', u.f, u.t), '' ORDER BY u.i), '')
+			 FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i) WHERE u.f = ANY (v_feat)),
+			v_src, v.offline_rel, v.entity_column, pgpoly._fv_cols(v.features), ty.entity_type,
+			v_vals, v.serving_rel, v.key_column, ty.key_type, v_online,
+			pgpoly._fv_key_fits(ty.key_type, 's.k'), pgpoly._fv_key_fits(ty.entity_type, 's.k'))
+		INTO v_rows, v_null, v_long;
+	EXCEPTION WHEN data_exception THEN
+		PERFORM pgpoly._ingest_bad_value(v, ty, v_src, v_feat, SQLSTATE, SQLERRM);
 	END;
+	IF v_null IS NOT NULL THEN
+		RAISE EXCEPTION 'row % of the source has a NULL % or event_time', v_null, v.entity
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF v_long IS NOT NULL THEN
+		RAISE EXCEPTION 'row % of the source has a % that does not fit the key column "%" (%) or the entity column "%" (%) of feature view "%"',
+			v_long, v.entity, v.key_column, ty.key_type, v.entity_column, ty.entity_type, v.name
+			USING ERRCODE = 'string_data_right_truncation',
+				  HINT = 'Cut to the column''s type it would be another entity; give the tables a longer key type.';
+	END IF;
 	RETURN v_rows;
 END
 $$;

@@ -74,6 +74,14 @@ SELECT * FROM ing_raw ORDER BY key;
 SELECT pgpoly.ingest_features('ing_users', $$SELECT * FROM (VALUES ('u4', timestamptz '2024-06-02', 41),
 	('u5', timestamptz '2024-06-01', 51)) v(user_id, event_time, clicks)$$) AS ingested;
 SELECT key, clicks, _event_time FROM ing_raw WHERE key IN ('u4', 'u5') ORDER BY key;
+-- several rows per entity, spread over rounds (fetch_size 3): each entity's
+-- newest row is compared with what Redis holds: u6 (held 2024-06-02) gets its
+-- newest row, 2024-07-01, its 2nd of 3; u8 (held 2024-06-02) keeps it, its
+-- newest row (2024-06-01) being older
+SELECT pgpoly.ingest_features('ing_users', $$SELECT * FROM (VALUES ('u6', timestamptz '2024-05-01', 61),
+	('u7', timestamptz '2024-05-01', 71), ('u8', timestamptz '2024-05-01', 81), ('u6', timestamptz '2024-07-01', 62),
+	('u8', timestamptz '2024-06-01', 82), ('u6', timestamptz '2024-05-02', 63)) v(user_id, event_time, clicks)$$) AS ingested;
+SELECT key, clicks, _event_time FROM ing_raw WHERE key IN ('u6', 'u7', 'u8') ORDER BY key;
 -- ROLLBACK undoes both stores
 BEGIN;
 SELECT pgpoly.ingest_features('ing_users', $$SELECT 'u1' AS user_id, now() AS event_time, -1 AS clicks -- comment$$);
