@@ -137,7 +137,7 @@ PG_FUNCTION_INFO_V1(pgpoly_prediction_scan);
 
 /*
  * pgpoly._prediction_scan(rows jsonb, OUT bad bigint, OUT pairs jsonb,
- * OUT n bigint): rows must be a JSON array (the caller checks).  bad: the
+ * OUT n bigint): rows must be a JSON array (22023 if not).  bad: the
  * position (1-based) of the first element that is not an object or has an
  * unknown key, NULL if none; pairs: a JSON array of {"model", "version"}
  * objects covering every element's pair (NULL when bad is set); n: the
@@ -162,7 +162,9 @@ pgpoly_prediction_scan(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "_prediction_scan must return a record");
 	if (!JB_ROOT_IS_ARRAY(rows) || JB_ROOT_IS_SCALAR(rows))
-		elog(ERROR, "_prediction_scan needs a JSON array");
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("argument \"rows\" must be a JSON array")));
 
 	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
 	it = JsonbIteratorInit(&rows->root);
