@@ -363,18 +363,28 @@ RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT '{model,version,entity,prediction,features,confidence,latency_ms,request_id,ts}'::text[] $$;
 
+-- One walk over rows (src/predictions.c): the position of the first element
+-- that is not an object or has an unknown key (NULL: none), the elements'
+-- (model, version) pairs as [{"model": ..., "version": ...}, ...] with their
+-- JSON values unconverted (possibly repeated), and the number of elements.
+CREATE FUNCTION pgpoly._prediction_scan(rows jsonb, OUT bad bigint, OUT pairs jsonb, OUT n bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pgpoly_prediction_scan'
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+
 CREATE FUNCTION pgpoly.log_predictions(rows jsonb)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 DECLARE
-	v_bad record;
-	a     record;
-	v_out record;
-	v_scan  record;			-- the fast path's light pass: pairs m, v; ts range lo, hi; n
-	v_pairs record;			-- its resolved pairs: key k, name, ver
-	v_n   bigint;
+	v_scan  record;			-- _prediction_scan: bad, pairs, n
+	v_elem  jsonb;
+	a       record;
+	v_out   record;
+	v_pairs record;			-- the resolved pairs: key k, name, ver
+	v_one   bool;			-- a single pair: rows are matched to it without a key
+	v_n     bigint;
 BEGIN
 	PERFORM pgpoly._require(rows, 'rows');
 	IF jsonb_typeof(rows) <> 'array' THEN
@@ -382,80 +392,72 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Pass [{"model": "churn@champion", "entity": "u1", "prediction": {"p": 0.7}}, ...].';
 	END IF;
-	-- every element an object with known keys only
-	SELECT e.i, jsonb_typeof(e.o) AS type,
-		   (SELECT min(k) FROM jsonb_object_keys(CASE jsonb_typeof(e.o) WHEN 'object' THEN e.o END) k
-			WHERE NOT k = ANY (pgpoly._prediction_keys())) AS key
-	INTO v_bad
-	FROM jsonb_array_elements(rows) WITH ORDINALITY AS e(o, i)
-	WHERE jsonb_typeof(e.o) <> 'object' OR e.o - pgpoly._prediction_keys() <> '{}'::jsonb
-	ORDER BY e.i LIMIT 1;
-	IF v_bad.type IS DISTINCT FROM 'object' AND v_bad.i IS NOT NULL THEN
-		PERFORM pgpoly._prediction_error(v_bad.i, '22023',
-			format('a prediction must be a JSON object, not %s', v_bad.type));
-	ELSIF v_bad.i IS NOT NULL THEN
-		PERFORM pgpoly._prediction_error(v_bad.i, '22023', format('unknown key "%s"', v_bad.key),
+	-- every element an object with known keys only (checked in the same walk
+	-- that gathers the pairs)
+	v_scan := pgpoly._prediction_scan(rows);
+	IF v_scan.bad IS NOT NULL THEN
+		v_elem := rows -> (v_scan.bad - 1)::int;
+		IF jsonb_typeof(v_elem) <> 'object' THEN
+			PERFORM pgpoly._prediction_error(v_scan.bad, '22023',
+				format('a prediction must be a JSON object, not %s', jsonb_typeof(v_elem)));
+		END IF;
+		PERFORM pgpoly._prediction_error(v_scan.bad, '22023',
+			format('unknown key "%s"', (SELECT min(k) FROM jsonb_object_keys(v_elem) k
+									   WHERE NOT k = ANY (pgpoly._prediction_keys()))),
 			'Keys are log_prediction''s arguments: ' || array_to_string(pgpoly._prediction_keys(), ', ') || '.');
 	END IF;
+	IF v_scan.n = 0 THEN
+		RETURN 0;
+	END IF;
 
-	-- The fast path, for a batch whose rows all pass every check: a light pass
-	-- over rows for its distinct (model, version) pairs and its range of ts,
-	-- then, when every ts falls in one month whose partition exists, one
-	-- INSERT of the rows (read by jsonb_to_recordset, in the order of rows)
-	-- that pass every check of _log_predictions.  If it did not take them
-	-- all, it is undone and the general path below finds the first bad row
-	-- and raises its error, so that both raise the same errors.
+	-- The fast path, for a batch whose rows all pass every check: its distinct
+	-- (model, version) pairs are resolved once, then one INSERT of the rows
+	-- (read by jsonb_to_recordset, in the order of rows) that pass every check
+	-- of _log_predictions.  If it did not take them all, or failed (a month
+	-- without its partition, privileges, a trigger ...), it is undone and the
+	-- general path below finds the first bad row and raises its error, or
+	-- creates the missing partitions, so that both behave the same.
 	BEGIN
-		SELECT array_agg(p.model) AS m, array_agg(p.version) AS v, min(p.lo) AS lo,
-			   max(p.hi) AS hi, sum(p.n) AS n
-		INTO v_scan
-		FROM (SELECT u.model, u.version, min(coalesce(u.ts, now())) AS lo,
-					 max(coalesce(u.ts, now())) AS hi, count(*) AS n
-			  FROM jsonb_to_recordset(rows) AS u(model text, version int, ts timestamptz)
-			  GROUP BY u.model, u.version) AS p;
+		SELECT array_agg(length(p.m) || ':' || p.m || ':' || p.vk) AS k, array_agg(p.name) AS name,
+			   array_agg(p.ver) AS ver, array_agg(p.m) AS m, array_agg(p.vk) AS vk
+		INTO v_pairs
+		FROM pgpoly._prediction_versions(ARRAY(SELECT u.model FROM jsonb_to_recordset(v_scan.pairs)
+													AS u(model text, version int)),
+										 ARRAY(SELECT u.version FROM jsonb_to_recordset(v_scan.pairs)
+													AS u(model text, version int))) AS p;
 	EXCEPTION WHEN data_exception THEN
 		PERFORM pgpoly._prediction_bad_value(rows, SQLSTATE, SQLERRM);
 	END;
-	IF v_scan.n IS NULL THEN
-		RETURN 0;
-	END IF;
-	IF isfinite(v_scan.lo) AND isfinite(v_scan.hi)
-	   AND date_trunc('month', v_scan.lo, 'UTC') = date_trunc('month', v_scan.hi, 'UTC')
-	   AND to_regclass('pgpoly.' || pgpoly._prediction_partition_name(
-						  date_trunc('month', v_scan.lo, 'UTC'))) IS NOT NULL THEN
-		-- each pair by a text key (the model's length first: unambiguous)
-		SELECT array_agg(length(p.m) || ':' || p.m || ':' || p.vk) AS k, array_agg(p.name) AS name,
-			   array_agg(p.ver) AS ver
-		INTO v_pairs
-		FROM pgpoly._prediction_versions(v_scan.m, v_scan.v) AS p;
-		BEGIN
-			INSERT INTO pgpoly.predictions (model_name, version, entity, features, prediction,
-											confidence, latency_ms, request_id, ts)
-			SELECT v_pairs.name[k.i], v_pairs.ver[k.i], u.entity, u.features, u.prediction, u.confidence,
-				   u.latency_ms, u.request_id, coalesce(u.ts, now())
-			FROM jsonb_to_recordset(rows)
-				 AS u(model text, version int, entity text, prediction jsonb, features jsonb,
-					  confidence float8, latency_ms float8, request_id text, ts timestamptz)
-			CROSS JOIN LATERAL (SELECT array_position(v_pairs.k, length(u.model) || ':' || u.model || ':'
-													   || coalesce(u.version, -1)) AS i) AS k
-			WHERE v_pairs.ver[k.i] IS NOT NULL AND u.prediction IS NOT NULL
-			  AND (u.model = '' OR u.latency_ms < 0 OR u.latency_ms = 'NaN' OR u.request_id = ''
-				   OR NOT isfinite(coalesce(u.ts, now()))) IS NOT TRUE;
-			GET DIAGNOSTICS v_n = ROW_COUNT;
-			IF v_n = v_scan.n THEN
-				RETURN v_n;
-			END IF;
-			RAISE EXCEPTION 'a prediction row failed a check' USING ERRCODE = 'PGP01';
-		EXCEPTION
-			WHEN data_exception THEN	-- a value of the wrong type, as below
-				PERFORM pgpoly._prediction_bad_value(rows, SQLSTATE, SQLERRM);
-			WHEN OTHERS THEN
-				-- undone: a row failed a check (PGP01), or the INSERT failed
-				-- (privileges, a trigger ...): the general path raises the
-				-- error it raises, after its checks
-				NULL;
-		END;
-	END IF;
+	v_one := cardinality(v_pairs.k) = 1;
+	BEGIN
+		INSERT INTO pgpoly.predictions (model_name, version, entity, features, prediction,
+										confidence, latency_ms, request_id, ts)
+		SELECT v_pairs.name[k.i], v_pairs.ver[k.i], u.entity, u.features, u.prediction, u.confidence,
+			   u.latency_ms, u.request_id, coalesce(u.ts, now())
+		FROM jsonb_to_recordset(rows)
+			 AS u(model text, version int, entity text, prediction jsonb, features jsonb,
+				  confidence float8, latency_ms float8, request_id text, ts timestamptz)
+		CROSS JOIN LATERAL (SELECT CASE WHEN v_one
+										THEN CASE WHEN u.model = v_pairs.m[1]
+												   AND coalesce(u.version, -1) = v_pairs.vk[1] THEN 1 END
+										ELSE array_position(v_pairs.k, length(u.model) || ':' || u.model || ':'
+															|| coalesce(u.version, -1)) END AS i) AS k
+		WHERE v_pairs.ver[k.i] IS NOT NULL AND u.prediction IS NOT NULL
+		  AND (u.model = '' OR u.latency_ms < 0 OR u.latency_ms = 'NaN' OR u.request_id = ''
+			   OR NOT isfinite(coalesce(u.ts, now()))) IS NOT TRUE;
+		GET DIAGNOSTICS v_n = ROW_COUNT;
+		IF v_n = v_scan.n THEN
+			RETURN v_n;
+		END IF;
+		RAISE EXCEPTION 'a prediction row failed a check' USING ERRCODE = 'PGP01';
+	EXCEPTION
+		WHEN data_exception THEN	-- a value of the wrong type, as below
+			PERFORM pgpoly._prediction_bad_value(rows, SQLSTATE, SQLERRM);
+		WHEN OTHERS THEN
+			-- undone: a row failed a check (PGP01), or the INSERT failed: the
+			-- general path raises the error it raises, after its checks
+			NULL;
+	END;
 
 	-- the general path: the rows as parallel arrays, checked and logged by
 	-- _log_predictions (which also creates missing partitions)
@@ -472,9 +474,6 @@ BEGIN
 	EXCEPTION WHEN data_exception THEN
 		PERFORM pgpoly._prediction_bad_value(rows, SQLSTATE, SQLERRM);
 	END;
-	IF a.m IS NULL THEN
-		RETURN 0;
-	END IF;
 	v_out := pgpoly._log_predictions(a.m, a.v, a.e, a.p, a.f, a.c, a.l, a.q, a.t, false);
 	RETURN v_out.n;
 END

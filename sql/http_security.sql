@@ -162,6 +162,13 @@ SELECT * FROM pgpoly._drift_numeric_bins(NULL, '{1}', 2);
 SELECT pg_temp.try('SELECT * FROM pgpoly._drift_numeric_bins(''{1,NULL}'', ''{}'', 2)');
 SELECT pg_temp.try('SELECT * FROM pgpoly._drift_numeric_bins(''{1}'', ''{1}'', 2147483647)');
 SELECT (pgpoly._drift_numeric_bins('[0:1]={NaN,Infinity}', '{-Infinity}', 10000)).ks AS odd_values;
+-- the prediction log's walk over its rows
+SELECT * FROM pgpoly._prediction_scan(NULL);
+SELECT pg_temp.try('SELECT pgpoly._prediction_scan(''{"model": "m"}'')');
+SELECT pg_temp.try('SELECT pgpoly._prediction_scan(''"a string"'')');
+SELECT * FROM pgpoly._prediction_scan('[]');
+SELECT * FROM pgpoly._prediction_scan('[{"model": {"a": [1]}, "version": null}, {"model": {"a": [1]}}, {"model": 1, "version": true}, [], 5]');
+SELECT * FROM pgpoly._prediction_scan('[{"model": "m", "version": 1}, {"version": 1, "model": "m", "ts": null}, {"model": "m", "version": "1"}, {"model": "m", "version": 1}]');
 -- the feature store's internal C functions
 SELECT pgpoly._fv_rel(NULL) IS NULL AS fv_rel,
        pgpoly._fv_require_privileges(NULL, 'SELECT') IS NULL AS fv_require,
@@ -192,7 +199,7 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
   AND p.proname NOT IN ('elastic_request', 'vector_search', 'get_online_features',
                         'disconnect', 'l2_distance', 'cosine_distance',
                         'negative_inner_product', '_redis_key_column', 'redis_key_slot',
-                        '_drift_numeric_bins',
+                        '_drift_numeric_bins', '_prediction_scan',
                         'redis_validator', 'elastic_validator', 'vector_validator',
                         '_fv_rel', '_fv_require_privileges', '_fv_may_write',
                         '_fv_is_fresh', '_fv_serve', '_fv_describe',

@@ -69,6 +69,19 @@ CREATE TABLE ing_more AS SELECT 'u' || g AS user_id, timestamptz '2024-06-02' AS
 FROM generate_series(2, 9) g;
 SELECT pgpoly.ingest_features(view => 'ing_users', source => 'ing_more') AS ingested;
 SELECT * FROM ing_raw ORDER BY key;
+-- newer wins against Redis, ties included: u4 is held at 2024-06-02 and a row
+-- of that same event time replaces it; u5 is held at 2024-06-02 and keeps it
+SELECT pgpoly.ingest_features('ing_users', $$SELECT * FROM (VALUES ('u4', timestamptz '2024-06-02', 41),
+	('u5', timestamptz '2024-06-01', 51)) v(user_id, event_time, clicks)$$) AS ingested;
+SELECT key, clicks, _event_time FROM ing_raw WHERE key IN ('u4', 'u5') ORDER BY key;
+-- several rows per entity, spread over rounds (fetch_size 3): each entity's
+-- newest row is compared with what Redis holds: u6 (held 2024-06-02) gets its
+-- newest row, 2024-07-01, its 2nd of 3; u8 (held 2024-06-02) keeps it, its
+-- newest row (2024-06-01) being older
+SELECT pgpoly.ingest_features('ing_users', $$SELECT * FROM (VALUES ('u6', timestamptz '2024-05-01', 61),
+	('u7', timestamptz '2024-05-01', 71), ('u8', timestamptz '2024-05-01', 81), ('u6', timestamptz '2024-07-01', 62),
+	('u8', timestamptz '2024-06-01', 82), ('u6', timestamptz '2024-05-02', 63)) v(user_id, event_time, clicks)$$) AS ingested;
+SELECT key, clicks, _event_time FROM ing_raw WHERE key IN ('u6', 'u7', 'u8') ORDER BY key;
 -- ROLLBACK undoes both stores
 BEGIN;
 SELECT pgpoly.ingest_features('ing_users', $$SELECT 'u1' AS user_id, now() AS event_time, -1 AS clicks -- comment$$);
@@ -88,6 +101,9 @@ SELECT pgpoly.create_feature_view('ing_short', 'code', 'ing_short');
 SELECT pgpoly.ingest_features('ing_short', $$SELECT 'abc' AS code, timestamptz '2024-06-01' AS event_time, 1 AS clicks$$) AS ingested;
 SELECT ing_err($$SELECT pgpoly.ingest_features('ing_short',
   'SELECT * FROM (VALUES (''xyz'', timestamptz ''2024-06-02'', 2), (''abcdef'', timestamptz ''2024-06-02'', 3)) v(code, event_time, clicks)')$$);
+-- a long entity (row 1) and a NULL one (row 2): the NULL is reported first
+SELECT ing_err($$SELECT pgpoly.ingest_features('ing_short',
+  'SELECT * FROM (VALUES (''abcdef'', timestamptz ''2024-06-02'', 3), (NULL, timestamptz ''2024-06-02'', 4)) v(code, event_time, clicks)')$$);
 SELECT * FROM ing_short_raw ORDER BY key;
 SELECT entity, clicks FROM pgpoly.ing_short_history ORDER BY entity, clicks;
 SELECT pgpoly.drop_feature_view('ing_short', drop_tables => true);
@@ -103,6 +119,7 @@ SELECT * FROM ing_item_raw ORDER BY key;
 
 -- Errors: clear SQLSTATEs; nothing is written
 SELECT count(*) AS before FROM pgpoly.ing_users_history \gset
+SELECT md5(string_agg(format('%s %s %s', key, clicks, _event_time), ',' ORDER BY key)) AS redis_before FROM ing_raw \gset
 SELECT c.cmd, ing_err(c.cmd) AS error
 FROM (VALUES
 	('SELECT pgpoly.ingest_features(''ing_nope'', ''ing_batch'')'),
@@ -116,10 +133,16 @@ FROM (VALUES
 	('SELECT pgpoly.ingest_features(''ing_users'', ''SELECT user_id, event_time, user_id AS event_time FROM ing_batch'')'),
 	('SELECT pgpoly.ingest_features(''ing_users'', ''SELECT CASE WHEN ord = 5 THEN NULL ELSE user_id END AS user_id, event_time FROM ing_batch'')'),
 	('SELECT pgpoly.ingest_features(''ing_users'', ''SELECT user_id, NULL::timestamptz AS event_time FROM ing_batch'')'),
+	-- a NULL entity (row 3) and a value that does not convert (row 7): the value's error, as
+	-- when every row was read before any was written
+	('SELECT pgpoly.ingest_features(''ing_users'', ''SELECT CASE WHEN ord = 3 THEN NULL ELSE user_id END AS user_id, event_time, CASE WHEN ord = 7 THEN ''''x'''' ELSE clicks::text END AS clicks FROM ing_batch'')'),
+	-- a NULL event time in the last row, after rows that pass
+	('SELECT pgpoly.ingest_features(''ing_users'', ''SELECT user_id, CASE WHEN ord < 10 THEN event_time END AS event_time FROM ing_batch ORDER BY ord'')'),
 	('SELECT pgpoly.ingest_features(''ing_items'', $$SELECT ''seven'' AS item_id, now() AS event_time$$)'),
 	('SELECT pgpoly.ingest_features(''ing_items'', $$SELECT 7 AS item_id, now() AS event_time, 123456789 AS price$$)')
 ) AS c(cmd);
 SELECT count(*) - :before AS written_by_failed_calls FROM pgpoly.ing_users_history;
+SELECT md5(string_agg(format('%s %s %s', key, clicks, _event_time), ',' ORDER BY key)) = :'redis_before' AS redis_untouched_by_failed_calls FROM ing_raw;
 
 -- Privileges: INSERT on the offline table, SELECT and INSERT on the online table
 -- (the statements ingest_features runs), checked before anything is read.

@@ -363,7 +363,8 @@ SELECT count(*) AS batches, count(DISTINCT got) AS distinct_errors,
        array_agg(format('%s@%s + %s@%s: %s / %s', kind, pos, kind2, pos2, got, want)) FILTER (WHERE got <> want) AS mismatches
 FROM res;
 SELECT count(*) - :before AS logged_by_bad_batches FROM pgpoly.predictions;
--- a batch over two months takes the general path (partitions made as needed)
+-- a batch over two months whose partitions are missing takes the general path
+-- (partitions made as needed)
 SELECT pgpoly.log_predictions(jsonb_build_array(
 	jsonb_build_object('model', 'diff_m', 'version', 1, 'prediction', 1, 'ts', '2020-01-31T23:59:59Z'),
 	jsonb_build_object('model', 'diff_m', 'version', 1, 'prediction', 2, 'ts', '2020-02-01T00:00:00Z'),
@@ -372,6 +373,24 @@ SELECT pgpoly.log_predictions(jsonb_build_array(
 	jsonb_build_object('model', 'diff_m', 'version', 1, 'prediction', 1, 'ts', '2020-01-31T23:59:59Z'),
 	jsonb_build_object('model', 'diff_m', 'version', 1, 'prediction', 2, 'ts', '2020-02-01T00:00:00Z'))) AS logged;
 SELECT prediction, tableoid::regclass FROM pgpoly.predictions WHERE ts < '2021-01-01' ORDER BY prediction_id;
+-- a batch over months that have their partitions is one INSERT as well
+SELECT pgpoly.log_predictions(jsonb_build_array(
+	jsonb_build_object('model', 'diff_m', 'version', 1, 'prediction', 4, 'ts', '2020-01-15T00:00:00Z'),
+	jsonb_build_object('model', 'diff_m', 'version', 1, 'prediction', 5, 'ts', '2020-02-15T00:00:00Z'))) AS logged;
+SELECT prediction, tableoid::regclass FROM pgpoly.predictions WHERE ts < '2021-01-01' AND prediction::text IN ('4', '5')
+ORDER BY prediction_id;
+-- each (model, version) pair is resolved once whatever the JSON form of the
+-- version, with pairs repeated apart, and a single pair (after conversion)
+-- matched without a key
+SELECT pgpoly.log_predictions('[{"model": "diff_m", "version": 1, "prediction": 11},
+	{"model": "diff_m", "version": "1", "prediction": 12}, {"model": "diff_m@live", "prediction": 13},
+	{"model": "diff_m", "version": 1, "prediction": 14}, {"model": "diff_m", "version": "2", "prediction": 15}]') AS logged;
+SELECT pgpoly.log_predictions('[{"model": "diff_m", "version": 2, "prediction": 16},
+	{"model": "diff_m", "version": "2", "prediction": 17}]') AS logged;
+SELECT prediction, version FROM pgpoly.predictions WHERE prediction::text IN ('11', '12', '13', '14', '15', '16', '17')
+ORDER BY prediction_id;
+SELECT mon_err($$SELECT pgpoly.log_predictions('[{"model": "diff_m", "version": 2, "prediction": 1}, {"model": "diff_m", "version": "2", "prediction": 1}, {"model": "diff_m", "version": 3, "prediction": 1}]')$$) AS third_pair_unknown,
+       mon_err($$SELECT pgpoly.log_predictions('[{"model": "diff_m", "version": 2, "prediction": 1}, {"model": "diff_m", "version": 2, "prediction": 1, "Model": "x", "aa": 1}]')$$) AS unknown_keys;
 -- a writer without INSERT: the batch's own error comes first, as before
 CREATE ROLE regress_diff_reader NOLOGIN;
 GRANT USAGE ON SCHEMA pgpoly TO regress_diff_reader;
