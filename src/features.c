@@ -465,7 +465,9 @@ pgpoly_fv_rel(PG_FUNCTION_ARGS)
  * which a TID scan then sorted and fetched a second time).  It is used only
  * where it gives
  * what the DISTINCT ON gives and sees no more than the caller may: a plain
- * table, a btree on exactly that order with the default operator classes
+ * table without inheritance children (a scan of it reads theirs, its index
+ * does not), event_time a timestamptz, a btree on exactly that order with
+ * the default operator classes
  * and the column's collation, the caller's SELECT privilege, no row-level
  * security; otherwise materialize() runs the DISTINCT ON.
  * ----------------------------------------------------------------
@@ -501,7 +503,8 @@ newest_key_is(Form_pg_index ix, int2vector *options, oidvector *classes, int k,
  * entity column entity_att, or InvalidOid: a valid, non-partial btree whose
  * first keys are the plain columns entity_att, event_time DESC and
  * created_at DESC (NULLS FIRST, as ORDER BY ... DESC), with the default
- * operator classes and the entity column's own collation.
+ * operator classes and the entity column's own collation, on a table
+ * without inheritance children whose event_time is a timestamptz.
  */
 static Oid
 newest_index(Relation heap, AttrNumber entity_att)
@@ -512,7 +515,14 @@ newest_index(Relation heap, AttrNumber entity_att)
 	Oid			found = InvalidOid;
 	ListCell   *lc;
 
-	if (heap->rd_rel->relkind != RELKIND_RELATION || et_att <= 0 || ca_att <= 0)
+	/*
+	 * Not a table with inheritance children (whose rows a scan of the table
+	 * reads, and its index does not hold), nor an event_time of another type
+	 * (the walk reads it as timestamptz).
+	 */
+	if (heap->rd_rel->relkind != RELKIND_RELATION || heap->rd_rel->relhassubclass ||
+		et_att <= 0 || ca_att <= 0 ||
+		TupleDescAttr(RelationGetDescr(heap), et_att - 1)->atttypid != TIMESTAMPTZOID)
 		return InvalidOid;
 	foreach(lc, RelationGetIndexList(heap))
 	{
