@@ -6,7 +6,7 @@
 -- scan of the parent reads the children's rows, its index does not hold
 -- them), event_time altered to timestamp or date under another TimeZone,
 -- and indexes the probe must not read (partial, expression, other order,
--- operator class or collation, invalid), or may (INCLUDE), a
+-- operator class or collation of any key, invalid), or may (INCLUDE), a
 -- nondeterministic collation, DDL that rewrites the table between calls.
 \getenv redis_port REDIS_PORT
 SET timezone = 'UTC';
@@ -119,7 +119,9 @@ DROP INDEX pgpoly.fpa_i;
 -- invalid: a failed CREATE UNIQUE INDEX CONCURRENTLY (a duplicate key)
 INSERT INTO pgpoly.fpa_history (entity, event_time, created_at, clicks)
   SELECT entity, event_time, created_at, 3333 FROM pgpoly.fpa_history WHERE clicks = 3;
+\set VERBOSITY terse
 CREATE UNIQUE INDEX CONCURRENTLY fpa_i ON pgpoly.fpa_history (entity, event_time DESC, created_at DESC);
+\set VERBOSITY default
 SELECT indisvalid FROM pg_index WHERE indexrelid = 'pgpoly.fpa_i'::regclass;
 SELECT fpa_check('invalid'), fpa_walk();
 DROP INDEX pgpoly.fpa_i;
@@ -156,6 +158,18 @@ DROP TABLE fpa_child;
 -- (ANALYZE finds no child and clears relhassubclass: usable again)
 ANALYZE pgpoly.fpa_history;
 SELECT fpa_check('child dropped'), fpa_walk();
+
+-- created_at altered to text of an ICU collation, its index key in "C":
+-- the index orders the ties on event_time otherwise than ORDER BY
+-- created_at DESC ('B' before 'a' in the column's collation, after it in
+-- "C"); neither the probe nor the walk may read it.
+ALTER TABLE pgpoly.fpa_history ALTER created_at DROP DEFAULT,
+  ALTER created_at TYPE text COLLATE "und-x-icu";
+DROP INDEX pgpoly.fpa_i;
+CREATE INDEX fpa_i ON pgpoly.fpa_history (entity, event_time DESC, created_at COLLATE "C" DESC);
+INSERT INTO pgpoly.fpa_history (entity, event_time, created_at, clicks) VALUES
+  ('k1', now() - interval '1 hour', 'a', 4), ('k1', now() - interval '1 hour', 'B', 44);
+SELECT fpa_check('created_at of another collation'), fpa_walk();
 
 -- Clean up.
 DELETE FROM pgpoly.fpa_serving;

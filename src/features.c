@@ -468,7 +468,7 @@ pgpoly_fv_rel(PG_FUNCTION_ARGS)
  * table without inheritance children (a scan of it reads theirs, its index
  * does not), event_time a timestamptz, a btree on exactly that order with
  * the default operator classes
- * and the column's collation, the caller's SELECT privilege, no row-level
+ * and the columns' collations, the caller's SELECT privilege, no row-level
  * security; otherwise materialize() runs the DISTINCT ON.
  * ----------------------------------------------------------------
  */
@@ -487,15 +487,20 @@ rel_am(Oid relid)
 	return am;
 }
 
-/* Whether key k of index row ix is plain column att, ordered with options. */
+/*
+ * Whether key k of index row ix is plain column att, ordered with options,
+ * by the column's default operator class and its own collation (as ORDER
+ * BY the column).
+ */
 static bool
-newest_key_is(Form_pg_index ix, int2vector *options, oidvector *classes, int k,
-			  Relation heap, AttrNumber att, int16 opts)
+newest_key_is(Form_pg_index ix, int2vector *options, oidvector *classes,
+			  oidvector *colls, int k, Relation heap, AttrNumber att, int16 opts)
 {
 	Form_pg_attribute a = TupleDescAttr(RelationGetDescr(heap), att - 1);
 
 	return ix->indkey.values[k] == att && options->values[k] == opts &&
-		classes->values[k] == GetDefaultOpClass(a->atttypid, BTREE_AM_OID);
+		classes->values[k] == GetDefaultOpClass(a->atttypid, BTREE_AM_OID) &&
+		colls->values[k] == a->attcollation;
 }
 
 /*
@@ -503,7 +508,7 @@ newest_key_is(Form_pg_index ix, int2vector *options, oidvector *classes, int k,
  * entity column entity_att, or InvalidOid: a valid, non-partial btree whose
  * first keys are the plain columns entity_att, event_time DESC and
  * created_at DESC (NULLS FIRST, as ORDER BY ... DESC), with the default
- * operator classes and the entity column's own collation, on a table
+ * operator classes and the columns' own collations, on a table
  * without inheritance children whose event_time is a timestamptz.
  */
 static Oid
@@ -546,10 +551,9 @@ newest_index(Relation heap, AttrNumber entity_att)
 			rel_am(ix->indexrelid) == BTREE_AM_OID &&
 			heap_attisnull(tup, Anum_pg_index_indpred, NULL) &&
 			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
-			newest_key_is(ix, options, classes, 0, heap, entity_att, 0) &&
-			newest_key_is(ix, options, classes, 1, heap, et_att, desc) &&
-			newest_key_is(ix, options, classes, 2, heap, ca_att, desc) &&
-			colls->values[0] == TupleDescAttr(RelationGetDescr(heap), entity_att - 1)->attcollation)
+			newest_key_is(ix, options, classes, colls, 0, heap, entity_att, 0) &&
+			newest_key_is(ix, options, classes, colls, 1, heap, et_att, desc) &&
+			newest_key_is(ix, options, classes, colls, 2, heap, ca_att, desc))
 			found = ix->indexrelid;
 		ReleaseSysCache(tup);
 		if (OidIsValid(found))
