@@ -7,7 +7,8 @@
 -- them), event_time altered to timestamp or date under another TimeZone,
 -- and indexes the probe must not read (partial, expression, other order,
 -- operator class or collation of any key, invalid), or may (INCLUDE), a
--- nondeterministic collation, DDL that rewrites the table between calls.
+-- nondeterministic collation, DDL that rewrites the table between calls, a
+-- column added with a default.
 \getenv redis_port REDIS_PORT
 SET timezone = 'UTC';
 CREATE SERVER fpa FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
@@ -144,6 +145,13 @@ SELECT fpa_check('case-insensitive entity'), fpa_walk();
 ALTER TABLE pgpoly.fpa_history ALTER entity TYPE text COLLATE "default";
 DROP COLLATION fpa_ci;
 SELECT fpa_check('default collation again'), fpa_walk();
+
+-- A column added with a default (no rewrite): the rows written before lack
+-- it, the walk's rows have the default, as the table's.
+ALTER TABLE pgpoly.fpa_history ADD COLUMN fpa_w int DEFAULT 7;
+SELECT count(*) AS rows, count(*) FILTER (WHERE fpa_w IS DISTINCT FROM 7) AS without_default
+  FROM pgpoly._fv_newest_rows(NULL::pgpoly.fpa_history, 'entity', '-infinity', 'infinity');
+ALTER TABLE pgpoly.fpa_history DROP COLUMN fpa_w;
 
 -- Inheritance children: their rows are the offline table's rows too (k1
 -- only in the child, e1 newer there).  Neither the probe nor the walk may

@@ -616,6 +616,30 @@ same_image(Datum a, Datum b, Form_pg_attribute att)
 }
 
 /*
+ * Put the heap row in slot (of the table's descriptor) into store.  A row
+ * written before columns were added with a default has fewer attributes
+ * than the table, and store's reader knows only the row type, not the
+ * table's values for the missing ones: such a row is stored with them.
+ */
+static void
+newest_put(Tuplestorestate *store, TupleTableSlot *slot)
+{
+	bool		should_free;
+	HeapTuple	tup = ExecFetchSlotHeapTuple(slot, false, &should_free);
+
+	if (HeapTupleHeaderGetNatts(tup->t_data) < slot->tts_tupleDescriptor->natts)
+	{
+		slot_getallattrs(slot);
+		tuplestore_putvalues(store, slot->tts_tupleDescriptor, slot->tts_values,
+							 slot->tts_isnull);
+	}
+	else
+		tuplestore_puttupleslot(store, slot);
+	if (should_free)
+		heap_freetuple(tup);
+}
+
+/*
  * Walk index of heap in order and put, per entity, its first row in the
  * window [since, until] that snapshot sees into store (of the heap's row
  * type).  Each index entry's entity and event time come from the index
@@ -664,7 +688,7 @@ newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
 			continue;			/* outside the window */
 		if (!index_fetch_heap(scan, slot))
 			continue;			/* invisible: the entity's next entry may do */
-		tuplestore_puttupleslot(store, slot);
+		newest_put(store, slot);
 		MemoryContextReset(keycxt);
 		old = MemoryContextSwitchTo(keycxt);
 		prev = isnull ? (Datum) 0 : datumCopy(ent, ent_att->attbyval, ent_att->attlen);
