@@ -8,7 +8,7 @@
 -- and indexes the probe must not read (partial, expression, other order,
 -- operator class or collation of any key, invalid), or may (INCLUDE), a
 -- nondeterministic collation, DDL that rewrites the table between calls, a
--- column added with a default.
+-- column added with a default, an index a snapshot may not use yet.
 \getenv redis_port REDIS_PORT
 SET timezone = 'UTC';
 CREATE SERVER fpa FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
@@ -166,6 +166,28 @@ DROP TABLE fpa_child;
 -- (ANALYZE finds no child and clears relhassubclass: usable again)
 ANALYZE pgpoly.fpa_history;
 SELECT fpa_check('child dropped'), fpa_walk();
+
+-- An index built over broken HOT chains after the snapshot of a REPEATABLE
+-- READ transaction (indcheckxmin): its entry for h1's updated row holds the
+-- new event time, the snapshot sees the old one.  Neither the probe nor the
+-- walk may read it in that transaction (as the planner does not); in the
+-- next they do.
+DROP INDEX pgpoly.fpa_i, pgpoly.fpa_history_time_idx;
+INSERT INTO pgpoly.fpa_history (entity, event_time, clicks) VALUES
+  ('h1', now() - interval '1 hour', 5), ('h1', now() - interval '2 hours', 55);
+SELECT current_database() AS fpa_db \gset
+\setenv FPA_DB :fpa_db
+BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+SELECT count(*) FROM pgpoly.fpa_history;
+\! psql -X -q -d "$FPA_DB" -c "UPDATE pgpoly.fpa_history SET event_time = now() WHERE clicks = 55" -c "CREATE INDEX fpa_i ON pgpoly.fpa_history (entity, event_time DESC, created_at DESC)" -At -c "SELECT 'indcheckxmin ' || indcheckxmin FROM pg_index WHERE indexrelid = 'pgpoly.fpa_i'::regclass"
+SELECT entity, features FROM pgpoly.get_online_features('fpa', '{h1}');
+SELECT pgpoly._fv_newest_usable('pgpoly.fpa_history', 'entity');
+COMMIT;
+SELECT fpa_check('the next transaction'), fpa_walk();
+BEGIN TRANSACTION READ ONLY;
+SELECT entity, features FROM pgpoly.get_online_features('fpa', '{h1}');
+COMMIT;
+DELETE FROM pgpoly.fpa_history WHERE entity = 'h1';
 
 -- created_at altered to text of an ICU collation, its index key in "C":
 -- the index orders the ties on event_time otherwise than ORDER BY

@@ -509,16 +509,21 @@ newest_key_is(Form_pg_index ix, int2vector *options, oidvector *classes,
  * first keys are the plain columns entity_att, event_time DESC and
  * created_at DESC (NULLS FIRST, as ORDER BY ... DESC), with the default
  * operator classes and the columns' own collations, on a table
- * without inheritance children whose event_time is a timestamptz.
+ * without inheritance children whose event_time is a timestamptz.  An index
+ * whose rows may not hold the keys of the row versions this transaction's
+ * snapshots see (indcheckxmin: built over broken HOT chains, after this
+ * transaction's xmin) is skipped, as by the planner, and *transient set.
  */
 static Oid
-newest_index(Relation heap, AttrNumber entity_att)
+newest_index(Relation heap, AttrNumber entity_att, bool *transient)
 {
 	AttrNumber	et_att = get_attnum(RelationGetRelid(heap), "event_time");
 	AttrNumber	ca_att = get_attnum(RelationGetRelid(heap), "created_at");
 	int16		desc = INDOPTION_DESC | INDOPTION_NULLS_FIRST;
 	Oid			found = InvalidOid;
 	ListCell   *lc;
+
+	*transient = false;
 
 	/*
 	 * Not a table with inheritance children (whose rows a scan of the table
@@ -547,7 +552,10 @@ newest_index(Relation heap, AttrNumber entity_att)
 																Anum_pg_index_indclass, &isnull));
 		colls = (oidvector *) DatumGetPointer(SysCacheGetAttr(INDEXRELID, tup,
 															  Anum_pg_index_indcollation, &isnull));
-		if (ix->indisvalid && ix->indisready && ix->indislive && ix->indnkeyatts >= 3 &&
+		if (ix->indcheckxmin &&
+			!TransactionIdPrecedes(HeapTupleHeaderGetXmin(tup->t_data), TransactionXmin))
+			*transient = true;
+		else if (ix->indisvalid && ix->indisready && ix->indislive && ix->indnkeyatts >= 3 &&
 			rel_am(ix->indexrelid) == BTREE_AM_OID &&
 			heap_attisnull(tup, Anum_pg_index_indpred, NULL) &&
 			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
@@ -572,12 +580,13 @@ static Oid
 newest_usable(Oid relid, const char *entity_column, Relation *heap)
 {
 	AttrNumber	att = get_attnum(relid, entity_column);
+	bool		transient;
 
 	*heap = NULL;
 	if (att <= 0 || check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
 		return InvalidOid;
 	*heap = table_open(relid, AccessShareLock);
-	return newest_index(*heap, att);
+	return newest_index(*heap, att, &transient);
 }
 
 PG_FUNCTION_INFO_V1(pgpoly_fv_newest_usable);
@@ -934,16 +943,18 @@ same_definition(ViewDef *a, ViewDef *b)
  * (newest_index), whatever the user (row-level security is checked per
  * call).  Kept per view, looked up by the first call that probes (which
  * holds the table's lock): a change of the table or its indexes
- * invalidates its relcache entry, hence the view's entry.
+ * invalidates its relcache entry, hence the view's entry.  *transient: an
+ * index was skipped for this transaction only (newest_index).
  */
 static Oid
-probe_index_of(Relation heap, const char *entity_column)
+probe_index_of(Relation heap, const char *entity_column, bool *transient)
 {
 	AttrNumber	att = get_attnum(RelationGetRelid(heap), entity_column);
 
+	*transient = false;
 	if (att <= 0 || TupleDescAttr(RelationGetDescr(heap), att - 1)->atttypid != TEXTOID)
 		return InvalidOid;
-	return newest_index(heap, att);
+	return newest_index(heap, att, transient);
 }
 
 /*
@@ -1681,8 +1692,11 @@ probe_direct(CachedView *cv, ViewDef *def, RedisTable *tbl, List *names, char **
 	 */
 	if (!cv->stale && !cv->probe_known)
 	{
-		cv->probe_index = probe_index_of(heap, def->entity_column);
-		cv->probe_known = true;
+		bool		transient;
+
+		/* none usable in this transaction only: look again in the next */
+		cv->probe_index = probe_index_of(heap, def->entity_column, &transient);
+		cv->probe_known = OidIsValid(cv->probe_index) || !transient;
 	}
 	if (cv->stale || !OidIsValid(cv->probe_index) ||
 		!offline_columns(heap, names, &atts, &et))
