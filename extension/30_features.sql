@@ -809,7 +809,8 @@ $$;
 -- reads it).  Its parameters: $1 the entities (text[], canonical text form),
 -- $2 whether each was found online (bool[]), $3 its online event time
 -- (timestamptz[]), $4 fresh (timestamptz).  Its one row: the entities found
--- offline, their newest event times and features feat of that row as jsonb,
+-- offline, their newest event times (as timestamptz, also where the column
+-- was altered to another type since) and features feat of that row as jsonb,
 -- as parallel arrays (NULL when none was found).  One indexed LIMIT 1 probe
 -- per entity.  Both implementations of get_online_features run it: the
 -- PL/pgSQL one below, and the C one (src/features.c), which prepares it once
@@ -823,7 +824,7 @@ SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 	SELECT format($q$
 		WITH h AS MATERIALIZED (
-			SELECT n._fv_k, n._fv_found, n._fv_oet, h.event_time AS _fv_et, %1$s
+			SELECT n._fv_k, n._fv_found, n._fv_oet, h.event_time::timestamptz AS _fv_et, %1$s
 			FROM unnest($1::text[], $2::bool[], $3::timestamptz[]) n(_fv_k, _fv_found, _fv_oet)
 			CROSS JOIN LATERAL (SELECT * FROM %2$s h WHERE h.%3$I = n._fv_k::%4$s
 								ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) h)%5$s

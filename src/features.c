@@ -465,8 +465,10 @@ pgpoly_fv_rel(PG_FUNCTION_ARGS)
  * which a TID scan then sorted and fetched a second time).  It is used only
  * where it gives
  * what the DISTINCT ON gives and sees no more than the caller may: a plain
- * table, a btree on exactly that order with the default operator classes
- * and the column's collation, the caller's SELECT privilege, no row-level
+ * table without inheritance children (a scan of it reads theirs, its index
+ * does not), event_time a timestamptz, a btree on exactly that order with
+ * the default operator classes
+ * and the columns' collations, the caller's SELECT privilege, no row-level
  * security; otherwise materialize() runs the DISTINCT ON.
  * ----------------------------------------------------------------
  */
@@ -485,15 +487,20 @@ rel_am(Oid relid)
 	return am;
 }
 
-/* Whether key k of index row ix is plain column att, ordered with options. */
+/*
+ * Whether key k of index row ix is plain column att, ordered with options,
+ * by the column's default operator class and its own collation (as ORDER
+ * BY the column).
+ */
 static bool
-newest_key_is(Form_pg_index ix, int2vector *options, oidvector *classes, int k,
-			  Relation heap, AttrNumber att, int16 opts)
+newest_key_is(Form_pg_index ix, int2vector *options, oidvector *classes,
+			  oidvector *colls, int k, Relation heap, AttrNumber att, int16 opts)
 {
 	Form_pg_attribute a = TupleDescAttr(RelationGetDescr(heap), att - 1);
 
 	return ix->indkey.values[k] == att && options->values[k] == opts &&
-		classes->values[k] == GetDefaultOpClass(a->atttypid, BTREE_AM_OID);
+		classes->values[k] == GetDefaultOpClass(a->atttypid, BTREE_AM_OID) &&
+		colls->values[k] == a->attcollation;
 }
 
 /*
@@ -501,10 +508,14 @@ newest_key_is(Form_pg_index ix, int2vector *options, oidvector *classes, int k,
  * entity column entity_att, or InvalidOid: a valid, non-partial btree whose
  * first keys are the plain columns entity_att, event_time DESC and
  * created_at DESC (NULLS FIRST, as ORDER BY ... DESC), with the default
- * operator classes and the entity column's own collation.
+ * operator classes and the columns' own collations, on a table
+ * without inheritance children whose event_time is a timestamptz.  An index
+ * whose rows may not hold the keys of the row versions this transaction's
+ * snapshots see (indcheckxmin: built over broken HOT chains, after this
+ * transaction's xmin) is skipped, as by the planner, and *transient set.
  */
 static Oid
-newest_index(Relation heap, AttrNumber entity_att)
+newest_index(Relation heap, AttrNumber entity_att, bool *transient)
 {
 	AttrNumber	et_att = get_attnum(RelationGetRelid(heap), "event_time");
 	AttrNumber	ca_att = get_attnum(RelationGetRelid(heap), "created_at");
@@ -512,7 +523,16 @@ newest_index(Relation heap, AttrNumber entity_att)
 	Oid			found = InvalidOid;
 	ListCell   *lc;
 
-	if (heap->rd_rel->relkind != RELKIND_RELATION || et_att <= 0 || ca_att <= 0)
+	*transient = false;
+
+	/*
+	 * Not a table with inheritance children (whose rows a scan of the table
+	 * reads, and its index does not hold), nor an event_time of another type
+	 * (the walk reads it as timestamptz).
+	 */
+	if (heap->rd_rel->relkind != RELKIND_RELATION || heap->rd_rel->relhassubclass ||
+		et_att <= 0 || ca_att <= 0 ||
+		TupleDescAttr(RelationGetDescr(heap), et_att - 1)->atttypid != TIMESTAMPTZOID)
 		return InvalidOid;
 	foreach(lc, RelationGetIndexList(heap))
 	{
@@ -532,14 +552,16 @@ newest_index(Relation heap, AttrNumber entity_att)
 																Anum_pg_index_indclass, &isnull));
 		colls = (oidvector *) DatumGetPointer(SysCacheGetAttr(INDEXRELID, tup,
 															  Anum_pg_index_indcollation, &isnull));
-		if (ix->indisvalid && ix->indisready && ix->indislive && ix->indnkeyatts >= 3 &&
+		if (ix->indcheckxmin &&
+			!TransactionIdPrecedes(HeapTupleHeaderGetXmin(tup->t_data), TransactionXmin))
+			*transient = true;
+		else if (ix->indisvalid && ix->indisready && ix->indislive && ix->indnkeyatts >= 3 &&
 			rel_am(ix->indexrelid) == BTREE_AM_OID &&
 			heap_attisnull(tup, Anum_pg_index_indpred, NULL) &&
 			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
-			newest_key_is(ix, options, classes, 0, heap, entity_att, 0) &&
-			newest_key_is(ix, options, classes, 1, heap, et_att, desc) &&
-			newest_key_is(ix, options, classes, 2, heap, ca_att, desc) &&
-			colls->values[0] == TupleDescAttr(RelationGetDescr(heap), entity_att - 1)->attcollation)
+			newest_key_is(ix, options, classes, colls, 0, heap, entity_att, 0) &&
+			newest_key_is(ix, options, classes, colls, 1, heap, et_att, desc) &&
+			newest_key_is(ix, options, classes, colls, 2, heap, ca_att, desc))
 			found = ix->indexrelid;
 		ReleaseSysCache(tup);
 		if (OidIsValid(found))
@@ -558,12 +580,13 @@ static Oid
 newest_usable(Oid relid, const char *entity_column, Relation *heap)
 {
 	AttrNumber	att = get_attnum(relid, entity_column);
+	bool		transient;
 
 	*heap = NULL;
 	if (att <= 0 || check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
 		return InvalidOid;
 	*heap = table_open(relid, AccessShareLock);
-	return newest_index(*heap, att);
+	return newest_index(*heap, att, &transient);
 }
 
 PG_FUNCTION_INFO_V1(pgpoly_fv_newest_usable);
@@ -599,6 +622,30 @@ same_image(Datum a, Datum b, Form_pg_attribute att)
 			memcmp(VARDATA_ANY(DatumGetPointer(a)), VARDATA_ANY(DatumGetPointer(b)),
 				   VARSIZE_ANY_EXHDR(DatumGetPointer(a))) == 0;
 	return datum_image_eq(a, b, att->attbyval, att->attlen);
+}
+
+/*
+ * Put the heap row in slot (of the table's descriptor) into store.  A row
+ * written before columns were added with a default has fewer attributes
+ * than the table, and store's reader knows only the row type, not the
+ * table's values for the missing ones: such a row is stored with them.
+ */
+static void
+newest_put(Tuplestorestate *store, TupleTableSlot *slot)
+{
+	bool		should_free;
+	HeapTuple	tup = ExecFetchSlotHeapTuple(slot, false, &should_free);
+
+	if (HeapTupleHeaderGetNatts(tup->t_data) < slot->tts_tupleDescriptor->natts)
+	{
+		slot_getallattrs(slot);
+		tuplestore_putvalues(store, slot->tts_tupleDescriptor, slot->tts_values,
+							 slot->tts_isnull);
+	}
+	else
+		tuplestore_puttupleslot(store, slot);
+	if (should_free)
+		heap_freetuple(tup);
 }
 
 /*
@@ -650,7 +697,7 @@ newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
 			continue;			/* outside the window */
 		if (!index_fetch_heap(scan, slot))
 			continue;			/* invisible: the entity's next entry may do */
-		tuplestore_puttupleslot(store, slot);
+		newest_put(store, slot);
 		MemoryContextReset(keycxt);
 		old = MemoryContextSwitchTo(keycxt);
 		prev = isnull ? (Datum) 0 : datumCopy(ent, ent_att->attbyval, ent_att->attlen);
@@ -896,16 +943,18 @@ same_definition(ViewDef *a, ViewDef *b)
  * (newest_index), whatever the user (row-level security is checked per
  * call).  Kept per view, looked up by the first call that probes (which
  * holds the table's lock): a change of the table or its indexes
- * invalidates its relcache entry, hence the view's entry.
+ * invalidates its relcache entry, hence the view's entry.  *transient: an
+ * index was skipped for this transaction only (newest_index).
  */
 static Oid
-probe_index_of(Relation heap, const char *entity_column)
+probe_index_of(Relation heap, const char *entity_column, bool *transient)
 {
 	AttrNumber	att = get_attnum(RelationGetRelid(heap), entity_column);
 
+	*transient = false;
 	if (att <= 0 || TupleDescAttr(RelationGetDescr(heap), att - 1)->atttypid != TEXTOID)
 		return InvalidOid;
-	return newest_index(heap, att);
+	return newest_index(heap, att, transient);
 }
 
 /*
@@ -1643,8 +1692,11 @@ probe_direct(CachedView *cv, ViewDef *def, RedisTable *tbl, List *names, char **
 	 */
 	if (!cv->stale && !cv->probe_known)
 	{
-		cv->probe_index = probe_index_of(heap, def->entity_column);
-		cv->probe_known = true;
+		bool		transient;
+
+		/* none usable in this transaction only: look again in the next */
+		cv->probe_index = probe_index_of(heap, def->entity_column, &transient);
+		cv->probe_known = OidIsValid(cv->probe_index) || !transient;
 	}
 	if (cv->stale || !OidIsValid(cv->probe_index) ||
 		!offline_columns(heap, names, &atts, &et))
