@@ -45,6 +45,27 @@ def cancel_mid_scan(s, standin):
                     "exact": "/_search"})
 
 
+def cancelled_scan(s, standin, sql):
+    """Run sql under cancel_mid_scan until the cancel strikes while the
+    stand-in holds back the first page.  On a loaded machine it can strike
+    earlier, while the PIT is being opened: that PIT's id never reached the
+    backend and only its keep_alive ends it, as on a real cluster.  Returns
+    the last result and the number of PITs orphaned that way.
+    """
+    orphans = 0
+    for attempt in range(4):
+        pits = standin.stats()["open_pits"]
+        cancel_mid_scan(s, standin)
+        r = s.run(sql, timeout=20)
+        unused = standin.stats()["faults_left"]
+        standin.clear()
+        s.value("RESET statement_timeout;")
+        if unused == 0:
+            break
+        orphans += standin.stats()["open_pits"] - pits
+    return r, orphans
+
+
 def test():
     mark = pgtest.pg_log_mark()
     es = es_helper.Standin()
@@ -103,10 +124,7 @@ def test():
           % (es.stats()["requests"] - before))
 
     # Cancel mid-scan: the PIT is closed at the next use of the connection.
-    cancel_mid_scan(s, es)
-    r = s.run("SELECT count(*) FROM (SELECT n FROM deep OFFSET 0) x;", timeout=20)
-    es.clear()
-    s.value("RESET statement_timeout;")
+    r, orphans = cancelled_scan(s, es, "SELECT count(*) FROM (SELECT n FROM deep OFFSET 0) x;")
     check(r.rc == 1 and r.sqlstate == "57014", "cancel mid-scan: %s %s"
           % (r.sqlstate, r.err.strip()))
     # A cursor dropped by ROLLBACK.
@@ -117,9 +135,9 @@ def test():
     s.run("ROLLBACK;")
     check(s.value("SELECT count(*) FROM deep WHERE _id = 'd1';") == "1",
           "lookup after the cancelled scans")
-    left = pgtest.wait_for(lambda: es.stats()["open_pits"] == 0, timeout=5)
-    check(left, "PITs left open after cancelled scans: %d"
-          % es.stats()["open_pits"])
+    left = pgtest.wait_for(lambda: es.stats()["open_pits"] == orphans, timeout=5)
+    check(left, "PITs left open after cancelled scans: %d (%d orphaned by a cancel "
+          "during the PIT's opening)" % (es.stats()["open_pits"], orphans))
 
     # OpenSearch 2.11: its own PIT API, search_after with the _id tiebreaker.
     got = s.value("SELECT count(*) || ' ' || count(DISTINCT _id) || ' ' || sum(n) "
@@ -161,13 +179,11 @@ def test():
 
     # OpenSearch: cancel mid-scan and a cursor dropped by ROLLBACK.
     deleted = osd.stats()["counts"].get("DELETE /_search/point_in_time", 0)
-    cancel_mid_scan(s, osd)
-    r = s.run("SELECT count(*) FROM (SELECT n FROM osdeep OFFSET 0) x;", timeout=20)
-    osd.clear()
-    s.value("RESET statement_timeout;")
+    r, os_orphans = cancelled_scan(s, osd,
+                                   "SELECT count(*) FROM (SELECT n FROM osdeep OFFSET 0) x;")
     check(r.rc == 1 and r.sqlstate == "57014", "OpenSearch cancel mid-scan: %s %s"
           % (r.sqlstate, r.err.strip()))
-    check(osd.stats()["open_pits"] == 1, "the cancelled scan's PIT is not open")
+    check(osd.stats()["open_pits"] == 1 + os_orphans, "the cancelled scan's PIT is not open")
     r = s.run("BEGIN; DECLARE c CURSOR FOR SELECT n FROM osdeep; "
               "FETCH 1500 FROM c;", timeout=60)
     check(r.rc == 0, "OpenSearch cursor: %s" % r.err)
@@ -175,7 +191,7 @@ def test():
     s.run("ROLLBACK;")
     check(s.value("SELECT count(*) FROM osdeep WHERE _id = 'd1';") == "1",
           "OpenSearch lookup after the cancelled scans")
-    left = pgtest.wait_for(lambda: osd.stats()["open_pits"] == 0, timeout=5)
+    left = pgtest.wait_for(lambda: osd.stats()["open_pits"] == os_orphans, timeout=5)
     st = osd.stats()
     check(left, "OpenSearch PITs left open after cancelled scans: %d" % st["open_pits"])
     check(st["counts"].get("DELETE /_search/point_in_time", 0) - deleted >= 2,
