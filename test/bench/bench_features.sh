@@ -81,8 +81,6 @@ SELECT 'u' || (1 + (random() * ($ENTITIES - 1))::int) AS user_id,
        (random() < 0.5) AS label
 FROM generate_series(1, $SPINE);
 ANALYZE spine;
--- write the load's dirty pages now, not during the timed parts
-CHECKPOINT;
 \o
 SQL
 echo "data: $ENTITIES entities x $EVENTS events = $((ENTITIES * EVENTS)) offline rows, spine $SPINE rows"
