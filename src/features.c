@@ -65,6 +65,7 @@
 #include "catalog/objectaddress.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
@@ -89,8 +90,10 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
+#include "utils/typcache.h"
 
 #include "../fdw/redis.h"
+#include "sync.h"
 
 
 /* ----------------------------------------------------------------
@@ -342,15 +345,74 @@ fv_column_type(Oid relid, const char *col)
 	return format_type_with_typemod(typid, typmod);
 }
 
+/* Append s to buf with each '%' doubled: a literal part of a format(). */
+static void
+append_format_literal(StringInfo buf, const char *s)
+{
+	for (; *s; s++)
+	{
+		if (*s == '%')
+			appendStringInfoChar(buf, '%');
+		appendStringInfoChar(buf, *s);
+	}
+}
+
+/*
+ * How an offline row is matched to an entity, as a format() template:
+ * %1$s the row's entity column, %2$s the entity (an SQL expression), true
+ * when they are the same entity as the column's type says it — its
+ * default equality operator, the column's collation, the entity cast to
+ * the type without typmod (a varchar(n) or numeric(p,s) cast would cut or
+ * round it into another entity), as a query of the user's comparing the
+ * column to a literal.  Everything qualified: the statements that use it
+ * run under a pinned search_path (where citext's operators are not
+ * visible, and = would compare the text) or the caller's (a spine).  NULL
+ * if the type has no equality operator.
+ */
+static char *
+fv_entity_match(Oid relid, AttrNumber att)
+{
+	Oid			typid;
+	int32		typmod;
+	Oid			collid;
+	StringInfoData buf;
+
+	get_atttypetypmodcoll(relid, att, &typid, &typmod, &collid);
+	if (!OidIsValid(lookup_type_cache(getBaseType(typid), TYPECACHE_EQ_OPR)->eq_opr))
+		return NULL;
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "%1$s ");
+	append_format_literal(&buf, SyncEqualityOperator(getBaseType(typid)));
+	appendStringInfoString(&buf, " CAST(%2$s AS ");
+	append_format_literal(&buf, format_type_be_qualified(typid));
+	appendStringInfoChar(&buf, ')');
+	if (OidIsValid(collid))
+	{
+		HeapTuple	tup = SearchSysCache1(COLLOID, ObjectIdGetDatum(collid));
+		Form_pg_collation coll;
+
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for collation %u", collid);
+		coll = (Form_pg_collation) GETSTRUCT(tup);
+		appendStringInfoString(&buf, " COLLATE ");
+		append_format_literal(&buf,
+							  quote_qualified_identifier(get_namespace_name(coll->collnamespace),
+														 NameStr(coll->collname)));
+		ReleaseSysCache(tup);
+	}
+	return buf.data;
+}
+
 /*
  * Why a view's stored names do not fit its tables, or NULL; fills types[]
- * (nfeat entries) with the feature columns' types as it checks them.
+ * (nfeat entries) with the feature columns' types as it checks them, and
+ * *entity_match with fv_entity_match() of the offline entity column.
  */
 static char *
 fv_problem(const char *view, Oid online, Oid offline, Oid serving,
 		   const char *key_column, const char *entity_column,
 		   Datum *features, int nfeat, char **key_type, char **entity_type,
-		   Datum *types)
+		   char **entity_match, Datum *types)
 {
 	char	   *serving_ns;
 
@@ -370,6 +432,9 @@ fv_problem(const char *view, Oid online, Oid offline, Oid serving,
 		return psprintf("its serving table has no key column \"%s\"", key_column);
 	if ((*entity_type = fv_column_type(offline, entity_column)) == NULL)
 		return psprintf("its offline table has no entity column \"%s\"", entity_column);
+	if ((*entity_match = fv_entity_match(offline, get_attnum(offline, entity_column))) == NULL)
+		return psprintf("the type %s of its offline entity column has no equality operator",
+						*entity_type);
 	for (int i = 0; i < nfeat; i++)
 	{
 		char	   *t = fv_column_type(serving, TextDatumGetCString(features[i]));
@@ -385,20 +450,22 @@ PG_FUNCTION_INFO_V1(pgpoly_fv_describe);
 
 /*
  * pgpoly._fv_describe(view, online_table, offline_table, serving_table,
- * key_column, entity_column, features): the catalog's types and quoted
- * names for a view's stored names, and the problem if they do not fit.
+ * key_column, entity_column, features): the catalog's types, the offline
+ * entity match (fv_entity_match) and quoted names for a view's stored
+ * names, and the problem if they do not fit.
  * Any NULL argument is itself the problem.
  */
 Datum
 pgpoly_fv_describe(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		values[6] = {0};
-	bool		nulls[6] = {true, true, true, true, true, true};
+	Datum		values[7] = {0};
+	bool		nulls[7] = {true, true, true, true, true, true, true};
 	Datum	   *features = NULL;
 	Datum	   *types = NULL;
 	char	   *key_type = NULL;
 	char	   *entity_type = NULL;
+	char	   *entity_match = NULL;
 	char	   *problem = "its definition is incomplete";
 	int			nfeat = 0;
 
@@ -414,23 +481,24 @@ pgpoly_fv_describe(PG_FUNCTION_ARGS)
 						 PG_GETARG_OID(2), PG_GETARG_OID(3),
 						 text_to_cstring(PG_GETARG_TEXT_PP(4)),
 						 text_to_cstring(PG_GETARG_TEXT_PP(5)),
-						 features, nfeat, &key_type, &entity_type, types);
+						 features, nfeat, &key_type, &entity_type, &entity_match, types);
 	if (problem == NULL)
 	{
 		values[0] = CStringGetTextDatum(key_type);
 		values[1] = CStringGetTextDatum(entity_type);
-		values[2] = PointerGetDatum(construct_array(types, nfeat, TEXTOID, -1, false,
+		values[2] = CStringGetTextDatum(entity_match);
+		values[3] = PointerGetDatum(construct_array(types, nfeat, TEXTOID, -1, false,
 													TYPALIGN_INT));
-		values[3] = CStringGetTextDatum(fv_rel_text(PG_GETARG_OID(2)));
-		values[4] = CStringGetTextDatum(fv_rel_text(PG_GETARG_OID(3)));
-		for (int i = 0; i < 5; i++)
+		values[4] = CStringGetTextDatum(fv_rel_text(PG_GETARG_OID(2)));
+		values[5] = CStringGetTextDatum(fv_rel_text(PG_GETARG_OID(3)));
+		for (int i = 0; i < 6; i++)
 			nulls[i] = false;
 	}
 done:
 	if (problem != NULL)
 	{
-		values[5] = CStringGetTextDatum(problem);
-		nulls[5] = false;
+		values[6] = CStringGetTextDatum(problem);
+		nulls[6] = false;
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
@@ -804,6 +872,7 @@ typedef struct CachedView
 	ViewDef		def;			/* the definition it was built from */
 	char	   *key_type;		/* format_type() of the serving key column */
 	char	   *entity_type;	/* ... and of the offline entity column */
+	char	   *entity_match;	/* how its rows match an entity (fv_entity_match) */
 	char	   *offline_rel;	/* quoted, schema-qualified names */
 	char	   *serving_rel;
 	bool		probe_known;	/* probe_index was looked up */
@@ -975,7 +1044,7 @@ derive_view(CachedView *cv)
 		feats[foreach_current_index(lc)] = CStringGetTextDatum(lfirst(lc));
 	problem = fv_problem(cv->name, cv->def.online, cv->def.offline, cv->def.serving,
 						 cv->def.key_column, cv->def.entity_column, feats, n,
-						 &cv->key_type, &cv->entity_type, types);
+						 &cv->key_type, &cv->entity_type, &cv->entity_match, types);
 	if (problem == NULL)
 	{
 		cv->offline_rel = fv_rel_text(cv->def.offline);
@@ -1103,7 +1172,7 @@ probe_sql(CachedView *cv, List *feat, bool write)
 
 	args[0] = CStringGetTextDatum(cv->offline_rel);
 	args[1] = CStringGetTextDatum(cv->def.entity_column);
-	args[2] = CStringGetTextDatum(cv->entity_type);
+	args[2] = CStringGetTextDatum(cv->entity_match);
 	args[3] = CStringGetTextDatum(cv->serving_rel);
 	args[4] = CStringGetTextDatum(cv->def.key_column);
 	args[5] = CStringGetTextDatum(cv->key_type);
