@@ -1176,7 +1176,8 @@ COMMENT ON FUNCTION pgpoly.create_training_set(text, text, text[]) IS
 -- whether the table allows it (a plain table with such an index, no
 -- row-level security for the caller); _fv_newest_rows returns the rows, per
 -- entity the newest with event_time in [since, until] (ties: the newest
--- created_at), as the DISTINCT ON of materialize would.  Its first argument
+-- created_at): through the index where the table allows it when it runs,
+-- otherwise from the DISTINCT ON it runs itself.  Its first argument
 -- is NULL cast to the table's row type, the type of the rows it returns.
 CREATE FUNCTION pgpoly._fv_newest_usable(offline_table regclass, entity_column text)
 RETURNS bool
@@ -1213,7 +1214,9 @@ BEGIN
 	PERFORM pgpoly._fv_check_access(v, 'SELECT, INSERT, UPDATE', 'SELECT');
 	-- Newest row per entity in the window: from a walk of the offline index
 	-- that fetches only those rows from the heap, where the table allows it,
-	-- else a DISTINCT ON.  The online event times
+	-- else a DISTINCT ON; _fv_newest_rows decides which with the table
+	-- locked, as it reads (a check made here first could be stale by the
+	-- time the statement runs: DROP INDEX CONCURRENTLY).  The online event times
 	-- come from a batched join (pipelined rounds of fetch_size keys); the
 	-- writes are buffered and sent at COMMIT as pipelined MULTI/EXEC.  An
 	-- outbox table's are queued without reading Redis: the sync worker keeps
@@ -1226,19 +1229,11 @@ BEGIN
 	ELSE
 		v_online := ' WHERE ' || pgpoly._fv_key_fits(v.key_type, 'c.k');
 	END IF;
-	IF pgpoly._fv_newest_usable(v.offline_table, v.entity_column) THEN
-		v_newest := format($q$
-			SELECT h.%1$I AS k, h.event_time, %2$s
-			FROM pgpoly._fv_newest_rows(NULL::%3$s, %4$L, $1, $2) h$q$,
-			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel,
-			v.entity_column);
-	ELSE
-		v_newest := format($q$
-			SELECT DISTINCT ON (h.%1$I) h.%1$I AS k, h.event_time, %2$s
-			FROM %3$s h WHERE h.event_time BETWEEN $1 AND $2
-			ORDER BY h.%1$I, h.event_time DESC, h.created_at DESC$q$,
-			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel);
-	END IF;
+	v_newest := format($q$
+		SELECT h.%1$I AS k, h.event_time, %2$s
+		FROM pgpoly._fv_newest_rows(NULL::%3$s, %4$L, $1, $2) h$q$,
+		v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel,
+		v.entity_column);
 	-- a plain INSERT, its row count the keys written: no RETURNING rows
 	-- stored and counted
 	EXECUTE format($q$

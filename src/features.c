@@ -537,7 +537,7 @@ pgpoly_fv_rel(PG_FUNCTION_ARGS)
  * does not), event_time a timestamptz, a btree on exactly that order with
  * the default operator classes
  * and the columns' collations, the caller's SELECT privilege, no row-level
- * security; otherwise materialize() runs the DISTINCT ON.
+ * security; otherwise _fv_newest_rows() runs the DISTINCT ON itself.
  * ----------------------------------------------------------------
  */
 
@@ -778,14 +778,56 @@ newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
 	MemoryContextDelete(keycxt);
 }
 
+/*
+ * The rows newest_walk() finds, found without the index: the DISTINCT ON
+ * of materialize, run as the current user (row-level security applies, as
+ * it does to any query of theirs), into store (of relid's row type).
+ */
+static void
+newest_distinct_on(Oid relid, const char *entity_column, TimestampTz since,
+				   TimestampTz until, Tuplestorestate *store)
+{
+	Oid			types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		args[2] = {TimestampTzGetDatum(since), TimestampTzGetDatum(until)};
+	const char *ent = quote_identifier(entity_column);
+	char	   *sql = psprintf("SELECT DISTINCT ON (h.%s) h FROM %s h "
+							   "WHERE h.event_time OPERATOR(pg_catalog.>=) $1 "
+							   "AND h.event_time OPERATOR(pg_catalog.<=) $2 "
+							   "ORDER BY h.%s, h.event_time DESC, h.created_at DESC",
+							   ent, fv_rel_text(relid), ent);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(sql, 2, types, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "the newest rows of \"%s\" could not be read", get_rel_name(relid));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(SPI_tuptable->vals[i],
+																	SPI_tuptable->tupdesc,
+																	1, &isnull));
+		HeapTupleData tup;
+
+		tup.t_len = HeapTupleHeaderGetDatumLength(row);
+		ItemPointerSetInvalid(&tup.t_self);
+		tup.t_tableOid = InvalidOid;
+		tup.t_data = row;
+		tuplestore_puttuple(store, &tup);
+	}
+	SPI_finish();
+}
+
 PG_FUNCTION_INFO_V1(pgpoly_fv_newest_rows);
 
 /*
  * pgpoly._fv_newest_rows(NULL::offline_table, entity_column, since, until):
  * the rows materialize writes, in the statement's snapshot (see above), as
- * rows of the table.  The caller needs SELECT on the table; 55000 if the
- * walk may not be used on it (_fv_newest_usable).  A NULL entity column or
- * bound: no rows.
+ * rows of the table.  The caller needs SELECT on the table.  Whether the
+ * walk may be used (newest_usable) is decided here, with the table locked,
+ * and the index it names is opened at once: an index another session makes
+ * invalid meanwhile (DROP INDEX CONCURRENTLY) stays whole until this
+ * transaction ends, and one found unusable — or none — gives the same rows
+ * through the DISTINCT ON.  A NULL entity column or bound: no rows.
  */
 Datum
 pgpoly_fv_newest_rows(PG_FUNCTION_ARGS)
@@ -809,11 +851,14 @@ pgpoly_fv_newest_rows(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 	indexid = newest_usable(relid, text_to_cstring(PG_GETARG_TEXT_PP(1)), &heap);
 	if (!OidIsValid(indexid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the newest rows of \"%s\" cannot be read through an index",
-						get_rel_name(relid)),
-				 errhint("Its first index keys must be the entity, event_time DESC and created_at DESC, and no row-level security may apply.")));
+	{
+		if (heap != NULL)
+			table_close(heap, NoLock);
+		newest_distinct_on(relid, text_to_cstring(PG_GETARG_TEXT_PP(1)),
+						   PG_GETARG_TIMESTAMPTZ(2), PG_GETARG_TIMESTAMPTZ(3),
+						   rsinfo->setResult);
+		PG_RETURN_VOID();
+	}
 	index = index_open(indexid, AccessShareLock);
 	newest_walk(heap, index, GetActiveSnapshot(), PG_GETARG_TIMESTAMPTZ(2),
 				PG_GETARG_TIMESTAMPTZ(3), rsinfo->setResult);
