@@ -16,7 +16,8 @@ and must:
 
 and B's DROP finishes once A's transaction ends.  The same again with the
 index made invalid before materialize starts (B blocked by a transaction
-that holds the table), and with no index left at all.
+that holds the table; get_online_features' offline probe then too), and
+with no index left at all.
 """
 
 import os
@@ -45,6 +46,21 @@ WITH want AS (SELECT DISTINCT ON (entity) entity, clicks FROM pgpoly.fdi_history
 got AS (SELECT user_id, clicks FROM fdi_online)
 SELECT count(*) FROM ((TABLE got EXCEPT ALL TABLE want)
                       UNION ALL (TABLE want EXCEPT ALL TABLE got)) d
+"""
+
+# Rows get_online_features (nothing online, so all from the offline probe)
+# and the user's query differ by; read-only, so nothing is written back.
+ONLINE_DIFF = """
+BEGIN READ ONLY;
+WITH e AS (SELECT 'e' || i AS e FROM generate_series(0, 50) i),
+got AS (SELECT g.entity, (g.features->>'clicks')::int AS clicks, g.source
+        FROM pgpoly.get_online_features('fdi', ARRAY(SELECT e FROM e)) g),
+want AS (SELECT e.e, h.clicks, CASE WHEN h.clicks IS NULL THEN 'missing' ELSE 'offline' END
+         FROM e LEFT JOIN LATERAL (SELECT * FROM pgpoly.fdi_history h WHERE h.entity = e.e
+                                   ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) h ON true)
+SELECT count(*) FROM ((TABLE got EXCEPT ALL TABLE want)
+                      UNION ALL (TABLE want EXCEPT ALL TABLE got)) d;
+COMMIT;
 """
 
 
@@ -121,6 +137,10 @@ def invalid_from_start(db):
           "B marked the index invalid and waits for H")
     r = pgtest.psql("SELECT pgpoly.materialize('fdi', '-infinity', 'infinity')", db=db, timeout=60)
     check_materialized(db, r, "index invalid before the call")
+    r = pgtest.psql("DELETE FROM fdi_online", db=db, timeout=30)
+    r = pgtest.psql(ONLINE_DIFF, db=db, timeout=60)
+    check(r.rc == 0 and [l for l in r.out.split() if l.isdigit()] == ["0"],
+          "get_online_features with the index invalid differs by %r (%s)" % (r.out, r.err))
     check(h.run("COMMIT;").rc == 0, "H commits")
     rb = b.wait(60)
     check(rb.rc == 0, "DROP INDEX CONCURRENTLY finishes: %s" % rb.err)
