@@ -296,9 +296,11 @@ AS $$
 $$;
 
 -- An SQL condition that the entity expr (text) is stored as it is under the
--- view's key type key_type: a varchar(n) key would cut a longer entity to
--- the key of another one (an explicit cast truncates), so such entities are
--- never written online.  Other key types take the canonical text form.
+-- view's key type key_type: a varchar(n) or char(n) key would cut a longer
+-- entity to the key of another one (an explicit cast truncates, where an
+-- INSERT of it would fail), so such entities are never written.  Trailing
+-- spaces a char(n) drops are no loss (char(n) compares without them).
+-- Other key types take the canonical text form.
 CREATE FUNCTION pgpoly._fv_key_fits(key_type text, expr text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
@@ -306,6 +308,9 @@ SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 	SELECT CASE WHEN key_type LIKE 'character varying(%'
 				THEN format('(%1$s)::%2$s::text = (%1$s)::text', expr, key_type)
+				WHEN key_type LIKE 'character(%'
+				THEN format('(%1$s)::%2$s::text = pg_catalog.rtrim((%1$s)::text, '' '')',
+							expr, key_type)
 				ELSE 'true' END
 $$;
 

@@ -204,7 +204,7 @@ BEGIN;
 SELECT fet_materialize_diff('dt'), fet_materialize_diff('di');
 ROLLBACK;
 
--- varchar(3) and numeric(3,1) entities: 'abcdef' is not 'abc', 1.23 is not
+-- varchar(3), char(3) and numeric(3,1) entities: 'abcdef' is not 'abc', 1.23 is not
 -- 1.2 (a cast with the typmod would cut or round it into that entity);
 -- put_features refuses an entity the column would cut.
 SELECT fet_view('vc', 'varchar(3)');
@@ -226,6 +226,18 @@ SELECT count(*) FROM fet_vc_off;
 SELECT pgpoly.put_features('fet_vc', 'xy', '{"clicks": 9}', now() - interval '1 minute');
 SELECT entity, clicks FROM fet_vc_off ORDER BY 1;
 DELETE FROM fet_vc_on;
+-- char(3) likewise: 'abcd' is refused, 'ab' and 'ab ' are one entity
+SELECT fet_view('chr', 'char(3)');
+SELECT err($$SELECT pgpoly.put_features('fet_chr', 'abcd', '{"clicks": 9}')$$);
+SELECT pgpoly.put_features('fet_chr', 'ab', '{"clicks": 1}', now() - interval '2 minutes'),
+       pgpoly.put_features('fet_chr', 'abc  ', '{"clicks": 2}', now() - interval '1 minute');
+SELECT entity, length(entity), clicks FROM fet_chr_off ORDER BY 1;
+DELETE FROM fet_chr_on;
+BEGIN READ ONLY;
+SELECT fet_online_diff('chr', 'bpchar', '{ab,"ab ",abc,abcd}') AS c,
+       fet_online_diff('chr', 'bpchar', '{ab,"ab ",abc,abcd}', 'sql') AS sql;
+COMMIT;
+SELECT fet_pit_diff('chr', 'bpchar', $$SELECT * FROM (VALUES ('ab ', now()), ('abcd', now())) s(user_id, event_time)$$);
 
 -- uuid: any spelling of the same uuid is the entity.
 SELECT fet_view('uu', 'uuid');
@@ -242,9 +254,9 @@ SELECT count(pgpoly.drop_feature_view(f.name)) FROM pgpoly.feature_views f WHERE
 DELETE FROM pgpoly.lineage_edges WHERE src_name LIKE 'public.fet\_%' OR dst_name LIKE 'fet\_%';
 DELETE FROM pgpoly.datasets WHERE name LIKE 'public.fet\_%';
 DROP TABLE fet_cit_off, fet_nd_off, fet_ndx_off, fet_txt_off, fet_dt_off, fet_di_off,
-  fet_vc_off, fet_num_off, fet_uu_off;
+  fet_vc_off, fet_chr_off, fet_num_off, fet_uu_off;
 DROP FOREIGN TABLE fet_cit_on, fet_nd_on, fet_ndx_on, fet_txt_on, fet_dt_on, fet_di_on,
-  fet_vc_on, fet_num_on, fet_uu_on;
+  fet_vc_on, fet_chr_on, fet_num_on, fet_uu_on;
 DROP SERVER fet CASCADE;
 DROP FUNCTION err(text), fet_view(text, text, bool), fet_online_diff(text, text, text[], text),
   fet_pit_diff(text, text, text), fet_materialize_diff(text);

@@ -384,7 +384,9 @@ fv_entity_match(Oid relid, AttrNumber att)
 	appendStringInfoString(&buf, "%1$s ");
 	append_format_literal(&buf, SyncEqualityOperator(getBaseType(typid)));
 	appendStringInfoString(&buf, " CAST(%2$s AS ");
-	append_format_literal(&buf, format_type_be_qualified(typid));
+	/* typmod -1 "given": bpchar, not character (that is character(1)) */
+	append_format_literal(&buf, format_type_extended(typid, -1, FORMAT_TYPE_TYPEMOD_GIVEN |
+													 FORMAT_TYPE_FORCE_QUALIFY));
 	appendStringInfoChar(&buf, ')');
 	if (OidIsValid(collid))
 	{
