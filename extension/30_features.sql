@@ -317,13 +317,18 @@ $$;
 -- An SQL expression for the entity of expr (any type) in canonical text
 -- form: through the view's key type, so '007' and '7' are the same entity of
 -- an int-keyed view.  put_features, get_online_features and the point-in-time
--- join all normalise entities with it.
+-- join all normalise entities with it.  NULL for an entity a char(n) key
+-- would cut (it is no key of the view: missing, and refused by put_features).
 CREATE FUNCTION pgpoly._fv_entity_expr(v pgpoly._fv_def, expr text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 	SELECT CASE WHEN pgpoly._fv_key_is_text(v) THEN format('(%s)::text', expr)
+				WHEN v.key_type LIKE 'character(%'
+				THEN format('CASE WHEN %s THEN (%s)::text::%s::text END',
+							pgpoly._fv_key_fits(v.key_type, format('(%s)::text', expr)),
+							expr, v.key_type)
 				ELSE format('(%s)::text::%s::text', expr, v.key_type) END
 $$;
 
@@ -752,7 +757,8 @@ BEGIN
 	PERFORM pgpoly._fv_check_access(v, 'SELECT, INSERT, UPDATE', 'INSERT');
 	v_ent := (pgpoly._fv_normalize(v, ARRAY[entity]))[1];
 	v_cols := pgpoly._fv_cols(v.features);
-	EXECUTE 'SELECT ' || pgpoly._fv_key_fits(v.key_type, '$1') INTO v_found USING v_ent;
+	EXECUTE 'SELECT coalesce(' || pgpoly._fv_key_fits(v.key_type, '$1') || ', false)'
+	INTO v_found USING v_ent;
 	IF NOT v_found THEN
 		RAISE EXCEPTION 'entity "%" does not fit the key column "%" (%) of feature view "%"',
 			entity, v.key_column, v.key_type, view
