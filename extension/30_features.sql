@@ -89,6 +89,7 @@ CREATE TYPE pgpoly._fv_def AS (
 	key_type      text,			-- format_type() of the serving table's key column
 	entity_column text,
 	entity_type   text,			-- likewise, the offline table's entity column
+	entity_match  text,			-- format() template: offline entity %1$s is entity %2$s
 	features      text[],
 	feature_types text[],		-- likewise, the serving table's feature columns
 	offline_rel   text,			-- offline_table, schema-qualified and quoted
@@ -164,13 +165,21 @@ LANGUAGE C STRICT STABLE;
 -- What the catalog says about a view's stored names (src/features.c, from
 -- the syscache): the format_type() of the serving table's key column, of the
 -- offline table's entity column and of the serving table's feature columns,
--- the quoted names of the offline and serving tables, and problem: why the
+-- entity_match: how an offline row is matched to an entity, a format()
+-- template "%1$s OPERATOR(schema.=) CAST(%2$s AS type) COLLATE coll" of the
+-- entity column (%1$s) and the entity (%2$s): the column type's own
+-- equality and collation, qualified, so that every statement matches
+-- entities as a query comparing the column to a literal would (citext
+-- case-insensitively, a nondeterministic collation as it says, a
+-- varchar(n) entity uncut) whatever its search_path and the spine's
+-- collations; the quoted names of the offline and serving tables, and problem: why the
 -- names do not fit the tables (NULL when they do).  The serving table must
 -- be the online table or pgpoly.<view>_serving; every column must exist.
 CREATE FUNCTION pgpoly._fv_describe(view text, online_table regclass, offline_table regclass,
 									serving_table regclass, key_column text,
 									entity_column text, features text[],
 									OUT key_type text, OUT entity_type text,
+									OUT entity_match text,
 									OUT feature_types text[], OUT offline_rel text,
 									OUT serving_rel text, OUT problem text)
 AS 'MODULE_PATHNAME', 'pgpoly_fv_describe'
@@ -184,7 +193,7 @@ RETURNS SETOF pgpoly._fv_def
 LANGUAGE sql STABLE
 AS $$
 	SELECT f.name, f.entity, f.online_table, f.offline_table, f.ttl, s.serving_table,
-		   s.key_column, d.key_type, s.entity_column, d.entity_type, s.features,
+		   s.key_column, d.key_type, s.entity_column, d.entity_type, d.entity_match, s.features,
 		   d.feature_types, d.offline_rel, d.serving_rel, pgpoly._fv_fresh_since(f.ttl),
 		   d.problem
 	FROM pgpoly.feature_views f
@@ -287,9 +296,11 @@ AS $$
 $$;
 
 -- An SQL condition that the entity expr (text) is stored as it is under the
--- view's key type key_type: a varchar(n) key would cut a longer entity to
--- the key of another one (an explicit cast truncates), so such entities are
--- never written online.  Other key types take the canonical text form.
+-- view's key type key_type: a varchar(n) or char(n) key would cut a longer
+-- entity to the key of another one (an explicit cast truncates, where an
+-- INSERT of it would fail), so such entities are never written.  Trailing
+-- spaces a char(n) drops are no loss (char(n) compares without them).
+-- Other key types take the canonical text form.
 CREATE FUNCTION pgpoly._fv_key_fits(key_type text, expr text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
@@ -297,19 +308,27 @@ SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 	SELECT CASE WHEN key_type LIKE 'character varying(%'
 				THEN format('(%1$s)::%2$s::text = (%1$s)::text', expr, key_type)
+				WHEN key_type LIKE 'character(%'
+				THEN format('(%1$s)::%2$s::text = pg_catalog.rtrim((%1$s)::text, '' '')',
+							expr, key_type)
 				ELSE 'true' END
 $$;
 
 -- An SQL expression for the entity of expr (any type) in canonical text
 -- form: through the view's key type, so '007' and '7' are the same entity of
 -- an int-keyed view.  put_features, get_online_features and the point-in-time
--- join all normalise entities with it.
+-- join all normalise entities with it.  NULL for an entity a char(n) key
+-- would cut (it is no key of the view: missing, and refused by put_features).
 CREATE FUNCTION pgpoly._fv_entity_expr(v pgpoly._fv_def, expr text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 	SELECT CASE WHEN pgpoly._fv_key_is_text(v) THEN format('(%s)::text', expr)
+				WHEN v.key_type LIKE 'character(%'
+				THEN format('CASE WHEN %s THEN (%s)::text::%s::text END',
+							pgpoly._fv_key_fits(v.key_type, format('(%s)::text', expr)),
+							expr, v.key_type)
 				ELSE format('(%s)::text::%s::text', expr, v.key_type) END
 $$;
 
@@ -738,12 +757,21 @@ BEGIN
 	PERFORM pgpoly._fv_check_access(v, 'SELECT, INSERT, UPDATE', 'INSERT');
 	v_ent := (pgpoly._fv_normalize(v, ARRAY[entity]))[1];
 	v_cols := pgpoly._fv_cols(v.features);
-	EXECUTE 'SELECT ' || pgpoly._fv_key_fits(v.key_type, '$1') INTO v_found USING v_ent;
+	EXECUTE 'SELECT coalesce(' || pgpoly._fv_key_fits(v.key_type, '$1') || ', false)'
+	INTO v_found USING v_ent;
 	IF NOT v_found THEN
 		RAISE EXCEPTION 'entity "%" does not fit the key column "%" (%) of feature view "%"',
 			entity, v.key_column, v.key_type, view
 			USING ERRCODE = 'string_data_right_truncation',
 				  HINT = 'Cut to the key type, it would be the key of another entity; give the online table a longer key type.';
+	END IF;
+	-- likewise the offline entity column (as ingest_features checks it)
+	EXECUTE 'SELECT ' || pgpoly._fv_key_fits(v.entity_type, '$1') INTO v_found USING v_ent;
+	IF NOT v_found THEN
+		RAISE EXCEPTION 'entity "%" does not fit the entity column "%" (%) of the offline table of feature view "%"',
+			entity, v.entity_column, v.entity_type, view
+			USING ERRCODE = 'string_data_right_truncation',
+				  HINT = 'Cut to the column''s type it would be another entity; give the offline table a longer entity type.';
 	END IF;
 
 	-- offline: always appended; the conversion of the values happens here
@@ -814,8 +842,9 @@ $$;
 -- as parallel arrays (NULL when none was found).  One indexed LIMIT 1 probe
 -- per entity.  Both implementations of get_online_features run it: the
 -- PL/pgSQL one below, and the C one (src/features.c), which prepares it once
--- per view; the names and types are the catalog's (_fv_lookup).
-CREATE FUNCTION pgpoly._fv_offline_sql(offline_rel text, entity_column text, entity_type text,
+-- per view; the names and types are the catalog's (_fv_lookup), and rows
+-- match an entity as entity_match says (_fv_describe).
+CREATE FUNCTION pgpoly._fv_offline_sql(offline_rel text, entity_column text, entity_match text,
 									   serving_rel text, key_column text, key_type text,
 									   features text[], feat text[], write bool)
 RETURNS text
@@ -826,10 +855,11 @@ AS $$
 		WITH h AS MATERIALIZED (
 			SELECT n._fv_k, n._fv_found, n._fv_oet, h.event_time::timestamptz AS _fv_et, %1$s
 			FROM unnest($1::text[], $2::bool[], $3::timestamptz[]) n(_fv_k, _fv_found, _fv_oet)
-			CROSS JOIN LATERAL (SELECT * FROM %2$s h WHERE h.%3$I = n._fv_k::%4$s
-								ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) h)%5$s
-		SELECT array_agg(h._fv_k), array_agg(h._fv_et), array_agg(%6$s) FROM h$q$,
-		pgpoly._fv_cols(features, 'h'), offline_rel, entity_column, entity_type,
+			CROSS JOIN LATERAL (SELECT * FROM %2$s h WHERE %3$s
+								ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) h)%4$s
+		SELECT array_agg(h._fv_k), array_agg(h._fv_et), array_agg(%5$s) FROM h$q$,
+		pgpoly._fv_cols(features, 'h'), offline_rel,
+		format(entity_match, 'h.' || quote_ident(entity_column), 'n._fv_k'),
 		CASE WHEN write THEN format($q$,
 		w AS (INSERT INTO %1$s (%2$I, %3$s, _event_time)
 			  SELECT h._fv_k::%4$s, %5$s, h._fv_et FROM h
@@ -901,7 +931,7 @@ BEGIN
 	WHERE (pgpoly._fv_serve(v.fresh, o.k IS NOT NULL, o.et, false, NULL)).source <> 'online';
 
 	IF v_need IS NOT NULL THEN
-		EXECUTE pgpoly._fv_offline_sql(v.offline_rel, v.entity_column, v.entity_type,
+		EXECUTE pgpoly._fv_offline_sql(v.offline_rel, v.entity_column, v.entity_match,
 									   v.serving_rel, v.key_column, v.key_type, v.features,
 									   v_feat,
 									   pgpoly._fv_may_write(v.online_table, v.serving_table))
@@ -1044,11 +1074,12 @@ BEGIN
 		-- the spine's entity normalised as put_features does; the ttl as an
 		-- absolute duration (the same training set in every TimeZone)
 		from_clause := from_clause || format(
-			E'\nLEFT JOIN LATERAL (SELECT %s FROM %s h WHERE h.%I = %s::%s'
+			E'\nLEFT JOIN LATERAL (SELECT %s FROM %s h WHERE %s'
 			' AND h.event_time <= s.event_time::timestamptz%s'
 			' ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) v%s ON true',
-			pgpoly._fv_cols(v_feat, 'h'), v.offline_rel, v.entity_column,
-			pgpoly._fv_entity_expr(v, format('s.%I', v.entity)), v.entity_type,
+			pgpoly._fv_cols(v_feat, 'h'), v.offline_rel,
+			format(v.entity_match, format('h.%I', v.entity_column),
+				   pgpoly._fv_entity_expr(v, format('s.%I', v.entity))),
 			CASE WHEN pgpoly._fv_ttl_span(v.ttl) IS NULL THEN ''
 				 ELSE format(' AND h.event_time >= s.event_time::timestamptz - pgpoly._fv_ttl_span(%L::interval)',
 							 v.ttl) END,
@@ -1156,7 +1187,8 @@ COMMENT ON FUNCTION pgpoly.create_training_set(text, text, text[]) IS
 -- whether the table allows it (a plain table with such an index, no
 -- row-level security for the caller); _fv_newest_rows returns the rows, per
 -- entity the newest with event_time in [since, until] (ties: the newest
--- created_at), as the DISTINCT ON of materialize would.  Its first argument
+-- created_at): through the index where the table allows it when it runs,
+-- otherwise from the DISTINCT ON it runs itself.  Its first argument
 -- is NULL cast to the table's row type, the type of the rows it returns.
 CREATE FUNCTION pgpoly._fv_newest_usable(offline_table regclass, entity_column text)
 RETURNS bool
@@ -1193,7 +1225,9 @@ BEGIN
 	PERFORM pgpoly._fv_check_access(v, 'SELECT, INSERT, UPDATE', 'SELECT');
 	-- Newest row per entity in the window: from a walk of the offline index
 	-- that fetches only those rows from the heap, where the table allows it,
-	-- else a DISTINCT ON.  The online event times
+	-- else a DISTINCT ON; _fv_newest_rows decides which with the table
+	-- locked, as it reads (a check made here first could be stale by the
+	-- time the statement runs: DROP INDEX CONCURRENTLY).  The online event times
 	-- come from a batched join (pipelined rounds of fetch_size keys); the
 	-- writes are buffered and sent at COMMIT as pipelined MULTI/EXEC.  An
 	-- outbox table's are queued without reading Redis: the sync worker keeps
@@ -1206,19 +1240,11 @@ BEGIN
 	ELSE
 		v_online := ' WHERE ' || pgpoly._fv_key_fits(v.key_type, 'c.k');
 	END IF;
-	IF pgpoly._fv_newest_usable(v.offline_table, v.entity_column) THEN
-		v_newest := format($q$
-			SELECT h.%1$I AS k, h.event_time, %2$s
-			FROM pgpoly._fv_newest_rows(NULL::%3$s, %4$L, $1, $2) h$q$,
-			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel,
-			v.entity_column);
-	ELSE
-		v_newest := format($q$
-			SELECT DISTINCT ON (h.%1$I) h.%1$I AS k, h.event_time, %2$s
-			FROM %3$s h WHERE h.event_time BETWEEN $1 AND $2
-			ORDER BY h.%1$I, h.event_time DESC, h.created_at DESC$q$,
-			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel);
-	END IF;
+	v_newest := format($q$
+		SELECT h.%1$I AS k, h.event_time, %2$s
+		FROM pgpoly._fv_newest_rows(NULL::%3$s, %4$L, $1, $2) h$q$,
+		v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel,
+		v.entity_column);
 	-- a plain INSERT, its row count the keys written: no RETURNING rows
 	-- stored and counted
 	EXECUTE format($q$

@@ -65,6 +65,7 @@
 #include "catalog/objectaddress.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
@@ -89,8 +90,10 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
+#include "utils/typcache.h"
 
 #include "../fdw/redis.h"
+#include "sync.h"
 
 
 /* ----------------------------------------------------------------
@@ -342,15 +345,76 @@ fv_column_type(Oid relid, const char *col)
 	return format_type_with_typemod(typid, typmod);
 }
 
+/* Append s to buf with each '%' doubled: a literal part of a format(). */
+static void
+append_format_literal(StringInfo buf, const char *s)
+{
+	for (; *s; s++)
+	{
+		if (*s == '%')
+			appendStringInfoChar(buf, '%');
+		appendStringInfoChar(buf, *s);
+	}
+}
+
+/*
+ * How an offline row is matched to an entity, as a format() template:
+ * %1$s the row's entity column, %2$s the entity (an SQL expression), true
+ * when they are the same entity as the column's type says it — its
+ * default equality operator, the column's collation, the entity cast to
+ * the type without typmod (a varchar(n) or numeric(p,s) cast would cut or
+ * round it into another entity), as a query of the user's comparing the
+ * column to a literal.  Everything qualified: the statements that use it
+ * run under a pinned search_path (where citext's operators are not
+ * visible, and = would compare the text) or the caller's (a spine).  NULL
+ * if the type has no equality operator.
+ */
+static char *
+fv_entity_match(Oid relid, AttrNumber att)
+{
+	Oid			typid;
+	int32		typmod;
+	Oid			collid;
+	StringInfoData buf;
+
+	get_atttypetypmodcoll(relid, att, &typid, &typmod, &collid);
+	if (!OidIsValid(lookup_type_cache(getBaseType(typid), TYPECACHE_EQ_OPR)->eq_opr))
+		return NULL;
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "%1$s ");
+	append_format_literal(&buf, SyncEqualityOperator(getBaseType(typid)));
+	appendStringInfoString(&buf, " CAST(%2$s AS ");
+	/* typmod -1 "given": bpchar, not character (that is character(1)) */
+	append_format_literal(&buf, format_type_extended(typid, -1, FORMAT_TYPE_TYPEMOD_GIVEN |
+													 FORMAT_TYPE_FORCE_QUALIFY));
+	appendStringInfoChar(&buf, ')');
+	if (OidIsValid(collid))
+	{
+		HeapTuple	tup = SearchSysCache1(COLLOID, ObjectIdGetDatum(collid));
+		Form_pg_collation coll;
+
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for collation %u", collid);
+		coll = (Form_pg_collation) GETSTRUCT(tup);
+		appendStringInfoString(&buf, " COLLATE ");
+		append_format_literal(&buf,
+							  quote_qualified_identifier(get_namespace_name(coll->collnamespace),
+														 NameStr(coll->collname)));
+		ReleaseSysCache(tup);
+	}
+	return buf.data;
+}
+
 /*
  * Why a view's stored names do not fit its tables, or NULL; fills types[]
- * (nfeat entries) with the feature columns' types as it checks them.
+ * (nfeat entries) with the feature columns' types as it checks them, and
+ * *entity_match with fv_entity_match() of the offline entity column.
  */
 static char *
 fv_problem(const char *view, Oid online, Oid offline, Oid serving,
 		   const char *key_column, const char *entity_column,
 		   Datum *features, int nfeat, char **key_type, char **entity_type,
-		   Datum *types)
+		   char **entity_match, Datum *types)
 {
 	char	   *serving_ns;
 
@@ -370,6 +434,9 @@ fv_problem(const char *view, Oid online, Oid offline, Oid serving,
 		return psprintf("its serving table has no key column \"%s\"", key_column);
 	if ((*entity_type = fv_column_type(offline, entity_column)) == NULL)
 		return psprintf("its offline table has no entity column \"%s\"", entity_column);
+	if ((*entity_match = fv_entity_match(offline, get_attnum(offline, entity_column))) == NULL)
+		return psprintf("the type %s of its offline entity column has no equality operator",
+						*entity_type);
 	for (int i = 0; i < nfeat; i++)
 	{
 		char	   *t = fv_column_type(serving, TextDatumGetCString(features[i]));
@@ -385,20 +452,22 @@ PG_FUNCTION_INFO_V1(pgpoly_fv_describe);
 
 /*
  * pgpoly._fv_describe(view, online_table, offline_table, serving_table,
- * key_column, entity_column, features): the catalog's types and quoted
- * names for a view's stored names, and the problem if they do not fit.
+ * key_column, entity_column, features): the catalog's types, the offline
+ * entity match (fv_entity_match) and quoted names for a view's stored
+ * names, and the problem if they do not fit.
  * Any NULL argument is itself the problem.
  */
 Datum
 pgpoly_fv_describe(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		values[6] = {0};
-	bool		nulls[6] = {true, true, true, true, true, true};
+	Datum		values[7] = {0};
+	bool		nulls[7] = {true, true, true, true, true, true, true};
 	Datum	   *features = NULL;
 	Datum	   *types = NULL;
 	char	   *key_type = NULL;
 	char	   *entity_type = NULL;
+	char	   *entity_match = NULL;
 	char	   *problem = "its definition is incomplete";
 	int			nfeat = 0;
 
@@ -414,23 +483,24 @@ pgpoly_fv_describe(PG_FUNCTION_ARGS)
 						 PG_GETARG_OID(2), PG_GETARG_OID(3),
 						 text_to_cstring(PG_GETARG_TEXT_PP(4)),
 						 text_to_cstring(PG_GETARG_TEXT_PP(5)),
-						 features, nfeat, &key_type, &entity_type, types);
+						 features, nfeat, &key_type, &entity_type, &entity_match, types);
 	if (problem == NULL)
 	{
 		values[0] = CStringGetTextDatum(key_type);
 		values[1] = CStringGetTextDatum(entity_type);
-		values[2] = PointerGetDatum(construct_array(types, nfeat, TEXTOID, -1, false,
+		values[2] = CStringGetTextDatum(entity_match);
+		values[3] = PointerGetDatum(construct_array(types, nfeat, TEXTOID, -1, false,
 													TYPALIGN_INT));
-		values[3] = CStringGetTextDatum(fv_rel_text(PG_GETARG_OID(2)));
-		values[4] = CStringGetTextDatum(fv_rel_text(PG_GETARG_OID(3)));
-		for (int i = 0; i < 5; i++)
+		values[4] = CStringGetTextDatum(fv_rel_text(PG_GETARG_OID(2)));
+		values[5] = CStringGetTextDatum(fv_rel_text(PG_GETARG_OID(3)));
+		for (int i = 0; i < 6; i++)
 			nulls[i] = false;
 	}
 done:
 	if (problem != NULL)
 	{
-		values[5] = CStringGetTextDatum(problem);
-		nulls[5] = false;
+		values[6] = CStringGetTextDatum(problem);
+		nulls[6] = false;
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
@@ -469,7 +539,7 @@ pgpoly_fv_rel(PG_FUNCTION_ARGS)
  * does not), event_time a timestamptz, a btree on exactly that order with
  * the default operator classes
  * and the columns' collations, the caller's SELECT privilege, no row-level
- * security; otherwise materialize() runs the DISTINCT ON.
+ * security; otherwise _fv_newest_rows() runs the DISTINCT ON itself.
  * ----------------------------------------------------------------
  */
 
@@ -710,14 +780,56 @@ newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
 	MemoryContextDelete(keycxt);
 }
 
+/*
+ * The rows newest_walk() finds, found without the index: the DISTINCT ON
+ * of materialize, run as the current user (row-level security applies, as
+ * it does to any query of theirs), into store (of relid's row type).
+ */
+static void
+newest_distinct_on(Oid relid, const char *entity_column, TimestampTz since,
+				   TimestampTz until, Tuplestorestate *store)
+{
+	Oid			types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		args[2] = {TimestampTzGetDatum(since), TimestampTzGetDatum(until)};
+	const char *ent = quote_identifier(entity_column);
+	char	   *sql = psprintf("SELECT DISTINCT ON (h.%s) h FROM %s h "
+							   "WHERE h.event_time OPERATOR(pg_catalog.>=) $1 "
+							   "AND h.event_time OPERATOR(pg_catalog.<=) $2 "
+							   "ORDER BY h.%s, h.event_time DESC, h.created_at DESC",
+							   ent, fv_rel_text(relid), ent);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(sql, 2, types, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "the newest rows of \"%s\" could not be read", get_rel_name(relid));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(SPI_tuptable->vals[i],
+																	SPI_tuptable->tupdesc,
+																	1, &isnull));
+		HeapTupleData tup;
+
+		tup.t_len = HeapTupleHeaderGetDatumLength(row);
+		ItemPointerSetInvalid(&tup.t_self);
+		tup.t_tableOid = InvalidOid;
+		tup.t_data = row;
+		tuplestore_puttuple(store, &tup);
+	}
+	SPI_finish();
+}
+
 PG_FUNCTION_INFO_V1(pgpoly_fv_newest_rows);
 
 /*
  * pgpoly._fv_newest_rows(NULL::offline_table, entity_column, since, until):
  * the rows materialize writes, in the statement's snapshot (see above), as
- * rows of the table.  The caller needs SELECT on the table; 55000 if the
- * walk may not be used on it (_fv_newest_usable).  A NULL entity column or
- * bound: no rows.
+ * rows of the table.  The caller needs SELECT on the table.  Whether the
+ * walk may be used (newest_usable) is decided here, with the table locked,
+ * and the index it names is opened at once: an index another session makes
+ * invalid meanwhile (DROP INDEX CONCURRENTLY) stays whole until this
+ * transaction ends, and one found unusable — or none — gives the same rows
+ * through the DISTINCT ON.  A NULL entity column or bound: no rows.
  */
 Datum
 pgpoly_fv_newest_rows(PG_FUNCTION_ARGS)
@@ -741,11 +853,14 @@ pgpoly_fv_newest_rows(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 	indexid = newest_usable(relid, text_to_cstring(PG_GETARG_TEXT_PP(1)), &heap);
 	if (!OidIsValid(indexid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the newest rows of \"%s\" cannot be read through an index",
-						get_rel_name(relid)),
-				 errhint("Its first index keys must be the entity, event_time DESC and created_at DESC, and no row-level security may apply.")));
+	{
+		if (heap != NULL)
+			table_close(heap, NoLock);
+		newest_distinct_on(relid, text_to_cstring(PG_GETARG_TEXT_PP(1)),
+						   PG_GETARG_TIMESTAMPTZ(2), PG_GETARG_TIMESTAMPTZ(3),
+						   rsinfo->setResult);
+		PG_RETURN_VOID();
+	}
 	index = index_open(indexid, AccessShareLock);
 	newest_walk(heap, index, GetActiveSnapshot(), PG_GETARG_TIMESTAMPTZ(2),
 				PG_GETARG_TIMESTAMPTZ(3), rsinfo->setResult);
@@ -804,6 +919,7 @@ typedef struct CachedView
 	ViewDef		def;			/* the definition it was built from */
 	char	   *key_type;		/* format_type() of the serving key column */
 	char	   *entity_type;	/* ... and of the offline entity column */
+	char	   *entity_match;	/* how its rows match an entity (fv_entity_match) */
 	char	   *offline_rel;	/* quoted, schema-qualified names */
 	char	   *serving_rel;
 	bool		probe_known;	/* probe_index was looked up */
@@ -975,7 +1091,7 @@ derive_view(CachedView *cv)
 		feats[foreach_current_index(lc)] = CStringGetTextDatum(lfirst(lc));
 	problem = fv_problem(cv->name, cv->def.online, cv->def.offline, cv->def.serving,
 						 cv->def.key_column, cv->def.entity_column, feats, n,
-						 &cv->key_type, &cv->entity_type, types);
+						 &cv->key_type, &cv->entity_type, &cv->entity_match, types);
 	if (problem == NULL)
 	{
 		cv->offline_rel = fv_rel_text(cv->def.offline);
@@ -1103,7 +1219,7 @@ probe_sql(CachedView *cv, List *feat, bool write)
 
 	args[0] = CStringGetTextDatum(cv->offline_rel);
 	args[1] = CStringGetTextDatum(cv->def.entity_column);
-	args[2] = CStringGetTextDatum(cv->entity_type);
+	args[2] = CStringGetTextDatum(cv->entity_match);
 	args[3] = CStringGetTextDatum(cv->serving_rel);
 	args[4] = CStringGetTextDatum(cv->def.key_column);
 	args[5] = CStringGetTextDatum(cv->key_type);
