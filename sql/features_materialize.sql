@@ -126,6 +126,11 @@ SELECT count(*) AS keys, (SELECT count(*) FROM (
   FROM online_walk;
 -- without the index, _fv_newest_rows gives the same rows (its own DISTINCT ON)
 SELECT walk_differences();
+-- also over more rows than one batch of its cursor (1000)
+INSERT INTO pgpoly.fsm_history (entity, event_time, created_at, clicks, note)
+SELECT 'bulk' || g, '2024-01-03', clock_timestamp(), g, NULL FROM generate_series(1, 2500) g;
+SELECT walk_differences(), (SELECT count(*) FROM newest_walk('-infinity', 'infinity')) AS newest;
+DELETE FROM pgpoly.fsm_history WHERE entity LIKE 'bulk%';
 
 -- Only an index of exactly that order will do: not another order, a
 -- partial, collated, expression or other-opclass index, nor one a failed

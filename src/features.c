@@ -783,7 +783,9 @@ newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
 /*
  * The rows newest_walk() finds, found without the index: the DISTINCT ON
  * of materialize, run as the current user (row-level security applies, as
- * it does to any query of theirs), into store (of relid's row type).
+ * it does to any query of theirs), into store (of relid's row type).  Read
+ * through a cursor in batches, so that only the tuplestore (which spills
+ * to disk past work_mem) holds the whole result.
  */
 static void
 newest_distinct_on(Oid relid, const char *entity_column, TimestampTz since,
@@ -797,25 +799,37 @@ newest_distinct_on(Oid relid, const char *entity_column, TimestampTz since,
 							   "AND h.event_time OPERATOR(pg_catalog.<=) $2 "
 							   "ORDER BY h.%s, h.event_time DESC, h.created_at DESC",
 							   ent, fv_rel_text(relid), ent);
+	SPIPlanPtr	plan;
+	Portal		portal;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(sql, 2, types, args, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "the newest rows of \"%s\" could not be read", get_rel_name(relid));
-	for (uint64 i = 0; i < SPI_processed; i++)
+	plan = SPI_prepare_cursor(sql, 2, types, 0);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare_cursor failed: %s", SPI_result_code_string(SPI_result));
+	portal = SPI_cursor_open(NULL, plan, args, NULL, true);
+	for (;;)
 	{
-		bool		isnull;
-		HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(SPI_tuptable->vals[i],
-																	SPI_tuptable->tupdesc,
-																	1, &isnull));
-		HeapTupleData tup;
+		SPI_cursor_fetch(portal, true, 1000);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			HeapTupleHeader row;
+			HeapTupleData tup;
 
-		tup.t_len = HeapTupleHeaderGetDatumLength(row);
-		ItemPointerSetInvalid(&tup.t_self);
-		tup.t_tableOid = InvalidOid;
-		tup.t_data = row;
-		tuplestore_puttuple(store, &tup);
+			row = DatumGetHeapTupleHeader(SPI_getbinval(SPI_tuptable->vals[i],
+														SPI_tuptable->tupdesc, 1, &isnull));
+			tup.t_len = HeapTupleHeaderGetDatumLength(row);
+			ItemPointerSetInvalid(&tup.t_self);
+			tup.t_tableOid = InvalidOid;
+			tup.t_data = row;
+			tuplestore_puttuple(store, &tup);
+		}
+		SPI_freetuptable(SPI_tuptable);
 	}
+	SPI_cursor_close(portal);
 	SPI_finish();
 }
 
