@@ -196,16 +196,17 @@ END
 $$;
 
 -- The model versions of the distinct (model, version) pairs of models and
--- versions (model '' and NULL left out): m and vk (the version, -1 for NULL)
--- identify the pair, name is the model's name, ver the version it stands for
+-- versions (model '' and NULL left out): m and vk (the version as text, ''
+-- for NULL: any int may be passed as a version) identify the pair, name is
+-- the model's name, ver the version it stands for
 -- ('name@alias' with version NULL: the version the alias points to now), NULL
 -- when that model version does not exist.
 CREATE FUNCTION pgpoly._prediction_versions(models text[], versions int[])
-RETURNS TABLE (m text, vk int, name text, ver int)
+RETURNS TABLE (m text, vk text, name text, ver int)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT d.m, coalesce(d.v, -1), x.name, mv.version
+	SELECT d.m, coalesce(d.v::text, ''), x.name, mv.version
 	FROM (SELECT DISTINCT u.m, u.v FROM unnest(models, versions) AS u(m, v) WHERE u.m <> '') AS d
 	CROSS JOIN LATERAL (SELECT CASE WHEN d.v IS NULL AND strpos(d.m, '@') > 0
 									THEN substring(d.m FROM '^(.*)@') ELSE d.m END AS name) AS x
@@ -229,7 +230,7 @@ AS $$
 DECLARE
 	v_missing timestamptz;
 	v_bad  bigint;			-- first bad row
-	r      record;			-- the resolved pairs: m, vk (version, -1 for NULL), name, ver
+	r      record;			-- the resolved pairs: m, vk (version as text, '' for NULL), name, ver
 	v_lo   timestamptz;
 	v_hi   timestamptz;
 	v_months timestamptz[];
@@ -250,7 +251,7 @@ BEGIN
 	IF r.bad_m IS NOT NULL THEN
 		SELECT least(v_bad, min(u.i)) INTO v_bad
 		FROM unnest(models, versions) WITH ORDINALITY AS u(m, v, i)
-		JOIN unnest(r.bad_m, r.bad_vk) AS b(m, vk) ON b.m = u.m AND b.vk = coalesce(u.v, -1);
+		JOIN unnest(r.bad_m, r.bad_vk) AS b(m, vk) ON b.m = u.m AND b.vk = coalesce(u.v::text, '');
 	END IF;
 	IF v_bad IS NOT NULL THEN
 		PERFORM pgpoly._prediction_check_row(CASE WHEN single THEN NULL ELSE v_bad END,
@@ -283,7 +284,7 @@ BEGIN
 		FROM unnest(models, versions, entities, features, predictions, confidences, latencies,
 					request_ids, tss) AS u(m, v, e, f, p, c, lat, rid, t)
 		JOIN unnest(r.m, r.vk, r.name, r.ver) AS p(m, vk, name, ver)
-		  ON p.m = u.m AND p.vk = coalesce(u.v, -1)
+		  ON p.m = u.m AND p.vk = coalesce(u.v::text, '')
 		RETURNING prediction_id)
 	SELECT min(ins.prediction_id), count(*) INTO first_id, n FROM ins;
 END
@@ -382,7 +383,7 @@ DECLARE
 	v_elem  jsonb;
 	a       record;
 	v_out   record;
-	v_pairs record;			-- the resolved pairs: key k, name, ver
+	v_pairs record;			-- the resolved pairs: key k, name, ver, m, v
 	v_one   bool;			-- a single pair: rows are matched to it without a key
 	v_n     bigint;
 BEGIN
@@ -419,7 +420,7 @@ BEGIN
 	-- creates the missing partitions, so that both behave the same.
 	BEGIN
 		SELECT array_agg(length(p.m) || ':' || p.m || ':' || p.vk) AS k, array_agg(p.name) AS name,
-			   array_agg(p.ver) AS ver, array_agg(p.m) AS m, array_agg(p.vk) AS vk
+			   array_agg(p.ver) AS ver, array_agg(p.m) AS m, array_agg(nullif(p.vk, '')::int) AS v
 		INTO v_pairs
 		FROM pgpoly._prediction_versions(ARRAY(SELECT u.model FROM jsonb_to_recordset(v_scan.pairs)
 													AS u(model text, version int)),
@@ -439,9 +440,9 @@ BEGIN
 				  confidence float8, latency_ms float8, request_id text, ts timestamptz)
 		CROSS JOIN LATERAL (SELECT CASE WHEN v_one
 										THEN CASE WHEN u.model = v_pairs.m[1]
-												   AND coalesce(u.version, -1) = v_pairs.vk[1] THEN 1 END
+												   AND u.version IS NOT DISTINCT FROM v_pairs.v[1] THEN 1 END
 										ELSE array_position(v_pairs.k, length(u.model) || ':' || u.model || ':'
-															|| coalesce(u.version, -1)) END AS i) AS k
+															|| coalesce(u.version::text, '')) END AS i) AS k
 		WHERE v_pairs.ver[k.i] IS NOT NULL AND u.prediction IS NOT NULL
 		  AND (u.model = '' OR u.latency_ms < 0 OR u.latency_ms = 'NaN' OR u.request_id = ''
 			   OR NOT isfinite(coalesce(u.ts, now()))) IS NOT TRUE;

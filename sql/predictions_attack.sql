@@ -1,0 +1,52 @@
+--
+-- log_predictions / log_prediction under attack (a review of the C walk of
+-- src/predictions.c and the SQL around it).  Each block is an input that
+-- gave a wrong answer before its fix; the expected output records the
+-- right one.  (The behaviour that held up is in monitoring.sql.)
+--
+\set VERBOSITY terse
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+SET timezone = 'UTC';
+SET datestyle = 'ISO, YMD';
+
+-- The SQLSTATE and message of a statement ('ok' if none).
+CREATE FUNCTION atk_err(cmd text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE cmd;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$$;
+
+SELECT pgpoly.register_model_version('atk_m', 's3://a/1'), pgpoly.register_model_version('atk_m', 's3://a/2');
+SELECT pgpoly.set_model_alias('atk_m', 'live', 2);
+SELECT pgpoly.create_prediction_partitions() >= 0 AS this_month_ready;
+
+--
+-- An explicit version -1 is not "no version": 'name@alias' with version -1
+-- names a model called 'name@alias' (which does not exist), whether or not
+-- the same batch also uses the alias (it was logged as the alias's version,
+-- or failed with "failed no check", by the pair key that stood -1 for NULL).
+--
+SELECT count(*) AS before FROM pgpoly.predictions WHERE model_name = 'atk_m' \gset
+SELECT atk_err($$SELECT pgpoly.log_prediction('atk_m@live', -1, NULL, '1')$$) AS single,
+       atk_err($$SELECT pgpoly.log_predictions('[{"model": "atk_m@live", "version": -1, "prediction": 1}]')$$) AS alone,
+       atk_err($$SELECT pgpoly.log_predictions('[{"model": "atk_m@live", "prediction": 1},
+                                                {"model": "atk_m@live", "version": -1, "prediction": 2}]')$$) AS after_alias,
+       atk_err($$SELECT pgpoly.log_predictions('[{"model": "atk_m@live", "version": -1, "prediction": 1},
+                                                {"model": "atk_m@live", "prediction": 2}]')$$) AS before_alias;
+-- the same in a month without its partition (the general path)
+SELECT atk_err($$SELECT pgpoly.log_predictions('[{"model": "atk_m@live", "prediction": 1, "ts": "2019-03-01Z"},
+                                                {"model": "atk_m@live", "version": -1, "prediction": 2, "ts": "2019-03-01Z"}]')$$) AS general_after,
+       atk_err($$SELECT pgpoly.log_predictions('[{"model": "atk_m@live", "version": -1, "prediction": 1, "ts": "2019-03-01Z"},
+                                                {"model": "atk_m@live", "prediction": 2, "ts": "2019-03-01Z"}]')$$) AS general_before;
+SELECT count(*) - :before AS logged_by_bad_batches FROM pgpoly.predictions WHERE model_name = 'atk_m';
+-- the alias and version 2 side by side still resolve to the same version
+SELECT pgpoly.log_predictions('[{"model": "atk_m@live", "prediction": "a1"}, {"model": "atk_m", "version": 2, "prediction": "a2"},
+                               {"model": "atk_m@live", "prediction": "a3"}]') AS logged;
+SELECT prediction, model_name, version FROM pgpoly.predictions
+WHERE model_name = 'atk_m' AND prediction::text LIKE '"a_"' ORDER BY prediction_id;
+
+DROP FUNCTION atk_err(text);
