@@ -282,9 +282,11 @@ BEGIN
 										confidence, latency_ms, request_id, ts)
 		SELECT p.name, p.ver, u.e, u.f, u.p, u.c, u.lat, u.rid, u.t
 		FROM unnest(models, versions, entities, features, predictions, confidences, latencies,
-					request_ids, tss) AS u(m, v, e, f, p, c, lat, rid, t)
+					request_ids, tss) WITH ORDINALITY AS u(m, v, e, f, p, c, lat, rid, t, i)
 		JOIN unnest(r.m, r.vk, r.name, r.ver) AS p(m, vk, name, ver)
 		  ON p.m = u.m AND p.vk = coalesce(u.v::text, '')
+		-- ids in the order of the rows, whichever side the join hashes
+		ORDER BY u.i
 		RETURNING prediction_id)
 	SELECT min(ins.prediction_id), count(*) INTO first_id, n FROM ins;
 END

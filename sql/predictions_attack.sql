@@ -38,15 +38,32 @@ SELECT atk_err($$SELECT pgpoly.log_prediction('atk_m@live', -1, NULL, '1')$$) AS
        atk_err($$SELECT pgpoly.log_predictions('[{"model": "atk_m@live", "version": -1, "prediction": 1},
                                                 {"model": "atk_m@live", "prediction": 2}]')$$) AS before_alias;
 -- the same in a month without its partition (the general path)
-SELECT atk_err($$SELECT pgpoly.log_predictions('[{"model": "atk_m@live", "prediction": 1, "ts": "2019-03-01Z"},
-                                                {"model": "atk_m@live", "version": -1, "prediction": 2, "ts": "2019-03-01Z"}]')$$) AS general_after,
-       atk_err($$SELECT pgpoly.log_predictions('[{"model": "atk_m@live", "version": -1, "prediction": 1, "ts": "2019-03-01Z"},
-                                                {"model": "atk_m@live", "prediction": 2, "ts": "2019-03-01Z"}]')$$) AS general_before;
+SELECT atk_err($$SELECT pgpoly.log_predictions('[{"model": "atk_m@live", "prediction": 1, "ts": "2099-03-01Z"},
+                                                {"model": "atk_m@live", "version": -1, "prediction": 2, "ts": "2099-03-01Z"}]')$$) AS general_after,
+       atk_err($$SELECT pgpoly.log_predictions('[{"model": "atk_m@live", "version": -1, "prediction": 1, "ts": "2099-03-01Z"},
+                                                {"model": "atk_m@live", "prediction": 2, "ts": "2099-03-01Z"}]')$$) AS general_before;
 SELECT count(*) - :before AS logged_by_bad_batches FROM pgpoly.predictions WHERE model_name = 'atk_m';
 -- the alias and version 2 side by side still resolve to the same version
 SELECT pgpoly.log_predictions('[{"model": "atk_m@live", "prediction": "a1"}, {"model": "atk_m", "version": 2, "prediction": "a2"},
                                {"model": "atk_m@live", "prediction": "a3"}]') AS logged;
 SELECT prediction, model_name, version FROM pgpoly.predictions
 WHERE model_name = 'atk_m' AND prediction::text LIKE '"a_"' ORDER BY prediction_id;
+
+--
+-- A batch is logged in the order of its elements (prediction_id increasing),
+-- also when it takes the general path (here: a month without its partition)
+-- with many distinct models, where the planner hashed the rows rather than
+-- the pairs and the ids followed the pairs.
+--
+SELECT count(pgpoly.register_model_version('atk_o' || g, 's3://o')) AS registered FROM generate_series(1, 1000) g;
+CREATE TABLE atk_order AS
+SELECT jsonb_agg(jsonb_build_object('model', 'atk_o' || (1 + g % 1000), 'version', 1, 'prediction', g,
+                                    'ts', '2099-07-07T00:00:00Z') ORDER BY g) AS j
+FROM generate_series(1, 1500) g;
+SELECT pgpoly.log_predictions(j) AS logged FROM atk_order;
+SELECT count(*) AS rows, count(*) FILTER (WHERE p.prediction::text::int <> p.i) AS out_of_order
+FROM (SELECT prediction, row_number() OVER (ORDER BY prediction_id) AS i
+      FROM pgpoly.predictions WHERE ts = '2099-07-07T00:00:00Z') p;
+DROP TABLE atk_order;
 
 DROP FUNCTION atk_err(text);
