@@ -4,8 +4,9 @@
 --
 -- Contract: API.md section 6.  Design invariants kept by this file:
 --	* pgpoly.predictions is range-partitioned on ts by calendar month (UTC), one
---	  partition pgpoly.predictions_YYYY_MM per month, created when the first row of
---	  the month is logged (or ahead of time by create_prediction_partitions).  A
+--	  partition pgpoly.predictions_YYYY_MM per month (_YYYY_MM_bc for a month BC),
+--	  created when the first row of the month is logged (or ahead of time by
+--	  create_prediction_partitions).  A
 --	  creator takes SHARE UPDATE EXCLUSIVE on the parent, which serialises creators
 --	  but not inserts or reads, re-checks under that lock (the lock also makes
 --	  committed partitions visible), and attaches an empty table (ATTACH needs no
@@ -75,13 +76,16 @@ SELECT pg_catalog.pg_extension_config_dump('pgpoly.prediction_labels', '');
 SELECT pg_catalog.pg_extension_config_dump(
 	pg_catalog.pg_get_serial_sequence('pgpoly.predictions', 'prediction_id')::regclass, '');
 
--- The name of the partition holding month m (a month start in UTC).
+-- The name of the partition holding month m (a month start in UTC); a month
+-- BC gets the suffix _bc (YYYY is the year without its era, and March 44 BC
+-- must not take the name of March 44).
 CREATE FUNCTION pgpoly._prediction_partition_name(m timestamptz)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 	SELECT 'predictions_' || to_char(m AT TIME ZONE 'UTC', 'YYYY_MM')
+		   || CASE WHEN m < '0001-01-01 00:00:00+00' THEN '_bc' ELSE '' END
 $$;
 
 -- Create the missing partitions of the months that contain the times ts.  Runs as
@@ -166,9 +170,10 @@ BEGIN
 		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 		WHERE i.inhparent = 'pgpoly.predictions'::regclass
 		  AND c.relnamespace = 'pgpoly'::regnamespace
-		  AND c.relname ~ '^predictions_[0-9]{4}_[0-9]{2}$'
-		  AND make_timestamptz(substr(c.relname, 13, 4)::int, substr(c.relname, 18, 2)::int, 1,
-							   0, 0, 0, 'UTC') + interval '1 month' <= older_than
+		  AND c.relname ~ '^predictions_[0-9]{4}_[0-9]{2}(_bc)?$'
+		  AND make_timestamptz(substr(c.relname, 13, 4)::int
+							   * CASE WHEN right(c.relname, 3) = '_bc' THEN -1 ELSE 1 END,
+							   substr(c.relname, 18, 2)::int, 1, 0, 0, 0, 'UTC') + interval '1 month' <= older_than
 		ORDER BY c.relname
 	LOOP
 		EXECUTE format('DROP TABLE %s', v_part);

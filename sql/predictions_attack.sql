@@ -66,4 +66,19 @@ FROM (SELECT prediction, row_number() OVER (ORDER BY prediction_id) AS i
       FROM pgpoly.predictions WHERE ts = '2099-07-07T00:00:00Z') p;
 DROP TABLE atk_order;
 
+--
+-- A month BC has a partition of its own: to_char's YYYY has no era, so
+-- March 44 BC and March 44 took one name, and whichever came second found
+-- the other's partition by name and failed with "no partition of relation
+-- found".  Retention drops a BC month as the month it is.
+--
+SELECT pgpoly.log_prediction('atk_m', 1, NULL, '"bc"', ts => '0044-03-15 12:00:00+00 BC') > 0 AS bc_logged,
+       pgpoly.log_prediction('atk_m', 1, NULL, '"ad"', ts => '0044-03-15 12:00:00+00') > 0 AS ad_logged,
+       pgpoly.log_predictions('[{"model": "atk_m", "version": 1, "prediction": "bc2", "ts": "0044-03-16 00:00:00+00 BC"},
+                                {"model": "atk_m", "version": 1, "prediction": "ad2", "ts": "0044-03-16 00:00:00+00"}]') AS batch_logged;
+SELECT prediction, ts, tableoid::regclass FROM pgpoly.predictions WHERE ts < '0100-01-01 00:00:00+00' ORDER BY prediction_id;
+SELECT pgpoly.drop_prediction_partitions('0001-01-01 00:00:00+00') AS dropped_bc;
+SELECT pgpoly.drop_prediction_partitions('0044-04-01 00:00:00+00') AS dropped_ad;
+SELECT count(*) AS left_before_100 FROM pgpoly.predictions WHERE ts < '0100-01-01 00:00:00+00';
+
 DROP FUNCTION atk_err(text);
