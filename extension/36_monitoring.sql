@@ -90,7 +90,9 @@ $$;
 
 -- Create the missing partitions of the months that contain the times ts.  Runs as
 -- the extension's owner: it only ever creates empty monthly partitions of
--- pgpoly.predictions, named and bounded by months it computes itself.
+-- pgpoly.predictions, named and bounded by months it computes itself, in the
+-- database's default tablespace (the caller's default_tablespace would have the
+-- owner create them in a tablespace the caller may not create in).
 CREATE FUNCTION pgpoly._prediction_partitions(ts timestamptz[])
 RETURNS int
 LANGUAGE plpgsql
@@ -98,6 +100,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pgpoly, pg_temp
 SET timezone = 'UTC'
 SET datestyle = 'ISO, YMD'
+SET default_tablespace = ''
 AS $$
 DECLARE
 	m      timestamptz;

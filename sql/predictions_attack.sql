@@ -81,4 +81,31 @@ SELECT pgpoly.drop_prediction_partitions('0001-01-01 00:00:00+00') AS dropped_bc
 SELECT pgpoly.drop_prediction_partitions('0044-04-01 00:00:00+00') AS dropped_ad;
 SELECT count(*) AS left_before_100 FROM pgpoly.predictions WHERE ts < '0100-01-01 00:00:00+00';
 
+--
+-- The partitions a writer's call creates (as the extension's owner) go to the
+-- database's default tablespace, not to the writer's default_tablespace: a
+-- role without CREATE on a tablespace put them there.
+--
+SET allow_in_place_tablespaces = on;
+CREATE TABLESPACE regress_atk_space LOCATION '';
+RESET allow_in_place_tablespaces;
+CREATE ROLE regress_atk_writer NOLOGIN;
+GRANT USAGE ON SCHEMA pgpoly TO regress_atk_writer;
+GRANT INSERT, SELECT (prediction_id) ON pgpoly.predictions TO regress_atk_writer;
+GRANT EXECUTE ON FUNCTION pgpoly._prediction_partitions(timestamptz[]) TO regress_atk_writer;
+GRANT SELECT ON pgpoly.registered_models, pgpoly.model_versions, pgpoly.model_aliases TO regress_atk_writer;
+SET ROLE regress_atk_writer;
+SELECT has_tablespace_privilege('regress_atk_space', 'CREATE') AS writer_may_create_there;
+SET default_tablespace = regress_atk_space;
+SELECT pgpoly.log_predictions('[{"model": "atk_m", "version": 1, "prediction": "t", "ts": "2098-02-02Z"}]') AS logged;
+RESET default_tablespace;
+RESET ROLE;
+SELECT c.relname, t.spcname
+FROM pg_class c LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace
+WHERE c.relnamespace = 'pgpoly'::regnamespace AND c.relname LIKE 'predictions\_2098\_02%' ORDER BY c.relname;
+DROP TABLE pgpoly.predictions_2098_02;
+DROP OWNED BY regress_atk_writer;
+DROP ROLE regress_atk_writer;
+DROP TABLESPACE regress_atk_space;
+
 DROP FUNCTION atk_err(text);
