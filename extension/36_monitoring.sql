@@ -393,7 +393,7 @@ DECLARE
 	v_elem  jsonb;
 	a       record;
 	v_out   record;
-	v_pairs record;			-- the resolved pairs: key k, name, ver, m, v
+	v_pairs record;			-- the resolved pairs: k (key -> position), name, ver, m, v
 	v_one   bool;			-- a single pair: rows are matched to it without a key
 	v_n     bigint;
 BEGIN
@@ -429,17 +429,21 @@ BEGIN
 	-- general path below finds the first bad row and raises its error, or
 	-- creates the missing partitions, so that both behave the same.
 	BEGIN
-		SELECT array_agg(length(p.m) || ':' || p.m || ':' || p.vk) AS k, array_agg(p.name) AS name,
-			   array_agg(p.ver) AS ver, array_agg(p.m) AS m, array_agg(nullif(p.vk, '')::int) AS v
+		-- k maps each pair's key to its position in the arrays: a row finds its
+		-- pair by one lookup in k, whatever the number of pairs
+		SELECT jsonb_object_agg(length(p.m) || ':' || p.m || ':' || p.vk, p.i) AS k,
+			   array_agg(p.name ORDER BY p.i) AS name, array_agg(p.ver ORDER BY p.i) AS ver,
+			   array_agg(p.m ORDER BY p.i) AS m, array_agg(nullif(p.vk, '')::int ORDER BY p.i) AS v
 		INTO v_pairs
-		FROM pgpoly._prediction_versions(ARRAY(SELECT u.model FROM jsonb_to_recordset(v_scan.pairs)
-													AS u(model text, version int)),
-										 ARRAY(SELECT u.version FROM jsonb_to_recordset(v_scan.pairs)
-													AS u(model text, version int))) AS p;
+		FROM (SELECT x.*, row_number() OVER () AS i
+			  FROM pgpoly._prediction_versions(ARRAY(SELECT u.model FROM jsonb_to_recordset(v_scan.pairs)
+														AS u(model text, version int)),
+											   ARRAY(SELECT u.version FROM jsonb_to_recordset(v_scan.pairs)
+														AS u(model text, version int))) AS x) AS p;
 	EXCEPTION WHEN data_exception THEN
 		PERFORM pgpoly._prediction_bad_value(rows, SQLSTATE, SQLERRM);
 	END;
-	v_one := cardinality(v_pairs.k) = 1;
+	v_one := cardinality(v_pairs.m) = 1;
 	BEGIN
 		INSERT INTO pgpoly.predictions (model_name, version, entity, features, prediction,
 										confidence, latency_ms, request_id, ts)
@@ -451,8 +455,8 @@ BEGIN
 		CROSS JOIN LATERAL (SELECT CASE WHEN v_one
 										THEN CASE WHEN u.model = v_pairs.m[1]
 												   AND u.version IS NOT DISTINCT FROM v_pairs.v[1] THEN 1 END
-										ELSE array_position(v_pairs.k, length(u.model) || ':' || u.model || ':'
-															|| coalesce(u.version::text, '')) END AS i) AS k
+										ELSE (v_pairs.k ->> (length(u.model) || ':' || u.model || ':'
+															 || coalesce(u.version::text, '')))::int END AS i) AS k
 		WHERE v_pairs.ver[k.i] IS NOT NULL AND u.prediction IS NOT NULL
 		  AND (u.model = '' OR u.latency_ms < 0 OR u.latency_ms = 'NaN' OR u.request_id = ''
 			   OR NOT isfinite(coalesce(u.ts, now()))) IS NOT TRUE;

@@ -64,6 +64,16 @@ SELECT pgpoly.log_predictions(j) AS logged FROM atk_order;
 SELECT count(*) AS rows, count(*) FILTER (WHERE p.prediction::text::int <> p.i) AS out_of_order
 FROM (SELECT prediction, row_number() OVER (ORDER BY prediction_id) AS i
       FROM pgpoly.predictions WHERE ts = '2099-07-07T00:00:00Z') p;
+-- the same rows in a month that has its partition (the fast path, which
+-- finds each row's pair by one lookup in a map of the 1000 pairs)
+BEGIN;
+SELECT pgpoly.log_predictions(jsonb_agg(e.v - 'ts' ORDER BY e.i)) AS logged
+FROM atk_order, jsonb_array_elements(atk_order.j) WITH ORDINALITY AS e(v, i);
+SELECT count(*) AS rows, count(*) FILTER (WHERE p.prediction::text::int <> p.i) AS out_of_order,
+       count(*) FILTER (WHERE p.model_name <> 'atk_o' || (1 + p.i % 1000) OR p.version <> 1) AS wrong_model
+FROM (SELECT prediction, model_name, version, row_number() OVER (ORDER BY prediction_id) AS i
+      FROM pgpoly.predictions WHERE model_name LIKE 'atk\_o%' AND ts = now()) p;
+ROLLBACK;
 DROP TABLE atk_order;
 
 --
