@@ -50,6 +50,21 @@ SELECT prediction, model_name, version FROM pgpoly.predictions
 WHERE model_name = 'atk_m' AND prediction::text LIKE '"a_"' ORDER BY prediction_id;
 
 --
+-- Which bad element a batch reports (README): the first that is not an
+-- object with known keys, else the first with a value of the wrong type,
+-- else the first that fails a check; not simply the first bad one.
+--
+SELECT atk_err($$SELECT pgpoly.log_predictions('[{"model": null, "version": 1, "prediction": 1},
+                                                {"model": "atk_m", "version": 1, "prediction": 1, "bogus": 1},
+                                                {"model": "atk_m", "version": "x", "prediction": 1}]')$$) AS shape_first,
+       atk_err($$SELECT pgpoly.log_predictions('[{"model": null, "version": 1, "prediction": 1},
+                                                {"model": "atk_m", "version": 9, "prediction": 1},
+                                                {"model": "atk_m", "version": 1, "prediction": 1, "ts": "x"}]')$$) AS type_next,
+       atk_err($$SELECT pgpoly.log_predictions('[{"model": "atk_m", "version": 1, "prediction": 1},
+                                                {"model": "atk_m", "version": 9, "prediction": 1},
+                                                {"model": null, "version": 1, "prediction": 1}]')$$) AS then_checks;
+
+--
 -- A batch is logged in the order of its elements (prediction_id increasing),
 -- also when it takes the general path (here: a month without its partition)
 -- with many distinct models, where the planner hashed the rows rather than
