@@ -149,8 +149,13 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Pass two finite times, since <= until.';
 	END IF;
+	-- the first instant of each month in UTC, stepped in UTC: a month added to a
+	-- timestamptz is added in the session's time zone, where the 1st 00:00 UTC
+	-- can be the 31st, and the steps drifted to the 28th (and past a month)
 	RETURN pgpoly._prediction_partitions(ARRAY(
-		SELECT generate_series(date_trunc('month', since, 'UTC'), until, interval '1 month')));
+		SELECT m AT TIME ZONE 'UTC'
+		FROM generate_series(date_trunc('month', since AT TIME ZONE 'UTC'), until AT TIME ZONE 'UTC',
+							 interval '1 month') AS m));
 END
 $$;
 

@@ -133,4 +133,22 @@ DROP OWNED BY regress_atk_writer;
 DROP ROLE regress_atk_writer;
 DROP TABLESPACE regress_atk_space;
 
+--
+-- create_prediction_partitions in a session west of UTC makes every month
+-- from since's to until's: it stepped a month at a time in the session's
+-- time zone, where 1 December 00:00 UTC is 30 November, so the steps fell
+-- on the 31st, then the 28th, and February was skipped.
+--
+SET timezone = 'America/New_York';
+SELECT pgpoly.create_prediction_partitions('2097-12-01 19:00:00+00', '2098-03-01 19:00:00+00') AS created;
+SELECT pgpoly.create_prediction_partitions('2097-06-15 00:00:00+00', '2097-07-15 00:00:00+00') AS created;
+SET timezone = 'UTC';
+SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bounds
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'pgpoly.predictions'::regclass AND c.relname LIKE 'predictions\_2097%'
+   OR i.inhparent = 'pgpoly.predictions'::regclass AND c.relname LIKE 'predictions\_2098%'
+ORDER BY c.relname;
+DROP TABLE pgpoly.predictions_2097_06, pgpoly.predictions_2097_07, pgpoly.predictions_2097_12,
+           pgpoly.predictions_2098_01, pgpoly.predictions_2098_02, pgpoly.predictions_2098_03;
+
 DROP FUNCTION atk_err(text);
