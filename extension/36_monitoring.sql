@@ -173,15 +173,18 @@ DECLARE
 BEGIN
 	PERFORM pgpoly._require(older_than, 'older_than');
 	-- the monthly partitions pgpoly made whose whole month is before older_than
+	-- (the month's end computed in UTC: a month added to a timestamptz is added
+	-- in the session's time zone, which west of UTC ended March on the 28th)
 	FOR v_part IN
 		SELECT c.oid::regclass
 		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 		WHERE i.inhparent = 'pgpoly.predictions'::regclass
 		  AND c.relnamespace = 'pgpoly'::regnamespace
 		  AND c.relname ~ '^predictions_[0-9]{4}_[0-9]{2}(_bc)?$'
-		  AND make_timestamptz(substr(c.relname, 13, 4)::int
-							   * CASE WHEN right(c.relname, 3) = '_bc' THEN -1 ELSE 1 END,
-							   substr(c.relname, 18, 2)::int, 1, 0, 0, 0, 'UTC') + interval '1 month' <= older_than
+		  AND (make_timestamp(substr(c.relname, 13, 4)::int
+							  * CASE WHEN right(c.relname, 3) = '_bc' THEN -1 ELSE 1 END,
+							  substr(c.relname, 18, 2)::int, 1, 0, 0, 0) + interval '1 month')
+			  AT TIME ZONE 'UTC' <= older_than
 		ORDER BY c.relname
 	LOOP
 		EXECUTE format('DROP TABLE %s', v_part);

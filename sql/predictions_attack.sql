@@ -151,4 +151,24 @@ ORDER BY c.relname;
 DROP TABLE pgpoly.predictions_2097_06, pgpoly.predictions_2097_07, pgpoly.predictions_2097_12,
            pgpoly.predictions_2098_01, pgpoly.predictions_2098_02, pgpoly.predictions_2098_03;
 
+--
+-- drop_prediction_partitions in a session west of UTC drops only the months
+-- that end before older_than: it added the month to the month's start in the
+-- session's time zone, so March 2077 (1 March 00:00 UTC is 28 February in New
+-- York) ended on 28 March, and a retention of "before 29 March" dropped the
+-- rows of 30 March.
+--
+SELECT pgpoly.log_predictions('[{"model": "atk_m", "version": 1, "prediction": "mar30", "ts": "2077-03-30 12:00:00+00"},
+                               {"model": "atk_m", "version": 1, "prediction": "feb10", "ts": "2077-02-10 12:00:00+00"}]') AS logged;
+SET timezone = 'America/New_York';
+BEGIN;
+SELECT pgpoly.drop_prediction_partitions('2077-03-29 12:00:00+00') > 0 AS dropped_some;
+SET LOCAL timezone = 'UTC';
+SELECT prediction, ts FROM pgpoly.predictions WHERE ts >= '2077-01-01 00:00:00+00' AND ts < '2078-01-01 00:00:00+00';
+SELECT c.relname FROM pg_class c
+WHERE c.relnamespace = 'pgpoly'::regnamespace AND c.relname IN ('predictions_2077_02', 'predictions_2077_03');
+ROLLBACK;
+SET timezone = 'UTC';
+DROP TABLE pgpoly.predictions_2077_02, pgpoly.predictions_2077_03;
+
 DROP FUNCTION atk_err(text);
