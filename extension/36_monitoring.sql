@@ -4,8 +4,9 @@
 --
 -- Contract: API.md section 6.  Design invariants kept by this file:
 --	* pgpoly.predictions is range-partitioned on ts by calendar month (UTC), one
---	  partition pgpoly.predictions_YYYY_MM per month, created when the first row of
---	  the month is logged (or ahead of time by create_prediction_partitions).  A
+--	  partition pgpoly.predictions_YYYY_MM per month (_YYYY_MM_bc for a month BC),
+--	  created when the first row of the month is logged (or ahead of time by
+--	  create_prediction_partitions).  A
 --	  creator takes SHARE UPDATE EXCLUSIVE on the parent, which serialises creators
 --	  but not inserts or reads, re-checks under that lock (the lock also makes
 --	  committed partitions visible), and attaches an empty table (ATTACH needs no
@@ -75,18 +76,23 @@ SELECT pg_catalog.pg_extension_config_dump('pgpoly.prediction_labels', '');
 SELECT pg_catalog.pg_extension_config_dump(
 	pg_catalog.pg_get_serial_sequence('pgpoly.predictions', 'prediction_id')::regclass, '');
 
--- The name of the partition holding month m (a month start in UTC).
+-- The name of the partition holding month m (a month start in UTC); a month
+-- BC gets the suffix _bc (YYYY is the year without its era, and March 44 BC
+-- must not take the name of March 44).
 CREATE FUNCTION pgpoly._prediction_partition_name(m timestamptz)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 	SELECT 'predictions_' || to_char(m AT TIME ZONE 'UTC', 'YYYY_MM')
+		   || CASE WHEN m < '0001-01-01 00:00:00+00' THEN '_bc' ELSE '' END
 $$;
 
 -- Create the missing partitions of the months that contain the times ts.  Runs as
 -- the extension's owner: it only ever creates empty monthly partitions of
--- pgpoly.predictions, named and bounded by months it computes itself.
+-- pgpoly.predictions, named and bounded by months it computes itself, in the
+-- database's default tablespace (the caller's default_tablespace would have the
+-- owner create them in a tablespace the caller may not create in).
 CREATE FUNCTION pgpoly._prediction_partitions(ts timestamptz[])
 RETURNS int
 LANGUAGE plpgsql
@@ -94,6 +100,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pgpoly, pg_temp
 SET timezone = 'UTC'
 SET datestyle = 'ISO, YMD'
+SET default_tablespace = ''
 AS $$
 DECLARE
 	m      timestamptz;
@@ -142,8 +149,13 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Pass two finite times, since <= until.';
 	END IF;
+	-- the first instant of each month in UTC, stepped in UTC: a month added to a
+	-- timestamptz is added in the session's time zone, where the 1st 00:00 UTC
+	-- can be the 31st, and the steps drifted to the 28th (and past a month)
 	RETURN pgpoly._prediction_partitions(ARRAY(
-		SELECT generate_series(date_trunc('month', since, 'UTC'), until, interval '1 month')));
+		SELECT m AT TIME ZONE 'UTC'
+		FROM generate_series(date_trunc('month', since AT TIME ZONE 'UTC'), until AT TIME ZONE 'UTC',
+							 interval '1 month') AS m));
 END
 $$;
 
@@ -161,14 +173,18 @@ DECLARE
 BEGIN
 	PERFORM pgpoly._require(older_than, 'older_than');
 	-- the monthly partitions pgpoly made whose whole month is before older_than
+	-- (the month's end computed in UTC: a month added to a timestamptz is added
+	-- in the session's time zone, which west of UTC ended March on the 28th)
 	FOR v_part IN
 		SELECT c.oid::regclass
 		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 		WHERE i.inhparent = 'pgpoly.predictions'::regclass
 		  AND c.relnamespace = 'pgpoly'::regnamespace
-		  AND c.relname ~ '^predictions_[0-9]{4}_[0-9]{2}$'
-		  AND make_timestamptz(substr(c.relname, 13, 4)::int, substr(c.relname, 18, 2)::int, 1,
-							   0, 0, 0, 'UTC') + interval '1 month' <= older_than
+		  AND c.relname ~ '^predictions_[0-9]{4}_[0-9]{2}(_bc)?$'
+		  AND (make_timestamp(substr(c.relname, 13, 4)::int
+							  * CASE WHEN right(c.relname, 3) = '_bc' THEN -1 ELSE 1 END,
+							  substr(c.relname, 18, 2)::int, 1, 0, 0, 0) + interval '1 month')
+			  AT TIME ZONE 'UTC' <= older_than
 		ORDER BY c.relname
 	LOOP
 		EXECUTE format('DROP TABLE %s', v_part);
@@ -196,16 +212,17 @@ END
 $$;
 
 -- The model versions of the distinct (model, version) pairs of models and
--- versions (model '' and NULL left out): m and vk (the version, -1 for NULL)
--- identify the pair, name is the model's name, ver the version it stands for
+-- versions (model '' and NULL left out): m and vk (the version as text, ''
+-- for NULL: any int may be passed as a version) identify the pair, name is
+-- the model's name, ver the version it stands for
 -- ('name@alias' with version NULL: the version the alias points to now), NULL
 -- when that model version does not exist.
 CREATE FUNCTION pgpoly._prediction_versions(models text[], versions int[])
-RETURNS TABLE (m text, vk int, name text, ver int)
+RETURNS TABLE (m text, vk text, name text, ver int)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT d.m, coalesce(d.v, -1), x.name, mv.version
+	SELECT d.m, coalesce(d.v::text, ''), x.name, mv.version
 	FROM (SELECT DISTINCT u.m, u.v FROM unnest(models, versions) AS u(m, v) WHERE u.m <> '') AS d
 	CROSS JOIN LATERAL (SELECT CASE WHEN d.v IS NULL AND strpos(d.m, '@') > 0
 									THEN substring(d.m FROM '^(.*)@') ELSE d.m END AS name) AS x
@@ -229,7 +246,7 @@ AS $$
 DECLARE
 	v_missing timestamptz;
 	v_bad  bigint;			-- first bad row
-	r      record;			-- the resolved pairs: m, vk (version, -1 for NULL), name, ver
+	r      record;			-- the resolved pairs: m, vk (version as text, '' for NULL), name, ver
 	v_lo   timestamptz;
 	v_hi   timestamptz;
 	v_months timestamptz[];
@@ -250,7 +267,7 @@ BEGIN
 	IF r.bad_m IS NOT NULL THEN
 		SELECT least(v_bad, min(u.i)) INTO v_bad
 		FROM unnest(models, versions) WITH ORDINALITY AS u(m, v, i)
-		JOIN unnest(r.bad_m, r.bad_vk) AS b(m, vk) ON b.m = u.m AND b.vk = coalesce(u.v, -1);
+		JOIN unnest(r.bad_m, r.bad_vk) AS b(m, vk) ON b.m = u.m AND b.vk = coalesce(u.v::text, '');
 	END IF;
 	IF v_bad IS NOT NULL THEN
 		PERFORM pgpoly._prediction_check_row(CASE WHEN single THEN NULL ELSE v_bad END,
@@ -281,9 +298,11 @@ BEGIN
 										confidence, latency_ms, request_id, ts)
 		SELECT p.name, p.ver, u.e, u.f, u.p, u.c, u.lat, u.rid, u.t
 		FROM unnest(models, versions, entities, features, predictions, confidences, latencies,
-					request_ids, tss) AS u(m, v, e, f, p, c, lat, rid, t)
+					request_ids, tss) WITH ORDINALITY AS u(m, v, e, f, p, c, lat, rid, t, i)
 		JOIN unnest(r.m, r.vk, r.name, r.ver) AS p(m, vk, name, ver)
-		  ON p.m = u.m AND p.vk = coalesce(u.v, -1)
+		  ON p.m = u.m AND p.vk = coalesce(u.v::text, '')
+		-- ids in the order of the rows, whichever side the join hashes
+		ORDER BY u.i
 		RETURNING prediction_id)
 	SELECT min(ins.prediction_id), count(*) INTO first_id, n FROM ins;
 END
@@ -382,7 +401,7 @@ DECLARE
 	v_elem  jsonb;
 	a       record;
 	v_out   record;
-	v_pairs record;			-- the resolved pairs: key k, name, ver
+	v_pairs record;			-- the resolved pairs: k (key -> position), name, ver, m, v
 	v_one   bool;			-- a single pair: rows are matched to it without a key
 	v_n     bigint;
 BEGIN
@@ -418,17 +437,21 @@ BEGIN
 	-- general path below finds the first bad row and raises its error, or
 	-- creates the missing partitions, so that both behave the same.
 	BEGIN
-		SELECT array_agg(length(p.m) || ':' || p.m || ':' || p.vk) AS k, array_agg(p.name) AS name,
-			   array_agg(p.ver) AS ver, array_agg(p.m) AS m, array_agg(p.vk) AS vk
+		-- k maps each pair's key to its position in the arrays: a row finds its
+		-- pair by one lookup in k, whatever the number of pairs
+		SELECT jsonb_object_agg(length(p.m) || ':' || p.m || ':' || p.vk, p.i) AS k,
+			   array_agg(p.name ORDER BY p.i) AS name, array_agg(p.ver ORDER BY p.i) AS ver,
+			   array_agg(p.m ORDER BY p.i) AS m, array_agg(nullif(p.vk, '')::int ORDER BY p.i) AS v
 		INTO v_pairs
-		FROM pgpoly._prediction_versions(ARRAY(SELECT u.model FROM jsonb_to_recordset(v_scan.pairs)
-													AS u(model text, version int)),
-										 ARRAY(SELECT u.version FROM jsonb_to_recordset(v_scan.pairs)
-													AS u(model text, version int))) AS p;
+		FROM (SELECT x.*, row_number() OVER () AS i
+			  FROM pgpoly._prediction_versions(ARRAY(SELECT u.model FROM jsonb_to_recordset(v_scan.pairs)
+														AS u(model text, version int)),
+											   ARRAY(SELECT u.version FROM jsonb_to_recordset(v_scan.pairs)
+														AS u(model text, version int))) AS x) AS p;
 	EXCEPTION WHEN data_exception THEN
 		PERFORM pgpoly._prediction_bad_value(rows, SQLSTATE, SQLERRM);
 	END;
-	v_one := cardinality(v_pairs.k) = 1;
+	v_one := cardinality(v_pairs.m) = 1;
 	BEGIN
 		INSERT INTO pgpoly.predictions (model_name, version, entity, features, prediction,
 										confidence, latency_ms, request_id, ts)
@@ -439,9 +462,9 @@ BEGIN
 				  confidence float8, latency_ms float8, request_id text, ts timestamptz)
 		CROSS JOIN LATERAL (SELECT CASE WHEN v_one
 										THEN CASE WHEN u.model = v_pairs.m[1]
-												   AND coalesce(u.version, -1) = v_pairs.vk[1] THEN 1 END
-										ELSE array_position(v_pairs.k, length(u.model) || ':' || u.model || ':'
-															|| coalesce(u.version, -1)) END AS i) AS k
+												   AND u.version IS NOT DISTINCT FROM v_pairs.v[1] THEN 1 END
+										ELSE (v_pairs.k ->> (length(u.model) || ':' || u.model || ':'
+															 || coalesce(u.version::text, '')))::int END AS i) AS k
 		WHERE v_pairs.ver[k.i] IS NOT NULL AND u.prediction IS NOT NULL
 		  AND (u.model = '' OR u.latency_ms < 0 OR u.latency_ms = 'NaN' OR u.request_id = ''
 			   OR NOT isfinite(coalesce(u.ts, now()))) IS NOT TRUE;

@@ -193,5 +193,5 @@ pgpoly_prediction_scan(PG_FUNCTION_ARGS)
 		nulls[1] = false;
 	}
 	values[2] = Int64GetDatum(JsonContainerSize(&rows->root));
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
