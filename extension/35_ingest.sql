@@ -13,6 +13,10 @@
 --	  fetch_size keys).  The Redis writes are buffered in the caller's transaction
 --	  and sent at COMMIT as pipelined MULTI/EXEC, exactly as materialize() does;
 --	  ROLLBACK undoes both.
+--	* The statement runs with work_mem at least 64MB, so that the materialized
+--	  source and the newest-row sort of 100k rows stay in memory (at the default
+--	  4MB both spill to temporary files); a larger setting of the caller's is
+--	  kept, and the caller's setting is back when the call returns.
 --	* Newer wins as in put_features: an entity is written online unless Redis holds
 --	  a strictly newer _event_time.  Rows are full snapshots: features the source
 --	  does not return are NULL offline and online.  With the serving table in
@@ -157,11 +161,15 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION pgpoly._ingest_features(view text, source text)
+-- caller_work_mem is the caller's work_mem (ingest_features passes it): the
+-- function runs with the larger of it and 64MB (see the SET clause and the
+-- first lines); the caller's setting is back at exit, error or not.
+CREATE FUNCTION pgpoly._ingest_features(view text, source text, caller_work_mem text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET datestyle = 'ISO, YMD'
 SET extra_float_digits = 1
+SET work_mem = '64MB'
 AS $$
 DECLARE
 	v       pgpoly._fv_def := pgpoly._fv_get(view);
@@ -177,6 +185,13 @@ DECLARE
 	v_long  bigint;			-- first source row whose entity a varchar(n) would cut
 	v_online text := '';	-- the newer-wins join to Redis (none for an outbox table)
 BEGIN
+	-- the materialized source and the newest-row sort stay in memory up to 64MB
+	-- (at 4MB, 100k rows already spill to temporary files), a larger work_mem of
+	-- the caller is kept; a SET LOCAL of a variable the function's SET clause
+	-- names is undone at exit
+	IF pg_size_bytes(caller_work_mem) > pg_size_bytes(current_setting('work_mem')) THEN
+		PERFORM set_config('work_mem', caller_work_mem, true);
+	END IF;
 	PERFORM pgpoly._ingest_check_privileges(v);
 	SELECT c.names, c.types INTO v_cols FROM pgpoly._relation_columns(v_src, 'source') c;
 	IF NOT (v.entity = ANY (v_cols.names) AND 'event_time' = ANY (v_cols.names)) THEN
@@ -263,7 +278,7 @@ CREATE FUNCTION pgpoly.ingest_features(view text, source text)
 RETURNS bigint
 LANGUAGE sql VOLATILE
 AS $$
-	SELECT pgpoly._ingest_features($1, $2)
+	SELECT pgpoly._ingest_features($1, $2, current_setting('work_mem'))
 $$;
 
 COMMENT ON FUNCTION pgpoly.ingest_features(text, text) IS

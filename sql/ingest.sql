@@ -90,6 +90,36 @@ SELECT count(*) FILTER (WHERE clicks = -1) AS rolled_back_offline FROM pgpoly.in
 SELECT clicks FROM ing_raw WHERE key = 'u1';
 -- an empty source
 SELECT pgpoly.ingest_features('ing_users', 'SELECT user_id, event_time FROM ing_batch WHERE false') AS ingested_none;
+-- work_mem: the call runs with at least 64MB (the materialized source and the
+-- newest-row sort stay in memory), or the caller's larger setting, as the source
+-- sees it; the caller's setting is back after the call, in its transaction and
+-- after an error
+CREATE FOREIGN TABLE ing_wm (k text OPTIONS (key 'true'), wm text)
+  SERVER ing OPTIONS (key_prefix 'regress_ing:wm:');
+SELECT pgpoly.create_feature_view('ing_wm', 'k', 'ing_wm');
+SET work_mem = '1MB';
+BEGIN;
+SELECT pgpoly.ingest_features('ing_wm', $$SELECT 'a' AS k, now() AS event_time, current_setting('work_mem') AS wm$$);
+SHOW work_mem;
+COMMIT;
+SET work_mem = '200MB';
+BEGIN;
+SELECT pgpoly.ingest_features('ing_wm', $$SELECT 'b' AS k, now() AS event_time, current_setting('work_mem') AS wm$$);
+SHOW work_mem;
+COMMIT;
+SET work_mem = '64MB';
+SELECT pgpoly.ingest_features('ing_wm', $$SELECT 'c' AS k, now() AS event_time, current_setting('work_mem') AS wm$$);
+SET work_mem = '2MB';
+BEGIN;
+SELECT ing_err($$SELECT pgpoly.ingest_features('ing_wm', 'SELECT NULL::text AS k, now() AS event_time')$$);
+SHOW work_mem;
+COMMIT;
+SELECT entity, wm FROM pgpoly.ing_wm_history ORDER BY entity;
+SELECT k, wm FROM ing_wm ORDER BY k;
+DELETE FROM ing_wm;
+SELECT pgpoly.drop_feature_view('ing_wm', drop_tables => true);
+DROP FOREIGN TABLE ing_wm;
+RESET work_mem;
 -- a varchar(3) key: an entity longer than the key would be cut to another
 -- entity's key (abcdef -> abc, overwriting abc online): the whole call is
 -- refused with 22001 naming the row, and nothing is written in either store

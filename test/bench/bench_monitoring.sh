@@ -10,7 +10,12 @@
 #  2. ingest_features of ENTITIES (100k) rows, one per entity, into a view whose
 #     online store is empty, COMMIT (the Redis MULTI/EXEC) included; then again,
 #     over the keys now in Redis; vs. the same rows appended to the offline table
-#     alone by a plain INSERT (target >= 100k rows/s).
+#     alone by a plain INSERT, and vs. the floor of the whole call: that INSERT
+#     plus test/bench/redis_raw.c's ingest mode (the same Redis work from a bare
+#     C client: HGET _event_time of every key in pipelined rounds of 1000, then
+#     MULTI, one HSET of the same fields and value forms per key, EXEC), added
+#     up since one transaction must do them one after the other; CPU compared
+#     as backend + Redis against backend + client + Redis (target >= 100k rows/s).
 #  3. drift between two DRIFT_ROWS (1M) row tables, one numeric and one
 #     categorical feature, vs. the sort any KS statistic needs (the 2M values in
 #     order, summed in a window) (target < 3 s).
@@ -32,6 +37,7 @@ EXT=${PGPOLY_EXTENSION:-pgpoly}
 DB=${BENCH_DB:-pgpoly_bench_monitoring_$$}
 WORK="$(mktemp -d "${PGPOLY_WORK:-${TMPDIR:-/tmp}}/bench_monitoring.XXXXXX")"
 PREFIX="bench_mon_$$:"
+RAW_PREFIX="bench_mon_raw_$$:"	# redis_raw's keys: not under bench_online's prefix
 : "${REDIS_PORT:?REDIS_PORT must be set}"
 
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -d "$DB")
@@ -40,6 +46,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 cleanup() {
 	"${PSQL[@]}" -c "DELETE FROM bench_online" >/dev/null 2>&1 || true
+	redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --scan --pattern "$RAW_PREFIX*" 2>/dev/null |
+		xargs -r -n 1000 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" UNLINK >/dev/null 2>&1 || true
 	[ -n "${KEEP_DB:-}" ] || dropdb --if-exists "$DB" 2>/dev/null || true
 	rm -rf "$WORK"
 }
@@ -150,40 +158,80 @@ FROM pgpoly.predictions \g (format=unaligned tuples_only)
 SQL
 
 # --- 2. ingest_features vs. the offline INSERT alone ---------------------------
-# ms_of SQL: "MS CPU": milliseconds of SQL run in its own transaction, COMMIT
-# included (client side), and the backend's CPU milliseconds over the same
+# the Redis server's CPU milliseconds so far (INFO cpu)
+redis_cpu() {
+	redis-cli -h 127.0.0.1 -p "$REDIS_PORT" INFO cpu |
+		awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { printf "%.0f", s * 1000 }'
+}
+# ms_of SQL: "MS CPU REDIS": milliseconds of SQL run in its own transaction,
+# COMMIT included (client side), the backend's CPU milliseconds over the same,
+# and the Redis server's
 ms_of() {
-	local t0 t1 out
+	local t0 t1 out r0 r1
+	r0=$(redis_cpu)
 	t0=$(date +%s%N)
 	out="$("${PSQL[@]}" -At -c "SELECT bench_cpu()" -c "BEGIN" -c "$1" -c "COMMIT" -c "SELECT bench_cpu()")"
 	t1=$(date +%s%N)
-	echo "$(( (t1 - t0) / 1000000 )) $(awk 'NR == 1 { c0 = $1 } END { printf "%.0f", $1 - c0 }' <<<"$out")"
+	r1=$(redis_cpu)
+	echo "$(( (t1 - t0) / 1000000 )) $(awk 'NR == 1 { c0 = $1 } END { printf "%.0f", $1 - c0 }' <<<"$out") $((r1 - r0))"
 }
 # warm-up on a few rows (plans, connection)
 ms_of "SELECT pgpoly.ingest_features('bench', 'SELECT * FROM bench_source LIMIT 100')" >/dev/null
 "${PSQL[@]}" -c "DELETE FROM bench_online" -c "TRUNCATE pgpoly.bench_history" >/dev/null
-read -r first first_cpu < <(ms_of "SELECT pgpoly.ingest_features('bench', 'bench_source')")
-again=(); again_cpu=(); plain=(); plain_cpu=()
+read -r first first_cpu first_rcpu < <(ms_of "SELECT pgpoly.ingest_features('bench', 'bench_source')")
+again=(); again_cpu=(); again_rcpu=(); plain=(); plain_cpu=()
 for ((i = 0; i < REPEAT; i++)); do
-	read -r t c < <(ms_of "SELECT pgpoly.ingest_features('bench', 'bench_source')")
-	again+=("$t"); again_cpu+=("$c")
-	read -r t c < <(ms_of "INSERT INTO pgpoly.bench_history (entity, event_time, created_at, clicks, ctr, country)
+	read -r t c rc < <(ms_of "SELECT pgpoly.ingest_features('bench', 'bench_source')")
+	again+=("$t"); again_cpu+=("$c"); again_rcpu+=("$rc")
+	read -r t c _ < <(ms_of "INSERT INTO pgpoly.bench_history (entity, event_time, created_at, clicks, ctr, country)
 	               SELECT user_id, event_time, clock_timestamp(), clicks, ctr, country FROM bench_source")
 	plain+=("$t"); plain_cpu+=("$c")
 done
 m_again=$(bench_median <<<"${again[*]}"); m_plain=$(bench_median <<<"${plain[*]}")
 c_again=$(bench_median <<<"${again_cpu[*]}"); c_plain=$(bench_median <<<"${plain_cpu[*]}")
+r_again=$(bench_median <<<"${again_rcpu[*]}")
 keys=$("${PSQL[@]}" -At -c "SELECT count(*) FROM bench_online")
 [[ "$keys" == "$ENTITIES" ]] || bench_fail "ingest_features left $keys keys in Redis, expected $ENTITIES"
+# the C client doing the same Redis work: into absent keys, then over held ones
+# raw_ingest FRESH: sets RAW ("MEDIAN_MS CLIENT_CPU REDIS_CPU" per run)
+raw_ingest() {
+	local out found
+	RAW="0 0 0"
+	if ! out="$("$WORK/redis_raw" 127.0.0.1 "$REDIS_PORT" 0 ingest "${RAW_PREFIX}u" "$ENTITIES" 1000 "$1" "$REPEAT" 2>"$WORK/raw.err")"; then
+		bench_fail "redis_raw ingest: $(cat "$WORK/raw.err")"
+		return
+	fi
+	found=$(cat "$WORK/raw.err")
+	[[ "$found" == "$( ((${1})) && echo 0 || echo "$ENTITIES")" ]] ||
+		bench_fail "redis_raw ingest FRESH $1 found $found keys holding _event_time"
+	RAW="$(head -1 <<<"$out" | bench_median) $(awk '/^cpu/ { print $2, $3 }' <<<"$out")"
+}
+gcc -O2 -Wall -o "$WORK/redis_raw" "$(dirname "${BASH_SOURCE[0]}")/redis_raw.c" -lhiredis ||
+	bench_fail "cannot build redis_raw.c (libhiredis-dev installed?)"
+raw_ingest 1
+read -r raw_fresh raw_fresh_cpu raw_fresh_rcpu <<<"$RAW"
+raw_ingest 0
+read -r raw_held raw_held_cpu raw_held_rcpu <<<"$RAW"
 rate_first=$(bench_calc "$ENTITIES * 1000 / ($first > 0 ? $first : 1)")
 rate_again=$(bench_calc "$ENTITIES * 1000 / ($m_again > 0 ? $m_again : 1)")
+# floor_text PGPOLY_MS BACKEND_CPU REDIS_CPU RAW_MS RAW_CPU RAW_REDIS_CPU
+floor_text() {
+	local floor
+	floor=$(bench_calc "$m_plain + $4")
+	echo "floor = the offline INSERT alone $(printf '%.0f' "$m_plain") ms (CPU $(printf '%.0f' "$c_plain") ms)" \
+		"+ redis_raw ingest $(printf '%.0f' "$4") ms (CPU client $(printf '%.0f' "$5") ms, Redis $(printf '%.0f' "$6") ms)" \
+		"= $(printf '%.0f' "$floor") ms, $(printf '%.0f' "$(bench_calc "$ENTITIES * 1000 / $floor")") rows/s;" \
+		"pgpoly/floor $(bench_calc "$1 / $floor")" \
+		"(CPU backend + Redis $(printf '%.0f' "$(bench_calc "$2 + $3")") ms vs $(printf '%.0f' "$(bench_calc "$c_plain + $5 + $6")") ms: $(bench_calc "($2 + $3) / ($c_plain + $5 + $6)"));" \
+		"pgpoly/offline INSERT $(bench_calc "$1 / $m_plain") (CPU $(bench_calc "$2 / $c_plain"))"
+}
 bench_report "ingest_features $ENTITIES rows of $ENTITIES entities into an empty Redis, COMMIT incl." \
-	"$(printf '%.0f' "$rate_first") rows/s ($first ms; backend CPU $first_cpu ms)" \
-	"the offline INSERT alone: $(printf '%.0f' "$m_plain") ms, CPU $(printf '%.0f' "$c_plain") ms; ratio $(bench_calc "$first / $m_plain") (CPU $(bench_calc "$first_cpu / $c_plain"))" \
+	"$(printf '%.0f' "$rate_first") rows/s ($first ms; backend CPU $first_cpu ms, Redis $first_rcpu ms)" \
+	"$(floor_text "$first" "$first_cpu" "$first_rcpu" "$raw_fresh" "$raw_fresh_cpu" "$raw_fresh_rcpu")" \
 	"$rate_first" ">=" 100000 figure
 bench_report "ingest_features $ENTITIES rows over keys Redis holds, COMMIT incl. (median of $REPEAT)" \
-	"$(printf '%.0f' "$rate_again") rows/s ($(printf '%.0f' "$m_again") ms; backend CPU $(printf '%.0f' "$c_again") ms)" \
-	"the offline INSERT alone: $(printf '%.0f' "$m_plain") ms, CPU $(printf '%.0f' "$c_plain") ms; ratio $(bench_calc "$m_again / $m_plain") (CPU $(bench_calc "$c_again / $c_plain"))" \
+	"$(printf '%.0f' "$rate_again") rows/s ($(printf '%.0f' "$m_again") ms; backend CPU $(printf '%.0f' "$c_again") ms, Redis $(printf '%.0f' "$r_again") ms)" \
+	"$(floor_text "$m_again" "$c_again" "$r_again" "$raw_held" "$raw_held_cpu" "$raw_held_rcpu")" \
 	"$rate_again" ">=" 100000 figure
 
 # --- 3. drift -------------------------------------------------------------------

@@ -17,6 +17,9 @@
 #   delete100k DELETE of those 100k rows, transactional
 #   point      WHERE key = $1, prepared, generic plan (pgbench -M prepared,
 #              one client; under callgrind: PREPARE + EXECUTE)
+#   ingest100k ingest_features of 100k rows of 100k entities (the data of
+#              bench_monitoring.sh), BEGIN ... COMMIT, over the keys the
+#              warm-up run wrote (callgrind only: CG_WORKLOADS=ingest100k)
 #
 # For each, against the running cluster (one backend, after warm-up runs in
 # the same backend):
@@ -43,8 +46,8 @@
 # Environment: PROFILE_PARTS (default "join10k count100k insert100k point
 # callgrind") selects what to run (update100k, delete100k and selkey100k
 # are extra parts); CG_WORKLOADS (default "join10k count100k insert100k point") the
-# workloads callgrind runs (update100k, updconst100k, delete100k, selkey100k can be
-# added).
+# workloads callgrind runs (update100k, updconst100k, delete100k, selkey100k,
+# ingest100k can be added).
 # Run through /work/tools/iso-run NAME on the shared machines.  Needs perf
 # (Debian: linux-perf), valgrind, strace: installed when missing (as root).
 set -euo pipefail
@@ -99,6 +102,15 @@ CREATE TABLE bench_req AS
 VACUUM ANALYZE bench_req;
 CREATE TABLE bench_req1k AS SELECT * FROM bench_req WHERE request_id <= 1000;
 VACUUM ANALYZE bench_req1k;
+CREATE FOREIGN TABLE bench_ing_online (user_id text OPTIONS (key 'true'), clicks int, ctr float8,
+                                       country text) SERVER r0 OPTIONS (key_prefix '${P}i:');
+SELECT pgpoly.create_feature_view('bench_ing', 'user_id', 'bench_ing_online');
+CREATE TABLE bench_ing_source AS
+SELECT 'u' || e AS user_id, timestamptz '2024-06-01 00:00:00+00' - (e % 1000) * interval '1 second' AS event_time,
+       (e * 37) % 101 AS clicks, ((e::bigint * 7919) % 100003) / 100003.0::float8 AS ctr,
+       (ARRAY['de','fr','us'])[1 + e % 3] AS country
+FROM generate_series(1, 100000) e;
+ANALYZE bench_ing_source;
 SQL
 load_redis() {
 	psql -X -q -d "$DB" -c "SET datestyle = ISO; SET timezone = UTC" \
@@ -120,6 +132,7 @@ INSERT="BEGIN; INSERT INTO bench_w SELECT * FROM bench_users(100000); COMMIT"
 UPDATE="BEGIN; UPDATE bench_w SET clicks_7d = clicks_7d + 1; COMMIT"
 UPDCONST="BEGIN; UPDATE bench_w SET country = 'ZZ'; COMMIT"
 DELETE="BEGIN; DELETE FROM bench_w; COMMIT"
+INGEST="BEGIN; SELECT pgpoly.ingest_features('bench_ing', 'bench_ing_source'); COMMIT"
 
 # ---------------------------------------------------------------- perf, strace
 
@@ -247,6 +260,7 @@ if want callgrind; then
 		[updconst100k]="$UPDCONST"
 		[delete100k]="$DELETE"
 		[point]="$points"
+		[ingest100k]="$INGEST"
 	)
 	# the warm-up of each (DELETE: the rows inserted, the DELETE rolled back)
 	declare -A WARM=(

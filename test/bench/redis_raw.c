@@ -1,6 +1,6 @@
 /*
  * redis_raw.c -- the C floor of the Redis benchmarks (test/bench/bench_redis.sh,
- * bench_features.sh).
+ * bench_features.sh, bench_monitoring.sh).
  *
  * Not part of pgpoly: a minimal blocking hiredis client doing, with nothing
  * around it, the Redis work a pgpoly query has to do, so the benchmarks can
@@ -25,6 +25,18 @@
  *       CALLS rounds, each HGETALL of BATCH random keys among PREFIX1 ..
  *       PREFIX<NKEYS>, MISSING of them absent keys; prints "p50 p99" in ms.
  *       (The Redis round of get_online_features.)
+ *   ingest PREFIX N BATCH FRESH REPEAT
+ *       The Redis work of ingest_features over N entities: HGET PREFIX<k>
+ *       _event_time for k = 1..N in pipelined rounds of BATCH (newer-wins
+ *       reads the event time Redis holds), then MULTI, one HSET PREFIX<k>
+ *       clicks C ctr R country S _event_time T per key with the value forms
+ *       pgpoly writes (int, float8 with 17 significant digits, text, ISO
+ *       timestamptz in UTC: the serving table of bench_monitoring.sh), and
+ *       EXEC, sent in one exchange as pgpoly sends its COMMIT.  FRESH 1:
+ *       the N keys are deleted before each run (not timed) and every HGET
+ *       must answer nil, every HSET 4 new fields; FRESH 0: every key must
+ *       hold _event_time and every HSET answers 0.  Prints the runs' ms and
+ *       "cpu CLIENT REDIS" as fetch does (the untimed DEL excluded).
  * fetch, exists and scan run once to warm up, then REPEAT timed runs, and
  * print each run's milliseconds on one line ("12.345 11.987 ..."), then on a
  * second line "cpu CLIENT REDIS": the CPU milliseconds per timed run of this
@@ -248,14 +260,181 @@ run_latency(const char *prefix, long nkeys, long batch, long missing, int calls)
 	free(ms);
 }
 
+/*
+ * ingest: the reads of one ingest_features call (see the file header):
+ * HGET _event_time of the N keys in rounds.  held 1: every key must hold
+ * it; 0: none may; -1: either.  Returns the number of keys that held it.
+ */
+static long
+run_ingest_reads(const char *prefix, long n, long batch, int held)
+{
+	long		found = 0;
+
+	for (long first = 1; first <= n; first += batch)
+	{
+		long		last = first + batch - 1 < n ? first + batch - 1 : n;
+
+		for (long k = first; k <= last; k++)
+		{
+			char		key[512];
+			const char *argv[3] = {"HGET", key, "_event_time"};
+			size_t		lens[3] = {4, 0, 11};
+
+			lens[1] = snprintf(key, sizeof(key), "%s%ld", prefix, k);
+			if (redisAppendCommandArgv(conn, 3, argv, lens) != REDIS_OK)
+				die("append");
+		}
+		for (long k = first; k <= last; k++)
+		{
+			redisReply *r = get_reply();
+
+			if ((held == 1 && r->type != REDIS_REPLY_STRING) ||
+				(held == 0 && r->type != REDIS_REPLY_NIL) ||
+				(r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL))
+			{
+				fprintf(stderr, "redis_raw: HGET %s%ld _event_time: unexpected reply type %d\n",
+						prefix, k, r->type);
+				exit(1);
+			}
+			found += r->type == REDIS_REPLY_STRING;
+			freeReplyObject(r);
+		}
+	}
+	return found;
+}
+
+/* Append HSET PREFIX<k> with the four fields of the monitoring bench's rows. */
+static void
+append_ingest_hset(const char *prefix, long k, time_t t0)
+{
+	char		key[512],
+				clicks[16],
+				ctr[32],
+				ts[48];
+	const char *country[3] = {"de", "fr", "us"};
+	const char *argv[10] = {"HSET", key, "clicks", clicks, "ctr", ctr,
+	"country", country[k % 3], "_event_time", ts};
+	size_t		lens[10];
+	time_t		t = t0 - k % 1000;
+	struct tm	tm;
+
+	snprintf(key, sizeof(key), "%s%ld", prefix, k);
+	snprintf(clicks, sizeof(clicks), "%ld", (k * 37) % 101);
+	snprintf(ctr, sizeof(ctr), "%.17g", ((k * 7919) % 100003) / 100003.0);
+	gmtime_r(&t, &tm);
+	snprintf(ts, sizeof(ts), "%04d-%02d-%02d %02d:%02d:%02d.%06ld+00",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+			 tm.tm_min, tm.tm_sec, (k * 7919) % 1000000);
+	for (int i = 0; i < 10; i++)
+		lens[i] = strlen(argv[i]);
+	if (redisAppendCommandArgv(conn, 10, argv, lens) != REDIS_OK)
+		die("append");
+}
+
+/*
+ * MULTI, the N HSETs and EXEC in one exchange; checks every reply (HSET
+ * answers the fields it added: 0 where the key was held, 4 where not).
+ */
+static void
+run_ingest_writes(const char *prefix, long n, int held)
+{
+	time_t		t0 = time(NULL);
+	redisReply *r;
+
+	if (redisAppendCommand(conn, "MULTI") != REDIS_OK)
+		die("append");
+	for (long k = 1; k <= n; k++)
+		append_ingest_hset(prefix, k, t0);
+	if (redisAppendCommand(conn, "EXEC") != REDIS_OK)
+		die("append");
+	r = get_reply();
+	if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "OK") != 0)
+		die("MULTI did not answer OK");
+	freeReplyObject(r);
+	for (long k = 1; k <= n; k++)
+	{
+		r = get_reply();
+		if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "QUEUED") != 0)
+			die("a HSET was not QUEUED");
+		freeReplyObject(r);
+	}
+	r = get_reply();
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t) n)
+		die("EXEC did not answer an array of N replies");
+	for (long k = 0; k < n; k++)
+		if (r->element[k]->type != REDIS_REPLY_INTEGER ||
+			(held == 1 && r->element[k]->integer != 0) ||
+			(held == 0 && r->element[k]->integer != 4))
+		{
+			fprintf(stderr, "redis_raw: HSET %s%ld did not answer %d\n",
+					prefix, k + 1, held ? 0 : 4);
+			exit(1);
+		}
+	freeReplyObject(r);
+}
+
+/* DEL the N keys in pipelined rounds of BATCH (before a FRESH run). */
+static void
+run_ingest_delete(const char *prefix, long n, long batch)
+{
+	for (long first = 1; first <= n; first += batch)
+	{
+		long		last = first + batch - 1 < n ? first + batch - 1 : n;
+
+		for (long k = first; k <= last; k++)
+			append_key_cmd("DEL", prefix, k);
+		for (long k = first; k <= last; k++)
+			freeReplyObject(get_reply());
+	}
+}
+
+/*
+ * ingest mode: a warm-up run, then REPEAT timed runs of the reads and the
+ * MULTI/EXEC; prints the runs' ms and the CPU per run of this client and
+ * Redis, the FRESH deletes outside both.
+ */
+static void
+run_ingest(const char *prefix, long n, long batch, int fresh, int repeat)
+{
+	double		cpu = 0,
+				rcpu = 0;
+	long		found = 0;
+
+	for (int r = -1; r < repeat; r++)	/* r = -1: the warm-up run */
+	{
+		double		t0,
+					c0,
+					rc0;
+		int			held;
+
+		if (fresh)
+			run_ingest_delete(prefix, n, batch);
+		rc0 = redis_cpu_ms();
+		c0 = cpu_ms();
+		t0 = now_ms();
+		/* held: 1 every key held, 0 none, -1 unknown (FRESH 0's warm-up) */
+		held = fresh ? 0 : r < 0 ? -1 : 1;
+		found = run_ingest_reads(prefix, n, batch, held);
+		run_ingest_writes(prefix, n, held);
+		if (r < 0)
+			continue;
+		printf("%s%.3f", r > 0 ? " " : "", now_ms() - t0);
+		cpu += cpu_ms() - c0;
+		rcpu += redis_cpu_ms() - rc0;
+	}
+	printf("\ncpu %.3f %.3f\n", cpu / repeat, rcpu / repeat);
+	fprintf(stderr, "%ld\n", found);
+}
+
 static void
 usage(const char *prog)
 {
 	fprintf(stderr, "usage: %s HOST PORT DB fetch PREFIX N BATCH REPEAT\n"
 			"       %s HOST PORT DB exists PREFIX FIRST N BATCH REPEAT\n"
 			"       %s HOST PORT DB scan PATTERN COUNT TYPE REPEAT\n"
-			"       %s HOST PORT DB latency PREFIX NKEYS BATCH MISSING CALLS\n",
-			prog, prog, prog, prog);
+			"       %s HOST PORT DB latency PREFIX NKEYS BATCH MISSING CALLS\n"
+			"       %s HOST PORT DB ingest PREFIX N BATCH FRESH REPEAT\n",
+			prog, prog, prog, prog, prog);
 	exit(2);
 }
 
@@ -288,6 +467,14 @@ main(int argc, char **argv)
 		if (argc != 10)
 			usage(argv[0]);
 		run_latency(argv[5], atol(argv[6]), atol(argv[7]), atol(argv[8]), atoi(argv[9]));
+		redisFree(conn);
+		return 0;
+	}
+	if (strcmp(mode, "ingest") == 0)
+	{
+		if (argc != 10 || atoi(argv[9]) < 1)
+			usage(argv[0]);
+		run_ingest(argv[5], atol(argv[6]), atol(argv[7]), atoi(argv[8]) != 0, atoi(argv[9]));
 		redisFree(conn);
 		return 0;
 	}
