@@ -164,7 +164,12 @@ $$;
 -- caller_work_mem is the caller's work_mem (ingest_features passes it): the
 -- function runs with the larger of it and 64MB (see the SET clause and the
 -- first lines); the caller's setting is back at exit, error or not.
-CREATE FUNCTION pgpoly._ingest_features(view text, source text, caller_work_mem text)
+-- caller_datestyle is the caller's DateStyle: dates and times are printed in
+-- ISO form (the entity's canonical text must read back as the same value),
+-- but the caller's field order (MDY, DMY, YMD) is kept, so that text the
+-- caller's source turns into dates or times reads as in the caller's own SQL.
+CREATE FUNCTION pgpoly._ingest_features(view text, source text, caller_work_mem text,
+										caller_datestyle text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET datestyle = 'ISO, YMD'
@@ -192,6 +197,9 @@ BEGIN
 	IF pg_size_bytes(caller_work_mem) > pg_size_bytes(current_setting('work_mem')) THEN
 		PERFORM set_config('work_mem', caller_work_mem, true);
 	END IF;
+	IF upper(split_part(caller_datestyle, ',', 2)) ~ '^\s*(MDY|DMY|YMD)\s*$' THEN
+		PERFORM set_config('datestyle', 'ISO, ' || btrim(split_part(caller_datestyle, ',', 2)), true);
+	END IF;
 	PERFORM pgpoly._ingest_check_privileges(v);
 	SELECT c.names, c.types INTO v_cols FROM pgpoly._relation_columns(v_src, 'source') c;
 	IF NOT (v.entity = ANY (v_cols.names) AND 'event_time' = ANY (v_cols.names)) THEN
@@ -217,6 +225,10 @@ BEGIN
 	-- a varchar(n) key keeps it uncut, so that the fit check below sees it whole
 	v_key := CASE WHEN ty.key_type = 'text' OR ty.key_type LIKE 'character varying%'
 				  THEN format('q.%I::text', v.entity)
+				  -- char(n): its text without the trailing blanks char(n) ignores,
+				  -- uncut like varchar(n)'s
+				  WHEN ty.key_type LIKE 'character(%'
+				  THEN format('pg_catalog.rtrim(q.%I::text, '' '')', v.entity)
 				  ELSE format('q.%I::text::%s::text', v.entity, ty.key_type) END;
 	SELECT string_agg(CASE WHEN u.f = ANY (v_feat) THEN format('s.%I', u.f)
 						   ELSE format('NULL::%s', u.t) END, ', ' ORDER BY u.i)
@@ -278,7 +290,7 @@ CREATE FUNCTION pgpoly.ingest_features(view text, source text)
 RETURNS bigint
 LANGUAGE sql VOLATILE
 AS $$
-	SELECT pgpoly._ingest_features($1, $2, current_setting('work_mem'))
+	SELECT pgpoly._ingest_features($1, $2, current_setting('work_mem'), current_setting('DateStyle'))
 $$;
 
 COMMENT ON FUNCTION pgpoly.ingest_features(text, text) IS

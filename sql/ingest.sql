@@ -138,6 +138,41 @@ SELECT * FROM ing_short_raw ORDER BY key;
 SELECT entity, clicks FROM pgpoly.ing_short_history ORDER BY entity, clicks;
 SELECT pgpoly.drop_feature_view('ing_short', drop_tables => true);
 DROP FOREIGN TABLE IF EXISTS ing_short, ing_short_raw;
+-- a char(3) key likewise: 'abcd' would be cut to abc's key; 'ab' and 'ab '
+-- are one char(3) entity (its trailing blanks do not count)
+CREATE FOREIGN TABLE ing_bp (code char(3) OPTIONS (key 'true'), clicks int)
+  SERVER ing OPTIONS (key_prefix 'regress_ing:bp:');
+CREATE FOREIGN TABLE ing_bp_raw (key text, clicks text)
+  SERVER ing OPTIONS (key_prefix 'regress_ing:bp:', write_mode 'immediate');
+SELECT pgpoly.create_feature_view('ing_bp', 'code', 'ing_bp');
+SELECT pgpoly.ingest_features('ing_bp', $$SELECT * FROM (VALUES ('abc', timestamptz '2024-06-01', 1),
+  ('ab', timestamptz '2024-06-01', 2), ('ab ', timestamptz '2024-06-02', 3)) v(code, event_time, clicks)$$) AS ingested;
+SELECT ing_err($$SELECT pgpoly.ingest_features('ing_bp',
+  'SELECT * FROM (VALUES (''xyz'', timestamptz ''2024-06-02'', 4), (''abcd'', timestamptz ''2024-06-03'', 5)) v(code, event_time, clicks)')$$);
+SELECT * FROM ing_bp_raw ORDER BY key;
+SELECT entity, clicks FROM pgpoly.ing_bp_history ORDER BY entity, clicks;
+DELETE FROM ing_bp;
+SELECT pgpoly.drop_feature_view('ing_bp', drop_tables => true);
+DROP FOREIGN TABLE ing_bp, ing_bp_raw;
+-- Text the source turns into times reads in the caller's DateStyle field
+-- order, as in the caller's own SQL ('02/01/2024' is 2 January under DMY);
+-- the caller's DateStyle is back after the call
+CREATE FOREIGN TABLE ing_ds (k text OPTIONS (key 'true'), d date)
+  SERVER ing OPTIONS (key_prefix 'regress_ing:ds:');
+SELECT pgpoly.create_feature_view('ing_ds', 'k', 'ing_ds');
+SELECT current_setting('DateStyle') AS ing_datestyle \gset
+SET DateStyle = 'SQL, DMY';
+SELECT pgpoly.ingest_features('ing_ds', $$SELECT 'a' AS k, '02/01/2024 10:00+00' AS event_time, '03/04/2024' AS d$$);
+SHOW DateStyle;
+SELECT entity, event_time = '02/01/2024 10:00+00'::timestamptz AS same_time, d = '03/04/2024'::date AS same_date
+FROM pgpoly.ing_ds_history;
+SET DateStyle = 'ISO, MDY';
+SELECT entity, event_time, d FROM pgpoly.ing_ds_history;
+SELECT k, d FROM ing_ds;
+SET DateStyle = :'ing_datestyle';
+DELETE FROM ing_ds;
+SELECT pgpoly.drop_feature_view('ing_ds', drop_tables => true);
+DROP FOREIGN TABLE ing_ds;
 
 -- Int keys: entities in canonical form ('007' is item 7), numeric conversion
 SELECT pgpoly.ingest_features('ing_items', $$SELECT * FROM (VALUES ('007', timestamptz '2024-06-01', 9.999),
