@@ -203,6 +203,26 @@ SELECT fet_pit_diff('dt', 'fet_dtext', $$SELECT * FROM (VALUES ('abc', now()), (
 BEGIN;
 SELECT fet_materialize_diff('dt'), fet_materialize_diff('di');
 ROLLBACK;
+-- A domain's typmod and CHECK are no part of its equality: over
+-- varchar(3), 'abcd' is not 'abc' (a cast to the domain would cut it into
+-- that entity); of the positive fet_dint, -1 is no entity (a cast to the
+-- domain would fail its CHECK), as for the user's query of the column.
+CREATE DOMAIN fet_dvc AS varchar(3);
+SELECT fet_view('dvc', 'fet_dvc');
+INSERT INTO fet_dvc_off (entity, event_time, clicks) VALUES ('abc', now() - interval '1 hour', 1);
+BEGIN READ ONLY;
+SELECT entity, features, source FROM pgpoly.get_online_features('fet_dvc', '{abcd,abc}');
+SELECT entity, features, source FROM pgpoly.get_online_features('fet_di', '{-1,7}');
+SELECT fet_online_diff('dvc', 'varchar', '{abcd,abc}') AS c,
+       fet_online_diff('dvc', 'varchar', '{abcd,abc}', 'sql') AS sql,
+       fet_online_diff('di', 'int', '{-1,0,7}') AS c_int,
+       fet_online_diff('di', 'int', '{-1,0,7}', 'sql') AS sql_int;
+COMMIT;
+SELECT fet_pit_diff('dvc', 'varchar', $$SELECT * FROM (VALUES ('abcd', now()), ('abc', now())) s(user_id, event_time)$$),
+       fet_pit_diff('di', 'int', $$SELECT * FROM (VALUES ('-1', now()), ('7', now())) s(user_id, event_time)$$);
+BEGIN;
+SELECT fet_materialize_diff('dvc');
+ROLLBACK;
 
 -- varchar(3), char(3) and numeric(3,1) entities: 'abcdef' is not 'abc', 1.23 is not
 -- 1.2 (a cast with the typmod would cut or round it into that entity);
@@ -269,14 +289,14 @@ SELECT count(pgpoly.drop_feature_view(f.name)) FROM pgpoly.feature_views f WHERE
 DELETE FROM pgpoly.lineage_edges
   WHERE src_name LIKE 'public.fet\_%' OR src_name = 'pgpoly.fet_ck_history' OR dst_name LIKE 'fet\_%';
 DELETE FROM pgpoly.datasets WHERE name LIKE 'public.fet\_%' OR name = 'pgpoly.fet_ck_history';
-DROP TABLE fet_cit_off, fet_nd_off, fet_ndx_off, fet_txt_off, fet_dt_off, fet_di_off,
+DROP TABLE fet_cit_off, fet_nd_off, fet_ndx_off, fet_txt_off, fet_dt_off, fet_di_off, fet_dvc_off,
   fet_vc_off, fet_chr_off, fet_num_off, fet_uu_off;
 DROP TABLE pgpoly.fet_ck_history;
-DROP FOREIGN TABLE fet_ck_on, fet_cit_on, fet_nd_on, fet_ndx_on, fet_txt_on, fet_dt_on, fet_di_on,
+DROP FOREIGN TABLE fet_ck_on, fet_cit_on, fet_nd_on, fet_ndx_on, fet_txt_on, fet_dt_on, fet_di_on, fet_dvc_on,
   fet_vc_on, fet_chr_on, fet_num_on, fet_uu_on;
 DROP SERVER fet CASCADE;
 DROP FUNCTION err(text), fet_view(text, text, bool), fet_online_diff(text, text, text[], text),
   fet_pit_diff(text, text, text), fet_materialize_diff(text);
-DROP DOMAIN fet_dtext, fet_dint;
+DROP DOMAIN fet_dtext, fet_dint, fet_dvc;
 DROP COLLATION fet_ci;
 DROP EXTENSION citext;

@@ -363,8 +363,9 @@ append_format_literal(StringInfo buf, const char *s)
  * when they are the same entity as the column's type says it — its
  * default equality operator, the column's collation, the entity cast to
  * the type without typmod (a varchar(n) or numeric(p,s) cast would cut or
- * round it into another entity), as a query of the user's comparing the
- * column to a literal.  Everything qualified: the statements that use it
+ * round it into another entity) — a domain's base type, whose typmod would
+ * cut as well and whose CHECK would fail on an entity no row can be — as a
+ * query of the user's comparing the column to a literal.  Everything qualified: the statements that use it
  * run under a pinned search_path (where citext's operators are not
  * visible, and = would compare the text) or the caller's (a spine).  NULL
  * if the type has no equality operator.
@@ -378,11 +379,13 @@ fv_entity_match(Oid relid, AttrNumber att)
 	StringInfoData buf;
 
 	get_atttypetypmodcoll(relid, att, &typid, &typmod, &collid);
-	if (!OidIsValid(lookup_type_cache(getBaseType(typid), TYPECACHE_EQ_OPR)->eq_opr))
+	/* a domain's base type: its typmod and CHECK are no part of equality */
+	typid = getBaseType(typid);
+	if (!OidIsValid(lookup_type_cache(typid, TYPECACHE_EQ_OPR)->eq_opr))
 		return NULL;
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "%1$s ");
-	append_format_literal(&buf, SyncEqualityOperator(getBaseType(typid)));
+	append_format_literal(&buf, SyncEqualityOperator(typid));
 	appendStringInfoString(&buf, " CAST(%2$s AS ");
 	/* typmod -1 "given": bpchar, not character (that is character(1)) */
 	append_format_literal(&buf, format_type_extended(typid, -1, FORMAT_TYPE_TYPEMOD_GIVEN |
