@@ -797,11 +797,17 @@ newest_distinct_on(Oid relid, const char *entity_column, TimestampTz since,
 	Oid			types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		args[2] = {TimestampTzGetDatum(since), TimestampTzGetDatum(until)};
 	const char *ent = quote_identifier(entity_column);
-	char	   *sql = psprintf("SELECT DISTINCT ON (h.%s) h FROM %s h "
+
+	/*
+	 * The row as h.* cast to its own type: a bare h would be the table's
+	 * column h where it has one.
+	 */
+	char	   *sql = psprintf("SELECT DISTINCT ON (h.%s) h.*::%s FROM %s h "
 							   "WHERE h.event_time OPERATOR(pg_catalog.>=) $1 "
 							   "AND h.event_time OPERATOR(pg_catalog.<=) $2 "
 							   "ORDER BY h.%s, h.event_time DESC, h.created_at DESC",
-							   ent, fv_rel_text(relid), ent);
+							   ent, format_type_be_qualified(get_rel_type_id(relid)),
+							   fv_rel_text(relid), ent);
 	SPIPlanPtr	plan;
 	Portal		portal;
 
