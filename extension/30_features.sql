@@ -1050,7 +1050,8 @@ BEGIN
 	SELECT array_agg(DISTINCT r.view_name) INTO views FROM pgpoly._fv_parse_refs(features) r;
 	-- The spine's own errors first, then its column names (from a row of
 	-- NULLs: the spine is not run), then the columns it must have.
-	EXECUTE format('SELECT array(SELECT pg_catalog.jsonb_object_keys(pg_catalog.to_jsonb(x))) '
+	-- (x.*, s.*: the rows; a bare x or s would be a spine column of that name)
+	EXECUTE format('SELECT array(SELECT pg_catalog.jsonb_object_keys(pg_catalog.to_jsonb(x.*))) '
 				   'FROM (SELECT s.* FROM (SELECT) d LEFT JOIN (SELECT * FROM (%s%s) s LIMIT 0) s ON true) x',
 				   spine, E'\n')
 	INTO v_cols;
@@ -1132,7 +1133,8 @@ BEGIN
 	q := pgpoly._fv_pit_query(spine, features);
 	PERFORM pgpoly._fv_register_dataset(dataset, q.views);
 	-- nested loops driven by the spine keep its order, which row_number() records
-	RETURN QUERY EXECUTE format('SELECT row_number() OVER (), to_jsonb(s), %s FROM %s',
+	-- to_jsonb(s.*): the spine row, also where the spine has a column s
+	RETURN QUERY EXECUTE format('SELECT row_number() OVER (), to_jsonb(s.*), %s FROM %s',
 								pgpoly._fv_jsonb_expr(q.out_names, q.out_exprs), q.from_clause);
 END
 $$;
