@@ -592,6 +592,7 @@ DECLARE
 	v_serving regclass;
 	v_created bool;
 	v_ttl     interval := ttl;
+	v_problem text;
 BEGIN
 	PERFORM pgpoly._require_name(name, 'name');
 	PERFORM pgpoly._require_name(entity, 'entity');
@@ -646,6 +647,14 @@ BEGIN
 		 entity_column, features)
 	VALUES (name, v_serving, v_created, create_feature_view.offline_table IS NULL,
 			v_key, v_ecol, v_feat);
+	-- what every call checks (_fv_describe), refused now rather than at the
+	-- first call: the one left is an entity type without equality
+	SELECT l.problem INTO v_problem FROM pgpoly._fv_lookup(name) l;
+	IF v_problem IS NOT NULL THEN
+		RAISE EXCEPTION 'feature view "%" cannot be created: %', name, v_problem
+			USING ERRCODE = 'undefined_function',
+				  HINT = 'Entities are matched by the default equality of the offline entity column''s type (its btree or hash operator class).';
+	END IF;
 
 	-- lineage: the offline table is the view's source dataset
 	PERFORM pgpoly.register_dataset(pgpoly._fv_rel(v_offline), store => 'postgres');

@@ -284,6 +284,12 @@ SELECT fet_online_diff('uu', 'uuid', '{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11,a0ee
 COMMIT;
 SELECT fet_pit_diff('uu', 'uuid', $$SELECT * FROM (VALUES ('A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', now())) s(user_id, event_time)$$);
 
+-- An entity type without a default equality (box: no btree or hash
+-- operator class) is refused when the view is created, not at its first call.
+SELECT err($$SELECT fet_view('bx', 'box', false)$$);
+SELECT count(*) FROM pgpoly.feature_views WHERE name = 'fet_bx';
+SELECT to_regclass('fet_bx_off') IS NULL AS rolled_back;
+
 -- Clean up.
 SELECT count(pgpoly.drop_feature_view(f.name)) FROM pgpoly.feature_views f WHERE f.name LIKE 'fet\_%';
 DELETE FROM pgpoly.lineage_edges
