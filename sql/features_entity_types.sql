@@ -171,6 +171,12 @@ SELECT fet_online_diff('nd', 'text', '{aBc,DEF,def,abc,nope}') AS c,
        fet_online_diff('nd', 'text', '{aBc,DEF,def,abc,nope}', 'sql') AS sql,
        fet_online_diff('ndx', 'text', '{aBc,DEF,def,abc,nope}') AS c_noindex;
 COMMIT;
+-- the collation renamed: the statements made from now on spell its new name
+-- (here the probe that writes back, not made in the read-only calls above)
+ALTER COLLATION fet_ci RENAME TO fet_ci_renamed;
+SELECT entity, features, source FROM pgpoly.get_online_features('fet_ndx', '{aBc}');
+DELETE FROM fet_ndx_on;
+ALTER COLLATION fet_ci_renamed RENAME TO fet_ci;
 -- spines whose entity has another collation: the column's decides
 SELECT fet_pit_diff('nd', 'text', $$SELECT * FROM (VALUES ('ABC', now()), ('dEF', now())) s(user_id, event_time)$$);
 SELECT row_no, features FROM pgpoly.get_historical_features(

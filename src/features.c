@@ -972,7 +972,10 @@ views_relcache_callback(Datum arg, Oid relid)
 	}
 }
 
-/* Syscache invalidation of a type or a schema: every view is stale. */
+/*
+ * Syscache invalidation of a type, a schema, a collation or an operator
+ * (the names entity_match spells): every view is stale.
+ */
 static void
 views_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
@@ -989,6 +992,8 @@ PgpolyFeaturesInit(void)
 	CacheRegisterRelcacheCallback(views_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(TYPEOID, views_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(NAMESPACEOID, views_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(COLLOID, views_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(OPEROID, views_syscache_callback, (Datum) 0);
 }
 
 /* The text[] datum d as a list of C strings (current memory context). */
