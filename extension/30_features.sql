@@ -314,6 +314,24 @@ AS $$
 				ELSE 'true' END
 $$;
 
+-- The type _fv_key_fits checks an entity against for column col of rel: its
+-- format_type(), through any domains to the base type with the typmod a
+-- domain gives it (an explicit cast to a domain over varchar(n) cuts as one
+-- to varchar(n) does).
+CREATE FUNCTION pgpoly._fv_fit_type(rel regclass, col text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	WITH RECURSIVE d(t, m) AS (
+		SELECT a.atttypid, a.atttypmod FROM pg_attribute a
+		WHERE a.attrelid = rel AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped
+		UNION ALL
+		SELECT ty.typbasetype, ty.typtypmod FROM d JOIN pg_type ty ON ty.oid = d.t
+		WHERE ty.typtype = 'd')
+	SELECT format_type(d.t, d.m) FROM d JOIN pg_type ty ON ty.oid = d.t WHERE ty.typtype <> 'd'
+$$;
+
 -- An SQL expression for the entity of expr (any type) in canonical text
 -- form: through the view's key type, so '007' and '7' are the same entity of
 -- an int-keyed view.  put_features, get_online_features and the point-in-time
@@ -775,7 +793,8 @@ BEGIN
 				  HINT = 'Cut to the key type, it would be the key of another entity; give the online table a longer key type.';
 	END IF;
 	-- likewise the offline entity column (as ingest_features checks it)
-	EXECUTE 'SELECT ' || pgpoly._fv_key_fits(v.entity_type, '$1') INTO v_found USING v_ent;
+	EXECUTE 'SELECT ' || pgpoly._fv_key_fits(pgpoly._fv_fit_type(v.offline_table, v.entity_column), '$1')
+	INTO v_found USING v_ent;
 	IF NOT v_found THEN
 		RAISE EXCEPTION 'entity "%" does not fit the entity column "%" (%) of the offline table of feature view "%"',
 			entity, v.entity_column, v.entity_type, view

@@ -229,6 +229,11 @@ SELECT fet_pit_diff('dvc', 'varchar', $$SELECT * FROM (VALUES ('abcd', now()), (
 BEGIN;
 SELECT fet_materialize_diff('dvc');
 ROLLBACK;
+-- and put_features and ingest_features refuse an entity the domain would
+-- cut (22001, as an INSERT of it fails), where they stored 'abcd' as 'abc'
+SELECT err($$SELECT pgpoly.put_features('fet_dvc', 'abcd', '{"clicks": 9}')$$);
+SELECT err($$SELECT pgpoly.ingest_features('fet_dvc', 'SELECT ''wxyz'' AS user_id, now() AS event_time')$$);
+SELECT entity, clicks FROM fet_dvc_off ORDER BY 1;
 
 -- varchar(3), char(3) and numeric(3,1) entities: 'abcdef' is not 'abc', 1.23 is not
 -- 1.2 (a cast with the typmod would cut or round it into that entity);
