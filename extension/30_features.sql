@@ -314,6 +314,24 @@ AS $$
 				ELSE 'true' END
 $$;
 
+-- The type _fv_key_fits checks an entity against for column col of rel: its
+-- format_type(), through any domains to the base type with the typmod a
+-- domain gives it (an explicit cast to a domain over varchar(n) cuts as one
+-- to varchar(n) does).
+CREATE FUNCTION pgpoly._fv_fit_type(rel regclass, col text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	WITH RECURSIVE d(t, m) AS (
+		SELECT a.atttypid, a.atttypmod FROM pg_attribute a
+		WHERE a.attrelid = rel AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped
+		UNION ALL
+		SELECT ty.typbasetype, ty.typtypmod FROM d JOIN pg_type ty ON ty.oid = d.t
+		WHERE ty.typtype = 'd')
+	SELECT format_type(d.t, d.m) FROM d JOIN pg_type ty ON ty.oid = d.t WHERE ty.typtype <> 'd'
+$$;
+
 -- An SQL expression for the entity of expr (any type) in canonical text
 -- form: through the view's key type, so '007' and '7' are the same entity of
 -- an int-keyed view.  put_features, get_online_features and the point-in-time
@@ -592,6 +610,7 @@ DECLARE
 	v_serving regclass;
 	v_created bool;
 	v_ttl     interval := ttl;
+	v_problem text;
 BEGIN
 	PERFORM pgpoly._require_name(name, 'name');
 	PERFORM pgpoly._require_name(entity, 'entity');
@@ -646,6 +665,14 @@ BEGIN
 		 entity_column, features)
 	VALUES (name, v_serving, v_created, create_feature_view.offline_table IS NULL,
 			v_key, v_ecol, v_feat);
+	-- what every call checks (_fv_describe), refused now rather than at the
+	-- first call: the one left is an entity type without equality
+	SELECT l.problem INTO v_problem FROM pgpoly._fv_lookup(name) l;
+	IF v_problem IS NOT NULL THEN
+		RAISE EXCEPTION 'feature view "%" cannot be created: %', name, v_problem
+			USING ERRCODE = 'undefined_function',
+				  HINT = 'Entities are matched by the default equality of the offline entity column''s type (its btree or hash operator class).';
+	END IF;
 
 	-- lineage: the offline table is the view's source dataset
 	PERFORM pgpoly.register_dataset(pgpoly._fv_rel(v_offline), store => 'postgres');
@@ -766,7 +793,8 @@ BEGIN
 				  HINT = 'Cut to the key type, it would be the key of another entity; give the online table a longer key type.';
 	END IF;
 	-- likewise the offline entity column (as ingest_features checks it)
-	EXECUTE 'SELECT ' || pgpoly._fv_key_fits(v.entity_type, '$1') INTO v_found USING v_ent;
+	EXECUTE 'SELECT ' || pgpoly._fv_key_fits(pgpoly._fv_fit_type(v.offline_table, v.entity_column), '$1')
+	INTO v_found USING v_ent;
 	IF NOT v_found THEN
 		RAISE EXCEPTION 'entity "%" does not fit the entity column "%" (%) of the offline table of feature view "%"',
 			entity, v.entity_column, v.entity_type, view
@@ -1050,7 +1078,8 @@ BEGIN
 	SELECT array_agg(DISTINCT r.view_name) INTO views FROM pgpoly._fv_parse_refs(features) r;
 	-- The spine's own errors first, then its column names (from a row of
 	-- NULLs: the spine is not run), then the columns it must have.
-	EXECUTE format('SELECT array(SELECT pg_catalog.jsonb_object_keys(pg_catalog.to_jsonb(x))) '
+	-- (x.*, s.*: the rows; a bare x or s would be a spine column of that name)
+	EXECUTE format('SELECT array(SELECT pg_catalog.jsonb_object_keys(pg_catalog.to_jsonb(x.*))) '
 				   'FROM (SELECT s.* FROM (SELECT) d LEFT JOIN (SELECT * FROM (%s%s) s LIMIT 0) s ON true) x',
 				   spine, E'\n')
 	INTO v_cols;
@@ -1132,7 +1161,8 @@ BEGIN
 	q := pgpoly._fv_pit_query(spine, features);
 	PERFORM pgpoly._fv_register_dataset(dataset, q.views);
 	-- nested loops driven by the spine keep its order, which row_number() records
-	RETURN QUERY EXECUTE format('SELECT row_number() OVER (), to_jsonb(s), %s FROM %s',
+	-- to_jsonb(s.*): the spine row, also where the spine has a column s
+	RETURN QUERY EXECUTE format('SELECT row_number() OVER (), to_jsonb(s.*), %s FROM %s',
 								pgpoly._fv_jsonb_expr(q.out_names, q.out_exprs), q.from_clause);
 END
 $$;

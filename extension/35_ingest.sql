@@ -267,7 +267,8 @@ BEGIN
 			 FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i) WHERE u.f = ANY (v_feat)),
 			v_src, v.offline_rel, v.entity_column, pgpoly._fv_cols(v.features), ty.entity_type,
 			v_vals, v.serving_rel, v.key_column, ty.key_type, v_online,
-			pgpoly._fv_key_fits(ty.key_type, 's.k'), pgpoly._fv_key_fits(ty.entity_type, 's.k'))
+			pgpoly._fv_key_fits(ty.key_type, 's.k'),
+			pgpoly._fv_key_fits(pgpoly._fv_fit_type(v.offline_table, v.entity_column), 's.k'))
 		INTO v_rows, v_null, v_long;
 	EXCEPTION WHEN data_exception THEN
 		PERFORM pgpoly._ingest_bad_value(v, ty, v_src, v_feat, SQLSTATE, SQLERRM);

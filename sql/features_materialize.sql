@@ -178,6 +178,15 @@ SET ROLE regress_fsm_user;
 SELECT err($$SELECT pgpoly._fv_newest_rows(NULL::pgpoly.fsm_history, 'entity', '-infinity', 'infinity')$$);
 RESET ROLE;
 
+-- The DISTINCT ON returns whole rows, also of a table with a column named
+-- as its alias h (a bare h would be that column, read as a row).
+CREATE TABLE fsm_h (entity text NOT NULL, event_time timestamptz NOT NULL,
+                    created_at timestamptz NOT NULL, h text, n int);
+INSERT INTO fsm_h VALUES ('a', '2024-01-01', '2024-01-01', 'old', 1),
+  ('a', '2024-01-02', '2024-01-02', 'new', 2), ('b', '2024-01-01', '2024-01-01', NULL, 3);
+SELECT * FROM pgpoly._fv_newest_rows(NULL::fsm_h, 'entity', '-infinity', 'infinity') ORDER BY entity;
+DROP TABLE fsm_h;
+
 -- Clean up.
 DELETE FROM fsm_online;
 SELECT pgpoly.drop_feature_view('fsm', drop_tables => true);

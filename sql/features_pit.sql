@@ -163,6 +163,16 @@ SELECT count(*) FROM pgpoly.get_historical_features(
   '{pit_user:clicks}');
 -- the missing-column error names what the spine returns
 SELECT err($$SELECT * FROM pgpoly.get_historical_features('SELECT 1 AS id', '{pit_user:clicks}')$$);
+-- spine columns named s and x (aliases of the spine's rows in the functions'
+-- statements) are columns like any other: the spine returned whole
+SELECT g.row_no, g.spine - 'event_time' AS spine, g.features
+FROM pgpoly.get_historical_features(
+  'SELECT id, user_id, event_time, 5 AS s, 6 AS x FROM pit_spine ORDER BY id LIMIT 2',
+  '{pit_user:clicks}') g;
+SELECT pgpoly.create_training_set('pit_sx',
+  'SELECT id, user_id, event_time, 6 AS x FROM pit_spine ORDER BY id LIMIT 2', '{pit_user:clicks}');
+SELECT id, user_id, x, pit_user__clicks FROM pit_sx ORDER BY id;
+DROP TABLE pit_sx;
 
 -- Clean up.
 DELETE FROM pit_user;

@@ -363,8 +363,9 @@ append_format_literal(StringInfo buf, const char *s)
  * when they are the same entity as the column's type says it — its
  * default equality operator, the column's collation, the entity cast to
  * the type without typmod (a varchar(n) or numeric(p,s) cast would cut or
- * round it into another entity), as a query of the user's comparing the
- * column to a literal.  Everything qualified: the statements that use it
+ * round it into another entity) — a domain's base type, whose typmod would
+ * cut as well and whose CHECK would fail on an entity no row can be — as a
+ * query of the user's comparing the column to a literal.  Everything qualified: the statements that use it
  * run under a pinned search_path (where citext's operators are not
  * visible, and = would compare the text) or the caller's (a spine).  NULL
  * if the type has no equality operator.
@@ -378,11 +379,13 @@ fv_entity_match(Oid relid, AttrNumber att)
 	StringInfoData buf;
 
 	get_atttypetypmodcoll(relid, att, &typid, &typmod, &collid);
-	if (!OidIsValid(lookup_type_cache(getBaseType(typid), TYPECACHE_EQ_OPR)->eq_opr))
+	/* a domain's base type: its typmod and CHECK are no part of equality */
+	typid = getBaseType(typid);
+	if (!OidIsValid(lookup_type_cache(typid, TYPECACHE_EQ_OPR)->eq_opr))
 		return NULL;
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "%1$s ");
-	append_format_literal(&buf, SyncEqualityOperator(getBaseType(typid)));
+	append_format_literal(&buf, SyncEqualityOperator(typid));
 	appendStringInfoString(&buf, " CAST(%2$s AS ");
 	/* typmod -1 "given": bpchar, not character (that is character(1)) */
 	append_format_literal(&buf, format_type_extended(typid, -1, FORMAT_TYPE_TYPEMOD_GIVEN |
@@ -794,11 +797,17 @@ newest_distinct_on(Oid relid, const char *entity_column, TimestampTz since,
 	Oid			types[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		args[2] = {TimestampTzGetDatum(since), TimestampTzGetDatum(until)};
 	const char *ent = quote_identifier(entity_column);
-	char	   *sql = psprintf("SELECT DISTINCT ON (h.%s) h FROM %s h "
+
+	/*
+	 * The row as h.* cast to its own type: a bare h would be the table's
+	 * column h where it has one.
+	 */
+	char	   *sql = psprintf("SELECT DISTINCT ON (h.%s) h.*::%s FROM %s h "
 							   "WHERE h.event_time OPERATOR(pg_catalog.>=) $1 "
 							   "AND h.event_time OPERATOR(pg_catalog.<=) $2 "
 							   "ORDER BY h.%s, h.event_time DESC, h.created_at DESC",
-							   ent, fv_rel_text(relid), ent);
+							   ent, format_type_be_qualified(get_rel_type_id(relid)),
+							   fv_rel_text(relid), ent);
 	SPIPlanPtr	plan;
 	Portal		portal;
 
@@ -963,7 +972,10 @@ views_relcache_callback(Datum arg, Oid relid)
 	}
 }
 
-/* Syscache invalidation of a type or a schema: every view is stale. */
+/*
+ * Syscache invalidation of a type, a schema, a collation or an operator
+ * (the names entity_match spells): every view is stale.
+ */
 static void
 views_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
@@ -980,6 +992,8 @@ PgpolyFeaturesInit(void)
 	CacheRegisterRelcacheCallback(views_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(TYPEOID, views_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(NAMESPACEOID, views_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(COLLOID, views_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(OPEROID, views_syscache_callback, (Datum) 0);
 }
 
 /* The text[] datum d as a list of C strings (current memory context). */
