@@ -214,10 +214,15 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 							 tgt, cols.data, vals.data, src, sk, eq);
 	d->key_identical = equal_is_identical(source, key_att);
 	tt = format_type_be_qualified(d->target_key_type);
+	/*
+	 * Absent: the queued keys whose text form no row has now, compared byte
+	 * for byte (COLLATE "C"): under the key column's own nondeterministic
+	 * collation the old key 'Ab' of a row now 'AB' would count as present.
+	 */
 	d->absent_sql = psprintf("SELECT pg_catalog.array_agg(CAST(t.k AS %s)) "
 							 "FROM (SELECT DISTINCT CAST(CAST(u.k AS %s) AS pg_catalog.text) AS k "
 							 "      FROM pg_catalog.unnest($1) AS u(k)) t "
-							 "WHERE NOT t.k OPERATOR(pg_catalog.=) ANY "
+							 "WHERE NOT t.k COLLATE pg_catalog.\"C\" OPERATOR(pg_catalog.=) ANY "
 							 "(SELECT CAST(CAST(s.%s AS %s) AS pg_catalog.text) FROM %s s "
 							 " WHERE s.%s %s ANY ($1))",
 							 tt, tt, sk, tt, src, sk, eq);
@@ -473,6 +478,44 @@ target_key_column(Oid target, SyncTargetKind kind)
 	return att;
 }
 
+/*
+ * Check that the target key column takes every source key unchanged: text,
+ * an unconstrained varchar, or the source key's own type and typmod
+ * (domains resolved).  Any other type converts by an assignment cast that
+ * may round or cut (numeric(5,1), varchar(2), int): two source rows would
+ * then share one target key, each overwriting the other.  Never char(n):
+ * the store keeps its blank-padded form, but the absent keys are deleted
+ * by their text form, without the blanks, so a deleted row stayed.
+ */
+static void
+check_target_key_type(Oid source, AttrNumber key_att, Oid target, AttrNumber target_key)
+{
+	Oid			stype;
+	Oid			ttype;
+	int32		smod;
+	int32		tmod;
+	Oid			coll;
+
+	get_atttypetypmodcoll(source, key_att, &stype, &smod, &coll);
+	get_atttypetypmodcoll(target, target_key, &ttype, &tmod, &coll);
+	stype = getBaseTypeAndTypmod(stype, &smod);
+	ttype = getBaseTypeAndTypmod(ttype, &tmod);
+
+	if ((ttype == TEXTOID || ttype == VARCHAROID) && tmod < 0)
+		return;
+	if (ttype == stype && ttype != BPCHAROID && (tmod < 0 || tmod == smod))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("key column \"%s\" of \"%s\" cannot hold every key of \"%s\" unchanged",
+					get_attname(target, target_key, false), get_rel_name(target),
+					get_rel_name(source)),
+			 errdetail("Source keys of type %s would be converted to %s, which can round or cut two keys into one.",
+					   format_type_with_typemod(stype, smod),
+					   format_type_with_typemod(ttype, tmod)),
+			 errhint("Declare the target's key column text, or of the source key's type.")));
+}
+
 /* Whether a target column is read-only or not stored (never written). */
 static bool
 reserved_column(SyncTargetKind kind, const char *name)
@@ -719,6 +762,7 @@ pgpoly_create_sync(PG_FUNCTION_ARGS)
 	guc_level = SyncSafeSearchPath();
 	spi_connect();
 	target_key = target_key_column(target, kind);
+	check_target_key_type(source, key_att, target, target_key);
 	n = map_columns(source, target, kind, target_key, &satts, &tatts);
 	validate_def(SyncBuildDef(0, name, source, target, GetUserId(), key_att,
 							  target_key, n, satts, tatts));
