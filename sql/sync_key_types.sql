@@ -14,14 +14,18 @@ CREATE COLLATION skt_ci (provider = icu, locale = 'und-u-ks-level2', determinist
 CREATE DOMAIN skt_pos AS int CHECK (VALUE > 0);
 
 -- Source table name (k keytype PRIMARY KEY, v text), a Redis hash target
--- name_r whose key column has tkeytype, and the sync name between them.
-CREATE FUNCTION skt_make(name text, keytype text, tkeytype text DEFAULT 'text')
+-- name_r whose key column has tkeytype (and collation tcoll), and the sync
+-- name between them.
+CREATE FUNCTION skt_make(name text, keytype text, tkeytype text DEFAULT 'text',
+                         tcoll text DEFAULT 'default')
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   EXECUTE format('CREATE TABLE %I (k %s PRIMARY KEY, v text)', name, keytype);
-  EXECUTE format('CREATE FOREIGN TABLE %I (k %s OPTIONS (key ''true''), v text) '
+  EXECUTE format('CREATE FOREIGN TABLE %I (k %s OPTIONS (key ''true'')%s, v text) '
                  'SERVER skt_redis OPTIONS (table_type ''hash'', key_prefix %L)',
-                 name || '_r', tkeytype, 'regress_skt:' || name || ':');
+                 name || '_r', tkeytype,
+                 CASE WHEN tcoll <> 'default' THEN ' COLLATE ' || quote_ident(tcoll) ELSE '' END,
+                 'regress_skt:' || name || ':');
   PERFORM pgpoly.create_sync(name, name::regclass, (name || '_r')::regclass);
 END $$;
 -- After the sync delivered: the source rows (key as text) and the target's
@@ -50,6 +54,24 @@ DELETE FROM ci WHERE k = 'CD';
 SELECT * FROM skt_show('ci');
 DELETE FROM ci;
 SELECT * FROM skt_show('ci');
+
+-- The same collation on the target's key column: the delete of the old
+-- key 'Ab' must not remove the row just written as 'AB'.
+SELECT skt_make('cc', 'text COLLATE skt_ci', 'text', 'skt_ci');
+INSERT INTO cc VALUES ('Ab', 'x');
+SELECT * FROM skt_show('cc');
+UPDATE cc SET k = 'AB', v = 'x2';
+SELECT * FROM skt_show('cc');
+-- A deterministic source key, a nondeterministic target key column:
+-- 'Ab' and 'AB' are two rows; deleting one keeps the other.
+SELECT skt_make('dc', 'text', 'text', 'skt_ci');
+INSERT INTO dc VALUES ('Ab', 'x'), ('AB', 'y');
+SELECT * FROM skt_show('dc');
+DELETE FROM dc WHERE k = 'Ab';
+SELECT * FROM skt_show('dc');
+DELETE FROM dc;
+DELETE FROM cc;
+SELECT * FROM skt_show('dc') UNION ALL SELECT * FROM skt_show('cc');
 
 -- citext, written under a search_path without citext's schema.
 SELECT skt_make('ct', 'citext');
@@ -127,7 +149,7 @@ SELECT name, state, last_error FROM pgpoly.sync_status ORDER BY name COLLATE "C"
 -- Clean up.
 SELECT pgpoly.drop_sync(name) FROM pgpoly.syncs ORDER BY name;
 \! redis-cli -p "$REDIS_PORT" --scan --pattern 'regress_skt:*' | xargs -r -d '\n' redis-cli -p "$REDIS_PORT" del > /dev/null
-DROP TABLE ci, ct, c3, nu, fl, tz, tt, td, tm;
+DROP TABLE ci, cc, dc, ct, c3, nu, fl, tz, tt, td, tm;
 DROP SERVER skt_redis CASCADE;
 DROP FUNCTION skt_make, skt_show;
 DROP DOMAIN skt_pos;

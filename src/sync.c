@@ -186,6 +186,9 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 	const char *tk = column_name(target, target_key_att);
 	char	   *eq;
 	char	   *tt;
+	Oid			ttype;
+	int32		tmod;
+	Oid			tcoll;
 	StringInfoData cols;
 	StringInfoData vals;
 
@@ -226,7 +229,15 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 							 "(SELECT CAST(CAST(s.%s AS %s) AS pg_catalog.text) FROM %s s "
 							 " WHERE s.%s %s ANY ($1))",
 							 tt, tt, sk, tt, src, sk, eq);
-	d->delete_sql = psprintf("DELETE FROM %s WHERE %s %s ANY ($1)", tgt, tk,
+	/*
+	 * Under a nondeterministic collation of the target's key column, the
+	 * delete of 'Ab' would remove the row now written as 'AB' too: delete
+	 * exactly the keys named.
+	 */
+	get_atttypetypmodcoll(target, target_key_att, &ttype, &tmod, &tcoll);
+	d->delete_sql = psprintf("DELETE FROM %s WHERE %s%s %s ANY ($1)", tgt, tk,
+							 OidIsValid(tcoll) && !get_collation_isdeterministic(tcoll) ?
+							 " COLLATE pg_catalog.\"C\"" : "",
 							 SyncEqualityOperator(getBaseType(d->target_key_type)));
 	d->payload_sql = psprintf("SELECT pg_catalog.to_jsonb(s) FROM %s s WHERE s.%s %s $1",
 							  src, sk, eq);
