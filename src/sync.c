@@ -221,10 +221,12 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 	 * Absent: the queued keys whose text form no row has now, compared byte
 	 * for byte (COLLATE "C"): under the key column's own nondeterministic
 	 * collation the old key 'Ab' of a row now 'AB' would count as present.
+	 * unnest() in the select list: in FROM it would expand a composite key
+	 * into its fields.
 	 */
 	d->absent_sql = psprintf("SELECT pg_catalog.array_agg(CAST(t.k AS %s)) "
 							 "FROM (SELECT DISTINCT CAST(CAST(u.k AS %s) AS pg_catalog.text) AS k "
-							 "      FROM pg_catalog.unnest($1) AS u(k)) t "
+							 "      FROM (SELECT pg_catalog.unnest($1) AS k) u) t "
 							 "WHERE NOT t.k COLLATE pg_catalog.\"C\" OPERATOR(pg_catalog.=) ANY "
 							 "(SELECT CAST(CAST(s.%s AS %s) AS pg_catalog.text) FROM %s s "
 							 " WHERE s.%s %s ANY ($1))",
@@ -496,7 +498,9 @@ target_key_column(Oid target, SyncTargetKind kind)
  * may round or cut (numeric(5,1), varchar(2), int): two source rows would
  * then share one target key, each overwriting the other.  Never char(n):
  * the store keeps its blank-padded form, but the absent keys are deleted
- * by their text form, without the blanks, so a deleted row stayed.
+ * by their text form, without the blanks, so a deleted row stayed.  Nor a
+ * type whose equality is not identity (numeric, float8, interval, citext):
+ * the delete of the old key 1.0 would remove the new key 1.00 too.
  */
 static void
 check_target_key_type(Oid source, AttrNumber key_att, Oid target, AttrNumber target_key)
@@ -514,7 +518,8 @@ check_target_key_type(Oid source, AttrNumber key_att, Oid target, AttrNumber tar
 
 	if ((ttype == TEXTOID || ttype == VARCHAROID) && tmod < 0)
 		return;
-	if (ttype == stype && ttype != BPCHAROID && (tmod < 0 || tmod == smod))
+	if (ttype == stype && ttype != BPCHAROID && (tmod < 0 || tmod == smod) &&
+		equal_is_identical(target, target_key))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_DATATYPE_MISMATCH),
