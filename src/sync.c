@@ -186,6 +186,9 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 	const char *tk = column_name(target, target_key_att);
 	char	   *eq;
 	char	   *tt;
+	Oid			ttype;
+	int32		tmod;
+	Oid			tcoll;
 	StringInfoData cols;
 	StringInfoData vals;
 
@@ -214,14 +217,29 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 							 tgt, cols.data, vals.data, src, sk, eq);
 	d->key_identical = equal_is_identical(source, key_att);
 	tt = format_type_be_qualified(d->target_key_type);
+	/*
+	 * Absent: the queued keys whose text form no row has now, compared byte
+	 * for byte (COLLATE "C"): under the key column's own nondeterministic
+	 * collation the old key 'Ab' of a row now 'AB' would count as present.
+	 * unnest() in the select list: in FROM it would expand a composite key
+	 * into its fields.
+	 */
 	d->absent_sql = psprintf("SELECT pg_catalog.array_agg(CAST(t.k AS %s)) "
 							 "FROM (SELECT DISTINCT CAST(CAST(u.k AS %s) AS pg_catalog.text) AS k "
-							 "      FROM pg_catalog.unnest($1) AS u(k)) t "
-							 "WHERE NOT t.k OPERATOR(pg_catalog.=) ANY "
+							 "      FROM (SELECT pg_catalog.unnest($1) AS k) u) t "
+							 "WHERE NOT t.k COLLATE pg_catalog.\"C\" OPERATOR(pg_catalog.=) ANY "
 							 "(SELECT CAST(CAST(s.%s AS %s) AS pg_catalog.text) FROM %s s "
 							 " WHERE s.%s %s ANY ($1))",
 							 tt, tt, sk, tt, src, sk, eq);
-	d->delete_sql = psprintf("DELETE FROM %s WHERE %s %s ANY ($1)", tgt, tk,
+	/*
+	 * Under a nondeterministic collation of the target's key column, the
+	 * delete of 'Ab' would remove the row now written as 'AB' too: delete
+	 * exactly the keys named.
+	 */
+	get_atttypetypmodcoll(target, target_key_att, &ttype, &tmod, &tcoll);
+	d->delete_sql = psprintf("DELETE FROM %s WHERE %s%s %s ANY ($1)", tgt, tk,
+							 OidIsValid(tcoll) && !get_collation_isdeterministic(tcoll) ?
+							 " COLLATE pg_catalog.\"C\"" : "",
 							 SyncEqualityOperator(getBaseType(d->target_key_type)));
 	d->payload_sql = psprintf("SELECT pg_catalog.to_jsonb(s) FROM %s s WHERE s.%s %s $1",
 							  src, sk, eq);
@@ -473,6 +491,47 @@ target_key_column(Oid target, SyncTargetKind kind)
 	return att;
 }
 
+/*
+ * Check that the target key column takes every source key unchanged: text,
+ * an unconstrained varchar, or the source key's own type and typmod
+ * (domains resolved).  Any other type converts by an assignment cast that
+ * may round or cut (numeric(5,1), varchar(2), int): two source rows would
+ * then share one target key, each overwriting the other.  Never char(n):
+ * the store keeps its blank-padded form, but the absent keys are deleted
+ * by their text form, without the blanks, so a deleted row stayed.  Nor a
+ * type whose equality is not identity (numeric, float8, interval, citext):
+ * the delete of the old key 1.0 would remove the new key 1.00 too.
+ */
+static void
+check_target_key_type(Oid source, AttrNumber key_att, Oid target, AttrNumber target_key)
+{
+	Oid			stype;
+	Oid			ttype;
+	int32		smod;
+	int32		tmod;
+	Oid			coll;
+
+	get_atttypetypmodcoll(source, key_att, &stype, &smod, &coll);
+	get_atttypetypmodcoll(target, target_key, &ttype, &tmod, &coll);
+	stype = getBaseTypeAndTypmod(stype, &smod);
+	ttype = getBaseTypeAndTypmod(ttype, &tmod);
+
+	if ((ttype == TEXTOID || ttype == VARCHAROID) && tmod < 0)
+		return;
+	if (ttype == stype && ttype != BPCHAROID && (tmod < 0 || tmod == smod) &&
+		equal_is_identical(target, target_key))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("key column \"%s\" of \"%s\" cannot hold every key of \"%s\" unchanged",
+					get_attname(target, target_key, false), get_rel_name(target),
+					get_rel_name(source)),
+			 errdetail("Source keys of type %s would be converted to %s, which can round or cut two keys into one.",
+					   format_type_with_typemod(stype, smod),
+					   format_type_with_typemod(ttype, tmod)),
+			 errhint("Declare the target's key column text, or of the source key's type.")));
+}
+
 /* Whether a target column is read-only or not stored (never written). */
 static bool
 reserved_column(SyncTargetKind kind, const char *name)
@@ -719,6 +778,7 @@ pgpoly_create_sync(PG_FUNCTION_ARGS)
 	guc_level = SyncSafeSearchPath();
 	spi_connect();
 	target_key = target_key_column(target, kind);
+	check_target_key_type(source, key_att, target, target_key);
 	n = map_columns(source, target, kind, target_key, &satts, &tatts);
 	validate_def(SyncBuildDef(0, name, source, target, GetUserId(), key_att,
 							  target_key, n, satts, tatts));
