@@ -529,7 +529,7 @@ check_target_key_type(Oid source, AttrNumber key_att, Oid target, AttrNumber tar
 			 errdetail("Source keys of type %s would be converted to %s, which can round or cut two keys into one.",
 					   format_type_with_typemod(stype, smod),
 					   format_type_with_typemod(ttype, tmod)),
-			 errhint("Declare the target's key column text, or of the source key's type.")));
+			 errhint("Declare the target's key column text (or of the source key's own type, if its equality is identity, as for integers, uuid or timestamptz).")));
 }
 
 /* Whether a target column is read-only or not stored (never written). */
