@@ -332,11 +332,35 @@ AS $$
 	SELECT format_type(d.t, d.m) FROM d JOIN pg_type ty ON ty.oid = d.t WHERE ty.typtype <> 'd'
 $$;
 
+-- A value in the fixed text form the Redis FDW stores keys in (src/features.c;
+-- ISO dates, UTC, IntervalStyle postgres, shortest exact floats, hex bytea).
+CREATE FUNCTION pgpoly._fv_store_text(value anyelement)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pgpoly_fv_store_text'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
+-- An SQL expression for the canonical text of expr, a value of the view's
+-- key type: a text-like key's own text, any other the fixed form the key
+-- has in Redis (_fv_store_text), so that the entity's text, which names it
+-- offline, is the same in every session: '2024-01-01 05:00:00+00' whatever
+-- the TimeZone, '\x01' whatever bytea_output.
+CREATE FUNCTION pgpoly._fv_key_text(v pgpoly._fv_def, expr text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT CASE WHEN pgpoly._fv_key_is_text(v) OR v.key_type LIKE 'character(%'
+				THEN format('(%s)::text', expr)
+				ELSE format('pgpoly._fv_store_text(%s)', expr) END
+$$;
+
 -- An SQL expression for the entity of expr (any type) in canonical text
 -- form: through the view's key type, so '007' and '7' are the same entity of
 -- an int-keyed view.  put_features, get_online_features and the point-in-time
 -- join all normalise entities with it.  NULL for an entity a char(n) key
 -- would cut (it is no key of the view: missing, and refused by put_features).
+-- Text is read into the key type as the session reads it (its TimeZone; the
+-- callers keep the caller's DateStyle field order, _fv_caller_datestyle).
 CREATE FUNCTION pgpoly._fv_entity_expr(v pgpoly._fv_def, expr text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
@@ -347,7 +371,26 @@ AS $$
 				THEN format('CASE WHEN %s THEN (%s)::text::%s::text END',
 							pgpoly._fv_key_fits(v.key_type, format('(%s)::text', expr)),
 							expr, v.key_type)
-				ELSE format('(%s)::text::%s::text', expr, v.key_type) END
+				ELSE pgpoly._fv_key_text(v, format('(%s)::text::%s', expr, v.key_type)) END
+$$;
+
+-- Read dates and times in the field order (MDY, DMY, YMD) of caller, the
+-- DateStyle of the session that called the feature-store function, as that
+-- session reads them; output stays ISO.  Only for a function whose SET
+-- clause names datestyle (which undoes this at its exit): the public
+-- function passes current_setting('DateStyle') to the one doing the work,
+-- whose own SET clause hides the caller's setting.  No SET clause here: one
+-- would make this its own GUC level, and the setting would pass to the
+-- caller's on exit only by the merging rules of nested levels.
+CREATE FUNCTION pgpoly._fv_caller_datestyle(caller text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	IF upper(split_part(caller, ',', 2)) ~ '^\s*(MDY|DMY|YMD)\s*$' THEN
+		PERFORM set_config('datestyle', 'ISO, ' || btrim(split_part(caller, ',', 2)), true);
+	END IF;
+END
 $$;
 
 -- entities in canonical text form (see _fv_entity_expr).
@@ -750,8 +793,10 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION pgpoly.put_features(view text, entity text, features jsonb,
-									event_time timestamptz DEFAULT now())
+-- put_features' work; caller_datestyle: the caller's DateStyle, whose field
+-- order reads the entity and the features' values (_fv_caller_datestyle).
+CREATE FUNCTION pgpoly._put_features(view text, entity text, features jsonb,
+									 event_time timestamptz, caller_datestyle text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgpoly, pg_temp
@@ -766,6 +811,7 @@ DECLARE
 	v_found bool;
 	v_cols  text;
 BEGIN
+	PERFORM pgpoly._fv_caller_datestyle(caller_datestyle);
 	PERFORM pgpoly._require_name(entity, 'entity');
 	PERFORM pgpoly._require(event_time, 'event_time');
 	PERFORM pgpoly._require(features, 'features');
@@ -831,6 +877,17 @@ BEGIN
 END
 $$;
 
+-- The entity is read as the caller's own SQL reads a literal of the view's
+-- key type (TimeZone, DateStyle field order: '01/02/2024' is 1 February in
+-- a DMY session), and stored under its canonical text (_fv_entity_expr).
+CREATE FUNCTION pgpoly.put_features(view text, entity text, features jsonb,
+									event_time timestamptz DEFAULT now())
+RETURNS void
+LANGUAGE sql VOLATILE
+AS $$
+	SELECT pgpoly._put_features($1, $2, $3, $4, pg_catalog.current_setting('DateStyle'))
+$$;
+
 COMMENT ON FUNCTION pgpoly.put_features(text, text, jsonb, timestamptz) IS
 	'Record an entity''s features at event_time: appended offline, written online unless the online value is newer; in the caller''s transaction';
 
@@ -838,7 +895,7 @@ COMMENT ON FUNCTION pgpoly.put_features(text, text, jsonb, timestamptz) IS
 -- get_online_features
 --
 
--- The online values of keys: their keys (as text), event times and the
+-- The online values of keys: their keys (canonical text, _fv_key_text), event times and the
 -- features feat as jsonb, in one pipelined Redis round per fetch_size keys.
 CREATE FUNCTION pgpoly._fv_fetch_online(v pgpoly._fv_def, keys text[], feat text[],
 										OUT online_keys text[],
@@ -850,11 +907,11 @@ SET datestyle = 'ISO, YMD'
 SET extra_float_digits = 1
 AS $$
 BEGIN
-	EXECUTE format('SELECT array_agg(s.%1$I::text), array_agg(s._event_time), array_agg(%3$s) '
+	EXECUTE format('SELECT array_agg(%5$s), array_agg(s._event_time), array_agg(%3$s) '
 				   'FROM %2$s s WHERE s.%1$I = ANY ($1::%4$s[])',
 				   v.key_column, v.serving_rel,
 				   pgpoly._fv_jsonb_expr(feat, ARRAY(SELECT 's.' || quote_ident(f) FROM unnest(feat) f)),
-				   v.key_type)
+				   v.key_type, pgpoly._fv_key_text(v, format('s.%I', v.key_column)))
 	INTO online_keys, online_event_times, online_features USING keys;
 END
 $$;
@@ -905,7 +962,8 @@ $$;
 -- and the value of each entity, and which values go back online, are decided
 -- by pgpoly._fv_serve(); the write-back happens only where
 -- pgpoly._fv_may_write() allows it.
-CREATE FUNCTION pgpoly._get_online_features(view text, entities text[], features text[])
+CREATE FUNCTION pgpoly._get_online_features(view text, entities text[], features text[],
+											 caller_datestyle text DEFAULT NULL)
 RETURNS TABLE (o_entity text, o_features jsonb, o_event_time timestamptz, o_source text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pgpoly, pg_temp
@@ -928,6 +986,7 @@ DECLARE
 	v_fet   timestamptz[];
 	v_ff    jsonb[];
 BEGIN
+	PERFORM pgpoly._fv_caller_datestyle(caller_datestyle);
 	PERFORM pgpoly._require(entities, 'entities');
 	SELECT f INTO v_bad FROM unnest(v_feat) f WHERE f IS NULL OR NOT f = ANY (v.features) LIMIT 1;
 	IF FOUND THEN
@@ -986,12 +1045,13 @@ $$;
 -- (pgpoly._fv_offline_sql, prepared once per view) for the entities online
 -- does not serve and answers; pgpoly._get_online_features above serves every
 -- call it cannot (other key or feature types, bad arguments, unknown views).
+-- No DateStyle in its SET clause: the PL/pgSQL implementation is passed the
+-- caller's, whose field order reads the entities (_fv_caller_datestyle).
 CREATE FUNCTION pgpoly.get_online_features(view text, entities text[], features text[] DEFAULT NULL)
 RETURNS TABLE (entity text, features jsonb, event_time timestamptz, source text)
 AS 'MODULE_PATHNAME', 'pgpoly_get_online_features'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pgpoly, pg_temp
-SET datestyle = 'ISO, YMD'
 SET extra_float_digits = 1;
 
 COMMENT ON FUNCTION pgpoly.get_online_features(text, text[], text[]) IS

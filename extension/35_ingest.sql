@@ -229,7 +229,8 @@ BEGIN
 				  -- uncut like varchar(n)'s
 				  WHEN ty.key_type LIKE 'character(%'
 				  THEN format('pg_catalog.rtrim(q.%I::text, '' '')', v.entity)
-				  ELSE format('q.%I::text::%s::text', v.entity, ty.key_type) END;
+				  -- the canonical text put_features gives it (_fv_key_text)
+				  ELSE format('pgpoly._fv_store_text(q.%I::text::%s)', v.entity, ty.key_type) END;
 	SELECT string_agg(CASE WHEN u.f = ANY (v_feat) THEN format('s.%I', u.f)
 						   ELSE format('NULL::%s', u.t) END, ', ' ORDER BY u.i)
 	INTO v_vals

@@ -79,6 +79,7 @@
 #include "utils/datum.h"
 #include "utils/datetime.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -519,6 +520,40 @@ pgpoly_fv_rel(PG_FUNCTION_ARGS)
 	if (name == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(name));
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_fv_store_text);
+
+/*
+ * pgpoly._fv_store_text(value anyelement): value in the fixed text form the
+ * Redis FDW stores keys in (convert.c: ISO dates, UTC, IntervalStyle
+ * postgres, shortest exact floats, hex bytea), the canonical text of an
+ * entity of a view whose key is not text.  So the offline history names an
+ * entity by the same text whatever the TimeZone, IntervalStyle or
+ * bytea_output of the session that wrote it or reads it.  The conversion
+ * set-up is kept in fn_extra for the calls of one expression.
+ */
+Datum
+pgpoly_fv_store_text(PG_FUNCTION_ARGS)
+{
+	Oid			typid = get_fn_expr_argtype(fcinfo->flinfo, 0);
+	PgpolyConv *conv = fcinfo->flinfo->fn_extra;
+	size_t		len;
+	char	   *s;
+
+	if (!OidIsValid(typid))
+		elog(ERROR, "could not determine the type of the _fv_store_text argument");
+	if (conv == NULL || conv->typid != typid)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		conv = palloc(sizeof(PgpolyConv));
+		PgpolyConvInit(conv, typid, -1, NULL);
+		MemoryContextSwitchTo(old);
+		fcinfo->flinfo->fn_extra = conv;
+	}
+	s = PgpolyDatumToText(conv, PG_GETARG_DATUM(0), &len);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(s, len));
 }
 
 /* ----------------------------------------------------------------
@@ -1327,21 +1362,27 @@ fresh_of(ViewDef *def)
 	return def->has_ttl ? &def->fresh : NULL;
 }
 
-/* Run the PL/pgSQL implementation and copy its rows into the result. */
+/*
+ * Run the PL/pgSQL implementation and copy its rows into the result.  It is
+ * passed the caller's DateStyle (get_online_features does not set one), so
+ * that it reads entities in the caller's field order.
+ */
 static void
 serve_general(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo)
 {
-	Oid			argtypes[3] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		args[3];
-	char		nulls[3];
+	Oid			argtypes[4] = {TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID};
+	Datum		args[4];
+	char		nulls[4];
 
 	for (int i = 0; i < 3; i++)
 	{
 		args[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
 		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
 	}
-	if (SPI_execute_with_args("SELECT * FROM pgpoly._get_online_features($1, $2, $3)",
-							  3, argtypes, args, nulls, false, 0) != SPI_OK_SELECT)
+	args[3] = CStringGetTextDatum(GetConfigOption("DateStyle", false, false));
+	nulls[3] = ' ';
+	if (SPI_execute_with_args("SELECT * FROM pgpoly._get_online_features($1, $2, $3, $4)",
+							  4, argtypes, args, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pgpoly._get_online_features failed");
 	for (uint64 i = 0; i < SPI_processed; i++)
 		tuplestore_puttuple(rsinfo->setResult, SPI_tuptable->vals[i]);
