@@ -138,6 +138,14 @@ typedef enum RoundKind
 	ROUND_LOCAL					/* its states are known without Redis */
 } RoundKind;
 
+/* The cursors one node's SCAN returned, as cursor_cycles follows them. */
+typedef struct CursorWalk
+{
+	uint64		mark;			/* a cursor it returned */
+	uint32		steps;			/* cursors since the mark was set */
+	uint32		span;			/* steps until the mark moves (0: no mark) */
+} CursorWalk;
+
 struct RedisScan
 {
 	RedisTable *tbl;
@@ -167,6 +175,7 @@ struct RedisScan
 	int			nnodes;			/* 0: not started */
 	char	  **nodes;			/* their addresses */
 	char		(*cursors)[32];
+	CursorWalk *walks;			/* the cursors each node returned */
 	bool	   *node_done;
 	bool		scan_done;		/* every cursor is back at 0 */
 	bool		ended;			/* the moved keys were collected */
@@ -799,16 +808,53 @@ pattern_match(RedisScan *scan, const char *key, size_t len)
 	return glob_match(scan->pattern, key, len);
 }
 
-/* Whether the len bytes at s are a SCAN cursor: decimal digits. */
+/*
+ * Whether the len bytes at s are a SCAN cursor as Redis writes one, an
+ * unsigned 64-bit number in decimal without leading zeros (into *value).
+ * Anything else ("00", "+1", 2^64) is a protocol error: sent back, "00"
+ * would never be the "0" that ends the iteration.
+ */
 static bool
-valid_cursor(const char *s, size_t len, size_t max)
+parse_cursor(const char *s, size_t len, uint64 *value)
 {
-	if (len == 0 || len >= max)
+	uint64		v = 0;
+
+	if (len == 0 || len > 20 || (s[0] == '0' && len > 1))
 		return false;
 	for (size_t i = 0; i < len; i++)
-		if (s[i] < '0' || s[i] > '9')
+	{
+		if (s[i] < '0' || s[i] > '9' ||
+			v > (PG_UINT64_MAX - (uint64) (s[i] - '0')) / 10)
 			return false;
+		v = v * 10 + (uint64) (s[i] - '0');
+	}
+	*value = v;
 	return true;
+}
+
+/*
+ * Whether cursor, the next one a node returned, closes a cycle (Brent's
+ * algorithm: it equals the mark, a cursor the node returned before, which
+ * moves to the current cursor after 1, 2, 4 ... steps).  Redis walks its
+ * table in reverse binary order and each cursor it returns comes strictly
+ * later in that order than the one it was given, a table resized or being
+ * rehashed meanwhile included (and, on a cluster node, its slots' tables in
+ * turn), so no full iteration of a real Redis repeats a cursor: one that
+ * does would loop forever, returning no new key.  Constant memory; a cycle
+ * of n cursors is caught within a few times n steps.
+ */
+static bool
+cursor_cycles(CursorWalk *w, uint64 cursor)
+{
+	if (w->span > 0 && cursor == w->mark)
+		return true;
+	if (++w->steps >= w->span)
+	{
+		w->mark = cursor;
+		w->steps = 0;
+		w->span = w->span == 0 ? 1 : Min(w->span, PG_UINT32_MAX / 2) * 2;
+	}
+	return false;
 }
 
 static char *new_key(RedisScan *scan, const char *key, size_t len, uint32 h);
@@ -839,6 +885,7 @@ scan_start(RedisScan *scan)
 	scan->nnodes = list_length(nodes);
 	scan->nodes = palloc(sizeof(char *) * scan->nnodes);
 	scan->cursors = palloc(sizeof(scan->cursors[0]) * scan->nnodes);
+	scan->walks = palloc0(sizeof(CursorWalk) * scan->nnodes);
 	scan->node_done = palloc0(sizeof(bool) * scan->nnodes);
 	foreach(lc, nodes)
 	{
@@ -1222,21 +1269,29 @@ fetch_reply(ScanRound *r, redisReply *reply, int index)
 
 /*
  * The cursor of a SCAN reply of round r from node, after checking that the
- * reply is a [cursor, keys] pair.
+ * reply is a [cursor, keys] pair whose cursor is a number (parse_cursor)
+ * the node did not return before in this scan (cursor_cycles).
  */
 static void
 scan_cursor(ScanRound *r, redisReply *reply, int node)
 {
 	RedisScan  *scan = r->scan;
+	uint64		cursor;
 
 	if (reply->type == REDIS_REPLY_ERROR)
 		RedisReplyError(scan->conn, reply, NULL, 0, scan->tbl);
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
 		reply->element[0]->type != REDIS_REPLY_STRING ||
-		reply->element[1]->type != REDIS_REPLY_ARRAY ||
-		!valid_cursor(reply->element[0]->str, reply->element[0]->len,
-					  sizeof(scan->cursors[0])))
+		reply->element[1]->type != REDIS_REPLY_ARRAY)
 		RedisProtocolError(scan->conn, "SCAN", reply, "no [cursor, keys] pair");
+	if (!parse_cursor(reply->element[0]->str, reply->element[0]->len, &cursor))
+		RedisProtocolError(scan->conn, "SCAN", reply,
+						   "its cursor is no unsigned 64-bit decimal number as Redis writes one");
+	if (cursor != 0 && cursor_cycles(&scan->walks[node], cursor))
+		RedisProtocolError(scan->conn, "SCAN", reply,
+						   psprintf("cursor %.*s was returned before in this scan of node %s, so the scan would never end",
+									(int) reply->element[0]->len, reply->element[0]->str,
+									scan->nodes[node]));
 	memcpy(scan->cursors[node], reply->element[0]->str, reply->element[0]->len);
 	scan->cursors[node][reply->element[0]->len] = '\0';
 	scan->node_done[node] = strcmp(scan->cursors[node], "0") == 0;

@@ -20,6 +20,12 @@ one-shot hostile reply:
   * scan_utf8    -- SCAN returns a key that is not valid UTF-8 (read with
                     its value, and alone)
   * scan_foreign -- SCAN returns a key outside the MATCH pattern
+  * cursor_00, cursor_2_64 -- SCAN returns the cursor "00" (sent back, it
+                    would never be the "0" that ends the scan) or 2^64: no
+                    unsigned 64-bit decimal as Redis writes one
+  * cursor_cycle, cursor_cycle3 -- SCAN returns the cursor 7 for ever, or
+                    7, 12, 9, 7, 12, 9 ...: the scan would never end (the
+                    server keeps it up for 200 SCANs)
   * scan_dup     -- SCAN returns every key two or three times, under an
                     UPDATE or DELETE that runs as a direct modification
                     (keys only, write_mode 'immediate'): each key is
@@ -112,6 +118,7 @@ class HostileRedis:
                        b"k:\xff\xfe": b"v3"}
         self.lock = threading.Lock()
         self.mode = None          # (command name, hostile mode), one shot
+        self.cycled = 0           # SCANs answered by the armed cursor cycle
         self.scan_keys = None     # keys the hostile SCAN returns
         self.gets = []            # keys of every GET received
         self.writes = []          # (command, key) of every SET and DEL
@@ -125,7 +132,13 @@ class HostileRedis:
         with self.lock:
             self.mode = (command, mode)
             self.scan_keys = scan_keys
+            self.cycled = 0
             self.late_sent.clear()
+
+    def disarm(self):
+        """Answer every command like Redis again."""
+        with self.lock:
+            self.mode = None
 
     def _take(self, name):
         """The armed mode if it is for command name (disarming it), or None."""
@@ -233,6 +246,18 @@ class HostileRedis:
         elif mode == "error_echo":
             c.sendall(b"-ERR " + cmd[1] + b" and your password " +
                       (self.password or b"?") + b"\r\n")
+        elif mode in ("cursor_00", "cursor_2_64"):
+            cursor = b"00" if mode == "cursor_00" else b"18446744073709551616"
+            c.sendall(b"*2\r\n" + bulk(cursor) + array([b"k:good"]))
+        elif mode in ("cursor_cycle", "cursor_cycle3"):
+            cycle = [b"7"] if mode == "cursor_cycle" else [b"7", b"12", b"9"]
+            with self.lock:
+                n = self.cycled
+                self.cycled += 1
+                if self.cycled < 200:
+                    self.mode = (name, mode)      # still armed
+            c.sendall(b"*2\r\n" + bulk(cycle[n % len(cycle)]) +
+                      array([b"k:good"]))
         elif mode == "scan_password":
             c.sendall(b"*2\r\n" + bulk(b"0") + array([self.password or b"?"]))
         else:
@@ -293,6 +318,7 @@ def test():
             srv.arm(command, mode)
         hwm = pgtest.proc_status_kb(pid, "VmHWM")
         r = s.run(sql, timeout=30)
+        srv.disarm()
         grew = (pgtest.proc_status_kb(pid, "VmHWM") or 0) - (hwm or 0)
         ok = r.rc == 1 and r.sqlstate is not None and \
             r.sqlstate.startswith(state) and \
@@ -348,6 +374,20 @@ def test():
            "SELECT _ttl FROM tt WHERE key = 'good';", "08P01", ["TTL"])
     expect("SCAN answered by a status", b"SCAN", "wrong_status",
            "SELECT count(*) FROM t;", "08P01", ["SCAN"])
+
+    # A cursor that is not Redis' own, or that comes round again, would
+    # make the scan loop for ever: an error naming the server and the node.
+    for mode, sql in (("cursor_00", "SELECT count(*) FROM t;"),
+                      ("cursor_2_64", "SELECT key, value FROM t;")):
+        expect("SCAN cursor " + mode, b"SCAN", mode, sql, "08P01",
+               ["SCAN", "no unsigned 64-bit decimal number"])
+    for mode, sql in (("cursor_cycle", "SELECT count(*) FROM t;"),
+                      ("cursor_cycle3", "SELECT key, value FROM t;")):
+        expect("SCAN " + mode, b"SCAN", mode, sql, "08P01",
+               ["SCAN", "was returned before in this scan of node 127.0.0.1:%d"
+                % srv.port])
+        check(srv.cycled <= 12, "%s: %d SCANs before the error"
+              % (mode, srv.cycled))
 
     # Keys that cannot be text are errors naming the key, never dropped.
     del srv.gets[:]
