@@ -54,11 +54,16 @@ CREATE TABLE pgpoly.predictions (
 COMMENT ON TABLE pgpoly.predictions IS
 	'Prediction log, partitioned by month of ts (UTC): pgpoly.predictions_YYYY_MM';
 
--- Ground truth, one label per request (logged again: replaced).
+-- Ground truth, one label per request (logged again: replaced).  A request
+-- id is any text, of any length: it is unique through a hash index (a
+-- btree's entries are limited to a third of a page, ~2.7 kB, and a longer
+-- id would fail the INSERT with an error about the index), and so is the
+-- predictions' index on it (_prediction_partitions).
 CREATE TABLE pgpoly.prediction_labels (
-	request_id text PRIMARY KEY CONSTRAINT prediction_labels_request_id_check CHECK (request_id <> ''),
+	request_id text NOT NULL CONSTRAINT prediction_labels_request_id_check CHECK (request_id <> ''),
 	label      jsonb NOT NULL,
-	ts         timestamptz NOT NULL DEFAULT now()
+	ts         timestamptz NOT NULL DEFAULT now(),
+	CONSTRAINT prediction_labels_request_id_key EXCLUDE USING hash (request_id WITH =)
 );
 
 CREATE VIEW pgpoly.labeled_predictions AS
@@ -117,10 +122,12 @@ BEGIN
 		CONTINUE WHEN to_regclass('pgpoly.' || v_name) IS NOT NULL;
 		EXECUTE format('CREATE TABLE pgpoly.%I (LIKE pgpoly.predictions INCLUDING CONSTRAINTS)', v_name);
 		-- the key (one identity sequence: unique across partitions); labels join on
-		-- request_id; monitoring reads one model's recent predictions
+		-- request_id (by equality only: a hash index, which holds ids of any
+		-- length); monitoring reads one model's recent predictions
 		EXECUTE format('ALTER TABLE pgpoly.%I ADD CONSTRAINT %I PRIMARY KEY (prediction_id)',
 					   v_name, v_name || '_pkey');
-		EXECUTE format('CREATE INDEX %I ON pgpoly.%I (request_id)', v_name || '_request_id_idx', v_name);
+		EXECUTE format('CREATE INDEX %I ON pgpoly.%I USING hash (request_id)',
+					   v_name || '_request_id_idx', v_name);
 		EXECUTE format('CREATE INDEX %I ON pgpoly.%I (model_name, version, ts)',
 					   v_name || '_model_ts_idx', v_name);
 		EXECUTE format('ALTER TABLE pgpoly.predictions ATTACH PARTITION pgpoly.%I FOR VALUES FROM (%L) TO (%L)',
@@ -546,10 +553,21 @@ BEGIN
 			USING ERRCODE = 'undefined_object',
 				  HINT = 'Log the prediction first, with pgpoly.log_prediction(..., request_id => ...).';
 	END IF;
-	-- a label logged again replaces the old one (ground truth gets corrected)
-	INSERT INTO pgpoly.prediction_labels AS l (request_id, label, ts)
-	VALUES (log_label.request_id, log_label.label, coalesce(log_label.ts, now()))
-	ON CONFLICT ON CONSTRAINT prediction_labels_pkey DO UPDATE SET label = EXCLUDED.label, ts = EXCLUDED.ts;
+	-- a label logged again replaces the old one (ground truth gets corrected).
+	-- An upsert by hand: ON CONFLICT DO UPDATE needs a unique btree, which
+	-- would limit the id's length.  An INSERT that meets a label another
+	-- transaction inserted meanwhile does nothing, and the UPDATE is tried
+	-- again (read committed: it sees that label now; a snapshot that cannot
+	-- see it makes ON CONFLICT fail with 40001, as an upsert does).
+	LOOP
+		UPDATE pgpoly.prediction_labels l SET label = log_label.label, ts = coalesce(log_label.ts, now())
+		WHERE l.request_id = log_label.request_id;
+		EXIT WHEN FOUND;
+		INSERT INTO pgpoly.prediction_labels (request_id, label, ts)
+		VALUES (log_label.request_id, log_label.label, coalesce(log_label.ts, now()))
+		ON CONFLICT DO NOTHING;
+		EXIT WHEN FOUND;
+	END LOOP;
 END
 $$;
 

@@ -171,4 +171,29 @@ ROLLBACK;
 SET timezone = 'UTC';
 DROP TABLE pgpoly.predictions_2077_02, pgpoly.predictions_2077_03;
 
+--
+-- A request_id of any length is logged, labelled and joined: a request id of
+-- ~9.6 kB that does not compress failed log_prediction, log_predictions and
+-- log_label with "index row size ... exceeds btree version 4 maximum 2704",
+-- an error naming an index rather than the element or argument.
+--
+SELECT string_agg(md5(i::text), '') AS long_id FROM generate_series(1, 300) i \gset
+SELECT length(:'long_id') AS id_length;
+SELECT pgpoly.log_prediction('atk_m', 1, 'e1', '"long1"', request_id => :'long_id') > 0 AS logged_one;
+SELECT pgpoly.log_predictions(jsonb_build_array(
+         jsonb_build_object('model', 'atk_m', 'version', 2, 'prediction', 'long2', 'request_id', :'long_id'),
+         jsonb_build_object('model', 'atk_m@live', 'prediction', 'long3',
+                            'request_id', :'long_id' || repeat(md5('x'), 20000)))) AS logged_batch;
+SELECT pgpoly.log_label(:'long_id', '"first"');
+SELECT pgpoly.log_label(:'long_id', '"corrected"');
+SELECT pgpoly.log_label(:'long_id' || repeat(md5('x'), 20000), '"other"');
+SELECT prediction, version, label, length(request_id) AS id_length
+FROM pgpoly.labeled_predictions WHERE request_id LIKE left(:'long_id', 64) || '%' ORDER BY prediction;
+SELECT count(*) AS labels FROM pgpoly.prediction_labels WHERE request_id LIKE left(:'long_id', 64) || '%';
+-- still one label per request id, and found without reading them all
+SELECT atk_err(format('INSERT INTO pgpoly.prediction_labels (request_id, label) VALUES (%L, %L)',
+                      :'long_id', '"dup"')) AS second_label;
+DELETE FROM pgpoly.prediction_labels WHERE request_id LIKE left(:'long_id', 64) || '%';
+DELETE FROM pgpoly.predictions WHERE request_id LIKE left(:'long_id', 64) || '%';
+
 DROP FUNCTION atk_err(text);
