@@ -279,29 +279,77 @@ struct RedisKeySet
 								 * allows */
 };
 
-/* One step of keyset_hash: mix the 64-bit word w into h. */
-static inline uint64
-keyset_mix(uint64 h, uint64 w)
+/*
+ * The backend's secret for keyset_hash (keyset_seed).  The keys of a set
+ * come from a store or from the rows of a join, either of which someone
+ * else may write: with a hash they can predict, keys made to share a hash
+ * would all probe one run of slots, and a scan of n of them would cost n^2
+ * key comparisons.  An unseeded multiply-and-shift mix had such keys even
+ * under any seed: flipping the top bit of a word flips the same two bits of
+ * the state whatever it is (multiplying by an odd constant adds 2^63), which
+ * the next word flips back.
+ */
+static uint64 KeysetSeed[2];
+static bool KeysetSeeded = false;
+
+/* Draw the backend's keyset_hash secret, once, before the first set. */
+static void
+keyset_seed(void)
 {
-	h = (h ^ w) * UINT64CONST(0xff51afd7ed558ccd);
-	return h ^ (h >> 32);
+	if (KeysetSeeded)
+		return;
+	if (!pg_strong_random(KeysetSeed, sizeof(KeysetSeed)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random hash seed")));
+	KeysetSeed[1] |= 1;			/* an odd multiplier */
+	KeysetSeeded = true;
 }
 
 /*
- * Hash of a key's bytes: eight at a time, multiplied and folded, then
- * murmur's 64-bit finalizer.  A quarter of hash_bytes' instructions for
- * the 10-40 byte keys of a table, with the same spread over the slots.
+ * One step of keyset_hash: mix the 64-bit word w into h, the 128-bit
+ * product of h ^ w and the secret multiplier m folded to 64 bits.  A change
+ * of the input changes the result by an amount that depends on the secret
+ * (and on carries), so no choice of the next word undoes it without it.
+ */
+static inline uint64
+keyset_mix(uint64 h, uint64 w, uint64 m)
+{
+#ifdef HAVE_INT128
+	uint128		p = (uint128) (h ^ w) * m;
+
+	return (uint64) p ^ (uint64) (p >> 64);
+#else
+	uint64		a = h ^ w;
+	uint64		b = m;
+	uint64		lo = (a & 0xffffffff) * (b & 0xffffffff);
+	uint64		m1 = (a >> 32) * (b & 0xffffffff);
+	uint64		m2 = (a & 0xffffffff) * (b >> 32);
+	uint64		mid = (lo >> 32) + (m1 & 0xffffffff) + (m2 & 0xffffffff);
+
+	return (a * b) ^ ((a >> 32) * (b >> 32) + (m1 >> 32) + (m2 >> 32) + (mid >> 32));
+#endif
+}
+
+/*
+ * Hash of a key's bytes, seeded (keyset_seed): eight at a time, multiplied
+ * and folded, then murmur's 64-bit finalizer.  A quarter of hash_bytes'
+ * instructions for the 10-40 byte keys of a table, with the same spread
+ * over the slots.
  */
 static inline uint32
 keyset_hash(const char *key, size_t len)
 {
-	uint64		h = UINT64CONST(0x9e3779b97f4a7c15) ^ len;
+	uint64		h = KeysetSeed[0] ^ len;
+	const uint64 m = KeysetSeed[1];
 	uint64		w;
+
+	Assert(KeysetSeeded);
 
 	for (; len >= 8; key += 8, len -= 8)
 	{
 		memcpy(&w, key, 8);
-		h = keyset_mix(h, w);
+		h = keyset_mix(h, w, m);
 	}
 	if (len > 0)
 	{
@@ -309,7 +357,7 @@ keyset_hash(const char *key, size_t len)
 		w = 0;
 		for (size_t i = 0; i < len; i++)
 			w |= (uint64) (unsigned char) key[i] << (8 * i);
-		h = keyset_mix(h, w);
+		h = keyset_mix(h, w, m);
 	}
 	h ^= h >> 33;
 	h *= UINT64CONST(0xc4ceb9fe1a85ec53);
@@ -356,6 +404,8 @@ RedisKeySetCreate(MemoryContext cxt, int expected)
 {
 	RedisKeySet *set = MemoryContextAlloc(cxt, sizeof(RedisKeySet));
 	uint32		size = 16;
+
+	keyset_seed();
 
 	while (size < (uint32) Min(Max(expected, 0), 1 << 28) * 2)
 		size <<= 1;
