@@ -59,7 +59,6 @@
 #include <hiredis/hiredis.h>
 
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "mb/pg_wchar.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -208,13 +207,19 @@ struct RedisScan
 	const char *err_field;
 };
 
-/* Hash of the bytes a KeyRef points at. */
+static inline uint32 keyset_hash(const char *key, size_t len);
+static void keyset_seed(void);
+
+/*
+ * Hash of the bytes a KeyRef points at: keyset_hash, seeded, as the keys
+ * written may come from anyone's data (an INSERT ... SELECT).
+ */
 static uint32
 keyref_hash(const void *key, Size keysize)
 {
 	const KeyRef *r = key;
 
-	return hash_bytes((const unsigned char *) r->key, (int) r->len);
+	return keyset_hash(r->key, r->len);
 }
 
 /* Equality of the bytes two KeyRefs point at (0 when equal). */
@@ -233,6 +238,7 @@ key_table(const char *name, Size entrysize, MemoryContext cxt)
 {
 	HASHCTL		ctl;
 
+	keyset_seed();
 	ctl.keysize = sizeof(KeyRef);
 	ctl.entrysize = entrysize;
 	ctl.hash = keyref_hash;
