@@ -1206,14 +1206,25 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION pgpoly._get_historical_features(spine text, features text[], dataset text)
+-- The point-in-time join and create_training_set run the caller's spine in
+-- the caller's DateStyle field order (caller_datestyle, as ingest_features
+-- runs its source), but print dates and times in ISO form and floats in
+-- full: a spine's entity goes through its text into the key type
+-- (_fv_entity_expr), and '... 2024 IST' (Postgres style in Asia/Kolkata)
+-- reads back as Israel time, a float printed with extra_float_digits 0 as
+-- another number.
+CREATE FUNCTION pgpoly._get_historical_features(spine text, features text[], dataset text,
+												caller_datestyle text)
 RETURNS TABLE (o_row_no bigint, o_spine jsonb, o_features jsonb)
 LANGUAGE plpgsql VOLATILE
 SET max_parallel_workers_per_gather = 0
+SET datestyle = 'ISO, YMD'
+SET extra_float_digits = 1
 AS $$
 DECLARE
 	q pgpoly._fv_pit;
 BEGIN
+	PERFORM pgpoly._fv_caller_datestyle(caller_datestyle);
 	IF dataset = '' THEN
 		RAISE EXCEPTION 'argument "dataset" must not be empty'
 			USING ERRCODE = 'invalid_parameter_value';
@@ -1231,22 +1242,27 @@ CREATE FUNCTION pgpoly.get_historical_features(spine text, features text[], data
 RETURNS TABLE (row_no bigint, spine jsonb, features jsonb)
 LANGUAGE sql VOLATILE
 AS $$
-	SELECT * FROM pgpoly._get_historical_features($1, $2, $3)
+	SELECT * FROM pgpoly._get_historical_features($1, $2, $3, pg_catalog.current_setting('DateStyle'))
 $$;
 
 COMMENT ON FUNCTION pgpoly.get_historical_features(text, text[], text) IS
 	'Point-in-time join of a spine query (event_time + entity columns) to feature views'' offline history; one row per spine row, in spine order';
 
-CREATE FUNCTION pgpoly.create_training_set(name text, spine text, features text[])
+-- create_training_set's work (see _get_historical_features).
+CREATE FUNCTION pgpoly._create_training_set(name text, spine text, features text[],
+											caller_datestyle text)
 RETURNS bigint
 LANGUAGE plpgsql
 SET max_parallel_workers_per_gather = 0
+SET datestyle = 'ISO, YMD'
+SET extra_float_digits = 1
 AS $$
 DECLARE
 	q      pgpoly._fv_pit;
 	v_rel  text;
 	v_rows bigint;
 BEGIN
+	PERFORM pgpoly._fv_caller_datestyle(caller_datestyle);
 	PERFORM pgpoly._require_name(name, 'name');
 	-- a possibly qualified table name, quoted part by part
 	SELECT string_agg(quote_ident(p), '.' ORDER BY i) INTO v_rel
@@ -1262,6 +1278,13 @@ BEGIN
 	PERFORM pgpoly._dataset_record_hash(name, v_rel::regclass);	-- see 20_registry.sql
 	RETURN v_rows;
 END
+$$;
+
+CREATE FUNCTION pgpoly.create_training_set(name text, spine text, features text[])
+RETURNS bigint
+LANGUAGE sql VOLATILE
+AS $$
+	SELECT pgpoly._create_training_set($1, $2, $3, pg_catalog.current_setting('DateStyle'))
 $$;
 
 COMMENT ON FUNCTION pgpoly.create_training_set(text, text, text[]) IS

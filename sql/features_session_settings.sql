@@ -86,6 +86,48 @@ FROM pgpoly.get_historical_features(
   $$SELECT timestamptz '2024-01-01 05:00+00' AS k, timestamptz '2024-03-02 12:00+00' AS event_time$$,
   ARRAY['fss_t:clicks']);
 
+-- the spine's entity reaches the key type through its text, which the
+-- point-in-time join prints in ISO form: in Postgres style a time in
+-- Asia/Kolkata is '... 2024 IST', which reads back as Israel time (the join
+-- found no row, silently)
+SET datestyle = 'Postgres, MDY';
+SET timezone = 'Asia/Kolkata';
+SELECT (timestamptz '2024-01-01 05:00+00')::text AS session_text,
+       (timestamptz '2024-01-01 05:00+00')::text::timestamptz = '2024-01-01 05:00+00' AS reads_back;
+SELECT spine->>'k' AS k, features
+FROM pgpoly.get_historical_features(
+  $$SELECT timestamptz '2024-01-01 05:00+00' AS k, timestamptz '2024-03-02 12:00+00' AS event_time$$,
+  ARRAY['fss_t:clicks']);
+SELECT pgpoly.create_training_set('fss_ts',
+  $$SELECT timestamptz '2024-01-01 05:00+00' AS k, timestamptz '2024-03-02 12:00+00' AS event_time$$,
+  ARRAY['fss_t:clicks']);
+SELECT fss_t__clicks FROM fss_ts;
+DROP TABLE fss_ts;
+-- and the spine's own text reads in the caller's field order, as in its SQL
+SET datestyle = 'SQL, DMY';
+SELECT spine->>'k' AS k, features
+FROM pgpoly.get_historical_features(
+  $$SELECT '03/02/2024'::date AS k, timestamptz '2024-03-02 12:00+00' AS event_time$$,
+  ARRAY['fss_d:clicks']);
+RESET datestyle;
+RESET timezone;
+
+-- float keys: a spine printed with extra_float_digits 0 lost digits
+SELECT fss_view('f', 'float8');
+SELECT pgpoly.put_features('fss_f', (0.1::float8 + 0.2)::text, '{"clicks": 7}', '2024-03-01 00:00+00');
+SELECT entity FROM pgpoly.fss_f_history;
+SET extra_float_digits = 0;
+SELECT features FROM pgpoly.get_historical_features(
+  $$SELECT 0.1::float8 + 0.2 AS k, timestamptz '2024-03-02 12:00+00' AS event_time$$,
+  ARRAY['fss_f:clicks']);
+SELECT pgpoly.create_training_set('fss_ts',
+  $$SELECT 0.1::float8 + 0.2 AS k, timestamptz '2024-03-02 12:00+00' AS event_time$$,
+  ARRAY['fss_f:clicks']);
+SELECT fss_f__clicks FROM fss_ts;
+DROP TABLE fss_ts;
+RESET extra_float_digits;
+DELETE FROM fss_f_raw;
+
 -- interval under IntervalStyle sql_standard, bytea under bytea_output escape
 SET intervalstyle = 'sql_standard';
 SELECT pgpoly.put_features('fss_i', '1 day 2 hours', '{"clicks": 1}', '2024-03-01 00:00+00');
@@ -108,8 +150,9 @@ RESET intervalstyle;
 RESET bytea_output;
 
 DELETE FROM fss_b;
-SELECT pgpoly.drop_feature_view('fss_' || n, drop_tables => true) FROM unnest('{d,t,i,b}'::text[]) n;
+SELECT pgpoly.drop_feature_view('fss_' || n, drop_tables => true) FROM unnest('{d,t,i,b,f}'::text[]) n;
 DELETE FROM pgpoly.lineage_edges WHERE src_name LIKE 'pgpoly.fss_%';
-DELETE FROM pgpoly.datasets WHERE name LIKE 'pgpoly.fss_%';
+DELETE FROM pgpoly.lineage_edges WHERE dst_name = 'fss_ts';
+DELETE FROM pgpoly.datasets WHERE name LIKE 'pgpoly.fss_%' OR name = 'fss_ts';
 DROP SERVER fss CASCADE;
 DROP FUNCTION err(text), fss_view(text, text);
