@@ -316,7 +316,7 @@ keyset_seed(void)
  * One step of keyset_hash: mix the 64-bit word w into h, the 128-bit
  * product of h ^ w and the secret multiplier m folded to 64 bits.  A change
  * of the input changes the result by an amount that depends on the secret
- * (and on carries), so no choice of the next word undoes it without it.
+ * (and on carries), so the next word cannot undo it but by knowing m.
  */
 static inline uint64
 keyset_mix(uint64 h, uint64 w, uint64 m)

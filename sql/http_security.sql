@@ -182,6 +182,10 @@ SELECT pgpoly._fv_newest_usable(NULL, NULL) IS NULL AS newest_usable,
 SELECT pg_temp.try('SELECT pgpoly._fv_newest_rows(NULL::pg_class, ''relname'', ''-infinity'', ''infinity'')');
 SELECT pg_temp.try('SELECT pgpoly._fv_newest_rows(NULL::int, ''relname'', ''-infinity'', ''infinity'')');
 SELECT pgpoly._fv_newest_usable('pg_class', 'nope') AS newest_usable_no_column;
+SELECT pgpoly._fv_store_text(NULL::int) IS NULL AS store_text_null,
+       pgpoly._fv_store_text(timestamptz '2024-01-01 05:00+00') AS store_text,
+       pgpoly._fv_store_text('\x00ff'::bytea) AS store_bytea,
+       pgpoly._fv_store_text(ROW(1, 'a b', NULL::date)) AS store_record;
 -- sync functions
 SELECT pg_temp.try('SELECT pgpoly.create_sync(NULL, NULL, NULL)');
 SELECT pg_temp.try('SELECT pgpoly.create_sync(''s'', NULL, ''pg_class'')');
@@ -203,7 +207,7 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
                         'redis_validator', 'elastic_validator', 'vector_validator',
                         '_fv_rel', '_fv_require_privileges', '_fv_may_write',
                         '_fv_is_fresh', '_fv_serve', '_fv_describe',
-                        '_fv_newest_usable', '_fv_newest_rows',
+                        '_fv_newest_usable', '_fv_newest_rows', '_fv_store_text',
                         'create_sync', 'drop_sync', 'sync_retry', 'sync_wait')
 ORDER BY 1;
 
