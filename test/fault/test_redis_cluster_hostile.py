@@ -11,6 +11,8 @@ a hook that answers a command its own way:
   * TRYAGAIN for ever: retried until timeout_ms, then an ERROR quoting it;
   * MOVED to a port where nothing listens: a connection ERROR naming it;
   * an extra reply from B: a protocol ERROR naming B, not a shifted reply;
+  * B's SCAN cursor repeating for ever, or "007": a protocol ERROR (the
+    cycle's naming B), where the scan used to run until cancelled;
   * write_mode 'immediate', a hash key renamed within its slot while the
     slot migrates: RENAME answered TRYAGAIN, the HSET after it applied.
     Sending the RENAME again later would overwrite what the HSET wrote
@@ -227,6 +229,16 @@ def test():
     expect("extra reply", lookup, "08P01", ["127.0.0.1:%d" % b.port, "more replies"],
            None, lambda node, cmd: node.answer(cmd) + bulk(b"extra")
            if cmd[0].upper() == b"GET" else None)
+    # B's SCAN cursor comes round again (the scan would never end), or is
+    # no number as Redis writes one: an ERROR naming B
+    expect("SCAN cursor cycle on B", "SELECT count(*) FROM t;", "08P01",
+           ["returned before in this scan of node 127.0.0.1:%d" % b.port],
+           None, lambda node, cmd: b"*2\r\n" + bulk(b"9") + array([])
+           if cmd[0].upper() == b"SCAN" else None)
+    expect("SCAN cursor 007 on B", "SELECT key, value FROM t;", "08P01",
+           ["no unsigned 64-bit decimal number"],
+           None, lambda node, cmd: b"*2\r\n" + bulk(b"007") + array([])
+           if cmd[0].upper() == b"SCAN" else None)
 
     # A RENAME answered TRYAGAIN (its slot migrating), the HSET after it run.
     data[b"h:{t}old"] = {b"a": b"1", b"b": b"old"}
