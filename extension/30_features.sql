@@ -466,6 +466,7 @@ DECLARE
 	v_fdw   name;
 	v_opts  text[];
 	v_ttype text;
+	v_key   text;
 BEGIN
 	SELECT w.fdwname, t.ftoptions INTO v_fdw, v_opts
 	FROM pg_foreign_table t
@@ -483,8 +484,17 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'A feature view keeps one Redis hash per entity.';
 	END IF;
-	-- the key column, resolved by the FDW itself (ERROR if there is none)
-	RETURN pgpoly._redis_key_column(rel);
+	-- the key column, resolved by the FDW itself (ERROR if there is none);
+	-- not an array: the entities are looked up as key = ANY (array of keys),
+	-- which an array key would read as an array of its elements
+	v_key := pgpoly._redis_key_column(rel);
+	IF pgpoly._fv_fit_type(rel, v_key) LIKE '%[]' THEN
+		RAISE EXCEPTION 'key column "%" of online table % is of array type %', v_key, rel,
+			pgpoly._fv_fit_type(rel, v_key)
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'An entity is one value: key the online table by a scalar type (text, int, uuid ...).';
+	END IF;
+	RETURN v_key;
 END
 $$;
 

@@ -149,6 +149,14 @@ COMMIT;
 RESET intervalstyle;
 RESET bytea_output;
 
+-- an array key is refused: its entities could not be looked up (key = ANY
+-- (keys) reads an array of arrays as one of elements: 42883 at every call)
+CREATE DOMAIN fss_ints AS int[];
+CREATE FOREIGN TABLE fss_arr (k fss_ints OPTIONS (key 'true'), clicks int) SERVER fss;
+SELECT err($$SELECT pgpoly.create_feature_view('fss_arr', 'k', 'fss_arr')$$);
+DROP FOREIGN TABLE fss_arr;
+DROP DOMAIN fss_ints;
+
 DELETE FROM fss_b;
 SELECT pgpoly.drop_feature_view('fss_' || n, drop_tables => true) FROM unnest('{d,t,i,b,f}'::text[]) n;
 DELETE FROM pgpoly.lineage_edges WHERE src_name LIKE 'pgpoly.fss_%';
