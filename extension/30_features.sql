@@ -778,6 +778,30 @@ COMMENT ON FUNCTION pgpoly.drop_feature_view(text, bool) IS
 
 -- Find the feature whose value in features does not convert and re-raise its error
 -- with the feature named; re-raise the original error if none is found.
+-- Re-raise msg, a program_limit_exceeded error of the offline INSERT of
+-- entity (canonical text), naming the entity when it is too long for a
+-- btree entry (the history index on (entity, event_time, created_at) is one,
+-- and must be: its order serves the newest-row probes): an entry holds at
+-- most a third of a page, 2704 bytes with 8 kB pages, after compression.
+CREATE FUNCTION pgpoly._fv_long_entity(v pgpoly._fv_def, entity text, msg text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_max int := (current_setting('block_size')::int - 56) / 3 / 8 * 8 - 8;
+BEGIN
+	IF octet_length(entity) > v_max THEN
+		RAISE EXCEPTION 'entity of % bytes is too long for an index of the offline table of feature view "%"',
+			octet_length(entity), v.name
+			USING ERRCODE = 'program_limit_exceeded',
+				  DETAIL = format('%s.  A btree index entry holds at most %s bytes (after compression).', msg, v_max),
+				  HINT = 'Use a shorter entity (for instance a hash of it), or an offline table without a btree index on the entity.';
+	END IF;
+	RAISE EXCEPTION '%', msg USING ERRCODE = 'program_limit_exceeded';
+END
+$$;
+
 CREATE FUNCTION pgpoly._fv_bad_value(v pgpoly._fv_def, features jsonb, state text, msg text)
 RETURNS void
 LANGUAGE plpgsql
@@ -865,8 +889,11 @@ BEGIN
 					   v.offline_rel, v.entity_column, v_cols, v.entity_type,
 					   pgpoly._fv_cols(v.features, 'r'), v.offline_rel)
 		USING v_ent, event_time, features;
-	EXCEPTION WHEN data_exception THEN
-		PERFORM pgpoly._fv_bad_value(v, features, SQLSTATE, SQLERRM);
+	EXCEPTION
+		WHEN data_exception THEN
+			PERFORM pgpoly._fv_bad_value(v, features, SQLSTATE, SQLERRM);
+		WHEN program_limit_exceeded THEN
+			PERFORM pgpoly._fv_long_entity(v, v_ent, SQLERRM);
 	END;
 
 	-- online: only if not older than what the online store holds (an outbox
