@@ -776,8 +776,6 @@ COMMENT ON FUNCTION pgpoly.drop_feature_view(text, bool) IS
 -- put_features
 --
 
--- Find the feature whose value in features does not convert and re-raise its error
--- with the feature named; re-raise the original error if none is found.
 -- Re-raise msg, a program_limit_exceeded error of the offline INSERT of
 -- entity (canonical text), naming the entity when it is too long for a
 -- btree entry (the history index on (entity, event_time, created_at) is one,
@@ -802,6 +800,8 @@ BEGIN
 END
 $$;
 
+-- Find the feature whose value in features does not convert and re-raise its error
+-- with the feature named; re-raise the original error if none is found.
 CREATE FUNCTION pgpoly._fv_bad_value(v pgpoly._fv_def, features jsonb, state text, msg text)
 RETURNS void
 LANGUAGE plpgsql
