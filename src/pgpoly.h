@@ -333,6 +333,8 @@ typedef enum PgpolyWriteMode
 
 extern PgpolyWriteMode PgpolyTableWriteMode(List *options);
 extern void PgpolyDeliverOutbox(void);
+extern void PgpolyDeliveringChanges(bool on);
+extern bool PgpolyChangesDelivered(void);
 
 /*
  * Where one statement's writes to one table go (write_mode): into the
