@@ -157,6 +157,25 @@ SELECT pgpoly.sync_wait();
 SELECT okeys_diff();
 SELECT k, v, w, g FROM o_now WHERE k LIKE 'nul:%' ORDER BY k;
 
+--
+-- A table whose write_mode is set from 'outbox' to another while changes
+-- are still queued (its store was down): its writes are refused until they
+-- are delivered, since they would be delivered after the write and
+-- overwrite it.
+--
+CREATE SERVER okeys_down FOREIGN DATA WRAPPER pgpoly_redis
+  OPTIONS (host '127.0.0.1', port '1', connect_timeout_ms '300');
+CREATE FOREIGN TABLE sw (k text OPTIONS (key 'true'), v text)
+  SERVER okeys_down OPTIONS (key_prefix 'regress_okeys:sw:', write_mode 'outbox');
+INSERT INTO sw VALUES ('a', 'older');
+ALTER FOREIGN TABLE sw OPTIONS (SET write_mode 'transactional');
+ALTER SERVER okeys_down OPTIONS (SET port :'redis_port');
+INSERT INTO sw VALUES ('a', 'newer');
+UPDATE sw SET v = 'newer';
+SELECT pgpoly.sync_wait('public.sw');
+INSERT INTO sw VALUES ('a', 'newer');
+SELECT * FROM sw;
+
 SELECT name, state, pending, dead_letters, last_error FROM pgpoly.sync_status
 ORDER BY name COLLATE "C";
 
@@ -169,7 +188,7 @@ DO $$ BEGIN
   END LOOP;
 END $$;
 \! redis-cli -p "$REDIS_PORT" --scan --pattern 'regress_okeys:*' | xargs -r -d '\n' redis-cli -p "$REDIS_PORT" del > /dev/null
-DROP SERVER okeys_redis CASCADE;
+DROP SERVER okeys_redis, okeys_down CASCADE;
 DROP TABLE okeys_audit;
 DROP FUNCTION okeys_diff, okeys_make, okeys_run, okeys_bang, okeys_log, okeys_triggers;
 DROP COLLATION okeys_ci;

@@ -55,8 +55,11 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -65,13 +68,14 @@
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
-#include "utils/guc.h"
 
 #include "sync.h"
 
@@ -428,6 +432,71 @@ SyncQueueChanges(List *changes)
 	PopActiveSnapshot();
 	SPI_finish();
 	SyncNoteQueued();
+}
+
+/*
+ * Whether pgpoly table relname has a row visible now whose column colname
+ * equals value (operator proc eqproc), found through index indexname on
+ * that column: a probe without SPI, cheap enough for every modification
+ * of a foreign table.  *sync_id (if not NULL) gets the row's sync_id.
+ */
+static bool
+index_has(Oid nsp, const char *relname, const char *indexname, const char *colname,
+		  RegProcedure eqproc, Datum value, int32 *sync_id)
+{
+	Relation	rel = table_open(get_relname_relid(relname, nsp), AccessShareLock);
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	/* systable_beginscan takes the table's column numbers */
+	ScanKeyInit(&key, get_attnum(RelationGetRelid(rel), colname), BTEqualStrategyNumber,
+				eqproc, value);
+	scan = systable_beginscan(rel, get_relname_relid(indexname, nsp), true, snap, 1, &key);
+	tup = systable_getnext(scan);
+	if (tup != NULL && sync_id != NULL)
+	{
+		bool		isnull;
+
+		*sync_id = DatumGetInt32(heap_getattr(tup, get_attnum(RelationGetRelid(rel), "sync_id"),
+											  RelationGetDescr(rel), &isnull));
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(rel, AccessShareLock);
+	return tup != NULL;
+}
+
+/*
+ * ERROR if foreign table relid, about to be written in another write_mode
+ * than 'outbox', still has outbox changes queued: the worker would deliver
+ * them after this write and overwrite it with older values (a table's
+ * write_mode set from 'outbox' to 'transactional' while its store was
+ * down).  The ALTER waited for the transactions that wrote the table, so
+ * every change of theirs is queued by now.  The worker's own writes are
+ * exempt: it delivers them.
+ */
+void
+PgpolyCheckOutboxDrained(Oid relid)
+{
+	Oid			nsp;
+	int32		sync_id;
+	char	   *name;
+
+	if (SyncIsWorker || !OidIsValid(nsp = get_namespace_oid("pgpoly", true)) ||
+		!index_has(nsp, "syncs", "syncs_outbox_target_key", "target", F_OIDEQ,
+				   ObjectIdGetDatum(relid), &sync_id) ||
+		!index_has(nsp, "sync_queue", "sync_queue_entry_idx", "sync_id", F_INT4EQ,
+				   Int32GetDatum(sync_id), NULL))
+		return;
+	name = SyncQualifiedName(relid);
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("foreign table %s has outbox changes not delivered yet", name),
+			 errdetail("They were written in write_mode 'outbox' and would overwrite this write when the sync worker delivers them."),
+			 errhint("Wait for them with pgpoly.sync_wait(%s), or discard them with pgpoly.drop_sync(%s).",
+					 quote_literal_cstr(name), quote_literal_cstr(name))));
 }
 
 /* ----------------------------------------------------------------
