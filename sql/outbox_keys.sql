@@ -158,6 +158,32 @@ SELECT okeys_diff();
 SELECT k, v, w, g FROM o_now WHERE k LIKE 'nul:%' ORDER BY k;
 
 --
+-- Two writers of one key queued together: an upsert by a role that may
+-- INSERT, then an update by a role that may only UPDATE one column.  Each
+-- change is delivered as its writer (the update in a batch of its own),
+-- not composed into one upsert the second role may not INSERT.
+--
+CREATE ROLE regress_okeys_ins;
+CREATE ROLE regress_okeys_upd;
+CREATE USER MAPPING FOR regress_okeys_ins SERVER okeys_redis OPTIONS (password_required 'false');
+CREATE USER MAPPING FOR regress_okeys_upd SERVER okeys_redis OPTIONS (password_required 'false');
+SELECT okeys_make('mw', 'text');
+GRANT SELECT, INSERT ON mw_o, mw_t TO regress_okeys_ins;
+GRANT SELECT, UPDATE (w) ON mw_o, mw_t TO regress_okeys_upd;
+SELECT okeys_run('mw', $$INSERT INTO %s VALUES ('a', 'first', NULL)$$);
+SELECT pgpoly.sync_wait();
+BEGIN;
+SET ROLE regress_okeys_ins;
+SELECT okeys_run('mw', $$INSERT INTO %s VALUES ('a', 'second', NULL)$$);
+SET ROLE regress_okeys_upd;
+SELECT okeys_run('mw', $$UPDATE %s SET w = 'updated'$$);
+RESET ROLE;
+COMMIT;
+SELECT pgpoly.sync_wait();
+SELECT okeys_diff();
+SELECT k, v, w FROM o_now WHERE k LIKE 'mw:%';
+
+--
 -- A table whose write_mode is set from 'outbox' to another while changes
 -- are still queued (its store was down): its writes are refused until they
 -- are delivered, since they would be delivered after the write and
@@ -189,6 +215,7 @@ DO $$ BEGIN
 END $$;
 \! redis-cli -p "$REDIS_PORT" --scan --pattern 'regress_okeys:*' | xargs -r -d '\n' redis-cli -p "$REDIS_PORT" del > /dev/null
 DROP SERVER okeys_redis, okeys_down CASCADE;
+DROP ROLE regress_okeys_ins, regress_okeys_upd;
 DROP TABLE okeys_audit;
 DROP FUNCTION okeys_diff, okeys_make, okeys_run, okeys_bang, okeys_log, okeys_triggers;
 DROP COLLATION okeys_ci;

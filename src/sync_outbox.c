@@ -975,6 +975,61 @@ index_isolated(OutboxBatch *ob, OutboxRow **rows, SPITupleTable *tt, int n)
 														  tt->tupdesc, 1, &isnull));
 }
 
+/* A key of the batch being read and who changed it last (key_writers). */
+typedef struct KeyWriter
+{
+	uint64		hash;			/* of the key's text */
+	Oid			writer;			/* of its last change so far */
+} KeyWriter;
+
+/* The writers of the keys of a batch being read, by key hash. */
+static HTAB *
+key_writers(void)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(KeyWriter);
+	ctl.hcxt = CurrentMemoryContext;
+	return hash_create("pgpoly outbox key writers", 256, &ctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/*
+ * Whether the changes rows[0..n-1] of one entry (one writer and kind) may
+ * join the batch whose keys' writers are in writers.  Not when one of them
+ * is an update of a key that another writer changed earlier in the batch:
+ * composed, both would be delivered as the later writer, who may lack the
+ * rights the earlier change needs (a writer allowed to UPDATE one column
+ * is refused the INSERT of the upsert its update joined, and both changes
+ * end in the dead letters).  The entry then starts the next batch, which
+ * reads the store as the first one left it.  An upsert or a delete
+ * replaces what came before and may always join.  Notes the keys' writer
+ * when the entry joins.
+ */
+static bool
+entry_may_join(HTAB *writers, OutboxRow **rows, int n)
+{
+	for (int i = 0; i < n && rows[i]->op == PGPOLY_CHANGE_UPDATE; i++)
+	{
+		uint64		h = hash_bytes_extended((const unsigned char *) rows[i]->key,
+											strlen(rows[i]->key), 0);
+		KeyWriter  *e = hash_search(writers, &h, HASH_FIND, NULL);
+
+		if (e != NULL && e->writer != rows[i]->userid)
+			return false;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		uint64		h = hash_bytes_extended((const unsigned char *) rows[i]->key,
+											strlen(rows[i]->key), 0);
+		KeyWriter  *e = hash_search(writers, &h, HASH_ENTER, NULL);
+
+		e->writer = rows[i]->userid;
+	}
+	return true;
+}
+
 /*
  * Read the sync's oldest entries up to pgpoly.sync_batch_size changes; *n
  * gets how many changes.
@@ -990,6 +1045,8 @@ read_entries(SyncRow *s, Batch *b, OutboxTable *t, int *n)
 	bool		isnull;
 	MemoryContext cxt = CurrentMemoryContext;
 
+	HTAB	   *writers = key_writers();
+
 	*n = 0;
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT " QUEUE_COLUMNS " FROM pgpoly.sync_queue "
@@ -997,19 +1054,30 @@ read_entries(SyncRow *s, Batch *b, OutboxTable *t, int *n)
 									   1, &type, &arg, NULL, true, 0);
 	while (*n < pgpoly_sync_batch_size)
 	{
+		int			first = *n;
+
 		SPI_cursor_fetch(portal, true, 1);
 		MemoryContextSwitchTo(cxt);
 		if (SPI_processed == 0)
 			break;
-		batch_add_entry_id(b, DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-														  SPI_tuptable->tupdesc, 1, &isnull)));
-		batch_note_age(b, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 		if (*n + SYNC_CHUNK_KEYS > max)
 			rows = repalloc(rows, sizeof(OutboxRow *) * (max *= 2));
 		decode_entry(t, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, rows, n);
+		if (!entry_may_join(writers, rows + first, *n - first))
+		{
+			*n = first;			/* it starts the next batch */
+			b->more = true;
+			SPI_freetuptable(SPI_tuptable);
+			MemoryContextSwitchTo(cxt);
+			break;
+		}
+		batch_add_entry_id(b, DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 1, &isnull)));
+		batch_note_age(b, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 		SPI_freetuptable(SPI_tuptable);
 		MemoryContextSwitchTo(cxt);
 	}
+	hash_destroy(writers);
 	if (*n >= pgpoly_sync_batch_size)
 		b->more = true;
 	SPI_cursor_close(portal);
