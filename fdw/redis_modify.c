@@ -815,7 +815,9 @@ insert_write(RedisTable *tbl, Datum *values, bool *nulls, bool nx,
 			}
 			else
 				hash_fields(b, values, nulls, NULL, false);
-			reject_empty_hash(b);
+			/* a delivered outbox upsert of NULLs: HDEL, as its UPDATE did */
+			if (nx || !PgpolyChangesDelivered())
+				reject_empty_hash(b);
 			if (!nx)
 				add_expire(b);
 			return build_end(b, cxt);

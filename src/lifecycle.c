@@ -422,6 +422,8 @@ modify_begin(Size size, const PgpolyStore *store, EState *estate,
 	mode = PgpolyTableWriteMode(ft->options);
 	ms->transactional = mode != PGPOLY_WRITE_IMMEDIATE;
 	ms->outbox = mode == PGPOLY_WRITE_OUTBOX;
+	if (!ms->outbox)
+		PgpolyCheckOutboxDrained(ms->relid);	/* or older changes overwrite it */
 	ms->conn = ms->outbox ? table_connection_entry(store, ms->relid, ms->userid) :
 		PgpolyTableConnection(store, ms->relid, ms->userid);
 	ms->batch_size = table_batch_size(ft->options, default_batch_size);

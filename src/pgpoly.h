@@ -333,6 +333,8 @@ typedef enum PgpolyWriteMode
 
 extern PgpolyWriteMode PgpolyTableWriteMode(List *options);
 extern void PgpolyDeliverOutbox(void);
+extern void PgpolyDeliveringChanges(bool on);
+extern bool PgpolyChangesDelivered(void);
 
 /*
  * Where one statement's writes to one table go (write_mode): into the
@@ -396,6 +398,7 @@ typedef struct PgpolyChange
 extern void PgpolyAddChange(PgpolyChange *change);
 extern bool PgpolyChangesPending(void);
 extern void SyncQueueChanges(List *changes);	/* sync_outbox.c */
+extern void PgpolyCheckOutboxDrained(Oid relid);	/* sync_outbox.c */
 
 /* A store's table descriptor loader: relid as seen by userid. */
 typedef void *(*PgpolyLoadTable) (Oid relid, Oid userid);

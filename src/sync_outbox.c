@@ -55,8 +55,11 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -65,11 +68,14 @@
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/typcache.h"
 
 #include "sync.h"
 
@@ -428,6 +434,71 @@ SyncQueueChanges(List *changes)
 	SyncNoteQueued();
 }
 
+/*
+ * Whether pgpoly table relname has a row visible now whose column colname
+ * equals value (operator proc eqproc), found through index indexname on
+ * that column: a probe without SPI, cheap enough for every modification
+ * of a foreign table.  *sync_id (if not NULL) gets the row's sync_id.
+ */
+static bool
+index_has(Oid nsp, const char *relname, const char *indexname, const char *colname,
+		  RegProcedure eqproc, Datum value, int32 *sync_id)
+{
+	Relation	rel = table_open(get_relname_relid(relname, nsp), AccessShareLock);
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	/* systable_beginscan takes the table's column numbers */
+	ScanKeyInit(&key, get_attnum(RelationGetRelid(rel), colname), BTEqualStrategyNumber,
+				eqproc, value);
+	scan = systable_beginscan(rel, get_relname_relid(indexname, nsp), true, snap, 1, &key);
+	tup = systable_getnext(scan);
+	if (tup != NULL && sync_id != NULL)
+	{
+		bool		isnull;
+
+		*sync_id = DatumGetInt32(heap_getattr(tup, get_attnum(RelationGetRelid(rel), "sync_id"),
+											  RelationGetDescr(rel), &isnull));
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(rel, AccessShareLock);
+	return tup != NULL;
+}
+
+/*
+ * ERROR if foreign table relid, about to be written in another write_mode
+ * than 'outbox', still has outbox changes queued: the worker would deliver
+ * them after this write and overwrite it with older values (a table's
+ * write_mode set from 'outbox' to 'transactional' while its store was
+ * down).  The ALTER waited for the transactions that wrote the table, so
+ * every change of theirs is queued by now.  The worker's own writes are
+ * exempt: it delivers them.
+ */
+void
+PgpolyCheckOutboxDrained(Oid relid)
+{
+	Oid			nsp;
+	int32		sync_id;
+	char	   *name;
+
+	if (SyncIsWorker || !OidIsValid(nsp = get_namespace_oid("pgpoly", true)) ||
+		!index_has(nsp, "syncs", "syncs_outbox_target_key", "target", F_OIDEQ,
+				   ObjectIdGetDatum(relid), &sync_id) ||
+		!index_has(nsp, "sync_queue", "sync_queue_entry_idx", "sync_id", F_INT4EQ,
+				   Int32GetDatum(sync_id), NULL))
+		return;
+	name = SyncQualifiedName(relid);
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("foreign table %s has outbox changes not delivered yet", name),
+			 errdetail("They were written in write_mode 'outbox' and would overwrite this write when the sync worker delivers them."),
+			 errhint("Wait for them with pgpoly.sync_wait(%s), or discard them with pgpoly.drop_sync(%s).",
+					 quote_literal_cstr(name), quote_literal_cstr(name))));
+}
+
 /* ----------------------------------------------------------------
  *		Delivery (the sync worker)
  * ----------------------------------------------------------------
@@ -436,17 +507,35 @@ SyncQueueChanges(List *changes)
 /* Upsert regardless of the stored event time (only isolated entries). */
 #define CHANGE_UPSERT_ALWAYS	'U'
 
+/*
+ * How delivery statements find a key's row: as the store does, by the
+ * key's fixed text.  The key type's equality does where it is byte
+ * equality (text, integers, uuid ...), and a store can look the key up;
+ * under COLLATE "C" where only the column's nondeterministic collation
+ * keeps it from being; elsewhere (numeric 1.0 = 1.00, float8 0 = -0,
+ * interval, citext, char(n) ...) the text forms are compared, since the
+ * equality would match other keys of the store too.
+ */
+typedef enum OutboxKeyMatch
+{
+	KEY_MATCH_EQUAL,
+	KEY_MATCH_C_COLLATION,
+	KEY_MATCH_TEXT
+} OutboxKeyMatch;
+
 /* The target table as a batch sees it (the cycle's memory). */
 typedef struct OutboxTable
 {
 	Oid			relid;
 	char	   *rel;			/* qualified, quoted */
 	int			natts;
-	bool	   *live;			/* per column (attnum - 1): not dropped */
+	bool	   *live;			/* per column (attnum - 1): delivered (not
+								 * dropped, not generated) */
 	char	  **names;			/* column names */
 	PgpolyConv *convs;
 	AttrNumber	key_att;
 	char	   *key_eq;			/* OPERATOR(schema.=) of the key type */
+	OutboxKeyMatch key_match;	/* how a statement finds a key (key_match()) */
 	AttrNumber	event_att;		/* newest-wins column, or 0 */
 } OutboxTable;
 
@@ -524,6 +613,49 @@ event_column(Oid relid)
 	return att > 0 && get_atttype(relid, att) == TIMESTAMPTZOID ? att : 0;
 }
 
+/* How statements find a key of column key_att of relid (OutboxKeyMatch). */
+static OutboxKeyMatch
+key_match_kind(Oid relid, AttrNumber key_att)
+{
+	Oid			typid;
+	int32		typmod;
+	Oid			collid;
+	Oid			base;
+
+	get_atttypetypmodcoll(relid, key_att, &typid, &typmod, &collid);
+	base = getBaseType(typid);
+	if (!PgpolyKeyEqualityIsByteEquality(lookup_type_cache(base, TYPECACHE_EQ_OPR)->eq_opr,
+										 base, base, InvalidOid, NULL))
+		return KEY_MATCH_TEXT;
+	if (OidIsValid(collid) && !get_collation_isdeterministic(collid))
+		return KEY_MATCH_C_COLLATION;
+	return KEY_MATCH_EQUAL;
+}
+
+/*
+ * "lhs = rhs" for keys, compared as key_match says; rhs is "ANY ($n)" of
+ * the key type's array, or of text[] for KEY_MATCH_TEXT (see key_param),
+ * or the key column of a row (param false).  The text form is the output
+ * function's (format %s), which under the worker's settings is the fixed
+ * form of convert.c (set_worker_settings).
+ */
+static char *
+key_compare(OutboxTable *t, const char *lhs, const char *rhs, bool param)
+{
+	switch (t->key_match)
+	{
+		case KEY_MATCH_EQUAL:
+			break;
+		case KEY_MATCH_C_COLLATION:
+			return psprintf("%s COLLATE pg_catalog.\"C\" %s %s", lhs, t->key_eq, rhs);
+		case KEY_MATCH_TEXT:
+			return psprintf("pg_catalog.format('%%s', %s) COLLATE pg_catalog.\"C\" "
+							"OPERATOR(pg_catalog.=) %s%s%s", lhs,
+							param ? "" : "pg_catalog.format('%s', ", rhs, param ? "" : ")");
+	}
+	return psprintf("%s %s %s", lhs, t->key_eq, rhs);
+}
+
 /* Describe the target of sync s into t, in the current memory context. */
 static void
 describe_table(SyncRow *s, OutboxTable *t)
@@ -543,7 +675,8 @@ describe_table(SyncRow *s, OutboxTable *t)
 
 		if (a->attisdropped)
 			continue;
-		t->live[i] = true;
+		/* a stored generated column is computed again by the delivery */
+		t->live[i] = a->attgenerated == '\0';
 		t->names[i] = pstrdup(NameStr(a->attname));
 		PgpolyConvInit(&t->convs[i], a->atttypid, a->atttypmod, t->names[i]);
 	}
@@ -551,6 +684,7 @@ describe_table(SyncRow *s, OutboxTable *t)
 	t->key_att = s->target_key_att;
 	(void) live_column(t->relid, t->key_att);
 	t->key_eq = SyncEqualityOperator(getBaseType(t->convs[t->key_att - 1].typid));
+	t->key_match = key_match_kind(t->relid, t->key_att);
 	t->event_att = event_column(t->relid);
 }
 
@@ -841,6 +975,61 @@ index_isolated(OutboxBatch *ob, OutboxRow **rows, SPITupleTable *tt, int n)
 														  tt->tupdesc, 1, &isnull));
 }
 
+/* A key of the batch being read and who changed it last (key_writers). */
+typedef struct KeyWriter
+{
+	uint64		hash;			/* of the key's text */
+	Oid			writer;			/* of its last change so far */
+} KeyWriter;
+
+/* The writers of the keys of a batch being read, by key hash. */
+static HTAB *
+key_writers(void)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(KeyWriter);
+	ctl.hcxt = CurrentMemoryContext;
+	return hash_create("pgpoly outbox key writers", 256, &ctl,
+					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/*
+ * Whether the changes rows[0..n-1] of one entry (one writer and kind) may
+ * join the batch whose keys' writers are in writers.  Not when one of them
+ * is an update of a key that another writer changed earlier in the batch:
+ * composed, both would be delivered as the later writer, who may lack the
+ * rights the earlier change needs (a writer allowed to UPDATE one column
+ * is refused the INSERT of the upsert its update joined, and both changes
+ * end in the dead letters).  The entry then starts the next batch, which
+ * reads the store as the first one left it.  An upsert or a delete
+ * replaces what came before and may always join.  Notes the keys' writer
+ * when the entry joins.
+ */
+static bool
+entry_may_join(HTAB *writers, OutboxRow **rows, int n)
+{
+	for (int i = 0; i < n && rows[i]->op == PGPOLY_CHANGE_UPDATE; i++)
+	{
+		uint64		h = hash_bytes_extended((const unsigned char *) rows[i]->key,
+											strlen(rows[i]->key), 0);
+		KeyWriter  *e = hash_search(writers, &h, HASH_FIND, NULL);
+
+		if (e != NULL && e->writer != rows[i]->userid)
+			return false;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		uint64		h = hash_bytes_extended((const unsigned char *) rows[i]->key,
+											strlen(rows[i]->key), 0);
+		KeyWriter  *e = hash_search(writers, &h, HASH_ENTER, NULL);
+
+		e->writer = rows[i]->userid;
+	}
+	return true;
+}
+
 /*
  * Read the sync's oldest entries up to pgpoly.sync_batch_size changes; *n
  * gets how many changes.
@@ -856,6 +1045,8 @@ read_entries(SyncRow *s, Batch *b, OutboxTable *t, int *n)
 	bool		isnull;
 	MemoryContext cxt = CurrentMemoryContext;
 
+	HTAB	   *writers = key_writers();
+
 	*n = 0;
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT " QUEUE_COLUMNS " FROM pgpoly.sync_queue "
@@ -863,19 +1054,30 @@ read_entries(SyncRow *s, Batch *b, OutboxTable *t, int *n)
 									   1, &type, &arg, NULL, true, 0);
 	while (*n < pgpoly_sync_batch_size)
 	{
+		int			first = *n;
+
 		SPI_cursor_fetch(portal, true, 1);
 		MemoryContextSwitchTo(cxt);
 		if (SPI_processed == 0)
 			break;
-		batch_add_entry_id(b, DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-														  SPI_tuptable->tupdesc, 1, &isnull)));
-		batch_note_age(b, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 		if (*n + SYNC_CHUNK_KEYS > max)
 			rows = repalloc(rows, sizeof(OutboxRow *) * (max *= 2));
 		decode_entry(t, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, rows, n);
+		if (!entry_may_join(writers, rows + first, *n - first))
+		{
+			*n = first;			/* it starts the next batch */
+			b->more = true;
+			SPI_freetuptable(SPI_tuptable);
+			MemoryContextSwitchTo(cxt);
+			break;
+		}
+		batch_add_entry_id(b, DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 1, &isnull)));
+		batch_note_age(b, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 		SPI_freetuptable(SPI_tuptable);
 		MemoryContextSwitchTo(cxt);
 	}
+	hash_destroy(writers);
 	if (*n >= pgpoly_sync_batch_size)
 		b->more = true;
 	SPI_cursor_close(portal);
@@ -998,6 +1200,24 @@ key_array(OutboxTable *t, OutboxRow **rows, int n, Oid *array_type)
 }
 
 /*
+ * The keys of rows as the parameter key_compare() compares them with: an
+ * array of their fixed texts for KEY_MATCH_TEXT, else of the key type.
+ */
+static Datum
+key_param(OutboxTable *t, OutboxRow **rows, int n, Oid *array_type)
+{
+	char	  **keys;
+
+	if (t->key_match != KEY_MATCH_TEXT)
+		return key_array(t, rows, n, array_type);
+	keys = palloc(sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		keys[i] = rows[i]->key;
+	*array_type = TEXTARRAYOID;
+	return text_array(keys, n, 1, &n);
+}
+
+/*
  * The rows as an array of the table's row type: the key and the columns
  * each writes (NULL elsewhere).  Any column type travels this way, arrays
  * included.
@@ -1054,29 +1274,34 @@ static char *
 group_sql(OutboxTable *t, char op, AttrNumber *atts, int n)
 {
 	const char *k = quote_identifier(t->names[t->key_att - 1]);
+	const char *tk = psprintf("t.%s", k);
+	const char *rk = psprintf("r.%s", k);
 	const char *e;
 
 	switch (op)
 	{
 		case PGPOLY_CHANGE_DELETE:
-			return psprintf("DELETE FROM %s WHERE %s %s ANY ($1)", t->rel, k, t->key_eq);
+			return psprintf("DELETE FROM %s WHERE %s", t->rel,
+							key_compare(t, k, "ANY ($1)", true));
 		case PGPOLY_CHANGE_UPDATE:
 			return psprintf("UPDATE %s t SET %s FROM pg_catalog.unnest($1) AS r "
-							"WHERE t.%s %s ANY ($2) AND t.%s %s r.%s",
+							"WHERE %s AND %s",
 							t->rel, column_list(t, atts, 1, n, "%s = r.%s"),
-							k, t->key_eq, k, t->key_eq, k);
+							key_compare(t, tk, "ANY ($2)", true),
+							key_compare(t, tk, rk, false));
 		case PGPOLY_CHANGE_UPSERT:
 			if (t->event_att == 0)
 				break;
 			/* newest wins: not over a newer stored value */
 			e = quote_identifier(t->names[t->event_att - 1]);
 			return psprintf("INSERT INTO %s (%s) SELECT %s FROM pg_catalog.unnest($1) AS r "
-							"LEFT JOIN %s s ON s.%s %s r.%s "
+							"LEFT JOIN %s s ON %s "
 							"WHERE s.%s IS NULL OR s.%s IS NULL OR r.%s IS NULL "
 							"OR r.%s OPERATOR(pg_catalog.>=) s.%s",
 							t->rel, column_list(t, atts, 0, n, "%s"),
 							column_list(t, atts, 0, n, "r.%s"),
-							t->rel, k, t->key_eq, k, k, e, e, e, e);
+							t->rel, key_compare(t, psprintf("s.%s", k), rk, false),
+							k, e, e, e, e);
 		default:
 			break;
 	}
@@ -1112,15 +1337,70 @@ deliver_group(OutboxTable *t, TupleDesc desc, OutboxRow **rows, int n)
 				 errmsg("role %u, which wrote the change of key \"%s\", no longer exists",
 						userid, rows[0]->key)));
 	if (rows[0]->op == PGPOLY_CHANGE_DELETE)
-		values[0] = key_array(t, rows, n, &types[0]);
+		values[0] = key_param(t, rows, n, &types[0]);
 	else
 		values[0] = row_array(t, desc, rows, n, &types[0]);
 	if (rows[0]->op == PGPOLY_CHANGE_UPDATE)
-		values[nargs++] = key_array(t, rows, n, &types[1]);
+		values[nargs++] = key_param(t, rows, n, &types[1]);
 	SyncBecome(userid, true, &save_user, &save_sec);
 	SyncExecute(group_sql(t, rows[0]->op, atts, ncols), nargs, types, values, NULL,
 				group_result(rows[0]->op));
 	SetUserIdAndSecContext(save_user, save_sec);
+}
+
+/*
+ * The triggers and rules of rel ran with the statements that made the
+ * changes (a BEFORE ROW trigger's values are in them): delivering the
+ * changes must not run them again, or a trigger appending to a value would
+ * append twice and an audit trigger log each change twice.  So rel's
+ * changes are delivered with session_replication_role 'replica', as a
+ * logical replication apply worker applies rows (triggers and rules
+ * enabled ALWAYS or REPLICA still fire).  Returns the GUC nest level to
+ * end after the delivery (an ERROR ends it too), or 0 when rel has none.
+ */
+static int
+replica_role(Relation rel)
+{
+	int			level;
+
+	if (rel->trigdesc == NULL && !rel->rd_rel->relhasrules)
+		return 0;
+	level = NewGUCNestLevel();
+	(void) set_config_option("session_replication_role", "replica", PGC_SUSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+/* Deliver each group of one writer, kind and columns of b's changes. */
+static void
+deliver_groups(OutboxTable *t, TupleDesc desc, Batch *b)
+{
+	OutboxRow **group = palloc(sizeof(OutboxRow *) * Max(b->nkeys, 1));
+	bool	   *done = palloc0(sizeof(bool) * Max(b->nkeys, 1));
+
+	PgpolyDeliveringChanges(true);
+	PG_TRY();
+	{
+		for (int i = 0; i < b->nkeys; i++)
+		{
+			int			n = 0;
+
+			if (done[i])
+				continue;
+			for (int j = i; j < b->nkeys; j++)
+				if (!done[j] && same_group(t, b->items[j], b->items[i]))
+				{
+					group[n++] = b->items[j];
+					done[j] = true;
+				}
+			deliver_group(t, desc, group, n);
+		}
+	}
+	PG_FINALLY();
+	{
+		PgpolyDeliveringChanges(false);
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -1130,25 +1410,12 @@ deliver_group(OutboxTable *t, TupleDesc desc, OutboxRow **rows, int n)
 void
 SyncOutboxDeliver(SyncRow *s, Batch *b)
 {
-	OutboxTable *t = &b->outbox->t;
-	OutboxRow **group = palloc(sizeof(OutboxRow *) * Max(b->nkeys, 1));
-	bool	   *done = palloc0(sizeof(bool) * Max(b->nkeys, 1));
-	Relation	rel = relation_open(t->relid, AccessShareLock);
+	Relation	rel = relation_open(b->outbox->t.relid, AccessShareLock);
+	int			level = replica_role(rel);
 
-	for (int i = 0; i < b->nkeys; i++)
-	{
-		int			n = 0;
-
-		if (done[i])
-			continue;
-		for (int j = i; j < b->nkeys; j++)
-			if (!done[j] && same_group(t, b->items[j], b->items[i]))
-			{
-				group[n++] = b->items[j];
-				done[j] = true;
-			}
-		deliver_group(t, RelationGetDescr(rel), group, n);
-	}
+	deliver_groups(&b->outbox->t, RelationGetDescr(rel), b);
+	if (level > 0)
+		AtEOXact_GUC(true, level);
 	relation_close(rel, AccessShareLock);
 }
 

@@ -1135,7 +1135,9 @@ worker_loop(void)
  * and the output forms of convert.c (TimeZone UTC included) for what SQL
  * converts: a source column cast to a text target column (a timestamptz
  * key's text must not change with the server's TimeZone, or the target
- * would keep the old key) and the dead letters' payloads (to_jsonb).  Its
+ * would keep the old key), the text of an outbox table's key that the
+ * delivery compares (sync_outbox.c, key_compare; money in the C locale's
+ * form) and the dead letters' payloads (to_jsonb).  Its
  * transactions are READ COMMITTED and read-write whatever the database's
  * defaults for sessions say (default_transaction_read_only would keep it
  * from dequeueing, and from recording why).
@@ -1151,6 +1153,7 @@ set_worker_settings(void)
 	SetConfigOption("extra_float_digits", "3", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("timezone", "UTC", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("bytea_output", "hex", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lc_monetary", "C", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", SYNC_WORKER_TYPE, PGC_SUSET, PGC_S_OVERRIDE);
 }

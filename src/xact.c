@@ -65,6 +65,9 @@ static List *OutboxChanges = NIL;	/* in TopTransactionContext */
 /* This process delivers outbox changes: outbox tables are transactional. */
 static bool DeliveringOutbox = false;
 
+/* The statements running now deliver outbox changes (not source syncs). */
+static bool DeliveringChanges = false;
+
 /* A table descriptor loaded for this transaction's buffered writes. */
 typedef struct XactTable
 {
@@ -163,6 +166,30 @@ void
 PgpolyDeliverOutbox(void)
 {
 	DeliveringOutbox = true;
+}
+
+/*
+ * The sync worker is (on) or is no longer (off) running the statements
+ * that deliver the changes of an outbox table.  A change is what the
+ * writer's statements left, composed: a store may write a row image there
+ * that no INSERT of its own could make (see PgpolyChangesDelivered).
+ */
+void
+PgpolyDeliveringChanges(bool on)
+{
+	DeliveringChanges = on;
+}
+
+/*
+ * Whether the statement running delivers outbox changes.  An upsert then
+ * composed from an INSERT and an UPDATE may set every column to NULL,
+ * which a Redis hash table writes as the UPDATE would have (its fields
+ * removed) instead of refusing it as it refuses such an INSERT.
+ */
+bool
+PgpolyChangesDelivered(void)
+{
+	return DeliveringChanges;
 }
 
 /* Buffer payload for relid on conn; outbox: never sent. */
