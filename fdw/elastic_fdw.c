@@ -233,6 +233,8 @@ load_column(ElasticTable *tbl, Relation rel, int i)
 	col->is_json = col->conv.is_json && !col->is_array;
 	col->is_datetime = col->basetype == DATEOID || col->basetype == TIMESTAMPOID ||
 		col->basetype == TIMESTAMPTZOID;
+	if (col->is_datetime && !col->is_array && col->basetype != TIMESTAMPTZOID)
+		PgpolyConvInit(&col->instant, TIMESTAMPTZOID, -1, col->name);
 	col->role = column_role(tbl, col->name, col->typid);
 	foreach(lc, GetForeignColumnOptions(tbl->relid, i + 1))
 	{
@@ -312,14 +314,17 @@ elasticGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntabl
 	{
 		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
 		int			before = list_length(ri->conds);
+		bool		recheck;
 
-		if (ElasticClassifyQual(ri->tbl, baserel, rinfo->clause, &ri->conds, &ri->exprs))
+		if (ElasticClassifyQual(ri->tbl, baserel, rinfo->clause, &ri->conds, &ri->exprs,
+								&recheck))
 		{
 			ri->remote = lappend(ri->remote, rinfo);
 			if (((ElasticCond *) list_nth(ri->conds, before))->kind == ECOND_QUERY)
 				ri->has_query = true;
 		}
-		else
+		/* a clause Elasticsearch only narrows down is also checked here */
+		if (recheck || list_length(ri->conds) == before)
 			ri->local = lappend(ri->local, rinfo);
 	}
 	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &ri->attrs_used);
@@ -589,7 +594,7 @@ elasticGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
 		int			pos = list_position(ri->remote, rinfo);
 
-		if (pos < 0)
+		if (pos < 0 || list_member_ptr(ri->local, rinfo))
 			local = lappend(local, rinfo->clause);
 		else if (((ElasticCond *) list_nth(ri->conds, pos))->kind != ECOND_QUERY)
 			recheck = lappend(recheck, rinfo->clause);

@@ -715,6 +715,30 @@ is_integer_text(const char *s)
 }
 
 /*
+ * A date/time column's datum for the instant ts (UTC): its day in UTC for
+ * a date, its UTC time rounded to the column's precision for a timestamp,
+ * checked against the column's domain.  This is the day or time
+ * Elasticsearch indexes for the value (it reads a date with an offset as
+ * an instant), so that a pushed comparison selects what SQL's does.
+ */
+static Datum
+datetime_from_instant(ElasticColumn *col, Timestamp ts)
+{
+	Datum		d;
+
+	if (col->basetype == DATEOID)
+		d = DirectFunctionCall1(timestamp_date, TimestampGetDatum(ts));
+	else
+	{
+		AdjustTimestampForTypmod(&ts, col->typid == col->basetype ? col->typmod : -1);
+		d = TimestampGetDatum(ts);
+	}
+	if (col->typid != col->basetype)
+		domain_check(d, false, col->typid, NULL, NULL);
+	return d;
+}
+
+/*
  * A date/time column's datum from epoch milliseconds (text: an integer).
  * A number beyond PostgreSQL's timestamp range is an ERROR, as in
  * to_timestamp(): it must neither wrap around into another date nor become
@@ -735,20 +759,22 @@ datetime_from_millis(ElasticColumn *col, const char *text)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp out of range: %s milliseconds since 1970-01-01", text)));
-	if (col->typid == DATEOID)
-		return DirectFunctionCall1(timestamp_date, TimestampGetDatum(ts));
-	return TimestampGetDatum(ts);
+	return datetime_from_instant(col, ts);
 }
 
 /*
  * One column's datum from its text form (len bytes), under the fixed
- * settings (ERRORs raised by input functions).
+ * settings (ERRORs raised by input functions).  A scalar date or timestamp
+ * column reads the instant the text names (see datetime_from_instant).
  */
 static Datum
 column_datum(ElasticColumn *col, char *text, size_t len)
 {
 	if (col->is_datetime && !col->is_array && is_integer_text(text))
 		return datetime_from_millis(col, text);
+	if (col->is_datetime && !col->is_array && col->basetype != TIMESTAMPTZOID)
+		return datetime_from_instant(col, DatumGetTimestamp(PgpolyTextToDatum(&col->instant,
+																			 text, len)));
 	return PgpolyTextToDatum(&col->conv, text, len);
 }
 
