@@ -14,11 +14,18 @@
  *	  timestamptz compared with a timestamp column, or a float4 with a
  *	  float8 one, is converted by SQL in a way ES cannot reproduce;
  *	- _id = expr, _id = ANY(array): an ids query.
- * Text columns compare through the mapping: a `term` on an analyzed text
- * field would match single tokens, so such a field is compared through its
+ * Every comparison goes through the mapping: it is pushed only when every
+ * index the table reads maps the field with a type that compares as the
+ * column's SQL type (mapped_type_compares: a float or long field rounds or
+ * truncates what it indexes, a keyword orders numbers as strings, an
+ * unmapped field matches nothing).  A `term` on an analyzed text field
+ * would match single tokens, so such a field is compared through its
  * .keyword subfield when it has one, and otherwise the clause stays local.
  * Text ranges (byte order in Lucene) are pushed only under the C collation.
  * `col <> v` excludes documents without the field, as SQL's NULL does.
+ * Date/time comparisons are near ones (make_near): Elasticsearch indexes an
+ * instant to the millisecond, which a column's value is only close to, so
+ * a range around the value is sent and the clause is also checked locally.
  *
  * Values are evaluated at execution time (Params, stable functions) and
  * written into the body with escape_json() / the core's JSON encoder, in
