@@ -398,7 +398,11 @@ member_excerpt(PgpolyConnection *conn, json_t *s, const char *dflt)
 	return PgpolyHttpExcerpt(conn, json_string_value(s), json_string_length(s));
 }
 
-/* ERROR for the first failed item of a bulk response. */
+/*
+ * ERROR for the first failed item of a bulk response: one with an
+ * "error", or whose status is not a success (a delete's 404 is: the
+ * document is gone).
+ */
 static void
 check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 			int64 sent_before)
@@ -425,7 +429,10 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 			err = json_object_get(item, "error");
 			status = json_object_get(item, "status");
 		}
-		if (err == NULL)
+		/* a delete of a document already gone answers 404 without error */
+		if (err == NULL && json_is_integer(status) &&
+			(json_integer_value(status) < 300 ||
+			 (batch[i]->op == EWRITE_DELETE && json_integer_value(status) == 404)))
 			continue;
 		if (batch[i]->op == EWRITE_CREATE && json_integer_value(status) == 409)
 		{
@@ -440,8 +447,12 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 				(errcode(PgpolyHttpStatusErrcode(json_integer_value(status))),
 				 errmsg("Elasticsearch rejected document \"%s\" in index \"%s\"",
 						batch[i]->id, batch[i]->tbl->index),
-				 errdetail("%s: %s", member_excerpt(conn, type, "error"),
-						   member_excerpt(conn, reason, "no reason given")),
+				 err ? errdetail("%s: %s", member_excerpt(conn, type, "error"),
+								 member_excerpt(conn, reason, "no reason given")) :
+				 errdetail("The item has status %s and no error.",
+						   json_is_integer(status) ?
+						   psprintf("%" JSON_INTEGER_FORMAT, json_integer_value(status)) :
+						   "(none)"),
 				 errhint("Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of this write stay applied, as may the other items of its batch.",
 						 sent_before + (int64) i)));
 	}
@@ -515,8 +526,7 @@ send_batch(PgpolyConnection *conn, ElasticWrite **batch, int n, int64 sent_befor
 	char	   *path = strcmp(refresh, "false") == 0 ? "/_bulk" :
 		psprintf("/_bulk?refresh=%s", refresh);
 	json_t	   *doc;
-	bool		found;
-	bool		errors;
+	PgpolyJsonTopLevel summary = {"errors", "items", "status", 200, 299};
 
 	initStringInfo(&body);
 	for (int i = 0; i < n; i++)
@@ -525,9 +535,14 @@ send_batch(PgpolyConnection *conn, ElasticWrite **batch, int n, int64 sent_befor
 				   "application/x-ndjson", batch[0]->tbl->index, &resp);
 	if (resp.status < 200 || resp.status > 299)
 		ElasticRaiseStatus(conn, "POST", path, batch[0]->tbl->index, &resp);
-	/* The common case, "errors": false, needs no document (jansson) at all. */
-	if (PgpolyJsonTopLevelBool(resp.body, resp.len, "errors", &found, &errors) &&
-		found && !errors)
+	/*
+	 * The common case needs no document (jansson) at all: "errors": false,
+	 * one item per action, each with a 2xx status.  Anything else, even
+	 * when "errors" says false, has every item checked.
+	 */
+	if (PgpolyJsonTopLevelScan(resp.body, resp.len, &summary) &&
+		summary.found && !summary.value && summary.elements == n &&
+		summary.inner_count == n)
 		return;
 	doc = PgpolyJsonParse(conn, resp.body, resp.len, "bulk response");
 	check_items(conn, doc, batch, n, sent_before);

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""pgpoly_elastic against a store that lies about its _bulk writes.
+
+A scripted HTTP server answers GET / like Elasticsearch 8.11 and every
+_bulk request with HTTP 200 and a body chosen by the test:
+
+  * noitems: "errors": false and no items at all (a gateway's canned
+    answer): nothing was written, so COMMIT must fail;
+  * hidden: "errors": false, yet the second item failed with an error;
+  * statusonly: "errors": false, the second item has status 500 and no
+    error object;
+  * fewer: "errors": false, one item fewer than the actions sent;
+  * honest: every item 201 (COMMIT succeeds);
+  * gone: a delete answered 404 "not_found" without error, as
+    Elasticsearch answers a delete of a document already deleted (COMMIT
+    succeeds: the document is gone).
+
+Each failing COMMIT is an ERROR naming the server (and, for a failed item,
+the document), and the native row written in the same transaction is
+rolled back; the backend survives; no crash in the log.
+"""
+
+import json
+
+import pgtest
+
+check = pgtest.check
+
+ES_ROOT = json.dumps({"name": "liar", "cluster_name": "liar",
+                      "version": {"number": "8.11.0"},
+                      "tagline": "You Know, for Search"}).encode()
+
+
+class LyingServer:
+    """HTTP/1.1 with keep-alive; _bulk answers by self.mode."""
+
+    def __init__(self):
+        self.mode = "honest"
+        self.server = pgtest.TcpServer(self._serve)
+        self.url = "http://127.0.0.1:%d" % self.server.port
+
+    @staticmethod
+    def _read(c, buf):
+        """(method, path, body, rest) of one request, or None."""
+        while b"\r\n\r\n" not in buf:
+            chunk = c.recv(65536)
+            if not chunk:
+                return None
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        method, path = lines[0].split(b" ")[:2]
+        length = 0
+        for line in lines[1:]:
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        while len(rest) < length:
+            chunk = c.recv(65536)
+            if not chunk:
+                return None
+            rest += chunk
+        return method.decode(), path.decode(), rest[:length], rest[length:]
+
+    def _serve(self, c):
+        buf = b""
+        while True:
+            req = self._read(c, buf)
+            if req is None:
+                return
+            method, path, body, buf = req
+            if "_bulk" in path:
+                out = json.dumps(self._bulk(body)).encode()
+            elif "_search" in path:
+                out = json.dumps({"took": 1, "timed_out": False, "_shards": {
+                    "total": 1, "successful": 1, "skipped": 0, "failed": 0},
+                    "hits": {"hits": [{"_index": "lies", "_id": "zz",
+                                       "_score": None,
+                                       "_source": {"n": 1}}]}}).encode()
+            else:
+                out = ES_ROOT
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(out), out))
+
+    def _bulk(self, body):
+        """The answer to a _bulk body (NDJSON) in the current mode."""
+        actions = []
+        lines = [ln for ln in body.split(b"\n") if ln.strip()]
+        i = 0
+        while i < len(lines):
+            (op, meta), = json.loads(lines[i]).items()
+            actions.append((op, meta.get("_id")))
+            i += 1 if op == "delete" else 2
+        items = []
+        for k, (op, doc_id) in enumerate(actions):
+            item = {"_index": "lies", "_id": doc_id, "status": 201,
+                    "result": "created"}
+            if op == "delete":
+                item.update(status=200, result="deleted")
+                if self.mode == "gone":
+                    item.update(status=404, result="not_found")
+            if k == 1 and self.mode == "hidden":
+                item.update(status=400, error={
+                    "type": "mapper_parsing_exception",
+                    "reason": "failed to parse field [n]"})
+            if k == 1 and self.mode == "statusonly":
+                item.update(status=500)
+                del item["result"]
+            items.append({op: item})
+        if self.mode == "noitems":
+            items = []
+        if self.mode == "fewer":
+            items = items[:-1]
+        return {"took": 1, "errors": False, "items": items}
+
+
+def test():
+    mark = pgtest.pg_log_mark()
+    liar = LyingServer()
+    db = pgtest.create_db("pgpoly_es_lying")
+    r = pgtest.psql("""
+        CREATE SERVER liar FOREIGN DATA WRAPPER pgpoly_elastic
+            OPTIONS (url '%s');
+        CREATE FOREIGN TABLE w (_id text, n int) SERVER liar
+            OPTIONS (index 'lies');
+        CREATE TABLE native (id int);
+    """ % liar.url, db=db)
+    if not check(r.rc == 0, "setup failed: %s" % r.err):
+        return
+    s = pgtest.Session(db)
+    pid = s.value("SELECT pg_backend_pid();")
+    write = ("BEGIN; INSERT INTO native VALUES (%d); "
+             "INSERT INTO w VALUES ('a%d', 1), ('b%d', 2), ('c%d', 3); COMMIT;")
+    for k, (mode, want) in enumerate([
+            ("noitems", ("liar", "3 actions with 0 items")),
+            ("hidden", ('"b', "mapper_parsing_exception")),
+            ("statusonly", ('"b', "status 500")),
+            ("fewer", ("liar", "3 actions with 2 items")),
+            ("honest", None)]):
+        liar.mode = mode
+        r = s.run(write % ((k,) * 4))
+        if want is None:
+            check(r.rc == 0, "%s: COMMIT failed: %s" % (mode, r.err))
+        else:
+            check(r.rc == 1 and r.sqlstate and r.sqlstate.startswith("HV")
+                  and all(w in r.err for w in want),
+                  "%s: want an HV ERROR containing %s; got rc=%s sqlstate=%s: %s"
+                  % (mode, want, r.rc, r.sqlstate, r.err.strip()))
+            s.run("ROLLBACK;")
+            n = s.value("SELECT count(*) FROM native WHERE id = %d;" % k)
+            check(n == "0", "%s: the native row of the failed COMMIT is there"
+                  % mode)
+    # A delete of a document already gone is no failure.
+    liar.mode = "gone"
+    r = s.run("BEGIN; DELETE FROM w WHERE _id = 'zz'; COMMIT;")
+    check(r.rc == 0, "delete of nothing failed: %s" % r.err)
+    check(s.value("SELECT pg_backend_pid();") == pid, "the backend changed")
+    s.close()
+    liar.server.close()
+    pgtest.check_pg_log(mark)
+
+
+pgtest.main(test)
