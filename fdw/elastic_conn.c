@@ -476,8 +476,9 @@ mapped_field(ElasticMappingCache *m, const char *path)
 
 /*
  * Record one index's mapping of leaf field path: its type (a field the
- * indexes map differently gets type ""), and whether it is text with a
- * .keyword keyword subfield.  Called in TopMemoryContext.
+ * indexes map differently gets type "", one with a normalizer "normalized
+ * keyword"), and whether it is text with a .keyword keyword subfield
+ * without a normalizer.  Called in TopMemoryContext.
  */
 static void
 note_field(ElasticMappingCache *m, const char *path, json_t *def)
@@ -485,11 +486,15 @@ note_field(ElasticMappingCache *m, const char *path, json_t *def)
 	const char *type = json_string_value(json_object_get(def, "type"));
 	json_t	   *kw = json_object_get(json_object_get(def, "fields"), "keyword");
 	const char *kwtype = json_string_value(json_object_get(kw, "type"));
-	bool		keyword = kwtype && strcmp(kwtype, "keyword") == 0;
+	bool		keyword = kwtype && strcmp(kwtype, "keyword") == 0 &&
+		json_object_get(kw, "normalizer") == NULL;
 	ElasticMappedField *f = mapped_field(m, path);
 
 	if (type == NULL)
 		type = "object";
+	/* a normalizer (lowercase ...) makes a keyword compare other than SQL */
+	if (json_object_get(def, "normalizer") != NULL)
+		type = "normalized keyword";
 	if (f == NULL)
 	{
 		f = palloc0(sizeof(ElasticMappedField));

@@ -13,8 +13,9 @@
 --   - fields whose mapped type does not compare as the column's SQL type:
 --     float (single precision) and long (truncates 2.75 to 2) read by
 --     float8/numeric columns, numbers in a keyword field read by an int
---     column (ordered as strings), a field the mapping does not have, a
---     field an index pattern maps differently in its indexes;
+--     column (ordered as strings), keywords with a lowercase normalizer
+--     ('Ab' = 'ab'), a field the mapping does not have, a field an index
+--     pattern maps differently in its indexes;
 --   - sessions west of UTC with a half-hour offset and east with one,
 --     DateStyle/IntervalStyle/extra_float_digits/lc_numeric, generic plans
 --     with NULL parameters.
@@ -28,7 +29,10 @@ SELECT pgpoly.elastic_request('ev_es', 'DELETE', '/regress_ev2') IS NOT NULL AS 
 SELECT pgpoly.elastic_request('ev_es', 'PUT', '/regress_ev', '{"mappings": {"dynamic": false,
     "properties": {"ts": {"type": "date"}, "d": {"type": "date"}, "ns": {"type": "date_nanos"},
       "f": {"type": "float"}, "fd": {"type": "double"}, "l": {"type": "long"},
-      "kw": {"type": "keyword"}, "n": {"type": "long"}}}}')->>'acknowledged' AS created;
+      "kw": {"type": "keyword"}, "n": {"type": "long"},
+      "kn": {"type": "keyword", "normalizer": "lowercase"},
+      "tn": {"type": "text", "fields": {"keyword": {"type": "keyword", "normalizer": "lowercase"}}}}}}')
+  ->>'acknowledged' AS created;
 -- A second index the pattern regress_ev* reaches maps n as a keyword.
 SELECT pgpoly.elastic_request('ev_es', 'PUT', '/regress_ev2', '{"mappings": {"dynamic": false,
     "properties": {"n": {"type": "keyword"}, "fd": {"type": "double"}}}}')->>'acknowledged' AS created;
@@ -53,7 +57,8 @@ SELECT i::text, jsonb_strip_nulls(jsonb_build_object(
                 WHEN 2 THEN to_char(t, 'YYYY-MM-DD"T"HH24:MI:SS.US') || 'Z'
               END,
          'ns', to_char(t, 'YYYY-MM-DD"T"HH24:MI:SS.US') || 'Z',
-         'f', i / 10.0, 'fd', i / 10.0, 'l', i / 4.0, 'kw', i, 'n', i, 'un', i))
+         'f', i / 10.0, 'fd', i / 10.0, 'l', i / 4.0, 'kw', i, 'n', i, 'un', i,
+         'kn', (ARRAY['Ab', 'aB', 'ab', 'b'])[1 + i % 4], 'tn', (ARRAY['Ab', 'ab', 'B'])[1 + i % 3]))
 FROM (SELECT i, timestamp '2024-03-09 22:00' + i * interval '7 hours 0.00037 seconds' AS t
       FROM generate_series(1, 40) i) s;
 INSERT INTO ev_raw2 VALUES ('x1', '{"n": 5, "fd": 0.5}'), ('x2', '{"n": 40, "fd": 3.3}');
@@ -61,7 +66,7 @@ INSERT INTO ev_raw2 VALUES ('x1', '{"n": 5, "fd": 0.5}'), ('x2', '{"n": 40, "fd"
 CREATE FOREIGN TABLE ev (_id text, ts timestamp, tz timestamptz OPTIONS (field 'ts'),
                          ts0 timestamp(0) OPTIONS (field 'ts'), tz2 timestamptz(2) OPTIONS (field 'ts'),
                          d date, ns timestamptz, f float8, fd float8, l numeric,
-                         kw int, n int, un int)
+                         kw int, n int, un int, kn text COLLATE "C", tn text COLLATE "C")
   SERVER ev_es OPTIONS (index 'regress_ev');
 CREATE FOREIGN TABLE ev_all (_id text, n int, fd float8)
   SERVER ev_es OPTIONS (index 'regress_ev*');
@@ -112,6 +117,11 @@ INSERT INTO ev_queries VALUES
   ('long field =', 'SELECT _id FROM %s WHERE l = 2 ORDER BY _id'),
   ('keyword read as int', 'SELECT _id FROM %s WHERE kw > 9 ORDER BY _id'),
   ('keyword order', 'SELECT kw FROM %s ORDER BY kw LIMIT 5'),
+  ('normalized keyword =', 'SELECT _id FROM %s WHERE kn = ''ab'' ORDER BY _id'),
+  ('normalized keyword IN', 'SELECT _id FROM %s WHERE kn IN (''AB'', ''b'') ORDER BY _id'),
+  ('normalized keyword order', 'SELECT kn FROM %s ORDER BY kn LIMIT 20'),
+  ('normalized .keyword =', 'SELECT _id FROM %s WHERE tn = ''Ab'' ORDER BY _id'),
+  ('normalized .keyword <', 'SELECT _id FROM %s WHERE tn < ''a'' ORDER BY _id'),
   ('unmapped =', 'SELECT _id FROM %s WHERE un = 5'),
   ('unmapped IS NULL', 'SELECT count(*) FROM %s WHERE un IS NULL'),
   ('unmapped order', 'SELECT un FROM %s ORDER BY un DESC LIMIT 3'),

@@ -328,10 +328,12 @@ class Ctx:
             return "bool", [v is True or v == "true" for v in vals]
         if m is not None and "properties" in m:
             return "object", vals
-        return "keyword", [v if isinstance(v, str) else json.dumps(v)
-                           if isinstance(v, (dict, list)) else
-                           ("true" if v is True else "false" if v is False
-                            else str(v)) for v in vals]
+        return "keyword", [normalize(m, v if isinstance(v, str) else
+                                     json.dumps(v)
+                                     if isinstance(v, (dict, list)) else
+                                     ("true" if v is True else "false"
+                                      if v is False else str(v)))
+                           for v in vals]
 
 
 NUMBER_TYPES = ("long", "integer", "short", "byte", "float", "double",
@@ -357,6 +359,17 @@ def indexed_number(m, v):
     return x
 
 
+def normalize(m, s):
+    """A keyword as a field with a normalizer indexes it (normalizer.html:
+    the built-in "lowercase"; others are not known here)."""
+    n = (m or {}).get("normalizer")
+    if n is None:
+        return s
+    if n != "lowercase":
+        raise bad_request("the stand-in knows only the lowercase normalizer")
+    return s.lower()
+
+
 def coerce(kind, value, m=None):
     """A query value in the comparison domain of a field kind (m: the
     field's mapping; a number is rounded as the field indexes it, but an
@@ -376,6 +389,8 @@ def coerce(kind, value, m=None):
         return value is True or value == "true"
     if kind == "text":
         return str(value).lower()
+    if isinstance(value, str):
+        return normalize(m, value)
     return value if isinstance(value, str) else (
         "true" if value is True else "false" if value is False
         else str(value) if not isinstance(value, float) or value != int(value)
