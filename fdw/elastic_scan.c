@@ -522,17 +522,23 @@ member_text(JsonbContainer *obj, const char *key)
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
-/* A jsonb datum of the _source container of a hit (or NULL). */
+/* A jsonb datum of the _source object of a hit (or NULL). */
 static Datum
 hit_source(JsonbContainer *hit, bool *isnull)
 {
 	JsonbValue *v = getKeyJsonValueFromContainer(hit, "_source", 7, NULL);
 
-	*isnull = (v == NULL || v->type != jbvBinary);
+	*isnull = (v == NULL || v->type != jbvBinary ||
+			   !JsonContainerIsObject(v->val.binary.data));
 	return *isnull ? (Datum) 0 : JsonbPGetDatum(JsonbValueToJsonb(v));
 }
 
-/* Fill values/nulls from hit, number hitno of the page. */
+/*
+ * Fill values/nulls from hit, number hitno of the page.  A hit without a
+ * _source object when the scan asked for fields is an ERROR: its fields
+ * would read as NULL, even those a pushed clause just matched (an index
+ * whose mapping disables _source).
+ */
 static void
 hit_row(ElasticScan *scan, JsonbContainer *hit, int hitno, char *id,
 		Datum *values, bool *nulls)
@@ -541,6 +547,12 @@ hit_row(ElasticScan *scan, JsonbContainer *hit, int hitno, char *id,
 	bool		srcnull;
 	Datum		source = hit_source(hit, &srcnull);
 
+	if (srcnull && scan->spec->need_source)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("Elasticsearch server \"%s\" sent document \"%s\" of index \"%s\" without a _source object",
+						scan->conn->servername, id, tbl->index),
+				 errhint("The index mapping may disable _source; such an index can only be read through _id and _score columns.")));
 	if (srcnull)
 		source = PgpolyJsonbFromText("{}", 2);
 	ElasticRowFromSource(tbl, source, id, scan->nuls,

@@ -16,6 +16,7 @@
 --     column (ordered as strings), keywords with a lowercase normalizer
 --     ('Ab' = 'ab'), a field the mapping does not have, a field an index
 --     pattern maps differently in its indexes;
+--   - an index whose mapping disables _source (its fields read as NULL);
 --   - sessions west of UTC with a half-hour offset and east with one,
 --     DateStyle/IntervalStyle/extra_float_digits/lc_numeric, generic plans
 --     with NULL parameters.
@@ -26,6 +27,7 @@
 CREATE SERVER ev_es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url :'es_url');
 SELECT pgpoly.elastic_request('ev_es', 'DELETE', '/regress_ev') IS NOT NULL AS cleaned;
 SELECT pgpoly.elastic_request('ev_es', 'DELETE', '/regress_ev2') IS NOT NULL AS cleaned;
+SELECT pgpoly.elastic_request('ev_es', 'DELETE', '/regress_ev3') IS NOT NULL AS cleaned;
 SELECT pgpoly.elastic_request('ev_es', 'PUT', '/regress_ev', '{"mappings": {"dynamic": false,
     "properties": {"ts": {"type": "date"}, "d": {"type": "date"}, "ns": {"type": "date_nanos"},
       "f": {"type": "float"}, "fd": {"type": "double"}, "l": {"type": "long"},
@@ -177,6 +179,18 @@ SELECT _id FROM ev WHERE ts > '2024-03-10 02:30:00.0004' AND ts0 = '2024-03-10 0
   AND d <= '2024-03-12' AND f > 0.5 AND fd > 0.5 AND l > 1 AND kw = 3 AND un = 2 AND n = 4;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM ev ORDER BY ts LIMIT 3;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM ev ORDER BY ns LIMIT 3;
+
+-- An index whose mapping disables _source: its hits carry no fields, which
+-- must not read as NULLs (n = 3 would return a row whose n is NULL).
+SELECT pgpoly.elastic_request('ev_es', 'PUT', '/regress_ev3', '{"mappings": {
+    "_source": {"enabled": false}, "properties": {"n": {"type": "long"}}}}')->>'acknowledged' AS created;
+CREATE FOREIGN TABLE ev_nosrc (_id text, n int) SERVER ev_es OPTIONS (index 'regress_ev3', refresh 'true');
+INSERT INTO ev_nosrc VALUES ('s1', 3), ('s2', 4);
+SELECT _id, n FROM ev_nosrc WHERE n = 3;
+SELECT _id FROM ev_nosrc WHERE n = 3;
+DELETE FROM ev_nosrc WHERE n = 4;
+SELECT _id FROM ev_nosrc;
+SELECT pgpoly.elastic_request('ev_es', 'DELETE', '/regress_ev3')->>'acknowledged' AS dropped;
 
 DROP FUNCTION ev_check();
 DROP FUNCTION ev_diff(text, text);

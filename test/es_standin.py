@@ -207,6 +207,10 @@ class Index:
         self.properties = dict((mappings or {}).get("properties", {}))
         # "dynamic": false -- new fields stay in _source, unmapped
         self.dynamic = (mappings or {}).get("dynamic", True) not in (False, "false")
+        # "_source": {"enabled": false} -- hits carry no _source
+        # (mapping-source-field.html)
+        self.source_enabled = ((mappings or {}).get("_source") or {}).get(
+            "enabled", True) not in (False, "false")
         self.docs = {}
         self.seq = itertools.count()
         self.ord = {}           # id -> insertion ordinal (_shard_doc)
@@ -986,7 +990,8 @@ def render_hits(page, total, body, specs, want_score):
     for h in page:
         d = {"_index": h["_index"], "_id": h["_id"],
              "_score": h["_score"] if want_score else None}
-        src = filter_source(h["_source"], spec)
+        src = filter_source(h["_source"], spec) \
+            if h["_idx"].source_enabled else None
         if src is not None:
             d["_source"] = src
         if specs:
