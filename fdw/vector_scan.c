@@ -370,6 +370,35 @@ local_knn(VectorScan *scan)
 }
 
 /*
+ * ERROR unless every row of a k-NN answer satisfies the pushed filter: the
+ * service's answer is used as it is (nothing rechecks it, and a row it
+ * should not have returned took the place of one it should have), so a
+ * record the service's filter admitted but SQL's comparison would not (a
+ * metadata key holding an array, which a filter matches on any element)
+ * must not pass as an answer.
+ */
+static void
+check_filtered(VectorScan *scan)
+{
+	ListCell   *lc;
+
+	foreach(lc, scan->rows)
+	{
+		VectorRow  *row = lfirst(lc);
+
+		if (!row_matches(row, scan->spec->conds))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+					 errmsg("vector service server \"%s\" returned record \"%s\" of foreign table \"%s\", which does not satisfy the filter sent",
+							scan->conn->servername, row->id, scan->tbl->relname),
+					 errdetail("Its metadata: %s",
+							   row->metadata ? PgpolyHttpExcerpt(scan->conn, row->metadata,
+																 strlen(row->metadata)) : "(none)"),
+					 errhint("A metadata key holding an array or an object matches a filter on any of its elements; read such a key through an array or jsonb column, whose clauses stay local.")));
+	}
+}
+
+/*
  * Start a scan of tbl described by spec (kept by reference), reading
  * through pending (the table's buffered writes, PgpolyPendingWrites).
  * k-NN scans do their request(s) here; the others fetch lazily.
@@ -403,10 +432,14 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 	else if (scan->coll && scan->overlay == NULL && scan->coll->distance == spec->metric)
 	{
 		scan->requests++;
+		/* the metadata the pushed filter reads, to check the answer */
+		if (spec->conds != NIL)
+			spec->include |= VINC_METADATA;
 		scan->rows = VectorQuery(conn, tbl, scan->coll, spec->query, spec->dim, spec->k,
 								 spec->where, spec->by_ids ? spec->ids : NIL, spec->include);
 		if (spec->by_ids && spec->ids == NIL)
 			scan->rows = NIL;
+		check_filtered(scan);
 	}
 	else
 	{
@@ -485,7 +518,13 @@ check_meta_nul(VectorColumn *col, VectorRow *row, RowMeta *meta, const char *fie
 						   field[0] ? field : "metadata", &col->conv);
 }
 
-/* The value of a column that maps to a metadata key. */
+/*
+ * The value of a column that maps to a metadata key.  A column of a type
+ * other than json/jsonb refuses a key holding an array or an object (as an
+ * Elasticsearch column does: PgpolyJsonbFieldValues): Qdrant matches a
+ * pushed  col = 'a'  on any element of ["a", "b"], and no single value of
+ * the column could stand for the array.
+ */
 static Datum
 field_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 {
@@ -493,7 +532,9 @@ field_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 	char	   *text;
 
 	check_meta_nul(col, row, meta, col->field);
-	text = PgpolyJsonbColumnText(meta->doc, col->field, &col->conv, &len);
+	text = col->conv.is_json && !col->conv.is_array ?
+		PgpolyJsonbColumnText(meta->doc, col->field, &col->conv, &len) :
+		PgpolyJsonbFieldValues(meta->doc, col->field, &col->conv, &len);
 	*isnull = text == NULL;
 	if (text == NULL)
 		return (Datum) 0;

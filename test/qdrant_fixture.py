@@ -256,6 +256,14 @@ def _cond(p, c):
     val = p["payload"].get(c["key"])
     if val is None:
         return False
+    # A payload array matches when any of its values does (filtering.html:
+    # "if the stored value is an array, it should have at least one value
+    # matching").
+    return any(_value_cond(v, c) for v in (val if isinstance(val, list) else [val]))
+
+
+def _value_cond(val, c):
+    """One match/range condition against one payload value."""
     if "match" in c:
         m = c["match"]
         if "value" in m:
