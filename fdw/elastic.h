@@ -204,6 +204,9 @@ typedef struct ElasticQuerySpec
 	List	   *includes;		/* String: _source includes; NIL + all */
 	bool		source_all;		/* the whole _source is needed */
 	bool		need_source;	/* any field at all */
+	bool		fields_read;	/* fields the query uses, not only the
+								 * columns of pushed clauses, read to check
+								 * them */
 	bool		need_score;
 	int64		limit;			/* rows to fetch (LIMIT + OFFSET), or -1 */
 } ElasticQuerySpec;

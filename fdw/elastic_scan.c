@@ -535,9 +535,10 @@ hit_source(JsonbContainer *hit, bool *isnull)
 
 /*
  * Fill values/nulls from hit, number hitno of the page.  A hit without a
- * _source object when the scan asked for fields is an ERROR: its fields
- * would read as NULL, even those a pushed clause just matched (an index
- * whose mapping disables _source).
+ * _source object when the query uses fields is an ERROR: its fields would
+ * read as NULL, even those a pushed clause just matched (an index whose
+ * mapping disables _source).  Columns read only to check pushed clauses
+ * are then not checked.
  */
 static void
 hit_row(ElasticScan *scan, JsonbContainer *hit, int hitno, char *id,
@@ -547,7 +548,7 @@ hit_row(ElasticScan *scan, JsonbContainer *hit, int hitno, char *id,
 	bool		srcnull;
 	Datum		source = hit_source(hit, &srcnull);
 
-	if (srcnull && scan->spec->need_source)
+	if (srcnull && scan->spec->fields_read)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("Elasticsearch server \"%s\" sent document \"%s\" of index \"%s\" without a _source object",

@@ -17,6 +17,8 @@
 --     ('Ab' = 'ab'), a field the mapping does not have, a field an index
 --     pattern maps differently in its indexes;
 --   - an index whose mapping disables _source (its fields read as NULL);
+--   - a field holding an array, matched by a pushed term on any element,
+--     in a column the query does not select;
 --   - sessions west of UTC with a half-hour offset and east with one,
 --     DateStyle/IntervalStyle/extra_float_digits/lc_numeric, generic plans
 --     with NULL parameters.
@@ -28,6 +30,7 @@ CREATE SERVER ev_es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url :'es_url');
 SELECT pgpoly.elastic_request('ev_es', 'DELETE', '/regress_ev') IS NOT NULL AS cleaned;
 SELECT pgpoly.elastic_request('ev_es', 'DELETE', '/regress_ev2') IS NOT NULL AS cleaned;
 SELECT pgpoly.elastic_request('ev_es', 'DELETE', '/regress_ev3') IS NOT NULL AS cleaned;
+SELECT pgpoly.elastic_request('ev_es', 'DELETE', '/regress_ev4') IS NOT NULL AS cleaned;
 SELECT pgpoly.elastic_request('ev_es', 'PUT', '/regress_ev', '{"mappings": {"dynamic": false,
     "properties": {"ts": {"type": "date"}, "d": {"type": "date"}, "ns": {"type": "date_nanos"},
       "f": {"type": "float"}, "fd": {"type": "double"}, "l": {"type": "long"},
@@ -191,6 +194,20 @@ SELECT _id FROM ev_nosrc WHERE n = 3;
 DELETE FROM ev_nosrc WHERE n = 4;
 SELECT _id FROM ev_nosrc;
 SELECT pgpoly.elastic_request('ev_es', 'DELETE', '/regress_ev3')->>'acknowledged' AS dropped;
+
+-- A field holding an array matches a term on any element: the column of a
+-- pushed clause is read, so such a document is an ERROR (as when the
+-- column is selected), not a row claiming tag = 'a' or n > 5.
+CREATE FOREIGN TABLE ev_arr (_id text, tag text, n int) SERVER ev_es OPTIONS (index 'regress_ev4');
+CREATE FOREIGN TABLE ev_arr_w (_id text, _source jsonb) SERVER ev_es
+  OPTIONS (index 'regress_ev4', refresh 'true');
+SELECT pgpoly.elastic_request('ev_es', 'PUT', '/regress_ev4', '{"mappings": {"properties": {
+    "tag": {"type": "keyword"}, "n": {"type": "long"}}}}')->>'acknowledged' AS created;
+INSERT INTO ev_arr_w VALUES ('a1', '{"tag": ["a", "b"], "n": [1, 9]}'), ('a2', '{"tag": "a", "n": 2}');
+SELECT _id FROM ev_arr WHERE tag = 'a';
+SELECT _id FROM ev_arr WHERE n > 5;
+SELECT _id FROM ev_arr WHERE n < 5 AND _id = 'a2';
+SELECT pgpoly.elastic_request('ev_es', 'DELETE', '/regress_ev4')->>'acknowledged' AS dropped;
 
 DROP FUNCTION ev_check();
 DROP FUNCTION ev_diff(text, text);
