@@ -475,19 +475,21 @@ mapped_field(ElasticMappingCache *m, const char *path)
 }
 
 /*
- * Record one index's mapping of leaf field path: its type (a field the
- * indexes map differently gets type "", one with a normalizer "normalized
- * keyword"), and whether it is text with a .keyword keyword subfield
- * without a normalizer.  Called in TopMemoryContext.
+ * Record one index's mapping def of leaf field path: its type (as_type if
+ * not NULL; a field the indexes map differently gets type "", one with a
+ * normalizer "normalized keyword"), and whether it is text with a
+ * .keyword keyword subfield without a normalizer.  Called in
+ * TopMemoryContext.
  */
 static void
-note_field(ElasticMappingCache *m, const char *path, json_t *def)
+note_field(ElasticMappingCache *m, const char *path, json_t *def, const char *as_type)
 {
-	const char *type = json_string_value(json_object_get(def, "type"));
+	const char *type = as_type ? as_type : json_string_value(json_object_get(def, "type"));
 	json_t	   *kw = json_object_get(json_object_get(def, "fields"), "keyword");
 	const char *kwtype = json_string_value(json_object_get(kw, "type"));
-	bool		keyword = kwtype && strcmp(kwtype, "keyword") == 0 &&
-		json_object_get(kw, "normalizer") == NULL;
+	bool		keyword = as_type == NULL && kwtype && strcmp(kwtype, "keyword") == 0 &&
+		json_object_get(kw, "normalizer") == NULL &&
+		!json_is_false(json_object_get(kw, "index"));
 	ElasticMappedField *f = mapped_field(m, path);
 
 	if (type == NULL)
@@ -511,10 +513,14 @@ note_field(ElasticMappingCache *m, const char *path, json_t *def)
 
 /*
  * Record the leaf fields of one index's "properties" object under prefix.
- * Called in TopMemoryContext: the cache lives as long as the connection.
+ * The fields of a nested object are searched only by a nested query, and
+ * a field mapped with "index": false not at all: they get types no column
+ * compares through.  Called in TopMemoryContext: the cache lives as long
+ * as the connection.
  */
 static void
-walk_properties(ElasticMappingCache *m, json_t *props, const char *prefix)
+walk_properties(ElasticMappingCache *m, json_t *props, const char *prefix,
+				bool nested)
 {
 	const char *key;
 	json_t	   *def;
@@ -523,16 +529,22 @@ walk_properties(ElasticMappingCache *m, json_t *props, const char *prefix)
 	{
 		char	   *path = psprintf("%s%s", prefix, key);
 		json_t	   *sub = json_object_get(def, "properties");
+		const char *type = json_string_value(json_object_get(def, "type"));
 
 		if (json_is_object(sub))
 		{
 			char	   *sub_prefix = psprintf("%s.", path);
 
-			walk_properties(m, sub, sub_prefix);
+			walk_properties(m, sub, sub_prefix,
+							nested || (type && strcmp(type, "nested") == 0));
 			pfree(sub_prefix);
 		}
+		else if (nested)
+			note_field(m, path, def, "in nested");
+		else if (json_is_false(json_object_get(def, "index")))
+			note_field(m, path, def, "not indexed");
 		else
-			note_field(m, path, def);
+			note_field(m, path, def, NULL);
 		pfree(path);
 	}
 }
@@ -561,7 +573,7 @@ fetch_mapping(PgpolyConnection *conn, const char *index)
 
 		m->indexes++;
 		if (json_is_object(props))
-			walk_properties(m, props, "");
+			walk_properties(m, props, "", false);
 	}
 	MemoryContextSwitchTo(old);
 	return m;

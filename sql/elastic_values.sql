@@ -18,7 +18,7 @@
 --     pattern maps differently in its indexes;
 --   - an index whose mapping disables _source (its fields read as NULL);
 --   - a field holding an array, matched by a pushed term on any element,
---     in a column the query does not select;
+--     in a column the query does not select; a field of a nested object;
 --   - sessions west of UTC with a half-hour offset and east with one,
 --     DateStyle/IntervalStyle/extra_float_digits/lc_numeric, generic plans
 --     with NULL parameters.
@@ -202,11 +202,17 @@ CREATE FOREIGN TABLE ev_arr (_id text, tag text, n int) SERVER ev_es OPTIONS (in
 CREATE FOREIGN TABLE ev_arr_w (_id text, _source jsonb) SERVER ev_es
   OPTIONS (index 'regress_ev4', refresh 'true');
 SELECT pgpoly.elastic_request('ev_es', 'PUT', '/regress_ev4', '{"mappings": {"properties": {
-    "tag": {"type": "keyword"}, "n": {"type": "long"}}}}')->>'acknowledged' AS created;
+    "tag": {"type": "keyword"}, "n": {"type": "long"},
+    "c": {"type": "nested", "properties": {"who": {"type": "keyword"}}}}}}')->>'acknowledged' AS created;
 INSERT INTO ev_arr_w VALUES ('a1', '{"tag": ["a", "b"], "n": [1, 9]}'), ('a2', '{"tag": "a", "n": 2}');
 SELECT _id FROM ev_arr WHERE tag = 'a';
 SELECT _id FROM ev_arr WHERE n > 5;
 SELECT _id FROM ev_arr WHERE n < 5 AND _id = 'a2';
+-- The fields of a nested object match only through a nested query.
+CREATE FOREIGN TABLE ev_nested (_id text, who text OPTIONS (field 'c.who')) SERVER ev_es
+  OPTIONS (index 'regress_ev4');
+INSERT INTO ev_arr_w VALUES ('a3', '{"c": {"who": "x"}}');
+SELECT _id FROM ev_nested WHERE who = 'x';
 SELECT pgpoly.elastic_request('ev_es', 'DELETE', '/regress_ev4')->>'acknowledged' AS dropped;
 
 DROP FUNCTION ev_check();

@@ -231,6 +231,12 @@ class Index:
             props = m.get("properties", {})
         return m
 
+    def under_nested(self, path):
+        """Whether a dotted field path lies inside a nested object."""
+        parts = path.split(".")
+        return any((self.field_mapping(".".join(parts[:i])) or {}).get("type")
+                   == "nested" for i in range(1, len(parts)))
+
     def learn(self, source, props=None, prefix=""):
         """Dynamic mapping of new fields; raise on values that do not fit."""
         props = self.properties if props is None else props
@@ -315,8 +321,10 @@ class Ctx:
             parent = idx.field_mapping(field.rsplit(".", 1)[0])
             if parent is not None and "keyword" in parent.get("fields", {}):
                 base = field.rsplit(".", 1)[0]
-        if m is None:
-            # Elasticsearch indexes no unmapped field: nothing matches it
+        if m is None or idx.under_nested(field):
+            # Elasticsearch indexes no unmapped field: nothing matches it;
+            # a nested object's fields only match through a nested query
+            # (nested.html), which the stand-in does not have
             return "keyword", []
         vals = get_values(src, base)
         t = m.get("type", "keyword")
