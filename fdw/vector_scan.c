@@ -52,6 +52,7 @@ struct VectorScan
 	bool		remote_done;
 	bool		local;			/* k-NN computed here */
 	int			requests;
+	int			returned;		/* rows returned (capped scans) */
 };
 
 typedef struct OverlayEntry
@@ -378,11 +379,11 @@ local_knn(VectorScan *scan)
  * must not pass as an answer.
  */
 static void
-check_filtered(VectorScan *scan)
+check_filtered(VectorScan *scan, List *rows)
 {
 	ListCell   *lc;
 
-	foreach(lc, scan->rows)
+	foreach(lc, rows)
 	{
 		VectorRow  *row = lfirst(lc);
 
@@ -416,6 +417,8 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 	scan->ids_left = spec->ids;
 	scan->coll = VectorLookupCollection(conn, tbl, tbl->create);
 	scan->overlay = VectorOverlayBuild(pending);
+	if (spec->capped && spec->conds != NIL)
+		spec->include |= VINC_METADATA;
 	if (spec->query == NULL)
 	{
 		if (!spec->empty)
@@ -439,7 +442,7 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 								 spec->where, spec->by_ids ? spec->ids : NIL, spec->include);
 		if (spec->by_ids && spec->ids == NIL)
 			scan->rows = NIL;
-		check_filtered(scan);
+		check_filtered(scan, scan->rows);
 	}
 	else
 	{
@@ -451,7 +454,11 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 	return scan;
 }
 
-/* The next row of the scan, or NULL at the end. */
+/*
+ * The next row of the scan, or NULL at the end.  A capped scan (k-NN
+ * without a query vector) ends after k rows, and its rows from the service
+ * are checked against the filter as a k-NN answer is.
+ */
 VectorRow *
 VectorScanNext(VectorScan *scan)
 {
@@ -463,8 +470,14 @@ VectorScanNext(VectorScan *scan)
 			return list_nth(scan->rows, scan->pos++);
 		return NULL;
 	}
+	if (scan->spec->capped && scan->returned++ >= scan->spec->k)
+		return NULL;
 	if ((row = next_remote(scan)) != NULL)
+	{
+		if (scan->spec->capped)
+			check_filtered(scan, list_make1(row));
 		return row;
+	}
 	if (scan->overlay_rows != NIL)
 	{
 		row = linitial(scan->overlay_rows);
