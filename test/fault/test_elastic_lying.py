@@ -39,35 +39,13 @@ class LyingServer:
         self.server = pgtest.TcpServer(self._serve)
         self.url = "http://127.0.0.1:%d" % self.server.port
 
-    @staticmethod
-    def _read(c, buf):
-        """(method, path, body, rest) of one request, or None."""
-        while b"\r\n\r\n" not in buf:
-            chunk = c.recv(65536)
-            if not chunk:
-                return None
-            buf += chunk
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        method, path = lines[0].split(b" ")[:2]
-        length = 0
-        for line in lines[1:]:
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        while len(rest) < length:
-            chunk = c.recv(65536)
-            if not chunk:
-                return None
-            rest += chunk
-        return method.decode(), path.decode(), rest[:length], rest[length:]
-
     def _serve(self, c):
         buf = b""
         while True:
-            req = self._read(c, buf)
+            req = pgtest.read_http_request_body(c, buf)
             if req is None:
                 return
-            method, path, body, buf = req
+            method, path, _, body, buf = req
             if "_bulk" in path:
                 out = json.dumps(self._bulk(body)).encode()
             elif "_search" in path:
