@@ -785,7 +785,9 @@ column_datum(ElasticColumn *col, char *text, size_t len)
 {
 	if (col->is_datetime && !col->is_array && is_integer_text(text))
 		return datetime_from_millis(col, text);
-	if (col->is_datetime && !col->is_array && col->basetype != TIMESTAMPTZOID)
+	/* a plain date (the column's fast path) is its own UTC day */
+	if (col->is_datetime && !col->is_array && col->basetype != TIMESTAMPTZOID &&
+		!(col->basetype == DATEOID && len == 10))
 		return datetime_from_instant(col, DatumGetTimestamp(PgpolyTextToDatum(&col->instant,
 																			 text, len)));
 	return PgpolyTextToDatum(&col->conv, text, len);
