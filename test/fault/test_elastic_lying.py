@@ -6,7 +6,8 @@ _bulk request with HTTP 200 and a body chosen by the test:
 
   * noitems: "errors": false and no items at all (a gateway's canned
     answer): nothing was written, so COMMIT must fail;
-  * hidden: "errors": false, yet the second item failed with an error;
+  * hidden: "errors": false, yet the second and third items failed with
+    an error (the ERROR names the first, its detail the other);
   * statusonly: "errors": false, the second item has status 500 and no
     error object;
   * fewer: "errors": false, one item fewer than the actions sent;
@@ -76,7 +77,7 @@ class LyingServer:
                 item.update(status=200, result="deleted")
                 if self.mode == "gone":
                     item.update(status=404, result="not_found")
-            if k == 1 and self.mode == "hidden":
+            if k >= 1 and self.mode == "hidden":
                 item.update(status=400, error={
                     "type": "mapper_parsing_exception",
                     "reason": "failed to parse field [n]"})
@@ -110,7 +111,8 @@ def test():
              "INSERT INTO w VALUES ('a%d', 1), ('b%d', 2), ('c%d', 3); COMMIT;")
     for k, (mode, want) in enumerate([
             ("noitems", ("liar", "3 actions with 0 items")),
-            ("hidden", ('"b', "mapper_parsing_exception")),
+            ("hidden", ('"b1"', "mapper_parsing_exception",
+                        '1 other item(s) of the request failed too: "c1"')),
             ("statusonly", ('"b', "status 500")),
             ("fewer", ("liar", "3 actions with 2 items")),
             ("honest", None)]):
