@@ -464,6 +464,7 @@ static void
 remember_sort(ElasticScan *scan, JsonbContainer *hit)
 {
 	JsonbValue *sort = getKeyJsonValueFromContainer(hit, "sort", 4, NULL);
+	char	   *after;
 
 	check_nul(scan, scan->nhits - 1, "sort", NULL);
 
@@ -472,7 +473,15 @@ remember_sort(ElasticScan *scan, JsonbContainer *hit)
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("Elasticsearch server \"%s\" sent a hit without sort values",
 						scan->conn->servername)));
-	scan->search_after = JsonbToCString(NULL, sort->val.binary.data, sort->val.binary.len);
+	after = JsonbToCString(NULL, sort->val.binary.data, sort->val.binary.len);
+	/* sort values are unique (tiebreaker): the same ones again repeat a page */
+	if (scan->search_after && strcmp(after, scan->search_after) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("Elasticsearch server \"%s\" answered a page after %s with the same page again",
+						scan->conn->servername,
+						PgpolyHttpExcerpt(scan->conn, after, strlen(after)))));
+	scan->search_after = after;
 }
 
 /* Make sure a hit is available; false when the remote result is exhausted. */

@@ -12,6 +12,9 @@ _bulk request with HTTP 200 and a body chosen by the test:
     error object;
   * fewer: "errors": false, one item fewer than the actions sent;
   * honest: every item 201 (COMMIT succeeds);
+  * samepage: every search page full and the same, whatever search_after
+    says (a cache in front of the cluster): an ERROR, not rows repeated
+    until statement_timeout;
   * gone: a delete answered 404 "not_found" without error, as
     Elasticsearch answers a delete of a document already deleted (COMMIT
     succeeds: the document is gone).
@@ -49,6 +52,17 @@ class LyingServer:
             method, path, _, body, buf = req
             if "_bulk" in path:
                 out = json.dumps(self._bulk(body)).encode()
+            elif "_pit" in path:
+                out = b'{"id": "pit-1", "succeeded": true, "num_freed": 1}'
+            elif "_search" in path and self.mode == "samepage":
+                # a full page, the same whatever search_after says
+                out = json.dumps({"took": 1, "timed_out": False, "pit_id": "pit-1",
+                                  "_shards": {"total": 1, "successful": 1,
+                                              "skipped": 0, "failed": 0},
+                                  "hits": {"hits": [
+                                      {"_index": "lies", "_id": "p%d" % i, "_score": None,
+                                       "_source": {"n": i}, "sort": [i]}
+                                      for i in (1, 2)]}}).encode()
             elif "_search" in path:
                 out = json.dumps({"took": 1, "timed_out": False, "_shards": {
                     "total": 1, "successful": 1, "skipped": 0, "failed": 0},
@@ -101,6 +115,8 @@ def test():
             OPTIONS (url '%s');
         CREATE FOREIGN TABLE w (_id text, n int) SERVER liar
             OPTIONS (index 'lies');
+        CREATE FOREIGN TABLE paged (_id text, n int) SERVER liar
+            OPTIONS (index 'lies', fetch_size '2');
         CREATE TABLE native (id int);
     """ % liar.url, db=db)
     if not check(r.rc == 0, "setup failed: %s" % r.err):
@@ -129,6 +145,15 @@ def test():
             n = s.value("SELECT count(*) FROM native WHERE id = %d;" % k)
             check(n == "0", "%s: the native row of the failed COMMIT is there"
                   % mode)
+    # A store that answers every page with the same page: an ERROR, not
+    # the same rows again and again until statement_timeout.
+    liar.mode = "samepage"
+    r = s.run("SET statement_timeout = '10s'; SELECT count(*) FROM (SELECT n FROM paged OFFSET 0) x; "
+              "RESET statement_timeout;")
+    check(r.rc == 1 and r.sqlstate == "HV000" and "same page" in r.err,
+          "repeated page: want HV000 'same page'; got rc=%s %s %s"
+          % (r.rc, r.sqlstate, r.err.strip()))
+    s.run("RESET statement_timeout;")
     # A delete of a document already gone is no failure.
     liar.mode = "gone"
     r = s.run("BEGIN; DELETE FROM w WHERE _id = 'zz'; COMMIT;")
