@@ -301,9 +301,13 @@ page_request(ElasticScan *scan, StringInfo body)
 	return ElasticIndexPath(scan->tbl->index, "/_search");
 }
 
-/* ERROR unless the response covers every shard within the time limit. */
+/*
+ * ERROR unless a search or count response (doc) covers every shard of
+ * index within the time limit: Elasticsearch answers 200 with the hits or
+ * the count of the shards that answered.
+ */
 static void
-check_complete(ElasticScan *scan, Datum doc)
+check_complete(PgpolyConnection *conn, const char *index, Datum doc)
 {
 	char	   *timed_out = PgpolyJsonbFieldText(doc, "timed_out", false, NULL);
 	char	   *failed = PgpolyJsonbFieldText(doc, "_shards.failed", false, NULL);
@@ -312,7 +316,7 @@ check_complete(ElasticScan *scan, Datum doc)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("Elasticsearch search on index \"%s\" timed out on server \"%s\"; the results would be partial",
-						scan->tbl->index, scan->conn->servername)));
+						index, conn->servername)));
 	if (failed && strcmp(failed, "0") != 0)
 	{
 		char	   *failures = PgpolyJsonbFieldText(doc, "_shards.failures", false, NULL);
@@ -320,9 +324,9 @@ check_complete(ElasticScan *scan, Datum doc)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("Elasticsearch search on index \"%s\" failed on %s shard(s) of server \"%s\"; the results would be partial",
-						scan->tbl->index, failed, scan->conn->servername),
+						index, failed, conn->servername),
 				 failures ? errdetail("Shard failures: %s",
-									  PgpolyHttpExcerpt(scan->conn, failures, strlen(failures))) : 0));
+									  PgpolyHttpExcerpt(conn, failures, strlen(failures))) : 0));
 	}
 }
 
@@ -399,7 +403,7 @@ fetch_page(ElasticScan *scan)
 	ElasticRequestOk(scan->conn, "POST", path, body.data, body.len,
 					 scan->tbl->index, &resp);
 	doc = ElasticParseJsonb(scan->conn, &scan->nuls, resp.body, resp.len, "search response");
-	check_complete(scan, doc);
+	check_complete(scan->conn, scan->tbl->index, doc);
 	keep_continuation(scan, doc);
 	scan->hits = response_hits(scan, doc, &resp);
 	scan->nhits = JsonContainerSize(scan->hits);
@@ -907,7 +911,9 @@ ElasticCount(ElasticTable *tbl, PgpolyConnection *conn, List *conds,
 	StringInfoData body;
 	PgpolyHttpResponse resp;
 	char	   *path = ElasticIndexPath(tbl->index, "/_count");
+	Datum		doc;
 	char	   *count;
+	long long	n;
 
 	if (PgpolyPendingWrites(conn, tbl->relid) != NIL)
 		ereport(ERROR,
@@ -920,15 +926,18 @@ ElasticCount(ElasticTable *tbl, PgpolyConnection *conn, List *conds,
 	ElasticAppendQuery(&body, conds, params, false);
 	appendStringInfoChar(&body, '}');
 	ElasticRequestOk(conn, "POST", path, body.data, body.len, tbl->index, &resp);
-	count = PgpolyJsonbFieldText(ElasticParseJsonb(conn, NULL, resp.body, resp.len,
-												   "count response"),
-								 "count", false, NULL);
-	if (count == NULL || !is_integer_text(count))
+	doc = ElasticParseJsonb(conn, NULL, resp.body, resp.len, "count response");
+	check_complete(conn, tbl->index, doc);
+	count = PgpolyJsonbFieldText(doc, "count", false, NULL);
+	errno = 0;
+	n = count && is_integer_text(count) ? strtoll(count, NULL, 10) : -1;
+	/* a negative count, or one beyond int8, is no count */
+	if (n < 0 || errno == ERANGE)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-				 errmsg("Elasticsearch server \"%s\" sent a count response without a count",
+				 errmsg("Elasticsearch server \"%s\" sent a count response without a count of documents",
 						conn->servername),
 				 errdetail("The response begins: %s",
 						   PgpolyHttpExcerpt(conn, resp.body, resp.len))));
-	return strtoll(count, NULL, 10);
+	return (int64) n;
 }

@@ -15,6 +15,8 @@ _bulk request with HTTP 200 and a body chosen by the test:
   * samepage: every search page full and the same, whatever search_after
     says (a cache in front of the cluster): an ERROR, not rows repeated
     until statement_timeout;
+  * countpartial / countnegative / counthuge: a _count answer counting
+    the shards that answered (one failed), or a count of -5 or 10^20;
   * gone: a delete answered 404 "not_found" without error, as
     Elasticsearch answers a delete of a document already deleted (COMMIT
     succeeds: the document is gone).
@@ -52,6 +54,8 @@ class LyingServer:
             method, path, _, body, buf = req
             if "_bulk" in path:
                 out = json.dumps(self._bulk(body)).encode()
+            elif "_count" in path:
+                out = json.dumps(self._count()).encode()
             elif "_pit" in path:
                 out = b'{"id": "pit-1", "succeeded": true, "num_freed": 1}'
             elif "_search" in path and self.mode == "samepage":
@@ -73,6 +77,18 @@ class LyingServer:
                 out = ES_ROOT
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                       b"Content-Length: %d\r\n\r\n%s" % (len(out), out))
+
+    def _count(self):
+        """A _count answer in the current mode."""
+        shards = {"total": 2, "successful": 2, "skipped": 0, "failed": 0}
+        if self.mode == "countpartial":
+            # 200 with the count of the shards that answered
+            shards.update(successful=1, failed=1, failures=[{
+                "shard": 1, "index": "lies", "reason": {
+                    "type": "node_disconnected_exception",
+                    "reason": "node left the cluster"}}])
+        count = {"countnegative": -5, "counthuge": 10 ** 20}.get(self.mode, 3)
+        return {"count": count, "_shards": shards}
 
     def _bulk(self, body):
         """The answer to a _bulk body (NDJSON) in the current mode."""
@@ -154,6 +170,20 @@ def test():
           "repeated page: want HV000 'same page'; got rc=%s %s %s"
           % (r.rc, r.sqlstate, r.err.strip()))
     s.run("RESET statement_timeout;")
+    # count(*) pushed down as _count: a partial count (a shard failed) or
+    # one that cannot be a count is an ERROR, not the answer.
+    for mode, want in (("countpartial", "failed on 1 shard"),
+                       ("countnegative", "without a count"),
+                       ("counthuge", "without a count"),
+                       ("honest", None)):
+        liar.mode = mode
+        r = s.run("SELECT count(*) FROM paged;")
+        if want is None:
+            check(r.rc == 0 and r.out.strip() == "3", "count: %s %s" % (r.out, r.err))
+        else:
+            check(r.rc == 1 and r.sqlstate and r.sqlstate.startswith("HV")
+                  and want in r.err, "%s: want an HV ERROR '%s'; got rc=%s %s %s"
+                  % (mode, want, r.rc, r.sqlstate, (r.out + r.err).strip()))
     # A delete of a document already gone is no failure.
     liar.mode = "gone"
     r = s.run("BEGIN; DELETE FROM w WHERE _id = 'zz'; COMMIT;")
