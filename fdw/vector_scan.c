@@ -306,16 +306,54 @@ wanted_id(VectorScanSpec *spec, const char *id)
 	return false;
 }
 
-/* qsort comparator: ascending distance, NaN last. */
+/* A row and its position in the list it came from (ties keep order). */
+typedef struct RankedRow
+{
+	VectorRow  *row;
+	int			pos;
+} RankedRow;
+
+/* qsort comparator: ascending distance, NaN last, then position. */
 static int
 cmp_distance(const void *a, const void *b)
 {
-	double		x = (*(VectorRow *const *) a)->distance;
-	double		y = (*(VectorRow *const *) b)->distance;
+	const RankedRow *ra = a;
+	const RankedRow *rb = b;
+	double		x = ra->row->distance;
+	double		y = rb->row->distance;
 
 	if (isnan(x) || isnan(y))
-		return isnan(x) - isnan(y);
-	return x < y ? -1 : x > y ? 1 : 0;
+	{
+		if (isnan(x) != isnan(y))
+			return isnan(x) - isnan(y);
+	}
+	else if (x != y)
+		return x < y ? -1 : 1;
+	return ra->pos - rb->pos;
+}
+
+/*
+ * The first k of rows (with distances) by ascending distance, NaN last;
+ * rows at equal distances keep their order.
+ */
+static List *
+nearest_k(List *rows, int k)
+{
+	int			n = list_length(rows);
+	RankedRow  *arr = palloc(sizeof(RankedRow) * Max(n, 1));
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	foreach(lc, rows)
+	{
+		arr[foreach_current_index(lc)].row = lfirst(lc);
+		arr[foreach_current_index(lc)].pos = foreach_current_index(lc);
+	}
+	qsort(arr, n, sizeof(RankedRow), cmp_distance);
+	for (int i = 0; i < Min(n, k); i++)
+		result = lappend(result, arr[i].row);
+	pfree(arr);
+	return result;
 }
 
 /* Give row its local distance to the query (dimension checked). */
@@ -342,9 +380,6 @@ local_knn(VectorScan *scan)
 	VectorScanSpec *spec = scan->spec;
 	List	   *cands = NIL;
 	VectorRow  *row;
-	VectorRow **arr;
-	List	   *result = NIL;
-	int			n;
 	ListCell   *lc;
 
 	spec->include |= VINC_EMBEDDING;
@@ -357,17 +392,9 @@ local_knn(VectorScan *scan)
 		if (wanted_id(spec, row->id) && row_matches(row, spec->conds))
 			cands = lappend(cands, row);
 	}
-	n = list_length(cands);
-	arr = palloc(sizeof(VectorRow *) * Max(n, 1));
 	foreach(lc, cands)
-	{
-		arr[foreach_current_index(lc)] = lfirst(lc);
 		set_local_distance(spec, lfirst(lc));
-	}
-	qsort(arr, n, sizeof(VectorRow *), cmp_distance);
-	for (int i = 0; i < Min(n, spec->k); i++)
-		result = lappend(result, arr[i]);
-	return result;
+	return nearest_k(cands, spec->k);
 }
 
 /*
@@ -443,6 +470,8 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 		if (spec->by_ids && spec->ids == NIL)
 			scan->rows = NIL;
 		check_filtered(scan, scan->rows);
+		/* the answer is the query's: no more than k rows, nearest first */
+		scan->rows = nearest_k(scan->rows, spec->k);
 	}
 	else
 	{

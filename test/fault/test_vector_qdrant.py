@@ -16,6 +16,8 @@ bodies pgpoly sent:
   * INSERT/UPDATE/DELETE bodies sent at COMMIT (nothing before), the
     api-key header, create_collection, invalid ids refused at INSERT;
   * an error body {"status": {"error"}} becomes an ERROR quoting it;
+  * a service answering every point, farthest first: still the LIMIT
+    nearest, in order;
   * a payload array (matched by a filter on any element): a k-NN answer
     holding such a record is an ERROR, not a row SQL's clause rejects, and
     a scalar column refuses to read the array (22P02).
@@ -143,6 +145,15 @@ def test():
     check(rows(sess, "SELECT id FROM t_arr WHERE task = 'text' AND id = '2' "
                      "ORDER BY embedding <-> %s LIMIT 2;" % qtext) == [["2"]],
           "k-NN whose answer satisfies the filter")
+
+    # A service that answers every point, farthest first: the answer is
+    # still the LIMIT nearest, in order.
+    fx.overfill = True
+    got = rows(sess, "SELECT id FROM t_l2 ORDER BY embedding <-> %s LIMIT 2;" % qtext)
+    want = sorted((local("l2", p["vector"], Q), str(p["id"])) for p in POINTS)[:2]
+    check([g[0] for g in got] == [w[1] for w in want],
+          "an overfull answer: %r vs %r" % (got, want))
+    fx.overfill = False
 
     # use_remote_estimate: the plan's row count is the collection's points_count.
     r = sess.run("ALTER FOREIGN TABLE t_l2 OPTIONS (ADD use_remote_estimate 'true');\n"
