@@ -21,7 +21,9 @@
  *	- Documents (_source) become jsonb through PostgreSQL's own parser, so
  *	  numbers keep their precision; jansson only reads control responses.
  *	- No network I/O at plan time, except the index mapping, fetched once
- *	  per connection and only when a text column is compared or sorted.
+ *	  per connection and only when a column is compared or sorted: a
+ *	  comparison is pushed only where the field's mapped type compares as
+ *	  the column's SQL type does.
  *
  * fdw/elastic.h
  *
@@ -67,6 +69,10 @@ typedef struct ElasticColumn
 	bool		is_json;		/* json or jsonb: reads anything */
 	bool		is_datetime;	/* date/timestamp(tz) (or array of) */
 	PgpolyConv	conv;			/* text -> datum (convert.c) */
+	PgpolyConv	instant;		/* scalar date or timestamp column: the
+								 * timestamptz a value names (its UTC day or
+								 * time is the column's, as Elasticsearch
+								 * indexes it) */
 } ElasticColumn;
 
 /* An Elasticsearch foreign table, resolved from the catalogs (no I/O). */
@@ -88,14 +94,6 @@ typedef struct ElasticTable
 	ForeignServer *server;
 	UserMapping *user;			/* may be NULL */
 } ElasticTable;
-
-/* Mapping facts about one field (elastic_conn.c). */
-typedef enum ElasticFieldKind
-{
-	EFIELD_UNKNOWN,				/* not in the mapping */
-	EFIELD_TEXT,				/* analyzed text */
-	EFIELD_OTHER				/* keyword, numbers, dates ... */
-} ElasticFieldKind;
 
 /* Which point-in-time API a cluster has (deep scans use it when present). */
 typedef enum ElasticPitApi
@@ -145,8 +143,8 @@ extern void ElasticRaiseStatus(PgpolyConnection *conn, const char *method,
 							   const char *path, const char *index,
 							   PgpolyHttpResponse *resp) pg_attribute_noreturn();
 extern char *ElasticIndexPath(const char *index, const char *suffix);
-extern ElasticFieldKind ElasticFieldInfo(ElasticTable *tbl, const char *field,
-										 bool *has_keyword);
+extern const char *ElasticFieldType(ElasticTable *tbl, const char *field,
+									bool *has_keyword);
 extern void ElasticQueueClose(PgpolyConnection *conn, bool pit,
 							  const char *id);
 extern void ElasticSendQueuedCloses(PgpolyConnection *conn);
@@ -175,13 +173,19 @@ typedef enum ElasticCondKind
 /*
  * One pushed condition: kind, the ES field it applies to, and the index
  * in fdw_exprs of its value (-1 when it has none).  In plans it travels as
- * a List (Integer kind, String field, Integer expr).
+ * a List (Integer kind, String field, Integer expr, Integer below or -1
+ * when not near, Integer above).
  */
 typedef struct ElasticCond
 {
 	ElasticCondKind kind;
 	char	   *field;
 	int			expr;
+	bool		near;			/* a date/time comparison sent as the range
+								 * [value - below, value + above] (ms),
+								 * which the clause, kept local, narrows */
+	int			below;
+	int			above;
 } ElasticCond;
 
 /* One ORDER BY item pushed down: field (or "_score"), direction, nulls. */
@@ -200,6 +204,9 @@ typedef struct ElasticQuerySpec
 	List	   *includes;		/* String: _source includes; NIL + all */
 	bool		source_all;		/* the whole _source is needed */
 	bool		need_source;	/* any field at all */
+	bool		fields_read;	/* fields the query uses, not only the
+								 * columns of pushed clauses, read to check
+								 * them */
 	bool		need_score;
 	int64		limit;			/* rows to fetch (LIMIT + OFFSET), or -1 */
 } ElasticQuerySpec;
@@ -214,7 +221,8 @@ typedef struct ElasticParamValue
 } ElasticParamValue;
 
 extern bool ElasticClassifyQual(ElasticTable *tbl, RelOptInfo *baserel,
-								Expr *clause, List **conds, List **exprs);
+								Expr *clause, List **conds, List **exprs,
+								bool *recheck);
 extern bool ElasticSortableColumn(ElasticTable *tbl, AttrNumber att,
 								  Oid collation, char **field);
 extern void ElasticAppendQuery(StringInfo buf, List *conds,

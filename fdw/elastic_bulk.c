@@ -398,53 +398,97 @@ member_excerpt(PgpolyConnection *conn, json_t *s, const char *dflt)
 	return PgpolyHttpExcerpt(conn, json_string_value(s), json_string_length(s));
 }
 
-/* ERROR for the first failed item of a bulk response. */
+/*
+ * Whether bulk item entry ({"<action>": {...}}) for write w failed: it has
+ * an "error", or a status that is not a success (a delete's 404 is: the
+ * document is gone).  A create's 409 (ON CONFLICT DO NOTHING: the document
+ * exists) is the row skipped, not a failure.  *err and *status: the item's.
+ */
+static bool
+item_failed(ElasticWrite *w, json_t *entry, json_t **err, json_t **status)
+{
+	const char *key;
+	json_t	   *item;
+
+	*err = *status = NULL;
+	json_object_foreach(entry, key, item)
+	{
+		*err = json_object_get(item, "error");
+		*status = json_object_get(item, "status");
+	}
+	if (*err == NULL && json_is_integer(*status) &&
+		(json_integer_value(*status) < 300 ||
+		 (w->op == EWRITE_DELETE && json_integer_value(*status) == 404)))
+		return false;
+	if (w->op == EWRITE_CREATE && json_integer_value(*status) == 409)
+	{
+		if (w->applied)
+			*w->applied = false;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * ERROR if an item of a bulk response failed (see item_failed), naming
+ * the first failed document with its error, and the others (up to ten).
+ */
 static void
 check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 			int64 sent_before)
 {
 	json_t	   *items = json_object_get(doc, "items");
-	size_t		i;
+	json_t	   *err = NULL;
+	json_t	   *status = NULL;
+	int			first = -1;
+	int			failed = 0;
+	StringInfoData others;
 
 	if (!json_is_array(items) || json_array_size(items) != (size_t) n)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("Elasticsearch server \"%s\" answered a bulk request of %d actions with %zu items",
 						conn->servername, n, json_is_array(items) ? json_array_size(items) : 0)));
-	for (i = 0; i < (size_t) n; i++)
+	initStringInfo(&others);
+	for (int i = 0; i < n; i++)
 	{
-		const char *key;
-		json_t	   *item;
-		json_t	   *err = NULL;
-		json_t	   *type;
-		json_t	   *reason;
-		json_t	   *status = NULL;
+		json_t	   *e;
+		json_t	   *st;
 
-		json_object_foreach(json_array_get(items, i), key, item)
-		{
-			err = json_object_get(item, "error");
-			status = json_object_get(item, "status");
-		}
-		if (err == NULL)
+		if (!item_failed(batch[i], json_array_get(items, i), &e, &st))
 			continue;
-		if (batch[i]->op == EWRITE_CREATE && json_integer_value(status) == 409)
+		if (failed++ == 0)
 		{
-			/* ON CONFLICT DO NOTHING: the document exists, the row is skipped. */
-			if (batch[i]->applied)
-				*batch[i]->applied = false;
-			continue;
+			first = i;
+			err = e;
+			status = st;
 		}
-		type = json_object_get(err, "type");
-		reason = json_object_get(err, "reason");
-		ereport(ERROR,
-				(errcode(PgpolyHttpStatusErrcode(json_integer_value(status))),
-				 errmsg("Elasticsearch rejected document \"%s\" in index \"%s\"",
-						batch[i]->id, batch[i]->tbl->index),
-				 errdetail("%s: %s", member_excerpt(conn, type, "error"),
-						   member_excerpt(conn, reason, "no reason given")),
-				 errhint("Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of this write stay applied, as may the other items of its batch.",
-						 sent_before + (int64) i)));
+		else if (failed <= 11)
+			appendStringInfo(&others, "%s\"%s\"", failed > 2 ? ", " : "", batch[i]->id);
 	}
+	if (first < 0)
+		return;
+	if (failed > 1)
+		appendStringInfo(&others, "%s.", failed > 11 ? ", ..." : "");
+	ereport(ERROR,
+			(errcode(PgpolyHttpStatusErrcode(json_integer_value(status))),
+			 errmsg("Elasticsearch rejected document \"%s\" in index \"%s\"",
+					batch[first]->id, batch[first]->tbl->index),
+			 err ? errdetail("%s: %s%s%s",
+							 member_excerpt(conn, json_object_get(err, "type"), "error"),
+							 member_excerpt(conn, json_object_get(err, "reason"), "no reason given"),
+							 failed > 1 ? psprintf(". %d other item(s) of the request failed too: ",
+												   failed - 1) : "",
+							 others.data) :
+			 errdetail("The item has status %s and no error%s%s",
+					   json_is_integer(status) ?
+					   psprintf("%" JSON_INTEGER_FORMAT, json_integer_value(status)) :
+					   "(none)",
+					   failed > 1 ? psprintf("; %d other item(s) of the request failed too: ",
+											 failed - 1) : ".",
+					   others.data),
+			 errhint("Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of this write stay applied, as may the other items of its batch.",
+					 sent_before + (int64) first)));
 }
 
 /*
@@ -515,8 +559,7 @@ send_batch(PgpolyConnection *conn, ElasticWrite **batch, int n, int64 sent_befor
 	char	   *path = strcmp(refresh, "false") == 0 ? "/_bulk" :
 		psprintf("/_bulk?refresh=%s", refresh);
 	json_t	   *doc;
-	bool		found;
-	bool		errors;
+	PgpolyJsonTopLevel summary = {"errors", "items", "status", 200, 299};
 
 	initStringInfo(&body);
 	for (int i = 0; i < n; i++)
@@ -525,9 +568,14 @@ send_batch(PgpolyConnection *conn, ElasticWrite **batch, int n, int64 sent_befor
 				   "application/x-ndjson", batch[0]->tbl->index, &resp);
 	if (resp.status < 200 || resp.status > 299)
 		ElasticRaiseStatus(conn, "POST", path, batch[0]->tbl->index, &resp);
-	/* The common case, "errors": false, needs no document (jansson) at all. */
-	if (PgpolyJsonTopLevelBool(resp.body, resp.len, "errors", &found, &errors) &&
-		found && !errors)
+	/*
+	 * The common case needs no document (jansson) at all: "errors": false,
+	 * one item per action, each with a 2xx status.  Anything else, even
+	 * when "errors" says false, has every item checked.
+	 */
+	if (PgpolyJsonTopLevelScan(resp.body, resp.len, &summary) &&
+		summary.found && !summary.value && summary.elements == n &&
+		summary.inner_count == n)
 		return;
 	doc = PgpolyJsonParse(conn, resp.body, resp.len, "bulk response");
 	check_items(conn, doc, batch, n, sent_before);

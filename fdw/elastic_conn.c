@@ -68,13 +68,23 @@ const PgpolyStore ElasticStore = {
 	ElasticConflictColumns
 };
 
-/* Field facts of one index, cached per connection. */
+/* One mapped leaf field, over the indexes the index name reaches. */
+typedef struct ElasticMappedField
+{
+	char	   *path;			/* "a.b" */
+	char	   *type;			/* "keyword", "date" ...; "" when indexes
+								 * disagree */
+	bool		keyword;		/* text with a .keyword keyword subfield in
+								 * every index that maps it */
+	int			indexes;		/* indexes mapping it */
+} ElasticMappedField;
+
+/* Field facts of one index (or pattern, alias), cached per connection. */
 typedef struct ElasticMappingCache
 {
 	char	   *index;
-	List	   *text_fields;	/* char *: analyzed text fields */
-	List	   *keyword_fields; /* char *: text fields with a .keyword */
-	List	   *known_fields;	/* char *: every mapped leaf field */
+	int			indexes;		/* indexes in the _mapping answer */
+	List	   *fields;			/* ElasticMappedField * */
 } ElasticMappingCache;
 
 /* A PIT or scroll context to close at the next chance. */
@@ -235,9 +245,16 @@ elastic_connect(PgpolyConnection *conn, ForeignServer *server, UserMapping *user
 static void
 free_mapping(ElasticMappingCache *m)
 {
-	list_free_deep(m->text_fields);
-	list_free_deep(m->keyword_fields);
-	list_free_deep(m->known_fields);
+	ListCell   *lc;
+
+	foreach(lc, m->fields)
+	{
+		ElasticMappedField *f = lfirst(lc);
+
+		pfree(f->path);
+		pfree(f->type);
+	}
+	list_free_deep(m->fields);
 	pfree(m->index);
 	pfree(m);
 }
@@ -445,12 +462,65 @@ ElasticParseJsonb(PgpolyConnection *conn, List **nuls, const char *body,
  * ----------------------------------------------------------------
  */
 
+/* The cached field at path, or NULL. */
+static ElasticMappedField *
+mapped_field(ElasticMappingCache *m, const char *path)
+{
+	ListCell   *lc;
+
+	foreach(lc, m->fields)
+		if (strcmp(((ElasticMappedField *) lfirst(lc))->path, path) == 0)
+			return lfirst(lc);
+	return NULL;
+}
+
 /*
- * Record the leaf fields of a "properties" object under prefix.  Called in
- * TopMemoryContext: the lists live as long as the connection.
+ * Record one index's mapping def of leaf field path: its type (as_type if
+ * not NULL; a field the indexes map differently gets type "", one with a
+ * normalizer "normalized keyword"), and whether it is text with a
+ * .keyword keyword subfield without a normalizer.  Called in
+ * TopMemoryContext.
  */
 static void
-walk_properties(ElasticMappingCache *m, json_t *props, const char *prefix)
+note_field(ElasticMappingCache *m, const char *path, json_t *def, const char *as_type)
+{
+	const char *type = as_type ? as_type : json_string_value(json_object_get(def, "type"));
+	json_t	   *kw = json_object_get(json_object_get(def, "fields"), "keyword");
+	const char *kwtype = json_string_value(json_object_get(kw, "type"));
+	bool		keyword = as_type == NULL && kwtype && strcmp(kwtype, "keyword") == 0 &&
+		json_object_get(kw, "normalizer") == NULL &&
+		!json_is_false(json_object_get(kw, "index"));
+	ElasticMappedField *f = mapped_field(m, path);
+
+	if (type == NULL)
+		type = "object";
+	/* a normalizer (lowercase ...) makes a keyword compare other than SQL */
+	if (json_object_get(def, "normalizer") != NULL)
+		type = "normalized keyword";
+	if (f == NULL)
+	{
+		f = palloc0(sizeof(ElasticMappedField));
+		f->path = pstrdup(path);
+		f->type = pstrdup(type);
+		f->keyword = keyword;
+		m->fields = lappend(m->fields, f);
+	}
+	else if (strcmp(f->type, type) != 0)
+		f->type[0] = '\0';
+	f->keyword = f->keyword && keyword;
+	f->indexes++;
+}
+
+/*
+ * Record the leaf fields of one index's "properties" object under prefix.
+ * The fields of a nested object are searched only by a nested query, and
+ * a field mapped with "index": false not at all: they get types no column
+ * compares through.  Called in TopMemoryContext: the cache lives as long
+ * as the connection.
+ */
+static void
+walk_properties(ElasticMappingCache *m, json_t *props, const char *prefix,
+				bool nested)
 {
 	const char *key;
 	json_t	   *def;
@@ -458,28 +528,24 @@ walk_properties(ElasticMappingCache *m, json_t *props, const char *prefix)
 	json_object_foreach(props, key, def)
 	{
 		char	   *path = psprintf("%s%s", prefix, key);
-		const char *type = json_string_value(json_object_get(def, "type"));
 		json_t	   *sub = json_object_get(def, "properties");
+		const char *type = json_string_value(json_object_get(def, "type"));
 
 		if (json_is_object(sub))
 		{
 			char	   *sub_prefix = psprintf("%s.", path);
 
-			walk_properties(m, sub, sub_prefix);
+			walk_properties(m, sub, sub_prefix,
+							nested || (type && strcmp(type, "nested") == 0));
 			pfree(sub_prefix);
-			pfree(path);
-			continue;
 		}
-		m->known_fields = lappend(m->known_fields, path);
-		if (type && strcmp(type, "text") == 0)
-		{
-			json_t	   *kw = json_object_get(json_object_get(def, "fields"), "keyword");
-			const char *kwtype = json_string_value(json_object_get(kw, "type"));
-
-			m->text_fields = lappend(m->text_fields, pstrdup(path));
-			if (kwtype && strcmp(kwtype, "keyword") == 0)
-				m->keyword_fields = lappend(m->keyword_fields, pstrdup(path));
-		}
+		else if (nested)
+			note_field(m, path, def, "in nested");
+		else if (json_is_false(json_object_get(def, "index")))
+			note_field(m, path, def, "not indexed");
+		else
+			note_field(m, path, def, NULL);
+		pfree(path);
 	}
 }
 
@@ -499,42 +565,34 @@ fetch_mapping(PgpolyConnection *conn, const char *index)
 	doc = PgpolyJsonParse(conn, resp.body, resp.len, "mapping");
 	m = MemoryContextAllocZero(TopMemoryContext, sizeof(ElasticMappingCache));
 	m->index = MemoryContextStrdup(TopMemoryContext, index);
-	/* Several indexes (a pattern or alias): a text field in any is text. */
+	/* Several indexes (a pattern or alias): a field is known in all or none. */
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	json_object_foreach(doc, name, def)
 	{
 		json_t	   *props = json_object_get(json_object_get(def, "mappings"), "properties");
 
+		m->indexes++;
 		if (json_is_object(props))
-			walk_properties(m, props, "");
+			walk_properties(m, props, "", false);
 	}
 	MemoryContextSwitchTo(old);
 	return m;
 }
 
-/* Whether list (of char *) contains s. */
-static bool
-has_string(List *list, const char *s)
-{
-	ListCell   *lc;
-
-	foreach(lc, list)
-		if (strcmp(lfirst(lc), s) == 0)
-			return true;
-	return false;
-}
-
 /*
- * What the index mapping says about field: analyzed text (has_keyword:
- * it has a .keyword subfield), something else, or absent.  The mapping is
+ * The type the index mapping gives field ("keyword", "date" ...), or NULL
+ * when some index the table reads does not map it (Elasticsearch searches
+ * no unmapped field) or the indexes map it with different types;
+ * *has_keyword: it is text with a .keyword subfield.  The mapping is
  * fetched once per connection (this is plan time: a network call).
  */
-ElasticFieldKind
-ElasticFieldInfo(ElasticTable *tbl, const char *field, bool *has_keyword)
+const char *
+ElasticFieldType(ElasticTable *tbl, const char *field, bool *has_keyword)
 {
 	PgpolyConnection *conn = ElasticGetConnection(tbl);
 	ElasticHandle *h = ElasticConnHandle(conn);
 	ElasticMappingCache *m = NULL;
+	ElasticMappedField *f;
 	ListCell   *lc;
 
 	foreach(lc, h->mappings)
@@ -549,10 +607,11 @@ ElasticFieldInfo(ElasticTable *tbl, const char *field, bool *has_keyword)
 		h->mappings = lappend(h->mappings, m);
 		MemoryContextSwitchTo(old);
 	}
-	*has_keyword = has_string(m->keyword_fields, field);
-	if (has_string(m->text_fields, field))
-		return EFIELD_TEXT;
-	return has_string(m->known_fields, field) ? EFIELD_OTHER : EFIELD_UNKNOWN;
+	f = mapped_field(m, field);
+	*has_keyword = f != NULL && f->keyword;
+	if (f == NULL || f->indexes != m->indexes || f->type[0] == '\0')
+		return NULL;
+	return f->type;
 }
 
 /* ----------------------------------------------------------------

@@ -106,6 +106,7 @@ enum ElasticPrivate
 #define EFLAG_SOURCE_ALL	0x01
 #define EFLAG_NEED_SOURCE	0x02
 #define EFLAG_NEED_SCORE	0x04
+#define EFLAG_FIELDS_READ	0x08	/* output or local quals read fields */
 
 /* Planner state of an Elasticsearch base relation. */
 typedef struct ElasticRelInfo
@@ -119,6 +120,7 @@ typedef struct ElasticRelInfo
 	bool		has_query;		/* a _query cond was pushed */
 	bool		written;		/* the transaction wrote to the table */
 	Bitmapset  *attrs_used;		/* offset by FirstLowInvalidHeapAttributeNumber */
+	Bitmapset  *attrs_checked;	/* columns of pushed clauses, read to check */
 } ElasticRelInfo;
 
 /* Executor state of a scan. */
@@ -233,6 +235,8 @@ load_column(ElasticTable *tbl, Relation rel, int i)
 	col->is_json = col->conv.is_json && !col->is_array;
 	col->is_datetime = col->basetype == DATEOID || col->basetype == TIMESTAMPOID ||
 		col->basetype == TIMESTAMPTZOID;
+	if (col->is_datetime && !col->is_array && col->basetype != TIMESTAMPTZOID)
+		PgpolyConvInit(&col->instant, TIMESTAMPTZOID, -1, col->name);
 	col->role = column_role(tbl, col->name, col->typid);
 	foreach(lc, GetForeignColumnOptions(tbl->relid, i + 1))
 	{
@@ -312,20 +316,32 @@ elasticGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntabl
 	{
 		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
 		int			before = list_length(ri->conds);
+		bool		recheck;
 
-		if (ElasticClassifyQual(ri->tbl, baserel, rinfo->clause, &ri->conds, &ri->exprs))
+		if (ElasticClassifyQual(ri->tbl, baserel, rinfo->clause, &ri->conds, &ri->exprs,
+								&recheck))
 		{
 			ri->remote = lappend(ri->remote, rinfo);
 			if (((ElasticCond *) list_nth(ri->conds, before))->kind == ECOND_QUERY)
 				ri->has_query = true;
 		}
-		else
+		/* a clause Elasticsearch only narrows down is also checked here */
+		if (recheck || list_length(ri->conds) == before)
 			ri->local = lappend(ri->local, rinfo);
 	}
 	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &ri->attrs_used);
 	foreach(lc, ri->local)
 		pull_varattnos((Node *) ((RestrictInfo *) lfirst(lc))->clause, baserel->relid,
 					   &ri->attrs_used);
+	/*
+	 * The columns of pushed clauses are read too: a field holding an array
+	 * matches a term on any element, and only reading it (an ERROR for a
+	 * scalar column) keeps such a document from passing as a row whose
+	 * column satisfied the clause.
+	 */
+	foreach(lc, ri->remote)
+		pull_varattnos((Node *) ((RestrictInfo *) lfirst(lc))->clause, baserel->relid,
+					   &ri->attrs_checked);
 	if (PgpolyGetBoolOption(ft->options, "use_remote_estimate", false))
 		rows = Max(remote_rows(ri->tbl), 1.0);
 	baserel->rows = clamp_row_est(rows * clauselist_selectivity(root, baserel->baserestrictinfo,
@@ -535,8 +551,15 @@ source_includes(ElasticRelInfo *ri, int *flags)
 		return NIL;
 	}
 	for (int i = 0; i < tbl->natts; i++)
-		if (tbl->cols[i].role == ECOL_FIELD && att_used(ri, i + 1))
+	{
+		if (tbl->cols[i].role != ECOL_FIELD)
+			continue;
+		if (att_used(ri, i + 1))
+			*flags |= EFLAG_FIELDS_READ;
+		if (att_used(ri, i + 1) ||
+			bms_is_member(i + 1 - FirstLowInvalidHeapAttributeNumber, ri->attrs_checked))
 			includes = lappend(includes, makeString(tbl->cols[i].field));
+	}
 	if (includes)
 		*flags |= EFLAG_NEED_SOURCE;
 	return includes;
@@ -589,7 +612,7 @@ elasticGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
 		int			pos = list_position(ri->remote, rinfo);
 
-		if (pos < 0)
+		if (pos < 0 || list_member_ptr(ri->local, rinfo))
 			local = lappend(local, rinfo->clause);
 		else if (((ElasticCond *) list_nth(ri->conds, pos))->kind != ECOND_QUERY)
 			recheck = lappend(recheck, rinfo->clause);
@@ -619,6 +642,7 @@ spec_from_private(ElasticQuerySpec *spec, List *priv)
 	spec->includes = list_nth(priv, EPRIV_INCLUDES);
 	spec->source_all = (flags & EFLAG_SOURCE_ALL) != 0;
 	spec->need_source = (flags & EFLAG_NEED_SOURCE) != 0;
+	spec->fields_read = (flags & (EFLAG_FIELDS_READ | EFLAG_SOURCE_ALL)) != 0;
 	spec->need_score = (flags & EFLAG_NEED_SCORE) != 0;
 	spec->limit = intVal(list_nth(priv, EPRIV_LIMIT));
 }

@@ -14,11 +14,18 @@
  *	  timestamptz compared with a timestamp column, or a float4 with a
  *	  float8 one, is converted by SQL in a way ES cannot reproduce;
  *	- _id = expr, _id = ANY(array): an ids query.
- * Text columns compare through the mapping: a `term` on an analyzed text
- * field would match single tokens, so such a field is compared through its
+ * Every comparison goes through the mapping: it is pushed only when every
+ * index the table reads maps the field with a type that compares as the
+ * column's SQL type (mapped_type_compares: a float or long field rounds or
+ * truncates what it indexes, a keyword orders numbers as strings, an
+ * unmapped field matches nothing).  A `term` on an analyzed text field
+ * would match single tokens, so such a field is compared through its
  * .keyword subfield when it has one, and otherwise the clause stays local.
  * Text ranges (byte order in Lucene) are pushed only under the C collation.
  * `col <> v` excludes documents without the field, as SQL's NULL does.
+ * Date/time comparisons are near ones (make_near): Elasticsearch indexes an
+ * instant to the millisecond, which a column's value is only close to, so
+ * a range around the value is sent and the clause is also checked locally.
  *
  * Values are evaluated at execution time (Params, stable functions) and
  * written into the body with escape_json() / the core's JSON encoder, in
@@ -96,46 +103,99 @@ is_text_type(Oid typid)
 	return typid == TEXTOID || typid == VARCHAROID || typid == BPCHAROID;
 }
 
+/* Whether type is one of the names in the NULL-terminated list. */
+static bool
+type_in(const char *type, const char *const *names)
+{
+	for (; *names; names++)
+		if (strcmp(type, *names) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Whether Elasticsearch compares the values of a field of mapped type as
+ * SQL compares them in a column of type typid (date/time: approximately,
+ * see near_bounds).  Integer fields truncate a fractional value and float,
+ * half_float, scaled_float round every value, so a float8 or numeric
+ * column compares only through a double; an int8 one not through a double
+ * (2^53 + 1).
+ */
+static bool
+mapped_type_compares(Oid typid, const char *type)
+{
+	static const char *const integers[] = {"long", "integer", "short", "byte", NULL};
+	static const char *const dates[] = {"date", "date_nanos", NULL};
+
+	switch (typid)
+	{
+		case INT2OID:
+		case INT4OID:
+			return type_in(type, integers) || strcmp(type, "double") == 0;
+		case INT8OID:
+			return type_in(type, integers);
+		case FLOAT8OID:
+		case NUMERICOID:
+			return strcmp(type, "double") == 0;
+		case BOOLOID:
+			return strcmp(type, "boolean") == 0;
+		case DATEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			return type_in(type, dates);
+		case TEXTOID:
+		case VARCHAROID:
+			return strcmp(type, "keyword") == 0;
+	}
+	return false;
+}
+
 /*
  * The ES field a scalar column compares through, or NULL if comparisons on
- * it cannot be pushed (array, jsonb, analyzed text without .keyword ...).
- * ranged: the comparison is an ordering (needs the C collation for text).
+ * it cannot be pushed (array, jsonb, a field the mapping does not give a
+ * type that compares as the column's, analyzed text without .keyword ...);
+ * *type gets the field's mapped type.  ranged: the comparison is an
+ * ordering (needs the C collation for text).
  */
 static char *
-compare_field(ElasticTable *tbl, AttrNumber att, Oid collation, bool ranged)
+compare_field(ElasticTable *tbl, AttrNumber att, Oid collation, bool ranged,
+			  const char **type)
 {
 	ElasticColumn *col = &tbl->cols[att - 1];
 	bool		has_keyword;
 
 	if (col->role != ECOL_FIELD || col->is_array || !pushable_type(col->typid))
 		return NULL;
-	if (!is_text_type(col->typid))
-		return col->field;
-	if (!deterministic(collation))
+	if (is_text_type(col->typid) && !deterministic(collation))
 		return NULL;
-	if (ranged && !(OidIsValid(collation) && lc_collate_is_c(collation)))
+	if (is_text_type(col->typid) && ranged &&
+		!(OidIsValid(collation) && lc_collate_is_c(collation)))
 		return NULL;
-	switch (ElasticFieldInfo(tbl, col->field, &has_keyword))
-	{
-		case EFIELD_TEXT:
-			return has_keyword ? psprintf("%s.keyword", col->field) : NULL;
-		case EFIELD_OTHER:
-		case EFIELD_UNKNOWN:
-			return col->field;
-	}
-	return NULL;
+	*type = ElasticFieldType(tbl, col->field, &has_keyword);
+	if (*type == NULL)
+		return NULL;
+	if (is_text_type(col->typid) && strcmp(*type, "text") == 0 && has_keyword)
+		return psprintf("%s.keyword", col->field);
+	return mapped_type_compares(col->typid, *type) ? col->field : NULL;
 }
 
 /*
  * Whether column att can be an ORDER BY key pushed down; *field gets the
- * ES field to sort on.
+ * ES field to sort on.  A date field holds milliseconds: it cannot order
+ * timestamps that differ in their microseconds (date_nanos can).
  */
 bool
 ElasticSortableColumn(ElasticTable *tbl, AttrNumber att, Oid collation,
 					  char **field)
 {
-	*field = compare_field(tbl, att, collation, true);
-	return *field != NULL && tbl->cols[att - 1].typid != BOOLOID;
+	Oid			typid = tbl->cols[att - 1].typid;
+	const char *type;
+
+	*field = compare_field(tbl, att, collation, true, &type);
+	if (*field == NULL || typid == BOOLOID)
+		return false;
+	return (typid != TIMESTAMPOID && typid != TIMESTAMPTZOID) ||
+		strcmp(type, "date_nanos") == 0;
 }
 
 /* Append a cond (and its value expression) to the lists. */
@@ -143,7 +203,7 @@ static bool
 add_cond(List **conds, List **exprs, ElasticCondKind kind, const char *field,
 		 Node *value)
 {
-	ElasticCond *c = palloc(sizeof(ElasticCond));
+	ElasticCond *c = palloc0(sizeof(ElasticCond));
 
 	c->kind = kind;
 	c->field = pstrdup(field);
@@ -154,6 +214,31 @@ add_cond(List **conds, List **exprs, ElasticCondKind kind, const char *field,
 		*exprs = lappend(*exprs, value);
 	}
 	*conds = lappend(*conds, c);
+	return true;
+}
+
+/*
+ * Make the cond just added to *conds, on date/time column col, near: the
+ * instants Elasticsearch indexes for the column's values are only close to
+ * them.  A date field keeps milliseconds (a timestamp's microseconds are
+ * cut), a timestamp(p) column rounds what it reads, and a date column
+ * holds the day (in UTC) of the instant.  The range sent around the value
+ * finds every document the clause can hold for; the clause, kept local,
+ * decides (*recheck).
+ */
+static bool
+make_near(List *conds, ElasticColumn *col, bool *recheck)
+{
+	ElasticCond *c = llast(conds);
+
+	c->near = true;
+	if (col->typid == DATEOID)
+		c->above = SECS_PER_DAY * 1000;
+	else if (col->typmod >= 0 && col->typmod < 3)
+		c->below = c->above = col->typmod == 0 ? 1000 : col->typmod == 1 ? 100 : 10;
+	else if (col->typmod >= 3 && col->typmod < MAX_TIMESTAMP_PRECISION)
+		c->below = c->above = 1;
+	*recheck = true;
 	return true;
 }
 
@@ -169,11 +254,13 @@ is_not_equal(Oid opno, Oid typid)
 /* column op value, with the column on the left. */
 static bool
 classify_op(ElasticTable *tbl, Oid opno, AttrNumber att, Node *value,
-			Oid collation, List **conds, List **exprs)
+			Oid collation, List **conds, List **exprs, bool *recheck)
 {
 	ElasticColumn *col = &tbl->cols[att - 1];
 	int			strategy = PgpolyBtreeStrategy(opno, col->typid);
 	bool		ne = strategy == 0 && is_not_equal(opno, col->typid);
+	ElasticCondKind kind = 0;
+	const char *type;
 	char	   *field;
 
 	if (col->role == ECOL_QUERY)
@@ -189,33 +276,44 @@ classify_op(ElasticTable *tbl, Oid opno, AttrNumber att, Node *value,
 	if (!PgpolyValueHasColumnForm(col->typid, exprType(value)))
 		return false;
 	field = compare_field(tbl, att, collation,
-						  strategy != BTEqualStrategyNumber && !ne);
+						  strategy != BTEqualStrategyNumber && !ne, &type);
 	if (field == NULL)
 		return false;
 	if (col->typid == BOOLOID && strategy != BTEqualStrategyNumber && !ne)
+		return false;
+	/* a near comparison cannot exclude documents: no <> on dates */
+	if (ne && col->is_datetime)
 		return false;
 	if (ne)
 		return add_cond(conds, exprs, ECOND_NE, field, value);
 	switch (strategy)
 	{
 		case BTLessStrategyNumber:
-			return add_cond(conds, exprs, ECOND_LT, field, value);
+			kind = ECOND_LT;
+			break;
 		case BTLessEqualStrategyNumber:
-			return add_cond(conds, exprs, ECOND_LE, field, value);
+			kind = ECOND_LE;
+			break;
 		case BTEqualStrategyNumber:
-			return add_cond(conds, exprs, ECOND_EQ, field, value);
+			kind = ECOND_EQ;
+			break;
 		case BTGreaterEqualStrategyNumber:
-			return add_cond(conds, exprs, ECOND_GE, field, value);
+			kind = ECOND_GE;
+			break;
 		case BTGreaterStrategyNumber:
-			return add_cond(conds, exprs, ECOND_GT, field, value);
+			kind = ECOND_GT;
+			break;
+		default:
+			return false;
 	}
-	return false;
+	add_cond(conds, exprs, kind, field, value);
+	return !col->is_datetime || make_near(*conds, col, recheck);
 }
 
 /* OpExpr: column op value or value op column. */
 static bool
 classify_opexpr(ElasticTable *tbl, RelOptInfo *baserel, OpExpr *op,
-				List **conds, List **exprs)
+				List **conds, List **exprs, bool *recheck)
 {
 	Node	   *l;
 	Node	   *r;
@@ -239,7 +337,7 @@ classify_opexpr(ElasticTable *tbl, RelOptInfo *baserel, OpExpr *op,
 	att = PgpolyColumnOf(l, baserel);
 	if (att == 0 || att > tbl->natts || !PgpolyIsScanConstant(r))
 		return false;
-	return classify_op(tbl, opno, att, r, op->inputcollid, conds, exprs);
+	return classify_op(tbl, opno, att, r, op->inputcollid, conds, exprs, recheck);
 }
 
 /* column = ANY(array value). */
@@ -250,6 +348,7 @@ classify_any(ElasticTable *tbl, RelOptInfo *baserel, ScalarArrayOpExpr *sa,
 	AttrNumber	att = PgpolyColumnOf(linitial(sa->args), baserel);
 	Node	   *arr = lsecond(sa->args);
 	ElasticColumn *col;
+	const char *type;
 	char	   *field;
 
 	if (!sa->useOr || att == 0 || att > tbl->natts || !PgpolyIsScanConstant(arr))
@@ -260,24 +359,30 @@ classify_any(ElasticTable *tbl, RelOptInfo *baserel, ScalarArrayOpExpr *sa,
 	if (col->role == ECOL_ID)
 		return deterministic(sa->inputcollid) &&
 			add_cond(conds, exprs, ECOND_IDS_IN, "_id", arr);
-	if (!PgpolyValueHasColumnForm(col->typid, get_element_type(exprType(arr))))
+	/* the terms of dates would not be near ones */
+	if (col->is_datetime ||
+		!PgpolyValueHasColumnForm(col->typid, get_element_type(exprType(arr))))
 		return false;
-	field = compare_field(tbl, att, sa->inputcollid, false);
+	field = compare_field(tbl, att, sa->inputcollid, false, &type);
 	return field != NULL && add_cond(conds, exprs, ECOND_IN, field, arr);
 }
 
 /*
  * If clause can be evaluated by Elasticsearch, append its condition to
  * *conds (and its value to *exprs, the future fdw_exprs) and return true.
+ * *recheck is set when Elasticsearch only narrows the rows down: the
+ * clause must stay in the local quals too.
  */
 bool
 ElasticClassifyQual(ElasticTable *tbl, RelOptInfo *baserel, Expr *clause,
-					List **conds, List **exprs)
+					List **conds, List **exprs, bool *recheck)
 {
 	AttrNumber	att;
+	const char *type;
 
+	*recheck = false;
 	if (IsA(clause, OpExpr))
-		return classify_opexpr(tbl, baserel, (OpExpr *) clause, conds, exprs);
+		return classify_opexpr(tbl, baserel, (OpExpr *) clause, conds, exprs, recheck);
 	if (IsA(clause, ScalarArrayOpExpr))
 		return classify_any(tbl, baserel, (ScalarArrayOpExpr *) clause, conds, exprs);
 	if (IsA(clause, NullTest))
@@ -286,7 +391,7 @@ ElasticClassifyQual(ElasticTable *tbl, RelOptInfo *baserel, Expr *clause,
 
 		att = PgpolyColumnOf((Node *) nt->arg, baserel);
 		if (att == 0 || att > tbl->natts || nt->argisrow ||
-			compare_field(tbl, att, InvalidOid, false) == NULL)
+			compare_field(tbl, att, InvalidOid, false, &type) == NULL)
 			return false;
 		/* exists runs on the field itself: a .keyword may skip long values */
 		return add_cond(conds, exprs,
@@ -298,7 +403,7 @@ ElasticClassifyQual(ElasticTable *tbl, RelOptInfo *baserel, Expr *clause,
 	if (att == 0 && is_notclause(clause))
 		att = PgpolyColumnOf((Node *) get_notclausearg(clause), baserel);
 	if (att > 0 && att <= tbl->natts && tbl->cols[att - 1].typid == BOOLOID &&
-		compare_field(tbl, att, InvalidOid, false) != NULL)
+		compare_field(tbl, att, InvalidOid, false, &type) != NULL)
 		return add_cond(conds, exprs, ECOND_EQ, tbl->cols[att - 1].field,
 						(Node *) makeBoolConst(!is_notclause(clause), false));
 	return false;
@@ -309,7 +414,7 @@ ElasticClassifyQual(ElasticTable *tbl, RelOptInfo *baserel, Expr *clause,
  * ----------------------------------------------------------------
  */
 
-/* Conds as a List of (Integer kind, String field, Integer expr) Lists. */
+/* Conds as Lists of (Integer kind, String field, Integer expr, below, above). */
 List *
 ElasticCondsToList(List *conds)
 {
@@ -320,9 +425,11 @@ ElasticCondsToList(List *conds)
 	{
 		ElasticCond *c = lfirst(lc);
 
-		result = lappend(result, list_make3(makeInteger(c->kind),
+		result = lappend(result, list_make5(makeInteger(c->kind),
 											makeString(c->field),
-											makeInteger(c->expr)));
+											makeInteger(c->expr),
+											makeInteger(c->near ? c->below : -1),
+											makeInteger(c->above)));
 	}
 	return result;
 }
@@ -342,6 +449,9 @@ ElasticCondsFromList(List *list)
 		c->kind = intVal(linitial(l));
 		c->field = strVal(lsecond(l));
 		c->expr = intVal(lthird(l));
+		c->below = intVal(lfourth(l));
+		c->above = intVal(list_nth(l, 4));
+		c->near = c->below >= 0;
 		result = lappend(result, c);
 	}
 	return result;
@@ -512,8 +622,78 @@ append_leaf(StringInfo buf, const char *name, const char *field,
 }
 
 /*
+ * Append the instant ts moved by ms milliseconds and rounded to a
+ * millisecond away from ts (down when ms <= 0, up otherwise) as ISO 8601
+ * in UTC with every field present: a bound without its fraction would be
+ * read as the end of its second by gt and lte.  false (nothing appended)
+ * when the bound is outside years 1 to 9999, which the date format cannot
+ * write: the caller then leaves that side open.
+ */
+static bool
+append_near_bound(StringInfo buf, Timestamp ts, int ms)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int64		usec = ts + (int64) ms * 1000;
+	int64		rem = usec % 1000;
+
+	if (rem < 0)
+		rem += 1000;
+	usec -= rem;
+	if (ms > 0 && rem > 0)
+		usec += 1000;
+	if (!IS_VALID_TIMESTAMP(usec) || timestamp2tm(usec, NULL, &tm, &fsec, NULL, NULL) != 0 ||
+		tm.tm_year < 1 || tm.tm_year > 9999)
+		return false;
+	appendStringInfo(buf, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
+					 tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min,
+					 tm.tm_sec, (int) (fsec / 1000));
+	return true;
+}
+
+/*
+ * Append the range query of near cond c (see make_near) with the finite
+ * value p: [value - below, value + above] for =, the upper side for < and
+ * <=, the lower for > and >=; a side beyond what a date holds is open.
+ */
+static void
+append_near(StringInfo buf, ElasticCond *c, ElasticCondKind kind,
+			ElasticParamValue *p)
+{
+	Timestamp	ts;
+	StringInfoData lower;
+	StringInfoData upper;
+
+	if (getBaseType(p->typid) == DATEOID)
+		ts = date2timestamp_no_overflow(DatumGetDateADT(p->value));
+	else
+		ts = DatumGetTimestamp(p->value);
+	initStringInfo(&lower);
+	initStringInfo(&upper);
+	if (kind == ECOND_LT || kind == ECOND_LE || !append_near_bound(&lower, ts, -c->below))
+		resetStringInfo(&lower);
+	if (kind == ECOND_GT || kind == ECOND_GE || !append_near_bound(&upper, ts, c->above))
+		resetStringInfo(&upper);
+	if (lower.len == 0 && upper.len == 0)
+	{
+		appendStringInfoString(buf, "{\"exists\":{\"field\":");
+		escape_json(buf, c->field);
+		appendStringInfoString(buf, "}}");
+		return;
+	}
+	appendStringInfoString(buf, "{\"range\":{");
+	escape_json(buf, c->field);
+	appendStringInfoString(buf, ":{");
+	if (lower.len)
+		appendStringInfo(buf, "\"gte\":%s%s", lower.data, upper.len ? "," : "");
+	if (upper.len)
+		appendStringInfo(buf, "\"lte\":%s", upper.data);
+	appendStringInfoString(buf, ",\"format\":\"strict_date_optional_time\"}}}");
+}
+
+/*
  * Append the term (EQ, and NE, which goes into must_not) or range query of
- * cond c with the value p (see value_reach).
+ * cond c with the value p (see value_reach; near conds: append_near).
  */
 static void
 append_compare(StringInfo buf, ElasticCond *c, ElasticParamValue *p)
@@ -534,6 +714,11 @@ append_compare(StringInfo buf, ElasticCond *c, ElasticParamValue *p)
 			return;
 		case EREACH_VALUE:
 			break;
+	}
+	if (c->near && !v.explain && !v.isnull)
+	{
+		append_near(buf, c, kind, &v);
+		return;
 	}
 	if (kind == ECOND_EQ || kind == ECOND_NE)
 	{

@@ -301,9 +301,13 @@ page_request(ElasticScan *scan, StringInfo body)
 	return ElasticIndexPath(scan->tbl->index, "/_search");
 }
 
-/* ERROR unless the response covers every shard within the time limit. */
+/*
+ * ERROR unless a search or count response (doc) covers every shard of
+ * index within the time limit: Elasticsearch answers 200 with the hits or
+ * the count of the shards that answered.
+ */
 static void
-check_complete(ElasticScan *scan, Datum doc)
+check_complete(PgpolyConnection *conn, const char *index, Datum doc)
 {
 	char	   *timed_out = PgpolyJsonbFieldText(doc, "timed_out", false, NULL);
 	char	   *failed = PgpolyJsonbFieldText(doc, "_shards.failed", false, NULL);
@@ -312,7 +316,7 @@ check_complete(ElasticScan *scan, Datum doc)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("Elasticsearch search on index \"%s\" timed out on server \"%s\"; the results would be partial",
-						scan->tbl->index, scan->conn->servername)));
+						index, conn->servername)));
 	if (failed && strcmp(failed, "0") != 0)
 	{
 		char	   *failures = PgpolyJsonbFieldText(doc, "_shards.failures", false, NULL);
@@ -320,9 +324,9 @@ check_complete(ElasticScan *scan, Datum doc)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("Elasticsearch search on index \"%s\" failed on %s shard(s) of server \"%s\"; the results would be partial",
-						scan->tbl->index, failed, scan->conn->servername),
+						index, failed, conn->servername),
 				 failures ? errdetail("Shard failures: %s",
-									  PgpolyHttpExcerpt(scan->conn, failures, strlen(failures))) : 0));
+									  PgpolyHttpExcerpt(conn, failures, strlen(failures))) : 0));
 	}
 }
 
@@ -399,7 +403,7 @@ fetch_page(ElasticScan *scan)
 	ElasticRequestOk(scan->conn, "POST", path, body.data, body.len,
 					 scan->tbl->index, &resp);
 	doc = ElasticParseJsonb(scan->conn, &scan->nuls, resp.body, resp.len, "search response");
-	check_complete(scan, doc);
+	check_complete(scan->conn, scan->tbl->index, doc);
 	keep_continuation(scan, doc);
 	scan->hits = response_hits(scan, doc, &resp);
 	scan->nhits = JsonContainerSize(scan->hits);
@@ -464,6 +468,7 @@ static void
 remember_sort(ElasticScan *scan, JsonbContainer *hit)
 {
 	JsonbValue *sort = getKeyJsonValueFromContainer(hit, "sort", 4, NULL);
+	char	   *after;
 
 	check_nul(scan, scan->nhits - 1, "sort", NULL);
 
@@ -472,7 +477,15 @@ remember_sort(ElasticScan *scan, JsonbContainer *hit)
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("Elasticsearch server \"%s\" sent a hit without sort values",
 						scan->conn->servername)));
-	scan->search_after = JsonbToCString(NULL, sort->val.binary.data, sort->val.binary.len);
+	after = JsonbToCString(NULL, sort->val.binary.data, sort->val.binary.len);
+	/* sort values are unique (tiebreaker): the same ones again repeat a page */
+	if (scan->search_after && strcmp(after, scan->search_after) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("Elasticsearch server \"%s\" answered a page after %s with the same page again",
+						scan->conn->servername,
+						PgpolyHttpExcerpt(scan->conn, after, strlen(after)))));
+	scan->search_after = after;
 }
 
 /* Make sure a hit is available; false when the remote result is exhausted. */
@@ -522,17 +535,24 @@ member_text(JsonbContainer *obj, const char *key)
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
-/* A jsonb datum of the _source container of a hit (or NULL). */
+/* A jsonb datum of the _source object of a hit (or NULL). */
 static Datum
 hit_source(JsonbContainer *hit, bool *isnull)
 {
 	JsonbValue *v = getKeyJsonValueFromContainer(hit, "_source", 7, NULL);
 
-	*isnull = (v == NULL || v->type != jbvBinary);
+	*isnull = (v == NULL || v->type != jbvBinary ||
+			   !JsonContainerIsObject(v->val.binary.data));
 	return *isnull ? (Datum) 0 : JsonbPGetDatum(JsonbValueToJsonb(v));
 }
 
-/* Fill values/nulls from hit, number hitno of the page. */
+/*
+ * Fill values/nulls from hit, number hitno of the page.  A hit without a
+ * _source object when the query uses fields is an ERROR: its fields would
+ * read as NULL, even those a pushed clause just matched (an index whose
+ * mapping disables _source).  Columns read only to check pushed clauses
+ * are then not checked.
+ */
 static void
 hit_row(ElasticScan *scan, JsonbContainer *hit, int hitno, char *id,
 		Datum *values, bool *nulls)
@@ -541,6 +561,12 @@ hit_row(ElasticScan *scan, JsonbContainer *hit, int hitno, char *id,
 	bool		srcnull;
 	Datum		source = hit_source(hit, &srcnull);
 
+	if (srcnull && scan->spec->fields_read)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("Elasticsearch server \"%s\" sent document \"%s\" of index \"%s\" without a _source object",
+						scan->conn->servername, id, tbl->index),
+				 errhint("The index mapping may disable _source; such an index can only be read through _id and _score columns.")));
 	if (srcnull)
 		source = PgpolyJsonbFromText("{}", 2);
 	ElasticRowFromSource(tbl, source, id, scan->nuls,
@@ -715,6 +741,30 @@ is_integer_text(const char *s)
 }
 
 /*
+ * A date/time column's datum for the instant ts (UTC): its day in UTC for
+ * a date, its UTC time rounded to the column's precision for a timestamp,
+ * checked against the column's domain.  This is the day or time
+ * Elasticsearch indexes for the value (it reads a date with an offset as
+ * an instant), so that a pushed comparison selects what SQL's does.
+ */
+static Datum
+datetime_from_instant(ElasticColumn *col, Timestamp ts)
+{
+	Datum		d;
+
+	if (col->basetype == DATEOID)
+		d = DirectFunctionCall1(timestamp_date, TimestampGetDatum(ts));
+	else
+	{
+		AdjustTimestampForTypmod(&ts, col->typid == col->basetype ? col->typmod : -1);
+		d = TimestampGetDatum(ts);
+	}
+	if (col->typid != col->basetype)
+		domain_check(d, false, col->typid, NULL, NULL);
+	return d;
+}
+
+/*
  * A date/time column's datum from epoch milliseconds (text: an integer).
  * A number beyond PostgreSQL's timestamp range is an ERROR, as in
  * to_timestamp(): it must neither wrap around into another date nor become
@@ -735,20 +785,24 @@ datetime_from_millis(ElasticColumn *col, const char *text)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp out of range: %s milliseconds since 1970-01-01", text)));
-	if (col->typid == DATEOID)
-		return DirectFunctionCall1(timestamp_date, TimestampGetDatum(ts));
-	return TimestampGetDatum(ts);
+	return datetime_from_instant(col, ts);
 }
 
 /*
  * One column's datum from its text form (len bytes), under the fixed
- * settings (ERRORs raised by input functions).
+ * settings (ERRORs raised by input functions).  A scalar date or timestamp
+ * column reads the instant the text names (see datetime_from_instant).
  */
 static Datum
 column_datum(ElasticColumn *col, char *text, size_t len)
 {
 	if (col->is_datetime && !col->is_array && is_integer_text(text))
 		return datetime_from_millis(col, text);
+	/* a plain date (the column's fast path) is its own UTC day */
+	if (col->is_datetime && !col->is_array && col->basetype != TIMESTAMPTZOID &&
+		!(col->basetype == DATEOID && len == 10))
+		return datetime_from_instant(col, DatumGetTimestamp(PgpolyTextToDatum(&col->instant,
+																			 text, len)));
 	return PgpolyTextToDatum(&col->conv, text, len);
 }
 
@@ -857,7 +911,9 @@ ElasticCount(ElasticTable *tbl, PgpolyConnection *conn, List *conds,
 	StringInfoData body;
 	PgpolyHttpResponse resp;
 	char	   *path = ElasticIndexPath(tbl->index, "/_count");
+	Datum		doc;
 	char	   *count;
+	long long	n;
 
 	if (PgpolyPendingWrites(conn, tbl->relid) != NIL)
 		ereport(ERROR,
@@ -870,15 +926,18 @@ ElasticCount(ElasticTable *tbl, PgpolyConnection *conn, List *conds,
 	ElasticAppendQuery(&body, conds, params, false);
 	appendStringInfoChar(&body, '}');
 	ElasticRequestOk(conn, "POST", path, body.data, body.len, tbl->index, &resp);
-	count = PgpolyJsonbFieldText(ElasticParseJsonb(conn, NULL, resp.body, resp.len,
-												   "count response"),
-								 "count", false, NULL);
-	if (count == NULL || !is_integer_text(count))
+	doc = ElasticParseJsonb(conn, NULL, resp.body, resp.len, "count response");
+	check_complete(conn, tbl->index, doc);
+	count = PgpolyJsonbFieldText(doc, "count", false, NULL);
+	errno = 0;
+	n = count && is_integer_text(count) ? strtoll(count, NULL, 10) : -1;
+	/* a negative count, or one beyond int8, is no count */
+	if (n < 0 || errno == ERANGE)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-				 errmsg("Elasticsearch server \"%s\" sent a count response without a count",
+				 errmsg("Elasticsearch server \"%s\" sent a count response without a count of documents",
 						conn->servername),
 				 errdetail("The response begins: %s",
 						   PgpolyHttpExcerpt(conn, resp.body, resp.len))));
-	return strtoll(count, NULL, 10);
+	return (int64) n;
 }

@@ -291,6 +291,8 @@ typedef struct VectorScanSpec
 	int			dim;
 	VectorDistance metric;		/* k-NN: the operator's metric */
 	int			k;
+	bool		capped;			/* k-NN with a NULL query vector: any k rows
+								 * (every distance is NULL), by a plain scan */
 	int			include;
 } VectorScanSpec;
 

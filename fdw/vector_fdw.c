@@ -1043,8 +1043,9 @@ build_spec(ForeignScanState *node, VectorScanState *st)
 				ncond++;
 				break;
 			case VEXPR_QUERY:
+				/* distances to NULL are NULL: ORDER BY keeps any k rows */
 				if (isnull)
-					spec->empty = true;
+					spec->capped = true;
 				else
 					spec->query = VectorDatumFloats(v, typid, &spec->dim);
 				break;

@@ -52,6 +52,7 @@ struct VectorScan
 	bool		remote_done;
 	bool		local;			/* k-NN computed here */
 	int			requests;
+	int			returned;		/* rows returned (capped scans) */
 };
 
 typedef struct OverlayEntry
@@ -305,16 +306,54 @@ wanted_id(VectorScanSpec *spec, const char *id)
 	return false;
 }
 
-/* qsort comparator: ascending distance, NaN last. */
+/* A row and its position in the list it came from (ties keep order). */
+typedef struct RankedRow
+{
+	VectorRow  *row;
+	int			pos;
+} RankedRow;
+
+/* qsort comparator: ascending distance, NaN last, then position. */
 static int
 cmp_distance(const void *a, const void *b)
 {
-	double		x = (*(VectorRow *const *) a)->distance;
-	double		y = (*(VectorRow *const *) b)->distance;
+	const RankedRow *ra = a;
+	const RankedRow *rb = b;
+	double		x = ra->row->distance;
+	double		y = rb->row->distance;
 
 	if (isnan(x) || isnan(y))
-		return isnan(x) - isnan(y);
-	return x < y ? -1 : x > y ? 1 : 0;
+	{
+		if (isnan(x) != isnan(y))
+			return isnan(x) - isnan(y);
+	}
+	else if (x != y)
+		return x < y ? -1 : 1;
+	return ra->pos - rb->pos;
+}
+
+/*
+ * The first k of rows (with distances) by ascending distance, NaN last;
+ * rows at equal distances keep their order.
+ */
+static List *
+nearest_k(List *rows, int k)
+{
+	int			n = list_length(rows);
+	RankedRow  *arr = palloc(sizeof(RankedRow) * Max(n, 1));
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	foreach(lc, rows)
+	{
+		arr[foreach_current_index(lc)].row = lfirst(lc);
+		arr[foreach_current_index(lc)].pos = foreach_current_index(lc);
+	}
+	qsort(arr, n, sizeof(RankedRow), cmp_distance);
+	for (int i = 0; i < Min(n, k); i++)
+		result = lappend(result, arr[i].row);
+	pfree(arr);
+	return result;
 }
 
 /* Give row its local distance to the query (dimension checked). */
@@ -341,9 +380,6 @@ local_knn(VectorScan *scan)
 	VectorScanSpec *spec = scan->spec;
 	List	   *cands = NIL;
 	VectorRow  *row;
-	VectorRow **arr;
-	List	   *result = NIL;
-	int			n;
 	ListCell   *lc;
 
 	spec->include |= VINC_EMBEDDING;
@@ -356,17 +392,38 @@ local_knn(VectorScan *scan)
 		if (wanted_id(spec, row->id) && row_matches(row, spec->conds))
 			cands = lappend(cands, row);
 	}
-	n = list_length(cands);
-	arr = palloc(sizeof(VectorRow *) * Max(n, 1));
 	foreach(lc, cands)
-	{
-		arr[foreach_current_index(lc)] = lfirst(lc);
 		set_local_distance(spec, lfirst(lc));
+	return nearest_k(cands, spec->k);
+}
+
+/*
+ * ERROR unless every row of a k-NN answer satisfies the pushed filter: the
+ * service's answer is used as it is (nothing rechecks it, and a row it
+ * should not have returned took the place of one it should have), so a
+ * record the service's filter admitted but SQL's comparison would not (a
+ * metadata key holding an array, which a filter matches on any element)
+ * must not pass as an answer.
+ */
+static void
+check_filtered(VectorScan *scan, List *rows)
+{
+	ListCell   *lc;
+
+	foreach(lc, rows)
+	{
+		VectorRow  *row = lfirst(lc);
+
+		if (!row_matches(row, scan->spec->conds))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+					 errmsg("vector service server \"%s\" returned record \"%s\" of foreign table \"%s\", which does not satisfy the filter sent",
+							scan->conn->servername, row->id, scan->tbl->relname),
+					 errdetail("Its metadata: %s",
+							   row->metadata ? PgpolyHttpExcerpt(scan->conn, row->metadata,
+																 strlen(row->metadata)) : "(none)"),
+					 errhint("A metadata key holding an array or an object matches a filter on any of its elements; read such a key through an array or jsonb column, whose clauses stay local.")));
 	}
-	qsort(arr, n, sizeof(VectorRow *), cmp_distance);
-	for (int i = 0; i < Min(n, spec->k); i++)
-		result = lappend(result, arr[i]);
-	return result;
 }
 
 /*
@@ -387,6 +444,8 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 	scan->ids_left = spec->ids;
 	scan->coll = VectorLookupCollection(conn, tbl, tbl->create);
 	scan->overlay = VectorOverlayBuild(pending);
+	if (spec->capped && spec->conds != NIL)
+		spec->include |= VINC_METADATA;
 	if (spec->query == NULL)
 	{
 		if (!spec->empty)
@@ -403,10 +462,16 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 	else if (scan->coll && scan->overlay == NULL && scan->coll->distance == spec->metric)
 	{
 		scan->requests++;
+		/* the metadata the pushed filter reads, to check the answer */
+		if (spec->conds != NIL)
+			spec->include |= VINC_METADATA;
 		scan->rows = VectorQuery(conn, tbl, scan->coll, spec->query, spec->dim, spec->k,
 								 spec->where, spec->by_ids ? spec->ids : NIL, spec->include);
 		if (spec->by_ids && spec->ids == NIL)
 			scan->rows = NIL;
+		check_filtered(scan, scan->rows);
+		/* the answer is the query's: no more than k rows, nearest first */
+		scan->rows = nearest_k(scan->rows, spec->k);
 	}
 	else
 	{
@@ -418,7 +483,11 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 	return scan;
 }
 
-/* The next row of the scan, or NULL at the end. */
+/*
+ * The next row of the scan, or NULL at the end.  A capped scan (k-NN
+ * without a query vector) ends after k rows, and its rows from the service
+ * are checked against the filter as a k-NN answer is.
+ */
 VectorRow *
 VectorScanNext(VectorScan *scan)
 {
@@ -430,8 +499,14 @@ VectorScanNext(VectorScan *scan)
 			return list_nth(scan->rows, scan->pos++);
 		return NULL;
 	}
+	if (scan->spec->capped && scan->returned++ >= scan->spec->k)
+		return NULL;
 	if ((row = next_remote(scan)) != NULL)
+	{
+		if (scan->spec->capped)
+			check_filtered(scan, list_make1(row));
 		return row;
+	}
 	if (scan->overlay_rows != NIL)
 	{
 		row = linitial(scan->overlay_rows);
@@ -485,7 +560,13 @@ check_meta_nul(VectorColumn *col, VectorRow *row, RowMeta *meta, const char *fie
 						   field[0] ? field : "metadata", &col->conv);
 }
 
-/* The value of a column that maps to a metadata key. */
+/*
+ * The value of a column that maps to a metadata key.  A column of a type
+ * other than json/jsonb refuses a key holding an array or an object (as an
+ * Elasticsearch column does: PgpolyJsonbFieldValues): Qdrant matches a
+ * pushed  col = 'a'  on any element of ["a", "b"], and no single value of
+ * the column could stand for the array.
+ */
 static Datum
 field_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 {
@@ -493,7 +574,9 @@ field_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 	char	   *text;
 
 	check_meta_nul(col, row, meta, col->field);
-	text = PgpolyJsonbColumnText(meta->doc, col->field, &col->conv, &len);
+	text = col->conv.is_json && !col->conv.is_array ?
+		PgpolyJsonbColumnText(meta->doc, col->field, &col->conv, &len) :
+		PgpolyJsonbFieldValues(meta->doc, col->field, &col->conv, &len);
 	*isnull = text == NULL;
 	if (text == NULL)
 		return (Datum) 0;

@@ -86,6 +86,19 @@ SELECT id FROM ref WHERE id IN ('r03', 'r04', 'r05') ORDER BY embedding <-> :q L
 SELECT id FROM v_l2 WHERE metadata->>'grp' = 'none' ORDER BY embedding <-> :q LIMIT 2;
 -- k larger than the collection.
 SELECT count(*) FROM (SELECT id FROM v_ip ORDER BY embedding <#> :q LIMIT 100) s;
+-- A NULL query vector: every distance is NULL, so any k records that pass
+-- the filter are the answer (as on the reference table), not none.
+SET plan_cache_mode = force_generic_plan;
+PREPARE knn_null(real[], text) AS
+  SELECT count(*), count(_distance) AS distances, bool_and(grp = $2) AS filtered
+  FROM (SELECT id, grp, _distance FROM v_l2 WHERE grp = $2 ORDER BY embedding <-> $1 LIMIT 4) s;
+EXECUTE knn_null(NULL, 'a');
+SELECT count(*) FROM (SELECT id FROM ref WHERE metadata->>'grp' = 'a'
+                      ORDER BY embedding <-> NULL::real[] LIMIT 4) s;
+EXECUTE knn_null(:q, 'b');
+RESET plan_cache_mode;
+DEALLOCATE knn_null;
+SELECT count(*) FROM (SELECT id FROM v_ip ORDER BY embedding <#> NULL::real[] LIMIT 100) s;
 
 -- Fallbacks: computed locally, and EXPLAIN says why; results still right.
 EXPLAIN (COSTS OFF) SELECT id FROM v_cos ORDER BY embedding <-> :q LIMIT 3;

@@ -894,15 +894,16 @@ PgpolyJsonParse(PgpolyConnection *conn, const char *text, size_t len,
 	return PgpolyJsonOwn(doc);
 }
 
-/* State of PgpolyJsonTopLevelBool's parse. */
-typedef struct TopBool
+/* State of PgpolyJsonTopLevelScan's parse. */
+typedef struct TopScan
 {
-	const char *key;
-	int			depth;			/* object nesting */
-	bool		want;			/* inside the wanted top-level field */
-	bool		found;
-	bool		value;
-} TopBool;
+	PgpolyJsonTopLevel *out;
+	int			depth;			/* object and array nesting */
+	bool		want_bool;		/* inside the top-level bool_key member */
+	bool		want_array;		/* inside the top-level array_key member */
+	bool		in_array;		/* inside that member's array */
+	bool		want_inner;		/* inside an inner_key member */
+} TopScan;
 
 #if PG_VERSION_NUM >= 160000
 #define JSON_CB_RESULT JsonParseErrorType
@@ -913,71 +914,133 @@ typedef struct TopBool
 #endif
 
 static JSON_CB_RESULT
-topbool_object_start(void *state)
+topscan_nest(void *state)
 {
-	((TopBool *) state)->depth++;
+	((TopScan *) state)->depth++;
 	JSON_CB_DONE;
 }
 
 static JSON_CB_RESULT
-topbool_object_end(void *state)
+topscan_unnest(void *state)
 {
-	((TopBool *) state)->depth--;
+	((TopScan *) state)->depth--;
 	JSON_CB_DONE;
 }
 
 static JSON_CB_RESULT
-topbool_field_start(void *state, char *fname, bool isnull)
+topscan_array_start(void *state)
 {
-	TopBool    *tb = state;
+	TopScan    *ts = state;
 
-	tb->want = tb->depth == 1 && fname && strcmp(fname, tb->key) == 0;
+	ts->depth++;
+	if (ts->want_array && ts->depth == 2)
+	{
+		ts->in_array = true;
+		ts->out->elements = 0;
+	}
 	JSON_CB_DONE;
 }
 
 static JSON_CB_RESULT
-topbool_scalar(void *state, char *token, JsonTokenType tokentype)
+topscan_array_end(void *state)
 {
-	TopBool    *tb = state;
+	TopScan    *ts = state;
 
-	if (tb->want && tb->depth == 1 &&
+	if (ts->depth == 2)
+		ts->in_array = false;
+	ts->depth--;
+	JSON_CB_DONE;
+}
+
+static JSON_CB_RESULT
+topscan_element_start(void *state, bool isnull)
+{
+	TopScan    *ts = state;
+
+	if (ts->in_array && ts->depth == 2)
+		ts->out->elements++;
+	JSON_CB_DONE;
+}
+
+static JSON_CB_RESULT
+topscan_field_start(void *state, char *fname, bool isnull)
+{
+	TopScan    *ts = state;
+	PgpolyJsonTopLevel *out = ts->out;
+
+	if (ts->depth == 1)
+	{
+		ts->want_bool = out->bool_key && fname && strcmp(fname, out->bool_key) == 0;
+		ts->want_array = out->array_key && fname && strcmp(fname, out->array_key) == 0;
+	}
+	/* array (2), its element (3), the element's member object (4) */
+	ts->want_inner = ts->in_array && ts->depth == 4 && out->inner_key && fname &&
+		strcmp(fname, out->inner_key) == 0;
+	JSON_CB_DONE;
+}
+
+static JSON_CB_RESULT
+topscan_scalar(void *state, char *token, JsonTokenType tokentype)
+{
+	TopScan    *ts = state;
+
+	if (ts->want_bool && ts->depth == 1 &&
 		(tokentype == JSON_TOKEN_TRUE || tokentype == JSON_TOKEN_FALSE))
 	{
-		tb->found = true;
-		tb->value = tokentype == JSON_TOKEN_TRUE;
+		ts->out->found = true;
+		ts->out->value = tokentype == JSON_TOKEN_TRUE;
 	}
-	tb->want = false;
+	if (ts->want_inner && ts->depth == 4 && tokentype == JSON_TOKEN_NUMBER)
+	{
+		char	   *end;
+		long		v = strtol(token, &end, 10);
+
+		if (*end == '\0' && v >= ts->out->inner_lo && v <= ts->out->inner_hi)
+			ts->out->inner_count++;
+	}
+	ts->want_inner = false;
+	if (ts->depth == 1)
+		ts->want_bool = false;
 	JSON_CB_DONE;
 }
 
 /*
- * Whether json is valid JSON, and (in *found / *value) whether its top-level
- * object has the boolean member key.  PostgreSQL's lexer validates without
- * building a document, so a large response whose flag says there is nothing
- * to inspect (an Elasticsearch bulk response with "errors": false) costs no
- * parse tree.
+ * Whether json is valid JSON, and what its top-level object says (see
+ * PgpolyJsonTopLevel): the boolean member bool_key, the number of elements
+ * of the array member array_key, and how many of the objects that are
+ * members of those elements (items[i].index) have an integer member
+ * inner_key between inner_lo and inner_hi.  PostgreSQL's lexer validates
+ * without building a document, so a large response whose summary says
+ * there is nothing to inspect (an Elasticsearch bulk response with
+ * "errors": false and one item per action, each with a 2xx status) costs
+ * no parse tree.
  */
 bool
-PgpolyJsonTopLevelBool(const char *json, size_t len, const char *key,
-					   bool *found, bool *value)
+PgpolyJsonTopLevelScan(const char *json, size_t len, PgpolyJsonTopLevel *out)
 {
-	TopBool		tb = {key, 0, false, false, false};
+	TopScan		ts = {out, 0, false, false, false, false};
 	JsonSemAction sem = {0};
 	JsonLexContext *lex;
 	bool		ok;
 
-	sem.semstate = &tb;
-	sem.object_start = topbool_object_start;
-	sem.object_end = topbool_object_end;
-	sem.object_field_start = topbool_field_start;
-	sem.scalar = topbool_scalar;
+	out->found = out->value = false;
+	out->elements = -1;
+	out->inner_count = 0;
+	sem.semstate = &ts;
+	sem.object_start = topscan_nest;
+	sem.object_end = topscan_unnest;
+	sem.array_start = topscan_array_start;
+	sem.array_end = topscan_array_end;
+	sem.array_element_start = topscan_element_start;
+	sem.object_field_start = topscan_field_start;
+	sem.scalar = topscan_scalar;
 #if PG_VERSION_NUM >= 170000
 	lex = makeJsonLexContextCstringLen(NULL, (char *) json, len, PG_UTF8, true);
 #else
 	lex = makeJsonLexContextCstringLen((char *) json, len, PG_UTF8, true);
 #endif
 	ok = pg_parse_json(lex, &sem) == JSON_SUCCESS;
-	*found = ok && tb.found;
-	*value = tb.value;
+	if (!ok)
+		out->found = false;
 	return ok;
 }

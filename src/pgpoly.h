@@ -606,8 +606,23 @@ struct json_t;
 extern struct json_t *PgpolyJsonParse(PgpolyConnection *conn, const char *text,
 									  size_t len, const char *what);
 extern struct json_t *PgpolyJsonOwn(struct json_t *doc);
-extern bool PgpolyJsonTopLevelBool(const char *json, size_t len, const char *key,
-								   bool *found, bool *value);
+/* What PgpolyJsonTopLevelScan looks for (the keys) and found. */
+typedef struct PgpolyJsonTopLevel
+{
+	const char *bool_key;		/* a boolean member, or NULL */
+	const char *array_key;		/* an array member, or NULL */
+	const char *inner_key;		/* an integer member of the objects inside
+								 * its elements, or NULL */
+	long		inner_lo;		/* the range of inner_key values counted */
+	long		inner_hi;
+	bool		found;			/* bool_key is there, a boolean */
+	bool		value;			/* its value */
+	int			elements;		/* elements of array_key's array, or -1 */
+	int			inner_count;	/* inner_key members in the range */
+} PgpolyJsonTopLevel;
+
+extern bool PgpolyJsonTopLevelScan(const char *json, size_t len,
+								   PgpolyJsonTopLevel *out);
 
 /* ----------------------------------------------------------------
  *		Module (pgpoly.c)

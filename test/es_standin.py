@@ -68,7 +68,9 @@ import bisect
 import datetime
 import itertools
 import json
+import math
 import re
+import struct
 import sys
 import threading
 import time
@@ -120,8 +122,9 @@ def tokens(text):
     return [t.lower() for t in TOKEN_RE.findall(str(text))]
 
 
-def parse_date(v):
-    """Epoch millis of an ISO date/time string or a number; None if bad."""
+def parse_date(v, nanos=False):
+    """Epoch millis (a date field; nanos: a date_nanos field, to the
+    microsecond) of an ISO date/time string or a number; None if bad."""
     if isinstance(v, bool):
         return None
     if isinstance(v, (int, float)):
@@ -146,7 +149,12 @@ def parse_date(v):
         return None
     if d.tzinfo is None:
         d = d.replace(tzinfo=datetime.timezone.utc)
-    return int(d.timestamp() * 1000)
+    us = (d - EPOCH) // datetime.timedelta(microseconds=1)
+    # a date field keeps milliseconds, rounded down (Instant.toEpochMilli)
+    return us / 1000.0 if nanos else us // 1000
+
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
 def get_values(source, path):
@@ -199,6 +207,10 @@ class Index:
         self.properties = dict((mappings or {}).get("properties", {}))
         # "dynamic": false -- new fields stay in _source, unmapped
         self.dynamic = (mappings or {}).get("dynamic", True) not in (False, "false")
+        # "_source": {"enabled": false} -- hits carry no _source
+        # (mapping-source-field.html)
+        self.source_enabled = ((mappings or {}).get("_source") or {}).get(
+            "enabled", True) not in (False, "false")
         self.docs = {}
         self.seq = itertools.count()
         self.ord = {}           # id -> insertion ordinal (_shard_doc)
@@ -218,6 +230,12 @@ class Index:
             prev = m
             props = m.get("properties", {})
         return m
+
+    def under_nested(self, path):
+        """Whether a dotted field path lies inside a nested object."""
+        parts = path.split(".")
+        return any((self.field_mapping(".".join(parts[:i])) or {}).get("type")
+                   == "nested" for i in range(1, len(parts)))
 
     def learn(self, source, props=None, prefix=""):
         """Dynamic mapping of new fields; raise on values that do not fit."""
@@ -303,31 +321,78 @@ class Ctx:
             parent = idx.field_mapping(field.rsplit(".", 1)[0])
             if parent is not None and "keyword" in parent.get("fields", {}):
                 base = field.rsplit(".", 1)[0]
+        if m is None or idx.under_nested(field):
+            # Elasticsearch indexes no unmapped field: nothing matches it;
+            # a nested object's fields only match through a nested query
+            # (nested.html), which the stand-in does not have
+            return "keyword", []
         vals = get_values(src, base)
-        t = (m or {}).get("type", "keyword")
+        t = m.get("type", "keyword")
         if t == "text":
             return "text", vals
-        if t in ("long", "integer", "short", "byte", "float", "double",
-                 "half_float", "scaled_float"):
-            return "number", [float(v) for v in vals]
+        if t in NUMBER_TYPES:
+            return "number", [indexed_number(m, v) for v in vals]
         if t == "date":
             return "date", [parse_date(v) for v in vals]
+        if t == "date_nanos":
+            return "date_nanos", [parse_date(v, nanos=True) for v in vals]
         if t == "boolean":
             return "bool", [v is True or v == "true" for v in vals]
         if m is not None and "properties" in m:
             return "object", vals
-        return "keyword", [v if isinstance(v, str) else json.dumps(v)
-                           if isinstance(v, (dict, list)) else
-                           ("true" if v is True else "false" if v is False
-                            else str(v)) for v in vals]
+        return "keyword", [normalize(m, v if isinstance(v, str) else
+                                     json.dumps(v)
+                                     if isinstance(v, (dict, list)) else
+                                     ("true" if v is True else "false"
+                                      if v is False else str(v)))
+                           for v in vals]
 
 
-def coerce(kind, value):
-    """A query value in the comparison domain of a field kind."""
+NUMBER_TYPES = ("long", "integer", "short", "byte", "float", "double",
+                "half_float", "scaled_float")
+
+
+def indexed_number(m, v):
+    """The number a field of mapping m indexes for v (mapping-types.html,
+    number.html: integer types truncate a fractional value (coerce), float
+    is single precision, half_float half precision, scaled_float a long of
+    v * scaling_factor)."""
+    t = m.get("type")
+    x = float(v)
+    if t in ("long", "integer", "short", "byte"):
+        return float(math.trunc(x))
+    if t == "float":
+        return struct.unpack("<f", struct.pack("<f", x))[0]
+    if t == "half_float":
+        return struct.unpack("<e", struct.pack("<e", x))[0]
+    if t == "scaled_float":
+        f = float(m.get("scaling_factor", 1))
+        return math.floor(x * f + 0.5) / f
+    return x
+
+
+def normalize(m, s):
+    """A keyword as a field with a normalizer indexes it (normalizer.html:
+    the built-in "lowercase"; others are not known here)."""
+    n = (m or {}).get("normalizer")
+    if n is None:
+        return s
+    if n != "lowercase":
+        raise bad_request("the stand-in knows only the lowercase normalizer")
+    return s.lower()
+
+
+def coerce(kind, value, m=None):
+    """A query value in the comparison domain of a field kind (m: the
+    field's mapping; a number is rounded as the field indexes it, but an
+    integer field compares the value itself)."""
     if kind == "number":
+        if m is not None and m.get("type") in ("float", "half_float",
+                                               "scaled_float"):
+            return indexed_number(m, value)
         return float(value)
-    if kind == "date":
-        d = parse_date(value)
+    if kind in ("date", "date_nanos"):
+        d = parse_date(value, nanos=kind == "date_nanos")
         if d is None:
             raise bad_request("failed to parse date field [%s]" % value,
                               "parse_exception")
@@ -336,6 +401,8 @@ def coerce(kind, value):
         return value is True or value == "true"
     if kind == "text":
         return str(value).lower()
+    if isinstance(value, str):
+        return normalize(m, value)
     return value if isinstance(value, str) else (
         "true" if value is True else "false" if value is False
         else str(value) if not isinstance(value, float) or value != int(value)
@@ -366,7 +433,7 @@ def evaluate(ctx, q, idx, doc_id, src):
         if fkind == "text":
             toks = set(itertools.chain.from_iterable(tokens(v) for v in vals))
             return any(str(w) in toks for w in wanted), 1.0
-        ws = [coerce(fkind, w) for w in wanted]
+        ws = [coerce(fkind, w, idx.field_mapping(field)) for w in wanted]
         return any(v in ws for v in vals), 1.0
     if kind == "ids":
         return str(doc_id) in [str(v) for v in body.get("values", [])], 1.0
@@ -383,7 +450,7 @@ def evaluate(ctx, q, idx, doc_id, src):
             for op, bound in ops.items():
                 if op in ("format", "boost", "time_zone", "relation"):
                     continue
-                b = coerce(fkind, bound)
+                b = coerce(fkind, bound, idx.field_mapping(field))
                 if op == "gt":
                     ok = ok and v > b
                 elif op == "gte":
@@ -580,6 +647,13 @@ def parse_sort(sort):
             (field, spec), = s.items()
             order = spec if isinstance(spec, str) else spec.get(
                 "order", "desc" if field == "_score" else "asc")
+            missing = None if isinstance(spec, str) else spec.get("missing")
+            if missing not in (None, "_first", "_last"):
+                raise bad_request("missing value [%s] is not supported by "
+                                  "the stand-in" % missing)
+            if missing == "_first":
+                out.append((field, order == "desc", True))
+                continue
         out.append((field, order == "desc"))
     return out
 
@@ -593,7 +667,15 @@ def sort_value(ctx, idx, field, hit):
     if field == "_id":
         return hit["_id"], hit["_id"]
     m = idx.field_mapping(field)
-    if m is not None and m.get("type") == "text":
+    if m is None:
+        raise EsError(400, "search_phase_execution_exception",
+                      "all shards failed", phase="query", grouped=True,
+                      failed_shards=[{"shard": 0, "index": idx.name,
+                                      "reason": {
+                                          "type": "query_shard_exception",
+                                          "reason": "No mapping found for "
+                                          "[%s] in order to sort on" % field}}])
+    if m.get("type") == "text":
         raise EsError(400, "illegal_argument_exception",
                       "Fielddata is disabled on [%s] in [%s]. Text fields are "
                       "not optimised for operations that require per-document "
@@ -614,11 +696,12 @@ def sort_value(ctx, idx, field, hit):
 
 
 def order_key(specs, keys):
-    """Comparable tuple for sort keys; missing values sort last."""
+    """Comparable tuple for sort keys; missing values sort last, or first
+    with "missing": "_first" (sort-search-results.html)."""
     out = []
-    for (field, desc), k in zip(specs, keys):
+    for (field, desc, *first), k in zip(specs, keys):
         missing = k is None
-        out.append((1 if missing else 0,
+        out.append(((0 if missing else 1) if first else (1 if missing else 0),
                     0 if missing else (Desc(k) if desc else k)))
     return tuple(out)
 
@@ -824,7 +907,7 @@ def search(index_expr, body, params):
     specs = parse_sort(body.get("sort"))
     osv = os_version()
     if osv is not None and osv < (3, 3) and \
-            any(f == "_shard_doc" for f, _ in specs):
+            any(f == "_shard_doc" for f, *_ in specs):
         raise EsError(400, "search_phase_execution_exception",
                       "all shards failed", phase="query", grouped=True,
                       failed_shards=[{"shard": 0, "index": index_expr,
@@ -837,7 +920,7 @@ def search(index_expr, body, params):
         # Elasticsearch >= 7.12 adds the _shard_doc tiebreaker itself;
         # OpenSearch does not.
         specs = specs + [("_shard_doc", False)]
-    want_score = not specs or any(f == "_score" for f, _ in specs) or \
+    want_score = not specs or any(f == "_score" for f, *_ in specs) or \
         body.get("track_scores")
     hits = cached_hits(pit, indices, docs, body.get("query"), specs)
     total = len(hits)
@@ -887,7 +970,7 @@ def cached_hits(pit, indices, docs, query, specs):
     if specs:
         ctx = Ctx(indices)
         for h in hits:
-            vals = [sort_value(ctx, h["_idx"], f, h) for f, _ in specs]
+            vals = [sort_value(ctx, h["_idx"], f, h) for f, *_ in specs]
             h["_key"] = order_key(specs, [v[0] for v in vals])
             h["_sort"] = [v[1] for v in vals]
         hits.sort(key=lambda h: h["_key"])
@@ -915,7 +998,8 @@ def render_hits(page, total, body, specs, want_score):
     for h in page:
         d = {"_index": h["_index"], "_id": h["_id"],
              "_score": h["_score"] if want_score else None}
-        src = filter_source(h["_source"], spec)
+        src = filter_source(h["_source"], spec) \
+            if h["_idx"].source_enabled else None
         if src is not None:
             d["_source"] = src
         if specs:

@@ -63,6 +63,7 @@ class Fixture:
         self.collections = {}  # name -> {"size", "distance", "points": {id: point}}
         self.log = []
         self.fail = {}  # name -> (status, message) for every route of it
+        self.overfill = False  # lie: queries answer every point, farthest first
         self.lock = threading.Lock()
         self.server = None
         self.open = set()  # sockets of the connections being served
@@ -231,6 +232,8 @@ class Fixture:
                 scored.append((score(coll["distance"], p["vector"], q), p))
         best_high = coll["distance"] != "Euclid"
         scored.sort(key=lambda sp: -sp[0] if best_high else sp[0])
+        if self.overfill:
+            return _ok({"points": [self._out(p, body, s) for s, p in scored[::-1]]})
         return _ok({"points": [self._out(p, body, s)
                                for s, p in scored[:body.get("limit", 10)]]})
 
@@ -256,6 +259,14 @@ def _cond(p, c):
     val = p["payload"].get(c["key"])
     if val is None:
         return False
+    # A payload array matches when any of its values does (filtering.html:
+    # "if the stored value is an array, it should have at least one value
+    # matching").
+    return any(_value_cond(v, c) for v in (val if isinstance(val, list) else [val]))
+
+
+def _value_cond(val, c):
+    """One match/range condition against one payload value."""
     if "match" in c:
         m = c["match"]
         if "value" in m:

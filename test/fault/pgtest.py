@@ -186,6 +186,13 @@ def read_http_request(sock, buf=b""):
     Returns (method, path, header lines as bytes, bytes read past the
     request's body), or None if the peer closed first.
     """
+    req = read_http_request_body(sock, buf)
+    return None if req is None else req[:3] + req[4:]
+
+
+def read_http_request_body(sock, buf=b""):
+    """read_http_request, also returning the body: (method, path, header
+    lines, body, bytes read past the body), or None."""
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
         if not chunk:
@@ -203,7 +210,7 @@ def read_http_request(sock, buf=b""):
         if not chunk:
             return None
         rest += chunk
-    return method.decode(), path.decode(), lines[1:], rest[length:]
+    return method.decode(), path.decode(), lines[1:], rest[:length], rest[length:]
 
 
 def _proc_start(pid):

@@ -15,7 +15,12 @@ bodies pgpoly sent:
   * scan paging with scroll's next_page_offset;
   * INSERT/UPDATE/DELETE bodies sent at COMMIT (nothing before), the
     api-key header, create_collection, invalid ids refused at INSERT;
-  * an error body {"status": {"error"}} becomes an ERROR quoting it.
+  * an error body {"status": {"error"}} becomes an ERROR quoting it;
+  * a service answering every point, farthest first: still the LIMIT
+    nearest, in order;
+  * a payload array (matched by a filter on any element): a k-NN answer
+    holding such a record is an ERROR, not a row SQL's clause rejects, and
+    a scalar column refuses to read the array (22P02).
 """
 
 import json
@@ -63,6 +68,9 @@ def test():
     fx = qdrant_fixture.Fixture()
     for name, dist in (("l2c", "Euclid"), ("cosc", "Cosine"), ("dotc", "Dot")):
         fx.add_collection(name, 2, dist, POINTS)
+    fx.add_collection("arrc", 2, "Euclid", [
+        {"id": 1, "vector": [1.0, 0.0], "payload": {"task": ["vision", "text"], "n": [1, 9]}},
+        {"id": 2, "vector": [0.0, 1.0], "payload": {"task": "text", "n": 2}}])
     fx.fail["broken"] = (400, "Wrong input: payload index is broken")
     port = fx.start()
     db = pgtest.create_db("pgpoly_qdrant")
@@ -82,7 +90,12 @@ def test():
         " _distance float8)"
         " SERVER qd OPTIONS (collection 'newc', create_collection 'true', distance 'cosine');\n"
         "CREATE FOREIGN TABLE t_broken (id text, embedding real[]) SERVER qd"
-        " OPTIONS (collection 'broken');\n" % port, db=db)
+        " OPTIONS (collection 'broken');\n"
+        "CREATE FOREIGN TABLE t_arr (id text, embedding real[], task text, n int,"
+        " metadata jsonb) SERVER qd OPTIONS (collection 'arrc');\n"
+        "CREATE FOREIGN TABLE t_arr2 (id text, embedding real[], tasks text[]"
+        " OPTIONS (field 'task')) SERVER qd OPTIONS (collection 'arrc');\n"
+        % port, db=db)
     check(r.rc == 0, "setup: %s" % r.err)
     sess = pgtest.Session(db=db)
     qtext = "'{%s}'" % ",".join(str(x) for x in Q)
@@ -98,9 +111,10 @@ def test():
               "%s: one query request (+ one lookup): %r" % (tbl, fx.requests()))
         if sent:
             body = sent[0][2]
+            # (the payload: the answer is checked against the filter)
             check(body == {"query": Q, "limit": 3,
                            "filter": {"must": [{"key": "task", "match": {"value": "vision"}}]},
-                           "with_payload": False, "with_vector": False},
+                           "with_payload": True, "with_vector": False},
                   "%s: query body %r" % (tbl, body))
             check(sent[0][3].get("api-key") == "sekret", "api-key header sent")
         want = sorted(((local(metric, p["vector"], Q), str(p["id"])) for p in POINTS
@@ -108,6 +122,38 @@ def test():
         check([g[0] for g in got] == [w[1] for w in want], "%s: order %r vs %r" % (tbl, got, want))
         for g, w in zip(got, want):
             check(abs(float(g[1]) - w[0]) < 1e-6, "%s: _distance %s vs %s" % (tbl, g, w))
+
+    # A payload array: Qdrant matches a filter on any element, which SQL's
+    # comparison does not, so the k-NN answer cannot stand (it would claim
+    # task = 'text' or n > 5 for record 1, even for a column not read),
+    # and a scalar column cannot read the array; an array column reads both.
+    for sql in ("SELECT id, task FROM t_arr WHERE task = 'text' "
+                "ORDER BY embedding <-> %s LIMIT 2;" % qtext,
+                "SELECT id FROM t_arr WHERE n > 5 ORDER BY embedding <-> %s LIMIT 2;" % qtext,
+                "SELECT id FROM t_arr WHERE metadata->>'task' = 'text' "
+                "ORDER BY embedding <-> %s LIMIT 2;" % qtext):
+        r = sess.run(sql)
+        check(r.rc == 1 and r.sqlstate == "HV004" and '"1"' in r.err,
+              "k-NN over a payload array: want HV004 naming record 1; "
+              "got rc=%s %s %s %s" % (r.rc, r.sqlstate, r.out, r.err))
+    r = sess.run("SELECT id FROM t_arr WHERE n > 5;")
+    check(r.rc == 1 and r.sqlstate == "22P02" and '"1"' in r.err,
+          "a scalar column over a payload array: want 22P02 naming record 1; "
+          "got rc=%s %s %s %s" % (r.rc, r.sqlstate, r.out, r.err))
+    check(rows(sess, "SELECT id, tasks FROM t_arr2 ORDER BY id;") ==
+          [["1", "{vision,text}"], ["2", "{text}"]], "array column over a payload array")
+    check(rows(sess, "SELECT id FROM t_arr WHERE task = 'text' AND id = '2' "
+                     "ORDER BY embedding <-> %s LIMIT 2;" % qtext) == [["2"]],
+          "k-NN whose answer satisfies the filter")
+
+    # A service that answers every point, farthest first: the answer is
+    # still the LIMIT nearest, in order.
+    fx.overfill = True
+    got = rows(sess, "SELECT id FROM t_l2 ORDER BY embedding <-> %s LIMIT 2;" % qtext)
+    want = sorted((local("l2", p["vector"], Q), str(p["id"])) for p in POINTS)[:2]
+    check([g[0] for g in got] == [w[1] for w in want],
+          "an overfull answer: %r vs %r" % (got, want))
+    fx.overfill = False
 
     # use_remote_estimate: the plan's row count is the collection's points_count.
     r = sess.run("ALTER FOREIGN TABLE t_l2 OPTIONS (ADD use_remote_estimate 'true');\n"
@@ -267,7 +313,8 @@ def test():
                      "pg_foreign_table t JOIN pg_class c ON c.oid = t.ftrelid JOIN "
                      "pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = 'imp' "
                      "ORDER BY 1;")
-    check(got == [["dotc", "collection=dotc,distance=ip"], ["l2c", "collection=l2c,distance=l2"],
+    check(got == [["arrc", "collection=arrc,distance=l2"],
+                  ["dotc", "collection=dotc,distance=ip"], ["l2c", "collection=l2c,distance=l2"],
                   ["newc", "collection=newc,distance=cosine"]], "imported: %r" % got)
 
     sess.close()

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""pgpoly_elastic against a store that lies about its _bulk writes.
+
+A scripted HTTP server answers GET / like Elasticsearch 8.11 and every
+_bulk request with HTTP 200 and a body chosen by the test:
+
+  * noitems: "errors": false and no items at all (a gateway's canned
+    answer): nothing was written, so COMMIT must fail;
+  * hidden: "errors": false, yet the second and third items failed with
+    an error (the ERROR names the first, its detail the other);
+  * statusonly: "errors": false, the second item has status 500 and no
+    error object;
+  * fewer: "errors": false, one item fewer than the actions sent;
+  * honest: every item 201 (COMMIT succeeds);
+  * samepage: every search page full and the same, whatever search_after
+    says (a cache in front of the cluster): an ERROR, not rows repeated
+    until statement_timeout;
+  * countpartial / countnegative / counthuge: a _count answer counting
+    the shards that answered (one failed), or a count of -5 or 10^20;
+  * gone: a delete answered 404 "not_found" without error, as
+    Elasticsearch answers a delete of a document already deleted (COMMIT
+    succeeds: the document is gone).
+
+Each failing COMMIT is an ERROR naming the server (and, for a failed item,
+the document), and the native row written in the same transaction is
+rolled back; the backend survives; no crash in the log.
+"""
+
+import json
+
+import pgtest
+
+check = pgtest.check
+
+ES_ROOT = json.dumps({"name": "liar", "cluster_name": "liar",
+                      "version": {"number": "8.11.0"},
+                      "tagline": "You Know, for Search"}).encode()
+
+
+class LyingServer:
+    """HTTP/1.1 with keep-alive; _bulk answers by self.mode."""
+
+    def __init__(self):
+        self.mode = "honest"
+        self.server = pgtest.TcpServer(self._serve)
+        self.url = "http://127.0.0.1:%d" % self.server.port
+
+    def _serve(self, c):
+        buf = b""
+        while True:
+            req = pgtest.read_http_request_body(c, buf)
+            if req is None:
+                return
+            method, path, _, body, buf = req
+            if "_bulk" in path:
+                out = json.dumps(self._bulk(body)).encode()
+            elif "_count" in path:
+                out = json.dumps(self._count()).encode()
+            elif "_pit" in path:
+                out = b'{"id": "pit-1", "succeeded": true, "num_freed": 1}'
+            elif "_search" in path and self.mode == "samepage":
+                # a full page, the same whatever search_after says
+                out = json.dumps({"took": 1, "timed_out": False, "pit_id": "pit-1",
+                                  "_shards": {"total": 1, "successful": 1,
+                                              "skipped": 0, "failed": 0},
+                                  "hits": {"hits": [
+                                      {"_index": "lies", "_id": "p%d" % i, "_score": None,
+                                       "_source": {"n": i}, "sort": [i]}
+                                      for i in (1, 2)]}}).encode()
+            elif "_search" in path:
+                out = json.dumps({"took": 1, "timed_out": False, "_shards": {
+                    "total": 1, "successful": 1, "skipped": 0, "failed": 0},
+                    "hits": {"hits": [{"_index": "lies", "_id": "zz",
+                                       "_score": None,
+                                       "_source": {"n": 1}}]}}).encode()
+            else:
+                out = ES_ROOT
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(out), out))
+
+    def _count(self):
+        """A _count answer in the current mode."""
+        shards = {"total": 2, "successful": 2, "skipped": 0, "failed": 0}
+        if self.mode == "countpartial":
+            # 200 with the count of the shards that answered
+            shards.update(successful=1, failed=1, failures=[{
+                "shard": 1, "index": "lies", "reason": {
+                    "type": "node_disconnected_exception",
+                    "reason": "node left the cluster"}}])
+        count = {"countnegative": -5, "counthuge": 10 ** 20}.get(self.mode, 3)
+        return {"count": count, "_shards": shards}
+
+    def _bulk(self, body):
+        """The answer to a _bulk body (NDJSON) in the current mode."""
+        actions = []
+        lines = [ln for ln in body.split(b"\n") if ln.strip()]
+        i = 0
+        while i < len(lines):
+            (op, meta), = json.loads(lines[i]).items()
+            actions.append((op, meta.get("_id")))
+            i += 1 if op == "delete" else 2
+        items = []
+        for k, (op, doc_id) in enumerate(actions):
+            item = {"_index": "lies", "_id": doc_id, "status": 201,
+                    "result": "created"}
+            if op == "delete":
+                item.update(status=200, result="deleted")
+                if self.mode == "gone":
+                    item.update(status=404, result="not_found")
+            if k >= 1 and self.mode == "hidden":
+                item.update(status=400, error={
+                    "type": "mapper_parsing_exception",
+                    "reason": "failed to parse field [n]"})
+            if k == 1 and self.mode == "statusonly":
+                item.update(status=500)
+                del item["result"]
+            items.append({op: item})
+        if self.mode == "noitems":
+            items = []
+        if self.mode == "fewer":
+            items = items[:-1]
+        return {"took": 1, "errors": False, "items": items}
+
+
+def test():
+    mark = pgtest.pg_log_mark()
+    liar = LyingServer()
+    db = pgtest.create_db("pgpoly_es_lying")
+    r = pgtest.psql("""
+        CREATE SERVER liar FOREIGN DATA WRAPPER pgpoly_elastic
+            OPTIONS (url '%s');
+        CREATE FOREIGN TABLE w (_id text, n int) SERVER liar
+            OPTIONS (index 'lies');
+        CREATE FOREIGN TABLE paged (_id text, n int) SERVER liar
+            OPTIONS (index 'lies', fetch_size '2');
+        CREATE TABLE native (id int);
+    """ % liar.url, db=db)
+    if not check(r.rc == 0, "setup failed: %s" % r.err):
+        return
+    s = pgtest.Session(db)
+    pid = s.value("SELECT pg_backend_pid();")
+    write = ("BEGIN; INSERT INTO native VALUES (%d); "
+             "INSERT INTO w VALUES ('a%d', 1), ('b%d', 2), ('c%d', 3); COMMIT;")
+    for k, (mode, want) in enumerate([
+            ("noitems", ("liar", "3 actions with 0 items")),
+            ("hidden", ('"b1"', "mapper_parsing_exception",
+                        '1 other item(s) of the request failed too: "c1"')),
+            ("statusonly", ('"b', "status 500")),
+            ("fewer", ("liar", "3 actions with 2 items")),
+            ("honest", None)]):
+        liar.mode = mode
+        r = s.run(write % ((k,) * 4))
+        if want is None:
+            check(r.rc == 0, "%s: COMMIT failed: %s" % (mode, r.err))
+        else:
+            check(r.rc == 1 and r.sqlstate and r.sqlstate.startswith("HV")
+                  and all(w in r.err for w in want),
+                  "%s: want an HV ERROR containing %s; got rc=%s sqlstate=%s: %s"
+                  % (mode, want, r.rc, r.sqlstate, r.err.strip()))
+            s.run("ROLLBACK;")
+            n = s.value("SELECT count(*) FROM native WHERE id = %d;" % k)
+            check(n == "0", "%s: the native row of the failed COMMIT is there"
+                  % mode)
+    # A store that answers every page with the same page: an ERROR, not
+    # the same rows again and again until statement_timeout.
+    liar.mode = "samepage"
+    r = s.run("SET statement_timeout = '10s'; SELECT count(*) FROM (SELECT n FROM paged OFFSET 0) x; "
+              "RESET statement_timeout;")
+    check(r.rc == 1 and r.sqlstate == "HV000" and "same page" in r.err,
+          "repeated page: want HV000 'same page'; got rc=%s %s %s"
+          % (r.rc, r.sqlstate, r.err.strip()))
+    s.run("RESET statement_timeout;")
+    # count(*) pushed down as _count: a partial count (a shard failed) or
+    # one that cannot be a count is an ERROR, not the answer.
+    for mode, want in (("countpartial", "failed on 1 shard"),
+                       ("countnegative", "without a count"),
+                       ("counthuge", "without a count"),
+                       ("honest", None)):
+        liar.mode = mode
+        r = s.run("SELECT count(*) FROM paged;")
+        if want is None:
+            check(r.rc == 0 and r.out.strip() == "3", "count: %s %s" % (r.out, r.err))
+        else:
+            check(r.rc == 1 and r.sqlstate and r.sqlstate.startswith("HV")
+                  and want in r.err, "%s: want an HV ERROR '%s'; got rc=%s %s %s"
+                  % (mode, want, r.rc, r.sqlstate, (r.out + r.err).strip()))
+    # A delete of a document already gone is no failure.
+    liar.mode = "gone"
+    r = s.run("BEGIN; DELETE FROM w WHERE _id = 'zz'; COMMIT;")
+    check(r.rc == 0, "delete of nothing failed: %s" % r.err)
+    check(s.value("SELECT pg_backend_pid();") == pid, "the backend changed")
+    s.close()
+    liar.server.close()
+    pgtest.check_pg_log(mark)
+
+
+pgtest.main(test)
