@@ -655,8 +655,10 @@ COMMENT ON FUNCTION pgpoly.log_input(uuid, text, text) IS
 -- sha256 over the column names and types, the row count, and two sums of 64-bit
 -- hashes of the rows (hash_record_extended, seeds 0 and 1: the hash functions of
 -- the column types, so equal values hash alike).  A table with a column type that
--- has no hash function (json, point ...) is hashed through the rows' text forms
--- instead, under pinned settings.  The prefix names the method.  It detects
+-- has no hash function (json, point, money ...) is hashed through the rows' text
+-- forms instead, under pinned settings (every setting an output function reads:
+-- DateStyle, TimeZone, IntervalStyle, extra_float_digits, bytea_output,
+-- lc_monetary).  The prefix names the method.  It detects
 -- changed data; it is not meant to resist deliberate collisions.
 CREATE FUNCTION pgpoly._dataset_content_hash(rel regclass)
 RETURNS text
@@ -667,6 +669,7 @@ SET timezone = 'UTC'
 SET intervalstyle = 'postgres'
 SET extra_float_digits = 1
 SET bytea_output = 'hex'
+SET lc_monetary = 'C'
 AS $$
 DECLARE
 	v_cols   text;

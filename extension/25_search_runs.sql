@@ -23,7 +23,11 @@
 --	  IN); attributes run_id, run_name and status are strings, start_time and
 --	  end_time compare with epoch milliseconds (a number) or a timestamp (a string).
 --	  A run without the metric, param or tag in a comparison does not match; in an
---	  ordering it sorts last.
+--	  ordering it sorts last.  A NaN metric compares as IEEE 754 and MLflow's file
+--	  store have it (PostgreSQL's float8 order would make it equal to NaN and above
+--	  every number): it matches != and no other operator, and in an ordering it
+--	  comes after every number and before the runs without the metric, in both
+--	  directions, as MLflow sorts it.
 --	* Every malformed filter or order_by is a 22023 error whose message gives the
 --	  1-based character position and what was expected there.
 
@@ -276,7 +280,10 @@ BEGIN
 				PERFORM pgpoly._sr_syntax_error('filter', filter, v.pos, format('number out of range: %s', v.val));
 			END;
 			conds := conds || CASE ent.class
-				WHEN 'metric' THEN format('%s %s $5[%s]', ent.expr, v_op, cardinality(q.nums))
+				-- NaN: true for != only (PostgreSQL: NaN = NaN and NaN > every number)
+				WHEN 'metric' THEN format(CASE v_op WHEN '<>' THEN '%s %s $5[%s]'
+										 ELSE 'nullif(%s, ''NaN'') %s $5[%s]' END,
+										 ent.expr, v_op, cardinality(q.nums))
 				-- epoch milliseconds, as MLflow stores times
 				ELSE format('floor(extract(epoch FROM %s) * 1000) %s $5[%s]', ent.expr, v_op,
 							cardinality(q.nums)) END;
@@ -314,7 +321,7 @@ END
 $$;
 
 -- Compile order_by (NULL or blank: none) into q.order_sql, adding its keys to q.
--- Runs missing the value sort last in both directions.
+-- Runs missing the value sort last in both directions; NaN metrics just before them.
 CREATE FUNCTION pgpoly._sr_compile_order(order_by text, q pgpoly._sr_query)
 RETURNS pgpoly._sr_query
 LANGUAGE plpgsql STABLE
@@ -346,7 +353,10 @@ BEGIN
 			v_dir := upper(tok[i].val);
 			i := i + 1;
 		END IF;
-		terms := terms || format('%s %s NULLS LAST', ent.expr, v_dir);
+		-- a NaN metric after the numbers in both directions: false (a number)
+		-- before true (NaN) before NULL (no metric)
+		terms := terms || CASE ent.class WHEN 'metric' THEN format('(%1$s = ''NaN'') NULLS LAST, %1$s %2$s NULLS LAST', ent.expr, v_dir)
+									   ELSE format('%s %s NULLS LAST', ent.expr, v_dir) END;
 		EXIT WHEN tok[i].kind = 'eof';
 		IF tok[i].kind IS DISTINCT FROM 'comma' THEN
 			PERFORM pgpoly._sr_syntax_error('order_by', order_by, tok[i].pos,

@@ -588,12 +588,16 @@ AS $$
 	SELECT t IN ('smallint', 'integer', 'bigint', 'real', 'double precision', 'numeric')
 $$;
 
+-- feature_stats' body: one scan of the history window.  Distinct values of
+-- non-numeric features are counted by text form, exact for floats inside them
+-- (arrays, composites) whatever the caller's extra_float_digits.
 CREATE FUNCTION pgpoly._feature_stats(view text, since timestamptz, until timestamptz)
 RETURNS TABLE (o_feature text, o_count bigint, o_nulls bigint, o_distinct bigint,
 			   o_mean float8, o_stddev float8, o_min float8, o_p50 float8, o_p95 float8,
 			   o_max float8)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
+SET extra_float_digits = 1
 AS $$
 DECLARE
 	v      pgpoly._fv_def := pgpoly._fv_get(view);
@@ -703,9 +707,12 @@ END
 $$;
 
 -- PSI of a categorical column col: one bin per distinct reference value (by text
--- form), plus one for the values the reference never had.
+-- form), plus one for the values the reference never had.  The text forms of
+-- floats (in arrays, composites, points) are exact whatever the caller's
+-- extra_float_digits: with fewer digits distinct values would share a bin.
 CREATE FUNCTION pgpoly._drift_categorical(ref text, cur text, col text, OUT psi float8)
 LANGUAGE plpgsql STABLE
+SET extra_float_digits = 1
 AS $$
 BEGIN
 	EXECUTE format($q$

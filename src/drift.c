@@ -175,21 +175,20 @@ drift_count_le(const DriftSample *s, float8 x)
 
 /*
  * percentile_cont(pct) of sorted sample s (n > 0), with the arithmetic of
- * PostgreSQL's percentile_cont for float8 (orderedsetaggs.c, float8_lerp),
- * written with the SQL operators' functions so that an overflow is the same
- * error it was in SQL.
+ * PostgreSQL's percentile_cont for float8 (orderedsetaggs.c, float8_lerp):
+ * plain C doubles, so an interpolation beyond the float8 range is +-Infinity
+ * (or NaN between -Infinity and Infinity), as there, never an overflow ERROR.
  */
 static float8
 drift_percentile(const DriftSample *s, float8 pct)
 {
-	float8		pos = float8_mul(pct, (float8) (s->n - 1));
-	int			lo = (int) floor(pos);
-	int			hi = (int) ceil(pos);
+	float8		pos = pct * (float8) (s->n - 1);
+	float8		lo = floor(pos);
+	float8		hi = ceil(pos);
 
 	if (lo == hi)
-		return s->v[lo];
-	return float8_pl(s->v[lo], float8_mul(float8_mi(pos, (float8) lo),
-										  float8_mi(s->v[hi], s->v[lo])));
+		return s->v[(int) lo];
+	return s->v[(int) lo] + ((pos - lo) * (s->v[(int) hi] - s->v[(int) lo]));
 }
 
 /*
@@ -278,7 +277,7 @@ pgpoly_drift_numeric_bins(PG_FUNCTION_ARGS)
 	{
 		edges = palloc(sizeof(float8) * (bins - 1));
 		for (int k = 1; k < bins; k++)
-			edges[k - 1] = drift_percentile(&r, float8_div((float8) k, (float8) bins));
+			edges[k - 1] = drift_percentile(&r, (float8) k / (float8) bins);
 		rc = palloc(sizeof(Datum) * bins);
 		cc = palloc(sizeof(Datum) * bins);
 		drift_bin_counts(&r, edges, bins, rc);

@@ -14,8 +14,8 @@ ks value to 1e-9 and every status:
     reference never had; ks NULL;
   * status: ok (psi < 0.1), warn (< 0.25), drift.
 
-The data sets exercise NULLs, ties, many equal edges (empty bins), unseen
-categories, shifted and identical distributions, integer/numeric/real/double
+The data sets exercise NULLs, ties, many equal edges (empty bins), values near
+the float8 limits, unseen categories, shifted and identical distributions, integer/numeric/real/double
 columns, tiny and empty sides, and bins from 2 to 20; one comparison goes
 through the query form of the arguments.
 """
@@ -124,6 +124,15 @@ def datasets(rng):
                  [rng.random() < 0.5 for _ in range(n)]),
         "same_c": ("text", "cat", [rng.choice("xy") for _ in range(n)],
                    [rng.choice("xy") for _ in range(n)]),
+    }
+    # values near the float8 limits: an edge interpolated between -1.7e308 and
+    # 1.7e308 is beyond the range, Infinity as percentile_cont computes it (not
+    # an overflow ERROR); subnormals and -0 among them
+    extremes = [-1.7e308, -1e308, -5e-324, -0.0, 0.0, 5e-324, 1e308, 1.7e308]
+    yield "extremes", {
+        "big": ("float8", "num", [rng.choice(extremes) for _ in range(n // 4)],
+                [rng.choice(extremes[2:]) for _ in range(n // 4)]),
+        "two": ("float8", "num", [-1.7e308, 1.7e308], [1.7e308, 1.7e308, -1e308]),
     }
     yield "tiny", {
         "one": ("float8", "num", [1.5], [1.5, 2.5]),

@@ -1,0 +1,94 @@
+--
+-- Registry and monitoring under attack: NaN metrics in search_runs, values that
+-- depend on session settings (a training set's content hash, categories of
+-- float arrays in drift and feature_stats), drift near the float8 limits.
+--
+\getenv redis_port REDIS_PORT
+\set VERBOSITY terse
+\set SHOW_CONTEXT never
+SET client_min_messages = warning;
+SET timezone = 'UTC';
+SET datestyle = 'ISO, YMD';
+
+--
+-- search_runs: a NaN metric matches != only, as in IEEE 754 and MLflow (in
+-- PostgreSQL's float8 order NaN is above every number, so it matched > and >=);
+-- in an ordering it comes after the numbers and before runs without the metric,
+-- in both directions.
+--
+SELECT pgpoly.start_run('ra_exp', 'nan') AS r1 \gset
+SELECT pgpoly.start_run('ra_exp', 'one') AS r2 \gset
+SELECT pgpoly.start_run('ra_exp', 'two') AS r3 \gset
+SELECT pgpoly.start_run('ra_exp', 'none') AS r4 \gset
+UPDATE pgpoly.runs r SET start_time = '2024-01-01'::timestamptz + v.d * interval '1 hour'
+FROM (VALUES (:'r1'::uuid, 4), (:'r2', 3), (:'r3', 2), (:'r4', 1)) v(id, d)
+WHERE r.run_id = v.id;
+SELECT pgpoly.log_metric(:'r1', 'loss', 'NaN'),
+       pgpoly.log_metric(:'r2', 'loss', 1),
+       pgpoly.log_metric(:'r3', 'loss', 2),
+       pgpoly.log_metric(:'r4', 'acc', 0.5);
+CREATE FUNCTION ra(filter text, order_by text DEFAULT NULL) RETURNS text LANGUAGE sql AS $$
+	SELECT coalesce(string_agg(s.run_name, ' ' ORDER BY s.ordinality), '(none)')
+	FROM pgpoly.search_runs('ra_exp', filter, order_by) WITH ORDINALITY s
+$$;
+SELECT op, ra(format('metrics.loss %s 1', op)) AS vs_1, ra(format('metrics.loss %s 1e308', op)) AS vs_1e308
+FROM unnest(ARRAY['<', '<=', '=', '>', '>=', '!=']) WITH ORDINALITY u(op, i) ORDER BY i;
+SELECT ra(NULL, 'metrics.loss ASC') AS asc_order,
+       ra(NULL, 'metrics.loss DESC') AS desc_order,
+       ra(NULL, 'metrics.loss DESC, attributes.run_name DESC') AS two_keys,
+       ra(NULL, 'metrics.acc DESC, metrics.loss') AS other_metric_first;
+-- an infinite metric is a number: it compares and sorts as one
+SELECT pgpoly.log_metric(:'r4', 'loss', 'Infinity');
+SELECT ra('metrics.loss > 1e308') AS above_max, ra(NULL, 'metrics.loss DESC') AS desc_with_inf;
+
+--
+-- A training set's content hash does not depend on the session: a money column
+-- (no hash function: hashed through its text form) under another lc_monetary.
+--
+CREATE TABLE ra_money (id int, price money, note text);
+INSERT INTO ra_money VALUES (1, 12.5, 'a'), (2, 1234.56, NULL);
+SELECT pgpoly._dataset_content_hash('ra_money') AS h \gset
+SET lc_monetary = 'de_DE.UTF-8';
+SET extra_float_digits = -3;
+SET intervalstyle = 'iso_8601';
+SELECT pgpoly._dataset_content_hash('ra_money') = :'h' AS same_hash_under_de_de;
+RESET lc_monetary;
+RESET extra_float_digits;
+RESET intervalstyle;
+
+--
+-- Categorical drift compares exact text forms: two float arrays that differ in
+-- the 17th digit are two categories whatever extra_float_digits says.
+--
+CREATE TABLE ra_ref AS SELECT a::float8[] AS a FROM (VALUES ('{0.1}'), ('{0.10000000000000002}')) v(a);
+CREATE TABLE ra_cur AS SELECT a::float8[] AS a FROM (VALUES ('{0.1}'), ('{0.1}')) v(a);
+SELECT feature, round(psi::numeric, 6) AS psi, status FROM pgpoly.drift('ra_ref', 'ra_cur');
+SET extra_float_digits = 0;
+SELECT feature, round(psi::numeric, 6) AS psi, status FROM pgpoly.drift('ra_ref', 'ra_cur');
+RESET extra_float_digits;
+
+--
+-- Drift near the float8 limits: the edge between -1.7e308 and 1.7e308 is
+-- percentile_cont's Infinity (was an overflow ERROR).
+--
+SELECT feature, psi, ks, status
+FROM pgpoly.drift('SELECT x FROM (VALUES (-1.7e308::float8), (1.7e308)) v(x)',
+                  'SELECT x FROM (VALUES (-1.7e308::float8), (1.7e308), (1e308)) v(x)', bins => 2);
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS edge
+FROM (VALUES (-1.7e308::float8), (1.7e308)) v(x);
+
+--
+-- feature_stats counts distinct float arrays exactly under any extra_float_digits.
+--
+CREATE SERVER ra FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
+CREATE USER MAPPING FOR CURRENT_USER SERVER ra;
+CREATE FOREIGN TABLE ra_emb (id text OPTIONS (key 'true'), emb float8[])
+  SERVER ra OPTIONS (key_prefix 'regress_ra:emb:');
+SELECT pgpoly.create_feature_view('ra_emb', 'id', 'ra_emb');
+SELECT pgpoly.put_features('ra_emb', 'a', '{"emb": [0.1]}', '2024-01-01'),
+       pgpoly.put_features('ra_emb', 'b', '{"emb": [0.10000000000000002]}', '2024-01-01');
+SELECT feature, count, distinct_count FROM pgpoly.feature_stats('ra_emb');
+SET extra_float_digits = 0;
+SELECT feature, count, distinct_count FROM pgpoly.feature_stats('ra_emb');
+RESET extra_float_digits;
+DELETE FROM ra_emb;
