@@ -286,12 +286,17 @@ BEGIN
 END
 $$;
 
--- Return obj, '{}' for NULL; raise 22023 unless it is a JSON object.
+-- Return obj, '{}' for NULL; raise 22023 unless it is a JSON object whose keys
+-- are not empty, 22004 if a value is JSON null.  The pairs are params or tags, and
+-- must be what log_param/set_tag accept one by one: a null value would read as
+-- "not set" (->> gives NULL), so a write-once param could be set again.
 CREATE FUNCTION pgpoly._json_object(obj jsonb, argname text)
 RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
+DECLARE
+	v_key text;
 BEGIN
 	IF obj IS NULL THEN
 		RETURN '{}'::jsonb;
@@ -300,6 +305,16 @@ BEGIN
 		RAISE EXCEPTION 'argument "%" must be a JSON object, not %', argname, jsonb_typeof(obj)
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Pass key/value pairs, e.g. ''{"lr": "0.1"}''.';
+	END IF;
+	IF obj ? '' THEN
+		RAISE EXCEPTION 'argument "%" has an empty key', argname
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	SELECT e.key INTO v_key FROM jsonb_each(obj) e WHERE jsonb_typeof(e.value) = 'null' LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'argument "%" has a null value for key "%"', argname, v_key
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Leave the key out: a key is set once it has a value.';
 	END IF;
 	RETURN obj;
 END

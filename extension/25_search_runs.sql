@@ -20,7 +20,8 @@
 --	  clause = entity [ASC | DESC].
 --	* Types follow MLflow: metrics compare with numbers (=, !=, <, <=, >, >=) on the
 --	  run's latest value; params and tags are strings (=, !=, LIKE, ILIKE, IN, NOT
---	  IN); attributes run_id, run_name and status are strings, start_time and
+--	  IN); attributes run_id, run_name and status are strings (a run id in any
+--	  uuid input form, e.g. MLflow's 32 hex digits, equals its run), start_time and
 --	  end_time compare with epoch milliseconds (a number) or a timestamp (a string).
 --	  A run without the metric, param or tag in a comparison does not match; in an
 --	  ordering it sorts last.  A NaN metric compares as IEEE 754 and MLflow's file
@@ -179,6 +180,21 @@ BEGIN
 END
 $$;
 
+-- The text a run_id is compared with by =, !=, IN and NOT IN: a uuid in any of
+-- its input forms (upper case, without hyphens as MLflow writes run ids, in
+-- braces) as run_id::text prints it; any other text as it is (it matches no run).
+CREATE FUNCTION pgpoly._sr_run_id_text(val text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	RETURN val::uuid::text;
+EXCEPTION WHEN invalid_text_representation THEN
+	RETURN val;
+END
+$$;
+
 -- The compiled form of a filter and an order_by: SQL text with parameter
 -- references only, and the parameter arrays.
 CREATE TYPE pgpoly._sr_query AS (
@@ -206,6 +222,7 @@ DECLARE
 	ent   record;
 	v_op  text;
 	v_lo  int;
+	v_run_id bool;
 	conds text[] := '{}';
 BEGIN
 	IF filter IS NULL OR btrim(filter) = '' THEN
@@ -244,7 +261,8 @@ BEGIN
 					   e.val || '.' || e.key, op.val));
 		END IF;
 
-		-- the value
+		-- the value (a run id as run_id::text prints it, except for LIKE patterns)
+		v_run_id := ent.class = 'attribute' AND e.key = 'run_id';
 		v := tok[i];
 		i := i + 1;
 		IF v_op IN ('IN', 'NOT IN') THEN
@@ -257,7 +275,7 @@ BEGIN
 				IF v.kind IS DISTINCT FROM 'string' THEN
 					PERFORM pgpoly._sr_syntax_error('filter', filter, v.pos, 'expected a quoted string in the IN list');
 				END IF;
-				q.strs := q.strs || v.val;
+				q.strs := q.strs || CASE WHEN v_run_id THEN pgpoly._sr_run_id_text(v.val) ELSE v.val END;
 				i := i + 1;
 				EXIT WHEN tok[i].kind = 'rparen';
 				IF tok[i].kind IS DISTINCT FROM 'comma' THEN
@@ -304,7 +322,8 @@ BEGIN
 				PERFORM pgpoly._sr_syntax_error('filter', filter, v.pos,
 					format('expected a quoted string to compare %s with', e.val || '.' || e.key));
 			END IF;
-			q.strs := q.strs || v.val;
+			q.strs := q.strs || CASE WHEN v_run_id AND v_op IN ('=', '<>')
+									 THEN pgpoly._sr_run_id_text(v.val) ELSE v.val END;
 			conds := conds || format('%s %s $4[%s]', ent.expr, v_op, cardinality(q.strs));
 		END IF;
 

@@ -41,6 +41,33 @@ SELECT ra(NULL, 'metrics.loss ASC') AS asc_order,
 SELECT pgpoly.log_metric(:'r4', 'loss', 'Infinity');
 SELECT ra('metrics.loss > 1e308') AS above_max, ra(NULL, 'metrics.loss DESC') AS desc_with_inf;
 
+-- a run id in MLflow's form (32 hex digits) or upper case finds its run; a LIKE
+-- pattern is matched against the canonical text
+SELECT ra(format('attributes.run_id = %L', replace(:'r2', '-', ''))) AS mlflow_form,
+       ra(format('attributes.run_id = %L', upper(:'r2'))) AS upper_case,
+       ra(format('attributes.run_id IN (%L, %L)', '{' || :'r3' || '}', 'not-a-uuid')) AS in_list,
+       ra(format('attributes.run_id != %L', upper(:'r1'))) AS not_equal,
+       ra(format('attributes.run_id NOT IN (%L)', upper(:'r1'))) AS not_in,
+       ra(format('attributes.run_id LIKE %L', upper(left(:'r2', 8)) || '%')) AS like_upper,
+       ra('attributes.run_id = ''not-a-uuid''') AS no_uuid;
+
+-- start_run's params and tags are what log_param and set_tag accept: a JSON null
+-- value read as "not set", so log_param could set a write-once param again
+CREATE FUNCTION ra_err(cmd text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE cmd;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$$;
+SELECT ra_err($$SELECT pgpoly.start_run('ra_exp', params => '{"lr": "0.1", "n": null}')$$) AS null_param,
+       ra_err($$SELECT pgpoly.start_run('ra_exp', tags => '{"t": null}')$$) AS null_tag,
+       ra_err($$SELECT pgpoly.start_run('ra_exp', params => '{"": "x"}')$$) AS empty_key,
+       ra_err($$SELECT pgpoly.register_model_version('ra_m', 's3://m', tags => '{"a": null}')$$) AS null_version_tag;
+SELECT count(*) AS runs_created FROM pgpoly.runs r JOIN pgpoly.experiments e USING (experiment_id)
+WHERE e.name = 'ra_exp';
+
 --
 -- A training set's content hash does not depend on the session: a money column
 -- (no hash function: hashed through its text form) under another lc_monetary.
