@@ -590,7 +590,9 @@ $$;
 
 -- feature_stats' body: one scan of the history window.  Distinct values of
 -- non-numeric features are counted by text form, exact for floats inside them
--- (arrays, composites) whatever the caller's extra_float_digits.
+-- (arrays, composites) whatever the caller's extra_float_digits.  Mean and
+-- stddev sum in float8; if a sum leaves the float8 range (values near 1e308,
+-- whose mean is still a float8) the scan is done again summing in numeric.
 CREATE FUNCTION pgpoly._feature_stats(view text, since timestamptz, until timestamptz)
 RETURNS TABLE (o_feature text, o_count bigint, o_nulls bigint, o_distinct bigint,
 			   o_mean float8, o_stddev float8, o_min float8, o_p50 float8, o_p95 float8,
@@ -601,6 +603,7 @@ SET extra_float_digits = 1
 AS $$
 DECLARE
 	v      pgpoly._fv_def := pgpoly._fv_get(view);
+	v_sum  text;
 	v_aggs text;
 	v_rows text;
 BEGIN
@@ -610,25 +613,35 @@ BEGIN
 		RAISE EXCEPTION 'since % is after until %', since, until
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	-- one scan: per feature i the aggregates c<i>_*; then one row per feature
-	SELECT string_agg(CASE WHEN pgpoly._is_numeric_type(u.t::regtype) THEN format(
-			   'count(h.%1$I) AS c%2$s_n, count(DISTINCT h.%1$I) AS c%2$s_d, avg(h.%1$I::float8) AS c%2$s_mean, '
-			   'stddev_samp(h.%1$I::float8) AS c%2$s_sd, min(h.%1$I::float8) AS c%2$s_min, '
-			   'percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY h.%1$I::float8) AS c%2$s_p, '
-			   'max(h.%1$I::float8) AS c%2$s_max', u.f, u.i)
-		   ELSE format(
-			   'count(h.%1$I) AS c%2$s_n, count(DISTINCT h.%1$I::text) AS c%2$s_d, NULL::float8 AS c%2$s_mean, '
-			   'NULL::float8 AS c%2$s_sd, NULL::float8 AS c%2$s_min, NULL::float8[] AS c%2$s_p, '
-			   'NULL::float8 AS c%2$s_max', u.f, u.i) END, ', ' ORDER BY u.i),
-		   string_agg(format('(%L, a.c%2$s_n, a.total - a.c%2$s_n, a.c%2$s_d, a.c%2$s_mean, a.c%2$s_sd, '
-							 'a.c%2$s_min, a.c%2$s_p[1], a.c%2$s_p[2], a.c%2$s_max)', u.f, u.i),
-					  ', ' ORDER BY u.i)
-	INTO v_aggs, v_rows
-	FROM unnest(v.features, v.feature_types) WITH ORDINALITY AS u(f, t, i);
-	RETURN QUERY EXECUTE format(
-		'SELECT x.* FROM (SELECT count(*) AS total, %s FROM %s h WHERE h.event_time >= $1 AND h.event_time < $2) a '
-		'CROSS JOIN LATERAL (VALUES %s) AS x', v_aggs, v.offline_rel, v_rows)
-	USING since, until;
+	FOREACH v_sum IN ARRAY ARRAY['float8', 'numeric'] LOOP
+		-- one scan: per feature i the aggregates c<i>_*; then one row per feature
+		SELECT string_agg(CASE WHEN pgpoly._is_numeric_type(u.t::regtype) THEN format(
+				   'count(h.%1$I) AS c%2$s_n, count(DISTINCT h.%1$I) AS c%2$s_d, avg(h.%1$I::%3$s)::float8 AS c%2$s_mean, '
+				   'stddev_samp(h.%1$I::%3$s)::float8 AS c%2$s_sd, min(h.%1$I::float8) AS c%2$s_min, '
+				   'percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY h.%1$I::float8) AS c%2$s_p, '
+				   'max(h.%1$I::float8) AS c%2$s_max', u.f, u.i, v_sum)
+			   ELSE format(
+				   'count(h.%1$I) AS c%2$s_n, count(DISTINCT h.%1$I::text) AS c%2$s_d, NULL::float8 AS c%2$s_mean, '
+				   'NULL::float8 AS c%2$s_sd, NULL::float8 AS c%2$s_min, NULL::float8[] AS c%2$s_p, '
+				   'NULL::float8 AS c%2$s_max', u.f, u.i) END, ', ' ORDER BY u.i),
+			   string_agg(format('(%L, a.c%2$s_n, a.total - a.c%2$s_n, a.c%2$s_d, a.c%2$s_mean, a.c%2$s_sd, '
+								 'a.c%2$s_min, a.c%2$s_p[1], a.c%2$s_p[2], a.c%2$s_max)', u.f, u.i),
+						  ', ' ORDER BY u.i)
+		INTO v_aggs, v_rows
+		FROM unnest(v.features, v.feature_types) WITH ORDINALITY AS u(f, t, i);
+		BEGIN
+			-- one aggregate row: an error comes before any row is returned
+			RETURN QUERY EXECUTE format(
+				'SELECT x.* FROM (SELECT count(*) AS total, %s FROM %s h WHERE h.event_time >= $1 AND h.event_time < $2) a '
+				'CROSS JOIN LATERAL (VALUES %s) AS x', v_aggs, v.offline_rel, v_rows)
+			USING since, until;
+			RETURN;
+		EXCEPTION WHEN numeric_value_out_of_range THEN
+			IF v_sum = 'numeric' THEN
+				RAISE;
+			END IF;
+		END;
+	END LOOP;
 END
 $$;
 

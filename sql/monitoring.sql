@@ -517,7 +517,7 @@ SELECT * FROM pgpoly._drift_numeric_bins('{1,2,3,4}', '{}', 2);
 SELECT * FROM pgpoly._drift_numeric_bins('{NaN,1,-0,0,2,NaN}', '{0,NaN,-0}', 3);
 -- a numeric value beyond float8 is an error, as its cast is
 SELECT * FROM pgpoly.drift('SELECT 1e309::numeric AS v', 'SELECT 1::numeric AS v');
--- an edge that overflows float8 is the error the SQL arithmetic raised
+-- an edge interpolated beyond float8 is percentile_cont's Infinity (not an overflow ERROR)
 SELECT * FROM pgpoly._drift_numeric_bins('{-1e308,1e308}', '{0}', 2);
 -- bad arguments of the C part (it is callable on its own)
 SELECT * FROM pgpoly._drift_numeric_bins('{1,NULL}', '{1}', 2);

@@ -119,3 +119,20 @@ SET extra_float_digits = 0;
 SELECT feature, count, distinct_count FROM pgpoly.feature_stats('ra_emb');
 RESET extra_float_digits;
 DELETE FROM ra_emb;
+
+-- feature_stats of float values near the float8 limits: the mean and stddev are
+-- float8 values although float8 sums overflow (was "value out of range")
+CREATE FOREIGN TABLE ra_big (id text OPTIONS (key 'true'), x float8, n numeric)
+  SERVER ra OPTIONS (key_prefix 'regress_ra:big:');
+SELECT pgpoly.create_feature_view('ra_big', 'id', 'ra_big');
+SELECT pgpoly.put_features('ra_big', 'a', '{"x": 1.5e308, "n": 1}', '2024-01-01'),
+       pgpoly.put_features('ra_big', 'b', '{"x": 1.5e308, "n": 2}', '2024-01-01'),
+       pgpoly.put_features('ra_big', 'c', '{"x": -1.5e308, "n": 3}', '2024-01-01');
+SELECT feature, count, mean, stddev, min, p50, max FROM pgpoly.feature_stats('ra_big');
+SELECT avg(x::numeric)::float8 AS mean, stddev_samp(x::numeric)::float8 AS stddev
+FROM (VALUES (1.5e308::float8), (1.5e308), (-1.5e308)) v(x);
+-- a numeric beyond float8 is still an error (its min is no float8)
+SELECT pgpoly.put_features('ra_big', 'd', '{"n": 1e400}', '2024-01-02');
+SELECT left(ra_err($$SELECT * FROM pgpoly.feature_stats('ra_big')$$), 5) AS beyond_float8;
+SELECT feature, count, mean FROM pgpoly.feature_stats('ra_big', until => '2024-01-02');
+DELETE FROM ra_big;
