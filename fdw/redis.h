@@ -578,6 +578,9 @@ extern void RedisScanSetColumns(RedisScan *scan, const bool *needed,
 extern bool RedisKeysOnly(RedisTable *tbl, const bool *needed, bool need_ttl,
 						  bool one_row);
 extern int	RedisScanKeysOnly(RedisScan *scan);
+extern bool RedisFieldsOnly(RedisTable *tbl, const bool *needed, bool need_ttl);
+extern void RedisScanAllowFieldFetch(RedisScan *scan);
+extern int	RedisScanFieldsOnly(RedisScan *scan);
 extern bool *RedisColumnsNeeded(RedisTable *tbl, List *attnos);
 extern List *RedisColumnsRead(RedisTable *tbl, Bitmapset *attrs);
 extern void RedisScanSetKeys(RedisScan *scan, char **keys, size_t *lens,
