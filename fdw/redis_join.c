@@ -46,7 +46,6 @@
 #include "nodes/extensible.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
-#include "optimizer/clauses.h"
 #include "optimizer/cost.h"
 #include "optimizer/optimizer.h"
 #include "optimizer/pathnode.h"
@@ -303,18 +302,8 @@ absent_is_no_row(RedisTable *tbl, Index relid, JoinType jointype, List *read,
 	foreach(lc, read)
 		if (tbl->cols[lfirst_int(lc) - 1].role != RCOL_FIELD)
 			fields = false;
-	if (jointype == JOIN_LEFT && fields)
-		return true;
-	foreach(lc, find_nonnullable_vars((Node *) matchquals))
-	{
-		Var		   *v = lfirst(lc);
-
-		if (IsA(v, Var) && v->varno == relid && v->varlevelsup == 0 &&
-			v->varattno > 0 && v->varattno <= tbl->natts &&
-			tbl->cols[v->varattno - 1].role == RCOL_FIELD)
-			return true;
-	}
-	return false;
+	return (jointype == JOIN_LEFT && fields) ||
+		RedisQualsRejectNullField(tbl, relid, matchquals);
 }
 
 /* PlanCustomPath: build the scan tlist and split the clauses. */
@@ -706,20 +695,6 @@ end_join(CustomScanState *node)
 	ExecEndNode(((RedisJoinState *) node)->outer);
 }
 
-/* The hash fields a fetch of the fields read asks for, for EXPLAIN VERBOSE. */
-static char *
-fields_text(RedisTable *tbl, const bool *needed)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	for (int i = 0; i < tbl->natts; i++)
-		if (needed[i] && tbl->cols[i].role == RCOL_FIELD)
-			appendStringInfo(&buf, "%s%s", buf.len > 0 ? ", " : "",
-							 PgpolyPrintable(tbl->cols[i].field, tbl->cols[i].fieldlen, 200));
-	return buf.data;
-}
-
 /*
  * ExplainCustomScan: the Redis command (and under VERBOSE the fields it
  * asks for), the outer key, the round trips.
@@ -749,7 +724,7 @@ explain_join(CustomScanState *node, List *ancestors, ExplainState *es)
 								 keyonly ? ", keys only" :
 								 js->fields_only ? ", the fields read only" : ""), es);
 	if (es->verbose && js->fields_only && !keyonly)
-		ExplainPropertyText("Redis Fields", fields_text(js->tbl, js->needed), es);
+		ExplainPropertyText("Redis Fields", RedisFieldsText(js->tbl, js->needed), es);
 	ExplainPropertyText("Outer Key",
 						deparse_expression(linitial(cs->custom_exprs), ctx, true, false), es);
 	if (joinquals != NIL)
