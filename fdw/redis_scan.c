@@ -1993,16 +1993,6 @@ RedisScanAllowFieldFetch(RedisScan *scan)
 	scan->fields = -1;
 }
 
-/*
- * Whether scan fetched the fields it reads alone (1), not (0), or has not
- * decided yet (-1), for EXPLAIN ANALYZE.
- */
-int
-RedisScanFieldsOnly(RedisScan *scan)
-{
-	return scan->fields;
-}
-
 /* Use a key list (deduplicated by the caller); NULL keys: none. */
 void
 RedisScanSetKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys)
