@@ -5,8 +5,10 @@
 -- Contract: API.md section 3 (ingest_features).  Design invariants kept by this
 -- file:
 --	* ingest_features is one statement: the source rows are read once into a
---	  materialized CTE (numbered in the source's order; a scan of it returns them
---	  in that order, so created_at follows it), appended to the offline table, and
+--	  materialized CTE (numbered in the source's order by _ingest_ordinal; a
+--	  scan of it returns them in that order, so created_at follows it), checked
+--	  in one pass (NULL entity or event_time, an entity a key type would cut)
+--	  before any row is written, appended to the offline table, and
 --	  each entity's newest row (latest event_time, ties to the later source row)
 --	  is written to the view's serving table through INSERT ... SELECT, after a
 --	  batched join that reads the event times Redis holds (pipelined rounds of
@@ -161,6 +163,14 @@ BEGIN
 END
 $$;
 
+-- 1, 2, 3 ... on the successive calls from one place in one execution of a
+-- query: ingest_features numbers the source rows with it as they are read
+-- (row_number() OVER () would copy every row into a window's tuple store).
+CREATE FUNCTION pgpoly._ingest_ordinal()
+RETURNS bigint
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pgpoly_ingest_ordinal';
+
 -- caller_work_mem is the caller's work_mem (ingest_features passes it): the
 -- function runs with the larger of it and 64MB (see the SET clause and the
 -- first lines); the caller's setting is back at exit, error or not.
@@ -236,19 +246,23 @@ BEGIN
 	INTO v_vals
 	FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i);
 	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
+		-- reads _event_time alone (no key, no other field): the batched join
+		-- then fetches just that field (HMGET), and an entity Redis lacks
+		-- reads as one whose _event_time is NULL, as it should
 		v_online := format(' LEFT JOIN %1$s o ON o.%2$I = s.k::%3$s '
-						   'WHERE o.%2$I IS NULL OR o._event_time IS NULL OR o._event_time <= s.et',
+						   'WHERE o._event_time IS NULL OR o._event_time <= s.et',
 						   v.serving_rel, v.key_column, ty.key_type);
 	END IF;
 
 	BEGIN
 		EXECUTE format($q$
 			WITH s AS MATERIALIZED (
-				SELECT row_number() OVER () AS ord, %1$s AS k, q.event_time::timestamptz AS et%2$s
+				SELECT pgpoly._ingest_ordinal() AS ord, %1$s AS k, q.event_time::timestamptz AS et%2$s
 				FROM %3$s AS q),
-			bad AS (SELECT min(s.ord) AS ord FROM s WHERE s.k IS NULL OR s.et IS NULL),
-			long AS (SELECT min(s.ord) AS ord FROM s WHERE NOT (%13$s AND %14$s)),
-			ok AS (SELECT (SELECT bad.ord FROM bad) IS NULL AND (SELECT long.ord FROM long) IS NULL AS ok),
+			chk AS (SELECT min(s.ord) FILTER (WHERE s.k IS NULL OR s.et IS NULL) AS bad,
+						   min(s.ord) FILTER (WHERE NOT (%13$s AND %14$s)) AS long
+					FROM s),
+			ok AS (SELECT chk.bad IS NULL AND chk.long IS NULL AS ok FROM chk),
 			off AS (
 				INSERT INTO %4$s (%5$I, event_time, created_at, %6$s)
 				SELECT s.k::%7$s, s.et, clock_timestamp(), %8$s
@@ -262,7 +276,7 @@ BEGIN
 				INSERT INTO %9$s (%10$I, %6$s, _event_time)
 				SELECT s.k::%11$s, %8$s, s.et
 				FROM newest s%12$s)
-			SELECT (SELECT count(*) FROM off), (SELECT bad.ord FROM bad), (SELECT long.ord FROM long)$q$,
+			SELECT (SELECT count(*) FROM off), (SELECT chk.bad FROM chk), (SELECT chk.long FROM chk)$q$,
 			v_key,
 			(SELECT coalesce(string_agg(format(', q.%1$I::%2$s AS %1$I', u.f, u.t), '' ORDER BY u.i), '')
 			 FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i) WHERE u.f = ANY (v_feat)),

@@ -578,7 +578,10 @@ extern void RedisScanSetColumns(RedisScan *scan, const bool *needed,
 extern bool RedisKeysOnly(RedisTable *tbl, const bool *needed, bool need_ttl,
 						  bool one_row);
 extern int	RedisScanKeysOnly(RedisScan *scan);
+extern bool RedisFieldsOnly(RedisTable *tbl, const bool *needed, bool need_ttl);
+extern void RedisScanAllowFieldFetch(RedisScan *scan);
 extern bool *RedisColumnsNeeded(RedisTable *tbl, List *attnos);
+extern char *RedisFieldsText(RedisTable *tbl, const bool *needed);
 extern List *RedisColumnsRead(RedisTable *tbl, Bitmapset *attrs);
 extern void RedisScanSetKeys(RedisScan *scan, char **keys, size_t *lens,
 							 int nkeys);
@@ -611,6 +614,7 @@ extern Datum pgpoly_redis_handler(PG_FUNCTION_ARGS);
 extern List *RedisConflictColumns(Oid relid);
 extern bool RedisIsRedisRel(RelOptInfo *rel);
 extern RedisTable *RedisRelTable(RelOptInfo *rel);
+extern bool RedisQualsRejectNullField(RedisTable *tbl, Index relid, List *quals);
 
 /* redis_join.c */
 extern void RedisJoinInit(void);

@@ -23,6 +23,13 @@
  * filter over a full scan, and EXPLAIN VERBOSE says why.  No network I/O
  * happens at plan time unless use_remote_estimate.
  *
+ * A scan of a hash whose local clauses can never be true with some field
+ * they read NULL (r.clicks > 10) fetches the fields it reads alone (HMGET):
+ * a hash holding none of them is then no row either way, and HMGET need
+ * not tell it from a missing key (RedisQualsRejectNullField; the batched
+ * join asks the same function).  The scan of an UPDATE's or DELETE's
+ * target reads the whole hash.
+ *
  * An UPDATE or DELETE that needs no whole row (see "Direct modification")
  * runs in the scan node: it finds the keys (and reads the columns the
  * assigned values use) and writes them as the per-row path would, without
@@ -98,7 +105,10 @@ enum RedisPrivate
 	RPRIV_PUSHED,				/* String: pushed clauses, deparsed */
 	RPRIV_NKEYS,				/* Integer: keys known at plan time, -1 */
 	RPRIV_NOTE,					/* String: why no key clause was pushed */
-	RPRIV_ATTRS					/* List of Integer: the columns read */
+	RPRIV_ATTRS,				/* List of Integer: the columns read */
+	RPRIV_ABSENT_NO_ROW			/* Integer: a hash without the fields read
+								 * is as good as none (the local quals
+								 * reject it): fetch them alone */
 };
 
 /* Planner state of a Redis base relation. */
@@ -540,6 +550,29 @@ columns_read(RelOptInfo *baserel, RedisTable *tbl, List *local)
 }
 
 /*
+ * Whether quals (over range table index relid, tbl's) can never all be true
+ * when some field of tbl that they read is NULL: then a hash none of whose
+ * read fields is set gives no row through them, as a missing key gives none,
+ * and the fields read may be fetched alone (RedisScanAllowFieldFetch).
+ */
+bool
+RedisQualsRejectNullField(RedisTable *tbl, Index relid, List *quals)
+{
+	ListCell   *lc;
+
+	foreach(lc, find_nonnullable_vars((Node *) quals))
+	{
+		Var		   *v = lfirst(lc);
+
+		if (IsA(v, Var) && v->varno == relid && v->varlevelsup == 0 &&
+			v->varattno > 0 && v->varattno <= tbl->natts &&
+			tbl->cols[v->varattno - 1].role == RCOL_FIELD)
+			return true;
+	}
+	return false;
+}
+
+/*
  * GetForeignPlan: every clause but the key clause stays a local qual; the
  * values of pushed clauses go to fdw_exprs.
  */
@@ -571,6 +604,7 @@ redisGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 					  makeInteger(ri->nkeys_known));
 	priv = lappend(priv, makeString(pstrdup(ri->note ? ri->note : "")));
 	priv = lappend(priv, attrs);
+	priv = lappend(priv, makeInteger(RedisQualsRejectNullField(ri->tbl, baserel->relid, local)));
 	return make_foreignscan(tlist, local, baserel->relid, ri->exprs, priv,
 							NIL, NIL, outer_plan);
 }
@@ -692,6 +726,24 @@ tighten(char **cur, double *curval, Datum v, Oid typid, bool exclusive, bool low
 	}
 }
 
+/*
+ * Whether the scan of node, of tbl reading the columns needed, fetches the
+ * fields it reads alone (HMGET): its local quals reject a hash without them
+ * (RPRIV_ABSENT_NO_ROW), it reads only fields and the key
+ * (RedisFieldsOnly), and it is no scan of an UPDATE's or DELETE's target
+ * (which is read whole).  The scan and EXPLAIN decide here.
+ */
+static bool
+scan_fields_only(ForeignScanState *node, RedisTable *tbl, const bool *needed,
+				 bool need_ttl)
+{
+	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
+
+	return intVal(list_nth(fs->fdw_private, RPRIV_ABSENT_NO_ROW)) &&
+		!ExecRelationIsTargetRelation(node->ss.ps.state, fs->scan.scanrelid) &&
+		RedisFieldsOnly(tbl, needed, need_ttl);
+}
+
 /* Evaluate fdw_exprs: set the scan's keys, pattern and score range. */
 static void
 start_scan(ForeignScanState *node, RedisScanState *st)
@@ -710,6 +762,8 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 	st->scan = RedisScanBegin(st->tbl, st->core.conn, st->need_ttl,
 							  st->core.pending);
 	RedisScanSetColumns(st->scan, st->needed, false);
+	if (scan_fields_only(node, st->tbl, st->needed, st->need_ttl))
+		RedisScanAllowFieldFetch(st->scan);
 	/* Per-node round trips add up over rescans: not in the scan's memory. */
 	if (st->trips == NULL)
 		st->trips = MemoryContextAllocZero(GetMemoryChunkContext(st), sizeof(RedisTrips));
@@ -834,15 +888,18 @@ redisEndForeignScan(ForeignScanState *node)
 
 /*
  * The fetch command as EXPLAIN shows it: "HGETALL user:{key}"; by_score:
- * the scan has a pushed score range; keyonly: no value is read.
+ * the scan has a pushed score range; keyonly: no value is read; fields:
+ * the fields read alone (their names under VERBOSE, RedisFieldsText).
  */
 static char *
-fetch_text(RedisTable *tbl, bool by_score, bool keyonly)
+fetch_text(RedisTable *tbl, bool by_score, bool keyonly, bool fields)
 {
 	const char *args = "";
 
 	if (keyonly)
 		return psprintf("TYPE %s{key}", tbl->prefix);
+	if (fields)
+		return psprintf("HMGET %s{key} {fields read}", tbl->prefix);
 	if (by_score)
 		return psprintf("ZRANGEBYSCORE %s{key} {min} {max} WITHSCORES", tbl->prefix);
 	if (tbl->type == REDIS_ZSET)
@@ -867,9 +924,10 @@ redisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 		list_member_int(kinds, REXPR_SCORE_MIN_EXCL) ||
 		list_member_int(kinds, REXPR_SCORE_MAX) ||
 		list_member_int(kinds, REXPR_SCORE_MAX_EXCL);
-	bool		keyonly = !by_score &&
-		RedisKeysOnly(tbl, RedisColumnsNeeded(tbl, list_nth(fs->fdw_private, RPRIV_ATTRS)),
-					  st->need_ttl, false);
+	bool	   *needed = RedisColumnsNeeded(tbl, list_nth(fs->fdw_private, RPRIV_ATTRS));
+	bool		keyonly = !by_score && RedisKeysOnly(tbl, needed, st->need_ttl, false);
+	bool		fields = !by_score && !keyonly &&
+		scan_fields_only(node, tbl, needed, st->need_ttl);
 	char	   *req;
 
 	/* Executed: what the scan did (buffered writes make it read values). */
@@ -881,15 +939,17 @@ redisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	else if (pattern[0] != '\0')
 		req = psprintf("SCAN MATCH %s COUNT %d TYPE %s, then %s per key, pipelined",
 					   pattern, tbl->fetch_size, RedisScanTypeFilter(tbl),
-					   fetch_text(tbl, by_score, false));
+					   fetch_text(tbl, by_score, false, fields));
 	else if (nkeys >= 0)
-		req = psprintf("%s x%d, pipelined", fetch_text(tbl, by_score, keyonly), nkeys);
+		req = psprintf("%s x%d, pipelined", fetch_text(tbl, by_score, keyonly, fields), nkeys);
 	else
 		req = psprintf("%s per key, pipelined in rounds of %d",
-					   fetch_text(tbl, by_score, keyonly), tbl->fetch_size);
+					   fetch_text(tbl, by_score, keyonly, fields), tbl->fetch_size);
 	if (st->need_ttl)
 		req = psprintf("%s, with TTL", req);
 	ExplainPropertyText("Redis", req, es);
+	if (es->verbose && fields)
+		ExplainPropertyText("Redis Fields", RedisFieldsText(tbl, needed), es);
 	if (es->verbose && pushed[0] != '\0')
 		ExplainPropertyText("Redis Pushed Quals", pushed, es);
 	if (es->verbose && strVal(list_nth(fs->fdw_private, RPRIV_NOTE))[0] != '\0')
@@ -1456,7 +1516,7 @@ redisExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 /* fdw_private of a direct modification: the scan's (RPRIV_*), then these. */
 enum RedisDirectPrivate
 {
-	RPRIV_DIRECT_SET_TAG = RPRIV_ATTRS + 1, /* Integer: canSetTag */
+	RPRIV_DIRECT_SET_TAG = RPRIV_ABSENT_NO_ROW + 1,	/* Integer: canSetTag */
 	RPRIV_DIRECT_ATTS,			/* List of Integer: the columns assigned,
 								 * whose values are the fdw_exprs after the
 								 * scan's (RPRIV_KINDS) */
@@ -1630,6 +1690,8 @@ redisPlanDirectModify(PlannerInfo *root, ModifyTable *plan, Index resultRelation
 	list_nth_cell(fs->fdw_private, RPRIV_NEED_TTL)->ptr_value = makeInteger(0);
 	list_nth_cell(fs->fdw_private, RPRIV_ATTRS)->ptr_value =
 		list_concat_unique_int(list_make1_int(tbl->key_att), reads);
+	/* its quals are gone (enforced): the rows it finds are read whole */
+	list_nth_cell(fs->fdw_private, RPRIV_ABSENT_NO_ROW)->ptr_value = makeInteger(0);
 	fs->fdw_private = lappend(fs->fdw_private, makeInteger(plan->canSetTag));
 	fs->fdw_private = lappend(fs->fdw_private, atts);
 	fs->fdw_private = lappend(fs->fdw_private, makeInteger(reads != NIL));

@@ -26,7 +26,10 @@
  * the rows of this batch are joined.  Only the Redis columns the query reads
  * are converted; when it reads none but the key (a semi or anti join on the
  * key, or only the key of a hash), each key's existence is asked (TYPE)
- * instead of its value.
+ * instead of its value.  When it reads some fields of a hash and a hash
+ * with none of them set would give the same rows as a missing key (a left
+ * join reading fields alone, or a clause no row with such a field NULL
+ * matches: absent_is_no_row), only those fields are fetched (HMGET).
  *
  * fdw/redis_join.c
  *
@@ -64,7 +67,8 @@ enum RedisJoinPrivate
 	RJ_NOUTER,					/* Integer: outer columns in the scan tlist */
 	RJ_INNER_ATTS,				/* List of Integer: attno of each inner column */
 	RJ_NEED_TTL,				/* Integer */
-	RJ_READ						/* List of Integer: inner columns read */
+	RJ_READ,					/* List of Integer: inner columns read */
+	RJ_ABSENT_NO_ROW			/* Integer: absent_is_no_row */
 };
 
 /* A batch of outer rows and their keys, fetched in one round. */
@@ -94,6 +98,7 @@ typedef struct RedisJoinState
 	bool		keyconv_ready;	/* unless it is the key column's */
 	ExprState  *joinqual;
 	bool	   *needed;			/* the Redis columns read, by attno - 1 */
+	bool		fields_only;	/* fetch the fields read alone (HMGET) */
 
 	/* the batch being joined and the next one, whose round is on its way */
 	JoinBatch	batches[2];
@@ -279,6 +284,28 @@ redis_join_paths(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
 	add_path(joinrel, &cp->path);
 }
 
+/*
+ * Whether a row of the Redis table (range table index relid) none of whose
+ * read fields is set gives the join the same rows as no Redis row, so that
+ * the fields read may be fetched alone (RedisScanAllowFieldFetch): in a
+ * left join that reads fields alone (such a row comes out as the outer row
+ * with NULLs, joined or not), or when a clause deciding whether a row
+ * matches (matchquals) is never true with some field read NULL.
+ */
+static bool
+absent_is_no_row(RedisTable *tbl, Index relid, JoinType jointype, List *read,
+				 List *matchquals)
+{
+	bool		fields = true;
+	ListCell   *lc;
+
+	foreach(lc, read)
+		if (tbl->cols[lfirst_int(lc) - 1].role != RCOL_FIELD)
+			fields = false;
+	return (jointype == JOIN_LEFT && fields) ||
+		RedisQualsRejectNullField(tbl, relid, matchquals);
+}
+
 /* PlanCustomPath: build the scan tlist and split the clauses. */
 static Plan *
 plan_join(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path, List *tlist,
@@ -357,6 +384,17 @@ plan_join(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path, List *tlist
 									makeInteger(tbl->ttl_att != 0 &&
 												list_member_int(read, tbl->ttl_att)));
 	cs->custom_private = lappend(cs->custom_private, read);
+
+	/*
+	 * What decides whether a Redis row matches: the ON clauses; in inner
+	 * and semi joins every clause the node evaluates.
+	 */
+	cs->custom_private =
+		lappend(cs->custom_private,
+				makeInteger(absent_is_no_row(tbl, innerrel->relid, jointype, read,
+											 jointype == JOIN_SEMI ?
+											 list_concat_copy(joinquals, otherquals) :
+											 joinquals)));
 	cs->methods = &plan_methods;
 	return &cs->scan.plan;
 }
@@ -409,6 +447,10 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 	js->tbl = RedisLoadTable(rte->relid, PgpolyRteUser(estate, rte));
 	js->tbl->target = RedisScanTarget(estate, rti);
 	js->needed = RedisColumnsNeeded(js->tbl, list_nth(cs->custom_private, RJ_READ));
+	/* an UPDATE or DELETE target is read whole */
+	js->fields_only = intVal(list_nth(cs->custom_private, RJ_ABSENT_NO_ROW)) &&
+		js->tbl->target == NULL &&
+		RedisFieldsOnly(js->tbl, js->needed, js->need_ttl);
 	js->cur = -1;
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
@@ -418,6 +460,8 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 							  PgpolyPendingWrites(conn, js->tbl->relid));
 	RedisScanSetColumns(js->scan, js->needed,
 						js->jointype == JOIN_SEMI || js->jointype == JOIN_ANTI);
+	if (js->fields_only)
+		RedisScanAllowFieldFetch(js->scan);
 	js->trips = palloc0(sizeof(RedisTrips));
 	RedisScanSetTrips(js->scan, js->trips);
 	js->cap = js->tbl->fetch_size;
@@ -651,7 +695,10 @@ end_join(CustomScanState *node)
 	ExecEndNode(((RedisJoinState *) node)->outer);
 }
 
-/* ExplainCustomScan: the Redis command, the outer key, the round trips. */
+/*
+ * ExplainCustomScan: the Redis command (and under VERBOSE the fields it
+ * asks for), the outer key, the round trips.
+ */
 static void
 explain_join(CustomScanState *node, List *ancestors, ExplainState *es)
 {
@@ -671,9 +718,13 @@ explain_join(CustomScanState *node, List *ancestors, ExplainState *es)
 	ExplainPropertyText("Join Type", types[js->jointype], es);
 	ExplainPropertyText("Redis",
 						psprintf("%s %s{key} per distinct outer key, pipelined in rounds of %d%s",
-								 keyonly ? "TYPE" : RedisFetchCommand(js->tbl),
+								 keyonly ? "TYPE" : js->fields_only ? "HMGET" :
+								 RedisFetchCommand(js->tbl),
 								 js->tbl->prefix, js->tbl->fetch_size,
-								 keyonly ? ", keys only" : ""), es);
+								 keyonly ? ", keys only" :
+								 js->fields_only ? ", the fields read only" : ""), es);
+	if (es->verbose && js->fields_only && !keyonly)
+		ExplainPropertyText("Redis Fields", RedisFieldsText(js->tbl, js->needed), es);
 	ExplainPropertyText("Outer Key",
 						deparse_expression(linitial(cs->custom_exprs), ctx, true, false), es);
 	if (joinquals != NIL)

@@ -35,6 +35,15 @@
  * the read-your-writes overlay needs each key's contents.  Otherwise only
  * the columns the query reads are converted.
  *
+ * When the query reads some fields of a hash (and perhaps its key), and its
+ * caller answers the same for a hash none of whose read fields is set as
+ * for a missing key (RedisScanAllowFieldFetch: a left join reading fields
+ * alone, or a clause no row with such a field NULL passes), only those
+ * fields are fetched, by HMGET: HMGET cannot tell such a hash from a
+ * missing key, and need not.  Buffered writes still apply: they set or
+ * remove fields, or replace or delete the whole key, and the fields read
+ * come out as a full fetch would give them.
+ *
  * Every key's remote contents become a RedisKeyState; writes of this
  * transaction that are still buffered (write_mode 'transactional') are then
  * applied to it, so a transaction reads its own writes.  Keys that exist
@@ -92,6 +101,7 @@ typedef struct OverlayEntry
 typedef enum FetchKind
 {
 	FETCH_VALUES,				/* the table type's fetch command (+ TTL) */
+	FETCH_FIELDS,				/* HMGET of the hash fields the query reads */
 	FETCH_TYPE,					/* TYPE: whether the key exists (and its type) */
 	FETCH_NONE					/* nothing to fetch */
 } FetchKind;
@@ -156,6 +166,13 @@ struct RedisScan
 	int			nread;
 	bool		one_row;		/* only whether a key has rows matters */
 	int			keyonly;		/* no value is read: fetch none (-1: not decided) */
+	bool		absent_no_row;	/* a hash without the fields read may be
+								 * taken for a missing key */
+	int			fields;			/* fetch the fields read alone (HMGET); -1:
+								 * not decided */
+	const char **fargv;			/* HMGET, the key (set per key), the fields */
+	size_t	   *flens;
+	int			nfargs;
 	MemoryContext row_cxt;
 	ScanRound	rounds[2];
 	int			cur;			/* the round whose rows are handed out, -1 */
@@ -1034,6 +1051,74 @@ RedisScanKeysOnly(RedisScan *scan)
 	return scan->keyonly;
 }
 
+/*
+ * Whether a scan of tbl that reads the columns needed[attno - 1] (NULL:
+ * all), with TTL or not, can fetch the fields it reads alone (HMGET), if
+ * its caller allows it (RedisScanAllowFieldFetch): a hash table, some field
+ * read, and no column but fields and the key (which the row takes from the
+ * key it asked for).  The planner asks it for EXPLAIN, the scan to decide
+ * what to fetch.
+ */
+bool
+RedisFieldsOnly(RedisTable *tbl, const bool *needed, bool need_ttl)
+{
+	bool		field = false;
+
+	if (needed == NULL || need_ttl || tbl->type != REDIS_HASH)
+		return false;
+	for (int i = 0; i < tbl->natts; i++)
+	{
+		if (!needed[i])
+			continue;
+		if (tbl->cols[i].role == RCOL_FIELD)
+			field = true;
+		else if (tbl->cols[i].role != RCOL_KEY)
+			return false;
+	}
+	return field;
+}
+
+/*
+ * Whether scan fetches the fields it reads alone: allowed by its caller,
+ * RedisFieldsOnly, and not key-only.  Decided once, when the first round is
+ * built; the HMGET's arguments are made then, in the scan's memory.
+ */
+static bool
+scan_fields(RedisScan *scan)
+{
+	RedisTable *tbl = scan->tbl;
+	MemoryContext cxt = GetMemoryChunkContext(scan);
+
+	if (scan->fields >= 0)
+		return scan->fields;
+	scan->fields = scan->absent_no_row && !scan_keyonly(scan) &&
+		RedisFieldsOnly(tbl, scan->needed, scan->need_ttl);
+	if (!scan->fields)
+		return false;
+	scan->fargv = MemoryContextAlloc(cxt, sizeof(char *) * (scan->nread + 2));
+	scan->flens = MemoryContextAlloc(cxt, sizeof(size_t) * (scan->nread + 2));
+	scan->fargv[0] = "HMGET";
+	scan->flens[0] = 5;
+	scan->nfargs = 2;
+	for (int k = 0; k < scan->nread; k++)
+	{
+		RedisColumn *col = &tbl->cols[scan->readcols[k]];
+
+		if (col->role != RCOL_FIELD)
+			continue;
+		scan->fargv[scan->nfargs] = col->field;
+		scan->flens[scan->nfargs++] = col->fieldlen;
+	}
+	return true;
+}
+
+/* How a round of scan reads the values of its keys (not key-only). */
+static inline FetchKind
+value_fetch(RedisScan *scan)
+{
+	return scan_fields(scan) ? FETCH_FIELDS : FETCH_VALUES;
+}
+
 /* Append a state for key (kept by pointer) to round r. */
 static RedisKeyState *
 add_state(ScanRound *r, char *key, size_t len)
@@ -1165,6 +1250,13 @@ append_fetch(RedisScan *scan, FetchKind fetch, const char *key, size_t keylen,
 	size_t		lens[6];
 	int			argc = 2;
 
+	if (fetch == FETCH_FIELDS)
+	{
+		scan->fargv[1] = key;
+		scan->flens[1] = keylen;
+		RedisAppendArgv(scan->conn, scan->nfargs, scan->fargv, scan->flens);
+		return;
+	}
 	argv[0] = fetch == FETCH_TYPE ? "TYPE" : RedisFetchCommand(tbl);
 	argv[1] = key;
 	lens[1] = keylen;
@@ -1273,6 +1365,39 @@ other_type(RedisTable *tbl, FetchKind fetch, redisReply *reply)
 }
 
 /*
+ * Fill st from the reply of the scan's HMGET: a value or nil for each field
+ * asked, in that order.  The fields set become items (pointing into r, so r
+ * must live as long as st); a hash with none of them set counts as missing
+ * (RedisScanAllowFieldFetch).  Any other shape of reply is a protocol
+ * violation.
+ */
+static void
+state_from_fields(RedisScan *scan, RedisKeyState *st, redisReply *r)
+{
+	int			nfields = scan->nfargs - 2;
+
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t) nfields)
+		RedisProtocolError(scan->conn, "HMGET", r,
+						   psprintf("the reply for key \"%s\" (%d fields asked)",
+									PgpolyPrintable(st->key, st->keylen, 200), nfields));
+	st->nitems = 0;
+	for (int i = 0; i < nfields; i++)
+	{
+		redisReply *v = r->element[i];
+
+		if (v->type == REDIS_REPLY_NIL)
+			continue;
+		if (v->type != REDIS_REPLY_STRING)
+			RedisProtocolError(scan->conn, "HMGET", v,
+							   psprintf("an element that is no string for key \"%s\"",
+										PgpolyPrintable(st->key, st->keylen, 200)));
+		add_item_ref(st, unconstify(char *, scan->fargv[i + 2]), scan->flens[i + 2],
+					 v->str, v->len);
+	}
+	st->exists = st->nitems > 0;
+}
+
+/*
  * A fetch reply of round r: the fetch command's (kept: the key state points
  * into it), TTL's, or TYPE's.  An error reply (WRONGTYPE ...) and a TYPE of
  * another type are kept and raised when the round's rows are asked for, not
@@ -1319,7 +1444,10 @@ fetch_reply(ScanRound *r, redisReply *reply, int index)
 		st->ttl = reply->integer;
 		return false;
 	}
-	RedisStateFromReply(scan->tbl, st, reply, scan->conn);
+	if (r->fetch == FETCH_FIELDS)
+		state_from_fields(scan, st, reply);
+	else
+		RedisStateFromReply(scan->tbl, st, reply, scan->conn);
 	return true;
 }
 
@@ -1631,7 +1759,7 @@ build_scan_round(RedisScan *scan, ScanRound *r)
 		scan_start(scan);
 	if (!scan->scan_done)
 	{
-		r->fetch = keyonly ? FETCH_NONE : FETCH_VALUES;
+		r->fetch = keyonly ? FETCH_NONE : value_fetch(scan);
 		r->scan_rows = keyonly;
 		if (!keyonly)
 			take_queued(scan, r);
@@ -1644,7 +1772,7 @@ build_scan_round(RedisScan *scan, ScanRound *r)
 		scan_end(scan);
 	if (scan->nqueue > scan->queuepos)
 	{
-		r->fetch = keyonly ? FETCH_TYPE : FETCH_VALUES;
+		r->fetch = keyonly ? FETCH_TYPE : value_fetch(scan);
 		take_queued(scan, r);
 		return ROUND_SENT;
 	}
@@ -1672,7 +1800,7 @@ build_round(RedisScan *scan, ScanRound *r)
 			return ROUND_NONE;
 		clear_round(scan, r, n);
 		old = MemoryContextSwitchTo(r->cxt);
-		r->fetch = scan_keyonly(scan) ? FETCH_TYPE : FETCH_VALUES;
+		r->fetch = scan_keyonly(scan) ? FETCH_TYPE : value_fetch(scan);
 		add_key_states(r, scan->keys + scan->keypos, scan->lens + scan->keypos, n);
 		scan->keypos += n;
 	}
@@ -1774,7 +1902,7 @@ RedisScanSendKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys)
 
 	clear_round(scan, r, nkeys);
 	old = MemoryContextSwitchTo(r->cxt);
-	r->fetch = scan_keyonly(scan) ? FETCH_TYPE : FETCH_VALUES;
+	r->fetch = scan_keyonly(scan) ? FETCH_TYPE : value_fetch(scan);
 	add_key_states(r, keys, lens, nkeys);
 	MemoryContextSwitchTo(old);
 	if (nkeys > 0)
@@ -1822,6 +1950,7 @@ RedisScanBegin(RedisTable *tbl, PgpolyConnection *conn, bool need_ttl,
 	scan->conn = conn;
 	scan->need_ttl = need_ttl;
 	scan->keyonly = -1;
+	scan->fields = -1;
 	scan->cur = -1;
 	scan->row_cxt = AllocSetContextCreate(CurrentMemoryContext,
 										  "pgpoly redis row",
@@ -1842,6 +1971,7 @@ RedisScanSetColumns(RedisScan *scan, const bool *needed, bool one_row)
 	scan->needed = needed;
 	scan->one_row = one_row;
 	scan->keyonly = -1;
+	scan->fields = -1;
 	scan->nread = 0;
 	if (needed == NULL)
 		return;
@@ -1849,6 +1979,18 @@ RedisScanSetColumns(RedisScan *scan, const bool *needed, bool one_row)
 	for (int i = 0; i < scan->tbl->natts; i++)
 		if (needed[i])
 			scan->readcols[scan->nread++] = i;
+}
+
+/*
+ * Let the scan fetch only the hash fields it reads (RedisFieldsOnly): the
+ * caller answers the same for a hash none of whose read fields is set as
+ * for a missing key, which HMGET cannot tell apart.  Before the first row.
+ */
+void
+RedisScanAllowFieldFetch(RedisScan *scan)
+{
+	scan->absent_no_row = true;
+	scan->fields = -1;
 }
 
 /* Use a key list (deduplicated by the caller); NULL keys: none. */

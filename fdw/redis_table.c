@@ -570,6 +570,23 @@ RedisColumnsNeeded(RedisTable *tbl, List *attnos)
 	return needed;
 }
 
+/*
+ * The hash fields of the columns needed[attno - 1], as EXPLAIN VERBOSE
+ * lists the fields fetched alone (RedisFieldsOnly), palloc'd.
+ */
+char *
+RedisFieldsText(RedisTable *tbl, const bool *needed)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < tbl->natts; i++)
+		if (needed[i] && tbl->cols[i].role == RCOL_FIELD)
+			appendStringInfo(&buf, "%s%s", buf.len > 0 ? ", " : "",
+							 PgpolyPrintable(tbl->cols[i].field, tbl->cols[i].fieldlen, 200));
+	return buf.data;
+}
+
 /* The command that reads one key of this table's type. */
 const char *
 RedisFetchCommand(RedisTable *tbl)

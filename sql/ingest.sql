@@ -289,6 +289,15 @@ FROM pgpoly.datasets WHERE name = 'ing_train';
 SELECT (SELECT content_hash FROM pgpoly.datasets WHERE name = 'ing_train') =
        (SELECT content_hash FROM pgpoly.datasets WHERE name = 'ing_train_copy') AS same_rows_same_hash;
 
+-- Redis read for newer-wins: each entity's _event_time alone (HMGET).  A hash
+-- Redis holds without _event_time (another client's, u30) is overwritten as
+-- a key Redis lacks (u31) is; one with a newer _event_time (u32) is kept.
+INSERT INTO ing_raw (key, clicks) VALUES ('u30', '300');
+INSERT INTO ing_raw (key, clicks, _event_time) VALUES ('u32', '320', '2030-01-01 00:00:00+00');
+SELECT pgpoly.ingest_features('ing_users', $$SELECT * FROM (VALUES ('u30', timestamptz '2020-01-01', 31),
+	('u31', timestamptz '2020-01-01', 311), ('u32', timestamptz '2029-01-01', 321)) v(user_id, event_time, clicks)$$) AS ingested;
+SELECT key, clicks, _event_time FROM ing_raw WHERE key IN ('u30', 'u31', 'u32') ORDER BY key;
+
 -- Clean up
 DELETE FROM ing_raw;
 DELETE FROM ing_item_raw;

@@ -1,9 +1,11 @@
 -- Differential test of the Redis Batched Join: random data with NULL keys,
 -- duplicate keys and keys Redis does not have; inner, left, semi, anti and
 -- lateral joins, reading values or the keys alone (existence, no value
--- fetched); several fetch_size values (batches split over rounds, the next
--- one sent while the last is joined); deterministic and
--- nondeterministic collations.  Every query must give the same rows with
+-- fetched) or some fields alone (HMGET, where a hash without them gives the
+-- same rows as a missing key), over hashes that lack some or all of the
+-- fields read; several fetch_size values (batches split over rounds, the
+-- next one sent while the last is joined); the transaction's own buffered
+-- writes; deterministic and nondeterministic collations.  Every query must give the same rows with
 -- pgpoly.enable_batched_join on and off as the same query on a native copy
 -- (EXCEPT ALL both ways: 0 differences).
 \getenv redis_port REDIS_PORT
@@ -28,11 +30,22 @@ INSERT INTO l
 SELECT i, CASE WHEN random() < 0.1 THEN NULL ELSE 'k' || (1 + (random() * 599)::int) END,
        (random() * 100)::int
 FROM generate_series(1, 300) i;
+-- Hashes without the fields read: k501 .. k540 hold only a field z no column
+-- of r_* names (their rows: v and w NULL), k10 .. k19 lose v.
+CREATE FOREIGN TABLE r_z (key text OPTIONS (key 'true'), z int)
+  SERVER rjd OPTIONS (key_prefix 'regress_jd:');
+INSERT INTO r_z SELECT 'k' || i, i FROM generate_series(501, 540) i;
+INSERT INTO r_native SELECT 'k' || i, NULL, NULL FROM generate_series(501, 540) i;
+UPDATE r_1000 SET v = NULL WHERE key LIKE 'k1_' AND w IS NOT NULL;
+UPDATE r_native SET v = NULL WHERE key LIKE 'k1_' AND w IS NOT NULL;
 ANALYZE r_native, l;
 SELECT count(*) AS redis_rows, (SELECT count(*) FROM l) AS outer_rows,
        (SELECT count(*) FROM l WHERE k IS NULL) AS null_keys,
        (SELECT count(*) FROM l WHERE k NOT IN (SELECT key FROM r_native)) AS misses,
-       (SELECT count(*) - count(DISTINCT k) FROM l WHERE k IS NOT NULL) AS duplicates
+       (SELECT count(*) - count(DISTINCT k) FROM l WHERE k IS NOT NULL) AS duplicates,
+       count(*) FILTER (WHERE v IS NULL AND w IS NULL) AS no_v_w,
+       count(*) FILTER (WHERE v IS NULL AND w IS NOT NULL) AS no_v,
+       (SELECT count(*) FROM l WHERE k IN (SELECT key FROM r_native WHERE v IS NULL)) AS outer_no_v
 FROM r_native;
 
 -- Rows of query a that b lacks plus the reverse (each query runs once).
@@ -86,13 +99,102 @@ INSERT INTO queries VALUES
   ('lateral', 'SELECT l.id, s.v FROM l CROSS JOIN LATERAL (SELECT r.v FROM %1$s r WHERE r.key = l.k ORDER BY r.v LIMIT 1) s'),
   ('left lateral', 'SELECT l.id, s.v FROM l LEFT JOIN LATERAL (SELECT r.v + l.x AS v FROM %1$s r WHERE r.key = l.k OFFSET 0) s ON true'),
   ('aggregate', 'SELECT l.k, count(r.key), sum(r.v) FROM l LEFT JOIN %1$s r ON r.key = l.k GROUP BY l.k'),
-  ('aggregate of expressions', 'SELECT count(*), sum(r.v), sum(r.v * l.x), min(r.w) FROM l JOIN %1$s r ON r.key = l.k');
+  ('aggregate of expressions', 'SELECT count(*), sum(r.v), sum(r.v * l.x), min(r.w) FROM l JOIN %1$s r ON r.key = l.k'),
+  -- some fields alone: HMGET where a hash without them is as good as none
+  ('left, one field', 'SELECT l.id, l.k, r.w FROM l LEFT JOIN %1$s r ON r.key = l.k'),
+  ('left, one field, WHERE IS NULL', 'SELECT l.id FROM l LEFT JOIN %1$s r ON r.key = l.k WHERE r.v IS NULL'),
+  ('left, fields in expressions', 'SELECT l.id, coalesce(r.w, ''-'') || (r.v + l.x) FROM l LEFT JOIN %1$s r ON r.key = l.k'),
+  ('left, count of fields', 'SELECT l.k, count(r.w), max(r.v) FROM l LEFT JOIN %1$s r ON r.key = l.k GROUP BY l.k'),
+  ('left, ON filter strict in a field, key read', 'SELECT l.id, r.key, r.w FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.v > l.x'),
+  ('inner, WHERE strict in a field, key read', 'SELECT l.id, r.key, r.w FROM l JOIN %1$s r ON r.key = l.k WHERE r.v > 20'),
+  -- a hash without the fields read is a row here: read whole (HGETALL)
+  ('left, key and a field', 'SELECT l.id, r.key, r.v FROM l LEFT JOIN %1$s r ON r.key = l.k'),
+  ('left, ON filter not strict', 'SELECT l.id, r.w FROM l LEFT JOIN %1$s r ON r.key = l.k AND (r.v IS NULL OR r.v > l.x)'),
+  ('left, whole row', 'SELECT l.id, r::text FROM l LEFT JOIN %1$s r ON r.key = l.k'),
+  ('inner, one field', 'SELECT l.id, r.v FROM l JOIN %1$s r ON r.key = l.k'),
+  ('inner, WHERE IS NULL', 'SELECT l.id FROM l JOIN %1$s r ON r.key = l.k WHERE r.v IS NULL'),
+  ('semi, field IS NULL', 'SELECT l.id FROM l WHERE EXISTS (SELECT 1 FROM %1$s r WHERE r.key = l.k AND r.v IS NULL)'),
+  ('anti, field IS NULL', 'SELECT l.id FROM l WHERE NOT EXISTS (SELECT 1 FROM %1$s r WHERE r.key = l.k AND r.w IS NULL)');
 
 SELECT q.name, t.rel, j.*
 FROM queries q CROSS JOIN (VALUES ('r_5'), ('r_64'), ('r_1000')) t(rel),
      LATERAL join_diff(q.q, t.rel) j
 WHERE q.name NOT LIKE '%lateral%' OR t.rel = 'r_1000'    -- one key per scan: fetch_size does not matter
 ORDER BY q.name, t.rel;
+
+-- What each query fetches: HMGET and its fields (VERBOSE) where a hash
+-- without the fields read gives the rows of a missing key, else HGETALL or
+-- TYPE.
+CREATE FUNCTION join_fetch(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  line text;
+  got text := '';
+BEGIN
+  FOR line IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || format(q, 'r_1000') LOOP
+    IF line ~ '^\s*Redis( Fields)?: ' THEN
+      got := got || CASE WHEN got = '' THEN '' ELSE '; ' END ||
+               regexp_replace(line, '^\s*Redis( Fields)?: ', CASE WHEN line ~ 'Fields' THEN 'fields ' ELSE '' END);
+    END IF;
+  END LOOP;
+  RETURN got;
+END $$;
+SELECT name, join_fetch(q) FROM queries WHERE name NOT LIKE '%lateral%' ORDER BY name;
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT l.id, r.w, r.v FROM l LEFT JOIN r_1000 r ON r.key = l.k WHERE r.v IS NULL;
+
+-- The transaction's buffered writes apply to the fields fetched alone: a
+-- field set, a field removed, a key deleted, a key added (read through the
+-- table written: buffered writes are its own).
+BEGIN;
+UPDATE r_1000 SET w = 'changed' WHERE key LIKE 'k2_';
+UPDATE r_native SET w = 'changed' WHERE key LIKE 'k2_';
+UPDATE r_1000 SET w = NULL WHERE key LIKE 'k3_' AND v IS NOT NULL;
+UPDATE r_native SET w = NULL WHERE key LIKE 'k3_' AND v IS NOT NULL;
+DELETE FROM r_1000 WHERE key LIKE 'k4_';
+DELETE FROM r_native WHERE key LIKE 'k4_';
+INSERT INTO r_1000 VALUES ('k580', 1, 'new'), ('k581', NULL, 'new');
+INSERT INTO r_native VALUES ('k580', 1, 'new'), ('k581', NULL, 'new');
+SELECT q.name, j.*
+FROM queries q, LATERAL join_diff(q.q, 'r_1000') j
+WHERE q.name LIKE 'left%' OR q.name LIKE '%strict%'
+ORDER BY q.name;
+ROLLBACK;
+
+-- Scans: local clauses that no row with a field they read NULL passes
+-- (v > 50) let a scan fetch the fields it reads alone, by keys or after a
+-- SCAN; others (w IS NULL, coalesce) read whole hashes.
+CREATE TABLE scan_queries (name text, q text);
+INSERT INTO scan_queries VALUES
+  ('SCAN, strict', 'SELECT key, w FROM %1$s WHERE v > 50'),
+  ('SCAN, strict, count', 'SELECT count(*) FROM %1$s WHERE w > ''a'''),
+  ('SCAN, IS NULL', 'SELECT key FROM %1$s WHERE w IS NULL'),
+  ('keys, strict', 'SELECT key, w FROM %1$s WHERE key IN (''k1'', ''k10'', ''k11'', ''k501'', ''k3'', ''k999'') AND v > 5'),
+  ('keys, coalesce', 'SELECT key, v FROM %1$s WHERE key = ANY (ARRAY[''k11'', ''k12'', ''k501'', ''k2'']) AND coalesce(v, 0) < 50'),
+  ('LIKE, strict', 'SELECT key, v FROM %1$s WHERE key LIKE ''k1%%'' AND v < 50');
+SELECT s.name, j.nrows, j.diff_on, join_fetch(s.q) AS fetch
+FROM scan_queries s, LATERAL join_diff(s.q, 'r_1000') j ORDER BY s.name;
+
+-- An UPDATE or DELETE target joined in batches is read whole, even where a
+-- clause would let the fields read be fetched alone; its rows are the native
+-- table's.
+BEGIN;
+EXPLAIN (VERBOSE, COSTS OFF)
+UPDATE r_1000 r SET v = r.v + l.x FROM l WHERE r.key = l.k AND r.w > 'a';
+UPDATE r_1000 r SET v = r.v + l.x FROM l WHERE r.key = l.k AND r.w > 'a';
+UPDATE r_native r SET v = r.v + l.x FROM l WHERE r.key = l.k AND r.w > 'a';
+DELETE FROM r_1000 r USING l WHERE r.key = l.k AND r.v > 90;
+DELETE FROM r_native r USING l WHERE r.key = l.k AND r.v > 90;
+-- and so is a scanned target: read whole under a clause strict in a field
+EXPLAIN (VERBOSE, COSTS OFF) UPDATE r_1000 SET w = 'x' || v WHERE v > 80;
+UPDATE r_1000 SET w = 'x' || v WHERE v > 80;
+UPDATE r_native SET w = 'x' || v WHERE v > 80;
+DELETE FROM r_1000 WHERE w > 'e';
+DELETE FROM r_native WHERE w > 'e';
+-- the transaction's writes, read by scans fetching fields alone
+SELECT s.name, j.nrows, j.diff_on FROM scan_queries s, LATERAL join_diff(s.q, 'r_1000') j ORDER BY s.name;
+SELECT count(*) AS differences
+FROM ((TABLE r_1000 EXCEPT ALL TABLE r_native) UNION ALL (TABLE r_native EXCEPT ALL TABLE r_1000)) d;
+ROLLBACK;
 
 -- Collations.  Under a nondeterministic (case-insensitive) ICU collation
 -- 'abc' = 'ABC': the keys fetched by bytes would miss rows, so neither the
@@ -131,12 +233,14 @@ SELECT name, j.* FROM queries,
 ORDER BY name;
 
 -- Clean up every key this test wrote.
+DELETE FROM r_z;
 DELETE FROM r_1000;
 DELETE FROM cs_r;
 SELECT count(*) FROM r_1000;
 DROP SERVER rjd CASCADE;
-DROP TABLE r_native, l, queries, c_native, cs_native, cl, csl;
+DROP TABLE r_native, l, queries, scan_queries, c_native, cs_native, cl, csl;
 DROP FUNCTION join_diff(text, text, text);
 DROP FUNCTION diff_query(text, text);
+DROP FUNCTION join_fetch(text);
 DROP COLLATION ci;
 DROP COLLATION cs;

@@ -19,13 +19,15 @@
 #  3. drift between two DRIFT_ROWS (1M) row tables, one numeric and one
 #     categorical feature, vs. the sort any KS statistic needs (the 2M values in
 #     order, summed in a window) (target < 3 s).
+# Parts (BENCH_PARTS, default all): predictions (1), ingest (2), drift (3);
+# the data of a part not run is not made (make bench BENCH=monitoring:ingest).
 # Each measurement is repeated REPEAT times after a warm-up run; medians are
 # reported (test/bench/common.sh, bench_report: MISSED when a target is not
 # met), each with the backend's CPU time (/proc/PID/schedstat), which unlike
 # the elapsed time hardly depends on the load of the shared machine.
 #
 # Usage: PGHOST=... PGPORT=... PGUSER=... REDIS_PORT=... test/bench/bench_monitoring.sh
-# Environment: ROWS (50000), ENTITIES (100000), DRIFT_ROWS (1000000), REPEAT (3),
+# Environment: BENCH_PARTS, ROWS (50000), ENTITIES (100000), DRIFT_ROWS (1000000), REPEAT (3),
 #              PGPOLY_EXTENSION (pgpoly), KEEP_DB
 set -euo pipefail
 
@@ -43,6 +45,9 @@ RAW_PREFIX="bench_mon_raw_$$:"	# redis_raw's keys: not under bench_online's pref
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -d "$DB")
 # shellcheck source=test/bench/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_parts_include predictions || ROWS=0
+bench_parts_include ingest || ENTITIES=0
+bench_parts_include drift || DRIFT_ROWS=0
 
 cleanup() {
 	"${PSQL[@]}" -c "DELETE FROM bench_online" >/dev/null 2>&1 || true
@@ -121,6 +126,7 @@ VACUUM ANALYZE bench_cur;
 SQL
 echo "data: $ROWS predictions as JSON, $ENTITIES feature rows, drift $DRIFT_ROWS vs $DRIFT_ROWS rows"
 
+if bench_parts_include predictions; then
 # --- 1. log_predictions vs. a plain INSERT ------------------------------------
 "${PSQL[@]}" <<SQL
 \o /dev/null
@@ -157,6 +163,9 @@ SELECT format('predictions logged: %s in %s partition(s)', count(*), count(DISTI
 FROM pgpoly.predictions \g (format=unaligned tuples_only)
 SQL
 
+fi
+
+if bench_parts_include ingest; then
 # --- 2. ingest_features vs. the offline INSERT alone ---------------------------
 # the Redis server's CPU milliseconds so far (INFO cpu)
 redis_cpu() {
@@ -234,6 +243,9 @@ bench_report "ingest_features $ENTITIES rows over keys Redis holds, COMMIT incl.
 	"$(floor_text "$m_again" "$c_again" "$r_again" "$raw_held" "$raw_held_cpu" "$raw_held_rcpu")" \
 	"$rate_again" ">=" 100000 figure
 
+fi
+
+if bench_parts_include drift; then
 # --- 3. drift -------------------------------------------------------------------
 "${PSQL[@]}" <<SQL
 \o /dev/null
@@ -263,14 +275,20 @@ FROM m d, m n, m s WHERE d.what = 'drift' AND n.what = 'drift_numeric' AND s.wha
 \g (format=unaligned tuples_only fieldsep=' ') $WORK/drift.out
 SQL
 
+fi
+
+if bench_parts_include predictions; then
 read -r l_ms l_cpu b_ms b_cpu <"$WORK/logp.out"
 bench_report "log_predictions $ROWS-row JSON array (text parsed, name@alias; median of $REPEAT)" \
 	"$(printf '%.0f' "$(bench_calc "$ROWS * 1000 / $l_ms")") rows/s ($l_ms ms; backend CPU $l_cpu ms)" \
 	"plain INSERT ... SELECT of the same rows: $b_ms ms, CPU $b_cpu ms; ratio $(bench_calc "$l_ms / $b_ms") (CPU $(bench_calc "$l_cpu / $b_cpu"))" \
 	"$(bench_calc "$ROWS * 1000 / $l_ms")" ">=" 50000 figure
+fi
+if bench_parts_include drift; then
 read -r d_ms d_cpu n_ms s_ms s_cpu <"$WORK/drift.out"
 bench_report "drift $DRIFT_ROWS vs $DRIFT_ROWS rows, 1 numeric + 1 categorical feature (median of $REPEAT)" \
 	"$d_ms ms (numeric alone $n_ms ms; backend CPU $d_cpu ms)" \
 	"sort + running sum of the $((2 * DRIFT_ROWS)) numeric values: $s_ms ms, CPU $s_cpu ms; ratio $(bench_calc "$d_ms / $s_ms") (CPU $(bench_calc "$d_cpu / $s_cpu"))" \
 	"$d_ms" "<" 3000 figure
+fi
 bench_summary bench_monitoring

@@ -13,7 +13,8 @@
 # Usage: test/bench/run.sh [NAME[:PART[,PART...]]]...
 #   NAME selects test/bench/bench_NAME.sh (or .py); PARTs are handed to it
 #   as BENCH_PARTS (bench_redis.sh: join, keys, write, point;
-#   bench_features.sh: materialize, serve, training).  No argument: all.
+#   bench_features.sh: materialize, serve, training; bench_monitoring.sh:
+#   predictions, ingest, drift).  No argument: all.
 #   From make: make bench BENCH="redis:join,keys features".
 set -euo pipefail
 

@@ -3,8 +3,8 @@
 bound and the request/reply pairing.
 
 A small stdlib RESP server (HostileRedis below) holds known data (string
-keys k:good, k:two; a hash h:good) and answers GET, HGETALL, TTL, TYPE and
-SCAN like Redis, records the writes SET and DEL without applying them, except for one command at a time, which it answers with a
+keys k:good, k:two; a hash h:good) and answers GET, HGETALL, HMGET, TTL,
+TYPE and SCAN like Redis, records the writes SET and DEL without applying them, except for one command at a time, which it answers with a
 one-shot hostile reply:
 
   * huge_array   -- "*134217727" (a 1 GB element array announced in 13 bytes)
@@ -15,7 +15,9 @@ one-shot hostile reply:
   * late_extra   -- the right reply, then an unsolicited one after the
                     statement ended (seen when the next request starts)
   * wrong types  -- GET answered by an integer, HGETALL by a string, TTL by
-                    a string, SCAN by a status
+                    a string, SCAN by a status, HMGET (the batched join's
+                    fetch of the fields read) by a string, by an array of
+                    one value too few and by an array holding an integer
   * scan_nul     -- SCAN returns keys holding NUL bytes
   * scan_utf8    -- SCAN returns a key that is not valid UTF-8 (read with
                     its value, and alone)
@@ -173,6 +175,9 @@ class HostileRedis:
         if name == b"HGETALL":
             h = self.hashes.get(cmd[1], {})
             return array([x for kv in sorted(h.items()) for x in kv])
+        if name == b"HMGET":
+            h = self.hashes.get(cmd[1], {})
+            return array([h.get(f) for f in cmd[2:]])
         if name == b"TTL":
             return b":-1\r\n"
         if name == b"TYPE":
@@ -236,6 +241,10 @@ class HostileRedis:
             c.sendall(bulk(b"abc"))
         elif mode == "wrong_status":
             c.sendall(b"+OK\r\n")
+        elif mode == "short_array":
+            c.sendall(array([b"1"] * (len(cmd) - 3)))
+        elif mode == "int_element":
+            c.sendall(b"*%d\r\n" % (len(cmd) - 2) + b":7\r\n" * (len(cmd) - 2))
         elif mode == "truncated":
             c.sendall(b"$10\r\nabc")
             return False
@@ -278,6 +287,9 @@ def test():
             OPTIONS (table_type 'string', key_prefix 'k:');
         CREATE FOREIGN TABLE h (key text, a int, b int) SERVER hostile
             OPTIONS (table_type 'hash', key_prefix 'h:');
+        CREATE TABLE hl (k text);
+        INSERT INTO hl VALUES ('good'), ('none');
+        ANALYZE hl;
         CREATE FOREIGN TABLE tw (key text, value text) SERVER hostile
             OPTIONS (table_type 'string', key_prefix 'k:',
                      write_mode 'immediate');
@@ -374,6 +386,20 @@ def test():
            "SELECT _ttl FROM tt WHERE key = 'good';", "08P01", ["TTL"])
     expect("SCAN answered by a status", b"SCAN", "wrong_status",
            "SELECT count(*) FROM t;", "08P01", ["SCAN"])
+    # The batched left join reading fields alone fetches them by HMGET.
+    hmget = "SELECT hl.k, h.a, h.b FROM hl LEFT JOIN h ON h.key = hl.k ORDER BY 1;"
+    r = s.run("EXPLAIN (COSTS OFF) " + hmget)
+    check(r.rc == 0 and "HMGET h:{key}" in r.out,
+          "the join does not fetch by HMGET: %s %s" % (r.out, r.err))
+    r = s.run(hmget)
+    check(r.rc == 0 and r.out.split() == ["good|1|2", "none||"],
+          "the HMGET join gave rc=%s out=%r err=%s" % (r.rc, r.out, r.err.strip()))
+    expect("HMGET answered by a string", b"HMGET", "wrong_string", hmget,
+           "08P01", ["HMGET"])
+    expect("HMGET answered by one value too few", b"HMGET", "short_array", hmget,
+           "08P01", ["HMGET", "2 fields asked"])
+    expect("HMGET answered by integers", b"HMGET", "int_element", hmget,
+           "08P01", ["HMGET", "no string"])
 
     # A cursor that is not Redis' own, or that comes round again, would
     # make the scan loop for ever: an error naming the server and the node.
