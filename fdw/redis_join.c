@@ -201,7 +201,12 @@ outer_key_expr(RestrictInfo *ri, RelOptInfo *outerrel, RelOptInfo *innerrel,
 	return NULL;
 }
 
-/* Whether the join's clauses let us build the node at all. */
+/*
+ * Whether the join's clauses let us build the node at all.  A placeholder
+ * the Redis side computes (coalesce(r.v, 0) of a subquery under an outer
+ * join) must come out NULL in a null-extended row, but the node computes
+ * its output from the joined row: such a join is left to the core.
+ */
 static bool
 join_is_usable(RelOptInfo *joinrel, RelOptInfo *innerrel, List *restrictlist)
 {
@@ -209,6 +214,9 @@ join_is_usable(RelOptInfo *joinrel, RelOptInfo *innerrel, List *restrictlist)
 
 	foreach(lc, restrictlist)
 		if (((RestrictInfo *) lfirst(lc))->pseudoconstant)
+			return false;
+	foreach(lc, innerrel->reltarget->exprs)
+		if (IsA(lfirst(lc), PlaceHolderVar))
 			return false;
 	return !uses_special_columns(joinrel->reltarget->exprs, innerrel->relid) &&
 		!uses_special_columns(extract_actual_clauses(restrictlist, false), innerrel->relid) &&

@@ -114,7 +114,14 @@ INSERT INTO queries VALUES
   ('inner, one field', 'SELECT l.id, r.v FROM l JOIN %1$s r ON r.key = l.k'),
   ('inner, WHERE IS NULL', 'SELECT l.id FROM l JOIN %1$s r ON r.key = l.k WHERE r.v IS NULL'),
   ('semi, field IS NULL', 'SELECT l.id FROM l WHERE EXISTS (SELECT 1 FROM %1$s r WHERE r.key = l.k AND r.v IS NULL)'),
-  ('anti, field IS NULL', 'SELECT l.id FROM l WHERE NOT EXISTS (SELECT 1 FROM %1$s r WHERE r.key = l.k AND r.w IS NULL)');
+  ('anti, field IS NULL', 'SELECT l.id FROM l WHERE NOT EXISTS (SELECT 1 FROM %1$s r WHERE r.key = l.k AND r.w IS NULL)'),
+  ('inner, IS DISTINCT FROM (not strict)', 'SELECT l.id, r.key FROM l JOIN %1$s r ON r.key = l.k WHERE r.v IS DISTINCT FROM 5'),
+  ('inner, NOT of a strict clause', 'SELECT l.id, r.key, r.w FROM l JOIN %1$s r ON r.key = l.k WHERE NOT (r.v <= l.x)'),
+  ('inner, = ANY with a NULL element', 'SELECT l.id, r.key FROM l JOIN %1$s r ON r.key = l.k WHERE r.v = ANY (ARRAY[NULL, 5, 50, 51, 52])'),
+  ('inner, strict OR of two fields', 'SELECT l.id, r.key FROM l JOIN %1$s r ON r.key = l.k WHERE r.v > 90 OR r.w > ''e'''),
+  -- a value the Redis side computes (placeholder) is NULL in a null-extended row
+  ('left, subquery placeholder coalesce', 'SELECT l.id, s.c FROM l LEFT JOIN (SELECT r.key, coalesce(r.v, -1) AS c FROM %1$s r) s ON s.key = l.k'),
+  ('left, subquery placeholder constant', 'SELECT l.id, s.one, s.w FROM l LEFT JOIN (SELECT r.key, r.w, 1 AS one FROM %1$s r) s ON s.key = l.k');
 
 SELECT q.name, t.rel, j.*
 FROM queries q CROSS JOIN (VALUES ('r_5'), ('r_64'), ('r_1000')) t(rel),
