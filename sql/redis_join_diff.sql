@@ -119,6 +119,9 @@ INSERT INTO queries VALUES
   ('inner, NOT of a strict clause', 'SELECT l.id, r.key, r.w FROM l JOIN %1$s r ON r.key = l.k WHERE NOT (r.v <= l.x)'),
   ('inner, = ANY with a NULL element', 'SELECT l.id, r.key FROM l JOIN %1$s r ON r.key = l.k WHERE r.v = ANY (ARRAY[NULL, 5, 50, 51, 52])'),
   ('inner, strict OR of two fields', 'SELECT l.id, r.key FROM l JOIN %1$s r ON r.key = l.k WHERE r.v > 90 OR r.w > ''e'''),
+  ('semi, strict in a field', 'SELECT l.id FROM l WHERE EXISTS (SELECT 1 FROM %1$s r WHERE r.key = l.k AND r.v > l.x)'),
+  ('anti, strict in a field', 'SELECT l.id FROM l WHERE NOT EXISTS (SELECT 1 FROM %1$s r WHERE r.key = l.k AND r.w < ''8'')'),
+  ('right, one field', 'SELECT l.id, r.w FROM %1$s r RIGHT JOIN l ON r.key = l.k'),
   -- a value the Redis side computes (placeholder) is NULL in a null-extended row
   ('left, subquery placeholder coalesce', 'SELECT l.id, s.c FROM l LEFT JOIN (SELECT r.key, coalesce(r.v, -1) AS c FROM %1$s r) s ON s.key = l.k'),
   ('left, subquery placeholder constant', 'SELECT l.id, s.one, s.w FROM l LEFT JOIN (SELECT r.key, r.w, 1 AS one FROM %1$s r) s ON s.key = l.k');
