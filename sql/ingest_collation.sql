@@ -32,28 +32,25 @@ BEGIN
 									   format('ic_%s_off', name)::regclass);
 END $$;
 
--- Rows (both ways) by which the online tables, then the offline tables
--- (entity text, event_time, clicks), of views a and b differ.
-CREATE FUNCTION ic_diff(a text, b text, OUT online bigint, OUT offline bigint)
+-- Rows (both ways) by which relations a and b differ in columns cols.
+CREATE FUNCTION ic_rel_diff(a text, b text, cols text) RETURNS bigint
 LANGUAGE plpgsql AS $$
+DECLARE
+	n bigint;
 BEGIN
-	EXECUTE format($q$
-		SELECT count(*) FROM (
-			(SELECT user_id::text, clicks, _event_time FROM ic_%1$s_on
-			 EXCEPT ALL SELECT user_id::text, clicks, _event_time FROM ic_%2$s_on)
-			UNION ALL
-			(SELECT user_id::text, clicks, _event_time FROM ic_%2$s_on
-			 EXCEPT ALL SELECT user_id::text, clicks, _event_time FROM ic_%1$s_on)) d$q$, a, b)
-	INTO online;
-	EXECUTE format($q$
-		SELECT count(*) FROM (
-			(SELECT entity::text, event_time, clicks FROM ic_%1$s_off
-			 EXCEPT ALL SELECT entity::text, event_time, clicks FROM ic_%2$s_off)
-			UNION ALL
-			(SELECT entity::text, event_time, clicks FROM ic_%2$s_off
-			 EXCEPT ALL SELECT entity::text, event_time, clicks FROM ic_%1$s_off)) d$q$, a, b)
-	INTO offline;
+	EXECUTE format('SELECT count(*) FROM ((SELECT %3$s FROM %1$I EXCEPT ALL SELECT %3$s FROM %2$I) '
+				   'UNION ALL (SELECT %3$s FROM %2$I EXCEPT ALL SELECT %3$s FROM %1$I)) d', a, b, cols)
+	INTO n;
+	RETURN n;
 END $$;
+
+-- Rows by which the online tables, then the offline tables (entity text,
+-- event_time, clicks), of views ic_<a> and ic_<b> differ.
+CREATE FUNCTION ic_diff(a text, b text, OUT online bigint, OUT offline bigint)
+LANGUAGE sql AS $$
+	SELECT ic_rel_diff('ic_' || a || '_on', 'ic_' || b || '_on', 'user_id::text, clicks, _event_time'),
+		   ic_rel_diff('ic_' || a || '_off', 'ic_' || b || '_off', 'entity::text, event_time, clicks')
+$$;
 
 -- Ingest src into a fresh view ic_<name> (key ktyp, entity etyp), put_features
 -- the same rows one by one in event-time then source order into ic_<name>_ref,
@@ -161,6 +158,6 @@ BEGIN
 	END LOOP;
 END $$;
 DROP SERVER ic CASCADE;
-DROP FUNCTION ic_view(text, text, text), ic_diff(text, text), ic_case(text, text, text, text);
+DROP FUNCTION ic_view(text, text, text), ic_rel_diff(text, text, text), ic_diff(text, text), ic_case(text, text, text, text);
 DROP COLLATION ic_ci;
 DROP EXTENSION citext;
