@@ -201,7 +201,8 @@ AS $$
 	CROSS JOIN LATERAL pgpoly._fv_describe(f.name, f.online_table, f.offline_table,
 										   s.serving_table, s.key_column, s.entity_column,
 										   s.features) d
-	WHERE f.name = view
+	-- the name as it is spelt, whatever the collation view is given in
+	WHERE f.name = view COLLATE pg_catalog."default"
 $$;
 
 -- The definition of view; 42704 if there is none, 55000 if it is unusable.
@@ -752,7 +753,9 @@ DECLARE
 	s pgpoly._feature_view_storage;
 BEGIN
 	PERFORM pgpoly._require_name(name, 'name');
-	SELECT * INTO f FROM pgpoly.feature_views x WHERE x.name = drop_feature_view.name;
+	-- the name as it is spelt, whatever the collation it is given in
+	SELECT * INTO f FROM pgpoly.feature_views x
+	WHERE x.name = drop_feature_view.name COLLATE pg_catalog."default";
 	IF NOT FOUND THEN
 		PERFORM pgpoly._fv_get(name);		-- raises 42704
 	END IF;
@@ -1283,7 +1286,10 @@ CREATE FUNCTION pgpoly.get_historical_features(spine text, features text[], data
 RETURNS TABLE (row_no bigint, spine jsonb, features jsonb)
 LANGUAGE sql VOLATILE
 AS $$
-	SELECT * FROM pgpoly._get_historical_features($1, $2, $3, pg_catalog.current_setting('DateStyle'))
+	-- the default collation, whatever the arguments' (as put_features)
+	SELECT * FROM pgpoly._get_historical_features($1 COLLATE pg_catalog."default", $2 COLLATE pg_catalog."default",
+												  $3 COLLATE pg_catalog."default",
+												  pg_catalog.current_setting('DateStyle'))
 $$;
 
 COMMENT ON FUNCTION pgpoly.get_historical_features(text, text[], text) IS
@@ -1325,7 +1331,10 @@ CREATE FUNCTION pgpoly.create_training_set(name text, spine text, features text[
 RETURNS bigint
 LANGUAGE sql VOLATILE
 AS $$
-	SELECT pgpoly._create_training_set($1, $2, $3, pg_catalog.current_setting('DateStyle'))
+	-- the default collation, whatever the arguments' (as put_features)
+	SELECT pgpoly._create_training_set($1 COLLATE pg_catalog."default", $2 COLLATE pg_catalog."default",
+									   $3 COLLATE pg_catalog."default",
+									   pg_catalog.current_setting('DateStyle'))
 $$;
 
 COMMENT ON FUNCTION pgpoly.create_training_set(text, text, text[]) IS

@@ -14,6 +14,13 @@ CREATE EXTENSION citext;
 CREATE COLLATION ic_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
 CREATE SERVER ic FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
 CREATE USER MAPPING FOR CURRENT_USER SERVER ic;
+CREATE FUNCTION err(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE q;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
 
 -- A view ic_<name> with a key column of type ktyp and an offline entity
 -- column of type etyp (either may carry a COLLATE clause).
@@ -137,6 +144,21 @@ SELECT user_id::text, clicks, _event_time FROM ic_nw_on ORDER BY user_id::text C
 SELECT pgpoly.put_features('ic_nw', user_id, '{"clicks": 5}', '2024-01-06 00:00+00') FROM ic_src_ci WHERE clicks = 9;
 SELECT user_id::text, clicks FROM ic_nw_on ORDER BY user_id::text COLLATE "C";
 
+-- arguments given in a nondeterministic collation: a view name is the name
+-- as spelt ('IC_NW' is no view, not ic_nw), and the point-in-time join runs
+CREATE TABLE ic_spine (user_id text COLLATE ic_ci, event_time timestamptz);
+INSERT INTO ic_spine VALUES ('A', '2024-01-07 00:00+00'), ('a', '2024-01-07 00:00+00');
+SELECT * FROM pgpoly.get_historical_features('SELECT * FROM ic_spine' COLLATE ic_ci,
+											 ARRAY['ic_nw:clicks' COLLATE ic_ci]);
+SELECT pgpoly.create_training_set('ic_ts' COLLATE ic_ci, 'SELECT * FROM ic_spine',
+								  ARRAY['ic_nw:clicks' COLLATE ic_ci]);
+SELECT user_id::text, ic_nw__clicks FROM ic_ts ORDER BY user_id::text COLLATE "C";
+SELECT err($$SELECT pgpoly.materialize('IC_NW' COLLATE ic_ci)$$);
+SELECT err($$SELECT pgpoly.drop_feature_view('IC_NW' COLLATE ic_ci)$$);
+SELECT name FROM pgpoly.feature_views WHERE name = 'ic_nw';
+DELETE FROM pgpoly.datasets WHERE name LIKE '%ic\_ts';
+DROP TABLE ic_ts, ic_spine;
+
 -- clean up Redis
 DO $$
 DECLARE
@@ -158,6 +180,6 @@ BEGIN
 	END LOOP;
 END $$;
 DROP SERVER ic CASCADE;
-DROP FUNCTION ic_view(text, text, text), ic_rel_diff(text, text, text), ic_diff(text, text), ic_case(text, text, text, text);
+DROP FUNCTION err(text), ic_view(text, text, text), ic_rel_diff(text, text, text), ic_diff(text, text), ic_case(text, text, text, text);
 DROP COLLATION ic_ci;
 DROP EXTENSION citext;
