@@ -355,6 +355,25 @@ AS $$
 				ELSE format('pgpoly._fv_store_text(%s)', expr) END
 $$;
 
+-- An SQL expression for the text of the Redis key expr (the key type's
+-- value, or text that reads as one) names, uncut: a text key's own text, a
+-- char(n) key's without trailing blanks, any other key's fixed form
+-- (_fv_store_text).  ingest_features and materialize keep one row per such
+-- text (byte for byte: under COLLATE "C"), so an entity is its Redis key
+-- whatever the collation or type of the column it comes from; one that a
+-- varchar(n) or char(n) key would cut keeps its whole text (it is refused or
+-- skipped, never merged into the key it would be cut to).
+CREATE FUNCTION pgpoly._fv_key_text_uncut(v pgpoly._fv_def, expr text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT CASE WHEN pgpoly._fv_key_is_text(v) THEN format('(%s)::text', expr)
+				WHEN v.key_type LIKE 'character(%'
+				THEN format('pg_catalog.rtrim((%s)::text, '' '')', expr)
+				ELSE format('pgpoly._fv_store_text((%s)::%s)', expr, v.key_type) END
+$$;
+
 -- An SQL expression for the entity of expr (any type) in canonical text
 -- form: through the view's key type, so '007' and '7' are the same entity of
 -- an int-keyed view.  put_features, get_online_features and the point-in-time
@@ -1446,10 +1465,7 @@ BEGIN
 			FROM %4$s h
 			WHERE h.event_time >= $1 AND h.event_time <= $2
 			ORDER BY %1$s COLLATE "C", h.event_time DESC, h.created_at DESC$q$,
-			CASE WHEN pgpoly._fv_key_is_text(v) THEN format('h.%I::text', v.entity_column)
-				 WHEN v.key_type LIKE 'character(%'
-				 THEN format('pg_catalog.rtrim(h.%I::text, '' '')', v.entity_column)
-				 ELSE format('pgpoly._fv_store_text(h.%I::%s)', v.entity_column, v.key_type) END,
+			pgpoly._fv_key_text_uncut(v, format('h.%I', v.entity_column)),
 			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel);
 	END IF;
 	-- a plain INSERT, its row count the keys written: no RETURNING rows

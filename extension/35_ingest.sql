@@ -235,15 +235,9 @@ BEGIN
 				  HINT = 'Drop and re-create the feature view after altering its tables.';
 	END IF;
 	-- the entity as its key type's text form, so '007' and '7' are one int entity;
-	-- a varchar(n) key keeps it uncut, so that the fit check below sees it whole
-	v_key := CASE WHEN ty.key_type = 'text' OR ty.key_type LIKE 'character varying%'
-				  THEN format('q.%I::text', v.entity)
-				  -- char(n): its text without the trailing blanks char(n) ignores,
-				  -- uncut like varchar(n)'s
-				  WHEN ty.key_type LIKE 'character(%'
-				  THEN format('pg_catalog.rtrim(q.%I::text, '' '')', v.entity)
-				  -- the canonical text put_features gives it (_fv_key_text)
-				  ELSE format('pgpoly._fv_store_text(q.%I::text::%s)', v.entity, ty.key_type) END;
+	-- a varchar(n) or char(n) key keeps it uncut, so that the fit check below
+	-- sees it whole
+	v_key := pgpoly._fv_key_text_uncut(v, format('q.%I::text', v.entity));
 	SELECT string_agg(CASE WHEN u.f = ANY (v_feat) THEN format('s.%I', u.f)
 						   ELSE format('NULL::%s', u.t) END, ', ' ORDER BY u.i)
 	INTO v_vals
