@@ -14,13 +14,6 @@ CREATE EXTENSION citext;
 CREATE COLLATION ic_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
 CREATE SERVER ic FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
 CREATE USER MAPPING FOR CURRENT_USER SERVER ic;
-CREATE FUNCTION err(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE q;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
 
 -- A view ic_<name> with a key column of type ktyp and an offline entity
 -- column of type etyp (either may carry a COLLATE clause).
@@ -153,8 +146,10 @@ SELECT * FROM pgpoly.get_historical_features('SELECT * FROM ic_spine' COLLATE ic
 SELECT pgpoly.create_training_set('ic_ts' COLLATE ic_ci, 'SELECT * FROM ic_spine',
 								  ARRAY['ic_nw:clicks' COLLATE ic_ci]);
 SELECT user_id::text, ic_nw__clicks FROM ic_ts ORDER BY user_id::text COLLATE "C";
-SELECT err($$SELECT pgpoly.materialize('IC_NW' COLLATE ic_ci)$$);
-SELECT err($$SELECT pgpoly.drop_feature_view('IC_NW' COLLATE ic_ci)$$);
+\set VERBOSITY terse
+SELECT pgpoly.materialize('IC_NW' COLLATE ic_ci);
+SELECT pgpoly.drop_feature_view('IC_NW' COLLATE ic_ci);
+\set VERBOSITY default
 SELECT name FROM pgpoly.feature_views WHERE name = 'ic_nw';
 DELETE FROM pgpoly.datasets WHERE name LIKE '%ic\_ts';
 DROP TABLE ic_ts, ic_spine;
@@ -180,6 +175,6 @@ BEGIN
 	END LOOP;
 END $$;
 DROP SERVER ic CASCADE;
-DROP FUNCTION err(text), ic_view(text, text, text), ic_rel_diff(text, text, text), ic_diff(text, text), ic_case(text, text, text, text);
+DROP FUNCTION ic_view(text, text, text), ic_rel_diff(text, text, text), ic_diff(text, text), ic_case(text, text, text, text);
 DROP COLLATION ic_ci;
 DROP EXTENSION citext;
