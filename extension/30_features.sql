@@ -201,7 +201,8 @@ AS $$
 	CROSS JOIN LATERAL pgpoly._fv_describe(f.name, f.online_table, f.offline_table,
 										   s.serving_table, s.key_column, s.entity_column,
 										   s.features) d
-	WHERE f.name = view
+	-- the name as it is spelt, whatever the collation view is given in
+	WHERE f.name = view COLLATE pg_catalog."default"
 $$;
 
 -- The definition of view; 42704 if there is none, 55000 if it is unusable.
@@ -352,6 +353,25 @@ AS $$
 	SELECT CASE WHEN pgpoly._fv_key_is_text(v) OR v.key_type LIKE 'character(%'
 				THEN format('(%s)::text', expr)
 				ELSE format('pgpoly._fv_store_text(%s)', expr) END
+$$;
+
+-- An SQL expression for the text of the Redis key expr (the key type's
+-- value, or text that reads as one) names, uncut: a text key's own text, a
+-- char(n) key's without trailing blanks, any other key's fixed form
+-- (_fv_store_text).  ingest_features and materialize keep one row per such
+-- text (byte for byte: under COLLATE "C"), so an entity is its Redis key
+-- whatever the collation or type of the column it comes from; one that a
+-- varchar(n) or char(n) key would cut keeps its whole text (it is refused or
+-- skipped, never merged into the key it would be cut to).
+CREATE FUNCTION pgpoly._fv_key_text_uncut(v pgpoly._fv_def, expr text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT CASE WHEN pgpoly._fv_key_is_text(v) THEN format('(%s)::text', expr)
+				WHEN v.key_type LIKE 'character(%'
+				THEN format('pg_catalog.rtrim((%s)::text, '' '')', expr)
+				ELSE format('pgpoly._fv_store_text((%s)::%s)', expr, v.key_type) END
 $$;
 
 -- An SQL expression for the entity of expr (any type) in canonical text
@@ -752,7 +772,9 @@ DECLARE
 	s pgpoly._feature_view_storage;
 BEGIN
 	PERFORM pgpoly._require_name(name, 'name');
-	SELECT * INTO f FROM pgpoly.feature_views x WHERE x.name = drop_feature_view.name;
+	-- the name as it is spelt, whatever the collation it is given in
+	SELECT * INTO f FROM pgpoly.feature_views x
+	WHERE x.name = drop_feature_view.name COLLATE pg_catalog."default";
 	IF NOT FOUND THEN
 		PERFORM pgpoly._fv_get(name);		-- raises 42704
 	END IF;
@@ -922,7 +944,11 @@ CREATE FUNCTION pgpoly.put_features(view text, entity text, features jsonb,
 RETURNS void
 LANGUAGE sql VOLATILE
 AS $$
-	SELECT pgpoly._put_features($1, $2, $3, $4, pg_catalog.current_setting('DateStyle'))
+	-- the default collation: an argument of a nondeterministic one (an entity
+	-- read from such a column) would otherwise be the collation every text
+	-- of _put_features compares under
+	SELECT pgpoly._put_features($1 COLLATE pg_catalog."default", $2 COLLATE pg_catalog."default",
+								$3, $4, pg_catalog.current_setting('DateStyle'))
 $$;
 
 COMMENT ON FUNCTION pgpoly.put_features(text, text, jsonb, timestamptz) IS
@@ -1279,7 +1305,10 @@ CREATE FUNCTION pgpoly.get_historical_features(spine text, features text[], data
 RETURNS TABLE (row_no bigint, spine jsonb, features jsonb)
 LANGUAGE sql VOLATILE
 AS $$
-	SELECT * FROM pgpoly._get_historical_features($1, $2, $3, pg_catalog.current_setting('DateStyle'))
+	-- the default collation, whatever the arguments' (as put_features)
+	SELECT * FROM pgpoly._get_historical_features($1 COLLATE pg_catalog."default", $2 COLLATE pg_catalog."default",
+												  $3 COLLATE pg_catalog."default",
+												  pg_catalog.current_setting('DateStyle'))
 $$;
 
 COMMENT ON FUNCTION pgpoly.get_historical_features(text, text[], text) IS
@@ -1321,7 +1350,10 @@ CREATE FUNCTION pgpoly.create_training_set(name text, spine text, features text[
 RETURNS bigint
 LANGUAGE sql VOLATILE
 AS $$
-	SELECT pgpoly._create_training_set($1, $2, $3, pg_catalog.current_setting('DateStyle'))
+	-- the default collation, whatever the arguments' (as put_features)
+	SELECT pgpoly._create_training_set($1 COLLATE pg_catalog."default", $2 COLLATE pg_catalog."default",
+									   $3 COLLATE pg_catalog."default",
+									   pg_catalog.current_setting('DateStyle'))
 $$;
 
 COMMENT ON FUNCTION pgpoly.create_training_set(text, text, text[]) IS
@@ -1350,6 +1382,29 @@ CREATE FUNCTION pgpoly._fv_newest_rows(offline_row anyelement, entity_column tex
 RETURNS SETOF anyelement
 AS 'MODULE_PATHNAME', 'pgpoly_fv_newest_rows'
 LANGUAGE C STABLE;
+
+-- Whether the offline entity column's equality (a plain text, integer or
+-- uuid type under a deterministic collation) is equality of the entity's
+-- Redis key, so that the newest row per entity the column's index gives is
+-- the newest per key.  Not for citext, a nondeterministic collation ('A' and
+-- 'a' one entity offline, two keys), numeric or float (1.0 and 1.00), nor an
+-- entity column whose type is not the key's ('01' and '1' of an int key).
+CREATE FUNCTION pgpoly._fv_entity_is_key(v pgpoly._fv_def)
+RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT coalesce((
+		SELECT ty.typname IN ('text', 'varchar', 'bpchar', 'int2', 'int4', 'int8', 'uuid')
+			   AND coalesce(c.collisdeterministic, true)
+			   AND (v.key_type = format_type(a.atttypid, NULL)
+					OR (pgpoly._fv_key_is_text(v) AND ty.typname IN ('text', 'varchar')))
+		FROM pg_attribute a
+		JOIN pg_type ty ON ty.oid = a.atttypid
+		LEFT JOIN pg_collation c ON c.oid = a.attcollation
+		WHERE a.attrelid = v.offline_table AND a.attname = v.entity_column
+		  AND a.attnum > 0 AND NOT a.attisdropped), false)
+$$;
 
 CREATE FUNCTION pgpoly.materialize(view text, start_time timestamptz DEFAULT '-infinity',
 								   end_time timestamptz DEFAULT now())
@@ -1383,18 +1438,36 @@ BEGIN
 	-- outbox table's are queued without reading Redis: the sync worker keeps
 	-- what is online when newer.
 	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
+		-- the Redis key of the same text (a citext key or a nondeterministic
+		-- collation would match 'A' to the newer 'a' too)
 		v_online := format($q$ LEFT JOIN %1$s s ON s.%2$I = c.k::%3$s
+				AND %5$s COLLATE "C" = %6$s COLLATE "C"
 			WHERE (s.%2$I IS NULL OR s._event_time IS NULL OR s._event_time <= c.event_time)
 			  AND %4$s$q$,
-			v.serving_rel, v.key_column, v.key_type, pgpoly._fv_key_fits(v.key_type, 'c.k'));
+			v.serving_rel, v.key_column, v.key_type, pgpoly._fv_key_fits(v.key_type, 'c.k'),
+			pgpoly._fv_key_text(v, format('s.%I', v.key_column)),
+			pgpoly._fv_key_text(v, format('c.k::%s', v.key_type)));
 	ELSE
 		v_online := ' WHERE ' || pgpoly._fv_key_fits(v.key_type, 'c.k');
 	END IF;
-	v_newest := format($q$
-		SELECT h.%1$I AS k, h.event_time, %2$s
-		FROM pgpoly._fv_newest_rows(NULL::%3$s, %4$L, $1, $2) h$q$,
-		v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel,
-		v.entity_column);
+	IF pgpoly._fv_entity_is_key(v) THEN
+		v_newest := format($q$
+			SELECT h.%1$I AS k, h.event_time, %2$s
+			FROM pgpoly._fv_newest_rows(NULL::%3$s, %4$L, $1, $2) h$q$,
+			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel,
+			v.entity_column);
+	ELSE
+		-- one row per Redis key: entities the column finds equal ('A' and
+		-- 'a' of a citext column, 1.0 and 1.00 of a numeric one) are
+		-- different keys where their key texts differ
+		v_newest := format($q$
+			SELECT DISTINCT ON (%1$s COLLATE "C") h.%2$I AS k, h.event_time, %3$s
+			FROM %4$s h
+			WHERE h.event_time >= $1 AND h.event_time <= $2
+			ORDER BY %1$s COLLATE "C", h.event_time DESC, h.created_at DESC$q$,
+			pgpoly._fv_key_text_uncut(v, format('h.%I', v.entity_column)),
+			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel);
+	END IF;
 	-- a plain INSERT, its row count the keys written: no RETURNING rows
 	-- stored and counted
 	EXECUTE format($q$

@@ -19,6 +19,9 @@
 --	  source and the newest-row sort of 100k rows stay in memory (at the default
 --	  4MB both spill to temporary files); a larger setting of the caller's is
 --	  kept, and the caller's setting is back when the call returns.
+--	* One entity is one Redis key: the rows whose entities have the same
+--	  canonical text (byte for byte, whatever the source column's type or
+--	  collation compares equal: citext 'A' and 'a' are two keys online).
 --	* Newer wins as in put_features: an entity is written online unless Redis holds
 --	  a strictly newer _event_time.  Rows are full snapshots: features the source
 --	  does not return are NULL offline and online.  With the serving table in
@@ -232,15 +235,9 @@ BEGIN
 				  HINT = 'Drop and re-create the feature view after altering its tables.';
 	END IF;
 	-- the entity as its key type's text form, so '007' and '7' are one int entity;
-	-- a varchar(n) key keeps it uncut, so that the fit check below sees it whole
-	v_key := CASE WHEN ty.key_type = 'text' OR ty.key_type LIKE 'character varying%'
-				  THEN format('q.%I::text', v.entity)
-				  -- char(n): its text without the trailing blanks char(n) ignores,
-				  -- uncut like varchar(n)'s
-				  WHEN ty.key_type LIKE 'character(%'
-				  THEN format('pg_catalog.rtrim(q.%I::text, '' '')', v.entity)
-				  -- the canonical text put_features gives it (_fv_key_text)
-				  ELSE format('pgpoly._fv_store_text(q.%I::text::%s)', v.entity, ty.key_type) END;
+	-- a varchar(n) or char(n) key keeps it uncut, so that the fit check below
+	-- sees it whole
+	v_key := pgpoly._fv_key_text_uncut(v, format('q.%I::text', v.entity));
 	SELECT string_agg(CASE WHEN u.f = ANY (v_feat) THEN format('s.%I', u.f)
 						   ELSE format('NULL::%s', u.t) END, ', ' ORDER BY u.i)
 	INTO v_vals
@@ -249,9 +246,13 @@ BEGIN
 		-- reads _event_time alone (no key, no other field): the batched join
 		-- then fetches just that field (HMGET), and an entity Redis lacks
 		-- reads as one whose _event_time is NULL, as it should
-		v_online := format(' LEFT JOIN %1$s o ON o.%2$I = s.k::%3$s '
+		-- reads as one whose _event_time is NULL, as it should; the Redis key
+		-- is the one of the same text (a citext key or a nondeterministic
+		-- collation would match 'A' to the newer 'a' too)
+		v_online := format(' LEFT JOIN %1$s o ON o.%2$I = s.k::%3$s AND %4$s COLLATE "C" = s.k COLLATE "C" '
 						   'WHERE o._event_time IS NULL OR o._event_time <= s.et',
-						   v.serving_rel, v.key_column, ty.key_type);
+						   v.serving_rel, v.key_column, ty.key_type,
+						   pgpoly._fv_key_text(v, format('o.%I', v.key_column)));
 	END IF;
 
 	BEGIN
@@ -269,9 +270,9 @@ BEGIN
 				FROM s WHERE (SELECT ok.ok FROM ok)
 				RETURNING 1),
 			newest AS (
-				SELECT DISTINCT ON (s.k) s.*
+				SELECT DISTINCT ON (s.k COLLATE "C") s.*
 				FROM s WHERE (SELECT ok.ok FROM ok)
-				ORDER BY s.k, s.et DESC, s.ord DESC),
+				ORDER BY s.k COLLATE "C", s.et DESC, s.ord DESC),
 			w AS (
 				INSERT INTO %9$s (%10$I, %6$s, _event_time)
 				SELECT s.k::%11$s, %8$s, s.et
@@ -306,7 +307,9 @@ CREATE FUNCTION pgpoly.ingest_features(view text, source text)
 RETURNS bigint
 LANGUAGE sql VOLATILE
 AS $$
-	SELECT pgpoly._ingest_features($1, $2, current_setting('work_mem'), current_setting('DateStyle'))
+	-- the default collation, whatever the arguments' (as put_features)
+	SELECT pgpoly._ingest_features($1 COLLATE pg_catalog."default", $2 COLLATE pg_catalog."default",
+								   current_setting('work_mem'), current_setting('DateStyle'))
 $$;
 
 COMMENT ON FUNCTION pgpoly.ingest_features(text, text) IS

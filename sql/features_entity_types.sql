@@ -117,8 +117,10 @@ BEGIN
 	PERFORM pgpoly.materialize('fet_' || name);
 	EXECUTE format($q$
 		WITH got AS (SELECT o.user_id, o.clicks, o._event_time FROM fet_%1$s_on o),
-		want AS (SELECT DISTINCT ON (h.entity) h.entity::text, h.clicks, h.event_time
-				 FROM fet_%1$s_off h ORDER BY h.entity, h.event_time DESC, h.created_at DESC)
+		-- the newest row per Redis key: the entity's text, byte for byte
+		want AS (SELECT DISTINCT ON (h.entity::text COLLATE "C") h.entity::text, h.clicks, h.event_time
+				 FROM fet_%1$s_off h
+				 ORDER BY h.entity::text COLLATE "C", h.event_time DESC, h.created_at DESC)
 		SELECT count(*) FROM ((TABLE got EXCEPT ALL TABLE want)
 							  UNION ALL (TABLE want EXCEPT ALL TABLE got)) d$q$, name)
 	INTO n;
