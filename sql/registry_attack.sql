@@ -48,7 +48,7 @@ SELECT ra(format('attributes.run_id = %L', replace(:'r2', '-', ''))) AS mlflow_f
        ra(format('attributes.run_id IN (%L, %L)', '{' || :'r3' || '}', 'not-a-uuid')) AS in_list,
        ra(format('attributes.run_id != %L', upper(:'r1'))) AS not_equal,
        ra(format('attributes.run_id NOT IN (%L)', upper(:'r1'))) AS not_in,
-       ra(format('attributes.run_id LIKE %L', upper(left(:'r2', 8)) || '%')) AS like_upper,
+       ra(format('attributes.run_id LIKE %L', upper(:'r2'))) AS like_upper,
        ra('attributes.run_id = ''not-a-uuid''') AS no_uuid;
 
 -- start_run's params and tags are what log_param and set_tag accept: a JSON null
