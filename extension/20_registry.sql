@@ -279,7 +279,7 @@ SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 BEGIN
 	PERFORM pgpoly._require(val, argname);
-	IF val = '' THEN
+	IF val COLLATE pg_catalog."default" = '' THEN
 		RAISE EXCEPTION 'argument "%" must not be empty', argname
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
@@ -349,7 +349,7 @@ SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 BEGIN
 	PERFORM pgpoly._require_name(model, 'model');
-	PERFORM FROM pgpoly.registered_models m WHERE m.name = _check_model.model;
+	PERFORM FROM pgpoly.registered_models m WHERE m.name = _check_model.model COLLATE pg_catalog."default";
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'registered model "%" does not exist', model
 			USING ERRCODE = 'undefined_object',
@@ -368,13 +368,14 @@ BEGIN
 	PERFORM pgpoly._check_model(model);
 	PERFORM pgpoly._require(version, 'version');
 	PERFORM FROM pgpoly.model_versions v
-	WHERE v.model_name = _check_model_version.model AND v.version = _check_model_version.version;
+	WHERE v.model_name = _check_model_version.model COLLATE pg_catalog."default"
+	  AND v.version = _check_model_version.version;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'model "%" has no version %', model, version
 			USING ERRCODE = 'undefined_object',
 				  DETAIL = format('Existing versions: 1 to %s.',
 								  (SELECT m.last_version FROM pgpoly.registered_models m
-								   WHERE m.name = _check_model_version.model));
+								   WHERE m.name = _check_model_version.model COLLATE pg_catalog."default"));
 	END IF;
 END
 $$;
@@ -464,14 +465,14 @@ DECLARE
 BEGIN
 	PERFORM pgpoly._require_name(experiment, 'experiment');
 	-- create the experiment if new; a concurrent creator makes us wait, then we see it
-	SELECT e.experiment_id INTO v_exp FROM pgpoly.experiments e WHERE e.name = experiment;
+	SELECT e.experiment_id INTO v_exp FROM pgpoly.experiments e WHERE e.name = experiment COLLATE pg_catalog."default";
 	IF NOT FOUND THEN
 		INSERT INTO pgpoly.experiments (name) VALUES (experiment)
 		ON CONFLICT (name) DO NOTHING
 		RETURNING experiment_id INTO v_exp;
 		IF v_exp IS NULL THEN
 			SELECT e.experiment_id INTO STRICT v_exp
-			FROM pgpoly.experiments e WHERE e.name = experiment;
+			FROM pgpoly.experiments e WHERE e.name = experiment COLLATE pg_catalog."default";
 		END IF;
 	END IF;
 
@@ -503,7 +504,7 @@ BEGIN
 		UPDATE pgpoly.runs r
 		SET params = r.params || jsonb_build_object(log_param.key, log_param.value)
 		WHERE r.run_id = log_param.run;
-	ELSIF v_old IS DISTINCT FROM value THEN
+	ELSIF v_old IS DISTINCT FROM value COLLATE pg_catalog."default" THEN
 		RAISE EXCEPTION 'param "%" of run % is already set to a different value', key, run
 			USING ERRCODE = 'unique_violation',
 				  DETAIL = format('Logged value: %L; new value: %L.', v_old, value),
@@ -567,7 +568,7 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 BEGIN
-	IF version = '' THEN
+	IF version COLLATE pg_catalog."default" = '' THEN
 		RAISE EXCEPTION 'argument "version" must not be empty'
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Pass NULL for the newest version.';
@@ -581,7 +582,7 @@ RETURNS bigint
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT max(d.dataset_id) FROM pgpoly.datasets d WHERE d.name = $1
+	SELECT max(d.dataset_id) FROM pgpoly.datasets d WHERE d.name = $1 COLLATE pg_catalog."default"
 $$;
 
 CREATE FUNCTION pgpoly.register_dataset(name text, uri text DEFAULT NULL,
@@ -641,8 +642,8 @@ BEGIN
 	VALUES (_dataset_version_id.name, _dataset_version_id.version)
 	ON CONFLICT ON CONSTRAINT datasets_name_version_key DO NOTHING;
 	SELECT d.dataset_id INTO STRICT v_id FROM pgpoly.datasets d
-	WHERE d.name = _dataset_version_id.name
-	  AND d.version IS NOT DISTINCT FROM _dataset_version_id.version;
+	WHERE d.name = _dataset_version_id.name COLLATE pg_catalog."default"
+	  AND d.version IS NOT DISTINCT FROM _dataset_version_id.version COLLATE pg_catalog."default";
 	RETURN v_id;
 END
 $$;
@@ -822,7 +823,7 @@ BEGIN
 	INSERT INTO pgpoly.model_alias_slots (model_name, alias)
 	VALUES (model, alias) ON CONFLICT DO NOTHING;
 	SELECT s.slot_id INTO STRICT v_slot FROM pgpoly.model_alias_slots s
-	WHERE s.model_name = model AND s.alias = set_model_alias.alias FOR UPDATE;
+	WHERE s.model_name = model COLLATE pg_catalog."default" AND s.alias = set_model_alias.alias COLLATE pg_catalog."default" FOR UPDATE;
 
 	SELECT h.valid, h.version INTO v_open, v_open_version
 	FROM pgpoly.model_alias_history h
@@ -880,9 +881,9 @@ BEGIN
 	PERFORM pgpoly._check_model(model);
 	PERFORM pgpoly._require_name(alias, 'alias');
 	SELECT s.slot_id INTO v_slot FROM pgpoly.model_alias_slots s
-	WHERE s.model_name = model AND s.alias = delete_model_alias.alias FOR UPDATE;
+	WHERE s.model_name = model COLLATE pg_catalog."default" AND s.alias = delete_model_alias.alias COLLATE pg_catalog."default" FOR UPDATE;
 	DELETE FROM pgpoly.model_aliases a
-	WHERE a.model_name = model AND a.alias = delete_model_alias.alias;
+	WHERE a.model_name = model COLLATE pg_catalog."default" AND a.alias = delete_model_alias.alias COLLATE pg_catalog."default";
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'model "%" has no alias "%"', model, alias
 			USING ERRCODE = 'undefined_object';
@@ -906,7 +907,7 @@ DECLARE
 BEGIN
 	PERFORM pgpoly._require_name(alias, 'alias');
 	SELECT a.version INTO v_version FROM pgpoly.model_aliases a
-	WHERE a.model_name = model AND a.alias = model_version_by_alias.alias;
+	WHERE a.model_name = model COLLATE pg_catalog."default" AND a.alias = model_version_by_alias.alias COLLATE pg_catalog."default";
 	IF NOT FOUND THEN
 		PERFORM pgpoly._check_model(model);
 		RAISE EXCEPTION 'model "%" has no alias "%"', model, alias
@@ -931,11 +932,12 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 DECLARE
-	v_src text := pgpoly._lineage_node(src_kind, src_name, 'src_');
-	v_dst text := pgpoly._lineage_node(dst_kind, dst_name, 'dst_');
+	-- kinds and names as spelt, whatever the collation they are given in
+	v_src text := pgpoly._lineage_node(src_kind COLLATE pg_catalog."default", src_name COLLATE pg_catalog."default", 'src_');
+	v_dst text := pgpoly._lineage_node(dst_kind COLLATE pg_catalog."default", dst_name COLLATE pg_catalog."default", 'dst_');
 BEGIN
 	PERFORM pgpoly._require_name(relation, 'relation');
-	IF (src_kind, v_src) = (dst_kind, v_dst) THEN
+	IF (src_kind, v_src) = (dst_kind COLLATE pg_catalog."default", v_dst COLLATE pg_catalog."default") THEN
 		RAISE EXCEPTION 'lineage edge from % "%" to itself', src_kind, src_name
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
@@ -1075,7 +1077,8 @@ RETURNS TABLE (depth int, kind text, name text, relation text,
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT * FROM pgpoly._lineage($1, $2, $3, $4)
+	-- the default collation, whatever the arguments'
+	SELECT * FROM pgpoly._lineage($1 COLLATE pg_catalog."default", $2 COLLATE pg_catalog."default", $3 COLLATE pg_catalog."default", $4)
 $$;
 
 COMMENT ON FUNCTION pgpoly.lineage(text, text, text, int) IS

@@ -404,13 +404,13 @@ BEGIN
 		RAISE EXCEPTION 'max_results must be positive (got %)', max_results
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	SELECT e.experiment_id INTO v_exp FROM pgpoly.experiments e WHERE e.name = experiment;
+	SELECT e.experiment_id INTO v_exp FROM pgpoly.experiments e WHERE e.name = experiment COLLATE pg_catalog."default";
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'experiment "%" does not exist', experiment
 			USING ERRCODE = 'undefined_object',
 				  HINT = 'Experiments are created by pgpoly.start_run().';
 	END IF;
-	q := pgpoly._sr_compile_order(order_by, pgpoly._sr_compile_filter(filter));
+	q := pgpoly._sr_compile_order(order_by COLLATE pg_catalog."default", pgpoly._sr_compile_filter(filter COLLATE pg_catalog."default"));
 	-- MLflow's default and tie-breaking order: newest first, then run id
 	RETURN QUERY EXECUTE format(
 		'SELECT r.* FROM pgpoly.runs r WHERE r.experiment_id = $1 AND %s ORDER BY %s r.start_time DESC, r.run_id LIMIT $2',

@@ -376,8 +376,9 @@ LANGUAGE sql
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 	SELECT l.first_id
-	FROM pgpoly._log_predictions(ARRAY[$1], ARRAY[$2], ARRAY[$3], ARRAY[$4], ARRAY[$5],
-								 ARRAY[$6], ARRAY[$7], ARRAY[$8], ARRAY[coalesce($9, now())], true) l
+	-- the default collation, whatever the arguments'
+	FROM pgpoly._log_predictions(ARRAY[$1 COLLATE pg_catalog."default"], ARRAY[$2], ARRAY[$3 COLLATE pg_catalog."default"], ARRAY[$4], ARRAY[$5],
+								 ARRAY[$6], ARRAY[$7], ARRAY[$8 COLLATE pg_catalog."default"], ARRAY[coalesce($9, now())], true) l
 $$;
 
 COMMENT ON FUNCTION pgpoly.log_prediction(text, int, text, jsonb, jsonb, float8, float8, text, timestamptz) IS
@@ -548,7 +549,8 @@ AS $$
 BEGIN
 	PERFORM pgpoly._require_name(request_id, 'request_id');
 	PERFORM pgpoly._require(label, 'label');
-	IF NOT EXISTS (SELECT FROM pgpoly.predictions p WHERE p.request_id = log_label.request_id) THEN
+	IF NOT EXISTS (SELECT FROM pgpoly.predictions p
+				   WHERE p.request_id = log_label.request_id COLLATE pg_catalog."default") THEN
 		RAISE EXCEPTION 'no prediction has request_id "%"', request_id
 			USING ERRCODE = 'undefined_object',
 				  HINT = 'Log the prediction first, with pgpoly.log_prediction(..., request_id => ...).';
@@ -561,7 +563,7 @@ BEGIN
 	-- see it makes ON CONFLICT fail with 40001, as an upsert does).
 	LOOP
 		UPDATE pgpoly.prediction_labels l SET label = log_label.label, ts = coalesce(log_label.ts, now())
-		WHERE l.request_id = log_label.request_id;
+		WHERE l.request_id = log_label.request_id COLLATE pg_catalog."default";
 		EXIT WHEN FOUND;
 		INSERT INTO pgpoly.prediction_labels (request_id, label, ts)
 		VALUES (log_label.request_id, log_label.label, coalesce(log_label.ts, now()))
@@ -652,7 +654,7 @@ RETURNS TABLE (feature text, count bigint, nulls bigint, distinct_count bigint, 
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT * FROM pgpoly._feature_stats($1, $2, $3)
+	SELECT * FROM pgpoly._feature_stats($1 COLLATE pg_catalog."default", $2, $3)
 $$;
 
 COMMENT ON FUNCTION pgpoly.feature_stats(text, timestamptz, timestamptz) IS
@@ -818,7 +820,8 @@ CREATE FUNCTION pgpoly.drift(reference text, current text, features text[] DEFAU
 RETURNS TABLE (feature text, psi float8, ks float8, status text)
 LANGUAGE sql STABLE
 AS $$
-	SELECT * FROM pgpoly._drift($1, $2, $3, $4)
+	-- the default collation, whatever the arguments'
+	SELECT * FROM pgpoly._drift($1 COLLATE pg_catalog."default", $2 COLLATE pg_catalog."default", $3 COLLATE pg_catalog."default", $4)
 $$;
 
 COMMENT ON FUNCTION pgpoly.drift(text, text, text[], int) IS
