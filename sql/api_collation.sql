@@ -6,6 +6,7 @@
 -- only, and never fail on the collation (0A000 from a regular expression or
 -- LIKE on the argument inside the function).
 --
+\getenv redis_port REDIS_PORT
 \set VERBOSITY terse
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
@@ -33,6 +34,15 @@ SELECT pgpoly.log_param(:'run_u', 'lr', 'a' COLLATE ac_ci);
 \set VERBOSITY terse
 SELECT pgpoly.log_param(:'run_u', 'lr', 'A' COLLATE ac_ci);
 SELECT params FROM pgpoly.runs WHERE run_id = :'run_u';
+
+-- tags are JSON keys, compared as spelt already
+SELECT pgpoly.set_tag(:'run_u', 'team', 'a' COLLATE ac_ci);
+SELECT pgpoly.set_tag(:'run_u', 'TEAM' COLLATE ac_ci, 'b' COLLATE ac_ci);
+\set VERBOSITY sqlstate
+SELECT pgpoly.delete_tag(:'run_u', 'Team' COLLATE ac_ci);
+\set VERBOSITY terse
+SELECT pgpoly.delete_tag(:'run_u', 'TEAM' COLLATE ac_ci);
+SELECT tags FROM pgpoly.runs WHERE run_id = :'run_u';
 
 --
 -- Datasets: register_dataset without a version updates the newest version of
@@ -116,6 +126,29 @@ SELECT feature, psi, status FROM pgpoly.drift('ac_ref' COLLATE ac_ci,
 SELECT feature, psi FROM pgpoly.drift('ac_ref', 'ac_ref', ARRAY['X'] COLLATE ac_ci);
 ALTER TABLE ac_ref DROP COLUMN "V";
 SELECT feature, psi FROM pgpoly.drift('ac_ref', 'ac_ref', ARRAY['V'] COLLATE ac_ci);
+
+--
+-- Syncs (C functions: the name is a query parameter, compared as spelt).
+--
+CREATE SERVER ac_redis FOREIGN DATA WRAPPER pgpoly_redis
+  OPTIONS (host '127.0.0.1', port :'redis_port');
+CREATE FOREIGN TABLE ac_t1 (id text OPTIONS (key 'true'), v text)
+  SERVER ac_redis OPTIONS (table_type 'hash', key_prefix 'regress_ac:1:');
+CREATE FOREIGN TABLE ac_t2 (id text OPTIONS (key 'true'), v text)
+  SERVER ac_redis OPTIONS (table_type 'hash', key_prefix 'regress_ac:2:');
+CREATE TABLE ac_s1 (id int PRIMARY KEY, v text);
+CREATE TABLE ac_s2 (id int PRIMARY KEY, v text);
+SELECT pgpoly.create_sync('ac_s', 'ac_s1', 'ac_t1', backfill => false);
+SELECT pgpoly.create_sync('AC_S' COLLATE ac_ci, 'ac_s2', 'ac_t2', backfill => false);
+SELECT pgpoly.create_sync('Ac_s' COLLATE ac_ci, 'ac_s2', 'ac_t1', backfill => false);
+SELECT pgpoly.sync_wait('ac_s' COLLATE ac_ci), pgpoly.sync_wait('AC_S' COLLATE ac_ci);
+SELECT pgpoly.sync_retry('Ac_S' COLLATE ac_ci);
+SELECT pgpoly.drop_sync('AC_S' COLLATE ac_ci);
+SELECT name FROM pgpoly.sync_status WHERE name ILIKE 'ac\_s%' ORDER BY name COLLATE "C";
+SELECT pgpoly.drop_sync('ac_s' COLLATE ac_ci);
+SELECT pgpoly.drop_sync('Ac_s' COLLATE ac_ci);
+DROP TABLE ac_s1, ac_s2;
+DROP SERVER ac_redis CASCADE;
 
 --
 -- Clean up
