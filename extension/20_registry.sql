@@ -544,7 +544,7 @@ DECLARE
 	v_status text := upper(end_run.status);
 BEGIN
 	PERFORM pgpoly._require(status, 'status');
-	IF v_status NOT IN ('FINISHED', 'FAILED', 'KILLED') THEN
+	IF v_status COLLATE pg_catalog."default" NOT IN ('FINISHED', 'FAILED', 'KILLED') THEN
 		RAISE EXCEPTION 'invalid status "%" for ending a run', status
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'A run ends as FINISHED, FAILED or KILLED; RUNNING is the status of a started run.';

@@ -695,13 +695,14 @@ BEGIN
 	ELSIF date_part('epoch', ttl) = 0 THEN
 		v_ttl := NULL;				-- 0 means no ttl, as in Feast
 	END IF;
-	IF name !~ '^[A-Za-z_][A-Za-z0-9_]*$' OR length(name) > 40 THEN
+	-- name and entity as spelt, whatever the collation they are given in
+	IF name COLLATE pg_catalog."default" !~ '^[A-Za-z_][A-Za-z0-9_]*$' OR length(name) > 40 THEN
 		RAISE EXCEPTION 'invalid feature view name "%"', name
 			USING ERRCODE = 'invalid_parameter_value',
 				  DETAIL = 'Feature references are written view:feature and output columns view__feature.',
 				  HINT = 'Use letters, digits and underscores, at most 40 characters.';
 	END IF;
-	IF EXISTS (SELECT FROM pgpoly.feature_views f WHERE f.name = create_feature_view.name) THEN
+	IF EXISTS (SELECT FROM pgpoly.feature_views f WHERE f.name = create_feature_view.name COLLATE pg_catalog."default") THEN
 		RAISE EXCEPTION 'feature view "%" already exists', name
 			USING ERRCODE = 'duplicate_object';
 	END IF;
@@ -715,7 +716,7 @@ BEGIN
 	INTO v_feat, v_types
 	FROM pg_attribute a
 	WHERE a.attrelid = online_table AND a.attnum > 0 AND NOT a.attisdropped
-	  AND a.attname NOT IN (v_key, '_event_time', '_ttl');
+	  AND a.attname NOT IN (v_key COLLATE pg_catalog."default", '_event_time', '_ttl');
 	IF v_feat IS NULL THEN
 		RAISE EXCEPTION 'online table % has no feature columns', online_table
 			USING ERRCODE = 'invalid_parameter_value',
@@ -723,13 +724,13 @@ BEGIN
 	END IF;
 
 	IF v_offline IS NULL THEN
-		v_offline := pgpoly._fv_create_history(name, v_feat, v_types);
+		v_offline := pgpoly._fv_create_history(name COLLATE pg_catalog."default", v_feat, v_types);
 	ELSE
-		v_ecol := pgpoly._fv_check_offline(v_offline, entity, v_feat);
+		v_ecol := pgpoly._fv_check_offline(v_offline, entity COLLATE pg_catalog."default", v_feat);
 		PERFORM pgpoly._fv_require_privileges(v_offline, 'SELECT');
 	END IF;
 	SELECT s.serving, s.created INTO v_serving, v_created
-	FROM pgpoly._fv_serving_table(name, online_table) s;
+	FROM pgpoly._fv_serving_table(name COLLATE pg_catalog."default", online_table) s;
 
 	INSERT INTO pgpoly.feature_views (name, entity, online_table, offline_table, ttl)
 	VALUES (name, entity, online_table, v_offline, v_ttl);
@@ -740,7 +741,7 @@ BEGIN
 			v_key, v_ecol, v_feat);
 	-- what every call checks (_fv_describe), refused now rather than at the
 	-- first call: the one left is an entity type without equality
-	SELECT l.problem INTO v_problem FROM pgpoly._fv_lookup(name) l;
+	SELECT l.problem INTO v_problem FROM pgpoly._fv_lookup(name COLLATE pg_catalog."default") l;
 	IF v_problem IS NOT NULL THEN
 		RAISE EXCEPTION 'feature view "%" cannot be created: %', name, v_problem
 			USING ERRCODE = 'undefined_function',

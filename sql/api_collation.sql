@@ -44,6 +44,15 @@ SELECT pgpoly.delete_tag(:'run_u', 'Team' COLLATE ac_ci);
 SELECT pgpoly.delete_tag(:'run_u', 'TEAM' COLLATE ac_ci);
 SELECT tags FROM pgpoly.runs WHERE run_id = :'run_u';
 
+-- end_run and empty-name checks: a zero-width space is ignored by ac_ci but
+-- is not a valid status, and a name of it alone is not empty
+SELECT pgpoly.end_run(:'run_u', E'finished\u200b' COLLATE ac_ci);
+SELECT pgpoly.end_run(:'run_u', 'killed' COLLATE ac_ci);
+SELECT status FROM pgpoly.runs WHERE run_id = :'run_u';
+SELECT pgpoly.register_dataset(E'\u200b' COLLATE ac_ci, 'uri:zw');
+SELECT uri FROM pgpoly.datasets WHERE name = E'\u200b';
+DELETE FROM pgpoly.datasets WHERE name = E'\u200b';
+
 --
 -- Datasets: register_dataset without a version updates the newest version of
 -- the dataset spelt so; log_input records that dataset.
@@ -148,6 +157,33 @@ SELECT name FROM pgpoly.sync_status WHERE name ILIKE 'ac\_s%' ORDER BY name COLL
 SELECT pgpoly.drop_sync('ac_s' COLLATE ac_ci);
 SELECT pgpoly.drop_sync('Ac_s' COLLATE ac_ci);
 DROP TABLE ac_s1, ac_s2;
+
+--
+-- Feature views: create_feature_view takes the name and the entity column
+-- spelt so (ac_fv and AC_FV are two views; the offline entity column is "Eid",
+-- not "eid").
+--
+CREATE FOREIGN TABLE ac_fv_on (id text OPTIONS (key 'true'), clicks int, _event_time timestamptz)
+  SERVER ac_redis OPTIONS (table_type 'hash', key_prefix 'regress_ac:fv:');
+CREATE TABLE ac_fv_off (eid text, "Eid" text NOT NULL, event_time timestamptz NOT NULL,
+						created_at timestamptz NOT NULL DEFAULT now(), clicks int);
+SELECT pgpoly.create_feature_view('ac_fv', 'user_id', 'ac_fv_on');
+SELECT pgpoly.create_feature_view('AC_FV' COLLATE ac_ci, 'Eid' COLLATE ac_ci, 'ac_fv_on', 'ac_fv_off');
+SELECT pgpoly.create_feature_view('ac_fv' COLLATE ac_ci, 'Eid', 'ac_fv_on', 'ac_fv_off');
+SELECT view_name, entity_column FROM pgpoly._feature_view_storage
+WHERE view_name ILIKE 'ac\_fv' ORDER BY view_name COLLATE "C";
+INSERT INTO ac_fv_off (eid, "Eid", event_time, clicks) VALUES ('x', 'U1', '2026-01-01', 7);
+SELECT pgpoly.materialize('AC_FV' COLLATE ac_ci);
+SELECT feature, count FROM pgpoly.feature_stats('AC_FV' COLLATE ac_ci);
+SELECT entity, features FROM pgpoly.get_online_features('AC_FV' COLLATE ac_ci,
+	ARRAY['U1', 'u1'] COLLATE ac_ci, ARRAY['clicks'] COLLATE ac_ci);
+SELECT pgpoly.put_features('AC_FV' COLLATE ac_ci, 'u1' COLLATE ac_ci, '{"clicks": 8}');
+SELECT entity, features FROM pgpoly.get_online_features('AC_FV', ARRAY['U1', 'u1']);
+DELETE FROM ac_fv_on;
+SELECT pgpoly.drop_feature_view('AC_FV' COLLATE ac_ci);
+SELECT pgpoly.drop_feature_view('ac_fv' COLLATE ac_ci, drop_tables => true);
+DROP TABLE ac_fv_off;
+SELECT name FROM pgpoly.datasets WHERE name ILIKE '%ac\_fv%' ORDER BY name COLLATE "C";
 DROP SERVER ac_redis CASCADE;
 
 --
@@ -155,12 +191,13 @@ DROP SERVER ac_redis CASCADE;
 --
 DELETE FROM pgpoly.prediction_labels WHERE request_id ILIKE 'ac\_r';
 DELETE FROM pgpoly.predictions WHERE model_name ILIKE 'ac\_m';
-DELETE FROM pgpoly.lineage_edges WHERE src_name ILIKE 'ac\_%' OR dst_name ILIKE 'ac\_%'
+DELETE FROM pgpoly.lineage_edges WHERE src_name ILIKE 'ac\_%' OR src_name ILIKE '%.ac\_fv%'
+	OR dst_name ILIKE 'ac\_%'
 	OR src_name = :'run_u' OR dst_name = :'run_u';
 DELETE FROM pgpoly.registered_models WHERE name ILIKE 'ac\_m';
 DELETE FROM pgpoly.runs WHERE experiment_id IN
 	(SELECT experiment_id FROM pgpoly.experiments WHERE name ILIKE 'ac\_exp');
 DELETE FROM pgpoly.experiments WHERE name ILIKE 'ac\_exp';
-DELETE FROM pgpoly.datasets WHERE name ILIKE 'ac\_ds';
+DELETE FROM pgpoly.datasets WHERE name ILIKE 'ac\_ds' OR name ILIKE '%ac\_fv%';
 DROP TABLE ac_ref;
 DROP COLLATION ac_ci;
