@@ -16,6 +16,12 @@
 --	  row with the newest event_time (ties: the later write).  A put is a full
 --	  snapshot of the entity: features it does not name are NULL both offline and
 --	  online, so the online value always equals some offline row.
+--	* An entity is its canonical text, byte for byte: the Redis key
+--	  (_fv_uncut_text under the key type).  Every path matches offline rows
+--	  to entities by it (_fv_same_entity: the offline column type's equality
+--	  for the index, then the text), so the point-in-time join, the serving
+--	  fallback, materialize and ingest_features agree with what is served
+--	  online: citext 'A' and 'a' are two entities everywhere.
 --	* The point-in-time join is one set-based statement: the spine drives nested
 --	  loops into LIMIT 1 probes of the (entity, event_time DESC, created_at DESC)
 --	  index, which also keeps the spine's row order.  Parallel query is turned
@@ -287,13 +293,22 @@ AS $$
 	FROM unnest(names) WITH ORDINALITY AS u(n, i)
 $$;
 
--- Whether the view's key is text-like: entities are used as given.
+-- Whether key_type (a format_type()) is text-like: entities are used as given.
+CREATE FUNCTION pgpoly._fv_text_type(key_type text)
+RETURNS bool
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT key_type = 'text' OR key_type LIKE 'character varying%'
+$$;
+
+-- Whether the view's key is text-like (_fv_text_type).
 CREATE FUNCTION pgpoly._fv_key_is_text(v pgpoly._fv_def)
 RETURNS bool
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT v.key_type = 'text' OR v.key_type LIKE 'character varying%'
+	SELECT pgpoly._fv_text_type(v.key_type)
 $$;
 
 -- An SQL condition that the entity expr (text) is stored as it is under the
@@ -355,23 +370,54 @@ AS $$
 				ELSE format('pgpoly._fv_store_text(%s)', expr) END
 $$;
 
--- An SQL expression for the text of the Redis key expr (the key type's
--- value, or text that reads as one) names, uncut: a text key's own text, a
+-- An SQL expression for the text of the Redis key expr (a value of key_type,
+-- or text that reads as one) names, uncut: a text key's own text, a
 -- char(n) key's without trailing blanks, any other key's fixed form
 -- (_fv_store_text).  ingest_features and materialize keep one row per such
 -- text (byte for byte: under COLLATE "C"), so an entity is its Redis key
 -- whatever the collation or type of the column it comes from; one that a
 -- varchar(n) or char(n) key would cut keeps its whole text (it is refused or
 -- skipped, never merged into the key it would be cut to).
+CREATE FUNCTION pgpoly._fv_uncut_text(key_type text, expr text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT CASE WHEN pgpoly._fv_text_type(key_type) THEN format('(%s)::text', expr)
+				WHEN key_type LIKE 'character(%'
+				THEN format('pg_catalog.rtrim((%s)::text, '' '')', expr)
+				ELSE format('pgpoly._fv_store_text((%s)::%s)', expr, key_type) END
+$$;
+
+-- _fv_uncut_text under the view's key type.
 CREATE FUNCTION pgpoly._fv_key_text_uncut(v pgpoly._fv_def, expr text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT CASE WHEN pgpoly._fv_key_is_text(v) THEN format('(%s)::text', expr)
-				WHEN v.key_type LIKE 'character(%'
-				THEN format('pg_catalog.rtrim((%s)::text, '' '')', expr)
-				ELSE format('pgpoly._fv_store_text((%s)::%s)', expr, v.key_type) END
+	SELECT pgpoly._fv_uncut_text(v.key_type, expr)
+$$;
+
+-- The SQL condition that the offline row's entity col (an expression of the
+-- offline entity column) is entity (an SQL expression of an entity's
+-- canonical text, _fv_entity_expr): an entity is its Redis key, so the
+-- row's entity must have the same canonical text byte for byte
+-- (_fv_uncut_text under the key type key_type; citext 'A' and 'a',
+-- numeric 1.0 and 1.00 are two entities, int '007' and '7' one).
+-- entity_match (_fv_describe), the column type's own equality, comes first:
+-- it is what the offline (entity, event_time DESC, created_at DESC) index
+-- answers, the text a recheck of the rows it finds.  Every path that
+-- matches offline rows to an entity uses this: the point-in-time join and
+-- get_online_features' offline probe; materialize and ingest_features
+-- group rows by the same text.
+CREATE FUNCTION pgpoly._fv_same_entity(entity_match text, key_type text, col text, entity text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT format(entity_match, col, entity) ||
+		   format(' AND (%s) COLLATE pg_catalog."C" = (%s) COLLATE pg_catalog."C"',
+				  pgpoly._fv_uncut_text(key_type, col), entity)
 $$;
 
 -- An SQL expression for the entity of expr (any type) in canonical text
@@ -920,10 +966,14 @@ BEGIN
 	END;
 
 	-- online: only if not older than what the online store holds (an outbox
-	-- table: decided when the sync worker delivers it)
+	-- table: decided when the sync worker delivers it); that is the Redis
+	-- key of the same text (a numeric key's equality would find 1.0 for
+	-- 1.00, a citext one 'A' for 'a')
 	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
-		EXECUTE format('SELECT s._event_time, true FROM %s s WHERE s.%I = $1::%s',
-					   v.serving_rel, v.key_column, v.key_type)
+		EXECUTE format('SELECT s._event_time, true FROM %s s WHERE s.%I = $1::%s '
+					   'AND %s COLLATE "C" = $1 COLLATE "C"',
+					   v.serving_rel, v.key_column, v.key_type,
+					   pgpoly._fv_key_text(v, format('s.%I', v.key_column)))
 		INTO v_old, v_found USING v_ent;
 		IF v_found AND v_old > event_time THEN
 			RETURN;
@@ -992,7 +1042,8 @@ $$;
 -- per entity.  Both implementations of get_online_features run it: the
 -- PL/pgSQL one below, and the C one (src/features.c), which prepares it once
 -- per view; the names and types are the catalog's (_fv_lookup), and rows
--- match an entity as entity_match says (_fv_describe).
+-- match an entity as _fv_same_entity says: the index finds them with
+-- entity_match (_fv_describe), their canonical text must be the entity's.
 CREATE FUNCTION pgpoly._fv_offline_sql(offline_rel text, entity_column text, entity_match text,
 									   serving_rel text, key_column text, key_type text,
 									   features text[], feat text[], write bool)
@@ -1008,7 +1059,7 @@ AS $$
 								ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) h)%4$s
 		SELECT array_agg(h._fv_k), array_agg(h._fv_et), array_agg(%5$s) FROM h$q$,
 		pgpoly._fv_cols(features, 'h'), offline_rel,
-		format(entity_match, 'h.' || quote_ident(entity_column), 'n._fv_k'),
+		pgpoly._fv_same_entity(entity_match, key_type, 'h.' || quote_ident(entity_column), 'n._fv_k'),
 		CASE WHEN write THEN format($q$,
 		w AS (INSERT INTO %1$s (%2$I, %3$s, _event_time)
 			  SELECT h._fv_k::%4$s, %5$s, h._fv_et FROM h
@@ -1231,8 +1282,8 @@ BEGIN
 			' AND h.event_time <= s.event_time::timestamptz%s'
 			' ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) v%s ON true',
 			pgpoly._fv_cols(v_feat, 'h'), v.offline_rel,
-			format(v.entity_match, format('h.%I', v.entity_column),
-				   pgpoly._fv_entity_expr(v, format('s.%I', v.entity))),
+			pgpoly._fv_same_entity(v.entity_match, v.key_type, format('h.%I', v.entity_column),
+								   pgpoly._fv_entity_expr(v, format('s.%I', v.entity))),
 			CASE WHEN pgpoly._fv_ttl_span(v.ttl) IS NULL THEN ''
 				 ELSE format(' AND h.event_time >= s.event_time::timestamptz - pgpoly._fv_ttl_span(%L::interval)',
 							 v.ttl) END,

@@ -1118,20 +1118,28 @@ same_definition(ViewDef *a, ViewDef *b)
 
 /*
  * The index of offline table heap that probe_direct() may read for a text
- * entity column, or InvalidOid: the one materialize's walk reads
- * (newest_index), whatever the user (row-level security is checked per
- * call).  Kept per view, looked up by the first call that probes (which
- * holds the table's lock): a change of the table or its indexes
- * invalidates its relcache entry, hence the view's entry.  *transient: an
- * index was skipped for this transaction only (newest_index).
+ * entity column under a deterministic collation, or InvalidOid: the one
+ * materialize's walk reads (newest_index), whatever the user (row-level
+ * security is checked per call).  Its equality is then byte equality of
+ * the text, the entity's identity (its Redis key); a nondeterministic
+ * collation would also find other spellings ('A' for 'a'), which the probe
+ * statement's text recheck skips.  Kept per view, looked up by the first
+ * call that probes (which holds the table's lock): a change of the table
+ * or its indexes invalidates its relcache entry, hence the view's entry.
+ * *transient: an index was skipped for this transaction only
+ * (newest_index).
  */
 static Oid
 probe_index_of(Relation heap, const char *entity_column, bool *transient)
 {
 	AttrNumber	att = get_attnum(RelationGetRelid(heap), entity_column);
+	Form_pg_attribute a;
 
 	*transient = false;
-	if (att <= 0 || TupleDescAttr(RelationGetDescr(heap), att - 1)->atttypid != TEXTOID)
+	if (att <= 0)
+		return InvalidOid;
+	a = TupleDescAttr(RelationGetDescr(heap), att - 1);
+	if (a->atttypid != TEXTOID || !get_collation_isdeterministic(a->attcollation))
 		return InvalidOid;
 	return newest_index(heap, att, transient);
 }
