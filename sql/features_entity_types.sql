@@ -1,14 +1,16 @@
--- Entities are matched in the offline table as the entity column's type
--- says (its default equality operator and its collation), by every path:
--- get_online_features' offline probe (the C index probe, the kept probe
--- statement, the PL/pgSQL implementation), get_historical_features and
--- create_training_set, materialize (the index walk and the DISTINCT ON).
--- Each is compared with the query a user writes on the native table,
--- comparing the column to the entity cast to the column's type: citext
--- (extension citext, whose operators the functions' pinned search_path does
--- not see), a nondeterministic ICU collation, domains over text and int,
--- varchar(n) and numeric(p,s) (never cut or rounded into another entity),
--- uuid.  Online values are found by the key's text, as Redis stores them.
+-- Entities are matched in the offline table by their canonical text, byte
+-- for byte (the Redis key; here a text key: the entity's text as given),
+-- found through the entity column's index (its type's default equality
+-- operator and its collation), by every path: get_online_features' offline
+-- probe (the C index probe, the kept probe statement, the PL/pgSQL
+-- implementation), get_historical_features and create_training_set,
+-- materialize (the index walk and the DISTINCT ON).  Each is compared with
+-- the query a user writes on the native table, comparing the column's text
+-- to the entity's under COLLATE "C": citext (extension citext, whose
+-- operators the functions' pinned search_path does not see), a
+-- nondeterministic ICU collation, domains over text and int, varchar(n) and
+-- numeric(p,s) (never cut or rounded into another entity), uuid.
+-- (features_entity_rule checks the same rule against what is served.)
 \getenv redis_port REDIS_PORT
 SET timezone = 'UTC';
 CREATE EXTENSION citext;
@@ -60,7 +62,8 @@ BEGIN
 						WHEN h.event_time >= now() - interval '1 day' THEN 'offline'
 						ELSE 'expired' END AS src
 			FROM unnest($1) WITH ORDINALITY e(e, i)
-			LEFT JOIN LATERAL (SELECT * FROM fet_%2$s_off h WHERE h.entity = e.e::%3$s
+			LEFT JOIN LATERAL (SELECT * FROM fet_%2$s_off h
+							   WHERE h.entity::text COLLATE "C" = e.e COLLATE "C"
 							   ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) h ON true)
 		SELECT count(*) FROM ((TABLE got EXCEPT ALL TABLE want)
 							  UNION ALL (TABLE want EXCEPT ALL TABLE got)) d$q$,
@@ -81,7 +84,7 @@ DECLARE
 		SELECT row_number() OVER () AS row_no, s.user_id::text AS u, s.event_time, h.clicks AS c
 		FROM (%3$s) s
 		LEFT JOIN LATERAL (SELECT * FROM fet_%1$s_off h
-						   WHERE h.entity = s.user_id::text::%2$s
+						   WHERE h.entity::text COLLATE "C" = s.user_id::text COLLATE "C"
 							 AND h.event_time <= s.event_time
 							 AND h.event_time >= s.event_time - interval '1 day'
 						   ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) h ON true$q$,
@@ -130,14 +133,15 @@ EXCEPTION WHEN raise_exception THEN
 END $$;
 
 -- citext: the online key text, the offline entity citext.  'abc' and 'ABC'
--- are one entity offline (its newest row, whichever spelling); 'aBc' is
--- found offline (and the C fast path runs the kept probe statement).
+-- are two entities offline as online (the index finds both, the text tells
+-- them apart); 'aBc' is no entity at all (the C fast path runs the kept
+-- probe statement).
 SELECT fet_view('cit', 'citext');
 INSERT INTO fet_cit_off (entity, event_time, clicks) VALUES
   ('abc', now() - interval '3 hours', 1), ('ABC', now() - interval '2 hours', 2),
   ('Def', now() - interval '1 hour', 3), ('xyz', now() - interval '2 days', 4);
 BEGIN READ ONLY;
-SELECT entity, features, source FROM pgpoly.get_online_features('fet_cit', '{aBc,DEF,def,xyz,nope}');
+SELECT entity, features, source FROM pgpoly.get_online_features('fet_cit', '{ABC,aBc,Def,DEF,xyz,nope}');
 SELECT fet_online_diff('cit', 'citext', '{aBc,DEF,def,abc,ABC,xyz,nope}') AS c,
        fet_online_diff('cit', 'citext', '{aBc,DEF,def,abc,ABC,xyz,nope}', 'sql') AS sql;
 COMMIT;
@@ -148,19 +152,20 @@ SELECT fet_pit_diff('cit', 'citext',
 BEGIN;
 SET LOCAL search_path = pg_catalog, pg_temp;
 SELECT row_no, features FROM pgpoly.get_historical_features(
-  $$SELECT 'aBC'::text AS user_id, pg_catalog.now() AS event_time$$, ARRAY['fet_cit:clicks']);
+  $$SELECT 'ABC'::text AS user_id, pg_catalog.now() AS event_time$$, ARRAY['fet_cit:clicks']);
 COMMIT;
 BEGIN;
 SELECT fet_materialize_diff('cit');
 ROLLBACK;
 -- write-back under the requested key (the entity's text)
-SELECT entity, features, source FROM pgpoly.get_online_features('fet_cit', '{aBc}');
+SELECT entity, features, source FROM pgpoly.get_online_features('fet_cit', '{ABC}');
 SELECT user_id, clicks FROM fet_cit_on ORDER BY 1;
-SELECT entity, features, source FROM pgpoly.get_online_features('fet_cit', '{aBc,abc}');
+SELECT entity, features, source FROM pgpoly.get_online_features('fet_cit', '{ABC,abc}');
 DELETE FROM fet_cit_on;
 
--- A nondeterministic collation on a text entity: the C probe reads the
--- index (its collation is the column's); without the index, the statement.
+-- A nondeterministic collation on a text entity: the statement, with or
+-- without the index (the C probe reads an index only where its equality is
+-- the text's).
 SELECT fet_view('nd', 'text COLLATE fet_ci');
 SELECT fet_view('ndx', 'text COLLATE fet_ci', false);
 INSERT INTO fet_nd_off (entity, event_time, clicks) VALUES
@@ -168,7 +173,7 @@ INSERT INTO fet_nd_off (entity, event_time, clicks) VALUES
   ('Def', now() - interval '1 hour', 3);
 INSERT INTO fet_ndx_off SELECT * FROM fet_nd_off;
 BEGIN READ ONLY;
-SELECT entity, features, source FROM pgpoly.get_online_features('fet_nd', '{aBc,DEF,nope}');
+SELECT entity, features, source FROM pgpoly.get_online_features('fet_nd', '{ABC,aBc,Def,DEF,nope}');
 SELECT fet_online_diff('nd', 'text', '{aBc,DEF,def,abc,nope}') AS c,
        fet_online_diff('nd', 'text', '{aBc,DEF,def,abc,nope}', 'sql') AS sql,
        fet_online_diff('ndx', 'text', '{aBc,DEF,def,abc,nope}') AS c_noindex;
@@ -176,13 +181,13 @@ COMMIT;
 -- the collation renamed: the statements made from now on spell its new name
 -- (here the probe that writes back, not made in the read-only calls above)
 ALTER COLLATION fet_ci RENAME TO fet_ci_renamed;
-SELECT entity, features, source FROM pgpoly.get_online_features('fet_ndx', '{aBc}');
+SELECT entity, features, source FROM pgpoly.get_online_features('fet_ndx', '{ABC}');
 DELETE FROM fet_ndx_on;
 ALTER COLLATION fet_ci_renamed RENAME TO fet_ci;
--- spines whose entity has another collation: the column's decides
+-- spines whose entity has another collation: the text decides, byte for byte
 SELECT fet_pit_diff('nd', 'text', $$SELECT * FROM (VALUES ('ABC', now()), ('dEF', now())) s(user_id, event_time)$$);
 SELECT row_no, features FROM pgpoly.get_historical_features(
-  $$SELECT 'aBC'::text COLLATE "C" AS user_id, now() AS event_time$$, ARRAY['fet_nd:clicks']);
+  $$SELECT 'ABC'::text COLLATE "C" AS user_id, now() AS event_time$$, ARRAY['fet_nd:clicks']);
 BEGIN;
 SELECT fet_materialize_diff('nd') AS walk, fet_materialize_diff('ndx') AS distinct_on;
 ROLLBACK;
@@ -193,8 +198,8 @@ SELECT row_no, features FROM pgpoly.get_historical_features(
   $$SELECT 'ABC'::text COLLATE fet_ci AS user_id, now() AS event_time$$, ARRAY['fet_txt:clicks']);
 SELECT fet_pit_diff('txt', 'text', $$SELECT * FROM (VALUES ('ABC', now()), ('abc', now())) s(user_id, event_time)$$);
 
--- Domains: over text (its check applies), over int ('007' is entity 7
--- offline; online keys are the text given).
+-- Domains: over text (its check applies), over int (with this text key,
+-- '007' is no entity 7: the key is the text given).
 SELECT fet_view('dt', 'fet_dtext');
 SELECT fet_view('di', 'fet_dint');
 INSERT INTO fet_dt_off (entity, event_time, clicks) VALUES ('abc', now() - interval '1 hour', 1);
@@ -287,7 +292,7 @@ SELECT row_no, features FROM pgpoly.get_historical_features(
   $$SELECT * FROM (VALUES ('abcd', now()), ('abc', now())) s(user_id, event_time)$$, ARRAY['fet_ck:clicks']);
 DELETE FROM fet_ck_on;
 
--- uuid: any spelling of the same uuid is the entity.
+-- uuid: with this text key only its own text (lower case, with hyphens) is the entity.
 SELECT fet_view('uu', 'uuid');
 INSERT INTO fet_uu_off (entity, event_time, clicks) VALUES
   ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', now() - interval '1 hour', 1);
