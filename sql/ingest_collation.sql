@@ -138,7 +138,8 @@ SELECT pgpoly.put_features('ic_nw', user_id, '{"clicks": 5}', '2024-01-06 00:00+
 SELECT user_id::text, clicks FROM ic_nw_on ORDER BY user_id::text COLLATE "C";
 
 -- arguments given in a nondeterministic collation: a view name is the name
--- as spelt ('IC_NW' is no view, not ic_nw), and the point-in-time join runs
+-- as spelt ('IC_NW' is no view, not ic_nw), and the point-in-time join runs,
+-- each spelling its own entity as online ('A' 5, 'a' 4)
 CREATE TABLE ic_spine (user_id text COLLATE ic_ci, event_time timestamptz);
 INSERT INTO ic_spine VALUES ('A', '2024-01-07 00:00+00'), ('a', '2024-01-07 00:00+00');
 SELECT * FROM pgpoly.get_historical_features('SELECT * FROM ic_spine' COLLATE ic_ci,
