@@ -389,15 +389,6 @@ AS $$
 				ELSE format('pgpoly._fv_store_text((%s)::%s)', expr, key_type) END
 $$;
 
--- _fv_uncut_text under the view's key type.
-CREATE FUNCTION pgpoly._fv_key_text_uncut(v pgpoly._fv_def, expr text)
-RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pgpoly, pg_temp
-AS $$
-	SELECT pgpoly._fv_uncut_text(v.key_type, expr)
-$$;
-
 -- The SQL condition that the offline row's entity col (an expression of the
 -- offline entity column) is entity (an SQL expression of an entity's
 -- canonical text, _fv_entity_expr): an entity is its Redis key, so the
@@ -1517,7 +1508,7 @@ BEGIN
 			FROM %4$s h
 			WHERE h.event_time >= $1 AND h.event_time <= $2
 			ORDER BY %1$s COLLATE "C", h.event_time DESC, h.created_at DESC$q$,
-			pgpoly._fv_key_text_uncut(v, format('h.%I', v.entity_column)),
+			pgpoly._fv_uncut_text(v.key_type, format('h.%I', v.entity_column)),
 			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel);
 	END IF;
 	-- a plain INSERT, its row count the keys written: no RETURNING rows

@@ -237,7 +237,7 @@ BEGIN
 	-- the entity as its key type's text form, so '007' and '7' are one int entity;
 	-- a varchar(n) or char(n) key keeps it uncut, so that the fit check below
 	-- sees it whole
-	v_key := pgpoly._fv_key_text_uncut(v, format('q.%I::text', v.entity));
+	v_key := pgpoly._fv_uncut_text(v.key_type, format('q.%I::text', v.entity));
 	SELECT string_agg(CASE WHEN u.f = ANY (v_feat) THEN format('s.%I', u.f)
 						   ELSE format('NULL::%s', u.t) END, ', ' ORDER BY u.i)
 	INTO v_vals
