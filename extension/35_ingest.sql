@@ -166,6 +166,27 @@ BEGIN
 END
 $$;
 
+-- Re-raise msg, a program_limit_exceeded error of ingest_features (an index
+-- row too large), as put_features does (_fv_long_entity: 54000 naming the
+-- entity's length and the limit) for the source's longest entity (key: the
+-- SQL of its canonical text over q), naming its row.  Reads the source
+-- again: only on this error path.
+CREATE FUNCTION pgpoly._ingest_long_entity(v pgpoly._fv_def, src text, key text, msg text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	v_row bigint;
+	v_ent text;
+BEGIN
+	EXECUTE format('SELECT s.i, s.k FROM (SELECT pg_catalog.row_number() OVER () AS i, %s AS k '
+				   'FROM %s AS q) AS s ORDER BY pg_catalog.octet_length(s.k) DESC NULLS LAST, s.i LIMIT 1',
+				   key, src)
+	INTO v_row, v_ent;
+	PERFORM pgpoly._fv_long_entity(v, v_ent, format('Row %s of the source: %s', v_row, msg));
+END
+$$;
+
 -- 1, 2, 3 ... on the successive calls from one place in one execution of a
 -- query: ingest_features numbers the source rows with it as they are read
 -- (row_number() OVER () would copy every row into a window's tuple store).
@@ -286,8 +307,11 @@ BEGIN
 			pgpoly._fv_key_fits(ty.key_type, 's.k'),
 			pgpoly._fv_key_fits(pgpoly._fv_fit_type(v.offline_table, v.entity_column), 's.k'))
 		INTO v_rows, v_null, v_long;
-	EXCEPTION WHEN data_exception THEN
-		PERFORM pgpoly._ingest_bad_value(v, ty, v_src, v_feat, SQLSTATE, SQLERRM);
+	EXCEPTION
+		WHEN data_exception THEN
+			PERFORM pgpoly._ingest_bad_value(v, ty, v_src, v_feat, SQLSTATE, SQLERRM);
+		WHEN program_limit_exceeded THEN
+			PERFORM pgpoly._ingest_long_entity(v, v_src, v_key, SQLERRM);
 	END;
 	IF v_null IS NOT NULL THEN
 		RAISE EXCEPTION 'row % of the source has a NULL % or event_time', v_null, v.entity

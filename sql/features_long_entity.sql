@@ -3,6 +3,7 @@
 -- entity, its length and the limit (54000); it failed with "index row
 -- requires 9632 bytes, maximum size is 8191", which named neither.  A long
 -- entity that compresses below the limit is stored, found online and offline.
+-- Both put_features and ingest_features.
 \getenv redis_port REDIS_PORT
 CREATE SERVER fle FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
 CREATE USER MAPPING FOR CURRENT_USER SERVER fle;
@@ -24,6 +25,12 @@ SELECT pgpoly.create_feature_view('fle', 'k', 'fle_on');
 -- 9,600 bytes that do not compress; 3,000 that fit the index compressed
 SELECT string_agg(md5(i::text), '') AS long_id FROM generate_series(1, 300) i \gset
 SELECT err(format($$SELECT pgpoly.put_features('fle', %L, '{"clicks": 1}')$$, :'long_id'));
+SELECT count(*) AS written FROM pgpoly.fle_history;
+-- ingest_features likewise, naming the source row (it failed with the raw
+-- "index row requires ..." error)
+SELECT err(format($$SELECT pgpoly.ingest_features('fle', 'SELECT * FROM (VALUES (''u1'', now(), 1), (''%s'', now(), 2)) s(k, event_time, clicks)')$$,
+                  :'long_id'));
+SELECT pgpoly.ingest_features('fle', $$SELECT repeat('cd', 1500) AS k, now() AS event_time, 3 AS clicks$$);
 SELECT count(*) AS written FROM pgpoly.fle_history;
 SELECT pgpoly.put_features('fle', repeat('ab', 1500), '{"clicks": 2}', '2024-03-01 00:00+00');
 DELETE FROM fle_raw;
