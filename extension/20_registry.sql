@@ -13,7 +13,8 @@
 --		                                empty name, non-object jsonb, self edge
 --		22004 null_value_not_allowed    a required argument is NULL
 --		23505 unique_violation          a param logged again with a different value
---		54000 program_limit_exceeded    a lineage walk beyond 16383 levels
+--		54000 program_limit_exceeded    a lineage walk beyond 16383 levels, a name
+--		                                too long for its index (_too_long_for_index)
 --	  The constraints remain as the last line of defence for direct DML.
 --	* Every function pins search_path and schema-qualifies every object, so it is
 --	  safe under any caller search_path.
@@ -286,6 +287,49 @@ BEGIN
 END
 $$;
 
+-- Re-raise msg, PostgreSQL's "index row requires N bytes" error (54000) from
+-- storing the values vals (named whats, e.g. 'argument "model"') in target
+-- (what the index belongs to), as an error naming the longest of them, its
+-- length and the limit: a btree index entry holds at most a third of a page
+-- less headers (BTMaxItemSize, 2704 bytes with 8 kB pages), after
+-- compression, so a longer value that compresses well is stored.  msg as it
+-- is when no value is longer than the limit.  hint: how to fix it.
+CREATE FUNCTION pgpoly._too_long_for_index(whats text[], vals text[], target text, msg text,
+										   hint text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_max  int := (current_setting('block_size')::int - 56) / 3 / 8 * 8 - 8;
+	v_what text;
+	v_len  int;
+BEGIN
+	SELECT u.w, octet_length(u.v) INTO v_what, v_len
+	FROM unnest(whats, vals) WITH ORDINALITY u(w, v, i)
+	ORDER BY octet_length(u.v) DESC NULLS LAST, u.i LIMIT 1;
+	IF v_len > v_max THEN
+		RAISE EXCEPTION '% of % bytes is too long for %', v_what, v_len, target
+			USING ERRCODE = 'program_limit_exceeded',
+				  DETAIL = format('%s.  A btree index entry holds at most %s bytes (after compression).', msg, v_max),
+				  HINT = hint;
+	END IF;
+	RAISE EXCEPTION '%', msg USING ERRCODE = 'program_limit_exceeded';
+END
+$$;
+
+-- _too_long_for_index for a registry function's names: re-raise msg naming
+-- the longest of the arguments args (names) with the values vals.
+CREATE FUNCTION pgpoly._registry_too_long(args text[], vals text[], msg text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT pgpoly._too_long_for_index(ARRAY(SELECT format('argument "%s"', a) FROM unnest(args) a),
+									  vals, 'an index of the registry', msg,
+									  'Use a shorter name (for instance a hash of it).')
+$$;
+
 -- Return obj, '{}' for NULL; raise 22023 unless it is a JSON object whose keys
 -- are not empty, 22004 if a value is JSON null.  The pairs are params or tags, and
 -- must be what log_param/set_tag accept one by one: a null value would read as
@@ -480,6 +524,8 @@ BEGIN
 	VALUES (v_exp, start_run.run_name, v_params, v_tags)
 	RETURNING run_id INTO v_run;
 	RETURN v_run;
+EXCEPTION WHEN program_limit_exceeded THEN
+	PERFORM pgpoly._registry_too_long('{experiment,run_name}', ARRAY[experiment, run_name], SQLERRM);
 END
 $$;
 
@@ -615,6 +661,8 @@ BEGIN
 	SET uri = coalesce(EXCLUDED.uri, d.uri),
 		store = EXCLUDED.store,
 		updated_at = now();
+EXCEPTION WHEN program_limit_exceeded THEN
+	PERFORM pgpoly._registry_too_long('{name,version}', ARRAY[name, version], SQLERRM);
 END
 $$;
 
@@ -799,6 +847,8 @@ BEGIN
 								 model || '@' || v_version, 'output');
 	END IF;
 	RETURN v_version;
+EXCEPTION WHEN program_limit_exceeded THEN
+	PERFORM pgpoly._registry_too_long('{model}', ARRAY[model], SQLERRM);
 END
 $$;
 
@@ -842,6 +892,8 @@ BEGIN
 	INSERT INTO pgpoly.model_aliases AS a (model_name, alias, version)
 	VALUES (model, alias, version)
 	ON CONFLICT ON CONSTRAINT model_aliases_pkey DO UPDATE SET version = EXCLUDED.version;
+EXCEPTION WHEN program_limit_exceeded THEN
+	PERFORM pgpoly._registry_too_long('{model,alias}', ARRAY[model, alias], SQLERRM);
 END
 $$;
 
@@ -943,6 +995,8 @@ BEGIN
 	END IF;
 	-- recording a known edge again is a no-op
 	PERFORM pgpoly._add_edge(src_kind, v_src, dst_kind, v_dst, relation);
+EXCEPTION WHEN program_limit_exceeded THEN
+	PERFORM pgpoly._registry_too_long('{src_name,dst_name,relation}', ARRAY[src_name, dst_name, relation], SQLERRM);
 END
 $$;
 

@@ -843,21 +843,12 @@ COMMENT ON FUNCTION pgpoly.drop_feature_view(text, bool) IS
 -- most a third of a page, 2704 bytes with 8 kB pages, after compression.
 CREATE FUNCTION pgpoly._fv_long_entity(v pgpoly._fv_def, entity text, msg text)
 RETURNS void
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-DECLARE
-	v_max int := (current_setting('block_size')::int - 56) / 3 / 8 * 8 - 8;
-BEGIN
-	IF octet_length(entity) > v_max THEN
-		RAISE EXCEPTION 'entity of % bytes is too long for an index of the offline table of feature view "%"',
-			octet_length(entity), v.name
-			USING ERRCODE = 'program_limit_exceeded',
-				  DETAIL = format('%s.  A btree index entry holds at most %s bytes (after compression).', msg, v_max),
-				  HINT = 'Use a shorter entity (for instance a hash of it), or an offline table without a btree index on the entity.';
-	END IF;
-	RAISE EXCEPTION '%', msg USING ERRCODE = 'program_limit_exceeded';
-END
+	SELECT pgpoly._too_long_for_index('{entity}', ARRAY[entity],
+									  format('an index of the offline table of feature view "%s"', v.name),
+									  msg, 'Use a shorter entity (for instance a hash of it), or an offline table without a btree index on the entity.')
 $$;
 
 -- Find the feature whose value in features does not convert and re-raise its error
