@@ -171,7 +171,8 @@ LANGUAGE C STRICT STABLE;
 -- What the catalog says about a view's stored names (src/features.c, from
 -- the syscache): the format_type() of the serving table's key column, of the
 -- offline table's entity column and of the serving table's feature columns,
--- entity_match: how an offline row is matched to an entity, a format()
+-- entity_match: the part of matching an offline row to an entity that the
+-- offline index answers (_fv_same_entity rechecks the text), a format()
 -- template "%1$s OPERATOR(schema.=) CAST(%2$s AS type) COLLATE coll" of the
 -- entity column (%1$s) and the entity (%2$s): the column type's own
 -- equality and collation, qualified, so that every statement matches

@@ -359,9 +359,11 @@ append_format_literal(StringInfo buf, const char *s)
 }
 
 /*
- * How an offline row is matched to an entity, as a format() template:
+ * The part of matching an offline row to an entity that the offline index
+ * answers (pgpoly._fv_same_entity adds the canonical text recheck that
+ * makes it the entity's identity), as a format() template:
  * %1$s the row's entity column, %2$s the entity (an SQL expression), true
- * when they are the same entity as the column's type says it — its
+ * when they are equal as the column's type says it — its
  * default equality operator, the column's collation, the entity cast to
  * the type without typmod (a varchar(n) or numeric(p,s) cast would cut or
  * round it into another entity) — a domain's base type, whose typmod would
