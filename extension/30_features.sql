@@ -412,6 +412,23 @@ AS $$
 				  pgpoly._fv_uncut_text(key_type, col), entity)
 $$;
 
+-- An SQL expression for the canonical text (_fv_uncut_text) that the entity
+-- of canonical text expr has once stored in the view's offline entity
+-- column (as (expr)::entity_type): expr itself, unless the column's type
+-- makes it another entity's (an int column keeps '007' of a text key as 7,
+-- entity '7'; numeric(3,1) keeps '1.23' as 1.2, uuid any spelling in lower
+-- case, char(n) none of its trailing blanks).  put_features and
+-- ingest_features refuse such an entity: its history would not be its own.
+-- A text column keeps every entity.
+CREATE FUNCTION pgpoly._fv_offline_text(v pgpoly._fv_def, expr text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT CASE WHEN v.entity_type = 'text' THEN expr
+				ELSE pgpoly._fv_uncut_text(v.key_type, format('(%s)::%s', expr, v.entity_type)) END
+$$;
+
 -- An SQL expression for the entity of expr (any type) in canonical text
 -- form: through the view's key type, so '007' and '7' are the same entity of
 -- an int-keyed view.  put_features, get_online_features and the point-in-time
@@ -879,6 +896,26 @@ BEGIN
 END
 $$;
 
+-- Raise 22023 for entity, which the offline entity column of view v would
+-- store as the other entity stored (_fv_offline_text); source_row: its row
+-- of an ingest_features source.
+CREATE FUNCTION pgpoly._fv_not_kept(v pgpoly._fv_def, entity text, stored text,
+									source_row bigint DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	RAISE EXCEPTION 'entity "%" would be entity "%" in the entity column "%" (%) of the offline table of feature view "%"',
+		entity, stored, v.entity_column, v.entity_type, v.name
+		USING ERRCODE = 'invalid_parameter_value',
+			  DETAIL = CASE WHEN source_row IS NOT NULL THEN format('Row %s of the source.  ', source_row) ELSE '' END ||
+					   format('The key column "%s" (%s) keeps them apart: they are two entities online.',
+							  v.key_column, v.key_type),
+			  HINT = 'Write the entity as the key type prints it, or give the offline table an entity column of the key''s type (or text).';
+END
+$$;
+
 -- put_features' work; caller_datestyle: the caller's DateStyle, whose field
 -- order reads the entity and the features' values (_fv_caller_datestyle).
 CREATE FUNCTION pgpoly._put_features(view text, entity text, features jsonb,
@@ -896,6 +933,7 @@ DECLARE
 	v_old   timestamptz;
 	v_found bool;
 	v_cols  text;
+	v_stored text;
 BEGIN
 	PERFORM pgpoly._fv_caller_datestyle(caller_datestyle);
 	PERFORM pgpoly._require_name(entity, 'entity');
@@ -932,6 +970,12 @@ BEGIN
 			entity, v.entity_column, v.entity_type, view
 			USING ERRCODE = 'string_data_right_truncation',
 				  HINT = 'Cut to the column''s type it would be another entity; give the offline table a longer entity type.';
+	END IF;
+
+	-- and its row offline must be this entity's
+	EXECUTE 'SELECT ' || pgpoly._fv_offline_text(v, '$1') INTO v_stored USING v_ent;
+	IF v_stored IS DISTINCT FROM v_ent THEN
+		PERFORM pgpoly._fv_not_kept(v, entity, v_stored);
 	END IF;
 
 	-- offline: always appended; the conversion of the values happens here

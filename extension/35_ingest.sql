@@ -222,6 +222,8 @@ DECLARE
 	v_rows  bigint;
 	v_null  bigint;
 	v_long  bigint;			-- first source row whose entity a varchar(n) would cut
+	v_other bigint;			-- first whose entity the offline column makes another
+	v_stored text;			-- and what it makes of it
 	v_online text := '';	-- the newer-wins join to Redis (none for an outbox table)
 BEGIN
 	-- the materialized source and the newest-row sort stay in memory up to 64MB
@@ -282,9 +284,10 @@ BEGIN
 				SELECT pgpoly._ingest_ordinal() AS ord, %1$s AS k, q.event_time::timestamptz AS et%2$s
 				FROM %3$s AS q),
 			chk AS (SELECT min(s.ord) FILTER (WHERE s.k IS NULL OR s.et IS NULL) AS bad,
-						   min(s.ord) FILTER (WHERE NOT (%13$s AND %14$s)) AS long
+						   min(s.ord) FILTER (WHERE NOT (%13$s AND %14$s)) AS long,
+						   min(s.ord) FILTER (WHERE %15$s IS DISTINCT FROM s.k) AS other
 					FROM s),
-			ok AS (SELECT chk.bad IS NULL AND chk.long IS NULL AS ok FROM chk),
+			ok AS (SELECT chk.bad IS NULL AND chk.long IS NULL AND chk.other IS NULL AS ok FROM chk),
 			off AS (
 				INSERT INTO %4$s (%5$I, event_time, created_at, %6$s)
 				SELECT s.k::%7$s, s.et, clock_timestamp(), %8$s
@@ -298,15 +301,17 @@ BEGIN
 				INSERT INTO %9$s (%10$I, %6$s, _event_time)
 				SELECT s.k::%11$s, %8$s, s.et
 				FROM newest s%12$s)
-			SELECT (SELECT count(*) FROM off), (SELECT chk.bad FROM chk), (SELECT chk.long FROM chk)$q$,
+			SELECT (SELECT count(*) FROM off), (SELECT chk.bad FROM chk), (SELECT chk.long FROM chk),
+				   (SELECT chk.other FROM chk)$q$,
 			v_key,
 			(SELECT coalesce(string_agg(format(', q.%1$I::%2$s AS %1$I', u.f, u.t), '' ORDER BY u.i), '')
 			 FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i) WHERE u.f = ANY (v_feat)),
 			v_src, v.offline_rel, v.entity_column, pgpoly._fv_cols(v.features), ty.entity_type,
 			v_vals, v.serving_rel, v.key_column, ty.key_type, v_online,
 			pgpoly._fv_key_fits(ty.key_type, 's.k'),
-			pgpoly._fv_key_fits(pgpoly._fv_fit_type(v.offline_table, v.entity_column), 's.k'))
-		INTO v_rows, v_null, v_long;
+			pgpoly._fv_key_fits(pgpoly._fv_fit_type(v.offline_table, v.entity_column), 's.k'),
+			pgpoly._fv_offline_text(v, 's.k'))
+		INTO v_rows, v_null, v_long, v_other;
 	EXCEPTION
 		WHEN data_exception THEN
 			PERFORM pgpoly._ingest_bad_value(v, ty, v_src, v_feat, SQLSTATE, SQLERRM);
@@ -322,6 +327,14 @@ BEGIN
 			v_long, v.entity, v.key_column, ty.key_type, v.entity_column, ty.entity_type, v.name
 			USING ERRCODE = 'string_data_right_truncation',
 				  HINT = 'Cut to the column''s type it would be another entity; give the tables a longer key type.';
+	END IF;
+	IF v_other IS NOT NULL THEN
+		-- that row read again (only on this error path), in the source's order
+		EXECUTE format('SELECT s.e, %1$s FROM (SELECT pg_catalog.row_number() OVER () AS i, '
+					   'q.%2$I::text AS e, %3$s AS k FROM %4$s AS q) AS s WHERE s.i = $1',
+					   pgpoly._fv_offline_text(v, 's.k'), v.entity, v_key, v_src)
+		INTO v_bad, v_stored USING v_other;
+		PERFORM pgpoly._fv_not_kept(v, v_bad, v_stored, v_other);
 	END IF;
 	RETURN v_rows;
 END

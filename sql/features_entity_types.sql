@@ -264,11 +264,13 @@ SELECT count(*) FROM fet_vc_off;
 SELECT pgpoly.put_features('fet_vc', 'xy', '{"clicks": 9}', now() - interval '1 minute');
 SELECT entity, clicks FROM fet_vc_off ORDER BY 1;
 DELETE FROM fet_vc_on;
--- char(3) likewise: 'abcd' is refused, 'ab' and 'ab ' are one entity
+-- char(3) likewise: 'abcd' is refused; so is 'abc  ', which the column
+-- would keep as 'abc', another entity of the text key (22023)
 SELECT fet_view('chr', 'char(3)');
 SELECT err($$SELECT pgpoly.put_features('fet_chr', 'abcd', '{"clicks": 9}')$$);
+SELECT err($$SELECT pgpoly.put_features('fet_chr', 'abc  ', '{"clicks": 2}')$$);
 SELECT pgpoly.put_features('fet_chr', 'ab', '{"clicks": 1}', now() - interval '2 minutes'),
-       pgpoly.put_features('fet_chr', 'abc  ', '{"clicks": 2}', now() - interval '1 minute');
+       pgpoly.put_features('fet_chr', 'abc', '{"clicks": 2}', now() - interval '1 minute');
 SELECT entity, length(entity), clicks FROM fet_chr_off ORDER BY 1;
 DELETE FROM fet_chr_on;
 BEGIN READ ONLY;
@@ -276,6 +278,21 @@ SELECT fet_online_diff('chr', 'bpchar', '{ab,"ab ",abc,abcd}') AS c,
        fet_online_diff('chr', 'bpchar', '{ab,"ab ",abc,abcd}', 'sql') AS sql;
 COMMIT;
 SELECT fet_pit_diff('chr', 'bpchar', $$SELECT * FROM (VALUES ('ab ', now()), ('abcd', now())) s(user_id, event_time)$$);
+
+-- Nor is an entity an offline column of another type than the text key
+-- would store as another entity written (22023): int '007' (as 7, entity
+-- '7'), numeric(3,1) '1.23' (as 1.2: it was stored so), and (below) an
+-- upper-case uuid.
+SELECT err($$SELECT pgpoly.put_features('fet_di', '007', '{"clicks": 9}')$$);
+SELECT err($$SELECT pgpoly.ingest_features('fet_di', 'SELECT * FROM (VALUES (''7'', now()), (''007'', now())) s(user_id, event_time)')$$);
+SELECT err($$SELECT pgpoly.put_features('fet_num', '1.23', '{"clicks": 9}')$$);
+SELECT (SELECT count(*) FROM fet_di_off) AS di, (SELECT count(*) FROM fet_num_off) AS num;
+SELECT pgpoly.put_features('fet_di', '9', '{"clicks": 9}', now() - interval '1 minute'),
+       pgpoly.put_features('fet_num', '1.5', '{"clicks": 9}', now() - interval '1 minute');
+SELECT entity, clicks FROM fet_di_off WHERE entity = 9
+UNION ALL SELECT entity, clicks FROM fet_num_off WHERE entity = 1.5;
+DELETE FROM fet_di_on;
+DELETE FROM fet_num_on;
 
 -- A char(3) key: 'abcd' is no key of the view (cut, it would be 'abc'):
 -- missing online and offline, refused by put_features; 'ab ' is 'ab'.
@@ -301,6 +318,8 @@ SELECT fet_online_diff('uu', 'uuid', '{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11,a0ee
        fet_online_diff('uu', 'uuid', '{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11,a0eebc999c0b4ef8bb6d6bb9bd380a11}', 'sql') AS sql;
 COMMIT;
 SELECT fet_pit_diff('uu', 'uuid', $$SELECT * FROM (VALUES ('A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', now())) s(user_id, event_time)$$);
+-- an upper-case spelling, which the column would keep in lower case, is refused
+SELECT err($$SELECT pgpoly.ingest_features('fet_uu', 'SELECT ''A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'' AS user_id, now() AS event_time')$$);
 
 -- An entity type without a default equality (box: no btree or hash
 -- operator class) is refused when the view is created, not at its first call.
