@@ -7,8 +7,9 @@
 --	* ingest_features is one statement: the source rows are read once into a
 --	  materialized CTE (numbered in the source's order by _ingest_ordinal; a
 --	  scan of it returns them in that order, so created_at follows it), checked
---	  in one pass (NULL entity or event_time, an entity a key type would cut)
---	  before any row is written, appended to the offline table, and
+--	  in one pass (NULL entity or event_time, an entity a key type would cut,
+--	  one the offline entity column would store as another entity) before any
+--	  row is written, appended to the offline table, and
 --	  each entity's newest row (latest event_time, ties to the later source row)
 --	  is written to the view's serving table through INSERT ... SELECT, after a
 --	  batched join that reads the event times Redis holds (pipelined rounds of
