@@ -248,7 +248,8 @@ extern void ElasticScanEnd(ElasticScan *scan);
 extern int	ElasticScanRequests(ElasticScan *scan);
 extern const char *ElasticScanPaging(ElasticScan *scan);
 extern int64 ElasticCount(ElasticTable *tbl, PgpolyConnection *conn,
-						  List *conds, ElasticParamValue *params);
+						  List *conds, ElasticParamValue *params,
+						  List *pending);
 extern void ElasticRowFromSource(ElasticTable *tbl, Datum source,
 								 const char *id, List *nuls, const char *base,
 								 Datum *values, bool *nulls);

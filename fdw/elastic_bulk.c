@@ -34,6 +34,13 @@
  * the actions before it, in this and earlier batches, stay applied, and the
  * message says so.
  *
+ * A plan of a table the transaction has written keeps ORDER BY, LIMIT and
+ * count(*) local, so that the overlay of the writes applies; a cached plan
+ * (a prepared statement's generic plan) made on the other side of the
+ * transaction's first write is replanned: at that write the plans that read
+ * the table are invalidated (in this backend), and at the end of a
+ * transaction that planned with writes every cached plan is.
+ *
  * _bulk is sent as application/x-ndjson, the content type the bulk API
  * documents (docs-bulk.html: "When sending requests to this endpoint the
  * Content-Type header should be set to application/x-ndjson"); every other
@@ -49,6 +56,11 @@
 
 #include "common/base64.h"
 #include "storage/proc.h"
+#include "storage/sinval.h"
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "utils/inval.h"
+#include "utils/plancache.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -61,10 +73,48 @@
 static LocalTransactionId WrittenLxid = InvalidLocalTransactionId;
 static List *WrittenRelids = NIL;	/* TopMemoryContext */
 
-/* Note that relid has buffered writes in this transaction (for planning). */
+/* This transaction made a plan that saw WrittenRelids: replan at its end. */
+static bool PlannedWithWrites = false;
+
+/*
+ * Transaction end: plans made while the transaction had writes push less
+ * than they could; invalidate them all (flags only: safe in an abort).
+ */
+static void
+replan_after_writes(XactEvent event, void *arg)
+{
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PREPARE && event != XACT_EVENT_PARALLEL_COMMIT &&
+		event != XACT_EVENT_PARALLEL_ABORT)
+		return;
+	if (PlannedWithWrites)
+		ResetPlanCache();
+	PlannedWithWrites = false;
+}
+
+/*
+ * Invalidate the cached plans that read relid, in this backend only, as
+ * a local relcache invalidation does (the plan cache listens to those).
+ */
+static void
+replan_readers(Oid relid)
+{
+	SharedInvalidationMessage msg;
+
+	msg.rc.id = SHAREDINVALRELCACHE_ID;
+	msg.rc.dbId = MyDatabaseId;
+	msg.rc.relId = relid;
+	LocalExecuteInvalidationMessage(&msg);
+}
+
+/*
+ * Note that relid has buffered writes in this transaction (for planning);
+ * at the first, plans made before it are replanned at their next use.
+ */
 void
 ElasticNoteWrite(Oid relid)
 {
+	static bool registered = false;
 	MemoryContext old;
 
 	if (WrittenLxid != MyProc->lxid)
@@ -78,18 +128,28 @@ ElasticNoteWrite(Oid relid)
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	WrittenRelids = lappend_oid(WrittenRelids, relid);
 	MemoryContextSwitchTo(old);
+	if (!registered)
+	{
+		RegisterXactCallback(replan_after_writes, NULL);
+		registered = true;
+	}
+	replan_readers(relid);
 }
 
 /*
  * Whether relid may have buffered writes in this transaction: the planner
  * then keeps ORDER BY, LIMIT and count(*) local so that the overlay of the
  * writes can be applied.  (A savepoint rollback may have dropped them:
- * conservative.)
+ * conservative.)  For the planner only: a plan made when it is true is
+ * replanned after the transaction.
  */
 bool
 ElasticHasPendingWrites(Oid relid)
 {
-	return WrittenLxid == MyProc->lxid && list_member_oid(WrittenRelids, relid);
+	if (WrittenLxid != MyProc->lxid || !list_member_oid(WrittenRelids, relid))
+		return false;
+	PlannedWithWrites = true;
+	return true;
 }
 
 /* A random id like Elasticsearch's auto ids: 20 URL-safe base64 chars. */

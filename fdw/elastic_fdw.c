@@ -296,7 +296,7 @@ remote_rows(ElasticTable *tbl)
 {
 	PgpolyConnection *conn = ElasticGetConnection(tbl);
 
-	return (double) ElasticCount(tbl, conn, NIL, NULL);
+	return (double) ElasticCount(tbl, conn, NIL, NULL, NIL);
 }
 
 /* GetForeignRelSize: classify the quals, estimate the rows. */
@@ -701,7 +701,8 @@ iterate_count(ForeignScanState *node, ElasticScanState *st)
 		return slot;
 	st->count_done = true;
 	st->requests++;
-	n = ElasticCount(st->tbl, st->core.conn, st->spec.conds, st->params);
+	n = ElasticCount(st->tbl, st->core.conn, st->spec.conds, st->params,
+					 st->core.pending);
 	for (int i = 0; i < slot->tts_tupleDescriptor->natts; i++)
 	{
 		slot->tts_values[i] = Int64GetDatum(n);

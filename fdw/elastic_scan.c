@@ -903,10 +903,14 @@ ElasticRowFromSource(ElasticTable *tbl, Datum source, const char *id,
  * ----------------------------------------------------------------
  */
 
-/* count(*) of the documents matching conds, through _count. */
+/*
+ * count(*) of the documents matching conds, through _count, which cannot
+ * see pending (the buffered writes the caller reads through: NIL for an
+ * estimate).
+ */
 int64
 ElasticCount(ElasticTable *tbl, PgpolyConnection *conn, List *conds,
-			 ElasticParamValue *params)
+			 ElasticParamValue *params, List *pending)
 {
 	StringInfoData body;
 	PgpolyHttpResponse resp;
@@ -915,7 +919,7 @@ ElasticCount(ElasticTable *tbl, PgpolyConnection *conn, List *conds,
 	char	   *count;
 	long long	n;
 
-	if (PgpolyPendingWrites(conn, tbl->relid) != NIL)
+	if (pending != NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("foreign table \"%s\" has uncommitted writes that a plan made before them cannot see",

@@ -20,7 +20,11 @@
  *	  loaded there once per transaction and table (PgpolyXactTable), so
  *	  20k single-row statements in one transaction do not grow it either;
  *	- read-your-writes: the writes buffered for the table are taken once,
- *	  when a (re)scan starts, into the scan's memory;
+ *	  when the node starts (ExecutorStart: at the start of a statement, at
+ *	  a cursor's DECLARE), and kept over rescans; so a scan sees the writes
+ *	  of earlier statements only, as a snapshot would: not its own
+ *	  statement's (a correlated subquery rescanned after the statement's
+ *	  first insert), nor those made between a cursor's DECLARE and FETCH;
  *	- for a modification: write_mode and batch_size, the writer, the
  *	  columns an UPDATE assigns (and per row those its BEFORE ROW UPDATE
  *	  triggers change), the identity (junk) columns of the old row,
@@ -125,8 +129,9 @@ PgpolyTableConnection(const PgpolyStore *store, Oid relid, Oid userid)
 /*
  * BeginForeignScan for every store: allocate the store's scan state (size
  * bytes, PgpolyScanState first) in the query memory, resolve the table, the
- * user and, unless EXPLAIN only, the connection; no I/O.  Sets
- * node->fdw_state and returns it.
+ * user and, unless EXPLAIN only, the connection and the table's buffered
+ * writes (which every rescan reads through); no I/O.  Sets node->fdw_state
+ * and returns it.
  */
 void *
 PgpolyScanBegin(Size size, const PgpolyStore *store, ForeignScanState *node,
@@ -141,7 +146,10 @@ PgpolyScanBegin(Size size, const PgpolyStore *store, ForeignScanState *node,
 	ss->relid = exec_rt_fetch(PgpolyScanRelid(fs), estate)->relid;
 	ss->userid = PgpolyScanUser(node);
 	if (!(eflags & EXEC_FLAG_EXPLAIN_ONLY))
+	{
 		ss->conn = PgpolyTableConnection(store, ss->relid, ss->userid);
+		ss->pending = PgpolyPendingWrites(ss->conn, ss->relid);
+	}
 	ss->scan_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly scan",
 										 ALLOCSET_DEFAULT_SIZES);
 	ss->row_cxt = AllocSetContextCreate(estate->es_query_cxt, "pgpoly scan row",
@@ -151,16 +159,15 @@ PgpolyScanBegin(Size size, const PgpolyStore *store, ForeignScanState *node,
 }
 
 /*
- * Start the current (re)scan: take the table's buffered writes and switch
- * to the scan's memory, where the store builds what the scan needs.
- * Returns the context to switch back to.
+ * Start the current (re)scan: switch to the scan's memory, where the store
+ * builds what the scan needs (reading through ss->pending).  Returns the
+ * context to switch back to.
  */
 MemoryContext
 PgpolyScanStart(PgpolyScanState *ss)
 {
 	MemoryContext old = MemoryContextSwitchTo(ss->scan_cxt);
 
-	ss->pending = ss->conn ? PgpolyPendingWrites(ss->conn, ss->relid) : NIL;
 	ss->started = true;
 	return old;
 }
@@ -185,7 +192,6 @@ PgpolyScanRescan(PgpolyScanState *ss)
 {
 	MemoryContextReset(ss->scan_cxt);
 	MemoryContextReset(ss->row_cxt);
-	ss->pending = NIL;
 	ss->started = false;
 }
 

@@ -423,7 +423,7 @@ typedef struct PgpolyScanState
 	MemoryContext scan_cxt;		/* the current (re)scan's state */
 	MemoryContext row_cxt;		/* the current row's (or round's) datums */
 	List	   *pending;		/* read-your-writes: the PgpolyWrite * of
-								 * relid buffered when the scan started */
+								 * relid buffered when the node started */
 	bool		started;		/* the current (re)scan has started */
 } PgpolyScanState;
 

@@ -12,7 +12,8 @@
  * appends it to the connection's list, tagged with the table and the
  * subtransaction nesting level.  Then:
  *	- later scans of the table in the same transaction ask for the pending
- *	  writes (PgpolyPendingWrites) and overlay them: read-your-writes;
+ *	  writes (PgpolyPendingWrites) when they start and overlay them:
+ *	  read-your-writes, of the statements before (as a snapshot);
  *	- ROLLBACK TO SAVEPOINT drops the writes of the aborted levels, and a
  *	  released savepoint hands its writes to the parent level;
  *	- at XACT_EVENT_PRE_COMMIT each connection's store flush() sends all of
@@ -312,8 +313,9 @@ PgpolyWriterFlush(PgpolyWriter *w)
 
 /*
  * The pending writes of relid on conn, in write order, as a new list (in
- * the caller's memory context) of PgpolyWrite pointers.  A scan takes this
- * once at its start, so it sees the writes of earlier statements only.
+ * the caller's memory context) of PgpolyWrite pointers.  A scan node takes
+ * this once at its start (PgpolyScanBegin), so it sees the writes of earlier
+ * statements only, over every rescan and FETCH.
  */
 List *
 PgpolyPendingWrites(PgpolyConnection *conn, Oid relid)
