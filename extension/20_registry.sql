@@ -88,7 +88,9 @@ CREATE INDEX metrics_run_key_step_idx
 
 -- MLflow's latest-metric rule: per run and key the value at the highest step; ties go
 -- to the latest timestamp, then to the largest value (so the answer is deterministic).
-CREATE VIEW pgpoly.latest_metrics AS
+-- security_invoker: the caller reads pgpoly.metrics with their own privileges and its
+-- row-level security policies, as a query of the table would (not as the owner).
+CREATE VIEW pgpoly.latest_metrics WITH (security_invoker = true) AS
 	SELECT DISTINCT ON (m.run_id, m.key)
 	       m.run_id, m.key, m.value, m.step, m.ts
 	FROM   pgpoly.metrics m

@@ -66,7 +66,9 @@ CREATE TABLE pgpoly.prediction_labels (
 	CONSTRAINT prediction_labels_request_id_key EXCLUDE USING hash (request_id WITH =)
 );
 
-CREATE VIEW pgpoly.labeled_predictions AS
+-- security_invoker: the caller reads the predictions and labels with their own
+-- privileges and row-level security policies (see latest_metrics).
+CREATE VIEW pgpoly.labeled_predictions WITH (security_invoker = true) AS
 	SELECT p.prediction_id, p.model_name, p.version, p.entity, p.features, p.prediction,
 		   p.confidence, p.latency_ms, p.request_id, p.ts, l.label, l.ts AS label_ts
 	FROM pgpoly.predictions p

@@ -118,7 +118,9 @@ LANGUAGE C VOLATILE STRICT;
 --
 -- Status per sync.  lag: age of the oldest undelivered change (0 when none).
 -- Every role sees every sync; last_error only members of its owner's role (a
--- store's error names keys and values of the source, as dead letters do).
+-- store's error names keys and values of the source, as dead letters do).  It
+-- runs as its owner on purpose (not security_invoker): PUBLIC reads it without
+-- any right on syncs and sync_queue, and it shows only counts of their rows.
 --
 CREATE VIEW pgpoly.sync_status AS
 	SELECT s.name, s.source, s.target,

@@ -14,6 +14,10 @@
  *	  _id before 3.3, _shard_doc from 3.3), or else under a scroll
  *	  context (ES 7.10/7.11, OpenSearch < 2.4): result sets are unbounded
  *	  by max_result_window.  elastic_conn.c cites the API pages.
+ * A page under a PIT or a scroll must not end with the hit the page before
+ * ended with: a store answering the next page with the same page again (a
+ * cache in front of the cluster) is an ERROR before any row of it is
+ * returned, not the same rows again until statement_timeout.
  * PIT and scroll contexts are closed when the scan ends; if it is aborted
  * the release of its memory queues the close for the next request on the
  * same connection (and keep_alive expires them anyway).
@@ -86,7 +90,8 @@ struct ElasticScan
 	MemoryContextCallback abort_cb;
 	ElasticPaging paging;
 	char	   *context_id;		/* open PIT or scroll id, or NULL */
-	char	   *search_after;	/* JSON array of the last hit's sort */
+	char	   *search_after;	/* PIT: JSON array of the last hit's sort */
+	char	   *last_hit;		/* scroll: [_index, _id] of the last hit */
 	int			page_size;
 	JsonbContainer *hits;		/* current page's hits array */
 	List	   *nuls;			/* paths of the page's strings with a NUL */
@@ -104,6 +109,7 @@ struct ElasticScan
 };
 
 static void fetch_page(ElasticScan *scan);
+static void note_last_hit(ElasticScan *scan);
 
 /* Memory callback: an aborted scan queues its open context for closing. */
 static void
@@ -409,6 +415,8 @@ fetch_page(ElasticScan *scan)
 	scan->nhits = JsonContainerSize(scan->hits);
 	scan->pos = 0;
 	scan->last_page = scan->paging == PAGING_SINGLE || scan->nhits < scan->page_size;
+	if (scan->paging == PAGING_PIT || scan->paging == PAGING_SCROLL)
+		note_last_hit(scan);
 	MemoryContextSwitchTo(old);
 }
 
@@ -463,29 +471,78 @@ check_nul(ElasticScan *scan, int hitno, const char *path, const char *id)
 	}
 }
 
-/* Remember the sort values of the hit just consumed (PIT paging). */
-static void
-remember_sort(ElasticScan *scan, JsonbContainer *hit)
+/* The sort values of the last hit of the page, as JSON (PIT paging). */
+static char *
+last_hit_sort(ElasticScan *scan, JsonbContainer *hit)
 {
 	JsonbValue *sort = getKeyJsonValueFromContainer(hit, "sort", 4, NULL);
-	char	   *after;
 
 	check_nul(scan, scan->nhits - 1, "sort", NULL);
-
 	if (sort == NULL || sort->type != jbvBinary)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("Elasticsearch server \"%s\" sent a hit without sort values",
 						scan->conn->servername)));
-	after = JsonbToCString(NULL, sort->val.binary.data, sort->val.binary.len);
-	/* sort values are unique (tiebreaker): the same ones again repeat a page */
-	if (scan->search_after && strcmp(after, scan->search_after) == 0)
+	return JsonbToCString(NULL, sort->val.binary.data, sort->val.binary.len);
+}
+
+/* Append to buf member key of hit as a JSON string ("" if not a string). */
+static void
+append_member(StringInfo buf, JsonbContainer *hit, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(hit, key, strlen(key), NULL);
+
+	if (v != NULL && v->type == jbvString)
+		PgpolyJsonEscape(buf, v->val.string.val, v->val.string.len);
+	else
+		appendStringInfoString(buf, "\"\"");
+}
+
+/* [_index, _id] of the last hit of the page, as JSON (scroll paging). */
+static char *
+last_hit_id(JsonbContainer *hit)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	append_member(&buf, hit, "_index");
+	appendStringInfoChar(&buf, ',');
+	append_member(&buf, hit, "_id");
+	appendStringInfoChar(&buf, ']');
+	return buf.data;
+}
+
+/*
+ * Note the last hit of the page just fetched under a PIT (its sort values,
+ * the next page's search_after) or a scroll (its index and _id); ERROR if
+ * the page before ended with that hit too, before any row of the page is
+ * returned (see the file header).  A hit is in one page only: under a PIT
+ * its sort values are unique (the tiebreaker), in a scroll its index and
+ * _id.  The notes live in the scan's memory.
+ */
+static void
+note_last_hit(ElasticScan *scan)
+{
+	char	  **prev = scan->paging == PAGING_PIT ? &scan->search_after : &scan->last_hit;
+	JsonbValue *hit;
+	char	   *mark;
+
+	if (scan->nhits == 0)
+		return;
+	hit = getIthJsonbValueFromContainer(scan->hits, scan->nhits - 1);
+	mark = scan->paging == PAGING_PIT ? last_hit_sort(scan, hit->val.binary.data) :
+		last_hit_id(hit->val.binary.data);
+	if (*prev && strcmp(mark, *prev) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_ERROR),
-				 errmsg("Elasticsearch server \"%s\" answered a page after %s with the same page again",
+				 errmsg("Elasticsearch server \"%s\" answered the page after the one ending with %s with the same page again",
 						scan->conn->servername,
-						PgpolyHttpExcerpt(scan->conn, after, strlen(after)))));
-	scan->search_after = after;
+						PgpolyHttpExcerpt(scan->conn, mark, strlen(mark))),
+				 errdetail("A %s returns each document once; the scan stops instead of returning its rows again.",
+						   scan->paging == PAGING_PIT ? "point in time" : "scroll"),
+				 errcontext("index \"%s\"", scan->tbl->index)));
+	*prev = MemoryContextStrdup(scan->cxt, mark);
 }
 
 /* Make sure a hit is available; false when the remote result is exhausted. */
@@ -510,14 +567,6 @@ next_hit(ElasticScan *scan)
 			MemoryContextSwitchTo(old);
 			scan->remote_done = true;
 			return false;
-		}
-		if (scan->paging == PAGING_PIT)
-		{
-			JsonbValue *hit = getIthJsonbValueFromContainer(scan->hits, scan->nhits - 1);
-			MemoryContext old = MemoryContextSwitchTo(scan->cxt);
-
-			remember_sort(scan, hit->val.binary.data);
-			MemoryContextSwitchTo(old);
 		}
 		fetch_page(scan);
 	}

@@ -162,9 +162,9 @@ typedef struct RedisModifyState
 	RedisTable *tbl;
 	RedisOverlay *ov;			/* ON CONFLICT DO NOTHING, transactional:
 								 * the buffered writes, by key */
-	HTAB	   *misspelled;		/* RedisMisspelling by identity hash, or NULL */
+	HTAB	   *misspelled;		/* RedisMisspelling by identity, or NULL */
 	HTAB	   *held;			/* UPDATE that may move rows: RedisHeldRow by
-								 * identity hash, or NULL */
+								 * identity, or NULL */
 	/* direct modification (redisBeginDirectModify) */
 	CmdType		direct_op;		/* CMD_UPDATE, CMD_DELETE; else CMD_UNKNOWN */
 	bool		set_processed;	/* count the rows in es_processed */
@@ -183,7 +183,7 @@ typedef struct RedisModifyState
  */
 typedef struct RedisHeldRow
 {
-	uint64		hash;			/* of RedisRowIdentity(): the hash key */
+	RedisKeyRef id;				/* RedisRowIdentity(): the hash key */
 	bool		moved_onto;
 } RedisHeldRow;
 
@@ -195,7 +195,7 @@ static void track_moves(RedisModifyState *ms);
  */
 typedef struct RedisMisspelling
 {
-	uint64		hash;			/* of RedisRowIdentity(): the hash key */
+	RedisKeyRef id;				/* RedisRowIdentity(): the hash key */
 	AttrNumber	att;			/* the column spelled otherwise */
 	char	   *spelling;		/* as stored */
 	char	   *form;			/* the fixed form */
@@ -1199,16 +1199,27 @@ RedisScanTarget(EState *estate, Index rti)
 	return estate->es_result_relations[rti - 1];
 }
 
-/* The hash of row identity values/nulls (RedisRowIdentity). */
-static uint64
-identity_hash(RedisTable *tbl, Datum *values, bool *nulls)
+/*
+ * Row identity values/nulls (RedisRowIdentity, palloc'd) as the hash key
+ * of the tables of rows an UPDATE or DELETE keeps (RedisKeyTable): rows
+ * are told apart by all of their identity's bytes, hashed with the
+ * backend's secret, so that no two rows anyone may write are one row for
+ * them (a hash alone, and one anyone can compute, made distinct keys one).
+ */
+static RedisKeyRef
+identity(RedisTable *tbl, Datum *values, bool *nulls)
 {
-	size_t		len;
-	char	   *id = RedisRowIdentity(tbl, values, nulls, &len);
-	uint64		h = hash_bytes_extended((const unsigned char *) id, (int) len, 0);
+	RedisKeyRef id;
 
-	pfree(id);
-	return h;
+	id.key = RedisRowIdentity(tbl, values, nulls, &id.len);
+	return id;
+}
+
+/* Whether identities a and b are the same. */
+static bool
+identity_equal(RedisKeyRef a, RedisKeyRef b)
+{
+	return a.len == b.len && memcmp(a.key, b.key, a.len) == 0;
 }
 
 /*
@@ -1225,7 +1236,7 @@ RedisNoteMisspelled(ResultRelInfo *target, Datum *values, bool *nulls,
 	RedisModifyState *ms = target->ri_FdwState;
 	MemoryContext old;
 	RedisMisspelling *m;
-	uint64		h;
+	RedisKeyRef id;
 	bool		found;
 	size_t		flen;
 
@@ -1233,18 +1244,13 @@ RedisNoteMisspelled(ResultRelInfo *target, Datum *values, bool *nulls,
 		return;					/* EXPLAIN only */
 	old = MemoryContextSwitchTo(GetMemoryChunkContext(ms));
 	if (ms->misspelled == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(uint64);
-		ctl.entrysize = sizeof(RedisMisspelling);
-		ctl.hcxt = CurrentMemoryContext;
-		ms->misspelled = hash_create("pgpoly misspelled rows", 64, &ctl,
-									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	h = identity_hash(ms->tbl, values, nulls);
-	m = hash_search(ms->misspelled, &h, HASH_ENTER, &found);
-	if (!found)
+		ms->misspelled = RedisKeyTable("pgpoly misspelled rows", sizeof(RedisMisspelling),
+									   CurrentMemoryContext);
+	id = identity(ms->tbl, values, nulls);
+	m = hash_search(ms->misspelled, &id, HASH_ENTER, &found);
+	if (found)
+		pfree((char *) id.key);
+	else
 	{
 		m->att = att;
 		m->spelling = PgpolyPrintable(s, len, 200);
@@ -1264,12 +1270,13 @@ check_spelling(RedisModifyState *ms, Datum *old, bool *oldnulls)
 {
 	RedisMisspelling *m;
 	RedisColumn *col;
-	uint64		h;
+	RedisKeyRef id;
 
 	if (ms->misspelled == NULL)
 		return;
-	h = identity_hash(ms->tbl, old, oldnulls);
-	m = hash_search(ms->misspelled, &h, HASH_FIND, NULL);
+	id = identity(ms->tbl, old, oldnulls);
+	m = hash_search(ms->misspelled, &id, HASH_FIND, NULL);
+	pfree((char *) id.key);
 	if (m == NULL)
 		return;
 	col = &ms->tbl->cols[m->att - 1];
@@ -1301,18 +1308,14 @@ track_moves(RedisModifyState *ms)
 {
 	RedisTable *tbl = ms->tbl;
 	Bitmapset  *assigned = ms->core.assigned;
-	HASHCTL		ctl;
 
 	if (tbl->type == REDIS_LIST ||
 		!(bms_is_member(tbl->key_att, assigned) ||
 		  (tbl->member_att && bms_is_member(tbl->member_att, assigned)) ||
 		  ms->core.old_row != InvalidAttrNumber))
 		return;
-	ctl.keysize = sizeof(uint64);
-	ctl.entrysize = sizeof(RedisHeldRow);
-	ctl.hcxt = GetMemoryChunkContext(ms);
-	ms->held = hash_create("pgpoly rows of an UPDATE", 256, &ctl,
-						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ms->held = RedisKeyTable("pgpoly rows of an UPDATE", sizeof(RedisHeldRow),
+							 GetMemoryChunkContext(ms));
 }
 
 /* ERROR 23505 for a row moved onto row identity values/nulls (see above). */
@@ -1340,35 +1343,47 @@ moved_onto_error(RedisModifyState *ms, Datum *values, bool *nulls, const char *w
  * For an UPDATE that may move rows: ERROR if the row (old identity
  * old/oldnulls) was overwritten by a row the statement moved onto it, or
  * if it moves (new row values/nulls) onto a row the statement met and
- * left there or moved there.  Then note where the row is.
+ * left there or moved there.  Then note where the row is (its identity's
+ * bytes in the held table's memory, freed when it moves again).
  */
 static void
 check_moves(RedisModifyState *ms, Datum *old, bool *oldnulls, Datum *values,
 			bool *nulls)
 {
-	uint64		o;
-	uint64		n;
+	MemoryContext cxt;
+	RedisKeyRef o;
+	RedisKeyRef n;
 	RedisHeldRow *e;
 	bool		found;
+	bool		stays;
 
 	if (ms->held == NULL)
 		return;
-	o = identity_hash(ms->tbl, old, oldnulls);
-	n = identity_hash(ms->tbl, values, nulls);
+	cxt = MemoryContextSwitchTo(GetMemoryChunkContext(ms));
+	o = identity(ms->tbl, old, oldnulls);
+	n = identity(ms->tbl, values, nulls);
+	MemoryContextSwitchTo(cxt);
+	stays = identity_equal(n, o);
 	e = hash_search(ms->held, &o, HASH_FIND, NULL);
 	if (e != NULL && e->moved_onto)
 		moved_onto_error(ms, old, oldnulls, "moves another row onto");
 	e = hash_search(ms->held, &n, HASH_ENTER, &found);
-	if (n == o)
+	if (found)
+		pfree((char *) n.key);	/* the entry has its own */
+	if (stays)
 	{
 		if (!found)
 			e->moved_onto = false;
+		pfree((char *) o.key);
 		return;
 	}
 	if (found)
 		moved_onto_error(ms, values, nulls, "moves two rows onto");
 	e->moved_onto = true;
-	hash_search(ms->held, &o, HASH_REMOVE, NULL);
+	e = hash_search(ms->held, &o, HASH_REMOVE, NULL);
+	if (e != NULL)
+		pfree((char *) e->id.key);
+	pfree((char *) o.key);
 }
 
 /* The old row identity from planSlot's junk columns, as a full-width row. */

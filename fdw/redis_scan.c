@@ -74,15 +74,8 @@
 
 #include "redis.h"
 
-/*
- * A Redis key as hash tables see it: bytes and their length (keys may hold
- * any byte, NUL included).  The bytes are kept by pointer, not copied.
- */
-typedef struct KeyRef
-{
-	const char *key;
-	size_t		len;
-} KeyRef;
+/* A Redis key as hash tables see it (RedisKeyRef, redis.h). */
+typedef RedisKeyRef KeyRef;
 
 /* Buffered writes of one table, by key. */
 struct RedisOverlay
@@ -249,9 +242,14 @@ keyref_match(const void *a, const void *b, Size keysize)
 	return x->len != y->len || memcmp(x->key, y->key, x->len) != 0;
 }
 
-/* A hash table keyed by KeyRef, entries of entrysize. */
-static HTAB *
-key_table(const char *name, Size entrysize, MemoryContext cxt)
+/*
+ * A hash table keyed by RedisKeyRef (first field of its entries of
+ * entrysize), hashed with the backend's secret (keyset_seed): for keys or
+ * row identities that anyone may choose.  An entry's bytes must live as
+ * long as the entry.
+ */
+HTAB *
+RedisKeyTable(const char *name, Size entrysize, MemoryContext cxt)
 {
 	HASHCTL		ctl;
 
@@ -582,7 +580,7 @@ RedisOverlayAdd(RedisOverlay **ov, RedisWrite *w)
 	if (*ov == NULL)
 	{
 		*ov = palloc(sizeof(RedisOverlay));
-		(*ov)->bykey = key_table("pgpoly redis overlay", sizeof(OverlayEntry),
+		(*ov)->bykey = RedisKeyTable("pgpoly redis overlay", sizeof(OverlayEntry),
 								 CurrentMemoryContext);
 	}
 	ref.key = RedisWriteKey(w);

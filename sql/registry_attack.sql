@@ -136,3 +136,21 @@ SELECT pgpoly.put_features('ra_big', 'd', '{"n": 1e400}', '2024-01-02');
 SELECT left(ra_err($$SELECT * FROM pgpoly.feature_stats('ra_big')$$), 5) AS beyond_float8;
 SELECT feature, count, mean FROM pgpoly.feature_stats('ra_big', until => '2024-01-02');
 DELETE FROM ra_big;
+
+--
+-- Clean up: nothing of this test stays (other tests list the feature views,
+-- the registry and the servers, and may run after it in any order).
+--
+SELECT pgpoly.drop_feature_view('ra_emb', drop_tables => true),
+       pgpoly.drop_feature_view('ra_big', drop_tables => true);
+DROP SERVER ra CASCADE;
+\! redis-cli -p "$REDIS_PORT" --scan --pattern 'regress_ra:*' | xargs -r -d '\n' redis-cli -p "$REDIS_PORT" del > /dev/null
+DROP TABLE ra_money, ra_ref, ra_cur;
+DROP FUNCTION ra(text, text), ra_err(text);
+DELETE FROM pgpoly.registered_models WHERE name = 'ra_m';
+DELETE FROM pgpoly.runs WHERE experiment_id IN
+	(SELECT experiment_id FROM pgpoly.experiments WHERE name = 'ra_exp');
+DELETE FROM pgpoly.experiments WHERE name = 'ra_exp';
+SELECT (SELECT count(*) FROM pgpoly.feature_views WHERE name LIKE 'ra\_%') AS feature_views,
+       (SELECT count(*) FROM pgpoly.experiments WHERE name LIKE 'ra\_%') AS experiments,
+       (SELECT count(*) FROM pg_class WHERE relname LIKE 'ra\_%') AS relations;

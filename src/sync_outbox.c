@@ -45,9 +45,16 @@
  * are queued again as isolated entries, one per key, in two groups
  * (halves), each group delivered on its own, down to single keys retried
  * with backoff and moved to the dead letters at last (sync_worker.c decides
- * when).  While a key has an isolated entry, its later changes are composed
- * into that entry (parked) instead of being delivered, so they can never
- * overtake it; other keys flow.
+ * when).  While a key has an isolated entry, its later changes are parked
+ * behind it instead of being delivered, so they can never overtake it;
+ * other keys flow.  A key's parked changes form a chain: a change by the
+ * writer of the chain's last link is composed into it, a change by another
+ * writer becomes a new link (an isolated entry that waits, not_before
+ * 'infinity'), so that each writer's change is delivered as that writer,
+ * or dead-lettered under that writer's name, never merged into another
+ * writer's (delivered as the later writer, a rejected change would reach
+ * the store with that writer's rights).  Only a chain's first link is ever
+ * delivered: the next one is due once it is gone (delivered or buried).
  *
  * src/sync_outbox.c
  *
@@ -94,6 +101,7 @@
 static SPIPlanPtr FindSyncPlan = NULL;
 static SPIPlanPtr MakeSyncPlan = NULL;
 static SPIPlanPtr EntryPlan = NULL;
+static SPIPlanPtr IsolatedPlan = NULL;	/* the worker's (queue_isolated) */
 
 /* A saved plan of sql with nargs arguments of types. */
 static SPIPlanPtr
@@ -549,6 +557,10 @@ typedef struct OutboxRow
 	char	  **vals;			/* its value (NULL: SQL NULL) */
 	int			order;			/* position in the batch */
 	int			park;			/* index of the isolated row it joins, or -1 */
+	int64		entry_id;		/* an isolated row's entry, else 0 */
+	bool		link;			/* an isolated row waiting for an earlier one
+								 * (not_before 'infinity') */
+	bool		waiting;		/* an isolated row behind another of its key */
 } OutboxRow;
 
 /* What this file knows of a batch (the cycle's memory). */
@@ -556,8 +568,7 @@ typedef struct OutboxBatch
 {
 	OutboxTable t;
 	int			nisolated;
-	OutboxRow **isolated;		/* the sync's isolated rows, sorted by key */
-	int64	   *isolated_ids;	/* their entries */
+	OutboxRow **isolated;		/* the sync's isolated rows, by key and chain */
 	List	   *parked;			/* OutboxRow *: changes joining one of them */
 } OutboxBatch;
 
@@ -838,12 +849,16 @@ compare_rows(const void *a, const void *b)
 	return c != 0 ? c : (x->order > y->order) - (x->order < y->order);
 }
 
-/* The index of key among the sorted isolated rows, or -1. */
+/*
+ * The index of the last link of key's chain among the sorted isolated rows
+ * (where a later change of key is parked), or -1.
+ */
 static int
 isolated_index(OutboxBatch *ob, const char *key)
 {
 	int			lo = 0;
 	int			hi = ob->nisolated - 1;
+	int			found = -1;
 
 	while (lo <= hi)
 	{
@@ -851,13 +866,13 @@ isolated_index(OutboxBatch *ob, const char *key)
 		int			c = strcmp(key, ob->isolated[mid]->key);
 
 		if (c == 0)
-			return mid;
+			found = mid;
 		if (c < 0)
 			hi = mid - 1;
 		else
 			lo = mid + 1;
 	}
-	return -1;
+	return found;
 }
 
 /* Add a key and its change to the batch. */
@@ -920,7 +935,9 @@ read_isolated(SyncRow *s, OutboxTable *t, OutboxRow ***rows, SPITupleTable **tup
 
 /*
  * Take the oldest group of isolated entries that is due into b; note when
- * the others are.  Returns whether a group was taken.
+ * the others are.  The first link of a chain is due as its not_before says
+ * (a link whose predecessor is gone: at once), the others wait.  Returns
+ * whether a group was taken.
  */
 static bool
 take_group(Batch *b, OutboxRow **rows, SPITupleTable *tt, int n, TimestampTz now)
@@ -934,7 +951,9 @@ take_group(Batch *b, OutboxRow **rows, SPITupleTable *tt, int n, TimestampTz now
 		HeapTuple	tup = tt->vals[i];
 		Datum		nb = SPI_getbinval(tup, tt->tupdesc, 9, &isnull);
 
-		if (!isnull && DatumGetTimestampTz(nb) > now)
+		if (rows[i]->waiting)
+			continue;			/* behind an earlier change of its key */
+		if (!isnull && !rows[i]->link && DatumGetTimestampTz(nb) > now)
 		{
 			if (b->next_retry == 0 || DatumGetTimestampTz(nb) < b->next_retry)
 				b->next_retry = DatumGetTimestampTz(nb);
@@ -958,21 +977,48 @@ take_group(Batch *b, OutboxRow **rows, SPITupleTable *tt, int n, TimestampTz now
 	return found;
 }
 
-/* Sort the isolated rows by key, for parking (ids follow their rows). */
+/*
+ * qsort comparator of isolated rows: by key, then in chain order (the
+ * entry retried or due first, then the waiting links in the order they
+ * were parked).
+ */
+static int
+compare_links(const void *a, const void *b)
+{
+	OutboxRow  *x = *(OutboxRow *const *) a;
+	OutboxRow  *y = *(OutboxRow *const *) b;
+	int			c = strcmp(x->key, y->key);
+
+	if (c != 0)
+		return c;
+	if (x->link != y->link)
+		return x->link ? 1 : -1;
+	return (x->entry_id > y->entry_id) - (x->entry_id < y->entry_id);
+}
+
+/*
+ * Note each isolated row's entry and whether it is a waiting link; sort a
+ * copy of rows (read in tuple order, which rows keeps) by key and chain
+ * into ob, and mark the rows behind another of their key as waiting.
+ */
 static void
 index_isolated(OutboxBatch *ob, OutboxRow **rows, SPITupleTable *tt, int n)
 {
 	bool		isnull;
 
 	ob->nisolated = n;
-	ob->isolated = rows;
-	ob->isolated_ids = palloc(sizeof(int64) * Max(n, 1));
+	ob->isolated = palloc(sizeof(OutboxRow *) * Max(n, 1));
 	for (int i = 0; i < n; i++)
-		rows[i]->order = i;
-	qsort(rows, n, sizeof(OutboxRow *), compare_rows);
-	for (int i = 0; i < n; i++)
-		ob->isolated_ids[i] = DatumGetInt64(SPI_getbinval(tt->vals[rows[i]->order],
-														  tt->tupdesc, 1, &isnull));
+	{
+		Datum		nb = SPI_getbinval(tt->vals[i], tt->tupdesc, 9, &isnull);
+
+		rows[i]->link = !isnull && TIMESTAMP_IS_NOEND(DatumGetTimestampTz(nb));
+		rows[i]->entry_id = DatumGetInt64(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
+		ob->isolated[i] = rows[i];
+	}
+	qsort(ob->isolated, n, sizeof(OutboxRow *), compare_links);
+	for (int i = 1; i < n; i++)
+		ob->isolated[i]->waiting = strcmp(ob->isolated[i]->key, ob->isolated[i - 1]->key) == 0;
 }
 
 /* A key of the batch being read and who changed it last (key_writers). */
@@ -1135,12 +1181,12 @@ SyncOutboxFetch(SyncRow *s, Batch *b, MemoryContext cxt)
 	}
 	describe_table(s, &ob->t);
 	n = read_isolated(s, &ob->t, &isolated, &tt);
+	index_isolated(ob, isolated, tt, n);
 	if (!take_group(b, isolated, tt, n, GetCurrentTimestamp()))
 	{
 		OutboxRow **rows;
 		int			nrows;
 
-		index_isolated(ob, isolated, tt, n);
 		rows = read_entries(s, b, &ob->t, &nrows);
 		compose_batch(b, ob, rows, nrows);
 	}
@@ -1446,9 +1492,86 @@ entry_values(OutboxTable *t, OutboxRow *r, Datum *values, char *nulls)
 		nulls[4] = 'n';
 }
 
+/* A new value of the queue's sequence (entry ids and groups). */
+static Datum
+queue_nextval(void)
+{
+	bool		isnull;
+
+	SyncExecute("SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence("
+				"'pgpoly.sync_queue', 'entry_id'))", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+}
+
+/* Arguments of queue_isolated after the ENTRY_ARGS of the change. */
+#define ISOLATED_ARGS (ENTRY_ARGS + 5)
+
 /*
- * Dequeue the batch's entries and compose the changes parked behind
- * isolated entries into them (after a delivery, or when it failed and its
+ * Queue change r of sync_id alone as an isolated entry of group grp, as
+ * old as queued_at, with attempts, not delivered before not_before (0: at
+ * once; DT_NOEND: a link waiting for the earlier changes of its key).
+ */
+static void
+queue_isolated(OutboxTable *t, OutboxRow *r, int32 sync_id, TimestampTz queued_at,
+			   int attempts, TimestampTz not_before, Datum grp)
+{
+	Oid			types[ISOLATED_ARGS] = {TEXTARRAYOID, CHAROID, REGROLEOID, INT2ARRAYOID,
+	TEXTARRAYOID, INT4OID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[ISOLATED_ARGS];
+	char		nulls[ISOLATED_ARGS];
+
+	entry_values(t, r, values, nulls);
+	memset(nulls + ENTRY_ARGS, ' ', ISOLATED_ARGS - ENTRY_ARGS);
+	values[ENTRY_ARGS] = Int32GetDatum(sync_id);
+	values[ENTRY_ARGS + 1] = TimestampTzGetDatum(queued_at);
+	values[ENTRY_ARGS + 2] = Int32GetDatum(attempts);
+	values[ENTRY_ARGS + 3] = TimestampTzGetDatum(not_before);
+	if (not_before == 0)
+		nulls[ENTRY_ARGS + 3] = 'n';
+	values[ENTRY_ARGS + 4] = grp;
+	if (SPI_execute_plan(saved_plan(&IsolatedPlan,
+									"INSERT INTO pgpoly.sync_queue (keys, op, userid, cols, vals, "
+									"sync_id, queued_at, attempts, not_before, isolated, grp) "
+									"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true, $10)",
+									ISOLATED_ARGS, types),
+						 values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "queueing an isolated outbox change failed");
+}
+
+/*
+ * Park change p behind iso, the last link of its key's chain: composed
+ * into it when both are one writer's, else queued as the next link (one
+ * of group *grp, taken when the batch's first link is made).  b: the batch
+ * whose changes are parked.
+ */
+static void
+park_change(SyncRow *s, Batch *b, OutboxRow *iso, OutboxRow *p, Datum *grp)
+{
+	OutboxTable *t = &b->outbox->t;
+	Oid			types[ENTRY_ARGS + 1] = {TEXTARRAYOID, CHAROID, REGROLEOID, INT2ARRAYOID,
+	TEXTARRAYOID, INT8OID};
+	Datum		values[ENTRY_ARGS + 1];
+	char		nulls[ENTRY_ARGS + 1];
+
+	if (iso->userid != p->userid)
+	{
+		if (*grp == (Datum) 0)
+			*grp = queue_nextval();
+		queue_isolated(t, p, s->id, b->queued_at, 0, DT_NOEND, *grp);
+		return;
+	}
+	compose(t, iso, p);
+	entry_values(t, iso, values, nulls);
+	values[ENTRY_ARGS] = Int64GetDatum(iso->entry_id);
+	nulls[ENTRY_ARGS] = ' ';
+	SyncExecute("UPDATE pgpoly.sync_queue SET keys = $1, op = $2, userid = $3, "
+				"cols = $4, vals = $5 WHERE entry_id = $6",
+				ENTRY_ARGS + 1, types, values, nulls, SPI_OK_UPDATE);
+}
+
+/*
+ * Dequeue the batch's entries and park the changes of keys with isolated
+ * entries behind them (after a delivery, or when it failed and its
  * changes are queued again).
  */
 void
@@ -1458,6 +1581,7 @@ SyncOutboxConsume(SyncRow *s, Batch *b)
 	Oid			types[2] = {INT4OID, INT8ARRAYOID};
 	Datum		values[2];
 	Datum	   *ids = palloc(sizeof(Datum) * Max(b->nentries, 1));
+	Datum		grp = (Datum) 0;
 	ListCell   *lc;
 
 	for (int i = 0; i < b->nentries; i++)
@@ -1470,19 +1594,8 @@ SyncOutboxConsume(SyncRow *s, Batch *b)
 	foreach(lc, ob->parked)
 	{
 		OutboxRow  *p = lfirst(lc);
-		OutboxRow  *iso = ob->isolated[p->park];
-		Oid			utypes[ENTRY_ARGS + 1] = {TEXTARRAYOID, CHAROID, REGROLEOID, INT2ARRAYOID,
-		TEXTARRAYOID, INT8OID};
-		Datum		uvalues[ENTRY_ARGS + 1];
-		char		unulls[ENTRY_ARGS + 1];
 
-		compose(&ob->t, iso, p);
-		entry_values(&ob->t, iso, uvalues, unulls);
-		uvalues[ENTRY_ARGS] = Int64GetDatum(ob->isolated_ids[p->park]);
-		unulls[ENTRY_ARGS] = ' ';
-		SyncExecute("UPDATE pgpoly.sync_queue SET keys = $1, op = $2, userid = $3, "
-					"cols = $4, vals = $5 WHERE entry_id = $6",
-					ENTRY_ARGS + 1, utypes, uvalues, unulls, SPI_OK_UPDATE);
+		park_change(s, b, ob->isolated[p->park], p, &grp);
 	}
 }
 
@@ -1495,37 +1608,11 @@ void
 SyncOutboxRequeue(SyncRow *s, Batch *b, Batch *part, TimestampTz queued_at,
 				  int attempts, TimestampTz not_before)
 {
-	Oid			types[ENTRY_ARGS + 5] = {TEXTARRAYOID, CHAROID, REGROLEOID, INT2ARRAYOID,
-	TEXTARRAYOID, INT4OID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8OID};
-	Datum		values[ENTRY_ARGS + 5];
-	char		nulls[ENTRY_ARGS + 5];
-	SPIPlanPtr	plan;
-	bool		isnull;
+	Datum		grp = queue_nextval();
 
-	SyncExecute("SELECT pg_catalog.nextval(pg_catalog.pg_get_serial_sequence("
-				"'pgpoly.sync_queue', 'entry_id'))", 0, NULL, NULL, NULL, SPI_OK_SELECT);
-	values[ENTRY_ARGS + 4] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-										   &isnull);
-	values[ENTRY_ARGS] = Int32GetDatum(s->id);
-	values[ENTRY_ARGS + 1] = TimestampTzGetDatum(queued_at);
-	values[ENTRY_ARGS + 2] = Int32GetDatum(attempts);
-	values[ENTRY_ARGS + 3] = TimestampTzGetDatum(not_before);
-	plan = SPI_prepare("INSERT INTO pgpoly.sync_queue (keys, op, userid, cols, vals, sync_id, "
-					   "queued_at, attempts, not_before, isolated, grp) "
-					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true, $10)",
-					   ENTRY_ARGS + 5, types);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	for (int i = 0; i < part->nkeys; i++)
-	{
-		entry_values(&b->outbox->t, part->items[i], values, nulls);
-		memset(nulls + ENTRY_ARGS, ' ', 5);
-		if (not_before == 0)
-			nulls[ENTRY_ARGS + 3] = 'n';
-		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "queueing a rejected outbox change again failed");
-	}
-	SPI_freeplan(plan);
+		queue_isolated(&b->outbox->t, part->items[i], s->id, queued_at, attempts,
+					   not_before, grp);
 }
 
 /* The name of a change's kind in the dead letters. */

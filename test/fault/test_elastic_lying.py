@@ -13,8 +13,11 @@ _bulk request with HTTP 200 and a body chosen by the test:
   * fewer: "errors": false, one item fewer than the actions sent;
   * honest: every item 201 (COMMIT succeeds);
   * samepage: every search page full and the same, whatever search_after
-    says (a cache in front of the cluster): an ERROR, not rows repeated
-    until statement_timeout;
+    or the scroll id says (a cache in front of the cluster): an ERROR, not
+    rows repeated until statement_timeout, and none of the page's rows
+    returned again before it (a cursor's FETCH gets the ERROR), under a
+    point in time (8.11) and under a scroll (a second server answering
+    GET / like Elasticsearch 7.10, before point in time);
   * countpartial / countnegative / counthuge: a _count answer counting
     the shards that answered (one failed), or a count of -5 or 10^20;
   * gone: a delete answered 404 "not_found" without error, as
@@ -32,16 +35,19 @@ import pgtest
 
 check = pgtest.check
 
-ES_ROOT = json.dumps({"name": "liar", "cluster_name": "liar",
-                      "version": {"number": "8.11.0"},
-                      "tagline": "You Know, for Search"}).encode()
+def es_root(version):
+    """GET / of Elasticsearch version."""
+    return json.dumps({"name": "liar", "cluster_name": "liar",
+                       "version": {"number": version},
+                       "tagline": "You Know, for Search"}).encode()
 
 
 class LyingServer:
     """HTTP/1.1 with keep-alive; _bulk answers by self.mode."""
 
-    def __init__(self):
+    def __init__(self, version="8.11.0"):
         self.mode = "honest"
+        self.root = es_root(version)
         self.server = pgtest.TcpServer(self._serve)
         self.url = "http://127.0.0.1:%d" % self.server.port
 
@@ -59,8 +65,10 @@ class LyingServer:
             elif "_pit" in path:
                 out = b'{"id": "pit-1", "succeeded": true, "num_freed": 1}'
             elif "_search" in path and self.mode == "samepage":
-                # a full page, the same whatever search_after says
+                # a full page, the same whatever search_after or the
+                # scroll id says
                 out = json.dumps({"took": 1, "timed_out": False, "pit_id": "pit-1",
+                                  "_scroll_id": "scroll-1",
                                   "_shards": {"total": 1, "successful": 1,
                                               "skipped": 0, "failed": 0},
                                   "hits": {"hits": [
@@ -74,7 +82,7 @@ class LyingServer:
                                        "_score": None,
                                        "_source": {"n": 1}}]}}).encode()
             else:
-                out = ES_ROOT
+                out = self.root
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                       b"Content-Length: %d\r\n\r\n%s" % (len(out), out))
 
@@ -125,8 +133,13 @@ class LyingServer:
 def test():
     mark = pgtest.pg_log_mark()
     liar = LyingServer()
+    scroller = LyingServer("7.10.2")
     db = pgtest.create_db("pgpoly_es_lying")
     r = pgtest.psql("""
+        CREATE SERVER scroller FOREIGN DATA WRAPPER pgpoly_elastic
+            OPTIONS (url '%s');
+        CREATE FOREIGN TABLE scrolled (_id text, n int) SERVER scroller
+            OPTIONS (index 'lies', fetch_size '2');
         CREATE SERVER liar FOREIGN DATA WRAPPER pgpoly_elastic
             OPTIONS (url '%s');
         CREATE FOREIGN TABLE w (_id text, n int) SERVER liar
@@ -134,7 +147,7 @@ def test():
         CREATE FOREIGN TABLE paged (_id text, n int) SERVER liar
             OPTIONS (index 'lies', fetch_size '2');
         CREATE TABLE native (id int);
-    """ % liar.url, db=db)
+    """ % (scroller.url, liar.url), db=db)
     if not check(r.rc == 0, "setup failed: %s" % r.err):
         return
     s = pgtest.Session(db)
@@ -162,14 +175,25 @@ def test():
             check(n == "0", "%s: the native row of the failed COMMIT is there"
                   % mode)
     # A store that answers every page with the same page: an ERROR, not
-    # the same rows again and again until statement_timeout.
-    liar.mode = "samepage"
-    r = s.run("SET statement_timeout = '10s'; SELECT count(*) FROM (SELECT n FROM paged OFFSET 0) x; "
-              "RESET statement_timeout;")
-    check(r.rc == 1 and r.sqlstate == "HV000" and "same page" in r.err,
-          "repeated page: want HV000 'same page'; got rc=%s %s %s"
-          % (r.rc, r.sqlstate, r.err.strip()))
-    s.run("RESET statement_timeout;")
+    # the same rows again and again until statement_timeout; and not the
+    # page's rows again before the ERROR.
+    liar.mode = scroller.mode = "samepage"
+    for table in ("paged", "scrolled"):
+        r = s.run("SET statement_timeout = '10s'; SELECT count(*) FROM (SELECT n FROM %s OFFSET 0) x; "
+                  "RESET statement_timeout;" % table)
+        check(r.rc == 1 and r.sqlstate == "HV000" and "same page" in r.err,
+              "%s: repeated page: want HV000 'same page'; got rc=%s %s %s"
+              % (table, r.rc, r.sqlstate, r.err.strip()))
+        s.run("ROLLBACK; RESET statement_timeout;")
+        r = s.run("SET statement_timeout = '10s'; BEGIN; "
+                  "DECLARE c CURSOR FOR SELECT _id FROM %s; FETCH 2 FROM c;" % table)
+        check(r.rc == 0 and r.out.split() == ["p1", "p2"],
+              "%s: the first page: rc=%s %s %s" % (table, r.rc, r.out, r.err.strip()))
+        r = s.run("FETCH 2 FROM c;")
+        check(r.rc == 1 and r.sqlstate == "HV000" and "same page" in r.err,
+              "%s: FETCH of the repeated page: want HV000 'same page'; got rc=%s %r %s"
+              % (table, r.rc, r.out, r.err.strip()))
+        s.run("ROLLBACK; RESET statement_timeout;")
     # count(*) pushed down as _count: a partial count (a shard failed) or
     # one that cannot be a count is an ERROR, not the answer.
     for mode, want in (("countpartial", "failed on 1 shard"),
@@ -191,6 +215,7 @@ def test():
     check(s.value("SELECT pg_backend_pid();") == pid, "the backend changed")
     s.close()
     liar.server.close()
+    scroller.server.close()
     pgtest.check_pg_log(mark)
 
 
