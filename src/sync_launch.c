@@ -79,9 +79,13 @@ SyncLockTag(LOCKTAG *tag, Oid dboid)
 	SET_LOCKTAG_ADVISORY(*tag, dboid, 0x7067706f, 0x73796e63, 0x5359);
 }
 
-/* Register a worker for database dboid; false if no slot was free. */
+/*
+ * Register a worker for database dboid; false if no slot was free.  With
+ * handle, *handle is set to the new worker's (palloc'd in the current
+ * memory context).
+ */
 static bool
-register_worker(Oid dboid)
+register_worker(Oid dboid, BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker bgw;
 
@@ -95,26 +99,41 @@ register_worker(Oid dboid)
 	strlcpy(bgw.bgw_type, SYNC_WORKER_TYPE, BGW_MAXLEN);
 	bgw.bgw_main_arg = ObjectIdGetDatum(dboid);
 	bgw.bgw_notify_pid = 0;
-	return RegisterDynamicBackgroundWorker(&bgw, NULL);
+	return RegisterDynamicBackgroundWorker(&bgw, handle);
 }
 
 /*
- * Start a worker for this database, at most once a second from one backend
- * (one it started may not hold the lock yet).  Never ERRORs: it may run
- * after COMMIT.
+ * Start a worker for this database: the caller found the worker lock free
+ * after its COMMIT, so no worker is delivering.  The worker this backend
+ * started last is enough if it has not yet started: it takes the lock and
+ * then reads the queue, which holds what this backend committed.  Once it
+ * runs it may be leaving (no sync was left when it looked), and once
+ * stopped it is gone, so then another is started; a surplus one finds the
+ * lock taken and exits.  Never ERRORs: it may run after COMMIT.
  */
 static void
 start_worker(void)
 {
-	static TimestampTz last_try = 0;
+	static BackgroundWorkerHandle *last = NULL;	/* TopMemoryContext */
 	static TimestampTz last_warning = 0;
-	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext old;
+	pid_t		pid;
+	TimestampTz now;
 
-	if (!TimestampDifferenceExceeds(last_try, now, 1000))
+	if (last != NULL &&
+		GetBackgroundWorkerPid(last, &pid) == BGWH_NOT_YET_STARTED)
 		return;
-	last_try = now;
-	if (register_worker(MyDatabaseId))
+	if (last != NULL)
+		pfree(last);
+	last = NULL;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	if (register_worker(MyDatabaseId, &last))
+	{
+		MemoryContextSwitchTo(old);
 		return;
+	}
+	MemoryContextSwitchTo(old);
+	now = GetCurrentTimestamp();
 	if (TimestampDifferenceExceeds(last_warning, now, 60000))
 	{
 		last_warning = now;
@@ -329,7 +348,7 @@ PgpolySyncLauncherMain(Datum arg)
 	dbs = connectable_databases();
 	foreach(lc, dbs)
 	{
-		while (!register_worker(lfirst_oid(lc)))
+		while (!register_worker(lfirst_oid(lc), NULL))
 			if (!launcher_sleep(1000))
 				proc_exit(0);
 	}
