@@ -859,12 +859,14 @@ COMMENT ON FUNCTION pgpoly.drop_feature_view(text, bool) IS
 -- btree entry (the history index on (entity, event_time, created_at) is one,
 -- and must be: its order serves the newest-row probes): an entry holds at
 -- most a third of a page, 2704 bytes with 8 kB pages, after compression.
-CREATE FUNCTION pgpoly._fv_long_entity(v pgpoly._fv_def, entity text, msg text)
+-- Returns for any other error (state: its SQLSTATE; _too_long_for_index),
+-- which the caller re-raises.
+CREATE FUNCTION pgpoly._fv_long_entity(state text, v pgpoly._fv_def, entity text, msg text)
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT pgpoly._too_long_for_index('{entity}', ARRAY[entity],
+	SELECT pgpoly._too_long_for_index(state, '{entity}', ARRAY[entity],
 									  format('an index of the offline table of feature view "%s"', v.name),
 									  msg, 'Use a shorter entity (for instance a hash of it), or an offline table without a btree index on the entity.')
 $$;
@@ -989,7 +991,8 @@ BEGIN
 		WHEN data_exception THEN
 			PERFORM pgpoly._fv_bad_value(v, features, SQLSTATE, SQLERRM);
 		WHEN program_limit_exceeded THEN
-			PERFORM pgpoly._fv_long_entity(v, v_ent, SQLERRM);
+			PERFORM pgpoly._fv_long_entity(SQLSTATE, v, v_ent, SQLERRM);
+			RAISE;
 	END;
 
 	-- online: only if not older than what the online store holds (an outbox
