@@ -390,6 +390,31 @@ AS $$
 				ELSE format('pgpoly._fv_store_text((%s)::%s)', expr, key_type) END
 $$;
 
+-- Whether the equality of column col of offline_table (a plain text,
+-- integer or uuid type under a deterministic collation) is equality of the
+-- Redis key of key_type (a format_type()): then two values it finds equal
+-- have one canonical text, and every value is the canonical text's
+-- (_fv_same_entity needs no text recheck, materialize may walk the index).
+-- Not for citext, a nondeterministic collation ('A' and 'a' one entity
+-- offline, two keys), numeric or float (1.0 and 1.00), nor a column whose
+-- type is not the key's ('01' and '1' of an int key).
+CREATE FUNCTION pgpoly._fv_column_is_key(offline_table regclass, col text, key_type text)
+RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT coalesce((
+		SELECT ty.typname IN ('text', 'varchar', 'bpchar', 'int2', 'int4', 'int8', 'uuid')
+			   AND coalesce(c.collisdeterministic, true)
+			   AND (key_type = format_type(a.atttypid, NULL)
+					OR (pgpoly._fv_text_type(key_type) AND ty.typname IN ('text', 'varchar')))
+		FROM pg_attribute a
+		JOIN pg_type ty ON ty.oid = a.atttypid
+		LEFT JOIN pg_collation c ON c.oid = a.attcollation
+		WHERE a.attrelid = offline_table AND a.attname = col
+		  AND a.attnum > 0 AND NOT a.attisdropped), false)
+$$;
+
 -- The SQL condition that the offline row's entity col (an expression of the
 -- offline entity column) is entity (an SQL expression of an entity's
 -- canonical text, _fv_entity_expr): an entity is its Redis key, so the
@@ -398,18 +423,25 @@ $$;
 -- numeric 1.0 and 1.00 are two entities, int '007' and '7' one).
 -- entity_match (_fv_describe), the column type's own equality, comes first:
 -- it is what the offline (entity, event_time DESC, created_at DESC) index
--- answers, the text a recheck of the rows it finds.  Every path that
--- matches offline rows to an entity uses this: the point-in-time join and
--- get_online_features' offline probe; materialize and ingest_features
--- group rows by the same text.
-CREATE FUNCTION pgpoly._fv_same_entity(entity_match text, key_type text, col text, entity text)
+-- answers, the text a recheck of the rows it finds, unless key_equal (the
+-- column's equality is the key's, _fv_column_is_key) makes it redundant:
+-- the recheck is a filter that also makes the planner's estimate of the
+-- rows a LIMIT 1 probe reads tiny, so that it fetches and sorts every row
+-- of the entity (a bitmap scan) instead of reading the index in order and
+-- stopping at the first.  Every path that matches offline rows to an
+-- entity uses this: the point-in-time join and get_online_features'
+-- offline probe; materialize and ingest_features group rows by the same
+-- text.
+CREATE FUNCTION pgpoly._fv_same_entity(entity_match text, key_type text, col text, entity text,
+									   key_equal bool)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 	SELECT format(entity_match, col, entity) ||
-		   format(' AND (%s) COLLATE pg_catalog."C" = (%s) COLLATE pg_catalog."C"',
-				  pgpoly._fv_uncut_text(key_type, col), entity)
+		   CASE WHEN key_equal THEN ''
+				ELSE format(' AND (%s) COLLATE pg_catalog."C" OPERATOR(pg_catalog.=) (%s) COLLATE pg_catalog."C"',
+							pgpoly._fv_uncut_text(key_type, col), entity) END
 $$;
 
 -- An SQL expression for the canonical text (_fv_uncut_text) that the entity
@@ -1076,7 +1108,7 @@ $$;
 -- entity_match (_fv_describe), their canonical text must be the entity's.
 CREATE FUNCTION pgpoly._fv_offline_sql(offline_rel text, entity_column text, entity_match text,
 									   serving_rel text, key_column text, key_type text,
-									   features text[], feat text[], write bool)
+									   features text[], feat text[], write bool, key_equal bool)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
@@ -1089,7 +1121,8 @@ AS $$
 								ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) h)%4$s
 		SELECT array_agg(h._fv_k), array_agg(h._fv_et), array_agg(%5$s) FROM h$q$,
 		pgpoly._fv_cols(features, 'h'), offline_rel,
-		pgpoly._fv_same_entity(entity_match, key_type, 'h.' || quote_ident(entity_column), 'n._fv_k'),
+		pgpoly._fv_same_entity(entity_match, key_type, 'h.' || quote_ident(entity_column), 'n._fv_k',
+							   key_equal),
 		CASE WHEN write THEN format($q$,
 		w AS (INSERT INTO %1$s (%2$I, %3$s, _event_time)
 			  SELECT h._fv_k::%4$s, %5$s, h._fv_et FROM h
@@ -1166,7 +1199,8 @@ BEGIN
 		EXECUTE pgpoly._fv_offline_sql(v.offline_rel, v.entity_column, v.entity_match,
 									   v.serving_rel, v.key_column, v.key_type, v.features,
 									   v_feat,
-									   pgpoly._fv_may_write(v.online_table, v.serving_table))
+									   pgpoly._fv_may_write(v.online_table, v.serving_table),
+									   pgpoly._fv_entity_is_key(v))
 		INTO v_fk, v_fet, v_ff
 		USING v_need, v_needf, v_needt, v.fresh;
 	END IF;
@@ -1309,13 +1343,15 @@ BEGIN
 		-- absolute duration (the same training set in every TimeZone)
 		from_clause := from_clause || format(
 			E'\nLEFT JOIN LATERAL (SELECT %s FROM %s h WHERE %s'
-			' AND h.event_time <= s.event_time::timestamptz%s'
+			' AND h.event_time OPERATOR(pg_catalog.<=) s.event_time::pg_catalog.timestamptz%s'
 			' ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) v%s ON true',
 			pgpoly._fv_cols(v_feat, 'h'), v.offline_rel,
 			pgpoly._fv_same_entity(v.entity_match, v.key_type, format('h.%I', v.entity_column),
-								   pgpoly._fv_entity_expr(v, format('s.%I', v.entity))),
+								   pgpoly._fv_entity_expr(v, format('s.%I', v.entity)),
+								   pgpoly._fv_entity_is_key(v)),
 			CASE WHEN pgpoly._fv_ttl_span(v.ttl) IS NULL THEN ''
-				 ELSE format(' AND h.event_time >= s.event_time::timestamptz - pgpoly._fv_ttl_span(%L::interval)',
+				 ELSE format(' AND h.event_time OPERATOR(pg_catalog.>=) (s.event_time::pg_catalog.timestamptz'
+							 ' OPERATOR(pg_catalog.-) pgpoly._fv_ttl_span(%L::pg_catalog.interval))',
 							 v.ttl) END,
 			v_i);
 		SELECT out_names || array_agg(v.name || '__' || f ORDER BY i),
@@ -1465,27 +1501,15 @@ RETURNS SETOF anyelement
 AS 'MODULE_PATHNAME', 'pgpoly_fv_newest_rows'
 LANGUAGE C STABLE;
 
--- Whether the offline entity column's equality (a plain text, integer or
--- uuid type under a deterministic collation) is equality of the entity's
--- Redis key, so that the newest row per entity the column's index gives is
--- the newest per key.  Not for citext, a nondeterministic collation ('A' and
--- 'a' one entity offline, two keys), numeric or float (1.0 and 1.00), nor an
--- entity column whose type is not the key's ('01' and '1' of an int key).
+-- Whether the offline entity column's equality is equality of the entity's
+-- Redis key (_fv_column_is_key), so that the newest row per entity the
+-- column's index gives is the newest per key.
 CREATE FUNCTION pgpoly._fv_entity_is_key(v pgpoly._fv_def)
 RETURNS bool
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT coalesce((
-		SELECT ty.typname IN ('text', 'varchar', 'bpchar', 'int2', 'int4', 'int8', 'uuid')
-			   AND coalesce(c.collisdeterministic, true)
-			   AND (v.key_type = format_type(a.atttypid, NULL)
-					OR (pgpoly._fv_key_is_text(v) AND ty.typname IN ('text', 'varchar')))
-		FROM pg_attribute a
-		JOIN pg_type ty ON ty.oid = a.atttypid
-		LEFT JOIN pg_collation c ON c.oid = a.attcollation
-		WHERE a.attrelid = v.offline_table AND a.attname = v.entity_column
-		  AND a.attnum > 0 AND NOT a.attisdropped), false)
+	SELECT pgpoly._fv_column_is_key(v.offline_table, v.entity_column, v.key_type)
 $$;
 
 CREATE FUNCTION pgpoly.materialize(view text, start_time timestamptz DEFAULT '-infinity',
@@ -1541,14 +1565,20 @@ BEGIN
 	ELSE
 		-- one row per Redis key: entities the column finds equal ('A' and
 		-- 'a' of a citext column, 1.0 and 1.00 of a numeric one) are
-		-- different keys where their key texts differ
+		-- different keys where their key texts differ.  Only rows that the
+		-- lookups of that key find (entity_match: a text column of an int
+		-- key holds '007', which is no key's; the point-in-time join and
+		-- the serving fallback for key 7 look for '7'), so that serving
+		-- agrees with training
 		v_newest := format($q$
 			SELECT DISTINCT ON (%1$s COLLATE "C") h.%2$I AS k, h.event_time, %3$s
 			FROM %4$s h
-			WHERE h.event_time >= $1 AND h.event_time <= $2
+			WHERE h.event_time >= $1 AND h.event_time <= $2 AND %5$s
 			ORDER BY %1$s COLLATE "C", h.event_time DESC, h.created_at DESC$q$,
 			pgpoly._fv_uncut_text(v.key_type, format('h.%I', v.entity_column)),
-			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel);
+			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel,
+			format(v.entity_match, format('h.%I', v.entity_column),
+				   pgpoly._fv_uncut_text(v.key_type, format('h.%I', v.entity_column))));
 	END IF;
 	-- a plain INSERT, its row count the keys written: no RETURNING rows
 	-- stored and counted
