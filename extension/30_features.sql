@@ -1006,10 +1006,21 @@ BEGIN
 				  HINT = 'Cut to the column''s type it would be another entity; give the offline table a longer entity type.';
 	END IF;
 
-	-- and its row offline must be this entity's
-	EXECUTE 'SELECT ' || pgpoly._fv_offline_text(v, '$1') INTO v_stored USING v_ent;
-	IF v_stored IS DISTINCT FROM v_ent THEN
-		PERFORM pgpoly._fv_not_kept(v, entity, v_stored);
+	-- and its row offline must be this entity's (a text column keeps every
+	-- entity; one the column's type does not read is no value of it: 'abc'
+	-- of an int column)
+	IF v.entity_type <> 'text' THEN
+		BEGIN
+			EXECUTE 'SELECT ' || pgpoly._fv_offline_text(v, '$1') INTO v_stored USING v_ent;
+		EXCEPTION WHEN data_exception THEN
+			RAISE EXCEPTION 'invalid entity "%" for the entity column "%" (%) of the offline table of feature view "%": %',
+				entity, v.entity_column, v.entity_type, view, SQLERRM
+				USING ERRCODE = SQLSTATE,
+					  HINT = 'Give the offline table an entity column of the key''s type (or text).';
+		END;
+		IF v_stored IS DISTINCT FROM v_ent THEN
+			PERFORM pgpoly._fv_not_kept(v, entity, v_stored);
+		END IF;
 	END IF;
 
 	-- offline: always appended; the conversion of the values happens here

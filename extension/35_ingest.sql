@@ -140,8 +140,9 @@ AS $$
 $$;
 
 -- Find the source column whose values do not convert to their feature's type (or
--- the entity's key type) and re-raise the error naming it; the original error if
--- none is found.  Reads the source again: only on this error path.
+-- the entity's key type, or the offline entity column's) and re-raise the error
+-- naming it; the original error if none is found.  Reads the source again: only
+-- on this error path.
 CREATE FUNCTION pgpoly._ingest_bad_value(v pgpoly._fv_def, ty record, src text, feats text[],
 										 state text, msg text)
 RETURNS void
@@ -152,6 +153,7 @@ DECLARE
 	t text;
 BEGIN
 	FOR c, t IN SELECT v.entity, ty.key_type
+				UNION ALL SELECT v.entity, ty.entity_type
 				UNION ALL SELECT 'event_time', 'timestamp with time zone'
 				UNION ALL SELECT u.f, u.t FROM unnest(v.features, ty.feature_types) u(f, t)
 						  WHERE u.f = ANY (feats) LOOP
