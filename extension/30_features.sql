@@ -1580,7 +1580,7 @@ BEGIN
 		-- lookups of that key find (entity_match: a text column of an int
 		-- key holds '007', which is no key's; the point-in-time join and
 		-- the serving fallback for key 7 look for '7'), so that serving
-		-- agrees with training
+		-- agrees with training; a column of the key's type has only such
 		v_newest := format($q$
 			SELECT DISTINCT ON (%1$s COLLATE "C") h.%2$I AS k, h.event_time, %3$s
 			FROM %4$s h
@@ -1588,8 +1588,9 @@ BEGIN
 			ORDER BY %1$s COLLATE "C", h.event_time DESC, h.created_at DESC$q$,
 			pgpoly._fv_uncut_text(v.key_type, format('h.%I', v.entity_column)),
 			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel,
-			format(v.entity_match, format('h.%I', v.entity_column),
-				   pgpoly._fv_uncut_text(v.key_type, format('h.%I', v.entity_column))));
+			CASE WHEN v.entity_type = v.key_type THEN 'true'
+				 ELSE format(v.entity_match, format('h.%I', v.entity_column),
+							 pgpoly._fv_uncut_text(v.key_type, format('h.%I', v.entity_column))) END);
 	END IF;
 	-- a plain INSERT, its row count the keys written: no RETURNING rows
 	-- stored and counted
