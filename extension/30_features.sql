@@ -387,7 +387,44 @@ AS $$
 	SELECT CASE WHEN pgpoly._fv_text_type(key_type) THEN format('(%s)::text', expr)
 				WHEN key_type LIKE 'character(%'
 				THEN format('pg_catalog.rtrim((%s)::text, '' '')', expr)
+				WHEN key_type LIKE 'timestamp% with time zone'
+				THEN format('pgpoly._fv_store_text(pgpoly._fv_utc(%s)::%s)', expr, key_type)
 				ELSE format('pgpoly._fv_store_text((%s)::%s)', expr, key_type) END
+$$;
+
+-- The timestamptz a timestamptz key reads an offline entity column's value
+-- as: a timestamp (or date) column holds the key's UTC time, as writing
+-- the key's canonical text ('2024-01-02 10:00:00+00') into it stores it
+-- (the cast drops the offset), whatever the session's TimeZone, so it
+-- reads back as UTC (a cast would read it in the session's TimeZone: the
+-- row would be another entity's in Tokyo).  Text is read as the session
+-- reads it (an ingest_features source).  Inlined: no SET clause.
+CREATE FUNCTION pgpoly._fv_utc(value timestamptz)
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE
+AS $$
+	SELECT value
+$$;
+
+CREATE FUNCTION pgpoly._fv_utc(value timestamp)
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE
+AS $$
+	SELECT pg_catalog.timezone('UTC', value)
+$$;
+
+CREATE FUNCTION pgpoly._fv_utc(value date)
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE
+AS $$
+	SELECT pg_catalog.timezone('UTC', value::pg_catalog.timestamp)
+$$;
+
+CREATE FUNCTION pgpoly._fv_utc(value text)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+AS $$
+	SELECT value::pg_catalog.timestamptz
 $$;
 
 -- Whether the equality of column col of offline_table (a plain text,
@@ -1582,7 +1619,7 @@ BEGIN
 		-- the serving fallback for key 7 look for '7'), so that serving
 		-- agrees with training; a column of the key's type has only such
 		v_newest := format($q$
-			SELECT DISTINCT ON (%1$s COLLATE "C") h.%2$I AS k, h.event_time, %3$s
+			SELECT DISTINCT ON (%1$s COLLATE "C") %1$s AS k, h.event_time, %3$s
 			FROM %4$s h
 			WHERE h.event_time >= $1 AND h.event_time <= $2 AND %5$s
 			ORDER BY %1$s COLLATE "C", h.event_time DESC, h.created_at DESC$q$,

@@ -194,6 +194,22 @@ ROLLBACK;
 SELECT pgpoly.materialize('fer_itx');
 SELECT * FROM fer_compare('itx', '{7,8}');
 
+-- A timestamptz key with a timestamp entity column: the column holds the
+-- key's UTC time (writing '2024-01-02 10:00:00+00' into it stores 10:00),
+-- so every path reads it back as UTC whatever the TimeZone (in Tokyo the
+-- recheck read it as 01:00 UTC: the point-in-time join missed it,
+-- put_features refused the entity, materialize wrote it under another key).
+SELECT fer_view('tsn', 'timestamptz', 'timestamp', '(%s)::timestamp::text');
+SELECT pgpoly.put_features('fer_tsn', '2024-01-02 10:00:00+00', '{"clicks": 1}', now() - interval '1 hour');
+SET timezone = 'Asia/Tokyo';
+SELECT * FROM fer_compare('tsn', '{2024-01-02 10:00:00+00}');
+SELECT pgpoly.put_features('fer_tsn', '2024-01-02 10:00:00+00', '{"clicks": 2}', now() - interval '30 minutes');
+DELETE FROM fer_tsn_on;
+SELECT pgpoly.materialize('fer_tsn');
+SELECT user_id, clicks FROM fer_tsn_on;
+SELECT * FROM fer_compare('tsn', '{2024-01-02 10:00:00+00}');
+SET timezone = 'UTC';
+
 -- The lookups still descend the offline index (one probe per entity), the
 -- text a filter on the rows it finds.
 SET enable_seqscan = off;
@@ -240,9 +256,11 @@ DELETE FROM fer_int_on;
 DELETE FROM fer_itx_on;
 DELETE FROM fer_txt_on;
 DELETE FROM fer_i8_on;
+DELETE FROM fer_tsn_on;
 DROP TABLE fer_cit_off, fer_nd_off, fer_num_off, fer_int_off, fer_itx_off, fer_txt_off, fer_i8_off,
-  fer_views;
-DROP FOREIGN TABLE fer_cit_on, fer_nd_on, fer_num_on, fer_int_on, fer_itx_on, fer_txt_on, fer_i8_on;
+  fer_tsn_off, fer_views;
+DROP FOREIGN TABLE fer_cit_on, fer_nd_on, fer_num_on, fer_int_on, fer_itx_on, fer_txt_on, fer_i8_on,
+  fer_tsn_on;
 DROP SERVER fer CASCADE;
 DROP FUNCTION fer_view(text, text, text, text), fer_compare(text, text[], text, timestamptz),
   fer_online_diff(text);
