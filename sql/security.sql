@@ -270,7 +270,8 @@ WHERE p.pronamespace = 'pgpoly'::regnamespace AND p.prosecdef;
 SELECT p.oid::regprocedure FROM pg_proc p
 WHERE p.pronamespace = 'pgpoly'::regnamespace
   AND NOT EXISTS (SELECT FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
-                  WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE');
+                  WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE')
+ORDER BY p.oid::regprocedure::text COLLATE "C";
 
 --
 -- Clean up (the regression database is shared by every file).
