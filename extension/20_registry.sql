@@ -294,10 +294,13 @@ $$;
 -- (what the index belongs to), as an error naming the longest of them, its
 -- length and the limit: a btree index entry holds at most a third of a page
 -- less headers (BTMaxItemSize, 2704 bytes with 8 kB pages), after
--- compression, so a longer value that compresses well is stored.  msg as it
--- is when no value is longer than the limit.  hint: how to fix it.
-CREATE FUNCTION pgpoly._too_long_for_index(whats text[], vals text[], target text, msg text,
-										   hint text)
+-- compression, so a longer value that compresses well is stored.  hint: how
+-- to fix it.  Returns when that is not the error (state, its SQLSTATE, is
+-- another of class 54, say a trigger's stack depth limit, or no value is
+-- longer than the limit): the caller's handler then re-raises its error
+-- unchanged (RAISE), code, detail and context as they were.
+CREATE FUNCTION pgpoly._too_long_for_index(state text, whats text[], vals text[], target text,
+										   msg text, hint text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgpoly, pg_temp
@@ -310,24 +313,24 @@ BEGIN
 	SELECT u.w, octet_length(u.v) INTO v_what, v_len
 	FROM unnest(whats, vals) WITH ORDINALITY u(w, v, i)
 	ORDER BY octet_length(u.v) DESC NULLS LAST, u.i LIMIT 1;
-	IF v_len > v_max THEN
+	IF state = '54000' AND v_len > v_max THEN
 		RAISE EXCEPTION '% of % bytes is too long for %', v_what, v_len, target
 			USING ERRCODE = 'program_limit_exceeded',
 				  DETAIL = format('%s.  A btree index entry holds at most %s bytes (after compression).', msg, v_max),
 				  HINT = hint;
 	END IF;
-	RAISE EXCEPTION '%', msg USING ERRCODE = 'program_limit_exceeded';
 END
 $$;
 
 -- _too_long_for_index for a registry function's names: re-raise msg naming
--- the longest of the arguments args (names) with the values vals.
-CREATE FUNCTION pgpoly._registry_too_long(args text[], vals text[], msg text)
+-- the longest of the arguments args (names) with the values vals; returns
+-- for any other error (state: its SQLSTATE), which the caller re-raises.
+CREATE FUNCTION pgpoly._registry_too_long(state text, args text[], vals text[], msg text)
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT pgpoly._too_long_for_index(ARRAY(SELECT format('argument "%s"', a) FROM unnest(args) a),
+	SELECT pgpoly._too_long_for_index(state, ARRAY(SELECT format('argument "%s"', a) FROM unnest(args) a),
 									  vals, 'an index of the registry', msg,
 									  'Use a shorter name (for instance a hash of it).')
 $$;
@@ -527,7 +530,8 @@ BEGIN
 	RETURNING run_id INTO v_run;
 	RETURN v_run;
 EXCEPTION WHEN program_limit_exceeded THEN
-	PERFORM pgpoly._registry_too_long('{experiment,run_name}', ARRAY[experiment, run_name], SQLERRM);
+	PERFORM pgpoly._registry_too_long(SQLSTATE, '{experiment,run_name}', ARRAY[experiment, run_name], SQLERRM);
+	RAISE;
 END
 $$;
 
@@ -664,7 +668,8 @@ BEGIN
 		store = EXCLUDED.store,
 		updated_at = now();
 EXCEPTION WHEN program_limit_exceeded THEN
-	PERFORM pgpoly._registry_too_long('{name,version}', ARRAY[name, version], SQLERRM);
+	PERFORM pgpoly._registry_too_long(SQLSTATE, '{name,version}', ARRAY[name, version], SQLERRM);
+	RAISE;
 END
 $$;
 
@@ -850,7 +855,8 @@ BEGIN
 	END IF;
 	RETURN v_version;
 EXCEPTION WHEN program_limit_exceeded THEN
-	PERFORM pgpoly._registry_too_long('{model}', ARRAY[model], SQLERRM);
+	PERFORM pgpoly._registry_too_long(SQLSTATE, '{model}', ARRAY[model], SQLERRM);
+	RAISE;
 END
 $$;
 
@@ -895,7 +901,8 @@ BEGIN
 	VALUES (model, alias, version)
 	ON CONFLICT ON CONSTRAINT model_aliases_pkey DO UPDATE SET version = EXCLUDED.version;
 EXCEPTION WHEN program_limit_exceeded THEN
-	PERFORM pgpoly._registry_too_long('{model,alias}', ARRAY[model, alias], SQLERRM);
+	PERFORM pgpoly._registry_too_long(SQLSTATE, '{model,alias}', ARRAY[model, alias], SQLERRM);
+	RAISE;
 END
 $$;
 
@@ -998,7 +1005,8 @@ BEGIN
 	-- recording a known edge again is a no-op
 	PERFORM pgpoly._add_edge(src_kind, v_src, dst_kind, v_dst, relation);
 EXCEPTION WHEN program_limit_exceeded THEN
-	PERFORM pgpoly._registry_too_long('{src_name,dst_name,relation}', ARRAY[src_name, dst_name, relation], SQLERRM);
+	PERFORM pgpoly._registry_too_long(SQLSTATE, '{src_name,dst_name,relation}', ARRAY[src_name, dst_name, relation], SQLERRM);
+	RAISE;
 END
 $$;
 

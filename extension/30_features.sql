@@ -387,7 +387,69 @@ AS $$
 	SELECT CASE WHEN pgpoly._fv_text_type(key_type) THEN format('(%s)::text', expr)
 				WHEN key_type LIKE 'character(%'
 				THEN format('pg_catalog.rtrim((%s)::text, '' '')', expr)
+				WHEN key_type LIKE 'timestamp% with time zone'
+				THEN format('pgpoly._fv_store_text(pgpoly._fv_utc(%s)::%s)', expr, key_type)
 				ELSE format('pgpoly._fv_store_text((%s)::%s)', expr, key_type) END
+$$;
+
+-- The timestamptz a timestamptz key reads an offline entity column's value
+-- as: a timestamp (or date) column holds the key's UTC time, as writing
+-- the key's canonical text ('2024-01-02 10:00:00+00') into it stores it
+-- (the cast drops the offset), whatever the session's TimeZone, so it
+-- reads back as UTC (a cast would read it in the session's TimeZone: the
+-- row would be another entity's in Tokyo).  Text is read as the session
+-- reads it (an ingest_features source).  Inlined: no SET clause.
+CREATE FUNCTION pgpoly._fv_utc(value timestamptz)
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE
+AS $$
+	SELECT value
+$$;
+
+CREATE FUNCTION pgpoly._fv_utc(value timestamp)
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE
+AS $$
+	SELECT pg_catalog.timezone('UTC', value)
+$$;
+
+CREATE FUNCTION pgpoly._fv_utc(value date)
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE
+AS $$
+	SELECT pg_catalog.timezone('UTC', value::pg_catalog.timestamp)
+$$;
+
+CREATE FUNCTION pgpoly._fv_utc(value text)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+AS $$
+	SELECT value::pg_catalog.timestamptz
+$$;
+
+-- Whether the equality of column col of offline_table (a plain text,
+-- integer or uuid type under a deterministic collation) is equality of the
+-- Redis key of key_type (a format_type()): then two values it finds equal
+-- have one canonical text, and every value is the canonical text's
+-- (_fv_same_entity needs no text recheck, materialize may walk the index).
+-- Not for citext, a nondeterministic collation ('A' and 'a' one entity
+-- offline, two keys), numeric or float (1.0 and 1.00), nor a column whose
+-- type is not the key's ('01' and '1' of an int key).
+CREATE FUNCTION pgpoly._fv_column_is_key(offline_table regclass, col text, key_type text)
+RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT coalesce((
+		SELECT ty.typname IN ('text', 'varchar', 'bpchar', 'int2', 'int4', 'int8', 'uuid')
+			   AND coalesce(c.collisdeterministic, true)
+			   AND (key_type = format_type(a.atttypid, NULL)
+					OR (pgpoly._fv_text_type(key_type) AND ty.typname IN ('text', 'varchar')))
+		FROM pg_attribute a
+		JOIN pg_type ty ON ty.oid = a.atttypid
+		LEFT JOIN pg_collation c ON c.oid = a.attcollation
+		WHERE a.attrelid = offline_table AND a.attname = col
+		  AND a.attnum > 0 AND NOT a.attisdropped), false)
 $$;
 
 -- The SQL condition that the offline row's entity col (an expression of the
@@ -398,18 +460,25 @@ $$;
 -- numeric 1.0 and 1.00 are two entities, int '007' and '7' one).
 -- entity_match (_fv_describe), the column type's own equality, comes first:
 -- it is what the offline (entity, event_time DESC, created_at DESC) index
--- answers, the text a recheck of the rows it finds.  Every path that
--- matches offline rows to an entity uses this: the point-in-time join and
--- get_online_features' offline probe; materialize and ingest_features
--- group rows by the same text.
-CREATE FUNCTION pgpoly._fv_same_entity(entity_match text, key_type text, col text, entity text)
+-- answers, the text a recheck of the rows it finds, unless key_equal (the
+-- column's equality is the key's, _fv_column_is_key) makes it redundant:
+-- the recheck is a filter that also makes the planner's estimate of the
+-- rows a LIMIT 1 probe reads tiny, so that it fetches and sorts every row
+-- of the entity (a bitmap scan) instead of reading the index in order and
+-- stopping at the first.  Every path that matches offline rows to an
+-- entity uses this: the point-in-time join and get_online_features'
+-- offline probe; materialize and ingest_features group rows by the same
+-- text.
+CREATE FUNCTION pgpoly._fv_same_entity(entity_match text, key_type text, col text, entity text,
+									   key_equal bool)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 	SELECT format(entity_match, col, entity) ||
-		   format(' AND (%s) COLLATE pg_catalog."C" = (%s) COLLATE pg_catalog."C"',
-				  pgpoly._fv_uncut_text(key_type, col), entity)
+		   CASE WHEN key_equal THEN ''
+				ELSE format(' AND (%s) COLLATE pg_catalog."C" OPERATOR(pg_catalog.=) (%s) COLLATE pg_catalog."C"',
+							pgpoly._fv_uncut_text(key_type, col), entity) END
 $$;
 
 -- An SQL expression for the canonical text (_fv_uncut_text) that the entity
@@ -859,12 +928,14 @@ COMMENT ON FUNCTION pgpoly.drop_feature_view(text, bool) IS
 -- btree entry (the history index on (entity, event_time, created_at) is one,
 -- and must be: its order serves the newest-row probes): an entry holds at
 -- most a third of a page, 2704 bytes with 8 kB pages, after compression.
-CREATE FUNCTION pgpoly._fv_long_entity(v pgpoly._fv_def, entity text, msg text)
+-- Returns for any other error (state: its SQLSTATE; _too_long_for_index),
+-- which the caller re-raises.
+CREATE FUNCTION pgpoly._fv_long_entity(state text, v pgpoly._fv_def, entity text, msg text)
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT pgpoly._too_long_for_index('{entity}', ARRAY[entity],
+	SELECT pgpoly._too_long_for_index(state, '{entity}', ARRAY[entity],
 									  format('an index of the offline table of feature view "%s"', v.name),
 									  msg, 'Use a shorter entity (for instance a hash of it), or an offline table without a btree index on the entity.')
 $$;
@@ -972,10 +1043,21 @@ BEGIN
 				  HINT = 'Cut to the column''s type it would be another entity; give the offline table a longer entity type.';
 	END IF;
 
-	-- and its row offline must be this entity's
-	EXECUTE 'SELECT ' || pgpoly._fv_offline_text(v, '$1') INTO v_stored USING v_ent;
-	IF v_stored IS DISTINCT FROM v_ent THEN
-		PERFORM pgpoly._fv_not_kept(v, entity, v_stored);
+	-- and its row offline must be this entity's (a text column keeps every
+	-- entity; one the column's type does not read is no value of it: 'abc'
+	-- of an int column)
+	IF v.entity_type <> 'text' THEN
+		BEGIN
+			EXECUTE 'SELECT ' || pgpoly._fv_offline_text(v, '$1') INTO v_stored USING v_ent;
+		EXCEPTION WHEN data_exception THEN
+			RAISE EXCEPTION 'invalid entity "%" for the entity column "%" (%) of the offline table of feature view "%": %',
+				entity, v.entity_column, v.entity_type, view, SQLERRM
+				USING ERRCODE = SQLSTATE,
+					  HINT = 'Give the offline table an entity column of the key''s type (or text).';
+		END;
+		IF v_stored IS DISTINCT FROM v_ent THEN
+			PERFORM pgpoly._fv_not_kept(v, entity, v_stored);
+		END IF;
 	END IF;
 
 	-- offline: always appended; the conversion of the values happens here
@@ -989,7 +1071,8 @@ BEGIN
 		WHEN data_exception THEN
 			PERFORM pgpoly._fv_bad_value(v, features, SQLSTATE, SQLERRM);
 		WHEN program_limit_exceeded THEN
-			PERFORM pgpoly._fv_long_entity(v, v_ent, SQLERRM);
+			PERFORM pgpoly._fv_long_entity(SQLSTATE, v, v_ent, SQLERRM);
+			RAISE;
 	END;
 
 	-- online: only if not older than what the online store holds (an outbox
@@ -1073,7 +1156,7 @@ $$;
 -- entity_match (_fv_describe), their canonical text must be the entity's.
 CREATE FUNCTION pgpoly._fv_offline_sql(offline_rel text, entity_column text, entity_match text,
 									   serving_rel text, key_column text, key_type text,
-									   features text[], feat text[], write bool)
+									   features text[], feat text[], write bool, key_equal bool)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
@@ -1086,7 +1169,8 @@ AS $$
 								ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) h)%4$s
 		SELECT array_agg(h._fv_k), array_agg(h._fv_et), array_agg(%5$s) FROM h$q$,
 		pgpoly._fv_cols(features, 'h'), offline_rel,
-		pgpoly._fv_same_entity(entity_match, key_type, 'h.' || quote_ident(entity_column), 'n._fv_k'),
+		pgpoly._fv_same_entity(entity_match, key_type, 'h.' || quote_ident(entity_column), 'n._fv_k',
+							   key_equal),
 		CASE WHEN write THEN format($q$,
 		w AS (INSERT INTO %1$s (%2$I, %3$s, _event_time)
 			  SELECT h._fv_k::%4$s, %5$s, h._fv_et FROM h
@@ -1163,7 +1247,8 @@ BEGIN
 		EXECUTE pgpoly._fv_offline_sql(v.offline_rel, v.entity_column, v.entity_match,
 									   v.serving_rel, v.key_column, v.key_type, v.features,
 									   v_feat,
-									   pgpoly._fv_may_write(v.online_table, v.serving_table))
+									   pgpoly._fv_may_write(v.online_table, v.serving_table),
+									   pgpoly._fv_entity_is_key(v))
 		INTO v_fk, v_fet, v_ff
 		USING v_need, v_needf, v_needt, v.fresh;
 	END IF;
@@ -1306,13 +1391,15 @@ BEGIN
 		-- absolute duration (the same training set in every TimeZone)
 		from_clause := from_clause || format(
 			E'\nLEFT JOIN LATERAL (SELECT %s FROM %s h WHERE %s'
-			' AND h.event_time <= s.event_time::timestamptz%s'
+			' AND h.event_time OPERATOR(pg_catalog.<=) s.event_time::pg_catalog.timestamptz%s'
 			' ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1) v%s ON true',
 			pgpoly._fv_cols(v_feat, 'h'), v.offline_rel,
 			pgpoly._fv_same_entity(v.entity_match, v.key_type, format('h.%I', v.entity_column),
-								   pgpoly._fv_entity_expr(v, format('s.%I', v.entity))),
+								   pgpoly._fv_entity_expr(v, format('s.%I', v.entity)),
+								   pgpoly._fv_entity_is_key(v)),
 			CASE WHEN pgpoly._fv_ttl_span(v.ttl) IS NULL THEN ''
-				 ELSE format(' AND h.event_time >= s.event_time::timestamptz - pgpoly._fv_ttl_span(%L::interval)',
+				 ELSE format(' AND h.event_time OPERATOR(pg_catalog.>=) (s.event_time::pg_catalog.timestamptz'
+							 ' OPERATOR(pg_catalog.-) pgpoly._fv_ttl_span(%L::pg_catalog.interval))',
 							 v.ttl) END,
 			v_i);
 		SELECT out_names || array_agg(v.name || '__' || f ORDER BY i),
@@ -1462,27 +1549,15 @@ RETURNS SETOF anyelement
 AS 'MODULE_PATHNAME', 'pgpoly_fv_newest_rows'
 LANGUAGE C STABLE;
 
--- Whether the offline entity column's equality (a plain text, integer or
--- uuid type under a deterministic collation) is equality of the entity's
--- Redis key, so that the newest row per entity the column's index gives is
--- the newest per key.  Not for citext, a nondeterministic collation ('A' and
--- 'a' one entity offline, two keys), numeric or float (1.0 and 1.00), nor an
--- entity column whose type is not the key's ('01' and '1' of an int key).
+-- Whether the offline entity column's equality is equality of the entity's
+-- Redis key (_fv_column_is_key), so that the newest row per entity the
+-- column's index gives is the newest per key.
 CREATE FUNCTION pgpoly._fv_entity_is_key(v pgpoly._fv_def)
 RETURNS bool
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT coalesce((
-		SELECT ty.typname IN ('text', 'varchar', 'bpchar', 'int2', 'int4', 'int8', 'uuid')
-			   AND coalesce(c.collisdeterministic, true)
-			   AND (v.key_type = format_type(a.atttypid, NULL)
-					OR (pgpoly._fv_key_is_text(v) AND ty.typname IN ('text', 'varchar')))
-		FROM pg_attribute a
-		JOIN pg_type ty ON ty.oid = a.atttypid
-		LEFT JOIN pg_collation c ON c.oid = a.attcollation
-		WHERE a.attrelid = v.offline_table AND a.attname = v.entity_column
-		  AND a.attnum > 0 AND NOT a.attisdropped), false)
+	SELECT pgpoly._fv_column_is_key(v.offline_table, v.entity_column, v.key_type)
 $$;
 
 CREATE FUNCTION pgpoly.materialize(view text, start_time timestamptz DEFAULT '-infinity',
@@ -1538,14 +1613,21 @@ BEGIN
 	ELSE
 		-- one row per Redis key: entities the column finds equal ('A' and
 		-- 'a' of a citext column, 1.0 and 1.00 of a numeric one) are
-		-- different keys where their key texts differ
+		-- different keys where their key texts differ.  Only rows that the
+		-- lookups of that key find (entity_match: a text column of an int
+		-- key holds '007', which is no key's; the point-in-time join and
+		-- the serving fallback for key 7 look for '7'), so that serving
+		-- agrees with training; a column of the key's type has only such
 		v_newest := format($q$
-			SELECT DISTINCT ON (%1$s COLLATE "C") h.%2$I AS k, h.event_time, %3$s
+			SELECT DISTINCT ON (%1$s COLLATE "C") %1$s AS k, h.event_time, %3$s
 			FROM %4$s h
-			WHERE h.event_time >= $1 AND h.event_time <= $2
+			WHERE h.event_time >= $1 AND h.event_time <= $2 AND %5$s
 			ORDER BY %1$s COLLATE "C", h.event_time DESC, h.created_at DESC$q$,
 			pgpoly._fv_uncut_text(v.key_type, format('h.%I', v.entity_column)),
-			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel);
+			v.entity_column, pgpoly._fv_cols(v.features, 'h'), v.offline_rel,
+			CASE WHEN v.entity_type = v.key_type THEN 'true'
+				 ELSE format(v.entity_match, format('h.%I', v.entity_column),
+							 pgpoly._fv_uncut_text(v.key_type, format('h.%I', v.entity_column))) END);
 	END IF;
 	-- a plain INSERT, its row count the keys written: no RETURNING rows
 	-- stored and counted

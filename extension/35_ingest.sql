@@ -140,8 +140,9 @@ AS $$
 $$;
 
 -- Find the source column whose values do not convert to their feature's type (or
--- the entity's key type) and re-raise the error naming it; the original error if
--- none is found.  Reads the source again: only on this error path.
+-- the entity's key type, or the offline entity column's) and re-raise the error
+-- naming it; the original error if none is found.  Reads the source again: only
+-- on this error path.
 CREATE FUNCTION pgpoly._ingest_bad_value(v pgpoly._fv_def, ty record, src text, feats text[],
 										 state text, msg text)
 RETURNS void
@@ -152,6 +153,7 @@ DECLARE
 	t text;
 BEGIN
 	FOR c, t IN SELECT v.entity, ty.key_type
+				UNION ALL SELECT v.entity, ty.entity_type
 				UNION ALL SELECT 'event_time', 'timestamp with time zone'
 				UNION ALL SELECT u.f, u.t FROM unnest(v.features, ty.feature_types) u(f, t)
 						  WHERE u.f = ANY (feats) LOOP
@@ -170,9 +172,11 @@ $$;
 -- Re-raise msg, a program_limit_exceeded error of ingest_features (an index
 -- row too large), as put_features does (_fv_long_entity: 54000 naming the
 -- entity's length and the limit) for the source's longest entity (key: the
--- SQL of its canonical text over q), naming its row.  Reads the source
--- again: only on this error path.
-CREATE FUNCTION pgpoly._ingest_long_entity(v pgpoly._fv_def, src text, key text, msg text)
+-- SQL of its canonical text over q), naming its row; returns for any other
+-- error (state: its SQLSTATE), which the caller re-raises.  Reads the
+-- source again: only on this error path.
+CREATE FUNCTION pgpoly._ingest_long_entity(state text, v pgpoly._fv_def, src text, key text,
+										   msg text)
 RETURNS void
 LANGUAGE plpgsql
 AS $$
@@ -180,11 +184,14 @@ DECLARE
 	v_row bigint;
 	v_ent text;
 BEGIN
+	IF state <> '54000' THEN
+		RETURN;
+	END IF;
 	EXECUTE format('SELECT s.i, s.k FROM (SELECT pg_catalog.row_number() OVER () AS i, %s AS k '
 				   'FROM %s AS q) AS s ORDER BY pg_catalog.octet_length(s.k) DESC NULLS LAST, s.i LIMIT 1',
 				   key, src)
 	INTO v_row, v_ent;
-	PERFORM pgpoly._fv_long_entity(v, v_ent, format('Row %s of the source: %s', v_row, msg));
+	PERFORM pgpoly._fv_long_entity(state, v, v_ent, format('Row %s of the source: %s', v_row, msg));
 END
 $$;
 
@@ -317,7 +324,8 @@ BEGIN
 		WHEN data_exception THEN
 			PERFORM pgpoly._ingest_bad_value(v, ty, v_src, v_feat, SQLSTATE, SQLERRM);
 		WHEN program_limit_exceeded THEN
-			PERFORM pgpoly._ingest_long_entity(v, v_src, v_key, SQLERRM);
+			PERFORM pgpoly._ingest_long_entity(SQLSTATE, v, v_src, v_key, SQLERRM);
+			RAISE;
 	END;
 	IF v_null IS NOT NULL THEN
 		RAISE EXCEPTION 'row % of the source has a NULL % or event_time', v_null, v.entity

@@ -130,6 +130,19 @@ SELECT * FROM fer_compare('cit', '{a,A,b,B,nope}');
 SELECT * FROM fer_compare('nd', ARRAY['a', 'A', U&'\00E9', U&'e\0301', U&'\00C9', 'nope']);
 SELECT * FROM fer_compare('num', '{1.0,1.00,1,2.5,2.50,3}');
 SELECT * FROM fer_compare('int', '{007,7," 7",8,008,9}');
+-- The text recheck is the built-in equality whatever the caller's
+-- search_path (the spine's): a shadowing case-insensitive = for text gave
+-- 'a' the value of 'A'.
+CREATE SCHEMA fer_evil;
+CREATE FUNCTION fer_evil.ci_eq(text, text) RETURNS bool LANGUAGE sql IMMUTABLE
+  AS 'SELECT lower($1) OPERATOR(pg_catalog.=) lower($2)';
+CREATE OPERATOR fer_evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = fer_evil.ci_eq);
+SET search_path = fer_evil, pg_catalog, public;
+SELECT g.spine->>'user_id' AS entity, g.features
+FROM pgpoly.get_historical_features($$SELECT u AS user_id, now() AS event_time
+                                      FROM unnest('{a,A}'::text[]) u$$, '{fer_cit:clicks}') g;
+RESET search_path;
+DROP SCHEMA fer_evil CASCADE;
 -- and at an earlier time, against the native query
 SELECT entity, pit, training, native FROM fer_compare('cit', '{a,A}', t => now() - interval '90 minutes');
 SELECT entity, pit, training, native FROM fer_compare('num', '{1.0,1.00}', t => now() - interval '90 minutes');
@@ -167,12 +180,43 @@ SELECT fer_online_diff('cit') AS cit, fer_online_diff('nd') AS nd, fer_online_di
        fer_online_diff('int') AS int;
 SELECT * FROM fer_compare('num', '{1.0,1.00,1,2.5,2.50,3}');
 
+-- A row of the user's offline table that no lookup finds is no entity's:
+-- with an int key, a text entity column's '007' (the lookups of entity 7
+-- look for '7').  materialize skips it as the point-in-time join and the
+-- fallback do (it served its newer value online as entity 7).
+SELECT fer_view('itx', 'int', 'text', '(%s)::text');
+INSERT INTO fer_itx_off (entity, event_time, clicks)
+VALUES ('7', now() - interval '2 hours', 1), ('007', now() - interval '1 hour', 2),
+       (' 8', now() - interval '1 hour', 3);
+BEGIN READ ONLY;
+SELECT * FROM fer_compare('itx', '{7,8}');
+ROLLBACK;
+SELECT pgpoly.materialize('fer_itx');
+SELECT * FROM fer_compare('itx', '{7,8}');
+
+-- A timestamptz key with a timestamp entity column: the column holds the
+-- key's UTC time (writing '2024-01-02 10:00:00+00' into it stores 10:00),
+-- so every path reads it back as UTC whatever the TimeZone (in Tokyo the
+-- recheck read it as 01:00 UTC: the point-in-time join missed it,
+-- put_features refused the entity, materialize wrote it under another key).
+SELECT fer_view('tsn', 'timestamptz', 'timestamp', '(%s)::timestamp::text');
+SELECT pgpoly.put_features('fer_tsn', '2024-01-02 10:00:00+00', '{"clicks": 1}', now() - interval '1 hour');
+SET timezone = 'Asia/Tokyo';
+SELECT * FROM fer_compare('tsn', '{2024-01-02 10:00:00+00}');
+SELECT pgpoly.put_features('fer_tsn', '2024-01-02 10:00:00+00', '{"clicks": 2}', now() - interval '30 minutes');
+DELETE FROM fer_tsn_on;
+SELECT pgpoly.materialize('fer_tsn');
+SELECT user_id, clicks FROM fer_tsn_on;
+SELECT * FROM fer_compare('tsn', '{2024-01-02 10:00:00+00}');
+SET timezone = 'UTC';
+
 -- The lookups still descend the offline index (one probe per entity), the
 -- text a filter on the rows it finds.
 SET enable_seqscan = off;
 SET enable_bitmapscan = off;
 SELECT pgpoly._fv_offline_sql(v.offline_rel, v.entity_column, v.entity_match, v.serving_rel,
-                              v.key_column, v.key_type, v.features, v.features, false) AS probe
+                              v.key_column, v.key_type, v.features, v.features, false,
+                              pgpoly._fv_entity_is_key(v)) AS probe
 FROM pgpoly._fv_lookup('fer_cit') v \gset
 PREPARE fer_probe(text[], bool[], timestamptz[], timestamptz) AS :probe;
 EXPLAIN (COSTS OFF) EXECUTE fer_probe('{a}', '{f}', '{NULL}', NULL);
@@ -182,6 +226,24 @@ SELECT (pgpoly._fv_pit_query($$SELECT '1.0'::text AS user_id, now() AS event_tim
 EXPLAIN (COSTS OFF) SELECT * FROM :pit;
 RESET enable_seqscan;
 RESET enable_bitmapscan;
+-- Where the column's equality is the key's (text, int, uuid of the key's
+-- type) there is no recheck: a filter on the probe made the planner fetch
+-- and sort all of an entity's rows (a bitmap heap scan) instead of reading
+-- the index in order and stopping at the first row.
+SELECT fer_view('txt', 'text', 'text', '(%s)::text'), fer_view('i8', 'bigint', 'bigint', '(%s)::bigint::text');
+INSERT INTO fer_txt_off (entity, event_time, clicks)
+SELECT 'u' || (i % 20), now() - i * interval '1 minute', i FROM generate_series(1, 4000) i;
+INSERT INTO fer_i8_off (entity, event_time, clicks)
+SELECT i % 20, now() - i * interval '1 minute', i FROM generate_series(1, 4000) i;
+ANALYZE fer_txt_off, fer_i8_off;
+SELECT (pgpoly._fv_pit_query($$SELECT 'u' || i AS user_id, now() AS event_time FROM generate_series(1, 5) i$$,
+                             '{fer_txt:clicks}')).from_clause AS pit \gset
+EXPLAIN (COSTS OFF) SELECT * FROM :pit;
+SELECT (pgpoly._fv_pit_query($$SELECT i AS user_id, now() AS event_time FROM generate_series(1, 5) i$$,
+                             '{fer_i8:clicks}')).from_clause AS pit \gset
+EXPLAIN (COSTS OFF) SELECT * FROM :pit;
+SELECT * FROM fer_compare('txt', '{u1,u2,u19,u20}');
+SELECT * FROM fer_compare('i8', '{1,02,19,20}');
 
 -- Clean up.
 SELECT count(pgpoly.drop_feature_view(f.name)) FROM pgpoly.feature_views f WHERE f.name LIKE 'fer\_%';
@@ -191,8 +253,14 @@ DELETE FROM fer_cit_on;
 DELETE FROM fer_nd_on;
 DELETE FROM fer_num_on;
 DELETE FROM fer_int_on;
-DROP TABLE fer_cit_off, fer_nd_off, fer_num_off, fer_int_off, fer_views;
-DROP FOREIGN TABLE fer_cit_on, fer_nd_on, fer_num_on, fer_int_on;
+DELETE FROM fer_itx_on;
+DELETE FROM fer_txt_on;
+DELETE FROM fer_i8_on;
+DELETE FROM fer_tsn_on;
+DROP TABLE fer_cit_off, fer_nd_off, fer_num_off, fer_int_off, fer_itx_off, fer_txt_off, fer_i8_off,
+  fer_tsn_off, fer_views;
+DROP FOREIGN TABLE fer_cit_on, fer_nd_on, fer_num_on, fer_int_on, fer_itx_on, fer_txt_on, fer_i8_on,
+  fer_tsn_on;
 DROP SERVER fer CASCADE;
 DROP FUNCTION fer_view(text, text, text, text), fer_compare(text, text[], text, timestamptz),
   fer_online_diff(text);

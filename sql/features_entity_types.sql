@@ -286,6 +286,10 @@ SELECT fet_pit_diff('chr', 'bpchar', $$SELECT * FROM (VALUES ('ab ', now()), ('a
 SELECT err($$SELECT pgpoly.put_features('fet_di', '007', '{"clicks": 9}')$$);
 SELECT err($$SELECT pgpoly.ingest_features('fet_di', 'SELECT * FROM (VALUES (''7'', now()), (''007'', now())) s(user_id, event_time)')$$);
 SELECT err($$SELECT pgpoly.put_features('fet_num', '1.23', '{"clicks": 9}')$$);
+-- one the column's type does not read names the column (it was only
+-- PostgreSQL's 'invalid input syntax for type integer: "abc"')
+SELECT err($$SELECT pgpoly.put_features('fet_di', 'abc', '{"clicks": 9}')$$);
+SELECT err($$SELECT pgpoly.ingest_features('fet_di', 'SELECT * FROM (VALUES (''7'', now()), (''abc'', now())) s(user_id, event_time)')$$);
 SELECT (SELECT count(*) FROM fet_di_off) AS di, (SELECT count(*) FROM fet_num_off) AS num;
 SELECT pgpoly.put_features('fet_di', '9', '{"clicks": 9}', now() - interval '1 minute'),
        pgpoly.put_features('fet_num', '1.5', '{"clicks": 9}', now() - interval '1 minute');

@@ -37,6 +37,18 @@ DELETE FROM fle_raw;
 BEGIN READ ONLY;
 SELECT length(entity), features, source FROM pgpoly.get_online_features('fle', ARRAY[repeat('ab', 1500)]);
 COMMIT;
+-- another error of class 54 from the offline INSERT (a trigger's) passes
+-- through unchanged, as any other error (it was re-raised as 54000 blaming
+-- the long entity, without its detail)
+CREATE FUNCTION fle_limit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'fle trigger limit' USING ERRCODE = 'too_many_columns', DETAIL = 'fle detail';
+END $$;
+CREATE TRIGGER fle_limit BEFORE INSERT ON pgpoly.fle_history FOR EACH ROW EXECUTE FUNCTION fle_limit();
+SELECT err(format($$SELECT pgpoly.put_features('fle', %L, '{"clicks": 1}')$$, repeat('ab', 1500)));
+SELECT err($$SELECT pgpoly.ingest_features('fle', 'SELECT repeat(''cd'', 1500) AS k, now() AS event_time, 3 AS clicks')$$);
+DROP TRIGGER fle_limit ON pgpoly.fle_history;
+DROP FUNCTION fle_limit();
 SELECT pgpoly.drop_feature_view('fle', drop_tables => true);
 DELETE FROM pgpoly.lineage_edges WHERE src_name LIKE 'pgpoly.fle_%';
 DELETE FROM pgpoly.datasets WHERE name LIKE 'pgpoly.fle_%';

@@ -37,6 +37,22 @@ SELECT pgpoly.set_model_alias(repeat('ab', 1500), repeat('cd', 1500), 1);
 SELECT length(model_name), length(alias), version FROM pgpoly.model_aliases
   WHERE model_name = repeat('ab', 1500);
 
+-- Only that error is rewritten: another of class 54 (here a trigger's, with
+-- its own detail), raised while a long name is stored, passes through
+-- unchanged; it was re-raised as 54000 blaming the name, without its detail.
+CREATE FUNCTION rln_limit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'rln trigger limit' USING ERRCODE = 'statement_too_complex', DETAIL = 'rln detail';
+END $$;
+CREATE TRIGGER rln_limit BEFORE INSERT ON pgpoly.datasets FOR EACH ROW EXECUTE FUNCTION rln_limit();
+SELECT err(format($$SELECT pgpoly.register_dataset(%L)$$, repeat('ab', 1500))) AS dataset;
+SELECT err($$SELECT pgpoly.register_dataset('rln_d')$$) AS dataset;
+DROP TRIGGER rln_limit ON pgpoly.datasets;
+CREATE TRIGGER rln_limit BEFORE INSERT ON pgpoly.experiments FOR EACH ROW EXECUTE FUNCTION rln_limit();
+SELECT err(format($$SELECT pgpoly.start_run(%L)$$, repeat('ab', 1500))) AS experiment;
+DROP TRIGGER rln_limit ON pgpoly.experiments;
+DROP FUNCTION rln_limit();
+
 -- Clean up.
 DELETE FROM pgpoly.model_alias_history WHERE model_name IN ('rln_m', repeat('ab', 1500));
 DELETE FROM pgpoly.model_aliases WHERE model_name IN ('rln_m', repeat('ab', 1500));

@@ -1284,9 +1284,9 @@ names_array(List *names)
 static char *
 probe_sql(CachedView *cv, List *feat, bool write)
 {
-	Oid			types[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	TEXTARRAYOID, TEXTARRAYOID, BOOLOID};
-	Datum		args[9];
+	Oid			types[10] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTARRAYOID, TEXTARRAYOID, BOOLOID, OIDOID};
+	Datum		args[10];
 	bool		isnull;
 	Datum		sql;
 
@@ -1299,8 +1299,10 @@ probe_sql(CachedView *cv, List *feat, bool write)
 	args[6] = names_array(cv->def.features);
 	args[7] = names_array(feat);
 	args[8] = BoolGetDatum(write);
-	if (SPI_execute_with_args("SELECT pgpoly._fv_offline_sql($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-							  9, types, args, NULL, true, 1) != SPI_OK_SELECT ||
+	args[9] = ObjectIdGetDatum(cv->def.offline);
+	if (SPI_execute_with_args("SELECT pgpoly._fv_offline_sql($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+							  "pgpoly._fv_column_is_key($10::pg_catalog.regclass, $2, $6))",
+							  10, types, args, NULL, true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not build the offline probe of feature view \"%s\"", cv->name);
 	sql = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
