@@ -62,6 +62,9 @@ int			pgpoly_sync_batch_size = 5000;
 int			pgpoly_sync_max_attempts = 5;
 int			pgpoly_sync_max_retry_delay = 10000;
 
+/* How long a session waits for a background worker slot (start_worker). */
+#define SYNC_SLOT_WAIT_MS		1000
+
 /* This transaction queued changes / must kick the worker after COMMIT. */
 static bool QueuedInXact = false;
 static bool KickAtCommit = false;
@@ -100,48 +103,6 @@ register_worker(Oid dboid, BackgroundWorkerHandle **handle)
 	bgw.bgw_main_arg = ObjectIdGetDatum(dboid);
 	bgw.bgw_notify_pid = 0;
 	return RegisterDynamicBackgroundWorker(&bgw, handle);
-}
-
-/*
- * Start a worker for this database: the caller found the worker lock free
- * after its COMMIT, so no worker is delivering.  The worker this backend
- * started last is enough if it has not yet started: it takes the lock and
- * then reads the queue, which holds what this backend committed.  Once it
- * runs it may be leaving (no sync was left when it looked), and once
- * stopped it is gone, so then another is started; a surplus one finds the
- * lock taken and exits.  Never ERRORs: it may run after COMMIT.
- */
-static void
-start_worker(void)
-{
-	static BackgroundWorkerHandle *last = NULL;	/* TopMemoryContext */
-	static TimestampTz last_warning = 0;
-	MemoryContext old;
-	pid_t		pid;
-	TimestampTz now;
-
-	if (last != NULL &&
-		GetBackgroundWorkerPid(last, &pid) == BGWH_NOT_YET_STARTED)
-		return;
-	if (last != NULL)
-		pfree(last);
-	last = NULL;
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	if (register_worker(MyDatabaseId, &last))
-	{
-		MemoryContextSwitchTo(old);
-		return;
-	}
-	MemoryContextSwitchTo(old);
-	now = GetCurrentTimestamp();
-	if (TimestampDifferenceExceeds(last_warning, now, 60000))
-	{
-		last_warning = now;
-		ereport(WARNING,
-				(errmsg("could not start the pgpoly sync worker: no free background worker slot"),
-				 errdetail("Changes stay queued until a worker runs."),
-				 errhint("Raise max_worker_processes.")));
-	}
 }
 
 /* Pid of this database's running sync worker, or 0. */
@@ -191,6 +152,89 @@ wake_worker(void)
 }
 
 /*
+ * Whether this database's worker lock is free (no worker delivers).  Never
+ * ERRORs.
+ */
+static bool
+worker_lock_free(void)
+{
+	LOCKTAG		tag;
+
+	SyncLockTag(&tag, MyDatabaseId);
+	if (LockAcquireExtended(&tag, ExclusiveLock, true, true, false, NULL) != LOCKACQUIRE_OK)
+		return false;
+	LockRelease(&tag, ExclusiveLock, true);
+	return true;
+}
+
+/*
+ * No background worker slot was free: wait up to SYNC_SLOT_WAIT_MS for a
+ * worker to hold the lock (it is woken) or for a slot (a worker is
+ * registered into *last).  Sessions committing at once while no worker
+ * runs all find the lock free and each registers a worker; the surplus
+ * ones take slots only until they find the lock taken and exit, so a slot
+ * missing now is usually back within milliseconds.  Returns whether a
+ * worker runs or was started.  Sleeps without CHECK_FOR_INTERRUPTS: it
+ * runs after COMMIT, where an ERROR is not allowed.
+ */
+static bool
+wait_for_slot(BackgroundWorkerHandle **last)
+{
+	for (int waited = 0; waited < SYNC_SLOT_WAIT_MS; waited += 10)
+	{
+		pg_usleep(10000L);
+		if (!worker_lock_free())
+		{
+			wake_worker();
+			return true;
+		}
+		if (register_worker(MyDatabaseId, last))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Start a worker for this database: the caller found the worker lock free
+ * after its COMMIT, so no worker is delivering.  The worker this backend
+ * started last is enough if it has not yet started: it takes the lock and
+ * then reads the queue, which holds what this backend committed.  Once it
+ * runs it may be leaving (no sync was left when it looked), and once
+ * stopped it is gone, so then another is started; a surplus one finds the
+ * lock taken and exits.  With no slot free, waits for one (wait_for_slot)
+ * unless it warned within the last minute.  Never ERRORs: it may run after
+ * COMMIT.
+ */
+static void
+start_worker(void)
+{
+	static BackgroundWorkerHandle *last = NULL;	/* TopMemoryContext */
+	static TimestampTz last_warning = 0;
+	MemoryContext old;
+	pid_t		pid;
+	bool		started;
+
+	if (last != NULL &&
+		GetBackgroundWorkerPid(last, &pid) == BGWH_NOT_YET_STARTED)
+		return;
+	if (last != NULL)
+		pfree(last);
+	last = NULL;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	started = register_worker(MyDatabaseId, &last) ||
+		(TimestampDifferenceExceeds(last_warning, GetCurrentTimestamp(), 60000) &&
+		 wait_for_slot(&last));
+	MemoryContextSwitchTo(old);
+	if (started || !TimestampDifferenceExceeds(last_warning, GetCurrentTimestamp(), 60000))
+		return;
+	last_warning = GetCurrentTimestamp();
+	ereport(WARNING,
+			(errmsg("could not start the pgpoly sync worker: no free background worker slot"),
+			 errdetail("Changes stay queued until a worker runs."),
+			 errhint("Raise max_worker_processes.")));
+}
+
+/*
  * Make sure this database's worker runs and looks at the queue now: start
  * one if none holds the lock, else wake it.  Never ERRORs (see
  * sync_xact_callback).  A hot standby has no worker (the primary's delivers
@@ -200,20 +244,11 @@ wake_worker(void)
 void
 SyncKickWorker(void)
 {
-	LOCKTAG		tag;
-	LockAcquireResult res;
-
 	if (SyncIsWorker || !IsUnderPostmaster || RecoveryInProgress())
 		return;
-	SyncLockTag(&tag, MyDatabaseId);
-	res = LockAcquireExtended(&tag, ExclusiveLock, true, true, false, NULL);
-	if (res == LOCKACQUIRE_OK)
-	{
-		LockRelease(&tag, ExclusiveLock, true);
+	if (worker_lock_free())
 		start_worker();
-		return;
-	}
-	if (res == LOCKACQUIRE_NOT_AVAIL)
+	else
 		wake_worker();
 }
 
