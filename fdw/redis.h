@@ -162,6 +162,9 @@ extern void RedisProtocolError(PgpolyConnection *conn, const char *command,
 							   const char *what) pg_attribute_noreturn();
 extern char *RedisBytesCopy(const char *s, size_t len);
 extern bool RedisIsCluster(PgpolyConnection *conn);
+extern void RedisNoteWatch(PgpolyConnection *conn);
+extern void RedisCheckWatches(PgpolyConnection *conn);
+extern void RedisWatchesCleared(PgpolyConnection *conn);
 extern List *RedisPrimaryNodes(PgpolyConnection *conn);
 extern const char *RedisReplyNode(PgpolyConnection *conn, int index);
 extern void RedisCountTrips(PgpolyConnection *conn, RedisTrips *trips);
@@ -393,6 +396,7 @@ typedef struct RedisNode
 	struct redisContext *ctx;	/* NULL: not connected */
 	RedisReader *in;			/* its replies (read here, not by hiredis) */
 	bool		primary;		/* serves slots in the current map */
+	bool		watched;		/* holds WATCHes of this transaction */
 	int64		requests;		/* requests it took part in */
 	int64		errors;			/* of those, the ones that did not end well */
 	/* the running request */
@@ -460,6 +464,9 @@ typedef struct RedisHandle
 	TimestampTz next_check;		/* ask the sentinels again from then on */
 	int16	   *slots;			/* node of each hash slot, -1: unknown */
 	bool		map_stale;		/* ask CLUSTER SLOTS before the next request */
+	/* WATCH (RedisNoteWatch) */
+	bool		watching;		/* some node holds WATCHes of this transaction */
+	bool		watch_lost;		/* a node that held some was closed since */
 	/* the running request of a cluster connection */
 	MemoryContext req_cxt;
 	StringInfoData resp;		/* RESP of its commands, back to back */
@@ -591,6 +598,8 @@ extern bool RedisKeysOnly(RedisTable *tbl, const bool *needed, bool need_ttl,
 extern int	RedisScanKeysOnly(RedisScan *scan);
 extern bool RedisFieldsOnly(RedisTable *tbl, const bool *needed, bool need_ttl);
 extern void RedisScanAllowFieldFetch(RedisScan *scan);
+extern void RedisScanWatch(RedisScan *scan);
+extern bool RedisWatchesTarget(RedisTable *tbl, struct ResultRelInfo *target);
 extern bool *RedisColumnsNeeded(RedisTable *tbl, List *attnos);
 extern char *RedisFieldsText(RedisTable *tbl, const bool *needed);
 extern List *RedisColumnsRead(RedisTable *tbl, Bitmapset *attrs);

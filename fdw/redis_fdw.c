@@ -764,6 +764,9 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 	RedisScanSetColumns(st->scan, st->needed, false);
 	if (scan_fields_only(node, st->tbl, st->needed, st->need_ttl))
 		RedisScanAllowFieldFetch(st->scan);
+	if (RedisWatchesTarget(st->tbl, RedisScanTarget(node->ss.ps.state,
+													 ((Scan *) node->ss.ps.plan)->scanrelid)))
+		RedisScanWatch(st->scan);
 	/* Per-node round trips add up over rescans: not in the scan's memory. */
 	if (st->trips == NULL)
 		st->trips = MemoryContextAllocZero(GetMemoryChunkContext(st), sizeof(RedisTrips));
@@ -1197,6 +1200,19 @@ RedisScanTarget(EState *estate, Index rti)
 		!ExecRelationIsTargetRelation(estate, rti))
 		return NULL;
 	return estate->es_result_relations[rti - 1];
+}
+
+/*
+ * Whether a scan of tbl for target (RedisScanTarget) watches the keys it
+ * reads (RedisScanWatch): the UPDATE or DELETE it reads for writes at
+ * COMMIT (write_mode 'transactional'), and what it read decides what it
+ * writes and whether: the values the SET and WHERE read, and for an
+ * UPDATE that the key still exists.
+ */
+bool
+RedisWatchesTarget(RedisTable *tbl, ResultRelInfo *target)
+{
+	return target != NULL && tbl->transactional;
 }
 
 /*

@@ -425,6 +425,9 @@ RedisNodeClose(RedisHandle *h, RedisNode *node)
 {
 	if (node->ctx == NULL)
 		return;
+	if (node->watched)
+		h->watch_lost = true;	/* its WATCHes are gone (RedisCheckWatches) */
+	node->watched = false;
 	RedisReaderReset(node->in);	/* bytes of the old connection */
 	redisFree(node->ctx);
 	node->ctx = NULL;
@@ -1000,6 +1003,67 @@ RedisIsCluster(PgpolyConnection *conn)
 {
 	PgpolyEnsureConnected(conn);
 	return ((RedisHandle *) conn->handle)->kind == RTOPO_CLUSTER;
+}
+
+/*
+ * The request being built on conn appended WATCH commands (a scan of an
+ * UPDATE's or DELETE's target, RedisScanWatch): its active nodes now hold
+ * WATCHes of this transaction, which its COMMIT's EXEC relies on.  If the
+ * transaction watched keys on an earlier handle of conn (closed since:
+ * pgpoly.disconnect(), a broken request), those WATCHes are lost.
+ */
+void
+RedisNoteWatch(PgpolyConnection *conn)
+{
+	RedisHandle *h = conn->handle;
+
+	if (conn->watching && !h->watching)
+		h->watch_lost = true;
+	conn->watching = h->watching = true;
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i]->active)
+			h->nodes[i]->watched = true;
+}
+
+/*
+ * Before the COMMIT's MULTI/EXEC is sent (its commands appended, so a
+ * Sentinel recheck already ran): ERROR 40001 if a node that held this
+ * transaction's WATCHes was closed since they were sent (a failover, a
+ * timeout, pgpoly.disconnect()), since the EXEC could then overwrite a key
+ * another client changed after the transaction read it.  Nothing is sent:
+ * the request is left open, so the connection is closed at abort.
+ */
+void
+RedisCheckWatches(PgpolyConnection *conn)
+{
+	RedisHandle *h = conn->handle;
+
+	if (!conn->watching || (h->watching && !h->watch_lost))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not serialize the writes of this transaction on Redis server \"%s\"",
+					conn->servername),
+			 errdetail("The connection that watched the keys the transaction's UPDATE or DELETE read was closed before COMMIT (a failover, an error or pgpoly.disconnect()), so Redis could not tell whether another client changed them; nothing was written."),
+			 errhint("The transaction can be retried.")));
+}
+
+/*
+ * The COMMIT's MULTI/EXEC blocks ran: EXEC cleared the WATCHes of the
+ * nodes that ran one.  One server (or Sentinel's primary) ran them all;
+ * on a cluster a node may hold WATCHes and no block, so the flag stays
+ * and the connection is closed at transaction end.
+ */
+void
+RedisWatchesCleared(PgpolyConnection *conn)
+{
+	RedisHandle *h = conn->handle;
+
+	if (!conn->watching || h->kind == RTOPO_CLUSTER)
+		return;
+	conn->watching = h->watching = h->watch_lost = false;
+	for (int i = 0; i < h->nnodes; i++)
+		h->nodes[i]->watched = false;
 }
 
 /* ----------------------------------------------------------------

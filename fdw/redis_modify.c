@@ -1112,6 +1112,8 @@ typedef struct WriteReplies
 	RedisWrite *last_lost;		/* the write of the last key listed */
 	int			nblocks;		/* MULTI/EXEC blocks sent */
 	int			napplied;		/* of them, those that ran */
+	int			nconflicts;		/* of them, those a WATCH aborted */
+	RedisWrite *conflict;		/* the first write of the first of those */
 	List	   *written;		/* nodes where a block ran */
 } WriteReplies;
 
@@ -1166,6 +1168,13 @@ exec_reply(WriteReplies *wr, int m, int e, redisReply *r)
 {
 	const char *node;
 
+	if (r->type == REDIS_REPLY_NIL)
+	{
+		/* a key the transaction WATCHed changed: Redis ran none of it */
+		if (wr->nconflicts++ == 0)
+			wr->conflict = wr->owner[m + 1];
+		return;
+	}
 	if (r->type == REDIS_REPLY_ERROR)
 	{
 		note_failure(wr, e, r);
@@ -1262,6 +1271,30 @@ nodes_text(List *nodes)
 }
 
 /*
+ * After the blocks answered, some EXEC returned nil: a key the transaction
+ * read (and WATCHed, RedisScanWatch) was changed by another client before
+ * COMMIT, and Redis ran none of that block: ERROR 40001.  On a cluster the
+ * other blocks may have run; the hint then says which, not to retry.
+ */
+static void
+report_conflict(WriteReplies *wr)
+{
+	RedisWrite *w = wr->conflict;
+
+	wr->conn->errors++;
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not serialize the writes to foreign table \"%s\" on Redis server \"%s\"",
+					w->tbl->relname, wr->conn->servername),
+			 errdetail("Another client changed a key that this transaction's UPDATE or DELETE read (key \"%s\" or another of its MULTI/EXEC block), so Redis aborted the EXEC (WATCH).",
+					   PgpolyPrintable(RedisWriteKey(w), w->keylen, 200)),
+			 wr->napplied == 0 ?
+			 errhint("Nothing was written; the transaction can be retried.") :
+			 errhint("%d of %d hash-slot transactions were aborted; the others ran, on: %s.",
+					 wr->nconflicts, wr->nblocks, nodes_text(wr->written))));
+}
+
+/*
  * After the blocks answered: ERROR if a write failed, naming its key (and
  * on a cluster the keys not written and the nodes that were).
  */
@@ -1270,6 +1303,8 @@ report_failures(WriteReplies *wr)
 {
 	RedisWrite *w;
 
+	if (wr->nconflicts > 0)
+		report_conflict(wr);
 	if (wr->failed < 0)
 		return;
 	wr->conn->errors++;
@@ -1426,8 +1461,12 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 		}
 	}
 	Assert(n == ncmds);
+	if (atomic)
+		RedisCheckWatches(conn);
 	RedisExchange(conn, ncmds, write_reply, &wr);
 	report_failures(&wr);
+	if (atomic)
+		RedisWatchesCleared(conn);
 	pfree(wr.owner);
 	if (wr.multi)
 		pfree(wr.multi);

@@ -111,6 +111,7 @@ typedef struct ScanRound
 								 * (kept in cxt) */
 	int			npages;
 	FetchKind	fetch;
+	int			nwatch;			/* WATCH replies, first (RedisScanWatch) */
 	int			per_key;		/* fetch replies per state */
 	int			nfetch;			/* fetch replies, first */
 	int			nscan;			/* SCAN replies, after them */
@@ -158,6 +159,7 @@ struct RedisScan
 	int		   *readcols;		/* the columns it reads, by index */
 	int			nread;
 	bool		one_row;		/* only whether a key has rows matters */
+	bool		watch;			/* WATCH each key before it is read */
 	int			keyonly;		/* no value is read: fetch none (-1: not decided) */
 	bool		absent_no_row;	/* a hash without the fields read may be
 								 * taken for a missing key */
@@ -930,6 +932,7 @@ cursor_cycles(CursorWalk *w, uint64 cursor)
 
 static char *new_key(RedisScan *scan, const char *key, size_t len, uint32 h);
 static void queue_key(RedisScan *scan, char *key, size_t len);
+static bool status_is(redisReply *reply, const char *word);
 
 /*
  * Start a SCAN: on a cluster what the primaries say of their slots (in
@@ -1291,8 +1294,68 @@ append_fetch(RedisScan *scan, FetchKind fetch, const char *key, size_t keylen,
 }
 
 /*
- * Append the commands of round r from reply index from on: its fetches,
- * then its SCAN steps.
+ * The WATCH commands round r sends ahead of its fetches (RedisScanWatch):
+ * one for all its keys, or on a cluster one per run of keys of one hash
+ * slot (WATCH, like every multi-key command there, takes one slot's keys).
+ * With append, they are appended from the from'th on.
+ */
+static int
+round_watches(RedisScan *scan, ScanRound *r, bool append, int from)
+{
+	const char **argv;
+	size_t	   *lens;
+	int			nwatch = 0;
+	int			start = 0;
+	bool		cluster = RedisIsCluster(scan->conn);
+
+	if (!scan->watch || r->fetch == FETCH_NONE || r->nstates == 0)
+		return 0;
+	argv = palloc(sizeof(char *) * (r->nstates + 1));
+	lens = palloc(sizeof(size_t) * (r->nstates + 1));
+	argv[0] = "WATCH";
+	lens[0] = 5;
+	for (int i = 0; i < r->nstates; i++)
+	{
+		RedisKeyState *st = &r->states[i];
+		int			argc = i - start + 1;
+
+		argv[argc] = st->key;
+		lens[argc] = st->keylen;
+		if (i + 1 < r->nstates && (!cluster ||
+								   RedisKeySlot(st->key, st->keylen) ==
+								   RedisKeySlot(st[1].key, st[1].keylen)))
+			continue;
+		if (append && nwatch >= from)
+			RedisAppendArgv(scan->conn, argc + 1, argv, lens);
+		nwatch++;
+		start = i + 1;
+	}
+	pfree(argv);
+	pfree(lens);
+	return nwatch;
+}
+
+/* Append round r's WATCH commands from the from'th on. */
+static void
+append_watches(RedisScan *scan, ScanRound *r, int from)
+{
+	if (from < r->nwatch)
+		round_watches(scan, r, true, from);
+}
+
+/* A reply to a WATCH of round r: OK, or the ERROR Redis gave. */
+static void
+watch_reply(ScanRound *r, redisReply *reply)
+{
+	if (reply->type == REDIS_REPLY_ERROR)
+		RedisReplyError(r->scan->conn, reply, NULL, 0, r->scan->tbl);
+	if (reply->type != REDIS_REPLY_STATUS || !status_is(reply, "OK"))
+		RedisProtocolError(r->scan->conn, "WATCH", reply, NULL);
+}
+
+/*
+ * Append the commands of round r from reply index from on: its WATCHes,
+ * its fetches, then its SCAN steps.
  */
 static void
 append_round(RedisScan *scan, ScanRound *r, int from)
@@ -1301,6 +1364,9 @@ append_round(RedisScan *scan, ScanRound *r, int from)
 	const char *argv[8] = {"SCAN", NULL, "MATCH", scan->pattern,
 	"COUNT", count, "TYPE", RedisScanTypeFilter(scan->tbl)};
 
+	if (r->nwatch > 0)
+		append_watches(scan, r, from);
+	from = Max(from - r->nwatch, 0);
 	if (r->fetch != FETCH_NONE)
 		for (int i = 0; i < r->nstates; i++)
 			if ((i + 1) * r->per_key > from)
@@ -1597,7 +1663,9 @@ round_reply(redisReply *reply, int index, void *arg)
 
 	index += r->base;
 	r->handling = true;
-	if (index < r->nfetch)
+	if (index < r->nwatch)
+		watch_reply(r, reply);
+	else if ((index -= r->nwatch) < r->nfetch)
 		keep = fetch_reply(r, reply, index);
 	else
 	{
@@ -1619,10 +1687,13 @@ send_round(RedisScan *scan, ScanRound *r)
 
 	r->per_key = r->fetch == FETCH_VALUES && scan->need_ttl ? 2 : 1;
 	r->nfetch = r->fetch == FETCH_NONE ? 0 : r->nstates * r->per_key;
-	r->expected = r->nfetch + r->nscan;
+	r->nwatch = round_watches(scan, r, false, 0);
+	r->expected = r->nwatch + r->nfetch + r->nscan;
 	r->received = 0;
 	r->base = 0;
 	append_round(scan, r, 0);
+	if (r->nwatch > 0)
+		RedisNoteWatch(scan->conn);
 	r->ticket = RedisSend(scan->conn, r->expected, round_reply, r);
 	scan->round_trips++;
 	RedisCountTrips(scan->conn, scan->trips);
@@ -1757,12 +1828,18 @@ build_scan_round(RedisScan *scan, ScanRound *r)
 		scan_start(scan);
 	if (!scan->scan_done)
 	{
-		r->fetch = keyonly ? FETCH_NONE : value_fetch(scan);
-		r->scan_rows = keyonly;
-		if (!keyonly)
+		/*
+		 * A key-only scan takes SCAN's keys as its rows, unless it watches
+		 * them: a key must be watched before it is found to exist, so those
+		 * are queued and asked TYPE of in the next round, after their WATCH.
+		 */
+		r->scan_rows = keyonly && !scan->watch;
+		r->fetch = r->scan_rows ? FETCH_NONE :
+			keyonly ? FETCH_TYPE : value_fetch(scan);
+		if (!r->scan_rows)
 			take_queued(scan, r);
 		/* the next page, unless the keys already met fill more rounds */
-		if (keyonly || scan->nqueue - scan->queuepos < scan->tbl->fetch_size)
+		if (r->scan_rows || scan->nqueue - scan->queuepos < scan->tbl->fetch_size)
 			add_scan_steps(scan, r);
 		return ROUND_SENT;
 	}
@@ -1844,6 +1921,8 @@ take_round(RedisScan *scan, ScanRound *r)
 		old = MemoryContextSwitchTo(r->cxt);
 		r->base = r->received;
 		append_round(scan, r, r->base);
+		if (r->nwatch > 0)
+			RedisNoteWatch(scan->conn);	/* the connection may be new */
 		RedisExchange(scan->conn, r->expected - r->base, round_reply, r);
 		scan->round_trips++;
 		MemoryContextSwitchTo(old);
@@ -1989,6 +2068,20 @@ RedisScanAllowFieldFetch(RedisScan *scan)
 {
 	scan->absent_no_row = true;
 	scan->fields = -1;
+}
+
+/*
+ * Watch every key before reading it (an UPDATE's or DELETE's target in
+ * write_mode 'transactional'): each round sends WATCH for its keys ahead
+ * of their fetch, in the same pipeline, so that the COMMIT's EXEC fails if
+ * another client changed one of them after the read (see RedisNoteWatch).
+ * A key-only scan then asks each key's TYPE after its WATCH instead of
+ * taking SCAN's keys as rows.  Before the first row.
+ */
+void
+RedisScanWatch(RedisScan *scan)
+{
+	scan->watch = true;
 }
 
 /* Use a key list (deduplicated by the caller); NULL keys: none. */

@@ -204,6 +204,9 @@ typedef struct PgpolyConnection
 	bool		checked;		/* opened with the trust rule's check that
 								 * the store asks for the credential */
 	bool		invalidated;	/* server or mapping changed */
+	bool		watching;		/* holds session state of this transaction
+								 * (Redis WATCH) that only a successful
+								 * COMMIT clears: else closed at its end */
 	uint32		server_hashvalue;
 	uint32		mapping_hashvalue;
 	int64		requests;
