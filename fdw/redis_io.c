@@ -1049,21 +1049,73 @@ RedisCheckWatches(PgpolyConnection *conn)
 }
 
 /*
- * The COMMIT's MULTI/EXEC blocks ran: EXEC cleared the WATCHes of the
- * nodes that ran one.  One server (or Sentinel's primary) ran them all;
- * on a cluster a node may hold WATCHes and no block, so the flag stays
- * and the connection is closed at transaction end.
+ * The EXEC (or UNWATCH) of command index of the last exchange was
+ * answered: whatever the answer, Redis cleared the WATCHes of the
+ * connection that ran it.
  */
 void
-RedisWatchesCleared(PgpolyConnection *conn)
+RedisExecAnswered(PgpolyConnection *conn, int index)
 {
 	RedisHandle *h = conn->handle;
 
-	if (!conn->watching || h->kind == RTOPO_CLUSTER)
-		return;
-	conn->watching = h->watching = h->watch_lost = false;
+	if (h->kind != RTOPO_CLUSTER || index < 0 || index >= h->ncmds)
+		h->nodes[0]->watched = false;
+	else
+		h->nodes[h->cmds[index].node]->watched = false;
+}
+
+/*
+ * Cluster: how many nodes hold WATCHes of the transaction (what
+ * RedisAppendUnwatch will append); 0 on one server, whose EXEC clears them.
+ */
+int
+RedisNodesWatching(PgpolyConnection *conn)
+{
+	RedisHandle *h = conn->handle;
+	int			n = 0;
+
+	if (!conn->watching || h->kind != RTOPO_CLUSTER)
+		return 0;
 	for (int i = 0; i < h->nnodes; i++)
-		h->nodes[i]->watched = false;
+		n += h->nodes[i]->watched;
+	return n;
+}
+
+/*
+ * Cluster: append UNWATCH for each node holding WATCHes of the
+ * transaction, after the COMMIT's blocks (so after each node's own): a
+ * node may hold some and run no block.  Their replies are
+ * RedisExecAnswered's like EXEC's.
+ */
+void
+RedisAppendUnwatch(PgpolyConnection *conn)
+{
+	RedisHandle *h = conn->handle;
+	const char *argv[1] = {"UNWATCH"};
+
+	if (!conn->watching || h->kind != RTOPO_CLUSTER)
+		return;
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i]->watched)
+			RedisClusterRoute(conn, h, h->ncmds, 1, argv, NULL, h->nodes[i]);
+}
+
+/*
+ * After the COMMIT's MULTI/EXEC blocks ran (RedisExecAnswered): if no node
+ * holds WATCHes of the transaction any more, the connection needs no
+ * closing at its end (else, say after an UNWATCH failed, it is).
+ */
+void
+RedisWatchesSettled(PgpolyConnection *conn)
+{
+	RedisHandle *h = conn->handle;
+
+	if (!conn->watching || h->watch_lost)
+		return;
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i]->watched)
+			return;
+	conn->watching = h->watching = false;
 }
 
 /* ----------------------------------------------------------------

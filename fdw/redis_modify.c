@@ -1101,8 +1101,10 @@ RedisRowsExist(PgpolyConnection *conn, RedisTable *tbl, RedisItem *ids, int n,
 typedef struct WriteReplies
 {
 	PgpolyConnection *conn;
-	RedisWrite **owner;			/* the write of each command; NULL: MULTI, EXEC */
-	int		   *multi;			/* atomic: the MULTI of each command's block */
+	RedisWrite **owner;			/* the write of each command; NULL: MULTI,
+								 * EXEC, UNWATCH */
+	int		   *multi;			/* atomic: the MULTI of each command's block
+								 * (-1: an UNWATCH after them) */
 	bool		atomic;
 	bool		cluster;
 	/* atomic: what failed, reported once every reply is in */
@@ -1168,6 +1170,7 @@ exec_reply(WriteReplies *wr, int m, int e, redisReply *r)
 {
 	const char *node;
 
+	RedisExecAnswered(wr->conn, e);
 	if (r->type == REDIS_REPLY_NIL)
 	{
 		/* a key the transaction WATCHed changed: Redis ran none of it */
@@ -1194,6 +1197,18 @@ exec_reply(WriteReplies *wr, int m, int e, redisReply *r)
 		wr->written = lappend(wr->written, makeString(pstrdup(node)));
 }
 
+/* The reply r to the UNWATCH at index: OK, or a failure of the COMMIT. */
+static void
+unwatch_reply(WriteReplies *wr, int index, redisReply *r)
+{
+	if (r->type == REDIS_REPLY_ERROR)
+		note_failure(wr, index, r);
+	else if (r->type != REDIS_REPLY_STATUS)
+		RedisProtocolError(wr->conn, "UNWATCH", r, NULL);
+	else
+		RedisExecAnswered(wr->conn, index);
+}
+
 /*
  * Reply handler.  Immediate mode: any error is an ERROR at once, and a
  * conditional write (RedisInsertIfAbsentWrite) that asked for it learns
@@ -1215,6 +1230,11 @@ write_reply(redisReply *r, int index, void *arg)
 		if (wr->owner[index]->applied)
 			*wr->owner[index]->applied = r->type == REDIS_REPLY_INTEGER ?
 				r->integer > 0 : r->type != REDIS_REPLY_NIL;
+		return false;
+	}
+	if (wr->multi[index] < 0)
+	{
+		unwatch_reply(wr, index, r);
 		return false;
 	}
 	if (wr->multi[index] != index && wr->owner[index] == NULL)
@@ -1430,7 +1450,7 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 	for (int i = 0; i < nwrites; i++)
 		ncmds += items[i].w->ncmds;
 	if (atomic)
-		ncmds += 2 * nblocks;
+		ncmds += 2 * nblocks + RedisNodesWatching(conn);
 	wr.owner = palloc_extended(sizeof(RedisWrite *) * ncmds, MCXT_ALLOC_HUGE);
 	wr.multi = atomic ? palloc_extended(sizeof(int) * ncmds, MCXT_ALLOC_HUGE) : NULL;
 	for (int i = 0; i < nwrites; i++)
@@ -1460,13 +1480,20 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 			RedisAppendArgv(conn, 1, exec, NULL);
 		}
 	}
-	Assert(n == ncmds);
+	for (; n < ncmds; n++)
+	{
+		wr.owner[n] = NULL;
+		wr.multi[n] = -1;
+	}
 	if (atomic)
+	{
+		RedisAppendUnwatch(conn);
 		RedisCheckWatches(conn);
+	}
 	RedisExchange(conn, ncmds, write_reply, &wr);
 	report_failures(&wr);
 	if (atomic)
-		RedisWatchesCleared(conn);
+		RedisWatchesSettled(conn);
 	pfree(wr.owner);
 	if (wr.multi)
 		pfree(wr.multi);

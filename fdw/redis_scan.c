@@ -1295,9 +1295,10 @@ append_fetch(RedisScan *scan, FetchKind fetch, const char *key, size_t keylen,
 
 /*
  * The WATCH commands round r sends ahead of its fetches (RedisScanWatch):
- * one for all its keys, or on a cluster one per run of keys of one hash
- * slot (WATCH, like every multi-key command there, takes one slot's keys).
- * With append, they are appended from the from'th on.
+ * one for all its keys, or on a cluster one per key (a multi-key WATCH
+ * there must hold one slot's keys, and during a slot migration only a
+ * one-key command follows ASK to where its key is).  With append, they
+ * are appended from the from'th on.
  */
 static int
 round_watches(RedisScan *scan, ScanRound *r, bool append, int from)
@@ -1310,25 +1311,24 @@ round_watches(RedisScan *scan, ScanRound *r, bool append, int from)
 
 	if (!scan->watch || r->fetch == FETCH_NONE || r->nstates == 0)
 		return 0;
+	if (!append)
+		return cluster ? r->nstates : 1;
 	argv = palloc(sizeof(char *) * (r->nstates + 1));
 	lens = palloc(sizeof(size_t) * (r->nstates + 1));
 	argv[0] = "WATCH";
 	lens[0] = 5;
 	for (int i = 0; i < r->nstates; i++)
 	{
-		RedisKeyState *st = &r->states[i];
 		int			argc = i - start + 1;
 
-		argv[argc] = st->key;
-		lens[argc] = st->keylen;
-		if (i + 1 < r->nstates && (!cluster ||
-								   RedisKeySlot(st->key, st->keylen) ==
-								   RedisKeySlot(st[1].key, st[1].keylen)))
-			continue;
-		if (append && nwatch >= from)
-			RedisAppendArgv(scan->conn, argc + 1, argv, lens);
-		nwatch++;
-		start = i + 1;
+		argv[argc] = r->states[i].key;
+		lens[argc] = r->states[i].keylen;
+		if (cluster || i + 1 == r->nstates)
+		{
+			if (nwatch++ >= from)
+				RedisAppendArgv(scan->conn, argc + 1, argv, lens);
+			start = i + 1;
+		}
 	}
 	pfree(argv);
 	pfree(lens);

@@ -27,6 +27,11 @@ the COMMIT fails with 40001, writing nothing.  On one server:
     after a COMMIT whose UPDATE matched nothing (keys read, nothing
     written), a later transaction on the same session commits a write even
     though the keys read before were changed meanwhile;
+  * pgbench -M prepared -c 4 -j 2 -t 200 of UPDATE f SET v = v + 1 WHERE
+    key = 'ctr' (the README's case, --max-tries retrying the 40001s): the
+    counter ends at 800 (281 before);
+  * a COMMIT whose EXEC ran keeps the connection (no new Redis
+    connection for the next transaction); a ROLLBACK closes it;
   * Redis' commandstats: one WATCH per round of fetch_size keys (a 1000-key
     UPDATE with fetch_size 100 sends 10 WATCHes, no more round trips).
 On a Redis Cluster (3 primaries): interleaved increments of one key, and of
@@ -35,6 +40,7 @@ and nothing of B is written.  No crash in the PostgreSQL log.
 """
 
 import os
+import subprocess
 
 import pgtest
 import redis_cluster
@@ -42,13 +48,9 @@ import redis_cluster
 check = pgtest.check
 
 
-def q(sess, sql, timeout=60):
-    """The output of a statement that must succeed."""
-    r = sess.run(sql, timeout)
-    if r.rc != 0:
-        check(False, "statement failed: %s\n%s" % (sql.strip()[:300], r.err.strip()))
-        return None
-    return r.out.strip()
+def q(sess, sql):
+    """The output of a statement that must succeed (else the test stops)."""
+    return sess.value(sql, 60)
 
 
 def conflict(r, what, table="f", server="rw"):
@@ -109,6 +111,25 @@ def deleted_meanwhile(a, port, sql, what):
           % (what, pgtest.redis_cli(port, "hgetall", "f:gone")[1]))
 
 
+def changed_meanwhile(a, port, key, sql, between, sqlstates, what):
+    """A runs sql on key (v 5), between() runs, key's v becomes 50 by
+    another client: A's COMMIT fails with one of sqlstates, v stays 50."""
+    pgtest.redis_cli(port, "hset", "f:" + key, "v", "5")
+    q(a, sql)
+    between()
+    pgtest.redis_cli(port, "hset", "f:" + key, "v", "50")
+    r = a.run("COMMIT;")
+    if "40001" in sqlstates and r.sqlstate == "40001":
+        conflict(r, what)
+    else:
+        check(r.rc == 1 and (r.sqlstate or "").startswith(sqlstates),
+              "%s: want an ERROR %s; got rc=%s sqlstate=%s: %s"
+              % (what, "/".join(sqlstates), r.rc, r.sqlstate, r.err.strip()[:400]))
+    v = hget(port, "f:" + key, "v")
+    check(v == "50", "%s: the COMMIT overwrote the other client's value (v=%r, want 50)"
+          % (what, v))
+
+
 def no_stray_watch(a, port, before, what):
     """After before, a change to ctr does not fail A's next write."""
     pgtest.redis_cli(port, "hset", "f:ctr", "v", "0")
@@ -129,19 +150,26 @@ def cmdstat(port, cmd):
     return 0
 
 
-def single_server():
-    port = pgtest.start_redis(name="watch-%d" % os.getpid())
-    db = pgtest.create_db("pgpoly_redis_watch")
+def setup(name, server_options, more=""):
+    """A database with server rw (server_options) and hash table f: its
+    name, or None if the setup failed."""
+    db = pgtest.create_db(name)
     r = pgtest.psql("""
         CREATE SERVER rw FOREIGN DATA WRAPPER pgpoly_redis
-            OPTIONS (host '127.0.0.1', port '%d', timeout_ms '5000');
+            OPTIONS (%s, timeout_ms '5000');
         CREATE FOREIGN TABLE f (key text, v int, w text) SERVER rw
             OPTIONS (table_type 'hash', key_prefix 'f:');
+    """ % server_options + more, db=db)
+    return db if check(r.rc == 0, "%s: setup failed: %s" % (name, r.err)) else None
+
+
+def single_server():
+    port = pgtest.start_redis(name="watch-%d" % os.getpid())
+    db = setup("pgpoly_redis_watch", "host '127.0.0.1', port '%d'" % port, """
         CREATE FOREIGN TABLE big (key text, v int) SERVER rw
             OPTIONS (table_type 'hash', key_prefix 'b:', fetch_size '100');
-        CREATE TABLE native (id int);
-    """ % port, db=db)
-    if not check(r.rc == 0, "setup failed: %s" % r.err):
+        CREATE TABLE native (id int);""")
+    if db is None:
         return
     a, b, c = pgtest.Session(db), pgtest.Session(db), pgtest.Session(db)
 
@@ -156,41 +184,68 @@ def single_server():
                 "row-by-row UPDATE (RETURNING)")
     rounds([a, b, c], port, 5)
 
-    deleted_meanwhile(a, port, "UPDATE f SET w = 'new' WHERE key = 'gone';",
-                      "constant UPDATE by key, key deleted before COMMIT")
-    deleted_meanwhile(a, port, "UPDATE f SET w = 'new' WHERE key LIKE 'gon%';",
-                      "constant UPDATE over a key-only SCAN, key deleted before COMMIT")
-    deleted_meanwhile(a, port, "UPDATE f SET w = w || '!' WHERE key = 'gone' RETURNING w;",
-                      "row-by-row UPDATE, key deleted before COMMIT")
+    for sql, what in (
+            ("UPDATE f SET w = 'new' WHERE key = 'gone';", "constant UPDATE by key"),
+            ("UPDATE f SET w = 'new' WHERE key LIKE 'gon%';",
+             "constant UPDATE over a key-only SCAN"),
+            ("UPDATE f SET w = w || '!' WHERE key = 'gone' RETURNING w;", "row-by-row UPDATE")):
+        deleted_meanwhile(a, port, sql, what + ", key deleted before COMMIT")
 
-    pgtest.redis_cli(port, "hset", "f:d", "v", "5")
-    q(a, "BEGIN; DELETE FROM f WHERE key = 'd' AND v < 10;")
-    pgtest.redis_cli(port, "hset", "f:d", "v", "50")
-    conflict(a.run("COMMIT;"), "DELETE whose WHERE read a value changed before COMMIT")
-    v = hget(port, "f:d", "v")
-    check(v == "50", "the DELETE removed a key another client changed (v=%r)" % v)
+    changed_meanwhile(a, port, "d", "BEGIN; DELETE FROM f WHERE key = 'd' AND v < 10;",
+                      lambda: pgtest.redis_cli(port, "hset", "f:d", "v", "50"),
+                      ("40001",), "DELETE whose WHERE read a value changed before COMMIT")
+    # the connection that holds the WATCHes dies before COMMIT: 40001 (or
+    # class 08 if the death shows only while the EXEC is sent)
+    changed_meanwhile(a, port, "ctr", "BEGIN; UPDATE f SET v = v + 1 WHERE key = 'ctr';",
+                      lambda: pgtest.redis_cli(port, "client", "kill", "skipme", "yes",
+                                               "type", "normal"),
+                      ("40001", "08"), "COMMIT after the watching connection died")
 
-    # the connection that holds the WATCHes dies before COMMIT
+    for before, what in (
+            ("UPDATE f SET v = v + 1 WHERE key = 'ctr'; ROLLBACK;", "after ROLLBACK"),
+            ("UPDATE f SET v = v / 0 WHERE key = 'ctr'; ROLLBACK;", "after a failed statement"),
+            ("UPDATE f SET v = 1 WHERE key = 'ctr' AND v > 1000; COMMIT;",
+             "after a COMMIT that read keys and wrote none"),
+            ("SAVEPOINT s; UPDATE f SET v = v / 0 WHERE key LIKE 'ct%'; ROLLBACK TO s; COMMIT;",
+             "after ROLLBACK TO SAVEPOINT and COMMIT")):
+        no_stray_watch(a, port, "BEGIN; " + before, what)
+
+    # the README's pgbench run: every increment counts
     pgtest.redis_cli(port, "hset", "f:ctr", "v", "0")
-    q(a, "BEGIN; UPDATE f SET v = v + 1 WHERE key = 'ctr';")
-    pgtest.redis_cli(port, "client", "kill", "skipme", "yes", "type", "normal")
-    pgtest.redis_cli(port, "hset", "f:ctr", "v", "7")
-    r = a.run("COMMIT;")
-    check(r.rc == 1 and (r.sqlstate == "40001" or (r.sqlstate or "").startswith("08")),
-          "COMMIT after the watching connection died: want 40001 (or class 08); "
-          "got rc=%s sqlstate=%s: %s" % (r.rc, r.sqlstate, r.err.strip()[:400]))
+    script = os.path.join(pgtest.work_dir(), "watch-incr.sql")
+    with open(script, "w") as fh:
+        fh.write("UPDATE f SET v = v + 1 WHERE key = 'ctr';\n")
+    p = subprocess.run(["pgbench", "-n", "-M", "prepared", "-c", "4", "-j", "2", "-t", "200",
+                        "--max-tries", "100000", "-f", script, db],
+                       capture_output=True, text=True, timeout=300)
     v = hget(port, "f:ctr", "v")
-    check(v == "7", "COMMIT after the watching connection died overwrote the "
-          "other client's value (v=%r, want 7)" % v)
+    retried = [l for l in p.stdout.splitlines() if "retried" in l or "failed" in l]
+    check(p.returncode == 0 and v == "800",
+          "pgbench -c 4 -t 200 of v = v + 1: counter %r, want 800 (rc %d): %s %s"
+          % (v, p.returncode, p.stdout[-600:], p.stderr[-600:]))
+    print("pgbench -M prepared -c 4 -j 2 -t 200: counter %s; %s" % (v, "; ".join(retried)))
 
-    no_stray_watch(a, port, "BEGIN; UPDATE f SET v = v + 1 WHERE key = 'ctr'; ROLLBACK;",
-                   "after ROLLBACK")
-    no_stray_watch(a, port, "BEGIN; UPDATE f SET v = v / 0 WHERE key = 'ctr'; ROLLBACK;",
-                   "after a failed statement")
-    no_stray_watch(a, port, "BEGIN; UPDATE f SET v = 1 WHERE key = 'ctr' AND v > 1000; COMMIT;",
-                   "after a COMMIT that read keys and wrote none")
-    no_stray_watch(a, port, "BEGIN; SAVEPOINT s; UPDATE f SET v = v / 0 WHERE key LIKE 'ct%'; "
-                   "ROLLBACK TO s; COMMIT;", "after ROLLBACK TO SAVEPOINT and COMMIT")
+    # a COMMIT whose EXEC ran keeps the connection, a ROLLBACK closes it
+    info = redis_cluster.Resp(port)
+
+    def conns():
+        text = info.call("INFO", "stats")
+        text = text.decode() if isinstance(text, bytes) else text
+        return int(text.split("total_connections_received:")[1].split()[0])
+
+    q(a, "SELECT count(*) FROM f;")
+    n0 = conns()
+    q(a, "BEGIN; UPDATE f SET v = v + 1 WHERE key = 'ctr'; COMMIT;")
+    q(a, "SELECT count(*) FROM f;")
+    n1 = conns()
+    check(n1 == n0, "a COMMIT that ran its EXEC reconnected (%d connections, was %d)"
+          % (n1, n0))
+    q(a, "BEGIN; UPDATE f SET v = v + 1 WHERE key = 'ctr'; ROLLBACK;")
+    q(a, "SELECT count(*) FROM f;")
+    n2 = conns()
+    check(n2 == n0 + 1, "ROLLBACK after watching: %d connections, want %d (closed, "
+          "reopened)" % (n2, n0 + 1))
+    info.close()
 
     # WATCH rides with the reads: one per round of fetch_size keys
     q(a, "INSERT INTO big SELECT g::text, g FROM generate_series(1, 1000) g;")
@@ -210,14 +265,8 @@ def cluster():
     cl = redis_cluster.Cluster(primaries=3, replicas=0)
     try:
         port = cl.primaries()[0]
-        db = pgtest.create_db("pgpoly_redis_watch_cluster")
-        r = pgtest.psql("""
-            CREATE SERVER rw FOREIGN DATA WRAPPER pgpoly_redis
-              OPTIONS (nodes '127.0.0.1:%d', timeout_ms '5000');
-            CREATE FOREIGN TABLE f (key text, v int, w text) SERVER rw
-              OPTIONS (table_type 'hash', key_prefix 'f:');
-        """ % port, db=db)
-        if not check(r.rc == 0, "cluster setup failed: %s" % r.err):
+        db = setup("pgpoly_redis_watch_cluster", "nodes '127.0.0.1:%d'" % port)
+        if db is None:
             return
         a, b = pgtest.Session(db), pgtest.Session(db)
         # keys on two different primaries
