@@ -77,6 +77,15 @@ typedef struct RedisColumn
 	PgpolyConv	conv;			/* datum <-> stored bytes (convert.c) */
 } RedisColumn;
 
+/*
+ * Default watch_limit: how many keys one transaction's UPDATEs and DELETEs
+ * may WATCH on a connection.  Redis (before Valkey 9) checks each key a
+ * WATCH adds against every key the connection already watches, so n keys
+ * cost n^2/2 comparisons on the server, which blocks it meanwhile: 1000
+ * keys take milliseconds, 100k keys minutes.
+ */
+#define REDIS_WATCH_LIMIT 1000
+
 /* A Redis foreign table, resolved from the catalogs (no network). */
 typedef struct RedisTable
 {
@@ -89,6 +98,7 @@ typedef struct RedisTable
 	int			ttl_seconds;	/* -1: none */
 	int			fetch_size;
 	int			batch_size;
+	int			watch_limit;	/* keys a transaction may WATCH (0: none) */
 	bool		transactional;
 	bool		remote_estimate;
 	int			natts;
@@ -162,6 +172,7 @@ extern void RedisProtocolError(PgpolyConnection *conn, const char *command,
 							   const char *what) pg_attribute_noreturn();
 extern char *RedisBytesCopy(const char *s, size_t len);
 extern bool RedisIsCluster(PgpolyConnection *conn);
+extern void RedisWatchBudget(PgpolyConnection *conn, RedisTable *tbl, int nkeys);
 extern void RedisNoteWatch(PgpolyConnection *conn);
 extern void RedisCheckWatches(PgpolyConnection *conn);
 extern void RedisExecAnswered(PgpolyConnection *conn, int index);
@@ -469,6 +480,7 @@ typedef struct RedisHandle
 	bool		map_stale;		/* ask CLUSTER SLOTS before the next request */
 	/* WATCH (RedisNoteWatch) */
 	bool		watching;		/* some node holds WATCHes of this transaction */
+	int64		nwatched;		/* keys they watch (RedisWatchBudget) */
 	bool		watch_lost;		/* a node that held some was closed since */
 	/* the running request of a cluster connection */
 	MemoryContext req_cxt;

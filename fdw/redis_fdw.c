@@ -1207,12 +1207,14 @@ RedisScanTarget(EState *estate, Index rti)
  * reads (RedisScanWatch): the UPDATE or DELETE it reads for writes at
  * COMMIT (write_mode 'transactional'), and what it read decides what it
  * writes and whether: the values the SET and WHERE read, and for an
- * UPDATE that the key still exists.
+ * UPDATE that the key still exists.  watch_limit 0 turns it off; the sync
+ * worker, which replicates PostgreSQL's committed state, watches nothing.
  */
 bool
 RedisWatchesTarget(RedisTable *tbl, ResultRelInfo *target)
 {
-	return target != NULL && tbl->transactional;
+	return target != NULL && tbl->transactional && tbl->watch_limit > 0 &&
+		!PgpolyIsSyncWorker();
 }
 
 /*

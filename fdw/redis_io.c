@@ -1006,6 +1006,27 @@ RedisIsCluster(PgpolyConnection *conn)
 }
 
 /*
+ * Before a scan WATCHes nkeys more keys for tbl on conn: ERROR 54000 if the
+ * transaction would then watch more than tbl's watch_limit keys there (see
+ * REDIS_WATCH_LIMIT), before anything is sent.
+ */
+void
+RedisWatchBudget(PgpolyConnection *conn, RedisTable *tbl, int nkeys)
+{
+	RedisHandle *h = conn->handle;
+	int64		total = (h->watching ? h->nwatched : 0) + nkeys;
+
+	if (total > tbl->watch_limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("UPDATE or DELETE of foreign table \"%s\" would WATCH more than %d keys of Redis server \"%s\" in one transaction",
+						tbl->relname, tbl->watch_limit, conn->servername),
+				 errdetail("Each key an UPDATE or DELETE reads is watched, so that COMMIT fails rather than overwrite a change another client made meanwhile; Redis checks each watched key against all the others, so many keys would block the server."),
+				 errhint("Update fewer keys per transaction, raise the table's watch_limit option, or set it to 0 to write without that protection (the last COMMIT wins).")));
+	h->nwatched = total;
+}
+
+/*
  * The request being built on conn appended WATCH commands (a scan of an
  * UPDATE's or DELETE's target, RedisScanWatch): its active nodes now hold
  * WATCHes of this transaction, which its COMMIT's EXEC relies on.  If the
@@ -1116,6 +1137,7 @@ RedisWatchesSettled(PgpolyConnection *conn)
 		if (h->nodes[i]->watched)
 			return;
 	conn->watching = h->watching = false;
+	h->nwatched = 0;
 }
 
 /* ----------------------------------------------------------------

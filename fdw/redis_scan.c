@@ -1691,6 +1691,8 @@ send_round(RedisScan *scan, ScanRound *r)
 	r->expected = r->nwatch + r->nfetch + r->nscan;
 	r->received = 0;
 	r->base = 0;
+	if (r->nwatch > 0)
+		RedisWatchBudget(scan->conn, scan->tbl, r->nstates);
 	append_round(scan, r, 0);
 	if (r->nwatch > 0)
 		RedisNoteWatch(scan->conn);

@@ -336,6 +336,7 @@ typedef enum PgpolyWriteMode
 
 extern PgpolyWriteMode PgpolyTableWriteMode(List *options);
 extern void PgpolyDeliverOutbox(void);
+extern bool PgpolyIsSyncWorker(void);
 extern void PgpolyDeliveringChanges(bool on);
 extern bool PgpolyChangesDelivered(void);
 

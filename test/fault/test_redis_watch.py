@@ -33,10 +33,15 @@ the COMMIT fails with 40001, writing nothing.  On one server:
   * a COMMIT whose EXEC ran keeps the connection (no new Redis
     connection for the next transaction); a ROLLBACK closes it;
   * Redis' commandstats: one WATCH per round of fetch_size keys (a 1000-key
-    UPDATE with fetch_size 100 sends 10 WATCHes, no more round trips).
-On a Redis Cluster (3 primaries): interleaved increments of one key, and of
-keys of two slots served by different primaries, fail B's COMMIT with 40001
-and nothing of B is written.  No crash in the PostgreSQL log.
+    UPDATE over SCAN with fetch_size 100 sends 10 or 11, no more round trips);
+  * watch_limit: a transaction's UPDATE that would watch more keys (1001 >
+    1000, the default) fails with 54000 before watching them; with
+    watch_limit 0 it writes without WATCH.
+On a Redis Cluster (3 primaries): interleaved increments of one key, of
+keys of two slots served by different primaries, and of keys sharing a hash
+tag fail B's COMMIT with 40001 and nothing of B is written; of keys of two
+slots of one primary (the README's limit), B's COMMIT fails with 40001
+saying that 1 of its 2 blocks was aborted.  No crash in the PostgreSQL log.
 """
 
 import os
@@ -141,15 +146,6 @@ def no_stray_watch(a, port, before, what):
     pgtest.redis_cli(port, "del", "f:blind")
 
 
-def cmdstat(port, cmd):
-    """calls of cmd in Redis' INFO commandstats."""
-    out = pgtest.redis_cli(port, "info", "commandstats")[1]
-    for line in out.splitlines():
-        if line.startswith("cmdstat_%s:" % cmd):
-            return int(line.split("calls=")[1].split(",")[0])
-    return 0
-
-
 def setup(name, server_options, more=""):
     """A database with server rw (server_options) and hash table f: its
     name, or None if the setup failed."""
@@ -249,13 +245,27 @@ def single_server():
 
     # WATCH rides with the reads: one per round of fetch_size keys
     q(a, "INSERT INTO big SELECT g::text, g FROM generate_series(1, 1000) g;")
-    w0, h0 = cmdstat(port, "watch"), cmdstat(port, "hgetall")
+    w0, h0 = pgtest.redis_stat(port, "watch"), pgtest.redis_stat(port, "hgetall")
     q(a, "BEGIN; UPDATE big SET v = v + 1; COMMIT;")
-    w, h = cmdstat(port, "watch") - w0, cmdstat(port, "hgetall") - h0
-    check(w == 10 and h == 1000,
-          "UPDATE of 1000 keys (fetch_size 100): %d WATCH and %d HGETALL, want 10 and 1000"
-          % (w, h))
+    w, h = pgtest.redis_stat(port, "watch") - w0, pgtest.redis_stat(port, "hgetall") - h0
+    check(10 <= w <= 11 and h == 1000,
+          "UPDATE of 1000 keys (fetch_size 100, over SCAN): %d WATCH and %d HGETALL, "
+          "want one WATCH per fetch round (10, or 11 as SCAN pages fall) and 1000" % (w, h))
     print("commandstats, UPDATE of 1000 keys at fetch_size 100: WATCH %d, HGETALL %d" % (w, h))
+    # past watch_limit (1000 by default) the statement fails before watching
+    # more; watch_limit 0 writes without WATCH (last COMMIT wins)
+    q(a, "INSERT INTO big VALUES ('1001', 1001);")
+    r = a.run("BEGIN; UPDATE big SET v = v + 1;")
+    check(r.rc == 1 and r.sqlstate == "54000" and "watch_limit" in r.err,
+          "UPDATE of 1001 keys: want 54000 naming watch_limit; got rc=%s sqlstate=%s: %s"
+          % (r.rc, r.sqlstate, r.err.strip()[:400]))
+    a.run("ROLLBACK;")
+    q(a, "ALTER FOREIGN TABLE big OPTIONS (ADD watch_limit '0');")
+    w0 = pgtest.redis_stat(port, "watch")
+    q(a, "BEGIN; UPDATE big SET v = v + 1; COMMIT;")
+    check(pgtest.redis_stat(port, "watch") == w0, "watch_limit 0 still sent WATCH")
+    check(pgtest.redis_cli(port, "hget", "b:1001", "v")[1] == "1002",
+          "watch_limit 0: the UPDATE was not written")
     for s in (a, b, c):
         s.close()
     pgtest.stop_redis(port)
@@ -269,28 +279,40 @@ def cluster():
         if db is None:
             return
         a, b = pgtest.Session(db), pgtest.Session(db)
-        # keys on two different primaries
+        # keys on two different primaries; two keys of two slots of one primary
         keys = []
         node_of = {}
-        for i in range(200):
+        same_node = None
+        for i in range(400):
             k = "k%d" % i
             node = cl.owner(cl.keyslot("f:" + k))
             if node not in node_of:
                 node_of[node] = k
                 keys.append(k)
-            if len(keys) == 2:
-                break
+            elif same_node is None and node == cl.owner(cl.keyslot("f:k0")) and k != "k0":
+                same_node = k
+        q(a, "INSERT INTO f SELECT g, 0 FROM unnest(ARRAY['k0', '%s', '%s', '%s', '{t}a', '{t}b']) g;"
+          % (keys[0], keys[1], same_node))
         for what, where in (("one key", "key = 'k0'"),
-                            ("keys on two primaries",
-                             "key IN ('%s', '%s')" % tuple(keys))):
-            q(a, "INSERT INTO f SELECT g, 0 FROM unnest(ARRAY['k0', '%s', '%s']) g;"
-              % tuple(keys))
+                            ("keys on two primaries", "key IN ('%s', '%s')" % tuple(keys[:2])),
+                            ("keys sharing a hash tag", "key IN ('{t}a', '{t}b')"),
+                            ("two slots of one primary", "key IN ('k0', '%s')" % same_node)):
+            q(a, "UPDATE f SET v = 0 WHERE %s;" % where)
             q(a, "BEGIN; UPDATE f SET v = v + 1 WHERE %s;" % where)
             q(b, "BEGIN; UPDATE f SET v = v + 1 WHERE %s;" % where)
             q(a, "COMMIT;")
             r = b.run("COMMIT;")
-            conflict(r, "cluster, %s" % what)
             out = q(a, "SELECT string_agg(v::text, ',' ORDER BY key) FROM f WHERE %s;" % where)
+            if what == "two slots of one primary":
+                # README's limit: the node's first block is aborted (40001),
+                # its second block, no longer watched, runs
+                check(r.rc == 1 and r.sqlstate == "40001" and "1 of 2 hash-slot" in r.err,
+                      "cluster, %s: want 40001 saying 1 of 2 blocks were aborted; got "
+                      "rc=%s sqlstate=%s: %s" % (what, r.rc, r.sqlstate, r.err.strip()[:600]))
+                print("cluster, %s: values after A's COMMIT and B's failed one: %s"
+                      % (what, out))
+                continue
+            conflict(r, "cluster, %s" % what)
             want = ",".join(["1"] * (1 if what == "one key" else 2))
             check(out == want, "cluster, %s: values %r after one successful COMMIT, want %r"
                   % (what, out, want))
