@@ -41,7 +41,9 @@ On a Redis Cluster (3 primaries): interleaved increments of one key, of
 keys of two slots served by different primaries, and of keys sharing a hash
 tag fail B's COMMIT with 40001 and nothing of B is written; of keys of two
 slots of one primary (the README's limit), B's COMMIT fails with 40001
-saying that 1 of its 2 blocks was aborted.  No crash in the PostgreSQL log.
+saying that 1 of its 2 blocks was aborted.  Behind Sentinel, a failover
+between the UPDATE and COMMIT fails the COMMIT (40001: the watching
+connection was closed) and leaves the new primary's value.  No crash in the PostgreSQL log.
 """
 
 import os
@@ -322,10 +324,36 @@ def cluster():
         cl.stop()
 
 
+def sentinel():
+    st = redis_cluster.Sentinel()
+    try:
+        db = setup("pgpoly_redis_watch_sentinel",
+                   "sentinels '127.0.0.1:%d', sentinel_master 'pgpoly', sentinel_check_ms '0'"
+                   % st.sentinel)
+        if db is None:
+            return
+        a = pgtest.Session(db)
+        q(a, "INSERT INTO f VALUES ('ctr', 0);")
+        q(a, "BEGIN; UPDATE f SET v = v + 1 WHERE key = 'ctr';")
+        new = st.failover()
+        redis_cluster.call(new, "HSET", "f:ctr", "v", "50")
+        r = a.run("COMMIT;")
+        check(r.rc == 1 and (r.sqlstate == "40001" or (r.sqlstate or "").startswith("08")),
+              "Sentinel failover between the UPDATE and COMMIT: want 40001 (or class 08); "
+              "got rc=%s sqlstate=%s: %s" % (r.rc, r.sqlstate, r.err.strip()[:400]))
+        v = redis_cluster.call(new, "HGET", "f:ctr", "v")
+        check(v in (b"50", "50"), "Sentinel failover: the COMMIT overwrote the new primary's "
+              "value (v=%r, want 50)" % (v,))
+        a.close()
+    finally:
+        st.stop()
+
+
 def test():
     mark = pgtest.pg_log_mark()
     single_server()
     cluster()
+    sentinel()
     pgtest.check_pg_log(mark)
 
 
