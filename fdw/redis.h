@@ -613,7 +613,7 @@ extern bool RedisKeysOnly(RedisTable *tbl, const bool *needed, bool need_ttl,
 extern int	RedisScanKeysOnly(RedisScan *scan);
 extern bool RedisFieldsOnly(RedisTable *tbl, const bool *needed, bool need_ttl);
 extern void RedisScanAllowFieldFetch(RedisScan *scan);
-extern void RedisScanWatch(RedisScan *scan);
+extern void RedisScanWatch(RedisScan *scan, bool keyonly);
 extern bool RedisWatchesTarget(RedisTable *tbl, struct ResultRelInfo *target);
 extern bool *RedisColumnsNeeded(RedisTable *tbl, List *attnos);
 extern char *RedisFieldsText(RedisTable *tbl, const bool *needed);

@@ -766,7 +766,8 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 		RedisScanAllowFieldFetch(st->scan);
 	if (RedisWatchesTarget(st->tbl, RedisScanTarget(node->ss.ps.state,
 													 ((Scan *) node->ss.ps.plan)->scanrelid)))
-		RedisScanWatch(st->scan);
+		RedisScanWatch(st->scan,
+					   node->ss.ps.state->es_plannedstmt->commandType != CMD_DELETE);
 	/* Per-node round trips add up over rescans: not in the scan's memory. */
 	if (st->trips == NULL)
 		st->trips = MemoryContextAllocZero(GetMemoryChunkContext(st), sizeof(RedisTrips));

@@ -471,7 +471,7 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 	if (js->fields_only)
 		RedisScanAllowFieldFetch(js->scan);
 	if (RedisWatchesTarget(js->tbl, RedisScanTarget(estate, rti)))
-		RedisScanWatch(js->scan);
+		RedisScanWatch(js->scan, estate->es_plannedstmt->commandType != CMD_DELETE);
 	js->trips = palloc0(sizeof(RedisTrips));
 	RedisScanSetTrips(js->scan, js->trips);
 	js->cap = js->tbl->fetch_size;

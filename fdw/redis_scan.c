@@ -159,7 +159,8 @@ struct RedisScan
 	int		   *readcols;		/* the columns it reads, by index */
 	int			nread;
 	bool		one_row;		/* only whether a key has rows matters */
-	bool		watch;			/* WATCH each key before it is read */
+	bool		watch;			/* WATCH each key before it is read ... */
+	bool		watch_keyonly;	/* ... even when no value is read */
 	int			keyonly;		/* no value is read: fetch none (-1: not decided) */
 	bool		absent_no_row;	/* a hash without the fields read may be
 								 * taken for a missing key */
@@ -1028,6 +1029,15 @@ RedisKeysOnly(RedisTable *tbl, const bool *needed, bool need_ttl, bool one_row)
 	return true;
 }
 
+static bool scan_keyonly(RedisScan *scan);
+
+/* Whether scan WATCHes the keys it reads (RedisScanWatch). */
+static bool
+scan_watches(RedisScan *scan)
+{
+	return scan->watch && (scan->watch_keyonly || !scan_keyonly(scan));
+}
+
 /*
  * Whether scan fetches nothing but existence: RedisKeysOnly, and no
  * buffered writes to overlay (they need each key's contents) nor score
@@ -1309,7 +1319,7 @@ round_watches(RedisScan *scan, ScanRound *r, bool append, int from)
 	int			start = 0;
 	bool		cluster = RedisIsCluster(scan->conn);
 
-	if (!scan->watch || r->fetch == FETCH_NONE || r->nstates == 0)
+	if (!scan_watches(scan) || r->fetch == FETCH_NONE || r->nstates == 0)
 		return 0;
 	if (!append)
 		return cluster ? r->nstates : 1;
@@ -1835,7 +1845,7 @@ build_scan_round(RedisScan *scan, ScanRound *r)
 		 * them: a key must be watched before it is found to exist, so those
 		 * are queued and asked TYPE of in the next round, after their WATCH.
 		 */
-		r->scan_rows = keyonly && !scan->watch;
+		r->scan_rows = keyonly && !scan_watches(scan);
 		r->fetch = r->scan_rows ? FETCH_NONE :
 			keyonly ? FETCH_TYPE : value_fetch(scan);
 		if (!r->scan_rows)
@@ -2078,12 +2088,16 @@ RedisScanAllowFieldFetch(RedisScan *scan)
  * of their fetch, in the same pipeline, so that the COMMIT's EXEC fails if
  * another client changed one of them after the read (see RedisNoteWatch).
  * A key-only scan then asks each key's TYPE after its WATCH instead of
- * taking SCAN's keys as rows.  Before the first row.
+ * taking SCAN's keys as rows.  keyonly false: a scan that reads no value
+ * watches nothing (a DELETE that reads keys alone: a key deleted, changed
+ * or created meanwhile leaves the same outcome as if the DELETE had come
+ * after or before that write).  Before the first row.
  */
 void
-RedisScanWatch(RedisScan *scan)
+RedisScanWatch(RedisScan *scan, bool keyonly)
 {
 	scan->watch = true;
+	scan->watch_keyonly = keyonly;
 }
 
 /* Use a key list (deduplicated by the caller); NULL keys: none. */

@@ -36,7 +36,8 @@ the COMMIT fails with 40001, writing nothing.  On one server:
     UPDATE over SCAN with fetch_size 100 sends 10 or 11, no more round trips);
   * watch_limit: a transaction's UPDATE that would watch more keys (1001 >
     1000, the default) fails with 54000 before watching them; with
-    watch_limit 0 it writes without WATCH.
+    watch_limit 0 it writes without WATCH; a DELETE reading keys alone (1001
+    of them) watches nothing.
 On a Redis Cluster (3 primaries): interleaved increments of one key, of
 keys of two slots served by different primaries, and of keys sharing a hash
 tag fail B's COMMIT with 40001 and nothing of B is written; of keys of two
@@ -268,6 +269,13 @@ def single_server():
     check(pgtest.redis_stat(port, "watch") == w0, "watch_limit 0 still sent WATCH")
     check(pgtest.redis_cli(port, "hget", "b:1001", "v")[1] == "1002",
           "watch_limit 0: the UPDATE was not written")
+    # a DELETE that reads no value watches nothing (no limit either)
+    q(a, "ALTER FOREIGN TABLE big OPTIONS (SET watch_limit '1000');")
+    w0 = pgtest.redis_stat(port, "watch")
+    out = q(a, "BEGIN; DELETE FROM big; COMMIT;")
+    check(pgtest.redis_stat(port, "watch") == w0 and
+          pgtest.redis_cli(port, "exists", "b:1")[1] == "0",
+          "a key-only DELETE of 1001 keys: WATCH sent or keys left (%s)" % out)
     for s in (a, b, c):
         s.close()
     pgtest.stop_redis(port)
