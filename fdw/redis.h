@@ -77,6 +77,15 @@ typedef struct RedisColumn
 	PgpolyConv	conv;			/* datum <-> stored bytes (convert.c) */
 } RedisColumn;
 
+/*
+ * Default watch_limit: how many keys one transaction's UPDATEs and DELETEs
+ * may WATCH on a connection.  Redis (7.0 tested) checks each key a WATCH
+ * adds against every key the connection already watches, so n keys cost
+ * n^2/2 comparisons on the server, which blocks it meanwhile: 1000 keys
+ * take milliseconds, 62k keys took a minute.
+ */
+#define REDIS_WATCH_LIMIT 1000
+
 /* A Redis foreign table, resolved from the catalogs (no network). */
 typedef struct RedisTable
 {
@@ -89,6 +98,7 @@ typedef struct RedisTable
 	int			ttl_seconds;	/* -1: none */
 	int			fetch_size;
 	int			batch_size;
+	int			watch_limit;	/* keys a transaction may WATCH (0: none) */
 	bool		transactional;
 	bool		remote_estimate;
 	int			natts;
@@ -162,6 +172,13 @@ extern void RedisProtocolError(PgpolyConnection *conn, const char *command,
 							   const char *what) pg_attribute_noreturn();
 extern char *RedisBytesCopy(const char *s, size_t len);
 extern bool RedisIsCluster(PgpolyConnection *conn);
+extern void RedisWatchBudget(PgpolyConnection *conn, RedisTable *tbl, int nkeys);
+extern void RedisNoteWatch(PgpolyConnection *conn);
+extern void RedisCheckWatches(PgpolyConnection *conn);
+extern void RedisExecAnswered(PgpolyConnection *conn, int index);
+extern void RedisWatchesSettled(PgpolyConnection *conn);
+extern int	RedisNodesWatching(PgpolyConnection *conn);
+extern void RedisAppendUnwatch(PgpolyConnection *conn);
 extern List *RedisPrimaryNodes(PgpolyConnection *conn);
 extern const char *RedisReplyNode(PgpolyConnection *conn, int index);
 extern void RedisCountTrips(PgpolyConnection *conn, RedisTrips *trips);
@@ -393,6 +410,7 @@ typedef struct RedisNode
 	struct redisContext *ctx;	/* NULL: not connected */
 	RedisReader *in;			/* its replies (read here, not by hiredis) */
 	bool		primary;		/* serves slots in the current map */
+	bool		watched;		/* holds WATCHes of this transaction */
 	int64		requests;		/* requests it took part in */
 	int64		errors;			/* of those, the ones that did not end well */
 	/* the running request */
@@ -460,6 +478,10 @@ typedef struct RedisHandle
 	TimestampTz next_check;		/* ask the sentinels again from then on */
 	int16	   *slots;			/* node of each hash slot, -1: unknown */
 	bool		map_stale;		/* ask CLUSTER SLOTS before the next request */
+	/* WATCH (RedisNoteWatch) */
+	bool		watching;		/* some node holds WATCHes of this transaction */
+	int64		nwatched;		/* keys they watch (RedisWatchBudget) */
+	bool		watch_lost;		/* a node that held some was closed since */
 	/* the running request of a cluster connection */
 	MemoryContext req_cxt;
 	StringInfoData resp;		/* RESP of its commands, back to back */
@@ -591,6 +613,8 @@ extern bool RedisKeysOnly(RedisTable *tbl, const bool *needed, bool need_ttl,
 extern int	RedisScanKeysOnly(RedisScan *scan);
 extern bool RedisFieldsOnly(RedisTable *tbl, const bool *needed, bool need_ttl);
 extern void RedisScanAllowFieldFetch(RedisScan *scan);
+extern void RedisScanWatch(RedisScan *scan, bool keyonly);
+extern bool RedisWatchesTarget(RedisTable *tbl, struct ResultRelInfo *target);
 extern bool *RedisColumnsNeeded(RedisTable *tbl, List *attnos);
 extern char *RedisFieldsText(RedisTable *tbl, const bool *needed);
 extern List *RedisColumnsRead(RedisTable *tbl, Bitmapset *attrs);

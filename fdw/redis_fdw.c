@@ -764,6 +764,10 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 	RedisScanSetColumns(st->scan, st->needed, false);
 	if (scan_fields_only(node, st->tbl, st->needed, st->need_ttl))
 		RedisScanAllowFieldFetch(st->scan);
+	if (RedisWatchesTarget(st->tbl, RedisScanTarget(node->ss.ps.state,
+													 ((Scan *) node->ss.ps.plan)->scanrelid)))
+		RedisScanWatch(st->scan,
+					   node->ss.ps.state->es_plannedstmt->commandType != CMD_DELETE);
 	/* Per-node round trips add up over rescans: not in the scan's memory. */
 	if (st->trips == NULL)
 		st->trips = MemoryContextAllocZero(GetMemoryChunkContext(st), sizeof(RedisTrips));
@@ -1197,6 +1201,21 @@ RedisScanTarget(EState *estate, Index rti)
 		!ExecRelationIsTargetRelation(estate, rti))
 		return NULL;
 	return estate->es_result_relations[rti - 1];
+}
+
+/*
+ * Whether a scan of tbl for target (RedisScanTarget) watches the keys it
+ * reads (RedisScanWatch): the UPDATE or DELETE it reads for writes at
+ * COMMIT (write_mode 'transactional'), and what it read decides what it
+ * writes and whether: the values the SET and WHERE read, and for an
+ * UPDATE that the key still exists.  watch_limit 0 turns it off; the sync
+ * worker, which replicates PostgreSQL's committed state, watches nothing.
+ */
+bool
+RedisWatchesTarget(RedisTable *tbl, ResultRelInfo *target)
+{
+	return target != NULL && tbl->transactional && tbl->watch_limit > 0 &&
+		!PgpolyIsSyncWorker();
 }
 
 /*

@@ -425,6 +425,9 @@ RedisNodeClose(RedisHandle *h, RedisNode *node)
 {
 	if (node->ctx == NULL)
 		return;
+	if (node->watched)
+		h->watch_lost = true;	/* its WATCHes are gone (RedisCheckWatches) */
+	node->watched = false;
 	RedisReaderReset(node->in);	/* bytes of the old connection */
 	redisFree(node->ctx);
 	node->ctx = NULL;
@@ -1000,6 +1003,141 @@ RedisIsCluster(PgpolyConnection *conn)
 {
 	PgpolyEnsureConnected(conn);
 	return ((RedisHandle *) conn->handle)->kind == RTOPO_CLUSTER;
+}
+
+/*
+ * Before a scan WATCHes nkeys more keys for tbl on conn: ERROR 54000 if the
+ * transaction would then watch more than tbl's watch_limit keys there (see
+ * REDIS_WATCH_LIMIT), before anything is sent.
+ */
+void
+RedisWatchBudget(PgpolyConnection *conn, RedisTable *tbl, int nkeys)
+{
+	RedisHandle *h = conn->handle;
+	int64		total = (h->watching ? h->nwatched : 0) + nkeys;
+
+	if (total > tbl->watch_limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("UPDATE or DELETE of foreign table \"%s\" would WATCH more than %d keys of Redis server \"%s\" in one transaction",
+						tbl->relname, tbl->watch_limit, conn->servername),
+				 errdetail("Each key an UPDATE or DELETE reads is watched, so that COMMIT fails rather than overwrite a change another client made meanwhile; Redis checks each watched key against all the others, so many keys would block the server."),
+				 errhint("Update fewer keys per transaction, raise the table's watch_limit option, or set it to 0 to write without that protection (the last COMMIT wins).")));
+	h->nwatched = total;
+}
+
+/*
+ * The request being built on conn appended WATCH commands (a scan of an
+ * UPDATE's or DELETE's target, RedisScanWatch): its active nodes now hold
+ * WATCHes of this transaction, which its COMMIT's EXEC relies on.  If the
+ * transaction watched keys on an earlier handle of conn (closed since:
+ * pgpoly.disconnect(), a broken request), those WATCHes are lost.
+ */
+void
+RedisNoteWatch(PgpolyConnection *conn)
+{
+	RedisHandle *h = conn->handle;
+
+	if (conn->watching && !h->watching)
+		h->watch_lost = true;
+	conn->watching = h->watching = true;
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i]->active)
+			h->nodes[i]->watched = true;
+}
+
+/*
+ * Before the COMMIT's MULTI/EXEC is sent (its commands appended, so a
+ * Sentinel recheck already ran): ERROR 40001 if a node that held this
+ * transaction's WATCHes was closed since they were sent (a failover, a
+ * timeout, pgpoly.disconnect()), since the EXEC could then overwrite a key
+ * another client changed after the transaction read it.  Nothing is sent:
+ * the request is left open, so the connection is closed at abort.
+ */
+void
+RedisCheckWatches(PgpolyConnection *conn)
+{
+	RedisHandle *h = conn->handle;
+
+	if (!conn->watching || (h->watching && !h->watch_lost))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not serialize the writes of this transaction on Redis server \"%s\"",
+					conn->servername),
+			 errdetail("The connection that watched the keys the transaction's UPDATE or DELETE read was closed before COMMIT (a failover, an error or pgpoly.disconnect()), so Redis could not tell whether another client changed them; nothing was written."),
+			 errhint("The transaction can be retried.")));
+}
+
+/*
+ * The EXEC (or UNWATCH) of command index of the last exchange was
+ * answered: whatever the answer, Redis cleared the WATCHes of the
+ * connection that ran it.
+ */
+void
+RedisExecAnswered(PgpolyConnection *conn, int index)
+{
+	RedisHandle *h = conn->handle;
+
+	if (h->kind != RTOPO_CLUSTER || index < 0 || index >= h->ncmds)
+		h->nodes[0]->watched = false;
+	else
+		h->nodes[h->cmds[index].node]->watched = false;
+}
+
+/*
+ * Cluster: how many nodes hold WATCHes of the transaction (what
+ * RedisAppendUnwatch will append); 0 on one server, whose EXEC clears them.
+ */
+int
+RedisNodesWatching(PgpolyConnection *conn)
+{
+	RedisHandle *h = conn->handle;
+	int			n = 0;
+
+	if (!conn->watching || h->kind != RTOPO_CLUSTER)
+		return 0;
+	for (int i = 0; i < h->nnodes; i++)
+		n += h->nodes[i]->watched;
+	return n;
+}
+
+/*
+ * Cluster: append UNWATCH for each node holding WATCHes of the
+ * transaction, after the COMMIT's blocks (so after each node's own): a
+ * node may hold some and run no block.  Their replies are
+ * RedisExecAnswered's like EXEC's.
+ */
+void
+RedisAppendUnwatch(PgpolyConnection *conn)
+{
+	RedisHandle *h = conn->handle;
+	const char *argv[1] = {"UNWATCH"};
+
+	if (!conn->watching || h->kind != RTOPO_CLUSTER)
+		return;
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i]->watched)
+			RedisClusterRoute(conn, h, h->ncmds, 1, argv, NULL, h->nodes[i]);
+}
+
+/*
+ * After the COMMIT's MULTI/EXEC blocks ran (RedisExecAnswered): if no node
+ * holds WATCHes of the transaction any more, the connection needs no
+ * closing at its end (else, say after an UNWATCH failed, it is).
+ */
+void
+RedisWatchesSettled(PgpolyConnection *conn)
+{
+	RedisHandle *h = conn->handle;
+
+	if (!conn->watching || h->watch_lost)
+		return;
+	for (int i = 0; i < h->nnodes; i++)
+		if (h->nodes[i]->watched)
+			return;
+	conn->watching = h->watching = false;
+	h->nwatched = 0;
 }
 
 /* ----------------------------------------------------------------

@@ -1101,8 +1101,10 @@ RedisRowsExist(PgpolyConnection *conn, RedisTable *tbl, RedisItem *ids, int n,
 typedef struct WriteReplies
 {
 	PgpolyConnection *conn;
-	RedisWrite **owner;			/* the write of each command; NULL: MULTI, EXEC */
-	int		   *multi;			/* atomic: the MULTI of each command's block */
+	RedisWrite **owner;			/* the write of each command; NULL: MULTI,
+								 * EXEC, UNWATCH */
+	int		   *multi;			/* atomic: the MULTI of each command's block
+								 * (-1: an UNWATCH after them) */
 	bool		atomic;
 	bool		cluster;
 	/* atomic: what failed, reported once every reply is in */
@@ -1112,6 +1114,8 @@ typedef struct WriteReplies
 	RedisWrite *last_lost;		/* the write of the last key listed */
 	int			nblocks;		/* MULTI/EXEC blocks sent */
 	int			napplied;		/* of them, those that ran */
+	int			nconflicts;		/* of them, those a WATCH aborted */
+	RedisWrite *conflict;		/* the first write of the first of those */
 	List	   *written;		/* nodes where a block ran */
 } WriteReplies;
 
@@ -1166,6 +1170,14 @@ exec_reply(WriteReplies *wr, int m, int e, redisReply *r)
 {
 	const char *node;
 
+	RedisExecAnswered(wr->conn, e);
+	if (r->type == REDIS_REPLY_NIL)
+	{
+		/* a key the transaction WATCHed changed: Redis ran none of it */
+		if (wr->nconflicts++ == 0)
+			wr->conflict = wr->owner[m + 1];
+		return;
+	}
 	if (r->type == REDIS_REPLY_ERROR)
 	{
 		note_failure(wr, e, r);
@@ -1183,6 +1195,18 @@ exec_reply(WriteReplies *wr, int m, int e, redisReply *r)
 	node = RedisReplyNode(wr->conn, e);
 	if (!list_member(wr->written, makeString((char *) node)))
 		wr->written = lappend(wr->written, makeString(pstrdup(node)));
+}
+
+/* The reply r to the UNWATCH at index: OK, or a failure of the COMMIT. */
+static void
+unwatch_reply(WriteReplies *wr, int index, redisReply *r)
+{
+	if (r->type == REDIS_REPLY_ERROR)
+		note_failure(wr, index, r);
+	else if (r->type != REDIS_REPLY_STATUS)
+		RedisProtocolError(wr->conn, "UNWATCH", r, NULL);
+	else
+		RedisExecAnswered(wr->conn, index);
 }
 
 /*
@@ -1206,6 +1230,11 @@ write_reply(redisReply *r, int index, void *arg)
 		if (wr->owner[index]->applied)
 			*wr->owner[index]->applied = r->type == REDIS_REPLY_INTEGER ?
 				r->integer > 0 : r->type != REDIS_REPLY_NIL;
+		return false;
+	}
+	if (wr->multi[index] < 0)
+	{
+		unwatch_reply(wr, index, r);
 		return false;
 	}
 	if (wr->multi[index] != index && wr->owner[index] == NULL)
@@ -1262,6 +1291,30 @@ nodes_text(List *nodes)
 }
 
 /*
+ * After the blocks answered, some EXEC returned nil: a key the transaction
+ * read (and WATCHed, RedisScanWatch) was changed by another client before
+ * COMMIT, and Redis ran none of that block: ERROR 40001.  On a cluster the
+ * other blocks may have run; the hint then says which, not to retry.
+ */
+static void
+report_conflict(WriteReplies *wr)
+{
+	RedisWrite *w = wr->conflict;
+
+	wr->conn->errors++;
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not serialize the writes to foreign table \"%s\" on Redis server \"%s\"",
+					w->tbl->relname, wr->conn->servername),
+			 errdetail("Another client changed a key that this transaction's UPDATE or DELETE read (key \"%s\" or another of its MULTI/EXEC block), so Redis aborted the EXEC (WATCH).",
+					   PgpolyPrintable(RedisWriteKey(w), w->keylen, 200)),
+			 wr->napplied == 0 ?
+			 errhint("Nothing was written; the transaction can be retried.") :
+			 errhint("%d of %d hash-slot transactions were aborted; the others ran, on: %s.",
+					 wr->nconflicts, wr->nblocks, nodes_text(wr->written))));
+}
+
+/*
  * After the blocks answered: ERROR if a write failed, naming its key (and
  * on a cluster the keys not written and the nodes that were).
  */
@@ -1270,6 +1323,8 @@ report_failures(WriteReplies *wr)
 {
 	RedisWrite *w;
 
+	if (wr->nconflicts > 0)
+		report_conflict(wr);
 	if (wr->failed < 0)
 		return;
 	wr->conn->errors++;
@@ -1395,7 +1450,7 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 	for (int i = 0; i < nwrites; i++)
 		ncmds += items[i].w->ncmds;
 	if (atomic)
-		ncmds += 2 * nblocks;
+		ncmds += 2 * nblocks + RedisNodesWatching(conn);
 	wr.owner = palloc_extended(sizeof(RedisWrite *) * ncmds, MCXT_ALLOC_HUGE);
 	wr.multi = atomic ? palloc_extended(sizeof(int) * ncmds, MCXT_ALLOC_HUGE) : NULL;
 	for (int i = 0; i < nwrites; i++)
@@ -1425,9 +1480,20 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 			RedisAppendArgv(conn, 1, exec, NULL);
 		}
 	}
-	Assert(n == ncmds);
+	for (; n < ncmds; n++)
+	{
+		wr.owner[n] = NULL;
+		wr.multi[n] = -1;
+	}
+	if (atomic)
+	{
+		RedisAppendUnwatch(conn);
+		RedisCheckWatches(conn);
+	}
 	RedisExchange(conn, ncmds, write_reply, &wr);
 	report_failures(&wr);
+	if (atomic)
+		RedisWatchesSettled(conn);
 	pfree(wr.owner);
 	if (wr.multi)
 		pfree(wr.multi);

@@ -111,6 +111,7 @@ typedef struct ScanRound
 								 * (kept in cxt) */
 	int			npages;
 	FetchKind	fetch;
+	int			nwatch;			/* WATCH replies, first (RedisScanWatch) */
 	int			per_key;		/* fetch replies per state */
 	int			nfetch;			/* fetch replies, first */
 	int			nscan;			/* SCAN replies, after them */
@@ -158,6 +159,8 @@ struct RedisScan
 	int		   *readcols;		/* the columns it reads, by index */
 	int			nread;
 	bool		one_row;		/* only whether a key has rows matters */
+	bool		watch;			/* WATCH each key before it is read ... */
+	bool		watch_keyonly;	/* ... even when no value is read */
 	int			keyonly;		/* no value is read: fetch none (-1: not decided) */
 	bool		absent_no_row;	/* a hash without the fields read may be
 								 * taken for a missing key */
@@ -930,6 +933,7 @@ cursor_cycles(CursorWalk *w, uint64 cursor)
 
 static char *new_key(RedisScan *scan, const char *key, size_t len, uint32 h);
 static void queue_key(RedisScan *scan, char *key, size_t len);
+static bool status_is(redisReply *reply, const char *word);
 
 /*
  * Start a SCAN: on a cluster what the primaries say of their slots (in
@@ -1023,6 +1027,15 @@ RedisKeysOnly(RedisTable *tbl, const bool *needed, bool need_ttl, bool one_row)
 		if (needed[i] && tbl->cols[i].role != RCOL_KEY)
 			return false;
 	return true;
+}
+
+static bool scan_keyonly(RedisScan *scan);
+
+/* Whether scan WATCHes the keys it reads (RedisScanWatch). */
+static bool
+scan_watches(RedisScan *scan)
+{
+	return scan->watch && (scan->watch_keyonly || !scan_keyonly(scan));
 }
 
 /*
@@ -1291,8 +1304,68 @@ append_fetch(RedisScan *scan, FetchKind fetch, const char *key, size_t keylen,
 }
 
 /*
- * Append the commands of round r from reply index from on: its fetches,
- * then its SCAN steps.
+ * The WATCH commands round r sends ahead of its fetches (RedisScanWatch):
+ * one for all its keys, or on a cluster one per key (a multi-key WATCH
+ * there must hold one slot's keys, and during a slot migration only a
+ * one-key command follows ASK to where its key is).  With append, they
+ * are appended from the from'th on.
+ */
+static int
+round_watches(RedisScan *scan, ScanRound *r, bool append, int from)
+{
+	const char **argv;
+	size_t	   *lens;
+	int			nwatch = 0;
+	int			start = 0;
+	bool		cluster = RedisIsCluster(scan->conn);
+
+	if (!scan_watches(scan) || r->fetch == FETCH_NONE || r->nstates == 0)
+		return 0;
+	if (!append)
+		return cluster ? r->nstates : 1;
+	argv = palloc(sizeof(char *) * (r->nstates + 1));
+	lens = palloc(sizeof(size_t) * (r->nstates + 1));
+	argv[0] = "WATCH";
+	lens[0] = 5;
+	for (int i = 0; i < r->nstates; i++)
+	{
+		int			argc = i - start + 1;
+
+		argv[argc] = r->states[i].key;
+		lens[argc] = r->states[i].keylen;
+		if (cluster || i + 1 == r->nstates)
+		{
+			if (nwatch++ >= from)
+				RedisAppendArgv(scan->conn, argc + 1, argv, lens);
+			start = i + 1;
+		}
+	}
+	pfree(argv);
+	pfree(lens);
+	return nwatch;
+}
+
+/* Append round r's WATCH commands from the from'th on. */
+static void
+append_watches(RedisScan *scan, ScanRound *r, int from)
+{
+	if (from < r->nwatch)
+		round_watches(scan, r, true, from);
+}
+
+/* A reply to a WATCH of round r: OK, or the ERROR Redis gave. */
+static void
+watch_reply(ScanRound *r, redisReply *reply)
+{
+	if (reply->type == REDIS_REPLY_ERROR)
+		RedisReplyError(r->scan->conn, reply, NULL, 0, r->scan->tbl);
+	if (reply->type != REDIS_REPLY_STATUS || !status_is(reply, "OK"))
+		RedisProtocolError(r->scan->conn, "WATCH", reply, NULL);
+}
+
+/*
+ * Append the commands of round r from reply index from on: its WATCHes,
+ * its fetches, then its SCAN steps.
  */
 static void
 append_round(RedisScan *scan, ScanRound *r, int from)
@@ -1301,6 +1374,9 @@ append_round(RedisScan *scan, ScanRound *r, int from)
 	const char *argv[8] = {"SCAN", NULL, "MATCH", scan->pattern,
 	"COUNT", count, "TYPE", RedisScanTypeFilter(scan->tbl)};
 
+	if (r->nwatch > 0)
+		append_watches(scan, r, from);
+	from = Max(from - r->nwatch, 0);
 	if (r->fetch != FETCH_NONE)
 		for (int i = 0; i < r->nstates; i++)
 			if ((i + 1) * r->per_key > from)
@@ -1597,7 +1673,9 @@ round_reply(redisReply *reply, int index, void *arg)
 
 	index += r->base;
 	r->handling = true;
-	if (index < r->nfetch)
+	if (index < r->nwatch)
+		watch_reply(r, reply);
+	else if ((index -= r->nwatch) < r->nfetch)
 		keep = fetch_reply(r, reply, index);
 	else
 	{
@@ -1619,10 +1697,15 @@ send_round(RedisScan *scan, ScanRound *r)
 
 	r->per_key = r->fetch == FETCH_VALUES && scan->need_ttl ? 2 : 1;
 	r->nfetch = r->fetch == FETCH_NONE ? 0 : r->nstates * r->per_key;
-	r->expected = r->nfetch + r->nscan;
+	r->nwatch = round_watches(scan, r, false, 0);
+	r->expected = r->nwatch + r->nfetch + r->nscan;
 	r->received = 0;
 	r->base = 0;
+	if (r->nwatch > 0)
+		RedisWatchBudget(scan->conn, scan->tbl, r->nstates);
 	append_round(scan, r, 0);
+	if (r->nwatch > 0)
+		RedisNoteWatch(scan->conn);
 	r->ticket = RedisSend(scan->conn, r->expected, round_reply, r);
 	scan->round_trips++;
 	RedisCountTrips(scan->conn, scan->trips);
@@ -1757,12 +1840,18 @@ build_scan_round(RedisScan *scan, ScanRound *r)
 		scan_start(scan);
 	if (!scan->scan_done)
 	{
-		r->fetch = keyonly ? FETCH_NONE : value_fetch(scan);
-		r->scan_rows = keyonly;
-		if (!keyonly)
+		/*
+		 * A key-only scan takes SCAN's keys as its rows, unless it watches
+		 * them: a key must be watched before it is found to exist, so those
+		 * are queued and asked TYPE of in the next round, after their WATCH.
+		 */
+		r->scan_rows = keyonly && !scan_watches(scan);
+		r->fetch = r->scan_rows ? FETCH_NONE :
+			keyonly ? FETCH_TYPE : value_fetch(scan);
+		if (!r->scan_rows)
 			take_queued(scan, r);
 		/* the next page, unless the keys already met fill more rounds */
-		if (keyonly || scan->nqueue - scan->queuepos < scan->tbl->fetch_size)
+		if (r->scan_rows || scan->nqueue - scan->queuepos < scan->tbl->fetch_size)
 			add_scan_steps(scan, r);
 		return ROUND_SENT;
 	}
@@ -1844,6 +1933,8 @@ take_round(RedisScan *scan, ScanRound *r)
 		old = MemoryContextSwitchTo(r->cxt);
 		r->base = r->received;
 		append_round(scan, r, r->base);
+		if (r->nwatch > 0)
+			RedisNoteWatch(scan->conn);	/* the connection may be new */
 		RedisExchange(scan->conn, r->expected - r->base, round_reply, r);
 		scan->round_trips++;
 		MemoryContextSwitchTo(old);
@@ -1989,6 +2080,24 @@ RedisScanAllowFieldFetch(RedisScan *scan)
 {
 	scan->absent_no_row = true;
 	scan->fields = -1;
+}
+
+/*
+ * Watch every key before reading it (an UPDATE's or DELETE's target in
+ * write_mode 'transactional'): each round sends WATCH for its keys ahead
+ * of their fetch, in the same pipeline, so that the COMMIT's EXEC fails if
+ * another client changed one of them after the read (see RedisNoteWatch).
+ * A key-only scan then asks each key's TYPE after its WATCH instead of
+ * taking SCAN's keys as rows.  keyonly false: a scan that reads no value
+ * watches nothing (a DELETE that reads keys alone: a key deleted, changed
+ * or created meanwhile leaves the same outcome as if the DELETE had come
+ * after or before that write).  Before the first row.
+ */
+void
+RedisScanWatch(RedisScan *scan, bool keyonly)
+{
+	scan->watch = true;
+	scan->watch_keyonly = keyonly;
 }
 
 /* Use a key list (deduplicated by the caller); NULL keys: none. */

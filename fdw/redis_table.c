@@ -77,6 +77,7 @@ const PgpolyOption RedisOptions[] = {
 	{"write_mode", ForeignTableRelationId, PGPOLY_OPT_ENUM, 0, 0, "transactional,immediate,outbox", false},
 	{"batch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, 1000000, NULL, false},
 	{"fetch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, 1000000, NULL, false},
+	{"watch_limit", ForeignTableRelationId, PGPOLY_OPT_INT, 0, 1000000, NULL, false},
 	{"use_remote_estimate", ForeignTableRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
 	{"key", AttributeRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
 	{"field", AttributeRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
@@ -358,6 +359,7 @@ load_table(Oid relid, Oid userid)
 	tbl->ttl_seconds = (int) PgpolyGetIntOption(opts, "ttl_seconds", -1);
 	tbl->fetch_size = (int) PgpolyGetIntOption(opts, "fetch_size", 1000);
 	tbl->batch_size = (int) PgpolyGetIntOption(opts, "batch_size", 1000);
+	tbl->watch_limit = (int) PgpolyGetIntOption(opts, "watch_limit", REDIS_WATCH_LIMIT);
 	tbl->transactional =
 		strcmp(PgpolyGetOption(opts, "write_mode", "transactional"), "transactional") == 0;
 	tbl->remote_estimate = PgpolyGetBoolOption(opts, "use_remote_estimate", false);

@@ -121,8 +121,10 @@ DELETE FROM raw WHERE key = 'c:x';
 DELETE FROM fc;
 
 -- An UPDATE writes only the columns it sets: a reader in the transaction
--- sees them merged into what Redis holds, as Redis will after COMMIT (a
--- field another client wrote meanwhile is kept; NULL removes the field).
+-- sees them merged into what Redis holds (NULL removes the field).  A key
+-- another client writes after the UPDATE read it fails the COMMIT with
+-- 40001 (WATCH), even when that client is an immediate-mode table of the
+-- same server, and nothing of the transaction is written.
 CREATE FOREIGN TABLE m (id text OPTIONS (key 'true'), a int, b text, c text)
   SERVER rx OPTIONS (key_prefix 'regress_xact:m:');
 CREATE FOREIGN TABLE m_other (id text OPTIONS (key 'true'), a int, b text, c text)
@@ -135,8 +137,8 @@ SELECT * FROM m ORDER BY id;                 -- a and c ours, b Redis'
 SELECT * FROM m WHERE id = 'k';
 UPDATE m SET b = b || '!' WHERE id = 'k';    -- reads the merged row
 SELECT * FROM m WHERE id = 'k';
-COMMIT;
-SELECT * FROM m_other ORDER BY id;           -- what the transaction saw
+COMMIT;                                      -- 40001: k changed
+SELECT * FROM m_other ORDER BY id;           -- the other client's write only
 -- A key move takes the whole row along, merged updates before it included.
 BEGIN;
 UPDATE m SET a = 0 WHERE id = 'j';
@@ -149,8 +151,10 @@ DELETE FROM m;
 -- A large transaction: its buffered writes span many memory chunks (values
 -- of 1 kB, one of 3 MB), some dropped by a savepoint; the transaction reads
 -- them back and COMMIT sends exactly the others, in one MULTI/EXEC.
+-- (watch_limit 0: its UPDATE reads 4000 keys, more than one transaction
+-- may WATCH by default)
 CREATE FOREIGN TABLE big (id int OPTIONS (key 'true'), n int, pad text)
-  SERVER rx OPTIONS (key_prefix 'regress_xact:big:');
+  SERVER rx OPTIONS (key_prefix 'regress_xact:big:', watch_limit '0');
 BEGIN;
 INSERT INTO big SELECT g, g, repeat(chr(65 + g % 26), 1000) FROM generate_series(1, 3000) g;
 SAVEPOINT s;

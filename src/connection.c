@@ -465,7 +465,10 @@ PgpolyEndRequest(PgpolyConnection *conn)
 
 /*
  * Transaction end: drop pending writes (already flushed or discarded by
- * xact.c), and close connections left mid-request or invalidated.
+ * xact.c), and close connections left mid-request, invalidated, or still
+ * holding the transaction's session state (ROLLBACK, or a COMMIT that did
+ * not clear it): closing is what cannot fail in an abort, and the next
+ * transaction must not inherit a WATCH that could abort its EXEC.
  */
 void
 PgpolyConnectionsAtXactEnd(bool isCommit)
@@ -479,9 +482,10 @@ PgpolyConnectionsAtXactEnd(bool isCommit)
 	while ((conn = hash_seq_search(&scan)) != NULL)
 	{
 		conn->writes = NIL;		/* memory went with TopTransactionContext */
-		if (conn->handle && (conn->busy || conn->invalidated))
+		if (conn->handle && (conn->busy || conn->invalidated || conn->watching))
 			close_handle(conn);
 		conn->busy = false;
+		conn->watching = false;
 	}
 	list_free_deep(UsedThisXact);
 	UsedThisXact = NIL;

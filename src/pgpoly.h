@@ -204,6 +204,9 @@ typedef struct PgpolyConnection
 	bool		checked;		/* opened with the trust rule's check that
 								 * the store asks for the credential */
 	bool		invalidated;	/* server or mapping changed */
+	bool		watching;		/* holds session state of this transaction
+								 * (Redis WATCH) that only a successful
+								 * COMMIT clears: else closed at its end */
 	uint32		server_hashvalue;
 	uint32		mapping_hashvalue;
 	int64		requests;
@@ -333,6 +336,7 @@ typedef enum PgpolyWriteMode
 
 extern PgpolyWriteMode PgpolyTableWriteMode(List *options);
 extern void PgpolyDeliverOutbox(void);
+extern bool PgpolyIsSyncWorker(void);
 extern void PgpolyDeliveringChanges(bool on);
 extern bool PgpolyChangesDelivered(void);
 

@@ -170,6 +170,16 @@ PgpolyDeliverOutbox(void)
 }
 
 /*
+ * Whether this process is the sync worker, which replicates what
+ * PostgreSQL committed: its writes are last-writer-wins by design.
+ */
+bool
+PgpolyIsSyncWorker(void)
+{
+	return DeliveringOutbox;
+}
+
+/*
  * The sync worker is (on) or is no longer (off) running the statements
  * that deliver the changes of an outbox table.  A change is what the
  * writer's statements left, composed: a store may write a row image there

@@ -105,7 +105,7 @@ CREATE SERVER bench_redis FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port '$REDI
 CREATE USER MAPPING FOR CURRENT_USER SERVER bench_redis;
 CREATE FOREIGN TABLE bench_online (user_id text OPTIONS (key 'true'), clicks int, ctr float8,
                                    country text)
-  SERVER bench_redis OPTIONS (key_prefix '$PREFIX');
+  SERVER bench_redis OPTIONS (key_prefix '$PREFIX', watch_limit '0');  -- its bulk DELETE
 SELECT pgpoly.create_feature_view('bench', 'user_id', 'bench_online');
 CREATE TABLE bench_source AS
 SELECT 'u' || e AS user_id, now() - (e % 1000) * interval '1 second' AS event_time,

@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""No silently lost update on Redis: WATCH before the read, EXEC at COMMIT.
+
+An UPDATE or DELETE of a Redis table in write_mode 'transactional' reads
+its keys when the statement runs and writes them at COMMIT.  Every key it
+reads is WATCHed first on the connection that sends the COMMIT's
+MULTI/EXEC, so a key another client changes in between aborts the EXEC and
+the COMMIT fails with 40001, writing nothing.  On one server:
+
+  * increments interleaved by hand (A reads, B reads, A commits, B
+    commits), by the direct modification (key lookup and SCAN) and by the
+    row-by-row path (RETURNING): B's COMMIT fails with 40001 naming the
+    table and server, with a hint to retry; the counter ends equal to the
+    number of COMMITs that succeeded; a PostgreSQL row written in B's
+    transaction is rolled back too;
+  * three sessions incrementing in rounds (all read, then all commit in
+    turn, the failed ones retried): the counter equals the successes;
+  * a key deleted by another client between an UPDATE (to a constant, a
+    key-only read: key lookup and SCAN) and COMMIT: 40001, the key stays
+    deleted (before: re-created holding only the assigned field);
+  * a DELETE whose WHERE reads a value another client changes before
+    COMMIT: 40001, the key keeps the other client's value;
+  * the pgpoly connection killed between the read and COMMIT (Redis drops
+    the WATCHes with it): COMMIT fails, the key keeps the other client's
+    value;
+  * no stray WATCH: after a ROLLBACK, after a statement that failed, and
+    after a COMMIT whose UPDATE matched nothing (keys read, nothing
+    written), a later transaction on the same session commits a write even
+    though the keys read before were changed meanwhile;
+  * pgbench -M prepared -c 4 -j 2 -t 200 of UPDATE f SET v = v + 1 WHERE
+    key = 'ctr' (the README's case, --max-tries retrying the 40001s): the
+    counter ends at 800 (281 before);
+  * a COMMIT whose EXEC ran keeps the connection (no new Redis
+    connection for the next transaction); a ROLLBACK closes it;
+  * Redis' commandstats: one WATCH per round of fetch_size keys (a 1000-key
+    UPDATE over SCAN with fetch_size 100 sends 10 or 11, no more round trips);
+  * watch_limit: a transaction's UPDATE that would watch more keys (1001 >
+    1000, the default) fails with 54000 before watching them; with
+    watch_limit 0 it writes without WATCH; a DELETE reading keys alone (1001
+    of them) watches nothing.
+On a Redis Cluster (3 primaries): interleaved increments of one key, of
+keys of two slots served by different primaries, and of keys sharing a hash
+tag fail B's COMMIT with 40001 and nothing of B is written; of keys of two
+slots of one primary (the README's limit), B's COMMIT fails with 40001
+saying that 1 of its 2 blocks was aborted.  Behind Sentinel, a failover
+between the UPDATE and COMMIT fails the COMMIT (40001: the watching
+connection was closed) and leaves the new primary's value.  No crash in the PostgreSQL log.
+"""
+
+import os
+import subprocess
+
+import pgtest
+import redis_cluster
+
+check = pgtest.check
+
+
+def q(sess, sql):
+    """The output of a statement that must succeed (else the test stops)."""
+    return sess.value(sql, 60)
+
+
+def conflict(r, what, table="f", server="rw"):
+    """r is the 40001 of a WATCH conflict naming table and server."""
+    return check(r.rc == 1 and r.sqlstate == "40001" and ('"%s"' % table) in r.err
+                 and ('"%s"' % server) in r.err and "retried" in r.err,
+                 "%s: want ERROR 40001 naming table \"%s\" and server \"%s\" with a "
+                 "retry hint; got rc=%s sqlstate=%s: %s"
+                 % (what, table, server, r.rc, r.sqlstate, r.err.strip()[:600]))
+
+
+def hget(port, key, field):
+    return pgtest.redis_cli(port, "hget", key, field)[1]
+
+
+def interleaved(a, b, port, sql, what):
+    """A and B run sql in their transactions, A commits, then B: B fails."""
+    pgtest.redis_cli(port, "hset", "f:ctr", "v", "0")
+    q(a, "BEGIN; " + sql)
+    q(b, "BEGIN; INSERT INTO native VALUES (1); " + sql)
+    q(a, "COMMIT;")
+    r = b.run("COMMIT;")
+    conflict(r, what)
+    v = hget(port, "f:ctr", "v")
+    check(v == "1", "%s: counter is %r after one successful COMMIT, want 1" % (what, v))
+    n = q(b, "SELECT count(*) FROM native;")
+    check(n == "0", "%s: the native row of the failed COMMIT stayed (%s)" % (what, n))
+
+
+def rounds(sessions, port, nrounds):
+    """Every session reads, then each commits in turn; retries count."""
+    pgtest.redis_cli(port, "hset", "f:ctr", "v", "0")
+    ok = 0
+    for _ in range(nrounds):
+        for s in sessions:
+            q(s, "BEGIN; UPDATE f SET v = v + 1 WHERE key = 'ctr';")
+        for s in sessions:
+            r = s.run("COMMIT;")
+            if r.rc == 0:
+                ok += 1
+            else:
+                conflict(r, "round COMMIT")
+    v = hget(port, "f:ctr", "v")
+    check(v == str(ok), "%d sessions x %d rounds: counter %r, want the %d successes"
+          % (len(sessions), nrounds, v, ok))
+    check(ok == nrounds, "each round should commit exactly one session: %d of %d"
+          % (ok, nrounds))
+
+
+def deleted_meanwhile(a, port, sql, what):
+    """A key deleted after the UPDATE read it: COMMIT fails, it stays gone."""
+    pgtest.redis_cli(port, "hset", "f:gone", "v", "5", "w", "old")
+    q(a, "BEGIN; " + sql)
+    pgtest.redis_cli(port, "del", "f:gone")
+    conflict(a.run("COMMIT;"), what)
+    ex = pgtest.redis_cli(port, "exists", "f:gone")[1]
+    check(ex == "0", "%s: the deleted key exists again after COMMIT (%r)"
+          % (what, pgtest.redis_cli(port, "hgetall", "f:gone")[1]))
+
+
+def changed_meanwhile(a, port, key, sql, between, sqlstates, what):
+    """A runs sql on key (v 5), between() runs, key's v becomes 50 by
+    another client: A's COMMIT fails with one of sqlstates, v stays 50."""
+    pgtest.redis_cli(port, "hset", "f:" + key, "v", "5")
+    q(a, sql)
+    between()
+    pgtest.redis_cli(port, "hset", "f:" + key, "v", "50")
+    r = a.run("COMMIT;")
+    if "40001" in sqlstates and r.sqlstate == "40001":
+        conflict(r, what)
+    else:
+        check(r.rc == 1 and (r.sqlstate or "").startswith(sqlstates),
+              "%s: want an ERROR %s; got rc=%s sqlstate=%s: %s"
+              % (what, "/".join(sqlstates), r.rc, r.sqlstate, r.err.strip()[:400]))
+    v = hget(port, "f:" + key, "v")
+    check(v == "50", "%s: the COMMIT overwrote the other client's value (v=%r, want 50)"
+          % (what, v))
+
+
+def no_stray_watch(a, port, before, what):
+    """After before, a change to ctr does not fail A's next write."""
+    pgtest.redis_cli(port, "hset", "f:ctr", "v", "0")
+    a.run(before)
+    pgtest.redis_cli(port, "hset", "f:ctr", "v", "100")
+    r = a.run("BEGIN; INSERT INTO f VALUES ('blind', 1, 'x'); COMMIT;")
+    check(r.rc == 0, "%s: a later blind write failed: %s" % (what, r.err.strip()[:400]))
+    check(hget(port, "f:blind", "v") == "1", "%s: the later write is missing" % what)
+    pgtest.redis_cli(port, "del", "f:blind")
+
+
+def setup(name, server_options, more=""):
+    """A database with server rw (server_options) and hash table f: its
+    name, or None if the setup failed."""
+    db = pgtest.create_db(name)
+    r = pgtest.psql("""
+        CREATE SERVER rw FOREIGN DATA WRAPPER pgpoly_redis
+            OPTIONS (%s, timeout_ms '5000');
+        CREATE FOREIGN TABLE f (key text, v int, w text) SERVER rw
+            OPTIONS (table_type 'hash', key_prefix 'f:');
+    """ % server_options + more, db=db)
+    return db if check(r.rc == 0, "%s: setup failed: %s" % (name, r.err)) else None
+
+
+def single_server():
+    port = pgtest.start_redis(name="watch-%d" % os.getpid())
+    db = setup("pgpoly_redis_watch", "host '127.0.0.1', port '%d'" % port, """
+        CREATE FOREIGN TABLE big (key text, v int) SERVER rw
+            OPTIONS (table_type 'hash', key_prefix 'b:', fetch_size '100');
+        CREATE TABLE native (id int);""")
+    if db is None:
+        return
+    a, b, c = pgtest.Session(db), pgtest.Session(db), pgtest.Session(db)
+
+    plan = q(a, "EXPLAIN (VERBOSE, COSTS OFF) UPDATE f SET v = v + 1 WHERE key = 'ctr';")
+    check(plan is not None and "Direct Modify" in plan,
+          "the key-lookup increment is not a direct modification: %s" % plan)
+    interleaved(a, b, port, "UPDATE f SET v = v + 1 WHERE key = 'ctr';",
+                "direct UPDATE by key")
+    interleaved(a, b, port, "UPDATE f SET v = v + 1 WHERE key LIKE 'ct%';",
+                "direct UPDATE over SCAN")
+    interleaved(a, b, port, "UPDATE f SET v = v + 1 WHERE key = 'ctr' RETURNING v;",
+                "row-by-row UPDATE (RETURNING)")
+    rounds([a, b, c], port, 5)
+
+    for sql, what in (
+            ("UPDATE f SET w = 'new' WHERE key = 'gone';", "constant UPDATE by key"),
+            ("UPDATE f SET w = 'new' WHERE key LIKE 'gon%';",
+             "constant UPDATE over a key-only SCAN"),
+            ("UPDATE f SET w = w || '!' WHERE key = 'gone' RETURNING w;", "row-by-row UPDATE")):
+        deleted_meanwhile(a, port, sql, what + ", key deleted before COMMIT")
+
+    changed_meanwhile(a, port, "d", "BEGIN; DELETE FROM f WHERE key = 'd' AND v < 10;",
+                      lambda: pgtest.redis_cli(port, "hset", "f:d", "v", "50"),
+                      ("40001",), "DELETE whose WHERE read a value changed before COMMIT")
+    # the connection that holds the WATCHes dies before COMMIT: 40001 (or
+    # class 08 if the death shows only while the EXEC is sent)
+    changed_meanwhile(a, port, "ctr", "BEGIN; UPDATE f SET v = v + 1 WHERE key = 'ctr';",
+                      lambda: pgtest.redis_cli(port, "client", "kill", "skipme", "yes",
+                                               "type", "normal"),
+                      ("40001", "08"), "COMMIT after the watching connection died")
+
+    for before, what in (
+            ("UPDATE f SET v = v + 1 WHERE key = 'ctr'; ROLLBACK;", "after ROLLBACK"),
+            ("UPDATE f SET v = v / 0 WHERE key = 'ctr'; ROLLBACK;", "after a failed statement"),
+            ("UPDATE f SET v = 1 WHERE key = 'ctr' AND v > 1000; COMMIT;",
+             "after a COMMIT that read keys and wrote none"),
+            ("SAVEPOINT s; UPDATE f SET v = v / 0 WHERE key LIKE 'ct%'; ROLLBACK TO s; COMMIT;",
+             "after ROLLBACK TO SAVEPOINT and COMMIT")):
+        no_stray_watch(a, port, "BEGIN; " + before, what)
+
+    # the README's pgbench run: every increment counts
+    pgtest.redis_cli(port, "hset", "f:ctr", "v", "0")
+    script = os.path.join(pgtest.work_dir(), "watch-incr.sql")
+    with open(script, "w") as fh:
+        fh.write("UPDATE f SET v = v + 1 WHERE key = 'ctr';\n")
+    p = subprocess.run(["pgbench", "-n", "-M", "prepared", "-c", "4", "-j", "2", "-t", "200",
+                        "--max-tries", "100000", "-f", script, db],
+                       capture_output=True, text=True, timeout=300)
+    v = hget(port, "f:ctr", "v")
+    retried = [l for l in p.stdout.splitlines() if "retried" in l or "failed" in l]
+    check(p.returncode == 0 and v == "800",
+          "pgbench -c 4 -t 200 of v = v + 1: counter %r, want 800 (rc %d): %s %s"
+          % (v, p.returncode, p.stdout[-600:], p.stderr[-600:]))
+    print("pgbench -M prepared -c 4 -j 2 -t 200: counter %s; %s" % (v, "; ".join(retried)))
+
+    # a COMMIT whose EXEC ran keeps the connection, a ROLLBACK closes it
+    info = redis_cluster.Resp(port)
+
+    def conns():
+        text = info.call("INFO", "stats")
+        text = text.decode() if isinstance(text, bytes) else text
+        return int(text.split("total_connections_received:")[1].split()[0])
+
+    q(a, "SELECT count(*) FROM f;")
+    n0 = conns()
+    q(a, "BEGIN; UPDATE f SET v = v + 1 WHERE key = 'ctr'; COMMIT;")
+    q(a, "SELECT count(*) FROM f;")
+    n1 = conns()
+    check(n1 == n0, "a COMMIT that ran its EXEC reconnected (%d connections, was %d)"
+          % (n1, n0))
+    q(a, "BEGIN; UPDATE f SET v = v + 1 WHERE key = 'ctr'; ROLLBACK;")
+    q(a, "SELECT count(*) FROM f;")
+    n2 = conns()
+    check(n2 == n0 + 1, "ROLLBACK after watching: %d connections, want %d (closed, "
+          "reopened)" % (n2, n0 + 1))
+    info.close()
+
+    # WATCH rides with the reads: one per round of fetch_size keys
+    q(a, "INSERT INTO big SELECT g::text, g FROM generate_series(1, 1000) g;")
+    w0, h0 = pgtest.redis_stat(port, "watch"), pgtest.redis_stat(port, "hgetall")
+    q(a, "BEGIN; UPDATE big SET v = v + 1; COMMIT;")
+    w, h = pgtest.redis_stat(port, "watch") - w0, pgtest.redis_stat(port, "hgetall") - h0
+    check(10 <= w <= 11 and h == 1000,
+          "UPDATE of 1000 keys (fetch_size 100, over SCAN): %d WATCH and %d HGETALL, "
+          "want one WATCH per fetch round (10, or 11 as SCAN pages fall) and 1000" % (w, h))
+    print("commandstats, UPDATE of 1000 keys at fetch_size 100: WATCH %d, HGETALL %d" % (w, h))
+    # past watch_limit (1000 by default) the statement fails before watching
+    # more; watch_limit 0 writes without WATCH (last COMMIT wins)
+    q(a, "INSERT INTO big VALUES ('1001', 1001);")
+    r = a.run("BEGIN; UPDATE big SET v = v + 1;")
+    check(r.rc == 1 and r.sqlstate == "54000" and "watch_limit" in r.err,
+          "UPDATE of 1001 keys: want 54000 naming watch_limit; got rc=%s sqlstate=%s: %s"
+          % (r.rc, r.sqlstate, r.err.strip()[:400]))
+    a.run("ROLLBACK;")
+    q(a, "ALTER FOREIGN TABLE big OPTIONS (ADD watch_limit '0');")
+    w0 = pgtest.redis_stat(port, "watch")
+    q(a, "BEGIN; UPDATE big SET v = v + 1; COMMIT;")
+    check(pgtest.redis_stat(port, "watch") == w0, "watch_limit 0 still sent WATCH")
+    check(pgtest.redis_cli(port, "hget", "b:1001", "v")[1] == "1002",
+          "watch_limit 0: the UPDATE was not written")
+    # a DELETE that reads no value watches nothing (no limit either)
+    q(a, "ALTER FOREIGN TABLE big OPTIONS (SET watch_limit '1000');")
+    w0 = pgtest.redis_stat(port, "watch")
+    out = q(a, "BEGIN; DELETE FROM big; COMMIT;")
+    check(pgtest.redis_stat(port, "watch") == w0 and
+          pgtest.redis_cli(port, "exists", "b:1")[1] == "0",
+          "a key-only DELETE of 1001 keys: WATCH sent or keys left (%s)" % out)
+    for s in (a, b, c):
+        s.close()
+    pgtest.stop_redis(port)
+
+
+def cluster():
+    cl = redis_cluster.Cluster(primaries=3, replicas=0)
+    try:
+        port = cl.primaries()[0]
+        db = setup("pgpoly_redis_watch_cluster", "nodes '127.0.0.1:%d'" % port)
+        if db is None:
+            return
+        a, b = pgtest.Session(db), pgtest.Session(db)
+        # keys on two different primaries; two keys of two slots of one primary
+        keys = []
+        node_of = {}
+        same_node = None
+        for i in range(400):
+            k = "k%d" % i
+            node = cl.owner(cl.keyslot("f:" + k))
+            if node not in node_of:
+                node_of[node] = k
+                keys.append(k)
+            elif same_node is None and node == cl.owner(cl.keyslot("f:k0")) and k != "k0":
+                same_node = k
+        q(a, "INSERT INTO f SELECT g, 0 FROM unnest(ARRAY['k0', '%s', '%s', '%s', '{t}a', '{t}b']) g;"
+          % (keys[0], keys[1], same_node))
+        for what, where in (("one key", "key = 'k0'"),
+                            ("keys on two primaries", "key IN ('%s', '%s')" % tuple(keys[:2])),
+                            ("keys sharing a hash tag", "key IN ('{t}a', '{t}b')"),
+                            ("two slots of one primary", "key IN ('k0', '%s')" % same_node)):
+            q(a, "UPDATE f SET v = 0 WHERE %s;" % where)
+            q(a, "BEGIN; UPDATE f SET v = v + 1 WHERE %s;" % where)
+            q(b, "BEGIN; UPDATE f SET v = v + 1 WHERE %s;" % where)
+            q(a, "COMMIT;")
+            r = b.run("COMMIT;")
+            out = q(a, "SELECT string_agg(v::text, ',' ORDER BY key) FROM f WHERE %s;" % where)
+            if what == "two slots of one primary":
+                # README's limit: the node's first block is aborted (40001),
+                # its second block, no longer watched, runs
+                check(r.rc == 1 and r.sqlstate == "40001" and "1 of 2 hash-slot" in r.err,
+                      "cluster, %s: want 40001 saying 1 of 2 blocks were aborted; got "
+                      "rc=%s sqlstate=%s: %s" % (what, r.rc, r.sqlstate, r.err.strip()[:600]))
+                print("cluster, %s: values after A's COMMIT and B's failed one: %s"
+                      % (what, out))
+                continue
+            conflict(r, "cluster, %s" % what)
+            want = ",".join(["1"] * (1 if what == "one key" else 2))
+            check(out == want, "cluster, %s: values %r after one successful COMMIT, want %r"
+                  % (what, out, want))
+        a.close()
+        b.close()
+    finally:
+        cl.stop()
+
+
+def sentinel():
+    st = redis_cluster.Sentinel()
+    try:
+        db = setup("pgpoly_redis_watch_sentinel",
+                   "sentinels '127.0.0.1:%d', sentinel_master 'pgpoly', sentinel_check_ms '0'"
+                   % st.sentinel)
+        if db is None:
+            return
+        a = pgtest.Session(db)
+        q(a, "INSERT INTO f VALUES ('ctr', 0);")
+        q(a, "BEGIN; UPDATE f SET v = v + 1 WHERE key = 'ctr';")
+        new = st.failover()
+        redis_cluster.call(new, "HSET", "f:ctr", "v", "50")
+        r = a.run("COMMIT;")
+        check(r.rc == 1 and (r.sqlstate == "40001" or (r.sqlstate or "").startswith("08")),
+              "Sentinel failover between the UPDATE and COMMIT: want 40001 (or class 08); "
+              "got rc=%s sqlstate=%s: %s" % (r.rc, r.sqlstate, r.err.strip()[:400]))
+        v = redis_cluster.call(new, "HGET", "f:ctr", "v")
+        check(v in (b"50", "50"), "Sentinel failover: the COMMIT overwrote the new primary's "
+              "value (v=%r, want 50)" % (v,))
+        a.close()
+    finally:
+        st.stop()
+
+
+def test():
+    mark = pgtest.pg_log_mark()
+    single_server()
+    cluster()
+    sentinel()
+    pgtest.check_pg_log(mark)
+
+
+pgtest.main(test)
