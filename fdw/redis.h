@@ -172,7 +172,7 @@ extern void RedisProtocolError(PgpolyConnection *conn, const char *command,
 							   const char *what) pg_attribute_noreturn();
 extern char *RedisBytesCopy(const char *s, size_t len);
 extern bool RedisIsCluster(PgpolyConnection *conn);
-extern void RedisWatchBudget(PgpolyConnection *conn, RedisTable *tbl, int nkeys);
+extern bool RedisWatchBudget(PgpolyConnection *conn, RedisTable *tbl, int nkeys);
 extern void RedisNoteWatch(PgpolyConnection *conn);
 extern void RedisCheckWatches(PgpolyConnection *conn);
 extern void RedisExecAnswered(PgpolyConnection *conn, int index);
@@ -481,6 +481,7 @@ typedef struct RedisHandle
 	/* WATCH (RedisNoteWatch) */
 	bool		watching;		/* some node holds WATCHes of this transaction */
 	int64		nwatched;		/* keys they watch (RedisWatchBudget) */
+	LocalTransactionId capped_lxid;	/* transaction past its watch_limit */
 	bool		watch_lost;		/* a node that held some was closed since */
 	/* the running request of a cluster connection */
 	MemoryContext req_cxt;

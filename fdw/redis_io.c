@@ -72,6 +72,7 @@
 #include "mb/pg_wchar.h"
 #include "catalog/pg_authid.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -1006,24 +1007,36 @@ RedisIsCluster(PgpolyConnection *conn)
 }
 
 /*
- * Before a scan WATCHes nkeys more keys for tbl on conn: ERROR 54000 if the
- * transaction would then watch more than tbl's watch_limit keys there (see
- * REDIS_WATCH_LIMIT), before anything is sent.
+ * Before a scan WATCHes nkeys more keys for tbl on conn: whether it may.
+ * Past tbl's watch_limit keys in one transaction there (see
+ * REDIS_WATCH_LIMIT) it may not, nor may any later scan of the
+ * transaction on conn: the keys watched so far stay watched, the others
+ * are written as before WATCH existed (the last COMMIT wins), and a
+ * WARNING says so, once per transaction.  (A bulk UPDATE keeps working as
+ * documented; a small transaction, where concurrent read-modify-write
+ * happens, is protected whole.)
  */
-void
+bool
 RedisWatchBudget(PgpolyConnection *conn, RedisTable *tbl, int nkeys)
 {
 	RedisHandle *h = conn->handle;
 	int64		total = (h->watching ? h->nwatched : 0) + nkeys;
 
+	if (h->capped_lxid == MyProc->lxid)
+		return false;
 	if (total > tbl->watch_limit)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("UPDATE or DELETE of foreign table \"%s\" would WATCH more than %d keys of Redis server \"%s\" in one transaction",
+	{
+		h->capped_lxid = MyProc->lxid;
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("UPDATE or DELETE of foreign table \"%s\" reads more keys than its watch_limit (%d) lets this transaction WATCH on Redis server \"%s\"",
 						tbl->relname, tbl->watch_limit, conn->servername),
-				 errdetail("Each key an UPDATE or DELETE reads is watched, so that COMMIT fails rather than overwrite a change another client made meanwhile; Redis checks each watched key against all the others, so many keys would block the server."),
-				 errhint("Update fewer keys per transaction, raise the table's watch_limit option, or set it to 0 to write without that protection (the last COMMIT wins).")));
+				 errdetail("The keys watched so far stay watched (COMMIT fails with 40001 if another client changed one); a change another client makes to the others before COMMIT is overwritten (the last COMMIT wins). Redis checks each watched key against all the others, so many keys would block the server."),
+				 errhint("Update fewer keys per transaction, or raise the table's watch_limit option; watch_limit 0 turns WATCH, and this warning, off.")));
+		return false;
+	}
 	h->nwatched = total;
+	return true;
 }
 
 /*

@@ -1698,11 +1698,11 @@ send_round(RedisScan *scan, ScanRound *r)
 	r->per_key = r->fetch == FETCH_VALUES && scan->need_ttl ? 2 : 1;
 	r->nfetch = r->fetch == FETCH_NONE ? 0 : r->nstates * r->per_key;
 	r->nwatch = round_watches(scan, r, false, 0);
+	if (r->nwatch > 0 && !RedisWatchBudget(scan->conn, scan->tbl, r->nstates))
+		r->nwatch = 0;
 	r->expected = r->nwatch + r->nfetch + r->nscan;
 	r->received = 0;
 	r->base = 0;
-	if (r->nwatch > 0)
-		RedisWatchBudget(scan->conn, scan->tbl, r->nstates);
 	append_round(scan, r, 0);
 	if (r->nwatch > 0)
 		RedisNoteWatch(scan->conn);

@@ -34,9 +34,10 @@ the COMMIT fails with 40001, writing nothing.  On one server:
     connection for the next transaction); a ROLLBACK closes it;
   * Redis' commandstats: one WATCH per round of fetch_size keys (a 1000-key
     UPDATE over SCAN with fetch_size 100 sends 10 or 11, no more round trips);
-  * watch_limit: a transaction's UPDATE that would watch more keys (1001 >
-    1000, the default) fails with 54000 before watching them; with
-    watch_limit 0 it writes without WATCH; a DELETE reading keys alone (1001
+  * watch_limit: a transaction whose UPDATEs read more keys (1001 > 1000,
+    the default) watches no more on that server after the limit, with one
+    WARNING naming the option, and writes them; the next transaction
+    watches again; with watch_limit 0 it writes without WATCH; a DELETE reading keys alone (1001
     of them) watches nothing.
 On a Redis Cluster (3 primaries): interleaved increments of one key, of
 keys of two slots served by different primaries, and of keys sharing a hash
@@ -255,19 +256,32 @@ def single_server():
           "UPDATE of 1000 keys (fetch_size 100, over SCAN): %d WATCH and %d HGETALL, "
           "want one WATCH per fetch round (10, or 11 as SCAN pages fall) and 1000" % (w, h))
     print("commandstats, UPDATE of 1000 keys at fetch_size 100: WATCH %d, HGETALL %d" % (w, h))
-    # past watch_limit (1000 by default) the statement fails before watching
-    # more; watch_limit 0 writes without WATCH (last COMMIT wins)
+    # past watch_limit (1000 by default) the transaction watches no more keys
+    # on that server: the statement runs, with one WARNING per transaction
+    # naming the option, and what it writes is written
     q(a, "INSERT INTO big VALUES ('1001', 1001);")
-    r = a.run("BEGIN; UPDATE big SET v = v + 1;")
-    check(r.rc == 1 and r.sqlstate == "54000" and "watch_limit" in r.err,
-          "UPDATE of 1001 keys: want 54000 naming watch_limit; got rc=%s sqlstate=%s: %s"
-          % (r.rc, r.sqlstate, r.err.strip()[:400]))
-    a.run("ROLLBACK;")
+    w0 = pgtest.redis_stat(port, "watch")
+    r = a.run("BEGIN; UPDATE big SET v = v + 1; UPDATE big SET v = v + 1; COMMIT;")
+    w = pgtest.redis_stat(port, "watch") - w0
+    check(r.rc == 0 and r.err.count("WARNING") == 1 and "watch_limit" in r.err,
+          "UPDATE of 1001 keys twice: want success and one WARNING naming watch_limit; "
+          "got rc=%s: %s" % (r.rc, r.err.strip()[:600]))
+    check(1 <= w <= 11, "UPDATE past watch_limit: %d WATCH commands, want those of its "
+          "first 1000 keys at most (10 or 11 rounds), none for the second" % w)
+    check(pgtest.redis_cli(port, "hget", "b:1001", "v")[1] == "1003" and
+          pgtest.redis_cli(port, "hget", "b:1", "v")[1] == "4",
+          "UPDATE past watch_limit: the increments were not written")
+    # the next transaction watches again, within the limit
+    w0 = pgtest.redis_stat(port, "watch")
+    r = a.run("BEGIN; UPDATE big SET v = v + 1 WHERE key = '7'; COMMIT;")
+    check(r.rc == 0 and "WARNING" not in r.err and pgtest.redis_stat(port, "watch") == w0 + 1,
+          "the transaction after a capped one: want one WATCH and no WARNING; got rc=%s, "
+          "%d WATCH: %s" % (r.rc, pgtest.redis_stat(port, "watch") - w0, r.err.strip()[:400]))
     q(a, "ALTER FOREIGN TABLE big OPTIONS (ADD watch_limit '0');")
     w0 = pgtest.redis_stat(port, "watch")
     q(a, "BEGIN; UPDATE big SET v = v + 1; COMMIT;")
     check(pgtest.redis_stat(port, "watch") == w0, "watch_limit 0 still sent WATCH")
-    check(pgtest.redis_cli(port, "hget", "b:1001", "v")[1] == "1002",
+    check(pgtest.redis_cli(port, "hget", "b:1001", "v")[1] == "1004",
           "watch_limit 0: the UPDATE was not written")
     # a DELETE that reads no value watches nothing (no limit either)
     q(a, "ALTER FOREIGN TABLE big OPTIONS (SET watch_limit '1000');")
