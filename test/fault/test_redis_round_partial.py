@@ -140,14 +140,14 @@ def test():
     db = pgtest.create_db("pgpoly_round_partial")
     r = pgtest.psql("""
         CREATE SERVER slow FOREIGN DATA WRAPPER pgpoly_redis
-            OPTIONS (host '127.0.0.1', port '%d', timeout_ms '10000');
+            OPTIONS (host '127.0.0.1', port '%d', timeout_ms '%d');
         CREATE FOREIGN TABLE t (key text, value text) SERVER slow
             OPTIONS (table_type 'string', key_prefix 's:', fetch_size '3');
         CREATE FOREIGN TABLE tt (key text, value text, _ttl int) SERVER slow
             OPTIONS (table_type 'string', key_prefix 's:', fetch_size '3');
         CREATE FOREIGN TABLE x (key text, value text, _ttl int) SERVER slow
             OPTIONS (table_type 'string', key_prefix 'x:', fetch_size '3');
-    """ % srv.port, db=db)
+    """ % (srv.port, int(10000 * pgtest.SCALE)), db=db)
     if not check(r.rc == 0, "setup failed: %s" % r.err):
         return
 
