@@ -16,8 +16,10 @@ the COMMIT fails with 40001, writing nothing.  On one server:
   * three sessions incrementing in rounds (all read, then all commit in
     turn, the failed ones retried): the counter equals the successes;
   * a key deleted by another client between an UPDATE (to a constant, a
-    key-only read: key lookup and SCAN) and COMMIT: 40001, the key stays
-    deleted (before: re-created holding only the assigned field);
+    key-only read: key lookup and SCAN; also in a WITH of a DELETE) and
+    COMMIT: 40001, the key stays deleted (before: re-created holding only
+    the assigned field); a key-only DELETE in a WITH of an UPDATE watches
+    nothing;
   * a DELETE whose WHERE reads a value another client changes before
     COMMIT: 40001, the key keeps the other client's value;
   * the pgpoly connection killed between the read and COMMIT (Redis drops
@@ -188,8 +190,16 @@ def single_server():
             ("UPDATE f SET w = 'new' WHERE key = 'gone';", "constant UPDATE by key"),
             ("UPDATE f SET w = 'new' WHERE key LIKE 'gon%';",
              "constant UPDATE over a key-only SCAN"),
-            ("UPDATE f SET w = w || '!' WHERE key = 'gone' RETURNING w;", "row-by-row UPDATE")):
+            ("UPDATE f SET w = w || '!' WHERE key = 'gone' RETURNING w;", "row-by-row UPDATE"),
+            ("WITH u AS (UPDATE f SET w = 'new' WHERE key = 'gone') DELETE FROM native;",
+             "constant UPDATE in a WITH of a DELETE")):
         deleted_meanwhile(a, port, sql, what + ", key deleted before COMMIT")
+    # a key-only DELETE in a WITH of an UPDATE watches nothing, as on its own
+    w0 = pgtest.redis_stat(port, "watch")
+    q(a, "BEGIN; WITH d AS (DELETE FROM f WHERE key = 'nokey') UPDATE native SET id = id; "
+      "COMMIT;")
+    w = pgtest.redis_stat(port, "watch") - w0
+    check(w == 0, "a key-only DELETE in a WITH of an UPDATE sent %d WATCH, want none" % w)
 
     changed_meanwhile(a, port, "d", "BEGIN; DELETE FROM f WHERE key = 'd' AND v < 10;",
                       lambda: pgtest.redis_cli(port, "hset", "f:d", "v", "50"),
