@@ -615,7 +615,6 @@ extern int	RedisScanKeysOnly(RedisScan *scan);
 extern bool RedisFieldsOnly(RedisTable *tbl, const bool *needed, bool need_ttl);
 extern void RedisScanAllowFieldFetch(RedisScan *scan);
 extern void RedisScanWatch(RedisScan *scan, bool keyonly);
-extern bool RedisWatchesTarget(RedisTable *tbl, struct ResultRelInfo *target);
 extern bool *RedisColumnsNeeded(RedisTable *tbl, List *attnos);
 extern char *RedisFieldsText(RedisTable *tbl, const bool *needed);
 extern List *RedisColumnsRead(RedisTable *tbl, Bitmapset *attrs);
@@ -641,6 +640,8 @@ extern void RedisStateRow(RedisScan *scan, RedisKeyState *st, int item,
 /* redis_fdw.c */
 extern bool RedisIsRedisTable(Oid relid);
 extern struct ResultRelInfo *RedisScanTarget(struct EState *estate, Index rti);
+extern void RedisScanWatchTarget(RedisScan *scan, RedisTable *tbl,
+								 struct EState *estate, Index rti);
 extern void RedisNoteMisspelled(struct ResultRelInfo *target, Datum *values,
 								bool *nulls, AttrNumber att, const char *s,
 								size_t len);

@@ -764,10 +764,8 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 	RedisScanSetColumns(st->scan, st->needed, false);
 	if (scan_fields_only(node, st->tbl, st->needed, st->need_ttl))
 		RedisScanAllowFieldFetch(st->scan);
-	if (RedisWatchesTarget(st->tbl, RedisScanTarget(node->ss.ps.state,
-													 ((Scan *) node->ss.ps.plan)->scanrelid)))
-		RedisScanWatch(st->scan,
-					   node->ss.ps.state->es_plannedstmt->commandType != CMD_DELETE);
+	RedisScanWatchTarget(st->scan, st->tbl, node->ss.ps.state,
+						 ((Scan *) node->ss.ps.plan)->scanrelid);
 	/* Per-node round trips add up over rescans: not in the scan's memory. */
 	if (st->trips == NULL)
 		st->trips = MemoryContextAllocZero(GetMemoryChunkContext(st), sizeof(RedisTrips));
@@ -1204,18 +1202,48 @@ RedisScanTarget(EState *estate, Index rti)
 }
 
 /*
- * Whether a scan of tbl for target (RedisScanTarget) watches the keys it
- * reads (RedisScanWatch): the UPDATE or DELETE it reads for writes at
- * COMMIT (write_mode 'transactional'), and what it read decides what it
- * writes and whether: the values the SET and WHERE read, and for an
- * UPDATE that the key still exists.  watch_limit 0 turns it off; the sync
- * worker, which replicates PostgreSQL's committed state, watches nothing.
+ * The command (CMD_UPDATE, CMD_DELETE) of the ModifyTable whose result
+ * relation is range table entry rti.  Not es_plannedstmt's commandType:
+ * a data-modifying WITH runs an UPDATE inside a DELETE and vice versa.  A
+ * ModifyTable heads the statement's plan or a WITH query's subplan; none
+ * found, CMD_UNKNOWN (the caller then watches as for an UPDATE, the safe
+ * side).
  */
-bool
-RedisWatchesTarget(RedisTable *tbl, ResultRelInfo *target)
+static CmdType
+target_operation(EState *estate, Index rti)
 {
-	return target != NULL && tbl->transactional && tbl->watch_limit > 0 &&
-		!PgpolyIsSyncWorker();
+	PlannedStmt *stmt = estate->es_plannedstmt;
+	ListCell   *lc;
+
+	if (IsA(stmt->planTree, ModifyTable) &&
+		list_member_int(((ModifyTable *) stmt->planTree)->resultRelations, rti))
+		return ((ModifyTable *) stmt->planTree)->operation;
+	foreach(lc, stmt->subplans)
+	{
+		ModifyTable *mt = lfirst(lc);
+
+		if (mt != NULL && IsA(mt, ModifyTable) &&
+			list_member_int(mt->resultRelations, rti))
+			return mt->operation;
+	}
+	return CMD_UNKNOWN;
+}
+
+/*
+ * Make scan watch the keys it reads (RedisScanWatch) if it reads range
+ * table entry rti of tbl as the target of an UPDATE or DELETE that writes
+ * at COMMIT (write_mode 'transactional'): what it read decides what it
+ * writes and whether, the values the SET and WHERE read, and for an UPDATE
+ * that the key still exists.  watch_limit 0 turns it off; the sync worker,
+ * which replicates PostgreSQL's committed state, watches nothing.
+ */
+void
+RedisScanWatchTarget(RedisScan *scan, RedisTable *tbl, EState *estate, Index rti)
+{
+	if (RedisScanTarget(estate, rti) == NULL || !tbl->transactional ||
+		tbl->watch_limit == 0 || PgpolyIsSyncWorker())
+		return;
+	RedisScanWatch(scan, target_operation(estate, rti) != CMD_DELETE);
 }
 
 /*

@@ -69,6 +69,7 @@
 #include <unistd.h>
 #include <hiredis/hiredis.h>
 
+#include "access/xact.h"
 #include "mb/pg_wchar.h"
 #include "catalog/pg_authid.h"
 #include "miscadmin.h"
@@ -1050,9 +1051,11 @@ void
 RedisNoteWatch(PgpolyConnection *conn)
 {
 	RedisHandle *h = conn->handle;
+	int			level = GetCurrentTransactionNestLevel();
 
 	if (conn->watching && !h->watching)
 		h->watch_lost = true;
+	conn->watch_level = conn->watching ? Min(conn->watch_level, level) : level;
 	conn->watching = h->watching = true;
 	for (int i = 0; i < h->nnodes; i++)
 		if (h->nodes[i]->active)

@@ -470,8 +470,7 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 						js->jointype == JOIN_SEMI || js->jointype == JOIN_ANTI);
 	if (js->fields_only)
 		RedisScanAllowFieldFetch(js->scan);
-	if (RedisWatchesTarget(js->tbl, RedisScanTarget(estate, rti)))
-		RedisScanWatch(js->scan, estate->es_plannedstmt->commandType != CMD_DELETE);
+	RedisScanWatchTarget(js->scan, js->tbl, estate, rti);
 	js->trips = palloc0(sizeof(RedisTrips));
 	RedisScanSetTrips(js->scan, js->trips);
 	js->cap = js->tbl->fetch_size;

@@ -36,6 +36,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_user_mapping.h"
 #include "lib/stringinfo.h"
 #include "funcapi.h"
@@ -492,23 +493,38 @@ PgpolyConnectionsAtXactEnd(bool isCommit)
 }
 
 /*
- * Subtransaction abort: a connection left in the middle of a request by the
- * error is broken (unread replies, half-sent commands).  Close it now, so
- * that no scan still holding the entry (an open cursor of an outer
- * subtransaction) can append to it; its next request reconnects.
+ * Subtransaction end.  Abort: a connection left in the middle of a request
+ * by the error is broken (unread replies, half-sent commands).  Close it
+ * now, so that no scan still holding the entry (an open cursor of an outer
+ * subtransaction) can append to it; its next request reconnects.  If all
+ * the session state it held (WATCH) was made in the aborted subtransaction,
+ * nothing left depends on it: its loss does not fail the COMMIT.  Commit
+ * (RELEASE): state made at this level is now the parent's.
  */
 void
-PgpolyConnectionsAtSubAbort(void)
+PgpolyConnectionsAtSubEnd(bool isCommit)
 {
 	HASH_SEQ_STATUS scan;
 	PgpolyConnection *conn;
+	int			level = GetCurrentTransactionNestLevel();
 
 	if (ConnectionHash == NULL)
 		return;
 	hash_seq_init(&scan, ConnectionHash);
 	while ((conn = hash_seq_search(&scan)) != NULL)
+	{
+		if (isCommit)
+		{
+			conn->watch_level = Min(conn->watch_level, level - 1);
+			continue;
+		}
 		if (conn->handle && conn->busy)
+		{
 			close_handle(conn);
+			if (conn->watch_level >= level)
+				conn->watching = false;
+		}
+	}
 }
 
 /* Whether conn is in UsedThisXact. */

@@ -207,6 +207,8 @@ typedef struct PgpolyConnection
 	bool		watching;		/* holds session state of this transaction
 								 * (Redis WATCH) that only a successful
 								 * COMMIT clears: else closed at its end */
+	int			watch_level;	/* the outermost subtransaction level that
+								 * made it (PgpolyConnectionsAtSubEnd) */
 	uint32		server_hashvalue;
 	uint32		mapping_hashvalue;
 	int64		requests;
@@ -232,7 +234,7 @@ extern void PgpolyEnsureConnected(PgpolyConnection *conn);
 extern void PgpolyBeginRequest(PgpolyConnection *conn);
 extern void PgpolyEndRequest(PgpolyConnection *conn);
 extern void PgpolyConnectionsAtXactEnd(bool isCommit);
-extern void PgpolyConnectionsAtSubAbort(void);
+extern void PgpolyConnectionsAtSubEnd(bool isCommit);
 extern void PgpolyConnectionInit(void);
 extern size_t PgpolySecretAt(const char *text, size_t len);
 

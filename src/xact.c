@@ -476,8 +476,7 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
 		return;
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		PgpolyConnectionsAtSubAbort();
+	PgpolyConnectionsAtSubEnd(event == SUBXACT_EVENT_COMMIT_SUB);
 
 	foreach(lc, OutboxChanges)
 	{

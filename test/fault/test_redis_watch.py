@@ -16,13 +16,18 @@ the COMMIT fails with 40001, writing nothing.  On one server:
   * three sessions incrementing in rounds (all read, then all commit in
     turn, the failed ones retried): the counter equals the successes;
   * a key deleted by another client between an UPDATE (to a constant, a
-    key-only read: key lookup and SCAN) and COMMIT: 40001, the key stays
-    deleted (before: re-created holding only the assigned field);
+    key-only read: key lookup and SCAN; also in a WITH of a DELETE) and
+    COMMIT: 40001, the key stays deleted (before: re-created holding only
+    the assigned field); a key-only DELETE in a WITH of an UPDATE watches
+    nothing;
   * a DELETE whose WHERE reads a value another client changes before
     COMMIT: 40001, the key keeps the other client's value;
   * the pgpoly connection killed between the read and COMMIT (Redis drops
     the WATCHes with it): COMMIT fails, the key keeps the other client's
     value;
+  * an UPDATE cancelled mid-round in a savepoint (the connection closed,
+    its WATCHes lost), ROLLBACK TO, another UPDATE: COMMIT succeeds if no
+    WATCH was made outside the savepoint, else fails with 40001;
   * no stray WATCH: after a ROLLBACK, after a statement that failed, and
     after a COMMIT whose UPDATE matched nothing (keys read, nothing
     written), a later transaction on the same session commits a write even
@@ -150,6 +155,30 @@ def no_stray_watch(a, port, before, what):
     pgtest.redis_cli(port, "del", "f:blind")
 
 
+def cancelled_in_savepoint(a, port, before, after, want_ok, what):
+    """A runs before, then in a savepoint an UPDATE of ctr cancelled while
+    Redis is paused (the connection is closed mid-request, its WATCHes
+    with it), ROLLBACK TO, then after and COMMIT: it commits iff want_ok
+    (no WATCH made outside the savepoint was lost), else 40001."""
+    pgtest.redis_cli(port, "hset", "f:ctr", "v", "0")
+    q(a, "BEGIN; " + before + " SAVEPOINT s;")
+    pgtest.redis_cli(port, "client", "pause", "1000", "all")
+    r = a.run("SET LOCAL statement_timeout = 200; UPDATE f SET v = v + 1 WHERE key = 'ctr';")
+    check(r.sqlstate == "57014", "%s: the UPDATE was not cancelled: %s" % (what, r.err.strip()))
+    q(a, "ROLLBACK TO s;")
+    pgtest.wait_for(lambda: pgtest.redis_cli(port, "ping")[1] == "PONG", what="unpause")
+    q(a, after)
+    r = a.run("COMMIT;")
+    if want_ok:
+        check(r.rc == 0 and hget(port, "f:ctr", "v") == "10",
+              "%s: want a successful COMMIT writing v = 10; got rc=%s v=%r: %s"
+              % (what, r.rc, hget(port, "f:ctr", "v"), r.err.strip()[:400]))
+    else:
+        check(r.rc == 1 and r.sqlstate == "40001",
+              "%s: want 40001 (WATCHes made before the savepoint were lost); got rc=%s "
+              "sqlstate=%s" % (what, r.rc, r.sqlstate))
+
+
 def setup(name, server_options, more=""):
     """A database with server rw (server_options) and hash table f: its
     name, or None if the setup failed."""
@@ -188,8 +217,16 @@ def single_server():
             ("UPDATE f SET w = 'new' WHERE key = 'gone';", "constant UPDATE by key"),
             ("UPDATE f SET w = 'new' WHERE key LIKE 'gon%';",
              "constant UPDATE over a key-only SCAN"),
-            ("UPDATE f SET w = w || '!' WHERE key = 'gone' RETURNING w;", "row-by-row UPDATE")):
+            ("UPDATE f SET w = w || '!' WHERE key = 'gone' RETURNING w;", "row-by-row UPDATE"),
+            ("WITH u AS (UPDATE f SET w = 'new' WHERE key = 'gone') DELETE FROM native;",
+             "constant UPDATE in a WITH of a DELETE")):
         deleted_meanwhile(a, port, sql, what + ", key deleted before COMMIT")
+    # a key-only DELETE in a WITH of an UPDATE watches nothing, as on its own
+    w0 = pgtest.redis_stat(port, "watch")
+    q(a, "BEGIN; WITH d AS (DELETE FROM f WHERE key = 'nokey') UPDATE native SET id = id; "
+      "COMMIT;")
+    w = pgtest.redis_stat(port, "watch") - w0
+    check(w == 0, "a key-only DELETE in a WITH of an UPDATE sent %d WATCH, want none" % w)
 
     changed_meanwhile(a, port, "d", "BEGIN; DELETE FROM f WHERE key = 'd' AND v < 10;",
                       lambda: pgtest.redis_cli(port, "hset", "f:d", "v", "50"),
@@ -209,6 +246,18 @@ def single_server():
             ("SAVEPOINT s; UPDATE f SET v = v / 0 WHERE key LIKE 'ct%'; ROLLBACK TO s; COMMIT;",
              "after ROLLBACK TO SAVEPOINT and COMMIT")):
         no_stray_watch(a, port, "BEGIN; " + before, what)
+
+    # a statement cancelled in the middle of its watched round, in a savepoint:
+    # if nothing outside the savepoint watched, ROLLBACK TO leaves nothing
+    # that depends on the lost WATCHes and the transaction commits (before:
+    # 40001 on every retry); WATCHes made before it, or released into the
+    # transaction, were lost with the connection: 40001
+    upd = "UPDATE f SET v = v + 10 WHERE key = 'ctr';"
+    cancelled_in_savepoint(a, port, "", upd, True, "only the cancelled statement watched")
+    cancelled_in_savepoint(a, port, "UPDATE f SET w = 'x' WHERE key = 'other';", upd, False,
+                           "a WATCH made before the savepoint")
+    cancelled_in_savepoint(a, port, "SAVEPOINT r; UPDATE f SET w = 'x' WHERE key = 'other'; "
+                           "RELEASE r;", upd, False, "a WATCH released into the transaction")
 
     # the README's pgbench run: every increment counts
     pgtest.redis_cli(port, "hset", "f:ctr", "v", "0")
