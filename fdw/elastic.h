@@ -208,6 +208,9 @@ typedef struct ElasticQuerySpec
 								 * columns of pushed clauses, read to check
 								 * them */
 	bool		need_score;
+	bool		seq_no;			/* the scan of an UPDATE's or DELETE's
+								 * target: hits carry _seq_no and
+								 * _primary_term (seq_no_primary_term) */
 	int64		limit;			/* rows to fetch (LIMIT + OFFSET), or -1 */
 } ElasticQuerySpec;
 
@@ -244,6 +247,8 @@ extern ElasticScan *ElasticScanBegin(ElasticTable *tbl, PgpolyConnection *conn,
 									 List *pending, MemoryContext parent);
 extern bool ElasticScanNext(ElasticScan *scan, Datum *values, bool *nulls,
 							bool *from_overlay);
+extern const char *ElasticScanVersion(ElasticScan *scan, int64 *seq_no,
+									  int64 *primary_term);
 extern void ElasticScanEnd(ElasticScan *scan);
 extern int	ElasticScanRequests(ElasticScan *scan);
 extern const char *ElasticScanPaging(ElasticScan *scan);
@@ -274,6 +279,19 @@ typedef struct ElasticWrite
 	ElasticTable *tbl;			/* index, refresh, batch_size, messages */
 	bool	   *applied;		/* EWRITE_CREATE sent at once: cleared
 								 * when the id existed (409) */
+	/* optimistic concurrency control (transactional UPDATE/DELETE) */
+	bool		versioned;		/* sent with if_seq_no/if_primary_term */
+	int64		seq_no;			/* the version the statement read, or -1:
+								 * read from this transaction's own earlier
+								 * write, whose result is the version */
+	int64		primary_term;
+	/* set while COMMIT sends the writes (ElasticSendWrites) */
+	struct ElasticWrite *prev;	/* earlier write of the same document */
+	bool		feeds;			/* a later versioned write needs its result */
+	bool		has_result;		/* its item returned _seq_no/_primary_term: */
+	int64		result_seq_no;
+	int64		result_primary_term;
+	int			batchno;		/* the _bulk request it went in */
 } ElasticWrite;
 
 extern ElasticWrite *ElasticInsertWrite(ElasticTable *tbl, Datum *values,
@@ -291,6 +309,11 @@ extern struct HTAB *ElasticOverlayCreate(MemoryContext cxt);
 extern bool ElasticOverlayAdd(struct HTAB *overlay, ElasticWrite *w);
 extern ElasticWrite *ElasticOverlayLast(struct HTAB *overlay, const char *id);
 extern void ElasticNoteWrite(Oid relid);
+extern struct HTAB *ElasticKeyMapCreate(MemoryContext cxt, Size entrysize,
+										 const char *name);
+extern void *ElasticKeyMapEnter(struct HTAB *map, MemoryContext cxt,
+								const char *key, bool *found);
+extern void *ElasticKeyMapFind(struct HTAB *map, const char *key);
 extern bool ElasticHasPendingWrites(Oid relid);
 
 #endif							/* PGPOLY_ELASTIC_H */

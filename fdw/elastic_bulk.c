@@ -438,6 +438,9 @@ append_action(StringInfo buf, ElasticWrite *w)
 	escape_json(buf, w->tbl->index);
 	appendStringInfoString(buf, ",\"_id\":");
 	escape_json(buf, w->id);
+	if (w->versioned)
+		appendStringInfo(buf, ",\"if_seq_no\":" INT64_FORMAT ",\"if_primary_term\":" INT64_FORMAT,
+						 w->seq_no, w->primary_term);
 	appendStringInfoString(buf, "}}\n");
 	if (w->doc)
 	{
@@ -490,8 +493,71 @@ item_failed(ElasticWrite *w, json_t *entry, json_t **err, json_t **status)
 }
 
 /*
+ * Whether a failed item (status) of versioned write w says that the
+ * document no longer has the version the transaction read: 409
+ * (version_conflict_engine_exception: changed, or deleted, meanwhile) or,
+ * for a partial "update", 404 (document_missing_exception: Elasticsearch
+ * looks the document up before it checks the version).
+ */
+static bool
+item_conflict(ElasticWrite *w, json_t *status)
+{
+	json_int_t	st = json_is_integer(status) ? json_integer_value(status) : 0;
+
+	return w->versioned && (st == 409 || (w->op == EWRITE_UPDATE && st == 404));
+}
+
+/*
+ * Keep the version a successful item gave document w (_seq_no and
+ * _primary_term, which every index, update and delete item carries):
+ * the condition of a later versioned write of the document.
+ */
+static void
+note_result(ElasticWrite *w, json_t *entry)
+{
+	const char *key;
+	json_t	   *item;
+
+	json_object_foreach(entry, key, item)
+	{
+		json_t	   *seq = json_object_get(item, "_seq_no");
+		json_t	   *term = json_object_get(item, "_primary_term");
+
+		w->has_result = json_is_integer(seq) && json_is_integer(term) &&
+			json_integer_value(seq) >= 0 && json_integer_value(term) > 0;
+		if (w->has_result)
+		{
+			w->result_seq_no = json_integer_value(seq);
+			w->result_primary_term = json_integer_value(term);
+		}
+	}
+}
+
+/*
+ * ERROR 40001 for versioned write w, whose document another client
+ * changed or deleted after the transaction read it (the version it read
+ * is gone); detail: what Elasticsearch said, or NULL.  Elasticsearch has
+ * no rollback: applied actions before it (and maybe other items of its
+ * request) stay.
+ */
+static void
+raise_conflict(ElasticWrite *w, const char *detail, int64 applied)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not serialize the write of document \"%s\" of foreign table \"%s\" (index \"%s\")",
+					w->id, w->tbl->relname, w->tbl->index),
+			 detail ? errdetail("Another client changed or deleted the document after this transaction's UPDATE or DELETE read it (if_seq_no/if_primary_term): %s", detail) :
+			 errdetail("The transaction's UPDATE or DELETE read the document from the transaction's own earlier write of it, which Elasticsearch did not apply as that write (another client's document, or a write without a version)."),
+			 errhint("The transaction can be retried. Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of this COMMIT stay applied, as may the other items of its _bulk request.",
+					 applied)));
+}
+
+/*
  * ERROR if an item of a bulk response failed (see item_failed), naming
  * the first failed document with its error, and the others (up to ten).
+ * A version conflict (item_conflict) is SQLSTATE 40001.  The versions of
+ * the successful items later writes depend on are kept (note_result).
  */
 static void
 check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
@@ -516,7 +582,11 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 		json_t	   *st;
 
 		if (!item_failed(batch[i], json_array_get(items, i), &e, &st))
+		{
+			if (batch[i]->feeds)
+				note_result(batch[i], json_array_get(items, i));
 			continue;
+		}
 		if (failed++ == 0)
 		{
 			first = i;
@@ -530,6 +600,15 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 		return;
 	if (failed > 1)
 		appendStringInfo(&others, "%s.", failed > 11 ? ", ..." : "");
+	if (item_conflict(batch[first], status))
+		raise_conflict(batch[first],
+					   psprintf("%s: %s%s%s",
+								member_excerpt(conn, json_object_get(err, "type"), "error"),
+								member_excerpt(conn, json_object_get(err, "reason"), "no reason given"),
+								failed > 1 ? psprintf(". %d other item(s) of the request failed too: ",
+													  failed - 1) : "",
+								others.data),
+					   sent_before + (int64) first);
 	ereport(ERROR,
 			(errcode(PgpolyHttpStatusErrcode(json_integer_value(status))),
 			 errmsg("Elasticsearch rejected document \"%s\" in index \"%s\"",
@@ -620,6 +699,7 @@ send_batch(PgpolyConnection *conn, ElasticWrite **batch, int n, int64 sent_befor
 		psprintf("/_bulk?refresh=%s", refresh);
 	json_t	   *doc;
 	PgpolyJsonTopLevel summary = {"errors", "items", "status", 200, 299};
+	bool		need_results = false;
 
 	initStringInfo(&body);
 	for (int i = 0; i < n; i++)
@@ -633,7 +713,9 @@ send_batch(PgpolyConnection *conn, ElasticWrite **batch, int n, int64 sent_befor
 	 * one item per action, each with a 2xx status.  Anything else, even
 	 * when "errors" says false, has every item checked.
 	 */
-	if (PgpolyJsonTopLevelScan(resp.body, resp.len, &summary) &&
+	for (int i = 0; i < n; i++)
+		need_results |= batch[i]->feeds;
+	if (!need_results && PgpolyJsonTopLevelScan(resp.body, resp.len, &summary) &&
 		summary.found && !summary.value && summary.elements == n &&
 		summary.inner_count == n)
 		return;
@@ -641,9 +723,75 @@ send_batch(PgpolyConnection *conn, ElasticWrite **batch, int n, int64 sent_befor
 	check_items(conn, doc, batch, n, sent_before);
 }
 
+/* An entry of link_writes' map: the last write of a document. */
+typedef struct LastWrite
+{
+	char	   *key;			/* index and id (ElasticKeyMapCreate) */
+	ElasticWrite *w;
+} LastWrite;
+
+/*
+ * Link each write to the previous write of the same document (w->prev)
+ * and mark the writes whose result a later versioned write needs
+ * (w->feeds).  A document written twice in the transaction (two UPDATEs,
+ * an INSERT then an UPDATE, or a join that updates it twice) is read the
+ * second time from the first write, and then its version is the one the
+ * first write gives it.  Nothing to do without versioned writes.
+ */
+static void
+link_writes(List *writes, MemoryContext cxt)
+{
+	HTAB	   *last = NULL;
+	ListCell   *lc;
+
+	foreach(lc, writes)
+	{
+		ElasticWrite *w = lfirst(lc);
+
+		w->prev = NULL;
+		w->feeds = w->has_result = false;
+		w->batchno = -1;
+		if (w->versioned && last == NULL)
+			last = ElasticKeyMapCreate(cxt, sizeof(LastWrite), "pgpoly elastic writes");
+	}
+	foreach(lc, last ? writes : NIL)
+	{
+		ElasticWrite *w = lfirst(lc);
+		char	   *key = psprintf("%s\n%s", w->tbl->index, w->id);
+		bool		found;
+		LastWrite  *e = ElasticKeyMapEnter(last, cxt, key, &found);
+
+		pfree(key);
+		if (found)
+		{
+			w->prev = e->w;
+			if (w->versioned)
+				w->prev->feeds = true;
+		}
+		e->w = w;
+	}
+}
+
+/*
+ * The condition of versioned write w whose document the transaction wrote
+ * before (w->prev, sent in an earlier batch): the version that write
+ * gave it.  ERROR 40001 when it gave none (a "create" skipped because
+ * another client's document had the id).
+ */
+static void
+chain_version(ElasticWrite *w, int64 sent)
+{
+	if (!w->prev->has_result)
+		raise_conflict(w, NULL, sent);
+	w->seq_no = w->prev->result_seq_no;
+	w->primary_term = w->prev->result_primary_term;
+}
+
 /*
  * Send writes (ElasticWrite *) in _bulk batches of the tables' batch_size;
- * a change of refresh option starts a new batch.
+ * a change of refresh option starts a new batch, and so does a versioned
+ * write of a document written earlier in the same batch: its condition is
+ * the version that write returns.
  */
 void
 ElasticSendWrites(PgpolyConnection *conn, List *writes)
@@ -654,23 +802,31 @@ ElasticSendWrites(PgpolyConnection *conn, List *writes)
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	ElasticWrite **batch = palloc(sizeof(ElasticWrite *) * Max(list_length(writes), 1));
 	int			n = 0;
+	int			batchno = 0;
 	int64		sent = 0;
 	ListCell   *lc;
 
+	link_writes(writes, cxt);
 	MemoryContextSwitchTo(old);
 	foreach(lc, writes)
 	{
 		ElasticWrite *w = lfirst(lc);
+		bool		chained = w->versioned && w->prev != NULL;
 
 		if (n > 0 && (n >= batch[0]->tbl->batch_size ||
-					  strcmp(w->tbl->refresh, batch[0]->tbl->refresh) != 0))
+					  strcmp(w->tbl->refresh, batch[0]->tbl->refresh) != 0 ||
+					  (chained && w->prev->batchno == batchno)))
 		{
 			old = MemoryContextSwitchTo(cxt);
 			send_batch(conn, batch, n, sent);
 			MemoryContextSwitchTo(old);
 			sent += n;
 			n = 0;
+			batchno++;
 		}
+		if (chained)
+			chain_version(w, sent);
+		w->batchno = batchno;
 		batch[n++] = w;
 	}
 	if (n > 0)
@@ -681,4 +837,3 @@ ElasticSendWrites(PgpolyConnection *conn, List *writes)
 	}
 	MemoryContextDelete(cxt);
 }
-

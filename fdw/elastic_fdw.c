@@ -107,6 +107,7 @@ enum ElasticPrivate
 #define EFLAG_NEED_SOURCE	0x02
 #define EFLAG_NEED_SCORE	0x04
 #define EFLAG_FIELDS_READ	0x08	/* output or local quals read fields */
+#define EFLAG_SEQ_NO		0x10	/* hits carry _seq_no and _primary_term */
 
 /* Planner state of an Elasticsearch base relation. */
 typedef struct ElasticRelInfo
@@ -137,6 +138,9 @@ typedef struct ElasticScanState
 	bool		count_done;
 	int			requests;		/* of finished scans */
 	const char *paging;
+	struct HTAB *versions;		/* spec.seq_no: the target's VersionEntry
+								 * map (in the modify state's memory) */
+	MemoryContext versions_cxt; /* that memory */
 } ElasticScanState;
 
 /* The identity column of the old row (core.junk[0]): _id. */
@@ -149,7 +153,18 @@ typedef struct ElasticModifyState
 	ElasticTable *tbl;
 	HTAB	   *ov;				/* ON CONFLICT DO NOTHING, transactional:
 								 * the buffered writes, by id */
+	HTAB	   *versions;		/* VersionEntry by id, filled by the scan
+								 * of the target (EFLAG_SEQ_NO); NULL: its
+								 * writes are not versioned */
 } ElasticModifyState;
+
+/* The version of a document the scan of a modification's target read. */
+typedef struct VersionEntry
+{
+	char	   *id;				/* key (ElasticKeyMapCreate) */
+	int64		seq_no;
+	int64		primary_term;
+} VersionEntry;
 
 PG_FUNCTION_INFO_V1(pgpoly_elastic_handler);
 PG_FUNCTION_INFO_V1(pgpoly_elastic_validator);
@@ -565,6 +580,44 @@ source_includes(ElasticRelInfo *ri, int *flags)
 	return includes;
 }
 
+/*
+ * Whether the scan of baserel reads the documents a transactional UPDATE
+ * or DELETE writes at COMMIT, and what it reads decides what is written:
+ * then its hits carry their version (EFLAG_SEQ_NO), and the writes are
+ * sent on the condition that the documents still have it.  An UPDATE
+ * always depends on what it read (the values SET reads, or for a partial
+ * update that the document still exists); a DELETE only when it reads a
+ * value (a field, _source or _query), not when it names documents by _id
+ * alone: a document changed or deleted meanwhile then ends as if the
+ * DELETE had come after that change.  Plain SELECTs never ask.
+ */
+static bool
+reads_for_write(PlannerInfo *root, RelOptInfo *baserel, ElasticRelInfo *ri)
+{
+	CmdType		cmd = root->parse->commandType;
+	Bitmapset  *read = bms_union(ri->attrs_used, ri->attrs_checked);
+	int			x = -1;
+	ListCell   *lc;
+
+	if ((cmd != CMD_UPDATE && cmd != CMD_DELETE) || !ri->tbl->transactional ||
+		!bms_is_member(baserel->relid, root->all_result_relids))
+		return false;
+	if (cmd == CMD_UPDATE || ri->has_query)
+		return true;
+	foreach(lc, ri->conds)
+		if (((ElasticCond *) lfirst(lc))->kind != ECOND_IDS &&
+			((ElasticCond *) lfirst(lc))->kind != ECOND_IDS_IN)
+			return true;
+	while ((x = bms_next_member(read, x)) >= 0)
+	{
+		AttrNumber	att = x + FirstLowInvalidHeapAttributeNumber;
+
+		if (att == 0 || (att > 0 && att != ri->tbl->id_att))
+			return true;		/* the whole row, or a column but _id */
+	}
+	return false;
+}
+
 /* GetForeignPlan for count(*) (an upper relation). */
 static ForeignScan *
 count_plan(RelOptInfo *foreignrel, List *tlist, Plan *outer_plan)
@@ -618,6 +671,8 @@ elasticGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 			recheck = lappend(recheck, rinfo->clause);
 	}
 	includes = source_includes(ri, &flags);
+	if (reads_for_write(root, baserel, ri))
+		flags |= EFLAG_SEQ_NO;
 	priv = list_make5(makeInteger(EMODE_SCAN), ElasticCondsToList(ri->conds),
 					  linitial(best_path->fdw_private), includes, makeInteger(flags));
 	priv = lappend(priv, lsecond(best_path->fdw_private));
@@ -644,6 +699,8 @@ spec_from_private(ElasticQuerySpec *spec, List *priv)
 	spec->need_source = (flags & EFLAG_NEED_SOURCE) != 0;
 	spec->fields_read = (flags & (EFLAG_FIELDS_READ | EFLAG_SOURCE_ALL)) != 0;
 	spec->need_score = (flags & EFLAG_NEED_SCORE) != 0;
+	/* the sync worker replicates committed writes: nothing to protect */
+	spec->seq_no = (flags & EFLAG_SEQ_NO) != 0 && !PgpolyIsSyncWorker();
 	spec->limit = intVal(list_nth(priv, EPRIV_LIMIT));
 }
 
@@ -711,6 +768,48 @@ iterate_count(ForeignScanState *node, ElasticScanState *st)
 	return ExecStoreVirtualTuple(slot);
 }
 
+/*
+ * The versions map of the modification whose target the scan reads
+ * (spec.seq_no), created at its first use; NULL if there is none (the
+ * scan of EvalPlanQual or a plan the executor does not modify with).
+ */
+static HTAB *
+target_versions(ForeignScanState *node, MemoryContext *cxt)
+{
+	EState	   *estate = node->ss.ps.state;
+	Index		rti = ((Scan *) node->ss.ps.plan)->scanrelid;
+	ResultRelInfo *target;
+	ElasticModifyState *ms;
+
+	if (rti == 0 || estate->es_result_relations == NULL ||
+		!ExecRelationIsTargetRelation(estate, rti) ||
+		(target = estate->es_result_relations[rti - 1]) == NULL ||
+		(ms = target->ri_FdwState) == NULL)
+		return NULL;
+	*cxt = GetMemoryChunkContext(ms);
+	if (ms->versions == NULL)
+		ms->versions = ElasticKeyMapCreate(*cxt, sizeof(VersionEntry),
+										   "pgpoly elastic versions read");
+	return ms->versions;
+}
+
+/* Note the version of the remote row just returned for the modification. */
+static void
+note_version(ElasticScanState *st)
+{
+	int64		seq_no;
+	int64		primary_term;
+	const char *id = ElasticScanVersion(st->scan, &seq_no, &primary_term);
+	VersionEntry *e;
+	bool		found;
+
+	if (id == NULL || st->versions == NULL)
+		return;
+	e = ElasticKeyMapEnter(st->versions, st->versions_cxt, id, &found);
+	e->seq_no = seq_no;
+	e->primary_term = primary_term;
+}
+
 /* IterateForeignScan: the next row, fetching a page when needed. */
 static TupleTableSlot *
 elasticIterateForeignScan(ForeignScanState *node)
@@ -725,6 +824,8 @@ elasticIterateForeignScan(ForeignScanState *node)
 		MemoryContext old = PgpolyScanStart(&st->core);
 
 		eval_params(node, st);
+		if (st->spec.seq_no && st->versions == NULL)
+			st->versions = target_versions(node, &st->versions_cxt);
 		if (st->mode != EMODE_COUNT)
 			st->scan = ElasticScanBegin(st->tbl, st->core.conn, &st->spec, st->params,
 										st->core.pending, st->core.scan_cxt);
@@ -739,7 +840,10 @@ elasticIterateForeignScan(ForeignScanState *node)
 			return slot;
 		ExecStoreVirtualTuple(slot);
 		if (!from_overlay)
+		{
+			note_version(st);
 			return slot;
+		}
 		econtext->ecxt_scantuple = slot;
 		if (ExecQual(st->recheck, econtext))
 			return slot;
@@ -1122,6 +1226,29 @@ junk_id(ElasticModifyState *ms, TupleTableSlot *planSlot)
 	return TextDatumGetCString(d);
 }
 
+/*
+ * Make w, the write of an UPDATE or DELETE whose target scan read versions
+ * (ms->versions), conditional on the document still having the version
+ * the statement read.  A row the scan did not read from Elasticsearch
+ * came from this transaction's own earlier write of the document: the
+ * condition is then that write's result (seq_no -1, see ElasticSendWrites).
+ */
+static void
+set_version(ElasticModifyState *ms, ElasticWrite *w)
+{
+	VersionEntry *e;
+
+	if (ms->versions == NULL)
+		return;
+	w->versioned = true;
+	w->seq_no = -1;
+	e = ElasticKeyMapFind(ms->versions, w->id);
+	if (e == NULL)
+		return;
+	w->seq_no = e->seq_no;
+	w->primary_term = e->primary_term;
+}
+
 /* ExecForeignUpdate: slot holds the complete new row. */
 static TupleTableSlot *
 elasticExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
@@ -1137,6 +1264,7 @@ elasticExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	w = ElasticUpdateWrite(ms->tbl, id, slot->tts_values, slot->tts_isnull,
 						   ms->core.updated);
+	set_version(ms, w);
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
 	PgpolyModifyOutbox(&ms->core, CMD_UPDATE, slot, planSlot);
@@ -1155,6 +1283,7 @@ elasticExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 
 	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	w = ElasticDeleteWrite(ms->tbl, id);
+	set_version(ms, w);
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
 	PgpolyModifyOutbox(&ms->core, CMD_DELETE, NULL, planSlot);

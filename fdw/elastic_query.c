@@ -924,5 +924,7 @@ ElasticAppendBody(StringInfo buf, ElasticQuerySpec *spec,
 		append_sort(buf, spec->sorts, tiebreaker);
 	if (spec->need_score && !score_sorted && (spec->sorts || tiebreaker))
 		appendStringInfoString(buf, ",\"track_scores\":true");
+	if (spec->seq_no)
+		appendStringInfoString(buf, ",\"seq_no_primary_term\":true");
 	appendStringInfo(buf, ",\"size\":%d,\"track_total_hits\":false", size);
 }

@@ -50,6 +50,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "common/int.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -100,6 +101,9 @@ struct ElasticScan
 	bool		last_page;
 	bool		remote_done;
 	int64		returned;		/* remote rows returned */
+	char	   *last_id;		/* spec->seq_no: the last remote row's id */
+	int64		last_seq_no;	/* and version */
+	int64		last_primary_term;
 	int			requests;
 	/* read-your-writes */
 	HTAB	   *overlay;
@@ -153,6 +157,62 @@ ElasticOverlayLast(HTAB *overlay, const char *id)
 	OverlayEntry *e = hash_search(overlay, id, HASH_FIND, NULL);
 
 	return e ? e->write : NULL;
+}
+
+/* Hash of a key of an ElasticKeyMap: the string its first member points to. */
+static uint32
+key_map_hash(const void *key, Size keysize)
+{
+	const char *s = *(char *const *) key;
+
+	return hash_bytes((const unsigned char *) s, strlen(s));
+}
+
+/* Key comparison of an ElasticKeyMap. */
+static int
+key_map_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * A map in cxt whose entries (entrysize bytes) start with a char * key,
+ * a copy the map owns: unlike the overlay's fixed 520-byte keys, an entry
+ * costs the id's length, for maps of every document a statement reads.
+ */
+HTAB *
+ElasticKeyMapCreate(MemoryContext cxt, Size entrysize, const char *name)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = entrysize;
+	ctl.hash = key_map_hash;
+	ctl.match = key_map_match;
+	ctl.hcxt = cxt;
+	return hash_create(name, 256, &ctl,
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
+/*
+ * The entry of key in map; a new one gets a copy of key in cxt (the map's
+ * context) and the caller sets the rest (*found false).
+ */
+void *
+ElasticKeyMapEnter(HTAB *map, MemoryContext cxt, const char *key, bool *found)
+{
+	char	  **e = hash_search(map, &key, HASH_ENTER, found);
+
+	if (!*found)
+		*e = MemoryContextStrdup(cxt, key);
+	return e;
+}
+
+/* The entry of key in map, or NULL. */
+void *
+ElasticKeyMapFind(HTAB *map, const char *key)
+{
+	return hash_search(map, &key, HASH_FIND, NULL);
 }
 
 /* Build the overlay of pending, the table's buffered writes. */
@@ -634,6 +694,27 @@ hit_row(ElasticScan *scan, JsonbContainer *hit, int hitno, char *id,
 		nulls[tbl->source_att - 1] = true;
 }
 
+/*
+ * A non-negative integer member of a hit (_seq_no, _primary_term); ERROR
+ * naming the document when it is missing.
+ */
+static int64
+hit_int8(ElasticScan *scan, JsonbContainer *hit, const char *key, const char *id)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(hit, key, strlen(key), NULL);
+	int64		n;
+
+	if (v == NULL || v->type != jbvNumeric ||
+		(n = DatumGetInt64(DirectFunctionCall1(numeric_int8,
+											   NumericGetDatum(v->val.numeric)))) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("Elasticsearch server \"%s\" sent document \"%s\" of index \"%s\" without a valid %s",
+						scan->conn->servername, id, scan->tbl->index, key),
+				 errdetail("The search asked for \"seq_no_primary_term\": true, to send the write with if_seq_no and if_primary_term.")));
+	return n;
+}
+
 /* The next remote row not replaced by a pending write; false at the end. */
 static bool
 next_remote(ElasticScan *scan, Datum *values, bool *nulls)
@@ -653,6 +734,12 @@ next_remote(ElasticScan *scan, Datum *values, bool *nulls)
 		if (scan->overlay && hash_search(scan->overlay, id, HASH_FIND, NULL))
 			continue;
 		hit_row(scan, hit, scan->pos - 1, id, values, nulls);
+		if (scan->spec->seq_no)
+		{
+			scan->last_id = id;
+			scan->last_seq_no = hit_int8(scan, hit, "_seq_no", id);
+			scan->last_primary_term = hit_int8(scan, hit, "_primary_term", id);
+		}
 		scan->returned++;
 		return true;
 	}
@@ -712,11 +799,26 @@ ElasticScanNext(ElasticScan *scan, Datum *values, bool *nulls, bool *from_overla
 	MemoryContextReset(scan->row_cxt);
 	old = MemoryContextSwitchTo(scan->row_cxt);
 	*from_overlay = false;
+	scan->last_id = NULL;
 	found = next_remote(scan, values, nulls);
 	if (!found && scan->overlay && !has_fulltext(scan))
 		found = *from_overlay = next_overlay(scan, values, nulls);
 	MemoryContextSwitchTo(old);
 	return found;
+}
+
+/*
+ * The id of the row ElasticScanNext returned last and, in *seq_no and
+ * *primary_term, the version Elasticsearch sent with it; NULL when the scan
+ * does not ask for versions (spec->seq_no) or the row came from a pending
+ * write.  Valid until the next ElasticScanNext.
+ */
+const char *
+ElasticScanVersion(ElasticScan *scan, int64 *seq_no, int64 *primary_term)
+{
+	*seq_no = scan->last_seq_no;
+	*primary_term = scan->last_primary_term;
+	return scan->last_id;
 }
 
 /*

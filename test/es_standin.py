@@ -38,7 +38,17 @@ https://www.elastic.co/guide/en/elasticsearch/reference/current/):
   3.3 (opensearch-project/OpenSearch#18924): a sort on it is rejected.
   DELETE /_search/scroll          clear-scroll-api.html
   GET|POST /<index>/_count        search-count.html
-  POST /_bulk, /<index>/_bulk     docs-bulk.html
+  POST /_bulk, /<index>/_bulk     docs-bulk.html (action metadata
+                                  if_seq_no/if_primary_term: a document
+                                  without that version fails the item
+                                  with 409 version_conflict_engine_exception;
+                                  an "update" of a missing document is 404
+                                  document_missing_exception first)
+Optimistic concurrency control (optimistic-concurrency-control.html): every
+write of an index takes the next _seq_no of the index (one shard, primary
+term 1); index/update/delete items and _mget documents carry the document's
+_seq_no and _primary_term, and search hits do when the body asks for
+"seq_no_primary_term": true (search-search.html).
   GET|POST /<index>/_mget         docs-multi-get.html ({"ids": [...]}; a
                                   missing index is a per-document error)
 Error bodies follow common-options.html / the REST error format:
@@ -79,6 +89,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 MAX_RESULT_WINDOW = 10000
+PRIMARY_TERM = 1          # one shard, never failed over
 LOCK = threading.RLock()
 
 
@@ -213,6 +224,8 @@ class Index:
             "enabled", True) not in (False, "false")
         self.docs = {}
         self.seq = itertools.count()
+        self.seq_no = itertools.count()     # _seq_no of the next write
+        self.versions = {}      # id -> _seq_no of its last write
         self.ord = {}           # id -> insertion ordinal (_shard_doc)
 
     def field_mapping(self, path):
@@ -846,7 +859,7 @@ def matching_hits(indices, docs, query, need_score):
     """Hits (dicts) of the documents matching query."""
     ctx = Ctx(indices)
     hits = []
-    for idx, doc_id, src, ordv in docs:
+    for idx, doc_id, src, ordv, seq_no in docs:
         if query is None:
             ok, score = True, 1.0
         else:
@@ -854,7 +867,7 @@ def matching_hits(indices, docs, query, need_score):
         if ok:
             hits.append({"_index": idx.name, "_id": doc_id,
                          "_score": score, "_source": src, "_ord": ordv,
-                         "_idx": idx})
+                         "_idx": idx, "_seq_no": seq_no})
     return hits
 
 
@@ -862,7 +875,8 @@ def live_docs(indices):
     out = []
     for idx in indices:
         for doc_id, src in idx.docs.items():
-            out.append((idx, doc_id, src, idx.ord[doc_id]))
+            out.append((idx, doc_id, src, idx.ord[doc_id],
+                        idx.versions[doc_id]))
     return out
 
 
@@ -998,6 +1012,8 @@ def render_hits(page, total, body, specs, want_score):
     for h in page:
         d = {"_index": h["_index"], "_id": h["_id"],
              "_score": h["_score"] if want_score else None}
+        if body.get("seq_no_primary_term") is True:
+            d["_seq_no"], d["_primary_term"] = h["_seq_no"], PRIMARY_TERM
         src = filter_source(h["_source"], spec) \
             if h["_idx"].source_enabled else None
         if src is not None:
@@ -1120,7 +1136,8 @@ def mget(iname, body, params):
                          "error": e.body()["error"]})
         elif doc_id in idx.docs:
             doc = {"_index": iname, "_id": doc_id, "_version": 1,
-                   "_seq_no": 0, "_primary_term": 1, "found": True}
+                   "_seq_no": idx.versions[doc_id],
+                   "_primary_term": PRIMARY_TERM, "found": True}
             if params.get("_source") != "false":
                 doc["_source"] = idx.docs[doc_id]
             docs.append(doc)
@@ -1171,14 +1188,34 @@ def bulk(default_index, raw, params):
                 status, "es_rejected_execution_exception" if status == 429
                 else "mapper_parsing_exception", "injected item fault"))
         else:
-            item = bulk_item(op, iname, meta.get("_id"), src)
+            item = bulk_item(op, iname, meta.get("_id"), src, meta)
         errors = errors or "error" in item
         items.append({op: item})
     return 200, {"took": int((time.monotonic() - t0) * 1000),
                  "errors": errors, "items": items}
 
 
-def bulk_item(op, iname, doc_id, src):
+def version_conflict(idx, doc_id, meta):
+    """The 409 of an action whose if_seq_no/if_primary_term the document
+    does not have (docs-bulk.html, optimistic-concurrency-control.html),
+    or None."""
+    if "if_seq_no" not in meta and "if_primary_term" not in meta:
+        return None
+    want = (meta.get("if_seq_no"), meta.get("if_primary_term"))
+    if doc_id in idx.docs and want == (idx.versions[doc_id], PRIMARY_TERM):
+        return None
+    reason = "[%s]: version conflict, required seqNo [%s], primary term [%s]" \
+        % (doc_id, want[0], want[1])
+    if doc_id in idx.docs:
+        reason += ". current document has seqNo [%d] and primary term [%d]" \
+            % (idx.versions[doc_id], PRIMARY_TERM)
+    else:
+        reason += ". but no document was found"
+    return EsError(409, "version_conflict_engine_exception", reason,
+                   index=idx.name, shard="0")
+
+
+def bulk_item(op, iname, doc_id, src, meta):
     """Apply one bulk action; the item of the response."""
     idx = STATE.indices.get(iname)
     if idx is None:
@@ -1194,23 +1231,27 @@ def bulk_item(op, iname, doc_id, src):
     doc_id = str(doc_id)
     exists = doc_id in idx.docs
     try:
+        if op == "update" and not exists:
+            raise EsError(404, "document_missing_exception",
+                          "[%s]: document missing" % doc_id,
+                          index=iname, shard="0")
+        conflict = version_conflict(idx, doc_id, meta)
+        if conflict is not None:
+            raise conflict
         if op == "delete":
             if not exists:
                 return {"_index": iname, "_id": doc_id, "_version": 1,
                         "result": "not_found", "_shards": shards(),
-                        "status": 404}
+                        "_seq_no": next(idx.seq_no),
+                        "_primary_term": PRIMARY_TERM, "status": 404}
             del idx.docs[doc_id]
-            return ok_item(iname, doc_id, "deleted", 200)
+            return ok_item(idx, doc_id, "deleted", 200, next(idx.seq_no))
         if op == "create" and exists:
             raise EsError(409, "version_conflict_engine_exception",
                           "[%s]: version conflict, document already exists "
                           "(current version [1])" % doc_id,
                           index=iname, shard="0")
         if op == "update":
-            if not exists:
-                raise EsError(404, "document_missing_exception",
-                              "[%s]: document missing" % doc_id,
-                              index=iname, shard="0")
             new = merge(dict(idx.docs[doc_id]), src.get("doc", {}))
         else:
             new = src
@@ -1221,10 +1262,11 @@ def bulk_item(op, iname, doc_id, src):
     except EsError as e:
         return item_error(iname, doc_id, e)
     idx.docs[doc_id] = new
+    idx.versions[doc_id] = next(idx.seq_no)
     if doc_id not in idx.ord:
         idx.ord[doc_id] = next(idx.seq)
-    return ok_item(iname, doc_id, "updated" if exists else "created",
-                   200 if exists else 201)
+    return ok_item(idx, doc_id, "updated" if exists else "created",
+                   200 if exists else 201, idx.versions[doc_id])
 
 
 def merge(dst, src):
@@ -1236,10 +1278,12 @@ def merge(dst, src):
     return dst
 
 
-def ok_item(iname, doc_id, result, status):
-    return {"_index": iname, "_id": doc_id, "_version": 1, "result": result,
+def ok_item(idx, doc_id, result, status, seq_no):
+    return {"_index": idx.name, "_id": doc_id, "_version": 1,
+            "result": result,
             "_shards": {"total": 1, "successful": 1, "failed": 0},
-            "_seq_no": 0, "_primary_term": 1, "status": status}
+            "_seq_no": seq_no, "_primary_term": PRIMARY_TERM,
+            "status": status}
 
 
 def item_error(iname, doc_id, e):

@@ -12,7 +12,8 @@ One psql session (one backend, cached connection) checks:
     57014 in < 1.5 s; timeout_ms 400 fails with class 08 in < 2 s;
   * a missing index: ERROR HV00R (fdw_table_not_found) naming the index;
   * a commit whose _bulk gets 429 then succeeds; a bulk item failure fails
-    COMMIT (HV000) naming the document, and the PostgreSQL side rolls back;
+    COMMIT naming the document (40001 for an update of a document deleted
+    meanwhile), and the PostgreSQL side rolls back;
   * after each error the next statement in the same session works, with
     one cached connection; no backend crashed.
 Plus failover across urls: the first url refuses connections.
@@ -129,14 +130,15 @@ def test():
     check(r.rc == 0, "UPDATE of a row not found should be a no-op: %s" % r.err)
     r = s.run("BEGIN; INSERT INTO native VALUES (4);")
     s.run("INSERT INTO w VALUES ('ok2', 2);")
-    # The document vanishes between the scan and the commit: update fails.
+    # The document vanishes between the scan and the commit: the update
+    # (on the version it read) fails with 40001 (test_elastic_occ.py).
     s.run("UPDATE w SET n = 3 WHERE _id = 'good';")
     es.request("POST", "/fault_w/_bulk",
                b'{"delete": {"_id": "good"}}\n', ndjson=True)
     r = s.run("COMMIT;")
-    check(r.rc == 1 and r.sqlstate == "HV000" and '"good"' in r.err
+    check(r.rc == 1 and r.sqlstate == "40001" and '"good"' in r.err
           and "document_missing_exception" in r.err,
-          "bulk item failure at COMMIT: want HV000 naming \"good\" and "
+          "bulk item failure at COMMIT: want 40001 naming \"good\" and "
           "document_missing_exception; got rc=%s sqlstate=%s: %s"
           % (r.rc, r.sqlstate, r.err.strip()))
     check(s.value("SELECT count(*) FROM native WHERE id = 4;") == "0",
