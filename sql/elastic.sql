@@ -130,6 +130,19 @@ UPDATE docs SET title = 'Text model v2', meta_b = 'w' WHERE _id = '2';
 COMMIT;
 SELECT _id, title, n, meta FROM docs ORDER BY _id;
 
+-- The scan of an UPDATE's target asks for each hit's version
+-- (seq_no_primary_term), which the write at COMMIT is conditioned on
+-- (if_seq_no/if_primary_term); so does a DELETE that reads a value.  A
+-- DELETE by _id alone does not, nor does any SELECT.
+EXPLAIN (VERBOSE, COSTS OFF) UPDATE docs SET n = n + 1 WHERE _id = '2';
+EXPLAIN (VERBOSE, COSTS OFF) DELETE FROM docs WHERE _id = '2' AND n < 10;
+EXPLAIN (VERBOSE, COSTS OFF) DELETE FROM docs WHERE _id = '2';
+BEGIN;
+UPDATE docs SET n = n + 1 WHERE _id = '2';
+UPDATE docs SET n = n + 1 WHERE _id = '2';
+COMMIT;
+SELECT _id, n FROM docs WHERE _id = '2';
+
 -- INSERT without _id: an id is assigned at once (RETURNING, later reads).
 BEGIN;
 INSERT INTO docs (title, n) VALUES ('no id', 8) RETURNING length(_id) AS id_length, n;
