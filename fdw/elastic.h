@@ -309,11 +309,6 @@ extern struct HTAB *ElasticOverlayCreate(MemoryContext cxt);
 extern bool ElasticOverlayAdd(struct HTAB *overlay, ElasticWrite *w);
 extern ElasticWrite *ElasticOverlayLast(struct HTAB *overlay, const char *id);
 extern void ElasticNoteWrite(Oid relid);
-extern struct HTAB *ElasticKeyMapCreate(MemoryContext cxt, Size entrysize,
-										 const char *name);
-extern void *ElasticKeyMapEnter(struct HTAB *map, MemoryContext cxt,
-								const char *key, bool *found);
-extern void *ElasticKeyMapFind(struct HTAB *map, const char *key);
 extern bool ElasticHasPendingWrites(Oid relid);
 
 #endif							/* PGPOLY_ELASTIC_H */

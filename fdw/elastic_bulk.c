@@ -726,7 +726,7 @@ send_batch(PgpolyConnection *conn, ElasticWrite **batch, int n, int64 sent_befor
 /* An entry of link_writes' map: the last write of a document. */
 typedef struct LastWrite
 {
-	char	   *key;			/* index and id (ElasticKeyMapCreate) */
+	PgpolyKeyRef key;			/* index, newline, id (PgpolyKeyTable) */
 	ElasticWrite *w;
 } LastWrite;
 
@@ -752,14 +752,14 @@ link_writes(List *writes, MemoryContext cxt)
 		w->feeds = w->has_result = false;
 		w->batchno = -1;
 		if (w->versioned && last == NULL)
-			last = ElasticKeyMapCreate(cxt, sizeof(LastWrite), "pgpoly elastic writes");
+			last = PgpolyKeyTable("pgpoly elastic writes", sizeof(LastWrite), cxt);
 	}
 	foreach(lc, last ? writes : NIL)
 	{
 		ElasticWrite *w = lfirst(lc);
 		char	   *key = psprintf("%s\n%s", w->tbl->index, w->id);
 		bool		found;
-		LastWrite  *e = ElasticKeyMapEnter(last, cxt, key, &found);
+		LastWrite  *e = PgpolyKeyTableEnter(last, cxt, key, strlen(key), &found);
 
 		pfree(key);
 		if (found)

@@ -161,7 +161,7 @@ typedef struct ElasticModifyState
 /* The version of a document the scan of a modification's target read. */
 typedef struct VersionEntry
 {
-	char	   *id;				/* key (ElasticKeyMapCreate) */
+	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable) */
 	int64		seq_no;
 	int64		primary_term;
 } VersionEntry;
@@ -788,8 +788,8 @@ target_versions(ForeignScanState *node, MemoryContext *cxt)
 		return NULL;
 	*cxt = GetMemoryChunkContext(ms);
 	if (ms->versions == NULL)
-		ms->versions = ElasticKeyMapCreate(*cxt, sizeof(VersionEntry),
-										   "pgpoly elastic versions read");
+		ms->versions = PgpolyKeyTable("pgpoly elastic versions read",
+									  sizeof(VersionEntry), *cxt);
 	return ms->versions;
 }
 
@@ -805,7 +805,7 @@ note_version(ElasticScanState *st)
 
 	if (id == NULL || st->versions == NULL)
 		return;
-	e = ElasticKeyMapEnter(st->versions, st->versions_cxt, id, &found);
+	e = PgpolyKeyTableEnter(st->versions, st->versions_cxt, id, strlen(id), &found);
 	e->seq_no = seq_no;
 	e->primary_term = primary_term;
 }
@@ -1242,7 +1242,7 @@ set_version(ElasticModifyState *ms, ElasticWrite *w)
 		return;
 	w->versioned = true;
 	w->seq_no = -1;
-	e = ElasticKeyMapFind(ms->versions, w->id);
+	e = PgpolyKeyTableFind(ms->versions, w->id, strlen(w->id));
 	if (e == NULL)
 		return;
 	w->seq_no = e->seq_no;

@@ -50,7 +50,6 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "common/int.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -157,62 +156,6 @@ ElasticOverlayLast(HTAB *overlay, const char *id)
 	OverlayEntry *e = hash_search(overlay, id, HASH_FIND, NULL);
 
 	return e ? e->write : NULL;
-}
-
-/* Hash of a key of an ElasticKeyMap: the string its first member points to. */
-static uint32
-key_map_hash(const void *key, Size keysize)
-{
-	const char *s = *(char *const *) key;
-
-	return hash_bytes((const unsigned char *) s, strlen(s));
-}
-
-/* Key comparison of an ElasticKeyMap. */
-static int
-key_map_match(const void *a, const void *b, Size keysize)
-{
-	return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
-/*
- * A map in cxt whose entries (entrysize bytes) start with a char * key,
- * a copy the map owns: unlike the overlay's fixed 520-byte keys, an entry
- * costs the id's length, for maps of every document a statement reads.
- */
-HTAB *
-ElasticKeyMapCreate(MemoryContext cxt, Size entrysize, const char *name)
-{
-	HASHCTL		ctl;
-
-	ctl.keysize = sizeof(char *);
-	ctl.entrysize = entrysize;
-	ctl.hash = key_map_hash;
-	ctl.match = key_map_match;
-	ctl.hcxt = cxt;
-	return hash_create(name, 256, &ctl,
-					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-}
-
-/*
- * The entry of key in map; a new one gets a copy of key in cxt (the map's
- * context) and the caller sets the rest (*found false).
- */
-void *
-ElasticKeyMapEnter(HTAB *map, MemoryContext cxt, const char *key, bool *found)
-{
-	char	  **e = hash_search(map, &key, HASH_ENTER, found);
-
-	if (!*found)
-		*e = MemoryContextStrdup(cxt, key);
-	return e;
-}
-
-/* The entry of key in map, or NULL. */
-void *
-ElasticKeyMapFind(HTAB *map, const char *key)
-{
-	return hash_search(map, &key, HASH_FIND, NULL);
 }
 
 /* Build the overlay of pending, the table's buffered writes. */

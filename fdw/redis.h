@@ -287,16 +287,8 @@ RedisWriteGetItem(const RedisWrite *w, int i)
 
 /* redis_scan.c */
 
-/*
- * A Redis key (or a row identity) as hash tables see it: bytes and their
- * length (any byte, NUL included), kept by pointer, not copied.
- */
-typedef struct RedisKeyRef
-{
-	const char *key;
-	size_t		len;
-} RedisKeyRef;
-extern HTAB *RedisKeyTable(const char *name, Size entrysize, MemoryContext cxt);
+/* A Redis key (or a row identity) as hash tables see it (PgpolyKeyTable). */
+typedef PgpolyKeyRef RedisKeyRef;
 typedef struct RedisKeySet RedisKeySet;
 extern RedisKeySet *RedisKeySetCreate(MemoryContext cxt, int expected);
 extern bool RedisKeySetAdd(RedisKeySet *set, const char *key, size_t len);

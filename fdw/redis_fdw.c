@@ -1248,7 +1248,7 @@ RedisScanWatchTarget(RedisScan *scan, RedisTable *tbl, EState *estate, Index rti
 
 /*
  * Row identity values/nulls (RedisRowIdentity, palloc'd) as the hash key
- * of the tables of rows an UPDATE or DELETE keeps (RedisKeyTable): rows
+ * of the tables of rows an UPDATE or DELETE keeps (PgpolyKeyTable): rows
  * are told apart by all of their identity's bytes, hashed with the
  * backend's secret, so that no two rows anyone may write are one row for
  * them (a hash alone, and one anyone can compute, made distinct keys one).
@@ -1291,7 +1291,7 @@ RedisNoteMisspelled(ResultRelInfo *target, Datum *values, bool *nulls,
 		return;					/* EXPLAIN only */
 	old = MemoryContextSwitchTo(GetMemoryChunkContext(ms));
 	if (ms->misspelled == NULL)
-		ms->misspelled = RedisKeyTable("pgpoly misspelled rows", sizeof(RedisMisspelling),
+		ms->misspelled = PgpolyKeyTable("pgpoly misspelled rows", sizeof(RedisMisspelling),
 									   CurrentMemoryContext);
 	id = identity(ms->tbl, values, nulls);
 	m = hash_search(ms->misspelled, &id, HASH_ENTER, &found);
@@ -1361,7 +1361,7 @@ track_moves(RedisModifyState *ms)
 		  (tbl->member_att && bms_is_member(tbl->member_att, assigned)) ||
 		  ms->core.old_row != InvalidAttrNumber))
 		return;
-	ms->held = RedisKeyTable("pgpoly rows of an UPDATE", sizeof(RedisHeldRow),
+	ms->held = PgpolyKeyTable("pgpoly rows of an UPDATE", sizeof(RedisHeldRow),
 							 GetMemoryChunkContext(ms));
 }
 

@@ -220,52 +220,6 @@ struct RedisScan
 	const char *err_field;
 };
 
-static inline uint32 keyset_hash(const char *key, size_t len);
-static void keyset_seed(void);
-
-/*
- * Hash of the bytes a KeyRef points at: keyset_hash, seeded, as the keys
- * written may come from anyone's data (an INSERT ... SELECT).
- */
-static uint32
-keyref_hash(const void *key, Size keysize)
-{
-	const KeyRef *r = key;
-
-	return keyset_hash(r->key, r->len);
-}
-
-/* Equality of the bytes two KeyRefs point at (0 when equal). */
-static int
-keyref_match(const void *a, const void *b, Size keysize)
-{
-	const KeyRef *x = a;
-	const KeyRef *y = b;
-
-	return x->len != y->len || memcmp(x->key, y->key, x->len) != 0;
-}
-
-/*
- * A hash table keyed by RedisKeyRef (first field of its entries of
- * entrysize), hashed with the backend's secret (keyset_seed): for keys or
- * row identities that anyone may choose.  An entry's bytes must live as
- * long as the entry.
- */
-HTAB *
-RedisKeyTable(const char *name, Size entrysize, MemoryContext cxt)
-{
-	HASHCTL		ctl;
-
-	keyset_seed();
-	ctl.keysize = sizeof(KeyRef);
-	ctl.entrysize = entrysize;
-	ctl.hash = keyref_hash;
-	ctl.match = keyref_match;
-	ctl.hcxt = cxt;
-	return hash_create(name, 256, &ctl,
-					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-}
-
 /* ----------------------------------------------------------------
  *		Key sets
  * ----------------------------------------------------------------
@@ -302,92 +256,6 @@ struct RedisKeySet
 	KeyEntry   *entries;		/* (mask + 1) / 2 of them: the most the load
 								 * allows */
 };
-
-/*
- * The backend's secret for keyset_hash (keyset_seed).  The keys of a set
- * come from a store or from the rows of a join, either of which someone
- * else may write: with a hash they can predict, keys made to share a hash
- * would all probe one run of slots, and a scan of n of them would cost n^2
- * key comparisons.  An unseeded multiply-and-shift mix had such keys even
- * under any seed: flipping the top bit of a word flips the same two bits of
- * the state whatever it is (multiplying by an odd constant adds 2^63), which
- * the next word flips back.
- */
-static uint64 KeysetSeed[2];
-static bool KeysetSeeded = false;
-
-/* Draw the backend's keyset_hash secret, once, before the first set. */
-static void
-keyset_seed(void)
-{
-	if (KeysetSeeded)
-		return;
-	if (!pg_strong_random(KeysetSeed, sizeof(KeysetSeed)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a random hash seed")));
-	KeysetSeed[1] |= 1;			/* an odd multiplier */
-	KeysetSeeded = true;
-}
-
-/*
- * One step of keyset_hash: mix the 64-bit word w into h, the 128-bit
- * product of h ^ w and the secret multiplier m folded to 64 bits.  A change
- * of the input changes the result by an amount that depends on the secret
- * (and on carries), so the next word cannot undo it but by knowing m.
- */
-static inline uint64
-keyset_mix(uint64 h, uint64 w, uint64 m)
-{
-#ifdef HAVE_INT128
-	uint128		p = (uint128) (h ^ w) * m;
-
-	return (uint64) p ^ (uint64) (p >> 64);
-#else
-	uint64		a = h ^ w;
-	uint64		b = m;
-	uint64		lo = (a & 0xffffffff) * (b & 0xffffffff);
-	uint64		m1 = (a >> 32) * (b & 0xffffffff);
-	uint64		m2 = (a & 0xffffffff) * (b >> 32);
-	uint64		mid = (lo >> 32) + (m1 & 0xffffffff) + (m2 & 0xffffffff);
-
-	return (a * b) ^ ((a >> 32) * (b >> 32) + (m1 >> 32) + (m2 >> 32) + (mid >> 32));
-#endif
-}
-
-/*
- * Hash of a key's bytes, seeded (keyset_seed): eight at a time, multiplied
- * and folded, then murmur's 64-bit finalizer.  A quarter of hash_bytes'
- * instructions for the 10-40 byte keys of a table, with the same spread
- * over the slots.
- */
-static inline uint32
-keyset_hash(const char *key, size_t len)
-{
-	uint64		h = KeysetSeed[0] ^ len;
-	const uint64 m = KeysetSeed[1];
-	uint64		w;
-
-	Assert(KeysetSeeded);
-
-	for (; len >= 8; key += 8, len -= 8)
-	{
-		memcpy(&w, key, 8);
-		h = keyset_mix(h, w, m);
-	}
-	if (len > 0)
-	{
-		/* the last 1-7 bytes, without a call to memcpy */
-		w = 0;
-		for (size_t i = 0; i < len; i++)
-			w |= (uint64) (unsigned char) key[i] << (8 * i);
-		h = keyset_mix(h, w, m);
-	}
-	h ^= h >> 33;
-	h *= UINT64CONST(0xc4ceb9fe1a85ec53);
-	h ^= h >> 33;
-	return (uint32) h;
-}
 
 #define KEYSET_HUGE_PAGE	(2 * 1024 * 1024)
 
@@ -429,7 +297,7 @@ RedisKeySetCreate(MemoryContext cxt, int expected)
 	RedisKeySet *set = MemoryContextAlloc(cxt, sizeof(RedisKeySet));
 	uint32		size = 16;
 
-	keyset_seed();
+	PgpolyKeyHashSeed();
 
 	while (size < (uint32) Min(Max(expected, 0), 1 << 28) * 2)
 		size <<= 1;
@@ -520,7 +388,7 @@ keyset_enter_hashed(RedisKeySet *set, const char *key, size_t len, uint32 h,
 static inline KeyEntry *
 keyset_enter(RedisKeySet *set, const char *key, size_t len, int next, bool *found)
 {
-	return keyset_enter_hashed(set, key, len, keyset_hash(key, len), next, found);
+	return keyset_enter_hashed(set, key, len, PgpolyKeyHash(key, len), next, found);
 }
 
 /*
@@ -583,7 +451,7 @@ RedisOverlayAdd(RedisOverlay **ov, RedisWrite *w)
 	if (*ov == NULL)
 	{
 		*ov = palloc(sizeof(RedisOverlay));
-		(*ov)->bykey = RedisKeyTable("pgpoly redis overlay", sizeof(OverlayEntry),
+		(*ov)->bykey = PgpolyKeyTable("pgpoly redis overlay", sizeof(OverlayEntry),
 								 CurrentMemoryContext);
 	}
 	ref.key = RedisWriteKey(w);
@@ -978,7 +846,7 @@ add_moved_key(const char *key, size_t len, void *arg)
 	char	   *copy;
 
 	if (pattern_match(scan, key, len) &&
-		(copy = new_key(scan, key, len, keyset_hash(key, len))) != NULL)
+		(copy = new_key(scan, key, len, PgpolyKeyHash(key, len))) != NULL)
 		queue_key(scan, copy, len);
 }
 
@@ -1192,7 +1060,7 @@ copy_key(RedisScan *scan, const char *key, size_t len)
 }
 
 /*
- * A key met by the SCAN (or moved during it), of hash h (keyset_hash): if
+ * A key met by the SCAN (or moved during it), of hash h (PgpolyKeyHash): if
  * it is new, a copy of it for the set of keys seen, else NULL.
  */
 static char *
@@ -1608,7 +1476,7 @@ take_batch(ScanRound *r, redisReply **batch, uint32 *hashes, int n)
 	keyset_reserve(seen, n);
 	for (int i = 0; i < n; i++)
 	{
-		hashes[i] = keyset_hash(batch[i]->str, batch[i]->len);
+		hashes[i] = PgpolyKeyHash(batch[i]->str, batch[i]->len);
 		keyset_prefetch(seen, hashes[i]);
 	}
 	for (int i = 0; i < n; i++)
