@@ -24,6 +24,18 @@
  * "index" action with a fixed id stays idempotent when a 429/503 retry
  * resends the batch.
  *
+ * No silently lost update: an UPDATE or DELETE of write_mode
+ * 'transactional' whose target scan read the documents' versions
+ * (_seq_no, _primary_term: elastic_fdw.c) is sent with if_seq_no and
+ * if_primary_term (optimistic-concurrency-control.html; action metadata of
+ * docs-bulk.html).  A document another client changed or deleted after the
+ * read fails its item with 409 version_conflict_engine_exception (404
+ * document_missing_exception for a partial "update", which looks the
+ * document up first), and COMMIT fails with 40001.  A document the
+ * transaction writes twice is read the second time from its own first
+ * write: the second write's condition is the version the first one's item
+ * returned, so it goes in a later _bulk request (ElasticSendWrites).
+ *
  * Every item of every bulk response is checked: the first failed one is an
  * ERROR naming the document id and the index, with Elasticsearch's error
  * type and reason in the detail (the type names vary across versions), so

@@ -16,6 +16,13 @@
  * table: the scan then overlays them and rechecks the pushed quals locally.
  * Scores are requested only when _score is used.
  *
+ * The scan of the target of a transactional UPDATE or DELETE whose write
+ * depends on what it reads (reads_for_write) asks for each hit's _seq_no
+ * and _primary_term, and hands them, by _id, to the modification through
+ * its ResultRelInfo (target_versions): the bulk action is then sent on the
+ * condition that the document still has that version (elastic_bulk.c).
+ * Plain SELECTs never ask, so their requests do not change.
+ *
  * No network I/O happens at plan time except the mapping lookup for text
  * columns (elastic_conn.c) and use_remote_estimate.
  *

@@ -890,7 +890,8 @@ append_sort(StringInfo buf, List *sorts, const char *tiebreaker)
 
 /*
  * Append the search body (without "pit", "search_after" and the closing
- * brace, which the scan adds per page): query, _source, sort, size.
+ * brace, which the scan adds per page): query, _source, sort,
+ * seq_no_primary_term (the scan of a modification's target only), size.
  */
 void
 ElasticAppendBody(StringInfo buf, ElasticQuerySpec *spec,
