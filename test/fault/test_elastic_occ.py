@@ -25,7 +25,9 @@ document, with a hint to retry.  Against a private stand-in:
   * a document written twice in one transaction (two UPDATEs; INSERT then
     UPDATE; UPDATE then DELETE), also with batch_size 1 and with the two
     writes in one _bulk request: COMMIT succeeds, each write is
-    conditioned on the version the earlier one returned;
+    conditioned on the version the earlier one returned; an UPDATE of a
+    document the transaction inserted with ON CONFLICT DO NOTHING, whose
+    "create" another client's document made skip at COMMIT: 40001;
   * EXPLAIN VERBOSE: the target scan of UPDATE and of a value-reading
     DELETE sends "seq_no_primary_term":true; a plain SELECT, a DELETE by
     _id and the tables in write_mode 'immediate' and 'outbox' do not;
@@ -230,6 +232,18 @@ def test():
     conflict(a.run("COMMIT;"), "two UPDATEs, changed meanwhile", "two")
     check(docs.get("two")["n"] == 100, "the other client's value was overwritten: %r"
           % docs.get("two"))
+
+    # A create (ON CONFLICT DO NOTHING) that another client's document
+    # makes skip at COMMIT gives the UPDATE read from it no version: 40001,
+    # and the other client's document is left alone.
+    if docs.get("cr") is not None:
+        docs.delete("cr")
+    q(a, "BEGIN; INSERT INTO docs VALUES ('cr', 1, 'mine') ON CONFLICT DO NOTHING; "
+      "UPDATE docs SET n = n + 1 WHERE _id = 'cr';")
+    docs.put("cr", {"n": 100, "grp": "theirs"})
+    conflict(a.run("COMMIT;"), "UPDATE of a skipped create", "cr")
+    check(docs.get("cr") == {"n": 100, "grp": "theirs"},
+          "the other client's document was changed: %r" % docs.get("cr"))
 
     # write_mode 'immediate' is unchanged: each statement writes at once.
     docs.put("ctr", {"n": 0, "grp": "c"})
