@@ -13,7 +13,8 @@ document, with a hint to retry.  Against a private stand-in:
 
   * increments interleaved by hand (A reads, B reads, A commits, B
     commits), by _id (an ids query), over a field query, row by row with
-    RETURNING and through a _source update (a whole "index" action): B's
+    RETURNING, in a WITH of a DELETE of another table and through a
+    _source update (a whole "index" action): B's
     COMMIT fails with 40001; the counter equals the successful COMMITs; a
     PostgreSQL row of B's transaction is rolled back;
   * three sessions incrementing in rounds: the counter equals the successes;
@@ -189,6 +190,9 @@ def test():
     interleaved(a, b, docs,
                 "UPDATE docsrc SET n = n + 1, _source = _source WHERE _id = 'ctr';",
                 "UPDATE of _source (an index action)", "docsrc")
+    interleaved(a, b, docs,
+                "WITH u AS (UPDATE docs SET n = n + 1 WHERE _id = 'ctr' RETURNING n) "
+                "DELETE FROM native WHERE id < 0;", "UPDATE in a WITH of a DELETE")
     rounds([a, b, c], docs, 5)
 
     deleted_meanwhile(a, docs, "UPDATE docs SET grp = 'new' WHERE _id = 'gone';",
