@@ -738,7 +738,7 @@ send_batch(PgpolyConnection *conn, ElasticWrite **batch, int n, int64 sent_befor
 /* An entry of link_writes' map: the last write of a document. */
 typedef struct LastWrite
 {
-	PgpolyKeyRef key;			/* index, newline, id (PgpolyKeyTable) */
+	PgpolyKeyRef key;			/* index, NUL, id (PgpolyKeyTable) */
 	ElasticWrite *w;
 } LastWrite;
 
@@ -769,10 +769,16 @@ link_writes(List *writes, MemoryContext cxt)
 	foreach(lc, last ? writes : NIL)
 	{
 		ElasticWrite *w = lfirst(lc);
-		char	   *key = psprintf("%s\n%s", w->tbl->index, w->id);
+		size_t		ilen = strlen(w->tbl->index);
+		size_t		len = ilen + 1 + strlen(w->id);
+		char	   *key = palloc(len + 1);
 		bool		found;
-		LastWrite  *e = PgpolyKeyTableEnter(last, cxt, key, strlen(key), &found);
+		LastWrite  *e;
 
+		/* index, NUL, id: no index name holds a NUL */
+		memcpy(key, w->tbl->index, ilen + 1);
+		strcpy(key + ilen + 1, w->id);
+		e = PgpolyKeyTableEnter(last, cxt, key, len, &found);
 		pfree(key);
 		if (found)
 		{
