@@ -958,7 +958,8 @@ redisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	if (es->verbose && strVal(list_nth(fs->fdw_private, RPRIV_NOTE))[0] != '\0')
 		ExplainPropertyText("Redis Key Filtered Locally",
 							strVal(list_nth(fs->fdw_private, RPRIV_NOTE)), es);
-	if (es->verbose && RedisScanWatches(tbl, node->ss.ps.state, fs->scan.scanrelid, &watch_keyonly) &&
+	if (es->verbose &&
+		RedisScanWatches(tbl, node->ss.ps.state, fs->scan.scanrelid, &watch_keyonly) &&
 		(watch_keyonly || !keyonly))
 		ExplainPropertyText("Redis Watch", RedisWatchText(tbl), es);
 	if (es->verbose && tbl->cluster)

@@ -743,7 +743,8 @@ explain_join(CustomScanState *node, List *ancestors, ExplainState *es)
 		ExplainPropertyText("Join Filter",
 							deparse_expression((Node *) make_ands_explicit(joinquals),
 											   ctx, true, false), es);
-	if (es->verbose && RedisScanWatches(js->tbl, node->ss.ps.state, js->rti, &watch_keyonly) &&
+	if (es->verbose &&
+		RedisScanWatches(js->tbl, node->ss.ps.state, js->rti, &watch_keyonly) &&
 		(watch_keyonly || !keyonly))
 		ExplainPropertyText("Redis Watch", RedisWatchText(js->tbl), es);
 	if (es->verbose && js->tbl->cluster)

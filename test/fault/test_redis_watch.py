@@ -13,6 +13,13 @@ the COMMIT fails with 40001, writing nothing.  On one server:
     table and server, with a hint to retry; the counter ends equal to the
     number of COMMITs that succeeded; a PostgreSQL row written in B's
     transaction is rolled back too;
+  * SELECT ... FOR UPDATE / FOR NO KEY UPDATE / FOR SHARE / FOR KEY SHARE
+    (by key, over SCAN, in a subquery, FOR UPDATE OF f joined to a local
+    table), then another session or client changes the key, then a
+    constant UPDATE writing back what A computed: COMMIT fails with 40001,
+    the other value stays; without the change it commits; a plain SELECT
+    sends no WATCH; SKIP LOCKED is an ERROR 0A000; EXPLAIN VERBOSE shows
+    Redis Watch on the scans that watch;
   * three sessions incrementing in rounds (all read, then all commit in
     turn, the failed ones retried): the counter equals the successes;
   * a key deleted by another client between an UPDATE (to a constant, a
