@@ -188,6 +188,7 @@ typedef struct RedisHeldRow
 } RedisHeldRow;
 
 static void track_moves(RedisModifyState *ms);
+static bool scan_row_marked(EState *estate, Index rti);
 
 /*
  * A row the scan for this UPDATE/DELETE read from a key or member stored in
@@ -625,6 +626,8 @@ redisBeginForeignScan(ForeignScanState *node, int eflags)
 	st->kinds = list_nth(fs->fdw_private, RPRIV_KINDS);
 	st->pattern = strVal(list_nth(fs->fdw_private, RPRIV_PATTERN));
 	st->need_ttl = intVal(list_nth(fs->fdw_private, RPRIV_NEED_TTL));
+	/* SKIP LOCKED is an ERROR at once, whether or not the scan runs */
+	(void) scan_row_marked(node->ss.ps.state, fs->scan.scanrelid);
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 	st->tbl = RedisLoadTable(st->core.relid, st->core.userid);
