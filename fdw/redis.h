@@ -632,6 +632,9 @@ extern void RedisStateRow(RedisScan *scan, RedisKeyState *st, int item,
 /* redis_fdw.c */
 extern bool RedisIsRedisTable(Oid relid);
 extern struct ResultRelInfo *RedisScanTarget(struct EState *estate, Index rti);
+extern bool RedisScanWatches(RedisTable *tbl, struct EState *estate, Index rti,
+							 bool *keyonly);
+extern char *RedisWatchText(RedisTable *tbl);
 extern void RedisScanWatchTarget(RedisScan *scan, RedisTable *tbl,
 								 struct EState *estate, Index rti);
 extern void RedisNoteMisspelled(struct ResultRelInfo *target, Datum *values,

@@ -188,6 +188,7 @@ typedef struct RedisHeldRow
 } RedisHeldRow;
 
 static void track_moves(RedisModifyState *ms);
+static bool scan_row_marked(EState *estate, Index rti);
 
 /*
  * A row the scan for this UPDATE/DELETE read from a key or member stored in
@@ -625,6 +626,8 @@ redisBeginForeignScan(ForeignScanState *node, int eflags)
 	st->kinds = list_nth(fs->fdw_private, RPRIV_KINDS);
 	st->pattern = strVal(list_nth(fs->fdw_private, RPRIV_PATTERN));
 	st->need_ttl = intVal(list_nth(fs->fdw_private, RPRIV_NEED_TTL));
+	/* SKIP LOCKED is an ERROR at once, whether or not the scan runs */
+	(void) scan_row_marked(node->ss.ps.state, fs->scan.scanrelid);
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 	st->tbl = RedisLoadTable(st->core.relid, st->core.userid);
@@ -930,6 +933,7 @@ redisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	bool		keyonly = !by_score && RedisKeysOnly(tbl, needed, st->need_ttl, false);
 	bool		fields = !by_score && !keyonly &&
 		scan_fields_only(node, tbl, needed, st->need_ttl);
+	bool		watch_keyonly;
 	char	   *req;
 
 	/* Executed: what the scan did (buffered writes make it read values). */
@@ -957,6 +961,10 @@ redisExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	if (es->verbose && strVal(list_nth(fs->fdw_private, RPRIV_NOTE))[0] != '\0')
 		ExplainPropertyText("Redis Key Filtered Locally",
 							strVal(list_nth(fs->fdw_private, RPRIV_NOTE)), es);
+	if (es->verbose &&
+		RedisScanWatches(tbl, node->ss.ps.state, fs->scan.scanrelid, &watch_keyonly) &&
+		(watch_keyonly || !keyonly))
+		ExplainPropertyText("Redis Watch", RedisWatchText(tbl), es);
 	if (es->verbose && tbl->cluster)
 		ExplainPropertyText("Redis Cluster",
 							pattern[0] != '\0' ?
@@ -1230,20 +1238,76 @@ target_operation(EState *estate, Index rti)
 }
 
 /*
- * Make scan watch the keys it reads (RedisScanWatch) if it reads range
- * table entry rti of tbl as the target of an UPDATE or DELETE that writes
- * at COMMIT (write_mode 'transactional'): what it read decides what it
- * writes and whether, the values the SET and WHERE read, and for an UPDATE
- * that the key still exists.  watch_limit 0 turns it off; the sync worker,
- * which replicates PostgreSQL's committed state, watches nothing.
+ * Whether the scan of range table entry rti carries a row mark of some
+ * strength (FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE, FOR KEY SHARE; found
+ * in the statement's flat PlanRowMark list, offset like scanrelid).  The
+ * rowmark PostgreSQL adds to the other relations of an UPDATE or DELETE
+ * has none.  Redis holds no row locks: NOWAIT never waits anyway, but
+ * SKIP LOCKED cannot skip what another transaction read, so it is an
+ * ERROR rather than a silently unlocked queue.
  */
+static bool
+scan_row_marked(EState *estate, Index rti)
+{
+	ListCell   *lc;
+
+	foreach(lc, estate->es_plannedstmt->rowMarks)
+	{
+		PlanRowMark *rc = lfirst(lc);
+
+		if (rc->rti != rti || rc->strength == LCS_NONE)
+			continue;
+		if (rc->waitPolicy == LockWaitSkip)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("SKIP LOCKED is not supported for Redis foreign table \"%s\"",
+							get_rel_name(exec_rt_fetch(rti, estate)->relid)),
+					 errdetail("Redis holds no row locks, so rows another transaction reads cannot be skipped."),
+					 errhint("Remove SKIP LOCKED; in write_mode 'transactional' FOR UPDATE watches the keys read instead.")));
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Whether the scan of range table entry rti of tbl watches the keys it
+ * reads, and *keyonly (RedisScanWatch) if so: in write_mode
+ * 'transactional', the scan of an UPDATE's or DELETE's target (what it
+ * read decides what it writes and whether: the values the SET and WHERE
+ * read, and for an UPDATE that the key still exists) and a scan under
+ * SELECT ... FOR UPDATE/SHARE (the application writes back what it read
+ * there).  watch_limit 0 turns it off; the sync worker, which replicates
+ * PostgreSQL's committed state, watches nothing.  The scan and EXPLAIN
+ * decide here; SKIP LOCKED is an ERROR (scan_row_marked).
+ */
+bool
+RedisScanWatches(RedisTable *tbl, EState *estate, Index rti, bool *keyonly)
+{
+	bool		marked = rti != 0 && scan_row_marked(estate, rti);
+
+	*keyonly = true;
+	if ((!marked && RedisScanTarget(estate, rti) == NULL) || !tbl->transactional ||
+		tbl->watch_limit == 0 || PgpolyIsSyncWorker())
+		return false;
+	*keyonly = marked || target_operation(estate, rti) != CMD_DELETE;
+	return true;
+}
+
+/* EXPLAIN VERBOSE's Redis Watch of a scan that watches (RedisScanWatches). */
+char *
+RedisWatchText(RedisTable *tbl)
+{
+	return psprintf("each key read, ahead of its read (watch_limit %d)", tbl->watch_limit);
+}
+
+/* Make scan watch the keys it reads if RedisScanWatches says so. */
 void
 RedisScanWatchTarget(RedisScan *scan, RedisTable *tbl, EState *estate, Index rti)
 {
-	if (RedisScanTarget(estate, rti) == NULL || !tbl->transactional ||
-		tbl->watch_limit == 0 || PgpolyIsSyncWorker())
-		return;
-	RedisScanWatch(scan, target_operation(estate, rti) != CMD_DELETE);
+	bool		keyonly;
+
+	if (RedisScanWatches(tbl, estate, rti, &keyonly))
+		RedisScanWatch(scan, keyonly);
 }
 
 /*

@@ -1030,7 +1030,7 @@ RedisWatchBudget(PgpolyConnection *conn, RedisTable *tbl, int nkeys)
 		h->capped_lxid = MyProc->lxid;
 		ereport(WARNING,
 				(errcode(ERRCODE_WARNING),
-				 errmsg("UPDATE or DELETE of foreign table \"%s\" reads more keys than its watch_limit (%d) lets this transaction WATCH on Redis server \"%s\"",
+				 errmsg("UPDATE, DELETE or SELECT FOR UPDATE/SHARE of foreign table \"%s\" reads more keys than its watch_limit (%d) lets this transaction WATCH on Redis server \"%s\"",
 						tbl->relname, tbl->watch_limit, conn->servername),
 				 errdetail("The keys watched so far stay watched (COMMIT fails with 40001 if another client changed one); a change another client makes to the others before COMMIT is overwritten (the last COMMIT wins). Redis checks each watched key against all the others, so many keys would block the server."),
 				 errhint("Update fewer keys per transaction, or raise the table's watch_limit option; watch_limit 0 turns WATCH, and this warning, off.")));
@@ -1081,7 +1081,7 @@ RedisCheckWatches(PgpolyConnection *conn)
 			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 			 errmsg("could not serialize the writes of this transaction on Redis server \"%s\"",
 					conn->servername),
-			 errdetail("The connection that watched the keys the transaction's UPDATE or DELETE read was closed before COMMIT (a failover, an error or pgpoly.disconnect()), so Redis could not tell whether another client changed them; nothing was written."),
+			 errdetail("The connection that watched the keys the transaction's UPDATE, DELETE or SELECT FOR UPDATE/SHARE read was closed before COMMIT (a failover, an error or pgpoly.disconnect()), so Redis could not tell whether another client changed them; nothing was written."),
 			 errhint("The transaction can be retried.")));
 }
 

@@ -88,6 +88,7 @@ typedef struct RedisJoinState
 	CustomScanState css;
 	PlanState  *outer;
 	RedisTable *tbl;
+	Index		rti;			/* its range table entry */
 	RedisScan  *scan;
 	JoinType	jointype;
 	int			nouter;
@@ -453,6 +454,7 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 	js->keyexpr = ExecInitExpr(linitial(cs->custom_exprs), &node->ss.ps);
 	js->joinqual = ExecInitQual(list_copy_tail(cs->custom_exprs, 1), &node->ss.ps);
 	js->tbl = RedisLoadTable(rte->relid, PgpolyRteUser(estate, rte));
+	js->rti = rti;
 	js->tbl->target = RedisScanTarget(estate, rti);
 	js->needed = RedisColumnsNeeded(js->tbl, list_nth(cs->custom_private, RJ_READ));
 	/* an UPDATE or DELETE target is read whole */
@@ -720,6 +722,7 @@ explain_join(CustomScanState *node, List *ancestors, ExplainState *es)
 	bool		keyonly = RedisKeysOnly(js->tbl, js->needed, js->need_ttl,
 											js->jointype == JOIN_SEMI ||
 											js->jointype == JOIN_ANTI);
+	bool		watch_keyonly;
 
 	/* Executed: what the scan did (buffered writes make it read values). */
 	if (es->analyze && js->scan && RedisScanKeysOnly(js->scan) >= 0)
@@ -740,6 +743,10 @@ explain_join(CustomScanState *node, List *ancestors, ExplainState *es)
 		ExplainPropertyText("Join Filter",
 							deparse_expression((Node *) make_ands_explicit(joinquals),
 											   ctx, true, false), es);
+	if (es->verbose &&
+		RedisScanWatches(js->tbl, node->ss.ps.state, js->rti, &watch_keyonly) &&
+		(watch_keyonly || !keyonly))
+		ExplainPropertyText("Redis Watch", RedisWatchText(js->tbl), es);
 	if (es->verbose && js->tbl->cluster)
 		ExplainPropertyText("Redis Cluster",
 							"each round's keys fetched from the nodes serving their slots, all nodes at once",

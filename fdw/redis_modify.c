@@ -1306,7 +1306,7 @@ report_conflict(WriteReplies *wr)
 			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 			 errmsg("could not serialize the writes to foreign table \"%s\" on Redis server \"%s\"",
 					w->tbl->relname, wr->conn->servername),
-			 errdetail("Another client changed a key that this transaction's UPDATE or DELETE read (key \"%s\" or another of its MULTI/EXEC block), so Redis aborted the EXEC (WATCH).",
+			 errdetail("Another client changed a key that this transaction's UPDATE, DELETE or SELECT FOR UPDATE/SHARE read (key \"%s\" or another of its MULTI/EXEC block), so Redis aborted the EXEC (WATCH).",
 					   PgpolyPrintable(RedisWriteKey(w), w->keylen, 200)),
 			 wr->napplied == 0 ?
 			 errhint("Nothing was written; the transaction can be retried.") :

@@ -1951,8 +1951,9 @@ RedisScanAllowFieldFetch(RedisScan *scan)
 }
 
 /*
- * Watch every key before reading it (an UPDATE's or DELETE's target in
- * write_mode 'transactional'): each round sends WATCH for its keys ahead
+ * Watch every key before reading it (an UPDATE's or DELETE's target, or a
+ * scan under SELECT ... FOR UPDATE/SHARE, in write_mode 'transactional';
+ * RedisScanWatches): each round sends WATCH for its keys ahead
  * of their fetch, in the same pipeline, so that the COMMIT's EXEC fails if
  * another client changed one of them after the read (see RedisNoteWatch).
  * A key-only scan then asks each key's TYPE after its WATCH instead of

@@ -13,6 +13,13 @@ the COMMIT fails with 40001, writing nothing.  On one server:
     table and server, with a hint to retry; the counter ends equal to the
     number of COMMITs that succeeded; a PostgreSQL row written in B's
     transaction is rolled back too;
+  * SELECT ... FOR UPDATE / FOR NO KEY UPDATE / FOR SHARE / FOR KEY SHARE
+    (by key, over SCAN, in a subquery, FOR UPDATE OF f joined to a local
+    table), then another session or client changes the key, then a
+    constant UPDATE writing back what A computed: COMMIT fails with 40001,
+    the other value stays; without the change it commits; a plain SELECT
+    sends no WATCH; SKIP LOCKED is an ERROR 0A000; EXPLAIN VERBOSE shows
+    Redis Watch on the scans that watch;
   * three sessions incrementing in rounds (all read, then all commit in
     turn, the failed ones retried): the counter equals the successes;
   * a key deleted by another client between an UPDATE (to a constant, a
@@ -179,6 +186,92 @@ def cancelled_in_savepoint(a, port, before, after, want_ok, what):
               "sqlstate=%s" % (what, r.rc, r.sqlstate))
 
 
+def locked_read(a, port, select, change, want_conflict, what):
+    """A reads ctr (v 5) with select, change() (unless None) sets v to 100
+    meanwhile, A writes back the value it computed (v + 1) with a constant
+    UPDATE and commits: 40001 leaving 100 if want_conflict, else the COMMIT
+    writes 6."""
+    pgtest.redis_cli(port, "hset", "f:ctr", "v", "5")
+    v = q(a, "BEGIN; %s;" % select)
+    if not check(v == "5", "%s: %s read %r, want 5" % (what, select, v)):
+        a.run("ROLLBACK;")
+        return
+    if change is not None:
+        change()
+    q(a, "UPDATE f SET v = %d WHERE key = 'ctr';" % (int(v) + 1))
+    r = a.run("COMMIT;")
+    got = hget(port, "f:ctr", "v")
+    if want_conflict:
+        conflict(r, what)
+        check(got == "100", "%s: the COMMIT overwrote the concurrent value (v=%r, want 100)"
+              % (what, got))
+    else:
+        check(r.rc == 0 and got == "6", "%s: want a COMMIT writing v = 6; got rc=%s v=%r: %s"
+              % (what, r.rc, got, r.err.strip()[:400]))
+
+
+def select_for_update(a, b, port):
+    """SELECT ... FOR UPDATE/SHARE watches the keys it reads (the ORM
+    pattern: read, compute, write back); a plain SELECT watches nothing."""
+    by_session = lambda: q(b, "UPDATE f SET v = 100 WHERE key = 'ctr';")
+    by_client = lambda: pgtest.redis_cli(port, "hset", "f:ctr", "v", "100")
+    for lock in ("FOR UPDATE", "FOR NO KEY UPDATE", "FOR SHARE", "FOR KEY SHARE",
+                 "FOR UPDATE NOWAIT"):
+        sel = "SELECT v FROM f WHERE key = 'ctr' " + lock
+        locked_read(a, port, sel, by_session, True,
+                    "SELECT %s, another session's UPDATE committed" % lock)
+        locked_read(a, port, sel, None, False, "SELECT %s, no concurrent change" % lock)
+    locked_read(a, port, "SELECT v FROM f WHERE key = 'ctr' FOR SHARE", by_client, True,
+                "SELECT FOR SHARE, another Redis client's HSET")
+    # over SCAN and in a subquery
+    for sql, what in (
+            ("SELECT v FROM f WHERE key LIKE 'ct%' FOR UPDATE", "FOR UPDATE over SCAN"),
+            ("SELECT * FROM (SELECT v FROM f WHERE key = 'ctr' FOR UPDATE) s",
+             "FOR UPDATE in a subquery")):
+        locked_read(a, port, sql, by_client, True, what + ", another Redis client's HSET")
+    # FOR UPDATE OF f joined to a local table: the row mark needs f's whole
+    # row, which the batched join does not return, so f's own scan reads
+    # (and watches) the keys
+    q(a, "INSERT INTO locals VALUES ('ctr'); ANALYZE locals;")
+    join = "SELECT f.v FROM locals l JOIN f ON f.key = l.k FOR UPDATE OF f"
+    plan = q(a, "EXPLAIN (VERBOSE, COSTS OFF) " + join + ";")
+    check(plan is not None and "Redis Watch" in plan,
+          "EXPLAIN VERBOSE of FOR UPDATE OF f shows no Redis Watch: %s" % plan)
+    locked_read(a, port, join, by_client, True,
+                "FOR UPDATE OF f joined to a local table, another Redis client's HSET")
+    # FOR UPDATE of the local table only: f is not watched
+    w0 = pgtest.redis_stat(port, "watch")
+    q(a, "BEGIN; SELECT f.v FROM locals l JOIN f ON f.key = l.k FOR UPDATE OF l; COMMIT;")
+    check(pgtest.redis_stat(port, "watch") == w0, "FOR UPDATE OF a local table watched f")
+    # EXPLAIN VERBOSE says which scans watch: FOR UPDATE and UPDATE, not SELECT
+    for sql, want in (("SELECT v FROM f WHERE key = 'ctr' FOR UPDATE;", True),
+                      ("UPDATE f SET v = v + 1 WHERE key = 'ctr';", True),
+                      ("SELECT v FROM f WHERE key = 'ctr';", False)):
+        plan = q(a, "EXPLAIN (VERBOSE, COSTS OFF) " + sql)
+        check(plan is not None and ("Redis Watch" in plan) == want,
+              "EXPLAIN VERBOSE %s: want Redis Watch %s: %s" % (sql, want, plan))
+    # one WATCH for a FOR UPDATE key lookup; a plain SELECT sends none
+    w0 = pgtest.redis_stat(port, "watch")
+    q(a, "BEGIN; SELECT v FROM f WHERE key = 'ctr' FOR UPDATE; COMMIT;")
+    w = pgtest.redis_stat(port, "watch") - w0
+    check(w == 1, "SELECT FOR UPDATE by key sent %d WATCH, want 1" % w)
+    w0 = pgtest.redis_stat(port, "watch")
+    q(a, "BEGIN; SELECT v FROM f WHERE key = 'ctr'; SELECT count(*) FROM f; "
+      "SELECT f.v FROM locals l JOIN f ON f.key = l.k; COMMIT;")
+    w = pgtest.redis_stat(port, "watch") - w0
+    check(w == 0, "plain SELECTs sent %d WATCH, want none" % w)
+    # SKIP LOCKED cannot be honoured: Redis has no row locks to skip
+    r = a.run("SELECT v FROM f WHERE key = 'ctr' FOR UPDATE SKIP LOCKED;")
+    check(r.rc == 1 and r.sqlstate == "0A000" and "SKIP LOCKED" in r.err and '"f"' in r.err,
+          "FOR UPDATE SKIP LOCKED: want ERROR 0A000 naming f; got rc=%s sqlstate=%s: %s"
+          % (r.rc, r.sqlstate, r.err.strip()[:400]))
+    # watch_limit 0: FOR UPDATE watches nothing, as UPDATE
+    q(a, "ALTER FOREIGN TABLE f OPTIONS (ADD watch_limit '0');")
+    locked_read(a, port, "SELECT v FROM f WHERE key = 'ctr' FOR UPDATE", by_session, False,
+                "SELECT FOR UPDATE with watch_limit 0 (last COMMIT wins)")
+    q(a, "ALTER FOREIGN TABLE f OPTIONS (DROP watch_limit);")
+
+
 def setup(name, server_options, more=""):
     """A database with server rw (server_options) and hash table f: its
     name, or None if the setup failed."""
@@ -197,7 +290,8 @@ def single_server():
     db = setup("pgpoly_redis_watch", "host '127.0.0.1', port '%d'" % port, """
         CREATE FOREIGN TABLE big (key text, v int) SERVER rw
             OPTIONS (table_type 'hash', key_prefix 'b:', fetch_size '100');
-        CREATE TABLE native (id int);""")
+        CREATE TABLE native (id int);
+        CREATE TABLE locals (k text);""")
     if db is None:
         return
     a, b, c = pgtest.Session(db), pgtest.Session(db), pgtest.Session(db)
@@ -212,6 +306,7 @@ def single_server():
     interleaved(a, b, port, "UPDATE f SET v = v + 1 WHERE key = 'ctr' RETURNING v;",
                 "row-by-row UPDATE (RETURNING)")
     rounds([a, b, c], port, 5)
+    select_for_update(a, b, port)
 
     for sql, what in (
             ("UPDATE f SET w = 'new' WHERE key = 'gone';", "constant UPDATE by key"),
