@@ -650,6 +650,28 @@ def check_pg_log(mark):
     return check(not bad, "PostgreSQL log shows a crash:\n  " + "\n  ".join(bad[:10]))
 
 
+def commit_rounds(sessions, statement, nrounds, on_failure):
+    """Optimistic-locking rounds: in each, every session runs statement in a
+    new transaction, then each COMMITs in turn (so all but the first must
+    fail: they read what the first changed).  on_failure(result) checks a
+    failed COMMIT.  Checks that each round committed exactly one session;
+    returns how many COMMITs succeeded (what the counter must equal)."""
+    ok = 0
+    for _ in range(nrounds):
+        for s in sessions:
+            r = s.run("BEGIN; " + statement)
+            check(r.rc == 0, "%s: rc=%s %s" % (statement, r.rc, r.err.strip()[:300]))
+        for s in sessions:
+            r = s.run("COMMIT;")
+            if r.rc == 0:
+                ok += 1
+            else:
+                on_failure(r)
+    check(ok == nrounds, "each round should commit exactly one session: %d of %d"
+          % (ok, nrounds))
+    return ok
+
+
 def check(cond, message):
     """Record a failed check (and print it); return cond."""
     if not cond:
