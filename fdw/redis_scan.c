@@ -1185,10 +1185,11 @@ round_watches(RedisScan *scan, ScanRound *r, bool append, int from)
 	size_t	   *lens;
 	int			nwatch = 0;
 	int			start = 0;
-	bool		cluster = RedisIsCluster(scan->conn);
+	bool		cluster;
 
 	if (!scan_watches(scan) || r->fetch == FETCH_NONE || r->nstates == 0)
 		return 0;
+	cluster = RedisIsCluster(scan->conn);
 	if (!append)
 		return cluster ? r->nstates : 1;
 	argv = palloc(sizeof(char *) * (r->nstates + 1));
