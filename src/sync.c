@@ -42,6 +42,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -96,11 +97,16 @@ column_name(Oid relid, AttrNumber att)
 		ReleaseSysCache(tp);
 	}
 	if (name == NULL)
+	{
+		/* A dropped relation takes its columns along: report the relation. */
+		char	   *relname = SyncQualifiedName(relid);
+
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column %d of relation \"%s\", used by a pgpoly sync, no longer exists",
-						att, get_rel_name(relid)),
+				 errmsg("column %d of relation %s, used by a pgpoly sync, no longer exists",
+						att, relname),
 				 errhint("Drop the sync with pgpoly.drop_sync() and create it again.")));
+	}
 	return quote_identifier(name);
 }
 
@@ -180,10 +186,10 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 			 const AttrNumber *source_atts, const AttrNumber *target_atts)
 {
 	SyncDef    *d = palloc0(sizeof(SyncDef));
-	char	   *src = SyncQualifiedName(source);
-	char	   *tgt = SyncQualifiedName(target);
-	const char *sk = column_name(source, key_att);
-	const char *tk = column_name(target, target_key_att);
+	char	   *src;
+	char	   *tgt;
+	const char *sk;
+	const char *tk;
 	char	   *eq;
 	char	   *tt;
 	Oid			ttype;
@@ -191,6 +197,20 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 	Oid			tcoll;
 	StringInfoData cols;
 	StringInfoData vals;
+
+	/*
+	 * Hold both relations while reading their catalog entries, so that a
+	 * concurrent DROP is either complete (the relation is reported gone) or
+	 * waits: never seen half-way, column by column.  The locks go at the
+	 * end: the worker's callers lock the sync's row before the source (as
+	 * drop_sync does), and keeping a source lock across that would deadlock.
+	 */
+	LockRelationOid(source, AccessShareLock);
+	LockRelationOid(target, AccessShareLock);
+	src = SyncQualifiedName(source);
+	tgt = SyncQualifiedName(target);
+	sk = column_name(source, key_att);
+	tk = column_name(target, target_key_att);
 
 	d->id = id;
 	d->name = pstrdup(name);
@@ -243,6 +263,8 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 							 SyncEqualityOperator(getBaseType(d->target_key_type)));
 	d->payload_sql = psprintf("SELECT pg_catalog.to_jsonb(s) FROM %s s WHERE s.%s %s $1",
 							  src, sk, eq);
+	UnlockRelationOid(target, AccessShareLock);
+	UnlockRelationOid(source, AccessShareLock);
 	return d;
 }
 
