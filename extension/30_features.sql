@@ -51,9 +51,13 @@
 --	  & co. (the input function's own SQLSTATE) for a value that does not fit
 --	  its feature, naming it.
 --	* Newest-wins is checked against the online value as the writing
---	  transaction sees it (read-your-writes included); as in Feast, two
---	  transactions writing one entity concurrently are not serialized.  The
---	  offline history stays complete, and materialize() repairs online.
+--	  transaction sees it (read-your-writes included), after locking the
+--	  entities it may write until the end of the transaction
+--	  (pgpoly._fv_lock_entities; all of them for materialize and
+--	  ingest_features): a concurrent writer of one entity reads Redis only
+--	  after the first one's COMMIT sent its writes, so the writers decide one
+--	  after the other.  get_online_features' write-back never waits: what
+--	  another transaction has locked is not written back.
 --	* An online table in write_mode 'outbox' (asynchronous online updates):
 --	  the serving table is in outbox mode too, put_features and materialize
 --	  queue their online writes without reading Redis, and the sync worker
@@ -82,6 +86,17 @@ SELECT pg_catalog.pg_extension_config_dump('pgpoly._feature_view_storage', '');
 
 COMMENT ON TABLE pgpoly._feature_view_storage IS
 	'Internal: how pgpoly stores each feature view (serving table, columns)';
+
+-- Lock entities (canonical text; NULL: every entity) of a view's online
+-- table until the end of the transaction, before reading the event times
+-- Redis holds to decide newest-wins (src/keylock.c): two transactions
+-- writing one entity decide one after the other, the second reading what
+-- the first one's COMMIT wrote.  Without wait, false when another
+-- transaction holds one (nothing taken).  INSERT on the table needed.
+CREATE FUNCTION pgpoly._fv_lock_entities(online_table regclass, entities text[], wait bool)
+RETURNS bool
+AS 'MODULE_PATHNAME', 'pgpoly_fv_lock_entities'
+LANGUAGE C VOLATILE;
 
 -- Everything a feature-store function needs to know about a view.
 CREATE TYPE pgpoly._fv_def AS (
@@ -1080,6 +1095,8 @@ BEGIN
 	-- key of the same text (a numeric key's equality would find 1.0 for
 	-- 1.00, a citext one 'A' for 'a')
 	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
+		-- held to the end of the transaction, whether this one writes or not
+		PERFORM pgpoly._fv_lock_entities(v.online_table, ARRAY[v_ent], true);
 		EXECUTE format('SELECT s._event_time, true FROM %s s WHERE s.%I = $1::%s '
 					   'AND %s COLLATE "C" = $1 COLLATE "C"',
 					   v.serving_rel, v.key_column, v.key_type,
@@ -1211,6 +1228,9 @@ DECLARE
 	v_fk    text[];			-- offline: keys, event times, features
 	v_fet   timestamptz[];
 	v_ff    jsonb[];
+	v_outbox bool;
+	v_write bool;			-- values served from offline go back online
+	v_locked bool := false;
 BEGIN
 	PERFORM pgpoly._fv_caller_datestyle(caller_datestyle);
 	PERFORM pgpoly._require(entities, 'entities');
@@ -1224,34 +1244,53 @@ BEGIN
 	v_norm := pgpoly._fv_normalize(v, entities);
 	SELECT array_agg(DISTINCT k) INTO v_keys FROM unnest(v_norm) k WHERE k IS NOT NULL;
 
-	-- one pipelined Redis round (per fetch_size keys) for all entities; an
-	-- outbox table's view serves from offline while Redis is unreachable
-	IF pgpoly._fv_outbox(v.serving_table) THEN
-		BEGIN
+	v_outbox := pgpoly._fv_outbox(v.serving_table);
+	v_write := pgpoly._fv_may_write(v.online_table, v.serving_table);
+	LOOP
+		-- one pipelined Redis round (per fetch_size keys) for all entities; an
+		-- outbox table's view serves from offline while Redis is unreachable
+		IF v_outbox THEN
+			BEGIN
+				SELECT * INTO v_ok, v_oet, v_of FROM pgpoly._fv_fetch_online(v, v_keys, v_feat);
+			EXCEPTION WHEN connection_exception THEN
+				v_ok := NULL;
+			END;
+		ELSE
 			SELECT * INTO v_ok, v_oet, v_of FROM pgpoly._fv_fetch_online(v, v_keys, v_feat);
-		EXCEPTION WHEN connection_exception THEN
-			v_ok := NULL;
-		END;
-	ELSE
-		SELECT * INTO v_ok, v_oet, v_of FROM pgpoly._fv_fetch_online(v, v_keys, v_feat);
-	END IF;
+		END IF;
 
-	-- what the online value alone does not serve: missing, or stale
-	SELECT array_agg(k.k), array_agg(o.k IS NOT NULL), array_agg(o.et)
-	INTO v_need, v_needf, v_needt
-	FROM unnest(v_keys) k(k)
-	LEFT JOIN unnest(v_ok, v_oet) o(k, et) ON o.k = k.k
-	WHERE (pgpoly._fv_serve(v.fresh, o.k IS NOT NULL, o.et, false, NULL)).source <> 'online';
+		-- what the online value alone does not serve: missing, or stale
+		SELECT array_agg(k.k), array_agg(o.k IS NOT NULL), array_agg(o.et)
+		INTO v_need, v_needf, v_needt
+		FROM unnest(v_keys) k(k)
+		LEFT JOIN unnest(v_ok, v_oet) o(k, et) ON o.k = k.k
+		WHERE (pgpoly._fv_serve(v.fresh, o.k IS NOT NULL, o.et, false, NULL)).source <> 'online';
 
-	IF v_need IS NOT NULL THEN
-		EXECUTE pgpoly._fv_offline_sql(v.offline_rel, v.entity_column, v.entity_match,
-									   v.serving_rel, v.key_column, v.key_type, v.features,
-									   v_feat,
-									   pgpoly._fv_may_write(v.online_table, v.serving_table),
-									   pgpoly._fv_entity_is_key(v))
-		INTO v_fk, v_fet, v_ff
-		USING v_need, v_needf, v_needt, v.fresh;
-	END IF;
+		v_fk := NULL;
+		v_fet := NULL;
+		v_ff := NULL;
+		IF v_need IS NOT NULL THEN
+			EXECUTE pgpoly._fv_offline_sql(v.offline_rel, v.entity_column, v.entity_match,
+										   v.serving_rel, v.key_column, v.key_type, v.features,
+										   v_feat, v_write AND (v_outbox OR v_locked),
+										   pgpoly._fv_entity_is_key(v))
+			INTO v_fk, v_fet, v_ff
+			USING v_need, v_needf, v_needt, v.fresh;
+		END IF;
+
+		-- a value goes back online only under its entity's lock, decided on
+		-- what Redis holds once the lock is held (read again, and the probe
+		-- run again, writing): a concurrent writer's newer value is never
+		-- overwritten; where another transaction holds it nothing goes back
+		-- (its COMMIT writes).  The sync worker decides for an outbox table.
+		EXIT WHEN v_outbox OR v_locked OR NOT v_write OR NOT EXISTS (
+			SELECT FROM unnest(v_need, v_needf, v_needt) n(k, f, t)
+			JOIN unnest(v_fk, v_fet) h(k, et) ON h.k = n.k
+			WHERE (pgpoly._fv_serve(v.fresh, n.f, n.t, true, h.et)).source = 'offline');
+		v_write := pgpoly._fv_lock_entities(v.online_table, v_need, false);
+		v_locked := true;
+		EXIT WHEN NOT v_write;
+	END LOOP;
 
 	-- per input element, as the rule says
 	RETURN QUERY
@@ -1592,6 +1631,10 @@ BEGIN
 	-- outbox table's are queued without reading Redis: the sync worker keeps
 	-- what is online when newer.
 	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
+		-- every entity locked first, until the end of the transaction: a
+		-- concurrent put_features of one waits, then reads what this one's
+		-- COMMIT wrote (and the other way round)
+		PERFORM pgpoly._fv_lock_entities(v.online_table, NULL, true);
 		-- the Redis key of the same text (a citext key or a nondeterministic
 		-- collation would match 'A' to the newer 'a' too)
 		v_online := format($q$ LEFT JOIN %1$s s ON s.%2$I = c.k::%3$s

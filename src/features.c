@@ -315,6 +315,48 @@ pgpoly_fv_may_write(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(fv_may_write(PG_GETARG_OID(0), PG_GETARG_OID(1)));
 }
 
+PG_FUNCTION_INFO_V1(pgpoly_fv_lock_entities);
+
+/*
+ * pgpoly._fv_lock_entities(online_table, entities, wait): lock the entities
+ * (canonical text, the Redis keys without prefix; NULL: all of them) of a
+ * view's online table until the end of the transaction, before the caller
+ * reads the event times Redis holds and decides newest-wins: a concurrent
+ * writer of one entity then reads after this transaction's COMMIT sent its
+ * writes (PgpolyLockKeys).  Needs INSERT on the table, as every caller
+ * (42501 otherwise).  Returns whether they are held (without wait: false
+ * when another transaction holds one).
+ */
+Datum
+pgpoly_fv_lock_entities(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Datum	   *elems;
+	bool	   *nulls;
+	char	  **keys;
+	size_t	   *lens;
+	int			n = -1;
+	int			m = 0;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	fv_require_privilege(relid, ACL_INSERT);
+	if (PG_ARGISNULL(1))
+		PG_RETURN_BOOL(PgpolyLockKeys(relid, NULL, NULL, -1, PG_GETARG_BOOL(2)));
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	keys = palloc(sizeof(char *) * Max(n, 1));
+	lens = palloc(sizeof(size_t) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			continue;			/* no entity, no key */
+		keys[m] = VARDATA_ANY(DatumGetPointer(elems[i]));
+		lens[m++] = VARSIZE_ANY_EXHDR(DatumGetPointer(elems[i]));
+	}
+	PG_RETURN_BOOL(PgpolyLockKeys(relid, keys, lens, m, PG_GETARG_BOOL(2)));
+}
+
 /* ----------------------------------------------------------------
  *		A view's definition against the catalog
  * ----------------------------------------------------------------
@@ -1722,14 +1764,16 @@ fetch_online_or_none(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, i
 /*
  * Probe the offline table for the keys whose online value the rule does not
  * serve (missing or stale) with cv's kept probe statement, and record in
- * off[] what it found; where the caller may write (fv_may_write), the
- * statement also writes back online what the rule serves from offline.
+ * off[] what it found; with write (the caller may write and holds the
+ * entities' locks), the statement also writes back online what the rule
+ * serves from offline.
  * seen maps each of the nd distinct keys (with the table's prefix) to its
  * slot in on[] and off[].
  */
 static void
 probe_offline(CachedView *cv, ViewDef *def, RedisTable *tbl, List *names,
-			  char **keys, int nd, Served *on, Served *off, RedisKeySet *seen)
+			  char **keys, int nd, Served *on, Served *off, RedisKeySet *seen,
+			  bool write)
 {
 	ArrayBuildState *k = initArrayResult(TEXTOID, CurrentMemoryContext, false);
 	ArrayBuildState *f = initArrayResult(BOOLOID, CurrentMemoryContext, false);
@@ -1737,7 +1781,7 @@ probe_offline(CachedView *cv, ViewDef *def, RedisTable *tbl, List *names,
 	const FvValue none = {false, true, 0};
 	Datum		args[4];
 	char		nulls[4] = {' ', ' ', ' ', def->has_ttl ? ' ' : 'n'};
-	SPIPlanPtr	plan = probe_plan(cv, names, fv_may_write(def->online, def->serving));
+	SPIPlanPtr	plan = probe_plan(cv, names, write);
 	Datum		found[3];
 	bool		isnull[3];
 	Datum	   *fk,
@@ -1858,12 +1902,11 @@ probe_index(Relation heap, Relation index, FeatureJson *fj, AttrNumber et,
  * materialize could be used on the offline table (cv->probe_index: such an
  * index and a text entity column; no row-level security), with features
  * and event time of types features_jsonb converts; false otherwise (off[]
- * untouched), and when the rule serves a value from offline that goes back
- * online (*write_back set, off[] filled): the statement does the write.
+ * untouched).  It writes nothing back: the statement does (goes_back).
  */
 static bool
 probe_direct(CachedView *cv, ViewDef *def, RedisTable *tbl, List *names, char **keys,
-			 int nd, Served *on, Served *off, bool *write_back)
+			 int nd, Served *on, Served *off)
 {
 	const FvValue none = {false, true, 0};
 	Relation	heap;
@@ -1875,7 +1918,6 @@ probe_direct(CachedView *cv, ViewDef *def, RedisTable *tbl, List *names, char **
 	bool	   *need = palloc(sizeof(bool) * Max(nd, 1));
 	TupleDesc	desc;
 
-	*write_back = false;
 	if ((cv->probe_known && !OidIsValid(cv->probe_index)) ||
 		check_enable_rls(def->offline, InvalidOid, true) == RLS_ENABLED)
 		return false;
@@ -1919,16 +1961,54 @@ probe_direct(CachedView *cv, ViewDef *def, RedisTable *tbl, List *names, char **
 	PopActiveSnapshot();
 	index_close(index, NoLock);
 	table_close(heap, NoLock);
-	for (int i = 0; i < nd && !*write_back; i++)
+	return true;
+}
+
+/*
+ * Whether the rule serves one of the nd keys from offline, given on[] and
+ * off[]: that value goes back online (where the caller may write).
+ */
+static bool
+goes_back(ViewDef *def, int nd, Served *on, Served *off)
+{
+	for (int i = 0; i < nd; i++)
 	{
 		FvValue		von = served_value(&on[i]);
 		FvValue		voff = served_value(&off[i]);
 		bool		from_offline;
 
-		*write_back = need[i] &&
-			fv_serve(fresh_of(def), &von, &voff, &from_offline) == FV_OFFLINE && from_offline;
+		if (fv_serve(fresh_of(def), &von, &voff, &from_offline) == FV_OFFLINE && from_offline)
+			return true;
 	}
-	return !*write_back;
+	return false;
+}
+
+/*
+ * Lock, without waiting, the entities of the nd keys whose online value the
+ * rule does not serve (those a write-back may write) until the end of the
+ * transaction (pgpoly._fv_lock_entities); false when another transaction
+ * holds one of them (nothing taken).
+ */
+static bool
+lock_unserved(ViewDef *def, RedisTable *tbl, char **keys, const size_t *lens, int nd,
+			  Served *on)
+{
+	const FvValue none = {false, true, 0};
+	char	  **ents = palloc(sizeof(char *) * Max(nd, 1));
+	size_t	   *elens = palloc(sizeof(size_t) * Max(nd, 1));
+	int			m = 0;
+
+	for (int i = 0; i < nd; i++)
+	{
+		FvValue		v = served_value(&on[i]);
+		bool		from_offline;
+
+		if (fv_serve(fresh_of(def), &v, &none, &from_offline) == FV_ONLINE)
+			continue;
+		ents[m] = keys[i] + tbl->prefixlen;
+		elens[m++] = lens[i] - tbl->prefixlen;
+	}
+	return PgpolyLockKeys(def->online, ents, elens, m, false);
 }
 
 /*
@@ -1959,6 +2039,7 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ViewDef *def,
 	int			n;
 	int			nd = 0;
 	Oid			keytype;
+	bool		outbox;
 
 	tbl = RedisLoadTable(def->serving, GetUserId());
 	keytype = tbl->cols[tbl->key_att - 1].typid;
@@ -1989,18 +2070,36 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ViewDef *def,
 	for (int i = 0; i < tbl->natts; i++)
 		types[i] = tbl->cols[i].typid;
 	feature_json_init(&fj, names, atts, types);
-	if (!(PgpolyTableWriteMode(GetForeignTable(def->serving)->options) == PGPOLY_WRITE_OUTBOX ?
-		  fetch_online_or_none(tbl, def, keys, lens, nd, &fj, on) :
+	outbox = PgpolyTableWriteMode(GetForeignTable(def->serving)->options) == PGPOLY_WRITE_OUTBOX;
+	if (!(outbox ? fetch_online_or_none(tbl, def, keys, lens, nd, &fj, on) :
 		  fetch_online(tbl, def, keys, lens, nd, &fj, on)))
 	{
-		bool		write_back;
+		bool		write = fv_may_write(def->online, def->serving);
+		bool		lock = write && !outbox;
+		bool		written = false;
 
-		/* the statement when a value goes back online (and may) */
-		if (!probe_direct(cv, def, tbl, names, keys, nd, on, off, &write_back) &&
-			(!write_back || fv_may_write(def->online, def->serving)))
+		/* the offline values; an outbox table's go back as they are read */
+		if (!probe_direct(cv, def, tbl, names, keys, nd, on, off))
 		{
 			memset(off, 0, sizeof(Served) * Max(nd, 1));
-			probe_offline(cv, def, tbl, names, keys, nd, on, off, seen);
+			probe_offline(cv, def, tbl, names, keys, nd, on, off, seen, write && !lock);
+			written = write && !lock;
+		}
+
+		/*
+		 * Values that go back online, with the statement.  Only under their
+		 * entities' locks, decided on what Redis holds once the locks are
+		 * held (read again): a concurrent writer's newer value is never
+		 * overwritten.  Where another transaction holds one, nothing goes
+		 * back (its COMMIT writes).  The sync worker decides for an outbox
+		 * table.
+		 */
+		if (write && !written && goes_back(def, nd, on, off) &&
+			(!lock || lock_unserved(def, tbl, keys, lens, nd, on)) &&
+			(!lock || !fetch_online(tbl, def, keys, lens, nd, &fj, on)))
+		{
+			memset(off, 0, sizeof(Served) * Max(nd, 1));
+			probe_offline(cv, def, tbl, names, keys, nd, on, off, seen, true);
 		}
 	}
 

@@ -405,6 +405,8 @@ extern void PgpolyAddChange(PgpolyChange *change);
 extern bool PgpolyChangesPending(void);
 extern void SyncQueueChanges(List *changes);	/* sync_outbox.c */
 extern void PgpolyCheckOutboxDrained(Oid relid);	/* sync_outbox.c */
+extern bool PgpolyLockKeys(Oid relid, char **keys, const size_t *lens, int n,
+						   bool wait);	/* keylock.c */
 
 /* A store's table descriptor loader: relid as seen by userid. */
 typedef void *(*PgpolyLoadTable) (Oid relid, Oid userid);

@@ -86,12 +86,6 @@
 
 #include "sync.h"
 
-/* The commit-order locks: field 4 of their advisory tag, bucket count. */
-#define OUTBOX_LOCK_FIELD4		0x4F42
-#define OUTBOX_BUCKETS			4096
-#define OUTBOX_ALL_BUCKETS		0xFFFFFFFF
-#define OUTBOX_MAX_BUCKET_LOCKS 64
-
 /* ----------------------------------------------------------------
  *		Queueing at COMMIT
  * ----------------------------------------------------------------
@@ -180,44 +174,16 @@ outbox_sync(Oid relid, AttrNumber key_att)
 	return id;
 }
 
-/* The bucket of key in its table. */
-static uint32
-key_bucket(const char *key)
-{
-	return hash_bytes((const unsigned char *) key, strlen(key)) % OUTBOX_BUCKETS;
-}
-
-/* Take the commit-order lock (relid, bucket) in mode. */
-static void
-lock_bucket(Oid relid, uint32 bucket, LOCKMODE mode)
-{
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, relid, bucket, OUTBOX_LOCK_FIELD4);
-	(void) LockAcquire(&tag, mode, false, false);
-}
-
-/* qsort comparator of uint32. */
-static int
-compare_uint32(const void *a, const void *b)
-{
-	uint32		x = *(const uint32 *) a;
-	uint32		y = *(const uint32 *) b;
-
-	return x < y ? -1 : x > y;
-}
-
 /*
- * Lock the buckets of the keys of relid in changes (see the file header):
- * a share lock on the whole table and an exclusive one per bucket, in
- * bucket order, or one exclusive lock on the whole table.
+ * Lock the keys of relid in changes until COMMIT (see the file header and
+ * keylock.c): a writer of one key waits for the other writers of it.
  */
 static void
 lock_table_keys(Oid relid, List *changes)
 {
-	uint32	   *buckets = palloc(sizeof(uint32) * list_length(changes));
+	char	  **keys = palloc(sizeof(char *) * list_length(changes));
+	size_t	   *lens = palloc(sizeof(size_t) * list_length(changes));
 	int			n = 0;
-	int			distinct = 0;
 	ListCell   *lc;
 
 	foreach(lc, changes)
@@ -225,20 +191,12 @@ lock_table_keys(Oid relid, List *changes)
 		PgpolyChange *c = lfirst(lc);
 
 		if (c->relid == relid)
-			buckets[n++] = key_bucket(c->key);
+		{
+			keys[n] = c->key;
+			lens[n++] = strlen(c->key);
+		}
 	}
-	qsort(buckets, n, sizeof(uint32), compare_uint32);
-	for (int i = 0; i < n; i++)
-		if (i == 0 || buckets[i] != buckets[i - 1])
-			buckets[distinct++] = buckets[i];
-	if (distinct > OUTBOX_MAX_BUCKET_LOCKS)
-	{
-		lock_bucket(relid, OUTBOX_ALL_BUCKETS, ExclusiveLock);
-		return;
-	}
-	lock_bucket(relid, OUTBOX_ALL_BUCKETS, ShareLock);
-	for (int i = 0; i < distinct; i++)
-		lock_bucket(relid, buckets[i], ExclusiveLock);
+	(void) PgpolyLockKeys(relid, keys, lens, n, true);
 }
 
 /* Whether b continues a's entry: same table, writer, kind and columns. */
