@@ -24,7 +24,9 @@ online must equal the newest offline row per entity:
     stays online after both COMMIT (the C and the PL/pgSQL path);
   * a savepoint rolled back gives the entity's lock back;
   * an entity lost to a newer online value (nothing written) still
-    serializes; a different entity never waits (distinct buckets).
+    serializes; a different entity never waits (distinct buckets);
+  * a transaction writing 300 entities holds at most 66 key locks (64
+    buckets, then the table's lock): another entity's writer waits for it.
 """
 
 import os
@@ -189,6 +191,28 @@ def read_vs_put(db):
               % (view, redis_clicks(view, ent)))
 
 
+def many_entities(db):
+    """300 put_features in one transaction: a bounded number of locks."""
+    a, b = pgtest.Session(db), pgtest.Session(db)
+    a_pid = int(a.value("SELECT pg_backend_pid();"))
+    b_pid = int(b.value("SELECT pg_backend_pid();"))
+    r = a.run("BEGIN; SELECT count(pgpoly.put_features('fc_tx', 'many' || i, '{\"clicks\": 1}', "
+              "'2024-03-01 00:00+00')) FROM generate_series(1, 300) i;")
+    check(r.rc == 0, "300 puts: %s" % r.err.strip()[:300])
+    r = pgtest.psql("SELECT count(*) FROM pg_locks WHERE pid = %d AND locktype = 'advisory' "
+                    "AND objsubid = %d" % (a_pid, FIELD4), db=db, timeout=10)
+    check(r.rc == 0 and 0 < int(r.out.strip() or 0) <= 66,
+          "300 puts in one transaction hold %r key locks, not at most 66" % r.out.strip())
+    b.send("BEGIN; " + put("fc_tx", "other", 1, 1))
+    check(pgtest.wait_for(lambda: waits_for_key_lock(db, b_pid), timeout=10),
+          "past 64 buckets the table is locked: another entity's writer waits")
+    check(a.run("COMMIT;").rc == 0, "A commits")
+    check(b.wait(30).rc == 0 and b.run("COMMIT;").rc == 0, "B goes on and commits")
+    same_as_offline(db, "fc_tx", "user_id", "300 puts")
+    a.close()
+    b.close()
+
+
 def run():
     mark = pgtest.pg_log_mark()
     db = pgtest.create_db("pgpoly_fc")
@@ -198,6 +222,7 @@ def run():
     try:
         put_vs_put(db)
         bulk_vs_put(db)
+        many_entities(db)
         read_vs_put(db)
     finally:
         pgtest.psql("DELETE FROM fc_tx; DELETE FROM fc_im; DELETE FROM fc_int; "
