@@ -25,6 +25,8 @@ online must equal the newest offline row per entity:
   * a savepoint rolled back gives the entity's lock back;
   * an entity lost to a newer online value (nothing written) still
     serializes; a different entity never waits (distinct buckets);
+  * the lock needs INSERT on the online table, as its callers: 42501
+    without it;
   * a transaction writing 300 entities holds at most 66 key locks (64
     buckets, then the table's lock): another entity's writer waits for it.
 """
@@ -48,6 +50,8 @@ CREATE FOREIGN TABLE fc_int (item_id int OPTIONS (key 'true'), clicks int,
                              _event_time timestamptz)
   SERVER fc OPTIONS (key_prefix 'fault_fc_%(pid)d:int:');
 CREATE ROLE fc_writer_%(pid)d;
+CREATE ROLE fc_nobody_%(pid)d;
+GRANT USAGE ON SCHEMA pgpoly TO fc_nobody_%(pid)d;
 GRANT USAGE ON SCHEMA pgpoly TO fc_writer_%(pid)d;
 GRANT SELECT ON pgpoly.feature_views, pgpoly._feature_view_storage TO fc_writer_%(pid)d;
 GRANT SELECT, INSERT, UPDATE ON fc_tx TO fc_writer_%(pid)d;
@@ -213,6 +217,15 @@ def many_entities(db):
     b.close()
 
 
+def lock_needs_insert(db):
+    """pgpoly._fv_lock_entities as a role without INSERT on the table."""
+    r = pgtest.psql("SET ROLE fc_nobody_%d; "
+                    "SELECT pgpoly._fv_lock_entities('fc_tx', ARRAY['e1'], true);" % PID,
+                    db=db, timeout=10, verbose=True)
+    check(r.rc != 0 and r.sqlstate == "42501" and "fc_tx" in r.err,
+          "locking without INSERT: rc=%s %s" % (r.rc, r.err.strip()[:300]))
+
+
 def run():
     mark = pgtest.pg_log_mark()
     db = pgtest.create_db("pgpoly_fc")
@@ -223,10 +236,12 @@ def run():
         put_vs_put(db)
         bulk_vs_put(db)
         many_entities(db)
+        lock_needs_insert(db)
         read_vs_put(db)
     finally:
         pgtest.psql("DELETE FROM fc_tx; DELETE FROM fc_im; DELETE FROM fc_int; "
-                    "DROP OWNED BY fc_writer_%d; DROP ROLE fc_writer_%d" % (PID, PID),
+                    "DROP OWNED BY fc_writer_%d, fc_nobody_%d; DROP ROLE fc_writer_%d, fc_nobody_%d"
+                    % (PID, PID, PID, PID),
                     db=db, timeout=30)
     pgtest.check_pg_log(mark)
 
