@@ -15,9 +15,10 @@
  * write, whatever order concurrent transactions commit in.  So queueing
  * first takes, for each key written, a transaction lock (a bucket of 4096
  * per table; a transaction writing many buckets takes one lock for the
- * table instead: src/keylock.c, shared with the feature store), and only then takes the entries' ids from the queue's
- * sequence: two transactions writing one key queue in the order they
- * commit, and a snapshot that sees the later one sees the earlier one.  The
+ * table instead: src/keylock.c, shared with the feature store), and only
+ * then takes the entries' ids from the queue's sequence: two transactions
+ * writing one key queue in the order they commit, and a snapshot that sees
+ * the later one sees the earlier one.  The
  * locks are held from pre-commit to COMMIT only; they never wait on a
  * store.  The worker reads entries in entry_id order.
  *
