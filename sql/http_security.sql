@@ -173,6 +173,10 @@ SELECT * FROM pgpoly._prediction_scan('[{"model": "m", "version": 1}, {"version"
 SELECT pgpoly._fv_rel(NULL) IS NULL AS fv_rel,
        pgpoly._fv_require_privileges(NULL, 'SELECT') IS NULL AS fv_require,
        pgpoly._fv_may_write(NULL, NULL) IS NULL AS fv_may_write;
+SELECT pgpoly._fv_lock_entities(NULL, NULL, NULL) IS NULL AS fv_lock,
+       pgpoly._fv_lock_entities('pg_class', '{k}', NULL) IS NULL AS fv_lock_no_wait,
+       pgpoly._fv_lock_entities('pg_class', '{NULL,"",k}', false) AS fv_lock_null_entity;
+SELECT pg_temp.try('SELECT pgpoly._fv_lock_entities(0, ''{k}'', true)');
 SELECT pgpoly._fv_is_fresh(NULL, NULL) AS no_ttl_is_fresh,
        pgpoly._fv_is_fresh(now(), NULL) AS no_event_time;
 SELECT * FROM pgpoly._fv_serve(NULL, NULL, NULL, NULL, NULL);
@@ -205,7 +209,7 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
                         'negative_inner_product', '_redis_key_column', 'redis_key_slot',
                         '_drift_numeric_bins', '_prediction_scan',
                         'redis_validator', 'elastic_validator', 'vector_validator',
-                        '_fv_rel', '_fv_require_privileges', '_fv_may_write',
+                        '_fv_rel', '_fv_require_privileges', '_fv_may_write', '_fv_lock_entities',
                         '_fv_is_fresh', '_fv_serve', '_fv_describe',
                         '_fv_newest_usable', '_fv_newest_rows', '_fv_store_text',
                         'create_sync', 'drop_sync', 'sync_retry', 'sync_wait')
