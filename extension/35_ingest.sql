@@ -24,7 +24,9 @@
 --	  canonical text (byte for byte, whatever the source column's type or
 --	  collation compares equal: citext 'A' and 'a' are two keys online).
 --	* Newer wins as in put_features: an entity is written online unless Redis holds
---	  a strictly newer _event_time.  Rows are full snapshots: features the source
+--	  a strictly newer _event_time, read after locking every entity of the view
+--	  to the end of the transaction (_fv_lock_entities), so that concurrent
+--	  writers of one entity decide one after the other.  Rows are full snapshots: features the source
 --	  does not return are NULL offline and online.  With the serving table in
 --	  write_mode 'outbox' the newest rows are queued without reading Redis, and
 --	  the sync worker applies the same rule when it delivers them.
