@@ -309,6 +309,16 @@ AS $$
 	FROM unnest(names) WITH ORDINALITY AS u(n, i)
 $$;
 
+-- entity if the type typ (an OID: an offline entity column's base type)
+-- reads it, else NULL: in an entity match (_fv_describe's entity_match)
+-- where the column's type is not the key's, an entity the column's type does
+-- not read ('abc' of a text key, an int column) is no value of the column,
+-- found in no row (status missing), rather than an error.
+CREATE FUNCTION pgpoly._fv_entity_in(entity text, typ oid)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pgpoly_fv_entity_in'
+LANGUAGE C STRICT STABLE;
+
 -- Whether key_type (a format_type()) is text-like: entities are used as given.
 CREATE FUNCTION pgpoly._fv_text_type(key_type text)
 RETURNS bool

@@ -115,12 +115,19 @@ RETURNS bool
 AS 'MODULE_PATHNAME', 'pgpoly_sync_worker_running'
 LANGUAGE C VOLATILE STRICT;
 
+-- The dead letters the caller may see, for sync_status: security_invoker, so
+-- that sync_dead_letters' row-level security applies to the caller also
+-- when sync_status, which runs as its owner (who bypasses it), reads this.
+CREATE VIEW pgpoly._sync_dead_letters_seen WITH (security_invoker = true) AS
+	SELECT d.sync_id FROM pgpoly.sync_dead_letters d;
+
 --
 -- Status per sync.  lag: age of the oldest undelivered change (0 when none).
 -- Every role sees every sync; last_error only members of its owner's role (a
--- store's error names keys and values of the source, as dead letters do).  It
--- runs as its owner on purpose (not security_invoker): PUBLIC reads it without
--- any right on syncs and sync_queue, and it shows only counts of their rows.
+-- store's error names keys and values of the source, as dead letters do), and
+-- dead_letters counts the dead letters the caller may read.  It runs as its
+-- owner on purpose (not security_invoker): PUBLIC reads it without any right
+-- on syncs and sync_queue, and it shows only counts of their rows.
 --
 CREATE VIEW pgpoly.sync_status AS
 	SELECT s.name, s.source, s.target,
@@ -137,7 +144,7 @@ CREATE VIEW pgpoly.sync_status AS
 	       q.pending, q.oldest_pending,
 	       COALESCE(pg_catalog.clock_timestamp() - q.oldest_pending, interval '0') AS lag,
 	       s.applied,
-	       (SELECT count(*) FROM pgpoly.sync_dead_letters d
+	       (SELECT count(*) FROM pgpoly._sync_dead_letters_seen d
 	        WHERE d.sync_id = s.sync_id) AS dead_letters,
 	       CASE WHEN pg_catalog.pg_has_role(s.owner, 'USAGE') THEN s.last_error END
 	           AS last_error,

@@ -62,8 +62,6 @@
 
 #include "elastic.h"
 
-#define ID_KEYLEN 520			/* ES _id is at most 512 bytes */
-
 typedef enum ElasticPaging
 {
 	PAGING_FIRST,				/* plain first page, maybe the only one */
@@ -74,7 +72,7 @@ typedef enum ElasticPaging
 
 typedef struct OverlayEntry
 {
-	char		id[ID_KEYLEN];
+	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable): write->id */
 	ElasticWrite *write;		/* the last write of this id */
 } OverlayEntry;
 
@@ -125,35 +123,40 @@ scan_released(void *arg)
 	scan->context_id = NULL;
 }
 
-/* An empty overlay: document id -> the last buffered write of it. */
+/*
+ * An empty overlay in cxt: document id -> the last buffered write of it.
+ * The ids are the transaction's (or anyone's, for ids the index assigned
+ * or a SELECT copied): a seeded key table (keyhash.c), so that ids chosen
+ * to collide cannot make the overlay quadratic.
+ */
 HTAB *
 ElasticOverlayCreate(MemoryContext cxt)
 {
-	HASHCTL		ctl;
-
-	ctl.keysize = ID_KEYLEN;
-	ctl.entrysize = sizeof(OverlayEntry);
-	ctl.hcxt = cxt;
-	return hash_create("pgpoly elastic overlay", 64, &ctl,
-					   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	return PgpolyKeyTable("pgpoly elastic overlay", sizeof(OverlayEntry), cxt);
 }
 
-/* Make w the last write of its id in overlay; true if the id is new. */
+/*
+ * Make w the last write of its id in overlay; true if the id is new.  The
+ * entry's key points at the id of the write it keeps, which the caller
+ * keeps as long as the overlay.
+ */
 bool
 ElasticOverlayAdd(HTAB *overlay, ElasticWrite *w)
 {
+	PgpolyKeyRef ref = {w->id, strlen(w->id)};
 	bool		found;
-	OverlayEntry *e = hash_search(overlay, w->id, HASH_ENTER, &found);
+	OverlayEntry *e = hash_search(overlay, &ref, HASH_ENTER, &found);
 
+	e->id.key = w->id;			/* the same bytes, in the write kept */
 	e->write = w;
 	return !found;
 }
 
-/* The last buffered write of id in overlay, or NULL. */
+/* The last buffered write of id (a NUL-free string) in overlay, or NULL. */
 ElasticWrite *
 ElasticOverlayLast(HTAB *overlay, const char *id)
 {
-	OverlayEntry *e = hash_search(overlay, id, HASH_FIND, NULL);
+	OverlayEntry *e = PgpolyKeyTableFind(overlay, id, strlen(id));
 
 	return e ? e->write : NULL;
 }
@@ -674,7 +677,7 @@ next_remote(ElasticScan *scan, Datum *values, bool *nulls)
 					 errmsg("Elasticsearch server \"%s\" sent a hit without _id",
 							scan->conn->servername)));
 		check_nul(scan, scan->pos - 1, "_id", id);
-		if (scan->overlay && hash_search(scan->overlay, id, HASH_FIND, NULL))
+		if (scan->overlay && ElasticOverlayLast(scan->overlay, id))
 			continue;
 		hit_row(scan, hit, scan->pos - 1, id, values, nulls);
 		if (scan->spec->seq_no)
@@ -701,8 +704,7 @@ next_overlay(ElasticScan *scan, Datum *values, bool *nulls)
 	while (scan->overlay_next != NULL)
 	{
 		ListCell   *cur = scan->overlay_next;
-		OverlayEntry *e = hash_search(scan->overlay, lfirst(cur), HASH_FIND, NULL);
-		ElasticWrite *w = e->write;
+		ElasticWrite *w = ElasticOverlayLast(scan->overlay, lfirst(cur));
 
 		scan->overlay_next = lnext(scan->overlay_ids, cur);
 		if (w->op == EWRITE_DELETE || w->row == NULL)

@@ -325,6 +325,37 @@ SELECT fet_pit_diff('uu', 'uuid', $$SELECT * FROM (VALUES ('A0EEBC99-9C0B-4EF8-B
 -- an upper-case spelling, which the column would keep in lower case, is refused
 SELECT err($$SELECT pgpoly.ingest_features('fet_uu', 'SELECT ''A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'' AS user_id, now() AS event_time')$$);
 
+-- Reading an entity that the offline column's type does not read ('abc' or
+-- 99999999999 of an int column, 'x' of a uuid one) finds no row: missing
+-- online and offline, NULL features in the point-in-time join, as the
+-- user's query comparing the column's text finds none (every path failed
+-- with 22P02 or 22003, the cast of the entity to the column's type).
+SELECT fet_view('int', 'int');
+INSERT INTO fet_int_off (entity, event_time, clicks) VALUES (7, now() - interval '1 hour', 7);
+BEGIN READ ONLY;
+SELECT entity, features, source FROM pgpoly.get_online_features('fet_int', '{abc,99999999999,7," 7"}');
+SELECT entity, features, source FROM pgpoly.get_online_features('fet_uu', '{x,a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}');
+SELECT fet_online_diff('int', 'int', '{abc,99999999999,7," 7",1e3}') AS c,
+       fet_online_diff('int', 'int', '{abc,99999999999,7," 7",1e3}', 'sql') AS sql,
+       fet_online_diff('di', 'fet_dint', '{abc,-1,7}') AS c_domain,
+       fet_online_diff('di', 'fet_dint', '{abc,-1,7}', 'sql') AS sql_domain,
+       fet_online_diff('uu', 'uuid', '{x,a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}') AS c_uuid,
+       fet_online_diff('uu', 'uuid', '{x,a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}', 'sql') AS sql_uuid;
+COMMIT;
+SELECT row_no, spine->>'user_id' AS user_id, features FROM pgpoly.get_historical_features(
+  $$SELECT * FROM (VALUES ('abc', now()), ('7', now()), ('99999999999', now())) s(user_id, event_time)$$,
+  ARRAY['fet_int:clicks', 'fet_uu:clicks']);
+SELECT fet_pit_diff('int', 'int', $$SELECT * FROM (VALUES ('abc', now()), ('99999999999', now()), ('7', now()), (' 7', now())) s(user_id, event_time)$$),
+       fet_pit_diff('di', 'fet_dint', $$SELECT * FROM (VALUES ('abc', now()), ('7', now())) s(user_id, event_time)$$),
+       fet_pit_diff('uu', 'uuid', $$SELECT * FROM (VALUES ('x', now()), ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', now())) s(user_id, event_time)$$);
+BEGIN;
+SELECT fet_materialize_diff('int'), fet_materialize_diff('uu');
+ROLLBACK;
+-- the offline probe still reads the column's index
+EXPLAIN (COSTS OFF) SELECT * FROM fet_int_off h
+  WHERE h.entity OPERATOR(pg_catalog.=) CAST(pgpoly._fv_entity_in('7', 'int4'::regtype) AS int)
+  ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1;
+
 -- An entity type without a default equality (box: no btree or hash
 -- operator class) is refused when the view is created, not at its first call.
 SELECT err($$SELECT fet_view('bx', 'box', false)$$);
@@ -337,10 +368,10 @@ DELETE FROM pgpoly.lineage_edges
   WHERE src_name LIKE 'public.fet\_%' OR src_name = 'pgpoly.fet_ck_history' OR dst_name LIKE 'fet\_%';
 DELETE FROM pgpoly.datasets WHERE name LIKE 'public.fet\_%' OR name = 'pgpoly.fet_ck_history';
 DROP TABLE fet_cit_off, fet_nd_off, fet_ndx_off, fet_txt_off, fet_dt_off, fet_di_off, fet_dvc_off,
-  fet_vc_off, fet_chr_off, fet_num_off, fet_uu_off;
+  fet_vc_off, fet_chr_off, fet_num_off, fet_uu_off, fet_int_off;
 DROP TABLE pgpoly.fet_ck_history;
 DROP FOREIGN TABLE fet_ck_on, fet_cit_on, fet_nd_on, fet_ndx_on, fet_txt_on, fet_dt_on, fet_di_on, fet_dvc_on,
-  fet_vc_on, fet_chr_on, fet_num_on, fet_uu_on;
+  fet_vc_on, fet_chr_on, fet_num_on, fet_uu_on, fet_int_on;
 DROP SERVER fet CASCADE;
 DROP FUNCTION err(text), fet_view(text, text, bool), fet_online_diff(text, text, text[], text),
   fet_pit_diff(text, text, text), fet_materialize_diff(text);

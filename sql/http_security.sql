@@ -186,6 +186,12 @@ SELECT pgpoly._fv_newest_usable(NULL, NULL) IS NULL AS newest_usable,
 SELECT pg_temp.try('SELECT pgpoly._fv_newest_rows(NULL::pg_class, ''relname'', ''-infinity'', ''infinity'')');
 SELECT pg_temp.try('SELECT pgpoly._fv_newest_rows(NULL::int, ''relname'', ''-infinity'', ''infinity'')');
 SELECT pgpoly._fv_newest_usable('pg_class', 'nope') AS newest_usable_no_column;
+SELECT pgpoly._fv_entity_in(NULL, 23) IS NULL AS entity_in_null,
+       pgpoly._fv_entity_in('abc', 23) IS NULL AS entity_in_not_int,
+       pgpoly._fv_entity_in('7', NULL) IS NULL AS entity_in_no_type,
+       pgpoly._fv_entity_in('7', 23) AS entity_in_int;
+SELECT pg_temp.try('SELECT pgpoly._fv_entity_in(''7'', 0)');
+SELECT pg_temp.try('SELECT pgpoly._fv_entity_in(''7'', ''pg_catalog.internal''::regtype)');
 SELECT pgpoly._fv_store_text(NULL::int) IS NULL AS store_text_null,
        pgpoly._fv_store_text(timestamptz '2024-01-01 05:00+00') AS store_text,
        pgpoly._fv_store_text('\x00ff'::bytea) AS store_bytea,
@@ -211,7 +217,7 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
                         'redis_validator', 'elastic_validator', 'vector_validator',
                         '_fv_rel', '_fv_require_privileges', '_fv_may_write', '_fv_lock_entities',
                         '_fv_is_fresh', '_fv_serve', '_fv_describe',
-                        '_fv_newest_usable', '_fv_newest_rows', '_fv_store_text',
+                        '_fv_newest_usable', '_fv_newest_rows', '_fv_store_text', '_fv_entity_in',
                         'create_sync', 'drop_sync', 'sync_retry', 'sync_wait')
 ORDER BY 1;
 

@@ -296,9 +296,13 @@ INSERT INTO pgpoly.sync_dead_letters (name, key, op, error, attempts, sync_id, o
   SELECT name, '1', 'upsert', 'test', 1, sync_id, owner FROM pgpoly.syncs WHERE name = 'owned';
 SET ROLE regress_sync_other;
 SELECT count(*) AS visible_to_other FROM pgpoly.sync_dead_letters;
+-- and sync_status counts only the dead letters the caller may see (it
+-- counted every one, the owner's role's or not)
+SELECT name, dead_letters FROM pgpoly.sync_status WHERE name = 'owned';
 RESET ROLE;
 SET ROLE regress_sync_owner;
 SELECT name, key FROM pgpoly.sync_dead_letters;
+SELECT name, dead_letters FROM pgpoly.sync_status WHERE name = 'owned';
 DELETE FROM pgpoly.sync_dead_letters WHERE name = 'owned';
 RESET ROLE;
 SELECT pgpoly.drop_sync('owned');

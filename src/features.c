@@ -73,6 +73,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "parser/parse_coerce.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -412,11 +413,17 @@ append_format_literal(StringInfo buf, const char *s)
  * cut as well and whose CHECK would fail on an entity no row can be — as a
  * query of the user's comparing the column to a literal.  Everything qualified: the statements that use it
  * run under a pinned search_path (where citext's operators are not
- * visible, and = would compare the text) or the caller's (a spine).  NULL
- * if the type has no equality operator.
+ * visible, and = would compare the text) or the caller's (a spine).  An
+ * entity is the canonical text of a value of the key's type key_typid:
+ * where the column's type is neither that type nor a string type, it may
+ * not read it ('abc' of a text key, an int column): such an entity is no
+ * value of the column, found in no row, so it is read through
+ * pgpoly._fv_entity_in, NULL (matching nothing) for one the type does not
+ * read, rather than failing the cast.  NULL if the type has no equality
+ * operator.
  */
 static char *
-fv_entity_match(Oid relid, AttrNumber att)
+fv_entity_match(Oid relid, AttrNumber att, Oid key_typid)
 {
 	Oid			typid;
 	int32		typmod;
@@ -431,7 +438,10 @@ fv_entity_match(Oid relid, AttrNumber att)
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "%1$s ");
 	append_format_literal(&buf, SyncEqualityOperator(typid));
-	appendStringInfoString(&buf, " CAST(%2$s AS ");
+	if (typid == getBaseType(key_typid) || TypeCategory(typid) == TYPCATEGORY_STRING)
+		appendStringInfoString(&buf, " CAST(%2$s AS ");
+	else
+		appendStringInfo(&buf, " CAST(pgpoly._fv_entity_in(%%2$s, %u) AS ", typid);
 	/* typmod -1 "given": bpchar, not character (that is character(1)) */
 	append_format_literal(&buf, format_type_extended(typid, -1, FORMAT_TYPE_TYPEMOD_GIVEN |
 													 FORMAT_TYPE_FORCE_QUALIFY));
@@ -451,6 +461,89 @@ fv_entity_match(Oid relid, AttrNumber att)
 		ReleaseSysCache(tup);
 	}
 	return buf.data;
+}
+
+/*
+ * Run fn(arg) in a subtransaction: true if it returned, false if it raised
+ * an error of SQLSTATE class category (rolled back, forgotten); any other
+ * error is raised again once the subtransaction is rolled back.
+ */
+static bool
+run_catching(void (*fn) (void *), void *arg, int category)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+
+		MemoryContextSwitchTo(cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (ERRCODE_TO_CATEGORY(e->sqlerrcode) != category)
+			ReThrowError(e);
+		FreeErrorData(e);
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return ok;
+}
+
+/* Arguments of entity_in_fn. */
+typedef struct EntityInArgs
+{
+	char	   *entity;
+	Oid			typid;
+} EntityInArgs;
+
+/* Read the entity with its type's input function (for run_catching). */
+static void
+entity_in_fn(void *arg)
+{
+	EntityInArgs *a = arg;
+	Oid			input;
+	Oid			ioparam;
+
+	getTypeInputInfo(a->typid, &input, &ioparam);
+	(void) OidInputFunctionCall(input, a->entity, ioparam, -1);
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_fv_entity_in);
+
+/*
+ * pgpoly._fv_entity_in(entity, typid): entity if type typid (an offline
+ * entity column's base type, no typmod) reads it, else NULL: the entities
+ * no row of the column can be (fv_entity_match).  Only a data exception
+ * (class 22: 'abc' or 99999999999 of an int) means that; any other error
+ * is raised.  A subtransaction per call: used only where the column's type
+ * is not the key's.
+ */
+Datum
+pgpoly_fv_entity_in(PG_FUNCTION_ARGS)
+{
+	EntityInArgs a = {text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_OID(1)};
+
+	if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(a.typid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("type with OID %u does not exist", a.typid)));
+	if (!run_catching(entity_in_fn, &a, ERRCODE_DATA_EXCEPTION))
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 }
 
 /*
@@ -482,7 +575,8 @@ fv_problem(const char *view, Oid online, Oid offline, Oid serving,
 		return psprintf("its serving table has no key column \"%s\"", key_column);
 	if ((*entity_type = fv_column_type(offline, entity_column)) == NULL)
 		return psprintf("its offline table has no entity column \"%s\"", entity_column);
-	if ((*entity_match = fv_entity_match(offline, get_attnum(offline, entity_column))) == NULL)
+	if ((*entity_match = fv_entity_match(offline, get_attnum(offline, entity_column),
+										 get_atttype(serving, get_attnum(serving, key_column)))) == NULL)
 		return psprintf("the type %s of its offline entity column has no equality operator",
 						*entity_type);
 	for (int i = 0; i < nfeat; i++)
@@ -1718,6 +1812,28 @@ fetch_online(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, int n,
 	return all_online;
 }
 
+/* Arguments and result of fetch_online_fn. */
+typedef struct FetchOnlineArgs
+{
+	RedisTable *tbl;
+	ViewDef    *def;
+	char	  **keys;
+	size_t	   *lens;
+	int			n;
+	FeatureJson *fj;
+	Served	   *served;
+	bool		all_online;
+} FetchOnlineArgs;
+
+/* fetch_online() for run_catching. */
+static void
+fetch_online_fn(void *arg)
+{
+	FetchOnlineArgs *a = arg;
+
+	a->all_online = fetch_online(a->tbl, a->def, a->keys, a->lens, a->n, a->fj, a->served);
+}
+
 /*
  * fetch_online() for the serving table of a view in write_mode 'outbox',
  * whose serving must not depend on Redis being up: when Redis cannot be
@@ -1729,36 +1845,12 @@ static bool
 fetch_online_or_none(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, int n,
 					 FeatureJson *fj, Served *served)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool all_online = false;
+	FetchOnlineArgs a = {tbl, def, keys, lens, n, fj, served, false};
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		all_online = fetch_online(tbl, def, keys, lens, n, fj, served);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *e;
-
-		MemoryContextSwitchTo(cxt);
-		e = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (ERRCODE_TO_CATEGORY(e->sqlerrcode) != ERRCODE_CONNECTION_EXCEPTION)
-			ReThrowError(e);
-		memset(served, 0, sizeof(Served) * Max(n, 1));
-		all_online = false;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return all_online;
+	if (run_catching(fetch_online_fn, &a, ERRCODE_CONNECTION_EXCEPTION))
+		return a.all_online;
+	memset(served, 0, sizeof(Served) * Max(n, 1));
+	return false;
 }
 
 /*

@@ -5,8 +5,10 @@
  *		  the sync GUCs.
  *
  * One worker per database delivers every sync of that database.  It holds
- * a session-level advisory lock (SyncLockTag) for as long as it runs, so a
- * second worker started by a race finds the lock taken and exits.
+ * a session-level advisory lock (SyncLockTag) for as long as it runs, from
+ * before it connects to its database, so a second worker started by a race
+ * finds the lock taken and exits, and a worker that takes seconds to
+ * connect is not started again meanwhile.
  *
  * Without shared_preload_libraries pgpoly has no shared memory of its own,
  * so the worker is found, and started, through the lock and the process
@@ -14,8 +16,10 @@
  *	- After a transaction that queued changes commits (a source table's
  *	  capture or an outbox table's COMMIT; and when create_sync,
  *	  drop_sync, sync_wait or sync_retry run), SyncKickWorker() tries the
- *	  lock: free means no worker, so it registers a dynamic background worker;
- *	  taken means one runs, and its latch is set so it delivers at once.
+ *	  lock: free means no worker, so it registers a dynamic background worker
+ *	  (unless the one it registered last has not been forked yet); taken
+ *	  means one runs or is connecting, and its latch is set so it delivers
+ *	  at once (a connecting worker reads the queue once connected).
  *	- A worker leaves only when its database has no syncs, and it releases
  *	  the lock before its last look at pgpoly.syncs: a transaction that
  *	  commits a new sync or change either finds the lock free (and starts a
@@ -196,12 +200,14 @@ wait_for_slot(BackgroundWorkerHandle **last)
 
 /*
  * Start a worker for this database: the caller found the worker lock free
- * after its COMMIT, so no worker is delivering.  The worker this backend
- * started last is enough if it has not yet started: it takes the lock and
- * then reads the queue, which holds what this backend committed.  Once it
- * runs it may be leaving (no sync was left when it looked), and once
- * stopped it is gone, so then another is started; a surplus one finds the
- * lock taken and exits.  With no slot free, waits for one (wait_for_slot)
+ * after its COMMIT, so no worker is delivering or connecting.  The worker
+ * this backend started last is enough if it has not been forked yet: it
+ * takes the lock and then reads the queue, which holds what this backend
+ * committed.  Once forked, it takes the lock before it connects (however
+ * long connecting takes), so finding the lock free then means it is
+ * leaving (no sync was left when it looked) or gone, or is still loading
+ * the library (a short moment): then another is started; a surplus one
+ * finds the lock taken and exits.  With no slot free, waits for one (wait_for_slot)
  * unless it warned within the last minute.  Never ERRORs: it may run after
  * COMMIT.
  */

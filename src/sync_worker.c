@@ -1159,8 +1159,37 @@ set_worker_settings(void)
 }
 
 /*
+ * Exit callback: release the worker lock if this process still holds it.
+ * Once connected, ShutdownPostgres (which runs first) has released it
+ * already; this covers an exit while connecting.
+ */
+static void
+release_worker_lock(int code, Datum arg)
+{
+	if (LockHeldByMe(&WorkerLock, ExclusiveLock))
+		LockRelease(&WorkerLock, ExclusiveLock, true);
+}
+
+/*
+ * Take the worker lock of database dboid before connecting to it; false if
+ * another worker holds it.  Connecting may take seconds (a loaded machine,
+ * valgrind): holding the lock meanwhile tells the sessions that commit
+ * changes that a worker is starting, so that they wake it rather than
+ * register one more (SyncKickWorker).  The lock is taken without waiting
+ * and is a session lock, which needs nothing of the connection.
+ */
+static bool
+take_worker_lock(Oid dboid)
+{
+	SyncLockTag(&WorkerLock, dboid);
+	before_shmem_exit(release_worker_lock, (Datum) 0);
+	return LockAcquire(&WorkerLock, ExclusiveLock, true, true) == LOCKACQUIRE_OK;
+}
+
+/*
  * Main of a database's sync worker (bgw_main_arg: the database OID).  A
- * second worker of the same database finds the lock taken and exits.
+ * second worker of the same database finds the lock taken and exits before
+ * it connects.
  */
 void
 PgpolySyncWorkerMain(Datum arg)
@@ -1168,12 +1197,11 @@ PgpolySyncWorkerMain(Datum arg)
 	pqsignal(SIGTERM, sync_sigterm);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
+	if (!take_worker_lock(DatumGetObjectId(arg)))
+		proc_exit(0);
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
 	SyncIsWorker = true;
 	PgpolyDeliverOutbox();
-	SyncLockTag(&WorkerLock, MyDatabaseId);
-	if (LockAcquire(&WorkerLock, ExclusiveLock, true, true) != LOCKACQUIRE_OK)
-		proc_exit(0);
 	set_worker_settings();
 	worker_loop();
 	proc_exit(0);

@@ -176,6 +176,29 @@ SELECT pgpoly.create_sync('kv', 'kv', 'kv_redis');
 """ % (redis_port, timeout_ms, prefix)
 
 
+def outbox_sql(redis_port, table, prefix):
+    """Server r, outbox table `table` and table_now reading its Redis keys."""
+    return """
+CREATE SERVER r FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (host '127.0.0.1', port '%d');
+CREATE USER MAPPING FOR CURRENT_USER SERVER r;
+CREATE FOREIGN TABLE %s (k text OPTIONS (key 'true'), v text)
+  SERVER r OPTIONS (key_prefix '%s', write_mode 'outbox');
+CREATE FOREIGN TABLE %s_now (k text OPTIONS (key 'true'), v text)
+  SERVER r OPTIONS (key_prefix '%s');
+""" % (redis_port, table, prefix, table, prefix)
+
+
+def check_no_slot_warning(mark):
+    """Check that the PostgreSQL log since mark never says no worker slot was free."""
+    path = os.environ.get("PGPOLY_PGLOG")
+    if not path or mark is None:
+        return
+    with open(path, errors="replace") as f:
+        f.seek(mark)
+        lines = [l.rstrip() for l in f if "no free background worker slot" in l]
+    pgtest.check(not lines, "the log says no slot was free:\n  " + "\n  ".join(lines[:5]))
+
+
 def count_lines(text, pattern):
     """How many lines of text match the regular expression pattern."""
     rx = re.compile(pattern)

@@ -15,6 +15,7 @@ exit (one worker is left, the lock holder) and no process crashes.
 import os
 
 import pgtest
+import sync_helper
 
 SESSIONS = 24
 
@@ -22,14 +23,8 @@ SESSIONS = 24
 def test():
     mark = pgtest.pg_log_mark()
     db = pgtest.create_db("pgpoly_sync_burst")
-    r = pgtest.psql("""
-CREATE SERVER r FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (host '127.0.0.1', port '%s');
-CREATE USER MAPPING FOR CURRENT_USER SERVER r;
-CREATE FOREIGN TABLE burst (k text OPTIONS (key 'true'), v text)
-  SERVER r OPTIONS (key_prefix 'sync_burst:', write_mode 'outbox');
-CREATE FOREIGN TABLE burst_now (k text OPTIONS (key 'true'), v text)
-  SERVER r OPTIONS (key_prefix 'sync_burst:');
-""" % os.environ["REDIS_PORT"], db=db)
+    r = pgtest.psql(sync_helper.outbox_sql(int(os.environ["REDIS_PORT"]), "burst", "sync_burst:"),
+                    db=db)
     pgtest.check(r.rc == 0, "set-up failed: %s" % r.err)
     sessions = [pgtest.Session(db=db) for _ in range(SESSIONS)]
     try:
@@ -62,12 +57,7 @@ CREATE FOREIGN TABLE burst_now (k text OPTIONS (key 'true'), v text)
         port = int(os.environ["REDIS_PORT"])
         for i in range(SESSIONS):
             pgtest.redis_cli(port, "DEL", "sync_burst:k%d" % i)
-    path = os.environ.get("PGPOLY_PGLOG")
-    if path and mark is not None:
-        with open(path, errors="replace") as f:
-            f.seek(mark)
-            lines = [l.rstrip() for l in f if "no free background worker slot" in l]
-        pgtest.check(not lines, "the log says no slot was free:\n  " + "\n  ".join(lines[:5]))
+    sync_helper.check_no_slot_warning(mark)
     pgtest.check_pg_log(mark)
 
 
