@@ -522,10 +522,15 @@ item_conflict(ElasticWrite *w, json_t *status)
 /*
  * Keep the version a successful item gave document w (_seq_no and
  * _primary_term, which every index, update and delete item carries):
- * the condition of a later versioned write of the document.
+ * the condition of a later versioned write of the document.  A written
+ * item (2xx) without one is an ERROR: the later write could never be
+ * sent, and a 40001 would have the transaction retried for ever.  Only a
+ * create skipped for another client's document (or a delete of a missing
+ * one) gives no version (chain_version).  applied: actions of the COMMIT
+ * up to this request's.
  */
 static void
-note_result(ElasticWrite *w, json_t *entry)
+note_result(PgpolyConnection *conn, ElasticWrite *w, json_t *entry, int64 applied)
 {
 	const char *key;
 	json_t	   *item;
@@ -534,6 +539,7 @@ note_result(ElasticWrite *w, json_t *entry)
 	{
 		json_t	   *seq = json_object_get(item, "_seq_no");
 		json_t	   *term = json_object_get(item, "_primary_term");
+		json_t	   *status = json_object_get(item, "status");
 
 		w->has_result = json_is_integer(seq) && json_is_integer(term) &&
 			json_integer_value(seq) >= 0 && json_integer_value(term) > 0;
@@ -542,6 +548,14 @@ note_result(ElasticWrite *w, json_t *entry)
 			w->result_seq_no = json_integer_value(seq);
 			w->result_primary_term = json_integer_value(term);
 		}
+		else if (json_integer_value(status) < 300)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+					 errmsg("Elasticsearch server \"%s\" wrote document \"%s\" of index \"%s\" without giving its _seq_no and _primary_term",
+							conn->servername, w->id, w->tbl->index),
+					 errdetail("The transaction writes the document again, on the condition of the version this write gave it (if_seq_no, if_primary_term)."),
+					 errhint("Elasticsearch has no rollback: " INT64_FORMAT " action(s) of this COMMIT, up to this one's request, stay applied.",
+							 applied)));
 	}
 }
 
@@ -596,7 +610,8 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 		if (!item_failed(batch[i], json_array_get(items, i), &e, &st))
 		{
 			if (batch[i]->feeds)
-				note_result(batch[i], json_array_get(items, i));
+				note_result(conn, batch[i], json_array_get(items, i),
+							sent_before + (int64) n);
 			continue;
 		}
 		if (failed++ == 0)
