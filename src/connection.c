@@ -493,6 +493,27 @@ PgpolyConnectionsAtXactEnd(bool isCommit)
 }
 
 /*
+ * The connections holding session state of this transaction (watching),
+ * in a list the caller frees: a scan of the cache could not be left by an
+ * ERROR of the I/O the caller does with them.
+ */
+List *
+PgpolyWatchingConnections(void)
+{
+	HASH_SEQ_STATUS scan;
+	PgpolyConnection *conn;
+	List	   *result = NIL;
+
+	if (ConnectionHash == NULL)
+		return NIL;
+	hash_seq_init(&scan, ConnectionHash);
+	while ((conn = hash_seq_search(&scan)) != NULL)
+		if (conn->watching)
+			result = lappend(result, conn);
+	return result;
+}
+
+/*
  * Subtransaction end.  Abort: a connection left in the middle of a request
  * by the error is broken (unread replies, half-sent commands).  Close it
  * now, so that no scan still holding the entry (an open cursor of an outer

@@ -15,7 +15,10 @@ the COMMIT fails with 40001, writing nothing.  On one server:
     transaction is rolled back too;
   * SELECT ... FOR UPDATE / FOR NO KEY UPDATE / FOR SHARE / FOR KEY SHARE
     (by key, over SCAN, in a subquery, FOR UPDATE OF f joined to a local
-    table), then another session or client changes the key, then a
+    table, through a view owned by a role with its own user mapping and
+    through another server naming the same Redis: the connection that
+    watched writes nothing and is checked with an empty MULTI/EXEC first),
+    then another session or client changes the key, then a
     constant UPDATE writing back what A computed: COMMIT fails with 40001,
     the other value stays; without the change it commits; a plain SELECT
     sends no WATCH; SKIP LOCKED is an ERROR 0A000; EXPLAIN VERBOSE shows
@@ -176,7 +179,7 @@ def cancelled_in_savepoint(a, port, before, after, want_ok, what):
               "sqlstate=%s" % (what, r.rc, r.sqlstate))
 
 
-def locked_read(a, port, select, change, want_conflict, what):
+def locked_read(a, port, select, change, want_conflict, what, table="f", server="rw"):
     """A reads ctr (v 5) with select, change() (unless None) sets v to 100
     meanwhile, A writes back the value it computed (v + 1) with a constant
     UPDATE and commits: 40001 leaving 100 if want_conflict, else the COMMIT
@@ -192,7 +195,7 @@ def locked_read(a, port, select, change, want_conflict, what):
     r = a.run("COMMIT;")
     got = hget(port, "f:ctr", "v")
     if want_conflict:
-        conflict(r, what)
+        conflict(r, what, table, server)
         check(got == "100", "%s: the COMMIT overwrote the concurrent value (v=%r, want 100)"
               % (what, got))
     else:
@@ -255,6 +258,37 @@ def select_for_update(a, b, port):
     check(r.rc == 1 and r.sqlstate == "0A000" and "SKIP LOCKED" in r.err and '"f"' in r.err,
           "FOR UPDATE SKIP LOCKED: want ERROR 0A000 naming f; got rc=%s sqlstate=%s: %s"
           % (r.rc, r.sqlstate, r.err.strip()[:400]))
+    # FOR UPDATE through a view owned by a role with its own user mapping
+    # watches on that role's connection, and the UPDATE writes through
+    # ours: the COMMIT checks the watching connection first (before: it
+    # wrote nothing, was closed, and the UPDATE overwrote the change); so
+    # does one through another server naming the same Redis
+    owner = "watch_owner_%d" % os.getpid()
+    q(a, "CREATE ROLE %s; GRANT USAGE ON FOREIGN SERVER rw, rw2 TO %s; "
+      "GRANT SELECT, UPDATE ON f, f2 TO %s; "
+      "CREATE USER MAPPING FOR %s SERVER rw OPTIONS (password_required 'false'); "
+      "CREATE USER MAPPING FOR CURRENT_USER SERVER rw; "
+      "CREATE VIEW fv AS SELECT * FROM f; ALTER VIEW fv OWNER TO %s;"
+      % ((owner,) * 5))
+    for sel, what, table, server in (
+            ("SELECT v FROM fv WHERE key = 'ctr' FOR UPDATE",
+             "FOR UPDATE through a view of another role's user mapping", "f", "rw"),
+            ("SELECT v FROM f2 WHERE key = 'ctr' FOR UPDATE",
+             "FOR UPDATE through another server naming the same Redis", "f2", "rw2")):
+        w0 = pgtest.redis_stat(port, "watch")
+        locked_read(a, port, sel, by_client, True, what + ", another Redis client's HSET",
+                    table, server)
+        check(pgtest.redis_stat(port, "watch") > w0, "%s: no WATCH sent" % what)
+        locked_read(a, port, sel, None, False, what + ", no concurrent change")
+    r = a.run("BEGIN; SELECT v FROM fv WHERE key = 'ctr' FOR UPDATE;")
+    pgtest.redis_cli(port, "hset", "f:ctr", "v", "100")
+    r = a.run("UPDATE f SET v = 6 WHERE key = 'ctr'; COMMIT;")
+    check(r.sqlstate == "40001" and ('role "%s"' % owner) in r.err,
+          "FOR UPDATE through a view: the 40001 does not name role %s: %s"
+          % (owner, r.err.strip()[:400]))
+    a.run("ROLLBACK;")
+    q(a, "DROP VIEW fv; DROP USER MAPPING FOR CURRENT_USER SERVER rw; "
+      "DROP OWNED BY %s; DROP ROLE %s;" % (owner, owner))
     # watch_limit 0: FOR UPDATE watches nothing, as UPDATE
     q(a, "ALTER FOREIGN TABLE f OPTIONS (ADD watch_limit '0');")
     locked_read(a, port, "SELECT v FROM f WHERE key = 'ctr' FOR UPDATE", by_session, False,
@@ -281,7 +315,11 @@ def single_server():
         CREATE FOREIGN TABLE big (key text, v int) SERVER rw
             OPTIONS (table_type 'hash', key_prefix 'b:', fetch_size '100');
         CREATE TABLE native (id int);
-        CREATE TABLE locals (k text);""")
+        CREATE TABLE locals (k text);
+        CREATE SERVER rw2 FOREIGN DATA WRAPPER pgpoly_redis
+            OPTIONS (host '127.0.0.1', port '%d', timeout_ms '5000');
+        CREATE FOREIGN TABLE f2 (key text, v int, w text) SERVER rw2
+            OPTIONS (table_type 'hash', key_prefix 'f:');""" % port)
     if db is None:
         return
     a, b, c = pgtest.Session(db), pgtest.Session(db), pgtest.Session(db)
