@@ -823,8 +823,11 @@ chain_version(ElasticWrite *w, int64 sent)
 /*
  * Send writes (ElasticWrite *) in _bulk batches of the tables' batch_size;
  * a change of refresh option starts a new batch, and so does a versioned
- * write of a document written earlier in the same batch: its condition is
- * the version that write returns.
+ * write of a document written earlier in the same batch (its condition is
+ * the version that write returns), or any write of a document whose
+ * earlier write in the batch is versioned: if that one fails with 40001,
+ * the later write of the document (a DELETE by _id after an UPDATE, an
+ * INSERT after a DELETE) must not be applied either.
  */
 void
 ElasticSendWrites(PgpolyConnection *conn, List *writes)
@@ -845,10 +848,11 @@ ElasticSendWrites(PgpolyConnection *conn, List *writes)
 	{
 		ElasticWrite *w = lfirst(lc);
 		bool		chained = w->versioned && w->prev != NULL;
+		bool		follows = w->prev != NULL && (w->versioned || w->prev->versioned);
 
 		if (n > 0 && (n >= batch[0]->tbl->batch_size ||
 					  strcmp(w->tbl->refresh, batch[0]->tbl->refresh) != 0 ||
-					  (chained && w->prev->batchno == batchno)))
+					  (follows && w->prev->batchno == batchno)))
 		{
 			old = MemoryContextSwitchTo(cxt);
 			send_batch(conn, batch, n, sent);

@@ -26,7 +26,10 @@ document, with a hint to retry.  Against a private stand-in:
   * a document written twice in one transaction (two UPDATEs; INSERT then
     UPDATE; UPDATE then DELETE), also with batch_size 1 and with the two
     writes in one _bulk request: COMMIT succeeds, each write is
-    conditioned on the version the earlier one returned; an UPDATE of a
+    conditioned on the version the earlier one returned; changed by
+    another client before COMMIT (UPDATE then DELETE by _id, value-reading
+    DELETE then INSERT): 40001, and the later write is not applied either;
+    an UPDATE of a
     document the transaction inserted with ON CONFLICT DO NOTHING, whose
     "create" another client's document made skip at COMMIT: 40001;
   * EXPLAIN VERBOSE: the target scan of UPDATE and of a value-reading
@@ -266,6 +269,21 @@ def test():
     check(docs.get("two")["n"] == 100, "the other client's value was overwritten: %r"
           % docs.get("two"))
 
+    # ... and a later write of a document whose versioned write fails with
+    # 40001 is not applied either: it goes in a later _bulk request (before:
+    # in the same one, so a DELETE by _id after the UPDATE deleted the other
+    # client's document, an INSERT after a value-reading DELETE overwrote it)
+    for sql, what in (
+            ("UPDATE docs SET n = n + 1 WHERE _id = 'two'; DELETE FROM docs WHERE _id = 'two';",
+             "UPDATE then DELETE by _id"),
+            ("DELETE FROM docs WHERE _id = 'two' AND n = 0; "
+             "INSERT INTO docs VALUES ('two', 7, 'i');", "value-reading DELETE then INSERT")):
+        docs.put("two", {"n": 0, "grp": "t"})
+        q(a, "BEGIN; " + sql)
+        docs.put("two", {"n": 100, "grp": "t"})
+        conflict(a.run("COMMIT;"), what + ", changed meanwhile", "two")
+        check(docs.get("two") == {"n": 100, "grp": "t"}, "%s: the other client's document "
+              "was deleted or overwritten by the failed COMMIT: %r" % (what, docs.get("two")))
     # A create (ON CONFLICT DO NOTHING) that another client's document
     # makes skip at COMMIT gives the UPDATE read from it no version: 40001,
     # and the other client's document is left alone.
