@@ -17,7 +17,8 @@ the COMMIT fails with 40001, writing nothing.  On one server:
     (by key, over SCAN, in a subquery, FOR UPDATE OF f joined to a local
     table, through a view owned by a role with its own user mapping and
     through another server naming the same Redis: the connection that
-    watched writes nothing and is checked with an empty MULTI/EXEC first),
+    watched writes nothing and is checked with an empty MULTI/EXEC first;
+    a missing key looked up FOR UPDATE, then INSERTed, too),
     then another session or client changes the key, then a
     constant UPDATE writing back what A computed: COMMIT fails with 40001,
     the other value stays; without the change it commits; a plain SELECT
@@ -258,6 +259,15 @@ def select_for_update(a, b, port):
     check(r.rc == 1 and r.sqlstate == "0A000" and "SKIP LOCKED" in r.err and '"f"' in r.err,
           "FOR UPDATE SKIP LOCKED: want ERROR 0A000 naming f; got rc=%s sqlstate=%s: %s"
           % (r.rc, r.sqlstate, r.err.strip()[:400]))
+    # a key looked up FOR UPDATE is watched even though it does not exist:
+    # check-then-INSERT fails if another client created it meanwhile
+    pgtest.redis_cli(port, "del", "f:nokey")
+    q(a, "BEGIN; SELECT v FROM f WHERE key = 'nokey' FOR UPDATE;")
+    pgtest.redis_cli(port, "hset", "f:nokey", "v", "99")
+    conflict(a.run("INSERT INTO f VALUES ('nokey', 1); COMMIT;"),
+             "FOR UPDATE of a missing key, then INSERT of it")
+    check(hget(port, "f:nokey", "v") == "99", "INSERT after FOR UPDATE of a missing key "
+          "overwrote the key another client created")
     # FOR UPDATE through a view owned by a role with its own user mapping
     # watches on that role's connection, and the UPDATE writes through
     # ours: the COMMIT checks the watching connection first (before: it
