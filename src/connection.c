@@ -271,9 +271,11 @@ describe_connection(PgpolyConnection *conn, ForeignServer *server,
  * The cache entry of server and user (from PgpolyGetUserMapping: umid
  * InvalidOid if there is no mapping), made if new, once the trust rule
  * lets user->userid use it.  A handle it may not hand to that user is
- * closed: one whose last request was cut off, one invalidated, or one
- * opened without the check that the store asks for the credential (for a
- * superuser or a waived mapping: PUBLIC's, say) when user needs that check.
+ * closed: one whose last request was cut off, one invalidated (unless it
+ * holds this transaction's writes or WATCHes: closing it would lose them,
+ * and it is closed at the transaction's end), or one opened without the
+ * check that the store asks for the credential (for a superuser or a
+ * waived mapping: PUBLIC's, say) when user needs that check.
  */
 static PgpolyConnection *
 lookup_entry(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
@@ -294,7 +296,8 @@ lookup_entry(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
 		memset(((char *) conn) + sizeof(key), 0, sizeof(*conn) - sizeof(key));
 		conn->store = store;
 	}
-	if (conn->handle && (conn->busy || (conn->invalidated && conn->writes == NIL) ||
+	if (conn->handle && (conn->busy ||
+						 (conn->invalidated && conn->writes == NIL && !conn->watching) ||
 						 (!conn->checked && PgpolyMustProveCredential(user))))
 		close_handle(conn);
 	conn->userid = user->userid;

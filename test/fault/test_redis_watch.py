@@ -18,7 +18,9 @@ the COMMIT fails with 40001, writing nothing.  On one server:
     table, through a view owned by a role with its own user mapping and
     through another server naming the same Redis: the connection that
     watched writes nothing and is checked with an empty MULTI/EXEC first;
-    a missing key looked up FOR UPDATE, then INSERTed, too),
+    a missing key looked up FOR UPDATE, then INSERTed, too; with an ALTER
+    SERVER by another session in between, the connection keeps its WATCHes
+    and commits),
     then another session or client changes the key, then a
     constant UPDATE writing back what A computed: COMMIT fails with 40001,
     the other value stays; without the change it commits; a plain SELECT
@@ -268,6 +270,18 @@ def select_for_update(a, b, port):
              "FOR UPDATE of a missing key, then INSERT of it")
     check(hget(port, "f:nokey", "v") == "99", "INSERT after FOR UPDATE of a missing key "
           "overwrote the key another client created")
+    # ALTER SERVER by another session between the FOR UPDATE and the UPDATE
+    # invalidates the connection: it keeps its WATCHes until the end of the
+    # transaction, as it keeps buffered writes (before: closed at the
+    # UPDATE, and the COMMIT failed with 40001 though nothing had changed)
+    pgtest.redis_cli(port, "hset", "f:ctr", "v", "5")
+    q(a, "BEGIN; SELECT v FROM f WHERE key = 'ctr' FOR UPDATE;")
+    q(b, "ALTER SERVER rw OPTIONS (SET timeout_ms '5001');")
+    r = a.run("UPDATE f SET v = 6 WHERE key = 'ctr'; COMMIT;")
+    check(r.rc == 0 and hget(port, "f:ctr", "v") == "6",
+          "FOR UPDATE, ALTER SERVER by another session, UPDATE: want a COMMIT writing "
+          "v = 6; got rc=%s v=%r: %s" % (r.rc, hget(port, "f:ctr", "v"), r.err.strip()[:400]))
+    q(b, "ALTER SERVER rw OPTIONS (SET timeout_ms '5000');")
     # FOR UPDATE through a view owned by a role with its own user mapping
     # watches on that role's connection, and the UPDATE writes through
     # ours: the COMMIT checks the watching connection first (before: it
