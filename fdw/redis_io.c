@@ -84,6 +84,7 @@ static void *redis_connect(PgpolyConnection *conn, ForeignServer *server,
 						   UserMapping *user);
 static PgpolyConnection *redis_table_connection(Oid relid, Oid userid);
 static void redis_check_reads(PgpolyConnection *conn);
+static RedisHandle *begin_request(PgpolyConnection *conn);
 static void redis_disconnect(void *handle);
 static List *redis_node_rows(PgpolyConnection *conn);
 
@@ -1181,7 +1182,7 @@ check_reply(redisReply *r, int index, void *arg)
 static void
 redis_check_reads(PgpolyConnection *conn)
 {
-	RedisHandle *h = conn->handle;
+	RedisHandle *h = begin_request(conn);
 	const char *argv[1];
 	CheckReplies cr = {conn, false};
 	char	   *role = GetUserNameFromId(conn->userid, true);
@@ -1203,6 +1204,8 @@ redis_check_reads(PgpolyConnection *conn)
 	RedisCheckWatches(conn);
 	if (n > 0)
 		RedisExchange(conn, n, check_reply, &cr);
+	else
+		PgpolyEndRequest(conn);	/* nothing to ask */
 	if (cr.aborted)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),

@@ -61,7 +61,9 @@ On a Redis Cluster (3 primaries): interleaved increments of one key, of
 keys of two slots served by different primaries, and of keys sharing a hash
 tag fail B's COMMIT with 40001 and nothing of B is written; of keys of two
 slots of one primary (the README's limit), B's COMMIT fails with 40001
-saying that 1 of its 2 blocks was aborted.  Behind Sentinel, a failover
+saying that 1 of its 2 blocks was aborted; FOR UPDATE of keys on two
+primaries through another server naming the cluster, then an UPDATE
+through f: checked first, 40001 and nothing written if one changed.  Behind Sentinel, a failover
 between the UPDATE and COMMIT fails the COMMIT (40001: the watching
 connection was closed) and leaves the new primary's value.  No crash in the PostgreSQL log.
 """
@@ -536,6 +538,30 @@ def cluster():
             want = ",".join(["1"] * (1 if what == "one key" else 2))
             check(out == want, "cluster, %s: values %r after one successful COMMIT, want %r"
                   % (what, out, want))
+        # FOR UPDATE of keys on two primaries through another server naming
+        # the cluster, which writes nothing: checked with an empty
+        # MULTI/EXEC on each watching node before f's writes are sent
+        q(a, "CREATE SERVER rw2 FOREIGN DATA WRAPPER pgpoly_redis OPTIONS "
+          "(nodes '127.0.0.1:%d', timeout_ms '5000'); CREATE FOREIGN TABLE f2 "
+          "(key text, v int, w text) SERVER rw2 OPTIONS (table_type 'hash', "
+          "key_prefix 'f:');" % port)
+        two = "key IN ('%s', '%s')" % tuple(keys[:2])
+        for change, want_ok in ((None, True), (keys[1], False)):
+            q(a, "UPDATE f SET v = 0 WHERE %s;" % two)
+            q(a, "BEGIN; SELECT key FROM f2 WHERE %s FOR UPDATE;" % two)
+            if change is not None:
+                redis_cluster.call(cl.owner(cl.keyslot("f:" + change)), "HSET",
+                                   "f:" + change, "v", "50")
+            r = a.run("UPDATE f SET v = 7 WHERE key = '%s'; COMMIT;" % keys[0])
+            out = q(a, "SELECT string_agg(v::text, ',' ORDER BY key) FROM f WHERE %s;" % two)
+            if want_ok:
+                check(r.rc == 0, "cluster, FOR UPDATE through rw2 then UPDATE through rw: "
+                      "COMMIT failed: %s" % r.err.strip()[:400])
+            else:
+                conflict(r, "cluster, FOR UPDATE through rw2, a key changed", "f2", "rw2")
+                check(pgtest.redis_cli(cl.owner(cl.keyslot("f:" + keys[0])), "hget",
+                                       "f:" + keys[0], "v")[1] == "0",
+                      "cluster, FOR UPDATE through rw2: the failed COMMIT wrote (%s)" % out)
         a.close()
         b.close()
     finally:
