@@ -522,10 +522,15 @@ item_conflict(ElasticWrite *w, json_t *status)
 /*
  * Keep the version a successful item gave document w (_seq_no and
  * _primary_term, which every index, update and delete item carries):
- * the condition of a later versioned write of the document.
+ * the condition of a later versioned write of the document.  A written
+ * item (2xx) without one is an ERROR: the later write could never be
+ * sent, and a 40001 would have the transaction retried for ever.  Only a
+ * create skipped for another client's document (or a delete of a missing
+ * one) gives no version (chain_version).  applied: actions of the COMMIT
+ * up to this request's.
  */
 static void
-note_result(ElasticWrite *w, json_t *entry)
+note_result(PgpolyConnection *conn, ElasticWrite *w, json_t *entry, int64 applied)
 {
 	const char *key;
 	json_t	   *item;
@@ -534,6 +539,7 @@ note_result(ElasticWrite *w, json_t *entry)
 	{
 		json_t	   *seq = json_object_get(item, "_seq_no");
 		json_t	   *term = json_object_get(item, "_primary_term");
+		json_t	   *status = json_object_get(item, "status");
 
 		w->has_result = json_is_integer(seq) && json_is_integer(term) &&
 			json_integer_value(seq) >= 0 && json_integer_value(term) > 0;
@@ -542,6 +548,14 @@ note_result(ElasticWrite *w, json_t *entry)
 			w->result_seq_no = json_integer_value(seq);
 			w->result_primary_term = json_integer_value(term);
 		}
+		else if (json_integer_value(status) < 300)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+					 errmsg("Elasticsearch server \"%s\" wrote document \"%s\" of index \"%s\" without giving its _seq_no and _primary_term",
+							conn->servername, w->id, w->tbl->index),
+					 errdetail("The transaction writes the document again, on the condition of the version this write gave it (if_seq_no, if_primary_term)."),
+					 errhint("Elasticsearch has no rollback: " INT64_FORMAT " action(s) of this COMMIT, up to this one's request, stay applied.",
+							 applied)));
 	}
 }
 
@@ -596,7 +610,8 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 		if (!item_failed(batch[i], json_array_get(items, i), &e, &st))
 		{
 			if (batch[i]->feeds)
-				note_result(batch[i], json_array_get(items, i));
+				note_result(conn, batch[i], json_array_get(items, i),
+							sent_before + (int64) n);
 			continue;
 		}
 		if (failed++ == 0)
@@ -808,8 +823,11 @@ chain_version(ElasticWrite *w, int64 sent)
 /*
  * Send writes (ElasticWrite *) in _bulk batches of the tables' batch_size;
  * a change of refresh option starts a new batch, and so does a versioned
- * write of a document written earlier in the same batch: its condition is
- * the version that write returns.
+ * write of a document written earlier in the same batch (its condition is
+ * the version that write returns), or any write of a document whose
+ * earlier write in the batch is versioned: if that one fails with 40001,
+ * the later write of the document (a DELETE by _id after an UPDATE, an
+ * INSERT after a DELETE) must not be applied either.
  */
 void
 ElasticSendWrites(PgpolyConnection *conn, List *writes)
@@ -830,10 +848,11 @@ ElasticSendWrites(PgpolyConnection *conn, List *writes)
 	{
 		ElasticWrite *w = lfirst(lc);
 		bool		chained = w->versioned && w->prev != NULL;
+		bool		follows = w->prev != NULL && (w->versioned || w->prev->versioned);
 
 		if (n > 0 && (n >= batch[0]->tbl->batch_size ||
 					  strcmp(w->tbl->refresh, batch[0]->tbl->refresh) != 0 ||
-					  (chained && w->prev->batchno == batchno)))
+					  (follows && w->prev->batchno == batchno)))
 		{
 			old = MemoryContextSwitchTo(cxt);
 			send_batch(conn, batch, n, sent);

@@ -58,6 +58,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 #include "elastic.h"
@@ -641,23 +642,32 @@ hit_row(ElasticScan *scan, JsonbContainer *hit, int hitno, char *id,
 }
 
 /*
- * A non-negative integer member of a hit (_seq_no, _primary_term); ERROR
- * naming the document when it is missing.
+ * An integer member of a hit (_seq_no, _primary_term) of at least min;
+ * ERROR naming the document when it is missing or anything else (a
+ * fraction, which numeric_int8 would round into another version, or a
+ * number past any version: more than 18 digits).
  */
 static int64
-hit_int8(ElasticScan *scan, JsonbContainer *hit, const char *key, const char *id)
+hit_int8(ElasticScan *scan, JsonbContainer *hit, const char *key, const char *id,
+		 int64 min)
 {
 	JsonbValue *v = getKeyJsonValueFromContainer(hit, key, strlen(key), NULL);
-	int64		n;
+	char	   *digits = v && v->type == jbvNumeric ?
+		numeric_normalize(v->val.numeric) : "";
+	size_t		len = strlen(digits);
+	int64		n = -1;
 
-	if (v == NULL || v->type != jbvNumeric ||
-		(n = DatumGetInt64(DirectFunctionCall1(numeric_int8,
-											   NumericGetDatum(v->val.numeric)))) < 0)
+	if (len > 0 && len <= 18 && strspn(digits, "0123456789") == len)
+		n = strtoi64(digits, NULL, 10);
+	if (n < min)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("Elasticsearch server \"%s\" sent document \"%s\" of index \"%s\" without a valid %s",
 						scan->conn->servername, id, scan->tbl->index, key),
-				 errdetail("The search asked for \"seq_no_primary_term\": true, to send the write with if_seq_no and if_primary_term.")));
+				 errdetail("The search asked for \"seq_no_primary_term\": true, to send the write with if_seq_no and if_primary_term; %s is %s.",
+						   key, v == NULL ? "missing" :
+						   v->type == jbvNumeric ? psprintf("%.40s%s, not an integer of at least " INT64_FORMAT, digits, len > 40 ? "..." : "", min) :
+						   "not a number")));
 	return n;
 }
 
@@ -683,8 +693,8 @@ next_remote(ElasticScan *scan, Datum *values, bool *nulls)
 		if (scan->spec->seq_no)
 		{
 			scan->last_id = id;
-			scan->last_seq_no = hit_int8(scan, hit, "_seq_no", id);
-			scan->last_primary_term = hit_int8(scan, hit, "_primary_term", id);
+			scan->last_seq_no = hit_int8(scan, hit, "_seq_no", id, 0);
+			scan->last_primary_term = hit_int8(scan, hit, "_primary_term", id, 1);
 		}
 		scan->returned++;
 		return true;

@@ -475,6 +475,7 @@ typedef struct RedisHandle
 	int64		nwatched;		/* keys they watch (RedisWatchBudget) */
 	LocalTransactionId capped_lxid;	/* transaction past its watch_limit */
 	bool		watch_lost;		/* a node that held some was closed since */
+	char		watch_relname[NAMEDATALEN];	/* the first table they were for */
 	/* the running request of a cluster connection */
 	MemoryContext req_cxt;
 	StringInfoData resp;		/* RESP of its commands, back to back */

@@ -83,6 +83,8 @@
 static void *redis_connect(PgpolyConnection *conn, ForeignServer *server,
 						   UserMapping *user);
 static PgpolyConnection *redis_table_connection(Oid relid, Oid userid);
+static void redis_check_reads(PgpolyConnection *conn);
+static RedisHandle *begin_request(PgpolyConnection *conn);
 static void redis_disconnect(void *handle);
 static List *redis_node_rows(PgpolyConnection *conn);
 
@@ -166,7 +168,8 @@ const PgpolyStore RedisStore = {
 	pgpoly_redis_handler,
 	RedisConflictColumns,
 	redis_node_rows,
-	redis_table_connection
+	redis_table_connection,
+	redis_check_reads
 };
 
 /* Make node the one conn's messages name (conn->target). */
@@ -1037,6 +1040,8 @@ RedisWatchBudget(PgpolyConnection *conn, RedisTable *tbl, int nkeys)
 		return false;
 	}
 	h->nwatched = total;
+	if (!h->watching)
+		strlcpy(h->watch_relname, tbl->relname, NAMEDATALEN);
 	return true;
 }
 
@@ -1135,6 +1140,81 @@ RedisAppendUnwatch(PgpolyConnection *conn)
 	for (int i = 0; i < h->nnodes; i++)
 		if (h->nodes[i]->watched)
 			RedisClusterRoute(conn, h, h->ncmds, 1, argv, NULL, h->nodes[i]);
+}
+
+/* What check_reads' exchange found. */
+typedef struct CheckReplies
+{
+	PgpolyConnection *conn;
+	bool		aborted;		/* an EXEC answered nil */
+} CheckReplies;
+
+/* A reply of check_reads' exchange: MULTI's OK, then EXEC's [] or nil. */
+static bool
+check_reply(redisReply *r, int index, void *arg)
+{
+	CheckReplies *cr = arg;
+
+	if (index % 2 == 0)
+	{
+		if (r->type != REDIS_REPLY_STATUS)
+			RedisProtocolError(cr->conn, "MULTI", r, NULL);
+		return false;
+	}
+	RedisExecAnswered(cr->conn, index);
+	if (r->type == REDIS_REPLY_NIL)
+		cr->aborted = true;
+	else if (r->type != REDIS_REPLY_ARRAY || r->elements != 0)
+		RedisProtocolError(cr->conn, "EXEC", r, "not an empty array");
+	return false;
+}
+
+/*
+ * PgpolyStore.check_reads: conn holds WATCHes of the transaction (keys an
+ * UPDATE, DELETE or SELECT FOR UPDATE read) and writes nothing, while
+ * another Redis connection of the transaction writes (another user
+ * mapping, say a view owner's, or another server naming the same Redis):
+ * what was read here may be written there.  Each node holding WATCHes
+ * runs an empty MULTI/EXEC, which Redis aborts if one of them changed:
+ * then ERROR 40001, before any write is sent.  Either way the WATCHes are
+ * gone, and the connection is kept.
+ */
+static void
+redis_check_reads(PgpolyConnection *conn)
+{
+	RedisHandle *h = begin_request(conn);
+	const char *argv[1];
+	CheckReplies cr = {conn, false};
+	char	   *role = GetUserNameFromId(conn->userid, true);
+	int			n = 0;
+
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		if (!h->nodes[i]->watched)
+			continue;
+		for (int c = 0; c < 2; c++, n++)
+		{
+			argv[0] = c == 0 ? "MULTI" : "EXEC";
+			if (h->kind == RTOPO_CLUSTER)
+				RedisClusterRoute(conn, h, h->ncmds, 1, argv, NULL, h->nodes[i]);
+			else
+				RedisAppendArgv(conn, 1, argv, NULL);
+		}
+	}
+	RedisCheckWatches(conn);
+	if (n > 0)
+		RedisExchange(conn, n, check_reply, &cr);
+	else
+		PgpolyEndRequest(conn);	/* nothing to ask */
+	if (cr.aborted)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize the reads of foreign table \"%s\" on Redis server \"%s\"",
+						h->watch_relname, conn->servername),
+				 errdetail("Another client changed a key that this transaction's UPDATE, DELETE or SELECT FOR UPDATE/SHARE read through the connection of role \"%s\", which writes nothing, while the transaction writes to Redis through another connection, so Redis aborted the check (WATCH).",
+						   role ? role : "?"),
+				 errhint("Nothing was written; the transaction can be retried.")));
+	RedisWatchesSettled(conn);
 }
 
 /*

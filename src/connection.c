@@ -271,9 +271,11 @@ describe_connection(PgpolyConnection *conn, ForeignServer *server,
  * The cache entry of server and user (from PgpolyGetUserMapping: umid
  * InvalidOid if there is no mapping), made if new, once the trust rule
  * lets user->userid use it.  A handle it may not hand to that user is
- * closed: one whose last request was cut off, one invalidated, or one
- * opened without the check that the store asks for the credential (for a
- * superuser or a waived mapping: PUBLIC's, say) when user needs that check.
+ * closed: one whose last request was cut off, one invalidated (unless it
+ * holds this transaction's writes or WATCHes: closing it would lose them,
+ * and it is closed at the transaction's end), or one opened without the
+ * check that the store asks for the credential (for a superuser or a
+ * waived mapping: PUBLIC's, say) when user needs that check.
  */
 static PgpolyConnection *
 lookup_entry(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
@@ -294,7 +296,8 @@ lookup_entry(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
 		memset(((char *) conn) + sizeof(key), 0, sizeof(*conn) - sizeof(key));
 		conn->store = store;
 	}
-	if (conn->handle && (conn->busy || (conn->invalidated && conn->writes == NIL) ||
+	if (conn->handle && (conn->busy ||
+						 (conn->invalidated && conn->writes == NIL && !conn->watching) ||
 						 (!conn->checked && PgpolyMustProveCredential(user))))
 		close_handle(conn);
 	conn->userid = user->userid;
@@ -490,6 +493,27 @@ PgpolyConnectionsAtXactEnd(bool isCommit)
 	}
 	list_free_deep(UsedThisXact);
 	UsedThisXact = NIL;
+}
+
+/*
+ * The connections holding session state of this transaction (watching),
+ * in a list the caller frees: a scan of the cache could not be left by an
+ * ERROR of the I/O the caller does with them.
+ */
+List *
+PgpolyWatchingConnections(void)
+{
+	HASH_SEQ_STATUS scan;
+	PgpolyConnection *conn;
+	List	   *result = NIL;
+
+	if (ConnectionHash == NULL)
+		return NIL;
+	hash_seq_init(&scan, ConnectionHash);
+	while ((conn = hash_seq_search(&scan)) != NULL)
+		if (conn->watching)
+			result = lappend(result, conn);
+	return result;
 }
 
 /*

@@ -183,6 +183,14 @@ typedef struct PgpolyStore
 	 * (NULL: the core reads them from the catalogs each time).
 	 */
 	struct PgpolyConnection *(*table_connection) (Oid relid, Oid userid);
+	/*
+	 * Optional: at pre-commit, before the writes are sent, for a connection
+	 * that holds the transaction's session state (watching) but has
+	 * nothing to write while other connections of the store do: ERROR if
+	 * that state says a value the transaction read there changed since,
+	 * and release it (see xact.c).
+	 */
+	void		(*check_reads) (struct PgpolyConnection *conn);
 } PgpolyStore;
 
 /* Cache key: one connection per server and user mapping. */
@@ -234,6 +242,7 @@ extern void PgpolyEnsureConnected(PgpolyConnection *conn);
 extern void PgpolyBeginRequest(PgpolyConnection *conn);
 extern void PgpolyEndRequest(PgpolyConnection *conn);
 extern void PgpolyConnectionsAtXactEnd(bool isCommit);
+extern List *PgpolyWatchingConnections(void);
 extern void PgpolyConnectionsAtSubEnd(bool isCommit);
 extern void PgpolyConnectionInit(void);
 extern size_t PgpolySecretAt(const char *text, size_t len);

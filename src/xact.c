@@ -18,7 +18,10 @@
  *	  released savepoint hands its writes to the parent level;
  *	- at XACT_EVENT_PRE_COMMIT each connection's store flush() sends all of
  *	  them in as few round trips as it can; if it ereports, COMMIT fails and
- *	  PostgreSQL rolls back, so a failed write is never silent;
+ *	  PostgreSQL rolls back, so a failed write is never silent.  Before
+ *	  that, a connection that holds the transaction's session state (a
+ *	  Redis WATCH) but no writes, while other connections of its store
+ *	  write, has its store check what was read through it (check_reads);
  *	- ROLLBACK discards them (nothing was sent);
  *	- PREPARE TRANSACTION with pending writes is refused, since the stores
  *	  have no two-phase commit.
@@ -380,6 +383,56 @@ flush_connection(PgpolyConnection *conn)
 	list_free(payloads);
 }
 
+/* Whether conn holds writes that COMMIT sends (not outbox ones). */
+static bool
+sends_writes(PgpolyConnection *conn)
+{
+	ListCell   *lc;
+
+	foreach(lc, conn->writes)
+		if (!((PgpolyWrite *) lfirst(lc))->outbox)
+			return true;
+	return false;
+}
+
+/*
+ * Before the writes are sent: a connection that read under session state
+ * (Redis WATCH) but writes nothing cannot check that state with writes of
+ * its own, yet what the transaction read through it may be written back
+ * through another connection of the store (another user mapping, such as
+ * a view owner's, or another server).  Its store checks it first
+ * (check_reads): a value read there and changed since fails the COMMIT
+ * before anything is sent.
+ */
+static void
+check_reads(void)
+{
+	List	   *watching = PgpolyWatchingConnections();
+	ListCell   *lc;
+
+	foreach(lc, watching)
+	{
+		PgpolyConnection *conn = lfirst(lc);
+		ListCell   *lw;
+		bool		others = false;
+
+		if (conn->store->check_reads == NULL || sends_writes(conn))
+			continue;
+		foreach(lw, WritingConnections)
+		{
+			PgpolyConnection *w = lfirst(lw);
+
+			others |= w->store == conn->store && sends_writes(w);
+		}
+		if (others)
+		{
+			PgpolyEnsureConnected(conn);
+			conn->store->check_reads(conn);
+		}
+	}
+	list_free(watching);
+}
+
 /* Send every connection's writes; an ERROR here fails the COMMIT. */
 static void
 flush_all(void)
@@ -416,12 +469,14 @@ has_pending_writes(void)
 }
 
 /*
- * Pre-commit: send the transactional writes, then queue the outbox
+ * Pre-commit: check the reads of connections that write nothing
+ * (check_reads), send the transactional writes, then queue the outbox
  * changes (last: queueing takes per-key locks, held until COMMIT).
  */
 static void
 pre_commit(void)
 {
+	check_reads();
 	flush_all();
 	if (OutboxChanges != NIL)
 	{

@@ -951,7 +951,12 @@ def search(index_expr, body, params):
         page = hits[start:start + size]
     elif scroll is not None:
         sid = base64.b64encode(uuid.uuid4().bytes).decode()
+        # a scroll page is "the next batch of results for the request"
+        # (scroll-api.html): rendered as the search asked (_source,
+        # seq_no_primary_term, sort, scores)
         STATE.scrolls[sid] = {"hits": hits, "pos": size, "size": size,
+                              "body": body, "specs": specs,
+                              "want_score": want_score,
                               "expires": time.monotonic() + 300}
         page = hits[:size]
     else:
@@ -1035,7 +1040,8 @@ def scroll_next(body, params):
     s["pos"] += s["size"]
     return 200, {"_scroll_id": sid, "took": 1, "timed_out": False,
                  "_shards": shards(),
-                 "hits": render_hits(page, len(s["hits"]), {}, [], True)}
+                 "hits": render_hits(page, len(s["hits"]), s["body"], s["specs"],
+                                     s["want_score"])}
 
 
 def clear_scroll(body):

@@ -22,7 +22,14 @@ _bulk request with HTTP 200 and a body chosen by the test:
     the shards that answered (one failed), or a count of -5 or 10^20;
   * gone: a delete answered 404 "not_found" without error, as
     Elasticsearch answers a delete of a document already deleted (COMMIT
-    succeeds: the document is gone).
+    succeeds: the document is gone);
+  * versions: the hits an UPDATE's scan reads with "seq_no_primary_term"
+    carry a _seq_no or _primary_term that is no version (missing, -1,
+    5.5, "7", 10^30, a primary term 0): an HV ERROR naming the document
+    (before: 5.5 was rounded into if_seq_no 6); a document the
+    transaction inserted and then updated, whose "index" item comes back
+    201 without _seq_no: an HV ERROR naming it, not a 40001 that no retry
+    can get past.
 
 Each failing COMMIT is an ERROR naming the server (and, for a failed item,
 the document), and the native row written in the same transaction is
@@ -47,6 +54,7 @@ class LyingServer:
 
     def __init__(self, version="8.11.0"):
         self.mode = "honest"
+        self.hit_version = {}   # members the hits of _search carry
         self.root = es_root(version)
         self.server = pgtest.TcpServer(self._serve)
         self.url = "http://127.0.0.1:%d" % self.server.port
@@ -76,11 +84,14 @@ class LyingServer:
                                        "_source": {"n": i}, "sort": [i]}
                                       for i in (1, 2)]}}).encode()
             elif "_search" in path:
+                hit = dict({"_index": "lies", "_id": "zz", "_score": None,
+                            "_source": {"n": 1}}, **self.hit_version)
                 out = json.dumps({"took": 1, "timed_out": False, "_shards": {
                     "total": 1, "successful": 1, "skipped": 0, "failed": 0},
-                    "hits": {"hits": [{"_index": "lies", "_id": "zz",
-                                       "_score": None,
-                                       "_source": {"n": 1}}]}}).encode()
+                    "hits": {"hits": [] if self.mode == "nohits" else [hit]}}
+                                 ).encode()
+                # a number JSON has but Python would not write so
+                out = out.replace(b'"@raw@', b"").replace(b'@raw@"', b"")
             else:
                 out = self.root
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -208,6 +219,33 @@ def test():
             check(r.rc == 1 and r.sqlstate and r.sqlstate.startswith("HV")
                   and want in r.err, "%s: want an HV ERROR '%s'; got rc=%s %s %s"
                   % (mode, want, r.rc, r.sqlstate, (r.out + r.err).strip()))
+    # Versions that are none: an HV ERROR naming the document, never a
+    # rounded if_seq_no or a 40001 for ever.
+    liar.mode = "honest"
+    for version, key in (({}, "_seq_no"),
+                         ({"_seq_no": -1, "_primary_term": 1}, "_seq_no"),
+                         ({"_seq_no": "@raw@5.5@raw@", "_primary_term": 1}, "_seq_no"),
+                         ({"_seq_no": "7", "_primary_term": 1}, "_seq_no"),
+                         ({"_seq_no": "@raw@1000000000000000000000000000000@raw@",
+                           "_primary_term": 1}, "_seq_no"),
+                         ({"_seq_no": 4, "_primary_term": 0}, "_primary_term")):
+        liar.hit_version = version
+        r = s.run("BEGIN; UPDATE w SET n = n + 1; COMMIT;")
+        check(r.rc == 1 and r.sqlstate == "HV004" and '"zz"' in r.err and
+              ("without a valid %s" % key) in r.err,
+              "hit version %r: want HV004 naming zz and %s; got rc=%s %s %s"
+              % (version, key, r.rc, r.sqlstate, r.err.strip()[:400]))
+        s.run("ROLLBACK;")
+    liar.hit_version = {"_seq_no": 4, "_primary_term": 1}
+    r = s.run("BEGIN; UPDATE w SET n = n + 1; COMMIT;")
+    check(r.rc == 0, "hit with a valid version: COMMIT failed: %s" % r.err.strip()[:400])
+    liar.mode = "nohits"
+    r = s.run("BEGIN; INSERT INTO w VALUES ('v1', 1); UPDATE w SET n = n + 1 "
+              "WHERE _id = 'v1'; COMMIT;")
+    check(r.rc == 1 and r.sqlstate == "HV004" and '"v1"' in r.err and "_seq_no" in r.err,
+          "a written item without _seq_no that a later write needs: want HV004 naming "
+          "v1; got rc=%s %s %s" % (r.rc, r.sqlstate, r.err.strip()[:400]))
+    s.run("ROLLBACK;")
     # A delete of a document already gone is no failure.
     liar.mode = "gone"
     r = s.run("BEGIN; DELETE FROM w WHERE _id = 'zz'; COMMIT;")

@@ -26,13 +26,19 @@ document, with a hint to retry.  Against a private stand-in:
   * a document written twice in one transaction (two UPDATEs; INSERT then
     UPDATE; UPDATE then DELETE), also with batch_size 1 and with the two
     writes in one _bulk request: COMMIT succeeds, each write is
-    conditioned on the version the earlier one returned; an UPDATE of a
+    conditioned on the version the earlier one returned; changed by
+    another client before COMMIT (UPDATE then DELETE by _id, value-reading
+    DELETE then INSERT): 40001, and the later write is not applied either;
+    an UPDATE of a
     document the transaction inserted with ON CONFLICT DO NOTHING, whose
     "create" another client's document made skip at COMMIT: 40001;
   * EXPLAIN VERBOSE: the target scan of UPDATE and of a value-reading
     DELETE sends "seq_no_primary_term":true; a plain SELECT, a DELETE by
     _id and the tables in write_mode 'immediate' and 'outbox' do not;
-  * write_mode 'immediate': unchanged (the later write wins).
+  * write_mode 'immediate': unchanged (the later write wins);
+  * on Elasticsearch 7.10 (a stand-in paging by scroll), an UPDATE over
+    three pages commits, and one of a document another client changed on
+    the third page fails with 40001.
 No crash in the PostgreSQL log.
 """
 
@@ -123,6 +129,42 @@ def twice(a, docs, sql, want, what):
     check(r.rc == 0, "%s: COMMIT failed: %s" % (what, r.err.strip()[:600]))
     got = docs.get("two")
     check(got == want, "%s: document is %r, want %r" % (what, got, want))
+
+
+def scroll_paging(db):
+    """Elasticsearch < 7.12 pages a scan by scroll: the hits of every scroll
+    page carry the versions the search asked for, so an UPDATE over more
+    than one page commits, and one of a document changed on a later page
+    fails with 40001 (before: the stand-in rendered scroll pages without
+    them, hiding the path from the tests)."""
+    old = es_helper.Standin("--version", "7.10.2")
+    try:
+        old.load("occ", 12)
+        r = pgtest.psql("""
+            CREATE SERVER esold FOREIGN DATA WRAPPER pgpoly_elastic
+                OPTIONS (url '%s', timeout_ms '20000');
+            CREATE FOREIGN TABLE old5 (_id text, n int, grp text) SERVER esold
+                OPTIONS (index 'occ', fetch_size '5');""" % old.url, db=db)
+        if not check(r.rc == 0, "scroll: setup failed: %s" % r.err):
+            return
+        s = pgtest.Session(db)
+        plan = explain_body(s, "UPDATE old5 SET n = n + 1;")
+        check("scroll" in plan, "scroll: the plan does not page by scroll: %s" % plan)
+        r = s.run("BEGIN; UPDATE old5 SET n = n + 1; COMMIT;")
+        check(r.rc == 0, "scroll: UPDATE of 12 documents in pages of 5 failed: %s"
+              % r.err.strip()[:400])
+        got = sum(d["_source"]["n"] for d in old.request(
+            "POST", "/occ/_mget", {"ids": ["d%d" % i for i in range(12)]})["docs"])
+        check(got == sum(range(12)) + 12, "scroll: the increments sum to %d" % got)
+        q(s, "BEGIN; UPDATE old5 SET n = n + 1;")
+        Docs(old).put("d11", {"n": 100, "grp": "g2"})
+        conflict(s.run("COMMIT;"), "scroll: a document of the third page changed", "d11",
+                 "old5")
+        check(Docs(old).get("d11")["n"] == 100, "scroll: the other client's value was "
+              "overwritten: %r" % Docs(old).get("d11"))
+        s.close()
+    finally:
+        old.stop()
 
 
 def explain_body(a, sql):
@@ -227,6 +269,21 @@ def test():
     check(docs.get("two")["n"] == 100, "the other client's value was overwritten: %r"
           % docs.get("two"))
 
+    # ... and a later write of a document whose versioned write fails with
+    # 40001 is not applied either: it goes in a later _bulk request (before:
+    # in the same one, so a DELETE by _id after the UPDATE deleted the other
+    # client's document, an INSERT after a value-reading DELETE overwrote it)
+    for sql, what in (
+            ("UPDATE docs SET n = n + 1 WHERE _id = 'two'; DELETE FROM docs WHERE _id = 'two';",
+             "UPDATE then DELETE by _id"),
+            ("DELETE FROM docs WHERE _id = 'two' AND n = 0; "
+             "INSERT INTO docs VALUES ('two', 7, 'i');", "value-reading DELETE then INSERT")):
+        docs.put("two", {"n": 0, "grp": "t"})
+        q(a, "BEGIN; " + sql)
+        docs.put("two", {"n": 100, "grp": "t"})
+        conflict(a.run("COMMIT;"), what + ", changed meanwhile", "two")
+        check(docs.get("two") == {"n": 100, "grp": "t"}, "%s: the other client's document "
+              "was deleted or overwritten by the failed COMMIT: %r" % (what, docs.get("two")))
     # A create (ON CONFLICT DO NOTHING) that another client's document
     # makes skip at COMMIT gives the UPDATE read from it no version: 40001,
     # and the other client's document is left alone.
@@ -247,6 +304,7 @@ def test():
 
     for s in (a, b, c):
         s.close()
+    scroll_paging(db)
     pgtest.check_pg_log(mark)
 
 

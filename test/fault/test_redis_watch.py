@@ -15,7 +15,13 @@ the COMMIT fails with 40001, writing nothing.  On one server:
     transaction is rolled back too;
   * SELECT ... FOR UPDATE / FOR NO KEY UPDATE / FOR SHARE / FOR KEY SHARE
     (by key, over SCAN, in a subquery, FOR UPDATE OF f joined to a local
-    table), then another session or client changes the key, then a
+    table, through a view owned by a role with its own user mapping and
+    through another server naming the same Redis: the connection that
+    watched writes nothing and is checked with an empty MULTI/EXEC first;
+    a missing key looked up FOR UPDATE, then INSERTed, too; with an ALTER
+    SERVER by another session in between, the connection keeps its WATCHes
+    and commits),
+    then another session or client changes the key, then a
     constant UPDATE writing back what A computed: COMMIT fails with 40001,
     the other value stays; without the change it commits; a plain SELECT
     sends no WATCH; SKIP LOCKED is an ERROR 0A000; EXPLAIN VERBOSE shows
@@ -55,7 +61,9 @@ On a Redis Cluster (3 primaries): interleaved increments of one key, of
 keys of two slots served by different primaries, and of keys sharing a hash
 tag fail B's COMMIT with 40001 and nothing of B is written; of keys of two
 slots of one primary (the README's limit), B's COMMIT fails with 40001
-saying that 1 of its 2 blocks was aborted.  Behind Sentinel, a failover
+saying that 1 of its 2 blocks was aborted; FOR UPDATE of keys on two
+primaries through another server naming the cluster, then an UPDATE
+through f: checked first, 40001 and nothing written if one changed.  Behind Sentinel, a failover
 between the UPDATE and COMMIT fails the COMMIT (40001: the watching
 connection was closed) and leaves the new primary's value.  No crash in the PostgreSQL log.
 """
@@ -176,7 +184,7 @@ def cancelled_in_savepoint(a, port, before, after, want_ok, what):
               "sqlstate=%s" % (what, r.rc, r.sqlstate))
 
 
-def locked_read(a, port, select, change, want_conflict, what):
+def locked_read(a, port, select, change, want_conflict, what, table="f", server="rw"):
     """A reads ctr (v 5) with select, change() (unless None) sets v to 100
     meanwhile, A writes back the value it computed (v + 1) with a constant
     UPDATE and commits: 40001 leaving 100 if want_conflict, else the COMMIT
@@ -192,7 +200,7 @@ def locked_read(a, port, select, change, want_conflict, what):
     r = a.run("COMMIT;")
     got = hget(port, "f:ctr", "v")
     if want_conflict:
-        conflict(r, what)
+        conflict(r, what, table, server)
         check(got == "100", "%s: the COMMIT overwrote the concurrent value (v=%r, want 100)"
               % (what, got))
     else:
@@ -255,6 +263,58 @@ def select_for_update(a, b, port):
     check(r.rc == 1 and r.sqlstate == "0A000" and "SKIP LOCKED" in r.err and '"f"' in r.err,
           "FOR UPDATE SKIP LOCKED: want ERROR 0A000 naming f; got rc=%s sqlstate=%s: %s"
           % (r.rc, r.sqlstate, r.err.strip()[:400]))
+    # a key looked up FOR UPDATE is watched even though it does not exist:
+    # check-then-INSERT fails if another client created it meanwhile
+    pgtest.redis_cli(port, "del", "f:nokey")
+    q(a, "BEGIN; SELECT v FROM f WHERE key = 'nokey' FOR UPDATE;")
+    pgtest.redis_cli(port, "hset", "f:nokey", "v", "99")
+    conflict(a.run("INSERT INTO f VALUES ('nokey', 1); COMMIT;"),
+             "FOR UPDATE of a missing key, then INSERT of it")
+    check(hget(port, "f:nokey", "v") == "99", "INSERT after FOR UPDATE of a missing key "
+          "overwrote the key another client created")
+    # ALTER SERVER by another session between the FOR UPDATE and the UPDATE
+    # invalidates the connection: it keeps its WATCHes until the end of the
+    # transaction, as it keeps buffered writes (before: closed at the
+    # UPDATE, and the COMMIT failed with 40001 though nothing had changed)
+    pgtest.redis_cli(port, "hset", "f:ctr", "v", "5")
+    q(a, "BEGIN; SELECT v FROM f WHERE key = 'ctr' FOR UPDATE;")
+    q(b, "ALTER SERVER rw OPTIONS (SET timeout_ms '5001');")
+    r = a.run("UPDATE f SET v = 6 WHERE key = 'ctr'; COMMIT;")
+    check(r.rc == 0 and hget(port, "f:ctr", "v") == "6",
+          "FOR UPDATE, ALTER SERVER by another session, UPDATE: want a COMMIT writing "
+          "v = 6; got rc=%s v=%r: %s" % (r.rc, hget(port, "f:ctr", "v"), r.err.strip()[:400]))
+    q(b, "ALTER SERVER rw OPTIONS (SET timeout_ms '5000');")
+    # FOR UPDATE through a view owned by a role with its own user mapping
+    # watches on that role's connection, and the UPDATE writes through
+    # ours: the COMMIT checks the watching connection first (before: it
+    # wrote nothing, was closed, and the UPDATE overwrote the change); so
+    # does one through another server naming the same Redis
+    owner = "watch_owner_%d" % os.getpid()
+    q(a, "CREATE ROLE %s; GRANT USAGE ON FOREIGN SERVER rw, rw2 TO %s; "
+      "GRANT SELECT, UPDATE ON f, f2 TO %s; "
+      "CREATE USER MAPPING FOR %s SERVER rw OPTIONS (password_required 'false'); "
+      "CREATE USER MAPPING FOR CURRENT_USER SERVER rw; "
+      "CREATE VIEW fv AS SELECT * FROM f; ALTER VIEW fv OWNER TO %s;"
+      % ((owner,) * 5))
+    for sel, what, table, server in (
+            ("SELECT v FROM fv WHERE key = 'ctr' FOR UPDATE",
+             "FOR UPDATE through a view of another role's user mapping", "f", "rw"),
+            ("SELECT v FROM f2 WHERE key = 'ctr' FOR UPDATE",
+             "FOR UPDATE through another server naming the same Redis", "f2", "rw2")):
+        w0 = pgtest.redis_stat(port, "watch")
+        locked_read(a, port, sel, by_client, True, what + ", another Redis client's HSET",
+                    table, server)
+        check(pgtest.redis_stat(port, "watch") > w0, "%s: no WATCH sent" % what)
+        locked_read(a, port, sel, None, False, what + ", no concurrent change")
+    r = a.run("BEGIN; SELECT v FROM fv WHERE key = 'ctr' FOR UPDATE;")
+    pgtest.redis_cli(port, "hset", "f:ctr", "v", "100")
+    r = a.run("UPDATE f SET v = 6 WHERE key = 'ctr'; COMMIT;")
+    check(r.sqlstate == "40001" and ('role "%s"' % owner) in r.err,
+          "FOR UPDATE through a view: the 40001 does not name role %s: %s"
+          % (owner, r.err.strip()[:400]))
+    a.run("ROLLBACK;")
+    q(a, "DROP VIEW fv; DROP USER MAPPING FOR CURRENT_USER SERVER rw; "
+      "DROP OWNED BY %s; DROP ROLE %s;" % (owner, owner))
     # watch_limit 0: FOR UPDATE watches nothing, as UPDATE
     q(a, "ALTER FOREIGN TABLE f OPTIONS (ADD watch_limit '0');")
     locked_read(a, port, "SELECT v FROM f WHERE key = 'ctr' FOR UPDATE", by_session, False,
@@ -281,7 +341,11 @@ def single_server():
         CREATE FOREIGN TABLE big (key text, v int) SERVER rw
             OPTIONS (table_type 'hash', key_prefix 'b:', fetch_size '100');
         CREATE TABLE native (id int);
-        CREATE TABLE locals (k text);""")
+        CREATE TABLE locals (k text);
+        CREATE SERVER rw2 FOREIGN DATA WRAPPER pgpoly_redis
+            OPTIONS (host '127.0.0.1', port '%d', timeout_ms '5000');
+        CREATE FOREIGN TABLE f2 (key text, v int, w text) SERVER rw2
+            OPTIONS (table_type 'hash', key_prefix 'f:');""" % port)
     if db is None:
         return
     a, b, c = pgtest.Session(db), pgtest.Session(db), pgtest.Session(db)
@@ -474,6 +538,30 @@ def cluster():
             want = ",".join(["1"] * (1 if what == "one key" else 2))
             check(out == want, "cluster, %s: values %r after one successful COMMIT, want %r"
                   % (what, out, want))
+        # FOR UPDATE of keys on two primaries through another server naming
+        # the cluster, which writes nothing: checked with an empty
+        # MULTI/EXEC on each watching node before f's writes are sent
+        q(a, "CREATE SERVER rw2 FOREIGN DATA WRAPPER pgpoly_redis OPTIONS "
+          "(nodes '127.0.0.1:%d', timeout_ms '5000'); CREATE FOREIGN TABLE f2 "
+          "(key text, v int, w text) SERVER rw2 OPTIONS (table_type 'hash', "
+          "key_prefix 'f:');" % port)
+        two = "key IN ('%s', '%s')" % tuple(keys[:2])
+        for change, want_ok in ((None, True), (keys[1], False)):
+            q(a, "UPDATE f SET v = 0 WHERE %s;" % two)
+            q(a, "BEGIN; SELECT key FROM f2 WHERE %s FOR UPDATE;" % two)
+            if change is not None:
+                redis_cluster.call(cl.owner(cl.keyslot("f:" + change)), "HSET",
+                                   "f:" + change, "v", "50")
+            r = a.run("UPDATE f SET v = 7 WHERE key = '%s'; COMMIT;" % keys[0])
+            out = q(a, "SELECT string_agg(v::text, ',' ORDER BY key) FROM f WHERE %s;" % two)
+            if want_ok:
+                check(r.rc == 0, "cluster, FOR UPDATE through rw2 then UPDATE through rw: "
+                      "COMMIT failed: %s" % r.err.strip()[:400])
+            else:
+                conflict(r, "cluster, FOR UPDATE through rw2, a key changed", "f2", "rw2")
+                check(pgtest.redis_cli(cl.owner(cl.keyslot("f:" + keys[0])), "hget",
+                                       "f:" + keys[0], "v")[1] == "0",
+                      "cluster, FOR UPDATE through rw2: the failed COMMIT wrote (%s)" % out)
         a.close()
         b.close()
     finally:
