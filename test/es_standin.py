@@ -8,7 +8,8 @@ bodies the Elasticsearch reference documents, and rejects what Elasticsearch
 rejects (a bulk body without its trailing newline, from + size over
 index.max_result_window, sorting on a text field ...).  It is not a search
 engine: scoring is a plain term-frequency sum, analysis is lower-casing and
-splitting on non-alphanumerics, there is one shard.
+splitting on non-alphanumerics.  An index has one shard unless its
+settings ask for more (see Routing below).
 
 The same SQL tests run unchanged against a real cluster (PGPOLY_ES_URL), so
 nothing here may be relied on that Elasticsearch would not do.
@@ -45,10 +46,27 @@ https://www.elastic.co/guide/en/elasticsearch/reference/current/):
                                   an "update" of a missing document is 404
                                   document_missing_exception first)
 Optimistic concurrency control (optimistic-concurrency-control.html): every
-write of an index takes the next _seq_no of the index (one shard, primary
-term 1); index/update/delete items and _mget documents carry the document's
-_seq_no and _primary_term, and search hits do when the body asks for
-"seq_no_primary_term": true (search-search.html).
+write of an index takes the next _seq_no of the index (one counter for all
+its shards, primary term 1); index/update/delete items and _mget documents
+carry the document's _seq_no and _primary_term, and search hits do when the
+body asks for "seq_no_primary_term": true (search-search.html).
+Routing (mapping-routing-field.html): "shard_num = hash(_routing) %
+num_primary_shards", where "the default _routing value is the document's
+_id"; num_primary_shards is index.number_of_shards of PUT /<index>
+(settings, default 1 here).  A document lives on one shard: an index,
+create, update or delete action reaches the document of its _id on the
+shard its "routing" (bulk action metadata, docs-bulk.html) or else its _id
+names, so "the same routing value needs to be provided when getting,
+deleting, or updating the document": without it an update of a routed
+document is 404 document_missing_exception, a delete 404 "not_found", and
+an index action creates a second document with the same _id on another
+shard ("the uniqueness of the _id is not guaranteed across all of the
+shards in the index").  A search hit of a document indexed with a routing
+carries it as "_routing".  A mapping {"_routing": {"required": true}}
+refuses every action without a routing with 400 routing_missing_exception
+("routing is required for [<index>]/[<id>]").  The hash here is CRC-32,
+not Elasticsearch's Murmur3: which shard is which does not matter, only
+that a routing other than the _id may name another shard.
   GET|POST /<index>/_mget         docs-multi-get.html ({"ids": [...]}; a
                                   missing index is a per-document error)
 Error bodies follow common-options.html / the REST error format:
@@ -85,6 +103,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -213,8 +232,19 @@ def dynamic_type(value):
 class Index:
     """One index: its mapping and documents (insertion-ordered)."""
 
-    def __init__(self, name, mappings=None):
+    def __init__(self, name, mappings=None, settings=None):
         self.name = name
+        # index.number_of_shards, flat or nested (index-modules.html)
+        settings = settings or {}
+        self.nshards = int(settings.get("number_of_shards") or (
+            settings.get("index") or {}).get("number_of_shards") or 1)
+        if self.nshards < 1:
+            raise bad_request("Failed to parse value [%d] for setting "
+                              "[index.number_of_shards] must be >= 1"
+                              % self.nshards)
+        # {"_routing": {"required": true}} (mapping-routing-field.html)
+        self.routing_required = ((mappings or {}).get("_routing") or {}).get(
+            "required") in (True, "true")
         self.properties = dict((mappings or {}).get("properties", {}))
         # "dynamic": false -- new fields stay in _source, unmapped
         self.dynamic = (mappings or {}).get("dynamic", True) not in (False, "false")
@@ -222,11 +252,19 @@ class Index:
         # (mapping-source-field.html)
         self.source_enabled = ((mappings or {}).get("_source") or {}).get(
             "enabled", True) not in (False, "false")
+        # documents by key (shard, _id): one _id may be on two shards
         self.docs = {}
         self.seq = itertools.count()
         self.seq_no = itertools.count()     # _seq_no of the next write
-        self.versions = {}      # id -> _seq_no of its last write
-        self.ord = {}           # id -> insertion ordinal (_shard_doc)
+        self.versions = {}      # key -> _seq_no of its last write
+        self.ord = {}           # key -> insertion ordinal (_shard_doc)
+        self.routing = {}       # key -> custom routing it was indexed with
+
+    def key(self, doc_id, routing=None):
+        """The key (shard, _id) of the document an action with routing (or
+        None: the _id routes) reaches."""
+        r = doc_id if routing is None else routing
+        return (zlib.crc32(str(r).encode()) % self.nshards, doc_id)
 
     def field_mapping(self, path):
         """The mapping of a dotted field path, or None."""
@@ -791,7 +829,8 @@ def create_index(name, body):
         raise EsError(400, "invalid_index_name_exception",
                       "Invalid index name [%s], must be lowercase" % name,
                       index=name)
-    STATE.indices[name] = Index(name, (body or {}).get("mappings"))
+    STATE.indices[name] = Index(name, (body or {}).get("mappings"),
+                                (body or {}).get("settings"))
     return 200, {"acknowledged": True, "shards_acknowledged": True,
                  "index": name}
 
@@ -805,8 +844,10 @@ def delete_index(expr):
 def get_mapping(expr):
     out = {}
     for idx in STATE.resolve(expr, allow_missing="*" in expr):
-        out[idx.name] = {"mappings": {"properties": idx.properties}
-                         if idx.properties else {}}
+        m = {"properties": idx.properties} if idx.properties else {}
+        if idx.routing_required:
+            m = dict({"_routing": {"required": True}}, **m)
+        out[idx.name] = {"mappings": m}
     return 200, out
 
 
@@ -859,7 +900,7 @@ def matching_hits(indices, docs, query, need_score):
     """Hits (dicts) of the documents matching query."""
     ctx = Ctx(indices)
     hits = []
-    for idx, doc_id, src, ordv, seq_no in docs:
+    for idx, doc_id, src, ordv, seq_no, routing in docs:
         if query is None:
             ok, score = True, 1.0
         else:
@@ -867,16 +908,17 @@ def matching_hits(indices, docs, query, need_score):
         if ok:
             hits.append({"_index": idx.name, "_id": doc_id,
                          "_score": score, "_source": src, "_ord": ordv,
-                         "_idx": idx, "_seq_no": seq_no})
+                         "_idx": idx, "_seq_no": seq_no,
+                         "_routing": routing})
     return hits
 
 
 def live_docs(indices):
     out = []
     for idx in indices:
-        for doc_id, src in idx.docs.items():
-            out.append((idx, doc_id, src, idx.ord[doc_id],
-                        idx.versions[doc_id]))
+        for key, src in idx.docs.items():
+            out.append((idx, key[1], src, idx.ord[key], idx.versions[key],
+                        idx.routing.get(key)))
     return out
 
 
@@ -1017,6 +1059,9 @@ def render_hits(page, total, body, specs, want_score):
     for h in page:
         d = {"_index": h["_index"], "_id": h["_id"],
              "_score": h["_score"] if want_score else None}
+        if h["_routing"] is not None:
+            # a hit's metadata carries the custom routing of its document
+            d["_routing"] = h["_routing"]
         if body.get("seq_no_primary_term") is True:
             d["_seq_no"], d["_primary_term"] = h["_seq_no"], PRIMARY_TERM
         src = filter_source(h["_source"], spec) \
@@ -1140,12 +1185,14 @@ def mget(iname, body, params):
             e = index_not_found(iname)
             docs.append({"_index": iname, "_id": doc_id,
                          "error": e.body()["error"]})
-        elif doc_id in idx.docs:
+        elif idx.key(doc_id) in idx.docs:
+            # by _id: the shard of the _id (no routing given)
+            key = idx.key(doc_id)
             doc = {"_index": iname, "_id": doc_id, "_version": 1,
-                   "_seq_no": idx.versions[doc_id],
+                   "_seq_no": idx.versions[key],
                    "_primary_term": PRIMARY_TERM, "found": True}
             if params.get("_source") != "false":
-                doc["_source"] = idx.docs[doc_id]
+                doc["_source"] = idx.docs[key]
             docs.append(doc)
         else:
             docs.append({"_index": iname, "_id": doc_id, "found": False})
@@ -1201,24 +1248,38 @@ def bulk(default_index, raw, params):
                  "errors": errors, "items": items}
 
 
-def version_conflict(idx, doc_id, meta):
+def version_conflict(idx, key, meta):
     """The 409 of an action whose if_seq_no/if_primary_term the document
-    does not have (docs-bulk.html, optimistic-concurrency-control.html),
-    or None."""
+    (key: its shard and _id) does not have (docs-bulk.html,
+    optimistic-concurrency-control.html), or None."""
     if "if_seq_no" not in meta and "if_primary_term" not in meta:
         return None
+    doc_id = key[1]
     want = (meta.get("if_seq_no"), meta.get("if_primary_term"))
-    if doc_id in idx.docs and want == (idx.versions[doc_id], PRIMARY_TERM):
+    if key in idx.docs and want == (idx.versions[key], PRIMARY_TERM):
         return None
     reason = "[%s]: version conflict, required seqNo [%s], primary term [%s]" \
         % (doc_id, want[0], want[1])
-    if doc_id in idx.docs:
+    if key in idx.docs:
         reason += ". current document has seqNo [%d] and primary term [%d]" \
-            % (idx.versions[doc_id], PRIMARY_TERM)
+            % (idx.versions[key], PRIMARY_TERM)
     else:
         reason += ". but no document was found"
     return EsError(409, "version_conflict_engine_exception", reason,
-                   index=idx.name, shard="0")
+                   index=idx.name, shard=str(key[0]))
+
+
+def action_routing(idx, doc_id, meta):
+    """The routing of a bulk action (metadata "routing"), or None; raise
+    routing_missing_exception when the index requires one."""
+    routing = meta.get("routing")
+    if routing is not None:
+        return str(routing)
+    if idx.routing_required:
+        raise EsError(400, "routing_missing_exception",
+                      "routing is required for [%s]/[%s]" % (idx.name, doc_id),
+                      index=idx.name)
+    return None
 
 
 def bulk_item(op, iname, doc_id, src, meta):
@@ -1235,13 +1296,15 @@ def bulk_item(op, iname, doc_id, src, meta):
                 "Validation Failed: 1: id is missing;"))
         doc_id = base64.urlsafe_b64encode(uuid.uuid4().bytes[:15]).decode()
     doc_id = str(doc_id)
-    exists = doc_id in idx.docs
     try:
+        routing = action_routing(idx, doc_id, meta)
+        key = idx.key(doc_id, routing)
+        exists = key in idx.docs
         if op == "update" and not exists:
             raise EsError(404, "document_missing_exception",
                           "[%s]: document missing" % doc_id,
-                          index=iname, shard="0")
-        conflict = version_conflict(idx, doc_id, meta)
+                          index=iname, shard=str(key[0]))
+        conflict = version_conflict(idx, key, meta)
         if conflict is not None:
             raise conflict
         if op == "delete":
@@ -1250,7 +1313,8 @@ def bulk_item(op, iname, doc_id, src, meta):
                         "result": "not_found", "_shards": shards(),
                         "_seq_no": next(idx.seq_no),
                         "_primary_term": PRIMARY_TERM, "status": 404}
-            del idx.docs[doc_id]
+            del idx.docs[key]
+            idx.routing.pop(key, None)
             return ok_item(idx, doc_id, "deleted", 200, next(idx.seq_no))
         if op == "create" and exists:
             raise EsError(409, "version_conflict_engine_exception",
@@ -1258,7 +1322,7 @@ def bulk_item(op, iname, doc_id, src, meta):
                           "(current version [1])" % doc_id,
                           index=iname, shard="0")
         if op == "update":
-            new = merge(dict(idx.docs[doc_id]), src.get("doc", {}))
+            new = merge(dict(idx.docs[key]), src.get("doc", {}))
         else:
             new = src
         if not isinstance(new, dict):
@@ -1267,12 +1331,17 @@ def bulk_item(op, iname, doc_id, src, meta):
         idx.learn(new)
     except EsError as e:
         return item_error(iname, doc_id, e)
-    idx.docs[doc_id] = new
-    idx.versions[doc_id] = next(idx.seq_no)
-    if doc_id not in idx.ord:
-        idx.ord[doc_id] = next(idx.seq)
+    idx.docs[key] = new
+    idx.versions[key] = next(idx.seq_no)
+    if op != "update":
+        # a document indexed on its shard keeps the routing it came with
+        idx.routing.pop(key, None)
+        if routing is not None:
+            idx.routing[key] = routing
+    if key not in idx.ord:
+        idx.ord[key] = next(idx.seq)
     return ok_item(idx, doc_id, "updated" if exists else "created",
-                   200 if exists else 201, idx.versions[doc_id])
+                   200 if exists else 201, idx.versions[key])
 
 
 def merge(dst, src):
