@@ -450,6 +450,11 @@ append_action(StringInfo buf, ElasticWrite *w)
 	escape_json(buf, w->tbl->index);
 	appendStringInfoString(buf, ",\"_id\":");
 	escape_json(buf, w->id);
+	if (w->routing)
+	{
+		appendStringInfoString(buf, ",\"routing\":");
+		escape_json(buf, w->routing);
+	}
 	if (w->versioned)
 		appendStringInfo(buf, ",\"if_seq_no\":" INT64_FORMAT ",\"if_primary_term\":" INT64_FORMAT,
 						 w->seq_no, w->primary_term);
@@ -580,6 +585,20 @@ raise_conflict(ElasticWrite *w, const char *detail, int64 applied)
 }
 
 /*
+ * Whether the error of a failed item is routing_missing_exception: the
+ * index mapping requires a routing (mapping-routing-field.html, "Making a
+ * routing value required") and the action had none.
+ */
+static bool
+routing_missing(json_t *err)
+{
+	json_t	   *type = json_object_get(err, "type");
+
+	return json_is_string(type) &&
+		strcmp(json_string_value(type), "routing_missing_exception") == 0;
+}
+
+/*
  * ERROR if an item of a bulk response failed (see item_failed), naming
  * the first failed document with its error, and the others (up to ten).
  * A version conflict (item_conflict) is SQLSTATE 40001.  The versions of
@@ -653,6 +672,9 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 					   failed > 1 ? psprintf("; %d other item(s) of the request failed too: ",
 											 failed - 1) : ".",
 					   others.data),
+			 routing_missing(err) ?
+			 errhint("The index mapping requires a custom routing value (\"_routing\": {\"required\": true}): pgpoly sends one only with an UPDATE or DELETE of a document it read with one, never with an INSERT; index such documents through Elasticsearch. Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of this write stay applied, as may the other items of its batch.",
+					 sent_before + (int64) first) :
 			 errhint("Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of this write stay applied, as may the other items of its batch.",
 					 sent_before + (int64) first)));
 }

@@ -16,12 +16,20 @@
  * table: the scan then overlays them and rechecks the pushed quals locally.
  * Scores are requested only when _score is used.
  *
- * The scan of the target of a transactional UPDATE or DELETE whose write
- * depends on what it reads (reads_for_write) asks for each hit's _seq_no
- * and _primary_term, and hands them, by _id, to the modification through
- * its ResultRelInfo (target_versions): the bulk action is then sent on the
- * condition that the document still has that version (elastic_bulk.c).
- * Plain SELECTs never ask, so their requests do not change.
+ * The scan of the target of an UPDATE or DELETE hands what it read of
+ * each row, by _id, to the modification through its ResultRelInfo
+ * (target_reads): the document's custom routing, which every hit of a
+ * document indexed with one carries as _routing (mapping-routing-field.html),
+ * and, when the modification is transactional and its write depends on
+ * what it reads (reads_for_write), the version the scan asked for
+ * (_seq_no, _primary_term).  The bulk action then carries the routing
+ * ("routing" of the action metadata, docs-bulk.html: without it a partial
+ * update misses the document, a delete deletes nothing, a whole-document
+ * "index" creates a second document with the same _id on another shard)
+ * and is sent on the condition that the document still has that version
+ * (elastic_bulk.c).  No request asks for more: plain SELECTs do not change.
+ * A document id the scan reads with two routings names two documents the
+ * write cannot tell apart: an ERROR.
  *
  * No network I/O happens at plan time except the mapping lookup for text
  * columns (elastic_conn.c) and use_remote_estimate.
@@ -145,9 +153,10 @@ typedef struct ElasticScanState
 	bool		count_done;
 	int			requests;		/* of finished scans */
 	const char *paging;
-	struct HTAB *versions;		/* spec.seq_no: the target's VersionEntry
-								 * map (in the modify state's memory) */
-	MemoryContext versions_cxt; /* that memory */
+	struct HTAB *reads;			/* the scan of an UPDATE's or DELETE's
+								 * target: its ReadEntry map (in the modify
+								 * state's memory), else NULL */
+	MemoryContext reads_cxt;	/* that memory */
 } ElasticScanState;
 
 /* The identity column of the old row (core.junk[0]): _id. */
@@ -160,18 +169,20 @@ typedef struct ElasticModifyState
 	ElasticTable *tbl;
 	HTAB	   *ov;				/* ON CONFLICT DO NOTHING, transactional:
 								 * the buffered writes, by id */
-	HTAB	   *versions;		/* VersionEntry by id, filled by the scan
-								 * of the target (EFLAG_SEQ_NO); NULL: its
-								 * writes are not versioned */
+	HTAB	   *reads;			/* ReadEntry by id, filled by the scan of
+								 * the target */
+	bool		versioned;		/* that scan read versions (EFLAG_SEQ_NO):
+								 * the writes are sent on them */
 } ElasticModifyState;
 
-/* The version of a document the scan of a modification's target read. */
-typedef struct VersionEntry
+/* What the scan of a modification's target read of a document. */
+typedef struct ReadEntry
 {
 	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable) */
-	int64		seq_no;
+	char	   *routing;		/* its custom routing, or NULL */
+	int64		seq_no;			/* its version, or -1: see set_read */
 	int64		primary_term;
-} VersionEntry;
+} ReadEntry;
 
 PG_FUNCTION_INFO_V1(pgpoly_elastic_handler);
 PG_FUNCTION_INFO_V1(pgpoly_elastic_validator);
@@ -776,12 +787,13 @@ iterate_count(ForeignScanState *node, ElasticScanState *st)
 }
 
 /*
- * The versions map of the modification whose target the scan reads
- * (spec.seq_no), created at its first use; NULL if there is none (the
- * scan of EvalPlanQual or a plan the executor does not modify with).
+ * The ReadEntry map of the modification whose target the scan reads,
+ * created at its first use; NULL if there is none (a SELECT, the scan of
+ * EvalPlanQual or a plan the executor does not modify with).  A scan that
+ * reads versions (spec.seq_no) makes the modification's writes versioned.
  */
 static HTAB *
-target_versions(ForeignScanState *node, MemoryContext *cxt)
+target_reads(ForeignScanState *node, ElasticScanState *st)
 {
 	EState	   *estate = node->ss.ps.state;
 	Index		rti = ((Scan *) node->ss.ps.plan)->scanrelid;
@@ -793,26 +805,55 @@ target_versions(ForeignScanState *node, MemoryContext *cxt)
 		(target = estate->es_result_relations[rti - 1]) == NULL ||
 		(ms = target->ri_FdwState) == NULL)
 		return NULL;
-	*cxt = GetMemoryChunkContext(ms);
-	if (ms->versions == NULL)
-		ms->versions = PgpolyKeyTable("pgpoly elastic versions read",
-									  sizeof(VersionEntry), *cxt);
-	return ms->versions;
+	st->reads_cxt = GetMemoryChunkContext(ms);
+	if (ms->reads == NULL)
+		ms->reads = PgpolyKeyTable("pgpoly elastic documents read",
+								   sizeof(ReadEntry), st->reads_cxt);
+	if (st->spec.seq_no)
+		ms->versioned = true;
+	return ms->reads;
 }
 
-/* Note the version of the remote row just returned for the modification. */
-static void
-note_version(ElasticScanState *st)
+/* Whether two routings (NULL: none, the _id routes) are the same. */
+static bool
+same_routing(const char *a, const char *b)
 {
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/*
+ * Note what the scan read of the row just returned (its routing and
+ * version) for the modification.  ERROR if the index gave the same _id
+ * with another routing before: Elasticsearch keeps _id unique per shard
+ * only, and a write by _id could not tell the two documents apart.
+ */
+static void
+note_read(ElasticScanState *st)
+{
+	const char *routing;
 	int64		seq_no;
 	int64		primary_term;
-	const char *id = ElasticScanVersion(st->scan, &seq_no, &primary_term);
-	VersionEntry *e;
+	const char *id;
+	ReadEntry  *e;
 	bool		found;
 
-	if (id == NULL || st->versions == NULL)
+	if (st->reads == NULL)
 		return;
-	e = PgpolyKeyTableEnter(st->versions, st->versions_cxt, id, strlen(id), &found);
+	id = ElasticScanHit(st->scan, &routing, &seq_no, &primary_term);
+	if (id == NULL)
+		return;
+	e = PgpolyKeyTableEnter(st->reads, st->reads_cxt, id, strlen(id), &found);
+	if (found && !same_routing(e->routing, routing))
+		ereport(ERROR,
+				(errcode(ERRCODE_CARDINALITY_VIOLATION),
+				 errmsg("index \"%s\" of foreign table \"%s\" holds more than one document with _id \"%s\"",
+						st->tbl->index, st->tbl->relname, id),
+				 errdetail("The documents have the routings %s and %s: Elasticsearch keeps _id unique per shard only.",
+						   e->routing ? quote_literal_cstr(e->routing) : "(none)",
+						   routing ? quote_literal_cstr(routing) : "(none)"),
+				 errhint("An UPDATE or DELETE writes a document by its _id and cannot tell them apart; write them through Elasticsearch with their routing.")));
+	if (!found)
+		e->routing = routing ? MemoryContextStrdup(st->reads_cxt, routing) : NULL;
 	e->seq_no = seq_no;
 	e->primary_term = primary_term;
 }
@@ -831,8 +872,8 @@ elasticIterateForeignScan(ForeignScanState *node)
 		MemoryContext old = PgpolyScanStart(&st->core);
 
 		eval_params(node, st);
-		if (st->spec.seq_no && st->versions == NULL)
-			st->versions = target_versions(node, &st->versions_cxt);
+		if (st->reads == NULL)
+			st->reads = target_reads(node, st);
 		if (st->mode != EMODE_COUNT)
 			st->scan = ElasticScanBegin(st->tbl, st->core.conn, &st->spec, st->params,
 										st->core.pending, st->core.scan_cxt);
@@ -846,14 +887,12 @@ elasticIterateForeignScan(ForeignScanState *node)
 		if (!ElasticScanNext(st->scan, slot->tts_values, slot->tts_isnull, &from_overlay))
 			return slot;
 		ExecStoreVirtualTuple(slot);
-		if (!from_overlay)
+		econtext->ecxt_scantuple = slot;
+		if (!from_overlay || ExecQual(st->recheck, econtext))
 		{
-			note_version(st);
+			note_read(st);
 			return slot;
 		}
-		econtext->ecxt_scantuple = slot;
-		if (ExecQual(st->recheck, econtext))
-			return slot;
 	}
 }
 
@@ -1234,26 +1273,27 @@ junk_id(ElasticModifyState *ms, TupleTableSlot *planSlot)
 }
 
 /*
- * Make w, the write of an UPDATE or DELETE whose target scan read versions
- * (ms->versions), conditional on the document still having the version
- * the statement read.  A row the scan did not read from Elasticsearch
- * came from this transaction's own earlier write of the document: the
- * condition is then that write's result (seq_no -1, see ElasticSendWrites).
+ * Give w, the write of an UPDATE or DELETE (in the writer's memory), what
+ * the target scan read of its document (ms->reads): its custom routing,
+ * so that the action reaches the shard the document is on, and, when the
+ * scan read versions, the condition that the document still has the
+ * version the statement read.  A row the scan did not read from
+ * Elasticsearch came from this transaction's own earlier write of the
+ * document: its routing is that write's, and the condition that write's
+ * result (seq_no -1, see ElasticSendWrites).
  */
 static void
-set_version(ElasticModifyState *ms, ElasticWrite *w)
+set_read(ElasticModifyState *ms, ElasticWrite *w)
 {
-	VersionEntry *e;
+	ReadEntry  *e = ms->reads ? PgpolyKeyTableFind(ms->reads, w->id, strlen(w->id)) : NULL;
 
-	if (ms->versions == NULL)
+	if (e && e->routing)
+		w->routing = pstrdup(e->routing);
+	if (!ms->versioned)
 		return;
 	w->versioned = true;
-	w->seq_no = -1;
-	e = PgpolyKeyTableFind(ms->versions, w->id, strlen(w->id));
-	if (e == NULL)
-		return;
-	w->seq_no = e->seq_no;
-	w->primary_term = e->primary_term;
+	w->seq_no = e ? e->seq_no : -1;
+	w->primary_term = e ? e->primary_term : 0;
 }
 
 /* ExecForeignUpdate: slot holds the complete new row. */
@@ -1271,7 +1311,7 @@ elasticExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	w = ElasticUpdateWrite(ms->tbl, id, slot->tts_values, slot->tts_isnull,
 						   ms->core.updated);
-	set_version(ms, w);
+	set_read(ms, w);
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
 	PgpolyModifyOutbox(&ms->core, CMD_UPDATE, slot, planSlot);
@@ -1290,7 +1330,7 @@ elasticExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 
 	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	w = ElasticDeleteWrite(ms->tbl, id);
-	set_version(ms, w);
+	set_read(ms, w);
 	MemoryContextSwitchTo(old);
 	queue_write(ms, w);
 	PgpolyModifyOutbox(&ms->core, CMD_DELETE, NULL, planSlot);

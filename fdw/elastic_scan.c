@@ -4,8 +4,11 @@
  *		  pgpoly_elastic scan execution: paging, type mapping, overlay.
  *
  * Paging, chosen when the scan starts:
- *	- single: a pushed LIMIT within index.max_result_window, or an ids
- *	  query: one _search with size;
+ *	- single: a pushed LIMIT within index.max_result_window: one _search
+ *	  with size;
+ *	- an ids query: a first plain page of one hit more than the ids, so
+ *	  that it is the only one unless an _id names documents on two shards
+ *	  (custom routing), when paging goes on as below;
  *	- otherwise a first plain page of fetch_size; if it is not full it was
  *	  the whole result (one round trip).  If it is full the scan restarts
  *	  under a point in time with search_after on the sort values plus a
@@ -99,8 +102,12 @@ struct ElasticScan
 	bool		last_page;
 	bool		remote_done;
 	int64		returned;		/* remote rows returned */
-	char	   *last_id;		/* spec->seq_no: the last remote row's id */
-	int64		last_seq_no;	/* and version */
+	/* the row returned last (ElasticScanHit) */
+	char	   *last_id;		/* its document id */
+	JsonbContainer *row_hit;	/* its hit (a remote row), or NULL */
+	int			row_hitno;		/* and the hit's number in the page */
+	ElasticWrite *row_write;	/* the pending write (an overlay row) */
+	int64		last_seq_no;	/* spec->seq_no, a remote row: its version */
 	int64		last_primary_term;
 	int			requests;
 	/* read-your-writes */
@@ -246,10 +253,14 @@ ElasticScanBegin(ElasticTable *tbl, PgpolyConnection *conn,
 		scan->paging = PAGING_SINGLE;
 		scan->page_size = (int) spec->limit;
 	}
-	else if (nids >= 0 && nids <= ELASTIC_MAX_RESULT_WINDOW)
+	else if (nids >= 0 && nids < ELASTIC_MAX_RESULT_WINDOW)
 	{
-		scan->paging = PAGING_SINGLE;
-		scan->page_size = nids;
+		/*
+		 * One page of one hit more than the ids named: an _id is unique
+		 * per shard only (documents indexed with different routings), and
+		 * a full page pages on like any other.
+		 */
+		scan->page_size = nids + 1;
 	}
 	MemoryContextSwitchTo(old);
 	return scan;
@@ -505,7 +516,11 @@ append_member(StringInfo buf, JsonbContainer *hit, const char *key)
 		appendStringInfoString(buf, "\"\"");
 }
 
-/* [_index, _id] of the last hit of the page, as JSON (scroll paging). */
+/*
+ * [_index, _id, _routing] of the last hit of the page, as JSON (scroll
+ * paging): an _id is unique per shard only, and documents with one _id
+ * on two shards have two routings.
+ */
 static char *
 last_hit_id(JsonbContainer *hit)
 {
@@ -516,6 +531,8 @@ last_hit_id(JsonbContainer *hit)
 	append_member(&buf, hit, "_index");
 	appendStringInfoChar(&buf, ',');
 	append_member(&buf, hit, "_id");
+	appendStringInfoChar(&buf, ',');
+	append_member(&buf, hit, "_routing");
 	appendStringInfoChar(&buf, ']');
 	return buf.data;
 }
@@ -525,8 +542,8 @@ last_hit_id(JsonbContainer *hit)
  * the next page's search_after) or a scroll (its index and _id); ERROR if
  * the page before ended with that hit too, before any row of the page is
  * returned (see the file header).  A hit is in one page only: under a PIT
- * its sort values are unique (the tiebreaker), in a scroll its index and
- * _id.  The notes live in the scan's memory.
+ * its sort values are unique (the tiebreaker), in a scroll its index, _id
+ * and routing.  The notes live in the scan's memory.
  */
 static void
 note_last_hit(ElasticScan *scan)
@@ -690,9 +707,12 @@ next_remote(ElasticScan *scan, Datum *values, bool *nulls)
 		if (scan->overlay && ElasticOverlayLast(scan->overlay, id))
 			continue;
 		hit_row(scan, hit, scan->pos - 1, id, values, nulls);
+		scan->last_id = id;
+		scan->row_hit = hit;
+		scan->row_hitno = scan->pos - 1;
+		scan->last_seq_no = -1;
 		if (scan->spec->seq_no)
 		{
-			scan->last_id = id;
 			scan->last_seq_no = hit_int8(scan, hit, "_seq_no", id, 0);
 			scan->last_primary_term = hit_int8(scan, hit, "_primary_term", id, 1);
 		}
@@ -723,6 +743,8 @@ next_overlay(ElasticScan *scan, Datum *values, bool *nulls)
 							 w->id, NIL, NULL, values, nulls);
 		if (scan->tbl->score_att)
 			nulls[scan->tbl->score_att - 1] = true;
+		scan->last_id = w->id;
+		scan->row_write = w;
 		return true;
 	}
 	return false;
@@ -755,6 +777,8 @@ ElasticScanNext(ElasticScan *scan, Datum *values, bool *nulls, bool *from_overla
 	old = MemoryContextSwitchTo(scan->row_cxt);
 	*from_overlay = false;
 	scan->last_id = NULL;
+	scan->row_hit = NULL;
+	scan->row_write = NULL;
 	found = next_remote(scan, values, nulls);
 	if (!found && scan->overlay && !has_fulltext(scan))
 		found = *from_overlay = next_overlay(scan, values, nulls);
@@ -763,16 +787,59 @@ ElasticScanNext(ElasticScan *scan, Datum *values, bool *nulls, bool *from_overla
 }
 
 /*
- * The id of the row ElasticScanNext returned last and, in *seq_no and
- * *primary_term, the version Elasticsearch sent with it; NULL when the scan
- * does not ask for versions (spec->seq_no) or the row came from a pending
- * write.  Valid until the next ElasticScanNext.
+ * The custom routing of hit (number hitno of the page), its "_routing"
+ * metadata field, or NULL when it has none (its _id routes it).  A hit
+ * carries the routing a document was indexed with (mapping-routing-field.html);
+ * anything but a string is an ERROR naming the document: a write sent
+ * with another routing would miss the document, or index a second one
+ * with the same _id on another shard.
+ */
+static char *
+hit_routing(ElasticScan *scan, JsonbContainer *hit, int hitno, const char *id)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(hit, "_routing", 8, NULL);
+
+	if (v == NULL)
+		return NULL;
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("Elasticsearch server \"%s\" sent document \"%s\" of index \"%s\" with a _routing that is not a string",
+						scan->conn->servername, id, scan->tbl->index),
+				 errdetail("A write of the document is sent with the routing its hit carries, to reach the shard the document is on.")));
+	check_nul(scan, hitno, "_routing", id);
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/*
+ * What the scan read of the row ElasticScanNext returned last, for the
+ * write of an UPDATE or DELETE of it: its document id (NULL after the
+ * end), in *routing its custom routing (NULL: none), and in *seq_no and
+ * *primary_term the version Elasticsearch sent with it when the scan
+ * asks for versions (spec->seq_no; else *seq_no is -1).  A row of a pending
+ * write has the routing of that write and *seq_no -1: the version is what
+ * that write will return (see ElasticSendWrites).  The routing of a hit is
+ * read here, only for the rows written.  Valid until the next
+ * ElasticScanNext.
  */
 const char *
-ElasticScanVersion(ElasticScan *scan, int64 *seq_no, int64 *primary_term)
+ElasticScanHit(ElasticScan *scan, const char **routing, int64 *seq_no,
+			   int64 *primary_term)
 {
-	*seq_no = scan->last_seq_no;
-	*primary_term = scan->last_primary_term;
+	*routing = NULL;
+	*seq_no = -1;
+	*primary_term = 0;
+	if (scan->row_write)
+		*routing = scan->row_write->routing;
+	else if (scan->row_hit)
+	{
+		MemoryContext old = MemoryContextSwitchTo(scan->row_cxt);
+
+		*routing = hit_routing(scan, scan->row_hit, scan->row_hitno, scan->last_id);
+		MemoryContextSwitchTo(old);
+		*seq_no = scan->last_seq_no;
+		*primary_term = scan->last_primary_term;
+	}
 	return scan->last_id;
 }
 

@@ -29,7 +29,11 @@ _bulk request with HTTP 200 and a body chosen by the test:
     (before: 5.5 was rounded into if_seq_no 6); a document the
     transaction inserted and then updated, whose "index" item comes back
     201 without _seq_no: an HV ERROR naming it, not a 40001 that no retry
-    can get past.
+    can get past;
+  * routing: the hit an UPDATE's scan reads carries a _routing that is no
+    string (a number, null): HV004 naming the document (its write could
+    not reach the document's shard); a string one is sent with the write
+    ("routing" of its bulk action).
 
 Each failing COMMIT is an ERROR naming the server (and, for a failed item,
 the document), and the native row written in the same transaction is
@@ -55,6 +59,7 @@ class LyingServer:
     def __init__(self, version="8.11.0"):
         self.mode = "honest"
         self.hit_version = {}   # members the hits of _search carry
+        self.last_bulk = b""
         self.root = es_root(version)
         self.server = pgtest.TcpServer(self._serve)
         self.url = "http://127.0.0.1:%d" % self.server.port
@@ -111,6 +116,7 @@ class LyingServer:
 
     def _bulk(self, body):
         """The answer to a _bulk body (NDJSON) in the current mode."""
+        self.last_bulk = body
         actions = []
         lines = [ln for ln in body.split(b"\n") if ln.strip()]
         i = 0
@@ -239,6 +245,22 @@ def test():
     liar.hit_version = {"_seq_no": 4, "_primary_term": 1}
     r = s.run("BEGIN; UPDATE w SET n = n + 1; COMMIT;")
     check(r.rc == 0, "hit with a valid version: COMMIT failed: %s" % r.err.strip()[:400])
+    # A routing that is no string: HV004 naming the document; a string one
+    # goes with the write.
+    for routing in (7, None, ["a"]):
+        liar.hit_version = {"_seq_no": 4, "_primary_term": 1, "_routing": routing}
+        r = s.run("BEGIN; UPDATE w SET n = n + 1; COMMIT;")
+        check(r.rc == 1 and r.sqlstate == "HV004" and '"zz"' in r.err and
+              "_routing" in r.err,
+              "hit _routing %r: want HV004 naming zz and _routing; got rc=%s %s %s"
+              % (routing, r.rc, r.sqlstate, r.err.strip()[:400]))
+        s.run("ROLLBACK;")
+    liar.hit_version = {"_seq_no": 4, "_primary_term": 1, "_routing": "r1"}
+    r = s.run("DELETE FROM w WHERE _id = 'zz';")
+    check(r.rc == 0 and b'"routing":"r1"' in liar.last_bulk,
+          "hit routed by r1: the delete must carry it: rc=%s %s, bulk %r"
+          % (r.rc, r.err.strip()[:400], liar.last_bulk))
+    liar.hit_version = {"_seq_no": 4, "_primary_term": 1}
     liar.mode = "nohits"
     r = s.run("BEGIN; INSERT INTO w VALUES ('v1', 1); UPDATE w SET n = n + 1 "
               "WHERE _id = 'v1'; COMMIT;")

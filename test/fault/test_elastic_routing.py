@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""UPDATE and DELETE of Elasticsearch documents indexed with a custom routing.
+
+A document indexed with a routing (PUT idx/_doc/x?routing=r, or "routing"
+in a bulk action) lives on the shard r names, not the shard of its _id
+(mapping-routing-field.html); a search hit of it carries "_routing": "r".
+Every write of the document must carry the same routing.  Before, pgpoly
+wrote such documents back through _bulk without it, so on an index of more
+than one shard:
+  * a partial UPDATE failed its item with 404 document_missing_exception,
+    in write_mode 'transactional' a 40001 on every retry;
+  * a DELETE (by a field query or by _id) deleted nothing and reported
+    its rows deleted (a delete of a missing document is 404 "not_found",
+    which is no failure);
+  * an UPDATE of _source (a whole-document "index" action) created a
+    second document with the same _id on another shard.
+Against a private stand-in index of four shards holding routed documents
+(and some without routing), each statement runs on the foreign table and on
+a native copy, and the two must then read the same (no duplicate, nothing
+left behind): a partial UPDATE over a field query, one in write_mode
+'immediate', an UPDATE of _source, DELETE by a field query, DELETE by _id
+(its row count, and 0 for a missing _id), UPDATE and DELETE ... RETURNING,
+a document updated twice and updated then deleted in one transaction (the
+second write reads the first from the transaction's own writes and keeps
+its routing), and pgpoly's own INSERT then UPDATE (no routing).  The
+writes' bulk actions carry the routing.  Optimistic concurrency still
+works for routed documents: of two interleaved increments the second
+COMMIT fails with 40001, and its retry succeeds.
+An index whose mapping requires a routing: UPDATE and DELETE work, an
+INSERT (pgpoly has no routing for a new document) is an ERROR naming the
+document, routing_missing_exception and the mapping.  Two documents with
+one _id on two shards (different routings): a SELECT by that _id reads
+both (before: one), an UPDATE of it is an ERROR 21000 naming it, not a
+write of one of them.  No crash in the log.
+"""
+
+import json
+
+import es_helper
+import pgtest
+
+check = pgtest.check
+
+
+def bulk(es, index, *lines):
+    body = "".join(json.dumps(x) + "\n" for x in lines).encode()
+    r = es.request("POST", "/%s/_bulk" % index, body, ndjson=True)
+    if r.get("errors"):
+        raise RuntimeError("bulk failed: %s" % r)
+    return r
+
+
+def hits(es, index, doc_id):
+    """The hits of an ids query for doc_id (every shard is searched)."""
+    r = es.request("POST", "/%s/_search" % index,
+                   {"query": {"ids": {"values": [doc_id]}}})
+    return r["hits"]["hits"]
+
+
+def load(es, index, mappings=None, n=12):
+    """Index of four shards: r<i> routed by u<i % 3>, p<i> by their _id."""
+    es.request("PUT", "/" + index, {"settings": {"number_of_shards": 4},
+                                    "mappings": mappings or {"properties": {
+                                        "n": {"type": "long"},
+                                        "grp": {"type": "keyword"}}}})
+    lines = []
+    rows = []
+    for i in range(n):
+        lines += [{"index": {"_id": "r%d" % i, "routing": "u%d" % (i % 3)}},
+                  {"n": i, "grp": "g%d" % (i % 3)}]
+        rows.append(("r%d" % i, i, "g%d" % (i % 3)))
+    if not (mappings or {}).get("_routing"):
+        for i in range(4):
+            lines += [{"index": {"_id": "p%d" % i}}, {"n": 100 + i, "grp": "g%d" % (i % 3)}]
+            rows.append(("p%d" % i, 100 + i, "g%d" % (i % 3)))
+    bulk(es, index, *lines)
+    return rows
+
+
+def misrouted(es, index, n=12):
+    """The routed documents a write without routing misses (404): the
+    stand-in shows real Elasticsearch's behaviour for them."""
+    out = []
+    for i in range(n):
+        body = (json.dumps({"update": {"_id": "r%d" % i}}) + "\n" +
+                json.dumps({"doc": {}}) + "\n").encode()
+        r = es.request("POST", "/%s/_bulk" % index, body, ndjson=True)
+        if r["items"][0]["update"]["status"] == 404:
+            out.append("r%d" % i)
+    return out
+
+
+class Diff:
+    """The foreign table and its native copy, compared after each step."""
+
+    def __init__(self, sess, es):
+        self.s, self.es = sess, es
+
+    def both(self, sql_foreign, sql_native, what):
+        """Run a statement on both; their outputs (RETURNING) must match."""
+        a = self.s.run(sql_foreign)
+        b = self.s.run(sql_native)
+        check(a.rc == 0 and b.rc == 0,
+              "%s: rc %s / %s: %s %s" % (what, a.rc, b.rc, a.err.strip()[:600],
+                                         b.err.strip()[:300]))
+        check(sorted(a.out.split()) == sorted(b.out.split()),
+              "%s: foreign returned %r, native %r" % (what, a.out, b.out))
+        self.same(what)
+
+    def same(self, what):
+        f = self.s.value("SELECT _id, n, grp FROM docs ORDER BY 1, 2, 3;")
+        n = self.s.value("SELECT id, n, grp FROM native ORDER BY 1, 2, 3;")
+        check(f == n, "%s: the index and its native copy differ:\nforeign:\n%s\nnative:\n%s"
+              % (what, f, n))
+        for doc_id in n.split("\n"):
+            doc_id = doc_id.split("|")[0]
+            if doc_id:
+                got = len(hits(self.es, "routed", doc_id))
+                check(got == 1, "%s: _id %s is %d documents in the index"
+                      % (what, doc_id, got))
+
+
+def last_bulk(es):
+    """The body (first 300 bytes) of the last _bulk request pgpoly sent."""
+    for r in reversed(es.stats()["last_requests"]):
+        if "_bulk" in r["path"]:
+            return r["body"]
+    return ""
+
+
+def concurrency(db, es):
+    """Two interleaved increments of a routed document: the second COMMIT
+    fails with 40001 (the write reached the document and its version
+    differed), and its retry succeeds (before: even the first failed, and
+    every retry would)."""
+    a, b = pgtest.Session(db), pgtest.Session(db)
+    bulk(es, "routed", {"index": {"_id": "ctr", "routing": "u1"}}, {"n": 0, "grp": "c"})
+    stmt = "UPDATE docs SET n = n + 1 WHERE _id = 'ctr';"
+    a.value("BEGIN; " + stmt)
+    b.value("BEGIN; " + stmt)
+    r = a.run("COMMIT;")
+    check(r.rc == 0, "concurrency: first COMMIT failed: %s" % r.err.strip()[:600])
+    r = b.run("COMMIT;")
+    check(r.rc == 1 and r.sqlstate == "40001" and '"ctr"' in r.err,
+          "concurrency: second COMMIT: want 40001 naming ctr; got rc=%s %s %s"
+          % (r.rc, r.sqlstate, r.err.strip()[:600]))
+    r = b.run("BEGIN; %s COMMIT;" % stmt)
+    check(r.rc == 0, "concurrency: the retry failed: %s" % r.err.strip()[:600])
+    h = hits(es, "routed", "ctr")
+    check(len(h) == 1 and h[0]["_source"]["n"] == 2 and h[0].get("_routing") == "u1",
+          "concurrency: want one document ctr routed by u1 with n 2: %r" % h)
+    a.close()
+    b.close()
+
+
+def required(db, es):
+    """An index whose mapping requires a routing."""
+    load(es, "req", {"_routing": {"required": True},
+                     "properties": {"n": {"type": "long"}, "grp": {"type": "keyword"}}},
+         n=6)
+    s = pgtest.Session(db)
+    r = s.run("BEGIN; UPDATE req SET n = n + 10 WHERE grp = 'g0'; "
+              "DELETE FROM req WHERE _id = 'r1'; COMMIT;")
+    check(r.rc == 0, "required routing: UPDATE and DELETE failed: %s" % r.err.strip()[:600])
+    got = s.value("SELECT string_agg(_id || ':' || n, ',' ORDER BY _id) FROM req;")
+    check(got == "r0:10,r2:2,r3:13,r4:4,r5:5",
+          "required routing: the documents are %s" % got)
+    r = s.run("INSERT INTO req VALUES ('new', 1, 'x');")
+    check(r.rc == 1 and '"new"' in r.err and "routing_missing_exception" in r.err
+          and "required" in r.err,
+          "required routing: INSERT: want an ERROR naming new, routing_missing_exception "
+          "and the mapping; got rc=%s %s" % (r.rc, r.err.strip()[:600]))
+    s.close()
+
+
+def duplicate_id(db, es):
+    """One _id on two shards: an UPDATE of it cannot tell them apart."""
+    for k in range(2, 40):
+        bulk(es, "routed", {"index": {"_id": "dup", "routing": "u0"}}, {"n": 1, "grp": "d"},
+             {"index": {"_id": "dup", "routing": "v%d" % k}}, {"n": 2, "grp": "d"})
+        if len(hits(es, "routed", "dup")) == 2:
+            break
+        bulk(es, "routed", {"delete": {"_id": "dup", "routing": "u0"}})
+    before = sorted(h["_source"]["n"] for h in hits(es, "routed", "dup"))
+    # a SELECT by _id reads both (before: an ids query asked for one hit)
+    r = pgtest.psql("SELECT n FROM docs WHERE _id = 'dup' ORDER BY n;", db=db)
+    check(r.rc == 0 and r.out.split() == ["1", "2"],
+          "duplicate _id: SELECT by _id: want 1 and 2; got %r %s" % (r.out, r.err.strip()))
+    r = pgtest.psql("UPDATE docs SET n = 0 WHERE _id = 'dup';", db=db, verbose=True)
+    check(r.rc != 0 and r.sqlstate == "21000" and '"dup"' in r.err and '"routed"' in r.err,
+          "duplicate _id: want ERROR 21000 naming dup and the index; got rc=%s %s %s"
+          % (r.rc, r.sqlstate, r.err.strip()[:600]))
+    after = sorted(h["_source"]["n"] for h in hits(es, "routed", "dup"))
+    check(before == [1, 2] and after == before,
+          "duplicate _id: documents %r became %r" % (before, after))
+
+
+def test():
+    mark = pgtest.pg_log_mark()
+    es = es_helper.Standin()
+    rows = load(es, "routed")
+    missed = misrouted(es, "routed")
+    check(len(missed) >= 3, "setup: only %r of the routed documents are on a shard "
+          "their _id does not name" % missed)
+    db = pgtest.create_db("pgpoly_es_routing")
+    # name, last column, options
+    tables = (("docs", "grp text", "index 'routed'"),
+              ("docs_now", "grp text", "index 'routed', write_mode 'immediate'"),
+              ("docsrc", "_source jsonb", "index 'routed'"),
+              ("req", "grp text", "index 'req'"))
+    r = pgtest.psql(
+        "CREATE SERVER esr FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '%s');\n"
+        % es.url +
+        "".join("CREATE FOREIGN TABLE %s (_id text, n int, %s) SERVER esr OPTIONS (%s);\n"
+                % t for t in tables) +
+        "CREATE TABLE native (id text PRIMARY KEY, n int, grp text);\n"
+        "INSERT INTO native VALUES %s;" % ", ".join("('%s', %d, '%s')" % row for row in rows),
+        db=db)
+    if not check(r.rc == 0, "setup failed: %s" % r.err):
+        return
+    s = pgtest.Session(db)
+    d = Diff(s, es)
+    d.same("setup")
+
+    d.both("BEGIN; UPDATE docs SET n = n + 100 WHERE grp = 'g0'; COMMIT;",
+           "UPDATE native SET n = n + 100 WHERE grp = 'g0';", "partial UPDATE")
+    check('"routing":"u0"' in last_bulk(es),
+          "the update actions carry no routing: %s" % last_bulk(es))
+    d.both("UPDATE docs_now SET n = n + 1000 WHERE grp = 'g1';",
+           "UPDATE native SET n = n + 1000 WHERE grp = 'g1';",
+           "partial UPDATE, write_mode 'immediate'")
+    d.both("BEGIN; UPDATE docsrc SET n = n * 2, _source = _source || '{\"grp\": \"gx\"}' "
+           "WHERE _id IN ('r2', 'r5', 'r11', 'p1'); COMMIT;",
+           "UPDATE native SET n = n * 2, grp = 'gx' WHERE id IN ('r2', 'r5', 'r11', 'p1');",
+           "UPDATE of _source")
+    h = hits(es, "routed", "r5")
+    check(len(h) == 1 and h[0].get("_routing") == "u2",
+          "UPDATE of _source: r5 must stay one document routed by u2: %r" % h)
+    d.both("BEGIN; DELETE FROM docs WHERE grp = 'g1' AND n < 1010; COMMIT;",
+           "DELETE FROM native WHERE grp = 'g1' AND n < 1010;", "DELETE by a field query")
+    for doc_id, want in (("r3", "DELETE 1"), ("nosuch", "DELETE 0")):
+        r = pgtest.psql("DELETE FROM docs WHERE _id = '%s';" % doc_id, db=db)
+        check(r.rc == 0 and r.out.strip() == want,
+              "DELETE by _id %s: want %s; got rc=%s %r %s"
+              % (doc_id, want, r.rc, r.out, r.err.strip()[:400]))
+        s.value("DELETE FROM native WHERE id = '%s';" % doc_id)
+        d.same("DELETE by _id %s" % doc_id)
+    d.both("UPDATE docs SET n = n + 1 WHERE _id IN ('r6', 'p2') RETURNING _id, n;",
+           "UPDATE native SET n = n + 1 WHERE id IN ('r6', 'p2') RETURNING id, n;",
+           "UPDATE ... RETURNING")
+    d.both("DELETE FROM docs WHERE _id = 'r9' RETURNING *;",
+           "DELETE FROM native WHERE id = 'r9' RETURNING *;", "DELETE ... RETURNING *")
+    d.both("BEGIN; UPDATE docs SET n = n + 1 WHERE _id = 'r8'; "
+           "UPDATE docs SET n = n + 10 WHERE _id = 'r8'; COMMIT;",
+           "UPDATE native SET n = n + 11 WHERE id = 'r8';", "two UPDATEs in one transaction")
+    d.both("BEGIN; UPDATE docs SET n = n + 1 WHERE _id = 'r10'; "
+           "DELETE FROM docs WHERE _id = 'r10'; COMMIT;",
+           "DELETE FROM native WHERE id = 'r10';", "UPDATE then DELETE in one transaction")
+    d.both("BEGIN; INSERT INTO docs VALUES ('mine', 1, 'm'); "
+           "UPDATE docs SET n = n + 1 WHERE _id = 'mine'; COMMIT; "
+           "UPDATE docs SET n = n + 1 WHERE _id = 'mine';",
+           "INSERT INTO native VALUES ('mine', 3, 'm');", "INSERT then UPDATE (no routing)")
+    check('"routing"' not in last_bulk(es),
+          "a document pgpoly inserted is written with a routing: %s" % last_bulk(es))
+    s.close()
+
+    concurrency(db, es)
+    required(db, es)
+    duplicate_id(db, es)
+    pgtest.check_pg_log(mark)
+
+
+pgtest.main(test)
