@@ -36,6 +36,13 @@
  * write: the second write's condition is the version the first one's item
  * returned, so it goes in a later _bulk request (ElasticSendWrites).
  *
+ * The action of an UPDATE or DELETE carries the custom routing of the
+ * document its scan read ("routing" of the action metadata, docs-bulk.html;
+ * the hit's _routing, elastic_fdw.c), so that it reaches the shard the
+ * document is on; an INSERT has none (its _id routes it), and an index
+ * whose mapping requires one refuses it (routing_missing_exception: a hint
+ * names the mapping).
+ *
  * Every item of every bulk response is checked: the first failed one is an
  * ERROR naming the document id and the index, with Elasticsearch's error
  * type and reason in the detail (the type names vary across versions), so

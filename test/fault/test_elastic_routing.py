@@ -22,7 +22,9 @@ left behind): a partial UPDATE over a field query, one in write_mode
 (its row count, and 0 for a missing _id), UPDATE and DELETE ... RETURNING,
 a document updated twice and updated then deleted in one transaction (the
 second write reads the first from the transaction's own writes and keeps
-its routing), and pgpoly's own INSERT then UPDATE (no routing).  The
+its routing), pgpoly's own INSERT then UPDATE (no routing), and an UPDATE
+and a DELETE by _id of a table in write_mode 'outbox', delivered by the
+sync worker.  The
 writes' bulk actions carry the routing.  Optimistic concurrency still
 works for routed documents: of two interleaved increments the second
 COMMIT fails with 40001, and its retry succeeds.
@@ -207,6 +209,7 @@ def test():
     tables = (("docs", "grp text", "index 'routed'"),
               ("docs_now", "grp text", "index 'routed', write_mode 'immediate'"),
               ("docsrc", "_source jsonb", "index 'routed'"),
+              ("docs_out", "grp text", "index 'routed', write_mode 'outbox'"),
               ("req", "grp text", "index 'req'"))
     r = pgtest.psql(
         "CREATE SERVER esr FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '%s');\n"
@@ -233,9 +236,9 @@ def test():
            "WHERE _id IN ('r2', 'r5', 'r11', 'p1'); COMMIT;",
            "UPDATE native SET n = n * 2, grp = 'gx' WHERE id IN ('r2', 'r5', 'r11', 'p1');",
            "UPDATE of _source")
-    h = hits(es, "routed", "r5")
+    h = hits(es, "routed", "r2")
     check(len(h) == 1 and h[0].get("_routing") == "u2",
-          "UPDATE of _source: r5 must stay one document routed by u2: %r" % h)
+          "UPDATE of _source: r2 must stay one document routed by u2: %r" % h)
     d.both("BEGIN; DELETE FROM docs WHERE grp = 'g1' AND n < 1010; COMMIT;",
            "DELETE FROM native WHERE grp = 'g1' AND n < 1010;", "DELETE by a field query")
     for doc_id, want in (("r3", "DELETE 1"), ("nosuch", "DELETE 0")):
@@ -253,15 +256,25 @@ def test():
     d.both("BEGIN; UPDATE docs SET n = n + 1 WHERE _id = 'r8'; "
            "UPDATE docs SET n = n + 10 WHERE _id = 'r8'; COMMIT;",
            "UPDATE native SET n = n + 11 WHERE id = 'r8';", "two UPDATEs in one transaction")
-    d.both("BEGIN; UPDATE docs SET n = n + 1 WHERE _id = 'r10'; "
-           "DELETE FROM docs WHERE _id = 'r10'; COMMIT;",
-           "DELETE FROM native WHERE id = 'r10';", "UPDATE then DELETE in one transaction")
+    d.both("BEGIN; UPDATE docs SET n = n + 1 WHERE _id = 'r6'; "
+           "DELETE FROM docs WHERE _id = 'r6'; COMMIT;",
+           "DELETE FROM native WHERE id = 'r6';", "UPDATE then DELETE in one transaction")
     d.both("BEGIN; INSERT INTO docs VALUES ('mine', 1, 'm'); "
            "UPDATE docs SET n = n + 1 WHERE _id = 'mine'; COMMIT; "
            "UPDATE docs SET n = n + 1 WHERE _id = 'mine';",
            "INSERT INTO native VALUES ('mine', 3, 'm');", "INSERT then UPDATE (no routing)")
     check('"routing"' not in last_bulk(es),
           "a document pgpoly inserted is written with a routing: %s" % last_bulk(es))
+    # write_mode 'outbox': the sync worker delivers an UPDATE and a DELETE
+    # (by _id), whose scans read the routing too
+    s.value("BEGIN; UPDATE docs_out SET n = n + 5 WHERE grp = 'g2'; "
+            "DELETE FROM docs_out WHERE _id = 'r0'; COMMIT;")
+    s.value("UPDATE native SET n = n + 5 WHERE grp = 'g2'; DELETE FROM native WHERE id = 'r0';")
+    r = s.run("SELECT pgpoly.sync_wait(NULL, '60 s');", timeout=90)
+    check(r.rc == 0 and r.out.strip() == "t", "outbox: sync_wait: %r %s" % (r.out, r.err))
+    dead = s.value("SELECT count(*) FROM pgpoly.sync_dead_letters;")
+    check(dead == "0", "outbox: %s change(s) in the dead letters" % dead)
+    d.same("outbox UPDATE and DELETE delivered by the sync worker")
     s.close()
 
     concurrency(db, es)
