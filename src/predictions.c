@@ -38,6 +38,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -275,6 +276,10 @@ pgpoly_lock_partitions(PG_FUNCTION_ARGS)
 	int			n;
 	int32		missing = 0;
 
+	if (get_rel_relkind(parentid) != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("relation with OID %u is not a partitioned table", parentid)));
 	deconstruct_array(names, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	if (pg_class_aclcheck(parentid, GetUserId(), ACL_INSERT) == ACLCHECK_OK)
 		parent = table_open(parentid, RowExclusiveLock);
