@@ -6,11 +6,15 @@
 --	* pgpoly.predictions is range-partitioned on ts by calendar month (UTC), one
 --	  partition pgpoly.predictions_YYYY_MM per month (_YYYY_MM_bc for a month BC),
 --	  created when the first row of the month is logged (or ahead of time by
---	  create_prediction_partitions).  A
---	  creator takes SHARE UPDATE EXCLUSIVE on the parent, which serialises creators
---	  but not inserts or reads, re-checks under that lock (the lock also makes
---	  committed partitions visible), and attaches an empty table (ATTACH needs no
---	  ACCESS EXCLUSIVE lock).  Each partition gets its primary key (prediction_id,
+--	  create_prediction_partitions).  A creator takes SHARE UPDATE EXCLUSIVE on
+--	  the parent, which serialises creators but not inserts or reads, re-checks
+--	  under that lock (the lock also makes committed partitions visible), and
+--	  attaches an empty table (ATTACH needs no ACCESS EXCLUSIVE lock).  A writer
+--	  locks the partitions of its months before its INSERT (_lock_partitions):
+--	  a partition found by name can belong to a creator that has committed but
+--	  not yet sent its invalidations, which the writer's cached partition
+--	  descriptor needs (else: "no partition found for row"); the creator holds
+--	  the new partition until then.  Each partition gets its primary key (prediction_id,
 --	  from the parent's one identity sequence) and its indexes when it is created;
 --	  the parent has none, because pg_dump dumps the partitions (not extension
 --	  members) as tables with their indexes, which indexes of the extension's
@@ -144,6 +148,16 @@ $$;
 -- tables: without EXECUTE, a month needs its partition made ahead of time.
 REVOKE ALL ON FUNCTION pgpoly._prediction_partitions(timestamptz[]) FROM PUBLIC;
 
+-- Take the locks an INSERT into parent takes (if the caller may INSERT): ROW
+-- EXCLUSIVE on parent, then on its partitions named names; returns the position
+-- of the first name without a relation (NULL: none).  A partition found by
+-- name may come from a creator that has committed but not yet sent its
+-- invalidations; locking it waits for them (src/predictions.c).
+CREATE FUNCTION pgpoly._lock_partitions(parent regclass, names text[])
+RETURNS int
+AS 'MODULE_PATHNAME', 'pgpoly_lock_partitions'
+LANGUAGE C STRICT VOLATILE;
+
 CREATE FUNCTION pgpoly.create_prediction_partitions(since timestamptz DEFAULT now(),
 													until timestamptz DEFAULT now() + interval '3 months')
 RETURNS int
@@ -259,6 +273,7 @@ DECLARE
 	v_lo   timestamptz;
 	v_hi   timestamptz;
 	v_months timestamptz[];
+	v_names text[];			-- the names of the partitions of v_months
 BEGIN
 	-- rows bad on their own
 	SELECT min(u.i) INTO v_bad
@@ -284,14 +299,16 @@ BEGIN
 											 latencies[v_bad], request_ids[v_bad], tss[v_bad]);
 	END IF;
 
-	-- the partitions of the months of ts (usually one), checked by name here and
-	-- created (as the extension's owner) only when one is missing
+	-- the partitions of the months of ts (usually one), found by name and locked
+	-- for the INSERT (which so routes rows with every partition found, even one
+	-- whose creator has just committed: _lock_partitions), and created (as the
+	-- extension's owner) only when one is missing
 	SELECT min(t), max(t) INTO v_lo, v_hi FROM unnest(tss) AS t;
 	v_months := CASE WHEN date_trunc('month', v_lo, 'UTC') = date_trunc('month', v_hi, 'UTC')
 					 THEN ARRAY[date_trunc('month', v_lo, 'UTC')]
 					 ELSE ARRAY(SELECT DISTINCT date_trunc('month', t, 'UTC') FROM unnest(tss) AS t) END;
-	SELECT min(m) INTO v_missing FROM unnest(v_months) AS m
-	WHERE to_regclass('pgpoly.' || pgpoly._prediction_partition_name(m)) IS NULL;
+	v_names := ARRAY(SELECT pgpoly._prediction_partition_name(m) FROM unnest(v_months) AS m);
+	v_missing := v_months[pgpoly._lock_partitions('pgpoly.predictions', v_names)];
 	-- (a role that may not insert gets the INSERT's own error below)
 	IF v_missing IS NOT NULL AND has_table_privilege('pgpoly.predictions', 'INSERT') THEN
 		IF NOT has_function_privilege('pgpoly._prediction_partitions(timestamptz[])', 'EXECUTE') THEN
@@ -301,6 +318,7 @@ BEGIN
 					  HINT = 'Have an administrator create partitions ahead with pgpoly.create_prediction_partitions(), or grant that EXECUTE to the logging role.';
 		END IF;
 		PERFORM pgpoly._prediction_partitions(v_months);
+		PERFORM pgpoly._lock_partitions('pgpoly.predictions', v_names);
 	END IF;
 	WITH ins AS (
 		INSERT INTO pgpoly.predictions (model_name, version, entity, features, prediction,

@@ -43,6 +43,7 @@ struct VectorScan
 	PgpolyConnection *conn;
 	VectorScanSpec *spec;
 	VectorCollection *coll;		/* NULL: the collection does not exist yet */
+	List	   *pending;		/* the table's buffered writes, in order */
 	HTAB	   *overlay;		/* id -> latest buffered VectorWrite */
 	List	   *overlay_rows;	/* buffered rows still to return */
 	List	   *rows;			/* current batch of remote rows */
@@ -57,8 +58,8 @@ struct VectorScan
 
 typedef struct OverlayEntry
 {
-	char		id[NAMEDATALEN * 4];	/* hash key (truncated ids share) */
-	List	   *writes;			/* VectorWrite * with this key, in order */
+	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable): latest->row.id */
+	VectorWrite *latest;		/* the last buffered write of this id */
 } OverlayEntry;
 
 /* ----------------------------------------------------------------
@@ -149,31 +150,26 @@ row_matches(VectorRow *row, List *conds)
  */
 
 /*
- * Add buffered write w to *overlay, id -> the writes of that id in order
- * (created in the current memory context if NULL).
+ * Add buffered write w to *overlay (created in the current memory context
+ * if NULL): id -> the last buffered write of it.  The ids are anyone's (a
+ * SELECT copies them, the service lists them): a seeded key table
+ * (keyhash.c), so that ids chosen to collide cannot make the overlay
+ * quadratic.  The entry's key points at the id of the write it keeps, which
+ * the caller keeps as long as the overlay.
  */
 void
 VectorOverlayAdd(HTAB **overlay, VectorWrite *w)
 {
-	char		key[sizeof(((OverlayEntry *) 0)->id)];
+	PgpolyKeyRef ref = {w->row.id, strlen(w->row.id)};
 	OverlayEntry *e;
 	bool		found;
 
 	if (*overlay == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(((OverlayEntry *) 0)->id);
-		ctl.entrysize = sizeof(OverlayEntry);
-		ctl.hcxt = CurrentMemoryContext;
-		*overlay = hash_create("pgpoly vector overlay", 64, &ctl,
-							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	}
-	strlcpy(key, w->row.id, sizeof(key));
-	e = hash_search(*overlay, key, HASH_ENTER, &found);
-	if (!found)
-		e->writes = NIL;
-	e->writes = lappend(e->writes, w);
+		*overlay = PgpolyKeyTable("pgpoly vector overlay", sizeof(OverlayEntry),
+								  CurrentMemoryContext);
+	e = hash_search(*overlay, &ref, HASH_ENTER, &found);
+	e->id.key = w->row.id;		/* the same bytes, in the write kept */
+	e->latest = w;
 }
 
 /*
@@ -191,49 +187,35 @@ VectorOverlayBuild(List *pending)
 	return h;
 }
 
-/* The latest buffered write of id, or NULL. */
+/* The latest buffered write of id (a NUL-free string), or NULL. */
 VectorWrite *
 VectorOverlayLatest(HTAB *overlay, const char *id)
 {
-	char		key[sizeof(((OverlayEntry *) 0)->id)];
 	OverlayEntry *e;
-	ListCell   *lc;
-	VectorWrite *last = NULL;
 
 	if (overlay == NULL)
 		return NULL;
-	strlcpy(key, id, sizeof(key));
-	e = hash_search(overlay, key, HASH_FIND, NULL);
-	if (e == NULL)
-		return NULL;
-	foreach(lc, e->writes)
-		if (strcmp(((VectorWrite *) lfirst(lc))->row.id, id) == 0)
-			last = lfirst(lc);
-	return last;
+	e = PgpolyKeyTableFind(overlay, id, strlen(id));
+	return e ? e->latest : NULL;
 }
 
-/* The buffered rows that exist (latest write of each id is not a delete). */
+/*
+ * The buffered rows that exist (the latest write of each id is not a
+ * delete), in the order of their latest writes (pending: the writes the
+ * overlay was built from).
+ */
 static List *
-overlay_rows(HTAB *overlay)
+overlay_rows(HTAB *overlay, List *pending)
 {
-	HASH_SEQ_STATUS seq;
-	OverlayEntry *e;
 	List	   *rows = NIL;
+	ListCell   *lc;
 
-	if (overlay == NULL)
-		return NIL;
-	hash_seq_init(&seq, overlay);
-	while ((e = hash_seq_search(&seq)) != NULL)
+	foreach(lc, pending)
 	{
-		ListCell   *lc;
+		VectorWrite *w = ((PgpolyWrite *) lfirst(lc))->payload;
 
-		foreach(lc, e->writes)
-		{
-			VectorWrite *w = lfirst(lc);
-
-			if (VectorOverlayLatest(overlay, w->row.id) == w && w->kind != VW_DELETE)
-				rows = lappend(rows, &w->row);
-		}
+		if (w->kind != VW_DELETE && VectorOverlayLatest(overlay, w->row.id) == w)
+			rows = lappend(rows, &w->row);
 	}
 	return rows;
 }
@@ -386,7 +368,7 @@ local_knn(VectorScan *scan)
 	scan->ids_left = spec->ids;
 	while ((row = next_remote(scan)) != NULL)
 		cands = lappend(cands, row);
-	foreach(lc, overlay_rows(scan->overlay))
+	foreach(lc, overlay_rows(scan->overlay, scan->pending))
 	{
 		row = lfirst(lc);
 		if (wanted_id(spec, row->id) && row_matches(row, spec->conds))
@@ -443,13 +425,14 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 	scan->remote_done = spec->empty;
 	scan->ids_left = spec->ids;
 	scan->coll = VectorLookupCollection(conn, tbl, tbl->create);
+	scan->pending = pending;
 	scan->overlay = VectorOverlayBuild(pending);
 	if (spec->capped && spec->conds != NIL)
 		spec->include |= VINC_METADATA;
 	if (spec->query == NULL)
 	{
 		if (!spec->empty)
-			scan->overlay_rows = overlay_rows(scan->overlay);
+			scan->overlay_rows = overlay_rows(scan->overlay, pending);
 		return scan;
 	}
 	if (scan->coll && scan->coll->dimension > 0 && scan->coll->dimension != spec->dim)

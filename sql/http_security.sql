@@ -169,6 +169,14 @@ SELECT pg_temp.try('SELECT pgpoly._prediction_scan(''"a string"'')');
 SELECT * FROM pgpoly._prediction_scan('[]');
 SELECT * FROM pgpoly._prediction_scan('[{"model": {"a": [1]}, "version": null}, {"model": {"a": [1]}}, {"model": 1, "version": true}, [], 5]');
 SELECT * FROM pgpoly._prediction_scan('[{"model": "m", "version": 1}, {"version": 1, "model": "m", "ts": null}, {"model": "m", "version": "1"}, {"model": "m", "version": 1}]');
+-- the prediction log's partition locks
+SELECT pgpoly._lock_partitions(NULL, '{x}') IS NULL AS lock_null_parent,
+       pgpoly._lock_partitions('pgpoly.predictions', NULL) IS NULL AS lock_null_names,
+       pgpoly._lock_partitions('pgpoly.predictions', '{}') IS NULL AS lock_no_names,
+       pgpoly._lock_partitions('pgpoly.predictions', '[0:2]={NULL,no_such_relation,x}') AS lock_missing;
+SELECT pg_temp.try('SELECT pgpoly._lock_partitions(0, ''{x}'')');
+SELECT pg_temp.try('SELECT pgpoly._lock_partitions(''pg_class'', ''{pg_attribute}'')');
+SELECT pg_temp.try('SELECT pgpoly._lock_partitions(''pgpoly.predictions'', ''{registered_models}'')');
 -- the feature store's internal C functions
 SELECT pgpoly._fv_rel(NULL) IS NULL AS fv_rel,
        pgpoly._fv_require_privileges(NULL, 'SELECT') IS NULL AS fv_require,
@@ -213,7 +221,7 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
   AND p.proname NOT IN ('elastic_request', 'vector_search', 'get_online_features',
                         'disconnect', 'l2_distance', 'cosine_distance',
                         'negative_inner_product', '_redis_key_column', 'redis_key_slot',
-                        '_drift_numeric_bins', '_prediction_scan',
+                        '_drift_numeric_bins', '_prediction_scan', '_lock_partitions',
                         'redis_validator', 'elastic_validator', 'vector_validator',
                         '_fv_rel', '_fv_require_privileges', '_fv_may_write', '_fv_lock_entities',
                         '_fv_is_fresh', '_fv_serve', '_fv_describe',

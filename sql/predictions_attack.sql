@@ -172,6 +172,46 @@ SET timezone = 'UTC';
 DROP TABLE pgpoly.predictions_2077_02, pgpoly.predictions_2077_03;
 
 --
+-- A month whose table is not a partition (detached to archive it, say): the
+-- name is taken, so the partition cannot be created, and logging into that
+-- month names the table in the way (42809) instead of failing with "no
+-- partition of relation found for row"; nothing is logged.
+--
+SELECT pgpoly.create_prediction_partitions('2096-05-01 00:00:00+00', '2096-05-01 00:00:00+00') AS created;
+ALTER TABLE pgpoly.predictions DETACH PARTITION pgpoly.predictions_2096_05;
+SELECT atk_err($$SELECT pgpoly.log_prediction('atk_m', 1, NULL, '"x"', ts => '2096-05-05 00:00:00+00')$$) AS single;
+SELECT atk_err($$SELECT pgpoly.log_predictions('[{"model": "atk_m", "version": 1, "prediction": "x",
+                                                  "ts": "2096-05-05 00:00:00+00"}]')$$) AS batch;
+SELECT count(*) AS logged FROM pgpoly.predictions_2096_05;
+DROP TABLE pgpoly.predictions_2096_05;
+
+--
+-- _lock_partitions (the locks a writer takes before its INSERT, so that it
+-- sees a partition whose creator has just committed: test/fault/
+-- test_prediction_partitions.py) takes the INSERT's own locks: on the parent
+-- and its partitions only, and only for a role that may INSERT into it.
+--
+SELECT atk_err($$SELECT pgpoly._lock_partitions('pgpoly.predictions', '{registered_models}')$$) AS not_a_partition;
+SELECT pgpoly._prediction_partition_name(date_trunc('month', now(), 'UTC')) AS this_month \gset
+BEGIN;
+SELECT pgpoly._lock_partitions('pgpoly.predictions', ARRAY[:'this_month', 'predictions_2096_06', NULL]) AS first_missing;
+SELECT CASE WHEN c.relname = :'this_month' THEN 'this month''s partition' ELSE c.relname END AS locked, l.mode
+FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+WHERE l.pid = pg_backend_pid() AND c.relname LIKE 'predictions%' ORDER BY c.relname <> 'predictions', l.mode;
+ROLLBACK;
+CREATE ROLE regress_atk_reader NOLOGIN;
+GRANT USAGE ON SCHEMA pgpoly TO regress_atk_reader;
+SET ROLE regress_atk_reader;
+BEGIN;
+SELECT pgpoly._lock_partitions('pgpoly.predictions', ARRAY[:'this_month', 'predictions_2096_06']) AS first_missing;
+SELECT count(*) AS locks_taken FROM pg_locks l
+WHERE l.pid = pg_backend_pid() AND l.mode = 'RowExclusiveLock';
+ROLLBACK;
+RESET ROLE;
+DROP OWNED BY regress_atk_reader;
+DROP ROLE regress_atk_reader;
+
+--
 -- A request_id of any length is logged, labelled and joined: a request id of
 -- ~9.6 kB that does not compress failed log_prediction, log_predictions and
 -- log_label with "index row size ... exceeds btree version 4 maximum 2704",

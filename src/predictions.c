@@ -23,6 +23,11 @@
  *	- The first element that is not an object or has a key log_prediction
  *	  has no argument for is reported by position only; SQL names the
  *	  problem (type, key) from that element, as it always did.
+ *	- The INSERT that logs the rows never routes them with a partition
+ *	  descriptor older than the partitions found by name: before it, the
+ *	  partitions of the batch's months are locked (_lock_partitions), which
+ *	  waits for a creator that committed but has not yet sent its catalog
+ *	  invalidations, and reads them.
  *
  * src/predictions.c
  *
@@ -31,9 +36,20 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "partitioning/partdesc.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
 
 /* The keys of a log_predictions element: log_prediction's argument names. */
 static const char *const PredictionKeys[] = {
@@ -194,4 +210,95 @@ pgpoly_prediction_scan(PG_FUNCTION_ARGS)
 	}
 	values[2] = Int64GetDatum(JsonContainerSize(&rows->root));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/*
+ * The partition of parent named name (in parent's schema), locked ROW
+ * EXCLUSIVE like the INSERT that routes rows into it, and in the partition
+ * descriptor that INSERT will route with; InvalidOid if no relation has that
+ * name.  A relation of that name that is not a partition of parent is an
+ * ERROR: rows for its month would find no partition.
+ */
+static Oid
+lock_partition(Relation parent, const char *name)
+{
+	Oid			part = get_relname_relid(name, RelationGetNamespace(parent));
+	PartitionDesc pd;
+
+	if (!OidIsValid(part))
+		return InvalidOid;
+	if (get_rel_relispartition(part))
+	{
+		/*
+		 * Found in the catalog, whose snapshot sees a creator as soon as it
+		 * has committed; the cached partition descriptor of parent only
+		 * learns of it from the creator's invalidations, sent after that but
+		 * before the creator releases its locks.  Locking the partition waits
+		 * for them, and a new lock reads them.
+		 */
+		LockRelationOid(part, RowExclusiveLock);
+		pd = RelationGetPartitionDesc(parent, !IsolationUsesXactSnapshot());
+		for (int i = 0; i < pd->nparts; i++)
+		{
+			if (pd->oids[i] == part)
+				return part;
+		}
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+			 errmsg("relation \"%s.%s\" is not a partition of \"%s.%s\"",
+					get_namespace_name(RelationGetNamespace(parent)), name,
+					get_namespace_name(RelationGetNamespace(parent)),
+					RelationGetRelationName(parent)),
+			 errhint("Attach it again, or rename it so that the partition of its month can be created.")));
+	return InvalidOid;			/* keep the compiler quiet */
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_lock_partitions);
+
+/*
+ * pgpoly._lock_partitions(parent regclass, names text[]) RETURNS int: take
+ * the locks an INSERT into parent takes, ROW EXCLUSIVE on parent and then on
+ * the partitions named names that exist, before that INSERT; returns the
+ * position (1-based) of the first name that has no relation, NULL if none.
+ * A caller that may not INSERT into parent locks nothing (its INSERT raises
+ * the privilege error).  Locking parent first, as the INSERT does, keeps the
+ * partitions from being dropped meanwhile and the lock order of DROP.
+ */
+Datum
+pgpoly_lock_partitions(PG_FUNCTION_ARGS)
+{
+	Oid			parentid = PG_GETARG_OID(0);
+	ArrayType  *names = PG_GETARG_ARRAYTYPE_P(1);
+	Relation	parent = NULL;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int32		missing = 0;
+
+	if (get_rel_relkind(parentid) != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("relation with OID %u is not a partitioned table", parentid)));
+	deconstruct_array(names, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (pg_class_aclcheck(parentid, GetUserId(), ACL_INSERT) == ACLCHECK_OK)
+		parent = table_open(parentid, RowExclusiveLock);
+	for (int i = 0; i < n; i++)
+	{
+		char	   *name;
+		Oid			part;
+
+		if (nulls[i])
+			continue;
+		name = TextDatumGetCString(elems[i]);
+		part = parent ? lock_partition(parent, name) :
+			get_relname_relid(name, get_rel_namespace(parentid));
+		if (!OidIsValid(part) && missing == 0)
+			missing = i + 1;
+	}
+	if (parent)
+		table_close(parent, NoLock);	/* the locks are kept, as the INSERT's */
+	if (missing == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT32(missing);
 }
