@@ -84,6 +84,10 @@ def main():
               flush=True)
         if ok:
             passed += 1
+            # a case a passing test skipped is shown, with why
+            for line in out.splitlines():
+                if line.startswith("note:") and "skipped" in line:
+                    print("    " + line, flush=True)
         else:
             failed += 1
             print("----- output of %s -----" % name)
