@@ -247,8 +247,9 @@ extern ElasticScan *ElasticScanBegin(ElasticTable *tbl, PgpolyConnection *conn,
 									 List *pending, MemoryContext parent);
 extern bool ElasticScanNext(ElasticScan *scan, Datum *values, bool *nulls,
 							bool *from_overlay);
-extern const char *ElasticScanHit(ElasticScan *scan, const char **routing,
-								  int64 *seq_no, int64 *primary_term);
+extern const char *ElasticScanHit(ElasticScan *scan, const char **index,
+								  const char **routing, int64 *seq_no,
+								  int64 *primary_term);
 extern void ElasticScanEnd(ElasticScan *scan);
 extern int	ElasticScanRequests(ElasticScan *scan);
 extern const char *ElasticScanPaging(ElasticScan *scan);
@@ -274,6 +275,9 @@ typedef struct ElasticWrite
 {
 	ElasticWriteOp op;
 	char	   *id;
+	char	   *index;			/* concrete index of the document (its
+								 * hit's _index), or NULL: the table's
+								 * index option (an INSERT) */
 	char	   *routing;		/* custom routing of the document (its hit's
 								 * _routing), or NULL: the _id routes */
 	char	   *doc;			/* bulk source line, or NULL for delete */

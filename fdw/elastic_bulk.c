@@ -36,6 +36,12 @@
  * write: the second write's condition is the version the first one's item
  * returned, so it goes in a later _bulk request (ElasticSendWrites).
  *
+ * The action of an UPDATE or DELETE is addressed to the concrete index of
+ * the document its scan read (the hit's _index, elastic_fdw.c), not to the
+ * table's index option: through an alias it would go to the alias's write
+ * index (aliases.html), updating or deleting nothing of a document in
+ * another index, and through a list or a pattern it would fail.  An INSERT
+ * goes to the index option: a new document goes where the alias writes.
  * The action of an UPDATE or DELETE carries the custom routing of the
  * document its scan read ("routing" of the action metadata, docs-bulk.html;
  * the hit's _routing, elastic_fdw.c), so that it reaches the shard the
@@ -447,6 +453,16 @@ ElasticDeleteWrite(ElasticTable *tbl, const char *id)
 	return w;
 }
 
+/*
+ * The index the action of w is addressed to: the concrete index of the
+ * document an UPDATE or DELETE read, else the table's index option.
+ */
+static const char *
+write_index(ElasticWrite *w)
+{
+	return w->index ? w->index : w->tbl->index;
+}
+
 /* Append the NDJSON lines of one write. */
 static void
 append_action(StringInfo buf, ElasticWrite *w)
@@ -454,7 +470,7 @@ append_action(StringInfo buf, ElasticWrite *w)
 	static const char *const ops[] = {"index", "update", "delete", "create"};
 
 	appendStringInfo(buf, "{\"%s\":{\"_index\":", ops[w->op]);
-	escape_json(buf, w->tbl->index);
+	escape_json(buf, write_index(w));
 	appendStringInfoString(buf, ",\"_id\":");
 	escape_json(buf, w->id);
 	if (w->routing)
@@ -564,7 +580,7 @@ note_result(PgpolyConnection *conn, ElasticWrite *w, json_t *entry, int64 applie
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 					 errmsg("Elasticsearch server \"%s\" wrote document \"%s\" of index \"%s\" without giving its _seq_no and _primary_term",
-							conn->servername, w->id, w->tbl->index),
+							conn->servername, w->id, write_index(w)),
 					 errdetail("The transaction writes the document again, on the condition of the version this write gave it (if_seq_no, if_primary_term)."),
 					 errhint("Elasticsearch has no rollback: " INT64_FORMAT " action(s) of this COMMIT, up to this one's request, stay applied.",
 							 applied)));
@@ -584,7 +600,7 @@ raise_conflict(ElasticWrite *w, const char *detail, int64 applied)
 	ereport(ERROR,
 			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 			 errmsg("could not serialize the write of document \"%s\" of foreign table \"%s\" (index \"%s\")",
-					w->id, w->tbl->relname, w->tbl->index),
+					w->id, w->tbl->relname, write_index(w)),
 			 detail ? errdetail("Another client changed or deleted the document after this transaction's UPDATE or DELETE read it (if_seq_no/if_primary_term): %s", detail) :
 			 errdetail("The transaction's UPDATE or DELETE read the document from the transaction's own earlier write of it, which Elasticsearch did not apply as that write (another client's document, or a write without a version)."),
 			 errhint("The transaction can be retried. Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of this COMMIT stay applied, as may the other items of its _bulk request.",
@@ -665,7 +681,7 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 	ereport(ERROR,
 			(errcode(PgpolyHttpStatusErrcode(json_integer_value(status))),
 			 errmsg("Elasticsearch rejected document \"%s\" in index \"%s\"",
-					batch[first]->id, batch[first]->tbl->index),
+					batch[first]->id, write_index(batch[first])),
 			 err ? errdetail("%s: %s%s%s",
 							 member_excerpt(conn, json_object_get(err, "type"), "error"),
 							 member_excerpt(conn, json_object_get(err, "reason"), "no reason given"),
@@ -813,14 +829,15 @@ link_writes(List *writes, MemoryContext cxt)
 	foreach(lc, last ? writes : NIL)
 	{
 		ElasticWrite *w = lfirst(lc);
-		size_t		ilen = strlen(w->tbl->index);
+		const char *index = write_index(w);
+		size_t		ilen = strlen(index);
 		size_t		len = ilen + 1 + strlen(w->id);
 		char	   *key = palloc(len + 1);
 		bool		found;
 		LastWrite  *e;
 
 		/* index, NUL, id: no index name holds a NUL */
-		memcpy(key, w->tbl->index, ilen + 1);
+		memcpy(key, index, ilen + 1);
 		strcpy(key + ilen + 1, w->id);
 		e = PgpolyKeyTableEnter(last, cxt, key, len, &found);
 		pfree(key);

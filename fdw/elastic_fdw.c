@@ -18,18 +18,23 @@
  *
  * The scan of the target of an UPDATE or DELETE hands what it read of
  * each row, by _id, to the modification through its ResultRelInfo
- * (target_reads): the document's custom routing, which every hit of a
+ * (target_reads): the concrete index the document is in, which every hit
+ * carries as _index (the table's index option may be an alias, a comma
+ * list or a pattern: a write to an alias goes to its write index,
+ * aliases.html, whatever index the document is in, and a write to a list
+ * or a pattern fails), the document's custom routing, which every hit of a
  * document indexed with one carries as _routing (mapping-routing-field.html),
  * and, when the modification is transactional and its write depends on
  * what it reads (reads_for_write), the version the scan asked for
  * (_seq_no, _primary_term).  The bulk action then carries the routing
  * ("routing" of the action metadata, docs-bulk.html: without it a partial
  * update misses the document, a delete deletes nothing, a whole-document
- * "index" creates a second document with the same _id on another shard)
- * and is sent on the condition that the document still has that version
- * (elastic_bulk.c).  No request asks for more: plain SELECTs do not change.
- * A document id the scan reads with two routings names two documents the
- * write cannot tell apart: an ERROR.
+ * "index" creates a second document with the same _id on another shard),
+ * goes to the document's index, and is sent on the condition that the
+ * document still has that version (elastic_bulk.c).  No request asks for
+ * more: plain SELECTs do not change.  A document id the scan reads in two
+ * indices or with two routings names two documents the write, which gets
+ * the _id only, cannot tell apart: an ERROR.
  *
  * No network I/O happens at plan time except the mapping lookup for text
  * columns (elastic_conn.c) and use_remote_estimate.
@@ -179,6 +184,9 @@ typedef struct ElasticModifyState
 typedef struct ReadEntry
 {
 	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable) */
+	char	   *index;			/* its concrete index, or NULL: the
+								 * table's (a row of this transaction's
+								 * INSERT) */
 	char	   *routing;		/* its custom routing, or NULL */
 	int64		seq_no;			/* its version, or -1: see set_read */
 	int64		primary_term;
@@ -814,22 +822,31 @@ target_reads(ForeignScanState *node, ElasticScanState *st)
 	return ms->reads;
 }
 
-/* Whether two routings (NULL: none, the _id routes) are the same. */
+/* Whether two index names or routings (or NULLs) are the same. */
 static bool
-same_routing(const char *a, const char *b)
+same_name(const char *a, const char *b)
 {
 	return a == b || (a && b && strcmp(a, b) == 0);
 }
 
+/* A routing or NULL (none), for a message. */
+static const char *
+routing_text(const char *routing)
+{
+	return routing ? quote_literal_cstr(routing) : "(none)";
+}
+
 /*
- * Note what the scan read of the row just returned (its routing and
- * version) for the modification.  ERROR if the index gave the same _id
- * with another routing before: Elasticsearch keeps _id unique per shard
- * only, and a write by _id could not tell the two documents apart.
+ * Note what the scan read of the row just returned (its index, routing
+ * and version) for the modification.  ERROR if the scan gave the same _id
+ * in another index or with another routing before: Elasticsearch keeps
+ * _id unique per shard of an index only, and the write, which gets the
+ * _id of the row only, could not tell the two documents apart.
  */
 static void
 note_read(ElasticScanState *st)
 {
+	const char *index;
 	const char *routing;
 	int64		seq_no;
 	int64		primary_term;
@@ -839,21 +856,24 @@ note_read(ElasticScanState *st)
 
 	if (st->reads == NULL)
 		return;
-	id = ElasticScanHit(st->scan, &routing, &seq_no, &primary_term);
+	id = ElasticScanHit(st->scan, &index, &routing, &seq_no, &primary_term);
 	if (id == NULL)
 		return;
 	e = PgpolyKeyTableEnter(st->reads, st->reads_cxt, id, strlen(id), &found);
-	if (found && !same_routing(e->routing, routing))
+	if (found && (!same_name(e->index, index) || !same_name(e->routing, routing)))
 		ereport(ERROR,
 				(errcode(ERRCODE_CARDINALITY_VIOLATION),
 				 errmsg("index \"%s\" of foreign table \"%s\" holds more than one document with _id \"%s\"",
 						st->tbl->index, st->tbl->relname, id),
-				 errdetail("The documents have the routings %s and %s: Elasticsearch keeps _id unique per shard only.",
-						   e->routing ? quote_literal_cstr(e->routing) : "(none)",
-						   routing ? quote_literal_cstr(routing) : "(none)"),
-				 errhint("An UPDATE or DELETE writes a document by its _id and cannot tell them apart; write them through Elasticsearch with their routing.")));
+				 errdetail("One is in index \"%s\" with routing %s, another in index \"%s\" with routing %s: Elasticsearch keeps _id unique per shard of an index only.",
+						   e->index ? e->index : st->tbl->index, routing_text(e->routing),
+						   index ? index : st->tbl->index, routing_text(routing)),
+				 errhint("An UPDATE or DELETE writes a document by its _id and cannot tell them apart; write them through Elasticsearch with their index and routing.")));
 	if (!found)
+	{
+		e->index = index ? MemoryContextStrdup(st->reads_cxt, index) : NULL;
 		e->routing = routing ? MemoryContextStrdup(st->reads_cxt, routing) : NULL;
+	}
 	e->seq_no = seq_no;
 	e->primary_term = primary_term;
 }
@@ -1274,12 +1294,13 @@ junk_id(ElasticModifyState *ms, TupleTableSlot *planSlot)
 
 /*
  * Give w, the write of an UPDATE or DELETE (in the writer's memory), what
- * the target scan read of its document (ms->reads): its custom routing,
- * so that the action reaches the shard the document is on, and, when the
- * scan read versions, the condition that the document still has the
- * version the statement read.  A row the scan did not read from
- * Elasticsearch came from this transaction's own earlier write of the
- * document: its routing is that write's, and the condition that write's
+ * the target scan read of its document (ms->reads): its concrete index
+ * and custom routing, so that the action reaches the document (not the
+ * write index of an alias, nor the shard of its _id), and, when the scan
+ * read versions, the condition that the document still has the version
+ * the statement read.  A row the scan did not read from Elasticsearch
+ * came from this transaction's own earlier write of the document: its
+ * index and routing are that write's, and the condition that write's
  * result (seq_no -1, see ElasticSendWrites).
  */
 static void
@@ -1287,6 +1308,8 @@ set_read(ElasticModifyState *ms, ElasticWrite *w)
 {
 	ReadEntry  *e = ms->reads ? PgpolyKeyTableFind(ms->reads, w->id, strlen(w->id)) : NULL;
 
+	if (e && e->index)
+		w->index = pstrdup(e->index);
 	if (e && e->routing)
 		w->routing = pstrdup(e->routing);
 	if (!ms->versioned)

@@ -812,29 +812,60 @@ hit_routing(ElasticScan *scan, JsonbContainer *hit, int hitno, const char *id)
 }
 
 /*
+ * The concrete index hit (number hitno of the page) came from, its "_index"
+ * metadata field: the table's index option may name an alias, a comma
+ * list or a pattern, which a write cannot address as it addresses a
+ * document (aliases.html: a write to an alias goes to its write index,
+ * or fails).  Anything but a non-empty string is an ERROR naming the
+ * document.
+ */
+static char *
+hit_index(ElasticScan *scan, JsonbContainer *hit, int hitno, const char *id)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(hit, "_index", 6, NULL);
+
+	if (v == NULL || v->type != jbvString || v->val.string.len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+				 errmsg("Elasticsearch server \"%s\" sent document \"%s\" of index \"%s\" without a valid _index",
+						scan->conn->servername, id, scan->tbl->index),
+				 errdetail("A write of the document is sent to the concrete index its hit carries; _index is %s.",
+						   v == NULL ? "missing" : v->type == jbvString ?
+						   "empty" : "not a string")));
+	check_nul(scan, hitno, "_index", id);
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/*
  * What the scan read of the row ElasticScanNext returned last, for the
  * write of an UPDATE or DELETE of it: its document id (NULL after the
- * end), in *routing its custom routing (NULL: none), and in *seq_no and
+ * end), in *index the concrete index it is in (NULL: the table's index
+ * option), in *routing its custom routing (NULL: none), and in *seq_no and
  * *primary_term the version Elasticsearch sent with it when the scan
  * asks for versions (spec->seq_no; else *seq_no is -1).  A row of a pending
- * write has the routing of that write and *seq_no -1: the version is what
- * that write will return (see ElasticSendWrites).  The routing of a hit is
- * read here, only for the rows written.  Valid until the next
- * ElasticScanNext.
+ * write has the index and routing of that write and *seq_no -1: the
+ * version is what that write will return (see ElasticSendWrites).  The
+ * index and routing of a hit are read here, only for the rows written.
+ * Valid until the next ElasticScanNext.
  */
 const char *
-ElasticScanHit(ElasticScan *scan, const char **routing, int64 *seq_no,
-			   int64 *primary_term)
+ElasticScanHit(ElasticScan *scan, const char **index, const char **routing,
+			   int64 *seq_no, int64 *primary_term)
 {
+	*index = NULL;
 	*routing = NULL;
 	*seq_no = -1;
 	*primary_term = 0;
 	if (scan->row_write)
+	{
+		*index = scan->row_write->index;
 		*routing = scan->row_write->routing;
+	}
 	else if (scan->row_hit)
 	{
 		MemoryContext old = MemoryContextSwitchTo(scan->row_cxt);
 
+		*index = hit_index(scan, scan->row_hit, scan->row_hitno, scan->last_id);
 		*routing = hit_routing(scan, scan->row_hit, scan->row_hitno, scan->last_id);
 		MemoryContextSwitchTo(old);
 		*seq_no = scan->last_seq_no;

@@ -69,6 +69,19 @@ not Elasticsearch's Murmur3: which shard is which does not matter, only
 that a routing other than the _id may name another shard.
   GET|POST /<index>/_mget         docs-multi-get.html ({"ids": [...]}; a
                                   missing index is a per-document error)
+  POST /_aliases, PUT /<index>/_alias/<name>
+                                  indices-aliases.html, indices-add-alias.html
+                                  ("add" actions with is_write_index)
+Aliases (aliases.html): a name standing for one or more indices.  A search,
+count, mapping or PIT of an alias reads its indices, and every hit carries
+the concrete "_index" it came from.  A write (bulk action) addressed to an
+alias goes to its write index: the index added with "is_write_index": true,
+or its only index unless that one has is_write_index false; an alias of
+several indices without one is 400 illegal_argument_exception "no write
+index is defined for alias [...]".  A write addressed to a wildcard pattern
+or a comma list is 400 invalid_index_name_exception (index names "cannot
+include ... *, ..., ,", indices-create-index.html).  Wildcards here expand
+over index names only.
 Error bodies follow common-options.html / the REST error format:
   {"error": {"root_cause": [...], "type": ..., "reason": ...}, "status": N}
 
@@ -770,6 +783,7 @@ class State:
         self.requests = 0
         self.counts = {}
         self.log = []
+        self.aliases = {}  # alias -> {index name: is_write_index or None}
 
     def resolve(self, expr, allow_missing=False):
         """Indices named by a comma-separated list with wildcards."""
@@ -784,6 +798,9 @@ class State:
                                 + "$")
                 out += sorted(n for n in self.indices if rx.match(n))
                 continue
+            if part in self.aliases:
+                out += sorted(self.aliases[part])
+                continue
             if part not in self.indices:
                 if allow_missing:
                     continue
@@ -791,6 +808,52 @@ class State:
             out.append(part)
         seen = set()
         return [self.indices[n] for n in out if not (n in seen or seen.add(n))]
+
+    def write_index(self, name):
+        """The concrete index a write addressed to name goes to (aliases.html,
+        "Write index"): name itself, or the write index of the alias name."""
+        if "*" in name or "," in name:
+            raise EsError(400, "invalid_index_name_exception",
+                          "Invalid index name [%s], must not contain the "
+                          "following characters [ , \", *, \\, <, |, ,, >, "
+                          "/, ?]" % name, index=name)
+        members = self.aliases.get(name)
+        if members is None:
+            return name
+        writers = [n for n, w in members.items() if w]
+        if not writers and len(members) == 1 and \
+                list(members.values())[0] is None:
+            writers = list(members)
+        if len(writers) != 1:
+            raise bad_request(
+                "no write index is defined for alias [%s]. The write index "
+                "may be explicitly disabled using is_write_index=false or "
+                "the alias points to multiple indices without one being "
+                "designated as a write index" % name)
+        return writers[0]
+
+    def add_alias(self, index_expr, alias, is_write_index):
+        """Add the indices index_expr names to alias; one write index at
+        most (indices-aliases.html, "is_write_index")."""
+        if alias in self.indices:
+            raise bad_request("an index or data stream exists with the same "
+                              "name as the alias [%s]" % alias,
+                              "invalid_alias_name_exception")
+        members = self.aliases.setdefault(alias, {})
+        for idx in self.resolve(index_expr):
+            if is_write_index:
+                for n in members:
+                    members[n] = False if members[n] else members[n]
+            members[idx.name] = is_write_index
+
+
+def update_aliases(body):
+    for action in (body or {}).get("actions", []):
+        (op, a), = action.items()
+        if op != "add":
+            raise bad_request("unsupported alias action [%s]" % op)
+        STATE.add_alias(a["index"], a["alias"], a.get("is_write_index"))
+    return 200, {"acknowledged": True}
 
 
 STATE = None
@@ -838,6 +901,8 @@ def create_index(name, body):
 def delete_index(expr):
     for idx in STATE.resolve(expr):
         del STATE.indices[idx.name]
+        for members in STATE.aliases.values():
+            members.pop(idx.name, None)
     return 200, {"acknowledged": True}
 
 
@@ -1284,6 +1349,10 @@ def action_routing(idx, doc_id, meta):
 
 def bulk_item(op, iname, doc_id, src, meta):
     """Apply one bulk action; the item of the response."""
+    try:
+        iname = STATE.write_index(iname)
+    except EsError as e:
+        return item_error(iname, doc_id, e)
     idx = STATE.indices.get(iname)
     if idx is None:
         if op == "delete" or op == "update":
@@ -1570,6 +1639,13 @@ class Handler(BaseHTTPRequestHandler):
             return get_mapping(parts[0])
         elif parts == ["_mapping"] and method == "GET":
             return get_mapping("_all")
+        elif parts == ["_aliases"] and method == "POST":
+            return update_aliases(body)
+        elif len(parts) == 3 and parts[1] in ("_alias", "_aliases") and \
+                method in ("PUT", "POST"):
+            STATE.add_alias(parts[0], parts[2],
+                            (body or {}).get("is_write_index"))
+            return 200, {"acknowledged": True}
         elif len(parts) == 1 and not parts[0].startswith("_"):
             if method == "PUT":
                 return create_index(parts[0], body)

@@ -81,3 +81,85 @@ class Standin:
     def stop(self):
         self.proc.kill()
         self.proc.wait()
+
+
+def bulk(es, index, *lines):
+    """Send lines (action and source objects) as one _bulk request to
+    index; raise if an item failed."""
+    body = "".join(json.dumps(x) + "\n" for x in lines).encode()
+    r = es.request("POST", "/%s/_bulk" % index, body, ndjson=True)
+    if r.get("errors"):
+        raise RuntimeError("bulk failed: %s" % r)
+    return r
+
+
+def hits(es, index, doc_id):
+    """The hits of an ids query for doc_id in index (every shard, and
+    every index of an alias, is searched)."""
+    r = es.request("POST", "/%s/_search" % index,
+                   {"query": {"ids": {"values": [doc_id]}}})
+    return r["hits"]["hits"]
+
+
+def last_bulk(es):
+    """The body (first 300 bytes) of the last _bulk request pgpoly sent."""
+    for r in reversed(es.stats()["last_requests"]):
+        if "_bulk" in r["path"]:
+            return r["body"]
+    return ""
+
+
+def create_tables(db, es, server, tables, native, rows):
+    """Create server for es, the foreign tables (name, last column,
+    options) with columns _id text, n int and that last one, and the
+    native table (its column list) holding rows; the psql Result."""
+    return pgtest.psql(
+        "CREATE SERVER %s FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '%s');\n"
+        % (server, es.url) +
+        "".join("CREATE FOREIGN TABLE %s (_id text, n int, %s) SERVER %s OPTIONS (%s);\n"
+                % (name, col, server, opts) for name, col, opts in tables) +
+        "CREATE TABLE native (%s);\n" % native +
+        "INSERT INTO native VALUES %s;" % ", ".join(
+            "(%s)" % ", ".join("'%s'" % v for v in row) for row in rows),
+        db=db)
+
+
+class Diff:
+    """A foreign table docs (_id, n, grp) and its native copy native (id,
+    n, grp), compared after each step; check_docs(what) checks the
+    documents in the store too."""
+
+    def __init__(self, sess, es):
+        self.s, self.es = sess, es
+
+    def both(self, sql_foreign, sql_native, what):
+        """Run a statement on both; their outputs (RETURNING) must match."""
+        check = pgtest.check
+        a = self.s.run(sql_foreign)
+        b = self.s.run(sql_native)
+        check(a.rc == 0 and b.rc == 0,
+              "%s: rc %s / %s: %s %s" % (what, a.rc, b.rc, a.err.strip()[:600],
+                                         b.err.strip()[:300]))
+        check(sorted(a.out.split()) == sorted(b.out.split()),
+              "%s: foreign returned %r, native %r" % (what, a.out, b.out))
+        self.same(what)
+
+    def same(self, what):
+        f = self.s.value("SELECT _id, n, grp FROM docs ORDER BY 1, 2, 3;")
+        n = self.s.value("SELECT id, n, grp FROM native ORDER BY 1, 2, 3;")
+        pgtest.check(f == n, "%s: the index and its native copy differ:\nforeign:\n%s\n"
+                     "native:\n%s" % (what, f, n))
+        self.check_docs(what)
+
+    def delete_by_id(self, db, doc_id, want):
+        """DELETE doc_id in its own transaction: the command tag must be
+        want; then delete it from the native copy and compare."""
+        r = pgtest.psql("DELETE FROM docs WHERE _id = '%s';" % doc_id, db=db)
+        pgtest.check(r.rc == 0 and r.out.strip() == want,
+                     "DELETE by _id %s: want %s; got rc=%s %r %s"
+                     % (doc_id, want, r.rc, r.out, r.err.strip()[:400]))
+        self.s.value("DELETE FROM native WHERE id = '%s';" % doc_id)
+        self.same("DELETE by _id %s" % doc_id)
+
+    def check_docs(self, what):
+        pass

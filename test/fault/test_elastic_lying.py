@@ -33,7 +33,11 @@ _bulk request with HTTP 200 and a body chosen by the test:
   * routing: the hit an UPDATE's scan reads carries a _routing that is no
     string (a number, null): HV004 naming the document (its write could
     not reach the document's shard); a string one is sent with the write
-    ("routing" of its bulk action).
+    ("routing" of its bulk action);
+  * index: the hit an UPDATE's scan reads carries an _index that is no
+    index name (a number, null, "", an array): HV004 naming the document
+    (its write is addressed to that index); a string one is the _index of
+    the write's bulk action.
 
 Each failing COMMIT is an ERROR naming the server (and, for a failed item,
 the document), and the native row written in the same transaction is
@@ -245,21 +249,24 @@ def test():
     liar.hit_version = {"_seq_no": 4, "_primary_term": 1}
     r = s.run("BEGIN; UPDATE w SET n = n + 1; COMMIT;")
     check(r.rc == 0, "hit with a valid version: COMMIT failed: %s" % r.err.strip()[:400])
-    # A routing that is no string: HV004 naming the document; a string one
-    # goes with the write.
-    for routing in (7, None, ["a"]):
-        liar.hit_version = {"_seq_no": 4, "_primary_term": 1, "_routing": routing}
-        r = s.run("BEGIN; UPDATE w SET n = n + 1; COMMIT;")
-        check(r.rc == 1 and r.sqlstate == "HV004" and '"zz"' in r.err and
-              "_routing" in r.err,
-              "hit _routing %r: want HV004 naming zz and _routing; got rc=%s %s %s"
-              % (routing, r.rc, r.sqlstate, r.err.strip()[:400]))
-        s.run("ROLLBACK;")
-    liar.hit_version = {"_seq_no": 4, "_primary_term": 1, "_routing": "r1"}
+    # A routing that is no string, an _index that is no index name: HV004
+    # naming the document and the member; string ones go with the write
+    # (its "routing", and its "_index" whatever the table's index option).
+    for key, values in (("_routing", (7, None, ["a"])), ("_index", (7, None, "", ["a"]))):
+        for v in values:
+            liar.hit_version = {"_seq_no": 4, "_primary_term": 1, key: v}
+            r = s.run("BEGIN; UPDATE w SET n = n + 1; COMMIT;")
+            check(r.rc == 1 and r.sqlstate == "HV004" and '"zz"' in r.err and key in r.err,
+                  "hit %s %r: want HV004 naming zz and %s; got rc=%s %s %s"
+                  % (key, v, key, r.rc, r.sqlstate, r.err.strip()[:400]))
+            s.run("ROLLBACK;")
+    liar.hit_version = {"_seq_no": 4, "_primary_term": 1, "_routing": "r1",
+                        "_index": "lies-000002"}
     r = s.run("DELETE FROM w WHERE _id = 'zz';")
-    check(r.rc == 0 and b'"routing":"r1"' in liar.last_bulk,
-          "hit routed by r1: the delete must carry it: rc=%s %s, bulk %r"
-          % (r.rc, r.err.strip()[:400], liar.last_bulk))
+    check(r.rc == 0 and b'"routing":"r1"' in liar.last_bulk and
+          b'"_index":"lies-000002"' in liar.last_bulk,
+          "hit of index lies-000002 routed by r1: the delete must be addressed to it and "
+          "carry the routing: rc=%s %s, bulk %r" % (r.rc, r.err.strip()[:400], liar.last_bulk))
     liar.hit_version = {"_seq_no": 4, "_primary_term": 1}
     liar.mode = "nohits"
     r = s.run("BEGIN; INSERT INTO w VALUES ('v1', 1); UPDATE w SET n = n + 1 "

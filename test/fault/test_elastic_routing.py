@@ -42,21 +42,7 @@ import es_helper
 import pgtest
 
 check = pgtest.check
-
-
-def bulk(es, index, *lines):
-    body = "".join(json.dumps(x) + "\n" for x in lines).encode()
-    r = es.request("POST", "/%s/_bulk" % index, body, ndjson=True)
-    if r.get("errors"):
-        raise RuntimeError("bulk failed: %s" % r)
-    return r
-
-
-def hits(es, index, doc_id):
-    """The hits of an ids query for doc_id (every shard is searched)."""
-    r = es.request("POST", "/%s/_search" % index,
-                   {"query": {"ids": {"values": [doc_id]}}})
-    return r["hits"]["hits"]
+bulk, hits, last_bulk = es_helper.bulk, es_helper.hits, es_helper.last_bulk
 
 
 def load(es, index, mappings=None, n=12):
@@ -92,42 +78,15 @@ def misrouted(es, index, n=12):
     return out
 
 
-class Diff:
-    """The foreign table and its native copy, compared after each step."""
+class Diff(es_helper.Diff):
+    """Each document of the native copy is one document of the index."""
 
-    def __init__(self, sess, es):
-        self.s, self.es = sess, es
-
-    def both(self, sql_foreign, sql_native, what):
-        """Run a statement on both; their outputs (RETURNING) must match."""
-        a = self.s.run(sql_foreign)
-        b = self.s.run(sql_native)
-        check(a.rc == 0 and b.rc == 0,
-              "%s: rc %s / %s: %s %s" % (what, a.rc, b.rc, a.err.strip()[:600],
-                                         b.err.strip()[:300]))
-        check(sorted(a.out.split()) == sorted(b.out.split()),
-              "%s: foreign returned %r, native %r" % (what, a.out, b.out))
-        self.same(what)
-
-    def same(self, what):
-        f = self.s.value("SELECT _id, n, grp FROM docs ORDER BY 1, 2, 3;")
-        n = self.s.value("SELECT id, n, grp FROM native ORDER BY 1, 2, 3;")
-        check(f == n, "%s: the index and its native copy differ:\nforeign:\n%s\nnative:\n%s"
-              % (what, f, n))
-        for doc_id in n.split("\n"):
-            doc_id = doc_id.split("|")[0]
+    def check_docs(self, what):
+        for doc_id in self.s.value("SELECT id FROM native;").split("\n"):
             if doc_id:
                 got = len(hits(self.es, "routed", doc_id))
                 check(got == 1, "%s: _id %s is %d documents in the index"
                       % (what, doc_id, got))
-
-
-def last_bulk(es):
-    """The body (first 300 bytes) of the last _bulk request pgpoly sent."""
-    for r in reversed(es.stats()["last_requests"]):
-        if "_bulk" in r["path"]:
-            return r["body"]
-    return ""
 
 
 def concurrency(db, es):
@@ -211,14 +170,8 @@ def test():
               ("docsrc", "_source jsonb", "index 'routed'"),
               ("docs_out", "grp text", "index 'routed', write_mode 'outbox'"),
               ("req", "grp text", "index 'req'"))
-    r = pgtest.psql(
-        "CREATE SERVER esr FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '%s');\n"
-        % es.url +
-        "".join("CREATE FOREIGN TABLE %s (_id text, n int, %s) SERVER esr OPTIONS (%s);\n"
-                % t for t in tables) +
-        "CREATE TABLE native (id text PRIMARY KEY, n int, grp text);\n"
-        "INSERT INTO native VALUES %s;" % ", ".join("('%s', %d, '%s')" % row for row in rows),
-        db=db)
+    r = es_helper.create_tables(db, es, "esr", tables, "id text PRIMARY KEY, n int, grp text",
+                                rows)
     if not check(r.rc == 0, "setup failed: %s" % r.err):
         return
     s = pgtest.Session(db)
@@ -241,13 +194,8 @@ def test():
           "UPDATE of _source: r2 must stay one document routed by u2: %r" % h)
     d.both("BEGIN; DELETE FROM docs WHERE grp = 'g1' AND n < 1010; COMMIT;",
            "DELETE FROM native WHERE grp = 'g1' AND n < 1010;", "DELETE by a field query")
-    for doc_id, want in (("r3", "DELETE 1"), ("nosuch", "DELETE 0")):
-        r = pgtest.psql("DELETE FROM docs WHERE _id = '%s';" % doc_id, db=db)
-        check(r.rc == 0 and r.out.strip() == want,
-              "DELETE by _id %s: want %s; got rc=%s %r %s"
-              % (doc_id, want, r.rc, r.out, r.err.strip()[:400]))
-        s.value("DELETE FROM native WHERE id = '%s';" % doc_id)
-        d.same("DELETE by _id %s" % doc_id)
+    d.delete_by_id(db, "r3", "DELETE 1")
+    d.delete_by_id(db, "nosuch", "DELETE 0")
     d.both("UPDATE docs SET n = n + 1 WHERE _id IN ('r6', 'p2') RETURNING _id, n;",
            "UPDATE native SET n = n + 1 WHERE id IN ('r6', 'p2') RETURNING id, n;",
            "UPDATE ... RETURNING")
