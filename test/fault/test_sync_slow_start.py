@@ -64,6 +64,11 @@ def test():
         # The INSERT's COMMIT starts a worker; sync_wait kicks it each second.
         w = writer.run("INSERT INTO slow VALUES ('a', '1');")
         pgtest.check(w.rc == 0, "INSERT failed: %s" % w.err)
+        # The first worker is starting (seconds under valgrind) ...
+        pgtest.check(pgtest.wait_for(lambda: len(starting_workers(obs, dboid)) >= 1,
+                                     timeout=30, what="a sync worker to start"),
+                     "no sync worker is starting")
+        # ... and sync_wait's kicks start no other.
         w = writer.run("SELECT pgpoly.sync_wait('public.slow', '%d s');" % WAIT_S,
                        timeout=WAIT_S + 30)
         pgtest.check(w.rc == 0 and w.out.strip() == "f",
