@@ -64,17 +64,23 @@ def test():
         # The INSERT's COMMIT starts a worker; sync_wait kicks it each second.
         w = writer.run("INSERT INTO slow VALUES ('a', '1');")
         pgtest.check(w.rc == 0, "INSERT failed: %s" % w.err)
-        # The first worker is starting (seconds under valgrind) ...
-        pgtest.check(pgtest.wait_for(lambda: len(starting_workers(obs, dboid)) >= 1,
-                                     timeout=30, what="a sync worker to start"),
-                     "no sync worker is starting")
+        # Under a wrapper (valgrind) /proc shows the wrapper's command line,
+        # not the process title: the starting workers cannot be told apart.
+        titles = not os.environ.get("PGPOLY_PG_WRAPPER")
+        if not titles:
+            print("note: count of starting workers skipped: process titles are "
+                  "hidden under PGPOLY_PG_WRAPPER")
+        # The first worker is starting ...
+        pgtest.check(not titles or pgtest.wait_for(
+            lambda: len(starting_workers(obs, dboid)) >= 1,
+            timeout=30, what="a sync worker to start"), "no sync worker is starting")
         # ... and sync_wait's kicks start no other.
         w = writer.run("SELECT pgpoly.sync_wait('public.slow', '%d s');" % WAIT_S,
                        timeout=WAIT_S + 30)
         pgtest.check(w.rc == 0 and w.out.strip() == "f",
                      "sync_wait should time out while the worker cannot start: %s %s"
                      % (w.out, w.err))
-        n = len(starting_workers(obs, dboid))
+        n = len(starting_workers(obs, dboid)) if titles else 1
         pgtest.check(n == 1, "%d sync workers are starting after %d s of sync_wait "
                      "(one should)" % (n, WAIT_S))
         holder.run("COMMIT;")
