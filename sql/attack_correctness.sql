@@ -67,7 +67,7 @@ INSERT INTO ac_e SELECT * FROM ac_e_native;
 CREATE TABLE ac_e_queries (name text, q text);
 INSERT INTO ac_e_queries VALUES
   ('timestamp > timestamptz', 'SELECT _id FROM %s WHERE ts > ''2024-03-10 02:30:00-05''::timestamptz'),
-  ('timestamp <= timestamptz', 'SELECT _id FROM %s WHERE ts <= now() - (now() - ''2024-03-10 05:00+00'')'),
+  ('timestamp <= timestamptz', 'SELECT _id FROM %s WHERE ts <= ''2024-03-10 05:00+00''::timestamptz + (now() - now())'),
   ('timestamp = ANY(timestamptz[])', 'SELECT _id FROM %s WHERE ts = ANY (ARRAY(SELECT ts::timestamptz FROM ac_e_native WHERE _id < ''3''))'),
   ('timestamptz < timestamp', 'SELECT _id FROM %s WHERE tz < ''2024-03-10 01:30''::timestamp'),
   ('timestamptz >= timestamp', 'SELECT _id FROM %s WHERE tz >= ''2024-03-10 03:30''::timestamp'),
