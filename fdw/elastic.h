@@ -54,6 +54,7 @@ typedef enum ElasticColRole
 	ECOL_SCORE,					/* _score */
 	ECOL_QUERY,					/* _query: full-text query, not stored */
 	ECOL_SOURCE,				/* _source: the whole document */
+	ECOL_ROUTING,				/* _routing: custom routing, or NULL */
 	ECOL_FIELD					/* a document field */
 } ElasticColRole;
 
@@ -91,6 +92,7 @@ typedef struct ElasticTable
 	AttrNumber	score_att;
 	AttrNumber	query_att;
 	AttrNumber	source_att;
+	AttrNumber	routing_att;
 	ForeignServer *server;
 	UserMapping *user;			/* may be NULL */
 } ElasticTable;
@@ -308,7 +310,7 @@ extern ElasticWrite *ElasticUpdateWrite(ElasticTable *tbl, const char *id,
 extern ElasticWrite *ElasticDeleteWrite(ElasticTable *tbl, const char *id);
 extern void ElasticSendWrites(PgpolyConnection *conn, List *writes);
 extern void ElasticIdsExist(PgpolyConnection *conn, ElasticTable *tbl,
-							char **ids, int n, bool *exists);
+							char **ids, char **routings, int n, bool *exists);
 
 /* elastic_scan.c: buffered writes by document id (read-your-writes) */
 extern struct HTAB *ElasticOverlayCreate(MemoryContext cxt);

@@ -12,11 +12,14 @@
  *
  * INSERT ... ON CONFLICT DO NOTHING becomes a "create" action, which
  * Elasticsearch refuses (409, version_conflict_engine_exception) for an id
- * that exists: such items are the rows skipped, never an ERROR.  Sent at
- * once (write_mode 'immediate') they tell which rows were inserted; in
- * write_mode 'transactional' that was decided when the statement ran
- * (ElasticIdsExist, _mget, plus the buffered writes) and a 409 at COMMIT,
- * a document someone created meanwhile, is skipped as well.
+ * that exists on the shard it lands on: such items are the rows skipped,
+ * never an ERROR.  An _id is unique per shard of one index only, so the
+ * rows are first looked up everywhere the table reads (ElasticIdsExist:
+ * an ids search and a real-time multi-get), and in write_mode
+ * 'transactional' through the buffered writes: the rows found are
+ * skipped.  Sent at once (write_mode 'immediate') the 409s tell which
+ * other rows were skipped; at COMMIT a 409, a document someone created
+ * meanwhile, is skipped as well.
  *
  * An INSERT without _id gets a random 20-character URL-safe id (the shape
  * of Elasticsearch's own auto ids) when the row is inserted, not when it is
@@ -45,9 +48,10 @@
  * The action of an UPDATE or DELETE carries the custom routing of the
  * document its scan read ("routing" of the action metadata, docs-bulk.html;
  * the hit's _routing, elastic_fdw.c), so that it reaches the shard the
- * document is on; an INSERT has none (its _id routes it), and an index
- * whose mapping requires one refuses it (routing_missing_exception: a hint
- * names the mapping).
+ * document is on; an INSERT carries the row's _routing column, if the
+ * table has one and it is not NULL (else its _id routes it, and an index
+ * whose mapping requires a routing refuses it: routing_missing_exception,
+ * a hint names the mapping and the column).
  *
  * Every item of every bulk response is checked: the first failed one is an
  * ERROR naming the document id and the index, with Elasticsearch's error
@@ -401,6 +405,8 @@ ElasticInsertWrite(ElasticTable *tbl, Datum *values, bool *nulls,
 				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 				 errmsg("document id must be 1 to 512 bytes long"),
 				 errdetail("Elasticsearch limits _id to 512 bytes.")));
+	if (tbl->routing_att && !nulls[tbl->routing_att - 1])
+		w->routing = TextDatumGetCString(values[tbl->routing_att - 1]);
 	w->doc = document_json(tbl, values, nulls, NULL, false, true);
 	if (tbl->source_att && !nulls[tbl->source_att - 1] && w->doc[0] != '{')
 		ereport(ERROR,
@@ -426,6 +432,13 @@ ElasticUpdateWrite(ElasticTable *tbl, const char *id, Datum *values,
 				 errmsg("cannot change the _id of a document in foreign table \"%s\"",
 						tbl->relname),
 				 errhint("DELETE the document and INSERT it with the new _id.")));
+	if (tbl->routing_att && bms_is_member(tbl->routing_att, updated))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot change the _routing of a document in foreign table \"%s\"",
+						tbl->relname),
+				 errdetail("The routing names the shard a document is on; Elasticsearch cannot move a document."),
+				 errhint("DELETE the document and INSERT it with the new _routing.")));
 	w->tbl = tbl;
 	w->id = pstrdup(id);
 	w->row = document_json(tbl, values, nulls, NULL, true, true);
@@ -696,36 +709,168 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 											 failed - 1) : ".",
 					   others.data),
 			 routing_missing(err) ?
-			 errhint("The index mapping requires a custom routing value (\"_routing\": {\"required\": true}): pgpoly sends one only with an UPDATE or DELETE of a document it read with one, never with an INSERT; index such documents through Elasticsearch. Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of this write stay applied, as may the other items of its batch.",
+			 errhint("The index mapping requires a custom routing value (\"_routing\": {\"required\": true}): an INSERT gives it in a column named _routing (ALTER FOREIGN TABLE ... ADD COLUMN _routing text); an UPDATE or DELETE sends the routing of the document it read. Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of this write stay applied, as may the other items of its batch.",
 					 sent_before + (int64) first) :
 			 errhint("Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of this write stay applied, as may the other items of its batch.",
 					 sent_before + (int64) first)));
 }
 
+/* An entry of ids_searched's map: an id and its positions in the list. */
+typedef struct IdPos
+{
+	PgpolyKeyRef key;			/* hash key (PgpolyKeyTable) */
+	int			pos;			/* last position; prev[pos] the one before */
+} IdPos;
+
 /*
- * Whether each of the n document ids exists in tbl's index now, in one
- * _mget request (real time: a document indexed a moment ago is found
- * before any refresh).  A missing index has no documents.
+ * The body of an ids search of the distinct ids (of n) not yet marked in
+ * exists (map: the last position of each id).
  */
-void
-ElasticIdsExist(PgpolyConnection *conn, ElasticTable *tbl, char **ids, int n,
-				bool *exists)
+static char *
+ids_search_body(HTAB *map, char **ids, int n, bool *exists)
+{
+	StringInfoData body;
+	bool		first = true;
+
+	initStringInfo(&body);
+	appendStringInfo(&body, "{\"size\":%d,\"_source\":false,\"query\":{\"ids\":{\"values\":[",
+					 ELASTIC_MAX_RESULT_WINDOW);
+	for (int i = 0; i < n; i++)
+	{
+		IdPos	   *e = PgpolyKeyTableFind(map, ids[i], strlen(ids[i]));
+
+		if (exists[i] || e->pos != i)
+			continue;
+		if (!first)
+			appendStringInfoChar(&body, ',');
+		escape_json(&body, ids[i]);
+		first = false;
+	}
+	appendStringInfoString(&body, "]}}}");
+	return body.data;
+}
+
+/*
+ * Mark in exists the ids (n of them, *left not yet marked) that a search
+ * of tbl's index option finds: an ids query reads every index of an
+ * alias, a list or a pattern and every shard, whatever routing a document
+ * was indexed with.  A page holds at most ELASTIC_MAX_RESULT_WINDOW hits:
+ * after a full one (an id on many shards or indices) the ids still
+ * unmarked are searched again.  A missing index has none.
+ */
+static void
+ids_searched(PgpolyConnection *conn, ElasticTable *tbl, char **ids, int n,
+			 bool *exists, int *left)
+{
+	char	   *path = ElasticIndexPath(tbl->index, "/_search");
+	HTAB	   *map = PgpolyKeyTable("pgpoly elastic ids", sizeof(IdPos), CurrentMemoryContext);
+	int		   *prev = palloc(sizeof(int) * n);
+	bool		full = true;
+
+	for (int i = 0; i < n; i++)
+	{
+		bool		found;
+		IdPos	   *e = PgpolyKeyTableEnter(map, CurrentMemoryContext, ids[i],
+											strlen(ids[i]), &found);
+
+		prev[i] = found ? e->pos : -1;
+		e->pos = i;
+	}
+	while (full && *left > 0)
+	{
+		char	   *body = ids_search_body(map, ids, n, exists);
+		PgpolyHttpResponse resp;
+		json_t	   *hits;
+		json_t	   *hit;
+		size_t		k;
+		int			before = *left;
+
+		ElasticRequest(conn, "POST", path, body, strlen(body), "application/json",
+					   tbl->index, &resp);
+		if (resp.status == 404)
+			return;
+		if (resp.status < 200 || resp.status > 299)
+			ElasticRaiseStatus(conn, "POST", path, tbl->index, &resp);
+		hits = json_object_get(json_object_get(PgpolyJsonParse(conn, resp.body, resp.len,
+															   "search response"),
+											   "hits"), "hits");
+		full = json_array_size(hits) >= ELASTIC_MAX_RESULT_WINDOW;
+		json_array_foreach(hits, k, hit)
+		{
+			json_t	   *id = json_object_get(hit, "_id");
+			IdPos	   *e = json_is_string(id) ?
+				PgpolyKeyTableFind(map, json_string_value(id), json_string_length(id)) : NULL;
+
+			for (int i = e ? e->pos : -1; i >= 0; i = prev[i])
+				if (!exists[i])
+				{
+					exists[i] = true;
+					(*left)--;
+				}
+		}
+		if (!json_is_array(hits) || (full && *left == before))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+					 errmsg("Elasticsearch server \"%s\" answered an ids search of index \"%s\" with %s",
+							conn->servername, tbl->index,
+							json_is_array(hits) ? "a full page of hits of no id it asked for" :
+							"no hits.hits array")));
+	}
+}
+
+/*
+ * Whether a multi-get document's error (its type) says only that the
+ * multi-get cannot look there, which the ids search did: a missing index,
+ * an alias of several indices ("alias [...] has more than one index
+ * associated with it", illegal_argument_exception) or an index requiring
+ * a routing the row does not give (the "create" fails then).
+ */
+static bool
+mget_error_ok(json_t *type)
+{
+	const char *t = json_is_string(type) ? json_string_value(type) : "";
+
+	return strcmp(t, "index_not_found_exception") == 0 ||
+		strcmp(t, "illegal_argument_exception") == 0 ||
+		strcmp(t, "routing_missing_exception") == 0;
+}
+
+/*
+ * Mark in exists the ids (n, *left not yet marked) that a multi-get of
+ * tbl's index option finds, each with its routing (routings[i], or NULL:
+ * the shard of its _id): real time, a document indexed a moment ago is
+ * found before any refresh.  A multi-get addresses one index: through a
+ * list or a pattern it is not sent, and an alias of several indices fails
+ * each document (ids_searched looks there).  A missing index has none.
+ */
+static void
+ids_got(PgpolyConnection *conn, ElasticTable *tbl, char **ids, char **routings,
+		int n, bool *exists, int *left)
 {
 	char	   *path = ElasticIndexPath(tbl->index, "/_mget?_source=false");
 	StringInfoData body;
 	PgpolyHttpResponse resp;
 	json_t	   *docs;
+	int		   *pos = palloc(sizeof(int) * n);
+	int			m = 0;
 
-	memset(exists, 0, sizeof(bool) * n);
-	if (n == 0)
+	if (*left == 0 || strpbrk(tbl->index, ",*") != NULL)
 		return;
 	initStringInfo(&body);
-	appendStringInfoString(&body, "{\"ids\":[");
+	appendStringInfoString(&body, "{\"docs\":[");
 	for (int i = 0; i < n; i++)
 	{
-		if (i > 0)
-			appendStringInfoChar(&body, ',');
+		if (exists[i])
+			continue;
+		appendStringInfoString(&body, m > 0 ? ",{\"_id\":" : "{\"_id\":");
 		escape_json(&body, ids[i]);
+		if (routings && routings[i])
+		{
+			appendStringInfoString(&body, ",\"routing\":");
+			escape_json(&body, routings[i]);
+		}
+		appendStringInfoChar(&body, '}');
+		pos[m++] = i;
 	}
 	appendStringInfoString(&body, "]}");
 	ElasticRequest(conn, "POST", path, body.data, body.len, "application/json",
@@ -736,28 +881,54 @@ ElasticIdsExist(PgpolyConnection *conn, ElasticTable *tbl, char **ids, int n,
 		ElasticRaiseStatus(conn, "POST", path, tbl->index, &resp);
 	docs = json_object_get(PgpolyJsonParse(conn, resp.body, resp.len, "multi-get response"),
 						   "docs");
-	if (!json_is_array(docs) || json_array_size(docs) != (size_t) n)
+	if (!json_is_array(docs) || json_array_size(docs) != (size_t) m)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 				 errmsg("Elasticsearch server \"%s\" answered a multi-get of %d ids with %zu documents",
-						conn->servername, n, json_is_array(docs) ? json_array_size(docs) : 0)));
-	for (int i = 0; i < n; i++)
+						conn->servername, m, json_is_array(docs) ? json_array_size(docs) : 0)));
+	for (int j = 0; j < m; j++)
 	{
-		json_t	   *doc = json_array_get(docs, i);
+		json_t	   *doc = json_array_get(docs, j);
 		json_t	   *err = json_object_get(doc, "error");
-		json_t	   *type = json_object_get(err, "type");
-		json_t	   *reason = json_object_get(err, "reason");
 
-		if (err && (!json_is_string(type) ||
-					strcmp(json_string_value(type), "index_not_found_exception") != 0))
+		if (err && !mget_error_ok(json_object_get(err, "type")))
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_ERROR),
 					 errmsg("Elasticsearch could not tell whether document \"%s\" exists in index \"%s\"",
-							ids[i], tbl->index),
-					 errdetail("%s: %s", member_excerpt(conn, type, "error"),
-							   member_excerpt(conn, reason, "no reason given"))));
-		exists[i] = json_is_true(json_object_get(doc, "found"));
+							ids[pos[j]], tbl->index),
+					 errdetail("%s: %s", member_excerpt(conn, json_object_get(err, "type"), "error"),
+							   member_excerpt(conn, json_object_get(err, "reason"),
+											  "no reason given"))));
+		if (json_is_true(json_object_get(doc, "found")))
+		{
+			exists[pos[j]] = true;
+			(*left)--;
+		}
 	}
+}
+
+/*
+ * Whether each of the n document ids exists in tbl's index option now
+ * (ON CONFLICT DO NOTHING), routings[i] (or NULL, or routings NULL) the
+ * custom routing the row gives.  An _id is unique per shard of one index
+ * only: an ids search finds it in any index and on any shard, under any
+ * routing, as of the last refresh; a multi-get with the row's routing
+ * finds it on the shard the row would be written to, in real time.  (A
+ * document another client indexed under another routing, or in another
+ * index of an alias, since the last refresh is not seen: the "create"
+ * action then checks its own shard only.)
+ */
+void
+ElasticIdsExist(PgpolyConnection *conn, ElasticTable *tbl, char **ids,
+				char **routings, int n, bool *exists)
+{
+	int			left = n;
+
+	memset(exists, 0, sizeof(bool) * n);
+	if (n == 0)
+		return;
+	ids_searched(conn, tbl, ids, n, exists, &left);
+	ids_got(conn, tbl, ids, routings, n, exists, &left);
 }
 
 /* Send one batch of writes as one _bulk request and check every item. */

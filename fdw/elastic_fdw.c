@@ -34,7 +34,8 @@
  * document still has that version (elastic_bulk.c).  No request asks for
  * more: plain SELECTs do not change.  A document id the scan reads in two
  * indices or with two routings names two documents the write, which gets
- * the _id only, cannot tell apart: an ERROR.
+ * the _id only, cannot tell apart: an ERROR, unless the plan's local quals
+ * (when not volatile) reject all but one of them.
  *
  * No network I/O happens at plan time except the mapping lookup for text
  * columns (elastic_conn.c) and use_remote_estimate.
@@ -162,6 +163,8 @@ typedef struct ElasticScanState
 								 * target: its ReadEntry map (in the modify
 								 * state's memory), else NULL */
 	MemoryContext reads_cxt;	/* that memory */
+	bool		filter_reads;	/* the plan's local quals (non-volatile)
+								 * decide which rows are noted in reads */
 } ElasticScanState;
 
 /* The identity column of the old row (core.junk[0]): _id. */
@@ -248,6 +251,12 @@ column_role(ElasticTable *tbl, const char *name, Oid typid)
 			bad_reserved(tbl, name, "jsonb");
 		return ECOL_SOURCE;
 	}
+	if (strcmp(name, "_routing") == 0)
+	{
+		if (typid != TEXTOID && typid != VARCHAROID)
+			bad_reserved(tbl, name, "text");
+		return ECOL_ROUTING;
+	}
 	return ECOL_FIELD;
 }
 
@@ -294,6 +303,8 @@ load_column(ElasticTable *tbl, Relation rel, int i)
 		tbl->query_att = i + 1;
 	else if (col->role == ECOL_SOURCE)
 		tbl->source_att = i + 1;
+	else if (col->role == ECOL_ROUTING)
+		tbl->routing_att = i + 1;
 }
 
 /*
@@ -746,6 +757,8 @@ elasticBeginForeignScan(ForeignScanState *node, int eflags)
 	ElasticSendQueuedCloses(st->core.conn);
 	st->exprs = ExecInitExprList(fs->fdw_exprs, (PlanState *) node);
 	st->recheck = ExecInitQual(fs->fdw_recheck_quals, (PlanState *) node);
+	st->filter_reads = fs->scan.plan.qual != NIL &&
+		!contain_volatile_functions((Node *) fs->scan.plan.qual);
 }
 
 /* Evaluate fdw_exprs into st->params (copied into the current memory). */
@@ -837,14 +850,36 @@ routing_text(const char *routing)
 }
 
 /*
+ * Whether the row in the scan tuple passes the plan's local quals, when
+ * they can be checked here (st->filter_reads); else true.
+ */
+static bool
+passes_local_quals(ForeignScanState *node, ElasticScanState *st)
+{
+	ExprContext *econtext = node->ss.ps.ps_ExprContext;
+	MemoryContext old;
+	bool		pass;
+
+	if (!st->filter_reads)
+		return true;
+	old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+	pass = ExecQual(node->ss.ps.qual, econtext);
+	MemoryContextSwitchTo(old);
+	return pass;
+}
+
+/*
  * Note what the scan read of the row just returned (its index, routing
  * and version) for the modification.  ERROR if the scan gave the same _id
  * in another index or with another routing before: Elasticsearch keeps
  * _id unique per shard of an index only, and the write, which gets the
- * _id of the row only, could not tell the two documents apart.
+ * _id of the row only, could not tell the two documents apart.  Only rows
+ * the modification can get count: a row the plan's local quals (checked
+ * here too when they are not volatile; the executor checks them again)
+ * reject is not noted.
  */
 static void
-note_read(ElasticScanState *st)
+note_read(ForeignScanState *node, ElasticScanState *st)
 {
 	const char *index;
 	const char *routing;
@@ -854,7 +889,7 @@ note_read(ElasticScanState *st)
 	ReadEntry  *e;
 	bool		found;
 
-	if (st->reads == NULL)
+	if (st->reads == NULL || !passes_local_quals(node, st))
 		return;
 	id = ElasticScanHit(st->scan, &index, &routing, &seq_no, &primary_term);
 	if (id == NULL)
@@ -910,7 +945,7 @@ elasticIterateForeignScan(ForeignScanState *node)
 		econtext->ecxt_scantuple = slot;
 		if (!from_overlay || ExecQual(st->recheck, econtext))
 		{
-			note_read(st);
+			note_read(node, st);
 			return slot;
 		}
 	}
@@ -1166,9 +1201,9 @@ insert_write(ElasticModifyState *ms, TupleTableSlot *slot, char **assigned,
 }
 
 /*
- * ON CONFLICT DO NOTHING in write_mode 'transactional': the _id each row
- * names (NULL: a new random id, which conflicts with nothing) and whether
- * it exists in the index now, in one _mget.
+ * ON CONFLICT DO NOTHING: the _id each row names (NULL: a new random id,
+ * which conflicts with nothing) and whether it exists now in any index or
+ * shard the table reads (ElasticIdsExist, given each row's _routing).
  */
 static void
 ids_in_index(ElasticModifyState *ms, TupleTableSlot **slots, int n, char **ids,
@@ -1176,6 +1211,7 @@ ids_in_index(ElasticModifyState *ms, TupleTableSlot **slots, int n, char **ids,
 {
 	ElasticTable *tbl = ms->tbl;
 	char	  **named = palloc(sizeof(char *) * n);
+	char	  **routings = palloc0(sizeof(char *) * n);
 	bool	   *found = palloc(sizeof(bool) * n);
 	int		   *row = palloc(sizeof(int) * n);
 	int			nids = 0;
@@ -1188,40 +1224,44 @@ ids_in_index(ElasticModifyState *ms, TupleTableSlot **slots, int n, char **ids,
 		if (tbl->id_att == 0 || slots[i]->tts_isnull[tbl->id_att - 1])
 			continue;
 		ids[i] = named[nids] = TextDatumGetCString(slots[i]->tts_values[tbl->id_att - 1]);
+		if (tbl->routing_att && !slots[i]->tts_isnull[tbl->routing_att - 1])
+			routings[nids] = TextDatumGetCString(slots[i]->tts_values[tbl->routing_att - 1]);
 		row[nids++] = i;
 	}
-	ElasticIdsExist(ms->core.conn, tbl, named, nids, found);
+	ElasticIdsExist(ms->core.conn, tbl, named, routings, nids, found);
 	for (int j = 0; j < nids; j++)
 		remote[row[j]] = found[j];
 }
 
 /*
  * Whether document id exists as the transaction's buffered writes (this
- * statement's earlier rows included) leave what the index has (remote).
+ * statement's earlier rows included; ms->ov, NULL when nothing is
+ * buffered) leave what the index has (remote).
  */
 static bool
 exists_after_writes(ElasticModifyState *ms, const char *id, bool remote)
 {
-	ElasticWrite *w = ElasticOverlayLast(ms->ov, id);
+	ElasticWrite *w = ms->ov ? ElasticOverlayLast(ms->ov, id) : NULL;
 
 	return w ? w->op != EWRITE_DELETE : remote;
 }
 
 /*
- * PgpolyInsertRows: INSERT of n rows.  ON CONFLICT DO NOTHING: sent at
- * once, the 409 items are the rows skipped; buffered, the rows whose _id
- * exists now are skipped and the others buffered as "create" actions.
+ * PgpolyInsertRows: INSERT of n rows.  ON CONFLICT DO NOTHING skips the
+ * rows whose _id exists now (anywhere the table reads, ids_in_index) or
+ * after the transaction's buffered writes, and makes the others "create"
+ * actions: sent at once, their 409 items are rows skipped too.
  */
 static void
 insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int n,
 			bool *inserted)
 {
 	ElasticModifyState *ms = (ElasticModifyState *) core;
-	bool		buffered_check = ms->core.do_nothing && ms->core.transactional;
+	bool		check = ms->core.do_nothing;
 	char	  **ids = palloc(sizeof(char *) * n);
 	bool	   *remote = palloc(sizeof(bool) * n);
 
-	if (buffered_check && ms->ov == NULL)
+	if (check && ms->core.transactional && ms->ov == NULL)
 	{
 		ListCell   *lc;
 
@@ -1230,19 +1270,19 @@ insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int
 		foreach(lc, PgpolyPendingWrites(ms->core.conn, ms->core.relid))
 			ElasticOverlayAdd(ms->ov, ((PgpolyWrite *) lfirst(lc))->payload);
 	}
-	if (buffered_check)
+	if (check)
 		ids_in_index(ms, slots, n, ids, remote);
 	for (int i = 0; i < n; i++)
 	{
 		ElasticWrite *w;
 		char	   *assigned;
 
-		inserted[i] = !(buffered_check && ids[i] &&
-						exists_after_writes(ms, ids[i], remote[i]));
+		inserted[i] = !(check && ids[i] && exists_after_writes(ms, ids[i], remote[i]));
 		if (!inserted[i])
 			continue;
-		w = insert_write(ms, slots[i], &assigned, buffered_check ? NULL : &inserted[i]);
-		if (buffered_check)
+		w = insert_write(ms, slots[i], &assigned,
+						 ms->core.transactional ? NULL : &inserted[i]);
+		if (ms->ov)
 			ElasticOverlayAdd(ms->ov, w);
 		queue_write(ms, w);
 		if (assigned && ms->tbl->id_att)

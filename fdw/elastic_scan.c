@@ -119,6 +119,10 @@ struct ElasticScan
 
 static void fetch_page(ElasticScan *scan);
 static void note_last_hit(ElasticScan *scan);
+static char *hit_routing(ElasticScan *scan, JsonbContainer *hit, int hitno,
+						 const char *id);
+static void routing_column(ElasticTable *tbl, const char *routing,
+						   Datum *values, bool *nulls);
 
 /* Memory callback: an aborted scan queues its open context for closing. */
 static void
@@ -656,6 +660,8 @@ hit_row(ElasticScan *scan, JsonbContainer *hit, int hitno, char *id,
 	}
 	if (tbl->source_att && srcnull)
 		nulls[tbl->source_att - 1] = true;
+	if (tbl->routing_att)
+		routing_column(tbl, hit_routing(scan, hit, hitno, id), values, nulls);
 }
 
 /*
@@ -743,6 +749,7 @@ next_overlay(ElasticScan *scan, Datum *values, bool *nulls)
 							 w->id, NIL, NULL, values, nulls);
 		if (scan->tbl->score_att)
 			nulls[scan->tbl->score_att - 1] = true;
+		routing_column(scan->tbl, w->routing, values, nulls);
 		scan->last_id = w->id;
 		scan->row_write = w;
 		return true;
@@ -1008,6 +1015,23 @@ column_datum(ElasticColumn *col, char *text, size_t len)
 		return datetime_from_instant(col, DatumGetTimestamp(PgpolyTextToDatum(&col->instant,
 																			 text, len)));
 	return PgpolyTextToDatum(&col->conv, text, len);
+}
+
+/*
+ * Fill the _routing column, if the table has one, with routing (NULL: the
+ * document has none, its _id routes it).
+ */
+static void
+routing_column(ElasticTable *tbl, const char *routing, Datum *values, bool *nulls)
+{
+	AttrNumber	att = tbl->routing_att;
+
+	if (att == 0)
+		return;
+	nulls[att - 1] = routing == NULL;
+	if (routing)
+		values[att - 1] = PgpolyTextToDatum(&tbl->cols[att - 1].conv, routing,
+											strlen(routing));
 }
 
 /* ERROR if the value at base.field held a NUL character (see check_nul). */

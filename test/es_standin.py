@@ -67,8 +67,11 @@ refuses every action without a routing with 400 routing_missing_exception
 ("routing is required for [<index>]/[<id>]").  The hash here is CRC-32,
 not Elasticsearch's Murmur3: which shard is which does not matter, only
 that a routing other than the _id may name another shard.
-  GET|POST /<index>/_mget         docs-multi-get.html ({"ids": [...]}; a
-                                  missing index is a per-document error)
+  GET|POST /<index>/_mget         docs-multi-get.html ({"ids": [...]} or
+                                  {"docs": [{"_id", "routing"}]}; a missing
+                                  index, an alias of several indices or a
+                                  missing required routing is a
+                                  per-document error)
   POST /_aliases, PUT /<index>/_alias/<name>
                                   indices-aliases.html, indices-add-alias.html
                                   ("add" actions with is_write_index)
@@ -1236,31 +1239,61 @@ def count(expr, body):
     return 200, {"count": n, "_shards": shards()}
 
 
+def mget_index(iname):
+    """The one index a multi-get addressed to iname reads, or the EsError
+    of each of its documents: a missing index, or an alias of several
+    indices ("alias [...] has more than one index associated with it [...],
+    can't execute a single index op", illegal_argument_exception: a get
+    reads one shard of one index)."""
+    if iname in STATE.aliases:
+        members = sorted(STATE.aliases[iname])
+        if len(members) == 1:
+            return STATE.indices[members[0]]
+        return EsError(400, "illegal_argument_exception",
+                       "alias [%s] has more than one index associated with it "
+                       "[%s], can't execute a single index op"
+                       % (iname, ", ".join(members)))
+    idx = STATE.indices.get(iname)
+    return idx if idx is not None else index_not_found(iname)
+
+
 def mget(iname, body, params):
-    """Multi-get by ids in one index: found or not, per id, in order."""
-    ids = (body or {}).get("ids")
-    if not isinstance(ids, list):
+    """Multi-get by ids in one index (docs-multi-get.html): "ids", or
+    "docs" of {"_id", "routing"}; found or not, per document, in order.
+    A document lives on the shard its routing (or else its _id) names."""
+    body = body or {}
+    if isinstance(body.get("docs"), list):
+        wanted = [(str(d.get("_id")), d.get("routing")) for d in body["docs"]]
+    elif isinstance(body.get("ids"), list):
+        wanted = [(str(i), None) for i in body["ids"]]
+    else:
         raise bad_request("Validation Failed: 1: no documents to get;",
                           "action_request_validation_exception")
-    idx = STATE.indices.get(iname)
+    idx = mget_index(iname)
     docs = []
-    for doc_id in ids:
-        doc_id = str(doc_id)
-        if idx is None:
-            e = index_not_found(iname)
+    for doc_id, routing in wanted:
+        if isinstance(idx, EsError):
             docs.append({"_index": iname, "_id": doc_id,
+                         "error": idx.body()["error"]})
+            continue
+        if routing is None and idx.routing_required:
+            e = EsError(400, "routing_missing_exception",
+                        "routing is required for [%s]/[%s]" % (idx.name, doc_id))
+            docs.append({"_index": idx.name, "_id": doc_id,
                          "error": e.body()["error"]})
-        elif idx.key(doc_id) in idx.docs:
-            # by _id: the shard of the _id (no routing given)
-            key = idx.key(doc_id)
-            doc = {"_index": iname, "_id": doc_id, "_version": 1,
+            continue
+        key = idx.key(doc_id, None if routing is None else str(routing))
+        if key in idx.docs:
+            doc = {"_index": idx.name, "_id": doc_id, "_version": 1,
                    "_seq_no": idx.versions[key],
                    "_primary_term": PRIMARY_TERM, "found": True}
+            if idx.routing.get(key) is not None:
+                doc["_routing"] = idx.routing[key]
             if params.get("_source") != "false":
                 doc["_source"] = idx.docs[key]
             docs.append(doc)
         else:
-            docs.append({"_index": iname, "_id": doc_id, "found": False})
+            docs.append({"_index": idx.name, "_id": doc_id, "found": False})
     return 200, {"docs": docs}
 
 

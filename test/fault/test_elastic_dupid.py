@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""One _id, several documents: INSERT routing, ON CONFLICT DO NOTHING and
+the duplicate check of UPDATE/DELETE.
+
+Elasticsearch keeps an _id unique per shard of one index only
+(mapping-routing-field.html: "the uniqueness of the _id is not guaranteed
+across all of the shards in the index"); an alias, a list or a pattern
+reads several indices.  Before:
+  * INSERT had no way to give a routing: on an index whose documents are
+    routed, a document could only be indexed by its _id's shard, and an
+    index requiring a routing refused every INSERT;
+  * INSERT ... ON CONFLICT DO NOTHING of an _id that exists under another
+    routing, or in another index of an alias, created a second document
+    with that _id (the check asked the _id's shard of one index only, and
+    a "create" action checks only the shard it lands on), in write_mode
+    'transactional' and 'immediate' alike;
+  * the duplicate _id check (21000) of an UPDATE or DELETE counted rows the
+    statement's local (non-pushed) conditions exclude, so a DELETE that
+    names exactly one of the two documents failed.
+Now a column named _routing reads each hit's _routing and gives an INSERT
+its routing (an UPDATE cannot change it: 0A000); ON CONFLICT DO NOTHING
+looks for the _id in every index and shard the table reads (an ids
+search) and in real time (multi-get, with the row's routing), and skips
+the row when it exists anywhere; only the rows an UPDATE or DELETE
+actually writes count for the duplicate check.  No crash in the log.
+"""
+
+import es_helper
+import pgtest
+
+check = pgtest.check
+bulk, hits, last_bulk = es_helper.bulk, es_helper.hits, es_helper.last_bulk
+
+MAPPINGS = {"properties": {"n": {"type": "long"}, "grp": {"type": "keyword"}}}
+
+
+def setup(es):
+    """routed (4 shards): r<i> routed by u<i%3>; req (routing required);
+    al-old / al-new under alias al (al-new its write index)."""
+    es.request("PUT", "/routed", {"settings": {"number_of_shards": 4}, "mappings": MAPPINGS})
+    lines = []
+    for i in range(12):
+        lines += [{"index": {"_id": "r%d" % i, "routing": "u%d" % (i % 3)}},
+                  {"n": i, "grp": "g%d" % (i % 3)}]
+    bulk(es, "routed", *lines)
+    es.request("PUT", "/req", {"settings": {"number_of_shards": 2},
+                               "mappings": dict(MAPPINGS, _routing={"required": True})})
+    bulk(es, "req", {"index": {"_id": "q0", "routing": "k"}}, {"n": 0, "grp": "g0"})
+    for index in ("al-old", "al-new"):
+        es.request("PUT", "/" + index, {"mappings": MAPPINGS})
+    bulk(es, "al-old", {"index": {"_id": "a0"}}, {"n": 0, "grp": "g0"},
+         {"index": {"_id": "dup"}}, {"n": 1, "grp": "d"})
+    bulk(es, "al-new", {"index": {"_id": "b0"}}, {"n": 0, "grp": "g0"},
+         {"index": {"_id": "dup"}}, {"n": 2, "grp": "d"})
+    es.request("POST", "/_aliases", {"actions": [
+        {"add": {"index": "al-old", "alias": "al"}},
+        {"add": {"index": "al-new", "alias": "al", "is_write_index": True}}]})
+
+
+def count_id(es, index, doc_id):
+    return len(hits(es, index, doc_id))
+
+
+def routing_column(s, es):
+    """A _routing column: read, INSERT with it, UPDATE of it refused."""
+    got = s.value("SELECT string_agg(_id || ':' || coalesce(_routing, '-'), ',' ORDER BY _id) "
+                  "FROM rt WHERE _id IN ('r1', 'r5');")
+    check(got == "r1:u1,r5:u2", "_routing column reads %r" % got)
+    r = s.run("BEGIN; INSERT INTO rt VALUES ('new1', 7, 'g9', 'u2'); "
+              "SELECT _routing FROM rt WHERE _id = 'new1'; COMMIT;")
+    check(r.rc == 0 and r.out.split() == ["u2"],
+          "INSERT with _routing: read-your-writes: rc=%s %r %s" % (r.rc, r.out, r.err.strip()[:400]))
+    check('"routing":"u2"' in last_bulk(es), "INSERT sent no routing: %s" % last_bulk(es))
+    h = hits(es, "routed", "new1")
+    check(len(h) == 1 and h[0].get("_routing") == "u2",
+          "INSERT with _routing: want one document new1 routed by u2: %r" % h)
+    r = s.run("UPDATE rt SET _routing = 'zz' WHERE _id = 'r1';")
+    check(r.rc == 1 and r.sqlstate == "0A000" and "_routing" in r.err,
+          "UPDATE of _routing: want 0A000; got rc=%s %s %s" % (r.rc, r.sqlstate, r.err.strip()[:400]))
+    # an index requiring a routing takes an INSERT that gives one
+    r = s.run("INSERT INTO reqt VALUES ('q1', 1, 'g1', 'k');")
+    check(r.rc == 0, "INSERT with _routing into an index requiring one: %s" % r.err.strip()[:400])
+    got = s.value("SELECT string_agg(_id || ':' || _routing, ',' ORDER BY _id) FROM reqt;")
+    check(got == "q0:k,q1:k", "index requiring a routing reads %r" % got)
+
+
+def on_conflict(db, es):
+    """ON CONFLICT DO NOTHING finds an _id under any routing and in any
+    index of the alias, in both write modes."""
+    for table, index, doc_id in (("rt", "routed", "r1"), ("rt_now", "routed", "r2"),
+                                 ("docs", "al", "a0"), ("docs_now", "al", "a0"),
+                                 ("docs", "al", "dup")):
+        before = count_id(es, index, doc_id)
+        r = pgtest.psql("BEGIN; INSERT INTO %s (_id, n, grp) VALUES ('%s', 99, 'x') "
+                        "ON CONFLICT DO NOTHING; COMMIT;" % (table, doc_id), db=db)
+        check(r.rc == 0 and "INSERT 0 0" in r.out,
+              "%s ON CONFLICT DO NOTHING of existing %s: want INSERT 0 0; got rc=%s %r %s"
+              % (table, doc_id, r.rc, r.out, r.err.strip()[:400]))
+        after = count_id(es, index, doc_id)
+        check(after == before, "%s ON CONFLICT DO NOTHING of %s: %d document(s) became %d"
+              % (table, doc_id, before, after))
+    # a new _id is inserted (where the alias writes, with the row's routing)
+    r = pgtest.psql("INSERT INTO docs (_id, n, grp) VALUES ('fresh', 1, 'x'), ('a0', 2, 'y') "
+                    "ON CONFLICT DO NOTHING;", db=db)
+    check(r.rc == 0 and "INSERT 0 1" in r.out, "ON CONFLICT of fresh and a0: %r %s"
+          % (r.out, r.err.strip()[:400]))
+    check([h["_index"] for h in hits(es, "al", "fresh")] == ["al-new"],
+          "fresh is not one document in al-new: %r" % hits(es, "al", "fresh"))
+    r = pgtest.psql("INSERT INTO rt VALUES ('fresh2', 1, 'x', 'u1') ON CONFLICT DO NOTHING;",
+                    db=db)
+    check(r.rc == 0 and "INSERT 0 1" in r.out, "ON CONFLICT with _routing: %r %s"
+          % (r.out, r.err.strip()[:400]))
+    h = hits(es, "routed", "fresh2")
+    check(len(h) == 1 and h[0].get("_routing") == "u1", "fresh2: %r" % h)
+
+
+def local_quals(db, es):
+    """Only the rows a DELETE writes count for the duplicate check."""
+    r = pgtest.psql("DELETE FROM docs WHERE grp = 'd' AND (n * 3) % 2 = 1;", db=db)
+    check(r.rc == 0 and r.out.strip() == "DELETE 1",
+          "DELETE of one of two documents dup (a local condition): want DELETE 1; got rc=%s %r %s"
+          % (r.rc, r.out, r.err.strip()[:400]))
+    got = sorted((h["_index"], h["_source"]["n"]) for h in hits(es, "al", "dup"))
+    check(got == [("al-new", 2)], "dup: the documents are %r" % got)
+
+
+def test():
+    mark = pgtest.pg_log_mark()
+    es = es_helper.Standin()
+    setup(es)
+    db = pgtest.create_db("pgpoly_es_dupid")
+    r = pgtest.psql(
+        "CREATE SERVER esd FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url '%s');\n" % es.url +
+        "CREATE FOREIGN TABLE rt (_id text, n int, grp text, _routing text) SERVER esd "
+        "OPTIONS (index 'routed');\n"
+        "CREATE FOREIGN TABLE rt_now (_id text, n int, grp text, _routing text) SERVER esd "
+        "OPTIONS (index 'routed', write_mode 'immediate');\n"
+        "CREATE FOREIGN TABLE reqt (_id text, n int, grp text, _routing text) SERVER esd "
+        "OPTIONS (index 'req', refresh 'true');\n"
+        "CREATE FOREIGN TABLE docs (_id text, n int, grp text) SERVER esd "
+        "OPTIONS (index 'al');\n"
+        "CREATE FOREIGN TABLE docs_now (_id text, n int, grp text) SERVER esd "
+        "OPTIONS (index 'al', write_mode 'immediate');\n", db=db)
+    if not check(r.rc == 0, "setup failed: %s" % r.err):
+        return
+    s = pgtest.Session(db)
+    routing_column(s, es)
+    on_conflict(db, es)
+    local_quals(db, es)
+    s.close()
+    pgtest.check_pg_log(mark)
+
+
+pgtest.main(test)
