@@ -313,9 +313,11 @@ extern void ElasticIdsExist(PgpolyConnection *conn, ElasticTable *tbl,
 							char **ids, char **routings, int n, bool *exists);
 
 /* elastic_scan.c: buffered writes by document id (read-your-writes) */
-extern struct HTAB *ElasticOverlayCreate(MemoryContext cxt);
-extern bool ElasticOverlayAdd(struct HTAB *overlay, ElasticWrite *w);
-extern ElasticWrite *ElasticOverlayLast(struct HTAB *overlay, const char *id);
+typedef struct ElasticOverlay ElasticOverlay;
+
+extern ElasticOverlay *ElasticOverlayCreate(MemoryContext cxt);
+extern bool ElasticOverlayAdd(ElasticOverlay *ov, ElasticWrite *w);
+extern ElasticWrite *ElasticOverlayLast(ElasticOverlay *ov, const char *id);
 extern void ElasticNoteWrite(Oid relid);
 extern bool ElasticHasPendingWrites(Oid relid);
 

@@ -175,7 +175,7 @@ typedef struct ElasticModifyState
 {
 	PgpolyModifyState core;		/* user, connection, writer, junk columns */
 	ElasticTable *tbl;
-	HTAB	   *ov;				/* ON CONFLICT DO NOTHING, transactional:
+	ElasticOverlay *ov;			/* ON CONFLICT DO NOTHING, transactional:
 								 * the buffered writes, by id */
 	HTAB	   *reads;			/* ReadEntry by id, filled by the scan of
 								 * the target */

@@ -41,6 +41,9 @@
  * Read-your-writes: the transaction's buffered writes to the table hide
  * the remote documents they replace; the rows they create are returned
  * after the remote ones (the caller rechecks the pushed quals on them).
+ * A write replaces the hits of its _id in its index (an INSERT's: any
+ * index) with its routing: another document with that _id, in another
+ * index of an alias or under another routing, stays visible.
  *
  * Memory: the scan lives in its own context; each page in a page context
  * reset per page, each row in a row context reset per row.
@@ -74,10 +77,23 @@ typedef enum ElasticPaging
 	PAGING_SCROLL
 } ElasticPaging;
 
+/*
+ * Buffered writes by document id.  An _id is unique per shard of one index
+ * only: writes of one id to two indices (of an alias) or with two routings
+ * write two documents, each kept as its own target.
+ */
+struct ElasticOverlay
+{
+	HTAB	   *map;			/* OverlayEntry by id */
+	MemoryContext cxt;			/* the overlay's memory */
+};
+
 typedef struct OverlayEntry
 {
 	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable): write->id */
 	ElasticWrite *write;		/* the last write of this id */
+	List	   *targets;		/* ElasticWrite *: the last write of each
+								 * document (index, routing) of the id */
 } OverlayEntry;
 
 struct ElasticScan
@@ -111,9 +127,10 @@ struct ElasticScan
 	int64		last_primary_term;
 	int			requests;
 	/* read-your-writes */
-	HTAB	   *overlay;
+	ElasticOverlay *overlay;
 	List	   *overlay_ids;	/* char *, first-write order */
 	ListCell   *overlay_next;
+	int			overlay_target; /* in the targets of overlay_next's id */
 	bool		overlay_phase;
 };
 
@@ -121,6 +138,8 @@ static void fetch_page(ElasticScan *scan);
 static void note_last_hit(ElasticScan *scan);
 static char *hit_routing(ElasticScan *scan, JsonbContainer *hit, int hitno,
 						 const char *id);
+static char *hit_index(ElasticScan *scan, JsonbContainer *hit, int hitno,
+					   const char *id);
 static void routing_column(ElasticTable *tbl, const char *routing,
 						   Datum *values, bool *nulls);
 
@@ -136,39 +155,72 @@ scan_released(void *arg)
 }
 
 /*
- * An empty overlay in cxt: document id -> the last buffered write of it.
- * The ids are the transaction's (or anyone's, for ids the index assigned
- * or a SELECT copied): a seeded key table (keyhash.c), so that ids chosen
- * to collide cannot make the overlay quadratic.
+ * An empty overlay in cxt: document id -> the last buffered write of it,
+ * and of each document (index, routing) of the id.  The ids are the
+ * transaction's (or anyone's, for ids the index assigned or a SELECT
+ * copied): a seeded key table (keyhash.c), so that ids chosen to collide
+ * cannot make the overlay quadratic.
  */
-HTAB *
+ElasticOverlay *
 ElasticOverlayCreate(MemoryContext cxt)
 {
-	return PgpolyKeyTable("pgpoly elastic overlay", sizeof(OverlayEntry), cxt);
+	ElasticOverlay *ov = MemoryContextAlloc(cxt, sizeof(ElasticOverlay));
+
+	ov->map = PgpolyKeyTable("pgpoly elastic overlay", sizeof(OverlayEntry), cxt);
+	ov->cxt = cxt;
+	return ov;
 }
 
 /*
- * Make w the last write of its id in overlay; true if the id is new.  The
- * entry's key points at the id of the write it keeps, which the caller
- * keeps as long as the overlay.
+ * Whether a write to index/routing and a document in index2/routing2 (a
+ * hit, or another write) are the same document.  A NULL index is the
+ * table's index option (an INSERT): where an alias writes, not known here;
+ * it stands for any index.  A NULL routing is none (the _id routes).
+ */
+static bool
+same_document(const char *index, const char *routing, const char *index2,
+			  const char *routing2)
+{
+	if (routing != routing2 && (!routing || !routing2 || strcmp(routing, routing2) != 0))
+		return false;
+	return !index || !index2 || strcmp(index, index2) == 0;
+}
+
+/*
+ * Make w the last write of its id, and of its document, in ov; true if the
+ * id is new.  The entry's key points at the id of the write it keeps,
+ * which the caller keeps as long as the overlay.
  */
 bool
-ElasticOverlayAdd(HTAB *overlay, ElasticWrite *w)
+ElasticOverlayAdd(ElasticOverlay *ov, ElasticWrite *w)
 {
 	PgpolyKeyRef ref = {w->id, strlen(w->id)};
 	bool		found;
-	OverlayEntry *e = hash_search(overlay, &ref, HASH_ENTER, &found);
+	OverlayEntry *e = hash_search(ov->map, &ref, HASH_ENTER, &found);
+	MemoryContext old = MemoryContextSwitchTo(ov->cxt);
+	ListCell   *lc;
 
+	if (!found)
+		e->targets = NIL;
 	e->id.key = w->id;			/* the same bytes, in the write kept */
 	e->write = w;
+	foreach(lc, e->targets)
+	{
+		ElasticWrite *t = lfirst(lc);
+
+		if (same_document(t->index, t->routing, w->index, w->routing))
+			e->targets = foreach_delete_current(e->targets, lc);
+	}
+	e->targets = lappend(e->targets, w);
+	MemoryContextSwitchTo(old);
 	return !found;
 }
 
-/* The last buffered write of id (a NUL-free string) in overlay, or NULL. */
+/* The last buffered write of id (a NUL-free string) in ov, or NULL. */
 ElasticWrite *
-ElasticOverlayLast(HTAB *overlay, const char *id)
+ElasticOverlayLast(ElasticOverlay *ov, const char *id)
 {
-	OverlayEntry *e = PgpolyKeyTableFind(overlay, id, strlen(id));
+	OverlayEntry *e = PgpolyKeyTableFind(ov->map, id, strlen(id));
 
 	return e ? e->write : NULL;
 }
@@ -694,6 +746,35 @@ hit_int8(ElasticScan *scan, JsonbContainer *hit, const char *key, const char *id
 	return n;
 }
 
+/*
+ * Whether a pending write replaces hit (number hitno of the page), of
+ * document id: a write of its id to its index (or to the table's index
+ * option) with its routing.
+ */
+static bool
+overlay_replaces(ElasticScan *scan, JsonbContainer *hit, int hitno, const char *id)
+{
+	OverlayEntry *e = PgpolyKeyTableFind(scan->overlay->map, id, strlen(id));
+	char	   *index = NULL;
+	char	   *routing;
+	ListCell   *lc;
+
+	if (e == NULL)
+		return false;
+	routing = hit_routing(scan, hit, hitno, id);
+	foreach(lc, e->targets)
+	{
+		ElasticWrite *t = lfirst(lc);
+
+		/* the hit's _index is read only when a write names an index */
+		if (t->index && index == NULL)
+			index = hit_index(scan, hit, hitno, id);
+		if (same_document(t->index, t->routing, index, routing))
+			return true;
+	}
+	return false;
+}
+
 /* The next remote row not replaced by a pending write; false at the end. */
 static bool
 next_remote(ElasticScan *scan, Datum *values, bool *nulls)
@@ -710,7 +791,7 @@ next_remote(ElasticScan *scan, Datum *values, bool *nulls)
 					 errmsg("Elasticsearch server \"%s\" sent a hit without _id",
 							scan->conn->servername)));
 		check_nul(scan, scan->pos - 1, "_id", id);
-		if (scan->overlay && ElasticOverlayLast(scan->overlay, id))
+		if (scan->overlay && overlay_replaces(scan, hit, scan->pos - 1, id))
 			continue;
 		hit_row(scan, hit, scan->pos - 1, id, values, nulls);
 		scan->last_id = id;
@@ -739,10 +820,17 @@ next_overlay(ElasticScan *scan, Datum *values, bool *nulls)
 	}
 	while (scan->overlay_next != NULL)
 	{
-		ListCell   *cur = scan->overlay_next;
-		ElasticWrite *w = ElasticOverlayLast(scan->overlay, lfirst(cur));
+		char	   *id = lfirst(scan->overlay_next);
+		OverlayEntry *e = PgpolyKeyTableFind(scan->overlay->map, id, strlen(id));
+		ElasticWrite *w;
 
-		scan->overlay_next = lnext(scan->overlay_ids, cur);
+		if (scan->overlay_target >= list_length(e->targets))
+		{
+			scan->overlay_next = lnext(scan->overlay_ids, scan->overlay_next);
+			scan->overlay_target = 0;
+			continue;
+		}
+		w = list_nth(e->targets, scan->overlay_target++);
 		if (w->op == EWRITE_DELETE || w->row == NULL)
 			continue;
 		ElasticRowFromSource(scan->tbl, PgpolyJsonbFromText(w->row, strlen(w->row)),

@@ -14,6 +14,9 @@ reads several indices.  Before:
     with that _id (the check asked the _id's shard of one index only, and
     a "create" action checks only the shard it lands on), in write_mode
     'transactional' and 'immediate' alike;
+  * read-your-writes was keyed by _id alone: after an UPDATE of one of two
+    documents with one _id (in two indices of an alias, or with two
+    routings) the transaction saw the updated one only;
   * the duplicate _id check (21000) of an UPDATE or DELETE counted rows the
     statement's local (non-pushed) conditions exclude, so a DELETE that
     names exactly one of the two documents failed.
@@ -21,7 +24,8 @@ Now a column named _routing reads each hit's _routing and gives an INSERT
 its routing (an UPDATE cannot change it: 0A000); ON CONFLICT DO NOTHING
 looks for the _id in every index and shard the table reads (an ids
 search) and in real time (multi-get, with the row's routing), and skips
-the row when it exists anywhere; only the rows an UPDATE or DELETE
+the row when it exists anywhere; a buffered write hides only the document
+of its index and routing; only the rows an UPDATE or DELETE
 actually writes count for the duplicate check.  No crash in the log.
 """
 
@@ -114,6 +118,30 @@ def on_conflict(db, es):
     check(len(h) == 1 and h[0].get("_routing") == "u1", "fresh2: %r" % h)
 
 
+def overlay(db, es):
+    """Read-your-writes tells apart two documents with one _id: the write of
+    one (in one index, or with one routing) does not hide the other."""
+    for k in range(40):
+        bulk(es, "routed", {"index": {"_id": "rd", "routing": "ra"}}, {"n": 1, "grp": "rd"},
+             {"index": {"_id": "rd", "routing": "rb%d" % k}}, {"n": 2, "grp": "rd"})
+        if count_id(es, "routed", "rd") == 2:
+            break
+        bulk(es, "routed", {"delete": {"_id": "rd", "routing": "ra"}})
+    for table, sql in (("docs", "UPDATE docs SET n = 10 WHERE grp = 'd' AND n = 1;"),
+                       ("rt", "UPDATE rt SET n = 10 WHERE _id = 'rd' AND _routing = 'ra';")):
+        grp = "d" if table == "docs" else "rd"
+        r = pgtest.psql("BEGIN; %s SELECT string_agg(n::text, ',' ORDER BY n) FROM %s "
+                        "WHERE grp = '%s'; COMMIT;" % (sql, table, grp), db=db)
+        check(r.rc == 0 and "2,10" in r.out.split(),
+              "%s: after the UPDATE of one of two documents with one _id the transaction "
+              "reads %r (want 2,10) %s" % (table, r.out, r.err.strip()[:400]))
+    got = sorted(h["_source"]["n"] for h in hits(es, "routed", "rd"))
+    check(got == [2, 10], "rd: the documents are %r" % got)
+    got = sorted((h["_index"], h["_source"]["n"]) for h in hits(es, "al", "dup"))
+    check(got == [("al-new", 2), ("al-old", 10)], "dup: the documents are %r" % got)
+    bulk(es, "al-old", {"index": {"_id": "dup"}}, {"n": 1, "grp": "d"})
+
+
 def local_quals(db, es):
     """Only the rows a DELETE writes count for the duplicate check."""
     r = pgtest.psql("DELETE FROM docs WHERE grp = 'd' AND (n * 3) % 2 = 1;", db=db)
@@ -146,6 +174,7 @@ def test():
     s = pgtest.Session(db)
     routing_column(s, es)
     on_conflict(db, es)
+    overlay(db, es)
     local_quals(db, es)
     s.close()
     pgtest.check_pg_log(mark)
