@@ -407,6 +407,13 @@ ElasticInsertWrite(ElasticTable *tbl, Datum *values, bool *nulls,
 				 errdetail("Elasticsearch limits _id to 512 bytes.")));
 	if (tbl->routing_att && !nulls[tbl->routing_att - 1])
 		w->routing = TextDatumGetCString(values[tbl->routing_att - 1]);
+	if (w->routing && w->routing[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("_routing of document \"%s\" of foreign table \"%s\" is empty",
+						w->id, tbl->relname),
+				 errdetail("Elasticsearch takes an empty routing for none: the document would be routed by its _id."),
+				 errhint("Give a non-empty _routing, or NULL to route the document by its _id.")));
 	w->doc = document_json(tbl, values, nulls, NULL, false, true);
 	if (tbl->source_att && !nulls[tbl->source_att - 1] && w->doc[0] != '{')
 		ereport(ERROR,

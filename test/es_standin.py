@@ -1263,7 +1263,7 @@ def mget(iname, body, params):
     A document lives on the shard its routing (or else its _id) names."""
     body = body or {}
     if isinstance(body.get("docs"), list):
-        wanted = [(str(d.get("_id")), d.get("routing")) for d in body["docs"]]
+        wanted = [(str(d.get("_id")), d.get("routing") or None) for d in body["docs"]]
     elif isinstance(body.get("ids"), list):
         wanted = [(str(i), None) for i in body["ids"]]
     else:
@@ -1371,7 +1371,10 @@ def action_routing(idx, doc_id, meta):
     """The routing of a bulk action (metadata "routing"), or None; raise
     routing_missing_exception when the index requires one."""
     routing = meta.get("routing")
-    if routing is not None:
+    # an empty routing is none: IndexRequest, UpdateRequest and
+    # DeleteRequest.routing("") set no routing (Elasticsearch's own request
+    # classes; the reference does not say)
+    if routing is not None and str(routing) != "":
         return str(routing)
     if idx.routing_required:
         raise EsError(400, "routing_missing_exception",

@@ -21,7 +21,8 @@ reads several indices.  Before:
     statement's local (non-pushed) conditions exclude, so a DELETE that
     names exactly one of the two documents failed.
 Now a column named _routing reads each hit's _routing and gives an INSERT
-its routing (an UPDATE cannot change it: 0A000); ON CONFLICT DO NOTHING
+its routing (an UPDATE cannot change it: 0A000; an empty one, which
+Elasticsearch takes for none, is 22023); ON CONFLICT DO NOTHING
 looks for the _id in every index and shard the table reads (an ids
 search) and in real time (multi-get, with the row's routing), and skips
 the row when it exists anywhere; a buffered write hides only the document
@@ -81,6 +82,12 @@ def routing_column(s, es):
     r = s.run("UPDATE rt SET _routing = 'zz' WHERE _id = 'r1';")
     check(r.rc == 1 and r.sqlstate == "0A000" and "_routing" in r.err,
           "UPDATE of _routing: want 0A000; got rc=%s %s %s" % (r.rc, r.sqlstate, r.err.strip()[:400]))
+    # Elasticsearch takes an empty routing for none
+    r = s.run("INSERT INTO rt VALUES ('emptyr', 1, 'x', '');")
+    check(r.rc == 1 and r.sqlstate == "22023" and '"emptyr"' in r.err,
+          "INSERT with an empty _routing: want 22023; got rc=%s %s %s"
+          % (r.rc, r.sqlstate, r.err.strip()[:400]))
+    check(count_id(es, "routed", "emptyr") == 0, "emptyr was indexed")
     # an index requiring a routing takes an INSERT that gives one
     r = s.run("INSERT INTO reqt VALUES ('q1', 1, 'g1', 'k');")
     check(r.rc == 0, "INSERT with _routing into an index requiring one: %s" % r.err.strip()[:400])
