@@ -310,7 +310,8 @@ extern ElasticWrite *ElasticUpdateWrite(ElasticTable *tbl, const char *id,
 extern ElasticWrite *ElasticDeleteWrite(ElasticTable *tbl, const char *id);
 extern void ElasticSendWrites(PgpolyConnection *conn, List *writes);
 extern void ElasticIdsExist(PgpolyConnection *conn, ElasticTable *tbl,
-							char **ids, char **routings, int n, bool *exists);
+							char **ids, char **routings, int n, bool realtime,
+							bool *exists);
 
 /* elastic_scan.c: buffered writes by document id (read-your-writes) */
 typedef struct ElasticOverlay ElasticOverlay;

@@ -730,18 +730,18 @@ typedef struct IdPos
 } IdPos;
 
 /*
- * The body of an ids search of the distinct ids (of n) not yet marked in
- * exists (map: the last position of each id).
+ * The body of an ids search, for at most size hits, of the distinct ids
+ * (of n) not yet marked in exists (map: the last position of each id).
  */
 static char *
-ids_search_body(HTAB *map, char **ids, int n, bool *exists)
+ids_search_body(HTAB *map, char **ids, int n, bool *exists, int size)
 {
 	StringInfoData body;
 	bool		first = true;
 
 	initStringInfo(&body);
 	appendStringInfo(&body, "{\"size\":%d,\"_source\":false,\"query\":{\"ids\":{\"values\":[",
-					 ELASTIC_MAX_RESULT_WINDOW);
+					 size);
 	for (int i = 0; i < n; i++)
 	{
 		IdPos	   *e = PgpolyKeyTableFind(map, ids[i], strlen(ids[i]));
@@ -761,9 +761,9 @@ ids_search_body(HTAB *map, char **ids, int n, bool *exists)
  * Mark in exists the ids (n of them, *left not yet marked) that a search
  * of tbl's index option finds: an ids query reads every index of an
  * alias, a list or a pattern and every shard, whatever routing a document
- * was indexed with.  A page holds at most ELASTIC_MAX_RESULT_WINDOW hits:
- * after a full one (an id on many shards or indices) the ids still
- * unmarked are searched again.  A missing index has none.
+ * was indexed with.  A page holds at most fetch_size hits (which an
+ * index's max_result_window allows, as for a scan): after a full one the
+ * ids still unmarked are searched again.  A missing index has none.
  */
 static void
 ids_searched(PgpolyConnection *conn, ElasticTable *tbl, char **ids, int n,
@@ -785,7 +785,7 @@ ids_searched(PgpolyConnection *conn, ElasticTable *tbl, char **ids, int n,
 	}
 	while (full && *left > 0)
 	{
-		char	   *body = ids_search_body(map, ids, n, exists);
+		char	   *body = ids_search_body(map, ids, n, exists, tbl->fetch_size);
 		PgpolyHttpResponse resp;
 		json_t	   *hits;
 		json_t	   *hit;
@@ -801,7 +801,7 @@ ids_searched(PgpolyConnection *conn, ElasticTable *tbl, char **ids, int n,
 		hits = json_object_get(json_object_get(PgpolyJsonParse(conn, resp.body, resp.len,
 															   "search response"),
 											   "hits"), "hits");
-		full = json_array_size(hits) >= ELASTIC_MAX_RESULT_WINDOW;
+		full = json_array_size(hits) >= (size_t) tbl->fetch_size;
 		json_array_foreach(hits, k, hit)
 		{
 			json_t	   *id = json_object_get(hit, "_id");
@@ -919,15 +919,17 @@ ids_got(PgpolyConnection *conn, ElasticTable *tbl, char **ids, char **routings,
  * (ON CONFLICT DO NOTHING), routings[i] (or NULL, or routings NULL) the
  * custom routing the row gives.  An _id is unique per shard of one index
  * only: an ids search finds it in any index and on any shard, under any
- * routing, as of the last refresh; a multi-get with the row's routing
- * finds it on the shard the row would be written to, in real time.  (A
- * document another client indexed under another routing, or in another
- * index of an alias, since the last refresh is not seen: the "create"
- * action then checks its own shard only.)
+ * routing, as of the last refresh; with realtime (rows that are not sent
+ * at once: the "create" action's 409 comes too late to count them) a
+ * multi-get with the row's routing finds it on the shard the row would be
+ * written to, in real time.  (A document another client indexed under
+ * another routing, or in another index of an alias, since the last
+ * refresh is not seen: the "create" action then checks its own shard
+ * only.)
  */
 void
 ElasticIdsExist(PgpolyConnection *conn, ElasticTable *tbl, char **ids,
-				char **routings, int n, bool *exists)
+				char **routings, int n, bool realtime, bool *exists)
 {
 	int			left = n;
 
@@ -935,7 +937,8 @@ ElasticIdsExist(PgpolyConnection *conn, ElasticTable *tbl, char **ids,
 	if (n == 0)
 		return;
 	ids_searched(conn, tbl, ids, n, exists, &left);
-	ids_got(conn, tbl, ids, routings, n, exists, &left);
+	if (realtime)
+		ids_got(conn, tbl, ids, routings, n, exists, &left);
 }
 
 /* Send one batch of writes as one _bulk request and check every item. */

@@ -165,6 +165,9 @@ typedef struct ElasticScanState
 	MemoryContext reads_cxt;	/* that memory */
 	bool		filter_reads;	/* the plan's local quals (non-volatile)
 								 * decide which rows are noted in reads */
+	char	   *last_index;		/* the index and routing noted last (in */
+	char	   *last_routing;	/* reads_cxt), shared by the next entries
+								 * that have the same */
 } ElasticScanState;
 
 /* The identity column of the old row (core.junk[0]): _id. */
@@ -850,6 +853,19 @@ routing_text(const char *routing)
 }
 
 /*
+ * name (or NULL) in the memory of the scan's reads: last, the copy an
+ * earlier entry holds, when it is the same (most documents of a scan share
+ * their index and routing), else a new copy.
+ */
+static char *
+shared_name(ElasticScanState *st, char *last, const char *name)
+{
+	if (name == NULL || (last && strcmp(last, name) == 0))
+		return name ? last : NULL;
+	return MemoryContextStrdup(st->reads_cxt, name);
+}
+
+/*
  * Whether the row in the scan tuple passes the plan's local quals, when
  * they can be checked here (st->filter_reads); else true.
  */
@@ -906,8 +922,8 @@ note_read(ForeignScanState *node, ElasticScanState *st)
 				 errhint("An UPDATE or DELETE writes a document by its _id and cannot tell them apart; write them through Elasticsearch with their index and routing.")));
 	if (!found)
 	{
-		e->index = index ? MemoryContextStrdup(st->reads_cxt, index) : NULL;
-		e->routing = routing ? MemoryContextStrdup(st->reads_cxt, routing) : NULL;
+		e->index = st->last_index = shared_name(st, st->last_index, index);
+		e->routing = st->last_routing = shared_name(st, st->last_routing, routing);
 	}
 	e->seq_no = seq_no;
 	e->primary_term = primary_term;
@@ -1228,7 +1244,8 @@ ids_in_index(ElasticModifyState *ms, TupleTableSlot **slots, int n, char **ids,
 			routings[nids] = TextDatumGetCString(slots[i]->tts_values[tbl->routing_att - 1]);
 		row[nids++] = i;
 	}
-	ElasticIdsExist(ms->core.conn, tbl, named, routings, nids, found);
+	ElasticIdsExist(ms->core.conn, tbl, named, routings, nids, ms->core.transactional,
+					found);
 	for (int j = 0; j < nids; j++)
 		remote[row[j]] = found[j];
 }

@@ -258,6 +258,12 @@ class Index:
             raise bad_request("Failed to parse value [%d] for setting "
                               "[index.number_of_shards] must be >= 1"
                               % self.nshards)
+        # index.max_result_window, flat or nested (index-modules.html:
+        # "The maximum value of from + size for searches to this index.
+        # Defaults to 10000.")
+        self.max_result_window = int(settings.get("max_result_window") or (
+            settings.get("index") or {}).get("max_result_window") or
+            MAX_RESULT_WINDOW)
         # {"_routing": {"required": true}} (mapping-routing-field.html)
         self.routing_required = ((mappings or {}).get("_routing") or {}).get(
             "required") in (True, "true")
@@ -1017,13 +1023,14 @@ def search(index_expr, body, params):
     else:
         indices = STATE.resolve(index_expr or "_all")
         docs = live_docs(indices)
-    if scroll is None and frm + size > MAX_RESULT_WINDOW:
+    window = min([i.max_result_window for i in indices] or [MAX_RESULT_WINDOW])
+    if scroll is None and frm + size > window:
         raise EsError(400, "search_phase_execution_exception",
                       "all shards failed", phase="query", grouped=True,
                       failed_shards=[{"shard": 0, "index": None,
                                       "reason": {
                                           "type": "illegal_argument_exception",
-                                          "reason": result_window(frm, size)}}])
+                                          "reason": result_window(frm, size, window)}}])
     if "search_after" in body and frm > 0:
         raise bad_request("`from` parameter must be set to 0 when "
                           "`search_after` is used.",
@@ -1080,12 +1087,12 @@ def search(index_expr, body, params):
     return 200, resp
 
 
-def result_window(frm, size):
+def result_window(frm, size, window=MAX_RESULT_WINDOW):
     return ("Result window is too large, from + size must be less than or "
             "equal to: [%d] but was [%d]. See the scroll api for a more "
             "efficient way to request large data sets. This limit can be set "
             "by changing the [index.max_result_window] index level setting."
-            % (MAX_RESULT_WINDOW, frm + size))
+            % (window, frm + size))
 
 
 def cached_hits(pit, indices, docs, query, specs):

@@ -24,7 +24,9 @@ Now a column named _routing reads each hit's _routing and gives an INSERT
 its routing (an UPDATE cannot change it: 0A000; an empty one, which
 Elasticsearch takes for none, is 22023); ON CONFLICT DO NOTHING
 looks for the _id in every index and shard the table reads (an ids
-search) and in real time (multi-get, with the row's routing), and skips
+search, in pages of fetch_size hits: before, one of 10000 failed on an
+index whose max_result_window is smaller) and in real time (multi-get,
+with the row's routing), and skips
 the row when it exists anywhere; a buffered write hides only the document
 of its index and routing; only the rows an UPDATE or DELETE
 actually writes count for the duplicate check.  No crash in the log.
@@ -57,6 +59,10 @@ def setup(es):
          {"index": {"_id": "dup"}}, {"n": 1, "grp": "d"})
     bulk(es, "al-new", {"index": {"_id": "b0"}}, {"n": 0, "grp": "g0"},
          {"index": {"_id": "dup"}}, {"n": 2, "grp": "d"})
+    es.request("PUT", "/small", {"settings": {"index": {"max_result_window": 5}},
+                                 "mappings": MAPPINGS})
+    bulk(es, "small", *[x for i in range(8)
+                        for x in ({"index": {"_id": "s%d" % i}}, {"n": i, "grp": "s"})])
     es.request("POST", "/_aliases", {"actions": [
         {"add": {"index": "al-old", "alias": "al"}},
         {"add": {"index": "al-new", "alias": "al", "is_write_index": True}}]})
@@ -125,6 +131,20 @@ def on_conflict(db, es):
     check(len(h) == 1 and h[0].get("_routing") == "u1", "fresh2: %r" % h)
 
 
+def small_window(db, es):
+    """ON CONFLICT DO NOTHING on an index whose max_result_window is 5 (the
+    table's fetch_size): the ids search pages within it."""
+    for table in ("small", "small_now"):
+        r = pgtest.psql("INSERT INTO %s (_id, n, grp) SELECT 's' || i, i, 'x' "
+                        "FROM generate_series(0, 6) i UNION ALL SELECT 'new_%s', 9, 'x' "
+                        "ON CONFLICT DO NOTHING;" % (table, table), db=db, verbose=True)
+        check(r.rc == 0 and r.out.strip() == "INSERT 0 1",
+              "%s: ON CONFLICT of 7 existing ids and a new one: want INSERT 0 1; got rc=%s %r %s"
+              % (table, r.rc, r.out, r.err.strip()[:400]))
+    r = es.request("POST", "/small/_search", {"size": 5, "query": {"ids": {"values": ["s3"]}}})
+    check(len(r["hits"]["hits"]) == 1, "s3 is not one document: %r" % r)
+
+
 def overlay(db, es):
     """Read-your-writes tells apart two documents with one _id: the write of
     one (in one index, or with one routing) does not hide the other."""
@@ -172,6 +192,10 @@ def test():
         "OPTIONS (index 'routed', write_mode 'immediate');\n"
         "CREATE FOREIGN TABLE reqt (_id text, n int, grp text, _routing text) SERVER esd "
         "OPTIONS (index 'req', refresh 'true');\n"
+        "CREATE FOREIGN TABLE small (_id text, n int, grp text) SERVER esd "
+        "OPTIONS (index 'small', fetch_size '5');\n"
+        "CREATE FOREIGN TABLE small_now (_id text, n int, grp text) SERVER esd "
+        "OPTIONS (index 'small', fetch_size '5', write_mode 'immediate');\n"
         "CREATE FOREIGN TABLE docs (_id text, n int, grp text) SERVER esd "
         "OPTIONS (index 'al');\n"
         "CREATE FOREIGN TABLE docs_now (_id text, n int, grp text) SERVER esd "
@@ -181,6 +205,7 @@ def test():
     s = pgtest.Session(db)
     routing_column(s, es)
     on_conflict(db, es)
+    small_window(db, es)
     overlay(db, es)
     local_quals(db, es)
     s.close()
