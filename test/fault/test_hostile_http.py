@@ -24,8 +24,9 @@ name (so the vector store reaches a mode through its collection name):
   * echo: 400 (or 401) echoing every request header, as a text body and
     as an Elasticsearch error reason: the password, the basic-auth token
     and the API keys must not appear in the message;
-  * mgeterror: a multi-get (ON CONFLICT DO NOTHING's existence check)
-    answered 200 with a per-document error whose type and reason hold
+  * mgeterror: a multi-get (ON CONFLICT DO NOTHING's real-time existence
+    check, after an ids search that finds nothing) answered 200 with a
+    per-document error whose type and reason hold
     control bytes, 100 kB and the echoed headers: quoted bounded, escaped
     and masked.
 
@@ -87,7 +88,10 @@ class HostileServer:
                 return
             _, path, headers, buf = req
             mode = next((m for m in MODES if m in path), None)
-            if mode is None:
+            if mode == "mgeterror" and "/_search" in path:
+                # the ids search before the multi-get finds nothing
+                self._respond(c, 200, b'{"hits": {"hits": []}}')
+            elif mode is None:
                 body = ES_ROOT if path == "/" else b'{"ok": true}'
                 self._respond(c, 200, body)
             elif not getattr(self, "_" + mode)(c, headers):
