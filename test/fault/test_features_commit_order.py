@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""What a COMMIT leaves in Redis and offline when writers of the feature
+store and of outbox tables meet.
+
+  * A transaction that put_features (online table in write_mode
+    'transactional') and writes an outbox table, whose COMMIT then fails
+    while it queues the outbox changes: it waits for the commit-order lock
+    of an outbox key that another transaction holds, and lock_timeout (or a
+    cancel, a deadlock) ends it.  Nothing of the failed transaction may be
+    in Redis: before the fix the Redis writes went out first, so the entity
+    was online with no offline row behind it.  The same COMMIT once the
+    lock is free succeeds and writes both.
+  * Two put_features of one entity at the same event time: online must hold
+    the one the offline history calls newest (the later created_at), the
+    rule of get_historical_features.  Session B's offline row is made, then
+    B is held (a trigger of the user's offline table waits on an advisory
+    lock) while A writes the entity and commits; B then goes on.  Before the
+    fix B made its offline row before taking the entity's lock, so its
+    created_at was older than A's while B, deciding last, won online.
+"""
+
+import os
+
+import pgtest
+
+check = pgtest.check
+PID = os.getpid()
+HOLD_KEY = 4242000 + PID % 1000  # the advisory lock the trigger waits on
+FIELD4 = 0x4F42  # keylock.c: the field 4 of pgpoly's key locks
+
+SETUP = """
+CREATE SERVER co FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port '%(port)s');
+CREATE USER MAPPING FOR PUBLIC SERVER co OPTIONS (password_required 'false');
+CREATE FOREIGN TABLE co_fv (user_id text OPTIONS (key 'true'), clicks int)
+  SERVER co OPTIONS (key_prefix 'fault_co_%(pid)d:fv:');
+CREATE FOREIGN TABLE co_ob (k text OPTIONS (key 'true'), v text)
+  SERVER co OPTIONS (key_prefix 'fault_co_%(pid)d:ob:', write_mode 'outbox');
+SELECT pgpoly.create_feature_view('co_fv', 'user_id', 'co_fv');
+-- a user's own offline table, with a trigger that holds the session named
+-- 'held' after its row is made
+CREATE TABLE co_hist (entity text, event_time timestamptz, created_at timestamptz, clicks int);
+CREATE INDEX ON co_hist (entity, event_time DESC, created_at DESC);
+CREATE FOREIGN TABLE co_tie (user_id text OPTIONS (key 'true'), clicks int)
+  SERVER co OPTIONS (key_prefix 'fault_co_%(pid)d:tie:');
+SELECT pgpoly.create_feature_view('co_tie', 'user_id', 'co_tie', offline_table => 'co_hist');
+CREATE FUNCTION co_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF current_setting('application_name') = 'held' THEN
+		PERFORM pg_advisory_xact_lock_shared(%(hold)d);
+	END IF;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER co_hold AFTER INSERT ON co_hist FOR EACH ROW EXECUTE FUNCTION co_hold();
+"""
+
+
+def redis_hget(kind, key, field):
+    """A field of a hash of this test in Redis ('' if absent)."""
+    rc, out, _ = pgtest.redis_cli(os.environ["REDIS_PORT"], "HGET",
+                                  "fault_co_%d:%s:%s" % (PID, kind, key), field)
+    return out.strip() if rc == 0 else "?"
+
+
+def waits_for(db, pid, objsubid):
+    """Whether backend pid waits for an advisory lock with field 4 objsubid."""
+    r = pgtest.psql("SELECT count(*) FROM pg_locks WHERE pid = %d AND NOT granted "
+                    "AND locktype = 'advisory' AND objsubid = %d" % (pid, objsubid),
+                    db=db, timeout=10)
+    return r.rc == 0 and r.out.strip() == "1"
+
+
+def idle_in_xact(db, pid):
+    """Whether backend pid finished its statement inside a transaction."""
+    r = pgtest.psql("SELECT state FROM pg_stat_activity WHERE pid = %d" % pid, db=db, timeout=10)
+    return r.rc == 0 and r.out.strip() == "idle in transaction"
+
+
+def failed_queueing(db):
+    """COMMIT fails while queueing outbox changes: nothing reached Redis."""
+    holder, writer = pgtest.Session(db), pgtest.Session(db)
+    # the outbox key's commit-order lock, held as a committing writer of it would
+    check(holder.run("BEGIN; SELECT pgpoly._fv_lock_entities('co_ob', NULL, true);").rc == 0,
+          "holder takes the outbox table's key locks")
+    r = writer.run("SET lock_timeout = '300ms'; BEGIN; "
+                   "SELECT pgpoly.put_features('co_fv', 'q1', '{\"clicks\": 7}', '2024-01-01'); "
+                   "INSERT INTO co_ob VALUES ('k1', 'a');")
+    check(r.rc == 0, "writer's statements: %s" % r.err.strip()[:300])
+    r = writer.run("COMMIT;", timeout=30)
+    check(r.rc != 0 and r.sqlstate == "55P03",
+          "COMMIT waiting for the outbox key lock ends with lock_timeout: rc=%s %s"
+          % (r.rc, r.err.strip()[:300]))
+    got = redis_hget("fv", "q1", "clicks")
+    check(got == "", "a failed COMMIT wrote clicks %r of entity q1 to Redis" % got)
+    r = pgtest.psql("SELECT count(*) FROM pgpoly.co_fv_history WHERE entity = 'q1'", db=db)
+    check(r.rc == 0 and r.out.strip() == "0", "offline rows of q1 after the failed COMMIT: %r"
+          % r.out.strip())
+    check(holder.run("COMMIT;").rc == 0, "holder commits")
+    # free now: the same transaction commits and writes both stores
+    r = writer.run("BEGIN; SELECT pgpoly.put_features('co_fv', 'q1', '{\"clicks\": 8}', '2024-01-01'); "
+                   "INSERT INTO co_ob VALUES ('k1', 'b'); COMMIT;")
+    check(r.rc == 0, "the COMMIT without a lock holder: %s" % r.err.strip()[:300])
+    check(redis_hget("fv", "q1", "clicks") == "8", "entity q1 online after the COMMIT: %r"
+          % redis_hget("fv", "q1", "clicks"))
+    holder.close()
+    writer.close()
+
+
+def same_time_ties(db):
+    """Equal event times: online holds the row the history calls newest."""
+    ctl, a, b = pgtest.Session(db), pgtest.Session(db), pgtest.Session(db)
+    check(ctl.run("SELECT pg_advisory_lock(%d);" % HOLD_KEY).rc == 0, "hold the trigger")
+    b_pid = int(b.value("SET application_name = 'held'; SELECT pg_backend_pid();"))
+    a_pid = int(a.value("SELECT pg_backend_pid();"))
+    b.send("BEGIN; SELECT pgpoly.put_features('co_tie', 't1', '{\"clicks\": 2}', '2024-03-01');")
+    check(pgtest.wait_for(lambda: waits_for(db, b_pid, 1), timeout=10),
+          "B is held by the trigger of its offline row")
+    # A's put: done at once (before the fix), or waiting for B's entity lock
+    a.send("BEGIN; SELECT pgpoly.put_features('co_tie', 't1', '{\"clicks\": 1}', '2024-03-01');")
+    check(pgtest.wait_for(lambda: waits_for(db, a_pid, FIELD4) or idle_in_xact(db, a_pid),
+                          timeout=10),
+          "A's put finishes or waits for the entity's lock")
+    a_waits = not idle_in_xact(db, a_pid)
+    if not a_waits:
+        check(a.wait(10).rc == 0 and a.run("COMMIT;").rc == 0, "A commits")
+    check(ctl.run("SELECT pg_advisory_unlock(%d);" % HOLD_KEY).rc == 0, "let B go on")
+    r = b.wait(30)
+    check(r.rc == 0 and b.run("COMMIT;").rc == 0, "B commits: %s" % r.err.strip()[:300])
+    if a_waits:
+        check(a.wait(30).rc == 0 and a.run("COMMIT;").rc == 0, "A commits after B")
+    r = pgtest.psql("SELECT clicks FROM co_hist WHERE entity = 't1' "
+                    "ORDER BY event_time DESC, created_at DESC LIMIT 1", db=db)
+    got = redis_hget("tie", "t1", "clicks")
+    check(r.rc == 0 and got == r.out.strip(),
+          "equal event times: Redis holds clicks %r, the newest offline row has %r"
+          % (got, r.out.strip()))
+    for s in (ctl, a, b):
+        s.close()
+
+
+def run():
+    mark = pgtest.pg_log_mark()
+    db = pgtest.create_db("pgpoly_co")
+    r = pgtest.psql(SETUP % {"port": os.environ["REDIS_PORT"], "pid": PID, "hold": HOLD_KEY},
+                    db=db, timeout=60)
+    if not check(r.rc == 0, "setup: %s" % r.err):
+        return
+    try:
+        failed_queueing(db)
+        same_time_ties(db)
+    finally:
+        pgtest.psql("SELECT pgpoly.drop_sync(name) FROM pgpoly.syncs WHERE name LIKE '%co_ob';"
+                    "DELETE FROM co_fv; DELETE FROM co_tie", db=db, timeout=30)
+        pgtest.redis_cli(os.environ["REDIS_PORT"], "DEL", "fault_co_%d:ob:k1" % PID)
+    pgtest.check_pg_log(mark)
+
+
+if __name__ == "__main__":
+    pgtest.main(run)
