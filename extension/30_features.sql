@@ -1030,6 +1030,7 @@ DECLARE
 	v_found bool;
 	v_cols  text;
 	v_stored text;
+	v_outbox bool;
 BEGIN
 	PERFORM pgpoly._fv_caller_datestyle(caller_datestyle);
 	PERFORM pgpoly._require_name(entity, 'entity');
@@ -1085,6 +1086,16 @@ BEGIN
 		END IF;
 	END IF;
 
+	-- the entity's lock, held to the end of the transaction whether this one
+	-- writes online or not, before the offline row is made: its created_at
+	-- (the tie-break of equal event times offline) then follows the order in
+	-- which the writers of the entity decide online, so that of two equal
+	-- event times the one online is the one the history calls newest
+	v_outbox := pgpoly._fv_outbox(v.serving_table);
+	IF NOT v_outbox THEN
+		PERFORM pgpoly._fv_lock_entities(v.online_table, ARRAY[v_ent], true);
+	END IF;
+
 	-- offline: always appended; the conversion of the values happens here
 	BEGIN
 		EXECUTE format('INSERT INTO %s (%I, event_time, created_at, %s) '
@@ -1104,9 +1115,7 @@ BEGIN
 	-- table: decided when the sync worker delivers it); that is the Redis
 	-- key of the same text (a numeric key's equality would find 1.0 for
 	-- 1.00, a citext one 'A' for 'a')
-	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
-		-- held to the end of the transaction, whether this one writes or not
-		PERFORM pgpoly._fv_lock_entities(v.online_table, ARRAY[v_ent], true);
+	IF NOT v_outbox THEN
 		EXECUTE format('SELECT s._event_time, true FROM %s s WHERE s.%I = $1::%s '
 					   'AND %s COLLATE "C" = $1 COLLATE "C"',
 					   v.serving_rel, v.key_column, v.key_type,
