@@ -326,7 +326,9 @@ PG_FUNCTION_INFO_V1(pgpoly_fv_lock_entities);
  * writer of one entity then reads after this transaction's COMMIT sent its
  * writes (PgpolyLockKeys).  Needs INSERT on the table, as every caller
  * (42501 otherwise).  Returns whether they are held (without wait: false
- * when another transaction holds one).
+ * when another transaction holds one).  A writer (wait) in a read-only
+ * transaction fails at once with 25006, as its write would, rather than
+ * wait for the writers of its entities first.
  */
 Datum
 pgpoly_fv_lock_entities(PG_FUNCTION_ARGS)
@@ -342,6 +344,11 @@ pgpoly_fv_lock_entities(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
 		PG_RETURN_NULL();
 	fv_require_privilege(relid, ACL_INSERT);
+	if (PG_GETARG_BOOL(2) && XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot write the online table \"%s\" of a feature view in a read-only transaction",
+						get_rel_name(relid))));
 	if (PG_ARGISNULL(1))
 		PG_RETURN_BOOL(PgpolyLockKeys(relid, NULL, NULL, -1, PG_GETARG_BOOL(2)));
 	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT,

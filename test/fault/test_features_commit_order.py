@@ -17,6 +17,11 @@ store and of outbox tables meet.
     lock) while A writes the entity and commits; B then goes on.  Before the
     fix B made its offline row before taking the entity's lock, so its
     created_at was older than A's while B, deciding last, won online.
+  * put_features and materialize in a read-only transaction
+    (default_transaction_read_only, as on a standby) while another
+    transaction holds the entities' locks: 25006 at once, as the write
+    itself fails, not a wait for the other writer (55P03 at lock_timeout
+    before the fix).
 """
 
 import os
@@ -137,6 +142,22 @@ def same_time_ties(db):
         s.close()
 
 
+def read_only_writer(db):
+    """A writer in a read-only transaction does not wait for entity locks."""
+    holder = pgtest.Session(db)
+    check(holder.run("BEGIN; SELECT pgpoly.put_features('co_fv', 'ro1', '{\"clicks\": 1}');").rc == 0,
+          "holder writes entity ro1")
+    for call in ("SELECT pgpoly.put_features('co_fv', 'ro1', '{\"clicks\": 2}');",
+                 "SELECT pgpoly.materialize('co_fv');"):
+        r = pgtest.psql(call, db=db, timeout=30, verbose=True,
+                        env={"PGOPTIONS": "-c default_transaction_read_only=on -c lock_timeout=5s"})
+        check(r.rc != 0 and r.sqlstate == "25006" and r.elapsed < 4,
+              "%s read-only, entity locked elsewhere: rc=%s after %.1f s: %s"
+              % (call, r.rc, r.elapsed, r.err.strip()[:300]))
+    check(holder.run("ROLLBACK;").rc == 0, "holder rolls back")
+    holder.close()
+
+
 def run():
     mark = pgtest.pg_log_mark()
     db = pgtest.create_db("pgpoly_co")
@@ -147,6 +168,7 @@ def run():
     try:
         failed_queueing(db)
         same_time_ties(db)
+        read_only_writer(db)
     finally:
         pgtest.psql("SELECT pgpoly.drop_sync(name) FROM pgpoly.syncs WHERE name LIKE '%co_ob';"
                     "DELETE FROM co_fv; DELETE FROM co_tie", db=db, timeout=30)
