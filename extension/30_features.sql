@@ -176,8 +176,10 @@ AS 'MODULE_PATHNAME', 'pgpoly_fv_require_privileges'
 LANGUAGE C STRICT STABLE;
 
 -- Whether get_online_features may write back to the online store: not in a
--- read-only transaction, not on a hot standby, and the caller holds INSERT
--- and UPDATE on both the online table and the serving table.
+-- read-only transaction, not on a hot standby, not under a transaction
+-- snapshot (REPEATABLE READ, SERIALIZABLE: it may miss a newer offline row
+-- whose Redis key is gone since), and the caller holds INSERT and UPDATE on
+-- both the online table and the serving table.
 CREATE FUNCTION pgpoly._fv_may_write(online_table regclass, serving_table regclass)
 RETURNS bool
 AS 'MODULE_PATHNAME', 'pgpoly_fv_may_write'

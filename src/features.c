@@ -295,13 +295,17 @@ pgpoly_fv_require_privileges(PG_FUNCTION_ARGS)
 
 /*
  * Whether get_online_features may write back online: not in a read-only
- * transaction or on a hot standby, and INSERT and UPDATE (an upsert) on the
- * user's online table and on the serving table.
+ * transaction or on a hot standby, not under a transaction snapshot, and
+ * INSERT and UPDATE (an upsert) on the user's online table and on the
+ * serving table.  A REPEATABLE READ or SERIALIZABLE snapshot may predate a
+ * newer offline row committed since: once Redis has lost that value
+ * (evicted, expired, deleted), the older row the snapshot shows would go
+ * back online and be served as current after COMMIT.
  */
 static bool
 fv_may_write(Oid online, Oid serving)
 {
-	if (XactReadOnly || RecoveryInProgress())
+	if (XactReadOnly || RecoveryInProgress() || IsolationUsesXactSnapshot())
 		return false;
 	return fv_has_privilege(online, ACL_INSERT) && fv_has_privilege(online, ACL_UPDATE) &&
 		fv_has_privilege(serving, ACL_INSERT) && fv_has_privilege(serving, ACL_UPDATE);

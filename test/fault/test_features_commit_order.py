@@ -22,6 +22,13 @@ store and of outbox tables meet.
     transaction holds the entities' locks: 25006 at once, as the write
     itself fails, not a wait for the other writer (55P03 at lock_timeout
     before the fix).
+  * get_online_features in a REPEATABLE READ (and a SERIALIZABLE)
+    transaction whose snapshot predates a newer put_features of the entity,
+    after Redis lost the key (evicted; here DEL): it may serve the older
+    offline row its snapshot shows, but must not write it back, or that
+    older value is served as online after COMMIT while the history holds a
+    newer one (before the fix it was written back; the C path of a text
+    key and the PL/pgSQL path of an int key).
 """
 
 import os
@@ -48,6 +55,9 @@ CREATE INDEX ON co_hist (entity, event_time DESC, created_at DESC);
 CREATE FOREIGN TABLE co_tie (user_id text OPTIONS (key 'true'), clicks int)
   SERVER co OPTIONS (key_prefix 'fault_co_%(pid)d:tie:');
 SELECT pgpoly.create_feature_view('co_tie', 'user_id', 'co_tie', offline_table => 'co_hist');
+CREATE FOREIGN TABLE co_int (item_id int OPTIONS (key 'true'), clicks int, _event_time timestamptz)
+  SERVER co OPTIONS (key_prefix 'fault_co_%(pid)d:int:');
+SELECT pgpoly.create_feature_view('co_int', 'item_id', 'co_int');
 CREATE FUNCTION co_hold() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	IF current_setting('application_name') = 'held' THEN
@@ -158,6 +168,33 @@ def read_only_writer(db):
     holder.close()
 
 
+def snapshot_write_back(db):
+    """No write-back from a transaction snapshot that misses a newer row."""
+    cases = (("co_fv", "fv", "'rr1'", "REPEATABLE READ"), ("co_int", "int", "'41'", "REPEATABLE READ"),
+             ("co_fv", "fv", "'rr2'", "SERIALIZABLE"))
+    for view, kind, ent, iso in cases:
+        key = ent.strip("'")
+        label = "%s, %s, entity %s" % (view, iso, key)
+        r = pgtest.psql("SELECT pgpoly.put_features('%s', %s, '{\"clicks\": 5}', '2024-01-05')"
+                        % (view, ent), db=db)
+        check(r.rc == 0, "%s: first put: %s" % (label, r.err.strip()[:300]))
+        reader = pgtest.Session(db)
+        check(reader.run("BEGIN ISOLATION LEVEL %s; SELECT count(*) FROM pgpoly.%s_history;"
+                         % (iso, view)).rc == 0,
+              "%s: the reader's snapshot" % label)
+        r = pgtest.psql("SELECT pgpoly.put_features('%s', %s, '{\"clicks\": 10}', '2024-01-10')"
+                        % (view, ent), db=db)
+        check(r.rc == 0, "%s: newer put: %s" % (label, r.err.strip()[:300]))
+        pgtest.redis_cli(os.environ["REDIS_PORT"], "DEL", "fault_co_%d:%s:%s" % (PID, kind, key))
+        r = reader.run("SELECT source FROM pgpoly.get_online_features('%s', ARRAY[%s]); COMMIT;"
+                       % (view, ent))
+        check(r.rc == 0, "%s: the reader: %s" % (label, r.err.strip()[:300]))
+        got = redis_hget(kind, key, "clicks")
+        check(got in ("", "10"), "%s: after the reader's COMMIT Redis holds clicks %r, "
+              "older than the newest offline row (10)" % (label, got))
+        reader.close()
+
+
 def run():
     mark = pgtest.pg_log_mark()
     db = pgtest.create_db("pgpoly_co")
@@ -169,9 +206,10 @@ def run():
         failed_queueing(db)
         same_time_ties(db)
         read_only_writer(db)
+        snapshot_write_back(db)
     finally:
         pgtest.psql("SELECT pgpoly.drop_sync(name) FROM pgpoly.syncs WHERE name LIKE '%co_ob';"
-                    "DELETE FROM co_fv; DELETE FROM co_tie", db=db, timeout=30)
+                    "DELETE FROM co_fv; DELETE FROM co_tie; DELETE FROM co_int", db=db, timeout=30)
         pgtest.redis_cli(os.environ["REDIS_PORT"], "DEL", "fault_co_%d:ob:k1" % PID)
     pgtest.check_pg_log(mark)
 
