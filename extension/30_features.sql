@@ -1287,6 +1287,13 @@ BEGIN
 		LEFT JOIN unnest(v_ok, v_oet) o(k, et) ON o.k = k.k
 		WHERE (pgpoly._fv_serve(v.fresh, o.k IS NOT NULL, o.et, false, NULL)).source <> 'online';
 
+		-- read again under the locks: an entity the first read served online
+		-- may not be served now (its key evicted meanwhile); it is locked too,
+		-- or nothing goes back
+		IF v_locked AND v_write AND v_need IS NOT NULL THEN
+			v_write := pgpoly._fv_lock_entities(v.online_table, v_need, false);
+		END IF;
+
 		v_fk := NULL;
 		v_fet := NULL;
 		v_ff := NULL;

@@ -2194,12 +2194,15 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ViewDef *def,
 		 * entities' locks, decided on what Redis holds once the locks are
 		 * held (read again): a concurrent writer's newer value is never
 		 * overwritten.  Where another transaction holds one, nothing goes
-		 * back (its COMMIT writes).  The sync worker decides for an outbox
-		 * table.
+		 * back (its COMMIT writes).  An entity online served at the first
+		 * read but not at the second (its key evicted meanwhile) is locked
+		 * then, or nothing goes back.  The sync worker decides for an
+		 * outbox table.
 		 */
 		if (write && !written && goes_back(def, nd, on, off) &&
 			(!lock || lock_unserved(def, tbl, keys, lens, nd, on)) &&
-			(!lock || !fetch_online(tbl, def, keys, lens, nd, &fj, on)))
+			(!lock || (!fetch_online(tbl, def, keys, lens, nd, &fj, on) &&
+					   lock_unserved(def, tbl, keys, lens, nd, on))))
 		{
 			memset(off, 0, sizeof(Served) * Max(nd, 1));
 			probe_offline(cv, def, tbl, names, keys, nd, on, off, seen, true);

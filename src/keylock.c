@@ -88,6 +88,27 @@ held_count(Oid relid)
 }
 
 /*
+ * How many of the n buckets of relid this transaction does not hold yet:
+ * those locking them would add (a call locking again what it locked
+ * before, get_online_features' second look, adds none).
+ */
+static int
+not_held(Oid relid, const uint32 *buckets, int n)
+{
+	int			count = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		LOCKTAG		tag;
+
+		key_lock_tag(&tag, relid, buckets[i]);
+		if (!LockHeldByMe(&tag, ExclusiveLock))
+			count++;
+	}
+	return count;
+}
+
+/*
  * Take the n locks tags[] in modes[], in order, counting in *fresh those
  * the transaction did not hold yet; without wait, give back those taken
  * and return false as soon as one is held by another transaction.
@@ -138,7 +159,7 @@ PgpolyLockKeys(Oid relid, char **keys, const size_t *lens, int n, bool wait)
 		if (i == 0 || buckets[i] != buckets[i - 1])
 			buckets[distinct++] = buckets[i];
 	held = held_count(relid);
-	if (n < 0 || *held + distinct > KEYLOCK_MAX_BUCKETS)
+	if (n < 0 || *held + not_held(relid, buckets, distinct) > KEYLOCK_MAX_BUCKETS)
 	{
 		modes[0] = ExclusiveLock;
 		return acquire_all(tags, modes, 1, wait, &fresh);

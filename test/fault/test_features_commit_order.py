@@ -29,6 +29,15 @@ store and of outbox tables meet.
     older value is served as online after COMMIT while the history holds a
     newer one (before the fix it was written back; the C path of a text
     key and the PL/pgSQL path of an int key).
+  * get_online_features' write-back when an entity the first Redis read
+    served online is gone at the second read, made under the locks (its key
+    evicted in between; here a row-level security policy of the offline
+    table holds the reader after the first read, and the key is DELeted):
+    another transaction holds that entity's lock with a newer put.  The
+    write-back must not write the entity's older row without its lock:
+    before the fix it did, and that older value overwrote the newer one at
+    the reader's COMMIT (the C path of a text key, the PL/pgSQL path of an
+    int key).
 """
 
 import os
@@ -58,6 +67,34 @@ SELECT pgpoly.create_feature_view('co_tie', 'user_id', 'co_tie', offline_table =
 CREATE FOREIGN TABLE co_int (item_id int OPTIONS (key 'true'), clicks int, _event_time timestamptz)
   SERVER co OPTIONS (key_prefix 'fault_co_%(pid)d:int:');
 SELECT pgpoly.create_feature_view('co_int', 'item_id', 'co_int');
+CREATE ROLE co_reader_%(pid)d;
+GRANT USAGE ON SCHEMA pgpoly TO co_reader_%(pid)d;
+GRANT SELECT ON pgpoly.feature_views, pgpoly._feature_view_storage TO co_reader_%(pid)d;
+CREATE FUNCTION co_pause() RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+	IF current_setting('application_name') = 'held' THEN
+		PERFORM pg_advisory_xact_lock_shared(%(hold)d);
+	END IF;
+	RETURN true;
+END $$;
+CREATE TABLE co_ev_hist (entity text, event_time timestamptz,
+                         created_at timestamptz DEFAULT clock_timestamp(), clicks int);
+CREATE TABLE co_evi_hist (entity int, event_time timestamptz,
+                          created_at timestamptz DEFAULT clock_timestamp(), clicks int);
+CREATE FOREIGN TABLE co_ev (user_id text OPTIONS (key 'true'), clicks int)
+  SERVER co OPTIONS (key_prefix 'fault_co_%(pid)d:ev:');
+CREATE FOREIGN TABLE co_evi (item_id int OPTIONS (key 'true'), clicks int, _event_time timestamptz)
+  SERVER co OPTIONS (key_prefix 'fault_co_%(pid)d:evi:');
+SELECT pgpoly.create_feature_view('co_ev', 'user_id', 'co_ev', offline_table => 'co_ev_hist');
+SELECT pgpoly.create_feature_view('co_evi', 'item_id', 'co_evi', offline_table => 'co_evi_hist');
+GRANT SELECT, INSERT, UPDATE ON co_ev, pgpoly.co_ev_serving, co_evi TO co_reader_%(pid)d;
+GRANT SELECT ON co_ev_hist, co_evi_hist TO co_reader_%(pid)d;
+CREATE INDEX ON co_ev_hist (entity, event_time DESC, created_at DESC);
+CREATE INDEX ON co_evi_hist (entity, event_time DESC, created_at DESC);
+ALTER TABLE co_ev_hist ENABLE ROW LEVEL SECURITY;
+ALTER TABLE co_evi_hist ENABLE ROW LEVEL SECURITY;
+CREATE POLICY co_pause ON co_ev_hist USING (co_pause());
+CREATE POLICY co_pause ON co_evi_hist USING (co_pause());
 CREATE FUNCTION co_hold() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	IF current_setting('application_name') = 'held' THEN
@@ -195,6 +232,42 @@ def snapshot_write_back(db):
         reader.close()
 
 
+def evicted_between_looks(db):
+    """A key gone between the reader's two Redis reads is not written back
+    while another transaction holds its lock."""
+    for view, kind, hist, ents in (("co_ev", "ev", "co_ev_hist", ("'a1'", "'m1'")),
+                                   ("co_evi", "evi", "co_evi_hist", ("41", "42"))):
+        online, missing = ents
+        key = online.strip("'")
+        r = pgtest.psql("SELECT pgpoly.put_features('%s', '%s', '{\"clicks\": 5}', '2024-01-05');"
+                        "INSERT INTO %s (entity, event_time, clicks) VALUES (%s, '2024-01-05', 1)"
+                        % (view, key, hist, missing), db=db)
+        check(r.rc == 0, "%s: setup: %s" % (view, r.err.strip()[:300]))
+        writer, ctl = pgtest.Session(db), pgtest.Session(db)
+        reader = pgtest.Session(db, env={"PGAPPNAME": "held"})
+        r = writer.run("BEGIN; SELECT pgpoly.put_features('%s', '%s', '{\"clicks\": 10}', '2024-01-10');"
+                       % (view, key))
+        check(r.rc == 0, "%s: the writer's newer put: %s" % (view, r.err.strip()[:300]))
+        check(ctl.run("SELECT pg_advisory_lock(%d);" % HOLD_KEY).rc == 0, "%s: hold" % view)
+        r_pid = int(reader.value("SET ROLE co_reader_%d; SELECT pg_backend_pid();" % PID))
+        reader.send("BEGIN; SELECT entity, source FROM pgpoly.get_online_features('%s', "
+                    "ARRAY['%s', '%s']);" % (view, missing.strip("'"), key))
+        check(pgtest.wait_for(lambda: waits_for(db, r_pid, 1), timeout=10),
+              "%s: the reader is held after its first read" % view)
+        pgtest.redis_cli(os.environ["REDIS_PORT"], "DEL", "fault_co_%d:%s:%s" % (PID, kind, key))
+        check(ctl.run("SELECT pg_advisory_unlock(%d);" % HOLD_KEY).rc == 0, "%s: release" % view)
+        r = reader.wait(30)
+        check(r.rc == 0, "%s: the reader: %s" % (view, r.err.strip()[:300]))
+        check(writer.run("COMMIT;").rc == 0, "%s: the writer commits" % view)
+        r = reader.run("COMMIT;")
+        check(r.rc == 0, "%s: the reader commits: %s" % (view, r.err.strip()[:300]))
+        got = redis_hget(kind, key, "clicks")
+        check(got == "10", "%s: Redis holds clicks %r of entity %s, not the newest (10)"
+              % (view, got, key))
+        for s in (writer, ctl, reader):
+            s.close()
+
+
 def run():
     mark = pgtest.pg_log_mark()
     db = pgtest.create_db("pgpoly_co")
@@ -207,9 +280,12 @@ def run():
         same_time_ties(db)
         read_only_writer(db)
         snapshot_write_back(db)
+        evicted_between_looks(db)
     finally:
-        pgtest.psql("SELECT pgpoly.drop_sync(name) FROM pgpoly.syncs WHERE name LIKE '%co_ob';"
-                    "DELETE FROM co_fv; DELETE FROM co_tie; DELETE FROM co_int", db=db, timeout=30)
+        pgtest.psql("SELECT pgpoly.drop_sync(name) FROM pgpoly.syncs WHERE name LIKE '%%co_ob';"
+                    "DELETE FROM co_fv; DELETE FROM co_tie; DELETE FROM co_int; DELETE FROM co_ev; "
+                    "DELETE FROM co_evi; DROP OWNED BY co_reader_%d; DROP ROLE co_reader_%d"
+                    % (PID, PID), db=db, timeout=30)
         pgtest.redis_cli(os.environ["REDIS_PORT"], "DEL", "fault_co_%d:ob:k1" % PID)
     pgtest.check_pg_log(mark)
 
