@@ -62,7 +62,9 @@
 --	  the serving table is in outbox mode too, put_features and materialize
 --	  queue their online writes without reading Redis, and the sync worker
 --	  delivers them newest-wins (src/sync_outbox.c compares _event_time when
---	  it delivers, as the only writer of the table's changes).
+--	  it delivers, as the only writer of the table's changes; ties in COMMIT
+--	  order).  The writers lock the entities as in the other modes, so that
+--	  of two equal event times the later COMMIT is the later created_at.
 --	  get_online_features serves from the offline table, with status
 --	  'offline', while Redis cannot be reached (SQLSTATE class 08), and
 --	  queues its write-back like any other write.
@@ -1091,12 +1093,12 @@ BEGIN
 	-- the entity's lock, held to the end of the transaction whether this one
 	-- writes online or not, before the offline row is made: its created_at
 	-- (the tie-break of equal event times offline) then follows the order in
-	-- which the writers of the entity decide online, so that of two equal
-	-- event times the one online is the one the history calls newest
+	-- which the writers of the entity decide online (an outbox table: the
+	-- order of their COMMITs, in which the sync worker delivers them), so
+	-- that of two equal event times the one online is the one the history
+	-- calls newest
 	v_outbox := pgpoly._fv_outbox(v.serving_table);
-	IF NOT v_outbox THEN
-		PERFORM pgpoly._fv_lock_entities(v.online_table, ARRAY[v_ent], true);
-	END IF;
+	PERFORM pgpoly._fv_lock_entities(v.online_table, ARRAY[v_ent], true);
 
 	-- offline: always appended; the conversion of the values happens here
 	BEGIN
@@ -1300,7 +1302,7 @@ BEGIN
 		IF v_need IS NOT NULL THEN
 			EXECUTE pgpoly._fv_offline_sql(v.offline_rel, v.entity_column, v.entity_match,
 										   v.serving_rel, v.key_column, v.key_type, v.features,
-										   v_feat, v_write AND (v_outbox OR v_locked),
+										   v_feat, v_write AND v_locked,
 										   pgpoly._fv_entity_is_key(v))
 			INTO v_fk, v_fet, v_ff
 			USING v_need, v_needf, v_needt, v.fresh;
@@ -1310,8 +1312,10 @@ BEGIN
 		-- what Redis holds once the lock is held (read again, and the probe
 		-- run again, writing): a concurrent writer's newer value is never
 		-- overwritten; where another transaction holds it nothing goes back
-		-- (its COMMIT writes).  The sync worker decides for an outbox table.
-		EXIT WHEN v_outbox OR v_locked OR NOT v_write OR NOT EXISTS (
+		-- (its COMMIT writes).  For an outbox table the sync worker decides
+		-- on what Redis holds; the lock still orders the write-back after a
+		-- concurrent writer's at equal event times.
+		EXIT WHEN v_locked OR NOT v_write OR NOT EXISTS (
 			SELECT FROM unnest(v_need, v_needf, v_needt) n(k, f, t)
 			JOIN unnest(v_fk, v_fet) h(k, et) ON h.k = n.k
 			WHERE (pgpoly._fv_serve(v.fresh, n.f, n.t, true, h.et)).source = 'offline');
@@ -1658,11 +1662,12 @@ BEGIN
 	-- writes are buffered and sent at COMMIT as pipelined MULTI/EXEC.  An
 	-- outbox table's are queued without reading Redis: the sync worker keeps
 	-- what is online when newer.
+	-- every entity locked first, until the end of the transaction: a
+	-- concurrent put_features of one waits, then reads what this one's
+	-- COMMIT wrote (and the other way round); an outbox table's writes are
+	-- so queued in the order of the offline rows' created_at too
+	PERFORM pgpoly._fv_lock_entities(v.online_table, NULL, true);
 	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
-		-- every entity locked first, until the end of the transaction: a
-		-- concurrent put_features of one waits, then reads what this one's
-		-- COMMIT wrote (and the other way round)
-		PERFORM pgpoly._fv_lock_entities(v.online_table, NULL, true);
 		-- the Redis key of the same text (a citext key or a nondeterministic
 		-- collation would match 'A' to the newer 'a' too)
 		v_online := format($q$ LEFT JOIN %1$s s ON s.%2$I = c.k::%3$s

@@ -16,7 +16,10 @@ store and of outbox tables meet.
     B is held (a trigger of the user's offline table waits on an advisory
     lock) while A writes the entity and commits; B then goes on.  Before the
     fix B made its offline row before taking the entity's lock, so its
-    created_at was older than A's while B, deciding last, won online.
+    created_at was older than A's while B, deciding last, won online.  The
+    same with an outbox online table, whose writes the sync worker delivers
+    in COMMIT order (ties: the later): before the fix its writers took no
+    lock, so A committed first and B's older row won.
   * put_features and materialize in a read-only transaction
     (default_transaction_read_only, as on a standby) while another
     transaction holds the entities' locks: 25006 at once, as the write
@@ -103,6 +106,13 @@ BEGIN
 	RETURN NULL;
 END $$;
 CREATE TRIGGER co_hold AFTER INSERT ON co_hist FOR EACH ROW EXECUTE FUNCTION co_hold();
+-- the same with an online table in write_mode 'outbox'
+CREATE TABLE co_histo (entity text, event_time timestamptz, created_at timestamptz, clicks int);
+CREATE INDEX ON co_histo (entity, event_time DESC, created_at DESC);
+CREATE FOREIGN TABLE co_tieo (user_id text OPTIONS (key 'true'), clicks int)
+  SERVER co OPTIONS (key_prefix 'fault_co_%(pid)d:tieo:', write_mode 'outbox');
+SELECT pgpoly.create_feature_view('co_tieo', 'user_id', 'co_tieo', offline_table => 'co_histo');
+CREATE TRIGGER co_hold AFTER INSERT ON co_histo FOR EACH ROW EXECUTE FUNCTION co_hold();
 """
 
 
@@ -159,34 +169,40 @@ def failed_queueing(db):
 
 def same_time_ties(db):
     """Equal event times: online holds the row the history calls newest."""
-    ctl, a, b = pgtest.Session(db), pgtest.Session(db), pgtest.Session(db)
-    check(ctl.run("SELECT pg_advisory_lock(%d);" % HOLD_KEY).rc == 0, "hold the trigger")
-    b_pid = int(b.value("SET application_name = 'held'; SELECT pg_backend_pid();"))
-    a_pid = int(a.value("SELECT pg_backend_pid();"))
-    b.send("BEGIN; SELECT pgpoly.put_features('co_tie', 't1', '{\"clicks\": 2}', '2024-03-01');")
-    check(pgtest.wait_for(lambda: waits_for(db, b_pid, 1), timeout=10),
-          "B is held by the trigger of its offline row")
-    # A's put: done at once (before the fix), or waiting for B's entity lock
-    a.send("BEGIN; SELECT pgpoly.put_features('co_tie', 't1', '{\"clicks\": 1}', '2024-03-01');")
-    check(pgtest.wait_for(lambda: waits_for(db, a_pid, FIELD4) or idle_in_xact(db, a_pid),
-                          timeout=10),
-          "A's put finishes or waits for the entity's lock")
-    a_waits = not idle_in_xact(db, a_pid)
-    if not a_waits:
-        check(a.wait(10).rc == 0 and a.run("COMMIT;").rc == 0, "A commits")
-    check(ctl.run("SELECT pg_advisory_unlock(%d);" % HOLD_KEY).rc == 0, "let B go on")
-    r = b.wait(30)
-    check(r.rc == 0 and b.run("COMMIT;").rc == 0, "B commits: %s" % r.err.strip()[:300])
-    if a_waits:
-        check(a.wait(30).rc == 0 and a.run("COMMIT;").rc == 0, "A commits after B")
-    r = pgtest.psql("SELECT clicks FROM co_hist WHERE entity = 't1' "
-                    "ORDER BY event_time DESC, created_at DESC LIMIT 1", db=db)
-    got = redis_hget("tie", "t1", "clicks")
-    check(r.rc == 0 and got == r.out.strip(),
-          "equal event times: Redis holds clicks %r, the newest offline row has %r"
-          % (got, r.out.strip()))
-    for s in (ctl, a, b):
-        s.close()
+    for view, kind, hist in (("co_tie", "tie", "co_hist"), ("co_tieo", "tieo", "co_histo")):
+        ctl, a, b = pgtest.Session(db), pgtest.Session(db), pgtest.Session(db)
+        check(ctl.run("SELECT pg_advisory_lock(%d);" % HOLD_KEY).rc == 0, "hold the trigger")
+        b_pid = int(b.value("SET application_name = 'held'; SELECT pg_backend_pid();"))
+        a_pid = int(a.value("SELECT pg_backend_pid();"))
+        b.send("BEGIN; SELECT pgpoly.put_features('%s', 't1', '{\"clicks\": 2}', '2024-03-01');"
+               % view)
+        check(pgtest.wait_for(lambda: waits_for(db, b_pid, 1), timeout=10),
+              "%s: B is held by the trigger of its offline row" % view)
+        # A's put: done at once (before the fix), or waiting for B's entity lock
+        a.send("BEGIN; SELECT pgpoly.put_features('%s', 't1', '{\"clicks\": 1}', '2024-03-01');"
+               % view)
+        check(pgtest.wait_for(lambda: waits_for(db, a_pid, FIELD4) or idle_in_xact(db, a_pid),
+                              timeout=10),
+              "%s: A's put finishes or waits for the entity's lock" % view)
+        a_waits = not idle_in_xact(db, a_pid)
+        if not a_waits:
+            check(a.wait(10).rc == 0 and a.run("COMMIT;").rc == 0, "%s: A commits" % view)
+        check(ctl.run("SELECT pg_advisory_unlock(%d);" % HOLD_KEY).rc == 0, "let B go on")
+        r = b.wait(30)
+        check(r.rc == 0 and b.run("COMMIT;").rc == 0, "%s: B commits: %s" % (view, r.err.strip()[:300]))
+        if a_waits:
+            check(a.wait(30).rc == 0 and a.run("COMMIT;").rc == 0, "%s: A commits after B" % view)
+        if view == "co_tieo":
+            r = pgtest.psql("SELECT pgpoly.sync_wait('pgpoly.co_tieo_serving')", db=db, timeout=60)
+            check(r.rc == 0 and r.out.strip() == "t", "%s: delivered: %s" % (view, r.err.strip()[:300]))
+        r = pgtest.psql("SELECT clicks FROM %s WHERE entity = 't1' "
+                        "ORDER BY event_time DESC, created_at DESC LIMIT 1" % hist, db=db)
+        got = redis_hget(kind, "t1", "clicks")
+        check(r.rc == 0 and got == r.out.strip(),
+              "%s: equal event times: Redis holds clicks %r, the newest offline row has %r"
+              % (view, got, r.out.strip()))
+        for s in (ctl, a, b):
+            s.close()
 
 
 def read_only_writer(db):
@@ -282,7 +298,8 @@ def run():
         snapshot_write_back(db)
         evicted_between_looks(db)
     finally:
-        pgtest.psql("SELECT pgpoly.drop_sync(name) FROM pgpoly.syncs WHERE name LIKE '%%co_ob';"
+        pgtest.psql("SELECT pgpoly.drop_sync(name) FROM pgpoly.syncs WHERE name LIKE '%%co_ob' "
+                    "OR name LIKE '%%co_tieo_serving';"
                     "DELETE FROM co_fv; DELETE FROM co_tie; DELETE FROM co_int; DELETE FROM co_ev; "
                     "DELETE FROM co_evi; DROP OWNED BY co_reader_%d; DROP ROLE co_reader_%d"
                     % (PID, PID), db=db, timeout=30)
