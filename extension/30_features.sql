@@ -1272,7 +1272,10 @@ BEGIN
 	LOOP
 		-- one pipelined Redis round (per fetch_size keys) for all entities; an
 		-- outbox table's view serves from offline while Redis is unreachable
-		IF v_outbox THEN
+		-- (and is not read again once locked: the sync worker decides)
+		IF v_outbox AND v_locked THEN
+			NULL;
+		ELSIF v_outbox THEN
 			BEGIN
 				SELECT * INTO v_ok, v_oet, v_of FROM pgpoly._fv_fetch_online(v, v_keys, v_feat);
 			EXCEPTION WHEN connection_exception THEN

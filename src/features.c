@@ -1865,17 +1865,6 @@ fetch_online_or_none(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, i
 }
 
 /*
- * fetch_online(), or for an outbox table fetch_online_or_none().
- */
-static bool
-fetch_any(RedisTable *tbl, ViewDef *def, char **keys, size_t *lens, int n,
-		  FeatureJson *fj, Served *served, bool outbox)
-{
-	return outbox ? fetch_online_or_none(tbl, def, keys, lens, n, fj, served) :
-		fetch_online(tbl, def, keys, lens, n, fj, served);
-}
-
-/*
  * Probe the offline table for the keys whose online value the rule does not
  * serve (missing or stale) with cv's kept probe statement, and record in
  * off[] what it found; with write (the caller may write and holds the
@@ -2185,7 +2174,8 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ViewDef *def,
 		types[i] = tbl->cols[i].typid;
 	feature_json_init(&fj, names, atts, types);
 	outbox = PgpolyTableWriteMode(GetForeignTable(def->serving)->options) == PGPOLY_WRITE_OUTBOX;
-	if (!fetch_any(tbl, def, keys, lens, nd, &fj, on, outbox))
+	if (!(outbox ? fetch_online_or_none(tbl, def, keys, lens, nd, &fj, on) :
+		  fetch_online(tbl, def, keys, lens, nd, &fj, on)))
 	{
 		bool		write = fv_may_write(def->online, def->serving);
 
@@ -2204,13 +2194,14 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ViewDef *def,
 		 * back (its COMMIT writes).  An entity online served at the first
 		 * read but not at the second (its key evicted meanwhile) is locked
 		 * then, or nothing goes back.  For an outbox table the sync worker
-		 * decides on what Redis holds when it delivers; the locks order the
-		 * write-back after a concurrent writer's at equal event times.
+		 * decides on what Redis holds when it delivers (Redis is not read
+		 * again: it may be down); the locks order the write-back after a
+		 * concurrent writer's at equal event times.
 		 */
 		if (write && goes_back(def, nd, on, off) &&
 			lock_unserved(def, tbl, keys, lens, nd, on) &&
-			!fetch_any(tbl, def, keys, lens, nd, &fj, on, outbox) &&
-			lock_unserved(def, tbl, keys, lens, nd, on))
+			(outbox || (!fetch_online(tbl, def, keys, lens, nd, &fj, on) &&
+						lock_unserved(def, tbl, keys, lens, nd, on))))
 		{
 			memset(off, 0, sizeof(Served) * Max(nd, 1));
 			probe_offline(cv, def, tbl, names, keys, nd, on, off, seen, true);
