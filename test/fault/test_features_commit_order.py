@@ -64,6 +64,14 @@ CREATE FOREIGN TABLE co_fv (user_id text OPTIONS (key 'true'), clicks int)
 CREATE FOREIGN TABLE co_ob (k text OPTIONS (key 'true'), v text)
   SERVER co OPTIONS (key_prefix 'fault_co_%(pid)d:ob:', write_mode 'outbox');
 SELECT pgpoly.create_feature_view('co_fv', 'user_id', 'co_fv');
+-- holds a session named 'held' until the advisory lock is free
+CREATE FUNCTION co_pause() RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+	IF current_setting('application_name') = 'held' THEN
+		PERFORM pg_advisory_xact_lock_shared(%(hold)d);
+	END IF;
+	RETURN true;
+END $$;
 -- a user's own offline table, with a trigger that holds the session named
 -- 'held' after its row is made
 CREATE TABLE co_hist (entity text, event_time timestamptz, created_at timestamptz, clicks int);
@@ -77,13 +85,6 @@ SELECT pgpoly.create_feature_view('co_int', 'item_id', 'co_int');
 CREATE ROLE co_reader_%(pid)d;
 GRANT USAGE ON SCHEMA pgpoly TO co_reader_%(pid)d;
 GRANT SELECT ON pgpoly.feature_views, pgpoly._feature_view_storage TO co_reader_%(pid)d;
-CREATE FUNCTION co_pause() RETURNS bool LANGUAGE plpgsql AS $$
-BEGIN
-	IF current_setting('application_name') = 'held' THEN
-		PERFORM pg_advisory_xact_lock_shared(%(hold)d);
-	END IF;
-	RETURN true;
-END $$;
 CREATE TABLE co_ev_hist (entity text, event_time timestamptz,
                          created_at timestamptz DEFAULT clock_timestamp(), clicks int);
 CREATE TABLE co_evi_hist (entity int, event_time timestamptz,
@@ -104,9 +105,7 @@ CREATE POLICY co_pause ON co_ev_hist USING (co_pause());
 CREATE POLICY co_pause ON co_evi_hist USING (co_pause());
 CREATE FUNCTION co_hold() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-	IF current_setting('application_name') = 'held' THEN
-		PERFORM pg_advisory_xact_lock_shared(%(hold)d);
-	END IF;
+	PERFORM public.co_pause();  -- put_features' search_path has no public
 	RETURN NULL;
 END $$;
 CREATE TRIGGER co_hold AFTER INSERT ON co_hist FOR EACH ROW EXECUTE FUNCTION co_hold();
