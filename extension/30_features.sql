@@ -94,8 +94,7 @@ COMMENT ON TABLE pgpoly._feature_view_storage IS
 -- Redis holds to decide newest-wins (src/keylock.c): two transactions
 -- writing one entity decide one after the other, the second reading what
 -- the first one's COMMIT wrote.  Without wait, false when another
--- transaction holds one (nothing taken).  INSERT and UPDATE on the table
--- needed, as by every caller.
+-- transaction holds one (nothing taken).  INSERT on the table needed.
 CREATE FUNCTION pgpoly._fv_lock_entities(online_table regclass, entities text[], wait bool)
 RETURNS bool
 AS 'MODULE_PATHNAME', 'pgpoly_fv_lock_entities'

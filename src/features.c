@@ -328,10 +328,8 @@ PG_FUNCTION_INFO_V1(pgpoly_fv_lock_entities);
  * view's online table until the end of the transaction, before the caller
  * reads the event times Redis holds and decides newest-wins: a concurrent
  * writer of one entity then reads after this transaction's COMMIT sent its
- * writes (PgpolyLockKeys).  Needs INSERT and UPDATE on the table, as
- * every caller (42501 otherwise): a role that may only INSERT must not hold
- * off every writer of the table, as it could by locking all its entities
- * (LOCK TABLE in a mode that blocks writers needs UPDATE too).  Returns whether they are held (without wait: false
+ * writes (PgpolyLockKeys).  Needs INSERT on the table, as every caller
+ * (42501 otherwise).  Returns whether they are held (without wait: false
  * when another transaction holds one).  A writer (wait) in a read-only
  * transaction fails at once with 25006, as its write would, rather than
  * wait for the writers of its entities first.
@@ -350,7 +348,6 @@ pgpoly_fv_lock_entities(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
 		PG_RETURN_NULL();
 	fv_require_privilege(relid, ACL_INSERT);
-	fv_require_privilege(relid, ACL_UPDATE);
 	if (PG_GETARG_BOOL(2) && XactReadOnly)
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),

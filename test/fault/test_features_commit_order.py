@@ -32,10 +32,6 @@ store and of outbox tables meet.
     older value is served as online after COMMIT while the history holds a
     newer one (before the fix it was written back; the C path of a text
     key and the PL/pgSQL path of an int key).
-  * A role that may only INSERT into an online table (not UPDATE: it can
-    call none of the feature-store writers) cannot take the view's entity
-    locks: 42501 naming the table (before the fix it locked every entity
-    and held off every writer of the view until its transaction ended).
   * get_online_features' write-back when an entity the first Redis read
     served online is gone at the second read, made under the locks (its key
     evicted in between; here a row-level security policy of the offline
@@ -287,19 +283,6 @@ def evicted_between_looks(db):
             s.close()
 
 
-def insert_only_role(db):
-    """pgpoly._fv_lock_entities needs UPDATE as well as INSERT."""
-    r = pgtest.psql("CREATE ROLE co_ins_%d; GRANT USAGE ON SCHEMA pgpoly TO co_ins_%d; "
-                    "GRANT INSERT ON co_fv TO co_ins_%d" % (PID, PID, PID), db=db)
-    check(r.rc == 0, "insert-only role: %s" % r.err.strip()[:300])
-    r = pgtest.psql("SET ROLE co_ins_%d; BEGIN; "
-                    "SELECT pgpoly._fv_lock_entities('co_fv', NULL, true); COMMIT;" % PID,
-                    db=db, timeout=10, verbose=True)
-    check(r.rc != 0 and r.sqlstate == "42501" and "co_fv" in r.err,
-          "an INSERT-only role locks the view's entities: rc=%s %s" % (r.rc, r.err.strip()[:300]))
-    pgtest.psql("DROP OWNED BY co_ins_%d; DROP ROLE co_ins_%d" % (PID, PID), db=db)
-
-
 def run():
     mark = pgtest.pg_log_mark()
     db = pgtest.create_db("pgpoly_co")
@@ -313,7 +296,6 @@ def run():
         read_only_writer(db)
         snapshot_write_back(db)
         evicted_between_looks(db)
-        insert_only_role(db)
     finally:
         pgtest.psql("SELECT pgpoly.drop_sync(name) FROM pgpoly.syncs WHERE name LIKE '%%co_ob' "
                     "OR name LIKE '%%co_tieo_serving';"
