@@ -62,7 +62,9 @@
 --	  the serving table is in outbox mode too, put_features and materialize
 --	  queue their online writes without reading Redis, and the sync worker
 --	  delivers them newest-wins (src/sync_outbox.c compares _event_time when
---	  it delivers, as the only writer of the table's changes).
+--	  it delivers, as the only writer of the table's changes; ties in COMMIT
+--	  order).  The writers lock the entities as in the other modes, so that
+--	  of two equal event times the later COMMIT is the later created_at.
 --	  get_online_features serves from the offline table, with status
 --	  'offline', while Redis cannot be reached (SQLSTATE class 08), and
 --	  queues its write-back like any other write.
@@ -176,8 +178,10 @@ AS 'MODULE_PATHNAME', 'pgpoly_fv_require_privileges'
 LANGUAGE C STRICT STABLE;
 
 -- Whether get_online_features may write back to the online store: not in a
--- read-only transaction, not on a hot standby, and the caller holds INSERT
--- and UPDATE on both the online table and the serving table.
+-- read-only transaction, not on a hot standby, not under a transaction
+-- snapshot (REPEATABLE READ, SERIALIZABLE: it may miss a newer offline row
+-- whose Redis key is gone since), and the caller holds INSERT and UPDATE on
+-- both the online table and the serving table.
 CREATE FUNCTION pgpoly._fv_may_write(online_table regclass, serving_table regclass)
 RETURNS bool
 AS 'MODULE_PATHNAME', 'pgpoly_fv_may_write'
@@ -1030,6 +1034,7 @@ DECLARE
 	v_found bool;
 	v_cols  text;
 	v_stored text;
+	v_outbox bool;
 BEGIN
 	PERFORM pgpoly._fv_caller_datestyle(caller_datestyle);
 	PERFORM pgpoly._require_name(entity, 'entity');
@@ -1085,6 +1090,16 @@ BEGIN
 		END IF;
 	END IF;
 
+	-- the entity's lock, held to the end of the transaction whether this one
+	-- writes online or not, before the offline row is made: its created_at
+	-- (the tie-break of equal event times offline) then follows the order in
+	-- which the writers of the entity decide online (an outbox table: the
+	-- order of their COMMITs, in which the sync worker delivers them), so
+	-- that of two equal event times the one online is the one the history
+	-- calls newest
+	v_outbox := pgpoly._fv_outbox(v.serving_table);
+	PERFORM pgpoly._fv_lock_entities(v.online_table, ARRAY[v_ent], true);
+
 	-- offline: always appended; the conversion of the values happens here
 	BEGIN
 		EXECUTE format('INSERT INTO %s (%I, event_time, created_at, %s) '
@@ -1104,9 +1119,7 @@ BEGIN
 	-- table: decided when the sync worker delivers it); that is the Redis
 	-- key of the same text (a numeric key's equality would find 1.0 for
 	-- 1.00, a citext one 'A' for 'a')
-	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
-		-- held to the end of the transaction, whether this one writes or not
-		PERFORM pgpoly._fv_lock_entities(v.online_table, ARRAY[v_ent], true);
+	IF NOT v_outbox THEN
 		EXECUTE format('SELECT s._event_time, true FROM %s s WHERE s.%I = $1::%s '
 					   'AND %s COLLATE "C" = $1 COLLATE "C"',
 					   v.serving_rel, v.key_column, v.key_type,
@@ -1259,7 +1272,10 @@ BEGIN
 	LOOP
 		-- one pipelined Redis round (per fetch_size keys) for all entities; an
 		-- outbox table's view serves from offline while Redis is unreachable
-		IF v_outbox THEN
+		-- (and is not read again once locked: the sync worker decides)
+		IF v_outbox AND v_locked THEN
+			NULL;
+		ELSIF v_outbox THEN
 			BEGIN
 				SELECT * INTO v_ok, v_oet, v_of FROM pgpoly._fv_fetch_online(v, v_keys, v_feat);
 			EXCEPTION WHEN connection_exception THEN
@@ -1276,13 +1292,20 @@ BEGIN
 		LEFT JOIN unnest(v_ok, v_oet) o(k, et) ON o.k = k.k
 		WHERE (pgpoly._fv_serve(v.fresh, o.k IS NOT NULL, o.et, false, NULL)).source <> 'online';
 
+		-- read again under the locks: an entity the first read served online
+		-- may not be served now (its key evicted meanwhile); it is locked too,
+		-- or nothing goes back
+		IF v_locked AND v_write AND v_need IS NOT NULL THEN
+			v_write := pgpoly._fv_lock_entities(v.online_table, v_need, false);
+		END IF;
+
 		v_fk := NULL;
 		v_fet := NULL;
 		v_ff := NULL;
 		IF v_need IS NOT NULL THEN
 			EXECUTE pgpoly._fv_offline_sql(v.offline_rel, v.entity_column, v.entity_match,
 										   v.serving_rel, v.key_column, v.key_type, v.features,
-										   v_feat, v_write AND (v_outbox OR v_locked),
+										   v_feat, v_write AND v_locked,
 										   pgpoly._fv_entity_is_key(v))
 			INTO v_fk, v_fet, v_ff
 			USING v_need, v_needf, v_needt, v.fresh;
@@ -1292,8 +1315,10 @@ BEGIN
 		-- what Redis holds once the lock is held (read again, and the probe
 		-- run again, writing): a concurrent writer's newer value is never
 		-- overwritten; where another transaction holds it nothing goes back
-		-- (its COMMIT writes).  The sync worker decides for an outbox table.
-		EXIT WHEN v_outbox OR v_locked OR NOT v_write OR NOT EXISTS (
+		-- (its COMMIT writes).  For an outbox table the sync worker decides
+		-- on what Redis holds; the lock still orders the write-back after a
+		-- concurrent writer's at equal event times.
+		EXIT WHEN v_locked OR NOT v_write OR NOT EXISTS (
 			SELECT FROM unnest(v_need, v_needf, v_needt) n(k, f, t)
 			JOIN unnest(v_fk, v_fet) h(k, et) ON h.k = n.k
 			WHERE (pgpoly._fv_serve(v.fresh, n.f, n.t, true, h.et)).source = 'offline');
@@ -1640,11 +1665,12 @@ BEGIN
 	-- writes are buffered and sent at COMMIT as pipelined MULTI/EXEC.  An
 	-- outbox table's are queued without reading Redis: the sync worker keeps
 	-- what is online when newer.
+	-- every entity locked first, until the end of the transaction: a
+	-- concurrent put_features of one waits, then reads what this one's
+	-- COMMIT wrote (and the other way round); an outbox table's writes are
+	-- so queued in the order of the offline rows' created_at too
+	PERFORM pgpoly._fv_lock_entities(v.online_table, NULL, true);
 	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
-		-- every entity locked first, until the end of the transaction: a
-		-- concurrent put_features of one waits, then reads what this one's
-		-- COMMIT wrote (and the other way round)
-		PERFORM pgpoly._fv_lock_entities(v.online_table, NULL, true);
 		-- the Redis key of the same text (a citext key or a nondeterministic
 		-- collation would match 'A' to the newer 'a' too)
 		v_online := format($q$ LEFT JOIN %1$s s ON s.%2$I = c.k::%3$s

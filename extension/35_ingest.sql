@@ -275,12 +275,13 @@ BEGIN
 						   ELSE format('NULL::%s', u.t) END, ', ' ORDER BY u.i)
 	INTO v_vals
 	FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i);
+	-- every entity of the view locked, until the end of the transaction,
+	-- before Redis is read: a concurrent writer of one of them (put_features,
+	-- materialize, another ingest_features) waits, then reads what this
+	-- one's COMMIT wrote, and the other way round (an outbox table: their
+	-- writes are queued in the order of their offline rows' created_at)
+	PERFORM pgpoly._fv_lock_entities(v.online_table, NULL, true);
 	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
-		-- every entity of the view locked, until the end of the transaction,
-		-- before Redis is read: a concurrent writer of one of them
-		-- (put_features, materialize, another ingest_features) waits, then
-		-- reads what this one's COMMIT wrote, and the other way round
-		PERFORM pgpoly._fv_lock_entities(v.online_table, NULL, true);
 		-- reads _event_time alone (no key, no other field): the batched join
 		-- then fetches just that field (HMGET), and an entity Redis lacks
 		-- reads as one whose _event_time is NULL, as it should; the Redis key

@@ -295,13 +295,17 @@ pgpoly_fv_require_privileges(PG_FUNCTION_ARGS)
 
 /*
  * Whether get_online_features may write back online: not in a read-only
- * transaction or on a hot standby, and INSERT and UPDATE (an upsert) on the
- * user's online table and on the serving table.
+ * transaction or on a hot standby, not under a transaction snapshot, and
+ * INSERT and UPDATE (an upsert) on the user's online table and on the
+ * serving table.  A REPEATABLE READ or SERIALIZABLE snapshot may predate a
+ * newer offline row committed since: once Redis has lost that value
+ * (evicted, expired, deleted), the older row the snapshot shows would go
+ * back online and be served as current after COMMIT.
  */
 static bool
 fv_may_write(Oid online, Oid serving)
 {
-	if (XactReadOnly || RecoveryInProgress())
+	if (XactReadOnly || RecoveryInProgress() || IsolationUsesXactSnapshot())
 		return false;
 	return fv_has_privilege(online, ACL_INSERT) && fv_has_privilege(online, ACL_UPDATE) &&
 		fv_has_privilege(serving, ACL_INSERT) && fv_has_privilege(serving, ACL_UPDATE);
@@ -326,7 +330,9 @@ PG_FUNCTION_INFO_V1(pgpoly_fv_lock_entities);
  * writer of one entity then reads after this transaction's COMMIT sent its
  * writes (PgpolyLockKeys).  Needs INSERT on the table, as every caller
  * (42501 otherwise).  Returns whether they are held (without wait: false
- * when another transaction holds one).
+ * when another transaction holds one).  A writer (wait) in a read-only
+ * transaction fails at once with 25006, as its write would, rather than
+ * wait for the writers of its entities first.
  */
 Datum
 pgpoly_fv_lock_entities(PG_FUNCTION_ARGS)
@@ -342,6 +348,11 @@ pgpoly_fv_lock_entities(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
 		PG_RETURN_NULL();
 	fv_require_privilege(relid, ACL_INSERT);
+	if (PG_GETARG_BOOL(2) && XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot write the online table \"%s\" of a feature view in a read-only transaction",
+						get_rel_name(relid))));
 	if (PG_ARGISNULL(1))
 		PG_RETURN_BOOL(PgpolyLockKeys(relid, NULL, NULL, -1, PG_GETARG_BOOL(2)));
 	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT,
@@ -2167,15 +2178,12 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ViewDef *def,
 		  fetch_online(tbl, def, keys, lens, nd, &fj, on)))
 	{
 		bool		write = fv_may_write(def->online, def->serving);
-		bool		lock = write && !outbox;
-		bool		written = false;
 
-		/* the offline values; an outbox table's go back as they are read */
+		/* the offline values */
 		if (!probe_direct(cv, def, tbl, names, keys, nd, on, off))
 		{
 			memset(off, 0, sizeof(Served) * Max(nd, 1));
-			probe_offline(cv, def, tbl, names, keys, nd, on, off, seen, write && !lock);
-			written = write && !lock;
+			probe_offline(cv, def, tbl, names, keys, nd, on, off, seen, false);
 		}
 
 		/*
@@ -2183,12 +2191,17 @@ serve_fast(FunctionCallInfo fcinfo, ReturnSetInfo *rsinfo, ViewDef *def,
 		 * entities' locks, decided on what Redis holds once the locks are
 		 * held (read again): a concurrent writer's newer value is never
 		 * overwritten.  Where another transaction holds one, nothing goes
-		 * back (its COMMIT writes).  The sync worker decides for an outbox
-		 * table.
+		 * back (its COMMIT writes).  An entity online served at the first
+		 * read but not at the second (its key evicted meanwhile) is locked
+		 * then, or nothing goes back.  For an outbox table the sync worker
+		 * decides on what Redis holds when it delivers (Redis is not read
+		 * again: it may be down); the locks order the write-back after a
+		 * concurrent writer's at equal event times.
 		 */
-		if (write && !written && goes_back(def, nd, on, off) &&
-			(!lock || lock_unserved(def, tbl, keys, lens, nd, on)) &&
-			(!lock || !fetch_online(tbl, def, keys, lens, nd, &fj, on)))
+		if (write && goes_back(def, nd, on, off) &&
+			lock_unserved(def, tbl, keys, lens, nd, on) &&
+			(outbox || (!fetch_online(tbl, def, keys, lens, nd, &fj, on) &&
+						lock_unserved(def, tbl, keys, lens, nd, on))))
 		{
 			memset(off, 0, sizeof(Served) * Max(nd, 1));
 			probe_offline(cv, def, tbl, names, keys, nd, on, off, seen, true);

@@ -41,7 +41,14 @@
 #define KEYLOCK_ALL_BUCKETS		0xFFFFFFFF
 #define KEYLOCK_MAX_BUCKETS		64
 
-/* Bucket locks taken per table in this transaction (relid, count pairs). */
+/* The bucket locks a transaction took on one table. */
+typedef struct HeldTable
+{
+	Oid			relid;
+	int			count;
+} HeldTable;
+
+/* Bucket locks taken per table in this transaction (HeldTable *). */
 static List *HeldBuckets = NIL;	/* in TopTransactionContext */
 static LocalTransactionId HeldLxid = InvalidLocalTransactionId;
 
@@ -63,14 +70,15 @@ compare_uint32(const void *a, const void *b)
 }
 
 /*
- * The cell counting relid's bucket locks in this transaction (made with
- * count 0 on first use).  The list lives in TopTransactionContext and is
- * forgotten when the local transaction id changes.
+ * The count of relid's bucket locks in this transaction (made 0 on first
+ * use).  The entries live in TopTransactionContext and are forgotten when
+ * the local transaction id changes.
  */
 static int *
 held_count(Oid relid)
 {
 	ListCell   *lc;
+	HeldTable  *h;
 	MemoryContext old;
 
 	if (HeldLxid != MyProc->lxid)
@@ -78,13 +86,39 @@ held_count(Oid relid)
 		HeldBuckets = NIL;
 		HeldLxid = MyProc->lxid;
 	}
-	for (lc = list_head(HeldBuckets); lc != NULL; lc = lnext(HeldBuckets, lc))
-		if (linitial_oid(lfirst(lc)) == relid)
-			return &llast_int(lfirst(lc));
+	foreach(lc, HeldBuckets)
+	{
+		h = lfirst(lc);
+		if (h->relid == relid)
+			return &h->count;
+	}
 	old = MemoryContextSwitchTo(TopTransactionContext);
-	HeldBuckets = lappend(HeldBuckets, lappend_int(list_make1_oid(relid), 0));
+	h = palloc0(sizeof(HeldTable));
+	h->relid = relid;
+	HeldBuckets = lappend(HeldBuckets, h);
 	MemoryContextSwitchTo(old);
-	return &llast_int(llast(HeldBuckets));
+	return &h->count;
+}
+
+/*
+ * How many of the n buckets of relid this transaction does not hold yet:
+ * those locking them would add (a call locking again what it locked
+ * before, get_online_features' second look, adds none).
+ */
+static int
+not_held(Oid relid, const uint32 *buckets, int n)
+{
+	int			count = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		LOCKTAG		tag;
+
+		key_lock_tag(&tag, relid, buckets[i]);
+		if (!LockHeldByMe(&tag, ExclusiveLock))
+			count++;
+	}
+	return count;
 }
 
 /*
@@ -138,7 +172,7 @@ PgpolyLockKeys(Oid relid, char **keys, const size_t *lens, int n, bool wait)
 		if (i == 0 || buckets[i] != buckets[i - 1])
 			buckets[distinct++] = buckets[i];
 	held = held_count(relid);
-	if (n < 0 || *held + distinct > KEYLOCK_MAX_BUCKETS)
+	if (n < 0 || *held + not_held(relid, buckets, distinct) > KEYLOCK_MAX_BUCKETS)
 	{
 		modes[0] = ExclusiveLock;
 		return acquire_all(tags, modes, 1, wait, &fresh);

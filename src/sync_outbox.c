@@ -19,8 +19,11 @@
  * then takes the entries' ids from the queue's sequence: two transactions
  * writing one key queue in the order they commit, and a snapshot that sees
  * the later one sees the earlier one.  The
- * locks are held from pre-commit to COMMIT only; they never wait on a
- * store.  The worker reads entries in entry_id order.
+ * locks are held from pre-commit to COMMIT only: taking them never waits
+ * on a store, though a transaction that also writes tables in another
+ * write_mode holds them while it sends those writes (queueing comes first,
+ * so that a queueing that fails leaves nothing in a store: xact.c).  The
+ * worker reads entries in entry_id order.
  *
  * Delivery.  The worker composes a batch's changes per key (a later upsert
  * or delete replaces what came before; an update changes the columns it

@@ -32,8 +32,10 @@
  * captured beside them (PgpolyAddChange: an upsert, an update of some
  * columns or a delete, in the fixed text form), kept in one list for the
  * whole transaction in write order, with the same savepoint rules.  At
- * pre-commit, after the transactional writes were sent, the sync module
- * queues the changes in pgpoly.sync_queue (SyncQueueChanges), and the sync
+ * pre-commit, before the transactional writes are sent (sending is the
+ * last step that may fail: nothing a failed COMMIT wrote may be in a
+ * store), the sync module queues the changes in pgpoly.sync_queue
+ * (SyncQueueChanges), and the sync
  * worker delivers them after COMMIT: COMMIT neither waits on nor fails
  * with the store.  The worker itself writes such tables transactionally
  * (PgpolyDeliverOutbox).
@@ -470,19 +472,22 @@ has_pending_writes(void)
 
 /*
  * Pre-commit: check the reads of connections that write nothing
- * (check_reads), send the transactional writes, then queue the outbox
- * changes (last: queueing takes per-key locks, held until COMMIT).
+ * (check_reads), queue the outbox changes, then send the transactional
+ * writes.  Sending is last because it is the one step that cannot be taken
+ * back: queueing may still fail (it waits for the commit-order locks of its
+ * keys, so lock_timeout, a cancel or a deadlock can end it), and a COMMIT
+ * that fails then must not have written anything to the stores.
  */
 static void
 pre_commit(void)
 {
 	check_reads();
-	flush_all();
 	if (OutboxChanges != NIL)
 	{
 		SyncQueueChanges(OutboxChanges);
 		OutboxChanges = NIL;
 	}
+	flush_all();
 }
 
 /* Top-level transaction callback. */
