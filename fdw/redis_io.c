@@ -49,7 +49,9 @@
  *	  no request is pending, more replies than commands, or a reply of a
  *	  type the command never returns break the connection with an ERROR
  *	  (08P01), so no statement ever takes another command's reply for its
- *	  own.
+ *	  own.  The one command a request carries that its caller did not
+ *	  append, the UNWATCH of a node still watching for an ended
+ *	  transaction (redis_end_session), goes first and is answered first.
  *	- Bytes from Redis (keys, error texts) reach messages only through
  *	  PgpolyPrintable(, 200): escaped and capped.
  *	- A node's output is written only when its socket is writable (or
