@@ -50,7 +50,7 @@ struct VectorScan
 	int			pos;
 	List	   *ids;			/* by ids: spec->ids, each once, in order */
 	HTAB	   *wanted;			/* ... as a key table of WantedId */
-	List	   *ids_left;		/* by ids: ids not fetched yet */
+	int			ids_next;		/* by ids: the first of ids not fetched yet */
 	char	   *cursor;			/* paged: the next page, NULL: the first */
 	bool		remote_done;
 	bool		local;			/* k-NN computed here */
@@ -249,10 +249,12 @@ fetch_batch(VectorScan *scan)
 	scan->requests++;
 	if (spec->by_ids)
 	{
-		List	   *batch = list_copy_head(scan->ids_left, n);
+		List	   *batch = NIL;
 
-		scan->ids_left = list_copy_tail(scan->ids_left, list_length(batch));
-		scan->remote_done = scan->ids_left == NIL;
+		/* a new list of the next n: copying the rest each time is n^2 */
+		while (scan->ids_next < list_length(scan->ids) && list_length(batch) < n)
+			batch = lappend(batch, list_nth(scan->ids, scan->ids_next++));
+		scan->remote_done = scan->ids_next >= list_length(scan->ids);
 		if (batch == NIL)
 			return false;
 		scan->rows = VectorGetByIds(scan->conn, scan->tbl, scan->coll, batch,
@@ -425,7 +427,7 @@ local_knn(VectorScan *scan)
 	ListCell   *lc;
 
 	spec->include |= VINC_EMBEDDING;
-	scan->ids_left = scan->ids;
+	scan->ids_next = 0;
 	while ((row = next_remote(scan)) != NULL)
 		cands = lappend(cands, row);
 	foreach(lc, overlay_rows(scan->overlay, scan->pending))
@@ -484,7 +486,7 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 	scan->spec = spec;
 	scan->remote_done = spec->empty;
 	index_ids(scan);
-	scan->ids_left = scan->ids;
+	scan->ids_next = 0;
 	scan->coll = VectorLookupCollection(conn, tbl, tbl->create);
 	scan->pending = pending;
 	scan->overlay = VectorOverlayBuild(pending);
