@@ -20,6 +20,11 @@
  * LIMIT is consumed here), so rows that do not come from the service are
  * checked here against the same conditions the service applies.
  *
+ * Memory: a batch of remote rows (and its request) lives in the scan's
+ * batch context, reset when the next batch is fetched, so a scan holds one
+ * batch at a time; a row returned is valid until the next call.  A k-NN
+ * computed here keeps every batch (its candidates).
+ *
  * fdw/vector_scan.c
  *
  *-------------------------------------------------------------------------
@@ -51,6 +56,7 @@ struct VectorScan
 	List	   *ids;			/* by ids: spec->ids, each once, in order */
 	HTAB	   *wanted;			/* ... as a key table of WantedId */
 	int			ids_next;		/* by ids: the first of ids not fetched yet */
+	MemoryContext batch_cxt;	/* the current batch (reset by the next) */
 	char	   *cursor;			/* paged: the next page, NULL: the first */
 	bool		remote_done;
 	bool		local;			/* k-NN computed here */
@@ -243,10 +249,16 @@ fetch_batch(VectorScan *scan)
 	VectorScanSpec *spec = scan->spec;
 	int			n = scan->tbl->fetch_size;
 
+	MemoryContext old;
+
 	if (scan->remote_done || scan->coll == NULL)
 		return false;
 	scan->pos = 0;
+	scan->rows = NIL;
 	scan->requests++;
+	if (!scan->local)
+		MemoryContextReset(scan->batch_cxt);	/* the last batch's rows */
+	old = MemoryContextSwitchTo(scan->batch_cxt);
 	if (spec->by_ids)
 	{
 		List	   *batch = NIL;
@@ -255,17 +267,24 @@ fetch_batch(VectorScan *scan)
 		while (scan->ids_next < list_length(scan->ids) && list_length(batch) < n)
 			batch = lappend(batch, list_nth(scan->ids, scan->ids_next++));
 		scan->remote_done = scan->ids_next >= list_length(scan->ids);
-		if (batch == NIL)
-			return false;
-		scan->rows = VectorGetByIds(scan->conn, scan->tbl, scan->coll, batch,
-									spec->where, spec->include);
-		check_returned_ids(scan, scan->rows);
-		return true;
+		if (batch != NIL)
+		{
+			scan->rows = VectorGetByIds(scan->conn, scan->tbl, scan->coll, batch,
+										spec->where, spec->include);
+			check_returned_ids(scan, scan->rows);
+		}
 	}
-	scan->rows = VectorGetPage(scan->conn, scan->tbl, scan->coll, spec->where,
-							   &scan->cursor, n, spec->include);
-	scan->remote_done = scan->cursor == NULL;
-	return true;
+	else
+	{
+		scan->rows = VectorGetPage(scan->conn, scan->tbl, scan->coll, spec->where,
+								   &scan->cursor, n, spec->include);
+		/* the next page's cursor outlives this batch */
+		if (scan->cursor)
+			scan->cursor = MemoryContextStrdup(GetMemoryChunkContext(scan), scan->cursor);
+		scan->remote_done = scan->cursor == NULL;
+	}
+	MemoryContextSwitchTo(old);
+	return scan->rows != NIL || !scan->remote_done;
 }
 
 /* Next remote row not shadowed by a buffered write, or NULL. */
@@ -485,6 +504,8 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 	scan->conn = conn;
 	scan->spec = spec;
 	scan->remote_done = spec->empty;
+	scan->batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "pgpoly vector batch",
+											ALLOCSET_DEFAULT_SIZES);
 	index_ids(scan);
 	scan->ids_next = 0;
 	scan->coll = VectorLookupCollection(conn, tbl, tbl->create);
