@@ -403,6 +403,9 @@ typedef struct RedisNode
 	RedisReader *in;			/* its replies (read here, not by hiredis) */
 	bool		primary;		/* serves slots in the current map */
 	bool		watched;		/* holds WATCHes of this transaction */
+	bool		stale_watch;	/* holds WATCHes of an ended one: UNWATCH
+								 * goes ahead of its next command */
+	bool		unwatch_sent;	/* ... and was sent: its reply comes first */
 	int64		requests;		/* requests it took part in */
 	int64		errors;			/* of those, the ones that did not end well */
 	/* the running request */

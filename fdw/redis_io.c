@@ -49,7 +49,9 @@
  *	  no request is pending, more replies than commands, or a reply of a
  *	  type the command never returns break the connection with an ERROR
  *	  (08P01), so no statement ever takes another command's reply for its
- *	  own.
+ *	  own.  The one command a request carries that its caller did not
+ *	  append, the UNWATCH of a node still watching for an ended
+ *	  transaction (redis_end_session), goes first and is answered first.
  *	- Bytes from Redis (keys, error texts) reach messages only through
  *	  PgpolyPrintable(, 200): escaped and capped.
  *	- A node's output is written only when its socket is writable (or
@@ -84,6 +86,7 @@ static void *redis_connect(PgpolyConnection *conn, ForeignServer *server,
 						   UserMapping *user);
 static PgpolyConnection *redis_table_connection(Oid relid, Oid userid);
 static void redis_check_reads(PgpolyConnection *conn);
+static bool redis_end_session(PgpolyConnection *conn);
 static RedisHandle *begin_request(PgpolyConnection *conn);
 static void redis_disconnect(void *handle);
 static List *redis_node_rows(PgpolyConnection *conn);
@@ -169,7 +172,8 @@ const PgpolyStore RedisStore = {
 	RedisConflictColumns,
 	redis_node_rows,
 	redis_table_connection,
-	redis_check_reads
+	redis_check_reads,
+	redis_end_session
 };
 
 /* Make node the one conn's messages name (conn->target). */
@@ -432,7 +436,7 @@ RedisNodeClose(RedisHandle *h, RedisNode *node)
 		return;
 	if (node->watched)
 		h->watch_lost = true;	/* its WATCHes are gone (RedisCheckWatches) */
-	node->watched = false;
+	node->watched = node->stale_watch = node->unwatch_sent = false;
 	RedisReaderReset(node->in);	/* bytes of the old connection */
 	redisFree(node->ctx);
 	node->ctx = NULL;
@@ -1236,6 +1240,33 @@ RedisWatchesSettled(PgpolyConnection *conn)
 	h->nwatched = 0;
 }
 
+/*
+ * PgpolyStore.end_session: the transaction (or the subtransaction that
+ * made them all) ended with WATCHes on conn that no EXEC cleared: a
+ * ROLLBACK, or a COMMIT that wrote nothing through conn.  Each node
+ * holding some sends UNWATCH ahead of its next command (activate), in the
+ * same round trip, so no later EXEC can be aborted by them and the
+ * connection is kept.  No I/O here: this runs in an abort.
+ */
+static bool
+redis_end_session(PgpolyConnection *conn)
+{
+	RedisHandle *h = conn->handle;
+
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		RedisNode  *node = h->nodes[i];
+
+		if (node->watched && node->ctx)
+			node->stale_watch = true;
+		node->watched = false;
+	}
+	h->watching = false;
+	h->watch_lost = false;
+	h->nwatched = 0;
+	return true;
+}
+
 /* ----------------------------------------------------------------
  *		Requests
  * ----------------------------------------------------------------
@@ -1306,6 +1337,15 @@ activate(PgpolyConnection *conn, RedisHandle *h, RedisNode *node)
 	node->active = true;
 	node->requests++;
 	node->errors++;				/* undone when the request ends well */
+	if (node->stale_watch)
+	{
+		static const char unwatch[] = "*1\r\n$7\r\nUNWATCH\r\n";
+
+		/* the WATCHes of an ended transaction go first (end_session) */
+		out_add(node, unwatch, sizeof(unwatch) - 1, true);
+		node->stale_watch = false;
+		node->unwatch_sent = true;
+	}
 }
 
 /*
@@ -1675,6 +1715,28 @@ check_readonly(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 			 errhint("Sentinel moved the primary; the next statement asks the sentinels again.")));
 }
 
+/*
+ * Take out the reply to the UNWATCH that activate() sent node ahead of the
+ * request's commands: false while it has not arrived.  Anything but OK
+ * breaks the connection (08P01).
+ */
+static bool
+take_unwatch_reply(PgpolyConnection *conn, RedisNode *node)
+{
+	redisReply *reply = next_reply(conn, node);
+
+	if (reply == NULL)
+		return false;
+	node->unwatch_sent = false;
+	if (reply->type != REDIS_REPLY_STATUS)
+	{
+		name_node(conn, node);
+		RedisProtocolError(conn, "UNWATCH", reply, NULL);
+	}
+	reply_free(reply);
+	return true;
+}
+
 /* Pull every complete reply node has buffered; true if there was one. */
 static bool
 drain_node(RedisExchangeState *ex, RedisNode *node, RedisReplyHandler handler,
@@ -1684,6 +1746,12 @@ drain_node(RedisExchangeState *ex, RedisNode *node, RedisReplyHandler handler,
 	RedisHandle *h = ex->h;
 	bool		progress = false;
 
+	if (node->unwatch_sent && node->failure == NULL)
+	{
+		if (!take_unwatch_reply(conn, node))
+			return false;
+		progress = true;
+	}
 	while (node->failure == NULL && node->nread < node->nqueue)
 	{
 		redisReply *reply = next_reply(conn, node);

@@ -69,6 +69,7 @@
 #include "utils/builtins.h"
 #include "utils/float.h"
 #include "utils/fmgroids.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -1406,57 +1407,81 @@ queue_write(VectorModifyState *ms, VectorWrite *w)
 }
 
 /*
- * ON CONFLICT DO NOTHING: the id of each row (NULL if it has none) and
- * whether it exists in the collection now, in one request (none exists
- * before the collection does).
+ * An id of an ON CONFLICT DO NOTHING batch: whether it exists in the
+ * collection now, and whether an earlier row of the batch inserted it.
+ */
+typedef struct BatchId
+{
+	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable): the row's id */
+	bool		remote;
+	bool		inserted;
+} BatchId;
+
+/*
+ * ON CONFLICT DO NOTHING: the entry of each row's id (NULL if it has none)
+ * in a table of the batch's ids, and whether each exists in the collection
+ * now, asked in one request (none exists before the collection does).  The
+ * ids are anyone's: a seeded key table (keyhash.c) keeps both this and the
+ * rows' later checks linear, whatever ids the rows or the service bring.
+ * Everything lives in the current (row) memory context.
  */
 static void
 ids_in_collection(VectorModifyState *ms, TupleTableSlot **slots, int n,
-				  char **ids, bool *remote)
+				  BatchId **ids)
 {
 	VectorTable *tbl = ms->tbl;
 	VectorCollection *coll = VectorLookupCollection(ms->core.conn, tbl, true);
+	HTAB	   *batch = PgpolyKeyTable("pgpoly vector batch ids", sizeof(BatchId),
+									   CurrentMemoryContext);
 	List	   *wanted = NIL;
 	ListCell   *lc;
 
 	for (int i = 0; i < n; i++)
 	{
+		PgpolyKeyRef ref;
+		bool		found;
+
 		slot_getallattrs(slots[i]);
-		remote[i] = false;
-		ids[i] = slots[i]->tts_isnull[tbl->id_att - 1] ? NULL :
-			TextDatumGetCString(slots[i]->tts_values[tbl->id_att - 1]);
-		if (ids[i])
-			wanted = lappend(wanted, ids[i]);
+		ids[i] = NULL;
+		if (slots[i]->tts_isnull[tbl->id_att - 1])
+			continue;
+		ref.key = TextDatumGetCString(slots[i]->tts_values[tbl->id_att - 1]);
+		ref.len = strlen(ref.key);
+		ids[i] = hash_search(batch, &ref, HASH_ENTER, &found);
+		if (found)
+			continue;			/* asked once */
+		ids[i]->remote = ids[i]->inserted = false;
+		wanted = lappend(wanted, (char *) ref.key);
 	}
 	if (coll == NULL || wanted == NIL)
 		return;
 	foreach(lc, VectorGetByIds(ms->core.conn, tbl, coll, wanted, NULL, 0))
 	{
 		VectorRow  *row = lfirst(lc);
+		BatchId    *e = PgpolyKeyTableFind(batch, row->id, strlen(row->id));
 
-		for (int i = 0; i < n; i++)
-			if (ids[i] && strcmp(ids[i], row->id) == 0)
-				remote[i] = true;
+		if (e)
+			e->remote = true;
 	}
 }
 
 /*
- * Whether row i of a batch conflicts: its id exists in the collection, as
- * the transaction's buffered writes leave it (transactional: ms->ov holds
- * them, this statement's included), or as an earlier row of the batch.
+ * Whether the row of batch id e conflicts: its id exists in the collection,
+ * as the transaction's buffered writes leave it (transactional: ms->ov
+ * holds them, this statement's included), or as an earlier row of the
+ * batch inserted it.
  */
 static bool
-row_conflicts(VectorModifyState *ms, char **ids, bool *remote, bool *inserted, int i)
+row_conflicts(VectorModifyState *ms, BatchId *e)
 {
 	VectorWrite *w;
 
-	if (ids[i] == NULL)
+	if (e == NULL)
 		return false;
-	for (int j = 0; j < i; j++)
-		if (inserted[j] && ids[j] && strcmp(ids[j], ids[i]) == 0)
-			return true;
-	w = ms->ov ? VectorOverlayLatest(ms->ov, ids[i]) : NULL;
-	return w ? w->kind != VW_DELETE : remote[i];
+	if (e->inserted)
+		return true;
+	w = ms->ov ? VectorOverlayLatest(ms->ov, e->id.key) : NULL;
+	return w ? w->kind != VW_DELETE : e->remote;
 }
 
 /*
@@ -1469,8 +1494,7 @@ insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int
 			bool *inserted)
 {
 	VectorModifyState *ms = (VectorModifyState *) core;
-	char	  **ids = palloc(sizeof(char *) * n);
-	bool	   *remote = palloc(sizeof(bool) * n);
+	BatchId   **ids = palloc0(sizeof(BatchId *) * n);
 
 	if (ms->core.do_nothing)
 	{
@@ -1481,14 +1505,14 @@ insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int
 			ms->ov = VectorOverlayBuild(PgpolyPendingWrites(ms->core.conn, ms->core.relid));
 			MemoryContextSwitchTo(old);
 		}
-		ids_in_collection(ms, slots, n, ids, remote);
+		ids_in_collection(ms, slots, n, ids);
 	}
 	for (int i = 0; i < n; i++)
 	{
 		MemoryContext old;
 		VectorWrite *w;
 
-		inserted[i] = !(ms->core.do_nothing && row_conflicts(ms, ids, remote, inserted, i));
+		inserted[i] = !(ms->core.do_nothing && row_conflicts(ms, ids[i]));
 		if (!inserted[i])
 			continue;
 		slot_getallattrs(slots[i]);
@@ -1496,6 +1520,8 @@ insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int
 		w = row_write(ms, ms->core.do_nothing ? VW_INSERT : VW_UPSERT,
 					  slots[i]->tts_values, slots[i]->tts_isnull, NIL);
 		MemoryContextSwitchTo(old);
+		if (ids[i])
+			ids[i]->inserted = true;
 		if (ms->core.do_nothing && ms->core.transactional)
 		{
 			old = MemoryContextSwitchTo(GetMemoryChunkContext(ms));

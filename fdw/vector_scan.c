@@ -20,6 +20,11 @@
  * LIMIT is consumed here), so rows that do not come from the service are
  * checked here against the same conditions the service applies.
  *
+ * Memory: a batch of remote rows (and its request) lives in the scan's
+ * batch context, reset when the next batch is fetched, so a scan holds one
+ * batch at a time; a row returned is valid until the next call.  A k-NN
+ * computed here keeps every batch (its candidates).
+ *
  * fdw/vector_scan.c
  *
  *-------------------------------------------------------------------------
@@ -48,13 +53,25 @@ struct VectorScan
 	List	   *overlay_rows;	/* buffered rows still to return */
 	List	   *rows;			/* current batch of remote rows */
 	int			pos;
-	List	   *ids_left;		/* by ids: ids not fetched yet */
+	List	   *ids;			/* by ids: spec->ids, each once, in order */
+	HTAB	   *wanted;			/* ... as a key table of WantedId */
+	int			ids_next;		/* by ids: the first of ids not fetched yet */
+	MemoryContext batch_cxt;	/* the current batch (reset by the next) */
 	char	   *cursor;			/* paged: the next page, NULL: the first */
 	bool		remote_done;
 	bool		local;			/* k-NN computed here */
 	int			requests;
 	int			returned;		/* rows returned (capped scans) */
 };
+
+static void check_returned_ids(VectorScan *scan, List *rows);
+
+/* An id a scan by ids asks for, and whether the service returned it. */
+typedef struct WantedId
+{
+	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable) */
+	bool		returned;
+} WantedId;
 
 typedef struct OverlayEntry
 {
@@ -232,26 +249,42 @@ fetch_batch(VectorScan *scan)
 	VectorScanSpec *spec = scan->spec;
 	int			n = scan->tbl->fetch_size;
 
+	MemoryContext old;
+
 	if (scan->remote_done || scan->coll == NULL)
 		return false;
 	scan->pos = 0;
+	scan->rows = NIL;
 	scan->requests++;
+	if (!scan->local)
+		MemoryContextReset(scan->batch_cxt);	/* the last batch's rows */
+	old = MemoryContextSwitchTo(scan->batch_cxt);
 	if (spec->by_ids)
 	{
-		List	   *batch = list_copy_head(scan->ids_left, n);
+		List	   *batch = NIL;
 
-		scan->ids_left = list_copy_tail(scan->ids_left, list_length(batch));
-		scan->remote_done = scan->ids_left == NIL;
-		if (batch == NIL)
-			return false;
-		scan->rows = VectorGetByIds(scan->conn, scan->tbl, scan->coll, batch,
-									spec->where, spec->include);
-		return true;
+		/* a new list of the next n: copying the rest each time is n^2 */
+		while (scan->ids_next < list_length(scan->ids) && list_length(batch) < n)
+			batch = lappend(batch, list_nth(scan->ids, scan->ids_next++));
+		scan->remote_done = scan->ids_next >= list_length(scan->ids);
+		if (batch != NIL)
+		{
+			scan->rows = VectorGetByIds(scan->conn, scan->tbl, scan->coll, batch,
+										spec->where, spec->include);
+			check_returned_ids(scan, scan->rows);
+		}
 	}
-	scan->rows = VectorGetPage(scan->conn, scan->tbl, scan->coll, spec->where,
-							   &scan->cursor, n, spec->include);
-	scan->remote_done = scan->cursor == NULL;
-	return true;
+	else
+	{
+		scan->rows = VectorGetPage(scan->conn, scan->tbl, scan->coll, spec->where,
+								   &scan->cursor, n, spec->include);
+		/* the next page's cursor outlives this batch */
+		if (scan->cursor)
+			scan->cursor = MemoryContextStrdup(GetMemoryChunkContext(scan), scan->cursor);
+		scan->remote_done = scan->cursor == NULL;
+	}
+	MemoryContextSwitchTo(old);
+	return scan->rows != NIL || !scan->remote_done;
 }
 
 /* Next remote row not shadowed by a buffered write, or NULL. */
@@ -274,18 +307,66 @@ next_remote(VectorScan *scan)
 	}
 }
 
-/* Whether id is in the scan's id list (always true without one). */
-static bool
-wanted_id(VectorScanSpec *spec, const char *id)
+/*
+ * A scan by ids: its ids without repeats, in their order, and a seeded key
+ * table of them (the ids are anyone's).  id = ANY('{a,a}') asks for 'a'
+ * once: asked twice (in two batches, say), its record would be two rows.
+ */
+static void
+index_ids(VectorScan *scan)
 {
 	ListCell   *lc;
 
-	if (!spec->by_ids)
-		return true;
-	foreach(lc, spec->ids)
-		if (strcmp(lfirst(lc), id) == 0)
-			return true;
-	return false;
+	if (!scan->spec->by_ids)
+		return;
+	scan->wanted = PgpolyKeyTable("pgpoly vector scan ids", sizeof(WantedId),
+								  CurrentMemoryContext);
+	foreach(lc, scan->spec->ids)
+	{
+		PgpolyKeyRef ref = {lfirst(lc), strlen(lfirst(lc))};
+		bool		found;
+		WantedId   *e = hash_search(scan->wanted, &ref, HASH_ENTER, &found);
+
+		if (found)
+			continue;
+		e->returned = false;
+		scan->ids = lappend(scan->ids, lfirst(lc));
+	}
+}
+
+/* Whether id is in the scan's id list (always true without one). */
+static bool
+wanted_id(VectorScan *scan, const char *id)
+{
+	return !scan->spec->by_ids || PgpolyKeyTableFind(scan->wanted, id, strlen(id)) != NULL;
+}
+
+/*
+ * ERROR unless the rows the service returned to a scan by ids are records
+ * it asked for, each at most once: nothing rechecks a k-NN answer, and a
+ * record returned twice would be two rows.
+ */
+static void
+check_returned_ids(VectorScan *scan, List *rows)
+{
+	ListCell   *lc;
+
+	if (!scan->spec->by_ids)
+		return;
+	foreach(lc, rows)
+	{
+		VectorRow  *row = lfirst(lc);
+		WantedId   *e = PgpolyKeyTableFind(scan->wanted, row->id, strlen(row->id));
+
+		if (e == NULL || e->returned)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+					 errmsg("vector service server \"%s\" returned record \"%s\" of foreign table \"%s\" %s",
+							scan->conn->servername, row->id, scan->tbl->relname,
+							e ? "twice" : "without being asked for it"),
+					 errdetail("A request for records by id must return each of them at most once.")));
+		e->returned = true;
+	}
 }
 
 /* A row and its position in the list it came from (ties keep order). */
@@ -365,13 +446,13 @@ local_knn(VectorScan *scan)
 	ListCell   *lc;
 
 	spec->include |= VINC_EMBEDDING;
-	scan->ids_left = spec->ids;
+	scan->ids_next = 0;
 	while ((row = next_remote(scan)) != NULL)
 		cands = lappend(cands, row);
 	foreach(lc, overlay_rows(scan->overlay, scan->pending))
 	{
 		row = lfirst(lc);
-		if (wanted_id(spec, row->id) && row_matches(row, spec->conds))
+		if (wanted_id(scan, row->id) && row_matches(row, spec->conds))
 			cands = lappend(cands, row);
 	}
 	foreach(lc, cands)
@@ -423,7 +504,10 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 	scan->conn = conn;
 	scan->spec = spec;
 	scan->remote_done = spec->empty;
-	scan->ids_left = spec->ids;
+	scan->batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "pgpoly vector batch",
+											ALLOCSET_DEFAULT_SIZES);
+	index_ids(scan);
+	scan->ids_next = 0;
 	scan->coll = VectorLookupCollection(conn, tbl, tbl->create);
 	scan->pending = pending;
 	scan->overlay = VectorOverlayBuild(pending);
@@ -449,9 +533,10 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 		if (spec->conds != NIL)
 			spec->include |= VINC_METADATA;
 		scan->rows = VectorQuery(conn, tbl, scan->coll, spec->query, spec->dim, spec->k,
-								 spec->where, spec->by_ids ? spec->ids : NIL, spec->include);
-		if (spec->by_ids && spec->ids == NIL)
+								 spec->where, scan->ids, spec->include);
+		if (spec->by_ids && scan->ids == NIL)
 			scan->rows = NIL;
+		check_returned_ids(scan, scan->rows);
 		check_filtered(scan, scan->rows);
 		/* the answer is the query's: no more than k rows, nearest first */
 		scan->rows = nearest_k(scan->rows, spec->k);

@@ -468,11 +468,24 @@ PgpolyEndRequest(PgpolyConnection *conn)
 }
 
 /*
+ * Whether conn's store released the session state conn holds (watching)
+ * ahead of its next command (PgpolyStore.end_session): else the caller
+ * closes it.  Never ereports.
+ */
+static bool
+end_session(PgpolyConnection *conn)
+{
+	return conn->store->end_session != NULL && conn->store->end_session(conn);
+}
+
+/*
  * Transaction end: drop pending writes (already flushed or discarded by
- * xact.c), and close connections left mid-request, invalidated, or still
- * holding the transaction's session state (ROLLBACK, or a COMMIT that did
- * not clear it): closing is what cannot fail in an abort, and the next
- * transaction must not inherit a WATCH that could abort its EXEC.
+ * xact.c), and close connections left mid-request or invalidated.  One
+ * still holding the transaction's session state (ROLLBACK, or a COMMIT
+ * that did not clear it: a FOR UPDATE that wrote nothing) is kept if its
+ * store releases that state before its next command, else closed: the
+ * next transaction must not inherit a WATCH that could abort its EXEC,
+ * and nothing here may do I/O or fail in an abort.
  */
 void
 PgpolyConnectionsAtXactEnd(bool isCommit)
@@ -486,7 +499,8 @@ PgpolyConnectionsAtXactEnd(bool isCommit)
 	while ((conn = hash_seq_search(&scan)) != NULL)
 	{
 		conn->writes = NIL;		/* memory went with TopTransactionContext */
-		if (conn->handle && (conn->busy || conn->invalidated || conn->watching))
+		if (conn->handle && (conn->busy || conn->invalidated ||
+							 (conn->watching && !end_session(conn))))
 			close_handle(conn);
 		conn->busy = false;
 		conn->watching = false;
@@ -522,8 +536,12 @@ PgpolyWatchingConnections(void)
  * now, so that no scan still holding the entry (an open cursor of an outer
  * subtransaction) can append to it; its next request reconnects.  If all
  * the session state it held (WATCH) was made in the aborted subtransaction,
- * nothing left depends on it: its loss does not fail the COMMIT.  Commit
- * (RELEASE): state made at this level is now the parent's.
+ * nothing left depends on it: its loss does not fail the COMMIT.  A
+ * connection not in a request whose session state was all made in the
+ * aborted subtransaction releases it as at transaction end (end_session),
+ * so that a key read FOR UPDATE there and changed since does not fail the
+ * COMMIT (PostgreSQL releases the row locks of an aborted subtransaction
+ * too).  Commit (RELEASE): state made at this level is now the parent's.
  */
 void
 PgpolyConnectionsAtSubEnd(bool isCommit)
@@ -547,6 +565,12 @@ PgpolyConnectionsAtSubEnd(bool isCommit)
 			close_handle(conn);
 			if (conn->watch_level >= level)
 				conn->watching = false;
+		}
+		else if (conn->handle && conn->watching && conn->watch_level >= level)
+		{
+			if (!end_session(conn))
+				close_handle(conn);
+			conn->watching = false;
 		}
 	}
 }

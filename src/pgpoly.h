@@ -191,6 +191,15 @@ typedef struct PgpolyStore
 	 * and release it (see xact.c).
 	 */
 	void		(*check_reads) (struct PgpolyConnection *conn);
+	/*
+	 * Optional: at the end of the transaction, or of the subtransaction
+	 * that made all of it, for a connection that still holds that session
+	 * state (watching) and is not in the middle of a request: arrange,
+	 * without I/O and without ERROR, that the state is released ahead of
+	 * the connection's next command (Redis: UNWATCH), and return true.
+	 * False, or no callback: the core closes the connection.
+	 */
+	bool		(*end_session) (struct PgpolyConnection *conn);
 } PgpolyStore;
 
 /* Cache key: one connection per server and user mapping. */
@@ -214,7 +223,8 @@ typedef struct PgpolyConnection
 	bool		invalidated;	/* server or mapping changed */
 	bool		watching;		/* holds session state of this transaction
 								 * (Redis WATCH) that only a successful
-								 * COMMIT clears: else closed at its end */
+								 * COMMIT clears: else released at its end
+								 * (PgpolyStore.end_session) or closed */
 	int			watch_level;	/* the outermost subtransaction level that
 								 * made it (PgpolyConnectionsAtSubEnd) */
 	uint32		server_hashvalue;

@@ -64,6 +64,8 @@ class Fixture:
         self.log = []
         self.fail = {}  # name -> (status, message) for every route of it
         self.overfill = False  # lie: queries answer every point, farthest first
+        self.lie_ids = None  # lie: "dup" gets by id answer each point twice,
+        #                      "extra" gets and queries ignore the ids asked
         self.lock = threading.Lock()
         self.server = None
         self.open = set()  # sockets of the connections being served
@@ -172,6 +174,10 @@ class Fixture:
         route = (method, tuple(rest))
         if route == ("POST", ("points",)):
             pts = [coll["points"][i] for i in body["ids"] if i in coll["points"]]
+            if self.lie_ids == "dup":
+                pts = pts + pts
+            elif self.lie_ids == "extra":
+                pts = list(coll["points"].values())
             return _ok([self._out(p, body) for p in pts])
         if route == ("POST", ("points", "scroll")):
             return self._scroll(coll, body)
@@ -228,7 +234,7 @@ class Fixture:
                         % (coll["size"], len(q)))
         scored = []
         for p in coll["points"].values():
-            if matches(p, body.get("filter")):
+            if self.lie_ids == "extra" or matches(p, body.get("filter")):
                 scored.append((score(coll["distance"], p["vector"], q), p))
         best_high = coll["distance"] != "Euclid"
         scored.sort(key=lambda sp: -sp[0] if best_high else sp[0])

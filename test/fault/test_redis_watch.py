@@ -48,8 +48,15 @@ the COMMIT fails with 40001, writing nothing.  On one server:
   * pgbench -M prepared -c 4 -j 2 -t 200 of UPDATE f SET v = v + 1 WHERE
     key = 'ctr' (the README's case, --max-tries retrying the 40001s): the
     counter ends at 800 (281 before);
-  * a COMMIT whose EXEC ran keeps the connection (no new Redis
-    connection for the next transaction); a ROLLBACK closes it;
+  * the connection is kept (no new Redis connection, the same client
+    ids in CLIENT LIST) after a COMMIT whose EXEC ran, and after a
+    transaction that watched keys and wrote nothing through it (FOR
+    UPDATE or an UPDATE matching nothing, then COMMIT; ROLLBACK; an ERROR
+    then ROLLBACK; FOR UPDATE, or an ERROR, in a savepoint rolled back):
+    its WATCHes are released by an UNWATCH sent ahead of its next command,
+    so a blind write of the key read, changed by another client
+    meanwhile, commits (in the same transaction after ROLLBACK TO, where
+    the WATCH used to stay and fail the COMMIT with 40001);
   * Redis' commandstats: one WATCH per round of fetch_size keys (a 1000-key
     UPDATE over SCAN with fetch_size 100 sends 10 or 11, no more round trips);
   * watch_limit: a transaction whose UPDATEs read more keys (1001 > 1000,
@@ -322,6 +329,52 @@ def select_for_update(a, b, port):
     q(a, "ALTER FOREIGN TABLE f OPTIONS (DROP watch_limit);")
 
 
+def kept_connection(a, port):
+    """A transaction that watched keys (UPDATE, FOR UPDATE) and wrote none
+    through that connection keeps it (before: closed and reopened at the
+    next statement) and leaves no WATCH behind: another client changes the
+    key read, then a blind write of it on the same connection commits."""
+
+    def client_ids():
+        """The ids of Redis' clients but redis-cli (new ones each time)."""
+        return sorted(c["id"] for c in pgtest.redis_clients(port) or [])
+
+    read = "SELECT v FROM f WHERE key = 'ctr' FOR UPDATE;"
+    blind = "INSERT INTO f VALUES ('ctr', 7, 'blind');"
+    q(a, "SELECT count(*) FROM f;")
+    for before, after, what in (
+            ("BEGIN; UPDATE f SET v = v + 1 WHERE key = 'ctr'; COMMIT;", "",
+             "a COMMIT that ran its EXEC"),
+            ("BEGIN; %s COMMIT;" % read, "", "FOR UPDATE, COMMIT writing nothing"),
+            ("BEGIN; UPDATE f SET v = 1 WHERE key = 'ctr' AND v > 1000; COMMIT;", "",
+             "an UPDATE matching nothing, COMMIT"),
+            ("BEGIN; %s ROLLBACK;" % read, "", "FOR UPDATE, ROLLBACK"),
+            ("BEGIN; UPDATE f SET v = v + 1 WHERE key = 'ctr'; ROLLBACK;", "",
+             "UPDATE, ROLLBACK"),
+            ("BEGIN; %s SELECT 1 / 0; ROLLBACK;" % read, "",
+             "FOR UPDATE, an ERROR, ROLLBACK"),
+            ("BEGIN; SAVEPOINT s; %s ROLLBACK TO s;" % read, "COMMIT;",
+             "FOR UPDATE in a savepoint rolled back, then a write in the transaction"),
+            ("BEGIN; SAVEPOINT s; %s SELECT 1 / 0; ROLLBACK TO s;" % read, "COMMIT;",
+             "FOR UPDATE and an ERROR in a savepoint, then a write in the transaction"),
+            ("BEGIN; SAVEPOINT s; UPDATE f SET v = v / 0 WHERE key = 'ctr'; ROLLBACK TO s;",
+             "COMMIT;", "an UPDATE failing in a savepoint, then a write in the transaction")):
+        pgtest.redis_cli(port, "del", "f:ctr")
+        pgtest.redis_cli(port, "hset", "f:ctr", "v", "5")
+        ids0 = client_ids()
+        a.run(before)
+        pgtest.redis_cli(port, "hset", "f:ctr", "v", "100")
+        # the transaction of a savepoint goes on; else a new one
+        r = a.run(blind + " " + after if after else "BEGIN; " + blind + " COMMIT;")
+        check(r.rc == 0 and hget(port, "f:ctr", "w") == "blind",
+              "%s: the write of a key another client changed meanwhile failed (a WATCH "
+              "left behind): rc=%s %s" % (what, r.rc, r.err.strip()[:400]))
+        q(a, "SELECT count(*) FROM f;")
+        ids1 = client_ids()
+        check(ids0 and ids1 == ids0, "%s: the connection was closed and reopened "
+              "(client ids %s, were %s)" % (what, ids1, ids0))
+
+
 def setup(name, server_options, more=""):
     """A database with server rw (server_options) and hash table f: its
     name, or None if the setup failed."""
@@ -423,27 +476,9 @@ def single_server():
           % (v, p.returncode, p.stdout[-600:], p.stderr[-600:]))
     print("pgbench -M prepared -c 4 -j 2 -t 200: counter %s; %s" % (v, "; ".join(retried)))
 
-    # a COMMIT whose EXEC ran keeps the connection, a ROLLBACK closes it
-    info = redis_cluster.Resp(port)
-
-    def conns():
-        text = info.call("INFO", "stats")
-        text = text.decode() if isinstance(text, bytes) else text
-        return int(text.split("total_connections_received:")[1].split()[0])
-
-    q(a, "SELECT count(*) FROM f;")
-    n0 = conns()
-    q(a, "BEGIN; UPDATE f SET v = v + 1 WHERE key = 'ctr'; COMMIT;")
-    q(a, "SELECT count(*) FROM f;")
-    n1 = conns()
-    check(n1 == n0, "a COMMIT that ran its EXEC reconnected (%d connections, was %d)"
-          % (n1, n0))
-    q(a, "BEGIN; UPDATE f SET v = v + 1 WHERE key = 'ctr'; ROLLBACK;")
-    q(a, "SELECT count(*) FROM f;")
-    n2 = conns()
-    check(n2 == n0 + 1, "ROLLBACK after watching: %d connections, want %d (closed, "
-          "reopened)" % (n2, n0 + 1))
-    info.close()
+    # a COMMIT whose EXEC ran keeps the connection, and so does every end of
+    # a transaction (or savepoint) that watched keys and wrote nothing
+    kept_connection(a, port)
 
     # WATCH rides with the reads: one per round of fetch_size keys
     q(a, "INSERT INTO big SELECT g::text, g FROM generate_series(1, 1000) g;")
@@ -562,6 +597,28 @@ def cluster():
                 check(pgtest.redis_cli(cl.owner(cl.keyslot("f:" + keys[0])), "hget",
                                        "f:" + keys[0], "v")[1] == "0",
                       "cluster, FOR UPDATE through rw2: the failed COMMIT wrote (%s)" % out)
+        # FOR UPDATE of keys on two primaries, nothing written: every node
+        # keeps its connection and sends UNWATCH first; blind writes of the
+        # keys, changed by another client meanwhile, commit
+        owners = sorted({cl.owner(cl.keyslot("f:" + k)) for k in keys[:2]})
+
+        def ids():
+            return [sorted(c["id"] for c in pgtest.redis_clients(o) or []) for o in owners]
+
+        for end in ("COMMIT;", "ROLLBACK;", "SAVEPOINT s; %s ROLLBACK TO s; COMMIT;"):
+            locked = "SELECT key FROM f WHERE %s FOR UPDATE;" % two
+            ids0 = ids()
+            a.run("BEGIN; " + (end % locked if "%s" in end else locked + " " + end))
+            for k in keys[:2]:
+                redis_cluster.call(cl.owner(cl.keyslot("f:" + k)), "HSET", "f:" + k, "v", "50")
+            r = a.run("BEGIN; INSERT INTO f VALUES ('%s', 8), ('%s', 8); COMMIT;"
+                      % tuple(keys[:2]))
+            out = q(a, "SELECT string_agg(v::text, ',' ORDER BY key) FROM f WHERE %s;" % two)
+            check(r.rc == 0 and out == "8,8", "cluster, FOR UPDATE then %s then blind writes "
+                  "of keys changed meanwhile: rc=%s values %r: %s"
+                  % (end, r.rc, out, r.err.strip()[:400]))
+            check(all(ids0) and ids() == ids0, "cluster, FOR UPDATE then %s: a node's "
+                  "connection was reopened (client ids %s, were %s)" % (end, ids(), ids0))
         a.close()
         b.close()
     finally:

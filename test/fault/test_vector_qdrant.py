@@ -17,7 +17,8 @@ bodies pgpoly sent:
     api-key header, create_collection, invalid ids refused at INSERT;
   * an error body {"status": {"error"}} becomes an ERROR quoting it;
   * a service answering every point, farthest first: still the LIMIT
-    nearest, in order;
+    nearest, in order; one answering a request by ids with a point twice,
+    or with points not asked for (a k-NN answer too): HV004;
   * a payload array (matched by a filter on any element): a k-NN answer
     holding such a record is an ERROR, not a row SQL's clause rejects, and
     a scalar column refuses to read the array (22P02).
@@ -154,6 +155,21 @@ def test():
     check([g[0] for g in got] == [w[1] for w in want],
           "an overfull answer: %r vs %r" % (got, want))
     fx.overfill = False
+
+    # A service that answers a request by ids with points twice, or with
+    # points not asked for: an ERROR naming the record, not two rows of one
+    # record or a k-NN answer that nothing rechecks (before: each record
+    # twice; records other than '1' in the k-NN answer).
+    for lie, sql, want in (
+            ("dup", "SELECT id FROM t_l2 WHERE id = ANY('{1,2}');", "twice"),
+            ("extra", "SELECT id FROM t_l2 WHERE id = '1' ORDER BY embedding <-> %s LIMIT 3;"
+             % qtext, "without being asked for it")):
+        fx.lie_ids = lie
+        r = sess.run(sql)
+        check(r.rc == 1 and r.sqlstate == "HV004" and want in r.err,
+              "a service lying about ids (%s): want HV004 saying %r; got rc=%s %s %s %s"
+              % (lie, want, r.rc, r.sqlstate, r.out, r.err.strip()[:300]))
+    fx.lie_ids = None
 
     # use_remote_estimate: the plan's row count is the collection's points_count.
     r = sess.run("ALTER FOREIGN TABLE t_l2 OPTIONS (ADD use_remote_estimate 'true');\n"
