@@ -221,6 +221,9 @@ pgpoly_start_pg() {
 		full_page_writes = off
 		max_prepared_transactions = 2
 		logging_collector = off
+		# no ANALYZE at a time of autovacuum's choosing between a test's
+		# statements: plans (EXPLAIN output) follow the test's own ANALYZEs
+		autovacuum = off
 		log_line_prefix = '%m [%p] %q%a '
 	EOF
 
