@@ -66,7 +66,9 @@ SELECT :id1 < :id2 AND :id2 < :id3 AS ids_increase;
 -- ts defaults to now(): the current month's partition, created on the fly
 SELECT pgpoly.log_prediction('mon_churn', 1, NULL, '"no"') AS id_now \gset
 SELECT ts BETWEEN now() - interval '1 minute' AND now() AS ts_now,
-       tableoid::regclass::text = 'pgpoly.predictions_' || to_char(now() AT TIME ZONE 'UTC', 'YYYY_MM')
+       -- the month of ts, not of now(): a run at the last instant of a month
+       -- logs into that month and checks in the next
+       tableoid::regclass::text = 'pgpoly.predictions_' || to_char(ts AT TIME ZONE 'UTC', 'YYYY_MM')
            AS in_this_months_partition
 FROM pgpoly.predictions WHERE prediction_id = :id_now;
 
@@ -85,7 +87,7 @@ SELECT pgpoly.log_predictions($$[
 SELECT pgpoly.log_predictions('[]') AS logged_none;
 SELECT tableoid::regclass AS partition, model_name, version, entity, features, prediction,
        confidence, latency_ms, request_id, ts
-FROM pgpoly.predictions WHERE ts < '2025-01-01' ORDER BY prediction_id;
+FROM pgpoly.predictions WHERE ts < '2025-01-01' AND model_name = 'mon_churn' ORDER BY prediction_id;
 -- one partition per month, bounded by UTC months, owned like the parent, with
 -- its key and indexes
 SELECT * FROM mon_partitions ORDER BY relname;
@@ -100,10 +102,10 @@ SELECT pgpoly.log_label('req-4', '{"churned": true}', '2024-07-01');
 SELECT pgpoly.log_label(request_id => 'req-4', label => '{"churned": false}', ts => '2024-07-02');	-- replaced
 SELECT prediction_id = :id1 AS is_id1, model_name, version, entity, prediction, label,
        CASE WHEN label_ts > now() - interval '1 hour' THEN 'recent' ELSE label_ts::text END AS label_ts
-FROM pgpoly.labeled_predictions ORDER BY prediction_id;
+FROM pgpoly.labeled_predictions WHERE model_name = 'mon_churn' ORDER BY prediction_id;
 -- a dashboard query: labeled predictions per model version
 SELECT model_name, version, count(*) AS labeled
-FROM pgpoly.labeled_predictions GROUP BY 1, 2 ORDER BY 1, 2;
+FROM pgpoly.labeled_predictions WHERE model_name = 'mon_churn' GROUP BY 1, 2 ORDER BY 1, 2;
 -- predictions join the registry: the run behind each version (none here) and its alias history
 SELECT p.version, v.source_uri, h.alias AS alias_at_prediction_time
 FROM pgpoly.predictions p
@@ -372,13 +374,14 @@ SELECT pgpoly.log_predictions(jsonb_build_array(
 SELECT pgpoly.log_predictions(jsonb_build_array(
 	jsonb_build_object('model', 'diff_m', 'version', 1, 'prediction', 1, 'ts', '2020-01-31T23:59:59Z'),
 	jsonb_build_object('model', 'diff_m', 'version', 1, 'prediction', 2, 'ts', '2020-02-01T00:00:00Z'))) AS logged;
-SELECT prediction, tableoid::regclass FROM pgpoly.predictions WHERE ts < '2021-01-01' ORDER BY prediction_id;
+SELECT prediction, tableoid::regclass FROM pgpoly.predictions WHERE ts < '2021-01-01' AND model_name = 'diff_m'
+ORDER BY prediction_id;
 -- a batch over months that have their partitions is one INSERT as well
 SELECT pgpoly.log_predictions(jsonb_build_array(
 	jsonb_build_object('model', 'diff_m', 'version', 1, 'prediction', 4, 'ts', '2020-01-15T00:00:00Z'),
 	jsonb_build_object('model', 'diff_m', 'version', 1, 'prediction', 5, 'ts', '2020-02-15T00:00:00Z'))) AS logged;
-SELECT prediction, tableoid::regclass FROM pgpoly.predictions WHERE ts < '2021-01-01' AND prediction::text IN ('4', '5')
-ORDER BY prediction_id;
+SELECT prediction, tableoid::regclass FROM pgpoly.predictions
+WHERE ts < '2021-01-01' AND model_name = 'diff_m' AND prediction::text IN ('4', '5') ORDER BY prediction_id;
 -- each (model, version) pair is resolved once whatever the JSON form of the
 -- version, with pairs repeated apart, and a single pair (after conversion)
 -- matched without a key
@@ -387,8 +390,8 @@ SELECT pgpoly.log_predictions('[{"model": "diff_m", "version": 1, "prediction": 
 	{"model": "diff_m", "version": 1, "prediction": 14}, {"model": "diff_m", "version": "2", "prediction": 15}]') AS logged;
 SELECT pgpoly.log_predictions('[{"model": "diff_m", "version": 2, "prediction": 16},
 	{"model": "diff_m", "version": "2", "prediction": 17}]') AS logged;
-SELECT prediction, version FROM pgpoly.predictions WHERE prediction::text IN ('11', '12', '13', '14', '15', '16', '17')
-ORDER BY prediction_id;
+SELECT prediction, version FROM pgpoly.predictions
+WHERE model_name = 'diff_m' AND prediction::text IN ('11', '12', '13', '14', '15', '16', '17') ORDER BY prediction_id;
 SELECT mon_err($$SELECT pgpoly.log_predictions('[{"model": "diff_m", "version": 2, "prediction": 1}, {"model": "diff_m", "version": "2", "prediction": 1}, {"model": "diff_m", "version": 3, "prediction": 1}]')$$) AS third_pair_unknown,
        mon_err($$SELECT pgpoly.log_predictions('[{"model": "diff_m", "version": 2, "prediction": 1}, {"model": "diff_m", "version": 2, "prediction": 1, "Model": "x", "aa": 1}]')$$) AS unknown_keys;
 -- a writer without INSERT: the batch's own error comes first, as before

@@ -236,4 +236,9 @@ SELECT atk_err(format('INSERT INTO pgpoly.prediction_labels (request_id, label) 
 DELETE FROM pgpoly.prediction_labels WHERE request_id LIKE left(:'long_id', 64) || '%';
 DELETE FROM pgpoly.predictions WHERE request_id LIKE left(:'long_id', 64) || '%';
 
+-- Clean up what this test logged and registered, so a later test (monitoring
+-- run after this one in the same database) does not see it.
+DELETE FROM pgpoly.predictions WHERE model_name = 'atk_m' OR model_name LIKE 'atk\_o%';
+DROP TABLE pgpoly.predictions_2099_07;
+DELETE FROM pgpoly.registered_models WHERE name = 'atk_m' OR name LIKE 'atk\_o%';
 DROP FUNCTION atk_err(text);

@@ -27,6 +27,18 @@ make gcc pkg-config locales gdb"
 PGPOLY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PGPOLY_TIMEOUT_SCALE="${PGPOLY_TIMEOUT_SCALE:-1}"
 
+# The tests run the same whatever the caller's environment: the servers'
+# time zone (initdb writes TZ's zone into postgresql.conf; the fault tests'
+# sessions and the sync worker use it) is UTC, client programs (psql, libpq,
+# Python) speak English in UTF-8, and no libpq variable of the caller changes
+# a session's settings or where and how it connects (pg_regress sets its own
+# PGTZ and PGDATESTYLE; the harness sets PGHOST PGPORT PGUSER PGDATABASE).
+export TZ=UTC LC_ALL=C.UTF-8
+unset LANGUAGE PGTZ PGDATESTYLE PGOPTIONS PGCLIENTENCODING PGAPPNAME PGHOSTADDR \
+	PGSERVICE PGSERVICEFILE PGPASSWORD PGPASSFILE PGSSLMODE PGREQUIRESSL PGGSSENCMODE \
+	PGCHANNELBINDING PGREQUIREAUTH PGTARGETSESSIONATTRS PGCONNECT_TIMEOUT PGSYSCONFDIR \
+	PGLOCALEDIR PGGEQO PGKRBSRVNAME
+
 # Seconds scaled by PGPOLY_TIMEOUT_SCALE (an integer, at least 1).
 pgpoly_scaled() {
 	echo $(($1 * ${PGPOLY_TIMEOUT_SCALE%%.*}))
@@ -209,6 +221,9 @@ pgpoly_start_pg() {
 		full_page_writes = off
 		max_prepared_transactions = 2
 		logging_collector = off
+		# no ANALYZE at a time of autovacuum's choosing between a test's
+		# statements: plans (EXPLAIN output) follow the test's own ANALYZEs
+		autovacuum = off
 		log_line_prefix = '%m [%p] %q%a '
 	EOF
 

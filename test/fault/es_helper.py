@@ -21,18 +21,26 @@ class Standin:
     """A test/es_standin.py process on a free port (stopped at exit)."""
 
     def __init__(self, *args):
-        self.port = pgtest.free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        log = open(os.path.join(pgtest.work_dir(),
-                                "es_standin_%d.log" % self.port), "w")
+        self.port = pgtest.on_free_port(lambda port: self._start(port, args))
+
+    def _start(self, port, args):
+        """Start the stand-in on port: False if it exited at once (the port
+        was taken)."""
+        self.port = port
+        self.url = "http://127.0.0.1:%d" % port
+        log = open(os.path.join(pgtest.work_dir(), "es_standin_%d.log" % port), "w")
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "es_standin.py"),
-             "--port", str(self.port)] + list(args),
+             "--port", str(port)] + list(args),
             stdout=log, stderr=subprocess.STDOUT)
         pgtest.register_pid(self.proc.pid, "es-standin-fault")
-        ok = pgtest.wait_for(self._up, timeout=10, interval=0.05)
-        if not ok:
+        pgtest.wait_for(lambda: self.proc.poll() is not None or self._up(),
+                        timeout=10, interval=0.05)
+        if self.proc.poll() is not None:
+            return False
+        if not self._up():
             raise RuntimeError("es_standin.py did not start")
+        return True
 
     def _up(self):
         try:

@@ -138,6 +138,18 @@ def free_port():
     return port
 
 
+def on_free_port(start, attempts=3):
+    """Call start(port) with a free port, and with another one while it returns
+    False (the server could not bind it: free_port() only says the port was
+    free, and a client's connection can take it as its local port before the
+    server binds it).  start raises for any other failure.  Returns the port."""
+    for _ in range(attempts):
+        port = free_port()
+        if start(port):
+            return port
+    raise RuntimeError("no free port could be bound in %d attempts" % attempts)
+
+
 class TcpServer:
     """A TCP server on 127.0.0.1 for fake stores, in daemon threads.
 

@@ -57,7 +57,7 @@ class Cluster:
         self.dir = os.path.join(pgtest.work_dir(), "pg-%s-%d" % (name, os.getpid()))
         self.data = os.path.join(self.dir, "data")
         self.log = os.path.join(self.dir, "postgres.log")
-        self.port = pgtest.free_port()
+        self.port = None
         os.makedirs(os.path.join(self.dir, "sock"), exist_ok=True)
         shutil.chown(self.dir, self.user)
         shutil.chown(os.path.join(self.dir, "sock"), self.user)
@@ -68,19 +68,34 @@ class Cluster:
             self._as_user(["pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port),
                            "-U", "postgres", "-D", self.data, "-R", "-X", "stream",
                            "--checkpoint=fast", "--no-sync"])
-        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+        conf_file = os.path.join(self.data, "postgresql.conf")
+        with open(conf_file, "a") as f:
             f.write("\nlisten_addresses = '127.0.0.1'\n"
-                    "port = %d\n"
                     "unix_socket_directories = '%s'\n"
                     "fsync = off\nfull_page_writes = off\n"
                     "log_line_prefix = '%%m [%%p] %%q%%a '\n"
                     "max_worker_processes = 16\n"
-                    % (self.port, os.path.join(self.dir, "sock")))
+                    % os.path.join(self.dir, "sock"))
             if preload:
                 f.write("shared_preload_libraries = 'pgpoly'\n")
-            f.write(conf)
+            f.write(conf + "\n")
         _clusters.append(self)
-        self.start()
+        # The port is chosen just before the first start (initdb takes seconds)
+        pgtest.on_free_port(lambda port: self._first_start(conf_file, port))
+
+    def _first_start(self, conf_file, port):
+        """Start on port: False if the port was taken."""
+        self.port = port
+        with open(conf_file, "a") as f:
+            f.write("port = %d\n" % port)
+        mark = self.log_mark()
+        try:
+            self.start()
+        except subprocess.CalledProcessError:
+            if "could not bind" not in self.log_since(mark):
+                raise
+            return False
+        return True
 
     def _as_user(self, args, check=True, timeout=120):
         cmd = [os.path.join(self.bindir, args[0])] + args[1:]

@@ -42,10 +42,22 @@ def start_standby():
                                 "-U", "postgres", "-D", data, "-R", "-X", "stream",
                                 "--checkpoint=fast", "--no-sync"]),
                    check=True, capture_output=True, text=True, timeout=60)
-    port = pgtest.free_port()
-    subprocess.run(as_pg_owner(["pg_ctl", "-D", data, "-l", os.path.join(d, "standby.log"),
-                                "-o", "-p %d" % port, "-w", "-t", "60", "start"]),
-                   check=True, capture_output=True, text=True, timeout=90)
+    log = os.path.join(d, "standby.log")
+
+    def start(port):
+        mark = os.path.getsize(log) if os.path.exists(log) else 0
+        r = subprocess.run(as_pg_owner(["pg_ctl", "-D", data, "-l", log,
+                                        "-o", "-p %d" % port, "-w", "-t", "60", "start"]),
+                           capture_output=True, text=True, timeout=90)
+        if r.returncode == 0:
+            return True
+        with open(log, errors="replace") as f:
+            f.seek(mark)
+            if "could not bind" not in f.read():
+                raise RuntimeError("the standby did not start: %s" % r.stderr)
+        return False
+
+    port = pgtest.on_free_port(start)
     with open(os.path.join(data, "postmaster.pid")) as f:
         pgtest.register_pid(int(f.readline()), "standby")
     return port, data

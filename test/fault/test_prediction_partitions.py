@@ -36,9 +36,10 @@ BATCHES = int(os.environ.get("PARTITION_CONC_BATCHES", "10"))
 LOCK_KEY = 724502
 
 
-def log_sql(ts, entity="e"):
-    return ("SELECT pgpoly.log_prediction('pc_model', 1, '%s', '1', ts => '%s');"
-            % (entity, ts))
+def log_sql(day, entity="e"):
+    # noon UTC of day: the month is day's whatever the session's time zone
+    return ("SELECT pgpoly.log_prediction('pc_model', 1, '%s', '1', ts => '%s 12:00:00+00');"
+            % (entity, day))
 
 
 def waiting_on_lock(db, pid):
@@ -127,7 +128,7 @@ def test_many_creators(db):
     pgtest.check(partitions(db, "2031") ==
                  "predictions_2031_01 predictions_2031_02 predictions_2031_03",
                  "one partition per month: %s" % partitions(db, "2031"))
-    r = pgtest.psql("SELECT count(*) FROM pgpoly.predictions WHERE ts >= '2031-01-01'", db=db)
+    r = pgtest.psql("SELECT count(*) FROM pgpoly.predictions WHERE ts >= '2031-01-01 00:00:00+00'", db=db)
     pgtest.check(r.out.strip() == str(SESSIONS * BATCHES * 3),
                  "all %d rows logged, got %r" % (SESSIONS * BATCHES * 3, r.out))
 
@@ -261,7 +262,7 @@ def test_commit_window(db):
 def test():
     db = pgtest.create_db("pgpoly_partitions")
     r = pgtest.psql("SELECT pgpoly.register_model_version('pc_model', 's3://pc/1');"
-                    "SELECT pgpoly.create_prediction_partitions('2029-12-01', '2029-12-01');", db=db)
+                    "SELECT pgpoly.create_prediction_partitions('2029-12-01 00:00:00+00', '2029-12-01 00:00:00+00');", db=db)
     if r.rc != 0:
         raise RuntimeError("setup failed: %s" % r.err)
     test_creator_and_waiter(db)
