@@ -371,8 +371,10 @@ def kept_connection(a, port):
               "left behind): rc=%s %s" % (what, r.rc, r.err.strip()[:400]))
         q(a, "SELECT count(*) FROM f;")
         ids1 = client_ids()
-        check(ids0 and ids1 == ids0, "%s: the connection was closed and reopened "
-              "(client ids %s, were %s)" % (what, ids1, ids0))
+        # a reconnect shows as a new id; ids may also go away meanwhile, of
+        # earlier sessions' connections whose backends exit slowly (valgrind)
+        check(ids1 and set(ids1) <= set(ids0), "%s: the connection was closed "
+              "and reopened (client ids %s, were %s)" % (what, ids1, ids0))
 
 
 def setup(name, server_options, more=""):
