@@ -478,6 +478,8 @@ typedef struct RedisHandle
 	int64		nwatched;		/* keys they watch (RedisWatchBudget) */
 	LocalTransactionId capped_lxid;	/* transaction past its watch_limit */
 	bool		watch_lost;		/* a node that held some was closed since */
+	bool		req_watches;	/* the running request sends WATCHes: a node
+								 * it reaches (a MOVED or ASK) holds some */
 	char		watch_relname[NAMEDATALEN];	/* the first table they were for */
 	/* the running request of a cluster connection */
 	MemoryContext req_cxt;

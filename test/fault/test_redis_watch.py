@@ -70,7 +70,11 @@ tag fail B's COMMIT with 40001 and nothing of B is written; of keys of two
 slots of one primary (the README's limit), B's COMMIT fails with 40001
 saying that 1 of its 2 blocks was aborted; FOR UPDATE of keys on two
 primaries through another server naming the cluster, then an UPDATE
-through f: checked first, 40001 and nothing written if one changed.  Behind Sentinel, a failover
+through f: checked first, 40001 and nothing written if one changed; after
+a slot moved unseen, a FOR UPDATE whose WATCH is redirected (MOVED) leaves
+no WATCH on the slot's new owner once its transaction ends (a blind write
+of the key, changed meanwhile, commits; before: 40001), and an UPDATE
+redirected the same way still fails with 40001 if the key changed.  Behind Sentinel, a failover
 between the UPDATE and COMMIT fails the COMMIT (40001: the watching
 connection was closed) and leaves the new primary's value.  No crash in the PostgreSQL log.
 """
@@ -528,6 +532,36 @@ def single_server():
     pgtest.stop_redis(port)
 
 
+def redirected_watch(cl, a, k):
+    """A slot moved since the session learnt the slot map: the WATCH of a
+    FOR UPDATE of key k is answered MOVED and sent again to k's new owner,
+    which then holds it.  After the transaction ends
+    (COMMIT writing nothing, ROLLBACK), k changed by another client, a blind
+    write of k commits (before: the new owner kept the WATCH, and the EXEC
+    failed with 40001).  Then, k's slot moved back unseen again: an UPDATE
+    of k redirected the same way, k changed by another client before
+    COMMIT: 40001, k keeps the other client's value."""
+    slot = cl.keyslot("f:" + k)
+    for end in ("ROLLBACK;", "COMMIT;"):
+        # each turn moves the slot to another primary, behind a's back
+        cl.move_slot(slot, min(set(cl.primaries()) - {cl.owner(slot)}))
+        r = a.run("BEGIN; SELECT v FROM f WHERE key = '%s' FOR UPDATE; %s" % (k, end))
+        check(r.rc == 0, "cluster, FOR UPDATE redirected by MOVED: %s" % r.err.strip()[:400])
+        redis_cluster.call(cl.owner(slot), "HSET", "f:" + k, "v", "50")
+        r = a.run("BEGIN; INSERT INTO f VALUES ('%s', 9); COMMIT;" % k)
+        v = redis_cluster.call(cl.owner(slot), "HGET", "f:" + k, "v")
+        check(r.rc == 0 and v in (b"9", "9"),
+              "cluster, FOR UPDATE redirected by MOVED, %s then a blind write of the key "
+              "changed meanwhile: rc=%s v=%r: %s" % (end, r.rc, v, r.err.strip()[:400]))
+    cl.move_slot(slot, min(set(cl.primaries()) - {cl.owner(slot)}))
+    q(a, "BEGIN; UPDATE f SET v = v + 1 WHERE key = '%s';" % k)
+    redis_cluster.call(cl.owner(slot), "HSET", "f:" + k, "v", "77")
+    conflict(a.run("COMMIT;"), "cluster, UPDATE redirected by MOVED, key changed")
+    v = redis_cluster.call(cl.owner(slot), "HGET", "f:" + k, "v")
+    check(v in (b"77", "77"), "cluster, UPDATE redirected by MOVED: the failed COMMIT "
+          "overwrote the other client's value (v=%r)" % (v,))
+
+
 def cluster():
     cl = redis_cluster.Cluster(primaries=3, replicas=0)
     try:
@@ -619,6 +653,7 @@ def cluster():
                   % (end, r.rc, out, r.err.strip()[:400]))
             check(all(ids0) and ids() == ids0, "cluster, FOR UPDATE then %s: a node's "
                   "connection was reopened (client ids %s, were %s)" % (end, ids(), ids0))
+        redirected_watch(cl, a, keys[0])
         a.close()
         b.close()
     finally:
