@@ -1735,7 +1735,9 @@ take_unwatch_reply(PgpolyConnection *conn, RedisNode *node)
 	if (reply == NULL)
 		return false;
 	node->unwatch_sent = false;
-	if (reply->type != REDIS_REPLY_STATUS)
+	/* another status (QUEUED: the connection is in a MULTI) is no better */
+	if (reply->type != REDIS_REPLY_STATUS || reply->len != 2 ||
+		memcmp(reply->str, "OK", 2) != 0)
 	{
 		name_node(conn, node);
 		RedisProtocolError(conn, "UNWATCH", reply, NULL);
