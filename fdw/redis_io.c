@@ -1054,15 +1054,16 @@ RedisWatchBudget(PgpolyConnection *conn, RedisTable *tbl, int nkeys)
  * UPDATE's or DELETE's target, RedisScanWatch): its active nodes now hold
  * WATCHes of this transaction, which its COMMIT's EXEC relies on, and so
  * does each node the cluster's MOVED or ASK sends a command of the request
- * to while it runs: all are released at its end (UNWATCH).  If the
- * transaction watched keys on an earlier handle of conn (closed since:
+ * to while it runs: all are released at its end (UNWATCH).  They are made
+ * at subtransaction nesting level level (the scan's, RedisScanWatch): a
+ * rollback of that level releases them (PgpolyConnectionsAtSubEnd).  If
+ * the transaction watched keys on an earlier handle of conn (closed since:
  * pgpoly.disconnect(), a broken request), those WATCHes are lost.
  */
 void
-RedisNoteWatch(PgpolyConnection *conn)
+RedisNoteWatch(PgpolyConnection *conn, int level)
 {
 	RedisHandle *h = conn->handle;
-	int			level = GetCurrentTransactionNestLevel();
 
 	if (conn->watching && !h->watching)
 		h->watch_lost = true;

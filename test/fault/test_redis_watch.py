@@ -57,6 +57,10 @@ the COMMIT fails with 40001, writing nothing.  On one server:
     so a blind write of the key read, changed by another client
     meanwhile, commits (in the same transaction after ROLLBACK TO, where
     the WATCH used to stay and fail the COMMIT with 40001);
+  * a FOR UPDATE cursor declared before a savepoint, fetched in it (its
+    next round read ahead there), ROLLBACK TO, fetched on: a row it
+    returns after the rollback, changed by another client, fails the
+    COMMIT of a write of it with 40001 (before: overwritten);
   * Redis' commandstats: one WATCH per round of fetch_size keys (a 1000-key
     UPDATE over SCAN with fetch_size 100 sends 10 or 11, no more round trips);
   * watch_limit: a transaction whose UPDATEs read more keys (1001 > 1000,
@@ -70,11 +74,7 @@ tag fail B's COMMIT with 40001 and nothing of B is written; of keys of two
 slots of one primary (the README's limit), B's COMMIT fails with 40001
 saying that 1 of its 2 blocks was aborted; FOR UPDATE of keys on two
 primaries through another server naming the cluster, then an UPDATE
-through f: checked first, 40001 and nothing written if one changed; after
-a slot moved unseen, a FOR UPDATE whose WATCH is redirected (MOVED) leaves
-no WATCH on the slot's new owner once its transaction ends (a blind write
-of the key, changed meanwhile, commits; before: 40001), and an UPDATE
-redirected the same way still fails with 40001 if the key changed.  Behind Sentinel, a failover
+through f: checked first, 40001 and nothing written if one changed.  Behind Sentinel, a failover
 between the UPDATE and COMMIT fails the COMMIT (40001: the watching
 connection was closed) and leaves the new primary's value.  No crash in the PostgreSQL log.
 """
@@ -379,6 +379,31 @@ def kept_connection(a, port):
               "(client ids %s, were %s)" % (what, ids1, ids0))
 
 
+def cursor_across_savepoint(a, port):
+    """A FOR UPDATE cursor declared before a savepoint is fetched in it (its
+    first round of fetch_size keys read, the next sent ahead: both WATCH
+    their keys), ROLLBACK TO, then fetched on: the rows it returns now are
+    the transaction's, locked as PostgreSQL locks a cursor's rows, so one
+    changed by another client before COMMIT fails the COMMIT of a constant
+    write of it with 40001 (before: ROLLBACK TO released every WATCH made in
+    the savepoint, those of the rows still to come too, and the COMMIT
+    overwrote the other client's change)."""
+    q(a, "INSERT INTO big SELECT g::text, g FROM generate_series(1, 300) g;")
+    keys = ", ".join("'%d'" % g for g in range(1, 301))
+    q(a, "BEGIN; DECLARE c CURSOR FOR SELECT key, v FROM big WHERE key IN (%s) "
+      "FOR UPDATE;" % keys)
+    q(a, "SAVEPOINT s; FETCH 1 FROM c; ROLLBACK TO s;")
+    rows = (q(a, "FETCH 150 FROM c;") or "").split()
+    key = rows[-1].split("|")[0] if rows else "150"     # of the second round
+    pgtest.redis_cli(port, "hset", "b:" + key, "v", "-5")
+    r = a.run("UPDATE big SET v = 0 WHERE key = '%s'; COMMIT;" % key)
+    conflict(r, "a FOR UPDATE cursor fetched across ROLLBACK TO, a row it returned "
+             "after it changed", "big")
+    v = hget(port, "b:" + key, "v")
+    check(v == "-5", "a FOR UPDATE cursor fetched across ROLLBACK TO: the COMMIT "
+          "overwrote the other client's change (v=%r)" % v)
+
+
 def setup(name, server_options, more=""):
     """A database with server rw (server_options) and hash table f: its
     name, or None if the setup failed."""
@@ -527,6 +552,7 @@ def single_server():
     check(pgtest.redis_stat(port, "watch") == w0 and
           pgtest.redis_cli(port, "exists", "b:1")[1] == "0",
           "a key-only DELETE of 1001 keys: WATCH sent or keys left (%s)" % out)
+    cursor_across_savepoint(a, port)
     for s in (a, b, c):
         s.close()
     pgtest.stop_redis(port)
