@@ -173,7 +173,7 @@ extern void RedisProtocolError(PgpolyConnection *conn, const char *command,
 extern char *RedisBytesCopy(const char *s, size_t len);
 extern bool RedisIsCluster(PgpolyConnection *conn);
 extern bool RedisWatchBudget(PgpolyConnection *conn, RedisTable *tbl, int nkeys);
-extern void RedisNoteWatch(PgpolyConnection *conn);
+extern void RedisNoteWatch(PgpolyConnection *conn, int level);
 extern void RedisCheckWatches(PgpolyConnection *conn);
 extern void RedisExecAnswered(PgpolyConnection *conn, int index);
 extern void RedisWatchesSettled(PgpolyConnection *conn);
@@ -478,6 +478,8 @@ typedef struct RedisHandle
 	int64		nwatched;		/* keys they watch (RedisWatchBudget) */
 	LocalTransactionId capped_lxid;	/* transaction past its watch_limit */
 	bool		watch_lost;		/* a node that held some was closed since */
+	bool		req_watches;	/* the running request sends WATCHes: a node
+								 * it reaches (a MOVED or ASK) holds some */
 	char		watch_relname[NAMEDATALEN];	/* the first table they were for */
 	/* the running request of a cluster connection */
 	MemoryContext req_cxt;
@@ -610,7 +612,8 @@ extern bool RedisKeysOnly(RedisTable *tbl, const bool *needed, bool need_ttl,
 extern int	RedisScanKeysOnly(RedisScan *scan);
 extern bool RedisFieldsOnly(RedisTable *tbl, const bool *needed, bool need_ttl);
 extern void RedisScanAllowFieldFetch(RedisScan *scan);
-extern void RedisScanWatch(RedisScan *scan, bool keyonly);
+extern void RedisScanWatch(RedisScan *scan, bool keyonly, int level,
+						   SubTransactionId subid);
 extern bool *RedisColumnsNeeded(RedisTable *tbl, List *attnos);
 extern char *RedisFieldsText(RedisTable *tbl, const bool *needed);
 extern List *RedisColumnsRead(RedisTable *tbl, Bitmapset *attrs);
@@ -640,7 +643,8 @@ extern bool RedisScanWatches(RedisTable *tbl, struct EState *estate, Index rti,
 							 bool *keyonly);
 extern char *RedisWatchText(RedisTable *tbl);
 extern void RedisScanWatchTarget(RedisScan *scan, RedisTable *tbl,
-								 struct EState *estate, Index rti);
+								 struct EState *estate, Index rti, int level,
+								 SubTransactionId subid);
 extern void RedisNoteMisspelled(struct ResultRelInfo *target, Datum *values,
 								bool *nulls, AttrNumber att, const char *s,
 								size_t len);

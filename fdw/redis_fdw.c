@@ -47,6 +47,7 @@
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/sysattr.h"
+#include "access/xact.h"
 #include "common/hashfn.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
@@ -141,6 +142,8 @@ typedef struct RedisScanState
 	RedisTrips *trips;			/* per node, of all of them */
 	PgpolyConv	keyconv;		/* the key clause's value type */
 	bool		keyconv_ready;
+	int			level;			/* the subtransaction that began the node */
+	SubTransactionId subid;		/* (a cursor's DECLARE): RedisScanWatch */
 } RedisScanState;
 
 /* The identity columns of the old row, by their index in core.junk. */
@@ -626,6 +629,8 @@ redisBeginForeignScan(ForeignScanState *node, int eflags)
 	st->kinds = list_nth(fs->fdw_private, RPRIV_KINDS);
 	st->pattern = strVal(list_nth(fs->fdw_private, RPRIV_PATTERN));
 	st->need_ttl = intVal(list_nth(fs->fdw_private, RPRIV_NEED_TTL));
+	st->level = GetCurrentTransactionNestLevel();
+	st->subid = GetCurrentSubTransactionId();
 	/* SKIP LOCKED is an ERROR at once, whether or not the scan runs */
 	(void) scan_row_marked(node->ss.ps.state, fs->scan.scanrelid);
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
@@ -768,7 +773,7 @@ start_scan(ForeignScanState *node, RedisScanState *st)
 	if (scan_fields_only(node, st->tbl, st->needed, st->need_ttl))
 		RedisScanAllowFieldFetch(st->scan);
 	RedisScanWatchTarget(st->scan, st->tbl, node->ss.ps.state,
-						 ((Scan *) node->ss.ps.plan)->scanrelid);
+						 ((Scan *) node->ss.ps.plan)->scanrelid, st->level, st->subid);
 	/* Per-node round trips add up over rescans: not in the scan's memory. */
 	if (st->trips == NULL)
 		st->trips = MemoryContextAllocZero(GetMemoryChunkContext(st), sizeof(RedisTrips));
@@ -1300,14 +1305,18 @@ RedisWatchText(RedisTable *tbl)
 	return psprintf("each key read, ahead of its read (watch_limit %d)", tbl->watch_limit);
 }
 
-/* Make scan watch the keys it reads if RedisScanWatches says so. */
+/*
+ * Make scan watch the keys it reads if RedisScanWatches says so; its node
+ * was begun in subtransaction subid, at nesting level level.
+ */
 void
-RedisScanWatchTarget(RedisScan *scan, RedisTable *tbl, EState *estate, Index rti)
+RedisScanWatchTarget(RedisScan *scan, RedisTable *tbl, EState *estate, Index rti,
+					 int level, SubTransactionId subid)
 {
 	bool		keyonly;
 
 	if (RedisScanWatches(tbl, estate, rti, &keyonly))
-		RedisScanWatch(scan, keyonly);
+		RedisScanWatch(scan, keyonly, level, subid);
 }
 
 /*

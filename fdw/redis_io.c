@@ -1052,20 +1052,24 @@ RedisWatchBudget(PgpolyConnection *conn, RedisTable *tbl, int nkeys)
 /*
  * The request being built on conn appended WATCH commands (a scan of an
  * UPDATE's or DELETE's target, RedisScanWatch): its active nodes now hold
- * WATCHes of this transaction, which its COMMIT's EXEC relies on.  If the
- * transaction watched keys on an earlier handle of conn (closed since:
+ * WATCHes of this transaction, which its COMMIT's EXEC relies on, and so
+ * does each node the cluster's MOVED or ASK sends a command of the request
+ * to while it runs: all are released at its end (UNWATCH).  They are made
+ * at subtransaction nesting level level (the scan's, RedisScanWatch): a
+ * rollback of that level releases them (PgpolyConnectionsAtSubEnd).  If
+ * the transaction watched keys on an earlier handle of conn (closed since:
  * pgpoly.disconnect(), a broken request), those WATCHes are lost.
  */
 void
-RedisNoteWatch(PgpolyConnection *conn)
+RedisNoteWatch(PgpolyConnection *conn, int level)
 {
 	RedisHandle *h = conn->handle;
-	int			level = GetCurrentTransactionNestLevel();
 
 	if (conn->watching && !h->watching)
 		h->watch_lost = true;
 	conn->watch_level = conn->watching ? Min(conn->watch_level, level) : level;
 	conn->watching = h->watching = true;
+	h->req_watches = true;		/* and those a redirect adds (activate) */
 	for (int i = 0; i < h->nnodes; i++)
 		if (h->nodes[i]->active)
 			h->nodes[i]->watched = true;
@@ -1311,6 +1315,7 @@ begin_request(PgpolyConnection *conn)
 		node->failure = NULL;
 		out_reset(node);
 	}
+	h->req_watches = false;
 	if (h->kind == RTOPO_CLUSTER)
 	{
 		MemoryContextReset(h->req_cxt);
@@ -1337,6 +1342,9 @@ activate(PgpolyConnection *conn, RedisHandle *h, RedisNode *node)
 	node->active = true;
 	node->requests++;
 	node->errors++;				/* undone when the request ends well */
+	/* a WATCH answered MOVED or ASK is sent again here, and held here */
+	if (h->req_watches)
+		node->watched = true;
 	if (node->stale_watch)
 	{
 		static const char unwatch[] = "*1\r\n$7\r\nUNWATCH\r\n";
@@ -1728,7 +1736,9 @@ take_unwatch_reply(PgpolyConnection *conn, RedisNode *node)
 	if (reply == NULL)
 		return false;
 	node->unwatch_sent = false;
-	if (reply->type != REDIS_REPLY_STATUS)
+	/* another status (QUEUED: the connection is in a MULTI) is no better */
+	if (reply->type != REDIS_REPLY_STATUS || reply->len != 2 ||
+		memcmp(reply->str, "OK", 2) != 0)
 	{
 		name_node(conn, node);
 		RedisProtocolError(conn, "UNWATCH", reply, NULL);

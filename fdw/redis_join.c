@@ -39,6 +39,7 @@
 
 #include <math.h>
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/explain.h"
 #include "executor/executor.h"
@@ -472,7 +473,8 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 						js->jointype == JOIN_SEMI || js->jointype == JOIN_ANTI);
 	if (js->fields_only)
 		RedisScanAllowFieldFetch(js->scan);
-	RedisScanWatchTarget(js->scan, js->tbl, estate, rti);
+	RedisScanWatchTarget(js->scan, js->tbl, estate, rti,
+						 GetCurrentTransactionNestLevel(), GetCurrentSubTransactionId());
 	js->trips = palloc0(sizeof(RedisTrips));
 	RedisScanSetTrips(js->scan, js->trips);
 	js->cap = js->tbl->fetch_size;

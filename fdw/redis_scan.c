@@ -67,6 +67,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "mb/pg_wchar.h"
 #include "utils/hsearch.h"
@@ -161,6 +162,8 @@ struct RedisScan
 	bool		one_row;		/* only whether a key has rows matters */
 	bool		watch;			/* WATCH each key before it is read ... */
 	bool		watch_keyonly;	/* ... even when no value is read */
+	int			watch_level;	/* the subtransaction that began the scan's */
+	SubTransactionId watch_subid;	/* node (RedisScanWatch) */
 	int			keyonly;		/* no value is read: fetch none (-1: not decided) */
 	bool		absent_no_row;	/* a hash without the fields read may be
 								 * taken for a missing key */
@@ -1558,6 +1561,17 @@ round_reply(redisReply *reply, int index, void *arg)
 	return keep;
 }
 
+/*
+ * The level scan's WATCHes are made at (RedisScanWatch): if the
+ * subtransaction that began its node has ended since (a RELEASE made the
+ * node its parent's), the outermost, released at transaction end only.
+ */
+static int
+watch_level(RedisScan *scan)
+{
+	return SubTransactionIsActive(scan->watch_subid) ? scan->watch_level : 1;
+}
+
 /* Send round r (built: states and SCAN steps) on its way. */
 static void
 send_round(RedisScan *scan, ScanRound *r)
@@ -1574,7 +1588,7 @@ send_round(RedisScan *scan, ScanRound *r)
 	r->base = 0;
 	append_round(scan, r, 0);
 	if (r->nwatch > 0)
-		RedisNoteWatch(scan->conn);
+		RedisNoteWatch(scan->conn, watch_level(scan));
 	r->ticket = RedisSend(scan->conn, r->expected, round_reply, r);
 	scan->round_trips++;
 	RedisCountTrips(scan->conn, scan->trips);
@@ -1803,7 +1817,7 @@ take_round(RedisScan *scan, ScanRound *r)
 		r->base = r->received;
 		append_round(scan, r, r->base);
 		if (r->nwatch > 0)
-			RedisNoteWatch(scan->conn);	/* the connection may be new */
+			RedisNoteWatch(scan->conn, watch_level(scan));	/* the connection may be new */
 		RedisExchange(scan->conn, r->expected - r->base, round_reply, r);
 		scan->round_trips++;
 		MemoryContextSwitchTo(old);
@@ -1962,12 +1976,21 @@ RedisScanAllowFieldFetch(RedisScan *scan)
  * watches nothing (a DELETE that reads keys alone: a key deleted, changed
  * or created meanwhile leaves the same outcome as if the DELETE had come
  * after or before that write).  Before the first row.
+ *
+ * level and subid: the subtransaction that began the scan's executor node,
+ * which may be an ancestor of the one running it (a cursor declared before
+ * a SAVEPOINT and fetched after it).  The WATCHes of its rounds are made at
+ * that level (RedisNoteWatch): a ROLLBACK TO a later savepoint does not
+ * release them, since the rows of a round sent there may be handed out
+ * after it.
  */
 void
-RedisScanWatch(RedisScan *scan, bool keyonly)
+RedisScanWatch(RedisScan *scan, bool keyonly, int level, SubTransactionId subid)
 {
 	scan->watch = true;
 	scan->watch_keyonly = keyonly;
+	scan->watch_level = level;
+	scan->watch_subid = subid;
 }
 
 /* Use a key list (deduplicated by the caller); NULL keys: none. */

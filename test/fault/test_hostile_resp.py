@@ -18,6 +18,10 @@ one-shot hostile reply:
                     a string, SCAN by a status, HMGET (the batched join's
                     fetch of the fields read) by a string, by an array of
                     one value too few and by an array holding an integer
+  * UNWATCH      -- (sent ahead of the next command after a transaction
+                    that read FOR UPDATE and wrote nothing) answered by
+                    +QUEUED, by an error, not at all (the GET's reply
+                    comes first), half and then a close, or by silence
   * scan_nul     -- SCAN returns keys holding NUL bytes
   * scan_utf8    -- SCAN returns a key that is not valid UTF-8 (read with
                     its value, and alone)
@@ -197,6 +201,8 @@ class HostileRedis:
             return b"*2\r\n" + bulk(b"0") + array(keys)
         if name == b"PING":
             return b"+PONG\r\n"
+        if name in (b"WATCH", b"UNWATCH"):
+            return b"+OK\r\n"
         if name == b"AUTH":
             with self.lock:
                 self.password = cmd[-1]
@@ -241,6 +247,15 @@ class HostileRedis:
             c.sendall(bulk(b"abc"))
         elif mode == "wrong_status":
             c.sendall(b"+OK\r\n")
+        elif mode == "queued":
+            c.sendall(b"+QUEUED\r\n")
+        elif mode == "error_reply":
+            c.sendall(b"-ERR not now\r\n")
+        elif mode == "no_reply":
+            pass
+        elif mode == "hang":
+            time.sleep(5)
+            return False
         elif mode == "short_array":
             c.sendall(array([b"1"] * (len(cmd) - 3)))
         elif mode == "int_element":
@@ -469,6 +484,23 @@ def test():
            "scan_utf8", "DELETE FROM tw;", "22021",
            ['"k:\\xff\\xfe"', 'foreign table "tw"'])
     check(srv.writes == [], "a direct DELETE that failed wrote %r" % srv.writes)
+
+    # A transaction that read FOR UPDATE and wrote nothing leaves its
+    # WATCH to the UNWATCH sent ahead of the connection's next command:
+    # any answer but OK to it is 08P01 (class 08 for a close or silence),
+    # the connection is not used again, and the next statements read right.
+    for mode, state, words in (
+            ("queued", "08P01", ["UNWATCH", 'the status "QUEUED"']),
+            ("error_reply", "08P01", ["UNWATCH", "not now"]),
+            ("no_reply", "08P01", ["UNWATCH", "a string of 5 bytes"]),
+            ("truncated", "08", ["closed the connection"]),
+            ("hang", "08", ["did not answer within 3000 ms"])):
+        r = s.run("BEGIN; SELECT value FROM t WHERE key = 'good' FOR UPDATE; ROLLBACK;")
+        check(r.rc == 0 and r.out.strip() == "hello",
+              "FOR UPDATE before UNWATCH %s: rc=%s out=%r err=%s"
+              % (mode, r.rc, r.out, r.err.strip()))
+        expect("UNWATCH answered " + mode, b"UNWATCH", mode,
+               "SELECT value FROM t WHERE key = 'two';", state, words)
 
     expect("truncated reply", b"GET", "truncated",
            "SELECT value FROM t WHERE key = 'good';", "08",

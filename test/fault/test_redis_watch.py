@@ -57,6 +57,10 @@ the COMMIT fails with 40001, writing nothing.  On one server:
     so a blind write of the key read, changed by another client
     meanwhile, commits (in the same transaction after ROLLBACK TO, where
     the WATCH used to stay and fail the COMMIT with 40001);
+  * a FOR UPDATE cursor declared before a savepoint, fetched in it (its
+    next round read ahead there), ROLLBACK TO, fetched on: a row it
+    returns after the rollback, changed by another client, fails the
+    COMMIT of a write of it with 40001 (before: overwritten);
   * Redis' commandstats: one WATCH per round of fetch_size keys (a 1000-key
     UPDATE over SCAN with fetch_size 100 sends 10 or 11, no more round trips);
   * watch_limit: a transaction whose UPDATEs read more keys (1001 > 1000,
@@ -377,6 +381,31 @@ def kept_connection(a, port):
               "and reopened (client ids %s, were %s)" % (what, ids1, ids0))
 
 
+def cursor_across_savepoint(a, port):
+    """A FOR UPDATE cursor declared before a savepoint is fetched in it (its
+    first round of fetch_size keys read, the next sent ahead: both WATCH
+    their keys), ROLLBACK TO, then fetched on: the rows it returns now are
+    the transaction's, locked as PostgreSQL locks a cursor's rows, so one
+    changed by another client before COMMIT fails the COMMIT of a constant
+    write of it with 40001 (before: ROLLBACK TO released every WATCH made in
+    the savepoint, those of the rows still to come too, and the COMMIT
+    overwrote the other client's change)."""
+    q(a, "INSERT INTO big SELECT g::text, g FROM generate_series(1, 300) g;")
+    keys = ", ".join("'%d'" % g for g in range(1, 301))
+    q(a, "BEGIN; DECLARE c CURSOR FOR SELECT key, v FROM big WHERE key IN (%s) "
+      "FOR UPDATE;" % keys)
+    q(a, "SAVEPOINT s; FETCH 1 FROM c; ROLLBACK TO s;")
+    rows = (q(a, "FETCH 150 FROM c;") or "").split()
+    key = rows[-1].split("|")[0] if rows else "150"     # of the second round
+    pgtest.redis_cli(port, "hset", "b:" + key, "v", "-5")
+    r = a.run("UPDATE big SET v = 0 WHERE key = '%s'; COMMIT;" % key)
+    conflict(r, "a FOR UPDATE cursor fetched across ROLLBACK TO, a row it returned "
+             "after it changed", "big")
+    v = hget(port, "b:" + key, "v")
+    check(v == "-5", "a FOR UPDATE cursor fetched across ROLLBACK TO: the COMMIT "
+          "overwrote the other client's change (v=%r)" % v)
+
+
 def setup(name, server_options, more=""):
     """A database with server rw (server_options) and hash table f: its
     name, or None if the setup failed."""
@@ -525,9 +554,40 @@ def single_server():
     check(pgtest.redis_stat(port, "watch") == w0 and
           pgtest.redis_cli(port, "exists", "b:1")[1] == "0",
           "a key-only DELETE of 1001 keys: WATCH sent or keys left (%s)" % out)
+    cursor_across_savepoint(a, port)
     for s in (a, b, c):
         s.close()
     pgtest.stop_redis(port)
+
+
+def redirected_watch(cl, a, k):
+    """A slot moved since the session learnt the slot map: the WATCH of a
+    FOR UPDATE of key k is answered MOVED and sent again to k's new owner,
+    which then holds it.  After the transaction ends
+    (COMMIT writing nothing, ROLLBACK), k changed by another client, a blind
+    write of k commits (before: the new owner kept the WATCH, and the EXEC
+    failed with 40001).  Then, k's slot moved back unseen again: an UPDATE
+    of k redirected the same way, k changed by another client before
+    COMMIT: 40001, k keeps the other client's value."""
+    slot = cl.keyslot("f:" + k)
+    for end in ("ROLLBACK;", "COMMIT;"):
+        # each turn moves the slot to another primary, behind a's back
+        cl.move_slot(slot, min(set(cl.primaries()) - {cl.owner(slot)}))
+        r = a.run("BEGIN; SELECT v FROM f WHERE key = '%s' FOR UPDATE; %s" % (k, end))
+        check(r.rc == 0, "cluster, FOR UPDATE redirected by MOVED: %s" % r.err.strip()[:400])
+        redis_cluster.call(cl.owner(slot), "HSET", "f:" + k, "v", "50")
+        r = a.run("BEGIN; INSERT INTO f VALUES ('%s', 9); COMMIT;" % k)
+        v = redis_cluster.call(cl.owner(slot), "HGET", "f:" + k, "v")
+        check(r.rc == 0 and v in (b"9", "9"),
+              "cluster, FOR UPDATE redirected by MOVED, %s then a blind write of the key "
+              "changed meanwhile: rc=%s v=%r: %s" % (end, r.rc, v, r.err.strip()[:400]))
+    cl.move_slot(slot, min(set(cl.primaries()) - {cl.owner(slot)}))
+    q(a, "BEGIN; UPDATE f SET v = v + 1 WHERE key = '%s';" % k)
+    redis_cluster.call(cl.owner(slot), "HSET", "f:" + k, "v", "77")
+    conflict(a.run("COMMIT;"), "cluster, UPDATE redirected by MOVED, key changed")
+    v = redis_cluster.call(cl.owner(slot), "HGET", "f:" + k, "v")
+    check(v in (b"77", "77"), "cluster, UPDATE redirected by MOVED: the failed COMMIT "
+          "overwrote the other client's value (v=%r)" % (v,))
 
 
 def cluster():
@@ -621,6 +681,7 @@ def cluster():
                   % (end, r.rc, out, r.err.strip()[:400]))
             check(all(ids0) and ids() == ids0, "cluster, FOR UPDATE then %s: a node's "
                   "connection was reopened (client ids %s, were %s)" % (end, ids(), ids0))
+        redirected_watch(cl, a, keys[0])
         a.close()
         b.close()
     finally:
