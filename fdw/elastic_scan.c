@@ -216,13 +216,43 @@ ElasticOverlayAdd(ElasticOverlay *ov, ElasticWrite *w)
 	return !found;
 }
 
-/* The last buffered write of id (a NUL-free string) in ov, or NULL. */
-ElasticWrite *
-ElasticOverlayLast(ElasticOverlay *ov, const char *id)
+/*
+ * Whether the buffered writes in ov leave a document of id (a NUL-free
+ * string) they wrote: the last write of one of its documents is not a
+ * DELETE.
+ */
+bool
+ElasticOverlayLive(ElasticOverlay *ov, const char *id)
 {
 	OverlayEntry *e = PgpolyKeyTableFind(ov->map, id, strlen(id));
+	ListCell   *lc;
 
-	return e ? e->write : NULL;
+	foreach(lc, e ? e->targets : NIL)
+		if (((ElasticWrite *) lfirst(lc))->op != EWRITE_DELETE)
+			return true;
+	return false;
+}
+
+/*
+ * Whether the last buffered write in ov of the document id has in index
+ * (concrete) with routing (NULL: none) is a DELETE: the document is gone
+ * for the transaction, although Elasticsearch still has it.
+ */
+bool
+ElasticOverlayDeleted(ElasticOverlay *ov, const char *id, const char *index,
+					  const char *routing)
+{
+	OverlayEntry *e = PgpolyKeyTableFind(ov->map, id, strlen(id));
+	ListCell   *lc;
+
+	foreach(lc, e ? e->targets : NIL)
+	{
+		ElasticWrite *t = lfirst(lc);
+
+		if (same_document(t->index, t->routing, index, routing))
+			return t->op == EWRITE_DELETE;
+	}
+	return false;
 }
 
 /* Build the overlay of pending, the table's buffered writes. */
