@@ -960,6 +960,8 @@ elasticIterateForeignScan(ForeignScanState *node)
 		if (!ElasticScanNext(st->scan, slot->tts_values, slot->tts_isnull, &from_overlay))
 			return slot;
 		ExecStoreVirtualTuple(slot);
+		/* the executor sets it only after we return: note_read's quals need it */
+		slot->tts_tableOid = RelationGetRelid(node->ss.ss_currentRelation);
 		econtext->ecxt_scantuple = slot;
 		if (!from_overlay || ExecQual(st->recheck, econtext))
 		{

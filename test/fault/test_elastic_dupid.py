@@ -30,6 +30,12 @@ with the row's routing), and skips
 the row when it exists anywhere; a buffered write hides only the document
 of its index and routing; only the rows an UPDATE or DELETE
 actually writes count for the duplicate check.
+A local condition on tableoid (which the executor sets only after the
+scan returns a row) made the target scan drop what it read of every
+document: the UPDATE or DELETE was then sent without the routing (and, in
+write_mode 'transactional', with a version condition of -1), a bogus 40001
+on every retry, or in write_mode 'immediate' a DELETE reported done that
+deleted nothing.
 ON CONFLICT DO NOTHING against the statement's and the transaction's own
 writes of an _id: PostgreSQL skips a row whose key an earlier row of the same statement
 inserted (a native table with a primary key is the reference).  Before:
@@ -262,6 +268,26 @@ def local_quals(db, es):
           % (r.rc, r.out, r.err.strip()[:400]))
     got = sorted((h["_index"], h["_source"]["n"]) for h in hits(es, "al", "dup"))
     check(got == [("al-new", 2)], "dup: the documents are %r" % got)
+    # a condition on a system column, which the executor sets only after
+    # the scan returned the row: the writes still reach the routed documents
+    # (before, the UPDATE was refused by Elasticsearch, a 40001 on every
+    # retry, and the DELETE deleted nothing)
+    for sql, want in (("UPDATE rt SET n = n + 100 WHERE _id = 'r4' "
+                       "AND tableoid::regclass::text = 'rt';", "UPDATE 1"),
+                      ("UPDATE rt_now SET n = n + 100 WHERE _id = 'r7' "
+                       "AND tableoid::regclass::text = 'rt_now';", "UPDATE 1"),
+                      ("DELETE FROM rt WHERE _id = 'r10' AND n >= 0 "
+                       "AND tableoid::regclass::text = 'rt';", "DELETE 1"),
+                      ("DELETE FROM rt_now WHERE _id = 'r1' AND n >= 0 "
+                       "AND tableoid::regclass::text = 'rt_now';", "DELETE 1")):
+        r = pgtest.psql(sql, db=db)
+        check(r.rc == 0 and r.out.strip() == want,
+              "%s: want %s; got rc=%s %r %s" % (sql, want, r.rc, r.out, r.err.strip()[:400]))
+        doc_id = sql.split("'")[1]
+        got = [h["_source"]["n"] for h in hits(es, "routed", doc_id)]
+        check(got == ([] if want == "DELETE 1" else [int(doc_id[1:]) + 100]),
+              "%s: the documents %s are %r" % (sql, doc_id, got))
+
 
 
 def test():
