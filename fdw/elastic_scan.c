@@ -90,8 +90,8 @@ struct ElasticOverlay
 
 typedef struct OverlayEntry
 {
-	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable): write->id */
-	ElasticWrite *write;		/* the last write of this id */
+	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable): the id of
+								 * the last write of targets */
 	List	   *targets;		/* ElasticWrite *: the last write of each
 								 * document (index, routing) of the id */
 } OverlayEntry;
@@ -155,8 +155,8 @@ scan_released(void *arg)
 }
 
 /*
- * An empty overlay in cxt: document id -> the last buffered write of it,
- * and of each document (index, routing) of the id.  The ids are the
+ * An empty overlay in cxt: document id -> the last buffered write of each
+ * document (index, routing) of the id.  The ids are the
  * transaction's (or anyone's, for ids the index assigned or a SELECT
  * copied): a seeded key table (keyhash.c), so that ids chosen to collide
  * cannot make the overlay quadratic.
@@ -203,7 +203,6 @@ ElasticOverlayAdd(ElasticOverlay *ov, ElasticWrite *w)
 	if (!found)
 		e->targets = NIL;
 	e->id.key = w->id;			/* the same bytes, in the write kept */
-	e->write = w;
 	foreach(lc, e->targets)
 	{
 		ElasticWrite *t = lfirst(lc);
