@@ -200,6 +200,15 @@ def same_statement(db, es):
                        for h in hits(es, "routed", doc_id)]
                 check(got == [(1, r1)], "%s%s: the documents %s are %r (want one, n 1)"
                       % (table, ret, doc_id, got))
+    # without a _routing column the rows of an _id land on one shard: the
+    # second "create" is refused there (409)
+    r = pgtest.psql("INSERT INTO docs_now (_id, n, grp) VALUES ('s0', 1, 'a'), ('s0', 2, 'b') "
+                    "ON CONFLICT DO NOTHING;", db=db)
+    check(r.rc == 0 and r.out.strip() == "INSERT 0 1",
+          "docs_now: ON CONFLICT DO NOTHING of two rows s0: want INSERT 0 1; got rc=%s %r %s"
+          % (r.rc, r.out, r.err.strip()[:300]))
+    got = [(h["_index"], h["_source"]["n"]) for h in hits(es, "al", "s0")]
+    check(got == [("al-new", 1)], "docs_now: the documents s0 are %r" % got)
 
 
 def after_delete(db, es):
