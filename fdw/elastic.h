@@ -309,16 +309,19 @@ extern ElasticWrite *ElasticUpdateWrite(ElasticTable *tbl, const char *id,
 										Bitmapset *updated);
 extern ElasticWrite *ElasticDeleteWrite(ElasticTable *tbl, const char *id);
 extern void ElasticSendWrites(PgpolyConnection *conn, List *writes);
+typedef struct ElasticOverlay ElasticOverlay;
+
 extern void ElasticIdsExist(PgpolyConnection *conn, ElasticTable *tbl,
 							char **ids, char **routings, int n, bool realtime,
-							bool *exists);
+							ElasticOverlay *deleted, bool *exists);
 
 /* elastic_scan.c: buffered writes by document id (read-your-writes) */
-typedef struct ElasticOverlay ElasticOverlay;
 
 extern ElasticOverlay *ElasticOverlayCreate(MemoryContext cxt);
 extern bool ElasticOverlayAdd(ElasticOverlay *ov, ElasticWrite *w);
-extern ElasticWrite *ElasticOverlayLast(ElasticOverlay *ov, const char *id);
+extern bool ElasticOverlayLive(ElasticOverlay *ov, const char *id);
+extern bool ElasticOverlayDeleted(ElasticOverlay *ov, const char *id,
+								  const char *index, const char *routing);
 extern void ElasticNoteWrite(Oid relid);
 extern bool ElasticHasPendingWrites(Oid relid);
 

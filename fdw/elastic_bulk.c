@@ -757,22 +757,58 @@ ids_search_body(HTAB *map, char **ids, int n, bool *exists, int size)
 	return body.data;
 }
 
+/* The NUL-free string v, or NULL (not a string, or one with a NUL). */
+static const char *
+json_name(json_t *v)
+{
+	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+		return NULL;
+	return json_string_value(v);
+}
+
+/*
+ * Whether doc, a hit of document id (a search hit or a multi-get
+ * document, both naming its "_index" and its "_routing" if it has one), is
+ * one the transaction's buffered writes delete (deleted: their overlay, or
+ * NULL): Elasticsearch still has it until COMMIT, the transaction does
+ * not.  (A multi-get without routing finds a document on the shard of its
+ * _id whatever routing it was indexed with.)
+ */
+static bool
+hit_deleted(ElasticOverlay *deleted, const char *id, json_t *doc)
+{
+	const char *index = json_name(json_object_get(doc, "_index"));
+
+	return deleted && index &&
+		ElasticOverlayDeleted(deleted, id, index,
+							  json_name(json_object_get(doc, "_routing")));
+}
+
+static void ids_searched(PgpolyConnection *conn, ElasticTable *tbl, char **ids,
+						 int n, ElasticOverlay *deleted, bool *exists, int *left);
+static void ids_deleted_page(PgpolyConnection *conn, ElasticTable *tbl, char **ids,
+							 int n, ElasticOverlay *deleted, bool *exists, int *left);
+
 /*
  * Mark in exists the ids (n of them, *left not yet marked) that a search
  * of tbl's index option finds: an ids query reads every index of an
  * alias, a list or a pattern and every shard, whatever routing a document
  * was indexed with.  A page holds at most fetch_size hits (which an
  * index's max_result_window allows, as for a scan): after a full one the
- * ids still unmarked are searched again.  A missing index has none.
+ * ids still unmarked are searched again.  A hit of a document the
+ * transaction deleted (in deleted) marks nothing; a full page of only
+ * such hits has the ids left searched one by one.  A missing index has
+ * none.
  */
 static void
 ids_searched(PgpolyConnection *conn, ElasticTable *tbl, char **ids, int n,
-			 bool *exists, int *left)
+			 ElasticOverlay *deleted, bool *exists, int *left)
 {
 	char	   *path = ElasticIndexPath(tbl->index, "/_search");
 	HTAB	   *map = PgpolyKeyTable("pgpoly elastic ids", sizeof(IdPos), CurrentMemoryContext);
 	int		   *prev = palloc(sizeof(int) * n);
 	bool		full = true;
+	bool		hidden = false;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -808,12 +844,22 @@ ids_searched(PgpolyConnection *conn, ElasticTable *tbl, char **ids, int n,
 			IdPos	   *e = json_is_string(id) ?
 				PgpolyKeyTableFind(map, json_string_value(id), json_string_length(id)) : NULL;
 
+			if (e && hit_deleted(deleted, ids[e->pos], hit))
+			{
+				hidden = true;
+				continue;
+			}
 			for (int i = e ? e->pos : -1; i >= 0; i = prev[i])
 				if (!exists[i])
 				{
 					exists[i] = true;
 					(*left)--;
 				}
+		}
+		if (full && *left == before && hidden)
+		{
+			ids_deleted_page(conn, tbl, ids, n, deleted, exists, left);
+			return;
 		}
 		if (!json_is_array(hits) || (full && *left == before))
 			ereport(ERROR,
@@ -822,6 +868,36 @@ ids_searched(PgpolyConnection *conn, ElasticTable *tbl, char **ids, int n,
 							conn->servername, tbl->index,
 							json_is_array(hits) ? "a full page of hits of no id it asked for" :
 							"no hits.hits array")));
+	}
+}
+
+/*
+ * ids_searched's page was full of hits of documents the transaction
+ * deleted: search the ids still unmarked (n, *left of them) one at a
+ * time, so that each page holds one id's documents.  An _id with more
+ * deleted documents than a page holds is an ERROR.
+ */
+static void
+ids_deleted_page(PgpolyConnection *conn, ElasticTable *tbl, char **ids, int n,
+				 ElasticOverlay *deleted, bool *exists, int *left)
+{
+	if (n == 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("cannot tell whether document \"%s\" exists in index \"%s\"",
+						ids[0], tbl->index),
+				 errdetail("A page of %d hits of the _id holds only documents this transaction deleted.",
+						   tbl->fetch_size),
+				 errhint("Raise the foreign table's fetch_size option.")));
+	for (int i = 0; i < n; i++)
+	{
+		int			one = 1;
+
+		if (exists[i])
+			continue;
+		ids_searched(conn, tbl, &ids[i], 1, deleted, &exists[i], &one);
+		if (exists[i])
+			(*left)--;
 	}
 }
 
@@ -848,11 +924,12 @@ mget_error_ok(json_t *type)
  * the shard of its _id): real time, a document indexed a moment ago is
  * found before any refresh.  A multi-get addresses one index: through a
  * list or a pattern it is not sent, and an alias of several indices fails
- * each document (ids_searched looks there).  A missing index has none.
+ * each document (ids_searched looks there).  A document the transaction
+ * deleted (in deleted) does not count.  A missing index has none.
  */
 static void
 ids_got(PgpolyConnection *conn, ElasticTable *tbl, char **ids, char **routings,
-		int n, bool *exists, int *left)
+		int n, ElasticOverlay *deleted, bool *exists, int *left)
 {
 	char	   *path = ElasticIndexPath(tbl->index, "/_mget?_source=false");
 	StringInfoData body;
@@ -906,7 +983,8 @@ ids_got(PgpolyConnection *conn, ElasticTable *tbl, char **ids, char **routings,
 					 errdetail("%s: %s", member_excerpt(conn, json_object_get(err, "type"), "error"),
 							   member_excerpt(conn, json_object_get(err, "reason"),
 											  "no reason given"))));
-		if (json_is_true(json_object_get(doc, "found")))
+		if (json_is_true(json_object_get(doc, "found")) &&
+			!hit_deleted(deleted, ids[pos[j]], doc))
 		{
 			exists[pos[j]] = true;
 			(*left)--;
@@ -925,20 +1003,23 @@ ids_got(PgpolyConnection *conn, ElasticTable *tbl, char **ids, char **routings,
  * written to, in real time.  (A document another client indexed under
  * another routing, or in another index of an alias, since the last
  * refresh is not seen: the "create" action then checks its own shard
- * only.)
+ * only.)  A document the transaction's buffered writes delete (in
+ * deleted, or NULL) is not counted, although Elasticsearch has it until
+ * COMMIT.
  */
 void
 ElasticIdsExist(PgpolyConnection *conn, ElasticTable *tbl, char **ids,
-				char **routings, int n, bool realtime, bool *exists)
+				char **routings, int n, bool realtime, ElasticOverlay *deleted,
+				bool *exists)
 {
 	int			left = n;
 
 	memset(exists, 0, sizeof(bool) * n);
 	if (n == 0)
 		return;
-	ids_searched(conn, tbl, ids, n, exists, &left);
+	ids_searched(conn, tbl, ids, n, deleted, exists, &left);
 	if (realtime)
-		ids_got(conn, tbl, ids, routings, n, exists, &left);
+		ids_got(conn, tbl, ids, routings, n, deleted, exists, &left);
 }
 
 /* Send one batch of writes as one _bulk request and check every item. */

@@ -180,6 +180,8 @@ typedef struct ElasticModifyState
 	ElasticTable *tbl;
 	ElasticOverlay *ov;			/* ON CONFLICT DO NOTHING, transactional:
 								 * the buffered writes, by id */
+	HTAB	   *sent;			/* ON CONFLICT DO NOTHING, sent at once:
+								 * the ids of the statement's rows sent */
 	HTAB	   *reads;			/* ReadEntry by id, filled by the scan of
 								 * the target */
 	bool		versioned;		/* that scan read versions (EFLAG_SEQ_NO):
@@ -958,6 +960,8 @@ elasticIterateForeignScan(ForeignScanState *node)
 		if (!ElasticScanNext(st->scan, slot->tts_values, slot->tts_isnull, &from_overlay))
 			return slot;
 		ExecStoreVirtualTuple(slot);
+		/* the executor sets it only after we return: note_read's quals need it */
+		slot->tts_tableOid = RelationGetRelid(node->ss.ss_currentRelation);
 		econtext->ecxt_scantuple = slot;
 		if (!from_overlay || ExecQual(st->recheck, econtext))
 		{
@@ -1245,7 +1249,7 @@ ids_in_index(ElasticModifyState *ms, TupleTableSlot **slots, int n, char **ids,
 		row[nids++] = i;
 	}
 	ElasticIdsExist(ms->core.conn, tbl, named, routings, nids, ms->core.transactional,
-					found);
+					ms->ov, found);
 	for (int j = 0; j < nids; j++)
 		remote[row[j]] = found[j];
 }
@@ -1253,14 +1257,27 @@ ids_in_index(ElasticModifyState *ms, TupleTableSlot **slots, int n, char **ids,
 /*
  * Whether document id exists as the transaction's buffered writes (this
  * statement's earlier rows included; ms->ov, NULL when nothing is
- * buffered) leave what the index has (remote).
+ * buffered) leave what the index has (remote: not counting the documents
+ * those writes delete).  Sent at once, the statement's earlier rows
+ * (ms->sent) count too when the rows give a _routing: one with another
+ * routing would land on another shard, where its "create" finds no
+ * conflict, and the ids search sees them only after a refresh.  (Without
+ * one, every row of an _id lands on one shard, whose "create" 409 counts.)
  */
 static bool
 exists_after_writes(ElasticModifyState *ms, const char *id, bool remote)
 {
-	ElasticWrite *w = ms->ov ? ElasticOverlayLast(ms->ov, id) : NULL;
+	bool		found;
 
-	return w ? w->op != EWRITE_DELETE : remote;
+	if (ms->ov)
+		return remote || ElasticOverlayLive(ms->ov, id);
+	if (ms->tbl->routing_att == 0)
+		return remote;
+	if (ms->sent == NULL)
+		ms->sent = PgpolyKeyTable("pgpoly elastic ids sent", sizeof(PgpolyKeyRef),
+								  GetMemoryChunkContext(ms));
+	PgpolyKeyTableEnter(ms->sent, GetMemoryChunkContext(ms), id, strlen(id), &found);
+	return remote || found;
 }
 
 /*

@@ -90,8 +90,8 @@ struct ElasticOverlay
 
 typedef struct OverlayEntry
 {
-	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable): write->id */
-	ElasticWrite *write;		/* the last write of this id */
+	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable): the id of
+								 * the last write of targets */
 	List	   *targets;		/* ElasticWrite *: the last write of each
 								 * document (index, routing) of the id */
 } OverlayEntry;
@@ -155,8 +155,8 @@ scan_released(void *arg)
 }
 
 /*
- * An empty overlay in cxt: document id -> the last buffered write of it,
- * and of each document (index, routing) of the id.  The ids are the
+ * An empty overlay in cxt: document id -> the last buffered write of each
+ * document (index, routing) of the id.  The ids are the
  * transaction's (or anyone's, for ids the index assigned or a SELECT
  * copied): a seeded key table (keyhash.c), so that ids chosen to collide
  * cannot make the overlay quadratic.
@@ -203,7 +203,6 @@ ElasticOverlayAdd(ElasticOverlay *ov, ElasticWrite *w)
 	if (!found)
 		e->targets = NIL;
 	e->id.key = w->id;			/* the same bytes, in the write kept */
-	e->write = w;
 	foreach(lc, e->targets)
 	{
 		ElasticWrite *t = lfirst(lc);
@@ -216,13 +215,43 @@ ElasticOverlayAdd(ElasticOverlay *ov, ElasticWrite *w)
 	return !found;
 }
 
-/* The last buffered write of id (a NUL-free string) in ov, or NULL. */
-ElasticWrite *
-ElasticOverlayLast(ElasticOverlay *ov, const char *id)
+/*
+ * Whether the buffered writes in ov leave a document of id (a NUL-free
+ * string) they wrote: the last write of one of its documents is not a
+ * DELETE.
+ */
+bool
+ElasticOverlayLive(ElasticOverlay *ov, const char *id)
 {
 	OverlayEntry *e = PgpolyKeyTableFind(ov->map, id, strlen(id));
+	ListCell   *lc;
 
-	return e ? e->write : NULL;
+	foreach(lc, e ? e->targets : NIL)
+		if (((ElasticWrite *) lfirst(lc))->op != EWRITE_DELETE)
+			return true;
+	return false;
+}
+
+/*
+ * Whether the last buffered write in ov of the document id has in index
+ * (concrete) with routing (NULL: none) is a DELETE: the document is gone
+ * for the transaction, although Elasticsearch still has it.
+ */
+bool
+ElasticOverlayDeleted(ElasticOverlay *ov, const char *id, const char *index,
+					  const char *routing)
+{
+	OverlayEntry *e = PgpolyKeyTableFind(ov->map, id, strlen(id));
+	ListCell   *lc;
+
+	foreach(lc, e ? e->targets : NIL)
+	{
+		ElasticWrite *t = lfirst(lc);
+
+		if (same_document(t->index, t->routing, index, routing))
+			return t->op == EWRITE_DELETE;
+	}
+	return false;
 }
 
 /* Build the overlay of pending, the table's buffered writes. */

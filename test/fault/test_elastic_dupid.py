@@ -29,7 +29,25 @@ index whose max_result_window is smaller) and in real time (multi-get,
 with the row's routing), and skips
 the row when it exists anywhere; a buffered write hides only the document
 of its index and routing; only the rows an UPDATE or DELETE
-actually writes count for the duplicate check.  No crash in the log.
+actually writes count for the duplicate check.
+A local condition on tableoid (which the executor sets only after the
+scan returns a row) made the target scan drop what it read of every
+document: the UPDATE or DELETE was then sent without the routing (and, in
+write_mode 'transactional', with a version condition of -1), a bogus 40001
+on every retry, or in write_mode 'immediate' a DELETE reported done that
+deleted nothing.
+ON CONFLICT DO NOTHING against the statement's and the transaction's own
+writes of an _id: PostgreSQL skips a row whose key an earlier row of the same statement
+inserted (a native table with a primary key is the reference).  Before:
+  * in write_mode 'immediate' two rows of one statement with one _id and
+    different _routing were both sent as "create" actions, each landing on
+    its own shard, so both were created (INSERT 0 2, two documents);
+  * in write_mode 'transactional' a transaction that deleted one of two
+    documents sharing an _id (with a condition on _routing) took the _id
+    for free: ON CONFLICT DO NOTHING counted the row inserted (only the
+    last buffered write of the _id was looked at) although the other
+    document still had it, and COMMIT created a third document.
+No crash in the log.
 """
 
 import es_helper
@@ -145,15 +163,97 @@ def small_window(db, es):
     check(len(r["hits"]["hits"]) == 1, "s3 is not one document: %r" % r)
 
 
+def two_routed(es, doc_id, grp="d"):
+    """doc_id indexed twice in "routed" (n 1 and 2 in grp), by routing ra
+    and rb<k>, on two shards; the second routing."""
+    for k in range(40):
+        rb = "rb%d" % k
+        bulk(es, "routed", {"index": {"_id": doc_id, "routing": "ra"}}, {"n": 1, "grp": grp},
+             {"index": {"_id": doc_id, "routing": rb}}, {"n": 2, "grp": grp})
+        if len(hits(es, "routed", doc_id)) == 2:
+            return rb
+        bulk(es, "routed", {"delete": {"_id": doc_id, "routing": "ra"}})
+    raise RuntimeError("no second shard for %s" % doc_id)
+
+
+def same_statement(db, es):
+    """Two rows of one statement with one _id: the second is skipped, as
+    on a native table, in both write modes (whatever their routings), in
+    a batch (no RETURNING) and row by row (RETURNING)."""
+    k = 0
+    for table in ("rt", "rt_now"):
+        for ret in ("", " RETURNING n"):
+            for r1, r2 in (("ra", "rb"), ("ra", "ra"), (None, "rc")):
+                k += 1
+                doc_id = "s%d" % k
+                rows = "('%s', 1, 'a', %s), ('%s', 2, 'b', %s)" % (
+                    doc_id, "'%s'" % r1 if r1 else "NULL", doc_id, "'%s'" % r2 if r2 else "NULL")
+                a = pgtest.psql("INSERT INTO %s VALUES %s ON CONFLICT DO NOTHING%s;"
+                                % (table, rows, ret), db=db)
+                b = pgtest.psql("INSERT INTO native VALUES %s ON CONFLICT DO NOTHING%s;"
+                                % (rows, ret), db=db)
+                check(a.rc == 0 and b.rc == 0 and a.out == b.out,
+                      "%s: ON CONFLICT DO NOTHING%s of two rows %s (routings %s, %s): foreign "
+                      "%r (rc=%s %s), native %r" % (table, ret, doc_id, r1, r2, a.out, a.rc,
+                                                    a.err.strip()[:300], b.out))
+                got = [(h["_source"]["n"], h.get("_routing"))
+                       for h in hits(es, "routed", doc_id)]
+                check(got == [(1, r1)], "%s%s: the documents %s are %r (want one, n 1)"
+                      % (table, ret, doc_id, got))
+    # without a _routing column the rows of an _id land on one shard: the
+    # second "create" is refused there (409)
+    r = pgtest.psql("INSERT INTO docs_now (_id, n, grp) VALUES ('s0', 1, 'a'), ('s0', 2, 'b') "
+                    "ON CONFLICT DO NOTHING;", db=db)
+    check(r.rc == 0 and r.out.strip() == "INSERT 0 1",
+          "docs_now: ON CONFLICT DO NOTHING of two rows s0: want INSERT 0 1; got rc=%s %r %s"
+          % (r.rc, r.out, r.err.strip()[:300]))
+    got = [(h["_index"], h["_source"]["n"]) for h in hits(es, "al", "s0")]
+    check(got == [("al-new", 1)], "docs_now: the documents s0 are %r" % got)
+
+
+def after_delete(db, es):
+    """A transaction deletes one of two documents with one _id: the _id
+    is still taken."""
+    rb = two_routed(es, "dd")
+    r = pgtest.psql("BEGIN; DELETE FROM rt WHERE _id = 'dd' AND _routing = 'ra'; "
+                    "INSERT INTO rt (_id, n, grp) VALUES ('dd', 9, 'x') ON CONFLICT DO NOTHING; "
+                    "COMMIT;", db=db)
+    check(r.rc == 0 and "INSERT 0 0" in r.out,
+          "ON CONFLICT DO NOTHING of dd after deleting dd/ra (dd/%s remains): want INSERT 0 0; "
+          "got rc=%s %r %s" % (rb, r.rc, r.out, r.err.strip()[:400]))
+    got = sorted((h["_source"]["n"], h.get("_routing")) for h in hits(es, "routed", "dd"))
+    check(got == [(2, rb)], "dd: the documents are %r (want only n 2 routed by %s)" % (got, rb))
+    # deleting both frees the _id
+    two_routed(es, "de")
+    r = pgtest.psql("BEGIN; DELETE FROM rt WHERE _id = 'de' AND _routing = 'ra'; "
+                    "DELETE FROM rt WHERE _id = 'de'; "
+                    "INSERT INTO rt (_id, n, grp) VALUES ('de', 9, 'x') ON CONFLICT DO NOTHING; "
+                    "COMMIT;", db=db)
+    check(r.rc == 0 and "INSERT 0 1" in r.out,
+          "ON CONFLICT DO NOTHING of de after deleting both: want INSERT 0 1; got rc=%s %r %s"
+          % (r.rc, r.out, r.err.strip()[:400]))
+    got = [h["_source"]["n"] for h in hits(es, "routed", "de")]
+    check(got == [9], "de: the documents are %r (want n 9)" % got)
+    # pages of fetch_size (2) hits full of deleted documents: searched
+    # again id by id (dp2 also has a document the transaction keeps)
+    bulk(es, "routed", {"index": {"_id": "dp2", "routing": two_routed(es, "dp2")}},
+         {"n": 7, "grp": "q"})
+    bulk(es, "routed", *[x for i in range(4) for x in (
+        {"index": {"_id": "dp%d" % i, "routing": "ra"}}, {"n": i, "grp": "p"})])
+    r = pgtest.psql("BEGIN; DELETE FROM rt_small WHERE grp = 'p'; "
+                    "INSERT INTO rt_small (_id, n, grp) SELECT 'dp' || i, 10 + i, 'x' "
+                    "FROM generate_series(0, 4) i ON CONFLICT DO NOTHING; COMMIT;", db=db)
+    check(r.rc == 0 and "INSERT 0 4" in r.out,
+          "ON CONFLICT DO NOTHING of dp0..dp4 after deleting dp0..dp3 (dp2 is also another "
+          "document): want INSERT 0 4; got rc=%s %r %s" % (r.rc, r.out, r.err.strip()[:400]))
+    got = sorted(h["_source"]["n"] for i in range(5) for h in hits(es, "routed", "dp%d" % i))
+    check(got == [7, 10, 11, 13, 14], "dp0..dp4: the documents are %r" % got)
+
+
 def overlay(db, es):
     """Read-your-writes tells apart two documents with one _id: the write of
     one (in one index, or with one routing) does not hide the other."""
-    for k in range(40):
-        bulk(es, "routed", {"index": {"_id": "rd", "routing": "ra"}}, {"n": 1, "grp": "rd"},
-             {"index": {"_id": "rd", "routing": "rb%d" % k}}, {"n": 2, "grp": "rd"})
-        if count_id(es, "routed", "rd") == 2:
-            break
-        bulk(es, "routed", {"delete": {"_id": "rd", "routing": "ra"}})
+    two_routed(es, "rd", "rd")
     for table, sql in (("docs", "UPDATE docs SET n = 10 WHERE grp = 'd' AND n = 1;"),
                        ("rt", "UPDATE rt SET n = 10 WHERE _id = 'rd' AND _routing = 'ra';")):
         grp = "d" if table == "docs" else "rd"
@@ -177,6 +277,26 @@ def local_quals(db, es):
           % (r.rc, r.out, r.err.strip()[:400]))
     got = sorted((h["_index"], h["_source"]["n"]) for h in hits(es, "al", "dup"))
     check(got == [("al-new", 2)], "dup: the documents are %r" % got)
+    # a condition on a system column, which the executor sets only after
+    # the scan returned the row: the writes still reach the routed documents
+    # (before, the UPDATE was refused by Elasticsearch, a 40001 on every
+    # retry, and the DELETE deleted nothing)
+    for sql, want in (("UPDATE rt SET n = n + 100 WHERE _id = 'r4' "
+                       "AND tableoid::regclass::text = 'rt';", "UPDATE 1"),
+                      ("UPDATE rt_now SET n = n + 100 WHERE _id = 'r7' "
+                       "AND tableoid::regclass::text = 'rt_now';", "UPDATE 1"),
+                      ("DELETE FROM rt WHERE _id = 'r10' AND n >= 0 "
+                       "AND tableoid::regclass::text = 'rt';", "DELETE 1"),
+                      ("DELETE FROM rt_now WHERE _id = 'r1' AND n >= 0 "
+                       "AND tableoid::regclass::text = 'rt_now';", "DELETE 1")):
+        r = pgtest.psql(sql, db=db)
+        check(r.rc == 0 and r.out.strip() == want,
+              "%s: want %s; got rc=%s %r %s" % (sql, want, r.rc, r.out, r.err.strip()[:400]))
+        doc_id = sql.split("'")[1]
+        got = [h["_source"]["n"] for h in hits(es, "routed", doc_id)]
+        check(got == ([] if want == "DELETE 1" else [int(doc_id[1:]) + 100]),
+              "%s: the documents %s are %r" % (sql, doc_id, got))
+
 
 
 def test():
@@ -190,6 +310,9 @@ def test():
         "OPTIONS (index 'routed');\n"
         "CREATE FOREIGN TABLE rt_now (_id text, n int, grp text, _routing text) SERVER esd "
         "OPTIONS (index 'routed', write_mode 'immediate');\n"
+        "CREATE FOREIGN TABLE rt_small (_id text, n int, grp text, _routing text) SERVER esd "
+        "OPTIONS (index 'routed', fetch_size '2');\n"
+        "CREATE TABLE native (id text PRIMARY KEY, n int, grp text, routing text);\n"
         "CREATE FOREIGN TABLE reqt (_id text, n int, grp text, _routing text) SERVER esd "
         "OPTIONS (index 'req', refresh 'true');\n"
         "CREATE FOREIGN TABLE small (_id text, n int, grp text) SERVER esd "
@@ -208,6 +331,8 @@ def test():
     small_window(db, es)
     overlay(db, es)
     local_quals(db, es)
+    same_statement(db, es)
+    after_delete(db, es)
     s.close()
     pgtest.check_pg_log(mark)
 
