@@ -865,20 +865,82 @@ pgpoly_fv_newest_usable(PG_FUNCTION_ARGS)
 }
 
 /*
- * Whether a and b (values of att, neither NULL) have the same image: the
- * bytes of plain varlenas compared in place, anything else by
- * datum_image_eq().
+ * The entity of the row newest_walk() found last: its value, kept in a
+ * buffer reused from one entity to the next (no allocation per entity),
+ * and, for a plain (not compressed, not external) varlena, where its bytes
+ * start and how many there are, worked out once per entity rather than
+ * once per index entry.
+ */
+typedef struct NewestPrev
+{
+	bool		have;			/* an entity found yet? */
+	bool		isnull;
+	Datum		value;			/* in buf, or by value */
+	const char *data;			/* plain varlena: its bytes, else NULL */
+	Size		len;
+	char	   *buf;			/* in cxt, cap bytes */
+	Size		cap;
+	MemoryContext cxt;
+} NewestPrev;
+
+/* Whether varlena p is stored plain (its bytes in place). */
+static inline bool
+plain_varlena(const char *p)
+{
+	return !VARATT_IS_EXTERNAL(p) && !VARATT_IS_COMPRESSED(p);
+}
+
+/* Make value (NULL when isnull; a value of att) the entity found last. */
+static void
+newest_prev_set(NewestPrev *prev, Datum value, bool isnull, Form_pg_attribute att)
+{
+	prev->have = true;
+	prev->isnull = isnull;
+	prev->data = NULL;
+	if (isnull || att->attbyval)
+		prev->value = value;
+	else if (att->attlen == -1 && plain_varlena(DatumGetPointer(value)))
+	{
+		Size		size = VARSIZE_ANY(DatumGetPointer(value));
+
+		if (size > prev->cap)
+		{
+			prev->buf = prev->buf ? repalloc(prev->buf, size) : MemoryContextAlloc(prev->cxt, size);
+			prev->cap = size;
+		}
+		memcpy(prev->buf, DatumGetPointer(value), size);
+		prev->value = PointerGetDatum(prev->buf);
+		prev->data = VARDATA_ANY(prev->buf);
+		prev->len = VARSIZE_ANY_EXHDR(prev->buf);
+	}
+	else
+	{
+		/* a compressed index value or a fixed-length type: copied whole */
+		MemoryContext old = MemoryContextSwitchTo(prev->cxt);
+
+		if (prev->buf)
+			pfree(prev->buf);
+		prev->value = datumCopy(value, att->attbyval, att->attlen);
+		prev->buf = DatumGetPointer(prev->value);
+		prev->cap = 0;			/* not reused: its size is unknown here */
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
+ * Whether value (not NULL, a value of att) has the same image as prev's
+ * (not NULL): the bytes of plain varlenas compared in place, anything else
+ * by datum_image_eq().
  */
 static inline bool
-same_image(Datum a, Datum b, Form_pg_attribute att)
+newest_prev_same_image(NewestPrev *prev, Datum value, Form_pg_attribute att)
 {
-	if (att->attlen == -1 &&
-		!VARATT_IS_EXTERNAL(DatumGetPointer(a)) && !VARATT_IS_COMPRESSED(DatumGetPointer(a)) &&
-		!VARATT_IS_EXTERNAL(DatumGetPointer(b)) && !VARATT_IS_COMPRESSED(DatumGetPointer(b)))
-		return VARSIZE_ANY_EXHDR(DatumGetPointer(a)) == VARSIZE_ANY_EXHDR(DatumGetPointer(b)) &&
-			memcmp(VARDATA_ANY(DatumGetPointer(a)), VARDATA_ANY(DatumGetPointer(b)),
-				   VARSIZE_ANY_EXHDR(DatumGetPointer(a))) == 0;
-	return datum_image_eq(a, b, att->attbyval, att->attlen);
+	const char *p = DatumGetPointer(value);
+
+	if (prev->data != NULL && plain_varlena(p))
+		return VARSIZE_ANY_EXHDR(p) == prev->len &&
+			memcmp(VARDATA_ANY(p), prev->data, prev->len) == 0;
+	return datum_image_eq(prev->value, value, att->attbyval, att->attlen);
 }
 
 /*
@@ -921,12 +983,10 @@ newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
 	Oid			coll = index->rd_indcollation[0];
 	Form_pg_attribute ent_att = TupleDescAttr(RelationGetDescr(index), 0);
 	bool		by_image = _bt_allequalimage(index, false);
-	MemoryContext keycxt = AllocSetContextCreate(CurrentMemoryContext, "pgpoly newest key",
-												 ALLOCSET_SMALL_SIZES);
-	Datum		prev = (Datum) 0;
-	bool		prev_null = false;
-	bool		have_prev = false;
+	NewestPrev	prev = {0};
 
+	prev.cxt = AllocSetContextCreate(CurrentMemoryContext, "pgpoly newest key",
+									 ALLOCSET_SMALL_SIZES);
 	scan->xs_want_itup = true;
 	index_rescan(scan, NULL, 0, NULL, 0);
 	while (index_getnext_tid(scan, ForwardScanDirection) != NULL)
@@ -935,7 +995,6 @@ newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
 		bool		et_null;
 		Datum		ent = index_getattr(scan->xs_itup, 1, scan->xs_itupdesc, &isnull);
 		Datum		et;
-		MemoryContext old;
 
 		CHECK_FOR_INTERRUPTS();
 
@@ -944,10 +1003,10 @@ newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
 		 * equal values where the operator class says so (as for
 		 * deduplication), which saves the comparison function.
 		 */
-		if (have_prev && isnull == prev_null &&
+		if (prev.have && isnull == prev.isnull &&
 			(isnull ||
-			 (by_image ? same_image(prev, ent, ent_att) :
-			  DatumGetInt32(FunctionCall2Coll(cmp, coll, prev, ent)) == 0)))
+			 (by_image ? newest_prev_same_image(&prev, ent, ent_att) :
+			  DatumGetInt32(FunctionCall2Coll(cmp, coll, prev.value, ent)) == 0)))
 			continue;
 		et = index_getattr(scan->xs_itup, 2, scan->xs_itupdesc, &et_null);
 		if (et_null || DatumGetTimestampTz(et) < since || DatumGetTimestampTz(et) > until)
@@ -955,16 +1014,11 @@ newest_walk(Relation heap, Relation index, Snapshot snapshot, TimestampTz since,
 		if (!index_fetch_heap(scan, slot))
 			continue;			/* invisible: the entity's next entry may do */
 		newest_put(store, slot);
-		MemoryContextReset(keycxt);
-		old = MemoryContextSwitchTo(keycxt);
-		prev = isnull ? (Datum) 0 : datumCopy(ent, ent_att->attbyval, ent_att->attlen);
-		MemoryContextSwitchTo(old);
-		prev_null = isnull;
-		have_prev = true;
+		newest_prev_set(&prev, ent, isnull, ent_att);
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	MemoryContextDelete(keycxt);
+	MemoryContextDelete(prev.cxt);
 }
 
 /*
