@@ -365,6 +365,32 @@ SELECT count(*) AS batches, count(DISTINCT got) AS distinct_errors,
        array_agg(format('%s@%s + %s@%s: %s / %s', kind, pos, kind2, pos2, got, want)) FILTER (WHERE got <> want) AS mismatches
 FROM res;
 SELECT count(*) - :before AS logged_by_bad_batches FROM pgpoly.predictions;
+-- the key check (src/predictions.c reads an element's keys from its JEntries)
+-- against the list of keys: near misses of known keys (same length and first
+-- byte, a prefix, a longer key, another case, a trailing space), the empty
+-- key, and objects of 40 keys (whose JEntries carry offsets, not only
+-- lengths) beside known keys: the element is refused naming its least
+-- unknown key
+WITH keys(k) AS (VALUES ('modes'), ('versioN'), ('tz'), ('t'), (''), ('predictionx'), ('request_ix'),
+                        ('Model'), ('entit'), ('featurés'), ('confidence '), ('latency_m'), ('zz')),
+cases AS (
+	SELECT format('key %L', k) AS kind, jsonb_build_object(k, 1) AS extra, k AS want FROM keys
+	UNION ALL
+	SELECT '40 keys', (SELECT jsonb_object_agg('k' || g, g) FROM generate_series(10, 49) g), 'k10'
+	UNION ALL
+	SELECT '40 long keys', (SELECT jsonb_object_agg(repeat('x', 30) || g, g) FROM generate_series(10, 49) g),
+	       repeat('x', 30) || '10'),
+res AS (
+	SELECT c.kind, mon_err(format('SELECT pgpoly.log_predictions(%L)', jsonb_build_array(
+	           '{"model": "diff_m", "version": 1, "prediction": 1}'::jsonb,
+	           '{"model": "diff_m", "version": 1, "prediction": 1, "request_id": "r", "ts": "2020-01-01Z"}'::jsonb
+	           || c.extra))) AS got,
+	       format('22023: element 2 of rows: unknown key "%s"', c.want) AS want
+	FROM cases c)
+SELECT count(*) AS key_cases,
+       array_agg(format('%s: %s / %s', kind, got, want)) FILTER (WHERE got <> want) AS mismatches
+FROM res;
+SELECT count(*) - :before AS logged_by_bad_keys FROM pgpoly.predictions;
 -- a batch over two months whose partitions are missing takes the general path
 -- (partitions made as needed)
 SELECT pgpoly.log_predictions(jsonb_build_array(

@@ -52,19 +52,29 @@
 #include "utils/rel.h"
 
 /* The keys of a log_predictions element: log_prediction's argument names. */
-static const char *const PredictionKeys[] = {
-	"model", "version", "entity", "prediction", "features", "confidence",
-	"latency_ms", "request_id", "ts"
+typedef struct PredictionKey
+{
+	const char *name;
+	int			len;			/* strlen(name) */
+} PredictionKey;
+
+#define PKEY(s) {s, sizeof(s) - 1}
+static const PredictionKey PredictionKeys[] = {
+	PKEY("model"), PKEY("version"), PKEY("entity"), PKEY("prediction"), PKEY("features"),
+	PKEY("confidence"), PKEY("latency_ms"), PKEY("request_id"), PKEY("ts")
 };
 
-/* Which known key a JSON object key is (its index), or -1. */
+/*
+ * Which known key the string s of length len is (its index), or -1.  The
+ * length and first byte rule out all but one candidate before a memcmp.
+ */
 static int
-prediction_key(const JsonbValue *k)
+prediction_key(const char *s, int len)
 {
 	for (int i = 0; i < lengthof(PredictionKeys); i++)
 	{
-		if (strlen(PredictionKeys[i]) == (size_t) k->val.string.len &&
-			memcmp(PredictionKeys[i], k->val.string.val, k->val.string.len) == 0)
+		if (PredictionKeys[i].len == len && PredictionKeys[i].name[0] == s[0] &&
+			memcmp(PredictionKeys[i].name, s, len) == 0)
 			return i;
 	}
 	return -1;
@@ -100,31 +110,38 @@ same_scalar(const JsonbValue *a, const JsonbValue *b)
 /*
  * Read the model and version of element obj (an object container) into
  * pair[0..1] (jbvNull when absent); false if it has a key that is not a
- * log_prediction argument.
+ * log_prediction argument.  The keys are read straight from obj's JEntry
+ * array (an object's keys come first, each a string), without an iterator
+ * decoding every key and value; only model and version are then looked up.
  */
 static bool
 scan_element(JsonbContainer *obj, JsonbValue *pair)
 {
-	JsonbIterator *it = JsonbIteratorInit(obj);
-	JsonbIteratorToken tok;
-	JsonbValue	k;
-	JsonbValue	v;
-	int			which = -1;
+	int			count = JsonContainerSize(obj);
+	const char *base = (const char *) &obj->children[count * 2];
+	uint32		start = 0;
+	uint32		end = 0;
+	bool		seen[2] = {false, false};
 
-	pair[0].type = jbvNull;
-	pair[1].type = jbvNull;
-	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	for (int i = 0; i < count; i++)
 	{
-		if (tok == WJB_KEY)
-		{
-			which = prediction_key(&k);
-			if (which < 0)
-				return false;	/* the iterator's memory goes with the call's */
-			tok = JsonbIteratorNext(&it, &v, true);
-			Assert(tok == WJB_VALUE);
-			if (which <= 1)
-				pair[which] = v;
-		}
+		int			which;
+
+		JBE_ADVANCE_OFFSET(end, obj->children[i]);
+		Assert(JBE_ISSTRING(obj->children[i]));
+		which = prediction_key(base + start, end - start);
+		if (which < 0)
+			return false;
+		if (which <= 1)
+			seen[which] = true;
+		start = end;
+	}
+	for (int i = 0; i < 2; i++)
+	{
+		pair[i].type = jbvNull;
+		if (seen[i])
+			getKeyJsonValueFromContainer(obj, PredictionKeys[i].name, PredictionKeys[i].len,
+										 &pair[i]);
 	}
 	return true;
 }
@@ -141,8 +158,8 @@ push_pair(JsonbParseState **st, JsonbValue *pair)
 		if (pair[i].type == jbvNull)
 			continue;
 		k.type = jbvString;
-		k.val.string.val = (char *) PredictionKeys[i];
-		k.val.string.len = strlen(PredictionKeys[i]);
+		k.val.string.val = (char *) PredictionKeys[i].name;
+		k.val.string.len = PredictionKeys[i].len;
 		pushJsonbValue(st, WJB_KEY, &k);
 		pushJsonbValue(st, WJB_VALUE, &pair[i]);
 	}
