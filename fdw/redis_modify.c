@@ -212,6 +212,7 @@ typedef struct WriteBuilder
 	int			ncmds;
 	int			cmdargc[MAX_WRITE_CMDS];
 	int			nargs;
+	Size		argbytes;		/* RESP bytes of the nargs arguments */
 	int			nitems;
 	int			maxargs;		/* the arrays' sizes */
 	int			maxitems;
@@ -219,8 +220,10 @@ typedef struct WriteBuilder
 	size_t	   *lens;
 	uint32	   *argoff;			/* where build_end puts each argument */
 	ByteRef    *items;			/* a and b of each item */
-	char	  **text;			/* hash_fields: text of each column */
+	const char **text;			/* hash_fields: stored form of each column */
 	size_t	   *textlen;
+	char	   *form;			/* PGPOLY_FORM_BUFSIZE bytes per column, where
+								 * a number's or date's form is written */
 	char		ttl[16];		/* the table's ttl_seconds as text */
 	char		idxtext[24];
 } WriteBuilder;
@@ -254,10 +257,12 @@ build_reserve(WriteBuilder *b, int natts)
 			pfree(b->items);
 			pfree(b->text);
 			pfree(b->textlen);
+			pfree(b->form);
 		}
 		b->items = MemoryContextAlloc(TopMemoryContext, sizeof(ByteRef) * 2 * maxitems);
 		b->text = MemoryContextAlloc(TopMemoryContext, sizeof(char *) * maxitems);
 		b->textlen = MemoryContextAlloc(TopMemoryContext, sizeof(size_t) * maxitems);
+		b->form = MemoryContextAlloc(TopMemoryContext, (Size) PGPOLY_FORM_BUFSIZE * maxitems);
 		b->maxitems = maxitems;
 	}
 }
@@ -280,6 +285,7 @@ build_begin(RedisTable *tbl, RedisWriteKind kind, const char *key,
 	};
 	b->idx = 0;
 	b->ncmds = b->nargs = b->nitems = 0;
+	b->argbytes = 0;
 	if (tbl->ttl_seconds > 0)
 		snprintf(b->ttl, sizeof(b->ttl), "%d", tbl->ttl_seconds);
 	else
@@ -287,15 +293,26 @@ build_begin(RedisTable *tbl, RedisWriteKind kind, const char *key,
 	return b;
 }
 
-/* Add an argument (len bytes at s) to the last command; its index. */
-static int
+/* ERROR for a write that outgrew the builder (a can't-happen). */
+static pg_noinline void
+too_many(WriteBuilder *b, const char *what)
+{
+	elog(ERROR, "Redis write of foreign table \"%s\" has too many %s",
+		 b->tbl->relname, what);
+}
+
+/*
+ * Add an argument (len bytes at s, which must stay valid until
+ * build_end) to the last command; its index.
+ */
+static inline int
 arg_len(WriteBuilder *b, const char *s, size_t len)
 {
-	if (b->ncmds == 0 || b->nargs == b->maxargs)
-		elog(ERROR, "Redis write of foreign table \"%s\" has too many arguments",
-			 b->tbl->relname);
+	if (unlikely(b->ncmds == 0 || b->nargs == b->maxargs))
+		too_many(b, "arguments");
 	b->argv[b->nargs] = s;
 	b->lens[b->nargs] = len;
+	b->argbytes += RedisRespArgSize(len);
 	b->cmdargc[b->ncmds - 1]++;
 	return b->nargs++;
 }
@@ -326,8 +343,7 @@ static void
 begin_bare_cmd(WriteBuilder *b, const char *name)
 {
 	if (b->ncmds == MAX_WRITE_CMDS)
-		elog(ERROR, "Redis write of foreign table \"%s\" has too many commands",
-			 b->tbl->relname);
+		too_many(b, "commands");
 	b->cmdargc[b->ncmds++] = 0;
 	arg_str(b, name);
 }
@@ -359,12 +375,11 @@ ref_bytes(const char *p, size_t len)
 }
 
 /* Add an item (a, b) for the overlay. */
-static void
+static inline void
 add_item(WriteBuilder *b, ByteRef a, ByteRef bb)
 {
-	if (b->nitems == b->maxitems)
-		elog(ERROR, "Redis write of foreign table \"%s\" has too many items",
-			 b->tbl->relname);
+	if (unlikely(b->nitems == b->maxitems))
+		too_many(b, "items");
 	b->items[2 * b->nitems] = a;
 	b->items[2 * b->nitems + 1] = bb;
 	b->nitems++;
@@ -381,7 +396,7 @@ ref_extra(const ByteRef *r)
  * Place r in data: the offset and length of its argument, or its bytes
  * copied at *extra (advanced past them), or REDIS_NO_BYTES.
  */
-static void
+static inline void
 place(WriteBuilder *b, const ByteRef *r, char *data, Size *extra,
 	  uint32 *off, uint32 *len)
 {
@@ -422,8 +437,7 @@ build_end(WriteBuilder *b, MemoryContext cxt)
 
 	for (int c = 0; c < b->ncmds; c++)
 		resplen += RedisRespHeaderSize(b->cmdargc[c]);
-	for (int i = 0; i < b->nargs; i++)
-		resplen += RedisRespArgSize(b->lens[i]);
+	resplen += b->argbytes;
 	total = resplen + ref_extra(&b->key);
 	for (int i = 0; i < 2 * b->nitems; i++)
 		total += ref_extra(&b->items[i]);
@@ -444,8 +458,9 @@ build_end(WriteBuilder *b, MemoryContext cxt)
 		p = RedisRespPutHeader(p, '*', b->cmdargc[c]);
 		for (int j = 0; j < b->cmdargc[c]; j++, arg++)
 		{
-			b->argoff[arg] = (uint32) (p - data) + RedisRespHeaderSize(b->lens[arg]);
 			p = RedisRespPutArg(p, b->argv[arg], b->lens[arg]);
+			/* its bytes end before the CRLF */
+			b->argoff[arg] = (uint32) (p - data - 2 - b->lens[arg]);
 		}
 	}
 	if ((Size) (p - data) != resplen)
@@ -491,6 +506,18 @@ reject_null(RedisTable *tbl, const char *colname, const char *why)
 			 errdetail("%s", why)));
 }
 
+/*
+ * The stored form of column i (0-based) of a row, value not NULL, for the
+ * write being built: the datum's own bytes, or its form written into the
+ * builder's slot of column i; valid until build_end (no copy of its own).
+ */
+static inline const char *
+column_form(WriteBuilder *b, int i, Datum value, size_t *len)
+{
+	return PgpolyDatumBytesRef(&b->tbl->cols[i].conv, value,
+							   b->form + (Size) i * PGPOLY_FORM_BUFSIZE, len);
+}
+
 /* Whether column att is written by this change (INSERT: all). */
 static bool
 is_written(Bitmapset *updated, AttrNumber att)
@@ -525,7 +552,7 @@ hash_fields(WriteBuilder *b, Datum *values, bool *nulls, Bitmapset *updated,
 			ndel += written;
 		else if (written || all_items)
 		{
-			b->text[i] = RedisDatumText(tbl, i + 1, values[i], &b->textlen[i]);
+			b->text[i] = column_form(b, i, values[i], &b->textlen[i]);
 			nset += written;
 		}
 	}
@@ -603,7 +630,7 @@ static void
 string_put(WriteBuilder *b, Datum *values, bool *nulls, bool nx)
 {
 	RedisTable *tbl = b->tbl;
-	char	   *text;
+	const char *text;
 	size_t		len;
 	int			v;
 
@@ -617,7 +644,7 @@ string_put(WriteBuilder *b, Datum *values, bool *nulls, bool nx)
 		if (nulls[tbl->value_att - 1])
 			reject_null(tbl, tbl->cols[tbl->value_att - 1].name,
 						"A Redis string cannot hold NULL; DELETE the row instead.");
-		text = RedisDatumText(tbl, tbl->value_att, values[tbl->value_att - 1], &len);
+		text = column_form(b, tbl->value_att - 1, values[tbl->value_att - 1], &len);
 	}
 	begin_cmd(b, "SET");
 	v = arg_len(b, text, len);
@@ -806,10 +833,10 @@ insert_write(RedisTable *tbl, Datum *values, bool *nulls, bool nx,
 					if (tbl->cols[i].role == RCOL_FIELD && !nulls[i])
 					{
 						int			f = arg_len(b, tbl->cols[i].field, tbl->cols[i].fieldlen);
-						char	   *text;
+						const char *text;
 						size_t		len;
 
-						text = RedisDatumText(tbl, i + 1, values[i], &len);
+						text = column_form(b, i, values[i], &len);
 						add_item(b, ref_arg(f), ref_arg(arg_len(b, text, len)));
 					}
 			}
