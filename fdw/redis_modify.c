@@ -18,7 +18,10 @@
  * those bytes.  At flush the bytes are sent where they lie: no copy, no
  * second encoding, and 100k buffered rows take a few large writes.  The
  * arena holds a write's header and bytes without an allocation of their
- * own (a few hundred bytes per hash row, in chunks of up to 1 MB).
+ * own (a few hundred bytes per hash row, in chunks of up to 1 MB).  A
+ * value's stored form is copied once, into the RESP: from the datum itself
+ * (text, bytea) or from the builder's slot for its column, where a number
+ * or date is written (PgpolyDatumBytesRef); nothing is palloc'd per value.
  *
  * Semantics (documented in the README):
  *	- INSERT of an existing key overwrites the table's columns; hash fields

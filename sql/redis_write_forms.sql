@@ -111,25 +111,17 @@ END $$;
 CREATE FOREIGN TABLE wf_s_text (id text OPTIONS (key 'true'), v text) SERVER wf_srv
   OPTIONS (table_type 'string', key_prefix 'pgpoly_test:wf:s:');
 -- keys of every fast-path type: (key, id) tables and their text
-CREATE FOREIGN TABLE wf_k_tz (k timestamptz OPTIONS (key 'true'), id int) SERVER wf_srv
-  OPTIONS (key_prefix 'pgpoly_test:wf:k_tz:');
-CREATE FOREIGN TABLE wf_k_ts (k timestamp OPTIONS (key 'true'), id int) SERVER wf_srv
-  OPTIONS (key_prefix 'pgpoly_test:wf:k_ts:');
-CREATE FOREIGN TABLE wf_k_d (k date OPTIONS (key 'true'), id int) SERVER wf_srv
-  OPTIONS (key_prefix 'pgpoly_test:wf:k_d:');
-CREATE FOREIGN TABLE wf_k_f8 (k float8 OPTIONS (key 'true'), id int) SERVER wf_srv
-  OPTIONS (key_prefix 'pgpoly_test:wf:k_f8:');
-CREATE FOREIGN TABLE wf_k_n (k numeric OPTIONS (key 'true'), id int) SERVER wf_srv
-  OPTIONS (key_prefix 'pgpoly_test:wf:k_n:');
-CREATE FOREIGN TABLE wf_k_iv (k interval OPTIONS (key 'true'), id int) SERVER wf_srv
-  OPTIONS (key_prefix 'pgpoly_test:wf:k_iv:');
 DO $$
-DECLARE c text;
+DECLARE c text[];
 BEGIN
-  FOREACH c IN ARRAY ARRAY['tz', 'ts', 'd', 'f8', 'n', 'iv'] LOOP
+  FOREACH c SLICE 1 IN ARRAY ARRAY[['tz', 'timestamptz'], ['ts', 'timestamp'], ['d', 'date'],
+                                   ['f8', 'float8'], ['n', 'numeric'], ['iv', 'interval']] LOOP
+    EXECUTE format('CREATE FOREIGN TABLE %I (k %s OPTIONS (key ''true''), id int)
+                    SERVER wf_srv OPTIONS (key_prefix %L)',
+                   'wf_k_' || c[1], c[2], 'pgpoly_test:wf:k_' || c[1] || ':');
     EXECUTE format('CREATE FOREIGN TABLE %I (k text OPTIONS (key ''true''), id int)
                     SERVER wf_srv OPTIONS (key_prefix %L)',
-                   'wf_k_' || c || '_text', 'pgpoly_test:wf:k_' || c || ':');
+                   'wf_k_' || c[1] || '_text', 'pgpoly_test:wf:k_' || c[1] || ':');
   END LOOP;
 END $$;
 

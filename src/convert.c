@@ -27,7 +27,12 @@
  * save the six variables, set them and restore them; callers put Leave in
  * PG_FINALLY so that an error restores them too.  A caller converting many
  * values opens one scope around all of them (a row, a batch); a conversion
- * inside an open scope opens no other.  set_config_option() is never used
+ * inside an open scope opens no other.  Dates and timestamps of the years
+ * 1..9999 are written here without datetime.c's general encoder, in the
+ * same bytes (sql/redis_write_forms.sql compares them with the output
+ * functions').  A caller that copies a value's form where it goes at once
+ * (the Redis write builder) takes it from PgpolyDatumBytesRef: no palloc,
+ * no copy of its own.  set_config_option() is never used
  * there: it costs far more than the conversion.  money is the exception:
  * lc_monetary is a string the GUC machinery owns, and its conventions are
  * cached (PGLC_localeconv), so a conversion of a type with money in it
