@@ -826,8 +826,9 @@ insert_begin(PredictionInsert *st, RangeTblEntry *rte)
 }
 
 /*
- * Open parentid and check what its INSERT by the current user would: INSERT
- * on the key columns (the executor's own check, with its hook).  False,
+ * Open parentid and check what its INSERT by the current user would: USAGE
+ * on its schema (the INSERT names it), INSERT on the key columns (the
+ * executor's own check, with its hook).  False,
  * leaving nothing open, if something only the executor's INSERT honours
  * applies: a read-only or parallel context (its error), row-level
  * security, triggers, generated columns; the caller then INSERTs.
@@ -852,7 +853,9 @@ insert_open(PredictionInsert *st, Oid parentid)
 	for (int k = 0; k < PK_COUNT; k++)
 		rte->insertedCols = bms_add_member(rte->insertedCols,
 										   st->attnum[k] - FirstLowInvalidHeapAttributeNumber);
-	if (!ExecCheckRTPerms(list_make1(rte), false) ||
+	if (pg_namespace_aclcheck(RelationGetNamespace(st->parent), GetUserId(),
+							  ACL_USAGE) != ACLCHECK_OK ||
+		!ExecCheckRTPerms(list_make1(rte), false) ||
 		check_enable_rls(parentid, InvalidOid, true) == RLS_ENABLED ||
 		st->parent->trigdesc != NULL ||
 		(desc->constr && desc->constr->has_generated_stored))
