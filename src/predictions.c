@@ -785,9 +785,11 @@ prepare_columns(PredictionInsert *st)
 		}
 		if (st->attnum[k] == InvalidAttrNumber ||
 			TupleDescAttr(desc, st->attnum[k] - 1)->atttypid != PredictionColumns[k].type)
-			elog(ERROR, "relation \"%s\" has no column \"%s\" of type %s",
-				 RelationGetRelationName(st->parent), PredictionColumns[k].name,
-				 format_type_be(PredictionColumns[k].type));
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("relation \"%s\" has no column \"%s\" of type %s",
+							RelationGetRelationName(st->parent), PredictionColumns[k].name,
+							format_type_be(PredictionColumns[k].type))));
 		getTypeInputInfo(PredictionColumns[k].type, &func, &st->ioparam[k]);
 		fmgr_info(func, &st->input[k]);
 		st->defaults[st->attnum[k] - 1] = (ExprState *) -1;	/* a key's: none */
