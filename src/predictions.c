@@ -49,7 +49,6 @@
 
 #include <math.h>
 
-#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/sysattr.h"
 #include "access/table.h"
@@ -407,7 +406,6 @@ typedef struct PredictionInsert
 	ResultRelInfo *part;		/* the partition of the rows in slots */
 	TupleTableSlot *slots[PREDICTION_BATCH];	/* part's slots, made as needed */
 	int			nslots;			/* slots holding a row */
-	BulkInsertState bistate;
 	CommandId	cid;
 } PredictionInsert;
 
@@ -689,8 +687,12 @@ flush_batch(PredictionInsert *st)
 
 	if (st->nslots == 0)
 		return;
-	table_multi_insert(part->ri_RelationDesc, st->slots, st->nslots, st->cid, 0,
-					   st->bistate);
+	/*
+	 * No BulkInsertState: its ring of buffers would have this backend evict
+	 * and write the log's new pages itself, where an INSERT leaves them in
+	 * shared buffers.
+	 */
+	table_multi_insert(part->ri_RelationDesc, st->slots, st->nslots, st->cid, 0, NULL);
 	for (int i = 0; i < st->nslots; i++)
 	{
 		if (part->ri_NumIndices > 0)
@@ -717,7 +719,6 @@ leave_partition(PredictionInsert *st, bool flush)
 	}
 	st->nslots = 0;
 	table_finish_bulk_insert(st->part->ri_RelationDesc, 0);
-	ReleaseBulkInsertStatePin(st->bistate);
 	st->part = NULL;
 }
 
@@ -824,7 +825,6 @@ insert_begin(PredictionInsert *st, RangeTblEntry *rte)
 	st->estate->es_output_cid = st->cid;
 	st->rootslot = ExecInitExtraTupleSlot(st->estate, RelationGetDescr(st->parent),
 										  &TTSOpsVirtual);
-	st->bistate = GetBulkInsertState();
 }
 
 /*
@@ -874,7 +874,6 @@ static void
 insert_end(PredictionInsert *st, bool flush)
 {
 	leave_partition(st, flush);
-	FreeBulkInsertState(st->bistate);
 	ExecResetTupleTable(st->estate->es_tupleTable, false);
 	ExecCleanupTupleRouting(st->mtstate, st->proute);
 	ExecCloseResultRelations(st->estate);
