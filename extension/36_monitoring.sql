@@ -22,8 +22,10 @@
 --	  DEFINER function, so they belong to the extension's owner like their parent,
 --	  and writers need no right to create tables (INSERT on pgpoly.predictions,
 --	  SELECT on its prediction_id, and read access to the registry).
---	* Logging is one set-based INSERT whatever the number of rows: the rows are
---	  validated first (all of them, before anything is written: a bad row is an
+--	* Logging is one set-based INSERT whatever the number of rows (for
+--	  log_predictions, where the table has no triggers or row-level security,
+--	  the same insertion done in C by _prediction_insert, in batches per
+--	  partition as COPY does): no row is written unless all are (a bad row is an
 --	  ERROR naming its position), 'name@alias' is resolved against model_aliases
 --	  at call time and the resolved version is stored.  Errors: 42704 unknown
 --	  model, version or alias; 22004 a required value is NULL; 22023 anything else
@@ -419,6 +421,21 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'pgpoly_prediction_scan'
 LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 
+-- Insert the elements of rows (as _prediction_scan passed them) into the
+-- partitions of parent without the executor (src/predictions.c): values
+-- converted as jsonb_to_recordset converts them, each element's (model,
+-- version) found in the resolved pairs m, v -> name, ver (as
+-- _prediction_versions returns them), the checks of _log_predictions, the
+-- caller's privileges.  Returns the number inserted: all the elements, or
+-- fewer if one failed a check (the caller must undo them by an ERROR); NULL,
+-- having done nothing, where only an INSERT honours the table (triggers,
+-- row-level security, a read-only transaction ...).
+CREATE FUNCTION pgpoly._prediction_insert(parent regclass, rows jsonb, m text[], v int[],
+										  name text[], ver int[])
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'pgpoly_prediction_insert'
+LANGUAGE C STRICT VOLATILE;
+
 CREATE FUNCTION pgpoly.log_predictions(rows jsonb)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -458,12 +475,13 @@ BEGIN
 	END IF;
 
 	-- The fast path, for a batch whose rows all pass every check: its distinct
-	-- (model, version) pairs are resolved once, then one INSERT of the rows
-	-- (read by jsonb_to_recordset, in the order of rows) that pass every check
-	-- of _log_predictions.  If it did not take them all, or failed (a month
-	-- without its partition, privileges, a trigger ...), it is undone and the
-	-- general path below finds the first bad row and raises its error, or
-	-- creates the missing partitions, so that both behave the same.
+	-- (model, version) pairs are resolved once, then the rows, in the order of
+	-- rows, are inserted by _prediction_insert (or, where the table needs the
+	-- executor, by one INSERT of the rows read by jsonb_to_recordset) if they
+	-- pass every check of _log_predictions.  If it did not take them all, or
+	-- failed (a month without its partition, privileges ...), it is undone
+	-- and the general path below finds the first bad row and raises its
+	-- error, or creates the missing partitions, so that both behave the same.
 	BEGIN
 		-- k maps each pair's key to its position in the arrays: a row finds its
 		-- pair by one lookup in k, whatever the number of pairs
@@ -481,6 +499,16 @@ BEGIN
 	END;
 	v_one := cardinality(v_pairs.m) = 1;
 	BEGIN
+		-- the rows converted, checked and inserted in C, in batches per
+		-- partition; NULL (nothing done) where the table has what only the
+		-- executor honours (triggers, row-level security ...): the INSERT below
+		v_n := pgpoly._prediction_insert('pgpoly.predictions', rows, v_pairs.m, v_pairs.v,
+										 v_pairs.name, v_pairs.ver);
+		IF v_n = v_scan.n THEN
+			RETURN v_n;
+		ELSIF v_n IS NOT NULL THEN
+			RAISE EXCEPTION 'a prediction row failed a check' USING ERRCODE = 'PGP01';
+		END IF;
 		INSERT INTO pgpoly.predictions (model_name, version, entity, features, prediction,
 										confidence, latency_ms, request_id, ts)
 		SELECT v_pairs.name[k.i], v_pairs.ver[k.i], u.entity, u.features, u.prediction, u.confidence,

@@ -177,6 +177,21 @@ SELECT pgpoly._lock_partitions(NULL, '{x}') IS NULL AS lock_null_parent,
 SELECT pg_temp.try('SELECT pgpoly._lock_partitions(0, ''{x}'')');
 SELECT pg_temp.try('SELECT pgpoly._lock_partitions(''pg_class'', ''{pg_attribute}'')');
 SELECT pg_temp.try('SELECT pgpoly._lock_partitions(''pgpoly.predictions'', ''{registered_models}'')');
+-- the prediction log's direct insertion (nothing inserted by any of these)
+SELECT pgpoly._prediction_insert(NULL, '[]', '{}', '{}', '{}', '{}') IS NULL AS insert_null_parent,
+       pgpoly._prediction_insert('pgpoly.predictions', NULL, '{}', '{}', '{}', '{}') IS NULL AS insert_null_rows,
+       pgpoly._prediction_insert('pgpoly.predictions', '[]', '{}', '{}', '{}', NULL) IS NULL AS insert_null_pairs,
+       pgpoly._prediction_insert('pg_class', '[{"model": "m"}]', '{m}', '{1}', '{m}', '{1}') IS NULL AS insert_not_partitioned,
+       pgpoly._prediction_insert('pgpoly.predictions', '[]', '{}', '{}', '{}', '{}') AS insert_nothing,
+       pgpoly._prediction_insert('pgpoly.predictions', '[{"model": "m", "version": 1, "prediction": 1}]',
+                                 '{m}', '{1}', '{m}', '{NULL}') AS insert_no_version;
+SELECT pg_temp.try('SELECT pgpoly._prediction_insert(''pgpoly.predictions'', ''{"model": "m"}'', ''{}'', ''{}'', ''{}'', ''{}'')');
+SELECT pg_temp.try('SELECT pgpoly._prediction_insert(''pgpoly.predictions'', ''[5]'', ''{}'', ''{}'', ''{}'', ''{}'')');
+SELECT pg_temp.try('SELECT pgpoly._prediction_insert(''pgpoly.predictions'', ''[{"model": "m", "bogus": 1}]'', ''{m}'', ''{1}'', ''{m}'', ''{1}'')');
+SELECT pg_temp.try('SELECT pgpoly._prediction_insert(''pgpoly.predictions'', ''[]'', ''{m,n}'', ''{1}'', ''{m}'', ''{1}'')');
+CREATE TABLE hs_parted (model_name text, version bigint) PARTITION BY LIST (model_name);
+SELECT pg_temp.try('SELECT pgpoly._prediction_insert(''hs_parted'', ''[]'', ''{}'', ''{}'', ''{}'', ''{}'')');
+DROP TABLE hs_parted;
 -- the feature store's internal C functions
 SELECT pgpoly._fv_rel(NULL) IS NULL AS fv_rel,
        pgpoly._fv_require_privileges(NULL, 'SELECT') IS NULL AS fv_require,
@@ -221,7 +236,7 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
   AND p.proname NOT IN ('elastic_request', 'vector_search', 'get_online_features',
                         'disconnect', 'l2_distance', 'cosine_distance',
                         'negative_inner_product', '_redis_key_column', 'redis_key_slot',
-                        '_drift_numeric_bins', '_prediction_scan', '_lock_partitions',
+                        '_drift_numeric_bins', '_prediction_scan', '_lock_partitions', '_prediction_insert',
                         'redis_validator', 'elastic_validator', 'vector_validator',
                         '_fv_rel', '_fv_require_privileges', '_fv_may_write', '_fv_lock_entities',
                         '_fv_is_fresh', '_fv_serve', '_fv_describe',
