@@ -1117,6 +1117,8 @@ typedef struct WriteReplies
 	int			nconflicts;		/* of them, those a WATCH aborted */
 	RedisWrite *conflict;		/* the first write of the first of those */
 	List	   *written;		/* nodes where a block ran */
+	int			base;			/* replies taken before the exchange (a
+								 * write stream's): its first one's index */
 } WriteReplies;
 
 /* ERROR for a failed write command of an immediate-mode batch. */
@@ -1223,6 +1225,7 @@ write_reply(redisReply *r, int index, void *arg)
 {
 	WriteReplies *wr = arg;
 
+	index += wr->base;
 	if (!wr->atomic)
 	{
 		if (r->type == REDIS_REPLY_ERROR)
@@ -1425,17 +1428,22 @@ order_writes(List *writes, bool cluster, bool by_slot, int *n, int *nblocks)
 }
 
 /*
- * Send the commands of writes (RedisWrite *) in one pipelined exchange;
- * atomic wraps them in MULTI/EXEC, one block per hash slot on a cluster.
- * Their RESP is sent from where the writes keep it.  Any failed command is
- * an ERROR naming its key, raised once every block has answered.
+ * Send the commands of writes (RedisWrite *) of conn in one pipelined
+ * exchange on via; atomic wraps them in MULTI/EXEC, one block per hash
+ * slot on a cluster.  Their RESP is sent from where the writes keep it.
+ * Any failed command is an ERROR naming its key, raised once every block
+ * has answered.  via is conn, or the write stream of one server
+ * (redis_stream.c) whose open request already holds MULTI and the first
+ * nsent writes with commands, and whose first acked replies were taken.
  */
-void
-RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
+static void
+send_writes(PgpolyConnection *conn, PgpolyConnection *via, List *writes,
+			bool atomic, int nsent, int acked)
 {
-	WriteReplies wr = {conn, NULL, NULL, atomic, false, -1};
+	WriteReplies wr = {via, NULL, NULL, atomic, false, -1};
 	const char *multi[1] = {"MULTI"};
 	const char *exec[1] = {"EXEC"};
+	bool		resumed = via != conn;
 	SendItem   *items;
 	int			nwrites;
 	int			nblocks;
@@ -1447,6 +1455,11 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 	items = order_writes(writes, wr.cluster, atomic && wr.cluster, &nwrites, &nblocks);
 	if (nwrites == 0)
 		return;
+	if (resumed && (!atomic || wr.cluster || nsent > nwrites))
+		elog(ERROR, "Redis write stream resumed with %d of %d writes sent",
+			 nsent, nwrites);
+	wr.base = acked;
+	wr.nblocks = acked > 0;		/* MULTI's OK was taken */
 	for (int i = 0; i < nwrites; i++)
 		ncmds += items[i].w->ncmds;
 	if (atomic)
@@ -1462,9 +1475,11 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 			wr.owner[n] = NULL;
 			wr.multi[n] = m = n;
 			n++;
-			RedisAppendArgv(conn, 1, multi, NULL);
+			if (!resumed)
+				RedisAppendArgv(conn, 1, multi, NULL);
 		}
-		RedisAppendEncoded(conn, w->data, w->resplen, w->ncmds, items[i].slot);
+		if (i >= nsent)
+			RedisAppendEncoded(via, w->data, w->resplen, w->ncmds, items[i].slot);
 		for (int c = 0; c < w->ncmds; c++)
 		{
 			wr.owner[n] = w;
@@ -1477,7 +1492,7 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 			wr.owner[n] = NULL;
 			wr.multi[n] = m;
 			n++;
-			RedisAppendArgv(conn, 1, exec, NULL);
+			RedisAppendArgv(via, 1, exec, NULL);
 		}
 	}
 	for (; n < ncmds; n++)
@@ -1490,7 +1505,7 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 		RedisAppendUnwatch(conn);
 		RedisCheckWatches(conn);
 	}
-	RedisExchange(conn, ncmds, write_reply, &wr);
+	RedisExchange(via, ncmds - acked, write_reply, &wr);
 	report_failures(&wr);
 	if (atomic)
 		RedisWatchesSettled(conn);
@@ -1500,9 +1515,33 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 	pfree(items);
 }
 
-/* PgpolyStore.flush: all the buffered writes in MULTI/EXEC blocks. */
+/*
+ * Send the commands of writes (RedisWrite *) in one pipelined exchange;
+ * see send_writes.
+ */
+void
+RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
+{
+	send_writes(conn, conn, writes, atomic, 0, 0);
+}
+
+/*
+ * PgpolyStore.flush: all the buffered writes in MULTI/EXEC blocks, the
+ * rest of them and EXEC on the write stream if it carries the first ones
+ * (redis_stream.c).
+ */
 void
 RedisFlushWrites(PgpolyConnection *conn, List *payloads)
 {
-	RedisSendCommands(conn, payloads, true);
+	int			nsent;
+	int			acked;
+	PgpolyConnection *stream = RedisStreamForCommit(conn, &nsent, &acked);
+
+	if (stream == NULL)
+	{
+		RedisSendCommands(conn, payloads, true);
+		return;
+	}
+	send_writes(conn, stream, payloads, true, nsent, acked);
+	RedisStreamCommitted(conn);
 }
