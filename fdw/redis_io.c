@@ -58,6 +58,13 @@
  *	  once, without waiting, when the exchange starts), never by blocking;
  *	  bytes it references are read only while their exchange runs: a new
  *	  request or closing the node forgets the output of an abandoned one.
+ *	- One kind of request stays open across statements: the write stream's
+ *	  (redis_stream.c), on a connection of its own.  RedisPump() moves it
+ *	  on without waiting and without ERROR (a failure is returned, the
+ *	  caller drops the connection); its exchange runs at COMMIT and reads
+ *	  only the replies the pumps did not take.  The RESP it references is
+ *	  the transaction's buffered writes, which live until the transaction
+ *	  ends, when the stream is closed unless its EXEC ended the request.
  *
  * fdw/redis_io.c
  *

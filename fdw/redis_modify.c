@@ -10,7 +10,10 @@
  * pipelined MULTI ... EXEC per server, or on a Redis Cluster one per hash
  * slot (Redis runs a MULTI/EXEC only within one slot), all of them in one
  * exchange; with 'immediate' they are sent in pipelined batches of
- * batch_size while the statement runs.
+ * batch_size while the statement runs.  A large transaction on one server
+ * streams its writes into a MULTI on a second connection as they are
+ * buffered (redis_stream.c); RedisFlushWrites() then sends the rest and
+ * EXEC there, and reads the replies as it would on the main connection.
  *
  * A write is encoded once, when its row is written: its commands become the
  * RESP that goes to Redis, laid out in an arena (see WriteArena) next to

@@ -135,12 +135,12 @@ stream_usable(PgpolyConnection *conn, RedisHandle *h, RedisWriteStream *s)
 /*
  * Open the stream (or take the one kept from an earlier transaction) and
  * start its request with MULTI.  A connection failure (class 08: Redis
- * unreachable, a kept connection Redis closed, a hostile answer) closes
- * it and returns false: the statement goes on, COMMIT sends on the main
- * connection.  Any other ERROR (a cancel, out of memory) is raised.
+ * unreachable, a hostile answer) closes it and returns false: the
+ * statement goes on, COMMIT sends on the main connection.  Any other
+ * ERROR (a cancel, out of memory) is raised.
  */
 static bool
-begin_stream(PgpolyConnection *conn, RedisWriteStream *s)
+try_begin(PgpolyConnection *conn, RedisWriteStream *s)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	const char *multi[1] = {"MULTI"};
@@ -169,6 +169,18 @@ begin_stream(PgpolyConnection *conn, RedisWriteStream *s)
 	PG_END_TRY();
 	s->open = true;
 	return true;
+}
+
+/*
+ * try_begin, once more on a new connection if the kept one failed (Redis
+ * closes idle clients after its timeout setting).
+ */
+static bool
+begin_stream(PgpolyConnection *conn, RedisWriteStream *s)
+{
+	bool		kept = s->conn != NULL;
+
+	return try_begin(conn, s) || (kept && try_begin(conn, s));
 }
 
 /* RedisAckCheck of the stream: MULTI's OK, then QUEUED for each command. */

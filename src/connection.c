@@ -27,6 +27,13 @@
  * it, so that no message quoting what a store sent (PgpolyPrintable) can
  * carry a credential that a hostile store echoes back.
  *
+ * A store may open a second connection for a cache entry
+ * (PgpolyOpenSibling: the Redis write stream), through the same connect()
+ * and trust rule; it is no entry of the cache: the store keeps it with the
+ * entry's handle and closes it with that handle, and is told when each
+ * transaction ends (PgpolyStore.xact_end) to close it if it was left in
+ * the middle of something.
+ *
  * pgpoly.connections() and pgpoly.disconnect() expose the cache to SQL.
  *
  * src/connection.c
