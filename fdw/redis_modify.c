@@ -1545,6 +1545,21 @@ RedisFlushWrites(PgpolyConnection *conn, List *payloads)
 		RedisSendCommands(conn, payloads, true);
 		return;
 	}
-	send_writes(conn, stream, payloads, true, nsent, acked);
+	PG_TRY();
+	{
+		send_writes(conn, stream, payloads, true, nsent, acked);
+	}
+	PG_CATCH();
+	{
+		/*
+		 * The exchange broke (Redis went away, a reply out of step): the
+		 * main connection, idle meanwhile, is closed too, as if the COMMIT
+		 * had run there, so the next statement connects anew.
+		 */
+		if (stream->busy)
+			conn->busy = true;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	RedisStreamCommitted(conn);
 }

@@ -37,6 +37,14 @@ def multi_clients(port):
             if "x" in c.get("flags", "")]
 
 
+def queued(port, n):
+    """The clients of port in a MULTI once one has n commands queued (Redis
+    may still be reading what the backend sent), or as they are after 5 s."""
+    pgtest.wait_for(lambda: any(q >= n for _, q in multi_clients(port)),
+                    timeout=5)
+    return multi_clients(port)
+
+
 def ids(port):
     """Ids of the clients of port."""
     return set(c["id"] for c in pgtest.redis_clients(port) or [])
@@ -99,6 +107,18 @@ def streaming(s, port, db):
     check(ids(port) == kept, "the stream was not reused: %r then %r"
           % (kept, ids(port)))
     check_rows(port, "k", range(1, 401), "after the second streamed COMMIT")
+    # Redis closed the kept stream (its timeout, CLIENT KILL): the next
+    # transaction streams on a new connection.
+    check(m and m[0][0] in kept, "the stream client was not kept: %r" % m)
+    if m:
+        pgtest.redis_cli(port, "client", "kill", "id", m[0][0])
+    r = s.run("BEGIN; " + insert(401, 500))
+    m = multi_clients(port)
+    check(r.rc == 0 and len(m) == 1 and m[0][0] not in kept,
+          "no new stream after the kept one was killed: %r %s" % (m, r.err))
+    r = s.run("COMMIT;")
+    check(r.rc == 0, "COMMIT after the kept stream was killed failed: %s" % r.err)
+    check_rows(port, "k", range(1, 501), "after the kept stream was killed")
 
 
 def small(db, port):
@@ -148,7 +168,7 @@ def savepoints(s, port):
     """Savepoint rollbacks of streamed rows fall back and write the rest."""
     r = s.run("BEGIN; " + insert(1, 100, "sp") + " SAVEPOINT a; " +
               insert(101, 200, "sp"))
-    m = multi_clients(port)
+    m = queued(port, 200)
     check(len(m) == 1 and m[0][1] >= 200, "no stream before ROLLBACK TO: %r" % m)
     r = s.run("ROLLBACK TO a; " + insert(201, 210, "sp"))
     check(r.rc == 0 and multi_clients(port) == [],
@@ -166,7 +186,7 @@ def savepoints(s, port):
     # A rolled-back savepoint that dropped nothing streamed keeps the stream.
     r = s.run("BEGIN; " + insert(1, 100, "sq") + " SAVEPOINT a; "
               "SELECT 1/0; ROLLBACK TO a; " + insert(101, 150, "sq"))
-    m = multi_clients(port)
+    m = queued(port, 150)
     check(len(m) == 1 and m[0][1] >= 150,
           "a savepoint that dropped no write stopped the stream: %r" % m)
     r = s.run("COMMIT;")
@@ -197,7 +217,7 @@ def watch(s, port):
             first, second = second, first
         r = s.run("BEGIN; " + first + " " + second)
         check(r.rc == 0, "%s: transaction failed: %s" % (order, r.err))
-        m = multi_clients(port)
+        m = multi_clients(port) if order == "watch first" else queued(port, 200)
         if order == "watch first":
             check(m == [], "the stream opened beside WATCHes: %r" % m)
         else:
@@ -218,7 +238,11 @@ def watch(s, port):
 
 
 def stopped(db):
-    """Redis stopped mid-stream: COMMIT fails, nothing applied."""
+    """Redis stopped mid-stream: COMMIT fails, nothing applied; then (the
+    main connection closed with the broken stream) the first read after
+    Redis restarts works.  Two ways: more rows inserted while Redis is down
+    (the stream must not fail that statement), and COMMIT at once (the
+    COMMIT's exchange runs on the stream and breaks there)."""
     name = "stream-%d" % os.getpid()
     aof = ["--appendonly", "yes", "--appendfsync", "always"]
     port = pgtest.start_redis(name=name, extra_args=aof)
@@ -231,30 +255,40 @@ def stopped(db):
         CREATE TABLE native2 (id int);""" % port, db=db)
     check(r.rc == 0, "setup of rs2 failed: %s" % r.err)
     s = pgtest.Session(db)
-    r = s.run("SET pgpoly.redis_stream_threshold = 1; BEGIN; "
-              "INSERT INTO native2 VALUES (1); INSERT INTO h2 SELECT 'z' || g, g, 'x' "
-              "FROM generate_series(1, 300) g;")
-    check(r.rc == 0, "INSERT before the stop failed: %s" % r.err)
-    m = multi_clients(port)
-    check(len(m) == 1 and m[0][1] > 0, "no stream before the stop: %r" % m)
-    pgtest.stop_redis(port)
-    r = s.run("INSERT INTO h2 SELECT 'z' || g, g, 'x' FROM generate_series(301, 400) g;")
-    check(r.rc == 0, "an INSERT while Redis is down failed (the stream must "
-          "not fail a statement): %s" % r.err)
-    r = s.run("COMMIT;", timeout=15)
-    check(r.rc == 1 and (r.sqlstate or "").startswith("08"),
-          "COMMIT with Redis stopped mid-stream: want class 08, got %s: %s"
-          % (r.sqlstate, r.err))
-    r = s.run("SELECT count(*) FROM native2;")
-    check(r.out.strip() == "0", "the native row of the failed COMMIT exists")
-    pgtest.start_redis(port=port, name=name, extra_args=aof)
-    check(keys_of(port, "s:z*") == set(),
-          "Redis applied %d keys of the failed COMMIT" % len(keys_of(port, "s:z*")))
-    r = s.run("BEGIN; INSERT INTO h2 SELECT 'y' || g, g, 'x' "
-              "FROM generate_series(1, 100) g; COMMIT;")
-    check(r.rc == 0, "the transaction after the restart failed: %s" % r.err)
-    check(len(keys_of(port, "s:y*")) == 100, "the transaction after the restart "
-          "wrote %d keys" % len(keys_of(port, "s:y*")))
+    s.run("SET pgpoly.redis_stream_threshold = 1;")
+    for i, how in enumerate(("insert while down", "commit at once")):
+        r = s.run("BEGIN; INSERT INTO native2 VALUES (1); "
+                  "INSERT INTO h2 SELECT 'z' || g, g, 'x' "
+                  "FROM generate_series(1, 300) g;")
+        check(r.rc == 0, "%s: INSERT before the stop failed: %s" % (how, r.err))
+        m = queued(port, 300)
+        check(len(m) == 1 and m[0][1] > 0, "%s: no stream before the stop: %r"
+              % (how, m))
+        pgtest.stop_redis(port)
+        if how == "insert while down":
+            r = s.run("INSERT INTO h2 SELECT 'z' || g, g, 'x' "
+                      "FROM generate_series(301, 400) g;")
+            check(r.rc == 0, "an INSERT while Redis is down failed (the stream "
+                  "must not fail a statement): %s" % r.err)
+        r = s.run("COMMIT;", timeout=15)
+        check(r.rc == 1 and (r.sqlstate or "").startswith("08"),
+              "%s: COMMIT with Redis stopped mid-stream: want class 08, got %s: %s"
+              % (how, r.sqlstate, r.err))
+        r = s.run("SELECT count(*) FROM native2;")
+        check(r.out.strip() == "0", "%s: the native row of the failed COMMIT "
+              "exists" % how)
+        pgtest.start_redis(port=port, name=name, extra_args=aof)
+        check(keys_of(port, "s:z*") == set(), "%s: Redis applied %d keys of the "
+              "failed COMMIT" % (how, len(keys_of(port, "s:z*"))))
+        r = s.run("SELECT count(*) FROM h2 WHERE key LIKE 'z%';")
+        check(r.rc == 0 and r.out.strip() == "0",
+              "%s: first read after Redis restarted: %r %s" % (how, r.out, r.err))
+        r = s.run("BEGIN; INSERT INTO h2 SELECT 'y%d_' || g, g, 'x' "
+                  "FROM generate_series(1, 100) g; COMMIT;" % i)
+        check(r.rc == 0, "%s: the transaction after the restart failed: %s"
+              % (how, r.err))
+        check(len(keys_of(port, "s:y%d_*" % i)) == 100, "%s: the transaction "
+              "after the restart wrote %d keys" % (how, len(keys_of(port, "s:y%d_*" % i))))
     s.close()
 
 

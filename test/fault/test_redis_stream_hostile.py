@@ -6,11 +6,11 @@ A small RESP server (FakeRedis below) applies MULTI/EXEC of HSET to a dict
 and answers like Redis on the backend's first connection (the main one);
 on any later connection (the stream) it misbehaves as the case asks:
 
-  * queued_int  -- a queued command answered ":1" instead of +QUEUED while
-                   the statement runs: the stream is dropped (closed
-                   without EXEC), the statement goes on, and COMMIT sends
-                   everything on the main connection: all rows applied,
-                   none through the stream;
+  * queued_int  -- a queued command answered ":1" instead of +QUEUED, read
+                   by the next statement's push: the stream is dropped
+                   (closed without EXEC), the statement goes on, and COMMIT
+                   sends everything on the main connection: all rows
+                   applied, none through the stream;
   * refuse      -- the stream holds its replies until EXEC, then refuses
                    the fifth command at queue time (-ERR) and answers EXEC
                    with -EXECABORT, as Redis does: COMMIT fails with the
@@ -69,6 +69,8 @@ def serve(sock):
                 out = b"".join(held) + out
                 held = []
             sock.sendall(out)
+            if out == b":1\r\n":
+                STATE["bad_sent"] = True
     except (EOFError, OSError):
         pass
     sock.close()
@@ -112,12 +114,20 @@ def test():
         STATE["mode"] = mode
         STATE["data"].clear()
         execs = STATE["stream_execs"]
+        STATE["bad_sent"] = False
         r = s.run("BEGIN; INSERT INTO h SELECT 'k' || g, g "
-                  "FROM generate_series(1, 100) g; COMMIT;", timeout=20)
+                  "FROM generate_series(1, 100) g;", timeout=20)
         if mode == "queued_int":
+            # the next statement's push reads the bad reply, already sent
+            check(pgtest.wait_for(lambda: STATE["bad_sent"]),
+                  "queued_int: the fake never answered :1")
+            r = s.run("INSERT INTO h VALUES ('k101', 101); COMMIT;", timeout=20)
             check(r.rc == 0, "queued_int: COMMIT failed: %s" % r.err)
-            check(len(STATE["data"]) == 100 and STATE["data"].get("s:k7") == {"a": "7"},
-                  "queued_int: %d hashes applied, want 100" % len(STATE["data"]))
+            check(len(STATE["data"]) == 101 and STATE["data"].get("s:k7") == {"a": "7"},
+                  "queued_int: %d hashes applied, want 101" % len(STATE["data"]))
+        else:
+            r = s.run("COMMIT;", timeout=20)
+        if mode == "queued_int":
             check(STATE["stream_execs"] == execs,
                   "queued_int: the stream was EXECed after a bad reply")
         elif mode == "refuse":
