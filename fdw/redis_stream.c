@@ -211,7 +211,8 @@ push(PgpolyConnection *conn, RedisHandle *h, RedisWriteStream *s)
 	s->unsent = 0;
 	if (!stream_usable(conn, h, s))
 	{
-		drop_stream(s);
+		if (s->open)
+			drop_stream(s);		/* a kept idle one stays */
 		s->off = true;
 		return;
 	}
