@@ -167,7 +167,8 @@ extern void RedisReceive(PgpolyConnection *conn, uint64 ticket);
 
 /* Whether reply (number index of its request) is the one expected. */
 typedef bool (*RedisAckCheck) (struct redisReply *reply, int index, void *arg);
-extern char *RedisPump(PgpolyConnection *conn, RedisAckCheck ack, void *arg);
+extern char *RedisPump(PgpolyConnection *conn, const char *usual,
+					   RedisAckCheck ack, void *arg, int *taken);
 extern void RedisReplyError(PgpolyConnection *conn, struct redisReply *reply,
 							const char *key, size_t keylen,
 							RedisTable *tbl) pg_attribute_noreturn();
@@ -345,6 +346,7 @@ extern void RedisReaderReset(RedisReader *r);
 extern void RedisReaderTrim(RedisReader *r);
 extern int	RedisReaderNext(RedisReader *r, Size room, MemoryContext cxt,
 							struct redisReply **reply);
+extern bool RedisReaderSkip(RedisReader *r, const char *bytes, size_t len);
 extern const char *RedisReaderError(RedisReader *r);
 
 /* redis_cluster.c: topologies */

@@ -2178,29 +2178,16 @@ RedisSend(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 #define PUMP_ROOM	(64 * 1024)
 
 /*
- * Move conn's open request on without waiting (one server): write what
- * the socket takes of its output, and take out the replies that arrived,
- * each checked by ack(reply, index, arg) (index: its place among the
- * request's replies) and freed.  For a request that stays open across
- * statements, the write stream (redis_stream.c), whose exchange runs at
- * COMMIT and then reads only the replies not taken here.  NULL, or why
- * the request cannot go on: the socket failed, a reply was malformed or
- * not the one ack expected, or more replies came than commands.  Never
- * ERROR but for out of memory: the caller closes the connection.
+ * Take out, without waiting, the replies of node's request that arrived
+ * (see RedisPump).  NULL, or why the request cannot go on.
  */
-char *
-RedisPump(PgpolyConnection *conn, RedisAckCheck ack, void *arg)
+static char *
+pump_replies(RedisNode *node, const char *usual, RedisAckCheck ack, void *arg)
 {
-	RedisHandle *h = conn->handle;
-	RedisNode  *node = h->nodes[0];
+	size_t		usual_len = strlen(usual);
 	char	   *failure;
 	bool		got;
 
-	if (!conn->busy || h->kind == RTOPO_CLUSTER || !node->active ||
-		node->unwatch_sent)
-		elog(ERROR, "Redis request pumped while not open on one server");
-	if ((failure = out_write(node)) != NULL)
-		return failure;
 	for (;;)
 	{
 		redisReply *reply;
@@ -2210,6 +2197,11 @@ RedisPump(PgpolyConnection *conn, RedisAckCheck ack, void *arg)
 		if (node->nread == node->nqueue)
 			return RedisReaderPending(node->in) > 0 ?
 				pstrdup("more replies than commands") : NULL;
+		if (node->nread > 0 && RedisReaderSkip(node->in, usual, usual_len))
+		{
+			node->nread++;
+			continue;
+		}
 		rc = RedisReaderNext(node->in, PUMP_ROOM, CurrentMemoryContext, &reply);
 		if (rc == RESP_DONE)
 		{
@@ -2225,6 +2217,38 @@ RedisPump(PgpolyConnection *conn, RedisAckCheck ack, void *arg)
 		if ((failure = node_recv(node, PUMP_ROOM, &got)) != NULL || !got)
 			return failure;
 	}
+}
+
+/*
+ * Move conn's open request on without waiting (one server): write what
+ * the socket takes of its output, and take out the replies that arrived:
+ * those after the first that are the bytes usual (say "+QUEUED\r\n")
+ * without building them, the others checked by ack(reply, index, arg)
+ * (index: its place among the request's replies) and freed.  *taken: the
+ * replies taken out so far in the request.  For a request that stays open
+ * across statements, the write stream (redis_stream.c), whose exchange
+ * runs at COMMIT and then reads only the replies not taken here.  NULL,
+ * or why the request cannot go on: the socket failed, a reply was
+ * malformed or not the one ack expected, or more replies came than
+ * commands.  Never ERROR but for out of memory: the caller closes the
+ * connection.
+ */
+char *
+RedisPump(PgpolyConnection *conn, const char *usual, RedisAckCheck ack,
+		  void *arg, int *taken)
+{
+	RedisHandle *h = conn->handle;
+	RedisNode  *node = h->nodes[0];
+	char	   *failure;
+
+	if (!conn->busy || h->kind == RTOPO_CLUSTER || !node->active ||
+		node->unwatch_sent)
+		elog(ERROR, "Redis request pumped while not open on one server");
+	failure = out_write(node);
+	if (failure == NULL)
+		failure = pump_replies(node, usual, ack, arg);
+	*taken = node->nread;
+	return failure;
 }
 
 /*

@@ -183,18 +183,15 @@ begin_stream(PgpolyConnection *conn, RedisWriteStream *s)
 	return try_begin(conn, s) || (kept && try_begin(conn, s));
 }
 
-/* RedisAckCheck of the stream: MULTI's OK, then QUEUED for each command. */
+/*
+ * RedisAckCheck of the stream: MULTI's OK first (the QUEUED of each
+ * command are taken by RedisPump itself; anything else is refused).
+ */
 static bool
 stream_ack(redisReply *r, int index, void *arg)
 {
-	RedisWriteStream *s = arg;
-	const char *want = index == 0 ? "OK" : "QUEUED";
-
-	if (r->type != REDIS_REPLY_STATUS || r->len != strlen(want) ||
-		memcmp(r->str, want, r->len) != 0)
-		return false;
-	s->acked++;
-	return true;
+	return index == 0 && r->type == REDIS_REPLY_STATUS && r->len == 2 &&
+		memcmp(r->str, "OK", 2) == 0;
 }
 
 /*
@@ -236,7 +233,7 @@ push(PgpolyConnection *conn, RedisHandle *h, RedisWriteStream *s)
 		s->last = pw;
 	}
 	s->nlisted = n;
-	failure = RedisPump(s->conn, stream_ack, s);
+	failure = RedisPump(s->conn, "+QUEUED\r\n", stream_ack, NULL, &s->acked);
 	s->pushing = false;
 	if (failure)
 	{
