@@ -21,7 +21,10 @@
  * those bytes.  At flush the bytes are sent where they lie: no copy, no
  * second encoding, and 100k buffered rows take a few large writes.  The
  * arena holds a write's header and bytes without an allocation of their
- * own (a few hundred bytes per hash row, in chunks of up to 1 MB).
+ * own (a few hundred bytes per hash row, in chunks of up to 1 MB).  A
+ * value's stored form is copied once, into the RESP: from the datum itself
+ * (text, bytea) or from the builder's slot for its column, where a number
+ * or date is written (PgpolyDatumBytesRef); nothing is palloc'd per value.
  *
  * Semantics (documented in the README):
  *	- INSERT of an existing key overwrites the table's columns; hash fields
@@ -215,6 +218,7 @@ typedef struct WriteBuilder
 	int			ncmds;
 	int			cmdargc[MAX_WRITE_CMDS];
 	int			nargs;
+	Size		argbytes;		/* RESP bytes of the nargs arguments */
 	int			nitems;
 	int			maxargs;		/* the arrays' sizes */
 	int			maxitems;
@@ -222,8 +226,10 @@ typedef struct WriteBuilder
 	size_t	   *lens;
 	uint32	   *argoff;			/* where build_end puts each argument */
 	ByteRef    *items;			/* a and b of each item */
-	char	  **text;			/* hash_fields: text of each column */
+	const char **text;			/* hash_fields: stored form of each column */
 	size_t	   *textlen;
+	char	   *form;			/* PGPOLY_FORM_BUFSIZE bytes per column, where
+								 * a number's or date's form is written */
 	char		ttl[16];		/* the table's ttl_seconds as text */
 	char		idxtext[24];
 } WriteBuilder;
@@ -257,10 +263,12 @@ build_reserve(WriteBuilder *b, int natts)
 			pfree(b->items);
 			pfree(b->text);
 			pfree(b->textlen);
+			pfree(b->form);
 		}
 		b->items = MemoryContextAlloc(TopMemoryContext, sizeof(ByteRef) * 2 * maxitems);
 		b->text = MemoryContextAlloc(TopMemoryContext, sizeof(char *) * maxitems);
 		b->textlen = MemoryContextAlloc(TopMemoryContext, sizeof(size_t) * maxitems);
+		b->form = MemoryContextAlloc(TopMemoryContext, (Size) PGPOLY_FORM_BUFSIZE * maxitems);
 		b->maxitems = maxitems;
 	}
 }
@@ -283,6 +291,7 @@ build_begin(RedisTable *tbl, RedisWriteKind kind, const char *key,
 	};
 	b->idx = 0;
 	b->ncmds = b->nargs = b->nitems = 0;
+	b->argbytes = 0;
 	if (tbl->ttl_seconds > 0)
 		snprintf(b->ttl, sizeof(b->ttl), "%d", tbl->ttl_seconds);
 	else
@@ -290,15 +299,26 @@ build_begin(RedisTable *tbl, RedisWriteKind kind, const char *key,
 	return b;
 }
 
-/* Add an argument (len bytes at s) to the last command; its index. */
-static int
+/* ERROR for a write that outgrew the builder (a can't-happen). */
+static pg_noinline void
+too_many(WriteBuilder *b, const char *what)
+{
+	elog(ERROR, "Redis write of foreign table \"%s\" has too many %s",
+		 b->tbl->relname, what);
+}
+
+/*
+ * Add an argument (len bytes at s, which must stay valid until
+ * build_end) to the last command; its index.
+ */
+static inline int
 arg_len(WriteBuilder *b, const char *s, size_t len)
 {
-	if (b->ncmds == 0 || b->nargs == b->maxargs)
-		elog(ERROR, "Redis write of foreign table \"%s\" has too many arguments",
-			 b->tbl->relname);
+	if (unlikely(b->ncmds == 0 || b->nargs == b->maxargs))
+		too_many(b, "arguments");
 	b->argv[b->nargs] = s;
 	b->lens[b->nargs] = len;
+	b->argbytes += RedisRespArgSize(len);
 	b->cmdargc[b->ncmds - 1]++;
 	return b->nargs++;
 }
@@ -329,8 +349,7 @@ static void
 begin_bare_cmd(WriteBuilder *b, const char *name)
 {
 	if (b->ncmds == MAX_WRITE_CMDS)
-		elog(ERROR, "Redis write of foreign table \"%s\" has too many commands",
-			 b->tbl->relname);
+		too_many(b, "commands");
 	b->cmdargc[b->ncmds++] = 0;
 	arg_str(b, name);
 }
@@ -362,12 +381,11 @@ ref_bytes(const char *p, size_t len)
 }
 
 /* Add an item (a, b) for the overlay. */
-static void
+static inline void
 add_item(WriteBuilder *b, ByteRef a, ByteRef bb)
 {
-	if (b->nitems == b->maxitems)
-		elog(ERROR, "Redis write of foreign table \"%s\" has too many items",
-			 b->tbl->relname);
+	if (unlikely(b->nitems == b->maxitems))
+		too_many(b, "items");
 	b->items[2 * b->nitems] = a;
 	b->items[2 * b->nitems + 1] = bb;
 	b->nitems++;
@@ -381,10 +399,38 @@ ref_extra(const ByteRef *r)
 }
 
 /*
+ * Copy n bytes from src to dst.  Most arguments are a few bytes long (a
+ * field name, a number): fixed-size moves that overlap copy them without
+ * the call memcpy() costs.
+ */
+static inline void
+copy_bytes(char *dst, const char *src, size_t n)
+{
+	if (n > 16)
+		memcpy(dst, src, n);
+	else if (n >= 8)
+	{
+		memcpy(dst, src, 8);
+		memcpy(dst + n - 8, src + n - 8, 8);
+	}
+	else if (n >= 4)
+	{
+		memcpy(dst, src, 4);
+		memcpy(dst + n - 4, src + n - 4, 4);
+	}
+	else if (n > 0)
+	{
+		dst[0] = src[0];
+		dst[n / 2] = src[n / 2];
+		dst[n - 1] = src[n - 1];
+	}
+}
+
+/*
  * Place r in data: the offset and length of its argument, or its bytes
  * copied at *extra (advanced past them), or REDIS_NO_BYTES.
  */
-static void
+static inline void
 place(WriteBuilder *b, const ByteRef *r, char *data, Size *extra,
 	  uint32 *off, uint32 *len)
 {
@@ -425,8 +471,7 @@ build_end(WriteBuilder *b, MemoryContext cxt)
 
 	for (int c = 0; c < b->ncmds; c++)
 		resplen += RedisRespHeaderSize(b->cmdargc[c]);
-	for (int i = 0; i < b->nargs; i++)
-		resplen += RedisRespArgSize(b->lens[i]);
+	resplen += b->argbytes;
 	total = resplen + ref_extra(&b->key);
 	for (int i = 0; i < 2 * b->nitems; i++)
 		total += ref_extra(&b->items[i]);
@@ -447,8 +492,13 @@ build_end(WriteBuilder *b, MemoryContext cxt)
 		p = RedisRespPutHeader(p, '*', b->cmdargc[c]);
 		for (int j = 0; j < b->cmdargc[c]; j++, arg++)
 		{
-			b->argoff[arg] = (uint32) (p - data) + RedisRespHeaderSize(b->lens[arg]);
-			p = RedisRespPutArg(p, b->argv[arg], b->lens[arg]);
+			/* RedisRespPutArg, its bytes copied without a call */
+			p = RedisRespPutHeader(p, '$', b->lens[arg]);
+			b->argoff[arg] = (uint32) (p - data);
+			copy_bytes(p, b->argv[arg], b->lens[arg]);
+			p += b->lens[arg];
+			*p++ = '\r';
+			*p++ = '\n';
 		}
 	}
 	if ((Size) (p - data) != resplen)
@@ -494,6 +544,18 @@ reject_null(RedisTable *tbl, const char *colname, const char *why)
 			 errdetail("%s", why)));
 }
 
+/*
+ * The stored form of column i (0-based) of a row, value not NULL, for the
+ * write being built: the datum's own bytes, or its form written into the
+ * builder's slot of column i; valid until build_end (no copy of its own).
+ */
+static inline const char *
+column_form(WriteBuilder *b, int i, Datum value, size_t *len)
+{
+	return PgpolyDatumBytesRef(&b->tbl->cols[i].conv, value,
+							   b->form + (Size) i * PGPOLY_FORM_BUFSIZE, len);
+}
+
 /* Whether column att is written by this change (INSERT: all). */
 static bool
 is_written(Bitmapset *updated, AttrNumber att)
@@ -518,31 +580,35 @@ hash_fields(WriteBuilder *b, Datum *values, bool *nulls, Bitmapset *updated,
 	int			i;
 
 	for (i = 0; i < tbl->natts; i++)
-	{
-		bool		written = is_written(updated, i + 1);
-
-		b->text[i] = NULL;
-		if (tbl->cols[i].role != RCOL_FIELD)
-			continue;
-		if (nulls[i])
-			ndel += written;
-		else if (written || all_items)
+		if (tbl->cols[i].role == RCOL_FIELD && is_written(updated, i + 1))
 		{
-			b->text[i] = RedisDatumText(tbl, i + 1, values[i], &b->textlen[i]);
-			nset += written;
+			if (nulls[i])
+				ndel++;
+			else
+				nset++;
 		}
-	}
 	if (nset > 0)
 		begin_cmd(b, "HSET");
-	for (i = 0; nset > 0 && i < tbl->natts; i++)
-		if (b->text[i] && is_written(updated, i + 1))
+	/* the written values as HSET's arguments, each converted in place */
+	for (i = 0; i < tbl->natts; i++)
+	{
+		b->text[i] = NULL;
+		if (tbl->cols[i].role != RCOL_FIELD || nulls[i])
+			continue;
+		if (is_written(updated, i + 1))
 		{
 			int			f = arg_len(b, tbl->cols[i].field, tbl->cols[i].fieldlen);
+			const char *text;
+			size_t		len;
 
-			add_item(b, ref_arg(f), ref_arg(arg_len(b, b->text[i], b->textlen[i])));
+			text = column_form(b, i, values[i], &len);
+			add_item(b, ref_arg(f), ref_arg(arg_len(b, text, len)));
 		}
+		else if (all_items)
+			b->text[i] = column_form(b, i, values[i], &b->textlen[i]);
+	}
 	for (i = 0; all_items && i < tbl->natts; i++)
-		if (b->text[i] && !is_written(updated, i + 1))
+		if (b->text[i])
 			add_item(b, ref_bytes(tbl->cols[i].field, tbl->cols[i].fieldlen),
 					 ref_bytes(b->text[i], b->textlen[i]));
 	if (ndel > 0)
@@ -606,7 +672,7 @@ static void
 string_put(WriteBuilder *b, Datum *values, bool *nulls, bool nx)
 {
 	RedisTable *tbl = b->tbl;
-	char	   *text;
+	const char *text;
 	size_t		len;
 	int			v;
 
@@ -620,7 +686,7 @@ string_put(WriteBuilder *b, Datum *values, bool *nulls, bool nx)
 		if (nulls[tbl->value_att - 1])
 			reject_null(tbl, tbl->cols[tbl->value_att - 1].name,
 						"A Redis string cannot hold NULL; DELETE the row instead.");
-		text = RedisDatumText(tbl, tbl->value_att, values[tbl->value_att - 1], &len);
+		text = column_form(b, tbl->value_att - 1, values[tbl->value_att - 1], &len);
 	}
 	begin_cmd(b, "SET");
 	v = arg_len(b, text, len);
@@ -809,10 +875,10 @@ insert_write(RedisTable *tbl, Datum *values, bool *nulls, bool nx,
 					if (tbl->cols[i].role == RCOL_FIELD && !nulls[i])
 					{
 						int			f = arg_len(b, tbl->cols[i].field, tbl->cols[i].fieldlen);
-						char	   *text;
+						const char *text;
 						size_t		len;
 
-						text = RedisDatumText(tbl, i + 1, values[i], &len);
+						text = column_form(b, i, values[i], &len);
 						add_item(b, ref_arg(f), ref_arg(arg_len(b, text, len)));
 					}
 			}

@@ -737,20 +737,26 @@ RedisRowIdentity(RedisTable *tbl, Datum *values, bool *nulls, size_t *len)
  * The Redis key (prefix || stored form of value), palloc'd and
  * NUL-terminated; sets *len.  conv describes value's type (a key clause's
  * value may be another integer width than the key); NULL: the key
- * column's own type.
+ * column's own type.  The value's form is copied once, into the key.
  */
 char *
 RedisKeyFromDatum(RedisTable *tbl, PgpolyConv *conv, Datum value, size_t *len)
 {
+	char		buf[PGPOLY_FORM_BUFSIZE];
 	size_t		tlen;
-	char	   *text = PgpolyDatumToBytes(conv ? conv : &tbl->cols[tbl->key_att - 1].conv,
-										  value, &tlen);
-	char	   *key = palloc(tbl->prefixlen + tlen + 1);
+	const char *text;
+	char	   *key;
 
+	if (conv == NULL)
+		conv = &tbl->cols[tbl->key_att - 1].conv;
+	text = PgpolyDatumBytesRef(conv, value, buf, &tlen);
+	key = palloc(tbl->prefixlen + tlen + 1);
 	memcpy(key, tbl->prefix, tbl->prefixlen);
-	memcpy(key + tbl->prefixlen, text, tlen + 1);
+	memcpy(key + tbl->prefixlen, text, tlen);
+	key[tbl->prefixlen + tlen] = '\0';
 	*len = tbl->prefixlen + tlen;
-	pfree(text);
+	if (conv->kind == PGPOLY_CONV_GENERIC)
+		pfree((char *) text);	/* an output function's text */
 	return key;
 }
 

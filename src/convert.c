@@ -27,7 +27,12 @@
  * save the six variables, set them and restore them; callers put Leave in
  * PG_FINALLY so that an error restores them too.  A caller converting many
  * values opens one scope around all of them (a row, a batch); a conversion
- * inside an open scope opens no other.  set_config_option() is never used
+ * inside an open scope opens no other.  Dates and timestamps of the years
+ * 1..9999 are written here without datetime.c's general encoder, in the
+ * same bytes (sql/redis_write_forms.sql compares them with the output
+ * functions').  A caller that copies a value's form where it goes at once
+ * (the Redis write builder) takes it from PgpolyDatumBytesRef: no palloc,
+ * no copy of its own.  set_config_option() is never used
  * there: it costs far more than the conversion.  money is the exception:
  * lc_monetary is a string the GUC machinery owns, and its conventions are
  * cached (PGLC_localeconv), so a conversion of a type with money in it
@@ -77,6 +82,10 @@
 #include "utils/typcache.h"
 
 #include "pgpoly.h"
+
+/* the longest fixed form of a number or date/time type, and its NUL */
+StaticAssertDecl(PGPOLY_FORM_BUFSIZE >= Max(MAXDATELEN, DOUBLE_SHORTEST_DECIMAL_LEN) + 1,
+				 "PGPOLY_FORM_BUFSIZE too small");
 
 /* The session's values of the settings we fix, while a scope is open. */
 typedef struct SavedSettings
@@ -432,8 +441,80 @@ bytea_hex(Datum value, size_t *len)
 	return s;
 }
 
-/* Output of a date/time type under the fixed settings, into buf. */
-static void
+/* Write v (0..99) as two digits at p; returns the end. */
+static inline char *
+put_2digits(char *p, int v)
+{
+	p[0] = (char) ('0' + v / 10);
+	p[1] = (char) ('0' + v % 10);
+	return p + 2;
+}
+
+/*
+ * Write the ISO form of an AD date of a 4-digit year at p, "YYYY-MM-DD",
+ * as EncodeDateOnly and EncodeDateTime write it; returns the end.
+ */
+static char *
+put_iso_date(char *p, int year, int mon, int mday)
+{
+	p = put_2digits(p, year / 100);
+	p = put_2digits(p, year % 100);
+	*p++ = '-';
+	p = put_2digits(p, mon);
+	*p++ = '-';
+	return put_2digits(p, mday);
+}
+
+/*
+ * Write the ISO form of tm (fsec), "YYYY-MM-DD HH:MM:SS[.ffffff][+00]",
+ * at p; returns the end.  Only for a year of 1..9999, whose form
+ * EncodeDateTime (USE_ISO_DATES, UTC) writes the same way: the fraction
+ * without trailing zeros, the offset of UTC as "+00".
+ */
+static char *
+put_iso_timestamp(char *p, const struct pg_tm *tm, fsec_t fsec, bool withtz)
+{
+	p = put_iso_date(p, tm->tm_year, tm->tm_mon, tm->tm_mday);
+	*p++ = ' ';
+	p = put_2digits(p, tm->tm_hour);
+	*p++ = ':';
+	p = put_2digits(p, tm->tm_min);
+	*p++ = ':';
+	p = put_2digits(p, tm->tm_sec);
+	if (fsec != 0)
+	{
+		int			f = fsec;
+		int			n = 6;
+
+		Assert(fsec > 0 && fsec < USECS_PER_SEC);
+		while (f % 10 == 0)
+		{
+			f /= 10;
+			n--;
+		}
+		*p++ = '.';
+		for (int i = n - 1; i >= 0; i--)
+		{
+			p[i] = (char) ('0' + f % 10);
+			f /= 10;
+		}
+		p += n;
+	}
+	if (withtz)
+	{
+		memcpy(p, "+00", 3);
+		p += 3;
+	}
+	return p;
+}
+
+/*
+ * Output of a date/time type under the fixed settings, into buf
+ * (MAXDATELEN + 1 bytes); returns its length.  Dates and timestamps of
+ * the years 1..9999, nearly all of them, are written here; other years
+ * (BC, five digits), infinities and intervals by datetime.c.
+ */
+static size_t
 datetime_text(PgpolyConvKind kind, Datum value, char *buf)
 {
 	struct pg_tm tm;
@@ -448,9 +529,11 @@ datetime_text(PgpolyConvKind kind, Datum value, char *buf)
 			{
 				j2date(DatumGetDateADT(value) + POSTGRES_EPOCH_JDATE,
 					   &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+				if (tm.tm_year >= 1 && tm.tm_year <= 9999)
+					return put_iso_date(buf, tm.tm_year, tm.tm_mon, tm.tm_mday) - buf;
 				EncodeDateOnly(&tm, USE_ISO_DATES, buf);
 			}
-			return;
+			return strlen(buf);
 		case PGPOLY_CONV_TIMESTAMP:
 		case PGPOLY_CONV_TIMESTAMPTZ:
 			{
@@ -465,16 +548,18 @@ datetime_text(PgpolyConvKind kind, Datum value, char *buf)
 				 */
 				if (TIMESTAMP_NOT_FINITE(ts))
 					EncodeSpecialTimestamp(ts, buf);
-				else if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) == 0)
+				else if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+							 errmsg("timestamp out of range")));
+				else if (tm.tm_year >= 1 && tm.tm_year <= 9999)
+					return put_iso_timestamp(buf, &tm, fsec, withtz) - buf;
+				else
 				{
 					tm.tm_isdst = 0;
 					EncodeDateTime(&tm, fsec, withtz, 0, NULL, USE_ISO_DATES, buf);
 				}
-				else
-					ereport(ERROR,
-							(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-							 errmsg("timestamp out of range")));
-				return;
+				return strlen(buf);
 			}
 		case PGPOLY_CONV_INTERVAL:
 			{
@@ -482,11 +567,43 @@ datetime_text(PgpolyConvKind kind, Datum value, char *buf)
 
 				interval2itm(*DatumGetIntervalP(value), &itm);
 				EncodeInterval(&itm, INTSTYLE_POSTGRES, buf);
-				return;
+				return strlen(buf);
 			}
 		default:
 			elog(ERROR, "unexpected date/time conversion %d", (int) kind);
 	}
+	return 0;					/* keep compiler quiet */
+}
+
+/*
+ * The fixed form of a number or date/time value (conv->kind neither text,
+ * bytea nor generic) written into buf (PGPOLY_FORM_BUFSIZE bytes, not
+ * NUL-terminated); returns its length.
+ */
+static size_t
+scalar_form(PgpolyConvKind kind, Datum value, char *buf)
+{
+	switch (kind)
+	{
+		case PGPOLY_CONV_FLOAT4:
+			return float_to_shortest_decimal_bufn(DatumGetFloat4(value), buf);
+		case PGPOLY_CONV_FLOAT8:
+			return double_to_shortest_decimal_bufn(DatumGetFloat8(value), buf);
+		case PGPOLY_CONV_DATE:
+		case PGPOLY_CONV_TIMESTAMP:
+		case PGPOLY_CONV_TIMESTAMPTZ:
+		case PGPOLY_CONV_INTERVAL:
+			return datetime_text(kind, value, buf);
+		case PGPOLY_CONV_INT2:
+			return pg_itoa(DatumGetInt16(value), buf);
+		case PGPOLY_CONV_INT4:
+			return pg_ltoa(DatumGetInt32(value), buf);
+		case PGPOLY_CONV_INT8:
+			return pg_lltoa(DatumGetInt64(value), buf);
+		default:
+			elog(ERROR, "unexpected scalar conversion %d", (int) kind);
+	}
+	return 0;					/* keep compiler quiet */
 }
 
 /* An I/O function call of a conv, for PgpolyWithCMoney. */
@@ -553,7 +670,7 @@ output_fixed(PgpolyConv *conv, Datum value)
 static char *
 datum_out(PgpolyConv *conv, Datum value, bool raw, size_t *len)
 {
-	char		buf[Max(MAXDATELEN, DOUBLE_SHORTEST_DECIMAL_LEN) + 1];
+	char		buf[PGPOLY_FORM_BUFSIZE];
 	char	   *s;
 
 	switch (conv->kind)
@@ -562,34 +679,49 @@ datum_out(PgpolyConv *conv, Datum value, bool raw, size_t *len)
 			return varlena_bytes(value, len);
 		case PGPOLY_CONV_BYTEA:
 			return raw ? varlena_bytes(value, len) : bytea_hex(value, len);
-		case PGPOLY_CONV_FLOAT4:
-			*len = float_to_shortest_decimal_buf(DatumGetFloat4(value), buf);
-			return pnstrdup(buf, *len);
-		case PGPOLY_CONV_FLOAT8:
-			*len = double_to_shortest_decimal_buf(DatumGetFloat8(value), buf);
-			return pnstrdup(buf, *len);
-		case PGPOLY_CONV_DATE:
-		case PGPOLY_CONV_TIMESTAMP:
-		case PGPOLY_CONV_TIMESTAMPTZ:
-		case PGPOLY_CONV_INTERVAL:
-			datetime_text(conv->kind, value, buf);
-			*len = strlen(buf);
-			return pnstrdup(buf, *len);
-		case PGPOLY_CONV_INT2:
-			*len = pg_itoa(DatumGetInt16(value), buf);
-			return pnstrdup(buf, *len);
-		case PGPOLY_CONV_INT4:
-			*len = pg_ltoa(DatumGetInt32(value), buf);
-			return pnstrdup(buf, *len);
-		case PGPOLY_CONV_INT8:
-			*len = pg_lltoa(DatumGetInt64(value), buf);
-			return pnstrdup(buf, *len);
 		case PGPOLY_CONV_GENERIC:
-			break;
+			s = output_fixed(conv, value);
+			*len = strlen(s);	/* an output function's C string */
+			return s;
+		default:
+			*len = scalar_form(conv->kind, value, buf);
+			return pnstrdup(buf, *len);
 	}
-	s = output_fixed(conv, value);
-	*len = strlen(s);			/* an output function's C string */
-	return s;
+}
+
+/*
+ * The store form of value where the store keeps bytes, as
+ * PgpolyDatumToBytes gives it, without a copy of its own: text, varchar
+ * and bytea are the datum's own bytes (detoasted in the current context if
+ * need be), numbers and date/time types are written into buf
+ * (PGPOLY_FORM_BUFSIZE bytes), other types (PGPOLY_CONV_GENERIC) are
+ * their output function's text, palloc'd in the current context (the
+ * caller may pfree it).  The result is not NUL-terminated
+ * and lives as long as value, buf and the current context; its length in
+ * *len.  For a caller that copies the bytes where they go at once (a
+ * Redis command being laid out).
+ */
+const char *
+PgpolyDatumBytesRef(PgpolyConv *conv, Datum value, char *buf, size_t *len)
+{
+	struct varlena *v;
+	char	   *s;
+
+	switch (conv->kind)
+	{
+		case PGPOLY_CONV_TEXT:
+		case PGPOLY_CONV_BYTEA:
+			v = PG_DETOAST_DATUM_PACKED(value);
+			*len = VARSIZE_ANY_EXHDR(v);
+			return VARDATA_ANY(v);
+		case PGPOLY_CONV_GENERIC:
+			s = output_fixed(conv, value);
+			*len = strlen(s);	/* an output function's C string */
+			return s;
+		default:
+			*len = scalar_form(conv->kind, value, buf);
+			return buf;
+	}
 }
 
 /*

@@ -607,6 +607,11 @@ extern void PgpolyConvInit(PgpolyConv *conv, Oid typid, int32 typmod,
 						   const char *name);
 extern char *PgpolyDatumToText(PgpolyConv *conv, Datum value, size_t *len);
 extern char *PgpolyDatumToBytes(PgpolyConv *conv, Datum value, size_t *len);
+
+/* Bytes of the buffer PgpolyDatumBytesRef writes a number or date/time to */
+#define PGPOLY_FORM_BUFSIZE 129
+extern const char *PgpolyDatumBytesRef(PgpolyConv *conv, Datum value,
+									   char *buf, size_t *len);
 extern Datum PgpolyTextToDatum(PgpolyConv *conv, const char *s, size_t len);
 extern Datum PgpolyBytesToDatum(PgpolyConv *conv, const char *s, size_t len);
 extern void PgpolyFixedSettingsEnter(void);

@@ -20,6 +20,10 @@
 #   ingest100k ingest_features of 100k rows of 100k entities (the data of
 #              bench_monitoring.sh), BEGIN ... COMMIT, over the keys the
 #              warm-up run wrote (callgrind only: CG_WORKLOADS=ingest100k)
+#   materialize100k materialize of 100k entities over 1M offline rows (the
+#              data of bench_features.sh) into an emptied online store,
+#              COMMIT included (callgrind only: CG_WORKLOADS=materialize100k;
+#              the 1M rows are made only then)
 #
 # For each, against the running cluster (one backend, after warm-up runs in
 # the same backend):
@@ -47,7 +51,7 @@
 # callgrind") selects what to run (update100k, delete100k and selkey100k
 # are extra parts); CG_WORKLOADS (default "join10k count100k insert100k point") the
 # workloads callgrind runs (update100k, updconst100k, delete100k, selkey100k,
-# ingest100k can be added).
+# ingest100k, materialize100k can be added).
 # Run through /work/tools/iso-run NAME on the shared machines.  Needs perf
 # (Debian: linux-perf), valgrind, strace: installed when missing (as root).
 set -euo pipefail
@@ -113,6 +117,21 @@ SELECT 'u' || e AS user_id, timestamptz '2024-06-01 00:00:00+00' - (e % 1000) * 
 FROM generate_series(1, 100000) e;
 ANALYZE bench_ing_source;
 SQL
+# materialize100k: bench_features.sh's feature view, 100k entities x 10 events
+if [[ " ${CG_WORKLOADS:-} " == *" materialize100k "* ]]; then
+	"${PSQL[@]}" <<SQL
+CREATE FOREIGN TABLE bench_online (user_id text OPTIONS (key 'true'), clicks int, ctr float8,
+                                   country text) SERVER r0 OPTIONS (key_prefix '${P}f:');
+SELECT pgpoly.create_feature_view('bench', 'user_id', 'bench_online', ttl => '30 days');
+SELECT setseed(0.42);
+SELECT date_trunc('day', now()) - interval '10 days' AS base \gset
+INSERT INTO pgpoly.bench_history (entity, event_time, created_at, clicks, ctr, country)
+SELECT 'u' || e, :'base'::timestamptz + (d - 1) * interval '1 day' + e * interval '1 second',
+       :'base', (random() * 100)::int, random(), (ARRAY['de','fr','us'])[1 + e % 3]
+FROM generate_series(1, 10) d, generate_series(1, 100000) e;
+VACUUM ANALYZE pgpoly.bench_history;
+SQL
+fi
 load_redis() {
 	psql -X -q -d "$DB" -c "SET datestyle = ISO; SET timezone = UTC" \
 		-c "COPY (SELECT * FROM bench_users($3)) TO STDOUT" |
@@ -134,6 +153,7 @@ UPDATE="BEGIN; UPDATE bench_w SET clicks_7d = clicks_7d + 1; COMMIT"
 UPDCONST="BEGIN; UPDATE bench_w SET country = 'ZZ'; COMMIT"
 DELETE="BEGIN; DELETE FROM bench_w; COMMIT"
 INGEST="BEGIN; SELECT pgpoly.ingest_features('bench_ing', 'bench_ing_source'); COMMIT"
+MATERIALIZE="SELECT pgpoly.materialize('bench')"
 
 # ---------------------------------------------------------------- perf, strace
 
@@ -262,12 +282,14 @@ if want callgrind; then
 		[delete100k]="$DELETE"
 		[point]="$points"
 		[ingest100k]="$INGEST"
+		[materialize100k]="$MATERIALIZE"
 	)
 	# the warm-up of each (DELETE: the rows inserted, the DELETE rolled back)
 	declare -A WARM=(
 		[update100k]="$INSERT; $UPDATE"
 		[updconst100k]="$INSERT; $UPDCONST"
 		[delete100k]="$INSERT; BEGIN; DELETE FROM bench_w; ROLLBACK"
+		[materialize100k]="BEGIN; $MATERIALIZE; COMMIT; BEGIN; DELETE FROM bench_online; COMMIT"
 	)
 	: >"$OUT/callgrind.totals"
 	for name in ${CG_WORKLOADS:-join10k count100k insert100k point}; do
