@@ -13,7 +13,10 @@ the commands queued) while the transaction is open, none after.
     (checked against what was inserted), the stream is kept and reused;
   * a small transaction at the default threshold opens no second client;
   * ROLLBACK, an ERROR and a statement_timeout mid-stream: nothing
-    applied, the stream's MULTI gone, the next transaction works;
+    applied, the stream's MULTI gone, the next transaction works; the
+    backend terminated mid-stream: nothing applied, no MULTI left;
+  * Redis closed the kept stream between transactions: the next one
+    streams on a new connection;
   * ROLLBACK TO SAVEPOINT dropping streamed rows, and a plpgsql EXCEPTION
     block doing so: COMMIT falls back and writes exactly the rows kept;
   * a key read FOR UPDATE (WATCH) before or after the stream opened and
@@ -237,6 +240,26 @@ def watch(s, port):
         check(multi_clients(port) == [], "%s: a client is still in a MULTI" % order)
 
 
+def terminated(db, port):
+    """The backend ends mid-stream (pg_terminate_backend): Redis drops the
+    stream's MULTI, nothing is applied."""
+    t = pgtest.Session(db)
+    tpid = t.value("SELECT pg_backend_pid();")
+    r = t.run("SET pgpoly.redis_stream_threshold = 1; BEGIN; " +
+              insert(1, 200, "term"))
+    m = queued(port, 200)
+    check(r.rc == 0 and len(m) == 1, "no stream before the backend ended: %r %s"
+          % (m, r.err))
+    r = pgtest.psql("SELECT pg_terminate_backend(%s);" % tpid, db=db)
+    check(r.rc == 0, "pg_terminate_backend failed: %s" % r.err)
+    ok = pgtest.wait_for(lambda: multi_clients(port) == [], timeout=10)
+    check(ok, "a client is still in a MULTI after the backend ended: %r"
+          % multi_clients(port))
+    check(keys_of(port, "s:term*") == set(), "the ended backend's writes were "
+          "applied: %d keys" % len(keys_of(port, "s:term*")))
+    t.close()
+
+
 def stopped(db):
     """Redis stopped mid-stream: COMMIT fails, nothing applied; then (the
     main connection closed with the broken stream) the first read after
@@ -315,6 +338,7 @@ def test():
     watch(s, port)
     check(s.value("SELECT pg_backend_pid();") == pid, "the backend changed")
     s.close()
+    terminated(db, port)
     stopped(db)
     pgtest.check_pg_log(mark)
 
