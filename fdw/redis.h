@@ -522,7 +522,8 @@ typedef struct RedisHandle
 /* redis_stream.c: the write stream (RedisWriteStream) */
 extern void RedisStreamBuffered(PgpolyConnection *conn, void *payload);
 extern PgpolyConnection *RedisStreamForCommit(PgpolyConnection *conn,
-											  int *nsent, int *acked);
+											  int *nsent, RedisWrite **lastsent,
+											  int *acked);
 extern void RedisStreamCommitted(PgpolyConnection *conn);
 extern void RedisStreamXactEnd(PgpolyConnection *conn, bool commit);
 extern void RedisStreamClose(RedisHandle *h);

@@ -1507,7 +1507,7 @@ order_writes(List *writes, bool cluster, bool by_slot, int *n, int *nblocks)
  */
 static void
 send_writes(PgpolyConnection *conn, PgpolyConnection *via, List *writes,
-			bool atomic, int nsent, int acked)
+			bool atomic, int nsent, RedisWrite *lastsent, int acked)
 {
 	WriteReplies wr = {via, NULL, NULL, atomic, false, -1};
 	const char *multi[1] = {"MULTI"};
@@ -1524,8 +1524,9 @@ send_writes(PgpolyConnection *conn, PgpolyConnection *via, List *writes,
 	items = order_writes(writes, wr.cluster, atomic && wr.cluster, &nwrites, &nblocks);
 	if (nwrites == 0)
 		return;
-	if (resumed && (!atomic || wr.cluster || nsent > nwrites))
-		elog(ERROR, "Redis write stream resumed with %d of %d writes sent",
+	if (resumed && (!atomic || wr.cluster || nsent > nwrites ||
+					(nsent > 0 && items[nsent - 1].w != lastsent)))
+		elog(ERROR, "Redis write stream resumed with %d of %d writes sent, not their prefix",
 			 nsent, nwrites);
 	wr.base = acked;
 	wr.nblocks = acked > 0;		/* MULTI's OK was taken */
@@ -1591,7 +1592,7 @@ send_writes(PgpolyConnection *conn, PgpolyConnection *via, List *writes,
 void
 RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 {
-	send_writes(conn, conn, writes, atomic, 0, 0);
+	send_writes(conn, conn, writes, atomic, 0, NULL, 0);
 }
 
 /*
@@ -1604,7 +1605,8 @@ RedisFlushWrites(PgpolyConnection *conn, List *payloads)
 {
 	int			nsent;
 	int			acked;
-	PgpolyConnection *stream = RedisStreamForCommit(conn, &nsent, &acked);
+	RedisWrite *lastsent;
+	PgpolyConnection *stream = RedisStreamForCommit(conn, &nsent, &lastsent, &acked);
 
 	if (stream == NULL)
 	{
@@ -1613,7 +1615,7 @@ RedisFlushWrites(PgpolyConnection *conn, List *payloads)
 	}
 	PG_TRY();
 	{
-		send_writes(conn, stream, payloads, true, nsent, acked);
+		send_writes(conn, stream, payloads, true, nsent, lastsent, acked);
 	}
 	PG_CATCH();
 	{

@@ -267,12 +267,14 @@ RedisStreamBuffered(PgpolyConnection *conn, void *payload)
 /*
  * At COMMIT (RedisFlushWrites): the stream that carries conn's writes, its
  * request open (MULTI and the first *nsent writes with commands of
- * conn->writes sent, *acked replies taken), for the rest and EXEC; or NULL
+ * conn->writes sent, *lastsent the last of them, *acked replies taken),
+ * for the rest and EXEC; or NULL
  * when COMMIT sends everything on conn (no stream, or one it may not use,
  * closed now).
  */
 PgpolyConnection *
-RedisStreamForCommit(PgpolyConnection *conn, int *nsent, int *acked)
+RedisStreamForCommit(PgpolyConnection *conn, int *nsent, RedisWrite **lastsent,
+					 int *acked)
 {
 	RedisHandle *h = conn->handle;
 	RedisWriteStream *s = &h->stream;
@@ -285,6 +287,7 @@ RedisStreamForCommit(PgpolyConnection *conn, int *nsent, int *acked)
 		return NULL;
 	}
 	*nsent = s->nsent;
+	*lastsent = s->lastsent;
 	*acked = s->acked;
 	return s->conn;
 }
