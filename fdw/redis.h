@@ -164,6 +164,11 @@ extern void RedisExchange(PgpolyConnection *conn, int nreplies,
 extern uint64 RedisSend(PgpolyConnection *conn, int nreplies,
 						RedisReplyHandler handler, void *arg);
 extern void RedisReceive(PgpolyConnection *conn, uint64 ticket);
+
+/* Whether reply (number index of its request) is the one expected. */
+typedef bool (*RedisAckCheck) (struct redisReply *reply, int index, void *arg);
+extern char *RedisPump(PgpolyConnection *conn, const char *usual,
+					   RedisAckCheck ack, void *arg, int *taken);
 extern void RedisReplyError(PgpolyConnection *conn, struct redisReply *reply,
 							const char *key, size_t keylen,
 							RedisTable *tbl) pg_attribute_noreturn();
@@ -323,6 +328,7 @@ extern void RedisFlushWrites(PgpolyConnection *conn, List *payloads);
 extern void RedisSendCommands(PgpolyConnection *conn, List *writes,
 							  bool atomic);
 
+
 /* redis_resp.c: the RESP reader of one node */
 typedef struct RedisReader RedisReader;
 
@@ -340,6 +346,7 @@ extern void RedisReaderReset(RedisReader *r);
 extern void RedisReaderTrim(RedisReader *r);
 extern int	RedisReaderNext(RedisReader *r, Size room, MemoryContext cxt,
 							struct redisReply **reply);
+extern bool RedisReaderSkip(RedisReader *r, const char *bytes, size_t len);
 extern const char *RedisReaderError(RedisReader *r);
 
 /* redis_cluster.c: topologies */
@@ -452,6 +459,26 @@ typedef struct RedisPendingReplies
 } RedisPendingReplies;
 
 /* The store handle of a pgpoly_redis connection. */
+/*
+ * The write stream of a connection (redis_stream.c): a second connection
+ * to the same server that queues the transaction's buffered writes in a
+ * MULTI while the statements run, for COMMIT to EXEC.
+ */
+typedef struct RedisWriteStream
+{
+	PgpolyConnection *conn;		/* the second connection (kept across
+								 * transactions), NULL: none */
+	bool		open;			/* its MULTI of this transaction was sent */
+	bool		off;			/* given up for this transaction */
+	bool		pushing;		/* a push runs (still set: an ERROR cut it) */
+	Size		unsent;			/* bytes buffered since the last push */
+	int			nlisted;		/* elements of conn->writes sent or skipped */
+	void	   *last;			/* the last of them (PgpolyWrite *) */
+	int			nsent;			/* of them, writes with commands sent */
+	struct RedisWrite *lastsent;	/* the last of those */
+	int			acked;			/* replies taken: MULTI's OK, QUEUED ... */
+} RedisWriteStream;
+
 typedef struct RedisHandle
 {
 	RedisTopologyKind kind;
@@ -489,7 +516,17 @@ typedef struct RedisHandle
 	int			maxcmds;
 	int			open_group;		/* its MULTI not closed by EXEC yet, or -1 */
 	RedisPendingReplies pend;	/* a request sent, its replies not read */
+	RedisWriteStream stream;	/* one server: the write stream */
 } RedisHandle;
+
+/* redis_stream.c: the write stream (RedisWriteStream) */
+extern void RedisStreamBuffered(PgpolyConnection *conn, void *payload);
+extern PgpolyConnection *RedisStreamForCommit(PgpolyConnection *conn,
+											  int *nsent, RedisWrite **lastsent,
+											  int *acked);
+extern void RedisStreamCommitted(PgpolyConnection *conn);
+extern void RedisStreamXactEnd(PgpolyConnection *conn, bool commit);
+extern void RedisStreamClose(RedisHandle *h);
 
 /* An exchange in progress (RedisExchange), as the cluster code sees it. */
 typedef struct RedisExchangeState

@@ -58,6 +58,13 @@
  *	  once, without waiting, when the exchange starts), never by blocking;
  *	  bytes it references are read only while their exchange runs: a new
  *	  request or closing the node forgets the output of an abandoned one.
+ *	- One kind of request stays open across statements: the write stream's
+ *	  (redis_stream.c), on a connection of its own.  RedisPump() moves it
+ *	  on without waiting and without ERROR (a failure is returned, the
+ *	  caller drops the connection); its exchange runs at COMMIT and reads
+ *	  only the replies the pumps did not take.  The RESP it references is
+ *	  the transaction's buffered writes, which live until the transaction
+ *	  ends, when the stream is closed unless its EXEC ended the request.
  *
  * fdw/redis_io.c
  *
@@ -173,7 +180,9 @@ const PgpolyStore RedisStore = {
 	redis_node_rows,
 	redis_table_connection,
 	redis_check_reads,
-	redis_end_session
+	redis_end_session,
+	RedisStreamBuffered,
+	RedisStreamXactEnd
 };
 
 /* Make node the one conn's messages name (conn->target). */
@@ -502,21 +511,18 @@ budget_error(PgpolyConnection *conn, RedisNode *node)
 }
 
 /*
- * Read what node's socket holds into its reader, never more than the
- * budget has room for.  NULL, or why the node failed (closed, unreadable);
- * *got says whether bytes came.
+ * Read what node's socket holds into its reader, at most room bytes,
+ * without waiting.  NULL, or why the node failed (closed, unreadable);
+ * *got says whether bytes came.  Never ERROR but for out of memory.
  */
 static char *
-node_read(PgpolyConnection *conn, RedisNode *node, bool *got)
+node_recv(RedisNode *node, Size room, bool *got)
 {
-	Size		room = budget_room();
 	size_t		space;
 	char	   *dst;
 	ssize_t		n;
 
 	*got = false;
-	if (room == 0)
-		budget_error(conn, node);
 	dst = RedisReaderSpace(node->in, &space);
 	n = recv(node->ctx->fd, dst, Min(room, space), 0);
 	if (n < 0)
@@ -530,6 +536,21 @@ node_read(PgpolyConnection *conn, RedisNode *node, bool *got)
 	RedisReaderAdvance(node->in, n);
 	*got = true;
 	return NULL;
+}
+
+/*
+ * node_recv, never more than the budget of the exchange has room for
+ * (past it, the 54000 ERROR).
+ */
+static char *
+node_read(PgpolyConnection *conn, RedisNode *node, bool *got)
+{
+	Size		room = budget_room();
+
+	*got = false;
+	if (room == 0)
+		budget_error(conn, node);
+	return node_recv(node, room, got);
 }
 
 /*
@@ -953,6 +974,7 @@ redis_disconnect(void *handle)
 {
 	RedisHandle *h = handle;
 
+	RedisStreamClose(h);
 	for (int i = 0; i < h->nnodes; i++)
 		RedisNodeClose(h, h->nodes[i]);
 	PgpolyWaitSetFree(h->waitset);
@@ -2150,6 +2172,83 @@ RedisSend(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 	MemoryContextRegisterResetCallback(CurrentMemoryContext, &o->cb);
 	PgpolyEndRequest(conn);		/* not busy: its state is known */
 	return h->pend.ticket;
+}
+
+/* What one reply taken by RedisPump may take: a few status replies. */
+#define PUMP_ROOM	(64 * 1024)
+
+/*
+ * Take out, without waiting, the replies of node's request that arrived
+ * (see RedisPump).  NULL, or why the request cannot go on.
+ */
+static char *
+pump_replies(RedisNode *node, const char *usual, RedisAckCheck ack, void *arg)
+{
+	size_t		usual_len = strlen(usual);
+	char	   *failure;
+	bool		got;
+
+	for (;;)
+	{
+		redisReply *reply;
+		int			rc;
+		bool		ok;
+
+		if (node->nread == node->nqueue)
+			return RedisReaderPending(node->in) > 0 ?
+				pstrdup("more replies than commands") : NULL;
+		if (node->nread > 0 && RedisReaderSkip(node->in, usual, usual_len))
+		{
+			node->nread++;
+			continue;
+		}
+		rc = RedisReaderNext(node->in, PUMP_ROOM, CurrentMemoryContext, &reply);
+		if (rc == RESP_DONE)
+		{
+			ok = ack(reply, node->nread, arg);
+			pfree(reply);
+			if (!ok)
+				return pstrdup("a reply that is not the one expected");
+			node->nread++;
+			continue;
+		}
+		if (rc != RESP_MORE)
+			return pstrdup(rc == RESP_OOM ? "out of memory" : "a malformed reply");
+		if ((failure = node_recv(node, PUMP_ROOM, &got)) != NULL || !got)
+			return failure;
+	}
+}
+
+/*
+ * Move conn's open request on without waiting (one server): write what
+ * the socket takes of its output, and take out the replies that arrived:
+ * those after the first that are the bytes usual (say "+QUEUED\r\n")
+ * without building them, the others checked by ack(reply, index, arg)
+ * (index: its place among the request's replies) and freed.  *taken: the
+ * replies taken out so far in the request.  For a request that stays open
+ * across statements, the write stream (redis_stream.c), whose exchange
+ * runs at COMMIT and then reads only the replies not taken here.  NULL,
+ * or why the request cannot go on: the socket failed, a reply was
+ * malformed or not the one ack expected, or more replies came than
+ * commands.  Never ERROR but for out of memory: the caller closes the
+ * connection.
+ */
+char *
+RedisPump(PgpolyConnection *conn, const char *usual, RedisAckCheck ack,
+		  void *arg, int *taken)
+{
+	RedisHandle *h = conn->handle;
+	RedisNode  *node = h->nodes[0];
+	char	   *failure;
+
+	if (!conn->busy || h->kind == RTOPO_CLUSTER || !node->active ||
+		node->unwatch_sent)
+		elog(ERROR, "Redis request pumped while not open on one server");
+	failure = out_write(node);
+	if (failure == NULL)
+		failure = pump_replies(node, usual, ack, arg);
+	*taken = node->nread;
+	return failure;
 }
 
 /*

@@ -10,7 +10,10 @@
  * pipelined MULTI ... EXEC per server, or on a Redis Cluster one per hash
  * slot (Redis runs a MULTI/EXEC only within one slot), all of them in one
  * exchange; with 'immediate' they are sent in pipelined batches of
- * batch_size while the statement runs.
+ * batch_size while the statement runs.  A large transaction on one server
+ * streams its writes into a MULTI on a second connection as they are
+ * buffered (redis_stream.c); RedisFlushWrites() then sends the rest and
+ * EXEC there, and reads the replies as it would on the main connection.
  *
  * A write is encoded once, when its row is written: its commands become the
  * RESP that goes to Redis, laid out in an arena (see WriteArena) next to
@@ -1183,6 +1186,8 @@ typedef struct WriteReplies
 	int			nconflicts;		/* of them, those a WATCH aborted */
 	RedisWrite *conflict;		/* the first write of the first of those */
 	List	   *written;		/* nodes where a block ran */
+	int			base;			/* replies taken before the exchange (a
+								 * write stream's): its first one's index */
 } WriteReplies;
 
 /* ERROR for a failed write command of an immediate-mode batch. */
@@ -1289,6 +1294,7 @@ write_reply(redisReply *r, int index, void *arg)
 {
 	WriteReplies *wr = arg;
 
+	index += wr->base;
 	if (!wr->atomic)
 	{
 		if (r->type == REDIS_REPLY_ERROR)
@@ -1491,17 +1497,22 @@ order_writes(List *writes, bool cluster, bool by_slot, int *n, int *nblocks)
 }
 
 /*
- * Send the commands of writes (RedisWrite *) in one pipelined exchange;
- * atomic wraps them in MULTI/EXEC, one block per hash slot on a cluster.
- * Their RESP is sent from where the writes keep it.  Any failed command is
- * an ERROR naming its key, raised once every block has answered.
+ * Send the commands of writes (RedisWrite *) of conn in one pipelined
+ * exchange on via; atomic wraps them in MULTI/EXEC, one block per hash
+ * slot on a cluster.  Their RESP is sent from where the writes keep it.
+ * Any failed command is an ERROR naming its key, raised once every block
+ * has answered.  via is conn, or the write stream of one server
+ * (redis_stream.c) whose open request already holds MULTI and the first
+ * nsent writes with commands, and whose first acked replies were taken.
  */
-void
-RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
+static void
+send_writes(PgpolyConnection *conn, PgpolyConnection *via, List *writes,
+			bool atomic, int nsent, RedisWrite *lastsent, int acked)
 {
-	WriteReplies wr = {conn, NULL, NULL, atomic, false, -1};
+	WriteReplies wr = {via, NULL, NULL, atomic, false, -1};
 	const char *multi[1] = {"MULTI"};
 	const char *exec[1] = {"EXEC"};
+	bool		resumed = via != conn;
 	SendItem   *items;
 	int			nwrites;
 	int			nblocks;
@@ -1513,6 +1524,12 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 	items = order_writes(writes, wr.cluster, atomic && wr.cluster, &nwrites, &nblocks);
 	if (nwrites == 0)
 		return;
+	if (resumed && (!atomic || wr.cluster || nsent > nwrites ||
+					(nsent > 0 && items[nsent - 1].w != lastsent)))
+		elog(ERROR, "Redis write stream resumed with %d of %d writes sent, not their prefix",
+			 nsent, nwrites);
+	wr.base = acked;
+	wr.nblocks = acked > 0;		/* MULTI's OK was taken */
 	for (int i = 0; i < nwrites; i++)
 		ncmds += items[i].w->ncmds;
 	if (atomic)
@@ -1528,9 +1545,11 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 			wr.owner[n] = NULL;
 			wr.multi[n] = m = n;
 			n++;
-			RedisAppendArgv(conn, 1, multi, NULL);
+			if (!resumed)
+				RedisAppendArgv(conn, 1, multi, NULL);
 		}
-		RedisAppendEncoded(conn, w->data, w->resplen, w->ncmds, items[i].slot);
+		if (i >= nsent)
+			RedisAppendEncoded(via, w->data, w->resplen, w->ncmds, items[i].slot);
 		for (int c = 0; c < w->ncmds; c++)
 		{
 			wr.owner[n] = w;
@@ -1543,7 +1562,7 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 			wr.owner[n] = NULL;
 			wr.multi[n] = m;
 			n++;
-			RedisAppendArgv(conn, 1, exec, NULL);
+			RedisAppendArgv(via, 1, exec, NULL);
 		}
 	}
 	for (; n < ncmds; n++)
@@ -1556,7 +1575,7 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 		RedisAppendUnwatch(conn);
 		RedisCheckWatches(conn);
 	}
-	RedisExchange(conn, ncmds, write_reply, &wr);
+	RedisExchange(via, ncmds - acked, write_reply, &wr);
 	report_failures(&wr);
 	if (atomic)
 		RedisWatchesSettled(conn);
@@ -1566,9 +1585,49 @@ RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
 	pfree(items);
 }
 
-/* PgpolyStore.flush: all the buffered writes in MULTI/EXEC blocks. */
+/*
+ * Send the commands of writes (RedisWrite *) in one pipelined exchange;
+ * see send_writes.
+ */
+void
+RedisSendCommands(PgpolyConnection *conn, List *writes, bool atomic)
+{
+	send_writes(conn, conn, writes, atomic, 0, NULL, 0);
+}
+
+/*
+ * PgpolyStore.flush: all the buffered writes in MULTI/EXEC blocks, the
+ * rest of them and EXEC on the write stream if it carries the first ones
+ * (redis_stream.c).
+ */
 void
 RedisFlushWrites(PgpolyConnection *conn, List *payloads)
 {
-	RedisSendCommands(conn, payloads, true);
+	int			nsent;
+	int			acked;
+	RedisWrite *lastsent;
+	PgpolyConnection *stream = RedisStreamForCommit(conn, &nsent, &lastsent, &acked);
+
+	if (stream == NULL)
+	{
+		RedisSendCommands(conn, payloads, true);
+		return;
+	}
+	PG_TRY();
+	{
+		send_writes(conn, stream, payloads, true, nsent, lastsent, acked);
+	}
+	PG_CATCH();
+	{
+		/*
+		 * The exchange broke (Redis went away, a reply out of step): the
+		 * main connection, idle meanwhile, is closed too, as if the COMMIT
+		 * had run there, so the next statement connects anew.
+		 */
+		if (stream->busy)
+			conn->busy = true;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	RedisStreamCommitted(conn);
 }

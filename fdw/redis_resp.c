@@ -449,6 +449,22 @@ RedisReaderNext(RedisReader *r, Size room, MemoryContext cxt,
 	return RESP_DONE;
 }
 
+/*
+ * If the next reply is exactly the len bytes at bytes (a status line such
+ * as "+QUEUED\r\n", complete), take it out without building it: true.
+ */
+bool
+RedisReaderSkip(RedisReader *r, const char *bytes, size_t len)
+{
+	if (r->at != r->pos || r->depth != 0 || r->len - r->pos < len ||
+		memcmp(r->buf + r->pos, bytes, len) != 0)
+		return false;
+	r->pos += len;
+	r->at = r->pos;
+	r->searched = 0;
+	return true;
+}
+
 /* Why the last RedisReaderNext returned RESP_ERROR. */
 const char *
 RedisReaderError(RedisReader *r)

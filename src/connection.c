@@ -27,6 +27,13 @@
  * it, so that no message quoting what a store sent (PgpolyPrintable) can
  * carry a credential that a hostile store echoes back.
  *
+ * A store may open a second connection for a cache entry
+ * (PgpolyOpenSibling: the Redis write stream), through the same connect()
+ * and trust rule; it is no entry of the cache: the store keeps it with the
+ * entry's handle and closes it with that handle, and is told when each
+ * transaction ends (PgpolyStore.xact_end) to close it if it was left in
+ * the middle of something.
+ *
  * pgpoly.connections() and pgpoly.disconnect() expose the cache to SQL.
  *
  * src/connection.c
@@ -447,6 +454,52 @@ PgpolyEnsureConnected(PgpolyConnection *conn)
 	conn->checked = PgpolyMustProveCredential(user);
 }
 
+/*
+ * A second connection to conn's server as conn's user mapping (as it is
+ * now, the trust rule checked again), opened by the store's connect() like
+ * any other: for a store that sends a transaction's writes ahead on a
+ * connection of their own (PgpolyStore.buffered).  It is no cache entry:
+ * the caller owns it (TopMemoryContext), keeps it with conn's handle and
+ * closes it with PgpolyCloseSibling().  ERROR as connect().
+ */
+PgpolyConnection *
+PgpolyOpenSibling(PgpolyConnection *conn)
+{
+	ForeignServer *server = GetForeignServer(conn->key.serverid);
+	UserMapping *user = mapping_of(conn);
+	PgpolyConnection *sib;
+
+	check_trust(conn->store, server, user);
+	sib = MemoryContextAlloc(TopMemoryContext, sizeof(PgpolyConnection));
+	memcpy(sib, conn, sizeof(PgpolyConnection));
+	sib->handle = NULL;
+	sib->busy = sib->watching = sib->invalidated = false;
+	sib->requests = sib->errors = 0;
+	sib->writes = NIL;
+	sib->secrets = NIL;			/* conn's, in the cache, mask its messages */
+	PG_TRY();
+	{
+		sib->handle = conn->store->connect(sib, server, user);
+	}
+	PG_CATCH();
+	{
+		pfree(sib);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	sib->checked = PgpolyMustProveCredential(user);
+	return sib;
+}
+
+/* Close and free a connection of PgpolyOpenSibling(); never ereports. */
+void
+PgpolyCloseSibling(PgpolyConnection *sibling)
+{
+	if (sibling->handle != NULL)
+		sibling->store->disconnect(sibling->handle);
+	pfree(sibling);
+}
+
 /* Mark the start of a request: until PgpolyEndRequest, an error breaks conn. */
 void
 PgpolyBeginRequest(PgpolyConnection *conn)
@@ -499,6 +552,8 @@ PgpolyConnectionsAtXactEnd(bool isCommit)
 	while ((conn = hash_seq_search(&scan)) != NULL)
 	{
 		conn->writes = NIL;		/* memory went with TopTransactionContext */
+		if (conn->handle && conn->store->xact_end)
+			conn->store->xact_end(conn, isCommit);
 		if (conn->handle && (conn->busy || conn->invalidated ||
 							 (conn->watching && !end_session(conn))))
 			close_handle(conn);

@@ -48,6 +48,7 @@ _PG_init(void)
 							PGC_USERSET, GUC_UNIT_KB,
 							NULL, NULL, NULL);
 	RedisJoinInit();			/* pgpoly.enable_batched_join */
+	RedisStreamInit();			/* pgpoly.redis_stream_threshold */
 	SyncInit();					/* pgpoly.sync_* */
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("pgpoly");

@@ -200,6 +200,20 @@ typedef struct PgpolyStore
 	 * False, or no callback: the core closes the connection.
 	 */
 	bool		(*end_session) (struct PgpolyConnection *conn);
+	/*
+	 * Optional: a transactional write (payload, not outbox) was just
+	 * appended to conn->writes.  The store may send the writes ahead of
+	 * COMMIT where the store applies nothing before it (Redis queues them
+	 * in a MULTI on a second connection), as long as flush() still sends
+	 * exactly conn's writes then.  Must not fail the statement for a
+	 * failure of that sending: it falls back to flush() sending all.
+	 */
+	void		(*buffered) (struct PgpolyConnection *conn, void *payload);
+	/*
+	 * Optional: the transaction ended (commit: after flush()); without I/O
+	 * and without ERROR, forget or close what buffered() sent ahead.
+	 */
+	void		(*xact_end) (struct PgpolyConnection *conn, bool commit);
 } PgpolyStore;
 
 /* Cache key: one connection per server and user mapping. */
@@ -249,6 +263,8 @@ extern bool PgpolyMustProveCredential(UserMapping *user);
 extern void PgpolyCredentialNotRequested(PgpolyConnection *conn,
 										 const char *how);
 extern void PgpolyEnsureConnected(PgpolyConnection *conn);
+extern PgpolyConnection *PgpolyOpenSibling(PgpolyConnection *conn);
+extern void PgpolyCloseSibling(PgpolyConnection *sibling);
 extern void PgpolyBeginRequest(PgpolyConnection *conn);
 extern void PgpolyEndRequest(PgpolyConnection *conn);
 extern void PgpolyConnectionsAtXactEnd(bool isCommit);
@@ -751,6 +767,7 @@ extern void PgpolyMaterializedSRF(FunctionCallInfo fcinfo);
 
 /* Initialisers called from _PG_init (hooks, GUCs of one area). */
 extern void RedisJoinInit(void);
+extern void RedisStreamInit(void);	/* pgpoly.redis_stream_threshold */
 extern void SyncInit(void);		/* sync_launch.c: before the prefix is reserved */
 extern void PgpolyFeaturesInit(void);	/* features.c: cache invalidation */
 

@@ -18,7 +18,12 @@
  *	  released savepoint hands its writes to the parent level;
  *	- at XACT_EVENT_PRE_COMMIT each connection's store flush() sends all of
  *	  them in as few round trips as it can; if it ereports, COMMIT fails and
- *	  PostgreSQL rolls back, so a failed write is never silent.  Before
+ *	  PostgreSQL rolls back, so a failed write is never silent.  A store
+ *	  may have sent them ahead while the statements ran (buffered(), Redis'
+ *	  write stream: queued in a MULTI that only flush() EXECs), so that
+ *	  the store's work overlaps the backend's; what it applies still
+ *	  depends on flush() alone, and it is told the transaction ended
+ *	  (xact_end) to drop what it sent ahead on ROLLBACK.  Before
  *	  that, a connection that holds the transaction's session state (a
  *	  Redis WATCH) but no writes, while other connections of its store
  *	  write, has its store check what was read through it (check_reads);
@@ -223,6 +228,8 @@ buffer_write(PgpolyConnection *conn, Oid relid, void *payload, bool outbox)
 		WritingConnections = lappend(WritingConnections, conn);
 	conn->writes = lappend(conn->writes, w);
 	MemoryContextSwitchTo(old);
+	if (!outbox && conn->store->buffered)
+		conn->store->buffered(conn, payload);
 }
 
 /*
