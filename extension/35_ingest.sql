@@ -14,7 +14,9 @@
 --	  is written to the view's serving table through INSERT ... SELECT, after a
 --	  batched join that reads the event times Redis holds (pipelined rounds of
 --	  fetch_size keys).  The Redis writes are buffered in the caller's transaction
---	  and sent at COMMIT as pipelined MULTI/EXEC, exactly as materialize() does;
+--	  and sent at COMMIT as pipelined MULTI/EXEC (a large transaction's queued in
+--	  the MULTI on a second connection as they are made: fdw/redis_stream.c),
+--	  exactly as materialize() does;
 --	  ROLLBACK undoes both.
 --	* The statement runs with work_mem at least 64MB, so that the materialized
 --	  source and the newest-row sort of 100k rows stay in memory (at the default
