@@ -6,7 +6,10 @@ transaction, hash/string/list/zset/TTL tables of one server with updates,
 deletes, a key change and ON CONFLICT of streamed keys, savepoints with and
 without writes, a FOR UPDATE read after the stream opened and changed by
 another client, PREPARE TRANSACTION, maxmemory refusing the queued writes,
-the threshold changed mid-transaction, ALTER SERVER and DISCARD ALL.
+the threshold changed mid-transaction, ALTER SERVER, DISCARD ALL, a tiny
+client-output-buffer-limit, PL/pgSQL EXCEPTION blocks in a loop, a FOR
+UPDATE cursor, pgpoly.disconnect() and a write_mode 'immediate' table of the
+same keys in between.
 
 altered(): the server's port altered mid-transaction before the stream
 opened; the writes must stay with the main connection (the old port), as
@@ -16,6 +19,9 @@ without a stream, not follow the new options.
 import pgtest
 
 check = pgtest.check
+
+
+VERBOSE = False
 
 
 def dump(port):
@@ -57,7 +63,7 @@ def run_case(db, port, name, steps, between=None):
         s.close()
     a, b = res[0], res[1]
     same = [x[:2] for x in a[0]] == [x[:2] for x in b[0]] and a[1] == b[1]
-    if not same:
+    if not same or VERBOSE:
         for x, y in zip(a[0], b[0]):
             if x[:2] != y[:2]:
                 print("  %s: step %r\n    thr0 %r %s\n    thr1 %r %s" % (name, x[0], x[1], x[2], y[1], y[2]))
@@ -167,6 +173,34 @@ def test():
         "ALTER SERVER ra OPTIONS (DROP connect_timeout);"])
     run_case(db, port, "discard", [
         "BEGIN;", ins, "COMMIT;", "DISCARD ALL;", "BEGIN;", ins, "COMMIT;"])
+    big = "INSERT INTO h SELECT 'k' || g, g, 'v' || g FROM generate_series(1, 600) g;"
+    run_case(db, port, "output buffer limit", [
+        lambda p: pgtest.redis_cli(p, "config", "set", "client-output-buffer-limit", "normal 2kb 2kb 0"),
+        "BEGIN;", big, "INSERT INTO st VALUES ('q', 'q');", "COMMIT;",
+        lambda p: pgtest.redis_cli(p, "config", "set", "client-output-buffer-limit", "normal 0 0 0"),
+        "SELECT count(*) FROM h;"])
+    run_case(db, port, "plpgsql exception loop", [
+        "BEGIN;", """DO $$ BEGIN FOR i IN 1..20 LOOP
+            BEGIN INSERT INTO h VALUES ('e' || i, i, 'x');
+              INSERT INTO st VALUES ('e' || i, 'y');
+              IF i % 3 = 0 THEN RAISE EXCEPTION 'x'; END IF;
+            EXCEPTION WHEN OTHERS THEN NULL; END; END LOOP; END $$;""",
+        "INSERT INTO li SELECT 'b', NULL, 'e' || g FROM generate_series(1, 5) g;",
+        "COMMIT;", "SELECT count(*) FROM h;"])
+    run_case(db, port, "cursor for update", [
+        "BEGIN;", ins, "DECLARE c CURSOR FOR SELECT * FROM h WHERE key = 'k9' FOR UPDATE;",
+        "FETCH c;",
+        lambda p: pgtest.redis_cli(p, "hset", "h:k9", "a", "999"),
+        "INSERT INTO st VALUES ('q', 'q');", "COMMIT;"])
+    run_case(db, port, "disconnect mid-xact", [
+        "BEGIN;", ins, "SELECT pgpoly.disconnect();",
+        "INSERT INTO st VALUES ('q', 'q');", "COMMIT;", "SELECT count(*) FROM h;"])
+    run_case(db, port, "immediate table between", [
+        "CREATE FOREIGN TABLE IF NOT EXISTS im (key text, v text) SERVER ra "
+        "OPTIONS (table_type 'string', key_prefix 's:', write_mode 'immediate');",
+        "BEGIN;", "INSERT INTO st VALUES ('a', 'tx1');",
+        "INSERT INTO im VALUES ('a', 'im') ON CONFLICT (key) DO UPDATE SET v = 'im2';",
+        "UPDATE st SET v = 'tx2' WHERE key = 'a';", "COMMIT;"])
     altered(db, port)
     pgtest.check_pg_log(mark)
 
