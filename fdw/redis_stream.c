@@ -31,7 +31,9 @@
  *	  a MULTI on disconnect) and COMMIT sends everything on the main
  *	  connection as before: a savepoint rollback dropped a streamed write;
  *	  the main connection holds WATCHes (the EXEC must run where they
- *	  are); the server is a Redis Cluster (one MULTI per hash slot) or
+ *	  are); the server or user mapping changed since the main connection
+ *	  opened (the stream would take the new options, the main connection
+ *	  and its writes keep the old ones); the server is a Redis Cluster (one MULTI per hash slot) or
  *	  behind Sentinel (the primary may move); the stream failed (could not
  *	  connect, a socket error, a reply that is not +QUEUED).  A failure of
  *	  the stream never fails a statement: COMMIT then meets, and reports,
@@ -135,9 +137,10 @@ stream_usable(PgpolyConnection *conn, RedisHandle *h, RedisWriteStream *s)
 /*
  * Open the stream (or take the one kept from an earlier transaction) and
  * start its request with MULTI.  A connection failure (class 08: Redis
- * unreachable, a hostile answer) closes it and returns false: the
- * statement goes on, COMMIT sends on the main connection.  Any other
- * ERROR (a cancel, out of memory) is raised.
+ * unreachable, a hostile answer), or conn's server or user mapping changed
+ * since conn was opened (no sibling: it would go elsewhere), closes it and
+ * returns false: the statement goes on, COMMIT sends on the main
+ * connection.  Any other ERROR (a cancel, out of memory) is raised.
  */
 static bool
 try_begin(PgpolyConnection *conn, RedisWriteStream *s)
@@ -151,7 +154,8 @@ try_begin(PgpolyConnection *conn, RedisWriteStream *s)
 	{
 		if (s->conn == NULL)
 			s->conn = PgpolyOpenSibling(conn);
-		RedisAppendArgv(s->conn, 1, multi, NULL);
+		if (s->conn != NULL)
+			RedisAppendArgv(s->conn, 1, multi, NULL);
 	}
 	PG_CATCH();
 	{
@@ -167,6 +171,8 @@ try_begin(PgpolyConnection *conn, RedisWriteStream *s)
 		return false;
 	}
 	PG_END_TRY();
+	if (s->conn == NULL)
+		return false;
 	s->open = true;
 	return true;
 }

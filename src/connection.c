@@ -460,15 +460,24 @@ PgpolyEnsureConnected(PgpolyConnection *conn)
  * any other: for a store that sends a transaction's writes ahead on a
  * connection of their own (PgpolyStore.buffered).  It is no cache entry:
  * the caller owns it (TopMemoryContext), keeps it with conn's handle and
- * closes it with PgpolyCloseSibling().  ERROR as connect().
+ * closes it with PgpolyCloseSibling().  NULL when conn's server or user
+ * mapping changed since conn was opened (conn->invalidated): the sibling
+ * would take the new options (another host, port or db) while conn, and
+ * the writes it holds, keep the old ones.  ERROR as connect().
  */
 PgpolyConnection *
 PgpolyOpenSibling(PgpolyConnection *conn)
 {
-	ForeignServer *server = GetForeignServer(conn->key.serverid);
-	UserMapping *user = mapping_of(conn);
+	ForeignServer *server;
+	UserMapping *user;
 	PgpolyConnection *sib;
 
+	if (conn->invalidated)
+		return NULL;
+	server = GetForeignServer(conn->key.serverid);
+	user = mapping_of(conn);
+	if (conn->invalidated)
+		return NULL;			/* the look-ups took the change in */
 	check_trust(conn->store, server, user);
 	sib = MemoryContextAlloc(TopMemoryContext, sizeof(PgpolyConnection));
 	memcpy(sib, conn, sizeof(PgpolyConnection));
