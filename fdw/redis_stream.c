@@ -190,14 +190,18 @@ begin_stream(PgpolyConnection *conn, RedisWriteStream *s)
 }
 
 /*
- * RedisAckCheck of the stream: MULTI's OK first (the QUEUED of each
- * command are taken by RedisPump itself; anything else is refused).
+ * RedisAckCheck of the stream: MULTI's OK first, then each command's
+ * QUEUED (RedisPump takes most of those without building them, but one
+ * that reached the reader in two pieces is built and comes here);
+ * anything else is refused.
  */
 static bool
 stream_ack(redisReply *r, int index, void *arg)
 {
-	return index == 0 && r->type == REDIS_REPLY_STATUS && r->len == 2 &&
-		memcmp(r->str, "OK", 2) == 0;
+	const char *want = index == 0 ? "OK" : "QUEUED";
+
+	return r->type == REDIS_REPLY_STATUS && r->len == strlen(want) &&
+		memcmp(r->str, want, r->len) == 0;
 }
 
 /*

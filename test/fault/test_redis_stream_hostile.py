@@ -18,6 +18,10 @@ on any later connection (the stream) it misbehaves as the case asks:
                    fifth row and what Redis said); nothing applied;
   * exec_status -- EXEC answered +OK (no array): COMMIT fails with 08P01,
                    nothing applied;
+  * split       -- every +QUEUED reaches the backend in two pieces ("+QUE"
+                   now, "UED\r\n" with the next reply), one statement per
+                   row: a reply the reader had begun is still a QUEUED, the
+                   stream is kept and its EXEC applies every row;
 and after each the next transaction works (a new stream) and writes its
 rows.  The backend never crashes.
 """
@@ -39,6 +43,7 @@ def serve(sock):
         stream = STATE["conns"] > 1
     queued = None
     held = []
+    tail = b""
     try:
         for cmd in pgtest.resp_commands(sock):
             name = cmd[0].upper()
@@ -48,7 +53,7 @@ def serve(sock):
                 queued = []
                 out = b"+OK\r\n"
             elif name == b"EXEC":
-                out = exec_reply(queued, mode, stream)
+                out, tail = tail + exec_reply(queued, mode, stream), b""
                 queued = None
             elif queued is not None:
                 queued.append(cmd)
@@ -56,6 +61,8 @@ def serve(sock):
                     out = b":1\r\n"
                 elif mode == "refuse" and len(queued) == 5:
                     out = b"-ERR refused by policy\r\n"
+                elif mode == "split":
+                    out, tail = tail + b"+QUE", b"UED\r\n"
                 else:
                     out = b"+QUEUED\r\n"
             elif name == b"PING":
@@ -110,13 +117,18 @@ def test():
     pid = s.value("SELECT pg_backend_pid();")
     s.run("SET pgpoly.redis_stream_threshold = 1;")
     n = 0
-    for mode in ("queued_int", "refuse", "exec_status"):
+    for mode in ("queued_int", "refuse", "exec_status", "split"):
         STATE["mode"] = mode
         STATE["data"].clear()
         execs = STATE["stream_execs"]
         STATE["bad_sent"] = False
-        r = s.run("BEGIN; INSERT INTO h SELECT 'k' || g, g "
-                  "FROM generate_series(1, 100) g;", timeout=20)
+        if mode == "split":
+            s.run("BEGIN;")
+            for i in range(1, 7):
+                s.run("INSERT INTO h VALUES ('k%d', %d);" % (i, i), timeout=20)
+        else:
+            r = s.run("BEGIN; INSERT INTO h SELECT 'k' || g, g "
+                      "FROM generate_series(1, 100) g;", timeout=20)
         if mode == "queued_int":
             # the next statement's push reads the bad reply, already sent
             check(pgtest.wait_for(lambda: STATE["bad_sent"]),
@@ -136,6 +148,11 @@ def test():
                   "refuse: want HV000 naming key s:k5 and Redis' answer, got "
                   "%s: %s" % (r.sqlstate, r.err))
             check(STATE["data"] == {}, "refuse: something was applied")
+        elif mode == "split":
+            check(r.rc == 0 and len(STATE["data"]) == 6 and
+                  STATE["data"].get("s:k6") == {"a": "6"},
+                  "split: COMMIT failed or applied %d of 6 rows: %s"
+                  % (len(STATE["data"]), r.err))
         else:
             check(r.sqlstate == "08P01" and "EXEC" in r.err,
                   "exec_status: want 08P01 about EXEC, got %s: %s"
