@@ -169,6 +169,7 @@ extern void RedisReceive(PgpolyConnection *conn, uint64 ticket);
 typedef bool (*RedisAckCheck) (struct redisReply *reply, int index, void *arg);
 extern char *RedisPump(PgpolyConnection *conn, const char *usual,
 					   RedisAckCheck ack, void *arg, int *taken);
+extern bool RedisPeerClosed(PgpolyConnection *conn);
 extern void RedisReplyError(PgpolyConnection *conn, struct redisReply *reply,
 							const char *key, size_t keylen,
 							RedisTable *tbl) pg_attribute_noreturn();

@@ -1204,7 +1204,12 @@ is_primary(PgpolyConnection *conn, RedisHandle *h, RedisNode *node, char **error
 }
 
 /*
- * Between requests, at most every sentinel_check_ms: ask the sentinels
+ * Between requests: if the primary closed h's idle connection (Sentinel
+ * has a demoted primary close its clients so that they ask again, as the
+ * Sentinel client guidelines say; also Redis' timeout setting or a
+ * restart) and it held no WATCH of this transaction, ask the sentinels for
+ * the primary and connect to it.  Otherwise, at most every
+ * sentinel_check_ms: ask the sentinels
  * whether h's primary is still the one they name, and if they name another,
  * move to it before the request starts.  A Sentinel failover leaves the old
  * primary accepting writes until the sentinels demote it, seconds after
@@ -1222,18 +1227,28 @@ RedisSentinelRecheck(PgpolyConnection *conn, RedisHandle *h)
 	StringInfoData errors;
 	TimestampTz now;
 
-	if (h->kind != RTOPO_SENTINEL || h->check_ms == 0 || h->nnodes != 1)
+	if (h->kind != RTOPO_SENTINEL || h->nnodes != 1)
+		return NULL;
+	topo.kind = RTOPO_SENTINEL;
+	topo.addrs = h->seeds;
+	topo.master = h->master;
+	topo.check_ms = h->check_ms;
+	node = h->nodes[0];
+	if (node->ctx != NULL && !node->watched && RedisPeerClosed(conn))
+	{
+		ereport(DEBUG1,
+				(errmsg_internal("pgpoly: the primary of Redis server \"%s\" at %s closed the idle connection; asking the sentinels",
+								 conn->servername, node->addr)));
+		RedisNodeClose(h, node);
+		return RedisSentinelPrimary(conn, h, &topo);
+	}
+	if (h->check_ms == 0)
 		return NULL;
 	now = GetCurrentTimestamp();
 	if (now < h->next_check)
 		return NULL;
 	h->next_check = TimestampTzPlusMilliseconds(now, h->check_ms);
-	topo.kind = RTOPO_SENTINEL;
-	topo.addrs = h->seeds;
-	topo.master = h->master;
-	topo.check_ms = h->check_ms;
 	initStringInfo(&errors);
-	node = h->nodes[0];
 	if (!ask_sentinels(conn, h, &topo, &a, &errors))
 	{
 		ereport(DEBUG1,

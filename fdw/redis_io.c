@@ -590,32 +590,79 @@ next_reply(PgpolyConnection *conn, RedisNode *node)
 	return NULL;				/* keep compiler quiet */
 }
 
+/* What a non-blocking peek at a node's socket found. */
+typedef enum NodePeek
+{
+	PEEK_NOTHING,				/* nothing to read yet */
+	PEEK_DATA,					/* bytes are waiting */
+	PEEK_CLOSED,				/* the server closed the connection */
+	PEEK_FAILED					/* another socket error (errno) */
+} NodePeek;
+
+/* Peek at node's socket without waiting and without taking a byte. */
+static NodePeek
+node_peek(RedisNode *node)
+{
+	char		c;
+	ssize_t		n = recv(node->ctx->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n > 0)
+		return PEEK_DATA;
+	if (n == 0 || errno == ECONNRESET)
+		return PEEK_CLOSED;
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+		return PEEK_NOTHING;
+	return PEEK_FAILED;
+}
+
 /*
  * Check, when a request first uses node, that it sent nothing since the
  * last request ended: bytes now would be a reply to no command, and taking
  * them for the next command's reply would shift every later answer.  Costs
- * one non-blocking recv.
+ * one non-blocking recv.  Returns false when Redis closed the connection
+ * while it was idle (its timeout setting, a restart, CLIENT KILL) and
+ * may_reopen: the caller opens it anew; else that is the connection ERROR.
  */
-static void
-check_idle(PgpolyConnection *conn, RedisNode *node)
+static bool
+check_idle(PgpolyConnection *conn, RedisNode *node, bool may_reopen)
 {
-	redisContext *ctx = node->ctx;
-	const char *what = NULL;
-	char		c;
-	ssize_t		n;
-
 	if (RedisReaderPending(node->in) > 0)
-		what = "bytes left over from the previous request";
-	else if ((n = recv(ctx->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT)) > 0)
-		what = "data sent while no request was pending";
-	else if (n == 0)
-		io_error(conn, node, "the server closed the connection", NULL);
-	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-		io_error(conn, node, "could not read from the connection", strerror(errno));
-	if (what == NULL)
-		return;
-	name_node(conn, node);
-	RedisProtocolError(conn, "no command", NULL, what);
+	{
+		name_node(conn, node);
+		RedisProtocolError(conn, "no command", NULL,
+						   "bytes left over from the previous request");
+	}
+	switch (node_peek(node))
+	{
+		case PEEK_NOTHING:
+			break;
+		case PEEK_DATA:
+			name_node(conn, node);
+			RedisProtocolError(conn, "no command", NULL,
+							   "data sent while no request was pending");
+			break;
+		case PEEK_CLOSED:
+			if (may_reopen)
+				return false;
+			io_error(conn, node, "the server closed the connection", NULL);
+			break;
+		case PEEK_FAILED:
+			io_error(conn, node, "could not read from the connection", strerror(errno));
+			break;
+	}
+	return true;
+}
+
+/*
+ * Whether Redis closed conn's connection (one server), with nothing it
+ * sent before left unread.  Never ERROR.
+ */
+bool
+RedisPeerClosed(PgpolyConnection *conn)
+{
+	RedisNode  *node = ((RedisHandle *) conn->handle)->nodes[0];
+
+	return node->ctx == NULL || node_peek(node) == PEEK_CLOSED;
 }
 
 /*
@@ -1358,9 +1405,26 @@ activate(PgpolyConnection *conn, RedisHandle *h, RedisNode *node)
 {
 	if (node->active)
 		return;
+
+	/*
+	 * A connection Redis closed while idle is opened anew, as postgres_fdw
+	 * does with a broken cached connection, unless it held WATCHes of this
+	 * transaction: those are gone with it (RedisNodeClose notes that), and
+	 * a write must not go out unwatched.  Nothing else of a transaction
+	 * lives on a connection between requests (buffered writes are sent in
+	 * one request at COMMIT; the write stream has its own connection).
+	 */
+	if (node->ctx != NULL && !check_idle(conn, node, !node->watched))
+	{
+		elog(DEBUG1, "pgpoly: Redis server \"%s\" at %s closed the idle connection; reconnecting",
+			 conn->servername, node->addr);
+		RedisNodeClose(h, node);
+	}
 	if (node->ctx == NULL)
+	{
 		node_open_or_error(conn, h, node);
-	check_idle(conn, node);
+		(void) check_idle(conn, node, false);
+	}
 	node->active = true;
 	node->requests++;
 	node->errors++;				/* undone when the request ends well */

@@ -288,11 +288,31 @@ RedisStreamForCommit(PgpolyConnection *conn, int *nsent, RedisWrite **lastsent,
 {
 	RedisHandle *h = conn->handle;
 	RedisWriteStream *s = &h->stream;
+	const char *failure;
 
 	if (!s->open)
 		return NULL;
 	if (!stream_usable(conn, h, s) || !s->conn->busy)
 	{
+		drop_stream(s);
+		return NULL;
+	}
+
+	/*
+	 * Take the replies that came, and see that the stream is still there:
+	 * Redis closes a client idle past its timeout setting even in a MULTI
+	 * (a transaction that paused between statements), and a closed
+	 * connection's MULTI is dropped, nothing of it applied: COMMIT then
+	 * sends everything on the main connection.  (Closed after this check,
+	 * it is the COMMIT's connection ERROR, as on the main connection.)
+	 */
+	failure = RedisPump(s->conn, "+QUEUED\r\n", stream_ack, NULL, &s->acked);
+	if (failure == NULL && RedisPeerClosed(s->conn))
+		failure = "the server closed the connection";
+	if (failure)
+	{
+		elog(DEBUG1, "pgpoly: write stream to Redis server \"%s\" dropped at COMMIT: %s",
+			 conn->servername, failure);
 		drop_stream(s);
 		return NULL;
 	}
