@@ -1403,6 +1403,12 @@ elasticExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	char	   *id = junk_id(ms, planSlot);
 	ElasticWrite *w;
 
+	if (PgpolyModifyAgain(&ms->core, planSlot))
+	{
+		MemoryContextSwitchTo(old);
+		return NULL;			/* a join met the row again */
+	}
+
 	slot_getallattrs(slot);
 	PgpolyModifyUpdatedColumns(&ms->core, slot, planSlot);
 	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
@@ -1424,6 +1430,12 @@ elasticExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 	MemoryContext old = PgpolyModifyRow(&ms->core);
 	char	   *id = junk_id(ms, planSlot);
 	ElasticWrite *w;
+
+	if (PgpolyModifyAgain(&ms->core, planSlot))
+	{
+		MemoryContextSwitchTo(old);
+		return NULL;			/* a join met the row again */
+	}
 
 	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	w = ElasticDeleteWrite(ms->tbl, id);

@@ -1537,6 +1537,12 @@ redisExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	bool	   *oldnulls = palloc(sizeof(bool) * ms->tbl->natts);
 	List	   *writes;
 
+	if (PgpolyModifyAgain(&ms->core, planSlot))
+	{
+		MemoryContextSwitchTo(old);
+		return NULL;			/* a join met the row again */
+	}
+
 	old_identity(ms, planSlot, oldvals, oldnulls);
 	check_spelling(ms, oldvals, oldnulls);
 	slot_getallattrs(slot);
@@ -1561,6 +1567,12 @@ redisExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 	Datum	   *oldvals = palloc(sizeof(Datum) * ms->tbl->natts);
 	bool	   *oldnulls = palloc(sizeof(bool) * ms->tbl->natts);
 	List	   *writes;
+
+	if (PgpolyModifyAgain(&ms->core, planSlot))
+	{
+		MemoryContextSwitchTo(old);
+		return NULL;			/* a join met the row again */
+	}
 
 	old_identity(ms, planSlot, oldvals, oldnulls);
 	check_spelling(ms, oldvals, oldnulls);

@@ -1616,6 +1616,12 @@ vectorExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	List	   *oldkeys;
 	VectorWrite *w;
 
+	if (PgpolyModifyAgain(&ms->core, planSlot))
+	{
+		MemoryContextSwitchTo(old);
+		return NULL;			/* a join met the row again */
+	}
+
 	slot_getallattrs(slot);
 	oldkeys = old_metadata_keys(ms, planSlot);
 	/* A mapped column set to NULL removes its key. */
@@ -1648,6 +1654,12 @@ vectorExecForeignDelete(EState *estate, ResultRelInfo *rinfo,
 	MemoryContext old = PgpolyModifyRow(&ms->core);
 	char	   *id = old_id(ms, planSlot);
 	VectorWrite *w;
+
+	if (PgpolyModifyAgain(&ms->core, planSlot))
+	{
+		MemoryContextSwitchTo(old);
+		return NULL;			/* a join met the row again */
+	}
 
 	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	w = delete_write(ms, id);

@@ -253,9 +253,11 @@ PgpolyModifyBatchSize(ResultRelInfo *rinfo, int dflt)
 }
 
 /*
- * PlanForeignModify for every store: for UPDATE, the assigned columns as a
- * list of attnums, wrapped in a one-element fdw_private list (NIL inside
- * for INSERT and DELETE).  An ON CONFLICT clause is checked (lifecycle.c).
+ * PlanForeignModify for every store: fdw_private is (the assigned columns
+ * of an UPDATE as a list of attnums, NIL for INSERT and DELETE; Integer
+ * joined: 1 when the statement's FROM or USING list joins other relations
+ * to the table, so that one of its rows may come up more than once, see
+ * PgpolyModifyAgain).  An ON CONFLICT clause is checked (lifecycle.c).
  */
 List *
 PgpolyPlanModifyColumns(PlannerInfo *root, ModifyTable *plan,
@@ -273,7 +275,9 @@ PgpolyPlanModifyColumns(PlannerInfo *root, ModifyTable *plan,
 		while ((col = bms_next_member(all, col)) >= 0)
 			cols = lappend_int(cols, col + FirstLowInvalidHeapAttributeNumber);
 	}
-	return list_make1(cols);
+	/* the target is the first item of the jointree, FROM/USING the others */
+	return list_make2(cols, makeInteger(plan->operation != CMD_INSERT &&
+										list_length(root->parse->jointree->fromlist) > 1));
 }
 
 /*

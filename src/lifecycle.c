@@ -473,6 +473,7 @@ PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate
 		foreach(lc, (List *) linitial(fdw_private))
 			ms->assigned = bms_add_member(ms->assigned, lfirst_int(lc));
 		ms->updated = ms->assigned;
+		ms->joined = list_length(fdw_private) > 1 && intVal(lsecond(fdw_private)) != 0;
 		find_junk(ms, outerPlanState(mtstate)->plan->targetlist, junk);
 		if (mtstate->operation == CMD_UPDATE && rinfo->ri_TrigDesc &&
 			rinfo->ri_TrigDesc->trig_update_before_row)
@@ -548,6 +549,71 @@ PgpolyModifyJunk(PgpolyModifyState *ms, int i, TupleTableSlot *planSlot,
 		elog(ERROR, "pgpoly: row identity column %d of \"%s\" is missing from the plan",
 			 i, get_rel_name(ms->relid));
 	return ExecGetJunkAttribute(planSlot, ms->junk[i], isnull);
+}
+
+/*
+ * Whether the statement already updated or deleted the row of planSlot: an
+ * UPDATE ... FROM or DELETE ... USING whose join matched it more than once.
+ * PostgreSQL modifies such a row once, with the first match, and counts,
+ * returns and triggers it once (the later matches find it modified by the
+ * statement itself and skip it); a store's ExecForeignUpdate and
+ * ExecForeignDelete return NULL when this says true.  Writing the row again
+ * would count it twice, and, to a store that checks versions, fail or
+ * delete it twice.  The identity is the row's junk columns (the same bytes
+ * for every match of one scanned row); a statement without a FROM or USING
+ * list never keeps one.
+ */
+bool
+PgpolyModifyAgain(PgpolyModifyState *ms, TupleTableSlot *planSlot)
+{
+	TupleDesc	desc = planSlot->tts_tupleDescriptor;
+	MemoryContext old;
+	StringInfoData id;
+	bool		found;
+
+	if (!ms->joined)
+		return false;
+	if (ms->met == NULL)
+		ms->met = PgpolyKeyTable("pgpoly rows modified", sizeof(PgpolyKeyRef),
+								 GetMemoryChunkContext(ms));
+	old = MemoryContextSwitchTo(ms->row_cxt);
+	initStringInfo(&id);
+	for (int i = 0; i < PGPOLY_MAX_JUNK; i++)
+	{
+		Form_pg_attribute att;
+		bool		isnull;
+		Datum		d;
+		uint32		len;
+
+		if (ms->junk[i] == InvalidAttrNumber)
+			continue;
+		att = TupleDescAttr(desc, ms->junk[i] - 1);
+		d = ExecGetJunkAttribute(planSlot, ms->junk[i], &isnull);
+		if (isnull)
+			len = PG_UINT32_MAX;
+		else if (att->attbyval)
+			len = sizeof(Datum);
+		else if (att->attlen == -1)
+		{
+			d = PointerGetDatum(PG_DETOAST_DATUM_PACKED(d));
+			len = VARSIZE_ANY_EXHDR(d);
+		}
+		else
+			len = att->attlen == -2 ? strlen(DatumGetCString(d)) : att->attlen;
+		/* each part's length first: ("ab", "c") is not ("a", "bc") */
+		appendBinaryStringInfo(&id, (char *) &len, sizeof(len));
+		if (isnull)
+			continue;
+		if (att->attbyval)
+			appendBinaryStringInfo(&id, (char *) &d, sizeof(Datum));
+		else
+			appendBinaryStringInfo(&id, att->attlen == -1 ? VARDATA_ANY(d) :
+								   DatumGetPointer(d), len);
+	}
+	(void) PgpolyKeyTableEnter(ms->met, GetMemoryChunkContext(ms), id.data, id.len,
+							   &found);
+	MemoryContextSwitchTo(old);
+	return found;
 }
 
 /* DELETE ... RETURNING: the whole old row from planSlot into slot. */

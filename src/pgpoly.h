@@ -506,6 +506,10 @@ typedef struct PgpolyModifyState
 	AttrNumber	junk[PGPOLY_MAX_JUNK];	/* the store's identity columns in
 										 * the plan's rows (0: absent) */
 	AttrNumber	junk_row;		/* the whole old row, or 0 */
+	bool		joined;			/* UPDATE ... FROM, DELETE ... USING: a row
+								 * may come up more than once */
+	struct HTAB *met;			/* joined: the identities modified so far
+								 * (PgpolyModifyAgain) */
 	PgpolyWriter writer;
 	MemoryContext row_cxt;		/* one row's (or batch's) temporary data */
 } PgpolyModifyState;
@@ -530,6 +534,8 @@ extern void PgpolyModifyOldRow(PgpolyModifyState *ms,
 extern void PgpolyModifyUpdatedColumns(PgpolyModifyState *ms,
 									   struct TupleTableSlot *slot,
 									   struct TupleTableSlot *planSlot);
+extern bool PgpolyModifyAgain(PgpolyModifyState *ms,
+							   struct TupleTableSlot *planSlot);
 extern void PgpolyModifyEnd(PgpolyModifyState *ms);
 extern void PgpolyModifyOutbox(PgpolyModifyState *ms, CmdType op,
 							   struct TupleTableSlot *slot,
