@@ -1542,6 +1542,7 @@ redisExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 		MemoryContextSwitchTo(old);
 		return NULL;			/* a join met the row again */
 	}
+	PgpolyModifyCheckBounds(&ms->core, estate, slot, CMD_UPDATE);
 
 	old_identity(ms, planSlot, oldvals, oldnulls);
 	check_spelling(ms, oldvals, oldnulls);
@@ -1781,7 +1782,8 @@ direct_assignment_ok(RedisTable *tbl, Index rtindex, AttrNumber att, Expr *expr,
  * PlanDirectModify: rewrite the ForeignScan under plan into the UPDATE or
  * DELETE itself when nothing needs the rows (see the section header).
  * PostgreSQL has already ruled out row triggers, WITH CHECK OPTION and
- * generated columns.  Anything else keeps the per-row path: RETURNING,
+ * generated columns.  Anything else keeps the per-row path: an UPDATE of a
+ * partition (PgpolyModifyCheckBounds), RETURNING,
  * a join, local quals, a json or collection table for UPDATE (its write
  * needs the row), a set/zset/list for DELETE (one row per member), the key
  * or _ttl assigned, or an assigned value that reads _ttl, the whole row, a
@@ -1802,6 +1804,10 @@ redisPlanDirectModify(PlannerInfo *root, ModifyTable *plan, Index resultRelation
 
 	if ((plan->operation != CMD_UPDATE && plan->operation != CMD_DELETE) ||
 		plan->returningLists != NIL)
+		return false;
+	/* a partition's rows are checked against its bounds one by one */
+	if (plan->operation == CMD_UPDATE &&
+		get_rel_relispartition(planner_rt_fetch(resultRelation, root)->relid))
 		return false;
 	fs = direct_subplan(plan, resultRelation, subplan_index);
 	if (fs == NULL || !RedisIsRedisRel(root->simple_rel_array[resultRelation]))

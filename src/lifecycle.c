@@ -423,6 +423,7 @@ modify_begin(Size size, const PgpolyStore *store, EState *estate,
 	PgpolyWriteMode mode;
 
 	ms->relid = RelationGetRelid(rinfo->ri_RelationDesc);
+	ms->rinfo = rinfo;
 	ms->userid = PgpolyModifyUser(rinfo, estate);
 	ft = GetForeignTable(ms->relid);
 	mode = PgpolyTableWriteMode(ft->options);
@@ -616,6 +617,43 @@ PgpolyModifyAgain(PgpolyModifyState *ms, TupleTableSlot *planSlot)
 	return found;
 }
 
+/*
+ * A new row (slot) of a foreign table that is a partition must fit the
+ * partition's bounds.  PostgreSQL checks them on a native partition, and
+ * moves an updated row that leaves them to the partition it belongs in, but
+ * on a foreign partition it does neither: the contents are the user's
+ * responsibility.  A row stored outside the bounds would be missed by
+ * every query that prunes partitions, so it is refused: an INSERT or COPY
+ * straight into the partition with PostgreSQL's own error (23514; a row
+ * routed from the parent fits, unless a BEFORE ROW trigger changed it,
+ * checked again as ExecInsert does), an UPDATE with one saying what to do
+ * (PostgreSQL cannot move a row out of a foreign partition).
+ */
+void
+PgpolyModifyCheckBounds(PgpolyModifyState *ms, EState *estate, TupleTableSlot *slot,
+						CmdType op)
+{
+	ResultRelInfo *rinfo = ms->rinfo;
+	Relation	rel = rinfo->ri_RelationDesc;
+
+	if (!rel->rd_rel->relispartition)
+		return;
+	if (op == CMD_INSERT)
+	{
+		if (rinfo->ri_RootResultRelInfo == NULL ||
+			(rinfo->ri_TrigDesc && rinfo->ri_TrigDesc->trig_insert_before_row))
+			(void) ExecPartitionCheck(rinfo, slot, estate, true);
+		return;
+	}
+	if (!ExecPartitionCheck(rinfo, slot, estate, false))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("UPDATE would move a row out of foreign table partition \"%s\"",
+						RelationGetRelationName(rel)),
+				 errdetail("The new row is outside the partition's bounds, and PostgreSQL moves no row out of a partition that is a foreign table."),
+				 errhint("DELETE the row and INSERT it through the partitioned table.")));
+}
+
 /* DELETE ... RETURNING: the whole old row from planSlot into slot. */
 void
 PgpolyModifyOldRow(PgpolyModifyState *ms, TupleTableSlot *slot,
@@ -695,6 +733,7 @@ PgpolyExecInsert(PgpolyModifyState *ms, EState *estate, TupleTableSlot *slot,
 	MemoryContext old = PgpolyModifyRow(ms);
 	bool		inserted;
 
+	PgpolyModifyCheckBounds(ms, estate, slot, CMD_INSERT);
 	insert_rows(ms, estate, &slot, 1, &inserted);
 	if (inserted)
 		PgpolyModifyOutbox(ms, CMD_INSERT, slot, NULL);
@@ -717,6 +756,8 @@ PgpolyExecBatchInsert(PgpolyModifyState *ms, EState *estate,
 	bool	   *inserted = palloc(sizeof(bool) * Max(*numSlots, 1));
 	TupleTableSlot **result = slots;
 
+	for (int i = 0; i < *numSlots; i++)
+		PgpolyModifyCheckBounds(ms, estate, slots[i], CMD_INSERT);
 	insert_rows(ms, estate, slots, *numSlots, inserted);
 	for (int i = 0; i < *numSlots; i++)
 		if (inserted[i])

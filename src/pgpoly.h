@@ -506,6 +506,7 @@ typedef struct PgpolyModifyState
 	AttrNumber	junk[PGPOLY_MAX_JUNK];	/* the store's identity columns in
 										 * the plan's rows (0: absent) */
 	AttrNumber	junk_row;		/* the whole old row, or 0 */
+	struct ResultRelInfo *rinfo;	/* the table's, for its partition bounds */
 	bool		joined;			/* UPDATE ... FROM, DELETE ... USING: a row
 								 * may come up more than once */
 	struct HTAB *met;			/* joined: the identities modified so far
@@ -536,6 +537,8 @@ extern void PgpolyModifyUpdatedColumns(PgpolyModifyState *ms,
 									   struct TupleTableSlot *planSlot);
 extern bool PgpolyModifyAgain(PgpolyModifyState *ms,
 							   struct TupleTableSlot *planSlot);
+extern void PgpolyModifyCheckBounds(PgpolyModifyState *ms, struct EState *estate,
+									struct TupleTableSlot *slot, CmdType op);
 extern void PgpolyModifyEnd(PgpolyModifyState *ms);
 extern void PgpolyModifyOutbox(PgpolyModifyState *ms, CmdType op,
 							   struct TupleTableSlot *slot,
