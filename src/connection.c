@@ -363,14 +363,18 @@ PgpolySecretAt(const char *text, size_t len)
  * Get a connection to server for user (from PgpolyGetUserMapping), opening
  * one if the cache has none, the cached one was invalidated, or it broke.
  * ERROR if the trust rule does not let user->userid use it.  The returned
- * entry lives until the backend exits.
+ * entry lives until the backend exits.  Whatever uses a store sees the
+ * rows running statements wrote in write_mode 'immediate': they are sent
+ * first (PgpolySendUnsentWrites).
  */
 PgpolyConnection *
 PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 					UserMapping *user)
 {
-	PgpolyConnection *conn = lookup_entry(store, server, user);
+	PgpolyConnection *conn;
 
+	PgpolySendUnsentWrites();
+	conn = lookup_entry(store, server, user);
 	if (conn->handle == NULL)
 	{
 		describe_connection(conn, server, user);

@@ -33,6 +33,7 @@
 
 #include "fmgr.h"
 #include "foreign/foreign.h"
+#include "lib/ilist.h"
 #include "lib/stringinfo.h"
 #include "nodes/bitmapset.h"
 #include "nodes/nodes.h"
@@ -399,6 +400,11 @@ typedef struct PgpolyWriter
 	PgpolySendWrites send;		/* immediate mode */
 	List	   *pending;		/* immediate mode: payloads not yet sent */
 	MemoryContext batch_cxt;	/* immediate mode: their memory */
+	bool		in_row;			/* a row's payloads are being added */
+	bool		listed;			/* in the list of unsent batches (xact.c) */
+	SubTransactionId subid;		/* the subtransaction that listed it */
+	dlist_node	unsent_node;	/* its place there */
+	MemoryContextCallback forget;	/* unlists it when batch_cxt goes */
 } PgpolyWriter;
 
 extern void PgpolyWriterInit(PgpolyWriter *w, PgpolyConnection *conn, Oid relid,
@@ -408,6 +414,7 @@ extern MemoryContext PgpolyWriterContext(PgpolyWriter *w);
 extern void PgpolyWriterAdd(PgpolyWriter *w, void *payload);
 extern void PgpolyWriterEndRow(PgpolyWriter *w);
 extern void PgpolyWriterFlush(PgpolyWriter *w);
+extern void PgpolySendUnsentWrites(void);
 extern List *PgpolyPendingWrites(PgpolyConnection *conn, Oid relid);
 extern MemoryContext PgpolyWriteContext(void);
 extern void PgpolyXactInit(void);

@@ -5,7 +5,11 @@
  *
  * A store's modify callbacks hand each row's write (an opaque payload) to a
  * PgpolyWriter, which follows the table's write_mode: 'immediate' sends
- * pipelined batches through the store while the statement runs.
+ * pipelined batches through the store while the statement runs.  A batch
+ * that is not full is listed as unsent, and sent early when anything uses
+ * a store (a trigger's or function's query, another node of the statement
+ * writing the table), so that what runs during a statement sees its
+ * writes, and they reach the store in the order they were made.
  *
  * With write_mode 'transactional' a store does not send a write while the
  * statement runs: the payload goes to PgpolyBufferWrite(), which
@@ -264,6 +268,99 @@ PgpolyChangesPending(void)
 }
 
 /*
+ * Immediate-mode writers holding whole rows not sent yet (PgpolyWriter),
+ * oldest first.  Their statements are still running; anything that uses a
+ * store meanwhile sends them first (PgpolySendUnsentWrites).
+ */
+static dlist_head UnsentWriters = DLIST_STATIC_INIT(UnsentWriters);
+
+/* Take w off UnsentWriters (a no-op when it is not there). */
+static void
+writer_unlist(void *arg)
+{
+	PgpolyWriter *w = arg;
+
+	if (!w->listed)
+		return;
+	dlist_delete(&w->unsent_node);
+	w->listed = false;
+}
+
+/*
+ * Put w on UnsentWriters.  Its batch memory unlists it when it is reset
+ * (the batch was sent) or deleted (the statement ended or failed), so
+ * the list never points into freed memory.
+ */
+static void
+writer_list(PgpolyWriter *w)
+{
+	if (w->listed)
+		return;
+	w->forget.func = writer_unlist;
+	w->forget.arg = w;
+	MemoryContextRegisterResetCallback(w->batch_cxt, &w->forget);
+	w->subid = GetCurrentSubTransactionId();
+	dlist_push_tail(&UnsentWriters, &w->unsent_node);
+	w->listed = true;
+}
+
+/*
+ * Immediate mode: send the rows that running statements have written but
+ * not sent yet (their batches are not full), before something else uses a
+ * store.  A statement's triggers and the functions it calls run while its
+ * batch is open: an AFTER ROW or statement trigger, or a BEFORE ROW
+ * trigger of a later row, that reads the table must see the rows the
+ * statement wrote before it, as on a native table, and its own writes
+ * must land after them.  Called whenever a connection is taken from the
+ * cache (connection.c), so it costs nothing in a statement that uses no
+ * other connection while it writes.
+ */
+void
+PgpolySendUnsentWrites(void)
+{
+	for (;;)
+	{
+		PgpolyWriter *next = NULL;
+		dlist_iter	iter;
+
+		/* sending may send others (and unlist them): look again each time */
+		dlist_foreach(iter, &UnsentWriters)
+		{
+			PgpolyWriter *w = dlist_container(PgpolyWriter, unsent_node, iter.cur);
+
+			if (!w->in_row)		/* mid-row: its payloads are incomplete */
+			{
+				next = w;
+				break;
+			}
+		}
+		if (next == NULL)
+			return;
+		PgpolyWriterFlush(next);
+	}
+}
+
+/*
+ * (Sub)transaction abort: forget the unsent rows of the statements that
+ * failed (subid: those of subtransactions started at or after it;
+ * InvalidSubTransactionId: all), as their EndForeignModify would never
+ * send them.
+ */
+static void
+unlist_aborted(SubTransactionId subid)
+{
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &UnsentWriters)
+	{
+		PgpolyWriter *w = dlist_container(PgpolyWriter, unsent_node, iter.cur);
+
+		if (subid == InvalidSubTransactionId || w->subid >= subid)
+			writer_unlist(w);
+	}
+}
+
+/*
  * Set w up for one statement's writes to relid on conn, in mode.
  * Immediate-mode batches live in a child of parent (the executor's query
  * context).
@@ -282,6 +379,8 @@ PgpolyWriterInit(PgpolyWriter *w, PgpolyConnection *conn, Oid relid,
 	w->pending = NIL;
 	w->batch_cxt = AllocSetContextCreate(parent, "pgpoly write batch",
 										 ALLOCSET_DEFAULT_SIZES);
+	w->in_row = false;
+	w->listed = false;
 }
 
 /*
@@ -312,24 +411,40 @@ PgpolyWriterAdd(PgpolyWriter *w, void *payload)
 	old = MemoryContextSwitchTo(w->batch_cxt);
 	w->pending = lappend(w->pending, payload);
 	MemoryContextSwitchTo(old);
+	w->in_row = true;
 }
 
-/* After all of a row's payloads: send the batch if it is full. */
+/*
+ * After all of a row's payloads: send the batch if it is full, else list
+ * it as unsent, for PgpolySendUnsentWrites.
+ */
 void
 PgpolyWriterEndRow(PgpolyWriter *w)
 {
+	w->in_row = false;
 	if (list_length(w->pending) >= w->batch_size)
 		PgpolyWriterFlush(w);
+	else if (w->pending != NIL)
+		writer_list(w);
 }
 
-/* Immediate mode: send what the batch holds (at the end of the statement). */
+/*
+ * Immediate mode: send what the batch holds (when full, when something
+ * else uses a store, at the end of the statement).  The batch is taken
+ * and unlisted first: sending may take a connection from the cache, which
+ * sends the unsent batches.
+ */
 void
 PgpolyWriterFlush(PgpolyWriter *w)
 {
-	if (w->pending == NIL)
+	List	   *batch = w->pending;
+
+	if (batch == NIL)
 		return;
-	w->send(w->conn, w->pending);
 	w->pending = NIL;
+	w->in_row = false;
+	writer_unlist(w);
+	w->send(w->conn, batch);
 	MemoryContextReset(w->batch_cxt);
 }
 
@@ -521,6 +636,7 @@ xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
+			unlist_aborted(InvalidSubTransactionId);
 			WritingConnections = NIL;
 			OutboxChanges = NIL;
 			XactTables = NIL;
@@ -544,6 +660,8 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
 		return;
 	PgpolyConnectionsAtSubEnd(event == SUBXACT_EVENT_COMMIT_SUB);
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		unlist_aborted(mySubid);
 
 	foreach(lc, OutboxChanges)
 	{
