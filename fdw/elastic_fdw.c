@@ -1408,7 +1408,7 @@ elasticExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 		MemoryContextSwitchTo(old);
 		return NULL;			/* a join met the row again */
 	}
-	PgpolyModifyCheckBounds(&ms->core, estate, slot, CMD_UPDATE);
+	PgpolyModifyCheckRow(&ms->core, estate, slot, CMD_UPDATE);
 
 	slot_getallattrs(slot);
 	PgpolyModifyUpdatedColumns(&ms->core, slot, planSlot);

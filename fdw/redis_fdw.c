@@ -1542,7 +1542,7 @@ redisExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 		MemoryContextSwitchTo(old);
 		return NULL;			/* a join met the row again */
 	}
-	PgpolyModifyCheckBounds(&ms->core, estate, slot, CMD_UPDATE);
+	PgpolyModifyCheckRow(&ms->core, estate, slot, CMD_UPDATE);
 
 	old_identity(ms, planSlot, oldvals, oldnulls);
 	check_spelling(ms, oldvals, oldnulls);
@@ -1783,7 +1783,7 @@ direct_assignment_ok(RedisTable *tbl, Index rtindex, AttrNumber att, Expr *expr,
  * DELETE itself when nothing needs the rows (see the section header).
  * PostgreSQL has already ruled out row triggers, WITH CHECK OPTION and
  * generated columns.  Anything else keeps the per-row path: an UPDATE of a
- * partition (PgpolyModifyCheckBounds), RETURNING,
+ * partition (PgpolyModifyCheckRow), RETURNING,
  * a join, local quals, a json or collection table for UPDATE (its write
  * needs the row), a set/zset/list for DELETE (one row per member), the key
  * or _ttl assigned, or an assigned value that reads _ttl, the whole row, a

@@ -1621,7 +1621,7 @@ vectorExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 		MemoryContextSwitchTo(old);
 		return NULL;			/* a join met the row again */
 	}
-	PgpolyModifyCheckBounds(&ms->core, estate, slot, CMD_UPDATE);
+	PgpolyModifyCheckRow(&ms->core, estate, slot, CMD_UPDATE);
 
 	slot_getallattrs(slot);
 	oldkeys = old_metadata_keys(ms, planSlot);

@@ -25,6 +25,9 @@
  *	  of earlier statements only, as a snapshot would: not its own
  *	  statement's (a correlated subquery rescanned after the statement's
  *	  first insert), nor those made between a cursor's DECLARE and FETCH;
+ *	- a new row is checked, before the store gets it, against the bounds
+ *	  of a foreign partition and, in write_mode 'immediate', the WITH
+ *	  CHECK OPTION of the views written through (PgpolyModifyCheckRow);
  *	- for a modification: write_mode and batch_size, the writer, the
  *	  columns an UPDATE assigns (and per row those its BEFORE ROW UPDATE
  *	  triggers change), the identity (junk) columns of the old row,
@@ -629,9 +632,8 @@ PgpolyModifyAgain(PgpolyModifyState *ms, TupleTableSlot *planSlot)
  * checked again as ExecInsert does), an UPDATE with one saying what to do
  * (PostgreSQL cannot move a row out of a foreign partition).
  */
-void
-PgpolyModifyCheckBounds(PgpolyModifyState *ms, EState *estate, TupleTableSlot *slot,
-						CmdType op)
+static void
+check_bounds(PgpolyModifyState *ms, EState *estate, TupleTableSlot *slot, CmdType op)
 {
 	ResultRelInfo *rinfo = ms->rinfo;
 	Relation	rel = rinfo->ri_RelationDesc;
@@ -652,6 +654,26 @@ PgpolyModifyCheckBounds(PgpolyModifyState *ms, EState *estate, TupleTableSlot *s
 						RelationGetRelationName(rel)),
 				 errdetail("The new row is outside the partition's bounds, and PostgreSQL moves no row out of a partition that is a foreign table."),
 				 errhint("DELETE the row and INSERT it through the partitioned table.")));
+}
+
+/*
+ * Check a new row (slot) of an INSERT, COPY or UPDATE before the store
+ * gets it: the partition's bounds (check_bounds) and, in write_mode
+ * 'immediate', the WITH CHECK OPTION of the views the statement writes
+ * through.  PostgreSQL checks a view's option only once the FDW has
+ * written the row, which a buffered write survives (the ERROR discards it
+ * with the transaction) but a write sent at once does not: the row the
+ * view refuses would stay in the store.  So an immediate write checks it
+ * first, with PostgreSQL's own error (44000); PostgreSQL's check after
+ * the write then passes.
+ */
+void
+PgpolyModifyCheckRow(PgpolyModifyState *ms, EState *estate, TupleTableSlot *slot,
+					 CmdType op)
+{
+	check_bounds(ms, estate, slot, op);
+	if (!ms->transactional && ms->rinfo->ri_WithCheckOptions != NIL)
+		ExecWithCheckOptions(WCO_VIEW_CHECK, ms->rinfo, slot, estate);
 }
 
 /* DELETE ... RETURNING: the whole old row from planSlot into slot. */
@@ -733,7 +755,7 @@ PgpolyExecInsert(PgpolyModifyState *ms, EState *estate, TupleTableSlot *slot,
 	MemoryContext old = PgpolyModifyRow(ms);
 	bool		inserted;
 
-	PgpolyModifyCheckBounds(ms, estate, slot, CMD_INSERT);
+	PgpolyModifyCheckRow(ms, estate, slot, CMD_INSERT);
 	insert_rows(ms, estate, &slot, 1, &inserted);
 	if (inserted)
 		PgpolyModifyOutbox(ms, CMD_INSERT, slot, NULL);
@@ -757,7 +779,7 @@ PgpolyExecBatchInsert(PgpolyModifyState *ms, EState *estate,
 	TupleTableSlot **result = slots;
 
 	for (int i = 0; i < *numSlots; i++)
-		PgpolyModifyCheckBounds(ms, estate, slots[i], CMD_INSERT);
+		PgpolyModifyCheckRow(ms, estate, slots[i], CMD_INSERT);
 	insert_rows(ms, estate, slots, *numSlots, inserted);
 	for (int i = 0; i < *numSlots; i++)
 		if (inserted[i])

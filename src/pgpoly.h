@@ -544,8 +544,8 @@ extern void PgpolyModifyUpdatedColumns(PgpolyModifyState *ms,
 									   struct TupleTableSlot *planSlot);
 extern bool PgpolyModifyAgain(PgpolyModifyState *ms,
 							   struct TupleTableSlot *planSlot);
-extern void PgpolyModifyCheckBounds(PgpolyModifyState *ms, struct EState *estate,
-									struct TupleTableSlot *slot, CmdType op);
+extern void PgpolyModifyCheckRow(PgpolyModifyState *ms, struct EState *estate,
+								 struct TupleTableSlot *slot, CmdType op);
 extern void PgpolyModifyEnd(PgpolyModifyState *ms);
 extern void PgpolyModifyOutbox(PgpolyModifyState *ms, CmdType op,
 							   struct TupleTableSlot *slot,
