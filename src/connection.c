@@ -373,7 +373,7 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 {
 	PgpolyConnection *conn;
 
-	PgpolySendUnsentWrites();
+	PgpolySendUnsentWrites(NULL, InvalidOid);
 	conn = lookup_entry(store, server, user);
 	if (conn->handle == NULL)
 	{

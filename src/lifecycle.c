@@ -534,12 +534,17 @@ PgpolyModifyTable(PgpolyModifyState *ms, PgpolyLoadTable load)
 }
 
 /*
- * Switch to a fresh context for one row's (or one batch's) temporary data.
+ * Start one row (or one batch) of a modification: send the rows of the
+ * table that other nodes of the statement wrote in write_mode 'immediate'
+ * and hold unsent (a data-modifying WITH query's DELETE of the key this row
+ * inserts), so the store gets the statement's writes in the order they
+ * were made; then switch to a fresh context for the row's temporary data.
  * Returns the context to switch back to.
  */
 MemoryContext
 PgpolyModifyRow(PgpolyModifyState *ms)
 {
+	PgpolySendUnsentWrites(&ms->writer, ms->relid);
 	MemoryContextReset(ms->row_cxt);
 	return MemoryContextSwitchTo(ms->row_cxt);
 }

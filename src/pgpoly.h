@@ -414,7 +414,7 @@ extern MemoryContext PgpolyWriterContext(PgpolyWriter *w);
 extern void PgpolyWriterAdd(PgpolyWriter *w, void *payload);
 extern void PgpolyWriterEndRow(PgpolyWriter *w);
 extern void PgpolyWriterFlush(PgpolyWriter *w);
-extern void PgpolySendUnsentWrites(void);
+extern void PgpolySendUnsentWrites(PgpolyWriter *except, Oid relid);
 extern List *PgpolyPendingWrites(PgpolyConnection *conn, Oid relid);
 extern MemoryContext PgpolyWriteContext(void);
 extern void PgpolyXactInit(void);

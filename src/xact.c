@@ -305,18 +305,24 @@ writer_list(PgpolyWriter *w)
 }
 
 /*
- * Immediate mode: send the rows that running statements have written but
- * not sent yet (their batches are not full), before something else uses a
- * store.  A statement's triggers and the functions it calls run while its
- * batch is open: an AFTER ROW or statement trigger, or a BEFORE ROW
- * trigger of a later row, that reads the table must see the rows the
- * statement wrote before it, as on a native table, and its own writes
- * must land after them.  Called whenever a connection is taken from the
- * cache (connection.c), so it costs nothing in a statement that uses no
- * other connection while it writes.
+ * Immediate mode: send the rows that running statements have written to
+ * relid (InvalidOid: to any table) but not sent yet (their batches are not
+ * full), but those of writer except (NULL: none), before something else
+ * uses a store.  A statement's
+ * triggers and the functions it calls run while its batch is open: an
+ * AFTER ROW or statement trigger, or a BEFORE ROW trigger of a later row,
+ * that reads the table must see the rows the statement wrote before it,
+ * as on a native table, and its own writes must land after them.  So this
+ * runs whenever a connection is taken from the cache (connection.c), and
+ * before a modification writes a row of relid (PgpolyModifyRow: another
+ * node of the statement, a data-modifying WITH query, may hold earlier
+ * writes of the same rows; the partitions a statement's rows are routed to
+ * are other tables, whose batches stay open).  A statement that writes
+ * through one node and uses no other connection meanwhile batches as
+ * before.
  */
 void
-PgpolySendUnsentWrites(void)
+PgpolySendUnsentWrites(PgpolyWriter *except, Oid relid)
 {
 	for (;;)
 	{
@@ -328,7 +334,8 @@ PgpolySendUnsentWrites(void)
 		{
 			PgpolyWriter *w = dlist_container(PgpolyWriter, unsent_node, iter.cur);
 
-			if (!w->in_row)		/* mid-row: its payloads are incomplete */
+			if (w != except && !w->in_row &&	/* mid-row: payloads incomplete */
+				(!OidIsValid(relid) || w->relid == relid))
 			{
 				next = w;
 				break;
