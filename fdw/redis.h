@@ -154,9 +154,9 @@ extern const PgpolyStore RedisStore;
 extern PgpolyConnection *RedisGetConnection(RedisTable *tbl);
 extern void RedisAppendArgv(PgpolyConnection *conn, int argc,
 							const char **argv, const size_t *lens);
-extern void RedisAppendToNode(PgpolyConnection *conn, const char *addr,
-							  int argc, const char **argv,
-							  const size_t *lens);
+extern uint64 RedisAppendToNode(PgpolyConnection *conn, const char *addr,
+								int argc, const char **argv,
+								const size_t *lens);
 extern void RedisAppendEncoded(PgpolyConnection *conn, const char *resp,
 							   size_t len, int ncmds, int slot);
 extern void RedisExchange(PgpolyConnection *conn, int nreplies,
@@ -408,6 +408,9 @@ typedef struct RedisNode
 	char	   *addr;			/* "host:port" or the socket's path, for
 								 * messages and connections() */
 	struct redisContext *ctx;	/* NULL: not connected */
+	uint64		session;		/* ctx's number, new at each connect */
+	uint64		peer_reopen;	/* the session opened since Redis closed the
+								 * one before (0: none; RedisAppendToNode) */
 	RedisReader *in;			/* its replies (read here, not by hiredis) */
 	bool		primary;		/* serves slots in the current map */
 	bool		watched;		/* holds WATCHes of this transaction */

@@ -1240,7 +1240,9 @@ RedisSentinelRecheck(PgpolyConnection *conn, RedisHandle *h)
 				(errmsg_internal("pgpoly: the primary of Redis server \"%s\" at %s closed the idle connection; asking the sentinels",
 								 conn->servername, node->addr)));
 		RedisNodeClose(h, node);
-		return RedisSentinelPrimary(conn, h, &topo);
+		node = RedisSentinelPrimary(conn, h, &topo);
+		node->peer_reopen = node->session;	/* see RedisAppendToNode */
+		return node;
 	}
 	if (h->check_ms == 0)
 		return NULL;
