@@ -340,6 +340,7 @@ typedef struct RedisReader RedisReader;
 #define RESP_OOM	4			/* out of memory */
 
 extern RedisReader *RedisReaderCreate(MemoryContext cxt);
+extern void RedisReaderFree(RedisReader *r);
 extern size_t RedisReaderPending(RedisReader *r);
 extern char *RedisReaderSpace(RedisReader *r, size_t *room);
 extern void RedisReaderAdvance(RedisReader *r, size_t n);
@@ -552,6 +553,7 @@ extern RedisNode *RedisNodeGet(RedisHandle *h, const char *host, int port);
 extern int	RedisNodeIndex(RedisHandle *h, RedisNode *node);
 extern bool RedisNodeOpen(PgpolyConnection *conn, RedisHandle *h,
 						  RedisNode *node, bool setup, char **error);
+extern void RedisNodeFree(RedisHandle *h, RedisNode *node);
 extern void RedisNodeClose(RedisHandle *h, RedisNode *node);
 extern struct redisReply *RedisNodeCall(PgpolyConnection *conn, RedisHandle *h,
 										RedisNode *node, int argc,

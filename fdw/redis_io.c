@@ -455,6 +455,26 @@ RedisNodeClose(RedisHandle *h, RedisNode *node)
 }
 
 /*
+ * Close node and free it, its names and its reader (whose buffer lives in
+ * the handle's memory, RedisNodeOpen): a sentinel's node once asked, or a
+ * primary Sentinel's handle forgets.  The caller drops every pointer to
+ * it.  Never ereports.
+ */
+void
+RedisNodeFree(RedisHandle *h, RedisNode *node)
+{
+	RedisNodeClose(h, node);
+	if (node->in)
+		RedisReaderFree(node->in);
+	if (node->queue)
+		pfree(node->queue);
+	if (node->index >= 0)
+		pfree(node->host);		/* a sentinel's is its topology's */
+	pfree(node->addr);
+	pfree(node);
+}
+
+/*
  * Connections this backend opened to Redis nodes: each gets the next
  * number (RedisNode.session), so that a node opened anew after Redis
  * closed it (RedisNode.peer_reopen) is later than any walk of a SCAN

@@ -28,8 +28,9 @@ it was idle (test_redis_reconnect.py has the plain cases).
     lives on; a server that applies an immediate-mode SET and closes
     without answering: the INSERT fails with class 08 and the SET was
     received once (never sent again on a new connection);
-  * 30 statements, each after Redis closed the idle connection: the backend
-    holds as many sockets afterwards as before (no leak);
+  * 30 statements, each after Redis closed the connection (CLIENT KILL):
+    the backend holds as many sockets, and the connection as much memory,
+    afterwards as before (no leak);
   * no crash in the PostgreSQL log.
 """
 
@@ -155,9 +156,13 @@ def stream_attack(s, port):
 
 
 def leak_attack(s, port, pid):
-    """30 reconnections: as many sockets afterwards as before."""
+    """30 reconnections: as many sockets and as much memory afterwards as
+    before."""
+    memory = ("SELECT sum(total_bytes) FROM pg_backend_memory_contexts "
+              "WHERE name = 'pgpoly redis connection';")
     s.value("SELECT value FROM kv WHERE key = '1';")
     before = pgtest.backend_sockets(int(pid))
+    mem = s.value(memory)
     for i in range(30):
         for cid in clients(port):
             pgtest.redis_cli(port, "client", "kill", "id", cid)
@@ -168,6 +173,8 @@ def leak_attack(s, port, pid):
     check(before is not None and after == before,
           "backend sockets before %s, after 30 reconnections %s"
           % (before, after))
+    check(s.value(memory) == mem, "the connection's memory grew from %s to "
+          "%s bytes over 30 reconnections" % (mem, s.value(memory)))
 
 
 class Hostile:
