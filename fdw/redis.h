@@ -154,9 +154,9 @@ extern const PgpolyStore RedisStore;
 extern PgpolyConnection *RedisGetConnection(RedisTable *tbl);
 extern void RedisAppendArgv(PgpolyConnection *conn, int argc,
 							const char **argv, const size_t *lens);
-extern void RedisAppendToNode(PgpolyConnection *conn, const char *addr,
-							  int argc, const char **argv,
-							  const size_t *lens);
+extern uint64 RedisAppendToNode(PgpolyConnection *conn, const char *addr,
+								int argc, const char **argv,
+								const size_t *lens);
 extern void RedisAppendEncoded(PgpolyConnection *conn, const char *resp,
 							   size_t len, int ncmds, int slot);
 extern void RedisExchange(PgpolyConnection *conn, int nreplies,
@@ -340,6 +340,7 @@ typedef struct RedisReader RedisReader;
 #define RESP_OOM	4			/* out of memory */
 
 extern RedisReader *RedisReaderCreate(MemoryContext cxt);
+extern void RedisReaderFree(RedisReader *r);
 extern size_t RedisReaderPending(RedisReader *r);
 extern char *RedisReaderSpace(RedisReader *r, size_t *room);
 extern void RedisReaderAdvance(RedisReader *r, size_t n);
@@ -408,6 +409,9 @@ typedef struct RedisNode
 	char	   *addr;			/* "host:port" or the socket's path, for
 								 * messages and connections() */
 	struct redisContext *ctx;	/* NULL: not connected */
+	uint64		session;		/* ctx's number, new at each connect */
+	uint64		peer_reopen;	/* the session opened since Redis closed the
+								 * one before (0: none; RedisAppendToNode) */
 	RedisReader *in;			/* its replies (read here, not by hiredis) */
 	bool		primary;		/* serves slots in the current map */
 	bool		watched;		/* holds WATCHes of this transaction */
@@ -549,6 +553,7 @@ extern RedisNode *RedisNodeGet(RedisHandle *h, const char *host, int port);
 extern int	RedisNodeIndex(RedisHandle *h, RedisNode *node);
 extern bool RedisNodeOpen(PgpolyConnection *conn, RedisHandle *h,
 						  RedisNode *node, bool setup, char **error);
+extern void RedisNodeFree(RedisHandle *h, RedisNode *node);
 extern void RedisNodeClose(RedisHandle *h, RedisNode *node);
 extern struct redisReply *RedisNodeCall(PgpolyConnection *conn, RedisHandle *h,
 										RedisNode *node, int argc,

@@ -1163,13 +1163,14 @@ ask_sentinels(PgpolyConnection *conn, RedisHandle *h, RedisTopology *topo,
 
 	foreach(lc, topo->addrs)
 	{
-		RedisNode  *s = sentinel_node(lfirst(lc));
+		RedisAddr  *a = lfirst(lc);
+		RedisNode  *s = sentinel_node(a);
 		redisReply *r = NULL;
 		char	   *error = NULL;
 
 		if (RedisNodeOpen(conn, h, s, false, &error))
 			r = RedisNodeCall(conn, h, s, 3, argv, &error);
-		RedisNodeClose(h, s);
+		RedisNodeFree(h, s);	/* its reader's buffer is the handle's memory */
 		if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 			(primary->host = reply_text(r->element[0])) != NULL &&
 			(primary->port = reply_port(r->element[1])) > 0)
@@ -1179,8 +1180,8 @@ ask_sentinels(PgpolyConnection *conn, RedisHandle *h, RedisTopology *topo,
 				psprintf("does not know master \"%s\"", topo->master) :
 				r && r->type == REDIS_REPLY_ERROR ? psprintf("answered %s", PgpolyPrintable(r->str, r->len, 200)) :
 				pstrdup("answered with an unexpected reply");
-		appendStringInfo(errors, "%ssentinel %s %s", errors->len ? "; " : "",
-						 s->addr, error);
+		appendStringInfo(errors, "%ssentinel %s:%d %s", errors->len ? "; " : "",
+						 a->host, a->port, error);
 	}
 	return false;
 }
@@ -1240,7 +1241,9 @@ RedisSentinelRecheck(PgpolyConnection *conn, RedisHandle *h)
 				(errmsg_internal("pgpoly: the primary of Redis server \"%s\" at %s closed the idle connection; asking the sentinels",
 								 conn->servername, node->addr)));
 		RedisNodeClose(h, node);
-		return RedisSentinelPrimary(conn, h, &topo);
+		node = RedisSentinelPrimary(conn, h, &topo);
+		node->peer_reopen = node->session;	/* see RedisAppendToNode */
+		return node;
 	}
 	if (h->check_ms == 0)
 		return NULL;
@@ -1289,7 +1292,9 @@ RedisSentinelPrimary(PgpolyConnection *conn, RedisHandle *h, RedisTopology *topo
 		{
 			RedisNode  *node;
 
-			h->nnodes = 0;		/* forget a primary an earlier try found */
+			/* forget the primary of an earlier try, or the one replaced */
+			while (h->nnodes > 0)
+				RedisNodeFree(h, h->nodes[--h->nnodes]);
 			node = RedisNodeGet(h, a.host, a.port);
 			if (RedisNodeOpen(conn, h, node, true, &error) &&
 				is_primary(conn, h, node, &error))

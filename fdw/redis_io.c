@@ -454,6 +454,34 @@ RedisNodeClose(RedisHandle *h, RedisNode *node)
 		PgpolyWaitSetForget(h->waitset);	/* its descriptor may be reused */
 }
 
+/*
+ * Close node and free it, its names and its reader (whose buffer lives in
+ * the handle's memory, RedisNodeOpen): a sentinel's node once asked, or a
+ * primary Sentinel's handle forgets.  The caller drops every pointer to
+ * it.  Never ereports.
+ */
+void
+RedisNodeFree(RedisHandle *h, RedisNode *node)
+{
+	RedisNodeClose(h, node);
+	if (node->in)
+		RedisReaderFree(node->in);
+	if (node->queue)
+		pfree(node->queue);
+	if (node->index >= 0)
+		pfree(node->host);		/* a sentinel's is its topology's */
+	pfree(node->addr);
+	pfree(node);
+}
+
+/*
+ * Connections this backend opened to Redis nodes: each gets the next
+ * number (RedisNode.session), so that a node opened anew after Redis
+ * closed it (RedisNode.peer_reopen) is later than any walk of a SCAN
+ * cursor begun before, on whatever handle.
+ */
+static uint64 Sessions = 0;
+
 /* Wait until a non-blocking connect completes; NULL or why it failed. */
 static char *
 finish_connect(PgpolyConnection *conn, redisContext *ctx)
@@ -841,6 +869,7 @@ RedisNodeOpen(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 		return false;
 	}
 	node->ctx = ctx;
+	node->session = ++Sessions;
 	if (node->in == NULL)
 		node->in = RedisReaderCreate(h->cxt);
 	if (h->waitset)
@@ -920,6 +949,19 @@ node_open_or_error(PgpolyConnection *conn, RedisHandle *h, RedisNode *node)
 			 errmsg("could not connect to Redis server \"%s\" at %s: %s",
 					conn->servername, conn->target, error),
 			 errhint("Check that Redis is running and the server's options (host and port, nodes, sentinels), or raise connect_timeout_ms.")));
+}
+
+/*
+ * Open node anew (or ERROR) after Redis closed its connection: a restart
+ * perhaps, which SCAN cursors of the old connection do not survive
+ * (RedisAppendToNode).
+ */
+static void
+node_open_anew(PgpolyConnection *conn, RedisHandle *h, RedisNode *node)
+{
+	node_open_or_error(conn, h, node);
+	node->peer_reopen = node->session;
+	(void) check_idle(conn, node, false);
 }
 
 /* ----------------------------------------------------------------
@@ -1419,6 +1461,7 @@ activate(PgpolyConnection *conn, RedisHandle *h, RedisNode *node)
 		elog(DEBUG1, "pgpoly: Redis server \"%s\" at %s closed the idle connection; reconnecting",
 			 conn->servername, node->addr);
 		RedisNodeClose(h, node);
+		node_open_anew(conn, h, node);
 	}
 	if (node->ctx == NULL)
 	{
@@ -1567,13 +1610,20 @@ RedisAppendEncoded(PgpolyConnection *conn, const char *resp, size_t len,
 /*
  * Append a command that names no key (SCAN, DBSIZE ...) for the node at
  * addr, one of RedisPrimaryNodes(); on one server, addr is that server.
+ * Returns the node's peer_reopen: the number of the last connection it
+ * opened because Redis had closed the one before, perhaps at a restart
+ * (0: none).  A larger one than when a SCAN walk began means its cursor
+ * may be another Redis process's.  (A connection this backend closed
+ * itself, by an ERROR or pgpoly.disconnect(), is not counted: the cursor
+ * goes on, as it did before Redis-closed connections were reopened.)
  */
-void
+uint64
 RedisAppendToNode(PgpolyConnection *conn, const char *addr, int argc,
 				  const char **argv, const size_t *lens)
 {
 	RedisHandle *h = begin_request(conn);
 	RedisAddr	a;
+	RedisNode  *node;
 
 	if (h->kind != RTOPO_CLUSTER)
 	{
@@ -1586,12 +1636,13 @@ RedisAppendToNode(PgpolyConnection *conn, const char *addr, int argc,
 					 errdetail("A SCAN cursor of one node cannot be continued on another."),
 					 errhint("Run the statement again.")));
 		RedisAppendArgv(conn, argc, argv, lens);
-		return;
+		return h->nodes[0]->peer_reopen;
 	}
 	if (!RedisParseAddr(addr, strlen(addr), &a))
 		elog(ERROR, "bad Redis node address \"%s\"", addr);
-	RedisClusterRoute(conn, h, h->ncmds, argc, argv, lens,
-					  RedisNodeGet(h, a.host, a.port));
+	node = RedisNodeGet(h, a.host, a.port);
+	RedisClusterRoute(conn, h, h->ncmds, argc, argv, lens, node);
+	return node->peer_reopen;
 }
 
 /*

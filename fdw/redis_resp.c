@@ -72,6 +72,15 @@ RedisReaderCreate(MemoryContext cxt)
 	return r;
 }
 
+/* Free r and its buffer. */
+void
+RedisReaderFree(RedisReader *r)
+{
+	if (r->buf)
+		pfree(r->buf);
+	pfree(r);
+}
+
 /* Bytes received and not yet taken out as replies. */
 size_t
 RedisReaderPending(RedisReader *r)

@@ -190,6 +190,7 @@ struct RedisScan
 	int			nnodes;			/* 0: not started */
 	char	  **nodes;			/* their addresses */
 	char		(*cursors)[32];
+	uint64	   *reopens;		/* each node's peer_reopen as its walk began */
 	CursorWalk *walks;			/* the cursors each node returned */
 	bool	   *node_done;
 	bool		scan_done;		/* every cursor is back at 0 */
@@ -831,6 +832,7 @@ scan_start(RedisScan *scan)
 	scan->nnodes = list_length(nodes);
 	scan->nodes = palloc(sizeof(char *) * scan->nnodes);
 	scan->cursors = palloc(sizeof(scan->cursors[0]) * scan->nnodes);
+	scan->reopens = palloc0(sizeof(uint64) * scan->nnodes);
 	scan->walks = palloc0(sizeof(CursorWalk) * scan->nnodes);
 	scan->node_done = palloc0(sizeof(bool) * scan->nnodes);
 	foreach(lc, nodes)
@@ -1236,6 +1238,33 @@ watch_reply(ScanRound *r, redisReply *reply)
 }
 
 /*
+ * Append node's SCAN step (argv: SCAN's arguments but the cursor).  A
+ * cursor other than 0 is a place in the key table of the Redis process
+ * that returned it.  If Redis closed the node's connection since the walk
+ * began (a restart, its timeout setting, CLIENT KILL) and it was opened
+ * anew, that may be a restarted Redis, whose table has another order (a
+ * new hash seed): the walk would skip keys without a word, so the scan
+ * fails instead.
+ */
+static void
+append_scan_step(RedisScan *scan, int node, const char **argv)
+{
+	uint64		reopen;
+
+	argv[1] = scan->cursors[node];
+	reopen = RedisAppendToNode(scan->conn, scan->nodes[node], 8, argv, NULL);
+	if (strcmp(argv[1], "0") == 0)
+		scan->reopens[node] = reopen;
+	else if (reopen > scan->reopens[node])
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("Redis server \"%s\" at %s closed the connection during a scan of foreign table \"%s\"",
+						scan->conn->servername, scan->nodes[node], scan->tbl->relname),
+				 errdetail("Redis closed the connection the SCAN was on (a restart, its timeout setting, CLIENT KILL); a SCAN cursor cannot be continued on a new connection, since a restarted Redis orders its keys differently and keys would be missed."),
+				 errhint("Run the query again (open the cursor again).")));
+}
+
+/*
  * Append the commands of round r from reply index from on: its WATCHes,
  * its fetches, then its SCAN steps.
  */
@@ -1256,10 +1285,7 @@ append_round(RedisScan *scan, ScanRound *r, int from)
 							 i * r->per_key >= from);
 	snprintf(count, sizeof(count), "%d", scan->tbl->fetch_size);
 	for (int i = Max(from - r->nfetch, 0); i < r->nscan; i++)
-	{
-		argv[1] = scan->cursors[r->scan_node[i]];
-		RedisAppendToNode(scan->conn, scan->nodes[r->scan_node[i]], 8, argv, NULL);
-	}
+		append_scan_step(scan, r->scan_node[i], argv);
 }
 
 /* Add a SCAN step on every node not finished to round r. */
