@@ -1805,9 +1805,13 @@ redisPlanDirectModify(PlannerInfo *root, ModifyTable *plan, Index resultRelation
 	if ((plan->operation != CMD_UPDATE && plan->operation != CMD_DELETE) ||
 		plan->returningLists != NIL)
 		return false;
-	/* a partition's rows are checked against its bounds one by one */
-	if (plan->operation == CMD_UPDATE &&
-		get_rel_relispartition(planner_rt_fetch(resultRelation, root)->relid))
+	/*
+	 * a partition's rows are checked against its bounds one by one, and a
+	 * row another node of the statement modifies is modified once
+	 */
+	if ((plan->operation == CMD_UPDATE &&
+		 get_rel_relispartition(planner_rt_fetch(resultRelation, root)->relid)) ||
+		PgpolyPlanModifiesTwice(root, planner_rt_fetch(resultRelation, root)->relid))
 		return false;
 	fs = direct_subplan(plan, resultRelation, subplan_index);
 	if (fs == NULL || !RedisIsRedisRel(root->simple_rel_array[resultRelation]))

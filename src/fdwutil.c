@@ -281,6 +281,38 @@ PgpolyPlanModifyColumns(PlannerInfo *root, ModifyTable *plan,
 }
 
 /*
+ * Whether the statement being planned modifies relid through more than
+ * one node: its main statement and a data-modifying WITH query, or two
+ * such queries (they can only be at the top level).  Such a statement's
+ * UPDATE and DELETE go row by row (PgpolyModifyAgain), never as a direct
+ * modification.
+ */
+bool
+PgpolyPlanModifiesTwice(PlannerInfo *root, Oid relid)
+{
+	Query	   *top;
+	int			nodes = 0;
+	ListCell   *lc;
+
+	while (root->parent_root != NULL)
+		root = root->parent_root;
+	top = root->parse;
+	if (top->resultRelation > 0 &&
+		rt_fetch(top->resultRelation, top->rtable)->relid == relid)
+		nodes++;
+	foreach(lc, top->cteList)
+	{
+		CommonTableExpr *cte = lfirst(lc);
+		Query	   *q = (Query *) cte->ctequery;
+
+		if (IsA(q, Query) && q->commandType != CMD_SELECT && q->resultRelation > 0 &&
+			rt_fetch(q->resultRelation, q->rtable)->relid == relid)
+			nodes++;
+	}
+	return nodes > 1;
+}
+
+/*
  * DELETE ... RETURNING: store the whole old row, carried in planSlot's junk
  * column junk (0: none), into slot.  The slot gets its own copy (a heap
  * slot would otherwise keep a pointer into planSlot's memory).

@@ -447,6 +447,44 @@ modify_begin(Size size, const PgpolyStore *store, EState *estate,
 }
 
 /*
+ * An UPDATE or DELETE of a table that another node of the same statement
+ * modifies too (a data-modifying WITH query and the main statement): one
+ * row met by both is modified once, by the node that meets it first, as
+ * PostgreSQL does (the other finds it modified by the command and skips
+ * it).  So the nodes share one record of the rows modified
+ * (PgpolyModifyAgain), made by the first of them to begin (the executor
+ * begins every node before any runs).  Rows are told apart by their junk
+ * columns, which every node of one table carries alike.
+ */
+static void
+share_met(PgpolyModifyState *ms, EState *estate)
+{
+	int			nodes = 0;
+	ListCell   *lc;
+
+	foreach(lc, estate->es_plannedstmt->resultRelations)
+		if (exec_rt_fetch(lfirst_int(lc), estate)->relid == ms->relid)
+			nodes++;
+	if (nodes < 2)
+		return;
+	ms->joined = true;
+	foreach(lc, estate->es_opened_result_relations)
+	{
+		ResultRelInfo *other = lfirst(lc);
+		PgpolyModifyState *oms = other->ri_FdwState;
+
+		if (other != ms->rinfo && oms != NULL && oms->met != NULL &&
+			RelationGetRelid(other->ri_RelationDesc) == ms->relid)
+		{
+			ms->met = oms->met;
+			return;
+		}
+	}
+	ms->met = PgpolyKeyTable("pgpoly rows modified", sizeof(PgpolyKeyRef),
+							 estate->es_query_cxt);
+}
+
+/*
  * BeginForeignModify (fdw_private from PlanForeignModify) and
  * BeginForeignInsert (COPY FROM, tuple routing: fdw_private NIL) for every
  * store: modify_begin, then ON CONFLICT DO NOTHING, the assigned columns,
@@ -479,6 +517,8 @@ PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate
 		ms->updated = ms->assigned;
 		ms->joined = list_length(fdw_private) > 1 && intVal(lsecond(fdw_private)) != 0;
 		find_junk(ms, outerPlanState(mtstate)->plan->targetlist, junk);
+		if (mtstate->operation != CMD_INSERT)
+			share_met(ms, estate);
 		if (mtstate->operation == CMD_UPDATE && rinfo->ri_TrigDesc &&
 			rinfo->ri_TrigDesc->trig_update_before_row)
 			ms->old_row = ExecFindJunkAttributeInTlist(outerPlanState(mtstate)->plan->targetlist,
@@ -570,7 +610,7 @@ PgpolyModifyJunk(PgpolyModifyState *ms, int i, TupleTableSlot *planSlot,
  * would count it twice, and, to a store that checks versions, fail or
  * delete it twice.  The identity is the row's junk columns (the same bytes
  * for every match of one scanned row); a statement without a FROM or USING
- * list never keeps one.
+ * list, or a second node modifying the table (share_met), never keeps one.
  */
 bool
 PgpolyModifyAgain(PgpolyModifyState *ms, TupleTableSlot *planSlot)

@@ -113,6 +113,7 @@ extern int	PgpolyBtreeStrategy(Oid opno, Oid typid);
 extern char *PgpolyDeparseClauses(List *clauses, struct PlannerInfo *root,
 								  struct RelOptInfo *baserel);
 extern int	PgpolyModifyBatchSize(struct ResultRelInfo *rinfo, int dflt);
+extern bool PgpolyPlanModifiesTwice(struct PlannerInfo *root, Oid relid);
 extern List *PgpolyPlanModifyColumns(struct PlannerInfo *root,
 									 struct ModifyTable *plan,
 									 Index resultRelation);
