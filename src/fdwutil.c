@@ -23,6 +23,7 @@
 #include "access/htup_details.h"
 #include "access/sysattr.h"
 #include "catalog/pg_foreign_server.h"
+#include "catalog/pg_inherits.h"
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "foreign/foreign.h"
@@ -281,9 +282,30 @@ PgpolyPlanModifyColumns(PlannerInfo *root, ModifyTable *plan,
 }
 
 /*
+ * Whether the modifying query q reaches relid: its target is relid, or an
+ * inheritance parent (a partitioned table) whose UPDATE or DELETE modifies
+ * relid as one of its children.
+ */
+static bool
+query_modifies(Query *q, Oid relid)
+{
+	RangeTblEntry *rte;
+
+	if (q->commandType == CMD_SELECT || q->resultRelation <= 0)
+		return false;
+	rte = rt_fetch(q->resultRelation, q->rtable);
+	if (rte->relid == relid)
+		return true;
+	/* the planner holds a lock on every relation of the statement */
+	return rte->inh && q->commandType != CMD_INSERT &&
+		list_member_oid(find_all_inheritors(rte->relid, NoLock, NULL), relid);
+}
+
+/*
  * Whether the statement being planned modifies relid through more than
  * one node: its main statement and a data-modifying WITH query, or two
- * such queries (they can only be at the top level).  Such a statement's
+ * such queries (they can only be at the top level), either of them
+ * perhaps through an inheritance parent of relid.  Such a statement's
  * UPDATE and DELETE go row by row (PgpolyModifyAgain), never as a direct
  * modification.
  */
@@ -297,16 +319,13 @@ PgpolyPlanModifiesTwice(PlannerInfo *root, Oid relid)
 	while (root->parent_root != NULL)
 		root = root->parent_root;
 	top = root->parse;
-	if (top->resultRelation > 0 &&
-		rt_fetch(top->resultRelation, top->rtable)->relid == relid)
+	if (query_modifies(top, relid))
 		nodes++;
 	foreach(lc, top->cteList)
 	{
 		CommonTableExpr *cte = lfirst(lc);
-		Query	   *q = (Query *) cte->ctequery;
 
-		if (IsA(q, Query) && q->commandType != CMD_SELECT && q->resultRelation > 0 &&
-			rt_fetch(q->resultRelation, q->rtable)->relid == relid)
+		if (IsA(cte->ctequery, Query) && query_modifies((Query *) cte->ctequery, relid))
 			nodes++;
 	}
 	return nodes > 1;
