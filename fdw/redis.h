@@ -170,6 +170,8 @@ typedef bool (*RedisAckCheck) (struct redisReply *reply, int index, void *arg);
 extern char *RedisPump(PgpolyConnection *conn, const char *usual,
 					   RedisAckCheck ack, void *arg, int *taken);
 extern bool RedisPeerClosed(PgpolyConnection *conn);
+extern void RedisCheckMulti(PgpolyConnection *conn);
+extern bool RedisMultiRefused(PgpolyConnection *conn);
 extern void RedisReplyError(PgpolyConnection *conn, struct redisReply *reply,
 							const char *key, size_t keylen,
 							RedisTable *tbl) pg_attribute_noreturn();
@@ -414,6 +416,7 @@ typedef struct RedisNode
 								 * one before (0: none; RedisAppendToNode) */
 	RedisReader *in;			/* its replies (read here, not by hiredis) */
 	bool		primary;		/* serves slots in the current map */
+	bool		multi_refused;	/* its ACL user may not run MULTI */
 	bool		watched;		/* holds WATCHes of this transaction */
 	bool		stale_watch;	/* holds WATCHes of an ended one: UNWATCH
 								 * goes ahead of its next command */

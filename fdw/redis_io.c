@@ -681,6 +681,35 @@ check_idle(PgpolyConnection *conn, RedisNode *node, bool may_reopen)
 	return true;
 }
 
+/* Whether some open node of conn's handle may not run MULTI (setup_session). */
+bool
+RedisMultiRefused(PgpolyConnection *conn)
+{
+	RedisHandle *h = conn->handle;
+
+	for (int i = 0; h != NULL && i < h->nnodes; i++)
+		if (h->nodes[i]->ctx != NULL && h->nodes[i]->multi_refused)
+			return true;
+	return false;
+}
+
+/*
+ * ERROR (42501) before a COMMIT sends writes wrapped in MULTI/EXEC on a
+ * connection whose ACL user may not run MULTI: Redis would refuse the
+ * MULTI and apply every write after it at once, while the COMMIT fails.
+ */
+void
+RedisCheckMulti(PgpolyConnection *conn)
+{
+	if (!RedisMultiRefused(conn))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("the Redis user of server \"%s\" may not run MULTI", conn->servername),
+			 errdetail("write_mode 'transactional' sends a transaction's writes to Redis wrapped in MULTI and EXEC; nothing was sent."),
+			 errhint("Grant the Redis ACL user +@transaction (MULTI, EXEC, WATCH, DISCARD), or use write_mode 'immediate' for this table.")));
+}
+
 /*
  * Whether Redis closed conn's connection (one server), with nothing it
  * sent before left unread.  Never ERROR.
@@ -778,6 +807,7 @@ setup_session(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 	redisReply **r;
 	int			n = 0;
 	int			first = 0;
+	int			multi = -1;		/* the MULTI probe's reply, if sent */
 
 	initStringInfo(&buf);
 	if (h->probe)
@@ -811,6 +841,24 @@ setup_session(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 		RedisEncodeCommand(&buf, 2, argv, NULL);
 		n++;
 	}
+
+	/*
+	 * An ACL user may lack MULTI (its category @transaction is not in
+	 * @write).  Redis then refuses the MULTI of a COMMIT and runs the writes
+	 * after it at once, outside any transaction: so ask now (an empty MULTI,
+	 * DISCARD: no effect either way), and COMMIT refuses to send writes on a
+	 * connection that may not wrap them (RedisCheckMulti).
+	 */
+	if (h->username != NULL)
+	{
+		const char *argv[1] = {"MULTI"};
+
+		RedisEncodeCommand(&buf, 1, argv, NULL);
+		argv[0] = "DISCARD";
+		RedisEncodeCommand(&buf, 1, argv, NULL);
+		multi = n;
+		n += 2;
+	}
 	if (n == 0)
 		return true;
 	if ((r = node_call_raw(conn, h, node, &buf, n, error)) == NULL)
@@ -821,6 +869,11 @@ setup_session(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 	{
 		name_node(conn, node);
 		PgpolyCredentialNotRequested(conn, "PING without AUTH");
+	}
+	if (multi >= 0)
+	{
+		node->multi_refused = r[multi]->type == REDIS_REPLY_ERROR;
+		n = multi;				/* their replies are not set-up errors */
 	}
 	for (int i = first; i < n; i++)
 	{

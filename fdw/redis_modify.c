@@ -1574,6 +1574,7 @@ send_writes(PgpolyConnection *conn, PgpolyConnection *via, List *writes,
 	{
 		RedisAppendUnwatch(conn);
 		RedisCheckWatches(conn);
+		RedisCheckMulti(via);	/* every node it goes to is open now */
 	}
 	RedisExchange(via, ncmds - acked, write_reply, &wr);
 	report_failures(&wr);

@@ -173,6 +173,12 @@ try_begin(PgpolyConnection *conn, RedisWriteStream *s)
 	PG_END_TRY();
 	if (s->conn == NULL)
 		return false;
+	if (RedisMultiRefused(s->conn))
+	{
+		/* its MULTI would be refused and the writes run at once */
+		drop_stream(s);
+		return false;
+	}
 	s->open = true;
 	return true;
 }
