@@ -47,10 +47,15 @@ def test():
                     db=db)
     pgtest.check(r.rc == 0, "set-up failed: %s" % r.err)
     # Every session connects before the lock is taken: connecting needs it.
+    # A Session starts psql without waiting for its connection, so each one
+    # runs a statement first (on a loaded machine the writer's backend was
+    # still starting when the lock was taken, and its INSERT waited for it).
     holder = pgtest.Session(db=db)
     writer = pgtest.Session(db=db)
     obs = pgtest.Session(db=db)
     try:
+        for s in (holder, writer, obs):
+            pgtest.check(s.value("SELECT 1;") == "1", "a session did not connect")
         dboid = obs.value("SELECT oid FROM pg_database WHERE datname = current_database();")
         # Making the outbox table made its sync: drop it, so that the worker
         # leaves; the INSERT below makes the sync again.
