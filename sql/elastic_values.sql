@@ -19,6 +19,9 @@
 --   - an index whose mapping disables _source (its fields read as NULL);
 --   - a field holding an array, matched by a pushed term on any element,
 --     in a column the query does not select; a field of a nested object;
+--   - a sort key after a date/time column: documents the column reads as
+--     equal (one day, one rounded second) are different instants in
+--     Elasticsearch, which orders them by instant, not by the next key;
 --   - sessions west of UTC with a half-hour offset and east with one,
 --     DateStyle/IntervalStyle/extra_float_digits/lc_numeric, generic plans
 --     with NULL parameters.
@@ -114,6 +117,8 @@ INSERT INTO ev_queries VALUES
   ('ts order limit', 'SELECT _id, ts FROM %s ORDER BY ts DESC NULLS FIRST, _id LIMIT 7 OFFSET 2'),
   ('ts order', 'SELECT ts FROM %s WHERE ts IS NOT NULL ORDER BY ts LIMIT 9'),
   ('d order', 'SELECT d FROM %s ORDER BY d NULLS FIRST LIMIT 12'),
+  ('d order, then n', 'SELECT d, n FROM %s ORDER BY d, n DESC LIMIT 12'),
+  ('d desc order, then n', 'SELECT d, n FROM %s WHERE d IS NOT NULL ORDER BY d DESC, n LIMIT 9'),
   ('ns order', 'SELECT _id FROM %s ORDER BY ns DESC LIMIT 5'),
   ('float field', 'SELECT _id FROM %s WHERE f > 0.3 ORDER BY _id'),
   ('float field =', 'SELECT _id FROM %s WHERE f = 0.7 ORDER BY _id'),
@@ -182,6 +187,10 @@ SELECT _id FROM ev WHERE ts > '2024-03-10 02:30:00.0004' AND ts0 = '2024-03-10 0
   AND d <= '2024-03-12' AND f > 0.5 AND fd > 0.5 AND l > 1 AND kw = 3 AND un = 2 AND n = 4;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM ev ORDER BY ts LIMIT 3;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM ev ORDER BY ns LIMIT 3;
+-- A date/time column is pushed as the last sort key only: the next key
+-- orders the rows the column reads as equal, which ES sees as different.
+EXPLAIN (VERBOSE, COSTS OFF) SELECT d, n FROM ev ORDER BY d, n DESC LIMIT 3;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT d, n FROM ev ORDER BY n, d LIMIT 3;
 
 -- An index whose mapping disables _source: its hits carry no fields, which
 -- must not read as NULLs (n = 3 would return a row whose n is NULL).
