@@ -1197,7 +1197,7 @@ vectorExplainForeignScan(ForeignScanState *node, ExplainState *es)
 							   st->requests + (st->scan ? VectorScanRequests(st->scan) : 0), es);
 		if (st->ran_local)
 			ExplainPropertyText("Vector k-NN Run",
-								"computed locally (buffered writes or distance changed)", es);
+								"computed locally (buffered writes, distance changed, or a zero vector in a cosine answer)", es);
 	}
 }
 
