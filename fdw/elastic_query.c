@@ -623,14 +623,16 @@ append_leaf(StringInfo buf, const char *name, const char *field,
 
 /*
  * Append the instant ts moved by ms milliseconds and rounded to a
- * millisecond away from ts (down when ms <= 0, up otherwise) as ISO 8601
- * in UTC with every field present: a bound without its fraction would be
- * read as the end of its second by gt and lte.  false (nothing appended)
- * when the bound is outside years 1 to 9999, which the date format cannot
- * write: the caller then leaves that side open.
+ * millisecond away from ts (up for an upper bound, down for a lower one:
+ * a date_nanos field holds the microseconds a bound of milliseconds would
+ * cut, even when ms is 0) as ISO 8601 in UTC with every field present: a
+ * bound without its fraction would be read as the end of its second by gt
+ * and lte.  false (nothing appended) when the bound is outside years 1 to
+ * 9999, which the date format cannot write: the caller then leaves that
+ * side open.
  */
 static bool
-append_near_bound(StringInfo buf, Timestamp ts, int ms)
+append_near_bound(StringInfo buf, Timestamp ts, int ms, bool upper)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
@@ -640,7 +642,7 @@ append_near_bound(StringInfo buf, Timestamp ts, int ms)
 	if (rem < 0)
 		rem += 1000;
 	usec -= rem;
-	if (ms > 0 && rem > 0)
+	if (upper && rem > 0)
 		usec += 1000;
 	if (!IS_VALID_TIMESTAMP(usec) || timestamp2tm(usec, NULL, &tm, &fsec, NULL, NULL) != 0 ||
 		tm.tm_year < 1 || tm.tm_year > 9999)
@@ -670,9 +672,9 @@ append_near(StringInfo buf, ElasticCond *c, ElasticCondKind kind,
 		ts = DatumGetTimestamp(p->value);
 	initStringInfo(&lower);
 	initStringInfo(&upper);
-	if (kind == ECOND_LT || kind == ECOND_LE || !append_near_bound(&lower, ts, -c->below))
+	if (kind == ECOND_LT || kind == ECOND_LE || !append_near_bound(&lower, ts, -c->below, false))
 		resetStringInfo(&lower);
-	if (kind == ECOND_GT || kind == ECOND_GE || !append_near_bound(&upper, ts, c->above))
+	if (kind == ECOND_GT || kind == ECOND_GE || !append_near_bound(&upper, ts, c->above, true))
 		resetStringInfo(&upper);
 	if (lower.len == 0 && upper.len == 0)
 	{

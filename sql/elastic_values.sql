@@ -19,6 +19,8 @@
 --   - an index whose mapping disables _source (its fields read as NULL);
 --   - a field holding an array, matched by a pushed term on any element,
 --     in a column the query does not select; a field of a nested object;
+--   - a date_nanos field holds microseconds: the upper bound of the range
+--     sent for a timestamp column's value must not cut them;
 --   - a sort key after a date/time column: documents the column reads as
 --     equal (one day, one rounded second) are different instants in
 --     Elasticsearch, which orders them by instant, not by the next key;
@@ -114,6 +116,9 @@ INSERT INTO ev_queries VALUES
   ('d <= v', 'SELECT _id FROM %s WHERE d <= ''2024-03-12'' ORDER BY _id'),
   ('d < v', 'SELECT _id FROM %s WHERE d < ''2024-03-12'' ORDER BY _id'),
   ('ns > v', 'SELECT _id FROM %s WHERE ns > (SELECT ns FROM ev_native WHERE _id = ''9'') ORDER BY _id'),
+  ('ns = v', 'SELECT _id FROM %s WHERE ns = (SELECT ns FROM ev_native WHERE _id = ''9'') ORDER BY _id'),
+  ('ns <= v', 'SELECT _id FROM %s WHERE ns <= (SELECT ns FROM ev_native WHERE _id = ''9'') ORDER BY _id'),
+  ('ns BETWEEN', 'SELECT _id FROM %s WHERE ns BETWEEN (SELECT ns FROM ev_native WHERE _id = ''9'') AND (SELECT ns FROM ev_native WHERE _id = ''11'') ORDER BY _id'),
   ('ts order limit', 'SELECT _id, ts FROM %s ORDER BY ts DESC NULLS FIRST, _id LIMIT 7 OFFSET 2'),
   ('ts order', 'SELECT ts FROM %s WHERE ts IS NOT NULL ORDER BY ts LIMIT 9'),
   ('d order', 'SELECT d FROM %s ORDER BY d NULLS FIRST LIMIT 12'),
