@@ -12,12 +12,17 @@
 --   - records orthogonal to the query, at distance exactly 1 like zero
 --     vectors in the service, and records with tiny components;
 --   - LIMIT 0, OFFSET past the end, k beyond the collection, a filter,
---     generic plans.
+--     generic plans;
+--   - comparisons of numbers with a fractional bound: pgpoly writes a
+--     float8 or numeric that is a whole number as a JSON integer (2.0 as 2),
+--     which Chroma keeps as an integer and compares with the bound
+--     truncated to an integer (2 < 2.5 and -1 > -1.5 are false there);
+--   - IN lists holding a NULL (Chroma refuses a null in $in).
 -- The collections pgpoly_rt_kd_* are created and dropped here.
 --
 \getenv chroma_url CHROMA_URL
 \set VERBOSITY terse
-\! for c in pgpoly_rt_kd_cos pgpoly_rt_kd_l2 pgpoly_rt_kd_ip; do curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/$c"; done
+\! for c in pgpoly_rt_kd_cos pgpoly_rt_kd_l2 pgpoly_rt_kd_ip pgpoly_rt_kd_num; do curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/$c"; done
 
 CREATE SERVER kd_chroma FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url :'chroma_url');
 -- 30 records in general position, 2 zero vectors, 2 one-hot vectors
@@ -56,7 +61,8 @@ CREATE VIEW kd_nat AS
 -- answers are compared as their sequences of distances (to 3 decimals: the
 -- service computes in float4), and each id of f must be a record at the
 -- distance f gives it (op and v: the operator and the query vector), once.
-CREATE FUNCTION kd_diff(f text, n text, op text, v real[]) RETURNS bigint
+CREATE FUNCTION kd_diff(f text, n text, op text, v real[], tbl text DEFAULT 'kd_native')
+RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE r bigint;
 BEGIN
@@ -64,9 +70,9 @@ BEGIN
                        b AS MATERIALIZED (SELECT row_number() OVER () AS pos, id, round(d::numeric, 3) AS d FROM (%2$s) q)
     SELECT (SELECT count(*) FROM ((SELECT pos, d FROM a EXCEPT ALL SELECT pos, d FROM b)
                                   UNION ALL (SELECT pos, d FROM b EXCEPT ALL SELECT pos, d FROM a)) x)
-         + (SELECT count(*) FROM a LEFT JOIN kd_native k USING (id)
+         + (SELECT count(*) FROM a LEFT JOIN %5$I k USING (id)
             WHERE round((k.embedding %3$s %4$L)::numeric, 3) IS DISTINCT FROM a.d)
-         + (SELECT count(*) - count(DISTINCT id) FROM a)', f, n, op, v) INTO r;
+         + (SELECT count(*) - count(DISTINCT id) FROM a)', f, n, op, v, tbl) INTO r;
   RETURN r;
 EXCEPTION WHEN OTHERS THEN
   RAISE NOTICE '%: %', f, SQLERRM;
@@ -146,10 +152,55 @@ DEALLOCATE kd_top;
 DEALLOCATE kd_top_native;
 DROP TABLE kd_a1, kd_n1, kd_a2, kd_n2, kd_a3, kd_n3;
 
+-- Numbers, whole (stored as integers) and fractional, compared with
+-- whole and fractional bounds, in plain scans (also checked locally) and
+-- k-NN searches (not checked: a record the filter should not admit is an
+-- ERROR, one it misses is a wrong answer).
+CREATE TABLE kd_num_native (id text COLLATE "C" PRIMARY KEY, embedding real[], x float8,
+                            nm numeric, s text);
+INSERT INTO kd_num_native
+SELECT 'x' || lpad(g::text, 2, '0'), ARRAY[g, g % 5 + 0.5]::real[], g / 4.0 - 3,
+       (g / 4.0 - 3)::numeric, (ARRAY['a', 'b', NULL])[1 + g % 3]
+FROM generate_series(0, 24) g;
+CREATE FOREIGN TABLE kd_num (id text, embedding real[], x float8, nm numeric, s text)
+  SERVER kd_chroma OPTIONS (collection 'pgpoly_rt_kd_num', create_collection 'true',
+                            distance 'l2');
+INSERT INTO kd_num SELECT * FROM kd_num_native;
+CREATE TABLE kd_num_queries AS
+SELECT col, op, b FROM unnest(ARRAY['x', 'nm']) col, unnest(ARRAY['<', '<=', '>', '>=', '=']) op,
+  unnest(ARRAY['-2.5', '-1.1', '-0.5', '0.25', '0.5', '1.9', '2', '2.5', '2.9999999999']) b;
+SELECT * FROM (
+  SELECT col || ' ' || op || ' ' || b AS clause,
+         kd_diff(format('SELECT id, embedding <-> ''{0,0}'' AS d FROM kd_num WHERE %s %s %s ORDER BY id', col, op, b),
+                 format('SELECT id, embedding <-> ''{0,0}'' AS d FROM kd_num_native WHERE %s %s %s ORDER BY id', col, op, b),
+                 '<->', '{0,0}', 'kd_num_native') AS scan,
+         kd_diff(format('SELECT id, embedding <-> ''{0,0}'' AS d FROM kd_num WHERE %s %s %s ORDER BY embedding <-> ''{0,0}'' LIMIT 30', col, op, b),
+                 format('SELECT id, embedding <-> ''{0,0}'' AS d FROM kd_num_native WHERE %s %s %s ORDER BY embedding <-> ''{0,0}'' LIMIT 30', col, op, b),
+                 '<->', '{0,0}', 'kd_num_native') AS knn
+  FROM kd_num_queries) d
+WHERE (scan, knn) <> (0, 0);
+SELECT count(*) AS checked FROM kd_num_queries;
+-- What is sent for a fractional bound: integral bounds that decide for the
+-- integers the service holds, the fractional one for the others.
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM kd_num WHERE x < 2.5 AND nm >= -1.5;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM kd_num WHERE x = 0.25;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM kd_num WHERE x > 0.5;
+-- IN lists with a NULL.
+SELECT id FROM kd_num WHERE s IN ('a', NULL) AND x < 0 ORDER BY id;
+SELECT id FROM kd_num_native WHERE s IN ('a', NULL) AND x < 0 ORDER BY id;
+SELECT id FROM kd_num WHERE s = ANY ('{b,NULL}') ORDER BY embedding <-> '{3,0}' LIMIT 3;
+SELECT id FROM kd_num_native WHERE s = ANY ('{b,NULL}') ORDER BY embedding <-> '{3,0}' LIMIT 3;
+SELECT id FROM kd_num WHERE s IN (NULL, NULL) ORDER BY id;
+-- pgpoly.vector_search's filter compares a number as = does.
+SELECT id FROM pgpoly.vector_search('kd_num', '{0,0}', 30, '{"x": 0.25}') ORDER BY id;
+SELECT id FROM pgpoly.vector_search('kd_num', '{0,0}', 30, '{"x": -2.75, "s": "b"}') ORDER BY id;
+SELECT id FROM pgpoly.vector_search('kd_num', '{0,0}', 30, '{"nm": 2}') ORDER BY id;
+DROP TABLE kd_num_queries, kd_num_native;
+
 DROP FUNCTION kd_check(text, text);
-DROP FUNCTION kd_diff(text, text, text, real[]);
+DROP FUNCTION kd_diff(text, text, text, real[], text);
 DROP TABLE kd_queries, kd_vectors;
 DROP VIEW kd_nat;
 DROP TABLE kd_native;
 DROP SERVER kd_chroma CASCADE;
-\! for c in pgpoly_rt_kd_cos pgpoly_rt_kd_l2 pgpoly_rt_kd_ip; do curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/$c"; done
+\! for c in pgpoly_rt_kd_cos pgpoly_rt_kd_l2 pgpoly_rt_kd_ip pgpoly_rt_kd_num; do curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/$c"; done
