@@ -564,6 +564,14 @@ value_reach(ElasticCondKind *kind, ElasticParamValue *p)
 		(sign > 0) ? EREACH_ALL : EREACH_NONE;
 }
 
+/* Whether p is a float8 zero (value_reach made numbers float8). */
+static bool
+is_float_zero(ElasticParamValue *p)
+{
+	return !p->explain && !p->isnull && p->typid == FLOAT8OID &&
+		DatumGetFloat8(p->value) == 0.0;
+}
+
 /* Append the elements of an array param as a JSON array. */
 static void
 append_array_param(StringInfo buf, ElasticParamValue *p)
@@ -600,7 +608,11 @@ append_array_param(StringInfo buf, ElasticParamValue *p)
 			continue;			/* = NULL never matches, nor = 1e400 */
 		if (!first)
 			appendStringInfoChar(buf, ',');
-		PgpolyJsonAppendValue(buf, e.value, e.typid, false);
+		/* SQL's 0 is also Elasticsearch's -0.0 (append_zero_compare) */
+		if (is_float_zero(&e))
+			appendStringInfoString(buf, "0.0,-0.0");
+		else
+			PgpolyJsonAppendValue(buf, e.value, e.typid, false);
 		first = false;
 	}
 	appendStringInfoChar(buf, ']');
@@ -694,6 +706,40 @@ append_near(StringInfo buf, ElasticCond *c, ElasticCondKind kind,
 }
 
 /*
+ * Append the comparison of field with zero (EQ, NE read as EQ, or a range).
+ * Elasticsearch tells -0.0 from 0.0 (number.html): a term 0 misses the
+ * documents holding -0.0, which SQL finds equal, and gte 0 misses them too.
+ * So = 0 is the range from -0.0 to 0.0, and each range has the zero that
+ * takes in (or leaves out) both (an exclusive lower bound on 0.0 and an
+ * exclusive upper bound on -0.0 leave out both zeros).  The bounds are
+ * written with a fraction: "-0" would be read as the integer 0.
+ */
+static void
+append_zero_compare(StringInfo buf, const char *field, ElasticCondKind kind)
+{
+	appendStringInfoString(buf, "{\"range\":{");
+	escape_json(buf, field);
+	switch (kind)
+	{
+		case ECOND_LT:
+			appendStringInfoString(buf, ":{\"lt\":-0.0}}}");
+			break;
+		case ECOND_LE:
+			appendStringInfoString(buf, ":{\"lte\":0.0}}}");
+			break;
+		case ECOND_GT:
+			appendStringInfoString(buf, ":{\"gt\":0.0}}}");
+			break;
+		case ECOND_GE:
+			appendStringInfoString(buf, ":{\"gte\":-0.0}}}");
+			break;
+		default:
+			appendStringInfoString(buf, ":{\"gte\":-0.0,\"lte\":0.0}}}");
+			break;
+	}
+}
+
+/*
  * Append the term (EQ, and NE, which goes into must_not) or range query of
  * cond c with the value p (see value_reach; near conds: append_near).
  */
@@ -720,6 +766,11 @@ append_compare(StringInfo buf, ElasticCond *c, ElasticParamValue *p)
 	if (c->near && !v.explain && !v.isnull)
 	{
 		append_near(buf, c, kind, &v);
+		return;
+	}
+	if (is_float_zero(&v))
+	{
+		append_zero_compare(buf, c->field, kind);
 		return;
 	}
 	if (kind == ECOND_EQ || kind == ECOND_NE)

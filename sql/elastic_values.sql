@@ -19,6 +19,8 @@
 --   - an index whose mapping disables _source (its fields read as NULL);
 --   - a field holding an array, matched by a pushed term on any element,
 --     in a column the query does not select; a field of a nested object;
+--   - a double field tells -0.0 from 0.0 (a term 0 misses -0.0, gte 0
+--     too), SQL does not;
 --   - a date_nanos field holds microseconds: the upper bound of the range
 --     sent for a timestamp column's value must not cut them;
 --   - a sort key after a date/time column: documents the column reads as
@@ -72,6 +74,9 @@ SELECT i::text, jsonb_strip_nulls(jsonb_build_object(
 FROM (SELECT i, timestamp '2024-03-09 22:00' + i * interval '7 hours 0.00037 seconds' AS t
       FROM generate_series(1, 40) i) s;
 INSERT INTO ev_raw2 VALUES ('x1', '{"n": 5, "fd": 0.5}'), ('x2', '{"n": 40, "fd": 3.3}');
+-- Zeros of both signs, which a double field tells apart, as another client
+-- writes them (pgpoly reads -0.0 as 0; jsonb has no -0.0).
+\! printf '%s\n' '{"index":{"_id":"z1"}}' '{"fd":-0.0,"n":100}' '{"index":{"_id":"z2"}}' '{"fd":0.0,"n":101}' | curl -s -o /dev/null -H 'Content-Type: application/x-ndjson' -X POST "$ES_URL/regress_ev/_bulk?refresh=true" --data-binary @-
 
 CREATE FOREIGN TABLE ev (_id text, ts timestamp, tz timestamptz OPTIONS (field 'ts'),
                          ts0 timestamp(0) OPTIONS (field 'ts'), tz2 timestamptz(2) OPTIONS (field 'ts'),
@@ -85,6 +90,7 @@ CREATE TABLE ev_native AS SELECT * FROM ev;
 CREATE TABLE ev_all_native AS SELECT * FROM ev_all;
 -- What the columns read: the instant's UTC time and day, rounded by typmod.
 SELECT _id, ts, ts0, tz2, d FROM ev_native WHERE _id IN ('1', '2', '3', '4', '5', '6') ORDER BY _id;
+SELECT _id, fd, n FROM ev_native WHERE _id LIKE 'z%' ORDER BY _id;
 
 -- Rows of query a that query b lacks plus the reverse, and for ordered
 -- queries the positions too (0: the same answer; -1: an error).
@@ -128,6 +134,15 @@ INSERT INTO ev_queries VALUES
   ('float field', 'SELECT _id FROM %s WHERE f > 0.3 ORDER BY _id'),
   ('float field =', 'SELECT _id FROM %s WHERE f = 0.7 ORDER BY _id'),
   ('double field', 'SELECT _id FROM %s WHERE fd > 0.3 AND fd <= 2.1 ORDER BY _id'),
+  ('double = 0', 'SELECT _id FROM %s WHERE fd = 0 ORDER BY _id'),
+  ('double = -0', 'SELECT _id FROM %s WHERE fd = ''-0'' ORDER BY _id'),
+  ('double <> 0', 'SELECT _id FROM %s WHERE fd <> 0 ORDER BY _id'),
+  ('double >= 0', 'SELECT _id FROM %s WHERE fd >= 0 ORDER BY _id'),
+  ('double <= -0', 'SELECT _id FROM %s WHERE fd <= ''-0'' ORDER BY _id'),
+  ('double < 0', 'SELECT _id FROM %s WHERE fd < 0 ORDER BY _id'),
+  ('double > -0', 'SELECT _id FROM %s WHERE fd > ''-0'' ORDER BY _id'),
+  ('double IN (0, 0.5)', 'SELECT _id FROM %s WHERE fd IN (0, 0.5) ORDER BY _id'),
+  ('double = 0::numeric', 'SELECT _id FROM %s WHERE fd = 0::numeric::float8 ORDER BY _id'),
   ('long field read as numeric', 'SELECT _id FROM %s WHERE l > 2 ORDER BY _id'),
   ('long field =', 'SELECT _id FROM %s WHERE l = 2 ORDER BY _id'),
   ('keyword read as int', 'SELECT _id FROM %s WHERE kw > 9 ORDER BY _id'),
@@ -192,6 +207,8 @@ SELECT _id FROM ev WHERE ts > '2024-03-10 02:30:00.0004' AND ts0 = '2024-03-10 0
   AND d <= '2024-03-12' AND f > 0.5 AND fd > 0.5 AND l > 1 AND kw = 3 AND un = 2 AND n = 4;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM ev ORDER BY ts LIMIT 3;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM ev ORDER BY ns LIMIT 3;
+-- A comparison with zero takes in (or leaves out) -0.0 with 0.0.
+EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM ev WHERE fd = 0 AND fd >= 0 AND fd IN (0, 0.5);
 -- A date/time column is pushed as the last sort key only: the next key
 -- orders the rows the column reads as equal, which ES sees as different.
 EXPLAIN (VERBOSE, COSTS OFF) SELECT d, n FROM ev ORDER BY d, n DESC LIMIT 3;
