@@ -418,7 +418,10 @@ att_used(ElasticRelInfo *ri, AttrNumber att)
 
 /*
  * The pushed sort for the query's pathkeys, or NIL (with *ok false) if any
- * of them cannot be pushed.
+ * of them cannot be pushed.  A date/time column can only be the last key:
+ * Elasticsearch orders the instants it indexed, and documents the column
+ * reads as equal (one day, one rounded second, one microsecond of a
+ * date_nanos) are ordered by their instants rather than by the next key.
  */
 static List *
 pushable_sorts(PlannerInfo *root, RelOptInfo *baserel, ElasticRelInfo *ri, bool *ok)
@@ -455,6 +458,8 @@ pushable_sorts(PlannerInfo *root, RelOptInfo *baserel, ElasticRelInfo *ri, bool 
 			else if (col->role != ECOL_FIELD ||
 					 !ElasticSortableColumn(ri->tbl, ((Var *) e)->varattno, ec->ec_collation, &field))
 				continue;
+			if (col->is_datetime && lnext(root->query_pathkeys, lc) != NULL)
+				return NIL;
 			s = palloc(sizeof(ElasticSort));
 			s->field = field;
 			s->desc = pk->pk_strategy == BTGreaterStrategyNumber;

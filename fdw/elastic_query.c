@@ -564,6 +564,14 @@ value_reach(ElasticCondKind *kind, ElasticParamValue *p)
 		(sign > 0) ? EREACH_ALL : EREACH_NONE;
 }
 
+/* Whether p is a float8 zero (value_reach made numbers float8). */
+static bool
+is_float_zero(ElasticParamValue *p)
+{
+	return !p->explain && !p->isnull && p->typid == FLOAT8OID &&
+		DatumGetFloat8(p->value) == 0.0;
+}
+
 /* Append the elements of an array param as a JSON array. */
 static void
 append_array_param(StringInfo buf, ElasticParamValue *p)
@@ -600,7 +608,11 @@ append_array_param(StringInfo buf, ElasticParamValue *p)
 			continue;			/* = NULL never matches, nor = 1e400 */
 		if (!first)
 			appendStringInfoChar(buf, ',');
-		PgpolyJsonAppendValue(buf, e.value, e.typid, false);
+		/* SQL's 0 is also Elasticsearch's -0.0 (append_zero_compare) */
+		if (is_float_zero(&e))
+			appendStringInfoString(buf, "0.0,-0.0");
+		else
+			PgpolyJsonAppendValue(buf, e.value, e.typid, false);
 		first = false;
 	}
 	appendStringInfoChar(buf, ']');
@@ -623,14 +635,16 @@ append_leaf(StringInfo buf, const char *name, const char *field,
 
 /*
  * Append the instant ts moved by ms milliseconds and rounded to a
- * millisecond away from ts (down when ms <= 0, up otherwise) as ISO 8601
- * in UTC with every field present: a bound without its fraction would be
- * read as the end of its second by gt and lte.  false (nothing appended)
- * when the bound is outside years 1 to 9999, which the date format cannot
- * write: the caller then leaves that side open.
+ * millisecond away from ts (up for an upper bound, down for a lower one:
+ * a date_nanos field holds the microseconds a bound of milliseconds would
+ * cut, even when ms is 0) as ISO 8601 in UTC with every field present: a
+ * bound without its fraction would be read as the end of its second by gt
+ * and lte.  false (nothing appended) when the bound is outside years 1 to
+ * 9999, which the date format cannot write: the caller then leaves that
+ * side open.
  */
 static bool
-append_near_bound(StringInfo buf, Timestamp ts, int ms)
+append_near_bound(StringInfo buf, Timestamp ts, int ms, bool upper)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
@@ -640,7 +654,7 @@ append_near_bound(StringInfo buf, Timestamp ts, int ms)
 	if (rem < 0)
 		rem += 1000;
 	usec -= rem;
-	if (ms > 0 && rem > 0)
+	if (upper && rem > 0)
 		usec += 1000;
 	if (!IS_VALID_TIMESTAMP(usec) || timestamp2tm(usec, NULL, &tm, &fsec, NULL, NULL) != 0 ||
 		tm.tm_year < 1 || tm.tm_year > 9999)
@@ -670,9 +684,9 @@ append_near(StringInfo buf, ElasticCond *c, ElasticCondKind kind,
 		ts = DatumGetTimestamp(p->value);
 	initStringInfo(&lower);
 	initStringInfo(&upper);
-	if (kind == ECOND_LT || kind == ECOND_LE || !append_near_bound(&lower, ts, -c->below))
+	if (kind == ECOND_LT || kind == ECOND_LE || !append_near_bound(&lower, ts, -c->below, false))
 		resetStringInfo(&lower);
-	if (kind == ECOND_GT || kind == ECOND_GE || !append_near_bound(&upper, ts, c->above))
+	if (kind == ECOND_GT || kind == ECOND_GE || !append_near_bound(&upper, ts, c->above, true))
 		resetStringInfo(&upper);
 	if (lower.len == 0 && upper.len == 0)
 	{
@@ -689,6 +703,40 @@ append_near(StringInfo buf, ElasticCond *c, ElasticCondKind kind,
 	if (upper.len)
 		appendStringInfo(buf, "\"lte\":%s", upper.data);
 	appendStringInfoString(buf, ",\"format\":\"strict_date_optional_time\"}}}");
+}
+
+/*
+ * Append the comparison of field with zero (EQ, NE read as EQ, or a range).
+ * Elasticsearch tells -0.0 from 0.0 (number.html): a term 0 misses the
+ * documents holding -0.0, which SQL finds equal, and gte 0 misses them too.
+ * So = 0 is the range from -0.0 to 0.0, and each range has the zero that
+ * takes in (or leaves out) both (an exclusive lower bound on 0.0 and an
+ * exclusive upper bound on -0.0 leave out both zeros).  The bounds are
+ * written with a fraction: "-0" would be read as the integer 0.
+ */
+static void
+append_zero_compare(StringInfo buf, const char *field, ElasticCondKind kind)
+{
+	appendStringInfoString(buf, "{\"range\":{");
+	escape_json(buf, field);
+	switch (kind)
+	{
+		case ECOND_LT:
+			appendStringInfoString(buf, ":{\"lt\":-0.0}}}");
+			break;
+		case ECOND_LE:
+			appendStringInfoString(buf, ":{\"lte\":0.0}}}");
+			break;
+		case ECOND_GT:
+			appendStringInfoString(buf, ":{\"gt\":0.0}}}");
+			break;
+		case ECOND_GE:
+			appendStringInfoString(buf, ":{\"gte\":-0.0}}}");
+			break;
+		default:
+			appendStringInfoString(buf, ":{\"gte\":-0.0,\"lte\":0.0}}}");
+			break;
+	}
 }
 
 /*
@@ -718,6 +766,11 @@ append_compare(StringInfo buf, ElasticCond *c, ElasticParamValue *p)
 	if (c->near && !v.explain && !v.isnull)
 	{
 		append_near(buf, c, kind, &v);
+		return;
+	}
+	if (is_float_zero(&v))
+	{
+		append_zero_compare(buf, c->field, kind);
 		return;
 	}
 	if (kind == ECOND_EQ || kind == ECOND_NE)

@@ -182,6 +182,8 @@ typedef struct VectorProvider
 {
 	const char *name;			/* the provider option value */
 	const char *label;			/* for messages: "Chroma", "Qdrant" */
+	/* compares an integer it holds with a fractional bound truncated */
+	bool		truncates_bounds;
 	/* HTTP headers (api_key) and the path prefix of every route */
 	void		(*configure) (ForeignServer *server, UserMapping *user,
 							  List **headers, char **base);
@@ -305,6 +307,8 @@ typedef struct VectorCondEval
 	struct VectorCondEval *or_else; /* also admitted (OR), or NULL */
 } VectorCondEval;
 
+extern List *VectorNumberConds(List *conds, VectorTable *tbl, char *key,
+							   VectorCondOp op, double d, VectorCondEval *specials);
 extern VectorScan *VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn,
 								   VectorScanSpec *spec, List *pending);
 extern struct HTAB *VectorOverlayBuild(List *pending);

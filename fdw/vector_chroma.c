@@ -598,6 +598,7 @@ chroma_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 const VectorProvider VectorChroma = {
 	.name = "chroma",
 	.label = "Chroma",
+	.truncates_bounds = true,
 	.configure = chroma_configure,
 	.error_text = chroma_error_text,
 	.lookup = chroma_lookup,

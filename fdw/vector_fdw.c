@@ -723,8 +723,8 @@ const_json(Const *c)
 	return buf.data;
 }
 
-static void eval_cond(VectorScanSpec *spec, char *key, VectorCondOp op, Datum v,
-					  Oid typid, bool isnull);
+static void eval_cond(VectorTable *tbl, VectorScanSpec *spec, char *key,
+					  VectorCondOp op, Datum v, Oid typid, bool isnull);
 
 /*
  * The where object as EXPLAIN shows it: constants as the scan sends them
@@ -746,7 +746,8 @@ explain_where(VectorRelInfo *ri)
 		{
 			Const	   *c = (Const *) p->value;
 
-			eval_cond(&sent, p->key, p->op, c->constvalue, c->consttype, c->constisnull);
+			eval_cond(ri->tbl, &sent, p->key, p->op, c->constvalue, c->consttype,
+					  c->constisnull);
 			if (!sent.empty)
 			{
 				conds = list_concat(conds, sent.conds);
@@ -965,17 +966,52 @@ special_values(char *key, int strategy, Datum v, Oid typid)
 	return c;
 }
 
+/*
+ * The JSON array of the non-NULL elements of text[] arr (k IN (a, NULL)
+ * admits what k IN (a) admits; the service refuses a null in $in), or
+ * NULL when there are none.
+ */
+static char *
+in_values_json(Datum arr)
+{
+	StringInfoData buf;
+	Datum	   *elems;
+	bool	   *enulls;
+	int			n;
+	bool		any = false;
+
+	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &enulls, &n);
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (int i = 0; i < n; i++)
+	{
+		if (enulls[i])
+			continue;
+		if (any)
+			appendStringInfoChar(&buf, ',');
+		PgpolyJsonAppendValue(&buf, elems[i], TEXTOID, false);
+		any = true;
+	}
+	appendStringInfoChar(&buf, ']');
+	return any ? buf.data : NULL;
+}
+
 /* Evaluate one condition value into spec (NULL or an empty IN: no rows). */
 static void
-eval_cond(VectorScanSpec *spec, char *key, VectorCondOp op, Datum v, Oid typid,
-		  bool isnull)
+eval_cond(VectorTable *tbl, VectorScanSpec *spec, char *key, VectorCondOp op, Datum v,
+		  Oid typid, bool isnull)
 {
 	VectorCondEval *c = palloc0(sizeof(VectorCondEval));
 	StringInfoData buf;
 	double		d;
 
-	if (isnull || (op == VCOND_IN && ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(v)),
-													ARR_DIMS(DatumGetArrayTypeP(v))) == 0))
+	if (!isnull && op == VCOND_IN)
+	{
+		c->value = in_values_json(v);
+		isnull = c->value == NULL;
+	}
+	if (isnull)
 	{
 		spec->empty = true;
 		return;
@@ -995,15 +1031,18 @@ eval_cond(VectorScanSpec *spec, char *key, VectorCondOp op, Datum v, Oid typid,
 				spec->empty = true;
 			return;
 		}
-		op = strategy_vcond(strategy);
-		v = Float8GetDatum(d);
-		typid = FLOAT8OID;
+		spec->conds = VectorNumberConds(spec->conds, tbl, key, strategy_vcond(strategy), d,
+										c->or_else);
+		return;
 	}
-	initStringInfo(&buf);
-	PgpolyJsonAppendValue(&buf, v, typid, false);
+	if (c->value == NULL)
+	{
+		initStringInfo(&buf);
+		PgpolyJsonAppendValue(&buf, v, typid, false);
+		c->value = buf.data;
+	}
 	c->key = key;
 	c->op = op;
-	c->value = buf.data;
 	spec->conds = lappend(spec->conds, c);
 }
 
@@ -1039,7 +1078,7 @@ build_spec(ForeignScanState *node, VectorScanState *st)
 						add_array_ids(spec->ids, v);
 				break;
 			case VEXPR_COND:
-				eval_cond(spec, strVal(list_nth(st->cond_keys, ncond)),
+				eval_cond(st->tbl, spec, strVal(list_nth(st->cond_keys, ncond)),
 						  (VectorCondOp) list_nth_int(st->cond_ops, ncond), v, typid, isnull);
 				ncond++;
 				break;
@@ -1197,7 +1236,7 @@ vectorExplainForeignScan(ForeignScanState *node, ExplainState *es)
 							   st->requests + (st->scan ? VectorScanRequests(st->scan) : 0), es);
 		if (st->ran_local)
 			ExplainPropertyText("Vector k-NN Run",
-								"computed locally (buffered writes or distance changed)", es);
+								"computed locally (buffered writes, distance changed, or a zero vector in a cosine answer)", es);
 	}
 }
 

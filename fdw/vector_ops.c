@@ -308,6 +308,13 @@ filter_conditions(VectorTable *tbl, Jsonb *filter)
 					 errmsg("filter key \"%s\" is not a column of foreign table \"%s\"",
 							key, tbl->relname),
 					 errhint("Without a metadata column, vector_search filters only on the metadata fields the table has as columns.")));
+		/* a number is compared as a WHERE clause's is (VectorNumberConds) */
+		if (json_is_number(v))
+		{
+			conds = VectorNumberConds(conds, tbl, pstrdup(key), VCOND_EQ,
+									  json_number_value(v), NULL);
+			continue;
+		}
 		c->key = pstrdup(key);
 		c->op = json_is_array(v) ? VCOND_IN : VCOND_EQ;
 		s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);

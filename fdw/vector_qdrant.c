@@ -923,6 +923,7 @@ qdrant_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 const VectorProvider VectorQdrant = {
 	.name = "qdrant",
 	.label = "Qdrant",
+	.truncates_bounds = false,
 	.configure = qdrant_configure,
 	.error_text = qdrant_error_text,
 	.lookup = qdrant_lookup,

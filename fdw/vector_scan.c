@@ -14,7 +14,9 @@
  * service.  A k-NN scan with buffered writes, or whose operator does not
  * match the collection's distance, is computed here instead: the rows
  * matching the filter are fetched (paged), overlaid, the buffered ones
- * checked against the filter, and the k nearest kept.
+ * checked against the filter, and the k nearest kept; so is a cosine k-NN
+ * whose answer holds a zero vector, which the service ranks at distance 1
+ * and SQL's <=> (NaN) after every record.
  *
  * Invariant: in a k-NN scan no SQL qual is rechecked above the scan (the
  * LIMIT is consumed here), so rows that do not come from the service are
@@ -461,6 +463,45 @@ local_knn(VectorScan *scan)
 }
 
 /*
+ * Whether the service's cosine k-NN answer rows rank a record as SQL does
+ * not: SQL's <=> is NaN, after every number, for a record (or a query)
+ * whose embedding is a zero vector, where the service, which normalizes
+ * vectors and leaves a zero one zero, puts it at distance 1 exactly, before
+ * every record pointing away from the query.  The rows of the answer at
+ * distance 1 are looked up with their embeddings (one request) to tell a
+ * zero vector from a record orthogonal to the query.
+ */
+static bool
+answer_has_zero_vector(VectorScan *scan, List *rows)
+{
+	List	   *suspects = NIL;
+	ListCell   *lc;
+
+	if (scan->spec->metric != VDIST_COSINE)
+		return false;
+	foreach(lc, rows)
+	{
+		VectorRow  *row = lfirst(lc);
+
+		if (row->has_distance && row->distance == 1.0)
+			suspects = lappend(suspects, row->id);
+	}
+	if (suspects == NIL)
+		return false;
+	scan->requests++;
+	foreach(lc, VectorGetByIds(scan->conn, scan->tbl, scan->coll, suspects, NULL,
+							   VINC_EMBEDDING))
+	{
+		VectorRow  *row = lfirst(lc);
+
+		set_local_distance(scan->spec, row);
+		if (isnan(row->distance))
+			return true;
+	}
+	return false;
+}
+
+/*
  * ERROR unless every row of a k-NN answer satisfies the pushed filter: the
  * service's answer is used as it is (nothing rechecks it, and a row it
  * should not have returned took the place of one it should have), so a
@@ -540,6 +581,13 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 		check_filtered(scan, scan->rows);
 		/* the answer is the query's: no more than k rows, nearest first */
 		scan->rows = nearest_k(scan->rows, spec->k);
+		/* ... unless SQL ranks a zero vector last: then computed here */
+		if (answer_has_zero_vector(scan, scan->rows))
+		{
+			scan->local = true;
+			scan->rows = NIL;	/* not candidates: they lack embeddings */
+			scan->rows = local_knn(scan);
+		}
 	}
 	else
 	{

@@ -32,6 +32,7 @@
 #include <float.h>
 #include <math.h>
 
+#include "catalog/pg_type.h"
 #include "common/shortest_dec.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
@@ -514,6 +515,62 @@ char *
 VectorWhereJson(VectorTable *tbl, List *conds)
 {
 	return conds == NIL ? NULL : tbl->provider->filter(conds);
+}
+
+/* A condition key op value, also admitting or_else (may be NULL). */
+static VectorCondEval *
+make_cond(char *key, VectorCondOp op, char *value, VectorCondEval *or_else)
+{
+	VectorCondEval *c = palloc0(sizeof(VectorCondEval));
+
+	c->key = key;
+	c->op = op;
+	c->value = value;
+	c->or_else = or_else;
+	return c;
+}
+
+/*
+ * conds with the conditions admitting the numbers x with  x op d  (d a
+ * float8 bound, op not VCOND_IN) and what specials admits (or NULL)
+ * appended, for tbl's service.  Chroma (truncates_bounds) keeps a whole
+ * number written without a fraction (pgpoly writes a float8 2.0 as 2) as
+ * an integer, which it compares with a fractional bound truncated to an
+ * integer (2 < 2.5 and -1 > -1.5 are false there).  So a fractional bound
+ * is sent with the integral bounds f = floor(d) and c = f + 1 around it,
+ * which compare exactly with integers and floats alike, and decide for
+ * integers: x < d becomes (x < d OR x <= f) AND x < c, x > d becomes
+ * (x > d OR x >= c) AND x > f, x = d becomes x = d AND x > f AND x < c.
+ * Whatever an integer compared with d gives, the integral conditions
+ * decide; a float passes them wherever it passes x op d.
+ */
+List *
+VectorNumberConds(List *conds, VectorTable *tbl, char *key, VectorCondOp op, double d,
+				  VectorCondEval *specials)
+{
+	StringInfoData buf;
+	bool		below = op == VCOND_LT || op == VCOND_LE;
+	char	   *f;
+	char	   *c;
+
+	initStringInfo(&buf);
+	PgpolyJsonAppendValue(&buf, Float8GetDatum(d), FLOAT8OID, false);
+	if (!tbl->provider->truncates_bounds || d == floor(d))
+		return lappend(conds, make_cond(key, op, buf.data, specials));
+	/* not whole, so well within the range of int64 */
+	f = psprintf(INT64_FORMAT, (int64) floor(d));
+	c = psprintf(INT64_FORMAT, (int64) floor(d) + 1);
+	if (op == VCOND_EQ)
+	{
+		conds = lappend(conds, make_cond(key, op, buf.data, NULL));
+		conds = lappend(conds, make_cond(key, VCOND_GT, f, NULL));
+		return lappend(conds, make_cond(key, VCOND_LT, c, NULL));
+	}
+	conds = lappend(conds, make_cond(key, op, buf.data,
+									 make_cond(key, below ? VCOND_LE : VCOND_GE,
+											   below ? f : c, specials)));
+	return lappend(conds, make_cond(key, below ? VCOND_LT : VCOND_GT, below ? c : f,
+									specials));
 }
 
 /* Records with the given ids (and where), in one request. */

@@ -19,6 +19,13 @@
 --   - an index whose mapping disables _source (its fields read as NULL);
 --   - a field holding an array, matched by a pushed term on any element,
 --     in a column the query does not select; a field of a nested object;
+--   - a double field tells -0.0 from 0.0 (a term 0 misses -0.0, gte 0
+--     too), SQL does not;
+--   - a date_nanos field holds microseconds: the upper bound of the range
+--     sent for a timestamp column's value must not cut them;
+--   - a sort key after a date/time column: documents the column reads as
+--     equal (one day, one rounded second) are different instants in
+--     Elasticsearch, which orders them by instant, not by the next key;
 --   - sessions west of UTC with a half-hour offset and east with one,
 --     DateStyle/IntervalStyle/extra_float_digits/lc_numeric, generic plans
 --     with NULL parameters.
@@ -67,6 +74,9 @@ SELECT i::text, jsonb_strip_nulls(jsonb_build_object(
 FROM (SELECT i, timestamp '2024-03-09 22:00' + i * interval '7 hours 0.00037 seconds' AS t
       FROM generate_series(1, 40) i) s;
 INSERT INTO ev_raw2 VALUES ('x1', '{"n": 5, "fd": 0.5}'), ('x2', '{"n": 40, "fd": 3.3}');
+-- Zeros of both signs, which a double field tells apart, as another client
+-- writes them (pgpoly reads -0.0 as 0; jsonb has no -0.0).
+\! printf '%s\n' '{"index":{"_id":"z1"}}' '{"fd":-0.0,"n":100}' '{"index":{"_id":"z2"}}' '{"fd":0.0,"n":101}' | curl -s -o /dev/null -H 'Content-Type: application/x-ndjson' -X POST "$ES_URL/regress_ev/_bulk?refresh=true" --data-binary @-
 
 CREATE FOREIGN TABLE ev (_id text, ts timestamp, tz timestamptz OPTIONS (field 'ts'),
                          ts0 timestamp(0) OPTIONS (field 'ts'), tz2 timestamptz(2) OPTIONS (field 'ts'),
@@ -80,6 +90,7 @@ CREATE TABLE ev_native AS SELECT * FROM ev;
 CREATE TABLE ev_all_native AS SELECT * FROM ev_all;
 -- What the columns read: the instant's UTC time and day, rounded by typmod.
 SELECT _id, ts, ts0, tz2, d FROM ev_native WHERE _id IN ('1', '2', '3', '4', '5', '6') ORDER BY _id;
+SELECT _id, fd, n FROM ev_native WHERE _id LIKE 'z%' ORDER BY _id;
 
 -- Rows of query a that query b lacks plus the reverse, and for ordered
 -- queries the positions too (0: the same answer; -1: an error).
@@ -111,13 +122,27 @@ INSERT INTO ev_queries VALUES
   ('d <= v', 'SELECT _id FROM %s WHERE d <= ''2024-03-12'' ORDER BY _id'),
   ('d < v', 'SELECT _id FROM %s WHERE d < ''2024-03-12'' ORDER BY _id'),
   ('ns > v', 'SELECT _id FROM %s WHERE ns > (SELECT ns FROM ev_native WHERE _id = ''9'') ORDER BY _id'),
+  ('ns = v', 'SELECT _id FROM %s WHERE ns = (SELECT ns FROM ev_native WHERE _id = ''9'') ORDER BY _id'),
+  ('ns <= v', 'SELECT _id FROM %s WHERE ns <= (SELECT ns FROM ev_native WHERE _id = ''9'') ORDER BY _id'),
+  ('ns BETWEEN', 'SELECT _id FROM %s WHERE ns BETWEEN (SELECT ns FROM ev_native WHERE _id = ''9'') AND (SELECT ns FROM ev_native WHERE _id = ''11'') ORDER BY _id'),
   ('ts order limit', 'SELECT _id, ts FROM %s ORDER BY ts DESC NULLS FIRST, _id LIMIT 7 OFFSET 2'),
   ('ts order', 'SELECT ts FROM %s WHERE ts IS NOT NULL ORDER BY ts LIMIT 9'),
   ('d order', 'SELECT d FROM %s ORDER BY d NULLS FIRST LIMIT 12'),
+  ('d order, then n', 'SELECT d, n FROM %s ORDER BY d, n DESC LIMIT 12'),
+  ('d desc order, then n', 'SELECT d, n FROM %s WHERE d IS NOT NULL ORDER BY d DESC, n LIMIT 9'),
   ('ns order', 'SELECT _id FROM %s ORDER BY ns DESC LIMIT 5'),
   ('float field', 'SELECT _id FROM %s WHERE f > 0.3 ORDER BY _id'),
   ('float field =', 'SELECT _id FROM %s WHERE f = 0.7 ORDER BY _id'),
   ('double field', 'SELECT _id FROM %s WHERE fd > 0.3 AND fd <= 2.1 ORDER BY _id'),
+  ('double = 0', 'SELECT _id FROM %s WHERE fd = 0 ORDER BY _id'),
+  ('double = -0', 'SELECT _id FROM %s WHERE fd = ''-0'' ORDER BY _id'),
+  ('double <> 0', 'SELECT _id FROM %s WHERE fd <> 0 ORDER BY _id'),
+  ('double >= 0', 'SELECT _id FROM %s WHERE fd >= 0 ORDER BY _id'),
+  ('double <= -0', 'SELECT _id FROM %s WHERE fd <= ''-0'' ORDER BY _id'),
+  ('double < 0', 'SELECT _id FROM %s WHERE fd < 0 ORDER BY _id'),
+  ('double > -0', 'SELECT _id FROM %s WHERE fd > ''-0'' ORDER BY _id'),
+  ('double IN (0, 0.5)', 'SELECT _id FROM %s WHERE fd IN (0, 0.5) ORDER BY _id'),
+  ('double = 0::numeric', 'SELECT _id FROM %s WHERE fd = 0::numeric::float8 ORDER BY _id'),
   ('long field read as numeric', 'SELECT _id FROM %s WHERE l > 2 ORDER BY _id'),
   ('long field =', 'SELECT _id FROM %s WHERE l = 2 ORDER BY _id'),
   ('keyword read as int', 'SELECT _id FROM %s WHERE kw > 9 ORDER BY _id'),
@@ -182,6 +207,12 @@ SELECT _id FROM ev WHERE ts > '2024-03-10 02:30:00.0004' AND ts0 = '2024-03-10 0
   AND d <= '2024-03-12' AND f > 0.5 AND fd > 0.5 AND l > 1 AND kw = 3 AND un = 2 AND n = 4;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM ev ORDER BY ts LIMIT 3;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM ev ORDER BY ns LIMIT 3;
+-- A comparison with zero takes in (or leaves out) -0.0 with 0.0.
+EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM ev WHERE fd = 0 AND fd >= 0 AND fd IN (0, 0.5);
+-- A date/time column is pushed as the last sort key only: the next key
+-- orders the rows the column reads as equal, which ES sees as different.
+EXPLAIN (VERBOSE, COSTS OFF) SELECT d, n FROM ev ORDER BY d, n DESC LIMIT 3;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT d, n FROM ev ORDER BY n, d LIMIT 3;
 
 -- An index whose mapping disables _source: its hits carry no fields, which
 -- must not read as NULLs (n = 3 would return a row whose n is NULL).

@@ -423,6 +423,43 @@ class Ctx:
 
 NUMBER_TYPES = ("long", "integer", "short", "byte", "float", "double",
                 "half_float", "scaled_float")
+FLOAT_TYPES = ("float", "double", "half_float", "scaled_float")
+
+
+class SignedFloat(float):
+    """A number of a floating-point field: "the double, float and
+    half_float types consider that -0.0 and +0.0 are different values"
+    (number.html), -0.0 comparing less than +0.0 in terms, ranges and sorts
+    (Lucene orders doubles as Double.compare does)."""
+
+    def _key(self):
+        x = float(self)
+        return (x, math.copysign(1.0, x) if x == 0.0 else 0.0)
+
+    @staticmethod
+    def _other(o):
+        return SignedFloat(o)._key() if isinstance(o, (int, float)) else o
+
+    def __eq__(self, o):
+        return self._key() == self._other(o)
+
+    def __ne__(self, o):
+        return not self.__eq__(o)
+
+    def __lt__(self, o):
+        return self._key() < self._other(o)
+
+    def __le__(self, o):
+        return self._key() <= self._other(o)
+
+    def __gt__(self, o):
+        return self._key() > self._other(o)
+
+    def __ge__(self, o):
+        return self._key() >= self._other(o)
+
+    def __hash__(self):
+        return hash(self._key())
 
 
 def indexed_number(m, v):
@@ -435,13 +472,13 @@ def indexed_number(m, v):
     if t in ("long", "integer", "short", "byte"):
         return float(math.trunc(x))
     if t == "float":
-        return struct.unpack("<f", struct.pack("<f", x))[0]
+        return SignedFloat(struct.unpack("<f", struct.pack("<f", x))[0])
     if t == "half_float":
-        return struct.unpack("<e", struct.pack("<e", x))[0]
+        return SignedFloat(struct.unpack("<e", struct.pack("<e", x))[0])
     if t == "scaled_float":
         f = float(m.get("scaling_factor", 1))
-        return math.floor(x * f + 0.5) / f
-    return x
+        return SignedFloat(math.floor(x * f + 0.5) / f)
+    return SignedFloat(x)
 
 
 def normalize(m, s):
@@ -460,8 +497,7 @@ def coerce(kind, value, m=None):
     field's mapping; a number is rounded as the field indexes it, but an
     integer field compares the value itself)."""
     if kind == "number":
-        if m is not None and m.get("type") in ("float", "half_float",
-                                               "scaled_float"):
+        if m is not None and m.get("type") in FLOAT_TYPES:
             return indexed_number(m, value)
         return float(value)
     if kind in ("date", "date_nanos"):
@@ -524,6 +560,13 @@ def evaluate(ctx, q, idx, doc_id, src):
                 if op in ("format", "boost", "time_zone", "relation"):
                     continue
                 b = coerce(fkind, bound, idx.field_mapping(field))
+                # an exclusive lower bound on -0.0 excludes +0.0, an
+                # exclusive upper bound on +0.0 excludes -0.0 (#22173)
+                if isinstance(b, SignedFloat) and float(b) == 0.0:
+                    if op == "gt":
+                        b = SignedFloat(0.0)
+                    elif op == "lt":
+                        b = SignedFloat(-0.0)
                 if op == "gt":
                     ok = ok and v > b
                 elif op == "gte":
