@@ -520,7 +520,18 @@ knn_order_expr(PlannerInfo *root, RelOptInfo *baserel, VectorTable *tbl,
 	return (Expr *) op;
 }
 
-/* Const integer value of a LIMIT/OFFSET expression, or -1. */
+/*
+ * The most results one k-NN request asks for (n_results = LIMIT + OFFSET).
+ * A larger LIMIT is sorted locally: a request capped at this size would
+ * return fewer rows than the query asks for.
+ */
+#define VECTOR_KNN_MAX_RESULTS	100000
+
+/*
+ * Const value of a LIMIT/OFFSET expression (dflt if absent), at most
+ * VECTOR_KNN_MAX_RESULTS + 1 (enough to tell it is too large); -1 if it is
+ * not a constant.
+ */
 static int
 const_limit(Node *n, int dflt)
 {
@@ -528,7 +539,7 @@ const_limit(Node *n, int dflt)
 		return dflt;
 	if (!IsA(n, Const) || ((Const *) n)->constisnull)
 		return -1;
-	return (int) Min(DatumGetInt64(((Const *) n)->constvalue), 100000);
+	return (int) Min(DatumGetInt64(((Const *) n)->constvalue), VECTOR_KNN_MAX_RESULTS + 1);
 }
 
 /*
@@ -564,6 +575,12 @@ analyze_knn(PlannerInfo *root, RelOptInfo *baserel, VectorRelInfo *ri)
 	if (count < 0 || offset < 0 || parse->limitOption != LIMIT_OPTION_COUNT)
 	{
 		ri->knn_note = "no constant LIMIT (ORDER BY without LIMIT n is sorted locally)";
+		return;
+	}
+	if (count + offset > VECTOR_KNN_MAX_RESULTS)
+	{
+		ri->knn_note = psprintf("LIMIT plus OFFSET exceeds %d, the most one request asks for",
+								VECTOR_KNN_MAX_RESULTS);
 		return;
 	}
 	if (!ri->all_pushed)

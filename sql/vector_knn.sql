@@ -108,6 +108,13 @@ EXPLAIN (COSTS OFF) SELECT id FROM v_l2 WHERE document LIKE '%1%' ORDER BY embed
 SELECT id FROM v_l2 WHERE document LIKE '%1%' ORDER BY embedding <-> :q LIMIT 3;
 SELECT id FROM ref WHERE document LIKE '%1%' ORDER BY embedding <-> :q LIMIT 3;
 EXPLAIN (COSTS OFF) SELECT id FROM v_l2 ORDER BY embedding <-> :q;
+-- LIMIT + OFFSET above one request's 100000 results: sorted locally (a
+-- capped request would return fewer rows than asked for); at the cap, pushed.
+EXPLAIN (COSTS OFF) SELECT id FROM v_l2 ORDER BY embedding <-> :q LIMIT 100001;
+EXPLAIN (COSTS OFF) SELECT id FROM v_l2 ORDER BY embedding <-> :q LIMIT 99999 OFFSET 2;
+EXPLAIN (COSTS OFF) SELECT id FROM v_l2 ORDER BY embedding <-> :q LIMIT 99999 OFFSET 1;
+SELECT (SELECT array_agg(id) FROM (SELECT id FROM v_l2 ORDER BY embedding <-> :q LIMIT 9000000000 OFFSET 2) s) =
+       (SELECT array_agg(id) FROM (SELECT id FROM ref ORDER BY embedding <-> :q LIMIT 9000000000 OFFSET 2) s) AS big_limit_same;
 -- A join is sorted locally too.
 SELECT v.id FROM v_l2 v JOIN ref r USING (id) ORDER BY v.embedding <-> :q LIMIT 2;
 
