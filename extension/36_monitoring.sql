@@ -645,7 +645,9 @@ $$;
 
 -- feature_stats' body: one scan of the history window.  Distinct values of
 -- non-numeric features are counted by text form, exact for floats inside them
--- (arrays, composites) whatever the caller's extra_float_digits.  Mean and
+-- (arrays, composites) whatever the caller's extra_float_digits, and byte for
+-- byte whatever the column's collation (a nondeterministic one would count
+-- 'a' and 'A' once).  Mean and
 -- stddev sum in float8; if a sum leaves the float8 range (values near 1e308,
 -- whose mean is still a float8) the scan is done again summing in numeric.
 CREATE FUNCTION pgpoly._feature_stats(view text, since timestamptz, until timestamptz)
@@ -676,7 +678,7 @@ BEGIN
 				   'percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY h.%1$I::float8) AS c%2$s_p, '
 				   'max(h.%1$I::float8) AS c%2$s_max', u.f, u.i, v_sum)
 			   ELSE format(
-				   'count(h.%1$I) AS c%2$s_n, count(DISTINCT h.%1$I::text) AS c%2$s_d, NULL::float8 AS c%2$s_mean, '
+				   'count(h.%1$I) AS c%2$s_n, count(DISTINCT h.%1$I::text COLLATE "default") AS c%2$s_d, NULL::float8 AS c%2$s_mean, '
 				   'NULL::float8 AS c%2$s_sd, NULL::float8 AS c%2$s_min, NULL::float8[] AS c%2$s_p, '
 				   'NULL::float8 AS c%2$s_max', u.f, u.i) END, ', ' ORDER BY u.i),
 			   string_agg(format('(%L, a.c%2$s_n, a.total - a.c%2$s_n, a.c%2$s_d, a.c%2$s_mean, a.c%2$s_sd, '
@@ -779,7 +781,9 @@ $$;
 -- form), plus one for the values the reference never had.  The text forms of
 -- floats (in arrays, composites, points) are exact whatever the caller's
 -- extra_float_digits: with fewer digits distinct values would share a bin.
--- Runs the caller's SQL with the caller's search_path: every name of its own is
+-- Text forms are compared byte for byte (the default collation, whatever the
+-- column's: under a nondeterministic one 'a' and 'A' would share a bin).  Runs
+-- the caller's SQL with the caller's search_path: every name of its own is
 -- qualified.
 CREATE FUNCTION pgpoly._drift_categorical(ref text, cur text, col text, OUT psi float8)
 LANGUAGE plpgsql STABLE
@@ -787,9 +791,9 @@ SET extra_float_digits = 1
 AS $$
 BEGIN
 	EXECUTE pg_catalog.format($q$
-		WITH r AS (SELECT s.%3$I::pg_catalog.text AS v, pg_catalog.count(*) AS n
+		WITH r AS (SELECT s.%3$I::pg_catalog.text COLLATE pg_catalog."default" AS v, pg_catalog.count(*) AS n
 				   FROM %1$s s WHERE s.%3$I IS NOT NULL GROUP BY 1),
-		c AS (SELECT s.%3$I::pg_catalog.text AS v, pg_catalog.count(*) AS n
+		c AS (SELECT s.%3$I::pg_catalog.text COLLATE pg_catalog."default" AS v, pg_catalog.count(*) AS n
 			  FROM %2$s s WHERE s.%3$I IS NOT NULL GROUP BY 1),
 		bins AS (SELECT r.n AS nr, coalesce(c.n, 0) AS nc FROM r LEFT JOIN c ON c.v OPERATOR(pg_catalog.=) r.v
 				 UNION ALL
