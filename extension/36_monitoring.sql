@@ -633,14 +633,21 @@ COMMENT ON FUNCTION pgpoly.log_label(text, jsonb, timestamptz) IS
 -- Feature statistics
 --
 
--- Whether a type (format_type() text) is a numeric type: statistics and drift
--- treat it as a number, any other type as categories.
+-- Whether a type is a numeric type, or a domain over one (its values are
+-- numbers, which a CHECK only restricts): statistics and drift treat it as a
+-- number, any other type as categories.
 CREATE FUNCTION pgpoly._is_numeric_type(t regtype)
 RETURNS bool
-LANGUAGE sql IMMUTABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT t IN ('smallint', 'integer', 'bigint', 'real', 'double precision', 'numeric')
+	WITH RECURSIVE b(oid) AS (
+		SELECT t::oid
+		UNION ALL
+		SELECT y.typbasetype FROM pg_type y JOIN b ON y.oid = b.oid WHERE y.typtype = 'd')
+	SELECT EXISTS (SELECT FROM b WHERE b.oid IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype,
+												 'real'::regtype, 'double precision'::regtype,
+												 'numeric'::regtype))
 $$;
 
 -- feature_stats' body: one scan of the history window.  Distinct values of
