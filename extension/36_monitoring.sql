@@ -656,7 +656,11 @@ $$;
 -- byte whatever the column's collation (a nondeterministic one would count
 -- 'a' and 'A' once).  Mean and
 -- stddev sum in float8; if a sum leaves the float8 range (values near 1e308,
--- whose mean is still a float8) the scan is done again summing in numeric.
+-- whose mean is still a float8) the scan is done again summing in numeric the
+-- same float8 values min and max see, each converted exactly (through its
+-- shortest exact text form: a plain cast to numeric keeps 15 digits of a
+-- float8 and 6 of a real, and a constant feature's mean came out unequal to
+-- its min and max).
 CREATE FUNCTION pgpoly._feature_stats(view text, since timestamptz, until timestamptz)
 RETURNS TABLE (o_feature text, o_count bigint, o_nulls bigint, o_distinct bigint,
 			   o_mean float8, o_stddev float8, o_min float8, o_p50 float8, o_p95 float8,
@@ -677,7 +681,7 @@ BEGIN
 		RAISE EXCEPTION 'since % is after until %', since, until
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	FOREACH v_sum IN ARRAY ARRAY['float8', 'numeric'] LOOP
+	FOREACH v_sum IN ARRAY ARRAY['float8', 'float8::text::numeric'] LOOP
 		-- one scan: per feature i the aggregates c<i>_*; then one row per feature
 		SELECT string_agg(CASE WHEN pgpoly._is_numeric_type(u.t::regtype) THEN format(
 				   'count(h.%1$I) AS c%2$s_n, count(DISTINCT h.%1$I) AS c%2$s_d, avg(h.%1$I::%3$s)::float8 AS c%2$s_mean, '
@@ -701,7 +705,7 @@ BEGIN
 			USING since, until;
 			RETURN;
 		EXCEPTION WHEN numeric_value_out_of_range THEN
-			IF v_sum = 'numeric' THEN
+			IF v_sum <> 'float8' THEN
 				RAISE;
 			END IF;
 		END;
