@@ -45,37 +45,68 @@
 -- Relations given as a table name or a query
 --
 
+-- Whether _relation_sql's source is a query (not a relation's name).
+CREATE FUNCTION pgpoly._is_query(source text)
+RETURNS bool
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT source ~* '^\s*(\(|(select|with|values|table)\M)'
+$$;
+
 -- The FROM-clause item for source: text starting with SELECT, WITH, VALUES, TABLE
 -- or "(" is a query, wrapped as a subquery (the newline ends a trailing comment);
 -- anything else names a table or view, resolved as in the caller's own SQL (42P01
--- if there is none) and quoted.  argname names the argument in errors.
+-- if there is none) and quoted.  argname names the argument in errors.  Runs
+-- with the caller's search_path (to resolve the name), so every name of its
+-- own is qualified.
 CREATE FUNCTION pgpoly._relation_sql(source text, argname text)
 RETURNS text
 LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
 	PERFORM pgpoly._require_name(source, argname);
-	IF source ~* '^\s*(\(|(select|with|values|table)\M)' THEN
-		RETURN format('(%s%s)', source, E'\n');
+	IF pgpoly._is_query(source) THEN
+		RETURN pg_catalog.format('(%s%s)', source, E'\n');
 	END IF;
-	RETURN pgpoly._fv_rel(source::regclass);
+	RETURN pgpoly._fv_rel(source::pg_catalog.regclass);
 END
 $$;
 
 -- The column names and types of a FROM-clause item from _relation_sql, in order,
 -- without reading a row of it: one all-NULL row of its shape (an outer join to an
 -- empty LIMIT 0) gives the names as JSON keys, pg_typeof the types.  Two columns
--- of one name are an error (42702).  what names the relation in errors.
+-- of one name are an error (42702).  what names the relation in errors.  Runs
+-- the caller's SQL with the caller's search_path: every name of its own is
+-- qualified.
 CREATE FUNCTION pgpoly._relation_columns(rel text, what text, OUT names text[], OUT types regtype[])
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
-	v_shape text := format('(SELECT) AS d LEFT JOIN (SELECT * FROM %s AS q LIMIT 0) AS s ON true', rel);
+	v_shape pg_catalog.text := pg_catalog.format(
+		'(SELECT) AS d LEFT JOIN (SELECT * FROM %s AS q LIMIT 0) AS s ON true', rel);
+BEGIN
+	EXECUTE pg_catalog.format(
+		'SELECT pg_catalog.array_agg(j.k ORDER BY j.i) FROM (SELECT s.* FROM %s) AS x, '
+		'pg_catalog.json_object_keys(pg_catalog.to_json(x.*)) WITH ORDINALITY AS j(k, i)', v_shape)
+	INTO names;
+	PERFORM pgpoly._relation_check_columns(names, what);
+	EXECUTE pg_catalog.format('SELECT ARRAY[%s]::pg_catalog.regtype[] FROM %s',
+							  pgpoly._relation_typeof_list(names), v_shape)
+	INTO types;
+END
+$$;
+
+-- ERROR unless names (of the columns of the relation what) is a non-empty
+-- list of distinct names.
+CREATE FUNCTION pgpoly._relation_check_columns(names text[], what text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
 	v_dup   text;
 BEGIN
-	EXECUTE format('SELECT array_agg(j.k ORDER BY j.i) FROM (SELECT s.* FROM %s) AS x, '
-				   'json_object_keys(to_json(x.*)) WITH ORDINALITY AS j(k, i)', v_shape)
-	INTO names;
 	IF names IS NULL THEN
 		RAISE EXCEPTION 'the % returns no columns', what
 			USING ERRCODE = 'invalid_parameter_value';
@@ -86,11 +117,17 @@ BEGIN
 			USING ERRCODE = 'ambiguous_column',
 				  HINT = 'Give each column its own name (AS ...).';
 	END IF;
-	EXECUTE format('SELECT ARRAY[%s]::regtype[] FROM %s',
-				   (SELECT string_agg(format('pg_typeof(s.%I)', n), ', ' ORDER BY i)
-					FROM unnest(names) WITH ORDINALITY u(n, i)), v_shape)
-	INTO types;
 END
+$$;
+
+-- The select list pg_catalog.pg_typeof(s.<name>), ... of the columns names.
+CREATE FUNCTION pgpoly._relation_typeof_list(names text[])
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT string_agg(format('pg_catalog.pg_typeof(s.%I)', n), ', ' ORDER BY i)
+	FROM unnest(names) WITH ORDINALITY u(n, i)
 $$;
 
 --

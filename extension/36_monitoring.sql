@@ -37,8 +37,13 @@
 --	  a merge in C (src/drift.c, _drift_numeric_bins); PSI is computed from
 --	  the bin counts in SQL for both (_psi).  The reference and current
 --	  relations are the caller's SQL (a table name or a query) and run with the
---	  caller's rights and search_path, so these functions do not pin
---	  search_path and qualify every object they name themselves.
+--	  caller's rights and search_path, so the functions that run them do not
+--	  pin search_path and qualify every function, aggregate, operator and type
+--	  they name themselves (pg_catalog.count, OPERATOR(pg_catalog.=) ...): the
+--	  caller's search_path may hold better matches than pg_catalog's
+--	  polymorphic functions, or put a schema before pg_catalog.  What needs no
+--	  caller's SQL (checking the arguments, choosing the features) is done by
+--	  functions that pin search_path.
 
 --
 -- The prediction log
@@ -628,21 +633,34 @@ COMMENT ON FUNCTION pgpoly.log_label(text, jsonb, timestamptz) IS
 -- Feature statistics
 --
 
--- Whether a type (format_type() text) is a numeric type: statistics and drift
--- treat it as a number, any other type as categories.
+-- Whether a type is a numeric type, or a domain over one (its values are
+-- numbers, which a CHECK only restricts): statistics and drift treat it as a
+-- number, any other type as categories.
 CREATE FUNCTION pgpoly._is_numeric_type(t regtype)
 RETURNS bool
-LANGUAGE sql IMMUTABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT t IN ('smallint', 'integer', 'bigint', 'real', 'double precision', 'numeric')
+	WITH RECURSIVE b(oid) AS (
+		SELECT t::oid
+		UNION ALL
+		SELECT y.typbasetype FROM pg_type y JOIN b ON y.oid = b.oid WHERE y.typtype = 'd')
+	SELECT EXISTS (SELECT FROM b WHERE b.oid IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype,
+												 'real'::regtype, 'double precision'::regtype,
+												 'numeric'::regtype))
 $$;
 
 -- feature_stats' body: one scan of the history window.  Distinct values of
 -- non-numeric features are counted by text form, exact for floats inside them
--- (arrays, composites) whatever the caller's extra_float_digits.  Mean and
+-- (arrays, composites) whatever the caller's extra_float_digits, and byte for
+-- byte whatever the column's collation (a nondeterministic one would count
+-- 'a' and 'A' once).  Mean and
 -- stddev sum in float8; if a sum leaves the float8 range (values near 1e308,
--- whose mean is still a float8) the scan is done again summing in numeric.
+-- whose mean is still a float8) the scan is done again summing in numeric the
+-- same float8 values min and max see, each converted exactly (through its
+-- shortest exact text form: a plain cast to numeric keeps 15 digits of a
+-- float8 and 6 of a real, and a constant feature's mean came out unequal to
+-- its min and max).
 CREATE FUNCTION pgpoly._feature_stats(view text, since timestamptz, until timestamptz)
 RETURNS TABLE (o_feature text, o_count bigint, o_nulls bigint, o_distinct bigint,
 			   o_mean float8, o_stddev float8, o_min float8, o_p50 float8, o_p95 float8,
@@ -663,7 +681,7 @@ BEGIN
 		RAISE EXCEPTION 'since % is after until %', since, until
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	FOREACH v_sum IN ARRAY ARRAY['float8', 'numeric'] LOOP
+	FOREACH v_sum IN ARRAY ARRAY['float8', 'float8::text::numeric'] LOOP
 		-- one scan: per feature i the aggregates c<i>_*; then one row per feature
 		SELECT string_agg(CASE WHEN pgpoly._is_numeric_type(u.t::regtype) THEN format(
 				   'count(h.%1$I) AS c%2$s_n, count(DISTINCT h.%1$I) AS c%2$s_d, avg(h.%1$I::%3$s)::float8 AS c%2$s_mean, '
@@ -671,7 +689,7 @@ BEGIN
 				   'percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY h.%1$I::float8) AS c%2$s_p, '
 				   'max(h.%1$I::float8) AS c%2$s_max', u.f, u.i, v_sum)
 			   ELSE format(
-				   'count(h.%1$I) AS c%2$s_n, count(DISTINCT h.%1$I::text) AS c%2$s_d, NULL::float8 AS c%2$s_mean, '
+				   'count(h.%1$I) AS c%2$s_n, count(DISTINCT h.%1$I::text COLLATE "default") AS c%2$s_d, NULL::float8 AS c%2$s_mean, '
 				   'NULL::float8 AS c%2$s_sd, NULL::float8 AS c%2$s_min, NULL::float8[] AS c%2$s_p, '
 				   'NULL::float8 AS c%2$s_max', u.f, u.i) END, ', ' ORDER BY u.i),
 			   string_agg(format('(%L, a.c%2$s_n, a.total - a.c%2$s_n, a.c%2$s_d, a.c%2$s_mean, a.c%2$s_sd, '
@@ -687,7 +705,7 @@ BEGIN
 			USING since, until;
 			RETURN;
 		EXCEPTION WHEN numeric_value_out_of_range THEN
-			IF v_sum = 'numeric' THEN
+			IF v_sum <> 'float8' THEN
 				RAISE;
 			END IF;
 		END;
@@ -753,16 +771,17 @@ AS 'MODULE_PATHNAME', 'pgpoly_drift_numeric_bins';
 -- PSI and KS of numeric column col of the relations ref and cur (FROM-clause
 -- items), with bins bins: each side's non-null values as float8, gathered by
 -- one scan into an array, binned and compared by _drift_numeric_bins; PSI
--- from the counts as for categories (_psi).
+-- from the counts as for categories (_psi).  Runs the caller's SQL with the
+-- caller's search_path: every name of its own is qualified.
 CREATE FUNCTION pgpoly._drift_numeric(ref text, cur text, col text, bins int,
 									  OUT psi float8, OUT ks float8)
 LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
-	EXECUTE format($q$
-		WITH r AS (SELECT array_agg(s.%3$I::float8) AS a FROM %1$s s WHERE s.%3$I IS NOT NULL),
-		c AS (SELECT array_agg(s.%3$I::float8) AS a FROM %2$s s WHERE s.%3$I IS NOT NULL)
-		SELECT pgpoly._psi(b.ref_counts, b.cur_counts, cardinality(r.a), cardinality(c.a)), b.ks
+	EXECUTE pg_catalog.format($q$
+		WITH r AS (SELECT pg_catalog.array_agg(s.%3$I::pg_catalog.float8) AS a FROM %1$s s WHERE s.%3$I IS NOT NULL),
+		c AS (SELECT pg_catalog.array_agg(s.%3$I::pg_catalog.float8) AS a FROM %2$s s WHERE s.%3$I IS NOT NULL)
+		SELECT pgpoly._psi(b.ref_counts, b.cur_counts, pg_catalog.cardinality(r.a), pg_catalog.cardinality(c.a)), b.ks
 		FROM r, c, pgpoly._drift_numeric_bins(coalesce(r.a, '{}'), coalesce(c.a, '{}'), $1) AS b$q$,
 		ref, cur, col)
 	INTO psi, ks USING bins;
@@ -773,51 +792,69 @@ $$;
 -- form), plus one for the values the reference never had.  The text forms of
 -- floats (in arrays, composites, points) are exact whatever the caller's
 -- extra_float_digits: with fewer digits distinct values would share a bin.
+-- Text forms are compared byte for byte (the default collation, whatever the
+-- column's: under a nondeterministic one 'a' and 'A' would share a bin).  Runs
+-- the caller's SQL with the caller's search_path: every name of its own is
+-- qualified.
 CREATE FUNCTION pgpoly._drift_categorical(ref text, cur text, col text, OUT psi float8)
 LANGUAGE plpgsql STABLE
 SET extra_float_digits = 1
 AS $$
 BEGIN
-	EXECUTE format($q$
-		WITH r AS (SELECT s.%3$I::text AS v, count(*) AS n FROM %1$s s WHERE s.%3$I IS NOT NULL GROUP BY 1),
-		c AS (SELECT s.%3$I::text AS v, count(*) AS n FROM %2$s s WHERE s.%3$I IS NOT NULL GROUP BY 1),
-		bins AS (SELECT r.n AS nr, coalesce(c.n, 0) AS nc FROM r LEFT JOIN c ON c.v = r.v
+	EXECUTE pg_catalog.format($q$
+		WITH r AS (SELECT s.%3$I::pg_catalog.text COLLATE pg_catalog."default" AS v, pg_catalog.count(*) AS n
+				   FROM %1$s s WHERE s.%3$I IS NOT NULL GROUP BY 1),
+		c AS (SELECT s.%3$I::pg_catalog.text COLLATE pg_catalog."default" AS v, pg_catalog.count(*) AS n
+			  FROM %2$s s WHERE s.%3$I IS NOT NULL GROUP BY 1),
+		bins AS (SELECT r.n AS nr, coalesce(c.n, 0) AS nc FROM r LEFT JOIN c ON c.v OPERATOR(pg_catalog.=) r.v
 				 UNION ALL
-				 SELECT 0, coalesce(sum(c.n), 0)::bigint FROM c WHERE NOT EXISTS (SELECT FROM r WHERE r.v = c.v))
-		SELECT pgpoly._psi(array_agg(bins.nr), array_agg(bins.nc),
-						   (SELECT coalesce(sum(r.n), 0) FROM r)::bigint,
-						   (SELECT coalesce(sum(c.n), 0) FROM c)::bigint)
+				 SELECT 0, coalesce(pg_catalog.sum(c.n), 0)::bigint FROM c
+				 WHERE NOT EXISTS (SELECT FROM r WHERE r.v OPERATOR(pg_catalog.=) c.v))
+		SELECT pgpoly._psi(pg_catalog.array_agg(bins.nr), pg_catalog.array_agg(bins.nc),
+						   (SELECT coalesce(pg_catalog.sum(r.n), 0) FROM r)::bigint,
+						   (SELECT coalesce(pg_catalog.sum(c.n), 0) FROM c)::bigint)
 		FROM bins$q$, ref, cur, col)
 	INTO psi;
 END
 $$;
 
-CREATE FUNCTION pgpoly._drift(reference text, current text, features text[], bins int)
-RETURNS TABLE (o_feature text, o_psi float8, o_ks float8, o_status text)
-LANGUAGE plpgsql STABLE
+-- Check drift's bins argument.
+CREATE FUNCTION pgpoly._drift_check_bins(bins int)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-DECLARE
-	v_ref   text := pgpoly._relation_sql(reference, 'reference');
-	v_cur   text := pgpoly._relation_sql(current, 'current');
-	v_rcols record;
-	v_ccols record;
-	v_feat  text[];
-	v_bad   text;
-	f       text;
-	v_rtype regtype;
-	v_ctype regtype;
-	v_num   record;
 BEGIN
 	PERFORM pgpoly._require(bins, 'bins');
 	IF bins < 2 OR bins > 10000 THEN
 		RAISE EXCEPTION 'bins must be between 2 and 10000 (got %)', bins
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	SELECT c.names, c.types INTO v_rcols FROM pgpoly._relation_columns(v_ref, 'reference') c;
-	SELECT c.names, c.types INTO v_ccols FROM pgpoly._relation_columns(v_cur, 'current relation') c;
+END
+$$;
+
+-- The features drift compares, in order, and whether each is numeric: the
+-- columns named by features (NULL: every column the two share, in the
+-- reference's order) of a reference with columns rnames of types rtypes and a
+-- current relation with columns cnames of types ctypes.  ERROR for a NULL or
+-- unknown name, and for a column numeric on one side only.
+CREATE FUNCTION pgpoly._drift_features(rnames text[], rtypes regtype[], cnames text[],
+									   ctypes regtype[], features text[])
+RETURNS TABLE (feature text, is_numeric bool)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_feat  text[];
+	v_bad   text;
+	v_side  text;
+	f       text;
+	v_rtype regtype;
+	v_ctype regtype;
+BEGIN
 	IF features IS NULL THEN
-		v_feat := ARRAY(SELECT n FROM unnest(v_rcols.names) WITH ORDINALITY u(n, i)
-						WHERE n = ANY (v_ccols.names) ORDER BY i);
+		v_feat := ARRAY(SELECT n FROM unnest(rnames) WITH ORDINALITY u(n, i)
+						WHERE n = ANY (cnames) ORDER BY i);
 	ELSE
 		IF array_position(features, NULL) IS NOT NULL THEN
 			RAISE EXCEPTION 'argument "features" must not contain NULL'
@@ -831,30 +868,58 @@ BEGIN
 				USING ERRCODE = 'invalid_parameter_value',
 					  HINT = 'Pass NULL for every column the two relations share.';
 		END IF;
-		SELECT n, CASE WHEN n = ANY (v_rcols.names) THEN 'current' ELSE 'reference' END
-		INTO v_bad, f
-		FROM unnest(v_feat) n WHERE NOT (n = ANY (v_rcols.names) AND n = ANY (v_ccols.names)) LIMIT 1;
+		SELECT n, CASE WHEN n = ANY (rnames) THEN 'current' ELSE 'reference' END
+		INTO v_bad, v_side
+		FROM unnest(v_feat) n WHERE NOT (n = ANY (rnames) AND n = ANY (cnames)) LIMIT 1;
 		IF v_bad IS NOT NULL THEN
-			RAISE EXCEPTION 'the % has no column "%"', f, v_bad
+			RAISE EXCEPTION 'the % has no column "%"', v_side, v_bad
 				USING ERRCODE = 'undefined_column';
 		END IF;
 	END IF;
 
 	FOREACH f IN ARRAY v_feat LOOP
-		v_rtype := v_rcols.types[array_position(v_rcols.names, f)];
-		v_ctype := v_ccols.types[array_position(v_ccols.names, f)];
+		v_rtype := rtypes[array_position(rnames, f)];
+		v_ctype := ctypes[array_position(cnames, f)];
 		IF pgpoly._is_numeric_type(v_rtype) <> pgpoly._is_numeric_type(v_ctype) THEN
 			RAISE EXCEPTION 'column "%" is % in the reference but % in the current relation', f, v_rtype, v_ctype
 				USING ERRCODE = 'datatype_mismatch',
 					  HINT = 'Cast it in one of the queries: both numeric (compared by bins of values) or both not (compared by categories).';
 		END IF;
-		o_feature := f;
-		IF pgpoly._is_numeric_type(v_rtype) THEN
-			v_num := pgpoly._drift_numeric(v_ref, v_cur, f, bins);
+		feature := f;
+		is_numeric := pgpoly._is_numeric_type(v_rtype);
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+
+-- drift's body.  It runs the caller's SQL (resolving a table name, reading the
+-- relations' shapes and values) with the caller's search_path, so it names
+-- only qualified objects; the pinned helpers do the rest.
+CREATE FUNCTION pgpoly._drift(reference text, current text, features text[], bins int)
+RETURNS TABLE (o_feature text, o_psi float8, o_ks float8, o_status text)
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	v_ref   pg_catalog.text := pgpoly._relation_sql(reference, 'reference');
+	v_cur   pg_catalog.text := pgpoly._relation_sql(current, 'current');
+	v_rcols record;
+	v_ccols record;
+	v_f     record;
+	v_num   record;
+BEGIN
+	PERFORM pgpoly._drift_check_bins(bins);
+	SELECT c.names, c.types INTO v_rcols FROM pgpoly._relation_columns(v_ref, 'reference') c;
+	SELECT c.names, c.types INTO v_ccols FROM pgpoly._relation_columns(v_cur, 'current relation') c;
+	FOR v_f IN SELECT d.feature, d.is_numeric
+			   FROM pgpoly._drift_features(v_rcols.names, v_rcols.types, v_ccols.names,
+										   v_ccols.types, features) d LOOP
+		o_feature := v_f.feature;
+		IF v_f.is_numeric THEN
+			v_num := pgpoly._drift_numeric(v_ref, v_cur, v_f.feature, bins);
 			o_psi := v_num.psi;
 			o_ks := v_num.ks;
 		ELSE
-			o_psi := pgpoly._drift_categorical(v_ref, v_cur, f);
+			o_psi := pgpoly._drift_categorical(v_ref, v_cur, v_f.feature);
 			o_ks := NULL;
 		END IF;
 		o_status := pgpoly._drift_status(o_psi);
