@@ -380,6 +380,45 @@ def serve_tcp(handler):
     return lsock
 
 
+def redis_pipeline(port, commands, timeout=10):
+    """Send commands (lists of str/bytes/int) to the Redis at port in one
+    pipeline; their replies, in order: str (simple and bulk strings, decoded
+    with errors replaced), int, None (nil), list, or RedisError for an error
+    reply.  One connection instead of a redis-cli process per command."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        out = b""
+        for cmd in commands:
+            args = [a if isinstance(a, bytes) else str(a).encode() for a in cmd]
+            out += b"*%d\r\n" % len(args) + b"".join(resp_bulk(a) for a in args)
+        sock.sendall(out)
+        reader = sock.makefile("rb")
+
+        def reply():
+            head = reader.readline()
+            if not head.endswith(b"\r\n"):
+                raise EOFError("Redis closed the connection")
+            kind, rest = head[:1], head[1:-2]
+            if kind == b"+":
+                return rest.decode(errors="replace")
+            if kind == b"-":
+                return RedisError(rest.decode(errors="replace"))
+            if kind == b":":
+                return int(rest)
+            if kind == b"$":
+                n = int(rest)
+                return None if n < 0 else reader.read(n + 2)[:n].decode(errors="replace")
+            if kind == b"*":
+                n = int(rest)
+                return None if n < 0 else [reply() for _ in range(n)]
+            raise ValueError("not a RESP reply: %r" % head)
+
+        return [reply() for _ in commands]
+
+
+class RedisError(str):
+    """An error reply of redis_pipeline."""
+
+
 def resp_bulk(b):
     """RESP bulk string of bytes b (None: nil), for the fake Redis servers."""
     if b is None:

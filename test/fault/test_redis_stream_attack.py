@@ -25,17 +25,25 @@ VERBOSE = False
 
 
 def dump(port):
-    """Everything Redis holds: {key: (type, value)}."""
+    """Everything Redis holds: {key: (type, value)}, read in three pipelines."""
+    keys, cursor = [], "0"
+    while True:
+        cursor, page = pgtest.redis_pipeline(port, [["SCAN", cursor, "COUNT", 1000]])[0]
+        keys += page
+        if cursor == "0":
+            break
+    types = pgtest.redis_pipeline(port, [["TYPE", k] for k in keys])
+    reads = {"hash": ["HGETALL"], "string": ["GET"], "list": ["LRANGE", 0, -1],
+             "zset": ["ZRANGE", 0, -1, "WITHSCORES"], "set": ["SMEMBERS"]}
+    values = pgtest.redis_pipeline(
+        port, [reads.get(t, ["TYPE"])[:1] + [k] + reads.get(t, ["TYPE"])[1:]
+               for k, t in zip(keys, types)])
     out = {}
-    for k in pgtest.redis_cli(port, "--scan")[1].split("\n"):
-        if not k:
-            continue
-        t = pgtest.redis_cli(port, "type", k)[1]
-        cmd = {"hash": ("hgetall",), "string": ("get",), "list": ("lrange", 0, -1),
-               "zset": ("zrange", 0, -1, "withscores"), "set": ("smembers",)}.get(t, ("type",))
-        v = pgtest.redis_cli(port, *(cmd[:1] + (k,) + cmd[1:]))[1]
-        if t in ("hash", "set"):
-            v = sorted(v.split("\n"))
+    for k, t, v in zip(keys, types, values):
+        if t == "hash":
+            v = sorted(zip(v[0::2], v[1::2]))
+        elif t == "set":
+            v = sorted(v)
         out[k] = (t, v)
     return out
 
