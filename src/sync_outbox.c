@@ -1006,17 +1006,21 @@ key_writers(void)
 /*
  * Whether the changes rows[0..n-1] of one entry (one writer and kind) may
  * join the batch whose keys' writers are in writers.  Not when one of them
- * is an update of a key that another writer changed earlier in the batch:
+ * is an update of a key changed earlier in the batch by another writer:
  * composed, both would be delivered as the later writer, who may lack the
  * rights the earlier change needs (a writer allowed to UPDATE one column
  * is refused the INSERT of the upsert its update joined, and both changes
- * end in the dead letters).  The entry then starts the next batch, which
- * reads the store as the first one left it.  An upsert or a delete
- * replaces what came before and may always join.  Notes the keys' writer
- * when the entry joins.
+ * end in the dead letters); nor, in a newest-wins table (t's event_att),
+ * by anyone when the update sets the event time: an upsert is delivered
+ * only if not older than the stored value, an update always, and composed
+ * the update's event time would decide whether the upsert arrives (a
+ * backdated update would drop both).  The entry then starts the next
+ * batch, which reads the store as the first one left it.  An upsert or a
+ * delete replaces what came before and may always join.  Notes the keys'
+ * writer when the entry joins.
  */
 static bool
-entry_may_join(HTAB *writers, OutboxRow **rows, int n)
+entry_may_join(OutboxTable *t, HTAB *writers, OutboxRow **rows, int n)
 {
 	for (int i = 0; i < n && rows[i]->op == PGPOLY_CHANGE_UPDATE; i++)
 	{
@@ -1024,7 +1028,8 @@ entry_may_join(HTAB *writers, OutboxRow **rows, int n)
 											strlen(rows[i]->key), 0);
 		KeyWriter  *e = hash_search(writers, &h, HASH_FIND, NULL);
 
-		if (e != NULL && e->writer != rows[i]->userid)
+		if (e != NULL && (e->writer != rows[i]->userid ||
+						  (t->event_att && rows[i]->set[t->event_att - 1])))
 			return false;
 	}
 	for (int i = 0; i < n; i++)
@@ -1071,7 +1076,7 @@ read_entries(SyncRow *s, Batch *b, OutboxTable *t, int *n)
 		if (*n + SYNC_CHUNK_KEYS > max)
 			rows = repalloc(rows, sizeof(OutboxRow *) * (max *= 2));
 		decode_entry(t, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, rows, n);
-		if (!entry_may_join(writers, rows + first, *n - first))
+		if (!entry_may_join(t, writers, rows + first, *n - first))
 		{
 			*n = first;			/* it starts the next batch */
 			b->more = true;
