@@ -1508,8 +1508,9 @@ queue_isolated(OutboxTable *t, OutboxRow *r, int32 sync_id, TimestampTz queued_a
 /*
  * Park change p behind iso, the last link of its key's chain: composed
  * into it when both are one writer's, else queued as the next link (one
- * of group *grp, taken when the batch's first link is made).  b: the batch
- * whose changes are parked.
+ * of group *grp, taken when the batch's first link is made); an update
+ * setting a newest-wins table's event time is a link of its own too (see
+ * entry_may_join).  b: the batch whose changes are parked.
  */
 static void
 park_change(SyncRow *s, Batch *b, OutboxRow *iso, OutboxRow *p, Datum *grp)
@@ -1520,7 +1521,8 @@ park_change(SyncRow *s, Batch *b, OutboxRow *iso, OutboxRow *p, Datum *grp)
 	Datum		values[ENTRY_ARGS + 1];
 	char		nulls[ENTRY_ARGS + 1];
 
-	if (iso->userid != p->userid)
+	if (iso->userid != p->userid ||
+		(t->event_att && p->op == PGPOLY_CHANGE_UPDATE && p->set[t->event_att - 1]))
 	{
 		if (*grp == (Datum) 0)
 			*grp = queue_nextval();

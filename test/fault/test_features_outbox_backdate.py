@@ -12,6 +12,10 @@ UPDATE then sets its columns.  Composition must not change the result.
 The worker is stopped (SIGSTOP) while the two transactions commit, so that
 one batch reads both, then continued; the same writes on another entity,
 with the worker delivering each before the next, give the expected result.
+The same for changes parked behind a rejected one: on a private Redis whose
+ACL user may read but not write, the put_features is rejected (NOPERM) and
+isolated, the UPDATE (which reads the entity) is parked behind it; once the
+user may write again, both arrive as if delivered one by one.
 """
 
 import os
@@ -35,6 +39,43 @@ def sql(db, text):
 def online(db, entity):
     return sql(db, "SELECT pgpoly.sync_wait(NULL, '30 s'); SELECT clicks || ' ' || _event_time "
                    "FROM pgpoly.fv_serving WHERE user_id = '%s';" % entity).split("\n")
+
+
+def acl(port, *rules):
+    rc, out, err = pgtest.redis_cli(port, "ACL", "SETUSER", "fvw", *rules)
+    pgtest.check(rc == 0 and out == "OK", "ACL SETUSER %s: %s %s" % (rules, out, err))
+
+
+def parked(db, want):
+    """The two writes parked behind the rejected put_features."""
+    port = pgtest.start_redis()
+    acl(port, "on", ">pw", "~*", "+@all")
+    sql(db, """
+CREATE SERVER ra FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (host '127.0.0.1', port '%d');
+CREATE USER MAPPING FOR CURRENT_USER SERVER ra OPTIONS (user 'fvw', password 'pw');
+CREATE FOREIGN TABLE fa (user_id text OPTIONS (key 'true'), clicks int)
+  SERVER ra OPTIONS (key_prefix 'fa:', write_mode 'outbox');
+SELECT pgpoly.create_feature_view('fa', 'user_id', 'fa');
+""" % port + PUT.replace("'fv'", "'fa'") % ("p", 1, 10))
+    try:
+        sql(db, "SELECT pgpoly.sync_wait(NULL, '30 s')")
+        acl(port, "-@write")
+        sql(db, PUT.replace("'fv'", "'fa'") % ("p", 2, 20))
+        pgtest.check(pgtest.wait_for(lambda: sql(
+            db, "SELECT count(*) FROM pgpoly.sync_queue WHERE isolated") == "1", timeout=30),
+            "the rejected put_features was never isolated")
+        sql(db, BACKDATE.replace("fv_serving", "fa_serving") % "p")
+        pgtest.check(pgtest.wait_for(lambda: sql(
+            db, "SELECT count(*) FILTER (WHERE NOT isolated) FROM pgpoly.sync_queue") == "0",
+            timeout=30), "the UPDATE was never parked")
+        acl(port, "+@write")
+        got = sql(db, "SELECT pgpoly.sync_wait(NULL, '30 s'); SELECT clicks || ' ' || "
+                      "_event_time FROM pgpoly.fa_serving WHERE user_id = 'p';").split("\n")
+        pgtest.check(got == want, "parked: Redis holds %s, delivered one by one %s"
+                     % (got, want))
+    finally:
+        sql(db, "SELECT pgpoly.drop_sync('pgpoly.fa_serving')")
+        pgtest.stop_redis(port)
 
 
 def test():
@@ -73,6 +114,7 @@ SELECT pgpoly.create_feature_view('fv', 'user_id', 'fv');
         got = online(db, "one")
         pgtest.check(got == want, "one batch: Redis holds %s, delivered one by one %s"
                      % (got, want))
+        parked(db, want)
     finally:
         sql(db, "SELECT count(pgpoly.drop_sync(name)) FROM pgpoly.syncs")
         _, out, _ = pgtest.redis_cli(port, "--scan", "--pattern", "fv_backdate:*")
