@@ -1011,10 +1011,10 @@ key_writers(void)
  * rights the earlier change needs (a writer allowed to UPDATE one column
  * is refused the INSERT of the upsert its update joined, and both changes
  * end in the dead letters); nor, in a newest-wins table (t's event_att),
- * by anyone when the update sets the event time: an upsert is delivered
- * only if not older than the stored value, an update always, and composed
- * the update's event time would decide whether the upsert arrives (a
- * backdated update would drop both).  The entry then starts the next
+ * by anyone: an upsert is delivered only if not older than the stored
+ * value, an update always, and composed into the upsert the update would
+ * be lost with a late upsert, or its event time (a backdated one) decide
+ * whether a newer upsert arrives.  The entry then starts the next
  * batch, which reads the store as the first one left it.  An upsert or a
  * delete replaces what came before and may always join.  Notes the keys'
  * writer when the entry joins.
@@ -1028,8 +1028,7 @@ entry_may_join(OutboxTable *t, HTAB *writers, OutboxRow **rows, int n)
 											strlen(rows[i]->key), 0);
 		KeyWriter  *e = hash_search(writers, &h, HASH_FIND, NULL);
 
-		if (e != NULL && (e->writer != rows[i]->userid ||
-						  (t->event_att && rows[i]->set[t->event_att - 1])))
+		if (e != NULL && (e->writer != rows[i]->userid || t->event_att))
 			return false;
 	}
 	for (int i = 0; i < n; i++)
@@ -1509,8 +1508,7 @@ queue_isolated(OutboxTable *t, OutboxRow *r, int32 sync_id, TimestampTz queued_a
  * Park change p behind iso, the last link of its key's chain: composed
  * into it when both are one writer's, else queued as the next link (one
  * of group *grp, taken when the batch's first link is made); an update
- * setting a newest-wins table's event time is a link of its own too (see
- * entry_may_join).  b: the batch whose changes are parked.
+ * of a newest-wins table is a link of its own too (see entry_may_join).  b: the batch whose changes are parked.
  */
 static void
 park_change(SyncRow *s, Batch *b, OutboxRow *iso, OutboxRow *p, Datum *grp)
@@ -1521,8 +1519,7 @@ park_change(SyncRow *s, Batch *b, OutboxRow *iso, OutboxRow *p, Datum *grp)
 	Datum		values[ENTRY_ARGS + 1];
 	char		nulls[ENTRY_ARGS + 1];
 
-	if (iso->userid != p->userid ||
-		(t->event_att && p->op == PGPOLY_CHANGE_UPDATE && p->set[t->event_att - 1]))
+	if (iso->userid != p->userid || (t->event_att && p->op == PGPOLY_CHANGE_UPDATE))
 	{
 		if (*grp == (Datum) 0)
 			*grp = queue_nextval();

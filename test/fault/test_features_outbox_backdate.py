@@ -7,7 +7,9 @@ composed an UPDATE that set _event_time onto the upsert before it in the
 same batch, and the composed upsert then compared the UPDATE's event time:
 one older than the stored value dropped both writes (Redis kept the value
 before them), while delivered in two batches the upsert arrives and the
-UPDATE then sets its columns.  Composition must not change the result.
+UPDATE then sets its columns.  Likewise an UPDATE composed onto a late
+upsert (older than the stored value) was dropped with it.  Composition
+must not change the result.
 
 The worker is stopped (SIGSTOP) while the two transactions commit, so that
 one batch reads both, then continued; the same writes on another entity,
@@ -114,6 +116,17 @@ SELECT pgpoly.create_feature_view('fv', 'user_id', 'fv');
         got = online(db, "one")
         pgtest.check(got == want, "one batch: Redis holds %s, delivered one by one %s"
                      % (got, want))
+        # A late put_features (it loses) and an UPDATE of another column:
+        # the UPDATE arrives, as it does delivered alone.
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            sql(db, PUT % ("one", 3, 1))
+            sql(db, "UPDATE pgpoly.fv_serving SET clicks = 7 WHERE user_id = 'one';")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        got = online(db, "one")
+        pgtest.check(got == ["t", "7 2026-01-01 00:00:05+00"],
+                     "one batch, late put: Redis holds %s" % got)
         parked(db, want)
     finally:
         sql(db, "SELECT count(pgpoly.drop_sync(name)) FROM pgpoly.syncs")
