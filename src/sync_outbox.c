@@ -988,6 +988,7 @@ typedef struct KeyWriter
 {
 	uint64		hash;			/* of the key's text */
 	Oid			writer;			/* of its last change so far */
+	bool		update;			/* an update of it joined */
 } KeyWriter;
 
 /* The writers of the keys of a batch being read, by key hash. */
@@ -1010,34 +1011,43 @@ key_writers(void)
  * composed, both would be delivered as the later writer, who may lack the
  * rights the earlier change needs (a writer allowed to UPDATE one column
  * is refused the INSERT of the upsert its update joined, and both changes
- * end in the dead letters); nor, in a newest-wins table (t's event_att),
- * by anyone: an upsert is delivered only if not older than the stored
- * value, an update always, and composed into the upsert the update would
- * be lost with a late upsert, or its event time (a backdated one) decide
- * whether a newer upsert arrives.  The entry then starts the next
- * batch, which reads the store as the first one left it.  An upsert or a
- * delete replaces what came before and may always join.  Notes the keys'
- * writer when the entry joins.
+ * end in the dead letters).  Nor, in a newest-wins table (t's event_att),
+ * any change of a key that an update changed earlier in the batch, or an
+ * update of a key changed earlier: an upsert is delivered only if not
+ * older than the stored value, an update always, so composed with an
+ * upsert the update would be lost with a late one (or its event time, a
+ * backdated one, decide whether a newer one arrives).  The entry then
+ * starts the next batch, which reads the store as the first one left it.
+ * Otherwise an upsert or a delete replaces what came before and may
+ * always join.  Notes the keys' writers when the entry joins.
  */
 static bool
 entry_may_join(OutboxTable *t, HTAB *writers, OutboxRow **rows, int n)
 {
-	for (int i = 0; i < n && rows[i]->op == PGPOLY_CHANGE_UPDATE; i++)
+	bool		update = n > 0 && rows[0]->op == PGPOLY_CHANGE_UPDATE;
+
+	for (int i = 0; i < n && (update || t->event_att); i++)
 	{
 		uint64		h = hash_bytes_extended((const unsigned char *) rows[i]->key,
 											strlen(rows[i]->key), 0);
 		KeyWriter  *e = hash_search(writers, &h, HASH_FIND, NULL);
 
-		if (e != NULL && (e->writer != rows[i]->userid || t->event_att))
+		if (e == NULL)
+			continue;
+		if (update && e->writer != rows[i]->userid)
+			return false;
+		if (t->event_att && (update || e->update))
 			return false;
 	}
 	for (int i = 0; i < n; i++)
 	{
 		uint64		h = hash_bytes_extended((const unsigned char *) rows[i]->key,
 											strlen(rows[i]->key), 0);
-		KeyWriter  *e = hash_search(writers, &h, HASH_ENTER, NULL);
+		bool		found;
+		KeyWriter  *e = hash_search(writers, &h, HASH_ENTER, &found);
 
 		e->writer = rows[i]->userid;
+		e->update = (found && e->update) || update;
 	}
 	return true;
 }
@@ -1507,8 +1517,9 @@ queue_isolated(OutboxTable *t, OutboxRow *r, int32 sync_id, TimestampTz queued_a
 /*
  * Park change p behind iso, the last link of its key's chain: composed
  * into it when both are one writer's, else queued as the next link (one
- * of group *grp, taken when the batch's first link is made); an update
- * of a newest-wins table is a link of its own too (see entry_may_join).  b: the batch whose changes are parked.
+ * of group *grp, taken when the batch's first link is made).  In a
+ * newest-wins table an update and the change after one are links of their
+ * own too (see entry_may_join).  b: the batch whose changes are parked.
  */
 static void
 park_change(SyncRow *s, Batch *b, OutboxRow *iso, OutboxRow *p, Datum *grp)
@@ -1519,7 +1530,8 @@ park_change(SyncRow *s, Batch *b, OutboxRow *iso, OutboxRow *p, Datum *grp)
 	Datum		values[ENTRY_ARGS + 1];
 	char		nulls[ENTRY_ARGS + 1];
 
-	if (iso->userid != p->userid || (t->event_att && p->op == PGPOLY_CHANGE_UPDATE))
+	if (iso->userid != p->userid ||
+		(t->event_att && (p->op == PGPOLY_CHANGE_UPDATE || iso->op == PGPOLY_CHANGE_UPDATE)))
 	{
 		if (*grp == (Datum) 0)
 			*grp = queue_nextval();

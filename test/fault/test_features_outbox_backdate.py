@@ -7,8 +7,9 @@ composed an UPDATE that set _event_time onto the upsert before it in the
 same batch, and the composed upsert then compared the UPDATE's event time:
 one older than the stored value dropped both writes (Redis kept the value
 before them), while delivered in two batches the upsert arrives and the
-UPDATE then sets its columns.  Likewise an UPDATE composed onto a late
-upsert (older than the stored value) was dropped with it.  Composition
+UPDATE then sets its columns.  Likewise an UPDATE composed with a late
+upsert (older than the stored value), before or after it, was dropped
+with it.  Composition
 must not change the result.
 
 The worker is stopped (SIGSTOP) while the two transactions commit, so that
@@ -127,6 +128,16 @@ SELECT pgpoly.create_feature_view('fv', 'user_id', 'fv');
         got = online(db, "one")
         pgtest.check(got == ["t", "7 2026-01-01 00:00:05+00"],
                      "one batch, late put: Redis holds %s" % got)
+        # An UPDATE, then a late put_features: the same.
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            sql(db, "UPDATE pgpoly.fv_serving SET clicks = 8 WHERE user_id = 'one';")
+            sql(db, PUT % ("one", 4, 2))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        got = online(db, "one")
+        pgtest.check(got == ["t", "8 2026-01-01 00:00:05+00"],
+                     "one batch, UPDATE then late put: Redis holds %s" % got)
         parked(db, want)
     finally:
         sql(db, "SELECT count(pgpoly.drop_sync(name)) FROM pgpoly.syncs")
