@@ -172,6 +172,7 @@ extern char *RedisPump(PgpolyConnection *conn, const char *usual,
 extern bool RedisPeerClosed(PgpolyConnection *conn);
 extern void RedisCheckMulti(PgpolyConnection *conn);
 extern bool RedisMultiRefused(PgpolyConnection *conn);
+extern int	RedisReplyErrcode(const char *msg);
 extern void RedisReplyError(PgpolyConnection *conn, struct redisReply *reply,
 							const char *key, size_t keylen,
 							RedisTable *tbl) pg_attribute_noreturn();

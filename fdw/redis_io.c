@@ -2435,8 +2435,46 @@ RedisReceive(PgpolyConnection *conn, uint64 ticket)
 }
 
 /*
+ * The error codes (first word) of the replies by which Redis says that it
+ * cannot take commands now, not that it refuses this one: loading its data
+ * set, running a script, over maxmemory, a replica (of a lost primary), its
+ * persistence failing, too few replicas, a cluster slot moving or down.
+ */
+static const char *const RedisUnavailableCodes[] = {
+	"LOADING", "BUSY", "OOM", "READONLY", "MASTERDOWN", "MISCONF", "NOREPLICAS",
+	"TRYAGAIN", "CLUSTERDOWN"
+};
+
+/*
+ * The SQLSTATE of the Redis error reply msg (NUL-terminated, as
+ * PgpolyPrintable makes it), the same for every write and read path:
+ * WRONGTYPE a data type mismatch (HV004); NOPERM, an ACL refusing the
+ * command or key, 42501; a server that cannot take commands now (above) a
+ * connection failure (08006), as an HTTP 503 is (PgpolyHttpStatusErrcode):
+ * the sync worker retries those with backoff for as long as it takes, where
+ * it would bury a rejected change in the dead letters; anything else an
+ * FDW error (HV000).
+ */
+int
+RedisReplyErrcode(const char *msg)
+{
+	size_t		n = strcspn(msg, " ");
+
+	if (n == 9 && strncmp(msg, "WRONGTYPE", n) == 0)
+		return ERRCODE_FDW_INVALID_DATA_TYPE;
+	if (n == 6 && strncmp(msg, "NOPERM", n) == 0)
+		return ERRCODE_INSUFFICIENT_PRIVILEGE;
+	for (int i = 0; i < lengthof(RedisUnavailableCodes); i++)
+		if (strlen(RedisUnavailableCodes[i]) == n &&
+			strncmp(msg, RedisUnavailableCodes[i], n) == 0)
+			return ERRCODE_CONNECTION_FAILURE;
+	return ERRCODE_FDW_ERROR;
+}
+
+/*
  * Raise the ERROR for an error reply about key (may be NULL) of tbl (may be
- * NULL).  WRONGTYPE gets a message naming the key and the expected type.
+ * NULL), with the reply's SQLSTATE (RedisReplyErrcode).  WRONGTYPE gets a
+ * message naming the key and the expected type.
  */
 void
 RedisReplyError(PgpolyConnection *conn, redisReply *reply, const char *key,
@@ -2455,12 +2493,12 @@ RedisReplyError(PgpolyConnection *conn, redisReply *reply, const char *key,
 				 errhint("Check the table's key_prefix and table_type.")));
 	if (key)
 		ereport(ERROR,
-				(errcode(ERRCODE_FDW_ERROR),
+				(errcode(RedisReplyErrcode(msg)),
 				 errmsg("Redis server \"%s\" at %s returned an error for key \"%s\"",
 						conn->servername, conn->target, PgpolyPrintable(key, keylen, 200)),
 				 errdetail("Redis answered: %s", msg)));
 	ereport(ERROR,
-			(errcode(ERRCODE_FDW_ERROR),
+			(errcode(RedisReplyErrcode(msg)),
 			 errmsg("Redis server \"%s\" at %s returned an error",
 					conn->servername, conn->target),
 			 errdetail("Redis answered: %s", msg)));

@@ -1195,15 +1195,15 @@ static void
 write_failed(WriteReplies *wr, int cmd, redisReply *r)
 {
 	RedisWrite *w = wr->owner[cmd];
+	const char *answer = PgpolyPrintable(r->str, r->len, 200);
 
 	wr->conn->errors++;
 	ereport(ERROR,
-			(errcode(strncmp(r->str, "WRONGTYPE", 9) == 0 ?
-					 ERRCODE_FDW_INVALID_DATA_TYPE : ERRCODE_FDW_ERROR),
+			(errcode(RedisReplyErrcode(answer)),
 			 errmsg("could not write key \"%s\" of foreign table \"%s\" to Redis server \"%s\"",
 					PgpolyPrintable(RedisWriteKey(w), w->keylen, 200), w->tbl->relname,
 					wr->conn->servername),
-			 errdetail("Redis answered: %s", PgpolyPrintable(r->str, r->len, 200))));
+			 errdetail("Redis answered: %s", answer)));
 }
 
 /* Remember the first failure of a block: command cmd, Redis said r. */
@@ -1403,7 +1403,7 @@ report_failures(WriteReplies *wr)
 	w = wr->owner[wr->failed];
 	if (w == NULL)
 		ereport(ERROR,
-				(errcode(ERRCODE_FDW_ERROR),
+				(errcode(RedisReplyErrcode(wr->answer)),
 				 errmsg("Redis server \"%s\" did not execute the transaction's writes",
 						wr->conn->servername),
 				 errdetail("Redis answered: %s", wr->answer),
@@ -1412,8 +1412,7 @@ report_failures(WriteReplies *wr)
 						 keys_text(wr->lost_keys), wr->napplied, wr->nblocks,
 						 wr->napplied ? nodes_text(wr->written) : "no node") : 0));
 	ereport(ERROR,
-			(errcode(strncmp(wr->answer, "WRONGTYPE", 9) == 0 ?
-					 ERRCODE_FDW_INVALID_DATA_TYPE : ERRCODE_FDW_ERROR),
+			(errcode(RedisReplyErrcode(wr->answer)),
 			 errmsg("could not write key \"%s\" of foreign table \"%s\" to Redis server \"%s\"",
 					PgpolyPrintable(RedisWriteKey(w), w->keylen, 200), w->tbl->relname,
 					wr->conn->servername),

@@ -1407,6 +1407,24 @@ json_text(json_t *obj, MemoryContext cxt)
 	return MemoryContextStrdup(cxt, buf.data);
 }
 
+/*
+ * The metadata keys of the table's field columns: those an upsert removes
+ * when its column is NULL.  Chroma merges an upsert's keys into an existing
+ * record's, so without a null for each the record would keep the value a
+ * NULL column replaced, unlike what the transaction read (and a sync or
+ * outbox delivering the row would leave the old value in the collection).
+ */
+static List *
+field_keys(VectorTable *tbl)
+{
+	List	   *keys = NIL;
+
+	for (int i = 0; i < tbl->natts; i++)
+		if (tbl->cols[i].role == VCOL_FIELD)
+			keys = lappend(keys, tbl->cols[i].field);
+	return keys;
+}
+
 /* Build the write of a new row (kind VW_UPSERT, VW_INSERT or VW_UPDATE). */
 static VectorWrite *
 row_write(VectorModifyState *ms, VectorWriteKind kind, Datum *values, bool *nulls,
@@ -1445,7 +1463,7 @@ row_write(VectorModifyState *ms, VectorWriteKind kind, Datum *values, bool *null
 	MemoryContextSwitchTo(ms->core.row_cxt);
 	meta = new_metadata(tbl, values, nulls, kind == VW_UPDATE ? ms->core.updated : NULL);
 	w->row.metadata = json_text(meta, cxt);
-	/* Chroma's update merges keys: send null for the removed ones. */
+	/* Chroma's update and upsert merge keys: send null for the removed ones. */
 	foreach(lc, old_keys)
 		if (json_object_get(meta, lfirst(lc)) == NULL)
 		json_object_set_new(meta, lfirst(lc), json_null());
@@ -1574,7 +1592,8 @@ insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int
 		slot_getallattrs(slots[i]);
 		old = MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 		w = row_write(ms, ms->core.do_nothing ? VW_INSERT : VW_UPSERT,
-					  slots[i]->tts_values, slots[i]->tts_isnull, NIL);
+					  slots[i]->tts_values, slots[i]->tts_isnull,
+					  ms->core.do_nothing ? NIL : field_keys(ms->tbl));
 		MemoryContextSwitchTo(old);
 		if (ids[i])
 			ids[i]->inserted = true;
@@ -1680,19 +1699,16 @@ vectorExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	PgpolyModifyCheckRow(&ms->core, estate, slot, CMD_UPDATE);
 
 	slot_getallattrs(slot);
-	oldkeys = old_metadata_keys(ms, planSlot);
 	/* A mapped column set to NULL removes its key. */
-	for (int i = 0; i < ms->tbl->natts; i++)
-		if (ms->tbl->cols[i].role == VCOL_FIELD)
-			oldkeys = lappend(oldkeys, ms->tbl->cols[i].field);
+	oldkeys = list_concat(old_metadata_keys(ms, planSlot), field_keys(ms->tbl));
 	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	w = row_write(ms, VW_UPDATE, slot->tts_values, slot->tts_isnull, oldkeys);
 	if (strcmp(w->row.id, oldid) != 0)
 	{
 		VectorWrite *d = delete_write(ms, oldid);
 
+		/* an upsert of the new id, its NULL columns' keys removed as well */
 		w->kind = VW_UPSERT;
-		w->send_metadata = w->row.metadata;
 		queue_write(ms, d);
 	}
 	MemoryContextSwitchTo(old);

@@ -3,7 +3,7 @@
 -- store by the outbox and its worker (API.md section 5).  Every delivery is
 -- checked against the source row for row; sync_wait() is the only
 -- synchronisation.  Redis keys regress_sync:*, index regress_sync_docs and
--- collection pgpoly_rt_sync are created and removed here.
+-- collections pgpoly_rt_sync and pgpoly_rt_sync_tags are created and removed here.
 --
 \getenv redis_port REDIS_PORT
 \getenv es_url ES_URL
@@ -11,6 +11,7 @@
 \set VERBOSITY terse
 \! redis-cli -p "$REDIS_PORT" --scan --pattern 'regress_sync:*' | xargs -r redis-cli -p "$REDIS_PORT" del > /dev/null
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/pgpoly_rt_sync"
+\! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/pgpoly_rt_sync_tags"
 
 -- Rejected changes are retried twice, quickly (read by the worker at start).
 DO $$ BEGIN
@@ -241,6 +242,18 @@ SELECT count(*) AS differences FROM (
   (SELECT id, embedding, document, metadata FROM items_vec
    EXCEPT ALL SELECT item_id, embedding, document, metadata FROM items)) d;
 SELECT name, key, op, payload, attempts FROM pgpoly.sync_dead_letters WHERE name = 'items_vec';
+-- A source column set to NULL removes its key from the record (Chroma
+-- merges the keys of an upsert into the record's, so the null is sent).
+CREATE FOREIGN TABLE tags_vec (id text, embedding real[], tag text)
+  SERVER sync_chroma OPTIONS (collection 'pgpoly_rt_sync_tags', create_collection 'true',
+                              distance 'l2');
+CREATE TABLE tags (id text PRIMARY KEY, embedding real[] NOT NULL, tag text);
+SELECT pgpoly.create_sync('tags_vec', 'tags', 'tags_vec');
+INSERT INTO tags VALUES ('t1', '{1,0}', 'red'), ('t2', '{0,1}', 'blue');
+SELECT pgpoly.sync_wait('tags_vec');
+UPDATE tags SET tag = NULL WHERE id = 't1';
+SELECT pgpoly.sync_wait('tags_vec');
+SELECT id, tag FROM tags_vec ORDER BY id;
 
 --
 -- Privileges: the source's owner with the rights to write the target may
@@ -356,7 +369,8 @@ END $$;
 SELECT pgpoly.elastic_request('sync_es', 'DELETE', '/regress_sync_docs') ->> 'acknowledged' AS dropped;
 \! redis-cli -p "$REDIS_PORT" --scan --pattern 'regress_sync:*' | xargs -r redis-cli -p "$REDIS_PORT" del > /dev/null
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/pgpoly_rt_sync"
-DROP TABLE users, events, nopk, unrelated, wrong_type, docs, items, items_noemb, owned CASCADE;
+\! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/pgpoly_rt_sync_tags"
+DROP TABLE users, events, nopk, unrelated, wrong_type, docs, items, items_noemb, tags, owned CASCADE;
 DROP SERVER sync_redis, sync_es, sync_chroma CASCADE;
 DROP FUNCTION sync_state_is, users_hash_diff, users_str_diff;
 REVOKE USAGE ON SCHEMA pgpoly FROM regress_sync_owner, regress_sync_other;

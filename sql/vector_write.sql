@@ -48,6 +48,17 @@ SELECT id, embedding FROM models ORDER BY id;
 INSERT INTO models (id, embedding, document) VALUES ('m1', '{1,0,0}', 'resnet-50');
 SELECT id, document FROM models WHERE id = 'm1';
 
+-- ... and a mapped column that is NULL removes its key, as in an UPDATE
+-- (Chroma merges an upsert's keys into the record's): the collection keeps
+-- what the transaction read.
+INSERT INTO models (id, embedding, task) VALUES ('m7', '{7,7,7}', 'vision');
+BEGIN;
+INSERT INTO models (id, embedding, task) VALUES ('m7', '{7,7,7}', NULL);
+SELECT id, metadata, task FROM models WHERE id = 'm7';
+COMMIT;
+SELECT id, metadata, task FROM models WHERE id = 'm7';
+DELETE FROM models WHERE id = 'm7';
+
 -- Savepoints.
 BEGIN;
 DELETE FROM models WHERE id = 'm1';

@@ -988,6 +988,7 @@ typedef struct KeyWriter
 {
 	uint64		hash;			/* of the key's text */
 	Oid			writer;			/* of its last change so far */
+	bool		update;			/* an update of it joined */
 } KeyWriter;
 
 /* The writers of the keys of a batch being read, by key hash. */
@@ -1006,34 +1007,47 @@ key_writers(void)
 /*
  * Whether the changes rows[0..n-1] of one entry (one writer and kind) may
  * join the batch whose keys' writers are in writers.  Not when one of them
- * is an update of a key that another writer changed earlier in the batch:
+ * is an update of a key changed earlier in the batch by another writer:
  * composed, both would be delivered as the later writer, who may lack the
  * rights the earlier change needs (a writer allowed to UPDATE one column
  * is refused the INSERT of the upsert its update joined, and both changes
- * end in the dead letters).  The entry then starts the next batch, which
- * reads the store as the first one left it.  An upsert or a delete
- * replaces what came before and may always join.  Notes the keys' writer
- * when the entry joins.
+ * end in the dead letters).  Nor, in a newest-wins table (t's event_att),
+ * any change of a key that an update changed earlier in the batch, or an
+ * update of a key changed earlier: an upsert is delivered only if not
+ * older than the stored value, an update always, so composed with an
+ * upsert the update would be lost with a late one (or its event time, a
+ * backdated one, decide whether a newer one arrives).  The entry then
+ * starts the next batch, which reads the store as the first one left it.
+ * Otherwise an upsert or a delete replaces what came before and may
+ * always join.  Notes the keys' writers when the entry joins.
  */
 static bool
-entry_may_join(HTAB *writers, OutboxRow **rows, int n)
+entry_may_join(OutboxTable *t, HTAB *writers, OutboxRow **rows, int n)
 {
-	for (int i = 0; i < n && rows[i]->op == PGPOLY_CHANGE_UPDATE; i++)
+	bool		update = n > 0 && rows[0]->op == PGPOLY_CHANGE_UPDATE;
+
+	for (int i = 0; i < n && (update || t->event_att); i++)
 	{
 		uint64		h = hash_bytes_extended((const unsigned char *) rows[i]->key,
 											strlen(rows[i]->key), 0);
 		KeyWriter  *e = hash_search(writers, &h, HASH_FIND, NULL);
 
-		if (e != NULL && e->writer != rows[i]->userid)
+		if (e == NULL)
+			continue;
+		if (update && e->writer != rows[i]->userid)
+			return false;
+		if (t->event_att && (update || e->update))
 			return false;
 	}
 	for (int i = 0; i < n; i++)
 	{
 		uint64		h = hash_bytes_extended((const unsigned char *) rows[i]->key,
 											strlen(rows[i]->key), 0);
-		KeyWriter  *e = hash_search(writers, &h, HASH_ENTER, NULL);
+		bool		found;
+		KeyWriter  *e = hash_search(writers, &h, HASH_ENTER, &found);
 
 		e->writer = rows[i]->userid;
+		e->update = (found && e->update) || update;
 	}
 	return true;
 }
@@ -1071,7 +1085,7 @@ read_entries(SyncRow *s, Batch *b, OutboxTable *t, int *n)
 		if (*n + SYNC_CHUNK_KEYS > max)
 			rows = repalloc(rows, sizeof(OutboxRow *) * (max *= 2));
 		decode_entry(t, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, rows, n);
-		if (!entry_may_join(writers, rows + first, *n - first))
+		if (!entry_may_join(t, writers, rows + first, *n - first))
 		{
 			*n = first;			/* it starts the next batch */
 			b->more = true;
@@ -1503,8 +1517,9 @@ queue_isolated(OutboxTable *t, OutboxRow *r, int32 sync_id, TimestampTz queued_a
 /*
  * Park change p behind iso, the last link of its key's chain: composed
  * into it when both are one writer's, else queued as the next link (one
- * of group *grp, taken when the batch's first link is made).  b: the batch
- * whose changes are parked.
+ * of group *grp, taken when the batch's first link is made).  In a
+ * newest-wins table an update and the change after one are links of their
+ * own too (see entry_may_join).  b: the batch whose changes are parked.
  */
 static void
 park_change(SyncRow *s, Batch *b, OutboxRow *iso, OutboxRow *p, Datum *grp)
@@ -1515,7 +1530,8 @@ park_change(SyncRow *s, Batch *b, OutboxRow *iso, OutboxRow *p, Datum *grp)
 	Datum		values[ENTRY_ARGS + 1];
 	char		nulls[ENTRY_ARGS + 1];
 
-	if (iso->userid != p->userid)
+	if (iso->userid != p->userid ||
+		(t->event_att && (p->op == PGPOLY_CHANGE_UPDATE || iso->op == PGPOLY_CHANGE_UPDATE)))
 	{
 		if (*grp == (Datum) 0)
 			*grp = queue_nextval();
