@@ -129,6 +129,31 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'pgpoly_fv_rel'
 LANGUAGE C STRICT STABLE;
 
+-- The default equality operator of typ's base type as OPERATOR(schema.name):
+-- what a plain = between two values of typ finds when nothing shadows it,
+-- for generated SQL that runs under the caller's search_path.
+CREATE FUNCTION pgpoly._fv_eq_operator(typ regtype)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pgpoly_fv_eq_operator'
+LANGUAGE C STRICT STABLE;
+
+-- typ, a format_type() printed under a search_path with pg_catalog first
+-- (the feature views' types, _fv_describe), as SQL that names the same type
+-- under any search_path: a bare name of pg_catalog's (text, uuid, date,
+-- text[] ...) qualified; the SQL standard's names, which the grammar reads
+-- as pg_catalog's whatever the search_path (integer, character varying(n),
+-- timestamp with time zone ...), and qualified names as they are.  For the
+-- casts of generated SQL that may run under the caller's search_path.
+CREATE FUNCTION pgpoly._fv_type_sql(typ text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT CASE WHEN typ ~ '^[a-z_][a-z0-9_]*(\[\])*$'
+					 AND to_regtype('pg_catalog.' || typ) IS NOT NULL
+				THEN 'pg_catalog.' || typ ELSE typ END
+$$;
+
 -- A ttl as the absolute duration it stands for: extract(epoch from ttl)
 -- seconds, as an interval of hours/seconds only, so that arithmetic with it
 -- is the same in every TimeZone (calendar days would shift at DST changes).
@@ -353,10 +378,11 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 	SELECT CASE WHEN key_type LIKE 'character varying(%'
-				THEN format('(%1$s)::%2$s::text = (%1$s)::text', expr, key_type)
-				WHEN key_type LIKE 'character(%'
-				THEN format('(%1$s)::%2$s::text = pg_catalog.rtrim((%1$s)::text, '' '')',
+				THEN format('(%1$s)::%2$s::pg_catalog.text OPERATOR(pg_catalog.=) (%1$s)::pg_catalog.text',
 							expr, key_type)
+				WHEN key_type LIKE 'character(%'
+				THEN format('(%1$s)::%2$s::pg_catalog.text OPERATOR(pg_catalog.=) '
+							'pg_catalog.rtrim((%1$s)::pg_catalog.text, '' '')', expr, key_type)
 				ELSE 'true' END
 $$;
 
@@ -396,7 +422,7 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 	SELECT CASE WHEN pgpoly._fv_key_is_text(v) OR v.key_type LIKE 'character(%'
-				THEN format('(%s)::text', expr)
+				THEN format('(%s)::pg_catalog.text', expr)
 				ELSE format('pgpoly._fv_store_text(%s)', expr) END
 $$;
 
@@ -413,12 +439,12 @@ RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT CASE WHEN pgpoly._fv_text_type(key_type) THEN format('(%s)::text', expr)
+	SELECT CASE WHEN pgpoly._fv_text_type(key_type) THEN format('(%s)::pg_catalog.text', expr)
 				WHEN key_type LIKE 'character(%'
-				THEN format('pg_catalog.rtrim((%s)::text, '' '')', expr)
+				THEN format('pg_catalog.rtrim((%s)::pg_catalog.text, '' '')', expr)
 				WHEN key_type LIKE 'timestamp% with time zone'
 				THEN format('pgpoly._fv_store_text(pgpoly._fv_utc(%s)::%s)', expr, key_type)
-				ELSE format('pgpoly._fv_store_text((%s)::%s)', expr, key_type) END
+				ELSE format('pgpoly._fv_store_text((%s)::%s)', expr, pgpoly._fv_type_sql(key_type)) END
 $$;
 
 -- The timestamptz a timestamptz key reads an offline entity column's value
@@ -524,7 +550,8 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 	SELECT CASE WHEN v.entity_type = 'text' THEN expr
-				ELSE pgpoly._fv_uncut_text(v.key_type, format('(%s)::%s', expr, v.entity_type)) END
+				ELSE pgpoly._fv_uncut_text(v.key_type,
+											format('(%s)::%s', expr, pgpoly._fv_type_sql(v.entity_type))) END
 $$;
 
 -- An SQL expression for the entity of expr (any type) in canonical text
@@ -539,12 +566,13 @@ RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT CASE WHEN pgpoly._fv_key_is_text(v) THEN format('(%s)::text', expr)
+	SELECT CASE WHEN pgpoly._fv_key_is_text(v) THEN format('(%s)::pg_catalog.text', expr)
 				WHEN v.key_type LIKE 'character(%'
-				THEN format('CASE WHEN %s THEN (%s)::text::%s::text END',
-							pgpoly._fv_key_fits(v.key_type, format('(%s)::text', expr)),
+				THEN format('CASE WHEN %s THEN (%s)::pg_catalog.text::%s::pg_catalog.text END',
+							pgpoly._fv_key_fits(v.key_type, format('(%s)::pg_catalog.text', expr)),
 							expr, v.key_type)
-				ELSE pgpoly._fv_key_text(v, format('(%s)::text::%s', expr, v.key_type)) END
+				ELSE pgpoly._fv_key_text(v, format('(%s)::pg_catalog.text::%s', expr,
+												   pgpoly._fv_type_sql(v.key_type))) END
 $$;
 
 -- Read dates and times in the field order (MDY, DMY, YMD) of caller, the
@@ -560,10 +588,22 @@ RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-	IF upper(split_part(caller, ',', 2)) ~ '^\s*(MDY|DMY|YMD)\s*$' THEN
-		PERFORM set_config('datestyle', 'ISO, ' || btrim(split_part(caller, ',', 2)), true);
+	-- run by ingest_features under the caller's search_path: qualified
+	IF pgpoly._fv_caller_datestyle_iso(caller) IS NOT NULL THEN
+		PERFORM pg_catalog.set_config('datestyle', pgpoly._fv_caller_datestyle_iso(caller), true);
 	END IF;
 END
+$$;
+
+-- The DateStyle 'ISO, <caller's field order>' for _fv_caller_datestyle, or
+-- NULL if caller names no field order.
+CREATE FUNCTION pgpoly._fv_caller_datestyle_iso(caller text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT CASE WHEN upper(split_part(caller, ',', 2)) ~ '^\s*(MDY|DMY|YMD)\s*$'
+				THEN 'ISO, ' || btrim(split_part(caller, ',', 2)) END
 $$;
 
 -- entities in canonical text form (see _fv_entity_expr).

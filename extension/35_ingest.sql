@@ -33,8 +33,16 @@
 --	  write_mode 'outbox' the newest rows are queued without reading Redis, and
 --	  the sync worker applies the same rule when it delivers them.
 --	* The source is the caller's SQL and runs with the caller's rights and
---	  search_path (these functions do not pin search_path; every object they name
---	  is qualified).  The caller needs INSERT on the offline table and SELECT and
+--	  search_path, and so do the functions that run it (_relation_sql,
+--	  _relation_columns, _ingest_features, _ingest_bad_value,
+--	  _ingest_long_entity): they qualify every function, aggregate, operator,
+--	  collation and type they name, in their bodies and in the statements they
+--	  build around the source (the key's equality is its type's own, read from
+--	  the catalog), so that nothing the caller's search_path finds first (a
+--	  better match than a polymorphic built-in, a schema before pg_catalog)
+--	  changes a result; the view's column types are cast to as _fv_type_sql
+--	  writes them.  The checks and the statement itself are made with a pinned
+--	  search_path (_ingest_statement).  The caller needs INSERT on the offline table and SELECT and
 --	  INSERT on the view's online table, checked before anything is read, as the
 --	  equivalent SQL statements would need them.
 --	* Identifiers reach SQL through %I (or as the quoted relation names of
@@ -180,30 +188,50 @@ AS $$
 				 ORDER BY u.i)
 $$;
 
+-- The source columns whose values ingest_features casts, with the types it
+-- casts them to (typ, and typ_sql as _fv_type_sql writes it) for
+-- _ingest_bad_value, in the order it checks them: the
+-- entity to the key type and the offline entity column's type, event_time,
+-- then each of the view's features in feats.
+CREATE FUNCTION pgpoly._ingest_cast_columns(v pgpoly._fv_def, ty record, feats text[])
+RETURNS TABLE (col text, typ text, typ_sql text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	RETURN QUERY
+		SELECT x.c, x.t, pgpoly._fv_type_sql(x.t)
+		FROM (SELECT v.entity, ty.key_type
+			  UNION ALL SELECT v.entity, ty.entity_type
+			  UNION ALL SELECT 'event_time', 'timestamp with time zone'
+			  UNION ALL SELECT u.f, u.t FROM unnest(v.features, ty.feature_types) u(f, t)
+						WHERE u.f = ANY (feats)) AS x(c, t);
+END
+$$;
+
 -- Find the source column whose values do not convert to their feature's type (or
 -- the entity's key type, or the offline entity column's) and re-raise the error
 -- naming it; the original error if none is found.  Reads the source again: only
--- on this error path.
+-- on this error path.  Runs the caller's SQL with the caller's search_path:
+-- every name of its own is qualified.
 CREATE FUNCTION pgpoly._ingest_bad_value(v pgpoly._fv_def, ty record, src text, feats text[],
 										 state text, msg text)
 RETURNS void
 LANGUAGE plpgsql
 AS $$
 DECLARE
-	c text;
-	t text;
+	c pg_catalog.text;
+	t pg_catalog.text;
+	t_sql pg_catalog.text;
 BEGIN
-	FOR c, t IN SELECT v.entity, ty.key_type
-				UNION ALL SELECT v.entity, ty.entity_type
-				UNION ALL SELECT 'event_time', 'timestamp with time zone'
-				UNION ALL SELECT u.f, u.t FROM unnest(v.features, ty.feature_types) u(f, t)
-						  WHERE u.f = ANY (feats) LOOP
+	FOR c, t, t_sql IN SELECT x.col, x.typ, x.typ_sql FROM pgpoly._ingest_cast_columns(v, ty, feats) x LOOP
 		BEGIN
-			EXECUTE format('SELECT count(q.%I::text::%s) FROM %s AS q', c, t, src);
+			EXECUTE pg_catalog.format('SELECT pg_catalog.count(q.%I::pg_catalog.text::%s) FROM %s AS q',
+									  c, t_sql, src);
 		EXCEPTION WHEN data_exception THEN
 			RAISE EXCEPTION 'invalid value in column "%" of the source of feature view "%": %', c, v.name, SQLERRM
 				USING ERRCODE = SQLSTATE,
-					  DETAIL = format('The column''s values must convert to %s.', t);
+					  DETAIL = pg_catalog.format('The column''s values must convert to %s.', t);
 		END;
 	END LOOP;
 	RAISE EXCEPTION '%', msg USING ERRCODE = state;
@@ -215,7 +243,8 @@ $$;
 -- entity's length and the limit) for the source's longest entity (key: the
 -- SQL of its canonical text over q), naming its row; returns for any other
 -- error (state: its SQLSTATE), which the caller re-raises.  Reads the
--- source again: only on this error path.
+-- source again: only on this error path.  Runs the caller's SQL with the
+-- caller's search_path: every name of its own is qualified.
 CREATE FUNCTION pgpoly._ingest_long_entity(state text, v pgpoly._fv_def, src text, key text,
 										   msg text)
 RETURNS void
@@ -223,16 +252,18 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
 	v_row bigint;
-	v_ent text;
+	v_ent pg_catalog.text;
 BEGIN
-	IF state <> '54000' THEN
+	IF state OPERATOR(pg_catalog.<>) '54000' THEN
 		RETURN;
 	END IF;
-	EXECUTE format('SELECT s.i, s.k FROM (SELECT pg_catalog.row_number() OVER () AS i, %s AS k '
-				   'FROM %s AS q) AS s ORDER BY pg_catalog.octet_length(s.k) DESC NULLS LAST, s.i LIMIT 1',
-				   key, src)
+	EXECUTE pg_catalog.format(
+		'SELECT s.i, s.k FROM (SELECT pg_catalog.row_number() OVER () AS i, %s AS k '
+		'FROM %s AS q) AS s ORDER BY pg_catalog.octet_length(s.k) DESC NULLS LAST, s.i LIMIT 1',
+		key, src)
 	INTO v_row, v_ent;
-	PERFORM pgpoly._fv_long_entity(state, v, v_ent, format('Row %s of the source: %s', v_row, msg));
+	PERFORM pgpoly._fv_long_entity(state, v, v_ent,
+								   pg_catalog.format('Row %s of the source: %s', v_row, msg));
 END
 $$;
 
@@ -244,6 +275,114 @@ RETURNS bigint
 LANGUAGE C VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'pgpoly_ingest_ordinal';
 
+
+-- The statement that ingests the source src (a FROM-clause item) with
+-- columns names into view v (ty: its types, _ingest_types), after checking
+-- that the source returns the entity, event_time and only the view's
+-- features, and that the view's tables still have every column: stmt returns
+-- the rows written offline and the first source rows with a NULL entity or
+-- event time, an entity a key type would cut, and one the offline entity
+-- column stores as another.  key is the SQL of the entity's canonical text
+-- over q (a source row), feats the view's features the source returns, in
+-- view order.  Pinned search_path: the statement runs under the caller's
+-- (the source's names resolve as in the caller's SQL), so everything it
+-- names itself is qualified (pg_catalog.count, OPERATOR(pg_catalog.=),
+-- COLLATE pg_catalog."C", the key type's own equality from the catalog,
+-- the view's types as _fv_type_sql writes them).
+CREATE FUNCTION pgpoly._ingest_statement(v pgpoly._fv_def, ty record, src text, names text[],
+										 OUT stmt text, OUT key text, OUT feats text[])
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	v_bad   text;
+	v_vals  text;			-- SQL of every feature's value over s (NULL if absent)
+	v_online text := '';	-- the newer-wins join to Redis (none for an outbox table)
+BEGIN
+	IF NOT (v.entity = ANY (names) AND 'event_time' = ANY (names)) THEN
+		RAISE EXCEPTION 'the source must return columns % and event_time', v.entity
+			USING ERRCODE = 'undefined_column',
+				  DETAIL = format('It returns: %s.', array_to_string(names, ', ')),
+				  HINT = 'Return the entity, event_time and any of the view''s features: SELECT user_id, event_time, clicks FROM ...';
+	END IF;
+	SELECT n INTO v_bad FROM unnest(names) WITH ORDINALITY u(n, i)
+	WHERE n NOT IN (v.entity, 'event_time') AND NOT n = ANY (v.features) ORDER BY i LIMIT 1;
+	IF FOUND THEN
+		PERFORM pgpoly._fv_unknown_feature(v, v_bad);
+	END IF;
+	feats := ARRAY(SELECT f FROM unnest(v.features) WITH ORDINALITY u(f, i)
+				   WHERE f = ANY (names) ORDER BY i);
+	IF ty.key_type IS NULL OR ty.entity_type IS NULL OR array_position(ty.feature_types, NULL) IS NOT NULL THEN
+		RAISE EXCEPTION 'the tables of feature view "%" no longer have all its columns', v.name
+			USING ERRCODE = 'undefined_column',
+				  HINT = 'Drop and re-create the feature view after altering its tables.';
+	END IF;
+	-- the entity as its key type's text form, so '007' and '7' are one int entity;
+	-- a varchar(n) or char(n) key keeps it uncut, so that the fit check below
+	-- sees it whole
+	key := pgpoly._fv_uncut_text(v.key_type, format('q.%I::pg_catalog.text', v.entity));
+	SELECT string_agg(CASE WHEN u.f = ANY (feats) THEN format('s.%I', u.f)
+						   ELSE format('NULL::%s', pgpoly._fv_type_sql(u.t)) END, ', ' ORDER BY u.i)
+	INTO v_vals
+	FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i);
+	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
+		-- reads _event_time alone (no key, no other field): the batched join
+		-- then fetches just that field (HMGET), and an entity Redis lacks
+		-- reads as one whose _event_time is NULL, as it should; the Redis key
+		-- is the one of the same text (a citext key or a nondeterministic
+		-- collation would match 'A' to the newer 'a' too).  The key's
+		-- equality is its type's own (citext's for citext), as a plain =
+		-- finds it with nothing shadowing it: the Redis FDW pushes it down
+		v_online := format(' LEFT JOIN %1$s o ON o.%2$I %5$s s.k::%3$s'
+						   ' AND %4$s COLLATE pg_catalog."C" OPERATOR(pg_catalog.=) s.k COLLATE pg_catalog."C"'
+						   ' WHERE o._event_time IS NULL OR o._event_time OPERATOR(pg_catalog.<=) s.et',
+						   v.serving_rel, v.key_column, pgpoly._fv_type_sql(ty.key_type),
+						   pgpoly._fv_key_text(v, format('o.%I', v.key_column)),
+						   (SELECT pgpoly._fv_eq_operator(a.atttypid) FROM pg_attribute a
+							WHERE a.attrelid = v.serving_table AND a.attname = v.key_column
+							  AND NOT a.attisdropped));
+	END IF;
+	-- "other": the entity's text once stored offline is not its own; NOT
+	-- coalesce(a = b, both NULL) is a IS DISTINCT FROM b with the = qualified
+	stmt := format($q$
+		WITH s AS MATERIALIZED (
+			SELECT pgpoly._ingest_ordinal() AS ord, %1$s AS k,
+				   q.event_time::pg_catalog.timestamptz AS et%2$s
+			FROM %3$s AS q),
+		chk AS (SELECT pg_catalog.min(s.ord) FILTER (WHERE s.k IS NULL OR s.et IS NULL) AS bad,
+					   pg_catalog.min(s.ord) FILTER (WHERE NOT (%13$s AND %14$s)) AS long,
+					   pg_catalog.min(s.ord) FILTER (WHERE NOT coalesce((%15$s) OPERATOR(pg_catalog.=) s.k,
+																	 (%15$s) IS NULL AND s.k IS NULL)) AS other
+				FROM s),
+		ok AS (SELECT chk.bad IS NULL AND chk.long IS NULL AND chk.other IS NULL AS ok FROM chk),
+		off AS (
+			INSERT INTO %4$s (%5$I, event_time, created_at, %6$s)
+			SELECT s.k::%7$s, s.et, pg_catalog.clock_timestamp(), %8$s
+			FROM s WHERE (SELECT ok.ok FROM ok)
+			RETURNING 1),
+		newest AS (
+			SELECT DISTINCT ON (s.k COLLATE pg_catalog."C") s.*
+			FROM s WHERE (SELECT ok.ok FROM ok)
+			ORDER BY s.k COLLATE pg_catalog."C", s.et DESC, s.ord DESC),
+		w AS (
+			INSERT INTO %9$s (%10$I, %6$s, _event_time)
+			SELECT s.k::%11$s, %8$s, s.et
+			FROM newest s%12$s)
+		SELECT (SELECT pg_catalog.count(*) FROM off), (SELECT chk.bad FROM chk),
+			   (SELECT chk.long FROM chk), (SELECT chk.other FROM chk)$q$,
+		key,
+		(SELECT coalesce(string_agg(format(', q.%1$I::%2$s AS %1$I', u.f, pgpoly._fv_type_sql(u.t)),
+									'' ORDER BY u.i), '')
+		 FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i) WHERE u.f = ANY (feats)),
+		src, v.offline_rel, v.entity_column, pgpoly._fv_cols(v.features),
+		pgpoly._fv_type_sql(ty.entity_type), v_vals, v.serving_rel, v.key_column,
+		pgpoly._fv_type_sql(ty.key_type), v_online,
+		pgpoly._fv_key_fits(ty.key_type, 's.k'),
+		pgpoly._fv_key_fits(pgpoly._fv_fit_type(v.offline_table, v.entity_column), 's.k'),
+		pgpoly._fv_offline_text(v, 's.k'));
+END
+$$;
+
 -- caller_work_mem is the caller's work_mem (ingest_features passes it): the
 -- function runs with the larger of it and 64MB (see the SET clause and the
 -- first lines); the caller's setting is back at exit, error or not.
@@ -251,6 +390,10 @@ AS 'MODULE_PATHNAME', 'pgpoly_ingest_ordinal';
 -- ISO form (the entity's canonical text must read back as the same value),
 -- but the caller's field order (MDY, DMY, YMD) is kept, so that text the
 -- caller's source turns into dates or times reads as in the caller's own SQL.
+-- The source runs with the caller's search_path, and so does this body (no
+-- SET clause for it): every name of its own is qualified, and the checks
+-- and the statement are made by _ingest_statement, whose search_path is
+-- pinned.
 CREATE FUNCTION pgpoly._ingest_features(view text, source text, caller_work_mem text,
 										caller_datestyle text)
 RETURNS bigint
@@ -261,116 +404,44 @@ SET work_mem = '64MB'
 AS $$
 DECLARE
 	v       pgpoly._fv_def := pgpoly._fv_get(view);
-	v_src   text := pgpoly._relation_sql(source, 'source');
-	v_cols  record;
-	ty      record;			-- the types to cast to (_ingest_types)
-	v_bad   text;
-	v_feat  text[];			-- the view's features the source returns, in view order
-	v_key   text;			-- SQL of the entity in canonical text form
-	v_vals  text;			-- SQL of every feature's value over s (NULL if absent)
+	v_src   pg_catalog.text := pgpoly._relation_sql(source, 'source');
+	v_cols  pg_catalog.record;
+	ty      pg_catalog.record;	-- the types to cast to (_ingest_types)
+	st      pg_catalog.record;	-- the statement, the entity's SQL (_ingest_statement)
 	v_rows  bigint;
 	v_null  bigint;
 	v_long  bigint;			-- first source row whose entity a varchar(n) would cut
 	v_other bigint;			-- first whose entity the offline column makes another
-	v_stored text;			-- and what it makes of it
-	v_online text := '';	-- the newer-wins join to Redis (none for an outbox table)
+	v_bad   pg_catalog.text;
+	v_stored pg_catalog.text;	-- and what it makes of it
 BEGIN
 	-- the materialized source and the newest-row sort stay in memory up to 64MB
 	-- (at 4MB, 100k rows already spill to temporary files), a larger work_mem of
 	-- the caller is kept; a SET LOCAL of a variable the function's SET clause
 	-- names is undone at exit
-	IF pg_size_bytes(caller_work_mem) > pg_size_bytes(current_setting('work_mem')) THEN
-		PERFORM set_config('work_mem', caller_work_mem, true);
+	IF pg_catalog.pg_size_bytes(caller_work_mem) OPERATOR(pg_catalog.>)
+	   pg_catalog.pg_size_bytes(pg_catalog.current_setting('work_mem')) THEN
+		PERFORM pg_catalog.set_config('work_mem', caller_work_mem, true);
 	END IF;
-	IF upper(split_part(caller_datestyle, ',', 2)) ~ '^\s*(MDY|DMY|YMD)\s*$' THEN
-		PERFORM set_config('datestyle', 'ISO, ' || btrim(split_part(caller_datestyle, ',', 2)), true);
-	END IF;
+	PERFORM pgpoly._fv_caller_datestyle(caller_datestyle);
 	PERFORM pgpoly._ingest_check_privileges(v);
 	SELECT c.names, c.types INTO v_cols FROM pgpoly._relation_columns(v_src, 'source') c;
-	IF NOT (v.entity = ANY (v_cols.names) AND 'event_time' = ANY (v_cols.names)) THEN
-		RAISE EXCEPTION 'the source must return columns % and event_time', v.entity
-			USING ERRCODE = 'undefined_column',
-				  DETAIL = format('It returns: %s.', array_to_string(v_cols.names, ', ')),
-				  HINT = 'Return the entity, event_time and any of the view''s features: SELECT user_id, event_time, clicks FROM ...';
-	END IF;
-	SELECT n INTO v_bad FROM unnest(v_cols.names) WITH ORDINALITY u(n, i)
-	WHERE n NOT IN (v.entity, 'event_time') AND NOT n = ANY (v.features) ORDER BY i LIMIT 1;
-	IF FOUND THEN
-		PERFORM pgpoly._fv_unknown_feature(v, v_bad);
-	END IF;
-	v_feat := ARRAY(SELECT f FROM unnest(v.features) WITH ORDINALITY u(f, i)
-					WHERE f = ANY (v_cols.names) ORDER BY i);
 	ty := pgpoly._ingest_types(v);
-	IF ty.key_type IS NULL OR ty.entity_type IS NULL OR array_position(ty.feature_types, NULL) IS NOT NULL THEN
-		RAISE EXCEPTION 'the tables of feature view "%" no longer have all its columns', v.name
-			USING ERRCODE = 'undefined_column',
-				  HINT = 'Drop and re-create the feature view after altering its tables.';
-	END IF;
-	-- the entity as its key type's text form, so '007' and '7' are one int entity;
-	-- a varchar(n) or char(n) key keeps it uncut, so that the fit check below
-	-- sees it whole
-	v_key := pgpoly._fv_uncut_text(v.key_type, format('q.%I::text', v.entity));
-	SELECT string_agg(CASE WHEN u.f = ANY (v_feat) THEN format('s.%I', u.f)
-						   ELSE format('NULL::%s', u.t) END, ', ' ORDER BY u.i)
-	INTO v_vals
-	FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i);
+	st := pgpoly._ingest_statement(v, ty, v_src, v_cols.names);
 	-- every entity of the view locked, until the end of the transaction,
 	-- before Redis is read: a concurrent writer of one of them (put_features,
 	-- materialize, another ingest_features) waits, then reads what this
 	-- one's COMMIT wrote, and the other way round (an outbox table: their
 	-- writes are queued in the order of their offline rows' created_at)
 	PERFORM pgpoly._fv_lock_entities(v.online_table, NULL, true);
-	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
-		-- reads _event_time alone (no key, no other field): the batched join
-		-- then fetches just that field (HMGET), and an entity Redis lacks
-		-- reads as one whose _event_time is NULL, as it should; the Redis key
-		-- is the one of the same text (a citext key or a nondeterministic
-		-- collation would match 'A' to the newer 'a' too)
-		v_online := format(' LEFT JOIN %1$s o ON o.%2$I = s.k::%3$s AND %4$s COLLATE "C" = s.k COLLATE "C" '
-						   'WHERE o._event_time IS NULL OR o._event_time <= s.et',
-						   v.serving_rel, v.key_column, ty.key_type,
-						   pgpoly._fv_key_text(v, format('o.%I', v.key_column)));
-	END IF;
 
 	BEGIN
-		EXECUTE format($q$
-			WITH s AS MATERIALIZED (
-				SELECT pgpoly._ingest_ordinal() AS ord, %1$s AS k, q.event_time::timestamptz AS et%2$s
-				FROM %3$s AS q),
-			chk AS (SELECT min(s.ord) FILTER (WHERE s.k IS NULL OR s.et IS NULL) AS bad,
-						   min(s.ord) FILTER (WHERE NOT (%13$s AND %14$s)) AS long,
-						   min(s.ord) FILTER (WHERE %15$s IS DISTINCT FROM s.k) AS other
-					FROM s),
-			ok AS (SELECT chk.bad IS NULL AND chk.long IS NULL AND chk.other IS NULL AS ok FROM chk),
-			off AS (
-				INSERT INTO %4$s (%5$I, event_time, created_at, %6$s)
-				SELECT s.k::%7$s, s.et, clock_timestamp(), %8$s
-				FROM s WHERE (SELECT ok.ok FROM ok)
-				RETURNING 1),
-			newest AS (
-				SELECT DISTINCT ON (s.k COLLATE "C") s.*
-				FROM s WHERE (SELECT ok.ok FROM ok)
-				ORDER BY s.k COLLATE "C", s.et DESC, s.ord DESC),
-			w AS (
-				INSERT INTO %9$s (%10$I, %6$s, _event_time)
-				SELECT s.k::%11$s, %8$s, s.et
-				FROM newest s%12$s)
-			SELECT (SELECT count(*) FROM off), (SELECT chk.bad FROM chk), (SELECT chk.long FROM chk),
-				   (SELECT chk.other FROM chk)$q$,
-			v_key,
-			(SELECT coalesce(string_agg(format(', q.%1$I::%2$s AS %1$I', u.f, u.t), '' ORDER BY u.i), '')
-			 FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i) WHERE u.f = ANY (v_feat)),
-			v_src, v.offline_rel, v.entity_column, pgpoly._fv_cols(v.features), ty.entity_type,
-			v_vals, v.serving_rel, v.key_column, ty.key_type, v_online,
-			pgpoly._fv_key_fits(ty.key_type, 's.k'),
-			pgpoly._fv_key_fits(pgpoly._fv_fit_type(v.offline_table, v.entity_column), 's.k'),
-			pgpoly._fv_offline_text(v, 's.k'))
-		INTO v_rows, v_null, v_long, v_other;
+		EXECUTE st.stmt INTO v_rows, v_null, v_long, v_other;
 	EXCEPTION
 		WHEN data_exception THEN
-			PERFORM pgpoly._ingest_bad_value(v, ty, v_src, v_feat, SQLSTATE, SQLERRM);
+			PERFORM pgpoly._ingest_bad_value(v, ty, v_src, st.feats, SQLSTATE, SQLERRM);
 		WHEN program_limit_exceeded THEN
-			PERFORM pgpoly._ingest_long_entity(SQLSTATE, v, v_src, v_key, SQLERRM);
+			PERFORM pgpoly._ingest_long_entity(SQLSTATE, v, v_src, st.key, SQLERRM);
 			RAISE;
 	END;
 	IF v_null IS NOT NULL THEN
@@ -385,9 +456,11 @@ BEGIN
 	END IF;
 	IF v_other IS NOT NULL THEN
 		-- that row read again (only on this error path), in the source's order
-		EXECUTE format('SELECT s.e, %1$s FROM (SELECT pg_catalog.row_number() OVER () AS i, '
-					   'q.%2$I::text AS e, %3$s AS k FROM %4$s AS q) AS s WHERE s.i = $1',
-					   pgpoly._fv_offline_text(v, 's.k'), v.entity, v_key, v_src)
+		EXECUTE pg_catalog.format(
+			'SELECT s.e, %1$s FROM (SELECT pg_catalog.row_number() OVER () AS i, '
+			'q.%2$I::pg_catalog.text AS e, %3$s AS k FROM %4$s AS q) AS s '
+			'WHERE s.i OPERATOR(pg_catalog.=) $1',
+			pgpoly._fv_offline_text(v, 's.k'), v.entity, st.key, v_src)
 		INTO v_bad, v_stored USING v_other;
 		PERFORM pgpoly._fv_not_kept(v, v_bad, v_stored, v_other);
 	END IF;
@@ -399,9 +472,11 @@ CREATE FUNCTION pgpoly.ingest_features(view text, source text)
 RETURNS bigint
 LANGUAGE sql VOLATILE
 AS $$
-	-- the default collation, whatever the arguments' (as put_features)
+	-- the default collation, whatever the arguments' (as put_features);
+	-- the caller's search_path (no SET clause): qualified
 	SELECT pgpoly._ingest_features($1 COLLATE pg_catalog."default", $2 COLLATE pg_catalog."default",
-								   current_setting('work_mem'), current_setting('DateStyle'))
+								   pg_catalog.current_setting('work_mem'),
+								   pg_catalog.current_setting('DateStyle'))
 $$;
 
 COMMENT ON FUNCTION pgpoly.ingest_features(text, text) IS

@@ -671,6 +671,21 @@ pgpoly_fv_rel(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(name));
 }
 
+PG_FUNCTION_INFO_V1(pgpoly_fv_eq_operator);
+
+/*
+ * pgpoly._fv_eq_operator(typ regtype): the default equality operator of
+ * typ's base type as OPERATOR(schema.name), the operator a plain = between
+ * two values of typ finds with nothing shadowing it.  For SQL that runs
+ * under the caller's search_path (ingest_features' key equality), where a
+ * plain = could find another.
+ */
+Datum
+pgpoly_fv_eq_operator(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(SyncEqualityOperator(getBaseType(PG_GETARG_OID(0)))));
+}
+
 PG_FUNCTION_INFO_V1(pgpoly_fv_store_text);
 
 /*
