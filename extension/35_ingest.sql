@@ -42,9 +42,9 @@
 --	  better match than a polymorphic built-in, a schema before pg_catalog)
 --	  changes a result; the view's column types are cast to as _fv_type_sql
 --	  writes them.  The checks and the statement itself are made with a pinned
---	  search_path (_ingest_statement).  The caller needs INSERT on the offline table and SELECT and
---	  INSERT on the view's online table, checked before anything is read, as the
---	  equivalent SQL statements would need them.
+--	  search_path (_ingest_statement).  The caller needs INSERT on the offline
+--	  table and SELECT and INSERT on the view's online table, checked before
+--	  anything is read, as the equivalent SQL statements would need them.
 --	* Identifiers reach SQL through %I (or as the quoted relation names of
 --	  _fv_get), types as format_type() of the catalog's columns at call time;
 --	  values only as parameters.
@@ -189,10 +189,10 @@ AS $$
 $$;
 
 -- The source columns whose values ingest_features casts, with the types it
--- casts them to (typ, and typ_sql as _fv_type_sql writes it) for
--- _ingest_bad_value, in the order it checks them: the
--- entity to the key type and the offline entity column's type, event_time,
--- then each of the view's features in feats.
+-- casts them to (typ, and typ_sql as _fv_type_sql writes it), in the order
+-- _ingest_bad_value checks them: the entity to the key type and to the
+-- offline entity column's type, event_time, then each of the view's features
+-- in feats.
 CREATE FUNCTION pgpoly._ingest_cast_columns(v pgpoly._fv_def, ty record, feats text[])
 RETURNS TABLE (col text, typ text, typ_sql text)
 LANGUAGE plpgsql STABLE
@@ -224,7 +224,8 @@ DECLARE
 	t pg_catalog.text;
 	t_sql pg_catalog.text;
 BEGIN
-	FOR c, t, t_sql IN SELECT x.col, x.typ, x.typ_sql FROM pgpoly._ingest_cast_columns(v, ty, feats) x LOOP
+	FOR c, t, t_sql IN SELECT x.col, x.typ, x.typ_sql
+					   FROM pgpoly._ingest_cast_columns(v, ty, feats) x LOOP
 		BEGIN
 			EXECUTE pg_catalog.format('SELECT pg_catalog.count(q.%I::pg_catalog.text::%s) FROM %s AS q',
 									  c, t_sql, src);

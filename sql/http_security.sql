@@ -215,6 +215,10 @@ SELECT pgpoly._fv_entity_in(NULL, 23) IS NULL AS entity_in_null,
        pgpoly._fv_entity_in('7', 23) AS entity_in_int;
 SELECT pg_temp.try('SELECT pgpoly._fv_entity_in(''7'', 0)');
 SELECT pg_temp.try('SELECT pgpoly._fv_entity_in(''7'', ''pg_catalog.internal''::regtype)');
+SELECT pgpoly._fv_eq_operator(NULL) IS NULL AS eq_operator_null,
+       pgpoly._fv_eq_operator('text') AS eq_operator_text;
+SELECT pg_temp.try('SELECT pgpoly._fv_eq_operator(0)');
+SELECT pg_temp.try('SELECT pgpoly._fv_eq_operator(''xml'')');
 SELECT pgpoly._fv_store_text(NULL::int) IS NULL AS store_text_null,
        pgpoly._fv_store_text(timestamptz '2024-01-01 05:00+00') AS store_text,
        pgpoly._fv_store_text('\x00ff'::bytea) AS store_bytea,
@@ -241,6 +245,7 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
                         '_fv_rel', '_fv_require_privileges', '_fv_may_write', '_fv_lock_entities',
                         '_fv_is_fresh', '_fv_serve', '_fv_describe',
                         '_fv_newest_usable', '_fv_newest_rows', '_fv_store_text', '_fv_entity_in',
+                        '_fv_eq_operator',
                         'create_sync', 'drop_sync', 'sync_retry', 'sync_wait')
 ORDER BY 1;
 

@@ -683,7 +683,13 @@ PG_FUNCTION_INFO_V1(pgpoly_fv_eq_operator);
 Datum
 pgpoly_fv_eq_operator(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TEXT_P(cstring_to_text(SyncEqualityOperator(getBaseType(PG_GETARG_OID(0)))));
+	Oid			typid = PG_GETARG_OID(0);
+
+	if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(typid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("type with OID %u does not exist", typid)));
+	PG_RETURN_TEXT_P(cstring_to_text(SyncEqualityOperator(getBaseType(typid))));
 }
 
 PG_FUNCTION_INFO_V1(pgpoly_fv_store_text);
