@@ -319,9 +319,10 @@ RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT coalesce(string_agg(c.part, ' || ' ORDER BY c.chunk), '''{}''::jsonb')
+	SELECT coalesce(string_agg(c.part, ' OPERATOR(pg_catalog.||) ' ORDER BY c.chunk),
+					'''{}''::pg_catalog.jsonb')
 	FROM (SELECT (u.i - 1) / 50 AS chunk,
-				 'jsonb_build_object(' || string_agg(quote_literal(u.k) || ', ' || u.e, ', '
+				 'pg_catalog.jsonb_build_object(' || string_agg(quote_literal(u.k) || ', ' || u.e, ', '
 													ORDER BY u.i) || ')' AS part
 		  FROM unnest(keys, exprs) WITH ORDINALITY AS u(k, e, i)
 		  GROUP BY 1) c
@@ -1449,9 +1450,6 @@ $$;
 -- (ties to the newest created_at; ttl an absolute duration, _fv_ttl_span).
 -- The spine is checked for its columns first, and for columns that would
 -- collide with an output column view__feature.
--- No pinned search_path here and in the two callers: the spine is the caller's
--- SQL and resolves its names like any query of theirs; everything generated is
--- schema-qualified.
 CREATE TYPE pgpoly._fv_pit AS (
 	from_clause text,			-- (spine) s LEFT JOIN LATERAL ... v1 ON true ...
 	out_names   text[],			-- view__feature
@@ -1459,15 +1457,20 @@ CREATE TYPE pgpoly._fv_pit AS (
 	views       text[]
 );
 
-CREATE FUNCTION pgpoly._fv_pit_query(spine text, features text[])
+-- _fv_pit_query's work once the spine's columns (cols) are known.  Pinned
+-- search_path: it runs none of the caller's SQL; what it generates runs
+-- under the caller's (the spine's names resolve as in the caller's
+-- session), so it is schema-qualified (the entity match, _fv_entity_expr,
+-- OPERATOR(pg_catalog.<=) ...).
+CREATE FUNCTION pgpoly._fv_pit_build(spine text, features text[], cols text[])
 RETURNS pgpoly._fv_pit
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 DECLARE
 	v      pgpoly._fv_def;
 	v_i    int := 0;
 	v_need text[];
-	v_cols text[];
 	v_bad  text;
 	v_feat text[];
 	views  text[];
@@ -1475,21 +1478,13 @@ DECLARE
 	out_names text[];
 	out_exprs text[];
 BEGIN
-	PERFORM pgpoly._require_name(spine, 'spine');
 	SELECT array_agg(DISTINCT r.view_name) INTO views FROM pgpoly._fv_parse_refs(features) r;
-	-- The spine's own errors first, then its column names (from a row of
-	-- NULLs: the spine is not run), then the columns it must have.
-	-- (x.*, s.*: the rows; a bare x or s would be a spine column of that name)
-	EXECUTE format('SELECT array(SELECT pg_catalog.jsonb_object_keys(pg_catalog.to_jsonb(x.*))) '
-				   'FROM (SELECT s.* FROM (SELECT) d LEFT JOIN (SELECT * FROM (%s%s) s LIMIT 0) s ON true) x',
-				   spine, E'\n')
-	INTO v_cols;
 	SELECT array_agg(DISTINCT f.entity ORDER BY f.entity) INTO v_need
 	FROM pgpoly.feature_views f WHERE f.name = ANY (views);
-	IF NOT coalesce('event_time' = ANY (v_cols) AND v_need <@ v_cols, false) THEN
+	IF NOT coalesce('event_time' = ANY (cols) AND v_need <@ cols, false) THEN
 		RAISE EXCEPTION 'the spine must return columns event_time and %', array_to_string(v_need, ', ')
 			USING ERRCODE = 'undefined_column',
-				  DETAIL = format('It returns: %s.', array_to_string(v_cols, ', ')),
+				  DETAIL = format('It returns: %s.', array_to_string(cols, ', ')),
 				  HINT = 'The spine has one row per (entity, time) to look up: SELECT <entity columns>, event_time FROM ...';
 	END IF;
 
@@ -1522,7 +1517,7 @@ BEGIN
 		FROM unnest(v_feat) WITH ORDINALITY u(f, i);
 	END LOOP;
 	-- an output column must not repeat a spine column
-	SELECT n INTO v_bad FROM unnest(out_names) n WHERE n = ANY (v_cols) LIMIT 1;
+	SELECT n INTO v_bad FROM unnest(out_names) n WHERE n = ANY (cols) LIMIT 1;
 	IF FOUND THEN
 		RAISE EXCEPTION 'spine column "%" collides with the feature output column of the same name', v_bad
 			USING ERRCODE = 'duplicate_column',
@@ -1530,6 +1525,32 @@ BEGIN
 				  HINT = 'Rename the spine column (SELECT ... AS other_name).';
 	END IF;
 	RETURN ROW(from_clause, out_names, out_exprs, views)::pgpoly._fv_pit;
+END
+$$;
+
+-- No pinned search_path here and in the two callers: the spine is the
+-- caller's SQL and resolves its names like any query of theirs; so every
+-- name of their own, in their bodies and in the SQL they run, is qualified,
+-- and the rest is done by _fv_pit_build, whose search_path is pinned.
+CREATE FUNCTION pgpoly._fv_pit_query(spine text, features text[])
+RETURNS pgpoly._fv_pit
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	v_cols pg_catalog.text[];
+BEGIN
+	PERFORM pgpoly._require_name(spine, 'spine');
+	-- the features' errors first (_fv_pit_build reads them again), then the
+	-- spine's own, then its column names (from a row of NULLs: the spine is
+	-- not run), then the columns it must have (_fv_pit_build).
+	PERFORM pgpoly._fv_parse_refs(features);
+	-- (x.*, s.*: the rows; a bare x or s would be a spine column of that name)
+	EXECUTE pg_catalog.format(
+		'SELECT array(SELECT pg_catalog.jsonb_object_keys(pg_catalog.to_jsonb(x.*))) '
+		'FROM (SELECT s.* FROM (SELECT) d LEFT JOIN (SELECT * FROM (%s%s) s LIMIT 0) s ON true) x',
+		spine, E'\n')
+	INTO v_cols;
+	RETURN pgpoly._fv_pit_build(spine, features, v_cols);
 END
 $$;
 
@@ -1568,7 +1589,7 @@ DECLARE
 	q pgpoly._fv_pit;
 BEGIN
 	PERFORM pgpoly._fv_caller_datestyle(caller_datestyle);
-	IF dataset = '' THEN
+	IF dataset OPERATOR(pg_catalog.=) '' THEN
 		RAISE EXCEPTION 'argument "dataset" must not be empty'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
@@ -1576,8 +1597,10 @@ BEGIN
 	PERFORM pgpoly._fv_register_dataset(dataset, q.views);
 	-- nested loops driven by the spine keep its order, which row_number() records
 	-- to_jsonb(s.*): the spine row, also where the spine has a column s
-	RETURN QUERY EXECUTE format('SELECT row_number() OVER (), to_jsonb(s.*), %s FROM %s',
-								pgpoly._fv_jsonb_expr(q.out_names, q.out_exprs), q.from_clause);
+	-- (the caller's search_path, as the spine's: qualified)
+	RETURN QUERY EXECUTE pg_catalog.format(
+		'SELECT pg_catalog.row_number() OVER (), pg_catalog.to_jsonb(s.*), %s FROM %s',
+		pgpoly._fv_jsonb_expr(q.out_names, q.out_exprs), q.from_clause);
 END
 $$;
 
@@ -1594,7 +1617,24 @@ $$;
 COMMENT ON FUNCTION pgpoly.get_historical_features(text, text[], text) IS
 	'Point-in-time join of a spine query (event_time + entity columns) to feature views'' offline history; one row per spine row, in spine order';
 
--- create_training_set's work (see _get_historical_features).
+-- The table name (a possibly qualified name, quoted part by part) and the
+-- CREATE TABLE AS of create_training_set for the point-in-time join q: the
+-- spine's columns then one typed column per feature, rows in spine order.
+-- Pinned search_path; what it writes is qualified (_fv_pit_build).
+CREATE FUNCTION pgpoly._fv_training_set_sql(name text, q pgpoly._fv_pit, OUT rel text, OUT stmt text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT r.rel, format('CREATE TABLE %s AS SELECT s.*, %s FROM %s', r.rel,
+						 (SELECT string_agg(e || ' AS ' || quote_ident(n), ', ' ORDER BY i)
+						  FROM unnest(q.out_names, q.out_exprs) WITH ORDINALITY u(n, e, i)),
+						 q.from_clause)
+	FROM (SELECT string_agg(quote_ident(p), '.' ORDER BY i)
+		  FROM unnest(parse_ident(name)) WITH ORDINALITY u(p, i)) r(rel)
+$$;
+
+-- create_training_set's work (see _get_historical_features): the caller's
+-- search_path, as the spine's, so its body is qualified.
 CREATE FUNCTION pgpoly._create_training_set(name text, spine text, features text[],
 											caller_datestyle text)
 RETURNS bigint
@@ -1605,23 +1645,17 @@ SET extra_float_digits = 1
 AS $$
 DECLARE
 	q      pgpoly._fv_pit;
-	v_rel  text;
+	v_sql  pg_catalog.record;	-- the table and the statement (_fv_training_set_sql)
 	v_rows bigint;
 BEGIN
 	PERFORM pgpoly._fv_caller_datestyle(caller_datestyle);
 	PERFORM pgpoly._require_name(name, 'name');
-	-- a possibly qualified table name, quoted part by part
-	SELECT string_agg(quote_ident(p), '.' ORDER BY i) INTO v_rel
-	FROM unnest(parse_ident(name)) WITH ORDINALITY u(p, i);
 	q := pgpoly._fv_pit_query(spine, features);
-	-- the spine's columns then one typed column per feature, rows in spine order
-	EXECUTE format('CREATE TABLE %s AS SELECT s.*, %s FROM %s', v_rel,
-				   (SELECT string_agg(e || ' AS ' || quote_ident(n), ', ' ORDER BY i)
-					FROM unnest(q.out_names, q.out_exprs) WITH ORDINALITY u(n, e, i)),
-				   q.from_clause);
+	v_sql := pgpoly._fv_training_set_sql(name, q);
+	EXECUTE v_sql.stmt;
 	GET DIAGNOSTICS v_rows = ROW_COUNT;
 	PERFORM pgpoly._fv_register_dataset(name, q.views);
-	PERFORM pgpoly._dataset_record_hash(name, v_rel::regclass);	-- see 20_registry.sql
+	PERFORM pgpoly._dataset_record_hash(name, v_sql.rel::pg_catalog.regclass);	-- see 20_registry.sql
 	RETURN v_rows;
 END
 $$;
