@@ -140,7 +140,8 @@ LANGUAGE C STRICT STABLE;
 -- typ, a format_type() printed under a search_path with pg_catalog first
 -- (the feature views' types, _fv_describe), as SQL that names the same type
 -- under any search_path: a bare name of pg_catalog's (text, uuid, date,
--- text[] ...) qualified; the SQL standard's names, which the grammar reads
+-- text[] ...), or one format_type() quotes ("char"), qualified; the SQL
+-- standard's names, which the grammar reads
 -- as pg_catalog's whatever the search_path (integer, character varying(n),
 -- timestamp with time zone ...), and qualified names as they are.  For the
 -- casts of generated SQL that may run under the caller's search_path.
@@ -149,7 +150,7 @@ RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	SELECT CASE WHEN typ ~ '^[a-z_][a-z0-9_]*(\[\])*$'
+	SELECT CASE WHEN typ ~ '^([a-z_][a-z0-9_]*|"[a-z_][a-z0-9_]*")(\[\])*$'
 					 AND to_regtype('pg_catalog.' || typ) IS NOT NULL
 				THEN 'pg_catalog.' || typ ELSE typ END
 $$;

@@ -103,6 +103,27 @@ SELECT * FROM isp_differences();
 SELECT pgpoly.ingest_features('isp', $$SELECT user_id, event_time, 'x' AS clicks FROM isp_src$$);
 SELECT pgpoly.ingest_features('isp', 'SELECT user_id, clicks FROM isp_src');
 
+
+-- A type format_type() prints quoted ("char") is qualified too: a view with
+-- a "char" feature, and a domain of that name before pg_catalog.
+RESET search_path;
+CREATE FOREIGN TABLE isp_con (user_id text OPTIONS (key 'true'), grade "char",
+  _event_time timestamptz) SERVER isp OPTIONS (key_prefix 'regress_ispc:');
+CREATE TABLE isp_coff (user_id text NOT NULL, event_time timestamptz NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT clock_timestamp(), grade "char");
+SELECT pgpoly.create_feature_view('ispc', 'user_id', 'isp_con', 'isp_coff');
+CREATE DOMAIN isp_before."char" AS text CHECK (VALUE <> 'b');
+SET search_path = isp_before, pg_catalog, public;
+SELECT pgpoly.ingest_features('ispc',
+  $$SELECT 'u1' AS user_id, '2024-01-01 00:00+00'::timestamptz AS event_time, 'b' AS grade$$);
+SELECT user_id, grade, _event_time FROM public.isp_con;
+SELECT user_id, event_time, grade FROM public.isp_coff;
+RESET search_path;
+DELETE FROM isp_con;
+SELECT pgpoly.drop_feature_view('ispc');
+DROP FOREIGN TABLE isp_con;
+DROP TABLE isp_coff;
+
 RESET search_path;
 DROP SCHEMA isp_match, isp_before CASCADE;
 DELETE FROM isp_on;
