@@ -16,7 +16,8 @@
 --	  prefixes metrics/metric, params/param/parameters/parameter, tags/tag,
 --	  attributes/attribute/attr/run.  Values are numbers, or strings in single or
 --	  double quotes ('' doubles a quote), or for IN / NOT IN a parenthesized list
---	  of strings.  Keywords are case-insensitive.  order_by = clause { "," clause },
+--	  of strings.  Keywords are case-insensitive.  LIKE and ILIKE patterns are
+--	  SQL's: % and _ are wildcards, a backslash escapes the next character.  order_by = clause { "," clause },
 --	  clause = entity [ASC | DESC].
 --	* Types follow MLflow: metrics compare with numbers (=, !=, <, <=, >, >=) on the
 --	  run's latest value; params and tags are strings (=, !=, LIKE, ILIKE, IN, NOT
@@ -321,6 +322,12 @@ BEGIN
 			IF v.kind IS DISTINCT FROM 'string' THEN
 				PERFORM pgpoly._sr_syntax_error('filter', filter, v.pos,
 					format('expected a quoted string to compare %s with', e.val || '.' || e.key));
+			END IF;
+			-- checked here, not by LIKE, which complains only when some value
+			-- reaches the end of the pattern: the data must not decide
+			IF v_op IN ('LIKE', 'ILIKE') AND v.val ~ '(^|[^\\])(\\\\)*\\$' THEN
+				PERFORM pgpoly._sr_syntax_error('filter', filter, v.pos,
+					'the pattern ends with the escape character \ (write \\ for a backslash)');
 			END IF;
 			q.strs := q.strs || CASE WHEN v_run_id AND v_op IN ('=', '<>')
 									 THEN pgpoly._sr_run_id_text(v.val) ELSE v.val END;

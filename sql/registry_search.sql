@@ -124,6 +124,12 @@ FROM (VALUES ('metrics.rmse < ''x'''), ('metrics.rmse LIKE ''x'''), ('params.mod
              ('params.model IN ''rf'''), ('params.model IN (''rf'' ''xgb'')'), ('params.model IN (1)'),
              ('params.model NOT ''rf'''), ('metrics.rmse < 1e999'), ('params.model = ''rf'' ;'),
              ('metrics.rmse < 0.5 params.model = ''rf''')) AS f(filter);
+-- A LIKE pattern ending in a lone escape character (backslash) is malformed
+-- whatever the data: no run's value may decide whether it is an error.
+SELECT p.filter, rs_err(format('SELECT rs(%L)', p.filter)) AS error
+FROM (VALUES ('params.model LIKE ''r\'''), ('params.model LIKE ''zz\'''),
+             ('params.nokey ILIKE ''x\'''), ('attributes.run_id LIKE ''\'''),
+             ('tags.team LIKE ''g\\\'''), ('params.model LIKE ''rf\\''')) AS p(filter);
 SELECT o.order_by, rs_err(format('SELECT rs(NULL, %L)', o.order_by)) AS error
 FROM (VALUES ('metrics.rmse sideways'), ('metrics.rmse DESC,'), ('rmse'), ('attributes.nope'),
              ('metrics.rmse, , params.model')) AS o(order_by);
