@@ -14,7 +14,9 @@
 --	  entity operator value; entity = prefix "." key, the key bare
 --	  (letters, digits, _ and inner dots) or in `backquotes` or "double quotes";
 --	  prefixes metrics/metric, params/param/parameters/parameter, tags/tag,
---	  attributes/attribute/attr/run.  Values are numbers, or strings in single or
+--	  attributes/attribute/attr/run; an attribute may also be written without a
+--	  prefix (status = 'FINISHED'), and created / Created stand for start_time,
+--	  run name / Run name / Run Name for run_name, as in MLflow.  Values are numbers, or strings in single or
 --	  double quotes ('' doubles a quote), or for IN / NOT IN a parenthesized list
 --	  of strings.  Keywords are case-insensitive.  LIKE and ILIKE patterns are
 --	  SQL's: % and _ are wildcards, a backslash escapes the next character.  order_by = clause { "," clause },
@@ -144,6 +146,21 @@ AS $$
 	END
 $$;
 
+-- A bare word naming an attribute (MLflow reads an identifier without a prefix as
+-- an attribute: status = 'FINISHED', order_by start_time DESC) as the entity token
+-- attributes.<word>; any other token unchanged.
+CREATE FUNCTION pgpoly._sr_bare_attribute(t pgpoly._sr_token)
+RETURNS pgpoly._sr_token
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT CASE WHEN t.kind = 'word'
+					 AND t.val IN ('run_id', 'run_name', 'status', 'start_time', 'end_time',
+								   'created', 'Created')
+				THEN ROW('entity', 'attributes', t.val, t.pos)::pgpoly._sr_token
+				ELSE t END
+$$;
+
 -- The SQL expression (over runs r) of an entity token; key_no is the index of its
 -- key in the keys parameter ($3).  Attribute columns come from a fixed list.
 CREATE FUNCTION pgpoly._sr_entity_sql(t pgpoly._sr_token, key_no int, what text, input text,
@@ -163,18 +180,24 @@ BEGIN
 	ELSIF class = 'tag' THEN
 		expr := format('(r.tags ->> $3[%s])', key_no);
 	ELSE
+		-- MLflow's aliases: created / Created, run name / Run name / Run Name
 		expr := CASE t.key
 					WHEN 'run_id' THEN 'r.run_id::text'
 					WHEN 'run_name' THEN 'r.run_name'
+					WHEN 'run name' THEN 'r.run_name'
+					WHEN 'Run name' THEN 'r.run_name'
+					WHEN 'Run Name' THEN 'r.run_name'
 					WHEN 'status' THEN 'r.status'
 					WHEN 'start_time' THEN 'r.start_time'
+					WHEN 'created' THEN 'r.start_time'
+					WHEN 'Created' THEN 'r.start_time'
 					WHEN 'end_time' THEN 'r.end_time'
 				END;
 		IF expr IS NULL THEN
 			PERFORM pgpoly._sr_syntax_error(what, input, t.pos,
 				format('unknown attribute "%s" (valid: run_id, run_name, status, start_time, end_time)', t.key));
 		END IF;
-		IF t.key IN ('start_time', 'end_time') THEN
+		IF t.key IN ('start_time', 'end_time', 'created', 'Created') THEN
 			class := 'time';
 		END IF;
 	END IF;
@@ -231,7 +254,7 @@ BEGIN
 	END IF;
 	tok := ARRAY(SELECT t FROM pgpoly._sr_tokenize(filter, 'filter') t);
 	LOOP
-		e := tok[i];
+		e := pgpoly._sr_bare_attribute(tok[i]);
 		IF e.kind IS DISTINCT FROM 'entity' THEN
 			PERFORM pgpoly._sr_syntax_error('filter', filter, e.pos,
 				'expected an entity such as metrics.rmse, params.model, tags.team or attributes.status');
@@ -366,7 +389,7 @@ BEGIN
 	END IF;
 	tok := ARRAY(SELECT t FROM pgpoly._sr_tokenize(order_by, 'order_by') t);
 	LOOP
-		e := tok[i];
+		e := pgpoly._sr_bare_attribute(tok[i]);
 		IF e.kind IS DISTINCT FROM 'entity' THEN
 			PERFORM pgpoly._sr_syntax_error('order_by', order_by, e.pos,
 				'expected an entity such as metrics.rmse or attributes.start_time');

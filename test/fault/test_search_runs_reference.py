@@ -26,6 +26,8 @@ Reference semantics (MLflow):
     with a number, or as timestamps with a quoted string;
   * a LIKE or ILIKE pattern ending with a lone backslash is a 22023 error,
     whatever the runs' values;
+  * an identifier without a prefix is an attribute; created / Created stand
+    for start_time, run name / Run name / Run Name for run_name;
   * ordering: runs sorted by start_time descending then run_id, then stably by
     each order_by clause from the last to the first; a missing value last in
     both directions, a NaN metric just before the missing ones.
@@ -36,6 +38,7 @@ not change any answer.  Environment: SEARCH_DIFF_SEEDS (default 4),
 SEARCH_DIFF_QUERIES (per seed, default 300), SEARCH_DIFF_SEED=<n> to re-run one.
 """
 
+import datetime
 import json
 import math
 import os
@@ -269,6 +272,24 @@ PREFIXES = {"metric": ["metrics", "metric", "METRICS"],
             "attribute": ["attributes", "attribute", "attr", "run", "Attributes"]}
 
 
+# MLflow's aliases of attribute keys (SearchUtils.translate_key_alias)
+ATTRIBUTE_ALIASES = {"start_time": ["created", "Created"],
+                     "run_name": ["`run name`", '"Run name"', "`Run Name`"]}
+
+
+def write_attribute(rng, key):
+    """An attribute as MLflow accepts it: prefixed or bare, or an alias."""
+    r = rng.random()
+    if r < 0.25:
+        return key                   # no prefix: an attribute
+    if r < 0.4 and key in ATTRIBUTE_ALIASES:
+        alias = rng.choice(ATTRIBUTE_ALIASES[key])
+        if alias[0] not in "`\"" and rng.random() < 0.5:
+            return alias
+        return "%s.%s" % (rng.choice(PREFIXES["attribute"]), alias)
+    return "%s.%s" % (rng.choice(PREFIXES["attribute"]), key)
+
+
 def pick_string(rng, runs, getter):
     vals = [v for v in (getter(r) for r in runs) if v is not None]
     if vals and rng.random() < 0.7:
@@ -302,20 +323,23 @@ def like_pattern(rng, s):
 
 def timestamp_text(us):
     s, frac = divmod(us, 1_000_000)
-    import datetime
     t = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=s)
     return "%s.%06d+00" % (t.strftime("%Y-%m-%d %H:%M:%S"), frac)
 
 
-def random_condition(rng, runs):
-    """(filter text, condition) for one comparison."""
+def random_entity(rng):
+    """(class, key, entity text) of a random metric, param, tag or attribute."""
     cls = rng.choice(["metric", "metric", "param", "tag", "attribute"])
     if cls == "attribute":
         key = rng.choice(["run_id", "run_name", "status", "start_time", "end_time"])
-        ent = "%s.%s" % (rng.choice(PREFIXES["attribute"]), key)
-    else:
-        key = rng.choice(KEYS)
-        ent = "%s.%s" % (rng.choice(PREFIXES[cls]), write_key(rng, key))
+        return cls, key, write_attribute(rng, key)
+    key = rng.choice(KEYS)
+    return cls, key, "%s.%s" % (rng.choice(PREFIXES[cls]), write_key(rng, key))
+
+
+def random_condition(rng, runs):
+    """(filter text, condition) for one comparison."""
+    cls, key, ent = random_entity(rng)
     if cls == "metric" or key in ("start_time", "end_time"):
         op = rng.choice(["=", "!=", "<", "<=", ">", ">="])
         if cls == "metric":
@@ -356,16 +380,10 @@ def random_condition(rng, runs):
 def random_order(rng):
     terms, order = [], []
     for _ in range(rng.randint(0, 3)):
-        cls = rng.choice(["metric", "metric", "param", "tag", "attribute"])
-        if cls == "attribute":
-            key = rng.choice(["run_id", "run_name", "status", "start_time", "end_time"])
-            ent = "attributes.%s" % key
-        else:
-            key = rng.choice(KEYS)
-            ent = "%s.%s" % (rng.choice(PREFIXES[cls]), write_key(rng, key))
+        cls, key, ent = random_entity(rng)
         d = rng.choice(["", " ASC", " DESC", " asc", " desc"])
         terms.append(ent + d)
-        order.append(("attribute" if cls == "attribute" else cls, key, "DESC" not in d.upper()))
+        order.append((cls, key, "DESC" not in d.upper()))
     return ", ".join(terms), order
 
 
