@@ -877,7 +877,7 @@ BEGIN
 	PERFORM pgpoly._require_name(alias, 'alias');
 	-- 'model@alias' (log_prediction) splits at the last '@': such an alias could
 	-- never be named there, and would make the text of another model's alias
-	IF strpos(alias, '@') > 0 THEN
+	IF strpos(alias COLLATE pg_catalog."default", '@') > 0 THEN
 		RAISE EXCEPTION 'alias "%" must not contain "@"', alias
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'An alias is named as ''model@alias'', which splits at the last "@".';
