@@ -517,8 +517,32 @@ def run_seed(db, seed):
     return compared
 
 
+def check_long_filters(db):
+    """Filters of a few hundred kB (a run_id IN list of 6000 ids, as MLflow
+    clients send to fetch runs by id; a long string) parse in linear time: the
+    tokenizer took time quadratic in the filter's length (about 35 s here)."""
+    rng = random.Random(7)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(6000)]
+    sql = ("INSERT INTO pgpoly.experiments (name) VALUES ('long');\n"
+           "INSERT INTO pgpoly.runs (run_id, experiment_id, run_name, params) SELECT "
+           "'%s', experiment_id, 'target', '{\"p\": \"%s\"}' FROM pgpoly.experiments "
+           "WHERE name = 'long';\n" % (ids[4321], "x" * 200000))
+    r = pgtest.psql(sql, db=db)
+    if not pgtest.check(r.rc == 0, "loading the long-filter run failed: %s" % r.err):
+        return
+    in_list = "attributes.run_id IN (%s)" % ", ".join("'%s'" % i for i in ids)
+    for what, f in (("IN list of %d ids (%d kB)" % (len(ids), len(in_list) // 1000), in_list),
+                    ("200 kB string", "params.p = '%s' AND params.p LIKE 'x%%'" % ("x" * 200000))):
+        r = pgtest.psql("SELECT string_agg(run_name, ',') FROM pgpoly.search_runs('long', %s);"
+                        % sql_str(f), db=db, timeout=15)
+        pgtest.check(r.rc == 0 and r.out.strip() == "target",
+                     "search_runs with a %s: rc %d after %.1f s, %r %s"
+                     % (what, r.rc, r.elapsed, r.out.strip()[:100], r.err[-300:]))
+
+
 def test():
     db = pgtest.create_db("pgpoly_search_diff")
+    check_long_filters(db)
     seeds = [int(ONLY_SEED)] if ONLY_SEED else range(1, SEEDS + 1)
     total = 0
     for seed in seeds:
