@@ -875,6 +875,13 @@ DECLARE
 	v_now timestamptz;
 BEGIN
 	PERFORM pgpoly._require_name(alias, 'alias');
+	-- 'model@alias' (log_prediction) splits at the last '@': such an alias could
+	-- never be named there, and would make the text of another model's alias
+	IF strpos(alias COLLATE pg_catalog."default", '@') > 0 THEN
+		RAISE EXCEPTION 'alias "%" must not contain "@"', alias
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'An alias is named as ''model@alias'', which splits at the last "@".';
+	END IF;
 	PERFORM pgpoly._check_model_version(model, version);
 
 	-- the slot row lock serialises moves of this alias, so history stays ordered

@@ -14,9 +14,12 @@
 --	  entity operator value; entity = prefix "." key, the key bare
 --	  (letters, digits, _ and inner dots) or in `backquotes` or "double quotes";
 --	  prefixes metrics/metric, params/param/parameters/parameter, tags/tag,
---	  attributes/attribute/attr/run.  Values are numbers, or strings in single or
+--	  attributes/attribute/attr/run; an attribute may also be written without a
+--	  prefix (status = 'FINISHED'), and created / Created stand for start_time,
+--	  run name / Run name / Run Name for run_name, as in MLflow.  Values are numbers, or strings in single or
 --	  double quotes ('' doubles a quote), or for IN / NOT IN a parenthesized list
---	  of strings.  Keywords are case-insensitive.  order_by = clause { "," clause },
+--	  of strings.  Keywords are case-insensitive.  LIKE and ILIKE patterns are
+--	  SQL's: % and _ are wildcards, a backslash escapes the next character.  order_by = clause { "," clause },
 --	  clause = entity [ASC | DESC].
 --	* Types follow MLflow: metrics compare with numbers (=, !=, <, <=, >, >=) on the
 --	  run's latest value; params and tags are strings (=, !=, LIKE, ILIKE, IN, NOT
@@ -55,77 +58,65 @@ END
 $$;
 
 -- Split input into tokens, in order, ending with an eof token.  what names the
--- argument in errors ('filter' or 'order_by').
+-- argument in errors ('filter' or 'order_by').  One pass of one regular
+-- expression over the whole input (a filter may be a run_id IN list of thousands
+-- of ids): every character belongs to exactly one match, so positions add up.
+-- At a position the longest alternative wins (an entity over a bare prefix over
+-- a word; a whole string over a lone quote); of equally long ones the first.
 CREATE FUNCTION pgpoly._sr_tokenize(input text, what text)
 RETURNS SETOF pgpoly._sr_token
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 DECLARE
-	v_pos  int := 1;
-	v_len  int := length(input);
-	v_rest text;
-	m      text[];
+	v_pos int := 1;
+	m     text[];
 BEGIN
-	WHILE v_pos <= v_len LOOP
-		v_rest := substr(input, v_pos);
-		IF v_rest ~ '^\s' THEN
-			v_pos := v_pos + length(substring(v_rest FROM '^\s+'));
-			CONTINUE;
-		END IF;
-		-- an entity: prefix "." key, lexed as one token
-		m := regexp_match(v_rest, '^([A-Za-z_][A-Za-z0-9_]*)\.(`([^`]*)`|"((?:[^"]|"")*)"|([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*))');
-		IF m IS NOT NULL AND coalesce(m[3], m[4], m[5]) = '' THEN
-			PERFORM pgpoly._sr_syntax_error(what, input, v_pos + length(m[1]) + 1, 'empty key');
-		ELSIF m IS NOT NULL THEN
-			RETURN NEXT ROW('entity', m[1],
-							coalesce(m[3], replace(m[4], '""', '"'), m[5]), v_pos)::pgpoly._sr_token;
-			v_pos := v_pos + length(m[1]) + 1 + length(m[2]);
-			CONTINUE;
-		END IF;
-		IF v_rest ~ '^[A-Za-z_][A-Za-z0-9_]*\.' THEN
-			PERFORM pgpoly._sr_syntax_error(what, input, v_pos + length(substring(v_rest FROM '^[A-Za-z_][A-Za-z0-9_]*\.')),
+	FOR m IN SELECT regexp_matches(input,
+		'(' ||
+		'(\s+)' ||														-- 2 blanks
+		'|([A-Za-z_][A-Za-z0-9_]*)\.(`([^`]*)`|"((?:[^"]|"")*)"|([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*))' ||
+																		-- 3 prefix, 4 key as written, 5/6/7 the key
+		'|([A-Za-z_][A-Za-z0-9_]*\.)' ||								-- 8 a prefix without a key
+		'|([A-Za-z_][A-Za-z0-9_]*)' ||									-- 9 word
+		'|([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)' ||	-- 10 number
+		'|''((?:[^'']|'''')*)''|"((?:[^"]|"")*)"' ||					-- 11/12 string
+		'|([''"`])' ||													-- 13 unterminated quote
+		'|(<=|>=|!=|=|<|>)' ||											-- 14 operator
+		'|([(),])' ||													-- 15 ( ) ,
+		'|(.)' ||														-- 16 anything else
+		')', 'g')
+	LOOP
+		IF m[3] IS NOT NULL AND coalesce(m[5], m[6], m[7]) = '' THEN
+			PERFORM pgpoly._sr_syntax_error(what, input, v_pos + length(m[3]) + 1, 'empty key');
+		ELSIF m[3] IS NOT NULL THEN
+			RETURN NEXT ROW('entity', m[3], coalesce(m[5], replace(m[6], '""', '"'), m[7]),
+							v_pos)::pgpoly._sr_token;
+		ELSIF m[8] IS NOT NULL THEN
+			PERFORM pgpoly._sr_syntax_error(what, input, v_pos + length(m[8]),
 				'expected a key after the prefix (quote keys with special characters in `backquotes` or "double quotes")');
-		END IF;
-		m := regexp_match(v_rest, '^[A-Za-z_][A-Za-z0-9_]*');
-		IF m IS NOT NULL THEN
-			RETURN NEXT ROW('word', m[1], NULL, v_pos)::pgpoly._sr_token;
-			v_pos := v_pos + length(m[1]);
-			CONTINUE;
-		END IF;
-		m := regexp_match(v_rest, '^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)');
-		IF m IS NOT NULL THEN
-			RETURN NEXT ROW('number', m[1], NULL, v_pos)::pgpoly._sr_token;
-			v_pos := v_pos + length(m[1]);
-			CONTINUE;
-		END IF;
-		m := regexp_match(v_rest, '^(''((?:[^'']|'''')*)''|"((?:[^"]|"")*)")');
-		IF m IS NOT NULL THEN
-			RETURN NEXT ROW('string', coalesce(replace(m[2], '''''', ''''), replace(m[3], '""', '"')),
+		ELSIF m[9] IS NOT NULL THEN
+			RETURN NEXT ROW('word', m[9], NULL, v_pos)::pgpoly._sr_token;
+		ELSIF m[10] IS NOT NULL THEN
+			RETURN NEXT ROW('number', m[10], NULL, v_pos)::pgpoly._sr_token;
+		ELSIF m[11] IS NOT NULL OR m[12] IS NOT NULL THEN
+			RETURN NEXT ROW('string', coalesce(replace(m[11], '''''', ''''), replace(m[12], '""', '"')),
 							NULL, v_pos)::pgpoly._sr_token;
-			v_pos := v_pos + length(m[1]);
-			CONTINUE;
-		END IF;
-		IF v_rest ~ '^[''"`]' THEN
+		ELSIF m[13] IS NOT NULL THEN
 			PERFORM pgpoly._sr_syntax_error(what, input, v_pos,
-				format('unterminated quoted text (%s)', left(v_rest, 1)));
+				format('unterminated quoted text (%s)', m[13]));
+		ELSIF m[14] IS NOT NULL THEN
+			RETURN NEXT ROW('op', m[14], NULL, v_pos)::pgpoly._sr_token;
+		ELSIF m[15] IS NOT NULL THEN
+			RETURN NEXT ROW(CASE m[15] WHEN '(' THEN 'lparen' WHEN ')' THEN 'rparen'
+							ELSE 'comma' END, m[15], NULL, v_pos)::pgpoly._sr_token;
+		ELSIF m[16] IS NOT NULL THEN
+			PERFORM pgpoly._sr_syntax_error(what, input, v_pos,
+				format('unexpected character "%s"', m[16]));
 		END IF;
-		m := regexp_match(v_rest, '^(<=|>=|!=|=|<|>)');
-		IF m IS NOT NULL THEN
-			RETURN NEXT ROW('op', m[1], NULL, v_pos)::pgpoly._sr_token;
-			v_pos := v_pos + length(m[1]);
-			CONTINUE;
-		END IF;
-		IF left(v_rest, 1) IN ('(', ')', ',') THEN
-			RETURN NEXT ROW(CASE left(v_rest, 1) WHEN '(' THEN 'lparen' WHEN ')' THEN 'rparen'
-							ELSE 'comma' END, left(v_rest, 1), NULL, v_pos)::pgpoly._sr_token;
-			v_pos := v_pos + 1;
-			CONTINUE;
-		END IF;
-		PERFORM pgpoly._sr_syntax_error(what, input, v_pos,
-			format('unexpected character "%s"', left(v_rest, 1)));
+		v_pos := v_pos + length(m[1]);
 	END LOOP;
-	RETURN NEXT ROW('eof', NULL, NULL, v_len + 1)::pgpoly._sr_token;
+	RETURN NEXT ROW('eof', NULL, NULL, v_pos)::pgpoly._sr_token;
 END
 $$;
 
@@ -141,6 +132,21 @@ AS $$
 		WHEN lower(prefix) IN ('tag', 'tags') THEN 'tag'
 		WHEN lower(prefix) IN ('attribute', 'attributes', 'attr', 'run') THEN 'attribute'
 	END
+$$;
+
+-- A bare word naming an attribute (MLflow reads an identifier without a prefix as
+-- an attribute: status = 'FINISHED', order_by start_time DESC) as the entity token
+-- attributes.<word>; any other token unchanged.
+CREATE FUNCTION pgpoly._sr_bare_attribute(t pgpoly._sr_token)
+RETURNS pgpoly._sr_token
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT CASE WHEN t.kind = 'word'
+					 AND t.val IN ('run_id', 'run_name', 'status', 'start_time', 'end_time',
+								   'created', 'Created')
+				THEN ROW('entity', 'attributes', t.val, t.pos)::pgpoly._sr_token
+				ELSE t END
 $$;
 
 -- The SQL expression (over runs r) of an entity token; key_no is the index of its
@@ -162,18 +168,24 @@ BEGIN
 	ELSIF class = 'tag' THEN
 		expr := format('(r.tags ->> $3[%s])', key_no);
 	ELSE
+		-- MLflow's aliases: created / Created, run name / Run name / Run Name
 		expr := CASE t.key
 					WHEN 'run_id' THEN 'r.run_id::text'
 					WHEN 'run_name' THEN 'r.run_name'
+					WHEN 'run name' THEN 'r.run_name'
+					WHEN 'Run name' THEN 'r.run_name'
+					WHEN 'Run Name' THEN 'r.run_name'
 					WHEN 'status' THEN 'r.status'
 					WHEN 'start_time' THEN 'r.start_time'
+					WHEN 'created' THEN 'r.start_time'
+					WHEN 'Created' THEN 'r.start_time'
 					WHEN 'end_time' THEN 'r.end_time'
 				END;
 		IF expr IS NULL THEN
 			PERFORM pgpoly._sr_syntax_error(what, input, t.pos,
 				format('unknown attribute "%s" (valid: run_id, run_name, status, start_time, end_time)', t.key));
 		END IF;
-		IF t.key IN ('start_time', 'end_time') THEN
+		IF t.key IN ('start_time', 'end_time', 'created', 'Created') THEN
 			class := 'time';
 		END IF;
 	END IF;
@@ -223,6 +235,7 @@ DECLARE
 	v_op  text;
 	v_lo  int;
 	v_run_id bool;
+	v_list text[];
 	conds text[] := '{}';
 BEGIN
 	IF filter IS NULL OR btrim(filter) = '' THEN
@@ -230,7 +243,7 @@ BEGIN
 	END IF;
 	tok := ARRAY(SELECT t FROM pgpoly._sr_tokenize(filter, 'filter') t);
 	LOOP
-		e := tok[i];
+		e := pgpoly._sr_bare_attribute(tok[i]);
 		IF e.kind IS DISTINCT FROM 'entity' THEN
 			PERFORM pgpoly._sr_syntax_error('filter', filter, e.pos,
 				'expected an entity such as metrics.rmse, params.model, tags.team or attributes.status');
@@ -270,12 +283,14 @@ BEGIN
 				PERFORM pgpoly._sr_syntax_error('filter', filter, v.pos, 'expected "(" after IN');
 			END IF;
 			v_lo := cardinality(q.strs) + 1;
+			v_list := '{}';
 			LOOP
 				v := tok[i];
 				IF v.kind IS DISTINCT FROM 'string' THEN
 					PERFORM pgpoly._sr_syntax_error('filter', filter, v.pos, 'expected a quoted string in the IN list');
 				END IF;
-				q.strs := q.strs || CASE WHEN v_run_id THEN pgpoly._sr_run_id_text(v.val) ELSE v.val END;
+				-- a local array grows in place; q.strs once, after the list
+				v_list := v_list || CASE WHEN v_run_id THEN pgpoly._sr_run_id_text(v.val) ELSE v.val END;
 				i := i + 1;
 				EXIT WHEN tok[i].kind = 'rparen';
 				IF tok[i].kind IS DISTINCT FROM 'comma' THEN
@@ -284,6 +299,7 @@ BEGIN
 				i := i + 1;
 			END LOOP;
 			i := i + 1;
+			q.strs := q.strs || v_list;
 			conds := conds || format('%s %s ($4[%s:%s])', ent.expr,
 									 CASE v_op WHEN 'IN' THEN '= ANY' ELSE '<> ALL' END,
 									 v_lo, cardinality(q.strs));
@@ -322,6 +338,12 @@ BEGIN
 				PERFORM pgpoly._sr_syntax_error('filter', filter, v.pos,
 					format('expected a quoted string to compare %s with', e.val || '.' || e.key));
 			END IF;
+			-- checked here, not by LIKE, which complains only when some value
+			-- reaches the end of the pattern: the data must not decide
+			IF v_op IN ('LIKE', 'ILIKE') AND v.val ~ '(^|[^\\])(\\\\)*\\$' THEN
+				PERFORM pgpoly._sr_syntax_error('filter', filter, v.pos,
+					'the pattern ends with the escape character \ (write \\ for a backslash)');
+			END IF;
 			q.strs := q.strs || CASE WHEN v_run_id AND v_op IN ('=', '<>')
 									 THEN pgpoly._sr_run_id_text(v.val) ELSE v.val END;
 			conds := conds || format('%s %s $4[%s]', ent.expr, v_op, cardinality(q.strs));
@@ -359,7 +381,7 @@ BEGIN
 	END IF;
 	tok := ARRAY(SELECT t FROM pgpoly._sr_tokenize(order_by, 'order_by') t);
 	LOOP
-		e := tok[i];
+		e := pgpoly._sr_bare_attribute(tok[i]);
 		IF e.kind IS DISTINCT FROM 'entity' THEN
 			PERFORM pgpoly._sr_syntax_error('order_by', order_by, e.pos,
 				'expected an entity such as metrics.rmse or attributes.start_time');

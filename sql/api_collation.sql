@@ -79,6 +79,7 @@ SELECT pgpoly.set_model_alias('ac_m', 'prod', 1);
 SELECT pgpoly.set_model_alias('ac_m', 'Prod' COLLATE ac_ci, 2);
 SELECT pgpoly.set_model_alias('AC_M' COLLATE ac_ci, 'prod' COLLATE ac_ci, 1);
 SELECT pgpoly.set_model_alias('AC_M' COLLATE ac_ci, 'prod', 2);	-- AC_M has no version 2
+SELECT pgpoly.set_model_alias('ac_m', 'p@rod' COLLATE ac_ci, 1);	-- no '@' in an alias, whatever the collation
 SELECT model_name, alias, version FROM pgpoly.model_aliases
 WHERE model_name ILIKE 'ac\_m' ORDER BY model_name COLLATE "C", alias COLLATE "C";
 SELECT pgpoly.model_version_by_alias('ac_m', 'prod' COLLATE ac_ci) AS prod,

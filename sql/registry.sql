@@ -192,6 +192,10 @@ SELECT pgpoly.set_model_alias('reg_no_such_model', 'champion', 1);
 SELECT pgpoly.model_version_by_alias('reg_churn_model', 'staging');
 SELECT pgpoly.model_version_by_alias('reg_no_such_model', 'champion');
 SELECT pgpoly.delete_model_alias('reg_churn_model', 'staging');
+-- an alias with '@' could not be named by 'model@alias' (log_prediction splits at
+-- the last '@': 'reg_churn_model@ab@test' is model "reg_churn_model@ab", alias "test")
+SELECT pgpoly.set_model_alias('reg_churn_model', 'ab@test', 1);
+SELECT count(*) AS no_alias_with_at FROM pgpoly.model_aliases WHERE alias LIKE '%@%';
 -- missing or malformed arguments
 SELECT pgpoly.start_run(NULL);
 SELECT pgpoly.start_run('');
@@ -218,6 +222,7 @@ FROM (VALUES
 	('SELECT pgpoly.log_metric(''00000000-0000-0000-0000-000000000000'', ''auc'', 1)'),
 	('SELECT pgpoly.set_model_alias(''reg_churn_model'', ''champion'', 42)'),
 	('SELECT pgpoly.set_model_alias(''reg_no_such_model'', ''champion'', 1)'),
+	('SELECT pgpoly.set_model_alias(''reg_churn_model'', ''ab@test'', 1)'),
 	('SELECT pgpoly.model_version_by_alias(''reg_churn_model'', ''staging'')'),
 	('SELECT pgpoly.delete_model_alias(''reg_churn_model'', ''staging'')'),
 	('SELECT pgpoly.lineage(''job'', ''reg_never_seen'')'),

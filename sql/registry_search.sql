@@ -87,6 +87,26 @@ SELECT rs('tags.team = ''growth''') AS team, rs('tags.`my tag` = ''x''') AS back
 SELECT rs('metrics.`f1-score` > 0.5') AS f1, rs('metrics."f1-score" > 0.5') AS f1_dq;
 SELECT rs('attributes.status = ''FINISHED''') AS finished, rs('attribute.status != ''RUNNING''') AS ended,
        rs('attr.run_name LIKE ''rf%''') AS rf_names, rs('run.run_id = ''' || :'r3' || '''') AS by_id;
+-- MLflow: an identifier without a prefix is an attribute, and created / Created
+-- stand for start_time, `run name` / `Run name` / `Run Name` for run_name; each
+-- form must give the answer of the prefixed one
+SELECT replace(f.a, :'r3', '<r3>') AS filter, replace(f.b, :'r3', '<r3>') AS same_as,
+       rs(f.a) AS runs, rs(f.a) = rs(f.b) AS same
+FROM (VALUES ('status = ''FINISHED''', 'attributes.status = ''FINISHED'''),
+             ('run_name LIKE ''rf%'' AND status != ''RUNNING''',
+              'attributes.run_name LIKE ''rf%'' AND attributes.status != ''RUNNING'''),
+             ('run_id = ''' || :'r3' || '''', 'attributes.run_id = ''' || :'r3' || ''''),
+             ('start_time < ''2024-06-01 12:30+00''', 'attributes.start_time < ''2024-06-01 12:30+00'''),
+             ('end_time > 0', 'attributes.end_time > 0'),
+             ('created > 1717236000000', 'attributes.start_time > 1717236000000'),
+             ('attributes.Created < ''2024-06-01 12:30+00''', 'attributes.start_time < ''2024-06-01 12:30+00'''),
+             ('attributes.`Run name` = ''xgb''', 'attributes.run_name = ''xgb'''),
+             ('attr."run name" IN (''xgb'', ''linear'')', 'attributes.run_name IN (''xgb'', ''linear'')'))
+     AS f(a, b);
+SELECT o.a AS order_by, rs(NULL, o.a) AS runs, rs(NULL, o.a) = rs(NULL, o.b) AS same
+FROM (VALUES ('start_time ASC', 'attributes.start_time ASC'), ('created', 'attributes.start_time'),
+             ('run_name DESC, status', 'attributes.run_name DESC, attributes.status'),
+             ('attributes.`Run Name`', 'attributes.run_name')) AS o(a, b);
 -- times: epoch milliseconds (MLflow) or a timestamp string
 SELECT rs('attributes.start_time >= ' || (extract(epoch FROM timestamptz '2024-06-01 13:00+00') * 1000)::bigint)
        AS since_13h_ms,
@@ -124,6 +144,12 @@ FROM (VALUES ('metrics.rmse < ''x'''), ('metrics.rmse LIKE ''x'''), ('params.mod
              ('params.model IN ''rf'''), ('params.model IN (''rf'' ''xgb'')'), ('params.model IN (1)'),
              ('params.model NOT ''rf'''), ('metrics.rmse < 1e999'), ('params.model = ''rf'' ;'),
              ('metrics.rmse < 0.5 params.model = ''rf''')) AS f(filter);
+-- A LIKE pattern ending in a lone escape character (backslash) is malformed
+-- whatever the data: no run's value may decide whether it is an error.
+SELECT p.filter, rs_err(format('SELECT rs(%L)', p.filter)) AS error
+FROM (VALUES ('params.model LIKE ''r\'''), ('params.model LIKE ''zz\'''),
+             ('params.nokey ILIKE ''x\'''), ('attributes.run_id LIKE ''\'''),
+             ('tags.team LIKE ''g\\\'''), ('params.model LIKE ''rf\\''')) AS p(filter);
 SELECT o.order_by, rs_err(format('SELECT rs(NULL, %L)', o.order_by)) AS error
 FROM (VALUES ('metrics.rmse sideways'), ('metrics.rmse DESC,'), ('rmse'), ('attributes.nope'),
              ('metrics.rmse, , params.model')) AS o(order_by);

@@ -15,10 +15,19 @@ every start node, for each direction and several max_depth values:
     either direction's edge arbitrarily and the new one takes the upstream
     edge: there the new row must equal the old upstream walk's row.
 
+Independently of both, every walk is also checked against a breadth-first
+search written here in Python from the contract (README "Lineage"): each node
+reachable within max_depth once, at its minimal depth, the start node left
+out; its parent edge one from a neighbour at the depth above, for 'both' an
+upstream one first, then the smallest (parent kind, parent name, relation).
+Node names there include spaces, quotes, backslashes, '@', '|' and non-ASCII
+letters.
+
 A failing graph is reported with its seed (LINEAGE_DIFF_SEED=<seed> re-runs
 just that one).  Environment: LINEAGE_DIFF_GRAPHS (default 6; more with a larger value).
 """
 
+import json
 import os
 import random
 
@@ -171,9 +180,19 @@ LIMIT 20;
 """
 
 
+ODD_NAMES = ["a b", "it's", 'say "x"', "back\\slash", "m@3", "p|q", "ünï", "N", "n"]
+
+
+def node_name(rng, i):
+    """A node name; sometimes one with characters that need care."""
+    if rng.random() < 0.2:
+        return "%s %d" % (rng.choice(ODD_NAMES), i)
+    return "n%d" % i
+
+
 def random_graph(rng):
     """A list of edges (src_kind, src_name, dst_kind, dst_name, relation)."""
-    nodes = [(rng.choice(KINDS), "n%d" % i) for i in range(rng.randint(2, 32))]
+    nodes = [(rng.choice(KINDS), node_name(rng, i)) for i in range(rng.randint(2, 32))]
     shape = rng.choice(["sparse", "dense", "layered", "chain"])
     edges = set()
     if shape == "chain":
@@ -201,9 +220,81 @@ def random_graph(rng):
     return sorted(edges)
 
 
+def sql_str(v):
+    return "'%s'" % v.replace("'", "''")
+
+
+def bfs_reference(edges, start, direction, max_depth):
+    """The rows lineage() must return, as a set of tuples (see the docstring)."""
+    up, down = {}, {}
+    for sk, sn, dk, dn, rel in edges:
+        up.setdefault((dk, dn), []).append(((sk, sn), rel))
+        down.setdefault((sk, sn), []).append(((dk, dn), rel))
+
+    def walk(adj):
+        dist, frontier = {start: 0}, [start]
+        for d in range(1, max_depth + 1):
+            nxt = []
+            for node in frontier:
+                for other, _ in adj.get(node, []):
+                    if other not in dist:
+                        dist[other] = d
+                        nxt.append(other)
+            frontier = nxt
+        return dist
+    walks = []
+    if direction in ("upstream", "both"):
+        walks.append((0, walk(up), down))      # parent: the dst of an edge from node
+    if direction in ("downstream", "both"):
+        walks.append((1, walk(down), up))      # parent: the src of an edge into node
+    best = {}
+    for order, dist, back in walks:
+        for node, d in dist.items():
+            if node == start:
+                continue
+            for parent, rel in back.get(node, []):
+                if dist.get(parent) == d - 1:
+                    key = (d, order, parent[0], parent[1], rel)
+                    if node not in best or key < best[node]:
+                        best[node] = key
+    return {(k[0], n[0], n[1], k[4], k[2], k[3]) for n, k in best.items()}
+
+
+def check_bfs(db, edges, seed):
+    """pgpoly.lineage() against bfs_reference() for every start, direction and depth."""
+    r = pgtest.psql(
+        "SELECT json_build_array(c.k, c.n, d.dir, m.depth, l.depth, l.kind, l.name, "
+        "l.relation, l.parent_kind, l.parent_name) "
+        "FROM (SELECT DISTINCT k, n FROM (SELECT src_kind, src_name FROM pgpoly.lineage_edges "
+        "UNION ALL SELECT dst_kind, dst_name FROM pgpoly.lineage_edges) s(k, n)) c, "
+        "unnest('{upstream,downstream,both}'::text[]) d(dir), unnest('{%s}'::int[]) m(depth), "
+        "pgpoly.lineage(c.k, c.n, d.dir, m.depth) l;" % ",".join(map(str, DEPTHS)),
+        db=db, timeout=120)
+    if not pgtest.check(r.rc == 0, "seed %d: lineage() failed: %s" % (seed, r.err)):
+        return 0
+    got = {}
+    for line in r.out.splitlines():
+        row = json.loads(line)
+        got.setdefault(tuple(row[:4]), set()).add(tuple(row[4:]))
+    starts = {(e[0], e[1]) for e in edges} | {(e[2], e[3]) for e in edges}
+    bad = 0
+    for k, n in sorted(starts):
+        for direction in ("upstream", "downstream", "both"):
+            for depth in DEPTHS:
+                want = bfs_reference(edges, (k, n), direction, min(depth, 64))
+                have = got.get((k, n, direction, depth), set())
+                if want != have and bad < 5:
+                    bad += 1
+                    pgtest.check(False, "seed %d: lineage(%r, %r, %r, %d) differs from the BFS:"
+                                 "\n  only pgpoly: %s\n  only BFS:    %s"
+                                 % (seed, k, n, direction, depth, sorted(have - want),
+                                    sorted(want - have)))
+    return sum(len(v) for v in got.values())
+
+
 def load(db, edges):
     """Replace the database's lineage edges by edges."""
-    values = ",\n".join("('%s', '%s', '%s', '%s', '%s')" % e for e in edges)
+    values = ",\n".join("(%s)" % ", ".join(map(sql_str, e)) for e in edges)
     r = pgtest.psql("TRUNCATE pgpoly.lineage_edges;\n"
                     "INSERT INTO pgpoly.lineage_edges "
                     "(src_kind, src_name, dst_kind, dst_name, relation) VALUES\n"
@@ -218,7 +309,7 @@ def test():
     if r.rc != 0:
         raise RuntimeError("creating the oracle failed: %s" % r.err)
     seeds = [int(ONLY_SEED)] if ONLY_SEED else range(1, GRAPHS + 1)
-    total_cases = total_rows = total_ties = 0
+    total_cases = total_rows = total_ties = total_bfs = 0
     for seed in seeds:
         edges = random_graph(random.Random(seed))
         load(db, edges)
@@ -234,9 +325,12 @@ def test():
         diffs = lines[3:]
         pgtest.check(not diffs, "seed %d (%d edges): new and old lineage differ:\n  %s"
                      % (seed, len(edges), "\n  ".join(diffs)))
+        total_bfs += check_bfs(db, edges, seed)
     print("%d graphs, %d walks, %d rows compared, %d both-way ties"
           % (len(seeds), total_cases, total_rows, total_ties))
+    print("%d rows checked against the Python BFS" % total_bfs)
     pgtest.check(total_rows > 1000, "the graphs are big enough to compare something")
+    pgtest.check(total_bfs == total_rows, "the BFS check saw every row")
 
 
 pgtest.main(test)
