@@ -501,7 +501,23 @@ deliver(SyncDef *def, char **keys, int n)
 	error_context_stack = &errcb;
 	guc_level = probe_by_key();
 	SyncBecome(def->owner, true, &save_user, &save_sec);
-	SyncExecute(def->upsert_sql, 1, &def->key_array_type, &arr, NULL, SPI_OK_INSERT);
+	/*
+	 * A row is the source's whole state: one whose mapped columns are all
+	 * NULL says every field is absent, which a Redis hash table writes as
+	 * its UPDATE would (the fields removed, and the key with them unless
+	 * unmapped fields remain) instead of refusing it as it refuses such an
+	 * INSERT: a dead letter would leave the old values served.
+	 */
+	PgpolyDeliveringChanges(true);
+	PG_TRY();
+	{
+		SyncExecute(def->upsert_sql, 1, &def->key_array_type, &arr, NULL, SPI_OK_INSERT);
+	}
+	PG_FINALLY();
+	{
+		PgpolyDeliveringChanges(false);
+	}
+	PG_END_TRY();
 	/*
 	 * The keys are distinct and unique in the source: when each found a row
 	 * and equal keys are identical, the rows written are the keys queued.
