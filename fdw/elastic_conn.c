@@ -29,7 +29,9 @@
  *	  (never another 4xx) with jittered backoff.
  *	- An HTTP error status becomes an ERROR carrying Elasticsearch's error
  *	  type and reason; a missing index is ERRCODE_FDW_TABLE_NOT_FOUND naming
- *	  it.  Credentials never appear in a message.
+ *	  it, a closed or blocked one 55000 (ElasticRaiseIndexCondition, for
+ *	  bulk items too): the index, not the documents, is at fault.
+ *	  Credentials never appear in a message.
  *	- PIT and scroll contexts a scan could not close (it was aborted) are
  *	  queued per server and user mapping and closed before the next request
  *	  on that connection; Elasticsearch also expires them (keep_alive).
