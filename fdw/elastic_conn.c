@@ -377,11 +377,11 @@ error_type_reason(PgpolyConnection *conn, const char *body, size_t len,
 }
 
 /*
- * ERROR if ES error type (with status, as HTTP or as a bulk item's) says
- * that the index cannot take the request, whatever the documents: it does
- * not exist (HV00R), is closed (indices-close.html: "It is not possible to
- * index documents or to search for documents in a closed index") or
- * blocked (cluster_block_exception: index-modules-blocks.html, an
+ * ERROR if ES error type (not NULL; with status, as HTTP or as a bulk
+ * item's) says that the index cannot take the request, whatever the
+ * documents: it does not exist (HV00R), is closed (indices-close.html: "It
+ * is not possible to index documents or to search for documents in a
+ * closed index") or blocked (cluster_block_exception: index-modules-blocks.html, an
  * index.blocks.* setting, among them the read_only_allow_delete block
  * Elasticsearch sets on the indices of a node past the flood-stage disk
  * watermark, 429 since 7.7): 55000, a target that is there but unavailable
@@ -394,8 +394,6 @@ void
 ElasticRaiseIndexCondition(PgpolyConnection *conn, long status, const char *type,
 						   const char *index, const char *detail, const char *more)
 {
-	if (type == NULL)
-		return;
 	if (status == 404 && strcmp(type, "index_not_found_exception") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_TABLE_NOT_FOUND),
@@ -431,10 +429,12 @@ ElasticRaiseStatus(PgpolyConnection *conn, const char *method, const char *path,
 	char	   *errindex;
 
 	error_type_reason(conn, resp->body, resp->len, &type, &reason, &errindex);
-	ElasticRaiseIndexCondition(conn, resp->status, type,
-							   type && strcmp(type, "index_not_found_exception") != 0 &&
-							   errindex ? errindex : index,
-							   psprintf("%s %s: %s", method, path, reason ? reason : type), "");
+	/* the concrete index a closed index's error names; the table's if missing */
+	if (type)
+		ElasticRaiseIndexCondition(conn, resp->status, type,
+								   strcmp(type, "index_not_found_exception") != 0 &&
+								   errindex ? errindex : index,
+								   psprintf("%s %s: %s", method, path, reason ? reason : type), "");
 	ereport(ERROR,
 			(errcode(PgpolyHttpStatusErrcode(resp->status)),
 			 errmsg("Elasticsearch server \"%s\" at %s answered %ld%s%s",
