@@ -141,6 +141,9 @@ extern void ElasticRequest(PgpolyConnection *conn, const char *method,
 extern void ElasticRequestOk(PgpolyConnection *conn, const char *method,
 							 const char *path, const char *body, size_t len,
 							 const char *index, PgpolyHttpResponse *resp);
+extern void ElasticRaiseIndexCondition(PgpolyConnection *conn, long status,
+									   const char *type, const char *index,
+									   const char *detail, const char *more);
 extern void ElasticRaiseStatus(PgpolyConnection *conn, const char *method,
 							   const char *path, const char *index,
 							   PgpolyHttpResponse *resp) pg_attribute_noreturn();

@@ -642,6 +642,22 @@ routing_missing(json_t *err)
 }
 
 /*
+ * Whether the error of a failed item is about its index, not its document
+ * (ElasticRaiseIndexCondition): the index is missing (and the cluster does
+ * not create indices on write: action.auto_create_index), closed, or
+ * blocked.
+ */
+static bool
+index_condition(json_t *err)
+{
+	const char *t = json_string_value(json_object_get(err, "type"));
+
+	return t != NULL && (strcmp(t, "index_not_found_exception") == 0 ||
+						 strcmp(t, "index_closed_exception") == 0 ||
+						 strcmp(t, "cluster_block_exception") == 0);
+}
+
+/*
  * ERROR if an item of a bulk response failed (see item_failed), naming
  * the first failed document with its error, and the others (up to ten).
  * A version conflict (item_conflict) is SQLSTATE 40001.  The versions of
@@ -656,6 +672,9 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 	json_t	   *status = NULL;
 	int			first = -1;
 	int			failed = 0;
+	int			cond = -1;		/* the first failed for its index */
+	json_t	   *cond_err = NULL;
+	json_t	   *cond_status = NULL;
 	StringInfoData others;
 
 	if (!json_is_array(items) || json_array_size(items) != (size_t) n)
@@ -676,6 +695,12 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 							sent_before + (int64) n);
 			continue;
 		}
+		if (cond < 0 && index_condition(e))
+		{
+			cond = i;
+			cond_err = e;
+			cond_status = st;
+		}
 		if (failed++ == 0)
 		{
 			first = i;
@@ -689,6 +714,19 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 		return;
 	if (failed > 1)
 		appendStringInfo(&others, "%s.", failed > 11 ? ", ..." : "");
+	/* the index cannot take writes: no document is to blame */
+	if (cond >= 0)
+		ElasticRaiseIndexCondition(conn, json_integer_value(cond_status),
+								   json_string_value(json_object_get(cond_err, "type")),
+								   write_index(batch[cond]),
+								   psprintf("The write of document \"%s\" failed%s: %s: %s",
+											batch[cond]->id,
+											failed > 1 ? psprintf(" (%d other item(s) of the request failed too)",
+																  failed - 1) : "",
+											member_excerpt(conn, json_object_get(cond_err, "type"), "error"),
+											member_excerpt(conn, json_object_get(cond_err, "reason"), "no reason given")),
+								   psprintf(" Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of this write stay applied, as may the other items of its batch.",
+											sent_before + (int64) first));
 	if (item_conflict(batch[first], status))
 		raise_conflict(batch[first],
 					   psprintf("%s: %s%s%s",

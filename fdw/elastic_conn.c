@@ -29,7 +29,9 @@
  *	  (never another 4xx) with jittered backoff.
  *	- An HTTP error status becomes an ERROR carrying Elasticsearch's error
  *	  type and reason; a missing index is ERRCODE_FDW_TABLE_NOT_FOUND naming
- *	  it.  Credentials never appear in a message.
+ *	  it, a closed or blocked one 55000 (ElasticRaiseIndexCondition, for
+ *	  bulk items too): the index, not the documents, is at fault.
+ *	  Credentials never appear in a message.
  *	- PIT and scroll contexts a scan could not close (it was aborted) are
  *	  queued per server and user mapping and closed before the next request
  *	  on that connection; Elasticsearch also expires them (keep_alive).
@@ -341,18 +343,19 @@ string_excerpt(PgpolyConnection *conn, json_t *s)
 }
 
 /*
- * Error type and reason from an ES error body (either may stay NULL), as
- * excerpts fit for a message.
+ * Error type, reason and the index it names ("index", of an
+ * index_closed_exception, index_not_found_exception ...) from an ES error
+ * body (each may stay NULL), as excerpts fit for a message.
  */
 static void
 error_type_reason(PgpolyConnection *conn, const char *body, size_t len,
-				  char **type, char **reason)
+				  char **type, char **reason, char **errindex)
 {
 	json_error_t jerr;
 	json_t	   *doc = json_loadb(body, len, 0, &jerr);
 	json_t	   *err;
 
-	*type = *reason = NULL;
+	*type = *reason = *errindex = NULL;
 	if (doc == NULL)
 		return;
 	err = json_object_get(doc, "error");
@@ -366,10 +369,54 @@ error_type_reason(PgpolyConnection *conn, const char *body, size_t len,
 			err = first;
 		*type = string_excerpt(conn, json_object_get(err, "type"));
 		*reason = string_excerpt(conn, json_object_get(err, "reason"));
+		*errindex = string_excerpt(conn, json_object_get(err, "index"));
 	}
 	else if (json_is_string(err))
 		*reason = string_excerpt(conn, err);
 	json_decref(doc);
+}
+
+/*
+ * ERROR if ES error type (not NULL; with status, as HTTP or as a bulk
+ * item's) says that the index cannot take the request, whatever the
+ * documents: it does not exist (HV00R), is closed (indices-close.html: "It
+ * is not possible to index documents or to search for documents in a
+ * closed index") or blocked (cluster_block_exception: index-modules-blocks.html, an
+ * index.blocks.* setting, among them the read_only_allow_delete block
+ * Elasticsearch sets on the indices of a node past the flood-stage disk
+ * watermark, 429 since 7.7): 55000, a target that is there but unavailable
+ * until someone acts, like an unreachable one, not a rejected document.  A
+ * 5xx block (no master) is left to the caller: the store is down.  index:
+ * the index meant; detail: what was sent and answered; more: appended to
+ * the hint.
+ */
+void
+ElasticRaiseIndexCondition(PgpolyConnection *conn, long status, const char *type,
+						   const char *index, const char *detail, const char *more)
+{
+	if (status == 404 && strcmp(type, "index_not_found_exception") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_TABLE_NOT_FOUND),
+				 errmsg("index \"%s\" does not exist on Elasticsearch server \"%s\"",
+						index ? index : "?", conn->servername),
+				 errdetail("%s", detail),
+				 errhint("Create the index, or fix the foreign table option \"index\".%s", more)));
+	if (strcmp(type, "index_closed_exception") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("index \"%s\" of Elasticsearch server \"%s\" is closed",
+						index ? index : "?", conn->servername),
+				 errdetail("%s", detail),
+				 errhint("A closed index can be neither read nor written until it is opened (POST /<index>/_open).%s",
+						 more)));
+	if (strcmp(type, "cluster_block_exception") == 0 && status < 500)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("index \"%s\" of Elasticsearch server \"%s\" is blocked",
+						index ? index : "?", conn->servername),
+				 errdetail("%s", detail),
+				 errhint("A block (index.blocks.write, read_only, or read_only_allow_delete, which Elasticsearch sets while a disk is past the flood-stage watermark) refuses the request until it is lifted.%s",
+						 more)));
 }
 
 /* Raise the ERROR for an HTTP error status, with ES's type and reason. */
@@ -379,15 +426,15 @@ ElasticRaiseStatus(PgpolyConnection *conn, const char *method, const char *path,
 {
 	char	   *type;
 	char	   *reason;
+	char	   *errindex;
 
-	error_type_reason(conn, resp->body, resp->len, &type, &reason);
-	if (resp->status == 404 && type && strcmp(type, "index_not_found_exception") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_TABLE_NOT_FOUND),
-				 errmsg("index \"%s\" does not exist on Elasticsearch server \"%s\"",
-						index ? index : "?", conn->servername),
-				 errdetail("%s %s: %s", method, path, reason ? reason : type),
-				 errhint("Create the index, or fix the foreign table option \"index\".")));
+	error_type_reason(conn, resp->body, resp->len, &type, &reason, &errindex);
+	/* the concrete index a closed index's error names; the table's if missing */
+	if (type)
+		ElasticRaiseIndexCondition(conn, resp->status, type,
+								   strcmp(type, "index_not_found_exception") != 0 &&
+								   errindex ? errindex : index,
+								   psprintf("%s %s: %s", method, path, reason ? reason : type), "");
 	ereport(ERROR,
 			(errcode(PgpolyHttpStatusErrcode(resp->status)),
 			 errmsg("Elasticsearch server \"%s\" at %s answered %ld%s%s",

@@ -270,8 +270,65 @@ is_field_key(VectorTable *tbl, const char *key)
 	return false;
 }
 
+/* Whether number d is one of the whole numbers of JSON array arr. */
+static bool
+whole_in_array(json_t *arr, double d)
+{
+	size_t		i;
+	json_t	   *e;
+
+	json_array_foreach(arr, i, e)
+		if (json_is_number(e) && json_number_value(e) == d)
+		return true;
+	return false;
+}
+
 /*
- * The filter jsonb as pushed conditions: scalar -> equality, array -> IN.
+ * conds with what keeps an IN of array arr from matching integers it does
+ * not hold, for tbl's service.  Chroma (truncates_bounds, see
+ * VectorNumberConds) compares an integer it holds with a fractional value
+ * of $in truncated: 2 is "in" [2.5].  An integer equals no fractional
+ * number, so for each fractional element d the integers floor(d) and
+ * floor(d) + 1 (whichever way the service truncates) are excluded, unless
+ * the array holds them: x < i OR x > i, which compares exactly with
+ * integers and floats alike (a float equal to d still passes).
+ */
+static List *
+exclude_truncated(List *conds, VectorTable *tbl, const char *key, json_t *arr)
+{
+	size_t		i;
+	json_t	   *e;
+
+	if (!tbl->provider->truncates_bounds)
+		return conds;
+	json_array_foreach(arr, i, e)
+	{
+		double		d = json_is_number(e) ? json_number_value(e) : 0;
+
+		if (!json_is_number(e) || d == floor(d))
+			continue;
+		/* not whole, so well within the range of int64 */
+		for (int64 n = (int64) floor(d); n <= (int64) floor(d) + 1; n++)
+		{
+			VectorCondEval *lt = palloc0(sizeof(VectorCondEval));
+			VectorCondEval *gt = palloc0(sizeof(VectorCondEval));
+
+			if (whole_in_array(arr, (double) n))
+				continue;
+			lt->key = gt->key = pstrdup(key);
+			lt->op = VCOND_LT;
+			gt->op = VCOND_GT;
+			lt->value = gt->value = psprintf(INT64_FORMAT, n);
+			lt->or_else = gt;
+			conds = lappend(conds, lt);
+		}
+	}
+	return conds;
+}
+
+/*
+ * The filter jsonb as pushed conditions: scalar -> equality, array -> IN
+ * (with exclude_truncated).
  * Without a metadata column, tbl exposes only its metadata-field columns:
  * a key of another field is not a column of it, as in a WHERE clause.
  */
@@ -325,6 +382,8 @@ filter_conditions(VectorTable *tbl, Jsonb *filter)
 		c->value = pstrdup(s);
 		free(s);
 		conds = lappend(conds, c);
+		if (json_is_array(v))
+			conds = exclude_truncated(conds, tbl, key, v);
 	}
 	return conds;
 }

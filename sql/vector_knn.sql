@@ -141,6 +141,22 @@ SELECT s.id, s.metadata->>'grp' AS grp
 FROM pgpoly.vector_search('v_cos'::regclass, :q, 2, '{"grp": "c"}') s;
 SELECT count(*) FROM pgpoly.vector_search('v_l2', :q, 5, '{"grp": ["a", "b"]}') s
 WHERE s.metadata->>'grp' IN ('a', 'b');
+-- A number array filter matches as the numbers' equality does in SQL:
+-- fractional values against Chroma's integer metadata, and a float
+-- metadata value equal to one of them (differential).
+INSERT INTO ref VALUES ('r99', '{0.3,-0.2,0.9,0.2}', 'document 99', '{"grp": "a", "n": 2.5}');
+INSERT INTO v_l2 (id, embedding, document, metadata) SELECT * FROM ref WHERE id = 'r99';
+SELECT (SELECT array_agg(s.id ORDER BY s.id)
+        FROM pgpoly.vector_search('v_l2', :q, 40, '{"n": [2.5, 3, 4.0, 7, -1.5]}') s) AS search,
+       (SELECT array_agg(id ORDER BY id) FROM ref
+        WHERE (metadata->>'n')::numeric IN (2.5, 3, 4.0, 7, -1.5)) AS local;
+SELECT count(*) FROM pgpoly.vector_search('v_l2', :q, 40, '{"n": [2.5, 39.9]}') s;
+SELECT (SELECT array_agg(s.id ORDER BY s.id)
+        FROM pgpoly.vector_search('v_l2', :q, 40, '{"n": [12, 5]}') s) AS search,
+       (SELECT array_agg(id ORDER BY id) FROM ref
+        WHERE (metadata->>'n')::numeric IN (12, 5)) AS local;
+DELETE FROM v_l2 WHERE id = 'r99';
+DELETE FROM ref WHERE id = 'r99';
 \set VERBOSITY terse
 SELECT * FROM pgpoly.vector_search('ref', :q);
 SELECT * FROM pgpoly.vector_search('v_l2', '{1,2}');

@@ -15,7 +15,10 @@
  * array:
  *	- After a transaction that queued changes commits (a source table's
  *	  capture or an outbox table's COMMIT; and when create_sync,
- *	  drop_sync, sync_wait or sync_retry run), SyncKickWorker() tries the
+ *	  drop_sync, sync_wait or sync_retry run), and after a COMMIT PREPARED
+ *	  in a database with pgpoly (the prepared transaction may have queued
+ *	  changes: its own session forgot them at PREPARE, and may be gone,
+ *	  with the worker, after a restart), SyncKickWorker() tries the
  *	  lock: free means no worker, so it registers a dynamic background worker
  *	  (unless the one it registered last has not been forked yet); taken
  *	  means one runs or is connecting, and its latch is set so it delivers
@@ -45,6 +48,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_database.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -55,6 +59,7 @@
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
+#include "tcop/utility.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -287,6 +292,35 @@ SyncQueuedInXact(void)
 	return QueuedInXact;
 }
 
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/*
+ * ProcessUtility hook: a COMMIT PREPARED in a database with pgpoly kicks
+ * the worker once it commits, since the prepared transaction may have
+ * queued changes (which it does not tell).  PostgreSQL runs no transaction
+ * callback for the prepared transaction itself, only for the one running
+ * COMMIT PREPARED, and only a backend that has loaded pgpoly runs this
+ * hook (see README: the worker after a restart).
+ */
+static void
+sync_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					 ProcessUtilityContext context, ParamListInfo params,
+					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+							queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+	if (IsA(stmt, TransactionStmt) &&
+		((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED &&
+		OidIsValid(get_namespace_oid("pgpoly", true)))
+		KickAtCommit = true;
+}
+
 /* Transaction callback: kick the worker once the changes are committed. */
 static void
 sync_xact_callback(XactEvent event, void *arg)
@@ -436,6 +470,8 @@ SyncInit(void)
 							&pgpoly_sync_max_retry_delay,
 							10000, 100, INT_MAX / 2, PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	RegisterXactCallback(sync_xact_callback, NULL);
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = sync_process_utility;
 	if (process_shared_preload_libraries_in_progress)
 		register_launcher();
 }

@@ -17,7 +17,9 @@
  * No snapshot is held between batches.
  *
  * Failures are classified by SQLSTATE:
- *	- the store is unreachable (class 08, HV00N, timeouts and cancels, 53):
+ *	- the store is unreachable (class 08, HV00N, timeouts and cancels, 53),
+ *	  or the target is there but cannot take writes now (55000: a closed or
+ *	  blocked Elasticsearch index):
  *	  the sync waits with exponential backoff (up to
  *	  pgpoly.sync_max_retry_delay), state 'retrying'; a LOG line when it goes
  *	  and when it comes back, never one per change;
@@ -501,7 +503,23 @@ deliver(SyncDef *def, char **keys, int n)
 	error_context_stack = &errcb;
 	guc_level = probe_by_key();
 	SyncBecome(def->owner, true, &save_user, &save_sec);
-	SyncExecute(def->upsert_sql, 1, &def->key_array_type, &arr, NULL, SPI_OK_INSERT);
+	/*
+	 * A row is the source's whole state: one whose mapped columns are all
+	 * NULL says every field is absent, which a Redis hash table writes as
+	 * its UPDATE would (the fields removed, and the key with them unless
+	 * unmapped fields remain) instead of refusing it as it refuses such an
+	 * INSERT: a dead letter would leave the old values served.
+	 */
+	PgpolyDeliveringChanges(true);
+	PG_TRY();
+	{
+		SyncExecute(def->upsert_sql, 1, &def->key_array_type, &arr, NULL, SPI_OK_INSERT);
+	}
+	PG_FINALLY();
+	{
+		PgpolyDeliveringChanges(false);
+	}
+	PG_END_TRY();
 	/*
 	 * The keys are distinct and unique in the source: when each found a row
 	 * and equal keys are identical, the rows written are the keys queued.
@@ -661,7 +679,9 @@ deliver_fn(void *arg)
 static SyncFailure
 classify(SyncRow *s, int sqlerrcode)
 {
-	if (sqlerrcode == ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION)
+	/* 55000: the target is there but unavailable (a closed index) */
+	if (sqlerrcode == ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION ||
+		sqlerrcode == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE)
 		return FAIL_STORE_DOWN;
 	if (s->outbox && (sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ||
 					  sqlerrcode == ERRCODE_UNDEFINED_OBJECT))
@@ -898,18 +918,23 @@ on_rejected(SyncRow *s, Batch *b, ErrorData *e, FailArgs *fa, MemoryContext cxt)
 	}
 }
 
-/* Enter health h (store down / failing): LOG the change, back off. */
+/*
+ * Enter health h (store down / failing): LOG the change, back off.
+ * sqlerrcode: the error's.
+ */
 static void
-on_unavailable(SyncRow *s, SyncRuntime *rt, SyncHealth h, FailArgs *fa)
+on_unavailable(SyncRow *s, SyncRuntime *rt, SyncHealth h, FailArgs *fa, int sqlerrcode)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
 	if (rt->health != h)
 	{
 		ereport(LOG,
-				(errmsg(h == SYNC_STORE_DOWN ?
-						"pgpoly sync \"%s\": the store of \"%s\" is unreachable; retrying with backoff" :
-						"pgpoly sync \"%s\": cannot deliver to \"%s\"; retrying with backoff",
+				(errmsg(h == SYNC_FAILING ?
+						"pgpoly sync \"%s\": cannot deliver to \"%s\"; retrying with backoff" :
+						sqlerrcode == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE ?
+						"pgpoly sync \"%s\": \"%s\" cannot take writes now; retrying with backoff" :
+						"pgpoly sync \"%s\": the store of \"%s\" is unreachable; retrying with backoff",
 						s->name, s->target_name),
 				 errdetail("%s", fa->error)));
 		if (rt->health == SYNC_OK)
@@ -946,10 +971,10 @@ on_failure(SyncRow *s, SyncRuntime *rt, Batch *b, ErrorData *e, MemoryContext cx
 			rt->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 100);
 			return;
 		case FAIL_STORE_DOWN:
-			on_unavailable(s, rt, SYNC_STORE_DOWN, &fa);
+			on_unavailable(s, rt, SYNC_STORE_DOWN, &fa, e->sqlerrcode);
 			break;
 		case FAIL_SYNC:
-			on_unavailable(s, rt, SYNC_FAILING, &fa);
+			on_unavailable(s, rt, SYNC_FAILING, &fa, e->sqlerrcode);
 			break;
 		case FAIL_REJECTED:
 			on_rejected(s, b, e, &fa, cxt);

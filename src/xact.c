@@ -195,9 +195,10 @@ PgpolyIsSyncWorker(void)
 
 /*
  * The sync worker is (on) or is no longer (off) running the statements
- * that deliver the changes of an outbox table.  A change is what the
- * writer's statements left, composed: a store may write a row image there
- * that no INSERT of its own could make (see PgpolyChangesDelivered).
+ * that deliver the changes of a sync: of an outbox table, what the
+ * writer's statements left, composed; of a source table, its rows as they
+ * are now.  A store may write a row image there that no INSERT of its own
+ * could make (see PgpolyChangesDelivered).
  */
 void
 PgpolyDeliveringChanges(bool on)
@@ -206,10 +207,11 @@ PgpolyDeliveringChanges(bool on)
 }
 
 /*
- * Whether the statement running delivers outbox changes.  An upsert then
- * composed from an INSERT and an UPDATE may set every column to NULL,
- * which a Redis hash table writes as the UPDATE would have (its fields
- * removed) instead of refusing it as it refuses such an INSERT.
+ * Whether the statement running delivers sync changes.  An upsert then
+ * (composed from an INSERT and an UPDATE, or a source row now all NULL)
+ * may set every column to NULL, which a Redis hash table writes as the
+ * UPDATE would have (its fields removed) instead of refusing it as it
+ * refuses such an INSERT.
  */
 bool
 PgpolyChangesDelivered(void)

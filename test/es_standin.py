@@ -85,6 +85,38 @@ index is defined for alias [...]".  A write addressed to a wildcard pattern
 or a comma list is 400 invalid_index_name_exception (index names "cannot
 include ... *, ..., ,", indices-create-index.html).  Wildcards here expand
 over index names only.
+Closed indices and index blocks (indices-close.html, indices-open-close.html:
+"A closed index is blocked for read/write operations ... It is not possible
+to index documents or to search for documents in a closed index";
+index-modules-blocks.html):
+  POST /<index>/_close            {"acknowledged", "shards_acknowledged",
+                                  "indices": {<index>: {"closed": true}}}
+  POST /<index>/_open             {"acknowledged", "shards_acknowledged"}
+  PUT  /<index>/_settings         index.blocks.write, index.blocks.read_only,
+                                  index.blocks.read_only_allow_delete (flat
+                                  or nested; null removes): {"acknowledged"}
+  A search, count, PIT or multi-get naming a closed index (or an alias of
+  one) is 400 index_closed_exception, reason "closed", with "index" and
+  "index_uuid" (IndexClosedException answers 400 since Elasticsearch 6.0,
+  elastic/elasticsearch#25752); a wildcard expands to open indices only
+  (expand_wildcards defaults to "open", api-conventions.html).  A bulk
+  action on a closed index fails its item with that error (the bulk API
+  answers 200, docs-bulk.html; TransportBulkAction
+  addFailureIfIndexIsUnavailable).  A bulk action on an index with a write
+  block fails its item with cluster_block_exception, reason "index [<index>]
+  blocked by: [FORBIDDEN/8/index write (api)];" (403; read_only:
+  FORBIDDEN/5/index read-only (api)), and with the flood-stage block
+  read_only_allow_delete "index [<index>] blocked by:
+  [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has
+  read-only-allow-delete block];" (429 since 7.7, elastic/elasticsearch#50166
+  and #58410; deletes are refused too: "When
+  index.blocks.read_only_allow_delete is set to true, deleting documents is
+  not permitted").
+  PUT /_cluster/settings {"persistent"|"transient": {"action.auto_create_index":
+  false}} (docs-index_.html, "Automatically create data streams and
+  indices"): a bulk index or create action on a missing index then fails
+  its item with 404 index_not_found_exception, reason "no such index
+  [<index>] and [action.auto_create_index] is [false]".
 Error bodies follow common-options.html / the REST error format:
   {"error": {"root_cause": [...], "type": ..., "reason": ...}, "status": N}
 
@@ -154,6 +186,30 @@ def index_not_found(name):
 
 def bad_request(reason, etype="illegal_argument_exception"):
     return EsError(400, etype, reason)
+
+
+def index_closed(idx):
+    return EsError(400, "index_closed_exception", "closed",
+                   index_uuid=idx.uuid, index=idx.name)
+
+
+# index.blocks.<name>: (status, the block as ClusterBlockException prints it)
+WRITE_BLOCKS = {
+    "read_only": (403, "FORBIDDEN/5/index read-only (api)"),
+    "write": (403, "FORBIDDEN/8/index write (api)"),
+    "read_only_allow_delete": (429, "TOO_MANY_REQUESTS/12/disk usage exceeded "
+                               "flood-stage watermark, index has "
+                               "read-only-allow-delete block"),
+}
+
+
+def write_blocked(idx):
+    """The cluster_block_exception of a write to idx, or None."""
+    for name, (status, block) in WRITE_BLOCKS.items():
+        if idx.blocks.get(name):
+            return EsError(status, "cluster_block_exception",
+                           "index [%s] blocked by: [%s];" % (idx.name, block))
+    return None
 
 
 # ---------------------------------------------------------------- values
@@ -281,6 +337,10 @@ class Index:
         self.versions = {}      # key -> _seq_no of its last write
         self.ord = {}           # key -> insertion ordinal (_shard_doc)
         self.routing = {}       # key -> custom routing it was indexed with
+        self.closed = False     # POST /<index>/_close
+        self.blocks = {}        # index.blocks.<name> -> True
+        # index_uuid of error bodies: 22 URL-safe base64 characters
+        self.uuid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
 
     def key(self, doc_id, routing=None):
         """The key (shard, _id) of the document an action with routing (or
@@ -836,6 +896,23 @@ class State:
         self.counts = {}
         self.log = []
         self.aliases = {}  # alias -> {index name: is_write_index or None}
+        self.auto_create = True  # action.auto_create_index
+
+    def readable(self, expr):
+        """The indices a search, count or PIT of expr reads: a closed index
+        named (or behind an alias) is index_closed_exception, a wildcard
+        skips closed indices (expand_wildcards "open")."""
+        out = []
+        for part in expr.split(","):
+            part = part.strip()
+            wild = part in ("_all", "*") or "*" in part
+            for idx in self.resolve(part):
+                if not idx.closed:
+                    out.append(idx)
+                elif not wild:
+                    raise index_closed(idx)
+        seen = set()
+        return [i for i in out if not (i.name in seen or seen.add(i.name))]
 
     def resolve(self, expr, allow_missing=False):
         """Indices named by a comma-separated list with wildcards."""
@@ -958,6 +1035,53 @@ def delete_index(expr):
     return 200, {"acknowledged": True}
 
 
+def close_index(expr, closed):
+    """POST /<index>/_close and _open (indices-close.html,
+    indices-open-close.html)."""
+    indices = STATE.resolve(expr)
+    for idx in indices:
+        idx.closed = closed
+    if not closed:
+        return 200, {"acknowledged": True, "shards_acknowledged": True}
+    return 200, {"acknowledged": True, "shards_acknowledged": True,
+                 "indices": {i.name: {"closed": True} for i in indices}}
+
+
+def flat_settings(body, prefix=""):
+    out = {}
+    for k, v in (body or {}).items():
+        if isinstance(v, dict):
+            out.update(flat_settings(v, prefix + k + "."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def update_settings(expr, body):
+    """PUT /<index>/_settings (indices-update-settings.html): the index
+    blocks only (index-modules-blocks.html)."""
+    settings = flat_settings(body)
+    for k, v in settings.items():
+        name = k[len("index.blocks."):] if k.startswith("index.blocks.") else None
+        if name not in WRITE_BLOCKS:
+            raise bad_request("standin: unsupported setting [%s]" % k)
+    for idx in STATE.resolve(expr):
+        for k, v in settings.items():
+            idx.blocks[k[len("index.blocks."):]] = v in (True, "true")
+    return 200, {"acknowledged": True}
+
+
+def cluster_settings(body):
+    """PUT /_cluster/settings (cluster-update-settings.html):
+    action.auto_create_index only."""
+    for scope in ("persistent", "transient"):
+        for k, v in flat_settings((body or {}).get(scope)).items():
+            if k != "action.auto_create_index":
+                raise bad_request("standin: unsupported setting [%s]" % k)
+            STATE.auto_create = v not in (False, "false")
+    return 200, {"acknowledged": True, "persistent": {}, "transient": {}}
+
+
 def get_mapping(expr):
     out = {}
     for idx in STATE.resolve(expr, allow_missing="*" in expr):
@@ -1064,7 +1188,7 @@ def search(index_expr, body, params):
         p["expires"] = time.monotonic() + 300
         docs, indices = p["docs"], p["indices"]
     else:
-        indices = STATE.resolve(index_expr or "_all")
+        indices = STATE.readable(index_expr or "_all")
         docs = live_docs(indices)
     window = min([i.max_result_window for i in indices] or [MAX_RESULT_WINDOW])
     if scroll is None and frm + size > window:
@@ -1241,7 +1365,7 @@ def os_create_pit(expr, params):
     if "keep_alive" not in params:
         raise bad_request("Validation Failed: 1: keep alive not specified;",
                           "action_request_validation_exception")
-    indices = STATE.resolve(expr)
+    indices = STATE.readable(expr)
     pid = base64.b64encode(uuid.uuid4().bytes * 2).decode()
     STATE.pits[pid] = {"docs": live_docs(indices), "indices": indices,
                        "expires": time.monotonic() + 300}
@@ -1267,7 +1391,7 @@ def open_pit(expr, params):
     if "keep_alive" not in params:
         raise bad_request("[keep_alive] is required",
                           "action_request_validation_exception")
-    indices = STATE.resolve(expr)
+    indices = STATE.readable(expr)
     pid = base64.b64encode(uuid.uuid4().bytes * 2).decode()
     docs = live_docs(indices)
     STATE.pits[pid] = {"docs": docs, "indices": indices,
@@ -1283,7 +1407,7 @@ def close_pit(body):
 
 
 def count(expr, body):
-    indices = STATE.resolve(expr or "_all")
+    indices = STATE.readable(expr or "_all")
     q = (body or {}).get("query")
     n = len(matching_hits(indices, live_docs(indices), q, False))
     return 200, {"count": n, "_shards": shards()}
@@ -1294,17 +1418,20 @@ def mget_index(iname):
     of each of its documents: a missing index, or an alias of several
     indices ("alias [...] has more than one index associated with it [...],
     can't execute a single index op", illegal_argument_exception: a get
-    reads one shard of one index)."""
+    reads one shard of one index), or a closed index."""
     if iname in STATE.aliases:
         members = sorted(STATE.aliases[iname])
         if len(members) == 1:
-            return STATE.indices[members[0]]
+            idx = STATE.indices[members[0]]
+            return index_closed(idx) if idx.closed else idx
         return EsError(400, "illegal_argument_exception",
                        "alias [%s] has more than one index associated with it "
                        "[%s], can't execute a single index op"
                        % (iname, ", ".join(members)))
     idx = STATE.indices.get(iname)
-    return idx if idx is not None else index_not_found(iname)
+    if idx is None:
+        return index_not_found(iname)
+    return index_closed(idx) if idx.closed else idx
 
 
 def mget(iname, body, params):
@@ -1443,7 +1570,15 @@ def bulk_item(op, iname, doc_id, src, meta):
     if idx is None:
         if op == "delete" or op == "update":
             return item_error(iname, doc_id, index_not_found(iname))
+        if not STATE.auto_create:
+            e = index_not_found(iname)
+            e.reason += " and [action.auto_create_index] is [false]"
+            return item_error(iname, doc_id, e)
         idx = STATE.indices[iname] = Index(iname)
+    if idx.closed:
+        return item_error(iname, doc_id, index_closed(idx))
+    if write_blocked(idx):
+        return item_error(iname, doc_id, write_blocked(idx))
     if doc_id is None:
         if op in ("update", "delete"):
             return item_error(iname, None, EsError(
@@ -1725,6 +1860,13 @@ class Handler(BaseHTTPRequestHandler):
             return get_mapping(parts[0])
         elif parts == ["_mapping"] and method == "GET":
             return get_mapping("_all")
+        elif len(parts) == 2 and parts[1] in ("_close", "_open") and \
+                method == "POST":
+            return close_index(parts[0], parts[1] == "_close")
+        elif len(parts) == 2 and parts[1] == "_settings" and method == "PUT":
+            return update_settings(parts[0], body)
+        elif parts == ["_cluster", "settings"] and method == "PUT":
+            return cluster_settings(body)
         elif parts == ["_aliases"] and method == "POST":
             return update_aliases(body)
         elif len(parts) == 3 and parts[1] in ("_alias", "_aliases") and \

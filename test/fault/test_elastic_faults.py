@@ -13,7 +13,8 @@ One psql session (one backend, cached connection) checks:
   * a missing index: ERROR HV00R (fdw_table_not_found) naming the index;
   * a commit whose _bulk gets 429 then succeeds; a bulk item failure fails
     COMMIT naming the document (40001 for an update of a document deleted
-    meanwhile), and the PostgreSQL side rolls back;
+    meanwhile), and the PostgreSQL side rolls back; an index under the
+    flood-stage block fails writes with 55000 naming it;
   * after each error the next statement in the same session works, with
     one cached connection; no backend crashed.
 Plus failover across urls: the first url refuses connections.
@@ -143,6 +144,25 @@ def test():
           % (r.rc, r.sqlstate, r.err.strip()))
     check(s.value("SELECT count(*) FROM native WHERE id = 4;") == "0",
           "the native row of the failed COMMIT is visible")
+
+    # The flood-stage disk block (index.blocks.read_only_allow_delete, which
+    # Elasticsearch sets and lifts itself, so only the stand-in can hold it):
+    # items refused with 429 cluster_block_exception are 55000 naming the
+    # index, deletes too; reads still work.
+    r = s.run("INSERT INTO w VALUES ('blk', 1);")
+    check(r.rc == 0, "INSERT before the block failed: %s" % r.err)
+    es.request("PUT", "/fault_w/_settings",
+               {"index.blocks.read_only_allow_delete": True})
+    expect_error(s, "INSERT INTO w VALUES ('flood', 1);", "55000", "flood-stage block",
+                 ('"fault_w"', "is blocked", "TOO_MANY_REQUESTS/12"))
+    expect_error(s, "DELETE FROM w WHERE _id = 'blk';", "55000",
+                 "flood-stage block, delete", ('"fault_w"', "is blocked"))
+    check(s.value("SELECT count(*) FROM w WHERE _id = 'blk';") == "1",
+          "a read under the block")
+    es.request("PUT", "/fault_w/_settings",
+               {"index": {"blocks": {"read_only_allow_delete": None}}})
+    r = s.run("INSERT INTO w VALUES ('flood', 1);")
+    check(r.rc == 0, "INSERT after the block was lifted failed: %s" % r.err)
 
     # The session survived everything, with one cached connection.
     check(s.value("SELECT pg_backend_pid();") == pid, "the backend changed")
