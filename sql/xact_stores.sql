@@ -13,26 +13,28 @@
 \getenv chroma_url CHROMA_URL
 \set VERBOSITY default
 SET timezone = 'UTC';
+CREATE SCHEMA xact_stores;
+SET search_path = xact_stores, public;
 \! redis-cli -p "$REDIS_PORT" --scan --pattern 'regress_xs*' | xargs -r redis-cli -p "$REDIS_PORT" del > /dev/null
 \! for c in pgpoly_rt_xs pgpoly_rt_xs_nodist; do curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/$c"; done
-CREATE SERVER rx FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
-CREATE SERVER es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url :'es_url');
-CREATE SERVER ch FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url :'chroma_url');
-SELECT pgpoly.elastic_request('es', 'DELETE', '/regress_es_xs') IS NOT NULL AS cleaned;
-SELECT pgpoly.elastic_request('es', 'PUT', '/regress_es_xs',
+CREATE SERVER xs_redis FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
+CREATE SERVER xs_es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url :'es_url');
+CREATE SERVER xs_chroma FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url :'chroma_url');
+SELECT pgpoly.elastic_request('xs_es', 'DELETE', '/regress_es_xs') IS NOT NULL AS cleaned;
+SELECT pgpoly.elastic_request('xs_es', 'PUT', '/regress_es_xs',
   '{"mappings": {"properties": {"v": {"type": "long"}}}}') ->> 'acknowledged' AS created;
-CREATE FOREIGN TABLE r (id text OPTIONS (key 'true'), v int) SERVER rx
+CREATE FOREIGN TABLE r (id text OPTIONS (key 'true'), v int) SERVER xs_redis
   OPTIONS (key_prefix 'regress_xs:');
-CREATE FOREIGN TABLE e (_id text, v int) SERVER es
+CREATE FOREIGN TABLE e (_id text, v int) SERVER xs_es
   OPTIONS (index 'regress_es_xs', refresh 'true');
-CREATE FOREIGN TABLE c (id text, embedding real[], v int OPTIONS (field 'v')) SERVER ch
+CREATE FOREIGN TABLE c (id text, embedding real[], v int OPTIONS (field 'v')) SERVER xs_chroma
   OPTIONS (collection 'pgpoly_rt_xs', create_collection 'true', distance 'l2', batch_size '3');
 -- The same stores, write_mode 'immediate', in batches of 3.
-CREATE FOREIGN TABLE ri (id text OPTIONS (key 'true'), v int) SERVER rx
+CREATE FOREIGN TABLE ri (id text OPTIONS (key 'true'), v int) SERVER xs_redis
   OPTIONS (key_prefix 'regress_xs:', write_mode 'immediate', batch_size '3');
-CREATE FOREIGN TABLE ei (_id text, v int) SERVER es
+CREATE FOREIGN TABLE ei (_id text, v int) SERVER xs_es
   OPTIONS (index 'regress_es_xs', refresh 'true', write_mode 'immediate', batch_size '3');
-CREATE FOREIGN TABLE ci (id text, embedding real[], v int OPTIONS (field 'v')) SERVER ch
+CREATE FOREIGN TABLE ci (id text, embedding real[], v int OPTIONS (field 'v')) SERVER xs_chroma
   OPTIONS (collection 'pgpoly_rt_xs', write_mode 'immediate', batch_size '3');
 CREATE TABLE n (id text PRIMARY KEY, v int);
 CREATE VIEW stores AS
@@ -217,14 +219,14 @@ EXCEPTION WHEN OTHERS THEN
   RETURN SQLSTATE || ': ' || SQLERRM;
 END $$;
 CREATE FOREIGN TABLE user_stats (user_id text OPTIONS (key 'true'), clicks int)
-  SERVER rx OPTIONS (key_prefix 'regress_xs:user:');
+  SERVER xs_redis OPTIONS (key_prefix 'regress_xs:user:');
 SELECT pgpoly.create_feature_view('xs_user_stats', 'user_id', 'user_stats');
 SELECT pgpoly.register_model_version('xs_model', 's3://xs/1');
 CREATE TABLE xs_source AS
   SELECT 'u' || i AS user_id, '2024-01-02'::timestamptz AS event_time, i AS clicks
   FROM generate_series(1, 3) i;
 CREATE TABLE xs_synced (id text PRIMARY KEY, v int);
-CREATE FOREIGN TABLE ro (id text OPTIONS (key 'true'), v int) SERVER rx
+CREATE FOREIGN TABLE ro (id text OPTIONS (key 'true'), v int) SERVER xs_redis
   OPTIONS (key_prefix 'regress_xs:ro:', write_mode 'outbox');
 SET default_transaction_read_only = on;
 SELECT err('INSERT INTO r VALUES (''ro'', 1)');
@@ -260,9 +262,9 @@ SELECT count(*) AS queued FROM pgpoly.sync_queue;
 
 -- Generic plans of writes, re-executed after ALTER FOREIGN TABLE changed
 -- the key prefix, the write_mode and a field name.
-CREATE FOREIGN TABLE g (id text OPTIONS (key 'true'), v int) SERVER rx
+CREATE FOREIGN TABLE g (id text OPTIONS (key 'true'), v int) SERVER xs_redis
   OPTIONS (key_prefix 'regress_xsg:g1:');
-CREATE FOREIGN TABLE g_raw (key text, v text, vv text) SERVER rx
+CREATE FOREIGN TABLE g_raw (key text, v text, vv text) SERVER xs_redis
   OPTIONS (key_prefix 'regress_xsg:', write_mode 'immediate');
 SET plan_cache_mode = force_generic_plan;
 PREPARE g_ins(text, int) AS INSERT INTO g VALUES ($1, $2);
@@ -290,7 +292,7 @@ DEALLOCATE ALL;
 
 -- A COMMIT that fails at its last store: the stores flushed before it keep
 -- the writes (no two-phase commit), and the error says which.
-CREATE FOREIGN TABLE c_nodist (id text, embedding real[]) SERVER ch
+CREATE FOREIGN TABLE c_nodist (id text, embedding real[]) SERVER xs_chroma
   OPTIONS (collection 'pgpoly_rt_xs_nodist', create_collection 'true');
 BEGIN;
 INSERT INTO n VALUES ('f1', 1);
@@ -308,5 +310,11 @@ INSERT INTO r VALUES ('f2', 2);
 COMMIT;
 SELECT s, id, v FROM stores ORDER BY 1, 2;
 SELECT on_all('DELETE FROM %1$s');
-SELECT pgpoly.elastic_request('es', 'DELETE', '/regress_es_xs') ->> 'acknowledged' AS dropped;
+SELECT pgpoly.elastic_request('xs_es', 'DELETE', '/regress_es_xs') ->> 'acknowledged' AS dropped;
 \! redis-cli -p "$REDIS_PORT" --scan --pattern 'regress_xs*' | xargs -r redis-cli -p "$REDIS_PORT" del > /dev/null
+SELECT pgpoly.drop_feature_view('xs_user_stats');
+SET client_min_messages = warning;
+DROP SCHEMA xact_stores CASCADE;
+DROP SERVER xs_redis, xs_es, xs_chroma CASCADE;
+RESET search_path;
+RESET client_min_messages;
