@@ -210,6 +210,43 @@ SELECT count(*), sum(v), sum(abs(v)) FROM n;
 SELECT * FROM diff();
 SELECT on_all('DELETE FROM %1$s');
 
+-- write_mode 'immediate', a statement reading the table it writes, its
+-- writes sent one by one while its scan pages 10 records at a time: it
+-- reads none of them (Chroma pages by offset: a DELETE used to skip half
+-- of the records, an UPDATE moving ids to move some twice, and an INSERT
+-- ... SELECT from the table to read its own rows without end).  r is the
+-- transactional Redis table, for comparison.
+CREATE FOREIGN TABLE cp (id text, embedding real[], v int OPTIONS (field 'v')) SERVER xs_chroma
+  OPTIONS (collection 'pgpoly_rt_xs', write_mode 'immediate', batch_size '1', fetch_size '10');
+CREATE FOREIGN TABLE ep (_id text, v int) SERVER xs_es
+  OPTIONS (index 'regress_es_xs', refresh 'true', write_mode 'immediate', batch_size '1',
+           fetch_size '10');
+SET statement_timeout = '60s';
+INSERT INTO n SELECT 'p' || i, i FROM generate_series(1, 60) i;
+INSERT INTO cp SELECT 'p' || i, '{1,0,0}', i FROM generate_series(1, 60) i;
+INSERT INTO ep SELECT 'p' || i, i FROM generate_series(1, 60) i;
+INSERT INTO r SELECT 'p' || i, i FROM generate_series(1, 60) i;
+DELETE FROM n WHERE v % 3 = 0;
+DELETE FROM cp WHERE v % 3 = 0;
+DELETE FROM ep WHERE v % 3 = 0;
+DELETE FROM r WHERE v % 3 = 0;
+SELECT * FROM diff();
+INSERT INTO n SELECT id || 'x', v + 100 FROM n;
+INSERT INTO cp SELECT id || 'x', embedding, v + 100 FROM cp;
+INSERT INTO ep SELECT _id || 'x', v + 100 FROM ep;
+INSERT INTO r SELECT id || 'x', v + 100 FROM r;
+SELECT * FROM diff();
+UPDATE n SET id = id || 'm' WHERE id LIKE 'p1%';
+UPDATE cp SET id = id || 'm' WHERE id LIKE 'p1%';
+UPDATE r SET id = id || 'm' WHERE id LIKE 'p1%';
+SELECT * FROM diff() WHERE s <> 'e';
+DELETE FROM n;
+DELETE FROM cp;
+DELETE FROM ep;
+DELETE FROM r;
+SELECT * FROM diff();
+RESET statement_timeout;
+
 -- A read-only transaction writes nothing, whatever the path.
 CREATE FUNCTION err(q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN

@@ -369,6 +369,40 @@ unlist_aborted(SubTransactionId subid)
 }
 
 /*
+ * Immediate-mode writers whose statements are running (set up and their
+ * executor memory not gone yet).  Their writes land while the statement's
+ * scans still read: a scan whose store pages by position (an offset) or
+ * iterates a keyspace that may show new keys can meet them, and reads all
+ * of its pages before it returns a row while one runs (see
+ * PgpolyImmediateWritesRunning).
+ */
+static int	RunningImmediateWriters = 0;
+
+/* Memory callback: w's statement ended (or failed). */
+static void
+writer_stopped(void *arg)
+{
+	if (RunningImmediateWriters > 0)
+		RunningImmediateWriters--;
+}
+
+/*
+ * Whether an immediate-mode writer's statement is running: its writes may
+ * land in a store while a scan of the same statement (an INSERT ... SELECT
+ * from the table itself, the scan of an UPDATE's or DELETE's target) still
+ * pages through it.  A native table shows a statement none of its own
+ * writes; a scan that pages by position must read every page before the
+ * first write is sent to show the same (a DELETE would otherwise shift
+ * rows it has not read yet below its offset, and an INSERT ... SELECT
+ * would read the rows it inserted, without end).
+ */
+bool
+PgpolyImmediateWritesRunning(void)
+{
+	return RunningImmediateWriters > 0;
+}
+
+/*
  * Set w up for one statement's writes to relid on conn, in mode.
  * Immediate-mode batches live in a child of parent (the executor's query
  * context).
@@ -389,6 +423,13 @@ PgpolyWriterInit(PgpolyWriter *w, PgpolyConnection *conn, Oid relid,
 										 ALLOCSET_DEFAULT_SIZES);
 	w->in_row = false;
 	w->listed = false;
+	if (mode == PGPOLY_WRITE_IMMEDIATE)
+	{
+		w->running.func = writer_stopped;
+		w->running.arg = w;
+		MemoryContextRegisterResetCallback(parent, &w->running);
+		RunningImmediateWriters++;
+	}
 }
 
 /*
