@@ -276,7 +276,8 @@ fetch_batch(VectorScan *scan)
 			check_returned_ids(scan, scan->rows);
 		}
 	}
-	else if (scan->cursor == NULL && PgpolyImmediateWritesRunning())
+	else if (scan->cursor == NULL && PgpolyImmediateWritesRunning() &&
+			 (!spec->capped || spec->k > n))
 	{
 		/*
 		 * Pages are offsets: an immediate-mode write of this statement sent
@@ -285,7 +286,8 @@ fetch_batch(VectorScan *scan)
 		 * end, which an INSERT ... SELECT from the table would read and
 		 * insert again, without end).  Read every page first, before the
 		 * first row is returned (and written), as a native table shows a
-		 * statement none of its own writes.
+		 * statement none of its own writes.  (A capped scan whose k rows
+		 * fit one page reads one page anyway.)
 		 */
 		char	   *cursor = NULL;
 
