@@ -276,6 +276,31 @@ fetch_batch(VectorScan *scan)
 			check_returned_ids(scan, scan->rows);
 		}
 	}
+	else if (scan->cursor == NULL && PgpolyImmediateWritesRunning() &&
+			 (!spec->capped || spec->k > n))
+	{
+		/*
+		 * Pages are offsets: an immediate-mode write of this statement sent
+		 * between two pages would move the records after it (a delete
+		 * shifts unread ones below the offset, an insert adds one at the
+		 * end, which an INSERT ... SELECT from the table would read and
+		 * insert again, without end).  Read every page first, before the
+		 * first row is returned (and written), as a native table shows a
+		 * statement none of its own writes.  (A capped scan whose k rows
+		 * fit one page reads one page anyway.)
+		 */
+		char	   *cursor = NULL;
+
+		do
+		{
+			scan->rows = list_concat(scan->rows,
+									 VectorGetPage(scan->conn, scan->tbl, scan->coll,
+												   spec->where, &cursor, n, spec->include));
+			if (cursor)
+				scan->requests++;
+		} while (cursor != NULL);
+		scan->remote_done = true;
+	}
 	else
 	{
 		scan->rows = VectorGetPage(scan->conn, scan->tbl, scan->coll, spec->where,

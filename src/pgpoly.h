@@ -406,6 +406,8 @@ typedef struct PgpolyWriter
 	SubTransactionId subid;		/* the subtransaction that listed it */
 	dlist_node	unsent_node;	/* its place there */
 	MemoryContextCallback forget;	/* unlists it when batch_cxt goes */
+	MemoryContextCallback running;	/* immediate: uncounts it when its
+									 * statement's memory goes */
 } PgpolyWriter;
 
 extern void PgpolyWriterInit(PgpolyWriter *w, PgpolyConnection *conn, Oid relid,
@@ -416,6 +418,7 @@ extern void PgpolyWriterAdd(PgpolyWriter *w, void *payload);
 extern void PgpolyWriterEndRow(PgpolyWriter *w);
 extern void PgpolyWriterFlush(PgpolyWriter *w);
 extern void PgpolySendUnsentWrites(PgpolyWriter *except, Oid relid);
+extern bool PgpolyImmediateWritesRunning(void);
 extern List *PgpolyPendingWrites(PgpolyConnection *conn, Oid relid);
 extern MemoryContext PgpolyWriteContext(void);
 extern void PgpolyXactInit(void);

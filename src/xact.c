@@ -64,6 +64,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "lib/stringinfo.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
@@ -370,6 +371,40 @@ unlist_aborted(SubTransactionId subid)
 }
 
 /*
+ * Immediate-mode writers whose statements are running (set up and their
+ * executor memory not gone yet).  Their writes land while the statement's
+ * scans still read: a scan whose store pages by position (an offset) or
+ * iterates a keyspace that may show new keys can meet them, and reads all
+ * of its pages before it returns a row while one runs (see
+ * PgpolyImmediateWritesRunning).
+ */
+static int	RunningImmediateWriters = 0;
+
+/* Memory callback: w's statement ended (or failed). */
+static void
+writer_stopped(void *arg)
+{
+	if (RunningImmediateWriters > 0)
+		RunningImmediateWriters--;
+}
+
+/*
+ * Whether an immediate-mode writer's statement is running: its writes may
+ * land in a store while a scan of the same statement (an INSERT ... SELECT
+ * from the table itself, the scan of an UPDATE's or DELETE's target) still
+ * pages through it.  A native table shows a statement none of its own
+ * writes; a scan that pages by position must read every page before the
+ * first write is sent to show the same (a DELETE would otherwise shift
+ * rows it has not read yet below its offset, and an INSERT ... SELECT
+ * would read the rows it inserted, without end).
+ */
+bool
+PgpolyImmediateWritesRunning(void)
+{
+	return RunningImmediateWriters > 0;
+}
+
+/*
  * Set w up for one statement's writes to relid on conn, in mode.
  * Immediate-mode batches live in a child of parent (the executor's query
  * context).
@@ -390,6 +425,13 @@ PgpolyWriterInit(PgpolyWriter *w, PgpolyConnection *conn, Oid relid,
 										 ALLOCSET_DEFAULT_SIZES);
 	w->in_row = false;
 	w->listed = false;
+	if (mode == PGPOLY_WRITE_IMMEDIATE)
+	{
+		w->running.func = writer_stopped;
+		w->running.arg = w;
+		MemoryContextRegisterResetCallback(parent, &w->running);
+		RunningImmediateWriters++;
+	}
 }
 
 /*
@@ -479,41 +521,76 @@ PgpolyPendingWrites(PgpolyConnection *conn, Oid relid)
 	return result;
 }
 
-/* Error context of a COMMIT-time flush: the outcome may be in doubt. */
+/* What a COMMIT-time flush is doing, for its error context. */
+typedef struct FlushState
+{
+	PgpolyConnection *conn;		/* being flushed */
+	List	   *sent;			/* connections this COMMIT already flushed */
+} FlushState;
+
+/*
+ * Error context of a COMMIT-time flush: the outcome may be in doubt, and
+ * the servers flushed before this one keep what they applied (the stores
+ * have no two-phase commit): name them, since PostgreSQL reports the
+ * COMMIT as failed and rolls its own changes back.
+ */
 static void
 flush_error_callback(void *arg)
 {
-	PgpolyConnection *conn = arg;
+	FlushState *fs = arg;
+	PgpolyConnection *conn = fs->conn;
+	StringInfoData done;
+	ListCell   *lc;
 
 	errcontext("sending the transaction's buffered writes to %s server \"%s\" at COMMIT; "
 			   "if the server stopped answering after receiving them, it may still apply them",
 			   conn->store->label, conn->servername);
+	if (fs->sent == NIL)
+		return;
+	initStringInfo(&done);
+	foreach(lc, fs->sent)
+	{
+		PgpolyConnection *c = lfirst(lc);
+		int			i = foreach_current_index(lc);
+
+		if (i > 0)
+			appendStringInfoString(&done, i == list_length(fs->sent) - 1 ? " and " : ", ");
+		appendStringInfo(&done, "%s server \"%s\"", c->store->label, c->servername);
+	}
+	errcontext("this COMMIT had already sent the transaction's writes to %s, which applied them: "
+			   "they stay written (the stores have no two-phase commit)", done.data);
 }
 
 /*
  * Send one connection's writes through its store, connected; outbox writes
  * are not sent (a connection holding only those is not even opened).
+ * sent: the connections this COMMIT flushed before, for the error context.
+ * Returns whether anything was sent.
  */
-static void
-flush_connection(PgpolyConnection *conn)
+static bool
+flush_connection(PgpolyConnection *conn, List *sent)
 {
 	List	   *payloads = NIL;
 	ListCell   *lc;
 	ErrorContextCallback errcb;
+	FlushState	fs;
 
 	foreach(lc, conn->writes)
 		if (!((PgpolyWrite *) lfirst(lc))->outbox)
 			payloads = lappend(payloads, ((PgpolyWrite *) lfirst(lc))->payload);
 	if (payloads == NIL)
-		return;
+		return false;
+	fs.conn = conn;
+	fs.sent = sent;
 	errcb.callback = flush_error_callback;
-	errcb.arg = conn;
+	errcb.arg = &fs;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 	PgpolyEnsureConnected(conn);
 	conn->store->flush(conn, payloads);
 	error_context_stack = errcb.previous;
 	list_free(payloads);
+	return true;
 }
 
 /* Whether conn holds writes that COMMIT sends (not outbox ones). */
@@ -570,6 +647,7 @@ check_reads(void)
 static void
 flush_all(void)
 {
+	List	   *sent = NIL;
 	ListCell   *lc;
 
 	foreach(lc, WritingConnections)
@@ -578,10 +656,12 @@ flush_all(void)
 
 		if (conn->writes != NIL)
 		{
-			flush_connection(conn);
+			if (flush_connection(conn, sent))
+				sent = lappend(sent, conn);
 			conn->writes = NIL;
 		}
 	}
+	list_free(sent);
 }
 
 /*
