@@ -13,8 +13,8 @@
 --   - copy_to (copy-to.html): the target indexes values its _source lacks;
 --   - an alias field, a runtime field shadowing a mapped one;
 --   - an alias moved to an index mapping the field otherwise (blue/green
---     reindex), an index deleted and re-created, in the same session, with
---     plain and cached generic plans.
+--     reindex), an index deleted and re-created, a pattern reaching a new
+--     index, in the same session, with plain and cached generic plans.
 --
 \getenv es_url ES_URL
 \set VERBOSITY terse
@@ -199,6 +199,21 @@ SELECT pgpoly.elastic_request('em_es', 'POST', '/_aliases',
 SELECT _id FROM em_live WHERE f = 'world' ORDER BY _id;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM em_live WHERE f = 'world';
 COMMIT;
+
+-- A pattern reaches a new index whose field another client's document
+-- mapped dynamically (text with a .keyword): k compares through k.keyword
+-- in one index and k in the other, so it stays local.
+SELECT pgpoly.elastic_request('em_es', 'DELETE', '/regress_emp1,regress_emp2') IS NOT NULL AS cleaned;
+SELECT pgpoly.elastic_request('em_es', 'PUT', '/regress_emp1',
+    '{"mappings": {"properties": {"k": {"type": "keyword"}}}}')->>'acknowledged' AS created;
+CREATE FOREIGN TABLE em_p1 (_id text, _source jsonb)
+  SERVER em_es OPTIONS (index 'regress_emp1', refresh 'true');
+INSERT INTO em_p1 VALUES ('p1', '{"k": "a b"}');
+CREATE FOREIGN TABLE em_pat (_id text, k text COLLATE "C") SERVER em_es OPTIONS (index 'regress_emp*');
+SELECT _id FROM em_pat WHERE k = 'a b' ORDER BY _id;
+\! printf '%s\n' '{"index":{"_id":"p2"}}' '{"k":"a b"}' | curl -s -o /dev/null -H 'Content-Type: application/x-ndjson' -X POST "$ES_URL/regress_emp2/_bulk?refresh=true" --data-binary @-
+SELECT _id FROM em_pat WHERE k = 'a b' ORDER BY _id;
+SELECT pgpoly.elastic_request('em_es', 'DELETE', '/regress_emp1,regress_emp2')->>'acknowledged' AS dropped;
 
 DEALLOCATE ALL;
 DROP FUNCTION em_diff(text, text);
