@@ -95,6 +95,8 @@ typedef struct ElasticTable
 	AttrNumber	routing_att;
 	ForeignServer *server;
 	UserMapping *user;			/* may be NULL */
+	List	   *consulted;		/* String: column fields whose mapping a
+								 * pushed clause or sort relies on */
 } ElasticTable;
 
 /* Which point-in-time API a cluster has (deep scans use it when present). */
@@ -148,8 +150,19 @@ extern void ElasticRaiseStatus(PgpolyConnection *conn, const char *method,
 							   const char *path, const char *index,
 							   PgpolyHttpResponse *resp) pg_attribute_noreturn();
 extern char *ElasticIndexPath(const char *index, const char *suffix);
+/* What the mapping says of a field besides its type (ElasticFieldType). */
+typedef struct ElasticFieldFacts
+{
+	bool		has_keyword;	/* text with a .keyword keyword subfield */
+	int			ignore_above;	/* keyword: longer values are not indexed;
+								 * -1 none */
+	int			kw_ignore_above;	/* the same of the .keyword subfield */
+	bool		null_value;		/* a JSON null is indexed as a value */
+} ElasticFieldFacts;
+
 extern const char *ElasticFieldType(ElasticTable *tbl, const char *field,
-									bool *has_keyword);
+									ElasticFieldFacts *facts);
+extern char *ElasticMappingFacts(ElasticTable *tbl, List *fields);
 extern void ElasticQueueClose(PgpolyConnection *conn, bool pit,
 							  const char *id);
 extern void ElasticSendQueuedCloses(PgpolyConnection *conn);
@@ -179,12 +192,17 @@ typedef enum ElasticCondKind
  * One pushed condition: kind, the ES field it applies to, and the index
  * in fdw_exprs of its value (-1 when it has none).  In plans it travels as
  * a List (Integer kind, String field, Integer expr, Integer below or -1
- * when not near, Integer above).
+ * when not near, Integer above, String exists_field, Integer limit).
  */
 typedef struct ElasticCond
 {
 	ElasticCondKind kind;
 	char	   *field;
+	char	   *exists_field;	/* the field an exists query finds every
+								 * document with a value through */
+	int			limit;			/* a keyword's ignore_above: a longer value
+								 * is not indexed, and the clause (kept
+								 * local) is sent as match_all; -1 */
 	int			expr;
 	bool		near;			/* a date/time comparison sent as the range
 								 * [value - below, value + above] (ms),
@@ -325,6 +343,7 @@ extern bool ElasticOverlayAdd(ElasticOverlay *ov, ElasticWrite *w);
 extern bool ElasticOverlayLive(ElasticOverlay *ov, const char *id);
 extern bool ElasticOverlayDeleted(ElasticOverlay *ov, const char *id,
 								  const char *index, const char *routing);
+extern void ElasticReplanReaders(Oid relid);
 extern void ElasticNoteWrite(Oid relid);
 extern bool ElasticHasPendingWrites(Oid relid);
 

@@ -125,8 +125,8 @@ replan_after_writes(XactEvent event, void *arg)
  * Invalidate the cached plans that read relid, in this backend only, as
  * a local relcache invalidation does (the plan cache listens to those).
  */
-static void
-replan_readers(Oid relid)
+void
+ElasticReplanReaders(Oid relid)
 {
 	SharedInvalidationMessage msg;
 
@@ -162,7 +162,7 @@ ElasticNoteWrite(Oid relid)
 		RegisterXactCallback(replan_after_writes, NULL);
 		registered = true;
 	}
-	replan_readers(relid);
+	ElasticReplanReaders(relid);
 }
 
 /*

@@ -48,6 +48,7 @@
 #include "mb/pg_wchar.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -79,14 +80,25 @@ typedef struct ElasticMappedField
 	bool		keyword;		/* text with a .keyword keyword subfield in
 								 * every index that maps it */
 	int			indexes;		/* indexes mapping it */
+	int			ignore_above;	/* smallest ignore_above of the field, -1 */
+	int			kw_ignore_above;	/* the same of its .keyword, -1 */
+	bool		null_value;		/* some index indexes a JSON null as a value
+								 * (the field's or its .keyword's) */
+	bool		hidden;			/* a copy_to target or a runtime field:
+								 * what it indexes is not its _source */
 } ElasticMappedField;
 
-/* Field facts of one index (or pattern, alias), cached per connection. */
+/*
+ * Field facts of one index (or pattern, alias), cached per connection and
+ * read again in each transaction that uses them (lxid).
+ */
 typedef struct ElasticMappingCache
 {
 	char	   *index;
+	LocalTransactionId lxid;	/* the transaction that read it */
 	int			indexes;		/* indexes in the _mapping answer */
 	List	   *fields;			/* ElasticMappedField * */
+	List	   *hidden;			/* char *: copy_to targets, runtime fields */
 } ElasticMappingCache;
 
 /* A PIT or scroll context to close at the next chance. */
@@ -257,6 +269,7 @@ free_mapping(ElasticMappingCache *m)
 		pfree(f->type);
 	}
 	list_free_deep(m->fields);
+	list_free_deep(m->hidden);
 	pfree(m->index);
 	pfree(m);
 }
@@ -522,6 +535,52 @@ mapped_field(ElasticMappingCache *m, const char *path)
 }
 
 /*
+ * The ignore_above of a keyword mapping def, or -1: "strings longer than
+ * the ignore_above setting will not be indexed or stored"
+ * (ignore-above.html), counted in characters (a Java String's length:
+ * UTF-16 code units).
+ */
+static int
+mapped_limit(json_t *def)
+{
+	json_t	   *v = json_object_get(def, "ignore_above");
+	const char *type = json_string_value(json_object_get(def, "type"));
+
+	if (v == NULL || (type && strcmp(type, "keyword") != 0))
+		return -1;
+	if (json_is_integer(v))
+		return (int) Max(Min(json_integer_value(v), INT_MAX), 0);
+	if (json_is_string(v))
+		return Max(atoi(json_string_value(v)), 0);
+	return 0;					/* unreadable: trust no value */
+}
+
+/* The smaller of two ignore_above limits (-1: none). */
+static int
+min_limit(int a, int b)
+{
+	if (a < 0)
+		return b;
+	if (b < 0)
+		return a;
+	return Min(a, b);
+}
+
+/*
+ * Whether def indexes an explicit JSON null as a value: "the null_value
+ * parameter allows you to replace explicit null values with the specified
+ * value so that it can be indexed and searched" (null-value.html); the
+ * _source keeps the null.
+ */
+static bool
+has_null_value(json_t *def)
+{
+	json_t	   *v = json_object_get(def, "null_value");
+
+	return v != NULL && !json_is_null(v);
+}
+
+/*
  * Record one index's mapping def of leaf field path: its type (as_type if
  * not NULL; a field the indexes map differently gets type "", one with a
  * normalizer "normalized keyword"), and whether it is text with a
@@ -537,6 +596,9 @@ note_field(ElasticMappingCache *m, const char *path, json_t *def, const char *as
 	bool		keyword = as_type == NULL && kwtype && strcmp(kwtype, "keyword") == 0 &&
 		json_object_get(kw, "normalizer") == NULL &&
 		!json_is_false(json_object_get(kw, "index"));
+	int			ignore_above = mapped_limit(def);
+	int			kw_ignore_above = mapped_limit(kw);
+	bool		null_value = has_null_value(def) || has_null_value(kw);
 	ElasticMappedField *f = mapped_field(m, path);
 
 	if (type == NULL)
@@ -550,12 +612,38 @@ note_field(ElasticMappingCache *m, const char *path, json_t *def, const char *as
 		f->path = pstrdup(path);
 		f->type = pstrdup(type);
 		f->keyword = keyword;
+		f->ignore_above = f->kw_ignore_above = -1;
 		m->fields = lappend(m->fields, f);
 	}
 	else if (strcmp(f->type, type) != 0)
 		f->type[0] = '\0';
 	f->keyword = f->keyword && keyword;
+	f->ignore_above = min_limit(f->ignore_above, ignore_above);
+	f->kw_ignore_above = min_limit(f->kw_ignore_above, kw_ignore_above);
+	f->null_value = f->null_value || null_value;
 	f->indexes++;
+}
+
+/*
+ * Record the fields def (a field's mapping, or one of its multi-fields)
+ * copies its values into: "the original _source field will not be
+ * modified to show the copied values" (copy-to.html), so such a target
+ * indexes values its _source lacks.
+ */
+static void
+note_copy_to(ElasticMappingCache *m, json_t *def)
+{
+	json_t	   *to = json_object_get(def, "copy_to");
+	size_t		i;
+	json_t	   *t;
+
+	if (json_is_string(to))
+		m->hidden = lappend(m->hidden, pstrdup(json_string_value(to)));
+	json_array_foreach(to, i, t)
+	{
+		if (json_is_string(t))
+			m->hidden = lappend(m->hidden, pstrdup(json_string_value(t)));
+	}
 }
 
 /*
@@ -577,7 +665,12 @@ walk_properties(ElasticMappingCache *m, json_t *props, const char *prefix,
 		char	   *path = psprintf("%s%s", prefix, key);
 		json_t	   *sub = json_object_get(def, "properties");
 		const char *type = json_string_value(json_object_get(def, "type"));
+		const char *subname;
+		json_t	   *subdef;
 
+		note_copy_to(m, def);
+		json_object_foreach(json_object_get(def, "fields"), subname, subdef)
+			note_copy_to(m, subdef);
 		if (json_is_object(sub))
 		{
 			char	   *sub_prefix = psprintf("%s.", path);
@@ -617,48 +710,137 @@ fetch_mapping(PgpolyConnection *conn, const char *index)
 	json_object_foreach(doc, name, def)
 	{
 		json_t	   *props = json_object_get(json_object_get(def, "mappings"), "properties");
+		json_t	   *runtime = json_object_get(json_object_get(def, "mappings"), "runtime");
+		const char *rname;
+		json_t	   *rdef;
 
 		m->indexes++;
 		if (json_is_object(props))
 			walk_properties(m, props, "", false);
+
+		/*
+		 * A runtime field is searched through its script, and one named as
+		 * a mapped field shadows it (runtime-override-values.html).
+		 */
+		json_object_foreach(runtime, rname, rdef)
+			m->hidden = lappend(m->hidden, pstrdup(rname));
 	}
+	MemoryContextSwitchTo(old);
+	m->lxid = MyProc->lxid;
+	return m;
+}
+
+/* Whether path is a copy_to target or a runtime field of m. */
+static bool
+hidden_field(ElasticMappingCache *m, const char *path)
+{
+	ListCell   *lc;
+
+	foreach(lc, m->hidden)
+		if (strcmp(lfirst(lc), path) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The mapping of tbl's index, read in this transaction: a cached mapping
+ * read in an earlier one is read again, since an alias may have moved to
+ * another index, an index may have been re-created, a pattern may reach
+ * a new index (one GET _mapping per transaction that plans or runs a
+ * scan whose pushed clauses depend on it).
+ */
+static ElasticMappingCache *
+current_mapping(ElasticTable *tbl)
+{
+	PgpolyConnection *conn = ElasticGetConnection(tbl);
+	ElasticHandle *h = ElasticConnHandle(conn);
+	ElasticMappingCache *m;
+	ListCell   *lc;
+	MemoryContext old;
+
+	foreach(lc, h->mappings)
+	{
+		m = lfirst(lc);
+		if (strcmp(m->index, tbl->index) != 0)
+			continue;
+		if (m->lxid == MyProc->lxid)
+			return m;
+		h->mappings = foreach_delete_current(h->mappings, lc);
+		free_mapping(m);
+		break;
+	}
+	m = fetch_mapping(conn, tbl->index);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	h->mappings = lappend(h->mappings, m);
 	MemoryContextSwitchTo(old);
 	return m;
 }
 
 /*
- * The type the index mapping gives field ("keyword", "date" ...), or NULL
- * when some index the table reads does not map it (Elasticsearch searches
- * no unmapped field) or the indexes map it with different types;
- * *has_keyword: it is text with a .keyword subfield.  The mapping is
- * fetched once per connection (this is plan time: a network call).
+ * Forget the mappings cached for conn: a request sent through
+ * pgpoly.elastic_request may have changed them within the transaction.
  */
-const char *
-ElasticFieldType(ElasticTable *tbl, const char *field, bool *has_keyword)
+static void
+forget_mappings(PgpolyConnection *conn)
 {
-	PgpolyConnection *conn = ElasticGetConnection(tbl);
 	ElasticHandle *h = ElasticConnHandle(conn);
-	ElasticMappingCache *m = NULL;
-	ElasticMappedField *f;
 	ListCell   *lc;
 
 	foreach(lc, h->mappings)
-		if (strcmp(((ElasticMappingCache *) lfirst(lc))->index, tbl->index) == 0)
-			m = lfirst(lc);
-	if (m == NULL)
-	{
-		MemoryContext old;
+		free_mapping(lfirst(lc));
+	list_free(h->mappings);
+	h->mappings = NIL;
+}
 
-		m = fetch_mapping(conn, tbl->index);
-		old = MemoryContextSwitchTo(TopMemoryContext);
-		h->mappings = lappend(h->mappings, m);
-		MemoryContextSwitchTo(old);
-	}
-	f = mapped_field(m, field);
-	*has_keyword = f != NULL && f->keyword;
-	if (f == NULL || f->indexes != m->indexes || f->type[0] == '\0')
+/*
+ * The type the index mapping gives field ("keyword", "date" ...), or NULL
+ * when some index the table reads does not map it (Elasticsearch searches
+ * no unmapped field), the indexes map it with different types, or what it
+ * indexes is not what its _source holds (a copy_to target, a runtime
+ * field); *facts gets what else decides how it compares (ignore_above,
+ * null_value, a .keyword subfield).  The mapping is read once per
+ * transaction (this is plan time: a network call).
+ */
+const char *
+ElasticFieldType(ElasticTable *tbl, const char *field, ElasticFieldFacts *facts)
+{
+	ElasticMappingCache *m = current_mapping(tbl);
+	ElasticMappedField *f = mapped_field(m, field);
+
+	memset(facts, 0, sizeof(*facts));
+	facts->ignore_above = facts->kw_ignore_above = -1;
+	if (f == NULL || f->indexes != m->indexes || f->type[0] == '\0' ||
+		hidden_field(m, field))
 		return NULL;
+	facts->has_keyword = f->keyword;
+	facts->ignore_above = f->ignore_above;
+	facts->kw_ignore_above = f->kw_ignore_above;
+	facts->null_value = f->null_value;
 	return f->type;
+}
+
+/*
+ * What the mapping says of the fields (column fields, String) a plan's
+ * pushed clauses and sorts compare through, as a string: the plan records
+ * it and the scan compares it with the mapping read in its transaction.
+ */
+char *
+ElasticMappingFacts(ElasticTable *tbl, List *fields)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, fields)
+	{
+		ElasticFieldFacts facts;
+		const char *type = ElasticFieldType(tbl, strVal(lfirst(lc)), &facts);
+
+		appendStringInfo(&buf, "%s=%s,%d,%d,%d,%d;", strVal(lfirst(lc)),
+						 type ? type : "-", facts.has_keyword, facts.ignore_above,
+						 facts.kw_ignore_above, facts.null_value);
+	}
+	return buf.data;
 }
 
 /* ----------------------------------------------------------------
@@ -815,6 +997,8 @@ pgpoly_elastic_request(PG_FUNCTION_ARGS)
 	conn = PgpolyGetConnection(&ElasticStore, server,
 							   PgpolyGetUserMapping(GetUserId(), server->serverid));
 	ElasticRequest(conn, method, path, body, body ? strlen(body) : 0, NULL, NULL, &resp);
+	if (pg_strcasecmp(method, "GET") != 0 && pg_strcasecmp(method, "HEAD") != 0)
+		forget_mappings(conn);
 	if (resp.len == 0)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(ElasticParseJsonb(conn, NULL, resp.body, resp.len, "response"));

@@ -118,7 +118,11 @@ enum ElasticPrivate
 	EPRIV_INCLUDES,				/* List of String */
 	EPRIV_FLAGS,				/* Integer: EFLAG_* */
 	EPRIV_LIMIT,				/* Integer: rows to fetch, -1 */
-	EPRIV_PUSHED				/* String: pushed clauses, deparsed */
+	EPRIV_PUSHED,				/* String: pushed clauses, deparsed */
+	EPRIV_FIELDS,				/* List of String: the column fields whose
+								 * mapping the conds and sorts rely on */
+	EPRIV_FACTS					/* String: what the mapping said of them
+								 * (ElasticMappingFacts) */
 };
 
 #define EMODE_SCAN	0
@@ -155,6 +159,8 @@ typedef struct ElasticScanState
 	List	   *exprs;			/* ExprState of fdw_exprs */
 	ElasticParamValue *params;
 	ExprState  *recheck;		/* pushed quals, for overlay rows */
+	bool		recheck_all;	/* the mapping changed since planning: the
+								 * pushed quals are checked on every row */
 	ElasticScan *scan;
 	bool		count_done;
 	int			requests;		/* of finished scans */
@@ -675,6 +681,8 @@ count_plan(RelOptInfo *foreignrel, List *tlist, Plan *outer_plan)
 
 	priv = lappend(priv, makeInteger(-1));
 	priv = lappend(priv, makeString(""));
+	priv = lappend(priv, ri->tbl->consulted);
+	priv = lappend(priv, makeString(ElasticMappingFacts(ri->tbl, ri->tbl->consulted)));
 	return make_foreignscan(tlist, NIL, 0, ri->exprs, priv, tlist, NIL, outer_plan);
 }
 
@@ -724,6 +732,8 @@ elasticGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid
 					  linitial(best_path->fdw_private), includes, makeInteger(flags));
 	priv = lappend(priv, lsecond(best_path->fdw_private));
 	priv = lappend(priv, makeString(deparse_pushed(root, baserel, ri->remote)));
+	priv = lappend(priv, ri->tbl->consulted);
+	priv = lappend(priv, makeString(ElasticMappingFacts(ri->tbl, ri->tbl->consulted)));
 	return make_foreignscan(tlist, local, baserel->relid, ri->exprs, priv, NIL,
 							recheck, outer_plan);
 }
@@ -936,6 +946,53 @@ note_read(ForeignScanState *node, ElasticScanState *st)
 	e->primary_term = primary_term;
 }
 
+/*
+ * Check that the mapping, read in this transaction, still says what the
+ * plan's pushed clauses and sorts relied on: a cached plan may have been
+ * made before an alias moved to another index, an index was re-created
+ * or a pattern reached a new index.  If it changed, the plans of the table
+ * are made again at their next use, and this scan sends only the clauses that do
+ * not depend on the mapping (_id, _query) and checks the others on every
+ * row (they are its fdw_recheck_quals); a pushed sort or count(*) cannot
+ * be done here instead: ERROR, to be run again.
+ */
+static void
+check_mapping(ForeignScanState *node, ElasticScanState *st)
+{
+	List	   *priv = ((ForeignScan *) node->ss.ps.plan)->fdw_private;
+	List	   *fields = list_nth(priv, EPRIV_FIELDS);
+	char	   *planned = strVal(list_nth(priv, EPRIV_FACTS));
+	char	   *now;
+	List	   *kept = NIL;
+	ListCell   *lc;
+
+	if (fields == NIL)
+		return;
+	now = ElasticMappingFacts(st->tbl, fields);
+	if (strcmp(now, planned) == 0)
+		return;
+	/* at once, not at commit: an ERROR would discard it */
+	ElasticReplanReaders(st->core.relid);
+	if (st->mode == EMODE_COUNT || st->spec.sorts != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("the mapping of index \"%s\" of foreign table \"%s\" changed since the statement was planned",
+						st->tbl->index, st->tbl->relname),
+				 errdetail("The plan pushed a %s relying on: %s; the mapping now says: %s.",
+						   st->mode == EMODE_COUNT ? "count" : "sort", planned, now),
+				 errhint("Run the statement again: its plan is made again from the current mapping.")));
+	foreach(lc, st->spec.conds)
+	{
+		ElasticCond *c = lfirst(lc);
+
+		if (c->kind == ECOND_QUERY || c->kind == ECOND_IDS || c->kind == ECOND_IDS_IN)
+			kept = lappend(kept, c);
+	}
+	st->spec.conds = kept;
+	st->spec.limit = -1;
+	st->recheck_all = true;
+}
+
 /* IterateForeignScan: the next row, fetching a page when needed. */
 static TupleTableSlot *
 elasticIterateForeignScan(ForeignScanState *node)
@@ -949,6 +1006,7 @@ elasticIterateForeignScan(ForeignScanState *node)
 	{
 		MemoryContext old = PgpolyScanStart(&st->core);
 
+		check_mapping(node, st);
 		eval_params(node, st);
 		if (st->reads == NULL)
 			st->reads = target_reads(node, st);
@@ -968,7 +1026,7 @@ elasticIterateForeignScan(ForeignScanState *node)
 		/* the executor sets it only after we return: note_read's quals need it */
 		slot->tts_tableOid = RelationGetRelid(node->ss.ss_currentRelation);
 		econtext->ecxt_scantuple = slot;
-		if (!from_overlay || ExecQual(st->recheck, econtext))
+		if ((!from_overlay && !st->recheck_all) || ExecQual(st->recheck, econtext))
 		{
 			note_read(node, st);
 			return slot;

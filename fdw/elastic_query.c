@@ -21,6 +21,12 @@
  * unmapped field matches nothing).  A `term` on an analyzed text field
  * would match single tokens, so such a field is compared through its
  * .keyword subfield when it has one, and otherwise the clause stays local.
+ * What a field indexes must be what its _source holds: a keyword's
+ * ignore_above leaves longer values unindexed (equality is pushed for
+ * values within it; ranges, sorts and exists stay local), a null_value
+ * indexes JSON nulls as a value (comparisons are rechecked locally, IS NULL
+ * and sorts stay local), a copy_to target or runtime field is never
+ * compared (ElasticFieldType).
  * Text ranges (byte order in Lucene) are pushed only under the C collation.
  * `col <> v` excludes documents without the field, as SQL's NULL does.
  * Date/time comparisons are near ones (make_near): Elasticsearch indexes an
@@ -49,6 +55,7 @@
 #include "catalog/pg_opfamily.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
+#include "mb/pg_wchar.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
@@ -150,52 +157,164 @@ mapped_type_compares(Oid typid, const char *type)
 	return false;
 }
 
+/* How a column compares in Elasticsearch (compare_field). */
+typedef struct CompareField
+{
+	char	   *field;			/* the ES field compared (a .keyword maybe) */
+	char	   *exists_field;	/* the field exists queries go to */
+	const char *type;			/* the column field's mapped type */
+	int			limit;			/* field's ignore_above, -1 */
+	bool		exists_limited; /* exists_field has an ignore_above: exists
+								 * misses documents with long values */
+	bool		null_value;		/* a JSON null is indexed as a value */
+} CompareField;
+
 /*
- * The ES field a scalar column compares through, or NULL if comparisons on
- * it cannot be pushed (array, jsonb, a field the mapping does not give a
- * type that compares as the column's, analyzed text without .keyword ...);
- * *type gets the field's mapped type.  ranged: the comparison is an
- * ordering (needs the C collation for text).
+ * How a scalar column compares in Elasticsearch (into *cf), or false if
+ * comparisons on it cannot be pushed (array, jsonb, a field the mapping
+ * does not give a type that compares as the column's, analyzed text
+ * without .keyword ...).  ranged: the comparison is an ordering (needs the
+ * C collation for text).  The column's field is noted in tbl->consulted:
+ * the plan checks at execution that the mapping still says the same.
  */
-static char *
+static bool
 compare_field(ElasticTable *tbl, AttrNumber att, Oid collation, bool ranged,
-			  const char **type)
+			  CompareField *cf)
 {
 	ElasticColumn *col = &tbl->cols[att - 1];
-	bool		has_keyword;
+	ElasticFieldFacts facts;
 
 	if (col->role != ECOL_FIELD || col->is_array || !pushable_type(col->typid))
-		return NULL;
+		return false;
 	if (is_text_type(col->typid) && !deterministic(collation))
-		return NULL;
+		return false;
 	if (is_text_type(col->typid) && ranged &&
 		!(OidIsValid(collation) && lc_collate_is_c(collation)))
-		return NULL;
-	*type = ElasticFieldType(tbl, col->field, &has_keyword);
-	if (*type == NULL)
-		return NULL;
-	if (is_text_type(col->typid) && strcmp(*type, "text") == 0 && has_keyword)
-		return psprintf("%s.keyword", col->field);
-	return mapped_type_compares(col->typid, *type) ? col->field : NULL;
+		return false;
+	cf->type = ElasticFieldType(tbl, col->field, &facts);
+	if (cf->type == NULL)
+		return false;
+	cf->exists_field = col->field;
+	cf->exists_limited = facts.ignore_above >= 0;
+	cf->null_value = facts.null_value;
+	if (is_text_type(col->typid) && strcmp(cf->type, "text") == 0 && facts.has_keyword)
+	{
+		cf->field = psprintf("%s.keyword", col->field);
+		cf->limit = facts.kw_ignore_above;
+	}
+	else if (mapped_type_compares(col->typid, cf->type))
+	{
+		cf->field = col->field;
+		cf->limit = facts.ignore_above;
+	}
+	else
+		return false;
+	if (!list_member(tbl->consulted, makeString(col->field)))
+		tbl->consulted = lappend(tbl->consulted, makeString(col->field));
+	return true;
 }
 
 /*
  * Whether column att can be an ORDER BY key pushed down; *field gets the
  * ES field to sort on.  A date field holds milliseconds: it cannot order
- * timestamps that differ in their microseconds (date_nanos can).
+ * timestamps that differ in their microseconds (date_nanos can).  A
+ * keyword with ignore_above has no value for its long ones, and a field
+ * with a null_value sorts the nulls as that value: neither sorts as SQL.
  */
 bool
 ElasticSortableColumn(ElasticTable *tbl, AttrNumber att, Oid collation,
 					  char **field)
 {
 	Oid			typid = tbl->cols[att - 1].typid;
-	const char *type;
+	CompareField cf;
 
-	*field = compare_field(tbl, att, collation, true, &type);
-	if (*field == NULL || typid == BOOLOID)
+	if (!compare_field(tbl, att, collation, true, &cf) || typid == BOOLOID ||
+		cf.limit >= 0 || cf.null_value)
 		return false;
+	*field = cf.field;
 	return (typid != TIMESTAMPOID && typid != TIMESTAMPTZOID) ||
-		strcmp(type, "date_nanos") == 0;
+		strcmp(cf.type, "date_nanos") == 0;
+}
+
+/*
+ * The length Elasticsearch compares with ignore_above of a text value: a
+ * Java String's length, in UTF-16 code units (a character beyond U+FFFF
+ * counts twice).  Outside UTF-8 databases the byte length, which is never
+ * less.
+ */
+static int
+utf16_length(Datum value)
+{
+	text	   *t = DatumGetTextPP(value);
+	const unsigned char *p = (const unsigned char *) VARDATA_ANY(t);
+	int			len = VARSIZE_ANY_EXHDR(t);
+	int			n = 0;
+
+	if (GetDatabaseEncoding() != PG_UTF8)
+		return len;
+	for (int i = 0; i < len; i++)
+	{
+		/* a lead byte starts a character; a 4-byte one is a surrogate pair */
+		if ((p[i] & 0xC0) != 0x80)
+			n += (p[i] >= 0xF0) ? 2 : 1;
+	}
+	return n;
+}
+
+/*
+ * Whether the text value (or an element of the text array value) of typid
+ * is longer than limit (ignore_above, -1 none): Elasticsearch indexed no
+ * such value, so a term on it matches nothing.
+ */
+static bool
+over_limit(Datum value, Oid typid, int limit)
+{
+	Oid			elemtype = get_element_type(typid);
+
+	if (limit < 0)
+		return false;
+	if (OidIsValid(elemtype))
+	{
+		ArrayType  *arr = DatumGetArrayTypeP(value);
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+		int16		elmlen;
+		bool		elmbyval;
+		char		elmalign;
+
+		get_typlenbyvalalign(elemtype, &elmlen, &elmbyval, &elmalign);
+		deconstruct_array(arr, elemtype, elmlen, elmbyval, elmalign, &elems, &nulls, &n);
+		for (int i = 0; i < n; i++)
+			if (!nulls[i] && utf16_length(elems[i]) > limit)
+				return true;
+		return false;
+	}
+	return utf16_length(value) > limit;
+}
+
+/*
+ * Whether an equality on field cf with value can be pushed, and if so
+ * whether ES only narrows the rows down (*recheck).  Under ignore_above a
+ * longer value is not indexed: a constant within the limit compares
+ * exactly, a longer one stays local, and a value known only at execution
+ * is rechecked (a long one is then sent as match_all, see append_cond).
+ * With a null_value, documents holding null match that value too.
+ */
+static bool
+equality_pushable(CompareField *cf, Node *value, bool *recheck)
+{
+	if (cf->null_value)
+		*recheck = true;
+	if (cf->limit < 0)
+		return true;
+	if (!IsA(value, Const))
+	{
+		*recheck = true;
+		return true;
+	}
+	return ((Const *) value)->constisnull ||
+		!over_limit(((Const *) value)->constvalue, ((Const *) value)->consttype, cf->limit);
 }
 
 /* Append a cond (and its value expression) to the lists. */
@@ -207,6 +326,8 @@ add_cond(List **conds, List **exprs, ElasticCondKind kind, const char *field,
 
 	c->kind = kind;
 	c->field = pstrdup(field);
+	c->exists_field = c->field;
+	c->limit = -1;
 	c->expr = -1;
 	if (value)
 	{
@@ -242,6 +363,23 @@ make_near(List *conds, ElasticColumn *col, bool *recheck)
 	return true;
 }
 
+/*
+ * Append a cond on field cf (and its value expression) to the lists, with
+ * what the request needs of the field's mapping.
+ */
+static bool
+add_field_cond(List **conds, List **exprs, ElasticCondKind kind, CompareField *cf,
+			   Node *value)
+{
+	ElasticCond *c;
+
+	add_cond(conds, exprs, kind, cf->field, value);
+	c = llast(*conds);
+	c->exists_field = pstrdup(cf->exists_field);
+	c->limit = cf->limit;
+	return true;
+}
+
 /* Whether opno is "<>" of the default btree opfamily of typid. */
 static bool
 is_not_equal(Oid opno, Oid typid)
@@ -260,8 +398,7 @@ classify_op(ElasticTable *tbl, Oid opno, AttrNumber att, Node *value,
 	int			strategy = PgpolyBtreeStrategy(opno, col->typid);
 	bool		ne = strategy == 0 && is_not_equal(opno, col->typid);
 	ElasticCondKind kind = 0;
-	const char *type;
-	char	   *field;
+	CompareField cf;
 
 	if (col->role == ECOL_QUERY)
 		return col->typid == TEXTOID && strategy == BTEqualStrategyNumber &&
@@ -275,17 +412,33 @@ classify_op(ElasticTable *tbl, Oid opno, AttrNumber att, Node *value,
 	/* a value of another type compares after a conversion ES cannot make */
 	if (!PgpolyValueHasColumnForm(col->typid, exprType(value)))
 		return false;
-	field = compare_field(tbl, att, collation,
-						  strategy != BTEqualStrategyNumber && !ne, &type);
-	if (field == NULL)
+	if (!compare_field(tbl, att, collation,
+					   strategy != BTEqualStrategyNumber && !ne, &cf))
 		return false;
 	if (col->typid == BOOLOID && strategy != BTEqualStrategyNumber && !ne)
 		return false;
 	/* a near comparison cannot exclude documents: no <> on dates */
 	if (ne && col->is_datetime)
 		return false;
+	/* documents holding null match the null_value: they are rechecked */
+	if (cf.null_value)
+		*recheck = true;
+
+	/*
+	 * Under ignore_above, a range misses the documents whose long values
+	 * were not indexed; <> needs them found by exists and its value
+	 * indexed.
+	 */
+	if (cf.limit >= 0 && strategy != BTEqualStrategyNumber)
+	{
+		if (!ne || cf.exists_limited || !IsA(value, Const) ||
+			!equality_pushable(&cf, value, recheck))
+			return false;
+	}
 	if (ne)
-		return add_cond(conds, exprs, ECOND_NE, field, value);
+		return add_field_cond(conds, exprs, ECOND_NE, &cf, value);
+	if (strategy == BTEqualStrategyNumber && !equality_pushable(&cf, value, recheck))
+		return false;
 	switch (strategy)
 	{
 		case BTLessStrategyNumber:
@@ -306,7 +459,7 @@ classify_op(ElasticTable *tbl, Oid opno, AttrNumber att, Node *value,
 		default:
 			return false;
 	}
-	add_cond(conds, exprs, kind, field, value);
+	add_field_cond(conds, exprs, kind, &cf, value);
 	return !col->is_datetime || make_near(*conds, col, recheck);
 }
 
@@ -343,13 +496,12 @@ classify_opexpr(ElasticTable *tbl, RelOptInfo *baserel, OpExpr *op,
 /* column = ANY(array value). */
 static bool
 classify_any(ElasticTable *tbl, RelOptInfo *baserel, ScalarArrayOpExpr *sa,
-			 List **conds, List **exprs)
+			 List **conds, List **exprs, bool *recheck)
 {
 	AttrNumber	att = PgpolyColumnOf(linitial(sa->args), baserel);
 	Node	   *arr = lsecond(sa->args);
 	ElasticColumn *col;
-	const char *type;
-	char	   *field;
+	CompareField cf;
 
 	if (!sa->useOr || att == 0 || att > tbl->natts || !PgpolyIsScanConstant(arr))
 		return false;
@@ -363,8 +515,9 @@ classify_any(ElasticTable *tbl, RelOptInfo *baserel, ScalarArrayOpExpr *sa,
 	if (col->is_datetime ||
 		!PgpolyValueHasColumnForm(col->typid, get_element_type(exprType(arr))))
 		return false;
-	field = compare_field(tbl, att, sa->inputcollid, false, &type);
-	return field != NULL && add_cond(conds, exprs, ECOND_IN, field, arr);
+	return compare_field(tbl, att, sa->inputcollid, false, &cf) &&
+		equality_pushable(&cf, arr, recheck) &&
+		add_field_cond(conds, exprs, ECOND_IN, &cf, arr);
 }
 
 /*
@@ -378,34 +531,46 @@ ElasticClassifyQual(ElasticTable *tbl, RelOptInfo *baserel, Expr *clause,
 					List **conds, List **exprs, bool *recheck)
 {
 	AttrNumber	att;
-	const char *type;
+	CompareField cf;
 
 	*recheck = false;
 	if (IsA(clause, OpExpr))
 		return classify_opexpr(tbl, baserel, (OpExpr *) clause, conds, exprs, recheck);
 	if (IsA(clause, ScalarArrayOpExpr))
-		return classify_any(tbl, baserel, (ScalarArrayOpExpr *) clause, conds, exprs);
+		return classify_any(tbl, baserel, (ScalarArrayOpExpr *) clause, conds, exprs,
+							recheck);
 	if (IsA(clause, NullTest))
 	{
 		NullTest   *nt = (NullTest *) clause;
 
 		att = PgpolyColumnOf((Node *) nt->arg, baserel);
 		if (att == 0 || att > tbl->natts || nt->argisrow ||
-			compare_field(tbl, att, InvalidOid, false, &type) == NULL)
+			!compare_field(tbl, att, InvalidOid, false, &cf))
 			return false;
-		/* exists runs on the field itself: a .keyword may skip long values */
+
+		/*
+		 * exists runs on the field itself: a .keyword may skip long values.
+		 * It misses the long values of a keyword with ignore_above, and
+		 * finds the nulls indexed as a null_value (IS NOT NULL rechecks).
+		 */
+		if (cf.exists_limited || (cf.null_value && nt->nulltesttype == IS_NULL))
+			return false;
+		*recheck = cf.null_value;
 		return add_cond(conds, exprs,
 						nt->nulltesttype == IS_NULL ? ECOND_MISSING : ECOND_EXISTS,
-						tbl->cols[att - 1].field, NULL);
+						cf.exists_field, NULL);
 	}
 	/* A boolean column alone, or NOT column. */
 	att = PgpolyColumnOf((Node *) clause, baserel);
 	if (att == 0 && is_notclause(clause))
 		att = PgpolyColumnOf((Node *) get_notclausearg(clause), baserel);
 	if (att > 0 && att <= tbl->natts && tbl->cols[att - 1].typid == BOOLOID &&
-		compare_field(tbl, att, InvalidOid, false, &type) != NULL)
+		compare_field(tbl, att, InvalidOid, false, &cf))
+	{
+		*recheck = cf.null_value;
 		return add_cond(conds, exprs, ECOND_EQ, tbl->cols[att - 1].field,
 						(Node *) makeBoolConst(!is_notclause(clause), false));
+	}
 	return false;
 }
 
@@ -425,11 +590,14 @@ ElasticCondsToList(List *conds)
 	{
 		ElasticCond *c = lfirst(lc);
 
-		result = lappend(result, list_make5(makeInteger(c->kind),
-											makeString(c->field),
-											makeInteger(c->expr),
-											makeInteger(c->near ? c->below : -1),
-											makeInteger(c->above)));
+		List	   *l = list_make5(makeInteger(c->kind),
+									   makeString(c->field),
+									   makeInteger(c->expr),
+									   makeInteger(c->near ? c->below : -1),
+									   makeInteger(c->above));
+
+		l = lappend(l, makeString(c->exists_field));
+		result = lappend(result, lappend(l, makeInteger(c->limit)));
 	}
 	return result;
 }
@@ -451,6 +619,8 @@ ElasticCondsFromList(List *list)
 		c->expr = intVal(lthird(l));
 		c->below = intVal(lfourth(l));
 		c->above = intVal(list_nth(l, 4));
+		c->exists_field = strVal(list_nth(l, 5));
+		c->limit = intVal(list_nth(l, 6));
 		c->near = c->below >= 0;
 		result = lappend(result, c);
 	}
@@ -791,6 +961,16 @@ append_cond(StringInfo buf, ElasticCond *c, ElasticParamValue *params)
 {
 	ElasticParamValue *p = c->expr >= 0 ? &params[c->expr] : NULL;
 
+	/*
+	 * A value longer than the keyword's ignore_above was never indexed: the
+	 * documents holding it are found by the clause, rechecked here.
+	 */
+	if (p && !p->explain && !p->isnull && (c->kind == ECOND_EQ || c->kind == ECOND_IN) &&
+		over_limit(p->value, p->typid, c->limit))
+	{
+		appendStringInfoString(buf, "{\"match_all\":{}}");
+		return;
+	}
 	switch (c->kind)
 	{
 		case ECOND_EQ:
@@ -894,7 +1074,7 @@ ElasticAppendQuery(StringInfo buf, List *conds, ElasticParamValue *params,
 			if (k == 1 && c->kind == ECOND_NE)
 			{
 				appendStringInfoString(buf, "{\"exists\":{\"field\":");
-				escape_json(buf, c->field);
+				escape_json(buf, c->exists_field);
 				appendStringInfoString(buf, "}}");
 			}
 			else

@@ -74,7 +74,8 @@ that a routing other than the _id may name another shard.
                                   per-document error)
   POST /_aliases, PUT /<index>/_alias/<name>
                                   indices-aliases.html, indices-add-alias.html
-                                  ("add" actions with is_write_index)
+                                  ("add" actions with is_write_index,
+                                  "remove" actions)
 Aliases (aliases.html): a name standing for one or more indices.  A search,
 count, mapping or PIT of an alias reads its indices, and every hit carries
 the concrete "_index" it came from.  A write (bulk action) addressed to an
@@ -117,6 +118,12 @@ index-modules-blocks.html):
   indices"): a bulk index or create action on a missing index then fails
   its item with 404 index_not_found_exception, reason "no such index
   [<index>] and [action.auto_create_index] is [false]".
+Mapping parameters the searches honour (mapping-params.html): a keyword
+longer than "ignore_above" characters is not indexed (ignore-above.html);
+an explicit null is indexed as "null_value"
+(null-value.html); a "copy_to" target indexes the values copied into it,
+which its _source lacks (copy-to.html).  A "runtime" section is kept and
+returned by GET _mapping only (no scripts run here).
 Error bodies follow common-options.html / the REST error format:
   {"error": {"root_cause": [...], "type": ..., "reason": ...}, "status": N}
 
@@ -259,8 +266,9 @@ def parse_date(v, nanos=False):
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
-def get_values(source, path):
-    """Values of a (dotted) field in a document, arrays flattened."""
+def get_values(source, path, nulls=False):
+    """Values of a (dotted) field in a document, arrays flattened; nulls:
+    keep explicit JSON nulls (null_value replaces them)."""
     out = []
 
     def walk(node, parts):
@@ -269,7 +277,7 @@ def get_values(source, path):
                 walk(n, parts)
             return
         if not parts:
-            if node is not None:
+            if node is not None or nulls:
                 out.append(node)
             return
         if not isinstance(node, dict):
@@ -324,6 +332,9 @@ class Index:
         self.routing_required = ((mappings or {}).get("_routing") or {}).get(
             "required") in (True, "true")
         self.properties = dict((mappings or {}).get("properties", {}))
+        # "runtime" fields (runtime-mapping-fields.html) are only kept and
+        # returned by GET _mapping: the stand-in runs no scripts
+        self.runtime = dict((mappings or {}).get("runtime", {}))
         # "dynamic": false -- new fields stay in _source, unmapped
         self.dynamic = (mappings or {}).get("dynamic", True) not in (False, "false")
         # "_source": {"enabled": false} -- hits carry no _source
@@ -459,7 +470,7 @@ class Ctx:
             # a nested object's fields only match through a nested query
             # (nested.html), which the stand-in does not have
             return "keyword", []
-        vals = get_values(src, base)
+        vals = indexed_values(idx, src, base, m)
         t = m.get("type", "keyword")
         if t == "text":
             return "text", vals
@@ -479,6 +490,58 @@ class Ctx:
                                      ("true" if v is True else "false"
                                       if v is False else str(v)))
                            for v in vals]
+
+
+def utf16_len(s):
+    """The length Elasticsearch compares with ignore_above: a Java
+    String's length, in UTF-16 code units."""
+    return len(s.encode("utf-16-le")) // 2
+
+
+def leaf_mappings(props, prefix=""):
+    """(dotted path, mapping) of every field of a properties object,
+    multi-fields included."""
+    for k, m in props.items():
+        path = prefix + k
+        yield path, m
+        for sub, sm in (m.get("fields") or {}).items():
+            yield path + "." + sub, sm
+        if "properties" in m:
+            yield from leaf_mappings(m["properties"], path + ".")
+
+
+def source_values(idx, src, path, m):
+    """The values field path of mapping m takes from a document's _source,
+    before ignore_above: an explicit JSON null becomes the field's
+    null_value ("replace explicit null values with the specified value so
+    that it can be indexed and searched", null-value.html; an empty array
+    has no null to replace); a copy_to target also gets the values of the
+    fields copied into it ("the original _source field will not be
+    modified to show the copied values", copy-to.html)."""
+    vals = get_values(src, path, nulls=True)
+    nv = m.get("null_value")
+    vals = [nv if v is None else v for v in vals]
+    vals = [v for v in vals if v is not None]
+    for other, om in leaf_mappings(idx.properties):
+        targets = om.get("copy_to")
+        if targets is None or other == path:
+            continue
+        if path in (targets if isinstance(targets, list) else [targets]):
+            vals += [v for v in get_values(src, other) if v is not None]
+    return vals
+
+
+def indexed_values(idx, src, base, m):
+    """The values a field (m: its mapping, maybe a multi-field of base)
+    indexes for a document: a keyword longer than ignore_above is "not
+    indexed or stored" (ignore-above.html; "the value for ignore_above is
+    the character count")."""
+    vals = source_values(idx, src, base, m)
+    limit = m.get("ignore_above")
+    if m.get("type", "keyword") == "keyword" and limit is not None:
+        vals = [v for v in vals
+                if not (isinstance(v, str) and utf16_len(v) > int(limit))]
+    return vals
 
 
 NUMBER_TYPES = ("long", "integer", "short", "byte", "float", "double",
@@ -977,11 +1040,31 @@ class State:
 
 
 def update_aliases(body):
-    for action in (body or {}).get("actions", []):
+    """POST /_aliases: the actions apply atomically, in order
+    (indices-aliases.html: "add", and "remove", which takes the indices
+    index names out of alias; a missing alias is 404
+    aliases_not_found_exception), so an alias swapped from one index to
+    another is never seen pointing at neither."""
+    actions = (body or {}).get("actions", [])
+    for action in actions:
         (op, a), = action.items()
-        if op != "add":
+        if op not in ("add", "remove"):
             raise bad_request("unsupported alias action [%s]" % op)
-        STATE.add_alias(a["index"], a["alias"], a.get("is_write_index"))
+        if op == "remove" and a["alias"] not in STATE.aliases:
+            raise EsError(404, "aliases_not_found_exception",
+                          "aliases [%s] missing" % a["alias"],
+                          **{"resource.type": "aliases",
+                             "resource.id": a["alias"]})
+    for action in actions:
+        (op, a), = action.items()
+        if op == "add":
+            STATE.add_alias(a["index"], a["alias"], a.get("is_write_index"))
+            continue
+        members = STATE.aliases[a["alias"]]
+        for idx in STATE.resolve(a["index"]):
+            members.pop(idx.name, None)
+        if not members:
+            del STATE.aliases[a["alias"]]
     return 200, {"acknowledged": True}
 
 
@@ -1086,6 +1169,8 @@ def get_mapping(expr):
     out = {}
     for idx in STATE.resolve(expr, allow_missing="*" in expr):
         m = {"properties": idx.properties} if idx.properties else {}
+        if idx.runtime:
+            m["runtime"] = idx.runtime
         if idx.routing_required:
             m = dict({"_routing": {"required": True}}, **m)
         out[idx.name] = {"mappings": m}

@@ -74,6 +74,12 @@ class Standin:
     def stats(self):
         return self.request("GET", "/_standin/stats")
 
+    def data_requests(self):
+        """Requests so far other than GET _mapping, which a session sends
+        once per transaction that plans or runs a pushed-down scan."""
+        st = self.stats()
+        return st["requests"] - st["counts"].get("GET /{index}/_mapping", 0)
+
     def load(self, index, n, mappings=None):
         """Create index with n documents {"n": i, "grp": "g<i%3>"} via _bulk."""
         self.request("PUT", "/" + index, {"mappings": mappings or {

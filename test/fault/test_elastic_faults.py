@@ -68,21 +68,21 @@ def test():
     check(s.value(q) == "1000", "scan through the failover url")
 
     # 429 twice: retried.
-    before = es.stats()["requests"]
+    before = es.data_requests()
     es.faults({"status": 429, "count": 2, "path": "_search"})
     t0 = time.monotonic()
     check(s.value(q) == "1000", "query after two 429s should succeed")
     print("note: two 429s retried in %.2f s" % (time.monotonic() - t0))
-    check(es.stats()["requests"] - before >= 3, "the 429s were not retried")
+    check(es.data_requests() - before >= 3, "the 429s were not retried")
 
     # 503 beyond the retries; 500 is not retried.
     es.faults({"status": 503, "count": 10, "path": "_search"})
     expect_error(s, q, "08", "503 after retries", ('"esf"', "503"))
     es.clear()
-    before = es.stats()["requests"]
+    before = es.data_requests()
     es.faults({"status": 500, "count": 1, "path": "_search"})
     expect_error(s, q, "HV000", "500", ('"esf"', "500"))
-    check(es.stats()["requests"] - before == 1, "a 500 was retried")
+    check(es.data_requests() - before == 1, "a 500 was retried")
 
     # Garbage and truncated bodies.
     es.faults({"garbage": True, "count": 1, "path": "_search"})
