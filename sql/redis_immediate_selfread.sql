@@ -69,15 +69,34 @@ WITH d AS (DELETE FROM isr_hn WHERE n % 2 = 0 RETURNING *)
 INSERT INTO isr_hn SELECT key || 'w', v, n + 1 FROM d;
 SELECT isr_same('isr_h', 'isr_hn');
 
--- a plain SELECT of the table and a transactional-mode INSERT ... SELECT
--- still stream (nothing immediate runs): same answers
+-- the Redis round trips of q's scan (EXPLAIN ANALYZE; q runs)
+CREATE FUNCTION isr_trips(q text) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+  plan jsonb;
+BEGIN
+  EXECUTE 'EXPLAIN (ANALYZE, FORMAT JSON) ' || q INTO plan;
+  RETURN jsonb_path_query_first(plan, 'strict $.**."Redis Round Trips"')::int;
+END $$;
+
+-- a plain SELECT streams: LIMIT 1 takes a round or two of the ~100 SCAN steps
+SELECT isr_trips('SELECT * FROM isr_h LIMIT 1') < 10 AS streams;
 SELECT count(*), count(DISTINCT key) FROM isr_h;
+-- under an immediate-mode INSERT the SCAN runs to its end first
+SELECT isr_trips($$INSERT INTO isr_h SELECT key || 'l', v, n FROM isr_h LIMIT 1$$) > 50
+  AS listed_first;
+DELETE FROM isr_h WHERE key LIKE '%l';
+SELECT isr_same('isr_h', 'isr_hn');
+
+-- transactional mode: the writes are buffered, the scan streams
 ALTER FOREIGN TABLE isr_h OPTIONS (SET write_mode 'transactional');
+SELECT isr_trips($$INSERT INTO isr_h SELECT key || 'l', v, n FROM isr_h LIMIT 1$$) < 10
+  AS streams;
+DELETE FROM isr_h WHERE key LIKE '%l';
 INSERT INTO isr_h SELECT key || 'q', v, n FROM isr_h;
 INSERT INTO isr_hn SELECT key || 'q', v, n FROM isr_hn;
 SELECT isr_same('isr_h', 'isr_hn');
 
-DROP FUNCTION isr_same(regclass, regclass);
+DROP FUNCTION isr_same(regclass, regclass), isr_trips(text);
 DROP TABLE isr_hn, isr_sn;
 DROP SERVER risr CASCADE;
 \! redis-cli -p "$REDIS_PORT" --scan --pattern 'regress_isr:*' | xargs -r redis-cli -p "$REDIS_PORT" del > /dev/null
