@@ -16,7 +16,10 @@
  * being resharded) could escape both cursors, so a cluster scan compares
  * what the primaries say of their slots before and after, and reads the
  * keys of every slot that moved or was moving from its nodes (those
- * already returned are skipped).
+ * already returned are skipped).  While an immediate-mode writer's
+ * statement runs, its writes land during the SCAN, which may return keys
+ * added during it: the SCAN then runs to its end, keys only, before the
+ * first row (RedisScan.collect), and the rows are the keys it listed.
  *
  * Rounds overlap with the caller's work: as soon as a round's replies are
  * read, the next round is sent (RedisSend), so Redis answers it while the
@@ -194,6 +197,8 @@ struct RedisScan
 	CursorWalk *walks;			/* the cursors each node returned */
 	bool	   *node_done;
 	bool		scan_done;		/* every cursor is back at 0 */
+	bool		collect;		/* list every key before the first row
+								 * (build_scan_round) */
 	bool		ended;			/* the moved keys were collected */
 	RedisClusterView *view;		/* cluster: the slots as the SCAN began */
 	RedisKeySet *seen;			/* every key met, pointing at its copy */
@@ -1718,6 +1723,31 @@ clear_round(RedisScan *scan, ScanRound *r, int nkeys)
 	r->moved_state = INT_MAX;
 }
 
+/*
+ * The next fetch_size keys a collecting key-only scan listed before the
+ * moved ones, as rows of r: SCAN's TYPE filter saw them.
+ */
+static void
+collected_rows(RedisScan *scan, ScanRound *r)
+{
+	int			n = Min(scan->tbl->fetch_size, scan->moved_from - scan->queuepos);
+
+	for (int i = 0; i < n; i++)
+	{
+		RedisKeyState *st = add_state(r, scan->queue[scan->queuepos + i],
+									  scan->queuelens[scan->queuepos + i]);
+
+		st->exists = true;
+		st->keyonly = true;
+	}
+	scan->queuepos += n;
+	if (scan->queuepos == scan->nqueue)
+	{
+		scan->queuepos = scan->nqueue = 0;
+		scan->moved_from = 0;
+	}
+}
+
 /* States of the buffered keys that Redis did not have, into r. */
 static void
 overlay_states(RedisScan *scan, ScanRound *r)
@@ -1746,7 +1776,27 @@ build_scan_round(RedisScan *scan, ScanRound *r)
 	bool		keyonly = scan_keyonly(scan);
 
 	if (scan->nnodes == 0)
+	{
 		scan_start(scan);
+
+		/*
+		 * An immediate-mode write of this statement (an INSERT ... SELECT
+		 * from the table itself, an UPDATE moving keys) lands while the
+		 * SCAN still runs, and SCAN may return keys added during it: the
+		 * statement would read rows it wrote.  A native table shows a
+		 * statement none of its own writes; so while an immediate writer
+		 * runs, the SCAN goes to its end before the first row is returned
+		 * (rows come from the keys it listed, the table's as the statement
+		 * began).
+		 */
+		scan->collect = PgpolyImmediateWritesRunning();
+	}
+	if (!scan->scan_done && scan->collect)
+	{
+		r->fetch = FETCH_NONE;	/* SCAN steps alone: their keys are queued */
+		add_scan_steps(scan, r);
+		return ROUND_SENT;
+	}
 	if (!scan->scan_done)
 	{
 		/*
@@ -1766,6 +1816,13 @@ build_scan_round(RedisScan *scan, ScanRound *r)
 	}
 	if (!scan->ended)
 		scan_end(scan);
+	if (scan->collect && keyonly && !scan_watches(scan) &&
+		scan->queuepos < scan->moved_from)
+	{
+		/* the listed keys are the rows (the moved ones are asked TYPE) */
+		collected_rows(scan, r);
+		return ROUND_LOCAL;
+	}
 	if (scan->nqueue > scan->queuepos)
 	{
 		r->fetch = keyonly ? FETCH_TYPE : value_fetch(scan);
