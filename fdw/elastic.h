@@ -343,7 +343,6 @@ extern bool ElasticOverlayAdd(ElasticOverlay *ov, ElasticWrite *w);
 extern bool ElasticOverlayLive(ElasticOverlay *ov, const char *id);
 extern bool ElasticOverlayDeleted(ElasticOverlay *ov, const char *id,
 								  const char *index, const char *routing);
-extern void ElasticReplanReaders(Oid relid);
 extern void ElasticNoteWrite(Oid relid);
 extern bool ElasticHasPendingWrites(Oid relid);
 

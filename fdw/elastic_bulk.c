@@ -85,7 +85,6 @@
 
 #include "common/base64.h"
 #include "storage/proc.h"
-#include "storage/sinval.h"
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/inval.h"
@@ -122,21 +121,6 @@ replan_after_writes(XactEvent event, void *arg)
 }
 
 /*
- * Invalidate the cached plans that read relid, in this backend only, as
- * a local relcache invalidation does (the plan cache listens to those).
- */
-void
-ElasticReplanReaders(Oid relid)
-{
-	SharedInvalidationMessage msg;
-
-	msg.rc.id = SHAREDINVALRELCACHE_ID;
-	msg.rc.dbId = MyDatabaseId;
-	msg.rc.relId = relid;
-	LocalExecuteInvalidationMessage(&msg);
-}
-
-/*
  * Note that relid has buffered writes in this transaction (for planning);
  * at the first, plans made before it are replanned at their next use.
  */
@@ -162,7 +146,7 @@ ElasticNoteWrite(Oid relid)
 		RegisterXactCallback(replan_after_writes, NULL);
 		registered = true;
 	}
-	ElasticReplanReaders(relid);
+	PgpolyReplanReaders(relid);
 }
 
 /*

@@ -972,7 +972,7 @@ check_mapping(ForeignScanState *node, ElasticScanState *st)
 	if (strcmp(now, planned) == 0)
 		return;
 	/* at once, not at commit: an ERROR would discard it */
-	ElasticReplanReaders(st->core.relid);
+	PgpolyReplanReaders(st->core.relid);
 	if (st->mode == EMODE_COUNT || st->spec.sorts != NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),

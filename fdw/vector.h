@@ -105,6 +105,7 @@ typedef struct VectorCollection
 	char	   *uuid;			/* Chroma's id; Qdrant: the name */
 	VectorDistance distance;
 	int			dimension;		/* 0: unknown (empty collection) */
+	LocalTransactionId lxid;	/* the transaction that read it */
 } VectorCollection;
 
 /* One record. */
@@ -242,6 +243,9 @@ extern VectorCollection *VectorRememberCollection(PgpolyConnection *conn,
 extern VectorCollection *VectorLookupCollection(PgpolyConnection *conn,
 												VectorTable *tbl,
 												bool missing_ok);
+extern VectorCollection *VectorFreshCollection(PgpolyConnection *conn,
+											   VectorTable *tbl,
+											   bool missing_ok);
 extern double VectorRemoteCount(VectorTable *tbl);
 extern void VectorForgetCollection(PgpolyConnection *conn, VectorTable *tbl);
 extern char *VectorUrlSegment(const char *s);

@@ -8,9 +8,11 @@
  * (.../collections/{name}) but by UUID for every record route
  * (.../collections/{uuid}/get|query|upsert|update|delete).  The UUID, the
  * distance and the dimension of each collection are cached on the
- * connection, so a query costs one request; a record route answering 404
- * (the collection was dropped and re-created elsewhere) drops the entry,
- * looks the name up again and retries once.
+ * connection, so a query costs one request; a k-NN reads them again once
+ * per transaction (VectorFreshCollection: its answer depends on the
+ * distance); a record route answering 404 (the collection was dropped and
+ * re-created elsewhere) drops the entry, looks the name up again and
+ * retries once, except a query made for another distance or dimension.
  *
  * Invariants:
  *	- Every upsert/update body carries embeddings (vector_fdw.c refuses a
@@ -180,10 +182,14 @@ chroma_lookup(PgpolyConnection *conn, VectorTable *tbl, bool missing_ok)
 /*
  * Send a record route request (op: "get", "query", "upsert" ...) for tbl's
  * collection; on 404 re-resolve the name once (it may have been re-created).
+ * A request built for collection expect (a query: its answer is ranked and
+ * converted by expect's distance, its vector has expect's dimension) is
+ * not sent to a collection re-created with another distance or dimension:
+ * 40001, the statement is to be run again (its plan is made again).
  */
 static json_t *
 record_call(PgpolyConnection *conn, VectorTable *tbl, const char *op,
-			StringInfo body, bool create)
+			StringInfo body, bool create, const VectorCollection *expect)
 {
 	char	   *what = psprintf("%s on collection \"%s\"", op, tbl->collection);
 
@@ -192,6 +198,21 @@ record_call(PgpolyConnection *conn, VectorTable *tbl, const char *op,
 		VectorCollection *c = lookup(conn, tbl, false, create);
 		json_t	   *doc;
 
+		if (attempt > 0 && expect &&
+			(c->distance != expect->distance ||
+			 (c->dimension > 0 && expect->dimension > 0 &&
+			  c->dimension != expect->dimension)))
+		{
+			PgpolyReplanReaders(tbl->relid);
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("collection \"%s\" of foreign table \"%s\" was re-created with distance '%s' and dimension %d during the statement",
+							tbl->collection, tbl->relname, VectorDistanceName(c->distance),
+							c->dimension),
+					 errdetail("The statement's %s was made for distance '%s' and dimension %d.",
+							   op, VectorDistanceName(expect->distance), expect->dimension),
+					 errhint("Run the statement again.")));
+		}
 		doc = VectorCall(conn, "POST",
 						  psprintf("%s/collections/%s/%s", VectorBase(conn), c->uuid, op),
 						  body, what, attempt == 0);
@@ -440,7 +461,7 @@ chroma_get_by_ids(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *co
 	appendStringInfoChar(&body, ',');
 	append_include(&body, include);
 	appendStringInfoChar(&body, '}');
-	return parse_records(conn, record_call(conn, tbl, "get", &body, false), false,
+	return parse_records(conn, record_call(conn, tbl, "get", &body, false, NULL), false,
 						 coll->distance);
 }
 
@@ -462,7 +483,7 @@ chroma_get_page(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll
 		appendStringInfo(&body, "\"where\":%s,", where);
 	append_include(&body, include);
 	appendStringInfoChar(&body, '}');
-	rows = parse_records(conn, record_call(conn, tbl, "get", &body, false), false,
+	rows = parse_records(conn, record_call(conn, tbl, "get", &body, false, NULL), false,
 						 coll->distance);
 	*cursor = list_length(rows) < limit ? NULL :
 		psprintf("%d", offset + list_length(rows));
@@ -479,7 +500,7 @@ chroma_query(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
 
 	initStringInfo(&body);
 	query_body(&body, q, dim, k, where, ids, false, include);
-	return parse_records(conn, record_call(conn, tbl, "query", &body, false), true,
+	return parse_records(conn, record_call(conn, tbl, "query", &body, false, coll), true,
 						 coll->distance);
 }
 
@@ -592,7 +613,7 @@ chroma_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 	else
 		write_body(&body, w, n);
 	(void) record_call(conn, w[0]->tbl, ops[w[0]->kind], &body,
-					   w[0]->kind == VW_UPSERT || w[0]->kind == VW_INSERT);
+					   w[0]->kind == VW_UPSERT || w[0]->kind == VW_INSERT, NULL);
 }
 
 const VectorProvider VectorChroma = {

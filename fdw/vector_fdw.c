@@ -27,7 +27,10 @@
  * clause was translated: then the service's answer is the exact answer
  * and nothing needs rechecking.  Otherwise PostgreSQL sorts locally and
  * EXPLAIN says why.  The scan of such a path returns the ORDER BY value
- * itself (fdw_scan_tlist), converted from Chroma's distance.
+ * itself (fdw_scan_tlist), converted from Chroma's distance.  The
+ * collection's distance is read once per transaction; a plan records the
+ * one its decision relied on (VPRIV_DISTANCE), and a scan that finds
+ * another replans the table's cached plans (check_distance).
  *
  * Writes: INSERT upserts, UPDATE updates (or moves the id), DELETE deletes,
  * through the transaction buffer (write_mode 'transactional') or in
@@ -106,8 +109,10 @@ enum VectorPrivate
 	VPRIV_PUSHED,				/* String: translated clauses, deparsed */
 	VPRIV_WHERE,				/* String: where as EXPLAIN shows it */
 	VPRIV_NOTE,					/* String: why k-NN is local, "" if n/a */
-	VPRIV_SCAN_MAP				/* List of Integer: scan tuple column -> attno
+	VPRIV_SCAN_MAP,				/* List of Integer: scan tuple column -> attno
 								 * (0: the ORDER BY distance); NIL: base */
+	VPRIV_DISTANCE				/* Integer: the collection's distance the
+								 * k-NN decision relied on, -1: none */
 };
 
 /* A translated condition, at plan time. */
@@ -138,6 +143,8 @@ typedef struct VectorRelInfo
 	VectorDistance knn_metric;
 	int			knn_k;
 	int			knn_offset;
+	int			knn_distance;	/* the collection's distance it relied on
+								 * (VectorDistance), -1: none consulted */
 } VectorRelInfo;
 
 /* Executor state of a scan. */
@@ -544,18 +551,21 @@ const_limit(Node *n, int dflt)
 
 /*
  * The collection's distance known at plan time: the table option, or the
- * cached description (one request per connection).  VDIST_UNKNOWN if the
- * collection does not exist.
+ * collection's description read in this transaction (one request per
+ * transaction: it may have been re-created with another distance); the
+ * plan records the latter (*consulted), for the scan to check.
+ * VDIST_UNKNOWN if the collection does not exist.
  */
 static VectorDistance
-plan_distance(VectorTable *tbl)
+plan_distance(VectorTable *tbl, int *consulted)
 {
 	VectorCollection *c;
 
 	if (tbl->distance != VDIST_UNKNOWN)
 		return tbl->distance;
-	c = VectorLookupCollection(VectorGetConnection(tbl), tbl, true);
-	return c ? c->distance : VDIST_UNKNOWN;
+	c = VectorFreshCollection(VectorGetConnection(tbl), tbl, true);
+	*consulted = c ? c->distance : VDIST_UNKNOWN;
+	return *consulted;
 }
 
 /* Decide whether ORDER BY ... LIMIT can be a /query; else say why not. */
@@ -567,6 +577,7 @@ analyze_knn(PlannerInfo *root, RelOptInfo *baserel, VectorRelInfo *ri)
 	int			count,
 				offset;
 
+	ri->knn_distance = -1;
 	ri->knn_expr = knn_order_expr(root, baserel, ri->tbl, &ri->knn_query, &ri->knn_metric);
 	if (ri->knn_expr == NULL || !simple_select(root, baserel))
 		return;
@@ -588,7 +599,7 @@ analyze_knn(PlannerInfo *root, RelOptInfo *baserel, VectorRelInfo *ri)
 		ri->knn_note = "a WHERE clause cannot be translated into a filter of the service";
 		return;
 	}
-	dist = plan_distance(ri->tbl);
+	dist = plan_distance(ri->tbl, &ri->knn_distance);
 	if (dist != ri->knn_metric)
 	{
 		ri->knn_note = dist == VDIST_UNKNOWN ?
@@ -871,6 +882,7 @@ vectorGetForeignPlan(PlannerInfo *root, RelOptInfo *foreignrel, Oid foreigntable
 	priv = lappend(priv, makeString(where ? where : pstrdup("")));
 	priv = lappend(priv, makeString(pstrdup(!knn && ri->knn_note ? ri->knn_note : "")));
 	priv = lappend(priv, map);
+	priv = lappend(priv, makeInteger(ri->knn_distance));
 	return make_foreignscan(tlist, knn ? NIL : extract_actual_clauses(scan_clauses, false),
 							knn ? 0 : baserel->relid, exprs, priv, scan_tlist, NIL,
 							outer_plan);
@@ -1139,6 +1151,29 @@ store_row(VectorScanState *st, VectorRow *row, TupleTableSlot *slot)
 	ExecStoreVirtualTuple(slot);
 }
 
+/*
+ * Check that the collection's distance, read in this transaction, is still
+ * the one the plan's k-NN decision relied on: a cached plan may have been
+ * made before the collection was re-created with another distance.  If it
+ * changed, the table's cached plans are made again at their next use; this
+ * scan is right as it is (a pushed k-NN whose operator no longer matches
+ * the distance is computed locally by VectorScanBegin, a local one is
+ * sorted above the scan).
+ */
+static void
+check_distance(ForeignScanState *node, VectorScanState *st)
+{
+	List	   *priv = ((ForeignScan *) node->ss.ps.plan)->fdw_private;
+	int			planned = intVal(list_nth(priv, VPRIV_DISTANCE));
+	VectorCollection *c;
+
+	if (planned < 0)
+		return;
+	c = VectorFreshCollection(st->core.conn, st->tbl, true);
+	if ((c ? c->distance : VDIST_UNKNOWN) != (VectorDistance) planned)
+		PgpolyReplanReaders(st->core.relid);
+}
+
 /* IterateForeignScan: next row (the first call sends the request). */
 static TupleTableSlot *
 vectorIterateForeignScan(ForeignScanState *node)
@@ -1152,6 +1187,7 @@ vectorIterateForeignScan(ForeignScanState *node)
 	if (!st->core.started)
 	{
 		old = PgpolyScanStart(&st->core);
+		check_distance(node, st);
 		build_spec(node, st);
 		st->scan = VectorScanBegin(st->tbl, st->core.conn, &st->spec, st->core.pending);
 		st->ran_local |= VectorScanWasLocal(st->scan);

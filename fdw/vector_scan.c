@@ -574,7 +574,9 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 											ALLOCSET_DEFAULT_SIZES);
 	index_ids(scan);
 	scan->ids_next = 0;
-	scan->coll = VectorLookupCollection(conn, tbl, tbl->create);
+	/* a k-NN's answer depends on the distance: read in this transaction */
+	scan->coll = spec->query ? VectorFreshCollection(conn, tbl, tbl->create) :
+		VectorLookupCollection(conn, tbl, tbl->create);
 	scan->pending = pending;
 	scan->overlay = VectorOverlayBuild(pending);
 	if (spec->capped && spec->conds != NIL)

@@ -35,6 +35,7 @@
 #include "catalog/pg_type.h"
 #include "common/shortest_dec.h"
 #include "lib/stringinfo.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
@@ -49,6 +50,10 @@ typedef struct VectorConn
 	MemoryContext cxt;			/* the collection cache */
 	char	   *base;			/* path prefix of every route */
 	List	   *colls;			/* VectorCollection *, in cxt */
+	List	   *retired;		/* VectorCollection * forgotten in transaction
+								 * retired_lxid: a scan or write of it may
+								 * still use them; freed in a later one */
+	LocalTransactionId retired_lxid;
 } VectorConn;
 
 static void *service_connect(PgpolyConnection *conn, ForeignServer *server,
@@ -263,6 +268,7 @@ VectorRememberCollection(PgpolyConnection *conn, VectorCollection *c)
 	*copy = *c;
 	copy->name = pstrdup(c->name);
 	copy->uuid = pstrdup(c->uuid);
+	copy->lxid = MyProc->lxid;
 	vc->colls = lappend(vc->colls, copy);
 	MemoryContextSwitchTo(old);
 	return copy;
@@ -281,6 +287,27 @@ VectorLookupCollection(PgpolyConnection *conn, VectorTable *tbl, bool missing_ok
 }
 
 /*
+ * The description of tbl's collection read in this transaction, for what
+ * depends on its distance or dimension (a k-NN): a description cached by
+ * an earlier transaction is read again, since the collection may have been
+ * dropped and re-created with another distance or dimension meanwhile (one
+ * request per transaction).  NULL when it does not exist and missing_ok;
+ * else an ERROR.
+ */
+VectorCollection *
+VectorFreshCollection(PgpolyConnection *conn, VectorTable *tbl, bool missing_ok)
+{
+	VectorCollection *c = VectorCachedCollection(conn, tbl->collection);
+
+	if (c && c->lxid != MyProc->lxid)
+	{
+		VectorForgetCollection(conn, tbl);
+		c = NULL;
+	}
+	return c ? c : handle_of(conn)->provider->lookup(conn, tbl, missing_ok);
+}
+
+/*
  * use_remote_estimate: the number of records in tbl's collection, asked of
  * the service at plan time (0 when the collection does not exist yet).
  */
@@ -293,20 +320,42 @@ VectorRemoteCount(VectorTable *tbl)
 	return c ? handle_of(conn)->provider->count(conn, tbl, c) : 0;
 }
 
-/* Drop the cached description of tbl's collection (to see it afresh). */
+/*
+ * Drop the cached description of tbl's collection (to see it afresh).  A
+ * scan or write of this transaction may still hold it: it is freed in a
+ * later transaction (with the others forgotten in this one).
+ */
 void
 VectorForgetCollection(PgpolyConnection *conn, VectorTable *tbl)
 {
 	VectorConn *vc = handle_of(conn);
 	ListCell   *lc;
 
+	if (vc->retired_lxid != MyProc->lxid)
+	{
+		foreach(lc, vc->retired)
+		{
+			VectorCollection *c = lfirst(lc);
+
+			pfree(c->name);
+			pfree(c->uuid);
+			pfree(c);
+		}
+		list_free(vc->retired);
+		vc->retired = NIL;
+		vc->retired_lxid = MyProc->lxid;
+	}
 	foreach(lc, vc->colls)
 	{
 		VectorCollection *c = lfirst(lc);
 
 		if (strcmp(c->name, tbl->collection) == 0)
 		{
+			MemoryContext old = MemoryContextSwitchTo(vc->cxt);
+
 			vc->colls = foreach_delete_current(vc->colls, lc);
+			vc->retired = lappend(vc->retired, c);
+			MemoryContextSwitchTo(old);
 			return;
 		}
 	}

@@ -38,7 +38,9 @@
 #include "parser/parse_relation.h"
 #include "parser/parsetree.h"
 #include "rewrite/rewriteManip.h"
+#include "storage/sinval.h"
 #include "utils/acl.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 #include "utils/rel.h"
@@ -431,4 +433,21 @@ PgpolyForeignUpperPath(PlannerInfo *root, RelOptInfo *rel, PathTarget *target,
 									 NIL,
 #endif
 									 fdw_private);
+}
+
+/*
+ * Invalidate the cached plans that read relid, in this backend only, as
+ * a local relcache invalidation does (the plan cache listens to those):
+ * a scan that finds the store no longer says what its plan relied on
+ * calls it, at once (an ERROR would discard a transactional one).
+ */
+void
+PgpolyReplanReaders(Oid relid)
+{
+	SharedInvalidationMessage msg;
+
+	msg.rc.id = SHAREDINVALRELCACHE_ID;
+	msg.rc.dbId = MyDatabaseId;
+	msg.rc.relId = relid;
+	LocalExecuteInvalidationMessage(&msg);
 }

@@ -128,6 +128,7 @@ extern struct ForeignPath *PgpolyForeignUpperPath(struct PlannerInfo *root,
 												  double rows, Cost startup,
 												  Cost total, List *pathkeys,
 												  List *fdw_private);
+extern void PgpolyReplanReaders(Oid relid);
 extern void PgpolyStoreOldRow(struct TupleTableSlot *slot,
 							  struct TupleTableSlot *planSlot,
 							  AttrNumber junk, Relation rel);
