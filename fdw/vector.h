@@ -185,6 +185,12 @@ typedef struct VectorProvider
 	const char *label;			/* for messages: "Chroma", "Qdrant" */
 	/* compares an integer it holds with a fractional bound truncated */
 	bool		truncates_bounds;
+	/*
+	 * addresses records by an id a re-created collection does not keep
+	 * (Chroma's UUID), and a collection's distance cannot change in place:
+	 * a cached description is right until a record route answers 404
+	 */
+	bool		routes_by_uuid;
 	/* HTTP headers (api_key) and the path prefix of every route */
 	void		(*configure) (ForeignServer *server, UserMapping *user,
 							  List **headers, char **base);

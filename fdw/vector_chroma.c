@@ -8,11 +8,11 @@
  * (.../collections/{name}) but by UUID for every record route
  * (.../collections/{uuid}/get|query|upsert|update|delete).  The UUID, the
  * distance and the dimension of each collection are cached on the
- * connection, so a query costs one request; a k-NN reads them again once
- * per transaction (VectorFreshCollection: its answer depends on the
- * distance); a record route answering 404 (the collection was dropped and
- * re-created elsewhere) drops the entry, looks the name up again and
- * retries once, except a query made for another distance or dimension.
+ * connection, so a query costs one request: a collection's distance cannot
+ * change in place, and a record route answering 404 (the collection was
+ * dropped and re-created elsewhere) drops the entry, looks the name up
+ * again and retries once, except a query made for another distance or
+ * dimension (40001; VectorFreshCollection need not read it per transaction).
  *
  * Invariants:
  *	- Every upsert/update body carries embeddings (vector_fdw.c refuses a
@@ -184,8 +184,10 @@ chroma_lookup(PgpolyConnection *conn, VectorTable *tbl, bool missing_ok)
  * collection; on 404 re-resolve the name once (it may have been re-created).
  * A request built for collection expect (a query: its answer is ranked and
  * converted by expect's distance, its vector has expect's dimension) is
- * not sent to a collection re-created with another distance or dimension:
- * 40001, the statement is to be run again (its plan is made again).
+ * not sent to a collection re-created with another distance or dimension
+ * (since this statement looked it up, or since it was cached by an earlier
+ * transaction): 40001, the statement is to be run again (its plan is made
+ * again).
  */
 static json_t *
 record_call(PgpolyConnection *conn, VectorTable *tbl, const char *op,
@@ -206,12 +208,12 @@ record_call(PgpolyConnection *conn, VectorTable *tbl, const char *op,
 			PgpolyReplanReaders(tbl->relid);
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("collection \"%s\" of foreign table \"%s\" was re-created with distance '%s' and dimension %d during the statement",
+					 errmsg("collection \"%s\" of foreign table \"%s\" was re-created with distance '%s' and dimension %d",
 							tbl->collection, tbl->relname, VectorDistanceName(c->distance),
 							c->dimension),
 					 errdetail("The statement's %s was made for distance '%s' and dimension %d.",
 							   op, VectorDistanceName(expect->distance), expect->dimension),
-					 errhint("Run the statement again.")));
+					 errhint("Run the statement again: it is planned for the collection as it is now.")));
 		}
 		doc = VectorCall(conn, "POST",
 						  psprintf("%s/collections/%s/%s", VectorBase(conn), c->uuid, op),
@@ -620,6 +622,7 @@ const VectorProvider VectorChroma = {
 	.name = "chroma",
 	.label = "Chroma",
 	.truncates_bounds = true,
+	.routes_by_uuid = true,
 	.configure = chroma_configure,
 	.error_text = chroma_error_text,
 	.lookup = chroma_lookup,

@@ -924,6 +924,7 @@ const VectorProvider VectorQdrant = {
 	.name = "qdrant",
 	.label = "Qdrant",
 	.truncates_bounds = false,
+	.routes_by_uuid = false,
 	.configure = qdrant_configure,
 	.error_text = qdrant_error_text,
 	.lookup = qdrant_lookup,

@@ -291,15 +291,19 @@ VectorLookupCollection(PgpolyConnection *conn, VectorTable *tbl, bool missing_ok
  * depends on its distance or dimension (a k-NN): a description cached by
  * an earlier transaction is read again, since the collection may have been
  * dropped and re-created with another distance or dimension meanwhile (one
- * request per transaction).  NULL when it does not exist and missing_ok;
- * else an ERROR.
+ * request per transaction).  Not with a provider that routes by UUID
+ * (Chroma): there the request sent to a re-created collection's old UUID
+ * answers 404, and the look-up that follows finds the new distance
+ * (record_call: 40001 for a k-NN made for another one), so the cached
+ * description costs no request.  NULL when it does not exist and
+ * missing_ok; else an ERROR.
  */
 VectorCollection *
 VectorFreshCollection(PgpolyConnection *conn, VectorTable *tbl, bool missing_ok)
 {
 	VectorCollection *c = VectorCachedCollection(conn, tbl->collection);
 
-	if (c && c->lxid != MyProc->lxid)
+	if (c && c->lxid != MyProc->lxid && !handle_of(conn)->provider->routes_by_uuid)
 	{
 		VectorForgetCollection(conn, tbl);
 		c = NULL;

@@ -69,7 +69,9 @@ RESET plan_cache_mode;
 \! curl -s -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"name":"pgpoly_rt_vs","configuration":{"hnsw":{"space":"cosine"}}}' "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections"
 INSERT INTO vs_w SELECT * FROM vs_native;
 
--- The same session: every answer is still the SQL operator's.
+-- The same session: the first k-NN pushed for the old distance fails once
+-- with 40001 (-1: its request met the re-created collection), then every
+-- answer is the SQL operator's.
 SELECT vs_diff('<->', '{1,0,0}', 5) AS l2, vs_diff('<=>', '{1,0,0}', 5) AS cos;
 SELECT vs_diff('<->', '{0.2,1,-0.5}', 7) AS l2, vs_diff('<=>', '{0.2,1,-0.5}', 7) AS cos;
 -- now <=> is pushed, <-> is not
@@ -95,7 +97,8 @@ SELECT id FROM vs_t ORDER BY embedding <=> '{1,0,0}' LIMIT 5;
 ROLLBACK;
 SELECT vs_diff('<->', '{1,0,0}', 5) AS l2, vs_diff('<=>', '{1,0,0}', 5) AS cos;
 
--- Re-created with another dimension: a clear error, no crash.
+-- Re-created with another dimension: 40001 once (the cached plan's
+-- request met the re-created collection), then a clear error; no crash.
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/pgpoly_rt_vs"
 \! curl -s -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"name":"pgpoly_rt_vs","configuration":{"hnsw":{"space":"l2"}}}' "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections"
 INSERT INTO vs_w VALUES ('four', '{1,0,0,0}');
