@@ -24,7 +24,7 @@ AS 'MODULE_PATHNAME', 'pgpoly_elastic_request'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 
 COMMENT ON FUNCTION pgpoly.elastic_request(name, text, text, jsonb) IS
-'Send one request to a pgpoly_elastic server with its connection and credentials (index management: PUT /index with mappings, DELETE /index, _refresh); returns the response body, error bodies included';
+'Send one request to a pgpoly_elastic server with its connection and credentials (index management: PUT /index with mappings, DELETE /index, _refresh); returns the response body, error bodies included.  In a read-only transaction only reads are sent (GET, HEAD, POST to _search, _msearch, _count, _mget, _field_caps, _validate, _explain or _pit, DELETE /_pit or /_search/...); anything else fails with SQLSTATE 25006';
 
 -- It acts with the user mapping's credentials on anything the cluster allows.
 REVOKE ALL ON FUNCTION pgpoly.elastic_request(name, text, text, jsonb) FROM PUBLIC;

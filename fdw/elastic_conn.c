@@ -49,6 +49,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -956,6 +957,103 @@ check_request_line(const char *method, const char *path)
 					 errhint("Percent-encode them, e.g. %%20 for a space.")));
 }
 
+/*
+ * Whether a path segment (len bytes at seg, as sent) is one a read may
+ * hold: not "." or ".." (libcurl resolves them, so the segments before
+ * would not be the request's), nor percent-encoding a leading "_", a "/"
+ * or a NUL (a server matching routes on the decoded path would see another
+ * endpoint than the one tested here).  Its decoded first byte goes to
+ * *first ('\0' for an empty segment).
+ */
+static bool
+read_segment_ok(const char *seg, int len, char *first)
+{
+	char		head[2] = {'\0', '\0'};
+	int			n = 0;				/* decoded bytes */
+	bool		encoded = false;
+
+	for (int i = 0; i < len; i++, n++)
+	{
+		char		b = seg[i];
+
+		if (b == '%' && i + 2 < len &&
+			isxdigit((unsigned char) seg[i + 1]) && isxdigit((unsigned char) seg[i + 2]))
+		{
+			char		hex[3] = {seg[i + 1], seg[i + 2], '\0'};
+
+			b = (char) strtol(hex, NULL, 16);
+			encoded = true;
+			i += 2;
+		}
+		if (b == '/' || b == '\\' || b == '\0')
+			return false;
+		if (n < 2)
+			head[n] = b;
+	}
+	if ((n == 1 && head[0] == '.') || (n == 2 && head[0] == '.' && head[1] == '.'))
+		return false;
+	if (encoded && head[0] == '_')
+		return false;
+	*first = head[0];
+	return true;
+}
+
+/*
+ * Whether pgpoly.elastic_request(method, path) only reads the cluster, so
+ * that a read-only transaction may send it: GET and HEAD; a POST to a
+ * search endpoint (the path's first segment starting with "_", other than
+ * the index pattern _all: _search, _msearch, _count, _mget, _field_caps,
+ * _validate, _explain, or _pit, which opens a point in time; OpenSearch's
+ * _search/point_in_time too); a DELETE of /_pit or /_search/... (closing
+ * a point in time or a scroll).  Everything else, _refresh included, counts
+ * as a write.  Only the path before a "?" or "#" is looked at.
+ */
+static bool
+request_is_read(const char *method, const char *path)
+{
+	static const char *const search_endpoints[] = {
+		"_search", "_msearch", "_count", "_mget", "_field_caps",
+		"_validate", "_explain", "_pit", NULL
+	};
+	const char *endpoint = NULL;
+	int			endlen = 0;
+	size_t		pathlen = strcspn(path, "?#");
+	const char *p = path;
+	bool		post;
+
+	if (pg_strcasecmp(method, "GET") == 0 || pg_strcasecmp(method, "HEAD") == 0)
+		return true;
+	post = pg_strcasecmp(method, "POST") == 0;
+	if (!post && pg_strcasecmp(method, "DELETE") != 0)
+		return false;
+	while (p < path + pathlen)
+	{
+		int			len;
+		char		first;
+
+		p++;					/* the "/" */
+		len = (int) strcspn(p, "/?#");
+		if (!read_segment_ok(p, len, &first))
+			return false;
+		if (endpoint == NULL && first == '_' &&
+			!(len == 4 && strncmp(p, "_all", 4) == 0))
+		{
+			endpoint = p;
+			endlen = len;
+		}
+		p += len;
+	}
+	if (endpoint == NULL)
+		return false;
+	for (int i = 0; search_endpoints[i]; i++)
+		if ((int) strlen(search_endpoints[i]) == endlen &&
+			strncmp(endpoint, search_endpoints[i], endlen) == 0)
+			return post || (endpoint == path + 1 &&
+							(strcmp(search_endpoints[i], "_pit") == 0 ||
+							 strcmp(search_endpoints[i], "_search") == 0));
+	return false;
+}
+
 PG_FUNCTION_INFO_V1(pgpoly_elastic_request);
 
 /*
@@ -977,6 +1075,7 @@ pgpoly_elastic_request(PG_FUNCTION_ARGS)
 	char	   *body;
 	PgpolyConnection *conn;
 	PgpolyHttpResponse resp;
+	bool		is_read;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -994,10 +1093,13 @@ pgpoly_elastic_request(PG_FUNCTION_ARGS)
 						server->servername)));
 	check_request_line(method, path);
 	PgpolyCheckServerUsage(server);
+	is_read = request_is_read(method, path);
+	if (!is_read)
+		PreventCommandIfReadOnly(psprintf("%s %s", method, path));
 	conn = PgpolyGetConnection(&ElasticStore, server,
 							   PgpolyGetUserMapping(GetUserId(), server->serverid));
 	ElasticRequest(conn, method, path, body, body ? strlen(body) : 0, NULL, NULL, &resp);
-	if (pg_strcasecmp(method, "GET") != 0 && pg_strcasecmp(method, "HEAD") != 0)
+	if (!is_read)
 		forget_mappings(conn);
 	if (resp.len == 0)
 		PG_RETURN_NULL();
