@@ -72,8 +72,8 @@ CREATE TABLE pgpoly.runs (
 -- "runs of experiment X, newest first" (MLflow's search_runs default order)
 CREATE INDEX runs_experiment_start_idx ON pgpoly.runs (experiment_id, start_time DESC);
 
--- Full metric history.  metric_id only gives ORMs a primary key; the history order
--- is (step, ts, value), as in MLflow.
+-- Full metric history.  metric_id is the logging order (first logged, lowest id); the
+-- history order is (step, ts, value), as in MLflow.
 CREATE TABLE pgpoly.metrics (
 	metric_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	run_id    uuid NOT NULL REFERENCES pgpoly.runs ON DELETE CASCADE,
@@ -82,22 +82,36 @@ CREATE TABLE pgpoly.metrics (
 	step      bigint NOT NULL DEFAULT 0,
 	ts        timestamptz NOT NULL DEFAULT now()
 );
--- Serves latest_metrics (one descending probe per run and key) and history plots.
+-- Serves latest_metrics (one descending probe per run and key, the same expressions
+-- in the same order as the view's ORDER BY) and history plots.
 CREATE INDEX metrics_run_key_step_idx
-	ON pgpoly.metrics (run_id, key, step DESC, ts DESC, value DESC);
+	ON pgpoly.metrics (run_id, key, step DESC, ts DESC,
+					   (CASE WHEN value = 'NaN' THEN 0
+							 WHEN value = 'Infinity' THEN 1.7976931348623157e308
+							 WHEN value = '-Infinity' THEN -1.7976931348623157e308
+							 ELSE value END) DESC,
+					   metric_id);
 
--- MLflow's latest-metric rule: per run and key the value at the highest step; ties go
--- to the latest timestamp, then to the largest value (so the answer is deterministic).
+-- MLflow's latest-metric rule (SqlAlchemyStore._update_latest_metrics_if_necessary):
+-- a logged value replaces the latest one only if its (step, timestamp, value) is
+-- strictly greater, the value compared as MLflow stores it (NaN as 0, +/-Infinity as
+-- +/-1.7976931348623157e308).  So per run and key: the highest step, ties to the
+-- latest ts, then to the largest such value, and on a complete tie the first logged.
 -- security_invoker: the caller reads pgpoly.metrics with their own privileges and its
 -- row-level security policies, as a query of the table would (not as the owner).
 CREATE VIEW pgpoly.latest_metrics WITH (security_invoker = true) AS
 	SELECT DISTINCT ON (m.run_id, m.key)
 	       m.run_id, m.key, m.value, m.step, m.ts
 	FROM   pgpoly.metrics m
-	ORDER  BY m.run_id, m.key, m.step DESC, m.ts DESC, m.value DESC;
+	ORDER  BY m.run_id, m.key, m.step DESC, m.ts DESC,
+			  (CASE WHEN m.value = 'NaN' THEN 0
+					WHEN m.value = 'Infinity' THEN 1.7976931348623157e308
+					WHEN m.value = '-Infinity' THEN -1.7976931348623157e308
+					ELSE m.value END) DESC,
+			  m.metric_id;
 
 COMMENT ON VIEW pgpoly.latest_metrics IS
-	'Per run and key: the value at the highest step, ties to the latest ts (MLflow semantics)';
+	'Per run and key: the value at the highest step, ties to the latest ts, then to the largest value counting NaN as 0, then to the first logged (MLflow semantics)';
 
 --
 -- Model registry

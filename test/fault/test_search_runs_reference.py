@@ -13,9 +13,12 @@ max_results are run through search_runs and through the reference, and the
 returned run ids must be the same, in the same order.
 
 Reference semantics (MLflow):
-  * latest metric: the row with the highest step, then the latest timestamp,
-    then the largest value (pgpoly documents the last tie-break; NaN counts as
-    the largest, as in PostgreSQL's float8 order);
+  * latest metric: MLflow's SQL store (_update_latest_metrics_if_necessary)
+    replays the history in logging order and replaces the latest row only by
+    one whose (step, timestamp, value) is strictly greater, comparing the
+    value as stored (sanitize_metric_value: NaN as 0, +/-inf as
+    +/-1.7976931348623157e308); so the highest step, then the latest
+    timestamp, then the largest such value, then the first logged;
   * a comparison on a metric, param, tag or attribute the run lacks is false
     (!= and NOT IN included); metrics compare as Python floats, so a NaN matches
     != only;
@@ -105,15 +108,20 @@ def make_runs(rng):
     return runs
 
 
-def float_key(v):
-    """PostgreSQL's float8 order: NaN above everything, -0.0 = 0.0."""
-    return (1, 0.0) if math.isnan(v) else (0, v)
+def stored_value(v):
+    """The value MLflow's SQL store compares: NaN as 0, +/-inf as +/-max."""
+    if math.isnan(v):
+        return 0.0
+    if math.isinf(v):
+        return math.copysign(1.7976931348623157e308, v)
+    return v
 
 
 def latest_metrics(history):
+    """MLflow's latest values; history is in logging order (load() keeps it)."""
     best = {}
     for k, v, step, ts in history:
-        key = (step, ts, float_key(v))
+        key = (step, ts, stored_value(v))
         if k not in best or key > best[k][0]:
             best[k] = (key, v)
     return {k: b[1] for k, b in best.items()}
