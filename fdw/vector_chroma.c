@@ -187,11 +187,13 @@ chroma_lookup(PgpolyConnection *conn, VectorTable *tbl, bool missing_ok)
  * not sent to a collection re-created with another distance or dimension
  * (since this statement looked it up, or since it was cached by an earlier
  * transaction): 40001, the statement is to be run again (its plan is made
- * again).
+ * again).  A batch of a flush whose embeddings (dim_of's dimension) do not
+ * fit the collection as resolved now is not sent either: 22000.
  */
 static json_t *
 record_call(PgpolyConnection *conn, VectorTable *tbl, const char *op,
-			StringInfo body, bool create, const VectorCollection *expect)
+			StringInfo body, bool create, const VectorCollection *expect,
+			const VectorWrite *dim_of)
 {
 	char	   *what = psprintf("%s on collection \"%s\"", op, tbl->collection);
 
@@ -215,6 +217,7 @@ record_call(PgpolyConnection *conn, VectorTable *tbl, const char *op,
 							   op, VectorDistanceName(expect->distance), expect->dimension),
 					 errhint("Run the statement again: it is planned for the collection as it is now.")));
 		}
+		VectorCheckFlushDimension(tbl, c, dim_of, attempt > 0);
 		doc = VectorCall(conn, "POST",
 						  psprintf("%s/collections/%s/%s", VectorBase(conn), c->uuid, op),
 						  body, what, attempt == 0);
@@ -463,7 +466,7 @@ chroma_get_by_ids(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *co
 	appendStringInfoChar(&body, ',');
 	append_include(&body, include);
 	appendStringInfoChar(&body, '}');
-	return parse_records(conn, record_call(conn, tbl, "get", &body, false, NULL), false,
+	return parse_records(conn, record_call(conn, tbl, "get", &body, false, NULL, NULL), false,
 						 coll->distance);
 }
 
@@ -485,7 +488,7 @@ chroma_get_page(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll
 		appendStringInfo(&body, "\"where\":%s,", where);
 	append_include(&body, include);
 	appendStringInfoChar(&body, '}');
-	rows = parse_records(conn, record_call(conn, tbl, "get", &body, false, NULL), false,
+	rows = parse_records(conn, record_call(conn, tbl, "get", &body, false, NULL, NULL), false,
 						 coll->distance);
 	*cursor = list_length(rows) < limit ? NULL :
 		psprintf("%d", offset + list_length(rows));
@@ -502,7 +505,7 @@ chroma_query(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
 
 	initStringInfo(&body);
 	query_body(&body, q, dim, k, where, ids, false, include);
-	return parse_records(conn, record_call(conn, tbl, "query", &body, false, coll), true,
+	return parse_records(conn, record_call(conn, tbl, "query", &body, false, coll, NULL), true,
 						 coll->distance);
 }
 
@@ -615,7 +618,8 @@ chroma_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 	else
 		write_body(&body, w, n);
 	(void) record_call(conn, w[0]->tbl, ops[w[0]->kind], &body,
-					   w[0]->kind == VW_UPSERT || w[0]->kind == VW_INSERT, NULL);
+					   w[0]->kind == VW_UPSERT || w[0]->kind == VW_INSERT, NULL,
+					   w[0]->dim_of);
 }
 
 const VectorProvider VectorChroma = {

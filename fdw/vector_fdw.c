@@ -1488,10 +1488,7 @@ row_write(VectorModifyState *ms, VectorWriteKind kind, Datum *values, bool *null
 	w->row.emb = VectorDatumFloats(values[tbl->emb_att - 1],
 								   tbl->cols[tbl->emb_att - 1].typid, &w->row.dim);
 	if (ms->dim > 0 && w->row.dim != ms->dim)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("embedding of record \"%s\" has %d dimensions, collection \"%s\" has %d",
-						w->row.id, w->row.dim, tbl->collection, ms->dim)));
+		VectorDimensionError(tbl, w->row.id, w->row.dim, ms->dim, NULL);
 	ms->dim = w->row.dim;
 	if (tbl->doc_att && !nulls[tbl->doc_att - 1])
 		w->row.document = TextDatumGetCString(values[tbl->doc_att - 1]);

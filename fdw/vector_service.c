@@ -681,10 +681,85 @@ VectorCheckWrite(VectorWrite *w)
 		w->tbl->provider->check_write(w);
 }
 
+/*
+ * ERROR (22000): the embedding of record id has got dimensions where tbl's
+ * collection has (or, after this transaction's earlier writes, will have)
+ * want.  detail, if not NULL, says where want comes from.
+ */
+void
+VectorDimensionError(VectorTable *tbl, const char *id, int got, int want,
+					 const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_EXCEPTION),
+			 errmsg("embedding of record \"%s\" has %d dimensions, collection \"%s\" has %d",
+					id, got, tbl->collection, want),
+			 detail ? errdetail_internal("%s", detail) : 0));
+}
+
+/*
+ * Before a batch of a flush is sent to collection c (as the service
+ * describes it now): ERROR unless the embeddings the flush writes to it
+ * (all of dim_of's dimension; NULL: none) have c's dimension.  The writes
+ * were checked against the description the statements saw; it differs when
+ * the collection was dropped and re-created since (recreated: the request
+ * to its old id just answered 404), and the service would refuse the
+ * batch with a bare HTTP 400 after the flush had sent the batches before.
+ */
+void
+VectorCheckFlushDimension(VectorTable *tbl, const VectorCollection *c,
+						  const VectorWrite *dim_of, bool recreated)
+{
+	if (dim_of == NULL || c == NULL || c->dimension <= 0 ||
+		c->dimension == dim_of->row.dim)
+		return;
+	VectorDimensionError(tbl, dim_of->row.id, dim_of->row.dim, c->dimension,
+						 recreated ?
+						 "The collection was dropped and re-created since this session looked it up." :
+						 NULL);
+}
+
 /* ----------------------------------------------------------------
  *		Writes
  * ----------------------------------------------------------------
  */
+
+/*
+ * Set each write's dim_of (the first write with an embedding to the same
+ * collection), and ERROR before anything is sent when two writes to one
+ * collection have different dimensions: statements of one transaction that
+ * each matched a then empty collection, of which the service would take the
+ * first batch and refuse a later one.
+ */
+static void
+link_dimensions(VectorWrite **w, int n)
+{
+	List	   *firsts = NIL;
+	ListCell   *lc;
+
+	for (int pass = 0; pass < 2; pass++)
+		for (int i = 0; i < n; i++)
+		{
+			VectorWrite *first = NULL;
+
+			foreach(lc, firsts)
+				if (strcmp(((VectorWrite *) lfirst(lc))->tbl->collection,
+						   w[i]->tbl->collection) == 0)
+					first = lfirst(lc);
+			if (pass == 1)
+				w[i]->dim_of = first;
+			else if (w[i]->kind == VW_DELETE)
+				continue;
+			else if (first == NULL)
+				firsts = lappend(firsts, w[i]);
+			else if (w[i]->row.dim != first->row.dim)
+				VectorDimensionError(w[i]->tbl, w[i]->row.id, w[i]->row.dim,
+									 first->row.dim,
+									 psprintf("Record \"%s\" written to it earlier in this transaction has %d dimensions.",
+											  first->row.id, first->row.dim));
+		}
+	list_free(firsts);
+}
 
 /* Send one batch, naming it in the error context. */
 static void
@@ -721,6 +796,7 @@ VectorSendWrites(PgpolyConnection *conn, List *writes)
 
 	for (int i = 0; i < n; i++)
 		w[i] = list_nth(writes, i);
+	link_dimensions(w, n);
 	old = MemoryContextSwitchTo(cxt);
 	while (start < n)
 	{
