@@ -87,6 +87,9 @@ typedef struct ElasticMappedField
 								 * (the field's or its .keyword's) */
 	bool		hidden;			/* a copy_to target or a runtime field:
 								 * what it indexes is not its _source */
+	bool		ignore_malformed;	/* some index maps it with
+									 * ignore_malformed: a value it cannot
+									 * parse is in _source, not indexed */
 } ElasticMappedField;
 
 /*
@@ -582,6 +585,22 @@ has_null_value(json_t *def)
 }
 
 /*
+ * Whether def keeps documents whose value it cannot parse, indexing none:
+ * "the malformed field is not indexed, but other fields in the document
+ * are processed normally" (ignore-malformed.html), so the _source holds a
+ * value (3000000000 in an integer field, a date in another format) that a
+ * term, range, exists or sort does not see.
+ */
+static bool
+has_ignore_malformed(json_t *def)
+{
+	json_t	   *v = json_object_get(def, "ignore_malformed");
+
+	return json_is_true(v) ||
+		(json_is_string(v) && strcmp(json_string_value(v), "true") == 0);
+}
+
+/*
  * Record one index's mapping def of leaf field path: its type (as_type if
  * not NULL; a field the indexes map differently gets type "", one with a
  * normalizer "normalized keyword"), and whether it is text with a
@@ -622,6 +641,7 @@ note_field(ElasticMappingCache *m, const char *path, json_t *def, const char *as
 	f->ignore_above = min_limit(f->ignore_above, ignore_above);
 	f->kw_ignore_above = min_limit(f->kw_ignore_above, kw_ignore_above);
 	f->null_value = f->null_value || null_value;
+	f->ignore_malformed = f->ignore_malformed || has_ignore_malformed(def);
 	f->indexes++;
 }
 
@@ -798,7 +818,9 @@ forget_mappings(PgpolyConnection *conn)
  * when some index the table reads does not map it (Elasticsearch searches
  * no unmapped field), the indexes map it with different types, or what it
  * indexes is not what its _source holds (a copy_to target, a runtime
- * field); *facts gets what else decides how it compares (ignore_above,
+ * field, a field with ignore_malformed: its _source may hold values it
+ * did not index; the index setting index.mapping.ignore_malformed is not
+ * in the mapping and goes unseen); *facts gets what else decides how it compares (ignore_above,
  * null_value, a .keyword subfield).  The mapping is read once per
  * transaction (this is plan time: a network call).
  */
@@ -811,7 +833,7 @@ ElasticFieldType(ElasticTable *tbl, const char *field, ElasticFieldFacts *facts)
 	memset(facts, 0, sizeof(*facts));
 	facts->ignore_above = facts->kw_ignore_above = -1;
 	if (f == NULL || f->indexes != m->indexes || f->type[0] == '\0' ||
-		hidden_field(m, field))
+		f->ignore_malformed || hidden_field(m, field))
 		return NULL;
 	facts->has_keyword = f->keyword;
 	facts->ignore_above = f->ignore_above;

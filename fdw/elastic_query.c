@@ -25,7 +25,8 @@
  * ignore_above leaves longer values unindexed (equality is pushed for
  * values within it; ranges, sorts and exists stay local), a null_value
  * indexes JSON nulls as a value (comparisons are rechecked locally, IS NULL
- * and sorts stay local), a copy_to target or runtime field is never
+ * and sorts stay local), a copy_to target, runtime field or field with
+ * ignore_malformed (its _source may hold values it did not index) is never
  * compared (ElasticFieldType).
  * Text ranges (byte order in Lucene) are pushed only under the C collation.
  * `col <> v` excludes documents without the field, as SQL's NULL does.

@@ -122,7 +122,11 @@ Mapping parameters the searches honour (mapping-params.html): a keyword
 longer than "ignore_above" characters is not indexed (ignore-above.html);
 an explicit null is indexed as "null_value"
 (null-value.html); a "copy_to" target indexes the values copied into it,
-which its _source lacks (copy-to.html).  A "runtime" section is kept and
+which its _source lacks (copy-to.html); a numeric, date or boolean field
+with "ignore_malformed" (or under the index setting
+index.mapping.ignore_malformed) keeps a document whose value it cannot
+parse and indexes no value for it (ignore-malformed.html,
+https://www.elastic.co/guide/en/elasticsearch/reference/current/ignore-malformed.html).  A "runtime" section is kept and
 returned by GET _mapping only (no scripts run here).
 Error bodies follow common-options.html / the REST error format:
   {"error": {"root_cause": [...], "type": ..., "reason": ...}, "status": N}
@@ -337,6 +341,14 @@ class Index:
         self.runtime = dict((mappings or {}).get("runtime", {}))
         # "dynamic": false -- new fields stay in _source, unmapped
         self.dynamic = (mappings or {}).get("dynamic", True) not in (False, "false")
+        # index.mapping.ignore_malformed, flat or nested (ignore-malformed.html:
+        # "can be set on the index level to ignore malformed content globally
+        # across all allowed mapping types")
+        flat = settings.get("index.mapping.ignore_malformed",
+                            settings.get("mapping.ignore_malformed"))
+        nested = (((settings.get("index") or {}).get("mapping") or
+                   settings.get("mapping") or {}).get("ignore_malformed"))
+        self.ignore_malformed = (nested if flat is None else flat) in (True, "true")
         # "_source": {"enabled": false} -- hits carry no _source
         # (mapping-source-field.html)
         self.source_enabled = ((mappings or {}).get("_source") or {}).get(
@@ -405,7 +417,18 @@ class Index:
                     if t is not None:
                         props[key] = t
                     continue
-                check_value(prefix + key, m, v)
+                if not (self.ignores_malformed(m) and malformed(m, v)):
+                    check_value(prefix + key, m, v)
+
+    def ignores_malformed(self, m):
+        """Whether a field of mapping m indexes a malformed value as none
+        instead of rejecting the document (ignore-malformed.html: the
+        field's "ignore_malformed", else the index setting; numeric, date,
+        date_nanos and boolean fields here)."""
+        if m.get("type") not in NUMBER_TYPES + ("date", "date_nanos", "boolean"):
+            return False
+        v = m.get("ignore_malformed")
+        return self.ignore_malformed if v is None else v in (True, "true")
 
 
 def mapper_error(field, ftype, value):
@@ -414,15 +437,38 @@ def mapper_error(field, ftype, value):
                    "field's value: '%s'" % (field, ftype, value))
 
 
+# the range of each integer type (number.html)
+INTEGER_BITS = {"long": 64, "integer": 32, "short": 16, "byte": 8}
+
+
+def malformed(m, v):
+    """Whether v does not fit mapping m (check_value would raise)."""
+    try:
+        check_value("", m, v)
+    except EsError:
+        return True
+    return False
+
+
 def check_value(field, m, v):
-    """Raise mapper_parsing_exception when v does not fit mapping m."""
+    """Raise mapper_parsing_exception when v does not fit mapping m (an
+    integer type refuses a value outside its range: "Value [3000000000] is
+    out of range for an integer")."""
     t = m.get("type", "object")
     if t in ("long", "integer", "short", "byte"):
         try:
             if isinstance(v, bool) or isinstance(v, (dict, list)):
                 raise ValueError
-            int(float(v))
-        except (ValueError, TypeError):
+            if isinstance(v, int):
+                x = v
+            elif isinstance(v, str) and re.fullmatch(r"\s*[-+]?\d+\s*", v):
+                x = int(v)
+            else:
+                x = math.trunc(float(v))
+            bits = INTEGER_BITS[t]
+            if not -(1 << (bits - 1)) <= x < (1 << (bits - 1)):
+                raise ValueError
+        except (ValueError, TypeError, OverflowError):
             raise mapper_error(field, t, v)
     elif t in ("float", "double", "half_float", "scaled_float"):
         try:
@@ -472,6 +518,9 @@ class Ctx:
             return "keyword", []
         vals = indexed_values(idx, src, base, m)
         t = m.get("type", "keyword")
+        if idx.ignores_malformed(m):
+            # "the malformed field is not indexed" (ignore-malformed.html)
+            vals = [v for v in vals if not malformed(m, v)]
         if t == "text":
             return "text", vals
         if t in NUMBER_TYPES:
