@@ -11,6 +11,11 @@
 --   - null_value (null-value.html): an explicit null is indexed as the
 --     value, so a term, range, exists or sort finds it where SQL reads NULL;
 --   - copy_to (copy-to.html): the target indexes values its _source lacks;
+--   - ignore_malformed (ignore-malformed.html): "the malformed field is not
+--     indexed, but other fields in the document are processed normally",
+--     so a value SQL reads from _source (3000000000 in an integer field,
+--     40000 in a short, a date in another format) is invisible to a term,
+--     range, exists or sort;
 --   - an alias field, a runtime field shadowing a mapped one;
 --   - an alias moved to an index mapping the field otherwise (blue/green
 --     reindex), an index deleted and re-created, a pattern reaching a new
@@ -215,9 +220,53 @@ SELECT _id FROM em_pat WHERE k = 'a b' ORDER BY _id;
 SELECT _id FROM em_pat WHERE k = 'a b' ORDER BY _id;
 SELECT pgpoly.elastic_request('em_es', 'DELETE', '/regress_emp1,regress_emp2')->>'acknowledged' AS dropped;
 
+-- ignore_malformed: documents whose value the field could not index are
+-- found by every comparison, IS [NOT] NULL and sort (nothing on i, s or d
+-- is pushed; l, without the parameter, is).
+SELECT pgpoly.elastic_request('em_es', 'DELETE', '/regress_emf') IS NOT NULL AS cleaned;
+SELECT pgpoly.elastic_request('em_es', 'PUT', '/regress_emf', '{"mappings": {
+    "properties": {
+      "i": {"type": "integer", "ignore_malformed": true},
+      "s": {"type": "short", "ignore_malformed": true},
+      "d": {"type": "date", "ignore_malformed": true},
+      "l": {"type": "long"}}}}')->>'acknowledged' AS created;
+CREATE FOREIGN TABLE emf_raw (_id text, _source jsonb)
+  SERVER em_es OPTIONS (index 'regress_emf', refresh 'true');
+INSERT INTO emf_raw VALUES
+  ('1', '{"i": 5, "s": 5, "d": "2024-01-05", "l": 5}'),
+  ('2', '{"i": 3000000000, "s": 40000, "d": "2024/01/05", "l": 6}'),
+  ('3', '{"i": -3000000000, "s": -40000, "d": "2023-12-31", "l": 7}'),
+  ('4', '{}');
+CREATE FOREIGN TABLE emf (_id text, i bigint, s int, d date, l bigint)
+  SERVER em_es OPTIONS (index 'regress_emf');
+CREATE TABLE emf_native AS SELECT * FROM emf;
+SELECT * FROM emf_native ORDER BY _id;
+TRUNCATE em_queries;
+INSERT INTO em_queries VALUES
+  ('i >', 'SELECT _id FROM %s WHERE i > 0 ORDER BY _id'),
+  ('i =', 'SELECT _id FROM %s WHERE i = 3000000000 ORDER BY _id'),
+  ('i IN', 'SELECT _id FROM %s WHERE i IN (5, -3000000000) ORDER BY _id'),
+  ('i <>', 'SELECT _id FROM %s WHERE i <> 5 ORDER BY _id'),
+  ('i IS NULL', 'SELECT _id FROM %s WHERE i IS NULL ORDER BY _id'),
+  ('i IS NOT NULL', 'SELECT _id FROM %s WHERE i IS NOT NULL ORDER BY _id'),
+  ('i order', 'SELECT _id, i FROM %s ORDER BY i DESC NULLS LAST LIMIT 2'),
+  ('i count', 'SELECT count(*) FROM %s WHERE i >= 5'),
+  ('s <', 'SELECT _id FROM %s WHERE s < 0 ORDER BY _id'),
+  ('s IS NOT NULL', 'SELECT _id FROM %s WHERE s IS NOT NULL ORDER BY _id'),
+  ('d >', 'SELECT _id FROM %s WHERE d > ''2024-01-01'' ORDER BY _id'),
+  ('d =', 'SELECT _id FROM %s WHERE d = ''2024-01-05'' ORDER BY _id'),
+  ('d IS NULL', 'SELECT _id FROM %s WHERE d IS NULL ORDER BY _id'),
+  ('d order', 'SELECT _id, d FROM %s ORDER BY d DESC NULLS LAST, _id LIMIT 2'),
+  ('l >', 'SELECT _id FROM %s WHERE l > 5 ORDER BY _id');
+SELECT name, em_diff(format(q, 'emf'), format(q, 'emf_native')) AS diff
+FROM em_queries ORDER BY name;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM emf WHERE i > 0 AND s < 0 AND d IS NULL AND l > 5;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM emf ORDER BY i LIMIT 2;
+SELECT pgpoly.elastic_request('em_es', 'DELETE', '/regress_emf')->>'acknowledged' AS dropped;
+
 DEALLOCATE ALL;
 DROP FUNCTION em_diff(text, text);
-DROP TABLE em_queries, em_native, em_live_native;
+DROP TABLE em_queries, em_native, em_live_native, emf_native;
 SELECT pgpoly.elastic_request('em_es', 'DELETE', '/regress_em')->>'acknowledged' AS dropped;
 SELECT pgpoly.elastic_request('em_es', 'DELETE', '/regress_em_blue')->>'acknowledged' AS dropped;
 SELECT pgpoly.elastic_request('em_es', 'DELETE', '/regress_em_green')->>'acknowledged' AS dropped;
