@@ -68,6 +68,16 @@ COMMIT;
 SELECT id, embedding FROM vsw_o ORDER BY id;
 SELECT id, embedding FROM vsw_t ORDER BY id;
 
+-- An UPDATE whose scan meets the collection re-created with 3 dimensions:
+-- the new embedding (of the dimension the statement started with) is
+-- refused before it is sent.
+\! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/pgpoly_rt_vsw"
+\! curl -s -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"name":"pgpoly_rt_vsw","configuration":{"hnsw":{"space":"l2"}}}' "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections"
+\! psql -X -q -d "$VSW_DB" -c "INSERT INTO vsw_o VALUES ('z', '{1,0,1}')"
+UPDATE vsw_t SET embedding = '{9,9,9,9}' WHERE id = 'z';
+\echo :LAST_ERROR_SQLSTATE
+SELECT id, embedding FROM vsw_o ORDER BY id;
+
 -- An empty collection, two statements of one transaction with different
 -- dimensions: COMMIT fails before sending either.
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/pgpoly_rt_vsw2"
