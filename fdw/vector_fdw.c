@@ -1339,7 +1339,8 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
 	if (ms->core.outbox)
 		return ms;				/* no service now: the worker checks the dimension */
-	ms->coll = VectorLookupCollection(ms->core.conn, ms->tbl, ms->tbl->create);
+	/* read once per transaction where routes are by name (Qdrant) */
+	ms->coll = VectorFreshCollection(ms->core.conn, ms->tbl, ms->tbl->create);
 	if (ms->coll && ms->coll->dimension == 0)
 	{
 		/* It was empty when cached: it may have a dimension by now. */

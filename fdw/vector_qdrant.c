@@ -898,7 +898,6 @@ static void
 qdrant_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 {
 	VectorTable *tbl = w[0]->tbl;
-	VectorCollection *coll;
 	StringInfoData body;
 
 	initStringInfo(&body);
@@ -915,10 +914,8 @@ qdrant_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 		(void) record_call(conn, tbl, "POST", "/points/delete?wait=true", &body, "delete");
 		return;
 	}
-	coll = VectorLookupCollection(conn, tbl, tbl->create);
-	if (coll == NULL)
+	if (VectorLookupCollection(conn, tbl, tbl->create) == NULL)
 		(void) create_collection(conn, tbl, w[0]->row.dim);
-	VectorCheckFlushDimension(tbl, coll, w[0]->dim_of, false);
 	upsert_body(&body, w, n);
 	(void) record_call(conn, tbl, "PUT", "/points?wait=true", &body, "upsert");
 }

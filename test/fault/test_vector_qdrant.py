@@ -15,6 +15,8 @@ bodies pgpoly sent:
   * scan paging with scroll's next_page_offset;
   * INSERT/UPDATE/DELETE bodies sent at COMMIT (nothing before), the
     api-key header, create_collection, invalid ids refused at INSERT;
+  * a write to a collection re-created with another dimension, or of two
+    dimensions in one transaction: 22000 naming both, nothing sent;
   * an error body {"status": {"error"}} becomes an ERROR quoting it;
   * a service answering every point, farthest first: still the LIMIT
     nearest, in order; one answering a request by ids with a point twice,
@@ -276,6 +278,43 @@ def test():
     got = rows(sess, "SELECT id, _distance FROM t_new ORDER BY embedding <=> '{3,4}' LIMIT 1;")
     check(len(got) == 1 and got[0][0] == UUID and abs(float(got[0][1])) < 1e-6,
           "k-NN on the new collection: %r" % got)
+
+    # A collection another client dropped and re-created with another
+    # dimension since this session cached it: a write of the old dimension is
+    # an ERROR naming both (22000) before anything is sent, not Qdrant's
+    # HTTP 400 at COMMIT (the description is read once per transaction).
+    fx.add_collection("dimc", 2, "Euclid")
+    r = sess.run("CREATE FOREIGN TABLE t_dim (id text, embedding real[]) SERVER qd "
+                 "OPTIONS (collection 'dimc');\n"
+                 "INSERT INTO t_dim VALUES ('1', '{1,0}');")
+    check(r.rc == 0, "insert into dimc: %s" % r.err)
+    fx.add_collection("dimc", 3, "Euclid")
+    fx.clear_log()
+    r = sess.run("INSERT INTO t_dim VALUES ('2', '{0,1}');")
+    check(r.rc == 1 and r.sqlstate == "22000" and
+          'has 2 dimensions, collection "dimc" has 3' in r.err,
+          "write to a collection re-created with another dimension: %s %s"
+          % (r.sqlstate, r.err))
+    check(not fx.requests("PUT"), "nothing sent: %r" % fx.requests("PUT"))
+    r = sess.run("INSERT INTO t_dim VALUES ('2', '{0,1,0}');")
+    check(r.rc == 0 and list(fx.collections["dimc"]["points"]) == [2],
+          "the new dimension is written: %s" % r.err)
+    # Statements of one transaction writing two dimensions into a collection
+    # that create_collection is to create: COMMIT fails before anything is
+    # sent (the collection is not created either).
+    fx.clear_log()
+    r = sess.run("CREATE FOREIGN TABLE t_dimnew (id text, embedding real[]) SERVER qd "
+                 "OPTIONS (collection 'dimnew', create_collection 'true', distance 'l2');\n"
+                 "BEGIN;\n"
+                 "INSERT INTO t_dimnew VALUES ('3', '{0,1,0}');\n"
+                 "INSERT INTO t_dimnew VALUES ('4', '{0,1}');\n"
+                 "COMMIT;")
+    check(r.rc == 1 and r.sqlstate == "22000" and
+          'record "4" has 2 dimensions' in r.err and not fx.requests("PUT") and
+          "dimnew" not in fx.collections,
+          "two dimensions in one transaction: %s %s %r" % (r.sqlstate, r.err, fx.requests("PUT")))
+    sess.run("ROLLBACK;")
+    del fx.collections["dimc"]
 
     # ON CONFLICT DO NOTHING: existing ids skipped (one get by ids), the rest
     # sent with update_mode insert_only, so Qdrant never overwrites either.
