@@ -35,6 +35,8 @@
  *	- PIT and scroll contexts a scan could not close (it was aborted) are
  *	  queued per server and user mapping and closed before the next request
  *	  on that connection; Elasticsearch also expires them (keep_alive).
+ *	- pgpoly.elastic_request sends nothing but a read (request_is_read) in a
+ *	  read-only transaction: 25006, as every other write path of pgpoly.
  *
  * fdw/elastic_conn.c
  *
@@ -820,8 +822,8 @@ forget_mappings(PgpolyConnection *conn)
  * indexes is not what its _source holds (a copy_to target, a runtime
  * field, a field with ignore_malformed: its _source may hold values it
  * did not index; the index setting index.mapping.ignore_malformed is not
- * in the mapping and goes unseen); *facts gets what else decides how it compares (ignore_above,
- * null_value, a .keyword subfield).  The mapping is read once per
+ * in the mapping and goes unseen); *facts gets what else decides how it
+ * compares (ignore_above, null_value, a .keyword subfield).  The mapping is read once per
  * transaction (this is plan time: a network call).
  */
 const char *

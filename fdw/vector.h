@@ -144,9 +144,9 @@ typedef struct VectorWrite
 	VectorTable *tbl;
 	VectorRow	row;			/* the record as reads should see it */
 	char	   *send_metadata;	/* JSON sent (UPDATE: removed keys null) */
-	/* set by VectorSendWrites: the flush's first write with an embedding to
-	 * the same collection (all of them have its dimension); NULL: none */
-	struct VectorWrite *dim_of;
+	struct VectorWrite *dim_of; /* set by VectorSendWrites: the flush's
+								 * first write with an embedding to the same
+								 * collection (all have its dimension) */
 } VectorWrite;
 
 /* Operators of a pushed filter condition. */
@@ -279,7 +279,7 @@ extern List *VectorQuery(PgpolyConnection *conn, VectorTable *tbl,
 						 int k, const char *where, List *ids, int include);
 extern void VectorCheckWrite(VectorWrite *w);
 extern void VectorDimensionError(VectorTable *tbl, const char *id, int got, int want,
-								 const char *detail);
+								 const char *detail) pg_attribute_noreturn();
 extern void VectorCheckFlushDimension(VectorTable *tbl, const VectorCollection *c,
 									  const VectorWrite *dim_of, bool recreated);
 extern void VectorSendWrites(PgpolyConnection *conn, List *writes);

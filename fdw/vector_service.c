@@ -20,6 +20,9 @@
  *	  never appears in a message.
  *	- jansson documents are owned by the current memory context
  *	  (PgpolyJsonParse).
+ *	- A flush sends no write to a collection unless every embedding it
+ *	  writes there has one dimension (link_dimensions), the collection's as
+ *	  the provider resolves it at send time (VectorCheckFlushDimension).
  *
  * fdw/vector_service.c
  *
