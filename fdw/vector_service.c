@@ -21,8 +21,9 @@
  *	- jansson documents are owned by the current memory context
  *	  (PgpolyJsonParse).
  *	- A flush sends no write to a collection unless every embedding it
- *	  writes there has one dimension (link_dimensions), the collection's as
- *	  the provider resolves it at send time (VectorCheckFlushDimension).
+ *	  writes there has one dimension (link_dimensions); Chroma also checks
+ *	  it against the collection as resolved at send time
+ *	  (VectorCheckFlushDimension), Qdrant when the statement began.
  *
  * fdw/vector_service.c
  *
