@@ -442,8 +442,9 @@ jsonb_value_text(JsonbValue *v, bool to_array, bool to_json, size_t *len)
 
 /*
  * The value at field of the jsonb object, or NULL when it is absent.  With
- * nested, a path "a.b" descends into nested objects (*through_array is set
- * when it meets an array on the way, and then the value is NULL too);
+ * nested, a path "a.b" is the key "a.b" if the object has one, otherwise
+ * descends into nested objects (*through_array is set when it meets an
+ * array on the way, and then the value is NULL too);
  * without, field is one top-level key, dots included (a Redis json table's
  * columns are its top-level fields, and are written so).
  */
@@ -466,10 +467,16 @@ field_value(Datum jsonb, const char *field, bool nested, bool *through_array)
 			*through_array = JsonContainerIsArray(c);
 			return NULL;
 		}
+		/*
+		 * A literal dotted key wins over descending: try it first (the key
+		 * "a.b" that a Chroma or Qdrant writer puts in flat metadata).
+		 */
+		if (dot != NULL &&
+			(v = getKeyJsonValueFromContainer(c, p, strlen(p), NULL)) != NULL)
+			break;
 		v = getKeyJsonValueFromContainer(c, p, len, NULL);
 		if (v == NULL)
 			return NULL;
-		/* A literal dotted key wins over descending: try it first. */
 		if (dot == NULL)
 			break;
 		if (v->type != jbvBinary)
