@@ -193,4 +193,11 @@ WHERE d1.name = 'dh_train1' AND d2.name = 'dh_train2' AND d3.name = 'dh_train3';
 CREATE FOREIGN TABLE dh_raw (key text, clicks text)
   SERVER dh_srv OPTIONS (key_prefix 'regress_dh:', write_mode 'immediate');
 DELETE FROM dh_raw;
+-- and what this test registered
+SELECT pgpoly.drop_feature_view('dh_users', drop_tables => true);
+DELETE FROM pgpoly.lineage_edges WHERE dst_name LIKE 'dh\_%' OR src_name LIKE 'dh\_%'
+  OR src_name LIKE 'pgpoly.dh\_%';
+DELETE FROM pgpoly.datasets WHERE name LIKE 'dh\_%' OR name LIKE 'pgpoly.dh\_%';
+DROP OWNED BY regress_dh_user;
+DROP ROLE regress_dh_user;
 RESET client_min_messages;
