@@ -736,14 +736,48 @@ $$;
 COMMENT ON FUNCTION pgpoly.log_input(uuid, text, text) IS
 	'Record that a run consumed a dataset version (NULL: the newest) in run_inputs, and the lineage edge dataset -> run';
 
+-- Whether a column of type typ holds enum values (a domain over an enum, an
+-- array of them: is_array) for _dataset_content_hash.
+CREATE FUNCTION pgpoly._hash_enum_column(typ oid, OUT enum_base bool, OUT is_array bool)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+DECLARE
+	t pg_type;
+BEGIN
+	is_array := false;
+	LOOP
+		SELECT * INTO t FROM pg_type WHERE oid = typ;
+		IF t.typtype = 'd' THEN
+			typ := t.typbasetype;
+		ELSIF t.typcategory = 'A' AND t.typelem <> 0 AND NOT is_array THEN
+			is_array := true;
+			typ := t.typelem;
+		ELSE
+			EXIT;
+		END IF;
+	END LOOP;
+	enum_base := coalesce(t.typtype = 'e', false);
+END
+$$;
+
 -- The content hash of the rows of rel, independent of their physical order:
--- sha256 over the column names and types, the row count, and two sums of 64-bit
--- hashes of the rows (hash_record_extended, seeds 0 and 1: the hash functions of
--- the column types, so equal values hash alike).  A table with a column type that
--- has no hash function (json, point, money ...) is hashed through the rows' text
--- forms instead, under pinned settings (every setting an output function reads:
--- DateStyle, TimeZone, IntervalStyle, extra_float_digits, bytea_output,
--- lc_monetary).  The prefix names the method.  It detects
+-- sha256 over the column names and types, the row count, and two sums over
+-- the rows of a 64-bit hash of each row (hash_record_extended, seeds 0 and 1:
+-- the hash functions of the column types, so equal values hash alike), each
+-- mixed once more (hashint8extended) before it is summed: the row hash
+-- combines its columns linearly, so a plain sum would depend only on each
+-- column's values and not on which row holds them (labels swapped between
+-- two entities would hash alike).  Collatable columns are hashed in the "C"
+-- collation (byte-wise: a nondeterministic collation would hash 'yes' and
+-- 'YES' alike) and enum columns through their labels (an enum's hash is that
+-- of its label's OID, which differs from one database to the next).  The
+-- row is built from the columns qualified by the table's alias (a column
+-- named t would otherwise stand for the row).  A table with a column type
+-- that has no hash function (json, point, money ...) is hashed through the
+-- rows' text forms instead, under pinned settings (every setting an output
+-- function reads: DateStyle, TimeZone, IntervalStyle, extra_float_digits,
+-- bytea_output, lc_monetary).  The prefix names the method.  It detects
 -- changed data; it is not meant to resist deliberate collisions.
 CREATE FUNCTION pgpoly._dataset_content_hash(rel regclass)
 RETURNS text
@@ -758,26 +792,37 @@ SET lc_monetary = 'C'
 AS $$
 DECLARE
 	v_cols   text;
+	v_row    text;
 	v_sums   text;
-	v_method text := 'pgpoly-rows-v1';
+	v_method text := 'pgpoly-rows-v2';
 BEGIN
 	SELECT string_agg(quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod),
-					  ', ' ORDER BY a.attnum)
-	INTO v_cols
+					  ', ' ORDER BY a.attnum),
+		   'ROW(' || coalesce(string_agg(
+			   format('t.%I', a.attname) ||
+			   CASE WHEN e.enum_base THEN '::pg_catalog.text' || CASE WHEN e.is_array THEN '[]' ELSE '' END
+					WHEN a.attcollation <> 0 THEN ' COLLATE pg_catalog."C"'
+					ELSE '' END,
+			   ', ' ORDER BY a.attnum), '') || ')'
+	INTO v_cols, v_row
 	FROM pg_attribute a
+	CROSS JOIN LATERAL pgpoly._hash_enum_column(a.atttypid) e
 	WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped;
 	BEGIN
-		EXECUTE format('SELECT concat_ws('' '', count(*), sum(hash_record_extended(t, 0)), '
-					   'sum(hash_record_extended(t, 1))) FROM %s t', rel)
+		EXECUTE format('SELECT concat_ws('' '', count(*), '
+					   'sum(hashint8extended(hash_record_extended(%1$s, 0), 0)), '
+					   'sum(hashint8extended(hash_record_extended(%1$s, 1), 1))) FROM %2$s t',
+					   v_row, rel)
 		INTO v_sums;
 	EXCEPTION WHEN undefined_function THEN
 		v_method := 'pgpoly-text-v1';
 		EXECUTE format('SELECT concat_ws('' '', count(*), '
-					   'sum((''x'' || substr(md5(t::text), 1, 16))::bit(64)::bigint), '
-					   'sum((''x'' || substr(md5(t::text), 17, 16))::bit(64)::bigint)) FROM %s t', rel)
+					   'sum((''x'' || substr(md5(%1$s::text), 1, 16))::bit(64)::bigint), '
+					   'sum((''x'' || substr(md5(%1$s::text), 17, 16))::bit(64)::bigint)) FROM %2$s t',
+					   v_row, rel)
 		INTO v_sums;
 	END;
-	RETURN v_method || ':' || encode(sha256(convert_to(v_cols || E'\n' || v_sums, 'UTF8')), 'hex');
+	RETURN v_method || ':' || encode(sha256(convert_to(coalesce(v_cols, '') || E'\n' || v_sums, 'UTF8')), 'hex');
 END
 $$;
 

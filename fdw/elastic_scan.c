@@ -1188,7 +1188,7 @@ row_values(ElasticTable *tbl, Datum source, const char *id, List *nuls,
 		{
 			source_nul(nuls, base, col->field, id, tbl, col);
 			text = col->is_json ?
-				PgpolyJsonbColumnText(source, col->field, &col->conv, &len) :
+				PgpolyJsonbColumnText(source, col->field, true, &col->conv, &len) :
 				PgpolyJsonbFieldValues(source, col->field, &col->conv, &len);
 			if (text != NULL)
 			{

@@ -2213,6 +2213,8 @@ column_text(RedisScan *scan, RedisKeyState *st, int item, RedisColumn *col,
 	RedisTable *tbl = scan->tbl;
 	char	   *s;
 	int			i;
+	bool		verbatim;
+	bool		nul;
 
 	switch (col->role)
 	{
@@ -2228,11 +2230,28 @@ column_text(RedisScan *scan, RedisKeyState *st, int item, RedisColumn *col,
 													 &json->nuls);
 					json->parsed = true;
 				}
-				if (json->nuls != NIL && PgpolyJsonNulAt(json->nuls, col->field))
+				/*
+				 * A json column reads its text as written (key order,
+				 * duplicate keys, \u0000 ...), not jsonb's form of it.
+				 */
+				verbatim = col->conv.basetype == JSONOID && !col->conv.is_array;
+				nul = json->nuls != NIL && PgpolyJsonNulAt(json->nuls, col->field);
+				if (nul && (!verbatim || PgpolyJsonNulUnplaced(json->nuls)))
 					PgpolyJsonNulError("the Redis JSON value",
 									   PgpolyJsonNulUnplaced(json->nuls) ? NULL : col->field,
 									   &col->conv);
-				return PgpolyJsonbColumnText(json->doc, col->field, &col->conv, len);
+				s = PgpolyJsonbColumnText(json->doc, col->field, false, &col->conv, len);
+				if (s != NULL && verbatim)
+				{
+					char	   *raw = PgpolyJsonFieldVerbatim(st->items[0].a, st->items[0].alen,
+															  col->field, false, len);
+
+					if (raw == NULL && nul)
+						PgpolyJsonNulError("the Redis JSON value", col->field, &col->conv);
+					if (raw != NULL)
+						s = raw;
+				}
+				return s;
 			}
 			/* Fields usually come back in one order: try the last position. */
 			i = col->hint;

@@ -441,12 +441,15 @@ jsonb_value_text(JsonbValue *v, bool to_array, bool to_json, size_t *len)
 }
 
 /*
- * The value at field of the jsonb object, or NULL when it is absent.  A
- * path "a.b" descends into nested objects; *through_array is set when it
- * meets an array on the way (and then the value is NULL too).
+ * The value at field of the jsonb object, or NULL when it is absent.  With
+ * nested, a path "a.b" is the key "a.b" if the object has one, otherwise
+ * descends into nested objects (*through_array is set when it meets an
+ * array on the way, and then the value is NULL too);
+ * without, field is one top-level key, dots included (a Redis json table's
+ * columns are its top-level fields, and are written so).
  */
 static JsonbValue *
-field_value(Datum jsonb, const char *field, bool *through_array)
+field_value(Datum jsonb, const char *field, bool nested, bool *through_array)
 {
 	Jsonb	   *jb = DatumGetJsonbP(jsonb);
 	JsonbContainer *c = &jb->root;
@@ -456,7 +459,7 @@ field_value(Datum jsonb, const char *field, bool *through_array)
 	*through_array = false;
 	for (;;)
 	{
-		const char *dot = strchr(p, '.');
+		const char *dot = nested ? strchr(p, '.') : NULL;
 		int			len = dot ? (int) (dot - p) : (int) strlen(p);
 
 		if (!JsonContainerIsObject(c))
@@ -464,10 +467,16 @@ field_value(Datum jsonb, const char *field, bool *through_array)
 			*through_array = JsonContainerIsArray(c);
 			return NULL;
 		}
+		/*
+		 * A literal dotted key wins over descending: try it first (the key
+		 * "a.b" that a Chroma or Qdrant writer puts in flat metadata).
+		 */
+		if (dot != NULL &&
+			(v = getKeyJsonValueFromContainer(c, p, strlen(p), NULL)) != NULL)
+			break;
 		v = getKeyJsonValueFromContainer(c, p, len, NULL);
 		if (v == NULL)
 			return NULL;
-		/* A literal dotted key wins over descending: try it first. */
 		if (dot == NULL)
 			break;
 		if (v->type != jbvBinary)
@@ -490,7 +499,7 @@ PgpolyJsonbFieldText(Datum jsonb, const char *field, bool to_array,
 {
 	size_t		dummy;
 	bool		through_array;
-	JsonbValue *v = field_value(jsonb, field, &through_array);
+	JsonbValue *v = field_value(jsonb, field, true, &through_array);
 
 	return v ? jsonb_value_text(v, to_array, false, len ? len : &dummy) : NULL;
 }
@@ -502,11 +511,11 @@ PgpolyJsonbFieldText(Datum jsonb, const char *field, bool to_array,
  * included.
  */
 char *
-PgpolyJsonbColumnText(Datum jsonb, const char *field, const PgpolyConv *conv,
+PgpolyJsonbColumnText(Datum jsonb, const char *field, bool nested, const PgpolyConv *conv,
 					  size_t *len)
 {
 	bool		through_array;
-	JsonbValue *v = field_value(jsonb, field, &through_array);
+	JsonbValue *v = field_value(jsonb, field, nested, &through_array);
 
 	return v ? jsonb_value_text(v, conv->is_array, conv->is_json, len) : NULL;
 }
@@ -529,7 +538,7 @@ PgpolyJsonbFieldValues(Datum jsonb, const char *field, const PgpolyConv *conv,
 {
 	bool		to_array = conv->is_array;
 	bool		through_array;
-	JsonbValue *v = field_value(jsonb, field, &through_array);
+	JsonbValue *v = field_value(jsonb, field, true, &through_array);
 	StringInfoData buf;
 
 	if (through_array)
@@ -1002,6 +1011,106 @@ topscan_scalar(void *state, char *token, JsonTokenType tokentype)
 	if (ts->depth == 1)
 		ts->want_bool = false;
 	JSON_CB_DONE;
+}
+
+/* State of PgpolyJsonFieldVerbatim's parse. */
+typedef struct SpanScan
+{
+	JsonLexContext *lex;
+	const char *base;			/* the text parsed */
+	char	  **path;			/* the field's names, one per level */
+	int			npath;
+	int			matched;		/* inside the fields path[0 .. matched - 1] */
+	bool		in_field;		/* inside the value of the field itself */
+	int			start;			/* its last value's bytes [start, end), -1: none */
+	int			end;
+} SpanScan;
+
+static JSON_CB_RESULT
+span_field_start(void *state, char *fname, bool isnull)
+{
+	SpanScan   *ss = state;
+	int			level = ss->lex->lex_level;
+
+	if (level == ss->matched + 1 && level <= ss->npath && fname != NULL &&
+		strcmp(fname, ss->path[level - 1]) == 0)
+	{
+		if (level < ss->npath)
+			ss->matched = level;
+		else
+		{
+			ss->in_field = true;
+			ss->start = ss->lex->token_start - ss->base;
+		}
+	}
+	JSON_CB_DONE;
+}
+
+static JSON_CB_RESULT
+span_field_end(void *state, char *fname, bool isnull)
+{
+	SpanScan   *ss = state;
+	int			level = ss->lex->lex_level;
+
+	if (ss->in_field && level == ss->npath)
+	{
+		ss->in_field = false;
+		ss->end = ss->lex->prev_token_terminator - ss->base;
+	}
+	else if (level == ss->matched && level > 0)
+		ss->matched = level - 1;
+	JSON_CB_DONE;
+}
+
+/*
+ * The JSON text of the value at field of the JSON object json (len bytes),
+ * byte for byte as it is written there (without the blanks around it), or
+ * NULL when it is absent or json does not parse.  field and nested as for
+ * field_value(); of duplicate keys the last
+ * counts, as in jsonb.  For a json column, which keeps its text as written
+ * (key order, duplicate keys, blanks, the spelling of numbers and escapes,
+ * \u0000 included), where the jsonb the other columns read from would
+ * give its normalized form.
+ */
+char *
+PgpolyJsonFieldVerbatim(const char *json, size_t len, const char *field, bool nested,
+						size_t *outlen)
+{
+	/* \u0000 stops the lexer: parse a copy masked with escapes of the same length */
+	char	   *copy = has_nul_escape(json, len) ? mask_nul_escapes(json, len) : pnstrdup(json, len);
+	SpanScan	ss = {0};
+	JsonSemAction sem = {0};
+	List	   *names = NIL;
+	const char *p = field;
+	ListCell   *lc;
+
+	for (;;)
+	{
+		const char *dot = nested ? strchr(p, '.') : NULL;
+
+		names = lappend(names, dot ? pnstrdup(p, dot - p) : pstrdup(p));
+		if (dot == NULL)
+			break;
+		p = dot + 1;
+	}
+	ss.path = palloc(sizeof(char *) * list_length(names));
+	foreach(lc, names)
+		ss.path[foreach_current_index(lc)] = lfirst(lc);
+	ss.npath = list_length(names);
+	ss.base = copy;
+	ss.start = ss.end = -1;
+	sem.semstate = &ss;
+	sem.object_field_start = span_field_start;
+	sem.object_field_end = span_field_end;
+#if PG_VERSION_NUM >= 170000
+	ss.lex = makeJsonLexContextCstringLen(NULL, copy, len, GetDatabaseEncoding(), true);
+#else
+	ss.lex = makeJsonLexContextCstringLen(copy, len, GetDatabaseEncoding(), true);
+#endif
+	if (pg_parse_json(ss.lex, &sem) != JSON_SUCCESS || ss.start < 0 || ss.end < ss.start)
+		return NULL;
+	*outlen = ss.end - ss.start;
+	return pnstrdup(json + ss.start, ss.end - ss.start);
 }
 
 /*

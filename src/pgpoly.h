@@ -660,8 +660,10 @@ extern void PgpolyJsonNulError(const char *what, const char *field,
 							   PgpolyConv *conv) pg_attribute_noreturn();
 extern char *PgpolyJsonbFieldText(Datum jsonb, const char *field,
 								  bool to_array, size_t *len);
-extern char *PgpolyJsonbColumnText(Datum jsonb, const char *field,
+extern char *PgpolyJsonbColumnText(Datum jsonb, const char *field, bool nested,
 								   const PgpolyConv *conv, size_t *len);
+extern char *PgpolyJsonFieldVerbatim(const char *json, size_t len, const char *field,
+									 bool nested, size_t *outlen);
 extern char *PgpolyJsonbFieldValues(Datum jsonb, const char *field,
 									const PgpolyConv *conv, size_t *len);
 extern void PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid,
