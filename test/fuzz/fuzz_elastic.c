@@ -219,24 +219,29 @@ flow_bulk(ElasticTable *tbl)
 	ElasticSendWrites(ElasticGetConnection(tbl), writes);
 }
 
-/* The existence check of ON CONFLICT DO NOTHING (_mget). */
+/*
+ * The existence check of ON CONFLICT DO NOTHING: an ids search, or (realtime)
+ * a multi-get with each row's routing.
+ */
 static void
-flow_mget(ElasticTable *tbl)
+flow_mget(ElasticTable *tbl, bool realtime)
 {
 	char	   *ids[3] = {"1", "2", "3"};
+	char	   *routings[3] = {NULL, "r2", NULL};
 	bool		exists[3];
 
-	ElasticIdsExist(ElasticGetConnection(tbl), tbl, ids, 3, exists);
+	ElasticIdsExist(ElasticGetConnection(tbl), tbl, ids, routings, 3, realtime, NULL, exists);
 }
 
 /* What the planner asks of the mapping. */
 static void
 flow_mapping(ElasticTable *tbl)
 {
-	bool		kw;
+	ElasticFieldFacts facts;
 
-	(void) ElasticFieldInfo(tbl, "t", &kw);
-	(void) ElasticFieldInfo(tbl, "a.b", &kw);
+	(void) ElasticFieldType(tbl, "t", &facts);
+	(void) ElasticFieldType(tbl, "a.b", &facts);
+	(void) ElasticMappingFacts(tbl, list_make2(makeString("t"), makeString("a.b")));
 }
 
 /* IMPORT FOREIGN SCHEMA "fz*" FROM SERVER fuzz_es, through the routine. */
@@ -302,13 +307,13 @@ elastic_one(const uint8_t *data, size_t size)
 			flow_scan(Plain, data[1]);
 			break;
 		case FLOW_COUNT:
-			(void) ElasticCount(Docs, ElasticGetConnection(Docs), NIL, NULL);
+			(void) ElasticCount(Docs, ElasticGetConnection(Docs), NIL, NULL, NIL);
 			break;
 		case FLOW_BULK:
 			flow_bulk(Docs);
 			break;
 		case FLOW_MGET:
-			flow_mget(Docs);
+			flow_mget(Docs, data[1] & 1);
 			break;
 		case FLOW_MAPPING:
 			flow_mapping(Docs);
