@@ -912,6 +912,9 @@ typedef struct TopScan
 	bool		want_array;		/* inside the top-level array_key member */
 	bool		in_array;		/* inside that member's array */
 	bool		want_inner;		/* inside an inner_key member */
+	int			elem_in;		/* the current element's inner_key members in
+								 * the range */
+	bool		elem_bad;		/* and one that is not (or is no integer) */
 } TopScan;
 
 #if PG_VERSION_NUM >= 160000
@@ -922,10 +925,22 @@ typedef struct TopScan
 #define JSON_CB_DONE return
 #endif
 
+/* An inner_key member whose value is an object or an array: not counted */
+static void
+topscan_inner_container(TopScan *ts)
+{
+	if (ts->want_inner)
+		ts->elem_bad = true;
+	ts->want_inner = false;
+}
+
 static JSON_CB_RESULT
 topscan_nest(void *state)
 {
-	((TopScan *) state)->depth++;
+	TopScan    *ts = state;
+
+	topscan_inner_container(ts);
+	ts->depth++;
 	JSON_CB_DONE;
 }
 
@@ -941,11 +956,13 @@ topscan_array_start(void *state)
 {
 	TopScan    *ts = state;
 
+	topscan_inner_container(ts);
 	ts->depth++;
 	if (ts->want_array && ts->depth == 2)
 	{
 		ts->in_array = true;
 		ts->out->elements = 0;
+		ts->out->inner_count = 0;
 	}
 	JSON_CB_DONE;
 }
@@ -967,7 +984,27 @@ topscan_element_start(void *state, bool isnull)
 	TopScan    *ts = state;
 
 	if (ts->in_array && ts->depth == 2)
+	{
 		ts->out->elements++;
+		ts->elem_in = 0;
+		ts->elem_bad = false;
+	}
+	JSON_CB_DONE;
+}
+
+/*
+ * An element counts in inner_count when it has an inner_key member in the
+ * range and none outside it: a name may come twice in JSON (a document
+ * reader keeps the last), and an element with a second member object could
+ * hold a failure besides a success.
+ */
+static JSON_CB_RESULT
+topscan_element_end(void *state, bool isnull)
+{
+	TopScan    *ts = state;
+
+	if (ts->in_array && ts->depth == 2 && ts->elem_in > 0 && !ts->elem_bad)
+		ts->out->inner_count++;
 	JSON_CB_DONE;
 }
 
@@ -981,6 +1018,14 @@ topscan_field_start(void *state, char *fname, bool isnull)
 	{
 		ts->want_bool = out->bool_key && fname && strcmp(fname, out->bool_key) == 0;
 		ts->want_array = out->array_key && fname && strcmp(fname, out->array_key) == 0;
+		/* a name given again: its last value is the one a reader keeps */
+		if (ts->want_bool)
+			out->found = false;
+		if (ts->want_array)
+		{
+			out->elements = -1;
+			out->inner_count = 0;
+		}
 	}
 	/* array (2), its element (3), the element's member object (4) */
 	ts->want_inner = ts->in_array && ts->depth == 4 && out->inner_key && fname &&
@@ -999,13 +1044,17 @@ topscan_scalar(void *state, char *token, JsonTokenType tokentype)
 		ts->out->found = true;
 		ts->out->value = tokentype == JSON_TOKEN_TRUE;
 	}
-	if (ts->want_inner && ts->depth == 4 && tokentype == JSON_TOKEN_NUMBER)
+	if (ts->want_inner && ts->depth == 4)
 	{
-		char	   *end;
-		long		v = strtol(token, &end, 10);
+		char	   *end = NULL;
+		long		v = 0;
 
-		if (*end == '\0' && v >= ts->out->inner_lo && v <= ts->out->inner_hi)
-			ts->out->inner_count++;
+		if (tokentype == JSON_TOKEN_NUMBER)
+			v = strtol(token, &end, 10);
+		if (end && *end == '\0' && v >= ts->out->inner_lo && v <= ts->out->inner_hi)
+			ts->elem_in++;
+		else
+			ts->elem_bad = true;
 	}
 	ts->want_inner = false;
 	if (ts->depth == 1)
@@ -1114,11 +1163,11 @@ PgpolyJsonFieldVerbatim(const char *json, size_t len, const char *field, bool ne
 }
 
 /*
- * Whether json is valid JSON, and what its top-level object says (see
+ * Whether json is valid JSON in UTF-8, and what its top-level object says (see
  * PgpolyJsonTopLevel): the boolean member bool_key, the number of elements
- * of the array member array_key, and how many of the objects that are
- * members of those elements (items[i].index) have an integer member
- * inner_key between inner_lo and inner_hi.  PostgreSQL's lexer validates
+ * of the array member array_key, and how many of those elements have, in
+ * the objects that are their members (items[i].index), an integer member
+ * inner_key between inner_lo and inner_hi and no other inner_key member.  PostgreSQL's lexer validates
  * without building a document, so a large response whose summary says
  * there is nothing to inspect (an Elasticsearch bulk response with
  * "errors": false and one item per action, each with a 2xx status) costs
@@ -1127,7 +1176,7 @@ PgpolyJsonFieldVerbatim(const char *json, size_t len, const char *field, bool ne
 bool
 PgpolyJsonTopLevelScan(const char *json, size_t len, PgpolyJsonTopLevel *out)
 {
-	TopScan		ts = {out, 0, false, false, false, false};
+	TopScan		ts = {out, 0, false, false, false, false, 0, false};
 	JsonSemAction sem = {0};
 	JsonLexContext *lex;
 	bool		ok;
@@ -1135,12 +1184,16 @@ PgpolyJsonTopLevelScan(const char *json, size_t len, PgpolyJsonTopLevel *out)
 	out->found = out->value = false;
 	out->elements = -1;
 	out->inner_count = 0;
+	/* PostgreSQL's lexer takes the bytes of a string as they come */
+	if (len > INT_MAX || !pg_verify_mbstr(PG_UTF8, json, (int) len, true))
+		return false;
 	sem.semstate = &ts;
 	sem.object_start = topscan_nest;
 	sem.object_end = topscan_unnest;
 	sem.array_start = topscan_array_start;
 	sem.array_end = topscan_array_end;
 	sem.array_element_start = topscan_element_start;
+	sem.array_element_end = topscan_element_end;
 	sem.object_field_start = topscan_field_start;
 	sem.scalar = topscan_scalar;
 #if PG_VERSION_NUM >= 170000

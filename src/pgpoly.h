@@ -689,7 +689,8 @@ typedef struct PgpolyJsonTopLevel
 	bool		found;			/* bool_key is there, a boolean */
 	bool		value;			/* its value */
 	int			elements;		/* elements of array_key's array, or -1 */
-	int			inner_count;	/* inner_key members in the range */
+	int			inner_count;	/* elements whose inner_key members are all
+								 * in the range (at least one) */
 } PgpolyJsonTopLevel;
 
 extern bool PgpolyJsonTopLevelScan(const char *json, size_t len,

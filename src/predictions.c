@@ -74,6 +74,7 @@
 #include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 /* The keys of a log_predictions element: log_prediction's argument names. */
@@ -254,6 +255,20 @@ pgpoly_prediction_scan(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 
+/* Whether part is in the partition descriptor of parent an INSERT routes with */
+static bool
+partdesc_has(Relation parent, Oid part)
+{
+	PartitionDesc pd = RelationGetPartitionDesc(parent, !IsolationUsesXactSnapshot());
+
+	for (int i = 0; i < pd->nparts; i++)
+	{
+		if (pd->oids[i] == part)
+			return true;
+	}
+	return false;
+}
+
 /*
  * The partition of parent named name (in parent's schema), locked ROW
  * EXCLUSIVE like the INSERT that routes rows into it, and in the partition
@@ -265,7 +280,6 @@ static Oid
 lock_partition(Relation parent, const char *name)
 {
 	Oid			part = get_relname_relid(name, RelationGetNamespace(parent));
-	PartitionDesc pd;
 
 	if (!OidIsValid(part))
 		return InvalidOid;
@@ -279,12 +293,22 @@ lock_partition(Relation parent, const char *name)
 		 * for them, and a new lock reads them.
 		 */
 		LockRelationOid(part, RowExclusiveLock);
-		pd = RelationGetPartitionDesc(parent, !IsolationUsesXactSnapshot());
-		for (int i = 0; i < pd->nparts; i++)
-		{
-			if (pd->oids[i] == part)
-				return part;
-		}
+		if (partdesc_has(parent, part))
+			return part;
+
+		/*
+		 * PostgreSQL can cache a descriptor that predates a partition whose
+		 * creator's invalidations it has already read: RelationBuildPartitionDesc
+		 * lists the partitions under one catalog snapshot, then opens catalogs
+		 * (reading invalidations, the creator's among them, which reset the
+		 * descriptor being built) and installs what it built anyway.  Nothing
+		 * resets it after that.  The creator is done (the lock says so):
+		 * rebuild parent's entry from a fresh snapshot and look again.
+		 */
+		InvalidateCatalogSnapshot();
+		RelationCacheInvalidateEntry(RelationGetRelid(parent));
+		if (partdesc_has(parent, part))
+			return part;
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_WRONG_OBJECT_TYPE),

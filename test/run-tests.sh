@@ -17,6 +17,29 @@ passed=0
 failed=0
 broken=0 # a runner failed without reporting a failed test
 
+# --- the fuzz harnesses still compile ----------------------------------------
+# `make fuzz` (clang, libFuzzer) is not part of this suite; a syntax check of
+# its sources with the compiler at hand keeps them in step with the code they
+# call (one test).
+fuzz_flags=(-fsyntax-only -Werror -Wall -Wno-unused-function
+	-I"$("$PG_CONFIG" --includedir-server)" -Isrc -Ifdw -Itest/fuzz)
+read -ra fuzz_cpp <<<"$("$PG_CONFIG" --cppflags)"
+fuzz_bad=0
+for src in test/fuzz/*.c; do
+	if ! gcc "${fuzz_flags[@]}" "${fuzz_cpp[@]}" "$src" >"$PGPOLY_WORK/fuzz_syntax.out" 2>&1; then
+		echo "=== $src does not compile ==="
+		head -n 40 "$PGPOLY_WORK/fuzz_syntax.out"
+		fuzz_bad=1
+	fi
+done
+if ((fuzz_bad)); then
+	echo "fuzz harness sources                         ... FAILED"
+	failed=$((failed + 1))
+else
+	echo "fuzz harness sources                         ... ok"
+	passed=$((passed + 1))
+fi
+
 # --- pg_regress -------------------------------------------------------------
 out="$PGPOLY_WORK/installcheck.out"
 rm -f regression.diffs regression.out

@@ -11,6 +11,12 @@ _bulk request with HTTP 200 and a body chosen by the test:
   * statusonly: "errors": false, the second item has status 500 and no
     error object;
   * fewer: "errors": false, one item fewer than the actions sent;
+  * dupstatus: "errors": false, the second item has "status" twice, 201
+    then 500 (JSON leaves duplicate names to the reader; pgpoly's reader
+    takes the last): the summary read without a document must not count
+    it as written when the item read with one says it failed;
+  * dupitems: "errors": false, "items" twice: every item 201, then every
+    item 400 with an error (the reader keeps the last): an ERROR;
   * honest: every item 201 (COMMIT succeeds);
   * samepage: every search page full and the same, whatever search_after
     or the scroll id says (a cache in front of the cluster): an ERROR, not
@@ -103,6 +109,8 @@ class LyingServer:
                 out = out.replace(b'"@raw@', b"").replace(b'@raw@"', b"")
             else:
                 out = self.root
+            # a member name twice, which a Python dict cannot hold
+            out = out.replace(b'"@dupstatus@"', b'"status"').replace(b'"@dupitems@"', b'"items"')
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                       b"Content-Length: %d\r\n\r\n%s" % (len(out), out))
 
@@ -143,11 +151,19 @@ class LyingServer:
             if k == 1 and self.mode == "statusonly":
                 item.update(status=500)
                 del item["result"]
+            if k == 1 and self.mode == "dupstatus":
+                del item["result"]
+                item["@dupstatus@"] = 500
             items.append({op: item})
         if self.mode == "noitems":
             items = []
         if self.mode == "fewer":
             items = items[:-1]
+        if self.mode == "dupitems":
+            failed = [{op: {"_index": "lies", "_id": doc_id, "status": 400, "error": {
+                "type": "mapper_parsing_exception", "reason": "failed to parse field [n]"}}}
+                      for op, doc_id in actions]
+            return {"took": 1, "errors": False, "items": items, "@dupitems@": failed}
         return {"took": 1, "errors": False, "items": items}
 
 
@@ -181,6 +197,8 @@ def test():
                         '1 other item(s) of the request failed too: "c1"')),
             ("statusonly", ('"b', "status 500")),
             ("fewer", ("liar", "3 actions with 2 items")),
+            ("dupstatus", ('"b', "status 500")),
+            ("dupitems", ('"a', "mapper_parsing_exception")),
             ("honest", None)]):
         liar.mode = mode
         r = s.run(write % ((k,) * 4))

@@ -36,6 +36,10 @@
  */
 #include "postgres.h"
 
+#include "pgpoly_jansson.h"
+
+#include <stdlib.h>
+
 #include "foreign/fdwapi.h"
 #include "foreign/foreign.h"
 #include "miscadmin.h"
@@ -45,6 +49,7 @@
 
 #include "elastic.h"
 #include "fuzz.h"
+#include "pgpoly.h"
 #include "harness.h"
 
 extern Datum pgpoly_elastic_request(PG_FUNCTION_ARGS);
@@ -83,6 +88,62 @@ elastic_init(void)
 	HttpPeerStart(atoi(strrchr(url, ':') + 1));
 }
 
+/*
+ * The oracle of the bulk summary: the items of body that its reader without
+ * a document (PgpolyJsonTopLevelScan, which lets a COMMIT skip the per-item
+ * check) counts as written must be items that a document read of body
+ * (jansson, as pgpoly's check reads it: a name given twice keeps its last
+ * value) says were written, every member object's "status" a 2xx.  More is
+ * a finding: a failed write taken as done.
+ */
+static void
+check_bulk_summary(const char *body, size_t len)
+{
+	PgpolyJsonTopLevel summary = {"errors", "items", "status", 200, 299};
+	json_t	   *doc;
+	json_t	   *items;
+	int			written = 0;
+	size_t		i;
+	json_t	   *item;
+
+	if (!PgpolyJsonTopLevelScan(body, len, &summary))
+		return;
+	doc = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	if (doc == NULL)
+	{
+		fprintf(stderr, "bulk summary read a body the document reader refuses: %.*s\n",
+				(int) len, body);
+		abort();
+	}
+	items = json_object_get(doc, "items");
+	json_array_foreach(items, i, item)
+	{
+		const char *op;
+		json_t	   *v;
+		bool		ok = false;
+		bool		bad = false;
+
+		json_object_foreach(item, op, v)
+		{
+			json_t	   *st = json_object_get(v, "status");
+
+			if (json_is_integer(st) && json_integer_value(st) >= 200 &&
+				json_integer_value(st) <= 299)
+				ok = true;
+			else if (st != NULL)
+				bad = true;
+		}
+		written += ok && !bad;
+	}
+	if (summary.inner_count > written)
+	{
+		fprintf(stderr, "bulk summary counts %d items written, the document %d: %.*s\n",
+				summary.inner_count, written, (int) len, body);
+		abort();
+	}
+	json_decref(doc);
+}
+
 /* The body of a structured reply for flow: pieces in the flow's envelope. */
 static char *
 elastic_envelope(int flow, List *pieces, size_t *len)
@@ -96,7 +157,11 @@ elastic_envelope(int flow, List *pieces, size_t *len)
 				pstrdup("{\"count\":0," SHARDS "}");
 			break;
 		case FLOW_BULK:
-			body = HarnessJoin(pieces, "{\"took\":1,\"errors\":true,\"items\":[", "]}");
+			/* "errors" true or false (the summary's path), by the count */
+			body = HarnessJoin(pieces, list_length(pieces) % 2 ?
+							   "{\"took\":1,\"errors\":true,\"items\":[" :
+							   "{\"took\":1,\"errors\":false,\"items\":[", "]}");
+			check_bulk_summary(body, strlen(body));
 			break;
 		case FLOW_MGET:
 			body = HarnessJoin(pieces, "{\"docs\":[", "]}");
@@ -219,24 +284,29 @@ flow_bulk(ElasticTable *tbl)
 	ElasticSendWrites(ElasticGetConnection(tbl), writes);
 }
 
-/* The existence check of ON CONFLICT DO NOTHING (_mget). */
+/*
+ * The existence check of ON CONFLICT DO NOTHING: an ids search, or (realtime)
+ * a multi-get with each row's routing.
+ */
 static void
-flow_mget(ElasticTable *tbl)
+flow_mget(ElasticTable *tbl, bool realtime)
 {
 	char	   *ids[3] = {"1", "2", "3"};
+	char	   *routings[3] = {NULL, "r2", NULL};
 	bool		exists[3];
 
-	ElasticIdsExist(ElasticGetConnection(tbl), tbl, ids, 3, exists);
+	ElasticIdsExist(ElasticGetConnection(tbl), tbl, ids, routings, 3, realtime, NULL, exists);
 }
 
 /* What the planner asks of the mapping. */
 static void
 flow_mapping(ElasticTable *tbl)
 {
-	bool		kw;
+	ElasticFieldFacts facts;
 
-	(void) ElasticFieldInfo(tbl, "t", &kw);
-	(void) ElasticFieldInfo(tbl, "a.b", &kw);
+	(void) ElasticFieldType(tbl, "t", &facts);
+	(void) ElasticFieldType(tbl, "a.b", &facts);
+	(void) ElasticMappingFacts(tbl, list_make2(makeString("t"), makeString("a.b")));
 }
 
 /* IMPORT FOREIGN SCHEMA "fz*" FROM SERVER fuzz_es, through the routine. */
@@ -302,13 +372,13 @@ elastic_one(const uint8_t *data, size_t size)
 			flow_scan(Plain, data[1]);
 			break;
 		case FLOW_COUNT:
-			(void) ElasticCount(Docs, ElasticGetConnection(Docs), NIL, NULL);
+			(void) ElasticCount(Docs, ElasticGetConnection(Docs), NIL, NULL, NIL);
 			break;
 		case FLOW_BULK:
 			flow_bulk(Docs);
 			break;
 		case FLOW_MGET:
-			flow_mget(Docs);
+			flow_mget(Docs, data[1] & 1);
 			break;
 		case FLOW_MAPPING:
 			flow_mapping(Docs);
