@@ -386,13 +386,16 @@ def redis_pipeline(port, commands, timeout=10):
     pipeline; their replies, in order: str (simple and bulk strings, decoded
     with errors replaced), int, None (nil), list, or RedisError for an error
     reply.  One connection instead of a redis-cli process per command."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+    # the reader is closed with the socket: the recursive reply() closure is
+    # a reference cycle, and a reader left to the cyclic GC kept the
+    # connection open (a Redis client counted by redis_clients) until then
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock, \
+            sock.makefile("rb") as reader:
         out = b""
         for cmd in commands:
             args = [a if isinstance(a, bytes) else str(a).encode() for a in cmd]
             out += b"*%d\r\n" % len(args) + b"".join(resp_bulk(a) for a in args)
         sock.sendall(out)
-        reader = sock.makefile("rb")
 
         def reply():
             head = reader.readline()
