@@ -26,7 +26,9 @@
 --	  row and never collide, and a rolled-back registration leaves no gap.
 --	* Datasets are versioned: one row per (name, version), NULL the unversioned
 --	  entry; a name's newest version is its highest dataset_id.  run_inputs records
---	  the version each run consumed.
+--	  the version each run consumed.  A recorded content hash is never
+--	  overwritten: new content of a training set is a new version
+--	  (_dataset_record_content, serialised per name by an advisory lock).
 --	* lineage() is one recursive query whose UNION duplicate elimination is the
 --	  visited set (see _lineage_walk): cost grows with the edges walked.
 
@@ -192,7 +194,10 @@ CREATE INDEX model_alias_history_model_idx
 -- version NULL is a name's unversioned entry (registered or logged without a
 -- version).  A name's newest version is its row with the highest dataset_id, i.e.
 -- the one registered last.  content_hash identifies the rows of a training set
--- (see _dataset_content_hash); NULL for datasets pgpoly did not create.
+-- (see _dataset_content_hash); NULL for datasets pgpoly did not create.  A
+-- version's content_hash, once set, never changes: new content under the same
+-- name is a new version (_dataset_record_content), so run_inputs keep pointing
+-- at the rows each run consumed.
 CREATE TABLE pgpoly.datasets (
 	dataset_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	name         text NOT NULL CONSTRAINT datasets_name_check CHECK (name <> ''),
@@ -761,6 +766,33 @@ BEGIN
 END
 $$;
 
+-- The expression of _dataset_content_hash's row sums over rows row_expr (a
+-- ROW(...) of the columns): the row count and two sums of each row's 64-bit
+-- hash mixed once more; over: '' (an aggregate) or ' OVER ()' (the same
+-- totals on every row, get_historical_features).  Qualified: it runs under
+-- the caller's search_path there.
+CREATE FUNCTION pgpoly._dataset_hash_sums(row_expr text, over text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT format('pg_catalog.concat_ws('' '', pg_catalog.count(*)%2$s, '
+				  'pg_catalog.sum(pg_catalog.hashint8extended(pg_catalog.hash_record_extended(%1$s, 0), 0))%2$s, '
+				  'pg_catalog.sum(pg_catalog.hashint8extended(pg_catalog.hash_record_extended(%1$s, 1), 1))%2$s)',
+				  $1, $2)
+$$;
+
+-- The content hash text of _dataset_content_hash from its method, column list
+-- (names and types) and row sums (count, then the two sums): also used by
+-- get_historical_features for the rows it returns.
+CREATE FUNCTION pgpoly._dataset_hash_text(method text, cols text, sums text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT $1 || ':' || encode(sha256(convert_to(coalesce($2, '') || E'\n' || $3, 'UTF8')), 'hex')
+$$;
+
 -- The content hash of the rows of rel, independent of their physical order:
 -- sha256 over the column names and types, the row count, and two sums over
 -- the rows of a 64-bit hash of each row (hash_record_extended, seeds 0 and 1:
@@ -809,10 +841,7 @@ BEGIN
 	CROSS JOIN LATERAL pgpoly._hash_enum_column(a.atttypid) e
 	WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped;
 	BEGIN
-		EXECUTE format('SELECT concat_ws('' '', count(*), '
-					   'sum(hashint8extended(hash_record_extended(%1$s, 0), 0)), '
-					   'sum(hashint8extended(hash_record_extended(%1$s, 1), 1))) FROM %2$s t',
-					   v_row, rel)
+		EXECUTE format('SELECT %s FROM %s t', pgpoly._dataset_hash_sums(v_row, ''), rel)
 		INTO v_sums;
 	EXCEPTION WHEN undefined_function THEN
 		v_method := 'pgpoly-text-v1';
@@ -822,20 +851,70 @@ BEGIN
 					   v_row, rel)
 		INTO v_sums;
 	END;
-	RETURN v_method || ':' || encode(sha256(convert_to(coalesce(v_cols, '') || E'\n' || v_sums, 'UTF8')), 'hex');
+	RETURN pgpoly._dataset_hash_text(v_method, v_cols, v_sums);
 END
 $$;
 
--- Record the content hash of table rel on the newest version of dataset name
--- (create_training_set).
-CREATE FUNCTION pgpoly._dataset_record_hash(name text, rel regclass)
-RETURNS void
-LANGUAGE sql
+-- Record that dataset name now holds the content whose hash is hash
+-- (create_training_set, get_historical_features with a dataset), without
+-- rewriting what runs consumed: the newest version keeps it when it has the
+-- same hash, or has none yet and no run logged it (a version registered
+-- ahead); otherwise the content is a new version, 'auto-<n>' with n the
+-- name's count of versions + 1 (the next free n: never a version a user
+-- registered), carrying the newest's uri.  A name's first content is its
+-- unversioned entry.  Serialised per name by a transaction advisory lock
+-- (class: hashtext of 'pgpoly.datasets'), so that sessions recording the same
+-- name at once make one version each and never the same one; under READ
+-- COMMITTED each statement after the lock sees the other's commit (under
+-- REPEATABLE READ a version committed after the snapshot makes the INSERT
+-- conflict: 40001, retry).  Returns the dataset_id.
+CREATE FUNCTION pgpoly._dataset_record_content(name text, hash text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
-	UPDATE pgpoly.datasets d
-	SET content_hash = pgpoly._dataset_content_hash($2), updated_at = now()
-	WHERE d.dataset_id = pgpoly._dataset_newest($1)
+DECLARE
+	d       pgpoly.datasets;
+	v_n     bigint;
+	v_id    bigint;
+BEGIN
+	PERFORM pg_advisory_xact_lock(hashtext('pgpoly.datasets'), hashtext(name));
+	SELECT * INTO d FROM pgpoly.datasets x
+	WHERE x.dataset_id = pgpoly._dataset_newest(_dataset_record_content.name);
+	IF NOT FOUND THEN
+		INSERT INTO pgpoly.datasets AS x (name, store, content_hash)
+		VALUES (_dataset_record_content.name, 'postgres', hash)
+		RETURNING x.dataset_id INTO v_id;
+		RETURN v_id;
+	END IF;
+	IF d.content_hash = hash
+	   OR (d.content_hash IS NULL
+		   AND NOT EXISTS (SELECT FROM pgpoly.run_inputs i WHERE i.dataset_id = d.dataset_id)) THEN
+		UPDATE pgpoly.datasets x
+		SET content_hash = hash, store = 'postgres', updated_at = now()
+		WHERE x.dataset_id = d.dataset_id;
+		RETURN d.dataset_id;
+	END IF;
+	SELECT count(*) + 1 INTO v_n FROM pgpoly.datasets x
+	WHERE x.name = _dataset_record_content.name COLLATE pg_catalog."default";
+	WHILE EXISTS (SELECT FROM pgpoly.datasets x
+				  WHERE x.name = _dataset_record_content.name COLLATE pg_catalog."default"
+					AND x.version = ('auto-' || v_n) COLLATE pg_catalog."default") LOOP
+		v_n := v_n + 1;
+	END LOOP;
+	INSERT INTO pgpoly.datasets AS x (name, version, uri, store, content_hash)
+	VALUES (_dataset_record_content.name, 'auto-' || v_n, d.uri, 'postgres', hash)
+	RETURNING x.dataset_id INTO v_id;
+	RETURN v_id;
+EXCEPTION
+	WHEN program_limit_exceeded THEN
+		PERFORM pgpoly._registry_too_long(SQLSTATE, '{name}', ARRAY[name], SQLERRM);
+		RAISE;
+	WHEN unique_violation THEN	-- a version this snapshot could not see (REPEATABLE READ)
+		RAISE EXCEPTION 'could not record a new version of dataset "%": a concurrent transaction added one', name
+			USING ERRCODE = 'serialization_failure',
+				  HINT = 'Retry the transaction.';
+END
 $$;
 
 --

@@ -1555,8 +1555,10 @@ BEGIN
 END
 $$;
 
--- Register dataset name (if given) with lineage edges from views.
-CREATE FUNCTION pgpoly._fv_register_dataset(name text, views text[])
+-- Record content_hash as the content of dataset name (if given: a new
+-- version when it differs from the newest's, see _dataset_record_content)
+-- with lineage edges from views.
+CREATE FUNCTION pgpoly._fv_register_dataset(name text, views text[], content_hash text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgpoly, pg_temp
@@ -1565,7 +1567,7 @@ BEGIN
 	IF name IS NULL THEN
 		RETURN;
 	END IF;
-	PERFORM pgpoly.register_dataset(name, store => 'postgres');
+	PERFORM pgpoly._dataset_record_content(name, content_hash);
 	PERFORM pgpoly._add_edge('feature_view', x.v, 'dataset', name, 'derived')
 	FROM unnest(views) x(v);
 END
@@ -1587,7 +1589,8 @@ SET datestyle = 'ISO, YMD'
 SET extra_float_digits = 1
 AS $$
 DECLARE
-	q pgpoly._fv_pit;
+	q      pgpoly._fv_pit;
+	v_sums text;		-- the row count and sums of _dataset_hash_sums
 BEGIN
 	PERFORM pgpoly._fv_caller_datestyle(caller_datestyle);
 	IF dataset OPERATOR(pg_catalog.=) '' THEN
@@ -1595,13 +1598,35 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	q := pgpoly._fv_pit_query(spine, features);
-	PERFORM pgpoly._fv_register_dataset(dataset, q.views);
 	-- nested loops driven by the spine keep its order, which row_number() records
 	-- to_jsonb(s.*): the spine row, also where the spine has a column s
 	-- (the caller's search_path, as the spine's: qualified)
-	RETURN QUERY EXECUTE pg_catalog.format(
-		'SELECT pg_catalog.row_number() OVER (), pg_catalog.to_jsonb(s.*), %s FROM %s',
-		pgpoly._fv_jsonb_expr(q.out_names, q.out_exprs), q.from_clause);
+	IF dataset IS NULL THEN
+		RETURN QUERY EXECUTE pg_catalog.format(
+			'SELECT pg_catalog.row_number() OVER (), pg_catalog.to_jsonb(s.*), %s FROM %s',
+			pgpoly._fv_jsonb_expr(q.out_names, q.out_exprs), q.from_clause);
+		RETURN;
+	END IF;
+	-- with a dataset: the rows returned are its content, hashed as a table of
+	-- them would be (_dataset_content_hash) by window sums over all rows, and
+	-- recorded once (no CTE: its name would be visible to the spine's SQL)
+	FOR o_row_no, o_spine, o_features, v_sums IN EXECUTE pg_catalog.format(
+		'SELECT r.row_no, r.spine, r.features, %s FROM ('
+		'SELECT pg_catalog.row_number() OVER () AS row_no, pg_catalog.to_jsonb(s.*) AS spine, %s AS features '
+		'FROM %s) r ORDER BY r.row_no',
+		pgpoly._dataset_hash_sums('ROW(r.row_no, r.spine, r.features)', ' OVER ()'),
+		pgpoly._fv_jsonb_expr(q.out_names, q.out_exprs), q.from_clause)
+	LOOP
+		IF o_row_no OPERATOR(pg_catalog.=) 1 THEN
+			PERFORM pgpoly._fv_register_dataset(dataset, q.views, pgpoly._dataset_hash_text(
+				'pgpoly-rows-v2', 'row_no bigint, spine jsonb, features jsonb', v_sums));
+		END IF;
+		RETURN NEXT;
+	END LOOP;
+	IF NOT FOUND THEN	-- no rows: the hash of an empty table
+		PERFORM pgpoly._fv_register_dataset(dataset, q.views, pgpoly._dataset_hash_text(
+			'pgpoly-rows-v2', 'row_no bigint, spine jsonb, features jsonb', '0'));
+	END IF;
 END
 $$;
 
@@ -1655,8 +1680,8 @@ BEGIN
 	v_sql := pgpoly._fv_training_set_sql(name, q);
 	EXECUTE v_sql.stmt;
 	GET DIAGNOSTICS v_rows = ROW_COUNT;
-	PERFORM pgpoly._fv_register_dataset(name, q.views);
-	PERFORM pgpoly._dataset_record_hash(name, v_sql.rel::pg_catalog.regclass);	-- see 20_registry.sql
+	PERFORM pgpoly._fv_register_dataset(name, q.views,
+										pgpoly._dataset_content_hash(v_sql.rel::pg_catalog.regclass));
 	RETURN v_rows;
 END
 $$;

@@ -22,7 +22,8 @@ A test looks like:
 More helpers: create_db() (a scratch database with the extension, dropped
 at exit), Session (one psql process, so statements share a backend; send()/
 wait() to act while a statement runs; Result.sqlstate), wait_for() (poll
-with a deadline instead of sleeping), TcpServer/read_http_request() and
+with a deadline instead of sleeping), run_at_barrier() (scripts in
+sessions released at the same instant), TcpServer/read_http_request() and
 serve_tcp() (fake servers), redis_clients()/redis_stat() (CLIENT
 LIST, INFO commandstats), backend_sockets()/proc_status_kb() (a backend's
 open sockets and memory), pg_log_mark()/check_pg_log() (no crashed backend
@@ -385,13 +386,16 @@ def redis_pipeline(port, commands, timeout=10):
     pipeline; their replies, in order: str (simple and bulk strings, decoded
     with errors replaced), int, None (nil), list, or RedisError for an error
     reply.  One connection instead of a redis-cli process per command."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+    # the reader is closed with the socket: the recursive reply() closure is
+    # a reference cycle, and a reader left to the cyclic GC kept the
+    # connection open (a Redis client counted by redis_clients) until then
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock, \
+            sock.makefile("rb") as reader:
         out = b""
         for cmd in commands:
             args = [a if isinstance(a, bytes) else str(a).encode() for a in cmd]
             out += b"*%d\r\n" % len(args) + b"".join(resp_bulk(a) for a in args)
         sock.sendall(out)
-        reader = sock.makefile("rb")
 
         def reply():
             head = reader.readline()
@@ -721,6 +725,41 @@ def commit_rounds(sessions, statement, nrounds, on_failure):
     check(ok == nrounds, "each round should commit exactly one session: %d of %d"
           % (ok, nrounds))
     return ok
+
+
+def run_at_barrier(db, scripts, lock_key, timeout=90):
+    """Run each SQL script in its own psql (ON_ERROR_STOP), all released at the
+    same instant: each first waits on a shared advisory lock on lock_key that
+    a holder session takes exclusively until every script waits for it.
+    Returns one Result per script."""
+    holder = Session(db)
+    holder.value("SELECT pg_advisory_lock(%d);" % lock_key)
+    gate = ("SELECT pg_advisory_lock_shared(%d);\n"
+            "SELECT pg_advisory_unlock_shared(%d);\n" % (lock_key, lock_key))
+    procs = []
+    start = time.monotonic()
+    for i, script in enumerate(scripts):
+        path = os.path.join(work_dir(), "barrier_%d_%d.sql" % (os.getpid(), i))
+        with open(path, "w") as f:
+            f.write(gate + script)
+        procs.append(subprocess.Popen(
+            ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db, "-f", path],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    check(wait_for(lambda: psql(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %d "
+        "AND NOT granted" % lock_key, db=db).out.strip() == str(len(scripts)),
+        timeout=60), "all sessions at the barrier")
+    holder.value("SELECT pg_advisory_unlock(%d);" % lock_key)
+    results = []
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=timeout * SCALE)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        results.append(Result(p.returncode, out, err, time.monotonic() - start))
+    holder.close()
+    return results
 
 
 def check(cond, message):
