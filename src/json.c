@@ -914,7 +914,9 @@ typedef struct TopScan
 	bool		want_inner;		/* inside an inner_key member */
 	int			elem_in;		/* the current element's inner_key members in
 								 * the range */
-	bool		elem_bad;		/* and one that is not (or is no integer) */
+	int			member_in;		/* those of its current member object */
+	bool		elem_bad;		/* and one that is not (or is no integer), or
+								 * the element is no object of objects */
 } TopScan;
 
 #if PG_VERSION_NUM >= 160000
@@ -940,6 +942,9 @@ topscan_nest(void *state)
 	TopScan    *ts = state;
 
 	topscan_inner_container(ts);
+	/* a member of an element: its object starts */
+	if (ts->in_array && ts->depth == 3)
+		ts->member_in = 0;
 	ts->depth++;
 	JSON_CB_DONE;
 }
@@ -947,7 +952,12 @@ topscan_nest(void *state)
 static JSON_CB_RESULT
 topscan_unnest(void *state)
 {
-	((TopScan *) state)->depth--;
+	TopScan    *ts = state;
+
+	/* a member object of an element without an inner_key member */
+	if (ts->in_array && ts->depth == 4 && ts->member_in == 0)
+		ts->elem_bad = true;
+	ts->depth--;
 	JSON_CB_DONE;
 }
 
@@ -957,6 +967,9 @@ topscan_array_start(void *state)
 	TopScan    *ts = state;
 
 	topscan_inner_container(ts);
+	/* an element, or a member of one, that is an array, not an object */
+	if (ts->in_array && (ts->depth == 2 || ts->depth == 3))
+		ts->elem_bad = true;
 	ts->depth++;
 	if (ts->want_array && ts->depth == 2)
 	{
@@ -1030,6 +1043,9 @@ topscan_field_start(void *state, char *fname, bool isnull)
 	/* array (2), its element (3), the element's member object (4) */
 	ts->want_inner = ts->in_array && ts->depth == 4 && out->inner_key && fname &&
 		strcmp(fname, out->inner_key) == 0;
+	if (ts->in_array && ts->depth == 4 && out->reject_key &&
+		(fname == NULL || strcmp(fname, out->reject_key) == 0))
+		ts->elem_bad = true;
 	JSON_CB_DONE;
 }
 
@@ -1052,10 +1068,16 @@ topscan_scalar(void *state, char *token, JsonTokenType tokentype)
 		if (tokentype == JSON_TOKEN_NUMBER)
 			v = strtol(token, &end, 10);
 		if (end && *end == '\0' && v >= ts->out->inner_lo && v <= ts->out->inner_hi)
+		{
 			ts->elem_in++;
+			ts->member_in++;
+		}
 		else
 			ts->elem_bad = true;
 	}
+	/* an element, or a member of one, that is a scalar, not an object */
+	if (ts->in_array && (ts->depth == 2 || ts->depth == 3))
+		ts->elem_bad = true;
 	ts->want_inner = false;
 	if (ts->depth == 1)
 		ts->want_bool = false;
@@ -1165,9 +1187,10 @@ PgpolyJsonFieldVerbatim(const char *json, size_t len, const char *field, bool ne
 /*
  * Whether json is valid JSON in UTF-8, and what its top-level object says (see
  * PgpolyJsonTopLevel): the boolean member bool_key, the number of elements
- * of the array member array_key, and how many of those elements have, in
- * the objects that are their members (items[i].index), an integer member
- * inner_key between inner_lo and inner_hi and no other inner_key member.  PostgreSQL's lexer validates
+ * of the array member array_key, and how many of those elements are
+ * objects whose members are all objects (items[i].index), each with an
+ * integer member inner_key between inner_lo and inner_hi, no other
+ * inner_key member and no member reject_key.  PostgreSQL's lexer validates
  * without building a document, so a large response whose summary says
  * there is nothing to inspect (an Elasticsearch bulk response with
  * "errors": false and one item per action, each with a 2xx status) costs
@@ -1176,7 +1199,7 @@ PgpolyJsonFieldVerbatim(const char *json, size_t len, const char *field, bool ne
 bool
 PgpolyJsonTopLevelScan(const char *json, size_t len, PgpolyJsonTopLevel *out)
 {
-	TopScan		ts = {out, 0, false, false, false, false, 0, false};
+	TopScan		ts = {out, 0, false, false, false, false, 0, 0, false};
 	JsonSemAction sem = {0};
 	JsonLexContext *lex;
 	bool		ok;

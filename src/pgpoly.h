@@ -689,8 +689,11 @@ typedef struct PgpolyJsonTopLevel
 	bool		found;			/* bool_key is there, a boolean */
 	bool		value;			/* its value */
 	int			elements;		/* elements of array_key's array, or -1 */
-	int			inner_count;	/* elements whose inner_key members are all
-								 * in the range (at least one) */
+	int			inner_count;	/* elements that are objects of objects,
+								 * each with inner_key members all in the
+								 * range (at least one) */
+	const char *reject_key;		/* a member of those objects that keeps an
+								 * element from counting, or NULL */
 } PgpolyJsonTopLevel;
 
 extern bool PgpolyJsonTopLevelScan(const char *json, size_t len,
