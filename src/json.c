@@ -441,15 +441,69 @@ jsonb_value_text(JsonbValue *v, bool to_array, bool to_json, size_t *len)
 }
 
 /*
- * The value at field of the jsonb object, or NULL when it is absent.  With
- * nested, a path "a.b" is the key "a.b" if the object has one, otherwise
- * descends into nested objects (*through_array is set when it meets an
- * array on the way, and then the value is NULL too);
- * without, field is one top-level key, dots included (a Redis json table's
- * columns are its top-level fields, and are written so).
+ * The matches of path p in the jsonb object container c in every spelling
+ * a document may give a dotted path (PGPOLY_FIELD_EVERY): the key p, or a
+ * key that is a prefix of p ending before one of its dots whose value is an
+ * object holding the rest in any spelling ({"a.b": {"c": 1}} and
+ * {"a": {"b.c": 1}} give a.b.c too).  Returns how many are not JSON null
+ * (the first goes to *found, if none yet); a null one goes to *null_found;
+ * *through_array is set when a prefix's value is an array.
+ */
+static int
+field_matches(JsonbContainer *c, const char *p, JsonbValue **found,
+			  JsonbValue **null_found, bool *through_array)
+{
+	int			n = 0;
+	const char *end = p + strlen(p);
+
+	while (end > p)
+	{
+		JsonbValue *v = getKeyJsonValueFromContainer(c, p, end - p, NULL);
+
+		if (v != NULL && *end == '\0')
+		{
+			if (v->type == jbvNull)
+				*null_found = v;
+			else
+			{
+				n++;
+				if (*found == NULL)
+					*found = v;
+			}
+		}
+		else if (v != NULL && v->type == jbvBinary)
+		{
+			if (JsonContainerIsObject(v->val.binary.data))
+				n += field_matches(v->val.binary.data, end + 1, found, null_found,
+								   through_array);
+			else if (JsonContainerIsArray(v->val.binary.data))
+				*through_array = true;
+		}
+		/* the next shorter prefix: up to the dot before end */
+		do
+			end--;
+		while (end > p && *end != '.');
+	}
+	return n;
+}
+
+/*
+ * The value at field of the jsonb object, or NULL when it is absent.
+ *	- PGPOLY_FIELD_KEY: field is one top-level key, dots included (a Redis
+ *	  json table's columns are its top-level fields, and are written so);
+ *	- PGPOLY_FIELD_PATH: a path "a.b" is the key "a.b" if the object has
+ *	  one, otherwise descends into nested objects (vector metadata, which a
+ *	  Chroma or Qdrant writer may keep flat);
+ *	- PGPOLY_FIELD_EVERY: the path in every spelling (field_matches), as
+ *	  Elasticsearch indexes it; a document giving it in two spellings
+ *	  (both {"a.b": 1} and {"a": {"b": 2}}) holds several values: an ERROR
+ *	  (22P02), as no single value could stand for them.  JSON nulls count
+ *	  only when there is nothing else.
+ * *through_array is set when the path meets an array on the way (and then
+ * the value is NULL too, for KEY and PATH).
  */
 static JsonbValue *
-field_value(Datum jsonb, const char *field, bool nested, bool *through_array)
+field_value(Datum jsonb, const char *field, PgpolyFieldPath how, bool *through_array)
 {
 	Jsonb	   *jb = DatumGetJsonbP(jsonb);
 	JsonbContainer *c = &jb->root;
@@ -457,9 +511,26 @@ field_value(Datum jsonb, const char *field, bool nested, bool *through_array)
 	const char *p = field;
 
 	*through_array = false;
+	if (how == PGPOLY_FIELD_EVERY)
+	{
+		JsonbValue *null_found = NULL;
+
+		if (!JsonContainerIsObject(c))
+		{
+			*through_array = JsonContainerIsArray(c);
+			return NULL;
+		}
+		if (field_matches(c, field, &v, &null_found, through_array) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("the document gives field \"%s\" in more than one spelling (a dotted key and nested objects), which gives it several values",
+							field),
+					 errhint("Read the enclosing field into a jsonb column.")));
+		return v ? v : null_found;
+	}
 	for (;;)
 	{
-		const char *dot = nested ? strchr(p, '.') : NULL;
+		const char *dot = how == PGPOLY_FIELD_PATH ? strchr(p, '.') : NULL;
 		int			len = dot ? (int) (dot - p) : (int) strlen(p);
 
 		if (!JsonContainerIsObject(c))
@@ -499,7 +570,7 @@ PgpolyJsonbFieldText(Datum jsonb, const char *field, bool to_array,
 {
 	size_t		dummy;
 	bool		through_array;
-	JsonbValue *v = field_value(jsonb, field, true, &through_array);
+	JsonbValue *v = field_value(jsonb, field, PGPOLY_FIELD_PATH, &through_array);
 
 	return v ? jsonb_value_text(v, to_array, false, len ? len : &dummy) : NULL;
 }
@@ -511,11 +582,11 @@ PgpolyJsonbFieldText(Datum jsonb, const char *field, bool to_array,
  * included.
  */
 char *
-PgpolyJsonbColumnText(Datum jsonb, const char *field, bool nested, const PgpolyConv *conv,
-					  size_t *len)
+PgpolyJsonbColumnText(Datum jsonb, const char *field, PgpolyFieldPath how,
+					  const PgpolyConv *conv, size_t *len)
 {
 	bool		through_array;
-	JsonbValue *v = field_value(jsonb, field, nested, &through_array);
+	JsonbValue *v = field_value(jsonb, field, how, &through_array);
 
 	return v ? jsonb_value_text(v, conv->is_array, conv->is_json, len) : NULL;
 }
@@ -533,12 +604,12 @@ PgpolyJsonbColumnText(Datum jsonb, const char *field, bool nested, const PgpolyC
  * function for columns that are not json or jsonb (arrays of them may be).
  */
 char *
-PgpolyJsonbFieldValues(Datum jsonb, const char *field, const PgpolyConv *conv,
-					   size_t *len)
+PgpolyJsonbFieldValues(Datum jsonb, const char *field, PgpolyFieldPath how,
+					   const PgpolyConv *conv, size_t *len)
 {
 	bool		to_array = conv->is_array;
 	bool		through_array;
-	JsonbValue *v = field_value(jsonb, field, true, &through_array);
+	JsonbValue *v = field_value(jsonb, field, how, &through_array);
 	StringInfoData buf;
 
 	if (through_array)

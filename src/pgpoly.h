@@ -660,11 +660,21 @@ extern void PgpolyJsonNulError(const char *what, const char *field,
 							   PgpolyConv *conv) pg_attribute_noreturn();
 extern char *PgpolyJsonbFieldText(Datum jsonb, const char *field,
 								  bool to_array, size_t *len);
-extern char *PgpolyJsonbColumnText(Datum jsonb, const char *field, bool nested,
+/* How a column's field option names a value of a JSON document. */
+typedef enum PgpolyFieldPath
+{
+	PGPOLY_FIELD_KEY,			/* one top-level key, dots included */
+	PGPOLY_FIELD_PATH,			/* "a.b": the key "a.b", else a's b */
+	PGPOLY_FIELD_EVERY			/* every spelling of a dotted path, as
+								 * Elasticsearch indexes it: two are an
+								 * ERROR */
+} PgpolyFieldPath;
+
+extern char *PgpolyJsonbColumnText(Datum jsonb, const char *field, PgpolyFieldPath how,
 								   const PgpolyConv *conv, size_t *len);
 extern char *PgpolyJsonFieldVerbatim(const char *json, size_t len, const char *field,
 									 bool nested, size_t *outlen);
-extern char *PgpolyJsonbFieldValues(Datum jsonb, const char *field,
+extern char *PgpolyJsonbFieldValues(Datum jsonb, const char *field, PgpolyFieldPath how,
 									const PgpolyConv *conv, size_t *len);
 extern void PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid,
 								  bool isnull);
