@@ -1025,6 +1025,43 @@ read_segment_ok(const char *seg, int len, bool strict, char *head,
 }
 
 /*
+ * Whether the query string q ("?a=b&c", or "" or "#..." for none) has a
+ * refresh parameter whose value is not "false" (names and values
+ * percent-decoded, as the server reads them; "refresh" alone means true).
+ */
+static bool
+query_refreshes(const char *q)
+{
+	if (*q != '?')
+		return false;
+	q++;
+	while (*q && *q != '#')
+	{
+		int			len = (int) strcspn(q, "&#");
+		int			eq = (int) strcspn(q, "=&#");
+		char		name[16];
+		char		value[16];
+		int			n;
+
+		/* read_segment_ok decodes; a name with a NUL (or "." / "..") is no read */
+		if (!read_segment_ok(q, eq, false, name, sizeof(name), &n))
+			return true;
+		if (n == 7 && strcmp(name, "refresh") == 0)
+		{
+			if (eq >= len)
+				return true;	/* "refresh" alone */
+			if (!read_segment_ok(q + eq + 1, len - eq - 1, false, value, sizeof(value), &n) ||
+				!(n == 5 && strcmp(value, "false") == 0))
+				return true;
+		}
+		q += len;
+		if (*q == '&')
+			q++;
+	}
+	return false;
+}
+
+/*
  * Whether pgpoly.elastic_request(method, path) only reads the cluster, so
  * that a read-only transaction may send it.  The endpoint is the path's
  * first segment starting with "_" (decoded), other than the index pattern
@@ -1038,8 +1075,10 @@ read_segment_ok(const char *seg, int len, bool strict, char *head,
  *	- a DELETE closing a point in time or a scroll: exactly /_pit,
  *	  /_search/scroll[/<id>], /_search/point_in_time[/_all] (not the rest of
  *	  /_search/..., such as OpenSearch's DELETE /_search/pipeline/<id>).
- * Everything else, POST _refresh included, counts as a write.  Only the
- * path before a "?" or "#" is looked at.
+ * Everything else, POST _refresh included, counts as a write.  Of the
+ * query string only a refresh parameter counts (GET /idx/_doc/1?refresh,
+ * _mget?refresh=true refresh the shards first): one not "false" makes a
+ * write.
  */
 static bool
 request_is_read(const char *method, const char *path)
@@ -1065,6 +1104,8 @@ request_is_read(const char *method, const char *path)
 	get = pg_strcasecmp(method, "GET") == 0 || pg_strcasecmp(method, "HEAD") == 0;
 	post = pg_strcasecmp(method, "POST") == 0;
 	if (!get && !post && pg_strcasecmp(method, "DELETE") != 0)
+		return false;
+	if (query_refreshes(path + pathlen))
 		return false;
 	while (p < path + pathlen)
 	{

@@ -112,6 +112,9 @@ SELECT dh('dh_v1') <> dh('dh_v2') AS citext_case_differs,
 	   dh('dh_v1') <> dh('dh_v8') AS citext_array_case_differs,
 	   dh('dh_v1') = dh('dh_v9') AS same_rows_same_hash,
 	   split_part(dh('dh_v1'), ':', 1) AS method;
+DROP TABLE dh_v1, dh_v2, dh_v3, dh_v4, dh_v5, dh_v6, dh_v7, dh_v8, dh_v9;
+DROP TYPE dh_pair;
+DROP EXTENSION citext;
 
 -- An enum hashes through its labels: the same rows give the same hash after
 -- the type is made again (its labels then have other OIDs).

@@ -49,6 +49,8 @@ FROM (VALUES
   ('GET', '/regress_ro/_doc/a%2Fb', NULL),
   ('GET', '/regress_ro/_doc/_refresh', NULL),
   ('DELETE', '/_search/scroll', '{"scroll_id": "regress_ro_none"}'),
+  ('GET', '/regress_ro/_doc/1?refresh=false&realtime=true', NULL),
+  ('GET', '/regress_ro/_doc/1?_source=refresh', NULL),
   -- writes: refused
   ('PUT', '/regress_ro_new', '{}'),
   ('PUT', '/regress_ro/_doc/2?refresh=true', '{"n": 20}'),
@@ -84,7 +86,12 @@ FROM (VALUES
   ('DELETE', '/_search/pipeline/regress_ro_pipe', NULL),
   ('DELETE', '/_search/pipeline/*', NULL),
   ('DELETE', '/_pit/regress_ro', NULL),
-  ('DELETE', '/_search/../regress_ro', NULL)
+  ('DELETE', '/_search/../regress_ro', NULL),
+  -- a refresh parameter refreshes the shards before the read
+  ('GET', '/regress_ro/_doc/1?refresh', NULL),
+  ('GET', '/regress_ro/_doc/1?realtime=true&refresh=true', NULL),
+  ('POST', '/regress_ro/_mget?%72efresh=1', '{"ids": ["1"]}'),
+  ('GET', '/regress_ro/_doc/1?refresh=', NULL)
 ) AS r(m, p, b);
 COMMIT;
 
