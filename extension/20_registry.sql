@@ -741,16 +741,31 @@ $$;
 COMMENT ON FUNCTION pgpoly.log_input(uuid, text, text) IS
 	'Record that a run consumed a dataset version (NULL: the newest) in run_inputs, and the lineage edge dataset -> run';
 
--- Whether a column of type typ holds enum values (a domain over an enum, an
--- array of them: is_array) for _dataset_content_hash.
-CREATE FUNCTION pgpoly._hash_enum_column(typ oid, OUT enum_base bool, OUT is_array bool)
+-- The expression _dataset_content_hash hashes for column col (of type typ,
+-- collation coll) of the row t: fields whose hash functions tell apart every
+-- two values that differ.  Types whose hash is that of their equality, which
+-- holds different values equal, are hashed otherwise: text-like ones in the
+-- "C" collation (byte-wise), enums through their labels (an enum's hash is its
+-- label's OID, which differs from one database to the next), numeric with its
+-- scale (1.0 = 1.00), arrays with their dimensions (the array hash sees only
+-- the elements: {1,2,3,4}, {{1,2},{3,4}} and [0:3]={1,2,3,4} hash alike);
+-- any other type (citext, interval: '1 mon' = '30 days', composites, ranges,
+-- jsonb, json ...) through its text form in the "C" collation, under the
+-- caller's pinned settings.  Domains count as their base type.
+CREATE FUNCTION pgpoly._hash_column_expr(col name, typ oid, coll oid)
+RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 DECLARE
-	t pg_type;
+	t        pg_type;
+	is_array bool := false;
+	c        text := format('t.%I', col);
+	exact    oid[] := ARRAY['int2', 'int4', 'int8', 'oid', 'bool', 'float4', 'float8',
+							'date', 'time', 'timestamp', 'timestamptz', 'uuid', 'bytea',
+							'"char"', 'name', 'text', 'varchar', 'bpchar', 'timetz']::regtype[]::oid[];
+	v_coll   text := CASE WHEN coll <> 0 THEN ' COLLATE pg_catalog."C"' ELSE '' END;
 BEGIN
-	is_array := false;
 	LOOP
 		SELECT * INTO t FROM pg_type WHERE oid = typ;
 		IF t.typtype = 'd' THEN
@@ -762,7 +777,16 @@ BEGIN
 			EXIT;
 		END IF;
 	END LOOP;
-	enum_base := coalesce(t.typtype = 'e', false);
+	IF t.typtype = 'e' THEN
+		RETURN c || '::pg_catalog.text' || CASE WHEN is_array
+			THEN '[], pg_catalog.array_dims(' || c || ') COLLATE pg_catalog."C"' ELSE '' END;
+	ELSIF typ = ANY (exact) THEN
+		RETURN c || v_coll || CASE WHEN is_array
+			THEN ', pg_catalog.array_dims(' || c || ') COLLATE pg_catalog."C"' ELSE '' END;
+	ELSIF typ = 'numeric'::regtype AND NOT is_array THEN
+		RETURN c || ', pg_catalog.scale(' || c || ')';
+	END IF;
+	RETURN c || '::pg_catalog.text COLLATE pg_catalog."C"';
 END
 $$;
 
@@ -800,16 +824,17 @@ $$;
 -- mixed once more (hashint8extended) before it is summed: the row hash
 -- combines its columns linearly, so a plain sum would depend only on each
 -- column's values and not on which row holds them (labels swapped between
--- two entities would hash alike).  Collatable columns are hashed in the "C"
--- collation (byte-wise: a nondeterministic collation would hash 'yes' and
--- 'YES' alike) and enum columns through their labels (an enum's hash is that
--- of its label's OID, which differs from one database to the next).  The
--- row is built from the columns qualified by the table's alias (a column
--- named t would otherwise stand for the row).  A table with a column type
--- that has no hash function (json, point, money ...) is hashed through the
--- rows' text forms instead, under pinned settings (every setting an output
--- function reads: DateStyle, TimeZone, IntervalStyle, extra_float_digits,
--- bytea_output, lc_monetary).  The prefix names the method.  It detects
+-- two entities would hash alike).  Each column is hashed as
+-- _hash_column_expr says (the "C" collation, enum labels, numeric scale,
+-- array dimensions, text forms), so that values equal but different
+-- ('yes' and 'YES' in a case-insensitive collation or citext, 1.0 and 1.00,
+-- '1 mon' and '30 days') hash otherwise.  The row is built from the columns
+-- qualified by the table's alias (a column named t would otherwise stand for
+-- the row).  Text forms are made under pinned settings (every setting an
+-- output function reads: DateStyle, TimeZone, IntervalStyle,
+-- extra_float_digits, bytea_output, lc_monetary); a type without a hash
+-- function, if one is still met, has the whole table hashed through the rows'
+-- text forms (pgpoly-text-v1).  The prefix names the method.  It detects
 -- changed data; it is not meant to resist deliberate collisions.
 CREATE FUNCTION pgpoly._dataset_content_hash(rel regclass)
 RETURNS text
@@ -826,19 +851,15 @@ DECLARE
 	v_cols   text;
 	v_row    text;
 	v_sums   text;
-	v_method text := 'pgpoly-rows-v2';
+	v_method text := 'pgpoly-rows-v3';
 BEGIN
 	SELECT string_agg(quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod),
 					  ', ' ORDER BY a.attnum),
 		   'ROW(' || coalesce(string_agg(
-			   format('t.%I', a.attname) ||
-			   CASE WHEN e.enum_base THEN '::pg_catalog.text' || CASE WHEN e.is_array THEN '[]' ELSE '' END
-					WHEN a.attcollation <> 0 THEN ' COLLATE pg_catalog."C"'
-					ELSE '' END,
+			   pgpoly._hash_column_expr(a.attname, a.atttypid, a.attcollation),
 			   ', ' ORDER BY a.attnum), '') || ')'
 	INTO v_cols, v_row
 	FROM pg_attribute a
-	CROSS JOIN LATERAL pgpoly._hash_enum_column(a.atttypid) e
 	WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped;
 	BEGIN
 		EXECUTE format('SELECT %s FROM %s t', pgpoly._dataset_hash_sums(v_row, ''), rel)

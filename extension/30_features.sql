@@ -1610,22 +1610,27 @@ BEGIN
 	-- with a dataset: the rows returned are its content, hashed as a table of
 	-- them would be (_dataset_content_hash) by window sums over all rows, and
 	-- recorded once (no CTE: its name would be visible to the spine's SQL)
+	-- (each column as _dataset_content_hash hashes it: _hash_column_expr
+	-- over the alias t)
 	FOR o_row_no, o_spine, o_features, v_sums IN EXECUTE pg_catalog.format(
-		'SELECT r.row_no, r.spine, r.features, %s FROM ('
+		'SELECT t.row_no, t.spine, t.features, %s FROM ('
 		'SELECT pg_catalog.row_number() OVER () AS row_no, pg_catalog.to_jsonb(s.*) AS spine, %s AS features '
-		'FROM %s) r ORDER BY r.row_no',
-		pgpoly._dataset_hash_sums('ROW(r.row_no, r.spine, r.features)', ' OVER ()'),
+		'FROM %s) t ORDER BY t.row_no',
+		pgpoly._dataset_hash_sums(pg_catalog.format('ROW(%s, %s, %s)',
+			pgpoly._hash_column_expr('row_no', 'pg_catalog.int8'::pg_catalog.regtype, 0),
+			pgpoly._hash_column_expr('spine', 'pg_catalog.jsonb'::pg_catalog.regtype, 0),
+			pgpoly._hash_column_expr('features', 'pg_catalog.jsonb'::pg_catalog.regtype, 0)), ' OVER ()'),
 		pgpoly._fv_jsonb_expr(q.out_names, q.out_exprs), q.from_clause)
 	LOOP
 		IF o_row_no OPERATOR(pg_catalog.=) 1 THEN
 			PERFORM pgpoly._fv_register_dataset(dataset, q.views, pgpoly._dataset_hash_text(
-				'pgpoly-rows-v2', 'row_no bigint, spine jsonb, features jsonb', v_sums));
+				'pgpoly-rows-v3', 'row_no bigint, spine jsonb, features jsonb', v_sums));
 		END IF;
 		RETURN NEXT;
 	END LOOP;
 	IF NOT FOUND THEN	-- no rows: the hash of an empty table
 		PERFORM pgpoly._fv_register_dataset(dataset, q.views, pgpoly._dataset_hash_text(
-			'pgpoly-rows-v2', 'row_no bigint, spine jsonb, features jsonb', '0'));
+			'pgpoly-rows-v3', 'row_no bigint, spine jsonb, features jsonb', '0'));
 	END IF;
 END
 $$;

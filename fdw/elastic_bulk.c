@@ -1066,11 +1066,13 @@ send_batch(PgpolyConnection *conn, ElasticWrite **batch, int n, int64 sent_befor
 		ElasticRaiseStatus(conn, "POST", path, batch[0]->tbl->index, &resp);
 	/*
 	 * The common case needs no document (jansson) at all: "errors": false,
-	 * one item per action, each with a 2xx status.  Anything else, even
-	 * when "errors" says false, has every item checked.
+	 * one item per action, each an object of objects with a 2xx status and
+	 * no "error" (what item_failed accepts).  Anything else, even when
+	 * "errors" says false, has every item checked.
 	 */
 	for (int i = 0; i < n; i++)
 		need_results |= batch[i]->feeds;
+	summary.reject_key = "error";
 	if (!need_results && PgpolyJsonTopLevelScan(resp.body, resp.len, &summary) &&
 		summary.found && !summary.value && summary.elements == n &&
 		summary.inner_count == n)

@@ -984,19 +984,20 @@ check_request_line(const char *method, const char *path)
 /*
  * Whether a path segment (len bytes at seg, as sent) is one a read may
  * hold: not "." or ".." (libcurl resolves them, so the segments before
- * would not be the request's), nor percent-encoding a leading "_", a "/"
- * or a NUL (a server matching routes on the decoded path would see another
- * endpoint than the one tested here).  Its decoded first byte goes to
- * *first ('\0' for an empty segment).
+ * would not be the request's), nor percent-encoding a NUL, nor, when
+ * strict, a leading "_", a "/" or a "\" (a server matching routes on the
+ * decoded path would see another endpoint than the one tested here).  Its
+ * first decoded bytes go to head (headsize - 1 at most, NUL-terminated;
+ * "" for an empty segment), their number to *n.
  */
 static bool
-read_segment_ok(const char *seg, int len, char *first)
+read_segment_ok(const char *seg, int len, bool strict, char *head,
+				int headsize, int *n)
 {
-	char		head[2] = {'\0', '\0'};
-	int			n = 0;				/* decoded bytes */
 	bool		encoded = false;
+	int			k = 0;				/* decoded bytes */
 
-	for (int i = 0; i < len; i++, n++)
+	for (int i = 0; i < len; i++, k++)
 	{
 		char		b = seg[i];
 
@@ -1009,28 +1010,75 @@ read_segment_ok(const char *seg, int len, char *first)
 			encoded = true;
 			i += 2;
 		}
-		if (b == '/' || b == '\\' || b == '\0')
+		if (b == '\0' || (strict && (b == '/' || b == '\\')))
 			return false;
-		if (n < 2)
-			head[n] = b;
+		if (k < headsize - 1)
+			head[k] = b;
 	}
-	if ((n == 1 && head[0] == '.') || (n == 2 && head[0] == '.' && head[1] == '.'))
+	head[Min(k, headsize - 1)] = '\0';
+	*n = k;
+	if (strcmp(head, ".") == 0 || strcmp(head, "..") == 0)
 		return false;
-	if (encoded && head[0] == '_')
+	if (strict && encoded && head[0] == '_')
 		return false;
-	*first = head[0];
 	return true;
 }
 
 /*
+ * Whether the query string q ("?a=b&c", or "" or "#..." for none) has a
+ * refresh parameter whose value is not "false" (names and values
+ * percent-decoded, as the server reads them; "refresh" alone means true).
+ */
+static bool
+query_refreshes(const char *q)
+{
+	if (*q != '?')
+		return false;
+	q++;
+	while (*q && *q != '#')
+	{
+		int			len = (int) strcspn(q, "&#");
+		int			eq = (int) strcspn(q, "=&#");
+		char		name[16];
+		char		value[16];
+		int			n;
+
+		/* read_segment_ok decodes; a name with a NUL (or "." / "..") is no read */
+		if (!read_segment_ok(q, eq, false, name, sizeof(name), &n))
+			return true;
+		if (n == 7 && strcmp(name, "refresh") == 0)
+		{
+			if (eq >= len)
+				return true;	/* "refresh" alone */
+			if (!read_segment_ok(q + eq + 1, len - eq - 1, false, value, sizeof(value), &n) ||
+				!(n == 5 && strcmp(value, "false") == 0))
+				return true;
+		}
+		q += len;
+		if (*q == '&')
+			q++;
+	}
+	return false;
+}
+
+/*
  * Whether pgpoly.elastic_request(method, path) only reads the cluster, so
- * that a read-only transaction may send it: GET and HEAD; a POST to a
- * search endpoint (the path's first segment starting with "_", other than
- * the index pattern _all: _search, _msearch, _count, _mget, _field_caps,
- * _validate, _explain, or _pit, which opens a point in time; OpenSearch's
- * _search/point_in_time too); a DELETE of /_pit or /_search/... (closing
- * a point in time or a scroll).  Everything else, _refresh included, counts
- * as a write.  Only the path before a "?" or "#" is looked at.
+ * that a read-only transaction may send it.  The endpoint is the path's
+ * first segment starting with "_" (decoded), other than the index pattern
+ * _all.
+ *	- GET and HEAD (Elasticsearch answers a HEAD with the GET route), unless
+ *	  the endpoint is _refresh, _flush or _cache (GET /idx/_refresh
+ *	  refreshes as POST does);
+ *	- a POST to a search endpoint: _search, _msearch, _count, _mget,
+ *	  _field_caps, _validate, _explain, or _pit, which opens a point in
+ *	  time (OpenSearch's _search/point_in_time too);
+ *	- a DELETE closing a point in time or a scroll: exactly /_pit,
+ *	  /_search/scroll[/<id>], /_search/point_in_time[/_all] (not the rest of
+ *	  /_search/..., such as OpenSearch's DELETE /_search/pipeline/<id>).
+ * Everything else, POST _refresh included, counts as a write.  Of the
+ * query string only a refresh parameter counts (GET /idx/_doc/1?refresh,
+ * _mget?refresh=true refresh the shards first): one not "false" makes a
+ * write.
  */
 static bool
 request_is_read(const char *method, const char *path)
@@ -1039,42 +1087,66 @@ request_is_read(const char *method, const char *path)
 		"_search", "_msearch", "_count", "_mget", "_field_caps",
 		"_validate", "_explain", "_pit", NULL
 	};
-	const char *endpoint = NULL;
+	static const char *const get_writes[] = {
+		"_refresh", "_flush", "_cache", NULL
+	};
+	static const char *const closes[] = {
+		"/_pit", "/_search/scroll", "/_search/point_in_time",
+		"/_search/point_in_time/_all", NULL
+	};
+	char		endpoint[16] = "";
 	int			endlen = 0;
 	size_t		pathlen = strcspn(path, "?#");
 	const char *p = path;
+	bool		get;
 	bool		post;
 
-	if (pg_strcasecmp(method, "GET") == 0 || pg_strcasecmp(method, "HEAD") == 0)
-		return true;
+	get = pg_strcasecmp(method, "GET") == 0 || pg_strcasecmp(method, "HEAD") == 0;
 	post = pg_strcasecmp(method, "POST") == 0;
-	if (!post && pg_strcasecmp(method, "DELETE") != 0)
+	if (!get && !post && pg_strcasecmp(method, "DELETE") != 0)
+		return false;
+	if (query_refreshes(path + pathlen))
 		return false;
 	while (p < path + pathlen)
 	{
 		int			len;
-		char		first;
+		int			n;
+		char		head[sizeof(endpoint)];
 
 		p++;					/* the "/" */
 		len = (int) strcspn(p, "/?#");
-		if (!read_segment_ok(p, len, &first))
+		if (!read_segment_ok(p, len, !get, head, sizeof(head), &n))
 			return false;
-		if (endpoint == NULL && first == '_' &&
-			!(len == 4 && strncmp(p, "_all", 4) == 0))
+		if (endpoint[0] == '\0' && head[0] == '_' &&
+			!(n == 4 && strcmp(head, "_all") == 0))
 		{
-			endpoint = p;
-			endlen = len;
+			strlcpy(endpoint, head, sizeof(endpoint));
+			endlen = n;
 		}
 		p += len;
 	}
-	if (endpoint == NULL)
-		return false;
+	if (get)
+	{
+		for (int i = 0; get_writes[i]; i++)
+			if ((int) strlen(get_writes[i]) == endlen &&
+				strcmp(endpoint, get_writes[i]) == 0)
+				return false;
+		return true;
+	}
+	if (!post)
+	{
+		for (int i = 0; closes[i]; i++)
+			if (strlen(closes[i]) == pathlen &&
+				strncmp(path, closes[i], pathlen) == 0)
+				return true;
+		/* Elasticsearch 7's DELETE /_search/scroll/<scroll id>: one segment */
+		return pathlen > 16 && strncmp(path, "/_search/scroll/", 16) == 0 &&
+			memchr(path + 16, '/', pathlen - 16) == NULL;
+	}
 	for (int i = 0; search_endpoints[i]; i++)
 		if ((int) strlen(search_endpoints[i]) == endlen &&
-			strncmp(endpoint, search_endpoints[i], endlen) == 0)
-			return post || (endpoint == path + 1 &&
-							(strcmp(search_endpoints[i], "_pit") == 0 ||
-							 strcmp(search_endpoints[i], "_search") == 0));
+			strcmp(endpoint, search_endpoints[i]) == 0)
+			return true;
 	return false;
 }
 

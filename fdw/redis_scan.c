@@ -2240,7 +2240,7 @@ column_text(RedisScan *scan, RedisKeyState *st, int item, RedisColumn *col,
 					PgpolyJsonNulError("the Redis JSON value",
 									   PgpolyJsonNulUnplaced(json->nuls) ? NULL : col->field,
 									   &col->conv);
-				s = PgpolyJsonbColumnText(json->doc, col->field, false, &col->conv, len);
+				s = PgpolyJsonbColumnText(json->doc, col->field, PGPOLY_FIELD_KEY, &col->conv, len);
 				if (s != NULL && verbatim)
 				{
 					char	   *raw = PgpolyJsonFieldVerbatim(st->items[0].a, st->items[0].alen,

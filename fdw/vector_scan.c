@@ -718,8 +718,8 @@ field_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 
 	check_meta_nul(col, row, meta, col->field);
 	text = col->conv.is_json && !col->conv.is_array ?
-		PgpolyJsonbColumnText(meta->doc, col->field, true, &col->conv, &len) :
-		PgpolyJsonbFieldValues(meta->doc, col->field, &col->conv, &len);
+		PgpolyJsonbColumnText(meta->doc, col->field, PGPOLY_FIELD_PATH, &col->conv, &len) :
+		PgpolyJsonbFieldValues(meta->doc, col->field, PGPOLY_FIELD_PATH, &col->conv, &len);
 	*isnull = text == NULL;
 	if (text == NULL)
 		return (Datum) 0;

@@ -80,6 +80,42 @@ SELECT dh('dh_ci1') <> dh('dh_ci2') AS case_change_differs,
 	   dh('dh_ci1') <> dh('dh_ci3') AS case_change_in_array_differs,
 	   dh('dh_ci1') = dh('dh_c') AS same_text_other_collation_same_hash;
 
+-- Values a type's equality holds equal but that differ: a citext's case, a
+-- case-insensitive text inside a composite, an array's shape or lower bound,
+-- numeric's scale, an interval's months and days; and what stays equal.
+CREATE EXTENSION citext;
+CREATE TYPE dh_pair AS (k text COLLATE dh_ci, v int);
+CREATE TABLE dh_v1 (u text, l citext, p dh_pair, e float8[], n numeric, d interval, ls citext[]);
+CREATE TABLE dh_v2 (LIKE dh_v1);
+CREATE TABLE dh_v3 (LIKE dh_v1);
+CREATE TABLE dh_v4 (LIKE dh_v1);
+CREATE TABLE dh_v5 (LIKE dh_v1);
+CREATE TABLE dh_v6 (LIKE dh_v1);
+CREATE TABLE dh_v7 (LIKE dh_v1);
+CREATE TABLE dh_v8 (LIKE dh_v1);
+CREATE TABLE dh_v9 (LIKE dh_v1);
+INSERT INTO dh_v1 VALUES ('u1', 'Yes', ROW('yes', 1), '{1,2,3,4}', 1.0, '1 mon', '{a}');
+INSERT INTO dh_v2 VALUES ('u1', 'yes', ROW('yes', 1), '{1,2,3,4}', 1.0, '1 mon', '{a}');
+INSERT INTO dh_v3 VALUES ('u1', 'Yes', ROW('YES', 1), '{1,2,3,4}', 1.0, '1 mon', '{a}');
+INSERT INTO dh_v4 VALUES ('u1', 'Yes', ROW('yes', 1), '{{1,2},{3,4}}', 1.0, '1 mon', '{a}');
+INSERT INTO dh_v5 VALUES ('u1', 'Yes', ROW('yes', 1), '[0:3]={1,2,3,4}', 1.0, '1 mon', '{a}');
+INSERT INTO dh_v6 VALUES ('u1', 'Yes', ROW('yes', 1), '{1,2,3,4}', 1.00, '1 mon', '{a}');
+INSERT INTO dh_v7 VALUES ('u1', 'Yes', ROW('yes', 1), '{1,2,3,4}', 1.0, '30 days', '{a}');
+INSERT INTO dh_v8 VALUES ('u1', 'Yes', ROW('yes', 1), '{1,2,3,4}', 1.0, '1 mon', '{A}');
+INSERT INTO dh_v9 SELECT * FROM dh_v1;
+SELECT dh('dh_v1') <> dh('dh_v2') AS citext_case_differs,
+	   dh('dh_v1') <> dh('dh_v3') AS composite_case_differs,
+	   dh('dh_v1') <> dh('dh_v4') AS array_shape_differs,
+	   dh('dh_v1') <> dh('dh_v5') AS array_lower_bound_differs,
+	   dh('dh_v1') <> dh('dh_v6') AS numeric_scale_differs,
+	   dh('dh_v1') <> dh('dh_v7') AS interval_month_differs,
+	   dh('dh_v1') <> dh('dh_v8') AS citext_array_case_differs,
+	   dh('dh_v1') = dh('dh_v9') AS same_rows_same_hash,
+	   split_part(dh('dh_v1'), ':', 1) AS method;
+DROP TABLE dh_v1, dh_v2, dh_v3, dh_v4, dh_v5, dh_v6, dh_v7, dh_v8, dh_v9;
+DROP TYPE dh_pair;
+DROP EXTENSION citext;
+
 -- An enum hashes through its labels: the same rows give the same hash after
 -- the type is made again (its labels then have other OIDs).
 CREATE TYPE dh_mood AS ENUM ('sad', 'ok', 'happy');

@@ -46,6 +46,11 @@ FROM (VALUES
   ('POST', '/_all/_count', NULL),
   ('POST', '/regress_ro/_mget', '{"ids": ["1"]}'),
   ('POST', '/%72egress_ro/_count?q=n:1', NULL),
+  ('GET', '/regress_ro/_doc/a%2Fb', NULL),
+  ('GET', '/regress_ro/_doc/_refresh', NULL),
+  ('DELETE', '/_search/scroll', '{"scroll_id": "regress_ro_none"}'),
+  ('GET', '/regress_ro/_doc/1?refresh=false&realtime=true', NULL),
+  ('GET', '/regress_ro/_doc/1?_source=refresh', NULL),
   -- writes: refused
   ('PUT', '/regress_ro_new', '{}'),
   ('PUT', '/regress_ro/_doc/2?refresh=true', '{"n": 20}'),
@@ -65,7 +70,28 @@ FROM (VALUES
   ('POST', '/regress_ro/_search/%2E%2E/_doc?refresh=true', '{"n": 5}'),
   ('POST', '/%5Fsearch/regress_ro/_doc?refresh=true', '{"n": 6}'),
   ('POST', '/regress_ro%2F_search/_doc?refresh=true', '{"n": 7}'),
-  ('POST', '/regress_ro/_doc#/_search', '{"n": 8}')
+  ('POST', '/regress_ro/_doc#/_search', '{"n": 8}'),
+  -- GET and DELETE routes that change the cluster: a refresh or flush
+  -- (Elasticsearch takes GET for both), OpenSearch's search pipelines
+  -- (DELETE /_search/pipeline/<id>), also behind dot segments or an
+  -- encoded "_"
+  ('GET', '/regress_ro/_refresh', NULL),
+  ('GET', '/_refresh', NULL),
+  ('GET', '/regress_ro/_flush', NULL),
+  ('GET', '/_flush/synced', NULL),
+  ('GET', '/_cache/clear', NULL),
+  ('GET', '/regress_ro/_search/../_refresh', NULL),
+  ('GET', '/regress_ro/%5Frefresh', NULL),
+  ('HEAD', '/regress_ro/_refresh', NULL),
+  ('DELETE', '/_search/pipeline/regress_ro_pipe', NULL),
+  ('DELETE', '/_search/pipeline/*', NULL),
+  ('DELETE', '/_pit/regress_ro', NULL),
+  ('DELETE', '/_search/../regress_ro', NULL),
+  -- a refresh parameter refreshes the shards before the read
+  ('GET', '/regress_ro/_doc/1?refresh', NULL),
+  ('GET', '/regress_ro/_doc/1?realtime=true&refresh=true', NULL),
+  ('POST', '/regress_ro/_mget?%72efresh=1', '{"ids": ["1"]}'),
+  ('GET', '/regress_ro/_doc/1?refresh=', NULL)
 ) AS r(m, p, b);
 COMMIT;
 

@@ -246,6 +246,28 @@ INSERT INTO ev_arr_w VALUES ('a3', '{"c": {"who": "x"}}');
 SELECT _id FROM ev_nested WHERE who = 'x';
 SELECT pgpoly.elastic_request('ev_es', 'DELETE', '/regress_ev4')->>'acknowledged' AS dropped;
 
+-- A dotted field in every spelling a document may give it: Elasticsearch
+-- indexes o.p from {"o.p": ..} and from {"o": {"p": ..}}, a.b.c from
+-- {"a.b": {"c": ..}} and {"a": {"b.c": ..}} too.  A column reads the one
+-- value there is (a pushed IS NOT NULL selects no row reading NULL); a
+-- document giving the field twice holds two values, which a pushed  p = 'y'
+-- matches by either: an ERROR, as for an array, not a row with p = 'x'.
+CREATE FOREIGN TABLE ev_dots (_id text, p text OPTIONS (field 'o.p'),
+  c text OPTIONS (field 'a.b.c')) SERVER ev_es OPTIONS (index 'regress_ev5');
+CREATE FOREIGN TABLE ev_dots_w (_id text, _source jsonb) SERVER ev_es
+  OPTIONS (index 'regress_ev5', refresh 'true');
+INSERT INTO ev_dots_w VALUES ('d1', '{"o.p": "x"}'), ('d2', '{"o": {"p": "y"}}'),
+  ('d4', '{"a.b": {"c": "z"}}'), ('d5', '{"a": {"b.c": "w"}}'),
+  ('d6', '{"a.b.c": "v", "o.p": null, "o": {"p": "u"}}');
+SELECT _id, p, c FROM ev_dots ORDER BY _id;
+SELECT _id, c FROM ev_dots WHERE c IS NOT NULL ORDER BY _id;
+SELECT _id, p FROM ev_dots WHERE p = 'u';
+INSERT INTO ev_dots_w VALUES ('d3', '{"o.p": "x", "o": {"p": "y"}}');
+SELECT _id, p FROM ev_dots WHERE p = 'y' ORDER BY _id;
+SELECT _id, p FROM ev_dots WHERE _id = 'd3';
+SELECT _id, c FROM ev_dots WHERE _id = 'd3';
+SELECT pgpoly.elastic_request('ev_es', 'DELETE', '/regress_ev5')->>'acknowledged' AS dropped;
+
 DROP FUNCTION ev_check();
 DROP FUNCTION ev_diff(text, text);
 DROP TABLE ev_queries, ev_native, ev_all_native;

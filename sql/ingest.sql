@@ -284,7 +284,7 @@ SELECT pgpoly.create_training_set('ing_train',
 SELECT pgpoly.create_training_set('ing_train_copy',
 	'SELECT user_id, event_time FROM ing_batch ORDER BY ord DESC', '{ing_users:clicks,ing_users:plan}');
 SELECT name, version, content_hash = pgpoly._dataset_content_hash('ing_train') AS hash_of_its_rows,
-       content_hash LIKE 'pgpoly-rows-v2:%' AS method
+       content_hash LIKE 'pgpoly-rows-v3:%' AS method
 FROM pgpoly.datasets WHERE name = 'ing_train';
 SELECT (SELECT content_hash FROM pgpoly.datasets WHERE name = 'ing_train') =
        (SELECT content_hash FROM pgpoly.datasets WHERE name = 'ing_train_copy') AS same_rows_same_hash;

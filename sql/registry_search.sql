@@ -196,7 +196,7 @@ SELECT pgpoly.log_input('00000000-0000-0000-0000-000000000000', 'rs_train', 'v1'
 INSERT INTO pgpoly.datasets (name) VALUES ('rs_plain');
 
 -- Content hashes: independent of row order, sensitive to any change of values,
--- duplicates, columns; types without a hash function use the text forms.
+-- duplicates, columns; types without a hash function (json) use their text forms.
 CREATE TABLE rs_t1 AS SELECT g AS id, g * 0.5 AS x, 'v' || g AS s FROM generate_series(1, 100) g;
 CREATE TABLE rs_t2 AS SELECT * FROM rs_t1 ORDER BY id DESC;
 CREATE TABLE rs_t3 AS SELECT id, CASE WHEN id = 50 THEN x + 1 ELSE x END AS x, s FROM rs_t1;

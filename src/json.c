@@ -441,15 +441,69 @@ jsonb_value_text(JsonbValue *v, bool to_array, bool to_json, size_t *len)
 }
 
 /*
- * The value at field of the jsonb object, or NULL when it is absent.  With
- * nested, a path "a.b" is the key "a.b" if the object has one, otherwise
- * descends into nested objects (*through_array is set when it meets an
- * array on the way, and then the value is NULL too);
- * without, field is one top-level key, dots included (a Redis json table's
- * columns are its top-level fields, and are written so).
+ * The matches of path p in the jsonb object container c in every spelling
+ * a document may give a dotted path (PGPOLY_FIELD_EVERY): the key p, or a
+ * key that is a prefix of p ending before one of its dots whose value is an
+ * object holding the rest in any spelling ({"a.b": {"c": 1}} and
+ * {"a": {"b.c": 1}} give a.b.c too).  Returns how many are not JSON null
+ * (the first goes to *found, if none yet); a null one goes to *null_found;
+ * *through_array is set when a prefix's value is an array.
+ */
+static int
+field_matches(JsonbContainer *c, const char *p, JsonbValue **found,
+			  JsonbValue **null_found, bool *through_array)
+{
+	int			n = 0;
+	const char *end = p + strlen(p);
+
+	while (end > p)
+	{
+		JsonbValue *v = getKeyJsonValueFromContainer(c, p, end - p, NULL);
+
+		if (v != NULL && *end == '\0')
+		{
+			if (v->type == jbvNull)
+				*null_found = v;
+			else
+			{
+				n++;
+				if (*found == NULL)
+					*found = v;
+			}
+		}
+		else if (v != NULL && v->type == jbvBinary)
+		{
+			if (JsonContainerIsObject(v->val.binary.data))
+				n += field_matches(v->val.binary.data, end + 1, found, null_found,
+								   through_array);
+			else if (JsonContainerIsArray(v->val.binary.data))
+				*through_array = true;
+		}
+		/* the next shorter prefix: up to the dot before end */
+		do
+			end--;
+		while (end > p && *end != '.');
+	}
+	return n;
+}
+
+/*
+ * The value at field of the jsonb object, or NULL when it is absent.
+ *	- PGPOLY_FIELD_KEY: field is one top-level key, dots included (a Redis
+ *	  json table's columns are its top-level fields, and are written so);
+ *	- PGPOLY_FIELD_PATH: a path "a.b" is the key "a.b" if the object has
+ *	  one, otherwise descends into nested objects (vector metadata, which a
+ *	  Chroma or Qdrant writer may keep flat);
+ *	- PGPOLY_FIELD_EVERY: the path in every spelling (field_matches), as
+ *	  Elasticsearch indexes it; a document giving it in two spellings
+ *	  (both {"a.b": 1} and {"a": {"b": 2}}) holds several values: an ERROR
+ *	  (22P02), as no single value could stand for them.  JSON nulls count
+ *	  only when there is nothing else.
+ * *through_array is set when the path meets an array on the way (and then
+ * the value is NULL too, for KEY and PATH).
  */
 static JsonbValue *
-field_value(Datum jsonb, const char *field, bool nested, bool *through_array)
+field_value(Datum jsonb, const char *field, PgpolyFieldPath how, bool *through_array)
 {
 	Jsonb	   *jb = DatumGetJsonbP(jsonb);
 	JsonbContainer *c = &jb->root;
@@ -457,9 +511,26 @@ field_value(Datum jsonb, const char *field, bool nested, bool *through_array)
 	const char *p = field;
 
 	*through_array = false;
+	if (how == PGPOLY_FIELD_EVERY)
+	{
+		JsonbValue *null_found = NULL;
+
+		if (!JsonContainerIsObject(c))
+		{
+			*through_array = JsonContainerIsArray(c);
+			return NULL;
+		}
+		if (field_matches(c, field, &v, &null_found, through_array) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("the document gives field \"%s\" in more than one spelling (a dotted key and nested objects), which gives it several values",
+							field),
+					 errhint("Read the enclosing field into a jsonb column.")));
+		return v ? v : null_found;
+	}
 	for (;;)
 	{
-		const char *dot = nested ? strchr(p, '.') : NULL;
+		const char *dot = how == PGPOLY_FIELD_PATH ? strchr(p, '.') : NULL;
 		int			len = dot ? (int) (dot - p) : (int) strlen(p);
 
 		if (!JsonContainerIsObject(c))
@@ -499,7 +570,7 @@ PgpolyJsonbFieldText(Datum jsonb, const char *field, bool to_array,
 {
 	size_t		dummy;
 	bool		through_array;
-	JsonbValue *v = field_value(jsonb, field, true, &through_array);
+	JsonbValue *v = field_value(jsonb, field, PGPOLY_FIELD_PATH, &through_array);
 
 	return v ? jsonb_value_text(v, to_array, false, len ? len : &dummy) : NULL;
 }
@@ -511,11 +582,11 @@ PgpolyJsonbFieldText(Datum jsonb, const char *field, bool to_array,
  * included.
  */
 char *
-PgpolyJsonbColumnText(Datum jsonb, const char *field, bool nested, const PgpolyConv *conv,
-					  size_t *len)
+PgpolyJsonbColumnText(Datum jsonb, const char *field, PgpolyFieldPath how,
+					  const PgpolyConv *conv, size_t *len)
 {
 	bool		through_array;
-	JsonbValue *v = field_value(jsonb, field, nested, &through_array);
+	JsonbValue *v = field_value(jsonb, field, how, &through_array);
 
 	return v ? jsonb_value_text(v, conv->is_array, conv->is_json, len) : NULL;
 }
@@ -533,12 +604,12 @@ PgpolyJsonbColumnText(Datum jsonb, const char *field, bool nested, const PgpolyC
  * function for columns that are not json or jsonb (arrays of them may be).
  */
 char *
-PgpolyJsonbFieldValues(Datum jsonb, const char *field, const PgpolyConv *conv,
-					   size_t *len)
+PgpolyJsonbFieldValues(Datum jsonb, const char *field, PgpolyFieldPath how,
+					   const PgpolyConv *conv, size_t *len)
 {
 	bool		to_array = conv->is_array;
 	bool		through_array;
-	JsonbValue *v = field_value(jsonb, field, true, &through_array);
+	JsonbValue *v = field_value(jsonb, field, how, &through_array);
 	StringInfoData buf;
 
 	if (through_array)
@@ -914,7 +985,9 @@ typedef struct TopScan
 	bool		want_inner;		/* inside an inner_key member */
 	int			elem_in;		/* the current element's inner_key members in
 								 * the range */
-	bool		elem_bad;		/* and one that is not (or is no integer) */
+	int			member_in;		/* those of its current member object */
+	bool		elem_bad;		/* and one that is not (or is no integer), or
+								 * the element is no object of objects */
 } TopScan;
 
 #if PG_VERSION_NUM >= 160000
@@ -940,6 +1013,9 @@ topscan_nest(void *state)
 	TopScan    *ts = state;
 
 	topscan_inner_container(ts);
+	/* a member of an element: its object starts */
+	if (ts->in_array && ts->depth == 3)
+		ts->member_in = 0;
 	ts->depth++;
 	JSON_CB_DONE;
 }
@@ -947,7 +1023,12 @@ topscan_nest(void *state)
 static JSON_CB_RESULT
 topscan_unnest(void *state)
 {
-	((TopScan *) state)->depth--;
+	TopScan    *ts = state;
+
+	/* a member object of an element without an inner_key member */
+	if (ts->in_array && ts->depth == 4 && ts->member_in == 0)
+		ts->elem_bad = true;
+	ts->depth--;
 	JSON_CB_DONE;
 }
 
@@ -957,6 +1038,9 @@ topscan_array_start(void *state)
 	TopScan    *ts = state;
 
 	topscan_inner_container(ts);
+	/* an element, or a member of one, that is an array, not an object */
+	if (ts->in_array && (ts->depth == 2 || ts->depth == 3))
+		ts->elem_bad = true;
 	ts->depth++;
 	if (ts->want_array && ts->depth == 2)
 	{
@@ -1030,6 +1114,9 @@ topscan_field_start(void *state, char *fname, bool isnull)
 	/* array (2), its element (3), the element's member object (4) */
 	ts->want_inner = ts->in_array && ts->depth == 4 && out->inner_key && fname &&
 		strcmp(fname, out->inner_key) == 0;
+	if (ts->in_array && ts->depth == 4 && out->reject_key &&
+		(fname == NULL || strcmp(fname, out->reject_key) == 0))
+		ts->elem_bad = true;
 	JSON_CB_DONE;
 }
 
@@ -1052,10 +1139,16 @@ topscan_scalar(void *state, char *token, JsonTokenType tokentype)
 		if (tokentype == JSON_TOKEN_NUMBER)
 			v = strtol(token, &end, 10);
 		if (end && *end == '\0' && v >= ts->out->inner_lo && v <= ts->out->inner_hi)
+		{
 			ts->elem_in++;
+			ts->member_in++;
+		}
 		else
 			ts->elem_bad = true;
 	}
+	/* an element, or a member of one, that is a scalar, not an object */
+	if (ts->in_array && (ts->depth == 2 || ts->depth == 3))
+		ts->elem_bad = true;
 	ts->want_inner = false;
 	if (ts->depth == 1)
 		ts->want_bool = false;
@@ -1165,9 +1258,10 @@ PgpolyJsonFieldVerbatim(const char *json, size_t len, const char *field, bool ne
 /*
  * Whether json is valid JSON in UTF-8, and what its top-level object says (see
  * PgpolyJsonTopLevel): the boolean member bool_key, the number of elements
- * of the array member array_key, and how many of those elements have, in
- * the objects that are their members (items[i].index), an integer member
- * inner_key between inner_lo and inner_hi and no other inner_key member.  PostgreSQL's lexer validates
+ * of the array member array_key, and how many of those elements are
+ * objects whose members are all objects (items[i].index), each with an
+ * integer member inner_key between inner_lo and inner_hi, no other
+ * inner_key member and no member reject_key.  PostgreSQL's lexer validates
  * without building a document, so a large response whose summary says
  * there is nothing to inspect (an Elasticsearch bulk response with
  * "errors": false and one item per action, each with a 2xx status) costs
@@ -1176,7 +1270,7 @@ PgpolyJsonFieldVerbatim(const char *json, size_t len, const char *field, bool ne
 bool
 PgpolyJsonTopLevelScan(const char *json, size_t len, PgpolyJsonTopLevel *out)
 {
-	TopScan		ts = {out, 0, false, false, false, false, 0, false};
+	TopScan		ts = {out, 0, false, false, false, false, 0, 0, false};
 	JsonSemAction sem = {0};
 	JsonLexContext *lex;
 	bool		ok;

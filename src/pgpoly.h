@@ -660,11 +660,21 @@ extern void PgpolyJsonNulError(const char *what, const char *field,
 							   PgpolyConv *conv) pg_attribute_noreturn();
 extern char *PgpolyJsonbFieldText(Datum jsonb, const char *field,
 								  bool to_array, size_t *len);
-extern char *PgpolyJsonbColumnText(Datum jsonb, const char *field, bool nested,
+/* How a column's field option names a value of a JSON document. */
+typedef enum PgpolyFieldPath
+{
+	PGPOLY_FIELD_KEY,			/* one top-level key, dots included */
+	PGPOLY_FIELD_PATH,			/* "a.b": the key "a.b", else a's b */
+	PGPOLY_FIELD_EVERY			/* every spelling of a dotted path, as
+								 * Elasticsearch indexes it: two are an
+								 * ERROR */
+} PgpolyFieldPath;
+
+extern char *PgpolyJsonbColumnText(Datum jsonb, const char *field, PgpolyFieldPath how,
 								   const PgpolyConv *conv, size_t *len);
 extern char *PgpolyJsonFieldVerbatim(const char *json, size_t len, const char *field,
 									 bool nested, size_t *outlen);
-extern char *PgpolyJsonbFieldValues(Datum jsonb, const char *field,
+extern char *PgpolyJsonbFieldValues(Datum jsonb, const char *field, PgpolyFieldPath how,
 									const PgpolyConv *conv, size_t *len);
 extern void PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid,
 								  bool isnull);
@@ -689,8 +699,11 @@ typedef struct PgpolyJsonTopLevel
 	bool		found;			/* bool_key is there, a boolean */
 	bool		value;			/* its value */
 	int			elements;		/* elements of array_key's array, or -1 */
-	int			inner_count;	/* elements whose inner_key members are all
-								 * in the range (at least one) */
+	int			inner_count;	/* elements that are objects of objects,
+								 * each with inner_key members all in the
+								 * range (at least one) */
+	const char *reject_key;		/* a member of those objects that keeps an
+								 * element from counting, or NULL */
 } PgpolyJsonTopLevel;
 
 extern bool PgpolyJsonTopLevelScan(const char *json, size_t len,

@@ -1244,9 +1244,10 @@ def filter_source(src, spec):
 
 
 def copy_path(src, dst, path):
+    # Elasticsearch filters on each value's full dotted path: the key "o.p"
+    # and {"o": {"p": ..}} are both o.p, both kept.
     if path in src:
         dst[path] = src[path]
-        return
     if path.endswith("*"):
         for k in src:
             if k.startswith(path[:-1]):

@@ -17,6 +17,11 @@ _bulk request with HTTP 200 and a body chosen by the test:
     it as written when the item read with one says it failed;
   * dupitems: "errors": false, "items" twice: every item 201, then every
     item 400 with an error (the reader keeps the last): an ERROR;
+  * errorok / nested / extra: "errors": false, the second item is one the
+    summary read without a document must not count as written, since the
+    item read with one fails: status 201 with an "error" object; an array
+    holding the item's fields instead of an object; an object whose last
+    member is a number after the action's object;
   * honest: every item 201 (COMMIT succeeds);
   * samepage: every search page full and the same, whatever search_after
     or the scroll id says (a cache in front of the cluster): an ERROR, not
@@ -154,7 +159,15 @@ class LyingServer:
             if k == 1 and self.mode == "dupstatus":
                 del item["result"]
                 item["@dupstatus@"] = 500
-            items.append({op: item})
+            if k == 1 and self.mode == "errorok":
+                item["error"] = {"type": "mapper_parsing_exception",
+                                 "reason": "failed to parse field [n]"}
+            if k == 1 and self.mode == "nested":
+                items.append([item])
+            elif k == 1 and self.mode == "extra":
+                items.append({op: item, "shard": 7})
+            else:
+                items.append({op: item})
         if self.mode == "noitems":
             items = []
         if self.mode == "fewer":
@@ -199,6 +212,9 @@ def test():
             ("fewer", ("liar", "3 actions with 2 items")),
             ("dupstatus", ('"b', "status 500")),
             ("dupitems", ('"a', "mapper_parsing_exception")),
+            ("errorok", ('"b', "mapper_parsing_exception")),
+            ("nested", ('"b', "status (none)")),
+            ("extra", ('"b', "status (none)")),
             ("honest", None)]):
         liar.mode = mode
         r = s.run(write % ((k,) * 4))

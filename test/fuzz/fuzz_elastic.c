@@ -106,6 +106,7 @@ check_bulk_summary(const char *body, size_t len)
 	size_t		i;
 	json_t	   *item;
 
+	summary.reject_key = "error";
 	if (!PgpolyJsonTopLevelScan(body, len, &summary))
 		return;
 	doc = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
@@ -120,22 +121,22 @@ check_bulk_summary(const char *body, size_t len)
 	{
 		const char *op;
 		json_t	   *v;
-		bool		ok = false;
-		bool		bad = false;
+		json_t	   *err = NULL;
+		json_t	   *st = NULL;
 
+		/* as item_failed reads an item: its last member's error and status */
 		json_object_foreach(item, op, v)
 		{
-			json_t	   *st = json_object_get(v, "status");
-
-			if (json_is_integer(st) && json_integer_value(st) >= 200 &&
-				json_integer_value(st) <= 299)
-				ok = true;
-			else if (st != NULL)
-				bad = true;
+			err = json_object_get(v, "error");
+			st = json_object_get(v, "status");
 		}
-		written += ok && !bad;
+		written += err == NULL && json_is_integer(st) &&
+			json_integer_value(st) >= 200 && json_integer_value(st) <= 299;
 	}
-	if (summary.inner_count > written)
+	/* the fast path's test: every item counted, so every item must be written */
+	if (summary.inner_count > written ||
+		(summary.elements > 0 && summary.inner_count == summary.elements &&
+		 written != summary.elements))
 	{
 		fprintf(stderr, "bulk summary counts %d items written, the document %d: %.*s\n",
 				summary.inner_count, written, (int) len, body);
