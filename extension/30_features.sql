@@ -738,8 +738,12 @@ BEGIN
 	-- point-in-time probes and the online fallback: newest row of an entity
 	EXECUTE format('CREATE INDEX %I ON pgpoly.%I (entity, event_time DESC, created_at DESC)',
 				   v_tab || '_entity_time_idx', v_tab);
-	-- feature_freshness: newest event time of the view
-	EXECUTE format('CREATE INDEX %I ON pgpoly.%I (event_time)', v_tab || '_time_idx', v_tab);
+	-- feature_freshness (_fv_newest_event_time) and windows of the history
+	-- (feature_stats' since): a BRIN, whose upkeep costs a write next to
+	-- nothing where a btree cost each row a second index insertion;
+	-- autosummarize, so that ranges filled since the last VACUUM are summarised
+	EXECUTE format('CREATE INDEX %I ON pgpoly.%I USING brin (event_time) WITH (autosummarize = on)',
+				   v_tab || '_time_idx', v_tab);
 	RETURN format('pgpoly.%I', v_tab)::regclass;
 END
 $$;
@@ -1835,16 +1839,63 @@ COMMENT ON FUNCTION pgpoly.materialize(text, timestamptz, timestamptz) IS
 -- feature_freshness
 --
 
+-- The newest event time at or after bound in the FROM-clause item rel (NULL:
+-- none), by a bitmap scan where an index on event_time allows one: a BRIN
+-- cannot answer max() itself, and the planner would read the whole table
+-- where the statistics predate the newest rows (a table without such an
+-- index is read whole anyway); no parallel workers: their start costs more
+-- than the few pages read.
+CREATE FUNCTION pgpoly._fv_newest_event_time_from(rel text, bound timestamptz)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+SET enable_seqscan = off
+SET enable_indexscan = off
+SET max_parallel_workers_per_gather = 0
+AS $$
+DECLARE
+	v_t timestamptz;
+BEGIN
+	EXECUTE format('SELECT max(event_time) FROM %s WHERE event_time >= $1', rel) INTO v_t USING bound;
+	RETURN v_t;
+END
+$$;
+
 -- The newest event time in the offline table of a view (NULL: no rows).
+-- A history table is mostly appended to in time order, and its default
+-- index on event_time is a BRIN, which cannot answer max() by itself.  So,
+-- for a plain table larger than 128 pages, the newest event time among the
+-- rows of its last 128 pages (a TID range scan) is a lower bound, and the
+-- max() is taken over the rows at or above it only (the index's ranges
+-- that can hold them); as that bound is the event time of a row the caller
+-- sees, those rows hold the newest.  Anything else (no row there, another
+-- kind of relation, one that changed in between) reads max() over the
+-- whole table, as the planner sees fit (a btree on event_time answers it
+-- at once).
 CREATE FUNCTION pgpoly._fv_newest_event_time(offline_table regclass)
 RETURNS timestamptz
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
 DECLARE
-	v_t timestamptz;
+	v_rel   text := pgpoly._fv_rel(offline_table);
+	v_pages bigint;
+	v_bound timestamptz;
+	v_t     timestamptz;
 BEGIN
-	EXECUTE format('SELECT max(event_time) FROM %s', pgpoly._fv_rel(offline_table)) INTO v_t;
+	IF (SELECT c.relkind FROM pg_class c WHERE c.oid = offline_table) = 'r' THEN
+		v_pages := pg_relation_size(offline_table) / current_setting('block_size')::int;
+	END IF;
+	IF v_pages > 128 THEN
+		EXECUTE format('SELECT max(event_time) FROM %s WHERE ctid >= $1', v_rel)
+		INTO v_bound USING format('(%s,0)', v_pages - 128)::tid;
+	END IF;
+	IF v_bound IS NOT NULL THEN
+		v_t := pgpoly._fv_newest_event_time_from(v_rel, v_bound);
+	END IF;
+	IF v_t IS NULL THEN
+		EXECUTE format('SELECT max(event_time) FROM %s', v_rel) INTO v_t;
+	END IF;
 	RETURN v_t;
 END
 $$;
