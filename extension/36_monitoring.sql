@@ -210,11 +210,13 @@ BEGIN
 		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 		WHERE i.inhparent = 'pgpoly.predictions'::regclass
 		  AND c.relnamespace = 'pgpoly'::regnamespace
-		  AND c.relname ~ '^predictions_[0-9]{4}_[0-9]{2}(_bc)?$'
-		  AND (make_timestamp(substr(c.relname, 13, 4)::int
-							  * CASE WHEN right(c.relname, 3) = '_bc' THEN -1 ELSE 1 END,
-							  substr(c.relname, 18, 2)::int, 1, 0, 0, 0) + interval '1 month')
-			  AT TIME ZONE 'UTC' <= older_than
+		  -- the year has 4 digits, more from year 10000 on (to_char's YYYY);
+		  -- a CASE, so that no other name is ever cast (quals are reordered)
+		  AND CASE WHEN c.relname ~ '^predictions_[0-9]{4,6}_[0-9]{2}(_bc)?$'
+				   THEN (make_timestamp(split_part(c.relname, '_', 2)::int
+										* CASE WHEN right(c.relname, 3) = '_bc' THEN -1 ELSE 1 END,
+										split_part(c.relname, '_', 3)::int, 1, 0, 0, 0)
+						 + interval '1 month') AT TIME ZONE 'UTC' <= older_than END
 		ORDER BY c.relname
 	LOOP
 		EXECUTE format('DROP TABLE %s', v_part);
@@ -789,7 +791,9 @@ END
 $$;
 
 -- PSI of a categorical column col: one bin per distinct reference value (by text
--- form), plus one for the values the reference never had.  The text forms of
+-- form), plus one for the values the reference never had.  A value is what
+-- count() counts, so a composite with NULL fields is one (num_nulls: "row IS
+-- NOT NULL" is false for it, and it was left out).  The text forms of
 -- floats (in arrays, composites, points) are exact whatever the caller's
 -- extra_float_digits: with fewer digits distinct values would share a bin.
 -- Text forms are compared byte for byte (the default collation, whatever the
@@ -803,9 +807,9 @@ AS $$
 BEGIN
 	EXECUTE pg_catalog.format($q$
 		WITH r AS (SELECT s.%3$I::pg_catalog.text COLLATE pg_catalog."default" AS v, pg_catalog.count(*) AS n
-				   FROM %1$s s WHERE s.%3$I IS NOT NULL GROUP BY 1),
+				   FROM %1$s s WHERE pg_catalog.num_nulls(s.%3$I) OPERATOR(pg_catalog.=) 0 GROUP BY 1),
 		c AS (SELECT s.%3$I::pg_catalog.text COLLATE pg_catalog."default" AS v, pg_catalog.count(*) AS n
-			  FROM %2$s s WHERE s.%3$I IS NOT NULL GROUP BY 1),
+			  FROM %2$s s WHERE pg_catalog.num_nulls(s.%3$I) OPERATOR(pg_catalog.=) 0 GROUP BY 1),
 		bins AS (SELECT r.n AS nr, coalesce(c.n, 0) AS nc FROM r LEFT JOIN c ON c.v OPERATOR(pg_catalog.=) r.v
 				 UNION ALL
 				 SELECT 0, coalesce(pg_catalog.sum(c.n), 0)::bigint FROM c
