@@ -321,7 +321,12 @@ BEGIN
 	-- (a role that may not insert gets the INSERT's own error below)
 	IF v_missing IS NOT NULL AND has_table_privilege('pgpoly.predictions', 'INSERT') THEN
 		IF NOT has_function_privilege('pgpoly._prediction_partitions(timestamptz[])', 'EXECUTE') THEN
-			RAISE EXCEPTION 'pgpoly.predictions has no partition for the month of %', v_missing
+			-- the month as the partitions are cut, in UTC: printed in the session's
+			-- time zone, March's first instant was "2026-02-28 21:00:00-03"
+			RAISE EXCEPTION 'pgpoly.predictions has no partition for the month of % (UTC), pgpoly.%',
+				to_char(v_missing AT TIME ZONE 'UTC', 'YYYY-MM')
+				|| CASE WHEN v_missing < '0001-01-01 00:00:00+00' THEN ' BC' ELSE '' END,
+				pgpoly._prediction_partition_name(v_missing)
 				USING ERRCODE = 'insufficient_privilege',
 					  DETAIL = 'Creating partitions needs EXECUTE on pgpoly._prediction_partitions(timestamptz[]).',
 					  HINT = 'Have an administrator create partitions ahead with pgpoly.create_prediction_partitions(), or grant that EXECUTE to the logging role.';

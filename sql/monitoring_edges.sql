@@ -64,3 +64,34 @@ TABLE me_far;
 ROLLBACK;
 DROP VIEW me_far;
 DROP TABLE pgpoly.predictions_10000_01, pgpoly.predictions_12345_06;
+
+-- a role that may not create partitions logging into a month without one, in a
+-- session far west of UTC: the error names the month as the partitions are cut
+-- (in UTC) and the partition, not the month's first instant in local time
+-- ("2040-02-29 21:00:00-03", the month before's last day)
+CREATE ROLE regress_me_serving;
+GRANT USAGE ON SCHEMA pgpoly TO regress_me_serving;
+GRANT INSERT, SELECT (prediction_id) ON pgpoly.predictions TO regress_me_serving;
+GRANT SELECT ON pgpoly.registered_models, pgpoly.model_versions, pgpoly.model_aliases
+  TO regress_me_serving;
+SET timezone = 'America/Sao_Paulo';
+SET ROLE regress_me_serving;
+DO $$
+BEGIN
+	PERFORM pgpoly.log_prediction('me_m', 1, 'e', '1', ts => '2040-03-01 10:00:00+00');
+EXCEPTION WHEN insufficient_privilege THEN
+	RAISE WARNING '%: %', SQLSTATE, SQLERRM;
+END $$;
+DO $$
+BEGIN
+	PERFORM pgpoly.log_prediction('me_m', 1, 'e', '1', ts => '0044-03-15 00:00:00+00 BC');
+EXCEPTION WHEN insufficient_privilege THEN
+	RAISE WARNING '%: %', SQLSTATE, SQLERRM;
+END $$;
+RESET ROLE;
+RESET timezone;
+REVOKE ALL ON pgpoly.registered_models, pgpoly.model_versions, pgpoly.model_aliases
+  FROM regress_me_serving;
+REVOKE ALL ON pgpoly.predictions FROM regress_me_serving;
+REVOKE ALL ON SCHEMA pgpoly FROM regress_me_serving;
+DROP ROLE regress_me_serving;
