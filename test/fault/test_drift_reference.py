@@ -17,7 +17,10 @@ ks value to 1e-9 and every status:
 The data sets exercise NULLs, ties, many equal edges (empty bins), values near
 the float8 limits, unseen categories, shifted and identical distributions, integer/numeric/real/double
 columns, tiny and empty sides, and bins from 2 to 20; one comparison goes
-through the query form of the arguments.
+through the query form of the arguments.  Adversarial columns: bigint
+extremes, infinities, numeric with 60 digits or tiny exponents, every value
+on an edge, constant columns, all NULL on both sides, '' beside NULL, one
+reference row against 2000.
 """
 
 import bisect
@@ -52,22 +55,49 @@ def psi(ref_counts, cur_counts, nr, nc):
     return total
 
 
+def pg_le(a, b):
+    """a <= b in PostgreSQL's float8 order (NaN above everything, equal to NaN)."""
+    if math.isnan(b):
+        return True
+    if math.isnan(a):
+        return False
+    return a <= b
+
+
+def pg_key(v):
+    return (1, 0.0) if math.isnan(v) else (0, v)
+
+
 def numeric_drift(ref, cur, bins):
-    """(psi, ks) of two lists of numbers (None = NULL)."""
-    r = sorted(v for v in ref if v is not None)
-    c = sorted(v for v in cur if v is not None)
+    """(psi, ks) of two lists of numbers (None = NULL), taken as float8 values
+    (README: an integer or numeric value is compared as its float8, correctly
+    rounded as float() rounds it)."""
+    r = sorted((float(v) for v in ref if v is not None), key=pg_key)
+    c = sorted((float(v) for v in cur if v is not None), key=pg_key)
     if not r or not c:
         return None, None
     edges = [percentile_cont(r, k / bins) for k in range(1, bins)]
-    rc, cc = [0] * bins, [0] * bins
-    for v in r:
-        rc[bisect.bisect_left(edges, v)] += 1      # 1 + #edges below v, 0-based
-    for v in c:
-        cc[bisect.bisect_left(edges, v)] += 1
+    if not any(math.isnan(e) for e in edges):
+        rc, cc = [0] * bins, [0] * bins
+        for v in r:
+            rc[bisect.bisect_left(edges, v)] += 1      # 1 + #edges below v, 0-based
+        for v in c:
+            cc[bisect.bisect_left(edges, v)] += 1
+    else:
+        # an edge interpolated between -Infinity and Infinity is NaN: the
+        # definition word for word, bin i = e_(i-1) < v <= e_i
+        def counts(vals):
+            out = []
+            for i in range(bins):
+                out.append(sum(1 for v in vals
+                               if (i == 0 or not pg_le(v, edges[i - 1]))
+                               and (i == bins - 1 or pg_le(v, edges[i]))))
+            return out
+        rc, cc = counts(r), counts(c)
     ks = 0.0
-    for x in sorted(set(r) | set(c)):
-        fr = bisect.bisect_right(r, x) / len(r)
-        fc = bisect.bisect_right(c, x) / len(c)
+    for x in set(r) | set(c):
+        fr = sum(1 for v in r if pg_le(v, x)) / len(r)
+        fc = sum(1 for v in c if pg_le(v, x)) / len(c)
         ks = max(ks, abs(fr - fc))
     return psi(rc, cc, len(r), len(c)), ks
 
@@ -134,6 +164,32 @@ def datasets(rng):
                 [rng.choice(extremes[2:]) for _ in range(n // 4)]),
         "two": ("float8", "num", [-1.7e308, 1.7e308], [1.7e308, 1.7e308, -1e308]),
     }
+    # adversarial: integer extremes (compared as their float8 values),
+    # infinities (an edge between -Infinity and Infinity is NaN), numeric with
+    # more digits than a float8 holds, every value on a bin edge, one distinct
+    # value, all NULL on both sides, '' beside NULL, one row against many
+    i8 = [-9223372036854775808, 9223372036854775807, 9223372036854775806, 0, -1]
+    yield "adversarial", {
+        "i8": ("bigint", "num", [rng.choice(i8) for _ in range(300)],
+               [rng.choice(i8[1:]) for _ in range(200)]),
+        "inf": ("float8", "num", [rng.choice([-math.inf, math.inf, 0.0, 1.0]) for _ in range(300)],
+                [rng.choice([math.inf, 0.0, 2.0]) for _ in range(200)]),
+        "nscale": ("numeric", "num",
+                   ["0.%s" % "".join(rng.choice("0123456789") for _ in range(60))
+                    for _ in range(300)],
+                   ["1e-%d" % rng.randint(1, 300) for _ in range(200)]),
+        "onedge": ("int", "num", [1, 2, 3, 4, 5] * 40, [2, 2, 3, 4, 4] * 20),
+        "const": ("float8", "num", [3.25] * 300, [3.25] * 200),
+        "allnull": ("float8", "num", [None] * 300, [None] * 200),
+        "allnull_c": ("text", "cat", [None] * 300, [None] * 200),
+        "empty_vs_null": ("text", "cat", [rng.choice(["", "", "a"]) for _ in range(300)],
+                          [rng.choice(["", None, None, "a", "b"]) for _ in range(200)]),
+        "const_c": ("text", "cat", ["k"] * 300, ["k"] * 200),
+    }
+    yield "one_row", {
+        "x": ("float8", "num", [0.5], [rng.random() for _ in range(n)]),
+        "c": ("text", "cat", ["a"], [rng.choice("ab") for _ in range(n)]),
+    }
     yield "tiny", {
         "one": ("float8", "num", [1.5], [1.5, 2.5]),
         "two": ("float8", "num", [1.0, 3.0, None], [2.0, None, None]),
@@ -151,6 +207,8 @@ def sql_literal(v, sqltype):
         return "'%s'" % v
     if sqltype in ("int", "bigint"):
         return str(v)
+    if sqltype == "numeric" and isinstance(v, str):
+        return "'%s'::numeric" % v
     return "'%r'::%s" % (v, sqltype)
 
 
