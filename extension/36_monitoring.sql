@@ -640,11 +640,12 @@ COMMENT ON FUNCTION pgpoly.log_label(text, jsonb, timestamptz) IS
 -- Feature statistics
 --
 
--- Whether a type is a numeric type, or a domain over one (its values are
--- numbers, which a CHECK only restricts): statistics and drift treat it as a
--- number, any other type as categories.
-CREATE FUNCTION pgpoly._is_numeric_type(t regtype)
-RETURNS bool
+-- Which kind of number a type's values are, looking through domains (a CHECK
+-- only restricts the numbers): 'float' (real, double precision), 'exact'
+-- (smallint, integer, bigint, numeric: PostgreSQL's avg and stddev_samp of
+-- them are exact), NULL for any other type.
+CREATE FUNCTION pgpoly._numeric_kind(t regtype)
+RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
@@ -652,17 +653,32 @@ AS $$
 		SELECT t::oid
 		UNION ALL
 		SELECT y.typbasetype FROM pg_type y JOIN b ON y.oid = b.oid WHERE y.typtype = 'd')
-	SELECT EXISTS (SELECT FROM b WHERE b.oid IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype,
-												 'real'::regtype, 'double precision'::regtype,
-												 'numeric'::regtype))
+	SELECT CASE WHEN b.oid IN ('real'::regtype, 'double precision'::regtype) THEN 'float'
+				ELSE 'exact' END
+	FROM b
+	WHERE b.oid IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype,
+					'real'::regtype, 'double precision'::regtype, 'numeric'::regtype)
+$$;
+
+-- Whether a type is a numeric type, or a domain over one: statistics and
+-- drift treat it as a number, any other type as categories.
+CREATE FUNCTION pgpoly._is_numeric_type(t regtype)
+RETURNS bool
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT pgpoly._numeric_kind(t) IS NOT NULL
 $$;
 
 -- feature_stats' body: one scan of the history window.  Distinct values of
 -- non-numeric features are counted by text form, exact for floats inside them
 -- (arrays, composites) whatever the caller's extra_float_digits, and byte for
 -- byte whatever the column's collation (a nondeterministic one would count
--- 'a' and 'A' once).  Mean and
--- stddev sum in float8; if a sum leaves the float8 range (values near 1e308,
+-- 'a' and 'A' once).  The mean and
+-- stddev of an integer or numeric feature are PostgreSQL's exact ones, rounded
+-- to float8 (summed as float8 values, 2^53 and 2^53 + 1 were one value, and
+-- their stddev 0).  A float feature's sum in float8; if a sum leaves the
+-- float8 range (values near 1e308,
 -- whose mean is still a float8) the scan is done again summing in numeric the
 -- same float8 values min and max see, each converted exactly (through its
 -- shortest exact text form: a plain cast to numeric keeps 15 digits of a
@@ -691,10 +707,13 @@ BEGIN
 	FOREACH v_sum IN ARRAY ARRAY['float8', 'float8::text::numeric'] LOOP
 		-- one scan: per feature i the aggregates c<i>_*; then one row per feature
 		SELECT string_agg(CASE WHEN pgpoly._is_numeric_type(u.t::regtype) THEN format(
-				   'count(h.%1$I) AS c%2$s_n, count(DISTINCT h.%1$I) AS c%2$s_d, avg(h.%1$I::%3$s)::float8 AS c%2$s_mean, '
-				   'stddev_samp(h.%1$I::%3$s)::float8 AS c%2$s_sd, min(h.%1$I::float8) AS c%2$s_min, '
+				   'count(h.%1$I) AS c%2$s_n, count(DISTINCT h.%1$I) AS c%2$s_d, avg(%3$s)::float8 AS c%2$s_mean, '
+				   'stddev_samp(%3$s)::float8 AS c%2$s_sd, min(h.%1$I::float8) AS c%2$s_min, '
 				   'percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY h.%1$I::float8) AS c%2$s_p, '
-				   'max(h.%1$I::float8) AS c%2$s_max', u.f, u.i, v_sum)
+				   'max(h.%1$I::float8) AS c%2$s_max', u.f, u.i,
+				   -- the value summed: an integer's or numeric's own, a float's as v_sum
+				   CASE WHEN pgpoly._numeric_kind(u.t::regtype) = 'exact' THEN format('h.%I', u.f)
+						ELSE format('h.%I::%s', u.f, v_sum) END)
 			   ELSE format(
 				   'count(h.%1$I) AS c%2$s_n, count(DISTINCT h.%1$I::text COLLATE "default") AS c%2$s_d, NULL::float8 AS c%2$s_mean, '
 				   'NULL::float8 AS c%2$s_sd, NULL::float8 AS c%2$s_min, NULL::float8[] AS c%2$s_p, '
