@@ -606,6 +606,8 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
+DECLARE
+	v_round int;
 BEGIN
 	PERFORM pgpoly._require_name(request_id, 'request_id');
 	PERFORM pgpoly._require(label, 'label');
@@ -620,16 +622,27 @@ BEGIN
 	-- would limit the id's length.  An INSERT that meets a label another
 	-- transaction inserted meanwhile does nothing, and the UPDATE is tried
 	-- again (read committed: it sees that label now; a snapshot that cannot
-	-- see it makes ON CONFLICT fail with 40001, as an upsert does).
-	LOOP
+	-- see it makes ON CONFLICT fail with 40001, as an upsert does).  A label
+	-- the UPDATE never changes although the INSERT keeps meeting it is hidden
+	-- from this role's UPDATE (row-level security) or skipped by a trigger:
+	-- an ERROR after a few rounds (it looped forever).
+	FOR v_round IN 1..3 LOOP
 		UPDATE pgpoly.prediction_labels l SET label = log_label.label, ts = coalesce(log_label.ts, now())
 		WHERE l.request_id = log_label.request_id COLLATE pg_catalog."default";
-		EXIT WHEN FOUND;
+		IF FOUND THEN
+			RETURN;
+		END IF;
 		INSERT INTO pgpoly.prediction_labels (request_id, label, ts)
 		VALUES (log_label.request_id, log_label.label, coalesce(log_label.ts, now()))
 		ON CONFLICT DO NOTHING;
-		EXIT WHEN FOUND;
+		IF FOUND THEN
+			RETURN;
+		END IF;
 	END LOOP;
+	RAISE EXCEPTION 'request_id "%" has a label that the current role cannot replace', request_id
+		USING ERRCODE = 'insufficient_privilege',
+			  DETAIL = 'The label exists, but an UPDATE of pgpoly.prediction_labels by this role does not change it.',
+			  HINT = 'Check the row-level security policies and triggers of pgpoly.prediction_labels.';
 END
 $$;
 

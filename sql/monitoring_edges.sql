@@ -95,3 +95,53 @@ REVOKE ALL ON pgpoly.registered_models, pgpoly.model_versions, pgpoly.model_alia
 REVOKE ALL ON pgpoly.predictions FROM regress_me_serving;
 REVOKE ALL ON SCHEMA pgpoly FROM regress_me_serving;
 DROP ROLE regress_me_serving;
+
+-- log_label replacing a label the caller's UPDATE cannot change (row-level
+-- security hides it, or a trigger skips the update): the INSERT keeps meeting
+-- it, and the upsert looped forever; now an ERROR (42501).  statement_timeout
+-- only bounds the test.
+SELECT pgpoly.log_prediction('me_m', 1, 'e', '1', request_id => 'me-r1', ts => '2089-07-10 00:00+00') > 0 AS logged;
+SELECT pgpoly.log_prediction('me_m', 1, 'e', '1', request_id => 'me-r2', ts => '2089-07-10 00:00+00') > 0 AS logged;
+SELECT pgpoly.log_label('me-r1', '{"team": "b"}');
+CREATE ROLE regress_me_labeler;
+GRANT USAGE ON SCHEMA pgpoly TO regress_me_labeler;
+GRANT SELECT (request_id) ON pgpoly.predictions TO regress_me_labeler;
+GRANT SELECT, INSERT, UPDATE ON pgpoly.prediction_labels TO regress_me_labeler;
+ALTER TABLE pgpoly.prediction_labels ENABLE ROW LEVEL SECURITY;
+CREATE POLICY me_team_a ON pgpoly.prediction_labels TO regress_me_labeler
+  USING (label->>'team' = 'a') WITH CHECK (label->>'team' = 'a');
+SET ROLE regress_me_labeler;
+SET statement_timeout = '20s';
+DO $$
+BEGIN
+	PERFORM pgpoly.log_label('me-r1', '{"team": "a"}');
+EXCEPTION WHEN OTHERS THEN
+	RAISE WARNING '%: %', SQLSTATE, SQLERRM;
+END $$;
+-- its own team's labels it logs and replaces
+SELECT pgpoly.log_label('me-r2', '{"team": "a", "v": 1}');
+SELECT pgpoly.log_label('me-r2', '{"team": "a", "v": 2}');
+RESET statement_timeout;
+RESET ROLE;
+SELECT request_id, label FROM pgpoly.prediction_labels WHERE request_id LIKE 'me-%' ORDER BY 1;
+DROP POLICY me_team_a ON pgpoly.prediction_labels;
+ALTER TABLE pgpoly.prediction_labels DISABLE ROW LEVEL SECURITY;
+-- a trigger that skips updates (labels frozen once logged)
+CREATE FUNCTION me_freeze() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER me_freeze BEFORE UPDATE ON pgpoly.prediction_labels
+  FOR EACH ROW EXECUTE FUNCTION me_freeze();
+SET statement_timeout = '20s';
+DO $$
+BEGIN
+	PERFORM pgpoly.log_label('me-r1', '{"team": "c"}');
+EXCEPTION WHEN OTHERS THEN
+	RAISE WARNING '%: %', SQLSTATE, SQLERRM;
+END $$;
+RESET statement_timeout;
+DROP TRIGGER me_freeze ON pgpoly.prediction_labels;
+DROP FUNCTION me_freeze();
+DELETE FROM pgpoly.prediction_labels WHERE request_id LIKE 'me-%';
+DROP TABLE pgpoly.predictions_2089_07;
+REVOKE ALL ON pgpoly.prediction_labels, pgpoly.predictions FROM regress_me_labeler;
+REVOKE ALL ON SCHEMA pgpoly FROM regress_me_labeler;
+DROP ROLE regress_me_labeler;
