@@ -229,17 +229,22 @@ $$;
 COMMENT ON FUNCTION pgpoly.drop_prediction_partitions(timestamptz) IS
 	'Drop the monthly partitions of pgpoly.predictions whose whole month is before older_than (retention); returns how many were dropped';
 
--- Raise the error of row pos of a prediction batch (pos NULL: a single call).
+-- Raise the error of row pos of a prediction batch (pos NULL: a single call),
+-- with a HINT only if hint is not NULL (an empty one is still sent, and
+-- shown as an empty "HINT:" line).
 CREATE FUNCTION pgpoly._prediction_error(pos bigint, state text, message text, hint text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
+DECLARE
+	v_msg text := CASE WHEN pos IS NULL THEN message
+					   ELSE format('element %s of rows: %s', pos, message) END;
 BEGIN
-	IF pos IS NULL THEN
-		RAISE EXCEPTION '%', message USING ERRCODE = state, HINT = coalesce(hint, '');
+	IF hint IS NULL THEN
+		RAISE EXCEPTION '%', v_msg USING ERRCODE = state;
 	END IF;
-	RAISE EXCEPTION 'element % of rows: %', pos, message USING ERRCODE = state, HINT = coalesce(hint, '');
+	RAISE EXCEPTION '%', v_msg USING ERRCODE = state, HINT = hint;
 END
 $$;
 

@@ -134,3 +134,14 @@ REVOKE ALL ON pgpoly.prediction_labels, pgpoly.predictions FROM regress_me_label
 REVOKE ALL ON SCHEMA pgpoly FROM regress_me_labeler;
 DROP ROLE regress_me_labeler;
 DROP FUNCTION me_err(text);
+
+-- a prediction error without a hint sends none (it sent an empty one, shown
+-- as an empty "HINT:" line); one with a hint keeps it
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+SELECT pgpoly.log_predictions('[{"model": "me_m", "version": 1, "prediction": 1, "version": "x"}]');
+SELECT pgpoly.log_predictions('[{"model": "me_m", "version": 1, "prediction": null}]');
+SELECT pgpoly.log_prediction('me_m', 7, 'e', '1');
+SELECT pgpoly.log_prediction('me_m', NULL, 'e', '1');
+\set VERBOSITY terse
+\set SHOW_CONTEXT errors
