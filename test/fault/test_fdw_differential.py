@@ -111,6 +111,12 @@ DATES = ["2024-03-10", "2024-03-11", "2000-01-01", "1970-01-01", "1999-12-31",
          "2024-02-29", "1900-01-01", "2100-12-31", "infinity", "-infinity"]
 JSONS = ['{"a": 1}', '{"a": "x", "b": [1, 2]}', '{}', '{"n": null}', '[1, 2, 3]',
          '"str"', '1.5', 'true', '{"u": "ünï", "q": "it\'s \\\\"}']
+# values of a parameter's type, for the generic plan's executions
+PARAM_POOLS = {"text": TEXTS + KEYS, "int4": I4, "int8": I8 + IKEYS, "float8": F8,
+               "float4": ["0.5", "2.5", "-1", "NaN"], "int2": [0, 1, -1, 7],
+               "numeric": NUM, "bool": [True, False], "timestamptz": TSS + TSKEYS,
+               "timestamp": ["2024-03-10 07:30:00", "infinity"], "date": DATES,
+               "jsonb": JSONS}
 POOLS = {"t": TEXTS, "ci": TEXTS, "i4": I4, "i8": I8, "f8": F8, "n": NUM,
          "b": [True, False], "ts": TSS, "d": DATES, "j": JSONS, "member": TEXTS,
          "score": F8}
@@ -474,29 +480,25 @@ def exercise(run, rnd, ftab, ntab, key, cols, budget, zset=False, keytype="text"
         if e1[0][0] or e2[0][0]:
             run.compare(fpre, npre, [False], "prepare")
         else:
+            # the first executions with the values generated (custom plans),
+            # the later ones (the generic plan) with others of the type
             for ex in range(7):
                 vals = []
-                for (t, v) in allp:
-                    if ex > 0:
-                        if t == "int8" and (t, v) in lim_params:
-                            v = rnd.choice([0, 1, 2, 3, 5, None])
-                        elif rnd.random() < 0.6:
-                            pool = POOLS.get(None, None)
-                            v = None if rnd.random() < 0.15 else v
+                for i, (t, v) in enumerate(allp):
+                    if ex > 0 and i >= len(params):
+                        v = rnd.choice([0, 1, 2, 3, 5, None])
+                    elif ex > 1 and rnd.random() < 0.6:
+                        v = None if rnd.random() < 0.15 else rnd.choice(PARAM_POOLS[t])
                     vals.append(lit(v, t))
                 args = "(%s)" % ", ".join(vals) if vals else ""
                 ok = run.compare("EXECUTE fq%s" % args, "EXECUTE nq%s" % args,
                                  [bool(tail)], "execute #%d of %s" % (ex + 1, fpre))
                 if not ok:
                     break
-            # new values for the parameters: a second round of executions
+            # the values generated again, with other limits
             vals = []
-            for (t, v) in allp:
-                if t == "int8" and (t, v) in lim_params:
-                    vals.append(lit(rnd.choice([1, 3]), t))
-                else:
-                    col = None
-                    vals.append(lit(v, t))
+            for i, (t, v) in enumerate(allp):
+                vals.append(lit(rnd.choice([1, 3]) if i >= len(params) else v, t))
             args = "(%s)" % ", ".join(vals) if vals else ""
             run.compare("EXECUTE fq%s" % args, "EXECUTE nq%s" % args,
                         [bool(tail)], "execute again of %s" % fpre)
@@ -539,6 +541,8 @@ def exercise(run, rnd, ftab, ntab, key, cols, budget, zset=False, keytype="text"
                 sql = ("BEGIN; DECLARE c SCROLL CURSOR FOR SELECT %s FROM {T}%s; "
                        "FETCH ALL FROM c; FETCH BACKWARD ALL FROM c; COMMIT" % (sel, w))
                 fr = run.run(sql.replace("{T}", ftab))
+                if run.c.status in ("E", "T"):
+                    run.run("ROLLBACK")
                 if len(fr) > 3 and fr[2][0] is None and fr[3][0] is None:
                     pgtest.check(fr[2][1][::-1] == fr[3][1],
                                  "cursor backward mirrors forward: %s" % sql.replace("{T}", ftab))
