@@ -53,7 +53,6 @@ the f_* tables to query), FDW_DIFF_VERBOSE=1 prints every statement.  A mismatch
 the settings and the query on both tables, with both answers.
 """
 
-import json
 import os
 import random
 import urllib.request
@@ -166,10 +165,6 @@ def lit(v, typ):
         return "true" if v else "false"
     s = str(v)
     return "'%s'::%s" % (s.replace("'", "''"), typ)
-
-
-class Mismatch(Exception):
-    pass
 
 
 class Runner:
