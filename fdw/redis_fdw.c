@@ -2154,8 +2154,14 @@ pgpoly_redis_handler(PG_FUNCTION_ARGS)
 bool
 RedisIsRedisRel(RelOptInfo *rel)
 {
+	/*
+	 * fdw_private is NULL when PostgreSQL proved the relation empty (WHERE
+	 * false, a comparison with a NULL constant or parameter value) before
+	 * asking us to plan it: it is a dummy relation then, not ours to plan.
+	 */
 	return rel->reloptkind == RELOPT_BASEREL && rel->fdwroutine != NULL &&
-		rel->fdwroutine->GetForeignRelSize == redisGetForeignRelSize;
+		rel->fdwroutine->GetForeignRelSize == redisGetForeignRelSize &&
+		rel->fdw_private != NULL;
 }
 
 /* Whether relid is a foreign table of a pgpoly_redis server. */

@@ -365,7 +365,14 @@ plan_join(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path, List *tlist
 		joinquals = list_concat(joinquals, otherquals);
 		otherquals = NIL;
 	}
+	/*
+	 * The inner relation's own clauses, its pseudoconstant ones included:
+	 * PostgreSQL turns i4 = 1 AND i4 = 2 into i4 = 1 and a constant false,
+	 * which a scan of the relation would check in a gating Result above it,
+	 * and this node takes the scan's place.
+	 */
 	joinquals = list_concat(joinquals, extract_actual_clauses(innerrel->baserestrictinfo, false));
+	joinquals = list_concat(joinquals, extract_actual_clauses(innerrel->baserestrictinfo, true));
 	/* the fetch enforces the key equality: no recheck */
 	joinquals = list_delete_ptr(joinquals, keyri->clause);
 	otherquals = list_delete_ptr(otherquals, keyri->clause);

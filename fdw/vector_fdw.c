@@ -698,6 +698,9 @@ single_vector_rel(PlannerInfo *root)
 	if (rel->reloptkind != RELOPT_BASEREL || rel->fdwroutine == NULL ||
 		rel->fdwroutine->GetForeignRelSize != vectorGetForeignRelSize)
 		return NULL;
+	/* a relation PostgreSQL proved empty (WHERE false) was never planned */
+	if (rel->fdw_private == NULL)
+		return NULL;
 	return rel;
 }
 

@@ -123,6 +123,14 @@ INSERT INTO queries VALUES
   ('semi, strict in a field', 'SELECT l.id FROM l WHERE EXISTS (SELECT 1 FROM %1$s r WHERE r.key = l.k AND r.v > l.x)'),
   ('anti, strict in a field', 'SELECT l.id FROM l WHERE NOT EXISTS (SELECT 1 FROM %1$s r WHERE r.key = l.k AND r.w < ''8'')'),
   ('right, one field', 'SELECT l.id, r.w FROM %1$s r RIGHT JOIN l ON r.key = l.k'),
+  -- two clauses PostgreSQL turns into one and a constant false, which the
+  -- scan the batched join replaces would have checked (found by
+  -- test/fault/test_fdw_differential.py: the false was dropped)
+  ('left, contradictory ON clauses', 'SELECT l.id, r.key, r.w FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.v = 5 AND r.v = 6'),
+  ('left, contradictory ON clauses, other widths', 'SELECT l.id, r.key FROM l LEFT JOIN %1$s r ON r.key = l.k AND (r.v = 65 AND r.v = 100::int8)'),
+  ('inner, contradictory WHERE', 'SELECT l.id, r.key FROM l JOIN %1$s r ON r.key = l.k WHERE r.v = 5 AND r.v = 6'),
+  ('semi, contradictory', 'SELECT l.id FROM l WHERE EXISTS (SELECT 1 FROM %1$s r WHERE r.key = l.k AND r.v = 5 AND r.v = 6)'),
+  ('anti, contradictory', 'SELECT l.id FROM l WHERE NOT EXISTS (SELECT 1 FROM %1$s r WHERE r.key = l.k AND r.v = 5 AND r.v = 6)'),
   -- a value the Redis side computes (placeholder) is NULL in a null-extended row
   ('left, subquery placeholder coalesce', 'SELECT l.id, s.c FROM l LEFT JOIN (SELECT r.key, coalesce(r.v, -1) AS c FROM %1$s r) s ON s.key = l.k'),
   ('left, subquery placeholder constant', 'SELECT l.id, s.one, s.w FROM l LEFT JOIN (SELECT r.key, r.w, 1 AS one FROM %1$s r) s ON s.key = l.k');

@@ -404,6 +404,8 @@ class Index:
                 m = props.get(key)
                 if m is None and not self.dynamic:
                     continue
+                if m is not None and m.get("enabled") is False:
+                    continue  # kept in _source, not parsed (enabled.html)
                 if isinstance(v, dict):
                     if m is None:
                         m = props[key] = {"properties": {}}
