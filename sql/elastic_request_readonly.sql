@@ -91,7 +91,28 @@ FROM (VALUES
   ('GET', '/regress_ro/_doc/1?refresh', NULL),
   ('GET', '/regress_ro/_doc/1?realtime=true&refresh=true', NULL),
   ('POST', '/regress_ro/_mget?%72efresh=1', '{"ids": ["1"]}'),
-  ('GET', '/regress_ro/_doc/1?refresh=', NULL)
+  ('GET', '/regress_ro/_doc/1?refresh=', NULL),
+  -- a route with an index name where the path has a search endpoint or
+  -- an index expression starting with "_": POST /_search/_bulk is a bulk
+  -- request whose actions name their index, GET /_all,idx/_refresh a
+  -- refresh of idx
+  ('POST', '/_search/_bulk', '{"delete": {"_index": "regress_ro", "_id": "1"}}'),
+  ('POST', '/_count/_bulk', '{"delete": {"_index": "regress_ro", "_id": "1"}}'),
+  ('POST', '/_search/x/_bulk', '{"delete": {"_index": "regress_ro", "_id": "1"}}'),
+  ('POST', '/regress_ro/_search/_doc', '{"n": 9}'),
+  ('POST', '/_mget/_update_by_query', NULL),
+  ('GET', '/_all,regress_ro/_refresh', NULL),
+  ('GET', '/_x*,regress_ro/_flush', NULL),
+  ('GET', '/_search/_refresh', NULL),
+  ('HEAD', '/_count/_cache/clear', NULL),
+  -- reads still: the sub-routes of the search endpoints, index lists
+  ('POST', '/_search/template', '{"source": {"query": {"match_all": {}}}}'),
+  ('POST', '/regress_ro/_msearch/template', NULL),
+  ('POST', '/regress_ro/_validate/query', '{"query": {"match_all": {}}}'),
+  ('POST', '/regress_ro/_explain/1', '{"query": {"match_all": {}}}'),
+  ('POST', '/regress_ro/_search/', '{"query": {"match_all": {}}}'),
+  ('POST', '/_all,regress_ro/_count', NULL),
+  ('GET', '/regress_ro/_source/_flush', NULL)
 ) AS r(m, p, b);
 COMMIT;
 
