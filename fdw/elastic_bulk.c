@@ -508,32 +508,43 @@ member_excerpt(PgpolyConnection *conn, json_t *s, const char *dflt)
 /*
  * Whether bulk item entry ({"<action>": {...}}) for write w failed: it has
  * an "error", or a status that is not a success (a delete's 404 is: the
- * document is gone).  A create's 409 (ON CONFLICT DO NOTHING: the document
- * exists) is the row skipped, not a failure.  *err and *status: the item's.
+ * document is gone), in any of its members (an item has one; a member
+ * that is no object, or none at all, is a failure too: nothing says the
+ * write was applied).  A success is a 2xx: a 1xx, 0 or a negative status
+ * reports nothing written.  A create's 409 (ON CONFLICT DO NOTHING: the
+ * document exists) is the row skipped, not a failure.  *err and *status:
+ * those of the first failed member, else of the last.
  */
 static bool
 item_failed(ElasticWrite *w, json_t *entry, json_t **err, json_t **status)
 {
 	const char *key;
 	json_t	   *item;
+	bool		skipped = false;
 
 	*err = *status = NULL;
+	if (json_object_size(entry) == 0)
+		return true;
 	json_object_foreach(entry, key, item)
 	{
+		json_int_t	st;
+
 		*err = json_object_get(item, "error");
 		*status = json_object_get(item, "status");
+		st = json_is_integer(*status) ? json_integer_value(*status) : 0;
+		if (*err == NULL && ((st >= 200 && st < 300) ||
+							 (w->op == EWRITE_DELETE && st == 404)))
+			continue;
+		if (w->op == EWRITE_CREATE && st == 409)
+		{
+			skipped = true;
+			continue;
+		}
+		return true;
 	}
-	if (*err == NULL && json_is_integer(*status) &&
-		(json_integer_value(*status) < 300 ||
-		 (w->op == EWRITE_DELETE && json_integer_value(*status) == 404)))
-		return false;
-	if (w->op == EWRITE_CREATE && json_integer_value(*status) == 409)
-	{
-		if (w->applied)
-			*w->applied = false;
-		return false;
-	}
-	return true;
+	if (skipped && w->applied)
+		*w->applied = false;
+	return false;
 }
 
 /*
