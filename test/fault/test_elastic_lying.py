@@ -27,6 +27,11 @@ _bulk request with HTTP 200 and a body chosen by the test:
   * twomembers: "errors": false, the second item has two members, the
     first failed with an error, the second 201 (a reader of the last
     member only took it as written): an ERROR;
+  * otherid / reorder: "errors": false, every item 201, but the second
+    item's _id is another document's, or the items come in reverse order
+    (Elasticsearch answers in the order sent, each item with its action's
+    _id): an ERROR naming both documents, not a COMMIT on the word of
+    items about other writes;
   * honest: every item 201 (COMMIT succeeds);
   * samepage: every search page full and the same, whatever search_after
     or the scroll id says (a cache in front of the cluster): an ERROR, not
@@ -180,6 +185,11 @@ class LyingServer:
                 items.append({op: item, "shard": 7})
             else:
                 items.append({op: item})
+        if self.mode == "otherid":
+            (op, item), = items[1].items()
+            item["_id"] = "zz-other"
+        if self.mode == "reorder":
+            items.reverse()
         if self.mode == "noitems":
             items = []
         if self.mode == "fewer":
@@ -229,6 +239,8 @@ def test():
             ("extra", ('"b', "status (none)")),
             ("lowstatus", ('"b', "status 100")),
             ("twomembers", ('"b', "mapper_parsing_exception")),
+            ("otherid", ('"b', '"zz-other"', "item 2")),
+            ("reorder", ('"a', '"c', "item 1")),
             ("honest", None)]):
         liar.mode = mode
         r = s.run(write % ((k,) * 4))
