@@ -1088,11 +1088,15 @@ segment_is(const ReadSegment *s, const char *name)
  *	  _explain or _termvectors;
  *	- a POST to a search endpoint, the first segment starting with "_" that
  *	  is no index expression (_all, a list with ",", a pattern with "*"):
- *	  _search, _msearch, _count, _mget, _field_caps, _validate, _explain, or
- *	  _pit, which opens a point in time, followed only by what its routes
- *	  take (_search/scroll[/<id>], _search/template,
- *	  _search/point_in_time (OpenSearch), _msearch/template,
- *	  _validate/query, _explain/<id>);
+ *	  _search, _msearch, _count, _mget, _field_caps, _validate, _explain,
+ *	  _pit (which opens a point in time), _analyze, _termvectors,
+ *	  _mtermvectors, _terms_enum, _rank_eval, _knn_search, _render,
+ *	  _scripts/painless/_execute and the simulations of _ingest, followed
+ *	  only by what their routes take (_search/scroll[/<id>],
+ *	  _search/template, _search/point_in_time (OpenSearch),
+ *	  _msearch/template, _validate/query, _explain/<id>,
+ *	  _termvectors[/<id>], _render/template[/<id>],
+ *	  _ingest[/pipeline][/<id>]/_simulate);
  *	- a DELETE closing a point in time or a scroll: exactly /_pit,
  *	  /_search/scroll[/<id>], /_search/point_in_time[/_all] (not the rest of
  *	  /_search/..., such as OpenSearch's DELETE /_search/pipeline/<id>).
@@ -1106,7 +1110,8 @@ request_is_read(const char *method, const char *path)
 {
 	static const char *const search_endpoints[] = {
 		"_search", "_msearch", "_count", "_mget", "_field_caps",
-		"_validate", "_explain", "_pit", NULL
+		"_validate", "_explain", "_pit", "_analyze", "_mtermvectors",
+		"_terms_enum", "_rank_eval", "_knn_search", NULL
 	};
 	static const char *const get_writes[] = {
 		"_refresh", "_flush", "_cache", NULL
@@ -1196,6 +1201,16 @@ request_is_read(const char *method, const char *path)
 		return tail == 1 && segment_is(t + 1, "query");
 	if (segment_is(t, "_explain"))
 		return tail == 1;
+	if (segment_is(t, "_termvectors"))
+		return tail <= 1;
+	if (segment_is(t, "_render"))
+		return (tail == 1 || tail == 2) && segment_is(t + 1, "template");
+	if (segment_is(t, "_scripts"))
+		return tail == 2 && segment_is(t + 1, "painless") && segment_is(t + 2, "_execute");
+	/* simulated pipelines and ingest: nothing is indexed */
+	if (segment_is(t, "_ingest"))
+		return tail >= 1 && tail <= 3 && segment_is(t + tail, "_simulate") &&
+			(tail < 3 || segment_is(t + 1, "pipeline"));
 	for (int i = 0; search_endpoints[i]; i++)
 		if (segment_is(t, search_endpoints[i]))
 			return tail == 0;

@@ -112,7 +112,17 @@ FROM (VALUES
   ('POST', '/regress_ro/_explain/1', '{"query": {"match_all": {}}}'),
   ('POST', '/regress_ro/_search/', '{"query": {"match_all": {}}}'),
   ('POST', '/_all,regress_ro/_count', NULL),
-  ('GET', '/regress_ro/_source/_flush', NULL)
+  ('GET', '/regress_ro/_source/_flush', NULL),
+  -- POST reads besides searches; their neighbours that write
+  ('POST', '/regress_ro/_analyze', '{"text": "a b"}'),
+  ('POST', '/regress_ro/_termvectors/1', '{}'),
+  ('POST', '/_ingest/pipeline/_simulate', '{"pipeline": {"processors": []}, "docs": []}'),
+  ('POST', '/_ingest/pipeline/regress_ro_p/_simulate', '{"docs": []}'),
+  ('POST', '/_scripts/painless/_execute', '{"script": {"source": "1"}}'),
+  ('POST', '/_render/template', '{"source": "{}"}'),
+  ('POST', '/_ingest/pipeline/regress_ro_p', '{"processors": []}'),
+  ('POST', '/_scripts/regress_ro_s', '{"script": {"lang": "painless", "source": "1"}}'),
+  ('POST', '/regress_ro/_termvectors/1/_update', '{"doc": {"n": 10}}')
 ) AS r(m, p, b);
 COMMIT;
 

@@ -47,6 +47,21 @@ def waiting_on_lock(db, pid):
     return r.rc == 0 and r.out.strip() not in ("", "0")
 
 
+def finished_or_waiting(db, session, pid, timeout=60):
+    """Wait until session's statement has finished (its Result) or the
+    session waits for a lock (None)."""
+    done = []
+
+    def cond():
+        r = session.wait(timeout=0.2)
+        if r.rc != -1:
+            done.append(r)
+            return True
+        return waiting_on_lock(db, pid)
+    pgtest.wait_for(cond, timeout=timeout)
+    return done[0] if done else None
+
+
 def partitions(db, prefix):
     r = pgtest.psql("SELECT string_agg(relname, ' ' ORDER BY relname) FROM pg_class "
                     "WHERE relname LIKE 'predictions\\_%s%%' AND relkind = 'r'" % prefix, db=db)
@@ -243,16 +258,7 @@ def test_commit_window(db):
             b.send("SELECT pgpoly.log_predictions('[%s]');" % rows)
         else:
             b.send(log_sql(months[0] + "-20", "b"))
-        early = None
-
-        def b_waits():
-            nonlocal early
-            r = b.wait(timeout=0.2)
-            if r.rc != -1:
-                early = r
-                return True
-            return waiting_on_lock(db, b_pid)
-        pgtest.wait_for(b_waits, timeout=60)
+        early = finished_or_waiting(db, b, b_pid)
         pgtest.check(early is None, "%s into a partition whose creator is still committing "
                      "finished without waiting: %s" % ("log_predictions" if batch else "log_prediction",
                                                        early and early.err.strip()))
@@ -355,16 +361,7 @@ def test_detach_concurrently(db):
            "\"entity\": \"w\", \"prediction\": 1, \"ts\": \"2036-05-20T00:00:00Z\"}]');")
     pgtest.check(hold.held(), "the logger stops before creating the partition of 2036-05")
     pgtest.check(h.run("COMMIT;").rc == 0, "the reader ends")
-    done = None
-
-    def d_done_or_waits():
-        nonlocal done
-        res = d.wait(timeout=0.2)
-        if res.rc != -1:
-            done = res
-            return True
-        return waiting_on_lock(db, d_pid)
-    pgtest.wait_for(d_done_or_waits, timeout=60)
+    done = finished_or_waiting(db, d, d_pid)
     out = hold.release()
     res = w.wait(timeout=60)
     pgtest.check(res.rc == 0 or res.sqlstate == "42809",
