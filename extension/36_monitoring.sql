@@ -10,6 +10,9 @@
 --	  the parent, which serialises creators but not inserts or reads, re-checks
 --	  under that lock (the lock also makes committed partitions visible), and
 --	  attaches an empty table (ATTACH needs no ACCESS EXCLUSIVE lock).  A writer
+--	  creates missing months before it locks anything of the table (the lock
+--	  order of DETACH ... CONCURRENTLY: SHARE UPDATE EXCLUSIVE on the parent,
+--	  then the partition), then
 --	  locks the partitions of its months before its INSERT (_lock_partitions):
 --	  a partition found by name can belong to a creator that has committed but
 --	  not yet sent its invalidations, which the writer's cached partition
@@ -313,16 +316,23 @@ BEGIN
 											 latencies[v_bad], request_ids[v_bad], tss[v_bad]);
 	END IF;
 
-	-- the partitions of the months of ts (usually one), found by name and locked
-	-- for the INSERT (which so routes rows with every partition found, even one
-	-- whose creator has just committed: _lock_partitions), and created (as the
-	-- extension's owner) only when one is missing
+	-- the partitions of the months of ts (usually one), created (as the
+	-- extension's owner) when one is missing, then found by name and locked for
+	-- the INSERT (which so routes rows with every partition found, even one
+	-- whose creator has just committed: _lock_partitions).  Missing ones are
+	-- looked for without a lock and created before any lock on the table is
+	-- taken: a writer holding ROW EXCLUSIVE on pgpoly.predictions (or on a
+	-- partition) while it waits for the creators' SHARE UPDATE EXCLUSIVE
+	-- deadlocks with a DETACH PARTITION ... CONCURRENTLY, which holds that
+	-- lock while it waits for the table's lockers (then for its partition).
 	SELECT min(t), max(t) INTO v_lo, v_hi FROM unnest(tss) AS t;
 	v_months := CASE WHEN date_trunc('month', v_lo, 'UTC') = date_trunc('month', v_hi, 'UTC')
 					 THEN ARRAY[date_trunc('month', v_lo, 'UTC')]
 					 ELSE ARRAY(SELECT DISTINCT date_trunc('month', t, 'UTC') FROM unnest(tss) AS t) END;
 	v_names := ARRAY(SELECT pgpoly._prediction_partition_name(m) FROM unnest(v_months) AS m);
-	v_missing := v_months[pgpoly._lock_partitions('pgpoly.predictions', v_names)];
+	SELECT v_months[min(n.i)] INTO v_missing
+	FROM unnest(v_names) WITH ORDINALITY AS n(name, i)
+	WHERE to_regclass(format('pgpoly.%I', n.name)) IS NULL;
 	-- (a role that may not insert gets the INSERT's own error below)
 	IF v_missing IS NOT NULL AND has_table_privilege('pgpoly.predictions', 'INSERT') THEN
 		IF NOT has_function_privilege('pgpoly._prediction_partitions(timestamptz[])', 'EXECUTE') THEN
@@ -337,8 +347,8 @@ BEGIN
 					  HINT = 'Have an administrator create partitions ahead with pgpoly.create_prediction_partitions(), or grant that EXECUTE to the logging role.';
 		END IF;
 		PERFORM pgpoly._prediction_partitions(v_months);
-		PERFORM pgpoly._lock_partitions('pgpoly.predictions', v_names);
 	END IF;
+	PERFORM pgpoly._lock_partitions('pgpoly.predictions', v_names);
 	WITH ins AS (
 		INSERT INTO pgpoly.predictions (model_name, version, entity, features, prediction,
 										confidence, latency_ms, request_id, ts)

@@ -508,32 +508,43 @@ member_excerpt(PgpolyConnection *conn, json_t *s, const char *dflt)
 /*
  * Whether bulk item entry ({"<action>": {...}}) for write w failed: it has
  * an "error", or a status that is not a success (a delete's 404 is: the
- * document is gone).  A create's 409 (ON CONFLICT DO NOTHING: the document
- * exists) is the row skipped, not a failure.  *err and *status: the item's.
+ * document is gone), in any of its members (an item has one; a member
+ * that is no object, or none at all, is a failure too: nothing says the
+ * write was applied).  A success is a 2xx: a 1xx, 0 or a negative status
+ * reports nothing written.  A create's 409 (ON CONFLICT DO NOTHING: the
+ * document exists) is the row skipped, not a failure.  *err and *status:
+ * those of the first failed member, else of the last.
  */
 static bool
 item_failed(ElasticWrite *w, json_t *entry, json_t **err, json_t **status)
 {
 	const char *key;
 	json_t	   *item;
+	bool		skipped = false;
 
 	*err = *status = NULL;
+	if (json_object_size(entry) == 0)
+		return true;
 	json_object_foreach(entry, key, item)
 	{
+		json_int_t	st;
+
 		*err = json_object_get(item, "error");
 		*status = json_object_get(item, "status");
+		st = json_is_integer(*status) ? json_integer_value(*status) : 0;
+		if (*err == NULL && ((st >= 200 && st < 300) ||
+							 (w->op == EWRITE_DELETE && st == 404)))
+			continue;
+		if (w->op == EWRITE_CREATE && st == 409)
+		{
+			skipped = true;
+			continue;
+		}
+		return true;
 	}
-	if (*err == NULL && json_is_integer(*status) &&
-		(json_integer_value(*status) < 300 ||
-		 (w->op == EWRITE_DELETE && json_integer_value(*status) == 404)))
-		return false;
-	if (w->op == EWRITE_CREATE && json_integer_value(*status) == 409)
-	{
-		if (w->applied)
-			*w->applied = false;
-		return false;
-	}
-	return true;
+	if (skipped && w->applied)
+		*w->applied = false;
+	return false;
 }
 
 /*
@@ -642,6 +653,43 @@ index_condition(json_t *err)
 }
 
 /*
+ * ERROR unless bulk item entry, the i-th of its request's, is about the
+ * document of write w: Elasticsearch answers the actions in the order they
+ * were sent, each item with its action's _id.  An item for another
+ * document (reordered items, another request's, an ingest pipeline that
+ * set another _id) says nothing of w's write.  An item without _id is
+ * taken by its place.
+ */
+static void
+item_for(PgpolyConnection *conn, ElasticWrite *w, json_t *entry, int i,
+		 int64 sent_before)
+{
+	const char *key;
+	json_t	   *item;
+
+	json_object_foreach(entry, key, item)
+	{
+		json_t	   *id = json_object_get(item, "_id");
+
+		if (id != NULL &&
+			!(json_is_string(id) && strlen(w->id) == json_string_length(id) &&
+			  memcmp(w->id, json_string_value(id), json_string_length(id)) == 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+					 errmsg("Elasticsearch server \"%s\" answered the write of document \"%s\" of index \"%s\" with an item for document %s",
+							conn->servername, w->id, write_index(w),
+							json_is_string(id) ?
+							psprintf("\"%s\"", PgpolyHttpExcerpt(conn, json_string_value(id),
+																 json_string_length(id))) :
+							"(no string)"),
+					 errdetail("Elasticsearch answers the actions of a _bulk request in the order sent, each item with its action's _id; item %d has another (an ingest pipeline that sets another _id is not supported).",
+							   i + 1),
+					 errhint("Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of this write stay applied, as may the items of its batch.",
+							 sent_before + (int64) i)));
+	}
+}
+
+/*
  * ERROR if an item of a bulk response failed (see item_failed), naming
  * the first failed document with its error, and the others (up to ten).
  * A version conflict (item_conflict) is SQLSTATE 40001.  The versions of
@@ -672,6 +720,7 @@ check_items(PgpolyConnection *conn, json_t *doc, ElasticWrite **batch, int n,
 		json_t	   *e;
 		json_t	   *st;
 
+		item_for(conn, batch[i], json_array_get(items, i), i, sent_before);
 		if (!item_failed(batch[i], json_array_get(items, i), &e, &st))
 		{
 			if (batch[i]->feeds)
@@ -1066,13 +1115,18 @@ send_batch(PgpolyConnection *conn, ElasticWrite **batch, int n, int64 sent_befor
 		ElasticRaiseStatus(conn, "POST", path, batch[0]->tbl->index, &resp);
 	/*
 	 * The common case needs no document (jansson) at all: "errors": false,
-	 * one item per action, each an object of objects with a 2xx status and
-	 * no "error" (what item_failed accepts).  Anything else, even when
+	 * one item per action, each an object of objects with a 2xx status, no
+	 * "error" and the action's _id (what check_items accepts).  Anything else, even when
 	 * "errors" says false, has every item checked.
 	 */
 	for (int i = 0; i < n; i++)
 		need_results |= batch[i]->feeds;
 	summary.reject_key = "error";
+	summary.match_key = "_id";
+	summary.match_values = palloc(sizeof(char *) * n);
+	summary.nmatch = n;
+	for (int i = 0; i < n; i++)
+		summary.match_values[i] = batch[i]->id;
 	if (!need_results && PgpolyJsonTopLevelScan(resp.body, resp.len, &summary) &&
 		summary.found && !summary.value && summary.elements == n &&
 		summary.inner_count == n)

@@ -1061,17 +1061,42 @@ query_refreshes(const char *q)
 	return false;
 }
 
+/* A path segment, decoded (its first bytes), and its decoded length. */
+typedef struct ReadSegment
+{
+	char		head[16];
+	int			n;
+} ReadSegment;
+
+/* Whether segment s is name (of fewer than 16 bytes) */
+static bool
+segment_is(const ReadSegment *s, const char *name)
+{
+	return s->n == (int) strlen(name) && strcmp(s->head, name) == 0;
+}
+
 /*
  * Whether pgpoly.elastic_request(method, path) only reads the cluster, so
- * that a read-only transaction may send it.  The endpoint is the path's
- * first segment starting with "_" (decoded), other than the index pattern
- * _all.
+ * that a read-only transaction may send it.  Segments are read decoded.
+ * Elasticsearch routes a path that no route spells out by a route with an
+ * index name in its place (POST /_search/_bulk is a bulk request with the
+ * default index "_search", whose actions name their own indices), so a
+ * read is told by all of its segments, not only by the first "_" one:
  *	- GET and HEAD (Elasticsearch answers a HEAD with the GET route), unless
- *	  the endpoint is _refresh, _flush or _cache (GET /idx/_refresh
- *	  refreshes as POST does);
- *	- a POST to a search endpoint: _search, _msearch, _count, _mget,
- *	  _field_caps, _validate, _explain, or _pit, which opens a point in
- *	  time (OpenSearch's _search/point_in_time too);
+ *	  a segment is _refresh, _flush or _cache (GET /idx/_refresh refreshes
+ *	  as POST does), other than a document id after _doc, _source,
+ *	  _explain or _termvectors;
+ *	- a POST to a search endpoint, the first segment starting with "_" that
+ *	  is no index expression (_all, a list with ",", a pattern with "*"):
+ *	  _search, _msearch, _count, _mget, _field_caps, _validate, _explain,
+ *	  _pit (which opens a point in time), _analyze, _termvectors,
+ *	  _mtermvectors, _terms_enum, _rank_eval, _knn_search, _render,
+ *	  _scripts/painless/_execute and the simulations of _ingest, followed
+ *	  only by what their routes take (_search/scroll[/<id>],
+ *	  _search/template, _search/point_in_time (OpenSearch),
+ *	  _msearch/template, _validate/query, _explain/<id>,
+ *	  _termvectors[/<id>], _render/template[/<id>],
+ *	  _ingest[/pipeline][/<id>]/_simulate);
  *	- a DELETE closing a point in time or a scroll: exactly /_pit,
  *	  /_search/scroll[/<id>], /_search/point_in_time[/_all] (not the rest of
  *	  /_search/..., such as OpenSearch's DELETE /_search/pipeline/<id>).
@@ -1085,19 +1110,26 @@ request_is_read(const char *method, const char *path)
 {
 	static const char *const search_endpoints[] = {
 		"_search", "_msearch", "_count", "_mget", "_field_caps",
-		"_validate", "_explain", "_pit", NULL
+		"_validate", "_explain", "_pit", "_analyze", "_mtermvectors",
+		"_terms_enum", "_rank_eval", "_knn_search", NULL
 	};
 	static const char *const get_writes[] = {
 		"_refresh", "_flush", "_cache", NULL
+	};
+	static const char *const id_endpoints[] = {
+		"_doc", "_source", "_explain", "_termvectors", NULL
 	};
 	static const char *const closes[] = {
 		"/_pit", "/_search/scroll", "/_search/point_in_time",
 		"/_search/point_in_time/_all", NULL
 	};
-	char		endpoint[16] = "";
-	int			endlen = 0;
 	size_t		pathlen = strcspn(path, "?#");
 	const char *p = path;
+	ReadSegment *segs;
+	int			nsegs = 0;
+	int			endpoint = -1;
+	int			tail;
+	const ReadSegment *t;
 	bool		get;
 	bool		post;
 
@@ -1107,30 +1139,40 @@ request_is_read(const char *method, const char *path)
 		return false;
 	if (query_refreshes(path + pathlen))
 		return false;
+	for (size_t i = 0; i < pathlen; i++)
+		nsegs += path[i] == '/';
+	segs = palloc0(sizeof(ReadSegment) * Max(nsegs, 1));
+	nsegs = 0;
 	while (p < path + pathlen)
 	{
 		int			len;
-		int			n;
-		char		head[sizeof(endpoint)];
+		ReadSegment *s = &segs[nsegs++];
 
 		p++;					/* the "/" */
 		len = (int) strcspn(p, "/?#");
-		if (!read_segment_ok(p, len, !get, head, sizeof(head), &n))
+		if (!read_segment_ok(p, len, !get, s->head, sizeof(s->head), &s->n))
 			return false;
-		if (endpoint[0] == '\0' && head[0] == '_' &&
-			!(n == 4 && strcmp(head, "_all") == 0))
-		{
-			strlcpy(endpoint, head, sizeof(endpoint));
-			endlen = n;
-		}
+		/* (a longer segment is no endpoint a POST may read: refused) */
+		if (endpoint < 0 && s->head[0] == '_' && !segment_is(s, "_all") &&
+			strpbrk(s->head, ",*") == NULL)
+			endpoint = nsegs - 1;
 		p += len;
 	}
+	/* a trailing "/" adds no segment a route sees */
+	if (nsegs > 1 && segs[nsegs - 1].n == 0)
+		nsegs--;
 	if (get)
 	{
-		for (int i = 0; get_writes[i]; i++)
-			if ((int) strlen(get_writes[i]) == endlen &&
-				strcmp(endpoint, get_writes[i]) == 0)
-				return false;
+		for (int k = 0; k < nsegs; k++)
+		{
+			bool		is_id = false;
+
+			for (int i = 0; k > 0 && id_endpoints[i]; i++)
+				is_id |= segment_is(&segs[k - 1], id_endpoints[i]);
+			for (int i = 0; !is_id && get_writes[i]; i++)
+				if (segment_is(&segs[k], get_writes[i]))
+					return false;
+		}
 		return true;
 	}
 	if (!post)
@@ -1143,10 +1185,35 @@ request_is_read(const char *method, const char *path)
 		return pathlen > 16 && strncmp(path, "/_search/scroll/", 16) == 0 &&
 			memchr(path + 16, '/', pathlen - 16) == NULL;
 	}
+	if (endpoint < 0)
+		return false;
+	t = &segs[endpoint];
+	tail = nsegs - endpoint - 1;	/* segments after the endpoint */
+	if (segment_is(t, "_search"))
+		return tail == 0 ||
+			(tail == 1 && (segment_is(t + 1, "scroll") ||
+						   segment_is(t + 1, "template") ||
+						   segment_is(t + 1, "point_in_time"))) ||
+			(tail == 2 && segment_is(t + 1, "scroll"));
+	if (segment_is(t, "_msearch"))
+		return tail == 0 || (tail == 1 && segment_is(t + 1, "template"));
+	if (segment_is(t, "_validate"))
+		return tail == 1 && segment_is(t + 1, "query");
+	if (segment_is(t, "_explain"))
+		return tail == 1;
+	if (segment_is(t, "_termvectors"))
+		return tail <= 1;
+	if (segment_is(t, "_render"))
+		return (tail == 1 || tail == 2) && segment_is(t + 1, "template");
+	if (segment_is(t, "_scripts"))
+		return tail == 2 && segment_is(t + 1, "painless") && segment_is(t + 2, "_execute");
+	/* simulated pipelines and ingest: nothing is indexed */
+	if (segment_is(t, "_ingest"))
+		return tail >= 1 && tail <= 3 && segment_is(t + tail, "_simulate") &&
+			(tail < 3 || segment_is(t + 1, "pipeline"));
 	for (int i = 0; search_endpoints[i]; i++)
-		if ((int) strlen(search_endpoints[i]) == endlen &&
-			strcmp(endpoint, search_endpoints[i]) == 0)
-			return true;
+		if (segment_is(t, search_endpoints[i]))
+			return tail == 0;
 	return false;
 }
 

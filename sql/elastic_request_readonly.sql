@@ -91,7 +91,38 @@ FROM (VALUES
   ('GET', '/regress_ro/_doc/1?refresh', NULL),
   ('GET', '/regress_ro/_doc/1?realtime=true&refresh=true', NULL),
   ('POST', '/regress_ro/_mget?%72efresh=1', '{"ids": ["1"]}'),
-  ('GET', '/regress_ro/_doc/1?refresh=', NULL)
+  ('GET', '/regress_ro/_doc/1?refresh=', NULL),
+  -- a route with an index name where the path has a search endpoint or
+  -- an index expression starting with "_": POST /_search/_bulk is a bulk
+  -- request whose actions name their index, GET /_all,idx/_refresh a
+  -- refresh of idx
+  ('POST', '/_search/_bulk', '{"delete": {"_index": "regress_ro", "_id": "1"}}'),
+  ('POST', '/_count/_bulk', '{"delete": {"_index": "regress_ro", "_id": "1"}}'),
+  ('POST', '/_search/x/_bulk', '{"delete": {"_index": "regress_ro", "_id": "1"}}'),
+  ('POST', '/regress_ro/_search/_doc', '{"n": 9}'),
+  ('POST', '/_mget/_update_by_query', NULL),
+  ('GET', '/_all,regress_ro/_refresh', NULL),
+  ('GET', '/_x*,regress_ro/_flush', NULL),
+  ('GET', '/_search/_refresh', NULL),
+  ('HEAD', '/_count/_cache/clear', NULL),
+  -- reads still: the sub-routes of the search endpoints, index lists
+  ('POST', '/_search/template', '{"source": {"query": {"match_all": {}}}}'),
+  ('POST', '/regress_ro/_msearch/template', NULL),
+  ('POST', '/regress_ro/_validate/query', '{"query": {"match_all": {}}}'),
+  ('POST', '/regress_ro/_explain/1', '{"query": {"match_all": {}}}'),
+  ('POST', '/regress_ro/_search/', '{"query": {"match_all": {}}}'),
+  ('POST', '/_all,regress_ro/_count', NULL),
+  ('GET', '/regress_ro/_source/_flush', NULL),
+  -- POST reads besides searches; their neighbours that write
+  ('POST', '/regress_ro/_analyze', '{"text": "a b"}'),
+  ('POST', '/regress_ro/_termvectors/1', '{}'),
+  ('POST', '/_ingest/pipeline/_simulate', '{"pipeline": {"processors": []}, "docs": []}'),
+  ('POST', '/_ingest/pipeline/regress_ro_p/_simulate', '{"docs": []}'),
+  ('POST', '/_scripts/painless/_execute', '{"script": {"source": "1"}}'),
+  ('POST', '/_render/template', '{"source": "{}"}'),
+  ('POST', '/_ingest/pipeline/regress_ro_p', '{"processors": []}'),
+  ('POST', '/_scripts/regress_ro_s', '{"script": {"lang": "painless", "source": "1"}}'),
+  ('POST', '/regress_ro/_termvectors/1/_update', '{"doc": {"n": 10}}')
 ) AS r(m, p, b);
 COMMIT;
 

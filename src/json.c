@@ -986,6 +986,9 @@ typedef struct TopScan
 	int			elem_in;		/* the current element's inner_key members in
 								 * the range */
 	int			member_in;		/* those of its current member object */
+	bool		want_match;		/* inside a match_key member */
+	int			member_match;	/* the current member object's match_key
+								 * members equal to the element's value */
 	bool		elem_bad;		/* and one that is not (or is no integer), or
 								 * the element is no object of objects */
 } TopScan;
@@ -1002,9 +1005,9 @@ typedef struct TopScan
 static void
 topscan_inner_container(TopScan *ts)
 {
-	if (ts->want_inner)
+	if (ts->want_inner || ts->want_match)
 		ts->elem_bad = true;
-	ts->want_inner = false;
+	ts->want_inner = ts->want_match = false;
 }
 
 static JSON_CB_RESULT
@@ -1015,7 +1018,7 @@ topscan_nest(void *state)
 	topscan_inner_container(ts);
 	/* a member of an element: its object starts */
 	if (ts->in_array && ts->depth == 3)
-		ts->member_in = 0;
+		ts->member_in = ts->member_match = 0;
 	ts->depth++;
 	JSON_CB_DONE;
 }
@@ -1027,6 +1030,9 @@ topscan_unnest(void *state)
 
 	/* a member object of an element without an inner_key member */
 	if (ts->in_array && ts->depth == 4 && ts->member_in == 0)
+		ts->elem_bad = true;
+	/* or without a match_key member equal to the element's value */
+	if (ts->in_array && ts->depth == 4 && ts->out->match_key && ts->member_match == 0)
 		ts->elem_bad = true;
 	ts->depth--;
 	JSON_CB_DONE;
@@ -1114,6 +1120,8 @@ topscan_field_start(void *state, char *fname, bool isnull)
 	/* array (2), its element (3), the element's member object (4) */
 	ts->want_inner = ts->in_array && ts->depth == 4 && out->inner_key && fname &&
 		strcmp(fname, out->inner_key) == 0;
+	ts->want_match = ts->in_array && ts->depth == 4 && out->match_key && fname &&
+		strcmp(fname, out->match_key) == 0;
 	if (ts->in_array && ts->depth == 4 && out->reject_key &&
 		(fname == NULL || strcmp(fname, out->reject_key) == 0))
 		ts->elem_bad = true;
@@ -1146,10 +1154,20 @@ topscan_scalar(void *state, char *token, JsonTokenType tokentype)
 		else
 			ts->elem_bad = true;
 	}
+	if (ts->want_match && ts->depth == 4)
+	{
+		int			i = ts->out->elements - 1;
+
+		if (tokentype == JSON_TOKEN_STRING && i >= 0 && i < ts->out->nmatch &&
+			token && strcmp(token, ts->out->match_values[i]) == 0)
+			ts->member_match++;
+		else
+			ts->elem_bad = true;
+	}
 	/* an element, or a member of one, that is a scalar, not an object */
 	if (ts->in_array && (ts->depth == 2 || ts->depth == 3))
 		ts->elem_bad = true;
-	ts->want_inner = false;
+	ts->want_inner = ts->want_match = false;
 	if (ts->depth == 1)
 		ts->want_bool = false;
 	JSON_CB_DONE;
@@ -1261,7 +1279,9 @@ PgpolyJsonFieldVerbatim(const char *json, size_t len, const char *field, bool ne
  * of the array member array_key, and how many of those elements are
  * objects whose members are all objects (items[i].index), each with an
  * integer member inner_key between inner_lo and inner_hi, no other
- * inner_key member and no member reject_key.  PostgreSQL's lexer validates
+ * inner_key member and no member reject_key (and, with match_key, a
+ * string member match_key equal to match_values[i] in the i-th element,
+ * none other).  PostgreSQL's lexer validates
  * without building a document, so a large response whose summary says
  * there is nothing to inspect (an Elasticsearch bulk response with
  * "errors": false and one item per action, each with a 2xx status) costs
@@ -1270,11 +1290,12 @@ PgpolyJsonFieldVerbatim(const char *json, size_t len, const char *field, bool ne
 bool
 PgpolyJsonTopLevelScan(const char *json, size_t len, PgpolyJsonTopLevel *out)
 {
-	TopScan		ts = {out, 0, false, false, false, false, 0, 0, false};
+	TopScan		ts = {0};
 	JsonSemAction sem = {0};
 	JsonLexContext *lex;
 	bool		ok;
 
+	ts.out = out;
 	out->found = out->value = false;
 	out->elements = -1;
 	out->inner_count = 0;

@@ -704,6 +704,11 @@ typedef struct PgpolyJsonTopLevel
 								 * range (at least one) */
 	const char *reject_key;		/* a member of those objects that keeps an
 								 * element from counting, or NULL */
+	const char *match_key;		/* a string member each of those objects
+								 * must have, equal to match_values[i] in
+								 * element i, or NULL */
+	char	  **match_values;
+	int			nmatch;			/* match_values' length */
 } PgpolyJsonTopLevel;
 
 extern bool PgpolyJsonTopLevelScan(const char *json, size_t len,

@@ -22,6 +22,16 @@ _bulk request with HTTP 200 and a body chosen by the test:
     item read with one fails: status 201 with an "error" object; an array
     holding the item's fields instead of an object; an object whose last
     member is a number after the action's object;
+  * lowstatus: "errors": false, the second item has status 100 and no
+    error (no 2xx: nothing says it was written): an ERROR;
+  * twomembers: "errors": false, the second item has two members, the
+    first failed with an error, the second 201 (a reader of the last
+    member only took it as written): an ERROR;
+  * otherid / reorder: "errors": false, every item 201, but the second
+    item's _id is another document's, or the items come in reverse order
+    (Elasticsearch answers in the order sent, each item with its action's
+    _id): an ERROR naming both documents, not a COMMIT on the word of
+    items about other writes;
   * honest: every item 201 (COMMIT succeeds);
   * samepage: every search page full and the same, whatever search_after
     or the scroll id says (a cache in front of the cluster): an ERROR, not
@@ -162,12 +172,24 @@ class LyingServer:
             if k == 1 and self.mode == "errorok":
                 item["error"] = {"type": "mapper_parsing_exception",
                                  "reason": "failed to parse field [n]"}
-            if k == 1 and self.mode == "nested":
+            if k == 1 and self.mode == "lowstatus":
+                item.update(status=100)
+                del item["result"]
+            if k == 1 and self.mode == "twomembers":
+                items.append({op: dict(item, status=500, error={
+                    "type": "mapper_parsing_exception",
+                    "reason": "failed to parse field [n]"}), "create": item})
+            elif k == 1 and self.mode == "nested":
                 items.append([item])
             elif k == 1 and self.mode == "extra":
                 items.append({op: item, "shard": 7})
             else:
                 items.append({op: item})
+        if self.mode == "otherid":
+            (op, item), = items[1].items()
+            item["_id"] = "zz-other"
+        if self.mode == "reorder":
+            items.reverse()
         if self.mode == "noitems":
             items = []
         if self.mode == "fewer":
@@ -215,6 +237,10 @@ def test():
             ("errorok", ('"b', "mapper_parsing_exception")),
             ("nested", ('"b', "status (none)")),
             ("extra", ('"b', "status (none)")),
+            ("lowstatus", ('"b', "status 100")),
+            ("twomembers", ('"b', "mapper_parsing_exception")),
+            ("otherid", ('"b', '"zz-other"', "item 2")),
+            ("reorder", ('"a', '"c', "item 1")),
             ("honest", None)]):
         liar.mode = mode
         r = s.run(write % ((k,) * 4))

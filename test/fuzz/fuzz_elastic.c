@@ -121,17 +121,17 @@ check_bulk_summary(const char *body, size_t len)
 	{
 		const char *op;
 		json_t	   *v;
-		json_t	   *err = NULL;
-		json_t	   *st = NULL;
+		bool		ok = json_object_size(item) > 0;
 
-		/* as item_failed reads an item: its last member's error and status */
+		/* as item_failed reads an item: every member without error, a 2xx */
 		json_object_foreach(item, op, v)
 		{
-			err = json_object_get(v, "error");
-			st = json_object_get(v, "status");
+			json_t	   *st = json_object_get(v, "status");
+
+			ok &= json_object_get(v, "error") == NULL && json_is_integer(st) &&
+				json_integer_value(st) >= 200 && json_integer_value(st) <= 299;
 		}
-		written += err == NULL && json_is_integer(st) &&
-			json_integer_value(st) >= 200 && json_integer_value(st) <= 299;
+		written += ok;
 	}
 	/* the fast path's test: every item counted, so every item must be written */
 	if (summary.inner_count > written ||
