@@ -65,9 +65,12 @@ BEGIN
 	END IF;
 	WITH w AS (SELECT entity::text, event_time::text, created_at, clicks
 			   FROM pgpoly._fv_newest_rows(NULL::pgpoly.fpa_history, 'entity', since, until)),
-		 q AS (SELECT DISTINCT ON (entity) entity::text, event_time::text, created_at, clicks
-			   FROM pgpoly.fpa_history WHERE event_time BETWEEN since AND until
-			   ORDER BY entity, event_time DESC, created_at DESC)
+		 -- ordered by the columns themselves: an ORDER BY event_time over
+		 -- the select list would sort its text form ('Wed ...' after 'Thu ...')
+		 q AS (SELECT h.entity::text, h.event_time::text, h.created_at, h.clicks
+			   FROM (SELECT DISTINCT ON (f.entity) f.*
+					 FROM pgpoly.fpa_history f WHERE f.event_time BETWEEN since AND until
+					 ORDER BY f.entity, f.event_time DESC, f.created_at DESC) h)
 	SELECT count(*) INTO d FROM ((TABLE w EXCEPT ALL TABLE q) UNION ALL (TABLE q EXCEPT ALL TABLE w)) x;
 	RETURN d || ' differences';
 END $$;
