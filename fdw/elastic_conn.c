@@ -102,7 +102,7 @@ typedef struct ElasticMappingCache
 {
 	char	   *index;
 	LocalTransactionId lxid;	/* the transaction that read it */
-	int			indexes;		/* indexes in the _mapping answer */
+	int			indexes;		/* indexes in the GET index answer */
 	List	   *fields;			/* ElasticMappedField * */
 	List	   *hidden;			/* char *: copy_to targets, runtime fields */
 } ElasticMappingCache;
@@ -603,14 +603,52 @@ has_ignore_malformed(json_t *def)
 }
 
 /*
+ * Whether the field types of type take ignore_malformed: "numeric, boolean,
+ * date, date_nanos, geo_point, geo_shape, ip" (ignore-malformed.html; the
+ * numeric types of number.html and unsigned_long).
+ */
+static bool
+takes_ignore_malformed(const char *type)
+{
+	static const char *const types[] = {
+		"long", "integer", "short", "byte", "double", "float", "half_float",
+		"scaled_float", "unsigned_long", "boolean", "date", "date_nanos",
+		"geo_point", "geo_shape", "ip"
+	};
+
+	for (int i = 0; i < lengthof(types); i++)
+		if (type && strcmp(type, types[i]) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Whether def (a field's mapping, of type type) keeps documents whose
+ * value it cannot parse: its own ignore_malformed parameter, or else the
+ * index's index.mapping.ignore_malformed (index_default), which applies to
+ * the field types that take the parameter ("the index.mapping.ignore_malformed
+ * setting can be set on the index level to ignore malformed content
+ * globally across all allowed mapping types", ignore-malformed.html).
+ */
+static bool
+field_ignores_malformed(json_t *def, const char *type, bool index_default)
+{
+	if (json_object_get(def, "ignore_malformed") != NULL)
+		return has_ignore_malformed(def);
+	return index_default && takes_ignore_malformed(type);
+}
+
+/*
  * Record one index's mapping def of leaf field path: its type (as_type if
  * not NULL; a field the indexes map differently gets type "", one with a
  * normalizer "normalized keyword"), and whether it is text with a
- * .keyword keyword subfield without a normalizer.  Called in
+ * .keyword keyword subfield without a normalizer.  malformed_default is
+ * the index's index.mapping.ignore_malformed.  Called in
  * TopMemoryContext.
  */
 static void
-note_field(ElasticMappingCache *m, const char *path, json_t *def, const char *as_type)
+note_field(ElasticMappingCache *m, const char *path, json_t *def, const char *as_type,
+		   bool malformed_default)
 {
 	const char *type = as_type ? as_type : json_string_value(json_object_get(def, "type"));
 	json_t	   *kw = json_object_get(json_object_get(def, "fields"), "keyword");
@@ -643,7 +681,9 @@ note_field(ElasticMappingCache *m, const char *path, json_t *def, const char *as
 	f->ignore_above = min_limit(f->ignore_above, ignore_above);
 	f->kw_ignore_above = min_limit(f->kw_ignore_above, kw_ignore_above);
 	f->null_value = f->null_value || null_value;
-	f->ignore_malformed = f->ignore_malformed || has_ignore_malformed(def);
+	f->ignore_malformed = f->ignore_malformed ||
+		field_ignores_malformed(def, json_string_value(json_object_get(def, "type")),
+								malformed_default);
 	f->indexes++;
 }
 
@@ -678,7 +718,7 @@ note_copy_to(ElasticMappingCache *m, json_t *def)
  */
 static void
 walk_properties(ElasticMappingCache *m, json_t *props, const char *prefix,
-				bool nested)
+				bool nested, bool malformed_default)
 {
 	const char *key;
 	json_t	   *def;
@@ -699,25 +739,60 @@ walk_properties(ElasticMappingCache *m, json_t *props, const char *prefix,
 			char	   *sub_prefix = psprintf("%s.", path);
 
 			walk_properties(m, sub, sub_prefix,
-							nested || (type && strcmp(type, "nested") == 0));
+							nested || (type && strcmp(type, "nested") == 0),
+							malformed_default);
 			pfree(sub_prefix);
 		}
 		else if (nested)
-			note_field(m, path, def, "in nested");
+			note_field(m, path, def, "in nested", malformed_default);
 		else if (json_is_false(json_object_get(def, "index")))
-			note_field(m, path, def, "not indexed");
+			note_field(m, path, def, "not indexed", malformed_default);
 		else
-			note_field(m, path, def, NULL);
+			note_field(m, path, def, NULL, malformed_default);
 		pfree(path);
 	}
 }
 
-/* Fetch GET /<index>/_mapping into a new cache entry. */
+/*
+ * Whether the GET index answer def of one index sets (or defaults)
+ * index.mapping.ignore_malformed to true: settings holds what the index
+ * sets, defaults (include_defaults) what it does not, such as the true
+ * that logsdb indices default to.  A setting's value is a string.
+ */
+static bool
+index_ignores_malformed(json_t *def)
+{
+	static const char *const sections[] = {"settings", "defaults"};
+
+	for (int i = 0; i < lengthof(sections); i++)
+	{
+		json_t	   *v = json_object_get(json_object_get(json_object_get(
+							json_object_get(def, sections[i]), "index"), "mapping"),
+										"ignore_malformed");
+
+		if (v != NULL)
+			return json_is_true(v) ||
+				(json_is_string(v) && strcmp(json_string_value(v), "true") == 0);
+	}
+	return false;
+}
+
+/*
+ * Fetch the mappings of index, and each index's index.mapping.ignore_malformed
+ * (a setting, not in the mapping), into a new cache entry: one GET index
+ * request (indices-get-index.html) whose answer filter_path
+ * (common-options.html) cuts to those; settings.index.uuid, which every
+ * index has, keeps an index whose mapping is empty in the answer.
+ */
 static ElasticMappingCache *
 fetch_mapping(PgpolyConnection *conn, const char *index)
 {
 	PgpolyHttpResponse resp;
-	char	   *path = ElasticIndexPath(index, "/_mapping");
+	char	   *path = ElasticIndexPath(index,
+										"?include_defaults=true&filter_path=*.mappings,"
+										"*.settings.index.uuid,"
+										"*.settings.index.mapping.ignore_malformed,"
+										"*.defaults.index.mapping.ignore_malformed");
 	json_t	   *doc;
 	const char *name;
 	json_t	   *def;
@@ -739,7 +814,7 @@ fetch_mapping(PgpolyConnection *conn, const char *index)
 
 		m->indexes++;
 		if (json_is_object(props))
-			walk_properties(m, props, "", false);
+			walk_properties(m, props, "", false, index_ignores_malformed(def));
 
 		/*
 		 * A runtime field is searched through its script, and one named as
@@ -769,7 +844,7 @@ hidden_field(ElasticMappingCache *m, const char *path)
  * The mapping of tbl's index, read in this transaction: a cached mapping
  * read in an earlier one is read again, since an alias may have moved to
  * another index, an index may have been re-created, a pattern may reach
- * a new index (one GET _mapping per transaction that plans or runs a
+ * a new index (one GET index request per transaction that plans or runs a
  * scan whose pushed clauses depend on it).
  */
 static ElasticMappingCache *
@@ -820,9 +895,8 @@ forget_mappings(PgpolyConnection *conn)
  * when some index the table reads does not map it (Elasticsearch searches
  * no unmapped field), the indexes map it with different types, or what it
  * indexes is not what its _source holds (a copy_to target, a runtime
- * field, a field with ignore_malformed: its _source may hold values it
- * did not index; the index setting index.mapping.ignore_malformed is not
- * in the mapping and goes unseen); *facts gets what else decides how it
+ * field, a field with ignore_malformed, its own or the index's: its
+ * _source may hold values it did not index); *facts gets what else decides how it
  * compares (ignore_above, null_value, a .keyword subfield).  The mapping is read once per
  * transaction (this is plan time: a network call).
  */

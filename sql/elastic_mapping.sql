@@ -264,9 +264,51 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM emf WHERE i > 0 AND s < 0 AND d IS 
 EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM emf ORDER BY i LIMIT 2;
 SELECT pgpoly.elastic_request('em_es', 'DELETE', '/regress_emf')->>'acknowledged' AS dropped;
 
+-- The index-level default index.mapping.ignore_malformed (a setting, not in
+-- the mapping): i and d take it, s sets false for itself (and so rejects a
+-- malformed value: none is written), k is a keyword (which does not take
+-- the parameter).  A pattern over that index and one without the setting:
+-- a field is compared locally if any index keeps malformed values of it.
+SELECT pgpoly.elastic_request('em_es', 'DELETE', '/regress_emi,regress_emj') IS NOT NULL AS cleaned;
+SELECT pgpoly.elastic_request('em_es', 'PUT', '/regress_emi', '{
+  "settings": {"index.mapping.ignore_malformed": true},
+  "mappings": {"properties": {
+      "i": {"type": "integer"}, "d": {"type": "date"},
+      "s": {"type": "short", "ignore_malformed": false}, "k": {"type": "keyword"}}}}')->>'acknowledged' AS created;
+SELECT pgpoly.elastic_request('em_es', 'PUT', '/regress_emj', '{
+  "mappings": {"properties": {
+      "i": {"type": "integer"}, "d": {"type": "date"},
+      "s": {"type": "short"}, "k": {"type": "keyword"}}}}')->>'acknowledged' AS created;
+CREATE FOREIGN TABLE emi_raw (_id text, _source jsonb)
+  SERVER em_es OPTIONS (index 'regress_emi', refresh 'true');
+CREATE FOREIGN TABLE emj_raw (_id text, _source jsonb)
+  SERVER em_es OPTIONS (index 'regress_emj', refresh 'true');
+INSERT INTO emi_raw VALUES
+  ('1', '{"i": 5, "s": 5, "d": "2024-01-05", "k": "a"}'),
+  ('2', '{"i": 3000000000, "s": 6, "d": "2024/01/05", "k": "b"}'),
+  ('3', '{"i": -3000000000, "s": 7, "d": "2023-12-31", "k": "a"}'),
+  ('4', '{}');
+INSERT INTO emj_raw VALUES ('5', '{"i": 9, "s": 8, "d": "2024-02-01", "k": "c"}');
+CREATE FOREIGN TABLE emi (_id text, i bigint, s int, d date, k text)
+  SERVER em_es OPTIONS (index 'regress_emi');
+CREATE FOREIGN TABLE emij (_id text, i bigint, s int, d date, k text)
+  SERVER em_es OPTIONS (index 'regress_emi,regress_emj');
+CREATE TABLE emi_native AS SELECT * FROM emi;
+CREATE TABLE emij_native AS SELECT * FROM emij;
+INSERT INTO em_queries VALUES
+  ('k =', 'SELECT _id FROM %s WHERE k = ''a'' ORDER BY _id'),
+  ('s >', 'SELECT _id FROM %s WHERE s > 5 ORDER BY _id');
+SELECT * FROM emij_native ORDER BY _id;
+SELECT name, em_diff(format(q, 'emi'), format(q, 'emi_native')) AS diff_emi,
+       em_diff(format(q, 'emij'), format(q, 'emij_native')) AS diff_emij
+FROM em_queries WHERE name NOT LIKE 'l %' ORDER BY name;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM emi WHERE i > 0 AND d IS NULL AND s > 5 AND k = 'a';
+EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM emij WHERE i > 0 AND s > 5 AND k = 'a';
+SELECT pgpoly.elastic_request('em_es', 'DELETE', '/regress_emi,regress_emj')->>'acknowledged' AS dropped;
+
 DEALLOCATE ALL;
 DROP FUNCTION em_diff(text, text);
-DROP TABLE em_queries, em_native, em_live_native, emf_native;
+DROP TABLE em_queries, em_native, em_live_native, emf_native, emi_native, emij_native;
 SELECT pgpoly.elastic_request('em_es', 'DELETE', '/regress_em')->>'acknowledged' AS dropped;
 SELECT pgpoly.elastic_request('em_es', 'DELETE', '/regress_em_blue')->>'acknowledged' AS dropped;
 SELECT pgpoly.elastic_request('em_es', 'DELETE', '/regress_em_green')->>'acknowledged' AS dropped;

@@ -20,6 +20,11 @@ https://www.elastic.co/guide/en/elasticsearch/reference/current/):
   PUT  /<index>                   indices-create-index.html
   DELETE /<index>                 indices-delete-index.html
   GET  /<index>/_mapping          indices-get-mapping.html
+  GET  /<index>                   indices-get-index.html (aliases, mappings,
+                                  settings as strings, nested; "defaults"
+                                  for include_defaults=true)
+  any response: ?filter_path=     common-options.html#common-options-response-filtering
+                                  (comma-separated dotted paths, * and **)
   POST /<index>/_refresh          indices-refresh.html
   GET|POST /<index>/_search       search-search.html (query, sort, size, from,
                                   search_after, pit, _source, track_total_hits,
@@ -153,6 +158,7 @@ import argparse
 import base64
 import bisect
 import datetime
+import fnmatch
 import itertools
 import json
 import math
@@ -348,7 +354,23 @@ class Index:
                             settings.get("mapping.ignore_malformed"))
         nested = (((settings.get("index") or {}).get("mapping") or
                    settings.get("mapping") or {}).get("ignore_malformed"))
+        # unset, it defaults to true for index.mode logsdb (or logs):
+        # elastic/elasticsearch#106822 "set ignore_malformed: true by
+        # default when index.mode is logs"
+        self.mode = str(settings.get("index.mode", settings.get("mode", (
+            settings.get("index") or {}).get("mode")) or "standard"))
+        if flat is None and nested is None:
+            flat = self.mode in ("logsdb", "logs")
         self.ignore_malformed = (nested if flat is None else flat) in (True, "true")
+        # the settings as GET /<index> returns them: every key under
+        # "index.", every value a string (indices-get-index.html)
+        self.settings = {"index.uuid": None, "index.provided_name": name,
+                         "index.number_of_shards": str(self.nshards),
+                         "index.number_of_replicas": "1"}
+        for k, v in flat_settings(settings).items():
+            k = k if k.startswith("index.") else "index." + k
+            self.settings[k] = (str(v).lower() if isinstance(v, bool)
+                                else str(v))
         # "_source": {"enabled": false} -- hits carry no _source
         # (mapping-source-field.html)
         self.source_enabled = ((mappings or {}).get("_source") or {}).get(
@@ -364,6 +386,7 @@ class Index:
         self.blocks = {}        # index.blocks.<name> -> True
         # index_uuid of error bodies: 22 URL-safe base64 characters
         self.uuid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
+        self.settings["index.uuid"] = self.uuid
 
     def key(self, doc_id, routing=None):
         """The key (shard, _id) of the document an action with routing (or
@@ -1216,16 +1239,91 @@ def cluster_settings(body):
     return 200, {"acknowledged": True, "persistent": {}, "transient": {}}
 
 
+def index_mapping(idx):
+    m = {"properties": idx.properties} if idx.properties else {}
+    if idx.runtime:
+        m["runtime"] = idx.runtime
+    if idx.routing_required:
+        m = dict({"_routing": {"required": True}}, **m)
+    return m
+
+
 def get_mapping(expr):
     out = {}
     for idx in STATE.resolve(expr, allow_missing="*" in expr):
-        m = {"properties": idx.properties} if idx.properties else {}
-        if idx.runtime:
-            m["runtime"] = idx.runtime
-        if idx.routing_required:
-            m = dict({"_routing": {"required": True}}, **m)
-        out[idx.name] = {"mappings": m}
+        out[idx.name] = {"mappings": index_mapping(idx)}
     return 200, out
+
+
+# Defaults GET /<index>?include_defaults=true reports for settings an index
+# does not set (a few of the many index-modules.html lists).
+INDEX_DEFAULTS = {"index.mapping.ignore_malformed": "false",
+                  "index.max_result_window": "10000",
+                  "index.refresh_interval": "1s"}
+
+
+def nest_settings(flat):
+    """{"index.a.b": v} -> {"index": {"a": {"b": v}}} (flat_settings=false)."""
+    out = {}
+    for k, v in flat.items():
+        d = out
+        parts = k.split(".")
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = v
+    return out
+
+
+def get_index(expr, params):
+    """GET /<index> (indices-get-index.html): each index's aliases,
+    mappings and settings; "defaults" with include_defaults=true."""
+    out = {}
+    for idx in STATE.resolve(expr, allow_missing="*" in expr):
+        aliases = {a: ({"is_write_index": True} if m[idx.name] else {})
+                   for a, m in STATE.aliases.items() if idx.name in m}
+        out[idx.name] = {"aliases": aliases, "mappings": index_mapping(idx),
+                         "settings": nest_settings(idx.settings)}
+        if params.get("include_defaults") == "true":
+            defaults = dict(INDEX_DEFAULTS, **{
+                "index.mapping.ignore_malformed": str(idx.ignore_malformed).lower()})
+            out[idx.name]["defaults"] = nest_settings(
+                {k: v for k, v in defaults.items() if k not in idx.settings})
+    return 200, out
+
+
+def filter_response(obj, spec):
+    """filter_path (common-options.html, "Response filtering"): keep the
+    values at the comma-separated dotted paths, where * matches one key
+    and ** any number of levels; a matched value is kept whole, an object
+    left with nothing matched is dropped."""
+    def walk(o, paths):
+        if isinstance(o, list):
+            kept = [walk(e, paths) for e in o]
+            return [e for e in kept if e is not None] or None
+        if not isinstance(o, dict):
+            return None
+        out = {}
+        for k, v in o.items():
+            rest, whole = [], False
+            for p in paths:
+                if not p:
+                    continue
+                if p[0] == "**":
+                    rest.append(p)          # ** spans this level too
+                    if len(p) > 1 and fnmatch.fnmatchcase(k, p[1]):
+                        whole = whole or len(p) == 2
+                        rest.append(p[2:])
+                elif fnmatch.fnmatchcase(k, p[0]):
+                    whole = whole or len(p) == 1
+                    rest.append(p[1:])
+            if whole:
+                out[k] = v
+            elif rest:
+                sub = walk(v, rest)
+                if sub:
+                    out[k] = sub
+        return out or None
+    return walk(obj, [p.split(".") for p in spec.split(",") if p]) or {}
 
 
 def filter_source(src, spec):
@@ -1911,6 +2009,8 @@ class Handler(BaseHTTPRequestHandler):
             key = method + " " + re.sub(r"^/[^_/][^/]*", "/{index}", path)
             with LOCK:
                 STATE.counts[key] = STATE.counts.get(key, 0) + 1
+            if "filter_path" in params and status < 300:
+                obj = filter_response(obj, params["filter_path"])
             self.send(status, obj, truncate=bool(fault and
                                                  fault.get("truncate")))
         except EsError as e:
@@ -2017,7 +2117,7 @@ class Handler(BaseHTTPRequestHandler):
             if method == "DELETE":
                 return delete_index(parts[0])
             if method in ("GET", "HEAD"):
-                return get_mapping(parts[0])
+                return get_index(parts[0], params)
         raise EsError(405 if parts else 400, "illegal_argument_exception",
                       "Incorrect HTTP method for uri [%s] and method [%s]"
                       % (path, method))

@@ -75,10 +75,11 @@ class Standin:
         return self.request("GET", "/_standin/stats")
 
     def data_requests(self):
-        """Requests so far other than GET _mapping, which a session sends
-        once per transaction that plans or runs a pushed-down scan."""
+        """Requests so far other than the GET index request (of the
+        mapping and settings), which a session sends once per transaction
+        that plans or runs a pushed-down scan."""
         st = self.stats()
-        return st["requests"] - st["counts"].get("GET /{index}/_mapping", 0)
+        return st["requests"] - st["counts"].get("GET /{index}", 0)
 
     def load(self, index, n, mappings=None):
         """Create index with n documents {"n": i, "grp": "g<i%3>"} via _bulk."""
