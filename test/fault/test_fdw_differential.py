@@ -325,6 +325,13 @@ class Gen:
             if r.random() < 0.2:
                 pat = pat.replace("%", "#%", 1) if r.random() < 0.5 else "#_" + pat
                 esc = " ESCAPE '#'"
+            # a pattern ending in its escape character raises 22025 on the
+            # first row it is tested on: whether any row reaches it depends
+            # on the order the quals run in (a pushed qual filtering first),
+            # which SQL leaves open, so it would not compare; escape it
+            e = "#" if esc else "\\"
+            if (len(pat) - len(pat.rstrip(e))) % 2:
+                pat += e
             op = r.choice(["LIKE", "LIKE", "LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE"])
             if col == "ci" and "I" not in op:
                 op = "LIKE"  # nondeterministic collations refuse LIKE
