@@ -90,6 +90,8 @@ class Fixture:
 
             def setup(self):
                 super().setup()
+                # (no 40 ms delayed-ACK stall per answer of a keep-alive connection)
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with fixture.lock:
                     fixture.open.add(self.connection)
 
