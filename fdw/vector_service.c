@@ -786,7 +786,8 @@ cmp_strings(const void *a, const void *b)
  * What is wrong with rows as the answer to a k-NN request for k records in
  * metric d (a phrase for a message, its record in *id), or NULL: an answer
  * has at most k records, each once, each with a distance that is a number
- * (not negative for <->), nearest first (ties in any order).
+ * (not negative for <->, within [0, 2] for <=>), nearest first (ties in any
+ * order).
  */
 static char *
 knn_answer_fault(List *rows, int k, VectorDistance d, const char **id)
@@ -809,6 +810,10 @@ knn_answer_fault(List *rows, int k, VectorDistance d, const char **id)
 			return "in a k-NN answer without a distance";
 		if (d == VDIST_L2 && row->distance < 0)
 			return psprintf("in a k-NN answer at a negative Euclidean distance (%g)",
+							row->distance);
+		/* (services compute in single precision: a few ulps of slack) */
+		if (d == VDIST_COSINE && (row->distance < -1e-5 || row->distance > 2 + 1e-5))
+			return psprintf("in a k-NN answer at a cosine distance outside [0, 2] (%g)",
 							row->distance);
 		if (prev && row->distance < prev->distance)
 			return psprintf("in a k-NN answer at distance %g, after record \"%s\" at %g",

@@ -8,7 +8,8 @@ naming the record and what was wrong), never a wrong row:
 
   * a k-NN answer with more records than the LIMIT asked, a record twice,
     a record without a score (missing, null, a string), at a negative
-    Euclidean distance, or not nearest first;
+    Euclidean distance or a cosine distance outside [0, 2], or not nearest
+    first;
   * a record whose embedding has another dimension than the collection,
     or that lacks the embedding asked for (a scan, a by-ids read, a local
     k-NN), or whose vector is not an array;
@@ -106,6 +107,14 @@ def test():
     lie("a negative Euclidean distance",
         on_query(lambda ps: [dict(ps[0], score=-1.0)] + ps[1:]), KNN,
         "HV004", 'record "1"', "negative Euclidean distance")
+
+    fx.add_collection("lcos", 2, "Cosine", PTS)
+    sess.run("CREATE FOREIGN TABLE tc (id text, embedding real[]) SERVER qd "
+             "OPTIONS (collection 'lcos');")
+    lie("a cosine similarity above 1",
+        on_query(lambda ps: [dict(ps[0], score=1.5)] + ps[1:]),
+        "SELECT id FROM tc ORDER BY embedding <=> '{0.9,0.1}' LIMIT 2;",
+        "HV004", 'record "1"', "cosine distance outside [0, 2] (-0.5)")
 
     # Records that do not belong to the collection or lack what was asked.
     def widen(p):

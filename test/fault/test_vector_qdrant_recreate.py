@@ -12,8 +12,9 @@ new one.  What must hold (README "Limitations", the cache paragraph):
   * inside one transaction, a k-NN whose query vector has the old dimension
     fails with 40001 naming the re-creation, not Qdrant's bare HTTP 400;
   * inside one transaction, a k-NN on a collection re-created with another
-    distance (same dimension) fails with 40001 (before: Qdrant's ranking
-    read with the old distance: wrong rows, wrong _distance);
+    distance (same dimension: Euclid to Cosine, Cosine to Dot with dot
+    products beyond 1) fails with 40001 (before: Qdrant's ranking read with
+    the old distance: wrong rows, wrong _distance);
   * a COMMIT whose buffered writes have the old dimension fails with 22000
     naming both dimensions and the re-creation, not HTTP 400;
   * a re-created collection of the same distance and dimension is simply
@@ -91,6 +92,17 @@ def test():
     sess.run("ROLLBACK;")
     r = sess.run("SELECT id FROM t ORDER BY embedding <=> %s LIMIT 2;" % Q)
     check(r.rc == 0 and r.out.split() == ["1", "3"], "cosine after: %s" % res(r))
+
+    # Re-created from Cosine to Dot in one transaction: both rank the highest
+    # score first, but a dot product beyond [-1, 1] is no cosine similarity.
+    fx.add_collection("rc", 2, "Cosine", PTS)
+    r = sess.run("BEGIN; SELECT id FROM t ORDER BY embedding <=> %s LIMIT 2;" % Q)
+    check(r.rc == 0 and r.out.split() == ["1", "3"], "k-NN cosine: %s" % res(r))
+    fx.add_collection("rc", 2, "Dot", PTS)
+    r = sess.run("SELECT id FROM t ORDER BY embedding <=> %s LIMIT 2;" % Q)
+    check(r.rc == 1 and r.sqlstate == "40001" and "re-created" in r.err,
+          "k-NN of a collection re-created as Dot in the same transaction: %s" % res(r))
+    sess.run("ROLLBACK;")
 
     # A COMMIT whose writes have the old dimension.
     fx.add_collection("rc", 2, "Euclid", PTS)
