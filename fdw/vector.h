@@ -242,6 +242,20 @@ extern const char *VectorBase(PgpolyConnection *conn);
 extern struct json_t *VectorCall(PgpolyConnection *conn, const char *method,
 								 const char *path, StringInfo body,
 								 const char *what, bool notfound_ok);
+/* A request the service refused with 400 or 404 (VectorCallRefusable). */
+typedef struct VectorRefusal
+{
+	PgpolyHttpResponse resp;
+	const char *method;
+	const char *path;
+	const char *what;
+} VectorRefusal;
+extern struct json_t *VectorCallRefusable(PgpolyConnection *conn, const char *method,
+										  const char *path, StringInfo body,
+										  const char *what, VectorRefusal *refusal);
+extern void VectorRefused(PgpolyConnection *conn, VectorRefusal *refusal) pg_attribute_noreturn();
+extern void VectorCheckRecreated(VectorTable *tbl, const VectorCollection *c,
+								 const VectorCollection *expect, const char *op);
 extern void VectorBadResponse(PgpolyConnection *conn, const char *what,
 							  const char *expected);
 extern void VectorNoCollection(PgpolyConnection *conn, VectorTable *tbl);

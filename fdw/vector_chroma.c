@@ -202,21 +202,8 @@ record_call(PgpolyConnection *conn, VectorTable *tbl, const char *op,
 		VectorCollection *c = lookup(conn, tbl, false, create);
 		json_t	   *doc;
 
-		if (attempt > 0 && expect &&
-			(c->distance != expect->distance ||
-			 (c->dimension > 0 && expect->dimension > 0 &&
-			  c->dimension != expect->dimension)))
-		{
-			PgpolyReplanReaders(tbl->relid);
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("collection \"%s\" of foreign table \"%s\" was re-created with distance '%s' and dimension %d",
-							tbl->collection, tbl->relname, VectorDistanceName(c->distance),
-							c->dimension),
-					 errdetail("The statement's %s was made for distance '%s' and dimension %d.",
-							   op, VectorDistanceName(expect->distance), expect->dimension),
-					 errhint("Run the statement again: it is planned for the collection as it is now.")));
-		}
+		if (attempt > 0 && expect)
+			VectorCheckRecreated(tbl, c, expect, op);
 		VectorCheckFlushDimension(tbl, c, dim_of, attempt > 0);
 		doc = VectorCall(conn, "POST",
 						  psprintf("%s/collections/%s/%s", VectorBase(conn), c->uuid, op),
@@ -389,8 +376,17 @@ parse_record(PgpolyConnection *conn, VectorRow *row, json_t *id, json_t *emb,
 	row->id = VectorRecordId(conn, id);
 	if (json_is_array(emb))
 		VectorParseEmbedding(conn, row, emb, "embedding");
+	else if (emb != NULL && !json_is_null(emb))
+		VectorBadResponse(conn, psprintf("embedding of record \"%s\"", row->id),
+						  "an array of numbers or null");
 	if (json_is_string(doc))
 		row->document = VectorDocument(doc, &row->document_nul);
+	else if (doc != NULL && !json_is_null(doc))
+		VectorBadResponse(conn, psprintf("document of record \"%s\"", row->id),
+						  "a string or null");
+	if (meta != NULL && !json_is_null(meta) && !json_is_object(meta))
+		VectorBadResponse(conn, psprintf("metadata of record \"%s\"", row->id),
+						  "an object or null");
 	if (json_is_object(meta))
 	{
 		StringInfoData buf;

@@ -513,7 +513,8 @@ pgpoly_vector_search(PG_FUNCTION_ARGS)
 	tbl = VectorLoadTable(relid, GetUserId());
 	PgpolyCheckSelect(relid, searched_columns(tbl));
 	conn = VectorGetConnection(tbl);
-	coll = VectorLookupCollection(conn, tbl, false);
+	/* the metric: read in this transaction, as VectorScanBegin reads it */
+	coll = VectorFreshCollection(conn, tbl, false);
 	memset(&spec, 0, sizeof(spec));
 	spec.query = array_floats(PG_GETARG_ARRAYTYPE_P(1), &spec.dim);
 	spec.metric = coll->distance;

@@ -336,22 +336,40 @@ qdrant_list_collections(PgpolyConnection *conn)
 
 /*
  * Send a request on tbl's collection.  A 404 means the collection is gone:
- * forget its cached description and say so.
+ * forget its cached description and say so.  Qdrant routes by name, so a
+ * collection dropped and re-created since it was described answers a
+ * request made for the old one (a query for expect's distance and
+ * dimension, a write of dim_of's embeddings) with a bare 400 (another
+ * dimension) or not at all: after a 400 the collection is described again,
+ * and a change is the ERROR of a re-created collection (40001 for the
+ * query, whose plan was made for the old one; 22000 for the write).
  */
 static json_t *
 record_call(PgpolyConnection *conn, VectorTable *tbl, const char *method,
-			const char *suffix, StringInfo body, const char *op)
+			const char *suffix, StringInfo body, const char *op,
+			const VectorCollection *expect, const VectorWrite *dim_of)
 {
-	json_t	   *doc = VectorCall(conn, method, route(conn, tbl, suffix), body,
-								 psprintf("%s on collection \"%s\"", op, tbl->collection),
-								 true);
+	VectorRefusal refusal;
+	json_t	   *doc = VectorCallRefusable(conn, method, route(conn, tbl, suffix), body,
+										  psprintf("%s on collection \"%s\"", op,
+												   tbl->collection),
+										  &refusal);
 
-	if (doc == NULL)
-	{
-		VectorForgetCollection(conn, tbl);
+	if (doc != NULL)
+		return doc;
+	VectorForgetCollection(conn, tbl);
+	if (refusal.resp.status == 404)
 		VectorNoCollection(conn, tbl);
+	if (expect || dim_of)
+	{
+		VectorCollection *c = qdrant_lookup(conn, tbl, false);
+
+		if (expect)
+			VectorCheckRecreated(tbl, c, expect, op);
+		VectorCheckFlushDimension(tbl, c, dim_of, true);
 	}
-	return doc;
+	VectorRefused(conn, &refusal);
+	return NULL;				/* keep compiler quiet */
 }
 
 /* ----------------------------------------------------------------
@@ -619,26 +637,38 @@ id_text(PgpolyConnection *conn, json_t *id)
 	return NULL;				/* keep compiler quiet */
 }
 
-/* Set row's embedding from a point's "vector" (an array; else absent). */
+/* Set row's embedding from a point's "vector" (an array, or null: absent). */
 static void
 parse_vector(PgpolyConnection *conn, VectorRow *row, json_t *vec)
 {
 	if (json_is_array(vec))
 		VectorParseEmbedding(conn, row, vec, "vector");
+	else if (vec != NULL && !json_is_null(vec))
+		VectorBadResponse(conn, psprintf("vector of point \"%s\"", row->id),
+						  "an array of numbers (one unnamed vector) or null");
 }
 
-/* Set row's document and metadata from a point's payload (modified). */
+/*
+ * Set row's document and metadata from a point's payload (modified): an
+ * object, or null when not asked for; its "document" a string or null.
+ */
 static void
-parse_payload(VectorRow *row, json_t *payload)
+parse_payload(PgpolyConnection *conn, VectorRow *row, json_t *payload)
 {
 	json_t	   *doc;
 	StringInfoData buf;
 
-	if (!json_is_object(payload))
+	if (payload == NULL || json_is_null(payload))
 		return;
+	if (!json_is_object(payload))
+		VectorBadResponse(conn, psprintf("payload of point \"%s\"", row->id),
+						  "an object or null");
 	doc = json_object_get(payload, QDRANT_DOCUMENT_KEY);
 	if (json_is_string(doc))
 		row->document = VectorDocument(doc, &row->document_nul);
+	else if (doc != NULL && !json_is_null(doc))
+		VectorBadResponse(conn, psprintf("payload key \"document\" of point \"%s\"", row->id),
+						  "a string (the document) or null");
 	json_object_del(payload, QDRANT_DOCUMENT_KEY);
 	if (json_object_size(payload) == 0)
 		return;
@@ -684,7 +714,7 @@ parse_points(PgpolyConnection *conn, json_t *points, VectorDistance d)
 			VectorBadResponse(conn, "point", "an object");
 		row->id = id_text(conn, json_object_get(p, "id"));
 		parse_vector(conn, row, json_object_get(p, "vector"));
-		parse_payload(row, json_object_get(p, "payload"));
+		parse_payload(conn, row, json_object_get(p, "payload"));
 		if (json_is_number(score))
 		{
 			row->has_distance = true;
@@ -723,12 +753,12 @@ qdrant_get_by_ids(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *co
 		appendStringInfo(&body, "{\"ids\":%s,", idbuf.data);
 		append_with(&body, include);
 		appendStringInfoChar(&body, '}');
-		doc = record_call(conn, tbl, "POST", "/points", &body, "retrieve");
+		doc = record_call(conn, tbl, "POST", "/points", &body, "retrieve", NULL, NULL);
 		return parse_points(conn, result_of(conn, doc, is_array, "retrieve response",
 											"\"result\": [points]"), coll->distance);
 	}
 	scroll_body(&body, n, NULL, idbuf.data, where, include);
-	doc = record_call(conn, tbl, "POST", "/points/scroll", &body, "scroll");
+	doc = record_call(conn, tbl, "POST", "/points/scroll", &body, "scroll", NULL, NULL);
 	return parse_points(conn, json_object_get(result_of(conn, doc, is_object, "scroll response",
 														"\"result\": {\"points\": [...]}"),
 											  "points"), coll->distance);
@@ -748,7 +778,8 @@ qdrant_get_page(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll
 
 	initStringInfo(&body);
 	scroll_body(&body, limit, *cursor, NULL, where, include);
-	result = result_of(conn, record_call(conn, tbl, "POST", "/points/scroll", &body, "scroll"),
+	result = result_of(conn, record_call(conn, tbl, "POST", "/points/scroll", &body, "scroll",
+											 NULL, NULL),
 					   is_object, "scroll response", "\"result\": {\"points\": [...]}");
 	next = json_object_get(result, "next_page_offset");
 	*cursor = NULL;
@@ -778,7 +809,8 @@ qdrant_query(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
 		return NIL;
 	initStringInfo(&body);
 	query_body(&body, q, dim, k, where, ids != NIL ? idbuf.data : NULL, include);
-	result = result_of(conn, record_call(conn, tbl, "POST", "/points/query", &body, "query"),
+	result = result_of(conn, record_call(conn, tbl, "POST", "/points/query", &body, "query",
+											 coll, NULL),
 					   is_object, "query response", "\"result\": {\"points\": [...]}");
 	return parse_points(conn, json_object_get(result, "points"), coll->distance);
 }
@@ -911,13 +943,15 @@ qdrant_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 		if (append_ids(&body, ids) == 0)
 			return;
 		appendStringInfoChar(&body, '}');
-		(void) record_call(conn, tbl, "POST", "/points/delete?wait=true", &body, "delete");
+		(void) record_call(conn, tbl, "POST", "/points/delete?wait=true", &body, "delete",
+						   NULL, NULL);
 		return;
 	}
 	if (VectorLookupCollection(conn, tbl, tbl->create) == NULL)
 		(void) create_collection(conn, tbl, w[0]->row.dim);
 	upsert_body(&body, w, n);
-	(void) record_call(conn, tbl, "PUT", "/points?wait=true", &body, "upsert");
+	(void) record_call(conn, tbl, "PUT", "/points?wait=true", &body, "upsert", NULL,
+					   w[0]->dim_of);
 }
 
 const VectorProvider VectorQdrant = {

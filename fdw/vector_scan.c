@@ -606,8 +606,7 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 			scan->rows = NIL;
 		check_returned_ids(scan, scan->rows);
 		check_filtered(scan, scan->rows);
-		/* the answer is the query's: no more than k rows, nearest first */
-		scan->rows = nearest_k(scan->rows, spec->k);
+		/* (VectorQuery checked: no more than k rows, nearest first) */
 		/* ... unless SQL ranks a zero vector last: then computed here */
 		if (answer_has_zero_vector(scan, scan->rows))
 		{

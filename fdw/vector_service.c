@@ -168,6 +168,10 @@ VectorBase(PgpolyConnection *conn)
  * ----------------------------------------------------------------
  */
 
+static void service_error(PgpolyConnection *conn, PgpolyHttpResponse *resp,
+						  const char *method, const char *path,
+						  const char *what) pg_attribute_noreturn();
+
 /*
  * Raise the ERROR for a non-2xx answer to what (e.g. "query of collection
  * \"x\""), quoting the service's error message when the body has one.
@@ -210,16 +214,70 @@ json_t *
 VectorCall(PgpolyConnection *conn, const char *method, const char *path,
 		   StringInfo body, const char *what, bool notfound_ok)
 {
+	VectorRefusal refusal;
+	json_t	   *doc = VectorCallRefusable(conn, method, path, body, what, &refusal);
+
+	if (doc == NULL && !(refusal.resp.status == 404 && notfound_ok))
+		VectorRefused(conn, &refusal);
+	return doc;
+}
+
+/*
+ * Send one request and return the parsed JSON of a 2xx answer.  A 400 or
+ * 404 answer returns NULL with *refusal filled in, for the caller to look
+ * at the collection before it raises it (VectorRefused); any other status
+ * is an ERROR.
+ */
+json_t *
+VectorCallRefusable(PgpolyConnection *conn, const char *method, const char *path,
+					StringInfo body, const char *what, VectorRefusal *refusal)
+{
 	VectorConn *vc = handle_of(conn);
-	PgpolyHttpResponse resp;
+	PgpolyHttpResponse *resp = &refusal->resp;
 
 	PgpolyHttpRequest(conn, vc->http, method, path, body ? body->data : NULL,
-					  body ? body->len : 0, NULL, 2, &resp);
-	if (resp.status == 404 && notfound_ok)
+					  body ? body->len : 0, NULL, 2, resp);
+	refusal->method = method;
+	refusal->path = path;
+	refusal->what = what;
+	if (resp->status == 400 || resp->status == 404)
 		return NULL;
-	if (resp.status < 200 || resp.status > 299)
-		service_error(conn, &resp, method, path, what);
-	return PgpolyJsonParse(conn, resp.body, resp.len, what);
+	if (resp->status < 200 || resp->status > 299)
+		service_error(conn, resp, method, path, what);
+	return PgpolyJsonParse(conn, resp->body, resp->len, what);
+}
+
+/* Raise the ERROR of a refused request (VectorCallRefusable). */
+void
+VectorRefused(PgpolyConnection *conn, VectorRefusal *refusal)
+{
+	service_error(conn, &refusal->resp, refusal->method, refusal->path, refusal->what);
+}
+
+/*
+ * ERROR 40001 unless collection c (as the service describes it now) has
+ * the distance and dimension of expect, the description a request of op
+ * ("query" ...) was made for: the collection was dropped and re-created
+ * since, and the statement's plan and request were made for the old one.
+ * The table's cached plans are made again at their next use.
+ */
+void
+VectorCheckRecreated(VectorTable *tbl, const VectorCollection *c,
+					 const VectorCollection *expect, const char *op)
+{
+	if (c->distance == expect->distance &&
+		(c->dimension <= 0 || expect->dimension <= 0 ||
+		 c->dimension == expect->dimension))
+		return;
+	PgpolyReplanReaders(tbl->relid);
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("collection \"%s\" of foreign table \"%s\" was re-created with distance '%s' and dimension %d",
+					tbl->collection, tbl->relname, VectorDistanceName(c->distance),
+					c->dimension),
+			 errdetail("The statement's %s was made for distance '%s' and dimension %d.",
+					   op, VectorDistanceName(expect->distance), expect->dimension),
+			 errhint("Run the statement again: it is planned for the collection as it is now.")));
 }
 
 /* A malformed response: ERROR naming what was expected. */
@@ -630,13 +688,79 @@ VectorNumberConds(List *conds, VectorTable *tbl, char *key, VectorCondOp op, dou
 									specials));
 }
 
+/* ERROR: the service sent record id of tbl with what wrong about it. */
+static void
+lying_record(PgpolyConnection *conn, VectorTable *tbl, const char *id, const char *wrong,
+			 const char *rule)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+			 errmsg("vector server \"%s\" sent record \"%s\" of foreign table \"%s\" %s",
+					conn->servername, id, tbl->relname, wrong),
+			 errdetail_internal("%s", rule)));
+}
+
+/*
+ * The description of tbl's collection that row's embedding (of a record
+ * the service just sent) must fit: the cached one, or, where the service
+ * routes by name (Qdrant) and the cached one does not fit, the one the
+ * service gives now (the collection may have been re-created since it was
+ * cached).  NULL when unknown.
+ */
+static VectorCollection *
+current_description(PgpolyConnection *conn, VectorTable *tbl, VectorRow *row)
+{
+	VectorCollection *c = VectorCachedCollection(conn, tbl->collection);
+
+	if ((c == NULL || (c->dimension > 0 && c->dimension != row->dim)) &&
+		!tbl->provider->routes_by_uuid)
+	{
+		VectorForgetCollection(conn, tbl);
+		c = tbl->provider->lookup(conn, tbl, true);
+	}
+	return c;
+}
+
+/*
+ * ERROR unless each of rows (sent by the service for a request of tbl that
+ * included include) has the embedding asked for, of the collection's
+ * dimension.  A record without one could not have been written, and one of
+ * another dimension does not belong to the collection.
+ */
+static void
+check_embeddings(PgpolyConnection *conn, VectorTable *tbl, List *rows, int include)
+{
+	ListCell   *lc;
+
+	if (!(include & VINC_EMBEDDING))
+		return;
+	foreach(lc, rows)
+	{
+		VectorRow  *row = lfirst(lc);
+		VectorCollection *c;
+
+		if (row->emb == NULL)
+			lying_record(conn, tbl, row->id, "without its embedding",
+						 "An embedding was asked for, and every record has one.");
+		c = current_description(conn, tbl, row);
+		if (c && c->dimension > 0 && c->dimension != row->dim)
+			lying_record(conn, tbl, row->id,
+						 psprintf("with an embedding of %d dimensions, collection \"%s\" has %d",
+								  row->dim, tbl->collection, c->dimension),
+						 "Every record of a collection has the collection's dimension.");
+	}
+}
+
 /* Records with the given ids (and where), in one request. */
 List *
 VectorGetByIds(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
 			   List *ids, const char *where, int include)
 {
-	return tbl->provider->get_by_ids(conn, tbl, coll, ids, where,
-									 include & ~VINC_DISTANCE);
+	List	   *rows = tbl->provider->get_by_ids(conn, tbl, coll, ids, where,
+												 include & ~VINC_DISTANCE);
+
+	check_embeddings(conn, tbl, rows, include);
+	return rows;
 }
 
 /* One page of the records matching where (see VectorProvider.get_page). */
@@ -644,23 +768,114 @@ List *
 VectorGetPage(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
 			  const char *where, char **cursor, int limit, int include)
 {
-	return tbl->provider->get_page(conn, tbl, coll, where, cursor, limit,
-								   include & ~VINC_DISTANCE);
+	List	   *rows = tbl->provider->get_page(conn, tbl, coll, where, cursor, limit,
+											   include & ~VINC_DISTANCE);
+
+	check_embeddings(conn, tbl, rows, include);
+	return rows;
 }
 
-/* The k nearest records to q (matching where and ids), nearest first. */
+/* qsort comparator of C strings. */
+static int
+cmp_strings(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * What is wrong with rows as the answer to a k-NN request for k records in
+ * metric d (a phrase for a message, its record in *id), or NULL: an answer
+ * has at most k records, each once, each with a distance that is a number
+ * (not negative for <->, within [0, 2] for <=>), nearest first (ties in any
+ * order).
+ */
+static char *
+knn_answer_fault(List *rows, int k, VectorDistance d, const char **id)
+{
+	int			n = list_length(rows);
+	char	  **ids = palloc(sizeof(char *) * Max(n, 1));
+	VectorRow  *prev = NULL;
+	ListCell   *lc;
+
+	*id = n > 0 ? ((VectorRow *) linitial(rows))->id : "";
+	if (n > k)
+		return psprintf("among %d records answering a k-NN request for %d", n, k);
+	foreach(lc, rows)
+	{
+		VectorRow  *row = lfirst(lc);
+
+		*id = row->id;
+		ids[foreach_current_index(lc)] = row->id;
+		if (!row->has_distance || isnan(row->distance))
+			return "in a k-NN answer without a distance";
+		/* (services compute in single precision: a few ulps of slack) */
+		if (d == VDIST_L2 && row->distance < -1e-5)
+			return psprintf("in a k-NN answer at a negative Euclidean distance (%g)",
+							row->distance);
+		if (d == VDIST_COSINE && (row->distance < -1e-5 || row->distance > 2 + 1e-5))
+			return psprintf("in a k-NN answer at a cosine distance outside [0, 2] (%g)",
+							row->distance);
+		if (prev && row->distance < prev->distance)
+			return psprintf("in a k-NN answer at distance %g, after record \"%s\" at %g",
+							row->distance, prev->id, prev->distance);
+		prev = row;
+	}
+	qsort(ids, n, sizeof(char *), cmp_strings);
+	for (int i = 1; i < n; i++)
+		if (strcmp(ids[i - 1], ids[i]) == 0)
+		{
+			*id = ids[i];
+			return "twice in a k-NN answer";
+		}
+	return NULL;
+}
+
+/*
+ * ERROR unless rows is an answer of the service to a k-NN request for k
+ * records of collection coll (knn_answer_fault).  Where the service routes
+ * by name (Qdrant), a collection re-created under the name since coll was
+ * read ranks by its own distance: that is told first (40001).
+ */
+static void
+check_knn_answer(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
+				 List *rows, int k)
+{
+	const char *id;
+	char	   *fault = knn_answer_fault(rows, k, coll->distance, &id);
+
+	if (fault == NULL)
+		return;
+	if (!tbl->provider->routes_by_uuid)
+	{
+		VectorForgetCollection(conn, tbl);
+		VectorCheckRecreated(tbl, tbl->provider->lookup(conn, tbl, false), coll, "query");
+	}
+	lying_record(conn, tbl, id, fault,
+				 psprintf("A k-NN request for %d records is answered by at most %d records, each once, each with its distance, nearest first.",
+						  k, k));
+}
+
+/*
+ * The k nearest records to q (matching where and ids), nearest first, as
+ * the service answered (checked: check_knn_answer).
+ */
 List *
 VectorQuery(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
 			const float4 *q, int dim, int k, const char *where, List *ids,
 			int include)
 {
+	List	   *rows;
+
 	if (coll->dimension > 0 && dim != coll->dimension)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("query vector has %d dimensions, collection \"%s\" has %d",
 						dim, coll->name, coll->dimension)));
-	return tbl->provider->query(conn, tbl, coll, q, dim, k, where, ids,
+	rows = tbl->provider->query(conn, tbl, coll, q, dim, k, where, ids,
 								include | VINC_DISTANCE);
+	check_knn_answer(conn, tbl, coll, rows, k);
+	check_embeddings(conn, tbl, rows, include);
+	return rows;
 }
 
 /* The k-NN request as EXPLAIN shows it. */

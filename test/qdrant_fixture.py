@@ -66,6 +66,8 @@ class Fixture:
         self.overfill = False  # lie: queries answer every point, farthest first
         self.lie_ids = None  # lie: "dup" gets by id answer each point twice,
         #                      "extra" gets and queries ignore the ids asked
+        self.mangle = None  # lie: f(method, path, result) -> the result sent
+        #                     instead, for 200 answers of point routes
         self.lock = threading.Lock()
         self.server = None
         self.open = set()  # sockets of the connections being served
@@ -88,6 +90,8 @@ class Fixture:
 
             def setup(self):
                 super().setup()
+                # (no 40 ms delayed-ACK stall per answer of a keep-alive connection)
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with fixture.lock:
                     fixture.open.add(self.connection)
 
@@ -104,6 +108,9 @@ class Fixture:
                 with fixture.lock:
                     fixture.log.append((self.command, self.path, body, dict(self.headers)))
                     status, doc = fixture.handle(self.command, url.path, body)
+                    if fixture.mangle and status == 200 and "/points" in url.path:
+                        doc = dict(doc, result=fixture.mangle(self.command, url.path,
+                                                              doc["result"]))
                 data = json.dumps(doc).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -18,7 +18,14 @@ different SQLSTATEs, is a mismatch too.  Stores and tables:
     .keyword subfield of ignore_above 256, long, float): term/terms/range/
     exists/ids, sorts, size (LIMIT) and _count;
   * pgpoly_vector against the harness's Chroma: ids and metadata `where`
-    filters.
+    filters;
+  * pgpoly_vector with provider 'qdrant' against test/qdrant_fixture.py (the
+    Qdrant stand-in): ids (point ids: unsigned integers and UUIDs, compared
+    with texts that cannot be ids too), payload filters, and k-NN queries
+    (ORDER BY embedding <->/<=>/<#> a constant or a parameter LIMIT n
+    [OFFSET m], with WHERE trees, in plain, prepared and generic plans, in a
+    LATERAL subquery rescanned per outer row, in a transaction with buffered
+    writes, through a SCROLL cursor) against the native copy's embeddings.
 
 Generated: WHERE trees of =, <>, <, <=, >, >=, BETWEEN [SYMMETRIC], IN and
 NOT IN lists (with NULLs), = ANY(array), IS [NOT] NULL, IS [NOT] TRUE, LIKE /
@@ -57,9 +64,14 @@ import os
 import random
 import urllib.request
 
+import sys
+
 import es_helper
 import pgtest
 import pgwire
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qdrant_fixture  # noqa: E402
 
 SEED = int(os.environ.get("FDW_DIFF_SEED", "20261203"))
 BUDGET = int(os.environ.get("FDW_DIFF_QUERIES", "50"))
@@ -90,8 +102,16 @@ TSKEYS = ["2024-03-10 07:30:00+00", "2024-03-10 07:30:00.000001+00",
           "2000-01-01 00:00:00+00", "1970-01-01 00:00:00+00", "infinity",
           "-infinity", "2024-02-29 12:00:00+05:30", "1900-06-15 00:00:00+00"] + [
           "2025-01-%02d 10:00:00+00" % d for d in range(1, 25)]
-KEYPOOL = {"text": KEYS, "int8": IKEYS, "timestamptz": TSKEYS}
-SIDEKEY = {"text": "sk", "int8": "si", "timestamptz": "st"}
+# Qdrant point ids as the id column spells them (a text column)
+QIDS = ["0", "1", "2", "7", "10", "42", "99", "100", "1000", "65536", "4294967296",
+        "9007199254740993", "9223372036854775807", "123456789012"] + [
+        "%d" % (300 + i) for i in range(16)] + [
+        "5c56c793-69f3-4fbf-87e6-c4bf54c28c26", "00000000-0000-0000-0000-000000000000",
+        "ffffffff-ffff-ffff-ffff-ffffffffffff", "0a0b0c0d-1111-2222-3333-444455556666"]
+KEYPOOL = {"text": KEYS, "int8": IKEYS, "timestamptz": TSKEYS, "qid": QIDS}
+SIDEKEY = {"text": "sk", "int8": "si", "timestamptz": "st", "qid": "sk"}
+# the SQL type of a key type
+KEYSQL = {"qid": "text"}
 I4 = [0, 1, -1, 2, 7, 42, 100, -100, 2147483647, -2147483648, 65536, 3]
 I8 = [0, 1, -1, 5, 9007199254740993, -9007199254740993, 9223372036854775807,
       -9223372036854775808, 4294967296, 123456789012]
@@ -149,6 +169,13 @@ STORE_SKIP = {
     # Chroma metadata: numbers are parsed to within one ulp (README Vector
     # search, Limitations), so only floats that are exact in few digits;
     # numeric is exact to 15 significant digits as a float8; no jsonb.
+    # The Qdrant stand-in keeps JSON numbers as Python floats and ints (exact
+    # doubles and integers): a numeric keeps no trailing zeros (1.0 reads 1)
+    # and an integer beyond int64 cannot be metadata (22003).
+    "qdrant": {"f8": {"-0"},
+               "n": {"3.14159265358979323846264338327950288", "1.00",
+                     "12345678901234567890.123", "0.000000000000000000001",
+                     "2.50000000000000000001", "-0.0", "1e20", "1.0"}},
     "vector": {"f8": {"0.1", "0.30000000000000004", "1e308", "-1e308", "5e-324",
                       "2.2250738585072014e-308", "123456.789", "-0"},
                "n": {"3.14159265358979323846264338327950288", "1.0", "1.00",
@@ -256,7 +283,10 @@ class Gen:
         if col == self.key:
             pool = KEYPOOL[self.keytype] + {
                 "text": ["nope", "", "K01", "k0%", "k0_"], "int8": [-2, 5000],
-                "timestamptz": ["2024-03-10 07:30:00.000002+00"]}[self.keytype]
+                "timestamptz": ["2024-03-10 07:30:00.000002+00"],
+                # texts that are no point ids, or not as Qdrant spells them
+                "qid": ["01", "-1", "1.0", "x", "9223372036854775808", " 1",
+                        "5C56C793-69F3-4FBF-87E6-C4BF54C28C26", "3000"]}[self.keytype]
         v = r.choice(pool) if r.random() < 0.93 else None
         if self.params is not None and r.random() < 0.5:
             self.params.append((typ, v))
@@ -280,7 +310,9 @@ class Gen:
         return lit(v, typ)
 
     def typ(self, col):
-        return self.keytype if col == self.key else TYPES.get(col, "text")
+        if col == self.key:
+            return KEYSQL.get(self.keytype, self.keytype)
+        return TYPES.get(col, "text")
 
     def leaf(self):
         r = self.r
@@ -590,6 +622,96 @@ def exercise(run, rnd, ftab, ntab, key, cols, budget, zset=False, keytype="text"
                  % (op, lit(v1, t), lit(v2, "float8")), [False], "zset score")
 
 
+# k-NN query vectors and operators.  Never zero (a zero vector's <=> is NaN
+# for every row), nor so large that every row's <-> rounds to one double
+# (then the rows tie and no answer fixes their order).
+QVECS = ["{0.5,0.5,1}", "{1,0,0}", "{-1,2,0.5}", "{0.001,1000,1}", "{0.25,0.75,1}",
+         "{1e-30,1,0}", "{1e6,1,0.5}", "{-0.5,-0.5,-1}"]
+KNN_OPS = ["<->", "<->", "<=>", "<#>"]
+
+
+def exercise_knn(run, rnd, ftab, ntab, key, cols, budget):
+    """k-NN queries on ftab and ntab (which both have an embedding column)."""
+    g = Gen(rnd, key, cols, None, "qid")
+
+    def both(tmpl, ordered, what):
+        return run.compare(tmpl.replace("{T}", ftab), tmpl.replace("{T}", ntab),
+                           ordered, "%s k-NN %s" % (ftab, what))
+
+    def knn_order(alias=""):
+        op = rnd.choice(KNN_OPS)
+        q = rnd.choice(QVECS)
+        return op, q, " ORDER BY %sembedding %s '%s'::real[]" % (alias, op, q)
+
+    for i in range(budget):
+        if i % 5 == 0:
+            run.settings = "RESET ALL; " + "; ".join(
+                "SET %s = %s" % (n, quoted(rnd.choice(v))) for n, v in SETTINGS
+                if rnd.random() < 0.5)
+            run.run(run.settings)
+        # (not the distance itself: a pushed k-NN's comes from the service,
+        # which computes it in its own precision: README Vector search)
+        _, _, o = knn_order()
+        sel = ", ".join([key] + rnd.sample(cols, rnd.randint(0, 3)))
+        lim = " LIMIT %d" % rnd.choice([0, 1, 2, 3, 5, 10, 100])
+        if rnd.random() < 0.3:
+            lim += " OFFSET %d" % rnd.choice([0, 1, 3, 40])
+        w = g.where()
+        both("SELECT %s FROM {T}%s%s%s" % (sel, w, o, lim), [True], "plain")
+
+        # prepared: the query vector and the limit as parameters
+        g.params = []
+        p = g.pred()
+        params = g.params
+        g.params = None
+        n = len(params)
+        op = rnd.choice(KNN_OPS)
+        decl = ", ".join([t for t, _ in params] + ["real[]", "int8"])
+        body = "SELECT %s FROM {T} WHERE %s ORDER BY embedding %s $%d LIMIT $%d" % (
+            key, p, op, n + 1, n + 2)
+        fpre = "PREPARE fk(%s) AS %s" % (decl, body.replace("{T}", ftab))
+        npre = "PREPARE nk(%s) AS %s" % (decl, body.replace("{T}", ntab))
+        run.run("DEALLOCATE ALL")
+        e1, e2 = run.run(fpre), run.run(npre)
+        if e1[0][0] or e2[0][0]:
+            run.compare(fpre, npre, [False], "k-NN prepare")
+        else:
+            for ex in range(7):
+                vals = [lit(v if ex < 2 or rnd.random() < 0.4 else
+                            rnd.choice(PARAM_POOLS[t] + [None]), t) for t, v in params]
+                vals += ["'%s'::real[]" % rnd.choice(QVECS),
+                         lit(rnd.choice([0, 1, 2, 5, None]), "int8")]
+                if not run.compare("EXECUTE fk(%s)" % ", ".join(vals),
+                                   "EXECUTE nk(%s)" % ", ".join(vals), [True],
+                                   "k-NN execute #%d of %s" % (ex + 1, fpre)):
+                    break
+
+        # rescans: a k-NN per outer row, its vector from the row
+        op = rnd.choice(KNN_OPS)
+        both("SELECT s.sk, x.%s FROM side s, LATERAL (SELECT f.%s FROM {T} f WHERE %s "
+             "ORDER BY f.embedding %s ARRAY[coalesce(s.v, 0), 1, 0.5]::real[] LIMIT %d) x"
+             % (key, key, g.pred(), op, rnd.choice([1, 2, 4])), [False], "lateral")
+
+        # a transaction's writes: the k-NN computed through them
+        _, _, o = knn_order()
+        stmt = rnd.choice([
+            "DELETE FROM {T} WHERE %s" % g.pred(),
+            # (each row its own vector: equal distances would tie)
+            "UPDATE {T} SET embedding = ARRAY[embedding[2] * %s, embedding[1], -1]::real[] "
+            "WHERE %s" % (rnd.choice(["1", "-3", "1000"]), g.pred()),
+            "UPDATE {T} SET %s = NULL WHERE %s" % (rnd.choice(cols), g.pred())])
+        both("BEGIN; %s; SELECT %s FROM {T}%s%s LIMIT 3; ROLLBACK" % (stmt, key, g.where(), o),
+             [False, True, False], "in a writing transaction")
+
+        # a scroll cursor over a pushed k-NN
+        if i % 3 == 0:
+            _, _, o = knn_order()
+            both("BEGIN; DECLARE c SCROLL CURSOR FOR SELECT %s FROM {T}%s%s LIMIT 4; "
+                 "FETCH 2 FROM c; FETCH BACKWARD 1 FROM c; FETCH ALL FROM c; "
+                 "FETCH ABSOLUTE 1 FROM c; COMMIT" % (key, g.where(), o),
+                 [True] * 7, "cursor")
+
+
 def load(run, ftab, ntab, key, keydef, cols, rows, fdef, extra_ins=""):
     """Create the native table and fill both; check the baseline."""
     r = run.run("CREATE TABLE %s (%s)" % (ntab, coldefs(cols, key, keydef)))
@@ -700,6 +822,21 @@ INSERT INTO side VALUES %s;
     else:
         print("note: CHROMA_URL not set, vector table skipped")
 
+    # --- Qdrant stand-in ----------------------------------------------
+    qfx = qdrant_fixture.Fixture()
+    qport = qfx.start()
+    run.run("CREATE SERVER dq FOREIGN DATA WRAPPER pgpoly_vector OPTIONS "
+            "(url 'http://127.0.0.1:%d', provider 'qdrant')" % qport)
+    rows = rows_for(rnd, "qdrant", "id", vcols, 30, "qid")
+    load(run, "f_q", "n_q", "id", "text", vcols, rows,
+         "CREATE FOREIGN TABLE f_q (%s, embedding real[]) SERVER dq OPTIONS "
+         "(collection 'fdwdiff', create_collection 'true', distance 'l2', fetch_size '7')"
+         % coldefs(vcols, "id"),
+         extra_ins=", ARRAY[random(), random(), 1]::real[]")
+    for r in run.run("ALTER TABLE n_q ADD COLUMN embedding real[]; "
+                     "UPDATE n_q SET embedding = f.embedding FROM f_q f WHERE f.id = n_q.id"):
+        assert r[0] is None, r
+
     tables = [("f_rh", "n_rh", "k", COLS, False, "text", "redis"),
               ("f_rj", "n_rj", "k", COLS, False, "text", "rjson"),
               ("f_ri", "n_ri", "id", COLS, False, "int8", "redis"),
@@ -709,6 +846,7 @@ INSERT INTO side VALUES %s;
               ("f_ed", "n_ed", "_id", COLS, False, "text", "es")]
     if chroma:
         tables.append(("f_v", "n_v", "id", vcols, False, "text", "vector"))
+    tables.append(("f_q", "n_q", "id", vcols, False, "qid", "qdrant"))
     only = os.environ.get("FDW_DIFF_TABLES")
     for ft, nt, key, cols, z, keytype, store in tables:
         if only and ft not in only.split(","):
@@ -716,6 +854,8 @@ INSERT INTO side VALUES %s;
         before = run.count
         exercise(run, rnd, ft, nt, key, cols, BUDGET, zset=z, keytype=keytype,
                  store=store)
+        if store == "qdrant":
+            exercise_knn(run, rnd, ft, nt, key, cols, BUDGET)
         print("%s: %d queries" % (ft, run.count - before), flush=True)
 
     print("%d queries compared, %d mismatches (seed %d)"
@@ -734,6 +874,7 @@ INSERT INTO side VALUES %s;
             pass
     c.close()
     es.stop()
+    qfx.stop()
 
 
 pgtest.main(test)

@@ -10,7 +10,11 @@ Tiny HTTP servers on 127.0.0.1, run by this test, stand in for Chroma:
                 parse);
   * error500 -- answers 500 with Chroma's {"error", "message"} body;
   * silent   -- accepts and never answers (statement_timeout must cancel);
-  * endless  -- streams a body far above pgpoly.max_response_size.
+  * endless  -- streams a body far above pgpoly.max_response_size;
+  * liar     -- answers in Chroma's shapes, but a record's document is a
+                number, its metadata a string, its embedding an object, a
+                k-NN answer holds a record twice: each an ERROR (HV004)
+                naming the record, not a row with the field left out.
 
 Plus a URL where nothing listens (service down).  Each query must fail
 quickly with a clear ERROR (SQLSTATE class 08 for connection failures,
@@ -68,6 +72,8 @@ class FakeChroma:
                 return
             if path.endswith("/collections/c1"):
                 self._respond(c, 200, json.dumps(COLLECTION).encode())
+            elif self.mode == "liar":
+                self._respond(c, 200, json.dumps(LIES[path.rsplit("/", 1)[-1]]).encode())
             elif self.mode == "wrong" and "/collections?" in path:
                 self._respond(c, 200, json.dumps([COLLECTION, dict(COLLECTION, name="")]).encode())
             elif self.mode == "garbage":
@@ -76,6 +82,12 @@ class FakeChroma:
                 self._respond(c, 200, b'{"ids": 42}')
             else:
                 self._respond(c, 500, b'{"error":"InternalError","message":"boom"}')
+
+
+# liar: what a /get (by the request's path) and a /query answer; the /get
+# answer depends on what the test asks (see test()), so it is set there
+LIES = {"query": {"ids": [["r1", "r1"]], "distances": [[0.5, 0.5]],
+                  "embeddings": None, "documents": None, "metadatas": None}}
 
 
 def setup(db, name, url, timeout_ms=5000):
@@ -110,7 +122,7 @@ def test():
     down = pgtest.free_port()
     setup(db, "down", "http://127.0.0.1:%d" % down)
     fakes = {}
-    for mode in ("garbage", "wrong", "error500", "silent", "endless"):
+    for mode in ("garbage", "wrong", "error500", "silent", "endless", "liar"):
         fakes[mode] = FakeChroma(mode)
         setup(db, mode, "http://127.0.0.1:%d" % fakes[mode].port,
               timeout_ms=60000 if mode == "silent" else 5000)
@@ -136,6 +148,23 @@ def test():
     r = expect_error(sess, "BEGIN; INSERT INTO error500_t VALUES ('a', '{1,2}'); COMMIT;",
                      ["HV"], "COMMIT against a failing service")
     sess.run("ROLLBACK;")
+
+    # A server that lies in Chroma's own shapes: each lie an ERROR naming it.
+    for field, value, sql, want in (
+            ("documents", [5], "SELECT id FROM liar_t WHERE id = 'r1';", 'document of record "r1"'),
+            ("metadatas", ["x"], "SELECT metadata FROM liar_t;", 'metadata of record "r1"'),
+            ("embeddings", [{"a": 1}], "SELECT embedding FROM liar_t;",
+             'embedding of record "r1"'),
+            ("embeddings", [[1.0, 2.0, 3.0]], "SELECT embedding FROM liar_t;",
+             'embedding of 3 dimensions, collection "c1" has 2'),
+            ("embeddings", [None], "SELECT embedding FROM liar_t;", "without its embedding")):
+        LIES["get"] = {"ids": ["r1"], "documents": None, "metadatas": None, "embeddings": None}
+        LIES["get"][field] = value
+        r = expect_error(sess, sql, ["HV"], "a lie in %s" % field)
+        check(want in r.err, "a lie in %s names it: %s" % (field, r.err))
+    r = expect_error(sess, "SELECT id FROM liar_t ORDER BY embedding <-> '{1,2}' LIMIT 2;",
+                     ["HV004"], "a k-NN answer with a record twice")
+    check('record "r1"' in r.err and "twice" in r.err, "twice: " + r.err)
 
     # A server that never answers: statement_timeout cancels promptly.
     r = expect_error(sess, "SET statement_timeout = '500ms'; SELECT * FROM silent_t;",
