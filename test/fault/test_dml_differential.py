@@ -469,4 +469,5 @@ def test():
     es.stop()
 
 
-pgtest.main(test)
+if __name__ == "__main__":
+    pgtest.main(test)
