@@ -56,13 +56,12 @@ the f_* tables), DML_DIFF_VERBOSE=1 prints every statement.
 
 import os
 import random
-import urllib.request
 
 import es_helper
 import pgtest
 import pgwire
 import test_dml_differential as dd
-from test_dml_differential import Mismatch, Runner, q, x
+from test_dml_differential import Runner, x
 
 SEED = int(os.environ.get("DML_LAYOUT_SEED", "20261203"))
 ROUNDS = int(os.environ.get("DML_LAYOUT_ROUNDS", "4"))
@@ -181,10 +180,8 @@ class Table:
         return [c for c, _ in self.cols]
 
 
-class Gen:
-    def __init__(self, rnd, t):
-        self.r, self.t = rnd, t
-        self.fresh = 0
+class Gen(dd.Gen):
+    """The statements of one table (its own row, clause and key forms)."""
 
     def newkey(self):
         """A key literal no row has had."""
@@ -520,19 +517,7 @@ def exercise(run, rnd, t):
         sps = []
         for _ in range(rnd.randint(2, 5)):
             if xact and rnd.random() < 0.3:
-                c = rnd.random()
-                if c < 0.5 or not sps:
-                    sps.append("s%d" % len(sps))
-                    run.ok("SAVEPOINT " + sps[-1])
-                elif c < 0.8 and not t.imm:
-                    sp = rnd.choice(sps)
-                    del sps[sps.index(sp) + 1:]
-                    run.ok("ROLLBACK TO SAVEPOINT " + sp)
-                    same(run, t)
-                else:
-                    sp = rnd.choice(sps)
-                    del sps[sps.index(sp):]
-                    run.ok("RELEASE SAVEPOINT " + sp)
+                dd.savepoint_step(run, rnd, t, sps, lambda what: same(run, t))
             for fsql, nsql in g.statement():
                 run.both(fsql, nsql)
                 if not xact:
@@ -634,21 +619,7 @@ def test():
     else:
         print("note: CHROMA_URL not set, vector tables skipped")
 
-    only = os.environ.get("DML_LAYOUT_TABLES")
-    for t in tables:
-        if only and t.f not in only.split(","):
-            continue
-        before = run.count
-        try:
-            exercise(run, rnd, t)
-        except Mismatch:
-            pass
-        print("%s (%s): %d statements compared" % (t.f, t.mode, run.count - before),
-              flush=True)
-
-    print("%d statements compared, %d mismatches (seed %d)"
-          % (run.count, len(run.mismatches), SEED), flush=True)
-    pgtest.check(not run.mismatches, "%d mismatches" % len(run.mismatches))
+    dd.run_tables(run, rnd, tables, os.environ.get("DML_LAYOUT_TABLES"), exercise)
     c.query("RESET ALL")
     for t in tables:
         c.query("DELETE FROM %s" % t.f)
@@ -656,13 +627,7 @@ def test():
     c.close()
     for t in tables:
         if t.store == "vector":
-            try:
-                urllib.request.urlopen(urllib.request.Request(
-                    "%s/api/v2/tenants/default_tenant/databases/default_database/"
-                    "collections/%s_%s" % (chroma, TAG, t.f[2:]), method="DELETE"),
-                    timeout=10)
-            except OSError:
-                pass
+            dd.drop_collection(chroma, "%s_%s" % (TAG, t.f[2:]))
     es.stop()
 
 
