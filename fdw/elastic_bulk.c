@@ -408,6 +408,80 @@ ElasticInsertWrite(ElasticTable *tbl, Datum *values, bool *nulls,
 }
 
 /*
+ * Whether an UPDATE assigns a json/jsonb column a JSON object.  A partial
+ * "update" merges an object into the object the document holds, keys the
+ * new value lacks included (docs-update.html: "objects are merged
+ * together"), where the column's new value must replace the old one.
+ */
+static bool
+assigns_object(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *updated)
+{
+	for (int i = 0; i < tbl->natts; i++)
+	{
+		ElasticColumn *col = &tbl->cols[i];
+		StringInfoData val;
+		const char *p;
+
+		if (col->role != ECOL_FIELD || !col->is_json || col->is_array || nulls[i] ||
+			!bms_is_member(i + 1, updated))
+			continue;
+		initStringInfo(&val);
+		PgpolyJsonAppendValue(&val, values[i], col->typid, false);
+		for (p = val.data; *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'; p++)
+			;
+		if (*p == '{')
+			return true;
+		pfree(val.data);
+	}
+	return false;
+}
+
+/*
+ * The source line of an "update" action that sets the assigned fields to
+ * exactly their new values: a script, since a partial "doc" would merge an
+ * object into the one the document holds.  Each field is a path (a dotted
+ * field path, its parts) set in place: the objects along it are kept, or
+ * made where missing or not objects, as the partial "doc" does; the last
+ * part is replaced.  Fields no column maps are kept either way.
+ */
+static char *
+script_update(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *updated)
+{
+	StringInfoData buf;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf,
+						   "{\"script\":{\"lang\":\"painless\",\"source\":"
+						   "\"for (def f : params.fields) { def o = ctx._source; "
+						   "def p = f.path; for (int i = 0; i < p.size() - 1; ++i) { "
+						   "if (!(o[p[i]] instanceof Map)) { o[p[i]] = new HashMap(); } "
+						   "o = o[p[i]]; } o[p[p.size() - 1]] = f.value; }\","
+						   "\"params\":{\"fields\":[");
+	for (int i = 0; i < tbl->natts; i++)
+	{
+		ElasticColumn *col = &tbl->cols[i];
+		ListCell   *lc;
+
+		if (col->role != ECOL_FIELD || !bms_is_member(i + 1, updated))
+			continue;
+		appendStringInfoString(&buf, first ? "{\"path\":[" : ",{\"path\":[");
+		first = false;
+		foreach(lc, split_path(col->field))
+		{
+			if (foreach_current_index(lc) > 0)
+				appendStringInfoChar(&buf, ',');
+			escape_json(&buf, lfirst(lc));
+		}
+		appendStringInfoString(&buf, "],\"value\":");
+		PgpolyJsonAppendValue(&buf, values[i], col->typid, nulls[i]);
+		appendStringInfoChar(&buf, '}');
+	}
+	appendStringInfoString(&buf, "]}}}");
+	return buf.data;
+}
+
+/*
  * The write of an UPDATE of document id to the new row values/nulls
  * (updated: the assigned attnums).  A new _source replaces the document.
  */
@@ -440,8 +514,11 @@ ElasticUpdateWrite(ElasticTable *tbl, const char *id, Datum *values,
 		return w;
 	}
 	w->op = EWRITE_UPDATE;
-	w->doc = psprintf("{\"doc\":%s}",
-					  document_json(tbl, values, nulls, updated, true, false));
+	if (assigns_object(tbl, values, nulls, updated))
+		w->doc = script_update(tbl, values, nulls, updated);
+	else
+		w->doc = psprintf("{\"doc\":%s}",
+						  document_json(tbl, values, nulls, updated, true, false));
 	return w;
 }
 

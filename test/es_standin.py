@@ -157,6 +157,7 @@ Usage: es_standin.py --port N [--distribution opensearch --version 2.11.0]
 import argparse
 import base64
 import bisect
+import copy
 import datetime
 import fnmatch
 import itertools
@@ -1846,7 +1847,9 @@ def bulk_item(op, iname, doc_id, src, meta):
                           "[%s]: version conflict, document already exists "
                           "(current version [1])" % doc_id,
                           index=iname, shard="0")
-        if op == "update":
+        if op == "update" and "script" in src:
+            new = set_paths(copy.deepcopy(idx.docs[key]), src["script"])
+        elif op == "update":
             new = merge(dict(idx.docs[key]), src.get("doc", {}))
         else:
             new = src
@@ -1867,6 +1870,22 @@ def bulk_item(op, iname, doc_id, src, meta):
         idx.ord[key] = next(idx.seq)
     return ok_item(idx, doc_id, "updated" if exists else "created",
                    200 if exists else 201, idx.versions[key])
+
+
+def set_paths(doc, script):
+    """The one script pgpoly sends (elastic_bulk.c, script_update): set each
+    of params.fields' paths to its value, making the objects along it."""
+    if "for (def f : params.fields)" not in script.get("source", ""):
+        raise EsError(400, "illegal_argument_exception",
+                      "the stand-in runs pgpoly's field-setting script only")
+    for f in script["params"]["fields"]:
+        o = doc
+        for part in f["path"][:-1]:
+            if not isinstance(o.get(part), dict):
+                o[part] = {}
+            o = o[part]
+        o[f["path"][-1]] = f["value"]
+    return doc
 
 
 def merge(dst, src):

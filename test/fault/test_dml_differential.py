@@ -332,6 +332,25 @@ def settle(run, t):
         pgtest.check(r == [("SELECT 1", [("t",)])], "sync_wait: %r" % (r,))
 
 
+def savepoint_step(run, rnd, t, sps, same):
+    """SAVEPOINT, ROLLBACK TO SAVEPOINT (not on immediate tables) or RELEASE
+    at random; sps: the open savepoints; same(what) compares the tables."""
+    c = rnd.random()
+    if c < 0.5 or not sps:
+        sps.append("s%d" % len(sps))
+        run.ok("SAVEPOINT " + sps[-1])
+    elif c < 0.8 and not t.imm:
+        sp = rnd.choice(sps)
+        del sps[sps.index(sp) + 1:]
+        run.ok("ROLLBACK TO SAVEPOINT " + sp)
+        same("after rollback to")
+    else:
+        sp = rnd.choice(sps)
+        del sps[sps.index(sp):]
+        run.ok("RELEASE SAVEPOINT " + sp)
+        same("after release")
+
+
 def exercise(run, rnd, t):
     g = Gen(rnd, t)
     run.log = []
@@ -356,20 +375,7 @@ def exercise(run, rnd, t):
         sps = []
         for _ in range(rnd.randint(2, 6)):
             if xact and rnd.random() < 0.3:
-                c = rnd.random()
-                if c < 0.5 or not sps:
-                    sps.append("s%d" % len(sps))
-                    run.ok("SAVEPOINT " + sps[-1])
-                elif c < 0.8 and not t.imm:
-                    sp = rnd.choice(sps)
-                    del sps[sps.index(sp) + 1:]
-                    run.ok("ROLLBACK TO SAVEPOINT " + sp)
-                    run.same(t, "after rollback to")
-                else:
-                    sp = rnd.choice(sps)
-                    del sps[sps.index(sp):]
-                    run.ok("RELEASE SAVEPOINT " + sp)
-                    run.same(t, "after release")
+                savepoint_step(run, rnd, t, sps, lambda what: run.same(t, what))
             for fsql, nsql, ordered in g.statement(xact):
                 run.both(fsql, nsql, ordered)
                 if not xact:
@@ -384,6 +390,34 @@ def exercise(run, rnd, t):
             run.ok(end)
         settle(run, t)
         run.same(t, "after end of transaction")
+
+
+def run_tables(run, rnd, tables, only, exercise):
+    """exercise(run, rnd, t) each table (only: a comma list of the f_* tables
+    to run, or None); check that no table had a mismatch."""
+    for t in tables:
+        if only and t.f not in only.split(","):
+            continue
+        before = run.count
+        try:
+            exercise(run, rnd, t)
+        except Mismatch:
+            pass
+        print("%s (%s): %d statements compared" % (t.f, t.mode, run.count - before),
+              flush=True)
+    print("%d statements compared, %d mismatches (seed %d)"
+          % (run.count, len(run.mismatches), SEED), flush=True)
+    pgtest.check(not run.mismatches, "%d mismatches" % len(run.mismatches))
+
+
+def drop_collection(chroma, name):
+    """Delete a Chroma collection a test made (if the service still answers)."""
+    try:
+        urllib.request.urlopen(urllib.request.Request(
+            "%s/api/v2/tenants/default_tenant/databases/default_database/"
+            "collections/%s" % (chroma, name), method="DELETE"), timeout=10)
+    except OSError:
+        pass
 
 
 def test():
@@ -439,34 +473,16 @@ def test():
     else:
         print("note: CHROMA_URL not set, vector tables skipped")
 
-    only = os.environ.get("DML_DIFF_TABLES")
-    for t in tables:
-        if only and t.f not in only.split(","):
-            continue
-        before = run.count
-        try:
-            exercise(run, rnd, t)
-        except Mismatch:
-            pass
-        print("%s (%s): %d statements compared" % (t.f, t.mode, run.count - before),
-              flush=True)
-
-    print("%d statements compared, %d mismatches (seed %d)"
-          % (run.count, len(run.mismatches), SEED), flush=True)
-    pgtest.check(not run.mismatches, "%d mismatches" % len(run.mismatches))
+    run_tables(run, rnd, tables, os.environ.get("DML_DIFF_TABLES"), exercise)
     for t in tables:
         c.query("DELETE FROM %s" % t.f)
     if chroma:
         for m in "ti":
-            try:
-                urllib.request.urlopen(urllib.request.Request(
-                    "%s/api/v2/tenants/default_tenant/databases/default_database/"
-                    "collections/%s_%s" % (chroma, TAG, m), method="DELETE"), timeout=10)
-            except OSError:
-                pass
+            drop_collection(chroma, "%s_%s" % (TAG, m))
     c.query("SELECT pgpoly.sync_wait(NULL, '60 s')")
     c.close()
     es.stop()
 
 
-pgtest.main(test)
+if __name__ == "__main__":
+    pgtest.main(test)
