@@ -222,6 +222,19 @@ BEGIN
 						 + interval '1 month') AT TIME ZONE 'UTC' <= older_than END
 		ORDER BY c.relname
 	LOOP
+		-- the lock the DROP takes on the parent, taken before the labels are
+		-- read: no log_label can then find a prediction of v_part, and no
+		-- reader of the labels upgrades to it (DROP locks the parent first)
+		LOCK TABLE pgpoly.predictions IN ACCESS EXCLUSIVE MODE;
+		-- the labels of v_part's requests that no prediction of another
+		-- partition has: a label applies to every prediction of its request,
+		-- and stays while one is kept
+		EXECUTE format($q$
+			DELETE FROM pgpoly.prediction_labels l
+			WHERE l.request_id IN (SELECT d.request_id FROM %1$s d)
+			  AND NOT EXISTS (SELECT FROM pgpoly.predictions p
+							  WHERE p.request_id = l.request_id AND p.tableoid <> %2$s)$q$,
+			v_part, v_part::oid);
 		EXECUTE format('DROP TABLE %s', v_part);
 		v_made := v_made + 1;
 	END LOOP;
@@ -230,7 +243,7 @@ END
 $$;
 
 COMMENT ON FUNCTION pgpoly.drop_prediction_partitions(timestamptz) IS
-	'Drop the monthly partitions of pgpoly.predictions whose whole month is before older_than (retention); returns how many were dropped';
+	'Drop the monthly partitions of pgpoly.predictions whose whole month is before older_than (retention), with the labels of their requests that no kept prediction has; returns how many partitions were dropped';
 
 -- Raise the error of row pos of a prediction batch (pos NULL: a single call),
 -- with a HINT only if hint is not NULL (an empty one is still sent, and
@@ -626,6 +639,11 @@ DECLARE
 BEGIN
 	PERFORM pgpoly._require_name(request_id, 'request_id');
 	PERFORM pgpoly._require(label, 'label');
+	-- as a prediction's time (NULL: now)
+	IF NOT isfinite(ts) THEN
+		RAISE EXCEPTION 'ts must be a finite time, not %', ts
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 	IF NOT EXISTS (SELECT FROM pgpoly.predictions p
 				   WHERE p.request_id = log_label.request_id COLLATE pg_catalog."default") THEN
 		RAISE EXCEPTION 'no prediction has request_id "%"', request_id

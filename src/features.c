@@ -871,15 +871,19 @@ PG_FUNCTION_INFO_V1(pgpoly_fv_newest_usable);
 
 /*
  * pgpoly._fv_newest_usable(offline_table, entity_column): whether
- * materialize may use _fv_newest_tids() on the table.
+ * materialize may use _fv_newest_tids() on the table.  42501 unless the
+ * caller may read it, checked before the table is locked: the lock lasts
+ * until the end of the transaction, and a role without rights could keep
+ * the owner's ALTER TABLE waiting.
  */
 Datum
 pgpoly_fv_newest_usable(PG_FUNCTION_ARGS)
 {
 	Relation	heap;
-	Oid			index = newest_usable(PG_GETARG_OID(0),
-									  text_to_cstring(PG_GETARG_TEXT_PP(1)), &heap);
+	Oid			index;
 
+	fv_require_privilege(PG_GETARG_OID(0), ACL_SELECT);
+	index = newest_usable(PG_GETARG_OID(0), text_to_cstring(PG_GETARG_TEXT_PP(1)), &heap);
 	if (heap != NULL)
 		table_close(heap, NoLock);
 	PG_RETURN_BOOL(OidIsValid(index));

@@ -54,6 +54,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/execPartition.h"
@@ -280,10 +281,19 @@ static Oid
 lock_partition(Relation parent, const char *name)
 {
 	Oid			part = get_relname_relid(name, RelationGetNamespace(parent));
+	List	   *ancestors;
 
 	if (!OidIsValid(part))
 		return InvalidOid;
-	if (get_rel_relispartition(part))
+
+	/*
+	 * A partition of parent in the catalog (pg_inherits, under the same
+	 * snapshot that found the name), checked before it is locked: the
+	 * caller's INSERT on parent gives no right to lock another table's
+	 * partition, not even to wait for it.
+	 */
+	ancestors = get_rel_relispartition(part) ? get_partition_ancestors(part) : NIL;
+	if (ancestors != NIL && linitial_oid(ancestors) == RelationGetRelid(parent))
 	{
 		/*
 		 * Found in the catalog, whose snapshot sees a creator as soon as it
@@ -867,6 +877,16 @@ insert_open(PredictionInsert *st, Oid parentid)
 
 	if (XactReadOnly || IsInParallelMode() ||
 		get_rel_relkind(parentid) != RELKIND_PARTITIONED_TABLE)
+		return false;
+
+	/*
+	 * The lock is kept when this returns false: a caller that holds no
+	 * INSERT on the table (nor on a column of it) must not get it, or a role
+	 * that may only read the log would hold a writer's lock on it.
+	 */
+	if (pg_class_aclcheck(parentid, GetUserId(), ACL_INSERT) != ACLCHECK_OK &&
+		pg_attribute_aclcheck_all(parentid, GetUserId(), ACL_INSERT,
+								  ACLMASK_ANY) != ACLCHECK_OK)
 		return false;
 	st->parent = table_open(parentid, RowExclusiveLock);	/* as the INSERT */
 	desc = RelationGetDescr(st->parent);
