@@ -284,6 +284,36 @@ split_path(const char *path)
 }
 
 /*
+ * The field columns' values as DocFields, in column order: all (only ==
+ * NULL) or the attnums in only; NULL values as null when with_nulls, else
+ * left out.
+ */
+static List *
+doc_fields(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *only,
+		   bool with_nulls)
+{
+	List	   *fields = NIL;
+
+	for (int i = 0; i < tbl->natts; i++)
+	{
+		ElasticColumn *col = &tbl->cols[i];
+		DocField   *f;
+		StringInfoData val;
+
+		if (col->role != ECOL_FIELD || (only && !bms_is_member(i + 1, only)) ||
+			(nulls[i] && !with_nulls))
+			continue;
+		initStringInfo(&val);
+		PgpolyJsonAppendValue(&val, values[i], col->typid, nulls[i]);
+		f = palloc(sizeof(DocField));
+		f->parts = split_path(col->field);
+		f->json = val.data;
+		fields = lappend(fields, f);
+	}
+	return fields;
+}
+
+/*
  * The document of the table's field columns: all (only == NULL) or the
  * attnums in only.  NULL values are written as null when with_nulls, else
  * left out.  A field path "a.b" becomes nested objects, as Elasticsearch
@@ -322,22 +352,8 @@ document_json(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *only,
 		}
 		appendStringInfoChar(&buf, '}');
 	}
-	for (int i = 0; nested && i < tbl->natts; i++)
-	{
-		ElasticColumn *col = &tbl->cols[i];
-		DocField   *f;
-		StringInfoData val;
-
-		if (col->role != ECOL_FIELD || (only && !bms_is_member(i + 1, only)) ||
-			(nulls[i] && !with_nulls))
-			continue;
-		initStringInfo(&val);
-		PgpolyJsonAppendValue(&val, values[i], col->typid, nulls[i]);
-		f = palloc(sizeof(DocField));
-		f->parts = split_path(col->field);
-		f->json = val.data;
-		fields = lappend(fields, f);
-	}
+	if (nested)
+		fields = doc_fields(tbl, values, nulls, only, with_nulls);
 	if (nested && fields == NIL)
 		appendStringInfoString(&buf, "{}");
 	else if (nested)
@@ -500,7 +516,6 @@ static char *
 script_update(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *updated)
 {
 	StringInfoData buf;
-	List	   *fields = NIL;
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf,
@@ -510,22 +525,7 @@ script_update(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *updated)
 						   "if (!(o[p[i]] instanceof Map)) { o[p[i]] = new HashMap(); } "
 						   "o = o[p[i]]; } o[p[p.size() - 1]] = f.value; }\","
 						   "\"params\":{\"fields\":[");
-	for (int i = 0; i < tbl->natts; i++)
-	{
-		ElasticColumn *col = &tbl->cols[i];
-		DocField   *f;
-		StringInfoData val;
-
-		if (col->role != ECOL_FIELD || !bms_is_member(i + 1, updated))
-			continue;
-		initStringInfo(&val);
-		PgpolyJsonAppendValue(&val, values[i], col->typid, nulls[i]);
-		f = palloc(sizeof(DocField));
-		f->parts = split_path(col->field);
-		f->json = val.data;
-		fields = lappend(fields, f);
-	}
-	append_script_fields(&buf, fields, NIL, 0);
+	append_script_fields(&buf, doc_fields(tbl, values, nulls, updated, true), NIL, 0);
 	appendStringInfoString(&buf, "]}}}");
 	return buf.data;
 }
