@@ -284,6 +284,36 @@ split_path(const char *path)
 }
 
 /*
+ * The field columns' values as DocFields, in column order: all (only ==
+ * NULL) or the attnums in only; NULL values as null when with_nulls, else
+ * left out.
+ */
+static List *
+doc_fields(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *only,
+		   bool with_nulls)
+{
+	List	   *fields = NIL;
+
+	for (int i = 0; i < tbl->natts; i++)
+	{
+		ElasticColumn *col = &tbl->cols[i];
+		DocField   *f;
+		StringInfoData val;
+
+		if (col->role != ECOL_FIELD || (only && !bms_is_member(i + 1, only)) ||
+			(nulls[i] && !with_nulls))
+			continue;
+		initStringInfo(&val);
+		PgpolyJsonAppendValue(&val, values[i], col->typid, nulls[i]);
+		f = palloc(sizeof(DocField));
+		f->parts = split_path(col->field);
+		f->json = val.data;
+		fields = lappend(fields, f);
+	}
+	return fields;
+}
+
+/*
  * The document of the table's field columns: all (only == NULL) or the
  * attnums in only.  NULL values are written as null when with_nulls, else
  * left out.  A field path "a.b" becomes nested objects, as Elasticsearch
@@ -322,22 +352,8 @@ document_json(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *only,
 		}
 		appendStringInfoChar(&buf, '}');
 	}
-	for (int i = 0; nested && i < tbl->natts; i++)
-	{
-		ElasticColumn *col = &tbl->cols[i];
-		DocField   *f;
-		StringInfoData val;
-
-		if (col->role != ECOL_FIELD || (only && !bms_is_member(i + 1, only)) ||
-			(nulls[i] && !with_nulls))
-			continue;
-		initStringInfo(&val);
-		PgpolyJsonAppendValue(&val, values[i], col->typid, nulls[i]);
-		f = palloc(sizeof(DocField));
-		f->parts = split_path(col->field);
-		f->json = val.data;
-		fields = lappend(fields, f);
-	}
+	if (nested)
+		fields = doc_fields(tbl, values, nulls, only, with_nulls);
 	if (nested && fields == NIL)
 		appendStringInfoString(&buf, "{}");
 	else if (nested)
@@ -437,6 +453,58 @@ assigns_object(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *updated
 }
 
 /*
+ * Append to buf the script's params.fields entries for fields (DocField,
+ * all sharing the path prefix, depth parts long): a field whose path has
+ * no other field's path under it is set to its value; one that has gets
+ * the value an INSERT writes (append_group: the fields under it merged
+ * into its object, or replacing what is not an object), so that no path
+ * runs through another's value, whatever the columns' order.
+ */
+static void
+append_script_fields(StringInfo buf, List *fields, List *prefix, int depth)
+{
+	List	   *seen = NIL;
+	ListCell   *lc;
+
+	foreach(lc, fields)
+	{
+		char	   *key = list_nth(((DocField *) lfirst(lc))->parts, depth);
+		List	   *group = NIL;
+		List	   *path = lappend(list_copy(prefix), key);
+		bool		whole = false;
+		ListCell   *gc;
+
+		if (list_member(seen, makeString(key)))
+			continue;
+		seen = lappend(seen, makeString(key));
+		for_each_from(gc, fields, foreach_current_index(lc))
+		{
+			DocField   *f = lfirst(gc);
+
+			if (strcmp(list_nth(f->parts, depth), key) != 0)
+				continue;
+			group = lappend(group, f);
+			whole = whole || list_length(f->parts) == depth + 1;
+		}
+		if (!whole)
+		{
+			append_script_fields(buf, group, path, depth + 1);
+			continue;
+		}
+		appendStringInfoString(buf, buf->data[buf->len - 1] == '[' ? "{\"path\":[" : ",{\"path\":[");
+		foreach(gc, path)
+		{
+			if (foreach_current_index(gc) > 0)
+				appendStringInfoChar(buf, ',');
+			escape_json(buf, lfirst(gc));
+		}
+		appendStringInfoString(buf, "],\"value\":");
+		append_group(buf, group, depth);
+		appendStringInfoChar(buf, '}');
+	}
+}
+
+/*
  * The source line of an "update" action that sets the assigned fields to
  * exactly their new values: a script, since a partial "doc" would merge an
  * object into the one the document holds.  Each field is a path (a dotted
@@ -448,7 +516,6 @@ static char *
 script_update(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *updated)
 {
 	StringInfoData buf;
-	bool		first = true;
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf,
@@ -458,25 +525,7 @@ script_update(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *updated)
 						   "if (!(o[p[i]] instanceof Map)) { o[p[i]] = new HashMap(); } "
 						   "o = o[p[i]]; } o[p[p.size() - 1]] = f.value; }\","
 						   "\"params\":{\"fields\":[");
-	for (int i = 0; i < tbl->natts; i++)
-	{
-		ElasticColumn *col = &tbl->cols[i];
-		ListCell   *lc;
-
-		if (col->role != ECOL_FIELD || !bms_is_member(i + 1, updated))
-			continue;
-		appendStringInfoString(&buf, first ? "{\"path\":[" : ",{\"path\":[");
-		first = false;
-		foreach(lc, split_path(col->field))
-		{
-			if (foreach_current_index(lc) > 0)
-				appendStringInfoChar(&buf, ',');
-			escape_json(&buf, lfirst(lc));
-		}
-		appendStringInfoString(&buf, "],\"value\":");
-		PgpolyJsonAppendValue(&buf, values[i], col->typid, nulls[i]);
-		appendStringInfoChar(&buf, '}');
-	}
+	append_script_fields(&buf, doc_fields(tbl, values, nulls, updated, true), NIL, 0);
 	appendStringInfoString(&buf, "]}}}");
 	return buf.data;
 }

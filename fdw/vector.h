@@ -119,6 +119,8 @@ typedef struct VectorRow
 	char	   *metadata;		/* JSON object text, NULL: none */
 	bool		has_distance;
 	double		distance;		/* in the operator's metric */
+	bool		distance_overflow;	/* no distance: the service's single
+									 * precision overflowed (Chroma: null) */
 } VectorRow;
 
 /* What a fetch asks the service to include. */

@@ -437,6 +437,15 @@ parse_records(PgpolyConnection *conn, json_t *doc, bool query, VectorDistance d)
 			row->has_distance = true;
 			row->distance = VectorConvertDistance(d, json_number_value(dist));
 		}
+
+		/*
+		 * Chroma computes distances in single precision and writes one that
+		 * is not finite (an overflow to infinity, or NaN from infinities of
+		 * both signs in an inner product) as null, as serde_json writes such
+		 * a float: a distance it could not compute, not a record without one.
+		 */
+		else if (query && json_is_array(dists) && json_is_null(dist))
+			row->distance_overflow = true;
 		rows = lappend(rows, row);
 	}
 	return rows;

@@ -488,6 +488,23 @@ local_knn(VectorScan *scan)
 }
 
 /*
+ * Whether a record of the service's k-NN answer rows is at a distance the
+ * service could not compute in its single precision (an overflow): it ranked
+ * such records in no particular order, where SQL's operators, in double
+ * precision, rank them.
+ */
+static bool
+answer_has_overflow(List *rows)
+{
+	ListCell   *lc;
+
+	foreach(lc, rows)
+		if (((VectorRow *) lfirst(lc))->distance_overflow)
+			return true;
+	return false;
+}
+
+/*
  * Whether the service's cosine k-NN answer rows rank a record as SQL does
  * not: SQL's <=> is NaN, after every number, for a record (or a query)
  * whose embedding is a zero vector, where the service, which normalizes
@@ -607,8 +624,13 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 		check_returned_ids(scan, scan->rows);
 		check_filtered(scan, scan->rows);
 		/* (VectorQuery checked: no more than k rows, nearest first) */
-		/* ... unless SQL ranks a zero vector last: then computed here */
-		if (answer_has_zero_vector(scan, scan->rows))
+		/*
+		 * ... unless the service ranked records by distances it could not
+		 * compute (overflowed), or SQL ranks a zero vector last: then
+		 * computed here
+		 */
+		if (answer_has_overflow(scan->rows) ||
+			answer_has_zero_vector(scan, scan->rows))
 		{
 			scan->local = true;
 			scan->rows = NIL;	/* not candidates: they lack embeddings */

@@ -787,7 +787,9 @@ cmp_strings(const void *a, const void *b)
  * metric d (a phrase for a message, its record in *id), or NULL: an answer
  * has at most k records, each once, each with a distance that is a number
  * (not negative for <->, within [0, 2] for <=>), nearest first (ties in any
- * order).
+ * order); a record whose distance overflowed the service's precision
+ * (distance_overflow) is in no particular place (the scan ranks the answer
+ * itself then).
  */
 static char *
 knn_answer_fault(List *rows, int k, VectorDistance d, const char **id)
@@ -806,6 +808,9 @@ knn_answer_fault(List *rows, int k, VectorDistance d, const char **id)
 
 		*id = row->id;
 		ids[foreach_current_index(lc)] = row->id;
+		/* ranked by a distance the service could not compute: ranked here */
+		if (row->distance_overflow)
+			continue;
 		if (!row->has_distance || isnan(row->distance))
 			return "in a k-NN answer without a distance";
 		/* (services compute in single precision: a few ulps of slack) */

@@ -63,6 +63,22 @@ SELECT * FROM euo_diff();
 -- fields no column maps and the siblings of x.o are kept
 SELECT _id, _source FROM euo_raw ORDER BY _id;
 
+-- A column whose field lies inside another assigned column's object (x.b in
+-- x): the UPDATE writes what an INSERT of the same row writes, whichever
+-- column comes first (the objects merged, as Elasticsearch merges dotted
+-- names).
+SELECT pgpoly.elastic_request('euo_es', 'DELETE', '/regress_euo_nest') IS NOT NULL AS cleaned;
+CREATE FOREIGN TABLE euo_nest (_id text, xb int OPTIONS (field 'x.b'), x jsonb, xcd int OPTIONS (field 'x.c.d'))
+  SERVER euo_es OPTIONS (index 'regress_euo_nest', refresh 'true');
+CREATE FOREIGN TABLE euo_nest_raw (_id text, _source jsonb)
+  SERVER euo_es OPTIONS (index 'regress_euo_nest', refresh 'true');
+INSERT INTO euo_nest_raw VALUES ('u1', '{"x": {"c": {"e": 1}, "f": 1}}');
+UPDATE euo_nest SET x = '{"a": 1}', xb = 2, xcd = 3 WHERE _id = 'u1';
+INSERT INTO euo_nest VALUES ('i1', 2, '{"a": 1}', 3);
+SELECT _id, _source FROM euo_nest_raw ORDER BY _id;
+SELECT * FROM euo_nest ORDER BY _id;
+SELECT pgpoly.elastic_request('euo_es', 'DELETE', '/regress_euo_nest') IS NOT NULL AS cleaned;
+
 DROP FUNCTION euo_diff();
 DROP TABLE euo_n;
 SELECT pgpoly.elastic_request('euo_es', 'DELETE', '/regress_euo') IS NOT NULL AS cleaned;
