@@ -114,14 +114,9 @@ class Table:
         return self.mode == "immediate"
 
 
-class Gen:
-    def __init__(self, rnd, t):
-        self.r, self.t = rnd, t
-        self.fresh = 0
-
+class Gen(dd.Gen):
     def newkey(self):
-        self.fresh += 1
-        return "'n%03d'" % self.fresh
+        return "'%s'" % dd.Gen.newkey(self)
 
     def key(self):
         return self.r.choice(KEYS + [self.newkey()])
