@@ -1421,7 +1421,9 @@ check_spelling(RedisModifyState *ms, Datum *old, bool *oldnulls)
  * key's violation is, instead of losing that row: Redis holds one row per
  * key (member), and a move overwrites what is there (RENAME, SET, ZADD).
  * A swap of two keys would otherwise leave one row, and a shift of keys in
- * the wrong order would lose rows.  List elements have no identity.
+ * the wrong order would lose rows.  List elements have no identity; there
+ * the table notes the lists the statement took elements off (see
+ * check_list_moves).
  */
 static void
 track_moves(RedisModifyState *ms)
@@ -1429,8 +1431,7 @@ track_moves(RedisModifyState *ms)
 	RedisTable *tbl = ms->tbl;
 	Bitmapset  *assigned = ms->core.assigned;
 
-	if (tbl->type == REDIS_LIST ||
-		!(bms_is_member(tbl->key_att, assigned) ||
+	if (!(bms_is_member(tbl->key_att, assigned) ||
 		  (tbl->member_att && bms_is_member(tbl->member_att, assigned)) ||
 		  ms->core.old_row != InvalidAttrNumber))
 		return;
@@ -1460,6 +1461,54 @@ moved_onto_error(RedisModifyState *ms, Datum *values, bool *nulls, const char *w
 }
 
 /*
+ * check_moves of a list element (old: its identity columns, values/nulls:
+ * the new row).  A move takes the element off its list with LREM, and the
+ * elements after it shift down one; an element of that list the statement
+ * then changes in place would be written by LSET at the idx its scan read,
+ * which now names the next element (or none: "index out of range").  So an
+ * element changed in place on a list the statement already took an element
+ * off is an ERROR instead of a write to another element.  The held table
+ * notes those lists by key (moved_onto).
+ */
+static void
+check_list_moves(RedisModifyState *ms, Datum *old, bool *oldnulls, Datum *values,
+				 bool *nulls)
+{
+	RedisTable *tbl = ms->tbl;
+	AttrNumber	k = tbl->key_att;
+	MemoryContext cxt;
+	RedisKeyRef o;
+	RedisKeyRef n;
+	RedisHeldRow *e;
+	bool		found;
+
+	if (oldnulls[k - 1] || nulls[k - 1])
+		return;					/* RedisUpdateWrites refuses a NULL key */
+	cxt = MemoryContextSwitchTo(GetMemoryChunkContext(ms));
+	o.key = RedisKeyFromDatum(tbl, NULL, old[k - 1], &o.len);
+	MemoryContextSwitchTo(cxt);
+	n.key = RedisKeyFromDatum(tbl, NULL, values[k - 1], &n.len);
+	if (identity_equal(n, o))
+	{
+		/* in place: LSET at the idx read */
+		e = hash_search(ms->held, &o, HASH_FIND, NULL);
+		if (e != NULL && e->moved_onto)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("UPDATE of foreign table \"%s\" changes an element of list key \"%s\" after moving another element off it",
+							tbl->relname, PgpolyPrintable(o.key, o.len, 200)),
+					 errdetail("A move removes the element from its list (LREM), which shifts the elements after it: the idx this element was read at would name another one."),
+					 errhint("Move the elements in one statement and change the others in another.")));
+		pfree((char *) o.key);
+		return;
+	}
+	e = hash_search(ms->held, &o, HASH_ENTER, &found);
+	if (found)
+		pfree((char *) o.key);	/* the entry has its own */
+	e->moved_onto = true;
+}
+
+/*
  * For an UPDATE that may move rows: ERROR if the row (old identity
  * old/oldnulls) was overwritten by a row the statement moved onto it, or
  * if it moves (new row values/nulls) onto a row the statement met and
@@ -1479,6 +1528,11 @@ check_moves(RedisModifyState *ms, Datum *old, bool *oldnulls, Datum *values,
 
 	if (ms->held == NULL)
 		return;
+	if (ms->tbl->type == REDIS_LIST)
+	{
+		check_list_moves(ms, old, oldnulls, values, nulls);
+		return;
+	}
 	cxt = MemoryContextSwitchTo(GetMemoryChunkContext(ms));
 	o = identity(ms->tbl, old, oldnulls);
 	n = identity(ms->tbl, values, nulls);
