@@ -690,14 +690,23 @@ exec_join(CustomScanState *node)
 
 /*
  * ReScanCustomScan: start over from the first outer row (a round still on
- * its way is dropped when its replies arrive).
+ * its way is dropped when its replies arrive).  ExecReScan does not know the
+ * outer plan (a custom_ps child, not lefttree), so the changed parameters
+ * are passed down here, as nodeAppend.c does: without them a child that
+ * caches its output across rescans (a function scan's tuplestore, a hash
+ * join's hash table, a sort) would replay what it computed for the previous
+ * parameter values.  An outer plan with changed parameters is rescanned by
+ * its next ExecProcNode.
  */
 static void
 rescan_join(CustomScanState *node)
 {
 	RedisJoinState *js = (RedisJoinState *) node;
 
-	ExecReScan(js->outer);
+	if (node->ss.ps.chgParam != NULL)
+		UpdateChangedParamSet(js->outer, node->ss.ps.chgParam);
+	if (js->outer->chgParam == NULL)
+		ExecReScan(js->outer);
 	js->cur = -1;
 	js->batches[0].sent = js->batches[1].sent = false;
 	js->batches[0].n = js->batches[1].n = 0;
