@@ -769,6 +769,9 @@ elasticBeginForeignScan(ForeignScanState *node, int eflags)
 	ElasticScanState *st = PgpolyScanBegin(sizeof(ElasticScanState), &ElasticStore,
 										   node, eflags);
 
+	/* SKIP LOCKED is an ERROR at once: nothing is locked to skip */
+	(void) PgpolyScanRowMarked(node->ss.ps.state, PgpolyScanRelid(fs), &ElasticStore, NULL);
+
 	st->mode = intVal(list_nth(fs->fdw_private, EPRIV_MODE));
 	spec_from_private(&st->spec, fs->fdw_private);
 	st->tbl = ElasticLoadTable(st->core.relid, st->core.userid);

@@ -1244,34 +1244,13 @@ target_operation(EState *estate, Index rti)
 
 /*
  * Whether the scan of range table entry rti carries a row mark of some
- * strength (FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE, FOR KEY SHARE; found
- * in the statement's flat PlanRowMark list, offset like scanrelid).  The
- * rowmark PostgreSQL adds to the other relations of an UPDATE or DELETE
- * has none.  Redis holds no row locks: NOWAIT never waits anyway, but
- * SKIP LOCKED cannot skip what another transaction read, so it is an
- * ERROR rather than a silently unlocked queue.
+ * strength (PgpolyScanRowMarked: SKIP LOCKED is an ERROR).
  */
 static bool
 scan_row_marked(EState *estate, Index rti)
 {
-	ListCell   *lc;
-
-	foreach(lc, estate->es_plannedstmt->rowMarks)
-	{
-		PlanRowMark *rc = lfirst(lc);
-
-		if (rc->rti != rti || rc->strength == LCS_NONE)
-			continue;
-		if (rc->waitPolicy == LockWaitSkip)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("SKIP LOCKED is not supported for Redis foreign table \"%s\"",
-							get_rel_name(exec_rt_fetch(rti, estate)->relid)),
-					 errdetail("Redis holds no row locks, so rows another transaction reads cannot be skipped."),
-					 errhint("Remove SKIP LOCKED; in write_mode 'transactional' FOR UPDATE watches the keys read instead.")));
-		return true;
-	}
-	return false;
+	return PgpolyScanRowMarked(estate, rti, &RedisStore,
+							   "Remove SKIP LOCKED; in write_mode 'transactional' FOR UPDATE watches the keys read instead.");
 }
 
 /*

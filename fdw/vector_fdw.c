@@ -904,6 +904,9 @@ vectorBeginForeignScan(ForeignScanState *node, int eflags)
 	VectorScanState *st = PgpolyScanBegin(sizeof(VectorScanState), &VectorStore,
 										  node, eflags);
 
+	/* SKIP LOCKED is an ERROR at once: nothing is locked to skip */
+	(void) PgpolyScanRowMarked(node->ss.ps.state, PgpolyScanRelid(fs), &VectorStore, NULL);
+
 	st->kinds = list_nth(fs->fdw_private, VPRIV_KINDS);
 	st->cond_keys = list_nth(fs->fdw_private, VPRIV_COND_KEYS);
 	st->cond_ops = list_nth(fs->fdw_private, VPRIV_COND_OPS);

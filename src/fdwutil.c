@@ -178,6 +178,43 @@ PgpolyCheckServerUsage(ForeignServer *server)
 }
 
 /*
+ * Whether the scan of range table entry rti carries a row mark of some
+ * strength (FOR UPDATE, FOR NO KEY UPDATE, FOR SHARE, FOR KEY SHARE; found
+ * in the statement's flat PlanRowMark list, offset like scanrelid).  The
+ * rowmark PostgreSQL adds to the other relations of an UPDATE or DELETE
+ * has none.  No store holds row locks: NOWAIT never waits anyway, but SKIP
+ * LOCKED cannot skip a row another transaction is working on, so it is an
+ * ERROR (with the store's hint, or a plain one) rather than a silently
+ * unlocked queue handing every worker the same rows.
+ */
+bool
+PgpolyScanRowMarked(EState *estate, Index rti, const PgpolyStore *store,
+					const char *hint)
+{
+	ListCell   *lc;
+
+	foreach(lc, estate->es_plannedstmt->rowMarks)
+	{
+		PlanRowMark *rc = lfirst(lc);
+
+		if (rc->rti != rti || rc->strength == LCS_NONE)
+			continue;
+		if (rc->waitPolicy == LockWaitSkip)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("SKIP LOCKED is not supported for %s foreign table \"%s\"",
+							store->label,
+							get_rel_name(exec_rt_fetch(rti, estate)->relid)),
+					 errdetail("%s holds no row locks, so rows another transaction reads cannot be skipped.",
+							   store->label),
+					 errhint("%s", hint ? hint :
+							 "Remove SKIP LOCKED; FOR UPDATE and FOR SHARE lock nothing in the store either.")));
+		return true;
+	}
+	return false;
+}
+
+/*
  * The range table index of the foreign table a ForeignScan reads: its
  * scanrelid, or for a scan that replaces an upper relation (pushed LIMIT,
  * count, k-NN) the one base relation it covers.

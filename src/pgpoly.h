@@ -482,6 +482,8 @@ typedef struct PgpolyScanState
 	bool		started;		/* the current (re)scan has started */
 } PgpolyScanState;
 
+extern bool PgpolyScanRowMarked(struct EState *estate, Index rti,
+								const PgpolyStore *store, const char *hint);
 extern void *PgpolyScanBegin(Size size, const PgpolyStore *store,
 							 struct ForeignScanState *node, int eflags);
 extern MemoryContext PgpolyScanStart(PgpolyScanState *ss);
