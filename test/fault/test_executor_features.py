@@ -19,16 +19,23 @@ B commits; A re-checks the changed row (EPQ).  The foreign table's row is
 then the one the statement first read (PostgreSQL copies a foreign row into
 the plan, ROW_MARK_COPY), as a native row is re-fetched by its TID.
 
-Single-session features: MERGE with the table as target (an ERROR, 0A000),
-FOR UPDATE/SHARE NOWAIT/SKIP LOCKED naming the table, COPY FROM into it
-and COPY (SELECT ...) TO, INSERT through a partitioned table with a foreign
-partition and an UPDATE moving a row from the native partition into it,
-INSERT with RETURNING and a row trigger (batch_size 2), LATERAL subqueries
-re-scanning the table with changing parameters, window functions, GROUPING
-SETS, UNION ALL of two scans with LIMIT, SCROLL cursors fetched backwards,
-TABLESAMPLE (an ERROR as on any foreign table); column DEFAULTs, stored
-generated columns and a domain with a CHECK, then a dropped and an added
-column, under prepared generic plans.
+Single-session features: MERGE INTO loc USING the table, FOR UPDATE/SHARE
+(NOWAIT, and SKIP LOCKED naming only loc) with the table, COPY FROM into it
+and COPY (SELECT ...) TO, INSERT ... RETURNING (batch_size 2) also inside
+a writing WITH feeding loc's row trigger, LATERAL and correlated subqueries
+re-scanning the table with changing parameters -- also joins to it whose
+other side is a function scan, a hash join or a sorted LIMIT reading the
+parameters (on Redis the Batched Join, which replayed the first parameters'
+rows) --, window functions, GROUPING SETS, UNION ALL of two scans with
+LIMIT, SCROLL cursors fetched backwards.  Redis and Elasticsearch: a
+partitioned table with a native and a foreign partition (a stored
+generated column, a row trigger on the partition): routed INSERT with
+RETURNING, COPY, UPDATE moving rows into the foreign partition; moving one
+out of it is refused (23514, README).  Column DEFAULTs, a stored generated
+column and a domain with a CHECK, then a dropped and an added column,
+under prepared generic plans.  Clear ERRORs (0A000) where there is no
+answer: TABLESAMPLE, MERGE into the table, SKIP LOCKED naming it (no store
+holds row locks to skip).
 
 Environment: EXEC_FEAT_SEED (default 20261203), EXEC_FEAT_ROUNDS (EPQ
 scenarios per table, default 12: about 15 s), EXEC_FEAT_TABLES (a comma list of f_*
@@ -252,12 +259,11 @@ def exercise_epq(admin, a, b, rnd, t):
     return n
 
 
-def single(admin, t, rows, script, setup=None, fresh=True):
+def single(admin, t, rows, script):
     """script (statements with @R@) in one session on the table and its twin."""
     out = []
     for table in (t.f, t.n):
-        if fresh:
-            reset(admin, t, table, [(i, KEYS[i % len(KEYS)], i) for i in LOC_IDS], rows)
+        reset(admin, t, table, [(i, KEYS[i % len(KEYS)], i) for i in LOC_IDS], rows)
         res = []
         for s in script:
             s = s.replace("@R@", table).replace("@K@", t.k)
@@ -268,7 +274,7 @@ def single(admin, t, rows, script, setup=None, fresh=True):
     return compare("single", t, out[0], out[1], script)
 
 
-def exercise_single(admin, rnd, t):
+def exercise_single(admin, t):
     rows = [(k, i, ["x", "y", None][i % 3]) for i, k in enumerate(KEYS[:5])]
     n = 0
     scripts = [
@@ -398,10 +404,8 @@ def exercise_partitions(admin, t, fopts):
     return 1 if ok else 0
 
 
-def exercise_columns(admin, rnd, t):
+def exercise_columns(admin, t):
     """DEFAULT, stored generated column, domain CHECK; DROP/ADD COLUMN; generic plans."""
-    ok = True
-    defs = {"f": None, "n": None}
     script = [
         "INSERT INTO @G@ (@K@) VALUES ('g1') RETURNING *",
         "INSERT INTO @G@ (@K@, a, d) VALUES ('g2', 5, 3), ('g3', 6, 1), ('g4', 1, 2) RETURNING *",
@@ -502,11 +506,11 @@ def test():
         if only and t.f not in only.split(","):
             continue
         n = exercise_epq(admin, a, b, rnd, t)
-        n += exercise_single(admin, rnd, t)
+        n += exercise_single(admin, t)
         n += exercise_errors(admin, t)
         if not t.vec:       # (a vector row needs an embedding)
             n += exercise_partitions(admin, t, t.fopts)
-        n += exercise_columns(admin, rnd, t)
+        n += exercise_columns(admin, t)
         print("%s: %d scenarios compared" % (t.f, n), flush=True)
     for t in tables:
         admin.run_raw("DELETE FROM %s; DELETE FROM %s_gf" % (t.f, t.f))
