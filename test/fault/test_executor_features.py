@@ -307,6 +307,16 @@ def exercise_single(admin, t):
          "LEFT JOIN @R@ r ON r.@K@ = 'k' || g) s ON true",
          "SELECT loc.id FROM loc WHERE EXISTS (SELECT FROM generate_series(loc.id, 6) g "
          "JOIN @R@ r ON r.@K@ = 'k' || g WHERE r.a > 3)"],
+        # joins to the table under window functions, GROUPING SETS, and a
+        # UNION ALL stopped early by LIMIT (the Redis Batched Join mid-round)
+        ["SELECT loc.id, r.a, sum(r.a) OVER (ORDER BY loc.id), rank() OVER "
+         "(PARTITION BY r.t ORDER BY r.a) FROM loc JOIN @R@ r ON r.@K@ = loc.rk",
+         "SELECT r.t, loc.v > 2, count(*), sum(loc.v) FROM loc LEFT JOIN @R@ r "
+         "ON r.@K@ = loc.rk GROUP BY GROUPING SETS ((r.t), (loc.v > 2), ())",
+         "SELECT count(*) FROM (SELECT loc.id FROM loc JOIN @R@ r ON r.@K@ = loc.rk "
+         "UNION ALL SELECT loc.id FROM loc JOIN @R@ r ON r.@K@ = loc.rk LIMIT 3) s",
+         "SELECT loc.id, (SELECT count(*) FROM (SELECT 1 FROM loc l2 JOIN @R@ r ON "
+         "r.@K@ = l2.rk WHERE l2.id > loc.id LIMIT 2) x) FROM loc"],
         # scrollable cursor fetched backwards
         ["BEGIN", "DECLARE c SCROLL CURSOR FOR SELECT @K@, a FROM @R@ ORDER BY @K@",
          "FETCH 3 FROM c", "FETCH BACKWARD 2 FROM c", "FETCH ABSOLUTE -1 FROM c",
