@@ -183,6 +183,44 @@ def redis(db):
     s.close()
 
 
+def outbox(db):
+    """An outbox table dropped (drained, or with changes queued) and created
+    again under its name."""
+    ok(pgtest.psql("CREATE SERVER ddl_ob FOREIGN DATA WRAPPER pgpoly_redis "
+                   "OPTIONS (port '%s', connect_timeout_ms '200');" % REDIS_PORT, db=db), "setup")
+    table = ("CREATE FOREIGN TABLE ddl_o (id text OPTIONS (key 'true'), v text) SERVER ddl_ob "
+             "OPTIONS (key_prefix '%s%%s:', write_mode 'outbox');" % PFX)
+    s = pgtest.Session(db)
+    ok(s.run(table % "o1" + "INSERT INTO ddl_o VALUES ('1', 'x');"), "write o1")
+    r = ok(s.run("SELECT pgpoly.sync_wait('public.ddl_o', '20 s');"), "wait o1")
+    pgtest.check(r.out.strip() == "t", "outbox: delivered: %r" % r.out)
+    ok(s.run("DROP FOREIGN TABLE ddl_o;" + table % "o2"), "drop and create again")
+    r = s.run("INSERT INTO ddl_o VALUES ('2', 'y');")
+    pgtest.check(r.rc == 0, "outbox: a table created again under the name of a drained, "
+                 "dropped one takes writes: %s" % r.err)
+    r = ok(s.run("SELECT pgpoly.sync_wait('public.ddl_o', '20 s');"), "wait o2")
+    pgtest.check(redis_keys(PFX + "o[12]:*") == [PFX + "o1:1", PFX + "o2:2"],
+                 "outbox: both delivered: %s" % redis_keys(PFX + "o[12]:*"))
+    # dropped with a change queued (its store down): failing, with a clear error
+    ok(s.run("ALTER SERVER ddl_ob OPTIONS (SET port '1');"
+             "INSERT INTO ddl_o VALUES ('3', 'z'); DROP FOREIGN TABLE ddl_o;"
+             "ALTER SERVER ddl_ob OPTIONS (SET port '%s');" % REDIS_PORT), "drop with a change queued")
+    got = pgtest.wait_for(lambda: s.value(
+        "SELECT state || ' ' || last_error FROM pgpoly.sync_status WHERE name = 'public.ddl_o';")
+        .startswith("failing the foreign table"), timeout=20)
+    pgtest.check(got, "outbox: the sync of a table dropped with changes queued is failing and "
+                 "says why: %r" % s.value("SELECT state, last_error FROM pgpoly.sync_status;"))
+    r = s.run(table % "o3" + "INSERT INTO ddl_o VALUES ('4', 'w');")
+    pgtest.check(r.sqlstate == "42710", "outbox: its name stays taken while it holds "
+                 "changes: %s" % r.err)
+    ok(s.run("SELECT pgpoly.drop_sync('public.ddl_o'); INSERT INTO ddl_o VALUES ('4', 'w');"),
+       "write after drop_sync")
+    r = ok(s.run("SELECT pgpoly.sync_wait('public.ddl_o', '20 s');"), "wait o3")
+    pgtest.check(r.out.strip() == "t" and redis_keys(PFX + "o3:*") == [PFX + "o3:4"],
+                 "outbox: delivered after drop_sync: %s" % redis_keys(PFX + "o3:*"))
+    s.close()
+
+
 def drop_extension(db):
     """DROP EXTENSION pgpoly CASCADE and CREATE EXTENSION in one session
     while another that used the extension stays open, then both use it."""
@@ -226,6 +264,7 @@ def test():
         vector(db, chroma)
     else:
         print("note: CHROMA_URL not set, vector part skipped")
+    outbox(db)
     drop_extension(pgtest.create_db("pgpoly_ddl_x"))
     pgtest.check_pg_log(mark)
 
