@@ -13,6 +13,7 @@ new months are made.
 """
 
 import atexit
+import difflib
 import os
 import subprocess
 
@@ -165,6 +166,14 @@ def query(sql, db):
     return r.out
 
 
+def same(expected, got, dst, what):
+    """Check that dst answered as the source did (else show the diff)."""
+    if got != expected:
+        diff = "\n".join(difflib.unified_diff(expected.split("\n"), got.split("\n"),
+                                              "source", dst, lineterm=""))
+        pgtest.check(False, "%s in %s answer as in the source:\n%s" % (what, dst, diff))
+
+
 def test():
     pfx = "pgpoly_dump_%d:" % os.getpid()
     src = pgtest.create_db("pgpoly_dumpall_src")
@@ -195,22 +204,10 @@ def test():
     pgtest.check(p.returncode == 0, "the plain dump restores with ON_ERROR_STOP: %s" % p.stderr)
 
     for dst in (dst_c, dst_p):
-        after = query(CHECK, dst)
-        if after != before:
-            import difflib
-            diff = "\n".join(difflib.unified_diff(before.split("\n"), after.split("\n"),
-                                                  "source", dst, lineterm=""))
-            pgtest.check(False, "reads in %s equal the source's:\n%s" % (dst, diff))
-
+        same(before, query(CHECK, dst), dst, "reads")
     # the same writes in the source and in each restored copy answer alike
     src_w = query(WRITES, src)
     for dst in (dst_c, dst_p):
-        w = query(WRITES, dst)
-        if w != src_w:
-            import difflib
-            diff = "\n".join(difflib.unified_diff(src_w.split("\n"), w.split("\n"),
-                                                  "source", dst, lineterm=""))
-            pgtest.check(False, "writes in %s answer as in the source:\n%s" % (dst, diff))
-
+        same(src_w, query(WRITES, dst), dst, "writes")
 
 pgtest.main(test)
