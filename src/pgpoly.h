@@ -223,8 +223,9 @@ typedef struct PgpolyStore
 	 * "index", vector "collection"; default: the table's name).  A read
 	 * overlays only the buffered writes made for the target the table names
 	 * now (PgpolyPendingWrites): those made before an ALTER or RENAME that
-	 * moved it go to the old target at COMMIT.  NULL: every write names its
-	 * target itself (Redis keys carry key_prefix).
+	 * moved it go to the old target at COMMIT (outbox writes go where the
+	 * table points at delivery: always overlaid).  NULL: every write names
+	 * its target itself (Redis keys carry key_prefix).
 	 */
 	const char *target_option;
 } PgpolyStore;
@@ -370,7 +371,9 @@ typedef struct PgpolyWrite
 	bool		outbox;			/* write_mode 'outbox': seen by the
 								 * transaction's reads, never sent */
 	const char *target;			/* the table's target when it was written
-								 * (PgpolyStore.target_option), or NULL */
+								 * (PgpolyStore.target_option), or NULL
+								 * (outbox: where the table points when it
+								 * is delivered) */
 	void	   *payload;
 } PgpolyWrite;
 
@@ -410,7 +413,7 @@ typedef struct PgpolyWriter
 	Oid			relid;
 	bool		transactional;	/* buffered: transactional or outbox */
 	bool		outbox;
-	const char *target;			/* buffered: the table's target, in
+	const char *target;			/* transactional: the table's target, in
 								 * TopTransactionContext (or NULL) */
 	int			batch_size;
 	PgpolySendWrites send;		/* immediate mode */

@@ -446,8 +446,12 @@ PgpolyWriterInit(PgpolyWriter *w, PgpolyConnection *conn, Oid relid,
 	w->relid = relid;
 	w->transactional = mode != PGPOLY_WRITE_IMMEDIATE;
 	w->outbox = mode == PGPOLY_WRITE_OUTBOX;
+	/*
+	 * An outbox write goes where the table points when the worker delivers
+	 * it, so every read overlays it: no target of its own.
+	 */
 	w->target = NULL;
-	if (w->transactional)
+	if (mode == PGPOLY_WRITE_TRANSACTIONAL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 

@@ -90,6 +90,17 @@ def elastic(db):
                  "ES: r1 went to ddl_ren_a: %s %s"
                  % (es_ids(es, "ddl_ren_a"), es_ids(es, "ddl_ren_b")))
 
+    # an outbox write is delivered where the table points then: reads show it
+    ok(s.run("CREATE FOREIGN TABLE ddl_eo (_id text, v text) SERVER ddl_es "
+             "OPTIONS (index 'ddl_ren_a', write_mode 'outbox');"), "outbox table")
+    ok(s.run("BEGIN; INSERT INTO ddl_eo VALUES ('o1', 'x');"
+             "ALTER FOREIGN TABLE ddl_eo OPTIONS (SET index 'ddl_ren_b');"), "outbox write, alter")
+    r = ok(s.run("SELECT _id FROM ddl_eo;"), "outbox read")
+    pgtest.check(rows(r) == ["o1"], "ES outbox: the write shows on the new index: %s" % rows(r))
+    r = ok(s.run("COMMIT; SELECT pgpoly.sync_wait('public.ddl_eo', '20 s');"), "outbox commit")
+    pgtest.check(r.out.strip() == "t" and es_ids(es, "ddl_ren_b") == ["o1"],
+                 "ES outbox: delivered to the new index: %s" % es_ids(es, "ddl_ren_b"))
+
     # prepared statements with a generic plan follow the new index
     ok(s.run("SET plan_cache_mode = force_generic_plan;"
              "PREPARE ddl_es_sel(text) AS SELECT v FROM ddl_e WHERE _id = $1;"
