@@ -71,7 +71,8 @@ const PgpolyStore ElasticStore = {
 	elastic_disconnect,
 	ElasticSendWrites,
 	pgpoly_elastic_handler,
-	ElasticConflictColumns
+	ElasticConflictColumns,
+	.target_option = "index"
 };
 
 /* One mapped leaf field, over the indexes the index name reaches. */

@@ -72,7 +72,8 @@ const PgpolyStore VectorStore = {
 	service_disconnect,
 	VectorSendWrites,			/* flush: the buffered writes, batched */
 	pgpoly_vector_handler,
-	VectorConflictColumns
+	VectorConflictColumns,
+	.target_option = "collection"
 };
 
 /* The provider named by server's option provider (validated: known). */

@@ -217,6 +217,17 @@ typedef struct PgpolyStore
 	 * and without ERROR, forget or close what buffered() sent ahead.
 	 */
 	void		(*xact_end) (struct PgpolyConnection *conn, bool commit);
+	/*
+	 * Optional: the foreign-table option naming where the table's rows
+	 * live when a buffered write does not carry it in its key (Elasticsearch
+	 * "index", vector "collection"; default: the table's name).  A read
+	 * overlays only the buffered writes made for the target the table names
+	 * now (PgpolyPendingWrites): those made before an ALTER or RENAME that
+	 * moved it go to the old target at COMMIT (outbox writes go where the
+	 * table points at delivery: always overlaid).  NULL: every write names
+	 * its target itself (Redis keys carry key_prefix).
+	 */
+	const char *target_option;
 } PgpolyStore;
 
 /* Cache key: one connection per server and user mapping. */
@@ -359,6 +370,10 @@ typedef struct PgpolyWrite
 	int			level;			/* subtransaction nest level that wrote it */
 	bool		outbox;			/* write_mode 'outbox': seen by the
 								 * transaction's reads, never sent */
+	const char *target;			/* the table's target when it was written
+								 * (PgpolyStore.target_option), or NULL
+								 * (outbox: where the table points when it
+								 * is delivered) */
 	void	   *payload;
 } PgpolyWrite;
 
@@ -398,6 +413,8 @@ typedef struct PgpolyWriter
 	Oid			relid;
 	bool		transactional;	/* buffered: transactional or outbox */
 	bool		outbox;
+	const char *target;			/* transactional: the table's target, in
+								 * TopTransactionContext (or NULL) */
 	int			batch_size;
 	PgpolySendWrites send;		/* immediate mode */
 	List	   *pending;		/* immediate mode: payloads not yet sent */

@@ -98,6 +98,7 @@
 /* Saved plans (TopMemoryContext, kept by SPI). */
 static SPIPlanPtr FindSyncPlan = NULL;
 static SPIPlanPtr MakeSyncPlan = NULL;
+static SPIPlanPtr StaleSyncPlan = NULL;
 static SPIPlanPtr EntryPlan = NULL;
 static SPIPlanPtr IsolatedPlan = NULL;	/* the worker's (queue_isolated) */
 
@@ -139,25 +140,34 @@ find_sync(Oid relid)
 }
 
 /*
- * The id of relid's outbox sync (key column key_att), made by the first
- * COMMIT that queues a change of relid.  Read with the latest snapshot, so
- * that a sync another transaction made after this one's snapshot is found
- * (not made twice) at any isolation level; its row is key-share locked
- * until COMMIT, so drop_sync waits for the changes to be queued.
+ * Make relid's outbox sync (named name, key column key_att) unless one of
+ * that name exists; whether it was made.  A sync of that name left behind
+ * by a dropped outbox table with nothing queued and no dead letters is
+ * removed first: it has nothing to deliver, and a table created again under
+ * the name would otherwise refuse every write (42710).
  */
-static int32
-outbox_sync(Oid relid, AttrNumber key_att)
+static bool
+make_sync(Oid relid, const char *name, AttrNumber key_att)
 {
 	Oid			types[3] = {OIDOID, TEXTOID, INT2OID};
 	Datum		values[3];
-	char	   *name = SyncQualifiedName(relid);
-	int32		id = find_sync(relid);
 
-	if (id != 0)
-		return id;
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = CStringGetTextDatum(name);
 	values[2] = Int16GetDatum(key_att);
+	if (SPI_execute_snapshot(saved_plan(&StaleSyncPlan,
+										"DELETE FROM pgpoly.syncs s WHERE s.name = $2 "
+										"AND s.kind = 'outbox' AND s.target OPERATOR(pg_catalog.<>) $1 "
+										"AND NOT EXISTS (SELECT FROM pg_catalog.pg_class c "
+										"WHERE c.oid OPERATOR(pg_catalog.=) s.target) "
+										"AND NOT EXISTS (SELECT FROM pgpoly.sync_queue q "
+										"WHERE q.sync_id OPERATOR(pg_catalog.=) s.sync_id) "
+										"AND NOT EXISTS (SELECT FROM pgpoly.sync_dead_letters d "
+										"WHERE d.sync_id OPERATOR(pg_catalog.=) s.sync_id)",
+										3, types),
+							 values, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 false, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "removing the outbox sync of a dropped table failed");
 	if (SPI_execute_snapshot(saved_plan(&MakeSyncPlan,
 										"INSERT INTO pgpoly.syncs (name, kind, target, key_attnum, "
 										"target_key_attnum, source_attnums, target_attnums, owner) "
@@ -167,6 +177,25 @@ outbox_sync(Oid relid, AttrNumber key_att)
 							 values, NULL, GetLatestSnapshot(), InvalidSnapshot,
 							 false, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "making the outbox sync of relation %u failed", relid);
+	return SPI_processed > 0;
+}
+
+/*
+ * The id of relid's outbox sync (key column key_att), made by the first
+ * COMMIT that queues a change of relid.  Read with the latest snapshot, so
+ * that a sync another transaction made after this one's snapshot is found
+ * (not made twice) at any isolation level; its row is key-share locked
+ * until COMMIT, so drop_sync waits for the changes to be queued.
+ */
+static int32
+outbox_sync(Oid relid, AttrNumber key_att)
+{
+	char	   *name = SyncQualifiedName(relid);
+	int32		id = find_sync(relid);
+
+	if (id != 0)
+		return id;
+	make_sync(relid, name, key_att);
 	id = find_sync(relid);
 	if (id == 0)
 		ereport(ERROR,
@@ -633,9 +662,17 @@ key_compare(OutboxTable *t, const char *lhs, const char *rhs, bool param)
 static void
 describe_table(SyncRow *s, OutboxTable *t)
 {
-	Relation	rel = relation_open(s->target, AccessShareLock);
-	TupleDesc	desc = RelationGetDescr(rel);
+	Relation	rel = try_relation_open(s->target, AccessShareLock);
+	TupleDesc	desc;
 
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the foreign table of outbox sync \"%s\" was dropped with changes not delivered",
+						s->name),
+				 errhint("Drop the sync with pgpoly.drop_sync(%s): its changes cannot be delivered.",
+						 quote_literal_cstr(s->name))));
+	desc = RelationGetDescr(rel);
 	t->relid = s->target;
 	t->rel = SyncQualifiedName(s->target);
 	t->natts = desc->natts;

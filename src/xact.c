@@ -66,7 +66,9 @@
 #include "access/xact.h"
 #include "lib/stringinfo.h"
 #include "utils/hsearch.h"
+#include "foreign/foreign.h"
 #include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
@@ -220,9 +222,30 @@ PgpolyChangesDelivered(void)
 	return DeliveringChanges;
 }
 
-/* Buffer payload for relid on conn; outbox: never sent. */
+/*
+ * Where foreign table relid of store keeps its rows now, when its writes do
+ * not say it themselves (PgpolyStore.target_option, by default the table's
+ * name); NULL for a store whose writes do.  palloc'd in the current memory
+ * context.
+ */
+static char *
+table_target(const PgpolyStore *store, Oid relid)
+{
+	ForeignTable *ft;
+	char	   *name;
+
+	if (store->target_option == NULL)
+		return NULL;
+	ft = GetForeignTable(relid);
+	name = get_rel_name(relid);
+	return pstrdup(PgpolyGetOption(ft->options, store->target_option,
+								   name ? name : ""));
+}
+
+/* Buffer payload for relid on conn, for target; outbox: never sent. */
 static void
-buffer_write(PgpolyConnection *conn, Oid relid, void *payload, bool outbox)
+buffer_write(PgpolyConnection *conn, Oid relid, const char *target,
+			 void *payload, bool outbox)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 	PgpolyWrite *w = palloc(sizeof(PgpolyWrite));
@@ -230,6 +253,7 @@ buffer_write(PgpolyConnection *conn, Oid relid, void *payload, bool outbox)
 	w->relid = relid;
 	w->level = GetCurrentTransactionNestLevel();
 	w->outbox = outbox;
+	w->target = target;
 	w->payload = payload;
 	if (conn->writes == NIL)
 		WritingConnections = lappend(WritingConnections, conn);
@@ -246,7 +270,11 @@ buffer_write(PgpolyConnection *conn, Oid relid, void *payload, bool outbox)
 void
 PgpolyBufferWrite(PgpolyConnection *conn, Oid relid, void *payload)
 {
-	buffer_write(conn, relid, payload, false);
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	char	   *target = table_target(conn->store, relid);
+
+	MemoryContextSwitchTo(old);
+	buffer_write(conn, relid, target, payload, false);
 }
 
 /*
@@ -418,6 +446,18 @@ PgpolyWriterInit(PgpolyWriter *w, PgpolyConnection *conn, Oid relid,
 	w->relid = relid;
 	w->transactional = mode != PGPOLY_WRITE_IMMEDIATE;
 	w->outbox = mode == PGPOLY_WRITE_OUTBOX;
+	/*
+	 * An outbox write goes where the table points when the worker delivers
+	 * it, so every read overlays it: no target of its own.
+	 */
+	w->target = NULL;
+	if (mode == PGPOLY_WRITE_TRANSACTIONAL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		w->target = table_target(conn->store, relid);
+		MemoryContextSwitchTo(old);
+	}
 	w->batch_size = batch_size;
 	w->send = send;
 	w->pending = NIL;
@@ -456,7 +496,7 @@ PgpolyWriterAdd(PgpolyWriter *w, void *payload)
 
 	if (w->transactional)
 	{
-		buffer_write(w->conn, w->relid, payload, w->outbox);
+		buffer_write(w->conn, w->relid, w->target, payload, w->outbox);
 		return;
 	}
 	old = MemoryContextSwitchTo(w->batch_cxt);
@@ -503,20 +543,34 @@ PgpolyWriterFlush(PgpolyWriter *w)
  * The pending writes of relid on conn, in write order, as a new list (in
  * the caller's memory context) of PgpolyWrite pointers.  A scan node takes
  * this once at its start (PgpolyScanBegin), so it sees the writes of earlier
- * statements only, over every rescan and FETCH.
+ * statements only, over every rescan and FETCH.  Writes made for another
+ * target than the one the table names now (an ALTER FOREIGN TABLE of its
+ * index or collection, or a RENAME when the name is the target, since they
+ * were made) are left out: COMMIT sends them to their own target, which the
+ * table no longer reads.
  */
 List *
 PgpolyPendingWrites(PgpolyConnection *conn, Oid relid)
 {
 	List	   *result = NIL;
 	ListCell   *lc;
+	char	   *target = NULL;
+	bool		looked = false;
 
 	foreach(lc, conn->writes)
 	{
 		PgpolyWrite *w = lfirst(lc);
 
-		if (w->relid == relid)
-			result = lappend(result, w);
+		if (w->relid != relid)
+			continue;
+		if (!looked)
+		{
+			target = table_target(conn->store, relid);
+			looked = true;
+		}
+		if (target != NULL && w->target != NULL && strcmp(target, w->target) != 0)
+			continue;
+		result = lappend(result, w);
 	}
 	return result;
 }
