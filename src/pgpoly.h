@@ -377,9 +377,6 @@ typedef struct PgpolyWrite
 	void	   *payload;
 } PgpolyWrite;
 
-extern void PgpolyBufferWrite(PgpolyConnection *conn, Oid relid,
-							  void *payload);
-
 /* A foreign table's write_mode option. */
 typedef enum PgpolyWriteMode
 {

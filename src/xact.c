@@ -12,9 +12,9 @@
  * writes, and they reach the store in the order they were made.
  *
  * With write_mode 'transactional' a store does not send a write while the
- * statement runs: the payload goes to PgpolyBufferWrite(), which
- * appends it to the connection's list, tagged with the table and the
- * subtransaction nesting level.  Then:
+ * statement runs: PgpolyWriterAdd() appends the payload to the
+ * connection's list, tagged with the table, the table's target (see
+ * PgpolyPendingWrites) and the subtransaction nesting level.  Then:
  *	- later scans of the table in the same transaction ask for the pending
  *	  writes (PgpolyPendingWrites) when they start and overlay them:
  *	  read-your-writes, of the statements before (as a snapshot);
@@ -261,20 +261,6 @@ buffer_write(PgpolyConnection *conn, Oid relid, const char *target,
 	MemoryContextSwitchTo(old);
 	if (!outbox && conn->store->buffered)
 		conn->store->buffered(conn, payload);
-}
-
-/*
- * Buffer one write for relid on conn.  payload must have been allocated in
- * PgpolyWriteContext().
- */
-void
-PgpolyBufferWrite(PgpolyConnection *conn, Oid relid, void *payload)
-{
-	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
-	char	   *target = table_target(conn->store, relid);
-
-	MemoryContextSwitchTo(old);
-	buffer_write(conn, relid, target, payload, false);
 }
 
 /*
