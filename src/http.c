@@ -781,22 +781,12 @@ check_refused(PgpolyConnection *conn, PgpolyHttp *h, long status)
 	h->proven[h->current] = true;
 }
 
-/*
- * Send method path (relative to the base URL) with an optional body
- * (JSON unless content_type says otherwise) and return the response in
- * *resp (body palloc'd and NUL-terminated).  Connection failures fail over
- * to the next URL; with retries > 0, 429/502/503 are retried with backoff.
- * Any HTTP status but a redirect (an ERROR: never followed) is returned to
- * the caller; failures below HTTP ERROR.  With a probe_path, the first
- * request to each URL is that check (check_refused), whichever URL a
- * failover reaches.
- * The whole exchange is one request on conn (see PgpolyBeginRequest).
- */
-void
-PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
-				  const char *path, const char *body, size_t len,
-				  const char *content_type, int retries,
-				  PgpolyHttpResponse *resp)
+/* PgpolyHttpRequest of path and body already UTF-8. */
+static void
+http_request(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
+			 const char *path, const char *body, size_t len,
+			 const char *content_type, int retries,
+			 PgpolyHttpResponse *resp)
 {
 	TimestampTz deadline = PgpolyDeadline(conn->timeout_ms);
 	struct curl_slist *headers = NULL;
@@ -857,4 +847,31 @@ PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 		memcpy(resp->body, h->body, h->len);
 	resp->body[h->len] = '\0';
 	PgpolyEndRequest(conn);
+}
+
+/*
+ * Send method path (relative to the base URL) with an optional body
+ * (JSON unless content_type says otherwise) and return the response in
+ * *resp (body palloc'd and NUL-terminated).  Connection failures fail over
+ * to the next URL; with retries > 0, 429/502/503 are retried with backoff.
+ * Any HTTP status but a redirect (an ERROR: never followed) is returned to
+ * the caller; failures below HTTP ERROR.  With a probe_path, the first
+ * request to each URL is that check (check_refused), whichever URL a
+ * failover reaches.
+ * The whole exchange is one request on conn (see PgpolyBeginRequest).
+ * path and body are text in the database encoding, sent as UTF-8
+ * (PgpolyServerToStore: converted here once, the one point for every HTTP
+ * store; free in a UTF8 database); the response body is the store's UTF-8,
+ * as sent.
+ */
+void
+PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
+				  const char *path, const char *body, size_t len,
+				  const char *content_type, int retries,
+				  PgpolyHttpResponse *resp)
+{
+	if (body)
+		body = PgpolyServerToStore(body, &len, true);
+	http_request(conn, h, method, PgpolyServerToStoreCstr(path, true), body, len,
+				 content_type, retries, resp);
 }
