@@ -524,9 +524,32 @@ client_of(PgpolyConnection *conn)
 }
 
 /*
+ * Append the UTF-8 character at s (len bytes at most) to buf in the database
+ * encoding (not UTF8) and return its length; 0 (nothing appended) if s
+ * holds no valid UTF-8 character the database encoding has.
+ */
+static int
+store_char(StringInfo buf, const char *s, size_t len)
+{
+	int			n = pg_encoding_verifymbchar(PG_UTF8, s, (int) Min(len, 8));
+	size_t		clen;
+	const char *conv;
+
+	if (n <= 0)
+		return 0;
+	clen = n;
+	conv = PgpolyStoreToServerOrNull(pnstrdup(s, n), &clen, "a character");
+	if (conv == NULL)
+		return 0;
+	appendBinaryStringInfo(buf, conv, clen);
+	return n;
+}
+
+/*
  * An excerpt of text (len bytes) a store sent, to quote in a message: at
- * most EXCERPT_BYTES of it ("..." marks a cut), control bytes and bytes not
- * valid in the database encoding as \xNN, and every secret of conn's HTTP
+ * most EXCERPT_BYTES of it ("..." marks a cut), its UTF-8 characters in
+ * the database encoding (store_char), control bytes and bytes valid in
+ * neither as \xNN, and every secret of conn's HTTP
  * client (PgpolyHttpConfig.secrets, the basic-auth token) as "********":
  * a service that echoes a request header must not put a credential into a
  * message.  palloc'd; conn may be any store's connection.
@@ -552,6 +575,12 @@ PgpolyHttpExcerpt(PgpolyConnection *conn, const char *text, size_t len)
 		{
 			appendStringInfoString(&buf, "********");
 			i += secret;
+			continue;
+		}
+		if (c >= 0x80 && enc != PG_UTF8 && enc != PG_SQL_ASCII &&
+			(n = store_char(&buf, text + i, len - i)) > 0)
+		{
+			i += n;
 			continue;
 		}
 		n = c < 0x80 ? 1 : pg_encoding_verifymbchar(enc, text + i, (int) Min(len - i, 8));

@@ -247,6 +247,11 @@ def elastic_part(s, db, enc, vals, bad):
     http(url, "POST", "/%s/_bulk?refresh=true" % index, body, ndjson=True)
     r = fails(s, "SELECT * FROM docs WHERE n = 51;", "22P05", enc + " untranslatable ES value")
     check('title' in r.err, "%s: the error names the field: %s" % (enc, r.err))
+    # Messages quote the store's answer in the right characters.
+    missing = index + "_" + vals[0].lower()
+    ok(s, "CREATE FOREIGN TABLE nodocs (_id text) SERVER es OPTIONS (index %s);" % lit(missing))
+    r = fails(s, "SELECT * FROM nodocs;", "HV00R", enc + " missing index")
+    check(r.err.count(missing) >= 2, "%s: the message quotes the answer: %s" % (enc, r.err))
     ok(s, "SELECT pgpoly.elastic_request('es', 'DELETE', %s);" % lit("/" + index))
 
 
