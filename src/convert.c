@@ -45,6 +45,14 @@
  * 22021 (the caller's error context names the key or document and field),
  * never a truncated or unverified datum.
  *
+ * Character sets: stores hold text as UTF-8.  In a database of another
+ * encoding, store -> datum converts from UTF-8 (PgpolyTextToDatum,
+ * PgpolyBytesToDatum; PgpolyServerTextToDatum for text a converted jsonb
+ * gave) and datum -> store converts to UTF-8 (PgpolyDatumToBytes,
+ * PgpolyDatumBytesRef; HTTP bodies once in PgpolyHttpRequest).
+ * PgpolyDatumToText stays in the database encoding (SQL text).  bytea is
+ * never converted; UTF8 databases and ASCII text take no copy.
+ *
  * Key pushdown: PgpolyKeyEqualityIsByteEquality() decides when SQL
  * equality on a key column is equality of the stored bytes.  The Redis
  * scan's pushdown and the batched join both ask it, so the planner and
