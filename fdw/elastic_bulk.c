@@ -796,10 +796,13 @@ item_for(PgpolyConnection *conn, ElasticWrite *w, json_t *entry, int i,
 	json_object_foreach(entry, key, item)
 	{
 		json_t	   *id = json_object_get(item, "_id");
+		size_t		idlen = json_is_string(id) ? json_string_length(id) : 0;
+		const char *idtext = json_is_string(id) ?
+			PgpolyStoreToServer(json_string_value(id), &idlen, "document _id") : NULL;
 
 		if (id != NULL &&
-			!(json_is_string(id) && strlen(w->id) == json_string_length(id) &&
-			  memcmp(w->id, json_string_value(id), json_string_length(id)) == 0))
+			!(idtext != NULL && strlen(w->id) == idlen &&
+			  memcmp(w->id, idtext, idlen) == 0))
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 					 errmsg("Elasticsearch server \"%s\" answered the write of document \"%s\" of index \"%s\" with an item for document %s",
@@ -1038,8 +1041,11 @@ ids_searched(PgpolyConnection *conn, ElasticTable *tbl, char **ids, int n,
 		json_array_foreach(hits, k, hit)
 		{
 			json_t	   *id = json_object_get(hit, "_id");
+			size_t		idlen = json_is_string(id) ? json_string_length(id) : 0;
 			IdPos	   *e = json_is_string(id) ?
-				PgpolyKeyTableFind(map, json_string_value(id), json_string_length(id)) : NULL;
+				PgpolyKeyTableFind(map, PgpolyStoreToServer(json_string_value(id), &idlen,
+															"document _id"),
+								   idlen) : NULL;
 
 			if (e && hit_deleted(deleted, ids[e->pos], hit))
 			{

@@ -312,7 +312,8 @@ ElasticIndexPath(const char *index, const char *suffix)
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '/');
-	for (p = index; *p; p++)
+	/* the index name's UTF-8 bytes, percent-encoded */
+	for (p = PgpolyServerToStoreCstr(index, true); *p; p++)
 	{
 		unsigned char c = (unsigned char) *p;
 
@@ -509,6 +510,9 @@ ElasticParseJsonb(PgpolyConnection *conn, List **nuls, const char *body,
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
+		/* a character the database encoding lacks: not a malformed answer */
+		if (edata->sqlerrcode == ERRCODE_UNTRANSLATABLE_CHARACTER)
+			ReThrowError(edata);
 		/* PostgreSQL's JSON errors quote the body too. */
 		why = edata->detail ? edata->detail : edata->message;
 		ereport(ERROR,
@@ -726,7 +730,9 @@ walk_properties(ElasticMappingCache *m, json_t *props, const char *prefix,
 
 	json_object_foreach(props, key, def)
 	{
-		char	   *path = psprintf("%s%s", prefix, key);
+		size_t		keylen = strlen(key);
+		char	   *path = psprintf("%s%s", prefix,
+									PgpolyStoreToServer(key, &keylen, "mapping field name"));
 		json_t	   *sub = json_object_get(def, "properties");
 		const char *type = json_string_value(json_object_get(def, "type"));
 		const char *subname;

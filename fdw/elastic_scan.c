@@ -1129,9 +1129,9 @@ column_datum(ElasticColumn *col, char *text, size_t len)
 	/* a plain date (the column's fast path) is its own UTC day */
 	if (col->is_datetime && !col->is_array && col->basetype != TIMESTAMPTZOID &&
 		!(col->basetype == DATEOID && len == 10))
-		return datetime_from_instant(col, DatumGetTimestamp(PgpolyTextToDatum(&col->instant,
+		return datetime_from_instant(col, DatumGetTimestamp(PgpolyServerTextToDatum(&col->instant,
 																			 text, len)));
-	return PgpolyTextToDatum(&col->conv, text, len);
+	return PgpolyServerTextToDatum(&col->conv, text, len);
 }
 
 /*
@@ -1147,7 +1147,7 @@ routing_column(ElasticTable *tbl, const char *routing, Datum *values, bool *null
 		return;
 	nulls[att - 1] = routing == NULL;
 	if (routing)
-		values[att - 1] = PgpolyTextToDatum(&tbl->cols[att - 1].conv, routing,
+		values[att - 1] = PgpolyServerTextToDatum(&tbl->cols[att - 1].conv, routing,
 											strlen(routing));
 }
 

@@ -418,7 +418,8 @@ classify_quals(RedisRelInfo *ri, RelOptInfo *baserel)
 		ri->note = NULL;
 	else
 	{
-		char	   *full = psprintf("%s%s", ri->tbl->prefix, prefix ? prefix : "");
+		char	   *full = psprintf("%s%s", ri->tbl->prefix,
+								prefix ? PgpolyServerToStoreCstr(prefix, false) : "");
 
 		ri->pattern = psprintf("%s*", RedisGlobEscape(full, strlen(full)));
 		ri->nkeys_known = -1;

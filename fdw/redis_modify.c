@@ -637,7 +637,7 @@ reject_empty_hash(WriteBuilder *b)
 					   PgpolyPrintable(b->keybytes, b->keylen, 200))));
 }
 
-/* JSON object text of the table's field columns. */
+/* JSON object text (UTF-8) of the table's field columns. */
 static char *
 json_object_text(RedisTable *tbl, Datum *values, bool *nulls)
 {
@@ -661,7 +661,7 @@ json_object_text(RedisTable *tbl, Datum *values, bool *nulls)
 		PgpolyJsonAppendValue(&buf, values[i], col->typid, nulls[i]);
 	}
 	appendStringInfoChar(&buf, '}');
-	return buf.data;
+	return (char *) PgpolyServerToStoreCstr(buf.data, false);	/* as UTF-8 */
 }
 
 /*

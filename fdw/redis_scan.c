@@ -2249,7 +2249,7 @@ column_text(RedisScan *scan, RedisKeyState *st, int item, RedisColumn *col,
 					if (raw == NULL && nul)
 						PgpolyJsonNulError("the Redis JSON value", col->field, &col->conv);
 					if (raw != NULL)
-						s = raw;
+						s = (char *) PgpolyStoreToServer(raw, len, "the Redis JSON value");
 				}
 				return s;
 			}
@@ -2315,7 +2315,7 @@ state_row_values(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
 		if (text == NULL)
 			values[i] = (Datum) 0;
 		else if (tbl->type == REDIS_JSON && col->role == RCOL_FIELD)
-			values[i] = PgpolyTextToDatum(&col->conv, text, len);	/* JSON text */
+			values[i] = PgpolyServerTextToDatum(&col->conv, text, len); /* from jsonb */
 		else
 			values[i] = RedisTextDatum(tbl, i + 1, text, len);
 		if (tbl->target && text != NULL && misspelled == 0 &&

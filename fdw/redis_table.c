@@ -269,6 +269,9 @@ load_columns(RedisTable *tbl, Relation rel)
 		col->typmod = att->atttypmod;
 		col->field = pstrdup(PgpolyGetOption(opts, "field", col->name));
 		col->fieldlen = strlen(col->field);
+		/* a hash field is the store's UTF-8; a JSON field is read from jsonb */
+		if (tbl->type != REDIS_JSON)
+			col->field = (char *) PgpolyServerToStore(col->field, &col->fieldlen, false);
 		column_io(tbl, col);
 
 		if (column_is_key(opts, col->name))
@@ -354,7 +357,8 @@ load_table(Oid relid, Oid userid)
 	tbl->relname = get_rel_name(relid);
 	tbl->type_name = pstrdup(PgpolyGetOption(opts, "table_type", "hash"));
 	tbl->type = parse_table_type(tbl->type_name);
-	tbl->prefix = pstrdup(PgpolyGetOption(opts, "key_prefix", ""));
+	tbl->prefix = pstrdup(PgpolyServerToStoreCstr(PgpolyGetOption(opts, "key_prefix", ""),
+												  false));
 	tbl->prefixlen = strlen(tbl->prefix);
 	tbl->ttl_seconds = (int) PgpolyGetIntOption(opts, "ttl_seconds", -1);
 	tbl->fetch_size = (int) PgpolyGetIntOption(opts, "fetch_size", 1000);

@@ -117,6 +117,7 @@ typedef struct VectorRow
 	char	   *document;		/* NULL: none */
 	bool		document_nul;	/* the service's document held a NUL */
 	char	   *metadata;		/* JSON object text, NULL: none */
+	/* id, document and metadata are in the database encoding (converted) */
 	bool		has_distance;
 	double		distance;		/* in the operator's metric */
 	bool		distance_overflow;	/* no distance: the service's single

@@ -1373,7 +1373,7 @@ metadata_object(VectorTable *tbl, Datum value)
 {
 	Jsonb	   *jb = DatumGetJsonbP(value);
 	char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
-	json_t	   *obj = json_loads(text, 0, NULL);
+	json_t	   *obj = json_loads(PgpolyServerToStoreCstr(text, true), 0, NULL);	/* UTF-8 */
 
 	if (obj != NULL)
 		PgpolyJsonOwn(obj);
@@ -1420,7 +1420,7 @@ new_metadata(VectorTable *tbl, Datum *values, bool *nulls, Bitmapset *updated)
 			continue;
 		initStringInfo(&buf);
 		PgpolyJsonAppendValue(&buf, values[i], tbl->cols[i].typid, false);
-		v = json_loads(buf.data, JSON_DECODE_ANY, NULL);
+		v = json_loads(PgpolyServerToStoreCstr(buf.data, true), JSON_DECODE_ANY, NULL);
 		if (v == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),

@@ -396,7 +396,7 @@ filter_conditions(VectorTable *tbl, Jsonb *filter)
 static Datum
 exposed_metadata(VectorTable *tbl, const char *metadata, bool *isnull)
 {
-	Datum		all = PgpolyJsonbFromStore(metadata, strlen(metadata), NULL);
+	Datum		all = PgpolyJsonbFromServerText(metadata, strlen(metadata), NULL);
 	JsonbContainer *root = &DatumGetJsonbP(all)->root;
 	StringInfoData buf;
 

@@ -143,15 +143,18 @@ row_matches(VectorRow *row, List *conds)
 		return true;
 	if (row->metadata == NULL)
 		return false;
-	meta = json_loads(row->metadata, 0, NULL);
+	meta = json_loads(PgpolyServerToStoreCstr(row->metadata, true), 0, NULL);
 	if (meta == NULL)
 		return false;
 	foreach(lc, conds)
 	{
 		VectorCondEval *c = lfirst(lc);
-		json_t	   *val = json_loads(c->value, JSON_DECODE_ANY, NULL);
+		json_t	   *val = json_loads(PgpolyServerToStoreCstr(c->value, true),
+									 JSON_DECODE_ANY, NULL);
 
-		ok = val != NULL && value_matches(json_object_get(meta, c->key), c->op, val);
+		ok = val != NULL &&
+			value_matches(json_object_get(meta, PgpolyServerToStoreCstr(c->key, true)),
+						  c->op, val);
 		if (val)
 			json_decref(val);
 		if (!ok && c->or_else)
@@ -744,7 +747,7 @@ field_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 	*isnull = text == NULL;
 	if (text == NULL)
 		return (Datum) 0;
-	return PgpolyTextToDatum(&col->conv, text, len);
+	return PgpolyServerTextToDatum(&col->conv, text, len);
 }
 
 /* Datum of column col for row (isnull set); meta: the row's metadata. */
@@ -755,7 +758,7 @@ column_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 	switch (col->role)
 	{
 		case VCOL_ID:
-			return PgpolyTextToDatum(&col->conv, row->id, strlen(row->id));
+			return PgpolyServerTextToDatum(&col->conv, row->id, strlen(row->id));
 		case VCOL_EMBEDDING:
 			if (row->emb)
 				return VectorFloatsDatum(row->emb, row->dim, col);
@@ -764,7 +767,8 @@ column_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 			if (row->document_nul)
 				VectorDocumentNul(row, &col->conv);
 			if (row->document)
-				return PgpolyTextToDatum(&col->conv, row->document, strlen(row->document));
+				return PgpolyServerTextToDatum(&col->conv, row->document,
+											   strlen(row->document));
 			break;
 		case VCOL_METADATA:
 			if (meta->doc)
@@ -796,7 +800,7 @@ row_values(VectorTable *tbl, VectorRow *row, const char **what, Datum *values,
 	RowMeta		meta = {(Datum) 0, NIL};
 
 	if (row->metadata)
-		meta.doc = PgpolyJsonbFromStore(row->metadata, strlen(row->metadata),
+		meta.doc = PgpolyJsonbFromServerText(row->metadata, strlen(row->metadata),
 										&meta.nuls);
 	for (int i = 0; i < tbl->natts; i++)
 	{

@@ -447,7 +447,8 @@ VectorUrlSegment(const char *s)
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	for (; *s; s++)
+	/* the segment's UTF-8 bytes, percent-encoded */
+	for (s = PgpolyServerToStoreCstr(s, true); *s; s++)
 	{
 		unsigned char c = (unsigned char) *s;
 
@@ -475,7 +476,7 @@ VectorRecordId(PgpolyConnection *conn, json_t *id)
 				 errmsg("vector server \"%s\" sent a record id with a NUL character: \"%s\"",
 						conn->servername, PgpolyPrintable(s, len, 200)),
 				 errdetail("PostgreSQL text cannot hold NUL characters.")));
-	return pstrdup(s);
+	return pstrdup(PgpolyStoreToServer(s, &len, "record id"));
 }
 
 /*
@@ -502,9 +503,12 @@ char *
 VectorDocument(json_t *doc, bool *had_nul)
 {
 	const char *s = json_string_value(doc);
+	size_t		len = json_string_length(doc);
 
-	*had_nul = memchr(s, '\0', json_string_length(doc)) != NULL;
-	return pstrdup(s);
+	*had_nul = memchr(s, '\0', len) != NULL;
+	if (*had_nul)
+		return pstrdup(s);		/* an ERROR if read (VectorDocumentNul) */
+	return pstrdup(PgpolyStoreToServer(s, &len, "value for column \"document\""));
 }
 
 /*
@@ -544,7 +548,11 @@ VectorDocumentNul(VectorRow *row, PgpolyConv *conv)
 	PgpolyJsonNulError(psprintf("record \"%s\"", row->id), "document", conv);
 }
 
-/* Append a jansson value as JSON text, reals in shortest round-trip form. */
+/*
+ * Append a jansson value (UTF-8) as JSON text in the database encoding, as
+ * every request body is built (PgpolyHttpRequest sends it as UTF-8), reals
+ * in shortest round-trip form.
+ */
 void
 VectorAppendJson(StringInfo buf, json_t *v)
 {
@@ -562,7 +570,7 @@ VectorAppendJson(StringInfo buf, json_t *v)
 			{
 				if (i++ > 0)
 					appendStringInfoChar(buf, ',');
-				escape_json(buf, key);
+				escape_json(buf, PgpolyStoreToServerCstr(key, "metadata key"));
 				appendStringInfoChar(buf, ':');
 				VectorAppendJson(buf, m);
 			}
@@ -579,7 +587,13 @@ VectorAppendJson(StringInfo buf, json_t *v)
 			appendStringInfoChar(buf, ']');
 			break;
 		case JSON_STRING:
-			PgpolyJsonEscape(buf, json_string_value(v), json_string_length(v));
+			{
+				size_t		len = json_string_length(v);
+				const char *s = PgpolyStoreToServer(json_string_value(v), &len,
+													"metadata value");
+
+				PgpolyJsonEscape(buf, s, len);
+			}
 			break;
 		case JSON_INTEGER:
 			appendStringInfo(buf, "%lld", (long long) json_integer_value(v));

@@ -45,6 +45,14 @@
  * 22021 (the caller's error context names the key or document and field),
  * never a truncated or unverified datum.
  *
+ * Character sets: stores hold text as UTF-8.  In a database of another
+ * encoding, store -> datum converts from UTF-8 (PgpolyTextToDatum,
+ * PgpolyBytesToDatum; PgpolyServerTextToDatum for text a converted jsonb
+ * gave) and datum -> store converts to UTF-8 (PgpolyDatumToBytes,
+ * PgpolyDatumBytesRef; HTTP bodies once in PgpolyHttpRequest).
+ * PgpolyDatumToText stays in the database encoding (SQL text).  bytea is
+ * never converted; UTF8 databases and ASCII text take no copy.
+ *
  * Key pushdown: PgpolyKeyEqualityIsByteEquality() decides when SQL
  * equality on a key column is equality of the stored bytes.  The Redis
  * scan's pushdown and the batched join both ask it, so the planner and
@@ -63,6 +71,7 @@
 #include <math.h>
 
 #include "access/stratnum.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/shortest_dec.h"
 #include "mb/pg_wchar.h"
@@ -696,7 +705,9 @@ datum_out(PgpolyConv *conv, Datum value, bool raw, size_t *len)
  * need be), numbers and date/time types are written into buf
  * (PGPOLY_FORM_BUFSIZE bytes), other types (PGPOLY_CONV_GENERIC) are
  * their output function's text, palloc'd in the current context (the
- * caller may pfree it).  The result is not NUL-terminated
+ * caller may pfree it).  Text is the store's UTF-8: in a database of
+ * another encoding, non-ASCII text is a converted copy in the current
+ * context.  The result is not NUL-terminated
  * and lives as long as value, buf and the current context; its length in
  * *len.  For a caller that copies the bytes where they go at once (a
  * Redis command being laid out).
@@ -710,6 +721,9 @@ PgpolyDatumBytesRef(PgpolyConv *conv, Datum value, char *buf, size_t *len)
 	switch (conv->kind)
 	{
 		case PGPOLY_CONV_TEXT:
+			v = PG_DETOAST_DATUM_PACKED(value);
+			*len = VARSIZE_ANY_EXHDR(v);
+			return PgpolyServerToStore(VARDATA_ANY(v), len, false);
 		case PGPOLY_CONV_BYTEA:
 			v = PG_DETOAST_DATUM_PACKED(value);
 			*len = VARSIZE_ANY_EXHDR(v);
@@ -717,7 +731,7 @@ PgpolyDatumBytesRef(PgpolyConv *conv, Datum value, char *buf, size_t *len)
 		case PGPOLY_CONV_GENERIC:
 			s = output_fixed(conv, value);
 			*len = strlen(s);	/* an output function's C string */
-			return s;
+			return PgpolyServerToStore(s, len, false);
 		default:
 			*len = scalar_form(conv->kind, value, buf);
 			return buf;
@@ -736,13 +750,18 @@ PgpolyDatumToText(PgpolyConv *conv, Datum value, size_t *len)
 
 /*
  * The store form of value where the store keeps bytes (Redis): bytea as
- * its raw bytes, every other type as PgpolyDatumToText.  The result is
+ * its raw bytes, every other type as PgpolyDatumToText, converted to UTF-8
+ * (PgpolyServerToStore).  The result is
  * palloc'd and NUL-terminated but may contain NULs: use *len.
  */
 char *
 PgpolyDatumToBytes(PgpolyConv *conv, Datum value, size_t *len)
 {
-	return datum_out(conv, value, true, len);
+	char	   *s = datum_out(conv, value, true, len);
+
+	if (conv->kind == PGPOLY_CONV_TEXT || conv->kind == PGPOLY_CONV_GENERIC)
+		return (char *) PgpolyServerToStore(s, len, false);
+	return s;
 }
 
 /* ----------------------------------------------------------------
@@ -821,6 +840,26 @@ check_text(PgpolyConv *conv, const char *s, size_t len)
 					GetDatabaseEncodingName()),
 			 errdetail("Invalid byte 0x%02x at offset %d of %zu.",
 					   (unsigned char) s[ok], ok, len)));
+}
+
+/*
+ * Text read from a store (len bytes, s[len] == '\0') as valid text in the
+ * database encoding, converted from UTF-8 where the database encoding is
+ * another (PgpolyStoreToServer; *len updated); ERROR otherwise.  ASCII
+ * text, the common case, is returned as it is without a call.
+ */
+static const char *
+store_text(PgpolyConv *conv, const char *s, size_t *len)
+{
+	int			enc;
+
+	if (plain_ascii(s, *len))
+		return s;
+	enc = GetDatabaseEncoding();
+	if (enc != PG_UTF8 && enc != PG_SQL_ASCII && memchr(s, '\0', *len) == NULL)
+		return PgpolyStoreToServer(s, len, psprintf("value for %s", conv_what(conv)));
+	check_text(conv, s, *len);
+	return s;
 }
 
 /* Apply the domain's constraints to value (a domain over a fast path). */
@@ -1007,9 +1046,12 @@ fast_in(PgpolyConv *conv, const char *s, size_t len, Datum *value)
 	}
 }
 
-/* Store form -> datum; raw: bytea from its bytes. */
+/*
+ * Store form -> datum; raw: bytea from its bytes; utf8: text is the store's
+ * UTF-8 (else it is in the database encoding already: taken from a jsonb).
+ */
 static Datum
-datum_in(PgpolyConv *conv, const char *s, size_t len, bool raw)
+datum_in(PgpolyConv *conv, const char *s, size_t len, bool raw, bool utf8)
 {
 	Datum		value;
 
@@ -1027,7 +1069,10 @@ datum_in(PgpolyConv *conv, const char *s, size_t len, bool raw)
 		memcpy(VARDATA(b), s, len);
 		return check_domain(conv, PointerGetDatum(b));
 	}
-	check_text(conv, s, len);
+	if (utf8)
+		s = store_text(conv, s, &len);
+	else
+		check_text(conv, s, len);
 	if (conv->kind == PGPOLY_CONV_TEXT && conv->typmod < 0 && !conv->is_domain)
 		return PointerGetDatum(cstring_to_text_with_len(s, (int) len));
 	if (conv->in_fast && fast_in(conv, s, len, &value))
@@ -1037,13 +1082,25 @@ datum_in(PgpolyConv *conv, const char *s, size_t len, bool raw)
 
 /*
  * The datum of type conv of the text s (len bytes; s[len] must be '\0'),
- * read under the fixed settings.  Text that is not valid in the database
- * encoding (a NUL byte included) is an ERROR with SQLSTATE 22021.
+ * read under the fixed settings.  s is the store's UTF-8, converted to the
+ * database encoding (PgpolyStoreToServer).  Text that is not valid (a NUL
+ * byte included) is an ERROR with SQLSTATE 22021.
  */
 Datum
 PgpolyTextToDatum(PgpolyConv *conv, const char *s, size_t len)
 {
-	return datum_in(conv, s, len, false);
+	return datum_in(conv, s, len, false, true);
+}
+
+/*
+ * PgpolyTextToDatum of text already in the database encoding (no UTF-8
+ * conversion): a value taken from a store's document once it is jsonb
+ * (PgpolyJsonbFromStore converted the document).
+ */
+Datum
+PgpolyServerTextToDatum(PgpolyConv *conv, const char *s, size_t len)
+{
+	return datum_in(conv, s, len, false, false);
 }
 
 /*
@@ -1054,7 +1111,237 @@ PgpolyTextToDatum(PgpolyConv *conv, const char *s, size_t len)
 Datum
 PgpolyBytesToDatum(PgpolyConv *conv, const char *s, size_t len)
 {
-	return datum_in(conv, s, len, true);
+	return datum_in(conv, s, len, true, true);
+}
+
+/* ----------------------------------------------------------------
+ *		Character sets
+ * ----------------------------------------------------------------
+ * Every store holds text as UTF-8: JSON over HTTP must be UTF-8 (RFC
+ * 8259), and Redis clients read and write UTF-8.  In a database whose
+ * encoding is not UTF8, text is converted at the store boundary: store ->
+ * datum by PgpolyStoreToServer, datum or SQL text -> store by
+ * PgpolyServerToStore.  bytea is never converted.  A character the database
+ * encoding cannot hold is an ERROR (22P05) naming the value, never replaced
+ * or dropped.  In a UTF8 database, and for ASCII text in any encoding, both
+ * return their argument: no copy, no call.  SQL_ASCII: PostgreSQL does not
+ * know what the bytes mean, so they pass unchanged, except that a JSON
+ * store (strict) must be sent valid UTF-8 (22021 otherwise).
+ */
+
+static const char *store_to_server(const char *s, size_t *len, const char *what,
+									bool noError);
+
+/* Whether text in the database encoding passes to and from stores as is. */
+static inline bool
+db_is_store_encoding(void)
+{
+	int			enc = GetDatabaseEncoding();
+
+	return enc == PG_UTF8 || enc == PG_SQL_ASCII;
+}
+
+/* The conversion function from encoding "from" to "to" (cached). */
+static Oid
+conversion_proc(int from, int to)
+{
+	static Oid	procs[2];
+	static int	dbenc = -1;
+	int			i = (from == PG_UTF8) ? 0 : 1;
+
+	if (dbenc != GetDatabaseEncoding())
+	{
+		procs[0] = procs[1] = InvalidOid;
+		dbenc = GetDatabaseEncoding();
+	}
+	if (!OidIsValid(procs[i]))
+		procs[i] = FindDefaultConversionProc(from, to);
+	if (!OidIsValid(procs[i]))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("default conversion function for encoding \"%s\" to \"%s\" does not exist",
+						pg_encoding_to_char(from), pg_encoding_to_char(to))));
+	return procs[i];
+}
+
+/*
+ * Convert s (len bytes, valid in encoding from, no NUL) to encoding to,
+ * palloc'd and NUL-terminated; *len becomes its length.  Returns NULL, with
+ * *bad the offset of the first character it could not convert, when
+ * noError and a character has no equivalent.
+ */
+static char *
+convert_text(const char *s, size_t *len, int from, int to, bool noError,
+			 int *bad)
+{
+	size_t		destlen;
+	char	   *dest;
+	int			done;
+
+	if (*len >= (MaxAllocSize - 1) / MAX_CONVERSION_GROWTH - 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("text of %zu bytes is too long to convert from %s to %s",
+						*len, pg_encoding_to_char(from), pg_encoding_to_char(to))));
+	destlen = *len * MAX_CONVERSION_GROWTH + MAX_CONVERSION_GROWTH + 1;
+	dest = palloc(destlen);
+	done = pg_do_encoding_conversion_buf(conversion_proc(from, to), from, to,
+										 (unsigned char *) s, (int) *len,
+										 (unsigned char *) dest, (int) destlen,
+										 noError);
+	if (done < (int) *len)
+	{
+		*bad = done;
+		pfree(dest);
+		return NULL;
+	}
+	*len = strlen(dest);		/* the input had no NUL */
+	return dest;
+}
+
+/* "0xe3 0x81 0x82": the bytes of the UTF-8 character at s, for messages */
+static char *
+utf8_char_bytes(const char *s, size_t len)
+{
+	StringInfoData buf;
+	int			n = Min(pg_utf_mblen((const unsigned char *) s), (int) len);
+
+	initStringInfo(&buf);
+	for (int i = 0; i < n; i++)
+		appendStringInfo(&buf, "%s0x%02x", i ? " " : "", (unsigned char) s[i]);
+	return buf.data;
+}
+
+/*
+ * Text read from a store (UTF-8, len bytes, s[len] == '\0') in the
+ * database encoding: s itself when no conversion is needed, else a
+ * palloc'd NUL-terminated copy (*len updated).  what names the value in
+ * messages ("value for column \"v\" (text)"); invalid UTF-8 is an ERROR
+ * 22021, a character the database encoding lacks an ERROR 22P05.
+ */
+const char *
+PgpolyStoreToServer(const char *s, size_t *len, const char *what)
+{
+	return store_to_server(s, len, what, false);
+}
+
+/*
+ * PgpolyStoreToServer, but NULL (no ERROR) when a character has no
+ * equivalent in the database encoding.
+ */
+const char *
+PgpolyStoreToServerOrNull(const char *s, size_t *len, const char *what)
+{
+	return store_to_server(s, len, what, true);
+}
+
+/* PgpolyStoreToServer; noError: NULL for an untranslatable character. */
+static const char *
+store_to_server(const char *s, size_t *len, const char *what, bool noError)
+{
+	int			enc;
+	int			ok;
+	int			bad;
+	char	   *out;
+
+	if (db_is_store_encoding() || plain_ascii(s, *len))
+		return s;
+	enc = GetDatabaseEncoding();
+	if (*len > (size_t) (MaxAllocSize - 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s is too long (%zu bytes)", what, *len)));
+	ok = pg_encoding_verifymbstr(PG_UTF8, s, (int) *len);
+	if (ok < (int) *len)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("%s is not valid UTF-8", what),
+				 errdetail("Invalid byte 0x%02x at offset %d of %zu; stores hold text as UTF-8.",
+						   (unsigned char) s[ok], ok, *len)));
+	out = convert_text(s, len, PG_UTF8, enc, true, &bad);
+	if (out == NULL && noError)
+		return NULL;
+	if (out == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
+				 errmsg("%s has a character with no equivalent in encoding \"%s\"",
+						what, GetDatabaseEncodingName()),
+				 errdetail("The character with UTF-8 byte sequence %s is at offset %d of %zu.",
+						   utf8_char_bytes(s + bad, *len - bad), bad, *len),
+				 errhint("Use a database whose encoding is UTF8 to read this value.")));
+	return out;
+}
+
+/*
+ * Text in the database encoding (len bytes, no NUL) as a store holds it
+ * (UTF-8): s itself when no conversion is needed (a UTF8 database, ASCII
+ * text, SQL_ASCII unless strict), else a palloc'd NUL-terminated copy
+ * (*len updated).  strict: the store must be sent valid UTF-8 (the JSON
+ * stores), which SQL_ASCII text may not be (ERROR 22021).
+ */
+const char *
+PgpolyServerToStore(const char *s, size_t *len, bool strict)
+{
+	int			enc = GetDatabaseEncoding();
+	int			ok;
+	int			bad;
+
+	if (enc == PG_UTF8 || plain_ascii(s, *len))
+		return s;
+	if (enc != PG_SQL_ASCII)
+		return convert_text(s, len, enc, PG_UTF8, false, &bad);
+	if (!strict)
+		return s;
+	ok = pg_encoding_verifymbstr(PG_UTF8, s, (int) Min(*len, (size_t) INT_MAX));
+	if (ok < (int) *len)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("text sent to the store is not valid UTF-8: \"%s\"",
+						PgpolyPrintable(s, *len, 60)),
+				 errdetail("Invalid byte 0x%02x at offset %d of %zu; in a SQL_ASCII database, text sent to Elasticsearch or a vector service must be UTF-8.",
+						   (unsigned char) s[ok], ok, *len)));
+	return s;
+}
+
+/*
+ * Whether UTF-8 text s (len bytes) converts to the database encoding: every
+ * character has an equivalent there.
+ */
+bool
+PgpolyStoreTextConverts(const char *s, size_t len)
+{
+	int			bad;
+
+	if (db_is_store_encoding() || plain_ascii(s, len))
+		return true;
+	if (pg_encoding_verifymbstr(PG_UTF8, s, (int) len) != (int) len)
+		return true;			/* not this test's failure */
+	return convert_text(s, &len, PG_UTF8, GetDatabaseEncoding(), true, &bad) != NULL;
+}
+
+/* PgpolyStoreToServer of a C string, as a C string. */
+const char *
+PgpolyStoreToServerCstr(const char *s, const char *what)
+{
+	size_t		len = strlen(s);
+
+	return PgpolyStoreToServer(s, &len, what);
+}
+
+/* PgpolyServerToStore of a C string, as a C string. */
+const char *
+PgpolyServerToStoreCstr(const char *s, bool strict)
+{
+	size_t		len = strlen(s);
+
+	return PgpolyServerToStore(s, &len, strict);
+}
+
+/* Whether text needs converting between the database and the stores. */
+bool
+PgpolyStoreConverts(void)
+{
+	return GetDatabaseEncoding() != PG_UTF8;
 }
 
 /* ----------------------------------------------------------------

@@ -363,8 +363,10 @@ pgpoly_fv_lock_entities(PG_FUNCTION_ARGS)
 	{
 		if (nulls[i])
 			continue;			/* no entity, no key */
-		keys[m] = VARDATA_ANY(DatumGetPointer(elems[i]));
-		lens[m++] = VARSIZE_ANY_EXHDR(DatumGetPointer(elems[i]));
+		lens[m] = VARSIZE_ANY_EXHDR(DatumGetPointer(elems[i]));
+		keys[m] = (char *) PgpolyServerToStore(VARDATA_ANY(DatumGetPointer(elems[i])),
+											   &lens[m], false);
+		m++;
 	}
 	PG_RETURN_BOOL(PgpolyLockKeys(relid, keys, lens, m, PG_GETARG_BOOL(2)));
 }

@@ -524,9 +524,32 @@ client_of(PgpolyConnection *conn)
 }
 
 /*
+ * Append the UTF-8 character at s (len bytes at most) to buf in the database
+ * encoding (not UTF8) and return its length; 0 (nothing appended) if s
+ * holds no valid UTF-8 character the database encoding has.
+ */
+static int
+store_char(StringInfo buf, const char *s, size_t len)
+{
+	int			n = pg_encoding_verifymbchar(PG_UTF8, s, (int) Min(len, 8));
+	size_t		clen;
+	const char *conv;
+
+	if (n <= 0)
+		return 0;
+	clen = n;
+	conv = PgpolyStoreToServerOrNull(pnstrdup(s, n), &clen, "a character");
+	if (conv == NULL)
+		return 0;
+	appendBinaryStringInfo(buf, conv, clen);
+	return n;
+}
+
+/*
  * An excerpt of text (len bytes) a store sent, to quote in a message: at
- * most EXCERPT_BYTES of it ("..." marks a cut), control bytes and bytes not
- * valid in the database encoding as \xNN, and every secret of conn's HTTP
+ * most EXCERPT_BYTES of it ("..." marks a cut), its UTF-8 characters in
+ * the database encoding (store_char), control bytes and bytes valid in
+ * neither as \xNN, and every secret of conn's HTTP
  * client (PgpolyHttpConfig.secrets, the basic-auth token) as "********":
  * a service that echoes a request header must not put a credential into a
  * message.  palloc'd; conn may be any store's connection.
@@ -552,6 +575,12 @@ PgpolyHttpExcerpt(PgpolyConnection *conn, const char *text, size_t len)
 		{
 			appendStringInfoString(&buf, "********");
 			i += secret;
+			continue;
+		}
+		if (c >= 0x80 && enc != PG_UTF8 && enc != PG_SQL_ASCII &&
+			(n = store_char(&buf, text + i, len - i)) > 0)
+		{
+			i += n;
 			continue;
 		}
 		n = c < 0x80 ? 1 : pg_encoding_verifymbchar(enc, text + i, (int) Min(len - i, 8));
@@ -781,22 +810,12 @@ check_refused(PgpolyConnection *conn, PgpolyHttp *h, long status)
 	h->proven[h->current] = true;
 }
 
-/*
- * Send method path (relative to the base URL) with an optional body
- * (JSON unless content_type says otherwise) and return the response in
- * *resp (body palloc'd and NUL-terminated).  Connection failures fail over
- * to the next URL; with retries > 0, 429/502/503 are retried with backoff.
- * Any HTTP status but a redirect (an ERROR: never followed) is returned to
- * the caller; failures below HTTP ERROR.  With a probe_path, the first
- * request to each URL is that check (check_refused), whichever URL a
- * failover reaches.
- * The whole exchange is one request on conn (see PgpolyBeginRequest).
- */
-void
-PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
-				  const char *path, const char *body, size_t len,
-				  const char *content_type, int retries,
-				  PgpolyHttpResponse *resp)
+/* PgpolyHttpRequest of path and body already UTF-8. */
+static void
+http_request(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
+			 const char *path, const char *body, size_t len,
+			 const char *content_type, int retries,
+			 PgpolyHttpResponse *resp)
 {
 	TimestampTz deadline = PgpolyDeadline(conn->timeout_ms);
 	struct curl_slist *headers = NULL;
@@ -857,4 +876,31 @@ PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 		memcpy(resp->body, h->body, h->len);
 	resp->body[h->len] = '\0';
 	PgpolyEndRequest(conn);
+}
+
+/*
+ * Send method path (relative to the base URL) with an optional body
+ * (JSON unless content_type says otherwise) and return the response in
+ * *resp (body palloc'd and NUL-terminated).  Connection failures fail over
+ * to the next URL; with retries > 0, 429/502/503 are retried with backoff.
+ * Any HTTP status but a redirect (an ERROR: never followed) is returned to
+ * the caller; failures below HTTP ERROR.  With a probe_path, the first
+ * request to each URL is that check (check_refused), whichever URL a
+ * failover reaches.
+ * The whole exchange is one request on conn (see PgpolyBeginRequest).
+ * path and body are text in the database encoding, sent as UTF-8
+ * (PgpolyServerToStore: converted here once, the one point for every HTTP
+ * store; free in a UTF8 database); the response body is the store's UTF-8,
+ * as sent.
+ */
+void
+PgpolyHttpRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
+				  const char *path, const char *body, size_t len,
+				  const char *content_type, int retries,
+				  PgpolyHttpResponse *resp)
+{
+	if (body)
+		body = PgpolyServerToStore(body, &len, true);
+	http_request(conn, h, method, PgpolyServerToStoreCstr(path, true), body, len,
+				 content_type, retries, resp);
 }

@@ -211,22 +211,163 @@ PgpolyJsonNulAt(List *nuls, const char *path)
 }
 
 /*
- * A store's JSON document (len bytes) as jsonb.  The text must be valid in
- * the database encoding (else ERROR 22021).  PostgreSQL's jsonb cannot hold
- * a NUL character (\u0000): when the text has one and nuls is not NULL,
- * *nuls gets the paths of the strings that held one (see PgpolyJsonNulAt)
- * and the jsonb has "?" in their place; the caller must then raise an ERROR
- * before any of those values reaches a datum.  With nuls NULL such a
- * document is an ERROR (22021).  *nuls is NIL in the common case.
+ * The path ("a.b.0.c") of the first string of v (or key) that the database
+ * encoding cannot hold, appended to path; false if there is none.
+ */
+static bool
+untranslatable_path(json_t *v, StringInfo path)
+{
+	const char *key;
+	json_t	   *m;
+	size_t		i;
+	int			base = path->len;
+
+	if (json_is_string(v))
+		return !PgpolyStoreTextConverts(json_string_value(v), json_string_length(v));
+	json_object_foreach(v, key, m)
+	{
+		path->len = base;
+		path->data[base] = '\0';
+		appendStringInfo(path, "%s%s", base ? "." : "",
+						 PgpolyStoreTextConverts(key, strlen(key)) ? key : "?");
+		if (!PgpolyStoreTextConverts(key, strlen(key)) || untranslatable_path(m, path))
+			return true;
+	}
+	json_array_foreach(v, i, m)
+	{
+		path->len = base;
+		path->data[base] = '\0';
+		appendStringInfo(path, "%s%zu", base ? "." : "", i);
+		if (untranslatable_path(m, path))
+			return true;
+	}
+	path->len = base;
+	path->data[base] = '\0';
+	return false;
+}
+
+/*
+ * A store's JSON document (len bytes, UTF-8) in the database encoding:
+ * json itself where no conversion is needed (PgpolyStoreToServer), else a
+ * converted copy.  A character the database encoding lacks is an ERROR
+ * 22P05 naming its place in the document.
+ */
+static void untranslatable_error(const char *json, size_t len) pg_attribute_noreturn();
+
+static const char *
+json_to_server(const char *json, size_t *len)
+{
+	const char *out;
+
+	if (!PgpolyStoreConverts() || memchr(json, '\0', *len) != NULL)
+		return PgpolyStoreToServer(json, len, "JSON from the store");
+	out = PgpolyStoreToServerOrNull(json, len, "JSON from the store");
+	if (out == NULL)
+		untranslatable_error(json, *len);
+	return out;
+}
+
+/*
+ * ERROR 22P05 for a store's JSON document (UTF-8, len bytes) holding a
+ * character the database encoding lacks (as such or as a \u escape),
+ * naming where.
+ */
+static void
+untranslatable_error(const char *json, size_t len)
+{
+	StringInfoData path;
+	json_t	   *doc;
+
+	initStringInfo(&path);
+	doc = json_loadb(json, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	if (doc != NULL)
+	{
+		PgpolyJsonOwn(doc);
+		(void) untranslatable_path(doc, &path);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
+			 errmsg("JSON from the store has a character with no equivalent in encoding \"%s\" at \"%s\"",
+					GetDatabaseEncodingName(), path.data),
+			 errhint("Use a database whose encoding is UTF8 to read this value.")));
+}
+
+/*
+ * PgpolyJsonbFromServerText of text (len bytes), a store's document utf8
+ * (utf8len bytes) converted: a \u escape of a character the database
+ * encoding lacks is untranslatable_error naming its place.
+ */
+static Datum
+jsonb_of_converted(const char *text, size_t len, List **nuls,
+				   const char *utf8, size_t utf8len)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Datum		result = (Datum) 0;
+
+	PG_TRY();
+	{
+		result = PgpolyJsonbFromServerText(text, len, nuls);
+	}
+	PG_CATCH();
+	{
+		if (geterrcode() != ERRCODE_UNTRANSLATABLE_CHARACTER)
+			PG_RE_THROW();
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		untranslatable_error(utf8, utf8len);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/*
+ * A store's JSON document (len bytes, UTF-8) as jsonb: converted to the
+ * database encoding first (json_to_server: free in a UTF8 database, 22P05
+ * for a character the database encoding lacks), then as
+ * PgpolyJsonbFromServerText.
  */
 Datum
 PgpolyJsonbFromStore(const char *json, size_t len, List **nuls)
 {
-	int			ok = pg_encoding_verifymbstr(GetDatabaseEncoding(), json, (int) len);
+	size_t		slen = len;
+	const char *text;
+	Datum		result;
+	ListCell   *lc;
+
+	if (len == 0 || !PgpolyStoreConverts())
+		return PgpolyJsonbFromServerText(json, len, nuls);
+	text = json_to_server(json, &slen);
+	result = jsonb_of_converted(text, slen, nuls, json, len);
+	if (text == json || nuls == NULL || *nuls == NIL)
+		return result;
+	/* jansson cannot read the converted text: find the paths in the UTF-8 */
+	*nuls = nul_paths(json, len);
+	foreach(lc, *nuls)
+		lfirst(lc) = (char *) PgpolyStoreToServerCstr(lfirst(lc),
+													  "JSON field name from the store");
+	return result;
+}
+
+/*
+ * A JSON document (len bytes) in the database encoding, as jsonb: a store's
+ * once converted, or one built of a store's values (vector metadata).  The
+ * text must be valid in the database encoding (else ERROR 22021).
+ * PostgreSQL's jsonb cannot hold a NUL character (\u0000): when the text
+ * has one and nuls is not NULL, *nuls gets the paths of the strings that
+ * held one (see PgpolyJsonNulAt) and the jsonb has "?" in their place; the
+ * caller must then raise an ERROR before any of those values reaches a
+ * datum.  With nuls NULL such a document is an ERROR (22021).  *nuls is NIL
+ * in the common case.
+ */
+Datum
+PgpolyJsonbFromServerText(const char *json, size_t len, List **nuls)
+{
+	int			ok;
 	List	   *paths;
 
 	if (nuls)
 		*nuls = NIL;
+	ok = pg_encoding_verifymbstr(GetDatabaseEncoding(), json, (int) len);
 	if (len > (size_t) INT_MAX || ok != (int) len)
 		ereport(ERROR,
 				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),

@@ -147,7 +147,8 @@ acquire_all(LOCKTAG *tags, LOCKMODE *modes, int n, bool wait, int *fresh)
 }
 
 /*
- * Lock the keys keys[0..n-1] (lens[i] bytes each) of table relid until the
+ * Lock the keys keys[0..n-1] (lens[i] bytes each, in the store's form: UTF-8
+ * text, PgpolyServerToStore) of table relid until the
  * end of the transaction (see the file header); n < 0 locks every key of
  * the table.  Waits for the transactions holding them when wait, else
  * returns false (taking nothing) if one does.  Returns true once held.

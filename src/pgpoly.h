@@ -650,6 +650,16 @@ extern char *PgpolyDatumToBytes(PgpolyConv *conv, Datum value, size_t *len);
 extern const char *PgpolyDatumBytesRef(PgpolyConv *conv, Datum value,
 									   char *buf, size_t *len);
 extern Datum PgpolyTextToDatum(PgpolyConv *conv, const char *s, size_t len);
+extern Datum PgpolyServerTextToDatum(PgpolyConv *conv, const char *s, size_t len);
+extern const char *PgpolyStoreToServer(const char *s, size_t *len, const char *what);
+extern const char *PgpolyStoreToServerOrNull(const char *s, size_t *len,
+											  const char *what);
+extern const char *PgpolyServerToStore(const char *s, size_t *len, bool strict);
+extern const char *PgpolyServerToStoreCstr(const char *s, bool strict);
+extern const char *PgpolyStoreToServerCstr(const char *s, const char *what);
+extern bool PgpolyStoreConverts(void);
+extern bool PgpolyStoreTextConverts(const char *s, size_t len);
+extern Datum PgpolyJsonbFromServerText(const char *json, size_t len, List **nuls);
 extern Datum PgpolyBytesToDatum(PgpolyConv *conv, const char *s, size_t len);
 extern void PgpolyFixedSettingsEnter(void);
 extern void PgpolyFixedSettingsLeave(void);

@@ -225,8 +225,9 @@ lock_table_keys(Oid relid, List *changes)
 
 		if (c->relid == relid)
 		{
-			keys[n] = c->key;
-			lens[n++] = strlen(c->key);
+			lens[n] = strlen(c->key);
+			keys[n] = (char *) PgpolyServerToStore(c->key, &lens[n], false);
+			n++;
 		}
 	}
 	(void) PgpolyLockKeys(relid, keys, lens, n, true);
