@@ -139,6 +139,7 @@ CREATE FUNCTION pgpoly._sync_ref(rel oid)
 RETURNS text
 AS 'MODULE_PATHNAME', 'pgpoly_sync_ref'
 LANGUAGE C STABLE STRICT;
+REVOKE ALL ON FUNCTION pgpoly._sync_ref(oid) FROM PUBLIC;
 
 -- Whether this database's sync worker is running (any caller may ask).
 CREATE FUNCTION pgpoly._sync_worker_running()

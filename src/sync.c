@@ -1151,7 +1151,7 @@ SyncRemapColumn(const char *sync, const char *role, Oid rel, const char *name,
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("column \"%s\" of pgpoly sync \"%s\" no longer exists in its %s \"%s\"",
 						name, sync, role, get_rel_name(rel)),
-				 errdetail("The %s is not the table the sync's columns were numbered for (it was restored from a dump, or dropped and created again), so they are mapped again by name.",
+				 errdetail("The %s is not the table the sync's columns were numbered for (it was restored from a dump), so they are mapped again by name.",
 						   role),
 				 errhint("Add the column back under that name, or drop the sync with pgpoly.drop_sync() and create it again.")));
 	ereport(ERROR,
