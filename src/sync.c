@@ -908,7 +908,8 @@ PG_FUNCTION_INFO_V1(pgpoly_sync_retry);
 /*
  * Requeue the dead letters of outbox sync id (of target): each as the
  * change it was, queued now, after every change queued before (columns
- * dropped since are left out).
+ * dropped since are left out).  The queued changes' columns are numbered
+ * for the table now first (a restored table), as these are.
  */
 static void
 retry_outbox(Datum id, Oid target)
@@ -916,6 +917,7 @@ retry_outbox(Datum id, Oid target)
 	Oid			types[2] = {INT4OID, REGCLASSOID};
 	Datum		values[2] = {id, ObjectIdGetDatum(target)};
 
+	SyncResolveColumns(DatumGetInt32(id), NULL);
 	admin_execute("WITH d AS (DELETE FROM pgpoly.sync_dead_letters WHERE sync_id = $1 "
 				  "           RETURNING key, op, payload, writer, failed_at) "
 				  "INSERT INTO pgpoly.sync_queue (sync_id, keys, op, userid, cols, vals) "

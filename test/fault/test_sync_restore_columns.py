@@ -5,8 +5,8 @@ A sync records its columns by number (attnum), and a restored table numbers
 its columns anew without the dropped ones.  The source, the target and an
 outbox table here each had columns dropped at other places, two source
 columns swapped their names, and the sync and the outbox table have changes
-queued (their store was down) when the
-dump is taken.  Restored into a fresh database whose server then points at
+queued (their store was down) and a dead
+letter when the dump is taken.  Restored into a fresh database whose server then points at
 a live Redis, the worker delivers every value into its own field, the
 queued changes and the ones written after the restore alike (the stored
 hashes are read directly).  Restored with a mapped column dropped before
@@ -44,6 +44,11 @@ CREATE FOREIGN TABLE rs_ob (o1 text, o2 text, id text OPTIONS (key 'true'), o3 t
 ALTER FOREIGN TABLE rs_ob DROP COLUMN o1, DROP COLUMN o2, DROP COLUMN o3;
 INSERT INTO rs_ob VALUES ('k1', 'p1', 'q1'), ('k2', 'p2', NULL);
 INSERT INTO rs_ob (id, q) VALUES ('k3', 'q3');
+-- a dead letter of it (as the worker files one), retried after the restore
+INSERT INTO pgpoly.sync_dead_letters (name, key, op, payload, error, attempts, sync_id, owner, writer)
+SELECT name, 'k5', 'upsert', '{"id": "k5", "p": "p5", "q": "q5"}', 'WRONGTYPE', 5, sync_id, owner,
+       current_user::regrole
+FROM pgpoly.syncs WHERE name = 'public.rs_ob';
 -- the sync's columns follow a rename: the column named b now feeds field a
 ALTER TABLE rs_src RENAME COLUMN a TO tmp;
 ALTER TABLE rs_src RENAME COLUMN b TO a;
@@ -126,7 +131,8 @@ def restored(dump, pfx):
     """Restored as is: every value lands in its own field."""
     db = restore(dump, "ALTER SERVER rs_r OPTIONS (SET port '%s');" % REDIS_PORT)
     # written after the restore, before or while the worker maps the columns again
-    query("UPDATE rs_src SET c = 'C3' WHERE id = 3;"
+    query("SELECT pgpoly.sync_retry('public.rs_ob');"
+          "UPDATE rs_src SET c = 'C3' WHERE id = 3;"
           "INSERT INTO rs_src VALUES (5, 'a5', 'b5', 'c5', 'e5');"
           "INSERT INTO rs_ob VALUES ('k4', 'p4', 'q4');", db)
     ok = query("SELECT pgpoly.sync_wait(NULL, '60 seconds')", db).strip()
@@ -142,6 +148,7 @@ def restored(dump, pfx):
         "ob:k2": {"p": "p2"},
         "ob:k3": {"q": "q3"},
         "ob:k4": {"p": "p4", "q": "q4"},
+        "ob:k5": {"p": "p5", "q": "q5"},
     }
     for key, fields in want.items():
         got = hgetall(pfx + key)
