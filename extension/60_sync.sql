@@ -13,6 +13,16 @@
 --	  order of concurrent writers, duplicates and redelivery cannot leave a
 --	  stale version in the target.
 --	* Column mapping is resolved once, by attnum, when the sync is created.
+--	  The attnums follow RENAME COLUMN; source_ref and target_ref name the
+--	  relations they belong to (pgpoly._sync_ref: cluster, database and
+--	  relation oid, as text that pg_dump keeps, while it writes the regclass
+--	  columns as names), source_columns and target_columns those relations'
+--	  column names by attnum (kept current by RENAME COLUMN and ALTER TABLE,
+--	  and by the worker; NULL: recorded by the worker).  A restored table (or one dropped and created
+--	  again) numbers its columns anew: when a ref is not the relation's now,
+--	  the sync's attnums and its queued entries' cols are mapped again by
+--	  name, once (SyncResolveColumns, src/sync.c); a name no longer there
+--	  fails the sync (42703), never a guess.
 --	* A foreign table in write_mode 'outbox' has a sync of kind 'outbox',
 --	  named after the table (schema.table) and made by the first COMMIT that
 --	  queues a change of it.  Its entries carry the row changes themselves
@@ -42,6 +52,10 @@ CREATE TABLE pgpoly.syncs (
 	target_key_attnum smallint NOT NULL,		-- target's key (Redis key, _id, id)
 	source_attnums    smallint[] NOT NULL,		-- source column i feeds ...
 	target_attnums    smallint[] NOT NULL,		-- ... target column i
+	source_ref        text,						-- the relations the attnums
+	target_ref        text,						-- ... are of (see above)
+	source_columns    text[],					-- their column names by attnum
+	target_columns    text[],					-- (NULL element: a dropped column)
 	owner             regrole NOT NULL,
 	created_at        timestamptz NOT NULL DEFAULT now(),
 	state             text NOT NULL DEFAULT 'ok'
@@ -108,6 +122,24 @@ ALTER TABLE pgpoly.sync_dead_letters ENABLE ROW LEVEL SECURITY;
 CREATE POLICY sync_dead_letters_owner ON pgpoly.sync_dead_letters
 	USING (pg_catalog.pg_has_role(owner, 'USAGE'));
 GRANT SELECT, DELETE ON pgpoly.sync_dead_letters TO PUBLIC;
+
+-- The column names of relation rel by attnum (NULL for a dropped column),
+-- as pgpoly.syncs records them.
+CREATE FUNCTION pgpoly._sync_columns(rel oid)
+RETURNS text[]
+LANGUAGE sql STABLE STRICT
+AS $$SELECT COALESCE(pg_catalog.array_agg(CASE WHEN NOT a.attisdropped THEN a.attname::pg_catalog.text END
+                                          ORDER BY a.attnum), '{}')
+      FROM pg_catalog.pg_attribute a
+      WHERE a.attrelid OPERATOR(pg_catalog.=) rel AND a.attnum OPERATOR(pg_catalog.>) 0$$;
+
+-- Which relation rel is, across clusters and databases (system identifier,
+-- database oid, rel), as pgpoly.syncs records it.
+CREATE FUNCTION pgpoly._sync_ref(rel oid)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pgpoly_sync_ref'
+LANGUAGE C STABLE STRICT;
+REVOKE ALL ON FUNCTION pgpoly._sync_ref(oid) FROM PUBLIC;
 
 -- Whether this database's sync worker is running (any caller may ask).
 CREATE FUNCTION pgpoly._sync_worker_running()

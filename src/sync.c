@@ -34,11 +34,13 @@
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
@@ -47,6 +49,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/typcache.h"
@@ -689,8 +692,11 @@ insert_sync(const char *name, Oid source, Oid target, AttrNumber key_att,
 	values[6] = SyncAttnumArray(tatts, n);
 	values[7] = ObjectIdGetDatum(GetUserId());
 	admin_execute("INSERT INTO pgpoly.syncs (name, source, target, key_attnum, "
-				  "target_key_attnum, source_attnums, target_attnums, owner) "
-				  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+				  "target_key_attnum, source_attnums, target_attnums, owner, "
+				  "source_ref, target_ref, source_columns, target_columns) "
+				  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, pgpoly._sync_ref($2::pg_catalog.oid), "
+				  "pgpoly._sync_ref($3::pg_catalog.oid), pgpoly._sync_columns($2), "
+				  "pgpoly._sync_columns($3)) "
 				  "ON CONFLICT (name) DO NOTHING RETURNING sync_id",
 				  8, types, values, SPI_OK_INSERT_RETURNING);
 	if (SPI_processed != 1)
@@ -902,7 +908,8 @@ PG_FUNCTION_INFO_V1(pgpoly_sync_retry);
 /*
  * Requeue the dead letters of outbox sync id (of target): each as the
  * change it was, queued now, after every change queued before (columns
- * dropped since are left out).
+ * dropped since are left out).  The queued changes' columns are numbered
+ * for the table now first (a restored table), as these are.
  */
 static void
 retry_outbox(Datum id, Oid target)
@@ -910,6 +917,7 @@ retry_outbox(Datum id, Oid target)
 	Oid			types[2] = {INT4OID, REGCLASSOID};
 	Datum		values[2] = {id, ObjectIdGetDatum(target)};
 
+	SyncResolveColumns(DatumGetInt32(id), NULL);
 	admin_execute("WITH d AS (DELETE FROM pgpoly.sync_dead_letters WHERE sync_id = $1 "
 				  "           RETURNING key, op, payload, writer, failed_at) "
 				  "INSERT INTO pgpoly.sync_queue (sync_id, keys, op, userid, cols, vals) "
@@ -1085,4 +1093,283 @@ pgpoly_sync_wait(PG_FUNCTION_ARGS)
 	SPI_finish();
 	AtEOXact_GUC(true, guc_level);
 	PG_RETURN_BOOL(done);
+}
+
+/* ----------------------------------------------------------------
+ *		Columns across dump and restore
+ * ----------------------------------------------------------------
+ */
+
+/* An int2[] datum as a palloc'd attnum array; sets *n. */
+AttrNumber *
+SyncAttnums(Datum d, int *n)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	AttrNumber *result;
+
+	deconstruct_array(DatumGetArrayTypeP(d), INT2OID, 2, true, TYPALIGN_SHORT,
+					  &elems, &nulls, n);
+	result = palloc(sizeof(AttrNumber) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+		result[i] = DatumGetInt16(elems[i]);
+	return result;
+}
+
+/* A text[] datum (NULL: none) as a palloc'd array, NULL elements kept. */
+static char **
+text_elems(Datum d, bool isnull, int *n)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	char	  **result;
+
+	*n = 0;
+	if (isnull)
+		return NULL;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, n);
+	result = palloc0(sizeof(char *) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+		result[i] = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
+	return result;
+}
+
+/*
+ * The attnum in rel of the column named name, recorded as attnum old of
+ * the sync's source or target (role) when it was another relation.  ERROR
+ * 42703 if rel has no such column: the sync cannot be mapped by guessing.
+ */
+AttrNumber
+SyncRemapColumn(const char *sync, const char *role, Oid rel, const char *name,
+				AttrNumber old)
+{
+	AttrNumber	att = name ? get_attnum(rel, name) : InvalidAttrNumber;
+
+	if (att > 0)
+		return att;
+	if (name)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of pgpoly sync \"%s\" no longer exists in its %s \"%s\"",
+						name, sync, role, get_rel_name(rel)),
+				 errdetail("The %s is not the table the sync's columns were numbered for (it was restored from a dump), so they are mapped again by name.",
+						   role),
+				 errhint("Add the column back under that name, or drop the sync with pgpoly.drop_sync() and create it again.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_COLUMN),
+			 errmsg("column %d of pgpoly sync \"%s\" has no recorded name in its %s \"%s\"",
+					old, sync, role, get_rel_name(rel)),
+			 errhint("Drop the sync with pgpoly.drop_sync() and create it again.")));
+	return InvalidAttrNumber;	/* keep compiler quiet */
+}
+
+/* A recorded column map of a relation: its column names by attnum. */
+typedef struct ColumnMap
+{
+	const char *sync;
+	const char *role;
+	Oid			rel;			/* the relation now */
+	char	  **names;
+	int			n;
+} ColumnMap;
+
+static AttrNumber
+remap(ColumnMap *m, AttrNumber old)
+{
+	return SyncRemapColumn(m->sync, m->role, m->rel,
+						   old >= 1 && old <= m->n ? m->names[old - 1] : NULL, old);
+}
+
+/*
+ * The columns of sync id when its source or target is not the relation its
+ * attnums were recorded for (source_ref, target_ref: a restored table, or
+ * one dropped and created again under the name): number them again by the
+ * recorded names, in its row and in its queued entries' cols, and record
+ * the relations and their names now.  ERROR 42703 naming a column no
+ * longer there (the worker records it as the sync's failure).  Nothing when
+ * the sync is gone or was mapped again meanwhile (the row is locked until
+ * COMMIT).  s (if not NULL) is the worker's copy of the row: it gets the
+ * new attnums.
+ */
+void
+SyncResolveColumns(int32 id, SyncRow *s)
+{
+	Oid			type = INT4OID;
+	Datum		arg = Int32GetDatum(id);
+	Oid			save_user;
+	int			save_sec;
+	int			level;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	bool		srcnull;
+	Oid			source;
+	Oid			target;
+	bool		outbox;
+	ColumnMap	src;
+	ColumnMap	tgt;
+	AttrNumber	key_att;
+	AttrNumber	target_key_att;
+	AttrNumber *satts;
+	AttrNumber *tatts;
+	AttrNumber *qcols;
+	AttrNumber *qmap;
+	int			ncols;
+	int			nq;
+	int			n;
+	Oid			types[5] = {INT4OID, INT2OID, INT2OID, INT2ARRAYOID, INT2ARRAYOID};
+	Datum		values[5];
+
+	spi_connect();
+	level = SyncSafeSearchPath();
+	SyncBecome(SyncAdminRole(), false, &save_user, &save_sec);
+	if (SPI_execute_with_args("SELECT s.name, s.source::oid, s.target::oid, "
+							  "COALESCE(s.source_ref <> pgpoly._sync_ref(s.source::oid), false) "
+							  "OR COALESCE(s.target_ref <> pgpoly._sync_ref(s.target::oid), false), "
+							  "s.source_columns, s.target_columns, s.key_attnum, "
+							  "s.target_key_attnum, s.source_attnums, s.target_attnums, "
+							  "s.kind = 'outbox', "
+							  "ARRAY(SELECT DISTINCT c FROM pgpoly.sync_queue q, unnest(q.cols) c "
+							  "      WHERE q.sync_id = s.sync_id ORDER BY c) "
+							  "FROM pgpoly.syncs s WHERE s.sync_id = $1 FOR NO KEY UPDATE OF s",
+							  1, &type, &arg, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "reading pgpoly sync %d failed", id);
+	if (SPI_processed == 0 ||
+		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull)))
+	{
+		SetUserIdAndSecContext(save_user, save_sec);
+		AtEOXact_GUC(true, level);
+		SPI_finish();
+		return;
+	}
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	source = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &srcnull));
+	target = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+	outbox = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
+	src.sync = tgt.sync = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+	src.role = "source";
+	tgt.role = "target";
+	src.rel = srcnull ? InvalidOid : source;
+	tgt.rel = target;
+	{
+		Datum		d = SPI_getbinval(tup, desc, 5, &isnull);
+
+		src.names = text_elems(d, isnull, &src.n);
+		d = SPI_getbinval(tup, desc, 6, &isnull);
+		tgt.names = text_elems(d, isnull, &tgt.n);
+	}
+	key_att = DatumGetInt16(SPI_getbinval(tup, desc, 7, &isnull));
+	target_key_att = DatumGetInt16(SPI_getbinval(tup, desc, 8, &isnull));
+	satts = SyncAttnums(SPI_getbinval(tup, desc, 9, &isnull), &ncols);
+	tatts = SyncAttnums(SPI_getbinval(tup, desc, 10, &isnull), &n);
+	qcols = SyncAttnums(SPI_getbinval(tup, desc, 12, &isnull), &nq);
+
+	/* the key column of an outbox sync is its target's */
+	key_att = remap(outbox ? &tgt : &src, key_att);
+	target_key_att = remap(&tgt, target_key_att);
+	for (int i = 0; i < ncols; i++)
+	{
+		satts[i] = remap(&src, satts[i]);
+		tatts[i] = remap(&tgt, tatts[i]);
+	}
+	/* old attnum of the target -> new one, for the queued entries' cols */
+	n = 0;
+	for (int i = 0; i < nq; i++)
+		n = Max(n, qcols[i]);
+	qmap = palloc0(sizeof(AttrNumber) * Max(n, 1));
+	for (int i = 0; i < nq; i++)
+		qmap[qcols[i] - 1] = remap(&tgt, qcols[i]);
+
+	values[0] = arg;
+	values[1] = Int16GetDatum(key_att);
+	values[2] = Int16GetDatum(target_key_att);
+	values[3] = SyncAttnumArray(satts, ncols);
+	values[4] = SyncAttnumArray(tatts, ncols);
+	if (SPI_execute_with_args("UPDATE pgpoly.syncs SET key_attnum = $2, target_key_attnum = $3, "
+							  "source_attnums = $4, target_attnums = $5, "
+							  "source_ref = pgpoly._sync_ref(source::oid), "
+							  "target_ref = pgpoly._sync_ref(target::oid), "
+							  "source_columns = pgpoly._sync_columns(source), "
+							  "target_columns = pgpoly._sync_columns(target) "
+							  "WHERE sync_id = $1", 5, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "updating pgpoly sync %d failed", id);
+	if (nq > 0)
+	{
+		values[1] = SyncAttnumArray(qmap, n);
+		types[1] = INT2ARRAYOID;
+		if (SPI_execute_with_args("UPDATE pgpoly.sync_queue q SET cols = "
+								  "ARRAY(SELECT ($2)[u.c] FROM unnest(q.cols) WITH ORDINALITY u(c, o) "
+								  "      ORDER BY u.o) "
+								  "WHERE q.sync_id = $1 AND q.cols IS NOT NULL",
+								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "updating the queued changes of pgpoly sync %d failed", id);
+	}
+	SetUserIdAndSecContext(save_user, save_sec);
+	AtEOXact_GUC(true, level);
+	ereport(LOG,
+			(errmsg("pgpoly sync \"%s\": its columns were numbered again by name, for a restored or re-created table",
+					src.sync)));
+	if (s)
+	{
+		MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(s));
+
+		s->key_att = key_att;
+		s->target_key_att = target_key_att;
+		s->ncols = ncols;
+		s->satts = palloc(sizeof(AttrNumber) * Max(ncols, 1));
+		s->tatts = palloc(sizeof(AttrNumber) * Max(ncols, 1));
+		memcpy(s->satts, satts, sizeof(AttrNumber) * ncols);
+		memcpy(s->tatts, tatts, sizeof(AttrNumber) * ncols);
+		s->moved = false;
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_sync_ref);
+
+/*
+ * pgpoly._sync_ref(rel): which relation rel is, in any cluster and
+ * database: a restored table (another cluster, or another database of
+ * this one) or one created again has another ref, even where its oid is
+ * the same number.
+ */
+Datum
+pgpoly_sync_ref(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf(UINT64_FORMAT "/%u/%u", GetSystemIdentifier(),
+											  MyDatabaseId, PG_GETARG_OID(0))));
+}
+
+/*
+ * The columns of relid were renamed, added or dropped (ALTER TABLE): the
+ * column names the syncs recorded for it are refreshed, so that a dump
+ * taken now carries its names now (see SyncResolveColumns).  Nothing while
+ * the extension is being created or is absent.
+ */
+void
+SyncNoteColumnsChanged(Oid relid)
+{
+	Oid			nsp;
+	Oid			type = OIDOID;
+	Datum		arg = ObjectIdGetDatum(relid);
+	int			level;
+
+	if (creating_extension || !OidIsValid(relid) ||
+		!OidIsValid(nsp = get_namespace_oid("pgpoly", true)) ||
+		!OidIsValid(get_relname_relid("syncs", nsp)))
+		return;
+	spi_connect();
+	level = SyncSafeSearchPath();
+	admin_execute("UPDATE pgpoly.syncs SET "
+				  "source_columns = CASE WHEN source_ref = pgpoly._sync_ref($1) "
+				  "THEN pgpoly._sync_columns($1) ELSE source_columns END, "
+				  "target_columns = CASE WHEN target_ref = pgpoly._sync_ref($1) "
+				  "THEN pgpoly._sync_columns($1) ELSE target_columns END "
+				  "WHERE source::oid = $1 OR target::oid = $1",
+				  1, &type, &arg, SPI_OK_UPDATE);
+	AtEOXact_GUC(true, level);
+	SPI_finish();
 }

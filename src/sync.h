@@ -78,6 +78,8 @@ typedef struct SyncRow
 	int			ncols;
 	AttrNumber *satts;
 	AttrNumber *tatts;
+	bool		moved;			/* source or target is not the relation the
+								 * attnums were recorded for (restored) */
 } SyncRow;
 
 /*
@@ -113,6 +115,11 @@ extern void SyncBecome(Oid role, bool restricted, Oid *save_user,
 					   int *save_sec);
 extern int	SyncSafeSearchPath(void);
 extern char *SyncQualifiedName(Oid relid);
+extern AttrNumber *SyncAttnums(Datum d, int *n);
+extern AttrNumber SyncRemapColumn(const char *sync, const char *role, Oid rel,
+								  const char *name, AttrNumber old);
+extern void SyncResolveColumns(int32 id, SyncRow *s);
+extern void SyncNoteColumnsChanged(Oid relid);
 
 /* sync_capture.c */
 typedef struct SyncKeyQueue SyncKeyQueue;

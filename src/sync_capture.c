@@ -353,7 +353,10 @@ sync_source(int32 sync_id)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	SyncBecome(SyncAdminRole(), false, &save_user, &save_sec);
-	if (SPI_execute_with_args("SELECT source::pg_catalog.oid, key_attnum, owner::pg_catalog.oid "
+	if (SPI_execute_with_args("SELECT source::pg_catalog.oid, key_attnum, owner::pg_catalog.oid, "
+							  "COALESCE(source_ref OPERATOR(pg_catalog.<>) "
+							  "pgpoly._sync_ref(source::pg_catalog.oid), false), "
+							  "source_columns[key_attnum], name "
 							  "FROM pgpoly.syncs "
 							  "WHERE sync_id = $1 AND source IS NOT NULL",
 							  1, &type, &arg, NULL, true, 1) != SPI_OK_SELECT)
@@ -371,6 +374,18 @@ sync_source(int32 sync_id)
 											  SPI_tuptable->tupdesc, 2, &isnull));
 	ss->owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 3, &isnull));
+	/*
+	 * A restored source numbers its columns anew: its key by the recorded
+	 * name (the worker numbers the sync's columns again, SyncResolveColumns).
+	 */
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull)))
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
+
+		ss->key_att = SyncRemapColumn(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6),
+									  "source", ss->source,
+									  isnull ? NULL : TextDatumGetCString(d), ss->key_att);
+	}
 	SPI_finish();
 	return ss;
 }
@@ -457,7 +472,8 @@ pgpoly_sync_capture(PG_FUNCTION_ARGS)
 		capture_row(td, sync_id);
 		return PointerGetDatum(NULL);
 	}
-	att = (AttrNumber) pg_strtoint32(td->tg_trigger->tgargs[1]);
+	/* the sync's key column (the trigger's argument is the number it had) */
+	att = sync_source(sync_id)->key_att;
 	if (att <= 0 || att > RelationGetDescr(rel)->natts ||
 		TupleDescAttr(RelationGetDescr(rel), att - 1)->attisdropped)
 		ereport(ERROR,

@@ -315,6 +315,14 @@ sync_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
+	/* a sync's recorded column names follow its tables' (sync.c) */
+	if ((IsA(stmt, RenameStmt) && ((RenameStmt *) stmt)->renameType == OBJECT_COLUMN &&
+		 ((RenameStmt *) stmt)->relation) ||
+		(IsA(stmt, AlterTableStmt) && ((AlterTableStmt *) stmt)->relation))
+		SyncNoteColumnsChanged(RangeVarGetRelid(IsA(stmt, RenameStmt) ?
+												((RenameStmt *) stmt)->relation :
+												((AlterTableStmt *) stmt)->relation,
+												NoLock, true));
 	if (IsA(stmt, TransactionStmt) &&
 		((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED &&
 		OidIsValid(get_namespace_oid("pgpoly", true)))

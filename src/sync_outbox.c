@@ -125,18 +125,29 @@ find_sync(Oid relid)
 	Oid			type = OIDOID;
 	Datum		arg = ObjectIdGetDatum(relid);
 	SPIPlanPtr	plan = saved_plan(&FindSyncPlan,
-								  "SELECT sync_id FROM pgpoly.syncs "
+								  "SELECT sync_id, COALESCE(target_ref OPERATOR(pg_catalog.<>) "
+								  "pgpoly._sync_ref($1), false) "
+								  "FROM pgpoly.syncs "
 								  "WHERE kind = 'outbox' AND target = $1::pg_catalog.regclass "
 								  "FOR KEY SHARE", 1, &type);
 	bool		isnull;
+	int32		id;
 
 	if (SPI_execute_snapshot(plan, &arg, NULL, GetLatestSnapshot(), InvalidSnapshot,
 							 false, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "looking up the outbox sync of relation %u failed", relid);
 	if (SPI_processed == 0)
 		return 0;
-	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-									   1, &isnull));
+	id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									 1, &isnull));
+
+	/*
+	 * A restored table: number the queued changes' columns again before
+	 * this transaction's are queued with the table's numbers now.
+	 */
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+		SyncResolveColumns(id, NULL);
+	return id;
 }
 
 /*
@@ -170,8 +181,10 @@ make_sync(Oid relid, const char *name, AttrNumber key_att)
 		elog(ERROR, "removing the outbox sync of a dropped table failed");
 	if (SPI_execute_snapshot(saved_plan(&MakeSyncPlan,
 										"INSERT INTO pgpoly.syncs (name, kind, target, key_attnum, "
-										"target_key_attnum, source_attnums, target_attnums, owner) "
-										"SELECT $2, 'outbox', c.oid, $3, $3, '{}', '{}', c.relowner "
+										"target_key_attnum, source_attnums, target_attnums, owner, "
+										"target_ref, target_columns) "
+										"SELECT $2, 'outbox', c.oid, $3, $3, '{}', '{}', c.relowner, "
+										"pgpoly._sync_ref(c.oid), pgpoly._sync_columns(c.oid) "
 										"FROM pg_catalog.pg_class c WHERE c.oid = $1 "
 										"ON CONFLICT DO NOTHING", 3, types),
 							 values, NULL, GetLatestSnapshot(), InvalidSnapshot,

@@ -46,6 +46,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -183,22 +184,6 @@ SyncExecute(const char *sql, int nargs, Oid *types, Datum *values, const char *n
  * ----------------------------------------------------------------
  */
 
-/* An int2[] datum as a palloc'd attnum array; sets *n. */
-static AttrNumber *
-attnums(Datum d, int *n)
-{
-	Datum	   *elems;
-	bool	   *nulls;
-	AttrNumber *result;
-
-	deconstruct_array(DatumGetArrayTypeP(d), INT2OID, 2, true, TYPALIGN_SHORT,
-					  &elems, &nulls, n);
-	result = palloc(sizeof(AttrNumber) * Max(*n, 1));
-	for (int i = 0; i < *n; i++)
-		result[i] = DatumGetInt16(elems[i]);
-	return result;
-}
-
 /* Arguments of load_fn. */
 typedef struct LoadArgs
 {
@@ -215,9 +200,30 @@ load_fn(void *arg)
 
 	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("syncs", nsp)))
 		return;
+	/*
+	 * The column names of the relations whose attnums are still the
+	 * recorded ones, as they are now (RENAME COLUMN): what a dump carries,
+	 * and what a restored sync is mapped by (SyncResolveColumns).
+	 */
+	if (!RecoveryInProgress())
+		SyncExecute("UPDATE pgpoly.syncs s SET source_columns = n.sc, target_columns = n.tc, "
+					"source_ref = n.sr, target_ref = n.tr "
+					"FROM (SELECT sync_id, pgpoly._sync_columns(source) AS sc, "
+					"             pgpoly._sync_columns(target) AS tc, "
+					"             pgpoly._sync_ref(source) AS sr, pgpoly._sync_ref(target) AS tr "
+					"      FROM pgpoly.syncs) n "
+					"WHERE n.sync_id = s.sync_id "
+					"AND s.source_ref IS NOT DISTINCT FROM n.sr "
+					"AND s.target_ref IS NOT DISTINCT FROM n.tr "
+					"AND (s.source_columns IS DISTINCT FROM n.sc "
+					"     OR s.target_columns IS DISTINCT FROM n.tc) "
+					"OR n.sync_id = s.sync_id AND s.target_ref IS NULL",
+					0, NULL, NULL, NULL, SPI_OK_UPDATE);
 	SyncExecute("SELECT sync_id, name, target::pg_catalog.text, source::pg_catalog.oid, "
 				"target::pg_catalog.oid, owner::pg_catalog.oid, key_attnum, "
-				"target_key_attnum, source_attnums, target_attnums, kind = 'outbox' "
+				"target_key_attnum, source_attnums, target_attnums, kind = 'outbox', "
+				"COALESCE(source_ref <> pgpoly._sync_ref(source::pg_catalog.oid), false) "
+				"OR COALESCE(target_ref <> pgpoly._sync_ref(target::pg_catalog.oid), false) "
 				"FROM pgpoly.syncs ORDER BY sync_id", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -236,9 +242,10 @@ load_fn(void *arg)
 		s->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
 		s->key_att = DatumGetInt16(SPI_getbinval(tup, desc, 7, &isnull));
 		s->target_key_att = DatumGetInt16(SPI_getbinval(tup, desc, 8, &isnull));
-		s->satts = attnums(SPI_getbinval(tup, desc, 9, &isnull), &s->ncols);
-		s->tatts = attnums(SPI_getbinval(tup, desc, 10, &isnull), &n);
+		s->satts = SyncAttnums(SPI_getbinval(tup, desc, 9, &isnull), &s->ncols);
+		s->tatts = SyncAttnums(SPI_getbinval(tup, desc, 10, &isnull), &n);
 		s->outbox = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
+		s->moved = DatumGetBool(SPI_getbinval(tup, desc, 12, &isnull));
 		la->syncs = lappend(la->syncs, s);
 		MemoryContextSwitchTo(old);
 	}
@@ -643,6 +650,8 @@ deliver_fn(void *arg)
 	SyncDef    *def;
 
 	pgstat_report_activity(STATE_RUNNING, "delivering pgpoly sync changes");
+	if (s->moved)
+		SyncResolveColumns(s->id, s);
 	if (s->outbox)
 	{
 		deliver_outbox(da);
