@@ -19,6 +19,11 @@ never replaced or dropped.  Stores:
   * pgpoly_vector on the harness's Chroma: ids, documents, metadata
     (column and mapped field, and a metadata `where` pushdown).
 
+Ordering: under COLLATE "C" in EUC_JP and WIN1251, whose bytes do not order
+as their UTF-8 does, ORDER BY ... LIMIT, min/max and ranges on an
+Elasticsearch keyword answer as a native twin (they stay local); in LATIN1
+they are still pushed.  pgpoly.redis_key_slot is the slot of the key's UTF-8.
+
 In a SQL_ASCII database, text sent to the JSON stores must be valid UTF-8
 (22021).
 """
@@ -328,6 +333,79 @@ def sql_ascii_part(utf8db):
     http(os.environ["ES_URL"], "DELETE", "/" + index)
 
 
+# (database encoding, values whose byte order in it is not their code point
+# order, or None where it is: there the sort and the range are still pushed)
+ORDERS = [
+    ("EUC_JP", ["A", "ｱ", "あ", "亜", "一"]),
+    ("WIN1251", ["Ёж", "ёлка", "Абв", "яд", "€"]),
+    ("LATIN1", None),
+]
+
+
+def order_part(enc, vals):
+    """Under COLLATE "C", SQL orders text by the database encoding's bytes;
+    Elasticsearch orders a keyword by its UTF-8 bytes (code points).  Where the
+    two differ, ORDER BY ... LIMIT and ranges must not be pushed."""
+    # the databases of CASES are there already
+    db = ("%s_%s" % (TAG, enc.lower()) if enc in [c[0] for c in CASES]
+          else create_encoded_db(enc))
+    s = pgtest.Session(db=db, env=UTF8)
+    index = "%s_order_%s" % (TAG, enc.lower())
+    if vals is None:
+        vals = ["A", "z", "À", "é", "ÿ"]
+    ok(s, "CREATE SERVER eso FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url %s);"
+       "CREATE USER MAPPING FOR CURRENT_USER SERVER eso;" % lit(os.environ["ES_URL"]))
+    ok(s, "SELECT pgpoly.elastic_request('eso', 'PUT', %s, %s);"
+       % (lit("/" + index), lit(json.dumps({"mappings": {"properties": {
+           "t": {"type": "keyword"}, "n": {"type": "integer"}}}}))))
+    ok(s, "CREATE FOREIGN TABLE odocs (t text COLLATE \"C\", n int) SERVER eso "
+       "OPTIONS (index %s, refresh 'true'); CREATE TABLE nodocs_o (t text COLLATE \"C\", n int);"
+       % lit(index))
+    rows = ", ".join("(%s, %d)" % (lit(v), i) for i, v in enumerate(vals))
+    ok(s, "INSERT INTO odocs VALUES %s; INSERT INTO nodocs_o VALUES %s;" % (rows, rows))
+    mid = lit(vals[2])
+    for what, tail in [("ORDER BY LIMIT", "ORDER BY t LIMIT 3"),
+                       ("ORDER BY DESC LIMIT", "ORDER BY t DESC LIMIT 2"),
+                       ("range >", "WHERE t > %s ORDER BY n" % mid),
+                       ("range <=", "WHERE t <= %s ORDER BY n" % mid),
+                       ("BETWEEN", "WHERE t BETWEEN %s AND %s ORDER BY n" % (lit(vals[1]), lit(vals[3])))]:
+        same(s, "SELECT t, n FROM odocs %s;" % tail,
+             "SELECT t, n FROM nodocs_o %s;" % tail, "%s elastic %s" % (enc, what))
+    same(s, "SELECT min(t), max(t) FROM odocs;", "SELECT min(t), max(t) FROM nodocs_o;",
+         enc + " elastic min/max")
+    if enc == "LATIN1":
+        # LATIN1's byte order is code point order: still pushed
+        plan = "\n".join(q(s, "EXPLAIN (VERBOSE, COSTS OFF) SELECT t FROM odocs "
+                           "WHERE t > %s ORDER BY t LIMIT 2;" % mid))
+        check('"sort":[{"t"' in plan and '"range"' in plan,
+              "LATIN1: the sort and the range are pushed: %s" % plan)
+    ok(s, "SELECT pgpoly.elastic_request('eso', 'DELETE', %s);" % lit("/" + index))
+    s.close()
+
+
+def crc16(data):
+    """Redis Cluster's CRC16 (XMODEM) of bytes."""
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def keyslot_part(s, enc, vals):
+    """pgpoly.redis_key_slot hashes the key Redis is sent: its UTF-8."""
+    for v in ["foo"] + vals + ["{%s}:x" % vals[0]]:
+        raw = v.encode()
+        if "{" in v:
+            raw = raw[raw.index(b"{") + 1:raw.index(b"}")]
+        got = q(s, "SELECT pgpoly.redis_key_slot(%s);" % lit(v))
+        check(got == [str(crc16(raw) & 16383)],
+              "%s: redis_key_slot(%r) = %r, want the slot of its UTF-8 %d"
+              % (enc, v, got, crc16(raw) & 16383))
+
+
 def test():
     utf8db = pgtest.create_db(TAG)
     for enc, vals, bad in CASES:
@@ -336,7 +414,10 @@ def test():
         redis_part(s, db, enc, vals, bad)
         elastic_part(s, db, enc, vals, bad)
         chroma_part(s, db, enc, vals, bad, utf8db)
+        keyslot_part(s, enc, vals)
         s.close()
+    for enc, vals in ORDERS:
+        order_part(enc, vals)
     sql_ascii_part(utf8db)
     subprocess.run(["redis-cli", "-p", os.environ["REDIS_PORT"], "--raw", "EVAL",
                     "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do "
