@@ -1095,7 +1095,8 @@ PgpolyTextToDatum(PgpolyConv *conv, const char *s, size_t len)
 /*
  * PgpolyTextToDatum of text already in the database encoding (no UTF-8
  * conversion): a value taken from a store's document once it is jsonb
- * (PgpolyJsonbFromStore converted the document).
+ * (PgpolyJsonbFromStore converted the document), or read from a
+ * PostgreSQL table (the sync and outbox queues).
  */
 Datum
 PgpolyServerTextToDatum(PgpolyConv *conv, const char *s, size_t len)

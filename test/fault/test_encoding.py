@@ -23,6 +23,8 @@ Ordering: under COLLATE "C" in EUC_JP and WIN1251, whose bytes do not order
 as their UTF-8 does, ORDER BY ... LIMIT, min/max and ranges on an
 Elasticsearch keyword answer as a native twin (they stay local); in LATIN1
 they are still pushed.  pgpoly.redis_key_slot is the slot of the key's UTF-8.
+The sync worker and an outbox table deliver non-ASCII keys and values (as
+UTF-8, none to the dead letters).
 
 In a SQL_ASCII database, text sent to the JSON stores must be valid UTF-8
 (22021).
@@ -383,6 +385,42 @@ def order_part(enc, vals):
     s.close()
 
 
+def sync_part(s, enc, vals):
+    """The sync worker (in this database) and an outbox table deliver UTF-8:
+    what they read from their queues is text in the database encoding."""
+    port = os.environ["REDIS_PORT"]
+    pre = {"sync": "%s:%s:s:" % (TAG, enc), "outbox": "%s:%s:o:" % (TAG, enc)}
+    ok(s, "CREATE SERVER rs FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port '%s');"
+       "CREATE USER MAPPING FOR CURRENT_USER SERVER rs;"
+       "CREATE FOREIGN TABLE skv (k text OPTIONS (key 'true'), v text) SERVER rs "
+       "OPTIONS (table_type 'hash', key_prefix %s);"
+       "CREATE TABLE nskv (k text PRIMARY KEY, v text);"
+       "CREATE FOREIGN TABLE okv (k text OPTIONS (key 'true'), v text) SERVER rs "
+       "OPTIONS (table_type 'hash', key_prefix %s, write_mode 'outbox');"
+       % (port, lit(pre["sync"]), lit(pre["outbox"])))
+    rows = ", ".join("(%s, %s)" % (lit(v), lit(v + "!")) for v in vals)
+    ok(s, "INSERT INTO nskv VALUES %s;" % rows)
+    ok(s, "SELECT pgpoly.create_sync('skv_sync', 'nskv', 'skv');")
+    ok(s, "UPDATE nskv SET v = v || %s WHERE k = %s;" % (lit(vals[1]), lit(vals[0])))
+    ok(s, "INSERT INTO okv VALUES %s;" % rows)
+    ok(s, "INSERT INTO okv VALUES (%s, %s);" % (lit(vals[0]), lit(vals[0] + "!" + vals[1])))
+    # (the DELETE finds the row once it is delivered)
+    check(q(s, "SELECT pgpoly.sync_wait(NULL, '30 seconds');") == ["t"], enc + ": sync_wait")
+    ok(s, "DELETE FROM okv WHERE k = %s;" % lit(vals[2]))
+    check(q(s, "SELECT pgpoly.sync_wait(NULL, '30 seconds');") == ["t"], enc + ": sync_wait")
+    same(s, "SELECT k, v FROM skv ORDER BY k;", "SELECT k, v FROM nskv ORDER BY k;",
+         enc + " sync worker")
+    same(s, "SELECT k, v FROM okv ORDER BY k;",
+         "SELECT k, v FROM nskv WHERE k <> %s ORDER BY k;" % lit(vals[2]), enc + " outbox table")
+    for what, p in pre.items():
+        got = redis_get("HGET", (p + vals[0]).encode(), "v")
+        check(got == (vals[0] + "!" + vals[1]).encode(),
+              "%s: %s delivered UTF-8: %r" % (enc, what, got))
+    dead = q(s, "SELECT name, key, error FROM pgpoly.sync_dead_letters;")
+    check(dead == [], "%s: no dead letters: %r" % (enc, dead))
+    ok(s, "SELECT pgpoly.drop_sync('skv_sync');")
+
+
 def crc16(data):
     """Redis Cluster's CRC16 (XMODEM) of bytes."""
     crc = 0
@@ -415,6 +453,7 @@ def test():
         elastic_part(s, db, enc, vals, bad)
         chroma_part(s, db, enc, vals, bad, utf8db)
         keyslot_part(s, enc, vals)
+        sync_part(s, enc, vals)
         s.close()
     for enc, vals in ORDERS:
         order_part(enc, vals)
