@@ -15,7 +15,8 @@ never replaced or dropped.  Stores:
     put_features / get_online_features of a feature view;
   * pgpoly_elastic on the harness's cluster (ES_URL: the stand-in or a real
     cluster): INSERT, term pushdown, pgpoly.elastic_request bodies and
-    answers, documents written by another client;
+    answers, documents written by another client, IMPORT FOREIGN SCHEMA of a
+    non-ASCII field name;
   * pgpoly_vector on the harness's Chroma: ids, documents, metadata
     (column and mapped field, and a metadata `where` pushdown).
 
@@ -260,6 +261,21 @@ def elastic_part(s, db, enc, vals, bad):
     r = fails(s, "SELECT * FROM nodocs;", "HV00R", enc + " missing index")
     check(r.err.count(missing) >= 2, "%s: the message quotes the answer: %s" % (enc, r.err))
     ok(s, "SELECT pgpoly.elastic_request('es', 'DELETE', %s);" % lit("/" + index))
+    # IMPORT FOREIGN SCHEMA names a non-ASCII field's column in the database encoding.
+    imported = index + "_imp"
+    http(url, "PUT", "/" + imported, {"mappings": {"properties": {
+        vals[0]: {"type": "keyword"}, "n": {"type": "integer"}}}})
+    http(url, "POST", "/%s/_bulk?refresh=true" % imported,
+         (json.dumps({"index": {"_id": vals[1]}}) + "\n" +
+          json.dumps({vals[0]: vals[2], "n": 1}) + "\n").encode(), ndjson=True)
+    ok(s, "CREATE SCHEMA imp_es; IMPORT FOREIGN SCHEMA %s LIMIT TO (%s) FROM SERVER es "
+       "INTO imp_es;" % (imported, imported))
+    col = '"%s"' % vals[0]
+    got = q(s, "SELECT _id, %s, n FROM imp_es.%s WHERE %s = %s;"
+            % (col, imported, col, lit(vals[2])))
+    check(got == ["%s|%s|1" % (vals[1], vals[2])],
+          "%s: imported column %s reads %r" % (enc, col, got))
+    http(url, "DELETE", "/" + imported)
 
 
 def chroma_part(s, db, enc, vals, bad, utf8db):
