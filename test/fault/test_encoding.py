@@ -18,7 +18,8 @@ never replaced or dropped.  Stores:
     answers, documents written by another client, IMPORT FOREIGN SCHEMA of a
     non-ASCII field name;
   * pgpoly_vector on the harness's Chroma: ids, documents, metadata
-    (column and mapped field, and a metadata `where` pushdown).
+    (column and mapped field, and a metadata `where` pushdown); on the
+    Qdrant stand-in, a collection with a non-ASCII name (read, imported).
 
 Ordering: under COLLATE "C" in EUC_JP and WIN1251, whose bytes do not order
 as their UTF-8 does, ORDER BY ... LIMIT, min/max and ranges on an
@@ -34,11 +35,16 @@ In a SQL_ASCII database, text sent to the JSON stores must be valid UTF-8
 import json
 import os
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 
 import pgtest
+import redis_cluster
 from pgtest import check
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qdrant_fixture  # noqa: E402
 
 TAG = "enc%d" % os.getpid()
 UTF8 = {"PGCLIENTENCODING": "UTF8"}
@@ -437,27 +443,36 @@ def sync_part(s, enc, vals):
     ok(s, "SELECT pgpoly.drop_sync('skv_sync');")
 
 
-def crc16(data):
-    """Redis Cluster's CRC16 (XMODEM) of bytes."""
-    crc = 0
-    for b in data:
-        crc ^= b << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return crc
+def qdrant_part(s, enc, vals):
+    """A Qdrant collection with a non-ASCII name (test/qdrant_fixture.py): its
+    name is the database's text, in IMPORT FOREIGN SCHEMA and the option."""
+    fx = qdrant_fixture.Fixture()
+    name = "c_" + vals[0]
+    fx.add_collection(name, 2, "Euclid", [
+        {"id": 1, "vector": [1.0, 0.0], "payload": {"document": vals[1]}}])
+    port = fx.start()
+    try:
+        ok(s, "CREATE SERVER qd FOREIGN DATA WRAPPER pgpoly_vector OPTIONS "
+           "(url 'http://127.0.0.1:%d', provider 'qdrant');"
+           "CREATE USER MAPPING FOR CURRENT_USER SERVER qd;"
+           "CREATE FOREIGN TABLE qt (id text, embedding real[], document text) SERVER qd "
+           "OPTIONS (collection %s);" % (port, lit(name)))
+        got = q(s, "SELECT id, document FROM qt;")
+        check(got == ["1|" + vals[1]], "%s: Qdrant collection %r reads %r" % (enc, name, got))
+        ok(s, "CREATE SCHEMA imp_qd; IMPORT FOREIGN SCHEMA x FROM SERVER qd INTO imp_qd;")
+        got = q(s, "SELECT id, document FROM imp_qd.%s;" % ('"%s"' % name))
+        check(got == ["1|" + vals[1]], "%s: imported Qdrant collection reads %r" % (enc, got))
+    finally:
+        fx.stop()
 
 
 def keyslot_part(s, enc, vals):
     """pgpoly.redis_key_slot hashes the key Redis is sent: its UTF-8."""
     for v in ["foo"] + vals + ["{%s}:x" % vals[0]]:
-        raw = v.encode()
-        if "{" in v:
-            raw = raw[raw.index(b"{") + 1:raw.index(b"}")]
+        want = redis_cluster.keyslot(v.encode())
         got = q(s, "SELECT pgpoly.redis_key_slot(%s);" % lit(v))
-        check(got == [str(crc16(raw) & 16383)],
-              "%s: redis_key_slot(%r) = %r, want the slot of its UTF-8 %d"
-              % (enc, v, got, crc16(raw) & 16383))
+        check(got == [str(want)], "%s: redis_key_slot(%r) = %r, want the slot of its UTF-8 %d"
+              % (enc, v, got, want))
 
 
 def test():
@@ -470,6 +485,7 @@ def test():
         chroma_part(s, db, enc, vals, bad, utf8db)
         keyslot_part(s, enc, vals)
         sync_part(s, enc, vals)
+        qdrant_part(s, enc, vals)
         s.close()
     for enc, vals in ORDERS:
         order_part(enc, vals)
