@@ -74,7 +74,10 @@ sorted_keys(json_t *obj, int *n)
 	return keys;
 }
 
-/* The CREATE FOREIGN TABLE statement of one index. */
+/*
+ * The CREATE FOREIGN TABLE statement of one index (index: its name in the
+ * database encoding; the mapping's field names are the store's UTF-8).
+ */
 static char *
 table_sql(ImportForeignSchemaStmt *stmt, const char *server, const char *index,
 		  json_t *mapping)
@@ -92,7 +95,8 @@ table_sql(ImportForeignSchemaStmt *stmt, const char *server, const char *index,
 	{
 		if (fields[i][0] == '_')
 			continue;			/* would clash with the reserved columns */
-		appendStringInfo(&buf, ",\n    %s %s", quote_identifier(fields[i]),
+		appendStringInfo(&buf, ",\n    %s %s",
+						 quote_identifier(PgpolyStoreToServerCstr(fields[i], "mapping field name")),
 						 sql_type(json_object_get(props, fields[i])));
 	}
 	appendStringInfo(&buf, ",\n    _score real,\n    _query text\n) SERVER %s OPTIONS (index %s)",
@@ -127,8 +131,12 @@ ElasticImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 					 errmsg("Elasticsearch server \"%s\" sent a mapping of an index with an empty name",
 							conn->servername)));
 	for (int i = 0; i < n; i++)
-		if (names[i][0] != '.' && IsImportableForeignTable(names[i], stmt))
-			result = lappend(result, table_sql(stmt, server->servername, names[i],
+	{
+		const char *name = PgpolyStoreToServerCstr(names[i], "index name");
+
+		if (names[i][0] != '.' && IsImportableForeignTable(name, stmt))
+			result = lappend(result, table_sql(stmt, server->servername, name,
 											   json_object_get(doc, names[i])));
+	}
 	return result;
 }

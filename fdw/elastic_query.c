@@ -28,7 +28,10 @@
  * and sorts stay local), a copy_to target, runtime field or field with
  * ignore_malformed (its _source may hold values it did not index) is never
  * compared (ElasticFieldType).
- * Text ranges (byte order in Lucene) are pushed only under the C collation.
+ * Text ranges and sorts (UTF-8 byte order in Lucene) are pushed only under
+ * the C collation, and only in a database whose encoding's byte order is
+ * the code point order (PgpolyStoreOrderIsByteOrder: UTF8, SQL_ASCII,
+ * LATIN1; not EUC_JP, WIN1251 ...).
  * `col <> v` excludes documents without the field, as SQL's NULL does.
  * Date/time comparisons are near ones (make_near): Elasticsearch indexes an
  * instant to the millisecond, which a column's value is only close to, so
@@ -175,7 +178,7 @@ typedef struct CompareField
  * comparisons on it cannot be pushed (array, jsonb, a field the mapping
  * does not give a type that compares as the column's, analyzed text
  * without .keyword ...).  ranged: the comparison is an ordering (needs the
- * C collation for text).  The column's field is noted in tbl->consulted:
+ * C collation for text, over bytes that order as their UTF-8 does).  The column's field is noted in tbl->consulted:
  * the plan checks at execution that the mapping still says the same.
  */
 static bool
@@ -190,7 +193,8 @@ compare_field(ElasticTable *tbl, AttrNumber att, Oid collation, bool ranged,
 	if (is_text_type(col->typid) && !deterministic(collation))
 		return false;
 	if (is_text_type(col->typid) && ranged &&
-		!(OidIsValid(collation) && lc_collate_is_c(collation)))
+		!(OidIsValid(collation) && lc_collate_is_c(collation) &&
+		  PgpolyStoreOrderIsByteOrder()))
 		return false;
 	cf->type = ElasticFieldType(tbl, col->field, &facts);
 	if (cf->type == NULL)

@@ -107,14 +107,17 @@ PG_FUNCTION_INFO_V1(pgpoly_redis_key_slot);
 /*
  * pgpoly.redis_key_slot(key text): the Redis Cluster hash slot of a key,
  * as CLUSTER KEYSLOT computes it; for checking that {hash tags} keep keys
- * together.
+ * together.  The slot is that of the bytes Redis is sent: the key's UTF-8
+ * in a database of another encoding.
  */
 Datum
 pgpoly_redis_key_slot(PG_FUNCTION_ARGS)
 {
 	text	   *key = PG_GETARG_TEXT_PP(0);
+	size_t		len = VARSIZE_ANY_EXHDR(key);
+	const char *bytes = PgpolyServerToStore(VARDATA_ANY(key), &len, false);
 
-	PG_RETURN_INT32(RedisKeySlot(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)));
+	PG_RETURN_INT32(RedisKeySlot(bytes, len));
 }
 
 /* ----------------------------------------------------------------

@@ -482,7 +482,9 @@ VectorRecordId(PgpolyConnection *conn, json_t *id)
 /*
  * The name of a collection the service described or listed (what: the
  * response): a non-empty string without NUL characters, else an ERROR.
- * Such a name could not be addressed or become a table name.
+ * Such a name could not be addressed or become a table name.  The name is
+ * the database's text, as the collection option it is compared with (and
+ * request paths are converted back to UTF-8).
  */
 char *
 VectorCollectionName(PgpolyConnection *conn, json_t *name, const char *what)
@@ -491,7 +493,7 @@ VectorCollectionName(PgpolyConnection *conn, json_t *name, const char *what)
 
 	if (s == NULL || s[0] == '\0' || strlen(s) != json_string_length(name))
 		VectorBadResponse(conn, what, "collections named by non-empty strings");
-	return pstrdup(s);
+	return pstrdup(PgpolyStoreToServerCstr(s, "collection name"));
 }
 
 /*

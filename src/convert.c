@@ -1095,7 +1095,8 @@ PgpolyTextToDatum(PgpolyConv *conv, const char *s, size_t len)
 /*
  * PgpolyTextToDatum of text already in the database encoding (no UTF-8
  * conversion): a value taken from a store's document once it is jsonb
- * (PgpolyJsonbFromStore converted the document).
+ * (PgpolyJsonbFromStore converted the document), or read from a
+ * PostgreSQL table (the sync and outbox queues).
  */
 Datum
 PgpolyServerTextToDatum(PgpolyConv *conv, const char *s, size_t len)
@@ -1342,6 +1343,23 @@ bool
 PgpolyStoreConverts(void)
 {
 	return GetDatabaseEncoding() != PG_UTF8;
+}
+
+/*
+ * Whether the bytes of text in the database encoding order as the stores
+ * order its UTF-8 (by code point: Lucene's keyword sort and range), so that
+ * a comparison under the C collation (byte order) can be pushed.  UTF8 and
+ * SQL_ASCII (sent to the stores as the UTF-8 it must be) are the stores'
+ * bytes; LATIN1's byte is the code point.  Other encodings order
+ * differently (EUC_JP's kanji by reading, WIN1251's 0xA8 'Ё' before 0xC0
+ * 'А' but U+0401 < U+0410 < U+0451 'ё' at 0xB8).
+ */
+bool
+PgpolyStoreOrderIsByteOrder(void)
+{
+	int			enc = GetDatabaseEncoding();
+
+	return enc == PG_UTF8 || enc == PG_SQL_ASCII || enc == PG_LATIN1;
 }
 
 /* ----------------------------------------------------------------

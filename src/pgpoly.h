@@ -658,6 +658,7 @@ extern const char *PgpolyServerToStore(const char *s, size_t *len, bool strict);
 extern const char *PgpolyServerToStoreCstr(const char *s, bool strict);
 extern const char *PgpolyStoreToServerCstr(const char *s, const char *what);
 extern bool PgpolyStoreConverts(void);
+extern bool PgpolyStoreOrderIsByteOrder(void);
 extern bool PgpolyStoreTextConverts(const char *s, size_t len);
 extern Datum PgpolyJsonbFromServerText(const char *json, size_t len, List **nuls);
 extern Datum PgpolyBytesToDatum(PgpolyConv *conv, const char *s, size_t len);

@@ -790,8 +790,8 @@ older(OutboxTable *t, OutboxRow *a, OutboxRow *b)
 
 	if (x == NULL || y == NULL)
 		return false;
-	return DatumGetTimestampTz(PgpolyTextToDatum(conv, x, strlen(x))) <
-		DatumGetTimestampTz(PgpolyTextToDatum(conv, y, strlen(y)));
+	return DatumGetTimestampTz(PgpolyServerTextToDatum(conv, x, strlen(x))) <
+		DatumGetTimestampTz(PgpolyServerTextToDatum(conv, y, strlen(y)));
 }
 
 /* Whether op upserts. */
@@ -1248,7 +1248,7 @@ same_group(OutboxTable *t, OutboxRow *r, OutboxRow *g)
 static Datum
 value_datum(OutboxTable *t, AttrNumber att, const char *s)
 {
-	return PgpolyTextToDatum(&t->convs[att - 1], s, strlen(s));
+	return PgpolyServerTextToDatum(&t->convs[att - 1], s, strlen(s));
 }
 
 /* The keys of rows as an array of the key type. */

@@ -455,7 +455,7 @@ key_array(SyncDef *def, char **keys, int n)
 	PgpolyConvInit(&conv, def->key_type, -1, NULL);
 	get_typlenbyvalalign(def->key_type, &len, &byval, &align);
 	for (int i = 0; i < n; i++)
-		d[i] = PgpolyTextToDatum(&conv, keys[i], strlen(keys[i]));
+		d[i] = PgpolyServerTextToDatum(&conv, keys[i], strlen(keys[i]));
 	return PointerGetDatum(construct_array(d, n, def->key_type, len, byval, align));
 }
 
@@ -848,7 +848,7 @@ payload_fn(void *arg)
 	int			save_sec;
 
 	PgpolyConvInit(&conv, def->key_type, -1, NULL);
-	key = PgpolyTextToDatum(&conv, pa->key, strlen(pa->key));
+	key = PgpolyServerTextToDatum(&conv, pa->key, strlen(pa->key));
 	SyncBecome(def->owner, true, &save_user, &save_sec);
 	SyncExecute(def->payload_sql, 1, &def->key_type, &key, NULL, SPI_OK_SELECT);
 	SetUserIdAndSecContext(save_user, save_sec);

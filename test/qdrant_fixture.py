@@ -40,7 +40,7 @@ import math
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 
 def _ok(result):
@@ -107,7 +107,7 @@ class Fixture:
                 url = urlsplit(self.path)
                 with fixture.lock:
                     fixture.log.append((self.command, self.path, body, dict(self.headers)))
-                    status, doc = fixture.handle(self.command, url.path, body)
+                    status, doc = fixture.handle(self.command, unquote(url.path), body)
                     if fixture.mangle and status == 200 and "/points" in url.path:
                         doc = dict(doc, result=fixture.mangle(self.command, url.path,
                                                               doc["result"]))

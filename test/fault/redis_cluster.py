@@ -47,6 +47,27 @@ from pgtest import _is_zombie, _proc_start, register_pid
 NODE_TIMEOUT_MS = 2000  # small, yet safe on a loaded 2-core machine
 
 
+def crc16(data):
+    """Redis Cluster's CRC16 (XMODEM) of bytes."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xffff
+    return crc
+
+
+def keyslot(key):
+    """The hash slot of key (bytes), as CLUSTER KEYSLOT computes it."""
+    start = key.find(b"{")
+    if start >= 0:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            key = key[start + 1:end]
+    return crc16(key) % 16384
+
+
 class RespError(Exception):
     """An error reply (its text is the message)."""
 

@@ -15,9 +15,18 @@ never replaced or dropped.  Stores:
     put_features / get_online_features of a feature view;
   * pgpoly_elastic on the harness's cluster (ES_URL: the stand-in or a real
     cluster): INSERT, term pushdown, pgpoly.elastic_request bodies and
-    answers, documents written by another client;
+    answers, documents written by another client, IMPORT FOREIGN SCHEMA of a
+    non-ASCII field name;
   * pgpoly_vector on the harness's Chroma: ids, documents, metadata
-    (column and mapped field, and a metadata `where` pushdown).
+    (column and mapped field, and a metadata `where` pushdown); on the
+    Qdrant stand-in, a collection with a non-ASCII name (read, imported).
+
+Ordering: under COLLATE "C" in EUC_JP and WIN1251, whose bytes do not order
+as their UTF-8 does, ORDER BY ... LIMIT, min/max and ranges on an
+Elasticsearch keyword answer as a native twin (they stay local); in LATIN1
+they are still pushed.  pgpoly.redis_key_slot is the slot of the key's UTF-8.
+The sync worker and an outbox table deliver non-ASCII keys and values (as
+UTF-8, none to the dead letters).
 
 In a SQL_ASCII database, text sent to the JSON stores must be valid UTF-8
 (22021).
@@ -26,11 +35,16 @@ In a SQL_ASCII database, text sent to the JSON stores must be valid UTF-8
 import json
 import os
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 
 import pgtest
+import redis_cluster
 from pgtest import check
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qdrant_fixture  # noqa: E402
 
 TAG = "enc%d" % os.getpid()
 UTF8 = {"PGCLIENTENCODING": "UTF8"}
@@ -253,6 +267,21 @@ def elastic_part(s, db, enc, vals, bad):
     r = fails(s, "SELECT * FROM nodocs;", "HV00R", enc + " missing index")
     check(r.err.count(missing) >= 2, "%s: the message quotes the answer: %s" % (enc, r.err))
     ok(s, "SELECT pgpoly.elastic_request('es', 'DELETE', %s);" % lit("/" + index))
+    # IMPORT FOREIGN SCHEMA names a non-ASCII field's column in the database encoding.
+    imported = index + "_imp"
+    http(url, "PUT", "/" + imported, {"mappings": {"properties": {
+        vals[0]: {"type": "keyword"}, "n": {"type": "integer"}}}})
+    http(url, "POST", "/%s/_bulk?refresh=true" % imported,
+         (json.dumps({"index": {"_id": vals[1]}}) + "\n" +
+          json.dumps({vals[0]: vals[2], "n": 1}) + "\n").encode(), ndjson=True)
+    ok(s, "CREATE SCHEMA imp_es; IMPORT FOREIGN SCHEMA %s LIMIT TO (%s) FROM SERVER es "
+       "INTO imp_es;" % (imported, imported))
+    col = '"%s"' % vals[0]
+    got = q(s, "SELECT _id, %s, n FROM imp_es.%s WHERE %s = %s;"
+            % (col, imported, col, lit(vals[2])))
+    check(got == ["%s|%s|1" % (vals[1], vals[2])],
+          "%s: imported column %s reads %r" % (enc, col, got))
+    http(url, "DELETE", "/" + imported)
 
 
 def chroma_part(s, db, enc, vals, bad, utf8db):
@@ -328,6 +357,124 @@ def sql_ascii_part(utf8db):
     http(os.environ["ES_URL"], "DELETE", "/" + index)
 
 
+# (database encoding, values whose byte order in it is not their code point
+# order, or None where it is: there the sort and the range are still pushed)
+ORDERS = [
+    ("EUC_JP", ["A", "ｱ", "あ", "亜", "一"]),
+    ("WIN1251", ["Ёж", "ёлка", "Абв", "яд", "€"]),
+    ("LATIN1", None),
+]
+
+
+def order_part(enc, vals):
+    """Under COLLATE "C", SQL orders text by the database encoding's bytes;
+    Elasticsearch orders a keyword by its UTF-8 bytes (code points).  Where the
+    two differ, ORDER BY ... LIMIT and ranges must not be pushed."""
+    # the databases of CASES are there already
+    db = ("%s_%s" % (TAG, enc.lower()) if enc in [c[0] for c in CASES]
+          else create_encoded_db(enc))
+    s = pgtest.Session(db=db, env=UTF8)
+    index = "%s_order_%s" % (TAG, enc.lower())
+    if vals is None:
+        vals = ["A", "z", "À", "é", "ÿ"]
+    ok(s, "CREATE SERVER eso FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url %s);"
+       "CREATE USER MAPPING FOR CURRENT_USER SERVER eso;" % lit(os.environ["ES_URL"]))
+    ok(s, "SELECT pgpoly.elastic_request('eso', 'PUT', %s, %s);"
+       % (lit("/" + index), lit(json.dumps({"mappings": {"properties": {
+           "t": {"type": "keyword"}, "n": {"type": "integer"}}}}))))
+    ok(s, "CREATE FOREIGN TABLE odocs (t text COLLATE \"C\", n int) SERVER eso "
+       "OPTIONS (index %s, refresh 'true'); CREATE TABLE nodocs_o (t text COLLATE \"C\", n int);"
+       % lit(index))
+    rows = ", ".join("(%s, %d)" % (lit(v), i) for i, v in enumerate(vals))
+    ok(s, "INSERT INTO odocs VALUES %s; INSERT INTO nodocs_o VALUES %s;" % (rows, rows))
+    mid = lit(vals[2])
+    for what, tail in [("ORDER BY LIMIT", "ORDER BY t LIMIT 3"),
+                       ("ORDER BY DESC LIMIT", "ORDER BY t DESC LIMIT 2"),
+                       ("range >", "WHERE t > %s ORDER BY n" % mid),
+                       ("range <=", "WHERE t <= %s ORDER BY n" % mid),
+                       ("BETWEEN", "WHERE t BETWEEN %s AND %s ORDER BY n" % (lit(vals[1]), lit(vals[3])))]:
+        same(s, "SELECT t, n FROM odocs %s;" % tail,
+             "SELECT t, n FROM nodocs_o %s;" % tail, "%s elastic %s" % (enc, what))
+    same(s, "SELECT min(t), max(t) FROM odocs;", "SELECT min(t), max(t) FROM nodocs_o;",
+         enc + " elastic min/max")
+    if enc == "LATIN1":
+        # LATIN1's byte order is code point order: still pushed
+        plan = "\n".join(q(s, "EXPLAIN (VERBOSE, COSTS OFF) SELECT t FROM odocs "
+                           "WHERE t > %s ORDER BY t LIMIT 2;" % mid))
+        check('"sort":[{"t"' in plan and '"range"' in plan,
+              "LATIN1: the sort and the range are pushed: %s" % plan)
+    ok(s, "SELECT pgpoly.elastic_request('eso', 'DELETE', %s);" % lit("/" + index))
+    s.close()
+
+
+def sync_part(s, enc, vals):
+    """The sync worker (in this database) and an outbox table deliver UTF-8:
+    what they read from their queues is text in the database encoding."""
+    port = os.environ["REDIS_PORT"]
+    pre = {"sync": "%s:%s:s:" % (TAG, enc), "outbox": "%s:%s:o:" % (TAG, enc)}
+    ok(s, "CREATE SERVER rs FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port '%s');"
+       "CREATE USER MAPPING FOR CURRENT_USER SERVER rs;"
+       "CREATE FOREIGN TABLE skv (k text OPTIONS (key 'true'), v text) SERVER rs "
+       "OPTIONS (table_type 'hash', key_prefix %s);"
+       "CREATE TABLE nskv (k text PRIMARY KEY, v text);"
+       "CREATE FOREIGN TABLE okv (k text OPTIONS (key 'true'), v text) SERVER rs "
+       "OPTIONS (table_type 'hash', key_prefix %s, write_mode 'outbox');"
+       % (port, lit(pre["sync"]), lit(pre["outbox"])))
+    rows = ", ".join("(%s, %s)" % (lit(v), lit(v + "!")) for v in vals)
+    ok(s, "INSERT INTO nskv VALUES %s;" % rows)
+    ok(s, "SELECT pgpoly.create_sync('skv_sync', 'nskv', 'skv');")
+    ok(s, "UPDATE nskv SET v = v || %s WHERE k = %s;" % (lit(vals[1]), lit(vals[0])))
+    ok(s, "INSERT INTO okv VALUES %s;" % rows)
+    ok(s, "INSERT INTO okv VALUES (%s, %s);" % (lit(vals[0]), lit(vals[0] + "!" + vals[1])))
+    # (the DELETE finds the row once it is delivered)
+    check(q(s, "SELECT pgpoly.sync_wait(NULL, '30 seconds');") == ["t"], enc + ": sync_wait")
+    ok(s, "DELETE FROM okv WHERE k = %s;" % lit(vals[2]))
+    check(q(s, "SELECT pgpoly.sync_wait(NULL, '30 seconds');") == ["t"], enc + ": sync_wait")
+    same(s, "SELECT k, v FROM skv ORDER BY k;", "SELECT k, v FROM nskv ORDER BY k;",
+         enc + " sync worker")
+    same(s, "SELECT k, v FROM okv ORDER BY k;",
+         "SELECT k, v FROM nskv WHERE k <> %s ORDER BY k;" % lit(vals[2]), enc + " outbox table")
+    for what, p in pre.items():
+        got = redis_get("HGET", (p + vals[0]).encode(), "v")
+        check(got == (vals[0] + "!" + vals[1]).encode(),
+              "%s: %s delivered UTF-8: %r" % (enc, what, got))
+    dead = q(s, "SELECT name, key, error FROM pgpoly.sync_dead_letters;")
+    check(dead == [], "%s: no dead letters: %r" % (enc, dead))
+    ok(s, "SELECT pgpoly.drop_sync('skv_sync');")
+
+
+def qdrant_part(s, enc, vals):
+    """A Qdrant collection with a non-ASCII name (test/qdrant_fixture.py): its
+    name is the database's text, in IMPORT FOREIGN SCHEMA and the option."""
+    fx = qdrant_fixture.Fixture()
+    name = "c_" + vals[0]
+    fx.add_collection(name, 2, "Euclid", [
+        {"id": 1, "vector": [1.0, 0.0], "payload": {"document": vals[1]}}])
+    port = fx.start()
+    try:
+        ok(s, "CREATE SERVER qd FOREIGN DATA WRAPPER pgpoly_vector OPTIONS "
+           "(url 'http://127.0.0.1:%d', provider 'qdrant');"
+           "CREATE USER MAPPING FOR CURRENT_USER SERVER qd;"
+           "CREATE FOREIGN TABLE qt (id text, embedding real[], document text) SERVER qd "
+           "OPTIONS (collection %s);" % (port, lit(name)))
+        got = q(s, "SELECT id, document FROM qt;")
+        check(got == ["1|" + vals[1]], "%s: Qdrant collection %r reads %r" % (enc, name, got))
+        ok(s, "CREATE SCHEMA imp_qd; IMPORT FOREIGN SCHEMA x FROM SERVER qd INTO imp_qd;")
+        got = q(s, "SELECT id, document FROM imp_qd.%s;" % ('"%s"' % name))
+        check(got == ["1|" + vals[1]], "%s: imported Qdrant collection reads %r" % (enc, got))
+    finally:
+        fx.stop()
+
+
+def keyslot_part(s, enc, vals):
+    """pgpoly.redis_key_slot hashes the key Redis is sent: its UTF-8."""
+    for v in ["foo"] + vals + ["{%s}:x" % vals[0]]:
+        want = redis_cluster.keyslot(v.encode())
+        got = q(s, "SELECT pgpoly.redis_key_slot(%s);" % lit(v))
+        check(got == [str(want)], "%s: redis_key_slot(%r) = %r, want the slot of its UTF-8 %d"
+              % (enc, v, got, want))
+
+
 def test():
     utf8db = pgtest.create_db(TAG)
     for enc, vals, bad in CASES:
@@ -336,7 +483,12 @@ def test():
         redis_part(s, db, enc, vals, bad)
         elastic_part(s, db, enc, vals, bad)
         chroma_part(s, db, enc, vals, bad, utf8db)
+        keyslot_part(s, enc, vals)
+        sync_part(s, enc, vals)
+        qdrant_part(s, enc, vals)
         s.close()
+    for enc, vals in ORDERS:
+        order_part(enc, vals)
     sql_ascii_part(utf8db)
     subprocess.run(["redis-cli", "-p", os.environ["REDIS_PORT"], "--raw", "EVAL",
                     "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do "

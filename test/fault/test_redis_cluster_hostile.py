@@ -35,23 +35,7 @@ check = pgtest.check
 ROLE = "fault_cl_user_%d" % os.getpid()
 
 
-def crc16(data):
-    crc = 0
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xffff
-    return crc
-
-
-def keyslot(key):
-    start = key.find(b"{")
-    if start >= 0:
-        end = key.find(b"}", start + 1)
-        if end > start + 1:
-            key = key[start + 1:end]
-    return crc16(key) % 16384
+keyslot = redis_cluster.keyslot
 
 
 def bulk(b):
