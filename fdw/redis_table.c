@@ -719,7 +719,7 @@ RedisRowIdentity(RedisTable *tbl, Datum *values, bool *nulls, size_t *len)
 	initStringInfo(&buf);
 	for (AttrNumber att = 1; att <= tbl->natts; att++)
 	{
-		size_t		flen;
+		size_t		flen = 0;
 		char	   *form;
 		int32		n;
 

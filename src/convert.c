@@ -924,7 +924,7 @@ digits(const char *s, int n)
  * false if it is not a valid date in exactly that form.
  */
 static bool
-fixed_date(const char *s, int *days)
+fixed_date(const char *s, int *ndays)
 {
 	int			y = digits(s, 4),
 				m = digits(s + 5, 2),
@@ -933,7 +933,7 @@ fixed_date(const char *s, int *days)
 	if (y < 1 || m < 1 || m > MONTHS_PER_YEAR || d < 1 || s[4] != '-' || s[7] != '-' ||
 		d > day_tab[isleap(y)][m - 1])
 		return false;
-	*days = date2j(y, m, d) - POSTGRES_EPOCH_JDATE;
+	*ndays = date2j(y, m, d) - POSTGRES_EPOCH_JDATE;
 	return true;
 }
 
@@ -949,7 +949,7 @@ fixed_date(const char *s, int *days)
 static bool
 fixed_timestamp(const char *s, size_t len, bool withtz, Timestamp *result)
 {
-	int			days,
+	int			ndays,
 				h,
 				mi,
 				sec,
@@ -958,7 +958,7 @@ fixed_timestamp(const char *s, size_t len, bool withtz, Timestamp *result)
 	size_t		p = 19;
 
 	if (len < 19 || s[10] != ' ' || s[13] != ':' || s[16] != ':' ||
-		!fixed_date(s, &days) ||
+		!fixed_date(s, &ndays) ||
 		(h = digits(s + 11, 2)) < 0 || h >= HOURS_PER_DAY ||
 		(mi = digits(s + 14, 2)) < 0 || mi >= MINS_PER_HOUR ||
 		(sec = digits(s + 17, 2)) < 0 || sec >= SECS_PER_MINUTE)
@@ -996,7 +996,7 @@ fixed_timestamp(const char *s, size_t len, bool withtz, Timestamp *result)
 	if (p != len)
 		return false;
 	/* tm2timestamp(), then dt2local() by the offset */
-	*result = (int64) days * USECS_PER_DAY +
+	*result = (int64) ndays * USECS_PER_DAY +
 		((int64) ((h * MINS_PER_HOUR + mi) * SECS_PER_MINUTE + sec)) * USECS_PER_SEC +
 		usec - (int64) off * USECS_PER_SEC;
 	return IS_VALID_TIMESTAMP(*result);
@@ -1012,7 +1012,7 @@ static bool
 fast_in(PgpolyConv *conv, const char *s, size_t len, Datum *value)
 {
 	Timestamp	ts;
-	int			days;
+	int			ndays;
 
 	switch (conv->kind)
 	{
@@ -1030,9 +1030,9 @@ fast_in(PgpolyConv *conv, const char *s, size_t len, Datum *value)
 													  "double precision", s));
 			return true;
 		case PGPOLY_CONV_DATE:
-			if (len != 10 || !fixed_date(s, &days) || !IS_VALID_DATE(days))
+			if (len != 10 || !fixed_date(s, &ndays) || !IS_VALID_DATE(ndays))
 				return false;
-			*value = DateADTGetDatum(days);
+			*value = DateADTGetDatum(ndays);
 			return true;
 		case PGPOLY_CONV_TIMESTAMP:
 		case PGPOLY_CONV_TIMESTAMPTZ:

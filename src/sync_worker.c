@@ -1127,7 +1127,7 @@ worker_loop(void)
 
 	for (;;)
 	{
-		TimestampTz wake_at;
+		TimestampTz wake_at = 0;
 		List	   *syncs;
 		bool		ok;
 		bool		more;
