@@ -407,6 +407,8 @@ typedef struct TableEntry
 static HTAB *TableCache = NULL;
 static Retired *RetiredList = NULL;
 static uint64 Invalidations = 0;	/* counts the callbacks below */
+static bool HasDropped = false;		/* some entry may have tbl NULL */
+static int	Resolving = 0;		/* resolve() calls running */
 
 /* Drop an entry (no allocation: invalidation callbacks may not fail). */
 static void
@@ -418,6 +420,29 @@ drop_entry(TableEntry *e)
 	RetiredList = e->mem;
 	e->tbl = NULL;
 	e->mem = NULL;
+	HasDropped = true;
+}
+
+/*
+ * Remove the entries dropped since the last look-up (their memory is
+ * freed at transaction end, free_retired): else one per (table, user)
+ * ever resolved stays, and a session that creates and drops tables grows
+ * for as long as it lives.  Only between look-ups: never while resolve()
+ * holds an entry.
+ */
+static void
+remove_dropped(void)
+{
+	HASH_SEQ_STATUS hs;
+	TableEntry *e;
+
+	if (!HasDropped || Resolving > 0)
+		return;
+	HasDropped = false;
+	hash_seq_init(&hs, TableCache);
+	while ((e = hash_seq_search(&hs)) != NULL)
+		if (e->tbl == NULL)
+			hash_search(TableCache, &e->key, HASH_REMOVE, NULL);
 }
 
 /* Relcache callback: drop the entries of relid (InvalidOid: all). */
@@ -494,17 +519,21 @@ resolve(TableEntry *e, Oid relid, Oid userid)
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	RedisTable *tbl = NULL;
 
+	Resolving++;
 	PG_TRY();
 	{
 		tbl = load_table(relid, userid);
 	}
 	PG_CATCH();
 	{
+		Resolving--;
+		HasDropped = true;		/* e stays unresolved */
 		MemoryContextSwitchTo(old);
 		MemoryContextDelete(cxt);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	Resolving--;
 	e->mem = palloc0(sizeof(Retired));
 	e->mem->cxt = cxt;
 	e->tbl = tbl;
@@ -531,6 +560,7 @@ RedisLoadTable(Oid relid, Oid userid)
 
 	if (TableCache == NULL)
 		table_cache_init();
+	remove_dropped();
 	key.relid = relid;
 	key.userid = userid;
 	e = hash_search(TableCache, &key, HASH_ENTER, &found);

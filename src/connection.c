@@ -42,13 +42,18 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_foreign_server.h"
 #include "catalog/pg_user_mapping.h"
 #include "lib/stringinfo.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/syscache.h"
@@ -75,6 +80,14 @@ close_handle(PgpolyConnection *conn)
 	conn->invalidated = false;
 }
 
+/*
+ * An entry was invalidated since prune_dropped() last ran to the end: its
+ * server or user mapping may have been dropped.
+ */
+static bool PrunePending = false;
+
+static bool used_this_xact(PgpolyConnection *conn);
+
 /* Syscache callback: mark connections whose server or mapping changed. */
 static void
 invalidate_callback(Datum arg, int cacheid, uint32 hashvalue)
@@ -88,7 +101,10 @@ invalidate_callback(Datum arg, int cacheid, uint32 hashvalue)
 		if (hashvalue == 0 ||
 			(cacheid == FOREIGNSERVEROID && conn->server_hashvalue == hashvalue) ||
 			(cacheid == USERMAPPINGOID && conn->mapping_hashvalue == hashvalue))
+		{
 			conn->invalidated = true;
+			PrunePending = true;
+		}
 	}
 }
 
@@ -275,6 +291,68 @@ describe_connection(PgpolyConnection *conn, ForeignServer *server,
 }
 
 /*
+ * Whether catalog relid has a row of OID oid (its first column, indexed by
+ * indexid).  Read from the catalog, not the syscache: a look-up of a
+ * dropped object there would leave a negative entry in CacheMemoryContext
+ * for as long as the backend lives.
+ */
+static bool
+catalog_has(Oid relid, Oid indexid, Oid oid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	bool		found;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(oid));
+	scan = systable_beginscan(rel, indexid, true, NULL, 1, &key);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * Remove the entries whose server or user mapping no longer exists (as
+ * this transaction sees the catalogs), closing their handles: else every
+ * CREATE SERVER ... DROP SERVER a long-lived (pooled) session makes leaves
+ * an entry, and the secrets of its mapping, for as long as it lives.  An
+ * entry this transaction uses, or that holds its writes or session state,
+ * is kept (a scan may point at it) and looked at again next time.  Runs
+ * where a store connection is asked for, never in an invalidation
+ * callback or at transaction end, which may not read the catalogs.
+ */
+static void
+prune_dropped(void)
+{
+	HASH_SEQ_STATUS scan;
+	PgpolyConnection *conn;
+
+	if (!PrunePending)
+		return;
+	PrunePending = false;
+	hash_seq_init(&scan, ConnectionHash);
+	while ((conn = hash_seq_search(&scan)) != NULL)
+	{
+		if (catalog_has(ForeignServerRelationId, ForeignServerOidIndexId,
+						conn->key.serverid) &&
+			(!OidIsValid(conn->key.umid) ||
+			 catalog_has(UserMappingRelationId, UserMappingOidIndexId,
+						 conn->key.umid)))
+			continue;
+		if (conn->busy || conn->writes != NIL || conn->watching || used_this_xact(conn))
+		{
+			PrunePending = true;
+			continue;
+		}
+		close_handle(conn);
+		list_free_deep(conn->secrets);
+		conn->secrets = NIL;
+		hash_search(ConnectionHash, &conn->key, HASH_REMOVE, NULL);
+	}
+}
+
+/*
  * The cache entry of server and user (from PgpolyGetUserMapping: umid
  * InvalidOid if there is no mapping), made if new, once the trust rule
  * lets user->userid use it.  A handle it may not hand to that user is
@@ -293,6 +371,7 @@ lookup_entry(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
 
 	check_trust(store, server, user);
 	PgpolyConnectionInit();
+	prune_dropped();
 	memset(&key, 0, sizeof(key));
 	key.serverid = server->serverid;
 	key.umid = user->umid;
@@ -363,7 +442,8 @@ PgpolySecretAt(const char *text, size_t len)
  * Get a connection to server for user (from PgpolyGetUserMapping), opening
  * one if the cache has none, the cached one was invalidated, or it broke.
  * ERROR if the trust rule does not let user->userid use it.  The returned
- * entry lives until the backend exits.  Whatever uses a store sees the
+ * entry lives until the backend exits, or until a later transaction
+ * finds its server or user mapping dropped (prune_dropped).  Whatever uses a store sees the
  * rows running statements wrote in write_mode 'immediate': they are sent
  * first (PgpolySendUnsentWrites).
  */

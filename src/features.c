@@ -1171,7 +1171,8 @@ pgpoly_fv_newest_rows(PG_FUNCTION_ARGS)
  * its three tables (every DDL on them: drop, rename, column changes), or a
  * syscache invalidation of any type or schema (whose names the statements
  * spell).  The callbacks only mark entries stale; the next call rebuilds a
- * stale entry before using it.  Nested calls (get_online_features run by
+ * stale entry before using it and frees those of other views, and at most
+ * MAX_CACHED_VIEWS (the most recently used) are kept.  Nested calls (get_online_features run by
  * something the outer call runs) take the general path and never touch
  * the cache, so an entry is never freed while a call uses it.
  * ----------------------------------------------------------------
@@ -1217,6 +1218,12 @@ typedef struct CachedView
 
 /* Probe statements kept per view (distinct requested feature lists). */
 #define MAX_PROBE_PLANS 8
+
+/*
+ * Views kept (the most recently used): each holds its probe statements,
+ * and a view dropped without its tables leaves no invalidation behind.
+ */
+#define MAX_CACHED_VIEWS 256
 
 static List *cached_views = NIL;	/* CachedView *, cells in CacheMemoryContext */
 static SPIPlanPtr definition_plan = NULL;
@@ -1469,20 +1476,43 @@ cached_view(const char *name, ViewDef *def)
 	ListCell   *lc;
 	MemoryContext old;
 
+	/*
+	 * Free the stale entries, not only this view's: those of views dropped
+	 * (with their tables) or changed and never asked for again would stay
+	 * for as long as the backend lives.
+	 */
 	foreach(lc, cached_views)
 	{
-		if (strcmp(((CachedView *) lfirst(lc))->name, name) == 0)
+		CachedView *e = lfirst(lc);
+
+		if (e->stale || (strcmp(e->name, name) == 0 &&
+						 !same_definition(&e->def, def)))
 		{
-			cv = lfirst(lc);
-			break;
+			cached_views = foreach_delete_current(cached_views, lc);
+			free_view(e);
 		}
+		else if (strcmp(e->name, name) == 0)
+			cv = e;
 	}
-	if (cv != NULL && !cv->stale && same_definition(&cv->def, def))
-		return cv;
 	if (cv != NULL)
 	{
-		cached_views = list_delete_ptr(cached_views, cv);
-		free_view(cv);
+		/* most recently used first */
+		if (linitial(cached_views) != cv)
+		{
+			cached_views = list_delete_ptr(cached_views, cv);
+			old = MemoryContextSwitchTo(CacheMemoryContext);
+			cached_views = lcons(cv, cached_views);
+			MemoryContextSwitchTo(old);
+		}
+		return cv;
+	}
+	/* at most MAX_CACHED_VIEWS: the least recently used goes */
+	while (list_length(cached_views) >= MAX_CACHED_VIEWS)
+	{
+		CachedView *e = llast(cached_views);
+
+		cached_views = list_delete_last(cached_views);
+		free_view(e);
 	}
 	cv = new_view(name, def);
 	old = MemoryContextSwitchTo(CacheMemoryContext);
