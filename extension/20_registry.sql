@@ -735,6 +735,11 @@ BEGIN
 	VALUES (run, pgpoly._dataset_version_id(dataset, version))
 	ON CONFLICT DO NOTHING;
 	PERFORM pgpoly._add_edge('dataset', dataset, 'run', run::text, 'input');
+EXCEPTION WHEN program_limit_exceeded THEN
+	-- an unknown dataset is registered: its name and version have the
+	-- limit register_dataset reports
+	PERFORM pgpoly._registry_too_long(SQLSTATE, '{dataset,version}', ARRAY[dataset, version], SQLERRM);
+	RAISE;
 END
 $$;
 

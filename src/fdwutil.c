@@ -117,6 +117,23 @@ PgpolyModifyUser(ResultRelInfo *rinfo, EState *estate)
 }
 
 /*
+ * The name of relation relid; ERROR (42P01) if there is none, as for a
+ * regclass argument holding a dropped table's OID.  For SQL functions that
+ * take a regclass, before any message names the relation.
+ */
+char *
+PgpolyRelationName(Oid relid)
+{
+	char	   *name = get_rel_name(relid);
+
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	return name;
+}
+
+/*
  * ERROR unless the current user may read columns attnums (user attribute
  * numbers; empty: the table as in count(*)) of relation relid, checked
  * exactly as the executor checks a SELECT of them: the table's privilege

@@ -100,13 +100,24 @@ closest_init(Closest *c, const char *name)
 	c->matchlen = 0;
 }
 
+/*
+ * varstr_levenshtein() raises an ERROR for a string longer than this
+ * (levenshtein.c's MAX_LEVENSHTEIN_STRLEN, not exported); such a name or
+ * value is no typo of a short candidate, so it gets no hint (as PG16's
+ * ClosestMatch skips it).
+ */
+#define CLOSEST_MAX_LEN 255
+
 /* Consider candidate (len bytes). */
 static void
 closest_consider(Closest *c, const char *candidate, size_t len)
 {
-	int			d = varstr_levenshtein(c->name, strlen(c->name), candidate, len,
-									   1, 1, 1, false);
+	size_t		namelen = strlen(c->name);
+	int			d;
 
+	if (namelen > CLOSEST_MAX_LEN || len > CLOSEST_MAX_LEN)
+		return;
+	d = varstr_levenshtein(c->name, namelen, candidate, len, 1, 1, 1, false);
 	if (d < c->best)
 	{
 		c->best = d;

@@ -100,6 +100,7 @@ extern Oid	PgpolyRteUser(struct EState *estate, struct RangeTblEntry *rte);
 extern Oid	PgpolyScanUser(struct ForeignScanState *node);
 extern Oid	PgpolyModifyUser(struct ResultRelInfo *rinfo, struct EState *estate);
 extern Index PgpolyScanRelid(struct ForeignScan *fs);
+extern char *PgpolyRelationName(Oid relid);
 extern void PgpolyCheckSelect(Oid relid, Bitmapset *attnums);
 extern void PgpolyCheckServerUsage(ForeignServer *server);
 extern bool PgpolyIsForeignTableOf(Oid relid,

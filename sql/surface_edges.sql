@@ -1,0 +1,56 @@
+-- Edge inputs found by test/fault/test_sql_surface_fuzz.py: each must be a
+-- clear ERROR naming what was wrong, with a precise SQLSTATE.
+SET client_min_messages = warning;
+-- SQLSTATE and message (numbers that vary between runs masked), or 'ok'.
+CREATE FUNCTION edge_err(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE q;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || regexp_replace(left(SQLERRM, 60), '[0-9]+', 'N', 'g');
+END $$;
+
+-- An enum option value longer than 255 bytes is an invalid value of that
+-- option: the closest-spelling hint failed on it with "levenshtein
+-- argument exceeds maximum length of 255 characters".
+CREATE SERVER edge_redis FOREIGN DATA WRAPPER pgpoly_redis;
+CREATE SERVER edge_es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url 'http://127.0.0.1:9');
+CREATE SERVER edge_vec FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url 'http://127.0.0.1:9');
+CREATE FOREIGN TABLE edge_t (key text) SERVER edge_redis;
+SELECT repeat('x', 300) AS long \gset
+SELECT q, edge_err(format(q, :'long')) FROM (VALUES
+  ($$CREATE SERVER edge_bad FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (provider %L)$$),
+  ($$CREATE FOREIGN TABLE edge_bad (key text) SERVER edge_redis OPTIONS (table_type %L)$$),
+  ($$CREATE FOREIGN TABLE edge_bad (key text) SERVER edge_redis OPTIONS (write_mode %L)$$),
+  ($$CREATE FOREIGN TABLE edge_bad (_id text) SERVER edge_es OPTIONS (refresh %L)$$),
+  ($$CREATE FOREIGN TABLE edge_bad (id text) SERVER edge_vec OPTIONS (distance %L)$$),
+  ($$ALTER FOREIGN TABLE edge_t OPTIONS (ADD table_type %L)$$)) v(q);
+-- a typo still gets its hint
+\set VERBOSITY default
+CREATE FOREIGN TABLE edge_bad (key text) SERVER edge_redis OPTIONS (table_type 'hahs');
+
+-- A regclass naming no relation (a dropped table's OID) is an unknown
+-- relation (42P01); create_sync printed a NULL name as "(null)".
+CREATE TABLE edge_src (id text PRIMARY KEY);
+CREATE TABLE edge_gone (id text);
+SELECT 'edge_gone'::regclass::oid AS gone \gset
+DROP TABLE edge_gone;
+SELECT q, edge_err(format(q, :gone)) FROM (VALUES
+  ($$SELECT pgpoly.create_sync('edge', %s::oid::regclass, 'edge_t')$$),
+  ($$SELECT pgpoly.create_sync('edge', 'edge_src', %s::oid::regclass)$$),
+  ($$SELECT * FROM pgpoly.vector_search(%s::oid::regclass, '{1,2,3}', 1)$$)) v(q);
+
+-- log_input registers an unknown dataset: a name or version too long for
+-- the registry's index is reported as register_dataset reports it (it was
+-- PostgreSQL's "index row size ... exceeds btree version 4 maximum").
+SELECT pgpoly.start_run('edge_exp') AS run \gset
+SELECT string_agg(md5(g::text), '') AS incompressible FROM generate_series(1, 200) g \gset
+SELECT edge_err(format('SELECT pgpoly.log_input(%L, %L)', :'run', :'incompressible')) AS dataset,
+       edge_err(format('SELECT pgpoly.log_input(%L, %L, %L)', :'run', 'ds', :'incompressible')) AS version;
+SELECT count(*) FROM pgpoly.datasets WHERE name = 'ds' OR octet_length(name) > 2000;
+
+DELETE FROM pgpoly.runs WHERE run_id = :'run';
+DELETE FROM pgpoly.experiments WHERE name = 'edge_exp';
+DROP FUNCTION edge_err(text);
+DROP TABLE edge_src;
+DROP SERVER edge_redis, edge_es, edge_vec CASCADE;
