@@ -1846,12 +1846,13 @@ static List *
 vectorImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 {
 	ForeignServer *server = GetForeignServer(serverOid);
-	PgpolyConnection *conn =
-		PgpolyGetConnection(&VectorStore, server,
-							PgpolyGetUserMapping(GetUserId(), serverOid));
+	PgpolyConnection *conn;
 	List	   *result = NIL;
 	ListCell   *lc;
 
+	PgpolyRejectImportOptions(stmt->options);
+	conn = PgpolyGetConnection(&VectorStore, server,
+							   PgpolyGetUserMapping(GetUserId(), serverOid));
 	foreach(lc, VectorListCollections(conn))
 	{
 		VectorCollection *c = lfirst(lc);

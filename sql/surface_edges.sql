@@ -49,6 +49,19 @@ SELECT edge_err(format('SELECT pgpoly.log_input(%L, %L)', :'run', :'incompressib
        edge_err(format('SELECT pgpoly.log_input(%L, %L, %L)', :'run', 'ds', :'incompressible')) AS version;
 SELECT count(*) FROM pgpoly.datasets WHERE name = 'ds' OR octet_length(name) > 2000;
 
+-- IMPORT FOREIGN SCHEMA takes no options: one is an error naming it, before
+-- any request (they were ignored: a typo or an option meant for the tables
+-- went unnoticed).  The servers are unreachable: the error comes first.
+CREATE USER MAPPING FOR CURRENT_USER SERVER edge_redis;
+CREATE USER MAPPING FOR CURRENT_USER SERVER edge_es;
+CREATE USER MAPPING FOR CURRENT_USER SERVER edge_vec;
+CREATE SCHEMA edge_imp;
+SELECT q, edge_err(q) FROM (VALUES
+  ($$IMPORT FOREIGN SCHEMA "x*" FROM SERVER edge_es INTO edge_imp OPTIONS (fetch_size '10')$$),
+  ($$IMPORT FOREIGN SCHEMA anything FROM SERVER edge_vec INTO edge_imp OPTIONS (distance 'l2')$$),
+  ($$IMPORT FOREIGN SCHEMA feature_views FROM SERVER edge_redis INTO edge_imp OPTIONS (bogus '1')$$)) v(q);
+DROP SCHEMA edge_imp;
+
 DELETE FROM pgpoly.runs WHERE run_id = :'run';
 DELETE FROM pgpoly.experiments WHERE name = 'edge_exp';
 DROP FUNCTION edge_err(text);

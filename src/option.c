@@ -21,6 +21,9 @@
  * Setting one needs no more than setting a host: the trust rule
  * (connection.c) applies to every connection, whatever its transport.
  *
+ * IMPORT FOREIGN SCHEMA takes no options in any store
+ * (PgpolyRejectImportOptions): an option there is an error, never ignored.
+ *
  * The user mapping option password_required 'false' waives the trust rule
  * (connection.c) for that mapping, so only a superuser may set it, as in
  * postgres_fdw.
@@ -466,4 +469,21 @@ bool
 PgpolyParseBool(const char *value, bool *result)
 {
 	return parse_bool(value, result);
+}
+
+/*
+ * ERROR if IMPORT FOREIGN SCHEMA was given options: no pgpoly wrapper takes
+ * any, and an ignored one (a typo, or a table option such as fetch_size
+ * meant for the imported tables) would go unnoticed.  Call it before any
+ * request to the store.
+ */
+void
+PgpolyRejectImportOptions(List *options)
+{
+	if (options != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("invalid option \"%s\" for IMPORT FOREIGN SCHEMA",
+						linitial_node(DefElem, options)->defname),
+				 errhint("pgpoly's wrappers take no IMPORT FOREIGN SCHEMA options; set table options on the imported tables with ALTER FOREIGN TABLE.")));
 }

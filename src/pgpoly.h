@@ -77,6 +77,7 @@ extern int64 PgpolyGetIntOption(List *options, const char *name, int64 dflt);
 extern bool PgpolyGetBoolOption(List *options, const char *name, bool dflt);
 extern bool PgpolyParseBool(const char *value, bool *result);
 extern List *PgpolySecretValues(const PgpolyOption *valid, List *options);
+extern void PgpolyRejectImportOptions(List *options);
 
 /* ----------------------------------------------------------------
  *		FDW helpers shared by the stores (fdwutil.c)
