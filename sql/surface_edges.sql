@@ -48,6 +48,12 @@ SELECT string_agg(md5(g::text), '') AS incompressible FROM generate_series(1, 20
 SELECT edge_err(format('SELECT pgpoly.log_input(%L, %L)', :'run', :'incompressible')) AS dataset,
        edge_err(format('SELECT pgpoly.log_input(%L, %L, %L)', :'run', 'ds', :'incompressible')) AS version;
 SELECT count(*) FROM pgpoly.datasets WHERE name = 'ds' OR octet_length(name) > 2000;
+-- so is a metric key (metrics are indexed by run, key and step); a long key
+-- that compresses below the limit is kept
+SELECT edge_err(format('SELECT pgpoly.log_metric(%L, %L, 1)', :'run', :'incompressible')) AS metric_key;
+SELECT pgpoly.log_metric(:'run', repeat('k', 5000), 1);
+SELECT octet_length(key), value FROM pgpoly.metrics WHERE run_id = :'run';
+DELETE FROM pgpoly.metrics WHERE run_id = :'run';
 
 -- IMPORT FOREIGN SCHEMA takes no options: one is an error naming it, before
 -- any request (they were ignored: a typo or an option meant for the tables
