@@ -12,14 +12,23 @@ objects) while the other arguments hold plausible values from a fixture
 (a run, a model with an alias, a dataset, a feature view over Redis, a
 vector table on Chroma, an Elasticsearch table).
 
+Every option of the three wrappers is also set at every level (server,
+user mapping, table, column; the wrong ones too) with edge values, and
+IMPORT FOREIGN SCHEMA is given an option.
+
 Each call runs in its own transaction, rolled back.  The test fails on:
   * a crashed backend (the connection drops, or the PostgreSQL log shows a
     terminated process),
-  * an internal error: SQLSTATE XX000 or a message like "cache lookup
-    failed", "unrecognized node type", "unexpected ..." (elog-style
-    can't-happen errors reached from SQL),
+  * an internal error: SQLSTATE XX*, or a message showing an elog()-style
+    can't-happen error, a NULL string printed as "(null)", PostgreSQL's raw
+    btree size error where README promises one naming the argument, or a
+    helper's own limit leaking out (INTERNAL below),
   * a call that hangs past statement_timeout (57014),
-  * a documented NULL/edge behaviour not honoured (EXPECT below).
+  * a documented behaviour not honoured: a public function's argument
+    without a default given NULL is not 22004 (README; DOCUMENTED_NULL
+    lists the documented exceptions); an option at the wrong level, or a
+    value its type must refuse, is accepted or refused without an HV0xx
+    SQLSTATE; an IMPORT FOREIGN SCHEMA option is accepted.
 
 Seeded (PGPOLY_FUZZ_SEED, default 20261203); PGPOLY_FUZZ_FULL=1 runs every
 combination instead of the seeded sample that keeps make test fast.
