@@ -68,6 +68,43 @@ SELECT q, edge_err(q) FROM (VALUES
   ($$IMPORT FOREIGN SCHEMA feature_views FROM SERVER edge_redis INTO edge_imp OPTIONS (bogus '1')$$)) v(q);
 DROP SCHEMA edge_imp;
 
+-- Two columns mapped to one store field: a write would keep one value and
+-- lose the other (Redis: a NULL deletes the field the other column sets),
+-- so INSERT, and an UPDATE assigning both, are refused (HV007) before
+-- anything is written; reading one field into two
+-- columns, and updating one of them, work.
+\getenv redis_port REDIS_PORT
+CREATE SERVER edge_live FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
+CREATE USER MAPPING FOR CURRENT_USER SERVER edge_live;
+CREATE FOREIGN TABLE edge_one (key text, a text) SERVER edge_live
+  OPTIONS (key_prefix 'regress_edge:', write_mode 'immediate');
+CREATE FOREIGN TABLE edge_dup (key text, v text OPTIONS (field 'a'), w text OPTIONS (field 'a'),
+  n int OPTIONS (field 'a')) SERVER edge_live OPTIONS (key_prefix 'regress_edge:');
+INSERT INTO edge_one VALUES ('k', '7');
+\set VERBOSITY terse
+INSERT INTO edge_dup VALUES ('k', 'v1', 'w1', 1);
+INSERT INTO edge_dup (key, v) VALUES ('k2', 'v1');
+COPY edge_dup FROM stdin;
+k3	v	w	3
+\.
+SELECT * FROM edge_dup;
+UPDATE edge_dup SET v = '8';
+SELECT * FROM edge_dup;
+UPDATE edge_dup SET v = '9', n = 9;
+DELETE FROM edge_dup;
+SELECT count(*) FROM edge_one;
+\getenv es_url ES_URL
+CREATE SERVER edge_es_live FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url :'es_url');
+CREATE USER MAPPING FOR CURRENT_USER SERVER edge_es_live;
+CREATE FOREIGN TABLE edge_edup (_id text, v text OPTIONS (field 'a.b'), w text OPTIONS (field 'a.b'))
+  SERVER edge_es_live OPTIONS (index 'regress_edge_dup', write_mode 'immediate');
+INSERT INTO edge_edup VALUES ('1', 'v', 'w');
+CREATE FOREIGN TABLE edge_vdup (id text, embedding real[], task text, w text OPTIONS (field 'task'))
+  SERVER edge_vec OPTIONS (collection 'regress_edge_dup');
+INSERT INTO edge_vdup VALUES ('1', '{1,2}', 't', 'w');
+\set VERBOSITY default
+DROP SERVER edge_live, edge_es_live CASCADE;
+
 DELETE FROM pgpoly.runs WHERE run_id = :'run';
 DELETE FROM pgpoly.experiments WHERE name = 'edge_exp';
 DROP FUNCTION edge_err(text);

@@ -101,7 +101,22 @@ extern Oid	PgpolyRteUser(struct EState *estate, struct RangeTblEntry *rte);
 extern Oid	PgpolyScanUser(struct ForeignScanState *node);
 extern Oid	PgpolyModifyUser(struct ResultRelInfo *rinfo, struct EState *estate);
 extern Index PgpolyScanRelid(struct ForeignScan *fs);
+/* A column mapped to a store field, for PgpolyCheckWrittenFields. */
+typedef struct PgpolyFieldRef
+{
+	const char *column;
+	const char *field;			/* not NUL-terminated: len bytes */
+	size_t		len;
+	AttrNumber	attnum;
+} PgpolyFieldRef;
+
 extern char *PgpolyRelationName(Oid relid);
+/* Fill *ref for column i (0-based) of a store's table; false: no field. */
+typedef bool (*PgpolyColumnField) (const void *tbl, int i, PgpolyFieldRef *ref);
+
+extern void PgpolyCheckWrittenFields(const char *relname, const void *tbl, int natts,
+									 PgpolyColumnField field, CmdType op,
+									 Bitmapset *assigned);
 extern void PgpolyCheckSelect(Oid relid, Bitmapset *attnums);
 extern void PgpolyCheckServerUsage(ForeignServer *server);
 extern bool PgpolyIsForeignTableOf(Oid relid,
