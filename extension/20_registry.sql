@@ -587,6 +587,17 @@ $$;
 COMMENT ON FUNCTION pgpoly.log_param(uuid, text, text) IS
 	'Set a write-once param of a run (runs.params); logging the same value again is a no-op';
 
+-- log_metric's row (step NULL: 0, ts NULL: now).
+CREATE FUNCTION pgpoly._metric_insert(run uuid, key text, value float8, step bigint,
+									  ts timestamptz)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	INSERT INTO pgpoly.metrics (run_id, key, value, step, ts)
+	VALUES (run, key, value, coalesce(step, 0), coalesce(ts, now()))
+$$;
+
 CREATE FUNCTION pgpoly.log_metric(run uuid, key text, value float8, step bigint DEFAULT 0,
 								  ts timestamptz DEFAULT now())
 RETURNS void
@@ -597,9 +608,19 @@ BEGIN
 	PERFORM pgpoly._require_name(key, 'key');
 	PERFORM pgpoly._require(value, 'value');
 	PERFORM pgpoly._check_run(run);
-	INSERT INTO pgpoly.metrics (run_id, key, value, step, ts)
-	VALUES (log_metric.run, log_metric.key, log_metric.value,
-			coalesce(log_metric.step, 0), coalesce(log_metric.ts, now()));
+	-- A key over a btree entry's size (2704 bytes with 8 kB pages) may not fit
+	-- metrics' index even compressed: only then pay for the subtransaction
+	-- that turns PostgreSQL's error into one naming the argument.
+	IF octet_length(key) <= 2704 THEN
+		PERFORM pgpoly._metric_insert(run, key, value, step, ts);
+		RETURN;
+	END IF;
+	BEGIN
+		PERFORM pgpoly._metric_insert(run, key, value, step, ts);
+	EXCEPTION WHEN program_limit_exceeded THEN
+		PERFORM pgpoly._registry_too_long(SQLSTATE, '{key}', ARRAY[key], SQLERRM);
+		RAISE;
+	END;
 END
 $$;
 
@@ -735,6 +756,11 @@ BEGIN
 	VALUES (run, pgpoly._dataset_version_id(dataset, version))
 	ON CONFLICT DO NOTHING;
 	PERFORM pgpoly._add_edge('dataset', dataset, 'run', run::text, 'input');
+EXCEPTION WHEN program_limit_exceeded THEN
+	-- an unknown dataset is registered: its name and version have the
+	-- limit register_dataset reports
+	PERFORM pgpoly._registry_too_long(SQLSTATE, '{dataset,version}', ARRAY[dataset, version], SQLERRM);
+	RAISE;
 END
 $$;
 

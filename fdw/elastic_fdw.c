@@ -1197,6 +1197,18 @@ load_table(Oid relid, Oid userid)
 	return ElasticLoadTable(relid, userid);
 }
 
+/* PgpolyColumnField: column i of the table, if it maps to a document field. */
+static bool
+column_field(const void *t, int i, PgpolyFieldRef *ref)
+{
+	const ElasticColumn *col = &((const ElasticTable *) t)->cols[i];
+
+	if (col->role != ECOL_FIELD)
+		return false;
+	*ref = (PgpolyFieldRef) {col->name, col->field, strlen(col->field), i + 1};
+	return true;
+}
+
 /* Set up modify state for rinfo (also for COPY and tuple routing). */
 static ElasticModifyState *
 begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
@@ -1206,6 +1218,8 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 											   500, ElasticSendWrites);
 
 	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
+	PgpolyCheckWrittenFields(ms->tbl->relname, ms->tbl, ms->tbl->natts, column_field,
+							 mtstate->operation, ms->core.assigned);
 	if (ms->core.outbox && ms->tbl->id_att == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

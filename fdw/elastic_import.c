@@ -116,6 +116,7 @@ ElasticImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 	int			n;
 	List	   *result = NIL;
 
+	PgpolyRejectImportOptions(stmt->options);
 	conn = ElasticGetConnection(&(ElasticTable) {
 		.server = server,
 		.user = PgpolyGetUserMapping(GetUserId(), serverOid)

@@ -1058,6 +1058,18 @@ load_table(Oid relid, Oid userid)
 	return RedisLoadTable(relid, userid);
 }
 
+/* PgpolyColumnField: column i of the table, if it maps to a hash or JSON field. */
+static bool
+column_field(const void *t, int i, PgpolyFieldRef *ref)
+{
+	const RedisColumn *col = &((const RedisTable *) t)->cols[i];
+
+	if (col->role != RCOL_FIELD)
+		return false;
+	*ref = (PgpolyFieldRef) {col->name, col->field, col->fieldlen, i + 1};
+	return true;
+}
+
 /* Set up modify state for rinfo (also used for COPY and routing). */
 static RedisModifyState *
 begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
@@ -1067,6 +1079,8 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 											 1000, send_immediate);
 
 	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
+	PgpolyCheckWrittenFields(ms->tbl->relname, ms->tbl, ms->tbl->natts, column_field,
+							 mtstate->operation, ms->core.assigned);
 	return ms;
 }
 
@@ -1914,6 +1928,8 @@ redisBeginDirectModify(ForeignScanState *node, int eflags)
 								 node->ss.ps.state, node->resultRelInfo, atts,
 								 1000, send_immediate);
 	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
+	PgpolyCheckWrittenFields(ms->tbl->relname, ms->tbl, ms->tbl->natts, column_field,
+							 fs->operation, ms->core.assigned);
 	ms->core.junk[RJUNK_KEY] = ms->tbl->key_att;	/* see direct_outbox */
 	ms->direct_op = fs->operation;
 	ms->set_processed = intVal(list_nth(fs->fdw_private, RPRIV_DIRECT_SET_TAG));

@@ -37,6 +37,7 @@ redisImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 	List	   *result = NIL;
 	int			ret;
 
+	PgpolyRejectImportOptions(stmt->options);
 	if (strcmp(stmt->remote_schema, "feature_views") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_SCHEMA_NOT_FOUND),

@@ -1334,6 +1334,18 @@ load_table(Oid relid, Oid userid)
 	return VectorLoadTable(relid, userid);
 }
 
+/* PgpolyColumnField: column i of the table, if it maps to a metadata key. */
+static bool
+column_field(const void *t, int i, PgpolyFieldRef *ref)
+{
+	const VectorColumn *col = &((const VectorTable *) t)->cols[i];
+
+	if (col->role != VCOL_FIELD)
+		return false;
+	*ref = (PgpolyFieldRef) {col->name, col->field, strlen(col->field), i + 1};
+	return true;
+}
+
 /* Set up modify state for rinfo (also for COPY and tuple routing). */
 static VectorModifyState *
 begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
@@ -1343,6 +1355,8 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 											  500, VectorSendWrites);
 
 	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
+	PgpolyCheckWrittenFields(ms->tbl->relname, ms->tbl, ms->tbl->natts, column_field,
+							 mtstate->operation, ms->core.assigned);
 	if (ms->core.outbox)
 		return ms;				/* no service now: the worker checks the dimension */
 	/* read once per transaction where routes are by name (Qdrant) */
@@ -1846,12 +1860,13 @@ static List *
 vectorImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 {
 	ForeignServer *server = GetForeignServer(serverOid);
-	PgpolyConnection *conn =
-		PgpolyGetConnection(&VectorStore, server,
-							PgpolyGetUserMapping(GetUserId(), serverOid));
+	PgpolyConnection *conn;
 	List	   *result = NIL;
 	ListCell   *lc;
 
+	PgpolyRejectImportOptions(stmt->options);
+	conn = PgpolyGetConnection(&VectorStore, server,
+							   PgpolyGetUserMapping(GetUserId(), serverOid));
 	foreach(lc, VectorListCollections(conn))
 	{
 		VectorCollection *c = lfirst(lc);

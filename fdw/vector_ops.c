@@ -507,7 +507,7 @@ pgpoly_vector_search(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a pgpoly_vector foreign table",
-						get_rel_name(relid) ? get_rel_name(relid) : "?")));
+						PgpolyRelationName(relid))));
 	SetSingleFuncCall(fcinfo, 0);
 
 	tbl = VectorLoadTable(relid, GetUserId());

@@ -117,6 +117,67 @@ PgpolyModifyUser(ResultRelInfo *rinfo, EState *estate)
 }
 
 /*
+ * The name of relation relid; ERROR (42P01) if there is none, as for a
+ * regclass argument holding a dropped table's OID.  For SQL functions that
+ * take a regclass, before any message names the relation.
+ */
+char *
+PgpolyRelationName(Oid relid)
+{
+	char	   *name = get_rel_name(relid);
+
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	return name;
+}
+
+/*
+ * ERROR (HV007) if a modification of foreign table relname would write two
+ * of its columns to one store field: one value would silently replace the
+ * other (and in Redis a NULL deletes the field the other column sets).
+ * field(tbl, i, &ref) describes column i (0-based) of the store's table
+ * descriptor tbl and returns false for one that is no field (key, id,
+ * reserved, dropped); op: the modification; assigned: the columns an
+ * UPDATE sets (an INSERT writes every column, a DELETE none).  Reading one
+ * field into two columns (as two types) stays allowed.
+ */
+void
+PgpolyCheckWrittenFields(const char *relname, const void *tbl, int natts,
+						 PgpolyColumnField field, CmdType op, Bitmapset *assigned)
+{
+	PgpolyFieldRef *refs;
+	int			n = 0;
+
+	if (op != CMD_INSERT && op != CMD_UPDATE)
+		return;
+	refs = palloc(sizeof(PgpolyFieldRef) * Max(natts, 1));
+	for (int i = 0; i < natts; i++)
+		if (field(tbl, i, &refs[n]))
+			n++;
+	for (int i = 0; i < n; i++)
+		for (int j = i + 1; j < n; j++)
+		{
+			const PgpolyFieldRef *a = &refs[i];
+			const PgpolyFieldRef *b = &refs[j];
+
+			if (a->len != b->len || memcmp(a->field, b->field, a->len) != 0)
+				continue;
+			if (op == CMD_UPDATE && !(bms_is_member(a->attnum, assigned) &&
+									  bms_is_member(b->attnum, assigned)))
+				continue;
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
+					 errmsg("columns \"%s\" and \"%s\" of foreign table \"%s\" would both be written to field \"%s\"",
+							a->column, b->column, relname,
+							PgpolyPrintable(a->field, a->len, 200)),
+					 errhint("Give each written column its own field (column option field); two columns may read one field.")));
+		}
+	pfree(refs);
+}
+
+/*
  * ERROR unless the current user may read columns attnums (user attribute
  * numbers; empty: the table as in count(*)) of relation relid, checked
  * exactly as the executor checks a SELECT of them: the table's privilege

@@ -21,6 +21,9 @@
  * Setting one needs no more than setting a host: the trust rule
  * (connection.c) applies to every connection, whatever its transport.
  *
+ * IMPORT FOREIGN SCHEMA takes no options in any store
+ * (PgpolyRejectImportOptions): an option there is an error, never ignored.
+ *
  * The user mapping option password_required 'false' waives the trust rule
  * (connection.c) for that mapping, so only a superuser may set it, as in
  * postgres_fdw.
@@ -100,13 +103,24 @@ closest_init(Closest *c, const char *name)
 	c->matchlen = 0;
 }
 
+/*
+ * varstr_levenshtein() raises an ERROR for a string longer than this
+ * (levenshtein.c's MAX_LEVENSHTEIN_STRLEN, not exported); such a name or
+ * value is no typo of a short candidate, so it gets no hint (as PG16's
+ * ClosestMatch skips it).
+ */
+#define CLOSEST_MAX_LEN 255
+
 /* Consider candidate (len bytes). */
 static void
 closest_consider(Closest *c, const char *candidate, size_t len)
 {
-	int			d = varstr_levenshtein(c->name, strlen(c->name), candidate, len,
-									   1, 1, 1, false);
+	size_t		namelen = strlen(c->name);
+	int			d;
 
+	if (namelen > CLOSEST_MAX_LEN || len > CLOSEST_MAX_LEN)
+		return;
+	d = varstr_levenshtein(c->name, namelen, candidate, len, 1, 1, 1, false);
 	if (d < c->best)
 	{
 		c->best = d;
@@ -455,4 +469,21 @@ bool
 PgpolyParseBool(const char *value, bool *result)
 {
 	return parse_bool(value, result);
+}
+
+/*
+ * ERROR if IMPORT FOREIGN SCHEMA was given options: no pgpoly wrapper takes
+ * any, and an ignored one (a typo, or a table option such as fetch_size
+ * meant for the imported tables) would go unnoticed.  Call it before any
+ * request to the store.
+ */
+void
+PgpolyRejectImportOptions(List *options)
+{
+	if (options != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("invalid option \"%s\" for IMPORT FOREIGN SCHEMA",
+						linitial_node(DefElem, options)->defname),
+				 errhint("pgpoly's wrappers take no IMPORT FOREIGN SCHEMA options; set table options on the imported tables with ALTER FOREIGN TABLE.")));
 }

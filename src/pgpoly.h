@@ -77,6 +77,7 @@ extern int64 PgpolyGetIntOption(List *options, const char *name, int64 dflt);
 extern bool PgpolyGetBoolOption(List *options, const char *name, bool dflt);
 extern bool PgpolyParseBool(const char *value, bool *result);
 extern List *PgpolySecretValues(const PgpolyOption *valid, List *options);
+extern void PgpolyRejectImportOptions(List *options);
 
 /* ----------------------------------------------------------------
  *		FDW helpers shared by the stores (fdwutil.c)
@@ -100,6 +101,22 @@ extern Oid	PgpolyRteUser(struct EState *estate, struct RangeTblEntry *rte);
 extern Oid	PgpolyScanUser(struct ForeignScanState *node);
 extern Oid	PgpolyModifyUser(struct ResultRelInfo *rinfo, struct EState *estate);
 extern Index PgpolyScanRelid(struct ForeignScan *fs);
+/* A column mapped to a store field, for PgpolyCheckWrittenFields. */
+typedef struct PgpolyFieldRef
+{
+	const char *column;
+	const char *field;			/* not NUL-terminated: len bytes */
+	size_t		len;
+	AttrNumber	attnum;
+} PgpolyFieldRef;
+
+extern char *PgpolyRelationName(Oid relid);
+/* Fill *ref for column i (0-based) of a store's table; false: no field. */
+typedef bool (*PgpolyColumnField) (const void *tbl, int i, PgpolyFieldRef *ref);
+
+extern void PgpolyCheckWrittenFields(const char *relname, const void *tbl, int natts,
+									 PgpolyColumnField field, CmdType op,
+									 Bitmapset *assigned);
 extern void PgpolyCheckSelect(Oid relid, Bitmapset *attnums);
 extern void PgpolyCheckServerUsage(ForeignServer *server);
 extern bool PgpolyIsForeignTableOf(Oid relid,

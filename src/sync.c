@@ -348,12 +348,13 @@ admin_execute(const char *sql, int nargs, Oid *types, Datum *values, int expect)
 static void
 check_source(Oid source)
 {
+	char	   *name = PgpolyRelationName(source);
 	char		relkind = get_rel_relkind(source);
 
 	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("sync source \"%s\" is not a table", get_rel_name(source))));
+				 errmsg("sync source \"%s\" is not a table", name)));
 	if (get_rel_persistence(source) == RELPERSISTENCE_TEMP)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -368,6 +369,7 @@ check_source(Oid source)
 static SyncTargetKind
 check_target(Oid target)
 {
+	char	   *name = PgpolyRelationName(target);
 	ForeignTable *ft;
 	const char *fdw;
 	SyncTargetKind kind;
@@ -376,7 +378,7 @@ check_target(Oid target)
 	if (get_rel_relkind(target) != RELKIND_FOREIGN_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("sync target \"%s\" is not a foreign table", get_rel_name(target)),
+				 errmsg("sync target \"%s\" is not a foreign table", name),
 				 errhint("The target must be a foreign table of pgpoly_redis, pgpoly_elastic or pgpoly_vector.")));
 	ft = GetForeignTable(target);
 	fdw = GetForeignDataWrapper(GetForeignServer(ft->serverid)->fdwid)->fdwname;
