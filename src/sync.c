@@ -40,6 +40,7 @@
 #include "catalog/pg_index.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -1182,6 +1183,25 @@ remap(ColumnMap *m, AttrNumber old)
 }
 
 /*
+ * The database of which this one is a copy (CREATE DATABASE ... TEMPLATE),
+ * when ref (pgpoly._sync_ref) names relation rel as that database has it:
+ * this cluster, another database that still exists, the same relation oid
+ * (a restore numbers its relations anew).  NULL otherwise.
+ */
+static char *
+copied_from(const char *ref, Oid rel)
+{
+	uint64		sysid;
+	Oid			db;
+	Oid			relid;
+
+	if (sscanf(ref, UINT64_FORMAT "/%u/%u", &sysid, &db, &relid) != 3 ||
+		sysid != GetSystemIdentifier() || db == MyDatabaseId || relid != rel)
+		return NULL;
+	return get_database_name(db);
+}
+
+/*
  * The columns of sync id when its source or target is not the relation its
  * attnums were recorded for (source_ref, target_ref: a restored table, or
  * one dropped and created again under the name): number them again by the
@@ -1231,7 +1251,8 @@ SyncResolveColumns(int32 id, SyncRow *s)
 							  "s.target_key_attnum, s.source_attnums, s.target_attnums, "
 							  "s.kind = 'outbox', "
 							  "ARRAY(SELECT DISTINCT c FROM pgpoly.sync_queue q, unnest(q.cols) c "
-							  "      WHERE q.sync_id = s.sync_id ORDER BY c) "
+							  "      WHERE q.sync_id = s.sync_id ORDER BY c), "
+							  "s.source_ref, s.target_ref "
 							  "FROM pgpoly.syncs s WHERE s.sync_id = $1 FOR NO KEY UPDATE OF s",
 							  1, &type, &arg, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading pgpoly sync %d failed", id);
@@ -1249,6 +1270,39 @@ SyncResolveColumns(int32 id, SyncRow *s)
 	target = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
 	outbox = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
 	src.sync = tgt.sync = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+	{
+		Datum		sref = SPI_getbinval(tup, desc, 13, &isnull);
+		char	   *copy = NULL;
+
+		if (!isnull && !srcnull)
+			copy = copied_from(TextDatumGetCString(sref), source);
+		if (copy == NULL)
+		{
+			Datum		tref = SPI_getbinval(tup, desc, 14, &isnull);
+
+			if (!isnull)
+				copy = copied_from(TextDatumGetCString(tref), target);
+		}
+		/*
+		 * A copy's attnums are its template's: a writer there (s NULL)
+		 * queues as it would, the worker delivers nothing.
+		 */
+		if (copy != NULL && s != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_CATALOG_NAME),
+					 errmsg("pgpoly sync \"%s\" belongs to database \"%s\", of which this database is a copy",
+							src.sync, copy),
+					 errdetail("The copy's queued changes are not delivered: that database's worker delivers the sync, and the copy's older rows would overwrite its newer ones."),
+					 errhint("Drop the sync here with pgpoly.drop_sync() (and create it again if this database is to feed the target), or drop database \"%s\" to make this database the sync's.",
+							 copy)));
+		if (copy != NULL)
+		{
+			SetUserIdAndSecContext(save_user, save_sec);
+			AtEOXact_GUC(true, level);
+			SPI_finish();
+			return;
+		}
+	}
 	src.role = "source";
 	tgt.role = "target";
 	src.rel = srcnull ? InvalidOid : source;
