@@ -1398,6 +1398,44 @@ pgpoly_sync_ref(PG_FUNCTION_ARGS)
 }
 
 /*
+ * An outbox sync is named after its table with the table's schema
+ * (SyncQualifiedName): after the table, or its schema, was renamed or the
+ * table moved to another schema, the sync and its dead letters take the
+ * table's name now, unless another sync has that name.  One statement, so
+ * the worker (SPI connected, as superuser) runs it too.
+ */
+const char *const SyncFollowNamesSQL =
+	"WITH r AS (UPDATE pgpoly.syncs s SET name = n.name "
+	"  FROM (SELECT o.sync_id, pg_catalog.quote_ident(ns.nspname) OPERATOR(pg_catalog.||) '.' "
+	"               OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname) AS name "
+	"        FROM pgpoly.syncs o JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) o.target "
+	"        JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) c.relnamespace "
+	"        WHERE o.kind OPERATOR(pg_catalog.=) 'outbox') n "
+	"  WHERE n.sync_id OPERATOR(pg_catalog.=) s.sync_id AND s.name OPERATOR(pg_catalog.<>) n.name "
+	"  AND NOT EXISTS (SELECT FROM pgpoly.syncs t WHERE t.name OPERATOR(pg_catalog.=) n.name) "
+	"  RETURNING s.sync_id, s.name) "
+	"UPDATE pgpoly.sync_dead_letters d SET name = r.name FROM r "
+	"WHERE d.sync_id OPERATOR(pg_catalog.=) r.sync_id";
+
+/* A table or schema was renamed, or a table moved (see SyncFollowNamesSQL). */
+void
+SyncNoteRelationRenamed(void)
+{
+	Oid			nsp;
+	int			level;
+
+	if (creating_extension ||
+		!OidIsValid(nsp = get_namespace_oid("pgpoly", true)) ||
+		!OidIsValid(get_relname_relid("syncs", nsp)))
+		return;
+	spi_connect();
+	level = SyncSafeSearchPath();
+	admin_execute(SyncFollowNamesSQL, 0, NULL, NULL, SPI_OK_UPDATE);
+	AtEOXact_GUC(true, level);
+	SPI_finish();
+}
+
+/*
  * The columns of relid were renamed, added or dropped (ALTER TABLE): the
  * column names the syncs recorded for it are refreshed, so that a dump
  * taken now carries its names now (see SyncResolveColumns).  Nothing while
