@@ -1436,6 +1436,68 @@ SyncNoteRelationRenamed(void)
 }
 
 /*
+ * REASSIGN OWNED and DROP OWNED treat the syncs of this database as the
+ * roles' objects: REASSIGN OWNED makes the new role their owner (and of
+ * their dead letters), DROP OWNED drops them as drop_sync does (the caller
+ * has the privileges of the roles, as both statements require).  Run
+ * after the statement, in its transaction.
+ */
+void
+SyncNoteOwnedChanged(Node *stmt)
+{
+	List	   *roles = IsA(stmt, ReassignOwnedStmt) ? ((ReassignOwnedStmt *) stmt)->roles :
+		((DropOwnedStmt *) stmt)->roles;
+	Datum	   *oids = palloc(sizeof(Datum) * Max(list_length(roles), 1));
+	Oid			types[2] = {OIDARRAYOID, OIDOID};
+	Datum		values[2];
+	Oid			nsp;
+	ListCell   *lc;
+	int			n = 0;
+	int			level;
+
+	if (!OidIsValid(nsp = get_namespace_oid("pgpoly", true)) ||
+		!OidIsValid(get_relname_relid("syncs", nsp)))
+		return;
+	foreach(lc, roles)
+		oids[n++] = ObjectIdGetDatum(get_rolespec_oid(lfirst(lc), false));
+	values[0] = PointerGetDatum(construct_array(oids, n, OIDOID, sizeof(Oid), true,
+												TYPALIGN_INT));
+	spi_connect();
+	level = SyncSafeSearchPath();
+	if (IsA(stmt, ReassignOwnedStmt))
+	{
+		values[1] = ObjectIdGetDatum(get_rolespec_oid(((ReassignOwnedStmt *) stmt)->newrole,
+													  false));
+		admin_execute("WITH s AS (UPDATE pgpoly.syncs SET owner = $2 "
+					  "           WHERE owner::pg_catalog.oid = ANY ($1) RETURNING sync_id) "
+					  "UPDATE pgpoly.sync_dead_letters d SET owner = $2 FROM s "
+					  "WHERE d.sync_id = s.sync_id",
+					  2, types, values, SPI_OK_UPDATE);
+	}
+	else
+	{
+		List	   *names = NIL;
+
+		admin_execute("SELECT name FROM pgpoly.syncs WHERE owner::pg_catalog.oid = ANY ($1) "
+					  "ORDER BY sync_id", 1, types, values, SPI_OK_SELECT);
+		for (uint64 i = 0; i < SPI_processed; i++)
+			names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i],
+												SPI_tuptable->tupdesc, 1));
+		foreach(lc, names)
+		{
+			Oid			type = TEXTOID;
+			Datum		name = CStringGetTextDatum(lfirst(lc));
+
+			if (SPI_execute_with_args("SELECT pgpoly.drop_sync($1)", 1, &type, &name,
+									  NULL, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "dropping pgpoly sync \"%s\" failed", (char *) lfirst(lc));
+		}
+	}
+	AtEOXact_GUC(true, level);
+	SPI_finish();
+}
+
+/*
  * The columns of relid were renamed, added or dropped (ALTER TABLE): the
  * column names the syncs recorded for it are refreshed, so that a dump
  * taken now carries its names now (see SyncResolveColumns).  Nothing while

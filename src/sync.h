@@ -122,6 +122,7 @@ extern void SyncResolveColumns(int32 id, SyncRow *s);
 extern void SyncNoteColumnsChanged(Oid relid);
 extern const char *const SyncFollowNamesSQL;
 extern void SyncNoteRelationRenamed(void);
+extern void SyncNoteOwnedChanged(Node *stmt);
 
 /* sync_capture.c */
 typedef struct SyncKeyQueue SyncKeyQueue;

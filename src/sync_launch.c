@@ -323,6 +323,9 @@ sync_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 												((RenameStmt *) stmt)->relation :
 												((AlterTableStmt *) stmt)->relation,
 												NoLock, true));
+	/* the syncs are the roles' objects (sync.c) */
+	if (IsA(stmt, ReassignOwnedStmt) || IsA(stmt, DropOwnedStmt))
+		SyncNoteOwnedChanged(stmt);
 	/* an outbox sync's name follows its table's (sync.c) */
 	if ((IsA(stmt, RenameStmt) &&
 		 (((RenameStmt *) stmt)->renameType == OBJECT_TABLE ||
