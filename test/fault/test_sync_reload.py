@@ -61,6 +61,8 @@ def test():
     pgtest.check(pid != 0, "a worker runs")
 
     # 1. reloads reach the running worker
+    # the reload reaches the worker within its first retry delay (250 ms):
+    # the margin only makes the check independent of signal latency
     reload_attempts(c, 2)
     time.sleep(0.5)
     pgtest.check(poisoned_attempts(c, rport, 101) == "2", "sync_max_attempts 2 after a reload")
@@ -83,7 +85,9 @@ def test():
     t0, c0 = time.monotonic(), cpu_ticks(pid)
     time.sleep(3)
     used = (cpu_ticks(pid) - c0) / hz / (time.monotonic() - t0)
-    pgtest.check(used < 0.3, "the worker used %.0f%% of a CPU while retrying" % (used * 100))
+    # (valgrind, PGPOLY_TIMEOUT_SCALE > 1, makes each retry cost more)
+    pgtest.check(used < min(0.9, 0.3 * pgtest.SCALE),
+                 "the worker used %.0f%% of a CPU while retrying" % (used * 100))
     pgtest.check(sql(c, "SELECT last_error IS NOT NULL FROM pgpoly.sync_status") == "t",
                  "last_error says why")
     sql(c, "ALTER SERVER sync_redis OPTIONS (SET port '%d')" % rport)
