@@ -40,6 +40,7 @@
 #include "catalog/pg_index.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -1184,6 +1185,25 @@ remap(ColumnMap *m, AttrNumber old)
 }
 
 /*
+ * The database of which this one is a copy (CREATE DATABASE ... TEMPLATE),
+ * when ref (pgpoly._sync_ref) names relation rel as that database has it:
+ * this cluster, another database that still exists, the same relation oid
+ * (a restore numbers its relations anew).  NULL otherwise.
+ */
+static char *
+copied_from(const char *ref, Oid rel)
+{
+	uint64		sysid;
+	Oid			db;
+	Oid			relid;
+
+	if (sscanf(ref, UINT64_FORMAT "/%u/%u", &sysid, &db, &relid) != 3 ||
+		sysid != GetSystemIdentifier() || db == MyDatabaseId || relid != rel)
+		return NULL;
+	return get_database_name(db);
+}
+
+/*
  * The columns of sync id when its source or target is not the relation its
  * attnums were recorded for (source_ref, target_ref: a restored table, or
  * one dropped and created again under the name): number them again by the
@@ -1233,7 +1253,8 @@ SyncResolveColumns(int32 id, SyncRow *s)
 							  "s.target_key_attnum, s.source_attnums, s.target_attnums, "
 							  "s.kind = 'outbox', "
 							  "ARRAY(SELECT DISTINCT c FROM pgpoly.sync_queue q, unnest(q.cols) c "
-							  "      WHERE q.sync_id = s.sync_id ORDER BY c) "
+							  "      WHERE q.sync_id = s.sync_id ORDER BY c), "
+							  "s.source_ref, s.target_ref "
 							  "FROM pgpoly.syncs s WHERE s.sync_id = $1 FOR NO KEY UPDATE OF s",
 							  1, &type, &arg, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading pgpoly sync %d failed", id);
@@ -1251,6 +1272,39 @@ SyncResolveColumns(int32 id, SyncRow *s)
 	target = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
 	outbox = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
 	src.sync = tgt.sync = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+	{
+		Datum		sref = SPI_getbinval(tup, desc, 13, &isnull);
+		char	   *copy = NULL;
+
+		if (!isnull && !srcnull)
+			copy = copied_from(TextDatumGetCString(sref), source);
+		if (copy == NULL)
+		{
+			Datum		tref = SPI_getbinval(tup, desc, 14, &isnull);
+
+			if (!isnull)
+				copy = copied_from(TextDatumGetCString(tref), target);
+		}
+		/*
+		 * A copy's attnums are its template's: a writer there (s NULL)
+		 * queues as it would, the worker delivers nothing.
+		 */
+		if (copy != NULL && s != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_CATALOG_NAME),
+					 errmsg("pgpoly sync \"%s\" belongs to database \"%s\", of which this database is a copy",
+							src.sync, copy),
+					 errdetail("The copy's queued changes are not delivered: that database's worker delivers the sync, and the copy's older rows would overwrite its newer ones."),
+					 errhint("Drop the sync here with pgpoly.drop_sync() (and create it again if this database is to feed the target), or drop database \"%s\" to make this database the sync's.",
+							 copy)));
+		if (copy != NULL)
+		{
+			SetUserIdAndSecContext(save_user, save_sec);
+			AtEOXact_GUC(true, level);
+			SPI_finish();
+			return;
+		}
+	}
 	src.role = "source";
 	tgt.role = "target";
 	src.rel = srcnull ? InvalidOid : source;
@@ -1343,6 +1397,106 @@ pgpoly_sync_ref(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TEXT_P(cstring_to_text(psprintf(UINT64_FORMAT "/%u/%u", GetSystemIdentifier(),
 											  MyDatabaseId, PG_GETARG_OID(0))));
+}
+
+/*
+ * An outbox sync is named after its table with the table's schema
+ * (SyncQualifiedName): after the table, or its schema, was renamed or the
+ * table moved to another schema, the sync and its dead letters take the
+ * table's name now, unless another sync has that name.  One statement, so
+ * the worker (SPI connected, as superuser) runs it too.
+ */
+const char *const SyncFollowNamesSQL =
+	"WITH r AS (UPDATE pgpoly.syncs s SET name = n.name "
+	"  FROM (SELECT o.sync_id, pg_catalog.quote_ident(ns.nspname) OPERATOR(pg_catalog.||) '.' "
+	"               OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname) AS name "
+	"        FROM pgpoly.syncs o JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) o.target "
+	"        JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) c.relnamespace "
+	"        WHERE o.kind OPERATOR(pg_catalog.=) 'outbox') n "
+	"  WHERE n.sync_id OPERATOR(pg_catalog.=) s.sync_id AND s.name OPERATOR(pg_catalog.<>) n.name "
+	"  AND NOT EXISTS (SELECT FROM pgpoly.syncs t WHERE t.name OPERATOR(pg_catalog.=) n.name) "
+	"  RETURNING s.sync_id, s.name) "
+	"UPDATE pgpoly.sync_dead_letters d SET name = r.name FROM r "
+	"WHERE d.sync_id OPERATOR(pg_catalog.=) r.sync_id";
+
+/* A table or schema was renamed, or a table moved (see SyncFollowNamesSQL). */
+void
+SyncNoteRelationRenamed(void)
+{
+	Oid			nsp;
+	int			level;
+
+	if (creating_extension ||
+		!OidIsValid(nsp = get_namespace_oid("pgpoly", true)) ||
+		!OidIsValid(get_relname_relid("syncs", nsp)))
+		return;
+	spi_connect();
+	level = SyncSafeSearchPath();
+	admin_execute(SyncFollowNamesSQL, 0, NULL, NULL, SPI_OK_UPDATE);
+	AtEOXact_GUC(true, level);
+	SPI_finish();
+}
+
+/*
+ * REASSIGN OWNED and DROP OWNED treat the syncs of this database as the
+ * roles' objects: REASSIGN OWNED makes the new role their owner (and of
+ * their dead letters), DROP OWNED drops them as drop_sync does (the caller
+ * has the privileges of the roles, as both statements require).  Run
+ * after the statement, in its transaction.
+ */
+void
+SyncNoteOwnedChanged(Node *stmt)
+{
+	List	   *roles = IsA(stmt, ReassignOwnedStmt) ? ((ReassignOwnedStmt *) stmt)->roles :
+		((DropOwnedStmt *) stmt)->roles;
+	Datum	   *oids = palloc(sizeof(Datum) * Max(list_length(roles), 1));
+	Oid			types[2] = {OIDARRAYOID, OIDOID};
+	Datum		values[2];
+	Oid			nsp;
+	ListCell   *lc;
+	int			n = 0;
+	int			level;
+
+	if (!OidIsValid(nsp = get_namespace_oid("pgpoly", true)) ||
+		!OidIsValid(get_relname_relid("syncs", nsp)))
+		return;
+	foreach(lc, roles)
+		oids[n++] = ObjectIdGetDatum(get_rolespec_oid(lfirst(lc), false));
+	values[0] = PointerGetDatum(construct_array(oids, n, OIDOID, sizeof(Oid), true,
+												TYPALIGN_INT));
+	spi_connect();
+	level = SyncSafeSearchPath();
+	if (IsA(stmt, ReassignOwnedStmt))
+	{
+		values[1] = ObjectIdGetDatum(get_rolespec_oid(((ReassignOwnedStmt *) stmt)->newrole,
+													  false));
+		admin_execute("WITH s AS (UPDATE pgpoly.syncs SET owner = $2 "
+					  "           WHERE owner::pg_catalog.oid = ANY ($1) RETURNING sync_id) "
+					  "UPDATE pgpoly.sync_dead_letters d SET owner = $2 FROM s "
+					  "WHERE d.sync_id = s.sync_id",
+					  2, types, values, SPI_OK_UPDATE);
+	}
+	else
+	{
+		List	   *names = NIL;
+
+		admin_execute("SELECT name FROM pgpoly.syncs WHERE owner::pg_catalog.oid = ANY ($1) "
+					  "ORDER BY sync_id", 1, types, values, SPI_OK_SELECT);
+		for (uint64 i = 0; i < SPI_processed; i++)
+			names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i],
+												SPI_tuptable->tupdesc, 1));
+		foreach(lc, names)
+		{
+			Oid			type = TEXTOID;
+			Datum		name = CStringGetTextDatum(lfirst(lc));
+
+			if (SPI_execute_with_args("SELECT pgpoly.drop_sync($1)", 1, &type, &name,
+									  NULL, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "dropping pgpoly sync \"%s\" failed", (char *) lfirst(lc));
+		}
+	}
+	AtEOXact_GUC(true, level);
+	SPI_finish();
 }
 
 /*

@@ -120,6 +120,9 @@ extern AttrNumber SyncRemapColumn(const char *sync, const char *role, Oid rel,
 								  const char *name, AttrNumber old);
 extern void SyncResolveColumns(int32 id, SyncRow *s);
 extern void SyncNoteColumnsChanged(Oid relid);
+extern const char *const SyncFollowNamesSQL;
+extern void SyncNoteRelationRenamed(void);
+extern void SyncNoteOwnedChanged(Node *stmt);
 
 /* sync_capture.c */
 typedef struct SyncKeyQueue SyncKeyQueue;

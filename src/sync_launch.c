@@ -323,6 +323,18 @@ sync_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 												((RenameStmt *) stmt)->relation :
 												((AlterTableStmt *) stmt)->relation,
 												NoLock, true));
+	/* the syncs are the roles' objects (sync.c) */
+	if (IsA(stmt, ReassignOwnedStmt) || IsA(stmt, DropOwnedStmt))
+		SyncNoteOwnedChanged(stmt);
+	/* an outbox sync's name follows its table's (sync.c) */
+	if ((IsA(stmt, RenameStmt) &&
+		 (((RenameStmt *) stmt)->renameType == OBJECT_TABLE ||
+		  ((RenameStmt *) stmt)->renameType == OBJECT_FOREIGN_TABLE ||
+		  ((RenameStmt *) stmt)->renameType == OBJECT_SCHEMA)) ||
+		(IsA(stmt, AlterObjectSchemaStmt) &&
+		 (((AlterObjectSchemaStmt *) stmt)->objectType == OBJECT_TABLE ||
+		  ((AlterObjectSchemaStmt *) stmt)->objectType == OBJECT_FOREIGN_TABLE)))
+		SyncNoteRelationRenamed();
 	if (IsA(stmt, TransactionStmt) &&
 		((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED &&
 		OidIsValid(get_namespace_oid("pgpoly", true)))
