@@ -59,6 +59,7 @@
 
 #include "elastic.h"
 
+static void elastic_forget(PgpolyConnection *conn);
 static void *elastic_connect(PgpolyConnection *conn, ForeignServer *server,
 							 UserMapping *user);
 static void elastic_disconnect(void *handle);
@@ -72,7 +73,8 @@ const PgpolyStore ElasticStore = {
 	ElasticSendWrites,
 	pgpoly_elastic_handler,
 	ElasticConflictColumns,
-	.target_option = "index"
+	.target_option = "index",
+	.forget = elastic_forget
 };
 
 /* One mapped leaf field, over the indexes the index name reaches. */
@@ -116,7 +118,8 @@ typedef struct QueuedClose
 	char	   *id;
 } QueuedClose;
 
-static List *QueuedCloses = NIL;	/* TopMemoryContext */
+static List *QueuedCloses = NIL;	/* in QueueMemory */
+static MemoryContext QueueMemory = NULL;
 
 /* The handle of conn (connected). */
 ElasticHandle *
@@ -990,9 +993,14 @@ ElasticCloseContext(PgpolyConnection *conn, bool pit, const char *id)
 void
 ElasticQueueClose(PgpolyConnection *conn, bool pit, const char *id)
 {
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-	QueuedClose *q = palloc(sizeof(QueuedClose));
+	MemoryContext old;
+	QueuedClose *q;
 
+	if (QueueMemory == NULL)
+		QueueMemory = AllocSetContextCreate(TopMemoryContext, "pgpoly elastic queued closes",
+											ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(QueueMemory);
+	q = palloc(sizeof(QueuedClose));
 	q->key = conn->key;
 	q->pit = pit;
 	q->id = pstrdup(id);
@@ -1025,6 +1033,27 @@ ElasticSendQueuedCloses(PgpolyConnection *conn)
 			PG_RE_THROW();
 		}
 		PG_END_TRY();
+		pfree(q->id);
+		pfree(q);
+	}
+}
+
+/*
+ * PgpolyStore.forget: conn's server or user mapping was dropped; no
+ * request will close the contexts queued for it (keep_alive expires them).
+ */
+static void
+elastic_forget(PgpolyConnection *conn)
+{
+	ListCell   *lc;
+
+	foreach(lc, QueuedCloses)
+	{
+		QueuedClose *q = lfirst(lc);
+
+		if (memcmp(&q->key, &conn->key, sizeof(PgpolyConnKey)) != 0)
+			continue;
+		QueuedCloses = foreach_delete_current(QueuedCloses, lc);
 		pfree(q->id);
 		pfree(q);
 	}

@@ -355,6 +355,8 @@ prune_dropped(void)
 			continue;
 		}
 		close_handle(conn);
+		if (conn->store->forget)
+			conn->store->forget(conn);
 		list_free_deep(conn->secrets);
 		conn->secrets = NIL;
 		hash_search(ConnectionHash, &conn->key, HASH_REMOVE, NULL);
