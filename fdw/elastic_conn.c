@@ -1008,9 +1008,9 @@ ElasticQueueClose(PgpolyConnection *conn, bool pit, const char *id)
 	MemoryContextSwitchTo(old);
 }
 
-/* Close the contexts queued for conn's server and user mapping. */
-void
-ElasticSendQueuedCloses(PgpolyConnection *conn)
+/* Take the first context queued for conn's server and user mapping, or NULL. */
+static QueuedClose *
+take_queued(PgpolyConnection *conn)
 {
 	ListCell   *lc;
 
@@ -1018,23 +1018,43 @@ ElasticSendQueuedCloses(PgpolyConnection *conn)
 	{
 		QueuedClose *q = lfirst(lc);
 
-		if (memcmp(&q->key, &conn->key, sizeof(PgpolyConnKey)) != 0)
-			continue;
-		/* Dequeue first: a failure must not make us retry forever. */
-		QueuedCloses = foreach_delete_current(QueuedCloses, lc);
+		if (memcmp(&q->key, &conn->key, sizeof(PgpolyConnKey)) == 0)
+		{
+			QueuedCloses = foreach_delete_current(QueuedCloses, lc);
+			return q;
+		}
+	}
+	return NULL;
+}
+
+/* Free a queued close taken off the queue. */
+static void
+free_queued(QueuedClose *q)
+{
+	pfree(q->id);
+	pfree(q);
+}
+
+/* Close the contexts queued for conn's server and user mapping. */
+void
+ElasticSendQueuedCloses(PgpolyConnection *conn)
+{
+	QueuedClose *q;
+
+	/* Dequeued first: a failure must not make us retry forever. */
+	while ((q = take_queued(conn)) != NULL)
+	{
 		PG_TRY();
 		{
 			ElasticCloseContext(conn, q->pit, q->id);
 		}
 		PG_CATCH();
 		{
-			pfree(q->id);
-			pfree(q);
+			free_queued(q);
 			PG_RE_THROW();
 		}
 		PG_END_TRY();
-		pfree(q->id);
-		pfree(q);
+		free_queued(q);
 	}
 }
 
@@ -1045,18 +1065,10 @@ ElasticSendQueuedCloses(PgpolyConnection *conn)
 static void
 elastic_forget(PgpolyConnection *conn)
 {
-	ListCell   *lc;
+	QueuedClose *q;
 
-	foreach(lc, QueuedCloses)
-	{
-		QueuedClose *q = lfirst(lc);
-
-		if (memcmp(&q->key, &conn->key, sizeof(PgpolyConnKey)) != 0)
-			continue;
-		QueuedCloses = foreach_delete_current(QueuedCloses, lc);
-		pfree(q->id);
-		pfree(q);
-	}
+	while ((q = take_queued(conn)) != NULL)
+		free_queued(q);
 }
 
 /* ----------------------------------------------------------------
