@@ -59,6 +59,7 @@
 
 #include "elastic.h"
 
+static void elastic_forget(PgpolyConnection *conn);
 static void *elastic_connect(PgpolyConnection *conn, ForeignServer *server,
 							 UserMapping *user);
 static void elastic_disconnect(void *handle);
@@ -72,7 +73,8 @@ const PgpolyStore ElasticStore = {
 	ElasticSendWrites,
 	pgpoly_elastic_handler,
 	ElasticConflictColumns,
-	.target_option = "index"
+	.target_option = "index",
+	.forget = elastic_forget
 };
 
 /* One mapped leaf field, over the indexes the index name reaches. */
@@ -116,7 +118,8 @@ typedef struct QueuedClose
 	char	   *id;
 } QueuedClose;
 
-static List *QueuedCloses = NIL;	/* TopMemoryContext */
+static List *QueuedCloses = NIL;	/* in QueueMemory */
+static MemoryContext QueueMemory = NULL;
 
 /* The handle of conn (connected). */
 ElasticHandle *
@@ -990,9 +993,14 @@ ElasticCloseContext(PgpolyConnection *conn, bool pit, const char *id)
 void
 ElasticQueueClose(PgpolyConnection *conn, bool pit, const char *id)
 {
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-	QueuedClose *q = palloc(sizeof(QueuedClose));
+	MemoryContext old;
+	QueuedClose *q;
 
+	if (QueueMemory == NULL)
+		QueueMemory = AllocSetContextCreate(TopMemoryContext, "pgpoly elastic queued closes",
+											ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(QueueMemory);
+	q = palloc(sizeof(QueuedClose));
 	q->key = conn->key;
 	q->pit = pit;
 	q->id = pstrdup(id);
@@ -1000,9 +1008,9 @@ ElasticQueueClose(PgpolyConnection *conn, bool pit, const char *id)
 	MemoryContextSwitchTo(old);
 }
 
-/* Close the contexts queued for conn's server and user mapping. */
-void
-ElasticSendQueuedCloses(PgpolyConnection *conn)
+/* Take the first context queued for conn's server and user mapping, or NULL. */
+static QueuedClose *
+take_queued(PgpolyConnection *conn)
 {
 	ListCell   *lc;
 
@@ -1010,24 +1018,57 @@ ElasticSendQueuedCloses(PgpolyConnection *conn)
 	{
 		QueuedClose *q = lfirst(lc);
 
-		if (memcmp(&q->key, &conn->key, sizeof(PgpolyConnKey)) != 0)
-			continue;
-		/* Dequeue first: a failure must not make us retry forever. */
-		QueuedCloses = foreach_delete_current(QueuedCloses, lc);
+		if (memcmp(&q->key, &conn->key, sizeof(PgpolyConnKey)) == 0)
+		{
+			QueuedCloses = foreach_delete_current(QueuedCloses, lc);
+			return q;
+		}
+	}
+	return NULL;
+}
+
+/* Free a queued close taken off the queue. */
+static void
+free_queued(QueuedClose *q)
+{
+	pfree(q->id);
+	pfree(q);
+}
+
+/* Close the contexts queued for conn's server and user mapping. */
+void
+ElasticSendQueuedCloses(PgpolyConnection *conn)
+{
+	QueuedClose *q;
+
+	/* Dequeued first: a failure must not make us retry forever. */
+	while ((q = take_queued(conn)) != NULL)
+	{
 		PG_TRY();
 		{
 			ElasticCloseContext(conn, q->pit, q->id);
 		}
 		PG_CATCH();
 		{
-			pfree(q->id);
-			pfree(q);
+			free_queued(q);
 			PG_RE_THROW();
 		}
 		PG_END_TRY();
-		pfree(q->id);
-		pfree(q);
+		free_queued(q);
 	}
+}
+
+/*
+ * PgpolyStore.forget: conn's server or user mapping was dropped; no
+ * request will close the contexts queued for it (keep_alive expires them).
+ */
+static void
+elastic_forget(PgpolyConnection *conn)
+{
+	QueuedClose *q;
+
+	while ((q = take_queued(conn)) != NULL)
+		free_queued(q);
 }
 
 /* ----------------------------------------------------------------

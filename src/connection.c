@@ -82,9 +82,12 @@ close_handle(PgpolyConnection *conn)
 
 /*
  * An entry was invalidated since prune_dropped() last ran to the end: its
- * server or user mapping may have been dropped.
+ * server or user mapping may have been dropped.  Invalidated counts the
+ * entries marked, so that prune_dropped() can tell whether one was marked
+ * while it read the catalogs.
  */
 static bool PrunePending = false;
+static uint64 Invalidated = 0;
 
 static bool used_this_xact(PgpolyConnection *conn);
 
@@ -104,6 +107,7 @@ invalidate_callback(Datum arg, int cacheid, uint32 hashvalue)
 		{
 			conn->invalidated = true;
 			PrunePending = true;
+			Invalidated++;
 		}
 	}
 }
@@ -327,10 +331,15 @@ prune_dropped(void)
 {
 	HASH_SEQ_STATUS scan;
 	PgpolyConnection *conn;
+	uint64		seen = Invalidated;
+	bool		kept = false;
 
+	/*
+	 * PrunePending stays set until the scan ends: an ERROR reading the
+	 * catalogs (lock_timeout, a cancel) must leave the work for next time.
+	 */
 	if (!PrunePending)
 		return;
-	PrunePending = false;
 	hash_seq_init(&scan, ConnectionHash);
 	while ((conn = hash_seq_search(&scan)) != NULL)
 	{
@@ -342,14 +351,17 @@ prune_dropped(void)
 			continue;
 		if (conn->busy || conn->writes != NIL || conn->watching || used_this_xact(conn))
 		{
-			PrunePending = true;
+			kept = true;
 			continue;
 		}
 		close_handle(conn);
+		if (conn->store->forget)
+			conn->store->forget(conn);
 		list_free_deep(conn->secrets);
 		conn->secrets = NIL;
 		hash_search(ConnectionHash, &conn->key, HASH_REMOVE, NULL);
 	}
+	PrunePending = kept || Invalidated != seen;
 }
 
 /*

@@ -245,6 +245,12 @@ typedef struct PgpolyStore
 	 * its target itself (Redis keys carry key_prefix).
 	 */
 	const char *target_option;
+	/*
+	 * Optional: conn's server or user mapping was dropped and its cache
+	 * entry is being removed (its handle closed already); without I/O and
+	 * without ERROR, free what the store keeps for conn->key elsewhere.
+	 */
+	void		(*forget) (struct PgpolyConnection *conn);
 } PgpolyStore;
 
 /* Cache key: one connection per server and user mapping. */
