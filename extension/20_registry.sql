@@ -607,6 +607,11 @@ AS $$
 BEGIN
 	PERFORM pgpoly._require_name(key, 'key');
 	PERFORM pgpoly._require(value, 'value');
+	-- as log_prediction and log_label: a metric's time orders latest_metrics
+	IF NOT isfinite(ts) THEN
+		RAISE EXCEPTION 'ts must be a finite time, not %', ts
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 	PERFORM pgpoly._check_run(run);
 	-- A key over a btree entry's size (2704 bytes with 8 kB pages) may not fit
 	-- metrics' index even compressed: only then pay for the subtransaction
