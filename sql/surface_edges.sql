@@ -51,6 +51,9 @@ SELECT count(*) FROM pgpoly.datasets WHERE name = 'ds' OR octet_length(name) > 2
 -- so is a metric key (metrics are indexed by run, key and step); a long key
 -- that compresses below the limit is kept
 SELECT edge_err(format('SELECT pgpoly.log_metric(%L, %L, 1)', :'run', :'incompressible')) AS metric_key;
+-- an incompressible key just under the btree limit itself (2700 bytes:
+-- with the entry's header, run_id and step it is over) is named too
+SELECT edge_err(format('SELECT pgpoly.log_metric(%L, %L, 1)', :'run', left(:'incompressible', 2700))) AS metric_key_2700;
 SELECT pgpoly.log_metric(:'run', repeat('k', 5000), 1);
 SELECT octet_length(key), value FROM pgpoly.metrics WHERE run_id = :'run';
 DELETE FROM pgpoly.metrics WHERE run_id = :'run';
