@@ -25,3 +25,10 @@ COMMENT ON FUNCTION pgpoly.disconnect(name) IS
 
 -- Like postgres_fdw_disconnect(), callable by everyone: it only closes the
 -- calling backend's own cached connections.
+
+-- The name of relation rel; 42P01 if there is none (a dropped table's OID
+-- given as a regclass argument), as the C functions report it.
+CREATE FUNCTION pgpoly._relation_name(rel oid)
+RETURNS text
+AS 'MODULE_PATHNAME', 'pgpoly_relation_name'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;

@@ -316,7 +316,7 @@ $$;
 -- compression, so a longer value that compresses well is stored.  hint: how
 -- to fix it.  Returns when that is not the error (state, its SQLSTATE, is
 -- another of class 54, say a trigger's stack depth limit, or no value is
--- longer than the limit): the caller's handler then re-raises its error
+-- within 256 bytes of the limit): the caller's handler then re-raises its error
 -- unchanged (RAISE), code, detail and context as they were.
 CREATE FUNCTION pgpoly._too_long_for_index(state text, whats text[], vals text[], target text,
 										   msg text, hint text)
@@ -332,7 +332,10 @@ BEGIN
 	SELECT u.w, octet_length(u.v) INTO v_what, v_len
 	FROM unnest(whats, vals) WITH ORDINALITY u(w, v, i)
 	ORDER BY octet_length(u.v) DESC NULLS LAST, u.i LIMIT 1;
-	IF state = '54000' AND v_len > v_max THEN
+	-- the entry also holds a header and the index's other columns (a uuid,
+	-- timestamps, a step: far less than 256 bytes), so a value a little
+	-- shorter than the limit can be the one that does not fit
+	IF state = '54000' AND v_len > v_max - 256 THEN
 		RAISE EXCEPTION '% of % bytes is too long for %', v_what, v_len, target
 			USING ERRCODE = 'program_limit_exceeded',
 				  DETAIL = format('%s.  A btree index entry holds at most %s bytes (after compression).', msg, v_max),
@@ -607,11 +610,18 @@ AS $$
 BEGIN
 	PERFORM pgpoly._require_name(key, 'key');
 	PERFORM pgpoly._require(value, 'value');
+	-- as log_prediction and log_label: a metric's time orders latest_metrics
+	IF NOT isfinite(ts) THEN
+		RAISE EXCEPTION 'ts must be a finite time, not %', ts
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 	PERFORM pgpoly._check_run(run);
-	-- A key over a btree entry's size (2704 bytes with 8 kB pages) may not fit
-	-- metrics' index even compressed: only then pay for the subtransaction
-	-- that turns PostgreSQL's error into one naming the argument.
-	IF octet_length(key) <= 2704 THEN
+	-- A key near a btree entry's size (2704 bytes with 8 kB pages, which also
+	-- hold the entry's header, run_id and step: an incompressible key of 2641
+	-- bytes does not fit) may not fit metrics' index even compressed: only
+	-- then pay for the subtransaction that turns PostgreSQL's error into one
+	-- naming the argument.  A key of at most 2 kB always fits.
+	IF octet_length(key) <= 2048 THEN
 		PERFORM pgpoly._metric_insert(run, key, value, step, ts);
 		RETURN;
 	END IF;

@@ -887,6 +887,8 @@ BEGIN
 	PERFORM pgpoly._require_name(name, 'name');
 	PERFORM pgpoly._require_name(entity, 'entity');
 	PERFORM pgpoly._require(online_table, 'online_table');
+	PERFORM pgpoly._relation_name(online_table);
+	PERFORM pgpoly._relation_name(offline_table);
 	IF date_part('epoch', ttl) < 0 THEN
 		RAISE EXCEPTION 'ttl must not be negative (got %)', ttl
 			USING ERRCODE = 'invalid_parameter_value',

@@ -182,6 +182,16 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Pass two finite times, since <= until.';
 	END IF;
+	-- one partition per month, each with its indexes: a range of decades or
+	-- millennia (a typo, '4713-01-01 BC') would create thousands of tables in
+	-- one transaction (and run out of lock slots or statement_timeout)
+	IF (date_part('year', until AT TIME ZONE 'UTC') - date_part('year', since AT TIME ZONE 'UTC')) * 12
+	   + date_part('month', until AT TIME ZONE 'UTC') - date_part('month', since AT TIME ZONE 'UTC') + 1 > 120 THEN
+		RAISE EXCEPTION 'range of months too long: % to %', since, until
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'create_prediction_partitions creates at most 120 monthly partitions per call.',
+				  HINT = 'Create the partitions of a longer range in several calls, or let log_prediction create the months it needs.';
+	END IF;
 	-- the first instant of each month in UTC, stepped in UTC: a month added to a
 	-- timestamptz is added in the session's time zone, where the 1st 00:00 UTC
 	-- can be the 31st, and the steps drifted to the 28th (and past a month)

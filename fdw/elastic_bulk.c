@@ -189,6 +189,7 @@ typedef struct DocField
 {
 	List	   *parts;			/* char *: the path split at dots */
 	char	   *json;
+	const char *column;			/* the column it comes from */
 } DocField;
 
 static void append_level(StringInfo buf, List *fields, int depth);
@@ -220,6 +221,18 @@ append_group(StringInfo buf, List *group, int depth)
 		appendStringInfoString(buf, whole->json);
 		return;
 	}
+	/*
+	 * Only a jsonb object (or null) can take the deeper fields: a scalar or
+	 * an array would be lost (PgpolyCheckWrittenFields refused the other
+	 * types of column).
+	 */
+	if (whole != NULL && whole->json[0] != '{' && strcmp(whole->json, "null") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("column \"%s\" holds a JSON %s, not an object, but column \"%s\" writes a field inside it",
+						whole->column, whole->json[0] == '[' ? "array" : "scalar",
+						((DocField *) linitial(deeper))->column),
+				 errhint("Write an object (or NULL) into a column whose field holds other columns' fields.")));
 	initStringInfo(&sub);
 	append_level(&sub, deeper, depth + 1);
 	if (whole == NULL || whole->json[0] != '{')
@@ -308,6 +321,7 @@ doc_fields(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *only,
 		f = palloc(sizeof(DocField));
 		f->parts = split_path(col->field);
 		f->json = val.data;
+		f->column = col->name;
 		fields = lappend(fields, f);
 	}
 	return fields;

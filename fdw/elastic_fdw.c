@@ -1205,7 +1205,8 @@ column_field(const void *t, int i, PgpolyFieldRef *ref)
 
 	if (col->role != ECOL_FIELD)
 		return false;
-	*ref = (PgpolyFieldRef) {col->name, col->field, strlen(col->field), i + 1};
+	*ref = (PgpolyFieldRef) {col->name, col->field, strlen(col->field), i + 1, '.',
+	col->typid == JSONBOID};
 	return true;
 }
 

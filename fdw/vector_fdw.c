@@ -1400,6 +1400,27 @@ metadata_object(VectorTable *tbl, Datum value)
 }
 
 /*
+ * ERROR (HV007) if the metadata object obj written by the metadata column
+ * holds the key of field column i with another value than v, the column's
+ * (NULL: the column removes the key): one of the two would be lost.  The
+ * same value, as in a row read from the table and written back, is fine.
+ */
+static void
+check_metadata_key(VectorTable *tbl, json_t *obj, int i, json_t *v)
+{
+	json_t	   *old = json_object_get(obj, tbl->cols[i].field);
+
+	if (old == NULL || (v != NULL && json_equal(old, v)))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
+			 errmsg("metadata key \"%s\" of foreign table \"%s\" is written by both column \"%s\" and the metadata column with different values",
+					tbl->cols[i].field, tbl->relname, tbl->cols[i].name),
+			 errhint("Leave the key out of the metadata value, or write it through column \"%s\" only.",
+					 tbl->cols[i].name)));
+}
+
+/*
  * The new row's metadata object (owned by the current memory context):
  * the metadata column, then the mapped fields (for UPDATE, a field not
  * assigned does not override an assigned metadata column).
@@ -1412,6 +1433,8 @@ new_metadata(VectorTable *tbl, Datum *values, bool *nulls, Bitmapset *updated)
 	json_t	   *v;
 	bool		meta_updated = updated && tbl->meta_att &&
 		bms_is_member(tbl->meta_att, updated);
+	bool		meta_written = tbl->meta_att && !nulls[tbl->meta_att - 1] &&
+		(updated == NULL || meta_updated);
 
 	if (tbl->meta_att && !nulls[tbl->meta_att - 1])
 		obj = metadata_object(tbl, values[tbl->meta_att - 1]);
@@ -1420,6 +1443,7 @@ new_metadata(VectorTable *tbl, Datum *values, bool *nulls, Bitmapset *updated)
 	for (int i = 0; i < tbl->natts; i++)
 	{
 		StringInfoData buf;
+		bool		both = meta_written && (updated == NULL || bms_is_member(i + 1, updated));
 
 		if (tbl->cols[i].role != VCOL_FIELD)
 			continue;
@@ -1427,7 +1451,11 @@ new_metadata(VectorTable *tbl, Datum *values, bool *nulls, Bitmapset *updated)
 		{
 			/* UPDATE ... SET field = NULL removes the key. */
 			if (updated && bms_is_member(i + 1, updated))
+			{
+				if (both)
+					check_metadata_key(tbl, obj, i, NULL);
 				json_object_del(obj, tbl->cols[i].field);
+			}
 			continue;
 		}
 		if (meta_updated && !bms_is_member(i + 1, updated))
@@ -1439,6 +1467,8 @@ new_metadata(VectorTable *tbl, Datum *values, bool *nulls, Bitmapset *updated)
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 					 errmsg("value of column \"%s\" cannot be stored as metadata", tbl->cols[i].name)));
+		if (both)
+			check_metadata_key(tbl, obj, i, v);
 		json_object_set_new(obj, tbl->cols[i].field, v);
 	}
 	json_object_foreach(obj, key, v)

@@ -52,6 +52,40 @@ const PgpolyOption VectorOptions[] = {
 	{NULL}
 };
 
+/*
+ * Server options that only one provider uses (README, Options): set on a
+ * server of another provider they would be silently ignored.
+ */
+static const struct
+{
+	const char *option;
+	const char *provider;
+}			ProviderOnlyOptions[] = {
+	{"tenant", "chroma"},
+	{"database", "chroma"},
+};
+
+/*
+ * ERROR (HV00D) if a server's options hold an option of another provider
+ * than theirs.  ALTER SERVER gives the validator the resulting options, so
+ * changing the provider of a server is checked too.
+ */
+static void
+check_provider_options(List *options)
+{
+	const char *provider = PgpolyGetOption(options, "provider", "chroma");
+
+	for (int i = 0; i < lengthof(ProviderOnlyOptions); i++)
+		if (strcmp(provider, ProviderOnlyOptions[i].provider) != 0 &&
+			PgpolyGetOption(options, ProviderOnlyOptions[i].option, NULL) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("option \"%s\" is not used by provider \"%s\"",
+							ProviderOnlyOptions[i].option, provider),
+					 errhint("Option \"%s\" is for provider \"%s\" servers only.",
+							 ProviderOnlyOptions[i].option, ProviderOnlyOptions[i].provider)));
+}
+
 PG_FUNCTION_INFO_V1(pgpoly_vector_validator);
 
 /* Validator of pgpoly_vector options (CREATE/ALTER of every object). */
@@ -61,6 +95,8 @@ pgpoly_vector_validator(PG_FUNCTION_ARGS)
 	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
 
 	PgpolyValidateOptions(VectorOptions, options, PG_GETARG_OID(1));
+	if (PG_GETARG_OID(1) == ForeignServerRelationId)
+		check_provider_options(options);
 	PG_RETURN_VOID();
 }
 

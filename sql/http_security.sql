@@ -233,6 +233,7 @@ SELECT pg_temp.try('SELECT pgpoly.sync_wait(NULL, NULL)');
 SELECT pg_temp.try('SELECT pgpoly.sync_wait(''nope'')');
 SELECT pgpoly._sync_ref(NULL) IS NULL AS sync_ref_null, pgpoly._sync_ref(0) LIKE '%/0' AS sync_ref_no_relation;
 SELECT pg_temp.try('SELECT pgpoly.vector_validator(ARRAY[''url=file:///etc/passwd''], ''pg_foreign_server''::regclass)');
+SELECT pg_temp.try('SELECT pgpoly._relation_name(0)');
 -- Every C function is covered above (or takes no argument).
 SELECT p.proname
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
@@ -247,7 +248,8 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
                         '_fv_is_fresh', '_fv_serve', '_fv_describe',
                         '_fv_newest_usable', '_fv_newest_rows', '_fv_store_text', '_fv_entity_in',
                         '_fv_eq_operator',
-                        'create_sync', 'drop_sync', 'sync_retry', 'sync_wait', '_sync_ref')
+                        'create_sync', 'drop_sync', 'sync_retry', 'sync_wait', '_sync_ref',
+                        '_relation_name')
 ORDER BY 1;
 
 DROP USER MAPPING FOR CURRENT_USER SERVER hs_es;

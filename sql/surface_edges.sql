@@ -51,6 +51,9 @@ SELECT count(*) FROM pgpoly.datasets WHERE name = 'ds' OR octet_length(name) > 2
 -- so is a metric key (metrics are indexed by run, key and step); a long key
 -- that compresses below the limit is kept
 SELECT edge_err(format('SELECT pgpoly.log_metric(%L, %L, 1)', :'run', :'incompressible')) AS metric_key;
+-- an incompressible key just under the btree limit itself (2700 bytes:
+-- with the entry's header, run_id and step it is over) is named too
+SELECT edge_err(format('SELECT pgpoly.log_metric(%L, %L, 1)', :'run', left(:'incompressible', 2700))) AS metric_key_2700;
 SELECT pgpoly.log_metric(:'run', repeat('k', 5000), 1);
 SELECT octet_length(key), value FROM pgpoly.metrics WHERE run_id = :'run';
 DELETE FROM pgpoly.metrics WHERE run_id = :'run';
@@ -104,6 +107,111 @@ CREATE FOREIGN TABLE edge_vdup (id text, embedding real[], task text, w text OPT
 INSERT INTO edge_vdup VALUES ('1', '{1,2}', 't', 'w');
 \set VERBOSITY default
 DROP SERVER edge_live, edge_es_live CASCADE;
+
+-- A sync name too long for pgpoly.syncs' unique index names the argument
+-- (54000) as the registry functions do; a long name that compresses is kept.
+CREATE TABLE edge_sync_src (id text PRIMARY KEY, a text);
+CREATE FOREIGN TABLE edge_sync_t (id text OPTIONS (key 'true'), a text) SERVER edge_redis;
+SELECT edge_err(format('SELECT pgpoly.create_sync(%L, %L, %L, backfill => false)',
+                       :'incompressible', 'edge_sync_src', 'edge_sync_t')) AS sync_name;
+SELECT pgpoly.create_sync(repeat('s', 5000), 'edge_sync_src', 'edge_sync_t', backfill => false);
+SELECT octet_length(name) FROM pgpoly.syncs WHERE name LIKE 'sss%';
+SELECT pgpoly.drop_sync(repeat('s', 5000));
+-- A target mapping two source columns to one store field (the columns a and
+-- b of the target both write hash field "a") is refused at create_sync.
+CREATE TABLE edge_sync_src2 (id text PRIMARY KEY, a text, b text);
+CREATE FOREIGN TABLE edge_sync_dup (id text OPTIONS (key 'true'), a text,
+  b text OPTIONS (field 'a')) SERVER edge_redis;
+SELECT edge_err($$SELECT pgpoly.create_sync('edge_dup', 'edge_sync_src2', 'edge_sync_dup', backfill => false)$$) AS dup_fields;
+SELECT count(*) FROM pgpoly.syncs WHERE name = 'edge_dup';
+DROP FOREIGN TABLE edge_sync_dup, edge_sync_t;
+DROP TABLE edge_sync_src, edge_sync_src2;
+
+-- create_prediction_partitions makes one partition per month: a range of
+-- more than 120 months is refused (22023) rather than creating ~80 000
+-- partitions until statement_timeout.
+SELECT edge_err($$SELECT pgpoly.create_prediction_partitions(since => '4713-01-01 BC')$$) AS since_bc,
+       edge_err($$SELECT pgpoly.create_prediction_partitions('2020-01-01', '2030-02-01')$$) AS eleven_years;
+
+-- log_metric refuses a time that is not finite, as log_prediction and
+-- log_label do (22023).
+SELECT edge_err(format('SELECT pgpoly.log_metric(%L, %L, 1, ts => %L)', :'run', 'k', t)) AS ts
+FROM unnest(ARRAY['infinity', '-infinity']) t;
+SELECT count(*) FROM pgpoly.metrics WHERE run_id = :'run';
+
+-- create_feature_view given a dropped table's OID: 42P01, as create_sync.
+SELECT edge_err(format('SELECT pgpoly.create_feature_view(%L, %L, %s::oid::regclass)', 'edge_fv', 'user_id', :gone)) AS online,
+       edge_err(format('SELECT pgpoly.create_feature_view(%L, %L, %L, %s::oid::regclass)', 'edge_fv', 'key', 'edge_t', :gone)) AS offline;
+
+-- tenant and database are Chroma options: a Qdrant server refuses them (HV00D),
+-- also when ALTER SERVER makes a Chroma server with them a Qdrant one.
+SELECT q, edge_err(q) FROM (VALUES
+  ($$CREATE SERVER edge_q1 FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url 'http://127.0.0.1:9', provider 'qdrant', tenant 't')$$),
+  ($$CREATE SERVER edge_q2 FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url 'http://127.0.0.1:9', provider 'qdrant', database 'd')$$),
+  ($$ALTER SERVER edge_vec OPTIONS (ADD tenant 't', ADD provider 'qdrant')$$),
+  ($$CREATE SERVER edge_c FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url 'http://127.0.0.1:9', tenant 't', database 'd')$$),
+  ($$ALTER SERVER edge_c OPTIONS (ADD provider 'qdrant')$$)) v(q);
+SELECT srvname, srvoptions FROM pg_foreign_server WHERE srvname IN ('edge_vec', 'edge_q1', 'edge_q2', 'edge_c') ORDER BY 1;
+DROP SERVER IF EXISTS edge_q1, edge_q2, edge_c;
+
+-- Elasticsearch: columns whose field paths overlap (a and a.b, a.b and
+-- a.b.c) wrote a document the table could not read back (a non-object
+-- value of the shorter path was replaced by the deeper field's object).
+-- A write of both is refused (HV007) before anything is sent, unless the
+-- shorter one is jsonb (its object is merged with the deeper fields);
+-- siblings (a.b and a.c) are fine.
+CREATE SERVER edge_es_paths FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url :'es_url');
+CREATE USER MAPPING FOR CURRENT_USER SERVER edge_es_paths;
+CREATE FOREIGN TABLE edge_epath (_id text, a int, ab int OPTIONS (field 'a.b'))
+  SERVER edge_es_paths OPTIONS (index 'regress_edge_paths', write_mode 'immediate', refresh 'true');
+CREATE FOREIGN TABLE edge_epath2 (_id text, ab int OPTIONS (field 'a.b'), abc text OPTIONS (field 'a.b.c'))
+  SERVER edge_es_paths OPTIONS (index 'regress_edge_paths', write_mode 'immediate', refresh 'true');
+CREATE FOREIGN TABLE edge_esib (_id text, ab int OPTIONS (field 'a.b'), ac int OPTIONS (field 'a.c'))
+  SERVER edge_es_paths OPTIONS (index 'regress_edge_paths', write_mode 'immediate', refresh 'true');
+\set VERBOSITY terse
+INSERT INTO edge_epath VALUES ('1', 1, 2);
+INSERT INTO edge_epath (_id, ab) VALUES ('1', 2);
+INSERT INTO edge_epath2 VALUES ('1', 2, 'x');
+INSERT INTO edge_esib VALUES ('1', 2, 3);
+UPDATE edge_epath SET a = 5, ab = 6;
+UPDATE edge_esib SET ab = 7;
+SELECT _id, ab, ac FROM edge_esib ORDER BY _id;
+-- a document written by another client with such fields still reads
+CREATE FOREIGN TABLE edge_eraw (_id text, _source jsonb) SERVER edge_es_paths
+  OPTIONS (index 'regress_edge_paths', write_mode 'immediate', refresh 'true');
+INSERT INTO edge_eraw VALUES ('3', '{"a": {"b": 8, "c": 9}}');
+SELECT _id, ab, ac FROM edge_esib ORDER BY _id;
+SELECT _id, ab FROM edge_epath2 ORDER BY _id;
+CREATE FOREIGN TABLE edge_ejpath (_id text, a jsonb, ab int OPTIONS (field 'a.b'))
+  SERVER edge_es_paths OPTIONS (index 'regress_edge_paths', write_mode 'immediate', refresh 'true');
+INSERT INTO edge_ejpath VALUES ('2', '{"z": 1}', 4);
+INSERT INTO edge_ejpath VALUES ('4', '5', 4);
+INSERT INTO edge_ejpath VALUES ('4', NULL, 4);
+SELECT _id, a, ab FROM edge_ejpath ORDER BY _id;
+\set VERBOSITY default
+DROP SERVER edge_es_paths CASCADE;
+
+-- Vector: the metadata column and a field column writing one key with
+-- different values is refused (HV007) rather than keeping one of them; the
+-- same value (a row read back and written again) is fine.
+\getenv chroma_url CHROMA_URL
+CREATE SERVER edge_chroma FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url :'chroma_url');
+CREATE USER MAPPING FOR CURRENT_USER SERVER edge_chroma;
+CREATE FOREIGN TABLE edge_vmeta (id text, embedding real[], metadata jsonb, task text)
+  SERVER edge_chroma OPTIONS (collection 'regress_edge_meta', create_collection 'true',
+                              distance 'l2', write_mode 'immediate');
+\set VERBOSITY terse
+INSERT INTO edge_vmeta VALUES ('1', '{1,2}', '{"task": "a", "x": 1}', 'b');
+INSERT INTO edge_vmeta VALUES ('1', '{1,2}', '{"task": "a", "x": 1}', 'a');
+INSERT INTO edge_vmeta VALUES ('2', '{2,1}', '{"task": "c"}', NULL);
+SELECT id, metadata, task FROM edge_vmeta ORDER BY id;
+UPDATE edge_vmeta SET metadata = '{"task": "d"}', task = 'e' WHERE id = '1';
+UPDATE edge_vmeta SET metadata = '{"task": "d"}', task = NULL WHERE id = '1';
+UPDATE edge_vmeta SET metadata = '{"task": "d"}' WHERE id = '1';
+SELECT id, metadata, task FROM edge_vmeta ORDER BY id;
+DELETE FROM edge_vmeta;
+\set VERBOSITY default
+DROP SERVER edge_chroma CASCADE;
 
 DELETE FROM pgpoly.runs WHERE run_id = :'run';
 DELETE FROM pgpoly.experiments WHERE name = 'edge_exp';

@@ -40,6 +40,7 @@
 #include "rewrite/rewriteManip.h"
 #include "storage/sinval.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
@@ -133,12 +134,38 @@ PgpolyRelationName(Oid relid)
 	return name;
 }
 
+PG_FUNCTION_INFO_V1(pgpoly_relation_name);
+
+/*
+ * pgpoly._relation_name(rel oid): PgpolyRelationName for the SQL functions
+ * (42P01 for a dropped table's OID given as a regclass argument).
+ */
+Datum
+pgpoly_relation_name(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(PgpolyRelationName(PG_GETARG_OID(0))));
+}
+
+/*
+ * Whether field a lies strictly inside field b's path ("a.b" in "a"), for
+ * stores whose fields are paths (path_sep set).
+ */
+static bool
+field_inside(const PgpolyFieldRef *a, const PgpolyFieldRef *b)
+{
+	return b->path_sep != '\0' && a->len > b->len &&
+		memcmp(a->field, b->field, b->len) == 0 && a->field[b->len] == b->path_sep;
+}
+
 /*
  * ERROR (HV007) if a modification of foreign table relname would write two
  * of its columns to one store field: one value would silently replace the
- * other (and in Redis a NULL deletes the field the other column sets).
- * field(tbl, i, &ref) describes column i (0-based) of the store's table
- * descriptor tbl and returns false for one that is no field (key, id,
+ * other (and in Redis a NULL deletes the field the other column sets); or,
+ * where fields are paths, one column inside another's field ("a.b" and
+ * "a") unless that one holds_fields (a jsonb object the deeper fields are
+ * merged into): the document written could not be read back into the
+ * columns.  field(tbl, i, &ref) describes column i (0-based) of the store's
+ * table descriptor tbl and returns false for one that is no field (key, id,
  * reserved, dropped); op: the modification; assigned: the columns an
  * UPDATE sets (an INSERT writes every column, a DELETE none).  Reading one
  * field into two columns (as two types) stays allowed.
@@ -152,27 +179,36 @@ PgpolyCheckWrittenFields(const char *relname, const void *tbl, int natts,
 
 	if (op != CMD_INSERT && op != CMD_UPDATE)
 		return;
-	refs = palloc(sizeof(PgpolyFieldRef) * Max(natts, 1));
+	refs = palloc0(sizeof(PgpolyFieldRef) * Max(natts, 1));
 	for (int i = 0; i < natts; i++)
 		if (field(tbl, i, &refs[n]))
 			n++;
 	for (int i = 0; i < n; i++)
-		for (int j = i + 1; j < n; j++)
+		for (int j = 0; j < n; j++)
 		{
 			const PgpolyFieldRef *a = &refs[i];
 			const PgpolyFieldRef *b = &refs[j];
+			bool		same = i < j && a->len == b->len &&
+				memcmp(a->field, b->field, a->len) == 0;
 
-			if (a->len != b->len || memcmp(a->field, b->field, a->len) != 0)
+			if (!same && (i == j || !field_inside(a, b) || b->holds_fields))
 				continue;
 			if (op == CMD_UPDATE && !(bms_is_member(a->attnum, assigned) &&
 									  bms_is_member(b->attnum, assigned)))
 				continue;
+			if (same)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
+						 errmsg("columns \"%s\" and \"%s\" of foreign table \"%s\" would both be written to field \"%s\"",
+								a->column, b->column, relname,
+								PgpolyPrintable(a->field, a->len, 200)),
+						 errhint("Give each written column its own field (column option field); two columns may read one field.")));
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
-					 errmsg("columns \"%s\" and \"%s\" of foreign table \"%s\" would both be written to field \"%s\"",
-							a->column, b->column, relname,
-							PgpolyPrintable(a->field, a->len, 200)),
-					 errhint("Give each written column its own field (column option field); two columns may read one field.")));
+					 errmsg("column \"%s\" of foreign table \"%s\" would write field \"%s\" inside field \"%s\" of column \"%s\"",
+							a->column, relname, PgpolyPrintable(a->field, a->len, 200),
+							PgpolyPrintable(b->field, b->len, 200), b->column),
+					 errhint("A column whose field holds other columns' fields must be jsonb (its object is merged with them); otherwise write them in separate tables.")));
 		}
 	pfree(refs);
 }

@@ -108,6 +108,8 @@ typedef struct PgpolyFieldRef
 	const char *field;			/* not NUL-terminated: len bytes */
 	size_t		len;
 	AttrNumber	attnum;
+	char		path_sep;		/* '.' where "a.b" is b inside a; 0: flat */
+	bool		holds_fields;	/* its object value takes the fields under it */
 } PgpolyFieldRef;
 
 extern char *PgpolyRelationName(Oid relid);

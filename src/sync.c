@@ -41,8 +41,10 @@
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "commands/defrem.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "foreign/foreign.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
@@ -577,6 +579,45 @@ reserved_column(SyncTargetKind kind, const char *name)
 }
 
 /*
+ * PgpolyColumnField over the PgpolyFieldRefs of map_columns (terminated by
+ * one without a column).
+ */
+static bool
+mapped_field(const void *t, int i, PgpolyFieldRef *ref)
+{
+	*ref = ((const PgpolyFieldRef *) t)[i];
+	return ref->column != NULL;
+}
+
+/*
+ * The store field target column a writes (the column option field, else
+ * its name) into *ref; false for the vector columns that are no metadata
+ * key (id, embedding, document, metadata without a field option).
+ */
+static bool
+target_field(SyncTargetKind kind, Form_pg_attribute a, PgpolyFieldRef *ref)
+{
+	const char *name = NameStr(a->attname);
+	const char *field = NULL;
+	ListCell   *lc;
+
+	foreach(lc, GetForeignColumnOptions(a->attrelid, a->attnum))
+		if (strcmp(lfirst_node(DefElem, lc)->defname, "field") == 0)
+			field = defGetString(lfirst_node(DefElem, lc));
+	if (field == NULL && kind == SYNC_VECTOR &&
+		(strcmp(name, "embedding") == 0 || strcmp(name, "document") == 0 ||
+		 strcmp(name, "metadata") == 0 || strcmp(name, "id") == 0))
+		return false;
+	if (field == NULL && kind == SYNC_ELASTIC && strcmp(name, "_source") == 0)
+		return false;
+	if (field == NULL)
+		field = name;
+	*ref = (PgpolyFieldRef) {pstrdup(name), pstrdup(field), strlen(field), a->attnum,
+		kind == SYNC_ELASTIC ? '.' : '\0', kind == SYNC_ELASTIC && a->atttypid == JSONBOID};
+	return true;
+}
+
+/*
  * Pair each writable target column with the same-named source column
  * (palloc'd arrays; returns how many pairs).  A target column without one
  * is left to the target's default: NULL.
@@ -589,6 +630,9 @@ map_columns(Oid source, Oid target, SyncTargetKind kind, AttrNumber target_key,
 	TupleDesc	desc = RelationGetDescr(rel);
 	int			n = 0;
 	bool		embedding = false;
+
+	PgpolyFieldRef *fields = palloc0(sizeof(PgpolyFieldRef) * (desc->natts + 1));
+	int			nfields = 0;
 
 	*satts = palloc(sizeof(AttrNumber) * Max(desc->natts, 1));
 	*tatts = palloc(sizeof(AttrNumber) * Max(desc->natts, 1));
@@ -605,9 +649,14 @@ map_columns(Oid source, Oid target, SyncTargetKind kind, AttrNumber target_key,
 			continue;
 		if (strcmp(NameStr(a->attname), "embedding") == 0)
 			embedding = true;
+		if (target_field(kind, a, &fields[nfields]))
+			nfields++;
 		(*satts)[n] = satt;
 		(*tatts)[n++] = a->attnum;
 	}
+	/* the worker writes every mapped column: each to its own field */
+	PgpolyCheckWrittenFields(RelationGetRelationName(rel), fields, nfields, mapped_field,
+							 CMD_INSERT, NULL);
 	relation_close(rel, AccessShareLock);
 	if (kind == SYNC_VECTOR && !embedding)
 		ereport(ERROR,
@@ -676,6 +725,13 @@ SyncAttnumArray(const AttrNumber *atts, int n)
 	return PointerGetDatum(construct_array(d, n, INT2OID, 2, true, TYPALIGN_SHORT));
 }
 
+/*
+ * A sync name of at most this many bytes always fits pgpoly.syncs' unique
+ * index (a btree entry holds 2704 bytes with 8 kB pages, header included):
+ * only a longer one pays for the subtransaction of insert_sync_checked.
+ */
+#define SYNC_NAME_ALWAYS_FITS 2048
+
 /* Insert the sync's row; returns its id.  ERROR if the name is taken. */
 static int32
 insert_sync(const char *name, Oid source, Oid target, AttrNumber key_att,
@@ -708,6 +764,55 @@ insert_sync(const char *name, Oid source, Oid target, AttrNumber key_att,
 				 errmsg("sync \"%s\" already exists", name)));
 	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 									   1, &isnull));
+}
+
+/*
+ * insert_sync, turning PostgreSQL's "index row size ... exceeds btree"
+ * error (54000) for a name too long for the syncs' index into one naming
+ * the argument, its length and the limit, as the registry functions do
+ * (pgpoly._too_long_for_index; a long name that compresses is kept).
+ */
+static int32
+insert_sync_checked(const char *name, Oid source, Oid target, AttrNumber key_att,
+					AttrNumber target_key, int n, AttrNumber *satts, AttrNumber *tatts)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile int32 id = 0;
+	ErrorData  *volatile e = NULL;
+
+	if (strlen(name) <= SYNC_NAME_ALWAYS_FITS)
+		return insert_sync(name, source, target, key_att, target_key, n, satts, tatts);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		id = insert_sync(name, source, target, key_att, target_key, n, satts, tatts);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	if (e == NULL)
+		return id;
+	if (e->sqlerrcode == ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+	{
+		Oid			types[2] = {TEXTOID, TEXTOID};
+		Datum		values[2] = {CStringGetTextDatum(name), CStringGetTextDatum(e->message)};
+
+		admin_execute("SELECT pgpoly._too_long_for_index('54000', ARRAY['argument \"name\"'], "
+					  "ARRAY[$1], 'the index of pgpoly.syncs', $2, "
+					  "'Use a shorter sync name (for instance a hash of it).')",
+					  2, types, values, SPI_OK_SELECT);
+	}
+	ReThrowError(e);
 }
 
 /*
@@ -813,7 +918,7 @@ pgpoly_create_sync(PG_FUNCTION_ARGS)
 	n = map_columns(source, target, kind, target_key, &satts, &tatts);
 	validate_def(SyncBuildDef(0, name, source, target, GetUserId(), key_att,
 							  target_key, n, satts, tatts));
-	id = insert_sync(name, source, target, key_att, target_key, n, satts, tatts);
+	id = insert_sync_checked(name, source, target, key_att, target_key, n, satts, tatts);
 	create_triggers(id, source, key_att);
 	if (PG_GETARG_BOOL(4))
 		queued = SyncQueueAllKeys(id, source, key_att, GetUserId());

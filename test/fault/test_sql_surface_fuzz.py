@@ -150,15 +150,13 @@ INTERNAL = re.compile(r"cache lookup failed|unrecognized node type|"
                       r"levenshtein", re.I)
 
 # Calls that may run past statement_timeout by design (the caller asked for
-# a lot of work): function -> argument whose edge values do that.
-# create_prediction_partitions(since => '4713 BC') creates one partition per
-# month since then (~80 000); it is not bounded (reported, not changed here).
-KNOWN_SLOW = {"create_prediction_partitions": ("since", "until")}
+# a lot of work): function -> argument whose edge values do that.  None:
+# create_prediction_partitions refuses a range of more than 120 months.
+KNOWN_SLOW = {}
 
-# Raw PostgreSQL errors still let through, by function -> argument (open):
-# create_sync stores the name in pgpoly.syncs' unique index from C, and a
-# name over a btree entry fails with PostgreSQL's "index row size" (54000).
-KNOWN_RAW = {"create_sync": ("name",)}
+# Raw PostgreSQL errors still let through, by function -> argument.  None:
+# create_sync names a sync name too long for its index as the registry does.
+KNOWN_RAW = {}
 
 FIXTURE = """
 SET client_min_messages = warning;
