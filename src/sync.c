@@ -1524,6 +1524,21 @@ const char *const SyncFollowNamesSQL =
 	"UPDATE pgpoly.sync_dead_letters d SET name = r.name FROM r "
 	"WHERE d.sync_id OPERATOR(pg_catalog.=) r.sync_id";
 
+/*
+ * An outbox sync is its table's owner's (outbox.c): after ALTER ... OWNER
+ * TO, the sync and its dead letters are the new owner's (who alone sees
+ * them, and whose user mapping the worker uses).  One statement, for the
+ * worker too.
+ */
+const char *const SyncFollowOwnersSQL =
+	"WITH r AS (UPDATE pgpoly.syncs s SET owner = c.relowner "
+	"  FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) s.target "
+	"  AND s.kind OPERATOR(pg_catalog.=) 'outbox' "
+	"  AND s.owner::pg_catalog.oid OPERATOR(pg_catalog.<>) c.relowner "
+	"  RETURNING s.sync_id, s.owner) "
+	"UPDATE pgpoly.sync_dead_letters d SET owner = r.owner FROM r "
+	"WHERE d.sync_id OPERATOR(pg_catalog.=) r.sync_id";
+
 /* A table or schema was renamed, or a table moved (see SyncFollowNamesSQL). */
 void
 SyncNoteRelationRenamed(void)
@@ -1607,8 +1622,9 @@ SyncNoteOwnedChanged(Node *stmt)
 /*
  * The columns of relid were renamed, added or dropped (ALTER TABLE): the
  * column names the syncs recorded for it are refreshed, so that a dump
- * taken now carries its names now (see SyncResolveColumns).  Nothing while
- * the extension is being created or is absent.
+ * taken now carries its names now (see SyncResolveColumns); an outbox
+ * sync takes its table's owner (SyncFollowOwnersSQL).  Nothing while the
+ * extension is being created or is absent.
  */
 void
 SyncNoteColumnsChanged(Oid relid)
@@ -1631,6 +1647,8 @@ SyncNoteColumnsChanged(Oid relid)
 				  "THEN pgpoly._sync_columns($1) ELSE target_columns END "
 				  "WHERE source::oid = $1 OR target::oid = $1",
 				  1, &type, &arg, SPI_OK_UPDATE);
+	/* ALTER ... OWNER TO of an outbox table */
+	admin_execute(SyncFollowOwnersSQL, 0, NULL, NULL, SPI_OK_UPDATE);
 	AtEOXact_GUC(true, level);
 	SPI_finish();
 }

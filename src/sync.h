@@ -121,6 +121,7 @@ extern AttrNumber SyncRemapColumn(const char *sync, const char *role, Oid rel,
 extern void SyncResolveColumns(int32 id, SyncRow *s);
 extern void SyncNoteColumnsChanged(Oid relid);
 extern const char *const SyncFollowNamesSQL;
+extern const char *const SyncFollowOwnersSQL;
 extern void SyncNoteRelationRenamed(void);
 extern void SyncNoteOwnedChanged(Node *stmt);
 

@@ -426,7 +426,8 @@ launcher_sleep(long ms)
 /*
  * Main of the launcher: start a worker per connectable database (waiting
  * for free slots), then sleep until shutdown, so that the postmaster
- * restarts it, and it the workers, after a crash-restart.
+ * restarts it, and it the workers, after a crash-restart (or after it was
+ * terminated).
  */
 void
 PgpolySyncLauncherMain(Datum arg)
@@ -445,11 +446,18 @@ PgpolySyncLauncherMain(Datum arg)
 	{
 		while (!register_worker(lfirst_oid(lc), NULL))
 			if (!launcher_sleep(1000))
-				proc_exit(0);
+				proc_exit(1);
 	}
 	while (launcher_sleep(-1))
 		;
-	proc_exit(0);
+
+	/*
+	 * SIGTERM: at shutdown the postmaster does not restart anyone, but
+	 * after pg_terminate_backend() exit status 0 would unregister the
+	 * launcher for good (no worker after the next crash-restart); with 1
+	 * the postmaster starts it again after bgw_restart_time.
+	 */
+	proc_exit(1);
 }
 
 /* Register the launcher (from _PG_init while preloading). */

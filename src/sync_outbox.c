@@ -99,6 +99,7 @@
 static SPIPlanPtr FindSyncPlan = NULL;
 static SPIPlanPtr MakeSyncPlan = NULL;
 static SPIPlanPtr StaleSyncPlan = NULL;
+static SPIPlanPtr FollowNamesPlan = NULL;
 static SPIPlanPtr EntryPlan = NULL;
 static SPIPlanPtr IsolatedPlan = NULL;	/* the worker's (queue_isolated) */
 
@@ -155,7 +156,9 @@ find_sync(Oid relid)
  * that name exists; whether it was made.  A sync of that name left behind
  * by a dropped outbox table with nothing queued and no dead letters is
  * removed first: it has nothing to deliver, and a table created again under
- * the name would otherwise refuse every write (42710).
+ * the name would otherwise refuse every write (42710).  So is the name of a
+ * sync whose table was renamed where pgpoly was not loaded (the worker would
+ * rename it later: SyncFollowNamesSQL).
  */
 static bool
 make_sync(Oid relid, const char *name, AttrNumber key_att)
@@ -179,6 +182,10 @@ make_sync(Oid relid, const char *name, AttrNumber key_att)
 							 values, NULL, GetLatestSnapshot(), InvalidSnapshot,
 							 false, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "removing the outbox sync of a dropped table failed");
+	if (SPI_execute_snapshot(saved_plan(&FollowNamesPlan, SyncFollowNamesSQL, 0, NULL),
+							 NULL, NULL, GetLatestSnapshot(), InvalidSnapshot,
+							 false, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "renaming the outbox syncs of renamed tables failed");
 	if (SPI_execute_snapshot(saved_plan(&MakeSyncPlan,
 										"INSERT INTO pgpoly.syncs (name, kind, target, key_attnum, "
 										"target_key_attnum, source_attnums, target_attnums, owner, "

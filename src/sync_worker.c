@@ -222,6 +222,9 @@ load_fn(void *arg)
 	/* renamed outbox tables, in sessions that had not loaded pgpoly */
 	if (!RecoveryInProgress())
 		SyncExecute(SyncFollowNamesSQL, 0, NULL, NULL, NULL, SPI_OK_UPDATE);
+	/* outbox tables given to another owner, in such sessions */
+	if (!RecoveryInProgress())
+		SyncExecute(SyncFollowOwnersSQL, 0, NULL, NULL, NULL, SPI_OK_UPDATE);
 	SyncExecute("SELECT sync_id, name, target::pg_catalog.text, source::pg_catalog.oid, "
 				"target::pg_catalog.oid, owner::pg_catalog.oid, key_attnum, "
 				"target_key_attnum, source_attnums, target_attnums, kind = 'outbox', "

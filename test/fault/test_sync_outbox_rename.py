@@ -13,6 +13,10 @@ the harness's Redis, in a scratch database:
 3. An outbox table created again under the old name public.ob takes writes
    (its own sync; before, the renamed table's sync kept the name and every
    write was refused with 42710) and both tables' changes are delivered.
+4. A rename in a session that has not loaded pgpoly, and in the same
+   transaction an outbox table created under the old name and written (the
+   write loads pgpoly; the worker has not run): the write's COMMIT renames
+   the old table's sync out of the way instead of refusing it (42710).
 """
 
 import os
@@ -85,7 +89,23 @@ CREATE FOREIGN TABLE ob (k text OPTIONS (key 'true'), v text)
                  == "1one,2two,4four", "the renamed table's keys")
     pgtest.check(sql("SELECT string_agg(k || v, ',' ORDER BY k) FROM ob_new_now")
                  == "3three", "the new table's keys")
-    pgtest.redis_cli(rport, "DEL", pfx + ":a:1", pfx + ":a:2", pfx + ":a:4", pfx + ":b:3")
+
+    # 4. renamed where pgpoly was not loaded, a new table under the old name
+    r = pgtest.psql("""
+ALTER TABLE public.ob RENAME TO ob5;
+CREATE FOREIGN TABLE ob (k text OPTIONS (key 'true'), v text)
+  SERVER r OPTIONS (key_prefix '%s:c:', write_mode 'outbox');
+INSERT INTO ob VALUES ('5', 'five');
+""" % pfx, db=db)
+    pgtest.check(r.rc == 0, "a write to a table created under a name renamed away: %s" % r.err)
+    pgtest.check(sql("SELECT pgpoly.sync_wait(NULL, '30 s')") == "t", "all delivered (4)")
+    pgtest.check(names() == "outbox2.ob2,public.ob,public.ob5", "three syncs: %s" % names())
+    sql("CREATE FOREIGN TABLE ob_c_now (k text OPTIONS (key 'true'), v text) "
+        "SERVER r OPTIONS (key_prefix '%s:c:')" % pfx)
+    pgtest.check(sql("SELECT string_agg(k || v, ',') FROM ob_c_now") == "5five",
+                 "the newest table's key")
+    pgtest.redis_cli(rport, "DEL", pfx + ":a:1", pfx + ":a:2", pfx + ":a:4", pfx + ":b:3",
+                     pfx + ":c:5")
 
 
 pgtest.main(test)

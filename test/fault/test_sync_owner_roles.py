@@ -8,7 +8,11 @@ in a scratch database, role A owns a source, a Redis table and sync s_a.
    B.  Before, the sync stayed A's: after DROP ROLE A (which nothing
    prevented) it was failing for good, its last_error shown to no one but
    superusers, and no one but a superuser could drop it.
-2. DROP OWNED BY B drops B's syncs with its tables (as drop_sync), so that
+2. ALTER FOREIGN TABLE ... OWNER TO B of an outbox table (whose sync is
+   its owner's): the sync and its dead letters are B's.  Before, the sync
+   stayed the old owner's, delivered with the old owner's user mapping, and
+   was left behind failing once that role was dropped.
+3. DROP OWNED BY B drops B's syncs with its tables (as drop_sync), so that
    DROP ROLE B leaves no sync behind.
 The statements run in sessions that have loaded pgpoly (a limit, README).
 """
@@ -68,14 +72,31 @@ SELECT pgpoly.create_sync('s_a', 'src', 'tgt');
         pgtest.check(sql("SELECT string_agg(id || v, ',' ORDER BY id) FROM tgt") == "1one,2two",
                      "the target")
 
-        # 2. DROP OWNED
+        # 2. ALTER ... OWNER TO of an outbox table
+        sql("""
+CREATE FOREIGN TABLE ob (id text OPTIONS (key 'true'), v text)
+  SERVER r OPTIONS (key_prefix '%sob:', write_mode 'outbox');
+INSERT INTO ob VALUES ('1', 'one');
+""" % pfx)
+        pgtest.check(sql("SELECT pgpoly.sync_wait('public.ob', '30 s')") == "t", "ob delivered")
+        sql("INSERT INTO pgpoly.sync_dead_letters (name, key, op, error, attempts, sync_id, owner) "
+            "SELECT name, '9', 'delete', 'x', 5, sync_id, owner FROM pgpoly.syncs "
+            "WHERE name = 'public.ob'")
+        sql(LOADED + "ALTER FOREIGN TABLE ob OWNER TO %s" % b)
+        pgtest.check(sql("SELECT owner FROM pgpoly.syncs WHERE name = 'public.ob'") == b,
+                     "the outbox sync follows its table's owner: %s"
+                     % sql("SELECT owner FROM pgpoly.syncs WHERE name = 'public.ob'"))
+        pgtest.check(sql("SELECT count(*) FROM pgpoly.sync_dead_letters WHERE name = 'public.ob'",
+                         role=b) == "1", "B sees the outbox sync's dead letter")
+
+        # 3. DROP OWNED
         sql(LOADED + "DROP OWNED BY %s" % b)
         pgtest.check(sql("SELECT count(*) FROM pgpoly.syncs") == "0", "B's sync is dropped")
         pgtest.check(sql("SELECT count(*) FROM pgpoly.sync_dead_letters") == "0",
                      "with its dead letters")
         sql("DROP ROLE %s" % b)
     finally:
-        pgtest.redis_cli(rport, "DEL", pfx + "1", pfx + "2")
+        pgtest.redis_cli(rport, "DEL", pfx + "1", pfx + "2", pfx + "ob:1")
         pgtest.psql("DROP DATABASE %s WITH (FORCE)" % db, db="postgres")
         pgtest.psql("DROP ROLE IF EXISTS %s; DROP ROLE IF EXISTS %s" % (a, b), db="postgres")
 
