@@ -195,9 +195,44 @@ typedef struct DocField
 static void append_level(StringInfo buf, List *fields, int depth);
 
 /*
+ * The members of object field whole (at depth) as DocFields one level
+ * deeper, in the object's order: the object is merged member by member
+ * with the deeper columns' fields, so that a member no column writes is
+ * kept however deep it lies.
+ */
+static List *
+object_members(DocField *whole)
+{
+	Jsonb	   *jb = DatumGetJsonbP(PgpolyJsonbFromText(whole->json, strlen(whole->json)));
+	JsonbIterator *it = JsonbIteratorInit(&jb->root);
+	JsonbIteratorToken tok;
+	JsonbValue	v;
+	List	   *members = NIL;
+	char	   *key = NULL;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+		else if (tok == WJB_VALUE)
+		{
+			DocField   *f = palloc(sizeof(DocField));
+			Jsonb	   *val = JsonbValueToJsonb(&v);
+
+			f->parts = lappend(list_copy(whole->parts), key);
+			f->json = JsonbToCString(NULL, &val->root, VARSIZE(val));
+			f->column = whole->column;
+			members = lappend(members, f);
+		}
+	}
+	return members;
+}
+
+/*
  * Append the value of one key at depth: the group's fields share the path
  * up to and including that key.  A whole value (a column mapped to "meta")
- * and deeper fields ("meta.b") are merged, the deeper ones winning.
+ * and deeper fields ("meta.b") are merged at every level, the deeper ones
+ * winning.
  */
 static void
 append_group(StringInfo buf, List *group, int depth)
@@ -205,7 +240,6 @@ append_group(StringInfo buf, List *group, int depth)
 	DocField   *whole = NULL;
 	List	   *deeper = NIL;
 	ListCell   *lc;
-	StringInfoData sub;
 
 	foreach(lc, group)
 	{
@@ -216,34 +250,36 @@ append_group(StringInfo buf, List *group, int depth)
 		else
 			deeper = lappend(deeper, f);
 	}
+	/*
+	 * Only a jsonb object (or null) can take the deeper fields: a scalar or
+	 * an array would be lost (PgpolyCheckWrittenFields refused the other
+	 * types of column).  Deeper nulls need no place: a scalar or array
+	 * there reads back as NULL in them (a row read and written back).
+	 */
+	if (whole != NULL && whole->json[0] != '{' && strcmp(whole->json, "null") != 0)
+	{
+		List	   *set = NIL;
+
+		foreach(lc, deeper)
+			if (strcmp(((DocField *) lfirst(lc))->json, "null") != 0)
+				set = lappend(set, lfirst(lc));
+		if (set != NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("column \"%s\" holds a JSON %s, not an object, but column \"%s\" writes a field inside it",
+							whole->column, whole->json[0] == '[' ? "array" : "scalar",
+							((DocField *) linitial(set))->column),
+					 errhint("Write an object (or NULL) into a column whose field holds other columns' fields.")));
+		deeper = NIL;
+	}
 	if (deeper == NIL)
 	{
 		appendStringInfoString(buf, whole->json);
 		return;
 	}
-	/*
-	 * Only a jsonb object (or null) can take the deeper fields: a scalar or
-	 * an array would be lost (PgpolyCheckWrittenFields refused the other
-	 * types of column).
-	 */
-	if (whole != NULL && whole->json[0] != '{' && strcmp(whole->json, "null") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("column \"%s\" holds a JSON %s, not an object, but column \"%s\" writes a field inside it",
-						whole->column, whole->json[0] == '[' ? "array" : "scalar",
-						((DocField *) linitial(deeper))->column),
-				 errhint("Write an object (or NULL) into a column whose field holds other columns' fields.")));
-	initStringInfo(&sub);
-	append_level(&sub, deeper, depth + 1);
-	if (whole == NULL || whole->json[0] != '{')
-	{
-		appendStringInfoString(buf, sub.data);
-		return;
-	}
-	appendStringInfoString(buf, JsonbToCString(NULL, &DatumGetJsonbP(
-		DirectFunctionCall2(jsonb_concat,
-							PgpolyJsonbFromText(whole->json, strlen(whole->json)),
-							PgpolyJsonbFromText(sub.data, sub.len)))->root, 0));
+	if (whole != NULL && whole->json[0] == '{')
+		deeper = list_concat(object_members(whole), deeper);
+	append_level(buf, deeper, depth + 1);
 }
 
 /* Append the object of fields at depth (nested objects for dotted paths). */

@@ -353,5 +353,6 @@ extern bool VectorScanWasLocal(VectorScan *scan);
 extern int	VectorScanRequests(VectorScan *scan);
 extern void VectorRowToValues(VectorTable *tbl, VectorRow *row,
 							  Datum *values, bool *nulls);
+extern Datum VectorMetadataFieldValue(VectorColumn *col, Datum doc, bool *isnull);
 
 #endif							/* PGPOLY_VECTOR_H */

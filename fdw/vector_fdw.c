@@ -1401,17 +1401,50 @@ metadata_object(VectorTable *tbl, Datum value)
 
 /*
  * ERROR (HV007) if the metadata object obj written by the metadata column
- * holds the key of field column i with another value than v, the column's
- * (NULL: the column removes the key): one of the two would be lost.  The
- * same value, as in a row read from the table and written back, is fine.
+ * (its value: metadata, a jsonb Datum) holds the key of field column i
+ * with another value than v, the column's (NULL: the column removes the
+ * key): one of the two would be lost.  The same value, as in a row read
+ * from the table and written back, is fine: the key's value is compared
+ * as the column reads it (a text column reads 5 as '5', a timestamptz
+ * column any form of the time).
  */
+/* Error context: a metadata value read as a field column, to compare them. */
 static void
-check_metadata_key(VectorTable *tbl, json_t *obj, int i, json_t *v)
+metadata_key_context(void *arg)
+{
+	VectorColumn *col = arg;
+
+	errcontext("metadata key \"%s\" read as column \"%s\", which also writes it",
+			   col->field, col->name);
+}
+
+static void
+check_metadata_key(VectorTable *tbl, json_t *obj, Datum metadata, int i, json_t *v)
 {
 	json_t	   *old = json_object_get(obj, tbl->cols[i].field);
 
 	if (old == NULL || (v != NULL && json_equal(old, v)))
 		return;
+	if (v != NULL && !json_is_object(old) && !json_is_array(old))
+	{
+		bool		isnull;
+		Datum		read;
+		StringInfoData buf;
+		json_t	   *as_read;
+		ErrorContextCallback cb = {error_context_stack, metadata_key_context,
+		&tbl->cols[i]};
+
+		error_context_stack = &cb;
+		read = VectorMetadataFieldValue(&tbl->cols[i], metadata, &isnull);
+		error_context_stack = cb.previous;
+		initStringInfo(&buf);
+		PgpolyJsonAppendValue(&buf, read, tbl->cols[i].typid, isnull);
+		as_read = json_loads(PgpolyServerToStoreCstr(buf.data, true), JSON_DECODE_ANY, NULL);
+		if (as_read != NULL)
+			PgpolyJsonOwn(as_read);
+		if (as_read != NULL && json_equal(as_read, v))
+			return;
+	}
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_INVALID_COLUMN_NAME),
 			 errmsg("metadata key \"%s\" of foreign table \"%s\" is written by both column \"%s\" and the metadata column with different values",
@@ -1453,7 +1486,7 @@ new_metadata(VectorTable *tbl, Datum *values, bool *nulls, Bitmapset *updated)
 			if (updated && bms_is_member(i + 1, updated))
 			{
 				if (both)
-					check_metadata_key(tbl, obj, i, NULL);
+					check_metadata_key(tbl, obj, values[tbl->meta_att - 1], i, NULL);
 				json_object_del(obj, tbl->cols[i].field);
 			}
 			continue;
@@ -1468,7 +1501,7 @@ new_metadata(VectorTable *tbl, Datum *values, bool *nulls, Bitmapset *updated)
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 					 errmsg("value of column \"%s\" cannot be stored as metadata", tbl->cols[i].name)));
 		if (both)
-			check_metadata_key(tbl, obj, i, v);
+			check_metadata_key(tbl, obj, values[tbl->meta_att - 1], i, v);
 		json_object_set_new(obj, tbl->cols[i].field, v);
 	}
 	json_object_foreach(obj, key, v)

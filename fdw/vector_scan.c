@@ -737,13 +737,24 @@ check_meta_nul(VectorColumn *col, VectorRow *row, RowMeta *meta, const char *fie
 static Datum
 field_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 {
+	check_meta_nul(col, row, meta, col->field);
+	return VectorMetadataFieldValue(col, meta->doc, isnull);
+}
+
+/*
+ * The value column col (a field column) reads from metadata doc, a jsonb
+ * Datum (*isnull when it lacks the key): field_value without the check
+ * for NUL characters, also for the metadata a row writes (vector_fdw.c).
+ */
+Datum
+VectorMetadataFieldValue(VectorColumn *col, Datum doc, bool *isnull)
+{
 	size_t		len;
 	char	   *text;
 
-	check_meta_nul(col, row, meta, col->field);
 	text = col->conv.is_json && !col->conv.is_array ?
-		PgpolyJsonbColumnText(meta->doc, col->field, PGPOLY_FIELD_PATH, &col->conv, &len) :
-		PgpolyJsonbFieldValues(meta->doc, col->field, PGPOLY_FIELD_PATH, &col->conv, &len);
+		PgpolyJsonbColumnText(doc, col->field, PGPOLY_FIELD_PATH, &col->conv, &len) :
+		PgpolyJsonbFieldValues(doc, col->field, PGPOLY_FIELD_PATH, &col->conv, &len);
 	*isnull = text == NULL;
 	if (text == NULL)
 		return (Datum) 0;

@@ -188,6 +188,26 @@ INSERT INTO edge_ejpath VALUES ('2', '{"z": 1}', 4);
 INSERT INTO edge_ejpath VALUES ('4', '5', 4);
 INSERT INTO edge_ejpath VALUES ('4', NULL, 4);
 SELECT _id, a, ab FROM edge_ejpath ORDER BY _id;
+-- a row read and written back unchanged keeps the document: the jsonb
+-- object is merged at every depth (members beside a deeper column's field
+-- were dropped), and a NULL deeper column under a scalar or array is no
+-- field to write (it was a 22023)
+CREATE FOREIGN TABLE edge_ejraw (_id text, _source jsonb) SERVER edge_es_paths
+  OPTIONS (index 'regress_edge_jmerge', write_mode 'immediate', refresh 'true');
+CREATE FOREIGN TABLE edge_ejdeep (_id text, a jsonb, abx int OPTIONS (field 'a.b.x'))
+  SERVER edge_es_paths OPTIONS (index 'regress_edge_jmerge', write_mode 'immediate', refresh 'true');
+INSERT INTO edge_ejraw VALUES ('1', '{"a": {"b": {"x": 1, "y": 2}, "c": 3}}');
+UPDATE edge_ejdeep SET a = a, abx = abx;
+INSERT INTO edge_ejdeep SELECT '2', a, 5 FROM edge_ejdeep;
+SELECT _id, _source FROM edge_ejraw ORDER BY _id;
+CREATE FOREIGN TABLE edge_ejsraw (_id text, _source jsonb) SERVER edge_es_paths
+  OPTIONS (index 'regress_edge_jscalar', write_mode 'immediate', refresh 'true');
+CREATE FOREIGN TABLE edge_ejs (_id text, a jsonb, ab int OPTIONS (field 'a.b'))
+  SERVER edge_es_paths OPTIONS (index 'regress_edge_jscalar', write_mode 'immediate', refresh 'true');
+INSERT INTO edge_ejsraw VALUES ('1', '{"a": 5}');
+UPDATE edge_ejs SET a = a, ab = ab;
+UPDATE edge_ejs SET a = '6', ab = 7;
+SELECT _id, _source FROM edge_ejsraw ORDER BY _id;
 \set VERBOSITY default
 DROP SERVER edge_es_paths CASCADE;
 
@@ -210,6 +230,25 @@ UPDATE edge_vmeta SET metadata = '{"task": "d"}', task = NULL WHERE id = '1';
 UPDATE edge_vmeta SET metadata = '{"task": "d"}' WHERE id = '1';
 SELECT id, metadata, task FROM edge_vmeta ORDER BY id;
 DELETE FROM edge_vmeta;
+-- the same value as the column reads it: a row read back and written
+-- again is fine whatever form the key has (it was refused for a number
+-- in a text column, or another form of a timestamp)
+CREATE FOREIGN TABLE edge_vtyped (id text, embedding real[], metadata jsonb, t text,
+                                  ts timestamptz, n int)
+  SERVER edge_chroma OPTIONS (collection 'regress_edge_meta2', create_collection 'true',
+                              distance 'l2', write_mode 'immediate');
+CREATE FOREIGN TABLE edge_vtraw (id text, embedding real[], metadata jsonb)
+  SERVER edge_chroma OPTIONS (collection 'regress_edge_meta2', create_collection 'true',
+                              distance 'l2', write_mode 'immediate');
+INSERT INTO edge_vtraw VALUES ('1', '{1,2}', '{"t": 5, "ts": "2020-01-01T00:00:00Z", "n": 1.0}');
+UPDATE edge_vtyped SET metadata = metadata, t = t, ts = ts, n = n;
+INSERT INTO edge_vtyped SELECT '2', embedding, metadata, t, ts, n FROM edge_vtyped;
+INSERT INTO edge_vtyped VALUES ('3', '{1,2}', '{"t": 5}', '6', NULL, NULL);
+\set VERBOSITY default
+INSERT INTO edge_vtyped VALUES ('3', '{1,2}', '{"n": "x"}', NULL, NULL, 5);
+\set VERBOSITY terse
+SELECT id, metadata FROM edge_vtraw ORDER BY id;
+DELETE FROM edge_vtraw;
 \set VERBOSITY default
 DROP SERVER edge_chroma CASCADE;
 
