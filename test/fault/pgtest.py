@@ -177,6 +177,7 @@ class TcpServer:
                 c, _ = self.sock.accept()
             except OSError:
                 return
+            tcp_nodelay(c)
             self.accepted += 1
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
@@ -357,6 +358,13 @@ def _stop_all_redis():
     _redis.clear()
 
 
+def tcp_nodelay(c):
+    """TCP_NODELAY on an accepted socket, as Redis and Elasticsearch set it:
+    without it a fake server's reply written in several sends waits for the
+    client's delayed ACK (~40 ms) per round trip."""
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def serve_tcp(handler):
     """Listen on 127.0.0.1 (a free port) and run handler(sock) in a daemon
     thread for each connection accepted; the handler closes the socket.
@@ -375,6 +383,7 @@ def serve_tcp(handler):
                 c, _ = lsock.accept()
             except OSError:
                 return
+            tcp_nodelay(c)
             threading.Thread(target=handler, args=(c,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
@@ -528,7 +537,9 @@ class Session:
     error does not end the session.  run() sends SQL and waits for it;
     send() + wait() let the caller act while a statement runs.  A statement
     "finishes" when psql has processed it and the markers echoed after it
-    arrive on stdout and stderr.
+    arrive on stdout and stderr.  Output that is not UTF-8 (a session in
+    another client encoding) arrives with its bytes as \\xNN escapes rather
+    than stopping the reader (which would leave wait() to time out).
     """
 
     def __init__(self, db=None, env=None):
@@ -541,7 +552,8 @@ class Session:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True,
-                                     env=penv)
+                                     encoding="utf-8",
+                                     errors="backslashreplace", env=penv)
         self._q = queue.Queue()
         self._eof = set()
         self._n = 0

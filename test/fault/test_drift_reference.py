@@ -94,10 +94,12 @@ def numeric_drift(ref, cur, bins):
                                and (i == bins - 1 or pg_le(v, edges[i]))))
             return out
         rc, cc = counts(r), counts(c)
+    # F(x) = #(v <= x) / n: r and c are sorted in float8 order (pg_key), so
+    # the count of values <= x is where x would be inserted after its equals
     ks = 0.0
     for x in set(r) | set(c):
-        fr = sum(1 for v in r if pg_le(v, x)) / len(r)
-        fc = sum(1 for v in c if pg_le(v, x)) / len(c)
+        fr = bisect.bisect_right(r, pg_key(x), key=pg_key) / len(r)
+        fc = bisect.bisect_right(c, pg_key(x), key=pg_key) / len(c)
         ks = max(ks, abs(fr - fc))
     return psi(rc, cc, len(r), len(c)), ks
 

@@ -54,6 +54,7 @@ class FakeServer:
                 c, _ = self.sock.accept()
             except OSError:
                 return
+            pgtest.tcp_nodelay(c)
             with self.lock:
                 self.accepted += 1
                 self.open += 1
