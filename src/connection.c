@@ -7,7 +7,8 @@
  * TopMemoryContext across statements and transactions.  The store opens and
  * closes its own handle through its PgpolyStore callbacks; the cache decides
  * when: it reconnects after ALTER SERVER / ALTER USER MAPPING (syscache
- * invalidation), and it never reuses a connection whose last request did not
+ * invalidation; at the end of a transaction that used the connection,
+ * else at its next use), and it never reuses a connection whose last request did not
  * finish (an ERROR or cancel hit it mid-request, leaving the protocol state
  * unknown): such a connection is closed at transaction end and reopened on
  * next use.
@@ -368,9 +369,11 @@ prune_dropped(void)
  * The cache entry of server and user (from PgpolyGetUserMapping: umid
  * InvalidOid if there is no mapping), made if new, once the trust rule
  * lets user->userid use it.  A handle it may not hand to that user is
- * closed: one whose last request was cut off, one invalidated (unless it
- * holds this transaction's writes or WATCHes: closing it would lose them,
- * and it is closed at the transaction's end), or one opened without the
+ * closed: one whose last request was cut off, one invalidated (unless this
+ * transaction used it: it may hold the transaction's writes or WATCHes,
+ * which closing it would lose, or serve a scan still open, a cursor, whose
+ * SCAN cursor or page would go on on the new server or database; it is
+ * closed at the transaction's end, as postgres_fdw does), or one opened without the
  * check that the store asks for the credential (for a superuser or a
  * waived mapping: PUBLIC's, say) when user needs that check.
  */
@@ -395,7 +398,8 @@ lookup_entry(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
 		conn->store = store;
 	}
 	if (conn->handle && (conn->busy ||
-						 (conn->invalidated && conn->writes == NIL && !conn->watching) ||
+						 (conn->invalidated && conn->writes == NIL &&
+						  !conn->watching && !used_this_xact(conn)) ||
 						 (!conn->checked && PgpolyMustProveCredential(user))))
 		close_handle(conn);
 	conn->userid = user->userid;
