@@ -66,6 +66,19 @@ static HTAB *ConnectionHash = NULL;
 /* Whether the connection was used by the current transaction. */
 static List *UsedThisXact = NIL;	/* of PgpolyConnKey *, in TopMemoryContext */
 
+/*
+ * The user mapping (umid, InvalidOid for none) each (server, user) took
+ * first in the current transaction (pin_mapping).
+ */
+typedef struct PinnedMapping
+{
+	Oid			serverid;
+	Oid			userid;
+	Oid			umid;
+} PinnedMapping;
+
+static List *Pinned = NIL;		/* of PinnedMapping *, in TopMemoryContext */
+
 /* Close the store handle; keeps the entry (and its counters). */
 static void
 close_handle(PgpolyConnection *conn)
@@ -455,6 +468,75 @@ PgpolySecretAt(const char *text, size_t len)
 }
 
 /*
+ * User mapping umid (InvalidOid: none) of server serverid as it is now,
+ * seen as user userid: never another mapping of that user (one created
+ * since, in place of PUBLIC's).  ERROR, with hint, if it was dropped.
+ * (Not inlined: PgpolyOpenSibling's PG_TRY would see its locals clobbered.)
+ */
+static pg_noinline UserMapping *
+mapping_by_oid(Oid umid, Oid userid, Oid serverid, const char *servername,
+			   const char *hint)
+{
+	HeapTuple	tp;
+	Oid			umuser;
+	UserMapping *um;
+
+	if (!OidIsValid(umid))
+		return no_mapping(userid, serverid);
+	tp = SearchSysCache1(USERMAPPINGOID, ObjectIdGetDatum(umid));
+	if (!HeapTupleIsValid(tp))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the user mapping of a connection to server \"%s\" was dropped",
+						servername),
+				 errhint("%s", hint)));
+	umuser = ((Form_pg_user_mapping) GETSTRUCT(tp))->umuser;
+	ReleaseSysCache(tp);
+	um = GetUserMapping(umuser, serverid);	/* umuser 0: PUBLIC */
+	um->userid = userid;
+	return um;
+}
+
+/*
+ * The user mapping user->userid uses on server for the rest of the
+ * transaction: the one it took first in this transaction.  Another session
+ * may replace a role's mapping meanwhile (CREATE USER MAPPING for a role
+ * that used PUBLIC's, DROP of its own leaving PUBLIC's): taking the new one
+ * would open another cache entry, with the server's new options, so that
+ * one transaction's writes went to two servers and its reads missed the
+ * writes buffered on the first connection.  As a changed mapping or server
+ * reaches a connection the transaction used at its end, so does a
+ * replaced one.  ERROR if the mapping taken first was dropped.
+ */
+static UserMapping *
+pin_mapping(ForeignServer *server, UserMapping *user)
+{
+	PinnedMapping *pin;
+	ListCell   *lc;
+	MemoryContext old;
+
+	foreach(lc, Pinned)
+	{
+		pin = lfirst(lc);
+		if (pin->serverid != server->serverid || pin->userid != user->userid)
+			continue;
+		if (pin->umid == user->umid)
+			return user;
+		return mapping_by_oid(pin->umid, user->userid, server->serverid,
+							  server->servername,
+							  "Another session replaced it during this transaction: run the transaction again.");
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	pin = palloc(sizeof(PinnedMapping));
+	pin->serverid = server->serverid;
+	pin->userid = user->userid;
+	pin->umid = user->umid;
+	Pinned = lappend(Pinned, pin);
+	MemoryContextSwitchTo(old);
+	return user;
+}
+
+/*
  * Get a connection to server for user (from PgpolyGetUserMapping), opening
  * one if the cache has none, the cached one was invalidated, or it broke.
  * ERROR if the trust rule does not let user->userid use it.  The returned
@@ -470,6 +552,7 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 	PgpolyConnection *conn;
 
 	PgpolySendUnsentWrites(NULL, InvalidOid);
+	user = pin_mapping(server, user);
 	conn = lookup_entry(store, server, user);
 	if (conn->handle == NULL)
 	{
@@ -491,8 +574,10 @@ PgpolyConnection *
 PgpolyGetConnectionEntry(const PgpolyStore *store, ForeignServer *server,
 						 UserMapping *user)
 {
-	PgpolyConnection *conn = lookup_entry(store, server, user);
+	PgpolyConnection *conn;
 
+	user = pin_mapping(server, user);
+	conn = lookup_entry(store, server, user);
 	if (conn->handle == NULL)
 		describe_connection(conn, server, user);
 	mark_used(conn);
@@ -508,24 +593,8 @@ PgpolyGetConnectionEntry(const PgpolyStore *store, ForeignServer *server,
 static UserMapping *
 mapping_of(PgpolyConnection *conn)
 {
-	HeapTuple	tp;
-	Oid			umuser;
-	UserMapping *um;
-
-	if (!OidIsValid(conn->key.umid))
-		return no_mapping(conn->userid, conn->key.serverid);
-	tp = SearchSysCache1(USERMAPPINGOID, ObjectIdGetDatum(conn->key.umid));
-	if (!HeapTupleIsValid(tp))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("the user mapping of a connection to server \"%s\" was dropped",
-						conn->servername),
-				 errhint("Run the statement again.")));
-	umuser = ((Form_pg_user_mapping) GETSTRUCT(tp))->umuser;
-	ReleaseSysCache(tp);
-	um = GetUserMapping(umuser, conn->key.serverid);	/* umuser 0: PUBLIC */
-	um->userid = conn->userid;
-	return um;
+	return mapping_by_oid(conn->key.umid, conn->userid, conn->key.serverid,
+						  conn->servername, "Run the statement again.");
 }
 
 /*
@@ -655,6 +724,8 @@ PgpolyConnectionsAtXactEnd(bool isCommit)
 	HASH_SEQ_STATUS scan;
 	PgpolyConnection *conn;
 
+	list_free_deep(Pinned);		/* pinned before any entry was made too */
+	Pinned = NIL;
 	if (ConnectionHash == NULL)
 		return;
 	hash_seq_init(&scan, ConnectionHash);
