@@ -105,6 +105,36 @@ static uint64 Invalidated = 0;
 
 static bool used_this_xact(PgpolyConnection *conn);
 
+/*
+ * Close conn's handle in the middle of a transaction (an error broke it,
+ * pgpoly.disconnect()).  If the transaction used it and its server or
+ * mapping changed since it was opened, it is not opened anew until the
+ * transaction ends (check_outdated): a cursor still open, or the
+ * transaction's next statements, would go on with the new options (another
+ * server or database) after reading or writing with the old ones.
+ */
+static void
+close_in_xact(PgpolyConnection *conn)
+{
+	bool		outdated = conn->invalidated && used_this_xact(conn);
+
+	close_handle(conn);
+	conn->outdated |= outdated;
+}
+
+/* ERROR if conn may not be opened again in this transaction (close_in_xact). */
+static void
+check_outdated(PgpolyConnection *conn)
+{
+	if (conn->outdated)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("the connection to server \"%s\" was closed after its options changed during the transaction",
+						conn->servername),
+				 errdetail("Opening it again would use the new options for the rest of a transaction that used the old ones."),
+				 errhint("Run the transaction again.")));
+}
+
 /* Syscache callback: mark connections whose server or mapping changed. */
 static void
 invalidate_callback(Datum arg, int cacheid, uint32 hashvalue)
@@ -414,7 +444,9 @@ lookup_entry(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
 						 (conn->invalidated && conn->writes == NIL &&
 						  !conn->watching && !used_this_xact(conn)) ||
 						 (!conn->checked && PgpolyMustProveCredential(user))))
-		close_handle(conn);
+		close_in_xact(conn);
+	if (conn->handle == NULL)
+		check_outdated(conn);
 	conn->userid = user->userid;
 	return conn;
 }
@@ -558,6 +590,7 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 	{
 		describe_connection(conn, server, user);
 		remember_secrets(conn, user);
+		conn->invalidated = false;	/* the options are read now */
 		conn->handle = store->connect(conn, server, user);
 		conn->checked = PgpolyMustProveCredential(user);
 	}
@@ -614,11 +647,15 @@ PgpolyEnsureConnected(PgpolyConnection *conn)
 
 	if (conn->handle && !conn->busy)
 		return;
+	if (conn->handle && conn->invalidated && used_this_xact(conn))
+		conn->outdated = true;	/* broken after the change */
+	check_outdated(conn);
 	close_handle(conn);
 	server = GetForeignServer(conn->key.serverid);
 	user = mapping_of(conn);
 	check_trust(conn->store, server, user);
 	remember_secrets(conn, user);
+	conn->invalidated = false;	/* the options are read now */
 	conn->handle = conn->store->connect(conn, server, user);
 	conn->checked = PgpolyMustProveCredential(user);
 }
@@ -651,7 +688,7 @@ PgpolyOpenSibling(PgpolyConnection *conn)
 	sib = MemoryContextAlloc(TopMemoryContext, sizeof(PgpolyConnection));
 	memcpy(sib, conn, sizeof(PgpolyConnection));
 	sib->handle = NULL;
-	sib->busy = sib->watching = sib->invalidated = false;
+	sib->busy = sib->watching = sib->invalidated = sib->outdated = false;
 	sib->requests = sib->errors = 0;
 	sib->writes = NIL;
 	sib->secrets = NIL;			/* conn's, in the cache, mask its messages */
@@ -739,6 +776,7 @@ PgpolyConnectionsAtXactEnd(bool isCommit)
 			close_handle(conn);
 		conn->busy = false;
 		conn->watching = false;
+		conn->outdated = false;
 	}
 	list_free_deep(UsedThisXact);
 	UsedThisXact = NIL;
@@ -797,14 +835,14 @@ PgpolyConnectionsAtSubEnd(bool isCommit)
 		}
 		if (conn->handle && conn->busy)
 		{
-			close_handle(conn);
+			close_in_xact(conn);
 			if (conn->watch_level >= level)
 				conn->watching = false;
 		}
 		else if (conn->handle && conn->watching && conn->watch_level >= level)
 		{
 			if (!end_session(conn))
-				close_handle(conn);
+				close_in_xact(conn);
 			conn->watching = false;
 		}
 	}
@@ -922,7 +960,7 @@ pgpoly_disconnect(PG_FUNCTION_ARGS)
 					 errmsg("cannot close the connection to server \"%s\": it holds writes of the current transaction",
 							conn->servername),
 					 errhint("COMMIT or ROLLBACK first.")));
-		close_handle(conn);
+		close_in_xact(conn);
 		closed++;
 	}
 	PG_RETURN_INT32(closed);

@@ -13,7 +13,9 @@ used until its end), never half from one and half from the other — before
 the fix the second statement reconnected under the cursor, whose SCAN
 cursor (or page) then went on in the other database, returning a few of its
 keys and missing the rest without an error.  The next transaction reads the
-new server.
+new server.  A connection the transaction used that is closed after such a
+change (pgpoly.disconnect(), an error in a subtransaction) is not opened
+again with the new options in that transaction: the cursor fails (08006).
 """
 
 import es_helper
@@ -58,6 +60,22 @@ def redis(db):
     check(a.run("COMMIT;").rc == 0, "redis: commit")
     r = a.run("SELECT count(*) FROM rt;")
     check(rows(r) == ["30"], "redis: the next transaction reads db 1: %r %s" % (r.out, r.err))
+
+    # the connection closed (pgpoly.disconnect()) under the cursor after the
+    # change: opening it again would go on in the other database
+    r = a.run("BEGIN; DECLARE c CURSOR FOR SELECT k, v FROM rt; FETCH 5 FROM c;")
+    check(r.rc == 0 and len(rows(r)) == 5, "redis: fetch in db 1: %r %s" % (r.out, r.err))
+    r = pgtest.psql("ALTER SERVER rs OPTIONS (DROP db);", db=db)
+    check(r.rc == 0, "alter server back: %s" % r.err)
+    r = a.run("SELECT count(*) FROM fresh_lock; SELECT pgpoly.disconnect('rs');")
+    check(r.rc == 0 and rows(r) == ["0", "1"], "redis: disconnect: %r %s" % (r.out, r.err))
+    r = a.run("FETCH ALL FROM c;")
+    check(r.rc == 1 and r.sqlstate == "08006" and "options changed" in r.err,
+          "redis: the cursor fails (08006) instead of going on in db 0: %d rows, %s"
+          % (len(rows(r)), r.err))
+    check(a.run("ROLLBACK;").rc == 0, "redis: rollback")
+    r = a.run("SELECT count(*) FROM rt;")
+    check(rows(r) == ["2000"], "redis: the next transaction reads db 0: %r %s" % (r.out, r.err))
     a.close()
 
 

@@ -80,6 +80,21 @@ def start_standby():
     return port, data
 
 
+def replayed(db, env, sql, want, what):
+    """Wait until sql, run on the standby (env), returns want."""
+    return pgtest.wait_for(lambda: pgtest.psql(sql, db=db, env=env).out.strip() == want,
+                           timeout=30, what=what)
+
+
+def standby_replaying(db, sql, want, what):
+    """A standby started (start_standby), checked to replay until sql
+    returns want on it; (data directory, env to reach it)."""
+    port, data = start_standby()
+    env = {"PGPORT": str(port)}
+    check(replayed(db, env, sql, want, what), what)
+    return data, env
+
+
 def stop_standby(data):
     """Stop the standby at once."""
     subprocess.run(as_pg_owner(["pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
@@ -103,14 +118,9 @@ def test():
     check(r.rc == 0, "set-up on the primary: %s" % r.err)
     check(pgtest.redis_cli(rport, "EXISTS", "fs:u2")[1] == "0", "u2 is gone from Redis")
 
-    port, data = start_standby()
+    data, env = standby_replaying(db, "SELECT count(*) FROM pgpoly.feature_views", "1",
+                                  "the standby has the feature view")
     try:
-        env = {"PGPORT": str(port)}
-        ok = pgtest.wait_for(
-            lambda: pgtest.psql("SELECT count(*) FROM pgpoly.feature_views", db=db,
-                                env=env).out.strip() == "1",
-            timeout=30, what="the standby to replay the feature view")
-        check(ok, "the standby has the feature view")
         r = pgtest.psql("SELECT pg_is_in_recovery()", db=db, env=env)
         check(r.out.strip() == "t", "the standby is in recovery: %r" % (r.out,))
         r = pgtest.psql("SELECT entity, features, source "
@@ -208,15 +218,9 @@ def wrappers_and_promotion():
                     db=db)
     check(r.rc == 0, "wrappers: changes queued on the primary: %s" % r.err)
 
-    port, data = start_standby()
-    promoted = False
+    data, env = standby_replaying(db, "SELECT count(*) FROM pgpoly.sync_queue", "2",
+                                  "wrappers: the standby has the two queued changes")
     try:
-        env = {"PGPORT": str(port)}
-        ok = pgtest.wait_for(
-            lambda: pgtest.psql("SELECT count(*) FROM pgpoly.sync_queue", db=db,
-                                env=env).out.strip() == "2",
-            timeout=30, what="the standby to replay the queued changes")
-        check(ok, "wrappers: the standby has the two queued changes")
         for q, want in (("SELECT k, v FROM rt", "a|1"), ("SELECT k, v FROM ri", "a|1"),
                         ("SELECT count(*) FROM et", "5"),
                         ("SELECT id FROM vt", "v1"),
@@ -247,9 +251,7 @@ def wrappers_and_promotion():
         r = subprocess.run(as_pg_owner(["pg_ctl", "-D", data, "-w", "-t", "60", "promote"]),
                            capture_output=True, text=True, timeout=90)
         check(r.returncode == 0, "wrappers: promote: %s" % r.stderr)
-        promoted = pgtest.wait_for(
-            lambda: pgtest.psql("SELECT pg_is_in_recovery()", db=db,
-                                env=env).out.strip() == "f", timeout=30, what="promotion")
+        promoted = replayed(db, env, "SELECT pg_is_in_recovery()", "f", "promotion")
         check(promoted, "wrappers: the standby was promoted")
         # the old primary's worker must not deliver them instead
         r = pgtest.psql("DROP DATABASE %s WITH (FORCE)" % db, db="postgres")
