@@ -7,7 +7,8 @@
  * TopMemoryContext across statements and transactions.  The store opens and
  * closes its own handle through its PgpolyStore callbacks; the cache decides
  * when: it reconnects after ALTER SERVER / ALTER USER MAPPING (syscache
- * invalidation), and it never reuses a connection whose last request did not
+ * invalidation; at the end of a transaction that used the connection,
+ * else at its next use), and it never reuses a connection whose last request did not
  * finish (an ERROR or cancel hit it mid-request, leaving the protocol state
  * unknown): such a connection is closed at transaction end and reopened on
  * next use.
@@ -65,6 +66,19 @@ static HTAB *ConnectionHash = NULL;
 /* Whether the connection was used by the current transaction. */
 static List *UsedThisXact = NIL;	/* of PgpolyConnKey *, in TopMemoryContext */
 
+/*
+ * The user mapping (umid, InvalidOid for none) each (server, user) took
+ * first in the current transaction (pin_mapping).
+ */
+typedef struct PinnedMapping
+{
+	Oid			serverid;
+	Oid			userid;
+	Oid			umid;
+} PinnedMapping;
+
+static List *Pinned = NIL;		/* of PinnedMapping *, in TopMemoryContext */
+
 /* Close the store handle; keeps the entry (and its counters). */
 static void
 close_handle(PgpolyConnection *conn)
@@ -90,6 +104,36 @@ static bool PrunePending = false;
 static uint64 Invalidated = 0;
 
 static bool used_this_xact(PgpolyConnection *conn);
+
+/*
+ * Close conn's handle in the middle of a transaction (an error broke it,
+ * pgpoly.disconnect()).  If the transaction used it and its server or
+ * mapping changed since it was opened, it is not opened anew until the
+ * transaction ends (check_outdated): a cursor still open, or the
+ * transaction's next statements, would go on with the new options (another
+ * server or database) after reading or writing with the old ones.
+ */
+static void
+close_in_xact(PgpolyConnection *conn)
+{
+	bool		outdated = conn->invalidated && used_this_xact(conn);
+
+	close_handle(conn);
+	conn->outdated |= outdated;
+}
+
+/* ERROR if conn may not be opened again in this transaction (close_in_xact). */
+static void
+check_outdated(PgpolyConnection *conn)
+{
+	if (conn->outdated)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("the connection to server \"%s\" was closed after its options changed during the transaction",
+						conn->servername),
+				 errdetail("Opening it again would use the new options for the rest of a transaction that used the old ones."),
+				 errhint("Run the transaction again.")));
+}
 
 /* Syscache callback: mark connections whose server or mapping changed. */
 static void
@@ -368,9 +412,11 @@ prune_dropped(void)
  * The cache entry of server and user (from PgpolyGetUserMapping: umid
  * InvalidOid if there is no mapping), made if new, once the trust rule
  * lets user->userid use it.  A handle it may not hand to that user is
- * closed: one whose last request was cut off, one invalidated (unless it
- * holds this transaction's writes or WATCHes: closing it would lose them,
- * and it is closed at the transaction's end), or one opened without the
+ * closed: one whose last request was cut off, one invalidated (unless this
+ * transaction used it: it may hold the transaction's writes or WATCHes,
+ * which closing it would lose, or serve a scan still open, a cursor, whose
+ * SCAN cursor or page would go on on the new server or database; it is
+ * closed at the transaction's end, as postgres_fdw does), or one opened without the
  * check that the store asks for the credential (for a superuser or a
  * waived mapping: PUBLIC's, say) when user needs that check.
  */
@@ -395,9 +441,12 @@ lookup_entry(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
 		conn->store = store;
 	}
 	if (conn->handle && (conn->busy ||
-						 (conn->invalidated && conn->writes == NIL && !conn->watching) ||
+						 (conn->invalidated && conn->writes == NIL &&
+						  !conn->watching && !used_this_xact(conn)) ||
 						 (!conn->checked && PgpolyMustProveCredential(user))))
-		close_handle(conn);
+		close_in_xact(conn);
+	if (conn->handle == NULL)
+		check_outdated(conn);
 	conn->userid = user->userid;
 	return conn;
 }
@@ -451,6 +500,75 @@ PgpolySecretAt(const char *text, size_t len)
 }
 
 /*
+ * User mapping umid (InvalidOid: none) of server serverid as it is now,
+ * seen as user userid: never another mapping of that user (one created
+ * since, in place of PUBLIC's).  ERROR, with hint, if it was dropped.
+ * (Not inlined: PgpolyOpenSibling's PG_TRY would see its locals clobbered.)
+ */
+static pg_noinline UserMapping *
+mapping_by_oid(Oid umid, Oid userid, Oid serverid, const char *servername,
+			   const char *hint)
+{
+	HeapTuple	tp;
+	Oid			umuser;
+	UserMapping *um;
+
+	if (!OidIsValid(umid))
+		return no_mapping(userid, serverid);
+	tp = SearchSysCache1(USERMAPPINGOID, ObjectIdGetDatum(umid));
+	if (!HeapTupleIsValid(tp))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the user mapping of a connection to server \"%s\" was dropped",
+						servername),
+				 errhint("%s", hint)));
+	umuser = ((Form_pg_user_mapping) GETSTRUCT(tp))->umuser;
+	ReleaseSysCache(tp);
+	um = GetUserMapping(umuser, serverid);	/* umuser 0: PUBLIC */
+	um->userid = userid;
+	return um;
+}
+
+/*
+ * The user mapping user->userid uses on server for the rest of the
+ * transaction: the one it took first in this transaction.  Another session
+ * may replace a role's mapping meanwhile (CREATE USER MAPPING for a role
+ * that used PUBLIC's, DROP of its own leaving PUBLIC's): taking the new one
+ * would open another cache entry, with the server's new options, so that
+ * one transaction's writes went to two servers and its reads missed the
+ * writes buffered on the first connection.  As a changed mapping or server
+ * reaches a connection the transaction used at its end, so does a
+ * replaced one.  ERROR if the mapping taken first was dropped.
+ */
+static UserMapping *
+pin_mapping(ForeignServer *server, UserMapping *user)
+{
+	PinnedMapping *pin;
+	ListCell   *lc;
+	MemoryContext old;
+
+	foreach(lc, Pinned)
+	{
+		pin = lfirst(lc);
+		if (pin->serverid != server->serverid || pin->userid != user->userid)
+			continue;
+		if (pin->umid == user->umid)
+			return user;
+		return mapping_by_oid(pin->umid, user->userid, server->serverid,
+							  server->servername,
+							  "Another session replaced it during this transaction: run the transaction again.");
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	pin = palloc(sizeof(PinnedMapping));
+	pin->serverid = server->serverid;
+	pin->userid = user->userid;
+	pin->umid = user->umid;
+	Pinned = lappend(Pinned, pin);
+	MemoryContextSwitchTo(old);
+	return user;
+}
+
+/*
  * Get a connection to server for user (from PgpolyGetUserMapping), opening
  * one if the cache has none, the cached one was invalidated, or it broke.
  * ERROR if the trust rule does not let user->userid use it.  The returned
@@ -466,11 +584,13 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 	PgpolyConnection *conn;
 
 	PgpolySendUnsentWrites(NULL, InvalidOid);
+	user = pin_mapping(server, user);
 	conn = lookup_entry(store, server, user);
 	if (conn->handle == NULL)
 	{
 		describe_connection(conn, server, user);
 		remember_secrets(conn, user);
+		conn->invalidated = false;	/* the options are read now */
 		conn->handle = store->connect(conn, server, user);
 		conn->checked = PgpolyMustProveCredential(user);
 	}
@@ -487,8 +607,10 @@ PgpolyConnection *
 PgpolyGetConnectionEntry(const PgpolyStore *store, ForeignServer *server,
 						 UserMapping *user)
 {
-	PgpolyConnection *conn = lookup_entry(store, server, user);
+	PgpolyConnection *conn;
 
+	user = pin_mapping(server, user);
+	conn = lookup_entry(store, server, user);
 	if (conn->handle == NULL)
 		describe_connection(conn, server, user);
 	mark_used(conn);
@@ -504,24 +626,8 @@ PgpolyGetConnectionEntry(const PgpolyStore *store, ForeignServer *server,
 static UserMapping *
 mapping_of(PgpolyConnection *conn)
 {
-	HeapTuple	tp;
-	Oid			umuser;
-	UserMapping *um;
-
-	if (!OidIsValid(conn->key.umid))
-		return no_mapping(conn->userid, conn->key.serverid);
-	tp = SearchSysCache1(USERMAPPINGOID, ObjectIdGetDatum(conn->key.umid));
-	if (!HeapTupleIsValid(tp))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("the user mapping of a connection to server \"%s\" was dropped",
-						conn->servername),
-				 errhint("Run the statement again.")));
-	umuser = ((Form_pg_user_mapping) GETSTRUCT(tp))->umuser;
-	ReleaseSysCache(tp);
-	um = GetUserMapping(umuser, conn->key.serverid);	/* umuser 0: PUBLIC */
-	um->userid = conn->userid;
-	return um;
+	return mapping_by_oid(conn->key.umid, conn->userid, conn->key.serverid,
+						  conn->servername, "Run the statement again.");
 }
 
 /*
@@ -541,11 +647,15 @@ PgpolyEnsureConnected(PgpolyConnection *conn)
 
 	if (conn->handle && !conn->busy)
 		return;
+	if (conn->handle && conn->invalidated && used_this_xact(conn))
+		conn->outdated = true;	/* broken after the change */
+	check_outdated(conn);
 	close_handle(conn);
 	server = GetForeignServer(conn->key.serverid);
 	user = mapping_of(conn);
 	check_trust(conn->store, server, user);
 	remember_secrets(conn, user);
+	conn->invalidated = false;	/* the options are read now */
 	conn->handle = conn->store->connect(conn, server, user);
 	conn->checked = PgpolyMustProveCredential(user);
 }
@@ -578,7 +688,7 @@ PgpolyOpenSibling(PgpolyConnection *conn)
 	sib = MemoryContextAlloc(TopMemoryContext, sizeof(PgpolyConnection));
 	memcpy(sib, conn, sizeof(PgpolyConnection));
 	sib->handle = NULL;
-	sib->busy = sib->watching = sib->invalidated = false;
+	sib->busy = sib->watching = sib->invalidated = sib->outdated = false;
 	sib->requests = sib->errors = 0;
 	sib->writes = NIL;
 	sib->secrets = NIL;			/* conn's, in the cache, mask its messages */
@@ -651,6 +761,8 @@ PgpolyConnectionsAtXactEnd(bool isCommit)
 	HASH_SEQ_STATUS scan;
 	PgpolyConnection *conn;
 
+	list_free_deep(Pinned);		/* pinned before any entry was made too */
+	Pinned = NIL;
 	if (ConnectionHash == NULL)
 		return;
 	hash_seq_init(&scan, ConnectionHash);
@@ -664,6 +776,7 @@ PgpolyConnectionsAtXactEnd(bool isCommit)
 			close_handle(conn);
 		conn->busy = false;
 		conn->watching = false;
+		conn->outdated = false;
 	}
 	list_free_deep(UsedThisXact);
 	UsedThisXact = NIL;
@@ -722,14 +835,14 @@ PgpolyConnectionsAtSubEnd(bool isCommit)
 		}
 		if (conn->handle && conn->busy)
 		{
-			close_handle(conn);
+			close_in_xact(conn);
 			if (conn->watch_level >= level)
 				conn->watching = false;
 		}
 		else if (conn->handle && conn->watching && conn->watch_level >= level)
 		{
 			if (!end_session(conn))
-				close_handle(conn);
+				close_in_xact(conn);
 			conn->watching = false;
 		}
 	}
@@ -847,7 +960,7 @@ pgpoly_disconnect(PG_FUNCTION_ARGS)
 					 errmsg("cannot close the connection to server \"%s\": it holds writes of the current transaction",
 							conn->servername),
 					 errhint("COMMIT or ROLLBACK first.")));
-		close_handle(conn);
+		close_in_xact(conn);
 		closed++;
 	}
 	PG_RETURN_INT32(closed);
