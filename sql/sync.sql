@@ -346,6 +346,16 @@ SELECT pgpoly.drop_sync('doomed');
 -- leaves once no sync remains.
 --
 SELECT pgpoly.drop_sync('nosuch');
+-- read-only transactions: refused before anything is looked up (25006)
+BEGIN READ ONLY;
+SELECT pgpoly.drop_sync('nosuch');
+ROLLBACK;
+BEGIN READ ONLY;
+SELECT pgpoly.sync_retry('nosuch');
+ROLLBACK;
+BEGIN READ ONLY;
+SELECT pgpoly.create_sync('ro', 'users', 'users');
+ROLLBACK;
 SELECT pgpoly.drop_sync(name) FROM pgpoly.syncs ORDER BY name;
 SELECT count(*) AS syncs, (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgpoly_sync_%') AS triggers,
        (SELECT count(*) FROM pgpoly.sync_queue) AS queued,

@@ -48,6 +48,7 @@
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -869,6 +870,17 @@ require_arg(FunctionCallInfo fcinfo, int i, const char *name)
 				 errmsg("%s must not be NULL", name)));
 }
 
+/*
+ * A function that writes the sync catalog: refused (25006) on a standby or
+ * in a read-only transaction, before anything is looked up or locked.
+ */
+static void
+require_writable(const char *fn)
+{
+	PreventCommandDuringRecovery(fn);
+	PreventCommandIfReadOnly(fn);
+}
+
 PG_FUNCTION_INFO_V1(pgpoly_create_sync);
 
 /*
@@ -891,6 +903,7 @@ pgpoly_create_sync(PG_FUNCTION_ARGS)
 	int64		queued = 0;
 	int			guc_level;
 
+	require_writable("pgpoly.create_sync()");
 	require_arg(fcinfo, 0, "name");
 	require_arg(fcinfo, 1, "source");
 	require_arg(fcinfo, 2, "target");
@@ -985,6 +998,7 @@ pgpoly_drop_sync(PG_FUNCTION_ARGS)
 	Datum		arg;
 	int			guc_level;
 
+	require_writable("pgpoly.drop_sync()");
 	require_arg(fcinfo, 0, "name");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	guc_level = SyncSafeSearchPath();
@@ -1062,6 +1076,7 @@ pgpoly_sync_retry(PG_FUNCTION_ARGS)
 	int64		moved = 0;
 	int			guc_level;
 
+	require_writable("pgpoly.sync_retry()");
 	require_arg(fcinfo, 0, "name");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	guc_level = SyncSafeSearchPath();

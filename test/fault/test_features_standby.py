@@ -233,6 +233,14 @@ def wrappers_and_promotion():
             r = pgtest.psql(q, db=db, env=env, verbose=True)
             check(r.rc != 0 and r.sqlstate == "25006",
                   "wrappers: %s on the standby fails with 25006: %s" % (q, r.err))
+        for q in ("SELECT pgpoly.sync_retry('sy')", "SELECT pgpoly.drop_sync('sy')",
+                  "SELECT pgpoly.create_sync('sy2', 'src', 'rsync')"):
+            r = pgtest.psql(q, db=db, env=env, verbose=True)
+            fn = q.split("pgpoly.")[1].split("(")[0]
+            check(r.rc != 0 and r.sqlstate == "25006" and
+                  "cannot execute pgpoly.%s() during recovery" % fn in r.err,
+                  "wrappers: %s on the standby says it cannot run during recovery: %s"
+                  % (q, r.err))
         check(redis_keys() == before, "wrappers: the standby wrote nothing to Redis: %r"
               % redis_keys())
         check(es.request("GET", "/docs/_count")["count"] == 5,
