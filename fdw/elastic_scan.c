@@ -1084,7 +1084,7 @@ datetime_from_instant(ElasticColumn *col, Timestamp ts)
 		d = DirectFunctionCall1(timestamp_date, TimestampGetDatum(ts));
 	else
 	{
-		AdjustTimestampForTypmod(&ts, col->typid == col->basetype ? col->typmod : -1);
+		AdjustTimestampForTypmod(&ts, col->basetypmod);	/* a domain's too */
 		d = TimestampGetDatum(ts);
 	}
 	if (col->typid != col->basetype)
@@ -1195,6 +1195,8 @@ row_values(ElasticTable *tbl, Datum source, const char *id, List *nuls,
 				values[*att] = column_datum(col, text, len);
 				nulls[*att] = false;
 			}
+			else
+				values[*att] = PgpolyNullDatum(&col->conv);
 		}
 	}
 }

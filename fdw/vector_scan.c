@@ -737,8 +737,11 @@ check_meta_nul(VectorColumn *col, VectorRow *row, RowMeta *meta, const char *fie
 static Datum
 field_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 {
+	Datum		value;
+
 	check_meta_nul(col, row, meta, col->field);
-	return VectorMetadataFieldValue(col, meta->doc, isnull);
+	value = VectorMetadataFieldValue(col, meta->doc, isnull);
+	return *isnull ? PgpolyNullDatum(&col->conv) : value;
 }
 
 /*
@@ -791,7 +794,8 @@ column_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 		case VCOL_FIELD:
 			if (meta->doc)
 				return field_value(col, row, meta, isnull);
-			break;
+			*isnull = true;
+			return PgpolyNullDatum(&col->conv);	/* no metadata: no key */
 		case VCOL_DISTANCE:
 			if (row->has_distance)
 				return Float8GetDatum(row->distance);

@@ -37,7 +37,14 @@
  * lc_monetary is a string the GUC machinery owns, and its conventions are
  * cached (PGLC_localeconv), so a conversion of a type with money in it
  * sets lc_monetary 'C' through set_config_option, in a GUC nesting level of
- * its own (PgpolyWithCMoney).
+ * its own (PgpolyWithCMoney).  Object names (regclass, regtype, regproc,
+ * regprocedure, regoper, regoperator, regconfig, regdictionary,
+ * regcollation) are written as the search_path pg_catalog alone shows
+ * them, schema-qualified, as postgres_fdw's sessions do
+ * (PgpolyWithQualifiedNames): written unqualified where the writer's
+ * search_path reached them, they named another object, or none, for a
+ * reader with another.  Read, an object name resolves as a cast in the
+ * session does.
  *
  * Values read from a store carry their length.  Before any input function
  * sees them they are verified for the database encoding, which rejects NUL
@@ -204,6 +211,28 @@ PgpolyWithCMoney(void (*fn) (void *), void *arg)
 	AtEOXact_GUC(true, level);
 }
 
+/*
+ * Run fn(arg) with pg_catalog alone on the search path, so that the output
+ * functions of object names (regclass ...) qualify every name outside it;
+ * the session's search path is back afterwards, errors included.
+ */
+void
+PgpolyWithQualifiedNames(void (*fn) (void *), void *arg)
+{
+	OverrideSearchPath path = {NIL, true, false, 0};
+
+	PushOverrideSearchPath(&path);
+	PG_TRY();
+	{
+		fn(arg);
+	}
+	PG_FINALLY();
+	{
+		PopOverrideSearchPath();
+	}
+	PG_END_TRY();
+}
+
 /* ----------------------------------------------------------------
  *		Describing a type
  * ----------------------------------------------------------------
@@ -321,6 +350,37 @@ PgpolyTypeHasMoney(Oid typid)
 	return type_any(typid, is_money, false, false, 0);
 }
 
+/* type_any test: whether a base type is an object name (regclass ...). */
+static TypeTest
+is_object_name(Oid basetype, bool arg)
+{
+	switch (basetype)
+	{
+		case REGCLASSOID:
+		case REGTYPEOID:
+		case REGPROCOID:
+		case REGPROCEDUREOID:
+		case REGOPEROID:
+		case REGOPERATOROID:
+		case REGCONFIGOID:
+		case REGDICTIONARYOID:
+		case REGCOLLATIONOID:
+			return TYPE_YES;
+		default:
+			return TYPE_LOOK;
+	}
+}
+
+/*
+ * Whether a value of typid can hold an object name whose text depends on
+ * the search path (arrays, ranges, rows): PgpolyWithQualifiedNames.
+ */
+bool
+PgpolyTypeHasObjectNames(Oid typid)
+{
+	return type_any(typid, is_object_name, false, false, 0);
+}
+
 /* The fast path of a base type, PGPOLY_CONV_GENERIC when it has none. */
 static PgpolyConvKind
 fast_kind(Oid basetype)
@@ -409,6 +469,7 @@ PgpolyConvInit(PgpolyConv *conv, Oid typid, int32 typmod, const char *name)
 		conv->basetype;
 	conv->is_json = elem == JSONOID || elem == JSONBOID;
 	conv->money = conv->kind == PGPOLY_CONV_GENERIC && PgpolyTypeHasMoney(typid);
+	conv->qualify = conv->kind == PGPOLY_CONV_GENERIC && PgpolyTypeHasObjectNames(typid);
 	conv->mcxt = CurrentMemoryContext;
 	getTypeInputInfo(typid, &infn, &conv->ioparam);
 	fmgr_info(infn, &conv->infn);
@@ -615,21 +676,37 @@ scalar_form(PgpolyConvKind kind, Datum value, char *buf)
 	return 0;					/* keep compiler quiet */
 }
 
-/* An I/O function call of a conv, for PgpolyWithCMoney. */
+/* An I/O function call of a conv, for PgpolyWithCMoney and the like. */
 typedef struct IoCall
 {
 	PgpolyConv *conv;
 	Datum		value;			/* output: the value; input: the result */
 	char	   *text;			/* output: the result; input: the text */
+	bool		money;			/* output: lc_monetary 'C' still to set */
+	bool		qualify;		/* output: the search path still to set */
 } IoCall;
 
-/* PgpolyWithCMoney callback: the output function's text. */
+/*
+ * The output function's text, under lc_monetary 'C' and the search path
+ * of qualified names where c still needs them (a callback of both).
+ */
 static void
 output_io(void *arg)
 {
 	IoCall	   *c = arg;
 
-	c->text = OutputFunctionCall(&c->conv->outfn, c->value);
+	if (c->qualify)
+	{
+		c->qualify = false;
+		PgpolyWithQualifiedNames(output_io, c);
+	}
+	else if (c->money)
+	{
+		c->money = false;
+		PgpolyWithCMoney(output_io, c);
+	}
+	else
+		c->text = OutputFunctionCall(&c->conv->outfn, c->value);
 }
 
 /* PgpolyWithCMoney callback: the input function's datum. */
@@ -642,15 +719,18 @@ input_io(void *arg)
 								 c->conv->typmod);
 }
 
-/* The output function's text, with lc_monetary 'C' if conv has money. */
+/*
+ * The output function's text, with lc_monetary 'C' if conv has money and
+ * names qualified if it has object names.
+ */
 static char *
 output_call(PgpolyConv *conv, Datum value)
 {
-	IoCall		c = {conv, value, NULL};
+	IoCall		c = {conv, value, NULL, conv->money, conv->qualify};
 
-	if (!conv->money)
+	if (!conv->money && !conv->qualify)
 		return OutputFunctionCall(&conv->outfn, value);
-	PgpolyWithCMoney(output_io, &c);
+	output_io(&c);
 	return c.text;
 }
 
@@ -871,11 +951,26 @@ check_domain(PgpolyConv *conv, Datum value)
 	return value;
 }
 
+/*
+ * The datum of a NULL a store holds (or lacks) for conv's column: ERROR
+ * where the column's domain refuses NULL (NOT NULL: 23502; a CHECK that
+ * is false for NULL: 23514), as domain_in does of a NULL, which
+ * postgres_fdw's reads run too: no native row holds such a NULL.  The
+ * caller's error context names the key or document and field.
+ */
+Datum
+PgpolyNullDatum(PgpolyConv *conv)
+{
+	if (conv->is_domain)
+		domain_check((Datum) 0, true, conv->typid, &conv->domain_extra, conv->mcxt);
+	return (Datum) 0;
+}
+
 /* The input function's datum for s, with lc_monetary 'C' if conv has money. */
 static Datum
 input_call(PgpolyConv *conv, char *s)
 {
-	IoCall		c = {conv, (Datum) 0, s};
+	IoCall		c = {conv, (Datum) 0, s, false, false};
 
 	if (!conv->money)
 		return InputFunctionCall(&conv->infn, s, conv->ioparam, conv->typmod);

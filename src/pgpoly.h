@@ -658,6 +658,8 @@ typedef struct PgpolyConv
 	bool		is_array;		/* basetype is an array type */
 	bool		is_json;		/* basetype (or its element type) is json or jsonb */
 	bool		money;			/* its I/O needs lc_monetary 'C' (PgpolyWithCMoney) */
+	bool		qualify;		/* its output needs qualified object names
+								 * (PgpolyWithQualifiedNames) */
 	FmgrInfo	infn;
 	Oid			ioparam;
 	FmgrInfo	outfn;
@@ -687,11 +689,14 @@ extern bool PgpolyStoreOrderIsByteOrder(void);
 extern bool PgpolyStoreTextConverts(const char *s, size_t len);
 extern Datum PgpolyJsonbFromServerText(const char *json, size_t len, List **nuls);
 extern Datum PgpolyBytesToDatum(PgpolyConv *conv, const char *s, size_t len);
+extern Datum PgpolyNullDatum(PgpolyConv *conv);
 extern void PgpolyFixedSettingsEnter(void);
 extern void PgpolyFixedSettingsLeave(void);
 extern bool PgpolyFixedSettingsActive(void);
 extern void PgpolyWithCMoney(void (*fn) (void *), void *arg);
 extern bool PgpolyTypeHasMoney(Oid typid);
+extern void PgpolyWithQualifiedNames(void (*fn) (void *), void *arg);
+extern bool PgpolyTypeHasObjectNames(Oid typid);
 extern bool PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
 											Oid collid, const char **why);
 extern bool PgpolyValueHasColumnForm(Oid coltype, Oid valtype);
