@@ -66,7 +66,6 @@ typedef struct ElasticColumn
 	Oid			typid;
 	int32		typmod;
 	Oid			basetype;		/* element type for arrays, else the base type of typid */
-	int32		basetypmod;		/* typmod, or its domain's (timestamp(p)) */
 	bool		is_array;
 	bool		is_json;		/* json or jsonb: reads anything */
 	bool		is_datetime;	/* date/timestamp(tz) (or array of) */

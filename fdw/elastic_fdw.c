@@ -288,8 +288,6 @@ load_column(ElasticTable *tbl, Relation rel, int i)
 	col->field = col->name;
 	col->typid = att->atttypid;
 	col->typmod = att->atttypmod;
-	col->basetypmod = col->typmod;
-	(void) getBaseTypeAndTypmod(col->typid, &col->basetypmod);
 	PgpolyConvInit(&col->conv, col->typid, col->typmod, col->name);
 	/* a domain reads as its base type (an array, a date ...) does */
 	col->is_array = col->conv.is_array;

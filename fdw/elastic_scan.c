@@ -1084,7 +1084,7 @@ datetime_from_instant(ElasticColumn *col, Timestamp ts)
 		d = DirectFunctionCall1(timestamp_date, TimestampGetDatum(ts));
 	else
 	{
-		AdjustTimestampForTypmod(&ts, col->basetypmod);	/* a domain's too */
+		AdjustTimestampForTypmod(&ts, col->conv.basetypmod);	/* a domain's too */
 		d = TimestampGetDatum(ts);
 	}
 	if (col->typid != col->basetype)

@@ -8,9 +8,10 @@
 --   - a NOT NULL domain (or one whose CHECK refuses NULL): a field the
 --     store does not hold read as NULL in the column, which no native row
 --     can hold (postgres_fdw runs the input function on NULLs to check);
---   - a domain over timestamp(p) / timestamptz(p) read from Elasticsearch
---     as an instant (an offset, epoch milliseconds): the domain's precision
---     did not round it, as a cast to the domain does.
+--   - a domain over timestamp(p) / timestamptz(p): the domain's precision
+--     did not round what the fast path of the fixed form read (Redis, vector
+--     metadata), nor what Elasticsearch reads as an instant (an offset,
+--     epoch milliseconds), as a cast to the domain does.
 -- Differential: each store's rows against a native copy, EXCEPT ALL both
 -- ways (0 = no row differs).
 --
@@ -183,10 +184,22 @@ SELECT count(*) AS differences FROM
   ((SELECT id, ts, tz, ts2 FROM ct_ts_native EXCEPT ALL SELECT id, ts, tz, ts2 FROM ct_ts_e)
    UNION ALL (SELECT id, ts, tz, ts2 FROM ct_ts_e
               EXCEPT ALL SELECT id, ts, tz, ts2 FROM ct_ts_native)) x;
+-- Redis: text in the fixed form (the fast path of src/convert.c) rounds too.
+CREATE FOREIGN TABLE ct_ts_h_raw (id int OPTIONS (key 'true'), ts text, tz text)
+  SERVER ct_redis OPTIONS (key_prefix 'regress_ct:ts:');
+CREATE FOREIGN TABLE ct_ts_h (id int OPTIONS (key 'true'), ts ct_ts0, tz ct_tz1)
+  SERVER ct_redis OPTIONS (key_prefix 'regress_ct:ts:');
+INSERT INTO ct_ts_h_raw VALUES (1, '2024-01-01 10:00:00.789', '2024-01-01 10:00:00.789+00'),
+                               (2, '2024-01-01 10:00:00.25', '2024-01-01 12:30:00.25+02:30');
+SELECT id, ts, tz FROM ct_ts_h ORDER BY id;
+SELECT count(*) AS differences FROM
+  ((SELECT id, ts::ct_ts0, tz::ct_tz1 FROM ct_ts_h_raw EXCEPT ALL SELECT id, ts, tz FROM ct_ts_h)
+   UNION ALL (SELECT id, ts, tz FROM ct_ts_h
+              EXCEPT ALL SELECT id, ts::ct_ts0, tz::ct_tz1 FROM ct_ts_h_raw)) x;
 RESET TimeZone;
 RESET DateStyle;
 
-DELETE FROM ct_h; DELETE FROM ct_j; DELETE FROM ct_nn_raw;
+DELETE FROM ct_h; DELETE FROM ct_j; DELETE FROM ct_nn_raw; DELETE FROM ct_ts_h_raw;
 SELECT pgpoly.elastic_request('ct_es', 'DELETE', '/' || i)->>'acknowledged'
   FROM unnest(ARRAY['regress_ct', 'regress_ct_nn', 'regress_ct_ts']) i;
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/regress_ct"

@@ -435,7 +435,8 @@ fast_input(PgpolyConvKind kind, int32 typmod)
 			return true;
 		case PGPOLY_CONV_TIMESTAMP:
 		case PGPOLY_CONV_TIMESTAMPTZ:
-			return typmod < 0;	/* a precision rounds: the input function */
+			return typmod < 0;	/* a precision (a domain's too) rounds: the
+								 * input function */
 		default:
 			return false;
 	}
@@ -458,12 +459,13 @@ PgpolyConvInit(PgpolyConv *conv, Oid typid, int32 typmod, const char *name)
 	conv->typid = typid;
 	conv->typmod = typmod;
 	conv->name = name;
-	conv->basetype = getBaseType(typid);
+	conv->basetypmod = typmod;
+	conv->basetype = getBaseTypeAndTypmod(typid, &conv->basetypmod);
 	conv->is_domain = conv->basetype != typid;
 	conv->kind = fast_kind(conv->basetype);
 	conv->out_settings = io_reads_settings(typid, true);
 	conv->in_settings = io_reads_settings(typid, false);
-	conv->in_fast = fast_input(conv->kind, typmod);
+	conv->in_fast = fast_input(conv->kind, conv->basetypmod);
 	conv->is_array = type_is_array(conv->basetype);
 	elem = conv->is_array ? getBaseType(get_element_type(conv->basetype)) :
 		conv->basetype;
@@ -1131,7 +1133,7 @@ fast_in(PgpolyConv *conv, const char *s, size_t len, Datum *value)
 			return true;
 		case PGPOLY_CONV_TIMESTAMP:
 		case PGPOLY_CONV_TIMESTAMPTZ:
-			if (conv->typmod >= 0 ||
+			if (conv->basetypmod >= 0 ||
 				!fixed_timestamp(s, len, conv->kind == PGPOLY_CONV_TIMESTAMPTZ, &ts))
 				return false;
 			*value = TimestampGetDatum(ts);

@@ -649,6 +649,7 @@ typedef struct PgpolyConv
 	Oid			typid;
 	int32		typmod;
 	Oid			basetype;		/* typid, or a domain's base type */
+	int32		basetypmod;		/* typmod, or a domain's base typmod */
 	bool		is_domain;
 	const char *name;			/* column name for messages, or NULL */
 	PgpolyConvKind kind;		/* fast path of the base type */
