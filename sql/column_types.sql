@@ -11,7 +11,9 @@
 --   - a domain over timestamp(p) / timestamptz(p): the domain's precision
 --     did not round what the fast path of the fixed form read (Redis, vector
 --     metadata), nor what Elasticsearch reads as an instant (an offset,
---     epoch milliseconds), as a cast to the domain does.
+--     epoch milliseconds), as a cast to the domain does;
+--   - a timestamp(p) key stored with more digits reads rounded: a key lookup
+--     by a value's text found it for a value it does not equal.
 -- Differential: each store's rows against a native copy, EXCEPT ALL both
 -- ways (0 = no row differs).
 --
@@ -196,10 +198,31 @@ SELECT count(*) AS differences FROM
   ((SELECT id, ts::ct_ts0, tz::ct_tz1 FROM ct_ts_h_raw EXCEPT ALL SELECT id, ts, tz FROM ct_ts_h)
    UNION ALL (SELECT id, ts, tz FROM ct_ts_h
               EXCEPT ALL SELECT id, ts::ct_ts0, tz::ct_tz1 FROM ct_ts_h_raw)) x;
+-- A timestamp(p) key another client stored with more digits reads rounded:
+-- a key lookup by the value's text found it for a value it does not equal.
+CREATE FOREIGN TABLE ct_key_raw (k text OPTIONS (key 'true'), v text)
+  SERVER ct_redis OPTIONS (key_prefix 'regress_ct:k:');
+CREATE FOREIGN TABLE ct_key (k timestamp(0) OPTIONS (key 'true'), v text)
+  SERVER ct_redis OPTIONS (key_prefix 'regress_ct:k:');
+CREATE FOREIGN TABLE ct_key_dom (k ct_ts0 OPTIONS (key 'true'), v text)
+  SERVER ct_redis OPTIONS (key_prefix 'regress_ct:k:');
+INSERT INTO ct_key_raw VALUES ('2024-01-01 10:00:00.5', 'a'), ('2024-01-01 10:00:01', 'b');
+CREATE TABLE ct_key_native (k timestamp(0), v text);
+INSERT INTO ct_key_native SELECT k::timestamp, v FROM ct_key_raw;
+SELECT * FROM ct_key_native WHERE k = '2024-01-01 10:00:00.5'::timestamp;
+SELECT * FROM ct_key WHERE k = '2024-01-01 10:00:00.5'::timestamp;
+SELECT * FROM ct_key_dom WHERE k = '2024-01-01 10:00:00.5'::timestamp;
+SELECT * FROM ct_key WHERE k = '2024-01-01 10:00:01'::timestamp ORDER BY v;
+CREATE TABLE ct_key_probe (k timestamp);
+INSERT INTO ct_key_probe VALUES ('2024-01-01 10:00:00.5'), ('2024-01-01 10:00:01');
+SELECT p.k, n.v FROM ct_key_probe p JOIN ct_key_native n ON n.k = p.k ORDER BY 1, 2;
+SELECT p.k, f.v FROM ct_key_probe p JOIN ct_key f ON f.k = p.k ORDER BY 1, 2;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM ct_key WHERE k = '2024-01-01 10:00:01'::timestamp;
 RESET TimeZone;
 RESET DateStyle;
 
 DELETE FROM ct_h; DELETE FROM ct_j; DELETE FROM ct_nn_raw; DELETE FROM ct_ts_h_raw;
+DELETE FROM ct_key_raw;
 SELECT pgpoly.elastic_request('ct_es', 'DELETE', '/' || i)->>'acknowledged'
   FROM unnest(ARRAY['regress_ct', 'regress_ct_nn', 'regress_ct_ts']) i;
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/regress_ct"

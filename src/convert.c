@@ -1524,17 +1524,20 @@ PgpolyValueHasColumnForm(Oid coltype, Oid valtype)
 
 /*
  * Whether  key = value  (operator opno, input collation collid; the key of
- * type keytype, the value of valtype) holds exactly when the stored form
- * of the key and the stored form of the value (PgpolyDatumToBytes of a
- * conv of valtype) are the same bytes.  Only then may a store look the key
- * up by those bytes; otherwise the clause must stay a local filter.  When
- * false and why is not NULL, *why says why, for EXPLAIN.
+ * type keytype and typmod keytypmod, the value of valtype) holds exactly
+ * when the stored form of the key and the stored form of the value
+ * (PgpolyDatumToBytes of a conv of valtype) are the same bytes.  Only then
+ * may a store look the key up by those bytes; otherwise the clause must
+ * stay a local filter.  A timestamp(p) key (a domain's too) is not: a key
+ * stored with more digits of fraction reads rounded, so the value's bytes
+ * found a key that does not equal it.  When false and why is not NULL,
+ * *why says why, for EXPLAIN.
  */
 bool
-PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
-								Oid collid, const char **why)
+PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, int32 keytypmod,
+								Oid valtype, Oid collid, const char **why)
 {
-	Oid			kbase = getBaseType(keytype);
+	Oid			kbase = getBaseTypeAndTypmod(keytype, &keytypmod);
 	Oid			vbase = getBaseType(valtype);
 	TypeCacheEntry *tc;
 	const char *reason = NULL;
@@ -1542,6 +1545,9 @@ PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
 	if (!byte_equal_type(kbase))
 		reason = psprintf("equality of %s is not equality of its stored text",
 						  format_type_be(keytype));
+	else if ((kbase == TIMESTAMPOID || kbase == TIMESTAMPTZOID) && keytypmod >= 0)
+		reason = psprintf("a key of %s stored with more digits reads rounded",
+						  format_type_with_typemod(kbase, keytypmod));
 	else if (!PgpolyValueHasColumnForm(kbase, vbase))
 		reason = psprintf("the value (%s) is not stored as the key (%s) is",
 						  format_type_be(valtype), format_type_be(keytype));

@@ -698,8 +698,8 @@ extern void PgpolyWithCMoney(void (*fn) (void *), void *arg);
 extern bool PgpolyTypeHasMoney(Oid typid);
 extern void PgpolyWithQualifiedNames(void (*fn) (void *), void *arg);
 extern bool PgpolyTypeHasObjectNames(Oid typid);
-extern bool PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
-											Oid collid, const char **why);
+extern bool PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, int32 keytypmod,
+											Oid valtype, Oid collid, const char **why);
 extern bool PgpolyValueHasColumnForm(Oid coltype, Oid valtype);
 extern bool PgpolyFloat8Bound(Datum value, Oid typid, int *strategy,
 							  double *bound);
