@@ -128,6 +128,8 @@ CREATE FOREIGN TABLE ct_nn_e (_id text, a ct_nn, c ct_nullable)
   SERVER ct_es OPTIONS (index 'regress_ct_nn');
 INSERT INTO ct_nn_e_raw VALUES ('1', '{"a": "x", "c": 1}');
 SELECT * FROM ct_nn_e;
+-- A field the scan does not fetch is not read as missing.
+SELECT _id, c FROM ct_nn_e;
 INSERT INTO ct_nn_e_raw VALUES ('2', '{"c": 2}');
 SELECT * FROM ct_nn_e ORDER BY _id;
 \echo :LAST_ERROR_SQLSTATE
@@ -143,6 +145,8 @@ CREATE FOREIGN TABLE ct_nn_v (id text, embedding real[], a ct_nn OPTIONS (field 
   SERVER ct_vec OPTIONS (collection 'regress_ct_nn');
 INSERT INTO ct_nn_v_raw VALUES ('1', '{1,0}', '{"a": "x", "c": 1}');
 SELECT id, a, c FROM ct_nn_v;
+-- A scan reading no metadata does not read the key as missing.
+SELECT id FROM ct_nn_v;
 INSERT INTO ct_nn_v_raw VALUES ('2', '{0,1}', '{"c": 2}');
 SELECT id, a, c FROM ct_nn_v ORDER BY id;
 \echo :LAST_ERROR_SQLSTATE
