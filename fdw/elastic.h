@@ -281,7 +281,7 @@ extern int64 ElasticCount(ElasticTable *tbl, PgpolyConnection *conn,
 						  List *pending);
 extern void ElasticRowFromSource(ElasticTable *tbl, Datum source,
 								 const char *id, List *nuls, const char *base,
-								 Datum *values, bool *nulls);
+								 const bool *fetched, Datum *values, bool *nulls);
 
 /* elastic_bulk.c */
 typedef enum ElasticWriteOp

@@ -102,6 +102,8 @@ struct ElasticScan
 	PgpolyConnection *conn;
 	ElasticQuerySpec *spec;
 	ElasticParamValue *params;
+	bool	   *fetched;		/* per column: its field is in what the
+								 * request asks of _source (fetched_columns) */
 	MemoryContext cxt;			/* the scan */
 	MemoryContext page_cxt;
 	MemoryContext row_cxt;
@@ -296,6 +298,28 @@ ids_count(ElasticScan *scan)
 }
 
 /*
+ * Per column of tbl, whether the _source spec asks for holds its field
+ * (palloc'd): a field not fetched is no field the document lacks.
+ */
+static bool *
+fetched_columns(ElasticTable *tbl, ElasticQuerySpec *spec)
+{
+	bool	   *fetched = palloc0(sizeof(bool) * Max(tbl->natts, 1));
+	ListCell   *lc;
+
+	for (int i = 0; i < tbl->natts && spec->need_source; i++)
+	{
+		if (tbl->cols[i].role != ECOL_FIELD)
+			continue;
+		fetched[i] = spec->source_all;
+		foreach(lc, spec->includes)
+			if (strcmp(strVal(lfirst(lc)), tbl->cols[i].field) == 0)
+				fetched[i] = true;
+	}
+	return fetched;
+}
+
+/*
  * Start a scan (no I/O until the first row is asked) that reads through
  * pending (the table's buffered writes, PgpolyPendingWrites).  spec and
  * params must live as long as the scan.
@@ -315,6 +339,7 @@ ElasticScanBegin(ElasticTable *tbl, PgpolyConnection *conn,
 	scan->conn = conn;
 	scan->spec = spec;
 	scan->params = params;
+	scan->fetched = fetched_columns(tbl, spec);
 	scan->cxt = cxt;
 	scan->page_cxt = AllocSetContextCreate(cxt, "pgpoly elastic page",
 										   ALLOCSET_DEFAULT_SIZES);
@@ -729,7 +754,7 @@ hit_row(ElasticScan *scan, JsonbContainer *hit, int hitno, char *id,
 		source = PgpolyJsonbFromText("{}", 2);
 	ElasticRowFromSource(tbl, source, id, scan->nuls,
 						 scan->nuls ? psprintf("hits.hits.%d._source", hitno) : NULL,
-						 values, nulls);
+						 scan->fetched, values, nulls);
 	if (tbl->score_att)
 	{
 		JsonbValue *s = getKeyJsonValueFromContainer(hit, "_score", 6, NULL);
@@ -863,7 +888,7 @@ next_overlay(ElasticScan *scan, Datum *values, bool *nulls)
 		if (w->op == EWRITE_DELETE || w->row == NULL)
 			continue;
 		ElasticRowFromSource(scan->tbl, PgpolyJsonbFromText(w->row, strlen(w->row)),
-							 w->id, NIL, NULL, values, nulls);
+							 w->id, NIL, NULL, scan->fetched, values, nulls);
 		if (scan->tbl->score_att)
 			nulls[scan->tbl->score_att - 1] = true;
 		routing_column(scan->tbl, w->routing, values, nulls);
@@ -1084,7 +1109,7 @@ datetime_from_instant(ElasticColumn *col, Timestamp ts)
 		d = DirectFunctionCall1(timestamp_date, TimestampGetDatum(ts));
 	else
 	{
-		AdjustTimestampForTypmod(&ts, col->typid == col->basetype ? col->typmod : -1);
+		AdjustTimestampForTypmod(&ts, col->conv.basetypmod);	/* a domain's too */
 		d = TimestampGetDatum(ts);
 	}
 	if (col->typid != col->basetype)
@@ -1164,7 +1189,8 @@ source_nul(List *nuls, const char *base, const char *field, const char *id,
 /* Fill values/nulls from source and id (see ElasticRowFromSource). */
 static void
 row_values(ElasticTable *tbl, Datum source, const char *id, List *nuls,
-		   const char *base, Datum *values, bool *nulls, volatile int *att)
+		   const char *base, const bool *fetched, Datum *values, bool *nulls,
+		   volatile int *att)
 {
 	for (*att = 0; *att < tbl->natts; (*att)++)
 	{
@@ -1195,6 +1221,8 @@ row_values(ElasticTable *tbl, Datum source, const char *id, List *nuls,
 				values[*att] = column_datum(col, text, len);
 				nulls[*att] = false;
 			}
+			else if (fetched == NULL || fetched[*att])
+				values[*att] = PgpolyNullDatum(&col->conv);
 		}
 	}
 }
@@ -1204,11 +1232,14 @@ row_values(ElasticTable *tbl, Datum source, const char *id, List *nuls,
  * (jsonb datum) and id.  nuls (NIL if none) are the paths of strings that
  * held a NUL character in the parsed response, base the path of this
  * _source in it.  A value that does not fit its column is an ERROR naming
- * the document, the field and the column.
+ * the document, the field and the column, and so is a field the document
+ * lacks where the column's domain refuses NULL, if fetched (per column;
+ * NULL: every field) says the request asked for it.
  */
 void
 ElasticRowFromSource(ElasticTable *tbl, Datum source, const char *id,
-					 List *nuls, const char *base, Datum *values, bool *nulls)
+					 List *nuls, const char *base, const bool *fetched,
+					 Datum *values, bool *nulls)
 {
 	volatile int att = 0;
 	MemoryContext cxt = CurrentMemoryContext;
@@ -1216,7 +1247,7 @@ ElasticRowFromSource(ElasticTable *tbl, Datum source, const char *id,
 	PgpolyFixedSettingsEnter();
 	PG_TRY();
 	{
-		row_values(tbl, source, id, nuls, base, values, nulls, &att);
+		row_values(tbl, source, id, nuls, base, fetched, values, nulls, &att);
 	}
 	PG_CATCH();
 	{

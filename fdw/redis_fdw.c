@@ -229,11 +229,10 @@ static bool
 is_key_equality(RedisRelInfo *ri, Oid opno, Oid coll, Oid valtype)
 {
 	const char *why;
-
 	char	   *name;
+	RedisColumn *key = &ri->tbl->cols[ri->tbl->key_att - 1];
 
-	if (PgpolyKeyEqualityIsByteEquality(opno, ri->tbl->cols[ri->tbl->key_att - 1].typid,
-										valtype, coll, &why))
+	if (PgpolyKeyEqualityIsByteEquality(opno, key->typid, key->typmod, valtype, coll, &why))
 		return true;
 	name = get_opname(opno);
 	if (ri->note == NULL && name != NULL && strcmp(name, "=") == 0)

@@ -195,6 +195,7 @@ outer_key_expr(RestrictInfo *ri, RelOptInfo *outerrel, RelOptInfo *innerrel,
 			v = (Var *) ((RelabelType *) v)->arg;
 		if (v && IsA(v, Var) && v->varno == innerrel->relid && v->varattno == key_att &&
 			PgpolyKeyEqualityIsByteEquality(op->opno, tbl->cols[key_att - 1].typid,
+											tbl->cols[key_att - 1].typmod,
 											exprType(o), op->inputcollid, NULL) &&
 			bms_is_subset(pull_varnos(NULL, o), outerrel->relids) &&
 			!contain_volatile_functions(o))

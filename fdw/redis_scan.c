@@ -2313,7 +2313,7 @@ state_row_values(RedisScan *scan, RedisKeyState *st, int item, Datum *values,
 		text = column_text(scan, st, item, col, &json, &len);
 		nulls[i] = text == NULL;
 		if (text == NULL)
-			values[i] = (Datum) 0;
+			values[i] = PgpolyNullDatum(&col->conv);
 		else if (tbl->type == REDIS_JSON && col->role == RCOL_FIELD)
 			values[i] = PgpolyServerTextToDatum(&col->conv, text, len); /* from jsonb */
 		else

@@ -1135,7 +1135,8 @@ build_spec(ForeignScanState *node, VectorScanState *st)
 static void
 store_row(VectorScanState *st, VectorRow *row, TupleTableSlot *slot)
 {
-	VectorRowToValues(st->tbl, row, st->values, st->nulls);
+	VectorRowToValues(st->tbl, row, (st->spec.include & VINC_METADATA) != 0,
+					  st->values, st->nulls);
 	if (st->scan_map == NIL)
 	{
 		memcpy(slot->tts_values, st->values, sizeof(Datum) * st->tbl->natts);

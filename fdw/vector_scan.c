@@ -716,6 +716,8 @@ typedef struct RowMeta
 {
 	Datum		doc;			/* 0: none */
 	List	   *nuls;
+	bool		fetched;		/* the scan asked for metadata (a record's
+								 * lack of it is then its lack of keys) */
 } RowMeta;
 
 /* ERROR if the metadata value at field held a NUL character. */
@@ -737,8 +739,11 @@ check_meta_nul(VectorColumn *col, VectorRow *row, RowMeta *meta, const char *fie
 static Datum
 field_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 {
+	Datum		value;
+
 	check_meta_nul(col, row, meta, col->field);
-	return VectorMetadataFieldValue(col, meta->doc, isnull);
+	value = VectorMetadataFieldValue(col, meta->doc, isnull);
+	return *isnull ? PgpolyNullDatum(&col->conv) : value;
 }
 
 /*
@@ -791,7 +796,9 @@ column_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 		case VCOL_FIELD:
 			if (meta->doc)
 				return field_value(col, row, meta, isnull);
-			break;
+			*isnull = true;
+			/* no metadata: no key, if the scan asked for metadata */
+			return meta->fetched ? PgpolyNullDatum(&col->conv) : (Datum) 0;
 		case VCOL_DISTANCE:
 			if (row->has_distance)
 				return Float8GetDatum(row->distance);
@@ -805,10 +812,10 @@ column_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 
 /* Fill values/nulls from row (see VectorRowToValues). */
 static void
-row_values(VectorTable *tbl, VectorRow *row, const char **what, Datum *values,
-		   bool *nulls)
+row_values(VectorTable *tbl, VectorRow *row, bool metadata_fetched,
+		   const char **what, Datum *values, bool *nulls)
 {
-	RowMeta		meta = {(Datum) 0, NIL};
+	RowMeta		meta = {(Datum) 0, NIL, metadata_fetched};
 
 	if (row->metadata)
 		meta.doc = PgpolyJsonbFromServerText(row->metadata, strlen(row->metadata),
@@ -822,10 +829,13 @@ row_values(VectorTable *tbl, VectorRow *row, const char **what, Datum *values,
 
 /*
  * Fill values/nulls (one per table column) from row, read under the core's
- * fixed settings (convert.c).
+ * fixed settings (convert.c).  metadata_fetched: the scan asked for the
+ * records' metadata (VINC_METADATA), so a record without any lacks every
+ * key (a field column whose domain refuses NULL is then an ERROR).
  */
 void
-VectorRowToValues(VectorTable *tbl, VectorRow *row, Datum *values, bool *nulls)
+VectorRowToValues(VectorTable *tbl, VectorRow *row, bool metadata_fetched,
+				  Datum *values, bool *nulls)
 {
 	const char *what[2] = {row->id, "metadata"};
 	ErrorContextCallback cb;
@@ -837,7 +847,7 @@ VectorRowToValues(VectorTable *tbl, VectorRow *row, Datum *values, bool *nulls)
 	PgpolyFixedSettingsEnter();
 	PG_TRY();
 	{
-		row_values(tbl, row, what, values, nulls);
+		row_values(tbl, row, metadata_fetched, what, values, nulls);
 	}
 	PG_FINALLY();
 	{

@@ -37,7 +37,14 @@
  * lc_monetary is a string the GUC machinery owns, and its conventions are
  * cached (PGLC_localeconv), so a conversion of a type with money in it
  * sets lc_monetary 'C' through set_config_option, in a GUC nesting level of
- * its own (PgpolyWithCMoney).
+ * its own (PgpolyWithCMoney).  Object names (regclass, regtype, regproc,
+ * regprocedure, regoper, regoperator, regconfig, regdictionary,
+ * regcollation) are written as the search_path pg_catalog alone shows
+ * them, schema-qualified, as postgres_fdw's sessions do
+ * (PgpolyWithQualifiedNames): written unqualified where the writer's
+ * search_path reached them, they named another object, or none, for a
+ * reader with another.  Read, an object name resolves as a cast in the
+ * session does.
  *
  * Values read from a store carry their length.  Before any input function
  * sees them they are verified for the database encoding, which rejects NUL
@@ -204,6 +211,28 @@ PgpolyWithCMoney(void (*fn) (void *), void *arg)
 	AtEOXact_GUC(true, level);
 }
 
+/*
+ * Run fn(arg) with pg_catalog alone on the search path, so that the output
+ * functions of object names (regclass ...) qualify every name outside it;
+ * the session's search path is back afterwards, errors included.
+ */
+void
+PgpolyWithQualifiedNames(void (*fn) (void *), void *arg)
+{
+	OverrideSearchPath path = {NIL, true, false, 0};
+
+	PushOverrideSearchPath(&path);
+	PG_TRY();
+	{
+		fn(arg);
+	}
+	PG_FINALLY();
+	{
+		PopOverrideSearchPath();
+	}
+	PG_END_TRY();
+}
+
 /* ----------------------------------------------------------------
  *		Describing a type
  * ----------------------------------------------------------------
@@ -321,6 +350,37 @@ PgpolyTypeHasMoney(Oid typid)
 	return type_any(typid, is_money, false, false, 0);
 }
 
+/* type_any test: whether a base type is an object name (regclass ...). */
+static TypeTest
+is_object_name(Oid basetype, bool arg)
+{
+	switch (basetype)
+	{
+		case REGCLASSOID:
+		case REGTYPEOID:
+		case REGPROCOID:
+		case REGPROCEDUREOID:
+		case REGOPEROID:
+		case REGOPERATOROID:
+		case REGCONFIGOID:
+		case REGDICTIONARYOID:
+		case REGCOLLATIONOID:
+			return TYPE_YES;
+		default:
+			return TYPE_LOOK;
+	}
+}
+
+/*
+ * Whether a value of typid can hold an object name whose text depends on
+ * the search path (arrays, ranges, rows): PgpolyWithQualifiedNames.
+ */
+bool
+PgpolyTypeHasObjectNames(Oid typid)
+{
+	return type_any(typid, is_object_name, false, false, 0);
+}
+
 /* The fast path of a base type, PGPOLY_CONV_GENERIC when it has none. */
 static PgpolyConvKind
 fast_kind(Oid basetype)
@@ -375,7 +435,8 @@ fast_input(PgpolyConvKind kind, int32 typmod)
 			return true;
 		case PGPOLY_CONV_TIMESTAMP:
 		case PGPOLY_CONV_TIMESTAMPTZ:
-			return typmod < 0;	/* a precision rounds: the input function */
+			return typmod < 0;	/* a precision (a domain's too) rounds: the
+								 * input function */
 		default:
 			return false;
 	}
@@ -398,17 +459,19 @@ PgpolyConvInit(PgpolyConv *conv, Oid typid, int32 typmod, const char *name)
 	conv->typid = typid;
 	conv->typmod = typmod;
 	conv->name = name;
-	conv->basetype = getBaseType(typid);
+	conv->basetypmod = typmod;
+	conv->basetype = getBaseTypeAndTypmod(typid, &conv->basetypmod);
 	conv->is_domain = conv->basetype != typid;
 	conv->kind = fast_kind(conv->basetype);
 	conv->out_settings = io_reads_settings(typid, true);
 	conv->in_settings = io_reads_settings(typid, false);
-	conv->in_fast = fast_input(conv->kind, typmod);
+	conv->in_fast = fast_input(conv->kind, conv->basetypmod);
 	conv->is_array = type_is_array(conv->basetype);
 	elem = conv->is_array ? getBaseType(get_element_type(conv->basetype)) :
 		conv->basetype;
 	conv->is_json = elem == JSONOID || elem == JSONBOID;
 	conv->money = conv->kind == PGPOLY_CONV_GENERIC && PgpolyTypeHasMoney(typid);
+	conv->qualify = conv->kind == PGPOLY_CONV_GENERIC && PgpolyTypeHasObjectNames(typid);
 	conv->mcxt = CurrentMemoryContext;
 	getTypeInputInfo(typid, &infn, &conv->ioparam);
 	fmgr_info(infn, &conv->infn);
@@ -615,21 +678,37 @@ scalar_form(PgpolyConvKind kind, Datum value, char *buf)
 	return 0;					/* keep compiler quiet */
 }
 
-/* An I/O function call of a conv, for PgpolyWithCMoney. */
+/* An I/O function call of a conv, for PgpolyWithCMoney and the like. */
 typedef struct IoCall
 {
 	PgpolyConv *conv;
 	Datum		value;			/* output: the value; input: the result */
 	char	   *text;			/* output: the result; input: the text */
+	bool		money;			/* output: lc_monetary 'C' still to set */
+	bool		qualify;		/* output: the search path still to set */
 } IoCall;
 
-/* PgpolyWithCMoney callback: the output function's text. */
+/*
+ * The output function's text, under lc_monetary 'C' and the search path
+ * of qualified names where c still needs them (a callback of both).
+ */
 static void
 output_io(void *arg)
 {
 	IoCall	   *c = arg;
 
-	c->text = OutputFunctionCall(&c->conv->outfn, c->value);
+	if (c->qualify)
+	{
+		c->qualify = false;
+		PgpolyWithQualifiedNames(output_io, c);
+	}
+	else if (c->money)
+	{
+		c->money = false;
+		PgpolyWithCMoney(output_io, c);
+	}
+	else
+		c->text = OutputFunctionCall(&c->conv->outfn, c->value);
 }
 
 /* PgpolyWithCMoney callback: the input function's datum. */
@@ -642,15 +721,18 @@ input_io(void *arg)
 								 c->conv->typmod);
 }
 
-/* The output function's text, with lc_monetary 'C' if conv has money. */
+/*
+ * The output function's text, with lc_monetary 'C' if conv has money and
+ * names qualified if it has object names.
+ */
 static char *
 output_call(PgpolyConv *conv, Datum value)
 {
-	IoCall		c = {conv, value, NULL};
+	IoCall		c = {conv, value, NULL, conv->money, conv->qualify};
 
-	if (!conv->money)
+	if (!conv->money && !conv->qualify)
 		return OutputFunctionCall(&conv->outfn, value);
-	PgpolyWithCMoney(output_io, &c);
+	output_io(&c);
 	return c.text;
 }
 
@@ -871,11 +953,26 @@ check_domain(PgpolyConv *conv, Datum value)
 	return value;
 }
 
+/*
+ * The datum of a NULL a store holds (or lacks) for conv's column: ERROR
+ * where the column's domain refuses NULL (NOT NULL: 23502; a CHECK that
+ * is false for NULL: 23514), as domain_in does of a NULL, which
+ * postgres_fdw's reads run too: no native row holds such a NULL.  The
+ * caller's error context names the key or document and field.
+ */
+Datum
+PgpolyNullDatum(PgpolyConv *conv)
+{
+	if (conv->is_domain)
+		domain_check((Datum) 0, true, conv->typid, &conv->domain_extra, conv->mcxt);
+	return (Datum) 0;
+}
+
 /* The input function's datum for s, with lc_monetary 'C' if conv has money. */
 static Datum
 input_call(PgpolyConv *conv, char *s)
 {
-	IoCall		c = {conv, (Datum) 0, s};
+	IoCall		c = {conv, (Datum) 0, s, false, false};
 
 	if (!conv->money)
 		return InputFunctionCall(&conv->infn, s, conv->ioparam, conv->typmod);
@@ -1036,7 +1133,7 @@ fast_in(PgpolyConv *conv, const char *s, size_t len, Datum *value)
 			return true;
 		case PGPOLY_CONV_TIMESTAMP:
 		case PGPOLY_CONV_TIMESTAMPTZ:
-			if (conv->typmod >= 0 ||
+			if (conv->basetypmod >= 0 ||
 				!fixed_timestamp(s, len, conv->kind == PGPOLY_CONV_TIMESTAMPTZ, &ts))
 				return false;
 			*value = TimestampGetDatum(ts);
@@ -1427,17 +1524,20 @@ PgpolyValueHasColumnForm(Oid coltype, Oid valtype)
 
 /*
  * Whether  key = value  (operator opno, input collation collid; the key of
- * type keytype, the value of valtype) holds exactly when the stored form
- * of the key and the stored form of the value (PgpolyDatumToBytes of a
- * conv of valtype) are the same bytes.  Only then may a store look the key
- * up by those bytes; otherwise the clause must stay a local filter.  When
- * false and why is not NULL, *why says why, for EXPLAIN.
+ * type keytype and typmod keytypmod, the value of valtype) holds exactly
+ * when the stored form of the key and the stored form of the value
+ * (PgpolyDatumToBytes of a conv of valtype) are the same bytes.  Only then
+ * may a store look the key up by those bytes; otherwise the clause must
+ * stay a local filter.  A timestamp(p) key (a domain's too) is not: a key
+ * stored with more digits of fraction reads rounded, so the value's bytes
+ * found a key that does not equal it.  When false and why is not NULL,
+ * *why says why, for EXPLAIN.
  */
 bool
-PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
-								Oid collid, const char **why)
+PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, int32 keytypmod,
+								Oid valtype, Oid collid, const char **why)
 {
-	Oid			kbase = getBaseType(keytype);
+	Oid			kbase = getBaseTypeAndTypmod(keytype, &keytypmod);
 	Oid			vbase = getBaseType(valtype);
 	TypeCacheEntry *tc;
 	const char *reason = NULL;
@@ -1445,6 +1545,9 @@ PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
 	if (!byte_equal_type(kbase))
 		reason = psprintf("equality of %s is not equality of its stored text",
 						  format_type_be(keytype));
+	else if ((kbase == TIMESTAMPOID || kbase == TIMESTAMPTZOID) && keytypmod >= 0)
+		reason = psprintf("a key of %s stored with more digits reads rounded",
+						  format_type_with_typemod(kbase, keytypmod));
 	else if (!PgpolyValueHasColumnForm(kbase, vbase))
 		reason = psprintf("the value (%s) is not stored as the key (%s) is",
 						  format_type_be(valtype), format_type_be(keytype));

@@ -815,11 +815,15 @@ typedef struct OutputCall
 	Oid			typid;
 	char	   *text;
 	bool		money;			/* in the store form, with money in it */
+	bool		qualify;		/* in the store form, with object names in it */
 } OutputCall;
 
 static void output_call(OutputCall *oc, bool array);
 
-/* PgpolyWithCMoney callbacks: output_call of an array, of another value. */
+/*
+ * PgpolyWithCMoney and PgpolyWithQualifiedNames callbacks: output_call of
+ * an array, of another value.
+ */
 static void
 output_array_io(void *arg)
 {
@@ -839,6 +843,13 @@ output_call(OutputCall *oc, bool array)
 	Oid			outfn;
 	bool		isvarlena;
 
+	/* an object name's store form: qualified, however deep it lies */
+	if (oc->qualify)
+	{
+		oc->qualify = false;
+		PgpolyWithQualifiedNames(array ? output_array_io : output_value_io, oc);
+		return;
+	}
 	/* a money value's store form: lc_monetary 'C', however deep it lies */
 	if (oc->money)
 	{
@@ -862,7 +873,8 @@ output_call(OutputCall *oc, bool array)
 static char *
 output_text(Datum value, Oid typid, bool array, bool fixed)
 {
-	OutputCall	oc = {value, typid, NULL, fixed && PgpolyTypeHasMoney(typid)};
+	OutputCall	oc = {value, typid, NULL, fixed && PgpolyTypeHasMoney(typid),
+	fixed && PgpolyTypeHasObjectNames(typid)};
 
 	if (!fixed || PgpolyFixedSettingsActive())
 	{

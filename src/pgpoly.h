@@ -652,6 +652,7 @@ typedef struct PgpolyConv
 	Oid			typid;
 	int32		typmod;
 	Oid			basetype;		/* typid, or a domain's base type */
+	int32		basetypmod;		/* typmod, or a domain's base typmod */
 	bool		is_domain;
 	const char *name;			/* column name for messages, or NULL */
 	PgpolyConvKind kind;		/* fast path of the base type */
@@ -661,6 +662,8 @@ typedef struct PgpolyConv
 	bool		is_array;		/* basetype is an array type */
 	bool		is_json;		/* basetype (or its element type) is json or jsonb */
 	bool		money;			/* its I/O needs lc_monetary 'C' (PgpolyWithCMoney) */
+	bool		qualify;		/* its output needs qualified object names
+								 * (PgpolyWithQualifiedNames) */
 	FmgrInfo	infn;
 	Oid			ioparam;
 	FmgrInfo	outfn;
@@ -690,13 +693,16 @@ extern bool PgpolyStoreOrderIsByteOrder(void);
 extern bool PgpolyStoreTextConverts(const char *s, size_t len);
 extern Datum PgpolyJsonbFromServerText(const char *json, size_t len, List **nuls);
 extern Datum PgpolyBytesToDatum(PgpolyConv *conv, const char *s, size_t len);
+extern Datum PgpolyNullDatum(PgpolyConv *conv);
 extern void PgpolyFixedSettingsEnter(void);
 extern void PgpolyFixedSettingsLeave(void);
 extern bool PgpolyFixedSettingsActive(void);
 extern void PgpolyWithCMoney(void (*fn) (void *), void *arg);
 extern bool PgpolyTypeHasMoney(Oid typid);
-extern bool PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, Oid valtype,
-											Oid collid, const char **why);
+extern void PgpolyWithQualifiedNames(void (*fn) (void *), void *arg);
+extern bool PgpolyTypeHasObjectNames(Oid typid);
+extern bool PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, int32 keytypmod,
+											Oid valtype, Oid collid, const char **why);
 extern bool PgpolyValueHasColumnForm(Oid coltype, Oid valtype);
 extern bool PgpolyFloat8Bound(Datum value, Oid typid, int *strategy,
 							  double *bound);

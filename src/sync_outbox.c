@@ -648,7 +648,7 @@ key_match_kind(Oid relid, AttrNumber key_att)
 	get_atttypetypmodcoll(relid, key_att, &typid, &typmod, &collid);
 	base = getBaseType(typid);
 	if (!PgpolyKeyEqualityIsByteEquality(lookup_type_cache(base, TYPECACHE_EQ_OPR)->eq_opr,
-										 base, base, InvalidOid, NULL))
+										 base, -1, base, InvalidOid, NULL))
 		return KEY_MATCH_TEXT;
 	if (OidIsValid(collid) && !get_collation_isdeterministic(collid))
 		return KEY_MATCH_C_COLLATION;
