@@ -32,8 +32,9 @@ the longest first (by DURATIONS below, the seconds a test last took on a
 quiet 2-core machine; a test not listed counts as DEFAULT_DURATION), so that
 the lanes end together.
 
-Time limits: each test gets TIMEOUT seconds, times PGPOLY_TIMEOUT_SCALE
-(`make valgrind` sets 20 and runs one job: its backends are CPU-bound).
+Time limits: each test gets 120 seconds, times PGPOLY_TIMEOUT_SCALE
+(`make valgrind` sets 20 and runs one job: its backends are CPU-bound),
+times JOBS (the tests that run at once share the CPUs).
 SIGINT/SIGTERM/SIGHUP kill every running test's process group.
 """
 
@@ -45,8 +46,10 @@ import sys
 import threading
 import time
 
-# Seconds per test, times PGPOLY_TIMEOUT_SCALE (make valgrind).
-TIMEOUT = 120 * float(os.environ.get("PGPOLY_TIMEOUT_SCALE") or 1)
+# Seconds per test, times PGPOLY_TIMEOUT_SCALE (make valgrind) and the job
+# count (tests running beside each other share the machine's CPUs).
+TIMEOUT_BASE = 120 * float(os.environ.get("PGPOLY_TIMEOUT_SCALE") or 1)
+TIMEOUT = TIMEOUT_BASE
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXCLUSIVE_MARKER = "# pgpoly-fault: exclusive"
 
@@ -251,7 +254,9 @@ def parse_args(argv):
 def main():
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    global TIMEOUT
     jobs, filters = parse_args(sys.argv[1:])
+    TIMEOUT = TIMEOUT_BASE * jobs
     excl, shared = schedule(discover(filters), jobs)
     report = Report()
     start = time.monotonic()
