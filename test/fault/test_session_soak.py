@@ -399,8 +399,8 @@ def sync_worker(db, rport):
     """The sync worker's RssAnon and sockets over delivery and retry cycles."""
     r = pgtest.psql("ALTER DATABASE %s SET pgpoly.sync_max_retry_delay = 100;" % db, db=db)
     check(r.rc == 0, r.err)
-    r = pgtest.psql(sh.setup_sql(rport, "soak:s:", timeout_ms=300,
-                                    sync="soak_kv"), db=db)
+    r = pgtest.psql(sh.setup_sql(rport, "soak:s:", timeout_ms=300, sync="soak_kv"),
+                    db=db)
     if not check(r.rc == 0, "sync setup: %s" % r.err):
         return
     c = pgwire.Conn(db)
