@@ -17,6 +17,8 @@
 #                      postgres with its arguments; `make valgrind` sets it)
 #   PGPOLY_TIMEOUT_SCALE  multiplier for the harness's waits and the tests'
 #                      time limits (default 1; `make valgrind` sets 20)
+#   PGPOLY_TEST_JOBS   fault tests run at a time by test/fault/run.py (default 2;
+#                      1: one after another; `make valgrind` sets 1)
 
 # Debian packages the harness needs; later areas append (e.g. nodejs npm).
 # gdb: test_prediction_partitions stops a backend at a chosen point.
@@ -225,6 +227,9 @@ pgpoly_start_pg() {
 		# statements: plans (EXPLAIN output) follow the test's own ANALYZEs
 		autovacuum = off
 		log_line_prefix = '%m [%p] %q%a '
+		# room for the sync workers and parallel workers of two fault
+		# tests at a time (test/fault/run.py -j 2)
+		max_worker_processes = 16
 	EOF
 
 	# A locale whose money differs from C's, for sql/value_forms.sql: made

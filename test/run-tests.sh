@@ -3,8 +3,9 @@
 # test/run-tests.sh -- `make test`: install the needed packages, build and
 # install pgpoly, start throwaway PostgreSQL and Redis servers on free loopback
 # ports, run the pg_regress suite (make installcheck) and the fault tests
-# (test/fault/run.py), and print "N passed, N failed".  Exits non-zero if any
-# test failed.  A failing pg_regress run does not stop the fault tests.
+# (test/fault/run.py, PGPOLY_TEST_JOBS of them at a time, default 2), and print
+# "N passed, N failed".  Exits non-zero if any test failed.  A failing
+# pg_regress run does not stop the fault tests.
 set -euo pipefail
 
 # shellcheck source=test/lib.sh

@@ -13,13 +13,15 @@
 # committed).  test/valgrind-stripped.supp adds the few of its suppressions
 # that name static functions, which Debian's stripped binaries hide, keyed
 # on an exported caller.  Time limits are stretched by PGPOLY_TIMEOUT_SCALE
-# (default 20).
+# (default 20).  The fault tests run one at a time (PGPOLY_TEST_JOBS,
+# default 1 here, 2 in `make test`): backends under valgrind are CPU-bound,
+# so a second test at a time would only slow both.
 #
 # Exit status: 1 if any valgrind error report has a pgpoly frame (pgpoly.so,
 # or hiredis, curl or jansson called from it) or the suite failed; the other
 # reports (PostgreSQL's own, with no pgpoly frame) are counted and listed.
 #
-# Environment: PGPOLY_TIMEOUT_SCALE (20), PGPOLY_CACHE (~/.cache/pgpoly),
+# Environment: PGPOLY_TIMEOUT_SCALE (20), PGPOLY_TEST_JOBS (1), PGPOLY_CACHE (~/.cache/pgpoly),
 #              PGPOLY_VALGRIND_LOGS (./valgrind-logs, emptied at start).
 set -euo pipefail
 
@@ -28,6 +30,7 @@ PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}"
 CACHE="${PGPOLY_CACHE:-${HOME:-/root}/.cache/pgpoly}/valgrind"
 LOGS="${PGPOLY_VALGRIND_LOGS:-$ROOT/valgrind-logs}"
 export PGPOLY_TIMEOUT_SCALE="${PGPOLY_TIMEOUT_SCALE:-20}"
+export PGPOLY_TEST_JOBS="${PGPOLY_TEST_JOBS:-1}"
 
 log() { echo "pgpoly-valgrind: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -140,7 +143,7 @@ rm -rf "$LOGS"
 mkdir -p "$LOGS"
 chmod 1777 "$LOGS"
 write_wrapper "$supp"
-log "suppressions: $supp; logs: $LOGS; PGPOLY_TIMEOUT_SCALE=$PGPOLY_TIMEOUT_SCALE"
+log "suppressions: $supp; logs: $LOGS; PGPOLY_TIMEOUT_SCALE=$PGPOLY_TIMEOUT_SCALE PGPOLY_TEST_JOBS=$PGPOLY_TEST_JOBS"
 
 rc=0
 PGPOLY_PG_WRAPPER="$LOGS/postgres-valgrind" bash "$ROOT/test/run-tests.sh" || rc=$?

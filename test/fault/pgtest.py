@@ -759,7 +759,9 @@ def run_at_barrier(db, scripts, lock_key, timeout=90):
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     check(wait_for(lambda: psql(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %d "
-        "AND NOT granted" % lock_key, db=db).out.strip() == str(len(scripts)),
+        "AND classid = 0 AND objsubid = 1 AND NOT granted AND database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())"
+        % lock_key, db=db).out.strip() == str(len(scripts)),
         timeout=60), "all sessions at the barrier")
     holder.value("SELECT pg_advisory_unlock(%d);" % lock_key)
     results = []

@@ -174,8 +174,10 @@ def worker_pid(run, db):
     return int(out.splitlines()[0]) if out else 0
 
 
-def setup_sql(redis_port, prefix, timeout_ms=2000):
-    """Server, Redis table kv_redis, native table kv, sync kv, kv_diff()."""
+def setup_sql(redis_port, prefix, timeout_ms=2000, sync="kv"):
+    """Server, Redis table kv_redis, native table kv, sync `sync` (kv),
+    kv_diff().  A test on the harness's cluster whose sync's log lines
+    another test may count names it after itself."""
     return """
 CREATE SERVER sync_redis FOREIGN DATA WRAPPER pgpoly_redis
   OPTIONS (host '127.0.0.1', port '%d', timeout_ms '%d', connect_timeout_ms '1000');
@@ -187,8 +189,8 @@ CREATE FUNCTION kv_diff() RETURNS bigint LANGUAGE sql AS $$
     (SELECT k::text, v, n FROM kv EXCEPT ALL SELECT k, v, n FROM kv_redis)
     UNION ALL
     (SELECT k, v, n FROM kv_redis EXCEPT ALL SELECT k::text, v, n FROM kv)) d $$;
-SELECT pgpoly.create_sync('kv', 'kv', 'kv_redis');
-""" % (redis_port, timeout_ms, prefix)
+SELECT pgpoly.create_sync('%s', 'kv', 'kv_redis');
+""" % (redis_port, timeout_ms, prefix, sync)
 
 
 def outbox_sql(redis_port, table, prefix):

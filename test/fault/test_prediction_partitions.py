@@ -129,7 +129,9 @@ def test_many_creators(db):
         p.stdin.write(worker_script(i))
         p.stdin.close()
     pgtest.check(pgtest.wait_for(lambda: pgtest.psql(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %d AND NOT granted"
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %d "
+        "AND classid = 0 AND objsubid = 1 AND NOT granted AND database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())"
         % LOCK_KEY, db=db).out.strip() == str(SESSIONS), timeout=60), "all workers at the barrier")
     holder.value("SELECT pg_advisory_unlock(%d);" % LOCK_KEY)
     for i, p in enumerate(procs):
@@ -162,7 +164,12 @@ class Hold:
             if os.path.exists(self.files[k]):
                 os.unlink(self.files[k])
         with open(self.files["gdb"], "w") as f:
+            # SIGUSR1 passes without stopping: PostgreSQL signals every
+            # backend with it (procsignal barriers, e.g. another test's DROP
+            # DATABASE; sinval catch-up), and a stop there would end the
+            # batch script's "continue" (gdb would detach before the hit)
             f.write("set pagination off\nset confirm off\n"
+                    "handle SIGUSR1 nostop noprint pass\n"
                     "break %(function)s\n"
                     "commands 1\n"
                     "shell touch %(hit)s\n"

@@ -37,7 +37,7 @@ import tempfile
 import pgtest
 
 check = pgtest.check
-ROLE = "pgpoly_us_role"
+ROLE = "pgpoly_us_role_%d" % os.getpid()
 PW = "us-secret-pw"
 
 

@@ -399,7 +399,8 @@ def sync_worker(db, rport):
     """The sync worker's RssAnon and sockets over delivery and retry cycles."""
     r = pgtest.psql("ALTER DATABASE %s SET pgpoly.sync_max_retry_delay = 100;" % db, db=db)
     check(r.rc == 0, r.err)
-    r = pgtest.psql(sh.setup_sql(rport, "soak:s:", timeout_ms=300), db=db)
+    r = pgtest.psql(sh.setup_sql(rport, "soak:s:", timeout_ms=300, sync="soak_kv"),
+                    db=db)
     if not check(r.rc == 0, "sync setup: %s" % r.err):
         return
     c = pgwire.Conn(db)
@@ -414,7 +415,7 @@ def sync_worker(db, rport):
     def cycle(i):
         c.query("INSERT INTO kv SELECT g, 'v%d', g FROM generate_series(1, 50) g "
                 "ON CONFLICT (k) DO UPDATE SET v = excluded.v, n = kv.n + 1" % i)
-        r = c.query("SELECT pgpoly.sync_wait('kv', '20 s')")
+        r = c.query("SELECT pgpoly.sync_wait('soak_kv', '20 s')")
         check(r[0].rows and r[0].rows[0][0] == b"t", "sync_wait %d timed out" % i)
 
     n = n_iter(60)
@@ -437,13 +438,13 @@ def sync_worker(db, rport):
     a = m()
     time.sleep(secs)
     b = m()
-    state = c.query("SELECT state FROM pgpoly.sync_status WHERE name = 'kv'")[0].rows
+    state = c.query("SELECT state FROM pgpoly.sync_status WHERE name = 'soak_kv'")[0].rows
     check(state and state[0][0] == b"retrying", "sync state with the store down: %s" % state)
     print("%-34s %5.0fs     RssAnon %+6d kB  sockets %+d"
           % ("sync worker retrying a dead store", secs, b[0] - a[0], b[1] - a[1]), flush=True)
     check(b[0] - a[0] <= RSS_TOL_KB, "sync worker (store down): RssAnon %d -> %d kB" % (a[0], b[0]))
     check(b[1] - a[1] <= 1, "sync worker (store down): sockets %d -> %d" % (a[1], b[1]))
-    c.query("SELECT pgpoly.drop_sync('kv')")
+    c.query("SELECT pgpoly.drop_sync('soak_kv')")
     c.close()
 
 

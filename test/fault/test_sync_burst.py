@@ -2,8 +2,8 @@
 
 Every session that commits a change finds the worker lock free and
 registers a worker; the surplus workers find the lock taken and exit.  With
-more sessions than background worker slots (the harness runs PostgreSQL's
-default max_worker_processes, 8), the surplus took every slot for a moment
+more sessions than background worker slots (the harness runs
+max_worker_processes = 16), the surplus took every slot for a moment
 and the other sessions got "could not start the pgpoly sync worker: no free
 background worker slot ... Changes stay queued until a worker runs", which
 was false (a worker was starting).  A session now waits for a worker to hold
@@ -11,6 +11,10 @@ the lock, or for a slot, before it says so.  Checked: no session and no log
 line gives that WARNING, every change is delivered, the surplus workers
 exit (one worker is left, the lock holder) and no process crashes.
 """
+
+# pgpoly-fault: exclusive
+# (run.py runs it alone: it fills the cluster's background worker slots on
+# purpose, and it checks the whole server log for the slot WARNING)
 
 import os
 

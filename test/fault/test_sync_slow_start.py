@@ -15,6 +15,11 @@ lock, by their process title); once the lock is released the one worker
 delivers, and no other sync worker runs.
 """
 
+# pgpoly-fault: exclusive
+# (run.py runs it alone: the lock it holds on pg_db_role_setting stalls every
+# new connection to the cluster, and it checks the whole server log for the
+# slot WARNING)
+
 import os
 
 import pgtest
