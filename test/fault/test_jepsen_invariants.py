@@ -459,6 +459,19 @@ class Worker(threading.Thread):
                 self.hist.add("imm", "unknown", tid)
             if outcome == "failed" and err.get("C") == "53200":
                 outcome = "aborted"   # a prepared transaction left by a dead client
+            if outcome == "unknown":
+                # the backend died in PREPARE: finish the transaction if it
+                # was prepared (it holds its locks until then)
+                try:
+                    ok, _, _, rows = self.cl.run("SELECT count(*) FROM pg_prepared_xacts "
+                                                 "WHERE gid = '%s'" % gid)
+                except Dead:
+                    self.cl.connect()
+                    ok, rows = False, []
+                if ok and rows[0][0] == b"1" and kind not in ("bank", "ob", "es"):
+                    outcome = "ok"
+                elif ok and rows[0][0] == b"0":
+                    outcome = "aborted"
             if kind == "fs" and outcome == "ok":
                 pass   # a put that lost to a newer online value buffers nothing
             elif kind in ("bank", "ob", "fs", "es"):
@@ -468,7 +481,8 @@ class Worker(threading.Thread):
                     self.record(kind, tid, "unknown", err)
                     return
                 if outcome == "failed":
-                    if err.get("C") != "0A000":
+                    # refused (0A000), or interrupted by the chaos thread
+                    if err.get("C") not in ("0A000", "57014"):
                         self.errors.append("PREPARE of %s failed with %s: %s"
                                            % (kind, err.get("C"), err.get("M")))
                     outcome = "aborted"
@@ -755,7 +769,8 @@ def check_features(q, hist, rport, view):
             check(False, "%s: entity %s online %s, newest committed %s%s"
                   % (view, e, o, newest.get(e), " (rolled back)" if o and int(o) in ab else ""))
         s = served.get(e)
-        check(s is None and newest.get(e) is None or str(s) == str(online.get(e)),
+        check(s is None and newest.get(e) is None
+              or str(s) in (str(online.get(e)), str(newest.get(e))),
               "%s: get_online_features serves %s for %s, Redis holds %s"
               % (view, s, e, online.get(e)))
 
