@@ -1254,6 +1254,7 @@ RedisCheckWatches(PgpolyConnection *conn)
 
 	if (!conn->watching || (h->watching && !h->watch_lost))
 		return;
+	conn->flush_settled = true; /* nothing was sent */
 	ereport(ERROR,
 			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 			 errmsg("could not serialize the writes of this transaction on Redis server \"%s\"",
@@ -1379,6 +1380,8 @@ redis_check_reads(PgpolyConnection *conn)
 	else
 		PgpolyEndRequest(conn);	/* nothing to ask */
 	if (cr.aborted)
+	{
+		conn->flush_settled = true; /* nothing was written */
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize the reads of foreign table \"%s\" on Redis server \"%s\"",
@@ -1386,6 +1389,7 @@ redis_check_reads(PgpolyConnection *conn)
 				 errdetail("Another client changed a key that this transaction's UPDATE, DELETE or SELECT FOR UPDATE/SHARE read through the connection of role \"%s\", which writes nothing, while the transaction writes to Redis through another connection, so Redis aborted the check (WATCH).",
 						   role ? role : "?"),
 				 errhint("Nothing was written; the transaction can be retried.")));
+	}
 	RedisWatchesSettled(conn);
 }
 

@@ -1374,6 +1374,7 @@ report_conflict(WriteReplies *wr)
 	RedisWrite *w = wr->conflict;
 
 	wr->conn->errors++;
+	wr->conn->flush_settled = true; /* every block answered: the hint says */
 	ereport(ERROR,
 			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 			 errmsg("could not serialize the writes to foreign table \"%s\" on Redis server \"%s\"",

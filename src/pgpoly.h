@@ -283,6 +283,9 @@ typedef struct PgpolyConnection
 								 * (PgpolyStore.end_session) or closed */
 	int			watch_level;	/* the outermost subtransaction level that
 								 * made it (PgpolyConnectionsAtSubEnd) */
+	bool		flush_settled;	/* the COMMIT-time flush failed with an
+								 * outcome the store knows (its ERROR says
+								 * what was written): not in doubt */
 	uint32		server_hashvalue;
 	uint32		mapping_hashvalue;
 	int64		requests;

@@ -569,7 +569,8 @@ typedef struct FlushState
 } FlushState;
 
 /*
- * Error context of a COMMIT-time flush: the outcome may be in doubt, and
+ * Error context of a COMMIT-time flush: the outcome may be in doubt
+ * (unless the store settled it, as a Redis EXEC aborted by WATCH does), and
  * the servers flushed before this one keep what they applied (the stores
  * have no two-phase commit): name them, since PostgreSQL reports the
  * COMMIT as failed and rolls its own changes back.
@@ -582,9 +583,13 @@ flush_error_callback(void *arg)
 	StringInfoData done;
 	ListCell   *lc;
 
-	errcontext("sending the transaction's buffered writes to %s server \"%s\" at COMMIT; "
-			   "if the server stopped answering after receiving them, it may still apply them",
-			   conn->store->label, conn->servername);
+	if (conn->flush_settled)
+		errcontext("sending the transaction's buffered writes to %s server \"%s\" at COMMIT",
+				   conn->store->label, conn->servername);
+	else
+		errcontext("sending the transaction's buffered writes to %s server \"%s\" at COMMIT; "
+				   "if the server stopped answering after receiving them, it may still apply them",
+				   conn->store->label, conn->servername);
 	if (fs->sent == NIL)
 		return;
 	initStringInfo(&done);
@@ -626,6 +631,7 @@ flush_connection(PgpolyConnection *conn, List *sent)
 	errcb.arg = &fs;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
+	conn->flush_settled = false;
 	PgpolyEnsureConnected(conn);
 	conn->store->flush(conn, payloads);
 	error_context_stack = errcb.previous;
