@@ -77,9 +77,12 @@ class Standin:
     def data_requests(self):
         """Requests so far other than the GET index request (of the
         mapping and settings), which a session sends once per transaction
-        that plans or runs a pushed-down scan."""
+        that plans or runs a pushed-down scan, and GET / (the version),
+        which each new connection sends: a connection is opened again after
+        a cache reset, which another session's DDL can cause at any time."""
         st = self.stats()
-        return st["requests"] - st["counts"].get("GET /{index}", 0)
+        return (st["requests"] - st["counts"].get("GET /{index}", 0)
+                - st["counts"].get("GET /", 0))
 
     def load(self, index, n, mappings=None):
         """Create index with n documents {"n": i, "grp": "g<i%3>"} via _bulk."""
