@@ -318,7 +318,12 @@ class Worker(threading.Thread):
                 sp = self.rnd.random() < 0.3
                 if sp:
                     self.cl.run("SAVEPOINT s")
-                ok, st, err, _ = self.cl.run("INSERT INTO imm VALUES ('%d', 1)" % tid)
+                try:
+                    ok, st, err, _ = self.cl.run("INSERT INTO imm VALUES ('%d', 1)" % tid)
+                except Dead:
+                    # terminated while the INSERT ran: Redis may hold its key
+                    self.hist.add("imm", "unknown", tid)
+                    raise
                 if ok:
                     self.immediate_sent.add(tid)
                     self.hist.add("imm", "ok", tid)
