@@ -26,7 +26,7 @@ carries the marker line
 
     # pgpoly-fault: exclusive
 
-(at the start of a line, in its first 40 lines): such tests run first,
+(at the start of a line, in its first 100 lines): such tests run first,
 one at a time with nothing beside them; then the others run JOBS at a time,
 the longest first (by DURATIONS below, the seconds a test last took on a
 quiet 2-core machine; a test not listed counts as DEFAULT_DURATION), so that
@@ -59,7 +59,7 @@ EXCLUSIVE_MARKER = "# pgpoly-fault: exclusive"
 DEFAULT_DURATION = 2.0
 DURATIONS = {
     "test_session_soak": 32, "test_redis_sentinel": 27, "test_fdw_differential": 25,
-    "test_drift_reference": 25, "test_redis_scan_repeat": 23, "test_redis_watch": 22,
+    "test_drift_reference": 8, "test_redis_scan_repeat": 3, "test_redis_watch": 22,
     "test_redis_reconnect": 18, "test_sync_backfill_restart": 16,
     "test_sync_template_copy": 15, "test_features_differential": 14,
     "test_sql_surface_fuzz": 14, "test_sync_outage": 12, "test_redis_cluster": 11,
@@ -73,6 +73,7 @@ DURATIONS = {
     "test_sync_slow_start": 5, "test_features_concurrent": 4, "test_redis_stream": 4,
     "test_outbox_differential": 4, "test_elastic_dupid": 4,
     "test_redis_cluster_selfread": 4, "test_redis_cluster_hostile": 4,
+    "test_jepsen_invariants": 15, "test_features_standby": 12,
 }
 
 
@@ -90,10 +91,10 @@ def test_name(path):
 
 
 def is_exclusive(path):
-    """Whether the test carries the exclusive marker in its first 40 lines."""
+    """Whether the test carries the exclusive marker in its first 100 lines."""
     with open(path, errors="replace") as f:
         for i, line in enumerate(f):
-            if i >= 40:
+            if i >= 100:
                 break
             if line.rstrip() == EXCLUSIVE_MARKER:
                 return True

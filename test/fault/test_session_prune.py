@@ -26,6 +26,10 @@ ROLLBACK, DROP SERVER, a request elsewhere): the memory used by
 TopMemoryContext and pgpoly's contexts must stay flat.
 """
 
+# pgpoly-fault: exclusive
+# (run.py runs it alone: it churns servers, user mappings and tables, as
+# test_session_soak.py does)
+
 import es_helper
 import pgtest
 import pgwire

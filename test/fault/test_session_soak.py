@@ -40,6 +40,12 @@ SESSION_SOAK_SCALE (default 1) multiplies the iterations (e.g. 20 for a
 soak of several minutes); SESSION_SOAK_VERBOSE=1 prints every measurement.
 """
 
+# pgpoly-fault: exclusive
+# (run.py runs it alone: it runs thousands of CREATE/DROP statements, whose
+# invalidation messages can overflow a neighbour backend's queue: a cache
+# reset reopens that backend's store connections, which tests counting
+# connections would see)
+
 import os
 import threading
 import time
