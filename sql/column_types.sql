@@ -154,6 +154,23 @@ SELECT id, a, c FROM ct_nn_v ORDER BY id;
 DELETE FROM ct_nn_v_raw WHERE id = '2';
 INSERT INTO ct_nn_v_raw VALUES ('4', '{0,1}', NULL);
 SELECT id, a, c FROM ct_nn_v ORDER BY id;
+-- A field another client stored that a type modifier changes on read
+-- ('abc  ' in varchar(3) reads 'abc', 1.256 in numeric(4,1) reads 1.3): a
+-- k-NN's pushed filter compared the stored value, and its answer, used as it
+-- is, held a record the clause refuses (the filter stays local).
+CREATE FOREIGN TABLE ct_tm_v (id text, embedding real[], f varchar(3) OPTIONS (field 'f'),
+                              n numeric(4,1) OPTIONS (field 'n'))
+  SERVER ct_vec OPTIONS (collection 'regress_ct_nn');
+INSERT INTO ct_nn_v_raw VALUES ('5', '{1,0}', '{"a": "y", "f": "abc  ", "n": 1.256}');
+CREATE TABLE ct_tm_native (id text, embedding real[], f varchar(3), n numeric(4,1));
+INSERT INTO ct_tm_native VALUES ('5', '{1,0}', 'abc  ', 1.256);
+SELECT id, f, n FROM ct_tm_v WHERE id = '5';
+SELECT id FROM ct_tm_native WHERE f = 'abc  ' ORDER BY embedding <-> '{1,0}' LIMIT 1;
+SELECT id FROM ct_tm_v WHERE f = 'abc  ' ORDER BY embedding <-> '{1,0}' LIMIT 1;
+SELECT id FROM ct_tm_v WHERE f IN ('abc  ', 'q') ORDER BY embedding <-> '{1,0}' LIMIT 1;
+SELECT id FROM ct_tm_native WHERE n > 1.26 ORDER BY embedding <-> '{1,0}' LIMIT 1;
+SELECT id FROM ct_tm_v WHERE n > 1.26 ORDER BY embedding <-> '{1,0}' LIMIT 1;
+DELETE FROM ct_nn_v_raw WHERE id = '5';
 -- Written whole, a row is checked before it is sent.
 INSERT INTO ct_nn_v VALUES ('3', '{1,1}', NULL, 3);
 
