@@ -394,6 +394,17 @@ is_not_equal(Oid opno, Oid typid)
 	return OidIsValid(neg) && PgpolyBtreeStrategy(neg, typid) == BTEqualStrategyNumber;
 }
 
+/*
+ * Whether ES compares a text other than the value col reads: a varchar(n)
+ * column (a domain's too) reads a stored text longer than n cut, blanks
+ * past n dropped.  A clause it finds is then rechecked.
+ */
+static bool
+reads_cut(ElasticColumn *col)
+{
+	return col->conv.basetype == VARCHAROID && col->conv.basetypmod >= 0;
+}
+
 /* column op value, with the column on the left. */
 static bool
 classify_op(ElasticTable *tbl, Oid opno, AttrNumber att, Node *value,
@@ -408,6 +419,8 @@ classify_op(ElasticTable *tbl, Oid opno, AttrNumber att, Node *value,
 	if (col->role == ECOL_QUERY)
 		return col->typid == TEXTOID && strategy == BTEqualStrategyNumber &&
 			add_cond(conds, exprs, ECOND_QUERY, "_query", value);
+	if (reads_cut(col))
+		*recheck = true;
 	if (col->role == ECOL_ID)
 		return is_text_type(col->typid) && strategy == BTEqualStrategyNumber &&
 			deterministic(collation) &&
@@ -513,6 +526,8 @@ classify_any(ElasticTable *tbl, RelOptInfo *baserel, ScalarArrayOpExpr *sa,
 	col = &tbl->cols[att - 1];
 	if (PgpolyBtreeStrategy(sa->opno, col->typid) != BTEqualStrategyNumber)
 		return false;
+	if (reads_cut(col))
+		*recheck = true;
 	if (col->role == ECOL_ID)
 		return deterministic(sa->inputcollid) &&
 			add_cond(conds, exprs, ECOND_IDS_IN, "_id", arr);

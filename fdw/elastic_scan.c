@@ -1201,7 +1201,10 @@ row_values(ElasticTable *tbl, Datum source, const char *id, List *nuls,
 		nulls[*att] = true;
 		if (col->role == ECOL_ID)
 		{
-			values[*att] = CStringGetTextDatum(id);
+			/* varchar(n): cut (or refused) as its input does */
+			values[*att] = col->typmod >= 0 ?
+				PgpolyServerTextToDatum(&col->conv, id, strlen(id)) :
+				CStringGetTextDatum(id);
 			nulls[*att] = false;
 		}
 		else if (col->role == ECOL_SOURCE)

@@ -124,6 +124,8 @@ extern const char *RedisScanTypeFilter(RedisTable *tbl);
 extern char *RedisGlobEscape(const char *s, int len);
 extern char *RedisKeyFromDatum(RedisTable *tbl, PgpolyConv *conv, Datum value,
 							   size_t *len);
+extern char *RedisLookupKey(RedisTable *tbl, PgpolyConv *conv, Datum value,
+							 size_t *len);
 extern char *RedisDatumText(RedisTable *tbl, AttrNumber att, Datum value,
 							size_t *len);
 extern Datum RedisTextDatum(RedisTable *tbl, AttrNumber att, const char *s,

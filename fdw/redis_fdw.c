@@ -651,8 +651,10 @@ add_key(RedisTable *tbl, PgpolyConv *conv, Datum value, List **keys,
 		List **lens, RedisKeySet **seen)
 {
 	size_t		len;
-	char	   *key = RedisKeyFromDatum(tbl, conv, value, &len);
+	char	   *key = RedisLookupKey(tbl, conv, value, &len);
 
+	if (key == NULL)
+		return;					/* equals no key of the column */
 	if (*keys != NIL)
 	{
 		if (*seen == NULL)

@@ -579,8 +579,8 @@ read_batch(RedisJoinState *js, JoinBatch *batch)
 		old = MemoryContextSwitchTo(batch->cxt);
 		key = ExecEvalExpr(js->keyexpr, econtext, &isnull);
 		batch->keys[n] = isnull ? NULL :
-			RedisKeyFromDatum(js->tbl, js->keyconv_ready ? &js->keyconv : NULL,
-							  key, &batch->lens[n]);
+			RedisLookupKey(js->tbl, js->keyconv_ready ? &js->keyconv : NULL,
+						   key, &batch->lens[n]);
 		MemoryContextSwitchTo(old);
 		batch->stateidx[n] = batch->keys[n] ?
 			RedisKeySetIndex(seen, batch->keys[n], batch->lens[n], nd) : -1;

@@ -794,6 +794,18 @@ RedisKeyFromDatum(RedisTable *tbl, PgpolyConv *conv, Datum value, size_t *len)
 	return key;
 }
 
+/*
+ * RedisKeyFromDatum for a lookup of value: NULL where no key of the
+ * column can equal it (PgpolyKeyValueFits), so no key is looked up.
+ */
+char *
+RedisLookupKey(RedisTable *tbl, PgpolyConv *conv, Datum value, size_t *len)
+{
+	if (!PgpolyKeyValueFits(&tbl->cols[tbl->key_att - 1].conv, conv, value))
+		return NULL;
+	return RedisKeyFromDatum(tbl, conv, value, len);
+}
+
 PG_FUNCTION_INFO_V1(pgpoly_redis_key_column);
 
 /*

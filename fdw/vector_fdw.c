@@ -254,6 +254,14 @@ metadata_key(Node *n, RelOptInfo *baserel, VectorTable *tbl, ValueKind *kind)
 		if (tbl->cols[att - 1].role != VCOL_FIELD || tbl->cols[att - 1].is_array ||
 			strchr(tbl->cols[att - 1].field, '.') != NULL)
 			return NULL;
+		/*
+		 * A type modifier (a domain's too) makes what the column reads of a
+		 * stored value another value (varchar(n) cuts blanks past n,
+		 * numeric(p,s) rounds), which the service, comparing the stored
+		 * one, does not see: a k-NN answer is not rechecked.
+		 */
+		if (tbl->cols[att - 1].conv.basetypmod >= 0)
+			return NULL;
 		*kind = kind_of_type(tbl->cols[att - 1].typid);
 		if (*kind == VK_NUMBER && !is_numeric_cast_target(getBaseType(tbl->cols[att - 1].typid)))
 			return NULL;

@@ -154,9 +154,57 @@ SELECT id, a, c FROM ct_nn_v ORDER BY id;
 DELETE FROM ct_nn_v_raw WHERE id = '2';
 INSERT INTO ct_nn_v_raw VALUES ('4', '{0,1}', NULL);
 SELECT id, a, c FROM ct_nn_v ORDER BY id;
+-- A field another client stored that a type modifier changes on read
+-- ('abc  ' in varchar(3) reads 'abc', 1.256 in numeric(4,1) reads 1.3): a
+-- k-NN's pushed filter compared the stored value, and its answer, used as it
+-- is, held a record the clause refuses (the filter stays local).
+CREATE FOREIGN TABLE ct_tm_v (id text, embedding real[], f varchar(3) OPTIONS (field 'f'),
+                              n numeric(4,1) OPTIONS (field 'n'))
+  SERVER ct_vec OPTIONS (collection 'regress_ct_nn');
+INSERT INTO ct_nn_v_raw VALUES ('5', '{1,0}', '{"a": "y", "f": "abc  ", "n": 1.256}');
+CREATE TABLE ct_tm_native (id text, embedding real[], f varchar(3), n numeric(4,1));
+INSERT INTO ct_tm_native VALUES ('5', '{1,0}', 'abc  ', 1.256);
+SELECT id, f, n FROM ct_tm_v WHERE id = '5';
+SELECT id FROM ct_tm_native WHERE f = 'abc  ' ORDER BY embedding <-> '{1,0}' LIMIT 1;
+SELECT id FROM ct_tm_v WHERE f = 'abc  ' ORDER BY embedding <-> '{1,0}' LIMIT 1;
+SELECT id FROM ct_tm_v WHERE f IN ('abc  ', 'q') ORDER BY embedding <-> '{1,0}' LIMIT 1;
+SELECT id FROM ct_tm_native WHERE n > 1.26 ORDER BY embedding <-> '{1,0}' LIMIT 1;
+SELECT id FROM ct_tm_v WHERE n > 1.26 ORDER BY embedding <-> '{1,0}' LIMIT 1;
+DELETE FROM ct_nn_v_raw WHERE id = '5';
 -- Written whole, a row is checked before it is sent.
 INSERT INTO ct_nn_v VALUES ('3', '{1,1}', NULL, 3);
 
+-- Elasticsearch: a varchar(n) _id or field another client stored with blanks
+-- past n reads cut, as a native varchar(n) column holds it (the _id did not:
+-- it read 5 characters into varchar(3)), and a clause the value no longer
+-- satisfies does not find it (ES compares the stored text: rechecked).
+CREATE DOMAIN ct_vc3 AS varchar(3);
+CREATE FOREIGN TABLE ct_vc_e_raw (_id text, _source jsonb)
+  SERVER ct_es OPTIONS (index 'regress_ct_vc', refresh 'true');
+CREATE FOREIGN TABLE ct_vc_e (_id varchar(3), f varchar(3), g ct_vc3)
+  SERVER ct_es OPTIONS (index 'regress_ct_vc');
+SELECT pgpoly.elastic_request('ct_es', 'DELETE', '/regress_ct_vc') IS NOT NULL AS cleaned;
+INSERT INTO ct_vc_e_raw VALUES ('abc  ', '{"f": "abc  ", "g": "abc  "}'),
+                               ('xyz', '{"f": "xyz", "g": "xyz"}');
+CREATE TABLE ct_vc_native (_id varchar(3), f varchar(3), g ct_vc3);
+INSERT INTO ct_vc_native VALUES ('abc  ', 'abc  ', 'abc  '), ('xyz', 'xyz', 'xyz');
+SELECT '"' || _id || '"' AS id, '"' || f || '"' AS f, '"' || g || '"' AS g
+  FROM ct_vc_e ORDER BY 1;
+SELECT count(*) AS differences FROM
+  ((SELECT * FROM ct_vc_native EXCEPT ALL SELECT * FROM ct_vc_e)
+   UNION ALL (SELECT * FROM ct_vc_e EXCEPT ALL SELECT * FROM ct_vc_native)) x;
+SELECT _id FROM ct_vc_e WHERE _id = 'abc  ';
+SELECT _id FROM ct_vc_e WHERE _id IN ('abc  ', 'xyz');
+SELECT _id FROM ct_vc_e WHERE f = 'abc  ';
+SELECT _id FROM ct_vc_e WHERE f IN ('abc  ', 'q');
+SELECT _id FROM ct_vc_e WHERE f > 'abc' ORDER BY 1;
+SELECT _id FROM ct_vc_native WHERE f > 'abc' ORDER BY 1;
+SELECT _id FROM ct_vc_e WHERE g = 'abc  ';
+INSERT INTO ct_vc_e_raw VALUES ('abc', '{"f": "abc", "g": "abc"}');
+INSERT INTO ct_vc_native VALUES ('abc', 'abc', 'abc');
+SELECT f, count(*) FROM ct_vc_native GROUP BY f ORDER BY 1;
+SELECT f, count(*) FROM ct_vc_e GROUP BY f ORDER BY 1;
+SELECT count(DISTINCT f) FROM ct_vc_e;
 -- Elasticsearch: date/time domains with a precision round what they read.
 CREATE DOMAIN ct_ts0 AS timestamp(0);
 CREATE DOMAIN ct_tz1 AS timestamptz(1);
@@ -222,12 +270,41 @@ INSERT INTO ct_key_probe VALUES ('2024-01-01 10:00:00.5'), ('2024-01-01 10:00:01
 SELECT p.k, n.v FROM ct_key_probe p JOIN ct_key_native n ON n.k = p.k ORDER BY 1, 2;
 SELECT p.k, f.v FROM ct_key_probe p JOIN ct_key f ON f.k = p.k ORDER BY 1, 2;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM ct_key WHERE k = '2024-01-01 10:00:01'::timestamp;
+-- A varchar(n) key another client stored with blanks past n reads cut, as
+-- a native column holds it: a lookup by a longer value's text found it for a
+-- value it does not equal (no value of the column has more than n
+-- characters).  The lookup stays pushed ('abc' finds the key 'abc' alone:
+-- a key stored in another spelling is found by scans, not by lookups).
+CREATE FOREIGN TABLE ct_vkey_raw (k text OPTIONS (key 'true'), v text)
+  SERVER ct_redis OPTIONS (key_prefix 'regress_ct:vk:');
+CREATE FOREIGN TABLE ct_vkey (k varchar(3) OPTIONS (key 'true'), v text)
+  SERVER ct_redis OPTIONS (key_prefix 'regress_ct:vk:');
+CREATE FOREIGN TABLE ct_vkey_dom (k ct_vc3 OPTIONS (key 'true'), v text)
+  SERVER ct_redis OPTIONS (key_prefix 'regress_ct:vk:');
+INSERT INTO ct_vkey_raw VALUES ('abc  ', 'blanks'), ('abc', 'plain');
+CREATE TABLE ct_vkey_native (k varchar(3), v text);
+INSERT INTO ct_vkey_native SELECT k, v FROM ct_vkey_raw;
+SELECT v FROM ct_vkey_native WHERE k = 'abc  ' ORDER BY v;
+SELECT v FROM ct_vkey WHERE k = 'abc  ' ORDER BY v;
+SELECT v FROM ct_vkey WHERE k = 'abc  '::varchar ORDER BY v;
+SELECT v FROM ct_vkey_dom WHERE k = 'abc  ' ORDER BY v;
+SELECT v FROM ct_vkey WHERE k = ANY ('{"abc  ",abc}'::text[]) ORDER BY v;
+PREPARE ct_vkey_p(text) AS SELECT v FROM ct_vkey WHERE k = $1 ORDER BY v;
+EXECUTE ct_vkey_p('abc  ');
+DEALLOCATE ct_vkey_p;
+CREATE TABLE ct_vkey_probe (k text);
+INSERT INTO ct_vkey_probe VALUES ('abc  '), ('abc');
+ANALYZE ct_vkey_probe;
+SELECT p.k, n.v FROM ct_vkey_probe p JOIN ct_vkey_native n ON n.k = p.k ORDER BY 1, 2;
+EXPLAIN (COSTS OFF) SELECT p.k, f.v FROM ct_vkey_probe p JOIN ct_vkey f ON f.k = p.k;
+SELECT p.k, f.v FROM ct_vkey_probe p JOIN ct_vkey f ON f.k = p.k ORDER BY 1, 2;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT v FROM ct_vkey WHERE k = 'abc  ';
 RESET TimeZone;
 RESET DateStyle;
 
 DELETE FROM ct_h; DELETE FROM ct_j; DELETE FROM ct_nn_raw; DELETE FROM ct_ts_h_raw;
-DELETE FROM ct_key_raw;
+DELETE FROM ct_key_raw; DELETE FROM ct_vkey_raw;
 SELECT pgpoly.elastic_request('ct_es', 'DELETE', '/' || i)->>'acknowledged'
-  FROM unnest(ARRAY['regress_ct', 'regress_ct_nn', 'regress_ct_ts']) i;
+  FROM unnest(ARRAY['regress_ct', 'regress_ct_nn', 'regress_ct_ts', 'regress_ct_vc']) i;
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/regress_ct"
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/regress_ct_nn"

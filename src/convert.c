@@ -1568,6 +1568,29 @@ PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, int32 keytypmod,
 	return reason == NULL;
 }
 
+/*
+ * Whether value (of the type valconv describes; NULL: the key column's
+ * own) can equal a value of the key column key describes, for a lookup of
+ * its stored form (PgpolyKeyEqualityIsByteEquality said the bytes match).
+ * Not a text longer than a varchar(n) key's n characters (a domain's too):
+ * no value of the column is, and a key stored with those bytes, blanks past
+ * n, reads cut to n, a value the text does not equal.  The lookup of such a
+ * value finds no row.
+ */
+bool
+PgpolyKeyValueFits(PgpolyConv *key, PgpolyConv *valconv, Datum value)
+{
+	Oid			vbase = valconv ? valconv->basetype : key->basetype;
+	text	   *t;
+
+	if (key->basetype != VARCHAROID || key->basetypmod < (int32) VARHDRSZ ||
+		(vbase != TEXTOID && vbase != VARCHAROID))
+		return true;
+	t = DatumGetTextPP(value);
+	return pg_mbstrlen_with_len(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)) <=
+		key->basetypmod - (int32) VARHDRSZ;
+}
+
 /* ----------------------------------------------------------------
  *		Numbers compared by a store
  * ----------------------------------------------------------------

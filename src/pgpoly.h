@@ -707,6 +707,7 @@ extern bool PgpolyTypeHasObjectNames(Oid typid);
 extern bool PgpolyKeyEqualityIsByteEquality(Oid opno, Oid keytype, int32 keytypmod,
 											Oid valtype, Oid collid, const char **why);
 extern bool PgpolyValueHasColumnForm(Oid coltype, Oid valtype);
+extern bool PgpolyKeyValueFits(PgpolyConv *key, PgpolyConv *valconv, Datum value);
 extern bool PgpolyFloat8Bound(Datum value, Oid typid, int *strategy,
 							  double *bound);
 extern char *PgpolyPrintable(const char *s, size_t len, size_t max);
