@@ -108,24 +108,33 @@ static bool used_this_xact(PgpolyConnection *conn);
 /*
  * Close conn's handle in the middle of a transaction (an error broke it,
  * pgpoly.disconnect()).  If the transaction used it and its server or
- * mapping changed since it was opened, it is not opened anew until the
- * transaction ends (check_outdated): a cursor still open, or the
- * transaction's next statements, would go on with the new options (another
- * server or database) after reading or writing with the old ones.
+ * mapping changed since it was opened, or changes before it is opened
+ * again (closed_used), it is not opened anew until the transaction ends
+ * (check_outdated): a cursor still open, or the transaction's next
+ * statements, would go on with the new options (another server or
+ * database) after reading or writing with the old ones.
  */
 static void
 close_in_xact(PgpolyConnection *conn)
 {
-	bool		outdated = conn->invalidated && used_this_xact(conn);
+	bool		used = used_this_xact(conn);
+	bool		outdated = conn->invalidated && used;
 
 	close_handle(conn);
 	conn->outdated |= outdated;
+	conn->closed_used |= used;
 }
 
-/* ERROR if conn may not be opened again in this transaction (close_in_xact). */
+/*
+ * ERROR if conn may not be opened again in this transaction (close_in_xact):
+ * before it opens conn's handle.  close_handle() cleared invalidated, so
+ * invalidated on a closed handle means a change since it was closed.
+ */
 static void
 check_outdated(PgpolyConnection *conn)
 {
+	if (conn->handle == NULL && conn->closed_used && conn->invalidated)
+		conn->outdated = true;
 	if (conn->outdated)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
@@ -590,7 +599,7 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 	{
 		describe_connection(conn, server, user);
 		remember_secrets(conn, user);
-		conn->invalidated = false;	/* the options are read now */
+		conn->invalidated = conn->closed_used = false;	/* the options are read now */
 		conn->handle = store->connect(conn, server, user);
 		conn->checked = PgpolyMustProveCredential(user);
 	}
@@ -650,12 +659,12 @@ PgpolyEnsureConnected(PgpolyConnection *conn)
 	if (conn->handle && conn->invalidated && used_this_xact(conn))
 		conn->outdated = true;	/* broken after the change */
 	check_outdated(conn);
-	close_handle(conn);
+	close_handle(conn);			/* clears invalidated: the options are read now */
 	server = GetForeignServer(conn->key.serverid);
 	user = mapping_of(conn);
 	check_trust(conn->store, server, user);
 	remember_secrets(conn, user);
-	conn->invalidated = false;	/* the options are read now */
+	conn->closed_used = false;
 	conn->handle = conn->store->connect(conn, server, user);
 	conn->checked = PgpolyMustProveCredential(user);
 }
@@ -688,7 +697,8 @@ PgpolyOpenSibling(PgpolyConnection *conn)
 	sib = MemoryContextAlloc(TopMemoryContext, sizeof(PgpolyConnection));
 	memcpy(sib, conn, sizeof(PgpolyConnection));
 	sib->handle = NULL;
-	sib->busy = sib->watching = sib->invalidated = sib->outdated = false;
+	sib->busy = sib->watching = sib->invalidated = sib->outdated =
+		sib->closed_used = false;
 	sib->requests = sib->errors = 0;
 	sib->writes = NIL;
 	sib->secrets = NIL;			/* conn's, in the cache, mask its messages */
@@ -776,7 +786,7 @@ PgpolyConnectionsAtXactEnd(bool isCommit)
 			close_handle(conn);
 		conn->busy = false;
 		conn->watching = false;
-		conn->outdated = false;
+		conn->outdated = conn->closed_used = false;
 	}
 	list_free_deep(UsedThisXact);
 	UsedThisXact = NIL;

@@ -277,6 +277,9 @@ typedef struct PgpolyConnection
 	bool		outdated;		/* a handle this transaction used was closed
 								 * after its server or mapping changed:
 								 * reopening it would mix the options */
+	bool		closed_used;	/* a handle this transaction used was closed:
+								 * a change of its server or mapping before
+								 * it is opened again makes it outdated */
 	bool		watching;		/* holds session state of this transaction
 								 * (Redis WATCH) that only a successful
 								 * COMMIT clears: else released at its end
