@@ -50,6 +50,8 @@
 #include "access/xact.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_user_mapping.h"
+#include "commands/defrem.h"
+#include "common/hashfn.h"
 #include "lib/stringinfo.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -106,27 +108,66 @@ static uint64 Invalidated = 0;
 static bool used_this_xact(PgpolyConnection *conn);
 
 /*
+ * A hash of the options a handle of server and user is opened with (the
+ * server's and the user mapping's), to tell whether they changed since.
+ */
+static uint64
+options_hash(ForeignServer *server, UserMapping *user)
+{
+	StringInfoData buf;
+	List	   *lists[2] = {server->options, user->options};
+	uint64		h;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < 2; i++)
+	{
+		ListCell   *lc;
+
+		foreach(lc, lists[i])
+		{
+			DefElem    *d = lfirst(lc);
+
+			appendStringInfoString(&buf, d->defname);
+			appendStringInfoChar(&buf, '\0');
+			appendStringInfoString(&buf, defGetString(d));
+			appendStringInfoChar(&buf, '\0');
+		}
+		appendStringInfoChar(&buf, '\1');
+	}
+	h = hash_bytes_extended((const unsigned char *) buf.data, buf.len, 0);
+	pfree(buf.data);
+	return h;
+}
+
+/*
  * Close conn's handle in the middle of a transaction (an error broke it,
- * pgpoly.disconnect()).  If the transaction used it and its server or
- * mapping changed since it was opened, it is not opened anew until the
- * transaction ends (check_outdated): a cursor still open, or the
- * transaction's next statements, would go on with the new options (another
- * server or database) after reading or writing with the old ones.
+ * pgpoly.disconnect()).  If the transaction used it, it is not opened
+ * anew with other options than it had until the transaction ends
+ * (check_outdated): a cursor still open, or the transaction's next
+ * statements, would go on with the new options (another server or
+ * database) after reading or writing with the old ones.
  */
 static void
 close_in_xact(PgpolyConnection *conn)
 {
-	bool		outdated = conn->invalidated && used_this_xact(conn);
+	bool		used = used_this_xact(conn);
 
 	close_handle(conn);
-	conn->outdated |= outdated;
+	conn->closed_used |= used;
 }
 
-/* ERROR if conn may not be opened again in this transaction (close_in_xact). */
+/*
+ * Before conn's handle is opened again with the options of server and
+ * user as they are now: ERROR if this transaction used and closed it
+ * (close_in_xact) and its server's or user mapping's options changed since
+ * it was opened, whether before it was closed or after.  A change that
+ * left the options as they were (GRANT, OWNER TO, a cache reset) does not
+ * count.
+ */
 static void
-check_outdated(PgpolyConnection *conn)
+check_outdated(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
 {
-	if (conn->outdated)
+	if (conn->closed_used && options_hash(server, user) != conn->options_hash)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("the connection to server \"%s\" was closed after its options changed during the transaction",
@@ -446,7 +487,7 @@ lookup_entry(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
 						 (!conn->checked && PgpolyMustProveCredential(user))))
 		close_in_xact(conn);
 	if (conn->handle == NULL)
-		check_outdated(conn);
+		check_outdated(conn, server, user);
 	conn->userid = user->userid;
 	return conn;
 }
@@ -590,7 +631,8 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 	{
 		describe_connection(conn, server, user);
 		remember_secrets(conn, user);
-		conn->invalidated = false;	/* the options are read now */
+		conn->invalidated = conn->closed_used = false;	/* the options are read now */
+		conn->options_hash = options_hash(server, user);
 		conn->handle = store->connect(conn, server, user);
 		conn->checked = PgpolyMustProveCredential(user);
 	}
@@ -647,15 +689,16 @@ PgpolyEnsureConnected(PgpolyConnection *conn)
 
 	if (conn->handle && !conn->busy)
 		return;
-	if (conn->handle && conn->invalidated && used_this_xact(conn))
-		conn->outdated = true;	/* broken after the change */
-	check_outdated(conn);
-	close_handle(conn);
+	if (conn->handle)
+		close_in_xact(conn);	/* broken */
+	conn->invalidated = false;	/* the options are read now */
 	server = GetForeignServer(conn->key.serverid);
 	user = mapping_of(conn);
+	check_outdated(conn, server, user);
 	check_trust(conn->store, server, user);
 	remember_secrets(conn, user);
-	conn->invalidated = false;	/* the options are read now */
+	conn->closed_used = false;
+	conn->options_hash = options_hash(server, user);
 	conn->handle = conn->store->connect(conn, server, user);
 	conn->checked = PgpolyMustProveCredential(user);
 }
@@ -688,7 +731,7 @@ PgpolyOpenSibling(PgpolyConnection *conn)
 	sib = MemoryContextAlloc(TopMemoryContext, sizeof(PgpolyConnection));
 	memcpy(sib, conn, sizeof(PgpolyConnection));
 	sib->handle = NULL;
-	sib->busy = sib->watching = sib->invalidated = sib->outdated = false;
+	sib->busy = sib->watching = sib->invalidated = sib->closed_used = false;
 	sib->requests = sib->errors = 0;
 	sib->writes = NIL;
 	sib->secrets = NIL;			/* conn's, in the cache, mask its messages */
@@ -776,7 +819,7 @@ PgpolyConnectionsAtXactEnd(bool isCommit)
 			close_handle(conn);
 		conn->busy = false;
 		conn->watching = false;
-		conn->outdated = false;
+		conn->closed_used = false;
 	}
 	list_free_deep(UsedThisXact);
 	UsedThisXact = NIL;

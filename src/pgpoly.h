@@ -274,9 +274,10 @@ typedef struct PgpolyConnection
 	bool		checked;		/* opened with the trust rule's check that
 								 * the store asks for the credential */
 	bool		invalidated;	/* server or mapping changed */
-	bool		outdated;		/* a handle this transaction used was closed
-								 * after its server or mapping changed:
-								 * reopening it would mix the options */
+	bool		closed_used;	/* a handle this transaction used was closed:
+								 * reopening it with other options would
+								 * mix them (check_outdated) */
+	uint64		options_hash;	/* of the options the handle was opened with */
 	bool		watching;		/* holds session state of this transaction
 								 * (Redis WATCH) that only a successful
 								 * COMMIT clears: else released at its end
