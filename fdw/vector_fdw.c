@@ -1304,7 +1304,7 @@ vectorExplainForeignScan(ForeignScanState *node, ExplainState *es)
 							   st->requests + (st->scan ? VectorScanRequests(st->scan) : 0), es);
 		if (st->ran_local)
 			ExplainPropertyText("Vector k-NN Run",
-								"computed locally (buffered writes, distance changed, or a zero vector in a cosine answer)", es);
+								"computed locally (buffered writes, distance changed, a zero vector in a cosine answer, or a query vector with NaN or Infinity)", es);
 	}
 }
 

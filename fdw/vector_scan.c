@@ -16,7 +16,8 @@
  * matching the filter are fetched (paged), overlaid, the buffered ones
  * checked against the filter, and the k nearest kept; so is a cosine k-NN
  * whose answer holds a zero vector, which the service ranks at distance 1
- * and SQL's <=> (NaN) after every record.
+ * and SQL's <=> (NaN) after every record, and a k-NN whose query vector
+ * holds NaN or Infinity, which JSON cannot carry to the service.
  *
  * Invariant: in a k-NN scan no SQL qual is rechecked above the scan (the
  * LIMIT is consumed here), so rows that do not come from the service are
@@ -547,6 +548,21 @@ answer_has_zero_vector(VectorScan *scan, List *rows)
 }
 
 /*
+ * Whether the query vector can be sent: JSON has no NaN or Infinity, while
+ * SQL's operators rank such a query (every distance NaN or Infinity, so in
+ * no particular order), as they do on a native table; such a k-NN is
+ * computed here instead of failing.
+ */
+static bool
+query_is_finite(VectorScanSpec *spec)
+{
+	for (int i = 0; i < spec->dim; i++)
+		if (isnan(spec->query[i]) || isinf(spec->query[i]))
+			return false;
+	return true;
+}
+
+/*
  * ERROR unless every row of a k-NN answer satisfies the pushed filter: the
  * service's answer is used as it is (nothing rechecks it, and a row it
  * should not have returned took the place of one it should have), so a
@@ -614,7 +630,8 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 						spec->dim, scan->coll->name, scan->coll->dimension)));
 	if (spec->empty || spec->k == 0)
 		scan->rows = NIL;
-	else if (scan->coll && scan->overlay == NULL && scan->coll->distance == spec->metric)
+	else if (scan->coll && scan->overlay == NULL && scan->coll->distance == spec->metric &&
+			 query_is_finite(spec))
 	{
 		scan->requests++;
 		/* the metadata the pushed filter reads, to check the answer */

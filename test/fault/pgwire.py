@@ -16,8 +16,12 @@ to drive the server the way those drivers do.
 flush() returns one Result per Execute (rows, command tag, suspended or
 error) in order; an Execute skipped because an earlier message failed gets
 a Result whose skipped is True.  c.status is the transaction status of the
-last ReadyForQuery ('I', 'T' or 'E').  c.query(sql) runs simple-protocol
-SQL and returns its Results.
+last ReadyForQuery ('I', 'T' or 'E'); c.late_errors lists the errors that
+came after every queued Execute had its result (a COMMIT failing at the
+Sync of an implicit transaction: the pipeline's statements all completed,
+and still nothing committed).  c.query(sql) runs simple-protocol SQL and
+returns its Results.  Conn(db, options="-c DateStyle=SQL") passes session
+settings in the startup packet, as drivers do.
 """
 
 import os
@@ -44,7 +48,7 @@ class Result:
 class Conn:
     """One protocol connection (PGHOST/PGPORT/PGUSER from the environment)."""
 
-    def __init__(self, db=None, timeout=60):
+    def __init__(self, db=None, timeout=60, options=None):
         host = os.environ.get("PGHOST", "127.0.0.1")
         port = int(os.environ.get("PGPORT", "5432"))
         self.sock = socket.create_connection((host, port), timeout=timeout)
@@ -52,9 +56,13 @@ class Conn:
         self.out = []
         self.nexec = 0          # Executes queued since the last flush
         self.status = None
-        params = b"user\0%s\0database\0%s\0\0" % (
+        self.late_errors = []
+        params = b"user\0%s\0database\0%s\0" % (
             os.environ.get("PGUSER", "postgres").encode(),
             (db or os.environ.get("PGDATABASE", "postgres")).encode())
+        if options:
+            params += b"options\0%s\0" % options.encode()
+        params += b"\0"
         body = struct.pack("!i", 196608) + params
         self.sock.sendall(struct.pack("!i", len(body) + 4) + body)
         self._read_until_ready([])
@@ -104,6 +112,7 @@ class Conn:
         self.out = []
         results = [Result() for _ in range(self.nexec)]
         self.nexec = 0
+        self.late_errors = []
         self._read_until_ready(results)
         return results
 
@@ -171,6 +180,8 @@ class Conn:
                 for f in body.split(b"\0"):
                     if f:
                         fields[chr(f[0])] = f[1:].decode(errors="replace")
+                if not grow and i >= len(results):
+                    self.late_errors.append(fields)
                 cur().error = fields
                 i += 1
                 for r in results[i:]:

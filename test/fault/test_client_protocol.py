@@ -91,7 +91,8 @@ def test_pipeline(c, prefix):
     c.execute("")
     c.sync()
     res = c.flush()
-    check(all(r.tag == "INSERT 0 1" for r in res), "good pipeline: %r" % res)
+    check(all(r.tag == "INSERT 0 1" for r in res) and not c.late_errors,
+          "good pipeline: %r, at its COMMIT: %r" % (res, c.late_errors))
     check(rows_of(c, "SELECT * FROM f WHERE id LIKE 'p%'") ==
           rows_of(c, "SELECT * FROM n WHERE id LIKE 'p%'") == [(b"p3", b"3")],
           "good pipeline: rows differ")
