@@ -54,6 +54,14 @@ SELECT * FROM js ORDER BY key;
 SELECT value FROM s_raw WHERE key = 'j:m1';
 UPDATE js SET score = 0.5 WHERE key = 'm1';
 SELECT key, score FROM js ORDER BY key;
+-- A JSON array has no lower bound: an array whose subscripts do not start
+-- at 1 would read back as another value, so it is refused; a
+-- multidimensional one round-trips.
+INSERT INTO js (key, tags) VALUES ('m3', '[0:1]={a,b}');
+UPDATE js SET tags = '[2:2]={c}' WHERE key = 'm1';
+INSERT INTO js (key, tags) VALUES ('m3', '{{a,b},{c,d}}');
+SELECT tags, tags[2][1] FROM js WHERE key = 'm3';
+DELETE FROM js WHERE key = 'm3';
 -- Not JSON: names the key.
 INSERT INTO s_raw VALUES ('j:broken', 'not json');
 SELECT * FROM js WHERE key = 'broken';

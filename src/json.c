@@ -17,7 +17,9 @@
  * Outgoing JSON has one encoder, json_form(): numbers and booleans keep
  * their JSON types, json/jsonb values are embedded as is, arrays become
  * JSON arrays, dates and times are ISO 8601 strings as to_json() writes
- * them, everything else becomes a JSON string of its text form.  Store
+ * them, everything else becomes a JSON string of its text form.  A JSON
+ * array has no lower bound, so a store document refuses an array whose
+ * subscripts do not start at 1 (it would read back as another value).  Store
  * documents get the fixed form (PgpolyJsonAppendValue: timestamptz in UTC,
  * floats exact, under the fixed settings of convert.c); the feature
  * store's serving path gets the session's, as to_jsonb() (PgpolyJsonbValue).
@@ -39,6 +41,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "parser/parse_coerce.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/float.h"
@@ -894,6 +897,28 @@ output_text(Datum value, Oid typid, bool array, bool fixed)
 	return oc.text;
 }
 
+/*
+ * ERROR unless every dimension of array value starts at subscript 1: a JSON
+ * array has no lower bound and reads back starting at 1, an unequal array
+ * ('[0:1]={a,b}' <> '{a,b}', and a[0] would be NULL).  to_json() drops the
+ * bounds; a store document must not.
+ */
+static void
+check_lower_bounds(Datum value)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(value);
+	int		   *lbs = ARR_LBOUND(arr);
+
+	for (int i = 0; i < ARR_NDIM(arr); i++)
+		if (lbs[i] != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("an array whose subscripts start at %d cannot be stored in a JSON document",
+							lbs[i]),
+					 errdetail("A JSON array has no lower bound: the value would read back with subscripts starting at 1."),
+					 errhint("Store the array with subscripts from 1, or the column in a Redis hash table, which keeps the text form.")));
+}
+
 /* A float's form: shortest exact digits when fixed, else float8out's. */
 static JsonForm
 float_form(Datum value, Oid typid, bool fixed, char **out)
@@ -973,6 +998,8 @@ json_form(Datum value, Oid typid, bool fixed, char **out)
 		return json_form(value, getBaseType(typid), fixed, out);
 	if (type_is_array(typid))
 	{
+		if (fixed)
+			check_lower_bounds(value);
 		*out = output_text(value, typid, true, fixed);
 		return JF_JSON;
 	}
