@@ -74,7 +74,7 @@ DURATIONS = {
     "test_outbox_differential": 4, "test_elastic_dupid": 4,
     "test_redis_cluster_selfread": 4, "test_redis_cluster_hostile": 4,
     "test_jepsen_invariants": 15, "test_features_standby": 12,
-    "test_client_protocol_stores": 20,
+    "test_client_protocol_stores": 30,
 }
 
 
