@@ -23,6 +23,13 @@
 --	  the sync's attnums and its queued entries' cols are mapped again by
 --	  name, once (SyncResolveColumns, src/sync.c); a name no longer there
 --	  fails the sync (42703), never a guess.
+--	* home names the database a sync delivers from (pgpoly._sync_home:
+--	  cluster and database oid).  A copy of that database (CREATE DATABASE
+--	  ... TEMPLATE, or a dump restored into another database) in the same
+--	  cluster delivers none of its syncs while that database exists: the
+--	  worker fails them (3D000, SyncClaimHome).  In another cluster (a
+--	  restore there, pg_upgrade), or once that database is gone, the worker
+--	  makes the sync this database's before it delivers.
 --	* A foreign table in write_mode 'outbox' has a sync of kind 'outbox',
 --	  named after the table (schema.table) and made by the first COMMIT that
 --	  queues a change of it.  Its entries carry the row changes themselves
@@ -40,6 +47,14 @@
 -- triggers; kind 'outbox': the changes written to target (a foreign table in
 -- write_mode 'outbox'), no source, no column mapping, owner: the table's.
 --
+-- The database a sync created here delivers from (system identifier,
+-- database oid), as pgpoly.syncs.home records it.
+CREATE FUNCTION pgpoly._sync_home()
+RETURNS text
+AS 'MODULE_PATHNAME', 'pgpoly_sync_home'
+LANGUAGE C STABLE STRICT;
+REVOKE ALL ON FUNCTION pgpoly._sync_home() FROM PUBLIC;
+
 CREATE TABLE pgpoly.syncs (
 	sync_id           int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	name              text NOT NULL CONSTRAINT syncs_name_key UNIQUE
@@ -63,6 +78,7 @@ CREATE TABLE pgpoly.syncs (
 	applied           bigint NOT NULL DEFAULT 0,
 	last_error        text,
 	last_applied_at   timestamptz,
+	home              text DEFAULT pgpoly._sync_home(),	-- see above
 	CONSTRAINT syncs_columns_check
 		CHECK (cardinality(source_attnums) = cardinality(target_attnums)),
 	CONSTRAINT syncs_source_check CHECK ((kind = 'table') = (source IS NOT NULL))

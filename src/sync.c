@@ -1323,6 +1323,55 @@ copied_from(const char *ref, Oid rel)
 	return get_database_name(db);
 }
 
+/* ERROR: sync belongs to database db, of which this database is a copy. */
+static void
+belongs_elsewhere(const char *sync, const char *db)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_CATALOG_NAME),
+			 errmsg("pgpoly sync \"%s\" belongs to database \"%s\", of which this database is a copy",
+					sync, db),
+			 errdetail("The copy's queued changes are not delivered: that database's worker delivers the sync, and the copy's older rows would overwrite its newer ones."),
+			 errhint("Drop the sync here with pgpoly.drop_sync() (and create it again if this database is to feed the target), or drop database \"%s\" to make this database the sync's.",
+					 db)));
+}
+
+/*
+ * The worker, before it delivers sync s whose home (pgpoly.syncs.home) is
+ * not this database: ERROR 3D000 when that home is another database of
+ * this cluster that still exists (this one is its copy, by CREATE DATABASE
+ * ... TEMPLATE or a restored dump: both would deliver the same changes to
+ * the same targets, the copy's older ones last); otherwise (another
+ * cluster: a restore there, pg_upgrade; a database dropped since; no home
+ * recorded) the sync becomes this database's.  Runs in the delivery's
+ * transaction, so a claim whose batch fails is claimed again.
+ */
+void
+SyncClaimHome(SyncRow *s)
+{
+	Oid			type = INT4OID;
+	Datum		arg = Int32GetDatum(s->id);
+	bool		isnull;
+	Datum		home;
+	uint64		sysid;
+	Oid			db;
+	char	   *name;
+
+	SyncExecute("SELECT home FROM pgpoly.syncs WHERE sync_id = $1",
+				1, &type, &arg, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return;
+	home = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull &&
+		sscanf(TextDatumGetCString(home), UINT64_FORMAT "/%u", &sysid, &db) == 2 &&
+		sysid == GetSystemIdentifier() && db != MyDatabaseId &&
+		(name = get_database_name(db)) != NULL)
+		belongs_elsewhere(s->name, name);
+	SyncExecute("UPDATE pgpoly.syncs SET home = pgpoly._sync_home() WHERE sync_id = $1",
+				1, &type, &arg, NULL, SPI_OK_UPDATE);
+	s->away = false;
+}
+
 /*
  * The columns of sync id when its source or target is not the relation its
  * attnums were recorded for (source_ref, target_ref: a restored table, or
@@ -1410,13 +1459,7 @@ SyncResolveColumns(int32 id, SyncRow *s)
 		 * queues as it would, the worker delivers nothing.
 		 */
 		if (copy != NULL && s != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_CATALOG_NAME),
-					 errmsg("pgpoly sync \"%s\" belongs to database \"%s\", of which this database is a copy",
-							src.sync, copy),
-					 errdetail("The copy's queued changes are not delivered: that database's worker delivers the sync, and the copy's older rows would overwrite its newer ones."),
-					 errhint("Drop the sync here with pgpoly.drop_sync() (and create it again if this database is to feed the target), or drop database \"%s\" to make this database the sync's.",
-							 copy)));
+			belongs_elsewhere(src.sync, copy);
 		if (copy != NULL)
 		{
 			SetUserIdAndSecContext(save_user, save_sec);
@@ -1502,6 +1545,19 @@ SyncResolveColumns(int32 id, SyncRow *s)
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
+}
+
+PG_FUNCTION_INFO_V1(pgpoly_sync_home);
+
+/*
+ * pgpoly._sync_home(): this database, in any cluster (system identifier,
+ * database oid), as pgpoly.syncs.home records a sync's.
+ */
+Datum
+pgpoly_sync_home(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf(UINT64_FORMAT "/%u", GetSystemIdentifier(),
+											  MyDatabaseId)));
 }
 
 PG_FUNCTION_INFO_V1(pgpoly_sync_ref);

@@ -80,6 +80,8 @@ typedef struct SyncRow
 	AttrNumber *tatts;
 	bool		moved;			/* source or target is not the relation the
 								 * attnums were recorded for (restored) */
+	bool		away;			/* its home is not this database (a copy, a
+								 * restore, an upgraded cluster) */
 } SyncRow;
 
 /*
@@ -119,6 +121,7 @@ extern AttrNumber *SyncAttnums(Datum d, int *n);
 extern AttrNumber SyncRemapColumn(const char *sync, const char *role, Oid rel,
 								  const char *name, AttrNumber old);
 extern void SyncResolveColumns(int32 id, SyncRow *s);
+extern void SyncClaimHome(SyncRow *s);
 extern void SyncNoteColumnsChanged(Oid relid);
 extern const char *const SyncFollowNamesSQL;
 extern const char *const SyncFollowOwnersSQL;

@@ -229,7 +229,8 @@ load_fn(void *arg)
 				"target::pg_catalog.oid, owner::pg_catalog.oid, key_attnum, "
 				"target_key_attnum, source_attnums, target_attnums, kind = 'outbox', "
 				"COALESCE(source_ref <> pgpoly._sync_ref(source::pg_catalog.oid), false) "
-				"OR COALESCE(target_ref <> pgpoly._sync_ref(target::pg_catalog.oid), false) "
+				"OR COALESCE(target_ref <> pgpoly._sync_ref(target::pg_catalog.oid), false), "
+				"home IS DISTINCT FROM pgpoly._sync_home() "
 				"FROM pgpoly.syncs ORDER BY sync_id", 0, NULL, NULL, NULL, SPI_OK_SELECT);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -252,6 +253,7 @@ load_fn(void *arg)
 		s->tatts = SyncAttnums(SPI_getbinval(tup, desc, 10, &isnull), &n);
 		s->outbox = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
 		s->moved = DatumGetBool(SPI_getbinval(tup, desc, 12, &isnull));
+		s->away = DatumGetBool(SPI_getbinval(tup, desc, 13, &isnull));
 		la->syncs = lappend(la->syncs, s);
 		MemoryContextSwitchTo(old);
 	}
@@ -656,6 +658,8 @@ deliver_fn(void *arg)
 	SyncDef    *def;
 
 	pgstat_report_activity(STATE_RUNNING, "delivering pgpoly sync changes");
+	if (s->away)
+		SyncClaimHome(s);
 	if (s->moved)
 		SyncResolveColumns(s->id, s);
 	if (s->outbox)

@@ -75,6 +75,8 @@ DURATIONS = {
     "test_redis_cluster_selfread": 4, "test_redis_cluster_hostile": 4,
     "test_jepsen_invariants": 15, "test_features_standby": 12,
     "test_client_protocol_stores": 30,
+    "test_pg_upgrade": 33, "test_sync_restore_same_cluster": 13,
+    "test_sync_logical_replication": 5,
 }
 
 

@@ -216,6 +216,30 @@ def check_no_slot_warning(mark):
     pgtest.check(not lines, "the log says no slot was free:\n  " + "\n  ".join(lines[:5]))
 
 
+def hget(rport, key, field):
+    """HGET key field on the Redis on rport (a failed redis-cli fails the test)."""
+    rc, out, err = pgtest.redis_cli(rport, "HGET", key, field)
+    pgtest.check(rc == 0, "redis-cli HGET %s: %s" % (key, err))
+    return out
+
+
+def check_copy_held(c, db, origin, nsyncs):
+    """Check that the nsyncs syncs of database db (a copy of database origin
+    in Cluster c) deliver nothing: sync_wait gives up, and they turn
+    'failing' with a last_error naming origin."""
+    def q(text):
+        return c.value(text, db=db)
+    pgtest.check(q("SELECT pgpoly.sync_wait(NULL, '3 s')") == "f", "the copy's syncs delivered")
+    pgtest.check(pgtest.wait_for(
+        lambda: q("SELECT count(*) FROM pgpoly.sync_status WHERE state = 'failing'")
+        == str(nsyncs), timeout=30, interval=0.2),
+        "the copy's syncs are not failing: %s"
+        % q("SELECT name, state, last_error FROM pgpoly.sync_status"))
+    errs = q("SELECT string_agg(last_error, ' | ') FROM pgpoly.sync_status")
+    pgtest.check(errs.count('belongs to database "%s"' % origin) == nsyncs,
+                 "last_error names the database the syncs belong to: %s" % errs)
+
+
 def count_lines(text, pattern):
     """How many lines of text match the regular expression pattern."""
     rx = re.compile(pattern)

@@ -6,7 +6,8 @@ its columns anew without the dropped ones.  The source, the target and an
 outbox table here each had columns dropped at other places, two source
 columns swapped their names, and the sync and the outbox table have changes
 queued (their store was down) and a dead
-letter when the dump is taken.  Restored into a fresh database whose server then points at
+letter when the dump is taken, and the database is then dropped (moved: a
+copy restored while it exists would not deliver).  Restored into a fresh database whose server then points at
 a live Redis, the worker delivers every value into its own field, the
 queued changes and the ones written after the restore alike (the stored
 hashes are read directly).  Restored with a mapped column dropped before
@@ -120,6 +121,9 @@ def test():
 
     dump = os.path.join(pgtest.work_dir(), "pgpoly_rscol_%d.dump" % os.getpid())
     run(["pg_dump", "-Fc", "-f", dump, src])
+    # a move: while src exists, a copy restored in its cluster delivers nothing
+    # (test_sync_restore_same_cluster.py)
+    run(["dropdb", "--force", src])
     try:
         restored(dump, pfx)
         renamed(dump)
