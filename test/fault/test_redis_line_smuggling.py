@@ -26,7 +26,6 @@ does) records every byte it receives, over TCP and over a Unix socket:
 import atexit
 import os
 import shutil
-import socket
 import tempfile
 import threading
 
@@ -40,47 +39,27 @@ MASTER = "shutdown_now"         # as the sentinel master name
 
 
 class LineService:
-    """A memcached-like service: ERROR for each line, every byte recorded."""
+    """A memcached-like service: ERROR for each line, every byte recorded
+    (over TCP, or on the Unix socket path)."""
 
     def __init__(self, path=None):
         self.data = bytearray()
         self.lock = threading.Lock()
-        if path:
-            self.sock = socket.socket(socket.AF_UNIX)
-            self.sock.bind(path)
-            os.chmod(path, 0o777)
-        else:
-            self.sock = socket.socket()
-            self.sock.bind(("127.0.0.1", 0))
-            self.port = self.sock.getsockname()[1]
-        self.sock.listen(16)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+        self.server = pgtest.TcpServer(self._serve, path)
+        self.port = self.server.port
 
     def _serve(self, c):
         buf = b""
-        try:
-            while True:
-                d = c.recv(4096)
-                if not d:
-                    return
-                with self.lock:
-                    self.data += d
-                buf += d
-                while b"\n" in buf:
-                    _, buf = buf.split(b"\n", 1)
-                    c.sendall(b"ERROR\r\n")
-        except OSError:
-            pass
-        finally:
-            c.close()
+        while True:
+            d = c.recv(4096)
+            if not d:
+                return
+            with self.lock:
+                self.data += d
+            buf += d
+            while b"\n" in buf:
+                _, buf = buf.split(b"\n", 1)
+                c.sendall(b"ERROR\r\n")
 
     def received(self):
         with self.lock:
@@ -90,6 +69,18 @@ class LineService:
 def attempt(db, sql):
     """Run sql as ROLE; its Result."""
     return pgtest.psql("SET ROLE %s;\n%s" % (ROLE, sql), db=db, verbose=True)
+
+
+def via_sentinel(db, server, port, master):
+    """Scan a table of a new server whose sentinel is at port, as ROLE."""
+    return attempt(db, """
+        CREATE SERVER %(s)s FOREIGN DATA WRAPPER pgpoly_redis
+            OPTIONS (sentinels '127.0.0.1:%(p)d', sentinel_master '%(m)s');
+        CREATE USER MAPPING FOR %(role)s SERVER %(s)s OPTIONS (password 'x');
+        CREATE FOREIGN TABLE t_%(s)s (key text, value text) SERVER %(s)s
+            OPTIONS (table_type 'string');
+        SELECT * FROM t_%(s)s;
+    """ % {"s": server, "p": port, "m": master, "role": ROLE})
 
 
 def test():
@@ -138,29 +129,14 @@ def run(db, tcp, unix, sentinel, redis, path):
               "%s: the role's password or user name reached the service: %r"
               % (label, got))
 
-    # Sentinels at the fake: the master name is never sent to it.
-    r = attempt(db, """
-        CREATE SERVER s_sent FOREIGN DATA WRAPPER pgpoly_redis
-            OPTIONS (sentinels '127.0.0.1:%d', sentinel_master '%s');
-        CREATE USER MAPPING FOR %s SERVER s_sent OPTIONS (password 'x');
-        CREATE FOREIGN TABLE t_sent (key text, value text) SERVER s_sent
-            OPTIONS (table_type 'string');
-        SELECT * FROM t_sent;
-    """ % (sentinel.port, MASTER, ROLE))
+    # Sentinels at the fake: the master name is never sent to it.  A Redis
+    # as a "sentinel" answers PONG, then does not know SENTINEL: refused
+    # with what it answered, as before.
+    r = via_sentinel(db, "s_sent", sentinel.port, MASTER)
     check(r.rc != 0, "sentinel: the scan through a line service succeeded")
     check(MASTER.encode() not in sentinel.received(),
           "sentinel: the master name reached the service: %r" % sentinel.received())
-
-    # A Redis as a "sentinel": PONG, then it does not know SENTINEL: refused
-    # with what it answered, as before.
-    r = attempt(db, """
-        CREATE SERVER s_notsent FOREIGN DATA WRAPPER pgpoly_redis
-            OPTIONS (sentinels '127.0.0.1:%d', sentinel_master 'm');
-        CREATE USER MAPPING FOR %s SERVER s_notsent OPTIONS (password 'x');
-        CREATE FOREIGN TABLE t_notsent (key text, value text) SERVER s_notsent
-            OPTIONS (table_type 'string');
-        SELECT * FROM t_notsent;
-    """ % (redis, ROLE))
+    r = via_sentinel(db, "s_notsent", redis, "m")
     check(r.rc != 0 and "sentinel 127.0.0.1:%d" % redis in r.err,
           "a Redis as sentinel: %s" % r.err)
 
