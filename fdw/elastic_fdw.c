@@ -97,7 +97,7 @@ const PgpolyOption ElasticOptions[] = {
 	{"verify_tls", ForeignServerRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
 	{"username", UserMappingRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"password", UserMappingRelationId, PGPOLY_OPT_STRING, 0, 0, NULL, true},
-	{"api_key", UserMappingRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, true},
+	{"api_key", UserMappingRelationId, PGPOLY_OPT_HEADER, 1, 0, NULL, true},
 	{"password_required", UserMappingRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
 	{"index", ForeignTableRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"fetch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, ELASTIC_MAX_RESULT_WINDOW, NULL, false},

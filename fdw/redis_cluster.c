@@ -1154,6 +1154,27 @@ reply_port(redisReply *r)
 }
 
 /*
+ * Whether sentinel s answers PING with PONG, as a sentinel does; else why
+ * not, in *error.  Asked first for a user under the trust rule: the
+ * sentinels are any addresses a non-superuser named, and the master name
+ * (hers too) is sent to them without AUTH; a line-based service there
+ * (memcached, a mail server) would run it as a command.
+ */
+static bool
+speaks_resp(PgpolyConnection *conn, RedisHandle *h, RedisNode *s, char **error)
+{
+	const char *argv[1] = {"PING"};
+	redisReply *r = RedisNodeCall(conn, h, s, 1, argv, error);
+
+	if (r == NULL)
+		return false;
+	if (r->type == REDIS_REPLY_STATUS && r->len == 4 && memcmp(r->str, "PONG", 4) == 0)
+		return true;
+	*error = pstrdup("did not answer PING as a sentinel does");
+	return false;
+}
+
+/*
  * Ask the sentinels, in order, for the address of master; the first that
  * names it wins.  false (what each said appended to errors) if none does.
  */
@@ -1171,7 +1192,8 @@ ask_sentinels(PgpolyConnection *conn, RedisHandle *h, RedisTopology *topo,
 		redisReply *r = NULL;
 		char	   *error = NULL;
 
-		if (RedisNodeOpen(conn, h, s, false, &error))
+		if (RedisNodeOpen(conn, h, s, false, &error) &&
+			(!h->probe || speaks_resp(conn, h, s, &error)))
 			r = RedisNodeCall(conn, h, s, 3, argv, &error);
 		RedisNodeFree(h, s);	/* its reader's buffer is the handle's memory */
 		if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&

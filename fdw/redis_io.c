@@ -794,10 +794,36 @@ RedisNodeCall(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 }
 
 /*
- * Send AUTH and SELECT as the user mapping and server options ask; first,
- * for a user who must prove the credential is asked for (the trust rule),
- * a PING that Redis must refuse with NOAUTH.  One round trip.  An error
- * reply (a wrong password) is an ERROR, an unreachable node returns false.
+ * The trust rule's check, for a user who must prove the credential is
+ * asked for: a PING, alone, that Redis must refuse with NOAUTH (2F003
+ * otherwise).  Nothing the user chose (the password, a user name) is sent
+ * before that answer: the node is any address a non-superuser named, and
+ * to a line-based service (memcached, SMTP, a local daemon's socket) each
+ * RESP argument is a line it would run as a command.  false with *error
+ * set if the node cannot be reached.
+ */
+static bool
+check_credential_asked(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
+					   char **error)
+{
+	const char *argv[1] = {"PING"};
+	redisReply *r = RedisNodeCall(conn, h, node, 1, argv, error);
+
+	if (r == NULL)
+		return false;
+	if (r->type != REDIS_REPLY_ERROR || r->len < 6 || memcmp(r->str, "NOAUTH", 6) != 0)
+	{
+		name_node(conn, node);
+		PgpolyCredentialNotRequested(conn, "PING without AUTH");
+	}
+	return true;
+}
+
+/*
+ * Send AUTH and SELECT as the user mapping and server options ask, after
+ * the trust rule's check (check_credential_asked) when the user needs it.
+ * One round trip (two with the check).  An error reply (a wrong password)
+ * is an ERROR, an unreachable node returns false.
  */
 static bool
 setup_session(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
@@ -806,18 +832,11 @@ setup_session(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 	StringInfoData buf;
 	redisReply **r;
 	int			n = 0;
-	int			first = 0;
 	int			multi = -1;		/* the MULTI probe's reply, if sent */
 
+	if (h->probe && !check_credential_asked(conn, h, node, error))
+		return false;
 	initStringInfo(&buf);
-	if (h->probe)
-	{
-		const char *argv[1] = {"PING"};
-
-		RedisEncodeCommand(&buf, 1, argv, NULL);
-		n++;
-		first = 1;
-	}
 	/* An empty password means none: Redis without requirepass rejects AUTH. */
 	if (h->password != NULL && h->password[0] != '\0')
 	{
@@ -863,19 +882,12 @@ setup_session(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 		return true;
 	if ((r = node_call_raw(conn, h, node, &buf, n, error)) == NULL)
 		return false;
-	/* The trust rule: a PING answered before AUTH means no password is asked. */
-	if (h->probe && (r[0]->type != REDIS_REPLY_ERROR || r[0]->len < 6 ||
-					 memcmp(r[0]->str, "NOAUTH", 6) != 0))
-	{
-		name_node(conn, node);
-		PgpolyCredentialNotRequested(conn, "PING without AUTH");
-	}
 	if (multi >= 0)
 	{
 		node->multi_refused = r[multi]->type == REDIS_REPLY_ERROR;
 		n = multi;				/* their replies are not set-up errors */
 	}
-	for (int i = first; i < n; i++)
+	for (int i = 0; i < n; i++)
 	{
 		if (r[i]->type != REDIS_REPLY_STATUS)
 			name_node(conn, node);	/* for the ERROR below */

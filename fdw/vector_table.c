@@ -39,7 +39,7 @@ const PgpolyOption VectorOptions[] = {
 	{"database", ForeignServerRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"connect_timeout_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
 	{"timeout_ms", ForeignServerRelationId, PGPOLY_OPT_INT, 1, INT_MAX, NULL, false},
-	{"api_key", UserMappingRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, true},
+	{"api_key", UserMappingRelationId, PGPOLY_OPT_HEADER, 1, 0, NULL, true},
 	{"password_required", UserMappingRelationId, PGPOLY_OPT_BOOL, 0, 0, NULL, false},
 	{"collection", ForeignTableRelationId, PGPOLY_OPT_STRING, 1, 0, NULL, false},
 	{"batch_size", ForeignTableRelationId, PGPOLY_OPT_INT, 1, 100000, NULL, false},

@@ -252,6 +252,18 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
                         '_relation_name')
 ORDER BY 1;
 
+-- An api_key is sent as an HTTP header's value, as given: a CR or LF in it
+-- would add headers of the user's choosing (or a second request) to every
+-- request.  Refused, and never quoted.
+SELECT pg_temp.try($$CREATE USER MAPPING FOR CURRENT_USER SERVER hs_vec
+  OPTIONS (api_key E'k\r\nX-Injected: yes')$$, 'X-Injected');
+SELECT pg_temp.try($$CREATE USER MAPPING FOR PUBLIC SERVER hs_es
+  OPTIONS (api_key E'k\nHost: elsewhere')$$, 'elsewhere');
+CREATE USER MAPPING FOR PUBLIC SERVER hs_es OPTIONS (api_key 'k');
+SELECT pg_temp.try($$ALTER USER MAPPING FOR PUBLIC SERVER hs_es
+  OPTIONS (SET api_key E'k\tX')$$);
+DROP USER MAPPING FOR PUBLIC SERVER hs_es;
+
 DROP USER MAPPING FOR CURRENT_USER SERVER hs_es;
 DROP FOREIGN TABLE hs_vt;
 DROP SERVER hs_es, hs_es2, hs_vec, hs_live;

@@ -411,7 +411,8 @@ CREATE FOREIGN TABLE dmor (id text OPTIONS (key 'true'), n int, s text)
 CREATE FOREIGN TABLE dmo_now (id text OPTIONS (key 'true'), n int, s text)
   SERVER rdm OPTIONS (key_prefix 'regress_dm:o:');
 CREATE TABLE dm_queued (target regclass, op "char", key text, cols smallint[], vals text[]);
-CREATE FUNCTION dm_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+-- (pgpoly writes its queue under search_path pg_catalog, pg_temp)
+CREATE FUNCTION dm_capture() RETURNS trigger LANGUAGE plpgsql SET search_path = public AS $$
 BEGIN
   INSERT INTO dm_queued
     SELECT s.target, NEW.op, NEW.keys[i], NEW.cols, NEW.vals[i:i][:]

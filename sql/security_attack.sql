@@ -313,6 +313,55 @@ DELETE FROM regress_att_su_keys;
 DROP SERVER regress_att_su CASCADE;
 
 --
+-- 10. The capture trigger and an outbox table's COMMIT write pgpoly's queue
+-- as the extension's owner, in the writer's session: not under the
+-- writer's search_path.  Mallory's schema comes first in hers, with an
+-- operator "=" on integer, text and oid that notes who runs it: the
+-- queries run as the extension's owner (sync_id = $1, s.name = $2, c.oid =
+-- $1 ...) ran it as a superuser, who could have been made to do anything.
+--
+SET ROLE regress_att_mallory;
+CREATE TABLE regress_att.seen (who name);
+CREATE FUNCTION regress_att.note_eq_int(int4, int4) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO regress_att.seen VALUES (current_user);
+	RETURN $1 OPERATOR(pg_catalog.=) $2;
+END $$;
+CREATE FUNCTION regress_att.note_eq_text(text, text) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO regress_att.seen VALUES (current_user);
+	RETURN $1 OPERATOR(pg_catalog.=) $2;
+END $$;
+CREATE FUNCTION regress_att.note_eq_oid(oid, oid) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO regress_att.seen VALUES (current_user);
+	RETURN $1 OPERATOR(pg_catalog.=) $2;
+END $$;
+CREATE OPERATOR regress_att.= (LEFTARG = int4, RIGHTARG = int4, FUNCTION = regress_att.note_eq_int);
+CREATE OPERATOR regress_att.= (LEFTARG = text, RIGHTARG = text, FUNCTION = regress_att.note_eq_text);
+CREATE OPERATOR regress_att.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = regress_att.note_eq_oid);
+CREATE TABLE regress_att.src2 (key text PRIMARY KEY, v text);
+CREATE FOREIGN TABLE regress_att.ob (key text OPTIONS (key 'true'), v text)
+  SERVER regress_att_dead OPTIONS (key_prefix 'regress_att_ob:', write_mode 'outbox');
+SELECT pgpoly.create_sync('regress_att_sync_sp', 'regress_att.src2', 'regress_att.sync_t',
+                          backfill => false);
+SET search_path = regress_att, pg_catalog;
+INSERT INTO src2 VALUES ('a', '1');
+UPDATE src2 SET v = '2';
+DELETE FROM src2;
+TRUNCATE src2;
+INSERT INTO ob VALUES ('a', '1');
+SELECT pgpoly.sync_retry('regress_att_sync_sp');
+SELECT pgpoly.drop_sync('regress_att_sync_sp');
+SELECT pgpoly.drop_sync('regress_att.ob');
+SELECT 'a'::text = 'b' AS her_own_query_uses_it;
+RESET search_path;
+SELECT count(*) FILTER (WHERE who = 'regress_att_mallory') > 0 AS run_as_her,
+       count(*) FILTER (WHERE who <> 'regress_att_mallory') AS run_as_another_role
+FROM regress_att.seen;
+RESET ROLE;
+
+--
 -- Clean up.
 --
 SELECT pgpoly.elastic_request('regress_att_es', 'DELETE', '/regress_att_docs') IS NOT NULL AS cleaned;

@@ -303,6 +303,23 @@ check_socket_option(const PgpolyOption *opt, const char *value)
 						   room - 1, strlen(value))));
 }
 
+/*
+ * ERROR unless value can be sent as an HTTP header's value: libcurl sends
+ * a header as given, so a CR or LF in it would end the header and start
+ * others (or a second request) of the user's choosing.  The value is a
+ * secret: it is never quoted.
+ */
+static void
+check_header_option(const PgpolyOption *opt, const char *value)
+{
+	for (const unsigned char *c = (const unsigned char *) value; *c; c++)
+		if (*c < 0x20 || *c == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("option \"%s\" must not contain control characters", opt->name),
+					 errdetail("It is sent in an HTTP header, where a line break would start another header.")));
+}
+
 /* Check one option's value against its declared type. */
 static void
 check_option_value(const PgpolyOption *opt, const char *value)
@@ -313,6 +330,9 @@ check_option_value(const PgpolyOption *opt, const char *value)
 	switch (opt->type)
 	{
 		case PGPOLY_OPT_STRING:
+		case PGPOLY_OPT_HEADER:
+			if (opt->type == PGPOLY_OPT_HEADER)
+				check_header_option(opt, value);
 			/* min is the minimum length; secrets are never quoted. */
 			if ((int64) strlen(value) < opt->min)
 				ereport(ERROR,

@@ -54,7 +54,9 @@ typedef enum PgpolyOptionType
 	PGPOLY_OPT_URL,				/* comma-separated http(s) base URLs */
 	PGPOLY_OPT_FILE,			/* a server-side file libcurl reads: only
 								 * superusers and pg_read_server_files */
-	PGPOLY_OPT_SOCKET			/* absolute path of a Unix-domain socket */
+	PGPOLY_OPT_SOCKET,			/* absolute path of a Unix-domain socket */
+	PGPOLY_OPT_HEADER			/* a STRING sent in an HTTP header: no
+								 * control character */
 } PgpolyOptionType;
 
 /* One valid option of a store, in one catalog context. */

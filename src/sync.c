@@ -328,17 +328,23 @@ spi_connect(void)
 		elog(ERROR, "SPI_connect failed");
 }
 
-/* Run sql with args as the admin role; check the result code. */
+/*
+ * Run sql with args as the admin role, under SyncSafeSearchPath (the
+ * caller's search_path could lend the admin the caller's operators);
+ * check the result code.
+ */
 static void
 admin_execute(const char *sql, int nargs, Oid *types, Datum *values, int expect)
 {
 	Oid			save_user;
 	int			save_sec;
+	int			level = SyncSafeSearchPath();
 	int			rc;
 
 	SyncBecome(SyncAdminRole(), false, &save_user, &save_sec);
 	rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
 	SetUserIdAndSecContext(save_user, save_sec);
+	AtEOXact_GUC(true, level);
 	if (rc != expect)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
 }

@@ -104,6 +104,7 @@ write_chunk(SyncKeyQueue *q)
 	Datum		values[3];
 	Oid			save_user;
 	int			save_sec;
+	int			level;
 	int			rc;
 
 	values[0] = Int32GetDatum(q->sync_id);
@@ -112,9 +113,12 @@ write_chunk(SyncKeyQueue *q)
 	values[2] = ObjectIdGetDatum(q->source);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	/* the writer's search_path could lend the admin her "=" (sync_id = $1) */
+	level = SyncSafeSearchPath();
 	SyncBecome(SyncAdminRole(), false, &save_user, &save_sec);
 	rc = SPI_execute_plan(enqueue_plan(), values, NULL, false, 0);
 	SetUserIdAndSecContext(save_user, save_sec);
+	AtEOXact_GUC(true, level);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "queueing sync changes failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed != 1)
@@ -337,6 +341,7 @@ sync_source(int32 sync_id)
 	Datum		arg = Int32GetDatum(sync_id);
 	Oid			save_user;
 	int			save_sec;
+	int			level;
 	bool		isnull;
 
 	if (SyncSources == NULL)
@@ -352,6 +357,7 @@ sync_source(int32 sync_id)
 		return ss;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	level = SyncSafeSearchPath();	/* as in write_chunk */
 	SyncBecome(SyncAdminRole(), false, &save_user, &save_sec);
 	if (SPI_execute_with_args("SELECT source::pg_catalog.oid, key_attnum, owner::pg_catalog.oid, "
 							  "COALESCE(source_ref OPERATOR(pg_catalog.<>) "
@@ -362,6 +368,7 @@ sync_source(int32 sync_id)
 							  1, &type, &arg, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "reading pgpoly sync %d failed", sync_id);
 	SetUserIdAndSecContext(save_user, save_sec);
+	AtEOXact_GUC(true, level);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),

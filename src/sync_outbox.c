@@ -438,17 +438,21 @@ SyncQueueChanges(List *changes)
 	List	   *sync_ids;
 	Oid			save_user;
 	int			save_sec;
+	int			level;
 
 	if (live == NIL)
 		return;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
+	/* not under the writer's search_path, whose "=" would run as the admin */
+	level = SyncSafeSearchPath();
 	SyncBecome(SyncAdminRole(), false, &save_user, &save_sec);
 	sync_ids = table_syncs(relids, live);
 	lock_keys(relids, live);
 	write_entries(live, relids, sync_ids);
 	SetUserIdAndSecContext(save_user, save_sec);
+	AtEOXact_GUC(true, level);
 	PopActiveSnapshot();
 	SPI_finish();
 	SyncNoteQueued();

@@ -157,16 +157,23 @@ class TcpServer:
     Each accepted connection runs handle(sock) in a thread of its own and is
     closed when handle returns (or raises OSError).  .port is the port,
     .accepted counts connections so far, .stop is an Event long-running
-    handlers should watch; close() sets it and stops accepting.
+    handlers should watch; close() sets it and stops accepting.  With path:
+    a Unix-domain socket there instead (mode 777; .port is None).
     """
 
-    def __init__(self, handle):
+    def __init__(self, handle, path=None):
         self.handle = handle
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.port = None
+        if path:
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.bind(path)
+            os.chmod(path, 0o777)
+        else:
+            self.sock = socket.socket()
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(("127.0.0.1", 0))
+            self.port = self.sock.getsockname()[1]
         self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.accepted = 0
         self.stop = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -177,7 +184,8 @@ class TcpServer:
                 c, _ = self.sock.accept()
             except OSError:
                 return
-            tcp_nodelay(c)
+            if self.port is not None:
+                tcp_nodelay(c)
             self.accepted += 1
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
