@@ -34,6 +34,22 @@ SELECT _id FROM lim WHERE _id = ANY (ARRAY(SELECT chr(97 + g % 3) || g FROM gene
                                     || ARRAY['b', 'd'])
   ORDER BY _id;
 
+-- _bulk bodies stay within http.max_content_length (100mb by default): 110
+-- documents of 1 MB, fewer than batch_size, go in several requests.
+CREATE FOREIGN TABLE lim_big (_id text, n bigint, kw text)
+  SERVER es_limits OPTIONS (index 'regress_es_limits', fetch_size '10');
+INSERT INTO lim_big SELECT 'big' || g, g, repeat(chr(97 + g % 26), 1000000)
+  FROM generate_series(1, 110) g;
+SELECT count(*), sum(length(kw)), count(DISTINCT left(kw, 1)) FROM lim_big WHERE _id LIKE 'big%';
+UPDATE lim_big SET kw = left(kw, 10) WHERE _id LIKE 'big%';
+SELECT count(*), sum(length(kw)) FROM lim_big WHERE _id LIKE 'big%';
+-- One document over the limit goes alone, and is refused with 54000.
+\set VERBOSITY sqlstate
+INSERT INTO lim_big VALUES ('huge', 0, repeat('x', 105000000));
+\set VERBOSITY terse
+SELECT count(*) FROM lim_big WHERE _id = 'huge';
+DROP FOREIGN TABLE lim_big;
+
 DROP FOREIGN TABLE lim;
 SELECT pgpoly.elastic_request('es_limits', 'DELETE', '/regress_es_limits') ->> 'acknowledged' AS dropped;
 DROP SERVER es_limits;

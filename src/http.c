@@ -609,7 +609,8 @@ PgpolyHttpBaseUrl(PgpolyHttp *h)
  * The SQLSTATE of an HTTP error status, the same for every REST store: the
  * credentials were refused (28000); the service is overloaded or
  * unavailable (429, 502, 503, 504: a connection failure, 08006, which the
- * sync worker retries with backoff); anything else an FDW error (HV000).
+ * sync worker retries with backoff); the request body was too large (413:
+ * 54000); anything else an FDW error (HV000).
  */
 int
 PgpolyHttpStatusErrcode(long status)
@@ -618,6 +619,8 @@ PgpolyHttpStatusErrcode(long status)
 		return ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
 	if (status == 429 || status == 502 || status == 503 || status == 504)
 		return ERRCODE_CONNECTION_FAILURE;
+	if (status == 413)			/* Payload Too Large: a size limit */
+		return ERRCODE_PROGRAM_LIMIT_EXCEEDED;
 	return ERRCODE_FDW_ERROR;
 }
 

@@ -175,6 +175,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 MAX_RESULT_WINDOW = 10000
 MAX_TERMS_COUNT = 65536
+MAX_CONTENT_LENGTH = 100 * 1024 * 1024   # http.max_content_length
 PRIMARY_TERM = 1          # one shard, never failed over
 LOCK = threading.RLock()
 
@@ -1973,6 +1974,17 @@ class Handler(BaseHTTPRequestHandler):
     def do_HEAD(self):
         self.dispatch("HEAD")
 
+    def too_large(self):
+        """A body over http.max_content_length (100mb): Elasticsearch's
+        HTTP layer answers 413 with an empty body, before any handler."""
+        left = int(self.headers.get("Content-Length"))
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            left -= len(chunk)
+        self.send(413, None, raw=b"")
+
     def read_body(self):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
@@ -2024,6 +2036,8 @@ class Handler(BaseHTTPRequestHandler):
         path = unquote(url.path)
         params = {k: v[-1] for k, v in parse_qs(url.query,
                                                 keep_blank_values=True).items()}
+        if int(self.headers.get("Content-Length") or 0) > MAX_CONTENT_LENGTH:
+            return self.too_large()
         raw = self.read_body()
         try:
             if path.startswith("/_standin/"):
