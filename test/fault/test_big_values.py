@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Redis values at pgpoly's size limits.
+"""Values and documents at pgpoly's size limits.
 
 Always (small): a private Redis holds a set of 3000 members.  With
 pgpoly.max_response_size '64kB' reading it fails with 54000, and the hint
@@ -15,10 +15,15 @@ With PGPOLY_BIG_VALUES=1 (about 3 GB of memory and a minute; not part of
   * writing a 537 MB bytea into a json table, whose hex form (\\x and two
     digits a byte) cannot be a text value of at most 1 GB, fails with
     54000 ("too long to write in hex"), not XX000 "invalid memory alloc request size";
+  * an Elasticsearch answer of 1.1 GB (a fake server streams it, with
+    pgpoly.max_response_size at its maximum) read by
+    pgpoly.elastic_request fails with 54000 "larger than 1 GB", not XX000
+    "invalid memory alloc request size";
   * the backend survives each of them, and the PostgreSQL log shows no
     crash.
 """
 
+import json
 import os
 
 import pgtest
@@ -71,6 +76,52 @@ def big(s, port):
           "the refused json value was written")
 
 
+ES_ROOT = json.dumps({"name": "big", "cluster_name": "big",
+                      "version": {"number": "8.11.0"},
+                      "tagline": "You Know, for Search"}).encode()
+BIG_DOC = 1100 * MB
+
+
+def serve_es(c):
+    """GET / like Elasticsearch; anything else: {"a": "xxx..."} of BIG_DOC
+    bytes, streamed."""
+    buf = b""
+    while True:
+        req = pgtest.read_http_request(c, buf)
+        if req is None:
+            return
+        _, path, headers, buf = req
+        if path == "/":
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                      b"X-elastic-product: Elasticsearch\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(ES_ROOT), ES_ROOT))
+            continue
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n{\"a\": \"" % BIG_DOC)
+        chunk = b"x" * MB
+        left = BIG_DOC - 9
+        while left > 0:
+            c.sendall(chunk[:min(left, MB)])
+            left -= min(left, MB)
+        c.sendall(b"\"}")
+
+
+def big_es(s, db):
+    es = pgtest.TcpServer(serve_es)
+    r = pgtest.psql("CREATE SERVER bv_es FOREIGN DATA WRAPPER pgpoly_elastic "
+                    "OPTIONS (url 'http://127.0.0.1:%d', timeout_ms '600000');"
+                    % es.port, db=db)
+    check(r.rc == 0, "creating the Elasticsearch server failed: %s" % r.err)
+    s.value("SET pgpoly.max_response_size = '2097151kB';")
+    r = s.run("SELECT pgpoly.elastic_request('bv_es', 'GET', '/big') IS NULL;",
+              timeout=300)
+    check(r.rc == 1 and r.sqlstate == "54000" and "larger than 1 GB" in r.err,
+          "a 1.1 GB Elasticsearch answer: want 54000, got rc=%s sqlstate=%s: %s"
+          % (r.rc, r.sqlstate, r.err.strip()))
+    s.value("RESET pgpoly.max_response_size;")
+    es.close()
+
+
 def test():
     mark = pgtest.pg_log_mark()
     port = pgtest.start_redis()
@@ -93,9 +144,10 @@ def test():
     pid = s.value("SELECT pg_backend_pid();")
     small(s, port)
     if os.environ.get("PGPOLY_BIG_VALUES") == "1":
+        big_es(s, db)
         big(s, port)
     else:
-        print("note: set PGPOLY_BIG_VALUES=1 for the 300 MB and 537 MB values")
+        print("note: set PGPOLY_BIG_VALUES=1 for the 300 MB to 1.1 GB values")
     check(s.value("SELECT pg_backend_pid();") == pid,
           "the session's backend changed (it died and psql reconnected?)")
     s.close()
