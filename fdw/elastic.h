@@ -41,6 +41,9 @@
 
 /* ES does not allow from + size beyond this (index.max_result_window). */
 #define ELASTIC_MAX_RESULT_WINDOW 10000
+#define ELASTIC_MAX_TERMS 65536	/* index.max_terms_count's default */
+/* Most bytes of one _bulk body: Elasticsearch advises 5 to 15 MB a request. */
+#define ELASTIC_MAX_BULK_BYTES (10 * 1024 * 1024)
 /* Retries of 429/502/503 per request (jittered backoff in the core). */
 #define ELASTIC_RETRIES 3
 /* keep_alive of PIT and scroll contexts between pages. */

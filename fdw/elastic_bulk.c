@@ -1389,8 +1389,21 @@ chain_version(ElasticWrite *w, int64 sent)
 }
 
 /*
- * Send writes (ElasticWrite *) in _bulk batches of the tables' batch_size;
- * a change of refresh option starts a new batch, and so does a versioned
+ * About the bytes w adds to a _bulk body: its source line and action line
+ * (append_action; the action's names and numbers in 256 bytes).
+ */
+static size_t
+write_bytes(ElasticWrite *w)
+{
+	return (w->doc ? strlen(w->doc) : 0) + strlen(w->id) +
+		(w->routing ? strlen(w->routing) : 0) + strlen(write_index(w)) + 256;
+}
+
+/*
+ * Send writes (ElasticWrite *) in _bulk batches of the tables' batch_size
+ * and of at most ELASTIC_MAX_BULK_BYTES (a larger body is refused with 413
+ * past http.max_content_length, 100mb by default; a single larger document
+ * goes alone); a change of refresh option starts a new batch, and so does a versioned
  * write of a document written earlier in the same batch (its condition is
  * the version that write returns), or any write of a document whose
  * earlier write in the batch is versioned: if that one fails with 40001,
@@ -1408,6 +1421,7 @@ ElasticSendWrites(PgpolyConnection *conn, List *writes)
 	int			n = 0;
 	int			batchno = 0;
 	int64		sent = 0;
+	size_t		bytes = 0;
 	ListCell   *lc;
 
 	link_writes(writes, cxt);
@@ -1417,8 +1431,10 @@ ElasticSendWrites(PgpolyConnection *conn, List *writes)
 		ElasticWrite *w = lfirst(lc);
 		bool		chained = w->versioned && w->prev != NULL;
 		bool		follows = w->prev != NULL && (w->versioned || w->prev->versioned);
+		size_t		wbytes = write_bytes(w);
 
 		if (n > 0 && (n >= batch[0]->tbl->batch_size ||
+					  bytes + wbytes > ELASTIC_MAX_BULK_BYTES ||
 					  strcmp(w->tbl->refresh, batch[0]->tbl->refresh) != 0 ||
 					  (follows && w->prev->batchno == batchno)))
 		{
@@ -1427,12 +1443,14 @@ ElasticSendWrites(PgpolyConnection *conn, List *writes)
 			MemoryContextSwitchTo(old);
 			sent += n;
 			n = 0;
+			bytes = 0;
 			batchno++;
 		}
 		if (chained)
 			chain_version(w, sent);
 		w->batchno = batchno;
 		batch[n++] = w;
+		bytes += wbytes;
 	}
 	if (n > 0)
 	{

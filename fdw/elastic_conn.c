@@ -470,7 +470,9 @@ ElasticRaiseStatus(PgpolyConnection *conn, const char *method, const char *path,
 			 resp->status == 401 || resp->status == 403 ?
 			 errhint("Check the user mapping's username and password, or api_key.") :
 			 resp->status == 429 || resp->status >= 500 ?
-			 errhint("The request was retried %d times.", ELASTIC_RETRIES) : 0));
+			 errhint("The request was retried %d times.", ELASTIC_RETRIES) :
+			 resp->status == 413 ?
+			 errhint("The request body was over the server's http.max_content_length (100mb by default): send less per statement (smaller documents, shorter IN lists) or raise that setting.") : 0));
 }
 
 /*

@@ -762,48 +762,76 @@ is_float_zero(ElasticParamValue *p)
 		DatumGetFloat8(p->value) == 0.0;
 }
 
+/*
+ * The elements of the array param p (not NULL, not EXPLAIN's placeholder),
+ * deconstructed in the current context; their count.
+ */
+static int
+param_elements(ElasticParamValue *p, Oid *elemtype, Datum **elems, bool **enulls)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(p->value);
+	int16		elmlen;
+	bool		elmbyval;
+	char		elmalign;
+	int			n;
+
+	*elemtype = ARR_ELEMTYPE(arr);
+	get_typlenbyvalalign(*elemtype, &elmlen, &elmbyval, &elmalign);
+	deconstruct_array(arr, *elemtype, elmlen, elmbyval, elmalign, elems, enulls, &n);
+	return n;
+}
+
+/*
+ * Append elements [*i, n) of an array param as comma-separated JSON
+ * values, at most max of them; *i moves past the elements taken.  NULLs
+ * and values that match nothing (1e400) are skipped; a float zero writes
+ * two values.
+ */
+static void
+append_elements(StringInfo buf, Oid elemtype, Datum *elems, bool *enulls,
+				int n, int *i, int max)
+{
+	int			written = 0;
+
+	for (; *i < n; (*i)++)
+	{
+		ElasticCondKind kind = ECOND_EQ;
+		ElasticParamValue e = {elems[*i], false, elemtype, NULL};
+		int			need;
+
+		if (enulls[*i] || value_reach(&kind, &e) != EREACH_VALUE)
+			continue;			/* = NULL never matches, nor = 1e400 */
+		need = is_float_zero(&e) ? 2 : 1;
+		if (written + need > max)
+			break;
+		if (written > 0)
+			appendStringInfoChar(buf, ',');
+		/* SQL's 0 is also Elasticsearch's -0.0 (append_zero_compare) */
+		if (need == 2)
+			appendStringInfoString(buf, "0.0,-0.0");
+		else
+			PgpolyJsonAppendValue(buf, e.value, e.typid, false);
+		written += need;
+	}
+}
+
 /* Append the elements of an array param as a JSON array. */
 static void
 append_array_param(StringInfo buf, ElasticParamValue *p)
 {
 	Oid			elemtype;
-	int16		elmlen;
-	bool		elmbyval;
-	char		elmalign;
 	Datum	   *elems;
 	bool	   *enulls;
 	int			n;
-	ArrayType  *arr;
-	bool		first = true;
+	int			i = 0;
 
-	if (p->explain || p->isnull)
-	{
-		appendStringInfoChar(buf, '[');
-		if (p->explain)
-			escape_json(buf, p->explain);
-		appendStringInfoChar(buf, ']');
-		return;
-	}
-	arr = DatumGetArrayTypeP(p->value);
-	elemtype = ARR_ELEMTYPE(arr);
-	get_typlenbyvalalign(elemtype, &elmlen, &elmbyval, &elmalign);
-	deconstruct_array(arr, elemtype, elmlen, elmbyval, elmalign, &elems, &enulls, &n);
 	appendStringInfoChar(buf, '[');
-	for (int i = 0; i < n; i++)
+	if (p->explain)
+		escape_json(buf, p->explain);
+	else if (!p->isnull)
 	{
-		ElasticCondKind kind = ECOND_EQ;
-		ElasticParamValue e = {elems[i], false, elemtype, NULL};
-
-		if (enulls[i] || value_reach(&kind, &e) != EREACH_VALUE)
-			continue;			/* = NULL never matches, nor = 1e400 */
-		if (!first)
-			appendStringInfoChar(buf, ',');
-		/* SQL's 0 is also Elasticsearch's -0.0 (append_zero_compare) */
-		if (is_float_zero(&e))
-			appendStringInfoString(buf, "0.0,-0.0");
-		else
-			PgpolyJsonAppendValue(buf, e.value, e.typid, false);
-		first = false;
+		n = param_elements(p, &elemtype, &elems, &enulls);
+		append_elements(buf, elemtype, elems, enulls, n, &i, INT_MAX);
 	}
 	appendStringInfoChar(buf, ']');
 }
@@ -821,6 +849,41 @@ append_leaf(StringInfo buf, const char *name, const char *field,
 	else
 		append_param(buf, p);
 	appendStringInfoString(buf, "}}");
+}
+
+/*
+ * Append field IN (array param p) as a terms query.  Elasticsearch refuses
+ * a terms query of more values than the index's max_terms_count (65536 by
+ * default): a longer list becomes several terms queries of at most that
+ * many values, any of which matches (a bool query of should clauses only).
+ */
+static void
+append_terms(StringInfo buf, const char *field, ElasticParamValue *p)
+{
+	Oid			elemtype;
+	Datum	   *elems;
+	bool	   *enulls;
+	int			n;
+	int			i = 0;
+	bool		first = true;
+
+	if (p->explain || p->isnull ||
+		(n = param_elements(p, &elemtype, &elems, &enulls)) <= ELASTIC_MAX_TERMS / 2)
+	{
+		append_leaf(buf, "terms", field, p, true);
+		return;
+	}
+	appendStringInfoString(buf, "{\"bool\":{\"should\":[");
+	do
+	{
+		appendStringInfoString(buf, first ? "{\"terms\":{" : ",{\"terms\":{");
+		first = false;
+		escape_json(buf, field);
+		appendStringInfoString(buf, ":[");
+		append_elements(buf, elemtype, elems, enulls, n, &i, ELASTIC_MAX_TERMS);
+		appendStringInfoString(buf, "]}}");
+	} while (i < n);
+	appendStringInfoString(buf, "]}}");
 }
 
 /*
@@ -1002,7 +1065,7 @@ append_cond(StringInfo buf, ElasticCond *c, ElasticParamValue *params)
 			append_compare(buf, c, p);
 			break;
 		case ECOND_IN:
-			append_leaf(buf, "terms", c->field, p, true);
+			append_terms(buf, c->field, p);
 			break;
 		case ECOND_EXISTS:
 		case ECOND_MISSING:

@@ -535,7 +535,7 @@ budget_error(PgpolyConnection *conn, RedisNode *node)
 			 errmsg("Redis server \"%s\" at %s sent a reply larger than pgpoly.max_response_size (%d kB)",
 					conn->servername, conn->target, pgpoly_max_response_kb),
 			 errdetail("The replies of one request, counted as the memory they take before it is allocated, would exceed the limit."),
-			 errhint("Fetch fewer or smaller keys per round (fetch_size), or raise pgpoly.max_response_size.")));
+			 errhint("Fetch fewer or smaller keys per round (fetch_size), or raise pgpoly.max_response_size; one key's value comes in one reply (a set, list, sorted set or hash whole, about 60 bytes per member plus its text).")));
 }
 
 /*

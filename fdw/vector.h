@@ -124,6 +124,9 @@ typedef struct VectorRow
 									 * precision overflowed (Chroma: null) */
 } VectorRow;
 
+/* Most bytes of one write request (vector_service.c, VectorSendWrites). */
+#define VECTOR_MAX_BATCH_BYTES (8 * 1024 * 1024)
+
 /* What a fetch asks the service to include. */
 #define VINC_EMBEDDING	0x01
 #define VINC_DOCUMENT	0x02

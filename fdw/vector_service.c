@@ -1022,8 +1022,25 @@ send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 }
 
 /*
+ * About the bytes w adds to a request body: id, document, metadata and
+ * embedding (up to 16 characters a float) as JSON text.
+ */
+static size_t
+write_bytes(VectorWrite *w)
+{
+	VectorRow  *r = &w->row;
+	const char *meta = w->send_metadata ? w->send_metadata : r->metadata;
+
+	return strlen(r->id) + (r->document ? strlen(r->document) : 0) +
+		(meta ? strlen(meta) : 0) + (r->emb ? (size_t) r->dim * 16 : 0) + 64;
+}
+
+/*
  * Send writes (VectorWrite *) in order: runs of the same table and kind go
- * in batches of the table's batch_size, one request each.
+ * in batches of the table's batch_size, one request each, and of at most
+ * VECTOR_MAX_BATCH_BYTES (the services refuse larger bodies with 413:
+ * Chroma's limit is about 40 MB, Qdrant's 32 MB; a single larger record
+ * goes alone).
  */
 void
 VectorSendWrites(PgpolyConnection *conn, List *writes)
@@ -1042,8 +1059,10 @@ VectorSendWrites(PgpolyConnection *conn, List *writes)
 	while (start < n)
 	{
 		int			end = start + 1;
+		size_t		bytes = write_bytes(w[start]);
 
 		while (end < n && end - start < w[start]->tbl->batch_size &&
+			   (bytes += write_bytes(w[end])) <= VECTOR_MAX_BATCH_BYTES &&
 			   w[end]->kind == w[start]->kind && w[end]->tbl->relid == w[start]->tbl->relid &&
 			   strcmp(w[end]->tbl->collection, w[start]->tbl->collection) == 0)
 			end++;

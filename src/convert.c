@@ -498,13 +498,36 @@ varlena_bytes(Datum value, size_t *len)
 	return s;
 }
 
-/* bytea in hex form, as bytea_output 'hex' writes it. */
+static char *conv_what(PgpolyConv *conv);
+
+/*
+ * ERROR 54000 unless a bytea of n bytes has a hex form (\x and two digits
+ * a byte) that a text value can hold: a bytea over 512 MB has none, as in
+ * SQL (bytea_output 'hex'), where it fails with "invalid memory alloc
+ * request size".  conv (or NULL) names the value in the message.
+ */
+void
+PgpolyCheckByteaHex(size_t n, PgpolyConv *conv)
+{
+	if (n > (MaxAllocSize - 3) / 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s is too long to write in hex (%zu bytes)",
+						conv ? psprintf("value for %s", conv_what(conv)) : "bytea value", n),
+				 errdetail("Its hex form would take more than the 1 GB a text value may hold."),
+				 errhint("Only a Redis string or hash table, which keeps bytea as raw bytes, holds bytea values over 512 MB.")));
+}
+
+/* bytea in hex form, as bytea_output 'hex' writes it; conv: for messages. */
 static char *
-bytea_hex(Datum value, size_t *len)
+bytea_hex(Datum value, size_t *len, PgpolyConv *conv)
 {
 	bytea	   *b = DatumGetByteaPP(value);
 	size_t		n = VARSIZE_ANY_EXHDR(b);
-	char	   *s = palloc(2 * n + 3);
+	char	   *s;
+
+	PgpolyCheckByteaHex(n, conv);
+	s = palloc(2 * n + 3);
 
 	s[0] = '\\';
 	s[1] = 'x';
@@ -769,7 +792,7 @@ datum_out(PgpolyConv *conv, Datum value, bool raw, size_t *len)
 		case PGPOLY_CONV_TEXT:
 			return varlena_bytes(value, len);
 		case PGPOLY_CONV_BYTEA:
-			return raw ? varlena_bytes(value, len) : bytea_hex(value, len);
+			return raw ? varlena_bytes(value, len) : bytea_hex(value, len, conv);
 		case PGPOLY_CONV_GENERIC:
 			s = output_fixed(conv, value);
 			*len = strlen(s);	/* an output function's C string */

@@ -13,8 +13,9 @@
  * Invariants:
  *	- No libcurl callback ereports or pallocs: they record what happened in
  *	  plain C memory and return; errors are raised after libcurl returns.
- *	- The response body is bounded by pgpoly.max_response_size; a larger
- *	  one aborts the transfer and raises a clear ERROR.
+ *	- The response body is bounded by pgpoly.max_response_size, and by
+ *	  1 GB (it is copied into a palloc'd chunk); a larger one aborts the
+ *	  transfer and raises a clear ERROR (54000).
  *	- Requests fail over across the configured base URLs on connection
  *	  failures, and retry 429/502/503 (only those) with jittered backoff
  *	  when the caller allows retries.
@@ -79,7 +80,9 @@ struct PgpolyHttp
 	char	   *body;			/* malloc'd */
 	size_t		len;
 	size_t		cap;
-	bool		too_large;
+	bool		too_large;		/* over pgpoly.max_response_size ... */
+	bool		too_large_alloc;	/* ... or over the 1 GB a palloc'd body
+									 * may take */
 	bool		oom;
 };
 
@@ -137,6 +140,11 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
 	{
 		h->too_large = true;
 		return 0;				/* aborts the transfer */
+	}
+	if (h->len + n > MaxAllocSize - 1)
+	{
+		h->too_large_alloc = true;
+		return 0;
 	}
 	if (h->len + n + 1 > h->cap)
 	{
@@ -609,7 +617,8 @@ PgpolyHttpBaseUrl(PgpolyHttp *h)
  * The SQLSTATE of an HTTP error status, the same for every REST store: the
  * credentials were refused (28000); the service is overloaded or
  * unavailable (429, 502, 503, 504: a connection failure, 08006, which the
- * sync worker retries with backoff); anything else an FDW error (HV000).
+ * sync worker retries with backoff); the request body was too large (413:
+ * 54000); anything else an FDW error (HV000).
  */
 int
 PgpolyHttpStatusErrcode(long status)
@@ -618,6 +627,8 @@ PgpolyHttpStatusErrcode(long status)
 		return ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
 	if (status == 429 || status == 502 || status == 503 || status == 504)
 		return ERRCODE_CONNECTION_FAILURE;
+	if (status == 413)			/* Payload Too Large: a size limit */
+		return ERRCODE_PROGRAM_LIMIT_EXCEEDED;
 	return ERRCODE_FDW_ERROR;
 }
 
@@ -668,7 +679,7 @@ prepare(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 	else if (strcmp(method, "HEAD") == 0)
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
 	h->len = 0;
-	h->too_large = h->oom = false;
+	h->too_large = h->too_large_alloc = h->oom = false;
 	h->timer_ms = -1;
 }
 
@@ -739,6 +750,13 @@ transfer_error(PgpolyConnection *conn, PgpolyHttp *h, CURLcode res,
 						pgpoly_max_response_kb),
 				 errdetail("Request: %s %s", method, path),
 				 errhint("Fetch fewer rows per request (fetch_size), or raise pgpoly.max_response_size.")));
+	if (h->too_large_alloc)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s server \"%s\" at %s sent a response larger than 1 GB, the most PostgreSQL reads",
+						conn->store->label, conn->servername, h->urls[h->current]),
+				 errdetail("Request: %s %s", method, path),
+				 errhint("Fetch fewer rows per request (fetch_size).")));
 	if (h->oom)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),

@@ -34,6 +34,7 @@
 
 #include "pgpoly_jansson.h"
 
+#include "access/detoast.h"
 #include "catalog/pg_type.h"
 #include "common/jsonapi.h"
 #include "common/shortest_dec.h"
@@ -990,6 +991,11 @@ json_form(Datum value, Oid typid, bool fixed, char **out)
 		case JSONBOID:
 			*out = DatumGetCString(DirectFunctionCall1(jsonb_out, value));
 			return JF_JSON;
+		case BYTEAOID:
+			/* a hex form over 1 GB: 54000, not an allocation failure */
+			PgpolyCheckByteaHex(toast_raw_datum_size(value) - VARHDRSZ, NULL);
+			*out = output_text(value, typid, false, fixed);
+			return JF_STRING;
 		default:
 			break;
 	}

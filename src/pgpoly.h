@@ -680,6 +680,7 @@ typedef struct PgpolyConv
 extern void PgpolyConvInit(PgpolyConv *conv, Oid typid, int32 typmod,
 						   const char *name);
 extern char *PgpolyDatumToText(PgpolyConv *conv, Datum value, size_t *len);
+extern void PgpolyCheckByteaHex(size_t n, PgpolyConv *conv);
 extern char *PgpolyDatumToBytes(PgpolyConv *conv, Datum value, size_t *len);
 
 /* Bytes of the buffer PgpolyDatumBytesRef writes a number or date/time to */

@@ -174,6 +174,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 MAX_RESULT_WINDOW = 10000
+MAX_TERMS_COUNT = 65536
+MAX_CONTENT_LENGTH = 100 * 1024 * 1024   # http.max_content_length
 PRIMARY_TERM = 1          # one shard, never failed over
 LOCK = threading.RLock()
 
@@ -339,6 +341,11 @@ class Index:
         self.max_result_window = int(settings.get("max_result_window") or (
             settings.get("index") or {}).get("max_result_window") or
             MAX_RESULT_WINDOW)
+        # index.max_terms_count (index-modules.html: "The maximum number of
+        # terms that can be used in Terms Query. Defaults to 65536.")
+        self.max_terms_count = int(settings.get("max_terms_count") or (
+            settings.get("index") or {}).get("max_terms_count") or
+            MAX_TERMS_COUNT)
         # {"_routing": {"required": true}} (mapping-routing-field.html)
         self.routing_required = ((mappings or {}).get("_routing") or {}).get(
             "required") in (True, "true")
@@ -1373,8 +1380,37 @@ def copy_path(src, dst, path):
                 dst[k] = subs
 
 
+def check_terms_count(indices, query):
+    """The 400 Elasticsearch answers for a terms query of more values than
+    an index's max_terms_count (TermsQueryBuilder.doToQuery), each terms
+    query counted alone."""
+    limit = min([i.max_terms_count for i in indices] or [MAX_TERMS_COUNT])
+    stack = [query]
+    while stack:
+        q = stack.pop()
+        if isinstance(q, list):
+            stack.extend(q)
+        elif isinstance(q, dict):
+            terms = q.get("terms")
+            if isinstance(terms, dict):
+                for k, v in terms.items():
+                    if k != "boost" and isinstance(v, list) and len(v) > limit:
+                        raise EsError(
+                            400, "search_phase_execution_exception",
+                            "all shards failed", phase="query", grouped=True,
+                            failed_shards=[{"shard": 0, "index": None, "reason": {
+                                "type": "illegal_argument_exception",
+                                "reason": "The number of terms [%d] used in the "
+                                "Terms Query request has exceeded the allowed "
+                                "maximum of [%d]. This maximum can be set by "
+                                "changing the [index.max_terms_count] index "
+                                "level setting." % (len(v), limit)}}])
+            stack.extend(q.values())
+
+
 def matching_hits(indices, docs, query, need_score):
     """Hits (dicts) of the documents matching query."""
+    check_terms_count(indices, query)
     ctx = Ctx(indices)
     hits = []
     for idx, doc_id, src, ordv, seq_no, routing in docs:
@@ -1938,6 +1974,17 @@ class Handler(BaseHTTPRequestHandler):
     def do_HEAD(self):
         self.dispatch("HEAD")
 
+    def too_large(self):
+        """A body over http.max_content_length (100mb): Elasticsearch's
+        HTTP layer answers 413 with an empty body, before any handler."""
+        left = int(self.headers.get("Content-Length"))
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            left -= len(chunk)
+        self.send(413, None, raw=b"")
+
     def read_body(self):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
@@ -1989,6 +2036,8 @@ class Handler(BaseHTTPRequestHandler):
         path = unquote(url.path)
         params = {k: v[-1] for k, v in parse_qs(url.query,
                                                 keep_blank_values=True).items()}
+        if int(self.headers.get("Content-Length") or 0) > MAX_CONTENT_LENGTH:
+            return self.too_large()
         raw = self.read_body()
         try:
             if path.startswith("/_standin/"):
