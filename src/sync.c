@@ -1700,8 +1700,10 @@ SyncNoteOwnedChanged(Node *stmt)
  * The columns of relid were renamed, added or dropped (ALTER TABLE): the
  * column names the syncs recorded for it are refreshed, so that a dump
  * taken now carries its names now (see SyncResolveColumns); an outbox
- * sync takes its table's owner (SyncFollowOwnersSQL).  Nothing while the
- * extension is being created or is absent.
+ * sync takes its table's owner (SyncFollowOwnersSQL).  Only rows whose
+ * names differ are updated: an ALTER that changes no column (OPTIONS, a
+ * default) does not wait for a sync's batch, which holds its row.  Nothing
+ * while the extension is being created or is absent.
  */
 void
 SyncNoteColumnsChanged(Oid relid)
@@ -1717,12 +1719,17 @@ SyncNoteColumnsChanged(Oid relid)
 		return;
 	spi_connect();
 	level = SyncSafeSearchPath();
-	admin_execute("UPDATE pgpoly.syncs SET "
-				  "source_columns = CASE WHEN source_ref = pgpoly._sync_ref($1) "
-				  "THEN pgpoly._sync_columns($1) ELSE source_columns END, "
-				  "target_columns = CASE WHEN target_ref = pgpoly._sync_ref($1) "
-				  "THEN pgpoly._sync_columns($1) ELSE target_columns END "
-				  "WHERE source::oid = $1 OR target::oid = $1",
+	admin_execute("WITH n AS (SELECT pgpoly._sync_ref($1) AS ref, "
+				  "pgpoly._sync_columns($1) AS cols) "
+				  "UPDATE pgpoly.syncs SET "
+				  "source_columns = CASE WHEN source_ref = n.ref "
+				  "THEN n.cols ELSE source_columns END, "
+				  "target_columns = CASE WHEN target_ref = n.ref "
+				  "THEN n.cols ELSE target_columns END "
+				  "FROM n WHERE (source::oid = $1 AND source_ref = n.ref "
+				  "AND source_columns IS DISTINCT FROM n.cols) "
+				  "OR (target::oid = $1 AND target_ref = n.ref "
+				  "AND target_columns IS DISTINCT FROM n.cols)",
 				  1, &type, &arg, SPI_OK_UPDATE);
 	/* ALTER ... OWNER TO of an outbox table */
 	admin_execute(SyncFollowOwnersSQL, 0, NULL, NULL, SPI_OK_UPDATE);
