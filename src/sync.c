@@ -1313,8 +1313,10 @@ remap(ColumnMap *m, AttrNumber old)
 /*
  * The database of which this one is a copy (CREATE DATABASE ... TEMPLATE),
  * when ref (pgpoly._sync_ref) names relation rel as that database has it:
- * this cluster, another database that still exists, the same relation oid
- * (a restore numbers its relations anew).  NULL otherwise.
+ * another database that still exists, the same relation oid (a restore
+ * numbers its relations anew).  NULL otherwise.  The system identifier is
+ * not compared: pg_upgrade gives the cluster a new one but keeps database
+ * and relation oids, and a copy must stay one across it.
  */
 static char *
 copied_from(const char *ref, Oid rel)
@@ -1324,7 +1326,7 @@ copied_from(const char *ref, Oid rel)
 	Oid			relid;
 
 	if (sscanf(ref, UINT64_FORMAT "/%u/%u", &sysid, &db, &relid) != 3 ||
-		sysid != GetSystemIdentifier() || db == MyDatabaseId || relid != rel)
+		db == MyDatabaseId || relid != rel)
 		return NULL;
 	return get_database_name(db);
 }
