@@ -604,12 +604,33 @@ deparse_pushed(PlannerInfo *root, RelOptInfo *baserel, List *remote)
 	return PgpolyDeparseClauses(extract_actual_clauses(remote, false), root, baserel);
 }
 
-/* _source fields the scan needs (EPRIV_INCLUDES) and the flags. */
+/*
+ * Whether column col reads the spelling of a JSON number: a numeric (1.50
+ * is not 1.5 to its text, and it holds more digits than a double), json or
+ * jsonb column (or an array of them).  Elasticsearch returns _source as it
+ * was indexed, but a source filter makes it parse the document and write
+ * it again, turning every number with a fraction or exponent into a double
+ * (elastic/elasticsearch#40202): such columns must be read from the whole
+ * _source.
+ */
+static bool
+reads_number_spelling(ElasticColumn *col)
+{
+	return col->is_json || col->basetype == NUMERICOID ||
+		col->basetype == JSONOID || col->basetype == JSONBOID;
+}
+
+/*
+ * _source fields the scan needs (EPRIV_INCLUDES) and the flags: none and
+ * EFLAG_SOURCE_ALL when a column needs the whole _source (the _source
+ * column, or reads_number_spelling).
+ */
 static List *
 source_includes(ElasticRelInfo *ri, int *flags)
 {
 	List	   *includes = NIL;
 	ElasticTable *tbl = ri->tbl;
+	bool		verbatim = false;
 
 	*flags = ri->has_query && tbl->score_att && att_used(ri, tbl->score_att) ?
 		EFLAG_NEED_SCORE : 0;
@@ -626,7 +647,16 @@ source_includes(ElasticRelInfo *ri, int *flags)
 			*flags |= EFLAG_FIELDS_READ;
 		if (att_used(ri, i + 1) ||
 			bms_is_member(i + 1 - FirstLowInvalidHeapAttributeNumber, ri->attrs_checked))
+		{
 			includes = lappend(includes, makeString(tbl->cols[i].field));
+			verbatim |= reads_number_spelling(&tbl->cols[i]);
+		}
+	}
+	if (verbatim)
+	{
+		list_free_deep(includes);
+		*flags |= EFLAG_SOURCE_ALL | EFLAG_NEED_SOURCE;
+		return NIL;
 	}
 	if (includes)
 		*flags |= EFLAG_NEED_SOURCE;
