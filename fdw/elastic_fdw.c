@@ -133,6 +133,7 @@ enum ElasticPrivate
 #define EFLAG_NEED_SCORE	0x04
 #define EFLAG_FIELDS_READ	0x08	/* output or local quals read fields */
 #define EFLAG_SEQ_NO		0x10	/* hits carry _seq_no and _primary_term */
+#define EFLAG_WHOLE_SOURCE	0x20	/* includes read from the whole _source */
 
 /* Planner state of an Elasticsearch base relation. */
 typedef struct ElasticRelInfo
@@ -622,8 +623,8 @@ reads_number_spelling(ElasticColumn *col)
 
 /*
  * _source fields the scan needs (EPRIV_INCLUDES) and the flags: none and
- * EFLAG_SOURCE_ALL when a column needs the whole _source (the _source
- * column, or reads_number_spelling).
+ * EFLAG_SOURCE_ALL for the _source column; EFLAG_WHOLE_SOURCE when an
+ * included column reads_number_spelling.
  */
 static List *
 source_includes(ElasticRelInfo *ri, int *flags)
@@ -653,11 +654,7 @@ source_includes(ElasticRelInfo *ri, int *flags)
 		}
 	}
 	if (verbatim)
-	{
-		list_free_deep(includes);
-		*flags |= EFLAG_SOURCE_ALL | EFLAG_NEED_SOURCE;
-		return NIL;
-	}
+		*flags |= EFLAG_WHOLE_SOURCE;
 	if (includes)
 		*flags |= EFLAG_NEED_SOURCE;
 	return includes;
@@ -783,6 +780,7 @@ spec_from_private(ElasticQuerySpec *spec, List *priv)
 	spec->sorts = ElasticSortsFromList(list_nth(priv, EPRIV_SORTS));
 	spec->includes = list_nth(priv, EPRIV_INCLUDES);
 	spec->source_all = (flags & EFLAG_SOURCE_ALL) != 0;
+	spec->whole_source = (flags & EFLAG_WHOLE_SOURCE) != 0;
 	spec->need_source = (flags & EFLAG_NEED_SOURCE) != 0;
 	spec->fields_read = (flags & (EFLAG_FIELDS_READ | EFLAG_SOURCE_ALL)) != 0;
 	spec->need_score = (flags & EFLAG_NEED_SCORE) != 0;
