@@ -229,6 +229,9 @@ typedef struct ElasticQuerySpec
 	List	   *sorts;			/* ElasticSort * */
 	List	   *includes;		/* String: _source includes; NIL + all */
 	bool		source_all;		/* the whole _source is needed */
+	bool		whole_source;	/* ask for the whole _source though only
+								 * includes are read (their numbers'
+								 * spelling, reads_number_spelling) */
 	bool		need_source;	/* any field at all */
 	bool		fields_read;	/* fields the query uses, not only the
 								 * columns of pushed clauses, read to check

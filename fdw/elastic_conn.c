@@ -367,19 +367,39 @@ string_excerpt(PgpolyConnection *conn, json_t *s)
 }
 
 /*
+ * The reason of the parse_exception that failed the first shard of a
+ * search (err: the "error" object), or NULL: a query_string Lucene cannot
+ * parse fails every shard with query_shard_exception "Failed to parse
+ * query [...]" caused by parse_exception "Cannot parse '...': Encountered
+ * ..." (query-dsl-query-string-query.html).
+ */
+static char *
+query_parse_failure(PgpolyConnection *conn, json_t *err)
+{
+	json_t	   *shard = json_array_get(json_object_get(err, "failed_shards"), 0);
+	json_t	   *cause = json_object_get(json_object_get(shard, "reason"), "caused_by");
+
+	if (!json_is_string(json_object_get(cause, "type")) ||
+		strcmp(json_string_value(json_object_get(cause, "type")), "parse_exception") != 0)
+		return NULL;
+	return string_excerpt(conn, json_object_get(cause, "reason"));
+}
+
+/*
  * Error type, reason and the index it names ("index", of an
  * index_closed_exception, index_not_found_exception ...) from an ES error
- * body (each may stay NULL), as excerpts fit for a message.
+ * body (each may stay NULL), and the query_parse_failure, as excerpts fit
+ * for a message.
  */
 static void
 error_type_reason(PgpolyConnection *conn, const char *body, size_t len,
-				  char **type, char **reason, char **errindex)
+				  char **type, char **reason, char **errindex, char **parse)
 {
 	json_error_t jerr;
 	json_t	   *doc = json_loadb(body, len, 0, &jerr);
 	json_t	   *err;
 
-	*type = *reason = *errindex = NULL;
+	*type = *reason = *errindex = *parse = NULL;
 	if (doc == NULL)
 		return;
 	err = json_object_get(doc, "error");
@@ -387,6 +407,8 @@ error_type_reason(PgpolyConnection *conn, const char *body, size_t len,
 	{
 		json_t	   *causes = json_object_get(err, "root_cause");
 		json_t	   *first = json_array_get(causes, 0);
+
+		*parse = query_parse_failure(conn, err);
 
 		/* The root cause says more than "all shards failed". */
 		if (json_is_object(first) && json_string_value(json_object_get(first, "reason")))
@@ -451,8 +473,17 @@ ElasticRaiseStatus(PgpolyConnection *conn, const char *method, const char *path,
 	char	   *type;
 	char	   *reason;
 	char	   *errindex;
+	char	   *parse;
 
-	error_type_reason(conn, resp->body, resp->len, &type, &reason, &errindex);
+	error_type_reason(conn, resp->body, resp->len, &type, &reason, &errindex, &parse);
+	/* pgpoly sends no query_string but a _query's: the user's syntax */
+	if (resp->status == 400 && parse)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("Elasticsearch server \"%s\" could not parse a _query value",
+						conn->servername),
+				 errdetail("%s %s: %s: %s", method, path, reason ? reason : type, parse),
+				 errhint("_query takes Lucene query string syntax: balance parentheses and quotes, and escape special characters with a backslash.")));
 	/* the concrete index a closed index's error names; the table's if missing */
 	if (type)
 		ElasticRaiseIndexCondition(conn, resp->status, type,

@@ -133,6 +133,7 @@ enum ElasticPrivate
 #define EFLAG_NEED_SCORE	0x04
 #define EFLAG_FIELDS_READ	0x08	/* output or local quals read fields */
 #define EFLAG_SEQ_NO		0x10	/* hits carry _seq_no and _primary_term */
+#define EFLAG_WHOLE_SOURCE	0x20	/* includes read from the whole _source */
 
 /* Planner state of an Elasticsearch base relation. */
 typedef struct ElasticRelInfo
@@ -604,12 +605,33 @@ deparse_pushed(PlannerInfo *root, RelOptInfo *baserel, List *remote)
 	return PgpolyDeparseClauses(extract_actual_clauses(remote, false), root, baserel);
 }
 
-/* _source fields the scan needs (EPRIV_INCLUDES) and the flags. */
+/*
+ * Whether column col reads the spelling of a JSON number: a numeric (1.50
+ * is not 1.5 to its text, and it holds more digits than a double), json or
+ * jsonb column (or an array of them).  Elasticsearch returns _source as it
+ * was indexed, but a source filter makes it parse the document and write
+ * it again, turning every number with a fraction or exponent into a double
+ * (elastic/elasticsearch#40202): such columns must be read from the whole
+ * _source.
+ */
+static bool
+reads_number_spelling(ElasticColumn *col)
+{
+	return col->is_json || col->basetype == NUMERICOID ||
+		col->basetype == JSONOID || col->basetype == JSONBOID;
+}
+
+/*
+ * _source fields the scan needs (EPRIV_INCLUDES) and the flags: none and
+ * EFLAG_SOURCE_ALL for the _source column; EFLAG_WHOLE_SOURCE when an
+ * included column reads_number_spelling.
+ */
 static List *
 source_includes(ElasticRelInfo *ri, int *flags)
 {
 	List	   *includes = NIL;
 	ElasticTable *tbl = ri->tbl;
+	bool		verbatim = false;
 
 	*flags = ri->has_query && tbl->score_att && att_used(ri, tbl->score_att) ?
 		EFLAG_NEED_SCORE : 0;
@@ -626,8 +648,13 @@ source_includes(ElasticRelInfo *ri, int *flags)
 			*flags |= EFLAG_FIELDS_READ;
 		if (att_used(ri, i + 1) ||
 			bms_is_member(i + 1 - FirstLowInvalidHeapAttributeNumber, ri->attrs_checked))
+		{
 			includes = lappend(includes, makeString(tbl->cols[i].field));
+			verbatim |= reads_number_spelling(&tbl->cols[i]);
+		}
 	}
+	if (verbatim)
+		*flags |= EFLAG_WHOLE_SOURCE;
 	if (includes)
 		*flags |= EFLAG_NEED_SOURCE;
 	return includes;
@@ -753,6 +780,7 @@ spec_from_private(ElasticQuerySpec *spec, List *priv)
 	spec->sorts = ElasticSortsFromList(list_nth(priv, EPRIV_SORTS));
 	spec->includes = list_nth(priv, EPRIV_INCLUDES);
 	spec->source_all = (flags & EFLAG_SOURCE_ALL) != 0;
+	spec->whole_source = (flags & EFLAG_WHOLE_SOURCE) != 0;
 	spec->need_source = (flags & EFLAG_NEED_SOURCE) != 0;
 	spec->fields_read = (flags & (EFLAG_FIELDS_READ | EFLAG_SOURCE_ALL)) != 0;
 	spec->need_score = (flags & EFLAG_NEED_SCORE) != 0;

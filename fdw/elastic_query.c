@@ -1224,7 +1224,7 @@ ElasticAppendBody(StringInfo buf, ElasticQuerySpec *spec,
 	appendStringInfoString(buf, ",\"_source\":");
 	if (!spec->need_source)
 		appendStringInfoString(buf, "false");
-	else if (spec->source_all)
+	else if (spec->source_all || spec->whole_source)
 		appendStringInfoString(buf, "true");
 	else
 	{

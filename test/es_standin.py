@@ -133,6 +133,10 @@ index.mapping.ignore_malformed) keeps a document whose value it cannot
 parse and indexes no value for it (ignore-malformed.html,
 https://www.elastic.co/guide/en/elasticsearch/reference/current/ignore-malformed.html).  A "runtime" section is kept and
 returned by GET _mapping only (no scripts run here).
+A document's _source is returned as the JSON text it was indexed with,
+and written again (numbers with a fraction as doubles) when filtered or
+updated, as Elasticsearch does (RawSource).  query_string takes Lucene's
+syntax (QsParser) and answers text it cannot parse with Elasticsearch's 400.
 Error bodies follow common-options.html / the REST error format:
   {"error": {"root_cause": [...], "type": ..., "reason": ...}, "status": N}
 
@@ -193,7 +197,7 @@ class EsError(Exception):
     def body(self):
         cause = {"type": self.etype, "reason": self.reason}
         cause.update(self.extra)
-        err = {"root_cause": [cause]}
+        err = {"root_cause": getattr(self, "root", None) or [cause]}
         err.update(cause)
         return {"error": err, "status": self.status}
 
@@ -385,6 +389,9 @@ class Index:
             "enabled", True) not in (False, "false")
         # documents by key (shard, _id): one _id may be on two shards
         self.docs = {}
+        # key -> the JSON text of the _source as the client sent it, for
+        # the documents no update has re-serialised (see RawSource)
+        self.raw = {}
         self.seq = itertools.count()
         self.seq_no = itertools.count()     # _seq_no of the next write
         self.versions = {}      # key -> _seq_no of its last write
@@ -667,15 +674,29 @@ class SignedFloat(float):
         return hash(self._key())
 
 
+def exact_number(v):
+    """A JSON number or numeric string as Python compares it exactly: an
+    int (a long field indexes 9007199254740993, which no double holds,
+    number.html) or else a float."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if isinstance(v, str):
+        try:
+            return int(v.strip())
+        except ValueError:
+            pass
+    return float(v)
+
+
 def indexed_number(m, v):
     """The number a field of mapping m indexes for v (mapping-types.html,
     number.html: integer types truncate a fractional value (coerce), float
     is single precision, half_float half precision, scaled_float a long of
     v * scaling_factor)."""
     t = m.get("type")
-    x = float(v)
     if t in ("long", "integer", "short", "byte"):
-        return float(math.trunc(x))
+        return math.trunc(exact_number(v))
+    x = float(v)
     if t == "float":
         return SignedFloat(struct.unpack("<f", struct.pack("<f", x))[0])
     if t == "half_float":
@@ -704,7 +725,7 @@ def coerce(kind, value, m=None):
     if kind == "number":
         if m is not None and m.get("type") in FLOAT_TYPES:
             return indexed_number(m, value)
-        return float(value)
+        return exact_number(value)
     if kind in ("date", "date_nanos"):
         d = parse_date(value, nanos=kind == "date_nanos")
         if d is None:
@@ -786,7 +807,9 @@ def evaluate(ctx, q, idx, doc_id, src):
             if ok:
                 return True, 1.0
         return False, 0.0
-    if kind in ("query_string", "simple_query_string"):
+    if kind == "query_string":
+        return eval_lucene(ctx, body, idx, doc_id, src)
+    if kind == "simple_query_string":
         return eval_query_string(ctx, body, idx, src)
     if kind == "match":
         (field, val), = body.items()
@@ -830,6 +853,267 @@ def as_list(x):
     if x is None:
         return []
     return x if isinstance(x, list) else [x]
+
+
+class QsParser:
+    """query_string's Lucene syntax (query-dsl-query-string-query.html,
+    "Query string syntax"): terms, "phrases", field:term, field:(group),
+    (groups), AND/OR/NOT, && || !, + and - (occurrence as Lucene's classic
+    QueryParser.addClause gives it), ranges field:[a TO b], {a TO b},
+    field:>=a, >a, <a, <=a (* an open end), and the ^boost and ~fuzziness
+    suffixes (ignored).  Not here: wildcards, regular expressions, fuzzy
+    matching.  Text it cannot parse is the error Elasticsearch answers
+    (QsParser.error)."""
+
+    SPECIAL = set(' \t\n\r()[]{}"^~:\\')
+
+    def __init__(self, text, default_and):
+        self.text = text
+        self.pos = 0
+        self.default_and = default_and
+
+    def error(self, what):
+        """query_string on text Lucene cannot parse: 400, each shard failing
+        with query_shard_exception "Failed to parse query [...]" caused by
+        parse_exception "Cannot parse '...': Encountered ..."
+        (QueryStringQueryParser.parse; search-search.html error body)."""
+        cause = {"type": "parse_exception",
+                 "reason": "Cannot parse '%s': Encountered \"%s\" at line "
+                 "1, column %d." % (self.text, what, self.pos)}
+        return QsError(self.text, cause)
+
+    def skip(self):
+        while self.pos < len(self.text) and self.text[self.pos].isspace():
+            self.pos += 1
+
+    def peek(self, s):
+        self.skip()
+        return self.text.startswith(s, self.pos)
+
+    def word(self):
+        """A bare term (backslash escapes a special character), or None."""
+        self.skip()
+        out, t = [], self.text
+        while self.pos < len(t) and t[self.pos] not in self.SPECIAL:
+            if t[self.pos] == "\\" and self.pos + 1 < len(t):
+                self.pos += 1
+            out.append(t[self.pos])
+            self.pos += 1
+        return "".join(out) if out else None
+
+    def suffixes(self):
+        while self.pos < len(self.text) and self.text[self.pos] in "^~":
+            self.pos += 1
+            while self.pos < len(self.text) and \
+                    (self.text[self.pos].isdigit() or self.text[self.pos] == "."):
+                self.pos += 1
+
+    def query(self, depth=0):
+        """[(occur, node)] up to the end or the ) closing depth."""
+        clauses = []
+        conj = None
+        while True:
+            self.skip()
+            if self.pos >= len(self.text) or self.peek(")"):
+                if conj is not None or (depth and self.pos >= len(self.text)):
+                    raise self.error("<EOF>" if self.pos >= len(self.text)
+                                     else ")")
+                if depth == 0 and self.peek(")"):
+                    raise self.error(")")
+                return clauses
+            op = self.operator()
+            if op in ("AND", "OR"):
+                if not clauses or conj is not None:
+                    raise self.error(op)
+                conj = op
+                continue
+            mods = "NOT" if op == "NOT" else None
+            if mods is None and self.text[self.pos] in "+-!":
+                mods = "REQ" if self.text[self.pos] == "+" else "NOT"
+                self.pos += 1
+            node = self.clause(depth)
+            self.add(clauses, conj, mods, node)
+            conj = None
+
+    def operator(self):
+        """AND, OR or NOT (also &&, ||) at the position, consumed, or None."""
+        for spelling, op in (("&&", "AND"), ("||", "OR")):
+            if self.text.startswith(spelling, self.pos):
+                self.pos += 2
+                return op
+        for op in ("AND", "OR", "NOT"):
+            end = self.pos + len(op)
+            if self.text.startswith(op, self.pos) and (
+                    end == len(self.text) or self.text[end].isspace()
+                    or self.text[end] in "()\""):
+                self.pos = end
+                return op
+        return None
+
+    def add(self, clauses, conj, mods, node):
+        """Lucene's QueryParserBase.addClause, default operator OR or AND."""
+        if clauses and conj == "AND" and clauses[-1][0] != "NOT":
+            clauses[-1] = ("MUST", clauses[-1][1])
+        if clauses and self.default_and and conj == "OR" and \
+                clauses[-1][0] != "NOT":
+            clauses[-1] = ("SHOULD", clauses[-1][1])
+        prohibited = mods == "NOT"
+        if self.default_and:
+            required = not prohibited and conj != "OR"
+        else:
+            required = mods == "REQ" or (conj == "AND" and not prohibited)
+        clauses.append(("NOT" if prohibited else
+                        "MUST" if required else "SHOULD", node))
+
+    def clause(self, depth, field=None):
+        """One clause: [field:] term, phrase, range or (group)."""
+        self.skip()
+        if self.pos >= len(self.text):
+            raise self.error("<EOF>")
+        c = self.text[self.pos]
+        if c == "(":
+            self.pos += 1
+            sub = self.query(depth + 1)
+            self.pos += 1           # the ) query() stopped at
+            self.suffixes()
+            return ("group", field, sub)
+        if c == '"':
+            end = self.pos + 1
+            while end < len(self.text) and self.text[end] != '"':
+                end += 2 if self.text[end] == "\\" else 1
+            if end >= len(self.text):
+                raise self.error("<EOF>")
+            phrase = self.text[self.pos + 1:end].replace('\\"', '"')
+            self.pos = end + 1
+            self.suffixes()
+            return ("phrase", field, phrase)
+        if c in "[{":
+            return self.range(field)
+        if field is not None and c in "<>":
+            op = "gte" if self.text.startswith(">=", self.pos) else \
+                "gt" if c == ">" else \
+                "lte" if self.text.startswith("<=", self.pos) else "lt"
+            self.pos += 2 if op in ("gte", "lte") else 1
+            w = self.word()
+            if w is None:
+                raise self.error("<EOF>")
+            return ("range", field, {op: w})
+        w = self.word()
+        if w is None:
+            raise self.error(c)
+        if field is None and self.pos < len(self.text) and \
+                self.text[self.pos] == ":":
+            self.pos += 1
+            return self.clause(depth, w)
+        self.suffixes()
+        return ("term", field, w)
+
+    def range(self, field):
+        """[a TO b] / {a TO b} (either end * for none)."""
+        lo_incl = self.text[self.pos] == "["
+        self.pos += 1
+        lo = self.word()
+        if lo is None or not self.peek("TO"):
+            raise self.error("<EOF>")
+        self.pos += 2
+        hi = self.word()
+        self.skip()
+        if hi is None or self.pos >= len(self.text) or \
+                self.text[self.pos] not in "]}":
+            raise self.error("<EOF>")
+        hi_incl = self.text[self.pos] == "]"
+        self.pos += 1
+        ops = {}
+        if lo != "*":
+            ops["gte" if lo_incl else "gt"] = lo
+        if hi != "*":
+            ops["lte" if hi_incl else "lt"] = hi
+        return ("range", field, ops)
+
+
+class QsError(EsError):
+    """A query_string Elasticsearch could not parse (QsParser.error)."""
+
+    def __init__(self, text, cause):
+        shard = {"type": "query_shard_exception",
+                 "reason": "Failed to parse query [%s]" % text}
+        super().__init__(400, "search_phase_execution_exception",
+                         "all shards failed", phase="query", grouped=True,
+                         failed_shards=[{"shard": 0, "index": None,
+                                         "reason": dict(shard,
+                                                        caused_by=cause)}])
+        self.root = [shard]
+
+
+def check_query_strings(q, indices):
+    """Parse every query_string of query q, so that one Lucene cannot parse
+    fails the search whether or not any document is there to match."""
+    if isinstance(q, list):
+        for e in q:
+            check_query_strings(e, indices)
+    elif isinstance(q, dict):
+        for k, v in q.items():
+            if k == "query_string" and isinstance(v, dict):
+                try:
+                    QsParser(str(v.get("query", "")), False).query()
+                except QsError as e:
+                    name = indices[0].name if indices else None
+                    e.extra["failed_shards"][0]["index"] = name
+                    e.root[0]["index"] = name
+                    raise
+            else:
+                check_query_strings(v, indices)
+
+
+def eval_lucene(ctx, body, idx, doc_id, src):
+    """(matches, score) of a query_string query (QsParser) for a document;
+    a query that parses to nothing matches nothing."""
+    parser = QsParser(str(body.get("query", "")),
+                      str(body.get("default_operator", "OR")).upper() == "AND")
+    clauses = parser.query()
+    if not clauses:
+        return False, 0.0
+    return eval_clauses(ctx, clauses, body.get("default_field"), idx,
+                        doc_id, src)
+
+
+def eval_clauses(ctx, clauses, field, idx, doc_id, src):
+    """A Lucene boolean query: every MUST, no NOT, and one SHOULD when there
+    is no MUST; only NOT clauses match every other document (Elasticsearch
+    adds a match_all to a purely negative query string)."""
+    score, any_should, should_hit = 0.0, False, False
+    for occur, node in clauses:
+        ok, s = eval_node(ctx, node, field, idx, doc_id, src)
+        if occur == "NOT":
+            if ok:
+                return False, 0.0
+            continue
+        if occur == "MUST" and not ok:
+            return False, 0.0
+        if occur == "SHOULD":
+            any_should = True
+            should_hit = should_hit or ok
+        if ok:
+            score += s
+    if any_should and not should_hit and \
+            not any(o == "MUST" for o, _ in clauses):
+        return False, 0.0
+    return True, score if score else 1.0
+
+
+def eval_node(ctx, node, field, idx, doc_id, src):
+    """(matches, score) of one parsed query_string clause."""
+    kind, f, arg = node
+    f = f or field
+    if kind == "group":
+        return eval_clauses(ctx, arg, f, idx, doc_id, src)
+    if kind == "range":
+        fields = [f] if f and f != "*" else searchable_fields(idx.properties)
+        for name in fields:
+            if evaluate(ctx, {"range": {name: arg}}, idx, doc_id, src)[0]:
+                return True, 1.0
+        return False, 0.0
+    return match_words(ctx, idx, src, f, tokens(arg), kind == "phrase")
 
 
 QS_RE = re.compile(r'\s*([+-]?)(?:(\w[\w.]*):)?("([^"]*)"|[^\s()"]+)')
@@ -1305,6 +1589,8 @@ def filter_response(obj, spec):
     and ** any number of levels; a matched value is kept whole, an object
     left with nothing matched is dropped."""
     def walk(o, paths):
+        if isinstance(o, RawSource):
+            o = o.value     # filtering parses the source (RawSource)
         if isinstance(o, list):
             kept = [walk(e, paths) for e in o]
             return [e for e in kept if e is not None] or None
@@ -1325,7 +1611,7 @@ def filter_response(obj, spec):
                     whole = whole or len(p) == 1
                     rest.append(p[1:])
             if whole:
-                out[k] = v
+                out[k] = v.value if isinstance(v, RawSource) else v
             elif rest:
                 sub = walk(v, rest)
                 if sub:
@@ -1334,10 +1620,55 @@ def filter_response(obj, spec):
     return walk(obj, [p.split(".") for p in spec.split(",") if p]) or {}
 
 
+class RawSource:
+    """A document's _source as the JSON text the client indexed.
+
+    Elasticsearch keeps _source as the bytes it was sent and returns them
+    verbatim ("The _source field contains the original JSON document body
+    that was passed at index time", mapping-source-field.html); only when it
+    parses the source -- source filtering, filter_path, an update's merge
+    (docs-update.html: it "gets the document ..., runs the specified script,
+    and indexes the result") -- does it write it again, and that parse
+    "round-trips floating-point-like numbers (i.e. those that contain . or
+    e) via IEEE754 doubles, which is a lossy conversion" while integers keep
+    every digit (elastic/elasticsearch#40202).  Python's json module parses
+    the same way (float for a fraction or exponent, int otherwise), so the
+    parsed value (value) is what such a re-serialisation writes; only the
+    spelling of a double differs (Python's 1e+20, Java's 1.0E20: the same
+    number)."""
+
+    def __init__(self, text, value):
+        self.text = text
+        self.value = value
+
+
+def encode(obj):
+    """The JSON text of a response that may hold RawSource values."""
+    if isinstance(obj, RawSource):
+        return obj.text
+    if isinstance(obj, dict):
+        return "{" + ",".join(json.dumps(k) + ":" + encode(v)
+                              for k, v in obj.items()) + "}"
+    if isinstance(obj, list):
+        return "[" + ",".join(encode(v) for v in obj) + "]"
+    return json.dumps(obj)
+
+
+def doc_source(idx, key):
+    """A document's _source to return whole: its text as indexed when no
+    update has re-serialised it (RawSource), else the parsed value."""
+    raw = idx.raw.get(key)
+    src = idx.docs[key]
+    return RawSource(raw, src) if raw is not None else src
+
+
 def filter_source(src, spec):
-    """_source filtering: False, True, [paths], {"includes": [...]}."""
+    """_source filtering: False, True, [paths], {"includes": [...]}; a
+    RawSource is returned as it is only unfiltered."""
     if spec is None or spec is True:
         return src
+    if isinstance(src, RawSource):
+        src = src.value
     if spec is False:
         return None
     if isinstance(spec, str):
@@ -1413,7 +1744,8 @@ def matching_hits(indices, docs, query, need_score):
     check_terms_count(indices, query)
     ctx = Ctx(indices)
     hits = []
-    for idx, doc_id, src, ordv, seq_no, routing in docs:
+    check_query_strings(query, indices)
+    for idx, doc_id, src, ordv, seq_no, routing, raw in docs:
         if query is None:
             ok, score = True, 1.0
         else:
@@ -1422,7 +1754,7 @@ def matching_hits(indices, docs, query, need_score):
             hits.append({"_index": idx.name, "_id": doc_id,
                          "_score": score, "_source": src, "_ord": ordv,
                          "_idx": idx, "_seq_no": seq_no,
-                         "_routing": routing})
+                         "_routing": routing, "_raw": raw})
     return hits
 
 
@@ -1431,7 +1763,7 @@ def live_docs(indices):
     for idx in indices:
         for key, src in idx.docs.items():
             out.append((idx, key[1], src, idx.ord[key], idx.versions[key],
-                        idx.routing.get(key)))
+                        idx.routing.get(key), idx.raw.get(key)))
     return out
 
 
@@ -1578,7 +1910,9 @@ def render_hits(page, total, body, specs, want_score):
             d["_routing"] = h["_routing"]
         if body.get("seq_no_primary_term") is True:
             d["_seq_no"], d["_primary_term"] = h["_seq_no"], PRIMARY_TERM
-        src = filter_source(h["_source"], spec) \
+        whole = h["_source"] if h["_raw"] is None else \
+            RawSource(h["_raw"], h["_source"])
+        src = filter_source(whole, spec) \
             if h["_idx"].source_enabled else None
         if src is not None:
             d["_source"] = src
@@ -1739,7 +2073,7 @@ def mget(iname, body, params):
             if idx.routing.get(key) is not None:
                 doc["_routing"] = idx.routing[key]
             if params.get("_source") != "false":
-                doc["_source"] = idx.docs[key]
+                doc["_source"] = doc_source(idx, key)
             docs.append(doc)
         else:
             docs.append({"_index": idx.name, "_id": doc_id, "found": False})
@@ -1771,12 +2105,13 @@ def bulk(default_index, raw, params):
                               "field [create], [delete], [index] or [update] "
                               "but found [%s]" % (i + 1, op))
         i += 1
-        src = None
+        src = src_text = None
         if op != "delete":
             if i >= len(lines):
                 raise bad_request("The bulk request must be terminated by a "
                                   "newline [\\n]")
             src = json.loads(lines[i])
+            src_text = lines[i]
             i += 1
         iname = meta.get("_index", default_index)
         if iname is None:
@@ -1788,7 +2123,8 @@ def bulk(default_index, raw, params):
                 status, "es_rejected_execution_exception" if status == 429
                 else "mapper_parsing_exception", "injected item fault"))
         else:
-            item = bulk_item(op, iname, meta.get("_id"), src, meta)
+            item = bulk_item(op, iname, meta.get("_id"), src, meta,
+                             src_text)
         errors = errors or "error" in item
         items.append({op: item})
     return 200, {"took": int((time.monotonic() - t0) * 1000),
@@ -1832,8 +2168,10 @@ def action_routing(idx, doc_id, meta):
     return None
 
 
-def bulk_item(op, iname, doc_id, src, meta):
-    """Apply one bulk action; the item of the response."""
+def bulk_item(op, iname, doc_id, src, meta, src_text=None):
+    """Apply one bulk action; the item of the response.  An index or create
+    action keeps src_text, the source line as sent (RawSource); an update
+    re-serialises the merged document."""
     try:
         iname = STATE.write_index(iname)
     except EsError as e:
@@ -1876,6 +2214,7 @@ def bulk_item(op, iname, doc_id, src, meta):
                         "_seq_no": next(idx.seq_no),
                         "_primary_term": PRIMARY_TERM, "status": 404}
             del idx.docs[key]
+            idx.raw.pop(key, None)
             idx.routing.pop(key, None)
             return ok_item(idx, doc_id, "deleted", 200, next(idx.seq_no))
         if op == "create" and exists:
@@ -1896,6 +2235,10 @@ def bulk_item(op, iname, doc_id, src, meta):
     except EsError as e:
         return item_error(iname, doc_id, e)
     idx.docs[key] = new
+    if op == "update":
+        idx.raw.pop(key, None)
+    else:
+        idx.raw[key] = src_text
     idx.versions[key] = next(idx.seq_no)
     if op != "update":
         # a document indexed on its shard keeps the routing it came with
@@ -1990,7 +2333,7 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     def send(self, status, obj, raw=None, truncate=False):
-        data = raw if raw is not None else json.dumps(obj).encode()
+        data = raw if raw is not None else encode(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))

@@ -42,9 +42,10 @@ Documented behaviour a native table does not share is emulated or avoided:
     joins and no two modifying nodes on one table with triggers;
   * on tables with triggers every INSERT writes new keys and the twin gets
     no ON CONFLICT DO UPDATE (which fires UPDATE triggers on a native table);
-  * the Elasticsearch stand-in keeps _source numbers as Python floats (a
-    real cluster keeps them as sent): numeric values and jsonb numbers there
-    are ones a float8 spells the same.
+  * Elasticsearch writes a document's numbers with a fraction as doubles
+    again when an UPDATE (a script) rewrites it (elastic/elasticsearch#40202;
+    the stand-in does too, README "Search" limits): numeric values and jsonb
+    numbers there are ones a float8 spells the same.
 
 Found: an Elasticsearch UPDATE of a jsonb column to an object merged it into
 the old object (test elastic_update_object).
@@ -216,9 +217,8 @@ class Gen(dd.Gen):
             # README "Values in the stores": a JSON number has no -0
             vals = [v for v in vals if v is None or "-0'" not in v and "-0}" not in v]
         if t.store in ("es", "vector") and typ == "numeric":
-            # the Elasticsearch stand-in keeps _source numbers as Python floats
-            # (a real cluster keeps _source as sent), Chroma metadata numbers
-            # are float64
+            # Elasticsearch rewrites an updated document's numbers as doubles
+            # (README "Search" limits), Chroma metadata numbers are float64
             vals = ["0.1", "2.5", "'NaN'::numeric", "'Infinity'::numeric", None]
         if t.store == "es" and typ == "jsonb":
             vals = [v for v in vals if v is None or ".0" not in v and "2.50" not in v]
