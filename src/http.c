@@ -840,7 +840,6 @@ check_refused(PgpolyConnection *conn, PgpolyHttp *h, long status)
 									 psprintf("HTTP %ld to GET %s without credentials",
 											  status, h->probe_path));
 	}
-	h->proven[h->current] = true;
 }
 
 /*
@@ -963,7 +962,9 @@ http_request(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 			if (!probe)
 				break;
 			check_refused(conn, h, resp->status);
+			/* Proven only once pinned: a failed pin checks again next time. */
 			pin_checked_address(conn, h);
+			h->proven[h->current] = true;
 		}
 	}
 	PG_CATCH();
