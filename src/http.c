@@ -23,6 +23,9 @@
  *	  or altered and again when a connection opens (PgpolyServerUrls), and
  *	  libcurl is told to speak nothing else.  Redirects are never followed:
  *	  a 3xx answer is an ERROR.
+ *	- Under the trust rule (a probe_path), each URL's host name is pinned
+ *	  to the address its check reached (pin_checked_address), so every
+ *	  later TCP connection for that URL goes where the check went.
  *	- Secrets (passwords, API keys) are set as curl options or headers and
  *	  never appear in a message: base URLs carry no credentials, and text a
  *	  service sent is quoted only through PgpolyHttpExcerpt(), which masks
@@ -71,6 +74,8 @@ struct PgpolyHttp
 	bool		verify_tls;
 	char	   *probe_path;		/* PgpolyHttpConfig.probe_path */
 	bool	   *proven;			/* per URL: the probe was refused there */
+	struct curl_slist **pins;	/* per URL: its host pinned to the address
+								 * the probe reached (CURLOPT_RESOLVE) */
 
 	/* filled by the callbacks during one transfer */
 	curl_socket_t socks[MAX_SOCKETS];
@@ -266,6 +271,8 @@ PgpolyHttpOpen(const PgpolyHttpConfig *cfg)
 	h->timer_ms = -1;
 	h->probe_path = top_strdup(cfg->probe_path);
 	h->proven = MemoryContextAllocZero(TopMemoryContext, sizeof(bool) * h->nurls);
+	h->pins = MemoryContextAllocZero(TopMemoryContext,
+									 sizeof(struct curl_slist *) * h->nurls);
 	remember_secrets(h, cfg);
 	foreach(lc, cfg->headers)
 		h->headers = curl_slist_append(h->headers, lfirst(lc));
@@ -326,6 +333,12 @@ PgpolyHttpClose(PgpolyHttp *h)
 		pfree(h->probe_path);
 	if (h->proven)
 		pfree(h->proven);
+	if (h->pins)
+	{
+		for (int i = 0; i < h->nurls; i++)
+			curl_slist_free_all(h->pins[i]);
+		pfree(h->pins);
+	}
 	for (int i = 0; i < h->nsecrets; i++)
 		pfree(h->secrets[i]);
 	if (h->secrets)
@@ -666,6 +679,8 @@ prepare(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, h->verify_tls ? 2L : 0L);
 	if (h->ca_file)
 		curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
+	if (h->pins[h->current])
+		curl_easy_setopt(e, CURLOPT_RESOLVE, h->pins[h->current]);
 	if (h->username && !anonymous)
 	{
 		curl_easy_setopt(e, CURLOPT_USERNAME, h->username);
@@ -825,7 +840,76 @@ check_refused(PgpolyConnection *conn, PgpolyHttp *h, long status)
 									 psprintf("HTTP %ld to GET %s without credentials",
 											  status, h->probe_path));
 	}
-	h->proven[h->current] = true;
+}
+
+/*
+ * "host:port:address" pinning the host of base URL url to address (as
+ * CURLINFO_PRIMARY_IP gives it), palloc'd; NULL when the URL cannot be
+ * read, or names its host by an IPv6 address (*literal set: nothing to
+ * resolve; an IPv4 one gets a harmless entry).
+ */
+static char *
+pin_entry(const char *url, const char *address, bool *literal)
+{
+	CURLU	   *u = curl_url();
+	char	   *host = NULL;
+	char	   *port = NULL;
+	char	   *entry = NULL;
+	unsigned int flags = 0;
+
+#ifdef CURLU_PUNYCODE
+	flags |= CURLU_PUNYCODE;	/* the name libcurl resolves */
+#endif
+	*literal = false;
+	if (u != NULL &&
+		curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_HOST, &host, flags) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK)
+	{
+		*literal = host[0] == '[';
+		if (!*literal && address[0] != '\0')
+			entry = psprintf(strchr(address, ':') ? "%s:%s:[%s]" : "%s:%s:%s",
+							 host, port, address);
+	}
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	return entry;
+}
+
+/*
+ * After the trust rule's check of URL h->current passed, pin its host name
+ * to the address the check reached: every later connection to that URL
+ * (keep-alive lost, the DNS cache expired) goes there, whatever the name
+ * resolves to then (DNS rebinding: the check answered by one server, the
+ * requests sent to another that asks for no credential).  The entry is
+ * permanent in the multi handle's DNS cache and set again by prepare();
+ * it lives as long as the client, which a new server or URL replaces.
+ * Raises rather than go on unpinned.
+ */
+static void
+pin_checked_address(PgpolyConnection *conn, PgpolyHttp *h)
+{
+	char	   *address = NULL;
+	char	   *entry;
+	bool		literal;
+
+	curl_easy_getinfo(h->easy, CURLINFO_PRIMARY_IP, &address);
+	entry = pin_entry(h->urls[h->current], address ? address : "", &literal);
+	if (entry == NULL && literal)
+		return;
+	if (entry == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("%s server \"%s\" at %s: could not pin the address its check reached",
+						conn->store->label, conn->servername, h->urls[h->current])));
+	curl_slist_free_all(h->pins[h->current]);
+	h->pins[h->current] = curl_slist_append(NULL, entry);
+	pfree(entry);
+	if (h->pins[h->current] == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory creating an HTTP client")));
 }
 
 /* PgpolyHttpRequest of path and body already UTF-8. */
@@ -878,6 +962,9 @@ http_request(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 			if (!probe)
 				break;
 			check_refused(conn, h, resp->status);
+			/* Proven only once pinned: a failed pin checks again next time. */
+			pin_checked_address(conn, h);
+			h->proven[h->current] = true;
 		}
 	}
 	PG_CATCH();
@@ -904,7 +991,8 @@ http_request(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
  * Any HTTP status but a redirect (an ERROR: never followed) is returned to
  * the caller; failures below HTTP ERROR.  With a probe_path, the first
  * request to each URL is that check (check_refused), whichever URL a
- * failover reaches.
+ * failover reaches, and the requests after it go to the address it
+ * reached (pin_checked_address).
  * The whole exchange is one request on conn (see PgpolyBeginRequest).
  * path and body are text in the database encoding, sent as UTF-8
  * (PgpolyServerToStore: converted here once, the one point for every HTTP

@@ -158,13 +158,18 @@ class TcpServer:
     closed when handle returns (or raises OSError).  .port is the port,
     .accepted counts connections so far, .stop is an Event long-running
     handlers should watch; close() sets it and stops accepting.  With path:
-    a Unix-domain socket there instead (mode 777; .port is None).
+    a Unix-domain socket there instead (mode 777; .port is None).  With
+    sock: that TCP socket, already bound by the caller (another address or
+    family), instead.
     """
 
-    def __init__(self, handle, path=None):
+    def __init__(self, handle, path=None, sock=None):
         self.handle = handle
         self.port = None
-        if path:
+        if sock is not None:
+            self.sock = sock
+            self.port = sock.getsockname()[1]
+        elif path:
             self.sock = socket.socket(socket.AF_UNIX)
             self.sock.bind(path)
             os.chmod(path, 0o777)
