@@ -1275,10 +1275,24 @@ ElasticIdsExist(PgpolyConnection *conn, ElasticTable *tbl, char **ids,
 		ids_got(conn, tbl, ids, routings, n, deleted, exists, &left);
 }
 
+/*
+ * Error context of a _bulk request that fails as a whole (an HTTP error, a
+ * lost connection) after earlier requests of the same writes: those were
+ * applied (their items were checked) and Elasticsearch has no rollback.
+ */
+static void
+earlier_batches_context(void *arg)
+{
+	errcontext("Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of these writes, "
+			   "sent in earlier _bulk requests, were applied and stay applied",
+			   *(int64 *) arg);
+}
+
 /* Send one batch of writes as one _bulk request and check every item. */
 static void
 send_batch(PgpolyConnection *conn, ElasticWrite **batch, int n, int64 sent_before)
 {
+	ErrorContextCallback errcb = {error_context_stack, earlier_batches_context, &sent_before};
 	StringInfoData body;
 	PgpolyHttpResponse resp;
 	const char *refresh = batch[0]->tbl->refresh;
@@ -1291,10 +1305,13 @@ send_batch(PgpolyConnection *conn, ElasticWrite **batch, int n, int64 sent_befor
 	initStringInfo(&body);
 	for (int i = 0; i < n; i++)
 		append_action(&body, batch[i]);
+	if (sent_before > 0)
+		error_context_stack = &errcb;
 	ElasticRequest(conn, "POST", path, body.data, body.len,
 				   "application/x-ndjson", batch[0]->tbl->index, &resp);
 	if (resp.status < 200 || resp.status > 299)
 		ElasticRaiseStatus(conn, "POST", path, batch[0]->tbl->index, &resp);
+	error_context_stack = errcb.previous;	/* item errors give the count */
 	/*
 	 * The common case needs no document (jansson) at all: "errors": false,
 	 * one item per action, each an object of objects with a 2xx status, no

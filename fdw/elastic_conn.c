@@ -500,7 +500,7 @@ ElasticRaiseStatus(PgpolyConnection *conn, const char *method, const char *path,
 					   PgpolyHttpExcerpt(conn, resp->body, resp->len)),
 			 resp->status == 401 || resp->status == 403 ?
 			 errhint("Check the user mapping's username and password, or api_key.") :
-			 resp->status == 429 || resp->status >= 500 ?
+			 PgpolyHttpRetried(resp->status) ?
 			 errhint("The request was retried %d times.", ELASTIC_RETRIES) :
 			 resp->status == 413 ?
 			 errhint("The request body was over the server's http.max_content_length (100mb by default): send less per statement (smaller documents, shorter IN lists) or raise that setting.") : 0));

@@ -1170,7 +1170,11 @@ speaks_resp(PgpolyConnection *conn, RedisHandle *h, RedisNode *s, char **error)
 		return false;
 	if (r->type == REDIS_REPLY_STATUS && r->len == 4 && memcmp(r->str, "PONG", 4) == 0)
 		return true;
-	*error = pstrdup("did not answer PING as a sentinel does");
+	/* An error (a sentinel's requirepass: NOAUTH) is quoted, as ask_sentinels does. */
+	*error = r->type == REDIS_REPLY_ERROR ?
+		psprintf("answered PING with %s, not PONG as a sentinel does",
+				 PgpolyPrintable(r->str, r->len, 200)) :
+		pstrdup("did not answer PING as a sentinel does");
 	return false;
 }
 

@@ -627,6 +627,16 @@ PgpolyHttpBaseUrl(PgpolyHttp *h)
 }
 
 /*
+ * Whether a request answered with HTTP status is retried (when its caller
+ * allows retries): 429, 502 and 503, the overloaded or restarting service.
+ */
+bool
+PgpolyHttpRetried(long status)
+{
+	return status == 429 || status == 502 || status == 503;
+}
+
+/*
  * The SQLSTATE of an HTTP error status, the same for every REST store: the
  * credentials were refused (28000); the service is overloaded or
  * unavailable (429, 502, 503, 504: a connection failure, 08006, which the
@@ -953,8 +963,7 @@ http_request(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 			curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &resp->status);
 			if (resp->status >= 300 && resp->status <= 399)
 				redirect_error(conn, h, resp->status, m, p);
-			if ((resp->status == 429 || resp->status == 502 || resp->status == 503) &&
-				attempt++ < retries)
+			if (PgpolyHttpRetried(resp->status) && attempt++ < retries)
 			{
 				backoff(attempt, deadline);
 				continue;

@@ -385,6 +385,7 @@ extern void PgpolyCheckUrls(const char *option, const char *value,
 							const char *servername);
 extern List *PgpolyServerUrls(ForeignServer *server, const char *dflt);
 extern int	PgpolyHttpStatusErrcode(long status);
+extern bool PgpolyHttpRetried(long status);
 extern char *PgpolyHttpExcerpt(PgpolyConnection *conn, const char *text,
 							   size_t len);
 

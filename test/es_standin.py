@@ -142,10 +142,10 @@ Error bodies follow common-options.html / the REST error format:
 
 Test control (not Elasticsearch):
   POST   /_standin/faults  {"faults": [{"status": 429, "count": 2,
-                           "path": "_search", "delay_ms": 0,
+                           "path": "_search", "skip": 0, "delay_ms": 0,
                            "truncate": false, "garbage": false}]}
          the next `count` requests whose path contains `path` (or equals
-         `exact`; any when both are absent) are delayed, answered with `status` (ES error body),
+         `exact`; any when both are absent), after `skip` of them (0), are delayed, answered with `status` (ES error body),
          a truncated body, or non-JSON garbage.  {"item_faults": {"7": 429,
          "8": 400}} instead: a _bulk request answers those items with that
          status (429: es_rejected_execution_exception, else
@@ -2368,6 +2368,9 @@ class Handler(BaseHTTPRequestHandler):
                     continue
                 if f.get("exact") and f["exact"] != path:
                     continue
+                if f.get("skip", 0) > 0:  # let that many through first
+                    f["skip"] -= 1
+                    return None
                 f["count"] = f.get("count", 1) - 1
                 if f["count"] <= 0:
                     STATE.faults.remove(f)

@@ -14,7 +14,9 @@ One psql session (one backend, cached connection) checks:
   * a commit whose _bulk gets 429 then succeeds; a bulk item failure fails
     COMMIT naming the document (40001 for an update of a document deleted
     meanwhile), and the PostgreSQL side rolls back; an index under the
-    flood-stage block fails writes with 55000 naming it;
+    flood-stage block fails writes with 55000 naming it; a COMMIT whose
+    third _bulk request fails as a whole says the 20 actions of the first
+    two stay applied;
   * after each error the next statement in the same session works, with
     one cached connection; no backend crashed.
 Plus failover across urls: the first url refuses connections.
@@ -58,6 +60,8 @@ def test():
             OPTIONS (index 'fault_missing');
         CREATE FOREIGN TABLE w (_id text, n int) SERVER esf
             OPTIONS (index 'fault_w', refresh 'true');
+        CREATE FOREIGN TABLE wb (_id text, n int) SERVER esf
+            OPTIONS (index 'fault_wb', refresh 'true', batch_size '10');
         CREATE TABLE native (id int);
     """ % (dead, es.url, es.url), db=db)
     if not check(r.rc == 0, "setup failed: %s" % r.err):
@@ -144,6 +148,21 @@ def test():
           % (r.rc, r.sqlstate, r.err.strip()))
     check(s.value("SELECT count(*) FROM native WHERE id = 4;") == "0",
           "the native row of the failed COMMIT is visible")
+
+    # A COMMIT sent in several _bulk requests (batch_size 10) whose third
+    # request fails as a whole (500): the first two were applied and stay,
+    # and the error says how many actions that is.
+    es.faults({"status": 500, "count": 1, "skip": 2, "path": "_bulk"})
+    r = s.run("BEGIN; INSERT INTO native VALUES (5); "
+              "INSERT INTO wb SELECT 'b' || g, g FROM generate_series(1, 25) g; "
+              "COMMIT;")
+    es.clear()
+    check(r.rc == 1 and "20 earlier action(s)" in r.err and "stay applied" in r.err
+          and "retried" not in r.err,
+          "a later _bulk request of a COMMIT failed: want the error to say the 20 "
+          "earlier actions stay applied (and a 500 is not retried); got rc=%s: %s" % (r.rc, r.err.strip()))
+    check(s.value("SELECT count(*) FROM wb;") == "20",
+          "the first two _bulk requests' documents are written")
 
     # The flood-stage disk block (index.blocks.read_only_allow_delete, which
     # Elasticsearch sets and lifts itself, so only the stand-in can hold it):

@@ -20,7 +20,7 @@ does) records every byte it receives, over TCP and over a Unix socket:
   * a sentinel_master name is never received (sentinels at the fake);
   * a real Redis that asks for a password still works for the role, and a
     real sentinel-less Redis as a sentinel is still refused with the
-    sentinels' error.
+    sentinels' error, quoting its NOAUTH (a sentinel with requirepass).
 """
 
 import atexit
@@ -136,9 +136,11 @@ def run(db, tcp, unix, sentinel, redis, path):
     check(r.rc != 0, "sentinel: the scan through a line service succeeded")
     check(MASTER.encode() not in sentinel.received(),
           "sentinel: the master name reached the service: %r" % sentinel.received())
+    # It asks for a password (requirepass, as a sentinel with one does):
+    # the error quotes its NOAUTH, as it did before the PING check.
     r = via_sentinel(db, "s_notsent", redis, "m")
-    check(r.rc != 0 and "sentinel 127.0.0.1:%d" % redis in r.err,
-          "a Redis as sentinel: %s" % r.err)
+    check(r.rc != 0 and "sentinel 127.0.0.1:%d answered PING with NOAUTH" % redis in r.err,
+          "a Redis with requirepass as sentinel: %s" % r.err)
 
     # A real Redis that asks for a password works for the role.
     r = attempt(db, """
