@@ -19,6 +19,14 @@ DO $$ BEGIN
   EXECUTE format('ALTER DATABASE %I SET pgpoly.sync_max_attempts = 2', current_database());
   EXECUTE format('ALTER DATABASE %I SET pgpoly.sync_max_retry_delay = 300', current_database());
 END $$;
+-- A worker an earlier test left (its syncs dropped, it leaves shortly) read
+-- the settings before the ones above: wait for it to go.
+DO $$ BEGIN
+  FOR i IN 1..600 LOOP
+    EXIT WHEN NOT pgpoly._sync_worker_running();
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
 
 CREATE SERVER ob_redis FOREIGN DATA WRAPPER pgpoly_redis
   OPTIONS (host '127.0.0.1', port :'redis_port');
