@@ -176,6 +176,25 @@ check_outdated(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
 				 errhint("Run the transaction again.")));
 }
 
+/*
+ * conn was invalidated, but its server's and user mapping's options are
+ * what it was opened with: keep it.  That is a syscache reset (a backend
+ * that fell behind the invalidation queue, under other sessions' DDL,
+ * gets every entry invalidated), GRANT, OWNER TO or RENAME.  Reopening it
+ * would drop the store's session state for nothing, and move a Sentinel
+ * server's session to whichever primary the sentinels name now.  The
+ * trust rule is checked on every look-up regardless (check_trust).
+ */
+static void
+keep_if_unchanged(PgpolyConnection *conn, ForeignServer *server,
+				  UserMapping *user)
+{
+	if (options_hash(server, user) != conn->options_hash)
+		return;
+	conn->invalidated = false;
+	strlcpy(conn->servername, server->servername, NAMEDATALEN);
+}
+
 /* Syscache callback: mark connections whose server or mapping changed. */
 static void
 invalidate_callback(Datum arg, int cacheid, uint32 hashvalue)
@@ -453,13 +472,14 @@ prune_dropped(void)
  * The cache entry of server and user (from PgpolyGetUserMapping: umid
  * InvalidOid if there is no mapping), made if new, once the trust rule
  * lets user->userid use it.  A handle it may not hand to that user is
- * closed: one whose last request was cut off, one invalidated (unless this
- * transaction used it: it may hold the transaction's writes or WATCHes,
- * which closing it would lose, or serve a scan still open, a cursor, whose
- * SCAN cursor or page would go on on the new server or database; it is
- * closed at the transaction's end, as postgres_fdw does), or one opened without the
- * check that the store asks for the credential (for a superuser or a
- * waived mapping: PUBLIC's, say) when user needs that check.
+ * closed: one whose last request was cut off, one invalidated whose
+ * options changed (unless this transaction used it: it may hold the
+ * transaction's writes or WATCHes, which closing it would lose, or serve
+ * a scan still open, a cursor, whose SCAN cursor or page would go on on
+ * the new server or database; it is closed at its first use in a later
+ * transaction), or one opened without the check that the store asks for
+ * the credential (for a superuser or a waived mapping: PUBLIC's, say)
+ * when user needs that check.
  */
 static PgpolyConnection *
 lookup_entry(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
@@ -481,6 +501,8 @@ lookup_entry(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
 		memset(((char *) conn) + sizeof(key), 0, sizeof(*conn) - sizeof(key));
 		conn->store = store;
 	}
+	if (conn->handle && conn->invalidated)
+		keep_if_unchanged(conn, server, user);
 	if (conn->handle && (conn->busy ||
 						 (conn->invalidated && conn->writes == NIL &&
 						  !conn->watching && !used_this_xact(conn)) ||
@@ -791,7 +813,10 @@ end_session(PgpolyConnection *conn)
 
 /*
  * Transaction end: drop pending writes (already flushed or discarded by
- * xact.c), and close connections left mid-request or invalidated.  One
+ * xact.c), and close connections left mid-request.  One invalidated stays
+ * open until its next use (lookup_entry) or pgpoly.connections(), which
+ * read the catalogs to tell whether its options changed; nothing here
+ * may.  One
  * still holding the transaction's session state (ROLLBACK, or a COMMIT
  * that did not clear it: a FOR UPDATE that wrote nothing) is kept if its
  * store releases that state before its next command, else closed: the
@@ -814,7 +839,7 @@ PgpolyConnectionsAtXactEnd(bool isCommit)
 		conn->writes = NIL;		/* memory went with TopTransactionContext */
 		if (conn->handle && conn->store->xact_end)
 			conn->store->xact_end(conn, isCommit);
-		if (conn->handle && (conn->busy || conn->invalidated ||
+		if (conn->handle && (conn->busy ||
 							 (conn->watching && !end_session(conn))))
 			close_handle(conn);
 		conn->busy = false;
@@ -903,6 +928,27 @@ used_this_xact(PgpolyConnection *conn)
 	return false;
 }
 
+/*
+ * For pgpoly.connections(), which shows what the next statement would
+ * use: an entry invalidated since it was last used, and not by this
+ * transaction, is kept if its options are unchanged (keep_if_unchanged)
+ * and closed otherwise, as its next use would.
+ */
+static void
+settle_invalidated(PgpolyConnection *conn)
+{
+	ForeignServer *server;
+
+	if (conn->handle == NULL || !conn->invalidated || conn->busy ||
+		conn->writes != NIL || conn->watching || used_this_xact(conn))
+		return;
+	server = GetForeignServerExtended(conn->key.serverid, FSV_MISSING_OK);
+	if (server != NULL)
+		keep_if_unchanged(conn, server, mapping_of(conn));
+	if (conn->invalidated)
+		close_handle(conn);
+}
+
 PG_FUNCTION_INFO_V1(pgpoly_connections);
 
 /* Add one row of pgpoly.connections() for conn, at target. */
@@ -943,12 +989,14 @@ pgpoly_connections(PG_FUNCTION_ARGS)
 	if (ConnectionHash == NULL)
 		PG_RETURN_VOID();
 
+	prune_dropped();
 	hash_seq_init(&scan, ConnectionHash);
 	while ((conn = hash_seq_search(&scan)) != NULL)
 	{
 		List	   *rows;
 		ListCell   *lc;
 
+		settle_invalidated(conn);
 		if (conn->handle == NULL)
 			continue;
 		rows = conn->store->describe ? conn->store->describe(conn) : NIL;
