@@ -1215,6 +1215,12 @@ row_values(ElasticTable *tbl, Datum source, const char *id, List *nuls,
 		}
 		else if (col->role == ECOL_FIELD)
 		{
+			/*
+			 * A whole _source (EFLAG_WHOLE_SOURCE) holds fields the query
+			 * does not read: converting them could only fail it.
+			 */
+			if (fetched != NULL && !fetched[*att])
+				continue;
 			source_nul(nuls, base, col->field, id, tbl, col);
 			text = col->is_json ?
 				PgpolyJsonbColumnText(source, col->field, PGPOLY_FIELD_EVERY, &col->conv, &len) :
@@ -1224,7 +1230,7 @@ row_values(ElasticTable *tbl, Datum source, const char *id, List *nuls,
 				values[*att] = column_datum(col, text, len);
 				nulls[*att] = false;
 			}
-			else if (fetched == NULL || fetched[*att])
+			else
 				values[*att] = PgpolyNullDatum(&col->conv);
 		}
 	}
@@ -1234,10 +1240,12 @@ row_values(ElasticTable *tbl, Datum source, const char *id, List *nuls,
  * Fill values/nulls of the table's columns from a document's _source
  * (jsonb datum) and id.  nuls (NIL if none) are the paths of strings that
  * held a NUL character in the parsed response, base the path of this
- * _source in it.  A value that does not fit its column is an ERROR naming
- * the document, the field and the column, and so is a field the document
- * lacks where the column's domain refuses NULL, if fetched (per column;
- * NULL: every field) says the request asked for it.
+ * _source in it.  Only the fields fetched (per column; NULL: every field)
+ * says the request asked for are read, the other columns are NULL: a
+ * whole _source holds fields the query does not read.  A value that does
+ * not fit its column is an ERROR naming the document, the field and the
+ * column, and so is a field the document lacks where the column's domain
+ * refuses NULL.
  */
 void
 ElasticRowFromSource(ElasticTable *tbl, Datum source, const char *id,
