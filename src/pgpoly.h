@@ -452,6 +452,8 @@ typedef struct PgpolyWriter
 	List	   *pending;		/* immediate mode: payloads not yet sent */
 	MemoryContext batch_cxt;	/* immediate mode: their memory */
 	bool		in_row;			/* a row's payloads are being added */
+	int64		sent;			/* immediate mode: payloads sent by earlier
+								 * flushes of this statement */
 	bool		listed;			/* in the list of unsent batches (xact.c) */
 	SubTransactionId subid;		/* the subtransaction that listed it */
 	dlist_node	unsent_node;	/* its place there */
@@ -460,6 +462,27 @@ typedef struct PgpolyWriter
 									 * statement's memory goes */
 } PgpolyWriter;
 
+/*
+ * Writes to a store without transactions sent in several requests: while a
+ * later request is sent, an error context says how many were applied by the
+ * earlier requests (they stay: nothing rolls them back) and how many come
+ * after it (not sent if it fails).  PgpolySendProgressPush() pushes it
+ * when applied > 0; PgpolySendProgressPop() pops it (on success).
+ */
+typedef struct PgpolySendProgress
+{
+	const char *prefix;			/* "Elasticsearch has no rollback" */
+	const char *unit;			/* "action", "record", "write" */
+	const char *of;				/* "these writes", "this statement" */
+	const char *via;			/* "earlier _bulk requests" */
+	int64		applied;		/* in the requests answered before */
+	int64		later;			/* after the request being sent */
+	bool		pushed;
+	ErrorContextCallback cb;
+} PgpolySendProgress;
+
+extern void PgpolySendProgressPush(PgpolySendProgress *p);
+extern void PgpolySendProgressPop(PgpolySendProgress *p);
 extern void PgpolyWriterInit(PgpolyWriter *w, PgpolyConnection *conn, Oid relid,
 							 PgpolyWriteMode mode, int batch_size,
 							 PgpolySendWrites send, MemoryContext parent);
