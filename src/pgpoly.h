@@ -234,8 +234,11 @@ typedef struct PgpolyStore
 	 */
 	void		(*buffered) (struct PgpolyConnection *conn, void *payload);
 	/*
-	 * Optional: the transaction ended (commit: after flush()); without I/O
-	 * and without ERROR, forget or close what buffered() sent ahead.
+	 * Optional: the transaction ended (commit: after flush()); without
+	 * ERROR, forget or close what buffered() sent ahead.  Called only for
+	 * a connection with a handle.  No I/O but a short request bounded by a
+	 * timeout of its own, whose failure is swallowed (Elasticsearch closes
+	 * the contexts an aborted scan left open).
 	 */
 	void		(*xact_end) (struct PgpolyConnection *conn, bool commit);
 	/*
