@@ -49,6 +49,12 @@
 /* keep_alive of PIT and scroll contexts between pages. */
 #define ELASTIC_KEEP_ALIVE "1m"
 
+/*
+ * Bound of closing a context at transaction abort or backend exit, where
+ * a dead store must not hold the backend (keep_alive expires it anyway).
+ */
+#define ELASTIC_CLOSE_TIMEOUT_MS 500
+
 /* What a column of an Elasticsearch foreign table stands for. */
 typedef enum ElasticColRole
 {
@@ -166,8 +172,11 @@ typedef struct ElasticFieldFacts
 extern const char *ElasticFieldType(ElasticTable *tbl, const char *field,
 									ElasticFieldFacts *facts);
 extern char *ElasticMappingFacts(ElasticTable *tbl, List *fields);
-extern void ElasticQueueClose(PgpolyConnection *conn, bool pit,
-							  const char *id);
+typedef struct ElasticOpenContext ElasticOpenContext;
+extern ElasticOpenContext *ElasticTrackContext(PgpolyConnection *conn, bool pit,
+											   const char *id, ElasticOpenContext *t);
+extern void ElasticUntrackContext(ElasticOpenContext *t);
+extern void ElasticQueueClose(ElasticOpenContext *t);
 extern void ElasticSendQueuedCloses(PgpolyConnection *conn);
 extern void ElasticCloseContext(PgpolyConnection *conn, bool pit,
 								const char *id);

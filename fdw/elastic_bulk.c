@@ -1276,23 +1276,17 @@ ElasticIdsExist(PgpolyConnection *conn, ElasticTable *tbl, char **ids,
 }
 
 /*
- * Error context of a _bulk request that fails as a whole (an HTTP error, a
- * lost connection) after earlier requests of the same writes: those were
- * applied (their items were checked) and Elasticsearch has no rollback.
+ * Send one batch of writes as one _bulk request and check every item.
+ * sent_before actions were sent (and applied) before it, later come after.
+ * A request that fails as a whole (an HTTP error, a lost connection) says
+ * so in its context: Elasticsearch has no rollback.
  */
 static void
-earlier_batches_context(void *arg)
+send_batch(PgpolyConnection *conn, ElasticWrite **batch, int n, int64 sent_before,
+		   int64 later)
 {
-	errcontext("Elasticsearch has no rollback: " INT64_FORMAT " earlier action(s) of these writes, "
-			   "sent in earlier _bulk requests, were applied and stay applied",
-			   *(int64 *) arg);
-}
-
-/* Send one batch of writes as one _bulk request and check every item. */
-static void
-send_batch(PgpolyConnection *conn, ElasticWrite **batch, int n, int64 sent_before)
-{
-	ErrorContextCallback errcb = {error_context_stack, earlier_batches_context, &sent_before};
+	PgpolySendProgress progress = {"Elasticsearch has no rollback", "action", "these writes",
+	"earlier _bulk requests", sent_before, later};
 	StringInfoData body;
 	PgpolyHttpResponse resp;
 	const char *refresh = batch[0]->tbl->refresh;
@@ -1305,13 +1299,12 @@ send_batch(PgpolyConnection *conn, ElasticWrite **batch, int n, int64 sent_befor
 	initStringInfo(&body);
 	for (int i = 0; i < n; i++)
 		append_action(&body, batch[i]);
-	if (sent_before > 0)
-		error_context_stack = &errcb;
+	PgpolySendProgressPush(&progress);
 	ElasticRequest(conn, "POST", path, body.data, body.len,
 				   "application/x-ndjson", batch[0]->tbl->index, &resp);
 	if (resp.status < 200 || resp.status > 299)
 		ElasticRaiseStatus(conn, "POST", path, batch[0]->tbl->index, &resp);
-	error_context_stack = errcb.previous;	/* item errors give the count */
+	PgpolySendProgressPop(&progress);	/* item errors give the count */
 	/*
 	 * The common case needs no document (jansson) at all: "errors": false,
 	 * one item per action, each an object of objects with a 2xx status, no
@@ -1456,7 +1449,7 @@ ElasticSendWrites(PgpolyConnection *conn, List *writes)
 					  (follows && w->prev->batchno == batchno)))
 		{
 			old = MemoryContextSwitchTo(cxt);
-			send_batch(conn, batch, n, sent);
+			send_batch(conn, batch, n, sent, list_length(writes) - sent - n);
 			MemoryContextSwitchTo(old);
 			sent += n;
 			n = 0;
@@ -1472,7 +1465,7 @@ ElasticSendWrites(PgpolyConnection *conn, List *writes)
 	if (n > 0)
 	{
 		old = MemoryContextSwitchTo(cxt);
-		send_batch(conn, batch, n, sent);
+		send_batch(conn, batch, n, sent, 0);
 		MemoryContextSwitchTo(old);
 	}
 	MemoryContextDelete(cxt);

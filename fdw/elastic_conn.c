@@ -50,6 +50,7 @@
 #include "mb/pg_wchar.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "storage/proc.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
@@ -60,6 +61,8 @@
 #include "elastic.h"
 
 static void elastic_forget(PgpolyConnection *conn);
+static void elastic_xact_end(PgpolyConnection *conn, bool commit);
+static void close_at_exit(int code, Datum arg);
 static void *elastic_connect(PgpolyConnection *conn, ForeignServer *server,
 							 UserMapping *user);
 static void elastic_disconnect(void *handle);
@@ -73,6 +76,7 @@ const PgpolyStore ElasticStore = {
 	ElasticSendWrites,
 	pgpoly_elastic_handler,
 	ElasticConflictColumns,
+	.xact_end = elastic_xact_end,
 	.target_option = "index",
 	.forget = elastic_forget
 };
@@ -110,15 +114,25 @@ typedef struct ElasticMappingCache
 	List	   *hidden;			/* char *: copy_to targets, runtime fields */
 } ElasticMappingCache;
 
-/* A PIT or scroll context to close at the next chance. */
-typedef struct QueuedClose
+/*
+ * A PIT or scroll context a scan opened (ElasticTrackContext), closed by
+ * the scan when it ends; queued once the scan is gone without closing it,
+ * for the next chance: the next request on the same connection, the end of
+ * the transaction that aborted, or the backend's exit (which also closes
+ * the contexts of scans still open then).
+ */
+struct ElasticOpenContext
 {
 	PgpolyConnKey key;
+	PgpolyConnection *conn;		/* the cache entry (kept while this is:
+								 * elastic_forget drops its contexts) */
 	bool		pit;
+	bool		queued;			/* its scan is gone */
+	bool		closed;			/* closed at exit while its scan lived */
 	char	   *id;
-} QueuedClose;
+};
 
-static List *QueuedCloses = NIL;	/* in QueueMemory */
+static List *OpenContexts = NIL;	/* ElasticOpenContext *, in QueueMemory */
 static MemoryContext QueueMemory = NULL;
 
 /* The handle of conn (connected). */
@@ -1019,89 +1033,212 @@ ElasticCloseContext(PgpolyConnection *conn, bool pit, const char *id)
 }
 
 /*
- * Remember a context to close at the next request on conn's server and
- * user mapping (called while an aborted scan's memory is released: no
- * network I/O, no ereport).
+ * Note that a scan on conn opened context id (a PIT, or a scroll when not
+ * pit), or that the context t it noted goes on as id (a continuation may
+ * carry a new id).  Returns the entry, which the scan passes to
+ * ElasticUntrackContext() when it closes the context itself, or to
+ * ElasticQueueClose() when it is gone.
  */
-void
-ElasticQueueClose(PgpolyConnection *conn, bool pit, const char *id)
+ElasticOpenContext *
+ElasticTrackContext(PgpolyConnection *conn, bool pit, const char *id,
+					ElasticOpenContext *t)
 {
+	static bool exit_registered = false;
 	MemoryContext old;
-	QueuedClose *q;
 
 	if (QueueMemory == NULL)
-		QueueMemory = AllocSetContextCreate(TopMemoryContext, "pgpoly elastic queued closes",
+		QueueMemory = AllocSetContextCreate(TopMemoryContext, "pgpoly elastic open contexts",
 											ALLOCSET_SMALL_SIZES);
+	if (!exit_registered)
+	{
+		before_shmem_exit(close_at_exit, (Datum) 0);
+		exit_registered = true;
+	}
 	old = MemoryContextSwitchTo(QueueMemory);
-	q = palloc(sizeof(QueuedClose));
-	q->key = conn->key;
-	q->pit = pit;
-	q->id = pstrdup(id);
-	QueuedCloses = lappend(QueuedCloses, q);
+	if (t == NULL)
+	{
+		t = palloc0(sizeof(ElasticOpenContext));
+		t->key = conn->key;
+		t->conn = conn;
+		t->pit = pit;
+		OpenContexts = lappend(OpenContexts, t);
+	}
+	else
+		pfree(t->id);
+	t->id = pstrdup(id);
 	MemoryContextSwitchTo(old);
+	return t;
 }
 
-/* Take the first context queued for conn's server and user mapping, or NULL. */
-static QueuedClose *
-take_queued(PgpolyConnection *conn)
+/* Forget entry t (its context is closed, or cannot be any more). */
+void
+ElasticUntrackContext(ElasticOpenContext *t)
+{
+	if (t == NULL)
+		return;
+	OpenContexts = list_delete_ptr(OpenContexts, t);
+	pfree(t->id);
+	pfree(t);
+}
+
+/*
+ * t's scan is gone without closing it (an error, a cancel, a cursor
+ * dropped): close it at the next chance.  Called while the scan's memory
+ * is released: no network I/O, no ereport.
+ */
+void
+ElasticQueueClose(ElasticOpenContext *t)
+{
+	if (t->closed)
+		ElasticUntrackContext(t);	/* closed at exit already */
+	else
+		t->queued = true;
+}
+
+/* The first context queued for conn's server and user mapping, or NULL. */
+static ElasticOpenContext *
+first_queued(PgpolyConnection *conn)
 {
 	ListCell   *lc;
 
-	foreach(lc, QueuedCloses)
+	foreach(lc, OpenContexts)
 	{
-		QueuedClose *q = lfirst(lc);
+		ElasticOpenContext *t = lfirst(lc);
 
-		if (memcmp(&q->key, &conn->key, sizeof(PgpolyConnKey)) == 0)
-		{
-			QueuedCloses = foreach_delete_current(QueuedCloses, lc);
-			return q;
-		}
+		if (t->queued && memcmp(&t->key, &conn->key, sizeof(PgpolyConnKey)) == 0)
+			return t;
 	}
 	return NULL;
-}
-
-/* Free a queued close taken off the queue. */
-static void
-free_queued(QueuedClose *q)
-{
-	pfree(q->id);
-	pfree(q);
 }
 
 /* Close the contexts queued for conn's server and user mapping. */
 void
 ElasticSendQueuedCloses(PgpolyConnection *conn)
 {
-	QueuedClose *q;
+	ElasticOpenContext *t;
 
-	/* Dequeued first: a failure must not make us retry forever. */
-	while ((q = take_queued(conn)) != NULL)
+	/* Forgotten first: a failure must not make us retry forever. */
+	while ((t = first_queued(conn)) != NULL)
 	{
-		PG_TRY();
-		{
-			ElasticCloseContext(conn, q->pit, q->id);
-		}
-		PG_CATCH();
-		{
-			free_queued(q);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
-		free_queued(q);
+		bool		pit = t->pit;
+		char	   *id = pstrdup(t->id);
+
+		ElasticUntrackContext(t);
+		ElasticCloseContext(conn, pit, id);
+		pfree(id);
+	}
+}
+
+/*
+ * Close context t on its connection, if that is open and not in the middle
+ * of a request (reconnecting needs the catalogs), in at most
+ * ELASTIC_CLOSE_TIMEOUT_MS and without ERROR: at transaction abort and at
+ * backend exit, where a failure must not escalate and a dead store must
+ * not hold the backend (a context not closed expires after keep_alive).
+ * Interrupts are held there; the ERROR a failure raises is discarded, and
+ * the interrupt holdoff it resets restored.  A failure leaves the
+ * connection in a request, which the core then closes (and this skips).
+ * Returns whether the request was sent and answered.
+ */
+static bool
+close_quietly(ElasticOpenContext *t)
+{
+	PgpolyConnection *conn = t->conn;
+	int			timeout;
+	int			connect_timeout;
+	uint32		holdoff = InterruptHoldoffCount;
+	uint32		cancel_holdoff = QueryCancelHoldoffCount;
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = false;
+
+	if (conn == NULL || conn->handle == NULL || conn->busy)
+		return false;
+	timeout = conn->timeout_ms;
+	connect_timeout = conn->connect_timeout_ms;
+	conn->timeout_ms = Min(timeout, ELASTIC_CLOSE_TIMEOUT_MS);
+	conn->connect_timeout_ms = Min(connect_timeout, ELASTIC_CLOSE_TIMEOUT_MS);
+	PG_TRY();
+	{
+		ElasticCloseContext(conn, t->pit, t->id);
+		ok = true;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		InterruptHoldoffCount = holdoff;
+		QueryCancelHoldoffCount = cancel_holdoff;
+	}
+	PG_END_TRY();
+	conn->timeout_ms = timeout;
+	conn->connect_timeout_ms = connect_timeout;
+	return ok;
+}
+
+/*
+ * PgpolyStore.xact_end: after an abort, close the contexts its scans left
+ * (queued as their memory was released) on conn, each a short bounded
+ * request that never ERRORs (close_quietly); the first failure leaves the
+ * rest to the next request or the backend's exit.
+ */
+static void
+elastic_xact_end(PgpolyConnection *conn, bool commit)
+{
+	ElasticOpenContext *t;
+
+	if (commit)
+		return;
+	while ((t = first_queued(conn)) != NULL && close_quietly(t))
+		ElasticUntrackContext(t);
+}
+
+/*
+ * before_shmem_exit: the backend exits; close every context still open,
+ * queued or of a scan that is still running (a FATAL in mid-scan: the
+ * transaction is aborted after this runs), as close_quietly does.  An
+ * entry of a live scan stays, marked closed, for its scan to release.
+ */
+static void
+close_at_exit(int code, Datum arg)
+{
+	ListCell   *lc;
+
+	foreach(lc, OpenContexts)
+	{
+		ElasticOpenContext *t = lfirst(lc);
+
+		if (!t->closed)
+			(void) close_quietly(t);
+		t->closed = true;
 	}
 }
 
 /*
  * PgpolyStore.forget: conn's server or user mapping was dropped; no
- * request will close the contexts queued for it (keep_alive expires them).
+ * request will close the contexts opened through it (keep_alive expires
+ * them): forget them, so that no entry points at the cache entry.
  */
 static void
 elastic_forget(PgpolyConnection *conn)
 {
-	QueuedClose *q;
+	ListCell   *lc;
 
-	while ((q = take_queued(conn)) != NULL)
-		free_queued(q);
+	foreach(lc, OpenContexts)
+	{
+		ElasticOpenContext *t = lfirst(lc);
+
+		if (memcmp(&t->key, &conn->key, sizeof(PgpolyConnKey)) == 0)
+		{
+			t->conn = NULL;
+			t->closed = true;	/* a live scan releases it */
+			if (t->queued)
+			{
+				OpenContexts = foreach_delete_current(OpenContexts, lc);
+				pfree(t->id);
+				pfree(t);
+			}
+		}
+	}
 }
 
 /* ----------------------------------------------------------------

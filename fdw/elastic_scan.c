@@ -22,8 +22,10 @@
  * cache in front of the cluster) is an ERROR before any row of it is
  * returned, not the same rows again until statement_timeout.
  * PIT and scroll contexts are closed when the scan ends; if it is aborted
- * the release of its memory queues the close for the next request on the
- * same connection (and keep_alive expires them anyway).
+ * the release of its memory queues the close, sent at the end of the
+ * aborted transaction or else at the next request on the same connection;
+ * the backend's exit closes those still open (elastic_conn.c; keep_alive
+ * expires them anyway).
  *
  * Each page is parsed once with PostgreSQL's jsonb parser; a hit's _source
  * becomes a jsonb datum by copying its container, and columns are read
@@ -110,6 +112,7 @@ struct ElasticScan
 	MemoryContextCallback abort_cb;
 	ElasticPaging paging;
 	char	   *context_id;		/* open PIT or scroll id, or NULL */
+	ElasticOpenContext *tracked;	/* its entry (elastic_conn.c) */
 	char	   *search_after;	/* PIT: JSON array of the last hit's sort */
 	char	   *last_hit;		/* scroll: [_index, _id] of the last hit */
 	int			page_size;
@@ -151,8 +154,9 @@ scan_released(void *arg)
 {
 	ElasticScan *scan = arg;
 
-	if (scan->context_id)
-		ElasticQueueClose(scan->conn, scan->paging == PAGING_PIT, scan->context_id);
+	if (scan->tracked)
+		ElasticQueueClose(scan->tracked);
+	scan->tracked = NULL;
 	scan->context_id = NULL;
 }
 
@@ -508,7 +512,11 @@ keep_continuation(ElasticScan *scan, Datum doc)
 	char	   *id = key ? PgpolyJsonbFieldText(doc, key, false, NULL) : NULL;
 
 	if (id && (scan->context_id == NULL || strcmp(id, scan->context_id) != 0))
+	{
 		scan->context_id = MemoryContextStrdup(scan->cxt, id);
+		scan->tracked = ElasticTrackContext(scan->conn, scan->paging == PAGING_PIT,
+											id, scan->tracked);
+	}
 }
 
 /* Send the request for the next page and parse it. */
@@ -557,6 +565,8 @@ close_context(ElasticScan *scan)
 	if (id == NULL)
 		return;
 	scan->context_id = NULL;
+	ElasticUntrackContext(scan->tracked);
+	scan->tracked = NULL;
 	scan->requests++;
 	ElasticCloseContext(scan->conn, scan->paging == PAGING_PIT, id);
 }
@@ -574,6 +584,7 @@ switch_to_deep(ElasticScan *scan)
 	{
 		scan->paging = PAGING_PIT;
 		scan->context_id = open_pit(scan);
+		scan->tracked = ElasticTrackContext(scan->conn, true, scan->context_id, NULL);
 	}
 	else
 		scan->paging = PAGING_SCROLL;

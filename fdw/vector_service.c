@@ -1002,12 +1002,21 @@ link_dimensions(VectorWrite **w, int n)
 	list_free(firsts);
 }
 
-/* Send one batch, naming it in the error context. */
+/*
+ * Send one batch, naming it in the error context.  sent_before writes
+ * went in earlier requests and were applied (the services have no
+ * transactions: they stay), later come after it; a failure says so.
+ */
 static void
-send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
+send_batch(PgpolyConnection *conn, VectorWrite **w, int n, int64 sent_before,
+		   int64 later)
 {
 	static const char *const kinds[] = {"upsert", "update", "delete", "insert"};
+	PgpolySendProgress progress = {NULL, "record", "these writes", "earlier requests",
+	sent_before, later};
 
+	progress.prefix = psprintf("%s has no rollback", handle_of(conn)->provider->label);
+	PgpolySendProgressPush(&progress);
 	PG_TRY();
 	{
 		handle_of(conn)->provider->send_batch(conn, w, n);
@@ -1019,6 +1028,7 @@ send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	PgpolySendProgressPop(&progress);
 }
 
 /*
@@ -1066,7 +1076,7 @@ VectorSendWrites(PgpolyConnection *conn, List *writes)
 			   w[end]->kind == w[start]->kind && w[end]->tbl->relid == w[start]->tbl->relid &&
 			   strcmp(w[end]->tbl->collection, w[start]->tbl->collection) == 0)
 			end++;
-		send_batch(conn, w + start, end - start);
+		send_batch(conn, w + start, end - start, start, n - end);
 		MemoryContextReset(cxt);
 		start = end;
 	}

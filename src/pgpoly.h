@@ -234,8 +234,11 @@ typedef struct PgpolyStore
 	 */
 	void		(*buffered) (struct PgpolyConnection *conn, void *payload);
 	/*
-	 * Optional: the transaction ended (commit: after flush()); without I/O
-	 * and without ERROR, forget or close what buffered() sent ahead.
+	 * Optional: the transaction ended (commit: after flush()); without
+	 * ERROR, forget or close what buffered() sent ahead.  Called only for
+	 * a connection with a handle.  No I/O but a short request bounded by a
+	 * timeout of its own, whose failure is swallowed (Elasticsearch closes
+	 * the contexts an aborted scan left open).
 	 */
 	void		(*xact_end) (struct PgpolyConnection *conn, bool commit);
 	/*
@@ -452,6 +455,8 @@ typedef struct PgpolyWriter
 	List	   *pending;		/* immediate mode: payloads not yet sent */
 	MemoryContext batch_cxt;	/* immediate mode: their memory */
 	bool		in_row;			/* a row's payloads are being added */
+	int64		sent;			/* immediate mode: payloads sent by earlier
+								 * flushes of this statement */
 	bool		listed;			/* in the list of unsent batches (xact.c) */
 	SubTransactionId subid;		/* the subtransaction that listed it */
 	dlist_node	unsent_node;	/* its place there */
@@ -460,6 +465,27 @@ typedef struct PgpolyWriter
 									 * statement's memory goes */
 } PgpolyWriter;
 
+/*
+ * Writes to a store without transactions sent in several requests: while a
+ * later request is sent, an error context says how many were applied by the
+ * earlier requests (they stay: nothing rolls them back) and how many come
+ * after it (not sent if it fails).  PgpolySendProgressPush() pushes it
+ * when applied > 0; PgpolySendProgressPop() pops it (on success).
+ */
+typedef struct PgpolySendProgress
+{
+	const char *prefix;			/* "Elasticsearch has no rollback" */
+	const char *unit;			/* "action", "record", "write" */
+	const char *of;				/* "these writes", "this statement" */
+	const char *via;			/* "earlier _bulk requests" */
+	int64		applied;		/* in the requests answered before */
+	int64		later;			/* after the request being sent */
+	bool		pushed;
+	ErrorContextCallback cb;
+} PgpolySendProgress;
+
+extern void PgpolySendProgressPush(PgpolySendProgress *p);
+extern void PgpolySendProgressPop(PgpolySendProgress *p);
 extern void PgpolyWriterInit(PgpolyWriter *w, PgpolyConnection *conn, Oid relid,
 							 PgpolyWriteMode mode, int batch_size,
 							 PgpolySendWrites send, MemoryContext parent);

@@ -451,6 +451,7 @@ PgpolyWriterInit(PgpolyWriter *w, PgpolyConnection *conn, Oid relid,
 										 ALLOCSET_DEFAULT_SIZES);
 	w->in_row = false;
 	w->listed = false;
+	w->sent = 0;
 	if (mode == PGPOLY_WRITE_IMMEDIATE)
 	{
 		w->running.func = writer_stopped;
@@ -505,23 +506,72 @@ PgpolyWriterEndRow(PgpolyWriter *w)
 		writer_list(w);
 }
 
+/* Error context of PgpolySendProgress: what was applied, what not sent. */
+static void
+send_progress_context(void *arg)
+{
+	PgpolySendProgress *p = arg;
+
+	if (p->later > 0)
+		errcontext("%s: " INT64_FORMAT " earlier %s(s) of %s, sent in %s, were applied "
+				   "and stay applied; " INT64_FORMAT " later %s(s) of %s were not sent",
+				   p->prefix, p->applied, p->unit, p->of, p->via,
+				   p->later, p->unit, p->of);
+	else
+		errcontext("%s: " INT64_FORMAT " earlier %s(s) of %s, sent in %s, were applied "
+				   "and stay applied",
+				   p->prefix, p->applied, p->unit, p->of, p->via);
+}
+
+/*
+ * Push p's error context, when earlier requests applied something, for
+ * the request about to be sent.  p must stay valid until
+ * PgpolySendProgressPop() or the error.
+ */
+void
+PgpolySendProgressPush(PgpolySendProgress *p)
+{
+	p->pushed = p->applied > 0;
+	if (!p->pushed)
+		return;
+	p->cb.callback = send_progress_context;
+	p->cb.arg = p;
+	p->cb.previous = error_context_stack;
+	error_context_stack = &p->cb;
+}
+
+/* Pop what PgpolySendProgressPush() pushed (the request succeeded). */
+void
+PgpolySendProgressPop(PgpolySendProgress *p)
+{
+	if (p->pushed)
+		error_context_stack = p->cb.previous;
+	p->pushed = false;
+}
+
 /*
  * Immediate mode: send what the batch holds (when full, when something
  * else uses a store, at the end of the statement).  The batch is taken
  * and unlisted first: sending may take a connection from the cache, which
- * sends the unsent batches.
+ * sends the unsent batches.  A failure names what the statement's earlier
+ * batches applied: ROLLBACK (TO SAVEPOINT) does not take them back.
  */
 void
 PgpolyWriterFlush(PgpolyWriter *w)
 {
 	List	   *batch = w->pending;
+	PgpolySendProgress progress = {"write_mode 'immediate'", "write", "this statement",
+	"earlier batches", w->sent, 0};
 
 	if (batch == NIL)
 		return;
 	w->pending = NIL;
 	w->in_row = false;
 	writer_unlist(w);
+	PgpolySendProgressPush(&progress);
 	w->send(w->conn, batch);
+	PgpolySendProgressPop(&progress);
+	w->sent += list_length(batch);
 	MemoryContextReset(w->batch_cxt);
 }
 

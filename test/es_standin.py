@@ -2006,6 +2006,12 @@ def open_pit(expr, params):
 
 
 def close_pit(body):
+    """DELETE /_pit {"id": "..."}: 200 {"succeeded": true, "num_freed": n}
+    (n: the search contexts closed), as the close point in time API says
+    (https://www.elastic.co/docs/api/doc/elasticsearch/operation/operation-close-point-in-time,
+    point-in-time-api.html#close-point-in-time-api); a PIT already closed
+    or expired frees nothing, which Elasticsearch answers with 404 (its
+    ClosePointInTimeResponse status when num_freed is 0)."""
     pid = (body or {}).get("id")
     if STATE.pits.pop(pid, None) is None:
         return 404, {"succeeded": True, "num_freed": 0}

@@ -31,6 +31,9 @@ similarity, Dot the dot product (best first).  Filters support what pgpoly
 sends: must/must_not/should, {"key", "match": {"value"|"any"}}, {"key",
 "range"}, has_id, is_empty.
 
+A test can make a collection's write requests fail after the first few
+(fail_writes), as a service that goes wrong in the middle of a flush.
+
 Every request is logged as (method, path, parsed body, headers) in .log, so
 a test can assert the exact bodies pgpoly sent.
 """
@@ -63,6 +66,9 @@ class Fixture:
         self.collections = {}  # name -> {"size", "distance", "points": {id: point}}
         self.log = []
         self.fail = {}  # name -> (status, message) for every route of it
+        self.fail_writes = {}  # name -> [skip, status, message]: the first
+        #                        skip write requests (upsert, delete) of it
+        #                        succeed, every later one fails, applying nothing
         self.overfill = False  # lie: queries answer every point, farthest first
         self.lie_ids = None  # lie: "dup" gets by id answer each point twice,
         #                      "extra" gets and queries ignore the ids asked
@@ -179,6 +185,12 @@ class Fixture:
                                               "on_disk_payload": True}},
                         "payload_schema": {}})
         route = (method, tuple(rest))
+        if name in self.fail_writes and route in (("PUT", ("points",)),
+                                                  ("POST", ("points", "delete"))):
+            fw = self.fail_writes[name]
+            if fw[0] <= 0:
+                return _err(fw[1], fw[2])
+            fw[0] -= 1
         if route == ("POST", ("points",)):
             pts = [coll["points"][i] for i in body["ids"] if i in coll["points"]]
             if self.lie_ids == "dup":

@@ -75,9 +75,9 @@ DURATIONS = {
     "test_redis_cluster_selfread": 4, "test_redis_cluster_hostile": 4,
     "test_jepsen_invariants": 15, "test_features_standby": 12,
     "test_client_protocol_stores": 30,
-    "test_pg_upgrade": 33, "test_sync_restore_same_cluster": 13,
+    "test_pg_upgrade": 67, "test_sync_restore_same_cluster": 13,
     "test_sync_logical_replication": 5,
-    "test_sync_ddl_lock": 6, "test_sync_upgrade_copy": 38,
+    "test_sync_ddl_lock": 6,
 }
 
 

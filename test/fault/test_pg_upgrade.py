@@ -17,6 +17,20 @@ cluster stops.
    are still marked for pg_dump.
 3. `pg_upgrade --link` of the old cluster into another fresh cluster
    works as well (the old cluster is not started again).
+
+The same run checks a CREATE DATABASE ... TEMPLATE copy of a database with
+syncs (once test_sync_upgrade_copy.py, merged here to share the
+pg_upgrade runs).  Database s of the old cluster has sync kv and outbox
+table ob on a second private Redis (which stays up), both delivered; s's
+worker is stopped, s is copied (CREATE DATABASE cp TEMPLATE s), and cp
+changes key 1 of kv and key a of ob ('copy'): the copy's syncs are s's, so
+those changes only queue in cp.  pg_upgrade keeps database and relation
+oids but gives the new cluster another system identifier.  In the copied
+cluster (2.):
+  a. s's worker delivers (its syncs are its own);
+  b. cp's worker must still not deliver s's syncs: Redis keeps s's rows,
+     and cp's syncs are 'failing' with a last_error naming database s.  The
+     upgrade did not make the copy the syncs' database.
 """
 
 import os
@@ -43,7 +57,7 @@ def upgrade(old, new, *mode):
     """pg_upgrade old (stopped) into new (stopped); True on success."""
     r = old._as_user(["pg_upgrade", "-d", old.data, "-D", new.data, "-b", old.bindir,
                       "-B", new.bindir, "-p", str(old.port), "-P", str(new.port),
-                      "-U", "postgres"] + list(mode), check=False, timeout=300)
+                      "-U", "postgres", "--jobs", "4"] + list(mode), check=False, timeout=300)
     pgtest.check(r.returncode == 0, "pg_upgrade %s: %s\n%s" % (" ".join(mode), r.stdout[-3000:],
                                                                r.stderr[-2000:]))
     return r.returncode == 0
@@ -64,8 +78,44 @@ def snapshot(c):
             || ' cfg=' || (SELECT cardinality(extconfig) FROM pg_extension WHERE extname = 'pgpoly')""")
 
 
-def check_new(c, rport, before, applied_before, queued_keys):
-    """The upgraded cluster: carried, then delivers the queue once."""
+def make_copy(old, cport):
+    """Database s with syncs on the Redis at cport, delivered, and its
+    TEMPLATE copy cp with changes queued (the old cluster, running)."""
+    sql(old, "CREATE DATABASE s", db="postgres")
+    sql(old, "CREATE EXTENSION pgpoly;" + sh.setup_sql(cport, "upc:")
+        + sh.outbox_sql(cport, "ob", "ob:"), db="s")
+    sql(old, "INSERT INTO kv SELECT i, 'v' || i, i FROM generate_series(1, 5) i;"
+             "INSERT INTO ob VALUES ('a', 'first')", db="s")
+    pgtest.check(sql(old, "SELECT pgpoly.sync_wait(NULL, '30 s')", db="s") == "t",
+                 "initial delivery of s")
+    pid = sh.worker_pid(lambda q: old.psql(q, timeout=10), "s")
+    if pid:
+        sql(old, "SELECT pg_terminate_backend(%d)" % pid, db="postgres")
+        pgtest.check(sh.wait_gone(pid, 30), "the worker did not exit")
+    sql(old, "CREATE DATABASE cp TEMPLATE s", db="postgres")
+    sql(old, "UPDATE kv SET v = 'copy' WHERE k = 1; INSERT INTO ob VALUES ('a', 'copy')",
+        db="cp")
+
+
+def check_copy(new, cport):
+    """The upgraded cluster (running): s delivers, its copy cp is held."""
+    # a. s's syncs are s's in the new cluster
+    sql(new, "UPDATE kv SET v = 'new' WHERE k = 2", db="s")
+    pgtest.check(sql(new, "SELECT pgpoly.sync_wait(NULL, '30 s')", db="s") == "t",
+                 "s delivers: %s"
+                 % sql(new, "SELECT name, state, last_error FROM pgpoly.sync_status", db="s"))
+    pgtest.check(sh.hget(cport, "upc:2", "v") == "new", "s's write is delivered")
+    # b. cp is still a copy of s
+    sh.check_copy_held(new, "cp", "s", 2)
+    pgtest.check(sh.hget(cport, "upc:1", "v") == "v1",
+                 "the copy's row reached s's target: %s" % sh.hget(cport, "upc:1", "v"))
+    pgtest.check(sh.hget(cport, "ob:a", "v") == "first",
+                 "the copy's outbox change reached s's target: %s" % sh.hget(cport, "ob:a", "v"))
+
+
+def check_new(c, rport, before, applied_before, queued_keys, also=None):
+    """The upgraded cluster: carried, then delivers the queue once; then
+    also(c), if given, while it runs."""
     c.start()
     pgtest.check(sql(c, "SELECT sum(pending) FROM pgpoly.sync_status") == "2",
                  "the queued changes survived: %s"
@@ -97,11 +147,14 @@ def check_new(c, rport, before, applied_before, queued_keys):
     pgtest.check(sql(c, "SELECT pgpoly.sync_wait(NULL, '30 s')") == "t" and
                  sh.hget(rport, "upg:21", "v") == "after", "new writes are delivered")
     pgtest.stop_redis(rport)
+    if also:
+        also(c)
     c.stop()
 
 
 def test():
     rport = pgtest.start_redis(name="upg-%d" % os.getpid())
+    cport = pgtest.start_redis(name="upg-copy-%d" % os.getpid())
     es = es_helper.Standin()
     es.load("docs", 3)
     old = sh.Cluster(preload=True, name="upg-old", conf="pgpoly.sync_max_attempts = 1")
@@ -120,6 +173,7 @@ def test():
     sql(old, "INSERT INTO kv SELECT i, 'v' || i, i FROM generate_series(1, 20) i;"
              "INSERT INTO ob VALUES ('a', 'first')")
     pgtest.check(sql(old, "SELECT pgpoly.sync_wait(NULL, '30 s')") == "t", "initial delivery")
+    make_copy(old, cport)
     # a dead letter: Redis rejects an HSET of a string key
     pgtest.redis_cli(rport, "SET", "ob:bad", "string")
     sql(old, "INSERT INTO ob VALUES ('bad', 'x')")
@@ -139,7 +193,7 @@ def test():
 
     # 2. copying (PostgreSQL 15's pg_upgrade has no --copy: its default)
     if upgrade(old, new1):
-        check_new(new1, rport, before, applied, 2)
+        check_new(new1, rport, before, applied, 2, also=lambda c: check_copy(c, cport))
 
     # 3. --link
     new2 = fresh("upg-new2")
