@@ -46,6 +46,7 @@
 #include "executor/spi.h"
 #include "foreign/foreign.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "tcop/utility.h"
@@ -273,6 +274,21 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 	UnlockRelationOid(target, AccessShareLock);
 	UnlockRelationOid(source, AccessShareLock);
 	return d;
+}
+
+/*
+ * Lock pgpoly.syncs and pgpoly.sync_queue, in that order, in the mode the
+ * worker's batches, drop_sync and sync_retry write them with, before they
+ * read them.  Reading first would hold AccessShareLock on a table and the
+ * index read until the write asks for RowExclusiveLock, which a REINDEX (or
+ * CREATE INDEX) of the table blocks with its ShareLock while it waits for
+ * that index: a deadlock.  The order is DROP EXTENSION's.
+ */
+void
+SyncLockInternalTables(void)
+{
+	(void) RangeVarGetRelid(makeRangeVar("pgpoly", "syncs", -1), RowExclusiveLock, true);
+	(void) RangeVarGetRelid(makeRangeVar("pgpoly", "sync_queue", -1), RowExclusiveLock, true);
 }
 
 /* The extension's owner: the role that writes the internal tables. */
@@ -1039,6 +1055,7 @@ pgpoly_drop_sync(PG_FUNCTION_ARGS)
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	guc_level = SyncSafeSearchPath();
 	spi_connect();
+	SyncLockInternalTables();
 	lock_source(name);
 	id = owned_sync(name, &source, &target);
 	arg = Int32GetDatum(id);
@@ -1118,6 +1135,7 @@ pgpoly_sync_retry(PG_FUNCTION_ARGS)
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	guc_level = SyncSafeSearchPath();
 	spi_connect();
+	SyncLockInternalTables();
 	arg = Int32GetDatum(owned_sync(name, &source, &target));
 	if (!OidIsValid(source))
 		retry_outbox(arg, target);

@@ -51,7 +51,6 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "nodes/makefuncs.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -669,20 +668,6 @@ deliver_outbox(DeliverArgs *da)
 	finish_batch(da->s, da->b);
 }
 
-/*
- * Lock pgpoly.sync_queue and pgpoly.syncs in the mode a batch writes them
- * with, before the batch reads them.  Reading first would hold
- * AccessShareLock on a table and the index read until the write asks for
- * RowExclusiveLock, which a REINDEX (or CREATE INDEX) of the table blocks
- * with its ShareLock while it waits for that index: a deadlock.
- */
-static void
-lock_internal_tables(void)
-{
-	(void) RangeVarGetRelid(makeRangeVar("pgpoly", "sync_queue", -1), RowExclusiveLock, true);
-	(void) RangeVarGetRelid(makeRangeVar("pgpoly", "syncs", -1), RowExclusiveLock, true);
-}
-
 /* One batch: read it, deliver it, dequeue it (COMMIT flushes the stores). */
 static void
 deliver_fn(void *arg)
@@ -692,7 +677,7 @@ deliver_fn(void *arg)
 	SyncDef    *def;
 
 	pgstat_report_activity(STATE_RUNNING, "delivering pgpoly sync changes");
-	lock_internal_tables();
+	SyncLockInternalTables();
 	/* these update the sync's row: its tables first (lock_tables) */
 	if (s->away || s->moved)
 		lock_tables(s);
@@ -868,7 +853,7 @@ fail_fn(void *arg)
 	FailArgs   *fa = arg;
 	ListCell   *lc;
 
-	lock_internal_tables();
+	SyncLockInternalTables();
 	record_error(fa);
 	if (fa->b == NULL || fa->b->nentries == 0 || (fa->requeue == NIL && !fa->bury))
 		return;

@@ -10,10 +10,15 @@ for the batch's index lock and the batch for the REINDEX ("deadlock
 detected", the batch retried).  A batch now takes both tables in the mode
 it writes them with before it reads them.
 
-Each case holds the batch at the sync's target (a CREATE TRIGGER open in
-another session) once it has read the queue, starts the REINDEX, then lets
-the batch go.  Checked: the REINDEX succeeds, the change is delivered, and
-no "deadlock detected" is logged.
+drop_sync() read pgpoly.syncs, then waited for the source (its DROP TRIGGER)
+and deleted the sync's row: the same deadlock with REINDEX TABLE
+pgpoly.syncs; it (and sync_retry) now takes both tables first too.
+
+Each batch case holds the batch at the sync's target (a CREATE TRIGGER open
+in another session) once it has read the queue, starts the REINDEX, then
+lets the batch go; the drop_sync case holds drop_sync at the source (a
+reader's lock) the same way.  Checked: the REINDEX succeeds, so does
+drop_sync, the change is delivered, and no "deadlock detected" is logged.
 """
 
 import os
@@ -69,6 +74,32 @@ def reindex_during_batch(db, sync, a, table, key):
     check(last(r) == "t|0", "the change was not delivered: %s %s" % (r.out, r.err))
 
 
+def reindex_during_drop_sync(db, sync, a):
+    """REINDEX TABLE pgpoly.syncs while drop_sync() waits for the source
+    (a reader holds it), having read pgpoly.syncs."""
+    w = a.run("BEGIN; SELECT count(*) FROM kv;")
+    check(w.rc == 0, "reading the source failed: %s" % w.err)
+    b = pgtest.Session(db=db)
+    c = pgtest.Session(db=db)
+    try:
+        pid = b.value("SELECT pg_backend_pid();")
+        b.send("SELECT pgpoly.drop_sync('%s');" % sync)
+        check(pgtest.wait_for(lambda: blocked(db, pid), timeout=10),
+              "drop_sync did not wait for the source")
+        pid = c.value("SELECT pg_backend_pid();")
+        c.send("REINDEX TABLE pgpoly.syncs;")
+        pgtest.wait_for(lambda: blocked(db, pid), timeout=3)
+        a.run("COMMIT;")
+        r = b.wait(timeout=30)
+        check(r.rc == 0, "drop_sync during REINDEX failed: %s" % r.err.strip())
+        r = c.wait(timeout=30)
+        check(r.rc == 0, "REINDEX TABLE pgpoly.syncs during drop_sync failed: %s"
+              % r.err.strip())
+    finally:
+        b.close()
+        c.close()
+
+
 def test():
     port = int(os.environ["REDIS_PORT"])
     prefix = "reindex%d:" % os.getpid()
@@ -86,9 +117,10 @@ def test():
     try:
         reindex_during_batch(db, sync, a, "pgpoly.sync_queue", 2)
         reindex_during_batch(db, sync, a, "pgpoly.syncs", 3)
+        reindex_during_drop_sync(db, sync, a)
     finally:
         a.close()
-        pgtest.psql("SELECT pgpoly.drop_sync('%s')" % sync, db=db)
+        pgtest.psql("SELECT pgpoly.drop_sync(name) FROM pgpoly.syncs", db=db)
         for k in ("1", "2", "3"):
             pgtest.redis_cli(port, "DEL", prefix + k)
     path = os.environ.get("PGPOLY_PGLOG")
