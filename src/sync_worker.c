@@ -34,6 +34,12 @@
  *	  keep flowing meanwhile.
  * Other syncs of the database are unaffected by one sync's failures.
  *
+ * Lock order of a batch: pgpoly.syncs and pgpoly.sync_queue (in the mode it
+ * writes them with, before reading them: SyncLockInternalTables), then the
+ * sync's source and target (lock_tables), then the sync's row.  ALTER TABLE
+ * takes a table before the row, and drop_sync the internal tables, the
+ * source and the row, in the same order.
+ *
  * Signals: SIGTERM stops the worker after the current batch (a batch
  * waiting on a store is interrupted and rolled back); SIGHUP reloads the
  * configuration.  The worker exits by itself when its database has no
