@@ -696,6 +696,8 @@ deliver_fn(void *arg)
 		deliver_outbox(da);
 		return;
 	}
+	/* a sync whose table is gone says so, queued changes or not */
+	(void) row_def(s);
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(s->owner)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -704,7 +706,7 @@ deliver_fn(void *arg)
 	fetch_batch(s, da->b, da->cxt);
 	if (da->b->nkeys == 0)
 		return;
-	/* the delivery's SQL is built under the locks it runs under */
+	/* the delivery's SQL is built again under the locks it runs under */
 	lock_tables(s);
 	def = row_def(s);
 	if (!lock_sync(s))
