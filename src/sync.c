@@ -46,6 +46,7 @@
 #include "executor/spi.h"
 #include "foreign/foreign.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "tcop/utility.h"
@@ -208,9 +209,9 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 	/*
 	 * Hold both relations while reading their catalog entries, so that a
 	 * concurrent DROP is either complete (the relation is reported gone) or
-	 * waits: never seen half-way, column by column.  The locks go at the
-	 * end: the worker's callers lock the sync's row before the source (as
-	 * drop_sync does), and keeping a source lock across that would deadlock.
+	 * waits: never seen half-way, column by column.  The locks taken here
+	 * go at the end; a caller that runs the SQL holds the relations itself
+	 * (the worker's batch: lock_tables in sync_worker.c).
 	 */
 	LockRelationOid(source, AccessShareLock);
 	LockRelationOid(target, AccessShareLock);
@@ -273,6 +274,21 @@ SyncBuildDef(int32 id, const char *name, Oid source, Oid target, Oid owner,
 	UnlockRelationOid(target, AccessShareLock);
 	UnlockRelationOid(source, AccessShareLock);
 	return d;
+}
+
+/*
+ * Lock pgpoly.syncs and pgpoly.sync_queue, in that order, in the mode the
+ * worker's batches, drop_sync and sync_retry write them with, before they
+ * read them.  Reading first would hold AccessShareLock on a table and the
+ * index read until the write asks for RowExclusiveLock, which a REINDEX (or
+ * CREATE INDEX) of the table blocks with its ShareLock while it waits for
+ * that index: a deadlock.  The order is DROP EXTENSION's.
+ */
+void
+SyncLockInternalTables(void)
+{
+	(void) RangeVarGetRelid(makeRangeVar("pgpoly", "syncs", -1), RowExclusiveLock, true);
+	(void) RangeVarGetRelid(makeRangeVar("pgpoly", "sync_queue", -1), RowExclusiveLock, true);
 }
 
 /* The extension's owner: the role that writes the internal tables. */
@@ -987,6 +1003,36 @@ owned_sync(const char *name, Oid *source, Oid *target)
 	return DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/*
+ * Lock the source of sync name in DROP TRIGGER's mode before owned_sync
+ * locks the sync's row: every party takes a sync's tables before its row
+ * (lock_tables in sync_worker.c; ALTER TABLE then updates the row), and
+ * DROP TRIGGER itself takes a weaker lock first, which a session waiting
+ * to ALTER the table would wait for.  Only a member of the sync's owner's
+ * role locks anything (owned_sync checks again, under the row lock).
+ */
+static void
+lock_source(const char *name)
+{
+	Oid			type = TEXTOID;
+	Datum		arg = CStringGetTextDatum(name);
+	bool		nosource;
+	bool		isnull;
+	Oid			source;
+	Oid			owner;
+
+	admin_execute("SELECT source::pg_catalog.oid, owner::pg_catalog.oid "
+				  "FROM pgpoly.syncs WHERE name = $1", 1, &type, &arg, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return;
+	source = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											1, &nosource));
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										   2, &isnull));
+	if (!nosource && has_privs_of_role(GetUserId(), owner))
+		LockRelationOid(source, AccessExclusiveLock);
+}
+
 PG_FUNCTION_INFO_V1(pgpoly_drop_sync);
 
 /*
@@ -1009,6 +1055,8 @@ pgpoly_drop_sync(PG_FUNCTION_ARGS)
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	guc_level = SyncSafeSearchPath();
 	spi_connect();
+	SyncLockInternalTables();
+	lock_source(name);
 	id = owned_sync(name, &source, &target);
 	arg = Int32GetDatum(id);
 	if (OidIsValid(source) && get_rel_name(source) != NULL)
@@ -1087,6 +1135,7 @@ pgpoly_sync_retry(PG_FUNCTION_ARGS)
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	guc_level = SyncSafeSearchPath();
 	spi_connect();
+	SyncLockInternalTables();
 	arg = Int32GetDatum(owned_sync(name, &source, &target));
 	if (!OidIsValid(source))
 		retry_outbox(arg, target);

@@ -121,6 +121,7 @@ extern AttrNumber *SyncAttnums(Datum d, int *n);
 extern AttrNumber SyncRemapColumn(const char *sync, const char *role, Oid rel,
 								  const char *name, AttrNumber old);
 extern void SyncResolveColumns(int32 id, SyncRow *s);
+extern void SyncLockInternalTables(void);
 extern void SyncClaimHome(SyncRow *s);
 extern void SyncNoteColumnsChanged(Oid relid);
 extern const char *const SyncFollowNamesSQL;

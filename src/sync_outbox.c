@@ -683,11 +683,17 @@ key_compare(OutboxTable *t, const char *lhs, const char *rhs, bool param)
 	return psprintf("%s %s %s", lhs, t->key_eq, rhs);
 }
 
-/* Describe the target of sync s into t, in the current memory context. */
+/*
+ * Describe the target of sync s into t, in the current memory context.
+ * The table stays locked, in the mode its delivery writes it with, until
+ * the batch ends: the batch takes it before the sync's row, as ALTER TABLE
+ * and drop_sync do (see lock_tables in sync_worker.c), and its delivery
+ * runs with the description read here.
+ */
 static void
 describe_table(SyncRow *s, OutboxTable *t)
 {
-	Relation	rel = try_relation_open(s->target, AccessShareLock);
+	Relation	rel = try_relation_open(s->target, RowExclusiveLock);
 	TupleDesc	desc;
 
 	if (rel == NULL)
@@ -715,7 +721,7 @@ describe_table(SyncRow *s, OutboxTable *t)
 		t->names[i] = pstrdup(NameStr(a->attname));
 		PgpolyConvInit(&t->convs[i], a->atttypid, a->atttypmod, t->names[i]);
 	}
-	relation_close(rel, AccessShareLock);
+	relation_close(rel, NoLock);
 	t->key_att = s->target_key_att;
 	(void) live_column(t->relid, t->key_att);
 	t->key_eq = SyncEqualityOperator(getBaseType(t->convs[t->key_att - 1].typid));

@@ -34,6 +34,12 @@
  *	  keep flowing meanwhile.
  * Other syncs of the database are unaffected by one sync's failures.
  *
+ * Lock order of a batch: pgpoly.syncs and pgpoly.sync_queue (in the mode it
+ * writes them with, before reading them: SyncLockInternalTables), then the
+ * sync's source and target (lock_tables), then the sync's row.  ALTER TABLE
+ * takes a table before the row, and drop_sync the internal tables, the
+ * source and the row, in the same order.
+ *
  * Signals: SIGTERM stops the worker after the current batch (a batch
  * waiting on a store is interrupted and rolled back); SIGHUP reloads the
  * configuration.  The worker exits by itself when its database has no
@@ -56,6 +62,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
@@ -598,10 +605,27 @@ finish_batch(SyncRow *s, Batch *b)
 }
 
 /*
- * Lock the sync's row before the batch touches the source (false if the
- * sync was dropped).  drop_sync and sync_retry lock it first too, so they
- * wait for a batch instead of deadlocking with it (drop_sync's DROP TRIGGER
- * waits for the batch's lock on the source).
+ * Lock the tables a batch of sync s reads and writes, in the modes it uses
+ * them (the source read, the target written), until the batch ends.  Every
+ * party takes a sync's tables before its row in pgpoly.syncs: ALTER TABLE
+ * locks the table, then updates the row (SyncNoteColumnsChanged), drop_sync
+ * locks the source first too, and a batch does so here, before lock_sync.
+ * Taking the delivery's own mode at once also means the batch never waits
+ * for a stronger lock on a table while it holds a weaker one that a waiting
+ * ALTER needs.
+ */
+static void
+lock_tables(SyncRow *s)
+{
+	if (OidIsValid(s->source))
+		LockRelationOid(s->source, AccessShareLock);
+	LockRelationOid(s->target, RowExclusiveLock);
+}
+
+/*
+ * Lock the sync's row once the batch holds its tables (false if the sync
+ * was dropped): drop_sync and sync_retry lock it too, so they wait for a
+ * batch, and the batch for them.
  */
 static bool
 lock_sync(SyncRow *s)
@@ -638,6 +662,7 @@ typedef struct DeliverArgs
 static void
 deliver_outbox(DeliverArgs *da)
 {
+	/* locks the table when there are changes, as lock_tables() */
 	SyncOutboxFetch(da->s, da->b, da->cxt);
 	if (da->b->nentries == 0 || !lock_sync(da->s))
 	{
@@ -658,6 +683,10 @@ deliver_fn(void *arg)
 	SyncDef    *def;
 
 	pgstat_report_activity(STATE_RUNNING, "delivering pgpoly sync changes");
+	SyncLockInternalTables();
+	/* these update the sync's row: its tables first (lock_tables) */
+	if (s->away || s->moved)
+		lock_tables(s);
 	if (s->away)
 		SyncClaimHome(s);
 	if (s->moved)
@@ -667,14 +696,20 @@ deliver_fn(void *arg)
 		deliver_outbox(da);
 		return;
 	}
-	def = row_def(s);
+	/* a sync whose table is gone says so, queued changes or not */
+	(void) row_def(s);
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(s->owner)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("the owner (role %u) of pgpoly sync \"%s\" no longer exists",
 						s->owner, s->name)));
 	fetch_batch(s, da->b, da->cxt);
-	if (da->b->nkeys == 0 || !lock_sync(s))
+	if (da->b->nkeys == 0)
+		return;
+	/* the delivery's SQL is built again under the locks it runs under */
+	lock_tables(s);
+	def = row_def(s);
+	if (!lock_sync(s))
 	{
 		da->b->nkeys = 0;
 		return;
@@ -826,6 +861,7 @@ fail_fn(void *arg)
 	FailArgs   *fa = arg;
 	ListCell   *lc;
 
+	SyncLockInternalTables();
 	record_error(fa);
 	if (fa->b == NULL || fa->b->nentries == 0 || (fa->requeue == NIL && !fa->bury))
 		return;

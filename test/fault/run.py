@@ -78,6 +78,7 @@ DURATIONS = {
     "test_pg_upgrade": 67, "test_sync_restore_same_cluster": 13,
     "test_sync_logical_replication": 5,
     "test_sync_ddl_lock": 6,
+    "test_sync_lock_order": 20, "test_sync_reindex": 14,
 }
 
 
