@@ -82,10 +82,12 @@ def test():
         check(w.rc == 0, "CREATE TRIGGER failed: %s" % w.err)
         r = pgtest.psql("INSERT INTO kv VALUES (2, 'b', 2);", db=db)
         check(r.rc == 0, "INSERT failed: %s" % r.err)
-        # the worker's batch reaches the target (before the fix it then
-        # waited for its lock, holding the sync's row); give it the time
-        pgtest.wait_for(lambda: worker_waits_for(db, "kv_redis"), timeout=3,
-                        what="the worker to wait for the target")
+        # the worker's batch reaches the target and waits for its lock
+        # (before the fix it did so holding the sync's row; now it takes
+        # its tables before the row)
+        check(pgtest.wait_for(lambda: worker_waits_for(db, "kv_redis"), timeout=30,
+                              what="the worker to wait for the target"),
+              "the worker's batch never waited for the target's lock")
         a.send("ALTER FOREIGN TABLE kv_redis ADD COLUMN extra int; COMMIT;")
         w = a.wait(timeout=30)
         check(w.rc == 0 and "ERROR" not in w.err,

@@ -35,8 +35,15 @@ def cpu_ticks(pid):
 
 
 def reload_attempts(c, n):
+    """Set sync_max_attempts to n and reload; return once a new session
+    sees n (the postmaster has read the file and signalled its children,
+    the worker among them, which reads it before its next batch)."""
     sql(c, "LOAD 'pgpoly'; ALTER SYSTEM SET pgpoly.sync_max_attempts = %d; "
            "SELECT pg_reload_conf()" % n, db="postgres")
+    pgtest.check(pgtest.wait_for(
+        lambda: sql(c, "LOAD 'pgpoly'; SHOW pgpoly.sync_max_attempts",
+                    db="postgres").splitlines()[-1] == str(n), timeout=30),
+        "the reload of sync_max_attempts %d never reached a new session" % n)
 
 
 def poisoned_attempts(c, rport, key):
@@ -61,13 +68,12 @@ def test():
     pgtest.check(pid != 0, "a worker runs")
 
     # 1. reloads reach the running worker
-    # the reload reaches the worker within its first retry delay (250 ms):
-    # the margin only makes the check independent of signal latency
+    # the worker had its SIGHUP when reload_attempts returns, and reads the
+    # file before its next batch: the first attempt, a retry delay (250 ms)
+    # before the attempt that counts
     reload_attempts(c, 2)
-    time.sleep(0.5)
     pgtest.check(poisoned_attempts(c, rport, 101) == "2", "sync_max_attempts 2 after a reload")
     reload_attempts(c, 3)
-    time.sleep(0.5)
     pgtest.check(poisoned_attempts(c, rport, 102) == "3", "sync_max_attempts 3 after a reload")
     pgtest.check(sh.worker_pid(lambda q: c.psql(q, timeout=10), "s") == pid,
                  "the same worker delivered")
