@@ -106,6 +106,7 @@ static bool PrunePending = false;
 static uint64 Invalidated = 0;
 
 static bool used_this_xact(PgpolyConnection *conn);
+static UserMapping *mapping_of(PgpolyConnection *conn);
 
 /*
  * A hash of the options a handle of server and user is opened with (the
@@ -177,21 +178,35 @@ check_outdated(PgpolyConnection *conn, ForeignServer *server, UserMapping *user)
 }
 
 /*
- * conn was invalidated, but its server's and user mapping's options are
- * what it was opened with: keep it.  That is a syscache reset (a backend
+ * conn was invalidated: keep it if its server's and user mapping's options
+ * are what it was opened with.  That is a syscache reset (a backend
  * that fell behind the invalidation queue, under other sessions' DDL,
  * gets every entry invalidated), GRANT, OWNER TO or RENAME.  Reopening it
  * would drop the store's session state for nothing, and move a Sentinel
  * server's session to whichever primary the sentinels name now.  The
  * trust rule is checked on every look-up regardless (check_trust).
+ *
+ * The options are read here, after the mark is cleared, never taken from
+ * the caller: its copy may predate an invalidation that reading the
+ * catalogs since took in (prune_dropped), and comparing with it would
+ * clear that invalidation for good.  One that comes in while they are
+ * read marks conn again.  A server or mapping dropped leaves conn marked.
  */
 static void
-keep_if_unchanged(PgpolyConnection *conn, ForeignServer *server,
-				  UserMapping *user)
+keep_if_unchanged(PgpolyConnection *conn)
 {
-	if (options_hash(server, user) != conn->options_hash)
-		return;
+	ForeignServer *server;
+
 	conn->invalidated = false;
+	server = GetForeignServerExtended(conn->key.serverid, FSV_MISSING_OK);
+	if (server == NULL ||
+		(OidIsValid(conn->key.umid) &&
+		 !SearchSysCacheExists1(USERMAPPINGOID, ObjectIdGetDatum(conn->key.umid))) ||
+		options_hash(server, mapping_of(conn)) != conn->options_hash)
+	{
+		conn->invalidated = true;
+		return;
+	}
 	strlcpy(conn->servername, server->servername, NAMEDATALEN);
 }
 
@@ -500,9 +515,10 @@ lookup_entry(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
 	{
 		memset(((char *) conn) + sizeof(key), 0, sizeof(*conn) - sizeof(key));
 		conn->store = store;
+		strlcpy(conn->servername, server->servername, NAMEDATALEN);
 	}
 	if (conn->handle && conn->invalidated)
-		keep_if_unchanged(conn, server, user);
+		keep_if_unchanged(conn);
 	if (conn->handle && (conn->busy ||
 						 (conn->invalidated && conn->writes == NIL &&
 						  !conn->watching && !used_this_xact(conn)) ||
@@ -632,6 +648,34 @@ pin_mapping(ForeignServer *server, UserMapping *user)
 }
 
 /*
+ * Open conn's handle with its server's and user mapping's options as they
+ * are now (the trust rule checked again for the user conn was last handed
+ * out for), read after the invalidation mark is cleared: one that comes in
+ * meanwhile marks conn again.  Never with a caller's copy of them, which
+ * may predate an invalidation taken in since (by the catalog reads of
+ * lookup_entry): the handle would keep the old options, with no mark left
+ * to reopen it.  ERROR as check_outdated, check_trust and connect().
+ */
+static void
+open_handle(PgpolyConnection *conn)
+{
+	ForeignServer *server;
+	UserMapping *user;
+
+	conn->invalidated = false;
+	server = GetForeignServer(conn->key.serverid);
+	user = mapping_of(conn);
+	check_outdated(conn, server, user);
+	check_trust(conn->store, server, user);
+	describe_connection(conn, server, user);
+	remember_secrets(conn, user);
+	conn->closed_used = false;
+	conn->options_hash = options_hash(server, user);
+	conn->handle = conn->store->connect(conn, server, user);
+	conn->checked = PgpolyMustProveCredential(user);
+}
+
+/*
  * Get a connection to server for user (from PgpolyGetUserMapping), opening
  * one if the cache has none, the cached one was invalidated, or it broke.
  * ERROR if the trust rule does not let user->userid use it.  The returned
@@ -650,14 +694,7 @@ PgpolyGetConnection(const PgpolyStore *store, ForeignServer *server,
 	user = pin_mapping(server, user);
 	conn = lookup_entry(store, server, user);
 	if (conn->handle == NULL)
-	{
-		describe_connection(conn, server, user);
-		remember_secrets(conn, user);
-		conn->invalidated = conn->closed_used = false;	/* the options are read now */
-		conn->options_hash = options_hash(server, user);
-		conn->handle = store->connect(conn, server, user);
-		conn->checked = PgpolyMustProveCredential(user);
-	}
+		open_handle(conn);
 	mark_used(conn);
 	return conn;
 }
@@ -706,23 +743,11 @@ mapping_of(PgpolyConnection *conn)
 void
 PgpolyEnsureConnected(PgpolyConnection *conn)
 {
-	ForeignServer *server;
-	UserMapping *user;
-
 	if (conn->handle && !conn->busy)
 		return;
 	if (conn->handle)
 		close_in_xact(conn);	/* broken */
-	conn->invalidated = false;	/* the options are read now */
-	server = GetForeignServer(conn->key.serverid);
-	user = mapping_of(conn);
-	check_outdated(conn, server, user);
-	check_trust(conn->store, server, user);
-	remember_secrets(conn, user);
-	conn->closed_used = false;
-	conn->options_hash = options_hash(server, user);
-	conn->handle = conn->store->connect(conn, server, user);
-	conn->checked = PgpolyMustProveCredential(user);
+	open_handle(conn);
 }
 
 /*
@@ -937,14 +962,10 @@ used_this_xact(PgpolyConnection *conn)
 static void
 settle_invalidated(PgpolyConnection *conn)
 {
-	ForeignServer *server;
-
 	if (conn->handle == NULL || !conn->invalidated || conn->busy ||
 		conn->writes != NIL || conn->watching || used_this_xact(conn))
 		return;
-	server = GetForeignServerExtended(conn->key.serverid, FSV_MISSING_OK);
-	if (server != NULL)
-		keep_if_unchanged(conn, server, mapping_of(conn));
+	keep_if_unchanged(conn);
 	if (conn->invalidated)
 		close_handle(conn);
 }
