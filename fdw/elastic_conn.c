@@ -1005,30 +1005,45 @@ ElasticMappingFacts(ElasticTable *tbl, List *fields)
  */
 
 /*
- * Close a PIT or scroll context now; a 404 (already gone) is fine.
+ * The request closing a PIT or scroll context id: its path, and its body
+ * in *body.
  *	- Elasticsearch PIT: DELETE /_pit {"id": "..."}
  *	- OpenSearch PIT: DELETE /_search/point_in_time {"pit_id": ["..."]}
  *	  (answers 200 with {"pits": [{"pit_id", "successful"}]})
  *	- scroll: DELETE /_search/scroll {"scroll_id": "..."}
  */
+static const char *
+close_request(PgpolyConnection *conn, bool pit, const char *id, StringInfo body)
+{
+	bool		os_pit = pit && ElasticConnHandle(conn)->pit_api == EPIT_OPENSEARCH;
+
+	initStringInfo(body);
+	appendStringInfoString(body, !pit ? "{\"scroll_id\":" :
+						   os_pit ? "{\"pit_id\":[" : "{\"id\":");
+	escape_json(body, id);
+	if (os_pit)
+		appendStringInfoChar(body, ']');
+	appendStringInfoChar(body, '}');
+	return !pit ? "/_search/scroll" : os_pit ? "/_search/point_in_time" : "/_pit";
+}
+
+/* Whether an answer to a close says the context is gone (404: already). */
+static bool
+close_answered(long status)
+{
+	return status == 404 || (status >= 200 && status <= 299);
+}
+
+/* Close a PIT or scroll context now (close_request). */
 void
 ElasticCloseContext(PgpolyConnection *conn, bool pit, const char *id)
 {
 	StringInfoData body;
 	PgpolyHttpResponse resp;
-	bool		os_pit = pit && ElasticConnHandle(conn)->pit_api == EPIT_OPENSEARCH;
-	const char *path = !pit ? "/_search/scroll" :
-		os_pit ? "/_search/point_in_time" : "/_pit";
+	const char *path = close_request(conn, pit, id, &body);
 
-	initStringInfo(&body);
-	appendStringInfoString(&body, !pit ? "{\"scroll_id\":" :
-						   os_pit ? "{\"pit_id\":[" : "{\"id\":");
-	escape_json(&body, id);
-	if (os_pit)
-		appendStringInfoChar(&body, ']');
-	appendStringInfoChar(&body, '}');
 	ElasticRequest(conn, "DELETE", path, body.data, body.len, NULL, NULL, &resp);
-	if (resp.status != 404 && (resp.status < 200 || resp.status > 299))
+	if (!close_answered(resp.status))
 		ElasticRaiseStatus(conn, "DELETE", path, NULL, &resp);
 }
 
@@ -1131,76 +1146,61 @@ ElasticSendQueuedCloses(PgpolyConnection *conn)
 
 /*
  * Close context t on its connection, if that is open and not in the middle
- * of a request (reconnecting needs the catalogs), in at most
- * ELASTIC_CLOSE_TIMEOUT_MS and without ERROR: at transaction abort and at
- * backend exit, where a failure must not escalate and a dead store must
- * not hold the backend (a context not closed expires after keep_alive).
- * Interrupts are held there; the ERROR a failure raises is discarded, and
- * the interrupt holdoff it resets restored.  A failure leaves the
- * connection in a request, which the core then closes (and this skips).
- * Returns whether the request was sent and answered.
+ * of a request (reconnecting needs the catalogs), answered by deadline,
+ * raising nothing (PgpolyHttpTryRequest): at transaction abort and at
+ * backend exit, where an ERROR would escalate (to FATAL once proc_exit has
+ * begun) and a dead store must not hold the backend (a context not closed
+ * expires after keep_alive).  A request not answered leaves the connection
+ * in it, which the core then closes (and this skips).  Returns whether the
+ * store answered that the context is gone.
  */
 static bool
-close_quietly(ElasticOpenContext *t)
+close_quietly(ElasticOpenContext *t, TimestampTz deadline)
 {
 	PgpolyConnection *conn = t->conn;
-	int			timeout;
-	int			connect_timeout;
-	uint32		holdoff = InterruptHoldoffCount;
-	uint32		cancel_holdoff = QueryCancelHoldoffCount;
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile bool ok = false;
+	StringInfoData body;
+	const char *path;
+	bool		ok;
 
 	if (conn == NULL || conn->handle == NULL || conn->busy)
 		return false;
-	timeout = conn->timeout_ms;
-	connect_timeout = conn->connect_timeout_ms;
-	conn->timeout_ms = Min(timeout, ELASTIC_CLOSE_TIMEOUT_MS);
-	conn->connect_timeout_ms = Min(connect_timeout, ELASTIC_CLOSE_TIMEOUT_MS);
-	PG_TRY();
-	{
-		ElasticCloseContext(conn, t->pit, t->id);
-		ok = true;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
-		InterruptHoldoffCount = holdoff;
-		QueryCancelHoldoffCount = cancel_holdoff;
-	}
-	PG_END_TRY();
-	conn->timeout_ms = timeout;
-	conn->connect_timeout_ms = connect_timeout;
+	path = close_request(conn, t->pit, t->id, &body);
+	ok = close_answered(PgpolyHttpTryRequest(conn, ElasticConnHandle(conn)->http,
+											 "DELETE", path, body.data, deadline));
+	pfree(body.data);
 	return ok;
 }
 
 /*
  * PgpolyStore.xact_end: after an abort, close the contexts its scans left
- * (queued as their memory was released) on conn, each a short bounded
- * request that never ERRORs (close_quietly); the first failure leaves the
- * rest to the next request or the backend's exit.
+ * (queued as their memory was released) on conn, by short requests that
+ * never ERROR (close_quietly) and share one bound of
+ * ELASTIC_CLOSE_TIMEOUT_MS, however many there are; the first failure
+ * leaves the rest to the next request or the backend's exit.  After a
+ * commit too: a subtransaction's abort (ROLLBACK TO SAVEPOINT, an
+ * exception block) queues those of the scans it dropped.
  */
 static void
 elastic_xact_end(PgpolyConnection *conn, bool commit)
 {
+	TimestampTz deadline = PgpolyDeadline(ELASTIC_CLOSE_TIMEOUT_MS);
 	ElasticOpenContext *t;
 
-	if (commit)
-		return;
-	while ((t = first_queued(conn)) != NULL && close_quietly(t))
+	while ((t = first_queued(conn)) != NULL && close_quietly(t, deadline))
 		ElasticUntrackContext(t);
 }
 
 /*
  * before_shmem_exit: the backend exits; close every context still open,
  * queued or of a scan that is still running (a FATAL in mid-scan: the
- * transaction is aborted after this runs), as close_quietly does.  An
- * entry of a live scan stays, marked closed, for its scan to release.
+ * transaction is aborted after this runs), as close_quietly does, all
+ * within one bound of ELASTIC_CLOSE_TIMEOUT_MS.  An entry of a live scan
+ * stays, marked closed, for its scan to release.
  */
 static void
 close_at_exit(int code, Datum arg)
 {
+	TimestampTz deadline = PgpolyDeadline(ELASTIC_CLOSE_TIMEOUT_MS);
 	ListCell   *lc;
 
 	foreach(lc, OpenContexts)
@@ -1208,7 +1208,7 @@ close_at_exit(int code, Datum arg)
 		ElasticOpenContext *t = lfirst(lc);
 
 		if (!t->closed)
-			(void) close_quietly(t);
+			(void) close_quietly(t, deadline);
 		t->closed = true;
 	}
 }

@@ -23,7 +23,7 @@
  * returned, not the same rows again until statement_timeout.
  * PIT and scroll contexts are closed when the scan ends; if it is aborted
  * the release of its memory queues the close, sent at the end of the
- * aborted transaction or else at the next request on the same connection;
+ * transaction or else at the next request on the same connection;
  * the backend's exit closes those still open (elastic_conn.c; keep_alive
  * expires them anyway).
  *

@@ -545,17 +545,24 @@ chroma_list_collections(PgpolyConnection *conn)
  * ----------------------------------------------------------------
  */
 
-/* Body of an upsert/update of writes[0..n). */
+/* Append the ids of writes[0..n), comma-separated. */
 static void
-write_body(StringInfo buf, VectorWrite **w, int n)
+append_write_ids(StringInfo buf, VectorWrite **w, int n)
 {
-	appendStringInfoString(buf, "{\"ids\":[");
 	for (int i = 0; i < n; i++)
 	{
 		if (i > 0)
 			appendStringInfoChar(buf, ',');
 		escape_json(buf, w[i]->row.id);
 	}
+}
+
+/* Body of an upsert/update of writes[0..n). */
+static void
+write_body(StringInfo buf, VectorWrite **w, int n)
+{
+	appendStringInfoString(buf, "{\"ids\":[");
+	append_write_ids(buf, w, n);
 	appendStringInfoString(buf, "],\"embeddings\":[");
 	for (int i = 0; i < n; i++)
 	{
@@ -601,6 +608,46 @@ chroma_count(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll)
 	return (double) json_integer_value(doc);
 }
 
+/*
+ * Before an update of writes[0..n): ERROR 40001 unless the collection
+ * holds every record, one get by ids.  Chroma's update of an id it does
+ * not hold answers success and applies nothing: a record another client
+ * deleted after the UPDATE read it would lose the write silently.  (One
+ * deleted between this get and the update still does: Chroma has no
+ * conditional update.)
+ */
+static void
+check_update_targets(PgpolyConnection *conn, VectorWrite **w, int n)
+{
+	StringInfoData body;
+	List	   *found;
+
+	initStringInfo(&body);
+	appendStringInfoString(&body, "{\"ids\":[");
+	append_write_ids(&body, w, n);
+	appendStringInfoString(&body, "],");
+	append_include(&body, 0);
+	appendStringInfoChar(&body, '}');
+	found = parse_records(conn, record_call(conn, w[0]->tbl, "get", &body, false, NULL, NULL),
+						  false, VDIST_L2);
+	for (int i = 0; i < n; i++)
+	{
+		ListCell   *lc;
+		bool		there = false;
+
+		foreach(lc, found)
+			if (strcmp(((VectorRow *) lfirst(lc))->id, w[i]->row.id) == 0)
+				there = true;
+		if (!there)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize the update of record \"%s\" of foreign table \"%s\" (collection \"%s\")",
+							w[i]->row.id, w[i]->tbl->relname, w[i]->tbl->collection),
+					 errdetail("Another client deleted the record after this UPDATE read it; Chroma's update of a record it does not hold applies nothing."),
+					 errhint("The transaction can be retried (in write_mode 'immediate', the statement).")));
+	}
+}
+
 /* VectorProvider.send_batch: n writes of the same table and kind. */
 static void
 chroma_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
@@ -612,16 +659,15 @@ chroma_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 	if (w[0]->kind == VW_DELETE)
 	{
 		appendStringInfoString(&body, "{\"ids\":[");
-		for (int i = 0; i < n; i++)
-		{
-			if (i > 0)
-				appendStringInfoChar(&body, ',');
-			escape_json(&body, w[i]->row.id);
-		}
+		append_write_ids(&body, w, n);
 		appendStringInfoString(&body, "]}");
 	}
 	else
+	{
+		if (w[0]->kind == VW_UPDATE)
+			check_update_targets(conn, w, n);
 		write_body(&body, w, n);
+	}
 	(void) record_call(conn, w[0]->tbl, ops[w[0]->kind], &body,
 					   w[0]->kind == VW_UPSERT || w[0]->kind == VW_INSERT, NULL,
 					   w[0]->dim_of);

@@ -43,6 +43,8 @@
 #include "common/pg_prng.h"
 #endif
 #include "common/base64.h"
+#include "common/string.h"
+#include "miscadmin.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
@@ -990,6 +992,54 @@ http_request(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 		memcpy(resp->body, h->body, h->len);
 	resp->body[h->len] = '\0';
 	PgpolyEndRequest(conn);
+}
+
+/*
+ * A best-effort request that raises nothing (barring out of memory), for
+ * cleanup at transaction abort or at backend exit, where PostgreSQL turns
+ * any ERROR into a FATAL once proc_exit has begun: send method path with
+ * a JSON body, both ASCII (sent as they are), to the current URL once (no
+ * credential check, which a URL not checked yet makes this skip; no
+ * failover, no retry), answered by deadline.  Interrupts are held
+ * meanwhile: a cancel or statement_timeout waits for it.  Returns the HTTP
+ * status, or 0 when nothing was sent or answered; the connection is then
+ * left in its request (if one was started), which the caller's transaction
+ * end closes (PgpolyConnectionsAtXactEnd).
+ */
+long
+PgpolyHttpTryRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
+					 const char *path, const char *body, TimestampTz deadline)
+{
+	struct curl_slist *headers = NULL;
+	long		ms = (long) ((deadline - GetCurrentTimestamp()) / 1000);
+	long		status = 0;
+	CURLcode	res;
+
+	if (conn->busy || ms <= 0 || (h->probe_path && !h->proven[h->current]) ||
+		!pg_is_ascii(path) || !pg_is_ascii(body))
+		return 0;
+	h->conn = conn;
+	conn->busy = true;			/* cleared once answered */
+	conn->requests++;
+	conn->errors++;
+	for (struct curl_slist *s = h->headers; s; s = s->next)
+		headers = curl_slist_append(headers, s->data);
+	headers = curl_slist_append(headers, "Content-Type: application/json");
+	HOLD_INTERRUPTS();
+	prepare(conn, h, method, psprintf("%s%s", h->urls[h->current], path),
+			body, strlen(body), headers, false);
+	curl_easy_setopt(h->easy, CURLOPT_CONNECTTIMEOUT_MS, Min(ms, (long) conn->connect_timeout_ms));
+	curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS, ms);
+	res = run_transfer(conn, h, deadline);
+	RESUME_INTERRUPTS();
+	curl_slist_free_all(headers);
+	if (res == CURLE_OK)
+	{
+		curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
+		conn->busy = false;
+		conn->errors--;
+	}
+	return status;
 }
 
 /*

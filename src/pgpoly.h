@@ -237,8 +237,8 @@ typedef struct PgpolyStore
 	 * Optional: the transaction ended (commit: after flush()); without
 	 * ERROR, forget or close what buffered() sent ahead.  Called only for
 	 * a connection with a handle.  No I/O but a short request bounded by a
-	 * timeout of its own, whose failure is swallowed (Elasticsearch closes
-	 * the contexts an aborted scan left open).
+	 * timeout of its own that raises nothing (PgpolyHttpTryRequest:
+	 * Elasticsearch closes the contexts a dropped scan left open).
 	 */
 	void		(*xact_end) (struct PgpolyConnection *conn, bool commit);
 	/*
@@ -389,6 +389,9 @@ extern void PgpolyCheckUrls(const char *option, const char *value,
 extern List *PgpolyServerUrls(ForeignServer *server, const char *dflt);
 extern int	PgpolyHttpStatusErrcode(long status);
 extern bool PgpolyHttpRetried(long status);
+extern long PgpolyHttpTryRequest(PgpolyConnection *conn, PgpolyHttp *h,
+								 const char *method, const char *path,
+								 const char *body, TimestampTz deadline);
 extern char *PgpolyHttpExcerpt(PgpolyConnection *conn, const char *text,
 							   size_t len);
 
