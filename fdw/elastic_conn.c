@@ -1126,21 +1126,32 @@ first_queued(PgpolyConnection *conn)
 	return NULL;
 }
 
-/* Close the contexts queued for conn's server and user mapping. */
+/*
+ * Close the contexts queued for conn's server and user mapping, before a
+ * statement's own request on it.  Each is forgotten first, and one the
+ * store refuses (an HTTP error) is left to keep_alive with a DEBUG1 line:
+ * the statement has nothing to do with it and must not fail for it.  A
+ * transport failure (the store down, a timeout, a cancel) is the ERROR it
+ * is: the statement's own request would meet it too.
+ */
 void
 ElasticSendQueuedCloses(PgpolyConnection *conn)
 {
 	ElasticOpenContext *t;
 
-	/* Forgotten first: a failure must not make us retry forever. */
 	while ((t = first_queued(conn)) != NULL)
 	{
-		bool		pit = t->pit;
-		char	   *id = pstrdup(t->id);
+		StringInfoData body;
+		PgpolyHttpResponse resp;
+		const char *path = close_request(conn, t->pit, t->id, &body);
 
 		ElasticUntrackContext(t);
-		ElasticCloseContext(conn, pit, id);
-		pfree(id);
+		ElasticRequest(conn, "DELETE", path, body.data, body.len, NULL, NULL, &resp);
+		if (!close_answered(resp.status))
+			ereport(DEBUG1,
+					(errmsg_internal("pgpoly: Elasticsearch server \"%s\" refused to close a context (HTTP %ld); it expires after keep_alive",
+									 conn->servername, resp.status)));
+		pfree(body.data);
 	}
 }
 

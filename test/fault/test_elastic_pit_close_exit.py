@@ -12,7 +12,9 @@ the exited backend's lines of the PostgreSQL log must show no FATAL, ERROR
 or WARNING but the termination's own.  And at ROLLBACK with many cursors
 and a store holding every DELETE: the closes share one bound, so at most a couple of DELETEs are sent, not one per cursor.  A cursor open
 at COMMIT or PREPARE TRANSACTION, or dropped by ROLLBACK TO SAVEPOINT, has
-its PIT closed at the transaction's end as well.
+its PIT closed at the transaction's end as well.  A close refused at
+ROLLBACK, tried again before the next statement's request, is refused
+again quietly: that statement does not fail.
 """
 
 import os
@@ -123,6 +125,23 @@ def test():
     check(r.rc == 0, "ROLLBACK: %s" % r.err)
     closed = before - es.stats()["open_pits"]
     check(closed <= 3, "ROLLBACK sent %d slow DELETEs one after another" % closed)
+    es.clear()
+    s.close()
+
+    # A close the store refuses (500) at ROLLBACK stays queued, and the next
+    # statement on the connection tries it again before its own request: a
+    # second refusal there must not fail that statement (the PIT expires
+    # after keep_alive; the statement has nothing to do with it).
+    s = pgtest.Session(db)
+    r = s.run(CURSOR, timeout=60)
+    check(r.rc == 0, "cursor: %s" % r.err)
+    es.faults({"status": 500, "count": 2, "exact": "/_pit"})
+    r = s.run("ROLLBACK;", timeout=60)
+    check(r.rc == 0, "ROLLBACK with the close refused: %s" % r.err)
+    r = s.run("SELECT count(*) FROM pits;", timeout=60)
+    check(r.rc == 0 and r.out.strip() == "50",
+          "a statement failed on the refused close of an earlier PIT: %s %s"
+          % (r.out.strip(), r.err.strip()))
     es.clear()
     s.close()
 
