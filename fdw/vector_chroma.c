@@ -457,23 +457,45 @@ parse_records(PgpolyConnection *conn, json_t *doc, bool query, VectorDistance d)
  * ----------------------------------------------------------------
  */
 
-/* VectorProvider.get_by_ids: records with the given ids (and where), one /get. */
+/*
+ * The most ids one get asks for: Chroma's SQLite store binds each as a
+ * SQL variable and answers 500 "too many SQL variables" past 32766 (an
+ * upsert of more is fine: it is split by the store).
+ */
+#define CHROMA_GET_MAX_IDS 10000
+
+/*
+ * VectorProvider.get_by_ids: records with the given ids (and where), one
+ * /get for each CHROMA_GET_MAX_IDS of them.
+ */
 static List *
 chroma_get_by_ids(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
 				  List *ids, const char *where, int include)
 {
 	StringInfoData body;
+	List	   *rows = NIL;
 
 	initStringInfo(&body);
-	appendStringInfoString(&body, "{\"ids\":");
-	append_ids(&body, ids);
-	if (where)
-		appendStringInfo(&body, ",\"where\":%s", where);
-	appendStringInfoChar(&body, ',');
-	append_include(&body, include);
-	appendStringInfoChar(&body, '}');
-	return parse_records(conn, record_call(conn, tbl, "get", &body, false, NULL, NULL), false,
-						 coll->distance);
+	for (int start = 0; start < list_length(ids); start += CHROMA_GET_MAX_IDS)
+	{
+		List	   *part = NIL;
+
+		for (int i = start; i < Min(start + CHROMA_GET_MAX_IDS, list_length(ids)); i++)
+			part = lappend(part, list_nth(ids, i));
+		resetStringInfo(&body);
+		appendStringInfoString(&body, "{\"ids\":");
+		append_ids(&body, part);
+		if (where)
+			appendStringInfo(&body, ",\"where\":%s", where);
+		appendStringInfoChar(&body, ',');
+		append_include(&body, include);
+		appendStringInfoChar(&body, '}');
+		rows = list_concat(rows, parse_records(conn, record_call(conn, tbl, "get", &body, false,
+																 NULL, NULL),
+											   false, coll->distance));
+		list_free(part);
+	}
+	return rows;
 }
 
 /*
@@ -545,13 +567,6 @@ chroma_list_collections(PgpolyConnection *conn)
  *		Writes
  * ----------------------------------------------------------------
  */
-
-/*
- * The most ids one get asks for: Chroma's SQLite store binds each as a
- * SQL variable and answers 500 "too many SQL variables" past 32766 (an
- * upsert of more is fine: it is split by the store).
- */
-#define CHROMA_GET_MAX_IDS 10000
 
 /* An id of an update batch (check_update_targets): whether Chroma holds it. */
 typedef struct UpdateId

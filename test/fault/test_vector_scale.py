@@ -23,7 +23,8 @@ Against the real Chroma ($CHROMA_URL), each part in its own database:
     10000 ids, and marks the ids found in one seeded key table (they were
     compared with every id of the batch, n^2 comparisons, uncancellable):
     the UPDATE finishes under a statement_timeout of 120 s and every record
-    holds the new document.
+    holds the new document.  Then INSERT ... ON CONFLICT DO NOTHING of the
+    same ids, whose get of the batch's ids had the same limit, inserts none.
   * SELECT count(*) FROM t WHERE id = ANY(<300000 ids>), fetch_size 1000
     (one record exists): 300 requests of 1000 ids.  Each request used to
     copy the list of the ids not asked yet and keep the copy until the
@@ -100,6 +101,13 @@ def update_batch():
     n = a.value("RESET statement_timeout; SELECT count(*) FROM up WHERE document = 'u';",
                 timeout=300)
     check(n == str(ROWS), "%s records hold the new document, want %d" % (n, ROWS))
+    # ON CONFLICT DO NOTHING of the same ids: its get by ids had the same limit
+    r = a.run("INSERT INTO up SELECT lpad(g::text, 10, '0'), '{2}', 'new' "
+              "FROM generate_series(1, %d) g ON CONFLICT DO NOTHING;" % ROWS, timeout=600)
+    check(r.rc == 0, "INSERT ... ON CONFLICT DO NOTHING of %d existing ids failed: %s"
+          % (ROWS, r.err.strip()[:400]))
+    n = a.value("SELECT count(*) FROM up WHERE document = 'new';", timeout=300)
+    check(n == "0", "ON CONFLICT DO NOTHING of existing ids wrote %s records" % n)
     a.run("DELETE FROM up;", timeout=600)
     a.close()
 
