@@ -38,6 +38,7 @@
 #include "common/shortest_dec.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 
@@ -456,23 +457,45 @@ parse_records(PgpolyConnection *conn, json_t *doc, bool query, VectorDistance d)
  * ----------------------------------------------------------------
  */
 
-/* VectorProvider.get_by_ids: records with the given ids (and where), one /get. */
+/*
+ * The most ids one get asks for: Chroma's SQLite store binds each as a
+ * SQL variable and answers 500 "too many SQL variables" past 32766 (an
+ * upsert of more is fine: it is split by the store).
+ */
+#define CHROMA_GET_MAX_IDS 10000
+
+/*
+ * VectorProvider.get_by_ids: records with the given ids (and where), one
+ * /get for each CHROMA_GET_MAX_IDS of them.
+ */
 static List *
 chroma_get_by_ids(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll,
 				  List *ids, const char *where, int include)
 {
 	StringInfoData body;
+	List	   *rows = NIL;
 
 	initStringInfo(&body);
-	appendStringInfoString(&body, "{\"ids\":");
-	append_ids(&body, ids);
-	if (where)
-		appendStringInfo(&body, ",\"where\":%s", where);
-	appendStringInfoChar(&body, ',');
-	append_include(&body, include);
-	appendStringInfoChar(&body, '}');
-	return parse_records(conn, record_call(conn, tbl, "get", &body, false, NULL, NULL), false,
-						 coll->distance);
+	for (int start = 0; start < list_length(ids); start += CHROMA_GET_MAX_IDS)
+	{
+		List	   *part = NIL;
+
+		for (int i = start; i < Min(start + CHROMA_GET_MAX_IDS, list_length(ids)); i++)
+			part = lappend(part, list_nth(ids, i));
+		resetStringInfo(&body);
+		appendStringInfoString(&body, "{\"ids\":");
+		append_ids(&body, part);
+		if (where)
+			appendStringInfo(&body, ",\"where\":%s", where);
+		appendStringInfoChar(&body, ',');
+		append_include(&body, include);
+		appendStringInfoChar(&body, '}');
+		rows = list_concat(rows, parse_records(conn, record_call(conn, tbl, "get", &body, false,
+																 NULL, NULL),
+											   false, coll->distance));
+		list_free(part);
+	}
+	return rows;
 }
 
 /*
@@ -545,6 +568,13 @@ chroma_list_collections(PgpolyConnection *conn)
  * ----------------------------------------------------------------
  */
 
+/* An id of an update batch (check_update_targets): whether Chroma holds it. */
+typedef struct UpdateId
+{
+	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable) */
+	bool		there;
+} UpdateId;
+
 /* Append the ids of writes[0..n), comma-separated. */
 static void
 append_write_ids(StringInfo buf, VectorWrite **w, int n)
@@ -614,38 +644,58 @@ chroma_count(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll)
  * not hold answers success and applies nothing: a record another client
  * deleted after the UPDATE read it would lose the write silently.  (One
  * deleted between this get and the update still does: Chroma has no
- * conditional update.)
+ * conditional update.)  The ids the service returns are marked in a
+ * seeded key table of the batch's ids: linear, whatever ids either brings.
+ * At most CHROMA_GET_MAX_IDS ids a get: one request for a batch of that
+ * many, one more for each further CHROMA_GET_MAX_IDS.
  */
 static void
 check_update_targets(PgpolyConnection *conn, VectorWrite **w, int n)
 {
 	StringInfoData body;
 	List	   *found;
+	ListCell   *lc;
+	HTAB	   *ids = PgpolyKeyTable("pgpoly chroma update ids", sizeof(UpdateId),
+									 CurrentMemoryContext);
 
-	initStringInfo(&body);
-	appendStringInfoString(&body, "{\"ids\":[");
-	append_write_ids(&body, w, n);
-	appendStringInfoString(&body, "],");
-	append_include(&body, 0);
-	appendStringInfoChar(&body, '}');
-	found = parse_records(conn, record_call(conn, w[0]->tbl, "get", &body, false, NULL, NULL),
-						  false, VDIST_L2);
 	for (int i = 0; i < n; i++)
 	{
-		ListCell   *lc;
-		bool		there = false;
+		bool		dup;
+		UpdateId   *e = PgpolyKeyTableEnter(ids, CurrentMemoryContext, w[i]->row.id,
+											strlen(w[i]->row.id), &dup);
 
+		if (!dup)
+			e->there = false;
+	}
+	initStringInfo(&body);
+	for (int start = 0; start < n; start += CHROMA_GET_MAX_IDS)
+	{
+		resetStringInfo(&body);
+		appendStringInfoString(&body, "{\"ids\":[");
+		append_write_ids(&body, w + start, Min(n - start, CHROMA_GET_MAX_IDS));
+		appendStringInfoString(&body, "],");
+		append_include(&body, 0);
+		appendStringInfoChar(&body, '}');
+		found = parse_records(conn, record_call(conn, w[0]->tbl, "get", &body, false, NULL, NULL),
+							  false, VDIST_L2);
 		foreach(lc, found)
-			if (strcmp(((VectorRow *) lfirst(lc))->id, w[i]->row.id) == 0)
-				there = true;
-		if (!there)
+		{
+			const char *id = ((VectorRow *) lfirst(lc))->id;
+			UpdateId   *e = PgpolyKeyTableFind(ids, id, strlen(id));
+
+			if (e)
+				e->there = true;
+		}
+	}
+	for (int i = 0; i < n; i++)
+		if (!((UpdateId *) PgpolyKeyTableFind(ids, w[i]->row.id, strlen(w[i]->row.id)))->there)
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("could not serialize the update of record \"%s\" of foreign table \"%s\" (collection \"%s\")",
 							w[i]->row.id, w[i]->tbl->relname, w[i]->tbl->collection),
 					 errdetail("Another client deleted the record after this UPDATE read it; Chroma's update of a record it does not hold applies nothing."),
 					 errhint("The transaction can be retried (in write_mode 'immediate', the statement).")));
-	}
+	hash_destroy(ids);
 }
 
 /* VectorProvider.send_batch: n writes of the same table and kind. */

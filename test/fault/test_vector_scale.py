@@ -14,6 +14,17 @@ Against the real Chroma ($CHROMA_URL), each part in its own database:
     30 s.  The statement must finish, skip exactly the 50000 repeated ids
     (the transaction reads 50000 records, the first row of each id), and
     ROLLBACK sends nothing.
+  * UPDATE of 100000 records (batch_size 100000, ids of 10 bytes, one
+    dimension: about 93000 records a request, the 8 MB cap).  Before each
+    update request pgpoly gets the batch's ids, to fail with 40001 if
+    another client deleted one: that get asked for all 93000 ids at once,
+    and Chroma answered 500 "too many SQL variables" (its SQLite store
+    binds at most 32766), so the UPDATE failed.  It now asks in pieces of
+    10000 ids, and marks the ids found in one seeded key table (they were
+    compared with every id of the batch, n^2 comparisons, uncancellable):
+    the UPDATE finishes under a statement_timeout of 120 s and every record
+    holds the new document.  Then INSERT ... ON CONFLICT DO NOTHING of the
+    same ids, whose get of the batch's ids had the same limit, inserts none.
   * SELECT count(*) FROM t WHERE id = ANY(<300000 ids>), fetch_size 1000
     (one record exists): 300 requests of 1000 ids.  Each request used to
     copy the list of the ids not asked yet and keep the copy until the
@@ -73,6 +84,34 @@ def conflict_batch():
     a.close()
 
 
+def update_batch():
+    """An UPDATE of ROWS records in one batch (as the byte cap allows), linear."""
+    a = session("pgpoly_vector_update_scale", "up (id text, embedding real[], document text)",
+                "collection 'pgpoly_scale_update', create_collection 'true', "
+                "distance 'l2', batch_size '%d'" % ROWS)
+    a.value("ALTER SERVER vs OPTIONS (ADD timeout_ms '120000');")
+    a.value("DELETE FROM up; INSERT INTO up SELECT lpad(g::text, 10, '0'), '{1}', NULL "
+            "FROM generate_series(1, %d) g;" % ROWS, timeout=300)
+    timeout_ms = int(120000 * pgtest.SCALE)
+    r = a.run("SET statement_timeout = %d; UPDATE up SET document = 'u';" % timeout_ms,
+              timeout=600)
+    print("UPDATE of %d records: %.1f s" % (ROWS, r.elapsed))
+    check(r.rc == 0, "the UPDATE of %d records failed: %s"
+          % (ROWS, r.err.strip()[:400]))
+    n = a.value("RESET statement_timeout; SELECT count(*) FROM up WHERE document = 'u';",
+                timeout=300)
+    check(n == str(ROWS), "%s records hold the new document, want %d" % (n, ROWS))
+    # ON CONFLICT DO NOTHING of the same ids: its get by ids had the same limit
+    r = a.run("INSERT INTO up SELECT lpad(g::text, 10, '0'), '{2}', 'new' "
+              "FROM generate_series(1, %d) g ON CONFLICT DO NOTHING;" % ROWS, timeout=600)
+    check(r.rc == 0, "INSERT ... ON CONFLICT DO NOTHING of %d existing ids failed: %s"
+          % (ROWS, r.err.strip()[:400]))
+    n = a.value("SELECT count(*) FROM up WHERE document = 'new';", timeout=300)
+    check(n == "0", "ON CONFLICT DO NOTHING of existing ids wrote %s records" % n)
+    a.run("DELETE FROM up;", timeout=600)
+    a.close()
+
+
 def ids_memory():
     """A scan by N ids keeps no copy of the ids per request."""
     a = session("pgpoly_vector_ids_memory", "t (id text, embedding real[])",
@@ -103,6 +142,7 @@ def test():
         return
     mark = pgtest.pg_log_mark()
     conflict_batch()
+    update_batch()
     ids_memory()
     pgtest.check_pg_log(mark)
 
