@@ -35,7 +35,14 @@
 #         Two pgpoly rows: the table over loopback TCP, and the same table
 #         over the same Redis's Unix-domain socket (server option
 #         unix_socket; REDIS_SOCKET, which test/lib.sh exports; skipped when
-#         unset).  The three runs of a round are interleaved.
+#         unset).  The three runs of a round are interleaved.  A fourth
+#         run per round measures the physical limit: a bare C client
+#         (redis-benchmark, as many connections as pgbench clients, one
+#         HGETALL of a bench hash per round trip, nothing else), printed
+#         beside the lookup and in a line of its own (no target): a pgpoly
+#         lookup is a native lookup plus such a round trip, so when the round
+#         trip alone is about as fast as the native lookup, 0.7x is out of
+#         reach of any client on this machine.
 #
 # Data: Redis db 0 holds 1M hashes (keys pgpoly_bench:u:<id>, fields as an
 # online feature table: clicks_7d int, ctr float8, country text, updated
@@ -673,6 +680,17 @@ pgbench_tps() {
 	awk '/^tps = / { print $3 }' <<<"$out"
 }
 
+# round_trip_rps CLIENTS SECONDS: HGETALL round trips per second of a bare
+# C client (redis-benchmark) with CLIENTS connections, one command in flight
+# per connection, on one hash of the bench data; about SECONDS long.
+round_trip_rps() {
+	local out
+	out="$(redis-benchmark -h "$REDIS_HOST" -p "$REDIS_PORT" -c "$1" -n "$(($2 * 20000))" --csv \
+		HGETALL "${P}u:$((N_BIG / 2))" 2>&1)" || { echo "redis-benchmark failed: $out" >&2; return 1; }
+	awk -F'"' '$2 ~ /^HGETALL/ { print $4 }' <<<"$out" | grep . ||
+		{ echo "redis-benchmark printed no rate: $out" >&2; return 1; }
+}
+
 if bench_parts_include point; then
 	echo
 	echo "== point lookup WHERE key = \$1, pgbench -M prepared, generic plan, ${PGBENCH_SECONDS}s per run"
@@ -713,20 +731,25 @@ SQL
 	done
 	pgbench_tps "bench_native_$N_BIG" 2 1 >/dev/null || die "pgbench on the native table failed"
 	for c in $PGBENCH_CLIENTS; do
-		fdw=() sock=() nat=()
+		fdw=() sock=() nat=() raw=()
 		for ((r = 0; r < ROUNDS; r++)); do
 			fdw+=("$(pgbench_tps bench_u "$c" "$PGBENCH_SECONDS")") || { bench_fail "pgbench bench_u -c $c"; break; }
 			if [[ -n "${REDIS_SOCKET:-}" ]]; then
 				sock+=("$(pgbench_tps bench_u_sock "$c" "$PGBENCH_SECONDS")") || { bench_fail "pgbench bench_u_sock -c $c"; break; }
 			fi
 			nat+=("$(pgbench_tps "bench_native_$N_BIG" "$c" "$PGBENCH_SECONDS")") || { bench_fail "pgbench native -c $c"; break; }
+			raw+=("$(round_trip_rps "$c" "$PGBENCH_SECONDS")") || { bench_fail "redis-benchmark -c $c"; break; }
 		done
-		echo "  $c clients: pgpoly TCP TPS ${fdw[*]}; pgpoly Unix socket TPS ${sock[*]:-(not run)}; native TPS ${nat[*]}"
+		echo "  $c clients: pgpoly TCP TPS ${fdw[*]}; pgpoly Unix socket TPS ${sock[*]:-(not run)}; native TPS ${nat[*]}; bare C Redis round trips/s ${raw[*]}"
 		mf=$(printf '%s\n' "${fdw[@]}" | bench_median)
 		mn=$(printf '%s\n' "${nat[@]}" | bench_median)
+		mr=$(printf '%s\n' "${raw[@]}" | bench_median)
 		bench_report "redis point lookup, $c client(s) (median of $ROUNDS x ${PGBENCH_SECONDS}s)" \
-			"$(printf '%.0f' "$mf") TPS" "native indexed table $(printf '%.0f' "$mn") TPS" \
+			"$(printf '%.0f' "$mf") TPS" "native indexed table $(printf '%.0f' "$mn") TPS; the Redis round trip alone from a bare C client $(printf '%.0f' "$mr")/s" \
 			"$(bench_calc "$mf / $mn")" ">=" 0.7
+		bench_report "redis point lookup, $c client(s), against the Redis round trip alone" \
+			"$(printf '%.0f' "$mf") TPS" "bare C client (redis-benchmark, $c connection(s), one HGETALL per round trip) $(printf '%.0f' "$mr")/s, $(bench_calc "$mr / $mn")x the native lookup's TPS" \
+			"$(bench_calc "$mf / $mr")" "-" 0
 		if ((${#sock[@]} > 0)); then
 			ms=$(printf '%s\n' "${sock[@]}" | bench_median)
 			bench_report "redis point lookup over a Unix socket (unix_socket), $c client(s) (median of $ROUNDS x ${PGBENCH_SECONDS}s)" \
