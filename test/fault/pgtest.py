@@ -309,6 +309,53 @@ def start_redis(port=None, name=None, extra_args=()):
                        % (name, os.path.join(d, "redis.log")))
 
 
+def start_chroma():
+    """Start a private Chroma server (test/chroma's npm install, as
+    test/lib_chroma.sh starts the shared one) and return its URL.  For tests
+    whose requests are big enough to hold up the shared server the other
+    tests use at the same time.  Stopped at exit, and by the harness."""
+    exe = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "chroma",
+                       "node_modules", ".bin", "chroma")
+    d = os.path.join(work_dir(), "chroma-%d" % os.getpid())
+    os.makedirs(d, exist_ok=True)
+
+    def start(port):
+        log = open(os.path.join(d, "chroma.log"), "ab")
+        proc = subprocess.Popen([exe, "run", "--path", os.path.join(d, "data"),
+                                 "--host", "127.0.0.1", "--port", str(port)],
+                                stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        log.close()
+        register_pid(proc.pid, "chroma")
+        atexit.register(_stop_process, proc)
+        deadline = time.monotonic() + 30 * SCALE
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as c:
+                    c.sendall(b"GET /api/v2/heartbeat HTTP/1.0\r\n\r\n")
+                    if c.recv(64).split(b" ")[1:2] == [b"200"]:
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.1)
+        _stop_process(proc)
+        return False
+
+    port = on_free_port(start)
+    return "http://127.0.0.1:%d" % port
+
+
+def _stop_process(proc):
+    """Stop a process this test started (SIGTERM, then SIGKILL)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _kill_pidfile(pidfile):
     """SIGKILL the process named in a pidfile, ignoring errors."""
     try:
