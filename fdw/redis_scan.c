@@ -66,7 +66,6 @@
  */
 #include "postgres.h"
 
-
 #include <hiredis/hiredis.h>
 
 #include "access/xact.h"
