@@ -66,8 +66,6 @@
  */
 #include "postgres.h"
 
-#include <sys/mman.h>
-
 #include <hiredis/hiredis.h>
 
 #include "access/xact.h"
@@ -266,35 +264,23 @@ struct RedisKeySet
 								 * allows */
 };
 
-#define KEYSET_HUGE_PAGE	(2 * 1024 * 1024)
-
 /*
  * Give set n zeroed slots (in set->cxt; set->slots_mem is the chunk to
  * free).  Slots are probed at random, one TLB miss each once they span
  * many pages, which is costly under virtualization: an array of 1 MB or
- * more starts on a huge-page boundary and, where the kernel makes
- * transparent huge pages on request, asks for them before it is touched
- * (the unused head of the chunk is never touched).
+ * more goes on transparent huge pages where the kernel makes them
+ * (PgpolyAllocHugePages).
  */
 static void
 keyset_alloc_slots(RedisKeySet *set, uint32 n)
 {
 	Size		size = sizeof(KeySlot) * (Size) n;
-	bool		huge = size >= KEYSET_HUGE_PAGE / 2;
 	char	   *p;
 
-	set->slots_mem = MemoryContextAllocExtended(set->cxt,
-												huge ? TYPEALIGN(KEYSET_HUGE_PAGE, size) +
-												KEYSET_HUGE_PAGE : size,
-												MCXT_ALLOC_HUGE);
-	p = set->slots_mem;
-	if (huge)
-	{
-		p = (char *) TYPEALIGN(KEYSET_HUGE_PAGE, p);
-#ifdef MADV_HUGEPAGE
-		(void) madvise(p, TYPEALIGN(KEYSET_HUGE_PAGE, size), MADV_HUGEPAGE);
-#endif
-	}
+	if (size >= PGPOLY_HUGE_PAGE / 2)
+		p = PgpolyAllocHugePages(set->cxt, size, &set->slots_mem);
+	else
+		p = set->slots_mem = MemoryContextAllocExtended(set->cxt, size, MCXT_ALLOC_HUGE);
 	memset(p, 0, size);
 	set->slots = (KeySlot *) p;
 }

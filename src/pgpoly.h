@@ -906,6 +906,10 @@ extern int	pgpoly_max_response_kb;
 
 extern void PgpolyMaterializedSRF(FunctionCallInfo fcinfo);
 
+/* The size of a transparent huge page (x86-64, arm64 with 4 kB pages). */
+#define PGPOLY_HUGE_PAGE	(2 * 1024 * 1024)
+extern void *PgpolyAllocHugePages(MemoryContext cxt, Size size, void **chunk);
+
 /* Initialisers called from _PG_init (hooks, GUCs of one area). */
 extern void RedisJoinInit(void);
 extern void RedisStreamInit(void);	/* pgpoly.redis_stream_threshold */
