@@ -22,7 +22,10 @@
  *	  released savepoint hands its writes to the parent level;
  *	- at XACT_EVENT_PRE_COMMIT each connection's store flush() sends all of
  *	  them in as few round trips as it can; if it ereports, COMMIT fails and
- *	  PostgreSQL rolls back, so a failed write is never silent.  A store
+ *	  PostgreSQL rolls back, so a failed write is never silent.  Query
+ *	  cancels are held from the first send until the COMMIT ends
+ *	  (hold_cancel_for_send): a cancel must not roll back what a store
+ *	  may already have applied.  A store
  *	  may have sent them ahead while the statements ran (buffered(), Redis'
  *	  write stream: queued in a MULTI that only flush() EXECs), so that
  *	  the store's work overlaps the backend's; what it applies still
@@ -65,6 +68,7 @@
 
 #include "access/xact.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/hsearch.h"
 #include "foreign/foreign.h"
 #include "utils/inval.h"
@@ -657,6 +661,49 @@ flush_error_callback(void *arg)
 }
 
 /*
+ * QueryCancelHoldoffCount from before the COMMIT-time flush held cancels,
+ * or -1 when it holds none.
+ */
+static int	CancelHeldFrom = -1;
+
+/*
+ * Hold query cancels (pg_cancel_backend, statement_timeout) before the
+ * COMMIT's first write request goes to a store: from then on the store may
+ * apply writes, and a cancel that rolled PostgreSQL back would leave them
+ * applied.  A cancel held here is serviced when the COMMIT has ended
+ * (release_cancel_hold); the backend is idle by then and PostgreSQL
+ * ignores it, so the COMMIT completes.  A cancel that came earlier still
+ * cancels the COMMIT, before anything was sent.  Termination is not held,
+ * and each request stays bounded by the server's timeout_ms.
+ */
+static void
+hold_cancel_for_send(void)
+{
+	if (CancelHeldFrom >= 0)
+		return;
+	CHECK_FOR_INTERRUPTS();
+	CancelHeldFrom = QueryCancelHoldoffCount;
+	HOLD_CANCEL_INTERRUPTS();
+}
+
+/*
+ * At the transaction's end (commit or abort): restore the holdoff count
+ * hold_cancel_for_send() found.  Restored, not decremented: an ERROR has
+ * already reset it to 0 (errfinish) on the way to the abort.  Held until
+ * the end, not only through the flush, so that no check for interrupts in
+ * the rest of CommitTransaction (other callbacks, ON COMMIT actions) can
+ * roll back a transaction whose writes the stores applied.
+ */
+static void
+release_cancel_hold(void)
+{
+	if (CancelHeldFrom < 0)
+		return;
+	QueryCancelHoldoffCount = CancelHeldFrom;
+	CancelHeldFrom = -1;
+}
+
+/*
  * Send one connection's writes through its store, connected; outbox writes
  * are not sent (a connection holding only those is not even opened).
  * sent: the connections this COMMIT flushed before, for the error context.
@@ -681,8 +728,10 @@ flush_connection(PgpolyConnection *conn, List *sent)
 	errcb.arg = &fs;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
-	conn->flush_settled = false;
+	conn->flush_settled = true;	/* nothing sent yet */
 	PgpolyEnsureConnected(conn);
+	hold_cancel_for_send();
+	conn->flush_settled = false;
 	conn->store->flush(conn, payloads);
 	error_context_stack = errcb.previous;
 	list_free(payloads);
@@ -821,6 +870,7 @@ xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
+			release_cancel_hold();
 			unlist_aborted(InvalidSubTransactionId);
 			WritingConnections = NIL;
 			OutboxChanges = NIL;

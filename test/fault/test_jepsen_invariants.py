@@ -12,7 +12,10 @@ ROLLBACK PREPARED.  Every transaction records its outcome as the client saw
 it: ok (COMMIT succeeded), aborted (ROLLBACK, an error before COMMIT, a
 refused PREPARE, ROLLBACK PREPARED), or unknown (the connection died inside
 COMMIT, or COMMIT failed with an error that says the store may have applied
-the writes: README, Limitations).  Then, after the run:
+the writes: README, Limitations).  A cancel is held once a COMMIT has sent
+writes, so no COMMIT cancelled with 57014 may be unknown; one cancelled
+before sending counts as aborted (its writes are checked absent).  Then,
+after the run:
 
   * bank (write_mode 'transactional' hash): transfers between accounts,
     each writing a Redis marker txlog:<id> and a native ledger row in the
@@ -657,6 +660,11 @@ def test():
         want[t["dst"]] += int(t["amt"])
     check(bal == want, "bank: balances are not the transfers Redis holds: %s, want %s"
           % (bal, want))
+    # A cancel is held once a COMMIT has sent writes (README): a cancelled
+    # COMMIT sent nothing, so its outcome is never unknown.
+    cancelled = {t: w for t, w in hist.unknown_why.items() if w.startswith("57014")}
+    check(not cancelled, "COMMITs cancelled after sending writes (outcome "
+          "unknown): %s" % list(cancelled.items())[:3])
     ok, ab, unk = hist.get("bank", "ok"), hist.get("bank", "aborted"), hist.get("bank", "unknown")
     check(ok <= set(txlog), "bank: committed transfers missing in Redis: %s"
           % sorted(ok - set(txlog))[:10])
