@@ -68,7 +68,7 @@ DURATIONS = {
     "test_sync_multidb": 8, "test_redis_reconnect_attack": 8,
     "test_prediction_partitions": 7, "test_elastic_paging": 7, "test_sync_prepared": 7,
     "test_dml_differential": 6, "test_xact_interrupts": 6, "test_hostile_resp": 6,
-    "test_vector_scale": 5, "test_session_prune": 5, "test_lineage_differential": 5,
+    "test_vector_scale": 70, "test_session_prune": 5, "test_lineage_differential": 5,
     "test_sync_restore_columns": 5, "test_redis_cluster_keyonly": 5, "test_encoding": 5,
     "test_sync_slow_start": 5, "test_features_concurrent": 4, "test_redis_stream": 4,
     "test_outbox_differential": 4, "test_elastic_dupid": 4,
@@ -77,7 +77,7 @@ DURATIONS = {
     "test_client_protocol_stores": 30,
     "test_pg_upgrade": 67, "test_sync_restore_same_cluster": 13,
     "test_sync_logical_replication": 5,
-    "test_sync_ddl_lock": 6,
+    "test_sync_ddl_lock": 6, "test_commit_cancel": 12,
     "test_sync_lock_order": 20, "test_sync_reindex": 14,
 }
 
