@@ -616,25 +616,27 @@ VectorAppendJson(StringInfo buf, json_t *v)
 	}
 }
 
-/* Append v as a JSON array of shortest round-trip float4 numbers. */
+/*
+ * Append v as a JSON array of shortest round-trip float4 numbers, written
+ * straight into buf (room for the longest form of each made first).
+ */
 void
 VectorAppendFloats(StringInfo buf, const float4 *v, int dim)
 {
-	char		num[FLOAT_SHORTEST_DECIMAL_LEN];
-
-	appendStringInfoChar(buf, '[');
+	enlargeStringInfo(buf, dim * FLOAT_SHORTEST_DECIMAL_LEN + 2);
+	buf->data[buf->len++] = '[';
 	for (int i = 0; i < dim; i++)
 	{
 		if (i > 0)
-			appendStringInfoChar(buf, ',');
+			buf->data[buf->len++] = ',';
 		if (isnan(v[i]) || isinf(v[i]))
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 					 errmsg("a vector sent to the service must not contain NaN or Infinity")));
-		float_to_shortest_decimal_buf(v[i], num);
-		appendStringInfoString(buf, num);
+		buf->len += float_to_shortest_decimal_bufn(v[i], buf->data + buf->len);
 	}
-	appendStringInfoChar(buf, ']');
+	buf->data[buf->len++] = ']';
+	buf->data[buf->len] = '\0';
 }
 
 /* ----------------------------------------------------------------
