@@ -63,6 +63,7 @@ typedef struct VectorConn
 static void *service_connect(PgpolyConnection *conn, ForeignServer *server,
 							 UserMapping *user);
 static void service_disconnect(void *handle);
+static PgpolyConnection *table_connection(Oid relid, Oid userid);
 
 const PgpolyStore VectorStore = {
 	"vector",
@@ -73,7 +74,8 @@ const PgpolyStore VectorStore = {
 	VectorSendWrites,			/* flush: the buffered writes, batched */
 	pgpoly_vector_handler,
 	VectorConflictColumns,
-	.target_option = "collection"
+	.target_option = "collection",
+	.table_connection = table_connection
 };
 
 /* The provider named by server's option provider (validated: known). */
@@ -148,6 +150,16 @@ PgpolyConnection *
 VectorGetConnection(VectorTable *tbl)
 {
 	return PgpolyGetConnection(&VectorStore, tbl->server, tbl->user);
+}
+
+/*
+ * PgpolyStore.table_connection: the connection for a table, from the
+ * table cache's resolved server and user mapping.
+ */
+static PgpolyConnection *
+table_connection(Oid relid, Oid userid)
+{
+	return VectorGetConnection(VectorLoadTable(relid, userid));
 }
 
 /* The HTTP client of conn. */
