@@ -40,6 +40,7 @@
 #include "postgres.h"
 
 #include <curl/curl.h>
+#include <sys/socket.h>
 
 #if PG_VERSION_NUM >= 150000
 #include "common/pg_prng.h"
@@ -96,8 +97,9 @@ struct PgpolyHttp
 	bool		oom;
 
 	PgpolyWaitSet *waitset;		/* kept across requests */
-	bool		socket_closed;	/* since the last wait (close_cb): a new
-								 * socket may reuse its number */
+	bool		sockets_changed;	/* since the last wait (open_cb, close_cb,
+									 * a failed transfer): a socket number
+									 * may now name another socket */
 };
 
 /* Every open client, so that an excerpt can find its connection's secrets. */
@@ -187,8 +189,21 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
 static int
 close_cb(void *clientp, curl_socket_t s)
 {
-	((PgpolyHttp *) clientp)->socket_closed = true;
+	((PgpolyHttp *) clientp)->sockets_changed = true;
 	return close(s);
+}
+
+/*
+ * CURLOPT_OPENSOCKETFUNCTION: open a connection's socket and note it.  The
+ * threaded resolver's socket pair is closed without close_cb, and the
+ * connection's socket opened next gets its number: the kept set would
+ * modify a registration the kernel dropped with the closed socket.
+ */
+static curl_socket_t
+open_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	((PgpolyHttp *) clientp)->sockets_changed = true;
+	return socket(addr->family, addr->socktype, addr->protocol);
 }
 
 /* strdup into TopMemoryContext, NULL-safe. */
@@ -711,6 +726,8 @@ prepare(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
 	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
 	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_cb);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, h);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) conn->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) conn->timeout_ms);
@@ -760,15 +777,18 @@ run_transfer(PgpolyConnection *conn, PgpolyHttp *h, TimestampTz deadline)
 
 		for (int i = 0; i < n; i++)
 			socks[i] = h->socks[i];
-		if (h->socket_closed)
+		if (h->sockets_changed)
 		{
 			PgpolyWaitSetForget(h->waitset);
-			h->socket_closed = false;
+			h->sockets_changed = false;
 		}
 		rc = PgpolyWaitSetWait(h->waitset, n, socks, h->sockev, deadline,
 							   h->timer_ms, ready);
 		if (rc < 0)
+		{
+			h->sockets_changed = true;
 			return CURLE_OPERATION_TIMEDOUT;
+		}
 		if (rc == 0)
 			curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 		for (int i = 0; i < n && rc > 0; i++)
@@ -784,9 +804,13 @@ run_transfer(PgpolyConnection *conn, PgpolyHttp *h, TimestampTz deadline)
 			CURLcode	res = msg->data.result;
 
 			curl_multi_remove_handle(h->multi, h->easy);
+			/* a failed resolution leaves its closed socket pair in the set */
+			if (res != CURLE_OK)
+				h->sockets_changed = true;
 			return res;
 		}
 	curl_multi_remove_handle(h->multi, h->easy);
+	h->sockets_changed = true;
 	return CURLE_RECV_ERROR;
 }
 
