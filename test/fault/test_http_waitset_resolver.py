@@ -10,9 +10,9 @@ registration gone with the closed socket) and the wait failed with
 "epoll_ctl() failed: No such file or directory" (or hung).  A server URL
 whose host is a name libcurl resolves through the system resolver (the
 machine's host name, not "localhost" nor an address) shows it at the first
-request; the test then runs several more, including one after ALTER SERVER
-changes the URL (a new name to resolve) and one after the stand-in closes
-the kept-alive connection.
+request; the test then runs several more, including ones after ALTER SERVER
+changes the URL (a new name to resolve), and one whose first URL's name
+does not resolve (the failover to the second URL resolves again).
 """
 
 import socket
@@ -62,6 +62,13 @@ def test():
     check(r.rc == 0, "alter back: %s" % r.err)
     r = s.run("SELECT count(*) FROM docs;", timeout=60)
     check(r.rc == 0 and "30" in r.out, "after ALTER SERVER back to %s: %s %s" % (name, r.out, r.err))
+    # a name that does not resolve, then the next URL
+    r = s.run("ALTER SERVER es OPTIONS (SET url 'http://pgpoly-no-such-host.invalid:%d, http://%s:%d');"
+              % (es.port, name, es.port))
+    check(r.rc == 0, "alter to two URLs: %s" % r.err)
+    r = s.run("SELECT count(*) FROM docs;", timeout=60)
+    check(r.rc == 0 and "30" in r.out,
+          "the second URL after the first's failed resolution: %s %s" % (r.out, r.err))
     s.close()
 
 
