@@ -9,22 +9,11 @@
  * columns do not fit its table_type is an ERROR that says which column is
  * wrong and what the type expects.
  *
- * Resolved tables are cached per backend, by table and user, as the
- * relcache caches relations: a prepared statement's every execution would
- * otherwise read the table's, its columns', its server's and its user
- * mapping's catalog entries and look up the I/O functions of every column
- * again (a third of a point lookup's work).  Invariants:
- *	- Any change of the table (relcache invalidation), of any foreign
- *	  table's options, server, user mapping or type (syscache
- *	  invalidations) drops the entries concerned (for the syscaches: all of
- *	  them) before the next use; an entry built while an invalidation came
- *	  in is used once and not kept.
- *	- A caller gets its own copy of the RedisTable (it may set target and
- *	  the columns' hints); the columns, options and conversions it points to
- *	  are the cache's and read-only.  A dropped entry's memory is freed at
- *	  the end of the transaction, never under a query still using it.
- *	- Privileges are not cached: the executor checks them, and the trust
- *	  rule is checked whenever a connection is handed out.
+ * Resolved tables are cached per backend, by table and user
+ * (src/tablecache.c, which says when entries are dropped).  Invariant: a
+ * caller gets its own copy of the RedisTable (it may set target and the
+ * columns' hints); the columns, options and conversions it points to are
+ * the cache's and read-only.
  *
  * fdw/redis_table.c
  *
@@ -345,7 +334,7 @@ check_required_columns(RedisTable *tbl)
  * Resolve foreign table relid, as seen by userid (for the user mapping),
  * into a RedisTable allocated in the current memory context.
  */
-static RedisTable *
+static void *
 load_table(Oid relid, Oid userid)
 {
 	RedisTable *tbl = palloc0(sizeof(RedisTable));
@@ -379,170 +368,6 @@ load_table(Oid relid, Oid userid)
 	return tbl;
 }
 
-/* ----------------------------------------------------------------
- *		The cache of resolved tables
- * ----------------------------------------------------------------
- */
-
-typedef struct TableKey
-{
-	Oid			relid;
-	Oid			userid;
-} TableKey;
-
-/* The memory of an entry; once dropped, linked for freeing. */
-typedef struct Retired
-{
-	MemoryContext cxt;			/* holds this struct too */
-	struct Retired *next;
-} Retired;
-
-typedef struct TableEntry
-{
-	TableKey	key;			/* hash key (first) */
-	RedisTable *tbl;			/* NULL: to be resolved */
-	Retired    *mem;
-} TableEntry;
-
-static HTAB *TableCache = NULL;
-static Retired *RetiredList = NULL;
-static uint64 Invalidations = 0;	/* counts the callbacks below */
-static bool HasDropped = false;		/* some entry may have tbl NULL */
-static int	Resolving = 0;		/* resolve() calls running */
-
-/* Drop an entry (no allocation: invalidation callbacks may not fail). */
-static void
-drop_entry(TableEntry *e)
-{
-	if (e->tbl == NULL)
-		return;
-	e->mem->next = RetiredList;
-	RetiredList = e->mem;
-	e->tbl = NULL;
-	e->mem = NULL;
-	HasDropped = true;
-}
-
-/*
- * Remove the entries dropped since the last look-up (their memory is
- * freed at transaction end, free_retired): else one per (table, user)
- * ever resolved stays, and a session that creates and drops tables grows
- * for as long as it lives.  Only between look-ups: never while resolve()
- * holds an entry.
- */
-static void
-remove_dropped(void)
-{
-	HASH_SEQ_STATUS hs;
-	TableEntry *e;
-
-	if (!HasDropped || Resolving > 0)
-		return;
-	HasDropped = false;
-	hash_seq_init(&hs, TableCache);
-	while ((e = hash_seq_search(&hs)) != NULL)
-		if (e->tbl == NULL)
-			hash_search(TableCache, &e->key, HASH_REMOVE, NULL);
-}
-
-/* Relcache callback: drop the entries of relid (InvalidOid: all). */
-static void
-relcache_callback(Datum arg, Oid relid)
-{
-	HASH_SEQ_STATUS hs;
-	TableEntry *e;
-
-	Invalidations++;
-	hash_seq_init(&hs, TableCache);
-	while ((e = hash_seq_search(&hs)) != NULL)
-		if (!OidIsValid(relid) || e->key.relid == relid)
-			drop_entry(e);
-}
-
-/*
- * Syscache callback (foreign tables, servers, user mappings, types): drop
- * every entry; such changes are rare.
- */
-static void
-syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
-{
-	relcache_callback(arg, InvalidOid);
-}
-
-/* Transaction end: free the memory of dropped entries (no query uses it). */
-static void
-free_retired(XactEvent event, void *arg)
-{
-	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
-		event != XACT_EVENT_PREPARE && event != XACT_EVENT_PARALLEL_COMMIT &&
-		event != XACT_EVENT_PARALLEL_ABORT)
-		return;
-	while (RetiredList)
-	{
-		Retired    *r = RetiredList;
-
-		RetiredList = r->next;
-		MemoryContextDelete(r->cxt);
-	}
-}
-
-/* Create the cache and register its callbacks (once per backend). */
-static void
-table_cache_init(void)
-{
-	HASHCTL		ctl;
-
-	ctl.keysize = sizeof(TableKey);
-	ctl.entrysize = sizeof(TableEntry);
-	ctl.hcxt = CacheMemoryContext;
-	TableCache = hash_create("pgpoly redis tables", 16, &ctl,
-							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
-	CacheRegisterSyscacheCallback(FOREIGNTABLEREL, syscache_callback, (Datum) 0);
-	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, syscache_callback, (Datum) 0);
-	CacheRegisterSyscacheCallback(USERMAPPINGOID, syscache_callback, (Datum) 0);
-	CacheRegisterSyscacheCallback(TYPEOID, syscache_callback, (Datum) 0);
-	RegisterXactCallback(free_retired, NULL);
-}
-
-/*
- * Resolve relid for userid into e, in memory of its own.  If an
- * invalidation came in meanwhile, the result may already be stale: it is
- * used by this caller and dropped at once.
- */
-static RedisTable *
-resolve(TableEntry *e, Oid relid, Oid userid)
-{
-	uint64		before = Invalidations;
-	MemoryContext cxt = AllocSetContextCreate(CacheMemoryContext, "pgpoly redis table",
-											  ALLOCSET_SMALL_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	RedisTable *tbl = NULL;
-
-	Resolving++;
-	PG_TRY();
-	{
-		tbl = load_table(relid, userid);
-	}
-	PG_CATCH();
-	{
-		Resolving--;
-		HasDropped = true;		/* e stays unresolved */
-		MemoryContextSwitchTo(old);
-		MemoryContextDelete(cxt);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	Resolving--;
-	e->mem = palloc0(sizeof(Retired));
-	e->mem->cxt = cxt;
-	e->tbl = tbl;
-	MemoryContextSwitchTo(old);
-	if (Invalidations != before)
-		drop_entry(e);
-	return tbl;
-}
-
 /*
  * Foreign table relid as seen by userid (for the user mapping): a
  * RedisTable palloc'd in the current memory context, whose columns,
@@ -552,25 +377,12 @@ resolve(TableEntry *e, Oid relid, Oid userid)
 RedisTable *
 RedisLoadTable(Oid relid, Oid userid)
 {
-	TableKey	key;
-	TableEntry *e;
-	RedisTable *tbl;
+	static PgpolyTableCache *cache = NULL;
 	RedisTable *copy = palloc(sizeof(RedisTable));
-	bool		found;
 
-	if (TableCache == NULL)
-		table_cache_init();
-	remove_dropped();
-	key.relid = relid;
-	key.userid = userid;
-	e = hash_search(TableCache, &key, HASH_ENTER, &found);
-	if (!found)
-	{
-		e->tbl = NULL;
-		e->mem = NULL;
-	}
-	tbl = e->tbl ? e->tbl : resolve(e, relid, userid);
-	*copy = *tbl;
+	if (cache == NULL)
+		cache = PgpolyTableCacheCreate("pgpoly redis tables", load_table);
+	*copy = *(RedisTable *) PgpolyTableCacheGet(cache, relid, userid);
 	copy->target = NULL;
 	return copy;
 }

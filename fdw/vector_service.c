@@ -63,6 +63,7 @@ typedef struct VectorConn
 static void *service_connect(PgpolyConnection *conn, ForeignServer *server,
 							 UserMapping *user);
 static void service_disconnect(void *handle);
+static PgpolyConnection *table_connection(Oid relid, Oid userid);
 
 const PgpolyStore VectorStore = {
 	"vector",
@@ -73,7 +74,8 @@ const PgpolyStore VectorStore = {
 	VectorSendWrites,			/* flush: the buffered writes, batched */
 	pgpoly_vector_handler,
 	VectorConflictColumns,
-	.target_option = "collection"
+	.target_option = "collection",
+	.table_connection = table_connection
 };
 
 /* The provider named by server's option provider (validated: known). */
@@ -148,6 +150,16 @@ PgpolyConnection *
 VectorGetConnection(VectorTable *tbl)
 {
 	return PgpolyGetConnection(&VectorStore, tbl->server, tbl->user);
+}
+
+/*
+ * PgpolyStore.table_connection: the connection for a table, from the
+ * table cache's resolved server and user mapping.
+ */
+static PgpolyConnection *
+table_connection(Oid relid, Oid userid)
+{
+	return VectorGetConnection(VectorLoadTable(relid, userid));
 }
 
 /* The HTTP client of conn. */
@@ -616,25 +628,27 @@ VectorAppendJson(StringInfo buf, json_t *v)
 	}
 }
 
-/* Append v as a JSON array of shortest round-trip float4 numbers. */
+/*
+ * Append v as a JSON array of shortest round-trip float4 numbers, written
+ * straight into buf (room for the longest form of each made first).
+ */
 void
 VectorAppendFloats(StringInfo buf, const float4 *v, int dim)
 {
-	char		num[FLOAT_SHORTEST_DECIMAL_LEN];
-
-	appendStringInfoChar(buf, '[');
+	enlargeStringInfo(buf, dim * FLOAT_SHORTEST_DECIMAL_LEN + 2);
+	buf->data[buf->len++] = '[';
 	for (int i = 0; i < dim; i++)
 	{
 		if (i > 0)
-			appendStringInfoChar(buf, ',');
+			buf->data[buf->len++] = ',';
 		if (isnan(v[i]) || isinf(v[i]))
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 					 errmsg("a vector sent to the service must not contain NaN or Infinity")));
-		float_to_shortest_decimal_buf(v[i], num);
-		appendStringInfoString(buf, num);
+		buf->len += float_to_shortest_decimal_bufn(v[i], buf->data + buf->len);
 	}
-	appendStringInfoChar(buf, ']');
+	buf->data[buf->len++] = ']';
+	buf->data[buf->len] = '\0';
 }
 
 /* ----------------------------------------------------------------

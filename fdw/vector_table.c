@@ -10,6 +10,13 @@
  * metadata key.  A column whose type does not fit its role is an ERROR at
  * first use that names the column and the expected type.
  *
+ * Resolved tables are cached per backend, by table and user
+ * (src/tablecache.c, which says when entries are dropped): a k-NN query's
+ * every execution would otherwise read the catalogs and set up the
+ * columns' conversions again.  Invariant: a caller gets its own copy of
+ * the VectorTable; the columns, options, server and user mapping it points
+ * to are the cache's and read-only.
+ *
  * fdw/vector_table.c
  *
  *-------------------------------------------------------------------------
@@ -261,10 +268,10 @@ load_columns(VectorTable *tbl, Relation rel)
 
 /*
  * Resolve foreign table relid for userid (whose user mapping, if any, the
- * connection uses).  Result is palloc'd in the current memory context.
+ * connection uses), in the current memory context.
  */
-VectorTable *
-VectorLoadTable(Oid relid, Oid userid)
+static void *
+load_table(Oid relid, Oid userid)
 {
 	VectorTable *tbl = palloc0(sizeof(VectorTable));
 	ForeignTable *ft = GetForeignTable(relid);
@@ -295,4 +302,21 @@ VectorLoadTable(Oid relid, Oid userid)
 	}
 	PG_END_TRY();
 	return tbl;
+}
+
+/*
+ * Foreign table relid as seen by userid: a VectorTable palloc'd in the
+ * current memory context, whose columns, options, server and user mapping
+ * belong to the cache (read-only).
+ */
+VectorTable *
+VectorLoadTable(Oid relid, Oid userid)
+{
+	static PgpolyTableCache *cache = NULL;
+	VectorTable *copy = palloc(sizeof(VectorTable));
+
+	if (cache == NULL)
+		cache = PgpolyTableCacheCreate("pgpoly vector tables", load_table);
+	*copy = *(VectorTable *) PgpolyTableCacheGet(cache, relid, userid);
+	return copy;
 }

@@ -7,8 +7,10 @@
  * the TCP connection across requests), driven through a multi handle with
  * curl_multi_socket_action(): libcurl tells us, through its socket and
  * timer callbacks, which sockets to watch and for how long; we wait on them
- * with PgpolyWaitSockets(), the same interruptible wait the Redis store
- * uses, so a cancel or statement_timeout stops a request at once.
+ * with a PgpolyWaitSet kept per client (src/wait.c, the same interruptible
+ * wait the Redis store uses), so a cancel or statement_timeout stops a
+ * request at once and a request on a kept-alive connection costs one
+ * epoll_wait, not a wait set built and freed.
  *
  * Invariants:
  *	- No libcurl callback ereports or pallocs: they record what happened in
@@ -38,6 +40,7 @@
 #include "postgres.h"
 
 #include <curl/curl.h>
+#include <sys/socket.h>
 
 #if PG_VERSION_NUM >= 150000
 #include "common/pg_prng.h"
@@ -69,6 +72,7 @@ struct PgpolyHttp
 	int			nurls;
 	int			current;		/* URL that answered last */
 	struct curl_slist *headers; /* fixed headers (auth, accept) */
+	struct curl_slist *json_headers;	/* the same + a JSON Content-Type */
 	struct curl_slist *anon_headers;	/* the same without credentials */
 	char	   *username;
 	char	   *password;
@@ -91,6 +95,11 @@ struct PgpolyHttp
 	bool		too_large_alloc;	/* ... or over the 1 GB a palloc'd body
 									 * may take */
 	bool		oom;
+
+	PgpolyWaitSet *waitset;		/* kept across requests */
+	bool		sockets_changed;	/* since the last wait (open_cb, close_cb,
+									 * a failed transfer): a socket number
+									 * may now name another socket */
 };
 
 /* Every open client, so that an excerpt can find its connection's secrets. */
@@ -170,6 +179,31 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
 	h->len += n;
 	h->body[h->len] = '\0';
 	return n;
+}
+
+/*
+ * CURLOPT_CLOSESOCKETFUNCTION: close a socket of libcurl's and note it, so
+ * that the next wait rebuilds the wait set (a socket opened later can get
+ * the same number, which the kept set would not watch).
+ */
+static int
+close_cb(void *clientp, curl_socket_t s)
+{
+	((PgpolyHttp *) clientp)->sockets_changed = true;
+	return close(s);
+}
+
+/*
+ * CURLOPT_OPENSOCKETFUNCTION: open a connection's socket and note it.  The
+ * threaded resolver's socket pair is closed without close_cb, and the
+ * connection's socket opened next gets its number: the kept set would
+ * modify a registration the kernel dropped with the closed socket.
+ */
+static curl_socket_t
+open_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	((PgpolyHttp *) clientp)->sockets_changed = true;
+	return socket(addr->family, addr->socktype, addr->protocol);
 }
 
 /* strdup into TopMemoryContext, NULL-safe. */
@@ -282,10 +316,14 @@ PgpolyHttpOpen(const PgpolyHttpConfig *cfg)
 	/* No "Expect: 100-continue" round trip before larger request bodies. */
 	h->headers = curl_slist_append(h->headers, "Expect:");
 	h->anon_headers = curl_slist_append(NULL, "Accept: application/json");
+	for (struct curl_slist *s = h->headers; s; s = s->next)
+		h->json_headers = curl_slist_append(h->json_headers, s->data);
+	h->json_headers = curl_slist_append(h->json_headers, "Content-Type: application/json");
+	h->waitset = PgpolyWaitSetCreate(TopMemoryContext);
 	h->multi = curl_multi_init();
 	h->easy = curl_easy_init();
 	if (h->multi == NULL || h->easy == NULL || h->headers == NULL ||
-		h->anon_headers == NULL)
+		h->anon_headers == NULL || h->json_headers == NULL)
 	{
 		PgpolyHttpClose(h);
 		ereport(ERROR,
@@ -320,7 +358,10 @@ PgpolyHttpClose(PgpolyHttp *h)
 	if (h->multi)
 		curl_multi_cleanup(h->multi);
 	curl_slist_free_all(h->headers);
+	curl_slist_free_all(h->json_headers);
 	curl_slist_free_all(h->anon_headers);
+	if (h->waitset)
+		PgpolyWaitSetFree(h->waitset);
 	free(h->body);
 	for (int i = 0; i < h->nurls; i++)
 		pfree(h->urls[i]);
@@ -683,6 +724,10 @@ prepare(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_cb);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, h);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) conn->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) conn->timeout_ms);
@@ -711,8 +756,8 @@ prepare(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 }
 
 /*
- * Run the transfer prepared on h->easy to completion, waiting through
- * PgpolyWaitSockets().  Returns libcurl's result.
+ * Run the transfer prepared on h->easy to completion, waiting on the
+ * client's wait set.  Returns libcurl's result.
  */
 static CURLcode
 run_transfer(PgpolyConnection *conn, PgpolyHttp *h, TimestampTz deadline)
@@ -732,9 +777,18 @@ run_transfer(PgpolyConnection *conn, PgpolyHttp *h, TimestampTz deadline)
 
 		for (int i = 0; i < n; i++)
 			socks[i] = h->socks[i];
-		rc = PgpolyWaitSockets(n, socks, h->sockev, deadline, h->timer_ms, ready);
+		if (h->sockets_changed)
+		{
+			PgpolyWaitSetForget(h->waitset);
+			h->sockets_changed = false;
+		}
+		rc = PgpolyWaitSetWait(h->waitset, n, socks, h->sockev, deadline,
+							   h->timer_ms, ready);
 		if (rc < 0)
+		{
+			h->sockets_changed = true;
 			return CURLE_OPERATION_TIMEDOUT;
+		}
 		if (rc == 0)
 			curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 		for (int i = 0; i < n && rc > 0; i++)
@@ -750,9 +804,13 @@ run_transfer(PgpolyConnection *conn, PgpolyHttp *h, TimestampTz deadline)
 			CURLcode	res = msg->data.result;
 
 			curl_multi_remove_handle(h->multi, h->easy);
+			/* a failed resolution leaves its closed socket pair in the set */
+			if (res != CURLE_OK)
+				h->sockets_changed = true;
 			return res;
 		}
 	curl_multi_remove_handle(h->multi, h->easy);
+	h->sockets_changed = true;
 	return CURLE_RECV_ERROR;
 }
 
@@ -932,17 +990,20 @@ http_request(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 			 PgpolyHttpResponse *resp)
 {
 	TimestampTz deadline = PgpolyDeadline(conn->timeout_ms);
-	struct curl_slist *headers = NULL;
+	struct curl_slist *headers = NULL;	/* made for this request */
+	struct curl_slist *send_headers = body ? h->json_headers : h->headers;
 	int			attempt = 0;
 	int			tried_urls = 0;
 
 	h->conn = conn;
 	PgpolyBeginRequest(conn);
-	for (struct curl_slist *s = h->headers; s; s = s->next)
-		headers = curl_slist_append(headers, s->data);
-	if (body)
-		headers = curl_slist_append(headers, psprintf("Content-Type: %s",
-													  content_type ? content_type : "application/json"));
+	if (body && content_type && strcmp(content_type, "application/json") != 0)
+	{
+		for (struct curl_slist *s = h->headers; s; s = s->next)
+			headers = curl_slist_append(headers, s->data);
+		headers = curl_slist_append(headers, psprintf("Content-Type: %s", content_type));
+		send_headers = headers;
+	}
 	PG_TRY();
 	{
 		for (;;)
@@ -953,7 +1014,7 @@ http_request(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 			CURLcode	res;
 
 			prepare(conn, h, m, psprintf("%s%s", h->urls[h->current], p),
-					probe ? NULL : body, len, probe ? h->anon_headers : headers, probe);
+					probe ? NULL : body, len, probe ? h->anon_headers : send_headers, probe);
 			res = run_transfer(conn, h, deadline);
 			if (res != CURLE_OK && is_connect_failure(res) && ++tried_urls < h->nurls)
 			{
@@ -1010,7 +1071,6 @@ long
 PgpolyHttpTryRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 					 const char *path, const char *body, TimestampTz deadline)
 {
-	struct curl_slist *headers = NULL;
 	long		ms = (long) ((deadline - GetCurrentTimestamp()) / 1000);
 	long		status = 0;
 	CURLcode	res;
@@ -1022,17 +1082,13 @@ PgpolyHttpTryRequest(PgpolyConnection *conn, PgpolyHttp *h, const char *method,
 	conn->busy = true;			/* cleared once answered */
 	conn->requests++;
 	conn->errors++;
-	for (struct curl_slist *s = h->headers; s; s = s->next)
-		headers = curl_slist_append(headers, s->data);
-	headers = curl_slist_append(headers, "Content-Type: application/json");
 	HOLD_INTERRUPTS();
 	prepare(conn, h, method, psprintf("%s%s", h->urls[h->current], path),
-			body, strlen(body), headers, false);
+			body, strlen(body), h->json_headers, false);
 	curl_easy_setopt(h->easy, CURLOPT_CONNECTTIMEOUT_MS, Min(ms, (long) conn->connect_timeout_ms));
 	curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS, ms);
 	res = run_transfer(conn, h, deadline);
 	RESUME_INTERRUPTS();
-	curl_slist_free_all(headers);
 	if (res == CURLE_OK)
 	{
 		curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);

@@ -347,6 +347,17 @@ extern int	PgpolyWaitSetWait(PgpolyWaitSet *ws, int n, const pgsocket *socks,
 							  long max_sleep_ms, int *ready);
 
 /* ----------------------------------------------------------------
+ *		Resolved foreign tables, cached per backend (tablecache.c)
+ * ----------------------------------------------------------------
+ */
+/* Resolves a table from the catalogs, in the current memory context. */
+typedef void *(*PgpolyTableLoader) (Oid relid, Oid userid);
+typedef struct PgpolyTableCache PgpolyTableCache;
+extern PgpolyTableCache *PgpolyTableCacheCreate(const char *name,
+												PgpolyTableLoader load);
+extern void *PgpolyTableCacheGet(PgpolyTableCache *cache, Oid relid, Oid userid);
+
+/* ----------------------------------------------------------------
  *		HTTP client of the REST stores (http.c)
  * ----------------------------------------------------------------
  */

@@ -132,6 +132,25 @@ read_vector(const char *qfile, int *dim)
 	return v;
 }
 
+/*
+ * Append v to buf at len in the fewest significant digits that read back
+ * as v (the wrapper's shortest round-trip form, so both send the same
+ * bytes); returns the new length.
+ */
+static size_t
+append_float(char *buf, size_t size, size_t len, float v)
+{
+	int			n = 0;
+
+	for (int prec = 1; prec <= 9; prec++)
+	{
+		n = snprintf(buf + len, size - len, "%.*g", prec, v);
+		if (strtof(buf + len, NULL) == v)
+			break;
+	}
+	return len + n;
+}
+
 /* The /query body for q, as the wrapper sends it. */
 static void
 query_body(char *buf, size_t size, const float *q, int dim, int k)
@@ -139,8 +158,14 @@ query_body(char *buf, size_t size, const float *q, int dim, int k)
 	size_t		len = snprintf(buf, size, "{\"query_embeddings\":[[");
 
 	for (int i = 0; i < dim; i++)
-		len += snprintf(buf + len, size - len, "%s%.9g", i ? "," : "", q[i]);
+	{
+		if (i > 0)
+			buf[len++] = ',';
+		len = append_float(buf, size, len, q[i]);
+	}
 	snprintf(buf + len, size - len, "]],\"n_results\":%d,\"include\":[\"distances\"]}", k);
+	if (getenv("VECTOR_RAW_PRINT_BODY"))
+		fprintf(stderr, "%s\n", buf);
 }
 
 /* One k-NN query with body: send, parse, check. */
@@ -191,6 +216,8 @@ main(int argc, char **argv)
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp);
 	curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
+	/* the wrapper asks for any encoding libcurl decodes (Chroma sends none) */
+	curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "");
 
 	snprintf(url, sizeof(url), "%s%s/%s", argv[1], PATH, argv[2]);
 	coll = call(url, NULL, &resp);
