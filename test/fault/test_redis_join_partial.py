@@ -18,7 +18,10 @@ FETCHed once (the first replies read), then:
     gets its own replies;
   * the server closes the connection instead of answering s:k50, while the
     cursor reads: class 08, and the next statement reconnects.
-Last, every reply is sent one byte at a time: the join returns every value
+A cursor rolled back, or a LIMIT, leaves replies owed, and the server then
+closes the connection: the next statement reconnects (it never asked for
+those replies) instead of failing with 08006.  Last, every reply is sent
+one byte at a time: the join returns every value
 exactly.  No crash in the PostgreSQL log.
 """
 
@@ -44,6 +47,7 @@ class CutRedis:
         self.armed = None         # (key, how): how in late, wrong, close
         self.dribble = False
         self.hits = 0
+        self.closed = 0           # connections closed by an armed GET
         self.server = pgtest.TcpServer(self._serve)
         self.port = self.server.port
 
@@ -79,6 +83,8 @@ class CutRedis:
                     # first FETCH reads some of them, not this one
                     time.sleep(self.delay if how == "late" else 0.3 * pgtest.SCALE)
                 if how == "close":
+                    with self.lock:
+                        self.closed += 1
                     return
                 if how == "wrong":
                     c.sendall(b":5\r\n")
@@ -193,6 +199,27 @@ def test():
         check(r.rc == 0 and r.out.strip() == "77",
               "after LIMIT: rc=%s out=%r err=%s" % (r.rc, r.out, r.err))
 
+    # A join stopped with replies owed (a cursor rolled back, LIMIT), then
+    # the connection dropped by the server (a restart, CLIENT KILL) before
+    # they were read: the next statement, which never asked for them,
+    # reconnects instead of failing.
+    for what, stop in (("cursor rolled back", None), ("LIMIT", "LIMIT 2")):
+        closed = srv.closed
+        srv.arm(b"s:k50", "close")
+        if stop is None:
+            if open_cursor(s, what):
+                s.run("ROLLBACK;")
+        else:
+            r = s.run("%s %s;" % (JOIN, stop))
+            check(r.rc == 0 and r.out.split() == ["1|1", "2|2"],
+                  "%s: rc=%s out=%r err=%s" % (what, r.rc, r.out, r.err))
+        check(pgtest.wait_for(lambda: srv.closed > closed, timeout=10),
+              "%s: the server did not close the connection" % what)
+        r = s.run("SELECT value FROM t WHERE key = 'k77';")
+        check(r.rc == 0 and r.out.strip() == "77",
+              "%s, the connection then dropped: the next statement failed: "
+              "rc=%s out=%r err=%s" % (what, r.rc, r.out, r.err))
+
     # Byte by byte.
     srv.dribble = True
     r = s.run("SELECT count(*), sum(t.value::int) FROM ids l JOIN t ON t.key = l.k;")
@@ -204,7 +231,7 @@ def test():
               "byte by byte, cursor: rc=%s out=%r err=%s" % (r.rc, r.out, r.err))
         s.run("COMMIT;")
     srv.dribble = False
-    check(srv.hits == 4, "the server's armed replies: %d of 4" % srv.hits)
+    check(srv.hits == 6, "the server's armed replies: %d of 6" % srv.hits)
     s.close()
     srv.server.close()
     pgtest.check_pg_log(mark)
