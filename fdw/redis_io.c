@@ -2333,13 +2333,57 @@ finish_pending(PgpolyConnection *conn, RedisHandle *h, int upto)
 	}
 }
 
+/*
+ * Read out of the way the replies of a sent request nobody waits for any
+ * more (orphan_pending: a join stopped by LIMIT, a cursor closed).  If the
+ * connection broke before they came (Redis restarted, CLIENT KILL), they
+ * are lost with it and nothing else is: its nodes are closed, and the
+ * caller's request opens them anew (node_activate) rather than failing a
+ * statement that never asked for those replies.  A node's WATCHes lost so
+ * are noted (RedisNodeClose).  Any other error is raised.
+ */
+static void
+drop_orphan(PgpolyConnection *conn, RedisHandle *h)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		finish_pending(conn, h, INT_MAX);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_CONNECTION_FAILURE)
+			PG_RE_THROW();
+		elog(DEBUG1, "pgpoly: replies owed to an ended scan were lost: %s; reconnecting",
+			 edata->message);
+		FlushErrorState();
+		FreeErrorData(edata);
+		for (int i = 0; i < h->nnodes; i++)
+			if (h->nodes[i]->active)
+				RedisNodeClose(h, h->nodes[i]);
+		h->pend.ticket = 0;
+		Budget.h = NULL;
+		conn->busy = false;		/* the failed request stays counted */
+	}
+	PG_END_TRY();
+}
+
 /* Finish a sent request before conn does anything else (no-op if none). */
 static void
 settle(PgpolyConnection *conn)
 {
 	RedisHandle *h = conn->handle;
 
-	if (!conn->busy && h != NULL && h->pend.ticket != 0)
+	if (conn->busy || h == NULL || h->pend.ticket == 0)
+		return;
+	if (h->pend.handler == discard_reply)
+		drop_orphan(conn, h);
+	else
 		finish_pending(conn, h, INT_MAX);
 }
 
