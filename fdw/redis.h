@@ -166,6 +166,10 @@ extern void RedisExchange(PgpolyConnection *conn, int nreplies,
 extern uint64 RedisSend(PgpolyConnection *conn, int nreplies,
 						RedisReplyHandler handler, void *arg);
 extern void RedisReceive(PgpolyConnection *conn, uint64 ticket);
+extern bool RedisReceiveSome(PgpolyConnection *conn, uint64 ticket,
+							 int nreplies);
+extern bool RedisResume(PgpolyConnection *conn, uint64 ticket);
+extern void RedisSendMore(PgpolyConnection *conn, uint64 ticket, int nreplies);
 
 /* Whether reply (number index of its request) is the one expected. */
 typedef bool (*RedisAckCheck) (struct redisReply *reply, int index, void *arg);
@@ -464,6 +468,8 @@ typedef struct RedisPendingReplies
 {
 	uint64		ticket;			/* 0: none */
 	int			n;
+	int			done;			/* of them read (RedisReceiveSome) */
+	Size		used;			/* the bytes of those kept (ReplyBudget) */
 	RedisReplyHandler handler;
 	void	   *arg;
 	MemoryContext cxt;			/* where to build them; NULL: drop them */
@@ -546,6 +552,9 @@ typedef struct RedisExchangeState
 	RedisHandle *h;
 	int			n;				/* replies the caller expects */
 	int			next;			/* next reply to deliver */
+	int			first;			/* the request's index of reply 0 (one
+								 * server: RedisReceiveSome read the ones
+								 * before) */
 	struct redisReply **held;	/* cluster: replies read, not delivered */
 	TimestampTz deadline;
 	List	   *retries;		/* cluster: commands to send again later */
@@ -680,7 +689,11 @@ extern void RedisScanFetchKeys(RedisScan *scan, char **keys, size_t *lens,
 							   int nkeys);
 extern void RedisScanSendKeys(RedisScan *scan, char **keys, size_t *lens,
 							  int nkeys);
+extern void RedisScanAddKeys(RedisScan *scan, char **keys, size_t *lens,
+							 int nkeys, int hint);
+extern void RedisScanEndKeys(RedisScan *scan);
 extern void RedisScanTakeKeys(RedisScan *scan);
+extern void RedisScanTakeKeysLazily(RedisScan *scan);
 extern int	RedisStateRowCount(RedisTable *tbl, RedisKeyState *st);
 extern void RedisStateRow(RedisScan *scan, RedisKeyState *st, int item,
 						  Datum *values, bool *nulls);

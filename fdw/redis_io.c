@@ -58,6 +58,10 @@
  *	  once, without waiting, when the exchange starts), never by blocking;
  *	  bytes it references are read only while their exchange runs: a new
  *	  request or closing the node forgets the output of an abandoned one.
+ *	- A request sent ahead (RedisSend) may grow while Redis answers it
+ *	  (RedisResume, RedisSendMore) and be read in parts (RedisReceiveSome):
+ *	  between those calls it is not busy, and any other request on the
+ *	  connection first reads all the replies it still owes.
  *	- One kind of request stays open across statements: the write stream's
  *	  (redis_stream.c), on a connection of its own.  RedisPump() moves it
  *	  on without waiting and without ERROR (a failure is returned, the
@@ -1981,7 +1985,7 @@ drain_node(RedisExchangeState *ex, RedisNode *node, RedisReplyHandler handler,
 		else
 		{
 			node->nread++;
-			deliver(conn, reply, ex->next++, handler, arg);
+			deliver(conn, reply, ex->first + ex->next++, handler, arg);
 		}
 	}
 	return progress;
@@ -2161,13 +2165,17 @@ end_request(RedisExchangeState *ex)
 }
 
 /*
- * Run the exchange of the open request: send what is still unsent, read
- * nreplies replies and hand each to handler (see RedisExchange).  Ends the
- * request on success.
+ * Run the exchange of the open request, which owes nreplies replies: send
+ * what is still unsent, read replies and hand each to handler, its index
+ * offset by first (those before were read earlier), until at least stop
+ * of them came.  If all came, ends the request; else (one server) the
+ * request stays open, and used (the ReplyBudget of the replies kept)
+ * goes on counting from where the earlier reads left it.  Returns the
+ * replies read.
  */
-static void
-run_exchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
-			 void *arg)
+static int
+run_exchange_part(PgpolyConnection *conn, int nreplies, int stop, int first,
+				  Size used, RedisReplyHandler handler, void *arg)
 {
 	RedisHandle *h = conn->handle;
 	RedisExchangeState ex;
@@ -2177,11 +2185,13 @@ run_exchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 	ex.conn = conn;
 	ex.h = h;
 	ex.n = nreplies;
+	ex.first = first;
 	ex.deadline = PgpolyDeadline(conn->timeout_ms);
 	budget_begin(CurrentMemoryContext, h, NULL);
+	Budget.used = used;
 	if (h->kind == RTOPO_CLUSTER)
 	{
-		if (nreplies != h->ncmds || h->open_group >= 0)
+		if (nreplies != h->ncmds || h->open_group >= 0 || stop != nreplies)
 			elog(ERROR, "Redis exchange expects %d replies for %d commands",
 				 nreplies, h->ncmds);
 		ex.held = palloc0(sizeof(redisReply *) * Max(nreplies, 1));
@@ -2189,7 +2199,7 @@ run_exchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 	for (int i = 0; i < h->nnodes; i++)
 		if (h->nodes[i]->active)
 			write_some(conn, h->nodes[i]);	/* usually all of it, without a wait */
-	while (ex.next < ex.n)
+	while (ex.next < stop)
 	{
 		bool		progress = false;
 		TimestampTz next_retry = DT_NOEND;
@@ -2202,12 +2212,33 @@ run_exchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 			next_retry = RedisClusterRetries(&ex);
 			deliver_ready(&ex, handler, arg);
 		}
-		if (ex.next >= ex.n)
+		if (ex.next >= stop)
 			break;
 		if (!progress && !read_again(&ex))
 			wait_nodes(&ex, next_retry);
 	}
+	if (ex.next < ex.n)
+	{
+		/* the rest is read later: the request stays open, not busy */
+		h->pend.used = Budget.used;
+		Budget.h = NULL;
+		PgpolyEndRequest(conn);
+		return ex.next;
+	}
 	end_request(&ex);
+	return ex.next;
+}
+
+/*
+ * Run the exchange of the open request: send what is still unsent, read
+ * nreplies replies and hand each to handler (see RedisExchange).  Ends the
+ * request on success.
+ */
+static void
+run_exchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
+			 void *arg)
+{
+	(void) run_exchange_part(conn, nreplies, nreplies, 0, 0, handler, arg);
 }
 
 /*
@@ -2275,22 +2306,71 @@ orphan_pending(void *arg)
 
 /*
  * Read the replies of the request sent and not yet received, delivering
- * them to whoever sent it (or dropping them if it is gone), so that a new
- * request can start.  ERROR as RedisExchange.
+ * them to whoever sent it (or dropping them if it is gone): all of them,
+ * so that a new request can start, or (one server) at least upto of them,
+ * the request then staying open for the rest.  ERROR as RedisExchange.
  */
 static void
-finish_pending(PgpolyConnection *conn, RedisHandle *h)
+finish_pending(PgpolyConnection *conn, RedisHandle *h, int upto)
 {
 	RedisPendingReplies p = h->pend;
 	MemoryContext old = CurrentMemoryContext;
+	int			got;
 
 	h->pend.ticket = 0;
 	conn->busy = true;			/* the request goes on ... */
 	conn->errors++;				/* ... and counts as failed unless it ends well */
 	if (p.cxt)
 		MemoryContextSwitchTo(p.cxt);
-	run_exchange(conn, p.n, p.handler, p.arg);
+	got = run_exchange_part(conn, p.n - p.done, Min(upto, p.n - p.done), p.done,
+							p.used, p.handler, p.arg);
 	MemoryContextSwitchTo(old);
+	if (p.done + got < p.n)
+	{
+		/* handler and context may have changed meanwhile (orphan_pending) */
+		h->pend.ticket = p.ticket;
+		h->pend.done = p.done + got;
+	}
+}
+
+/*
+ * Read out of the way the replies of a sent request nobody waits for any
+ * more (orphan_pending: a join stopped by LIMIT, a cursor closed).  If the
+ * connection broke before they came (Redis restarted, CLIENT KILL), they
+ * are lost with it and nothing else is: its nodes are closed, and the
+ * caller's request opens them anew (node_activate) rather than failing a
+ * statement that never asked for those replies.  A node's WATCHes lost so
+ * are noted (RedisNodeClose).  Any other error is raised.
+ */
+static void
+drop_orphan(PgpolyConnection *conn, RedisHandle *h)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		finish_pending(conn, h, INT_MAX);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_CONNECTION_FAILURE)
+			PG_RE_THROW();
+		elog(DEBUG1, "pgpoly: replies owed to an ended scan were lost: %s; reconnecting",
+			 edata->message);
+		FlushErrorState();
+		FreeErrorData(edata);
+		for (int i = 0; i < h->nnodes; i++)
+			if (h->nodes[i]->active)
+				RedisNodeClose(h, h->nodes[i]);
+		h->pend.ticket = 0;
+		Budget.h = NULL;
+		conn->busy = false;		/* the failed request stays counted */
+	}
+	PG_END_TRY();
 }
 
 /* Finish a sent request before conn does anything else (no-op if none). */
@@ -2299,8 +2379,32 @@ settle(PgpolyConnection *conn)
 {
 	RedisHandle *h = conn->handle;
 
-	if (!conn->busy && h != NULL && h->pend.ticket != 0)
-		finish_pending(conn, h);
+	if (conn->busy || h == NULL || h->pend.ticket == 0)
+		return;
+	if (h->pend.handler == discard_reply)
+		drop_orphan(conn, h);
+	else
+		finish_pending(conn, h, INT_MAX);
+}
+
+/*
+ * Write what the sockets of a request sent ahead take now; the rest is
+ * written by whichever reads its replies.
+ */
+static void
+write_ahead(PgpolyConnection *conn, RedisHandle *h)
+{
+	for (int i = 0; i < h->nnodes; i++)
+	{
+		RedisNode  *node = h->nodes[i];
+
+		if (!node->active)
+			continue;
+		write_some(conn, node);
+		/* what is left is written after the caller's bytes may be gone */
+		if (out_references(node))
+			elog(ERROR, "Redis request sent ahead references its caller's bytes");
+	}
 }
 
 /*
@@ -2332,19 +2436,11 @@ RedisSend(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 	if (h->kind == RTOPO_CLUSTER && (nreplies != h->ncmds || h->open_group >= 0))
 		elog(ERROR, "Redis request expects %d replies for %d commands",
 			 nreplies, h->ncmds);
-	for (int i = 0; i < h->nnodes; i++)
-	{
-		RedisNode  *node = h->nodes[i];
-
-		if (!node->active)
-			continue;
-		write_some(conn, node);
-		/* what is left is written after the caller's bytes may be gone */
-		if (out_references(node))
-			elog(ERROR, "Redis request sent ahead references its caller's bytes");
-	}
+	write_ahead(conn, h);
 	h->pend.ticket = ++tickets;
 	h->pend.n = nreplies;
+	h->pend.done = 0;
+	h->pend.used = 0;
 	h->pend.handler = handler;
 	h->pend.arg = arg;
 	h->pend.cxt = CurrentMemoryContext;
@@ -2356,6 +2452,46 @@ RedisSend(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 	MemoryContextRegisterResetCallback(CurrentMemoryContext, &o->cb);
 	PgpolyEndRequest(conn);		/* not busy: its state is known */
 	return h->pend.ticket;
+}
+
+/*
+ * Reopen the request of ticket (RedisSend) to append more commands to it
+ * while its replies are still owed, so that a caller can send a long
+ * pipeline in pieces as it builds it and Redis starts on the first piece
+ * at once.  true if that request is still pending on one server (no other
+ * request read its replies since, not a cluster: there a new piece would
+ * have to wait for the replies of the last): the caller then appends and
+ * calls RedisSendMore.  false: nothing changed (append, then RedisSend).
+ */
+bool
+RedisResume(PgpolyConnection *conn, uint64 ticket)
+{
+	RedisHandle *h = conn->handle;
+
+	if (ticket == 0 || conn->busy || h == NULL || h->pend.ticket != ticket ||
+		h->kind == RTOPO_CLUSTER)
+		return false;
+	/* the request goes on (an ERROR now breaks the connection) */
+	conn->busy = true;
+	conn->errors++;
+	h->pend.ticket = 0;			/* no append settles it */
+	return true;
+}
+
+/*
+ * Send the commands appended since RedisResume(ticket): the request now
+ * owes nreplies more replies, read and handled as RedisSend's.
+ */
+void
+RedisSendMore(PgpolyConnection *conn, uint64 ticket, int nreplies)
+{
+	RedisHandle *h = conn->handle;
+
+	Assert(conn->busy && h->pend.ticket == 0 && h->kind != RTOPO_CLUSTER);
+	write_ahead(conn, h);
+	h->pend.ticket = ticket;
+	h->pend.n += nreplies;
+	PgpolyEndRequest(conn);
 }
 
 /* What one reply taken by RedisPump may take: a few status replies. */
@@ -2447,7 +2583,26 @@ RedisReceive(PgpolyConnection *conn, uint64 ticket)
 	RedisHandle *h = conn->handle;
 
 	if (ticket != 0 && !conn->busy && h != NULL && h->pend.ticket == ticket)
-		finish_pending(conn, h);
+		finish_pending(conn, h, INT_MAX);
+}
+
+/*
+ * Read at least nreplies more replies of request ticket (RedisSend), or
+ * all it still owes, handing them to its handler as RedisReceive does, so
+ * the caller can use the first replies while Redis still sends the rest.
+ * true if replies are still owed afterwards (the request stays open);
+ * false if none are, or the request was no longer pending (see
+ * RedisReceive).
+ */
+bool
+RedisReceiveSome(PgpolyConnection *conn, uint64 ticket, int nreplies)
+{
+	RedisHandle *h = conn->handle;
+
+	if (ticket == 0 || conn->busy || h == NULL || h->pend.ticket != ticket)
+		return false;
+	finish_pending(conn, h, h->kind == RTOPO_CLUSTER ? INT_MAX : nreplies);
+	return h->pend.ticket == ticket;
 }
 
 /*

@@ -23,7 +23,10 @@
  *
  * Execution overlaps with Redis: once a batch's round is read, the next
  * batch of outer rows is read and its round sent, so Redis answers it while
- * the rows of this batch are joined.  Only the Redis columns the query reads
+ * the rows of this batch are joined.  Within a batch too: its fetches leave
+ * in pieces as its outer rows are read, and its rows are joined as their
+ * replies arrive (one request, one round trip), so even a join of one
+ * batch keeps the backend and Redis busy at once.  Only the Redis columns the query reads
  * are converted; when it reads none but the key (a semi or anti join on the
  * key, or only the key of a hash), each key's existence is asked (TYPE)
  * instead of its value.  When it reads some fields of a hash and a hash
@@ -527,11 +530,18 @@ fill_scan_tuple(RedisJoinState *js, TupleTableSlot *outer, Datum *vals, bool *nu
 }
 
 /*
+ * Keys of a batch whose fetch leaves before the batch is read: Redis starts
+ * on them while the rest of the outer rows are read, the next pieces
+ * doubling in size (few system calls, Redis never idle).
+ */
+#define JOIN_FIRST_PIECE	32
+
+/*
  * Read the next batch of outer rows into batch and send the fetch of their
- * distinct keys (RedisScanSendKeys).  The outer plan runs in the caller's
- * memory context (it may allocate scan state that must outlive the batch);
- * only the keys live in the batch's context.  false if no outer row was
- * left.
+ * distinct keys (RedisScanAddKeys, in pieces as they are read).  The outer
+ * plan runs in the caller's memory context (it may allocate scan state
+ * that must outlive the batch); only the keys live in the batch's context.
+ * false if no outer row was left.
  */
 static bool
 read_batch(RedisJoinState *js, JoinBatch *batch)
@@ -541,6 +551,7 @@ read_batch(RedisJoinState *js, JoinBatch *batch)
 	char	  **dkeys;
 	size_t	   *dlens;
 	int			nd = 0;
+	int			nsent = 0;
 
 	if (!js->keyconv_ready &&
 		exprType((Node *) js->keyexpr->expr) != js->tbl->cols[js->tbl->key_att - 1].typid)
@@ -590,10 +601,18 @@ read_batch(RedisJoinState *js, JoinBatch *batch)
 			dlens[nd++] = batch->lens[n];
 		}
 		batch->n++;
+		/* keys in pieces of the size sent before, JOIN_FIRST_PIECE first */
+		if (nd - nsent >= Max(JOIN_FIRST_PIECE, nsent))
+		{
+			RedisScanAddKeys(js->scan, dkeys + nsent, dlens + nsent, nd - nsent, js->cap);
+			nsent = nd;
+		}
 	}
 	if (batch->n == 0)
 		return false;
-	RedisScanSendKeys(js->scan, dkeys, dlens, nd);
+	if (nd > nsent)
+		RedisScanAddKeys(js->scan, dkeys + nsent, dlens + nsent, nd - nsent, nd);
+	RedisScanEndKeys(js->scan);
 	batch->sent = true;
 	return true;
 }
@@ -610,7 +629,7 @@ next_batch(RedisJoinState *js)
 
 	if (!js->batches[b].sent && !read_batch(js, &js->batches[b]))
 		return false;
-	RedisScanTakeKeys(js->scan);
+	RedisScanTakeKeysLazily(js->scan);
 	js->batches[b].sent = false;
 	js->cur = b;
 	js->pos = js->item = 0;

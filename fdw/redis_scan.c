@@ -133,6 +133,10 @@ typedef struct ScanRound
 								 * slots, which no TYPE filter saw (else
 								 * INT_MAX) */
 	bool		ready;			/* built (and sent): its rows come next */
+	bool		streaming;		/* its keys come in pieces (RedisScanAddKeys) */
+	bool		lazy;			/* current, its replies read as its states
+								 * are asked for (RedisScanTakeKeysLazily) */
+	int			nsent;			/* states whose fetch was appended */
 } ScanRound;
 
 /* What building a round gave. */
@@ -1931,6 +1935,103 @@ next_round(RedisScan *scan)
 }
 
 /*
+ * Whether a round's fetches may leave in pieces as its keys come: not when
+ * WATCHes go first (one WATCH of all the round's keys before any fetch),
+ * nor on a cluster (a piece would wait for the replies of the last).
+ */
+static bool
+stream_ok(RedisScan *scan)
+{
+	return !scan_watches(scan) && !RedisIsCluster(scan->conn);
+}
+
+/*
+ * Append and send the fetches of round r's states not sent yet: a piece of
+ * the request of r's first piece while Redis still owes its replies
+ * (RedisResume), else a request of its own.  If a piece's replies were
+ * lost meanwhile (the connection was closed), the rest is left for
+ * take_round, which asks again for everything not received.
+ */
+static void
+send_states(RedisScan *scan, ScanRound *r)
+{
+	int			n = (r->nstates - r->nsent) * r->per_key;
+	bool		more;
+	MemoryContext old;
+
+	if (n == 0)
+		return;
+	more = RedisResume(scan->conn, r->ticket);
+	r->nfetch += n;
+	r->expected += n;
+	if (!more && r->received < r->expected - n)
+	{
+		r->nsent = r->nstates;
+		return;
+	}
+	old = MemoryContextSwitchTo(r->cxt);
+	for (int i = r->nsent; i < r->nstates; i++)
+		append_fetch(scan, r->fetch, r->states[i].key, r->states[i].keylen, true);
+	r->nsent = r->nstates;
+	if (more)
+		RedisSendMore(scan->conn, r->ticket, n);
+	else
+	{
+		r->base = r->expected - n;
+		r->ticket = RedisSend(scan->conn, n, round_reply, r);
+		scan->round_trips++;
+		RedisCountTrips(scan->conn, scan->trips);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Add nkeys keys (copied) to the fetch round the scan builds next (begun
+ * by the first call), and send their fetches at once where stream_ok, so
+ * that Redis works on them while the caller finds the next keys (the
+ * batched join reads its outer rows).  RedisScanEndKeys ends the round.
+ * hint: about how many keys the round will have.
+ */
+void
+RedisScanAddKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys, int hint)
+{
+	ScanRound  *r = &scan->rounds[scan->cur < 0 ? 0 : scan->cur ^ 1];
+	MemoryContext old;
+
+	if (!r->streaming)
+	{
+		clear_round(scan, r, hint);
+		r->fetch = scan_keyonly(scan) ? FETCH_TYPE : value_fetch(scan);
+		r->per_key = r->fetch == FETCH_VALUES && scan->need_ttl ? 2 : 1;
+		r->streaming = true;
+	}
+	old = MemoryContextSwitchTo(r->cxt);
+	add_key_states(r, keys, lens, nkeys);
+	MemoryContextSwitchTo(old);
+	if (stream_ok(scan))
+		send_states(scan, r);
+}
+
+/*
+ * End the round RedisScanAddKeys built: send what was not sent; its rows
+ * come with RedisScanTakeKeys, meanwhile the caller may work.
+ */
+void
+RedisScanEndKeys(RedisScan *scan)
+{
+	ScanRound  *r = &scan->rounds[scan->cur < 0 ? 0 : scan->cur ^ 1];
+
+	if (!r->streaming)
+		RedisScanAddKeys(scan, NULL, NULL, 0, 0);
+	if (r->nstates > 0 && stream_ok(scan))
+		send_states(scan, r);
+	else if (r->nstates > 0)
+		send_round(scan, r);
+	r->streaming = false;
+	r->ready = true;
+}
+
+/*
  * Send the fetch of nkeys keys (copied) as the scan's next round; its rows
  * come with RedisScanTakeKeys, meanwhile the caller may work (the batched
  * join reads its next outer rows).
@@ -1938,17 +2039,8 @@ next_round(RedisScan *scan)
 void
 RedisScanSendKeys(RedisScan *scan, char **keys, size_t *lens, int nkeys)
 {
-	ScanRound  *r = &scan->rounds[scan->cur < 0 ? 0 : scan->cur ^ 1];
-	MemoryContext old;
-
-	clear_round(scan, r, nkeys);
-	old = MemoryContextSwitchTo(r->cxt);
-	r->fetch = scan_keyonly(scan) ? FETCH_TYPE : value_fetch(scan);
-	add_key_states(r, keys, lens, nkeys);
-	MemoryContextSwitchTo(old);
-	if (nkeys > 0)
-		send_round(scan, r);
-	r->ready = true;
+	RedisScanAddKeys(scan, keys, lens, nkeys, nkeys);
+	RedisScanEndKeys(scan);
 }
 
 /*
@@ -1962,6 +2054,49 @@ RedisScanTakeKeys(RedisScan *scan)
 
 	if (!r->ready)
 		elog(ERROR, "no Redis round was sent");
+	take_round(scan, r);
+}
+
+/*
+ * RedisScanTakeKeys, but the round's replies are read only as far as
+ * RedisScanRoundState asks, so the caller joins the first rows while Redis
+ * still sends the rest; the replies left are read by the next request on
+ * the connection or when asked for.  An error reply is raised once it is
+ * read.  A round whose states get the buffered writes (after all its
+ * replies) or that was not sent as one request is taken at once.
+ */
+void
+RedisScanTakeKeysLazily(RedisScan *scan)
+{
+	ScanRound  *r = &scan->rounds[scan->cur < 0 ? 0 : scan->cur ^ 1];
+
+	if (!r->ready)
+		elog(ERROR, "no Redis round was sent");
+	if (scan->ov != NULL || !stream_ok(scan) || r->ticket == 0)
+	{
+		take_round(scan, r);
+		return;
+	}
+	r->lazy = true;
+	r->ready = false;
+	scan->cur = r - scan->rounds;
+	scan->cur_state = scan->cur_item = 0;
+}
+
+/*
+ * Read the lazily taken round r until its reply want came (or an error
+ * reply did): once all came, or the request is not pending any more, take
+ * it as take_round does (the rest asked again if it was lost, the error
+ * raised).
+ */
+static void
+take_part(RedisScan *scan, ScanRound *r, int want)
+{
+	if (r->error == NULL && !r->handling &&
+		RedisReceiveSome(scan->conn, r->ticket, want - r->received) &&
+		r->error == NULL)
+		return;
+	r->lazy = false;
 	take_round(scan, r);
 }
 
@@ -2441,8 +2576,12 @@ RedisScanNext(RedisScan *scan, Datum *values, bool *nulls)
 RedisKeyState *
 RedisScanRoundState(RedisScan *scan, int i)
 {
-	Assert(scan->cur >= 0 && i >= 0 && i < scan->rounds[scan->cur].nstates);
-	return &scan->rounds[scan->cur].states[i];
+	ScanRound  *r = &scan->rounds[scan->cur];
+
+	Assert(scan->cur >= 0 && i >= 0 && i < r->nstates);
+	if (r->lazy && ((i + 1) * r->per_key > r->received || r->error))
+		take_part(scan, r, (i + 1) * r->per_key);
+	return &r->states[i];
 }
 
 /* Pipelined exchanges this scan made so far (EXPLAIN ANALYZE). */
