@@ -2347,6 +2347,10 @@ drop_orphan(PgpolyConnection *conn, RedisHandle *h)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 
+	/* an ERROR zeroes them (errfinish); the caller may hold interrupts */
+	int			holdoff = InterruptHoldoffCount;
+	int			cancel_holdoff = QueryCancelHoldoffCount;
+
 	PG_TRY();
 	{
 		finish_pending(conn, h, INT_MAX);
@@ -2363,6 +2367,8 @@ drop_orphan(PgpolyConnection *conn, RedisHandle *h)
 			 edata->message);
 		FlushErrorState();
 		FreeErrorData(edata);
+		InterruptHoldoffCount = holdoff;
+		QueryCancelHoldoffCount = cancel_holdoff;
 		for (int i = 0; i < h->nnodes; i++)
 			if (h->nodes[i]->active)
 				RedisNodeClose(h, h->nodes[i]);
