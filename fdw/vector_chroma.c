@@ -568,13 +568,6 @@ chroma_list_collections(PgpolyConnection *conn)
  * ----------------------------------------------------------------
  */
 
-/* An id of an update batch (check_update_targets): whether Chroma holds it. */
-typedef struct UpdateId
-{
-	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable) */
-	bool		there;
-} UpdateId;
-
 /* Append the ids of writes[0..n), comma-separated. */
 static void
 append_write_ids(StringInfo buf, VectorWrite **w, int n)
@@ -638,66 +631,6 @@ chroma_count(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll)
 	return (double) json_integer_value(doc);
 }
 
-/*
- * Before an update of writes[0..n): ERROR 40001 unless the collection
- * holds every record, one get by ids.  Chroma's update of an id it does
- * not hold answers success and applies nothing: a record another client
- * deleted after the UPDATE read it would lose the write silently.  (One
- * deleted between this get and the update still does: Chroma has no
- * conditional update.)  The ids the service returns are marked in a
- * seeded key table of the batch's ids: linear, whatever ids either brings.
- * At most CHROMA_GET_MAX_IDS ids a get: one request for a batch of that
- * many, one more for each further CHROMA_GET_MAX_IDS.
- */
-static void
-check_update_targets(PgpolyConnection *conn, VectorWrite **w, int n)
-{
-	StringInfoData body;
-	List	   *found;
-	ListCell   *lc;
-	HTAB	   *ids = PgpolyKeyTable("pgpoly chroma update ids", sizeof(UpdateId),
-									 CurrentMemoryContext);
-
-	for (int i = 0; i < n; i++)
-	{
-		bool		dup;
-		UpdateId   *e = PgpolyKeyTableEnter(ids, CurrentMemoryContext, w[i]->row.id,
-											strlen(w[i]->row.id), &dup);
-
-		if (!dup)
-			e->there = false;
-	}
-	initStringInfo(&body);
-	for (int start = 0; start < n; start += CHROMA_GET_MAX_IDS)
-	{
-		resetStringInfo(&body);
-		appendStringInfoString(&body, "{\"ids\":[");
-		append_write_ids(&body, w + start, Min(n - start, CHROMA_GET_MAX_IDS));
-		appendStringInfoString(&body, "],");
-		append_include(&body, 0);
-		appendStringInfoChar(&body, '}');
-		found = parse_records(conn, record_call(conn, w[0]->tbl, "get", &body, false, NULL, NULL),
-							  false, VDIST_L2);
-		foreach(lc, found)
-		{
-			const char *id = ((VectorRow *) lfirst(lc))->id;
-			UpdateId   *e = PgpolyKeyTableFind(ids, id, strlen(id));
-
-			if (e)
-				e->there = true;
-		}
-	}
-	for (int i = 0; i < n; i++)
-		if (!((UpdateId *) PgpolyKeyTableFind(ids, w[i]->row.id, strlen(w[i]->row.id)))->there)
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("could not serialize the update of record \"%s\" of foreign table \"%s\" (collection \"%s\")",
-							w[i]->row.id, w[i]->tbl->relname, w[i]->tbl->collection),
-					 errdetail("Another client deleted the record after this UPDATE read it; Chroma's update of a record it does not hold applies nothing."),
-					 errhint("The transaction can be retried (in write_mode 'immediate', the statement).")));
-	hash_destroy(ids);
-}
-
 /* VectorProvider.send_batch: n writes of the same table and kind. */
 static void
 chroma_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
@@ -713,11 +646,7 @@ chroma_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 		appendStringInfoString(&body, "]}");
 	}
 	else
-	{
-		if (w[0]->kind == VW_UPDATE)
-			check_update_targets(conn, w, n);
 		write_body(&body, w, n);
-	}
 	(void) record_call(conn, w[0]->tbl, ops[w[0]->kind], &body,
 					   w[0]->kind == VW_UPSERT || w[0]->kind == VW_INSERT, NULL,
 					   w[0]->dim_of);

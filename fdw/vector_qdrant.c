@@ -11,7 +11,9 @@
  *	POST /collections/{name}/points			retrieve by ids
  *	POST /collections/{name}/points/scroll	pages; ids with a filter
  *	POST /collections/{name}/points/query	k-NN
- *	PUT  /collections/{name}/points?wait=true			upsert
+ *	PUT  /collections/{name}/points?wait=true			upsert (update_mode:
+ *						insert_only for INSERT ... ON CONFLICT DO NOTHING,
+ *						update_only for UPDATE; points/upsert-points)
  *	POST /collections/{name}/points/delete?wait=true	delete
  * The api_key goes in the header "api-key".
  *
@@ -877,8 +879,12 @@ append_payload(StringInfo buf, VectorWrite *w)
  * "payload"}]} (https://api.qdrant.tech/api-reference/points/upsert-points).
  * An UPDATE is an upsert too: the new row is whole, and Qdrant replaces
  * the point's payload (Chroma merges keys, so it needs the removed ones).
- * An insert (ON CONFLICT DO NOTHING) adds "update_mode": "insert_only",
- * with which Qdrant leaves an existing point alone.
+ * The field "update_mode" (Qdrant's UpdateMode) makes it conditional: an
+ * update adds "update_only", with which Qdrant changes existing points and
+ * creates none (a point another client deleted is not brought back; the
+ * get before it, check_update_targets in vector_service.c, tells that
+ * case), an insert (ON CONFLICT DO NOTHING) "insert_only", with which it
+ * leaves an existing point alone.
  */
 static void
 upsert_body(StringInfo buf, VectorWrite **w, int n)
@@ -898,6 +904,8 @@ upsert_body(StringInfo buf, VectorWrite **w, int n)
 	appendStringInfoChar(buf, ']');
 	if (w[0]->kind == VW_INSERT)
 		appendStringInfoString(buf, ",\"update_mode\":\"insert_only\"");
+	else if (w[0]->kind == VW_UPDATE)
+		appendStringInfoString(buf, ",\"update_mode\":\"update_only\"");
 	appendStringInfoChar(buf, '}');
 }
 

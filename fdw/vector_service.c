@@ -24,6 +24,9 @@
  *	  writes there has one dimension (link_dimensions); Chroma also checks
  *	  it against the collection as resolved at send time
  *	  (VectorCheckFlushDimension), Qdrant when the statement began.
+ *	- An update is sent only for records the service holds when the batch
+ *	  is sent (check_update_targets), and with a request that cannot
+ *	  create a record.
  *
  * fdw/vector_service.c
  *
@@ -1016,6 +1019,70 @@ link_dimensions(VectorWrite **w, int n)
 	list_free(firsts);
 }
 
+/* An id of an update batch (check_update_targets): whether the service holds it. */
+typedef struct UpdateId
+{
+	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable) */
+	bool		there;
+} UpdateId;
+
+/*
+ * Before an update of writes[0..n): ERROR 40001 unless the collection
+ * holds every record, one get by ids (the provider splits it into
+ * requests of the size its service takes).  A record another client
+ * deleted after the UPDATE read it would otherwise lose the write
+ * silently (Chroma's update of an id it does not hold answers success
+ * and applies nothing) or be brought back by it (Qdrant's upsert creates
+ * the point).  One deleted between this get and the update is not
+ * caught: no service has an update that fails on a missing record, so
+ * the providers send an update that applies nothing to it (Chroma's
+ * update, Qdrant's update_mode "update_only"), as if the delete had come
+ * after the update.  The ids the service returns are marked in a seeded
+ * key table of the batch's ids: linear, whatever ids either brings.
+ */
+static void
+check_update_targets(PgpolyConnection *conn, VectorWrite **w, int n)
+{
+	VectorTable *tbl = w[0]->tbl;
+	List	   *ids = NIL;
+	List	   *found;
+	ListCell   *lc;
+	HTAB	   *seen = PgpolyKeyTable("pgpoly vector update ids", sizeof(UpdateId),
+									  CurrentMemoryContext);
+
+	for (int i = 0; i < n; i++)
+	{
+		bool		dup;
+		UpdateId   *e = PgpolyKeyTableEnter(seen, CurrentMemoryContext, w[i]->row.id,
+											strlen(w[i]->row.id), &dup);
+
+		if (!dup)
+		{
+			e->there = false;
+			ids = lappend(ids, w[i]->row.id);
+		}
+	}
+	found = VectorGetByIds(conn, tbl, VectorLookupCollection(conn, tbl, false), ids, NULL, 0);
+	foreach(lc, found)
+	{
+		const char *id = ((VectorRow *) lfirst(lc))->id;
+		UpdateId   *e = PgpolyKeyTableFind(seen, id, strlen(id));
+
+		if (e)
+			e->there = true;
+	}
+	for (int i = 0; i < n; i++)
+		if (!((UpdateId *) PgpolyKeyTableFind(seen, w[i]->row.id, strlen(w[i]->row.id)))->there)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize the update of record \"%s\" of foreign table \"%s\" (collection \"%s\")",
+							w[i]->row.id, tbl->relname, tbl->collection),
+					 errdetail("Another client deleted the record after this UPDATE read it; the update is not sent to %s.",
+							   tbl->provider->label),
+					 errhint("The transaction can be retried (in write_mode 'immediate', the statement).")));
+	hash_destroy(seen);
+}
+
 /*
  * Send one batch, naming it in the error context.  sent_before writes
  * went in earlier requests and were applied (the services have no
@@ -1033,6 +1100,8 @@ send_batch(PgpolyConnection *conn, VectorWrite **w, int n, int64 sent_before,
 	PgpolySendProgressPush(&progress);
 	PG_TRY();
 	{
+		if (w[0]->kind == VW_UPDATE)
+			check_update_targets(conn, w, n);
 		handle_of(conn)->provider->send_batch(conn, w, n);
 	}
 	PG_CATCH();

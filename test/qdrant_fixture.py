@@ -20,8 +20,13 @@ with the response shapes of the Qdrant API reference
                                      (search/query-points)
   PUT  /collections/{c}/points       {"result": {"operation_id", "status":
                                      "completed"}}  (points/upsert-points;
-                                     "update_mode": "insert_only" leaves
-                                     existing points alone)
+                                     "update_mode" (UpdateMode):
+                                     "insert_only" leaves existing points
+                                     alone, "update_only" creates no point:
+                                     an id that is not there is skipped and
+                                     the answer is still success, as Qdrant's
+                                     tests/openapi test_update_only_mode
+                                     asserts)
   POST /collections/{c}/points/delete   same  (points/delete-points)
 
 Every response carries "status": "ok" and "time"; errors are
@@ -32,7 +37,9 @@ sends: must/must_not/should, {"key", "match": {"value"|"any"}}, {"key",
 "range"}, has_id, is_empty.
 
 A test can make a collection's write requests fail after the first few
-(fail_writes), as a service that goes wrong in the middle of a flush.
+(fail_writes), as a service that goes wrong in the middle of a flush, and
+can run a function after a request is answered (after), as another client
+whose write lands between two of pgpoly's requests.
 
 Every request is logged as (method, path, parsed body, headers) in .log, so
 a test can assert the exact bodies pgpoly sent.
@@ -74,6 +81,9 @@ class Fixture:
         #                      "extra" gets and queries ignore the ids asked
         self.mangle = None  # lie: f(method, path, result) -> the result sent
         #                     instead, for 200 answers of point routes
+        self.after = None  # f(fixture, method, path): run (under the lock)
+        #                    after each request is answered, as another
+        #                    client writing between pgpoly's requests
         self.lock = threading.Lock()
         self.server = None
         self.open = set()  # sockets of the connections being served
@@ -117,6 +127,8 @@ class Fixture:
                     if fixture.mangle and status == 200 and "/points" in url.path:
                         doc = dict(doc, result=fixture.mangle(self.command, url.path,
                                                               doc["result"]))
+                    if fixture.after:
+                        fixture.after(fixture, self.command, unquote(url.path))
                 data = json.dumps(doc).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -207,10 +219,16 @@ class Fixture:
                 if len(p["vector"]) != coll["size"]:
                     return _err(400, "Wrong input: Vector dimension error: expected dim: "
                                 "%d, got %d" % (coll["size"], len(p["vector"])))
-            insert_only = body.get("update_mode") == "insert_only"
+            mode = body.get("update_mode", "upsert")
+            if mode not in ("upsert", "insert_only", "update_only"):
+                return _err(400, "Format error in JSON body: unknown variant `%s`, "
+                            "expected one of `upsert`, `insert_only`, `update_only`"
+                            % mode)
             for p in body["points"]:
-                if insert_only and p["id"] in coll["points"]:
+                if mode == "insert_only" and p["id"] in coll["points"]:
                     continue  # update_mode insert_only: existing points stay
+                if mode == "update_only" and p["id"] not in coll["points"]:
+                    continue  # update_mode update_only: no point is created
                 coll["points"][p["id"]] = {"id": p["id"], "vector": p["vector"],
                                            "payload": p.get("payload") or {}}
             return _ok({"operation_id": len(self.log), "status": "completed"})

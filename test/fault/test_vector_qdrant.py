@@ -254,7 +254,8 @@ def test():
         {"points": [{"id": 10, "vector": [0.5, 0.5],
                      "payload": {"task": "new", "n": 10, "document": "ten"}}]},
         {"points": [{"id": 2, "vector": [0.0, 1.0],
-                     "payload": {"n": 2, "task": "text", "document": "TWO"}}]}],
+                     "payload": {"n": 2, "task": "text", "document": "TWO"}}],
+         "update_mode": "update_only"}],
         "upsert bodies: %r" % puts)
     check(all(p[1].endswith("?wait=true") for p in puts), "upserts wait")
     dels = fx.requests("POST", "/points/delete")
