@@ -179,7 +179,7 @@ extern void ElasticUntrackContext(ElasticOpenContext *t);
 extern void ElasticQueueClose(ElasticOpenContext *t);
 extern void ElasticSendQueuedCloses(PgpolyConnection *conn);
 extern void ElasticCloseContext(PgpolyConnection *conn, bool pit,
-								const char *id);
+								const char *id, const char *index);
 extern Datum ElasticParseJsonb(PgpolyConnection *conn, List **nuls, const char *body,
 							   size_t len, const char *what);
 

@@ -34,7 +34,9 @@
  *	  Credentials never appear in a message.
  *	- PIT and scroll contexts a scan could not close (it was aborted) are
  *	  queued per server and user mapping and closed before the next request
- *	  on that connection; Elasticsearch also expires them (keep_alive).
+ *	  on that connection; Elasticsearch also expires them (keep_alive).  A
+ *	  scan that read its rows is not failed by the close of its context: a
+ *	  refused or failed close is a WARNING (ElasticCloseContext).
  *	- pgpoly.elastic_request sends nothing but a read (request_is_read) in a
  *	  read-only transaction: 25006, as every other write path of pgpoly.
  *
@@ -1034,17 +1036,83 @@ close_answered(long status)
 	return status == 404 || (status >= 200 && status <= 299);
 }
 
-/* Close a PIT or scroll context now (close_request). */
+/* The WARNING of a context of index a scan could not close: why says why. */
+static void
+warn_not_closed(PgpolyConnection *conn, bool pit, const char *id, const char *index,
+				const char *why)
+{
+	ereport(WARNING,
+			(errcode(ERRCODE_FDW_ERROR),
+			 errmsg("could not close the %s of index \"%s\" on Elasticsearch server \"%s\"",
+					pit ? "point in time" : "scroll context", index, conn->servername),
+			 errdetail("%s; %s id \"%s\".", why, pit ? "point in time" : "scroll",
+					   PgpolyHttpExcerpt(conn, id, strlen(id))),
+			 errhint("The rows were all read. Elasticsearch frees the %s when its keep_alive (%s) elapses.",
+					 pit ? "point in time" : "scroll context", ELASTIC_KEEP_ALIVE)));
+}
+
+/*
+ * Close context id (a PIT, or a scroll when not pit) of a scan of index
+ * that needs it no more (close_request).  Its rows are read, so a close
+ * that fails does not fail the statement: Elasticsearch frees the context
+ * itself when keep_alive elapses (close point in time API: "keeping points
+ * in time has a cost; close them as soon as they are no longer required"),
+ * so, as postgres_fdw does with the cleanup it cannot finish at abort
+ * (pgfdw_abort_cleanup), it is a WARNING: an HTTP error status (but 404:
+ * the context is gone already, which is success), or a transport failure (SQLSTATE class 08: the store went down, timeout_ms), whose
+ * connection stays marked in its request (conn->busy) and is reopened at
+ * its next use (PgpolyEnsureConnected).  Any other ERROR (a cancel,
+ * statement_timeout) is raised.
+ */
 void
-ElasticCloseContext(PgpolyConnection *conn, bool pit, const char *id)
+ElasticCloseContext(PgpolyConnection *conn, bool pit, const char *id, const char *index)
 {
 	StringInfoData body;
 	PgpolyHttpResponse resp;
 	const char *path = close_request(conn, pit, id, &body);
+	MemoryContext cxt = CurrentMemoryContext;
 
-	ElasticRequest(conn, "DELETE", path, body.data, body.len, NULL, NULL, &resp);
-	if (!close_answered(resp.status))
-		ElasticRaiseStatus(conn, "DELETE", path, NULL, &resp);
+	/* an ERROR zeroes them (errfinish); the caller may hold interrupts */
+	int			holdoff = InterruptHoldoffCount;
+	int			cancel_holdoff = QueryCancelHoldoffCount;
+	ErrorData  *edata = NULL;
+
+	PG_TRY();
+	{
+		ElasticRequest(conn, "DELETE", path, body.data, body.len, NULL, NULL, &resp);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_CONNECTION_EXCEPTION)
+			PG_RE_THROW();
+		FlushErrorState();
+		InterruptHoldoffCount = holdoff;
+		QueryCancelHoldoffCount = cancel_holdoff;
+	}
+	PG_END_TRY();
+	if (edata)
+	{
+		warn_not_closed(conn, pit, id, index,
+						edata->detail ? psprintf("%s: %s", edata->message, edata->detail) :
+						edata->message);
+		FreeErrorData(edata);
+	}
+	else if (!close_answered(resp.status))
+	{
+		char	   *type;
+		char	   *reason;
+		char	   *errindex;
+		char	   *parse;
+
+		error_type_reason(conn, resp.body, resp.len, &type, &reason, &errindex, &parse);
+		warn_not_closed(conn, pit, id, index,
+						psprintf("DELETE %s at %s answered %ld%s%s%s%s", path, conn->target,
+								 resp.status, type ? ": " : "", type ? type : "",
+								 reason ? ": " : "", reason ? reason : ""));
+	}
+	pfree(body.data);
 }
 
 /*

@@ -568,7 +568,7 @@ close_context(ElasticScan *scan)
 	ElasticUntrackContext(scan->tracked);
 	scan->tracked = NULL;
 	scan->requests++;
-	ElasticCloseContext(scan->conn, scan->paging == PAGING_PIT, id);
+	ElasticCloseContext(scan->conn, scan->paging == PAGING_PIT, id, scan->tbl->index);
 }
 
 /*
