@@ -1002,14 +1002,24 @@ socket_error(PgpolyConnection *conn, RedisNode *node, const char *error)
 			 errhint("Check that Redis is running and listens on this socket, or raise connect_timeout_ms.")));
 }
 
-/* RedisNodeOpen, raising the connection ERROR when the node is unreachable. */
+/*
+ * RedisNodeOpen, raising the connection ERROR when the node is unreachable.
+ * If no node holds commands of the current request, nothing of it went
+ * out: a COMMIT's flush failing here is settled (flush_settled), not in
+ * doubt.
+ */
 static void
 node_open_or_error(PgpolyConnection *conn, RedisHandle *h, RedisNode *node)
 {
 	char	   *error;
+	bool		sent = false;
 
 	if (RedisNodeOpen(conn, h, node, true, &error))
 		return;
+	for (int i = 0; i < h->nnodes; i++)
+		sent |= h->nodes[i]->active;
+	if (!sent)
+		conn->flush_settled = true;
 	name_node(conn, node);
 	if (node->is_socket)
 		socket_error(conn, node, error);

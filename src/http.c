@@ -822,11 +822,17 @@ is_connect_failure(CURLcode res)
 		res == CURLE_COULDNT_RESOLVE_PROXY;
 }
 
-/* ERROR for a transfer that failed below HTTP. */
+/*
+ * ERROR for a transfer that failed below HTTP.  One that could not connect
+ * sent nothing: a COMMIT's flush failing there is settled (flush_settled),
+ * not in doubt.
+ */
 static void
 transfer_error(PgpolyConnection *conn, PgpolyHttp *h, CURLcode res,
 			   const char *method, const char *path)
 {
+	if (is_connect_failure(res))
+		conn->flush_settled = true;
 	if (h->too_large || res == CURLE_FILESIZE_EXCEEDED)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),

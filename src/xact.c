@@ -615,6 +615,12 @@ PgpolyPendingWrites(PgpolyConnection *conn, Oid relid)
 	return result;
 }
 
+/*
+ * QueryCancelHoldoffCount from before the COMMIT-time flush held cancels,
+ * or -1 when it holds none.
+ */
+static int	CancelHeldFrom = -1;
+
 /* What a COMMIT-time flush is doing, for its error context. */
 typedef struct FlushState
 {
@@ -627,7 +633,9 @@ typedef struct FlushState
  * (unless the store settled it, as a Redis EXEC aborted by WATCH does), and
  * the servers flushed before this one keep what they applied (the stores
  * have no two-phase commit): name them, since PostgreSQL reports the
- * COMMIT as failed and rolls its own changes back.
+ * COMMIT as failed and rolls its own changes back.  A cancel held since
+ * the first send (hold_cancel_for_send) did not cause the error: say so,
+ * or a user who cancelled would take the error for the cancel's.
  */
 static void
 flush_error_callback(void *arg)
@@ -644,6 +652,10 @@ flush_error_callback(void *arg)
 		errcontext("sending the transaction's buffered writes to %s server \"%s\" at COMMIT; "
 				   "if the server stopped answering after receiving them, it may still apply them",
 				   conn->store->label, conn->servername);
+	if (CancelHeldFrom >= 0 && QueryCancelPending)
+		errcontext("a query cancel (pg_cancel_backend or statement_timeout) came while this COMMIT was sending "
+				   "and was held, so as not to roll back what the stores applied: "
+				   "it did not cause this error");
 	if (fs->sent == NIL)
 		return;
 	initStringInfo(&done);
@@ -659,12 +671,6 @@ flush_error_callback(void *arg)
 	errcontext("this COMMIT had already sent the transaction's writes to %s, which applied them: "
 			   "they stay written (the stores have no two-phase commit)", done.data);
 }
-
-/*
- * QueryCancelHoldoffCount from before the COMMIT-time flush held cancels,
- * or -1 when it holds none.
- */
-static int	CancelHeldFrom = -1;
 
 /*
  * Hold query cancels (pg_cancel_backend, statement_timeout) before the
