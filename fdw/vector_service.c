@@ -1034,10 +1034,12 @@ typedef struct UpdateId
  * silently (Chroma's update of an id it does not hold answers success
  * and applies nothing) or be brought back by it (Qdrant's upsert creates
  * the point).  One deleted between this get and the update is not
- * caught: no service has an update that fails on a missing record, so
- * the providers send an update that applies nothing to it (Chroma's
- * update, Qdrant's update_mode "update_only"), as if the delete had come
- * after the update.  The ids the service returns are marked in a seeded
+ * caught: neither service has a request that replaces whole records and
+ * fails on a missing one (Qdrant's update vectors and overwrite payload
+ * fail with 404, but only after changing the points they found, and take
+ * two requests), so the providers send an update that applies nothing to
+ * a missing record (Chroma's update, Qdrant's upsert with update_mode
+ * "update_only"), as if the delete had come after the update.  The ids the service returns are marked in a seeded
  * key table of the batch's ids: linear, whatever ids either brings.
  */
 static void
