@@ -118,8 +118,9 @@ SQL
 kill "$rec_pid"
 wait "$rec_pid" 2>/dev/null || true
 rec_pid=""
-if [[ "$(cut -d' ' -f1 "$tmp/rec" | sort -u | wc -l)" != 2 ||
-	"$(cut -d' ' -f2 "$tmp/rec" | sort -u | wc -l)" != 1 ]]; then
+# (a /query from each client: each used a connection of its own)
+if (("$(cut -d' ' -f1 "$tmp/rec" | sort -u | wc -l)" < 2)) ||
+	[[ "$(cut -d' ' -f2 "$tmp/rec" | sort -u | wc -l)" != 1 ]]; then
 	echo "the wrapper and vector_raw did not send the same /query bytes:" >&2
 	for f in "$tmp"/rec.*[0-9a-f]; do
 		echo "--- $f" >&2
