@@ -9,6 +9,11 @@
 #     statement (after warm-up): syscalls per query (OUT/knn.strace), and on
 #     vector_raw sending the same /query QUERIES times (OUT/raw.strace);
 #   - the backend's CPU per query (/proc/PID/schedstat) over those runs;
+#   - a timeline (perf record -a of the sendto/recvfrom tracepoints,
+#     test/bench/vector_timeline.py): how the wall time of a query splits
+#     between the hand-overs pgbench -> backend -> service -> backend ->
+#     pgbench and each process's own work, pgbench -M prepared against
+#     vector_raw (OUT/timeline.txt);
 #   - callgrind: the postmaster stopped, a single-user backend (postgres
 #     --single) under valgrind --tool=callgrind --dump-before=ReadyForQuery
 #     runs a PL/pgSQL loop of 100 queries twice (warm-up, profiled): Ir per
@@ -18,7 +23,8 @@
 #
 # Usage: test/bench/profile_vector.sh [OUT]  (default /tmp/pgpoly-profile-vector)
 # Environment: N (10000), D (128), QUERIES (300).  Run through
-# /work/tools/iso-run NAME on the shared machines.  Needs valgrind, strace.
+# /work/tools/iso-run NAME on the shared machines.  Needs valgrind, strace,
+# perf.
 set -euo pipefail
 
 # shellcheck source=test/lib.sh
@@ -30,7 +36,7 @@ D="${D:-128}"
 QUERIES="${QUERIES:-300}"
 mkdir -p "$OUT"
 chmod 777 "$OUT"
-PGPOLY_PACKAGES="valgrind strace" pgpoly_install_packages
+PGPOLY_PACKAGES="valgrind strace linux-perf" pgpoly_install_packages
 pgpoly_setup
 DB=pgpoly_profile_vector
 COLL="pgpoly_profile_$$"
@@ -75,6 +81,23 @@ strace -c -f -o "$OUT/raw.strace" "$OUT/vector_raw" "$CHROMA_URL" "$COLL" "$OUT/
 	awk -v n="$QUERIES" '$1 ~ /^[0-9.]+$/ && $4 ~ /^[0-9]+$/ { printf "  %-16s %.2f\n", $NF, $4 / n }' "$OUT/raw.strace"
 } >"$OUT/syscalls.txt"
 
+# ---------------------------------------------------------------- timeline
+echo "$KNN;" >"$OUT/knn.sql"
+events=(-e syscalls:sys_enter_sendto -e syscalls:sys_exit_sendto
+	-e syscalls:sys_enter_recvfrom -e syscalls:sys_exit_recvfrom)
+perf record -q -a "${events[@]}" -o "$OUT/timeline.pgbench.data" -- \
+	pgbench -n -M prepared -c 1 -t $((QUERIES + 5)) -f "$OUT/knn.sql" "$DB" >/dev/null
+perf record -q -a "${events[@]}" -o "$OUT/timeline.raw.data" -- \
+	"$OUT/vector_raw" "$CHROMA_URL" "$COLL" "$OUT/q.txt" 10 "$QUERIES" >/dev/null
+{
+	echo "timeline of a query, ms (perf record -a of the sendto/recvfrom tracepoints):"
+	perf script -i "$OUT/timeline.pgbench.data" -F comm,pid,time,event,trace 2>/dev/null |
+		python3 test/bench/vector_timeline.py pgbench
+	perf script -i "$OUT/timeline.raw.data" -F comm,pid,time,event,trace 2>/dev/null |
+		python3 test/bench/vector_timeline.py client vector_raw
+} >"$OUT/timeline.txt"
+rm -f "$OUT"/timeline.*.data
+
 # ---------------------------------------------------------------- callgrind
 pgpoly_log "callgrind: stopping the postmaster; single-user backend"
 (cd / && _pgpoly_as_pg pg_ctl -D "$PGPOLY_PGDATA" -m fast -w stop >/dev/null)
@@ -98,5 +121,5 @@ for n in 100 200; do
 done
 echo "vector_raw: $(((raw[1] - raw[0]) / 100)) Ir per query (200 runs minus 100, client side)" >>"$OUT/callgrind.totals"
 rm -f "$OUT"/knn.cg "$OUT"/knn.cg.[12] "$OUT/raw.cg"
-cat "$OUT/syscalls.txt" "$OUT/callgrind.totals"
+cat "$OUT/syscalls.txt" "$OUT/timeline.txt" "$OUT/callgrind.totals"
 pgpoly_log "profile written to $OUT"

@@ -7,14 +7,24 @@
                                          connection; print seconds
   vector_direct.py query COLL QFILE K N  send the same /query N times; print
                                          the mean latency in ms
+  vector_direct.py record FILE           a recording proxy to CHROMA_URL: print
+                                         its port, then forward every request,
+                                         appending "CONNECTION SHA256" of each
+                                         /query request's exact bytes (request
+                                         line, headers, body) to FILE, and the
+                                         bytes to FILE.SHA256
 """
 
 import csv
+import hashlib
 import http.client
+import itertools
 import json
 import os
 import random
+import socketserver
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -83,6 +93,52 @@ def query(coll, qpath, k, n):
     print("%.3f" % ((time.monotonic() - start) * 1000.0 / n))
 
 
+def record(path):
+    """Serve as a recording proxy until killed (see the module's usage)."""
+    lock = threading.Lock()
+    ids = itertools.count(1)
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self):
+            me = next(ids)
+            upstream = conn()
+            while True:
+                raw = b""
+                while not raw.endswith(b"\r\n\r\n"):
+                    line = self.rfile.readline()
+                    if not line:
+                        return
+                    raw += line
+                head = raw.decode("latin-1").split("\r\n")
+                method, target = head[0].split(" ")[:2]
+                headers = dict(h.split(": ", 1) for h in head[1:] if h)
+                length = int(next((v for k, v in headers.items()
+                                   if k.lower() == "content-length"), "0"))
+                body = self.rfile.read(length)
+                raw += body
+                if target.endswith("/query"):
+                    digest = hashlib.sha256(raw).hexdigest()
+                    with lock:
+                        with open(path, "a") as f:
+                            f.write("%d %s\n" % (me, digest))
+                        with open("%s.%s" % (path, digest), "wb") as f:
+                            f.write(raw)
+                upstream.request(method, target, body=body or None,
+                                 headers={k: v for k, v in headers.items()
+                                          if k.lower() not in ("host", "content-length")})
+                r = upstream.getresponse()
+                payload = r.read()
+                self.wfile.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\n\r\n"
+                                 % (r.status, r.reason.encode(), len(payload)) + payload)
+                self.wfile.flush()
+
+    socketserver.ThreadingTCPServer.daemon_threads = True
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "gen":
@@ -91,5 +147,7 @@ if __name__ == "__main__":
         upsert(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif cmd == "query":
         query(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    elif cmd == "record":
+        record(sys.argv[2])
     else:
         sys.exit(__doc__)
