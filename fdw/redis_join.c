@@ -609,7 +609,9 @@ fill_scan_tuple(RedisJoinState *js, JoinBatch *batch, int pos, Datum *vals,
  * Read the next batch of outer rows into batch and send the fetch of their
  * distinct keys (RedisScanAddKeys, in pieces as they are read).  The outer
  * plan runs in the caller's memory context (it may allocate scan state
- * that must outlive the batch); only the keys live in the batch's context.
+ * that must outlive the batch); only the keys and the kept rows' datums
+ * live in the batch's context.  A key that is an outer column is taken from
+ * the kept row; any other key expression is evaluated over the scan tuple.
  * false if no outer row was left.
  */
 static bool
