@@ -56,6 +56,7 @@
 #include "optimizer/paths.h"
 #include "optimizer/restrictinfo.h"
 #include "parser/parsetree.h"
+#include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -75,16 +76,22 @@ enum RedisJoinPrivate
 	RJ_ABSENT_NO_ROW			/* Integer: absent_is_no_row */
 };
 
-/* A batch of outer rows and their keys, fetched in one round. */
+/*
+ * A batch of outer rows and their keys, fetched in one round.  The outer
+ * rows are kept as their columns' datums (nouter per row, by-reference ones
+ * copied into cxt): no tuple is formed, and none deformed again to join.
+ */
 typedef struct JoinBatch
 {
-	TupleTableSlot **slots;		/* the outer rows (made on first use) */
+	Datum	   *values;			/* row i's columns at i * nouter */
+	bool	   *nulls;
+	int			maxrows;		/* rows values has room for */
 	char	  **keys;			/* Redis key of each, NULL for a NULL key */
 	size_t	   *lens;
 	int		   *stateidx;		/* its distinct key's state in the round */
 	int			n;
 	bool		sent;			/* its round was sent, not taken yet */
-	MemoryContext cxt;			/* the keys */
+	MemoryContext cxt;			/* the keys and by-reference datums */
 } JoinBatch;
 
 typedef struct RedisJoinState
@@ -99,6 +106,9 @@ typedef struct RedisJoinState
 	List	   *inner_atts;
 	bool		need_ttl;
 	ExprState  *keyexpr;
+	AttrNumber	keycol;			/* the key is this outer column (no
+								 * expression to evaluate), or 0 */
+	TupleDesc	outer_desc;		/* of the outer rows: how to copy datums */
 	PgpolyConv	keyconv;		/* the outer key's type -> stored form, */
 	bool		keyconv_ready;	/* unless it is the key column's */
 	ExprState  *joinqual;
@@ -436,6 +446,22 @@ create_join_state(CustomScan *cscan)
 	return (Node *) js;
 }
 
+/*
+ * The outer column (1-based, of the scan tuple's first nouter) that the
+ * outer key expression expr merely reads, or 0 when it computes something.
+ * A binary-compatible relabeling leaves the datum as it is.
+ */
+static AttrNumber
+outer_column(Expr *expr, int nouter)
+{
+	while (expr && IsA(expr, RelabelType))
+		expr = ((RelabelType *) expr)->arg;
+	if (expr && IsA(expr, Var) && ((Var *) expr)->varno == INDEX_VAR &&
+		((Var *) expr)->varattno >= 1 && ((Var *) expr)->varattno <= nouter)
+		return ((Var *) expr)->varattno;
+	return 0;
+}
+
 /* BeginCustomScan: the outer plan, expressions, and the Redis side. */
 static void
 begin_join(CustomScanState *node, EState *estate, int eflags)
@@ -464,6 +490,9 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 	js->inner_atts = list_nth(cs->custom_private, RJ_INNER_ATTS);
 	js->need_ttl = intVal(list_nth(cs->custom_private, RJ_NEED_TTL));
 	js->keyexpr = ExecInitExpr(linitial(cs->custom_exprs), &node->ss.ps);
+	js->keycol = outer_column(linitial(cs->custom_exprs), nouter);
+	js->outer_desc = ExecGetResultType(js->outer);
+	Assert(js->outer_desc->natts >= nouter);
 	js->joinqual = ExecInitQual(list_copy_tail(cs->custom_exprs, 1), &node->ss.ps);
 	js->tbl = RedisLoadTable(rte->relid, PgpolyRteUser(estate, rte));
 	js->rti = rti;
@@ -493,7 +522,6 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 	{
 		JoinBatch  *batch = &js->batches[b];
 
-		batch->slots = palloc0(sizeof(TupleTableSlot *) * js->cap);	/* made on first use */
 		batch->keys = palloc(sizeof(char *) * js->cap);
 		batch->lens = palloc(sizeof(size_t) * js->cap);
 		batch->stateidx = palloc(sizeof(int) * js->cap);
@@ -505,20 +533,61 @@ begin_join(CustomScanState *node, EState *estate, int eflags)
 }
 
 /*
- * Load the scan tuple with outer row pos of the current batch and, if vals
- * is not NULL, the Redis row vals/nulls (else NULLs for the Redis columns).
+ * Keep outer row n of batch: its columns' datums, the by-reference ones
+ * copied into the batch's memory (as a copy of the slot would keep them;
+ * the outer plan's slot changes with its next row).
+ */
+static void
+keep_outer_row(RedisJoinState *js, JoinBatch *batch, int n, TupleTableSlot *slot)
+{
+	TupleDesc	desc = js->outer_desc;
+	Datum	   *values;
+	bool	   *nulls;
+
+	if (n == batch->maxrows)
+	{
+		batch->maxrows = Max(64, batch->maxrows * 2);
+		batch->values = batch->values ?
+			repalloc_huge(batch->values, sizeof(Datum) * js->nouter * (Size) batch->maxrows) :
+			MemoryContextAllocExtended(js->css.ss.ps.state->es_query_cxt,
+									   sizeof(Datum) * js->nouter * (Size) batch->maxrows,
+									   MCXT_ALLOC_HUGE);
+		batch->nulls = batch->nulls ?
+			repalloc_huge(batch->nulls, sizeof(bool) * js->nouter * (Size) batch->maxrows) :
+			MemoryContextAllocExtended(js->css.ss.ps.state->es_query_cxt,
+									   sizeof(bool) * js->nouter * (Size) batch->maxrows,
+									   MCXT_ALLOC_HUGE);
+	}
+	values = batch->values + (Size) n * js->nouter;
+	nulls = batch->nulls + (Size) n * js->nouter;
+	slot_getallattrs(slot);
+	for (int i = 0; i < js->nouter; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		nulls[i] = slot->tts_isnull[i];
+		values[i] = nulls[i] || att->attbyval ? slot->tts_values[i] :
+			datumCopy(slot->tts_values[i], false, att->attlen);
+	}
+}
+
+/*
+ * Load the scan tuple with outer row pos of batch and, if vals is not NULL,
+ * the Redis row vals/nulls (else NULLs for the Redis columns).
  */
 static TupleTableSlot *
-fill_scan_tuple(RedisJoinState *js, TupleTableSlot *outer, Datum *vals, bool *nulls)
+fill_scan_tuple(RedisJoinState *js, JoinBatch *batch, int pos, Datum *vals,
+				bool *nulls)
 {
 	TupleTableSlot *scan = js->css.ss.ss_ScanTupleSlot;
 	ListCell   *lc;
 	int			i = js->nouter;
 
 	ExecClearTuple(scan);
-	slot_getallattrs(outer);
-	memcpy(scan->tts_values, outer->tts_values, sizeof(Datum) * js->nouter);
-	memcpy(scan->tts_isnull, outer->tts_isnull, sizeof(bool) * js->nouter);
+	memcpy(scan->tts_values, batch->values + (Size) pos * js->nouter,
+		   sizeof(Datum) * js->nouter);
+	memcpy(scan->tts_isnull, batch->nulls + (Size) pos * js->nouter,
+		   sizeof(bool) * js->nouter);
 	foreach(lc, js->inner_atts)
 	{
 		int			att = lfirst_int(lc);
@@ -540,7 +609,9 @@ fill_scan_tuple(RedisJoinState *js, TupleTableSlot *outer, Datum *vals, bool *nu
  * Read the next batch of outer rows into batch and send the fetch of their
  * distinct keys (RedisScanAddKeys, in pieces as they are read).  The outer
  * plan runs in the caller's memory context (it may allocate scan state
- * that must outlive the batch); only the keys live in the batch's context.
+ * that must outlive the batch); only the keys and the kept rows' datums
+ * live in the batch's context.  A key that is an outer column is taken from
+ * the kept row; any other key expression is evaluated over the scan tuple.
  * false if no outer row was left.
  */
 static bool
@@ -580,15 +651,19 @@ read_batch(RedisJoinState *js, JoinBatch *batch)
 			js->outer_done = true;
 			break;
 		}
-		if (batch->slots[n] == NULL)
-			batch->slots[n] = ExecAllocTableSlot(&js->css.ss.ps.state->es_tupleTable,
-												 ExecGetResultType(js->outer),
-												 &TTSOpsMinimalTuple);
-		ExecCopySlot(batch->slots[n], slot);
-		ResetExprContext(econtext);
-		econtext->ecxt_scantuple = fill_scan_tuple(js, batch->slots[n], NULL, NULL);
 		old = MemoryContextSwitchTo(batch->cxt);
-		key = ExecEvalExpr(js->keyexpr, econtext, &isnull);
+		keep_outer_row(js, batch, n, slot);
+		if (js->keycol > 0)
+		{
+			key = batch->values[(Size) n * js->nouter + js->keycol - 1];
+			isnull = batch->nulls[(Size) n * js->nouter + js->keycol - 1];
+		}
+		else
+		{
+			ResetExprContext(econtext);
+			econtext->ecxt_scantuple = fill_scan_tuple(js, batch, n, NULL, NULL);
+			key = ExecEvalExpr(js->keyexpr, econtext, &isnull);
+		}
 		batch->keys[n] = isnull ? NULL :
 			RedisLookupKey(js->tbl, js->keyconv_ready ? &js->keyconv : NULL,
 						   key, &batch->lens[n]);
@@ -658,7 +733,7 @@ exec_join(CustomScanState *node)
 	for (;;)
 	{
 		JoinBatch  *batch;
-		TupleTableSlot *outer;
+		int			pos;
 		RedisKeyState *st;
 		int			nrows;
 		bool		emit_nulls;
@@ -671,7 +746,7 @@ exec_join(CustomScanState *node)
 			continue;
 		}
 		batch = &js->batches[js->cur];
-		outer = batch->slots[js->pos];
+		pos = js->pos;
 
 		/* The Redis rows of this outer row's key, one per call. */
 		st = batch->stateidx[js->pos] >= 0 ?
@@ -680,7 +755,7 @@ exec_join(CustomScanState *node)
 		while (js->item < nrows)
 		{
 			RedisStateRow(js->scan, st, js->item++, js->rowvals, js->rownulls);
-			econtext->ecxt_scantuple = fill_scan_tuple(js, outer, js->rowvals,
+			econtext->ecxt_scantuple = fill_scan_tuple(js, batch, pos, js->rowvals,
 													   js->rownulls);
 			if (!ExecQual(js->joinqual, econtext))
 				continue;
@@ -701,7 +776,7 @@ exec_join(CustomScanState *node)
 		next_outer(js);
 		if (emit_nulls)
 		{
-			econtext->ecxt_scantuple = fill_scan_tuple(js, outer, NULL, NULL);
+			econtext->ecxt_scantuple = fill_scan_tuple(js, batch, pos, NULL, NULL);
 			if (ExecQual(node->ss.ps.qual, econtext))
 				return ExecProject(node->ss.ps.ps_ProjInfo);
 		}

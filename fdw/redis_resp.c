@@ -366,8 +366,47 @@ take(char **mem, Size size)
 }
 
 /*
+ * The number of a header line at p that measure checked (strict decimal
+ * after the type byte, then CRLF), and *in past the line.  No checks: they
+ * were made.
+ */
+static inline int64
+checked_number(const char *p, const char **in)
+{
+	bool		neg = p[1] == '-';
+	uint64		v = 0;
+
+	for (p += 1 + neg; *p != '\r'; p++)
+		v = v * 10 + (*p - '0');
+	*in = p + 2;
+	return neg ? (int64) (0 - v) : (int64) v;
+}
+
+/*
+ * Build the bulk string (non-nil, header checked by measure) at *in into r,
+ * advancing *in past it; its bytes come from *mem.
+ */
+static inline void
+build_string(redisReply *r, const char **in, char **mem)
+{
+	size_t		len = (size_t) checked_number(*in, in);
+
+	r->type = REDIS_REPLY_STRING;
+	r->integer = 0;
+	r->len = len;
+	r->str = take(mem, len + 1);
+	r->elements = 0;
+	r->element = NULL;
+	memcpy(r->str, *in, len);
+	r->str[len] = '\0';
+	*in += len + 2;
+}
+
+/*
  * Build the element whose header is at *in (checked by measure), advancing
- * *in past it; objects and strings come from *mem.
+ * *in past it; objects and strings come from *mem.  A bulk string element
+ * of an array, the common case (HGETALL, HMGET ...), is built in the
+ * array's loop.
  */
 static redisReply *
 build(const char **in, const char *end, char **mem)
@@ -377,6 +416,11 @@ build(const char **in, const char *end, char **mem)
 	size_t		hdr = 0;
 	int64		n = 0;
 
+	if (p[0] == '$' && p[1] != '-')
+	{
+		build_string(r, in, mem);
+		return r;
+	}
 	r->integer = 0;
 	r->len = 0;
 	r->str = NULL;
@@ -402,23 +446,23 @@ build(const char **in, const char *end, char **mem)
 	}
 	else if (n < 0)
 		r->type = REDIS_REPLY_NIL;
-	else if (p[0] == '$')
-	{
-		r->type = REDIS_REPLY_STRING;
-		r->len = (size_t) n;
-		r->str = take(mem, r->len + 1);
-		memcpy(r->str, *in, r->len);
-		r->str[r->len] = '\0';
-		*in += r->len + 2;
-	}
 	else
 	{
+		Assert(p[0] == '*');
 		r->type = REDIS_REPLY_ARRAY;
 		r->elements = (size_t) n;
 		if (n > 0)
 			r->element = take(mem, sizeof(redisReply *) * (Size) n);
 		for (int64 i = 0; i < n; i++)
-			r->element[i] = build(in, end, mem);
+		{
+			if ((*in)[0] == '$' && (*in)[1] != '-')
+			{
+				r->element[i] = take(mem, sizeof(redisReply));
+				build_string(r->element[i], in, mem);
+			}
+			else
+				r->element[i] = build(in, end, mem);
+		}
 	}
 	return r;
 }

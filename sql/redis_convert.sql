@@ -62,6 +62,24 @@ INSERT INTO candidates SELECT t, s FROM unnest(ARRAY['timestamp', 'timestamptz',
     '2024-06-01 00:00:17+00 ', '2024-06-01  00:00:17+00', '2024-06-01 00:00:17-00',
     '1999-12-31 23:59:59.999999+00', '2000-01-01 00:00:00+00', '1970-01-01 00:00:00+00',
     '2024-03-10 02:30:00+00', '06/01/2024 00:00:17+00', '2024-06-01 00:00:17+00:00']) s;
+-- Plain decimals of up to 19 digits take convert.c's exact float8 path
+-- (fast_float8): halfway cases, mantissas past 2^53, many digits after the
+-- point; 20 digits and more go to float8in.
+INSERT INTO candidates SELECT 'float8', s FROM unnest(ARRAY['9007199254740992',
+  '9007199254740993', '9007199254740995', '-9007199254740997', '18014398509481986',
+  '18014398509481990', '4503599627370497.5', '4503599627370496.5', '2251799813685248.25',
+  '2251799813685248.75', '1234567890123456789', '9999999999999999999', '12345678901234567890',
+  '0.1234567890123456789', '0.0000000000000000000001', '0.00000000000000000000001',
+  '0.8944271909999159', '0.89442719099991586', '-.5', '1.', '-0.0', '-0.', '.',
+  '-', '00000000000000000000.5', '1.2.3', '1..2', '+.5', '0.1e1']) s;
+SELECT setseed(0.31);
+INSERT INTO candidates
+SELECT 'float8', sign || left(d, p) || '.' || substr(d, p + 1)
+FROM (SELECT CASE WHEN random() < 0.3 THEN '-' ELSE '' END AS sign,
+             left(lpad(floor(random() * 1e19)::numeric::text, 19, '0'),
+                  1 + floor(random() * 19)::int) AS d
+      FROM generate_series(1, 400)) r,
+     LATERAL (SELECT floor(random() * (length(d) + 1))::int AS p) q;
 -- ... and what pgpoly (or anyone with the fixed settings) writes, at random.
 SELECT setseed(0.17);
 INSERT INTO candidates

@@ -99,6 +99,9 @@ INSERT INTO queries VALUES
   ('anti, ON filter', 'SELECT l.id FROM l WHERE NOT EXISTS (SELECT 1 FROM %1$s r WHERE r.key = l.k AND r.w IS NOT NULL)'),
   ('lateral', 'SELECT l.id, s.v FROM l CROSS JOIN LATERAL (SELECT r.v FROM %1$s r WHERE r.key = l.k ORDER BY r.v LIMIT 1) s'),
   ('left lateral', 'SELECT l.id, s.v FROM l LEFT JOIN LATERAL (SELECT r.v + l.x AS v FROM %1$s r WHERE r.key = l.k OFFSET 0) s ON true'),
+  -- an outer key computed by an expression (not an outer column the batch keeps)
+  ('inner, key expression', 'SELECT l.id, l.k, r.v FROM l JOIN %1$s r ON r.key = lower(upper(l.k))'),
+  ('left, key expression', 'SELECT l.id, l.k || ''!'', r.w FROM l LEFT JOIN %1$s r ON r.key = ''k'' || substr(l.k, 2)'),
   ('aggregate', 'SELECT l.k, count(r.key), sum(r.v) FROM l LEFT JOIN %1$s r ON r.key = l.k GROUP BY l.k'),
   ('aggregate of expressions', 'SELECT count(*), sum(r.v), sum(r.v * l.x), min(r.w) FROM l JOIN %1$s r ON r.key = l.k'),
   -- some fields alone: HMGET where a hash without them is as good as none

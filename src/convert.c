@@ -30,7 +30,9 @@
  * inside an open scope opens no other.  Dates and timestamps of the years
  * 1..9999 are written here without datetime.c's general encoder, in the
  * same bytes (sql/redis_write_forms.sql compares them with the output
- * functions').  A caller that copies a value's form where it goes at once
+ * functions'); plain decimals are read into float8 here, exactly rounded
+ * as strtod rounds them, without strtod's general parser
+ * (sql/redis_convert.sql compares them with the cast).  A caller that copies a value's form where it goes at once
  * (the Redis write builder) takes it from PgpolyDatumBytesRef: no palloc,
  * no copy of its own.  set_config_option() is never used
  * there: it costs far more than the conversion.  money is the exception:
@@ -84,6 +86,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgtime.h"
+#include "port/pg_bitutils.h"
 #include "utils/builtins.h"
 #include "utils/bytea.h"
 #include "utils/date.h"
@@ -1122,17 +1125,117 @@ fixed_timestamp(const char *s, size_t len, bool withtz, Timestamp *result)
 	return IS_VALID_TIMESTAMP(*result);
 }
 
+#ifdef HAVE_INT128
+/*
+ * m / 10^k rounded to the nearest double, ties to even, as strtod rounds
+ * (m > 0, k <= 27, so that 5^k < 2^63).  m / 10^k = (m * 2^s / 5^k) *
+ * 2^-(s + k): the quotient of m shifted to the top of 127 bits by 5^k has
+ * at least 64 bits, its first 53 are the mantissa and the rest, with the
+ * remainder, decide the rounding; the result is a normal double (between
+ * 1e-27 and 2^64), which ldexp scales exactly.
+ */
+static double
+decimal_to_double(uint64 m, int k)
+{
+	int			s = 126 - pg_leftmost_one_pos64(m);
+	uint64		five = 1;
+	uint128		q;
+	uint64		r;
+	int			sh;
+	uint64		mant;
+	uint128		rest,
+				half;
+
+	for (int i = 0; i < k; i++)
+		five *= 5;
+	q = ((uint128) m << s) / five;
+	r = (uint64) (((uint128) m << s) % five);
+	sh = (q >> 64 ? 64 + pg_leftmost_one_pos64((uint64) (q >> 64)) :
+		  pg_leftmost_one_pos64((uint64) q)) + 1 - 53;
+	mant = (uint64) (q >> sh);
+	rest = q & (((uint128) 1 << sh) - 1);
+	half = (uint128) 1 << (sh - 1);
+	if (rest > half || (rest == half && (r != 0 || (mant & 1))))
+	{
+		if (++mant == UINT64CONST(1) << 53)
+		{
+			mant >>= 1;
+			sh++;
+		}
+	}
+	return ldexp((double) mant, sh - s - k);
+}
+#endif
+
+/*
+ * The double of plain decimal text s (len bytes: an optional '-', digits,
+ * an optional '.' and digits; no exponent, no spaces) of at most 19 digits,
+ * at most 22 of them after the point, rounded as strtod rounds it: exactly
+ * computed (Clinger's fast path where the integer of its digits is at most
+ * 2^53, since that and the power of ten are then exact doubles and IEEE
+ * division rounds their quotient correctly; decimal_to_double otherwise).
+ * false for anything else (more digits, exponents, NaN, Infinity, spaces,
+ * errors): float8in reads those.
+ */
+static bool
+fast_float8(const char *s, size_t len, double *result)
+{
+	static const double pow10[] = {
+		1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+		1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+	};
+	const char *p = s;
+	const char *end = s + len;
+	const char *digits;
+	bool		neg = false;
+	uint64		m = 0;			/* wraps past 19 digits: refused below */
+	size_t		ndigits;
+	size_t		nfrac = 0;
+
+	if (p < end && *p == '-')
+	{
+		neg = true;
+		p++;
+	}
+	for (digits = p; p < end && *p >= '0' && *p <= '9'; p++)
+		m = m * 10 + (*p - '0');
+	ndigits = p - digits;
+	if (p < end && *p == '.')
+	{
+		for (digits = ++p; p < end && *p >= '0' && *p <= '9'; p++)
+			m = m * 10 + (*p - '0');
+		nfrac = p - digits;
+		ndigits += nfrac;
+	}
+	if (p != end || ndigits == 0 || ndigits > 19 || nfrac >= lengthof(pow10))
+		return false;
+	if (m <= (UINT64CONST(1) << 53))
+		*result = (double) m / pow10[nfrac];
+	else
+#ifdef HAVE_INT128
+		*result = decimal_to_double(m, (int) nfrac);
+#else
+		return false;
+#endif
+	if (neg)
+		*result = -*result;
+	return true;
+}
+
 /*
  * The datum of s (len bytes, NUL-terminated, valid text) by a fast path of
  * conv's kind, giving what the input function gives; false when s is not
  * in the form the fast path reads (the input function must then read it).
- * Integer and float8 input call what their input functions call.
+ * Integer input calls what its input functions call; float8 reads plain
+ * decimals of up to 19 digits itself, rounded exactly as strtod rounds
+ * them (fast_float8), and calls float8in's parser for anything else.
  */
 static bool
 fast_in(PgpolyConv *conv, const char *s, size_t len, Datum *value)
 {
 	Timestamp	ts;
 	int			ndays;
+	double		f;
 
 	switch (conv->kind)
 	{
@@ -1146,8 +1249,11 @@ fast_in(PgpolyConv *conv, const char *s, size_t len, Datum *value)
 			*value = Int64GetDatum(pg_strtoint64(s));
 			return true;
 		case PGPOLY_CONV_FLOAT8:
-			*value = Float8GetDatum(float8in_internal((char *) s, NULL,
-													  "double precision", s));
+			if (fast_float8(s, len, &f))
+				*value = Float8GetDatum(f);
+			else
+				*value = Float8GetDatum(float8in_internal((char *) s, NULL,
+														  "double precision", s));
 			return true;
 		case PGPOLY_CONV_DATE:
 			if (len != 10 || !fixed_date(s, &ndays) || !IS_VALID_DATE(ndays))
