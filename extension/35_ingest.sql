@@ -277,6 +277,57 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'pgpoly_ingest_ordinal';
 
 
+-- clock_timestamp(), but each call from one place in one execution of a
+-- query at least a microsecond after the one before: ingest_features'
+-- created_at, distinct and in the source's order however fast rows are
+-- appended.
+CREATE FUNCTION pgpoly._ingest_clock()
+RETURNS timestamptz
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pgpoly_ingest_clock';
+
+-- Whether ingest_features appends to the offline table rel (the columns cols)
+-- with _offline_append rather than an INSERT: a plain table with no triggers,
+-- row-level security or generated columns, which the caller may insert into
+-- (src/ingest.c).  Takes the INSERT's lock on rel when the caller may insert.
+CREATE FUNCTION pgpoly._offline_direct(rel oid, cols text[])
+RETURNS bool
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pgpoly_offline_direct';
+
+CREATE FUNCTION pgpoly._offline_append_step(internal, oid, text[], VARIADIC "any")
+RETURNS internal
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pgpoly_offline_append_step';
+
+CREATE FUNCTION pgpoly._offline_append_final(internal)
+RETURNS bigint
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'pgpoly_offline_append_final';
+
+-- Append each row (its values: the arguments after cols, of the columns
+-- cols, already of their types) to the table rel, as COPY does: heap tuples
+-- a batch at a time, then their index entries; returns the rows appended.
+-- Only where _offline_direct said so, earlier in the transaction.
+CREATE AGGREGATE pgpoly._offline_append(oid, text[], VARIADIC "any") (
+	SFUNC = pgpoly._offline_append_step,
+	STYPE = internal,
+	FINALFUNC = pgpoly._offline_append_final,
+	FINALFUNC_MODIFY = READ_WRITE,
+	PARALLEL = UNSAFE
+);
+
+-- The offline table's columns ingest_features writes, in the order of its
+-- INSERT's column list: the entity column, event_time, created_at, then
+-- every feature of view v.
+CREATE FUNCTION pgpoly._ingest_offline_columns(v pgpoly._fv_def)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT ARRAY[($1).entity_column::text, 'event_time', 'created_at'] || ($1).features
+$$;
+
 -- The statement that ingests the source src (a FROM-clause item) with
 -- columns names into view v (ty: its types, _ingest_types), after checking
 -- that the source returns the entity, event_time and only the view's
@@ -291,7 +342,7 @@ AS 'MODULE_PATHNAME', 'pgpoly_ingest_ordinal';
 -- COLLATE pg_catalog."C", the key type's own equality from the catalog,
 -- the view's types as _fv_type_sql writes them).
 CREATE FUNCTION pgpoly._ingest_statement(v pgpoly._fv_def, ty record, src text, names text[],
-										 OUT stmt text, OUT key text, OUT feats text[])
+										 direct bool, OUT stmt text, OUT key text, OUT feats text[])
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pgpoly, pg_temp
 AS $$
@@ -356,11 +407,9 @@ BEGIN
 																	 (%15$s) IS NULL AND s.k IS NULL)) AS other
 				FROM s),
 		ok AS (SELECT chk.bad IS NULL AND chk.long IS NULL AND chk.other IS NULL AS ok FROM chk),
-		off AS (
-			INSERT INTO %4$s (%5$I, event_time, created_at, %6$s)
-			SELECT s.k::%7$s, s.et, pg_catalog.clock_timestamp(), %8$s
-			FROM s WHERE (SELECT ok.ok FROM ok)
-			RETURNING 1),
+		off AS (%16$s
+			SELECT %17$s s.k::%7$s, s.et, pgpoly._ingest_clock(), %8$s%18$s
+			FROM s WHERE (SELECT ok.ok FROM ok)%19$s),
 		newest AS (
 			SELECT DISTINCT ON (s.k COLLATE pg_catalog."C") s.*
 			FROM s WHERE (SELECT ok.ok FROM ok)
@@ -369,7 +418,7 @@ BEGIN
 			INSERT INTO %9$s (%10$I, %6$s, _event_time)
 			SELECT s.k::%11$s, %8$s, s.et
 			FROM newest s%12$s)
-		SELECT (SELECT pg_catalog.count(*) FROM off), (SELECT chk.bad FROM chk),
+		SELECT (SELECT %20$s FROM off), (SELECT chk.bad FROM chk),
 			   (SELECT chk.long FROM chk), (SELECT chk.other FROM chk)$q$,
 		key,
 		(SELECT coalesce(string_agg(format(', q.%1$I::%2$s AS %1$I', u.f, pgpoly._fv_type_sql(u.t)),
@@ -380,7 +429,15 @@ BEGIN
 		pgpoly._fv_type_sql(ty.key_type), v_online,
 		pgpoly._fv_key_fits(ty.key_type, 's.k'),
 		pgpoly._fv_key_fits(pgpoly._fv_fit_type(v.offline_table, v.entity_column), 's.k'),
-		pgpoly._fv_offline_text(v, 's.k'));
+		pgpoly._fv_offline_text(v, 's.k'),
+		-- the offline append: _offline_append (direct) or an INSERT
+		CASE WHEN direct THEN '' ELSE format('INSERT INTO %s (%I, event_time, created_at, %s)',
+											 v.offline_rel, v.entity_column, pgpoly._fv_cols(v.features)) END,
+		CASE WHEN direct THEN format('pgpoly._offline_append(%s::pg_catalog.oid, %L::pg_catalog.text[],',
+									 v.offline_table::oid, pgpoly._ingest_offline_columns(v)) ELSE '' END,
+		CASE WHEN direct THEN ') AS n' ELSE '' END,
+		CASE WHEN direct THEN '' ELSE ' RETURNING 1' END,
+		CASE WHEN direct THEN 'off.n' ELSE 'pg_catalog.count(*)' END);
 END
 $$;
 
@@ -428,7 +485,11 @@ BEGIN
 	PERFORM pgpoly._ingest_check_privileges(v);
 	SELECT c.names, c.types INTO v_cols FROM pgpoly._relation_columns(v_src, 'source') c;
 	ty := pgpoly._ingest_types(v);
-	st := pgpoly._ingest_statement(v, ty, v_src, v_cols.names);
+	-- the offline append without the executor's INSERT where nothing only
+	-- the executor honours applies to the offline table (its lock taken)
+	st := pgpoly._ingest_statement(v, ty, v_src, v_cols.names,
+								   pgpoly._offline_direct(v.offline_table,
+														  pgpoly._ingest_offline_columns(v)));
 	-- every entity of the view locked, until the end of the transaction,
 	-- before Redis is read: a concurrent writer of one of them (put_features,
 	-- materialize, another ingest_features) waits, then reads what this

@@ -177,6 +177,27 @@ SELECT pgpoly._lock_partitions(NULL, '{x}') IS NULL AS lock_null_parent,
 SELECT pg_temp.try('SELECT pgpoly._lock_partitions(0, ''{x}'')');
 SELECT pg_temp.try('SELECT pgpoly._lock_partitions(''pg_class'', ''{pg_attribute}'')');
 SELECT pg_temp.try('SELECT pgpoly._lock_partitions(''pgpoly.predictions'', ''{registered_models}'')');
+-- ingest_features' offline append (nothing inserted or locked by any of these)
+CREATE TEMP TABLE hs_off (k text, n int CHECK (n > 0));
+SELECT pgpoly._offline_direct(NULL, '{k}') IS NULL AS direct_null_rel,
+       pgpoly._offline_direct('hs_off'::regclass, NULL) IS NULL AS direct_null_cols,
+       pgpoly._offline_direct(0, '{k}') AS direct_no_rel,
+       pgpoly._offline_direct('pg_class'::regclass, '{relname}') AS direct_catalog,
+       pgpoly._offline_direct('pgpoly.predictions'::regclass, '{entity}') AS direct_partitioned,
+       pgpoly._offline_direct('hs_off'::regclass, '{k,nope}') AS direct_no_column,
+       pgpoly._offline_direct('hs_off'::regclass, '{k,NULL}') AS direct_null_column,
+       pgpoly._offline_direct('hs_off'::regclass, '{k}') AS direct_ok;
+SELECT pg_temp.try('SELECT pgpoly._offline_append(NULL, ''{k}'', ''x''::text)');
+SELECT pg_temp.try('SELECT pgpoly._offline_append(''hs_off''::regclass, NULL, ''x''::text)');
+SELECT pg_temp.try('SELECT pgpoly._offline_append(0, ''{k}'', ''x''::text)');
+SELECT pg_temp.try('SELECT pgpoly._offline_append(''pg_class''::regclass, ''{relname}'', ''x''::name)');
+SELECT pg_temp.try('SELECT pgpoly._offline_append(''hs_off''::regclass, ''{k,n}'', ''x''::text)');
+SELECT pg_temp.try('SELECT pgpoly._offline_append(''hs_off''::regclass, ''{k}'', 1)');
+SELECT pg_temp.try('SELECT pgpoly._offline_append(''hs_off''::regclass, ''{k,n}'', ''x''::text, 0)');
+SELECT pg_temp.try('SELECT pgpoly._offline_append(''hs_off''::regclass, ''{k}'', ''x''::text) OVER ()');
+SELECT (SELECT pgpoly._offline_append('hs_off'::regclass, '{k}', 'x'::text) FROM generate_series(1, 0)) AS appended_none,
+       (SELECT count(*) FROM hs_off) AS rows_left;
+DROP TABLE hs_off;
 -- the prediction log's direct insertion (nothing inserted by any of these)
 SELECT pgpoly._prediction_insert(NULL, '[]', '{}', '{}', '{}', '{}') IS NULL AS insert_null_parent,
        pgpoly._prediction_insert('pgpoly.predictions', NULL, '{}', '{}', '{}', '{}') IS NULL AS insert_null_rows,
@@ -247,7 +268,7 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
                         '_fv_rel', '_fv_require_privileges', '_fv_may_write', '_fv_lock_entities',
                         '_fv_is_fresh', '_fv_serve', '_fv_describe',
                         '_fv_newest_usable', '_fv_newest_rows', '_fv_store_text', '_fv_entity_in',
-                        '_fv_eq_operator',
+                        '_fv_eq_operator', '_offline_direct', '_offline_append_step', '_offline_append_final',
                         'create_sync', 'drop_sync', 'sync_retry', 'sync_wait', '_sync_ref',
                         '_relation_name')
 ORDER BY 1;

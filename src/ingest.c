@@ -1,11 +1,21 @@
 /*-------------------------------------------------------------------------
  *
  * ingest.c
- *		  C helpers of ingest_features (extension/35_ingest.sql).
+ *		  C helpers of ingest_features (extension/35_ingest.sql): the source
+ *		  rows' numbering and created_at, and the offline append without
+ *		  the executor.
  *
- * Invariant: nothing here reads or writes a table; the SQL function keeps
- * the contract (API.md section 3) and only asks these for per-row work that
- * SQL does at a higher cost.
+ * Invariants:
+ *	- Nothing here decides what is written: the SQL function keeps the
+ *	  contract (API.md section 3) and builds every value; these only do
+ *	  per-row work that SQL does at a higher cost.
+ *	- The offline append (pgpoly._offline_append) inserts exactly the rows
+ *	  and values the statement's INSERT would, into a plain table for which
+ *	  pgpoly._offline_direct said so (src/directinsert.c: no triggers, no
+ *	  row-level security, no generated columns, not a partition, the
+ *	  caller's privileges), with the columns the INSERT does not name
+ *	  given their defaults as the INSERT gives them; any other offline
+ *	  table is appended to by the INSERT itself.
  *
  * src/ingest.c
  *
@@ -13,9 +23,35 @@
  */
 #include "postgres.h"
 
+#include "access/sysattr.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/catalog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "executor/executor.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "nodes/params.h"
+#include "optimizer/optimizer.h"
+#include "parser/parse_coerce.h"
+#include "rewrite/rewriteHandler.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "pgpoly.h"
 
 PG_FUNCTION_INFO_V1(pgpoly_ingest_ordinal);
+PG_FUNCTION_INFO_V1(pgpoly_ingest_clock);
+PG_FUNCTION_INFO_V1(pgpoly_offline_direct);
+PG_FUNCTION_INFO_V1(pgpoly_offline_append_step);
+PG_FUNCTION_INFO_V1(pgpoly_offline_append_final);
 
 /*
  * pgpoly._ingest_ordinal(): 1, 2, 3 ... on the successive calls from one
@@ -35,4 +71,367 @@ pgpoly_ingest_ordinal(PG_FUNCTION_ARGS)
 		fcinfo->flinfo->fn_extra = count;
 	}
 	PG_RETURN_INT64(++(*count));
+}
+
+/*
+ * pgpoly._ingest_clock(): clock_timestamp(), but each call from one call
+ * site in one execution of a query at least a microsecond later than the
+ * one before (the last value lives with the call's FmgrInfo).
+ * ingest_features stamps created_at with it: the source's rows get
+ * distinct created_at in the source's order (a later row of one entity and
+ * event time is the newer one), however fast they are appended.
+ */
+Datum
+pgpoly_ingest_clock(PG_FUNCTION_ARGS)
+{
+	TimestampTz *last = (TimestampTz *) fcinfo->flinfo->fn_extra;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (last == NULL)
+	{
+		last = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(TimestampTz));
+		fcinfo->flinfo->fn_extra = last;
+	}
+	else if (now <= *last)
+		now = *last + 1;
+	*last = now;
+	PG_RETURN_TIMESTAMPTZ(now);
+}
+
+/* Rows buffered before they are inserted, as COPY's batches */
+#define OFFLINE_BATCH 1000
+
+/* The state of one pgpoly._offline_append aggregate */
+typedef struct OfflineAppend
+{
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *row;		/* the current row (virtual) */
+	int			ncols;			/* columns named, one per value argument */
+	AttrNumber *attnum;			/* rel's column of each value */
+	ExprState **defaults;		/* per column of rel not named: its default */
+	ExprState **coerce;			/* per value: its typmod coercion, or NULL */
+	ParamListInfo params;		/* the values, as the coercions' input */
+	TupleTableSlot *slots[OFFLINE_BATCH];	/* made as needed */
+	int			nslots;			/* slots holding a row */
+	CommandId	cid;
+	int64		count;			/* rows appended */
+	bool		done;			/* the final function ran */
+} OfflineAppend;
+
+/*
+ * The range table entry of an INSERT into rel naming the columns of cols (a
+ * text[] of names); NULL if one is not a live column of rel (the INSERT
+ * then gives its own ERROR).  attnum, if not NULL, gets their numbers.
+ */
+static RangeTblEntry *
+insert_rte(Relation rel, ArrayType *cols, AttrNumber **attnum, int *ncols)
+{
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	Datum	   *names;
+	bool	   *nulls;
+	int			n;
+
+	deconstruct_array(cols, TEXTOID, -1, false, TYPALIGN_INT, &names, &nulls, &n);
+	if (attnum)
+		*attnum = palloc(n * sizeof(AttrNumber));
+	for (int i = 0; i < n; i++)
+	{
+		AttrNumber	a = nulls[i] ? InvalidAttrNumber :
+		get_attnum(RelationGetRelid(rel), TextDatumGetCString(names[i]));
+
+		if (a <= 0)
+			return NULL;
+		rte->insertedCols = bms_add_member(rte->insertedCols,
+										   a - FirstLowInvalidHeapAttributeNumber);
+		if (attnum)
+			(*attnum)[i] = a;
+	}
+	if (ncols)
+		*ncols = n;
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	rte->requiredPerms = ACL_INSERT;
+	return rte;
+}
+
+/*
+ * Whether relid is a table (not a partition, a system catalog or a TOAST
+ * table) the current user may insert into: what pgpoly._offline_append may
+ * lock.
+ */
+static bool
+plain_table(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	bool		plain;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	plain = ((Form_pg_class) GETSTRUCT(tup))->relkind == RELKIND_RELATION &&
+		!((Form_pg_class) GETSTRUCT(tup))->relispartition &&
+		!IsCatalogRelationOid(relid) &&
+		!IsToastNamespace(((Form_pg_class) GETSTRUCT(tup))->relnamespace);
+	ReleaseSysCache(tup);
+	return plain && PgpolyMayInsert(relid);
+}
+
+/*
+ * Whether the INSERT of the columns cols into relid can be done by
+ * pgpoly._offline_append: a plain table, not a partition, that no
+ * executor-only feature applies to (PgpolyDirectInsertRefused).  Takes
+ * the INSERT's lock (RowExclusiveLock, kept to the end of the
+ * transaction, so that no trigger or policy can be added before the
+ * append) unless the caller may not insert into relid.
+ */
+static bool
+offline_direct(Oid relid, ArrayType *cols)
+{
+	Relation	rel;
+	RangeTblEntry *rte;
+	bool		ok;
+
+	if (XactReadOnly || IsInParallelMode() || !plain_table(relid))
+		return false;
+	rel = table_open(relid, RowExclusiveLock);
+	rte = insert_rte(rel, cols, NULL, NULL);
+	ok = rte != NULL && !PgpolyDirectInsertRefused(rel, rte);
+	table_close(rel, NoLock);
+	return ok;
+}
+
+/*
+ * pgpoly._offline_direct(rel oid, cols text[]) RETURNS bool: whether
+ * ingest_features appends to rel (the columns cols) with _offline_append
+ * rather than an INSERT (offline_direct).
+ */
+Datum
+pgpoly_offline_direct(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(offline_direct(PG_GETARG_OID(0), PG_GETARG_ARRAYTYPE_P(1)));
+}
+
+/*
+ * The assignment of a value of type typid and typmod typmod to column att,
+ * as an INSERT's target list coerces it (a length coercion where the
+ * typmods differ: varchar(n), numeric(p, s) ...), over parameter i + 1 of
+ * st->params; NULL if the value is stored as it is.  A value of another
+ * type is a can't-happen: the statement casts every value to its column's
+ * type.
+ */
+static ExprState *
+value_coercion(OfflineAppend *st, int i, Oid typid, int32 typmod, Form_pg_attribute att)
+{
+	Param	   *param = makeNode(Param);
+	Node	   *expr;
+
+	if (typid != att->atttypid)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("value %d of _offline_append is of type %s, column \"%s\" of type %s",
+						i + 1, format_type_be(typid), NameStr(att->attname),
+						format_type_be(att->atttypid))));
+	param->paramkind = PARAM_EXTERN;
+	param->paramid = i + 1;
+	param->paramtype = typid;
+	param->paramtypmod = typmod;
+	param->paramcollid = att->attcollation;
+	param->location = -1;
+	st->params->params[i].ptype = typid;
+	st->params->params[i].pflags = PARAM_FLAG_CONST;
+	expr = coerce_to_target_type(NULL, (Node *) param, typid, att->atttypid, att->atttypmod,
+								 COERCION_ASSIGNMENT, COERCE_IMPLICIT_CAST, -1);
+	if (expr == NULL)			/* can't happen: the same type */
+		elog(ERROR, "value %d of _offline_append cannot be assigned to column \"%s\"",
+			 i + 1, NameStr(att->attname));
+	if (expr == (Node *) param)
+		return NULL;
+	return ExecInitExpr(expression_planner((Expr *) expr), NULL);
+}
+
+/*
+ * Plan what the INSERT's target list does besides taking the values: the
+ * default of each column of st->rel that st->attnum does not name
+ * (planned as COPY plans them; identity columns included), and each value
+ * argument's assignment to its column (fcinfo's arguments from 3 on).
+ */
+static void
+prepare_columns(OfflineAppend *st, FunctionCallInfo fcinfo)
+{
+	TupleDesc	desc = RelationGetDescr(st->rel);
+	List	   *args = ((FuncExpr *) fcinfo->flinfo->fn_expr)->args;
+
+	st->defaults = palloc0(desc->natts * sizeof(ExprState *));
+	st->coerce = palloc0(st->ncols * sizeof(ExprState *));
+	st->params = makeParamList(st->ncols);
+	for (int i = 0; i < st->ncols; i++)
+	{
+		Node	   *arg = list_nth(args, i + 3);
+
+		st->coerce[i] = value_coercion(st, i, exprType(arg), exprTypmod(arg),
+									   TupleDescAttr(desc, st->attnum[i] - 1));
+		st->defaults[st->attnum[i] - 1] = (ExprState *) -1; /* named: none */
+	}
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Node	   *expr = NULL;
+
+		if (st->defaults[a] == NULL && !TupleDescAttr(desc, a)->attisdropped)
+			expr = build_column_default(st->rel, a + 1);
+		st->defaults[a] = expr ? ExecInitExpr(expression_planner((Expr *) expr), NULL) :
+			NULL;
+	}
+}
+
+/*
+ * Open relid for the appends of one aggregate (in the aggregate's memory
+ * context): the executor state of an INSERT of the columns cols, its
+ * privileges checked again (an ERROR as the INSERT's if they were revoked
+ * since _offline_direct).
+ */
+static OfflineAppend *
+append_open(FunctionCallInfo fcinfo, Oid relid, ArrayType *cols)
+{
+	OfflineAppend *st = palloc0(sizeof(OfflineAppend));
+	RangeTblEntry *rte;
+
+	if (!plain_table(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("relation with OID %u cannot be appended to by _offline_append", relid)));
+	st->rel = table_open(relid, RowExclusiveLock);
+	rte = insert_rte(st->rel, cols, &st->attnum, &st->ncols);
+	if (rte == NULL || st->ncols != PG_NARGS() - 3)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the columns of _offline_append do not match its values")));
+	ExecCheckRTPerms(list_make1(rte), true);
+	if (PgpolyDirectInsertRefused(st->rel, rte))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("relation \"%s\" cannot be appended to without the executor",
+						RelationGetRelationName(st->rel))));
+	prepare_columns(st, fcinfo);
+	st->estate = CreateExecutorState();
+	ExecInitRangeTable(st->estate, list_make1(rte));
+	st->rri = makeNode(ResultRelInfo);
+	ExecInitResultRelation(st->estate, st->rri, 1);
+	ExecOpenIndices(st->rri, false);
+	st->cid = GetCurrentCommandId(true);
+	st->estate->es_output_cid = st->cid;
+	st->row = ExecInitExtraTupleSlot(st->estate, RelationGetDescr(st->rel), &TTSOpsVirtual);
+	return st;
+}
+
+/*
+ * Make st->row of the value arguments of fcinfo and the other columns'
+ * defaults, check it as the INSERT checks a row (NOT NULL, CHECK), and
+ * buffer a copy of it; a full buffer is inserted.
+ */
+static void
+append_row(OfflineAppend *st, FunctionCallInfo fcinfo)
+{
+	TupleTableSlot *slot = st->row;
+	ExprContext *econtext = GetPerTupleExprContext(st->estate);
+	int			natts = slot->tts_tupleDescriptor->natts;
+
+	ExecClearTuple(slot);
+	for (int a = 0; a < natts; a++)
+	{
+		slot->tts_values[a] = (Datum) 0;
+		slot->tts_isnull[a] = true;
+		if (st->defaults[a] && st->defaults[a] != (ExprState *) -1)
+			slot->tts_values[a] = ExecEvalExpr(st->defaults[a], econtext,
+											   &slot->tts_isnull[a]);
+	}
+	econtext->ecxt_param_list_info = st->params;
+	for (int i = 0; i < st->ncols; i++)
+	{
+		AttrNumber	a = st->attnum[i] - 1;
+
+		slot->tts_values[a] = PG_GETARG_DATUM(i + 3);
+		slot->tts_isnull[a] = PG_ARGISNULL(i + 3);
+		if (st->coerce[i])
+		{
+			st->params->params[i].value = slot->tts_values[a];
+			st->params->params[i].isnull = slot->tts_isnull[a];
+			slot->tts_values[a] = ExecEvalExpr(st->coerce[i], econtext, &slot->tts_isnull[a]);
+		}
+	}
+	ExecStoreVirtualTuple(slot);
+	if (st->rel->rd_att->constr)
+		ExecConstraints(st->rri, slot, st->estate);
+	if (st->slots[st->nslots] == NULL)
+		st->slots[st->nslots] = table_slot_create(st->rel, &st->estate->es_tupleTable);
+	ExecCopySlot(st->slots[st->nslots++], slot);
+	ResetPerTupleExprContext(st->estate);
+	if (st->nslots == OFFLINE_BATCH)
+	{
+		CHECK_FOR_INTERRUPTS();
+		PgpolyDirectInsertBatch(st->rri, st->estate, st->slots, st->nslots, st->cid);
+		st->nslots = 0;
+	}
+}
+
+/*
+ * The transition function of pgpoly._offline_append(rel oid, cols text[],
+ * VARIADIC "any"): append one row, its values (of the columns cols, in
+ * order) the arguments after cols.  The state (internal) is made in the
+ * aggregate's memory context at the first row.
+ */
+Datum
+pgpoly_offline_append_step(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt;
+	MemoryContext old;
+	OfflineAppend *st;
+
+	if (!AggCheckCallContext(fcinfo, &aggcxt))
+		elog(ERROR, "_offline_append_step called in non-aggregate context");
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the relation and columns of _offline_append must not be NULL")));
+	old = MemoryContextSwitchTo(aggcxt);
+	st = PG_ARGISNULL(0) ?
+		append_open(fcinfo, PG_GETARG_OID(1), PG_GETARG_ARRAYTYPE_P(2)) :
+		(OfflineAppend *) PG_GETARG_POINTER(0);
+	if (st->done)
+		elog(ERROR, "_offline_append_step called after its final function");
+	append_row(st, fcinfo);
+	st->count++;
+	MemoryContextSwitchTo(old);
+	PG_RETURN_POINTER(st);
+}
+
+/*
+ * The final function of pgpoly._offline_append: insert the rows still
+ * buffered, release the executor state (the lock stays, as an INSERT's),
+ * and return the number of rows appended (0 for none).
+ */
+Datum
+pgpoly_offline_append_final(PG_FUNCTION_ARGS)
+{
+	OfflineAppend *st = PG_ARGISNULL(0) ? NULL : (OfflineAppend *) PG_GETARG_POINTER(0);
+
+	if (!AggCheckCallContext(fcinfo, NULL))
+		elog(ERROR, "_offline_append_final called in non-aggregate context");
+	if (st == NULL)
+		PG_RETURN_INT64(0);
+	if (!st->done)
+	{
+		PgpolyDirectInsertBatch(st->rri, st->estate, st->slots, st->nslots, st->cid);
+		st->nslots = 0;
+		table_finish_bulk_insert(st->rel, 0);
+		ExecResetTupleTable(st->estate->es_tupleTable, false);
+		ExecCloseResultRelations(st->estate);
+		ExecCloseRangeTableRelations(st->estate);
+		FreeExecutorState(st->estate);
+		table_close(st->rel, NoLock);
+		st->done = true;
+	}
+	PG_RETURN_INT64(st->count);
 }

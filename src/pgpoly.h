@@ -927,6 +927,15 @@ extern void RedisStreamInit(void);	/* pgpoly.redis_stream_threshold */
 extern void SyncInit(void);		/* sync_launch.c: before the prefix is reserved */
 extern void PgpolyFeaturesInit(void);	/* features.c: cache invalidation */
 
+/* ----------------------------------------------------------------
+ *		Direct insertion, as COPY inserts (directinsert.c)
+ * ----------------------------------------------------------------
+ */
+extern bool PgpolyMayInsert(Oid relid);
+extern bool PgpolyDirectInsertRefused(Relation rel, struct RangeTblEntry *rte);
+extern void PgpolyDirectInsertBatch(struct ResultRelInfo *rri, struct EState *estate,
+									struct TupleTableSlot **slots, int n, CommandId cid);
+
 /* The stores, registered with the core by _PG_init. */
 extern const PgpolyStore RedisStore;
 extern const PgpolyStore ElasticStore;

@@ -78,6 +78,8 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "pgpoly.h"
+
 /* The keys of a log_predictions element: log_prediction's argument names. */
 typedef struct PredictionKey
 {
@@ -710,31 +712,11 @@ form_row(PredictionInsert *st, JsonbContainer *obj)
 	return true;
 }
 
-/*
- * Insert the rows buffered for st->part: the heap tuples in one call, then
- * each one's index entries (unique ones checked as an INSERT checks them).
- */
+/* Insert the rows buffered for st->part (PgpolyDirectInsertBatch) */
 static void
 flush_batch(PredictionInsert *st)
 {
-	ResultRelInfo *part = st->part;
-
-	if (st->nslots == 0)
-		return;
-	/*
-	 * No BulkInsertState: its ring of buffers would have this backend evict
-	 * and write the log's new pages itself, where an INSERT leaves them in
-	 * shared buffers.
-	 */
-	table_multi_insert(part->ri_RelationDesc, st->slots, st->nslots, st->cid, 0, NULL);
-	for (int i = 0; i < st->nslots; i++)
-	{
-		if (part->ri_NumIndices > 0)
-			list_free(ExecInsertIndexTuples(part, st->slots[i], st->estate,
-											false, false, NULL, NIL));
-		ExecClearTuple(st->slots[i]);
-		ResetPerTupleExprContext(st->estate);
-	}
+	PgpolyDirectInsertBatch(st->part, st->estate, st->slots, st->nslots, st->cid);
 	st->nslots = 0;
 }
 
@@ -873,7 +855,6 @@ static bool
 insert_open(PredictionInsert *st, Oid parentid)
 {
 	RangeTblEntry *rte = makeNode(RangeTblEntry);
-	TupleDesc	desc;
 
 	if (XactReadOnly || IsInParallelMode() ||
 		get_rel_relkind(parentid) != RELKIND_PARTITIONED_TABLE)
@@ -884,12 +865,9 @@ insert_open(PredictionInsert *st, Oid parentid)
 	 * INSERT on the table (nor on a column of it) must not get it, or a role
 	 * that may only read the log would hold a writer's lock on it.
 	 */
-	if (pg_class_aclcheck(parentid, GetUserId(), ACL_INSERT) != ACLCHECK_OK &&
-		pg_attribute_aclcheck_all(parentid, GetUserId(), ACL_INSERT,
-								  ACLMASK_ANY) != ACLCHECK_OK)
+	if (!PgpolyMayInsert(parentid))
 		return false;
 	st->parent = table_open(parentid, RowExclusiveLock);	/* as the INSERT */
-	desc = RelationGetDescr(st->parent);
 	prepare_columns(st);
 	rte->rtekind = RTE_RELATION;
 	rte->relid = parentid;
@@ -899,12 +877,7 @@ insert_open(PredictionInsert *st, Oid parentid)
 	for (int k = 0; k < PK_COUNT; k++)
 		rte->insertedCols = bms_add_member(rte->insertedCols,
 										   st->attnum[k] - FirstLowInvalidHeapAttributeNumber);
-	if (pg_namespace_aclcheck(RelationGetNamespace(st->parent), GetUserId(),
-							  ACL_USAGE) != ACLCHECK_OK ||
-		!ExecCheckRTPerms(list_make1(rte), false) ||
-		check_enable_rls(parentid, InvalidOid, true) == RLS_ENABLED ||
-		st->parent->trigdesc != NULL ||
-		(desc->constr && desc->constr->has_generated_stored))
+	if (PgpolyDirectInsertRefused(st->parent, rte))
 	{
 		table_close(st->parent, NoLock);
 		return false;

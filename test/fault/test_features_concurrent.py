@@ -17,6 +17,7 @@ online must equal the newest offline row per entity:
     write_mode 'transactional' and 'immediate', a text key and an int key,
     and as a non-superuser writer;
   * ingest_features vs put_features, and put_features vs ingest_features;
+    ingest_features vs ingest_features, older and newer second;
   * materialize vs put_features, and put_features vs materialize;
   * get_online_features' write-back of an entity missing online while a
     put_features of it is uncommitted: the reader does not wait (it serves
@@ -167,6 +168,16 @@ def bulk_vs_put(db):
     race(db, "put then older ingest", put("fc_tx", "i2", 2, 25),
          ingest("fc_tx", "i2", 1, "2023-12-01"), "fc_tx", "i2", 2)
     same_as_offline(db, "fc_tx", "user_id", "ingest vs put")
+    # two ingest_features (each appending offline without the executor's
+    # INSERT): the second waits for the first, both rows stay offline
+    race(db, "ingest then older ingest", ingest("fc_tx", "i3", 2, "2024-02-02"),
+         ingest("fc_tx", "i3", 1, "2024-01-01"), "fc_tx", "i3", 2)
+    race(db, "ingest then newer ingest", ingest("fc_tx", "i4", 1, "2024-01-01"),
+         ingest("fc_tx", "i4", 2, "2024-02-02"), "fc_tx", "i4", 2)
+    r = pgtest.psql("SELECT count(*) FROM pgpoly.fc_tx_history WHERE entity IN ('i3', 'i4')",
+                    db=db)
+    check(r.rc == 0 and r.out.strip() == "4", "ingest vs ingest: offline rows %r" % r.out)
+    same_as_offline(db, "fc_tx", "user_id", "ingest vs ingest")
 
     # m1 is offline only (clicks 1, January 5th): materialize would write it
     check(pgtest.psql("INSERT INTO pgpoly.fc_tx_history (entity, event_time, clicks) "
