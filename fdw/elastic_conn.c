@@ -1069,7 +1069,7 @@ ElasticCloseContext(PgpolyConnection *conn, bool pit, const char *id, const char
 {
 	StringInfoData body;
 	PgpolyHttpResponse resp;
-	const char *path = close_request(conn, pit, id, &body);
+	const char *path;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	/* an ERROR zeroes them (errfinish); the caller may hold interrupts */
@@ -1077,8 +1077,15 @@ ElasticCloseContext(PgpolyConnection *conn, bool pit, const char *id, const char
 	int			cancel_holdoff = QueryCancelHoldoffCount;
 	ErrorData  *edata = NULL;
 
+	/*
+	 * The request is built inside too: a PIT's close depends on the server's
+	 * version, and a connection an earlier failed close left to be reopened
+	 * is reopened there (ElasticConnHandle), which fails as the request would.
+	 * Its path, body and answer are read only when nothing was raised.
+	 */
 	PG_TRY();
 	{
+		path = close_request(conn, pit, id, &body);
 		ElasticRequest(conn, "DELETE", path, body.data, body.len, NULL, NULL, &resp);
 	}
 	PG_CATCH();
@@ -1112,7 +1119,8 @@ ElasticCloseContext(PgpolyConnection *conn, bool pit, const char *id, const char
 								 resp.status, type ? ": " : "", type ? type : "",
 								 reason ? ": " : "", reason ? reason : ""));
 	}
-	pfree(body.data);
+	if (edata == NULL)
+		pfree(body.data);
 }
 
 /*
