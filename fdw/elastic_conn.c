@@ -1052,24 +1052,21 @@ warn_not_closed(PgpolyConnection *conn, bool pit, const char *id, const char *in
 }
 
 /*
- * Close context id (a PIT, or a scroll when not pit) of a scan of index
- * that needs it no more (close_request).  Its rows are read, so a close
- * that fails does not fail the statement: Elasticsearch frees the context
- * itself when keep_alive elapses (close point in time API: "keeping points
- * in time has a cost; close them as soon as they are no longer required"),
- * so, as postgres_fdw does with the cleanup it cannot finish at abort
- * (pgfdw_abort_cleanup), it is a WARNING: an HTTP error status (but 404:
- * the context is gone already, which is success), or a transport failure (SQLSTATE class 08: the store went down, timeout_ms), whose
- * connection stays marked in its request (conn->busy) and is reopened at
- * its next use (PgpolyEnsureConnected).  Any other ERROR (a cancel,
- * statement_timeout) is raised.
+ * Send the close of context id (a PIT, or a scroll when not pit): its path
+ * in *path, the answer in *resp.  false, with what failed in *failure,
+ * when the request failed at transport (SQLSTATE class 08: the store went
+ * down, timeout_ms), which is caught: its connection stays marked in its
+ * request (conn->busy) and is reopened at its next use
+ * (PgpolyEnsureConnected).  The request is built inside too: a PIT's close
+ * depends on the server's version, and a connection an earlier failed
+ * close left is reopened there (ElasticConnHandle), which fails as the
+ * request would.  Any other ERROR (a cancel, statement_timeout) is raised.
  */
-void
-ElasticCloseContext(PgpolyConnection *conn, bool pit, const char *id, const char *index)
+static bool
+try_close(PgpolyConnection *conn, bool pit, const char *id, const char **path,
+		  PgpolyHttpResponse *resp, char **failure)
 {
 	StringInfoData body;
-	PgpolyHttpResponse resp;
-	const char *path = close_request(conn, pit, id, &body);
 	MemoryContext cxt = CurrentMemoryContext;
 
 	/* an ERROR zeroes them (errfinish); the caller may hold interrupts */
@@ -1079,7 +1076,9 @@ ElasticCloseContext(PgpolyConnection *conn, bool pit, const char *id, const char
 
 	PG_TRY();
 	{
-		ElasticRequest(conn, "DELETE", path, body.data, body.len, NULL, NULL, &resp);
+		*path = close_request(conn, pit, id, &body);
+		ElasticRequest(conn, "DELETE", *path, body.data, body.len, NULL, NULL, resp);
+		pfree(body.data);
 	}
 	PG_CATCH();
 	{
@@ -1092,13 +1091,34 @@ ElasticCloseContext(PgpolyConnection *conn, bool pit, const char *id, const char
 		QueryCancelHoldoffCount = cancel_holdoff;
 	}
 	PG_END_TRY();
-	if (edata)
-	{
-		warn_not_closed(conn, pit, id, index,
-						edata->detail ? psprintf("%s: %s", edata->message, edata->detail) :
-						edata->message);
-		FreeErrorData(edata);
-	}
+	if (edata == NULL)
+		return true;
+	*failure = edata->detail ? psprintf("%s: %s", edata->message, edata->detail) :
+		pstrdup(edata->message);
+	FreeErrorData(edata);
+	return false;
+}
+
+/*
+ * Close context id (a PIT, or a scroll when not pit) of a scan of index
+ * that needs it no more (close_request).  Its rows are read, so a close
+ * that fails does not fail the statement: Elasticsearch frees the context
+ * itself when keep_alive elapses (close point in time API: "keeping points
+ * in time has a cost; close them as soon as they are no longer required"),
+ * so, as postgres_fdw does with the cleanup it cannot finish at abort
+ * (pgfdw_abort_cleanup), it is a WARNING: an HTTP error status (but 404:
+ * the context is gone already, which is success), or a transport failure
+ * (try_close).  Any other ERROR (a cancel, statement_timeout) is raised.
+ */
+void
+ElasticCloseContext(PgpolyConnection *conn, bool pit, const char *id, const char *index)
+{
+	PgpolyHttpResponse resp;
+	const char *path;
+	char	   *failure;
+
+	if (!try_close(conn, pit, id, &path, &resp, &failure))
+		warn_not_closed(conn, pit, id, index, failure);
 	else if (!close_answered(resp.status))
 	{
 		char	   *type;
@@ -1112,7 +1132,6 @@ ElasticCloseContext(PgpolyConnection *conn, bool pit, const char *id, const char
 								 resp.status, type ? ": " : "", type ? type : "",
 								 reason ? ": " : "", reason ? reason : ""));
 	}
-	pfree(body.data);
 }
 
 /*
@@ -1209,17 +1228,27 @@ ElasticSendQueuedCloses(PgpolyConnection *conn)
 
 	while ((t = first_queued(conn)) != NULL)
 	{
-		StringInfoData body;
 		PgpolyHttpResponse resp;
-		const char *path = close_request(conn, t->pit, t->id, &body);
+		const char *path;
+		char	   *failure;
+		char	   *id = pstrdup(t->id);
+		bool		pit = t->pit;
 
 		ElasticUntrackContext(t);
-		ElasticRequest(conn, "DELETE", path, body.data, body.len, NULL, NULL, &resp);
+		if (!try_close(conn, pit, id, &path, &resp, &failure))
+		{
+			/* not the caller's failure: it reopens the connection */
+			ereport(DEBUG1,
+					(errmsg_internal("pgpoly: Elasticsearch server \"%s\": the close of a context failed (%s); it expires after keep_alive",
+									 conn->servername, failure)));
+			pfree(id);
+			break;
+		}
 		if (!close_answered(resp.status))
 			ereport(DEBUG1,
 					(errmsg_internal("pgpoly: Elasticsearch server \"%s\" refused to close a context (HTTP %ld); it expires after keep_alive",
 									 conn->servername, resp.status)));
-		pfree(body.data);
+		pfree(id);
 	}
 }
 

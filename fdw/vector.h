@@ -150,6 +150,9 @@ typedef struct VectorWrite
 	VectorTable *tbl;
 	VectorRow	row;			/* the record as reads should see it */
 	char	   *send_metadata;	/* JSON sent (UPDATE: removed keys null) */
+	bool		must_exist;		/* a delete of the old id of an UPDATE that
+								 * changed it: checked like an update's
+								 * (check_update_targets) */
 	struct VectorWrite *dim_of; /* set by VectorSendWrites: the flush's
 								 * first write with an embedding to the same
 								 * collection (all have its dimension) */

@@ -1833,7 +1833,12 @@ vectorExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	{
 		VectorWrite *d = delete_write(ms, oldid);
 
-		/* an upsert of the new id, its NULL columns' keys removed as well */
+		/*
+		 * an upsert of the new id, its NULL columns' keys removed as well;
+		 * the old record must still be there, or the upsert would bring a
+		 * record another client deleted back under the new id
+		 */
+		d->must_exist = true;
 		w->kind = VW_UPSERT;
 		queue_write(ms, d);
 	}

@@ -1026,9 +1026,18 @@ typedef struct UpdateId
 	bool		there;
 } UpdateId;
 
+/* Whether the record of w must be there when w is sent (check_update_targets). */
+static bool
+must_exist(const VectorWrite *w)
+{
+	return w->kind == VW_UPDATE || w->must_exist;
+}
+
 /*
- * Before an update of writes[0..n): ERROR 40001 unless the collection
- * holds every record, one get by ids (the provider splits it into
+ * Before an update of writes[0..n) (or a batch of deletes, some of which
+ * are of the old ids of UPDATEs that changed them: must_exist): ERROR
+ * 40001 unless the collection holds every record that must exist, one get
+ * by ids (the provider splits it into
  * requests of the size its service takes).  A record another client
  * deleted after the UPDATE read it would otherwise lose the write
  * silently (Chroma's update of an id it does not hold answers success
@@ -1055,14 +1064,22 @@ check_update_targets(PgpolyConnection *conn, VectorWrite **w, int n)
 	for (int i = 0; i < n; i++)
 	{
 		bool		dup;
-		UpdateId   *e = PgpolyKeyTableEnter(seen, CurrentMemoryContext, w[i]->row.id,
-											strlen(w[i]->row.id), &dup);
+		UpdateId   *e;
 
+		if (!must_exist(w[i]))
+			continue;
+		e = PgpolyKeyTableEnter(seen, CurrentMemoryContext, w[i]->row.id,
+								strlen(w[i]->row.id), &dup);
 		if (!dup)
 		{
 			e->there = false;
 			ids = lappend(ids, w[i]->row.id);
 		}
+	}
+	if (ids == NIL)
+	{
+		hash_destroy(seen);
+		return;					/* plain deletes */
 	}
 	found = VectorGetByIds(conn, tbl, VectorLookupCollection(conn, tbl, false), ids, NULL, 0);
 	foreach(lc, found)
@@ -1074,7 +1091,8 @@ check_update_targets(PgpolyConnection *conn, VectorWrite **w, int n)
 			e->there = true;
 	}
 	for (int i = 0; i < n; i++)
-		if (!((UpdateId *) PgpolyKeyTableFind(seen, w[i]->row.id, strlen(w[i]->row.id)))->there)
+		if (must_exist(w[i]) &&
+			!((UpdateId *) PgpolyKeyTableFind(seen, w[i]->row.id, strlen(w[i]->row.id)))->there)
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("could not serialize the update of record \"%s\" of foreign table \"%s\" (collection \"%s\")",
@@ -1102,7 +1120,7 @@ send_batch(PgpolyConnection *conn, VectorWrite **w, int n, int64 sent_before,
 	PgpolySendProgressPush(&progress);
 	PG_TRY();
 	{
-		if (w[0]->kind == VW_UPDATE)
+		if (w[0]->kind == VW_UPDATE || w[0]->kind == VW_DELETE)
 			check_update_targets(conn, w, n);
 		handle_of(conn)->provider->send_batch(conn, w, n);
 	}
