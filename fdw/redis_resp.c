@@ -446,6 +446,12 @@ build(const char **in, const char *end, char **mem)
 	}
 	else if (n < 0)
 		r->type = REDIS_REPLY_NIL;
+	else if (p[0] == '$')
+	{
+		/* "$-0": a bulk string of length 0, as measure counted it */
+		*in = p;
+		build_string(r, in, mem);
+	}
 	else
 	{
 		Assert(p[0] == '*');

@@ -37,6 +37,10 @@ one-shot hostile reply:
                     (keys only, write_mode 'immediate'): each key is
                     written once and counted once (and scan_utf8 fails a
                     direct DELETE before any write)
+  * neg_zero     -- a bulk string of length "-0" (an empty string: the
+                    reader measures it so), as GET's reply, as a value
+                    of HGETALL's array (one element among others) and of
+                    HMGET's: read as '' like "$0", never as an array
   * truncated    -- half a bulk string, then the connection closes
   * garbage      -- bytes that are no RESP at all
   * auth_echo    -- AUTH refused with an error quoting the password sent
@@ -260,6 +264,12 @@ class HostileRedis:
             c.sendall(array([b"1"] * (len(cmd) - 3)))
         elif mode == "int_element":
             c.sendall(b"*%d\r\n" % (len(cmd) - 2) + b":7\r\n" * (len(cmd) - 2))
+        elif mode == "neg_zero" and name == b"GET":
+            c.sendall(b"$-0\r\n\r\n")
+        elif mode == "neg_zero" and name == b"HGETALL":
+            c.sendall(b"*4\r\n$1\r\na\r\n$-00\r\n\r\n$1\r\nb\r\n$1\r\n2\r\n")
+        elif mode == "neg_zero" and name == b"HMGET":
+            c.sendall(b"*%d\r\n" % (len(cmd) - 2) + b"$-0\r\n\r\n" * (len(cmd) - 2))
         elif mode == "truncated":
             c.sendall(b"$10\r\nabc")
             return False
@@ -301,6 +311,8 @@ def test():
         CREATE FOREIGN TABLE tt (key text, value text, _ttl int) SERVER hostile
             OPTIONS (table_type 'string', key_prefix 'k:');
         CREATE FOREIGN TABLE h (key text, a int, b int) SERVER hostile
+            OPTIONS (table_type 'hash', key_prefix 'h:');
+        CREATE FOREIGN TABLE ht (key text, a text, b text) SERVER hostile
             OPTIONS (table_type 'hash', key_prefix 'h:');
         CREATE TABLE hl (k text);
         INSERT INTO hl VALUES ('good'), ('none');
@@ -415,6 +427,23 @@ def test():
            "08P01", ["HMGET", "2 fields asked"])
     expect("HMGET answered by integers", b"HMGET", "int_element", hmget,
            "08P01", ["HMGET", "no string"])
+
+    # "$-0" is a bulk string of length 0 (the reader measures it so): an
+    # empty string wherever it comes, as "$0" would be.
+    for sql, want in (("SELECT value = '' FROM t WHERE key = 'good';", ["t"]),
+                      ("SELECT a = '', b FROM ht WHERE key = 'good';", ["t|2"]),
+                      ("SELECT hl.k, ht.a = '', ht.b = '' FROM hl LEFT JOIN ht "
+                       "ON ht.key = hl.k ORDER BY 1;", ["good|t|t", "none||"])):
+        srv.arm(sql.split()[1] == "value" and b"GET" or
+                "JOIN" in sql and b"HMGET" or b"HGETALL", "neg_zero")
+        r = s.run(sql)
+        srv.disarm()
+        check(r.rc == 0 and r.out.split() == want,
+              "%s with \"$-0\": want %r, got rc=%s out=%r err=%s"
+              % (sql, want, r.rc, r.out, r.err.strip()))
+        check(s.value("SELECT pg_backend_pid();") == str(pid),
+              "\"$-0\": the backend changed (it died?)")
+        healthy("$-0")
 
     # A cursor that is not Redis' own, or that comes round again, would
     # make the scan loop for ever: an error naming the server and the node.
