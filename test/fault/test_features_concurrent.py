@@ -18,6 +18,8 @@ online must equal the newest offline row per entity:
     and as a non-superuser writer;
   * ingest_features vs put_features, and put_features vs ingest_features;
     ingest_features vs ingest_features, older and newer second;
+  * ingest_features while another session drops the view's offline table:
+    it waits, then gives the INSERT's ERROR (42P01), not an internal one;
   * materialize vs put_features, and put_features vs materialize;
   * get_online_features' write-back of an entity missing online while a
     put_features of it is uncommitted: the reader does not wait (it serves
@@ -237,6 +239,36 @@ def lock_needs_insert(db):
           "locking without INSERT: rc=%s %s" % (r.rc, r.err.strip()[:300]))
 
 
+def ingest_vs_drop(db):
+    """ingest_features into a view whose offline table another session is
+    dropping: it waits for the DROP's lock, then gives the INSERT's ERROR
+    (undefined_table), not an internal one."""
+    r = pgtest.psql("CREATE FOREIGN TABLE fc_drop (user_id text OPTIONS (key 'true'), "
+                    "clicks int) SERVER fc OPTIONS (key_prefix 'fault_fc_%d:drop:'); "
+                    "CREATE TABLE fc_drop_off (user_id text, event_time timestamptz, "
+                    "created_at timestamptz, clicks int); "
+                    "SELECT pgpoly.create_feature_view('fc_drop', 'user_id', 'fc_drop', "
+                    "'fc_drop_off');" % PID, db=db, timeout=30)
+    if not check(r.rc == 0, "ingest vs drop: setup: %s" % r.err.strip()[:300]):
+        return
+    a, b = pgtest.Session(db), pgtest.Session(db)
+    b_pid = int(b.value("SELECT pg_backend_pid();"))
+    check(a.run("BEGIN; DROP TABLE fc_drop_off;").rc == 0, "ingest vs drop: A drops")
+    b.send(ingest("fc_drop", "d1", 1, "2024-01-01"))
+    check(pgtest.wait_for(lambda: pgtest.psql(
+        "SELECT count(*) FROM pg_locks WHERE pid = %d AND NOT granted "
+        "AND locktype = 'relation'" % b_pid, db=db, timeout=10).out.strip() == "1", timeout=10),
+        "ingest vs drop: B does not wait for the DROP's lock")
+    check(a.run("COMMIT;").rc == 0, "ingest vs drop: A commits")
+    r = b.wait(30)
+    check(r.rc != 0 and "42P01" in r.err and "fc_drop_off" in r.err,
+          "ingest vs drop: not the INSERT's ERROR: rc=%s %s" % (r.rc, r.err.strip()[:300]))
+    a.close()
+    b.close()
+    pgtest.psql("SELECT pgpoly.drop_feature_view('fc_drop'); DELETE FROM fc_drop; "
+                "DROP FOREIGN TABLE fc_drop;", db=db, timeout=30)
+
+
 def run():
     mark = pgtest.pg_log_mark()
     db = pgtest.create_db("pgpoly_fc")
@@ -249,6 +281,7 @@ def run():
         many_entities(db)
         lock_needs_insert(db)
         read_vs_put(db)
+        ingest_vs_drop(db)
     finally:
         pgtest.psql("DELETE FROM fc_tx; DELETE FROM fc_im; DELETE FROM fc_int; "
                     "DROP OWNED BY fc_writer_%d, fc_nobody_%d; DROP ROLE fc_writer_%d, fc_nobody_%d"
