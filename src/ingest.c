@@ -23,6 +23,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/sysattr.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -100,6 +101,13 @@ pgpoly_ingest_clock(PG_FUNCTION_ARGS)
 
 /* Rows buffered before they are inserted, as COPY's batches */
 #define OFFLINE_BATCH 1000
+/*
+ * ... or fewer, once their values take this many bytes (COPY caps a batch
+ * at 64kB): a batch holds its rows' values as they came, before any is
+ * compressed or moved to TOAST, so 1000 rows of large values would take
+ * 1000 times the memory of the INSERT's one row
+ */
+#define OFFLINE_BATCH_BYTES (1024 * 1024)
 
 /* The state of one pgpoly._offline_append aggregate */
 typedef struct OfflineAppend
@@ -115,6 +123,7 @@ typedef struct OfflineAppend
 	ParamListInfo params;		/* the values, as the coercions' input */
 	TupleTableSlot *slots[OFFLINE_BATCH];	/* made as needed */
 	int			nslots;			/* slots holding a row */
+	Size		nbytes;			/* and the size of their values */
 	CommandId	cid;
 	int64		count;			/* rows appended */
 	bool		done;			/* the final function ran */
@@ -413,12 +422,15 @@ append_row(OfflineAppend *st, FunctionCallInfo fcinfo)
 	if (st->slots[st->nslots] == NULL)
 		st->slots[st->nslots] = table_slot_create(st->rel, &st->estate->es_tupleTable);
 	ExecCopySlot(st->slots[st->nslots++], slot);
+	st->nbytes += heap_compute_data_size(slot->tts_tupleDescriptor, slot->tts_values,
+										 slot->tts_isnull);
 	ResetPerTupleExprContext(st->estate);
-	if (st->nslots == OFFLINE_BATCH)
+	if (st->nslots == OFFLINE_BATCH || st->nbytes >= OFFLINE_BATCH_BYTES)
 	{
 		CHECK_FOR_INTERRUPTS();
 		PgpolyDirectInsertBatch(st->rri, st->estate, st->slots, st->nslots, st->cid);
 		st->nslots = 0;
+		st->nbytes = 0;
 	}
 }
 
@@ -471,6 +483,7 @@ pgpoly_offline_append_final(PG_FUNCTION_ARGS)
 	{
 		PgpolyDirectInsertBatch(st->rri, st->estate, st->slots, st->nslots, st->cid);
 		st->nslots = 0;
+		st->nbytes = 0;
 		table_finish_bulk_insert(st->rel, 0);
 		ExecResetTupleTable(st->estate->es_tupleTable, false);
 		ExecCloseResultRelations(st->estate);
