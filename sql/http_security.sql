@@ -192,7 +192,7 @@ SELECT pg_temp.try('SELECT pgpoly._offline_append(''hs_off''::regclass, NULL, ''
 SELECT pg_temp.try('SELECT pgpoly._offline_append(0, ''{k}'', ''x''::text)');
 SELECT pg_temp.try('SELECT pgpoly._offline_append(''pg_class''::regclass, ''{relname}'', ''x''::name)');
 SELECT pg_temp.try('SELECT pgpoly._offline_append(''hs_off''::regclass, ''{k,n}'', ''x''::text)');
-SELECT pg_temp.try('SELECT pgpoly._offline_append(''hs_off''::regclass, ''{k}'', 1)');
+SELECT pg_temp.try('SELECT pgpoly._offline_append(''hs_off''::regclass, ''{n}'', now())');
 SELECT pg_temp.try('SELECT pgpoly._offline_append(''hs_off''::regclass, ''{k,n}'', ''x''::text, 0)');
 SELECT pg_temp.try('SELECT pgpoly._offline_append(''hs_off''::regclass, ''{k}'', ''x''::text) OVER ()');
 SELECT (SELECT pgpoly._offline_append('hs_off'::regclass, '{k}', 'x'::text) FROM generate_series(1, 0)) AS appended_none,

@@ -191,6 +191,96 @@ SELECT iod_err(format('SELECT pgpoly.ingest_features(%L, %L)', 'iod_fk',
 SELECT iod_err(format('SELECT pgpoly.ingest_features(%L, %L)', 'iod_fk', iod_src(2, '2024-06-01'))) AS fk;
 SELECT (SELECT count(*) FROM iod_off_rls) AS rls_rows, (SELECT count(*) FROM iod_off_fk) AS fk_rows;
 
+-- offline tables the INSERT treats differently from a plain append, each
+-- pair alike but for x's no-op trigger (the INSERT): iod_pair(n, onfeats,
+-- ddl) makes views n_a and n_x over offline tables n_a and n_x (ddl, %1$s
+-- the table's name); iod_pair_both(n, src) ingests src into both;
+-- iod_pair_diff(n) lists the rows by which the tables differ
+CREATE FUNCTION iod_pair(n text, onfeats text, ddl text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE s text;
+BEGIN
+	FOREACH s IN ARRAY ARRAY['a', 'x'] LOOP
+		EXECUTE format('CREATE FOREIGN TABLE %I (user_id text OPTIONS (key ''true''), %s) SERVER iod OPTIONS (key_prefix %L)',
+		               n || '_on_' || s, onfeats, 'regress_iod:' || n || ':' || s || ':');
+		EXECUTE format(ddl, n || '_' || s);
+		PERFORM pgpoly.create_feature_view(n || '_' || s, 'user_id', n || '_on_' || s, n || '_' || s);
+	END LOOP;
+	EXECUTE format('CREATE TRIGGER iod_noop BEFORE INSERT ON %I FOR EACH ROW EXECUTE FUNCTION iod_noop()', n || '_x');
+	RETURN format('direct: %s', pgpoly._offline_direct((n || '_a')::regclass, '{user_id,event_time}'));
+END $$;
+CREATE FUNCTION iod_pair_both(n text, src text) RETURNS TABLE (direct text, executor text) LANGUAGE sql AS $$
+	SELECT replace(iod_err(format('SELECT pgpoly.ingest_features(%L, %L)', n || '_a', src)), n || '_a', n || '_?'),
+	       replace(iod_err(format('SELECT pgpoly.ingest_features(%L, %L)', n || '_x', src)), n || '_x', n || '_?')
+$$;
+CREATE FUNCTION iod_pair_diff(n text) RETURNS TABLE (side text, r text) LANGUAGE plpgsql AS $$
+BEGIN
+	RETURN QUERY EXECUTE format($q$
+		WITH a AS (SELECT (to_jsonb(t) - 'created_at')::text AS r FROM %1$I t),
+		     x AS (SELECT (to_jsonb(t) - 'created_at')::text AS r FROM %2$I t)
+		(SELECT 'direct only', r FROM a EXCEPT ALL SELECT 'direct only', r FROM x)
+		UNION ALL
+		(SELECT 'executor only', r FROM x EXCEPT ALL SELECT 'executor only', r FROM a)
+		UNION ALL
+		SELECT 'rows', (SELECT count(*) FROM a) || ' ' || (SELECT count(*) FROM x)
+		ORDER BY 1, 2$q$, n || '_a', n || '_x');
+END $$;
+-- a column the INSERT does not name, without a default, of a domain with
+-- NOT NULL or CHECK: the INSERT's NULL is the domain's, and checked
+CREATE DOMAIN iod_nn AS text NOT NULL;
+CREATE DOMAIN iod_chk AS int CHECK (VALUE IS NOT NULL AND VALUE > 0);
+CREATE DOMAIN iod_dflt AS int DEFAULT 3 CHECK (VALUE > 0);
+SELECT iod_pair('iod_dom', 'clicks int', 'CREATE TABLE %1$s (user_id text, event_time timestamptz, created_at timestamptz, clicks int, d iod_nn)');
+SELECT * FROM iod_pair_both('iod_dom', $$SELECT 'u1' AS user_id, timestamptz '2024-06-01' AS event_time, 1 AS clicks$$);
+ALTER TABLE iod_dom_a ALTER d TYPE iod_chk USING NULL;
+ALTER TABLE iod_dom_x ALTER d TYPE iod_chk USING NULL;
+SELECT * FROM iod_pair_both('iod_dom', $$SELECT 'u1' AS user_id, timestamptz '2024-06-01' AS event_time, 1 AS clicks$$);
+ALTER TABLE iod_dom_a ALTER d TYPE iod_dflt USING NULL;
+ALTER TABLE iod_dom_x ALTER d TYPE iod_dflt USING NULL;
+SELECT * FROM iod_pair_both('iod_dom', $$SELECT 'u1' AS user_id, timestamptz '2024-06-01' AS event_time, 1 AS clicks$$);
+SELECT * FROM iod_pair_diff('iod_dom');
+-- event_time and created_at altered since the view was made (to a domain,
+-- to timestamp): the INSERT's assignment casts
+CREATE DOMAIN iod_before_2030 AS timestamptz CHECK (VALUE < '2030-01-01');
+SELECT iod_pair('iod_typ', 'clicks int', 'CREATE TABLE %1$s (user_id text, event_time timestamptz, created_at timestamptz, clicks int)');
+ALTER TABLE iod_typ_a ALTER event_time TYPE iod_before_2030, ALTER created_at TYPE timestamp;
+ALTER TABLE iod_typ_x ALTER event_time TYPE iod_before_2030, ALTER created_at TYPE timestamp;
+SELECT * FROM iod_pair_both('iod_typ', $$SELECT 'u1' AS user_id, timestamptz '2024-06-01' AS event_time, 1 AS clicks$$);
+SELECT * FROM iod_pair_both('iod_typ', $$SELECT 'u2' AS user_id, timestamptz '2031-06-01' AS event_time, 1 AS clicks$$);
+SELECT * FROM iod_pair_diff('iod_typ');
+-- a feature named as the entity column, event_time or created_at: the
+-- INSERT names a column twice (its ERROR), nothing appended
+SELECT iod_pair('iod_dup', 'created_at timestamptz', 'CREATE TABLE %1$s (user_id text, event_time timestamptz, created_at timestamptz)');
+SELECT * FROM iod_pair_both('iod_dup', $$SELECT 'u1' AS user_id, timestamptz '2024-06-01' AS event_time, timestamptz '2000-01-01' AS created_at$$);
+SELECT * FROM iod_pair_diff('iod_dup');
+-- a rule on the offline table: the rewriter's (an INSTEAD rule the INSERT
+-- in a WITH refuses), nothing appended to the table itself
+SELECT iod_pair('iod_rule', 'clicks int', 'CREATE TABLE %1$s (user_id text, event_time timestamptz, created_at timestamptz, clicks int)');
+CREATE TABLE iod_rule_sink (LIKE iod_rule_a);
+CREATE RULE iod_rule_r AS ON INSERT TO iod_rule_a DO INSTEAD INSERT INTO iod_rule_sink VALUES (NEW.*);
+CREATE RULE iod_rule_r AS ON INSERT TO iod_rule_x DO INSTEAD INSERT INTO iod_rule_sink VALUES (NEW.*);
+SELECT pgpoly._offline_direct('iod_rule_a'::regclass, '{user_id,event_time,created_at,clicks}') AS with_rule;
+SELECT * FROM iod_pair_both('iod_rule', $$SELECT 'u1' AS user_id, timestamptz '2024-06-01' AS event_time, 1 AS clicks$$);
+SELECT * FROM iod_pair_diff('iod_rule');
+-- a volatile default that reads the table: each row's value as the INSERT
+-- gives it (the rows before it in the table), not a batch's
+CREATE FUNCTION iod_rows(r regclass) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+DECLARE n bigint;
+BEGIN
+	EXECUTE format('SELECT count(*) FROM %s', r) INTO n;
+	RETURN n;
+END $$;
+SELECT iod_pair('iod_vol', 'clicks int', 'CREATE TABLE %1$s (user_id text, event_time timestamptz, created_at timestamptz, clicks int, seen bigint DEFAULT iod_rows(''%1$s''))');
+SELECT pgpoly._offline_direct('iod_vol_a'::regclass, '{user_id,event_time,created_at,clicks}') AS volatile_default;
+SELECT * FROM iod_pair_both('iod_vol', $$SELECT 'u' || g AS user_id, timestamptz '2024-06-01' AS event_time, g AS clicks FROM generate_series(1, 1200) g$$);
+SELECT * FROM iod_pair_diff('iod_vol');
+SELECT count(pgpoly.drop_feature_view(n || s)) AS dropped
+FROM unnest('{iod_dom,iod_typ,iod_dup,iod_rule,iod_vol}'::text[]) n, unnest('{_a,_x}'::text[]) s;
+DROP TABLE iod_dom_a, iod_dom_x, iod_typ_a, iod_typ_x, iod_dup_a, iod_dup_x, iod_rule_a, iod_rule_x,
+	iod_rule_sink, iod_vol_a, iod_vol_x;
+DROP FOREIGN TABLE iod_dom_on_a, iod_dom_on_x, iod_typ_on_a, iod_typ_on_x, iod_dup_on_a, iod_dup_on_x,
+	iod_rule_on_a, iod_rule_on_x, iod_vol_on_a, iod_vol_on_x;
+DROP DOMAIN iod_nn, iod_chk, iod_dflt, iod_before_2030;
+
 -- clean up (the Redis keys too)
 SELECT pgpoly.drop_feature_view(v) FROM unnest('{iod_a,iod_x,iod_part,iod_p23,iod_rls,iod_gen,iod_fk}'::text[]) v;
 DELETE FROM iod_on_a;

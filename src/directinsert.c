@@ -9,8 +9,8 @@
  *
  * Invariants:
  *	- A direct insertion does only what an INSERT by the same user would do
- *	  to a table that has no triggers, no row-level security and no
- *	  generated columns: the caller's privileges are checked as the
+ *	  to a table that has no triggers, no rules, no row-level security and
+ *	  no generated columns: the caller's privileges are checked as the
  *	  executor checks them (ExecCheckRTPerms, with its hook), NOT NULL and
  *	  CHECK constraints by ExecConstraints, unique and exclusion
  *	  constraints by the index insertion.  Anything else only the executor
@@ -54,7 +54,8 @@ PgpolyMayInsert(Oid relid)
  * parallel context (its ERROR is the INSERT's), no USAGE on rel's schema
  * or missing privileges (the INSERT's ERROR), row-level security,
  * triggers (including the constraint triggers of foreign keys and
- * deferrable constraints), generated columns.
+ * deferrable constraints), rules (the rewriter's: an INSTEAD rule writes
+ * elsewhere, and the executor refuses some in a WITH), generated columns.
  */
 bool
 PgpolyDirectInsertRefused(Relation rel, RangeTblEntry *rte)
@@ -66,7 +67,7 @@ PgpolyDirectInsertRefused(Relation rel, RangeTblEntry *rte)
 							  ACL_USAGE) != ACLCHECK_OK ||
 		!ExecCheckRTPerms(list_make1(rte), false) ||
 		check_enable_rls(RelationGetRelid(rel), InvalidOid, true) == RLS_ENABLED ||
-		rel->trigdesc != NULL ||
+		rel->trigdesc != NULL || rel->rd_rules != NULL ||
 		(desc->constr && desc->constr->has_generated_stored);
 }
 

@@ -23,6 +23,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/sysattr.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -100,6 +101,13 @@ pgpoly_ingest_clock(PG_FUNCTION_ARGS)
 
 /* Rows buffered before they are inserted, as COPY's batches */
 #define OFFLINE_BATCH 1000
+/*
+ * ... or fewer, once their values take this many bytes (COPY caps a batch
+ * at 64kB): a batch holds its rows' values as they came, before any is
+ * compressed or moved to TOAST, so 1000 rows of large values would take
+ * 1000 times the memory of the INSERT's one row
+ */
+#define OFFLINE_BATCH_BYTES (1024 * 1024)
 
 /* The state of one pgpoly._offline_append aggregate */
 typedef struct OfflineAppend
@@ -115,6 +123,7 @@ typedef struct OfflineAppend
 	ParamListInfo params;		/* the values, as the coercions' input */
 	TupleTableSlot *slots[OFFLINE_BATCH];	/* made as needed */
 	int			nslots;			/* slots holding a row */
+	Size		nbytes;			/* and the size of their values */
 	CommandId	cid;
 	int64		count;			/* rows appended */
 	bool		done;			/* the final function ran */
@@ -122,8 +131,10 @@ typedef struct OfflineAppend
 
 /*
  * The range table entry of an INSERT into rel naming the columns of cols (a
- * text[] of names); NULL if one is not a live column of rel (the INSERT
- * then gives its own ERROR).  attnum, if not NULL, gets their numbers.
+ * text[] of names); NULL if one is not a live column of rel or is named
+ * twice (the INSERT then gives its own ERROR: a view whose features
+ * include its entity column, event_time or created_at).  attnum, if not
+ * NULL, gets their numbers.
  */
 static RangeTblEntry *
 insert_rte(Relation rel, ArrayType *cols, AttrNumber **attnum, int *ncols)
@@ -141,7 +152,8 @@ insert_rte(Relation rel, ArrayType *cols, AttrNumber **attnum, int *ncols)
 		AttrNumber	a = nulls[i] ? InvalidAttrNumber :
 		get_attnum(RelationGetRelid(rel), TextDatumGetCString(names[i]));
 
-		if (a <= 0)
+		if (a <= 0 || bms_is_member(a - FirstLowInvalidHeapAttributeNumber,
+									rte->insertedCols))
 			return NULL;
 		rte->insertedCols = bms_add_member(rte->insertedCols,
 										   a - FirstLowInvalidHeapAttributeNumber);
@@ -180,12 +192,39 @@ plain_table(Oid relid)
 }
 
 /*
+ * Whether a column of rel that the INSERT rte does not name has a default
+ * with a volatile function other than nextval: it may read the table,
+ * where the rows of a batch are not yet (COPY inserts a row at a time
+ * then, for the same reason).
+ */
+static bool
+volatile_default(Relation rel, RangeTblEntry *rte)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Node	   *expr;
+
+		if (TupleDescAttr(desc, a)->attisdropped ||
+			bms_is_member(a + 1 - FirstLowInvalidHeapAttributeNumber, rte->insertedCols))
+			continue;
+		expr = build_column_default(rel, a + 1);
+		if (expr && contain_volatile_functions_not_nextval(expr))
+			return true;
+	}
+	return false;
+}
+
+/*
  * Whether the INSERT of the columns cols into relid can be done by
  * pgpoly._offline_append: a plain table, not a partition, that no
- * executor-only feature applies to (PgpolyDirectInsertRefused).  Takes
- * the INSERT's lock (RowExclusiveLock, kept to the end of the
- * transaction, so that no trigger or policy can be added before the
- * append) unless the caller may not insert into relid.
+ * executor-only feature applies to (PgpolyDirectInsertRefused), with no
+ * volatile default.  Takes the INSERT's lock (RowExclusiveLock, kept to the
+ * end of the transaction, so that no trigger or policy can be added before
+ * the append) unless the caller may not insert into relid; a table dropped
+ * or attached as a partition while this waited for the lock is left to the
+ * INSERT (its ERROR, its routing).
  */
 static bool
 offline_direct(Oid relid, ArrayType *cols)
@@ -196,9 +235,12 @@ offline_direct(Oid relid, ArrayType *cols)
 
 	if (XactReadOnly || IsInParallelMode() || !plain_table(relid))
 		return false;
-	rel = table_open(relid, RowExclusiveLock);
+	rel = try_table_open(relid, RowExclusiveLock);
+	if (rel == NULL)
+		return false;
 	rte = insert_rte(rel, cols, NULL, NULL);
-	ok = rte != NULL && !PgpolyDirectInsertRefused(rel, rte);
+	ok = rte != NULL && !rel->rd_rel->relispartition &&
+		!PgpolyDirectInsertRefused(rel, rte) && !volatile_default(rel, rte);
 	table_close(rel, NoLock);
 	return ok;
 }
@@ -215,38 +257,36 @@ pgpoly_offline_direct(PG_FUNCTION_ARGS)
 }
 
 /*
- * The assignment of a value of type typid and typmod typmod to column att,
- * as an INSERT's target list coerces it (a length coercion where the
- * typmods differ: varchar(n), numeric(p, s) ...), over parameter i + 1 of
- * st->params; NULL if the value is stored as it is.  A value of another
- * type is a can't-happen: the statement casts every value to its column's
- * type.
+ * The assignment of value arg (of type typid and typmod typmod) to column
+ * att, as an INSERT's target list coerces it (a length coercion where the
+ * typmods differ: varchar(n), numeric(p, s) ...; a cast where the column's
+ * type changed since the view was made: event_time altered to a domain or
+ * to timestamp), over parameter i + 1 of st->params; NULL if the value is
+ * stored as it is.  No assignment cast: the INSERT's ERROR.
  */
 static ExprState *
-value_coercion(OfflineAppend *st, int i, Oid typid, int32 typmod, Form_pg_attribute att)
+value_coercion(OfflineAppend *st, int i, Node *arg, Form_pg_attribute att)
 {
 	Param	   *param = makeNode(Param);
+	Oid			typid = exprType(arg);
 	Node	   *expr;
 
-	if (typid != att->atttypid)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("value %d of _offline_append is of type %s, column \"%s\" of type %s",
-						i + 1, format_type_be(typid), NameStr(att->attname),
-						format_type_be(att->atttypid))));
 	param->paramkind = PARAM_EXTERN;
 	param->paramid = i + 1;
 	param->paramtype = typid;
-	param->paramtypmod = typmod;
-	param->paramcollid = att->attcollation;
+	param->paramtypmod = exprTypmod(arg);
+	param->paramcollid = exprCollation(arg);
 	param->location = -1;
 	st->params->params[i].ptype = typid;
 	st->params->params[i].pflags = PARAM_FLAG_CONST;
 	expr = coerce_to_target_type(NULL, (Node *) param, typid, att->atttypid, att->atttypmod,
 								 COERCION_ASSIGNMENT, COERCE_IMPLICIT_CAST, -1);
-	if (expr == NULL)			/* can't happen: the same type */
-		elog(ERROR, "value %d of _offline_append cannot be assigned to column \"%s\"",
-			 i + 1, NameStr(att->attname));
+	if (expr == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" is of type %s but expression is of type %s",
+						NameStr(att->attname), format_type_be(att->atttypid),
+						format_type_be(typid))));
 	if (expr == (Node *) param)
 		return NULL;
 	return ExecInitExpr(expression_planner((Expr *) expr), NULL);
@@ -271,16 +311,27 @@ prepare_columns(OfflineAppend *st, FunctionCallInfo fcinfo)
 	{
 		Node	   *arg = list_nth(args, i + 3);
 
-		st->coerce[i] = value_coercion(st, i, exprType(arg), exprTypmod(arg),
-									   TupleDescAttr(desc, st->attnum[i] - 1));
+		st->coerce[i] = value_coercion(st, i, arg, TupleDescAttr(desc, st->attnum[i] - 1));
 		st->defaults[st->attnum[i] - 1] = (ExprState *) -1; /* named: none */
 	}
 	for (int a = 0; a < desc->natts; a++)
 	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
 		Node	   *expr = NULL;
 
-		if (st->defaults[a] == NULL && !TupleDescAttr(desc, a)->attisdropped)
+		if (st->defaults[a] == NULL && !att->attisdropped)
+		{
 			expr = build_column_default(st->rel, a + 1);
+			/*
+			 * No default: NULL, but of a domain checked as the INSERT checks
+			 * it (a NOT NULL or CHECK of the domain applies)
+			 */
+			if (expr == NULL && getBaseType(att->atttypid) != att->atttypid)
+				expr = coerce_to_domain((Node *) makeNullConst(att->atttypid, -1,
+															   att->attcollation),
+										InvalidOid, -1, att->atttypid, COERCION_IMPLICIT,
+										COERCE_IMPLICIT_CAST, -1, false);
+		}
 		st->defaults[a] = expr ? ExecInitExpr(expression_planner((Expr *) expr), NULL) :
 			NULL;
 	}
@@ -302,14 +353,18 @@ append_open(FunctionCallInfo fcinfo, Oid relid, ArrayType *cols)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("relation with OID %u cannot be appended to by _offline_append", relid)));
-	st->rel = table_open(relid, RowExclusiveLock);
+	st->rel = try_table_open(relid, RowExclusiveLock);
+	if (st->rel == NULL || st->rel->rd_rel->relispartition)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("relation with OID %u cannot be appended to by _offline_append", relid)));
 	rte = insert_rte(st->rel, cols, &st->attnum, &st->ncols);
 	if (rte == NULL || st->ncols != PG_NARGS() - 3)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the columns of _offline_append do not match its values")));
 	ExecCheckRTPerms(list_make1(rte), true);
-	if (PgpolyDirectInsertRefused(st->rel, rte))
+	if (PgpolyDirectInsertRefused(st->rel, rte) || volatile_default(st->rel, rte))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("relation \"%s\" cannot be appended to without the executor",
@@ -367,12 +422,15 @@ append_row(OfflineAppend *st, FunctionCallInfo fcinfo)
 	if (st->slots[st->nslots] == NULL)
 		st->slots[st->nslots] = table_slot_create(st->rel, &st->estate->es_tupleTable);
 	ExecCopySlot(st->slots[st->nslots++], slot);
+	st->nbytes += heap_compute_data_size(slot->tts_tupleDescriptor, slot->tts_values,
+										 slot->tts_isnull);
 	ResetPerTupleExprContext(st->estate);
-	if (st->nslots == OFFLINE_BATCH)
+	if (st->nslots == OFFLINE_BATCH || st->nbytes >= OFFLINE_BATCH_BYTES)
 	{
 		CHECK_FOR_INTERRUPTS();
 		PgpolyDirectInsertBatch(st->rri, st->estate, st->slots, st->nslots, st->cid);
 		st->nslots = 0;
+		st->nbytes = 0;
 	}
 }
 
@@ -425,6 +483,7 @@ pgpoly_offline_append_final(PG_FUNCTION_ARGS)
 	{
 		PgpolyDirectInsertBatch(st->rri, st->estate, st->slots, st->nslots, st->cid);
 		st->nslots = 0;
+		st->nbytes = 0;
 		table_finish_bulk_insert(st->rel, 0);
 		ExecResetTupleTable(st->estate->es_tupleTable, false);
 		ExecCloseResultRelations(st->estate);

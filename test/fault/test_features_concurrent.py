@@ -18,6 +18,10 @@ online must equal the newest offline row per entity:
     and as a non-superuser writer;
   * ingest_features vs put_features, and put_features vs ingest_features;
     ingest_features vs ingest_features, older and newer second;
+  * ingest_features while another session drops the view's offline table:
+    it waits, then gives the INSERT's ERROR (42P01), not an internal one;
+  * ingest_features of 1000 rows of 400 kB values: the offline append's
+    batch does not hold them all (the backend's peak memory grows < 250 MB);
   * materialize vs put_features, and put_features vs materialize;
   * get_online_features' write-back of an entity missing online while a
     put_features of it is uncommitted: the reader does not wait (it serves
@@ -237,6 +241,71 @@ def lock_needs_insert(db):
           "locking without INSERT: rc=%s %s" % (r.rc, r.err.strip()[:300]))
 
 
+def view_with_offline_table(db, name, feature):
+    """A view name over a new online table name (user_id and feature) and a
+    new offline table name_off; whether it was made."""
+    r = pgtest.psql("CREATE FOREIGN TABLE %(n)s (user_id text OPTIONS (key 'true'), %(f)s) "
+                    "SERVER fc OPTIONS (key_prefix 'fault_fc_%(pid)d:%(n)s:'); "
+                    "CREATE TABLE %(n)s_off (user_id text, event_time timestamptz, "
+                    "created_at timestamptz, %(f)s); "
+                    "SELECT pgpoly.create_feature_view('%(n)s', 'user_id', '%(n)s', '%(n)s_off');"
+                    % {"n": name, "f": feature, "pid": PID}, db=db, timeout=30)
+    return check(r.rc == 0, "%s: setup: %s" % (name, r.err.strip()[:300]))
+
+
+def ingest_vs_drop(db):
+    """ingest_features into a view whose offline table another session is
+    dropping: it waits for the DROP's lock, then gives the INSERT's ERROR
+    (undefined_table), not an internal one."""
+    if not view_with_offline_table(db, "fc_drop", "clicks int"):
+        return
+    a, b = pgtest.Session(db), pgtest.Session(db)
+    b_pid = int(b.value("SELECT pg_backend_pid();"))
+    check(a.run("BEGIN; DROP TABLE fc_drop_off;").rc == 0, "ingest vs drop: A drops")
+    b.send(ingest("fc_drop", "d1", 1, "2024-01-01"))
+    check(pgtest.wait_for(lambda: pgtest.psql(
+        "SELECT count(*) FROM pg_locks WHERE pid = %d AND NOT granted "
+        "AND locktype = 'relation'" % b_pid, db=db, timeout=10).out.strip() == "1", timeout=10),
+        "ingest vs drop: B does not wait for the DROP's lock")
+    check(a.run("COMMIT;").rc == 0, "ingest vs drop: A commits")
+    r = b.wait(30)
+    check(r.rc != 0 and "42P01" in r.err and "fc_drop_off" in r.err,
+          "ingest vs drop: not the INSERT's ERROR: rc=%s %s" % (r.rc, r.err.strip()[:300]))
+    a.close()
+    b.close()
+    pgtest.psql("SELECT pgpoly.drop_feature_view('fc_drop'); DELETE FROM fc_drop; "
+                "DROP FOREIGN TABLE fc_drop;", db=db, timeout=30)
+
+
+def ingest_memory(db):
+    """ingest_features' offline append without the executor holds a batch of
+    rows before it inserts them (_offline_append): of 1000 rows of 400 kB
+    values (in memory, not yet compressed or in TOAST), not all at once:
+    the backend's peak memory (VmHWM) grows by less than 250 MB (the whole
+    batch is 400 MB), and every row arrives whole."""
+    if not view_with_offline_table(db, "fc_mem", "big text"):
+        return
+    s = pgtest.Session(db)
+    check(s.value("SELECT pgpoly._offline_direct('fc_mem_off'::regclass, "
+                  "'{user_id,event_time,created_at,big}');") == "t",
+          "ingest memory: fc_mem_off does not qualify for the direct append")
+    pid = int(s.value("SELECT pg_backend_pid();"))
+    before = pgtest.proc_status_kb(pid, "VmHWM") or 0
+    r = s.run("SELECT pgpoly.ingest_features('fc_mem', $$SELECT 'u1' AS user_id, "
+              "timestamptz '2024-01-01' + g * interval '1 second' AS event_time, "
+              "repeat(md5(g::text), 12800) AS big FROM generate_series(1, 1000) g$$);",
+              timeout=120)
+    check(r.rc == 0 and r.out.strip() == "1000",
+          "ingest memory: %r %s" % (r.out, r.err.strip()[:300]))
+    grew = (pgtest.proc_status_kb(pid, "VmHWM") or 0) - before
+    check(grew < 250 * 1024, "ingest memory: the backend's peak memory grew by %d kB" % grew)
+    check(s.value("SELECT count(*) FILTER (WHERE length(big) = 409600) FROM fc_mem_off;")
+          == "1000", "ingest memory: not all 1000 rows arrived whole")
+    s.close()
+    pgtest.psql("SELECT pgpoly.drop_feature_view('fc_mem'); DELETE FROM fc_mem; "
+                "DROP FOREIGN TABLE fc_mem; DROP TABLE fc_mem_off;", db=db, timeout=30)
+
+
 def run():
     mark = pgtest.pg_log_mark()
     db = pgtest.create_db("pgpoly_fc")
@@ -249,6 +318,8 @@ def run():
         many_entities(db)
         lock_needs_insert(db)
         read_vs_put(db)
+        ingest_vs_drop(db)
+        ingest_memory(db)
     finally:
         pgtest.psql("DELETE FROM fc_tx; DELETE FROM fc_im; DELETE FROM fc_int; "
                     "DROP OWNED BY fc_writer_%d, fc_nobody_%d; DROP ROLE fc_writer_%d, fc_nobody_%d"
