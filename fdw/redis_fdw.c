@@ -166,7 +166,7 @@ typedef struct RedisModifyState
 	RedisOverlay *ov;			/* ON CONFLICT DO NOTHING, transactional:
 								 * the buffered writes, by key */
 	HTAB	   *misspelled;		/* RedisMisspelling by identity, or NULL */
-	HTAB	   *held;			/* UPDATE that may move rows: RedisHeldRow by
+	HTAB	   *held;			/* UPDATE that may move rows: PgpolyHeldRow by
 								 * identity, or NULL */
 	/* direct modification (redisBeginDirectModify) */
 	CmdType		direct_op;		/* CMD_UPDATE, CMD_DELETE; else CMD_UNKNOWN */
@@ -178,17 +178,6 @@ typedef struct RedisModifyState
 	bool		per_row;		/* they read the row: evaluated per row */
 	int64		rows;			/* rows modified */
 } RedisModifyState;
-
-/*
- * A row identity (key, zset/set member) an UPDATE that moves rows has met:
- * where a row of the statement now is, and whether an earlier row was
- * moved there (check_moves).
- */
-typedef struct RedisHeldRow
-{
-	RedisKeyRef id;				/* RedisRowIdentity(): the hash key */
-	bool		moved_onto;
-} RedisHeldRow;
 
 static void track_moves(RedisModifyState *ms);
 static bool scan_row_marked(EState *estate, Index rti);
@@ -1430,13 +1419,12 @@ track_moves(RedisModifyState *ms)
 		  (tbl->member_att && bms_is_member(tbl->member_att, assigned)) ||
 		  ms->core.old_row != InvalidAttrNumber))
 		return;
-	ms->held = PgpolyKeyTable("pgpoly rows of an UPDATE", sizeof(RedisHeldRow),
-							 GetMemoryChunkContext(ms));
+	ms->held = PgpolyMoves(GetMemoryChunkContext(ms));
 }
 
 /* ERROR 23505 for a row moved onto row identity values/nulls (see above). */
 static void
-moved_onto_error(RedisModifyState *ms, Datum *values, bool *nulls, const char *what)
+moved_onto_error(RedisModifyState *ms, Datum *values, bool *nulls, PgpolyMoveCheck how)
 {
 	RedisTable *tbl = ms->tbl;
 	size_t		len;
@@ -1445,14 +1433,11 @@ moved_onto_error(RedisModifyState *ms, Datum *values, bool *nulls, const char *w
 	char	   *member = tbl->member_att ?
 		RedisDatumText(tbl, tbl->member_att, values[tbl->member_att - 1], &mlen) : NULL;
 
-	ereport(ERROR,
-			(errcode(ERRCODE_UNIQUE_VIOLATION),
-			 errmsg("UPDATE of foreign table \"%s\" %s key \"%s\"%s%s%s",
-					tbl->relname, what, PgpolyPrintable(key, len, 200),
-					member ? " member \"" : "", member ? PgpolyPrintable(member, mlen, 200) : "",
-					member ? "\"" : ""),
-			 errdetail("Redis holds one row there: moving another row of the statement onto it would overwrite it."),
-			 errhint("Move the rows in separate statements, each onto an identity no row holds.")));
+	PgpolyMovedOntoError(tbl->relname, "Redis", how,
+						 psprintf("key \"%s\"%s%s%s", PgpolyPrintable(key, len, 200),
+								  member ? " member \"" : "",
+								  member ? PgpolyPrintable(member, mlen, 200) : "",
+								  member ? "\"" : ""));
 }
 
 /*
@@ -1474,7 +1459,7 @@ check_list_moves(RedisModifyState *ms, Datum *old, bool *oldnulls, Datum *values
 	MemoryContext cxt;
 	RedisKeyRef o;
 	RedisKeyRef n;
-	RedisHeldRow *e;
+	PgpolyHeldRow *e;
 	bool		found;
 
 	if (oldnulls[k - 1] || nulls[k - 1])
@@ -1507,19 +1492,15 @@ check_list_moves(RedisModifyState *ms, Datum *old, bool *oldnulls, Datum *values
  * For an UPDATE that may move rows: ERROR if the row (old identity
  * old/oldnulls) was overwritten by a row the statement moved onto it, or
  * if it moves (new row values/nulls) onto a row the statement met and
- * left there or moved there.  Then note where the row is (its identity's
- * bytes in the held table's memory, freed when it moves again).
+ * left there or moved there (PgpolyMoveRow).
  */
 static void
 check_moves(RedisModifyState *ms, Datum *old, bool *oldnulls, Datum *values,
 			bool *nulls)
 {
-	MemoryContext cxt;
 	RedisKeyRef o;
 	RedisKeyRef n;
-	RedisHeldRow *e;
-	bool		found;
-	bool		stays;
+	PgpolyMoveCheck how;
 
 	if (ms->held == NULL)
 		return;
@@ -1528,31 +1509,15 @@ check_moves(RedisModifyState *ms, Datum *old, bool *oldnulls, Datum *values,
 		check_list_moves(ms, old, oldnulls, values, nulls);
 		return;
 	}
-	cxt = MemoryContextSwitchTo(GetMemoryChunkContext(ms));
 	o = identity(ms->tbl, old, oldnulls);
 	n = identity(ms->tbl, values, nulls);
-	MemoryContextSwitchTo(cxt);
-	stays = identity_equal(n, o);
-	e = hash_search(ms->held, &o, HASH_FIND, NULL);
-	if (e != NULL && e->moved_onto)
-		moved_onto_error(ms, old, oldnulls, "moves another row onto");
-	e = hash_search(ms->held, &n, HASH_ENTER, &found);
-	if (found)
-		pfree((char *) n.key);	/* the entry has its own */
-	if (stays)
-	{
-		if (!found)
-			e->moved_onto = false;
-		pfree((char *) o.key);
-		return;
-	}
-	if (found)
-		moved_onto_error(ms, values, nulls, "moves two rows onto");
-	e->moved_onto = true;
-	e = hash_search(ms->held, &o, HASH_REMOVE, NULL);
-	if (e != NULL)
-		pfree((char *) e->id.key);
+	how = PgpolyMoveRow(ms->held, GetMemoryChunkContext(ms), o.key, o.len, n.key, n.len);
+	if (how == PGPOLY_MOVED_ONTO_OLD)
+		moved_onto_error(ms, old, oldnulls, how);
+	if (how == PGPOLY_MOVED_ONTO_NEW)
+		moved_onto_error(ms, values, nulls, how);
 	pfree((char *) o.key);
+	pfree((char *) n.key);
 }
 
 /* The old row identity from planSlot's junk columns, as a full-width row. */

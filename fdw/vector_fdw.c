@@ -185,6 +185,8 @@ typedef struct VectorModifyState
 	int			dim;			/* expected dimension, 0: not known yet */
 	HTAB	   *ov;				/* ON CONFLICT DO NOTHING, transactional:
 								 * the buffered writes, by id */
+	HTAB	   *moves;			/* UPDATE that may change ids: where its
+								 * rows are (PgpolyMoves), or NULL */
 } VectorModifyState;
 
 PG_FUNCTION_INFO_V1(pgpoly_vector_handler);
@@ -1380,14 +1382,28 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 	return ms;
 }
 
-/* BeginForeignModify. */
+/*
+ * BeginForeignModify.  An UPDATE that may change ids (assigns the id, or
+ * has BEFORE ROW UPDATE triggers) keeps where its rows are: the store
+ * holds one record per id, and a change of id is a delete of the old id
+ * and an upsert of the new one, which overwrites what is there.  A row
+ * moved onto the id of another row of the statement is an ERROR, as a
+ * unique key's violation is (check_moves), instead of losing that row (a
+ * swap of two ids would leave one record).
+ */
 static void
 vectorBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 						 List *fdw_private, int subplan_index, int eflags)
 {
+	VectorModifyState *ms;
+
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
-	begin_modify(mtstate, rinfo, fdw_private);
+	ms = begin_modify(mtstate, rinfo, fdw_private);
+	if (mtstate->operation == CMD_UPDATE &&
+		(bms_is_member(ms->tbl->id_att, ms->core.assigned) ||
+		 ms->core.old_row != InvalidAttrNumber))
+		ms->moves = PgpolyMoves(GetMemoryChunkContext(ms));
 }
 
 /* The jansson object of a jsonb metadata value (owned by the context). */
@@ -1806,6 +1822,29 @@ delete_write(VectorModifyState *ms, char *id)
 	return w;
 }
 
+/*
+ * For an UPDATE that may change ids: ERROR if the row at oldid was
+ * overwritten by a row the statement moved onto it, or if it moves to id
+ * onto a row the statement met (PgpolyMoveRow), before anything of it is
+ * sent.
+ */
+static void
+check_moves(VectorModifyState *ms, const char *oldid, const char *id)
+{
+	PgpolyMoveCheck how;
+	const char *at;
+
+	if (ms->moves == NULL)
+		return;
+	how = PgpolyMoveRow(ms->moves, GetMemoryChunkContext(ms), oldid, strlen(oldid),
+						id, strlen(id));
+	if (how == PGPOLY_MOVE_OK)
+		return;
+	at = how == PGPOLY_MOVED_ONTO_OLD ? oldid : id;
+	PgpolyMovedOntoError(ms->tbl->relname, ms->tbl->provider->label, how,
+						 psprintf("id \"%s\"", PgpolyPrintable(at, strlen(at), 200)));
+}
+
 /* ExecForeignUpdate: update in place, or delete + upsert when id changes. */
 static TupleTableSlot *
 vectorExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
@@ -1829,6 +1868,7 @@ vectorExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	oldkeys = list_concat(old_metadata_keys(ms, planSlot), field_keys(ms->tbl));
 	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	w = row_write(ms, VW_UPDATE, slot->tts_values, slot->tts_isnull, oldkeys);
+	check_moves(ms, oldid, w->row.id);
 	if (strcmp(w->row.id, oldid) != 0)
 	{
 		VectorWrite *d = delete_write(ms, oldid);

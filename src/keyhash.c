@@ -112,3 +112,79 @@ PgpolyKeyTableFind(HTAB *table, const char *key, size_t len)
 
 	return hash_search(table, &ref, HASH_FIND, NULL);
 }
+
+/*
+ * The table of PgpolyMoveRow, in cxt: for stores that hold one row per
+ * identity (a Redis key or member, a vector record's id), where a row
+ * moved onto the identity of another row overwrites it.
+ */
+HTAB *
+PgpolyMoves(MemoryContext cxt)
+{
+	return PgpolyKeyTable("pgpoly rows of an UPDATE", sizeof(PgpolyHeldRow), cxt);
+}
+
+/*
+ * Note that an UPDATE writes the row met at identity o (olen bytes) at
+ * identity n (nlen bytes), in moves (PgpolyMoves, whose context cxt keeps
+ * the identities' copies).  A row moved onto the identity of another row
+ * of the statement would overwrite it, or be overwritten by it: a swap of
+ * two identities would leave one row, and a shift in the wrong order lose
+ * rows.  So that is refused: PGPOLY_MOVED_ONTO_OLD when the row at o was
+ * overwritten by a row the statement moved onto it, PGPOLY_MOVED_ONTO_NEW
+ * when the row moves onto a row the statement met and left there or moved
+ * there; the caller reports either as a unique key's violation
+ * (PgpolyMovedOntoError), before anything of the row is written.  A move
+ * onto an identity the statement does not touch is PGPOLY_MOVE_OK, as an
+ * INSERT there would be.
+ */
+PgpolyMoveCheck
+PgpolyMoveRow(HTAB *moves, MemoryContext cxt, const char *o, size_t olen,
+			  const char *n, size_t nlen)
+{
+	PgpolyHeldRow *e;
+	bool		found;
+
+	e = PgpolyKeyTableFind(moves, o, olen);
+	if (e != NULL && e->moved_onto)
+		return PGPOLY_MOVED_ONTO_OLD;
+	e = PgpolyKeyTableEnter(moves, cxt, n, nlen, &found);
+	if (olen == nlen && memcmp(o, n, olen) == 0)
+	{
+		/* in place */
+		if (!found)
+			e->moved_onto = false;
+		return PGPOLY_MOVE_OK;
+	}
+	if (found)
+		return PGPOLY_MOVED_ONTO_NEW;
+	e->moved_onto = true;
+	e = PgpolyKeyTableFind(moves, o, olen);
+	if (e != NULL)
+	{
+		const char *key = e->id.key;
+
+		hash_search(moves, &e->id, HASH_REMOVE, NULL);
+		pfree((char *) key);
+	}
+	return PGPOLY_MOVE_OK;
+}
+
+/*
+ * ERROR 23505 for a row of an UPDATE of foreign table relname moved onto
+ * the row at identity (printable, as "key \"k\"") of store, which holds one
+ * row there (PgpolyMoveRow; how: PGPOLY_MOVED_ONTO_OLD or _NEW).
+ */
+void
+PgpolyMovedOntoError(const char *relname, const char *store, PgpolyMoveCheck how,
+					 const char *identity)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNIQUE_VIOLATION),
+			 errmsg("UPDATE of foreign table \"%s\" %s %s",
+					relname, how == PGPOLY_MOVED_ONTO_OLD ? "moves another row onto" :
+					"moves two rows onto", identity),
+			 errdetail("%s holds one row there: moving another row of the statement onto it would overwrite it.",
+					   store),
+			 errhint("Move the rows in separate statements, each onto an identity no row holds.")));
+}

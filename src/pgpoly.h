@@ -851,6 +851,32 @@ extern void *PgpolyKeyTableEnter(struct HTAB *table, MemoryContext cxt,
 extern void *PgpolyKeyTableFind(struct HTAB *table, const char *key, size_t len);
 
 /*
+ * The rows an UPDATE that may move rows has met (PgpolyMoves), by where
+ * they now are: moved_onto when an earlier row of the statement was moved
+ * there.
+ */
+typedef struct PgpolyHeldRow
+{
+	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable) */
+	bool		moved_onto;
+} PgpolyHeldRow;
+
+/* PgpolyMoveRow: a row of an UPDATE moved onto another row of it, or not. */
+typedef enum PgpolyMoveCheck
+{
+	PGPOLY_MOVE_OK,
+	PGPOLY_MOVED_ONTO_OLD,		/* the row's old identity was moved onto */
+	PGPOLY_MOVED_ONTO_NEW		/* its new identity holds a row met */
+} PgpolyMoveCheck;
+
+extern struct HTAB *PgpolyMoves(MemoryContext cxt);
+extern PgpolyMoveCheck PgpolyMoveRow(struct HTAB *moves, MemoryContext cxt,
+									 const char *o, size_t olen,
+									 const char *n, size_t nlen);
+extern void PgpolyMovedOntoError(const char *relname, const char *store,
+								 PgpolyMoveCheck how, const char *identity) pg_attribute_noreturn();
+
+/*
  * One step of PgpolyKeyHash: mix the 64-bit word w into h, the 128-bit
  * product of h ^ w and the secret multiplier m folded to 64 bits.  A change
  * of the input changes the result by an amount that depends on the secret
