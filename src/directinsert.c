@@ -16,6 +16,12 @@
  *	  constraints by the index insertion.  Anything else only the executor
  *	  honours makes PgpolyDirectInsertRefused say so, and the caller then
  *	  runs the INSERT.
+ *	- A column the caller does not write gets what the INSERT's target list
+ *	  gives it (PgpolyDirectInsertDefaults): its default, its identity, or
+ *	  a NULL of its domain, checked as the domain checks it; a volatile
+ *	  default other than nextval (it may read the table, where a batch's
+ *	  rows are not yet) makes the insertion refused, as COPY then inserts
+ *	  a row at a time.
  *	- No BulkInsertState: its ring of buffers would have this backend evict
  *	  and write the table's new pages itself, where an INSERT leaves them in
  *	  shared buffers for the background writer.
@@ -30,7 +36,12 @@
 #include "access/xact.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "parser/parse_coerce.h"
+#include "rewrite/rewriteHandler.h"
 #include "utils/acl.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
 
@@ -48,6 +59,57 @@ PgpolyMayInsert(Oid relid)
 		pg_attribute_aclcheck_all(relid, GetUserId(), ACL_INSERT, ACLMASK_ANY) == ACLCHECK_OK;
 }
 
+/* Whether rte, an INSERT, names column attnum of its relation */
+static bool
+column_written(RangeTblEntry *rte, AttrNumber attnum)
+{
+	return bms_is_member(attnum - FirstLowInvalidHeapAttributeNumber, rte->insertedCols);
+}
+
+/*
+ * The expression an INSERT (rte) into rel gives column attnum, which it
+ * does not name (as the planner's expand_insert_targetlist makes it): the
+ * column's default or identity, else a NULL of its type, coerced to its
+ * domain when it has one (the domain's NOT NULL and CHECK apply); NULL for
+ * a plain NULL.
+ */
+static Node *
+unwritten_value(Relation rel, AttrNumber attnum)
+{
+	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+	Node	   *expr = build_column_default(rel, attnum);
+
+	if (expr == NULL && getBaseType(att->atttypid) != att->atttypid)
+		expr = coerce_to_domain((Node *) makeNullConst(att->atttypid, -1, att->attcollation),
+								InvalidOid, -1, att->atttypid, COERCION_IMPLICIT,
+								COERCE_IMPLICIT_CAST, -1, false);
+	return expr;
+}
+
+/*
+ * Whether a column of rel that the INSERT rte does not name takes a value
+ * with a volatile function other than nextval: it may read the table,
+ * where the rows of a batch are not yet (COPY inserts a row at a time
+ * then, for the same reason).
+ */
+static bool
+volatile_default(Relation rel, RangeTblEntry *rte)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (AttrNumber a = 1; a <= desc->natts; a++)
+	{
+		Node	   *expr;
+
+		if (TupleDescAttr(desc, a - 1)->attisdropped || column_written(rte, a))
+			continue;
+		expr = unwritten_value(rel, a);
+		if (expr && contain_volatile_functions_not_nextval(expr))
+			return true;
+	}
+	return false;
+}
+
 /*
  * Whether an INSERT into rel (open and locked by the caller), described by
  * rte (requiredPerms, insertedCols), needs the executor: a read-only or
@@ -55,7 +117,8 @@ PgpolyMayInsert(Oid relid)
  * or missing privileges (the INSERT's ERROR), row-level security,
  * triggers (including the constraint triggers of foreign keys and
  * deferrable constraints), rules (the rewriter's: an INSTEAD rule writes
- * elsewhere, and the executor refuses some in a WITH), generated columns.
+ * elsewhere, and the executor refuses some in a WITH), generated columns,
+ * a volatile default of a column rte does not name.
  */
 bool
 PgpolyDirectInsertRefused(Relation rel, RangeTblEntry *rte)
@@ -68,7 +131,35 @@ PgpolyDirectInsertRefused(Relation rel, RangeTblEntry *rte)
 		!ExecCheckRTPerms(list_make1(rte), false) ||
 		check_enable_rls(RelationGetRelid(rel), InvalidOid, true) == RLS_ENABLED ||
 		rel->trigdesc != NULL || rel->rd_rules != NULL ||
-		(desc->constr && desc->constr->has_generated_stored);
+		(desc->constr && desc->constr->has_generated_stored) ||
+		volatile_default(rel, rte);
+}
+
+/*
+ * What an INSERT (rte) into rel gives each column it does not name,
+ * planned as COPY plans its defaults: an array of one ExprState per
+ * column of rel (attnum - 1), NULL where the column is written by the
+ * caller, dropped, or plainly NULL.  Evaluate each in the per-tuple
+ * context of the caller's EState, for each row.  Allocated in the current
+ * memory context.
+ */
+ExprState **
+PgpolyDirectInsertDefaults(Relation rel, RangeTblEntry *rte)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	ExprState **defaults = palloc0(desc->natts * sizeof(ExprState *));
+
+	for (AttrNumber a = 1; a <= desc->natts; a++)
+	{
+		Node	   *expr;
+
+		if (TupleDescAttr(desc, a - 1)->attisdropped || column_written(rte, a))
+			continue;
+		expr = unwritten_value(rel, a);
+		if (expr)
+			defaults[a - 1] = ExecInitExpr(expression_planner((Expr *) expr), NULL);
+	}
+	return defaults;
 }
 
 /*

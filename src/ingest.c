@@ -38,7 +38,6 @@
 #include "nodes/params.h"
 #include "optimizer/optimizer.h"
 #include "parser/parse_coerce.h"
-#include "rewrite/rewriteHandler.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -118,7 +117,7 @@ typedef struct OfflineAppend
 	TupleTableSlot *row;		/* the current row (virtual) */
 	int			ncols;			/* columns named, one per value argument */
 	AttrNumber *attnum;			/* rel's column of each value */
-	ExprState **defaults;		/* per column of rel not named: its default */
+	ExprState **defaults;		/* per column of rel not named: its value */
 	ExprState **coerce;			/* per value: its typmod coercion, or NULL */
 	ParamListInfo params;		/* the values, as the coercions' input */
 	TupleTableSlot *slots[OFFLINE_BATCH];	/* made as needed */
@@ -192,35 +191,10 @@ plain_table(Oid relid)
 }
 
 /*
- * Whether a column of rel that the INSERT rte does not name has a default
- * with a volatile function other than nextval: it may read the table,
- * where the rows of a batch are not yet (COPY inserts a row at a time
- * then, for the same reason).
- */
-static bool
-volatile_default(Relation rel, RangeTblEntry *rte)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-
-	for (int a = 0; a < desc->natts; a++)
-	{
-		Node	   *expr;
-
-		if (TupleDescAttr(desc, a)->attisdropped ||
-			bms_is_member(a + 1 - FirstLowInvalidHeapAttributeNumber, rte->insertedCols))
-			continue;
-		expr = build_column_default(rel, a + 1);
-		if (expr && contain_volatile_functions_not_nextval(expr))
-			return true;
-	}
-	return false;
-}
-
-/*
  * Whether the INSERT of the columns cols into relid can be done by
  * pgpoly._offline_append: a plain table, not a partition, that no
- * executor-only feature applies to (PgpolyDirectInsertRefused), with no
- * volatile default.  Takes the INSERT's lock (RowExclusiveLock, kept to the
+ * executor-only feature applies to (PgpolyDirectInsertRefused, volatile
+ * defaults included).  Takes the INSERT's lock (RowExclusiveLock, kept to the
  * end of the transaction, so that no trigger or policy can be added before
  * the append) unless the caller may not insert into relid; a table dropped
  * or attached as a partition while this waited for the lock is left to the
@@ -240,7 +214,7 @@ offline_direct(Oid relid, ArrayType *cols)
 		return false;
 	rte = insert_rte(rel, cols, NULL, NULL);
 	ok = rte != NULL && !rel->rd_rel->relispartition &&
-		!PgpolyDirectInsertRefused(rel, rte) && !volatile_default(rel, rte);
+		!PgpolyDirectInsertRefused(rel, rte);
 	table_close(rel, NoLock);
 	return ok;
 }
@@ -294,17 +268,17 @@ value_coercion(OfflineAppend *st, int i, Node *arg, Form_pg_attribute att)
 
 /*
  * Plan what the INSERT's target list does besides taking the values: the
- * default of each column of st->rel that st->attnum does not name
- * (planned as COPY plans them; identity columns included), and each value
- * argument's assignment to its column (fcinfo's arguments from 3 on).
+ * value of each column of st->rel that rte does not name
+ * (PgpolyDirectInsertDefaults), and each value argument's assignment to
+ * its column (fcinfo's arguments from 3 on).
  */
 static void
-prepare_columns(OfflineAppend *st, FunctionCallInfo fcinfo)
+prepare_columns(OfflineAppend *st, FunctionCallInfo fcinfo, RangeTblEntry *rte)
 {
 	TupleDesc	desc = RelationGetDescr(st->rel);
 	List	   *args = ((FuncExpr *) fcinfo->flinfo->fn_expr)->args;
 
-	st->defaults = palloc0(desc->natts * sizeof(ExprState *));
+	st->defaults = PgpolyDirectInsertDefaults(st->rel, rte);
 	st->coerce = palloc0(st->ncols * sizeof(ExprState *));
 	st->params = makeParamList(st->ncols);
 	for (int i = 0; i < st->ncols; i++)
@@ -312,28 +286,6 @@ prepare_columns(OfflineAppend *st, FunctionCallInfo fcinfo)
 		Node	   *arg = list_nth(args, i + 3);
 
 		st->coerce[i] = value_coercion(st, i, arg, TupleDescAttr(desc, st->attnum[i] - 1));
-		st->defaults[st->attnum[i] - 1] = (ExprState *) -1; /* named: none */
-	}
-	for (int a = 0; a < desc->natts; a++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, a);
-		Node	   *expr = NULL;
-
-		if (st->defaults[a] == NULL && !att->attisdropped)
-		{
-			expr = build_column_default(st->rel, a + 1);
-			/*
-			 * No default: NULL, but of a domain checked as the INSERT checks
-			 * it (a NOT NULL or CHECK of the domain applies)
-			 */
-			if (expr == NULL && getBaseType(att->atttypid) != att->atttypid)
-				expr = coerce_to_domain((Node *) makeNullConst(att->atttypid, -1,
-															   att->attcollation),
-										InvalidOid, -1, att->atttypid, COERCION_IMPLICIT,
-										COERCE_IMPLICIT_CAST, -1, false);
-		}
-		st->defaults[a] = expr ? ExecInitExpr(expression_planner((Expr *) expr), NULL) :
-			NULL;
 	}
 }
 
@@ -364,12 +316,12 @@ append_open(FunctionCallInfo fcinfo, Oid relid, ArrayType *cols)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the columns of _offline_append do not match its values")));
 	ExecCheckRTPerms(list_make1(rte), true);
-	if (PgpolyDirectInsertRefused(st->rel, rte) || volatile_default(st->rel, rte))
+	if (PgpolyDirectInsertRefused(st->rel, rte))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("relation \"%s\" cannot be appended to without the executor",
 						RelationGetRelationName(st->rel))));
-	prepare_columns(st, fcinfo);
+	prepare_columns(st, fcinfo, rte);
 	st->estate = CreateExecutorState();
 	ExecInitRangeTable(st->estate, list_make1(rte));
 	st->rri = makeNode(ResultRelInfo);
@@ -398,7 +350,7 @@ append_row(OfflineAppend *st, FunctionCallInfo fcinfo)
 	{
 		slot->tts_values[a] = (Datum) 0;
 		slot->tts_isnull[a] = true;
-		if (st->defaults[a] && st->defaults[a] != (ExprState *) -1)
+		if (st->defaults[a])
 			slot->tts_values[a] = ExecEvalExpr(st->defaults[a], econtext,
 											   &slot->tts_isnull[a]);
 	}

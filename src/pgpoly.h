@@ -89,6 +89,7 @@ struct PlannerInfo;
 struct RelOptInfo;
 struct RangeTblEntry;
 struct ResultRelInfo;
+struct ExprState;
 struct ModifyTable;
 struct ModifyTableState;
 struct ForeignPath;
@@ -959,6 +960,8 @@ extern void PgpolyFeaturesInit(void);	/* features.c: cache invalidation */
  */
 extern bool PgpolyMayInsert(Oid relid);
 extern bool PgpolyDirectInsertRefused(Relation rel, struct RangeTblEntry *rte);
+extern struct ExprState **PgpolyDirectInsertDefaults(Relation rel,
+													 struct RangeTblEntry *rte);
 extern void PgpolyDirectInsertBatch(struct ResultRelInfo *rri, struct EState *estate,
 									struct TupleTableSlot **slots, int n, CommandId cid);
 

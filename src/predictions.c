@@ -33,11 +33,14 @@
  *	  jsonb_to_recordset would give it (the same input functions on the same
  *	  text, elements and keys in the same order), applies every check of
  *	  _log_predictions, and inserts only what an INSERT by the same user
- *	  would: with that user's privileges (ExecCheckRTPerms), the parent's
- *	  defaults (the identity), the partitions' constraints and indexes.
- *	  Anything only the executor honours (triggers, row-level security, a
- *	  foreign or differently laid out partition, generated columns, a
- *	  read-only transaction) makes it do nothing, or stop, and the caller
+ *	  would: with that user's privileges (ExecCheckRTPerms), what the
+ *	  INSERT gives the parent's other columns (PgpolyDirectInsertDefaults:
+ *	  the identity, defaults, a NULL checked by its domain), the
+ *	  partitions' constraints and indexes.  Anything only the executor
+ *	  honours (triggers, row-level security, a foreign or differently laid
+ *	  out partition, generated columns, a volatile default of a column no
+ *	  key fills, a read-only transaction) makes it do nothing, or stop, and
+ *	  the caller
  *	  INSERTs instead; a row it cannot log makes it stop, and the caller
  *	  undoes what it inserted by an ERROR.
  *
@@ -63,9 +66,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
-#include "optimizer/optimizer.h"
 #include "partitioning/partdesc.h"
-#include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -693,7 +694,7 @@ form_row(PredictionInsert *st, JsonbContainer *obj)
 	conv[PK_VERSION] = Int32GetDatum(pair->ver);
 	isnull[PK_VERSION] = false;
 
-	/* the other columns' defaults (the identity), only for rows logged */
+	/* the other columns' values (the identity ...), only for rows logged */
 	ExecClearTuple(slot);
 	for (int a = 0; a < slot->tts_tupleDescriptor->natts; a++)
 	{
@@ -779,15 +780,13 @@ buffer_row(PredictionInsert *st)
 
 /*
  * Find parent's column of each key (of the type jsonb_to_recordset converts
- * to) and the input function of its type, and note each of parent's other
- * columns that has a default (planned as COPY plans them).
+ * to) and the input function of its type.
  */
 static void
 prepare_columns(PredictionInsert *st)
 {
 	TupleDesc	desc = RelationGetDescr(st->parent);
 
-	st->defaults = palloc0(desc->natts * sizeof(ExprState *));
 	for (int k = 0; k < PK_COUNT; k++)
 	{
 		Oid			func;
@@ -809,15 +808,6 @@ prepare_columns(PredictionInsert *st)
 							format_type_be(PredictionColumns[k].type))));
 		getTypeInputInfo(PredictionColumns[k].type, &func, &st->ioparam[k]);
 		fmgr_info(func, &st->input[k]);
-		st->defaults[st->attnum[k] - 1] = (ExprState *) -1;	/* a key's: none */
-	}
-	for (int a = 0; a < desc->natts; a++)
-	{
-		Node	   *expr = NULL;
-
-		if (st->defaults[a] == NULL && !TupleDescAttr(desc, a)->attisdropped)
-			expr = build_column_default(st->parent, a + 1);
-		st->defaults[a] = expr ? ExecInitExpr(expression_planner((Expr *) expr), NULL) : NULL;
 	}
 }
 
@@ -882,6 +872,7 @@ insert_open(PredictionInsert *st, Oid parentid)
 		table_close(st->parent, NoLock);
 		return false;
 	}
+	st->defaults = PgpolyDirectInsertDefaults(st->parent, rte);
 	insert_begin(st, rte);
 	return true;
 }
