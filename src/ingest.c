@@ -122,7 +122,7 @@ typedef struct OfflineAppend
 	ParamListInfo params;		/* the values, as the coercions' input */
 	TupleTableSlot *slots[OFFLINE_BATCH];	/* made as needed */
 	int			nslots;			/* slots holding a row */
-	Size		nbytes;			/* and the size of their values */
+	Size		nbytes;			/* and the size of their tuples */
 	CommandId	cid;
 	int64		count;			/* rows appended */
 	bool		done;			/* the final function ran */
@@ -373,9 +373,9 @@ append_row(OfflineAppend *st, FunctionCallInfo fcinfo)
 		ExecConstraints(st->rri, slot, st->estate);
 	if (st->slots[st->nslots] == NULL)
 		st->slots[st->nslots] = table_slot_create(st->rel, &st->estate->es_tupleTable);
-	ExecCopySlot(st->slots[st->nslots++], slot);
-	st->nbytes += heap_compute_data_size(slot->tts_tupleDescriptor, slot->tts_values,
-										 slot->tts_isnull);
+	ExecCopySlot(st->slots[st->nslots], slot);
+	/* the size of the tuple the copy formed (not computed a second time) */
+	st->nbytes += ExecFetchSlotHeapTuple(st->slots[st->nslots++], false, NULL)->t_len;
 	ResetPerTupleExprContext(st->estate);
 	if (st->nslots == OFFLINE_BATCH || st->nbytes >= OFFLINE_BATCH_BYTES)
 	{

@@ -24,6 +24,9 @@
 #              data of bench_features.sh) into an emptied online store,
 #              COMMIT included (callgrind only: CG_WORKLOADS=materialize100k;
 #              the 1M rows are made only then)
+#   predictions50k log_predictions of bench_monitoring.sh's 50k predictions
+#              (JSON text parsed in the call), COMMIT included, the partition
+#              holding the warm-up's 50k rows (callgrind only)
 #
 # For each, against the running cluster (one backend, after warm-up runs in
 # the same backend):
@@ -51,7 +54,7 @@
 # callgrind") selects what to run (update100k, delete100k and selkey100k
 # are extra parts); CG_WORKLOADS (default "join10k count100k insert100k point") the
 # workloads callgrind runs (update100k, updconst100k, delete100k, selkey100k,
-# ingest100k, materialize100k can be added).
+# ingest100k, materialize100k, predictions50k can be added).
 # Run through /work/tools/iso-run NAME on the shared machines.  Needs perf
 # (Debian: linux-perf), valgrind, strace: installed when missing (as root).
 set -euo pipefail
@@ -132,6 +135,23 @@ FROM generate_series(1, 10) d, generate_series(1, 100000) e;
 VACUUM ANALYZE pgpoly.bench_history;
 SQL
 fi
+# predictions50k: bench_monitoring.sh's 50k predictions as JSON text
+if [[ " ${CG_WORKLOADS:-} " == *" predictions50k "* ]]; then
+	"${PSQL[@]}" <<SQL
+SELECT setseed(0.42);
+SELECT pgpoly.register_model_version('bench_model', 's3://bench/1');
+SELECT pgpoly.set_model_alias('bench_model', 'champion', 1);
+SELECT pgpoly.create_prediction_partitions(now(), now());
+CREATE TABLE bench_json AS
+SELECT jsonb_agg(jsonb_build_object(
+	'model', 'bench_model@champion', 'entity', 'u' || g,
+	'prediction', jsonb_build_object('p', round(random()::numeric, 4)),
+	'features', jsonb_build_object('age', 18 + g % 60, 'plan', CASE WHEN g % 3 = 0 THEN 'pro' ELSE 'free' END),
+	'confidence', round(random()::numeric, 3), 'latency_ms', round((random() * 20)::numeric, 2),
+	'request_id', 'req-' || g))::text AS j
+FROM generate_series(1, 50000) g;
+SQL
+fi
 load_redis() {
 	psql -X -q -d "$DB" -c "SET datestyle = ISO; SET timezone = UTC" \
 		-c "COPY (SELECT * FROM bench_users($3)) TO STDOUT" |
@@ -154,6 +174,7 @@ UPDCONST="BEGIN; UPDATE bench_w SET country = 'ZZ'; COMMIT"
 DELETE="BEGIN; DELETE FROM bench_w; COMMIT"
 INGEST="BEGIN; SELECT pgpoly.ingest_features('bench_ing', 'bench_ing_source'); COMMIT"
 MATERIALIZE="SELECT pgpoly.materialize('bench')"
+PREDICTIONS="BEGIN; SELECT pgpoly.log_predictions(j::jsonb) FROM bench_json; COMMIT"
 
 # ---------------------------------------------------------------- perf, strace
 
@@ -283,6 +304,7 @@ if want callgrind; then
 		[point]="$points"
 		[ingest100k]="$INGEST"
 		[materialize100k]="$MATERIALIZE"
+		[predictions50k]="$PREDICTIONS"
 	)
 	# the warm-up of each (DELETE: the rows inserted, the DELETE rolled back)
 	declare -A WARM=(
