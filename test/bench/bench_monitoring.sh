@@ -88,17 +88,8 @@ CREATE TABLE bench_result (what text, ms float8, cpu float8);
 SELECT setseed(0.42);
 
 -- 1. predictions: a model with a champion, the JSON text of ROWS predictions
-SELECT pgpoly.register_model_version('bench_model', 's3://bench/1');
-SELECT pgpoly.set_model_alias('bench_model', 'champion', 1);
-SELECT pgpoly.create_prediction_partitions(now(), now());
-CREATE TABLE bench_json AS
-SELECT jsonb_agg(jsonb_build_object(
-	'model', 'bench_model@champion', 'entity', 'u' || g,
-	'prediction', jsonb_build_object('p', round(random()::numeric, 4)),
-	'features', jsonb_build_object('age', 18 + g % 60, 'plan', CASE WHEN g % 3 = 0 THEN 'pro' ELSE 'free' END),
-	'confidence', round(random()::numeric, 3), 'latency_ms', round((random() * 20)::numeric, 2),
-	'request_id', 'req-' || g))::text AS j
-FROM generate_series(1, $ROWS) g;
+\set rows $ROWS
+\i $(realpath "$(dirname "${BASH_SOURCE[0]}")")/predictions_data.sql
 -- the same columns, defaults, checks and indexes as a partition of predictions
 -- (pgpoly._prediction_partitions: request_id's index is a hash index)
 CREATE TABLE bench_plain (LIKE pgpoly.predictions INCLUDING ALL);

@@ -139,17 +139,8 @@ fi
 if [[ " ${CG_WORKLOADS:-} " == *" predictions50k "* ]]; then
 	"${PSQL[@]}" <<SQL
 SELECT setseed(0.42);
-SELECT pgpoly.register_model_version('bench_model', 's3://bench/1');
-SELECT pgpoly.set_model_alias('bench_model', 'champion', 1);
-SELECT pgpoly.create_prediction_partitions(now(), now());
-CREATE TABLE bench_json AS
-SELECT jsonb_agg(jsonb_build_object(
-	'model', 'bench_model@champion', 'entity', 'u' || g,
-	'prediction', jsonb_build_object('p', round(random()::numeric, 4)),
-	'features', jsonb_build_object('age', 18 + g % 60, 'plan', CASE WHEN g % 3 = 0 THEN 'pro' ELSE 'free' END),
-	'confidence', round(random()::numeric, 3), 'latency_ms', round((random() * 20)::numeric, 2),
-	'request_id', 'req-' || g))::text AS j
-FROM generate_series(1, 50000) g;
+\\set rows 50000
+\\i $PGPOLY_ROOT/test/bench/predictions_data.sql
 SQL
 fi
 load_redis() {
