@@ -164,7 +164,7 @@ extern void RedisAppendEncoded(PgpolyConnection *conn, const char *resp,
 extern void RedisExchange(PgpolyConnection *conn, int nreplies,
 						  RedisReplyHandler handler, void *arg);
 extern uint64 RedisSend(PgpolyConnection *conn, int nreplies,
-						RedisReplyHandler handler, void *arg);
+						RedisReplyHandler handler, void *arg, bool flat);
 extern void RedisReceive(PgpolyConnection *conn, uint64 ticket);
 extern bool RedisReceiveSome(PgpolyConnection *conn, uint64 ticket,
 							 int nreplies);
@@ -355,8 +355,22 @@ extern char *RedisReaderSpace(RedisReader *r, size_t *room);
 extern void RedisReaderAdvance(RedisReader *r, size_t n);
 extern void RedisReaderReset(RedisReader *r);
 extern void RedisReaderTrim(RedisReader *r);
+/*
+ * A reply that is an array of bulk strings only, built flat for a caller
+ * that asked (RedisReaderNext's flat): no hiredis type has this number;
+ * elements says how many, RedisReplyStrings gives them (NUL-terminated).
+ */
+#define RESP_REPLY_STRINGS 1000
+
+typedef struct RedisString
+{
+	char	   *str;
+	size_t		len;
+} RedisString;
+
 extern int	RedisReaderNext(RedisReader *r, Size room, MemoryContext cxt,
-							struct redisReply **reply);
+							bool flat, struct redisReply **reply);
+extern RedisString *RedisReplyStrings(struct redisReply *reply);
 extern bool RedisReaderSkip(RedisReader *r, const char *bytes, size_t len);
 extern const char *RedisReaderError(RedisReader *r);
 
@@ -473,6 +487,7 @@ typedef struct RedisPendingReplies
 	RedisReplyHandler handler;
 	void	   *arg;
 	MemoryContext cxt;			/* where to build them; NULL: drop them */
+	bool		flat;			/* arrays of bulk strings come flat */
 } RedisPendingReplies;
 
 /* The store handle of a pgpoly_redis connection. */
@@ -561,6 +576,8 @@ typedef struct RedisExchangeState
 	char	   *retried;		/* cluster: the last answer waited out
 								 * (TRYAGAIN ...), for a timeout's message */
 	int			named;			/* the node conn->target names, -1 */
+	bool		flat;			/* arrays of bulk strings come flat
+								 * (RedisSend's flat; one server) */
 } RedisExchangeState;
 
 /* redis_io.c, for redis_cluster.c */

@@ -587,15 +587,16 @@ node_read(PgpolyConnection *conn, RedisNode *node, bool *got)
 
 /*
  * The next complete reply in node's reader, or NULL when more bytes are
- * needed.  A reply larger than the budget is the 54000 ERROR; bytes that
- * are not RESP are a protocol violation.
+ * needed; flat: an array of bulk strings comes as RESP_REPLY_STRINGS.  A
+ * reply larger than the budget is the 54000 ERROR; bytes that are not RESP
+ * are a protocol violation.
  */
 static redisReply *
-next_reply(PgpolyConnection *conn, RedisNode *node)
+next_reply(PgpolyConnection *conn, RedisNode *node, bool flat)
 {
 	redisReply *reply;
 
-	switch (RedisReaderNext(node->in, budget_room(), Budget.cxt, &reply))
+	switch (RedisReaderNext(node->in, budget_room(), Budget.cxt, flat, &reply))
 	{
 		case RESP_DONE:
 			Budget.used += GetMemoryChunkSpace(reply);
@@ -755,7 +756,7 @@ node_call_raw(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 		redisReply *reply;
 		int			rc;
 
-		if ((reply = next_reply(conn, node)) != NULL)
+		if ((reply = next_reply(conn, node, false)) != NULL)
 			replies[got++] = reply;
 		else if ((rc = PgpolyWaitSocket(ctx->fd, PGPOLY_WAIT_READ |
 										(out_pending(node) ? PGPOLY_WAIT_WRITE : 0),
@@ -1951,7 +1952,7 @@ check_readonly(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 static bool
 take_unwatch_reply(PgpolyConnection *conn, RedisNode *node)
 {
-	redisReply *reply = next_reply(conn, node);
+	redisReply *reply = next_reply(conn, node, false);
 
 	if (reply == NULL)
 		return false;
@@ -1984,7 +1985,7 @@ drain_node(RedisExchangeState *ex, RedisNode *node, RedisReplyHandler handler,
 	}
 	while (node->failure == NULL && node->nread < node->nqueue)
 	{
-		redisReply *reply = next_reply(conn, node);
+		redisReply *reply = next_reply(conn, node, ex->flat);
 
 		if (reply == NULL)
 			break;
@@ -2176,16 +2177,16 @@ end_request(RedisExchangeState *ex)
 
 /*
  * Run the exchange of the open request, which owes nreplies replies: send
- * what is still unsent, read replies and hand each to handler, its index
- * offset by first (those before were read earlier), until at least stop
- * of them came.  If all came, ends the request; else (one server) the
+ * what is still unsent, read replies and hand each to handler (flat: as
+ * RedisSend's), its index offset by first (those before were read
+ * earlier), until at least stop of them came.  If all came, ends the request; else (one server) the
  * request stays open, and used (the ReplyBudget of the replies kept)
  * goes on counting from where the earlier reads left it.  Returns the
  * replies read.
  */
 static int
 run_exchange_part(PgpolyConnection *conn, int nreplies, int stop, int first,
-				  Size used, RedisReplyHandler handler, void *arg)
+				  Size used, RedisReplyHandler handler, void *arg, bool flat)
 {
 	RedisHandle *h = conn->handle;
 	RedisExchangeState ex;
@@ -2196,6 +2197,7 @@ run_exchange_part(PgpolyConnection *conn, int nreplies, int stop, int first,
 	ex.h = h;
 	ex.n = nreplies;
 	ex.first = first;
+	ex.flat = flat && h->kind != RTOPO_CLUSTER;
 	ex.deadline = PgpolyDeadline(conn->timeout_ms);
 	budget_begin(CurrentMemoryContext, h, NULL);
 	Budget.used = used;
@@ -2248,7 +2250,7 @@ static void
 run_exchange(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 			 void *arg)
 {
-	(void) run_exchange_part(conn, nreplies, nreplies, 0, 0, handler, arg);
+	(void) run_exchange_part(conn, nreplies, nreplies, 0, 0, handler, arg, false);
 }
 
 /*
@@ -2333,7 +2335,7 @@ finish_pending(PgpolyConnection *conn, RedisHandle *h, int upto)
 	if (p.cxt)
 		MemoryContextSwitchTo(p.cxt);
 	got = run_exchange_part(conn, p.n - p.done, Min(upto, p.n - p.done), p.done,
-							p.used, p.handler, p.arg);
+							p.used, p.handler, p.arg, p.flat);
 	MemoryContextSwitchTo(old);
 	if (p.done + got < p.n)
 	{
@@ -2429,7 +2431,9 @@ write_ahead(PgpolyConnection *conn, RedisHandle *h)
  * the connection's next request, whichever comes first (it must not start
  * before they are read: replies come in order), and handed to handler(reply,
  * index, arg) as RedisExchange does, built in the memory context current
- * now.  arg and that context must live until then; if the context is reset
+ * now; flat: a reply that is an array of bulk strings only comes as a
+ * RESP_REPLY_STRINGS reply (redis_resp.c; on one server, not a cluster's
+ * nodes).  arg and that context must live until then; if the context is reset
  * first, the replies are dropped when read.  Returns the ticket, 0 if
  * nothing was appended.  While the replies are owed the connection is not
  * "busy": an ERROR elsewhere does not break it.  Only copied commands may
@@ -2438,7 +2442,7 @@ write_ahead(PgpolyConnection *conn, RedisHandle *h)
  */
 uint64
 RedisSend(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
-		  void *arg)
+		  void *arg, bool flat)
 {
 	static uint64 tickets = 0;
 	RedisHandle *h = conn->handle;
@@ -2460,6 +2464,7 @@ RedisSend(PgpolyConnection *conn, int nreplies, RedisReplyHandler handler,
 	h->pend.handler = handler;
 	h->pend.arg = arg;
 	h->pend.cxt = CurrentMemoryContext;
+	h->pend.flat = flat;
 	o = palloc(sizeof(PendingOwner));
 	o->conn = conn;
 	o->ticket = h->pend.ticket;
@@ -2538,7 +2543,7 @@ pump_replies(RedisNode *node, const char *usual, RedisAckCheck ack, void *arg)
 			node->nread++;
 			continue;
 		}
-		rc = RedisReaderNext(node->in, PUMP_ROOM, CurrentMemoryContext, &reply);
+		rc = RedisReaderNext(node->in, PUMP_ROOM, CurrentMemoryContext, false, &reply);
 		if (rc == RESP_DONE)
 		{
 			ok = ack(reply, node->nread, arg);
@@ -2700,6 +2705,7 @@ describe_reply(redisReply *r)
 		case REDIS_REPLY_STRING:
 			return psprintf("a string of %zu bytes", r->len);
 		case REDIS_REPLY_ARRAY:
+		case RESP_REPLY_STRINGS:
 			return psprintf("an array of %zu elements", r->elements);
 		case REDIS_REPLY_INTEGER:
 			return psprintf("the integer %lld", r->integer);

@@ -14,6 +14,13 @@
  * NUL-terminated, and nothing points into the buffer, which is compacted
  * only when it runs out of room.
  *
+ * A caller that asks for it (flat) gets an array all of whose elements are
+ * bulk strings (HGETALL's, HMGET's without nil ...) in a flatter form, a
+ * RESP_REPLY_STRINGS reply: one copy of its bytes with each string
+ * NUL-terminated in place, and a (pointer, length) per element, without an
+ * object per element.  It is built from the bytes the first pass checked
+ * and takes less memory than the objects the first pass counted.
+ *
  * Invariants:
  *	- Memory is charged before it is allocated: the first pass refuses a
  *	  reply whose objects would not fit in the room the caller gives, as
@@ -59,6 +66,7 @@ struct RedisReader
 	int			depth;			/* open arrays */
 	int64		left[RESP_MAX_DEPTH];	/* elements each still owes */
 	Size		need;			/* bytes of the objects read so far */
+	bool		flat;			/* so far an array of bulk strings only */
 	char		error[160];
 };
 
@@ -138,6 +146,7 @@ RedisReaderReset(RedisReader *r)
 	r->len = r->pos = r->at = r->searched = 0;
 	r->depth = 0;
 	r->need = 0;
+	r->flat = true;
 	if (r->buf && r->cap > RESP_GROW_MAX)
 	{
 		pfree(r->buf);
@@ -286,6 +295,7 @@ measure(RedisReader *r, Size room)
 					return RESP_MORE;
 				}
 				hdr = eol + 2 - p;
+				r->flat = false;
 				if (r->need + OBJ_SIZE + MAXALIGN(hdr - 2) > room)
 					return RESP_BUDGET;
 				r->need += OBJ_SIZE + MAXALIGN(hdr - 2);
@@ -312,6 +322,10 @@ measure(RedisReader *r, Size room)
 							 (unsigned char) p[0]);
 				return RESP_ERROR;
 		}
+		/* flat: the top is a non-empty array, its elements bulk strings */
+		if (p[0] == '*' && n > 0 ? r->depth != 0 :
+			p[0] != '$' || n < 0 || r->depth != 1)
+			r->flat = false;
 		if (p[0] == '$' && n >= 0)
 		{
 			if ((uint64) n > (uint64) room ||
@@ -474,35 +488,122 @@ build(const char **in, const char *end, char **mem)
 }
 
 /*
+ * The size of the complete reply at r->pos built flat (build_flat), which
+ * measure found to be a non-empty array of bulk strings: its header
+ * object, the elements' RedisString array, a copy of its bytes.
+ */
+static Size
+flat_size(RedisReader *r)
+{
+	const char *in;
+	int64		n = checked_number(r->buf + r->pos, &in);
+
+	return OBJ_SIZE + MAXALIGN(sizeof(RedisString) * (Size) n) + (r->at - r->pos);
+}
+
+/*
+ * The complete reply at r->pos, which measure found to be a non-empty
+ * array of bulk strings, as a RESP_REPLY_STRINGS reply in one chunk of
+ * size bytes (flat_size) in cxt, NULL if out of memory: its header object,
+ * the elements' RedisString array, then a copy of the reply's bytes in
+ * which the CR after each string becomes its NUL.
+ */
+static redisReply *
+build_flat(RedisReader *r, Size size, MemoryContext cxt)
+{
+	const char *in = r->buf + r->pos;
+	size_t		bytes = r->at - r->pos;
+	int64		n = checked_number(in, &in);
+	Size		head = size - bytes;
+	char	   *mem;
+	redisReply *reply;
+	RedisString *strings;
+	char	   *copy;
+
+	mem = MemoryContextAllocExtended(cxt, size,
+									 MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+	if (mem == NULL)
+		return NULL;
+	reply = (redisReply *) mem;
+	strings = (RedisString *) (mem + OBJ_SIZE);
+	copy = mem + head;
+	memcpy(copy, r->buf + r->pos, bytes);
+	memset(reply, 0, sizeof(redisReply));
+	reply->type = RESP_REPLY_STRINGS;
+	reply->elements = (size_t) n;
+	/* in walks the buffer, the strings point at the same bytes of copy */
+	for (int64 i = 0; i < n; i++)
+	{
+		size_t		len = (size_t) checked_number(in, &in);
+		char	   *s = copy + (in - (r->buf + r->pos));
+
+		strings[i].str = s;
+		strings[i].len = len;
+		s[len] = '\0';			/* was the CR of its CRLF */
+		in += len + 2;
+	}
+	Assert(in == r->buf + r->at);
+	return reply;
+}
+
+/* The elements of a RESP_REPLY_STRINGS reply (RedisReaderNext's flat). */
+RedisString *
+RedisReplyStrings(redisReply *reply)
+{
+	Assert(reply->type == RESP_REPLY_STRINGS);
+	return (RedisString *) ((char *) reply + OBJ_SIZE);
+}
+
+/*
  * Take the next complete reply out of r into *reply, allocated in cxt as
- * one chunk, if its objects fit in room bytes.  Returns RESP_DONE (*reply
- * set), RESP_MORE (nothing yet: read more), RESP_BUDGET (it would not fit;
- * nothing allocated), RESP_ERROR (not RESP: RedisReaderError says why), or
- * RESP_OOM (the allocation failed).  Never ereports.
+ * one chunk, if its objects fit in room bytes; flat: an array of bulk
+ * strings only comes as a RESP_REPLY_STRINGS reply (build_flat), any other
+ * reply as objects.  Returns RESP_DONE (*reply set), RESP_MORE (nothing
+ * yet: read more), RESP_BUDGET (it would not fit; nothing allocated),
+ * RESP_ERROR (not RESP: RedisReaderError says why), or RESP_OOM (the
+ * allocation failed).  Never ereports.
  */
 int
-RedisReaderNext(RedisReader *r, Size room, MemoryContext cxt,
+RedisReaderNext(RedisReader *r, Size room, MemoryContext cxt, bool flat,
 				redisReply **reply)
 {
 	int			rc;
 	char	   *mem;
 	const char *in;
+	Size		size;
 
 	*reply = NULL;
 	if (r->pos == r->len)
 		return RESP_MORE;
 	if (r->at == r->pos && r->depth == 0)
+	{
 		r->need = 0;			/* a new reply */
+		r->flat = true;
+	}
 	rc = measure(r, room);
 	if (rc != RESP_DONE)
 		return rc;
-	mem = MemoryContextAllocExtended(cxt, r->need,
-									 MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
-	if (mem == NULL)
+	/*
+	 * Flat when asked and it takes no more than the objects measure
+	 * charged (per element at most 25 header and trailer bytes and a
+	 * 16-byte RedisString against an object, a pointer and a NUL: only
+	 * "*1" with padded counts could take more).
+	 */
+	if (flat && r->flat && (size = flat_size(r)) <= r->need)
+		*reply = build_flat(r, size, cxt);
+	else
+	{
+		mem = MemoryContextAllocExtended(cxt, r->need,
+										 MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+		if (mem != NULL)
+		{
+			in = r->buf + r->pos;
+			*reply = build(&in, r->buf + r->at, &mem);
+			Assert(in == r->buf + r->at);
+		}
+	}
+	if (*reply == NULL)
 		return RESP_OOM;
-	in = r->buf + r->pos;
-	*reply = build(&in, r->buf + r->at, &mem);
-	Assert(in == r->buf + r->at);
 	r->pos = r->at;
 	r->need = 0;
 	return RESP_DONE;

@@ -662,11 +662,37 @@ add_item_ref(RedisKeyState *st, char *a, size_t alen, char *b, size_t blen)
 }
 
 /*
- * Fill st from the reply of the table type's fetch command.  The items
- * point into r (hiredis strings are NUL-terminated), so r must live as long
- * as st.  An error reply (WRONGTYPE) raises an ERROR naming the key; a reply
- * no Redis sends to that command (GET answered by an array, HGETALL by a
- * string, an odd field/value list ...) is a protocol violation.
+ * Items of st from a reply that is an array of bulk strings built flat
+ * (RESP_REPLY_STRINGS): pairs, or single strings.  The array's length was
+ * checked.
+ */
+static void
+items_from_strings(RedisKeyState *st, redisReply *r, bool pairs)
+{
+	RedisString *s = RedisReplyStrings(r);
+	int			n = (int) (pairs ? r->elements / 2 : r->elements);
+
+	if (st->maxitems < n)
+	{
+		st->items = st->items ?
+			repalloc(st->items, sizeof(RedisItem) * n) :
+			palloc(sizeof(RedisItem) * n);
+		st->maxitems = n;
+	}
+	for (int i = 0; i < n; i++)
+		st->items[i] = pairs ?
+			(RedisItem) {s[2 * i].str, s[2 * i].len, s[2 * i + 1].str, s[2 * i + 1].len} :
+			(RedisItem) {s[i].str, s[i].len, NULL, 0};
+	st->nitems = n;
+}
+
+/*
+ * Fill st from the reply of the table type's fetch command, built as
+ * objects or flat (RESP_REPLY_STRINGS).  The items point into r (its
+ * strings are NUL-terminated), so r must live as long as st.  An error
+ * reply (WRONGTYPE) raises an ERROR naming the key; a reply no Redis sends
+ * to that command (GET answered by an array, HGETALL by a string, an odd
+ * field/value list ...) is a protocol violation.
  */
 void
 RedisStateFromReply(RedisTable *tbl, RedisKeyState *st, redisReply *r,
@@ -681,13 +707,16 @@ RedisStateFromReply(RedisTable *tbl, RedisKeyState *st, redisReply *r,
 		RedisReplyError(conn, r, st->key, st->keylen, tbl);
 	if (strings && r->type == REDIS_REPLY_STRING)
 		add_item_ref(st, r->str, r->len, NULL, 0);
-	else if (!strings && r->type == REDIS_REPLY_ARRAY)
+	else if (!strings &&
+			 (r->type == REDIS_REPLY_ARRAY || r->type == RESP_REPLY_STRINGS))
 	{
 		if (pairs && r->elements % 2 != 0)
 			RedisProtocolError(conn, RedisFetchCommand(tbl), r,
 							   psprintf("an odd number of elements (%zu) for key \"%s\"",
 										r->elements, PgpolyPrintable(st->key, st->keylen, 200)));
-		for (i = 0; i < r->elements; i += pairs ? 2 : 1)
+		if (r->type == RESP_REPLY_STRINGS)
+			items_from_strings(st, r, pairs);
+		for (i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i += pairs ? 2 : 1)
 		{
 			redisReply *a = r->element[i];
 			redisReply *b = pairs ? r->element[i + 1] : NULL;
@@ -1343,11 +1372,23 @@ state_from_fields(RedisScan *scan, RedisKeyState *st, redisReply *r)
 {
 	int			nfields = scan->nfargs - 2;
 
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t) nfields)
+	if ((r->type != REDIS_REPLY_ARRAY && r->type != RESP_REPLY_STRINGS) ||
+		r->elements != (size_t) nfields)
 		RedisProtocolError(scan->conn, "HMGET", r,
 						   psprintf("the reply for key \"%s\" (%d fields asked)",
 									PgpolyPrintable(st->key, st->keylen, 200), nfields));
 	st->nitems = 0;
+	if (r->type == RESP_REPLY_STRINGS)
+	{
+		RedisString *s = RedisReplyStrings(r);
+
+		/* every field set: no nil in a flat reply */
+		for (int i = 0; i < nfields; i++)
+			add_item_ref(st, unconstify(char *, scan->fargv[i + 2]), scan->flens[i + 2],
+						 s[i].str, s[i].len);
+		st->exists = true;
+		return;
+	}
 	for (int i = 0; i < nfields; i++)
 	{
 		redisReply *v = r->element[i];
@@ -1610,7 +1651,7 @@ send_round(RedisScan *scan, ScanRound *r)
 	append_round(scan, r, 0);
 	if (r->nwatch > 0)
 		RedisNoteWatch(scan->conn, watch_level(scan));
-	r->ticket = RedisSend(scan->conn, r->expected, round_reply, r);
+	r->ticket = RedisSend(scan->conn, r->expected, round_reply, r, true);
 	scan->round_trips++;
 	RedisCountTrips(scan->conn, scan->trips);
 	MemoryContextSwitchTo(old);
@@ -1978,7 +2019,7 @@ send_states(RedisScan *scan, ScanRound *r)
 	else
 	{
 		r->base = r->expected - n;
-		r->ticket = RedisSend(scan->conn, n, round_reply, r);
+		r->ticket = RedisSend(scan->conn, n, round_reply, r, true);
 		scan->round_trips++;
 		RedisCountTrips(scan->conn, scan->trips);
 	}

@@ -108,9 +108,15 @@ fi
 RAW="$WORK/redis_raw"
 
 STARTED=0
+CPUMON=""
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
 	set +e
+	if [[ -n "$CPUMON" ]]; then
+		exec 7>&- 8<&-
+		kill "$CPUMON" 2>/dev/null
+		wait "$CPUMON" 2>/dev/null
+	fi
 	if ((STARTED)) && [[ -z "${KEEP_DB:-}" ]]; then
 		dropdb --if-exists "$DB" 2>/dev/null
 		for d in 0 1 2; do rcli -n "$d" flushdb >/dev/null 2>&1; done
@@ -146,6 +152,18 @@ done
 
 gcc -O2 -Wall -o "$RAW" "$HERE/redis_raw.c" -lhiredis ||
 	die "cannot build redis_raw.c (libhiredis-dev installed?)"
+
+# Redis' CPU, read on one connection kept open (redis_raw cpumon): a line
+# written to fd 7 is answered on fd 8 with Redis' CPU ms so far.  psql's \!
+# shells inherit both (cpu.sh); redis-cli's new connection per reading
+# would cost Redis ~300 µs, charged to the queries measured around it.
+rm -f "$WORK/cpumon.in" "$WORK/cpumon.out"
+mkfifo "$WORK/cpumon.in" "$WORK/cpumon.out"
+"$RAW" "$REDIS_HOST" "$REDIS_PORT" 0 cpumon <"$WORK/cpumon.in" >"$WORK/cpumon.out" &
+CPUMON=$!
+exec 7>"$WORK/cpumon.in" 8<"$WORK/cpumon.out"
+echo >&7
+read -r _ <&8 || die "redis_raw cpumon does not answer"
 
 createdb "$DB"
 STARTED=1
@@ -265,15 +283,16 @@ session_times() {
 	fi
 	TIMES="$(grep -o 'Execution Time: [0-9.]*' "$out" | awk '{ printf "%s ", $3 }')"
 	# backend and Redis CPU ms per timed run
-	CPU="$(awk -v n="$runs" 'NR == 1 { b = $1; r = $2 } NR == 2 { printf "%.3f %.3f", ($1 - b) / 1e6 / n, ($2 - r) * 1e3 / n }' "$out.cpu")"
+	CPU="$(awk -v n="$runs" 'NR == 1 { b = $1; r = $2 } NR == 2 { printf "%.3f %.3f", ($1 - b) / 1e6 / n, ($2 - r) / n }' "$out.cpu")"
 }
 
 # cpu.sh (run by psql's \!, PID in the environment): the backend's CPU ns
-# (/proc/PID/schedstat) and the Redis server's CPU seconds (INFO cpu)
-cat >"$WORK/cpu.sh" <<EOF
-echo "\$(cut -d' ' -f1 /proc/\$PID/schedstat)" \\
-	"\$(redis-cli -h $REDIS_HOST -p $REDIS_PORT info cpu | tr -d '\r' |
-		awk -F: '/^used_cpu_(sys|user):/ { s += \$2 } END { printf "%.6f", s }')"
+# (/proc/PID/schedstat) and the Redis server's CPU ms (INFO cpu on cpumon's
+# kept connection: fds 7 and 8, inherited through psql)
+cat >"$WORK/cpu.sh" <<'EOF'
+echo >&7
+read -r ms <&8
+echo "$(cut -d' ' -f1 /proc/$PID/schedstat) $ms"
 EOF
 
 # raw_run ARGS...: run redis_raw ARGS (after REDIS_HOST REDIS_PORT); appends
@@ -298,10 +317,14 @@ cpu_text() {
 }
 
 # warm_runs N: "WARM RUNS" for a query touching N keys (about 1M key
-# fetches of warm-up per session at most, at least one)
+# fetches of warm-up per session at most, at least one).  A query of 1k keys
+# or fewer takes ~1-2 ms: a few runs would be decided by a few scheduling
+# outliers on a loaded machine, so it gets 30 warm-up and 100 timed runs a
+# session (the C client the same 100 timed runs, in every round).
 warm_runs() {
 	local n="$1"
-	if ((n <= 10000)); then echo "5 5"
+	if ((n <= 1000)); then echo "30 100"
+	elif ((n <= 10000)); then echo "5 5"
 	elif ((n <= 100000)); then echo "2 3"
 	else echo "1 1"; fi
 }
@@ -494,9 +517,12 @@ pipe_file() {
 			END { printf "*1\r\n%s", b("EXEC") }' >"$WORK/$1.resp"
 }
 
-# redis_cpu: the Redis server's CPU seconds so far (INFO cpu)
+# redis_cpu: the Redis server's CPU ms so far (INFO cpu, cpumon's connection)
 redis_cpu() {
-	rcli info cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { printf "%.6f", s }'
+	local ms
+	echo >&7
+	read -r ms <&8
+	echo "$ms"
 }
 
 # time_pipe FILE: sets MS to the time redis-cli --pipe takes to send FILE to
@@ -510,7 +536,7 @@ time_pipe() {
 	MS=$(awk -v ns=$(($(date +%s%N) - t0)) 'BEGIN { printf "%.3f", ns / 1e6 }')
 	grep -q "errors: 0, replies: $((N_WRITE + 2))\$" <<<"$out" || die "redis-cli --pipe: $out"
 	CPU_C=$(awk '$1 == "cputime" { printf "%.1f", ($2 + $3) * 1000 }' <<<"$out")
-	CPU_R=$(awk -v a="$r0" -v b="$(redis_cpu)" 'BEGIN { printf "%.1f", (b - a) * 1000 }')
+	CPU_R=$(awk -v a="$r0" -v b="$(redis_cpu)" 'BEGIN { printf "%.1f", b - a }')
 }
 
 # time_write TX SQL WARM_SQL: run WARM_SQL (in a rolled-back transaction
@@ -536,7 +562,7 @@ time_write() {
 	fi
 	MS="$(grep -o 'Time: [0-9.]*' "$out" | awk '{ s += $2 } END { printf "%.3f", s }')"
 	read -r CPU_B CPU_R < <(awk 'NR == 1 { b = $1; r = $2 }
-		NR == 2 { printf "%.1f %.1f\n", ($1 - b) / 1e6, ($2 - r) * 1e3 }' "$out.cpu")
+		NR == 2 { printf "%.1f %.1f\n", ($1 - b) / 1e6, $2 - r }' "$out.cpu")
 }
 
 # expect_keys N: db 2 must hold N keys

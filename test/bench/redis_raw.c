@@ -37,6 +37,12 @@
  *       must answer nil, every HSET 4 new fields; FRESH 0: every key must
  *       hold _event_time and every HSET answers 0.  Prints the runs' ms and
  *       "cpu CLIENT REDIS" as fetch does (the untimed DEL excluded).
+ *   cpumon
+ *       For each line read on stdin, print on one line (flushed) the CPU
+ *       milliseconds the Redis server has used so far (INFO cpu), asked on
+ *       this one connection kept open: a new connection per reading (as
+ *       redis-cli would make) costs Redis ~300 µs that lands on the queries
+ *       measured next to it (bench_redis.sh's per-session CPU).
  * fetch, exists and scan run once to warm up, then REPEAT timed runs, and
  * print each run's milliseconds on one line ("12.345 11.987 ..."), then on a
  * second line "cpu CLIENT REDIS": the CPU milliseconds per timed run of this
@@ -433,8 +439,9 @@ usage(const char *prog)
 			"       %s HOST PORT DB exists PREFIX FIRST N BATCH REPEAT\n"
 			"       %s HOST PORT DB scan PATTERN COUNT TYPE REPEAT\n"
 			"       %s HOST PORT DB latency PREFIX NKEYS BATCH MISSING CALLS\n"
-			"       %s HOST PORT DB ingest PREFIX N BATCH FRESH REPEAT\n",
-			prog, prog, prog, prog, prog);
+			"       %s HOST PORT DB ingest PREFIX N BATCH FRESH REPEAT\n"
+			"       %s HOST PORT DB cpumon\n",
+			prog, prog, prog, prog, prog, prog);
 	exit(2);
 }
 
@@ -447,7 +454,7 @@ main(int argc, char **argv)
 	double		cpu0 = 0,
 				rcpu0 = 0;
 
-	if (argc < 6)
+	if (argc < 5)
 		usage(argv[0]);
 	mode = argv[4];
 	conn = redisConnect(argv[1], atoi(argv[2]));
@@ -467,6 +474,20 @@ main(int argc, char **argv)
 		if (argc != 10)
 			usage(argv[0]);
 		run_latency(argv[5], atol(argv[6]), atol(argv[7]), atol(argv[8]), atoi(argv[9]));
+		redisFree(conn);
+		return 0;
+	}
+	if (strcmp(mode, "cpumon") == 0)
+	{
+		char		line[64];
+
+		if (argc != 5)
+			usage(argv[0]);
+		while (fgets(line, sizeof(line), stdin) != NULL)
+		{
+			printf("%.3f\n", redis_cpu_ms());
+			fflush(stdout);
+		}
 		redisFree(conn);
 		return 0;
 	}

@@ -42,6 +42,13 @@ one-shot hostile reply:
                     of HGETALL's array (one element among others) and of
                     HMGET's: read as '' like "$0", never as an array
   * truncated    -- half a bulk string, then the connection closes
+  * flat arrays  -- a key's fetch reply that is an array of bulk strings
+                    only is built flat (redis_resp.c build_flat), by a
+                    key lookup and by the batched join: answered by an
+                    odd number of strings, by an array holding a nil, with
+                    counts and lengths padded with zeros, with values
+                    holding CR, LF and CRLF, cut off in the middle, and by
+                    WRONGTYPE
   * garbage      -- bytes that are no RESP at all
   * auth_echo    -- AUTH refused with an error quoting the password sent
   * error_echo   -- GET answered by an error quoting that password, and
@@ -270,6 +277,20 @@ class HostileRedis:
             c.sendall(b"*4\r\n$1\r\na\r\n$-00\r\n\r\n$1\r\nb\r\n$1\r\n2\r\n")
         elif mode == "neg_zero" and name == b"HMGET":
             c.sendall(b"*%d\r\n" % (len(cmd) - 2) + b"$-0\r\n\r\n" * (len(cmd) - 2))
+        elif mode == "odd_array":
+            c.sendall(array([b"a", b"1", b"b"]))
+        elif mode == "nil_element":
+            c.sendall(array([b"a", b"1", b"b", None]))
+        elif mode == "padded":
+            c.sendall(b"*0000000000000000004\r\n" + b"".join(
+                b"$%019d\r\n%s\r\n" % (len(x), x) for x in (b"a", b"1", b"b", b"2")))
+        elif mode == "crlf_values":
+            c.sendall(array([b"a", b"x\r\ny", b"b", b"\r\n\r"]))
+        elif mode == "truncated_array":
+            c.sendall(b"*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$1")
+            return False
+        elif mode == "wrongtype":
+            c.sendall(b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n")
         elif mode == "truncated":
             c.sendall(b"$10\r\nabc")
             return False
@@ -444,6 +465,44 @@ def test():
         check(s.value("SELECT pg_backend_pid();") == str(pid),
               "\"$-0\": the backend changed (it died?)")
         healthy("$-0")
+
+    # A key's fetch reply that is an array of bulk strings is built flat,
+    # without an object per element, by a lookup and by the batched join
+    # (its rounds read as the rows are joined): checked as the objects are.
+    join = "SELECT hl.k, ht.a, ht.b FROM hl JOIN ht ON ht.key = hl.k ORDER BY 1;"
+    r = s.run("EXPLAIN (COSTS OFF) " + join)
+    check(r.rc == 0 and "Redis Batched Join" in r.out and "HGETALL" in r.out,
+          "the inner join is not a batched HGETALL join: %s %s" % (r.out, r.err))
+    lookup = "SELECT a, b FROM ht WHERE key = 'good';"
+    for sql in (lookup, join):
+        expect("HGETALL answered by an odd number of strings", b"HGETALL",
+               "odd_array", sql, "08P01", ["HGETALL", "an odd number of elements (3)"])
+        expect("HGETALL answered by an array holding a nil", b"HGETALL",
+               "nil_element", sql, "08P01", ["HGETALL", "no string", "a nil reply"])
+        expect("HGETALL cut off in its array", b"HGETALL", "truncated_array",
+               sql, "08")
+        srv.arm(b"HGETALL", "wrongtype")
+        r = s.run(sql)
+        srv.disarm()
+        check(r.rc == 1 and r.sqlstate == "HV004" and '"h:good"' in r.err and
+              "WRONGTYPE" in r.err,
+              "%s with HGETALL answered by WRONGTYPE: want HV004 naming the key, "
+              "got rc=%s sqlstate=%s: %s" % (sql, r.rc, r.sqlstate, r.err.strip()))
+        healthy("WRONGTYPE")
+        for mode, want in (("padded", ["1", "2"]),
+                           ("crlf_values", ["x\r\ny", "\r\n\r"])):
+            srv.arm(b"HGETALL", mode)
+            r = s.run("SELECT " + ("k, " if sql == join else "") +
+                      "a = E'%s', b = E'%s', length(a) + length(b) FROM (%s) q;"
+                      % (want[0], want[1], sql.rstrip(";")))
+            srv.disarm()
+            got = r.out.split()
+            check(r.rc == 0 and got and got[0].endswith("t|t|%d" % (
+                len(want[0].encode().decode("unicode_escape")) +
+                len(want[1].encode().decode("unicode_escape")))),
+                  "%s with HGETALL %s: got rc=%s out=%r err=%s"
+                  % (sql, mode, r.rc, r.out, r.err.strip()))
+            healthy(mode)
 
     # A cursor that is not Redis' own, or that comes round again, would
     # make the scan loop for ever: an error naming the server and the node.

@@ -9,7 +9,9 @@
  * (every table_type, a _ttl column, a server that sends AUTH and SELECT at
  * connect).  The bytes go through the connection set-up, the exchanges
  * (the RESP reader of redis_resp.c with its pgpoly.max_response_size
- * budget, 256kB here; rounds sent ahead and read later), the
+ * budget, 256kB here, building a key's fetch reply that is an array of
+ * bulk strings flat, and every other reply as objects; rounds sent ahead
+ * and read later), the
  * reply-pairing checks, the reply consumers and the conversion of keys and
  * values into datums.
  *
