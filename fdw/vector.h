@@ -290,6 +290,7 @@ extern void VectorParseEmbedding(PgpolyConnection *conn, VectorRow *row,
 								 struct json_t *emb, const char *what);
 extern void VectorDocumentNul(VectorRow *row, PgpolyConv *conv) pg_attribute_noreturn();
 extern void VectorAppendFloats(StringInfo buf, const float4 *v, int dim);
+extern void VectorAppendQueryFloats(StringInfo buf, const float4 *v, int dim);
 extern char *VectorWhereJson(VectorTable *tbl, List *conds);
 extern List *VectorGetByIds(PgpolyConnection *conn, VectorTable *tbl,
 							VectorCollection *coll, List *ids,

@@ -260,7 +260,7 @@ query_body(StringInfo buf, const float4 *q, int dim, int k, const char *where,
 {
 	appendStringInfoString(buf, "{\"query_embeddings\":[");
 	if (q)
-		VectorAppendFloats(buf, q, dim);
+		VectorAppendQueryFloats(buf, q, dim);
 	else
 		appendStringInfoString(buf, "$query");
 	appendStringInfo(buf, "],\"n_results\":%d,", k);

@@ -51,6 +51,16 @@ array_floats(ArrayType *arr, int *dim)
 		ereport(ERROR,
 				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
 				 errmsg("a vector must be a one-dimensional array")));
+	if (elemtype == FLOAT4OID && !ARR_HASNULL(arr))
+	{
+		/* real[] without NULLs: its elements are the float4s, one after another */
+		n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+		v = palloc(sizeof(float4) * Max(n, 1));
+		if (n > 0)
+			memcpy(v, ARR_DATA_PTR(arr), sizeof(float4) * n);
+		*dim = n;
+		return v;
+	}
 	if (elemtype == FLOAT4OID)
 		deconstruct_array(arr, FLOAT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &n);
 	else if (elemtype == FLOAT8OID)

@@ -555,7 +555,7 @@ query_body(StringInfo buf, const float4 *q, int dim, int k, const char *where,
 {
 	appendStringInfoString(buf, "{\"query\":");
 	if (q)
-		VectorAppendFloats(buf, q, dim);
+		VectorAppendQueryFloats(buf, q, dim);
 	else
 		appendStringInfoString(buf, "$query");
 	appendStringInfo(buf, ",\"limit\":%d,", k);

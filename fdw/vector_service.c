@@ -654,6 +654,64 @@ VectorAppendFloats(StringInfo buf, const float4 *v, int dim)
 	buf->data[buf->len] = '\0';
 }
 
+/*
+ * The last query vector rendered by VectorAppendQueryFloats and its text:
+ * a prepared statement or a PL/pgSQL loop sends the same query vector (a
+ * constant, or a parameter bound to the same value) again and again, and
+ * its rendering (Ryu, ~270 instructions a number) was the largest part of
+ * building the request.  Keyed by the exact bits of every element, so an
+ * equal key always renders to the same text: the memo can never be stale.
+ * Kept in TopMemoryContext, filled only after a rendering succeeded.
+ */
+static float4 *query_memo_vec;
+static char *query_memo_text;
+static int	query_memo_dim = -1;
+static int	query_memo_len;
+static int	query_memo_room;		/* elements query_memo_vec holds */
+static int	query_memo_text_room;	/* bytes query_memo_text holds */
+
+/*
+ * VectorAppendFloats for the query vector of a k-NN request, from the memo
+ * when v is bit for bit the last query vector rendered.
+ */
+void
+VectorAppendQueryFloats(StringInfo buf, const float4 *v, int dim)
+{
+	int			start = buf->len;
+	int			len;
+
+	if (dim == query_memo_dim &&
+		memcmp(v, query_memo_vec, sizeof(float4) * dim) == 0)
+	{
+		appendBinaryStringInfo(buf, query_memo_text, query_memo_len);
+		return;
+	}
+	VectorAppendFloats(buf, v, dim);
+	len = buf->len - start;
+	/* invalid until refilled; no freed pointer kept if an allocation fails */
+	query_memo_dim = -1;
+	if (query_memo_vec == NULL || dim > query_memo_room)
+	{
+		if (query_memo_vec)
+			pfree(query_memo_vec);
+		query_memo_vec = NULL;
+		query_memo_vec = MemoryContextAlloc(TopMemoryContext, sizeof(float4) * Max(dim, 1));
+		query_memo_room = dim;
+	}
+	if (query_memo_text == NULL || len + 1 > query_memo_text_room)
+	{
+		if (query_memo_text)
+			pfree(query_memo_text);
+		query_memo_text = NULL;
+		query_memo_text = MemoryContextAlloc(TopMemoryContext, len + 1);
+		query_memo_text_room = len + 1;
+	}
+	memcpy(query_memo_vec, v, sizeof(float4) * dim);
+	memcpy(query_memo_text, buf->data + start, len + 1);
+	query_memo_len = len;
+	query_memo_dim = dim;
+}
+
 /* ----------------------------------------------------------------
  *		Dispatch to the provider
  * ----------------------------------------------------------------
