@@ -87,13 +87,15 @@ pgpoly_install_packages() {
 		|| pgpoly_die "apt-get install failed for: ${missing[*]}"
 }
 
-# Build with -Werror and install the extension; show the output only on failure.
+# Build with -Werror (as many compilers at a time as there are CPUs) and
+# install the extension; show the output only on failure.
 pgpoly_build_install() {
-	local log
+	local log jobs
 
 	log="$(mktemp "${TMPDIR:-/tmp}/pgpoly-build.XXXXXX")"
-	pgpoly_log "building (make PGPOLY_WERROR=1)"
-	if ! make -C "$PGPOLY_ROOT" PG_CONFIG="$PG_CONFIG" PGPOLY_WERROR=1 >"$log" 2>&1; then
+	jobs="$(nproc 2>/dev/null || echo 1)"
+	pgpoly_log "building (make -j$jobs PGPOLY_WERROR=1)"
+	if ! make -C "$PGPOLY_ROOT" -j"$jobs" PG_CONFIG="$PG_CONFIG" PGPOLY_WERROR=1 >"$log" 2>&1; then
 		cat "$log" >&2
 		rm -f "$log"
 		pgpoly_die "build failed"

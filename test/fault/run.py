@@ -53,32 +53,33 @@ TIMEOUT = TIMEOUT_BASE
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXCLUSIVE_MARKER = "# pgpoly-fault: exclusive"
 
-# Seconds each longer test took (a serial run on a quiet 2-core machine),
+# Seconds each longer test took (in `make test`, two at a time, on a 2-core
+# machine; 5 s or more),
 # for the longest-first order; tests not listed are assumed short.  Only
 # the order depends on these: refresh them when a test grows a lot.
 DEFAULT_DURATION = 2.0
 DURATIONS = {
-    "test_session_soak": 32, "test_redis_sentinel": 27, "test_fdw_differential": 25,
-    "test_drift_reference": 8, "test_redis_scan_repeat": 3, "test_redis_watch": 22,
-    "test_redis_reconnect": 18, "test_sync_backfill_restart": 16,
-    "test_sync_template_copy": 15, "test_features_differential": 14,
-    "test_sql_surface_fuzz": 14, "test_sync_outage": 12, "test_redis_cluster": 11,
-    "test_sync_crash": 9, "test_dml_differential_layouts": 9, "test_sync_reload": 9,
-    "test_redis_stream_attack": 9, "test_sync_outbox": 8, "test_executor_features": 8,
-    "test_sync_multidb": 8, "test_redis_reconnect_attack": 8,
-    "test_prediction_partitions": 7, "test_elastic_paging": 7, "test_sync_prepared": 7,
-    "test_dml_differential": 6, "test_xact_interrupts": 6, "test_hostile_resp": 6,
-    "test_vector_scale": 70, "test_session_prune": 5, "test_lineage_differential": 5,
-    "test_sync_restore_columns": 5, "test_redis_cluster_keyonly": 5, "test_encoding": 5,
-    "test_sync_slow_start": 5, "test_features_concurrent": 4, "test_redis_stream": 4,
-    "test_outbox_differential": 4, "test_elastic_dupid": 4,
-    "test_redis_cluster_selfread": 4, "test_redis_cluster_hostile": 4,
-    "test_jepsen_invariants": 15, "test_features_standby": 12,
-    "test_client_protocol_stores": 30,
-    "test_pg_upgrade": 67, "test_sync_restore_same_cluster": 13,
+    "test_vector_scale": 67, "test_fdw_differential": 45,
+    "test_dml_differential_layouts": 37, "test_pg_upgrade": 31, "test_session_soak": 30,
+    "test_redis_sentinel": 27, "test_redis_watch": 24, "test_features_differential": 22,
+    "test_dml_differential": 19, "test_dml_differential_lists": 19,
+    "test_features_concurrent": 19, "test_redis_reconnect": 19,
+    "test_executor_features": 16, "test_sync_backfill_restart": 16,
+    "test_sync_outage": 15, "test_sql_surface_fuzz": 14, "test_sync_template_copy": 14,
+    "test_jepsen_invariants": 13, "test_redis_cluster": 13, "test_sync_crash": 13,
+    "test_sync_outbox": 12, "test_elastic_paging": 11, "test_search_runs_reference": 11,
+    "test_client_protocol_stores": 10, "test_redis_stream_attack": 10,
+    "test_sync_restore_same_cluster": 10, "test_outbox_differential": 9,
+    "test_prediction_partitions": 9, "test_redis_paused": 9,
+    "test_redis_reconnect_attack": 9, "test_sync_multidb": 9, "test_drift_reference": 8,
+    "test_sync_prepared": 8, "test_sync_reload": 8, "test_sync_restore_columns": 8,
+    "test_catalog_cache_reset": 7, "test_commit_cancel": 7, "test_features_standby": 7,
+    "test_redis_sentinel_memory": 7, "test_redis_stream": 7,
+    "test_sync_outbox_rename": 7, "test_ddl_midsession": 6, "test_elastic_dupid": 6,
+    "test_lineage_differential": 6, "test_redis_cluster_keyonly": 6,
+    "test_sync_owner_roles": 6, "test_xact_interrupts": 6, "test_dump_everything": 5,
+    "test_encoding": 5, "test_features_commit_order": 5,
     "test_sync_logical_replication": 5,
-    "test_sync_ddl_lock": 6, "test_commit_cancel": 12,
-    "test_sync_lock_order": 20, "test_sync_reindex": 14,
 }
 
 
