@@ -291,6 +291,11 @@ CREATE DOMAIN ins_vdom AS int CHECK (VALUE IS NOT NULL OR public.ins_rows() < 50
 ALTER TABLE pgpoly.predictions ADD COLUMN d_vol ins_vdom;
 SELECT ins_both('volatile check of a domain', jsonb_path_query_array(j, '$[0 to 599]')) FROM ins_unwritten_batch;
 ALTER TABLE pgpoly.predictions DROP COLUMN d_vol;
+-- a column log_predictions writes made an identity GENERATED ALWAYS: the
+-- INSERT's ERROR, nothing logged
+ALTER TABLE pgpoly.predictions ALTER version ADD GENERATED ALWAYS AS IDENTITY;
+SELECT ins_both('identity always written', j) FROM ins_unwritten_batch;
+ALTER TABLE pgpoly.predictions ALTER version DROP IDENTITY;
 SELECT d.k, d.res AS direct, i.res AS by_insert, d.rows IS NOT DISTINCT FROM i.rows AS same_rows,
        jsonb_array_length(d.rows) AS logged
 FROM ins_twin d JOIN ins_twin i ON i.k = d.k AND i.path = 'insert'

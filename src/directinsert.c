@@ -114,6 +114,27 @@ volatile_default(Relation rel, RangeTblEntry *rte)
 }
 
 /*
+ * Whether rte, an INSERT into rel, names a column GENERATED ALWAYS AS
+ * IDENTITY: the INSERT's ERROR (the rewriter's), where a direct insertion
+ * would store the value.
+ */
+static bool
+identity_always_written(Relation rel, RangeTblEntry *rte)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (AttrNumber a = 1; a <= desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a - 1);
+
+		if (!att->attisdropped && att->attidentity == ATTRIBUTE_IDENTITY_ALWAYS &&
+			column_written(rte, a))
+			return true;
+	}
+	return false;
+}
+
+/*
  * Whether a value of type typid is checked with a volatile function other
  * than nextval: a CHECK of its domain (or of its elements' domain), which
  * may read the table, where the rows of a batch are not yet.
@@ -195,8 +216,9 @@ PgpolyDirectInsertPartitionRefused(ResultRelInfo *part)
  * triggers (including the constraint triggers of foreign keys and
  * deferrable constraints), rules (the rewriter's: an INSTEAD rule writes
  * elsewhere, and the executor refuses some in a WITH), generated columns,
- * a volatile default of a column rte does not name, a volatile check of a
- * row (volatile_checks).
+ * a volatile default of a column rte does not name, a column rte names
+ * that is GENERATED ALWAYS AS IDENTITY, a volatile check of a row
+ * (volatile_checks).
  */
 bool
 PgpolyDirectInsertRefused(Relation rel, RangeTblEntry *rte)
@@ -210,7 +232,8 @@ PgpolyDirectInsertRefused(Relation rel, RangeTblEntry *rte)
 		check_enable_rls(RelationGetRelid(rel), InvalidOid, true) == RLS_ENABLED ||
 		rel->trigdesc != NULL || rel->rd_rules != NULL ||
 		(desc->constr && desc->constr->has_generated_stored) ||
-		volatile_default(rel, rte) || volatile_checks(rel);
+		volatile_default(rel, rte) || identity_always_written(rel, rte) ||
+		volatile_checks(rel);
 }
 
 /*
