@@ -273,20 +273,48 @@ SELECT iod_pair('iod_vol', 'clicks int', 'CREATE TABLE %1$s (user_id text, event
 SELECT pgpoly._offline_direct('iod_vol_a'::regclass, '{user_id,event_time,created_at,clicks}') AS volatile_default;
 SELECT * FROM iod_pair_both('iod_vol', $$SELECT 'u' || g AS user_id, timestamptz '2024-06-01' AS event_time, g AS clicks FROM generate_series(1, 1200) g$$);
 SELECT * FROM iod_pair_diff('iod_vol');
+-- a CHECK with a volatile function that reads the table (of the table, of
+-- the domain of a column the INSERT does not name): each row is checked
+-- once the rows before it are in the table (the INSERT's), not before its
+-- batch is (iod_vd: the two tables counted, the first ingested first)
+CREATE FUNCTION iod_few(r text) RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+	RETURN iod_rows(r::regclass) < 500;
+END $$;
+CREATE FUNCTION iod_few_vd() RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+	RETURN iod_rows('iod_vd_a') + iod_rows('iod_vd_x') < 500;
+END $$;
+CREATE DOMAIN iod_vdom_nn AS int CHECK (VALUE IS NOT NULL OR iod_few_vd());
+SELECT iod_pair('iod_vchk', 'clicks int', 'CREATE TABLE %1$s (user_id text, event_time timestamptz, created_at timestamptz, clicks int CHECK (iod_few(''%1$s'')))');
+SELECT * FROM iod_pair_both('iod_vchk', $$SELECT 'u' || g AS user_id, timestamptz '2024-06-01' AS event_time, g AS clicks FROM generate_series(1, 600) g$$);
+SELECT * FROM iod_pair_diff('iod_vchk');
+SELECT iod_pair('iod_vd', 'clicks int', 'CREATE TABLE %1$s (user_id text, event_time timestamptz, created_at timestamptz, clicks int, d iod_vdom_nn)');
+SELECT * FROM iod_pair_both('iod_vd', $$SELECT 'u' || g AS user_id, timestamptz '2024-06-01' AS event_time, g AS clicks FROM generate_series(1, 600) g$$);
+SELECT * FROM iod_pair_diff('iod_vd');
+-- a column the append writes made an identity GENERATED ALWAYS: the
+-- INSERT's ERROR, nothing appended
+SELECT iod_pair('iod_ida', 'clicks int', 'CREATE TABLE %1$s (user_id text, event_time timestamptz, created_at timestamptz, clicks int)');
+ALTER TABLE iod_ida_a ALTER clicks SET NOT NULL, ALTER clicks ADD GENERATED ALWAYS AS IDENTITY;
+ALTER TABLE iod_ida_x ALTER clicks SET NOT NULL, ALTER clicks ADD GENERATED ALWAYS AS IDENTITY;
+SELECT * FROM iod_pair_both('iod_ida', $$SELECT 'u' || g AS user_id, timestamptz '2024-06-01' AS event_time, g AS clicks FROM generate_series(1, 3) g$$);
+SELECT * FROM iod_pair_diff('iod_ida');
 SELECT count(pgpoly.drop_feature_view(n || s)) AS dropped
-FROM unnest('{iod_dom,iod_typ,iod_dup,iod_rule,iod_vol}'::text[]) n, unnest('{_a,_x}'::text[]) s;
+FROM unnest('{iod_dom,iod_typ,iod_dup,iod_rule,iod_vol,iod_vchk,iod_vd,iod_ida}'::text[]) n, unnest('{_a,_x}'::text[]) s;
 DROP TABLE iod_dom_a, iod_dom_x, iod_typ_a, iod_typ_x, iod_dup_a, iod_dup_x, iod_rule_a, iod_rule_x,
-	iod_rule_sink, iod_vol_a, iod_vol_x;
+	iod_rule_sink, iod_vol_a, iod_vol_x, iod_vchk_a, iod_vchk_x, iod_vd_a, iod_vd_x, iod_ida_a, iod_ida_x;
 -- (their Redis keys first: 2,400 left behind would slow every later scan
 -- of the shared Redis)
 DO $$ DECLARE t text; BEGIN
-	FOREACH t IN ARRAY '{iod_dom_on_a,iod_dom_on_x,iod_typ_on_a,iod_typ_on_x,iod_dup_on_a,iod_dup_on_x,iod_rule_on_a,iod_rule_on_x,iod_vol_on_a,iod_vol_on_x}'::text[] LOOP
+	FOREACH t IN ARRAY '{iod_dom_on_a,iod_dom_on_x,iod_typ_on_a,iod_typ_on_x,iod_dup_on_a,iod_dup_on_x,iod_rule_on_a,iod_rule_on_x,iod_vol_on_a,iod_vol_on_x,iod_vchk_on_a,iod_vchk_on_x,iod_vd_on_a,iod_vd_on_x,iod_ida_on_a,iod_ida_on_x}'::text[] LOOP
 		EXECUTE format('DELETE FROM %I', t);
 	END LOOP;
 END $$;
 DROP FOREIGN TABLE iod_dom_on_a, iod_dom_on_x, iod_typ_on_a, iod_typ_on_x, iod_dup_on_a, iod_dup_on_x,
-	iod_rule_on_a, iod_rule_on_x, iod_vol_on_a, iod_vol_on_x;
-DROP DOMAIN iod_nn, iod_chk, iod_dflt, iod_before_2030;
+	iod_rule_on_a, iod_rule_on_x, iod_vol_on_a, iod_vol_on_x, iod_vchk_on_a, iod_vchk_on_x,
+	iod_vd_on_a, iod_vd_on_x, iod_ida_on_a, iod_ida_on_x;
+DROP DOMAIN iod_nn, iod_chk, iod_dflt, iod_before_2030, iod_vdom_nn;
+DROP FUNCTION iod_few(text), iod_few_vd();
 
 -- clean up (the Redis keys too)
 SELECT pgpoly.drop_feature_view(v) FROM unnest('{iod_a,iod_x,iod_part,iod_p23,iod_rls,iod_gen,iod_fk}'::text[]) v;

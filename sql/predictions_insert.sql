@@ -273,14 +273,35 @@ SELECT ins_both('domain default', j) FROM ins_unwritten_batch;
 -- (the INSERT's), not a batch's
 ALTER TABLE pgpoly.predictions ADD COLUMN seen bigint DEFAULT public.ins_rows();
 SELECT ins_both('volatile default', j) FROM ins_unwritten_batch;
+-- (the volatile default leaves the batch to the INSERT: NULL, nothing done)
+SELECT ins_direct('[{"model": "ins_m", "version": 1, "prediction": 1, "ts": "2011-03-02Z"}]') AS volatile_default;
+ALTER TABLE pgpoly.predictions DROP COLUMN seen;
+-- a CHECK with a volatile function that reads the table (of predictions, of
+-- one partition, of a domain of a column no key fills): each row is checked
+-- once the rows before it are in the table (the INSERT's), not before its
+-- batch is
+ALTER TABLE pgpoly.predictions ADD CONSTRAINT ins_vchk CHECK (public.ins_rows() < 500) NOT VALID;
+SELECT ins_both('volatile check', jsonb_path_query_array(j, '$[0 to 599]')) FROM ins_unwritten_batch;
+SELECT ins_direct('[{"model": "ins_m", "version": 1, "prediction": 1, "ts": "2011-03-02Z"}]') AS volatile_check;
+ALTER TABLE pgpoly.predictions DROP CONSTRAINT ins_vchk;
+ALTER TABLE pgpoly.predictions_2011_03 ADD CONSTRAINT ins_vchk_part CHECK (public.ins_rows() < 500) NOT VALID;
+SELECT ins_both('volatile check of a partition', jsonb_path_query_array(j, '$[0 to 599]')) FROM ins_unwritten_batch;
+ALTER TABLE pgpoly.predictions_2011_03 DROP CONSTRAINT ins_vchk_part;
+CREATE DOMAIN ins_vdom AS int CHECK (VALUE IS NOT NULL OR public.ins_rows() < 500);
+ALTER TABLE pgpoly.predictions ADD COLUMN d_vol ins_vdom;
+SELECT ins_both('volatile check of a domain', jsonb_path_query_array(j, '$[0 to 599]')) FROM ins_unwritten_batch;
+ALTER TABLE pgpoly.predictions DROP COLUMN d_vol;
+-- a column log_predictions writes made an identity GENERATED ALWAYS: the
+-- INSERT's ERROR, nothing logged
+ALTER TABLE pgpoly.predictions ALTER version ADD GENERATED ALWAYS AS IDENTITY;
+SELECT ins_both('identity always written', j) FROM ins_unwritten_batch;
+ALTER TABLE pgpoly.predictions ALTER version DROP IDENTITY;
 SELECT d.k, d.res AS direct, i.res AS by_insert, d.rows IS NOT DISTINCT FROM i.rows AS same_rows,
        jsonb_array_length(d.rows) AS logged
 FROM ins_twin d JOIN ins_twin i ON i.k = d.k AND i.path = 'insert'
 WHERE d.path = 'direct' ORDER BY d.k;
 SELECT count(DISTINCT r ->> 'seen') AS distinct_seen
 FROM ins_twin, jsonb_array_elements(rows) r WHERE k = 'volatile default' AND path = 'direct';
--- (the volatile default leaves the batch to the INSERT: NULL, nothing done)
-SELECT ins_direct('[{"model": "ins_m", "version": 1, "prediction": 1, "ts": "2011-03-02Z"}]') AS volatile_default;
 ROLLBACK;
 DROP TABLE ins_unwritten_batch;
 DROP DOMAIN ins_dnn, ins_dflt;

@@ -21,7 +21,9 @@
  *	  a NULL of its domain, checked as the domain checks it; a volatile
  *	  default other than nextval (it may read the table, where a batch's
  *	  rows are not yet) makes the insertion refused, as COPY then inserts
- *	  a row at a time.
+ *	  a row at a time; so does a CHECK constraint or a domain's CHECK with
+ *	  a volatile function (a batch's rows are checked before any of them
+ *	  is in the table, the INSERT's after the rows before them are).
  *	- No BulkInsertState: its ring of buffers would have this backend evict
  *	  and write the table's new pages itself, where an INSERT leaves them in
  *	  shared buffers for the background writer.
@@ -44,6 +46,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
+#include "utils/typcache.h"
 
 #include "pgpoly.h"
 
@@ -111,6 +114,101 @@ volatile_default(Relation rel, RangeTblEntry *rte)
 }
 
 /*
+ * Whether rte, an INSERT into rel, names a column GENERATED ALWAYS AS
+ * IDENTITY: the INSERT's ERROR (the rewriter's), where a direct insertion
+ * would store the value.
+ */
+static bool
+identity_always_written(Relation rel, RangeTblEntry *rte)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (AttrNumber a = 1; a <= desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a - 1);
+
+		if (!att->attisdropped && att->attidentity == ATTRIBUTE_IDENTITY_ALWAYS &&
+			column_written(rte, a))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Whether a value of type typid is checked with a volatile function other
+ * than nextval: a CHECK of its domain (or of its elements' domain), which
+ * may read the table, where the rows of a batch are not yet.
+ */
+static bool
+volatile_type_check(Oid typid)
+{
+	Oid			elem = get_element_type(typid);
+	DomainConstraintRef *ref;
+	ListCell   *lc;
+
+	if (OidIsValid(elem))
+		return volatile_type_check(elem);
+	if (get_typtype(typid) != TYPTYPE_DOMAIN)
+		return false;
+	/*
+	 * every constraint of the domain and of the domains it is over (the
+	 * reference is released by a callback of the current context: not on
+	 * the stack)
+	 */
+	ref = palloc(sizeof(DomainConstraintRef));
+	InitDomainConstraintRef(typid, ref, CurrentMemoryContext, false);
+	foreach(lc, ref->constraints)
+	{
+		DomainConstraintState *c = (DomainConstraintState *) lfirst(lc);
+
+		if (c->constrainttype == DOM_CONSTRAINT_CHECK &&
+			contain_volatile_functions_not_nextval((Node *) c->check_expr))
+			return true;
+	}
+	return volatile_type_check(getBaseType(typid));
+}
+
+/*
+ * Whether a row of rel is checked with a volatile function other than
+ * nextval (a CHECK constraint of rel, a domain of a column): the INSERT
+ * checks a row after the rows before it are in the table, where a batch
+ * checks its rows before any is (COPY has not this care: it checks a row
+ * of a batch before its batch is inserted).
+ */
+static bool
+volatile_checks(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; desc->constr && i < desc->constr->num_check; i++)
+	{
+		if (contain_volatile_functions_not_nextval(stringToNode(desc->constr->check[i].ccbin)))
+			return true;
+	}
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+
+		if (!att->attisdropped && volatile_type_check(att->atttypid))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Whether a partition (part, as routing opened it) that a direct
+ * insertion into its root reaches needs the executor: triggers, a foreign
+ * table, columns in another order than the root's (the root's checks were
+ * made by PgpolyDirectInsertRefused), a volatile check of its own.
+ */
+bool
+PgpolyDirectInsertPartitionRefused(ResultRelInfo *part)
+{
+	return part->ri_TrigDesc || part->ri_FdwRoutine || part->ri_RootToPartitionMap ||
+		volatile_checks(part->ri_RelationDesc);
+}
+
+/*
  * Whether an INSERT into rel (open and locked by the caller), described by
  * rte (requiredPerms, insertedCols), needs the executor: a read-only or
  * parallel context (its ERROR is the INSERT's), no USAGE on rel's schema
@@ -118,7 +216,9 @@ volatile_default(Relation rel, RangeTblEntry *rte)
  * triggers (including the constraint triggers of foreign keys and
  * deferrable constraints), rules (the rewriter's: an INSTEAD rule writes
  * elsewhere, and the executor refuses some in a WITH), generated columns,
- * a volatile default of a column rte does not name.
+ * a volatile default of a column rte does not name, a column rte names
+ * that is GENERATED ALWAYS AS IDENTITY, a volatile check of a row
+ * (volatile_checks).
  */
 bool
 PgpolyDirectInsertRefused(Relation rel, RangeTblEntry *rte)
@@ -132,7 +232,8 @@ PgpolyDirectInsertRefused(Relation rel, RangeTblEntry *rte)
 		check_enable_rls(RelationGetRelid(rel), InvalidOid, true) == RLS_ENABLED ||
 		rel->trigdesc != NULL || rel->rd_rules != NULL ||
 		(desc->constr && desc->constr->has_generated_stored) ||
-		volatile_default(rel, rte);
+		volatile_default(rel, rte) || identity_always_written(rel, rte) ||
+		volatile_checks(rel);
 }
 
 /*

@@ -960,6 +960,7 @@ extern void PgpolyFeaturesInit(void);	/* features.c: cache invalidation */
  */
 extern bool PgpolyMayInsert(Oid relid);
 extern bool PgpolyDirectInsertRefused(Relation rel, struct RangeTblEntry *rte);
+extern bool PgpolyDirectInsertPartitionRefused(struct ResultRelInfo *part);
 extern struct ExprState **PgpolyDirectInsertDefaults(Relation rel,
 													 struct RangeTblEntry *rte);
 extern void PgpolyDirectInsertBatch(struct ResultRelInfo *rri, struct EState *estate,

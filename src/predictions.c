@@ -39,7 +39,8 @@
  *	  partitions' constraints and indexes.  Anything only the executor
  *	  honours (triggers, row-level security, a foreign or differently laid
  *	  out partition, generated columns, a volatile default of a column no
- *	  key fills, a read-only transaction) makes it do nothing, or stop, and
+ *	  key fills, a CHECK or domain CHECK calling a volatile function, a
+ *	  read-only transaction) makes it do nothing, or stop, and
  *	  the caller
  *	  INSERTs instead; a row it cannot log makes it stop, and the caller
  *	  undoes what it inserted by an ERROR.
@@ -441,6 +442,7 @@ typedef struct PredictionInsert
 	int			npairs;
 	PredictionPair *last;		/* the pair of the previous row */
 	ResultRelInfo *part;		/* the partition of the rows in slots */
+	List	   *direct;			/* partitions found not refused (in es_query_cxt) */
 	TupleTableSlot *slots[PREDICTION_BATCH];	/* part's slots, made as needed */
 	int			nslots;			/* slots holding a row */
 	CommandId	cid;
@@ -743,7 +745,8 @@ leave_partition(PredictionInsert *st, bool flush)
  * Route the row in st->rootslot to its partition and buffer it there after
  * the partition's NOT NULL and CHECK constraints; false, buffering nothing,
  * if that partition has what only the executor honours (triggers, a foreign
- * table, columns in another order).  A month without its partition is the
+ * table, columns in another order, a volatile check:
+ * PgpolyDirectInsertPartitionRefused).  A month without its partition is the
  * routing's ERROR, as the INSERT's.
  */
 static bool
@@ -756,8 +759,17 @@ buffer_row(PredictionInsert *st)
 	if (part != st->part)
 	{
 		leave_partition(st, true);
-		if (part->ri_TrigDesc || part->ri_FdwRoutine || part->ri_RootToPartitionMap)
-			return false;
+		if (!list_member_ptr(st->direct, part))
+		{
+			MemoryContext old;
+
+			if (PgpolyDirectInsertPartitionRefused(part))
+				return false;
+			/* asked once per partition: rows may switch partitions each */
+			old = MemoryContextSwitchTo(st->estate->es_query_cxt);
+			st->direct = lappend(st->direct, part);
+			MemoryContextSwitchTo(old);
+		}
 		st->part = part;
 	}
 	if (st->slots[st->nslots] == NULL)
