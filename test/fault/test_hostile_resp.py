@@ -77,6 +77,26 @@ check = pgtest.check
 
 SECRET = "resp-hunter2-secret"
 
+# HGETALL answered by an array of bulk strings one of whose headers or
+# lengths is wrong (the flat path's first pass must refuse them as the
+# objects' did): mode -> (reply, words of the error's detail)
+BAD_FLAT = {
+    "len_plus": (b"*4\r\n$1\r\na\r\n$+1\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n",
+                 "bad bulk string length"),
+    "len_space": (b"*4\r\n$1\r\na\r\n$ 1\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n",
+                  "bad bulk string length"),
+    "len_trailing": (b"*4\r\n$1\r\na\r\n$1 \r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n",
+                     "bad bulk string length"),
+    "len_minus2": (b"*4\r\n$1\r\na\r\n$-2\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n",
+                   "bad bulk string length"),
+    "count_minus2": (b"*-2\r\n", "bad array length"),
+    "len_short": (b"*4\r\n$1\r\na\r\n$2\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n",
+                  "not terminated by CRLF"),
+    "len_long": (b"*4\r\n$1\r\na\r\n$0\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n",
+                 "not terminated by CRLF"),
+    "cr_only": (b"*2\r\n$1\r\na\r\n$1\r\n1\r\r", "not terminated by CRLF"),
+}
+
 
 def bulk(b):
     """RESP bulk string of bytes b (None: nil)."""
@@ -289,6 +309,8 @@ class HostileRedis:
         elif mode == "truncated_array":
             c.sendall(b"*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$1")
             return False
+        elif mode in BAD_FLAT:
+            c.sendall(BAD_FLAT[mode][0])
         elif mode == "wrongtype":
             c.sendall(b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n")
         elif mode == "truncated":
@@ -481,6 +503,9 @@ def test():
                "nil_element", sql, "08P01", ["HGETALL", "no string", "a nil reply"])
         expect("HGETALL cut off in its array", b"HGETALL", "truncated_array",
                sql, "08")
+        for mode, (_, words) in BAD_FLAT.items():
+            expect("HGETALL answered %s" % mode, b"HGETALL", mode, sql, "08P01",
+                   ["malformed reply", words])
         srv.arm(b"HGETALL", "wrongtype")
         r = s.run(sql)
         srv.disarm()

@@ -17,7 +17,9 @@
  *
  * Input layout: byte 0 picks the table, byte 1 the flow (bits 0-1), the
  * number of keys or rows (bits 2-3, plus one) and, for reads, whether only
- * the keys are read (bit 4: SCAN alone, TYPE per key); the rest is the
+ * the keys are read (bit 4: SCAN alone, TYPE per key) or, for a key lookup,
+ * the key and fields alone (bit 5: a hash table's HMGET, as a left join
+ * reading fields does); the rest is the
  * server's script, split at "|#|" into segments: the peer
  * (resp_peer.c) answers the n-th command it receives with segment n.
  *
@@ -90,13 +92,27 @@ begin_scan(RedisTable *tbl, bool keyonly)
 	return scan;
 }
 
-/* Flow 0: a pipelined lookup of n keys. */
+/*
+ * Flow 0: a pipelined lookup of n keys; fields: reading the key and the
+ * fields alone, allowed to fetch them alone (HMGET on a hash table).
+ */
 static void
-flow_keys(RedisTable *tbl, int n, bool keyonly)
+flow_keys(RedisTable *tbl, int n, bool keyonly, bool fields)
 {
 	RedisScan  *scan = begin_scan(tbl, keyonly);
 	char	  **keys = palloc(sizeof(char *) * n);
 	size_t	   *lens = palloc(sizeof(size_t) * n);
+
+	if (fields && !keyonly)
+	{
+		bool	   *needed = palloc(sizeof(bool) * tbl->natts);
+
+		for (int i = 0; i < tbl->natts; i++)
+			needed[i] = tbl->cols[i].role == RCOL_KEY ||
+				tbl->cols[i].role == RCOL_FIELD;
+		RedisScanSetColumns(scan, needed, false);
+		RedisScanAllowFieldFetch(scan);
+	}
 
 	for (int i = 0; i < n; i++)
 		keys[i] = RedisKeyFromDatum(tbl, NULL, CStringGetTextDatum(psprintf("%d", i)),
@@ -154,7 +170,7 @@ resp_one(const uint8_t *data, size_t size)
 	switch (data[1] & 3)
 	{
 		case 0:
-			flow_keys(tbl, n, (data[1] & 16) != 0);
+			flow_keys(tbl, n, (data[1] & 16) != 0, (data[1] & 32) != 0);
 			break;
 		case 1:
 			flow_scan(tbl, (data[1] & 16) != 0);
