@@ -661,8 +661,13 @@ VectorAppendFloats(StringInfo buf, const float4 *v, int dim)
  * its rendering (Ryu, ~270 instructions a number) was the largest part of
  * building the request.  Keyed by the exact bits of every element, so an
  * equal key always renders to the same text: the memo can never be stale.
- * Kept in TopMemoryContext, filled only after a rendering succeeded.
+ * Kept in TopMemoryContext, filled only after a rendering succeeded, and
+ * only for a vector of at most QUERY_MEMO_MAX_DIM elements: the memo lives
+ * as long as the session, so one huge query vector must not keep its copy
+ * and text (~20 bytes an element) allocated until the backend exits.
  */
+#define QUERY_MEMO_MAX_DIM 16000	/* pgvector's largest vector */
+
 static float4 *query_memo_vec;
 static char *query_memo_text;
 static int	query_memo_dim = -1;
@@ -690,6 +695,8 @@ VectorAppendQueryFloats(StringInfo buf, const float4 *v, int dim)
 	len = buf->len - start;
 	/* invalid until refilled; no freed pointer kept if an allocation fails */
 	query_memo_dim = -1;
+	if (dim > QUERY_MEMO_MAX_DIM)
+		return;
 	if (query_memo_vec == NULL || dim > query_memo_room)
 	{
 		if (query_memo_vec)

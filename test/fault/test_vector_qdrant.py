@@ -23,7 +23,10 @@ bodies pgpoly sent:
     or with points not asked for (a k-NN answer too): HV004;
   * a payload array (matched by a filter on any element): a k-NN answer
     holding such a record is an ERROR, not a row SQL's clause rejects, and
-    a scalar column refuses to read the array (22P02).
+    a scalar column refuses to read the array (22P02);
+  * the memo of the last query vector: a lateral k-NN per outer row over two
+    collections of other dimensions, and repeated and alternating vectors,
+    each request carrying its own vector and each answer that vector's.
 """
 
 import json
@@ -373,6 +376,52 @@ def test():
     check(got == [["arrc", "collection=arrc,distance=l2"],
                   ["dotc", "collection=dotc,distance=ip"], ["l2c", "collection=l2c,distance=l2"],
                   ["newc", "collection=newc,distance=cosine"]], "imported: %r" % got)
+
+    # The memo of the last rendered query vector (VectorAppendQueryFloats):
+    # a lateral k-NN per outer row over two collections of other
+    # dimensions, the vectors alternating and repeating, then the same
+    # vector twice and another in between; each request carries its own
+    # vector (the bodies, in order) and each answer is that vector's.
+    l3 = [{"id": i, "vector": [float(i), 0.5, -0.25], "payload": {}} for i in range(1, 7)]
+    fx.add_collection("l3c", 3, "Euclid", l3)
+    r = sess.run("CREATE FOREIGN TABLE t_l3 (id text, embedding real[]) SERVER qd"
+                 " OPTIONS (collection 'l3c');")
+    check(r.rc == 0, "t_l3: %s" % r.err)
+    v2 = [[0.6, 0.8], [0.6, 0.8], [-1.0, 0.5], [0.6, 0.8], [0.5, -0.25], [0.5, -0.25]]
+    v3 = [[2.25, 0.5, 0], [5.75, 0.5, 0], [2.25, 0.5, 0], [2.25, 0.5, 0], [0.25, 1, 1],
+          [4.25, 0.5, -0.25]]
+
+    def arr(v):
+        return "'{%s}'::real[]" % ",".join(repr(float(x)) for x in v)
+
+    def nearest(points, q, k):
+        return [str(p["id"]) for p in sorted(points, key=lambda p: local("l2", p["vector"], q))[:k]]
+
+    l2 = list(fx.collections["l2c"]["points"].values())  # (after the writes above)
+    fx.clear_log()
+    got = rows(sess, "SELECT q.n, a.ids, b.ids FROM (VALUES %s) q(n, v2, v3), "
+                     "LATERAL (SELECT string_agg(id, ',') ids FROM (SELECT id FROM t_l2 "
+                     "ORDER BY embedding <-> q.v2 LIMIT 2) s) a, "
+                     "LATERAL (SELECT string_agg(id, ',') ids FROM (SELECT id FROM t_l3 "
+                     "ORDER BY embedding <-> q.v3 LIMIT 2) s) b ORDER BY q.n;"
+                 % ", ".join("(%d, %s, %s)" % (i, arr(a), arr(b))
+                             for i, (a, b) in enumerate(zip(v2, v3))))
+    want = [[str(i), ",".join(nearest(l2, a, 2)), ",".join(nearest(l3, b, 2))]
+            for i, (a, b) in enumerate(zip(v2, v3))]
+    check(got == want, "lateral k-NN per row: %r vs %r" % (got, want))
+    sent = fx.requests("POST", "/points/query")
+    check([b[2]["query"] for b in sent if "/l2c/" in b[1]] == v2 and
+          [b[2]["query"] for b in sent if "/l3c/" in b[1]] == v3,
+          "query vectors sent per row: %r" % [(b[1], b[2]["query"]) for b in sent])
+    for seq in ([v2[0], v2[0], v2[2], v2[0], v2[4]], [v3[1], v3[0], v3[0], v3[1]]):
+        tbl, pts = ("t_l2", l2) if len(seq[0]) == 2 else ("t_l3", l3)
+        fx.clear_log()
+        for q in seq:
+            got = rows(sess, "SELECT string_agg(id, ',') FROM (SELECT id FROM %s "
+                             "ORDER BY embedding <-> %s LIMIT 3) s;" % (tbl, arr(q)))
+            check(got == [[",".join(nearest(pts, q, 3))]], "%s %r: %r" % (tbl, q, got))
+        sent = [b[2]["query"] for b in fx.requests("POST", "/points/query")]
+        check(sent == seq, "%s: vectors sent %r vs %r" % (tbl, sent, seq))
 
     sess.close()
     fx.stop()
