@@ -13,7 +13,8 @@
 #     flattered log_predictions' ratio); both tables hold the warm-up's rows
 #     when measured (target >= 50k rows/s).
 #  2. ingest_features of ENTITIES (100k) rows, one per entity, into a view whose
-#     online store is empty, COMMIT (the Redis MULTI/EXEC) included; then again,
+#     online store and history are empty (REPEAT times from that state, median),
+#     COMMIT (the Redis MULTI/EXEC) included; then again,
 #     over the keys now in Redis; vs. the same rows appended to the offline table
 #     alone by a plain INSERT, and vs. the floor of the whole call: that INSERT
 #     plus test/bench/redis_raw.c's ingest mode (the same Redis work from a bare
@@ -183,8 +184,17 @@ ms_of() {
 }
 # warm-up on a few rows (plans, connection)
 ms_of "SELECT pgpoly.ingest_features('bench', 'SELECT * FROM bench_source LIMIT 100')" >/dev/null
-"${PSQL[@]}" -c "DELETE FROM bench_online" -c "TRUNCATE pgpoly.bench_history" >/dev/null
-read -r first first_cpu first_rcpu < <(ms_of "SELECT pgpoly.ingest_features('bench', 'bench_source')")
+# into an empty Redis and an empty history, REPEAT times (each from the same
+# state: the keys deleted, the history truncated), as the other figures are a
+# median: one call alone swung 654-888 ms of backend CPU between runs
+fresh=(); fresh_cpu=(); fresh_rcpu=()
+for ((i = 0; i < REPEAT; i++)); do
+	"${PSQL[@]}" -c "DELETE FROM bench_online" -c "TRUNCATE pgpoly.bench_history" >/dev/null
+	read -r t c rc < <(ms_of "SELECT pgpoly.ingest_features('bench', 'bench_source')")
+	fresh+=("$t"); fresh_cpu+=("$c"); fresh_rcpu+=("$rc")
+done
+first=$(bench_median <<<"${fresh[*]}"); first_cpu=$(bench_median <<<"${fresh_cpu[*]}")
+first_rcpu=$(bench_median <<<"${fresh_rcpu[*]}")
 again=(); again_cpu=(); again_rcpu=(); plain=(); plain_cpu=()
 for ((i = 0; i < REPEAT; i++)); do
 	read -r t c rc < <(ms_of "SELECT pgpoly.ingest_features('bench', 'bench_source')")
@@ -231,8 +241,8 @@ floor_text() {
 		"(CPU backend + Redis $(printf '%.0f' "$(bench_calc "$2 + $3")") ms vs $(printf '%.0f' "$(bench_calc "$c_plain + $5 + $6")") ms: $(bench_calc "($2 + $3) / ($c_plain + $5 + $6)"));" \
 		"pgpoly/offline INSERT $(bench_calc "$1 / $m_plain") (CPU $(bench_calc "$2 / $c_plain"))"
 }
-bench_report "ingest_features $ENTITIES rows of $ENTITIES entities into an empty Redis, COMMIT incl." \
-	"$(printf '%.0f' "$rate_first") rows/s ($first ms; backend CPU $first_cpu ms, Redis $first_rcpu ms)" \
+bench_report "ingest_features $ENTITIES rows of $ENTITIES entities into an empty Redis, COMMIT incl. (median of $REPEAT)" \
+	"$(printf '%.0f' "$rate_first") rows/s ($(printf '%.0f' "$first") ms; backend CPU $(printf '%.0f' "$first_cpu") ms, Redis $(printf '%.0f' "$first_rcpu") ms)" \
 	"$(floor_text "$first" "$first_cpu" "$first_rcpu" "$raw_fresh" "$raw_fresh_cpu" "$raw_fresh_rcpu")" \
 	"$rate_first" ">=" 100000 figure
 bench_report "ingest_features $ENTITIES rows over keys Redis holds, COMMIT incl. (median of $REPEAT)" \
