@@ -20,6 +20,9 @@
  * statement runs, its writes land during the SCAN, which may return keys
  * added during it: the SCAN then runs to its end, keys only, before the
  * first row (RedisScan.collect), and the rows are the keys it listed.
+ * An immediate-mode write from elsewhere (a function the query calls, a
+ * statement between two FETCHes) makes an open SCAN list its remaining
+ * keys before it is sent (drain_scan), and collect from then on.
  *
  * Rounds overlap with the caller's work: as soon as a round's replies are
  * read, the next round is sent (RedisSend), so Redis answers it while the
