@@ -581,6 +581,27 @@ script_update(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *updated)
 }
 
 /*
+ * The columns of the document an UPDATE leaves (merged into the old
+ * _source): the assigned ones, NULL or not, and the others that hold a
+ * value.  A column neither assigned nor holding one is not written as
+ * null: the partial update leaves the field as it is (absent), so that a
+ * read of the buffered write shows the _source Elasticsearch will hold.
+ */
+static Bitmapset *
+written_fields(ElasticTable *tbl, bool *nulls, Bitmapset *updated)
+{
+	Bitmapset  *cols = bms_make_singleton(0);	/* no column: never NULL,
+												 * which means all */
+
+	cols = bms_add_members(cols, updated);
+
+	for (int i = 0; i < tbl->natts; i++)
+		if (!nulls[i])
+			cols = bms_add_member(cols, i + 1);
+	return cols;
+}
+
+/*
  * The write of an UPDATE of document id to the new row values/nulls
  * (updated: the assigned attnums).  A new _source replaces the document.
  */
@@ -605,13 +626,14 @@ ElasticUpdateWrite(ElasticTable *tbl, const char *id, Datum *values,
 				 errhint("DELETE the document and INSERT it with the new _routing.")));
 	w->tbl = tbl;
 	w->id = pstrdup(id);
-	w->row = document_json(tbl, values, nulls, NULL, true, true);
 	if (tbl->source_att && bms_is_member(tbl->source_att, updated))
 	{
 		w->op = EWRITE_INDEX;
-		w->doc = w->row;
+		w->doc = w->row = document_json(tbl, values, nulls, NULL, true, true);
 		return w;
 	}
+	w->row = document_json(tbl, values, nulls, written_fields(tbl, nulls, updated),
+						   true, true);
 	w->op = EWRITE_UPDATE;
 	if (assigns_object(tbl, values, nulls, updated))
 		w->doc = script_update(tbl, values, nulls, updated);
