@@ -1,8 +1,8 @@
--- INSERT/UPDATE ... RETURNING on Elasticsearch and vector foreign tables
--- return the row as the store holds it after the write, as a read of it
+-- INSERT/UPDATE ... RETURNING on Elasticsearch, vector and Redis foreign
+-- tables return the row as the store holds it after the write, as a read of it
 -- finds it: JDBC's getGeneratedKeys (RETURNING *) and ORMs refreshing an
--- object from RETURNING must not get a _source, a metadata column or a
--- column mapped to a metadata key that a read of the same row right after
+-- object from RETURNING must not get a _source, a metadata column, a column
+-- mapped to a metadata key or a _ttl that a read of the same row right after
 -- (in the transaction, from its buffered write, and after COMMIT, from the
 -- store) contradicts.  Each RETURNING row is compared with both reads.
 \getenv es_url ES_URL
@@ -110,6 +110,32 @@ INSERT INTO re (_id, n, _source) VALUES ('c', 5, '{"k": true}'), ('d', 6, '{"k":
   RETURNING _id, n, _source;
 UPDATE re SET n = -n WHERE _id IN ('c', 'd') RETURNING _id, n, _source;
 SELECT _id, n, _source FROM re WHERE _id IN ('c', 'd') ORDER BY _id;
+
+-- Redis: a table with ttl_seconds returns the _ttl every write gives the key,
+-- as the transaction's read of its buffered write finds it (a TTL read
+-- after COMMIT counts down from it).
+\getenv redis_port REDIS_PORT
+CREATE SERVER rsrs FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
+CREATE FOREIGN TABLE rr (id text OPTIONS (key 'true'), n int, _ttl int)
+  SERVER rsrs OPTIONS (key_prefix 'regress_retst:', ttl_seconds '1000');
+CREATE TABLE ret_r (step text, id text, n int, _ttl int);
+BEGIN;
+WITH r AS (INSERT INTO rr VALUES ('a', 1), ('b', 2) RETURNING *)
+INSERT INTO ret_r SELECT 'ins', * FROM r;
+INSERT INTO ret_r SELECT 'ins:read', * FROM rr;
+COMMIT;
+BEGIN;
+WITH r AS (UPDATE rr SET n = n + 10 WHERE id = 'a' RETURNING *)
+INSERT INTO ret_r SELECT 'upd', * FROM r;
+INSERT INTO ret_r SELECT 'upd:read', * FROM rr WHERE id = 'a';
+COMMIT;
+SELECT r.step, r.id, r.n, r._ttl AS returned_ttl, x._ttl AS read_ttl
+FROM ret_r r JOIN ret_r x ON x.step = r.step || ':read' AND x.id = r.id
+WHERE row(r.n, r._ttl) IS DISTINCT FROM row(x.n, x._ttl);
+SELECT id, n, _ttl BETWEEN 900 AND 1000 AS ttl_set FROM rr ORDER BY id;
+DELETE FROM rr;
+DROP SERVER rsrs CASCADE;
+DROP TABLE ret_r;
 
 DROP FOREIGN TABLE rv;
 SELECT pgpoly.elastic_request('rses', 'DELETE', '/regress_retst')->>'acknowledged';
