@@ -690,7 +690,8 @@ written_fields(ElasticTable *tbl, bool *nulls, Bitmapset *updated)
 
 /*
  * The write of an UPDATE of document id to the new row values/nulls
- * (updated: the assigned attnums).  A new _source replaces the document.
+ * (updated: the assigned attnums).  A new _source replaces the document
+ * (with the fields assigned beside it).
  */
 ElasticWrite *
 ElasticUpdateWrite(ElasticTable *tbl, const char *id, Datum *values,
@@ -715,8 +716,13 @@ ElasticUpdateWrite(ElasticTable *tbl, const char *id, Datum *values,
 	w->id = pstrdup(id);
 	if (tbl->source_att && bms_is_member(tbl->source_att, updated))
 	{
+		/*
+		 * The new _source with the fields assigned beside it set in it; the
+		 * other columns hold what the old document had, which must not undo
+		 * the new one (SET _source = _source - 'f').
+		 */
 		w->op = EWRITE_INDEX;
-		w->doc = w->row = document_json(tbl, values, nulls, NULL, true, true);
+		w->doc = w->row = document_json(tbl, values, nulls, updated, true, true);
 		return w;
 	}
 	w->row = document_json(tbl, values, nulls, written_fields(tbl, nulls, updated),

@@ -4,7 +4,7 @@
 -- what else they hold.  A shallow merge replaced the object {"a": {...}}
 -- of _source by the columns' {"a": {"b": ...}}, silently dropping a.z.
 -- Each document is compared with the same fields set in place by jsonb_set
--- on a native copy of the row.
+-- on a native copy of the row.  Also an UPDATE that assigns _source.
 \getenv es_url ES_URL
 CREATE SERVER esm FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url :'es_url');
 SELECT pgpoly.elastic_request('esm', 'DELETE', '/regress_esmerge') IS NOT NULL AS cleaned;
@@ -37,6 +37,34 @@ SELECT n._id, e._source AS stored,
        e._source = set_in(set_in(set_in(n.src, '{a,b}', to_jsonb(n.x)), '{a,c}', to_jsonb(n.y)),
                           '{p,q,r}', to_jsonb(n.w)) AS fields_set_in_place
 FROM nm n JOIN em e USING (_id) ORDER BY 1;
+-- An UPDATE assigning _source replaces the document: the fields assigned
+-- beside it are set in it, but the old values the other columns hold do not
+-- undo it (SET _source = _source - 't' removed t, which the unassigned
+-- column t put back, with a null for every other mapped field).  The
+-- transaction's read of the buffered write and RETURNING show the same.
+CREATE FOREIGN TABLE eu (_id text, n int, t text, _source jsonb)
+  SERVER esm OPTIONS (index 'regress_esmerge', refresh 'true');
+CREATE TABLE nu (_id text, n int, t text, _source jsonb);
+INSERT INTO eu (_id, n, t) VALUES ('u1', 1, 'x'), ('u2', 2, 'y'), ('u3', 3, 'w');
+INSERT INTO nu SELECT * FROM eu WHERE _id LIKE 'u%';
+CREATE FUNCTION nu_fields() RETURNS void LANGUAGE sql AS $$
+  UPDATE nu SET n = (_source->>'n')::int, t = _source->>'t' $$;
+BEGIN;
+UPDATE eu SET _source = _source - 't' WHERE _id = 'u1' RETURNING *;
+UPDATE eu SET _source = '{"t": "z", "o": 1}', n = 5 WHERE _id = 'u2' RETURNING *;
+UPDATE eu SET _source = _source || '{"o": 2}', t = NULL WHERE _id = 'u3' RETURNING *;
+SELECT * FROM eu WHERE _id LIKE 'u%' ORDER BY 1;
+COMMIT;
+UPDATE nu SET _source = _source - 't' WHERE _id = 'u1';
+UPDATE nu SET _source = '{"t": "z", "o": 1}'::jsonb || '{"n": 5}' WHERE _id = 'u2';
+UPDATE nu SET _source = _source || '{"o": 2}' || '{"t": null}' WHERE _id = 'u3';
+SELECT nu_fields();
+SELECT * FROM eu WHERE _id LIKE 'u%' ORDER BY 1;
+SELECT count(*) AS differ
+FROM (SELECT * FROM eu WHERE _id LIKE 'u%' EXCEPT TABLE nu) d;
+DROP FOREIGN TABLE eu;
+DROP TABLE nu;
+DROP FUNCTION nu_fields();
 SELECT pgpoly.elastic_request('esm', 'DELETE', '/regress_esmerge')->>'acknowledged';
 DROP SERVER esm CASCADE;
 DROP TABLE nm;
