@@ -36,7 +36,7 @@ $(DATA_built): $(EXT_FRAGMENTS)
 # layout is worse than a slower rebuild.
 $(OBJS): $(wildcard src/*.h fdw/*.h)
 
-.PHONY: test demo bench valgrind fuzz
+.PHONY: test demo bench valgrind fuzz jdbc-check
 test:
 	bash test/run-tests.sh
 
@@ -52,6 +52,11 @@ fuzz:
 
 demo:
 	bash test/demo.sh
+
+# pgjdbc against the stores beside native copies (needs a JDK, installed from
+# Debian if missing; not part of `make test`).  See test/jdbc/run.sh.
+jdbc-check:
+	bash test/jdbc/run.sh
 
 # make bench BENCH="redis:join,keys features": a subset (test/bench/run.sh)
 bench:

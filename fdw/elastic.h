@@ -338,6 +338,8 @@ typedef struct ElasticWrite
 	int			batchno;		/* the _bulk request it went in */
 } ElasticWrite;
 
+extern void ElasticWriteRow(ElasticTable *tbl, ElasticWrite *w,
+							const bool *fetched, Datum *values, bool *nulls);
 extern ElasticWrite *ElasticInsertWrite(ElasticTable *tbl, Datum *values,
 										bool *nulls, char **assigned_id);
 extern ElasticWrite *ElasticUpdateWrite(ElasticTable *tbl, const char *id,

@@ -89,6 +89,7 @@
 #include "miscadmin.h"
 #include "utils/inval.h"
 #include "utils/plancache.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -229,6 +230,41 @@ object_members(DocField *whole)
 }
 
 /*
+ * The group of the field at lc in fields (DocFields sharing a path prefix,
+ * depth parts long): it and the later fields with the same key at depth,
+ * in order; NIL when an earlier field has that key (its group holds them).
+ * *whole: whether one of them ends at that key (a column maps it whole);
+ * *path, when asked for, prefix (the keys before depth) and that key.
+ */
+static List *
+key_group(List *fields, ListCell *lc, int depth, bool *whole, List *prefix,
+		  List **path)
+{
+	char	   *key = list_nth(((DocField *) lfirst(lc))->parts, depth);
+	List	   *group = NIL;
+	ListCell   *gc;
+
+	int			at = list_cell_number(fields, lc);
+
+	*whole = false;
+	for (int i = 0; i < at; i++)
+		if (strcmp(list_nth(((DocField *) list_nth(fields, i))->parts, depth), key) == 0)
+			return NIL;
+	for_each_from(gc, fields, at)
+	{
+		DocField   *f = lfirst(gc);
+
+		if (strcmp(list_nth(f->parts, depth), key) != 0)
+			continue;
+		group = lappend(group, f);
+		*whole = *whole || list_length(f->parts) == depth + 1;
+	}
+	if (path)
+		*path = lappend(list_copy(prefix), key);
+	return group;
+}
+
+/*
  * Append the value of one key at depth: the group's fields share the path
  * up to and including that key.  A whole value (a column mapped to "meta")
  * and deeper fields ("meta.b") are merged at every level, the deeper ones
@@ -286,25 +322,19 @@ append_group(StringInfo buf, List *group, int depth)
 static void
 append_level(StringInfo buf, List *fields, int depth)
 {
-	List	   *seen = NIL;
 	ListCell   *lc;
 
 	appendStringInfoChar(buf, '{');
 	foreach(lc, fields)
 	{
-		char	   *key = list_nth(((DocField *) lfirst(lc))->parts, depth);
-		List	   *group = NIL;
-		ListCell   *gc;
+		bool		whole;
+		List	   *group = key_group(fields, lc, depth, &whole, NIL, NULL);
 
-		if (list_member(seen, makeString(key)))
+		if (group == NIL)
 			continue;
-		seen = lappend(seen, makeString(key));
-		for_each_from(gc, fields, foreach_current_index(lc))
-			if (strcmp(list_nth(((DocField *) lfirst(gc))->parts, depth), key) == 0)
-				group = lappend(group, lfirst(gc));
-		if (list_length(seen) > 1)
+		if (buf->data[buf->len - 1] != '{')
 			appendStringInfoChar(buf, ',');
-		escape_json(buf, key);
+		escape_json(buf, list_nth(((DocField *) lfirst(lc))->parts, depth));
 		appendStringInfoChar(buf, ':');
 		append_group(buf, group, depth);
 	}
@@ -363,6 +393,74 @@ doc_fields(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *only,
 	return fields;
 }
 
+/* jsonb_set(doc, path, value, create_missing): path is a List of keys. */
+static Datum
+set_path(Datum doc, List *path, Datum value)
+{
+	Datum	   *keys = palloc(sizeof(Datum) * list_length(path));
+	ListCell   *lc;
+
+	foreach(lc, path)
+		keys[foreach_current_index(lc)] = CStringGetTextDatum(lfirst(lc));
+	return DirectFunctionCall4(jsonb_set, doc,
+							   PointerGetDatum(construct_array(keys, list_length(path),
+															   TEXTOID, -1, false,
+															   TYPALIGN_INT)),
+							   value, BoolGetDatum(true));
+}
+
+/* Whether doc holds an object at path (a List of keys). */
+static bool
+object_at(Datum doc, List *path)
+{
+	Datum	   *keys = palloc(sizeof(Datum) * list_length(path));
+	bool		isnull;
+	Datum		v;
+	ListCell   *lc;
+
+	foreach(lc, path)
+		keys[foreach_current_index(lc)] = CStringGetTextDatum(lfirst(lc));
+	v = jsonb_get_element(DatumGetJsonbP(doc), keys, list_length(path), &isnull, false);
+	return !isnull && JB_ROOT_IS_OBJECT(DatumGetJsonbP(v));
+}
+
+/*
+ * source (a jsonb object) with fields (DocFields sharing the path prefix,
+ * depth parts long) set in place, as a partial update sets them: the
+ * objects along a dotted field path are kept, or made where missing or not
+ * objects, and a key some column maps whole is replaced by the value an
+ * INSERT writes there (append_group).  Merging the fields' document with
+ * jsonb || would replace the object {"a": {...}} a given _source holds by
+ * the fields' {"a": {"b": ...}}, dropping what else it held.
+ */
+static Datum
+merge_fields(Datum source, List *fields, List *prefix, int depth)
+{
+	ListCell   *lc;
+
+	foreach(lc, fields)
+	{
+		bool		whole;
+		List	   *path;
+		List	   *group = key_group(fields, lc, depth, &whole, prefix, &path);
+		StringInfoData val;
+
+		if (group == NIL)
+			continue;
+		if (!whole)
+		{
+			if (!object_at(source, path))
+				source = set_path(source, path, PgpolyJsonbFromText("{}", 2));
+			source = merge_fields(source, group, path, depth + 1);
+			continue;
+		}
+		initStringInfo(&val);
+		append_group(&val, group, depth);
+		source = set_path(source, path, PgpolyJsonbFromText(val.data, val.len));
+	}
+	return source;
+}
+
 /*
  * The document of the table's field columns: all (only == NULL) or the
  * attnums in only.  NULL values are written as null when with_nulls, else
@@ -410,8 +508,9 @@ document_json(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *only,
 		append_level(&buf, fields, 0);
 	if (with_source && src && !nulls[src - 1])
 	{
-		Datum		merged = DirectFunctionCall2(jsonb_concat, values[src - 1],
-												 PgpolyJsonbFromText(buf.data, buf.len));
+		Datum		merged = nested ? merge_fields(values[src - 1], fields, NIL, 0) :
+			DirectFunctionCall2(jsonb_concat, values[src - 1],
+								PgpolyJsonbFromText(buf.data, buf.len));
 
 		return JsonbToCString(NULL, &DatumGetJsonbP(merged)->root, VARSIZE(DatumGetPointer(merged)));
 	}
@@ -513,29 +612,17 @@ assigns_object(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *updated
 static void
 append_script_fields(StringInfo buf, List *fields, List *prefix, int depth)
 {
-	List	   *seen = NIL;
 	ListCell   *lc;
 
 	foreach(lc, fields)
 	{
-		char	   *key = list_nth(((DocField *) lfirst(lc))->parts, depth);
-		List	   *group = NIL;
-		List	   *path = lappend(list_copy(prefix), key);
-		bool		whole = false;
+		bool		whole;
+		List	   *path;
+		List	   *group = key_group(fields, lc, depth, &whole, prefix, &path);
 		ListCell   *gc;
 
-		if (list_member(seen, makeString(key)))
+		if (group == NIL)
 			continue;
-		seen = lappend(seen, makeString(key));
-		for_each_from(gc, fields, foreach_current_index(lc))
-		{
-			DocField   *f = lfirst(gc);
-
-			if (strcmp(list_nth(f->parts, depth), key) != 0)
-				continue;
-			group = lappend(group, f);
-			whole = whole || list_length(f->parts) == depth + 1;
-		}
 		if (!whole)
 		{
 			append_script_fields(buf, group, path, depth + 1);
@@ -581,8 +668,30 @@ script_update(ElasticTable *tbl, Datum *values, bool *nulls, Bitmapset *updated)
 }
 
 /*
+ * The columns of the document an UPDATE leaves (merged into the old
+ * _source): the assigned ones, NULL or not, and the others that hold a
+ * value.  A column neither assigned nor holding one is not written as
+ * null: the partial update leaves the field as it is (absent), so that a
+ * read of the buffered write shows the _source Elasticsearch will hold.
+ */
+static Bitmapset *
+written_fields(ElasticTable *tbl, bool *nulls, Bitmapset *updated)
+{
+	Bitmapset  *cols = bms_make_singleton(0);	/* no column: never NULL,
+												 * which means all */
+
+	cols = bms_add_members(cols, updated);
+
+	for (int i = 0; i < tbl->natts; i++)
+		if (!nulls[i])
+			cols = bms_add_member(cols, i + 1);
+	return cols;
+}
+
+/*
  * The write of an UPDATE of document id to the new row values/nulls
- * (updated: the assigned attnums).  A new _source replaces the document.
+ * (updated: the assigned attnums).  A new _source replaces the document
+ * (with the fields assigned beside it).
  */
 ElasticWrite *
 ElasticUpdateWrite(ElasticTable *tbl, const char *id, Datum *values,
@@ -605,13 +714,19 @@ ElasticUpdateWrite(ElasticTable *tbl, const char *id, Datum *values,
 				 errhint("DELETE the document and INSERT it with the new _routing.")));
 	w->tbl = tbl;
 	w->id = pstrdup(id);
-	w->row = document_json(tbl, values, nulls, NULL, true, true);
 	if (tbl->source_att && bms_is_member(tbl->source_att, updated))
 	{
+		/*
+		 * The new _source with the fields assigned beside it set in it; the
+		 * other columns hold what the old document had, which must not undo
+		 * the new one (SET _source = _source - 'f').
+		 */
 		w->op = EWRITE_INDEX;
-		w->doc = w->row;
+		w->doc = w->row = document_json(tbl, values, nulls, updated, true, true);
 		return w;
 	}
+	w->row = document_json(tbl, values, nulls, written_fields(tbl, nulls, updated),
+						   true, true);
 	w->op = EWRITE_UPDATE;
 	if (assigns_object(tbl, values, nulls, updated))
 		w->doc = script_update(tbl, values, nulls, updated);

@@ -1284,26 +1284,27 @@ queue_write(ElasticModifyState *ms, ElasticWrite *w)
 static void
 store_assigned_id(EState *estate, ElasticTable *tbl, TupleTableSlot *slot, char *id)
 {
-	TupleDesc	desc = slot->tts_tupleDescriptor;
-	MemoryContext old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
-	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
-	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+	int			natts = slot->tts_tupleDescriptor->natts;
+	Datum	   *values = palloc(sizeof(Datum) * natts);
+	bool	   *nulls = palloc(sizeof(bool) * natts);
 
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute a = TupleDescAttr(desc, i);
-
-		nulls[i] = slot->tts_isnull[i];
-		values[i] = nulls[i] ? (Datum) 0 :
-			datumCopy(slot->tts_values[i], a->attbyval, a->attlen);
-	}
+	slot_getallattrs(slot);
+	memcpy(values, slot->tts_values, sizeof(Datum) * natts);
+	memcpy(nulls, slot->tts_isnull, sizeof(bool) * natts);
 	values[tbl->id_att - 1] = CStringGetTextDatum(id);
 	nulls[tbl->id_att - 1] = false;
-	ExecClearTuple(slot);
-	memcpy(slot->tts_values, values, sizeof(Datum) * desc->natts);
-	memcpy(slot->tts_isnull, nulls, sizeof(bool) * desc->natts);
-	ExecStoreVirtualTuple(slot);
-	MemoryContextSwitchTo(old);
+	PgpolyStoreRow(estate, slot, values, nulls);
+}
+
+/*
+ * PgpolyWrittenRow: the row a read of the table finds after write (an
+ * ElasticWrite), the document's _source as Elasticsearch will hold it
+ * included (ElasticWriteRow).
+ */
+static void
+written_row(PgpolyModifyState *core, void *write, Datum *values, bool *nulls)
+{
+	ElasticWriteRow(((ElasticModifyState *) core)->tbl, write, NULL, values, nulls);
 }
 
 /*
@@ -1427,6 +1428,7 @@ insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int
 						 ms->core.transactional ? NULL : &inserted[i]);
 		if (ms->ov)
 			ElasticOverlayAdd(ms->ov, w);
+		PgpolyReturnWrittenRow(&ms->core, estate, slots[i], written_row, w);
 		queue_write(ms, w);
 		if (assigned && ms->tbl->id_att)
 			store_assigned_id(estate, ms->tbl, slots[i], assigned);
@@ -1526,6 +1528,7 @@ elasticExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 						   ms->core.updated);
 	set_read(ms, w);
 	MemoryContextSwitchTo(old);
+	PgpolyReturnWrittenRow(&ms->core, estate, slot, written_row, w);
 	queue_write(ms, w);
 	PgpolyModifyOutbox(&ms->core, CMD_UPDATE, slot, planSlot);
 	return slot;

@@ -898,11 +898,7 @@ next_overlay(ElasticScan *scan, Datum *values, bool *nulls)
 		w = list_nth(e->targets, scan->overlay_target++);
 		if (w->op == EWRITE_DELETE || w->row == NULL)
 			continue;
-		ElasticRowFromSource(scan->tbl, PgpolyJsonbFromText(w->row, strlen(w->row)),
-							 w->id, NIL, NULL, scan->fetched, values, nulls);
-		if (scan->tbl->score_att)
-			nulls[scan->tbl->score_att - 1] = true;
-		routing_column(scan->tbl, w->routing, values, nulls);
+		ElasticWriteRow(scan->tbl, w, scan->fetched, values, nulls);
 		scan->last_id = w->id;
 		scan->row_write = w;
 		return true;
@@ -1185,6 +1181,24 @@ routing_column(ElasticTable *tbl, const char *routing, Datum *values, bool *null
 	if (routing)
 		values[att - 1] = PgpolyServerTextToDatum(&tbl->cols[att - 1].conv, routing,
 											strlen(routing));
+}
+
+/*
+ * Fill values/nulls with the row a read of the table finds after w, an
+ * index or update write (w->row: the document it leaves), with the fields
+ * fetched (NULL: all): the transaction's reads of its buffered writes and
+ * the RETURNING of the write itself, so that both show the same row.  No
+ * _score: there is no query.
+ */
+void
+ElasticWriteRow(ElasticTable *tbl, ElasticWrite *w, const bool *fetched,
+				Datum *values, bool *nulls)
+{
+	ElasticRowFromSource(tbl, PgpolyJsonbFromText(w->row, strlen(w->row)),
+						 w->id, NIL, NULL, fetched, values, nulls);
+	if (tbl->score_att)
+		nulls[tbl->score_att - 1] = true;
+	routing_column(tbl, w->routing, values, nulls);
 }
 
 /* ERROR if the value at base.field held a NUL character (see check_nul). */

@@ -1178,12 +1178,48 @@ insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int
 		}
 }
 
+/*
+ * PgpolyWrittenRow: the row written (write: its slot) with the _ttl a read
+ * finds after the write, ttl_seconds, which every write sets
+ * (RedisApplyOverlay); the other columns are stored as given.
+ */
+static void
+written_row(PgpolyModifyState *core, void *write, Datum *values, bool *nulls)
+{
+	RedisTable *tbl = ((RedisModifyState *) core)->tbl;
+	TupleTableSlot *slot = write;
+	char	   *ttl = psprintf("%d", tbl->ttl_seconds);
+
+	slot_getallattrs(slot);
+	memcpy(values, slot->tts_values, sizeof(Datum) * tbl->natts);
+	memcpy(nulls, slot->tts_isnull, sizeof(bool) * tbl->natts);
+	values[tbl->ttl_att - 1] = RedisTextDatum(tbl, tbl->ttl_att, ttl, strlen(ttl));
+	nulls[tbl->ttl_att - 1] = false;
+}
+
+/*
+ * RETURNING of a table with a _ttl column and ttl_seconds: the _ttl the
+ * write gives the key, not the value the statement had (NULL for an
+ * INSERT, the old TTL for an UPDATE).
+ */
+static void
+returning_ttl(RedisModifyState *ms, EState *estate, TupleTableSlot *slot)
+{
+	if (ms->tbl->ttl_att != 0 && ms->tbl->ttl_seconds > 0)
+		PgpolyReturnWrittenRow(&ms->core, estate, slot, written_row, slot);
+}
+
 /* ExecForeignInsert: NULL when ON CONFLICT DO NOTHING skipped the row. */
 static TupleTableSlot *
 redisExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 					   TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
-	return PgpolyExecInsert(rinfo->ri_FdwState, estate, slot, insert_rows);
+	RedisModifyState *ms = rinfo->ri_FdwState;
+
+	slot = PgpolyExecInsert(&ms->core, estate, slot, insert_rows);
+	if (slot)
+		returning_ttl(ms, estate, slot);
+	return slot;
 }
 
 /* GetForeignModifyBatchSize: batch_size (default 1000), see fdwutil.c. */
@@ -1569,6 +1605,7 @@ redisExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	queue_writes(ms, writes);
 	MemoryContextSwitchTo(old);
 	PgpolyModifyOutbox(&ms->core, CMD_UPDATE, slot, planSlot);
+	returning_ttl(ms, estate, slot);
 	return slot;
 }
 

@@ -1615,6 +1615,18 @@ row_write(VectorModifyState *ms, VectorWriteKind kind, Datum *values, bool *null
 	return w;
 }
 
+/*
+ * PgpolyWrittenRow: the row a read of the table finds after write (a
+ * VectorWrite: the record it leaves), so that the metadata column and the
+ * columns mapped to its keys agree.
+ */
+static void
+written_row(PgpolyModifyState *core, void *write, Datum *values, bool *nulls)
+{
+	VectorRowToValues(((VectorModifyState *) core)->tbl, &((VectorWrite *) write)->row,
+					  true, values, nulls);
+}
+
 /* Hand a write to the table's writer (the caller ends the row). */
 static void
 queue_write(VectorModifyState *ms, VectorWrite *w)
@@ -1745,6 +1757,7 @@ insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int
 			VectorOverlayAdd(&ms->ov, w);
 			MemoryContextSwitchTo(old);
 		}
+		PgpolyReturnWrittenRow(&ms->core, estate, slots[i], written_row, w);
 		queue_write(ms, w);
 		PgpolyWriterEndRow(&ms->core.writer);
 	}
@@ -1883,6 +1896,7 @@ vectorExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 		queue_write(ms, d);
 	}
 	MemoryContextSwitchTo(old);
+	PgpolyReturnWrittenRow(&ms->core, estate, slot, written_row, w);
 	queue_write(ms, w);
 	PgpolyWriterEndRow(&ms->core.writer);
 	PgpolyModifyOutbox(&ms->core, CMD_UPDATE, slot, planSlot);

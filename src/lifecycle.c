@@ -721,6 +721,59 @@ PgpolyModifyCheckRow(PgpolyModifyState *ms, EState *estate, TupleTableSlot *slot
 		ExecWithCheckOptions(WCO_VIEW_CHECK, ms->rinfo, slot, estate);
 }
 
+/*
+ * Make values/nulls (one per column of slot's descriptor) slot's row,
+ * copied into estate's per-tuple memory, where RETURNING reads it.  They
+ * may point into slot's current row.
+ */
+void
+PgpolyStoreRow(EState *estate, TupleTableSlot *slot, Datum *values, bool *nulls)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+	MemoryContext old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+	Datum	   *v = palloc(sizeof(Datum) * desc->natts);
+	bool	   *n = palloc(sizeof(bool) * desc->natts);
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(desc, i);
+
+		n[i] = nulls[i] || a->attisdropped;
+		v[i] = n[i] ? (Datum) 0 : datumCopy(values[i], a->attbyval, a->attlen);
+	}
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, v, sizeof(Datum) * desc->natts);
+	memcpy(slot->tts_isnull, n, sizeof(bool) * desc->natts);
+	ExecStoreVirtualTuple(slot);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * INSERT or UPDATE ... RETURNING: make slot the row a read of the table
+ * finds after the store's write (fill puts it in values/nulls), rather
+ * than the values the statement gave.  A store derives columns from what
+ * is written (Elasticsearch's _source, a vector record's metadata and the
+ * columns mapped to its keys), and RETURNING must not contradict a read of
+ * the same row right after it, as on a native table.  Without RETURNING
+ * nothing is done; outbox writes are returned as queued.  Call it before
+ * the write is handed to the writer (a flush may free it).
+ */
+void
+PgpolyReturnWrittenRow(PgpolyModifyState *ms, EState *estate, TupleTableSlot *slot,
+					   PgpolyWrittenRow fill, void *write)
+{
+	int			natts = slot->tts_tupleDescriptor->natts;
+	Datum	   *values;
+	bool	   *nulls;
+
+	if (ms->outbox || ms->rinfo == NULL || ms->rinfo->ri_projectReturning == NULL)
+		return;
+	values = palloc(sizeof(Datum) * natts);
+	nulls = palloc(sizeof(bool) * natts);
+	fill(ms, write, values, nulls);
+	PgpolyStoreRow(estate, slot, values, nulls);
+}
+
 /* DELETE ... RETURNING: the whole old row from planSlot into slot. */
 void
 PgpolyModifyOldRow(PgpolyModifyState *ms, TupleTableSlot *slot,

@@ -662,6 +662,14 @@ extern void *PgpolyModifyTable(PgpolyModifyState *ms, PgpolyLoadTable load);
 extern MemoryContext PgpolyModifyRow(PgpolyModifyState *ms);
 extern Datum PgpolyModifyJunk(PgpolyModifyState *ms, int i,
 							  struct TupleTableSlot *planSlot, bool *isnull);
+/* Fill values/nulls with the row a read finds after write (a store's). */
+typedef void (*PgpolyWrittenRow) (PgpolyModifyState *ms, void *write,
+								  Datum *values, bool *nulls);
+extern void PgpolyStoreRow(struct EState *estate, struct TupleTableSlot *slot,
+						   Datum *values, bool *nulls);
+extern void PgpolyReturnWrittenRow(PgpolyModifyState *ms, struct EState *estate,
+								   struct TupleTableSlot *slot,
+								   PgpolyWrittenRow fill, void *write);
 extern void PgpolyModifyOldRow(PgpolyModifyState *ms,
 							   struct TupleTableSlot *slot,
 							   struct TupleTableSlot *planSlot, Relation rel);

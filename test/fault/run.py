@@ -78,7 +78,7 @@ DURATIONS = {
     "test_sync_outbox_rename": 7, "test_ddl_midsession": 6, "test_elastic_dupid": 6,
     "test_lineage_differential": 6, "test_redis_cluster_keyonly": 6,
     "test_sync_owner_roles": 6, "test_xact_interrupts": 6, "test_dump_everything": 5,
-    "test_encoding": 5, "test_features_commit_order": 5,
+    "test_encoding": 5, "test_features_commit_order": 5, "test_real_drivers": 5,
     "test_sync_logical_replication": 5,
 }
 
