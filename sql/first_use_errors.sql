@@ -30,7 +30,49 @@ SELECT * FROM pgpoly.drift('fue_train', 'SELECT');
 SELECT feature, status IS NULL AS no_current_values FROM pgpoly.drift('fue_train',
     $$SELECT (features->>'clicks')::int AS user_stats__clicks_7d FROM pgpoly.predictions WHERE model_name = 'fue_m'$$);
 
+-- A server pointing at another service's port: the error says to check the
+-- server's options.  Redis at PostgreSQL's port (which closes the connection
+-- on RESP), Elasticsearch at Chroma's (404 on GET /), Chroma with a path in
+-- url (a 404 without Chroma's JSON error: a route, not a missing collection).
+-- Ports are masked.
+CREATE FUNCTION fue_err(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	st text; msg text; det text; hint text;
+BEGIN
+	EXECUTE stmt;
+	RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+		det = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+	-- PostgreSQL closes the connection or resets it: the same to the user
+	msg := regexp_replace(msg, 'could not read the reply: Connection reset by peer$',
+						  'the server closed the connection');
+	RETURN regexp_replace(format(E'%s: %s\nDETAIL: %s\nHINT: %s', st, msg, det, hint),
+						  '127\.0\.0\.1:[0-9]+', '127.0.0.1:PORT', 'g');
+END
+$$;
+\getenv pgport PGPORT
+\getenv chroma_url CHROMA_URL
+CREATE SERVER fue_redis FOREIGN DATA WRAPPER pgpoly_redis
+  OPTIONS (host '127.0.0.1', port :'pgport');
+CREATE FOREIGN TABLE fue_r (k text OPTIONS (key 'true'), v int) SERVER fue_redis;
+SELECT fue_err($$SELECT * FROM fue_r WHERE k = 'a'$$);
+CREATE SERVER fue_es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url :'chroma_url');
+CREATE FOREIGN TABLE fue_e (_id text, v int) SERVER fue_es OPTIONS (index 'fue');
+SELECT fue_err('SELECT * FROM fue_e');
+SELECT :'chroma_url' || '/api/v2' AS chroma_api \gset
+CREATE SERVER fue_vec FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url :'chroma_api');
+CREATE FOREIGN TABLE fue_v (id text, embedding real[]) SERVER fue_vec OPTIONS (collection 'fue');
+SELECT fue_err('SELECT * FROM fue_v');
+-- with the right url, a missing collection is still named as such
+CREATE SERVER fue_vec_ok FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url :'chroma_url');
+CREATE FOREIGN TABLE fue_v_ok (id text, embedding real[]) SERVER fue_vec_ok
+  OPTIONS (collection 'pgpoly_rt_fue_missing');
+SELECT fue_err('SELECT * FROM fue_v_ok');
+
 -- Clean up
+DROP SERVER fue_redis, fue_es, fue_vec, fue_vec_ok CASCADE;
+DROP FUNCTION fue_err(text);
 DROP TABLE fue_train;
 DELETE FROM pgpoly.predictions WHERE model_name = 'fue_m';
 SELECT pgpoly.drop_prediction_partitions('infinity') >= 0 AS dropped;
