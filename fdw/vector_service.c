@@ -397,15 +397,18 @@ VectorLookupCollection(PgpolyConnection *conn, VectorTable *tbl, bool missing_ok
  * (Chroma): there the request sent to a re-created collection's old UUID
  * answers 404, and the look-up that follows finds the new distance
  * (record_call: 40001 for a k-NN made for another one), so the cached
- * description costs no request.  NULL when it does not exist and
- * missing_ok; else an ERROR.
+ * description costs no request, unless it had no dimension yet (a
+ * collection without records: the first one sets it).  NULL when it does
+ * not exist and missing_ok; else an ERROR.
  */
 VectorCollection *
 VectorFreshCollection(PgpolyConnection *conn, VectorTable *tbl, bool missing_ok)
 {
 	VectorCollection *c = VectorCachedCollection(conn, tbl->collection);
 
-	if (c && c->lxid != MyProc->lxid && !handle_of(conn)->provider->routes_by_uuid)
+	/* a dimension unknown then (no record yet) may be known by now */
+	if (c && c->lxid != MyProc->lxid &&
+		(!handle_of(conn)->provider->routes_by_uuid || c->dimension <= 0))
 	{
 		VectorForgetCollection(conn, tbl);
 		c = NULL;

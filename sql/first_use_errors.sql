@@ -70,6 +70,18 @@ CREATE FOREIGN TABLE fue_v_ok (id text, embedding real[]) SERVER fue_vec_ok
   OPTIONS (collection 'pgpoly_rt_fue_missing');
 SELECT fue_err('SELECT * FROM fue_v_ok');
 
+-- A k-NN with a query vector of the wrong dimension is a clear 22000 naming
+-- both dimensions, also in the session whose first write created the
+-- collection (its cached description had no dimension yet).
+\! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/pgpoly_rt_fue_dim"
+CREATE FOREIGN TABLE fue_dim (id text, embedding real[], _distance float8) SERVER fue_vec_ok
+  OPTIONS (collection 'pgpoly_rt_fue_dim', create_collection 'true', distance 'cosine');
+SELECT id FROM fue_dim ORDER BY embedding <=> '{1,2,3}' LIMIT 1;
+INSERT INTO fue_dim VALUES ('a', '{1,2,3}');
+SELECT id FROM fue_dim ORDER BY embedding <=> '{1,2}' LIMIT 1;
+SELECT id FROM fue_dim ORDER BY embedding <=> '{1,2,4}' LIMIT 1;
+\! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/pgpoly_rt_fue_dim"
+
 -- Clean up
 DROP SERVER fue_redis, fue_es, fue_vec, fue_vec_ok CASCADE;
 DROP FUNCTION fue_err(text);
