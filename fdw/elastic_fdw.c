@@ -1150,6 +1150,8 @@ elasticExplainForeignScan(ForeignScanState *node, ExplainState *es)
 		appendStringInfoString(&body, "{\"query\":");
 		ElasticAppendQuery(&body, spec->conds, params, false);
 		appendStringInfoChar(&body, '}');
+		/* an aggregate's scan names no relation of its own: name the table */
+		ExplainPropertyText("Elasticsearch Relation", st->tbl->relname, es);
 		ExplainPropertyText("Elasticsearch Request",
 							psprintf("POST %s", ElasticIndexPath(st->tbl->index, "/_count")), es);
 	}
