@@ -20,6 +20,9 @@
  * statement runs, its writes land during the SCAN, which may return keys
  * added during it: the SCAN then runs to its end, keys only, before the
  * first row (RedisScan.collect), and the rows are the keys it listed.
+ * An immediate-mode write from elsewhere (a function the query calls, a
+ * statement between two FETCHes) makes an open SCAN list its remaining
+ * keys before it is sent (drain_scan), and collect from then on.
  *
  * Rounds overlap with the caller's work: as soon as a round's replies are
  * read, the next round is sent (RedisSend), so Redis answers it while the
@@ -202,6 +205,7 @@ struct RedisScan
 	bool		collect;		/* list every key before the first row
 								 * (build_scan_round) */
 	bool		ended;			/* the moved keys were collected */
+	PgpolyPagedScan paged;		/* listed while SCAN has pages left */
 	RedisClusterView *view;		/* cluster: the slots as the SCAN began */
 	RedisKeySet *seen;			/* every key met, pointing at its copy */
 	char	   *arena;			/* where the next key copy goes */
@@ -1797,6 +1801,52 @@ overlay_states(RedisScan *scan, ScanRound *r)
 }
 
 /*
+ * PgpolyPagedScan's drain: an immediate-mode write is about to be sent
+ * while SCAN has pages left (a function the scan's query calls writes, or
+ * a statement between two FETCHes of a cursor), and SCAN may return keys
+ * added during it.  List every key left now, as a collecting scan does:
+ * the round sent ahead is read (its SCAN steps were asked before the
+ * write), then SCAN steps of their own go to the end, their new keys
+ * queued; the values are fetched as before, round by round.
+ */
+static void
+drain_scan(void *arg)
+{
+	RedisScan  *scan = arg;
+	ScanRound  *steps;
+
+	if (scan->nnodes == 0 || scan->scan_done || scan->collect || scan->conn->busy)
+		return;
+	if (scan->cur >= 0 && scan->rounds[scan->cur ^ 1].ready)
+		RedisReceive(scan->conn, scan->rounds[scan->cur ^ 1].ticket);
+	/* in the scan's memory: replies an error leaves owed find it there */
+	steps = MemoryContextAllocZero(GetMemoryChunkContext(scan), sizeof(ScanRound));
+	while (!scan->scan_done)
+	{
+		MemoryContext old;
+
+		clear_round(scan, steps, 0);
+		steps->fetch = FETCH_NONE;
+		old = MemoryContextSwitchTo(steps->cxt);
+		add_scan_steps(scan, steps);
+		send_round(scan, steps);
+		RedisReceive(scan->conn, steps->ticket);
+		MemoryContextSwitchTo(old);
+		if (steps->received < steps->expected)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_EXCEPTION),
+					 errmsg("a scan of foreign table \"%s\" was cut short",
+							scan->tbl->relname),
+					 errdetail("The connection was closed while the scan listed its keys."),
+					 errhint("Run the query again (open the cursor again).")));
+		take_pages(steps);
+	}
+	MemoryContextDelete(steps->cxt);
+	pfree(steps);
+	scan->collect = true;
+}
+
+/*
  * Build the SCAN mode round r: the fetch of queued keys with the next SCAN
  * step (or the SCAN step alone, key-only), then, once every cursor is back
  * at 0, the moved keys of a cluster, then the buffered keys Redis lacks.
@@ -1821,6 +1871,9 @@ build_scan_round(RedisScan *scan, ScanRound *r)
 		 * began).
 		 */
 		scan->collect = PgpolyImmediateWritesRunning();
+		if (!scan->collect)
+			PgpolyPagedScanOpen(&scan->paged, &RedisStore, NULL, drain_scan, scan,
+								GetMemoryChunkContext(scan));
 	}
 	if (!scan->scan_done && scan->collect)
 	{
@@ -1845,6 +1898,7 @@ build_scan_round(RedisScan *scan, ScanRound *r)
 			add_scan_steps(scan, r);
 		return ROUND_SENT;
 	}
+	PgpolyPagedScanClose(&scan->paged);
 	if (!scan->ended)
 		scan_end(scan);
 	if (scan->collect && keyonly && !scan_watches(scan) &&
@@ -2309,6 +2363,7 @@ RedisScanRestart(RedisScan *scan)
 		MemoryContextReset(scan->seen_cxt);
 	scan->nnodes = 0;
 	scan->scan_done = scan->ended = false;
+	PgpolyPagedScanClose(&scan->paged);
 	scan->view = NULL;
 	scan->seen = NULL;
 	scan->arena = NULL;

@@ -7,7 +7,9 @@
  * A scan is one of:
  *	- by ids: the listed ids, in rounds of fetch_size;
  *	- paged: pages of fetch_size, each request continuing where the
- *	  previous one stopped (the provider's cursor);
+ *	  previous one stopped (the provider's cursor); before an immediate-mode
+ *	  write to the collection is sent, the pages left are read at once
+ *	  (drain_pages), since the write would move them;
  *	- k-NN: one query with k results.
  * Writes of this transaction still buffered for the table overlay the
  * remote rows: a record they touch is taken from the buffer, not from the
@@ -63,6 +65,8 @@ struct VectorScan
 	char	   *cursor;			/* paged: the next page, NULL: the first */
 	bool		remote_done;
 	bool		local;			/* k-NN computed here */
+	bool		fetching;		/* paged: a page is being read */
+	PgpolyPagedScan paged;		/* paged: listed while pages are left */
 	int			requests;
 	int			returned;		/* rows returned (capped scans) */
 };
@@ -248,6 +252,33 @@ overlay_rows(HTAB *overlay, List *pending)
  * ----------------------------------------------------------------
  */
 
+/*
+ * PgpolyPagedScan's drain: an immediate-mode write to the collection is
+ * about to be sent while pages are left (a function the scan's query calls
+ * writes).  Pages are offsets, which the write would move: read every page
+ * left now, behind the current batch's unread rows.
+ */
+static void
+drain_pages(void *arg)
+{
+	VectorScan *scan = arg;
+	MemoryContext old;
+
+	if (scan->fetching || scan->remote_done || scan->cursor == NULL)
+		return;
+	old = MemoryContextSwitchTo(scan->batch_cxt);
+	do
+	{
+		scan->requests++;
+		scan->rows = list_concat(scan->rows,
+								 VectorGetPage(scan->conn, scan->tbl, scan->coll,
+											   scan->spec->where, &scan->cursor,
+											   scan->tbl->fetch_size, scan->spec->include));
+	} while (scan->cursor != NULL);
+	scan->remote_done = true;
+	MemoryContextSwitchTo(old);
+}
+
 /* Fetch the next batch of remote rows into scan->rows; false when done. */
 static bool
 fetch_batch(VectorScan *scan)
@@ -307,12 +338,19 @@ fetch_batch(VectorScan *scan)
 	}
 	else
 	{
+		scan->fetching = true;
 		scan->rows = VectorGetPage(scan->conn, scan->tbl, scan->coll, spec->where,
 								   &scan->cursor, n, spec->include);
+		scan->fetching = false;
 		/* the next page's cursor outlives this batch */
 		if (scan->cursor)
 			scan->cursor = MemoryContextStrdup(GetMemoryChunkContext(scan), scan->cursor);
 		scan->remote_done = scan->cursor == NULL;
+		if (scan->remote_done)
+			PgpolyPagedScanClose(&scan->paged);
+		else
+			PgpolyPagedScanOpen(&scan->paged, &VectorStore, scan->tbl->collection,
+								drain_pages, scan, GetMemoryChunkContext(scan));
 	}
 	MemoryContextSwitchTo(old);
 	return scan->rows != NIL || !scan->remote_done;

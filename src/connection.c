@@ -45,6 +45,7 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/parallel.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
@@ -484,6 +485,25 @@ prune_dropped(void)
 }
 
 /*
+ * ERROR in a parallel worker.  A worker reaches a store only through a
+ * function its author marked PARALLEL SAFE (no store declares a foreign
+ * scan parallel safe); it has neither the leader's buffered writes, its
+ * unsent immediate batches nor its WATCHes, so it would read past the
+ * transaction's own writes.  As PostgreSQL refuses temporary tables there.
+ */
+static void
+refuse_parallel_worker(ForeignServer *server)
+{
+	if (IsParallelWorker())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("cannot use pgpoly server \"%s\" in a parallel worker",
+						server->servername),
+				 errdetail("The transaction's buffered writes to its foreign tables are held by the leader process."),
+				 errhint("Mark the function that reads its foreign tables PARALLEL RESTRICTED.")));
+}
+
+/*
  * The cache entry of server and user (from PgpolyGetUserMapping: umid
  * InvalidOid if there is no mapping), made if new, once the trust rule
  * lets user->userid use it.  A handle it may not hand to that user is
@@ -503,6 +523,7 @@ lookup_entry(const PgpolyStore *store, ForeignServer *server, UserMapping *user)
 	PgpolyConnection *conn;
 	bool		found;
 
+	refuse_parallel_worker(server);
 	check_trust(store, server, user);
 	PgpolyConnectionInit();
 	prune_dropped();

@@ -499,6 +499,35 @@ typedef struct PgpolySendProgress
 	ErrorContextCallback cb;
 } PgpolySendProgress;
 
+/*
+ * An open scan reading a store page by page where a write sent meanwhile
+ * would move its unread rows (pages by offset: a delete shifts them below
+ * the next page, an insert adds one it would read).  Before an
+ * immediate-mode batch is sent (PgpolyWriterFlush), each open paged scan of
+ * the batch's store and target reads its remaining pages (drain), so it
+ * returns the rows held before the write, as a native scan shows none of
+ * the writes the functions of its query make.  Embedded in the scan's
+ * state, in memory cxt given to PgpolyPagedScanOpen (xact.c).
+ */
+typedef void (*PgpolyDrainPages) (void *arg);
+
+typedef struct PgpolyPagedScan
+{
+	const PgpolyStore *store;
+	const char *target;			/* PgpolyStore.target_option's value, or
+								 * NULL: any target of store */
+	PgpolyDrainPages drain;
+	void	   *arg;
+	bool		listed;			/* in the list of open paged scans */
+	dlist_node	node;			/* its place there */
+	MemoryContextCallback forget;	/* unlists it when its memory goes */
+} PgpolyPagedScan;
+
+extern void PgpolyPagedScanOpen(PgpolyPagedScan *ps, const PgpolyStore *store,
+								const char *target, PgpolyDrainPages drain,
+								void *arg, MemoryContext cxt);
+extern void PgpolyPagedScanClose(PgpolyPagedScan *ps);
+
 extern void PgpolySendProgressPush(PgpolySendProgress *p);
 extern void PgpolySendProgressPop(PgpolySendProgress *p);
 extern void PgpolyWriterInit(PgpolyWriter *w, PgpolyConnection *conn, Oid relid,

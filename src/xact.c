@@ -9,7 +9,11 @@
  * that is not full is listed as unsent, and sent early when anything uses
  * a store (a trigger's or function's query, another node of the statement
  * writing the table), so that what runs during a statement sees its
- * writes, and they reach the store in the order they were made.
+ * writes, and they reach the store in the order they were made.  Before
+ * any immediate batch is sent, the open scans paging through its store's
+ * target by position (PgpolyPagedScan) read their remaining pages, so that
+ * a write made by a function or trigger their query runs, or between two
+ * FETCHes of a cursor, moves no row they have not read yet.
  *
  * With write_mode 'transactional' a store does not send a write while the
  * statement runs: PgpolyWriterAdd() appends the payload to the
@@ -295,16 +299,23 @@ PgpolyChangesPending(void)
  */
 static dlist_head UnsentWriters = DLIST_STATIC_INIT(UnsentWriters);
 
+/* Take node off its list, if *listed says it is on one. */
+static void
+unlist_node(dlist_node *node, bool *listed)
+{
+	if (!*listed)
+		return;
+	dlist_delete(node);
+	*listed = false;
+}
+
 /* Take w off UnsentWriters (a no-op when it is not there). */
 static void
 writer_unlist(void *arg)
 {
 	PgpolyWriter *w = arg;
 
-	if (!w->listed)
-		return;
-	dlist_delete(&w->unsent_node);
-	w->listed = false;
+	unlist_node(&w->unsent_node, &w->listed);
 }
 
 /*
@@ -553,6 +564,94 @@ PgpolySendProgressPop(PgpolySendProgress *p)
 	p->pushed = false;
 }
 
+/* Scans paging through a store now (PgpolyPagedScan), oldest first. */
+static dlist_head PagedScans = DLIST_STATIC_INIT(PagedScans);
+
+/* Take ps off PagedScans (a no-op when it is not there). */
+static void
+paged_scan_unlist(void *arg)
+{
+	PgpolyPagedScan *ps = arg;
+
+	unlist_node(&ps->node, &ps->listed);
+}
+
+/*
+ * List ps, a scan of store's target (NULL: any) with more pages to read,
+ * so that immediate-mode writes have drain(arg) read them first.  It
+ * stays listed until PgpolyPagedScanClose() or until cxt, the memory
+ * holding ps, is reset or deleted (a rescan, the end of the scan, an
+ * error).
+ */
+void
+PgpolyPagedScanOpen(PgpolyPagedScan *ps, const PgpolyStore *store,
+					const char *target, PgpolyDrainPages drain, void *arg,
+					MemoryContext cxt)
+{
+	if (ps->listed)
+		return;
+	if (ps->forget.func == NULL)
+	{
+		ps->forget.func = paged_scan_unlist;
+		ps->forget.arg = ps;
+		MemoryContextRegisterResetCallback(cxt, &ps->forget);
+	}
+	ps->store = store;
+	ps->target = target;
+	ps->drain = drain;
+	ps->arg = arg;
+	dlist_push_tail(&PagedScans, &ps->node);
+	ps->listed = true;
+}
+
+/* The scan read its last page: writes need no longer wait for it. */
+void
+PgpolyPagedScanClose(PgpolyPagedScan *ps)
+{
+	paged_scan_unlist(ps);
+}
+
+/*
+ * Before w's batch is sent: have every open paged scan of its store and
+ * target read its remaining pages (each is unlisted first: draining may
+ * send requests, but no writes).
+ */
+static void
+drain_paged_scans(PgpolyWriter *w)
+{
+	const PgpolyStore *store = w->conn->store;
+	char	   *target = NULL;
+	bool		looked = false;
+
+	for (;;)
+	{
+		PgpolyPagedScan *next = NULL;
+		dlist_iter	iter;
+
+		dlist_foreach(iter, &PagedScans)
+		{
+			PgpolyPagedScan *ps = dlist_container(PgpolyPagedScan, node, iter.cur);
+
+			if (ps->store != store)
+				continue;
+			if (!looked)
+			{
+				target = table_target(store, w->relid);
+				looked = true;
+			}
+			if (ps->target == NULL || target == NULL || strcmp(ps->target, target) == 0)
+			{
+				next = ps;
+				break;
+			}
+		}
+		if (next == NULL)
+			return;
+		paged_scan_unlist(next);
+		next->drain(next->arg);
+	}
+}
+
 /*
  * Immediate mode: send what the batch holds (when full, when something
  * else uses a store, at the end of the statement).  The batch is taken
@@ -572,6 +671,7 @@ PgpolyWriterFlush(PgpolyWriter *w)
 	w->pending = NIL;
 	w->in_row = false;
 	writer_unlist(w);
+	drain_paged_scans(w);
 	PgpolySendProgressPush(&progress);
 	w->send(w->conn, batch);
 	PgpolySendProgressPop(&progress);
