@@ -411,7 +411,8 @@ BEGIN
 			format('Pass a version, or the model as ''%s@<alias>'' to use the version an alias points to.', model));
 	ELSIF NOT EXISTS (SELECT FROM pgpoly.registered_models m WHERE m.name = v_name) THEN
 		PERFORM pgpoly._prediction_error(pos, '42704', format('registered model "%s" does not exist', v_name),
-			CASE WHEN strpos(model, '@') > 0 THEN 'To resolve an alias, pass version NULL.' END);
+			CASE WHEN NOT v_alias AND strpos(model, '@') > 0 THEN 'To resolve an alias, pass version NULL.'
+				 ELSE 'Models are created by pgpoly.register_model_version().' END);
 	END IF;
 	IF v_alias THEN
 		SELECT a.version INTO v_ver FROM pgpoly.model_aliases a
@@ -939,6 +940,14 @@ BEGIN
 	IF features IS NULL THEN
 		v_feat := ARRAY(SELECT n FROM unnest(rnames) WITH ORDINALITY u(n, i)
 						WHERE n = ANY (cnames) ORDER BY i);
+		-- an empty answer would hide a mistake (a column not aliased alike)
+		IF cardinality(v_feat) = 0 THEN
+			RAISE EXCEPTION 'the reference and the current relation share no column'
+				USING ERRCODE = 'undefined_column',
+					  DETAIL = format('The reference has columns (%s); the current relation has (%s).',
+									  array_to_string(rnames, ', '), array_to_string(cnames, ', ')),
+					  HINT = 'Give the columns to compare the same names in both (AS in a query).';
+		END IF;
 	ELSE
 		IF array_position(features, NULL) IS NOT NULL THEN
 			RAISE EXCEPTION 'argument "features" must not contain NULL'

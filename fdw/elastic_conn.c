@@ -190,6 +190,19 @@ parse_version(ElasticHandle *h, const char *number)
 	return true;
 }
 
+/* Raise the ERROR for a url whose GET / was not a cluster's (why: what it did). */
+static void
+not_elastic(PgpolyConnection *conn, const char *why, PgpolyHttpResponse *resp)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+			 errmsg("server \"%s\" at %s does not look like Elasticsearch or OpenSearch",
+					conn->servername, conn->target),
+			 errdetail("%s; the response begins: %s", why,
+					   PgpolyHttpExcerpt(conn, resp->body, resp->len)),
+			 errhint("Check the server option url: it must point at an Elasticsearch or OpenSearch cluster.")));
+}
+
 /*
  * GET / and record what the cluster is.  OpenSearch is recognised by
  * version.distribution or its tagline, never by the number alone.
@@ -205,6 +218,9 @@ detect_version(PgpolyConnection *conn, ElasticHandle *h)
 	const char *tagline;
 
 	PgpolyHttpRequest(conn, h->http, "GET", "/", NULL, 0, NULL, ELASTIC_RETRIES, &resp);
+	/* a cluster answers GET / (or refuses it, 401/403): 404 is another service */
+	if (resp.status == 404)
+		not_elastic(conn, "GET / answered 404", &resp);
 	if (resp.status != 200)
 		ElasticRaiseStatus(conn, "GET", "/", NULL, &resp);
 	doc = PgpolyJsonParse(conn, resp.body, resp.len, "cluster information (GET /)");
@@ -213,12 +229,7 @@ detect_version(PgpolyConnection *conn, ElasticHandle *h)
 	dist = json_string_value(json_object_get(ver, "distribution"));
 	tagline = json_string_value(json_object_get(doc, "tagline"));
 	if (number == NULL || !parse_version(h, number))
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-				 errmsg("server \"%s\" at %s does not look like Elasticsearch or OpenSearch",
-						conn->servername, conn->target),
-				 errdetail("GET / returned no version.number; the response begins: %s",
-						   PgpolyHttpExcerpt(conn, resp.body, resp.len))));
+		not_elastic(conn, "GET / returned no version.number", &resp);
 	h->opensearch = (dist && strcmp(dist, "opensearch") == 0) ||
 		(tagline && strstr(tagline, "OpenSearch") != NULL);
 	if (!h->opensearch && (h->major < 7 || (h->major == 7 && h->minor < 10)))

@@ -1150,6 +1150,8 @@ elasticExplainForeignScan(ForeignScanState *node, ExplainState *es)
 		appendStringInfoString(&body, "{\"query\":");
 		ElasticAppendQuery(&body, spec->conds, params, false);
 		appendStringInfoChar(&body, '}');
+		/* an aggregate's scan names no relation of its own: name the table */
+		ExplainPropertyText("Elasticsearch Relation", st->tbl->relname, es);
 		ExplainPropertyText("Elasticsearch Request",
 							psprintf("POST %s", ElasticIndexPath(st->tbl->index, "/_count")), es);
 	}
@@ -1581,7 +1583,30 @@ elasticIsForeignRelUpdatable(Relation rel)
 	return (1 << CMD_INSERT) | (1 << CMD_UPDATE) | (1 << CMD_DELETE);
 }
 
-/* ExplainForeignModify: where the writes go and when. */
+/*
+ * The _bulk request and action of each row mtstate writes to the table of
+ * options, as EXPLAIN shows them (elastic_bulk.c builds them).
+ */
+static char *
+bulk_text(ModifyTableState *mtstate, List *options, const char *relname)
+{
+	const char *refresh = PgpolyGetOption(options, "refresh", "false");
+	const char *index = PgpolyGetOption(options, "index", relname);
+	bool		versioned = PgpolyTableWriteMode(options) == PGPOLY_WRITE_TRANSACTIONAL;
+	const char *path = strcmp(refresh, "false") == 0 ? "/_bulk" :
+		psprintf("/_bulk?refresh=%s", refresh);
+
+	if (mtstate->operation == CMD_INSERT)
+		return psprintf("POST %s, %s per row (the whole document) to index %s", path,
+						((ModifyTable *) mtstate->ps.plan)->onConflictAction == ONCONFLICT_NOTHING ?
+						"\"create\"" : "\"index\"", index);
+	return psprintf("POST %s, %s per row to the index its document was read from%s", path,
+					mtstate->operation == CMD_UPDATE ?
+					"\"update\" (the assigned fields)" : "\"delete\"",
+					versioned ? ", on the version read (if_seq_no, if_primary_term)" : "");
+}
+
+/* ExplainForeignModify: the request each row's write goes in, and when. */
 static void
 elasticExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 							List *fdw_private, int subplan_index, ExplainState *es)
@@ -1589,6 +1614,12 @@ elasticExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 	ForeignTable *ft = GetForeignTable(RelationGetRelid(rinfo->ri_RelationDesc));
 	PgpolyWriteMode mode = PgpolyTableWriteMode(ft->options);
 	int			batch = (int) PgpolyGetIntOption(ft->options, "batch_size", 500);
+
+	if (mode != PGPOLY_WRITE_OUTBOX)	/* the worker delivers them: outbox.c */
+		ExplainPropertyText("Elasticsearch Write",
+							bulk_text(mtstate, ft->options,
+									  RelationGetRelationName(rinfo->ri_RelationDesc)),
+							es);
 
 	ExplainPropertyText("Elasticsearch Write Mode",
 						mode == PGPOLY_WRITE_TRANSACTIONAL ?

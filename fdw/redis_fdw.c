@@ -1666,6 +1666,9 @@ redisIsForeignRelUpdatable(Relation rel)
 	return (1 << CMD_INSERT) | (1 << CMD_UPDATE) | (1 << CMD_DELETE);
 }
 
+static char *write_text(RedisTable *tbl, CmdType op, List *atts, bool nx,
+						const char *per);
+
 /* write_mode as EXPLAIN shows it (options: the table's, for batch_size). */
 static const char *
 write_mode_text(PgpolyWriteMode mode, List *options)
@@ -1678,13 +1681,86 @@ write_mode_text(PgpolyWriteMode mode, List *options)
 					(int) PgpolyGetIntOption(options, "batch_size", 1000));
 }
 
-/* ExplainForeignModify: where the writes go and when. */
+/* Whether atts has a hash field column of tbl. */
+static bool
+assigns_field(RedisTable *tbl, List *atts)
+{
+	ListCell   *lc;
+
+	foreach(lc, atts)
+		if (tbl->cols[lfirst_int(lc) - 1].role == RCOL_FIELD)
+			return true;
+	return false;
+}
+
+/* Whether an UPDATE of tbl assigning atts may move a row (key, member). */
+static bool
+moves(RedisTable *tbl, List *atts)
+{
+	return list_member_int(atts, tbl->key_att) ||
+		(tbl->member_att != 0 && list_member_int(atts, tbl->member_att));
+}
+
+/* What an UPDATE of tbl sends besides where it moves a row, for EXPLAIN. */
+static const char *
+moved_text(RedisTable *tbl)
+{
+	switch (tbl->type)
+	{
+		case REDIS_HASH:
+			return "RENAME first where the key changes";
+		case REDIS_STRING:
+		case REDIS_JSON:
+			return "DEL of the old key where the key changes";
+		case REDIS_ZSET:
+			return "ZREM of the old member first where the key or member changes";
+		case REDIS_SET:
+			return "SREM of the old member first where the key or member changes";
+		case REDIS_LIST:
+			break;
+	}
+	return "LREM and RPUSH instead where the key changes";
+}
+
+/*
+ * The attnums of rinfo's columns that mtstate's UPDATE assigns, in order
+ * (its INSERT: every column).
+ */
+static List *
+written_atts(ModifyTableState *mtstate, ResultRelInfo *rinfo)
+{
+	int			natts = RelationGetDescr(rinfo->ri_RelationDesc)->natts;
+	Bitmapset  *updated = NULL;
+	List	   *atts = NIL;
+
+	if (mtstate->operation == CMD_UPDATE)
+		updated = ExecGetUpdatedCols(rinfo, mtstate->ps.state);
+	for (AttrNumber att = 1; att <= natts; att++)
+		if (mtstate->operation != CMD_UPDATE ||
+			bms_is_member(att - FirstLowInvalidHeapAttributeNumber, updated))
+			atts = lappend_int(atts, att);
+	return atts;
+}
+
+/* ExplainForeignModify: the commands each row sends, where and when. */
 static void
 redisExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 						  List *fdw_private, int subplan_index, ExplainState *es)
 {
-	ForeignTable *ft = GetForeignTable(RelationGetRelid(rinfo->ri_RelationDesc));
+	Oid			relid = RelationGetRelid(rinfo->ri_RelationDesc);
+	ForeignTable *ft = GetForeignTable(relid);
+	RedisTable *tbl = RedisLoadTable(relid, GetUserId());
+	bool		nx = ((ModifyTable *) mtstate->ps.plan)->onConflictAction == ONCONFLICT_NOTHING;
+	List	   *atts = written_atts(mtstate, rinfo);
+	char	   *text = write_text(tbl, mtstate->operation, atts, nx, "per row");
 
+	if (mtstate->operation == CMD_UPDATE && tbl->type == REDIS_HASH && !assigns_field(tbl, atts))
+		text = psprintf("RENAME per row where the key changes");
+	else if (mtstate->operation == CMD_UPDATE && moves(tbl, atts))
+		text = psprintf("%s; %s", text, moved_text(tbl));
+	/* outbox: the worker delivers them (outbox.c) */
+	if (PgpolyTableWriteMode(ft->options) != PGPOLY_WRITE_OUTBOX)
+		ExplainPropertyText("Redis Write", text, es);
 	ExplainPropertyText("Redis Write Mode",
 						write_mode_text(PgpolyTableWriteMode(ft->options), ft->options),
 						es);
@@ -2097,6 +2173,96 @@ redisEndDirectModify(ForeignScanState *node)
 	redisEndForeignScan(node);
 }
 
+/* " {name}" of column att of tbl, for write_text. */
+static void
+append_col(StringInfo buf, RedisTable *tbl, AttrNumber att)
+{
+	appendStringInfo(buf, " {%s}", tbl->cols[att - 1].name);
+}
+
+/*
+ * The commands a write of op sends per row (per: "per row", "per key
+ * found"), as EXPLAIN shows them (redis_modify.c builds them).  atts: the
+ * attnums an UPDATE assigns; nx: INSERT ... ON CONFLICT DO NOTHING.
+ */
+static char *
+write_text(RedisTable *tbl, CmdType op, List *atts, bool nx, const char *per)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+	const char *p = tbl->prefix;
+	bool		ttl = tbl->ttl_seconds > 0;
+	bool		collection = tbl->type == REDIS_ZSET || tbl->type == REDIS_SET;
+
+	initStringInfo(&buf);
+	if (op == CMD_DELETE)
+	{
+		if (collection)
+			appendStringInfo(&buf, "%s %s{key}", tbl->type == REDIS_ZSET ? "ZREM" : "SREM", p);
+		else if (tbl->type == REDIS_LIST)
+			appendStringInfo(&buf, "LREM %s{key} 1", p);
+		else
+			appendStringInfo(&buf, "DEL %s{key}", p);
+		if (collection || tbl->type == REDIS_LIST)
+			append_col(&buf, tbl, collection ? tbl->member_att : tbl->value_att);
+		appendStringInfo(&buf, " %s", per);
+		return buf.data;
+	}
+	switch (tbl->type)
+	{
+		case REDIS_HASH:
+			if (nx)
+				return psprintf("EVAL: HSET %s{key}%s unless it exists, %s", p,
+								ttl ? " and EXPIRE" : "", per);
+			appendStringInfo(&buf, "HSET %s{key}", p);
+			foreach(lc, atts)
+				if (tbl->cols[lfirst_int(lc) - 1].role == RCOL_FIELD)
+					appendStringInfo(&buf, " %s {%s}", tbl->cols[lfirst_int(lc) - 1].field,
+									 tbl->cols[lfirst_int(lc) - 1].name);
+			appendStringInfo(&buf, " (HDEL for NULL) %s", per);
+			break;
+		case REDIS_STRING:
+		case REDIS_JSON:
+			appendStringInfo(&buf, "SET %s{key}", p);
+			if (tbl->type == REDIS_STRING)
+				append_col(&buf, tbl, tbl->value_att);
+			else
+				appendStringInfoString(&buf, " {JSON object of the columns}");
+			if (nx)
+				appendStringInfoString(&buf, " NX");
+			if (ttl)
+				appendStringInfo(&buf, " EX %d", tbl->ttl_seconds);
+			appendStringInfo(&buf, " %s", per);
+			return buf.data;
+		case REDIS_ZSET:
+		case REDIS_SET:
+			if (nx && ttl)
+				return psprintf("EVAL: %s %s{key} NX and EXPIRE if added, %s",
+								tbl->type == REDIS_ZSET ? "ZADD" : "SADD", p, per);
+			appendStringInfo(&buf, "%s %s{key}%s", tbl->type == REDIS_ZSET ? "ZADD" : "SADD",
+							 p, nx && tbl->type == REDIS_ZSET ? " NX" : "");
+			if (tbl->type == REDIS_ZSET)
+				append_col(&buf, tbl, tbl->score_att);
+			append_col(&buf, tbl, tbl->member_att);
+			appendStringInfo(&buf, " %s", per);
+			if (nx)
+				return buf.data;
+			break;
+		case REDIS_LIST:
+			appendStringInfo(&buf, "%s %s{key}", op == CMD_UPDATE ? "LSET" : "RPUSH", p);
+			if (op == CMD_UPDATE)
+				append_col(&buf, tbl, tbl->idx_att);
+			append_col(&buf, tbl, tbl->value_att);
+			appendStringInfo(&buf, " %s", per);
+			if (op == CMD_UPDATE)
+				return buf.data;
+			break;
+	}
+	if (ttl)
+		appendStringInfo(&buf, ", EXPIRE %s{key} %d", p, tbl->ttl_seconds);
+	return buf.data;
+}
+
 /*
  * The commands a direct modification sends per key found, as EXPLAIN
  * shows them.
@@ -2104,25 +2270,7 @@ redisEndDirectModify(ForeignScanState *node)
 static char *
 direct_text(RedisTable *tbl, CmdType op, List *atts)
 {
-	StringInfoData buf;
-	ListCell   *lc;
-
-	if (op == CMD_DELETE)
-		return psprintf("DEL %s{key} per key found", tbl->prefix);
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "%s %s{key}", tbl->type == REDIS_STRING ? "SET" : "HSET",
-					 tbl->prefix);
-	foreach(lc, atts)
-		if (tbl->type == REDIS_HASH)
-			appendStringInfo(&buf, " %s {%s}", tbl->cols[lfirst_int(lc) - 1].field,
-							 tbl->cols[lfirst_int(lc) - 1].name);
-		else
-			appendStringInfo(&buf, " {%s}", tbl->cols[lfirst_int(lc) - 1].name);
-	appendStringInfoString(&buf, tbl->type == REDIS_HASH ?
-						   " (HDEL for NULL) per key found" : " per key found");
-	if (tbl->ttl_seconds > 0)
-		appendStringInfo(&buf, ", EXPIRE %s{key} %d", tbl->prefix, tbl->ttl_seconds);
-	return buf.data;
+	return write_text(tbl, op, atts, false, "per key found");
 }
 
 /* The names of columns attnos of tbl, comma-separated, as EXPLAIN shows them. */

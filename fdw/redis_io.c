@@ -206,7 +206,8 @@ io_error(PgpolyConnection *conn, RedisNode *node, const char *what,
 			(errcode(ERRCODE_CONNECTION_FAILURE),
 			 errmsg("Redis server \"%s\" at %s: %s", conn->servername,
 					conn->target, what),
-			 detail ? errdetail("%s", detail) : 0));
+			 detail ? errdetail("%s", detail) : 0,
+			 errhint("Check that Redis is running and that the server's options point at it, not at another service.")));
 }
 
 /* ----------------------------------------------------------------

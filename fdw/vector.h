@@ -235,6 +235,8 @@ typedef struct VectorProvider
 							   int include, bool ids);
 	char	   *(*scan_text) (VectorTable *tbl, bool by_ids, const char *where,
 							  int include);
+	/* EXPLAIN: the request a batch of writes of kind sends */
+	char	   *(*write_text) (VectorTable *tbl, VectorWriteKind kind);
 } VectorProvider;
 
 /* vector_chroma.c, vector_qdrant.c */

@@ -631,11 +631,20 @@ chroma_count(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll)
 	return (double) json_integer_value(doc);
 }
 
+/* The record route of each VectorWriteKind. */
+static const char *const WriteOps[] = {"upsert", "update", "delete", "add"};
+
+/* VectorProvider.write_text. */
+static char *
+chroma_write_text(VectorTable *tbl, VectorWriteKind kind)
+{
+	return psprintf("POST collections/{id of \"%s\"}/%s", tbl->collection, WriteOps[kind]);
+}
+
 /* VectorProvider.send_batch: n writes of the same table and kind. */
 static void
 chroma_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 {
-	static const char *const ops[] = {"upsert", "update", "delete", "add"};
 	StringInfoData body;
 
 	initStringInfo(&body);
@@ -647,7 +656,7 @@ chroma_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 	}
 	else
 		write_body(&body, w, n);
-	(void) record_call(conn, w[0]->tbl, ops[w[0]->kind], &body,
+	(void) record_call(conn, w[0]->tbl, WriteOps[w[0]->kind], &body,
 					   w[0]->kind == VW_UPSERT || w[0]->kind == VW_INSERT, NULL,
 					   w[0]->dim_of);
 }
@@ -669,5 +678,6 @@ const VectorProvider VectorChroma = {
 	.send_batch = chroma_send_batch,
 	.query_text = chroma_query_text,
 	.count = chroma_count,
-	.scan_text = chroma_scan_text
+	.scan_text = chroma_scan_text,
+	.write_text = chroma_write_text
 };

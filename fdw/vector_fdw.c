@@ -1964,14 +1964,25 @@ vectorIsForeignRelUpdatable(Relation rel)
 	return (1 << CMD_INSERT) | (1 << CMD_UPDATE) | (1 << CMD_DELETE);
 }
 
-/* ExplainForeignModify: where the writes go and when. */
+/* ExplainForeignModify: the request each batch of writes sends, and when. */
 static void
 vectorExplainForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 						   List *fdw_private, int subplan_index, ExplainState *es)
 {
-	ForeignTable *ft = GetForeignTable(RelationGetRelid(rinfo->ri_RelationDesc));
+	Oid			relid = RelationGetRelid(rinfo->ri_RelationDesc);
+	ForeignTable *ft = GetForeignTable(relid);
 	PgpolyWriteMode mode = PgpolyTableWriteMode(ft->options);
 	int			batch = (int) PgpolyGetIntOption(ft->options, "batch_size", 500);
+	VectorTable *tbl = VectorLoadTable(relid, GetUserId());
+	VectorWriteKind kind = mtstate->operation == CMD_DELETE ? VW_DELETE :
+		mtstate->operation == CMD_UPDATE ? VW_UPDATE :
+		((ModifyTable *) mtstate->ps.plan)->onConflictAction == ONCONFLICT_NOTHING ?
+		VW_INSERT : VW_UPSERT;
+
+	if (mode != PGPOLY_WRITE_OUTBOX)	/* the worker delivers them: outbox.c */
+		ExplainPropertyText("Vector Write",
+							VectorServerProvider(GetForeignServer(ft->serverid))->write_text(tbl, kind),
+							es);
 
 	ExplainPropertyText("Vector Write Mode",
 						mode == PGPOLY_WRITE_TRANSACTIONAL ?

@@ -928,6 +928,19 @@ qdrant_count(PgpolyConnection *conn, VectorTable *tbl, VectorCollection *coll)
 	return (double) json_integer_value(n);
 }
 
+/* VectorProvider.write_text. */
+static char *
+qdrant_write_text(VectorTable *tbl, VectorWriteKind kind)
+{
+	const char *coll = VectorUrlSegment(tbl->collection);
+
+	if (kind == VW_DELETE)
+		return psprintf("POST collections/%s/points/delete?wait=true", coll);
+	return psprintf("PUT collections/%s/points?wait=true%s", coll,
+					kind == VW_INSERT ? " {\"update_mode\":\"insert_only\"}" :
+					kind == VW_UPDATE ? " {\"update_mode\":\"update_only\"}" : "");
+}
+
 /*
  * VectorProvider.send_batch.  Deletes: POST /points/delete?wait=true
  * {"points": [ids]} (https://api.qdrant.tech/api-reference/points/delete-points);
@@ -979,5 +992,6 @@ const VectorProvider VectorQdrant = {
 	.send_batch = qdrant_send_batch,
 	.query_text = qdrant_query_text,
 	.count = qdrant_count,
-	.scan_text = qdrant_scan_text
+	.scan_text = qdrant_scan_text,
+	.write_text = qdrant_write_text
 };

@@ -757,13 +757,14 @@ VectorScanRequests(VectorScan *scan)
  * ----------------------------------------------------------------
  */
 
-/* errcontext callback: the record and column being converted. */
+/* errcontext callback: the record, column and table being converted. */
 static void
 convert_context(void *arg)
 {
 	const char **what = arg;
 
-	errcontext("column \"%s\" of record \"%s\"", what[1], what[0]);
+	errcontext("column \"%s\" of record \"%s\" of foreign table \"%s\"",
+			   what[1], what[0], what[2]);
 }
 
 /* A row's metadata as jsonb, with the paths of strings that held a NUL. */
@@ -892,7 +893,7 @@ void
 VectorRowToValues(VectorTable *tbl, VectorRow *row, bool metadata_fetched,
 				  Datum *values, bool *nulls)
 {
-	const char *what[2] = {row->id, "metadata"};
+	const char *what[3] = {row->id, "metadata", tbl->relname};
 	ErrorContextCallback cb;
 
 	cb.callback = convert_context;

@@ -187,6 +187,7 @@ VectorBase(PgpolyConnection *conn)
 static void service_error(PgpolyConnection *conn, PgpolyHttpResponse *resp,
 						  const char *method, const char *path,
 						  const char *what) pg_attribute_noreturn();
+static bool json_answer(PgpolyHttpResponse *resp);
 
 /*
  * Raise the ERROR for a non-2xx answer to what (e.g. "query of collection
@@ -200,6 +201,7 @@ service_error(PgpolyConnection *conn, PgpolyHttpResponse *resp, const char *meth
 	json_error_t jerr;
 	json_t	   *doc = json_loadb(resp->body, resp->len, 0, &jerr);
 	const char *text = doc ? prov->error_text(doc) : NULL;
+	bool		is_json = doc != NULL;
 	char	   *said;
 	int			code;
 
@@ -209,7 +211,9 @@ service_error(PgpolyConnection *conn, PgpolyHttpResponse *resp, const char *meth
 		said = PgpolyHttpExcerpt(conn, resp->body, resp->len);
 	if (doc)
 		json_decref(doc);
-	if (resp->status == 404)
+	if (resp->status == 404 && !is_json)
+		code = ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION;	/* no such route */
+	else if (resp->status == 404)
 		code = ERRCODE_FDW_TABLE_NOT_FOUND;
 	else
 		code = PgpolyHttpStatusErrcode(resp->status);
@@ -219,7 +223,26 @@ service_error(PgpolyConnection *conn, PgpolyHttpResponse *resp, const char *meth
 					conn->servername, conn->target, what, resp->status),
 			 errdetail("%s said: %s; request: %s %s", prov->label, said, method, path),
 			 resp->status == 401 || resp->status == 403 ?
-			 errhint("Check the api_key option of the user mapping.") : 0));
+			 errhint("Check the api_key option of the user mapping.") :
+			 resp->status == 404 && !is_json ?
+			 errhint("The service has no such route: check the server options url (its base URL, without a path) and provider.") : 0));
+}
+
+/*
+ * Whether resp's body is JSON.  The services answer a missing collection or
+ * record with a JSON error; a 404 without one is a route the service does
+ * not have (a url with a path, another service at that address).
+ */
+static bool
+json_answer(PgpolyHttpResponse *resp)
+{
+	json_error_t jerr;
+	json_t	   *doc = json_loadb(resp->body, resp->len, 0, &jerr);
+
+	if (doc == NULL)
+		return false;
+	json_decref(doc);
+	return true;
 }
 
 /*
@@ -233,7 +256,8 @@ VectorCall(PgpolyConnection *conn, const char *method, const char *path,
 	VectorRefusal refusal;
 	json_t	   *doc = VectorCallRefusable(conn, method, path, body, what, &refusal);
 
-	if (doc == NULL && !(refusal.resp.status == 404 && notfound_ok))
+	if (doc == NULL &&
+		!(refusal.resp.status == 404 && notfound_ok && json_answer(&refusal.resp)))
 		VectorRefused(conn, &refusal);
 	return doc;
 }
@@ -373,15 +397,18 @@ VectorLookupCollection(PgpolyConnection *conn, VectorTable *tbl, bool missing_ok
  * (Chroma): there the request sent to a re-created collection's old UUID
  * answers 404, and the look-up that follows finds the new distance
  * (record_call: 40001 for a k-NN made for another one), so the cached
- * description costs no request.  NULL when it does not exist and
- * missing_ok; else an ERROR.
+ * description costs no request, unless it had no dimension yet (a
+ * collection without records: the first one sets it).  NULL when it does
+ * not exist and missing_ok; else an ERROR.
  */
 VectorCollection *
 VectorFreshCollection(PgpolyConnection *conn, VectorTable *tbl, bool missing_ok)
 {
 	VectorCollection *c = VectorCachedCollection(conn, tbl->collection);
 
-	if (c && c->lxid != MyProc->lxid && !handle_of(conn)->provider->routes_by_uuid)
+	/* a dimension unknown then (no record yet) may be known by now */
+	if (c && c->lxid != MyProc->lxid &&
+		(!handle_of(conn)->provider->routes_by_uuid || c->dimension <= 0))
 	{
 		VectorForgetCollection(conn, tbl);
 		c = NULL;

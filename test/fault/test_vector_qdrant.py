@@ -189,6 +189,17 @@ def test():
                  "task IN ('vision','text') ORDER BY embedding <-> %s LIMIT 3;" % qtext)
     check("POST collections/l2c/points/query" in r.out and '"range":{"gte":2}' in r.out
           and '"match":{"any":["vision","text"]}' in r.out, "EXPLAIN: %s" % r.out)
+    # EXPLAIN of a write shows the request each batch sends.
+    for sql, want in (("INSERT INTO t_l2 (id, embedding) VALUES ('9', '{1,0,0}')",
+                       "Vector Write: PUT collections/l2c/points?wait=true\n"),
+                      ("INSERT INTO t_l2 (id, embedding) VALUES ('9', '{1,0,0}') ON CONFLICT DO NOTHING",
+                       'Vector Write: PUT collections/l2c/points?wait=true {"update_mode":"insert_only"}'),
+                      ("UPDATE t_l2 SET n = 1 WHERE id = '1'",
+                       'Vector Write: PUT collections/l2c/points?wait=true {"update_mode":"update_only"}'),
+                      ("DELETE FROM t_l2 WHERE id = '1'",
+                       "Vector Write: POST collections/l2c/points/delete?wait=true")):
+        r = sess.run("EXPLAIN (VERBOSE, COSTS OFF) %s;" % sql)
+        check(r.rc == 0 and want in r.out, "EXPLAIN %s shows %r: %s %s" % (sql, want, r.out, r.err))
     fx.clear_log()
     got = rows(sess, "SELECT id FROM t_l2 WHERE n >= 2 AND task IN ('vision','text') "
                      "ORDER BY embedding <-> %s LIMIT 3;" % qtext)
