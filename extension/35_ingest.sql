@@ -415,11 +415,12 @@ BEGIN
 	INTO v_vals
 	FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i);
 	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
-		-- reads _event_time alone (no key, no other field): the batched join
-		-- then fetches just that field (HMGET), and an entity Redis lacks
-		-- reads as one whose _event_time is NULL, as it should; the Redis key
-		-- is the one of the same text (a citext key or a nondeterministic
-		-- collation would match 'A' to the newer 'a' too).  The key's
+		-- its output and WHERE read _event_time alone (the key only in ON
+		-- clauses): the batched join then fetches just that field (HMGET),
+		-- and an entity Redis lacks reads as one whose _event_time is NULL,
+		-- as it should; the Redis key is the one of the same text (a citext
+		-- key or a nondeterministic collation would match 'A' to the newer
+		-- 'a' too).  The key's
 		-- equality is its type's own (citext's for citext), as a plain =
 		-- finds it with nothing shadowing it: the Redis FDW pushes it down
 		v_online := format(' LEFT JOIN %1$s o ON o.%2$I %5$s s.k::%3$s'

@@ -31,8 +31,9 @@
  * key, or only the key of a hash), each key's existence is asked (TYPE)
  * instead of its value.  When it reads some fields of a hash and a hash
  * with none of them set would give the same rows as a missing key (a left
- * join reading fields alone, or a clause no row with such a field NULL
- * matches: absent_is_no_row), only those fields are fetched (HMGET).
+ * join whose output reads fields alone, its ON clauses any column, or a
+ * clause no row with such a field NULL matches: absent_is_no_row), only
+ * those fields are fetched (HMGET).
  *
  * fdw/redis_join.c
  *
