@@ -11,8 +11,6 @@
 \set VERBOSITY terse
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
-SET timezone = 'UTC';
-SET datestyle = 'ISO, YMD';
 SELECT setseed(0.25);
 
 -- 30k rows over ~1200 entities, 6 event times (with the infinities)
