@@ -10,17 +10,19 @@
 --	  in one pass (NULL entity or event_time, an entity a key type would cut,
 --	  one the offline entity column would store as another entity) before any
 --	  row is written, appended to the offline table, and
---	  each entity's newest row (latest event_time, ties to the later source row)
---	  is written to the view's serving table through INSERT ... SELECT, after a
---	  batched join that reads the event times Redis holds (pipelined rounds of
---	  fetch_size keys).  The Redis writes are buffered in the caller's transaction
+--	  each entity's newest row (latest event_time, ties to the later source row;
+--	  found in the check pass by _ingest_newest's hash table, the rows
+--	  DISTINCT ON (k COLLATE "C") would keep, without sorting every row) is
+--	  written to the view's serving table through INSERT ... SELECT, in the
+--	  source's order, after a batched join that reads the event times Redis
+--	  holds (pipelined rounds of fetch_size keys).  The Redis writes are buffered in the caller's transaction
 --	  and sent at COMMIT as pipelined MULTI/EXEC (a large transaction's queued in
 --	  the MULTI on a second connection as they are made: fdw/redis_stream.c),
 --	  exactly as materialize() does;
 --	  ROLLBACK undoes both.
 --	* The statement runs with work_mem at least 64MB, so that the materialized
---	  source and the newest-row sort of 100k rows stay in memory (at the default
---	  4MB both spill to temporary files); a larger setting of the caller's is
+--	  source of 100k rows stays in memory (at the default 4MB it spills to a
+--	  temporary file); a larger setting of the caller's is
 --	  kept, and the caller's setting is back when the call returns.
 --	* One entity is one Redis key: the rows whose entities have the same
 --	  canonical text (byte for byte, whatever the source column's type or
@@ -286,6 +288,41 @@ RETURNS timestamptz
 LANGUAGE C VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'pgpoly_ingest_clock';
 
+CREATE FUNCTION pgpoly._ingest_newest_step(internal, text, timestamptz, bigint)
+RETURNS internal
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'pgpoly_ingest_newest_step';
+
+CREATE FUNCTION pgpoly._ingest_newest_final(internal)
+RETURNS bytea
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'pgpoly_ingest_newest_final';
+
+-- Which source rows (k the entity's canonical text, et the event time, ord
+-- the row's number, _ingest_ordinal) are their entity's newest: the rows
+-- SELECT DISTINCT ON (k COLLATE "C") ... ORDER BY k COLLATE "C", et DESC,
+-- ord DESC keeps, found with a hash table instead of a sort of every row
+-- (src/ingest.c); rows with a NULL are left out.  The answer is read by
+-- _ingest_is_newest.
+CREATE AGGREGATE pgpoly._ingest_newest(text, timestamptz, bigint) (
+	SFUNC = pgpoly._ingest_newest_step,
+	STYPE = internal,
+	FINALFUNC = pgpoly._ingest_newest_final
+);
+
+CREATE FUNCTION pgpoly._ingest_is_newest_support(internal)
+RETURNS internal
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'pgpoly_ingest_is_newest_support';
+
+-- Whether source row number ord is one of rows (_ingest_newest's answer).
+-- Its planner support estimates the rows it keeps as DISTINCT ON would.
+CREATE FUNCTION pgpoly._ingest_is_newest(rows bytea, ord bigint)
+RETURNS bool
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+SUPPORT pgpoly._ingest_is_newest_support
+AS 'MODULE_PATHNAME', 'pgpoly_ingest_is_newest';
+
 -- Whether ingest_features appends to the offline table rel (the columns cols)
 -- with _offline_append rather than an INSERT: a plain table with no triggers,
 -- row-level security or generated columns, which the caller may insert into
@@ -378,11 +415,12 @@ BEGIN
 	INTO v_vals
 	FROM unnest(v.features, ty.feature_types) WITH ORDINALITY u(f, t, i);
 	IF NOT pgpoly._fv_outbox(v.serving_table) THEN
-		-- reads _event_time alone (no key, no other field): the batched join
-		-- then fetches just that field (HMGET), and an entity Redis lacks
-		-- reads as one whose _event_time is NULL, as it should; the Redis key
-		-- is the one of the same text (a citext key or a nondeterministic
-		-- collation would match 'A' to the newer 'a' too).  The key's
+		-- its output and WHERE read _event_time alone (the key only in ON
+		-- clauses): the batched join then fetches just that field (HMGET),
+		-- and an entity Redis lacks reads as one whose _event_time is NULL,
+		-- as it should; the Redis key is the one of the same text (a citext
+		-- key or a nondeterministic collation would match 'A' to the newer
+		-- 'a' too).  The key's
 		-- equality is its type's own (citext's for citext), as a plain =
 		-- finds it with nothing shadowing it: the Redis FDW pushes it down
 		v_online := format(' LEFT JOIN %1$s o ON o.%2$I %5$s s.k::%3$s'
@@ -404,16 +442,16 @@ BEGIN
 		chk AS (SELECT pg_catalog.min(s.ord) FILTER (WHERE s.k IS NULL OR s.et IS NULL) AS bad,
 					   pg_catalog.min(s.ord) FILTER (WHERE NOT (%13$s AND %14$s)) AS long,
 					   pg_catalog.min(s.ord) FILTER (WHERE NOT coalesce((%15$s) OPERATOR(pg_catalog.=) s.k,
-																	 (%15$s) IS NULL AND s.k IS NULL)) AS other
+																	 (%15$s) IS NULL AND s.k IS NULL)) AS other,
+					   pgpoly._ingest_newest(s.k, s.et, s.ord) AS newest
 				FROM s),
 		ok AS (SELECT chk.bad IS NULL AND chk.long IS NULL AND chk.other IS NULL AS ok FROM chk),
 		off AS (%16$s
 			SELECT %17$s s.k::%7$s, s.et, pgpoly._ingest_clock(), %8$s%18$s
 			FROM s WHERE (SELECT ok.ok FROM ok)%19$s),
 		newest AS (
-			SELECT DISTINCT ON (s.k COLLATE pg_catalog."C") s.*
-			FROM s WHERE (SELECT ok.ok FROM ok)
-			ORDER BY s.k COLLATE pg_catalog."C", s.et DESC, s.ord DESC),
+			SELECT s.* FROM s
+			WHERE pgpoly._ingest_is_newest((SELECT chk.newest FROM chk, ok WHERE ok.ok), s.ord)),
 		w AS (
 			INSERT INTO %9$s (%10$I, %6$s, _event_time)
 			SELECT s.k::%11$s, %8$s, s.et
@@ -473,8 +511,8 @@ DECLARE
 	v_bad   pg_catalog.text;
 	v_stored pg_catalog.text;	-- and what it makes of it
 BEGIN
-	-- the materialized source and the newest-row sort stay in memory up to 64MB
-	-- (at 4MB, 100k rows already spill to temporary files), a larger work_mem of
+	-- the materialized source stays in memory up to 64MB (at 4MB, 100k rows
+	-- already spill to a temporary file), a larger work_mem of
 	-- the caller is kept; a SET LOCAL of a variable the function's SET clause
 	-- names is undone at exit
 	IF pg_catalog.pg_size_bytes(caller_work_mem) OPERATOR(pg_catalog.>)

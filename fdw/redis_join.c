@@ -31,8 +31,9 @@
  * key, or only the key of a hash), each key's existence is asked (TYPE)
  * instead of its value.  When it reads some fields of a hash and a hash
  * with none of them set would give the same rows as a missing key (a left
- * join reading fields alone, or a clause no row with such a field NULL
- * matches: absent_is_no_row), only those fields are fetched (HMGET).
+ * join whose output reads fields alone, its ON clauses any column, or a
+ * clause no row with such a field NULL matches: absent_is_no_row), only
+ * those fields are fetched (HMGET).
  *
  * fdw/redis_join.c
  *
@@ -312,18 +313,20 @@ redis_join_paths(PlannerInfo *root, RelOptInfo *joinrel, RelOptInfo *outerrel,
  * Whether a row of the Redis table (range table index relid) none of whose
  * read fields is set gives the join the same rows as no Redis row, so that
  * the fields read may be fetched alone (RedisScanAllowFieldFetch): in a
- * left join that reads fields alone (such a row comes out as the outer row
- * with NULLs, joined or not), or when a clause deciding whether a row
+ * left join whose output and clauses after the join (outread: the columns
+ * they read) read fields alone (such a row comes out as the outer row with
+ * NULLs, joined or not: its ON clauses, whatever columns they read, the key
+ * included, only decide which), or when a clause deciding whether a row
  * matches (matchquals) is never true with some field read NULL.
  */
 static bool
-absent_is_no_row(RedisTable *tbl, Index relid, JoinType jointype, List *read,
+absent_is_no_row(RedisTable *tbl, Index relid, JoinType jointype, List *outread,
 				 List *matchquals)
 {
 	bool		fields = true;
 	ListCell   *lc;
 
-	foreach(lc, read)
+	foreach(lc, outread)
 		if (tbl->cols[lfirst_int(lc) - 1].role != RCOL_FIELD)
 			fields = false;
 	return (jointype == JOIN_LEFT && fields) ||
@@ -341,6 +344,7 @@ plan_join(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path, List *tlist
 	JoinType	jointype = intVal(lthird(best_path->custom_private));
 	RestrictInfo *keyri = list_nth(best_path->custom_private, 4);
 	List	   *read;
+	List	   *outread;		/* read by the output and otherquals */
 	RelOptInfo *innerrel = NULL;
 	CustomScan *cs = makeNode(CustomScan);
 	List	   *scan_tlist = NIL;
@@ -397,8 +401,9 @@ plan_join(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path, List *tlist
 	 * the clauses evaluated here.
 	 */
 	pull_varattnos((Node *) best_path->path.pathtarget->exprs, innerrel->relid, &attrs);
-	pull_varattnos((Node *) joinquals, innerrel->relid, &attrs);
 	pull_varattnos((Node *) otherquals, innerrel->relid, &attrs);
+	outread = RedisColumnsRead(tbl, attrs);
+	pull_varattnos((Node *) joinquals, innerrel->relid, &attrs);
 	read = RedisColumnsRead(tbl, attrs);
 
 	cs->scan.plan.targetlist = tlist;
@@ -422,7 +427,7 @@ plan_join(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path, List *tlist
 	 */
 	cs->custom_private =
 		lappend(cs->custom_private,
-				makeInteger(absent_is_no_row(tbl, innerrel->relid, jointype, read,
+				makeInteger(absent_is_no_row(tbl, innerrel->relid, jointype, outread,
 											 jointype == JOIN_SEMI ?
 											 list_concat_copy(joinquals, otherquals) :
 											 joinquals)));

@@ -8,7 +8,9 @@
  * in two passes.  The first walks its RESP headers as bytes arrive, and is
  * resumed where it stopped when more come (no byte is looked at twice
  * while a large reply trickles in); it checks the syntax and adds up the
- * exact memory the reply's objects will take.  Once the reply is complete,
+ * exact memory the reply's objects will take (a complete array of one bulk
+ * string or nil, HMGET's reply for one field, in one step:
+ * measure_one_string).  Once the reply is complete,
  * the second pass builds it as hiredis' redisReply objects in one
  * allocation of that size: strings are copied next to their objects,
  * NUL-terminated, and nothing points into the buffer, which is compacted
@@ -364,6 +366,54 @@ measure(RedisReader *r, Size room)
 	}
 }
 
+/*
+ * measure's shortcut for the reply at r->pos when it is an array of one
+ * bulk string or nil, "*1\r\n$<n>\r\n<n bytes>\r\n" or "*1\r\n$-1\r\n"
+ * (HMGET of one field: the batched join's read of each key's event time),
+ * has fully arrived and its objects fit in room: sets what measure would
+ * (r->need, r->at, r->flat) and returns true.  Anything else (another
+ * shape, a count of 19 digits, a part still to come, over the budget,
+ * bytes measure would refuse) returns false with r untouched: measure then
+ * walks it as any reply.
+ */
+static inline bool
+measure_one_string(RedisReader *r, Size room)
+{
+	const char *p = r->buf + r->pos;
+	size_t		avail = r->len - r->pos;
+	size_t		i = 5;
+	uint64		n = 0;
+	Size		need = OBJ_SIZE + MAXALIGN(sizeof(redisReply *));
+
+	if (avail < 9 || memcmp(p, "*1\r\n$", 5) != 0 ||
+		room / (OBJ_SIZE + sizeof(redisReply *)) < 1 ||
+		OBJ_SIZE + OBJ_SIZE + sizeof(redisReply *) > room)
+		return false;
+	if (memcmp(p + 5, "-1\r\n", 4) == 0)
+	{
+		/* a nil: an object, and not flat */
+		if (need + OBJ_SIZE > room)
+			return false;
+		r->need = need + OBJ_SIZE;
+		r->flat = false;
+		r->at = r->pos + 9;
+		r->searched = 0;
+		return true;
+	}
+	for (; i < avail && i < 5 + 18 && p[i] >= '0' && p[i] <= '9'; i++)
+		n = n * 10 + (p[i] - '0');
+	if (i == 5 || avail - i < 2 || p[i] != '\r' || p[i + 1] != '\n')
+		return false;
+	i += 2;
+	if (avail - i < 2 || n > avail - i - 2 || p[i + n] != '\r' || p[i + n + 1] != '\n' ||
+		n > (uint64) room || need + OBJ_SIZE + MAXALIGN(n + 1) > room)
+		return false;
+	r->need = need + OBJ_SIZE + MAXALIGN(n + 1);
+	r->at = r->pos + i + n + 2;
+	r->searched = 0;
+	return true;
+}
+
 /* ----------------------------------------------------------------
  *		Second pass: the objects
  * ----------------------------------------------------------------
@@ -579,8 +629,10 @@ RedisReaderNext(RedisReader *r, Size room, MemoryContext cxt, bool flat,
 	{
 		r->need = 0;			/* a new reply */
 		r->flat = true;
+		rc = measure_one_string(r, room) ? RESP_DONE : measure(r, room);
 	}
-	rc = measure(r, room);
+	else
+		rc = measure(r, room);
 	if (rc != RESP_DONE)
 		return rc;
 	/*

@@ -198,6 +198,14 @@ SELECT pg_temp.try('SELECT pgpoly._offline_append(''hs_off''::regclass, ''{k}'',
 SELECT (SELECT pgpoly._offline_append('hs_off'::regclass, '{k}', 'x'::text) FROM generate_series(1, 0)) AS appended_none,
        (SELECT count(*) FROM hs_off) AS rows_left;
 DROP TABLE hs_off;
+-- ingest_features' newest rows: any bytes, any row number
+SELECT pgpoly._ingest_is_newest(NULL, 1) IS NULL AS is_newest_null,
+       pgpoly._ingest_is_newest('', 0) AS is_newest_empty,
+       pgpoly._ingest_is_newest('\xff', -9223372036854775808) AS is_newest_min,
+       pgpoly._ingest_is_newest('\xff', 9223372036854775807) AS is_newest_max,
+       pgpoly._ingest_newest(NULL, NULL, NULL) IS NULL AS newest_null;
+SELECT pg_temp.try('SELECT pgpoly._ingest_newest(''k'', now(), -9223372036854775808)');
+SELECT pg_temp.try('SELECT pgpoly._ingest_newest(''k'', now(), 1) OVER ()');
 -- the prediction log's direct insertion (nothing inserted by any of these)
 SELECT pgpoly._prediction_insert(NULL, '[]', '{}', '{}', '{}', '{}') IS NULL AS insert_null_parent,
        pgpoly._prediction_insert('pgpoly.predictions', NULL, '{}', '{}', '{}', '{}') IS NULL AS insert_null_rows,
@@ -269,6 +277,8 @@ WHERE n.nspname = 'pgpoly' AND p.prolang = (SELECT oid FROM pg_language WHERE la
                         '_fv_is_fresh', '_fv_serve', '_fv_describe',
                         '_fv_newest_usable', '_fv_newest_rows', '_fv_store_text', '_fv_entity_in',
                         '_fv_eq_operator', '_offline_direct', '_offline_append_step', '_offline_append_final',
+                        '_ingest_newest_step', '_ingest_newest_final', '_ingest_is_newest',
+                        '_ingest_is_newest_support',
                         'create_sync', 'drop_sync', 'sync_retry', 'sync_wait', '_sync_ref',
                         '_relation_name')
 ORDER BY 1;

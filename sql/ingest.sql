@@ -90,8 +90,8 @@ SELECT count(*) FILTER (WHERE clicks = -1) AS rolled_back_offline FROM pgpoly.in
 SELECT clicks FROM ing_raw WHERE key = 'u1';
 -- an empty source
 SELECT pgpoly.ingest_features('ing_users', 'SELECT user_id, event_time FROM ing_batch WHERE false') AS ingested_none;
--- work_mem: the call runs with at least 64MB (the materialized source and the
--- newest-row sort stay in memory), or the caller's larger setting, as the source
+-- work_mem: the call runs with at least 64MB (the materialized source stays
+-- in memory), or the caller's larger setting, as the source
 -- sees it; the caller's setting is back after the call, in its transaction and
 -- after an error
 CREATE FOREIGN TABLE ing_wm (k text OPTIONS (key 'true'), wm text)

@@ -109,6 +109,11 @@ INSERT INTO queries VALUES
   ('left, one field, WHERE IS NULL', 'SELECT l.id FROM l LEFT JOIN %1$s r ON r.key = l.k WHERE r.v IS NULL'),
   ('left, fields in expressions', 'SELECT l.id, coalesce(r.w, ''-'') || (r.v + l.x) FROM l LEFT JOIN %1$s r ON r.key = l.k'),
   ('left, count of fields', 'SELECT l.k, count(r.w), max(r.v) FROM l LEFT JOIN %1$s r ON r.key = l.k GROUP BY l.k'),
+  -- the key read by ON clauses alone (ingest_features' newer-wins join):
+  -- the output is the same whether a hash without the fields read matches
+  ('left, key in ON only, WHERE on a field', 'SELECT l.id, l.k, r.v FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.key::text COLLATE "C" = l.k COLLATE "C" WHERE r.v IS NULL OR r.v <= l.x'),
+  ('left, key in ON only, ON not strict', 'SELECT l.id, r.w FROM l LEFT JOIN %1$s r ON r.key = l.k AND (r.key > ''k2'' OR r.v IS NULL)'),
+  ('left, key in ON only, counts', 'SELECT l.k, count(*), count(r.w), count(r.v) FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.key <> ''k15'' GROUP BY l.k'),
   ('left, ON filter strict in a field, key read', 'SELECT l.id, r.key, r.w FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.v > l.x'),
   ('inner, WHERE strict in a field, key read', 'SELECT l.id, r.key, r.w FROM l JOIN %1$s r ON r.key = l.k WHERE r.v > 20'),
   -- a hash without the fields read is a row here: read whole (HGETALL)

@@ -2,8 +2,8 @@
  *
  * ingest.c
  *		  C helpers of ingest_features (extension/35_ingest.sql): the source
- *		  rows' numbering and created_at, and the offline append without
- *		  the executor.
+ *		  rows' numbering and created_at, each entity's newest row, and the
+ *		  offline append without the executor.
  *
  * Invariants:
  *	- Nothing here decides what is written: the SQL function keeps the
@@ -36,12 +36,16 @@
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/params.h"
+#include "nodes/pathnodes.h"
+#include "nodes/supportnodes.h"
 #include "optimizer/optimizer.h"
 #include "parser/parse_coerce.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/hsearch.h"
 #include "utils/rel.h"
+#include "utils/selfuncs.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -49,6 +53,10 @@
 
 PG_FUNCTION_INFO_V1(pgpoly_ingest_ordinal);
 PG_FUNCTION_INFO_V1(pgpoly_ingest_clock);
+PG_FUNCTION_INFO_V1(pgpoly_ingest_newest_step);
+PG_FUNCTION_INFO_V1(pgpoly_ingest_newest_final);
+PG_FUNCTION_INFO_V1(pgpoly_ingest_is_newest);
+PG_FUNCTION_INFO_V1(pgpoly_ingest_is_newest_support);
 PG_FUNCTION_INFO_V1(pgpoly_offline_direct);
 PG_FUNCTION_INFO_V1(pgpoly_offline_append_step);
 PG_FUNCTION_INFO_V1(pgpoly_offline_append_final);
@@ -96,6 +104,168 @@ pgpoly_ingest_clock(PG_FUNCTION_ARGS)
 		now = *last + 1;
 	*last = now;
 	PG_RETURN_TIMESTAMPTZ(now);
+}
+
+/*
+ * The largest source row number pgpoly._ingest_newest takes: its answer
+ * holds a bit per row number, in one bytea.
+ */
+#define NEWEST_MAX_ORD	((int64) (MaxAllocSize - VARHDRSZ - 1) * 8 - 1)
+
+/* An entity's newest source row so far (pgpoly._ingest_newest) */
+typedef struct NewestRow
+{
+	PgpolyKeyRef id;			/* the entity's text (hash key, copied) */
+	TimestampTz et;				/* the row's event time */
+	int64		ord;			/* and its number in the source */
+} NewestRow;
+
+/* The state of one pgpoly._ingest_newest aggregate */
+typedef struct NewestRows
+{
+	struct HTAB *rows;			/* NewestRow by entity (PgpolyKeyTable) */
+	int64		maxord;			/* the largest row number met */
+} NewestRows;
+
+/*
+ * The transition function of pgpoly._ingest_newest(k text, et timestamptz,
+ * ord bigint): keep row ord if it is the newest of entity k so far, the
+ * one a DISTINCT ON (k COLLATE "C") ... ORDER BY k COLLATE "C", et DESC,
+ * ord DESC would keep: entities are equal when their bytes are, the later
+ * event time wins, then the larger row number.  A row with a NULL is
+ * skipped (ingest_features refuses the source before it reads the
+ * answer).  The table and the entities' copies live in the aggregate's
+ * memory context: one entry per entity, as the serving write buffer keeps
+ * one write per entity.
+ */
+Datum
+pgpoly_ingest_newest_step(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcxt;
+	NewestRows *st;
+	text	   *k;
+	TimestampTz et;
+	int64		ord;
+	NewestRow  *row;
+	bool		found;
+
+	if (!AggCheckCallContext(fcinfo, &aggcxt))
+		elog(ERROR, "_ingest_newest_step called in non-aggregate context");
+	st = PG_ARGISNULL(0) ? NULL : (NewestRows *) PG_GETARG_POINTER(0);
+	if (st == NULL)
+	{
+		st = MemoryContextAllocZero(aggcxt, sizeof(NewestRows));
+		st->rows = PgpolyKeyTable("pgpoly newest source rows", sizeof(NewestRow), aggcxt);
+	}
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		PG_RETURN_POINTER(st);
+	k = PG_GETARG_TEXT_PP(1);
+	et = PG_GETARG_TIMESTAMPTZ(2);
+	ord = PG_GETARG_INT64(3);
+	if (ord < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("source row number " INT64_FORMAT " is out of range", ord),
+				 errdetail("Source rows are numbered from 1.")));
+	if (ord > NEWEST_MAX_ORD)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("source row number " INT64_FORMAT " is out of range", ord),
+				 errdetail("ingest_features takes at most " INT64_FORMAT " source rows in one call.",
+						   NEWEST_MAX_ORD)));
+	row = PgpolyKeyTableEnter(st->rows, aggcxt, VARDATA_ANY(k), VARSIZE_ANY_EXHDR(k), &found);
+	if (!found || et > row->et || (et == row->et && ord > row->ord))
+	{
+		row->et = et;
+		row->ord = ord;
+	}
+	st->maxord = Max(st->maxord, ord);
+	PG_RETURN_POINTER(st);
+}
+
+/*
+ * The final function of pgpoly._ingest_newest: the rows kept, as a bytea
+ * whose bit ord % 8 of byte ord / 8 is set for row number ord
+ * (pgpoly._ingest_is_newest reads it); NULL for no rows.
+ */
+Datum
+pgpoly_ingest_newest_final(PG_FUNCTION_ARGS)
+{
+	NewestRows *st;
+	bytea	   *bits;
+	unsigned char *b;
+	Size		nbytes;
+	HASH_SEQ_STATUS seq;
+	NewestRow  *row;
+
+	if (!AggCheckCallContext(fcinfo, NULL))
+		elog(ERROR, "_ingest_newest_final called in non-aggregate context");
+	st = PG_ARGISNULL(0) ? NULL : (NewestRows *) PG_GETARG_POINTER(0);
+	if (st == NULL || st->maxord == 0)
+		PG_RETURN_NULL();
+	nbytes = (Size) (st->maxord / 8) + 1;
+	bits = palloc0(VARHDRSZ + nbytes);
+	SET_VARSIZE(bits, VARHDRSZ + nbytes);
+	b = (unsigned char *) VARDATA(bits);
+	hash_seq_init(&seq, st->rows);
+	while ((row = hash_seq_search(&seq)) != NULL)
+		b[row->ord / 8] |= 1 << (row->ord % 8);
+	PG_RETURN_BYTEA_P(bits);
+}
+
+/*
+ * pgpoly._ingest_is_newest(rows bytea, ord bigint): whether row number ord
+ * is one of rows (pgpoly._ingest_newest's answer).
+ */
+Datum
+pgpoly_ingest_is_newest(PG_FUNCTION_ARGS)
+{
+	bytea	   *bits = PG_GETARG_BYTEA_PP(0);
+	int64		ord = PG_GETARG_INT64(1);
+
+	if (ord < 0 || (uint64) ord / 8 >= VARSIZE_ANY_EXHDR(bits))
+		PG_RETURN_BOOL(false);
+	PG_RETURN_BOOL((((const unsigned char *) VARDATA_ANY(bits))[ord / 8] >> (ord % 8)) & 1);
+}
+
+/*
+ * The planner support function of pgpoly._ingest_is_newest: the share of
+ * a relation's rows that are their entity's newest is estimated as
+ * DISTINCT ON estimates the entities, by the distinct values of the row
+ * number's column (none known for a CTE: 200, or the rows when fewer).
+ * So the newest rows of a source estimated at n rows are estimated at
+ * what the DISTINCT ON ingest_features used before gave, and the plan
+ * over them (the batched join to Redis) is chosen as it was.
+ */
+Datum
+pgpoly_ingest_is_newest_support(PG_FUNCTION_ARGS)
+{
+	Node	   *rawreq = (Node *) PG_GETARG_POINTER(0);
+	SupportRequestSelectivity *req;
+	Var		   *ord;
+	RelOptInfo *rel;
+	VariableStatData vardata;
+	double		groups;
+	bool		isdefault;
+
+	if (!IsA(rawreq, SupportRequestSelectivity))
+		PG_RETURN_POINTER(NULL);
+	req = (SupportRequestSelectivity *) rawreq;
+	if (req->is_join || list_length(req->args) != 2 || !IsA(lsecond(req->args), Var))
+		PG_RETURN_POINTER(NULL);
+	ord = lsecond_node(Var, req->args);
+	if (ord->varlevelsup != 0 || ord->varno < 1 ||
+		ord->varno >= req->root->simple_rel_array_size)
+		PG_RETURN_POINTER(NULL);
+	rel = req->root->simple_rel_array[ord->varno];
+	if (rel == NULL || rel->tuples <= 0)
+		PG_RETURN_POINTER(NULL);
+	/* (estimate_num_groups would scale by rel->rows, not yet estimated) */
+	examine_variable(req->root, (Node *) ord, 0, &vardata);
+	groups = get_variable_numdistinct(&vardata, &isdefault);
+	ReleaseVariableStats(vardata);
+	req->selectivity = Min(1.0, Min(groups, rel->tuples) / rel->tuples);
+	PG_RETURN_POINTER(req);
 }
 
 /* Rows buffered before they are inserted, as COPY's batches */
