@@ -1247,6 +1247,7 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 											   500, ElasticSendWrites);
 
 	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
+	ms->core.written_row = true;
 	PgpolyCheckWrittenFields(ms->tbl->relname, ms->tbl, ms->tbl->natts, column_field,
 							 mtstate->operation, ms->core.assigned);
 	if (ms->core.outbox && ms->tbl->id_att == 0)
