@@ -1554,6 +1554,27 @@ json_text(json_t *obj, MemoryContext cxt)
 }
 
 /*
+ * JSON text of the metadata object obj as the service keeps it (see
+ * json_text): without its null-valued keys.  A null is no key: Chroma
+ * stores none (and removes the key from a record it merges into), a column
+ * mapped to the key reads NULL either way.  Qdrant, which would keep the
+ * null, gets the same payload, so both read back what RETURNING shows.
+ */
+static char *
+stored_metadata(json_t *obj, MemoryContext cxt)
+{
+	json_t	   *copy = PgpolyJsonOwn(json_copy(obj));
+	const char *key;
+	json_t	   *v;
+	void	   *tmp;
+
+	json_object_foreach_safe(copy, tmp, key, v)
+		if (json_is_null(v))
+		json_object_del(copy, key);
+	return json_text(copy, cxt);
+}
+
+/*
  * The metadata keys of the table's field columns: those an upsert removes
  * when its column is NULL.  Chroma merges an upsert's keys into an existing
  * record's, so without a null for each the record would keep the value a
@@ -1605,7 +1626,7 @@ row_write(VectorModifyState *ms, VectorWriteKind kind, Datum *values, bool *null
 
 	MemoryContextSwitchTo(ms->core.row_cxt);
 	meta = new_metadata(tbl, values, nulls, kind == VW_UPDATE ? ms->core.updated : NULL);
-	w->row.metadata = json_text(meta, cxt);
+	w->row.metadata = stored_metadata(meta, cxt);
 	/* Chroma's update and upsert merge keys: send null for the removed ones. */
 	foreach(lc, old_keys)
 		if (json_object_get(meta, lfirst(lc)) == NULL)

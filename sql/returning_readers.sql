@@ -59,6 +59,31 @@ DROP TRIGGER rde_after ON rde;
 DROP TRIGGER rdv_after ON rdv;
 DROP TRIGGER rdr_after ON rdr;
 
+-- A null in the metadata value is no key: Chroma keeps none, and a read
+-- after COMMIT shows none.  RETURNING and the transaction's read of its
+-- buffered write must not show it either (nor an UPDATE's).
+CREATE TABLE rd_v (step text, id text, metadata jsonb, k int);
+BEGIN;
+WITH r AS (INSERT INTO rdv (id, embedding, metadata)
+           VALUES ('n', '{0,1}', '{"o": null, "k": 1}'), ('m', '{0,1}', '{"o": null}')
+           RETURNING *)
+INSERT INTO rd_v SELECT 'ins', id, metadata, k FROM r;
+INSERT INTO rd_v SELECT 'ins:xact', id, metadata, k FROM rdv WHERE id IN ('n', 'm');
+COMMIT;
+INSERT INTO rd_v SELECT 'ins:after', id, metadata, k FROM rdv WHERE id IN ('n', 'm');
+BEGIN;
+WITH r AS (UPDATE rdv SET metadata = '{"k": 2, "p": null}' WHERE id = 'n' RETURNING *)
+INSERT INTO rd_v SELECT 'upd', id, metadata, k FROM r;
+INSERT INTO rd_v SELECT 'upd:xact', id, metadata, k FROM rdv WHERE id = 'n';
+COMMIT;
+INSERT INTO rd_v SELECT 'upd:after', id, metadata, k FROM rdv WHERE id = 'n';
+SELECT r.step, r.id, r.metadata AS returned, x.metadata AS read_in_xact, a.metadata AS read_after
+FROM rd_v r JOIN rd_v x ON x.step = r.step || ':xact' AND x.id = r.id
+     JOIN rd_v a ON a.step = r.step || ':after' AND a.id = r.id
+WHERE r.step NOT LIKE '%:%'
+ORDER BY 1, 2;
+DROP TABLE rd_v;
+
 -- A view's check option passes or fails on the row as read, with or without
 -- RETURNING, transactional or immediate.
 CREATE VIEW rde_t AS SELECT * FROM rde WHERE t IS NOT NULL WITH CHECK OPTION;
