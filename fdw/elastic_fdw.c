@@ -210,6 +210,27 @@ typedef struct ReadEntry
 PG_FUNCTION_INFO_V1(pgpoly_elastic_handler);
 PG_FUNCTION_INFO_V1(pgpoly_elastic_validator);
 
+/*
+ * ERROR unless a column's field option is a path of non-empty keys: it is
+ * split at dots, and an empty key ("a.", ".a", "a..b") names a field
+ * Elasticsearch refuses and that a read of the column could never find.
+ */
+static void
+check_field_path(List *options)
+{
+	const char *field = PgpolyGetOption(options, "field", NULL);
+	size_t		len = field ? strlen(field) : 0;
+
+	if (field == NULL || len == 0)
+		return;					/* absent, or refused as empty */
+	if (field[0] == '.' || field[len - 1] == '.' || strstr(field, "..") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"field\": \"%s\"", field),
+				 errdetail("A field path is split at dots and none of its keys may be empty."),
+				 errhint("Name the field as Elasticsearch does, e.g. \"address.city\".")));
+}
+
 /* Validator of pgpoly_elastic options (CREATE/ALTER of every object). */
 Datum
 pgpoly_elastic_validator(PG_FUNCTION_ARGS)
@@ -217,6 +238,8 @@ pgpoly_elastic_validator(PG_FUNCTION_ARGS)
 	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
 
 	PgpolyValidateOptions(ElasticOptions, options, PG_GETARG_OID(1));
+	if (PG_GETARG_OID(1) == AttributeRelationId)
+		check_field_path(options);
 	PG_RETURN_VOID();
 }
 
