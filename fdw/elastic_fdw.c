@@ -1304,6 +1304,27 @@ queue_write(ElasticModifyState *ms, ElasticWrite *w)
 	PgpolyWriterEndRow(&ms->core.writer);	/* each row has exactly one write */
 }
 
+/*
+ * ERROR unless the table's _id column holds id, the id pgpoly assigned to
+ * a row inserted without one: a varchar(n) too short for it would make
+ * every read of the document fail, with the document already written.
+ */
+static void
+check_assigned_id(ElasticTable *tbl, const char *id)
+{
+	ElasticColumn *col = &tbl->cols[tbl->id_att - 1];
+
+	if (col->typmod < 0 || (int) strlen(id) <= col->typmod - VARHDRSZ)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+			 errmsg("column \"_id\" of foreign table \"%s\" cannot hold the id given to a row inserted without one",
+					tbl->relname),
+			 errdetail("The id is %d characters long; the column is %s.",
+					   (int) strlen(id), format_type_with_typemod(col->typid, col->typmod)),
+			 errhint("Give the row an _id, or declare the column text.")));
+}
+
 /* Put the id pgpoly assigned into the slot's _id (for RETURNING). */
 static void
 store_assigned_id(EState *estate, ElasticTable *tbl, TupleTableSlot *slot, char *id)
@@ -1450,6 +1471,8 @@ insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int
 			continue;
 		w = insert_write(ms, slots[i], &assigned,
 						 ms->core.transactional ? NULL : &inserted[i]);
+		if (assigned && ms->tbl->id_att)
+			check_assigned_id(ms->tbl, assigned);
 		if (ms->ov)
 			ElasticOverlayAdd(ms->ov, w);
 		PgpolyReturnWrittenRow(&ms->core, estate, slots[i], written_row, w);

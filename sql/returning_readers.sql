@@ -97,6 +97,17 @@ INSERT INTO rde_t (_id, _source) VALUES ('v4', '{"t": "in source"}');
 SELECT _id, t FROM rde WHERE _id IN ('v3', 'v4') ORDER BY 1;
 ALTER FOREIGN TABLE rde OPTIONS (DROP write_mode);
 
+-- An _id varchar(5) cannot hold the 20-character id given to a row inserted
+-- without one: the INSERT is refused (it wrote the document, which every
+-- read then failed on, or failed only with RETURNING).
+CREATE FOREIGN TABLE rde_short (_id varchar(5), t text)
+  SERVER rdes OPTIONS (index 'regress_retrd', refresh 'true');
+INSERT INTO rde_short (t) VALUES ('noid');
+INSERT INTO rde_short (t) VALUES ('noid') RETURNING _id;
+INSERT INTO rde_short (_id, t) VALUES ('given', 'ok') RETURNING _id, t;
+SELECT _id, t FROM rde_short WHERE t IN ('noid', 'ok') ORDER BY 1;
+DROP FOREIGN TABLE rde_short;
+
 -- Memory: the statement's executor memory grows no more over 1000 rows of
 -- an UPDATE ... RETURNING than that of the same UPDATE of a native table
 -- (by more than one block of a statement-long structure: 64kB).
