@@ -1407,14 +1407,26 @@ vectorBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 		ms->moves = PgpolyMoves(GetMemoryChunkContext(ms));
 }
 
-/* The jansson object of a jsonb metadata value (owned by the context). */
+/*
+ * The jansson object of a jsonb metadata value (owned by the context).
+ * jsonb's text is valid JSON: jansson refuses it only for a number it
+ * cannot hold (an integer beyond 64 bits, as jsonb writes 1e300 in full).
+ */
 static json_t *
 metadata_object(VectorTable *tbl, Datum value)
 {
 	Jsonb	   *jb = DatumGetJsonbP(value);
 	char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
-	json_t	   *obj = json_loads(PgpolyServerToStoreCstr(text, true), 0, NULL);	/* UTF-8 */
+	json_error_t err;
+	json_t	   *obj = json_loads(PgpolyServerToStoreCstr(text, true), 0, &err);	/* UTF-8 */
 
+	if (obj == NULL && JB_ROOT_IS_OBJECT(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("metadata of foreign table \"%s\" holds a number out of range",
+						tbl->relname),
+				 errdetail("%s.", err.text),
+				 errhint("A metadata number without a fractional part must fit in 64 bits (jsonb writes 1e300 as its 301 digits); store others as strings.")));
 	if (obj != NULL)
 		PgpolyJsonOwn(obj);
 	if (obj == NULL || !json_is_object(obj))

@@ -84,6 +84,12 @@ WHERE r.step NOT LIKE '%:%'
 ORDER BY 1, 2;
 DROP TABLE rd_v;
 
+-- A metadata number that is no 64-bit integer as jsonb writes it (1e300 is
+-- its 301 digits) is refused as out of range, not as "not an object".
+INSERT INTO rdv (id, embedding, metadata) VALUES ('big', '{0,1}', '{"big": 1e300}');
+INSERT INTO rdv (id, embedding, metadata) VALUES ('big', '{0,1}', '{"big": 12345678901234567890}');
+INSERT INTO rdv (id, embedding, metadata) VALUES ('big', '{0,1}', '[1]');
+
 -- A view's check option passes or fails on the row as read, with or without
 -- RETURNING, transactional or immediate.
 CREATE VIEW rde_t AS SELECT * FROM rde WHERE t IS NOT NULL WITH CHECK OPTION;
