@@ -210,6 +210,27 @@ typedef struct ReadEntry
 PG_FUNCTION_INFO_V1(pgpoly_elastic_handler);
 PG_FUNCTION_INFO_V1(pgpoly_elastic_validator);
 
+/*
+ * ERROR unless a column's field option is a path of non-empty keys: it is
+ * split at dots, and an empty key ("a.", ".a", "a..b") names a field
+ * Elasticsearch refuses and that a read of the column could never find.
+ */
+static void
+check_field_path(List *options)
+{
+	const char *field = PgpolyGetOption(options, "field", NULL);
+	size_t		len = field ? strlen(field) : 0;
+
+	if (field == NULL || len == 0)
+		return;					/* absent, or refused as empty */
+	if (field[0] == '.' || field[len - 1] == '.' || strstr(field, "..") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"field\": \"%s\"", field),
+				 errdetail("A field path is split at dots and none of its keys may be empty."),
+				 errhint("Name the field as Elasticsearch does, e.g. \"address.city\".")));
+}
+
 /* Validator of pgpoly_elastic options (CREATE/ALTER of every object). */
 Datum
 pgpoly_elastic_validator(PG_FUNCTION_ARGS)
@@ -217,6 +238,8 @@ pgpoly_elastic_validator(PG_FUNCTION_ARGS)
 	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
 
 	PgpolyValidateOptions(ElasticOptions, options, PG_GETARG_OID(1));
+	if (PG_GETARG_OID(1) == AttributeRelationId)
+		check_field_path(options);
 	PG_RETURN_VOID();
 }
 
@@ -1249,6 +1272,7 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 											   500, ElasticSendWrites);
 
 	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
+	ms->core.written_row = true;
 	PgpolyCheckWrittenFields(ms->tbl->relname, ms->tbl, ms->tbl->natts, column_field,
 							 mtstate->operation, ms->core.assigned);
 	if (ms->core.outbox && ms->tbl->id_att == 0)
@@ -1280,6 +1304,27 @@ queue_write(ElasticModifyState *ms, ElasticWrite *w)
 	if (ms->core.transactional)
 		ElasticNoteWrite(ms->core.relid);
 	PgpolyWriterEndRow(&ms->core.writer);	/* each row has exactly one write */
+}
+
+/*
+ * ERROR unless the table's _id column holds id, the id pgpoly assigned to
+ * a row inserted without one: a varchar(n) too short for it would make
+ * every read of the document fail, with the document already written.
+ */
+static void
+check_assigned_id(ElasticTable *tbl, const char *id)
+{
+	ElasticColumn *col = &tbl->cols[tbl->id_att - 1];
+
+	if (col->typmod < 0 || (int) strlen(id) <= col->typmod - VARHDRSZ)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+			 errmsg("column \"_id\" of foreign table \"%s\" cannot hold the id given to a row inserted without one",
+					tbl->relname),
+			 errdetail("The id is %d characters long; the column is %s.",
+					   (int) strlen(id), format_type_with_typemod(col->typid, col->typmod)),
+			 errhint("Give the row an _id, or declare the column text.")));
 }
 
 /* Put the id pgpoly assigned into the slot's _id (for RETURNING). */
@@ -1428,6 +1473,8 @@ insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int
 			continue;
 		w = insert_write(ms, slots[i], &assigned,
 						 ms->core.transactional ? NULL : &inserted[i]);
+		if (assigned && ms->tbl->id_att)
+			check_assigned_id(ms->tbl, assigned);
 		if (ms->ov)
 			ElasticOverlayAdd(ms->ov, w);
 		PgpolyReturnWrittenRow(&ms->core, estate, slots[i], written_row, w);

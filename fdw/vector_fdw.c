@@ -1366,6 +1366,7 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 											  500, VectorSendWrites);
 
 	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
+	ms->core.written_row = true;
 	PgpolyCheckWrittenFields(ms->tbl->relname, ms->tbl, ms->tbl->natts, column_field,
 							 mtstate->operation, ms->core.assigned);
 	if (ms->core.outbox)
@@ -1406,14 +1407,26 @@ vectorBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 		ms->moves = PgpolyMoves(GetMemoryChunkContext(ms));
 }
 
-/* The jansson object of a jsonb metadata value (owned by the context). */
+/*
+ * The jansson object of a jsonb metadata value (owned by the context).
+ * jsonb's text is valid JSON: jansson refuses it only for a number it
+ * cannot hold (an integer beyond 64 bits, as jsonb writes 1e300 in full).
+ */
 static json_t *
 metadata_object(VectorTable *tbl, Datum value)
 {
 	Jsonb	   *jb = DatumGetJsonbP(value);
 	char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
-	json_t	   *obj = json_loads(PgpolyServerToStoreCstr(text, true), 0, NULL);	/* UTF-8 */
+	json_error_t err;
+	json_t	   *obj = json_loads(PgpolyServerToStoreCstr(text, true), 0, &err);	/* UTF-8 */
 
+	if (obj == NULL && JB_ROOT_IS_OBJECT(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("metadata of foreign table \"%s\" holds a number out of range",
+						tbl->relname),
+				 errdetail("%s.", err.text),
+				 errhint("A metadata number without a fractional part must fit in 64 bits (jsonb writes 1e300 as its 301 digits); store others as strings.")));
 	if (obj != NULL)
 		PgpolyJsonOwn(obj);
 	if (obj == NULL || !json_is_object(obj))
@@ -1553,6 +1566,27 @@ json_text(json_t *obj, MemoryContext cxt)
 }
 
 /*
+ * JSON text of the metadata object obj as the service keeps it (see
+ * json_text): without its null-valued keys.  A null is no key: Chroma
+ * stores none (and removes the key from a record it merges into), a column
+ * mapped to the key reads NULL either way.  Qdrant, which would keep the
+ * null, gets the same payload, so both read back what RETURNING shows.
+ */
+static char *
+stored_metadata(json_t *obj, MemoryContext cxt)
+{
+	json_t	   *copy = PgpolyJsonOwn(json_copy(obj));
+	const char *key;
+	json_t	   *v;
+	void	   *tmp;
+
+	json_object_foreach_safe(copy, tmp, key, v)
+		if (json_is_null(v))
+		json_object_del(copy, key);
+	return json_text(copy, cxt);
+}
+
+/*
  * The metadata keys of the table's field columns: those an upsert removes
  * when its column is NULL.  Chroma merges an upsert's keys into an existing
  * record's, so without a null for each the record would keep the value a
@@ -1604,7 +1638,7 @@ row_write(VectorModifyState *ms, VectorWriteKind kind, Datum *values, bool *null
 
 	MemoryContextSwitchTo(ms->core.row_cxt);
 	meta = new_metadata(tbl, values, nulls, kind == VW_UPDATE ? ms->core.updated : NULL);
-	w->row.metadata = json_text(meta, cxt);
+	w->row.metadata = stored_metadata(meta, cxt);
 	/* Chroma's update and upsert merge keys: send null for the removed ones. */
 	foreach(lc, old_keys)
 		if (json_object_get(meta, lfirst(lc)) == NULL)

@@ -127,9 +127,10 @@ SELECT * FROM vco_all($$DELETE FROM c_%1$s WHERE n > 2$$);
 \pset format aligned
 
 -- Immediate tables and ON CONFLICT DO NOTHING: the option is checked on
--- every row before it is sent, a row that conflicts included (whether it
--- conflicts is known only once it is sent); on the native table the
--- conflicting row is skipped unchecked.
+-- every row before it is sent.  Redis checks a row that conflicts too
+-- (whether it conflicts is known only once it is sent); Elasticsearch and
+-- vector tables look the ids up first and, as the native table, skip the
+-- conflicting row unchecked.
 SELECT * FROM vco_all($$INSERT INTO c_%1$s VALUES ('a', 'dup', 50) ON CONFLICT DO NOTHING$$);
 
 -- a generic plan of a prepared INSERT through the view

@@ -710,14 +710,17 @@ check_bounds(PgpolyModifyState *ms, EState *estate, TupleTableSlot *slot, CmdTyp
  * with the transaction) but a write sent at once does not: the row the
  * view refuses would stay in the store.  So an immediate write checks it
  * first, with PostgreSQL's own error (44000); PostgreSQL's check after
- * the write then passes.
+ * the write then passes.  A store whose rows go through
+ * PgpolyReturnWrittenRow (ms->written_row) has it check the row a read
+ * will find instead of the values given.
  */
 void
 PgpolyModifyCheckRow(PgpolyModifyState *ms, EState *estate, TupleTableSlot *slot,
 					 CmdType op)
 {
 	check_bounds(ms, estate, slot, op);
-	if (!ms->transactional && ms->rinfo->ri_WithCheckOptions != NIL)
+	/* a store deriving columns checks the row as written (see there) */
+	if (!ms->transactional && !ms->written_row && ms->rinfo->ri_WithCheckOptions != NIL)
 		ExecWithCheckOptions(WCO_VIEW_CHECK, ms->rinfo, slot, estate);
 }
 
@@ -749,29 +752,52 @@ PgpolyStoreRow(EState *estate, TupleTableSlot *slot, Datum *values, bool *nulls)
 }
 
 /*
- * INSERT or UPDATE ... RETURNING: make slot the row a read of the table
- * finds after the store's write (fill puts it in values/nulls), rather
- * than the values the statement gave.  A store derives columns from what
- * is written (Elasticsearch's _source, a vector record's metadata and the
- * columns mapped to its keys), and RETURNING must not contradict a read of
- * the same row right after it, as on a native table.  Without RETURNING
- * nothing is done; outbox writes are returned as queued.  Call it before
- * the write is handed to the writer (a flush may free it).
+ * Whether the executor reads the row an INSERT or UPDATE hands back (its
+ * slot): for RETURNING, for an AFTER ROW trigger's NEW, or for a view's
+ * WITH CHECK OPTION, each checked after the FDW wrote the row.
+ */
+static bool
+row_read_after_write(ResultRelInfo *rinfo)
+{
+	TriggerDesc *td = rinfo->ri_TrigDesc;
+
+	return rinfo->ri_projectReturning != NULL || rinfo->ri_WithCheckOptions != NIL ||
+		(td && (td->trig_insert_after_row || td->trig_update_after_row));
+}
+
+/*
+ * INSERT or UPDATE: make slot the row a read of the table finds after the
+ * store's write (fill puts it in values/nulls), rather than the values the
+ * statement gave.  A store derives columns from what is written
+ * (Elasticsearch's _source, a vector record's metadata and the columns
+ * mapped to its keys), and what the executor reads from slot (RETURNING,
+ * an AFTER ROW trigger's NEW, a view's check option) must not contradict a
+ * read of the same row right after it, as on a native table.  When nothing
+ * reads slot nothing is done; outbox writes are returned as queued.  In
+ * write_mode 'immediate' the view's check option is checked here on that
+ * row, before the write is sent (see PgpolyModifyCheckRow).  Call it before
+ * the write is handed to the writer (a flush may free it).  The work is
+ * done in the row's memory, whatever the caller's context.
  */
 void
 PgpolyReturnWrittenRow(PgpolyModifyState *ms, EState *estate, TupleTableSlot *slot,
 					   PgpolyWrittenRow fill, void *write)
 {
 	int			natts = slot->tts_tupleDescriptor->natts;
+	MemoryContext old;
 	Datum	   *values;
 	bool	   *nulls;
 
-	if (ms->outbox || ms->rinfo == NULL || ms->rinfo->ri_projectReturning == NULL)
+	if (ms->outbox || ms->rinfo == NULL || !row_read_after_write(ms->rinfo))
 		return;
+	old = MemoryContextSwitchTo(ms->row_cxt);
 	values = palloc(sizeof(Datum) * natts);
 	nulls = palloc(sizeof(bool) * natts);
 	fill(ms, write, values, nulls);
 	PgpolyStoreRow(estate, slot, values, nulls);
+	if (!ms->transactional && ms->rinfo->ri_WithCheckOptions != NIL)
+		ExecWithCheckOptions(WCO_VIEW_CHECK, ms->rinfo, slot, estate);
+	MemoryContextSwitchTo(old);
 }
 
 /* DELETE ... RETURNING: the whole old row from planSlot into slot. */

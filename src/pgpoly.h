@@ -646,6 +646,8 @@ typedef struct PgpolyModifyState
 								 * (PgpolyModifyAgain) */
 	PgpolyWriter writer;
 	MemoryContext row_cxt;		/* one row's (or batch's) temporary data */
+	bool		written_row;	/* every INSERT and UPDATE row goes through
+								 * PgpolyReturnWrittenRow (set by the store) */
 } PgpolyModifyState;
 
 extern void *PgpolyModifyBegin(Size size, const PgpolyStore *store,
