@@ -114,6 +114,23 @@ INSERT INTO queries VALUES
   ('left, key in ON only, WHERE on a field', 'SELECT l.id, l.k, r.v FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.key::text COLLATE "C" = l.k COLLATE "C" WHERE r.v IS NULL OR r.v <= l.x'),
   ('left, key in ON only, ON not strict', 'SELECT l.id, r.w FROM l LEFT JOIN %1$s r ON r.key = l.k AND (r.key > ''k2'' OR r.v IS NULL)'),
   ('left, key in ON only, counts', 'SELECT l.k, count(*), count(r.w), count(r.v) FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.key <> ''k15'' GROUP BY l.k'),
+  -- ... and where the key or the whole row is read after the join, or a
+  -- value computed from the key, the matched row differs from a null-extended
+  -- one (HGETALL, or no batched join)
+  ('left, key in ON, key in output', 'SELECT l.id, r.key, r.w FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.key <> ''k15'''),
+  ('left, key in ON, coalesce of the key', 'SELECT l.id, coalesce(r.key, ''none''), r.w FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.key <> ''k15'''),
+  ('left, key in ON, WHERE key IS NULL', 'SELECT l.id FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.key <> ''k15'' WHERE r.key IS NULL'),
+  ('left, key in ON, WHERE field or key IS NULL', 'SELECT l.id, r.w FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.key <> ''k15'' WHERE r.v > 3 OR r.key IS NULL'),
+  ('left, key in ON, row IS NULL', 'SELECT l.id, r IS NULL, r IS NOT NULL, r.w FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.key <> ''k15'''),
+  ('left, key in ON, GROUP BY key', 'SELECT r.key, count(*), max(r.w) FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.key > ''k3'' GROUP BY r.key'),
+  ('left, key in ON, window by key', 'SELECT l.id, r.w, count(*) OVER (PARTITION BY r.key) FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.key <> ''k15'''),
+  ('left, key in ON, subplan of the key', 'SELECT l.id, r.w, (SELECT count(*) FROM l l2 WHERE l2.k = r.key) FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.key <> ''k15'''),
+  ('left, key in ON, left join on the key above', 'SELECT l.id, r.w, l2.id FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.key <> ''k15'' LEFT JOIN l l2 ON l2.k = r.key'),
+  ('left, key in ON, join on coalesce of the key above', 'SELECT l.id, r.w, l2.id FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.key <> ''k15'' JOIN l l2 ON l2.k = coalesce(r.key, l.k)'),
+  ('left, key in ON, placeholder of the key', 'SELECT x.id, s.flag, s.w FROM l x LEFT JOIN (SELECT l.id, coalesce(r.key, ''none'') AS flag, r.w FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.key <> ''k15'') s ON s.id = x.id'),
+  ('left, key in ON, placeholder constant', 'SELECT x.id, s.one, s.w FROM l x LEFT JOIN (SELECT l.id, 1 AS one, r.w FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.key <> ''k15'') s ON s.id = x.id'),
+  ('left, key in ON, nested by a field', 'SELECT l.id, r.w, r2.w FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.key <> ''k15'' LEFT JOIN %1$s r2 ON r2.key = ''k'' || r.v'),
+  ('left, key in ON, self join', 'SELECT a.v, b.w FROM %1$s a LEFT JOIN %1$s b ON b.key = a.key AND b.key > ''k4'''),
   ('left, ON filter strict in a field, key read', 'SELECT l.id, r.key, r.w FROM l LEFT JOIN %1$s r ON r.key = l.k AND r.v > l.x'),
   ('inner, WHERE strict in a field, key read', 'SELECT l.id, r.key, r.w FROM l JOIN %1$s r ON r.key = l.k WHERE r.v > 20'),
   -- a hash without the fields read is a row here: read whole (HGETALL)
@@ -170,8 +187,8 @@ EXPLAIN (VERBOSE, COSTS OFF)
 SELECT l.id, r.w, r.v FROM l LEFT JOIN r_1000 r ON r.key = l.k WHERE r.v IS NULL;
 
 -- The transaction's buffered writes apply to the fields fetched alone: a
--- field set, a field removed, a key deleted, a key added (read through the
--- table written: buffered writes are its own).
+-- field set, a field removed, a key deleted, a key added, every field
+-- removed (read through the table written: buffered writes are its own).
 BEGIN;
 UPDATE r_1000 SET w = 'changed' WHERE key LIKE 'k2_';
 UPDATE r_native SET w = 'changed' WHERE key LIKE 'k2_';
@@ -181,11 +198,29 @@ DELETE FROM r_1000 WHERE key LIKE 'k4_';
 DELETE FROM r_native WHERE key LIKE 'k4_';
 INSERT INTO r_1000 VALUES ('k580', 1, 'new'), ('k581', NULL, 'new');
 INSERT INTO r_native VALUES ('k580', 1, 'new'), ('k581', NULL, 'new');
+-- every field of a hash removed: the key is gone (k6_); the read fields of
+-- a hash keeping another removed (k505: z is left)
+UPDATE r_1000 SET v = NULL, w = NULL WHERE key LIKE 'k6_';
+DELETE FROM r_native WHERE key LIKE 'k6_';
+UPDATE r_1000 SET w = 'back' WHERE key = 'k505';
+UPDATE r_1000 SET w = NULL WHERE key = 'k505';
 SELECT q.name, j.*
 FROM queries q, LATERAL join_diff(q.q, 'r_1000') j
 WHERE q.name LIKE 'left%' OR q.name LIKE '%strict%'
 ORDER BY q.name;
 ROLLBACK;
+-- a generic plan: the key read by ON clauses with parameters
+SET plan_cache_mode = force_generic_plan;
+PREPARE left_key_on(text, text) AS
+WITH a AS MATERIALIZED (SELECT l.id, r.w FROM l LEFT JOIN r_1000 r ON r.key = l.k AND r.key <> $1 AND r.key > $2),
+     b AS MATERIALIZED (SELECT l.id, r.w FROM l LEFT JOIN r_native r ON r.key = l.k AND r.key <> $1 AND r.key > $2)
+SELECT (SELECT count(*) FROM a) AS nrows,
+       (SELECT count(*) FROM ((TABLE a EXCEPT ALL TABLE b) UNION ALL (TABLE b EXCEPT ALL TABLE a)) d) AS diff;
+EXPLAIN (COSTS OFF) EXECUTE left_key_on('k15', 'k3');
+EXECUTE left_key_on('k15', 'k3');
+EXECUTE left_key_on('k501', 'k1');
+DEALLOCATE left_key_on;
+RESET plan_cache_mode;
 
 -- Scans: local clauses that no row with a field they read NULL passes
 -- (v > 50) let a scan fetch the fields it reads alone, by keys or after a
