@@ -74,6 +74,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
@@ -1801,6 +1802,34 @@ overlay_states(RedisScan *scan, ScanRound *r)
 }
 
 /*
+ * PgpolyPagedScan's test: whether a write to foreign table relid may add a
+ * key SCAN MATCH would return, i.e. whether its keys (its key_prefix, then
+ * any text) may match the scan's pattern: whether the prefix and the
+ * literal start of the pattern (up to its first wildcard) agree as far as
+ * the shorter goes.  A write to a table of other keys (a log of what the
+ * query did) leaves the scan paging.
+ */
+static bool
+write_reaches(void *arg, Oid relid)
+{
+	RedisScan  *scan = arg;
+	RedisTable *tbl = RedisLoadTable(relid, GetUserId());
+	const char *p = scan->pattern;
+	size_t		i = 0;
+
+	for (; i < tbl->prefixlen && *p != '\0'; i++, p++)
+	{
+		if (*p == '*' || *p == '?' || *p == '[')
+			return true;
+		if (*p == '\\' && p[1] != '\0')
+			p++;				/* an escaped byte */
+		if (*p != tbl->prefix[i])
+			return false;
+	}
+	return true;
+}
+
+/*
  * PgpolyPagedScan's drain: an immediate-mode write is about to be sent
  * while SCAN has pages left (a function the scan's query calls writes, or
  * a statement between two FETCHes of a cursor), and SCAN may return keys
@@ -1872,8 +1901,8 @@ build_scan_round(RedisScan *scan, ScanRound *r)
 		 */
 		scan->collect = PgpolyImmediateWritesRunning();
 		if (!scan->collect)
-			PgpolyPagedScanOpen(&scan->paged, &RedisStore, NULL, drain_scan, scan,
-								GetMemoryChunkContext(scan));
+			PgpolyPagedScanOpen(&scan->paged, &RedisStore, NULL, write_reaches,
+								drain_scan, scan, GetMemoryChunkContext(scan));
 	}
 	if (!scan->scan_done && scan->collect)
 	{

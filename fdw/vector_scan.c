@@ -350,7 +350,7 @@ fetch_batch(VectorScan *scan)
 			PgpolyPagedScanClose(&scan->paged);
 		else
 			PgpolyPagedScanOpen(&scan->paged, &VectorStore, scan->tbl->collection,
-								drain_pages, scan, GetMemoryChunkContext(scan));
+								NULL, drain_pages, scan, GetMemoryChunkContext(scan));
 	}
 	MemoryContextSwitchTo(old);
 	return scan->rows != NIL || !scan->remote_done;

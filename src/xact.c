@@ -578,15 +578,17 @@ paged_scan_unlist(void *arg)
 
 /*
  * List ps, a scan of store's target (NULL: any) with more pages to read,
- * so that immediate-mode writes have drain(arg) read them first.  It
- * stays listed until PgpolyPagedScanClose() or until cxt, the memory
+ * so that immediate-mode writes have drain(arg) read them first; if
+ * reaches is given, only the writes to the tables for which
+ * reaches(arg, relid) is true (those that may add, move or remove a row
+ * the scan has not read yet).  It stays listed until PgpolyPagedScanClose() or until cxt, the memory
  * holding ps, is reset or deleted (a rescan, the end of the scan, an
  * error).
  */
 void
 PgpolyPagedScanOpen(PgpolyPagedScan *ps, const PgpolyStore *store,
-					const char *target, PgpolyDrainPages drain, void *arg,
-					MemoryContext cxt)
+					const char *target, PgpolyWriteReaches reaches,
+					PgpolyDrainPages drain, void *arg, MemoryContext cxt)
 {
 	if (ps->listed)
 		return;
@@ -598,6 +600,7 @@ PgpolyPagedScanOpen(PgpolyPagedScan *ps, const PgpolyStore *store,
 	}
 	ps->store = store;
 	ps->target = target;
+	ps->reaches = reaches;
 	ps->drain = drain;
 	ps->arg = arg;
 	dlist_push_tail(&PagedScans, &ps->node);
@@ -634,6 +637,13 @@ drain_paged_scans(PgpolyWriter *w)
 
 			if (ps->store != store)
 				continue;
+			if (ps->reaches != NULL)
+			{
+				if (!ps->reaches(ps->arg, w->relid))
+					continue;
+				next = ps;
+				break;
+			}
 			if (!looked)
 			{
 				target = table_target(store, w->relid);
