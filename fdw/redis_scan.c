@@ -207,6 +207,8 @@ struct RedisScan
 								 * (build_scan_round) */
 	bool		ended;			/* the moved keys were collected */
 	PgpolyPagedScan paged;		/* listed while SCAN has pages left */
+	ScanRound  *drained;		/* drain_scan's SCAN steps (an error may
+								 * leave pages of it to take) */
 	RedisClusterView *view;		/* cluster: the slots as the SCAN began */
 	RedisKeySet *seen;			/* every key met, pointing at its copy */
 	char	   *arena;			/* where the next key copy goes */
@@ -1830,6 +1832,18 @@ write_reaches(void *arg, Oid relid)
 }
 
 /*
+ * The keys of the SCAN pages a drain received before an error (a cancel,
+ * a timeout on one node of a cluster) cut it short: their cursors moved
+ * on when the replies came, so the keys are queued now or never.
+ */
+static void
+take_drained_pages(RedisScan *scan)
+{
+	if (scan->drained != NULL && scan->drained->npages > 0)
+		take_pages(scan->drained);
+}
+
+/*
  * PgpolyPagedScan's drain: an immediate-mode write is about to be sent
  * while SCAN has pages left (a function the scan's query calls writes, or
  * a statement between two FETCHes of a cursor), and SCAN may return keys
@@ -1848,8 +1862,12 @@ drain_scan(void *arg)
 		return;
 	if (scan->cur >= 0 && scan->rounds[scan->cur ^ 1].ready)
 		RedisReceive(scan->conn, scan->rounds[scan->cur ^ 1].ticket);
+	take_drained_pages(scan);
 	/* in the scan's memory: replies an error leaves owed find it there */
-	steps = MemoryContextAllocZero(GetMemoryChunkContext(scan), sizeof(ScanRound));
+	if (scan->drained == NULL)
+		scan->drained = MemoryContextAllocZero(GetMemoryChunkContext(scan),
+											   sizeof(ScanRound));
+	steps = scan->drained;
 	while (!scan->scan_done)
 	{
 		MemoryContext old;
@@ -1870,8 +1888,7 @@ drain_scan(void *arg)
 					 errhint("Run the query again (open the cursor again).")));
 		take_pages(steps);
 	}
-	MemoryContextDelete(steps->cxt);
-	pfree(steps);
+	clear_round(scan, steps, 0);
 	scan->collect = true;
 }
 
@@ -1885,6 +1902,7 @@ build_scan_round(RedisScan *scan, ScanRound *r)
 {
 	bool		keyonly = scan_keyonly(scan);
 
+	take_drained_pages(scan);
 	if (scan->nnodes == 0)
 	{
 		scan_start(scan);
@@ -2393,6 +2411,8 @@ RedisScanRestart(RedisScan *scan)
 	scan->nnodes = 0;
 	scan->scan_done = scan->ended = false;
 	PgpolyPagedScanClose(&scan->paged);
+	if (scan->drained != NULL)
+		clear_round(scan, scan->drained, 0);
 	scan->view = NULL;
 	scan->seen = NULL;
 	scan->arena = NULL;

@@ -615,9 +615,35 @@ PgpolyPagedScanClose(PgpolyPagedScan *ps)
 }
 
 /*
+ * Have ps read its remaining pages.  It is unlisted first (draining sends
+ * requests, and so may send other unsent batches, which must not drain it
+ * again); if an error cuts the drain short (a cancel, a store timing out)
+ * it is listed again, since it still has pages to read: the error may be
+ * caught (ROLLBACK TO SAVEPOINT, an EXCEPTION block) and the scan read on.
+ */
+static void
+drain_paged_scan(PgpolyPagedScan *ps)
+{
+	paged_scan_unlist(ps);
+	PG_TRY();
+	{
+		ps->drain(ps->arg);
+	}
+	PG_CATCH();
+	{
+		if (!ps->listed)
+		{
+			dlist_push_tail(&PagedScans, &ps->node);
+			ps->listed = true;
+		}
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/*
  * Before w's batch is sent: have every open paged scan of its store and
- * target read its remaining pages (each is unlisted first: draining may
- * send requests, but no writes).
+ * target read its remaining pages.
  */
 static void
 drain_paged_scans(PgpolyWriter *w)
@@ -657,8 +683,7 @@ drain_paged_scans(PgpolyWriter *w)
 		}
 		if (next == NULL)
 			return;
-		paged_scan_unlist(next);
-		next->drain(next->arg);
+		drain_paged_scan(next);
 	}
 }
 
