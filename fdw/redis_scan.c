@@ -74,6 +74,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
@@ -206,6 +207,8 @@ struct RedisScan
 								 * (build_scan_round) */
 	bool		ended;			/* the moved keys were collected */
 	PgpolyPagedScan paged;		/* listed while SCAN has pages left */
+	ScanRound  *drained;		/* drain_scan's SCAN steps (an error may
+								 * leave pages of it to take) */
 	RedisClusterView *view;		/* cluster: the slots as the SCAN began */
 	RedisKeySet *seen;			/* every key met, pointing at its copy */
 	char	   *arena;			/* where the next key copy goes */
@@ -1801,6 +1804,46 @@ overlay_states(RedisScan *scan, ScanRound *r)
 }
 
 /*
+ * PgpolyPagedScan's test: whether a write to foreign table relid may add a
+ * key SCAN MATCH would return, i.e. whether its keys (its key_prefix, then
+ * any text) may match the scan's pattern: whether the prefix and the
+ * literal start of the pattern (up to its first wildcard) agree as far as
+ * the shorter goes.  A write to a table of other keys (a log of what the
+ * query did) leaves the scan paging.
+ */
+static bool
+write_reaches(void *arg, Oid relid)
+{
+	RedisScan  *scan = arg;
+	RedisTable *tbl = RedisLoadTable(relid, GetUserId());
+	const char *p = scan->pattern;
+	size_t		i = 0;
+
+	for (; i < tbl->prefixlen && *p != '\0'; i++, p++)
+	{
+		if (*p == '*' || *p == '?' || *p == '[')
+			return true;
+		if (*p == '\\' && p[1] != '\0')
+			p++;				/* an escaped byte */
+		if (*p != tbl->prefix[i])
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The keys of the SCAN pages a drain received before an error (a cancel,
+ * a timeout on one node of a cluster) cut it short: their cursors moved
+ * on when the replies came, so the keys are queued now or never.
+ */
+static void
+take_drained_pages(RedisScan *scan)
+{
+	if (scan->drained != NULL && scan->drained->npages > 0)
+		take_pages(scan->drained);
+}
+
+/*
  * PgpolyPagedScan's drain: an immediate-mode write is about to be sent
  * while SCAN has pages left (a function the scan's query calls writes, or
  * a statement between two FETCHes of a cursor), and SCAN may return keys
@@ -1819,8 +1862,12 @@ drain_scan(void *arg)
 		return;
 	if (scan->cur >= 0 && scan->rounds[scan->cur ^ 1].ready)
 		RedisReceive(scan->conn, scan->rounds[scan->cur ^ 1].ticket);
+	take_drained_pages(scan);
 	/* in the scan's memory: replies an error leaves owed find it there */
-	steps = MemoryContextAllocZero(GetMemoryChunkContext(scan), sizeof(ScanRound));
+	if (scan->drained == NULL)
+		scan->drained = MemoryContextAllocZero(GetMemoryChunkContext(scan),
+											   sizeof(ScanRound));
+	steps = scan->drained;
 	while (!scan->scan_done)
 	{
 		MemoryContext old;
@@ -1841,8 +1888,7 @@ drain_scan(void *arg)
 					 errhint("Run the query again (open the cursor again).")));
 		take_pages(steps);
 	}
-	MemoryContextDelete(steps->cxt);
-	pfree(steps);
+	clear_round(scan, steps, 0);
 	scan->collect = true;
 }
 
@@ -1856,6 +1902,7 @@ build_scan_round(RedisScan *scan, ScanRound *r)
 {
 	bool		keyonly = scan_keyonly(scan);
 
+	take_drained_pages(scan);
 	if (scan->nnodes == 0)
 	{
 		scan_start(scan);
@@ -1872,8 +1919,8 @@ build_scan_round(RedisScan *scan, ScanRound *r)
 		 */
 		scan->collect = PgpolyImmediateWritesRunning();
 		if (!scan->collect)
-			PgpolyPagedScanOpen(&scan->paged, &RedisStore, NULL, drain_scan, scan,
-								GetMemoryChunkContext(scan));
+			PgpolyPagedScanOpen(&scan->paged, &RedisStore, NULL, write_reaches,
+								drain_scan, scan, GetMemoryChunkContext(scan));
 	}
 	if (!scan->scan_done && scan->collect)
 	{
@@ -2364,6 +2411,8 @@ RedisScanRestart(RedisScan *scan)
 	scan->nnodes = 0;
 	scan->scan_done = scan->ended = false;
 	PgpolyPagedScanClose(&scan->paged);
+	if (scan->drained != NULL)
+		clear_round(scan, scan->drained, 0);
 	scan->view = NULL;
 	scan->seen = NULL;
 	scan->arena = NULL;

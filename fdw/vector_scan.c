@@ -253,6 +253,17 @@ overlay_rows(HTAB *overlay, List *pending)
  */
 
 /*
+ * The next page's cursor, just read into the batch's memory, outlives the
+ * batch: copy it into the scan's.
+ */
+static void
+keep_cursor(VectorScan *scan)
+{
+	if (scan->cursor)
+		scan->cursor = MemoryContextStrdup(GetMemoryChunkContext(scan), scan->cursor);
+}
+
+/*
  * PgpolyPagedScan's drain: an immediate-mode write to the collection is
  * about to be sent while pages are left (a function the scan's query calls
  * writes).  Pages are offsets, which the write would move: read every page
@@ -274,6 +285,7 @@ drain_pages(void *arg)
 								 VectorGetPage(scan->conn, scan->tbl, scan->coll,
 											   scan->spec->where, &scan->cursor,
 											   scan->tbl->fetch_size, scan->spec->include));
+		keep_cursor(scan);		/* an error may cut the drain short */
 	} while (scan->cursor != NULL);
 	scan->remote_done = true;
 	MemoryContextSwitchTo(old);
@@ -342,15 +354,13 @@ fetch_batch(VectorScan *scan)
 		scan->rows = VectorGetPage(scan->conn, scan->tbl, scan->coll, spec->where,
 								   &scan->cursor, n, spec->include);
 		scan->fetching = false;
-		/* the next page's cursor outlives this batch */
-		if (scan->cursor)
-			scan->cursor = MemoryContextStrdup(GetMemoryChunkContext(scan), scan->cursor);
+		keep_cursor(scan);
 		scan->remote_done = scan->cursor == NULL;
 		if (scan->remote_done)
 			PgpolyPagedScanClose(&scan->paged);
 		else
 			PgpolyPagedScanOpen(&scan->paged, &VectorStore, scan->tbl->collection,
-								drain_pages, scan, GetMemoryChunkContext(scan));
+								NULL, drain_pages, scan, GetMemoryChunkContext(scan));
 	}
 	MemoryContextSwitchTo(old);
 	return scan->rows != NIL || !scan->remote_done;

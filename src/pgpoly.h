@@ -511,11 +511,15 @@ typedef struct PgpolySendProgress
  */
 typedef void (*PgpolyDrainPages) (void *arg);
 
+/* Whether a write to foreign table relid may reach the scan's unread rows. */
+typedef bool (*PgpolyWriteReaches) (void *arg, Oid relid);
+
 typedef struct PgpolyPagedScan
 {
 	const PgpolyStore *store;
 	const char *target;			/* PgpolyStore.target_option's value, or
 								 * NULL: any target of store */
+	PgpolyWriteReaches reaches; /* or NULL: the target says */
 	PgpolyDrainPages drain;
 	void	   *arg;
 	bool		listed;			/* in the list of open paged scans */
@@ -524,8 +528,9 @@ typedef struct PgpolyPagedScan
 } PgpolyPagedScan;
 
 extern void PgpolyPagedScanOpen(PgpolyPagedScan *ps, const PgpolyStore *store,
-								const char *target, PgpolyDrainPages drain,
-								void *arg, MemoryContext cxt);
+								const char *target, PgpolyWriteReaches reaches,
+								PgpolyDrainPages drain, void *arg,
+								MemoryContext cxt);
 extern void PgpolyPagedScanClose(PgpolyPagedScan *ps);
 
 extern void PgpolySendProgressPush(PgpolySendProgress *p);

@@ -578,15 +578,17 @@ paged_scan_unlist(void *arg)
 
 /*
  * List ps, a scan of store's target (NULL: any) with more pages to read,
- * so that immediate-mode writes have drain(arg) read them first.  It
- * stays listed until PgpolyPagedScanClose() or until cxt, the memory
+ * so that immediate-mode writes have drain(arg) read them first; if
+ * reaches is given, only the writes to the tables for which
+ * reaches(arg, relid) is true (those that may add, move or remove a row
+ * the scan has not read yet).  It stays listed until PgpolyPagedScanClose() or until cxt, the memory
  * holding ps, is reset or deleted (a rescan, the end of the scan, an
  * error).
  */
 void
 PgpolyPagedScanOpen(PgpolyPagedScan *ps, const PgpolyStore *store,
-					const char *target, PgpolyDrainPages drain, void *arg,
-					MemoryContext cxt)
+					const char *target, PgpolyWriteReaches reaches,
+					PgpolyDrainPages drain, void *arg, MemoryContext cxt)
 {
 	if (ps->listed)
 		return;
@@ -598,6 +600,7 @@ PgpolyPagedScanOpen(PgpolyPagedScan *ps, const PgpolyStore *store,
 	}
 	ps->store = store;
 	ps->target = target;
+	ps->reaches = reaches;
 	ps->drain = drain;
 	ps->arg = arg;
 	dlist_push_tail(&PagedScans, &ps->node);
@@ -612,9 +615,35 @@ PgpolyPagedScanClose(PgpolyPagedScan *ps)
 }
 
 /*
+ * Have ps read its remaining pages.  It is unlisted first (draining sends
+ * requests, and so may send other unsent batches, which must not drain it
+ * again); if an error cuts the drain short (a cancel, a store timing out)
+ * it is listed again, since it still has pages to read: the error may be
+ * caught (ROLLBACK TO SAVEPOINT, an EXCEPTION block) and the scan read on.
+ */
+static void
+drain_paged_scan(PgpolyPagedScan *ps)
+{
+	paged_scan_unlist(ps);
+	PG_TRY();
+	{
+		ps->drain(ps->arg);
+	}
+	PG_CATCH();
+	{
+		if (!ps->listed)
+		{
+			dlist_push_tail(&PagedScans, &ps->node);
+			ps->listed = true;
+		}
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/*
  * Before w's batch is sent: have every open paged scan of its store and
- * target read its remaining pages (each is unlisted first: draining may
- * send requests, but no writes).
+ * target read its remaining pages.
  */
 static void
 drain_paged_scans(PgpolyWriter *w)
@@ -634,6 +663,13 @@ drain_paged_scans(PgpolyWriter *w)
 
 			if (ps->store != store)
 				continue;
+			if (ps->reaches != NULL)
+			{
+				if (!ps->reaches(ps->arg, w->relid))
+					continue;
+				next = ps;
+				break;
+			}
 			if (!looked)
 			{
 				target = table_target(store, w->relid);
@@ -647,8 +683,7 @@ drain_paged_scans(PgpolyWriter *w)
 		}
 		if (next == NULL)
 			return;
-		paged_scan_unlist(next);
-		next->drain(next->arg);
+		drain_paged_scan(next);
 	}
 }
 
