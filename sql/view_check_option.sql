@@ -167,6 +167,41 @@ SELECT * FROM vco_parted_f;
 DELETE FROM vco_parted;
 DROP TABLE vco_parted CASCADE;
 
+-- A Redis table with ttl_seconds: the row written has the _ttl its key
+-- gets, as a native table's column DEFAULT, and the view checks that row
+-- (the statement's _ttl is NULL) in every write mode, one row at a time
+-- or in batches, before an immediate write is sent.
+CREATE TABLE vco_ttl_native (k text PRIMARY KEY, n int, _ttl int DEFAULT 600);
+CREATE FOREIGN TABLE vco_ttl (k text OPTIONS (key 'true'), n int, _ttl int)
+  SERVER vco_redis OPTIONS (table_type 'hash', key_prefix 'regress_vco:ttl:', ttl_seconds '600');
+CREATE FOREIGN TABLE vco_ttl_now (k text OPTIONS (key 'true'), n int, _ttl int)
+  SERVER vco_redis OPTIONS (table_type 'hash', key_prefix 'regress_vco:ttli:', ttl_seconds '600',
+                            write_mode 'immediate', batch_size '1');
+CREATE FOREIGN TABLE vco_ttl_batch (k text OPTIONS (key 'true'), n int, _ttl int)
+  SERVER vco_redis OPTIONS (table_type 'hash', key_prefix 'regress_vco:ttlb:', ttl_seconds '600',
+                            write_mode 'immediate');
+CREATE FUNCTION vco_ttl_run(stmt text, pred text DEFAULT '_ttl IS NULL OR _ttl < 100') RETURNS TABLE (t text, result text) LANGUAGE plpgsql AS $$
+DECLARE r text; n bigint;
+BEGIN
+  FOREACH t IN ARRAY '{vco_ttl_native,vco_ttl,vco_ttl_now,vco_ttl_batch}'::text[] LOOP
+    EXECUTE format('CREATE TEMP VIEW vco_ttl_v AS SELECT * FROM %I WHERE ' || pred || ' WITH CHECK OPTION', t);
+    BEGIN
+      EXECUTE stmt;
+      GET DIAGNOSTICS n = ROW_COUNT;
+      r := n::text;
+    EXCEPTION WHEN OTHERS THEN r := 'ERROR ' || SQLSTATE;
+    END;
+    DROP VIEW vco_ttl_v;
+    EXECUTE format('SELECT %L || '' | '' || coalesce(string_agg(k || ''/'' || n, '','' ORDER BY k), '''') FROM %I', r, t) INTO result;
+    RETURN NEXT;
+  END LOOP;
+END $$;
+SELECT * FROM vco_ttl_run($$INSERT INTO vco_ttl_v (k, n) VALUES ('a', 1)$$);
+SELECT * FROM vco_ttl_run($$INSERT INTO vco_ttl_v (k, n) VALUES ('b', 1), ('c', 2)$$);
+SELECT * FROM vco_ttl_run($$INSERT INTO vco_ttl_v (k, n) VALUES ('d', 1) ON CONFLICT DO NOTHING$$);
+SELECT * FROM vco_ttl_run($$INSERT INTO vco_ttl_v (k, n) VALUES ('f', 1), ('g', 2)$$, '_ttl > 100');
+DELETE FROM vco_ttl; DELETE FROM vco_ttl_now; DELETE FROM vco_ttl_batch;
+
 DELETE FROM vco_hash; DELETE FROM vco_hash_now; DELETE FROM vco_vec; DELETE FROM vco_vec_now; DELETE FROM vco_vec_batch;
 SELECT pgpoly.elastic_request('vco_es', 'DELETE', '/regress_vco,regress_vco_i,regress_vco_b')->>'acknowledged';
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/regress_vco_v"
