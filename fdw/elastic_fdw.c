@@ -1416,10 +1416,11 @@ ids_in_index(ElasticModifyState *ms, TupleTableSlot **slots, int n, char **ids,
  * statement's earlier rows included; ms->ov, NULL when nothing is
  * buffered) leave what the index has (remote: not counting the documents
  * those writes delete).  Sent at once, the statement's earlier rows
- * (ms->sent) count too when the rows give a _routing: one with another
- * routing would land on another shard, where its "create" finds no
- * conflict, and the ids search sees them only after a refresh.  (Without
- * one, every row of an _id lands on one shard, whose "create" 409 counts.)
+ * (ms->sent) count too: the ids search sees them only after a refresh, one
+ * with another _routing would land on another shard, where its "create"
+ * finds no conflict, and a row skipped only by its "create"'s 409 would
+ * have had a view's check option checked first (PgpolyReturnWrittenRow),
+ * failing where a native table skips the row unchecked.
  */
 static bool
 exists_after_writes(ElasticModifyState *ms, const char *id, bool remote)
@@ -1428,8 +1429,6 @@ exists_after_writes(ElasticModifyState *ms, const char *id, bool remote)
 
 	if (ms->ov)
 		return remote || ElasticOverlayLive(ms->ov, id);
-	if (ms->tbl->routing_att == 0)
-		return remote;
 	if (ms->sent == NULL)
 		ms->sent = PgpolyKeyTable("pgpoly elastic ids sent", sizeof(PgpolyKeyRef),
 								  GetMemoryChunkContext(ms));

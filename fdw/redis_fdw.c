@@ -1069,6 +1069,8 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 											 1000, send_immediate);
 
 	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
+	/* the _ttl a write gives its key (queue_row) */
+	ms->core.written_row = ms->tbl->ttl_att != 0 && ms->tbl->ttl_seconds > 0;
 	PgpolyCheckWrittenFields(ms->tbl->relname, ms->tbl, ms->tbl->natts, column_field,
 							 mtstate->operation, ms->core.assigned);
 	return ms;
@@ -1085,13 +1087,49 @@ redisBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 }
 
 /*
+ * PgpolyWrittenRow: the row written (write: its slot) with the _ttl a read
+ * finds after the write, ttl_seconds, which every write sets
+ * (RedisApplyOverlay); the other columns are stored as given.
+ */
+static void
+written_row(PgpolyModifyState *core, void *write, Datum *values, bool *nulls)
+{
+	RedisTable *tbl = ((RedisModifyState *) core)->tbl;
+	TupleTableSlot *slot = write;
+	char	   *ttl = psprintf("%d", tbl->ttl_seconds);
+
+	slot_getallattrs(slot);
+	memcpy(values, slot->tts_values, sizeof(Datum) * tbl->natts);
+	memcpy(nulls, slot->tts_isnull, sizeof(bool) * tbl->natts);
+	values[tbl->ttl_att - 1] = RedisTextDatum(tbl, tbl->ttl_att, ttl, strlen(ttl));
+	nulls[tbl->ttl_att - 1] = false;
+}
+
+/*
+ * Hand the writes of the INSERT or UPDATE of slot, built from it, to the
+ * writer.  A table with a _ttl column and ttl_seconds first makes slot the
+ * row written, with the _ttl the write gives the key rather than the value
+ * the statement had (NULL for an INSERT, the old TTL for an UPDATE): what
+ * RETURNING, an AFTER ROW trigger and a view's check option read, the
+ * last checked on it here before an immediate write is sent
+ * (ms->core.written_row, see begin_modify).
+ */
+static void
+queue_row(RedisModifyState *ms, EState *estate, TupleTableSlot *slot, List *writes)
+{
+	if (ms->core.written_row)
+		PgpolyReturnWrittenRow(&ms->core, estate, slot, written_row, slot);
+	queue_writes(ms, writes);
+}
+
+/*
  * ON CONFLICT DO NOTHING, write_mode 'immediate': the conditional writes
  * of the n rows go in one pipeline now, and their replies tell which rows
  * were inserted.
  */
 static void
-insert_if_absent_now(RedisModifyState *ms, TupleTableSlot **slots, int n,
-					 bool *inserted)
+insert_if_absent_now(RedisModifyState *ms, EState *estate, TupleTableSlot **slots,
+					 int n, bool *inserted)
 {
 	PgpolyWriter *writer = &ms->core.writer;
 
@@ -1104,7 +1142,7 @@ insert_if_absent_now(RedisModifyState *ms, TupleTableSlot **slots, int n,
 		w = RedisInsertIfAbsentWrite(ms->tbl, slots[i]->tts_values,
 									 slots[i]->tts_isnull, &inserted[i],
 									 PgpolyWriterContext(writer));
-		queue_writes(ms, list_make1(w));
+		queue_row(ms, estate, slots[i], list_make1(w));
 	}
 	PgpolyWriterFlush(writer);
 }
@@ -1117,8 +1155,8 @@ insert_if_absent_now(RedisModifyState *ms, TupleTableSlot **slots, int n,
  * overwritten either.
  */
 static void
-insert_if_absent_buffered(RedisModifyState *ms, TupleTableSlot **slots, int n,
-						  bool *inserted)
+insert_if_absent_buffered(RedisModifyState *ms, EState *estate, TupleTableSlot **slots,
+						  int n, bool *inserted)
 {
 	RedisItem  *ids = palloc(sizeof(RedisItem) * n);
 	bool	   *remote = palloc(sizeof(bool) * n);
@@ -1149,7 +1187,7 @@ insert_if_absent_buffered(RedisModifyState *ms, TupleTableSlot **slots, int n,
 		old = MemoryContextSwitchTo(GetMemoryChunkContext(ms));
 		RedisOverlayAdd(&ms->ov, w);
 		MemoryContextSwitchTo(old);
-		queue_writes(ms, list_make1(w));
+		queue_row(ms, estate, slots[i], list_make1(w));
 	}
 }
 
@@ -1164,49 +1202,19 @@ insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int
 	RedisModifyState *ms = (RedisModifyState *) core;
 
 	if (ms->core.do_nothing && ms->core.transactional)
-		insert_if_absent_buffered(ms, slots, n, inserted);
+		insert_if_absent_buffered(ms, estate, slots, n, inserted);
 	else if (ms->core.do_nothing)
-		insert_if_absent_now(ms, slots, n, inserted);
+		insert_if_absent_now(ms, estate, slots, n, inserted);
 	else
 		for (int i = 0; i < n; i++)
 		{
 			slot_getallattrs(slots[i]);
-			queue_writes(ms, RedisInsertWrites(ms->tbl, slots[i]->tts_values,
-											   slots[i]->tts_isnull,
-											   PgpolyWriterContext(&ms->core.writer)));
+			queue_row(ms, estate, slots[i],
+					  RedisInsertWrites(ms->tbl, slots[i]->tts_values,
+										slots[i]->tts_isnull,
+										PgpolyWriterContext(&ms->core.writer)));
 			inserted[i] = true;
 		}
-}
-
-/*
- * PgpolyWrittenRow: the row written (write: its slot) with the _ttl a read
- * finds after the write, ttl_seconds, which every write sets
- * (RedisApplyOverlay); the other columns are stored as given.
- */
-static void
-written_row(PgpolyModifyState *core, void *write, Datum *values, bool *nulls)
-{
-	RedisTable *tbl = ((RedisModifyState *) core)->tbl;
-	TupleTableSlot *slot = write;
-	char	   *ttl = psprintf("%d", tbl->ttl_seconds);
-
-	slot_getallattrs(slot);
-	memcpy(values, slot->tts_values, sizeof(Datum) * tbl->natts);
-	memcpy(nulls, slot->tts_isnull, sizeof(bool) * tbl->natts);
-	values[tbl->ttl_att - 1] = RedisTextDatum(tbl, tbl->ttl_att, ttl, strlen(ttl));
-	nulls[tbl->ttl_att - 1] = false;
-}
-
-/*
- * RETURNING of a table with a _ttl column and ttl_seconds: the _ttl the
- * write gives the key, not the value the statement had (NULL for an
- * INSERT, the old TTL for an UPDATE).
- */
-static void
-returning_ttl(RedisModifyState *ms, EState *estate, TupleTableSlot *slot)
-{
-	if (ms->tbl->ttl_att != 0 && ms->tbl->ttl_seconds > 0)
-		PgpolyReturnWrittenRow(&ms->core, estate, slot, written_row, slot);
 }
 
 /* ExecForeignInsert: NULL when ON CONFLICT DO NOTHING skipped the row. */
@@ -1216,10 +1224,7 @@ redisExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 {
 	RedisModifyState *ms = rinfo->ri_FdwState;
 
-	slot = PgpolyExecInsert(&ms->core, estate, slot, insert_rows);
-	if (slot)
-		returning_ttl(ms, estate, slot);
-	return slot;
+	return PgpolyExecInsert(&ms->core, estate, slot, insert_rows);
 }
 
 /* GetForeignModifyBatchSize: batch_size (default 1000), see fdwutil.c. */
@@ -1602,10 +1607,9 @@ redisExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	writes = RedisUpdateWrites(ms->tbl, oldvals, oldnulls, slot->tts_values,
 							   slot->tts_isnull, ms->core.updated,
 							   PgpolyWriterContext(&ms->core.writer));
-	queue_writes(ms, writes);
+	queue_row(ms, estate, slot, writes);
 	MemoryContextSwitchTo(old);
 	PgpolyModifyOutbox(&ms->core, CMD_UPDATE, slot, planSlot);
-	returning_ttl(ms, estate, slot);
 	return slot;
 }
 

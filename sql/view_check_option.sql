@@ -14,15 +14,16 @@
 \getenv chroma_url CHROMA_URL
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/regress_vco_v"
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/regress_vco_vi"
+\! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/regress_vco_vb"
 
 CREATE SERVER vco_redis FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
 CREATE USER MAPPING FOR CURRENT_USER SERVER vco_redis;
 CREATE SERVER vco_es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url :'es_url');
 CREATE SERVER vco_vec FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url :'chroma_url');
-SELECT pgpoly.elastic_request('vco_es', 'DELETE', '/regress_vco,regress_vco_i') IS NOT NULL AS cleaned;
+SELECT pgpoly.elastic_request('vco_es', 'DELETE', '/regress_vco,regress_vco_i,regress_vco_b') IS NOT NULL AS cleaned;
 SELECT pgpoly.elastic_request('vco_es', 'PUT', '/' || i,
     '{"mappings": {"properties": {"v": {"type": "keyword"}, "n": {"type": "integer"}}}}')->>'acknowledged'
-FROM unnest('{regress_vco,regress_vco_i}'::text[]) i;
+FROM unnest('{regress_vco,regress_vco_i,regress_vco_b}'::text[]) i;
 
 CREATE TABLE vco_native (k text PRIMARY KEY, v text, n int);
 CREATE FOREIGN TABLE vco_hash (k text OPTIONS (key 'true'), v text, n int)
@@ -40,9 +41,15 @@ CREATE FOREIGN TABLE vco_vec (id text, embedding real[] DEFAULT '{1,0}', v text,
 CREATE FOREIGN TABLE vco_vec_now (id text, embedding real[] DEFAULT '{1,0}', v text, n int)
   SERVER vco_vec OPTIONS (collection 'regress_vco_vi', create_collection 'true', distance 'l2',
                           write_mode 'immediate', batch_size '1');
+CREATE FOREIGN TABLE vco_es_batch (_id text, v text, n int)
+  SERVER vco_es OPTIONS (index 'regress_vco_b', write_mode 'immediate');
+CREATE FOREIGN TABLE vco_vec_batch (id text, embedding real[] DEFAULT '{1,0}', v text, n int)
+  SERVER vco_vec OPTIONS (collection 'regress_vco_vb', create_collection 'true', distance 'l2',
+                          write_mode 'immediate');
 CREATE TABLE vco_tables (t text, key text);
 INSERT INTO vco_tables VALUES ('vco_native', 'k'), ('vco_hash', 'k'), ('vco_hash_now', 'k'),
-  ('vco_es', '_id'), ('vco_es_now', '_id'), ('vco_vec', 'id'), ('vco_vec_now', 'id');
+  ('vco_es', '_id'), ('vco_es_now', '_id'), ('vco_vec', 'id'), ('vco_vec_now', 'id'),
+  ('vco_es_batch', '_id'), ('vco_vec_batch', 'id');
 
 -- over each table t: c_t (CASCADED: n < 10), l_t (over c_t, LOCAL: n > 0),
 -- u_t (over c_t, no option of its own), x_t (v <> 'bad': a column an
@@ -117,6 +124,9 @@ SELECT * FROM vco_all($$INSERT INTO u_%1$s VALUES ('y', 'unchecked', -5)$$);
 SELECT * FROM vco_all($$INSERT INTO u_%1$s VALUES ('y', 'bad', 50)$$);
 SELECT * FROM vco_all($$INSERT INTO c_%1$s VALUES ('y', 'ok', 6), ('z', 'bad', 60) ON CONFLICT DO NOTHING$$);
 SELECT * FROM vco_all($$INSERT INTO c_%1$s VALUES ('a', 'dup', 5), ('y', 'ok', 6) ON CONFLICT DO NOTHING$$);
+-- a row whose id an earlier row of the statement inserted is skipped
+-- unchecked, in the same batch too (Redis checks it: see below)
+SELECT * FROM vco_all($$INSERT INTO c_%1$s VALUES ('y', 'ok', 6), ('y', 'dup', 60) ON CONFLICT DO NOTHING$$);
 -- UPDATE: a row leaving the view is refused and not written
 SELECT * FROM vco_all($$UPDATE c_%1$s SET n = 50 WHERE key = 'a'$$);
 SELECT * FROM vco_all($$UPDATE l_%1$s SET n = n - 5 WHERE key = 'b'$$);
@@ -157,7 +167,43 @@ SELECT * FROM vco_parted_f;
 DELETE FROM vco_parted;
 DROP TABLE vco_parted CASCADE;
 
-DELETE FROM vco_hash; DELETE FROM vco_hash_now; DELETE FROM vco_vec; DELETE FROM vco_vec_now;
-SELECT pgpoly.elastic_request('vco_es', 'DELETE', '/regress_vco,regress_vco_i')->>'acknowledged';
+-- A Redis table with ttl_seconds: the row written has the _ttl its key
+-- gets, as a native table's column DEFAULT, and the view checks that row
+-- (the statement's _ttl is NULL) in every write mode, one row at a time
+-- or in batches, before an immediate write is sent.
+CREATE TABLE vco_ttl_native (k text PRIMARY KEY, n int, _ttl int DEFAULT 600);
+CREATE FOREIGN TABLE vco_ttl (k text OPTIONS (key 'true'), n int, _ttl int)
+  SERVER vco_redis OPTIONS (table_type 'hash', key_prefix 'regress_vco:ttl:', ttl_seconds '600');
+CREATE FOREIGN TABLE vco_ttl_now (k text OPTIONS (key 'true'), n int, _ttl int)
+  SERVER vco_redis OPTIONS (table_type 'hash', key_prefix 'regress_vco:ttli:', ttl_seconds '600',
+                            write_mode 'immediate', batch_size '1');
+CREATE FOREIGN TABLE vco_ttl_batch (k text OPTIONS (key 'true'), n int, _ttl int)
+  SERVER vco_redis OPTIONS (table_type 'hash', key_prefix 'regress_vco:ttlb:', ttl_seconds '600',
+                            write_mode 'immediate');
+CREATE FUNCTION vco_ttl_run(stmt text, pred text DEFAULT '_ttl IS NULL OR _ttl < 100') RETURNS TABLE (t text, result text) LANGUAGE plpgsql AS $$
+DECLARE r text; n bigint;
+BEGIN
+  FOREACH t IN ARRAY '{vco_ttl_native,vco_ttl,vco_ttl_now,vco_ttl_batch}'::text[] LOOP
+    EXECUTE format('CREATE TEMP VIEW vco_ttl_v AS SELECT * FROM %I WHERE ' || pred || ' WITH CHECK OPTION', t);
+    BEGIN
+      EXECUTE stmt;
+      GET DIAGNOSTICS n = ROW_COUNT;
+      r := n::text;
+    EXCEPTION WHEN OTHERS THEN r := 'ERROR ' || SQLSTATE;
+    END;
+    DROP VIEW vco_ttl_v;
+    EXECUTE format('SELECT %L || '' | '' || coalesce(string_agg(k || ''/'' || n, '','' ORDER BY k), '''') FROM %I', r, t) INTO result;
+    RETURN NEXT;
+  END LOOP;
+END $$;
+SELECT * FROM vco_ttl_run($$INSERT INTO vco_ttl_v (k, n) VALUES ('a', 1)$$);
+SELECT * FROM vco_ttl_run($$INSERT INTO vco_ttl_v (k, n) VALUES ('b', 1), ('c', 2)$$);
+SELECT * FROM vco_ttl_run($$INSERT INTO vco_ttl_v (k, n) VALUES ('d', 1) ON CONFLICT DO NOTHING$$);
+SELECT * FROM vco_ttl_run($$INSERT INTO vco_ttl_v (k, n) VALUES ('f', 1), ('g', 2)$$, '_ttl > 100');
+DELETE FROM vco_ttl; DELETE FROM vco_ttl_now; DELETE FROM vco_ttl_batch;
+
+DELETE FROM vco_hash; DELETE FROM vco_hash_now; DELETE FROM vco_vec; DELETE FROM vco_vec_now; DELETE FROM vco_vec_batch;
+SELECT pgpoly.elastic_request('vco_es', 'DELETE', '/regress_vco,regress_vco_i,regress_vco_b')->>'acknowledged';
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/regress_vco_v"
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/regress_vco_vi"
+\! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/regress_vco_vb"
