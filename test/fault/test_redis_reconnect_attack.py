@@ -183,6 +183,7 @@ class Hostile:
     def __init__(self):
         self.mode = "normal"
         self.accepts = 0
+        self.closed = 0
         self.sets = 0
         self.lock = threading.Lock()
         self.lsock = pgtest.serve_tcp(self.handle)
@@ -201,6 +202,18 @@ class Hostile:
             pass
         finally:
             sock.close()
+            with self.lock:
+                self.closed += 1
+
+    def wait_all_closed(self, timeout=5):
+        """Wait until every connection accepted so far has been closed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.closed == self.accepts:
+                    return True
+            time.sleep(0.01)
+        return False
 
     def serve(self, sock, mode):
         for args in pgtest.resp_commands(sock):
@@ -262,6 +275,9 @@ def hostile_attacks(db):
     r = s.run("SELECT value FROM fkv WHERE key = 'a';", timeout=10)
     check(r.rc == 0 and r.out.strip() == "A", "a read once the server is "
           "fine again: %s" % r.err.strip())
+    # the server closes the connection after its answer: wait for that, or
+    # the SET could be sent on it before the close arrives, and fail unsent
+    check(f.wait_all_closed(), "the server did not close after its answer")
     f.mode = "apply_then_close"
     r = s.run("INSERT INTO fkv VALUES ('z', 'once');", timeout=20)
     check(r.rc == 1 and (r.sqlstate or "").startswith("08") and f.sets == 1,
