@@ -1905,9 +1905,12 @@ $$;
 -- security_invoker: the caller reads pgpoly.feature_views and each offline
 -- table with their own privileges, as a query of theirs would.  stale is the
 -- serving rule's freshness (the absolute ttl): an entity with this newest
--- event time would not be served as fresh.
+-- event time would not be served as fresh.  age is NULL for an infinite
+-- newest event time (an interval cannot be infinite: now() - 'infinity' is
+-- an ERROR, which failed the whole view, for every view).
 CREATE VIEW pgpoly.feature_freshness WITH (security_invoker = true) AS
-	SELECT f.name AS view_name, n.t AS newest_event_time, now() - n.t AS age, f.ttl,
+	SELECT f.name AS view_name, n.t AS newest_event_time,
+		   CASE WHEN isfinite(n.t) THEN now() - n.t END AS age, f.ttl,
 		   NOT pgpoly._fv_is_fresh(pgpoly._fv_fresh_since(f.ttl), n.t) AS stale
 	FROM pgpoly.feature_views f
 	CROSS JOIN LATERAL (SELECT pgpoly._fv_newest_event_time(f.offline_table) AS t) n;
