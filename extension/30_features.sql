@@ -158,13 +158,34 @@ $$;
 -- A ttl as the absolute duration it stands for: extract(epoch from ttl)
 -- seconds, as an interval of hours/seconds only, so that arithmetic with it
 -- is the same in every TimeZone (calendar days would shift at DST changes).
+-- At most 9e12 seconds (~285,000 years, about the whole timestamptz range;
+-- a longer one, '1000000 years', does not fit an interval of seconds).
 -- NULL when there is no ttl (NULL or 0).  Inlined: no SET clause.
 CREATE FUNCTION pgpoly._fv_ttl_span(ttl interval)
 RETURNS interval
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
 	SELECT CASE WHEN pg_catalog.date_part('epoch', ttl) > 0
-				THEN pg_catalog.make_interval(secs => pg_catalog.date_part('epoch', ttl)) END
+				THEN pg_catalog.make_interval(secs => LEAST(pg_catalog.date_part('epoch', ttl),
+															9e12::pg_catalog.float8)) END
+$$;
+
+-- The oldest event time within ttl of t: t - _fv_ttl_span(ttl), or
+-- -infinity where that is before the first timestamptz (4714-11-24 BC):
+-- every event time is then within ttl (the subtraction failed, "timestamp
+-- out of range", for a ttl such as '10000 years', or an early t).  The
+-- first timestamptz plus a span (at most 9e12 seconds) never overflows.
+-- NULL when there is no ttl.  Inlined (no SET clause), so every name is
+-- qualified: it may run under the caller's search_path.
+CREATE FUNCTION pgpoly._fv_ttl_start(t timestamptz, ttl interval)
+RETURNS timestamptz
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN pgpoly._fv_ttl_span(ttl) IS NULL THEN NULL
+				WHEN t OPERATOR(pg_catalog.<) ('4714-11-24 00:00:00+00 BC'::pg_catalog.timestamptz
+											  OPERATOR(pg_catalog.+) pgpoly._fv_ttl_span(ttl))
+				THEN '-infinity'::pg_catalog.timestamptz
+				ELSE t OPERATOR(pg_catalog.-) pgpoly._fv_ttl_span(ttl) END
 $$;
 
 -- The oldest event time that is still fresh now under ttl (NULL: no ttl).
@@ -172,7 +193,7 @@ CREATE FUNCTION pgpoly._fv_fresh_since(ttl interval)
 RETURNS timestamptz
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-	SELECT pg_catalog.now() - pgpoly._fv_ttl_span(ttl)
+	SELECT pgpoly._fv_ttl_start(pg_catalog.now(), ttl)
 $$;
 
 -- The serving rule (src/features.c; the C fast path uses the same code).
@@ -1514,8 +1535,8 @@ BEGIN
 								   pgpoly._fv_entity_expr(v, format('s.%I', v.entity)),
 								   pgpoly._fv_entity_is_key(v)),
 			CASE WHEN pgpoly._fv_ttl_span(v.ttl) IS NULL THEN ''
-				 ELSE format(' AND h.event_time OPERATOR(pg_catalog.>=) (s.event_time::pg_catalog.timestamptz'
-							 ' OPERATOR(pg_catalog.-) pgpoly._fv_ttl_span(%L::pg_catalog.interval))',
+				 ELSE format(' AND h.event_time OPERATOR(pg_catalog.>=) pgpoly._fv_ttl_start('
+							 's.event_time::pg_catalog.timestamptz, %L::pg_catalog.interval)',
 							 v.ttl) END,
 			v_i);
 		SELECT out_names || array_agg(v.name || '__' || f ORDER BY i),
