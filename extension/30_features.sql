@@ -1085,6 +1085,25 @@ BEGIN
 END
 $$;
 
+-- Raise the error of an infinite event time given to put_features (pos
+-- NULL) or in row pos of ingest_features' source.  Such a time would be
+-- newer (or older) than every other forever: online, 'infinity' kept every
+-- later write of the entity out of Redis, silently; no spine time is ever
+-- after it; feature_stats' default window leaves it out.
+CREATE FUNCTION pgpoly._fv_infinite_event_time(pos bigint)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+BEGIN
+	RAISE EXCEPTION '%event_time must be a finite time',
+		CASE WHEN pos IS NULL THEN '' ELSE format('row %s of the source: ', pos) END
+		USING ERRCODE = 'invalid_parameter_value',
+			  DETAIL = 'An event time of infinity would be newer than every later write forever, and one of -infinity older than any time.',
+			  HINT = 'Give the time the values were observed (e.g. ''1970-01-01'' for values known since long ago).';
+END
+$$;
+
 -- put_features' work; caller_datestyle: the caller's DateStyle, whose field
 -- order reads the entity and the features' values (_fv_caller_datestyle).
 CREATE FUNCTION pgpoly._put_features(view text, entity text, features jsonb,
@@ -1108,6 +1127,9 @@ BEGIN
 	PERFORM pgpoly._fv_caller_datestyle(caller_datestyle);
 	PERFORM pgpoly._require_name(entity, 'entity');
 	PERFORM pgpoly._require(event_time, 'event_time');
+	IF NOT isfinite(event_time) THEN
+		PERFORM pgpoly._fv_infinite_event_time(NULL);
+	END IF;
 	PERFORM pgpoly._require(features, 'features');
 	IF jsonb_typeof(features) <> 'object' THEN
 		RAISE EXCEPTION 'argument "features" must be a JSON object, not %', jsonb_typeof(features)

@@ -443,9 +443,11 @@ BEGIN
 					   pg_catalog.min(s.ord) FILTER (WHERE NOT (%13$s AND %14$s)) AS long,
 					   pg_catalog.min(s.ord) FILTER (WHERE NOT coalesce((%15$s) OPERATOR(pg_catalog.=) s.k,
 																	 (%15$s) IS NULL AND s.k IS NULL)) AS other,
+					   pg_catalog.min(s.ord) FILTER (WHERE NOT pg_catalog.isfinite(s.et)) AS inf,
 					   pgpoly._ingest_newest(s.k, s.et, s.ord) AS newest
 				FROM s),
-		ok AS (SELECT chk.bad IS NULL AND chk.long IS NULL AND chk.other IS NULL AS ok FROM chk),
+		ok AS (SELECT chk.bad IS NULL AND chk.long IS NULL AND chk.other IS NULL AND chk.inf IS NULL AS ok
+			   FROM chk),
 		off AS (%16$s
 			SELECT %17$s s.k::%7$s, s.et, pgpoly._ingest_clock(), %8$s%18$s
 			FROM s WHERE (SELECT ok.ok FROM ok)%19$s),
@@ -457,7 +459,7 @@ BEGIN
 			SELECT s.k::%11$s, %8$s, s.et
 			FROM newest s%12$s)
 		SELECT (SELECT %20$s FROM off), (SELECT chk.bad FROM chk),
-			   (SELECT chk.long FROM chk), (SELECT chk.other FROM chk)$q$,
+			   (SELECT chk.long FROM chk), (SELECT chk.other FROM chk), (SELECT chk.inf FROM chk)$q$,
 		key,
 		(SELECT coalesce(string_agg(format(', q.%1$I::%2$s AS %1$I', u.f, pgpoly._fv_type_sql(u.t)),
 									'' ORDER BY u.i), '')
@@ -508,6 +510,7 @@ DECLARE
 	v_null  bigint;
 	v_long  bigint;			-- first source row whose entity a varchar(n) would cut
 	v_other bigint;			-- first whose entity the offline column makes another
+	v_inf   bigint;			-- first whose event time is infinite
 	v_bad   pg_catalog.text;
 	v_stored pg_catalog.text;	-- and what it makes of it
 BEGIN
@@ -536,7 +539,7 @@ BEGIN
 	PERFORM pgpoly._fv_lock_entities(v.online_table, NULL, true);
 
 	BEGIN
-		EXECUTE st.stmt INTO v_rows, v_null, v_long, v_other;
+		EXECUTE st.stmt INTO v_rows, v_null, v_long, v_other, v_inf;
 	EXCEPTION
 		WHEN data_exception THEN
 			PERFORM pgpoly._ingest_bad_value(v, ty, v_src, st.feats, SQLSTATE, SQLERRM);
@@ -547,6 +550,9 @@ BEGIN
 	IF v_null IS NOT NULL THEN
 		RAISE EXCEPTION 'row % of the source has a NULL % or event_time', v_null, v.entity
 			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF v_inf IS NOT NULL THEN
+		PERFORM pgpoly._fv_infinite_event_time(v_inf);
 	END IF;
 	IF v_long IS NOT NULL THEN
 		RAISE EXCEPTION 'row % of the source has a % that does not fit the key column "%" (%) or the entity column "%" (%) of feature view "%"',

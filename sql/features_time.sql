@@ -1,7 +1,7 @@
 -- Time semantics of the feature store at the edges of the timestamptz range.
 --
 -- feature_freshness over a view whose newest offline event time is infinite
--- (a user's offline table, or one written through put_features): its age has
+-- (written into the offline table by the user): its age has
 -- no interval (now() - 'infinity' is an ERROR, which made the whole view
 -- fail, for every view) and is NULL; stale follows the serving rule.
 \getenv redis_port REDIS_PORT
@@ -25,7 +25,8 @@ FROM unnest('{fti_a,fti_b,fti_c}'::text[]) v;
 SELECT view_name, age = interval '1 hour' AS one_hour, stale
 FROM pgpoly.feature_freshness WHERE view_name LIKE 'fti%' ORDER BY 1;
 COMMIT;
-SELECT pgpoly.put_features('fti_a', 'u2', '{"clicks": 2}', 'infinity');
+INSERT INTO pgpoly.fti_a_history (entity, event_time, created_at, clicks)
+VALUES ('u2', 'infinity', clock_timestamp(), 2);
 INSERT INTO pgpoly.fti_c_history (entity, event_time, created_at, clicks)
 VALUES ('u3', 'infinity', clock_timestamp(), 3);
 SELECT view_name, newest_event_time = 'infinity' AS infinite, age IS NULL AS no_age,
@@ -93,10 +94,33 @@ SELECT pgpoly.drop_feature_view(v, drop_tables => true) FROM unnest('{fti_long,f
 DELETE FROM pgpoly.lineage_edges WHERE dst_name = 'fti_ts' OR src_name LIKE 'pgpoly.fti%';
 DELETE FROM pgpoly.datasets WHERE name = 'fti_ts';
 
+-- put_features and ingest_features refuse an infinite event time (22023),
+-- writing nothing: online, 'infinity' was newer than every later write of
+-- the entity, which never reached Redis again (silently).
+CREATE FUNCTION err(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE q;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+SELECT err($$SELECT pgpoly.put_features('fti_a', 'u5', '{"clicks": 5}', 'infinity')$$) AS put_inf,
+       err($$SELECT pgpoly.put_features('fti_a', 'u5', '{"clicks": 5}', '-infinity')$$) AS put_minus_inf,
+       err($$SELECT pgpoly.ingest_features('fti_a', 'SELECT user_id, event_time, 5 AS clicks FROM
+              (VALUES (''u5'', timestamptz ''2024-01-01 00:00+00''), (''u6'', ''infinity'')) v(user_id, event_time)')$$)
+         AS ingest_inf;
+SELECT (SELECT count(*) FROM pgpoly.fti_a_history WHERE entity IN ('u5', 'u6')) AS offline,
+       (SELECT count(*) FROM pgpoly.fti_a_serving WHERE user_id IN ('u5', 'u6')) AS online;
+-- a finite time still wins over what is online, at the edges of the range
+SELECT pgpoly.put_features('fti_a', 'u5', '{"clicks": 5}', '4714-11-24 00:00:00+00 BC'),
+       pgpoly.put_features('fti_a', 'u5', '{"clicks": 6}', '294276-12-31 23:59:59.999999+00'),
+       pgpoly.put_features('fti_a', 'u5', '{"clicks": 7}', '294276-12-31 23:59:59.999998+00');
+SELECT user_id, clicks, _event_time FROM pgpoly.fti_a_serving WHERE user_id = 'u5';
+
 DELETE FROM pgpoly.fti_a_serving;
 DELETE FROM pgpoly.fti_b_serving;
 DELETE FROM pgpoly.fti_c_serving;
 SELECT pgpoly.drop_feature_view(v, drop_tables => true) FROM unnest('{fti_a,fti_b,fti_c}'::text[]) v;
 DROP SERVER fti CASCADE;
-DROP FUNCTION fti_view(text, interval);
+DROP FUNCTION fti_view(text, interval), err(text);
 RESET timezone;
