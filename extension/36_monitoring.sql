@@ -109,6 +109,19 @@ AS $$
 		   || CASE WHEN m < '0001-01-01 00:00:00+00' THEN '_bc' ELSE '' END
 $$;
 
+-- Whether t is in a month pgpoly.predictions can have a partition for: a
+-- whole month of the timestamptz range, December 4714 BC to November
+-- 294276 (the first month's start and the last one's end are out of range:
+-- its rows failed with a bare "timestamp out of range").  False for the
+-- infinities.
+CREATE FUNCTION pgpoly._prediction_month_ok(t timestamptz)
+RETURNS bool
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pgpoly, pg_temp
+AS $$
+	SELECT t >= '4714-12-01 00:00:00+00 BC'::timestamptz AND t < '294276-12-01 00:00:00+00'::timestamptz
+$$;
+
 -- Create the missing partitions of the months that contain the times ts.  Runs as
 -- the extension's owner: it only ever creates empty monthly partitions of
 -- pgpoly.predictions, named and bounded by months it computes itself, in the
@@ -181,6 +194,11 @@ BEGIN
 		RAISE EXCEPTION 'invalid range of months: % to %', since, until
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Pass two finite times, since <= until.';
+	END IF;
+	IF NOT (pgpoly._prediction_month_ok(since) AND pgpoly._prediction_month_ok(until)) THEN
+		RAISE EXCEPTION 'range of months % to % is outside the months pgpoly.predictions is partitioned in', since, until
+			USING ERRCODE = 'datetime_field_overflow',
+				  DETAIL = 'Partitions are whole months of the timestamptz range: December 4714 BC to November 294276 (UTC).';
 	END IF;
 	-- one partition per month, each with its indexes: a range of decades or
 	-- millennia (a typo, '4713-01-01 BC') would create thousands of tables in
@@ -320,7 +338,7 @@ BEGIN
 	FROM unnest(models, predictions, latencies, request_ids, tss) WITH ORDINALITY
 		 AS u(m, p, lat, rid, t, i)
 	WHERE u.m IS NULL OR u.m = '' OR u.p IS NULL OR u.lat < 0 OR u.lat = 'NaN' OR u.rid = ''
-	   OR NOT isfinite(u.t);
+	   OR NOT pgpoly._prediction_month_ok(u.t);
 	-- each distinct (model, version): name@alias (version NULL) resolved now
 	SELECT array_agg(p.m) AS m, array_agg(p.vk) AS vk, array_agg(p.name) AS name,
 		   array_agg(p.ver) AS ver,
@@ -434,6 +452,9 @@ BEGIN
 										 'Pass NULL when there is no request id.');
 	ELSIF NOT isfinite(ts) THEN
 		PERFORM pgpoly._prediction_error(pos, '22023', format('ts must be a finite time, not %s', ts));
+	ELSIF NOT pgpoly._prediction_month_ok(ts) THEN
+		PERFORM pgpoly._prediction_error(pos, '22008',
+			format('ts %s is outside the months pgpoly.predictions is partitioned in (December 4714 BC to November 294276, UTC)', ts));
 	END IF;
 	RAISE EXCEPTION 'prediction row % failed no check', pos	-- can't happen
 		USING ERRCODE = 'internal_error';
