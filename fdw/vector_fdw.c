@@ -1321,13 +1321,9 @@ vectorAddForeignUpdateTargets(PlannerInfo *root, Index rtindex,
 							  RangeTblEntry *target_rte, Relation target_relation)
 {
 	VectorTable *tbl = VectorLoadTable(RelationGetRelid(target_relation), GetUserId());
-	Form_pg_attribute a = TupleDescAttr(RelationGetDescr(target_relation), tbl->id_att - 1);
 
-	add_row_identity_var(root, makeVar(rtindex, tbl->id_att, a->atttypid, a->atttypmod,
-									   a->attcollation, 0), rtindex, "pgpoly_id");
-	if (root->parse->commandType == CMD_DELETE && root->parse->returningList != NIL)
-		add_row_identity_var(root, makeWholeRowVar(target_rte, rtindex, 0, false),
-							 rtindex, "pgpoly_row");
+	PgpolyAddRowIdentity(root, rtindex, target_relation, tbl->id_att, vector_junk[0]);
+	PgpolyAddOldRow(root, rtindex);
 }
 
 /* PlanForeignModify: for UPDATE, the assigned columns. */
@@ -1362,10 +1358,11 @@ static VectorModifyState *
 begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 {
 	VectorModifyState *ms = PgpolyModifyBegin(sizeof(VectorModifyState), &VectorStore,
-											  mtstate, rinfo, fdw_private, vector_junk,
+											  mtstate, rinfo, fdw_private,
 											  500, VectorSendWrites);
 
 	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
+	PgpolyModifyFindJunk(&ms->core, vector_junk, &ms->tbl->id_att);
 	ms->core.written_row = true;
 	PgpolyCheckWrittenFields(ms->tbl->relname, ms->tbl, ms->tbl->natts, column_field,
 							 mtstate->operation, ms->core.assigned);
