@@ -1723,7 +1723,8 @@ moved_text(RedisTable *tbl)
 }
 
 /*
- * The attnums of rinfo's columns that mtstate's UPDATE assigns, in order
+ * The attnums of rinfo's columns that mtstate's UPDATE writes, in order:
+ * those it assigns and the stored generated columns computed from them
  * (its INSERT: every column).
  */
 static List *
@@ -1734,7 +1735,7 @@ written_atts(ModifyTableState *mtstate, ResultRelInfo *rinfo)
 	List	   *atts = NIL;
 
 	if (mtstate->operation == CMD_UPDATE)
-		updated = ExecGetUpdatedCols(rinfo, mtstate->ps.state);
+		updated = ExecGetAllUpdatedCols(rinfo, mtstate->ps.state);
 	for (AttrNumber att = 1; att <= natts; att++)
 		if (mtstate->operation != CMD_UPDATE ||
 			bms_is_member(att - FirstLowInvalidHeapAttributeNumber, updated))
