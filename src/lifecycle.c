@@ -501,7 +501,8 @@ share_met(PgpolyModifyState *ms, EState *estate)
  */
 void *
 PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate,
-				  ResultRelInfo *rinfo, List *fdw_private, int default_batch_size, PgpolySendWrites send)
+				  ResultRelInfo *rinfo, List *fdw_private, int default_batch_size,
+				  PgpolySendWrites send)
 {
 	EState	   *estate = mtstate->ps.state;
 	ModifyTable *plan = (ModifyTable *) mtstate->ps.plan;
