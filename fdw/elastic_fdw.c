@@ -1217,7 +1217,6 @@ elasticAddForeignUpdateTargets(PlannerInfo *root, Index rtindex,
 							   RangeTblEntry *target_rte, Relation target_relation)
 {
 	ElasticTable *tbl = ElasticLoadTable(RelationGetRelid(target_relation), GetUserId());
-	Form_pg_attribute a;
 
 	if (tbl->id_att == 0)
 		ereport(ERROR,
@@ -1226,13 +1225,8 @@ elasticAddForeignUpdateTargets(PlannerInfo *root, Index rtindex,
 						tbl->relname),
 				 errhint("Add a column: ALTER FOREIGN TABLE %s ADD COLUMN _id text.",
 						 quote_identifier(tbl->relname))));
-	a = TupleDescAttr(RelationGetDescr(target_relation), tbl->id_att - 1);
-	add_row_identity_var(root, makeVar(rtindex, tbl->id_att, a->atttypid, a->atttypmod,
-									   a->attcollation, 0),
-						 rtindex, "pgpoly_id");
-	if (root->parse->commandType == CMD_DELETE && root->parse->returningList != NIL)
-		add_row_identity_var(root, makeWholeRowVar(target_rte, rtindex, 0, false),
-							 rtindex, "pgpoly_row");
+	PgpolyAddRowIdentity(root, rtindex, target_relation, tbl->id_att, elastic_junk[0]);
+	PgpolyAddOldRow(root, rtindex);
 }
 
 /* PlanForeignModify: for UPDATE, the assigned columns. */
@@ -1268,10 +1262,11 @@ static ElasticModifyState *
 begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 {
 	ElasticModifyState *ms = PgpolyModifyBegin(sizeof(ElasticModifyState), &ElasticStore,
-											   mtstate, rinfo, fdw_private, elastic_junk,
+											   mtstate, rinfo, fdw_private,
 											   500, ElasticSendWrites);
 
 	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
+	PgpolyModifyFindJunk(&ms->core, elastic_junk, &ms->tbl->id_att);
 	ms->core.written_row = true;
 	PgpolyCheckWrittenFields(ms->tbl->relname, ms->tbl, ms->tbl->natts, column_field,
 							 mtstate->operation, ms->core.assigned);

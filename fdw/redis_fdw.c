@@ -158,6 +158,16 @@ enum RedisJunk
 static const char *const redis_junk[] = {"pgpoly_key", "pgpoly_member", "pgpoly_idx",
 "pgpoly_value", NULL};
 
+/* The attnum of each identity column of tbl, by RedisJunk (0: none). */
+static void
+junk_atts(const RedisTable *tbl, AttrNumber *atts)
+{
+	atts[RJUNK_KEY] = tbl->key_att;
+	atts[RJUNK_MEMBER] = tbl->member_att;
+	atts[RJUNK_IDX] = tbl->idx_att;
+	atts[RJUNK_VALUE] = tbl->type == REDIS_LIST ? tbl->value_att : 0;
+}
+
 /* Executor state of INSERT/UPDATE/DELETE. */
 typedef struct RedisModifyState
 {
@@ -980,18 +990,6 @@ redisExplainForeignScan(ForeignScanState *node, ExplainState *es)
  * ----------------------------------------------------------------
  */
 
-/* Add the junk column "name" holding att of the target relation. */
-static void
-add_junk(PlannerInfo *root, Index rtindex, Relation rel, AttrNumber att,
-		 const char *name)
-{
-	Form_pg_attribute a = TupleDescAttr(RelationGetDescr(rel), att - 1);
-	Var		   *var = makeVar(rtindex, att, a->atttypid, a->atttypmod,
-							  a->attcollation, 0);
-
-	add_row_identity_var(root, var, rtindex, name);
-}
-
 /*
  * AddForeignUpdateTargets: the row identity (key; member for zset/set; idx
  * and value for lists), and the whole row for DELETE ... RETURNING.
@@ -1001,18 +999,13 @@ redisAddForeignUpdateTargets(PlannerInfo *root, Index rtindex,
 							 RangeTblEntry *target_rte, Relation target_relation)
 {
 	RedisTable *tbl = RedisLoadTable(RelationGetRelid(target_relation), GetUserId());
+	AttrNumber	atts[lengthof(redis_junk)];
 
-	add_junk(root, rtindex, target_relation, tbl->key_att, "pgpoly_key");
-	if (tbl->member_att)
-		add_junk(root, rtindex, target_relation, tbl->member_att, "pgpoly_member");
-	if (tbl->idx_att)
-		add_junk(root, rtindex, target_relation, tbl->idx_att, "pgpoly_idx");
-	if (tbl->type == REDIS_LIST)
-		add_junk(root, rtindex, target_relation, tbl->value_att, "pgpoly_value");
-	if (root->parse->commandType == CMD_DELETE && root->parse->returningList != NIL)
-		add_row_identity_var(root,
-							 makeWholeRowVar(target_rte, rtindex, 0, false),
-							 rtindex, "pgpoly_row");
+	junk_atts(tbl, atts);
+	for (int i = 0; redis_junk[i]; i++)
+		if (atts[i] != InvalidAttrNumber)
+			PgpolyAddRowIdentity(root, rtindex, target_relation, atts[i], redis_junk[i]);
+	PgpolyAddOldRow(root, rtindex);
 }
 
 /* PlanForeignModify: for UPDATE, the assigned columns. */
@@ -1065,10 +1058,13 @@ static RedisModifyState *
 begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 {
 	RedisModifyState *ms = PgpolyModifyBegin(sizeof(RedisModifyState), &RedisStore,
-											 mtstate, rinfo, fdw_private, redis_junk,
+											 mtstate, rinfo, fdw_private,
 											 1000, send_immediate);
+	AttrNumber	atts[lengthof(redis_junk)];
 
 	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
+	junk_atts(ms->tbl, atts);
+	PgpolyModifyFindJunk(&ms->core, redis_junk, atts);
 	/* the _ttl a write gives its key (queue_row) */
 	ms->core.written_row = ms->tbl->ttl_att != 0 && ms->tbl->ttl_seconds > 0;
 	PgpolyCheckWrittenFields(ms->tbl->relname, ms->tbl, ms->tbl->natts, column_field,
@@ -1727,7 +1723,8 @@ moved_text(RedisTable *tbl)
 }
 
 /*
- * The attnums of rinfo's columns that mtstate's UPDATE assigns, in order
+ * The attnums of rinfo's columns that mtstate's UPDATE writes, in order:
+ * those it assigns and the stored generated columns computed from them
  * (its INSERT: every column).
  */
 static List *
@@ -1738,7 +1735,7 @@ written_atts(ModifyTableState *mtstate, ResultRelInfo *rinfo)
 	List	   *atts = NIL;
 
 	if (mtstate->operation == CMD_UPDATE)
-		updated = ExecGetUpdatedCols(rinfo, mtstate->ps.state);
+		updated = ExecGetAllUpdatedCols(rinfo, mtstate->ps.state);
 	for (AttrNumber att = 1; att <= natts; att++)
 		if (mtstate->operation != CMD_UPDATE ||
 			bms_is_member(att - FirstLowInvalidHeapAttributeNumber, updated))

@@ -350,6 +350,7 @@ typedef struct VectorCondEval
 	struct VectorCondEval *or_else; /* also admitted (OR), or NULL */
 } VectorCondEval;
 
+extern bool VectorFilterableKey(const char *key);
 extern List *VectorNumberConds(List *conds, VectorTable *tbl, char *key,
 							   VectorCondOp op, double d, VectorCondEval *specials);
 extern VectorScan *VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn,

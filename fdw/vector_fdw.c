@@ -239,9 +239,29 @@ is_numeric_cast_target(Oid typid)
 }
 
 /*
+ * Whether a filter can name metadata key: Chroma reads a key beginning with
+ * '$' in a where object as an operator ({"$and": {"$eq": "x"}} is refused
+ * as an invalid where clause), so a clause on such a key is evaluated
+ * locally, and vector_search() refuses it.
+ */
+bool
+VectorFilterableKey(const char *key)
+{
+	return key[0] != '$';
+}
+
+/* key, or NULL when no filter can name it. */
+static char *
+filter_key(char *key)
+{
+	return VectorFilterableKey(key) ? key : NULL;
+}
+
+/*
  * The metadata key a column-side expression stands for, and its value
  * kind: metadata->>'k' (string), (metadata->>'k')::numeric type (number),
- * or a column mapped with field.  NULL when it is none of these.
+ * or a column mapped with field.  NULL when it is none of these, or when
+ * no filter can name the key (filter_key).
  */
 static char *
 metadata_key(Node *n, RelOptInfo *baserel, VectorTable *tbl, ValueKind *kind)
@@ -267,7 +287,7 @@ metadata_key(Node *n, RelOptInfo *baserel, VectorTable *tbl, ValueKind *kind)
 		*kind = kind_of_type(tbl->cols[att - 1].typid);
 		if (*kind == VK_NUMBER && !is_numeric_cast_target(getBaseType(tbl->cols[att - 1].typid)))
 			return NULL;
-		return *kind == VK_NONE ? NULL : tbl->cols[att - 1].field;
+		return *kind == VK_NONE ? NULL : filter_key(tbl->cols[att - 1].field);
 	}
 	*kind = VK_STRING;
 	if (IsA(n, CoerceViaIO) && is_numeric_cast_target(((CoerceViaIO *) n)->resulttype))
@@ -284,7 +304,7 @@ metadata_key(Node *n, RelOptInfo *baserel, VectorTable *tbl, ValueKind *kind)
 	k = lsecond(op->args);
 	if (att == 0 || att != tbl->meta_att || !IsA(k, Const) || k->constisnull)
 		return NULL;
-	return TextDatumGetCString(k->constvalue);
+	return filter_key(TextDatumGetCString(k->constvalue));
 }
 
 /*
@@ -1321,13 +1341,9 @@ vectorAddForeignUpdateTargets(PlannerInfo *root, Index rtindex,
 							  RangeTblEntry *target_rte, Relation target_relation)
 {
 	VectorTable *tbl = VectorLoadTable(RelationGetRelid(target_relation), GetUserId());
-	Form_pg_attribute a = TupleDescAttr(RelationGetDescr(target_relation), tbl->id_att - 1);
 
-	add_row_identity_var(root, makeVar(rtindex, tbl->id_att, a->atttypid, a->atttypmod,
-									   a->attcollation, 0), rtindex, "pgpoly_id");
-	if (root->parse->commandType == CMD_DELETE && root->parse->returningList != NIL)
-		add_row_identity_var(root, makeWholeRowVar(target_rte, rtindex, 0, false),
-							 rtindex, "pgpoly_row");
+	PgpolyAddRowIdentity(root, rtindex, target_relation, tbl->id_att, vector_junk[0]);
+	PgpolyAddOldRow(root, rtindex);
 }
 
 /* PlanForeignModify: for UPDATE, the assigned columns. */
@@ -1362,10 +1378,11 @@ static VectorModifyState *
 begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 {
 	VectorModifyState *ms = PgpolyModifyBegin(sizeof(VectorModifyState), &VectorStore,
-											  mtstate, rinfo, fdw_private, vector_junk,
+											  mtstate, rinfo, fdw_private,
 											  500, VectorSendWrites);
 
 	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
+	PgpolyModifyFindJunk(&ms->core, vector_junk, &ms->tbl->id_att);
 	ms->core.written_row = true;
 	PgpolyCheckWrittenFields(ms->tbl->relname, ms->tbl, ms->tbl->natts, column_field,
 							 mtstate->operation, ms->core.assigned);

@@ -375,6 +375,12 @@ filter_conditions(VectorTable *tbl, Jsonb *filter)
 					 errmsg("filter key \"%s\" is not a column of foreign table \"%s\"",
 							key, tbl->relname),
 					 errhint("Without a metadata column, vector_search filters only on the metadata fields the table has as columns.")));
+		if (!VectorFilterableKey(key))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("filter key \"%s\" cannot be searched for: the service reads a key beginning with \"$\" as an operator",
+							key),
+					 errhint("Compare it in the WHERE clause of a k-NN query (ORDER BY embedding <-> query LIMIT k), which evaluates it locally.")));
 		/* a number is compared as a WHERE clause's is (VectorNumberConds) */
 		if (json_is_number(v))
 		{

@@ -74,6 +74,18 @@ EXPLAIN (VERBOSE, COSTS OFF) INSERT INTO ew_v VALUES ('a', '{1,2}', 'd') ON CONF
 EXPLAIN (VERBOSE, COSTS OFF) UPDATE ew_v SET document = 'e' WHERE id = 'a';
 EXPLAIN (VERBOSE, COSTS OFF) DELETE FROM ew_v WHERE id = 'a';
 
+-- a stored generated column is written with the column it is computed
+-- from: the Redis Write line names it too (it named the assigned columns
+-- only), and the hash gets both
+CREATE FOREIGN TABLE ew_g (id text OPTIONS (key 'true'), c int,
+    g int GENERATED ALWAYS AS (c * 2) STORED, d int)
+  SERVER ew_redis OPTIONS (key_prefix 'regress_ew:g:');
+EXPLAIN (VERBOSE, COSTS OFF) UPDATE ew_g SET c = 5 WHERE id = 'x';
+INSERT INTO ew_g (id, c, d) VALUES ('x', 1, 0);
+UPDATE ew_g SET c = 5 WHERE id = 'x';
+\! redis-cli -p $REDIS_PORT hmget regress_ew:g:x c g d
+DELETE FROM ew_g;
+
 -- Clean up
 SELECT pgpoly.elastic_request('ew_es', 'DELETE', '/regress_ew') ->> 'acknowledged' AS dropped;
 DROP SERVER ew_redis, ew_es, ew_vec CASCADE;

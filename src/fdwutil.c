@@ -24,13 +24,16 @@
 #include "access/sysattr.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "foreign/foreign.h"
 #include "miscadmin.h"
 #include "nodes/execnodes.h"
+#include "nodes/makefuncs.h"
 #include "nodes/pathnodes.h"
 #include "nodes/primnodes.h"
+#include "optimizer/appendinfo.h"
 #include "optimizer/inherit.h"
 #include "optimizer/optimizer.h"
 #include "optimizer/clauses.h"
@@ -465,6 +468,52 @@ PgpolyPlanModifiesTwice(PlannerInfo *root, Oid relid)
 			nodes++;
 	}
 	return nodes > 1;
+}
+
+/*
+ * The name of the junk column carrying row-identity column att of rel
+ * (base: "pgpoly_key", "pgpoly_id" ...).  An UPDATE or DELETE through an
+ * inheritance or partitioned parent gathers the row-identity columns of
+ * all its children into one plan, and PostgreSQL lets one name stand for
+ * one column definition only (add_row_identity_var: same attnum, type,
+ * typmod and collation); so the name says which, and children keyed alike
+ * share a column while a child whose key sits elsewhere (a dropped column
+ * before it, another key column) gets its own.
+ */
+char *
+PgpolyJunkName(const char *base, TupleDesc desc, AttrNumber att)
+{
+	Form_pg_attribute a = TupleDescAttr(desc, att - 1);
+
+	return psprintf("%s_%d_%u_%d_%u", base, att, a->atttypid, a->atttypmod,
+					a->attcollation);
+}
+
+/* AddForeignUpdateTargets: carry row-identity column att of rel (see PgpolyJunkName). */
+void
+PgpolyAddRowIdentity(PlannerInfo *root, Index rtindex, Relation rel, AttrNumber att,
+					 const char *base)
+{
+	Form_pg_attribute a = TupleDescAttr(RelationGetDescr(rel), att - 1);
+
+	add_row_identity_var(root, makeVar(rtindex, att, a->atttypid, a->atttypmod,
+									   a->attcollation, 0),
+						 rtindex, PgpolyJunkName(base, RelationGetDescr(rel), att));
+}
+
+/*
+ * AddForeignUpdateTargets of a DELETE ... RETURNING: carry the whole old
+ * row, as PostgreSQL's own "wholerow" junk column (a RECORD Var, which the
+ * children of a parent share; a Var of the table's row type would be
+ * another column definition per child).
+ */
+void
+PgpolyAddOldRow(PlannerInfo *root, Index rtindex)
+{
+	if (root->parse->commandType == CMD_DELETE && root->parse->returningList != NIL)
+		add_row_identity_var(root, makeVar(rtindex, InvalidAttrNumber, RECORDOID, -1,
+										   InvalidOid, 0),
+							 rtindex, "wholerow");
 }
 
 /*

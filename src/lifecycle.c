@@ -397,15 +397,23 @@ table_batch_size(List *options, int dflt)
 	return (int) PgpolyGetIntOption(options, "batch_size", dflt);
 }
 
-/* Find the store's junk columns (and the whole old row) in tlist. */
-static void
-find_junk(PgpolyModifyState *ms, List *tlist, const char *const *junk)
+/*
+ * Once the store has loaded its table: find its row-identity columns in
+ * the plan's rows, junk column i carrying column atts[i] (0: none) under
+ * the name PgpolyAddRowIdentity gave it from names[i] (a NULL-terminated
+ * list).  Nothing for an INSERT, COPY or tuple routing.
+ */
+void
+PgpolyModifyFindJunk(PgpolyModifyState *ms, const char *const *names,
+					 const AttrNumber *atts)
 {
-	for (int i = 0; junk && junk[i] && i < PGPOLY_MAX_JUNK; i++)
-		ms->junk[i] = ExecFindJunkAttributeInTlist(tlist, junk[i]);
-	ms->junk_row = ExecFindJunkAttributeInTlist(tlist, "pgpoly_row");
-	if (ms->junk_row == InvalidAttrNumber)
-		ms->junk_row = ExecFindJunkAttributeInTlist(tlist, "wholerow");
+	TupleDesc	desc = RelationGetDescr(ms->rinfo->ri_RelationDesc);
+
+	for (int i = 0; ms->plan_tlist && names[i] && i < PGPOLY_MAX_JUNK; i++)
+		if (atts[i] != InvalidAttrNumber)
+			ms->junk[i] = ExecFindJunkAttributeInTlist(ms->plan_tlist,
+													   PgpolyJunkName(names[i], desc,
+																	  atts[i]));
 }
 
 /*
@@ -487,14 +495,14 @@ share_met(PgpolyModifyState *ms, EState *estate)
 /*
  * BeginForeignModify (fdw_private from PlanForeignModify) and
  * BeginForeignInsert (COPY FROM, tuple routing: fdw_private NIL) for every
- * store: modify_begin, then ON CONFLICT DO NOTHING, the assigned columns,
- * and the junk columns named in junk (a NULL-terminated list; found as
- * ms->junk[i]).  Sets rinfo->ri_FdwState and returns it.
+ * store: modify_begin, then ON CONFLICT DO NOTHING, the assigned columns
+ * and the plan's rows (the store then finds its junk columns there:
+ * PgpolyModifyFindJunk).  Sets rinfo->ri_FdwState and returns it.
  */
 void *
 PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate,
-				  ResultRelInfo *rinfo, List *fdw_private, const char *const *junk,
-				  int default_batch_size, PgpolySendWrites send)
+				  ResultRelInfo *rinfo, List *fdw_private, int default_batch_size,
+				  PgpolySendWrites send)
 {
 	EState	   *estate = mtstate->ps.state;
 	ModifyTable *plan = (ModifyTable *) mtstate->ps.plan;
@@ -516,13 +524,14 @@ PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate
 			ms->assigned = bms_add_member(ms->assigned, lfirst_int(lc));
 		ms->updated = ms->assigned;
 		ms->joined = list_length(fdw_private) > 1 && intVal(lsecond(fdw_private)) != 0;
-		find_junk(ms, outerPlanState(mtstate)->plan->targetlist, junk);
+		ms->plan_tlist = outerPlanState(mtstate)->plan->targetlist;
+		/* the whole old row (PgpolyAddOldRow; PostgreSQL's for UPDATE) */
+		ms->junk_row = ExecFindJunkAttributeInTlist(ms->plan_tlist, "wholerow");
 		if (mtstate->operation != CMD_INSERT)
 			share_met(ms, estate);
 		if (mtstate->operation == CMD_UPDATE && rinfo->ri_TrigDesc &&
 			rinfo->ri_TrigDesc->trig_update_before_row)
-			ms->old_row = ExecFindJunkAttributeInTlist(outerPlanState(mtstate)->plan->targetlist,
-													   "wholerow");
+			ms->old_row = ms->junk_row;
 	}
 	MemoryContextSwitchTo(old);
 	return ms;

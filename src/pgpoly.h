@@ -151,6 +151,10 @@ extern struct ForeignPath *PgpolyForeignUpperPath(struct PlannerInfo *root,
 												  Cost total, List *pathkeys,
 												  List *fdw_private);
 extern void PgpolyReplanReaders(Oid relid);
+extern char *PgpolyJunkName(const char *base, struct TupleDescData *desc, AttrNumber att);
+extern void PgpolyAddRowIdentity(struct PlannerInfo *root, Index rtindex, Relation rel,
+								 AttrNumber att, const char *base);
+extern void PgpolyAddOldRow(struct PlannerInfo *root, Index rtindex);
 extern void PgpolyStoreOldRow(struct TupleTableSlot *slot,
 							  struct TupleTableSlot *planSlot,
 							  AttrNumber junk, Relation rel);
@@ -644,6 +648,7 @@ typedef struct PgpolyModifyState
 	AttrNumber	junk[PGPOLY_MAX_JUNK];	/* the store's identity columns in
 										 * the plan's rows (0: absent) */
 	AttrNumber	junk_row;		/* the whole old row, or 0 */
+	List	   *plan_tlist;		/* UPDATE, DELETE: the plan's rows' columns */
 	struct ResultRelInfo *rinfo;	/* the table's, for its partition bounds */
 	bool		joined;			/* UPDATE ... FROM, DELETE ... USING: a row
 								 * may come up more than once */
@@ -658,8 +663,9 @@ typedef struct PgpolyModifyState
 extern void *PgpolyModifyBegin(Size size, const PgpolyStore *store,
 							   struct ModifyTableState *mtstate,
 							   struct ResultRelInfo *rinfo, List *fdw_private,
-							   const char *const *junk, int default_batch_size,
-							   PgpolySendWrites send);
+							   int default_batch_size, PgpolySendWrites send);
+extern void PgpolyModifyFindJunk(PgpolyModifyState *ms, const char *const *names,
+								 const AttrNumber *atts);
 extern void *PgpolyDirectModifyBegin(Size size, const PgpolyStore *store,
 									 struct EState *estate,
 									 struct ResultRelInfo *rinfo,
