@@ -27,7 +27,9 @@
  * indexes JSON nulls as a value (comparisons are rechecked locally, IS NULL
  * and sorts stay local), a copy_to target, runtime field or field with
  * ignore_malformed (its _source may hold values it did not index) is never
- * compared (ElasticFieldType).
+ * compared (ElasticFieldType).  A field whose name holds '*' is never
+ * compared: exists queries and sorts expand such a name as a pattern
+ * (`a*` would also find documents with only `ab`).
  * Text ranges and sorts (UTF-8 byte order in Lucene) are pushed only under
  * the C collation, and only in a database whose encoding's byte order is
  * the code point order (PgpolyStoreOrderIsByteOrder: UTF8, SQL_ASCII,
@@ -189,6 +191,9 @@ compare_field(ElasticTable *tbl, AttrNumber att, Oid collation, bool ranged,
 	ElasticFieldFacts facts;
 
 	if (col->role != ECOL_FIELD || col->is_array || !pushable_type(col->typid))
+		return false;
+	/* exists (and sort) read a field name with '*' as a pattern of names */
+	if (strchr(col->field, '*') != NULL)
 		return false;
 	if (is_text_type(col->typid) && !deterministic(collation))
 		return false;

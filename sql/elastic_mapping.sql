@@ -306,6 +306,23 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM emi WHERE i > 0 AND d IS NULL AND s
 EXPLAIN (VERBOSE, COSTS OFF) SELECT _id FROM emij WHERE i > 0 AND s > 5 AND k = 'a';
 SELECT pgpoly.elastic_request('em_es', 'DELETE', '/regress_emi,regress_emj')->>'acknowledged' AS dropped;
 
+-- A field name holding '*': Elasticsearch resolves the field of an exists
+-- query and of a sort as a pattern of field names, so `exists a*` would also
+-- find a document holding only `ab`.  No clause on such a column is sent:
+-- the filters and the sort stay local.
+SELECT pgpoly.elastic_request('em_es', 'PUT', '/regress_ems', '{"mappings": {
+    "properties": {"a*": {"type": "keyword"}, "ab": {"type": "keyword"}}}}')->>'acknowledged' AS created;
+CREATE FOREIGN TABLE ems (_id text, star text OPTIONS (field 'a*'), ab text)
+  SERVER em_es OPTIONS (index 'regress_ems', refresh 'true');
+INSERT INTO ems VALUES ('1', 'x', NULL), ('2', NULL, 'y'), ('3', NULL, NULL);
+EXPLAIN (VERBOSE, COSTS OFF)
+SELECT _id FROM ems WHERE star IS NOT NULL AND ab IS NULL AND star <> 'z' ORDER BY star COLLATE "C";
+SELECT _id FROM ems WHERE star IS NOT NULL ORDER BY _id;
+SELECT _id FROM ems WHERE star IS NULL ORDER BY _id;
+SELECT _id FROM ems WHERE star = 'x' OR ab = 'y' ORDER BY _id;
+DROP FOREIGN TABLE ems;
+SELECT pgpoly.elastic_request('em_es', 'DELETE', '/regress_ems')->>'acknowledged' AS dropped;
+
 DEALLOCATE ALL;
 DROP FUNCTION em_diff(text, text);
 DROP TABLE em_queries, em_native, em_live_native, emf_native, emi_native, emij_native;
