@@ -1003,6 +1003,12 @@ BEGIN
 	END IF;
 	SELECT * INTO s FROM pgpoly._feature_view_storage x WHERE x.view_name = f.name;
 	DELETE FROM pgpoly.feature_views x WHERE x.name = f.name;
+	-- ON DELETE CASCADE removed the storage row, unless it did not fire: it
+	-- is a trigger, and a session with session_replication_role = replica
+	-- fires none (only then is DELETE on the storage table needed)
+	IF EXISTS (SELECT FROM pgpoly._feature_view_storage x WHERE x.view_name = f.name) THEN
+		DELETE FROM pgpoly._feature_view_storage x WHERE x.view_name = f.name;
+	END IF;
 	IF s.serving_created AND s.serving_table IS NOT DISTINCT FROM
 			to_regclass(format('pgpoly.%I', f.name || '_serving')) THEN
 		EXECUTE format('DROP FOREIGN TABLE %s', s.serving_table);

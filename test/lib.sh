@@ -23,9 +23,10 @@
 # Debian packages the harness needs; later areas append (e.g. nodejs npm).
 # gdb: test_prediction_partitions stops a backend at a chosen point.
 # python3-psycopg2 python3-sqlalchemy: test_real_drivers runs the drivers.
+# python3-yaml: test_explain_formats parses YAML plans.
 PGPOLY_PACKAGES="postgresql-15 postgresql-server-dev-15 libhiredis-dev \
 libcurl4-openssl-dev libjansson-dev redis-server libipc-run-perl python3 \
-make gcc pkg-config locales gdb python3-psycopg2 python3-sqlalchemy"
+make gcc pkg-config locales gdb python3-psycopg2 python3-sqlalchemy python3-yaml"
 
 PGPOLY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PGPOLY_TIMEOUT_SCALE="${PGPOLY_TIMEOUT_SCALE:-1}"

@@ -64,7 +64,7 @@ DURATIONS = {
     "test_redis_sentinel": 27, "test_redis_watch": 24, "test_features_differential": 22,
     "test_dml_differential": 19, "test_dml_differential_lists": 19,
     "test_features_concurrent": 19, "test_redis_reconnect": 19,
-    "test_executor_features": 16, "test_sync_backfill_restart": 16,
+    "test_executor_features": 16, "test_sync_backfill_restart": 16, "test_explain_formats": 15,
     "test_sync_outage": 15, "test_sql_surface_fuzz": 14, "test_sync_template_copy": 14,
     "test_jepsen_invariants": 13, "test_redis_cluster": 13, "test_sync_crash": 13,
     "test_sync_outbox": 12, "test_elastic_paging": 11, "test_search_runs_reference": 11,
