@@ -658,6 +658,8 @@ typedef struct PgpolyModifyState
 	MemoryContext row_cxt;		/* one row's (or batch's) temporary data */
 	bool		written_row;	/* every INSERT and UPDATE row goes through
 								 * PgpolyReturnWrittenRow (set by the store) */
+	struct PgpolyModifyState *routed;	/* UPDATE: the INSERT of the rows
+										 * it moves into this partition */
 } PgpolyModifyState;
 
 extern void *PgpolyModifyBegin(Size size, const PgpolyStore *store,
