@@ -11,6 +11,7 @@
 -- alike.
 --
 \getenv redis_port REDIS_PORT
+\getenv es_url ES_URL
 \! redis-cli -p $REDIS_PORT --scan --pattern 'regress_fcm*' | xargs -r redis-cli -p $REDIS_PORT del > /dev/null
 
 CREATE SERVER fcm_redis FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
@@ -55,3 +56,31 @@ SELECT part, k, v FROM fcm_rows ORDER BY k;
 \! redis-cli -p $REDIS_PORT --scan --pattern 'regress_fcm*' | xargs -r redis-cli -p $REDIS_PORT del > /dev/null
 DROP TABLE fcm, fcmn CASCADE;
 DROP SERVER fcm_redis CASCADE;
+
+-- An Elasticsearch partition, the parent partitioned on _id: the UPDATE
+-- that moves a row into it assigns _id to every row, those of the
+-- partition too, each its own _id (was refused as a change of _id, 0A000)
+CREATE SERVER fcm_es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url :'es_url');
+SELECT pgpoly.elastic_request('fcm_es', 'DELETE', '/regress_fcm*') IS NOT NULL AS cleaned;
+CREATE TABLE fce (_id text, v int) PARTITION BY LIST (_id);
+CREATE TABLE fce_a PARTITION OF fce FOR VALUES IN ('a1', 'a2');
+CREATE FOREIGN TABLE fce_e PARTITION OF fce FOR VALUES IN ('e1', 'e2', 'e3', 'e4')
+  SERVER fcm_es OPTIONS (index 'regress_fcm_e', refresh 'true');
+CREATE TABLE fcen (_id text, v int) PARTITION BY LIST (_id);
+CREATE TABLE fcen_a PARTITION OF fcen FOR VALUES IN ('a1', 'a2');
+CREATE TABLE fcen_e PARTITION OF fcen FOR VALUES IN ('e1', 'e2', 'e3', 'e4');
+CREATE VIEW fce_rows AS SELECT right(tableoid::regclass::text, 1) AS part, _id, v FROM fce;
+CREATE VIEW fcen_rows AS SELECT right(tableoid::regclass::text, 1) AS part, _id, v FROM fcen;
+INSERT INTO fce VALUES ('a1', 1), ('a2', 2), ('e1', 3), ('e2', 4);
+INSERT INTO fcen VALUES ('a1', 1), ('a2', 2), ('e1', 3), ('e2', 4);
+UPDATE fce SET v = v + 10, _id = CASE _id WHEN 'a1' THEN 'e3' ELSE _id END;
+UPDATE fcen SET v = v + 10, _id = CASE _id WHEN 'a1' THEN 'e3' ELSE _id END;
+SELECT count(*) AS differences FROM ((TABLE fce_rows EXCEPT ALL TABLE fcen_rows)
+                                     UNION ALL (TABLE fcen_rows EXCEPT ALL TABLE fce_rows)) d;
+SELECT part, _id, v FROM fce_rows ORDER BY _id;
+-- straight on the partition: its own _id again is no change, another one is
+UPDATE fce_e SET _id = _id, v = v + 1 WHERE _id = 'e1' RETURNING *;
+UPDATE fce_e SET _id = 'e4' WHERE _id = 'e2';
+DROP TABLE fce, fcen CASCADE;
+SELECT pgpoly.elastic_request('fcm_es', 'DELETE', '/regress_fcm*') IS NOT NULL AS cleaned;
+DROP SERVER fcm_es CASCADE;
