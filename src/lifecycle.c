@@ -502,10 +502,11 @@ share_met(PgpolyModifyState *ms, EState *estate)
  * it updates too: PostgreSQL routes the row to the partition's own
  * ResultRelInfo, whose state stays the UPDATE's (its rows still to come
  * need their junk columns, its scan the state) and holds the INSERT's as
- * routed (PgpolyExecInsert; PgpolyModifyEnd ends both).  The rows moved in
- * are sent at the end only: the partition's scan, which may not have read
- * yet, must not meet them (it would update them again, where PostgreSQL's
- * scan of a native partition does not see the rows its statement adds).
+ * routed (PgpolyExecInsert; PgpolyModifyEnd ends both).  In immediate
+ * mode the rows moved in are sent at the end only: the partition's scan,
+ * which may not have read yet, must not meet them (it would update them
+ * again, where PostgreSQL's scan of a native partition does not see the
+ * rows its statement adds).
  */
 void *
 PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate,
@@ -523,7 +524,7 @@ PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate
 	if (updating != NULL)
 	{
 		updating->routed = ms;
-		ms->writer.held = true;
+		ms->writer.held = !ms->transactional;
 		rinfo->ri_FdwState = updating;
 	}
 	if (plan != NULL && IsA(plan, ModifyTable))
