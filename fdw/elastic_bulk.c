@@ -691,15 +691,19 @@ written_fields(ElasticTable *tbl, bool *nulls, Bitmapset *updated)
 /*
  * The write of an UPDATE of document id to the new row values/nulls
  * (updated: the assigned attnums).  A new _source replaces the document
- * (with the fields assigned beside it).
+ * (with the fields assigned beside it).  An _id assigned its own value is
+ * no change (an UPDATE through a partitioned table that moves other rows
+ * into the partition assigns it to every row).
  */
 ElasticWrite *
 ElasticUpdateWrite(ElasticTable *tbl, const char *id, Datum *values,
 				   bool *nulls, Bitmapset *updated)
 {
 	ElasticWrite *w = palloc0(sizeof(ElasticWrite));
+	char	   *new_id = row_id(tbl, values, nulls);
 
-	if (tbl->id_att && bms_is_member(tbl->id_att, updated))
+	if (tbl->id_att && bms_is_member(tbl->id_att, updated) &&
+		(new_id == NULL || strcmp(new_id, id) != 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot change the _id of a document in foreign table \"%s\"",

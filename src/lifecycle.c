@@ -497,7 +497,16 @@ share_met(PgpolyModifyState *ms, EState *estate)
  * BeginForeignInsert (COPY FROM, tuple routing: fdw_private NIL) for every
  * store: modify_begin, then ON CONFLICT DO NOTHING, the assigned columns
  * and the plan's rows (the store then finds its junk columns there:
- * PgpolyModifyFindJunk).  Sets rinfo->ri_FdwState and returns it.
+ * PgpolyModifyFindJunk).  Sets rinfo->ri_FdwState and returns it; except
+ * where an UPDATE through a partitioned table moves a row into a partition
+ * it updates too: PostgreSQL routes the row to the partition's own
+ * ResultRelInfo, whose state stays the UPDATE's (its rows still to come
+ * need their junk columns, its scan the state) and holds the INSERT's as
+ * routed (PgpolyExecInsert; PgpolyModifyEnd ends both).  In immediate
+ * mode the rows moved in are sent at the end only: the partition's scan,
+ * which may not have read yet, must not meet them (it would update them
+ * again, where PostgreSQL's scan of a native partition does not see the
+ * rows its statement adds).
  */
 void *
 PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate,
@@ -506,11 +515,18 @@ PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate
 {
 	EState	   *estate = mtstate->ps.state;
 	ModifyTable *plan = (ModifyTable *) mtstate->ps.plan;
+	PgpolyModifyState *updating = fdw_private == NIL ? rinfo->ri_FdwState : NULL;
 	PgpolyModifyState *ms = modify_begin(size, store, estate, rinfo,
 										 default_batch_size, send);
 	MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
 	ListCell   *lc;
 
+	if (updating != NULL)
+	{
+		updating->routed = ms;
+		ms->writer.held = !ms->transactional;
+		rinfo->ri_FdwState = updating;
+	}
 	if (plan != NULL && IsA(plan, ModifyTable))
 	{
 		PgpolyPlanOnConflict(plan, ms->relid);
@@ -868,12 +884,17 @@ PgpolyModifyUpdatedColumns(PgpolyModifyState *ms, TupleTableSlot *slot,
 	}
 }
 
-/* EndForeignModify / EndForeignInsert: send what immediate mode holds. */
+/*
+ * EndForeignModify / EndForeignInsert: send what immediate mode holds, the
+ * rows an UPDATE moved into the table too (PgpolyModifyBegin).
+ */
 void
 PgpolyModifyEnd(PgpolyModifyState *ms)
 {
 	if (ms != NULL)
 		PgpolyWriterFlush(&ms->writer);
+	if (ms != NULL && ms->routed != NULL)
+		PgpolyWriterFlush(&ms->routed->writer);
 }
 
 /*
@@ -885,8 +906,12 @@ TupleTableSlot *
 PgpolyExecInsert(PgpolyModifyState *ms, EState *estate, TupleTableSlot *slot,
 				 PgpolyInsertRows insert_rows)
 {
-	MemoryContext old = PgpolyModifyRow(ms);
+	MemoryContext old;
 	bool		inserted;
+
+	if (ms->routed != NULL)		/* a row an UPDATE moves in */
+		ms = ms->routed;
+	old = PgpolyModifyRow(ms);
 
 	PgpolyModifyCheckRow(ms, estate, slot, CMD_INSERT);
 	insert_rows(ms, estate, &slot, 1, &inserted);
@@ -907,9 +932,14 @@ PgpolyExecBatchInsert(PgpolyModifyState *ms, EState *estate,
 					  TupleTableSlot **slots, int *numSlots,
 					  PgpolyInsertRows insert_rows)
 {
-	MemoryContext old = PgpolyModifyRow(ms);
-	bool	   *inserted = palloc(sizeof(bool) * Max(*numSlots, 1));
+	MemoryContext old;
+	bool	   *inserted;
 	TupleTableSlot **result = slots;
+
+	if (ms->routed != NULL)		/* rows an UPDATE moves in */
+		ms = ms->routed;
+	old = PgpolyModifyRow(ms);
+	inserted = palloc(sizeof(bool) * Max(*numSlots, 1));
 
 	for (int i = 0; i < *numSlots; i++)
 		PgpolyModifyCheckRow(ms, estate, slots[i], CMD_INSERT);

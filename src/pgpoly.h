@@ -477,6 +477,9 @@ typedef struct PgpolyWriter
 	int64		sent;			/* immediate mode: payloads sent by earlier
 								 * flushes of this statement */
 	bool		listed;			/* in the list of unsent batches (xact.c) */
+	bool		held;			/* immediate mode: send at PgpolyModifyEnd only
+								 * (PgpolyModifyBegin: rows an UPDATE moves
+								 * into a partition it updates) */
 	SubTransactionId subid;		/* the subtransaction that listed it */
 	dlist_node	unsent_node;	/* its place there */
 	MemoryContextCallback forget;	/* unlists it when batch_cxt goes */
@@ -658,6 +661,8 @@ typedef struct PgpolyModifyState
 	MemoryContext row_cxt;		/* one row's (or batch's) temporary data */
 	bool		written_row;	/* every INSERT and UPDATE row goes through
 								 * PgpolyReturnWrittenRow (set by the store) */
+	struct PgpolyModifyState *routed;	/* UPDATE: the INSERT of the rows
+										 * it moves into this partition */
 } PgpolyModifyState;
 
 extern void *PgpolyModifyBegin(Size size, const PgpolyStore *store,

@@ -515,6 +515,8 @@ void
 PgpolyWriterEndRow(PgpolyWriter *w)
 {
 	w->in_row = false;
+	if (w->held)
+		return;
 	if (list_length(w->pending) >= w->batch_size)
 		PgpolyWriterFlush(w);
 	else if (w->pending != NIL)
