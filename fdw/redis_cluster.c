@@ -1179,6 +1179,33 @@ speaks_resp(PgpolyConnection *conn, RedisHandle *h, RedisNode *s, char **error)
 }
 
 /*
+ * Ask sentinel node s (of no handle: freed here, ERROR or not) the
+ * question in argv (3 words): its reply, or NULL with *error set.
+ * (Not inlined: the PG_TRY would see its caller's locals clobbered.)
+ */
+static pg_noinline redisReply *
+ask_sentinel(PgpolyConnection *conn, RedisHandle *h, RedisNode *s,
+			 const char **argv, char **error)
+{
+	redisReply *volatile r = NULL;
+
+	PG_TRY();
+	{
+		if (RedisNodeOpen(conn, h, s, false, error) &&
+			(!h->probe || speaks_resp(conn, h, s, error)))
+			r = RedisNodeCall(conn, h, s, 3, argv, error);
+	}
+	PG_CATCH();
+	{
+		RedisNodeFree(h, s);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	RedisNodeFree(h, s);		/* its reader's buffer is the handle's memory */
+	return r;
+}
+
+/*
  * Ask the sentinels, in order, for the address of master; the first that
  * names it wins.  false (what each said appended to errors) if none does.
  */
@@ -1193,13 +1220,9 @@ ask_sentinels(PgpolyConnection *conn, RedisHandle *h, RedisTopology *topo,
 	{
 		RedisAddr  *a = lfirst(lc);
 		RedisNode  *s = sentinel_node(a);
-		redisReply *r = NULL;
 		char	   *error = NULL;
+		redisReply *r = ask_sentinel(conn, h, s, argv, &error);
 
-		if (RedisNodeOpen(conn, h, s, false, &error) &&
-			(!h->probe || speaks_resp(conn, h, s, &error)))
-			r = RedisNodeCall(conn, h, s, 3, argv, &error);
-		RedisNodeFree(h, s);	/* its reader's buffer is the handle's memory */
 		if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 			(primary->host = reply_text(r->element[0])) != NULL &&
 			(primary->port = reply_port(r->element[1])) > 0)

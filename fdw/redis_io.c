@@ -934,7 +934,18 @@ RedisNodeOpen(PgpolyConnection *conn, RedisHandle *h, RedisNode *node,
 		redisFree(ctx);
 		return false;
 	}
-	if ((*error = finish_connect(conn, ctx)) != NULL)
+	/* A cancel while the connect waits must not leak ctx and its socket. */
+	PG_TRY();
+	{
+		*error = finish_connect(conn, ctx);
+	}
+	PG_CATCH();
+	{
+		redisFree(ctx);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (*error != NULL)
 	{
 		redisFree(ctx);
 		return false;

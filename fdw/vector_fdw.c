@@ -1555,9 +1555,11 @@ new_metadata(VectorTable *tbl, Datum *values, bool *nulls, Bitmapset *updated)
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 					 errmsg("value of column \"%s\" cannot be stored as metadata", tbl->cols[i].name)));
+		/* Owned before check_metadata_key() can raise its ERROR. */
+		PgpolyJsonOwn(v);
 		if (both)
 			check_metadata_key(tbl, obj, values[tbl->meta_att - 1], i, v);
-		json_object_set_new(obj, tbl->cols[i].field, v);
+		json_object_set(obj, tbl->cols[i].field, v);
 	}
 	json_object_foreach(obj, key, v)
 		if (json_is_object(v) || json_is_array(v))

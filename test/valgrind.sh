@@ -12,10 +12,16 @@
 # directory (nothing in the system's apt configuration changes, nothing is
 # committed).  test/valgrind-stripped.supp adds the few of its suppressions
 # that name static functions, which Debian's stripped binaries hide, keyed
-# on an exported caller.  Time limits are stretched by PGPOLY_TIMEOUT_SCALE
+# on an exported caller, and the definite leaks every PostgreSQL process has
+# at exit (none of them pgpoly's).  Time limits are stretched by PGPOLY_TIMEOUT_SCALE
 # (default 20).  The fault tests run one at a time (PGPOLY_TEST_JOBS,
 # default 1 here, 2 in `make test`): backends under valgrind are CPU-bound,
 # so a second test at a time would only slow both.
+#
+# Definite leaks are reported at each process's exit (leak errors): pgpoly's
+# library objects (hiredis contexts, jansson values, curl handles) are
+# malloc'd outside PostgreSQL's memory contexts, so one lost on an ERROR path
+# shows only there.
 #
 # Exit status: 1 if any valgrind error report has a pgpoly frame (pgpoly.so,
 # or hiredis, curl or jansson called from it) or the suite failed; the other
@@ -99,7 +105,8 @@ write_wrapper() {
 		#!/bin/sh
 		# pg_ctl runs this instead of postgres (make valgrind).
 		exec valgrind --quiet --tool=memcheck --trace-children=yes \\
-		    --leak-check=no --track-origins=yes --read-var-info=no \\
+		    --leak-check=full --show-leak-kinds=definite \\
+		    --errors-for-leak-kinds=definite --track-origins=yes --read-var-info=no \\
 		    --num-callers=40 --error-markers=VALGRINDERROR-BEGIN,VALGRINDERROR-END \\
 		    --suppressions=$LOGS/valgrind.supp \\
 		    --suppressions=$LOGS/valgrind-stripped.supp --gen-suppressions=all \\

@@ -110,11 +110,16 @@ class Cluster:
                 "PGUSER": "postgres", "PGDATABASE": "postgres"}
 
     def start(self, options=None):
-        """Start the cluster and wait until it accepts connections."""
-        args = ["pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60"]
+        """Start the cluster and wait until it accepts connections: through
+        PGPOLY_PG_WRAPPER when set, as the harness's server (`make valgrind`
+        runs this cluster's backends and sync worker under valgrind too)."""
+        args = ["pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t",
+                str(int(60 * pgtest.SCALE))]
+        if os.environ.get("PGPOLY_PG_WRAPPER"):
+            args += ["-p", os.environ["PGPOLY_PG_WRAPPER"]]
         if options:
             args += ["-o", options]
-        self._as_user(args + ["start"])
+        self._as_user(args + ["start"], timeout=int(60 * pgtest.SCALE) + 60)
         pgtest.register_pid(self.postmaster_pid(), "postgres-" + os.path.basename(self.dir))
 
     def stop(self, mode="fast", timeout=60):
