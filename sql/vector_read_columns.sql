@@ -77,6 +77,8 @@ SELECT t FROM vrc_t t WHERE id = 'bad';
 SELECT row_to_json(t) FROM vrc_t t WHERE id = 'big';
 SELECT id, n FROM vrc_t ORDER BY embedding <-> '{1,1}' LIMIT 1;
 SELECT count(n) FROM vrc_t;
+-- (a k-NN query of the whole row is sorted locally: every record's row)
+SELECT t FROM vrc_t t ORDER BY embedding <-> '{0,1}' LIMIT 1;
 
 -- Prepared statements under a generic plan, read by parameter (rescans).
 SET plan_cache_mode = force_generic_plan;
