@@ -362,7 +362,8 @@ extern VectorRow *VectorScanNext(VectorScan *scan);
 extern bool VectorScanWasLocal(VectorScan *scan);
 extern int	VectorScanRequests(VectorScan *scan);
 extern void VectorRowToValues(VectorTable *tbl, VectorRow *row,
-							  bool metadata_fetched, Datum *values, bool *nulls);
+							  bool metadata_fetched, const bool *read,
+							  Datum *values, bool *nulls);
 extern Datum VectorMetadataFieldValue(VectorColumn *col, Datum doc, bool *isnull);
 
 #endif							/* PGPOLY_VECTOR_H */

@@ -111,8 +111,10 @@ enum VectorPrivate
 	VPRIV_NOTE,					/* String: why k-NN is local, "" if n/a */
 	VPRIV_SCAN_MAP,				/* List of Integer: scan tuple column -> attno
 								 * (0: the ORDER BY distance); NIL: base */
-	VPRIV_DISTANCE				/* Integer: the collection's distance the
+	VPRIV_DISTANCE,				/* Integer: the collection's distance the
 								 * k-NN decision relied on, -1: none */
+	VPRIV_READ					/* List of Integer: the attnos the query
+								 * reads, the only columns converted */
 };
 
 /* A translated condition, at plan time. */
@@ -163,6 +165,7 @@ typedef struct VectorScanState
 	List	   *scan_map;
 	VectorScanSpec spec;
 	VectorScan *scan;
+	bool	   *read;			/* by attnum - 1: the query reads it */
 	int			requests;		/* of finished scans (rescans) */
 	bool		ran_local;
 	Datum	   *values;			/* full-width row */
@@ -495,6 +498,24 @@ include_for(VectorTable *tbl, Bitmapset *attrs)
 		}
 	}
 	return inc;
+}
+
+/*
+ * The attnos of the columns in attrs (pull_varattnos form), every column
+ * for a whole-row reference: the only columns a scan converts, so that a
+ * record holding a value its column's type refuses fails only the queries
+ * that read that column (as elastic_fdw.c reads only attrs_used).
+ */
+static List *
+read_columns(VectorTable *tbl, Bitmapset *attrs)
+{
+	List	   *read = NIL;
+
+	for (AttrNumber att = 1; att <= tbl->natts; att++)
+		if (bms_is_member(att - FirstLowInvalidHeapAttributeNumber, attrs) ||
+			bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs))
+			read = lappend_int(read, att);
+	return read;
 }
 
 /* ----------------------------------------------------------------
@@ -847,14 +868,12 @@ plan_exprs(VectorRelInfo *ri, List **kinds, List **keys, List **ops)
 /*
  * The scan tuple of a k-NN plan: the ORDER BY expression (filled with the
  * distance) and the base columns the final target needs.  *map gets the
- * attno of each entry (0 for the distance).
+ * attno of each entry (0 for the distance), *attrs those columns.
  */
 static List *
-knn_scan_tlist(List *tlist, Expr *knn_expr, List **map, int *include,
-			   VectorTable *tbl)
+knn_scan_tlist(List *tlist, Expr *knn_expr, List **map, Bitmapset **attrs)
 {
 	List	   *scan_tlist = list_make1(makeTargetEntry(copyObject(knn_expr), 1, NULL, false));
-	Bitmapset  *attrs = NULL;
 	ListCell   *lc;
 
 	*map = list_make1_int(0);
@@ -875,10 +894,9 @@ knn_scan_tlist(List *tlist, Expr *knn_expr, List **map, int *include,
 								 makeTargetEntry((Expr *) v, list_length(scan_tlist) + 1,
 												 NULL, false));
 			*map = lappend_int(*map, v->varattno);
-			attrs = bms_add_member(attrs, v->varattno - FirstLowInvalidHeapAttributeNumber);
+			*attrs = bms_add_member(*attrs, v->varattno - FirstLowInvalidHeapAttributeNumber);
 		}
 	}
-	*include = include_for(tbl, attrs);
 	return scan_tlist;
 }
 
@@ -899,13 +917,25 @@ vectorGetForeignPlan(PlannerInfo *root, RelOptInfo *foreignrel, Oid foreigntable
 	List	   *exprs = plan_exprs(ri, &kinds, &keys, &ops);
 	int			include = ri->include;
 	char	   *where = explain_where(ri);
+	Bitmapset  *attrs = NULL;
 	List	   *priv;
+	ListCell   *lc;
 
 	if (knn)
 	{
-		scan_tlist = knn_scan_tlist(tlist, ri->knn_expr, &map, &include, ri->tbl);
+		scan_tlist = knn_scan_tlist(tlist, ri->knn_expr, &map, &attrs);
+		include = include_for(ri->tbl, attrs);
 		exprs = lappend(exprs, ri->knn_query);
 		kinds = lappend_int(kinds, VEXPR_QUERY);
+	}
+	else
+	{
+		/* the columns above the scan and in its quals (also join clauses) */
+		pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &attrs);
+		foreach(lc, scan_clauses)
+			pull_varattnos((Node *) ((RestrictInfo *) lfirst(lc))->clause,
+						   baserel->relid, &attrs);
+		include |= include_for(ri->tbl, attrs);
 	}
 	priv = list_make5(kinds, keys, ops, makeInteger(include),
 					  makeInteger(knn ? ri->knn_k : -1));
@@ -916,6 +946,7 @@ vectorGetForeignPlan(PlannerInfo *root, RelOptInfo *foreignrel, Oid foreigntable
 	priv = lappend(priv, makeString(pstrdup(!knn && ri->knn_note ? ri->knn_note : "")));
 	priv = lappend(priv, map);
 	priv = lappend(priv, makeInteger(ri->knn_distance));
+	priv = lappend(priv, read_columns(ri->tbl, attrs));
 	return make_foreignscan(tlist, knn ? NIL : extract_actual_clauses(scan_clauses, false),
 							knn ? 0 : baserel->relid, exprs, priv, scan_tlist, NIL,
 							outer_plan);
@@ -933,6 +964,7 @@ vectorBeginForeignScan(ForeignScanState *node, int eflags)
 	ForeignScan *fs = (ForeignScan *) node->ss.ps.plan;
 	VectorScanState *st = PgpolyScanBegin(sizeof(VectorScanState), &VectorStore,
 										  node, eflags);
+	ListCell   *lc;
 
 	/* SKIP LOCKED is an ERROR at once: nothing is locked to skip */
 	(void) PgpolyScanRowMarked(node->ss.ps.state, PgpolyScanRelid(fs), &VectorStore, NULL);
@@ -951,6 +983,9 @@ vectorBeginForeignScan(ForeignScanState *node, int eflags)
 	st->exprs = ExecInitExprList(fs->fdw_exprs, (PlanState *) node);
 	st->values = palloc(sizeof(Datum) * Max(st->tbl->natts, 1));
 	st->nulls = palloc(sizeof(bool) * Max(st->tbl->natts, 1));
+	st->read = palloc0(sizeof(bool) * Max(st->tbl->natts, 1));
+	foreach(lc, (List *) list_nth(fs->fdw_private, VPRIV_READ))
+		st->read[lfirst_int(lc) - 1] = true;
 }
 
 /* Add the text elements of a text[] datum to the id list. */
@@ -1161,12 +1196,15 @@ build_spec(ForeignScanState *node, VectorScanState *st)
 	spec->where = VectorWhereJson(st->tbl, spec->conds);
 }
 
-/* Store row into the scan slot (full row, or the k-NN scan tuple). */
+/*
+ * Store row into the scan slot (full row, or the k-NN scan tuple).  Only
+ * the columns the plan reads are converted; the others are NULL.
+ */
 static void
 store_row(VectorScanState *st, VectorRow *row, TupleTableSlot *slot)
 {
 	VectorRowToValues(st->tbl, row, (st->spec.include & VINC_METADATA) != 0,
-					  st->values, st->nulls);
+					  st->read, st->values, st->nulls);
 	if (st->scan_map == NIL)
 	{
 		memcpy(slot->tts_values, st->values, sizeof(Datum) * st->tbl->natts);
@@ -1677,7 +1715,7 @@ static void
 written_row(PgpolyModifyState *core, void *write, Datum *values, bool *nulls)
 {
 	VectorRowToValues(((VectorModifyState *) core)->tbl, &((VectorWrite *) write)->row,
-					  true, values, nulls);
+					  true, NULL, values, nulls);
 }
 
 /* Hand a write to the table's writer (the caller ends the row). */

@@ -879,17 +879,31 @@ column_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
 /* Fill values/nulls from row (see VectorRowToValues). */
 static void
 row_values(VectorTable *tbl, VectorRow *row, bool metadata_fetched,
-		   const char **what, Datum *values, bool *nulls)
+		   const bool *read, const char **what, Datum *values, bool *nulls)
 {
 	RowMeta		meta = {(Datum) 0, NIL, metadata_fetched};
+	bool		parsed = false;
 
-	if (row->metadata)
-		meta.doc = PgpolyJsonbFromServerText(row->metadata, strlen(row->metadata),
-										&meta.nuls);
 	for (int i = 0; i < tbl->natts; i++)
 	{
-		what[1] = tbl->cols[i].name ? tbl->cols[i].name : "?";
-		values[i] = column_value(&tbl->cols[i], row, &meta, &nulls[i]);
+		VectorColumn *col = &tbl->cols[i];
+
+		if (read && !read[i])
+		{
+			values[i] = (Datum) 0;
+			nulls[i] = true;
+			continue;
+		}
+		/* the metadata as jsonb, once, if a column read needs it */
+		if (!parsed && row->metadata &&
+			(col->role == VCOL_METADATA || col->role == VCOL_FIELD))
+		{
+			meta.doc = PgpolyJsonbFromServerText(row->metadata, strlen(row->metadata),
+											&meta.nuls);
+			parsed = true;
+		}
+		what[1] = col->name ? col->name : "?";
+		values[i] = column_value(col, row, &meta, &nulls[i]);
 	}
 }
 
@@ -898,10 +912,12 @@ row_values(VectorTable *tbl, VectorRow *row, bool metadata_fetched,
  * fixed settings (convert.c).  metadata_fetched: the scan asked for the
  * records' metadata (VINC_METADATA), so a record without any lacks every
  * key (a field column whose domain refuses NULL is then an ERROR).
+ * read: by attnum - 1, the columns to convert (the others are NULL, so a
+ * value a column the query does not read refuses is no ERROR); NULL: all.
  */
 void
 VectorRowToValues(VectorTable *tbl, VectorRow *row, bool metadata_fetched,
-				  Datum *values, bool *nulls)
+				  const bool *read, Datum *values, bool *nulls)
 {
 	const char *what[3] = {row->id, "metadata", tbl->relname};
 	ErrorContextCallback cb;
@@ -913,7 +929,7 @@ VectorRowToValues(VectorTable *tbl, VectorRow *row, bool metadata_fetched,
 	PgpolyFixedSettingsEnter();
 	PG_TRY();
 	{
-		row_values(tbl, row, metadata_fetched, what, values, nulls);
+		row_values(tbl, row, metadata_fetched, read, what, values, nulls);
 	}
 	PG_FINALLY();
 	{

@@ -23,7 +23,8 @@ bodies pgpoly sent:
     or with points not asked for (a k-NN answer too): HV004;
   * a payload array (matched by a filter on any element): a k-NN answer
     holding such a record is an ERROR, not a row SQL's clause rejects, and
-    a scalar column refuses to read the array (22P02);
+    a scalar column refuses to read the array (22P02), but only when the
+    query reads that column;
   * the memo of the last query vector: a lateral k-NN per outer row over two
     collections of other dimensions, and repeated and alternating vectors,
     each request carrying its own vector and each answer that vector's.
@@ -151,6 +152,24 @@ def test():
     check(rows(sess, "SELECT id FROM t_arr WHERE task = 'text' AND id = '2' "
                      "ORDER BY embedding <-> %s LIMIT 2;" % qtext) == [["2"]],
           "k-NN whose answer satisfies the filter")
+    # Only the columns a query reads are converted: the metadata column, or
+    # the scalar column n, of the record whose task is an array (and the
+    # k-NN answer asks for the payload only when a column needs it).
+    check(rows(sess, "SELECT id, metadata->'task', n FROM t_arr WHERE id = '2';") ==
+          [["2", '"text"', "2"]], "n of a record without arrays")
+    check(rows(sess, "SELECT id, metadata FROM t_arr ORDER BY id;") ==
+          [["1", '{"n": [1, 9], "task": ["vision", "text"]}'],
+           ["2", '{"n": 2, "task": "text"}']], "metadata of a record holding arrays")
+    fx.clear_log()
+    check(rows(sess, "SELECT id FROM t_arr ORDER BY embedding <-> %s LIMIT 2;" % qtext) ==
+          [["2"], ["1"]], "k-NN reading only ids")
+    sent = fx.requests("POST", "/points/query")
+    check(len(sent) == 1 and sent[0][2].get("with_payload") is False and
+          sent[0][2].get("with_vector") is False, "k-NN of ids only: %r" % sent)
+    r = sess.run("SELECT id, task FROM t_arr WHERE metadata->'n' = '2';")
+    check(r.rc == 1 and r.sqlstate == "22P02" and '"1"' in r.err,
+          "a scalar column read over a payload array: want 22P02 naming record 1; "
+          "got rc=%s %s %s %s" % (r.rc, r.sqlstate, r.out, r.err))
 
     # A service that answers every point, farthest first: not the answer
     # to the request (its rows cannot be trusted to hold the LIMIT nearest),
