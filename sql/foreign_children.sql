@@ -126,6 +126,8 @@ SELECT child, k, v FROM fi_rows ORDER BY k;
 ROLLBACK;
 SELECT fi_same() AS differences;
 SELECT child, k, v FROM fi_rows ORDER BY k;
-DROP TABLE fi CASCADE;
+DROP TABLE fi, fin, fc, fcn CASCADE;
+DROP FUNCTION fc_same(), fi_same();
 SELECT pgpoly.elastic_request('fc_es', 'DELETE', '/regress_fc*') IS NOT NULL AS cleaned;
 \! redis-cli -p $REDIS_PORT --scan --pattern 'regress_fc*' | xargs -r redis-cli -p $REDIS_PORT del > /dev/null
+DROP SERVER fc_redis, fc_es, fc_vec CASCADE;

@@ -27,3 +27,4 @@ SELECT pgpoly.create_feature_view('ps_fv', 'user_id', 'ps_online');
 SELECT pgpoly.put_features('ps_fv', 'u1', '{"clicks": 3}');
 SELECT entity, features, source FROM pgpoly.get_online_features('ps_fv', ARRAY['u1']);
 SELECT pgpoly.drop_feature_view('ps_fv', drop_tables => true);
+DROP SERVER ps_redis CASCADE;

@@ -47,3 +47,5 @@ SELECT id FROM pgpoly.vector_search('vdk_m', '{1,0}', 2, '{"$and": "x"}');
 \set VERBOSITY default
 SELECT id FROM pgpoly.vector_search('vdk_f', '{1,0}', 2, '{"$or": "q"}');
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/regress_vdk"
+DROP SERVER vdk CASCADE;
+DROP TABLE vdk_n;
