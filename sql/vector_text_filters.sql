@@ -38,34 +38,28 @@ EXCEPTION WHEN OTHERS THEN
   RETURN -1;
 END $$;
 
--- The same query with a parameter, in a generic plan (plpgsql, forced).
-CREATE FUNCTION vtf_param(cond text, v text, knn bool) RETURNS SETOF text LANGUAGE plpgsql AS $$
+-- The same query with a parameter, in a generic plan (plpgsql, forced):
+-- vtf_param on the foreign table, vtf_native_param on the native copy.
+DO $do$
+DECLARE t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['vtf', 'vtf_native'] LOOP
+    EXECUTE format($f$
+CREATE FUNCTION %1$I(cond text, v text, knn bool) RETURNS SETOF text LANGUAGE plpgsql AS $$
 BEGIN
   CASE cond || knn::text
-  WHEN 'meta_eqfalse' THEN RETURN QUERY SELECT id FROM vtf WHERE metadata->>'k' = v ORDER BY id COLLATE "C";
-  WHEN 'col_eqfalse' THEN RETURN QUERY SELECT id FROM vtf WHERE k = v ORDER BY id COLLATE "C";
-  WHEN 'meta_anyfalse' THEN RETURN QUERY SELECT id FROM vtf WHERE metadata->>'k' = ANY(ARRAY[v, 'abc']) ORDER BY id COLLATE "C";
-  WHEN 'col_anyfalse' THEN RETURN QUERY SELECT id FROM vtf WHERE k = ANY(ARRAY[v, 'abc']) ORDER BY id COLLATE "C";
-  WHEN 'meta_eqtrue' THEN RETURN QUERY SELECT id FROM vtf WHERE metadata->>'k' = v ORDER BY embedding <-> '{1,0}' LIMIT 3;
-  WHEN 'col_eqtrue' THEN RETURN QUERY SELECT id FROM vtf WHERE k = v ORDER BY embedding <-> '{1,0}' LIMIT 3;
-  WHEN 'meta_anytrue' THEN RETURN QUERY SELECT id FROM vtf WHERE metadata->>'k' = ANY(ARRAY[v, 'abc']) ORDER BY embedding <-> '{1,0}' LIMIT 3;
-  WHEN 'col_anytrue' THEN RETURN QUERY SELECT id FROM vtf WHERE k = ANY(ARRAY[v, 'abc']) ORDER BY embedding <-> '{1,0}' LIMIT 3;
+  WHEN 'meta_eqfalse' THEN RETURN QUERY SELECT id FROM %2$I WHERE metadata->>'k' = v ORDER BY id COLLATE "C";
+  WHEN 'col_eqfalse' THEN RETURN QUERY SELECT id FROM %2$I WHERE k = v ORDER BY id COLLATE "C";
+  WHEN 'meta_anyfalse' THEN RETURN QUERY SELECT id FROM %2$I WHERE metadata->>'k' = ANY(ARRAY[v, 'abc']) ORDER BY id COLLATE "C";
+  WHEN 'col_anyfalse' THEN RETURN QUERY SELECT id FROM %2$I WHERE k = ANY(ARRAY[v, 'abc']) ORDER BY id COLLATE "C";
+  WHEN 'meta_eqtrue' THEN RETURN QUERY SELECT id FROM %2$I WHERE metadata->>'k' = v ORDER BY embedding <-> '{1,0}' LIMIT 3;
+  WHEN 'col_eqtrue' THEN RETURN QUERY SELECT id FROM %2$I WHERE k = v ORDER BY embedding <-> '{1,0}' LIMIT 3;
+  WHEN 'meta_anytrue' THEN RETURN QUERY SELECT id FROM %2$I WHERE metadata->>'k' = ANY(ARRAY[v, 'abc']) ORDER BY embedding <-> '{1,0}' LIMIT 3;
+  WHEN 'col_anytrue' THEN RETURN QUERY SELECT id FROM %2$I WHERE k = ANY(ARRAY[v, 'abc']) ORDER BY embedding <-> '{1,0}' LIMIT 3;
   END CASE;
-END $$;
-CREATE FUNCTION vtf_param_native(cond text, v text, knn bool) RETURNS SETOF text LANGUAGE plpgsql AS $$
-BEGIN
-  CASE cond || knn::text
-  WHEN 'meta_eqfalse' THEN RETURN QUERY SELECT id FROM vtf_native WHERE metadata->>'k' = v ORDER BY id COLLATE "C";
-  WHEN 'col_eqfalse' THEN RETURN QUERY SELECT id FROM vtf_native WHERE k = v ORDER BY id COLLATE "C";
-  WHEN 'meta_anyfalse' THEN RETURN QUERY SELECT id FROM vtf_native WHERE metadata->>'k' = ANY(ARRAY[v, 'abc']) ORDER BY id COLLATE "C";
-  WHEN 'col_anyfalse' THEN RETURN QUERY SELECT id FROM vtf_native WHERE k = ANY(ARRAY[v, 'abc']) ORDER BY id COLLATE "C";
-  WHEN 'meta_eqtrue' THEN RETURN QUERY SELECT id FROM vtf_native WHERE metadata->>'k' = v ORDER BY embedding <-> '{1,0}' LIMIT 3;
-  WHEN 'col_eqtrue' THEN RETURN QUERY SELECT id FROM vtf_native WHERE k = v ORDER BY embedding <-> '{1,0}' LIMIT 3;
-  WHEN 'meta_anytrue' THEN RETURN QUERY SELECT id FROM vtf_native WHERE metadata->>'k' = ANY(ARRAY[v, 'abc']) ORDER BY embedding <-> '{1,0}' LIMIT 3;
-  WHEN 'col_anytrue' THEN RETURN QUERY SELECT id FROM vtf_native WHERE k = ANY(ARRAY[v, 'abc']) ORDER BY embedding <-> '{1,0}' LIMIT 3;
-  END CASE;
-END $$;
-
+END $$$f$, t || '_param', t);
+  END LOOP;
+END $do$;
 CREATE TEMP TABLE vtf_values (v text);
 INSERT INTO vtf_values VALUES ('3'), ('3.0'), ('3.5'), ('-2'), ('1e20'), ('1e+20'),
   ('100000000000000000000'), ('true'), ('false'), ('abc'), ('x'), ('');
@@ -93,7 +87,7 @@ SET plan_cache_mode = force_generic_plan;
 SELECT c, v, knn, d
 FROM (SELECT c, v, knn,
              vtf_diff(format('SELECT * FROM vtf_param(%L, %L, %L) AS t(id)', c, v, knn),
-                      format('SELECT * FROM vtf_param_native(%L, %L, %L) AS t(id)', c, v, knn)) AS d
+                      format('SELECT * FROM vtf_native_param(%L, %L, %L) AS t(id)', c, v, knn)) AS d
       FROM (VALUES ('meta_eq'), ('col_eq'), ('meta_any'), ('col_any')) cs(c), vtf_values,
            (VALUES (false), (true)) k(knn)) x
 WHERE d <> 0;
@@ -115,7 +109,7 @@ SELECT id FROM vtf WHERE k = 'true' ORDER BY id COLLATE "C";
 
 DROP FUNCTION vtf_diff(text, text);
 DROP FUNCTION vtf_param(text, text, bool);
-DROP FUNCTION vtf_param_native(text, text, bool);
+DROP FUNCTION vtf_native_param(text, text, bool);
 DROP TABLE vtf_native;
 DROP SERVER vtf_chroma CASCADE;
 \! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/$VTF_COLL"
