@@ -619,7 +619,7 @@ plan_distance(VectorTable *tbl, int *consulted)
 	return *consulted;
 }
 
-static bool cond_maybe_unsafe(VectorCondPlan *c);
+static bool cond_unsafe(VectorCondPlan *c);
 
 /* Decide whether ORDER BY ... LIMIT can be a /query; else say why not. */
 static void
@@ -654,9 +654,9 @@ analyze_knn(PlannerInfo *root, RelOptInfo *baserel, VectorRelInfo *ri)
 		return;
 	}
 	foreach(lc, ri->conds)
-		if (cond_maybe_unsafe(lfirst(lc)))
+		if (cond_unsafe(lfirst(lc)))
 		{
-			ri->knn_note = "a text comparison's value is, or may be, the text of a number or a boolean, which the service's string match does not select";
+			ri->knn_note = "a text comparison's value may be the text of a number or a boolean, which the service's string match does not select";
 			return;
 		}
 	dist = plan_distance(ri->tbl, &ri->knn_distance);
@@ -1153,22 +1153,45 @@ string_value_unsafe(Datum v, VectorCondOp op)
 }
 
 /*
- * Whether a condition is a string match that may select fewer records than
- * SQL for some value (string_value_unsafe): one whose value is not a
- * constant, or a constant that is unsafe.  A k-NN request is not made with
- * such a condition (its answer is not rechecked): it is sorted locally.
+ * Whether a condition is a string match whose constant value is unsafe
+ * (string_value_unsafe): a k-NN request is not planned with it, PostgreSQL
+ * sorts locally (and EXPLAIN says why).  A value known only when the scan
+ * starts (a parameter) is decided then (eval_cond).
  */
 static bool
-cond_maybe_unsafe(VectorCondPlan *c)
+cond_unsafe(VectorCondPlan *c)
 {
 	Const	   *k;
 
 	if (c->op != VCOND_IN && kind_of_type(exprType((Node *) c->value)) != VK_STRING)
 		return false;
 	if (!IsA(c->value, Const))
-		return true;
+		return false;
 	k = (Const *) c->value;
 	return !k->constisnull && string_value_unsafe(k->constvalue, c->op);
+}
+
+/* The VectorTextCond of key = v (op VCOND_EQ) or key IN v (text[]). */
+static VectorTextCond *
+text_cond(char *key, Datum v, VectorCondOp op)
+{
+	VectorTextCond *c = palloc0(sizeof(VectorTextCond));
+	Datum	   *elems;
+	bool	   *enulls;
+	int			n;
+
+	c->key = key;
+	if (op != VCOND_IN)
+	{
+		c->values = list_make1(TextDatumGetCString(v));
+		return c;
+	}
+	deconstruct_array(DatumGetArrayTypeP(v), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &enulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!enulls[i])
+			c->values = lappend(c->values, TextDatumGetCString(elems[i]));
+	return c;
 }
 
 /* Evaluate one condition value into spec (NULL or an empty IN: no rows). */
@@ -1193,15 +1216,16 @@ eval_cond(VectorTable *tbl, VectorScanSpec *spec, char *key, VectorCondOp op, Da
 
 	/*
 	 * A string match that could miss a number or a boolean SQL reads as
-	 * this text is not sent: the scan fetches a superset, and SQL rechecks
-	 * the clause above it (a plain scan; a k-NN request is never planned
-	 * with a condition that may be unsafe: cond_maybe_unsafe).
+	 * this text is not sent: the scan fetches a superset.  A plain scan's
+	 * clause is rechecked by SQL above it; a k-NN scan (whose value was a
+	 * parameter: cond_unsafe) keeps it as a VectorTextCond, computes the
+	 * k-NN locally and checks every row against it (vector_scan.c).
 	 */
 	if ((op == VCOND_IN || kind_of_type(typid) == VK_STRING) &&
 		string_value_unsafe(v, op))
 	{
 		if (spec->k >= 0)
-			elog(ERROR, "unsafe string filter in a k-NN scan");
+			spec->text_conds = lappend(spec->text_conds, text_cond(key, v, op));
 		return;
 	}
 	if (op != VCOND_IN && (getBaseType(typid) == NUMERICOID ||

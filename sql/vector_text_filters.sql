@@ -94,8 +94,10 @@ WHERE d <> 0;
 RESET plan_cache_mode;
 
 -- k-NN stays pushed when the value cannot be the text of a number or a
--- boolean; otherwise (or with a parameter) it is sorted locally, and a
--- plain scan sends no filter on the key (SQL rechecks the clause)
+-- boolean; otherwise it is sorted locally, and a plain scan sends no filter
+-- on the key (SQL rechecks the clause).  A parameter is decided when the
+-- scan starts: an unsafe value makes the k-NN computed locally, each row
+-- checked against the text SQL reads.
 EXPLAIN (COSTS OFF) SELECT id FROM vtf WHERE metadata->>'k' = 'abc' ORDER BY embedding <-> '{1,0}' LIMIT 3;
 EXPLAIN (COSTS OFF) SELECT id FROM vtf WHERE k = ANY(ARRAY['abc', 'x']) ORDER BY embedding <-> '{1,0}' LIMIT 3;
 EXPLAIN (COSTS OFF) SELECT id FROM vtf WHERE metadata->>'k' = '3' ORDER BY embedding <-> '{1,0}' LIMIT 3;
@@ -103,6 +105,15 @@ EXPLAIN (COSTS OFF) SELECT id FROM vtf WHERE k = ANY(ARRAY['abc', 'true']);
 PREPARE vtf_knn(text) AS SELECT id FROM vtf WHERE metadata->>'k' = $1 ORDER BY embedding <-> '{1,0}' LIMIT 3;
 SET plan_cache_mode = force_generic_plan;
 EXPLAIN (COSTS OFF) EXECUTE vtf_knn('abc');
+EXECUTE vtf_knn('abc');
+EXECUTE vtf_knn('3');
+-- with a buffered write (transactional): the number 3 reads as '3'
+BEGIN;
+INSERT INTO vtf (id, embedding, metadata) VALUES ('w3', '{1,0.05}', '{"k": 3}'),
+  ('w4', '{1,0.01}', '{"k": 4}');
+EXECUTE vtf_knn('3');
+EXECUTE vtf_knn('4');
+ROLLBACK;
 RESET plan_cache_mode;
 SELECT id FROM vtf WHERE metadata->>'k' = '3' ORDER BY embedding <-> '{1,0}' LIMIT 3;
 SELECT id FROM vtf WHERE k = 'true' ORDER BY id COLLATE "C";
