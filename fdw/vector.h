@@ -332,6 +332,8 @@ typedef struct VectorScanSpec
 	bool		empty;			/* a qual can match nothing */
 	char	   *where;			/* JSON, or NULL */
 	List	   *conds;			/* VectorCondEval, for rows not from the service */
+	List	   *text_conds;		/* VectorTextCond: not sent; k-NN checks them
+								 * on every row (computed locally) */
 	float4	   *query;			/* k-NN: the query vector, or NULL */
 	int			dim;
 	VectorDistance metric;		/* k-NN: the operator's metric */
@@ -349,6 +351,17 @@ typedef struct VectorCondEval
 	char	   *value;			/* JSON text of the value (array for IN) */
 	struct VectorCondEval *or_else; /* also admitted (OR), or NULL */
 } VectorCondEval;
+
+/*
+ * A text comparison not sent to the service (its value may be what SQL
+ * reads of a number or a boolean): key's text as SQL's ->> reads it must
+ * be one of values (char *), checked here in k-NN scans.
+ */
+typedef struct VectorTextCond
+{
+	char	   *key;
+	List	   *values;
+} VectorTextCond;
 
 extern bool VectorFilterableKey(const char *key);
 extern List *VectorNumberConds(List *conds, VectorTable *tbl, char *key,

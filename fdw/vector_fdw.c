@@ -619,12 +619,15 @@ plan_distance(VectorTable *tbl, int *consulted)
 	return *consulted;
 }
 
+static bool cond_unsafe(VectorCondPlan *c);
+
 /* Decide whether ORDER BY ... LIMIT can be a /query; else say why not. */
 static void
 analyze_knn(PlannerInfo *root, RelOptInfo *baserel, VectorRelInfo *ri)
 {
 	Query	   *parse = root->parse;
 	VectorDistance dist;
+	ListCell   *lc;
 	int			count,
 				offset;
 
@@ -650,6 +653,12 @@ analyze_knn(PlannerInfo *root, RelOptInfo *baserel, VectorRelInfo *ri)
 		ri->knn_note = "a WHERE clause cannot be translated into a filter of the service";
 		return;
 	}
+	foreach(lc, ri->conds)
+		if (cond_unsafe(lfirst(lc)))
+		{
+			ri->knn_note = "a text comparison's value may be the text of a number or a boolean, which the service's string match does not select";
+			return;
+		}
 	dist = plan_distance(ri->tbl, &ri->knn_distance);
 	if (dist != ri->knn_metric)
 	{
@@ -822,7 +831,7 @@ explain_where(VectorRelInfo *ri)
 	{
 		VectorCondPlan *p = lfirst(lc);
 		VectorCondEval *e = palloc0(sizeof(VectorCondEval));
-		VectorScanSpec sent = {0};
+		VectorScanSpec sent = {.k = -1};
 
 		if (IsA(p->value, Const))
 		{
@@ -1097,6 +1106,94 @@ in_values_json(Datum arr)
 	return any ? buf.data : NULL;
 }
 
+/*
+ * Whether text t could be what SQL reads of a metadata value that is not a
+ * string (metadata->>'k', or a text column mapped to k): a number's text
+ * (numeric_out: '3', '-2.5', '100000000000000000000'; the exponent forms
+ * are taken too, to be safe), 'true' or 'false', an array's or an object's
+ * JSON.  The service compares a string with strings only, so its match
+ * "$eq": "3" misses the number 3, which SQL reads as '3'; for any other
+ * text the string match selects exactly what SQL's comparison does.
+ */
+static bool
+text_may_be_nonstring(const char *t)
+{
+	const char *p = t;
+
+	if (strcmp(t, "true") == 0 || strcmp(t, "false") == 0 || t[0] == '[' || t[0] == '{')
+		return true;
+	if (*p == '-')
+		p++;
+	if (*p < '0' || *p > '9')
+		return false;
+	return strspn(p, "0123456789.eE+-") == strlen(p);
+}
+
+/*
+ * Whether a string condition's value v (text, or text[] for IN) holds a
+ * text that could be SQL's reading of a number or a boolean
+ * (text_may_be_nonstring): then the string match sent would select fewer
+ * records than SQL, and the condition is not sent (eval_cond).
+ */
+static bool
+string_value_unsafe(Datum v, VectorCondOp op)
+{
+	Datum	   *elems;
+	bool	   *enulls;
+	int			n;
+
+	if (op != VCOND_IN)
+		return text_may_be_nonstring(TextDatumGetCString(v));
+	deconstruct_array(DatumGetArrayTypeP(v), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &enulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!enulls[i] && text_may_be_nonstring(TextDatumGetCString(elems[i])))
+			return true;
+	return false;
+}
+
+/*
+ * Whether a condition is a string match whose constant value is unsafe
+ * (string_value_unsafe): a k-NN request is not planned with it, PostgreSQL
+ * sorts locally (and EXPLAIN says why).  A value known only when the scan
+ * starts (a parameter) is decided then (eval_cond).
+ */
+static bool
+cond_unsafe(VectorCondPlan *c)
+{
+	Const	   *k;
+
+	if (c->op != VCOND_IN && kind_of_type(exprType((Node *) c->value)) != VK_STRING)
+		return false;
+	if (!IsA(c->value, Const))
+		return false;
+	k = (Const *) c->value;
+	return !k->constisnull && string_value_unsafe(k->constvalue, c->op);
+}
+
+/* The VectorTextCond of key = v (op VCOND_EQ) or key IN v (text[]). */
+static VectorTextCond *
+text_cond(char *key, Datum v, VectorCondOp op)
+{
+	VectorTextCond *c = palloc0(sizeof(VectorTextCond));
+	Datum	   *elems;
+	bool	   *enulls;
+	int			n;
+
+	c->key = key;
+	if (op != VCOND_IN)
+	{
+		c->values = list_make1(TextDatumGetCString(v));
+		return c;
+	}
+	deconstruct_array(DatumGetArrayTypeP(v), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &enulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!enulls[i])
+			c->values = lappend(c->values, TextDatumGetCString(elems[i]));
+	return c;
+}
+
 /* Evaluate one condition value into spec (NULL or an empty IN: no rows). */
 static void
 eval_cond(VectorTable *tbl, VectorScanSpec *spec, char *key, VectorCondOp op, Datum v,
@@ -1114,6 +1211,21 @@ eval_cond(VectorTable *tbl, VectorScanSpec *spec, char *key, VectorCondOp op, Da
 	if (isnull)
 	{
 		spec->empty = true;
+		return;
+	}
+
+	/*
+	 * A string match that could miss a number or a boolean SQL reads as
+	 * this text is not sent: the scan fetches a superset.  A plain scan's
+	 * clause is rechecked by SQL above it; a k-NN scan (whose value was a
+	 * parameter: cond_unsafe) keeps it as a VectorTextCond, computes the
+	 * k-NN locally and checks every row against it (vector_scan.c).
+	 */
+	if ((op == VCOND_IN || kind_of_type(typid) == VK_STRING) &&
+		string_value_unsafe(v, op))
+	{
+		if (spec->k >= 0)
+			spec->text_conds = lappend(spec->text_conds, text_cond(key, v, op));
 		return;
 	}
 	if (op != VCOND_IN && (getBaseType(typid) == NUMERICOID ||

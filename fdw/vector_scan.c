@@ -43,6 +43,8 @@
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/memutils.h"
 
 #include "vector.h"
@@ -169,6 +171,53 @@ row_matches(VectorRow *row, List *conds)
 	}
 	json_decref(meta);
 	return ok;
+}
+
+/*
+ * Whether row satisfies every text condition not sent (VectorTextCond):
+ * its key's text as SQL's ->> reads it (a string's value, a number's
+ * numeric_out, true/false, an array's or object's JSON) is one of the
+ * condition's values; a missing key or a JSON null is SQL's NULL, which
+ * satisfies none.
+ */
+static bool
+text_conds_match(VectorRow *row, List *text_conds)
+{
+	Jsonb	   *doc;
+	ListCell   *lc;
+
+	if (text_conds == NIL)
+		return true;
+	if (row->metadata == NULL)
+		return false;
+	doc = DatumGetJsonbP(PgpolyJsonbFromServerText(row->metadata, strlen(row->metadata), NULL));
+	foreach(lc, text_conds)
+	{
+		VectorTextCond *c = lfirst(lc);
+		JsonbValue *v = JsonContainerIsObject(&doc->root) ?
+			getKeyJsonValueFromContainer(&doc->root, c->key, strlen(c->key), NULL) : NULL;
+		char	   *text;
+		bool		found = false;
+		ListCell   *lv;
+
+		if (v == NULL || v->type == jbvNull)
+			return false;
+		if (v->type == jbvString)
+			text = pnstrdup(v->val.string.val, v->val.string.len);
+		else if (v->type == jbvNumeric)
+			text = DatumGetCString(DirectFunctionCall1(numeric_out,
+													   NumericGetDatum(v->val.numeric)));
+		else if (v->type == jbvBool)
+			text = v->val.boolean ? "true" : "false";
+		else
+			text = JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+		foreach(lv, c->values)
+			if (strcmp(text, lfirst(lv)) == 0)
+				found = true;
+		if (!found)
+			return false;
+	}
+	return true;
 }
 
 /* ----------------------------------------------------------------
@@ -526,12 +575,16 @@ local_knn(VectorScan *scan)
 
 	spec->include |= VINC_EMBEDDING;
 	scan->ids_next = 0;
+	if (spec->text_conds != NIL)
+		spec->include |= VINC_METADATA;
 	while ((row = next_remote(scan)) != NULL)
-		cands = lappend(cands, row);
+		if (text_conds_match(row, spec->text_conds))
+			cands = lappend(cands, row);
 	foreach(lc, overlay_rows(scan->overlay, scan->pending))
 	{
 		row = lfirst(lc);
-		if (wanted_id(scan, row->id) && row_matches(row, spec->conds))
+		if (wanted_id(scan, row->id) && row_matches(row, spec->conds) &&
+			text_conds_match(row, spec->text_conds))
 			cands = lappend(cands, row);
 	}
 	foreach(lc, cands)
@@ -663,7 +716,7 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 		VectorLookupCollection(conn, tbl, tbl->create);
 	scan->pending = pending;
 	scan->overlay = VectorOverlayBuild(pending);
-	if (spec->capped && spec->conds != NIL)
+	if (spec->capped && (spec->conds != NIL || spec->text_conds != NIL))
 		spec->include |= VINC_METADATA;
 	if (spec->query == NULL)
 	{
@@ -679,7 +732,7 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 	if (spec->empty || spec->k == 0)
 		scan->rows = NIL;
 	else if (scan->coll && scan->overlay == NULL && scan->coll->distance == spec->metric &&
-			 query_is_finite(spec))
+			 query_is_finite(spec) && spec->text_conds == NIL)
 	{
 		scan->requests++;
 		/* the metadata the pushed filter reads, to check the answer */
@@ -733,17 +786,19 @@ VectorScanNext(VectorScan *scan)
 	}
 	if (scan->spec->capped && scan->returned++ >= scan->spec->k)
 		return NULL;
-	if ((row = next_remote(scan)) != NULL)
+	while ((row = next_remote(scan)) != NULL)
 	{
 		if (scan->spec->capped)
 			check_filtered(scan, list_make1(row));
-		return row;
+		if (text_conds_match(row, scan->spec->text_conds))
+			return row;
 	}
-	if (scan->overlay_rows != NIL)
+	while (scan->overlay_rows != NIL)
 	{
 		row = linitial(scan->overlay_rows);
 		scan->overlay_rows = list_delete_first(scan->overlay_rows);
-		return row;
+		if (text_conds_match(row, scan->spec->text_conds))
+			return row;
 	}
 	return NULL;
 }
