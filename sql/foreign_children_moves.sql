@@ -84,3 +84,62 @@ UPDATE fce_e SET _id = 'e4' WHERE _id = 'e2';
 DROP TABLE fce, fcen CASCADE;
 SELECT pgpoly.elastic_request('fcm_es', 'DELETE', '/regress_fcm*') IS NOT NULL AS cleaned;
 DROP SERVER fcm_es CASCADE;
+
+-- A row moved into a Redis partition onto the key of a row the same
+-- UPDATE updates: Redis holds one row per key, so that is an ERROR
+-- (23505), as a row the UPDATE moves within the partition is; it silently
+-- overwrote the other row (write_mode immediate: the held row was sent at
+-- the end, over the updated one; transactional: the buffered row was
+-- renamed away by the partition's own move at COMMIT).  A row moved onto a
+-- key the partition's row moves away from is fine where the rows moved in
+-- are held (immediate) and where they come after the move.  Each statement
+-- runs on an all-native copy too.
+CREATE SERVER fcm_redis FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
+CREATE USER MAPPING FOR CURRENT_USER SERVER fcm_redis;
+CREATE TABLE fco (k text, v int) PARTITION BY LIST (k);
+CREATE TABLE fco_a PARTITION OF fco FOR VALUES IN ('a1', 'a2', 'a3');
+CREATE FOREIGN TABLE fco_i PARTITION OF fco FOR VALUES IN ('i1', 'i2', 'i3', 'i4')
+  SERVER fcm_redis OPTIONS (key_prefix 'regress_fco_i:', write_mode 'immediate');
+ALTER FOREIGN TABLE fco_i ALTER COLUMN k OPTIONS (ADD key 'true');
+CREATE FOREIGN TABLE fco_t PARTITION OF fco FOR VALUES IN ('t1', 't2', 't3', 't4')
+  SERVER fcm_redis OPTIONS (key_prefix 'regress_fco_t:');
+ALTER FOREIGN TABLE fco_t ALTER COLUMN k OPTIONS (ADD key 'true');
+CREATE TABLE fco_z PARTITION OF fco DEFAULT;
+CREATE TABLE fcon (k text, v int) PARTITION BY LIST (k);
+CREATE TABLE fcon_a PARTITION OF fcon FOR VALUES IN ('a1', 'a2', 'a3');
+CREATE TABLE fcon_i PARTITION OF fcon FOR VALUES IN ('i1', 'i2', 'i3', 'i4');
+CREATE TABLE fcon_t PARTITION OF fcon FOR VALUES IN ('t1', 't2', 't3', 't4');
+CREATE TABLE fcon_z PARTITION OF fcon DEFAULT;
+CREATE FUNCTION fco_diff() RETURNS bigint LANGUAGE sql AS $$
+  WITH f AS (SELECT right(tableoid::regclass::text, 1) AS part, k, v FROM fco),
+       n AS (SELECT right(tableoid::regclass::text, 1) AS part, k, v FROM fcon)
+  SELECT count(*) FROM ((TABLE f EXCEPT ALL TABLE n) UNION ALL (TABLE n EXCEPT ALL TABLE f)) d $$;
+INSERT INTO fco VALUES ('a1', 1), ('a2', 2), ('i1', 3), ('i2', 4), ('t1', 5), ('t2', 6), ('z1', 7);
+-- onto a row updated in place (immediate), onto a row moving away (transactional)
+UPDATE fco SET v = v + 10, k = CASE k WHEN 'a1' THEN 'i1' ELSE k END;
+BEGIN;
+UPDATE fco SET k = CASE k WHEN 'a1' THEN 't2' WHEN 't2' THEN 't3' ELSE k END;
+ROLLBACK;
+-- a later row (of the default partition) onto one moved in
+UPDATE fco SET k = CASE k WHEN 'a1' THEN 'i3' WHEN 'z1' THEN 'i3' ELSE k END;
+-- none of them changed anything
+INSERT INTO fcon VALUES ('a1', 1), ('a2', 2), ('i1', 3), ('i2', 4), ('t1', 5), ('t2', 6), ('z1', 7);
+SELECT fco_diff() AS differences;
+-- onto keys the partitions' rows move away from: as on the native copy
+UPDATE fco SET k = CASE k WHEN 'a1' THEN 'i2' WHEN 'i2' THEN 'i4' WHEN 'z1' THEN 't2' WHEN 't2' THEN 't4' ELSE k END;
+UPDATE fcon SET k = CASE k WHEN 'a1' THEN 'i2' WHEN 'i2' THEN 'i4' WHEN 'z1' THEN 't2' WHEN 't2' THEN 't4' ELSE k END;
+SELECT fco_diff() AS differences;
+DROP TABLE fco, fcon;
+DROP FUNCTION fco_diff();
+-- partitioned on another column than the key: a row moved in onto a key
+CREATE TABLE fcv (k text, v int) PARTITION BY RANGE (v);
+CREATE TABLE fcv_n PARTITION OF fcv FOR VALUES FROM (0) TO (100);
+CREATE FOREIGN TABLE fcv_f PARTITION OF fcv FOR VALUES FROM (100) TO (200)
+  SERVER fcm_redis OPTIONS (key_prefix 'regress_fcv:', write_mode 'immediate');
+ALTER FOREIGN TABLE fcv_f ALTER COLUMN k OPTIONS (ADD key 'true');
+INSERT INTO fcv VALUES ('x', 50), ('x', 150), ('y', 160);
+UPDATE fcv SET v = CASE WHEN v < 100 THEN v + 100 ELSE v + 1 END;
+SELECT right(tableoid::regclass::text, 1) AS part, k, v FROM fcv ORDER BY k, v;
+DROP TABLE fcv;
+\! redis-cli -p $REDIS_PORT --scan --pattern 'regress_fc[ov]*' | xargs -r redis-cli -p $REDIS_PORT del > /dev/null
+DROP SERVER fcm_redis CASCADE;

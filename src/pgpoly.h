@@ -915,6 +915,8 @@ typedef struct PgpolyHeldRow
 {
 	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable) */
 	bool		moved_onto;
+	bool		held_in;		/* moved_onto by a row moved into the table
+								 * and held (PgpolyMoveIn) */
 } PgpolyHeldRow;
 
 /* PgpolyMoveRow: a row of an UPDATE moved onto another row of it, or not. */
@@ -929,6 +931,8 @@ extern struct HTAB *PgpolyMoves(MemoryContext cxt);
 extern PgpolyMoveCheck PgpolyMoveRow(struct HTAB *moves, MemoryContext cxt,
 									 const char *o, size_t olen,
 									 const char *n, size_t nlen);
+extern PgpolyMoveCheck PgpolyMoveIn(struct HTAB *moves, MemoryContext cxt,
+									const char *n, size_t nlen, bool held);
 extern void PgpolyMovedOntoError(const char *relname, const char *store,
 								 PgpolyMoveCheck how, const char *identity) pg_attribute_noreturn();
 
