@@ -1402,7 +1402,9 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 
 /*
  * BeginForeignModify.  An UPDATE that may change ids (assigns the id, or
- * has BEFORE ROW UPDATE triggers) keeps where its rows are: the store
+ * has BEFORE ROW UPDATE triggers; through a partitioned table, which may
+ * move rows of other partitions into this one: check_moved_in) keeps
+ * where its rows are: the store
  * holds one record per id, and a change of id is a delete of the old id
  * and an upsert of the new one, which overwrites what is there.  A row
  * moved onto the id of another row of the statement is an ERROR, as a
@@ -1420,7 +1422,8 @@ vectorBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 	ms = begin_modify(mtstate, rinfo, fdw_private);
 	if (mtstate->operation == CMD_UPDATE &&
 		(bms_is_member(ms->tbl->id_att, ms->core.assigned) ||
-		 ms->core.old_row != InvalidAttrNumber))
+		 ms->core.old_row != InvalidAttrNumber ||
+		 rinfo->ri_RootResultRelInfo != NULL))
 		ms->moves = PgpolyMoves(GetMemoryChunkContext(ms));
 }
 
@@ -1818,11 +1821,14 @@ insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int
 		PgpolyWriterFlush(&ms->core.writer);
 }
 
+static void check_moved_in(VectorModifyState *ms, TupleTableSlot **slots, int n);
+
 /* ExecForeignInsert: NULL when ON CONFLICT DO NOTHING skipped the row. */
 static TupleTableSlot *
 vectorExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 						TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
+	check_moved_in(rinfo->ri_FdwState, &slot, 1);
 	return PgpolyExecInsert(rinfo->ri_FdwState, estate, slot, insert_rows);
 }
 
@@ -1835,6 +1841,7 @@ vectorExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
 							 TupleTableSlot **slots, TupleTableSlot **planSlots,
 							 int *numSlots)
 {
+	check_moved_in(rinfo->ri_FdwState, slots, *numSlots);
 	return PgpolyExecBatchInsert(rinfo->ri_FdwState, estate, slots, numSlots,
 								 insert_rows);
 }
@@ -1888,6 +1895,14 @@ delete_write(VectorModifyState *ms, char *id)
 	return w;
 }
 
+/* ERROR 23505: a row of the UPDATE moved onto the record at id (how). */
+static void
+moved_onto_error(VectorModifyState *ms, PgpolyMoveCheck how, const char *id)
+{
+	PgpolyMovedOntoError(ms->tbl->relname, ms->tbl->provider->label, how,
+						 psprintf("id \"%s\"", PgpolyPrintable(id, strlen(id), 200)));
+}
+
 /*
  * For an UPDATE that may change ids: ERROR if the row at oldid was
  * overwritten by a row the statement moved onto it, or if it moves to id
@@ -1907,8 +1922,38 @@ check_moves(VectorModifyState *ms, const char *oldid, const char *id)
 	if (how == PGPOLY_MOVE_OK)
 		return;
 	at = how == PGPOLY_MOVED_ONTO_OLD ? oldid : id;
-	PgpolyMovedOntoError(ms->tbl->relname, ms->tbl->provider->label, how,
-						 psprintf("id \"%s\"", PgpolyPrintable(at, strlen(at), 200)));
+	moved_onto_error(ms, how, at);
+}
+
+/*
+ * Rows an UPDATE through a partitioned table moves into this collection,
+ * which it updates too (ms: the UPDATE's state, see PgpolyModifyBegin): a
+ * row landing on the id of a record the statement updates is an ERROR
+ * (23505), as a record the UPDATE moves within the collection is
+ * (check_moves): its upsert would overwrite the other.
+ */
+static void
+check_moved_in(VectorModifyState *ms, TupleTableSlot **slots, int n)
+{
+	AttrNumber	att = ms->tbl->id_att;
+
+	if (ms->core.routed == NULL || ms->moves == NULL)
+		return;
+	for (int i = 0; i < n; i++)
+	{
+		char	   *id;
+		PgpolyMoveCheck how;
+
+		slot_getallattrs(slots[i]);
+		if (slots[i]->tts_isnull[att - 1])
+			continue;			/* row_write refuses it */
+		id = TextDatumGetCString(slots[i]->tts_values[att - 1]);
+		how = PgpolyMoveIn(ms->moves, GetMemoryChunkContext(ms), id, strlen(id),
+						   ms->core.routed->writer.held);
+		if (how != PGPOLY_MOVE_OK)
+			moved_onto_error(ms, how, id);
+		pfree(id);
+	}
 }
 
 /* ExecForeignUpdate: update in place, or delete + upsert when id changes. */

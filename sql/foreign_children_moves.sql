@@ -143,3 +143,31 @@ SELECT right(tableoid::regclass::text, 1) AS part, k, v FROM fcv ORDER BY k, v;
 DROP TABLE fcv;
 \! redis-cli -p $REDIS_PORT --scan --pattern 'regress_fc[ov]*' | xargs -r redis-cli -p $REDIS_PORT del > /dev/null
 DROP SERVER fcm_redis CASCADE;
+
+-- The same for a vector partition (one record per id, an upsert overwrites)
+\getenv chroma_url CHROMA_URL
+CREATE SERVER fcm_vec FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url :'chroma_url');
+CREATE TABLE fcw (id text, embedding real[], note text) PARTITION BY LIST (id);
+CREATE TABLE fcw_a PARTITION OF fcw FOR VALUES IN ('a1', 'a2');
+CREATE FOREIGN TABLE fcw_v PARTITION OF fcw FOR VALUES IN ('v1', 'v2', 'v3', 'v4')
+  SERVER fcm_vec OPTIONS (collection 'regress_fcw', create_collection 'true', distance 'l2',
+                          write_mode 'immediate');
+ALTER FOREIGN TABLE fcw_v ALTER COLUMN note OPTIONS (ADD field 'note');
+CREATE TABLE fcwn (id text, embedding real[], note text) PARTITION BY LIST (id);
+CREATE TABLE fcwn_a PARTITION OF fcwn FOR VALUES IN ('a1', 'a2');
+CREATE TABLE fcwn_v PARTITION OF fcwn FOR VALUES IN ('v1', 'v2', 'v3', 'v4');
+INSERT INTO fcw VALUES ('a1', '{1,0}', 'a1'), ('a2', '{2,0}', 'a2'), ('v1', '{3,0}', 'v1'), ('v2', '{4,0}', 'v2');
+INSERT INTO fcwn VALUES ('a1', '{1,0}', 'a1'), ('a2', '{2,0}', 'a2'), ('v1', '{3,0}', 'v1'), ('v2', '{4,0}', 'v2');
+-- onto a record updated in place: refused, nothing changed
+UPDATE fcw SET note = note || '!', id = CASE id WHEN 'a1' THEN 'v1' ELSE id END;
+-- onto an id the record moves away from: as on the native copy
+UPDATE fcw SET id = CASE id WHEN 'a1' THEN 'v2' WHEN 'v2' THEN 'v3' ELSE id END;
+UPDATE fcwn SET id = CASE id WHEN 'a1' THEN 'v2' WHEN 'v2' THEN 'v3' ELSE id END;
+SELECT count(*) AS differences FROM (
+  (SELECT right(tableoid::regclass::text, 1), id, note FROM fcw EXCEPT ALL
+   SELECT right(tableoid::regclass::text, 1), id, note FROM fcwn) UNION ALL
+  (SELECT right(tableoid::regclass::text, 1), id, note FROM fcwn EXCEPT ALL
+   SELECT right(tableoid::regclass::text, 1), id, note FROM fcw)) d;
+DELETE FROM fcw_v;
+DROP TABLE fcw, fcwn;
+DROP SERVER fcm_vec CASCADE;
