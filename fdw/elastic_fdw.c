@@ -193,6 +193,8 @@ typedef struct ElasticModifyState
 								 * the target */
 	bool		versioned;		/* that scan read versions (EFLAG_SEQ_NO):
 								 * the writes are sent on them */
+	HTAB	   *moves;			/* UPDATE through a partitioned table: its
+								 * rows by _id (PgpolyMoves), or NULL */
 } ElasticModifyState;
 
 /* What the scan of a modification's target read of a document. */
@@ -1286,9 +1288,54 @@ static void
 elasticBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 						  List *fdw_private, int subplan_index, int eflags)
 {
+	ElasticModifyState *ms;
+
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
-	begin_modify(mtstate, rinfo, fdw_private);
+	ms = begin_modify(mtstate, rinfo, fdw_private);
+	/* rows of other partitions may be moved in: check_moved_in */
+	if (mtstate->operation == CMD_UPDATE && rinfo->ri_RootResultRelInfo != NULL &&
+		ms->tbl->id_att)
+		ms->moves = PgpolyMoves(GetMemoryChunkContext(ms));
+}
+
+/* ERROR 23505: a row of the UPDATE moved onto the document at id (how). */
+static void
+moved_onto_error(ElasticModifyState *ms, PgpolyMoveCheck how, const char *id)
+{
+	PgpolyMovedOntoError(ms->tbl->relname, "Elasticsearch", how,
+						 psprintf("_id \"%s\"", PgpolyPrintable(id, strlen(id), 200)));
+}
+
+/*
+ * Rows an UPDATE through a partitioned table moves into this index, which
+ * it updates too (ms: the UPDATE's state, see PgpolyModifyBegin): a row
+ * landing on the _id of a document the statement updates is an ERROR
+ * (23505), as in a Redis or vector partition: its index action would
+ * replace the document, or the document's update the row moved in.
+ */
+static void
+check_moved_in(ElasticModifyState *ms, TupleTableSlot **slots, int n)
+{
+	AttrNumber	att = ms->tbl->id_att;
+
+	if (ms->core.routed == NULL || ms->moves == NULL)
+		return;
+	for (int i = 0; i < n; i++)
+	{
+		char	   *id;
+		PgpolyMoveCheck how;
+
+		slot_getallattrs(slots[i]);
+		if (slots[i]->tts_isnull[att - 1])
+			continue;			/* pgpoly assigns it a new _id */
+		id = TextDatumGetCString(slots[i]->tts_values[att - 1]);
+		how = PgpolyMoveIn(ms->moves, GetMemoryChunkContext(ms), id, strlen(id),
+						   ms->core.routed->writer.held);
+		if (how != PGPOLY_MOVE_OK)
+			moved_onto_error(ms, how, id);
+		pfree(id);
+	}
 }
 
 /* Hand a write to the table's writer (buffered writes are noted for plans). */
@@ -1485,6 +1532,7 @@ static TupleTableSlot *
 elasticExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 						 TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
+	check_moved_in(rinfo->ri_FdwState, &slot, 1);
 	return PgpolyExecInsert(rinfo->ri_FdwState, estate, slot, insert_rows);
 }
 
@@ -1497,6 +1545,7 @@ elasticExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
 							  TupleTableSlot **slots, TupleTableSlot **planSlots,
 							  int *numSlots)
 {
+	check_moved_in(rinfo->ri_FdwState, slots, *numSlots);
 	return PgpolyExecBatchInsert(rinfo->ri_FdwState, estate, slots, numSlots,
 								 insert_rows);
 }
@@ -1569,6 +1618,11 @@ elasticExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	w = ElasticUpdateWrite(ms->tbl, id, slot->tts_values, slot->tts_isnull,
 						   ms->core.updated);
+	/* its _id stays (ElasticUpdateWrite): a row moved in there is refused */
+	if (ms->moves &&
+		PgpolyMoveRow(ms->moves, GetMemoryChunkContext(ms), id, strlen(id),
+					  id, strlen(id)) != PGPOLY_MOVE_OK)
+		moved_onto_error(ms, PGPOLY_MOVED_ONTO_OLD, id);
 	set_read(ms, w);
 	MemoryContextSwitchTo(old);
 	PgpolyReturnWrittenRow(&ms->core, estate, slot, written_row, w);

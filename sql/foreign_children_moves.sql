@@ -171,3 +171,34 @@ SELECT count(*) AS differences FROM (
 DELETE FROM fcw_v;
 DROP TABLE fcw, fcwn;
 DROP SERVER fcm_vec CASCADE;
+
+-- And for an Elasticsearch partition (one document per _id: an index
+-- action replaces it, an update of it would rewrite the row moved in)
+CREATE SERVER fcm_es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url :'es_url');
+CREATE TABLE fcd (_id text, v int) PARTITION BY LIST (_id);
+CREATE TABLE fcd_a PARTITION OF fcd FOR VALUES IN ('a1', 'a2');
+CREATE FOREIGN TABLE fcd_e PARTITION OF fcd FOR VALUES IN ('e1', 'e2', 'e3', 'e4')
+  SERVER fcm_es OPTIONS (index 'regress_fcd_e', refresh 'true', write_mode 'immediate');
+CREATE TABLE fcd_z PARTITION OF fcd DEFAULT;
+CREATE TABLE fcdn (_id text, v int) PARTITION BY LIST (_id);
+CREATE TABLE fcdn_a PARTITION OF fcdn FOR VALUES IN ('a1', 'a2');
+CREATE TABLE fcdn_e PARTITION OF fcdn FOR VALUES IN ('e1', 'e2', 'e3', 'e4');
+CREATE TABLE fcdn_z PARTITION OF fcdn DEFAULT;
+INSERT INTO fcd VALUES ('a1', 1), ('a2', 2), ('e1', 3), ('e2', 4), ('z1', 5);
+INSERT INTO fcdn VALUES ('a1', 1), ('a2', 2), ('e1', 3), ('e2', 4), ('z1', 5);
+-- refused, nothing changed: onto a document updated later (the row held,
+-- immediate) and, transactional, updated before
+UPDATE fcd SET v = v + 10, _id = CASE _id WHEN 'a1' THEN 'e1' ELSE _id END;
+ALTER FOREIGN TABLE fcd_e OPTIONS (SET write_mode 'transactional');
+UPDATE fcd SET v = v + 10, _id = CASE _id WHEN 'z1' THEN 'e2' ELSE _id END;
+-- onto free _ids: as on the native copy
+UPDATE fcd SET v = v + 10, _id = CASE _id WHEN 'a1' THEN 'e3' WHEN 'z1' THEN 'e4' ELSE _id END;
+UPDATE fcdn SET v = v + 10, _id = CASE _id WHEN 'a1' THEN 'e3' WHEN 'z1' THEN 'e4' ELSE _id END;
+SELECT count(*) AS differences FROM (
+  (SELECT right(tableoid::regclass::text, 1), _id, v FROM fcd EXCEPT ALL
+   SELECT right(tableoid::regclass::text, 1), _id, v FROM fcdn) UNION ALL
+  (SELECT right(tableoid::regclass::text, 1), _id, v FROM fcdn EXCEPT ALL
+   SELECT right(tableoid::regclass::text, 1), _id, v FROM fcd)) d;
+DROP TABLE fcd, fcdn;
+SELECT pgpoly.elastic_request('fcm_es', 'DELETE', '/regress_fcd*') IS NOT NULL AS cleaned;
+DROP SERVER fcm_es CASCADE;
