@@ -1308,34 +1308,15 @@ moved_onto_error(ElasticModifyState *ms, PgpolyMoveCheck how, const char *id)
 }
 
 /*
- * Rows an UPDATE through a partitioned table moves into this index, which
- * it updates too (ms: the UPDATE's state, see PgpolyModifyBegin): a row
- * landing on the _id of a document the statement updates is an ERROR
- * (23505), as in a Redis or vector partition: its index action would
- * replace the document, or the document's update the row moved in.
+ * Rows an UPDATE moves into the index it updates (PgpolyModifyMovedIn): an
+ * index action would replace a document the statement updates, or the
+ * update the row moved in.
  */
 static void
 check_moved_in(ElasticModifyState *ms, TupleTableSlot **slots, int n)
 {
-	AttrNumber	att = ms->tbl->id_att;
-
-	if (ms->core.routed == NULL || ms->moves == NULL)
-		return;
-	for (int i = 0; i < n; i++)
-	{
-		char	   *id;
-		PgpolyMoveCheck how;
-
-		slot_getallattrs(slots[i]);
-		if (slots[i]->tts_isnull[att - 1])
-			continue;			/* pgpoly assigns it a new _id */
-		id = TextDatumGetCString(slots[i]->tts_values[att - 1]);
-		how = PgpolyMoveIn(ms->moves, GetMemoryChunkContext(ms), id, strlen(id),
-						   ms->core.routed->writer.held);
-		if (how != PGPOLY_MOVE_OK)
-			moved_onto_error(ms, how, id);
-		pfree(id);
-	}
+	PgpolyModifyMovedIn(&ms->core, ms->moves, ms->tbl->id_att, slots, n,
+						ms->tbl->relname, "Elasticsearch", "_id");
 }
 
 /* Hand a write to the table's writer (buffered writes are noted for plans). */

@@ -1925,35 +1925,12 @@ check_moves(VectorModifyState *ms, const char *oldid, const char *id)
 	moved_onto_error(ms, how, at);
 }
 
-/*
- * Rows an UPDATE through a partitioned table moves into this collection,
- * which it updates too (ms: the UPDATE's state, see PgpolyModifyBegin): a
- * row landing on the id of a record the statement updates is an ERROR
- * (23505), as a record the UPDATE moves within the collection is
- * (check_moves): its upsert would overwrite the other.
- */
+/* Rows an UPDATE moves into the collection it updates (PgpolyModifyMovedIn). */
 static void
 check_moved_in(VectorModifyState *ms, TupleTableSlot **slots, int n)
 {
-	AttrNumber	att = ms->tbl->id_att;
-
-	if (ms->core.routed == NULL || ms->moves == NULL)
-		return;
-	for (int i = 0; i < n; i++)
-	{
-		char	   *id;
-		PgpolyMoveCheck how;
-
-		slot_getallattrs(slots[i]);
-		if (slots[i]->tts_isnull[att - 1])
-			continue;			/* row_write refuses it */
-		id = TextDatumGetCString(slots[i]->tts_values[att - 1]);
-		how = PgpolyMoveIn(ms->moves, GetMemoryChunkContext(ms), id, strlen(id),
-						   ms->core.routed->writer.held);
-		if (how != PGPOLY_MOVE_OK)
-			moved_onto_error(ms, how, id);
-		pfree(id);
-	}
+	PgpolyModifyMovedIn(&ms->core, ms->moves, ms->tbl->id_att, slots, n,
+						ms->tbl->relname, ms->tbl->provider->label, "id");
 }
 
 /* ExecForeignUpdate: update in place, or delete + upsert when id changes. */

@@ -698,6 +698,10 @@ extern bool PgpolyModifyAgain(PgpolyModifyState *ms,
 							   struct TupleTableSlot *planSlot);
 extern void PgpolyModifyCheckRow(PgpolyModifyState *ms, struct EState *estate,
 								 struct TupleTableSlot *slot, CmdType op);
+extern void PgpolyModifyMovedIn(PgpolyModifyState *ms, struct HTAB *moves,
+								AttrNumber att, struct TupleTableSlot **slots, int n,
+								const char *relname, const char *store,
+								const char *what);
 extern void PgpolyModifyEnd(PgpolyModifyState *ms);
 extern void PgpolyModifyOutbox(PgpolyModifyState *ms, CmdType op,
 							   struct TupleTableSlot *slot,
