@@ -193,6 +193,8 @@ typedef struct ElasticModifyState
 								 * the target */
 	bool		versioned;		/* that scan read versions (EFLAG_SEQ_NO):
 								 * the writes are sent on them */
+	HTAB	   *moves;			/* UPDATE through a partitioned table: its
+								 * rows by _id (PgpolyMoves), or NULL */
 } ElasticModifyState;
 
 /* What the scan of a modification's target read of a document. */
@@ -1286,9 +1288,35 @@ static void
 elasticBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 						  List *fdw_private, int subplan_index, int eflags)
 {
+	ElasticModifyState *ms;
+
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
-	begin_modify(mtstate, rinfo, fdw_private);
+	ms = begin_modify(mtstate, rinfo, fdw_private);
+	/* rows of other partitions may be moved in: check_moved_in */
+	if (mtstate->operation == CMD_UPDATE && rinfo->ri_RootResultRelInfo != NULL &&
+		ms->tbl->id_att)
+		ms->moves = PgpolyMoves(GetMemoryChunkContext(ms));
+}
+
+/* ERROR 23505: a row of the UPDATE moved onto the document at id (how). */
+static void
+moved_onto_error(ElasticModifyState *ms, PgpolyMoveCheck how, const char *id)
+{
+	PgpolyMovedOntoError(ms->tbl->relname, "Elasticsearch", how,
+						 psprintf("_id \"%s\"", PgpolyPrintable(id, strlen(id), 200)));
+}
+
+/*
+ * Rows an UPDATE moves into the index it updates (PgpolyModifyMovedIn): an
+ * index action would replace a document the statement updates, or the
+ * update the row moved in.
+ */
+static void
+check_moved_in(ElasticModifyState *ms, TupleTableSlot **slots, int n)
+{
+	PgpolyModifyMovedIn(&ms->core, ms->moves, ms->tbl->id_att, slots, n,
+						ms->tbl->relname, "Elasticsearch", "_id");
 }
 
 /* Hand a write to the table's writer (buffered writes are noted for plans). */
@@ -1485,6 +1513,7 @@ static TupleTableSlot *
 elasticExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 						 TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
+	check_moved_in(rinfo->ri_FdwState, &slot, 1);
 	return PgpolyExecInsert(rinfo->ri_FdwState, estate, slot, insert_rows);
 }
 
@@ -1497,6 +1526,7 @@ elasticExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
 							  TupleTableSlot **slots, TupleTableSlot **planSlots,
 							  int *numSlots)
 {
+	check_moved_in(rinfo->ri_FdwState, slots, *numSlots);
 	return PgpolyExecBatchInsert(rinfo->ri_FdwState, estate, slots, numSlots,
 								 insert_rows);
 }
@@ -1569,6 +1599,11 @@ elasticExecForeignUpdate(EState *estate, ResultRelInfo *rinfo,
 	MemoryContextSwitchTo(PgpolyWriterContext(&ms->core.writer));
 	w = ElasticUpdateWrite(ms->tbl, id, slot->tts_values, slot->tts_isnull,
 						   ms->core.updated);
+	/* its _id stays (ElasticUpdateWrite): a row moved in there is refused */
+	if (ms->moves &&
+		PgpolyMoveRow(ms->moves, GetMemoryChunkContext(ms), id, strlen(id),
+					  id, strlen(id)) != PGPOLY_MOVE_OK)
+		moved_onto_error(ms, PGPOLY_MOVED_ONTO_OLD, id);
 	set_read(ms, w);
 	MemoryContextSwitchTo(old);
 	PgpolyReturnWrittenRow(&ms->core, estate, slot, written_row, w);

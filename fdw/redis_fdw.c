@@ -189,7 +189,10 @@ typedef struct RedisModifyState
 	int64		rows;			/* rows modified */
 } RedisModifyState;
 
-static void track_moves(RedisModifyState *ms);
+static void track_moves(RedisModifyState *ms, ResultRelInfo *rinfo);
+static RedisKeyRef identity(RedisTable *tbl, Datum *values, bool *nulls);
+static void moved_onto_error(RedisModifyState *ms, Datum *values, bool *nulls,
+							 PgpolyMoveCheck how) pg_attribute_noreturn();
 static bool scan_row_marked(EState *estate, Index rti);
 
 /*
@@ -1079,7 +1082,7 @@ redisBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 {
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
-	track_moves(begin_modify(mtstate, rinfo, fdw_private));
+	track_moves(begin_modify(mtstate, rinfo, fdw_private), rinfo);
 }
 
 /*
@@ -1213,6 +1216,34 @@ insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int
 		}
 }
 
+/*
+ * Rows an UPDATE through a partitioned table moves into this table, which
+ * it updates too (ms: the UPDATE's state, see PgpolyModifyBegin): a row
+ * landing on the key or member of a row the statement updates is an ERROR
+ * (23505), as a row the UPDATE moves within the table is (check_moves):
+ * Redis holds one row there, and the later write would overwrite the
+ * other.  List elements have no identity and are appended.
+ */
+static void
+check_moved_in(RedisModifyState *ms, TupleTableSlot **slots, int n)
+{
+	if (ms->core.routed == NULL || ms->held == NULL || ms->tbl->type == REDIS_LIST)
+		return;
+	for (int i = 0; i < n; i++)
+	{
+		RedisKeyRef id;
+		PgpolyMoveCheck how;
+
+		slot_getallattrs(slots[i]);
+		id = identity(ms->tbl, slots[i]->tts_values, slots[i]->tts_isnull);
+		how = PgpolyMoveIn(ms->held, GetMemoryChunkContext(ms), id.key, id.len,
+						   ms->core.routed->writer.held);
+		if (how != PGPOLY_MOVE_OK)
+			moved_onto_error(ms, slots[i]->tts_values, slots[i]->tts_isnull, how);
+		pfree((char *) id.key);
+	}
+}
+
 /* ExecForeignInsert: NULL when ON CONFLICT DO NOTHING skipped the row. */
 static TupleTableSlot *
 redisExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
@@ -1220,6 +1251,7 @@ redisExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 {
 	RedisModifyState *ms = rinfo->ri_FdwState;
 
+	check_moved_in(ms, &slot, 1);
 	return PgpolyExecInsert(&ms->core, estate, slot, insert_rows);
 }
 
@@ -1239,6 +1271,7 @@ redisExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
 							TupleTableSlot **slots, TupleTableSlot **planSlots,
 							int *numSlots)
 {
+	check_moved_in(rinfo->ri_FdwState, slots, *numSlots);
 	return PgpolyExecBatchInsert(rinfo->ri_FdwState, estate, slots, numSlots,
 								 insert_rows);
 }
@@ -1437,7 +1470,8 @@ check_spelling(RedisModifyState *ms, Datum *old, bool *oldnulls)
 
 /*
  * An UPDATE that may move rows (assigns the key or member, or has BEFORE
- * ROW UPDATE triggers) keeps where its rows are, so that a row moved onto
+ * ROW UPDATE triggers; through a partitioned table, which may move rows of
+ * other partitions into this one: check_moved_in) keeps where its rows are, so that a row moved onto
  * the identity of another row of the statement is an ERROR, as a unique
  * key's violation is, instead of losing that row: Redis holds one row per
  * key (member), and a move overwrites what is there (RENAME, SET, ZADD).
@@ -1447,14 +1481,15 @@ check_spelling(RedisModifyState *ms, Datum *old, bool *oldnulls)
  * check_list_moves).
  */
 static void
-track_moves(RedisModifyState *ms)
+track_moves(RedisModifyState *ms, ResultRelInfo *rinfo)
 {
 	RedisTable *tbl = ms->tbl;
 	Bitmapset  *assigned = ms->core.assigned;
 
 	if (!(bms_is_member(tbl->key_att, assigned) ||
 		  (tbl->member_att && bms_is_member(tbl->member_att, assigned)) ||
-		  ms->core.old_row != InvalidAttrNumber))
+		  ms->core.old_row != InvalidAttrNumber ||
+		  (rinfo->ri_RootResultRelInfo != NULL && assigned != NULL)))
 		return;
 	ms->held = PgpolyMoves(GetMemoryChunkContext(ms));
 }
@@ -1523,6 +1558,7 @@ check_list_moves(RedisModifyState *ms, Datum *old, bool *oldnulls, Datum *values
 	if (found)
 		pfree((char *) o.key);	/* the entry has its own */
 	e->moved_onto = true;
+	e->held_in = false;
 }
 
 /*

@@ -1552,7 +1552,9 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 
 /*
  * BeginForeignModify.  An UPDATE that may change ids (assigns the id, or
- * has BEFORE ROW UPDATE triggers) keeps where its rows are: the store
+ * has BEFORE ROW UPDATE triggers; through a partitioned table, which may
+ * move rows of other partitions into this one: check_moved_in) keeps
+ * where its rows are: the store
  * holds one record per id, and a change of id is a delete of the old id
  * and an upsert of the new one, which overwrites what is there.  A row
  * moved onto the id of another row of the statement is an ERROR, as a
@@ -1570,7 +1572,8 @@ vectorBeginForeignModify(ModifyTableState *mtstate, ResultRelInfo *rinfo,
 	ms = begin_modify(mtstate, rinfo, fdw_private);
 	if (mtstate->operation == CMD_UPDATE &&
 		(bms_is_member(ms->tbl->id_att, ms->core.assigned) ||
-		 ms->core.old_row != InvalidAttrNumber))
+		 ms->core.old_row != InvalidAttrNumber ||
+		 rinfo->ri_RootResultRelInfo != NULL))
 		ms->moves = PgpolyMoves(GetMemoryChunkContext(ms));
 }
 
@@ -1968,11 +1971,14 @@ insert_rows(PgpolyModifyState *core, EState *estate, TupleTableSlot **slots, int
 		PgpolyWriterFlush(&ms->core.writer);
 }
 
+static void check_moved_in(VectorModifyState *ms, TupleTableSlot **slots, int n);
+
 /* ExecForeignInsert: NULL when ON CONFLICT DO NOTHING skipped the row. */
 static TupleTableSlot *
 vectorExecForeignInsert(EState *estate, ResultRelInfo *rinfo,
 						TupleTableSlot *slot, TupleTableSlot *planSlot)
 {
+	check_moved_in(rinfo->ri_FdwState, &slot, 1);
 	return PgpolyExecInsert(rinfo->ri_FdwState, estate, slot, insert_rows);
 }
 
@@ -1985,6 +1991,7 @@ vectorExecForeignBatchInsert(EState *estate, ResultRelInfo *rinfo,
 							 TupleTableSlot **slots, TupleTableSlot **planSlots,
 							 int *numSlots)
 {
+	check_moved_in(rinfo->ri_FdwState, slots, *numSlots);
 	return PgpolyExecBatchInsert(rinfo->ri_FdwState, estate, slots, numSlots,
 								 insert_rows);
 }
@@ -2038,6 +2045,14 @@ delete_write(VectorModifyState *ms, char *id)
 	return w;
 }
 
+/* ERROR 23505: a row of the UPDATE moved onto the record at id (how). */
+static void
+moved_onto_error(VectorModifyState *ms, PgpolyMoveCheck how, const char *id)
+{
+	PgpolyMovedOntoError(ms->tbl->relname, ms->tbl->provider->label, how,
+						 psprintf("id \"%s\"", PgpolyPrintable(id, strlen(id), 200)));
+}
+
 /*
  * For an UPDATE that may change ids: ERROR if the row at oldid was
  * overwritten by a row the statement moved onto it, or if it moves to id
@@ -2057,8 +2072,15 @@ check_moves(VectorModifyState *ms, const char *oldid, const char *id)
 	if (how == PGPOLY_MOVE_OK)
 		return;
 	at = how == PGPOLY_MOVED_ONTO_OLD ? oldid : id;
-	PgpolyMovedOntoError(ms->tbl->relname, ms->tbl->provider->label, how,
-						 psprintf("id \"%s\"", PgpolyPrintable(at, strlen(at), 200)));
+	moved_onto_error(ms, how, at);
+}
+
+/* Rows an UPDATE moves into the collection it updates (PgpolyModifyMovedIn). */
+static void
+check_moved_in(VectorModifyState *ms, TupleTableSlot **slots, int n)
+{
+	PgpolyModifyMovedIn(&ms->core, ms->moves, ms->tbl->id_att, slots, n,
+						ms->tbl->relname, ms->tbl->provider->label, "id");
 }
 
 /* ExecForeignUpdate: update in place, or delete + upsert when id changes. */

@@ -84,3 +84,121 @@ UPDATE fce_e SET _id = 'e4' WHERE _id = 'e2';
 DROP TABLE fce, fcen CASCADE;
 SELECT pgpoly.elastic_request('fcm_es', 'DELETE', '/regress_fcm*') IS NOT NULL AS cleaned;
 DROP SERVER fcm_es CASCADE;
+
+-- A row moved into a Redis partition onto the key of a row the same
+-- UPDATE updates: Redis holds one row per key, so that is an ERROR
+-- (23505), as a row the UPDATE moves within the partition is; it silently
+-- overwrote the other row (write_mode immediate: the held row was sent at
+-- the end, over the updated one; transactional: the buffered row was
+-- renamed away by the partition's own move at COMMIT).  A row moved onto a
+-- key the partition's row moves away from is fine where the rows moved in
+-- are held (immediate) and where they come after the move.  Each statement
+-- runs on an all-native copy too.
+CREATE SERVER fcm_redis FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
+CREATE USER MAPPING FOR CURRENT_USER SERVER fcm_redis;
+CREATE TABLE fco (k text, v int) PARTITION BY LIST (k);
+CREATE TABLE fco_a PARTITION OF fco FOR VALUES IN ('a1', 'a2', 'a3');
+CREATE FOREIGN TABLE fco_i PARTITION OF fco FOR VALUES IN ('i1', 'i2', 'i3', 'i4')
+  SERVER fcm_redis OPTIONS (key_prefix 'regress_fco_i:', write_mode 'immediate');
+ALTER FOREIGN TABLE fco_i ALTER COLUMN k OPTIONS (ADD key 'true');
+CREATE FOREIGN TABLE fco_t PARTITION OF fco FOR VALUES IN ('t1', 't2', 't3', 't4')
+  SERVER fcm_redis OPTIONS (key_prefix 'regress_fco_t:');
+ALTER FOREIGN TABLE fco_t ALTER COLUMN k OPTIONS (ADD key 'true');
+CREATE TABLE fco_z PARTITION OF fco DEFAULT;
+CREATE TABLE fcon (k text, v int) PARTITION BY LIST (k);
+CREATE TABLE fcon_a PARTITION OF fcon FOR VALUES IN ('a1', 'a2', 'a3');
+CREATE TABLE fcon_i PARTITION OF fcon FOR VALUES IN ('i1', 'i2', 'i3', 'i4');
+CREATE TABLE fcon_t PARTITION OF fcon FOR VALUES IN ('t1', 't2', 't3', 't4');
+CREATE TABLE fcon_z PARTITION OF fcon DEFAULT;
+CREATE FUNCTION fco_diff() RETURNS bigint LANGUAGE sql AS $$
+  WITH f AS (SELECT right(tableoid::regclass::text, 1) AS part, k, v FROM fco),
+       n AS (SELECT right(tableoid::regclass::text, 1) AS part, k, v FROM fcon)
+  SELECT count(*) FROM ((TABLE f EXCEPT ALL TABLE n) UNION ALL (TABLE n EXCEPT ALL TABLE f)) d $$;
+INSERT INTO fco VALUES ('a1', 1), ('a2', 2), ('i1', 3), ('i2', 4), ('t1', 5), ('t2', 6), ('z1', 7);
+-- onto a row updated in place (immediate), onto a row moving away (transactional)
+UPDATE fco SET v = v + 10, k = CASE k WHEN 'a1' THEN 'i1' ELSE k END;
+BEGIN;
+UPDATE fco SET k = CASE k WHEN 'a1' THEN 't2' WHEN 't2' THEN 't3' ELSE k END;
+ROLLBACK;
+-- a later row (of the default partition) onto one moved in
+UPDATE fco SET k = CASE k WHEN 'a1' THEN 'i3' WHEN 'z1' THEN 'i3' ELSE k END;
+-- none of them changed anything
+INSERT INTO fcon VALUES ('a1', 1), ('a2', 2), ('i1', 3), ('i2', 4), ('t1', 5), ('t2', 6), ('z1', 7);
+SELECT fco_diff() AS differences;
+-- onto keys the partitions' rows move away from: as on the native copy
+UPDATE fco SET k = CASE k WHEN 'a1' THEN 'i2' WHEN 'i2' THEN 'i4' WHEN 'z1' THEN 't2' WHEN 't2' THEN 't4' ELSE k END;
+UPDATE fcon SET k = CASE k WHEN 'a1' THEN 'i2' WHEN 'i2' THEN 'i4' WHEN 'z1' THEN 't2' WHEN 't2' THEN 't4' ELSE k END;
+SELECT fco_diff() AS differences;
+DROP TABLE fco, fcon;
+DROP FUNCTION fco_diff();
+-- partitioned on another column than the key: a row moved in onto a key
+CREATE TABLE fcv (k text, v int) PARTITION BY RANGE (v);
+CREATE TABLE fcv_n PARTITION OF fcv FOR VALUES FROM (0) TO (100);
+CREATE FOREIGN TABLE fcv_f PARTITION OF fcv FOR VALUES FROM (100) TO (200)
+  SERVER fcm_redis OPTIONS (key_prefix 'regress_fcv:', write_mode 'immediate');
+ALTER FOREIGN TABLE fcv_f ALTER COLUMN k OPTIONS (ADD key 'true');
+INSERT INTO fcv VALUES ('x', 50), ('x', 150), ('y', 160);
+UPDATE fcv SET v = CASE WHEN v < 100 THEN v + 100 ELSE v + 1 END;
+SELECT right(tableoid::regclass::text, 1) AS part, k, v FROM fcv ORDER BY k, v;
+DROP TABLE fcv;
+\! redis-cli -p $REDIS_PORT --scan --pattern 'regress_fc[ov]*' | xargs -r redis-cli -p $REDIS_PORT del > /dev/null
+DROP SERVER fcm_redis CASCADE;
+
+-- The same for a vector partition (one record per id, an upsert overwrites)
+\getenv chroma_url CHROMA_URL
+CREATE SERVER fcm_vec FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url :'chroma_url');
+CREATE TABLE fcw (id text, embedding real[], note text) PARTITION BY LIST (id);
+CREATE TABLE fcw_a PARTITION OF fcw FOR VALUES IN ('a1', 'a2');
+CREATE FOREIGN TABLE fcw_v PARTITION OF fcw FOR VALUES IN ('v1', 'v2', 'v3', 'v4')
+  SERVER fcm_vec OPTIONS (collection 'regress_fcw', create_collection 'true', distance 'l2',
+                          write_mode 'immediate');
+ALTER FOREIGN TABLE fcw_v ALTER COLUMN note OPTIONS (ADD field 'note');
+CREATE TABLE fcwn (id text, embedding real[], note text) PARTITION BY LIST (id);
+CREATE TABLE fcwn_a PARTITION OF fcwn FOR VALUES IN ('a1', 'a2');
+CREATE TABLE fcwn_v PARTITION OF fcwn FOR VALUES IN ('v1', 'v2', 'v3', 'v4');
+INSERT INTO fcw VALUES ('a1', '{1,0}', 'a1'), ('a2', '{2,0}', 'a2'), ('v1', '{3,0}', 'v1'), ('v2', '{4,0}', 'v2');
+INSERT INTO fcwn VALUES ('a1', '{1,0}', 'a1'), ('a2', '{2,0}', 'a2'), ('v1', '{3,0}', 'v1'), ('v2', '{4,0}', 'v2');
+-- onto a record updated in place: refused, nothing changed
+UPDATE fcw SET note = note || '!', id = CASE id WHEN 'a1' THEN 'v1' ELSE id END;
+-- onto an id the record moves away from: as on the native copy
+UPDATE fcw SET id = CASE id WHEN 'a1' THEN 'v2' WHEN 'v2' THEN 'v3' ELSE id END;
+UPDATE fcwn SET id = CASE id WHEN 'a1' THEN 'v2' WHEN 'v2' THEN 'v3' ELSE id END;
+SELECT count(*) AS differences FROM (
+  (SELECT right(tableoid::regclass::text, 1), id, note FROM fcw EXCEPT ALL
+   SELECT right(tableoid::regclass::text, 1), id, note FROM fcwn) UNION ALL
+  (SELECT right(tableoid::regclass::text, 1), id, note FROM fcwn EXCEPT ALL
+   SELECT right(tableoid::regclass::text, 1), id, note FROM fcw)) d;
+DELETE FROM fcw_v;
+DROP TABLE fcw, fcwn;
+DROP SERVER fcm_vec CASCADE;
+
+-- And for an Elasticsearch partition (one document per _id: an index
+-- action replaces it, an update of it would rewrite the row moved in)
+CREATE SERVER fcm_es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url :'es_url');
+CREATE TABLE fcd (_id text, v int) PARTITION BY LIST (_id);
+CREATE TABLE fcd_a PARTITION OF fcd FOR VALUES IN ('a1', 'a2');
+CREATE FOREIGN TABLE fcd_e PARTITION OF fcd FOR VALUES IN ('e1', 'e2', 'e3', 'e4')
+  SERVER fcm_es OPTIONS (index 'regress_fcd_e', refresh 'true', write_mode 'immediate');
+CREATE TABLE fcd_z PARTITION OF fcd DEFAULT;
+CREATE TABLE fcdn (_id text, v int) PARTITION BY LIST (_id);
+CREATE TABLE fcdn_a PARTITION OF fcdn FOR VALUES IN ('a1', 'a2');
+CREATE TABLE fcdn_e PARTITION OF fcdn FOR VALUES IN ('e1', 'e2', 'e3', 'e4');
+CREATE TABLE fcdn_z PARTITION OF fcdn DEFAULT;
+INSERT INTO fcd VALUES ('a1', 1), ('a2', 2), ('e1', 3), ('e2', 4), ('z1', 5);
+INSERT INTO fcdn VALUES ('a1', 1), ('a2', 2), ('e1', 3), ('e2', 4), ('z1', 5);
+-- refused, nothing changed: onto a document updated later (the row held,
+-- immediate) and, transactional, updated before
+UPDATE fcd SET v = v + 10, _id = CASE _id WHEN 'a1' THEN 'e1' ELSE _id END;
+ALTER FOREIGN TABLE fcd_e OPTIONS (SET write_mode 'transactional');
+UPDATE fcd SET v = v + 10, _id = CASE _id WHEN 'z1' THEN 'e2' ELSE _id END;
+-- onto free _ids: as on the native copy
+UPDATE fcd SET v = v + 10, _id = CASE _id WHEN 'a1' THEN 'e3' WHEN 'z1' THEN 'e4' ELSE _id END;
+UPDATE fcdn SET v = v + 10, _id = CASE _id WHEN 'a1' THEN 'e3' WHEN 'z1' THEN 'e4' ELSE _id END;
+SELECT count(*) AS differences FROM (
+  (SELECT right(tableoid::regclass::text, 1), _id, v FROM fcd EXCEPT ALL
+   SELECT right(tableoid::regclass::text, 1), _id, v FROM fcdn) UNION ALL
+  (SELECT right(tableoid::regclass::text, 1), _id, v FROM fcdn EXCEPT ALL
+   SELECT right(tableoid::regclass::text, 1), _id, v FROM fcd)) d;
+DROP TABLE fcd, fcdn;
+SELECT pgpoly.elastic_request('fcm_es', 'DELETE', '/regress_fcd*') IS NOT NULL AS cleaned;
+DROP SERVER fcm_es CASCADE;

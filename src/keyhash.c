@@ -145,28 +145,55 @@ PgpolyMoveRow(HTAB *moves, MemoryContext cxt, const char *o, size_t olen,
 	PgpolyHeldRow *e;
 	bool		found;
 
+	bool		in_place = olen == nlen && memcmp(o, n, olen) == 0;
+
+	/* a row moved in and held lands at o after this one moved away */
 	e = PgpolyKeyTableFind(moves, o, olen);
-	if (e != NULL && e->moved_onto)
+	if (e != NULL && e->moved_onto && (in_place || !e->held_in))
 		return PGPOLY_MOVED_ONTO_OLD;
 	e = PgpolyKeyTableEnter(moves, cxt, n, nlen, &found);
-	if (olen == nlen && memcmp(o, n, olen) == 0)
+	if (in_place)
 	{
-		/* in place */
 		if (!found)
-			e->moved_onto = false;
+			e->moved_onto = e->held_in = false;
 		return PGPOLY_MOVE_OK;
 	}
 	if (found)
 		return PGPOLY_MOVED_ONTO_NEW;
 	e->moved_onto = true;
+	e->held_in = false;
 	e = PgpolyKeyTableFind(moves, o, olen);
-	if (e != NULL)
+	if (e != NULL && !e->held_in)
 	{
 		const char *key = e->id.key;
 
 		hash_search(moves, &e->id, HASH_REMOVE, NULL);
 		pfree((char *) key);
 	}
+	return PGPOLY_MOVE_OK;
+}
+
+/*
+ * Note that an UPDATE through a partitioned table moves a row into the
+ * table it updates too (a routed INSERT) at identity n (nlen bytes), in
+ * moves.  Landing on a row the statement met and left or moved there is
+ * PGPOLY_MOVED_ONTO_NEW; else a row of the table met there later is
+ * PGPOLY_MOVED_ONTO_OLD (PgpolyMoveRow), as for a row the UPDATE itself
+ * moved there.  Unless held: immediate mode sends the rows moved in at
+ * the statement's end (PgpolyModifyBegin), so one met there later may
+ * still move away first.
+ */
+PgpolyMoveCheck
+PgpolyMoveIn(HTAB *moves, MemoryContext cxt, const char *n, size_t nlen,
+			 bool held)
+{
+	bool		found;
+	PgpolyHeldRow *e = PgpolyKeyTableEnter(moves, cxt, n, nlen, &found);
+
+	if (found)
+		return PGPOLY_MOVED_ONTO_NEW;
+	e->moved_onto = true;
+	e->held_in = held;
 	return PGPOLY_MOVE_OK;
 }
 

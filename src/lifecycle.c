@@ -885,6 +885,41 @@ PgpolyModifyUpdatedColumns(PgpolyModifyState *ms, TupleTableSlot *slot,
 }
 
 /*
+ * Rows an UPDATE through a partitioned table moves into a table it updates
+ * too (ms: the UPDATE's state; PgpolyModifyBegin), for a store holding one
+ * row per text identity (column att; NULL: the store assigns one): a row
+ * landing on the identity of a row the statement updates or moved in is
+ * an ERROR (23505), as a row the UPDATE moves within the table is, noted
+ * in moves (PgpolyMoves): one write would overwrite the other.  store and
+ * what name them in the message ("Chroma", "id").
+ */
+void
+PgpolyModifyMovedIn(PgpolyModifyState *ms, struct HTAB *moves, AttrNumber att,
+					TupleTableSlot **slots, int n, const char *relname,
+					const char *store, const char *what)
+{
+	if (ms->routed == NULL || moves == NULL || att == InvalidAttrNumber)
+		return;
+	for (int i = 0; i < n; i++)
+	{
+		char	   *id;
+		PgpolyMoveCheck how;
+
+		slot_getallattrs(slots[i]);
+		if (slots[i]->tts_isnull[att - 1])
+			continue;
+		id = TextDatumGetCString(slots[i]->tts_values[att - 1]);
+		how = PgpolyMoveIn(moves, GetMemoryChunkContext(ms), id, strlen(id),
+						   ms->routed->writer.held);
+		if (how != PGPOLY_MOVE_OK)
+			PgpolyMovedOntoError(relname, store, how,
+								 psprintf("%s \"%s\"", what,
+										  PgpolyPrintable(id, strlen(id), 200)));
+		pfree(id);
+	}
+}
+
+/*
  * EndForeignModify / EndForeignInsert: send what immediate mode holds, the
  * rows an UPDATE moved into the table too (PgpolyModifyBegin).
  */

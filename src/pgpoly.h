@@ -698,6 +698,10 @@ extern bool PgpolyModifyAgain(PgpolyModifyState *ms,
 							   struct TupleTableSlot *planSlot);
 extern void PgpolyModifyCheckRow(PgpolyModifyState *ms, struct EState *estate,
 								 struct TupleTableSlot *slot, CmdType op);
+extern void PgpolyModifyMovedIn(PgpolyModifyState *ms, struct HTAB *moves,
+								AttrNumber att, struct TupleTableSlot **slots, int n,
+								const char *relname, const char *store,
+								const char *what);
 extern void PgpolyModifyEnd(PgpolyModifyState *ms);
 extern void PgpolyModifyOutbox(PgpolyModifyState *ms, CmdType op,
 							   struct TupleTableSlot *slot,
@@ -915,6 +919,8 @@ typedef struct PgpolyHeldRow
 {
 	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable) */
 	bool		moved_onto;
+	bool		held_in;		/* moved_onto by a row moved into the table
+								 * and held (PgpolyMoveIn) */
 } PgpolyHeldRow;
 
 /* PgpolyMoveRow: a row of an UPDATE moved onto another row of it, or not. */
@@ -929,6 +935,8 @@ extern struct HTAB *PgpolyMoves(MemoryContext cxt);
 extern PgpolyMoveCheck PgpolyMoveRow(struct HTAB *moves, MemoryContext cxt,
 									 const char *o, size_t olen,
 									 const char *n, size_t nlen);
+extern PgpolyMoveCheck PgpolyMoveIn(struct HTAB *moves, MemoryContext cxt,
+									const char *n, size_t nlen, bool held);
 extern void PgpolyMovedOntoError(const char *relname, const char *store,
 								 PgpolyMoveCheck how, const char *identity) pg_attribute_noreturn();
 
