@@ -12,7 +12,9 @@ One session repeats BEGIN; INSERT (a record with a large metadata value,
 into a collection that does not exist yet, so that only the buffered row is
 checked); the k-NN with the invalid value (22021); ROLLBACK.  After a
 warm-up, the backend's anonymous memory (RssAnon) must not grow by more
-than RSS_TOL_KB over ROUNDS statements (each leak was > LEAK_KB).
+than RSS_TOL_KB over ROUNDS statements (each leak was > LEAK_KB).  Under
+valgrind (`make valgrind`), whose queue of freed blocks makes RssAnon grow
+anyway, the RssAnon check is left to memcheck's leak report.
 Needs the harness's Chroma (CHROMA_URL).
 """
 
@@ -40,6 +42,15 @@ def sqlascii_db():
     if r.rc != 0:
         raise RuntimeError("CREATE EXTENSION failed: %s" % r.err)
     return name
+
+
+def under_valgrind(pid):
+    """Whether backend pid runs under valgrind (its command is the tool's)."""
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().startswith("memcheck")
+    except OSError:
+        return False
 
 
 def state(results):
@@ -81,9 +92,12 @@ def test():
     check(set(states) == {"22021"},
           "the k-NN with a condition value not valid UTF-8 fails with 22021: %r"
           % sorted(set(states), key=str))
-    check(b - a <= RSS_TOL_KB,
-          "RssAnon grew by %d kB over %d failed statements (the parsed metadata leaks)"
-          % (b - a, ROUNDS))
+    if under_valgrind(pid):
+        print("note: the backend runs under valgrind: its leak report checks the memory")
+    else:
+        check(b - a <= RSS_TOL_KB,
+              "RssAnon grew by %d kB over %d failed statements (the parsed metadata leaks)"
+              % (b - a, ROUNDS))
     c.close()
 
 
