@@ -30,20 +30,6 @@ LEAK_KB = 256           # the metadata value each statement parses
 RSS_TOL_KB = 768        # a glibc arena step is 128-132 kB
 
 
-def sqlascii_db():
-    """A scratch SQL_ASCII database with the extension (dropped at exit)."""
-    name = "%s_sqlascii" % TAG
-    r = pgtest.psql("DROP DATABASE IF EXISTS %s; CREATE DATABASE %s TEMPLATE template0 "
-                    "ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C';" % (name, name))
-    if r.rc != 0:
-        raise RuntimeError("CREATE DATABASE failed: %s" % r.err)
-    pgtest._databases.append(name)
-    r = pgtest.psql("CREATE EXTENSION pgpoly;", db=name)
-    if r.rc != 0:
-        raise RuntimeError("CREATE EXTENSION failed: %s" % r.err)
-    return name
-
-
 def under_valgrind(pid):
     """Whether backend pid runs under valgrind (its command is the tool's)."""
     try:
@@ -62,7 +48,7 @@ def test():
     url = os.environ.get("CHROMA_URL")
     if not check(url is not None, "CHROMA_URL is set by the harness"):
         return
-    db = sqlascii_db()
+    db = pgtest.create_db(TAG, encoding="SQL_ASCII")
     c = pgwire.Conn(db)
     r = c.query("CREATE SERVER ch FOREIGN DATA WRAPPER pgpoly_vector OPTIONS (url '%s');"
                 "CREATE USER MAPPING FOR CURRENT_USER SERVER ch;"
