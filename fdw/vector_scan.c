@@ -138,21 +138,13 @@ value_matches(json_t *v, VectorCondOp op, json_t *c)
 	}
 }
 
-/* Whether a row not from the service satisfies every condition. */
+/* Whether parsed metadata meta satisfies every condition of conds. */
 static bool
-row_matches(VectorRow *row, List *conds)
+meta_matches(json_t *meta, List *conds)
 {
-	json_t	   *meta;
 	bool		ok = true;
 	ListCell   *lc;
 
-	if (conds == NIL)
-		return true;
-	if (row->metadata == NULL)
-		return false;
-	meta = json_loads(PgpolyServerToStoreCstr(row->metadata, true), 0, NULL);
-	if (meta == NULL)
-		return false;
 	foreach(lc, conds)
 	{
 		VectorCondEval *c = lfirst(lc);
@@ -165,10 +157,42 @@ row_matches(VectorRow *row, List *conds)
 		if (val)
 			json_decref(val);
 		if (!ok && c->or_else)
-			ok = row_matches(row, list_make1(c->or_else));
+			ok = meta_matches(meta, list_make1(c->or_else));
 		if (!ok)
 			break;
 	}
+	return ok;
+}
+
+/*
+ * Whether a row not from the service satisfies every condition.  The
+ * parsed metadata is malloc'd (jansson): freed on an ERROR too (a condition
+ * not valid UTF-8 in a SQL_ASCII database is one), which no memory context
+ * reset would free.
+ */
+static bool
+row_matches(VectorRow *row, List *conds)
+{
+	json_t	   *meta;
+	bool		ok;
+
+	if (conds == NIL)
+		return true;
+	if (row->metadata == NULL)
+		return false;
+	meta = json_loads(PgpolyServerToStoreCstr(row->metadata, true), 0, NULL);
+	if (meta == NULL)
+		return false;
+	PG_TRY();
+	{
+		ok = meta_matches(meta, conds);
+	}
+	PG_CATCH();
+	{
+		json_decref(meta);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	json_decref(meta);
 	return ok;
 }

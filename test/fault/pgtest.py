@@ -572,15 +572,19 @@ def redis_stat(port, name):
     return 0
 
 
-def create_db(prefix="pgpoly_fault", extension="pgpoly"):
+def create_db(prefix="pgpoly_fault", extension="pgpoly", encoding=None):
     """Create a scratch database with the extension; dropped at exit.
 
-    Returns its name.
+    encoding: the database encoding (from template0, C locale) instead of
+    the default.  Returns its name.
     """
     name = "%s_%d_%d" % (prefix, os.getpid(), len(_databases) + 1)
     subprocess.run(["dropdb", "--if-exists", "--force", name],
                    capture_output=True)
-    p = subprocess.run(["createdb", name], capture_output=True, text=True)
+    opts = []
+    if encoding:
+        opts = ["--template=template0", "--encoding=" + encoding, "--locale=C"]
+    p = subprocess.run(["createdb"] + opts + [name], capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError("createdb %s failed: %s" % (name, p.stderr))
     _databases.append(name)

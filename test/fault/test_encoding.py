@@ -56,18 +56,15 @@ CASES = [
 ]
 
 
+_encoded = {}  # encoding -> its scratch database
+
+
 def create_encoded_db(encoding):
-    """A scratch database of encoding with the extension (dropped at exit)."""
-    name = "%s_%s" % (TAG, encoding.lower())
-    r = pgtest.psql("DROP DATABASE IF EXISTS %s; CREATE DATABASE %s TEMPLATE template0 "
-                    "ENCODING '%s' LC_COLLATE 'C' LC_CTYPE 'C';" % (name, name, encoding))
-    if r.rc != 0:
-        raise RuntimeError("CREATE DATABASE failed: %s" % r.err)
-    pgtest._databases.append(name)
-    r = pgtest.psql("CREATE EXTENSION pgpoly;", db=name)
-    if r.rc != 0:
-        raise RuntimeError("CREATE EXTENSION failed: %s" % r.err)
-    return name
+    """The scratch database of encoding with the extension (made once, dropped at exit)."""
+    if encoding not in _encoded:
+        _encoded[encoding] = pgtest.create_db("%s_%s" % (TAG, encoding.lower()),
+                                              encoding=encoding)
+    return _encoded[encoding]
 
 
 def q(sess, sql):
@@ -326,13 +323,7 @@ def chroma_part(s, db, enc, vals, bad, utf8db):
 
 def sql_ascii_part(utf8db):
     """SQL_ASCII: JSON stores must be sent valid UTF-8; Redis bytes pass as they are."""
-    name = "%s_sqlascii" % TAG
-    r = pgtest.psql("DROP DATABASE IF EXISTS %s; CREATE DATABASE %s TEMPLATE template0 "
-                    "ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C';" % (name, name))
-    if not check(r.rc == 0, "CREATE DATABASE SQL_ASCII: %s" % r.err):
-        return
-    pgtest._databases.append(name)
-    pgtest.psql("CREATE EXTENSION pgpoly;", db=name)
+    name = create_encoded_db("SQL_ASCII")
     s = pgtest.Session(db=name)
     index = "%s_sqlascii" % TAG
     ok(s, "CREATE SERVER es FOREIGN DATA WRAPPER pgpoly_elastic OPTIONS (url %s);"
@@ -370,9 +361,7 @@ def order_part(enc, vals):
     """Under COLLATE "C", SQL orders text by the database encoding's bytes;
     Elasticsearch orders a keyword by its UTF-8 bytes (code points).  Where the
     two differ, ORDER BY ... LIMIT and ranges must not be pushed."""
-    # the databases of CASES are there already
-    db = ("%s_%s" % (TAG, enc.lower()) if enc in [c[0] for c in CASES]
-          else create_encoded_db(enc))
+    db = create_encoded_db(enc)     # those of CASES are there already
     s = pgtest.Session(db=db, env=UTF8)
     index = "%s_order_%s" % (TAG, enc.lower())
     if vals is None:
