@@ -229,19 +229,6 @@ kind_of_type(Oid typid)
 }
 
 /*
- * Whether typid is one of the numeric types a ->> text can be cast to and
- * compared as the service compares its numbers.  Not float4: SQL rounds
- * the stored number to float4 first (0.10000000000000002 = 0.1::float4),
- * the service compares the number itself.
- */
-static bool
-is_numeric_cast_target(Oid typid)
-{
-	return typid == INT2OID || typid == INT4OID || typid == INT8OID ||
-		typid == FLOAT8OID || typid == NUMERICOID;
-}
-
-/*
  * Whether a filter can name metadata key: Chroma reads a key beginning with
  * '$' in a where object as an operator ({"$and": {"$eq": "x"}} is refused
  * as an invalid where clause), so a clause on such a key is evaluated
@@ -262,8 +249,7 @@ filter_key(char *key)
 
 /*
  * The metadata key a column-side expression stands for, and its value
- * kind: metadata->>'k' (string), (metadata->>'k')::numeric type (number),
- * or a column mapped with field.  NULL when it is none of these, or when
+ * kind: metadata->>'k' (string), or a column mapped with field.  NULL when it is none of these, or when
  * no filter can name the key (filter_key).
  */
 static char *
@@ -287,17 +273,22 @@ metadata_key(Node *n, RelOptInfo *baserel, VectorTable *tbl, ValueKind *kind)
 		 */
 		if (tbl->cols[att - 1].conv.basetypmod >= 0)
 			return NULL;
+		/*
+		 * A numeric or boolean column reads a string holding the value's
+		 * text ("5", " 5", "true") as that value, which the service's
+		 * number or boolean match does not select: its comparisons are
+		 * evaluated locally.
+		 */
 		*kind = kind_of_type(tbl->cols[att - 1].typid);
-		if (*kind == VK_NUMBER && !is_numeric_cast_target(getBaseType(tbl->cols[att - 1].typid)))
-			return NULL;
-		return *kind == VK_NONE ? NULL : filter_key(tbl->cols[att - 1].field);
+		return *kind != VK_STRING ? NULL : filter_key(tbl->cols[att - 1].field);
 	}
+	/*
+	 * A cast of metadata->>'k' ((metadata->>'k')::int) is not one: SQL
+	 * casts the text it reads, so the string "5" (or " 5") is 5 there and
+	 * 5.5 or "x" cast to int is an error, while the service's number match
+	 * sees neither.  Such a clause is evaluated locally.
+	 */
 	*kind = VK_STRING;
-	if (IsA(n, CoerceViaIO) && is_numeric_cast_target(((CoerceViaIO *) n)->resulttype))
-	{
-		*kind = VK_NUMBER;
-		n = (Node *) ((CoerceViaIO *) n)->arg;
-	}
 	if (!IsA(n, OpExpr))
 		return NULL;
 	op = (OpExpr *) n;
