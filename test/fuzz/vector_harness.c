@@ -69,7 +69,7 @@ check_row(VectorTable *tbl, VectorRow *row)
 	Datum	   *values = palloc(sizeof(Datum) * tbl->natts);
 	bool	   *nulls = palloc(sizeof(bool) * tbl->natts);
 
-	VectorRowToValues(tbl, row, true, values, nulls);
+	VectorRowToValues(tbl, row, true, NULL, values, nulls);
 	HarnessRow();
 	for (int i = 0; i < tbl->natts; i++)
 		if (tbl->cols[i].role != VCOL_NONE && !nulls[i])
