@@ -181,6 +181,17 @@ RETURNS int
 AS 'MODULE_PATHNAME', 'pgpoly_lock_partitions'
 LANGUAGE C STRICT VOLATILE;
 
+-- t's UTC year on a scale with a year 0 (1 BC is 0, 2 BC is -1), so that a
+-- difference of years counts the years between across 1 BC / 1 AD.
+CREATE FUNCTION pgpoly._utc_year0(t timestamptz)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT date_part('year', t AT TIME ZONE 'UTC')
+		   + CASE WHEN date_part('year', t AT TIME ZONE 'UTC') < 0 THEN 1 ELSE 0 END
+$$;
+
 CREATE FUNCTION pgpoly.create_prediction_partitions(since timestamptz DEFAULT now(),
 													until timestamptz DEFAULT now() + interval '3 months')
 RETURNS int
@@ -203,7 +214,8 @@ BEGIN
 	-- one partition per month, each with its indexes: a range of decades or
 	-- millennia (a typo, '4713-01-01 BC') would create thousands of tables in
 	-- one transaction (and run out of lock slots or statement_timeout)
-	IF (date_part('year', until AT TIME ZONE 'UTC') - date_part('year', since AT TIME ZONE 'UTC')) * 12
+	-- (years counted through a year 0: date_part gives 1 BC as -1, 1 AD as 1)
+	IF (pgpoly._utc_year0(until) - pgpoly._utc_year0(since)) * 12
 	   + date_part('month', until AT TIME ZONE 'UTC') - date_part('month', since AT TIME ZONE 'UTC') + 1 > 120 THEN
 		RAISE EXCEPTION 'range of months too long: % to %', since, until
 			USING ERRCODE = 'invalid_parameter_value',

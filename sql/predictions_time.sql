@@ -40,6 +40,11 @@ SELECT pgpoly.drop_prediction_partitions('4714-12-31 23:59:59.999999+00 BC') AS 
        pgpoly.drop_prediction_partitions('4713-01-01 00:00:00+00 BC') AS first_dropped;
 SELECT prediction FROM pgpoly.predictions WHERE model_name = 'pt_m' ORDER BY ts;
 DROP TABLE pgpoly.predictions_294276_11;
+-- 120 months across 1 BC / 1 AD (no year 0 between them) are within the
+-- limit; 121 are not
+SELECT pgpoly.create_prediction_partitions('0005-01-01 00:00:00+00 BC', '0005-12-01 00:00:00+00') AS made;
+SELECT pt_err($$SELECT pgpoly.create_prediction_partitions('0005-01-01 00:00:00+00 BC', '0006-01-01 00:00:00+00')$$);
+SELECT pgpoly.drop_prediction_partitions('0006-01-01 00:00:00+00') AS dropped;
 DELETE FROM pgpoly.registered_models WHERE name = 'pt_m';
 DROP FUNCTION pt_err(text);
 RESET timezone;
