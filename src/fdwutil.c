@@ -423,7 +423,8 @@ PgpolyPlanModifyColumns(PlannerInfo *root, ModifyTable *plan,
 /*
  * Whether the modifying query q reaches relid: its target is relid, or an
  * inheritance parent (a partitioned table) whose UPDATE or DELETE modifies
- * relid as one of its children.
+ * relid as one of its children, or a partitioned table whose INSERT routes
+ * rows into relid.
  */
 static bool
 query_modifies(Query *q, Oid relid)
@@ -435,9 +436,11 @@ query_modifies(Query *q, Oid relid)
 	rte = rt_fetch(q->resultRelation, q->rtable);
 	if (rte->relid == relid)
 		return true;
+	if (q->commandType == CMD_INSERT ? rte->relkind != RELKIND_PARTITIONED_TABLE :
+		!rte->inh)
+		return false;
 	/* the planner holds a lock on every relation of the statement */
-	return rte->inh && q->commandType != CMD_INSERT &&
-		list_member_oid(find_all_inheritors(rte->relid, NoLock, NULL), relid);
+	return list_member_oid(find_all_inheritors(rte->relid, NoLock, NULL), relid);
 }
 
 /*

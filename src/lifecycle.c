@@ -409,6 +409,8 @@ PgpolyModifyFindJunk(PgpolyModifyState *ms, const char *const *names,
 {
 	TupleDesc	desc = RelationGetDescr(ms->rinfo->ri_RelationDesc);
 
+	for (int i = 0; names[i] && i < PGPOLY_MAX_JUNK; i++)
+		ms->id_atts[i] = atts[i];
 	for (int i = 0; ms->plan_tlist && names[i] && i < PGPOLY_MAX_JUNK; i++)
 		if (atts[i] != InvalidAttrNumber)
 			ms->junk[i] = ExecFindJunkAttributeInTlist(ms->plan_tlist,
@@ -521,6 +523,7 @@ PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate
 	MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
 	ListCell   *lc;
 
+	ms->inserting = fdw_private == NIL || mtstate->operation == CMD_INSERT;
 	if (updating != NULL)
 	{
 		updating->routed = ms;
@@ -626,6 +629,37 @@ PgpolyModifyJunk(PgpolyModifyState *ms, int i, TupleTableSlot *planSlot,
 }
 
 /*
+ * Append to id one identity column's value d (isnull) of type att: its
+ * length first, so that ("ab", "c") is not ("a", "bc"), then its bytes.  A
+ * value and a junk column carrying it append the same bytes (detoasted).
+ */
+static void
+append_identity(StringInfo id, Datum d, bool isnull, Form_pg_attribute att)
+{
+	uint32		len;
+
+	if (isnull)
+		len = PG_UINT32_MAX;
+	else if (att->attbyval)
+		len = sizeof(Datum);
+	else if (att->attlen == -1)
+	{
+		d = PointerGetDatum(PG_DETOAST_DATUM_PACKED(d));
+		len = VARSIZE_ANY_EXHDR(d);
+	}
+	else
+		len = att->attlen == -2 ? strlen(DatumGetCString(d)) : att->attlen;
+	appendBinaryStringInfo(id, (char *) &len, sizeof(len));
+	if (isnull)
+		return;
+	if (att->attbyval)
+		appendBinaryStringInfo(id, (char *) &d, sizeof(Datum));
+	else
+		appendBinaryStringInfo(id, att->attlen == -1 ? VARDATA_ANY(d) :
+							   DatumGetPointer(d), len);
+}
+
+/*
  * Whether the statement already updated or deleted the row of planSlot: an
  * UPDATE ... FROM or DELETE ... USING whose join matched it more than once.
  * PostgreSQL modifies such a row once, with the first match, and counts,
@@ -636,6 +670,8 @@ PgpolyModifyJunk(PgpolyModifyState *ms, int i, TupleTableSlot *planSlot,
  * delete it twice.  The identity is the row's junk columns (the same bytes
  * for every match of one scanned row); a statement without a FROM or USING
  * list, or a second node modifying the table (share_met), never keeps one.
+ * Also true for a row another node of the statement inserted at that
+ * identity (note_inserted): the row read there was replaced.
  */
 bool
 PgpolyModifyAgain(PgpolyModifyState *ms, TupleTableSlot *planSlot)
@@ -643,51 +679,122 @@ PgpolyModifyAgain(PgpolyModifyState *ms, TupleTableSlot *planSlot)
 	TupleDesc	desc = planSlot->tts_tupleDescriptor;
 	MemoryContext old;
 	StringInfoData id;
-	bool		found;
+	bool		found = false;
 
-	if (!ms->joined)
+	if (!ms->joined && ms->inserted == NULL)
 		return false;
-	if (ms->met == NULL)
+	if (ms->joined && ms->met == NULL)
 		ms->met = PgpolyKeyTable("pgpoly rows modified", sizeof(PgpolyKeyRef),
 								 GetMemoryChunkContext(ms));
 	old = MemoryContextSwitchTo(ms->row_cxt);
 	initStringInfo(&id);
 	for (int i = 0; i < PGPOLY_MAX_JUNK; i++)
 	{
-		Form_pg_attribute att;
 		bool		isnull;
 		Datum		d;
-		uint32		len;
 
 		if (ms->junk[i] == InvalidAttrNumber)
 			continue;
-		att = TupleDescAttr(desc, ms->junk[i] - 1);
 		d = ExecGetJunkAttribute(planSlot, ms->junk[i], &isnull);
-		if (isnull)
-			len = PG_UINT32_MAX;
-		else if (att->attbyval)
-			len = sizeof(Datum);
-		else if (att->attlen == -1)
-		{
-			d = PointerGetDatum(PG_DETOAST_DATUM_PACKED(d));
-			len = VARSIZE_ANY_EXHDR(d);
-		}
-		else
-			len = att->attlen == -2 ? strlen(DatumGetCString(d)) : att->attlen;
-		/* each part's length first: ("ab", "c") is not ("a", "bc") */
-		appendBinaryStringInfo(&id, (char *) &len, sizeof(len));
-		if (isnull)
-			continue;
-		if (att->attbyval)
-			appendBinaryStringInfo(&id, (char *) &d, sizeof(Datum));
-		else
-			appendBinaryStringInfo(&id, att->attlen == -1 ? VARDATA_ANY(d) :
-								   DatumGetPointer(d), len);
+		append_identity(&id, d, isnull, TupleDescAttr(desc, ms->junk[i] - 1));
 	}
-	(void) PgpolyKeyTableEnter(ms->met, GetMemoryChunkContext(ms), id.data, id.len,
-							   &found);
+	if (ms->inserted != NULL)
+	{
+		PgpolyInsertedRow *e = PgpolyKeyTableFind(ms->inserted, id.data, id.len);
+
+		/* (not the rows it moved in itself: PgpolyModifyMovedIn) */
+		found = e != NULL && e->by != ms->routed;
+	}
+	if (!found && ms->joined)
+		(void) PgpolyKeyTableEnter(ms->met, GetMemoryChunkContext(ms), id.data, id.len,
+								   &found);
 	MemoryContextSwitchTo(old);
 	return found;
+}
+
+/*
+ * The table of the rows the INSERTs of the statement wrote into ms's
+ * table (ms: an INSERT's state), when an UPDATE or DELETE of the statement
+ * modifies the table too; else NULL.  The executor begins every node
+ * before any runs, so at an INSERT's first row every UPDATE and DELETE
+ * state of the table exists (of the table's result relations, or its
+ * partition's); they are given the table, made by the first INSERT that
+ * looks (in ms's memory).
+ */
+static HTAB *
+share_inserted(PgpolyModifyState *ms, EState *estate)
+{
+	List	   *rinfos = list_concat_copy(estate->es_opened_result_relations,
+										  estate->es_tuple_routing_result_relations);
+	List	   *modifying = NIL;
+	HTAB	   *table = NULL;
+	ListCell   *lc;
+
+	foreach(lc, rinfos)
+	{
+		ResultRelInfo *rinfo = lfirst(lc);
+		PgpolyModifyState *oms = rinfo->ri_FdwState;
+
+		if (oms == NULL || RelationGetRelid(rinfo->ri_RelationDesc) != ms->relid)
+			continue;
+		if (!oms->inserting && oms->routed != ms)
+			modifying = lappend(modifying, oms);
+		if (table == NULL)
+			table = oms->inserted ? oms->inserted :
+				oms->routed ? oms->routed->inserted : NULL;
+	}
+	if (modifying == NIL)
+		return NULL;
+	if (table == NULL)
+		table = PgpolyKeyTable("pgpoly rows inserted", sizeof(PgpolyInsertedRow),
+							   GetMemoryChunkContext(ms));
+	foreach(lc, modifying)
+		((PgpolyModifyState *) lfirst(lc))->inserted = table;
+	return table;
+}
+
+/*
+ * Note rows slots[i] (n of them) that an INSERT's state ms wrote
+ * (inserted[i]), by identity, for the UPDATEs and DELETEs of the statement
+ * that modify the table too (share_inserted).  Such a node runs after the
+ * INSERT (a data-modifying WITH query nobody reads) and meets the key the
+ * INSERT wrote; PostgreSQL's scan of a native table does not see the rows
+ * its statement inserted, and modifies the old row, where a store holds the
+ * row inserted: the node would delete or overwrite it.  So it skips such a
+ * row (PgpolyModifyAgain), the row read there having been replaced.
+ */
+static void
+note_inserted(PgpolyModifyState *ms, EState *estate, TupleTableSlot **slots, int n,
+			  const bool *inserted)
+{
+	TupleDesc	desc = RelationGetDescr(ms->rinfo->ri_RelationDesc);
+
+	if (!ms->inserted_looked)
+	{
+		ms->inserted = share_inserted(ms, estate);
+		ms->inserted_looked = true;
+	}
+	if (ms->inserted == NULL || ms->id_atts[0] == InvalidAttrNumber)
+		return;
+	for (int i = 0; i < n; i++)
+	{
+		StringInfoData id;
+		PgpolyInsertedRow *e;
+		bool		found;
+
+		if (!inserted[i])
+			continue;
+		slot_getallattrs(slots[i]);
+		initStringInfo(&id);
+		for (int j = 0; j < PGPOLY_MAX_JUNK; j++)
+			if (ms->id_atts[j] != InvalidAttrNumber)
+				append_identity(&id, slots[i]->tts_values[ms->id_atts[j] - 1],
+								slots[i]->tts_isnull[ms->id_atts[j] - 1],
+								TupleDescAttr(desc, ms->id_atts[j] - 1));
+		e = PgpolyKeyTableEnter(ms->inserted, GetMemoryChunkContext(ms), id.data, id.len,
+								&found);
+		e->by = ms;
+	}
 }
 
 /*
@@ -950,6 +1057,7 @@ PgpolyExecInsert(PgpolyModifyState *ms, EState *estate, TupleTableSlot *slot,
 
 	PgpolyModifyCheckRow(ms, estate, slot, CMD_INSERT);
 	insert_rows(ms, estate, &slot, 1, &inserted);
+	note_inserted(ms, estate, &slot, 1, &inserted);
 	if (inserted)
 		PgpolyModifyOutbox(ms, CMD_INSERT, slot, NULL);
 	MemoryContextSwitchTo(old);
@@ -979,6 +1087,7 @@ PgpolyExecBatchInsert(PgpolyModifyState *ms, EState *estate,
 	for (int i = 0; i < *numSlots; i++)
 		PgpolyModifyCheckRow(ms, estate, slots[i], CMD_INSERT);
 	insert_rows(ms, estate, slots, *numSlots, inserted);
+	note_inserted(ms, estate, slots, *numSlots, inserted);
 	for (int i = 0; i < *numSlots; i++)
 		if (inserted[i])
 			PgpolyModifyOutbox(ms, CMD_INSERT, slots[i], NULL);

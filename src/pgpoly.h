@@ -663,7 +663,14 @@ typedef struct PgpolyModifyState
 								 * PgpolyReturnWrittenRow (set by the store) */
 	struct PgpolyModifyState *routed;	/* UPDATE: the INSERT of the rows
 										 * it moves into this partition */
+	bool		inserting;		/* INSERT, COPY FROM or tuple routing */
+	AttrNumber	id_atts[PGPOLY_MAX_JUNK];	/* the columns junk[i] carry */
+	struct HTAB *inserted;		/* the rows the statement's INSERTs wrote
+								 * (PgpolyInsertedRow), shared by the
+								 * table's states (note_inserted), or NULL */
+	bool		inserted_looked;	/* INSERT: inserted was looked for */
 } PgpolyModifyState;
+
 
 extern void *PgpolyModifyBegin(Size size, const PgpolyStore *store,
 							   struct ModifyTableState *mtstate,
@@ -909,6 +916,13 @@ extern struct HTAB *PgpolyKeyTable(const char *name, Size entrysize,
 extern void *PgpolyKeyTableEnter(struct HTAB *table, MemoryContext cxt,
 								 const char *key, size_t len, bool *found);
 extern void *PgpolyKeyTableFind(struct HTAB *table, const char *key, size_t len);
+
+/* An entry of PgpolyModifyState.inserted: a row written by INSERT state by. */
+typedef struct PgpolyInsertedRow
+{
+	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable) */
+	PgpolyModifyState *by;
+} PgpolyInsertedRow;
 
 /*
  * The rows an UPDATE that may move rows has met (PgpolyMoves), by where
