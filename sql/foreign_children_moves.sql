@@ -141,7 +141,55 @@ INSERT INTO fcv VALUES ('x', 50), ('x', 150), ('y', 160);
 UPDATE fcv SET v = CASE WHEN v < 100 THEN v + 100 ELSE v + 1 END;
 SELECT right(tableoid::regclass::text, 1) AS part, k, v FROM fcv ORDER BY k, v;
 DROP TABLE fcv;
-\! redis-cli -p $REDIS_PORT --scan --pattern 'regress_fc[ov]*' | xargs -r redis-cli -p $REDIS_PORT del > /dev/null
+-- The rows moved into an immediate partition are held until the UPDATE has
+-- read all its rows; its AFTER ROW and AFTER STATEMENT triggers, which run
+-- after that, find them reading the partition, as on a native one (they
+-- were sent when the statement ended, after the triggers)
+CREATE TABLE fct (k text, v int) PARTITION BY LIST (left(k, 1));
+CREATE TABLE fct_a PARTITION OF fct FOR VALUES IN ('a');
+CREATE FOREIGN TABLE fct_i PARTITION OF fct FOR VALUES IN ('i')
+  SERVER fcm_redis OPTIONS (key_prefix 'regress_fct_i:', write_mode 'immediate');
+ALTER FOREIGN TABLE fct_i ALTER COLUMN k OPTIONS (ADD key 'true');
+CREATE TABLE fctn (k text, v int) PARTITION BY LIST (left(k, 1));
+CREATE TABLE fctn_a PARTITION OF fctn FOR VALUES IN ('a');
+CREATE TABLE fctn_i PARTITION OF fctn FOR VALUES IN ('i');
+CREATE TABLE fct_log (side text, tg text, n bigint, total bigint);
+CREATE FUNCTION fct_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('INSERT INTO fct_log SELECT %L, %L, count(*), sum(v) FROM %I',
+                 TG_ARGV[0], TG_WHEN || ' ' || TG_LEVEL || ' ' || TG_OP || ' ' ||
+                 CASE WHEN TG_TABLE_NAME LIKE '%\_i' THEN 'partition' ELSE 'parent' END,
+                 TG_ARGV[1]);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER s AFTER UPDATE ON fct FOR EACH STATEMENT EXECUTE FUNCTION fct_count('F', 'fct_i');
+CREATE TRIGGER s AFTER UPDATE ON fctn FOR EACH STATEMENT EXECUTE FUNCTION fct_count('N', 'fctn_i');
+CREATE TRIGGER r AFTER INSERT OR UPDATE ON fct_i FOR EACH ROW EXECUTE FUNCTION fct_count('F', 'fct_i');
+CREATE TRIGGER r AFTER INSERT OR UPDATE ON fctn_i FOR EACH ROW EXECUTE FUNCTION fct_count('N', 'fctn_i');
+INSERT INTO fct VALUES ('a1', 1), ('a2', 2), ('i1', 3);
+INSERT INTO fctn VALUES ('a1', 1), ('a2', 2), ('i1', 3);
+DELETE FROM fct_log;
+UPDATE fct SET k = CASE k WHEN 'a1' THEN 'i2' ELSE k END, v = v + 10;
+UPDATE fctn SET k = CASE k WHEN 'a1' THEN 'i2' ELSE k END, v = v + 10;
+SELECT count(*) AS differences FROM (
+  (SELECT tg, n, total FROM fct_log WHERE side = 'F' EXCEPT ALL SELECT tg, n, total FROM fct_log WHERE side = 'N')
+  UNION ALL
+  (SELECT tg, n, total FROM fct_log WHERE side = 'N' EXCEPT ALL SELECT tg, n, total FROM fct_log WHERE side = 'F')) d;
+SELECT tg, n, total FROM fct_log WHERE side = 'F' ORDER BY tg, n;
+-- a row moved onto the key the partition's row moves away from: the
+-- partition's own moves are sent first
+DELETE FROM fct_log;
+UPDATE fct SET k = CASE k WHEN 'a2' THEN 'i1' WHEN 'i1' THEN 'i3' ELSE k END, v = v + 100;
+UPDATE fctn SET k = CASE k WHEN 'a2' THEN 'i1' WHEN 'i1' THEN 'i3' ELSE k END, v = v + 100;
+SELECT count(*) AS differences FROM (
+  (SELECT tg, n, total FROM fct_log WHERE side = 'F' EXCEPT ALL SELECT tg, n, total FROM fct_log WHERE side = 'N')
+  UNION ALL
+  (SELECT tg, n, total FROM fct_log WHERE side = 'N' EXCEPT ALL SELECT tg, n, total FROM fct_log WHERE side = 'F')) d;
+SELECT right(tableoid::regclass::text, 1) AS part, k, v FROM fct ORDER BY k;
+SELECT right(tableoid::regclass::text, 1) AS part, k, v FROM fctn ORDER BY k;
+DROP TABLE fct, fctn, fct_log;
+DROP FUNCTION fct_count();
+\! redis-cli -p $REDIS_PORT --scan --pattern 'regress_fc[ovt]*' | xargs -r redis-cli -p $REDIS_PORT del > /dev/null
 DROP SERVER fcm_redis CASCADE;
 
 -- The same for a vector partition (one record per id, an upsert overwrites)

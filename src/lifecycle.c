@@ -505,10 +505,12 @@ share_met(PgpolyModifyState *ms, EState *estate)
  * ResultRelInfo, whose state stays the UPDATE's (its rows still to come
  * need their junk columns, its scan the state) and holds the INSERT's as
  * routed (PgpolyExecInsert; PgpolyModifyEnd ends both).  In immediate
- * mode the rows moved in are sent at the end only: the partition's scan,
- * which may not have read yet, must not meet them (it would update them
- * again, where PostgreSQL's scan of a native partition does not see the
- * rows its statement adds).
+ * mode the rows moved in are held until the UPDATE has read all its rows
+ * (mt_done; then what uses a store first sends them, PgpolySendUnsentWrites:
+ * its AFTER triggers find them) or ends: the partition's scan, which may
+ * not have read yet, must not meet them (it would update them again, where
+ * PostgreSQL's scan of a native partition does not see the rows its
+ * statement adds).
  */
 void *
 PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate,
@@ -528,6 +530,7 @@ PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate
 	{
 		updating->routed = ms;
 		ms->writer.held = !ms->transactional;
+		ms->writer.held_until = &mtstate->mt_done;
 		rinfo->ri_FdwState = updating;
 	}
 	if (plan != NULL && IsA(plan, ModifyTable))

@@ -477,9 +477,12 @@ typedef struct PgpolyWriter
 	int64		sent;			/* immediate mode: payloads sent by earlier
 								 * flushes of this statement */
 	bool		listed;			/* in the list of unsent batches (xact.c) */
-	bool		held;			/* immediate mode: send at PgpolyModifyEnd only
-								 * (PgpolyModifyBegin: rows an UPDATE moves
-								 * into a partition it updates) */
+	bool		held;			/* immediate mode: send at PgpolyModifyEnd,
+								 * or once *held_until (PgpolyModifyBegin:
+								 * rows an UPDATE moves into a partition it
+								 * updates) */
+	const bool *held_until;		/* held: the UPDATE's node is done (its
+								 * ModifyTableState's mt_done) */
 	SubTransactionId subid;		/* the subtransaction that listed it */
 	dlist_node	unsent_node;	/* its place there */
 	MemoryContextCallback forget;	/* unlists it when batch_cxt goes */

@@ -361,17 +361,20 @@ PgpolySendUnsentWrites(PgpolyWriter *except, Oid relid)
 		PgpolyWriter *next = NULL;
 		dlist_iter	iter;
 
-		/* sending may send others (and unlist them): look again each time */
+		/*
+		 * sending may send others (and unlist them): look again each time;
+		 * held rows only once their UPDATE has read all its rows, and after
+		 * every other writer (the partition's own moves land first)
+		 */
 		dlist_foreach(iter, &UnsentWriters)
 		{
 			PgpolyWriter *w = dlist_container(PgpolyWriter, unsent_node, iter.cur);
 
 			if (w != except && !w->in_row &&	/* mid-row: payloads incomplete */
-				(!OidIsValid(relid) || w->relid == relid))
-			{
+				(!OidIsValid(relid) || w->relid == relid) &&
+				(!w->held || *w->held_until) &&
+				(next == NULL || (next->held && !w->held)))
 				next = w;
-				break;
-			}
 		}
 		if (next == NULL)
 			return;
@@ -516,7 +519,12 @@ PgpolyWriterEndRow(PgpolyWriter *w)
 {
 	w->in_row = false;
 	if (w->held)
+	{
+		/* sent by PgpolyModifyEnd, or once *held_until (see there) */
+		if (w->pending != NIL)
+			writer_list(w);
 		return;
+	}
 	if (list_length(w->pending) >= w->batch_size)
 		PgpolyWriterFlush(w);
 	else if (w->pending != NIL)
