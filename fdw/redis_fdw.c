@@ -1068,6 +1068,9 @@ begin_modify(ModifyTableState *mtstate, ResultRelInfo *rinfo, List *fdw_private)
 	ms->tbl = PgpolyModifyTable(&ms->core, load_table);
 	junk_atts(ms->tbl, atts);
 	PgpolyModifyFindJunk(&ms->core, redis_junk, atts);
+	/* an INSERT appends a list element: no row it writes has the idx given */
+	if (ms->tbl->type == REDIS_LIST)
+		ms->core.id_atts[0] = InvalidAttrNumber;
 	/* the _ttl a write gives its key (queue_row) */
 	ms->core.written_row = ms->tbl->ttl_att != 0 && ms->tbl->ttl_seconds > 0;
 	PgpolyCheckWrittenFields(ms->tbl->relname, ms->tbl, ms->tbl->natts, column_field,

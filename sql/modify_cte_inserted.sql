@@ -87,6 +87,13 @@ SELECT mci_contents('mci_n') AS native_rows;
 INSERT INTO mci_z VALUES ('z', 'm', 1), ('z', 'o', 2);
 WITH d AS (DELETE FROM mci_z RETURNING *) INSERT INTO mci_z VALUES ('z', 'm', 5);
 SELECT * FROM mci_z ORDER BY member;
+-- a list: an INSERT appends, whatever idx it gives; the DELETE removes the
+-- old element
+CREATE FOREIGN TABLE mci_l (key text, idx int, value text)
+  SERVER mci_redis OPTIONS (key_prefix 'regress_mci_l:', table_type 'list', write_mode 'immediate');
+INSERT INTO mci_l (key, value) VALUES ('l', 'x');
+WITH d AS (DELETE FROM mci_l WHERE key = 'l' RETURNING *) INSERT INTO mci_l (key, idx, value) VALUES ('l', 0, 'x');
+SELECT * FROM mci_l;
 
 -- through a partitioned table: an INSERT routed into a foreign partition,
 -- and an UPDATE moving rows into one (that it updates too, or not)

@@ -667,7 +667,9 @@ typedef struct PgpolyModifyState
 	struct PgpolyModifyState *routed;	/* UPDATE: the INSERT of the rows
 										 * it moves into this partition */
 	bool		inserting;		/* INSERT, COPY FROM or tuple routing */
-	AttrNumber	id_atts[PGPOLY_MAX_JUNK];	/* the columns junk[i] carry */
+	AttrNumber	id_atts[PGPOLY_MAX_JUNK];	/* the columns junk[i] carry (the
+											 * first 0: an INSERT's rows have
+											 * no identity, note_inserted) */
 	struct HTAB *inserted;		/* the rows the statement's INSERTs wrote
 								 * (PgpolyInsertedRow), shared by the
 								 * table's states (note_inserted), or NULL */
