@@ -81,7 +81,17 @@ rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 
 # ---------------------------------------------------------------- data
 
-createdb "$DB"
+# PROFILE_LOCALE (e.g. en_US.UTF-8): the database's locale instead of the
+# cluster's C, made with localedef where the server looks (LOCPATH, lib.sh)
+if [[ -n "${PROFILE_LOCALE:-}" ]]; then
+	export LOCPATH="$PGPOLY_WORK/pg/locale:/usr/lib/locale"
+	localedef -i "${PROFILE_LOCALE%%.*}" -f UTF-8 "$PGPOLY_WORK/pg/locale/$PROFILE_LOCALE" ||
+		pgpoly_die "localedef could not make $PROFILE_LOCALE"
+	chmod -R a+rX "$PGPOLY_WORK/pg/locale"
+	createdb --template=template0 --locale="$PROFILE_LOCALE" "$DB"
+else
+	createdb "$DB"
+fi
 cols="user_id text OPTIONS (key 'true'), clicks_7d int, ctr float8, country text, updated timestamptz"
 "${PSQL[@]}" <<SQL
 CREATE EXTENSION pgpoly;
