@@ -54,7 +54,9 @@
 # callgrind") selects what to run (update100k, delete100k and selkey100k
 # are extra parts); CG_WORKLOADS (default "join10k count100k insert100k point") the
 # workloads callgrind runs (update100k, updconst100k, delete100k, selkey100k,
-# ingest100k, materialize100k, predictions50k can be added).
+# ingest100k, materialize100k, predictions50k can be added); PROFILE_LOCALE
+# (e.g. en_US.UTF-8) the locale of the database they run in (default: the
+# cluster's, C).
 # Run through /work/tools/iso-run NAME on the shared machines.  Needs perf
 # (Debian: linux-perf), valgrind, strace: installed when missing (as root).
 set -euo pipefail
