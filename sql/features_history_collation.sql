@@ -6,8 +6,10 @@
 -- split merged nothing).  Every lookup still reads that index — the
 -- point-in-time join from a spine whose entity is under another collation,
 -- get_online_features' offline probe, a user's query comparing the column to
--- a literal — and finds what a native query finds, over entities that an
--- ICU collation orders otherwise than their bytes ('a' 'B' 'b' 'Ä' ...).
+-- a literal, materialize's walk — and finds what a native query finds, over
+-- entities that an ICU collation orders otherwise than their bytes ('a' 'B'
+-- 'b' 'Ä' ...); so does a history table created before (the entity under
+-- the default collation, the index deduplicating).
 \getenv redis_port REDIS_PORT
 SET timezone = 'UTC';
 CREATE SERVER fhc FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
@@ -40,37 +42,51 @@ CREATE FUNCTION fhc_native(ent text, t timestamptz) RETURNS int LANGUAGE sql STA
 	ORDER BY h.event_time DESC, h.created_at DESC LIMIT 1
 $$;
 
--- The point-in-time join from a spine under "C" and under an ICU collation
--- (each in its own order), plus two entities no row has, against the native
--- answer: no difference.
-CREATE FUNCTION fhc_pit(coll text)
-RETURNS TABLE (spine_rows bigint, differs bigint, found bigint) LANGUAGE sql AS $$
-	SELECT count(*), count(*) FILTER (WHERE g.c IS DISTINCT FROM fhc_native(g.u, g.t)), count(g.c)
-	FROM (SELECT x.spine->>'user_id' AS u, (x.spine->>'event_time')::timestamptz AS t,
-				 (x.features->>'fhc_user__clicks')::int AS c
-		  FROM pgpoly.get_historical_features(
-				format($q$SELECT e COLLATE %I AS user_id, now() - interval '2 minutes' AS event_time
-						  FROM fhc_ents UNION ALL SELECT 'nope', now() UNION ALL SELECT 'A ', now()
-						  ORDER BY 1$q$, coll),
-				'{fhc_user:clicks}') x) g
-$$;
-SELECT * FROM fhc_pit('C');
-SELECT * FROM fhc_pit('en-x-icu');
-
--- get_online_features over an empty Redis: every value from the offline
--- probe, the entity's newest row (the future ones too)
-SELECT count(*) AS entities,
-	   count(*) FILTER (WHERE (o.features->>'clicks')::int IS DISTINCT FROM fhc_native(o.entity, 'infinity')) AS differs,
-	   count(*) FILTER (WHERE o.source = 'offline') AS offline
-FROM pgpoly.get_online_features('fhc_user', ARRAY(SELECT e FROM fhc_ents ORDER BY e COLLATE "en-x-icu")) o;
-
--- materialize into an emptied Redis (the index walk): the newest rows up to
--- now
+-- Every lookup against the native answer over the 40 entities (and two
+-- that no row has): the point-in-time join from a spine under "C" and from
+-- one under an ICU collation (each in its own order), get_online_features
+-- over an empty Redis (every value from the offline probe: the entity's
+-- newest row, the future ones too), materialize into an emptied Redis (the
+-- index walk: the newest rows up to now).
+CREATE FUNCTION fhc_check(what text)
+RETURNS TABLE (lookup text, n bigint, differs bigint, found bigint) LANGUAGE plpgsql AS $$
+DECLARE
+	coll text;
+BEGIN
+	IF what = 'pit' THEN
+		FOREACH coll IN ARRAY ARRAY['C', 'en-x-icu'] LOOP
+			RETURN QUERY
+			SELECT 'pit ' || coll, count(*), count(*) FILTER (WHERE g.c IS DISTINCT FROM fhc_native(g.u, g.t)),
+				   count(g.c)
+			FROM (SELECT x.spine->>'user_id' AS u, (x.spine->>'event_time')::timestamptz AS t,
+						 (x.features->>'fhc_user__clicks')::int AS c
+				  FROM pgpoly.get_historical_features(
+						format($q$SELECT e COLLATE %I AS user_id, now() - interval '2 minutes' AS event_time
+								  FROM fhc_ents UNION ALL SELECT 'nope', now() UNION ALL SELECT 'A ', now()
+								  ORDER BY 1$q$, coll),
+						'{fhc_user:clicks}') x) g;
+		END LOOP;
+	ELSIF what = 'online' THEN
+		RETURN QUERY
+		SELECT 'online', count(*),
+			   count(*) FILTER (WHERE (o.features->>'clicks')::int IS DISTINCT FROM fhc_native(o.entity, 'infinity')),
+			   count(*) FILTER (WHERE o.source = 'offline')
+		FROM pgpoly.get_online_features('fhc_user', ARRAY(SELECT e FROM fhc_ents ORDER BY e COLLATE "en-x-icu")) o;
+	ELSE
+		RETURN QUERY
+		SELECT 'materialize', count(*), count(*) FILTER (WHERE u.clicks IS DISTINCT FROM fhc_native(u.user_id, now())),
+			   count(u.clicks)
+		FROM fhc_user u;
+	END IF;
+END $$;
+SELECT * FROM fhc_check('pit');
+DELETE FROM fhc_user;
+SELECT * FROM fhc_check('online');
 DELETE FROM fhc_user;
 SELECT pgpoly.materialize('fhc_user');
-SELECT count(*) AS online,
-	   count(*) FILTER (WHERE u.clicks IS DISTINCT FROM fhc_native(u.user_id, now())) AS differs
-FROM fhc_user u;
+SELECT * FROM fhc_check('materialize');
+-- materialize walked the index
+SELECT pgpoly._fv_newest_usable('pgpoly.fhc_user_history', 'entity') AS walk;
 
 -- The lookups descend the entity index: the join's probe, the serving
 -- fallback's statement, and a user's own query with a literal.
@@ -91,12 +107,45 @@ SELECT clicks FROM pgpoly.fhc_user_history WHERE entity = 'a' ORDER BY event_tim
 RESET enable_seqscan;
 RESET enable_bitmapscan;
 
+-- A history table created before: the entity under the database's default
+-- collation, the index deduplicating.  The same lookups, the same answers,
+-- the same index.
+DROP INDEX pgpoly.fhc_user_history_entity_time_idx;
+ALTER TABLE pgpoly.fhc_user_history ALTER COLUMN entity TYPE text COLLATE pg_catalog."default";
+CREATE INDEX fhc_user_history_entity_time_idx
+	ON pgpoly.fhc_user_history (entity, event_time DESC, created_at DESC);
+SELECT c.relname, c.reloptions, i.indcollation[0]::regcollation AS collation
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = 'pgpoly.fhc_user_history'::regclass AND c.relname LIKE '%entity%';
+SELECT * FROM fhc_check('pit');
+DELETE FROM fhc_user;
+SELECT * FROM fhc_check('online');
+DELETE FROM fhc_user;
+SELECT pgpoly.materialize('fhc_user');
+SELECT * FROM fhc_check('materialize');
+-- materialize walked the index
+SELECT pgpoly._fv_newest_usable('pgpoly.fhc_user_history', 'entity') AS walk;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT (pgpoly._fv_pit_query($$SELECT 'a'::text COLLATE "en-x-icu" AS user_id, now() AS event_time$$,
+							 '{fhc_user:clicks}')).from_clause AS pit \gset
+EXPLAIN (COSTS OFF) SELECT * FROM :pit;
+SELECT pgpoly._fv_offline_sql(v.offline_rel, v.entity_column, v.entity_match, v.serving_rel,
+							  v.key_column, v.key_type, v.features, v.features, false,
+							  pgpoly._fv_entity_is_key(v)) AS probe
+FROM pgpoly._fv_lookup('fhc_user') v \gset
+PREPARE fhc_probe(text[], bool[], timestamptz[], timestamptz) AS :probe;
+EXPLAIN (COSTS OFF) EXECUTE fhc_probe('{a}', '{f}', '{NULL}', NULL);
+DEALLOCATE fhc_probe;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+
 -- Clean up.
 SELECT pgpoly.drop_feature_view('fhc_user', drop_tables => true);
 DELETE FROM pgpoly.lineage_edges WHERE src_name LIKE 'public.fhc\_%' OR dst_name LIKE 'fhc\_%';
 DELETE FROM pgpoly.datasets WHERE name LIKE 'public.fhc\_%';
 DELETE FROM fhc_user;
-DROP FUNCTION fhc_pit;
+DROP FUNCTION fhc_check;
 DROP FUNCTION fhc_native;
 DROP TABLE fhc_ents;
 DROP FOREIGN TABLE fhc_user;
