@@ -106,6 +106,13 @@ EXPLAIN (COSTS OFF)
 SELECT clicks FROM pgpoly.fhc_user_history WHERE entity = 'a' ORDER BY event_time DESC, created_at DESC LIMIT 1;
 RESET enable_seqscan;
 RESET enable_bitmapscan;
+-- A query of yours comparing the entity to a column of another non-default
+-- collation must name the collation to use (two implicit collations).
+CREATE TABLE fhc_icu (e text COLLATE "en-x-icu");
+INSERT INTO fhc_icu VALUES ('a'), (U&'\00C4');
+SELECT count(*) FROM pgpoly.fhc_user_history h JOIN fhc_icu t ON h.entity = t.e;
+SELECT count(*) FROM pgpoly.fhc_user_history h JOIN fhc_icu t ON h.entity = t.e COLLATE "C";
+DROP TABLE fhc_icu;
 
 -- A history table created before: the entity under the database's default
 -- collation, the index deduplicating.  The same lookups, the same answers,
