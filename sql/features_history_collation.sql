@@ -79,33 +79,38 @@ BEGIN
 		FROM fhc_user u;
 	END IF;
 END $$;
-SELECT * FROM fhc_check('pit');
-DELETE FROM fhc_user;
-SELECT * FROM fhc_check('online');
-DELETE FROM fhc_user;
-SELECT pgpoly.materialize('fhc_user');
-SELECT * FROM fhc_check('materialize');
--- materialize walked the index
-SELECT pgpoly._fv_newest_usable('pgpoly.fhc_user_history', 'entity') AS walk;
+-- The steps, each run as its own statement (\gexec): the lookups against
+-- the native answer, then their plans (the join's probe, the serving
+-- fallback's statement, a user's own query with a literal: all descend the
+-- entity index).
+CREATE VIEW fhc_steps AS
+SELECT q FROM unnest(ARRAY[
+	'SELECT * FROM fhc_check(''pit'')',
+	'DELETE FROM fhc_user',
+	'SELECT * FROM fhc_check(''online'')',
+	'DELETE FROM fhc_user',
+	'SELECT pgpoly.materialize(''fhc_user'')',
+	'SELECT * FROM fhc_check(''materialize'')',
+	-- materialize walked the index
+	'SELECT pgpoly._fv_newest_usable(''pgpoly.fhc_user_history'', ''entity'') AS walk',
+	'SET enable_seqscan = off',
+	'SET enable_bitmapscan = off',
+	'EXPLAIN (COSTS OFF) SELECT * FROM ' ||
+	(pgpoly._fv_pit_query($$SELECT 'a'::text COLLATE "en-x-icu" AS user_id, now() AS event_time$$,
+						  '{fhc_user:clicks}')).from_clause,
+	(SELECT 'PREPARE fhc_probe(text[], bool[], timestamptz[], timestamptz) AS ' ||
+			pgpoly._fv_offline_sql(v.offline_rel, v.entity_column, v.entity_match, v.serving_rel,
+								   v.key_column, v.key_type, v.features, v.features, false,
+								   pgpoly._fv_entity_is_key(v))
+	 FROM pgpoly._fv_lookup('fhc_user') v),
+	'EXPLAIN (COSTS OFF) EXECUTE fhc_probe(''{a}'', ''{f}'', ''{NULL}'', NULL)',
+	'DEALLOCATE fhc_probe',
+	'EXPLAIN (COSTS OFF) SELECT clicks FROM pgpoly.fhc_user_history WHERE entity = ''a'' '
+	'ORDER BY event_time DESC, created_at DESC LIMIT 1',
+	'RESET enable_seqscan',
+	'RESET enable_bitmapscan']) WITH ORDINALITY s(q, i) ORDER BY i;
+SELECT q FROM fhc_steps \gexec
 
--- The lookups descend the entity index: the join's probe, the serving
--- fallback's statement, and a user's own query with a literal.
-SET enable_seqscan = off;
-SET enable_bitmapscan = off;
-SELECT (pgpoly._fv_pit_query($$SELECT 'a'::text COLLATE "en-x-icu" AS user_id, now() AS event_time$$,
-							 '{fhc_user:clicks}')).from_clause AS pit \gset
-EXPLAIN (COSTS OFF) SELECT * FROM :pit;
-SELECT pgpoly._fv_offline_sql(v.offline_rel, v.entity_column, v.entity_match, v.serving_rel,
-							  v.key_column, v.key_type, v.features, v.features, false,
-							  pgpoly._fv_entity_is_key(v)) AS probe
-FROM pgpoly._fv_lookup('fhc_user') v \gset
-PREPARE fhc_probe(text[], bool[], timestamptz[], timestamptz) AS :probe;
-EXPLAIN (COSTS OFF) EXECUTE fhc_probe('{a}', '{f}', '{NULL}', NULL);
-DEALLOCATE fhc_probe;
-EXPLAIN (COSTS OFF)
-SELECT clicks FROM pgpoly.fhc_user_history WHERE entity = 'a' ORDER BY event_time DESC, created_at DESC LIMIT 1;
-RESET enable_seqscan;
-RESET enable_bitmapscan;
 -- A query of yours comparing the entity to a column of another non-default
 -- collation must name the collation to use (two implicit collations).
 CREATE TABLE fhc_icu (e text COLLATE "en-x-icu");
@@ -124,34 +129,14 @@ CREATE INDEX fhc_user_history_entity_time_idx
 SELECT c.relname, c.reloptions, i.indcollation[0]::regcollation AS collation
 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE i.indrelid = 'pgpoly.fhc_user_history'::regclass AND c.relname LIKE '%entity%';
-SELECT * FROM fhc_check('pit');
-DELETE FROM fhc_user;
-SELECT * FROM fhc_check('online');
-DELETE FROM fhc_user;
-SELECT pgpoly.materialize('fhc_user');
-SELECT * FROM fhc_check('materialize');
--- materialize walked the index
-SELECT pgpoly._fv_newest_usable('pgpoly.fhc_user_history', 'entity') AS walk;
-SET enable_seqscan = off;
-SET enable_bitmapscan = off;
-SELECT (pgpoly._fv_pit_query($$SELECT 'a'::text COLLATE "en-x-icu" AS user_id, now() AS event_time$$,
-							 '{fhc_user:clicks}')).from_clause AS pit \gset
-EXPLAIN (COSTS OFF) SELECT * FROM :pit;
-SELECT pgpoly._fv_offline_sql(v.offline_rel, v.entity_column, v.entity_match, v.serving_rel,
-							  v.key_column, v.key_type, v.features, v.features, false,
-							  pgpoly._fv_entity_is_key(v)) AS probe
-FROM pgpoly._fv_lookup('fhc_user') v \gset
-PREPARE fhc_probe(text[], bool[], timestamptz[], timestamptz) AS :probe;
-EXPLAIN (COSTS OFF) EXECUTE fhc_probe('{a}', '{f}', '{NULL}', NULL);
-DEALLOCATE fhc_probe;
-RESET enable_seqscan;
-RESET enable_bitmapscan;
+SELECT q FROM fhc_steps \gexec
 
 -- Clean up.
 SELECT pgpoly.drop_feature_view('fhc_user', drop_tables => true);
 DELETE FROM pgpoly.lineage_edges WHERE src_name LIKE 'public.fhc\_%' OR dst_name LIKE 'fhc\_%';
 DELETE FROM pgpoly.datasets WHERE name LIKE 'public.fhc\_%';
 DELETE FROM fhc_user;
+DROP VIEW fhc_steps;
 DROP FUNCTION fhc_check;
 DROP FUNCTION fhc_native;
 DROP TABLE fhc_ents;
