@@ -751,13 +751,22 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Rename the online column (keep the hash field with OPTIONS (field ''...'')), or pass your own offline_table.';
 	END IF;
-	EXECUTE format('CREATE TABLE pgpoly.%I (entity text NOT NULL, event_time timestamptz NOT NULL, '
+	-- the entity under COLLATE "C": an entity is its canonical text byte
+	-- for byte (its Redis key), which "C" compares with memcmp, where a
+	-- libc or ICU default collation (en_US.UTF-8) would run strcoll for
+	-- every comparison of every index insertion and probe
+	EXECUTE format('CREATE TABLE pgpoly.%I (entity text COLLATE pg_catalog."C" NOT NULL, '
+				   'event_time timestamptz NOT NULL, '
 				   'created_at timestamptz NOT NULL DEFAULT clock_timestamp(), %s)',
 				   v_tab,
 				   (SELECT string_agg(quote_ident(f) || ' ' || t, ', ' ORDER BY i)
 					FROM unnest(features, types) WITH ORDINALITY AS u(f, t, i)));
-	-- point-in-time probes and the online fallback: newest row of an entity
-	EXECUTE format('CREATE INDEX %I ON pgpoly.%I (entity, event_time DESC, created_at DESC)',
+	-- point-in-time probes and the online fallback: newest row of an entity.
+	-- No deduplication: created_at (the clock at the write) makes equal
+	-- keys all but impossible, and the deduplication pass that would run
+	-- over each full leaf page before it is split would merge nothing
+	EXECUTE format('CREATE INDEX %I ON pgpoly.%I (entity, event_time DESC, created_at DESC) '
+				   'WITH (deduplicate_items = off)',
 				   v_tab || '_entity_time_idx', v_tab);
 	-- feature_freshness (_fv_newest_event_time) and windows of the history
 	-- (feature_stats' since): a BRIN, whose upkeep costs a write next to

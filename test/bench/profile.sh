@@ -24,6 +24,10 @@
 #              data of bench_features.sh) into an emptied online store,
 #              COMMIT included (callgrind only: CG_WORKLOADS=materialize100k;
 #              the 1M rows are made only then)
+#   serve1k    get_online_features of 1k of materialize100k's entities over
+#              an empty online store, in a read-only transaction (no write
+#              back): 1k offline probes of the history index (callgrind
+#              only: CG_WORKLOADS=serve1k; the 1M rows are made then too)
 #   predictions50k log_predictions of bench_monitoring.sh's 50k predictions
 #              (JSON text parsed in the call), COMMIT included, the partition
 #              holding the warm-up's 50k rows (callgrind only)
@@ -54,7 +58,9 @@
 # callgrind") selects what to run (update100k, delete100k and selkey100k
 # are extra parts); CG_WORKLOADS (default "join10k count100k insert100k point") the
 # workloads callgrind runs (update100k, updconst100k, delete100k, selkey100k,
-# ingest100k, materialize100k, predictions50k can be added).
+# ingest100k, materialize100k, serve1k, predictions50k can be added); PROFILE_LOCALE
+# (e.g. en_US.UTF-8) the locale of the database they run in (default: the
+# cluster's, C).
 # Run through /work/tools/iso-run NAME on the shared machines.  Needs perf
 # (Debian: linux-perf), valgrind, strace: installed when missing (as root).
 set -euo pipefail
@@ -81,7 +87,17 @@ rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 
 # ---------------------------------------------------------------- data
 
-createdb "$DB"
+# PROFILE_LOCALE (e.g. en_US.UTF-8): the database's locale instead of the
+# cluster's C, made with localedef where the server looks (LOCPATH, lib.sh)
+if [[ -n "${PROFILE_LOCALE:-}" ]]; then
+	export LOCPATH="$PGPOLY_WORK/pg/locale:/usr/lib/locale"
+	localedef -i "${PROFILE_LOCALE%%.*}" -f UTF-8 "$PGPOLY_WORK/pg/locale/$PROFILE_LOCALE" ||
+		pgpoly_die "localedef could not make $PROFILE_LOCALE"
+	chmod -R a+rX "$PGPOLY_WORK/pg/locale"
+	createdb --template=template0 --locale="$PROFILE_LOCALE" "$DB"
+else
+	createdb "$DB"
+fi
 cols="user_id text OPTIONS (key 'true'), clicks_7d int, ctr float8, country text, updated timestamptz"
 "${PSQL[@]}" <<SQL
 CREATE EXTENSION pgpoly;
@@ -121,7 +137,7 @@ FROM generate_series(1, 100000) e;
 ANALYZE bench_ing_source;
 SQL
 # materialize100k: bench_features.sh's feature view, 100k entities x 10 events
-if [[ " ${CG_WORKLOADS:-} " == *" materialize100k "* ]]; then
+if [[ " ${CG_WORKLOADS:-} " == *" materialize100k "* || " ${CG_WORKLOADS:-} " == *" serve1k "* ]]; then
 	"${PSQL[@]}" <<SQL
 CREATE FOREIGN TABLE bench_online (user_id text OPTIONS (key 'true'), clicks int, ctr float8,
                                    country text) SERVER r0 OPTIONS (key_prefix '${P}f:');
@@ -165,6 +181,7 @@ UPDCONST="BEGIN; UPDATE bench_w SET country = 'ZZ'; COMMIT"
 DELETE="BEGIN; DELETE FROM bench_w; COMMIT"
 INGEST="BEGIN; SELECT pgpoly.ingest_features('bench_ing', 'bench_ing_source'); COMMIT"
 MATERIALIZE="SELECT pgpoly.materialize('bench')"
+SERVE="BEGIN READ ONLY; SELECT count(*) FROM pgpoly.get_online_features('bench', ARRAY(SELECT 'u' || (g * 97 % 100000 + 1) FROM generate_series(1, 1000) g)) o WHERE o.source = 'offline'; COMMIT"
 PREDICTIONS="BEGIN; SELECT pgpoly.log_predictions(j::jsonb) FROM bench_json; COMMIT"
 
 # ---------------------------------------------------------------- perf, strace
@@ -295,6 +312,7 @@ if want callgrind; then
 		[point]="$points"
 		[ingest100k]="$INGEST"
 		[materialize100k]="$MATERIALIZE"
+		[serve1k]="$SERVE"
 		[predictions50k]="$PREDICTIONS"
 	)
 	# the warm-up of each (DELETE: the rows inserted, the DELETE rolled back)
