@@ -9,16 +9,22 @@
  * language):
  *	- id = expr, id = ANY(array expr)					-> ids
  *	- metadata->>'k' = text, = ANY(text[])				-> $eq / $in
- *	- (metadata->>'k')::<numeric> {=,<,<=,>,>=} number	-> $eq $lt ...
  *	- a column mapped to a metadata key (field): text = / ANY, number
- *	  comparisons, boolean =
+ *	  comparisons {=,<,<=,>,>=}, boolean =, b, NOT b		-> $eq $lt ...
  * ($ne and $nin are never used: Chroma lets records without the key pass
  * them, SQL does not.)  Only where the service compares as SQL does: text
  * under a deterministic collation, a value of the column's own type (or
  * another integer width), not float4 (SQL rounds the stored number to
  * float4 first); a numeric or float8 value is sent as the float8 bound that
- * selects the same numbers (PgpolyFloat8Bound).  In a plain scan every clause is also
- * rechecked locally, so the translated part only narrows what is fetched.
+ * selects the same numbers (PgpolyFloat8Bound).  A number or boolean
+ * column reads only a JSON number or boolean (a string "5" is an ERROR:
+ * VectorMetadataFieldValue), so the typed match selects every record it
+ * reads; as with postgres_fdw's remote conditions, a record whose value
+ * the column refuses may be filtered out by the service instead of
+ * raising that ERROR.  A cast of metadata->>'k' ((metadata->>'k')::int)
+ * is not sent: SQL casts the text, and the string "5" is 5 there.  In a
+ * plain scan every clause is also rechecked locally, so the translated
+ * part only narrows what is fetched.
  *
  * k-NN: for SELECT ... ORDER BY embedding <op> const LIMIT n on one vector
  * table, GetForeignUpperPaths(UPPERREL_FINAL) adds a path that replaces
@@ -229,6 +235,18 @@ kind_of_type(Oid typid)
 }
 
 /*
+ * Whether a column of base type typid reads a stored number as the service
+ * compares it (typed, as VectorMetadataFieldValue reads it): not float4,
+ * nor the other numeric types (money, oid), which pgpoly writes otherwise.
+ */
+static bool
+is_filter_number_type(Oid typid)
+{
+	return typid == INT2OID || typid == INT4OID || typid == INT8OID ||
+		typid == FLOAT8OID || typid == NUMERICOID;
+}
+
+/*
  * Whether a filter can name metadata key: Chroma reads a key beginning with
  * '$' in a where object as an operator ({"$and": {"$eq": "x"}} is refused
  * as an invalid where clause), so a clause on such a key is evaluated
@@ -249,8 +267,9 @@ filter_key(char *key)
 
 /*
  * The metadata key a column-side expression stands for, and its value
- * kind: metadata->>'k' (string), or a column mapped with field.  NULL when it is none of these, or when
- * no filter can name the key (filter_key).
+ * kind: metadata->>'k' (string), or a column mapped with field (its
+ * type's kind).  NULL when it is none of these, or when no filter can name
+ * the key (filter_key).
  */
 static char *
 metadata_key(Node *n, RelOptInfo *baserel, VectorTable *tbl, ValueKind *kind)
@@ -274,13 +293,17 @@ metadata_key(Node *n, RelOptInfo *baserel, VectorTable *tbl, ValueKind *kind)
 		if (tbl->cols[att - 1].conv.basetypmod >= 0)
 			return NULL;
 		/*
-		 * A numeric or boolean column reads a string holding the value's
-		 * text ("5", " 5", "true") as that value, which the service's
-		 * number or boolean match does not select: its comparisons are
-		 * evaluated locally.
+		 * A number or boolean column reads only a JSON number (boolean),
+		 * never a string "5" ("true"), which is an ERROR
+		 * (VectorMetadataFieldValue): the service's typed match selects
+		 * every record it reads.  Not float4: SQL rounds the stored number
+		 * to float4 first (0.10000000000000002 = 0.1::float4), the service
+		 * compares the number itself.
 		 */
 		*kind = kind_of_type(tbl->cols[att - 1].typid);
-		return *kind != VK_STRING ? NULL : filter_key(tbl->cols[att - 1].field);
+		if (*kind == VK_NUMBER && !is_filter_number_type(tbl->cols[att - 1].conv.basetype))
+			return NULL;
+		return *kind == VK_NONE ? NULL : filter_key(tbl->cols[att - 1].field);
 	}
 	/*
 	 * A cast of metadata->>'k' ((metadata->>'k')::int) is not one: SQL
@@ -435,6 +458,25 @@ translate_any(VectorRelInfo *ri, RelOptInfo *baserel, ScalarArrayOpExpr *sa)
 	return true;
 }
 
+/*
+ * A boolean column as a whole clause: b (b = true, as the planner
+ * simplifies it) or NOT b; true if translated as b's equality.
+ */
+static bool
+translate_bool(VectorRelInfo *ri, RelOptInfo *baserel, Expr *clause)
+{
+	bool		negated = is_notclause(clause);
+	Node	   *col = negated ? (Node *) get_notclausearg(clause) : (Node *) clause;
+	ValueKind	kind;
+	char	   *key;
+
+	if (!IsA(PgpolyStripRelabel(col), Var) ||
+		(key = metadata_key(col, baserel, ri->tbl, &kind)) == NULL || kind != VK_BOOL)
+		return false;
+	add_cond(ri, clause, key, VCOND_EQ, makeBoolConst(!negated, false));
+	return true;
+}
+
 /* Translate what can be; all_pushed says whether everything was. */
 static void
 translate_quals(VectorRelInfo *ri, RelOptInfo *baserel)
@@ -452,6 +494,8 @@ translate_quals(VectorRelInfo *ri, RelOptInfo *baserel)
 			ok = translate_opexpr(ri, baserel, (OpExpr *) clause);
 		else if (IsA(clause, ScalarArrayOpExpr))
 			ok = translate_any(ri, baserel, (ScalarArrayOpExpr *) clause);
+		else
+			ok = translate_bool(ri, baserel, clause);
 		if (!ok)
 			ri->all_pushed = false;
 	}
