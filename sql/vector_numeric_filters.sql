@@ -102,7 +102,6 @@ EXECUTE vnf_b(true);
 PREPARE vnf_n(numeric) AS SELECT id FROM vnf_col WHERE n = $1 ORDER BY id COLLATE "C";
 EXECUTE vnf_n(5);
 RESET plan_cache_mode;
-DROP FUNCTION vnf_error(text);
 
 -- Comparisons on number and boolean columns mapped to keys, differential:
 -- records written by pgpoly from typed columns, a native copy of them as
@@ -233,6 +232,18 @@ EXPLAIN (COSTS OFF) SELECT id FROM vnc_f4 WHERE f8 = 0.1::float4;
 SELECT id FROM vnc_f4 WHERE f8 = 0.1::float4 AND id IN ('r02', 'r03', 'r04');
 EXPLAIN (COSTS OFF) SELECT id FROM vnc WHERE (metadata->>'i4')::int = 5;
 EXPLAIN (COSTS OFF) SELECT id FROM vnc WHERE i4 IN (3, 5);
+-- what a typed column refuses: "inf" (pgpoly writes "Infinity"), the
+-- number 1 in a boolean column, 5.5 in an integer one; a filter on another
+-- key skips the record without reading it
+INSERT INTO vnc (id, embedding, metadata)
+  VALUES ('x1', '{20,0}', '{"f8": "inf", "nm": "Infinity", "b": 1, "i4": 5.5}');
+SELECT id, nm FROM vnc WHERE id = 'x1';
+SELECT vnf_error('SELECT f8 FROM vnc WHERE id = ''x1''');
+SELECT vnf_error('SELECT b FROM vnc WHERE id = ''x1''');
+SELECT vnf_error('SELECT i4 FROM vnc WHERE id = ''x1''');
+SELECT id, b FROM vnc WHERE b ORDER BY embedding <-> '{0,0}' LIMIT 20;
+SELECT vnf_error('SELECT id FROM vnc WHERE b::int = 1');
+DROP FUNCTION vnf_error(text);
 DROP FUNCTION vnc_check(text, text, text);
 DROP FUNCTION vnc_plan(text);
 DROP TABLE vnc_native;

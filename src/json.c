@@ -773,6 +773,9 @@ json_type_fits(JsonbValue *v, Oid basetype)
 	}
 }
 
+static void json_type_error(JsonbValue *v, const char *field,
+							const PgpolyConv *conv) pg_attribute_noreturn();
+
 /*
  * ERROR (22P02): field holds v, which a typed read of a column of the type
  * conv describes refuses (json_type_fits).
