@@ -10,7 +10,8 @@
  *	- id = expr, id = ANY(array expr)					-> ids
  *	- metadata->>'k' = text, = ANY(text[])				-> $eq / $in
  *	- a column mapped to a metadata key (field): text = / ANY, number
- *	  comparisons {=,<,<=,>,>=}, boolean =, b, NOT b		-> $eq $lt ...
+ *	  comparisons {=,<,<=,>,>=}, integer = ANY, boolean =, b, NOT b
+ *														-> $eq $lt $in ...
  * ($ne and $nin are never used: Chroma lets records without the key pass
  * them, SQL does not.)  Only where the service compares as SQL does: text
  * under a deterministic collation, a value of the column's own type (or
@@ -428,7 +429,23 @@ translate_opexpr(VectorRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 	return true;
 }
 
-/* col = ANY(array): ids, or $in on a string metadata key. */
+/*
+ * Whether col = ANY(arr) with operator opno compares integers: the
+ * service's $in matches an integer exactly (not a float, whose fractional
+ * values it truncates).
+ */
+static bool
+is_integer_any(Oid opno, Node *col, Node *arr)
+{
+	Oid			ct = getBaseType(exprType(col));
+	Oid			et = get_element_type(getBaseType(exprType(arr)));
+
+	return (ct == INT2OID || ct == INT4OID || ct == INT8OID) &&
+		(et == INT2OID || et == INT4OID || et == INT8OID) &&
+		PgpolyBtreeStrategy(opno, ct) == BTEqualStrategyNumber;
+}
+
+/* col = ANY(array): ids, or $in on a string or integer metadata key. */
 static bool
 translate_any(VectorRelInfo *ri, RelOptInfo *baserel, ScalarArrayOpExpr *sa)
 {
@@ -437,8 +454,16 @@ translate_any(VectorRelInfo *ri, RelOptInfo *baserel, ScalarArrayOpExpr *sa)
 	ValueKind	kind;
 	char	   *key;
 
-	if (!sa->useOr || sa->opno != TextEqualOperator || !PgpolyIsScanConstant(arr))
+	if (!sa->useOr || !PgpolyIsScanConstant(arr))
 		return false;
+	if (sa->opno != TextEqualOperator)
+	{
+		key = metadata_key(l, baserel, ri->tbl, &kind);
+		if (key == NULL || kind != VK_NUMBER || !is_integer_any(sa->opno, l, arr))
+			return false;
+		add_cond(ri, (Expr *) sa, key, VCOND_IN, arr);
+		return true;
+	}
 	if (ri->id_exprs == NIL && PgpolyColumnOf(l, baserel) == ri->tbl->id_att &&
 		deterministic(sa->inputcollid))
 	{
@@ -1111,21 +1136,26 @@ special_values(char *key, int strategy, Datum v, Oid typid)
 }
 
 /*
- * The JSON array of the non-NULL elements of text[] arr (k IN (a, NULL)
- * admits what k IN (a) admits; the service refuses a null in $in), or
- * NULL when there are none.
+ * The JSON array of the non-NULL elements of arr, a text[] or an integer
+ * array (k IN (a, NULL) admits what k IN (a) admits; the service refuses a
+ * null in $in), or NULL when there are none.
  */
 static char *
 in_values_json(Datum arr)
 {
+	ArrayType  *a = DatumGetArrayTypeP(arr);
+	Oid			et = ARR_ELEMTYPE(a);
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
 	StringInfoData buf;
 	Datum	   *elems;
 	bool	   *enulls;
 	int			n;
 	bool		any = false;
 
-	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
-					  &elems, &enulls, &n);
+	get_typlenbyvalalign(et, &typlen, &typbyval, &typalign);
+	deconstruct_array(a, et, typlen, typbyval, typalign, &elems, &enulls, &n);
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '[');
 	for (int i = 0; i < n; i++)
@@ -1134,7 +1164,7 @@ in_values_json(Datum arr)
 			continue;
 		if (any)
 			appendStringInfoChar(&buf, ',');
-		PgpolyJsonAppendValue(&buf, elems[i], TEXTOID, false);
+		PgpolyJsonAppendValue(&buf, elems[i], et, false);
 		any = true;
 	}
 	appendStringInfoChar(&buf, ']');
@@ -1188,6 +1218,18 @@ string_value_unsafe(Datum v, VectorCondOp op)
 }
 
 /*
+ * Whether a condition's value, of type typid, is text to match strings:
+ * text, or text[] for IN (an integer array's $in matches numbers).
+ */
+static bool
+is_string_value(VectorCondOp op, Oid typid)
+{
+	if (op == VCOND_IN)
+		typid = get_element_type(getBaseType(typid));
+	return kind_of_type(typid) == VK_STRING;
+}
+
+/*
  * Whether a condition is a string match whose constant value is unsafe
  * (string_value_unsafe): a k-NN request is not planned with it, PostgreSQL
  * sorts locally (and EXPLAIN says why).  A value known only when the scan
@@ -1198,7 +1240,7 @@ cond_unsafe(VectorCondPlan *c)
 {
 	Const	   *k;
 
-	if (c->op != VCOND_IN && kind_of_type(exprType((Node *) c->value)) != VK_STRING)
+	if (!is_string_value(c->op, exprType((Node *) c->value)))
 		return false;
 	if (!IsA(c->value, Const))
 		return false;
@@ -1256,8 +1298,7 @@ eval_cond(VectorTable *tbl, VectorScanSpec *spec, char *key, VectorCondOp op, Da
 	 * parameter: cond_unsafe) keeps it as a VectorTextCond, computes the
 	 * k-NN locally and checks every row against it (vector_scan.c).
 	 */
-	if ((op == VCOND_IN || kind_of_type(typid) == VK_STRING) &&
-		string_value_unsafe(v, op))
+	if (is_string_value(op, typid) && string_value_unsafe(v, op))
 	{
 		if (spec->k >= 0)
 			spec->text_conds = lappend(spec->text_conds, text_cond(key, v, op));

@@ -148,6 +148,13 @@ INSERT INTO vnc_vals SELECT 'nm', v || '::numeric' FROM unnest(ARRAY['''-Infinit
   '123456789012345678901234567890', '123456789012345678901234567890.5',
   '''Infinity''', '''NaN''', 'NULL']) v;
 INSERT INTO vnc_vals VALUES ('b', 'true'), ('b', 'false'), ('b', 'NULL::bool');
+-- = ANY on the integer columns (the arrays of the IN lists)
+CREATE TEMP TABLE vnc_arrays (col text, val text);
+INSERT INTO vnc_arrays SELECT c, v FROM unnest(ARRAY['i2', 'i4', 'i8']) c,
+  unnest(ARRAY['ARRAY[0, 2, 5]', 'ARRAY[-1, NULL]', '''{}''::int4[]', 'NULL::int4[]',
+               'ARRAY[9007199254740993, 9223372036854775807, 3]',
+               'ARRAY[''-9223372036854775808''::int8, ''-32768''::int2, 7::int2]',
+               'ARRAY[100000, 2147483647]']) v;
 
 -- The plan of query q, in one text.
 CREATE FUNCTION vnc_plan(q text) RETURNS text LANGUAGE plpgsql AS $$
@@ -171,9 +178,11 @@ DECLARE
 BEGIN
   EXECUTE format('SELECT pg_typeof(%s)::text', val) INTO typ;
   FOREACH form IN ARRAY ARRAY['const', 'swapped', 'param'] LOOP
-    cond := CASE form WHEN 'const' THEN format('%I %s %s', col, op, val)
-                      WHEN 'swapped' THEN format('%s %s %I', val, op, col)
-                      ELSE format('%I %s $1', col, op) END;
+    cond := CASE WHEN op = '= ANY' AND form = 'param' THEN format('%I = ANY ($1)', col)
+                 WHEN op = '= ANY' THEN format('%I = ANY (%s)', col, val)
+                 WHEN form = 'const' THEN format('%I %s %s', col, op, val)
+                 WHEN form = 'swapped' THEN format('%s %s %I', val, op, col)
+                 ELSE format('%I %s $1', col, op) END;
     FOREACH knn IN ARRAY ARRAY[false, true] LOOP
       tail := CASE WHEN knn THEN 'embedding <-> ''{0,0}'' LIMIT 4' ELSE 'id' END;
       n := vnf_ids(format('SELECT id FROM vnc_native WHERE %s ORDER BY %s',
@@ -205,7 +214,9 @@ CREATE TEMP TABLE vnc_results AS
   SELECT v.col, o.op, v.val, c.*
   FROM vnc_vals v, unnest(ARRAY['=', '<', '<=', '>', '>=']) o(op),
        LATERAL vnc_check(v.col, o.op, v.val) c
-  WHERE v.col <> 'b' OR o.op = '=';
+  WHERE v.col <> 'b' OR o.op = '='
+  UNION ALL
+  SELECT a.col, '= ANY', a.val, c.* FROM vnc_arrays a, LATERAL vnc_check(a.col, '= ANY', a.val) c;
 RESET plan_cache_mode;
 -- no differences, and every k-NN pushed down
 SELECT col, op, val, form, knn, fo, n FROM vnc_results WHERE fo IS DISTINCT FROM n
@@ -225,13 +236,16 @@ EXPLAIN (VERBOSE, COSTS OFF) EXECUTE vnc_knn(0.1);
 EXECUTE vnc_knn(0.1);
 RESET plan_cache_mode;
 -- not sent: float4 (SQL rounds the stored number to float4 first), a cast
--- of ->> (SQL reads the string "5" as 5 there), IN on a number column
+-- of ->> (SQL reads the string "5" as 5 there), IN on a float8 column
+-- (the service's $in truncates fractional values); IN on an integer column
+-- is sent
 CREATE FOREIGN TABLE vnc_f4 (id text, embedding real[], f8 float4)
   SERVER vnf_chroma OPTIONS (collection 'pgpoly_rt_vnc');
 EXPLAIN (COSTS OFF) SELECT id FROM vnc_f4 WHERE f8 = 0.1::float4;
 SELECT id FROM vnc_f4 WHERE f8 = 0.1::float4 AND id IN ('r02', 'r03', 'r04');
 EXPLAIN (COSTS OFF) SELECT id FROM vnc WHERE (metadata->>'i4')::int = 5;
-EXPLAIN (COSTS OFF) SELECT id FROM vnc WHERE i4 IN (3, 5);
+EXPLAIN (COSTS OFF) SELECT id FROM vnc WHERE f8 IN (2, 2.5);
+EXPLAIN (COSTS OFF) SELECT id FROM vnc WHERE i4 IN (3, 5) ORDER BY embedding <-> '{0,0}' LIMIT 2;
 -- what a typed column refuses: "inf" (pgpoly writes "Infinity"), the
 -- number 1 in a boolean column, 5.5 in an integer one; a filter on another
 -- key skips the record without reading it
