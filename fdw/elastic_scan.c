@@ -1249,7 +1249,8 @@ row_values(ElasticTable *tbl, Datum source, const char *id, List *nuls,
 			source_nul(nuls, base, col->field, id, tbl, col);
 			text = col->is_json ?
 				PgpolyJsonbColumnText(source, col->field, PGPOLY_FIELD_EVERY, &col->conv, &len) :
-				PgpolyJsonbFieldValues(source, col->field, PGPOLY_FIELD_EVERY, &col->conv, &len);
+				PgpolyJsonbFieldValues(source, col->field, PGPOLY_FIELD_EVERY, &col->conv,
+									   false, &len);
 			if (text != NULL)
 			{
 				values[*att] = column_datum(col, text, len);

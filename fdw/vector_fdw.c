@@ -9,16 +9,23 @@
  * language):
  *	- id = expr, id = ANY(array expr)					-> ids
  *	- metadata->>'k' = text, = ANY(text[])				-> $eq / $in
- *	- (metadata->>'k')::<numeric> {=,<,<=,>,>=} number	-> $eq $lt ...
  *	- a column mapped to a metadata key (field): text = / ANY, number
- *	  comparisons, boolean =
+ *	  comparisons {=,<,<=,>,>=}, integer = ANY, boolean =, b, NOT b
+ *														-> $eq $lt $in ...
  * ($ne and $nin are never used: Chroma lets records without the key pass
  * them, SQL does not.)  Only where the service compares as SQL does: text
  * under a deterministic collation, a value of the column's own type (or
  * another integer width), not float4 (SQL rounds the stored number to
  * float4 first); a numeric or float8 value is sent as the float8 bound that
- * selects the same numbers (PgpolyFloat8Bound).  In a plain scan every clause is also
- * rechecked locally, so the translated part only narrows what is fetched.
+ * selects the same numbers (PgpolyFloat8Bound).  A number or boolean
+ * column reads only a JSON number or boolean (a string "5" is an ERROR:
+ * VectorMetadataFieldValue), so the typed match selects every record it
+ * reads; as with postgres_fdw's remote conditions, a record whose value
+ * the column refuses may be filtered out by the service instead of
+ * raising that ERROR.  A cast of metadata->>'k' ((metadata->>'k')::int)
+ * is not sent: SQL casts the text, and the string "5" is 5 there.  In a
+ * plain scan every clause is also rechecked locally, so the translated
+ * part only narrows what is fetched.
  *
  * k-NN: for SELECT ... ORDER BY embedding <op> const LIMIT n on one vector
  * table, GetForeignUpperPaths(UPPERREL_FINAL) adds a path that replaces
@@ -229,6 +236,18 @@ kind_of_type(Oid typid)
 }
 
 /*
+ * Whether a column of base type typid reads a stored number as the service
+ * compares it (typed, as VectorMetadataFieldValue reads it): not float4,
+ * nor the other numeric types (money, oid), which pgpoly writes otherwise.
+ */
+static bool
+is_filter_number_type(Oid typid)
+{
+	return typid == INT2OID || typid == INT4OID || typid == INT8OID ||
+		typid == FLOAT8OID || typid == NUMERICOID;
+}
+
+/*
  * Whether a filter can name metadata key: Chroma reads a key beginning with
  * '$' in a where object as an operator ({"$and": {"$eq": "x"}} is refused
  * as an invalid where clause), so a clause on such a key is evaluated
@@ -249,8 +268,9 @@ filter_key(char *key)
 
 /*
  * The metadata key a column-side expression stands for, and its value
- * kind: metadata->>'k' (string), or a column mapped with field.  NULL when it is none of these, or when
- * no filter can name the key (filter_key).
+ * kind: metadata->>'k' (string), or a column mapped with field (its
+ * type's kind).  NULL when it is none of these, or when no filter can name
+ * the key (filter_key).
  */
 static char *
 metadata_key(Node *n, RelOptInfo *baserel, VectorTable *tbl, ValueKind *kind)
@@ -274,13 +294,17 @@ metadata_key(Node *n, RelOptInfo *baserel, VectorTable *tbl, ValueKind *kind)
 		if (tbl->cols[att - 1].conv.basetypmod >= 0)
 			return NULL;
 		/*
-		 * A numeric or boolean column reads a string holding the value's
-		 * text ("5", " 5", "true") as that value, which the service's
-		 * number or boolean match does not select: its comparisons are
-		 * evaluated locally.
+		 * A number or boolean column reads only a JSON number (boolean),
+		 * never a string "5" ("true"), which is an ERROR
+		 * (VectorMetadataFieldValue): the service's typed match selects
+		 * every record it reads.  Not float4: SQL rounds the stored number
+		 * to float4 first (0.10000000000000002 = 0.1::float4), the service
+		 * compares the number itself.
 		 */
 		*kind = kind_of_type(tbl->cols[att - 1].typid);
-		return *kind != VK_STRING ? NULL : filter_key(tbl->cols[att - 1].field);
+		if (*kind == VK_NUMBER && !is_filter_number_type(tbl->cols[att - 1].conv.basetype))
+			return NULL;
+		return *kind == VK_NONE ? NULL : filter_key(tbl->cols[att - 1].field);
 	}
 	/*
 	 * A cast of metadata->>'k' ((metadata->>'k')::int) is not one: SQL
@@ -405,7 +429,23 @@ translate_opexpr(VectorRelInfo *ri, RelOptInfo *baserel, OpExpr *op)
 	return true;
 }
 
-/* col = ANY(array): ids, or $in on a string metadata key. */
+/*
+ * Whether col = ANY(arr) with operator opno compares integers: the
+ * service's $in matches an integer exactly (not a float, whose fractional
+ * values it truncates).
+ */
+static bool
+is_integer_any(Oid opno, Node *col, Node *arr)
+{
+	Oid			ct = getBaseType(exprType(col));
+	Oid			et = get_element_type(getBaseType(exprType(arr)));
+
+	return (ct == INT2OID || ct == INT4OID || ct == INT8OID) &&
+		(et == INT2OID || et == INT4OID || et == INT8OID) &&
+		PgpolyBtreeStrategy(opno, ct) == BTEqualStrategyNumber;
+}
+
+/* col = ANY(array): ids, or $in on a string or integer metadata key. */
 static bool
 translate_any(VectorRelInfo *ri, RelOptInfo *baserel, ScalarArrayOpExpr *sa)
 {
@@ -414,8 +454,16 @@ translate_any(VectorRelInfo *ri, RelOptInfo *baserel, ScalarArrayOpExpr *sa)
 	ValueKind	kind;
 	char	   *key;
 
-	if (!sa->useOr || sa->opno != TextEqualOperator || !PgpolyIsScanConstant(arr))
+	if (!sa->useOr || !PgpolyIsScanConstant(arr))
 		return false;
+	if (sa->opno != TextEqualOperator)
+	{
+		key = metadata_key(l, baserel, ri->tbl, &kind);
+		if (key == NULL || kind != VK_NUMBER || !is_integer_any(sa->opno, l, arr))
+			return false;
+		add_cond(ri, (Expr *) sa, key, VCOND_IN, arr);
+		return true;
+	}
 	if (ri->id_exprs == NIL && PgpolyColumnOf(l, baserel) == ri->tbl->id_att &&
 		deterministic(sa->inputcollid))
 	{
@@ -432,6 +480,25 @@ translate_any(VectorRelInfo *ri, RelOptInfo *baserel, ScalarArrayOpExpr *sa)
 	if (key == NULL || kind != VK_STRING || !deterministic(sa->inputcollid))
 		return false;
 	add_cond(ri, (Expr *) sa, key, VCOND_IN, arr);
+	return true;
+}
+
+/*
+ * A boolean column as a whole clause: b (b = true, as the planner
+ * simplifies it) or NOT b; true if translated as b's equality.
+ */
+static bool
+translate_bool(VectorRelInfo *ri, RelOptInfo *baserel, Expr *clause)
+{
+	bool		negated = is_notclause(clause);
+	Node	   *col = negated ? (Node *) get_notclausearg(clause) : (Node *) clause;
+	ValueKind	kind;
+	char	   *key;
+
+	if (!IsA(PgpolyStripRelabel(col), Var) ||
+		(key = metadata_key(col, baserel, ri->tbl, &kind)) == NULL || kind != VK_BOOL)
+		return false;
+	add_cond(ri, clause, key, VCOND_EQ, makeBoolConst(!negated, false));
 	return true;
 }
 
@@ -452,6 +519,8 @@ translate_quals(VectorRelInfo *ri, RelOptInfo *baserel)
 			ok = translate_opexpr(ri, baserel, (OpExpr *) clause);
 		else if (IsA(clause, ScalarArrayOpExpr))
 			ok = translate_any(ri, baserel, (ScalarArrayOpExpr *) clause);
+		else
+			ok = translate_bool(ri, baserel, clause);
 		if (!ok)
 			ri->all_pushed = false;
 	}
@@ -1067,21 +1136,26 @@ special_values(char *key, int strategy, Datum v, Oid typid)
 }
 
 /*
- * The JSON array of the non-NULL elements of text[] arr (k IN (a, NULL)
- * admits what k IN (a) admits; the service refuses a null in $in), or
- * NULL when there are none.
+ * The JSON array of the non-NULL elements of arr, a text[] or an integer
+ * array (k IN (a, NULL) admits what k IN (a) admits; the service refuses a
+ * null in $in), or NULL when there are none.
  */
 static char *
 in_values_json(Datum arr)
 {
+	ArrayType  *a = DatumGetArrayTypeP(arr);
+	Oid			et = ARR_ELEMTYPE(a);
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
 	StringInfoData buf;
 	Datum	   *elems;
 	bool	   *enulls;
 	int			n;
 	bool		any = false;
 
-	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
-					  &elems, &enulls, &n);
+	get_typlenbyvalalign(et, &typlen, &typbyval, &typalign);
+	deconstruct_array(a, et, typlen, typbyval, typalign, &elems, &enulls, &n);
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '[');
 	for (int i = 0; i < n; i++)
@@ -1090,7 +1164,7 @@ in_values_json(Datum arr)
 			continue;
 		if (any)
 			appendStringInfoChar(&buf, ',');
-		PgpolyJsonAppendValue(&buf, elems[i], TEXTOID, false);
+		PgpolyJsonAppendValue(&buf, elems[i], et, false);
 		any = true;
 	}
 	appendStringInfoChar(&buf, ']');
@@ -1144,6 +1218,18 @@ string_value_unsafe(Datum v, VectorCondOp op)
 }
 
 /*
+ * Whether a condition's value, of type typid, is text to match strings:
+ * text, or text[] for IN (an integer array's $in matches numbers).
+ */
+static bool
+is_string_value(VectorCondOp op, Oid typid)
+{
+	if (op == VCOND_IN)
+		typid = get_element_type(getBaseType(typid));
+	return kind_of_type(typid) == VK_STRING;
+}
+
+/*
  * Whether a condition is a string match whose constant value is unsafe
  * (string_value_unsafe): a k-NN request is not planned with it, PostgreSQL
  * sorts locally (and EXPLAIN says why).  A value known only when the scan
@@ -1154,7 +1240,7 @@ cond_unsafe(VectorCondPlan *c)
 {
 	Const	   *k;
 
-	if (c->op != VCOND_IN && kind_of_type(exprType((Node *) c->value)) != VK_STRING)
+	if (!is_string_value(c->op, exprType((Node *) c->value)))
 		return false;
 	if (!IsA(c->value, Const))
 		return false;
@@ -1212,8 +1298,7 @@ eval_cond(VectorTable *tbl, VectorScanSpec *spec, char *key, VectorCondOp op, Da
 	 * parameter: cond_unsafe) keeps it as a VectorTextCond, computes the
 	 * k-NN locally and checks every row against it (vector_scan.c).
 	 */
-	if ((op == VCOND_IN || kind_of_type(typid) == VK_STRING) &&
-		string_value_unsafe(v, op))
+	if (is_string_value(op, typid) && string_value_unsafe(v, op))
 	{
 		if (spec->k >= 0)
 			spec->text_conds = lappend(spec->text_conds, text_cond(key, v, op));

@@ -93,12 +93,29 @@ typedef struct OverlayEntry
  * ----------------------------------------------------------------
  */
 
+/*
+ * Compare two JSON numbers as Chroma does: two integers exactly (as
+ * 64-bit integers: 9007199254740993 > 9007199254740992, which are one
+ * double), others as doubles.  (Chroma truncates a fractional bound
+ * compared with an integer; the filters sent are made to select the same
+ * records either way: VectorNumberConds.)
+ */
+static int
+number_cmp(json_t *a, json_t *b)
+{
+	if (json_is_integer(a) && json_is_integer(b))
+		return json_integer_value(a) < json_integer_value(b) ? -1 :
+			json_integer_value(a) > json_integer_value(b);
+	return json_number_value(a) < json_number_value(b) ? -1 :
+		json_number_value(a) > json_number_value(b);
+}
+
 /* Chroma's equality of two metadata values: numbers by value. */
 static bool
 values_equal(json_t *a, json_t *b)
 {
 	if (json_is_number(a) && json_is_number(b))
-		return json_number_value(a) == json_number_value(b);
+		return number_cmp(a, b) == 0;
 	return json_equal(a, b);
 }
 
@@ -128,13 +145,13 @@ value_matches(json_t *v, VectorCondOp op, json_t *c)
 	switch (op)
 	{
 		case VCOND_LT:
-			return json_number_value(v) < json_number_value(c);
+			return number_cmp(v, c) < 0;
 		case VCOND_LE:
-			return json_number_value(v) <= json_number_value(c);
+			return number_cmp(v, c) <= 0;
 		case VCOND_GT:
-			return json_number_value(v) > json_number_value(c);
+			return number_cmp(v, c) > 0;
 		default:
-			return json_number_value(v) >= json_number_value(c);
+			return number_cmp(v, c) >= 0;
 	}
 }
 
@@ -895,6 +912,10 @@ field_value(VectorColumn *col, VectorRow *row, RowMeta *meta, bool *isnull)
  * The value column col (a field column) reads from metadata doc, a jsonb
  * Datum (*isnull when it lacks the key): field_value without the check
  * for NUL characters, also for the metadata a row writes (vector_fdw.c).
+ * A number or boolean column reads only the JSON type pgpoly writes for
+ * it (typed PgpolyJsonbFieldValues): a string "5" is an ERROR, not 5, so
+ * that the service's number and boolean matches, which a comparison on
+ * such a column is sent as, select every record the column reads.
  */
 Datum
 VectorMetadataFieldValue(VectorColumn *col, Datum doc, bool *isnull)
@@ -904,7 +925,7 @@ VectorMetadataFieldValue(VectorColumn *col, Datum doc, bool *isnull)
 
 	text = col->conv.is_json && !col->conv.is_array ?
 		PgpolyJsonbColumnText(doc, col->field, PGPOLY_FIELD_PATH, &col->conv, &len) :
-		PgpolyJsonbFieldValues(doc, col->field, PGPOLY_FIELD_PATH, &col->conv, &len);
+		PgpolyJsonbFieldValues(doc, col->field, PGPOLY_FIELD_PATH, &col->conv, true, &len);
 	*isnull = text == NULL;
 	if (text == NULL)
 		return (Datum) 0;

@@ -29,7 +29,8 @@ EXECUTE q;
 -- a column's options
 ALTER FOREIGN TABLE vc_a ALTER COLUMN grp OPTIONS (ADD field 'tag');
 EXECUTE q;
--- a column's type
+-- a column's type (an int column reads only JSON numbers: the string "7"
+-- of tag, and "z" of grp, are an ERROR)
 ALTER FOREIGN TABLE vc_a ALTER COLUMN grp TYPE int;
 EXECUTE q;
 ALTER FOREIGN TABLE vc_a ALTER COLUMN grp OPTIONS (DROP field);

@@ -43,9 +43,9 @@ SELECT id, n FROM v_l2 WHERE id IN ('r01', 'r02', 'nope') ORDER BY id;
 SELECT id FROM v_l2 WHERE id = ANY ('{}'::text[]);
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id, n FROM v_l2 WHERE id IN ('r01', 'r02');
 
--- Text metadata filters are translated (not numeric ones: SQL reads the
--- string "5" as 5 too, the service's number match does not), and all are
--- still checked locally.
+-- Metadata filters on text and on mapped number columns are translated
+-- (not a cast of ->>: SQL reads the string "5" as 5 there, the service's
+-- number match does not), and all are still checked locally.
 SELECT id FROM v_l2 WHERE metadata->>'grp' = 'b' AND (metadata->>'n')::int >= 30 ORDER BY id;
 SELECT id FROM v_l2 WHERE grp IN ('a', 'c') AND n < 6 ORDER BY id;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM v_l2 WHERE grp IN ('a', 'c') AND n < 6;
@@ -75,8 +75,8 @@ JOIN ref r USING (id) ORDER BY v.d;
 SELECT v.id, round(v._distance::numeric, 4) AS fdw, round((r.embedding <#> :q)::numeric, 4) AS local
 FROM (SELECT id, _distance FROM v_ip ORDER BY embedding <#> :q LIMIT 3) v JOIN ref r USING (id)
 ORDER BY v._distance;
--- With a filter (pushed as where), OFFSET, and ids; a numeric filter is
--- not sent, so the k-NN is sorted locally.
+-- With a filter (pushed as where, a mapped number column's too), OFFSET,
+-- and ids.
 EXPLAIN (VERBOSE, COSTS OFF)
 SELECT id FROM v_l2 WHERE grp = 'a' ORDER BY embedding <-> :q LIMIT 3 OFFSET 1;
 EXPLAIN (VERBOSE, COSTS OFF)

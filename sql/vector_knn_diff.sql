@@ -180,8 +180,8 @@ SELECT * FROM (
   FROM kd_num_queries) d
 WHERE (scan, knn) <> (0, 0);
 SELECT count(*) AS checked FROM kd_num_queries;
--- Nothing is sent for a comparison on a numeric column: the column reads a
--- string "2" as 2, which the service's number match does not select.
+-- What is sent for a fractional bound: integral bounds that decide for the
+-- integers the service holds, the fractional one for the others.
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM kd_num WHERE x < 2.5 AND nm >= -1.5;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM kd_num WHERE x = 0.25;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM kd_num WHERE x > 0.5;

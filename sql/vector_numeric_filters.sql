@@ -5,8 +5,10 @@
 -- the string "5" (and " 5", which the input functions accept) is 5 there,
 -- and 5.5 or "x" cast to int is an error; the service's number match sees
 -- neither: such a comparison is evaluated locally, in plain scans and
--- k-NN; so are those on a numeric or boolean column mapped to a key.
--- The collection pgpoly_rt_vnf is created and dropped here.
+-- k-NN.  A number or boolean column mapped to a key reads only JSON
+-- numbers (booleans), so its comparisons are sent, exactly (differential).
+-- The collections pgpoly_rt_vnf and pgpoly_rt_vnc are created and dropped
+-- here.
 --
 \getenv chroma_url CHROMA_URL
 \set VERBOSITY terse
@@ -63,20 +65,36 @@ SET plan_cache_mode = force_generic_plan;
 EXECUTE vnf_knn(5);
 RESET plan_cache_mode;
 
--- a numeric column mapped to the key reads the string "5" (and " 5") as 5,
--- a boolean column the string "true" as true: their comparisons are not
--- sent either (a constant bool comparison is SQL's "WHERE b", never sent;
--- a parameter's would be)
+-- A number or boolean column mapped to a key reads only what pgpoly writes
+-- for its type, a JSON number (boolean): a string "5" (" 5", "true") is an
+-- ERROR (22P02) naming the key, the column and the record, never read as
+-- 5; so its comparisons are sent to the service (below), which may filter
+-- out such a record instead of raising the ERROR, as postgres_fdw's remote
+-- conditions may.
 CREATE FOREIGN TABLE vnf_col (id text, embedding real[], n numeric OPTIONS (field 'k'), i int OPTIONS (field 'k'), b bool)
   SERVER vnf_chroma OPTIONS (collection 'pgpoly_rt_vnf');
-SELECT id, n FROM vnf_col WHERE id = 's5';
-SELECT id, n FROM vnf_col WHERE id = 'sp5';
-SELECT id, i FROM vnf_col WHERE id = 'f55';
+CREATE FUNCTION vnf_error(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE st text; msg text; det text; ctx text;
+BEGIN
+  EXECUTE q;
+  RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+                          det = PG_EXCEPTION_DETAIL, ctx = PG_EXCEPTION_CONTEXT;
+  RETURN st || ': ' || msg || ' / ' || det || ' / ' || split_part(ctx, E'\n', 1);
+END $$;
+SELECT vnf_error('SELECT id, i FROM vnf_col WHERE id = ''s5''');
+SELECT vnf_error('SELECT id, n FROM vnf_col WHERE id = ''sp5''');
+SELECT vnf_error('SELECT id, b FROM vnf_col WHERE id = ''none''');
+SELECT vnf_error('SELECT id, n FROM vnf_col WHERE n + 0 = 5');
+SELECT vnf_error('SELECT id FROM vnf_col ORDER BY embedding <-> ''{1,0}'', n LIMIT 3');
+\set VERBOSITY default
+SELECT id, i FROM vnf_col WHERE id = 's5';
+\set VERBOSITY terse
+-- (the service's number match does not select s5 and sp5: no ERROR)
 SELECT id, n FROM vnf_col WHERE n = 5 ORDER BY id COLLATE "C";
 EXPLAIN (COSTS OFF) SELECT id FROM vnf_col WHERE n = 5;
-SELECT id FROM vnf_col WHERE n = 5 ORDER BY embedding <-> '{1,0}' OFFSET 2 LIMIT 2;
-SELECT id, b FROM vnf_col WHERE id = 'none';
-SELECT id FROM vnf_col WHERE b = true;
+SELECT id FROM vnf_col WHERE n = 5 ORDER BY embedding <-> '{1,0}' LIMIT 3;
 PREPARE vnf_b(bool) AS SELECT id FROM vnf_col WHERE b = $1;
 SET plan_cache_mode = force_generic_plan;
 EXPLAIN (COSTS OFF) EXECUTE vnf_b(true);
@@ -84,6 +102,166 @@ EXECUTE vnf_b(true);
 PREPARE vnf_n(numeric) AS SELECT id FROM vnf_col WHERE n = $1 ORDER BY id COLLATE "C";
 EXECUTE vnf_n(5);
 RESET plan_cache_mode;
+
+-- Comparisons on number and boolean columns mapped to keys, differential:
+-- records written by pgpoly from typed columns, a native copy of them as
+-- pgpoly reads them back, every operator against many values (integers,
+-- fractions, -0, huge, Infinity and NaN, numerics with more digits than a
+-- float8 holds, NULL), as constants, swapped, and generic-plan parameters,
+-- in plain scans and in k-NN with LIMIT (each record at its own distance
+-- from the query).  Every one is sent to the service: a k-NN is pushed.
+\! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/pgpoly_rt_vnc"
+CREATE FOREIGN TABLE vnc (id text, embedding real[], metadata jsonb, i2 int2, i4 int4,
+                          i8 int8, f8 float8, nm numeric, b bool)
+  SERVER vnf_chroma OPTIONS (collection 'pgpoly_rt_vnc', create_collection 'true',
+                             distance 'l2');
+INSERT INTO vnc (id, embedding, i2, i4, i8, f8, nm, b) VALUES
+  ('r01', '{1,0}', 0, 0, 0, 0, 0, true),
+  ('r02', '{2,0}', -1, -1, -9223372036854775808, '-0', -0.5, false),
+  ('r03', '{3,0}', 1, 1, 9223372036854775807, 0.1, 0.1000000000000000001, NULL),
+  ('r04', '{4,0}', 2, 2, 9007199254740993, 0.25, 2, true),
+  ('r05', '{5,0}', 3, 2147483647, 9007199254740992, 2, 2.5, false),
+  ('r06', '{6,0}', -32768, -2147483648, 2, 2.5, -1.5, true),
+  ('r07', '{7,0}', 32767, 5, 3, -1.5, 123456789012345678901234567890.5, NULL),
+  ('r08', '{8,0}', NULL, NULL, NULL, 1e300, 'NaN', true),
+  ('r09', '{9,0}', 5, 5, 5, 'Infinity', 'Infinity', false),
+  ('r10', '{10,0}', 7, 7, -3, '-Infinity', '-Infinity', true),
+  ('r11', '{11,0}', NULL, 3, NULL, 'NaN', 1e-20, NULL),
+  ('r12', '{12,0}', 2, 3, 4, 5e-324, 0.30000000000000004, true),
+  ('r13', '{13,0}', 4, 4, 4, 2.0000000000000004, 3, false),
+  ('r14', '{14,0}', NULL, NULL, NULL, NULL, NULL, NULL);
+INSERT INTO vnc (id, embedding, metadata) VALUES ('r15', '{15,0}', '{"other": 1}');
+CREATE TABLE vnc_native AS SELECT id, embedding, i2, i4, i8, f8, nm, b FROM vnc;
+SELECT id, i2, i4, i8, f8, nm, b FROM vnc_native ORDER BY id;
+
+CREATE TEMP TABLE vnc_vals (col text, val text);
+INSERT INTO vnc_vals SELECT c, v FROM unnest(ARRAY['i2', 'i4', 'i8']) c,
+  unnest(ARRAY['''-9223372036854775808''::int8', '''-2147483648''::int4', '''-32768''::int2',
+               '-1', '0', '1', '2', '3', '5', '9007199254740993::int8',
+               '9223372036854775807::int8', '100000', 'NULL::int4']) v;
+INSERT INTO vnc_vals SELECT 'f8', v || '::float8' FROM unnest(ARRAY['''-Infinity''',
+  '-1e300', '-1.5', '''-0''', '0', '5e-324', '0.1', '0.25', '2', '2.5',
+  '2.0000000000000004', '0.30000000000000004', '1e300', '''Infinity''', '''NaN''', 'NULL']) v;
+INSERT INTO vnc_vals SELECT 'nm', v || '::numeric' FROM unnest(ARRAY['''-Infinity''',
+  '-1.5', '-0.5', '0', '1e-20', '0.1', '0.1000000000000000001', '0.0999999999999999999',
+  '0.30000000000000004', '2', '2.5', '3', '1e-400', '1e400',
+  '123456789012345678901234567890', '123456789012345678901234567890.5',
+  '''Infinity''', '''NaN''', 'NULL']) v;
+INSERT INTO vnc_vals VALUES ('b', 'true'), ('b', 'false'), ('b', 'NULL::bool');
+-- = ANY on the integer columns (the arrays of the IN lists)
+CREATE TEMP TABLE vnc_arrays (col text, val text);
+INSERT INTO vnc_arrays SELECT c, v FROM unnest(ARRAY['i2', 'i4', 'i8']) c,
+  unnest(ARRAY['ARRAY[0, 2, 5]', 'ARRAY[-1, NULL]', '''{}''::int4[]', 'NULL::int4[]',
+               'ARRAY[9007199254740993, 9223372036854775807, 3]',
+               'ARRAY[''-9223372036854775808''::int8, ''-32768''::int2, 7::int2]',
+               'ARRAY[100000, 2147483647]']) v;
+
+-- The plan of query q, in one text.
+CREATE FUNCTION vnc_plan(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE line text; plan text := '';
+BEGIN
+  FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP
+    plan := plan || line || E'\n';
+  END LOOP;
+  RETURN plan;
+END $$;
+-- One comparison in every form: the foreign and native ids (or errors),
+-- and whether each foreign k-NN was pushed down.
+CREATE FUNCTION vnc_check(col text, op text, val text,
+    OUT form text, OUT knn bool, OUT fo text, OUT n text, OUT pushed bool)
+RETURNS SETOF record LANGUAGE plpgsql AS $$
+DECLARE
+  typ text;
+  cond text;
+  tail text;
+  plan text;
+BEGIN
+  EXECUTE format('SELECT pg_typeof(%s)::text', val) INTO typ;
+  FOREACH form IN ARRAY ARRAY['const', 'swapped', 'param'] LOOP
+    cond := CASE WHEN op = '= ANY' AND form = 'param' THEN format('%I = ANY ($1)', col)
+                 WHEN op = '= ANY' THEN format('%I = ANY (%s)', col, val)
+                 WHEN form = 'const' THEN format('%I %s %s', col, op, val)
+                 WHEN form = 'swapped' THEN format('%s %s %I', val, op, col)
+                 ELSE format('%I %s $1', col, op) END;
+    FOREACH knn IN ARRAY ARRAY[false, true] LOOP
+      tail := CASE WHEN knn THEN 'embedding <-> ''{0,0}'' LIMIT 4' ELSE 'id' END;
+      n := vnf_ids(format('SELECT id FROM vnc_native WHERE %s ORDER BY %s',
+                          replace(cond, '$1', val), tail));
+      IF form = 'param' THEN
+        EXECUTE format('PREPARE vnc_p(%s) AS SELECT string_agg(id, '','') FROM (SELECT id FROM vnc WHERE %s ORDER BY %s) q',
+                       typ, cond, tail);
+        BEGIN
+          EXECUTE format('EXECUTE vnc_p(%s)', val) INTO fo;
+          fo := coalesce(fo, '');
+        EXCEPTION WHEN OTHERS THEN
+          fo := 'ERROR ' || SQLSTATE;
+        END;
+        plan := vnc_plan(format('EXECUTE vnc_p(%s)', val));
+        DEALLOCATE vnc_p;
+      ELSE
+        fo := vnf_ids(format('SELECT id FROM vnc WHERE %s ORDER BY %s', cond, tail));
+        plan := vnc_plan(format('SELECT string_agg(id, '','') FROM (SELECT id FROM vnc WHERE %s ORDER BY %s) q',
+                                cond, tail));
+      END IF;
+      -- a k-NN pushed down is one Foreign Scan, no Limit or Sort under the Aggregate
+      pushed := CASE WHEN knn THEN plan NOT LIKE '%Limit%' AND plan NOT LIKE '%Sort%' END;
+      RETURN NEXT;
+    END LOOP;
+  END LOOP;
+END $$;
+SET plan_cache_mode = force_generic_plan;
+CREATE TEMP TABLE vnc_results AS
+  SELECT v.col, o.op, v.val, c.*
+  FROM vnc_vals v, unnest(ARRAY['=', '<', '<=', '>', '>=']) o(op),
+       LATERAL vnc_check(v.col, o.op, v.val) c
+  WHERE v.col <> 'b' OR o.op = '='
+  UNION ALL
+  SELECT a.col, '= ANY', a.val, c.* FROM vnc_arrays a, LATERAL vnc_check(a.col, '= ANY', a.val) c;
+RESET plan_cache_mode;
+-- no differences, and every k-NN pushed down
+SELECT col, op, val, form, knn, fo, n FROM vnc_results WHERE fo IS DISTINCT FROM n
+  ORDER BY 1, 2, 3, 4, 5;
+-- (a k-NN is not pushed only where the planner proves the query empty: a
+-- comparison with a NULL constant)
+SELECT col, op, val, form FROM vnc_results WHERE knn AND NOT pushed ORDER BY 1, 2, 3, 4;
+SELECT count(*) AS checked, count(*) FILTER (WHERE knn AND NOT pushed) AS knn_local,
+       count(*) FILTER (WHERE n LIKE 'ERROR%') AS errors,
+       count(DISTINCT n) AS answers FROM vnc_results;
+-- what is sent
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM vnc WHERE i8 > 9007199254740992 ORDER BY embedding <-> '{0,0}' LIMIT 3;
+EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM vnc WHERE f8 <= 2.5 AND nm > 0.1000000000000000001 AND b = false;
+PREPARE vnc_knn(float8) AS SELECT id FROM vnc WHERE f8 > $1 ORDER BY embedding <-> '{0,0}' LIMIT 2;
+SET plan_cache_mode = force_generic_plan;
+EXPLAIN (VERBOSE, COSTS OFF) EXECUTE vnc_knn(0.1);
+EXECUTE vnc_knn(0.1);
+RESET plan_cache_mode;
+-- not sent: float4 (SQL rounds the stored number to float4 first), a cast
+-- of ->> (SQL reads the string "5" as 5 there), IN on a float8 column
+-- (the service's $in truncates fractional values); IN on an integer column
+-- is sent
+CREATE FOREIGN TABLE vnc_f4 (id text, embedding real[], f8 float4)
+  SERVER vnf_chroma OPTIONS (collection 'pgpoly_rt_vnc');
+EXPLAIN (COSTS OFF) SELECT id FROM vnc_f4 WHERE f8 = 0.1::float4;
+SELECT id FROM vnc_f4 WHERE f8 = 0.1::float4 AND id IN ('r02', 'r03', 'r04');
+EXPLAIN (COSTS OFF) SELECT id FROM vnc WHERE (metadata->>'i4')::int = 5;
+EXPLAIN (COSTS OFF) SELECT id FROM vnc WHERE f8 IN (2, 2.5);
+EXPLAIN (COSTS OFF) SELECT id FROM vnc WHERE i4 IN (3, 5) ORDER BY embedding <-> '{0,0}' LIMIT 2;
+-- what a typed column refuses: "inf" (pgpoly writes "Infinity"), the
+-- number 1 in a boolean column, 5.5 in an integer one; a filter on another
+-- key skips the record without reading it
+INSERT INTO vnc (id, embedding, metadata)
+  VALUES ('x1', '{20,0}', '{"f8": "inf", "nm": "Infinity", "b": 1, "i4": 5.5}');
+SELECT id, nm FROM vnc WHERE id = 'x1';
+SELECT vnf_error('SELECT f8 FROM vnc WHERE id = ''x1''');
+SELECT vnf_error('SELECT b FROM vnc WHERE id = ''x1''');
+SELECT vnf_error('SELECT i4 FROM vnc WHERE id = ''x1''');
+SELECT id, b FROM vnc WHERE b ORDER BY embedding <-> '{0,0}' LIMIT 20;
+SELECT vnf_error('SELECT id FROM vnc WHERE b::int = 1');
+DROP FUNCTION vnf_error(text);
+DROP FUNCTION vnc_check(text, text, text);
+DROP FUNCTION vnc_plan(text);
+DROP TABLE vnc_native;
+\! curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/pgpoly_rt_vnc"
 
 DROP FUNCTION vnf_ids(text);
 DROP TABLE vnf_native;

@@ -736,6 +736,76 @@ PgpolyJsonbColumnText(Datum jsonb, const char *field, PgpolyFieldPath how,
 	return v ? jsonb_value_text(v, conv->is_array, conv->is_json, len) : NULL;
 }
 
+/* Whether len bytes at s are the text json_form writes a non-finite number as. */
+static bool
+is_nonfinite_text(const char *s, int len)
+{
+	return (len == 3 && memcmp(s, "NaN", 3) == 0) ||
+		(len == 8 && memcmp(s, "Infinity", 8) == 0) ||
+		(len == 9 && memcmp(s, "-Infinity", 9) == 0);
+}
+
+/*
+ * Whether scalar v has the JSON type json_form writes for a value of base
+ * type basetype: a number for int2/4/8, float4, float8 and numeric (the
+ * latter three write Infinity, -Infinity and NaN as exactly those
+ * strings), a boolean for bool.  Any value fits another type.
+ */
+static bool
+json_type_fits(JsonbValue *v, Oid basetype)
+{
+	switch (basetype)
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+			return v->type == jbvNumeric;
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case NUMERICOID:
+			return v->type == jbvNumeric ||
+				(v->type == jbvString &&
+				 is_nonfinite_text(v->val.string.val, v->val.string.len));
+		case BOOLOID:
+			return v->type == jbvBool;
+		default:
+			return true;
+	}
+}
+
+static void json_type_error(JsonbValue *v, const char *field,
+							const PgpolyConv *conv) pg_attribute_noreturn();
+
+/*
+ * ERROR (22P02): field holds v, which a typed read of a column of the type
+ * conv describes refuses (json_type_fits).
+ */
+static void
+json_type_error(JsonbValue *v, const char *field, const PgpolyConv *conv)
+{
+	bool		boolean = conv->basetype == BOOLOID;
+	bool		ints = conv->basetype == INT2OID || conv->basetype == INT4OID ||
+		conv->basetype == INT8OID;
+	char	   *found;
+	size_t		len;
+
+	if (v->type == jbvString)
+		found = psprintf("the string \"%s\"",
+						 PgpolyPrintable(v->val.string.val, v->val.string.len, 64));
+	else
+		found = psprintf("the %s %s", v->type == jbvBool ? "boolean" : "number",
+						 jsonb_value_text(v, false, false, &len));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("field \"%s\" holds %s, not a JSON %s", field, found,
+					boolean ? "boolean" : "number"),
+			 errdetail("A column of type %s reads only what pgpoly writes for it: %s.",
+					   format_type_be(conv->typid),
+					   boolean ? "true or false" : ints ? "a JSON number" :
+					   "a JSON number, or the string \"Infinity\", \"-Infinity\" or \"NaN\""),
+			 errhint("Read the field into a text or jsonb column, or store the value as the column writes it.")));
+}
+
 /*
  * PgpolyJsonbFieldText for a store in which every field may hold one value
  * or an array of values and a query on a field matches any of them
@@ -747,10 +817,18 @@ PgpolyJsonbColumnText(Datum jsonb, const char *field, PgpolyFieldPath how,
  * satisfy that clause.  So is a path that crosses an array (a.b of
  * {"a": [{"b": 1}, {"b": 2}]}), whatever the column.  Callers use this
  * function for columns that are not json or jsonb (arrays of them may be).
+ *
+ * typed: a scalar column reads only the JSON type pgpoly writes for its
+ * type (json_type_fits; a number column not the string "5", a boolean
+ * column not "true"); another is an ERROR (22P02), so that a store filter
+ * comparing typed values (a vector service's number range) selects every
+ * value the column reads.  Otherwise the column's input function reads the
+ * value's text, whatever its JSON type (Elasticsearch indexes the string
+ * "5" of a numeric field as 5).
  */
 char *
 PgpolyJsonbFieldValues(Datum jsonb, const char *field, PgpolyFieldPath how,
-					   const PgpolyConv *conv, size_t *len)
+					   const PgpolyConv *conv, bool typed, size_t *len)
 {
 	bool		to_array = conv->is_array;
 	bool		through_array;
@@ -766,6 +844,8 @@ PgpolyJsonbFieldValues(Datum jsonb, const char *field, PgpolyFieldPath how,
 		return NULL;
 	if (v->type != jbvBinary)
 	{
+		if (typed && !to_array && !json_type_fits(v, conv->basetype))
+			json_type_error(v, field, conv);
 		if (!to_array)
 			return jsonb_value_text(v, false, conv->is_json, len);
 		initStringInfo(&buf);

@@ -857,7 +857,7 @@ extern char *PgpolyJsonbColumnText(Datum jsonb, const char *field, PgpolyFieldPa
 extern char *PgpolyJsonFieldVerbatim(const char *json, size_t len, const char *field,
 									 bool nested, size_t *outlen);
 extern char *PgpolyJsonbFieldValues(Datum jsonb, const char *field, PgpolyFieldPath how,
-									const PgpolyConv *conv, size_t *len);
+									const PgpolyConv *conv, bool typed, size_t *len);
 extern void PgpolyJsonAppendValue(StringInfo buf, Datum value, Oid typid,
 								  bool isnull);
 extern void PgpolyJsonbValue(struct JsonbValue *jv, Datum value, Oid typid,
