@@ -87,38 +87,36 @@ BEGIN
 				   FROM generate_series(1, 5) g$q$, hist);
 END $$;
 
--- Each statement on its own: the reference answers.
-SELECT fov_reset('fov_t', 'pgpoly.fov_t_history');
-SELECT format(sql, 'auto', 'fov_t', 'fov_t', n) FROM fov_steps
-WHERE mode = 't' AND NOT xact_only ORDER BY n \gexec
-INSERT INTO fov_log SELECT 'auto', 100, string_agg(user_id || '=' || coalesce(clicks::text, '-'), ',' ORDER BY user_id) FROM fov_t;
--- One transaction.
-SELECT fov_reset('fov_t', 'pgpoly.fov_t_history');
-BEGIN;
-SELECT format(sql, 'xact', 'fov_t', 'fov_t', n) FROM fov_steps
-WHERE mode = 't' ORDER BY n \gexec
-COMMIT;
-INSERT INTO fov_log SELECT 'xact', 100, string_agg(user_id || '=' || coalesce(clicks::text, '-'), ',' ORDER BY user_id) FROM fov_t;
--- ROLLBACK leaves Redis as it was
-SELECT fov_reset('fov_t', 'pgpoly.fov_t_history');
-SELECT pgpoly.materialize('fov_t');
-BEGIN;
-SELECT format(sql, 'rollback', 'fov_t', 'fov_t', n) FROM fov_steps
-WHERE mode = 't' ORDER BY n \gexec
-ROLLBACK;
-INSERT INTO fov_log SELECT 'rollback', 100, string_agg(user_id || '=' || coalesce(clicks::text, '-'), ',' ORDER BY user_id) FROM fov_t;
+-- The statements of a run of mode's steps: each on its own (ending NULL),
+-- or in one transaction ended by ending (ROLLBACK: over Redis holding what
+-- materialize gives); then the online table as Redis holds it (step 100).
+CREATE FUNCTION fov_script(mode text, run text, ending text) RETURNS SETOF text
+LANGUAGE sql AS $$
+	SELECT q FROM (
+		SELECT 0 AS o, format('SELECT fov_reset(%L, %L)', 'fov_' || mode,
+							  'pgpoly.fov_' || mode || '_history') AS q
+		UNION ALL
+		SELECT 1, format('SELECT pgpoly.materialize(%L)', 'fov_' || mode) WHERE ending = 'ROLLBACK'
+		UNION ALL
+		SELECT 2, 'BEGIN' WHERE ending IS NOT NULL
+		UNION ALL
+		SELECT 3 + s.n, format(s.sql, run, 'fov_' || mode, 'fov_' || mode, s.n)
+		FROM fov_steps s WHERE s.mode = fov_script.mode AND (ending IS NOT NULL OR NOT s.xact_only)
+		UNION ALL
+		SELECT 1000, ending WHERE ending IS NOT NULL
+		UNION ALL
+		SELECT 1001, format(fov_read($q$SELECT string_agg(user_id || '=' || coalesce(clicks::text, '-'), ',' ORDER BY user_id) FROM %2$I$q$),
+							run, 'fov_' || mode, 'fov_' || mode, 100)
+	) s ORDER BY o
+$$;
 
--- The immediate online table, alike.
-SELECT fov_reset('fov_i', 'pgpoly.fov_i_history');
-SELECT format(sql, 'auto_i', 'fov_i', 'fov_i', n) FROM fov_steps
-WHERE mode = 'i' ORDER BY n \gexec
-INSERT INTO fov_log SELECT 'auto_i', 100, string_agg(user_id || '=' || coalesce(clicks::text, '-'), ',' ORDER BY user_id) FROM fov_i;
-SELECT fov_reset('fov_i', 'pgpoly.fov_i_history');
-BEGIN;
-SELECT format(sql, 'xact_i', 'fov_i', 'fov_i', n) FROM fov_steps
-WHERE mode = 'i' ORDER BY n \gexec
-COMMIT;
-INSERT INTO fov_log SELECT 'xact_i', 100, string_agg(user_id || '=' || coalesce(clicks::text, '-'), ',' ORDER BY user_id) FROM fov_i;
+-- Each statement on its own (the reference answers), then one transaction:
+-- the transactional online table, then the immediate one.
+SELECT fov_script('t', 'auto', NULL) \gexec
+SELECT fov_script('t', 'xact', 'COMMIT') \gexec
+SELECT fov_script('t', 'rollback', 'ROLLBACK') \gexec
+SELECT fov_script('i', 'auto_i', NULL) \gexec
+SELECT fov_script('i', 'xact_i', 'COMMIT') \gexec
 
 -- What the runs saw, and where they differ (none).
 SELECT run, n, v FROM fov_log WHERE run IN ('xact', 'xact_i') ORDER BY run, n;
@@ -150,3 +148,6 @@ SELECT fov_reset('fov_i', 'pgpoly.fov_i_history');
 SELECT pgpoly.drop_feature_view('fov_t');
 SELECT pgpoly.drop_feature_view('fov_i');
 DROP SERVER fov CASCADE;
+DROP FUNCTION err(text), fov_read(text), fov_reset(regclass, regclass),
+  fov_script(text, text, text);
+DROP TABLE fov_log, fov_steps;
