@@ -13,13 +13,6 @@
 SET timezone = 'UTC';
 CREATE SERVER fov FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
 CREATE USER MAPPING FOR CURRENT_USER SERVER fov;
-CREATE FUNCTION err(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-	EXECUTE q;
-	RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-	RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
 
 CREATE FOREIGN TABLE fov_t (user_id text OPTIONS (key 'true'), clicks int)
   SERVER fov OPTIONS (key_prefix 'regress_fov_t:');
@@ -134,11 +127,15 @@ SELECT v FROM fov_log WHERE run = 'rollback' AND n = 100;
 SELECT fov_reset('fov_i', 'pgpoly.fov_i_history');
 BEGIN;
 SELECT pgpoly.put_features('fov_i', 'u1', '{"clicks": 100}', '2025-01-01');
-SELECT err($$DELETE FROM fov_i WHERE user_id = 'u1'$$);
-SELECT err($$UPDATE fov_i SET clicks = 5 WHERE user_id = 'u1'$$);
-SELECT err($$INSERT INTO fov_i VALUES ('u1', 5)$$);
+SAVEPOINT s;
+DELETE FROM fov_i WHERE user_id = 'u1';
+ROLLBACK TO SAVEPOINT s;
+UPDATE fov_i SET clicks = 5 WHERE user_id = 'u1';
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO fov_i VALUES ('u1', 5);
+ROLLBACK TO SAVEPOINT s;
 -- other keys are written at once
-SELECT err($$INSERT INTO fov_i VALUES ('u9', 9)$$);
+INSERT INTO fov_i VALUES ('u9', 9);
 SELECT user_id, clicks FROM fov_i ORDER BY 1;
 COMMIT;
 SELECT user_id, clicks FROM fov_i ORDER BY 1;
@@ -148,6 +145,6 @@ SELECT fov_reset('fov_i', 'pgpoly.fov_i_history');
 SELECT pgpoly.drop_feature_view('fov_t');
 SELECT pgpoly.drop_feature_view('fov_i');
 DROP SERVER fov CASCADE;
-DROP FUNCTION err(text), fov_read(text), fov_reset(regclass, regclass),
+DROP FUNCTION fov_read(text), fov_reset(regclass, regclass),
   fov_script(text, text, text);
 DROP TABLE fov_log, fov_steps;
