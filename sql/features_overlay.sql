@@ -140,6 +140,21 @@ SELECT user_id, clicks FROM fov_i ORDER BY 1;
 COMMIT;
 SELECT user_id, clicks FROM fov_i ORDER BY 1;
 
+-- An outbox online table: its serving table is in outbox mode too, and the
+-- sync worker decides what their queued writes do when it delivers them
+-- (newest-wins), so neither table overlays the other's: each reads its own.
+CREATE FOREIGN TABLE fov_o (user_id text OPTIONS (key 'true'), clicks int)
+  SERVER fov OPTIONS (key_prefix 'regress_fov_o:', write_mode 'outbox');
+SELECT pgpoly.create_feature_view('fov_o', 'user_id', 'fov_o');
+BEGIN;
+SELECT pgpoly.put_features('fov_o', 'u1', '{"clicks": 1}', '2024-01-01');
+INSERT INTO fov_o VALUES ('u2', 2);
+SELECT user_id, clicks FROM fov_o ORDER BY 1;
+SELECT user_id, clicks FROM pgpoly.fov_o_serving ORDER BY 1;
+ROLLBACK;
+SELECT pgpoly.drop_feature_view('fov_o');
+DROP FOREIGN TABLE fov_o;
+
 SELECT fov_reset('fov_t', 'pgpoly.fov_t_history');
 SELECT fov_reset('fov_i', 'pgpoly.fov_i_history');
 SELECT pgpoly.drop_feature_view('fov_t');
