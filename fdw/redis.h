@@ -119,6 +119,7 @@ typedef struct RedisTable
 
 /* redis_table.c */
 extern RedisTable *RedisLoadTable(Oid relid, Oid userid);
+extern bool RedisSharesWrites(Oid relid, void *payload);
 extern const char *RedisFetchCommand(RedisTable *tbl);
 extern const char *RedisScanTypeFilter(RedisTable *tbl);
 extern char *RedisGlobEscape(const char *s, int len);
@@ -312,6 +313,8 @@ extern int	RedisKeySetIndex(RedisKeySet *set, const char *key, size_t len,
 typedef struct RedisOverlay RedisOverlay;
 extern RedisOverlay *RedisBuildOverlay(List *pending);
 extern void RedisOverlayAdd(RedisOverlay **ov, RedisWrite *w);
+extern RedisWrite *RedisOverlayFirstWrite(RedisOverlay *ov, const char *key,
+										  size_t len);
 extern void RedisApplyOverlay(RedisTable *tbl, RedisOverlay *ov,
 							  RedisKeyState *st);
 extern bool RedisIdentityExists(RedisTable *tbl, RedisOverlay *ov,

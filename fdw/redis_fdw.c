@@ -175,6 +175,9 @@ typedef struct RedisModifyState
 	RedisTable *tbl;
 	RedisOverlay *ov;			/* ON CONFLICT DO NOTHING, transactional:
 								 * the buffered writes, by key */
+	RedisOverlay *later;		/* immediate: the buffered writes COMMIT
+								 * sends after this statement's, by key */
+	int			later_from;		/* of that many writes of the connection */
 	HTAB	   *misspelled;		/* RedisMisspelling by identity, or NULL */
 	HTAB	   *held;			/* UPDATE that may move rows: PgpolyHeldRow by
 								 * identity, or NULL */
@@ -1026,6 +1029,41 @@ send_immediate(PgpolyConnection *conn, List *payloads)
 	RedisSendCommands(conn, payloads, false);
 }
 
+/*
+ * An immediate-mode write w is sent now; a write to its key that the
+ * transaction buffered through another table reading the same keys (a
+ * feature view's serving table: PgpolyPendingWrites) is sent at COMMIT,
+ * after it, and would undo it: ERROR rather than let COMMIT silently
+ * overwrite what the statement wrote.  The buffered writes are indexed
+ * once per statement (again if some were added meanwhile).
+ */
+static void
+check_no_later_write(RedisModifyState *ms, RedisWrite *w)
+{
+	PgpolyConnection *conn = ms->core.conn;
+	RedisWrite *later;
+	MemoryContext old;
+
+	if (conn->writes == NIL)
+		return;
+	if (ms->later_from != list_length(conn->writes))
+	{
+		old = MemoryContextSwitchTo(GetMemoryChunkContext(ms));
+		ms->later = RedisBuildOverlay(PgpolyPendingWrites(conn, ms->core.relid));
+		MemoryContextSwitchTo(old);
+		ms->later_from = list_length(conn->writes);
+	}
+	later = RedisOverlayFirstWrite(ms->later, RedisWriteKey(w), w->keylen);
+	if (later != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot write key \"%s\" of foreign table \"%s\" immediately",
+						PgpolyPrintable(RedisWriteKey(w), w->keylen, 200), ms->tbl->relname),
+				 errdetail("This transaction buffered a write to the key through foreign table \"%s\", which COMMIT sends after it and which would undo it.",
+						   later->tbl->relname),
+				 errhint("Write the key in another transaction, or through a table with write_mode 'transactional'.")));
+}
+
 /* Hand all of a row's writes (RedisWrite *) to the table's writer. */
 static void
 queue_writes(RedisModifyState *ms, List *writes)
@@ -1033,7 +1071,11 @@ queue_writes(RedisModifyState *ms, List *writes)
 	ListCell   *lc;
 
 	foreach(lc, writes)
+	{
+		if (!ms->core.writer.transactional)
+			check_no_later_write(ms, lfirst(lc));
 		PgpolyWriterAdd(&ms->core.writer, lfirst(lc));
+	}
 	PgpolyWriterEndRow(&ms->core.writer);	/* after the loop: it may free writes */
 }
 

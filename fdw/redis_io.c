@@ -186,7 +186,10 @@ const PgpolyStore RedisStore = {
 	redis_check_reads,
 	redis_end_session,
 	RedisStreamBuffered,
-	RedisStreamXactEnd
+	RedisStreamXactEnd,
+	NULL,						/* a write's key names its target */
+	NULL,
+	RedisSharesWrites
 };
 
 /* Make node the one conn's messages name (conn->target). */

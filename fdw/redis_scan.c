@@ -486,6 +486,19 @@ RedisBuildOverlay(List *pending)
 	return ov;
 }
 
+/* The first buffered write of ov to key (len bytes), or NULL. */
+RedisWrite *
+RedisOverlayFirstWrite(RedisOverlay *ov, const char *key, size_t len)
+{
+	KeyRef		ref = {key, len};
+	OverlayEntry *e;
+
+	if (ov == NULL)
+		return NULL;
+	e = hash_search(ov->bykey, &ref, HASH_FIND, NULL);
+	return e ? linitial(e->writes) : NULL;
+}
+
 /* Append an item to st. */
 static void
 add_item(RedisKeyState *st, const char *a, size_t alen, const char *b,

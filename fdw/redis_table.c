@@ -388,6 +388,27 @@ RedisLoadTable(Oid relid, Oid userid)
 }
 
 /*
+ * PgpolyStore.shares_writes: whether foreign table relid reads the keys
+ * that buffered write payload (a RedisWrite of another table of the same
+ * server and user mapping) writes: a table of the same table_type whose
+ * key_prefix and the writer's agree as far as the shorter goes (one's keys
+ * may be the other's).  A feature view's serving table and the online table
+ * it was made for (same server and key_prefix) thus see each other's
+ * writes.  The overlay applies a write by key and field name, whichever
+ * table made it.
+ */
+bool
+RedisSharesWrites(Oid relid, void *payload)
+{
+	RedisTable *reader = RedisLoadTable(relid, GetUserId());
+	const RedisTable *writer = ((RedisWrite *) payload)->tbl;
+
+	return reader->type == writer->type &&
+		memcmp(reader->prefix, writer->prefix,
+			   Min(reader->prefixlen, writer->prefixlen)) == 0;
+}
+
+/*
  * The attnos of tbl's columns that attrs (pull_varattnos() form: offset by
  * FirstLowInvalidHeapAttributeNumber) reads; a whole-row reference reads
  * them all.  For the plan: a List of Integer.

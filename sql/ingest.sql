@@ -13,9 +13,13 @@ CREATE SERVER ing FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port')
 CREATE USER MAPPING FOR CURRENT_USER SERVER ing;
 -- the test Redis has no password: a superuser waives the trust rule for PUBLIC
 CREATE USER MAPPING FOR PUBLIC SERVER ing OPTIONS (password_required 'false');
--- Redis as it is, written immediately, for checking what ingest_features stored.
+-- Redis as it is, written immediately, for checking what ingest_features
+-- stored; through another server object for the same Redis (another
+-- connection: it overlays none of this session's buffered writes).
+CREATE SERVER ing_other FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
+CREATE USER MAPPING FOR CURRENT_USER SERVER ing_other;
 CREATE FOREIGN TABLE ing_raw (key text, clicks text, ctr text, plan text, _event_time text)
-  SERVER ing OPTIONS (key_prefix 'regress_ing:user:', write_mode 'immediate');
+  SERVER ing_other OPTIONS (key_prefix 'regress_ing:user:', write_mode 'immediate');
 CREATE FOREIGN TABLE ing_item_raw (key text, price text, _event_time text)
   SERVER ing OPTIONS (key_prefix 'regress_ing:item:', write_mode 'immediate');
 -- A text-keyed view without _event_time (pgpoly's serving table), and an
@@ -313,3 +317,4 @@ DROP FUNCTION ing_err(text);
 DROP OWNED BY regress_ing_writer;
 DROP ROLE regress_ing_writer;
 DROP SERVER ing CASCADE;
+DROP SERVER ing_other CASCADE;

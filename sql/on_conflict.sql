@@ -12,15 +12,20 @@
 \getenv chroma_url CHROMA_URL
 \! for c in regress_oc_v regress_oc_vi; do curl -s -o /dev/null -X DELETE "$CHROMA_URL/api/v2/tenants/default_tenant/databases/default_database/collections/$c"; done
 CREATE SERVER oc_redis FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
+-- The same Redis through another server object: another connection, another
+-- writer (a table of oc_redis over the same keys would overlay the buffered
+-- writes, and could not write their keys at once: features_overlay.sql).
+CREATE SERVER oc_redis_other FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
 -- Command tags show what was counted.
 \set QUIET off
 
 -- ---------------------------------------------------------------- Redis hash
 CREATE FOREIGN TABLE oc_h (k text OPTIONS (key 'true'), a int, b text)
   SERVER oc_redis OPTIONS (key_prefix 'regress_oc:h:');
--- The same keys, written at once; and the raw hash with a field oc_h lacks.
+-- The same keys, written at once by another writer; and the raw hash with a
+-- field oc_h lacks.
 CREATE FOREIGN TABLE oc_h_now (k text OPTIONS (key 'true'), a int, b text, extra text)
-  SERVER oc_redis OPTIONS (key_prefix 'regress_oc:h:', write_mode 'immediate');
+  SERVER oc_redis_other OPTIONS (key_prefix 'regress_oc:h:', write_mode 'immediate');
 DELETE FROM oc_h_now;
 INSERT INTO oc_h_now VALUES ('a', 1, 'one', 'kept');
 
@@ -216,4 +221,5 @@ DELETE FROM oc_h_now;
 DELETE FROM oc_s_now;
 DELETE FROM oc_z;
 DELETE FROM oc_set_raw;
+DROP SERVER oc_redis_other CASCADE;
 DROP SERVER oc_redis, oc_es, oc_chroma CASCADE;

@@ -1,12 +1,16 @@
 -- pgpoly_redis: the transaction write buffer and write_mode 'immediate'.
 \getenv redis_port REDIS_PORT
 CREATE SERVER rx FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
+-- The same Redis through another server object: another connection, which
+-- overlays none of this session's buffered writes (those of rx's tables
+-- over the same keys are: see features_overlay.sql).
+CREATE SERVER rx_other FOREIGN DATA WRAPPER pgpoly_redis OPTIONS (port :'redis_port');
 CREATE FOREIGN TABLE f (id text OPTIONS (key 'true'), v int)
   SERVER rx OPTIONS (key_prefix 'regress_xact:f:');
 -- What Redis itself holds, read through an immediate-mode table.
 CREATE FOREIGN TABLE raw (key text, value text) SERVER rx
   OPTIONS (table_type 'string', key_prefix 'regress_xact:', write_mode 'immediate');
-CREATE FOREIGN TABLE rawh (key text, v text) SERVER rx
+CREATE FOREIGN TABLE rawh (key text, v text) SERVER rx_other
   OPTIONS (key_prefix 'regress_xact:f:', write_mode 'immediate');
 
 -- Writes are sent at COMMIT, not before; the transaction reads its own.
@@ -123,11 +127,14 @@ DELETE FROM fc;
 -- An UPDATE writes only the columns it sets: a reader in the transaction
 -- sees them merged into what Redis holds (NULL removes the field).  A key
 -- another client writes after the UPDATE read it fails the COMMIT with
--- 40001 (WATCH), even when that client is an immediate-mode table of the
--- same server, and nothing of the transaction is written.
+-- 40001 (WATCH), and nothing of the transaction is written.  (An
+-- immediate-mode table of the same server would overlay the buffered
+-- UPDATE: its write to k is refused, 0A000, as COMMIT would undo it.)
 CREATE FOREIGN TABLE m (id text OPTIONS (key 'true'), a int, b text, c text)
   SERVER rx OPTIONS (key_prefix 'regress_xact:m:');
 CREATE FOREIGN TABLE m_other (id text OPTIONS (key 'true'), a int, b text, c text)
+  SERVER rx_other OPTIONS (key_prefix 'regress_xact:m:', write_mode 'immediate');
+CREATE FOREIGN TABLE m_same (id text OPTIONS (key 'true'), a int, b text, c text)
   SERVER rx OPTIONS (key_prefix 'regress_xact:m:', write_mode 'immediate');
 INSERT INTO m VALUES ('k', 1, 'b1', 'c1'), ('j', 2, 'b2', 'c2');
 BEGIN;
@@ -139,6 +146,13 @@ UPDATE m SET b = b || '!' WHERE id = 'k';    -- reads the merged row
 SELECT * FROM m WHERE id = 'k';
 COMMIT;                                      -- 40001: k changed
 SELECT * FROM m_other ORDER BY id;           -- the other client's write only
+BEGIN;
+UPDATE m SET a = 5 WHERE id = 'j';
+SELECT * FROM m_same ORDER BY id;            -- the buffered UPDATE seen
+UPDATE m_same SET b = 'same server' WHERE id = 'k';   -- another key: sent
+UPDATE m_same SET b = 'same server' WHERE id = 'j';   -- 0A000
+ROLLBACK;
+SELECT * FROM m_other ORDER BY id;
 -- A key move takes the whole row along, merged updates before it included.
 BEGIN;
 UPDATE m SET a = 0 WHERE id = 'j';
@@ -175,3 +189,4 @@ DELETE FROM raw;
 SELECT count(*) FROM raw;
 DROP TABLE audit;
 DROP SERVER rx CASCADE;
+DROP SERVER rx_other CASCADE;

@@ -263,6 +263,16 @@ typedef struct PgpolyStore
 	 * without ERROR, free what the store keeps for conn->key elsewhere.
 	 */
 	void		(*forget) (struct PgpolyConnection *conn);
+	/*
+	 * Optional: whether foreign table relid addresses the rows that the
+	 * transactional write payload, buffered through another table of the
+	 * same server and user mapping, writes, so that a read of relid
+	 * overlays it (PgpolyPendingWrites).  The store's overlay must then
+	 * apply a write by what it does in the store, not by the table that
+	 * made it (Redis: by key and field name).  Asked once per other table
+	 * and PgpolyPendingWrites.  NULL: a table overlays its own writes only.
+	 */
+	bool		(*shares_writes) (Oid relid, void *payload);
 } PgpolyStore;
 
 /* Cache key: one connection per server and user mapping. */

@@ -21,7 +21,9 @@
  * PgpolyPendingWrites) and the subtransaction nesting level.  Then:
  *	- later scans of the table in the same transaction ask for the pending
  *	  writes (PgpolyPendingWrites) when they start and overlay them:
- *	  read-your-writes, of the statements before (as a snapshot);
+ *	  read-your-writes, of the statements before (as a snapshot); those of
+ *	  the other tables that address the same rows too, where the store says
+ *	  which (PgpolyStore.shares_writes);
  *	- ROLLBACK TO SAVEPOINT drops the writes of the aborted levels, and a
  *	  released savepoint hands its writes to the parent level;
  *	- at XACT_EVENT_PRE_COMMIT each connection's store flush() sends all of
@@ -725,19 +727,51 @@ PgpolyWriterFlush(PgpolyWriter *w)
 }
 
 /*
- * The pending writes of relid on conn, in write order, as a new list (in
- * the caller's memory context) of PgpolyWrite pointers.  A scan node takes
- * this once at its start (PgpolyScanBegin), so it sees the writes of earlier
- * statements only, over every rescan and FETCH.  Writes made for another
- * target than the one the table names now (an ALTER FOREIGN TABLE of its
- * index or collection, or a RENAME when the name is the target, since they
- * were made) are left out: COMMIT sends them to their own target, which the
- * table no longer reads.
+ * Whether a read of foreign table relid overlays the buffered write w,
+ * made through the table w->relid of the same connection.  A table reads
+ * its own writes; another table's transactional writes too when the store
+ * says the two address the same rows (PgpolyStore.shares_writes: a
+ * feature view's serving table and the user's online table over the same
+ * Redis keys), so that COMMIT sends what each read said, in write order.
+ * Outbox writes of another table are not: the sync worker decides what
+ * they do when it delivers them.  decided[1] and decided[0] cache the
+ * tables the store said share relid's rows and those it said do not
+ * (Lists of Oid), for one PgpolyPendingWrites.
+ */
+static bool
+overlays_write(PgpolyConnection *conn, Oid relid, PgpolyWrite *w, List **decided)
+{
+	bool		shares;
+
+	if (w->relid == relid)
+		return true;
+	if (w->outbox || conn->store->shares_writes == NULL)
+		return false;
+	if (list_member_oid(decided[1], w->relid))
+		return true;
+	if (list_member_oid(decided[0], w->relid))
+		return false;
+	shares = conn->store->shares_writes(relid, w->payload);
+	decided[shares] = lappend_oid(decided[shares], w->relid);
+	return shares;
+}
+
+/*
+ * The pending writes that a read of relid on conn overlays (its own, and
+ * those of the tables that share its rows: overlays_write), in write
+ * order, as a new list (in the caller's memory context) of PgpolyWrite
+ * pointers.  A scan node takes this once at its start (PgpolyScanBegin),
+ * so it sees the writes of earlier statements only, over every rescan and
+ * FETCH.  Writes made for another target than the one the table names now
+ * (an ALTER FOREIGN TABLE of its index or collection, or a RENAME when the
+ * name is the target, since they were made) are left out: COMMIT sends
+ * them to their own target, which the table no longer reads.
  */
 List *
 PgpolyPendingWrites(PgpolyConnection *conn, Oid relid)
 {
 	List	   *result = NIL;
+	List	   *decided[2] = {NIL, NIL};
 	ListCell   *lc;
 	char	   *target = NULL;
 	bool		looked = false;
@@ -746,7 +780,7 @@ PgpolyPendingWrites(PgpolyConnection *conn, Oid relid)
 	{
 		PgpolyWrite *w = lfirst(lc);
 
-		if (w->relid != relid)
+		if (!overlays_write(conn, relid, w, decided))
 			continue;
 		if (!looked)
 		{
@@ -757,6 +791,8 @@ PgpolyPendingWrites(PgpolyConnection *conn, Oid relid)
 			continue;
 		result = lappend(result, w);
 	}
+	list_free(decided[0]);
+	list_free(decided[1]);
 	return result;
 }
 
