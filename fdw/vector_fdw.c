@@ -17,7 +17,9 @@
  * under a deterministic collation, a value of the column's own type (or
  * another integer width), not float4 (SQL rounds the stored number to
  * float4 first); a numeric or float8 value is sent as the float8 bound that
- * selects the same numbers (PgpolyFloat8Bound).  A number or boolean
+ * selects the same numbers (PgpolyFloat8Bound); an integer or numeric value
+ * the service would compare rounded (Qdrant's doubles: 2^53 and beyond,
+ * VectorProvider.exact_bound) is not sent.  A number or boolean
  * column reads only a JSON number or boolean (a string "5" is an ERROR:
  * VectorMetadataFieldValue), so the typed match selects every record it
  * reads; as with postgres_fdw's remote conditions, a record whose value

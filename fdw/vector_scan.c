@@ -215,11 +215,10 @@ row_matches(VectorRow *row, List *conds)
 }
 
 /*
- * Whether the number v (a metadata value as SQL reads it) satisfies a
- * number condition c: compared exactly with c's numbers (numeric_cmp, as
- * SQL compares an integer or numeric column's value).  A string is not a
- * number, but for a numeric column's (c->specials) "Infinity",
- * "-Infinity" and "NaN".
+ * Whether metadata value v is a number that satisfies a number condition
+ * c: compared exactly with c's numbers (numeric_cmp, as SQL compares an
+ * integer or numeric column's value).  A string is not a number, but for a
+ * numeric column's (c->specials) "Infinity", "-Infinity" and "NaN".
  */
 static bool
 number_satisfies(JsonbValue *v, VectorLocalCond *c)
@@ -251,8 +250,8 @@ number_satisfies(JsonbValue *v, VectorLocalCond *c)
 }
 
 /*
- * Whether the text t (a metadata value as SQL's ->> reads it) is one of the
- * texts of a text condition c.
+ * Whether the text SQL's ->> reads of metadata value v is one of the texts
+ * of a text condition c.
  */
 static bool
 text_satisfies(JsonbValue *v, VectorLocalCond *c)
