@@ -198,6 +198,14 @@ typedef struct VectorProvider
 	/* compares an integer it holds with a fractional bound truncated */
 	bool		truncates_bounds;
 	/*
+	 * whether it compares every number it holds with the number bound (an
+	 * integer's, or a numeric's as a float8) as SQL compares the exact
+	 * values of an integer or numeric column; NULL: every bound.  A
+	 * condition with another value is not sent (a k-NN with it is computed
+	 * here).
+	 */
+	bool		(*exact_bound) (double bound);
+	/*
 	 * addresses records by an id a re-created collection does not keep
 	 * (Chroma's UUID), and a collection's distance cannot change in place:
 	 * a cached description is right until a record route answers 404
@@ -332,8 +340,8 @@ typedef struct VectorScanSpec
 	bool		empty;			/* a qual can match nothing */
 	char	   *where;			/* JSON, or NULL */
 	List	   *conds;			/* VectorCondEval, for rows not from the service */
-	List	   *text_conds;		/* VectorTextCond: not sent; k-NN checks them
-								 * on every row (computed locally) */
+	List	   *local_conds;	/* VectorLocalCond: not sent; k-NN checks
+								 * them on every row (computed locally) */
 	float4	   *query;			/* k-NN: the query vector, or NULL */
 	int			dim;
 	VectorDistance metric;		/* k-NN: the operator's metric */
@@ -353,15 +361,26 @@ typedef struct VectorCondEval
 } VectorCondEval;
 
 /*
- * A text comparison not sent to the service (its value may be what SQL
- * reads of a number or a boolean): key's text as SQL's ->> reads it must
- * be one of values (char *), checked here in k-NN scans.
+ * A comparison not sent to the service, which would select other records
+ * than SQL; a k-NN (or capped) scan checks it here on every row, as SQL
+ * reads key's value:
+ *	- texts (char *, not NIL): its text as SQL's ->> reads it (a string
+ *	  match would miss the number or boolean SQL reads as that text) is
+ *	  one of them;
+ *	- else a number (with specials, also the strings "Infinity",
+ *	  "-Infinity" and "NaN", which is how a numeric column writes them)
+ *	  that satisfies  number op n  exactly, n the one of numbers (Numeric;
+ *	  for VCOND_IN, any one of them), which the service would compare
+ *	  rounded (VectorProvider.exact_bound).
  */
-typedef struct VectorTextCond
+typedef struct VectorLocalCond
 {
 	char	   *key;
-	List	   *values;
-} VectorTextCond;
+	List	   *texts;
+	VectorCondOp op;
+	List	   *numbers;
+	bool		specials;
+} VectorLocalCond;
 
 extern bool VectorFilterableKey(const char *key);
 extern List *VectorNumberConds(List *conds, VectorTable *tbl, char *key,

@@ -17,7 +17,9 @@
  * under a deterministic collation, a value of the column's own type (or
  * another integer width), not float4 (SQL rounds the stored number to
  * float4 first); a numeric or float8 value is sent as the float8 bound that
- * selects the same numbers (PgpolyFloat8Bound).  A number or boolean
+ * selects the same numbers (PgpolyFloat8Bound); an integer or numeric value
+ * the service would compare rounded (Qdrant's doubles: 2^53 and beyond,
+ * VectorProvider.exact_bound) is not sent.  A number or boolean
  * column reads only a JSON number or boolean (a string "5" is an ERROR:
  * VectorMetadataFieldValue), so the typed match selects every record it
  * reads; as with postgres_fdw's remote conditions, a record whose value
@@ -83,6 +85,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 
@@ -679,7 +682,7 @@ plan_distance(VectorTable *tbl, int *consulted)
 	return *consulted;
 }
 
-static bool cond_unsafe(VectorCondPlan *c);
+static char *cond_unsafe(VectorTable *tbl, VectorCondPlan *c);
 
 /* Decide whether ORDER BY ... LIMIT can be a /query; else say why not. */
 static void
@@ -714,11 +717,8 @@ analyze_knn(PlannerInfo *root, RelOptInfo *baserel, VectorRelInfo *ri)
 		return;
 	}
 	foreach(lc, ri->conds)
-		if (cond_unsafe(lfirst(lc)))
-		{
-			ri->knn_note = "a text comparison's value may be the text of a number or a boolean, which the service's string match does not select";
+		if ((ri->knn_note = cond_unsafe(ri->tbl, lfirst(lc))) != NULL)
 			return;
-		}
 	dist = plan_distance(ri->tbl, &ri->knn_distance);
 	if (dist != ri->knn_metric)
 	{
@@ -1229,45 +1229,146 @@ is_string_value(VectorCondOp op, Oid typid)
 	return kind_of_type(typid) == VK_STRING;
 }
 
-/*
- * Whether a condition is a string match whose constant value is unsafe
- * (string_value_unsafe): a k-NN request is not planned with it, PostgreSQL
- * sorts locally (and EXPLAIN says why).  A value known only when the scan
- * starts (a parameter) is decided then (eval_cond).
- */
-static bool
-cond_unsafe(VectorCondPlan *c)
+/* The value of an integer datum of type typid (int2, int4 or int8). */
+static int64
+integer_value(Datum v, Oid typid)
 {
-	Const	   *k;
-
-	if (!is_string_value(c->op, exprType((Node *) c->value)))
-		return false;
-	if (!IsA(c->value, Const))
-		return false;
-	k = (Const *) c->value;
-	return !k->constisnull && string_value_unsafe(k->constvalue, c->op);
+	switch (getBaseType(typid))
+	{
+		case INT2OID:
+			return DatumGetInt16(v);
+		case INT4OID:
+			return DatumGetInt32(v);
+		default:
+			return DatumGetInt64(v);
+	}
 }
 
-/* The VectorTextCond of key = v (op VCOND_EQ) or key IN v (text[]). */
-static VectorTextCond *
-text_cond(char *key, Datum v, VectorCondOp op)
+/*
+ * The elements of an array datum v (of array type typid), NULLs left out,
+ * into *elems (*n of them); *et gets their type.
+ */
+static void
+array_elements(Datum v, Oid typid, Oid *et, Datum **elems, int *n)
 {
-	VectorTextCond *c = palloc0(sizeof(VectorTextCond));
-	Datum	   *elems;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
 	bool	   *enulls;
+	int			all;
+
+	*et = get_element_type(getBaseType(typid));
+	get_typlenbyvalalign(*et, &typlen, &typbyval, &typalign);
+	deconstruct_array(DatumGetArrayTypeP(v), *et, typlen, typbyval, typalign,
+					  elems, &enulls, &all);
+	*n = 0;
+	for (int i = 0; i < all; i++)
+		if (!enulls[i])
+			(*elems)[(*n)++] = (*elems)[i];
+}
+
+/*
+ * Whether a number condition's value v (an integer or a numeric, or an
+ * integer array for IN) is one tbl's service would compare rounded with a
+ * number it holds (VectorProvider.exact_bound: Qdrant compares as doubles,
+ * so 2^53 + 1 is not > 2^53 there): then the condition is not sent
+ * (eval_cond).  A numeric is sent as the float8 PgpolyFloat8Bound gives, so
+ * that is the bound asked about; one beyond the range of float8, or NaN,
+ * is sent as the largest float8, which no number exceeds, and compares
+ * exactly anywhere.  A float8 column's value always is sent: SQL reads the
+ * stored number as a float8 too.
+ */
+static bool
+number_value_unsafe(VectorTable *tbl, VectorCondOp op, Datum v, Oid typid)
+{
+	bool		(*exact) (double) = tbl->provider->exact_bound;
+	Oid			base = getBaseType(typid);
+	Oid			et;
+	Datum	   *elems;
 	int			n;
+	double		d;
+
+	if (exact == NULL)
+		return false;
+	if (op == VCOND_IN)
+	{
+		array_elements(v, typid, &et, &elems, &n);
+		for (int i = 0; i < n; i++)
+			if (!exact((double) integer_value(elems[i], et)))
+				return true;
+		return false;
+	}
+	if (base == INT2OID || base == INT4OID || base == INT8OID)
+		return !exact((double) integer_value(v, base));
+	if (base != NUMERICOID)
+		return false;
+	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, v));
+	return !isnan(d) && !isinf(d) && !exact(d);
+}
+
+/*
+ * Whether a condition's value v (not NULL) would make the service select
+ * other records than SQL: a string match that could miss a number or a
+ * boolean (string_value_unsafe), a number the service would compare
+ * rounded (number_value_unsafe).  Such a condition is not sent.
+ */
+static bool
+value_unsafe(VectorTable *tbl, VectorCondOp op, Datum v, Oid typid)
+{
+	if (is_string_value(op, typid))
+		return string_value_unsafe(v, op);
+	return number_value_unsafe(tbl, op, v, typid);
+}
+
+/*
+ * Why a k-NN request is not planned with condition c: its constant value
+ * is unsafe (value_unsafe), and PostgreSQL sorts locally (EXPLAIN says
+ * why); NULL if it is not.  A value known only when the scan starts (a
+ * parameter) is decided then (eval_cond).
+ */
+static char *
+cond_unsafe(VectorTable *tbl, VectorCondPlan *c)
+{
+	Oid			typid = exprType((Node *) c->value);
+	Const	   *k;
+
+	if (!IsA(c->value, Const))
+		return NULL;
+	k = (Const *) c->value;
+	if (k->constisnull || !value_unsafe(tbl, c->op, k->constvalue, typid))
+		return NULL;
+	if (is_string_value(c->op, typid))
+		return pstrdup("a text comparison's value may be the text of a number or a boolean, which the service's string match does not select");
+	return psprintf("%s would compare a number comparison's value rounded", tbl->provider->label);
+}
+
+/*
+ * The VectorLocalCond of key op v, v of type typid (not NULL; for IN an
+ * array): a text's texts, or a number's numbers as Numeric.
+ */
+static VectorLocalCond *
+local_cond(char *key, VectorCondOp op, Datum v, Oid typid)
+{
+	VectorLocalCond *c = palloc0(sizeof(VectorLocalCond));
+	Datum	   *elems = &v;
+	int			n = 1;
+	Oid			et = typid;
 
 	c->key = key;
-	if (op != VCOND_IN)
-	{
-		c->values = list_make1(TextDatumGetCString(v));
-		return c;
-	}
-	deconstruct_array(DatumGetArrayTypeP(v), TEXTOID, -1, false, TYPALIGN_INT,
-					  &elems, &enulls, &n);
+	c->op = op;
+	if (op == VCOND_IN)
+		array_elements(v, typid, &et, &elems, &n);
+	et = getBaseType(et);
+	c->specials = et == NUMERICOID;
 	for (int i = 0; i < n; i++)
-		if (!enulls[i])
-			c->values = lappend(c->values, TextDatumGetCString(elems[i]));
+	{
+		if (kind_of_type(et) == VK_STRING)
+			c->texts = lappend(c->texts, TextDatumGetCString(elems[i]));
+		else
+			c->numbers = lappend(c->numbers, et == NUMERICOID ?
+								 DatumGetNumericCopy(elems[i]) :
+								 int64_to_numeric(integer_value(elems[i], et)));
+	}
 	return c;
 }
 
@@ -1292,16 +1393,16 @@ eval_cond(VectorTable *tbl, VectorScanSpec *spec, char *key, VectorCondOp op, Da
 	}
 
 	/*
-	 * A string match that could miss a number or a boolean SQL reads as
-	 * this text is not sent: the scan fetches a superset.  A plain scan's
-	 * clause is rechecked by SQL above it; a k-NN scan (whose value was a
-	 * parameter: cond_unsafe) keeps it as a VectorTextCond, computes the
-	 * k-NN locally and checks every row against it (vector_scan.c).
+	 * A condition with which the service would select other records than
+	 * SQL (value_unsafe) is not sent: the scan fetches a superset.  A plain
+	 * scan's clause is rechecked by SQL above it; a k-NN scan (whose value
+	 * was a parameter: cond_unsafe) keeps it as a VectorLocalCond, computes
+	 * the k-NN locally and checks every row against it (vector_scan.c).
 	 */
-	if (is_string_value(op, typid) && string_value_unsafe(v, op))
+	if (value_unsafe(tbl, op, v, typid))
 	{
 		if (spec->k >= 0)
-			spec->text_conds = lappend(spec->text_conds, text_cond(key, v, op));
+			spec->local_conds = lappend(spec->local_conds, local_cond(key, op, v, typid));
 		return;
 	}
 	if (op != VCOND_IN && (getBaseType(typid) == NUMERICOID ||

@@ -40,7 +40,8 @@
  *	- A filter admits exactly what the SQL quals admit: numbers compare
  *	  with range (match on an integer skips float payloads), strings and
  *	  booleans with match, and a condition on the key "document" matches
- *	  nothing.
+ *	  nothing.  A range compares as doubles (qdrant_exact_bound): a
+ *	  comparison with a bound it would decide otherwise is not sent.
  *
  * fdw/vector_qdrant.c
  *
@@ -49,6 +50,8 @@
 #include "postgres.h"
 
 #include "pgpoly_jansson.h"
+
+#include <math.h>
 
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
@@ -405,6 +408,24 @@ append_eq(StringInfo buf, const char *key, json_t *v)
 											 val.data, val.data));
 	else
 		append_field_cond(buf, key, psprintf("\"match\":{\"value\":%s}", val.data));
+}
+
+/*
+ * VectorProvider.exact_bound: whether a range with bound decides every
+ * integer or number it holds as SQL compares the exact values.  Qdrant's
+ * range bounds are doubles, and it compares a payload number converted to
+ * a double (https://qdrant.tech/documentation/concepts/filtering/#range;
+ * an integer payload is a 64-bit integer, concepts/payload/#integer):
+ * 2^53 + 1 becomes 2^53, which is not > 2^53.  Conversion being monotonic,
+ * a bound of magnitude below 2^53, which every integer up to 2^53 compares
+ * with exactly and every integer beyond lies outside, is decided exactly,
+ * for = (a closed range), <, <=, > and >= alike; a float payload is a
+ * double already (as PgpolyFloat8Bound assumes).
+ */
+static bool
+qdrant_exact_bound(double bound)
+{
+	return fabs(bound) < 9007199254740992.0;	/* 2^53 */
 }
 
 /* Whether every element of arr is a string (match any); else a should list. */
@@ -979,6 +1000,7 @@ const VectorProvider VectorQdrant = {
 	.name = "qdrant",
 	.label = "Qdrant",
 	.truncates_bounds = false,
+	.exact_bound = qdrant_exact_bound,
 	.routes_by_uuid = false,
 	.configure = qdrant_configure,
 	.error_text = qdrant_error_text,

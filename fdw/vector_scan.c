@@ -215,47 +215,91 @@ row_matches(VectorRow *row, List *conds)
 }
 
 /*
- * Whether row satisfies every text condition not sent (VectorTextCond):
- * its key's text as SQL's ->> reads it (a string's value, a number's
- * numeric_out, true/false, an array's or object's JSON) is one of the
- * condition's values; a missing key or a JSON null is SQL's NULL, which
- * satisfies none.
+ * Whether metadata value v is a number that satisfies a number condition
+ * c: compared exactly with c's numbers (numeric_cmp, as SQL compares an
+ * integer or numeric column's value).  A string is not a number, but for a
+ * numeric column's (c->specials) "Infinity", "-Infinity" and "NaN".
  */
 static bool
-text_conds_match(VectorRow *row, List *text_conds)
+number_satisfies(JsonbValue *v, VectorLocalCond *c)
+{
+	Datum		x;
+	ListCell   *lc;
+
+	if (v->type == jbvNumeric)
+		x = NumericGetDatum(v->val.numeric);
+	else if (c->specials && v->type == jbvString &&
+			 ((v->val.string.len == 8 && strncmp(v->val.string.val, "Infinity", 8) == 0) ||
+			  (v->val.string.len == 9 && strncmp(v->val.string.val, "-Infinity", 9) == 0) ||
+			  (v->val.string.len == 3 && strncmp(v->val.string.val, "NaN", 3) == 0)))
+		x = DirectFunctionCall3(numeric_in,
+								CStringGetDatum(pnstrdup(v->val.string.val, v->val.string.len)),
+								ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	else
+		return false;
+	foreach(lc, c->numbers)
+	{
+		int			cmp = DatumGetInt32(DirectFunctionCall2(numeric_cmp, x,
+															NumericGetDatum(lfirst(lc))));
+
+		if (c->op == VCOND_LT ? cmp < 0 : c->op == VCOND_LE ? cmp <= 0 :
+			c->op == VCOND_GT ? cmp > 0 : c->op == VCOND_GE ? cmp >= 0 : cmp == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Whether the text SQL's ->> reads of metadata value v is one of the texts
+ * of a text condition c.
+ */
+static bool
+text_satisfies(JsonbValue *v, VectorLocalCond *c)
+{
+	char	   *text;
+	ListCell   *lc;
+
+	if (v->type == jbvString)
+		text = pnstrdup(v->val.string.val, v->val.string.len);
+	else if (v->type == jbvNumeric)
+		text = DatumGetCString(DirectFunctionCall1(numeric_out,
+												   NumericGetDatum(v->val.numeric)));
+	else if (v->type == jbvBool)
+		text = v->val.boolean ? "true" : "false";
+	else
+		text = JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+	foreach(lc, c->texts)
+		if (strcmp(text, lfirst(lc)) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Whether row satisfies every condition not sent (VectorLocalCond), as SQL
+ * reads its key: a text condition its text as SQL's ->> reads it (a
+ * string's value, a number's numeric_out, true/false, an array's or
+ * object's JSON), a number condition its number; a missing key or a JSON
+ * null is SQL's NULL, which satisfies none.
+ */
+static bool
+local_conds_match(VectorRow *row, List *local_conds)
 {
 	Jsonb	   *doc;
 	ListCell   *lc;
 
-	if (text_conds == NIL)
+	if (local_conds == NIL)
 		return true;
 	if (row->metadata == NULL)
 		return false;
 	doc = DatumGetJsonbP(PgpolyJsonbFromServerText(row->metadata, strlen(row->metadata), NULL));
-	foreach(lc, text_conds)
+	foreach(lc, local_conds)
 	{
-		VectorTextCond *c = lfirst(lc);
+		VectorLocalCond *c = lfirst(lc);
 		JsonbValue *v = JsonContainerIsObject(&doc->root) ?
 			getKeyJsonValueFromContainer(&doc->root, c->key, strlen(c->key), NULL) : NULL;
-		char	   *text;
-		bool		found = false;
-		ListCell   *lv;
 
-		if (v == NULL || v->type == jbvNull)
-			return false;
-		if (v->type == jbvString)
-			text = pnstrdup(v->val.string.val, v->val.string.len);
-		else if (v->type == jbvNumeric)
-			text = DatumGetCString(DirectFunctionCall1(numeric_out,
-													   NumericGetDatum(v->val.numeric)));
-		else if (v->type == jbvBool)
-			text = v->val.boolean ? "true" : "false";
-		else
-			text = JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
-		foreach(lv, c->values)
-			if (strcmp(text, lfirst(lv)) == 0)
-				found = true;
-		if (!found)
+		if (v == NULL || v->type == jbvNull ||
+			!(c->texts != NIL ? text_satisfies(v, c) : number_satisfies(v, c)))
 			return false;
 	}
 	return true;
@@ -616,16 +660,16 @@ local_knn(VectorScan *scan)
 
 	spec->include |= VINC_EMBEDDING;
 	scan->ids_next = 0;
-	if (spec->text_conds != NIL)
+	if (spec->local_conds != NIL)
 		spec->include |= VINC_METADATA;
 	while ((row = next_remote(scan)) != NULL)
-		if (text_conds_match(row, spec->text_conds))
+		if (local_conds_match(row, spec->local_conds))
 			cands = lappend(cands, row);
 	foreach(lc, overlay_rows(scan->overlay, scan->pending))
 	{
 		row = lfirst(lc);
 		if (wanted_id(scan, row->id) && row_matches(row, spec->conds) &&
-			text_conds_match(row, spec->text_conds))
+			local_conds_match(row, spec->local_conds))
 			cands = lappend(cands, row);
 	}
 	foreach(lc, cands)
@@ -757,7 +801,7 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 		VectorLookupCollection(conn, tbl, tbl->create);
 	scan->pending = pending;
 	scan->overlay = VectorOverlayBuild(pending);
-	if (spec->capped && (spec->conds != NIL || spec->text_conds != NIL))
+	if (spec->capped && (spec->conds != NIL || spec->local_conds != NIL))
 		spec->include |= VINC_METADATA;
 	if (spec->query == NULL)
 	{
@@ -773,7 +817,7 @@ VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn, VectorScanSpec *spec,
 	if (spec->empty || spec->k == 0)
 		scan->rows = NIL;
 	else if (scan->coll && scan->overlay == NULL && scan->coll->distance == spec->metric &&
-			 query_is_finite(spec) && spec->text_conds == NIL)
+			 query_is_finite(spec) && spec->local_conds == NIL)
 	{
 		scan->requests++;
 		/* the metadata the pushed filter reads, to check the answer */
@@ -831,14 +875,14 @@ VectorScanNext(VectorScan *scan)
 	{
 		if (scan->spec->capped)
 			check_filtered(scan, list_make1(row));
-		if (text_conds_match(row, scan->spec->text_conds))
+		if (local_conds_match(row, scan->spec->local_conds))
 			return row;
 	}
 	while (scan->overlay_rows != NIL)
 	{
 		row = linitial(scan->overlay_rows);
 		scan->overlay_rows = list_delete_first(scan->overlay_rows);
-		if (text_conds_match(row, scan->spec->text_conds))
+		if (local_conds_match(row, scan->spec->local_conds))
 			return row;
 	}
 	return NULL;

@@ -318,10 +318,18 @@ def _value_cond(val, c):
     r = c["range"]
     if isinstance(val, bool) or not isinstance(val, (int, float)):
         return False
-    return ((r.get("lt") is None or val < r["lt"]) and
-            (r.get("lte") is None or val <= r["lte"]) and
-            (r.get("gt") is None or val > r["gt"]) and
-            (r.get("gte") is None or val >= r["gte"]))
+    # Qdrant's range is a floating-point range (filtering/#range; the
+    # bounds are f64, as the clients' Range { gt: Option<f64>, ... }): the
+    # payload value is converted to f64 and compared with the bounds as
+    # f64.  An integer payload beyond 2^53 is therefore compared rounded:
+    # 2^53 + 1 is not > 2^53 there.  Python's float() rounds an int as
+    # Rust's `as f64` does (to nearest, ties to even).
+    val = float(val)
+    b = {k: float(v) for k, v in r.items() if v is not None}
+    return (("lt" not in b or val < b["lt"]) and
+            ("lte" not in b or val <= b["lte"]) and
+            ("gt" not in b or val > b["gt"]) and
+            ("gte" not in b or val >= b["gte"]))
 
 
 def matches(p, f):
