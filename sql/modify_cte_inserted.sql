@@ -95,6 +95,18 @@ INSERT INTO mci_l (key, value) VALUES ('l', 'x');
 WITH d AS (DELETE FROM mci_l WHERE key = 'l' RETURNING *) INSERT INTO mci_l (key, idx, value) VALUES ('l', 0, 'x');
 SELECT * FROM mci_l;
 
+-- a float8 key: Infinity minus Infinity is a NaN of other bits than
+-- 'NaN', one key "NaN" in Redis all the same
+CREATE FOREIGN TABLE mci_f (k float8 OPTIONS (key 'true'), v int)
+  SERVER mci_redis OPTIONS (key_prefix 'regress_mci_f:', write_mode 'immediate');
+CREATE TABLE mci_fn (k float8, v int);
+INSERT INTO mci_f VALUES ('NaN', 1), (2, 2);
+INSERT INTO mci_fn VALUES ('NaN', 1), (2, 2);
+WITH d AS (DELETE FROM mci_fn RETURNING *) INSERT INTO mci_fn SELECT x - x, 10 FROM (VALUES ('Infinity'::float8)) s(x);
+WITH d AS (DELETE FROM mci_f RETURNING *) INSERT INTO mci_f SELECT x - x, 10 FROM (VALUES ('Infinity'::float8)) s(x);
+SELECT (SELECT string_agg(k || '=' || v, ' ' ORDER BY k) FROM mci_f) AS foreign_rows,
+       (SELECT string_agg(k || '=' || v, ' ' ORDER BY k) FROM mci_fn) AS native_rows;
+
 -- through a partitioned table: an INSERT routed into a foreign partition,
 -- and an UPDATE moving rows into one (that it updates too, or not)
 CREATE TABLE mcp (k text, v int) PARTITION BY LIST (left(k, 1));
@@ -132,7 +144,7 @@ SELECT n, mcp_diff(s) AS rows FROM (VALUES
   (5, $$WITH u AS (UPDATE %1$I SET v = v + 100 WHERE k > 'b' RETURNING *) UPDATE %1$I SET k = 'i3', v = v * 10 WHERE k = 'a1'$$)) s(n, s)
 ORDER BY 1;
 
-DROP TABLE mcp, mcpn, mci_n, mci_stmts;
+DROP TABLE mcp, mcpn, mci_n, mci_stmts, mci_fn;
 DROP FUNCTION mci_diff(text, text, text), mci_contents(text), mcp_diff(text);
 DELETE FROM mci_v;
 DROP SERVER mci_redis, mci_es, mci_vec CASCADE;

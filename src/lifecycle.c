@@ -57,7 +57,9 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "foreign/foreign.h"
 #include "nodes/execnodes.h"
@@ -66,6 +68,7 @@
 #include "parser/parsetree.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/float.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -635,12 +638,25 @@ PgpolyModifyJunk(PgpolyModifyState *ms, int i, TupleTableSlot *planSlot,
  * Append to id one identity column's value d (isnull) of type att: its
  * length first, so that ("ab", "c") is not ("a", "bc"), then its bytes.  A
  * value and a junk column carrying it append the same bytes (detoasted).
+ * A float NaN appends one NaN's bytes: NaNs of other bits (Infinity minus
+ * Infinity) are one key, "NaN", in a store, and read back as that one.
  */
 static void
 append_identity(StringInfo id, Datum d, bool isnull, Form_pg_attribute att)
 {
 	uint32		len;
 
+	if (!isnull && att->attbyval && (att->attlen == 4 || att->attlen == 8))
+	{
+		Oid			typid = att->atttypid;
+
+		if (typid >= FirstNormalObjectId)
+			typid = getBaseType(typid);
+		if (typid == FLOAT8OID && isnan(DatumGetFloat8(d)))
+			d = Float8GetDatum(get_float8_nan());
+		else if (typid == FLOAT4OID && isnan(DatumGetFloat4(d)))
+			d = Float4GetDatum(get_float4_nan());
+	}
 	if (isnull)
 		len = PG_UINT32_MAX;
 	else if (att->attbyval)
