@@ -56,6 +56,12 @@ BEGIN
           UNION ALL (SELECT '-' || k || '=' || v FROM mci_n EXCEPT SELECT '-' || k || '=' || v FROM %1$I)) x$q$, v) INTO r;
   RETURN r;
 END $$;
+-- a function inserting into table t (key column key): a nested statement
+CREATE FUNCTION mci_ins(t text, key text, k text, v int) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('INSERT INTO %I (%I, v) VALUES ($1, $2)', t, key) USING k, v;
+  RETURN v;
+END $$;
 CREATE TABLE mci_stmts (n int, s text);
 INSERT INTO mci_stmts VALUES
   -- the WITH query runs after the INSERT, and does not see its row
@@ -65,7 +71,16 @@ INSERT INTO mci_stmts VALUES
   -- it runs first, as the INSERT reads it: as before
   (4, $$WITH d AS (DELETE FROM %1$I WHERE %2$I = 'a' RETURNING *) INSERT INTO %1$I (%2$I, v) SELECT %2$I, v + 10 FROM d$$),
   -- the INSERT is the WITH query, read by the main DELETE
-  (5, $$WITH i AS (INSERT INTO %1$I (%2$I, v) VALUES ('a', 10), ('c', 30) RETURNING *) DELETE FROM %1$I WHERE v < 50 AND %2$I NOT IN (SELECT 'x' FROM i)$$);
+  (5, $$WITH i AS (INSERT INTO %1$I (%2$I, v) VALUES ('a', 10), ('c', 30) RETURNING *) DELETE FROM %1$I WHERE v < 50 AND %2$I NOT IN (SELECT 'x' FROM i)$$),
+  -- the INSERT is a nested statement's (a function's the main statement
+  -- calls): the WITH query's snapshot does not see its rows either
+  (6, $$WITH d AS (DELETE FROM %1$I WHERE %2$I = 'a' RETURNING *) SELECT mci_ins('%1$s', '%2$s', 'a', 10)$$),
+  (7, $$WITH u AS (UPDATE %1$I SET v = v + 100 RETURNING *) SELECT mci_ins('%1$s', '%2$s', 'c', 30)$$),
+  -- a nested INSERT run by the WITH query itself, after the main DELETE
+  (8, $$WITH i AS (SELECT mci_ins('%1$s', '%2$s', 'a', 10)) DELETE FROM %1$I WHERE %2$I = 'a' AND EXISTS (SELECT FROM i)$$),
+  -- a DELETE Redis carries out by itself (no RETURNING), nested too
+  (9, $$WITH d AS (DELETE FROM %1$I WHERE %2$I = 'a') SELECT mci_ins('%1$s', '%2$s', 'a', 10)$$),
+  (10, $$WITH d AS (DELETE FROM %1$I WHERE %2$I = 'a') INSERT INTO %1$I (%2$I, v) VALUES ('a', 10)$$);
 SELECT s.n, t.t, mci_diff(t.t, t.key, s.s) AS rows
 FROM mci_stmts s, (VALUES ('mci_rt', 'k'), ('mci_ri', 'k'), ('mci_e', '_id'), ('mci_v', 'id')) t(t, key)
 ORDER BY 1, 2;
@@ -145,7 +160,7 @@ SELECT n, mcp_diff(s) AS rows FROM (VALUES
 ORDER BY 1;
 
 DROP TABLE mcp, mcpn, mci_n, mci_stmts, mci_fn;
-DROP FUNCTION mci_diff(text, text, text), mci_contents(text), mcp_diff(text);
+DROP FUNCTION mci_diff(text, text, text), mci_contents(text), mcp_diff(text), mci_ins(text, text, text, int);
 DELETE FROM mci_v;
 DROP SERVER mci_redis, mci_es, mci_vec CASCADE;
 \! redis-cli -p $REDIS_PORT --scan --pattern 'regress_mci*' | xargs -r redis-cli -p $REDIS_PORT del > /dev/null
