@@ -62,6 +62,16 @@ BEGIN
   EXECUTE format('INSERT INTO %I (%I, v) VALUES ($1, $2)', t, key) USING k, v;
   RETURN v;
 END $$;
+-- the same, its INSERT undone by the error its block catches
+CREATE FUNCTION mci_try(t text, key text, k text, v int) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+  BEGIN
+    PERFORM mci_ins(t, key, k, v);
+    RAISE EXCEPTION 'undo';
+  EXCEPTION WHEN raise_exception THEN NULL;
+  END;
+  RETURN v;
+END $$;
 CREATE TABLE mci_stmts (n int, s text);
 INSERT INTO mci_stmts VALUES
   -- the WITH query runs after the INSERT, and does not see its row
@@ -80,7 +90,10 @@ INSERT INTO mci_stmts VALUES
   (8, $$WITH i AS (SELECT mci_ins('%1$s', '%2$s', 'a', 10)) DELETE FROM %1$I WHERE %2$I = 'a' AND EXISTS (SELECT FROM i)$$),
   -- a DELETE Redis carries out by itself (no RETURNING), nested too
   (9, $$WITH d AS (DELETE FROM %1$I WHERE %2$I = 'a') SELECT mci_ins('%1$s', '%2$s', 'a', 10)$$),
-  (10, $$WITH d AS (DELETE FROM %1$I WHERE %2$I = 'a') INSERT INTO %1$I (%2$I, v) VALUES ('a', 10)$$);
+  (10, $$WITH d AS (DELETE FROM %1$I WHERE %2$I = 'a') INSERT INTO %1$I (%2$I, v) VALUES ('a', 10)$$),
+  -- a nested INSERT rolled back (to its block's savepoint): the DELETE
+  -- deletes the row it meets
+  (11, $$WITH d AS (DELETE FROM %1$I WHERE %2$I = 'a' RETURNING *) SELECT mci_try('%1$s', '%2$s', 'a', 10)$$);
 SELECT s.n, t.t, mci_diff(t.t, t.key, s.s) AS rows
 FROM mci_stmts s, (VALUES ('mci_rt', 'k'), ('mci_ri', 'k'), ('mci_e', '_id'), ('mci_v', 'id')) t(t, key)
 ORDER BY 1, 2;
@@ -160,7 +173,8 @@ SELECT n, mcp_diff(s) AS rows FROM (VALUES
 ORDER BY 1;
 
 DROP TABLE mcp, mcpn, mci_n, mci_stmts, mci_fn;
-DROP FUNCTION mci_diff(text, text, text), mci_contents(text), mcp_diff(text), mci_ins(text, text, text, int);
+DROP FUNCTION mci_diff(text, text, text), mci_contents(text), mcp_diff(text), mci_ins(text, text, text, int),
+  mci_try(text, text, text, int);
 DELETE FROM mci_v;
 DROP SERVER mci_redis, mci_es, mci_vec CASCADE;
 \! redis-cli -p $REDIS_PORT --scan --pattern 'regress_mci*' | xargs -r redis-cli -p $REDIS_PORT del > /dev/null

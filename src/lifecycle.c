@@ -58,6 +58,7 @@
 #include "postgres.h"
 
 #include "access/transam.h"
+#include "access/xact.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
@@ -471,7 +472,11 @@ static dlist_head ModifyingStates = DLIST_STATIC_INIT(ModifyingStates);
 static void
 unlist_modifying(void *arg)
 {
-	dlist_delete(&((PgpolyModifyState *) arg)->modifying_node);
+	PgpolyModifyState *ms = arg;
+
+	if (ms->modifying_listed)
+		dlist_delete(&ms->modifying_node);
+	ms->modifying_listed = false;
 }
 
 /* List the UPDATE or DELETE state ms until its statement ends. */
@@ -481,7 +486,42 @@ list_modifying(PgpolyModifyState *ms, EState *estate)
 	ms->unlist.func = unlist_modifying;
 	ms->unlist.arg = ms;
 	MemoryContextRegisterResetCallback(estate->es_query_cxt, &ms->unlist);
+	ms->modifying_subid = GetCurrentSubTransactionId();
+	ms->modifying_listed = true;
 	dlist_push_tail(&ModifyingStates, &ms->modifying_node);
+}
+
+/*
+ * (Sub)transaction abort (subid: of subtransactions started at or after
+ * it; InvalidSubTransactionId: all, and at commit): the UPDATEs and
+ * DELETEs of the statements that failed stop running, and the others
+ * forget the rows inserted there, which a native table no longer holds
+ * (a function's INSERT in a block whose EXCEPTION clause caught an error).
+ */
+void
+PgpolyModifyingAbort(SubTransactionId subid)
+{
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &ModifyingStates)
+	{
+		PgpolyModifyState *ms = dlist_container(PgpolyModifyState, modifying_node,
+												iter.cur);
+		HASH_SEQ_STATUS seq;
+		PgpolyInsertedRow *e;
+
+		if (subid == InvalidSubTransactionId || ms->modifying_subid >= subid)
+		{
+			unlist_modifying(ms);
+			continue;
+		}
+		if (ms->inserted == NULL)
+			continue;
+		hash_seq_init(&seq, ms->inserted);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			if (e->subid >= subid)
+				(void) hash_search(ms->inserted, &e->id, HASH_REMOVE, NULL);
+	}
 }
 
 /*
@@ -832,14 +872,16 @@ note_inserted(PgpolyModifyState *ms, TupleTableSlot **slots, int n,
 			PgpolyModifyState *oms = dlist_container(PgpolyModifyState, modifying_node,
 													 iter.cur);
 			MemoryContext cxt = GetMemoryChunkContext(oms);
+			PgpolyInsertedRow *e;
 			bool		found;
 
 			if (oms->relid != ms->relid || oms->routed == ms)
 				continue;
 			if (oms->inserted == NULL)
 				oms->inserted = PgpolyKeyTable("pgpoly rows inserted",
-											   sizeof(PgpolyKeyRef), cxt);
-			(void) PgpolyKeyTableEnter(oms->inserted, cxt, id.data, id.len, &found);
+											   sizeof(PgpolyInsertedRow), cxt);
+			e = PgpolyKeyTableEnter(oms->inserted, cxt, id.data, id.len, &found);
+			e->subid = GetCurrentSubTransactionId();
 		}
 	}
 }

@@ -674,6 +674,8 @@ typedef struct PgpolyModifyState
 								 * INSERTs wrote meanwhile (note_inserted),
 								 * or NULL */
 	dlist_node	modifying_node; /* UPDATE, DELETE: in the list of them */
+	bool		modifying_listed;	/* there */
+	SubTransactionId modifying_subid;	/* the subtransaction listing it */
 	MemoryContextCallback unlist;	/* unlists it when its statement ends */
 } PgpolyModifyState;
 
@@ -707,6 +709,7 @@ extern void PgpolyModifyOldRow(PgpolyModifyState *ms,
 extern void PgpolyModifyUpdatedColumns(PgpolyModifyState *ms,
 									   struct TupleTableSlot *slot,
 									   struct TupleTableSlot *planSlot);
+extern void PgpolyModifyingAbort(SubTransactionId subid);
 extern bool PgpolyModifyReplaced(PgpolyModifyState *ms, Datum *values, bool *nulls);
 extern bool PgpolyModifyAgain(PgpolyModifyState *ms,
 							   struct TupleTableSlot *planSlot);
@@ -923,6 +926,16 @@ extern struct HTAB *PgpolyKeyTable(const char *name, Size entrysize,
 extern void *PgpolyKeyTableEnter(struct HTAB *table, MemoryContext cxt,
 								 const char *key, size_t len, bool *found);
 extern void *PgpolyKeyTableFind(struct HTAB *table, const char *key, size_t len);
+
+/*
+ * An entry of PgpolyModifyState.inserted: a row an INSERT wrote in
+ * subtransaction subid.
+ */
+typedef struct PgpolyInsertedRow
+{
+	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable) */
+	SubTransactionId subid;
+} PgpolyInsertedRow;
 
 /*
  * The rows an UPDATE that may move rows has met (PgpolyMoves), by where
