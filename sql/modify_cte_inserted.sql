@@ -93,7 +93,10 @@ INSERT INTO mci_stmts VALUES
   (10, $$WITH d AS (DELETE FROM %1$I WHERE %2$I = 'a') INSERT INTO %1$I (%2$I, v) VALUES ('a', 10)$$),
   -- a nested INSERT rolled back (to its block's savepoint): the DELETE
   -- deletes the row it meets
-  (11, $$WITH d AS (DELETE FROM %1$I WHERE %2$I = 'a' RETURNING *) SELECT mci_try('%1$s', '%2$s', 'a', 10)$$);
+  (11, $$WITH d AS (DELETE FROM %1$I WHERE %2$I = 'a' RETURNING *) SELECT mci_try('%1$s', '%2$s', 'a', 10)$$),
+  -- two INSERTs, or an UPDATE and a DELETE, in one statement
+  (12, $$WITH i AS (INSERT INTO %1$I (%2$I, v) VALUES ('c', 30) RETURNING *), d AS (DELETE FROM %1$I RETURNING *) INSERT INTO %1$I (%2$I, v) VALUES ('a', 10)$$),
+  (13, $$WITH u AS (UPDATE %1$I SET v = v + 100 WHERE %2$I = 'a' RETURNING *), d AS (DELETE FROM %1$I WHERE %2$I = 'b' RETURNING *) INSERT INTO %1$I (%2$I, v) VALUES ('b', 20)$$);
 SELECT s.n, t.t, mci_diff(t.t, t.key, s.s) AS rows
 FROM mci_stmts s, (VALUES ('mci_rt', 'k'), ('mci_ri', 'k'), ('mci_e', '_id'), ('mci_v', 'id')) t(t, key)
 ORDER BY 1, 2;
@@ -103,7 +106,7 @@ ORDER BY 1, 2;
 CREATE FUNCTION mci_contents(t text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE r text;
 BEGIN
-  EXECUTE format('SELECT string_agg(k || ''='' || v, '' '' ORDER BY k) FROM %I', t) INTO r;
+  EXECUTE format('SELECT string_agg(k || ''='' || v, '' '' ORDER BY k, v) FROM %I', t) INTO r;
   RETURN r;
 END $$;
 SELECT t.t, mci_diff(t.t, t.key, $$WITH u AS (UPDATE %1$I SET v = v + 100 RETURNING *) INSERT INTO %1$I (%2$I, v) VALUES ('b', 20)$$) IS NOT NULL AS ran,
