@@ -2092,6 +2092,7 @@ redisBeginDirectModify(ForeignScanState *node, int eflags)
 	PgpolyCheckWrittenFields(ms->tbl->relname, ms->tbl, ms->tbl->natts, column_field,
 							 fs->operation, ms->core.assigned);
 	ms->core.junk[RJUNK_KEY] = ms->tbl->key_att;	/* see direct_outbox */
+	ms->core.id_atts[RJUNK_KEY] = ms->tbl->key_att; /* PgpolyModifyReplaced */
 	ms->direct_op = fs->operation;
 	ms->set_processed = intVal(list_nth(fs->fdw_private, RPRIV_DIRECT_SET_TAG));
 	ms->nassign = list_length(atts);
@@ -2198,6 +2199,12 @@ direct_modify_rows(ForeignScanState *node, RedisScanState *st,
 		MemoryContext mcxt = PgpolyModifyRow(&ms->core);
 		List	   *writes;
 
+		/* a key the statement inserted meanwhile: the old row was replaced */
+		if (PgpolyModifyReplaced(&ms->core, old, oldnulls))
+		{
+			MemoryContextSwitchTo(mcxt);
+			continue;
+		}
 		check_spelling(ms, old, oldnulls);
 		if (ms->direct_op == CMD_UPDATE)
 		{

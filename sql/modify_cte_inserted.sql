@@ -56,6 +56,22 @@ BEGIN
           UNION ALL (SELECT '-' || k || '=' || v FROM mci_n EXCEPT SELECT '-' || k || '=' || v FROM %1$I)) x$q$, v) INTO r;
   RETURN r;
 END $$;
+-- a function inserting into table t (key column key): a nested statement
+CREATE FUNCTION mci_ins(t text, key text, k text, v int) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('INSERT INTO %I (%I, v) VALUES ($1, $2)', t, key) USING k, v;
+  RETURN v;
+END $$;
+-- the same, its INSERT undone by the error its block catches
+CREATE FUNCTION mci_try(t text, key text, k text, v int) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+  BEGIN
+    PERFORM mci_ins(t, key, k, v);
+    RAISE EXCEPTION 'undo';
+  EXCEPTION WHEN raise_exception THEN NULL;
+  END;
+  RETURN v;
+END $$;
 CREATE TABLE mci_stmts (n int, s text);
 INSERT INTO mci_stmts VALUES
   -- the WITH query runs after the INSERT, and does not see its row
@@ -65,7 +81,22 @@ INSERT INTO mci_stmts VALUES
   -- it runs first, as the INSERT reads it: as before
   (4, $$WITH d AS (DELETE FROM %1$I WHERE %2$I = 'a' RETURNING *) INSERT INTO %1$I (%2$I, v) SELECT %2$I, v + 10 FROM d$$),
   -- the INSERT is the WITH query, read by the main DELETE
-  (5, $$WITH i AS (INSERT INTO %1$I (%2$I, v) VALUES ('a', 10), ('c', 30) RETURNING *) DELETE FROM %1$I WHERE v < 50 AND %2$I NOT IN (SELECT 'x' FROM i)$$);
+  (5, $$WITH i AS (INSERT INTO %1$I (%2$I, v) VALUES ('a', 10), ('c', 30) RETURNING *) DELETE FROM %1$I WHERE v < 50 AND %2$I NOT IN (SELECT 'x' FROM i)$$),
+  -- the INSERT is a nested statement's (a function's the main statement
+  -- calls): the WITH query's snapshot does not see its rows either
+  (6, $$WITH d AS (DELETE FROM %1$I WHERE %2$I = 'a' RETURNING *) SELECT mci_ins('%1$s', '%2$s', 'a', 10)$$),
+  (7, $$WITH u AS (UPDATE %1$I SET v = v + 100 RETURNING *) SELECT mci_ins('%1$s', '%2$s', 'c', 30)$$),
+  -- a nested INSERT run by the WITH query itself, after the main DELETE
+  (8, $$WITH i AS (SELECT mci_ins('%1$s', '%2$s', 'a', 10)) DELETE FROM %1$I WHERE %2$I = 'a' AND EXISTS (SELECT FROM i)$$),
+  -- a DELETE Redis carries out by itself (no RETURNING), nested too
+  (9, $$WITH d AS (DELETE FROM %1$I WHERE %2$I = 'a') SELECT mci_ins('%1$s', '%2$s', 'a', 10)$$),
+  (10, $$WITH d AS (DELETE FROM %1$I WHERE %2$I = 'a') INSERT INTO %1$I (%2$I, v) VALUES ('a', 10)$$),
+  -- a nested INSERT rolled back (to its block's savepoint): the DELETE
+  -- deletes the row it meets
+  (11, $$WITH d AS (DELETE FROM %1$I WHERE %2$I = 'a' RETURNING *) SELECT mci_try('%1$s', '%2$s', 'a', 10)$$),
+  -- two INSERTs, or an UPDATE and a DELETE, in one statement
+  (12, $$WITH i AS (INSERT INTO %1$I (%2$I, v) VALUES ('c', 30) RETURNING *), d AS (DELETE FROM %1$I RETURNING *) INSERT INTO %1$I (%2$I, v) VALUES ('a', 10)$$),
+  (13, $$WITH u AS (UPDATE %1$I SET v = v + 100 WHERE %2$I = 'a' RETURNING *), d AS (DELETE FROM %1$I WHERE %2$I = 'b' RETURNING *) INSERT INTO %1$I (%2$I, v) VALUES ('b', 20)$$);
 SELECT s.n, t.t, mci_diff(t.t, t.key, s.s) AS rows
 FROM mci_stmts s, (VALUES ('mci_rt', 'k'), ('mci_ri', 'k'), ('mci_e', '_id'), ('mci_v', 'id')) t(t, key)
 ORDER BY 1, 2;
@@ -75,7 +106,7 @@ ORDER BY 1, 2;
 CREATE FUNCTION mci_contents(t text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE r text;
 BEGIN
-  EXECUTE format('SELECT string_agg(k || ''='' || v, '' '' ORDER BY k) FROM %I', t) INTO r;
+  EXECUTE format('SELECT string_agg(k || ''='' || v, '' '' ORDER BY k, v) FROM %I', t) INTO r;
   RETURN r;
 END $$;
 SELECT t.t, mci_diff(t.t, t.key, $$WITH u AS (UPDATE %1$I SET v = v + 100 RETURNING *) INSERT INTO %1$I (%2$I, v) VALUES ('b', 20)$$) IS NOT NULL AS ran,
@@ -94,6 +125,18 @@ CREATE FOREIGN TABLE mci_l (key text, idx int, value text)
 INSERT INTO mci_l (key, value) VALUES ('l', 'x');
 WITH d AS (DELETE FROM mci_l WHERE key = 'l' RETURNING *) INSERT INTO mci_l (key, idx, value) VALUES ('l', 0, 'x');
 SELECT * FROM mci_l;
+
+-- a float8 key: Infinity minus Infinity is a NaN of other bits than
+-- 'NaN', one key "NaN" in Redis all the same
+CREATE FOREIGN TABLE mci_f (k float8 OPTIONS (key 'true'), v int)
+  SERVER mci_redis OPTIONS (key_prefix 'regress_mci_f:', write_mode 'immediate');
+CREATE TABLE mci_fn (k float8, v int);
+INSERT INTO mci_f VALUES ('NaN', 1), (2, 2);
+INSERT INTO mci_fn VALUES ('NaN', 1), (2, 2);
+WITH d AS (DELETE FROM mci_fn RETURNING *) INSERT INTO mci_fn SELECT x - x, 10 FROM (VALUES ('Infinity'::float8)) s(x);
+WITH d AS (DELETE FROM mci_f RETURNING *) INSERT INTO mci_f SELECT x - x, 10 FROM (VALUES ('Infinity'::float8)) s(x);
+SELECT (SELECT string_agg(k || '=' || v, ' ' ORDER BY k) FROM mci_f) AS foreign_rows,
+       (SELECT string_agg(k || '=' || v, ' ' ORDER BY k) FROM mci_fn) AS native_rows;
 
 -- through a partitioned table: an INSERT routed into a foreign partition,
 -- and an UPDATE moving rows into one (that it updates too, or not)
@@ -132,8 +175,9 @@ SELECT n, mcp_diff(s) AS rows FROM (VALUES
   (5, $$WITH u AS (UPDATE %1$I SET v = v + 100 WHERE k > 'b' RETURNING *) UPDATE %1$I SET k = 'i3', v = v * 10 WHERE k = 'a1'$$)) s(n, s)
 ORDER BY 1;
 
-DROP TABLE mcp, mcpn, mci_n, mci_stmts;
-DROP FUNCTION mci_diff(text, text, text), mci_contents(text), mcp_diff(text);
+DROP TABLE mcp, mcpn, mci_n, mci_stmts, mci_fn;
+DROP FUNCTION mci_diff(text, text, text), mci_contents(text), mcp_diff(text), mci_ins(text, text, text, int),
+  mci_try(text, text, text, int);
 DELETE FROM mci_v;
 DROP SERVER mci_redis, mci_es, mci_vec CASCADE;
 \! redis-cli -p $REDIS_PORT --scan --pattern 'regress_mci*' | xargs -r redis-cli -p $REDIS_PORT del > /dev/null

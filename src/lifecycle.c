@@ -57,7 +57,10 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
+#include "access/xact.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "foreign/foreign.h"
 #include "nodes/execnodes.h"
@@ -66,6 +69,7 @@
 #include "parser/parsetree.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/float.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -457,6 +461,70 @@ modify_begin(Size size, const PgpolyStore *store, EState *estate,
 }
 
 /*
+ * The UPDATE and DELETE states running row by row in this backend, of
+ * every statement being executed (a trigger's or a function's nested one
+ * and the statement that runs it): listed from PgpolyModifyBegin until
+ * their statement's memory goes.
+ */
+static dlist_head ModifyingStates = DLIST_STATIC_INIT(ModifyingStates);
+
+/* MemoryContextCallback: the statement of UPDATE or DELETE state arg ends. */
+static void
+unlist_modifying(void *arg)
+{
+	PgpolyModifyState *ms = arg;
+
+	if (ms->modifying_listed)
+		dlist_delete(&ms->modifying_node);
+	ms->modifying_listed = false;
+}
+
+/* List the UPDATE or DELETE state ms until its statement ends. */
+static void
+list_modifying(PgpolyModifyState *ms, EState *estate)
+{
+	ms->unlist.func = unlist_modifying;
+	ms->unlist.arg = ms;
+	MemoryContextRegisterResetCallback(estate->es_query_cxt, &ms->unlist);
+	ms->modifying_subid = GetCurrentSubTransactionId();
+	ms->modifying_listed = true;
+	dlist_push_tail(&ModifyingStates, &ms->modifying_node);
+}
+
+/*
+ * (Sub)transaction abort (subid: of subtransactions started at or after
+ * it; InvalidSubTransactionId: all, and at commit): the UPDATEs and
+ * DELETEs of the statements that failed stop running, and the others
+ * forget the rows inserted there, which a native table no longer holds
+ * (a function's INSERT in a block whose EXCEPTION clause caught an error).
+ */
+void
+PgpolyModifyingAbort(SubTransactionId subid)
+{
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &ModifyingStates)
+	{
+		PgpolyModifyState *ms = dlist_container(PgpolyModifyState, modifying_node,
+												iter.cur);
+		HASH_SEQ_STATUS seq;
+		PgpolyInsertedRow *e;
+
+		if (subid == InvalidSubTransactionId || ms->modifying_subid >= subid)
+		{
+			unlist_modifying(ms);
+			continue;
+		}
+		if (ms->inserted == NULL)
+			continue;
+		hash_seq_init(&seq, ms->inserted);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			if (e->subid >= subid)
+				(void) hash_search(ms->inserted, &e->id, HASH_REMOVE, NULL);
+	}
+}
+
+/*
  * An UPDATE or DELETE of a table that another node of the same statement
  * modifies too (a data-modifying WITH query and the main statement): one
  * row met by both is modified once, by the node that meets it first, as
@@ -550,7 +618,10 @@ PgpolyModifyBegin(Size size, const PgpolyStore *store, ModifyTableState *mtstate
 		/* the whole old row (PgpolyAddOldRow; PostgreSQL's for UPDATE) */
 		ms->junk_row = ExecFindJunkAttributeInTlist(ms->plan_tlist, "wholerow");
 		if (mtstate->operation != CMD_INSERT)
+		{
 			share_met(ms, estate);
+			list_modifying(ms, estate);
+		}
 		if (mtstate->operation == CMD_UPDATE && rinfo->ri_TrigDesc &&
 			rinfo->ri_TrigDesc->trig_update_before_row)
 			ms->old_row = ms->junk_row;
@@ -580,6 +651,7 @@ PgpolyDirectModifyBegin(Size size, const PgpolyStore *store, EState *estate,
 	foreach(lc, assigned)
 		ms->assigned = bms_add_member(ms->assigned, lfirst_int(lc));
 	ms->updated = ms->assigned;
+	list_modifying(ms, estate);
 	MemoryContextSwitchTo(old);
 	return ms;
 }
@@ -635,12 +707,25 @@ PgpolyModifyJunk(PgpolyModifyState *ms, int i, TupleTableSlot *planSlot,
  * Append to id one identity column's value d (isnull) of type att: its
  * length first, so that ("ab", "c") is not ("a", "bc"), then its bytes.  A
  * value and a junk column carrying it append the same bytes (detoasted).
+ * A float NaN appends one NaN's bytes: NaNs of other bits (Infinity minus
+ * Infinity) are one key, "NaN", in a store, and read back as that one.
  */
 static void
 append_identity(StringInfo id, Datum d, bool isnull, Form_pg_attribute att)
 {
 	uint32		len;
 
+	if (!isnull && att->attbyval && (att->attlen == 4 || att->attlen == 8))
+	{
+		Oid			typid = att->atttypid;
+
+		if (typid >= FirstNormalObjectId)
+			typid = getBaseType(typid);
+		if (typid == FLOAT8OID && isnan(DatumGetFloat8(d)))
+			d = Float8GetDatum(get_float8_nan());
+		else if (typid == FLOAT4OID && isnan(DatumGetFloat4(d)))
+			d = Float4GetDatum(get_float4_nan());
+	}
 	if (isnull)
 		len = PG_UINT32_MAX;
 	else if (att->attbyval)
@@ -702,12 +787,7 @@ PgpolyModifyAgain(PgpolyModifyState *ms, TupleTableSlot *planSlot)
 		append_identity(&id, d, isnull, TupleDescAttr(desc, ms->junk[i] - 1));
 	}
 	if (ms->inserted != NULL)
-	{
-		PgpolyInsertedRow *e = PgpolyKeyTableFind(ms->inserted, id.data, id.len);
-
-		/* (not the rows it moved in itself: PgpolyModifyMovedIn) */
-		found = e != NULL && e->by != ms->routed;
-	}
+		found = PgpolyKeyTableFind(ms->inserted, id.data, id.len) != NULL;
 	if (!found && ms->joined)
 		(void) PgpolyKeyTableEnter(ms->met, GetMemoryChunkContext(ms), id.data, id.len,
 								   &found);
@@ -715,88 +795,94 @@ PgpolyModifyAgain(PgpolyModifyState *ms, TupleTableSlot *planSlot)
 	return found;
 }
 
-/*
- * The table of the rows the INSERTs of the statement wrote into ms's
- * table (ms: an INSERT's state), when an UPDATE or DELETE of the statement
- * modifies the table too; else NULL.  The executor begins every node
- * before any runs, so at an INSERT's first row every UPDATE and DELETE
- * state of the table exists (of the table's result relations, or its
- * partition's); they are given the table, made by the first INSERT that
- * looks (in ms's memory).
- */
-static HTAB *
-share_inserted(PgpolyModifyState *ms, EState *estate)
+/* The identity of row values/nulls of ms's table into id (initialized). */
+static void
+row_identity(PgpolyModifyState *ms, Datum *values, bool *nulls, StringInfo id)
 {
-	List	   *rinfos = list_concat_copy(estate->es_opened_result_relations,
-										  estate->es_tuple_routing_result_relations);
-	List	   *modifying = NIL;
-	HTAB	   *table = NULL;
-	ListCell   *lc;
+	TupleDesc	desc = RelationGetDescr(ms->rinfo->ri_RelationDesc);
 
-	foreach(lc, rinfos)
-	{
-		ResultRelInfo *rinfo = lfirst(lc);
-		PgpolyModifyState *oms = rinfo->ri_FdwState;
+	initStringInfo(id);
+	for (int j = 0; j < PGPOLY_MAX_JUNK; j++)
+		if (ms->id_atts[j] != InvalidAttrNumber)
+			append_identity(id, values[ms->id_atts[j] - 1], nulls[ms->id_atts[j] - 1],
+							TupleDescAttr(desc, ms->id_atts[j] - 1));
+}
 
-		if (oms == NULL || RelationGetRelid(rinfo->ri_RelationDesc) != ms->relid)
-			continue;
-		if (!oms->inserting && oms->routed != ms)
-			modifying = lappend(modifying, oms);
-		if (table == NULL)
-			table = oms->inserted ? oms->inserted :
-				oms->routed ? oms->routed->inserted : NULL;
-	}
-	if (modifying == NIL)
-		return NULL;
-	if (table == NULL)
-		table = PgpolyKeyTable("pgpoly rows inserted", sizeof(PgpolyInsertedRow),
-							   GetMemoryChunkContext(ms));
-	foreach(lc, modifying)
-		((PgpolyModifyState *) lfirst(lc))->inserted = table;
-	return table;
+/*
+ * A direct modification's PgpolyModifyAgain: whether an INSERT wrote the
+ * row values/nulls (its identity columns, id_atts, set by the store) while
+ * the modification ran (note_inserted): it skips the row.
+ */
+bool
+PgpolyModifyReplaced(PgpolyModifyState *ms, Datum *values, bool *nulls)
+{
+	StringInfoData id;
+	bool		found;
+
+	if (ms->inserted == NULL)
+		return false;
+	row_identity(ms, values, nulls, &id);
+	found = PgpolyKeyTableFind(ms->inserted, id.data, id.len) != NULL;
+	pfree(id.data);
+	return found;
 }
 
 /*
  * Note rows slots[i] (n of them) that an INSERT's state ms wrote
- * (inserted[i]), by identity, for the UPDATEs and DELETEs of the statement
- * that modify the table too (share_inserted).  Such a node runs after the
- * INSERT (a data-modifying WITH query nobody reads) and meets the key the
- * INSERT wrote; PostgreSQL's scan of a native table does not see the rows
- * its statement inserted, and modifies the old row, where a store holds the
- * row inserted: the node would delete or overwrite it.  So it skips such a
- * row (PgpolyModifyAgain), the row read there having been replaced.
+ * (inserted[i]), by identity, for every UPDATE and DELETE of the table
+ * running meanwhile (ModifyingStates): a node of the same statement (not
+ * the UPDATE moving these rows in), or of a statement that runs the one
+ * inserting (a trigger's, a function's).  Such a node may meet the key
+ * the INSERT wrote later (a data-modifying WITH query nobody reads runs
+ * after the main statement); PostgreSQL's scan of a native table, under a
+ * snapshot taken before, does not see the rows inserted, and modifies the
+ * old row, where a store holds the row inserted: the node would delete or
+ * overwrite it.  So it skips such a row (PgpolyModifyAgain), the row read
+ * there having been replaced.  A node that begins later sees the rows, as
+ * on a native table.
  */
 static void
-note_inserted(PgpolyModifyState *ms, EState *estate, TupleTableSlot **slots, int n,
+note_inserted(PgpolyModifyState *ms, TupleTableSlot **slots, int n,
 			  const bool *inserted)
 {
-	TupleDesc	desc = RelationGetDescr(ms->rinfo->ri_RelationDesc);
+	dlist_iter	iter;
+	bool		any = false;
 
-	if (!ms->inserted_looked)
+	if (dlist_is_empty(&ModifyingStates) || ms->id_atts[0] == InvalidAttrNumber)
+		return;
+	dlist_foreach(iter, &ModifyingStates)
 	{
-		ms->inserted = share_inserted(ms, estate);
-		ms->inserted_looked = true;
+		PgpolyModifyState *oms = dlist_container(PgpolyModifyState, modifying_node,
+												 iter.cur);
+
+		any |= oms->relid == ms->relid && oms->routed != ms;
 	}
-	if (ms->inserted == NULL || ms->id_atts[0] == InvalidAttrNumber)
+	if (!any)
 		return;
 	for (int i = 0; i < n; i++)
 	{
 		StringInfoData id;
-		PgpolyInsertedRow *e;
-		bool		found;
 
 		if (!inserted[i])
 			continue;
 		slot_getallattrs(slots[i]);
-		initStringInfo(&id);
-		for (int j = 0; j < PGPOLY_MAX_JUNK; j++)
-			if (ms->id_atts[j] != InvalidAttrNumber)
-				append_identity(&id, slots[i]->tts_values[ms->id_atts[j] - 1],
-								slots[i]->tts_isnull[ms->id_atts[j] - 1],
-								TupleDescAttr(desc, ms->id_atts[j] - 1));
-		e = PgpolyKeyTableEnter(ms->inserted, GetMemoryChunkContext(ms), id.data, id.len,
-								&found);
-		e->by = ms;
+		row_identity(ms, slots[i]->tts_values, slots[i]->tts_isnull, &id);
+		dlist_foreach(iter, &ModifyingStates)
+		{
+			PgpolyModifyState *oms = dlist_container(PgpolyModifyState, modifying_node,
+													 iter.cur);
+			MemoryContext cxt = GetMemoryChunkContext(oms);
+			PgpolyInsertedRow *e;
+			bool		found;
+
+			if (oms->relid != ms->relid || oms->routed == ms)
+				continue;
+			if (oms->inserted == NULL)
+				oms->inserted = PgpolyKeyTable("pgpoly rows inserted",
+											   sizeof(PgpolyInsertedRow), cxt);
+			e = PgpolyKeyTableEnter(oms->inserted, cxt, id.data, id.len, &found);
+			e->subid = GetCurrentSubTransactionId();
+		}
 	}
 }
 
@@ -1060,7 +1146,7 @@ PgpolyExecInsert(PgpolyModifyState *ms, EState *estate, TupleTableSlot *slot,
 
 	PgpolyModifyCheckRow(ms, estate, slot, CMD_INSERT);
 	insert_rows(ms, estate, &slot, 1, &inserted);
-	note_inserted(ms, estate, &slot, 1, &inserted);
+	note_inserted(ms, &slot, 1, &inserted);
 	if (inserted)
 		PgpolyModifyOutbox(ms, CMD_INSERT, slot, NULL);
 	MemoryContextSwitchTo(old);
@@ -1090,7 +1176,7 @@ PgpolyExecBatchInsert(PgpolyModifyState *ms, EState *estate,
 	for (int i = 0; i < *numSlots; i++)
 		PgpolyModifyCheckRow(ms, estate, slots[i], CMD_INSERT);
 	insert_rows(ms, estate, slots, *numSlots, inserted);
-	note_inserted(ms, estate, slots, *numSlots, inserted);
+	note_inserted(ms, slots, *numSlots, inserted);
 	for (int i = 0; i < *numSlots; i++)
 		if (inserted[i])
 			PgpolyModifyOutbox(ms, CMD_INSERT, slots[i], NULL);

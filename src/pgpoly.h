@@ -680,10 +680,13 @@ typedef struct PgpolyModifyState
 	AttrNumber	id_atts[PGPOLY_MAX_JUNK];	/* the columns junk[i] carry (the
 											 * first 0: an INSERT's rows have
 											 * no identity, note_inserted) */
-	struct HTAB *inserted;		/* the rows the statement's INSERTs wrote
-								 * (PgpolyInsertedRow), shared by the
-								 * table's states (note_inserted), or NULL */
-	bool		inserted_looked;	/* INSERT: inserted was looked for */
+	struct HTAB *inserted;		/* UPDATE, DELETE: the identities of the rows
+								 * INSERTs wrote meanwhile (note_inserted),
+								 * or NULL */
+	dlist_node	modifying_node; /* UPDATE, DELETE: in the list of them */
+	bool		modifying_listed;	/* there */
+	SubTransactionId modifying_subid;	/* the subtransaction listing it */
+	MemoryContextCallback unlist;	/* unlists it when its statement ends */
 } PgpolyModifyState;
 
 
@@ -716,6 +719,8 @@ extern void PgpolyModifyOldRow(PgpolyModifyState *ms,
 extern void PgpolyModifyUpdatedColumns(PgpolyModifyState *ms,
 									   struct TupleTableSlot *slot,
 									   struct TupleTableSlot *planSlot);
+extern void PgpolyModifyingAbort(SubTransactionId subid);
+extern bool PgpolyModifyReplaced(PgpolyModifyState *ms, Datum *values, bool *nulls);
 extern bool PgpolyModifyAgain(PgpolyModifyState *ms,
 							   struct TupleTableSlot *planSlot);
 extern void PgpolyModifyCheckRow(PgpolyModifyState *ms, struct EState *estate,
@@ -932,11 +937,14 @@ extern void *PgpolyKeyTableEnter(struct HTAB *table, MemoryContext cxt,
 								 const char *key, size_t len, bool *found);
 extern void *PgpolyKeyTableFind(struct HTAB *table, const char *key, size_t len);
 
-/* An entry of PgpolyModifyState.inserted: a row written by INSERT state by. */
+/*
+ * An entry of PgpolyModifyState.inserted: a row an INSERT wrote in
+ * subtransaction subid.
+ */
 typedef struct PgpolyInsertedRow
 {
 	PgpolyKeyRef id;			/* hash key (PgpolyKeyTable) */
-	PgpolyModifyState *by;
+	SubTransactionId subid;
 } PgpolyInsertedRow;
 
 /*

@@ -1059,6 +1059,7 @@ xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 			release_cancel_hold();
 			unlist_aborted(InvalidSubTransactionId);
+			PgpolyModifyingAbort(InvalidSubTransactionId);
 			WritingConnections = NIL;
 			OutboxChanges = NIL;
 			XactTables = NIL;
@@ -1083,7 +1084,10 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		return;
 	PgpolyConnectionsAtSubEnd(event == SUBXACT_EVENT_COMMIT_SUB);
 	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
 		unlist_aborted(mySubid);
+		PgpolyModifyingAbort(mySubid);
+	}
 
 	foreach(lc, OutboxChanges)
 	{
