@@ -198,13 +198,16 @@ typedef struct VectorProvider
 	/* compares an integer it holds with a fractional bound truncated */
 	bool		truncates_bounds;
 	/*
-	 * whether it compares every number it holds with the number bound (an
-	 * integer's, or a numeric's as a float8) as SQL compares the exact
-	 * values of an integer or numeric column; NULL: every bound.  A
+	 * whether it compares every number it holds with the bound sent for a
+	 * value v as SQL compares them with v, v the value of an integer or
+	 * numeric column's comparison: bound is v as a float8 (for a numeric,
+	 * PgpolyFloat8Bound's), integer says v is a 64-bit integer the bound
+	 * sent is exactly (an integer's, sent as itself; a numeric's whose
+	 * float8 and its shortest text both are v); NULL: every bound.  A
 	 * condition with another value is not sent (a k-NN with it is computed
 	 * here).
 	 */
-	bool		(*exact_bound) (double bound);
+	bool		(*exact_bound) (double bound, bool integer);
 	/*
 	 * addresses records by an id a re-created collection does not keep
 	 * (Chroma's UUID), and a collection's distance cannot change in place:

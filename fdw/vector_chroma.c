@@ -661,10 +661,31 @@ chroma_send_batch(PgpolyConnection *conn, VectorWrite **w, int n)
 					   w[0]->dim_of);
 }
 
+/*
+ * VectorProvider.exact_bound.  Chroma keeps a JSON integer as a 64-bit
+ * integer (pgpoly writes an integral numeric, or int8, so) and a number with
+ * a fraction or an exponent as a double.  It compares an integer with an
+ * integer bound exactly, a double with an integer bound as a double, and an
+ * integer with a double bound truncated to a 64-bit integer, saturating:
+ * 9223372036854775807 is not < 1e300 there.  A numeric's float8 bound
+ * decides the doubles exactly (PgpolyFloat8Bound), and the integers too
+ * when it is the value itself (integer), or of a magnitude below 2^53,
+ * where the float8s are close enough that no integer lies between the
+ * value and its bound.  Otherwise an integer between them
+ * (9007199254740993, whose bound is 2^53) would be decided by the bound,
+ * not the value.
+ */
+static bool
+chroma_exact_bound(double bound, bool integer)
+{
+	return integer || fabs(bound) < 9007199254740992.0; /* 2^53 */
+}
+
 const VectorProvider VectorChroma = {
 	.name = "chroma",
 	.label = "Chroma",
 	.truncates_bounds = true,
+	.exact_bound = chroma_exact_bound,
 	.routes_by_uuid = true,
 	.configure = chroma_configure,
 	.error_text = chroma_error_text,

@@ -18,7 +18,8 @@
  * another integer width), not float4 (SQL rounds the stored number to
  * float4 first); a numeric or float8 value is sent as the float8 bound that
  * selects the same numbers (PgpolyFloat8Bound); an integer or numeric value
- * the service would compare rounded (Qdrant's doubles: 2^53 and beyond,
+ * the service would compare rounded (Qdrant's doubles: 2^53 and beyond;
+ * Chroma's integers against a numeric's float8 bound beyond 2^53,
  * VectorProvider.exact_bound) is not sent.  A number or boolean
  * column reads only a JSON number or boolean (a string "5" is an ERROR:
  * VectorMetadataFieldValue), so the typed match selects every record it
@@ -1271,21 +1272,23 @@ array_elements(Datum v, Oid typid, Oid *et, Datum **elems, int *n)
  * Whether a number condition's value v (an integer or a numeric, or an
  * integer array for IN) is one tbl's service would compare rounded with a
  * number it holds (VectorProvider.exact_bound: Qdrant compares as doubles,
- * so 2^53 + 1 is not > 2^53 there): then the condition is not sent
- * (eval_cond).  A numeric is sent as the float8 PgpolyFloat8Bound gives, so
- * that is the bound asked about; one beyond the range of float8, or NaN,
- * is sent as the largest float8, which no number exceeds, and compares
- * exactly anywhere.  A float8 column's value always is sent: SQL reads the
- * stored number as a float8 too.
+ * so 2^53 + 1 is not > 2^53 there; Chroma compares the integers a numeric
+ * column holds with the float8 bound sent for 2^53 + 1, which is 2^53):
+ * then the condition is not sent (eval_cond).  A numeric is sent as the
+ * float8 PgpolyFloat8Bound gives, so that is the bound asked about; one
+ * beyond the range of float8, or NaN, is sent as the largest float8, which
+ * no number exceeds, and compares exactly anywhere.  A float8 column's
+ * value always is sent: SQL reads the stored number as a float8 too.
  */
 static bool
 number_value_unsafe(VectorTable *tbl, VectorCondOp op, Datum v, Oid typid)
 {
-	bool		(*exact) (double) = tbl->provider->exact_bound;
+	bool		(*exact) (double, bool) = tbl->provider->exact_bound;
 	Oid			base = getBaseType(typid);
 	Oid			et;
 	Datum	   *elems;
 	int			n;
+	int			eq = BTEqualStrategyNumber;
 	double		d;
 
 	if (exact == NULL)
@@ -1294,16 +1297,22 @@ number_value_unsafe(VectorTable *tbl, VectorCondOp op, Datum v, Oid typid)
 	{
 		array_elements(v, typid, &et, &elems, &n);
 		for (int i = 0; i < n; i++)
-			if (!exact((double) integer_value(elems[i], et)))
+			if (!exact((double) integer_value(elems[i], et), true))
 				return true;
 		return false;
 	}
 	if (base == INT2OID || base == INT4OID || base == INT8OID)
-		return !exact((double) integer_value(v, base));
+		return !exact((double) integer_value(v, base), true);
 	if (base != NUMERICOID)
 		return false;
 	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, v));
-	return !isnan(d) && !isinf(d) && !exact(d);
+	if (isnan(d) || isinf(d))
+		return false;
+	/* v is its bound's shortest text (an equality is kept) and the bound */
+	return !exact(d, PgpolyFloat8Bound(v, typid, &eq, &d) &&
+				  d >= -9223372036854775808.0 && d < 9223372036854775808.0 &&
+				  DatumGetInt32(DirectFunctionCall2(numeric_cmp, v,
+													NumericGetDatum(int64_to_numeric((int64) d)))) == 0);
 }
 
 /*

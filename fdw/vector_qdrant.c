@@ -420,10 +420,11 @@ append_eq(StringInfo buf, const char *key, json_t *v)
  * a bound of magnitude below 2^53, which every integer up to 2^53 compares
  * with exactly and every integer beyond lies outside, is decided exactly,
  * for = (a closed range), <, <=, > and >= alike; a float payload is a
- * double already (as PgpolyFloat8Bound assumes).
+ * double already (as PgpolyFloat8Bound assumes).  Whether the value is an
+ * integer does not matter: Qdrant sees only the double.
  */
 static bool
-qdrant_exact_bound(double bound)
+qdrant_exact_bound(double bound, bool integer)
 {
 	return fabs(bound) < 9007199254740992.0;	/* 2^53 */
 }

@@ -94,20 +94,31 @@ typedef struct OverlayEntry
  */
 
 /*
- * Compare two JSON numbers as Chroma does: two integers exactly (as
- * 64-bit integers: 9007199254740993 > 9007199254740992, which are one
- * double), others as doubles.  (Chroma truncates a fractional bound
- * compared with an integer; the filters sent are made to select the same
- * records either way: VectorNumberConds.)
+ * Compare a JSON number a (held) with a bound b as Chroma does: two
+ * integers exactly (as 64-bit integers: 9007199254740993 > 9007199254740992,
+ * which are one double), an integer with a whole double within the range
+ * of int64 exactly too (Chroma converts the double to an integer: the
+ * float8 bound 9.007199254740992e+15 sent for a numeric 2^53 is below
+ * 9007199254740993 there), others as doubles.  (Chroma truncates a
+ * fractional bound compared with an integer; the filters sent are made to
+ * select the same records either way: VectorNumberConds.  A whole bound
+ * beyond int64 is not sent to Chroma but as the largest float8, which no
+ * integer reaches either way: chroma_exact_bound.)
  */
 static int
 number_cmp(json_t *a, json_t *b)
 {
-	if (json_is_integer(a) && json_is_integer(b))
-		return json_integer_value(a) < json_integer_value(b) ? -1 :
-			json_integer_value(a) > json_integer_value(b);
-	return json_number_value(a) < json_number_value(b) ? -1 :
-		json_number_value(a) > json_number_value(b);
+	double		d = json_number_value(b);
+	int64		i;
+
+	if (json_is_integer(a) && (json_is_integer(b) ||
+							   (d == floor(d) && d >= -9223372036854775808.0 &&
+								d < 9223372036854775808.0)))
+	{
+		i = json_is_integer(b) ? json_integer_value(b) : (int64) d;
+		return json_integer_value(a) < i ? -1 : json_integer_value(a) > i;
+	}
+	return json_number_value(a) < d ? -1 : json_number_value(a) > d;
 }
 
 /* Chroma's equality of two metadata values: numbers by value. */
