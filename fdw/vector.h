@@ -386,6 +386,11 @@ typedef struct VectorLocalCond
 } VectorLocalCond;
 
 extern bool VectorFilterableKey(const char *key);
+extern List *VectorNumericEqConds(List *conds, VectorTable *tbl, char *key, Datum num,
+								  bool *empty);
+extern bool VectorNumericSentExactly(VectorTable *tbl, Datum num);
+extern void VectorRefuseRounded(VectorTable *tbl, const char *key, Datum num,
+								bool element) pg_attribute_noreturn();
 extern List *VectorNumberConds(List *conds, VectorTable *tbl, char *key,
 							   VectorCondOp op, double d, VectorCondEval *specials);
 extern VectorScan *VectorScanBegin(VectorTable *tbl, PgpolyConnection *conn,

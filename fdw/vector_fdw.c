@@ -1316,6 +1316,62 @@ number_value_unsafe(VectorTable *tbl, VectorCondOp op, Datum v, Oid typid)
 }
 
 /*
+ * ERROR for vector_search's filter number num at key (an element of its
+ * array when element) that tbl's service would compare rounded.
+ */
+void
+VectorRefuseRounded(VectorTable *tbl, const char *key, Datum num, bool element)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("filter value %s%s for key \"%s\" cannot be compared exactly by %s",
+					DatumGetCString(DirectFunctionCall1(numeric_out, num)),
+					element ? " in the array" : "", key, tbl->provider->label),
+			 errdetail("%s would compare it rounded to a float8.", tbl->provider->label),
+			 errhint("Compare it in the WHERE clause of a k-NN query (ORDER BY embedding <-> query LIMIT k), which evaluates it locally.")));
+}
+
+/*
+ * conds with the equality of metadata key and the number num (a numeric
+ * datum, from vector_search's filter) appended as a WHERE clause comparing
+ * a numeric column with it sends it: its float8 bound (PgpolyFloat8Bound),
+ * *empty set when no stored number can equal it.  A number the service
+ * would compare rounded (number_value_unsafe: 9007199254740993, whose
+ * float8 is 2^53) is an ERROR, as vector_search cannot evaluate it itself.
+ */
+List *
+VectorNumericEqConds(List *conds, VectorTable *tbl, char *key, Datum num, bool *empty)
+{
+	int			strategy = BTEqualStrategyNumber;
+	double		d;
+
+	if (number_value_unsafe(tbl, VCOND_EQ, num, NUMERICOID))
+		VectorRefuseRounded(tbl, key, num, false);
+	if (!PgpolyFloat8Bound(num, NUMERICOID, &strategy, &d))
+	{
+		*empty = true;
+		return conds;
+	}
+	return VectorNumberConds(conds, tbl, key, strategy_vcond(strategy), d, NULL);
+}
+
+/*
+ * Whether the number num (a numeric datum) of an IN list is sent as it is
+ * written, exactly: a float8's shortest text that tbl's service compares
+ * exactly (VectorNumericEqConds would send it unchanged).
+ */
+bool
+VectorNumericSentExactly(VectorTable *tbl, Datum num)
+{
+	int			strategy = BTEqualStrategyNumber;
+	double		d;
+
+	return !number_value_unsafe(tbl, VCOND_EQ, num, NUMERICOID) &&
+		PgpolyFloat8Bound(num, NUMERICOID, &strategy, &d) &&
+		strategy == BTEqualStrategyNumber && !isinf(d);
+}
+
+/*
  * Whether a condition's value v (not NULL) would make the service select
  * other records than SQL: a string match that could miss a number or a
  * boolean (string_value_unsafe), a number the service would compare

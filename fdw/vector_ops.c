@@ -34,6 +34,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/numeric.h"
 
 #include "vector.h"
 
@@ -337,13 +338,53 @@ exclude_truncated(List *conds, VectorTable *tbl, const char *key, json_t *arr)
 }
 
 /*
+ * The number filter holds at key (element i of the array there, or the
+ * value itself for i < 0), as a numeric datum: its exact value, which
+ * jansson's double may have rounded (9007199254740993, 0.1000000000000000001).
+ */
+static Datum
+filter_number(Jsonb *filter, const char *key, int i)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&filter->root, key, strlen(key), NULL);
+
+	if (v != NULL && i >= 0 && v->type == jbvBinary)
+		v = getIthJsonbValueFromContainer(v->val.binary.data, i);
+	if (v == NULL || v->type != jbvNumeric)
+		elog(ERROR, "filter key \"%s\" does not hold a number", key);
+	return NumericGetDatum(v->val.numeric);
+}
+
+/*
+ * Refuse an IN array arr (at key of filter) holding a number that would
+ * not be sent exactly as written (VectorNumericSentExactly): the service
+ * would compare its rounded double.
+ */
+static void
+check_array_numbers(VectorTable *tbl, Jsonb *filter, const char *key, json_t *arr)
+{
+	size_t		i;
+	json_t	   *e;
+
+	json_array_foreach(arr, i, e)
+	{
+		Datum		num;
+
+		if (!json_is_number(e))
+			continue;
+		num = filter_number(filter, key, (int) i);
+		if (!VectorNumericSentExactly(tbl, num))
+			VectorRefuseRounded(tbl, key, num, true);
+	}
+}
+
+/*
  * The filter jsonb as pushed conditions: scalar -> equality, array -> IN
- * (with exclude_truncated).
+ * (with exclude_truncated); *empty when a number no stored number equals.
  * Without a metadata column, tbl exposes only its metadata-field columns:
  * a key of another field is not a column of it, as in a WHERE clause.
  */
 static List *
-filter_conditions(VectorTable *tbl, Jsonb *filter)
+filter_conditions(VectorTable *tbl, Jsonb *filter, bool *empty)
 {
 	char	   *text = JsonbToCString(NULL, &filter->root, VARSIZE(filter));
 	json_error_t err;
@@ -355,6 +396,12 @@ filter_conditions(VectorTable *tbl, Jsonb *filter)
 	/* Owned by the context: the keys stay valid for the messages below. */
 	if (doc != NULL)
 		PgpolyJsonOwn(doc);
+	/* jsonb's text is valid JSON: jansson refuses only a number it cannot hold */
+	if (doc == NULL && JB_ROOT_IS_OBJECT(filter))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("filter holds a number beyond the range a vector service compares: %s",
+						err.text)));
 	if (doc == NULL || !json_is_object(doc))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -381,13 +428,15 @@ filter_conditions(VectorTable *tbl, Jsonb *filter)
 					 errmsg("filter key \"%s\" cannot be searched for: the service reads a key beginning with \"$\" as an operator",
 							key),
 					 errhint("Compare it in the WHERE clause of a k-NN query (ORDER BY embedding <-> query LIMIT k), which evaluates it locally.")));
-		/* a number is compared as a WHERE clause's is (VectorNumberConds) */
+		/* a number is compared as a WHERE clause's numeric is */
 		if (json_is_number(v))
 		{
-			conds = VectorNumberConds(conds, tbl, pstrdup(key), VCOND_EQ,
-									  json_number_value(v), NULL);
+			conds = VectorNumericEqConds(conds, tbl, pstrdup(key),
+										 filter_number(filter, key, -1), empty);
 			continue;
 		}
+		if (json_is_array(v))
+			check_array_numbers(tbl, filter, key, v);
 		c->key = pstrdup(key);
 		c->op = json_is_array(v) ? VCOND_IN : VCOND_EQ;
 		s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -538,7 +587,7 @@ pgpoly_vector_search(PG_FUNCTION_ARGS)
 	spec.include = VINC_DISTANCE | (tbl->doc_att ? VINC_DOCUMENT : 0) |
 		(tbl->meta_att || tbl->has_fields ? VINC_METADATA : 0);
 	if (!PG_ARGISNULL(3))
-		spec.conds = filter_conditions(tbl, PG_GETARG_JSONB_P(3));
+		spec.conds = filter_conditions(tbl, PG_GETARG_JSONB_P(3), &spec.empty);
 	spec.where = VectorWhereJson(tbl, spec.conds);
 	if (tbl->emb_att == 0)
 		ereport(ERROR,
