@@ -41,13 +41,18 @@ _pgpoly_chroma_up() {
 	curl -sf -m 2 "http://127.0.0.1:$1/api/v2/heartbeat" >/dev/null 2>&1
 }
 
+# Install node and Chroma (once: later calls find them installed).
+pgpoly_prepare_chroma() {
+	pgpoly_workdir
+	_pgpoly_chroma_node
+	_pgpoly_chroma_install
+}
+
 # Start Chroma on a free port; exports CHROMA_URL.
 pgpoly_start_chroma() {
 	local dir port pid attempt i
 
-	pgpoly_workdir
-	_pgpoly_chroma_node
-	_pgpoly_chroma_install
+	pgpoly_prepare_chroma
 	dir="$PGPOLY_WORK/chroma"
 	mkdir -p "$dir"
 	for attempt in 1 2 3; do
