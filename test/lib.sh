@@ -469,46 +469,16 @@ pgpoly_cleanup() {
 	return "$rc"
 }
 
-# Common setup of the project commands: packages, build (while the stores'
-# own software is installed), then the servers.
+# Common setup of the project commands: packages, build, then the servers.
 pgpoly_setup() {
 	pgpoly_install_packages
-	pgpoly_workdir
-	pgpoly_build_install_prepared
+	pgpoly_build_install
 	pgpoly_start_servers
 }
 
 # Each further store brings its own start-up file (test/lib_<store>.sh)
-# defining pgpoly_start_<store> and, if it needs software installed first,
-# pgpoly_prepare_<store>; each is run when present.
+# defining pgpoly_start_<store>; it is run when present.
 PGPOLY_STORES="chroma es"
-
-# Build and install pgpoly while the stores' software is installed beside
-# it (npm ci, mostly waiting on the network); fails if either fails.
-pgpoly_build_install_prepared() {
-	local pid rc=0
-
-	pgpoly_workdir
-	pgpoly_prepare_stores &
-	pid=$!
-	pgpoly_build_install || rc=$?
-	if ((rc != 0)); then
-		wait "$pid" 2>/dev/null # leave nothing running behind
-		exit "$rc"
-	fi
-	wait "$pid" || pgpoly_die "installing the stores' software failed"
-}
-
-# Install what the stores' servers need (once; later calls find it there).
-pgpoly_prepare_stores() {
-	local store
-
-	for store in $PGPOLY_STORES; do
-		if declare -F "pgpoly_prepare_$store" >/dev/null; then
-			"pgpoly_prepare_$store"
-		fi
-	done
-}
 
 # Start this run's servers: PostgreSQL, the default Redis, and each store's.
 pgpoly_start_servers() {

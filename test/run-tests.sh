@@ -8,9 +8,9 @@
 # if any test failed.  A failing pg_regress run does not stop the fault tests.
 #
 # The fault tests run against servers of their own
-# (test/fault/run-own-servers.sh), so they run beside the pg_regress suite,
-# which is one sequential psql session most of the time; their output is
-# shown after the suite's.  PGPOLY_TEST_JOBS=1 (`make valgrind`, whose
+# (test/fault/run-own-servers.sh, started during the build), so they run
+# beside the pg_regress suite, which is one sequential psql session; their
+# output is shown after the suite's.  PGPOLY_TEST_JOBS=1 (`make valgrind`, whose
 # backends are CPU-bound) runs everything one after another.
 set -euo pipefail
 
@@ -20,15 +20,18 @@ cd "$PGPOLY_ROOT"
 
 pgpoly_install_packages
 pgpoly_workdir
-pgpoly_build_install_prepared
 
+# The fault tests' servers start during the build, their tests after it.
 fault_out="$PGPOLY_WORK/fault.out"
+built="$PGPOLY_WORK/built"
 fault_pid=
 if [[ "${PGPOLY_TEST_JOBS:-2}" != 1 ]]; then
-	pgpoly_log "fault tests: started beside the pg_regress suite (output: $fault_out)"
-	pgpoly_spawn_logged "$fault_out" bash test/fault/run-own-servers.sh
+	pgpoly_log "fault tests: run beside the build and the pg_regress suite (output: $fault_out)"
+	pgpoly_spawn_logged "$fault_out" bash test/fault/run-own-servers.sh --after "$built"
 	fault_pid="$PGPOLY_SPAWNED"
 fi
+pgpoly_build_install
+: >"$built"
 pgpoly_start_servers
 
 passed=0
