@@ -28,7 +28,8 @@ carries the marker line
     # pgpoly-fault: exclusive
 
 (at the start of a line, in its first 100 lines): such tests run first,
-one at a time with nothing beside them; then the others run JOBS at a time,
+one at a time with no other fault test beside them (the pg_regress
+suite runs beside them on servers of its own); then the others run JOBS at a time,
 the longest first (by DURATIONS below, the seconds a test last took on a
 quiet 2-core machine; a test not listed counts as DEFAULT_DURATION), so that
 the lanes end together.
