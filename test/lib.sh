@@ -459,13 +459,16 @@ pgpoly_cleanup() {
 	fi
 	_PGPOLY_CLEANED=1
 	_pgpoly_stop_child
+	pgpoly_log "stopping the servers"
 	_pgpoly_stop_pg
 	_pgpoly_stop_registered
 	if [[ "${PGPOLY_KEEP_WORK:-0}" == 1 ]]; then
 		pgpoly_log "keeping work directory $PGPOLY_WORK"
 	else
+		pgpoly_log "removing the work directory"
 		rm -rf "$PGPOLY_WORK"
 	fi
+	pgpoly_log "cleaned up"
 	return "$rc"
 }
 
