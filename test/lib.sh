@@ -55,10 +55,15 @@ fi
 export PG_CONFIG="${PG_CONFIG:-pg_config}"
 
 _PGPOLY_CLEANED=0
+_PGPOLY_SPAWNED=() # pids of the pgpoly_spawn_logged commands
 
-# Print a harness message on stderr.
+# Seconds since the run began (exported, so the scripts a run starts count
+# from the same moment).
+export PGPOLY_T0="${PGPOLY_T0:-$EPOCHSECONDS}"
+
+# Print a harness message on stderr, with the seconds since the run began.
 pgpoly_log() {
-	echo "pgpoly-test: $*" >&2
+	echo "pgpoly-test: [$((EPOCHSECONDS - PGPOLY_T0)) s] $*" >&2
 }
 
 # Print an error and exit non-zero (the EXIT trap then cleans up).
@@ -349,19 +354,46 @@ pgpoly_run_logged() {
 	pgpoly_run bash -c '"${@:2}" 2>&1 | tee "$1"; exit "${PIPESTATUS[0]}"' _ "$@"
 }
 
-# Stop the process group of a pgpoly_run command still running (TERM, then KILL).
-_pgpoly_stop_child() {
+# Start a command in the background, in a process group of its own, with its
+# output (stdout and stderr) to LOG: pgpoly_spawn_logged LOG COMMAND [ARG...].
+# Sets PGPOLY_SPAWNED to its pid (wait "$PGPOLY_SPAWNED" gives its exit
+# status); pgpoly_cleanup stops it if it is still running.
+pgpoly_spawn_logged() {
+	local log="$1"
+
+	shift
+	setsid -w "$@" >"$log" 2>&1 </dev/null &
+	PGPOLY_SPAWNED=$!
+	_PGPOLY_SPAWNED+=("$PGPOLY_SPAWNED")
+}
+
+# Stop a process group: TERM, then KILL after $2 tenths of a second.
+_pgpoly_stop_group() {
 	local i
 
-	[[ -n "${_PGPOLY_CHILD:-}" ]] || return 0
-	kill -TERM -- "-$_PGPOLY_CHILD" 2>/dev/null
-	for ((i = 0; i < 50; i++)); do
-		kill -0 -- "-$_PGPOLY_CHILD" 2>/dev/null || break
+	kill -TERM -- "-$1" 2>/dev/null || return 0
+	for ((i = 0; i < $2; i++)); do
+		kill -0 -- "-$1" 2>/dev/null || break
 		sleep 0.1
 	done
-	kill -KILL -- "-$_PGPOLY_CHILD" 2>/dev/null
-	wait "$_PGPOLY_CHILD" 2>/dev/null
-	_PGPOLY_CHILD=
+	kill -KILL -- "-$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+}
+
+# Stop the process group of a pgpoly_run command still running, and of
+# every pgpoly_spawn_logged one (those are harness scripts that stop their
+# own servers on TERM: they get 30 s for it).
+_pgpoly_stop_child() {
+	local pid
+
+	if [[ -n "${_PGPOLY_CHILD:-}" ]]; then
+		_pgpoly_stop_group "$_PGPOLY_CHILD" 50
+		_PGPOLY_CHILD=
+	fi
+	for pid in "${_PGPOLY_SPAWNED[@]}"; do
+		_pgpoly_stop_group "$pid" 300
+	done
+	_PGPOLY_SPAWNED=()
 }
 
 # Stop PostgreSQL (immediate), if this run started it.
@@ -427,27 +459,38 @@ pgpoly_cleanup() {
 	fi
 	_PGPOLY_CLEANED=1
 	_pgpoly_stop_child
+	pgpoly_log "stopping the servers"
 	_pgpoly_stop_pg
 	_pgpoly_stop_registered
 	if [[ "${PGPOLY_KEEP_WORK:-0}" == 1 ]]; then
 		pgpoly_log "keeping work directory $PGPOLY_WORK"
 	else
+		pgpoly_log "removing the work directory"
 		rm -rf "$PGPOLY_WORK"
 	fi
+	pgpoly_log "cleaned up"
 	return "$rc"
 }
 
-# Common setup of the project commands: packages, build, PostgreSQL, Redis.
+# Common setup of the project commands: packages, build, then the servers.
 pgpoly_setup() {
 	pgpoly_install_packages
 	pgpoly_build_install
+	pgpoly_start_servers
+}
+
+# Each further store brings its own start-up file (test/lib_<store>.sh)
+# defining pgpoly_start_<store>; it is run when present.
+PGPOLY_STORES="chroma es"
+
+# Start this run's servers: PostgreSQL, the default Redis, and each store's.
+pgpoly_start_servers() {
+	local store
+
 	pgpoly_workdir
 	pgpoly_start_pg
 	pgpoly_start_redis default
-	# Each further store brings its own start-up file (test/lib_<store>.sh)
-	# defining pgpoly_start_<store>; it is run when present.
-	local store
-	for store in chroma es; do
+	for store in $PGPOLY_STORES; do
 		if declare -F "pgpoly_start_$store" >/dev/null; then
 			"pgpoly_start_$store"
 		fi

@@ -41,13 +41,26 @@ _pgpoly_chroma_up() {
 	curl -sf -m 2 "http://127.0.0.1:$1/api/v2/heartbeat" >/dev/null 2>&1
 }
 
+# Install node and Chroma (once: later calls find them installed), under a
+# lock on test/chroma, so that two harness scripts starting Chroma at the
+# same time (test/run-tests.sh and its test/fault/run-own-servers.sh) do
+# not run npm ci over each other.
+pgpoly_prepare_chroma() {
+	local fd
+
+	pgpoly_workdir
+	exec {fd}<"$PGPOLY_CHROMA_DIR"
+	flock "$fd" || pgpoly_die "could not lock $PGPOLY_CHROMA_DIR"
+	_pgpoly_chroma_node
+	_pgpoly_chroma_install
+	exec {fd}<&-
+}
+
 # Start Chroma on a free port; exports CHROMA_URL.
 pgpoly_start_chroma() {
 	local dir port pid attempt i
 
-	pgpoly_workdir
-	_pgpoly_chroma_node
-	_pgpoly_chroma_install
+	pgpoly_prepare_chroma
 	dir="$PGPOLY_WORK/chroma"
 	mkdir -p "$dir"
 	for attempt in 1 2 3; do

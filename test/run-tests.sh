@@ -1,18 +1,38 @@
 #!/usr/bin/env bash
 #
 # test/run-tests.sh -- `make test`: install the needed packages, build and
-# install pgpoly, start throwaway PostgreSQL and Redis servers on free loopback
-# ports, run the pg_regress suite (make installcheck) and the fault tests
-# (test/fault/run.py, PGPOLY_TEST_JOBS of them at a time, default 2), and print
-# "N passed, N failed".  Exits non-zero if any test failed.  A failing
-# pg_regress run does not stop the fault tests.
+# install pgpoly, start throwaway PostgreSQL, Redis, Chroma and Elasticsearch
+# stand-in servers on free loopback ports, run the pg_regress suite (make
+# installcheck) and the fault tests (test/fault/run.py, PGPOLY_TEST_JOBS of
+# them at a time, default 2), and print "N passed, N failed".  Exits non-zero
+# if any test failed.  A failing pg_regress run does not stop the fault tests.
+#
+# The fault tests run against servers of their own
+# (test/fault/run-own-servers.sh, started during the build), so they run
+# beside the pg_regress suite, which is one sequential psql session; their
+# output is shown after the suite's.  PGPOLY_TEST_JOBS=1 (`make valgrind`, whose
+# backends are CPU-bound) runs everything one after another.
 set -euo pipefail
 
 # shellcheck source=test/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$PGPOLY_ROOT"
 
-pgpoly_setup
+pgpoly_install_packages
+pgpoly_workdir
+
+# The fault tests' servers start during the build, their tests after it.
+fault_out="$PGPOLY_WORK/fault.out"
+built="$PGPOLY_WORK/built"
+fault_pid=
+if [[ "${PGPOLY_TEST_JOBS:-2}" != 1 ]]; then
+	pgpoly_log "fault tests: run beside the build and the pg_regress suite (output: $fault_out)"
+	pgpoly_spawn_logged "$fault_out" bash test/fault/run-own-servers.sh --after "$built"
+	fault_pid="$PGPOLY_SPAWNED"
+fi
+pgpoly_build_install
+: >"$built"
+pgpoly_start_servers
 
 passed=0
 failed=0
@@ -45,7 +65,9 @@ fi
 out="$PGPOLY_WORK/installcheck.out"
 rm -f regression.diffs regression.out
 rc=0
+pgpoly_log "pg_regress suite: starting"
 pgpoly_run_logged "$out" make PG_CONFIG="$PG_CONFIG" installcheck || rc=$?
+pgpoly_log "pg_regress suite: done"
 
 # PG15 prints "test name ... ok  12 ms" (or "     name ... FAILED" inside
 # parallel groups); PG16+ prints TAP lines "ok 1 - name  12 ms".
@@ -73,9 +95,17 @@ if ((rc != 0)); then
 fi
 
 # --- fault tests ------------------------------------------------------------
-out="$PGPOLY_WORK/fault.out"
+out="$fault_out"
 rc=0
-pgpoly_run_logged "$out" python3 test/fault/run.py || rc=$?
+if [[ -n "$fault_pid" ]]; then
+	# what they printed so far, then the rest as it comes
+	pgpoly_run tail -s 0.2 -n +1 -f --pid="$fault_pid" "$out" || true
+	wait "$fault_pid" || rc=$?
+	_PGPOLY_SPAWNED=()
+else
+	pgpoly_run_logged "$out" bash test/fault/run-own-servers.sh || rc=$?
+fi
+pgpoly_log "fault tests: done"
 summary="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1 || true)"
 if [[ -n "$summary" ]]; then
 	read -r ok _ bad _ <<<"${summary//,/}"

@@ -1,6 +1,7 @@
 """Small stdlib helpers for the fault tests in test/fault/test_*.py.
 
-The tests run under test/fault/run.py, started by test/run-tests.sh, so the
+The tests run under test/fault/run.py, started by test/run-tests.sh (through
+test/fault/run-own-servers.sh, servers apart from the pg_regress suite's), so the
 environment already points at the harness's servers: PGHOST/PGPORT/PGUSER/
 PGDATABASE (PostgreSQL), REDIS_PORT (the shared Redis), PGPOLY_WORK (the run's
 work directory) and PGPOLY_PIDS (the file of processes the harness stops at

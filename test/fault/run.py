@@ -2,13 +2,14 @@
 """Run the fault tests: every test/fault/test_*.py, each in its own process,
 up to JOBS of them at a time.
 
-Run by test/run-tests.sh after the harness has started PostgreSQL and Redis;
-the tests inherit PGHOST/PGPORT/PGUSER/PGDATABASE, REDIS_PORT, PGPOLY_WORK and
-PGPOLY_PIDS from it (see pgtest.py).  A test passes when it exits 0 within
-the timeout.  Prints "ok"/"FAILED" per test as each finishes, the output of
-a failed test (captured per test, so never interleaved with another's) right
-after its line, and a final "N passed, N failed" line; exits 1 if any test
-failed.
+Run by test/fault/run-own-servers.sh (which test/run-tests.sh starts beside
+the pg_regress suite) after it has started PostgreSQL, Redis, Chroma and the
+Elasticsearch stand-in; the tests inherit PGHOST/PGPORT/PGUSER/PGDATABASE,
+REDIS_PORT, PGPOLY_WORK and PGPOLY_PIDS from it (see pgtest.py).  A test passes when it exits 0 within
+the timeout.  Prints "ok"/"FAILED" per test as each finishes, with its
+seconds, the output of a failed test (captured per test, so never
+interleaved with another's) right after its line, the 15 slowest tests, and a
+final "N passed, N failed" line; exits 1 if any test failed.
 
 Usage: run.py [-j JOBS] [SUBSTRING ...]
   (only tests whose name contains a SUBSTRING)
@@ -27,7 +28,8 @@ carries the marker line
     # pgpoly-fault: exclusive
 
 (at the start of a line, in its first 100 lines): such tests run first,
-one at a time with nothing beside them; then the others run JOBS at a time,
+one at a time with no other fault test beside them (the pg_regress
+suite runs beside them on servers of its own); then the others run JOBS at a time,
 the longest first (by DURATIONS below, the seconds a test last took on a
 quiet 2-core machine; a test not listed counts as DEFAULT_DURATION), so that
 the lanes end together.
@@ -179,9 +181,11 @@ class Report:
     def __init__(self):
         self.passed = self.failed = 0
         self.total_secs = 0.0
+        self.times = []  # (seconds, name) of every test run
 
     def add(self, name, ok, out, secs):
         self.total_secs += secs
+        self.times.append((secs, name))
         print("fault %-40s ... %s  %.1f s" % (name, "ok" if ok else "FAILED", secs),
               flush=True)
         if ok:
@@ -195,6 +199,14 @@ class Report:
             print("----- output of %s -----" % name)
             print(out.rstrip())
             print("----- end of %s -----" % name, flush=True)
+
+    def print_slowest(self, n=15):
+        """The n longest tests, longest first (for DURATIONS below)."""
+        if len(self.times) < 2:
+            return
+        print("slowest fault tests:")
+        for secs, name in sorted(self.times, key=lambda t: (-t[0], t[1]))[:n]:
+            print("    %6.1f s  %s" % (secs, name))
 
 
 def run_lanes(tests, jobs, report):
@@ -275,6 +287,7 @@ def main():
               "first, then lanes busy %s s" % (
                   wall, report.total_secs, jobs, len(excl),
                   " / ".join("%.1f" % b for b in busy)))
+    report.print_slowest()
     print("%d passed, %d failed" % (report.passed, report.failed))
     return 1 if report.failed else 0
 

@@ -91,12 +91,26 @@ class Soak:
                 "socks": pgtest.backend_sockets(self.pid),
                 "redis": len(pgtest.redis_clients(self.redis_port) or [])}
 
+    def _cancel_when_running(self):
+        """pg_cancel_backend() once the soaked session runs its statement: a
+        cancel that reaches it before, while it is idle, is dropped (as a
+        fixed delay could on a loaded machine), and the statement would wait
+        for its store's timeout instead."""
+        deadline = time.monotonic() + 10 * pgtest.SCALE
+        while time.monotonic() < deadline:
+            r = self.canceller.query("SELECT state FROM pg_stat_activity WHERE pid = %d"
+                                     % self.pid)
+            if r[0].rows and r[0].rows[0][0] == b"active":
+                break
+            time.sleep(0.005)
+        time.sleep(0.02)  # into the store request
+        self.canceller.query("SELECT pg_cancel_backend(%d)" % self.pid)
+
     def _one(self, sql, want, errors):
         if callable(sql):
             sql = sql()
         if isinstance(sql, Cancel):
-            t = threading.Timer(0.02, lambda: self.canceller.query(
-                "SELECT pg_cancel_backend(%d)" % self.pid))
+            t = threading.Thread(target=self._cancel_when_running)
             t.start()
             res = self.c.query(sql)
             t.join()
