@@ -618,6 +618,42 @@ apply_write(RedisKeyState *st, RedisWrite *w)
 }
 
 /*
+ * ERROR if buffered write w, made through another table of the same hashes,
+ * RENAMEd a key to st's, moving fields along that w's table does not map
+ * and tbl reads: their values are in Redis under the old key, which the
+ * overlay does not read.
+ */
+static void
+check_renamed_fields(RedisTable *tbl, RedisWrite *w, RedisKeyState *st)
+{
+	const RedisTable *wt = w->tbl;
+
+	if (!w->renamed || wt->relid == tbl->relid)
+		return;
+	for (int i = 0; i < tbl->natts; i++)
+	{
+		const RedisColumn *c = &tbl->cols[i];
+		bool		mapped = false;
+
+		if (c->role != RCOL_FIELD)
+			continue;
+		for (int j = 0; j < wt->natts && !mapped; j++)
+			mapped = wt->cols[j].role == RCOL_FIELD &&
+				wt->cols[j].fieldlen == c->fieldlen &&
+				memcmp(wt->cols[j].field, c->field, c->fieldlen) == 0;
+		if (!mapped)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot read field \"%s\" of key \"%s\" through foreign table \"%s\"",
+							c->field, PgpolyPrintable(st->key, st->keylen, 200),
+							tbl->relname),
+					 errdetail("This transaction buffered a change of key that moved the hash to it through foreign table \"%s\", which does not map the field.",
+							   wt->relname),
+					 errhint("Read the key after COMMIT, or change the key through a table that maps every field.")));
+	}
+}
+
+/*
  * Apply the buffered writes for st's key, if any.  An emptied key does not
  * exist (Redis deletes empty collections).
  */
@@ -635,7 +671,10 @@ RedisApplyOverlay(RedisTable *tbl, RedisOverlay *ov, RedisKeyState *st)
 		return;
 	e->seen = true;
 	foreach(lc, e->writes)
+	{
+		check_renamed_fields(tbl, lfirst(lc), st);
 		apply_write(st, lfirst(lc));
+	}
 	st->exists = st->nitems > 0;
 	st->ttl = tbl->ttl_seconds > 0 ? tbl->ttl_seconds : (st->exists ? st->ttl : -2);
 }
