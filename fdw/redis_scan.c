@@ -618,6 +618,27 @@ apply_write(RedisKeyState *st, RedisWrite *w)
 }
 
 /*
+ * The TTL of st's key (as TTL says it: -1 none, -2 no key) once write w,
+ * just applied to st, is done: the writer's table sets its ttl_seconds
+ * (EXPIRE, SET ... EX); else a SET (string, json) or the DEL and HSET of
+ * a hash moved across slots makes a key without one, as does creating the
+ * key; an HSET, HDEL or element write keeps it, and so does a RENAME (the
+ * moved key's, which is not read: the TTL the key had).  Made through
+ * whichever table of the same keys: not the reader's ttl_seconds.
+ */
+static int64
+write_ttl(RedisKeyState *st, RedisWrite *w)
+{
+	if (st->nitems == 0)
+		return -2;
+	if (w->tbl->ttl_seconds > 0)
+		return w->tbl->ttl_seconds;
+	if (st->ttl == -2 || (w->kind == RW_PUT && !w->renamed))
+		return -1;
+	return st->ttl;
+}
+
+/*
  * ERROR if buffered write w, made through another table of the same hashes,
  * RENAMEd a key to st's, moving fields along that w's table does not map
  * and tbl reads: their values are in Redis under the old key, which the
@@ -672,11 +693,13 @@ RedisApplyOverlay(RedisTable *tbl, RedisOverlay *ov, RedisKeyState *st)
 	e->seen = true;
 	foreach(lc, e->writes)
 	{
-		check_renamed_fields(tbl, lfirst(lc), st);
-		apply_write(st, lfirst(lc));
+		RedisWrite *w = lfirst(lc);
+
+		check_renamed_fields(tbl, w, st);
+		apply_write(st, w);
+		st->ttl = write_ttl(st, w);
 	}
 	st->exists = st->nitems > 0;
-	st->ttl = tbl->ttl_seconds > 0 ? tbl->ttl_seconds : (st->exists ? st->ttl : -2);
 }
 
 /*

@@ -56,3 +56,34 @@ COMMIT;
 SELECT * FROM ovs_raw ORDER BY k;
 DELETE FROM ovs_raw;
 DELETE FROM ovs_wide WHERE k = 'other';
+
+-- _ttl: the writer's table sets its ttl_seconds (EXPIRE, SET ... EX), an
+-- HSET keeps the key's TTL, a SET without EX clears it, whichever table reads
+-- (sign: 1 expires, -1 none)
+CREATE FOREIGN TABLE ovs_abt (k text OPTIONS (key 'true'), a int, b int, _ttl int)
+  SERVER ovs OPTIONS (key_prefix 'regress_ovs:');
+CREATE FOREIGN TABLE ovs_x (k text OPTIONS (key 'true'), x int OPTIONS (field 'a'), _ttl int)
+  SERVER ovs OPTIONS (key_prefix 'regress_ovs:', ttl_seconds '1000');
+CREATE FOREIGN TABLE ovs_rawt (k text OPTIONS (key 'true'), a int, b int, _ttl int)
+  SERVER ovs2 OPTIONS (key_prefix 'regress_ovs:');
+CREATE FOREIGN TABLE ovs_s (k text OPTIONS (key 'true'), v text, _ttl int)
+  SERVER ovs OPTIONS (key_prefix 'regress_ovss:', table_type 'string');
+CREATE FOREIGN TABLE ovs_st (k text OPTIONS (key 'true'), v text, _ttl int)
+  SERVER ovs OPTIONS (key_prefix 'regress_ovss:', table_type 'string', ttl_seconds '1000');
+CREATE FOREIGN TABLE ovs_sraw (k text OPTIONS (key 'true'), v text, _ttl int)
+  SERVER ovs2 OPTIONS (key_prefix 'regress_ovss:', table_type 'string');
+INSERT INTO ovs_rawt VALUES ('k1', 1, 10), ('k2', 2, 20);
+INSERT INTO ovs_st VALUES ('s1', 'x');
+BEGIN;
+UPDATE ovs_abt SET a = 5 WHERE k = 'k1';
+UPDATE ovs_x SET x = 6 WHERE k = 'k2';
+SELECT k, a, b, sign(_ttl) FROM ovs_abt ORDER BY k;
+SELECT k, x, sign(_ttl) FROM ovs_x ORDER BY k;
+INSERT INTO ovs_s VALUES ('s1', 'y');
+SELECT k, v, sign(_ttl) FROM ovs_s;
+SELECT k, v, sign(_ttl) FROM ovs_st;
+COMMIT;
+SELECT k, a, b, sign(_ttl) FROM ovs_rawt ORDER BY k;
+SELECT k, v, sign(_ttl) FROM ovs_sraw;
+DELETE FROM ovs_rawt;
+DELETE FROM ovs_sraw;
