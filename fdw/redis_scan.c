@@ -684,6 +684,7 @@ RedisApplyOverlay(RedisTable *tbl, RedisOverlay *ov, RedisKeyState *st)
 	KeyRef		ref = {st->key, st->keylen};
 	OverlayEntry *e;
 	ListCell   *lc;
+	RedisWrite *renamed = NULL;
 
 	if (ov == NULL)
 		return;
@@ -695,11 +696,15 @@ RedisApplyOverlay(RedisTable *tbl, RedisOverlay *ov, RedisKeyState *st)
 	{
 		RedisWrite *w = lfirst(lc);
 
-		check_renamed_fields(tbl, w, st);
 		apply_write(st, w);
 		st->ttl = write_ttl(st, w);
+		/* a RENAME's fields count until a DEL or SET replaces the key */
+		if (w->renamed || w->kind == RW_DEL || w->kind == RW_PUT)
+			renamed = w->renamed ? w : NULL;
 	}
 	st->exists = st->nitems > 0;
+	if (renamed != NULL && st->exists)
+		check_renamed_fields(tbl, renamed, st);
 }
 
 /*

@@ -37,6 +37,14 @@ BEGIN;
 UPDATE ovs_a SET k = 'k3' WHERE k = 'k2';
 SELECT * FROM ovs_ab WHERE k = 'k3';
 ROLLBACK;
+-- (not once a DELETE replaced it)
+BEGIN;
+UPDATE ovs_a SET k = 'k3' WHERE k = 'k2';
+DELETE FROM ovs_a WHERE k = 'k3';
+SELECT * FROM ovs_ab ORDER BY k;
+INSERT INTO ovs_ab VALUES ('k3', 3, 30);
+SELECT * FROM ovs_ab ORDER BY k;
+ROLLBACK;
 BEGIN;
 UPDATE ovs_a SET k = 'k3' WHERE k = 'k2';
 SELECT * FROM ovs_a ORDER BY k;
