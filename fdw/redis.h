@@ -276,6 +276,9 @@ typedef struct RedisWrite
 	uint16		nitems;
 	RedisWriteKind kind;
 	long		idx;			/* RW_SET_IDX */
+	bool		renamed;		/* RW_PUT of a hash by RENAME of another key:
+								 * the key also gets the fields tbl does not
+								 * map, which its items do not hold */
 	RedisWriteItem items[FLEXIBLE_ARRAY_MEMBER];	/* RW_PUT, RW_MERGE: the
 													 * fields; else one */
 } RedisWrite;

@@ -223,6 +223,7 @@ typedef struct WriteBuilder
 	const char *keybytes;
 	size_t		keylen;
 	long		idx;
+	bool		renamed;		/* RedisWrite.renamed */
 	int			ncmds;
 	int			cmdargc[MAX_WRITE_CMDS];
 	int			nargs;
@@ -298,6 +299,7 @@ build_begin(RedisTable *tbl, RedisWriteKind kind, const char *key,
 		-1, key, keylen
 	};
 	b->idx = 0;
+	b->renamed = false;
 	b->ncmds = b->nargs = b->nitems = 0;
 	b->argbytes = 0;
 	if (tbl->ttl_seconds > 0)
@@ -520,6 +522,7 @@ build_end(WriteBuilder *b, MemoryContext cxt)
 	w->nitems = (uint16) b->nitems;
 	w->kind = b->kind;
 	w->idx = b->idx;
+	w->renamed = b->renamed;
 	extra = resplen;
 	place(b, &b->key, data, &extra, &w->keyoff, &w->keylen);
 	for (int i = 0; i < b->nitems; i++)
@@ -631,12 +634,16 @@ hash_fields(WriteBuilder *b, Datum *values, bool *nulls, Bitmapset *updated,
 		}
 }
 
-/* ERROR for an INSERT of a hash row whose fields are all NULL. */
+/*
+ * ERROR for an INSERT of a hash row whose fields are all NULL (its items
+ * hold no set field: an RW_MERGE's NULL fields are removals).
+ */
 static void
 reject_empty_hash(WriteBuilder *b)
 {
-	if (b->nitems > 0)
-		return;
+	for (int i = 0; i < b->nitems; i++)
+		if (b->items[2 * i + 1].p != NULL || b->items[2 * i + 1].arg >= 0)
+			return;
 	ereport(ERROR,
 			(errcode(ERRCODE_NOT_NULL_VIOLATION),
 			 errmsg("cannot store a row with only NULL fields in Redis hash table \"%s\"",
@@ -871,7 +878,14 @@ insert_write(RedisTable *tbl, Datum *values, bool *nulls, bool nx,
 	switch (tbl->type)
 	{
 		case REDIS_HASH:
-			b = build_begin(tbl, RW_PUT, key, keylen);
+
+			/*
+			 * HSET of the non-NULL fields, HDEL of the NULL ones: the fields
+			 * no column of tbl maps stay, as an RW_MERGE says to a reader
+			 * through another table of the same hashes (PgpolySharesWrites);
+			 * the if-absent script writes a key that has no fields.
+			 */
+			b = build_begin(tbl, nx ? RW_PUT : RW_MERGE, key, keylen);
 			if (nx)
 			{
 				begin_bare_cmd(b, "EVAL");
@@ -1003,6 +1017,7 @@ hash_update(RedisTable *tbl, char *oldkey, size_t oldlen, char *key,
 	}
 	else
 	{
+		b->renamed = true;
 		begin_bare_cmd(b, "RENAME");
 		arg_len(b, oldkey, oldlen);
 		arg_key(b);

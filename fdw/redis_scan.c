@@ -618,6 +618,63 @@ apply_write(RedisKeyState *st, RedisWrite *w)
 }
 
 /*
+ * The TTL of st's key (as TTL says it: -1 none, -2 no key) once write w,
+ * just applied to st, is done: the writer's table sets its ttl_seconds
+ * (EXPIRE, SET ... EX); else a SET (string, json) or the DEL and HSET of
+ * a hash moved across slots makes a key without one, as does creating the
+ * key; an HSET, HDEL or element write keeps it, and so does a RENAME (the
+ * moved key's, which is not read: the TTL the key had).  Made through
+ * whichever table of the same keys: not the reader's ttl_seconds.
+ */
+static int64
+write_ttl(RedisKeyState *st, RedisWrite *w)
+{
+	if (st->nitems == 0)
+		return -2;
+	if (w->tbl->ttl_seconds > 0)
+		return w->tbl->ttl_seconds;
+	if (st->ttl == -2 || (w->kind == RW_PUT && !w->renamed))
+		return -1;
+	return st->ttl;
+}
+
+/*
+ * ERROR if buffered write w, made through another table of the same hashes,
+ * RENAMEd a key to st's, moving fields along that w's table does not map
+ * and tbl reads: their values are in Redis under the old key, which the
+ * overlay does not read.
+ */
+static void
+check_renamed_fields(RedisTable *tbl, RedisWrite *w, RedisKeyState *st)
+{
+	const RedisTable *wt = w->tbl;
+
+	if (!w->renamed || wt->relid == tbl->relid)
+		return;
+	for (int i = 0; i < tbl->natts; i++)
+	{
+		const RedisColumn *c = &tbl->cols[i];
+		bool		mapped = false;
+
+		if (c->role != RCOL_FIELD)
+			continue;
+		for (int j = 0; j < wt->natts && !mapped; j++)
+			mapped = wt->cols[j].role == RCOL_FIELD &&
+				wt->cols[j].fieldlen == c->fieldlen &&
+				memcmp(wt->cols[j].field, c->field, c->fieldlen) == 0;
+		if (!mapped)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot read field \"%s\" of key \"%s\" through foreign table \"%s\"",
+							c->field, PgpolyPrintable(st->key, st->keylen, 200),
+							tbl->relname),
+					 errdetail("This transaction buffered a change of key that moved the hash to it through foreign table \"%s\", which does not map the field.",
+							   wt->relname),
+					 errhint("Read the key after COMMIT, or change the key through a table that maps every field.")));
+	}
+}
+
+/*
  * Apply the buffered writes for st's key, if any.  An emptied key does not
  * exist (Redis deletes empty collections).
  */
@@ -627,6 +684,7 @@ RedisApplyOverlay(RedisTable *tbl, RedisOverlay *ov, RedisKeyState *st)
 	KeyRef		ref = {st->key, st->keylen};
 	OverlayEntry *e;
 	ListCell   *lc;
+	RedisWrite *renamed = NULL;
 
 	if (ov == NULL)
 		return;
@@ -635,9 +693,18 @@ RedisApplyOverlay(RedisTable *tbl, RedisOverlay *ov, RedisKeyState *st)
 		return;
 	e->seen = true;
 	foreach(lc, e->writes)
-		apply_write(st, lfirst(lc));
+	{
+		RedisWrite *w = lfirst(lc);
+
+		apply_write(st, w);
+		st->ttl = write_ttl(st, w);
+		/* a RENAME's fields count until a DEL or SET replaces the key */
+		if (w->renamed || w->kind == RW_DEL || w->kind == RW_PUT)
+			renamed = w->renamed ? w : NULL;
+	}
 	st->exists = st->nitems > 0;
-	st->ttl = tbl->ttl_seconds > 0 ? tbl->ttl_seconds : (st->exists ? st->ttl : -2);
+	if (renamed != NULL && st->exists)
+		check_renamed_fields(tbl, renamed, st);
 }
 
 /*

@@ -302,10 +302,12 @@ whole_in_array(json_t *arr, double d)
  * number, so for each fractional element d the integers floor(d) and
  * floor(d) + 1 (whichever way the service truncates) are excluded, unless
  * the array holds them: x < i OR x > i, which compares exactly with
- * integers and floats alike (a float equal to d still passes).
+ * integers and floats alike (a float equal to d still passes), OR what
+ * others (the IN of the array's strings and booleans, or NULL) admits.
  */
 static List *
-exclude_truncated(List *conds, VectorTable *tbl, const char *key, json_t *arr)
+exclude_truncated(List *conds, VectorTable *tbl, const char *key, json_t *arr,
+				  VectorCondEval *others)
 {
 	size_t		i;
 	json_t	   *e;
@@ -331,6 +333,7 @@ exclude_truncated(List *conds, VectorTable *tbl, const char *key, json_t *arr)
 			gt->op = VCOND_GT;
 			lt->value = gt->value = psprintf(INT64_FORMAT, n);
 			lt->or_else = gt;
+			gt->or_else = others;
 			conds = lappend(conds, lt);
 		}
 	}
@@ -377,9 +380,89 @@ check_array_numbers(VectorTable *tbl, Jsonb *filter, const char *key, json_t *ar
 	}
 }
 
+/* The JSON kinds an IN array may hold, each sent as an array of its own. */
+typedef enum FilterKind
+{
+	FK_NUMBER,
+	FK_STRING,
+	FK_BOOLEAN
+} FilterKind;
+
+/* VCOND_IN of key and the elements of arr of kind k, or_else others; NULL if none. */
+static VectorCondEval *
+in_of_kind(const char *key, json_t *arr, FilterKind k, VectorCondEval *others)
+{
+	json_t	   *part = json_array();
+	VectorCondEval *c = NULL;
+	size_t		i;
+	json_t	   *e;
+	char	   *s;
+
+	json_array_foreach(arr, i, e)
+		if (k == FK_NUMBER ? json_is_number(e) :
+			k == FK_STRING ? json_is_string(e) : json_is_boolean(e))
+		json_array_append(part, e);
+	if (json_array_size(part) > 0)
+	{
+		s = json_dumps(part, JSON_COMPACT);
+		if (s == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory building a JSON document")));
+		c = palloc0(sizeof(VectorCondEval));
+		c->key = pstrdup(key);
+		c->op = VCOND_IN;
+		c->value = pstrdup(s);
+		c->or_else = others;
+		free(s);
+	}
+	json_decref(part);
+	return c;
+}
+
+/*
+ * conds with the IN of filter array arr at key: a service compares the
+ * elements of one $in of one type (Chroma answers HTTP 400 to [1, "1"]),
+ * so the numbers, strings and booleans are each an IN, ORed; the numbers'
+ * with exclude_truncated.  *empty for an empty array, which no record
+ * matches (a service refuses an empty $in).  An element that is no
+ * scalar equals no metadata value a service holds: ERROR, as for a value.
+ */
+static List *
+array_conditions(List *conds, VectorTable *tbl, Jsonb *filter, const char *key,
+				 json_t *arr, bool *empty)
+{
+	VectorCondEval *others;
+	VectorCondEval *strings;
+	VectorCondEval *numbers;
+	size_t		i;
+	json_t	   *e;
+
+	json_array_foreach(arr, i, e)
+		if (!json_is_string(e) && !json_is_number(e) && !json_is_boolean(e))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("filter array for key \"%s\" must hold strings, numbers or booleans", key)));
+	if (json_array_size(arr) == 0)
+	{
+		*empty = true;
+		return conds;
+	}
+	check_array_numbers(tbl, filter, key, arr);
+	others = in_of_kind(key, arr, FK_BOOLEAN, NULL);
+	strings = in_of_kind(key, arr, FK_STRING, others);
+	if (strings != NULL)
+		others = strings;
+	numbers = in_of_kind(key, arr, FK_NUMBER, others);
+	if (numbers == NULL)
+		return lappend(conds, others);
+	conds = lappend(conds, numbers);
+	return exclude_truncated(conds, tbl, key, arr, others);
+}
+
 /*
  * The filter jsonb as pushed conditions: scalar -> equality, array -> IN
- * (with exclude_truncated); *empty when a number no stored number equals.
+ * (array_conditions); *empty when a number no stored number equals.
  * Without a metadata column, tbl exposes only its metadata-field columns:
  * a key of another field is not a column of it, as in a WHERE clause.
  */
@@ -436,9 +519,12 @@ filter_conditions(VectorTable *tbl, Jsonb *filter, bool *empty)
 			continue;
 		}
 		if (json_is_array(v))
-			check_array_numbers(tbl, filter, key, v);
+		{
+			conds = array_conditions(conds, tbl, filter, key, v, empty);
+			continue;
+		}
 		c->key = pstrdup(key);
-		c->op = json_is_array(v) ? VCOND_IN : VCOND_EQ;
+		c->op = VCOND_EQ;
 		s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 		if (s == NULL)
 			ereport(ERROR,
@@ -447,8 +533,6 @@ filter_conditions(VectorTable *tbl, Jsonb *filter, bool *empty)
 		c->value = pstrdup(s);
 		free(s);
 		conds = lappend(conds, c);
-		if (json_is_array(v))
-			conds = exclude_truncated(conds, tbl, key, v);
 	}
 	return conds;
 }

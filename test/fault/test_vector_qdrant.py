@@ -485,6 +485,13 @@ def test():
                      "pgpoly.vector_search('t_dot', '{1,0}', 2, '{\"task\": \"vision\"}');")
     check(got == [["3", "-1.000000"], ["1", "-1.000000"]] or
           got == [["1", "-1.000000"], ["3", "-1.000000"]], "vector_search: %r" % got)
+    # a mixed array is an IN per kind, ORed; an empty one matches nothing
+    got = rows(sess, "SELECT id FROM pgpoly.vector_search('t_dot', '{1,0}', 2, "
+                     "'{\"task\": [7, \"vision\", true]}') ORDER BY id;")
+    check(got == [["1"], ["3"]], "vector_search of a mixed array: %r" % got)
+    got = rows(sess, "SELECT id FROM pgpoly.vector_search('t_dot', '{1,0}', 2, "
+                     "'{\"task\": []}');")
+    check(got == [], "vector_search of an empty array: %r" % got)
 
     # An embedding element beyond real's range is an ERROR (22003), not Infinity.
     fx.add_collection("bigc", 2, "Euclid", [{"id": 1, "vector": [1e39, 0.5], "payload": {}}])
